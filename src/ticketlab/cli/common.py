@@ -1,0 +1,35 @@
+"""Arguments and helpers shared by several verbs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_argument(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--model",
+        required=required,
+        metavar="PATH_OR_ID",
+        help="pre-trained model: a local directory (offline) or a hub id (online)",
+    )
+
+
+def add_targets_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--targets",
+        default=None,
+        metavar="REGEX",
+        help="prunable weights as a regex over module names relative to the encoder "
+        "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer)",
+    )
+
+
+def sparsity_arg(value: str) -> float:
+    """argparse type: a fraction in [0, 1); '70%%' is accepted too."""
+    try:
+        s = float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= s < 1.0:
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1) (e.g. 0.7 for 70%% zeros), got {value}")
+    return s

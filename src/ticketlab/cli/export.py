@@ -1,0 +1,49 @@
+"""Export a masked model as a standard Hugging Face checkpoint with the pruned weights set to zero.
+
+`AutoModel*.from_pretrained(OUT)` reloads it with the zeros intact; no ticketlab needed to use it.
+
+Example:
+  ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp70 --out exported/omp70
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from ..errors import TicketlabError
+from ..masking import check_fits, export_pretrained, load_mask
+from ..modeling import head_of, load_config, load_model, load_tokenizer
+from .common import add_model_argument
+
+HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p)
+    p.add_argument("--mask", required=True, metavar="MASK_DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--head",
+        choices=["auto", "mlm", "seq-cls", "qa", "base"],
+        default="auto",
+        help="head to load the model with (auto: the one in its config)",
+    )
+    p.add_argument(
+        "--ignore-hash",
+        action="store_true",
+        help="apply the mask even if the model's weights differ from those it was found on",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    mask, config = load_mask(args.mask)
+    head = head_of(load_config(args.model)) if args.head == "auto" else args.head
+    model = load_model(args.model, head=head)
+    check_fits(mask, config, model, source=args.mask, check_hash=not args.ignore_hash)
+    tokenizer = None
+    with contextlib.suppress(TicketlabError):
+        tokenizer = load_tokenizer(args.model)
+    export_pretrained(model, args.out, mask=mask, config=config, tokenizer=tokenizer)
+    print(f"exported {head} model with {mask.sparsity:.1%} of target weights zero -> {args.out}")
+    return 0

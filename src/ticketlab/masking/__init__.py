@@ -1,0 +1,41 @@
+"""Masks over pre-trained weights: targets, the Mask type, applying/removing, mask files, export."""
+
+from .apply import (
+    BinaryMask,
+    MaskParametrization,
+    apply_mask,
+    attach,
+    current_mask,
+    dense_weight,
+    is_masked,
+    masks_disabled,
+    remove_mask,
+)
+from .export import export_pretrained
+from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
+from .mask import Mask
+from .targets import DEFAULT_TARGETS, default_targets, find_targets, targets_repr
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "BinaryMask",
+    "Mask",
+    "MaskConfig",
+    "MaskParametrization",
+    "apply_mask",
+    "attach",
+    "check_fits",
+    "current_mask",
+    "default_targets",
+    "dense_weight",
+    "export_pretrained",
+    "find_targets",
+    "is_masked",
+    "load_mask",
+    "load_mask_onto",
+    "masks_disabled",
+    "remove_mask",
+    "save_mask",
+    "targets_repr",
+    "weights_hash",
+]

@@ -1,0 +1,144 @@
+"""Attaching masks to a model with `torch.nn.utils.parametrize`, and taking them off again.
+
+A masked module keeps its type (an `nn.Linear` stays an `nn.Linear`); its `weight` becomes
+`original ⊙ mask`, computed on access. Because the product is recomputed at every forward, pruned
+weights stay exactly zero through any later training, whatever the optimizer does to `original`.
+
+Tied weights: BERT's MLM decoder shares its weight with the word embeddings. When the embeddings are
+masked, every module tied to the same Parameter gets the same parametrization, so the masked model
+computes exactly what its exported checkpoint (zeros in the shared matrix) computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ..errors import MaskMismatchError
+from ..modeling import encoder_of
+from .mask import Mask
+
+
+class MaskParametrization(nn.Module):
+    """Base class of every mask parametrization; `enabled = False` lets the dense weight through."""
+
+    enabled: bool = True
+
+    def current_mask(self) -> Tensor:
+        """The binary mask in force now (bool, shape of the weight)."""
+        raise NotImplementedError
+
+
+class BinaryMask(MaskParametrization):
+    """W -> W ⊙ M for a fixed boolean mask M (held as a buffer, so it moves with the model)."""
+
+    def __init__(self, mask: Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.bool())
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.mask if self.enabled else weight
+
+    def current_mask(self) -> Tensor:
+        return self.mask
+
+
+def _mask_param(module: nn.Module) -> MaskParametrization | None:
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    found = [p for p in module.parametrizations.weight if isinstance(p, MaskParametrization)]
+    return found[0] if found else None
+
+
+def dense_weight(module: nn.Module) -> Tensor:
+    """The unmasked weight tensor of a module, parametrized or not."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def resolve_modules(model: nn.Module, keys: list[str] | Mapping[str, object]) -> dict[str, nn.Module]:
+    """Find the encoder module behind each weight key, or raise one error listing what is missing."""
+    modules = dict(encoder_of(model).named_modules())
+    missing = [k for k in keys if not k.endswith(".weight") or k.removesuffix(".weight") not in modules]
+    if missing:
+        raise MaskMismatchError(
+            f"{len(missing)} masked weight(s) do not exist in this model, e.g. {', '.join(missing[:3])}"
+        )
+    return {k: modules[k.removesuffix(".weight")] for k in keys}
+
+
+def attach(model: nn.Module, parametrizations: Mapping[str, MaskParametrization]) -> nn.Module:
+    """Register one mask parametrization per weight key (and on every module tied to that weight)."""
+    modules = resolve_modules(model, list(parametrizations))
+    tied: dict[int, list[nn.Module]] = {}
+    for module in model.modules():
+        w = module._parameters.get("weight")
+        if w is not None:
+            tied.setdefault(id(w), []).append(module)
+    for key, module in modules.items():
+        if _mask_param(module) is not None:
+            raise MaskMismatchError(f"{key} is already masked; remove the mask first")
+        p = parametrizations[key]
+        weight = module.weight
+        shape = tuple(p.current_mask().shape)
+        if tuple(weight.shape) != shape:
+            raise MaskMismatchError(
+                f"{key}: mask shape {shape} does not match weight shape {tuple(weight.shape)}"
+            )
+        for m in tied.get(id(weight), [module]):
+            parametrize.register_parametrization(m, "weight", p)
+    return model
+
+
+def apply_mask(model: nn.Module, mask: Mask) -> nn.Module:
+    """Mask `model` in place: each weight named in `mask` becomes `weight ⊙ mask`. Returns the model."""
+    device_of = {k: m.weight.device for k, m in resolve_modules(model, list(mask)).items()}
+    return attach(model, {k: BinaryMask(t.to(device_of[k])) for k, t in mask.items()})
+
+
+def _masked_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, MaskParametrization]]:
+    for name, module in model.named_modules():
+        p = _mask_param(module)
+        if p is not None:
+            yield name, module, p
+
+
+def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
+    """Take every mask off. `squash=True` writes the zeros into the weights; False restores dense weights.
+
+    The Parameter objects survive (torch sets their data in place), so ties and optimizer references
+    stay valid.
+    """
+    for _, module, _ in list(_masked_modules(model)):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=squash)
+    return model
+
+
+def current_mask(model: nn.Module) -> Mask:
+    """The mask in force on the model's encoder, keyed like a mask file."""
+    encoder = encoder_of(model)
+    return Mask(
+        {f"{name}.weight": p.current_mask().detach().cpu().clone() for name, _, p in _masked_modules(encoder)}
+    )
+
+
+def is_masked(model: nn.Module) -> bool:
+    return any(True for _ in _masked_modules(model))
+
+
+@contextlib.contextmanager
+def masks_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the dense model: the KD teacher is the same model with its masks switched off."""
+    params = {id(p): p for _, _, p in _masked_modules(model)}.values()
+    before = [p.enabled for p in params]
+    for p in params:
+        p.enabled = False
+    try:
+        yield model
+    finally:
+        for p, e in zip(params, before, strict=True):
+            p.enabled = e

@@ -1,0 +1,215 @@
+"""Mask files: a directory with `mask_config.json` and bit-packed `masks.safetensors`.
+
+A mask file is the unit that travels between steps, like a PEFT adapter. It never holds model
+weights, only ~1 bit per target weight plus the provenance needed to reuse it safely: the base
+model, a hash of the base weights it was found on, the method and its settings, library versions.
+Nothing is unpickled: the config is JSON, the masks are safetensors (uint8, `numpy.packbits` order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..errors import MaskFileError, MaskMismatchError, TicketlabError
+from ..files import atomic_dir, read_json
+from .apply import dense_weight, resolve_modules
+from .mask import Mask
+
+CONFIG_NAME = "mask_config.json"
+MASKS_NAME = "masks.safetensors"
+FORMAT = "ticketlab-mask"
+FORMAT_VERSION = 1
+RANKINGS = ("local", "global")
+
+
+def library_versions() -> dict[str, str]:
+    import transformers
+
+    from .. import __version__
+
+    return {
+        "ticketlab": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class MaskConfig:
+    """What a mask is and where it came from. Validated on creation and on load."""
+
+    method: str
+    sparsity: float  # the target: fraction of target weights set to zero
+    base_model: str  # path or hub id the mask was found on
+    base_model_hash: str  # `weights_hash` of the target weights it was found on
+    model_type: str
+    targets: str | list[str]
+    ranking: str | None = "local"
+    seed: int | None = None
+    achieved_sparsity: float | None = None
+    search: dict[str, Any] = field(default_factory=dict)  # method-specific settings and log summary
+    versions: dict[str, str] = field(default_factory=library_versions)
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= float(self.sparsity) < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        if self.ranking is not None and self.ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {RANKINGS} or None, got {self.ranking!r}")
+        if not self.method:
+            raise ValueError("method must be a non-empty string")
+        if self.format != FORMAT:
+            raise ValueError(f"not a ticketlab mask (format {self.format!r})")
+        if self.format_version > FORMAT_VERSION:
+            raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MaskConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(d))
+        if missing:
+            raise ValueError(f"missing field(s): {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def weights_hash(model: nn.Module, keys: list[str]) -> str:
+    """sha256 over the names, shapes and float32 values of the given (dense) target weights."""
+    h = hashlib.sha256()
+    for key, module in sorted(resolve_modules(model, keys).items()):
+        w = dense_weight(module).detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{key}:{tuple(w.shape)};".encode())
+        h.update(w.numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def pack(mask: Mask) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    tensors = {n: torch.from_numpy(np.packbits(t.cpu().numpy().ravel())) for n, t in mask.items()}
+    meta = {"format": FORMAT, "shapes": json.dumps({n: list(t.shape) for n, t in mask.items()})}
+    return tensors, meta
+
+
+def unpack(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Mask:
+    try:
+        shapes = json.loads(meta["shapes"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise MaskFileError(f"{path}: no valid 'shapes' metadata (not a ticketlab mask file?)") from None
+    if set(shapes) != set(tensors):
+        raise MaskFileError(f"{path}: metadata and tensors name different weights")
+    out = {}
+    for name, shape in shapes.items():
+        packed = tensors[name]
+        n = math.prod(shape)
+        if packed.dtype != torch.uint8 or packed.ndim != 1 or packed.numel() != (n + 7) // 8:
+            raise MaskFileError(f"{path}: tensor '{name}' has the wrong size for shape {tuple(shape)}")
+        bits = np.unpackbits(packed.numpy(), count=n).astype(bool)
+        out[name] = torch.from_numpy(bits).reshape(shape)
+    return Mask(out)
+
+
+def save_mask(
+    mask: Mask,
+    config: MaskConfig,
+    out_dir: str | os.PathLike,
+    *,
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Path:
+    """Write a mask directory atomically. `extra` adds safetensors files (e.g. a trained MLM head)."""
+    if config.achieved_sparsity is None:
+        config = dataclasses.replace(config, achieved_sparsity=round(mask.sparsity, 6))
+    out_dir = Path(out_dir)
+    tensors, meta = pack(mask)
+    with atomic_dir(out_dir) as tmp:
+        save_file(tensors, str(tmp / MASKS_NAME), metadata=meta)
+        (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        for fname, ts in (extra or {}).items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in ts.items()}, str(tmp / fname))
+    return out_dir
+
+
+def load_mask(path: str | os.PathLike) -> tuple[Mask, MaskConfig]:
+    """Read a mask directory, or raise `MaskFileError` naming the file and the problem."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MaskFileError(f"{path}: mask directory not found")
+    cfg_path, masks_path = path / CONFIG_NAME, path / MASKS_NAME
+    try:
+        raw = read_json(cfg_path, "mask config")
+    except TicketlabError as e:
+        raise MaskFileError(str(e)) from None
+    try:
+        config = MaskConfig.from_dict(raw if isinstance(raw, dict) else {})
+    except (ValueError, TypeError) as e:
+        raise MaskFileError(f"{cfg_path}: invalid mask config: {e}") from None
+    if not masks_path.is_file():
+        raise MaskFileError(f"{masks_path}: masks file not found")
+    try:
+        with safe_open(str(masks_path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
+        raise MaskFileError(f"{masks_path}: corrupt or truncated safetensors file ({e})") from None
+    return unpack(tensors, meta, masks_path), config
+
+
+def check_fits(
+    mask: Mask,
+    config: MaskConfig,
+    model: nn.Module,
+    *,
+    source: str | os.PathLike = "mask",
+    check_hash: bool = True,
+) -> None:
+    """Raise `MaskMismatchError` unless `mask` fits `model` (names, shapes and, optionally, base weights)."""
+    try:
+        modules = resolve_modules(model, list(mask))
+    except MaskMismatchError as e:
+        raise MaskMismatchError(f"{source}: {e} (mask found on {config.base_model})") from None
+    for key, module in modules.items():
+        if tuple(module.weight.shape) != tuple(mask[key].shape):
+            raise MaskMismatchError(
+                f"{source}: {key} has shape {tuple(mask[key].shape)} in the mask but "
+                f"{tuple(module.weight.shape)} in the model (mask found on {config.base_model})"
+            )
+    if check_hash:
+        have = weights_hash(model, list(mask))
+        if have != config.base_model_hash:
+            raise MaskMismatchError(
+                f"{source}: the model's weights differ from those the mask was found on "
+                f"({config.base_model}); pass --ignore-hash (check_hash=False) to apply it anyway"
+            )
+
+
+def load_mask_onto(model: nn.Module, path: str | os.PathLike, *, check_hash: bool = True) -> MaskConfig:
+    """Load a mask directory, check that it fits `model`, and apply it in place. Returns its config."""
+    from .apply import apply_mask
+
+    mask, config = load_mask(path)
+    check_fits(mask, config, model, source=path, check_hash=check_hash)
+    apply_mask(model, mask)
+    return config

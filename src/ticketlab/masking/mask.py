@@ -1,0 +1,124 @@
+"""The Mask type: boolean tensors keyed by weight name, True where a weight is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import Tensor
+
+from ..errors import MaskMismatchError
+
+
+class Mask(Mapping[str, Tensor]):
+    """An immutable mapping `weight key -> bool tensor` (True = kept, False = pruned).
+
+    Similarity follows TAMT §4.2.5 / Chen et al.: masks are the sets of kept weights, the Jaccard
+    similarity is |A ∩ B| / |A ∪ B| over all targets, and the mask distance is 1 - Jaccard.
+    """
+
+    def __init__(self, tensors: Mapping[str, Tensor]):
+        self._t: dict[str, Tensor] = {}
+        for name, t in tensors.items():
+            if t.dtype != torch.bool:
+                raise TypeError(f"mask '{name}' must be a bool tensor, got {t.dtype}")
+            self._t[name] = t
+
+    # Mapping protocol
+    def __getitem__(self, name: str) -> Tensor:
+        return self._t[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._t)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def __repr__(self) -> str:
+        return f"Mask({len(self)} tensors, {self.numel:,} weights, sparsity={self.sparsity:.4f})"
+
+    # Counts
+    @property
+    def numel(self) -> int:
+        return sum(t.numel() for t in self._t.values())
+
+    @property
+    def kept(self) -> int:
+        return sum(int(t.sum()) for t in self._t.values())
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of target weights that are pruned (zero)."""
+        n = self.numel
+        return 1.0 - self.kept / n if n else 0.0
+
+    def per_matrix(self) -> dict[str, float]:
+        return {name: 1.0 - int(t.sum()) / t.numel() for name, t in self._t.items()}
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(t.shape) for name, t in self._t.items()}
+
+    # Set algebra and similarity
+    def check_compatible(self, other: Mask) -> None:
+        if self.shapes != other.shapes:
+            mine, theirs = set(self.shapes), set(other.shapes)
+            if mine != theirs:
+                diff = sorted(mine ^ theirs)[:3]
+                raise MaskMismatchError(f"masks cover different weights (e.g. {', '.join(diff)})")
+            bad = next(n for n in self.shapes if self.shapes[n] != other.shapes[n])
+            raise MaskMismatchError(
+                f"masks differ in shape at {bad}: {self.shapes[bad]} vs {other.shapes[bad]}"
+            )
+
+    def _combine(self, other: Mask, op) -> Mask:
+        self.check_compatible(other)
+        return Mask({n: op(t, other[n].to(t.device)) for n, t in self._t.items()})
+
+    def __and__(self, other: Mask) -> Mask:
+        return self._combine(other, torch.logical_and)
+
+    def __or__(self, other: Mask) -> Mask:
+        return self._combine(other, torch.logical_or)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mask) or self.shapes != other.shapes:
+            return False
+        return all(torch.equal(t, other[n].to(t.device)) for n, t in self._t.items())
+
+    __hash__ = None  # mutable-content tensors: not hashable
+
+    def jaccard(self, other: Mask) -> float:
+        self.check_compatible(other)
+        inter = union = 0
+        for n, t in self._t.items():
+            o = other[n].to(t.device)
+            inter += int(torch.logical_and(t, o).sum())
+            union += int(torch.logical_or(t, o).sum())
+        return inter / union if union else 1.0
+
+    def distance(self, other: Mask) -> float:
+        return 1.0 - self.jaccard(other)
+
+    # Conversions
+    def to(self, device: torch.device | str) -> Mask:
+        return Mask({n: t.to(device) for n, t in self._t.items()})
+
+    def cpu(self) -> Mask:
+        return self.to("cpu")
+
+    @classmethod
+    def ones_like(cls, shapes: Mapping[str, tuple[int, ...]]) -> Mask:
+        return cls({n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()})
+
+    def summary(self) -> str:
+        """A table with one row per matrix and the overall sparsity."""
+        rows = [
+            (n, "x".join(map(str, t.shape)), t.numel(), 1.0 - int(t.sum()) / t.numel())
+            for n, t in self._t.items()
+        ]
+        width = max([len(r[0]) for r in rows] + [len("overall")])
+        lines = [f"{'weight':<{width}}  {'shape':>12}  {'params':>12}  {'sparsity':>8}"]
+        lines += [f"{n:<{width}}  {s:>12}  {k:>12,}  {sp:>8.1%}" for n, s, k, sp in rows]
+        lines.append(f"{'overall':<{width}}  {'':>12}  {self.numel:>12,}  {self.sparsity:>8.1%}")
+        return "\n".join(lines)

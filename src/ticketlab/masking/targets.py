@@ -1,0 +1,83 @@
+"""Which weights are prunable.
+
+Targets are chosen by module-name patterns relative to the encoder (`model.base_model`), the way
+PEFT's `target_modules` works: a string is a regular expression that must match the whole module
+name; a list names modules exactly or by suffix (`"query"` matches `encoder.layer.0.attention.self.query`).
+The key of a target is `<module name>.weight`, e.g. `encoder.layer.3.intermediate.dense.weight`, so
+the same mask fits `*ForMaskedLM`, `*ForSequenceClassification`, `*ForQuestionAnswering` and the bare
+model. Biases, LayerNorm, position/type embeddings and task heads are never targets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..modeling import encoder_of
+
+# TAMT §3.2: the word embeddings and Q, K, V, attention output, FFN in, FFN out of every layer.
+BERT_LIKE_TARGETS = (
+    r"embeddings\.word_embeddings"
+    r"|encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+    r"|intermediate\.dense|output\.dense)"
+)
+DEFAULT_TARGETS: dict[str, str] = {
+    "bert": BERT_LIKE_TARGETS,
+    "roberta": BERT_LIKE_TARGETS,
+    "xlm-roberta": BERT_LIKE_TARGETS,
+    "camembert": BERT_LIKE_TARGETS,
+    "electra": BERT_LIKE_TARGETS,
+}
+
+Targets = str | Sequence[str] | None
+
+
+def default_targets(model_type: str) -> str:
+    try:
+        return DEFAULT_TARGETS[model_type]
+    except KeyError:
+        known = ", ".join(sorted(DEFAULT_TARGETS))
+        raise ConfigError(
+            f"no default prunable weights for model_type '{model_type}' (known: {known}); "
+            "pass targets explicitly (a regex or a list of module names)"
+        ) from None
+
+
+def _matcher(targets: str | Sequence[str]):
+    if isinstance(targets, str):
+        try:
+            pattern = re.compile(targets)
+        except re.error as e:
+            raise ConfigError(f"invalid targets regex {targets!r}: {e}") from None
+        return lambda name: pattern.fullmatch(name) is not None
+    names = list(targets)
+    return lambda name: any(name == t or name.endswith("." + t) for t in names)
+
+
+def find_targets(model: nn.Module, targets: Targets = None) -> dict[str, nn.Module]:
+    """Map each prunable weight key (`<module>.weight`, relative to the encoder) to its module.
+
+    Only modules with a 2-D `weight` (Linear, Embedding) qualify. Raises if nothing matches.
+    """
+    encoder = encoder_of(model)
+    if targets is None:
+        targets = default_targets(getattr(getattr(model, "config", None), "model_type", "unknown"))
+    match = _matcher(targets)
+    found = {
+        f"{name}.weight": module
+        for name, module in encoder.named_modules()
+        if isinstance(module, (nn.Linear, nn.Embedding)) and match(name)
+    }
+    if not found:
+        raise ConfigError(f"targets {targets!r} match no Linear or Embedding module of the model")
+    return found
+
+
+def targets_repr(targets: Targets, model: nn.Module) -> str | list[str]:
+    """The targets as they are stored in a mask file: the explicit pattern, never None."""
+    if targets is None:
+        return default_targets(model.config.model_type)
+    return targets if isinstance(targets, str) else list(targets)

@@ -1,0 +1,108 @@
+"""Loading pre-trained models and tokenizers by local path or hub id, with errors a user can act on.
+
+Every command takes `--model PATH_OR_ID`. A local directory is used as it is; anything else is
+passed to the hub (which works only online). One mask fits every head: masks are keyed relative to
+the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads onto
+`BertForSequenceClassification` of the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from .errors import TicketlabError
+
+Head = Literal["mlm", "seq-cls", "qa", "base"]
+_AUTO = {
+    "mlm": AutoModelForMaskedLM,
+    "seq-cls": AutoModelForSequenceClassification,
+    "qa": AutoModelForQuestionAnswering,
+    "base": AutoModel,
+}
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-load progress bars and 'newly initialised head' warnings."""
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _check_source(name_or_path: str | os.PathLike) -> str:
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TicketlabError(f"{path}: not a model directory (no config.json)")
+        return str(path)
+    # A hub id is "name" or "org/name"; anything else that does not exist is a missing local path.
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise TicketlabError(f"{name}: model directory not found")
+    return name  # a hub id
+
+
+def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    hint = (
+        "" if Path(name).exists() else " (hub ids need network access; pass a local directory when offline)"
+    )
+    return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
+
+
+def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
+    name = _check_source(name_or_path)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as e:
+        raise _wrap_load_error(name, "config", e) from None
+
+
+def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) -> PreTrainedModel:
+    """Load a pre-trained model with the given head; kwargs go to `from_pretrained` (e.g. num_labels)."""
+    name = _check_source(name_or_path)
+    quiet_transformers()
+    try:
+        return _AUTO[head].from_pretrained(name, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise _wrap_load_error(name, f"model ({head} head)", e) from None
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    name = _check_source(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise _wrap_load_error(name, "tokenizer", e) from None
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder a mask is keyed against: `model.base_model` for HF models, else the module itself."""
+    return getattr(model, "base_model", model)
+
+
+def head_of(config: PretrainedConfig) -> Head:
+    """The head a checkpoint was saved with, from `config.architectures` ('base' when unknown)."""
+    arch = (getattr(config, "architectures", None) or [""])[0]
+    for suffix, head in (
+        ("ForMaskedLM", "mlm"),
+        ("ForSequenceClassification", "seq-cls"),
+        ("ForQuestionAnswering", "qa"),
+    ):
+        if arch.endswith(suffix):
+            return head
+    return "base"

@@ -1,0 +1,56 @@
+"""Turning scores into an exact-sparsity mask: keep the highest-scoring weights.
+
+Every unstructured method reduces to this: OMP ranks |W|, random pruning ranks random numbers, TAMT
+ranks its learned scores, IMP ranks |W| with the already-pruned weights at -inf. `local` ranking
+prunes round(s·n) weights of each matrix; `global` prunes round(s·N) over all targets together.
+Selection is by `topk` indices, not by a threshold, so ties (e.g. TAMT's two-valued initial scores)
+never change the count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..masking import Mask
+
+Ranking = Literal["local", "global"]
+
+
+def check_sparsity(sparsity: float) -> float:
+    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
+        raise ConfigError(
+            f"sparsity must be a fraction in [0, 1) (0.7 = 70% of weights zero), got {sparsity!r}"
+        )
+    return float(sparsity)
+
+
+def _keep_top_flat(flat: Tensor, n_keep: int) -> Tensor:
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if n_keep > 0:
+        keep[torch.topk(flat, n_keep, sorted=False).indices] = True
+    return keep
+
+
+def keep_top(scores: Mapping[str, Tensor], sparsity: float, ranking: Ranking = "local") -> Mask:
+    """A mask keeping the highest scores, pruning exactly round(sparsity · count) weights."""
+    sparsity = check_sparsity(sparsity)
+    if ranking == "local":
+        out = {}
+        for name, s in scores.items():
+            n_keep = s.numel() - round(sparsity * s.numel())
+            out[name] = _keep_top_flat(s.detach().reshape(-1), n_keep).reshape(s.shape)
+        return Mask(out)
+    if ranking == "global":
+        flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
+        keep = _keep_top_flat(flat, flat.numel() - round(sparsity * flat.numel()))
+        out, start = {}, 0
+        for name, s in scores.items():
+            out[name] = keep[start : start + s.numel()].reshape(s.shape)
+            start += s.numel()
+        return Mask(out)
+    raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")

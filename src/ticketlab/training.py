@@ -1,0 +1,376 @@
+"""One plain training loop for every method: mask search, IMP, fine-tuning, pre-training.
+
+No Trainer subclasses: a caller hands over the model, the parameters to optimise, a dataset, a
+collate function and a loss function, plus optional hooks, and gets back the eval history with the
+best and final scores. What the loop owns:
+
+* AdamW with linear (or constant) decay after an optional warm-up, gradient clipping, gradient
+  accumulation and mixed precision, on CPU, one GPU or several processes under `accelerate launch`
+  (DDP). The batch size is *global*: each process takes its slice of every batch, so a run gives
+  the same batches whatever the number of processes.
+* Deterministic data order: the batch at step t is a function of (seed, t) alone, and so is every
+  per-example random choice (the `seeds` handed to `collate_fn`). Resuming or adding processes does
+  not change what the model sees.
+* Checkpoints (trainable parameters, buffers such as masks, optimizer, scheduler, RNG, extra state
+  from the caller) written atomically every `save_every` steps and at the end; `train` resumes from
+  the last one on its own. A JSON-lines log and a progress bar.
+* Evaluation every `eval_every` steps on the main process, with the best score tracked (the
+  papers report the best dev score during fine-tuning).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import io
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .errors import ConfigError, TicketlabError
+from .files import atomic_write_bytes, atomic_write_json
+
+Batch = dict[str, Tensor]
+LossFn = Callable[[nn.Module, Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
+CollateFn = Callable[[list[Any], list[int]], Batch]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+RESULT = "train_result.json"
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int  # optimizer steps
+    batch_size: int = 16  # global batch per optimizer step (split over processes and accumulation)
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: Literal["linear", "constant"] = "linear"
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    eval_every: int | None = None  # steps; None: only at the end (if an eval_fn is given)
+    save_every: int | None = 100  # steps between checkpoints; None: only at the end
+    log_every: int = 10
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
+    greater_is_better: bool = True
+    progress: bool = True
+    desc: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size and grad_accum must be >= 1")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for name in ("eval_every", "save_every"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1 or None, got {v}")
+        if self.schedule not in ("linear", "constant"):
+            raise ConfigError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+
+
+@dataclass
+class TrainState:
+    """What hooks see. `step` counts finished optimizer steps."""
+
+    step: int
+    model: nn.Module  # unwrapped (not the DDP wrapper)
+    optimizer: torch.optim.Optimizer
+    accelerator: Accelerator
+    config: TrainConfig
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)  # [{"step": s, **metrics}]
+    best: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
+    train_time_s: float = 0.0  # optimisation only, evaluation excluded
+    resumed_from: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def example_seed(seed: int, epoch: int, index: int) -> int:
+    """A per-example seed that depends only on (run seed, epoch, example index)."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> tuple[list[int], int]:
+    """Example indices of global micro-batch `micro_step` and its epoch: reshuffled every epoch."""
+    per_epoch = max(1, math.ceil(n / batch_size))
+    epoch, k = divmod(micro_step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return order[k * batch_size : (k + 1) * batch_size].tolist(), epoch
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
+    state = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    state.update({n: b.detach().cpu() for n, b in model.named_buffers()})
+    return state
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": repr(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(ast.literal_eval(state["python"]))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file: say which one
+        raise TicketlabError(f"{path}: corrupt checkpoint, delete it to restart from scratch ({e})") from None
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warm, total = config.warmup_steps, config.max_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if config.schedule == "constant":
+            return 1.0
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    return Accelerator(mixed_precision=config.mixed_precision)
+
+
+def train(
+    model: nn.Module,
+    params: Iterable[nn.Parameter] | Sequence[dict[str, Any]],
+    dataset: Sequence[Any],
+    collate_fn: CollateFn,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    eval_fn: EvalFn | None = None,
+    after_step: Callable[[TrainState], None] | None = None,
+    extra_state: tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]] | None = None,
+    accelerator: Accelerator | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Optimise `params` of `model` on `dataset` for `config.max_steps` steps; see the module docstring.
+
+    `loss_fn(model, batch)` returns the loss (optionally with a dict of numbers to log). `after_step`
+    runs after every optimizer step (TAMT re-thresholds its masks there, IMP prunes and rewinds).
+    `extra_state` is a (get, set) pair for state outside the model that a resume must restore.
+    With `out_dir`, a finished run is not repeated: its saved result is returned.
+    """
+    if len(dataset) == 0:
+        raise TicketlabError("the training set is empty")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if out is not None and resume and (out / RESULT).is_file():
+        return TrainResult(**json.loads((out / RESULT).read_text()))
+
+    acc = accelerator or make_accelerator(config)
+    seed_everything(config.seed)
+    raw_model = model
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = make_scheduler(optimizer, config)
+    model, optimizer = acc.prepare(model, optimizer)
+    state = TrainState(0, raw_model, optimizer, acc, config)
+    result = TrainResult(steps=0)
+
+    ckpt = out / CHECKPOINT if out is not None else None
+    if ckpt is not None and resume and ckpt.is_file():
+        saved = load_checkpoint(ckpt)
+        missing = (
+            set(saved["model"])
+            - set(dict(raw_model.named_parameters()))
+            - set(dict(raw_model.named_buffers()))
+        )
+        if missing:
+            raise TicketlabError(f"{ckpt}: checkpoint does not match this model (e.g. {sorted(missing)[0]})")
+        raw_model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        if extra_state is not None:
+            extra_state[1](saved.get("extra", {}))
+        result = TrainResult(**saved["result"])
+        result.resumed_from = state.step = saved["step"]
+
+    def save_checkpoint() -> None:
+        if ckpt is None or not acc.is_main_process:
+            return
+        payload = {
+            "step": state.step,
+            "model": _trainable_state(raw_model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(),
+            "extra": extra_state[0]() if extra_state is not None else {},
+            "result": result.to_dict(),
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write_bytes(ckpt, buf.getvalue())
+
+    log_file = open(out / LOG, "a") if out is not None and acc.is_main_process else None  # noqa: SIM115
+
+    def log(record: dict[str, Any]) -> None:
+        if log_file is not None:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
+    def evaluate() -> dict[str, Any]:
+        raw_model.eval()
+        metrics = [eval_fn(raw_model) if acc.is_main_process else None]
+        raw_model.train()
+        if acc.num_processes > 1:
+            broadcast_object_list(metrics)
+        record = {"step": state.step, **metrics[0]}
+        result.history.append(record)
+        if config.metric is not None:
+            if config.metric not in record:
+                raise TicketlabError(f"eval returned no metric '{config.metric}' (got {sorted(metrics[0])})")
+            better = (lambda a, b: a > b) if config.greater_is_better else (lambda a, b: a < b)
+            if result.best is None or better(record[config.metric], result.best[config.metric]):
+                result.best = record
+        log({"eval": record})
+        return record
+
+    micro = config.batch_size // config.grad_accum
+    rank, world = acc.process_index, acc.num_processes
+    bar = tqdm(
+        total=config.max_steps,
+        initial=state.step,
+        desc=config.desc,
+        disable=not (config.progress and acc.is_local_main_process),
+        dynamic_ncols=True,
+    )
+    window: dict[str, list[float]] = {}
+    model.train()
+    try:
+        while state.step < config.max_steps:
+            t0 = time.perf_counter()
+            for a in range(config.grad_accum):
+                idx, epoch = batch_indices(
+                    len(dataset), micro, state.step * config.grad_accum + a, config.seed
+                )
+                mine = (
+                    [idx[i] for i in range(len(idx)) if i * world // len(idx) == rank] if world > 1 else idx
+                )
+                batch = collate_fn(
+                    [dataset[i] for i in mine], [example_seed(config.seed, epoch, i) for i in mine]
+                )
+                batch = {k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+                # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+                last = a == config.grad_accum - 1
+                with contextlib.nullcontext() if last else acc.no_sync(model), acc.autocast():
+                    out_ = loss_fn(model, batch)
+                    loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
+                    acc.backward(loss / config.grad_accum)
+                for k, v in {"loss": float(loss.detach()), **logs}.items():
+                    window.setdefault(k, []).append(float(v))
+            if config.max_grad_norm is not None:
+                acc.clip_grad_norm_(
+                    [p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm
+                )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if after_step is not None:
+                after_step(state)
+            result.train_time_s += time.perf_counter() - t0
+            result.steps = state.step
+            bar.update(1)
+            if state.step % config.log_every == 0 or state.step == config.max_steps:
+                means = {k: sum(v) / len(v) for k, v in window.items()}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+                log(
+                    {
+                        "step": state.step,
+                        "lr": scheduler.get_last_lr()[0],
+                        **means,
+                        "time_s": round(result.train_time_s, 3),
+                    }
+                )
+                window.clear()
+            if eval_fn is not None and config.eval_every and state.step % config.eval_every == 0:
+                evaluate()
+                if config.metric is not None and result.best is not None:
+                    bar.set_description(
+                        f"{config.desc} best {config.metric}={result.best[config.metric]:.4g}"
+                    )
+            if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
+                save_checkpoint()
+        if eval_fn is not None and (not result.history or result.history[-1]["step"] != state.step):
+            evaluate()
+        result.final = result.history[-1] if result.history else None
+        save_checkpoint()
+        if out is not None and acc.is_main_process:
+            atomic_write_json(out / RESULT, result.to_dict())
+    finally:
+        bar.close()
+        if log_file is not None:
+            log_file.close()
+    acc.wait_for_everyone()
+    return result

@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny random BERT/RoBERTa models built from config objects, and a tiny tokenizer.
+
+Everything here is offline and deterministic (fixed seeds). Tests that need ../shared skip when it
+is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BERT_MINI = SHARED / "models" / "bert-mini-ref"
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = (
+    "the a an this that one two cat dog bird fish man woman child king queen house tree river city "
+    "runs sees likes eats finds walks sleeps sings is are was good bad great awful happy sad big small "
+    "red blue very not and or but with of in on to from by . , ! ?"
+).split()
+VOCAB = SPECIAL + WORDS
+
+
+def tiny_bert_config(**kw) -> BertConfig:
+    base = dict(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+    )
+    return BertConfig(**{**base, **kw})
+
+
+def tiny_roberta_config(**kw) -> RobertaConfig:
+    base = dict(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return RobertaConfig(**{**base, **kw})
+
+
+def make_model(cls, config, seed: int = 0):
+    torch.manual_seed(seed)
+    return cls(config).eval()
+
+
+def write_tokenizer(path: Path) -> BertTokenizerFast:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    tok.save_pretrained(path)
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A saved tiny BertForMaskedLM with its tokenizer: a stand-in for a pre-trained checkpoint."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(path)
+    write_tokenizer(path)
+    return path
+
+
+@pytest.fixture()
+def bert_mini() -> Path:
+    if not (BERT_MINI / "config.json").is_file():
+        pytest.skip("../shared/models/bert-mini-ref is absent")
+    return BERT_MINI
