@@ -12,6 +12,10 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
+from ticketlab.modeling import quiet_transformers
+
+quiet_transformers()  # no per-load progress bars in test output
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BERT_MINI = SHARED / "models" / "bert-mini-ref"
 

@@ -1,0 +1,92 @@
+"""The mask verbs of the CLI, run in-process: prune, info, compare, export, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from ticketlab.cli import _verb_modules, main
+from ticketlab.masking import find_targets, load_mask
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_verb_has_help(capsys):
+    for verb in _verb_modules():
+        with pytest.raises(SystemExit) as e:
+            main([verb, "--help"])
+        assert e.value.code == 0
+        assert "usage: ticketlab " + verb in capsys.readouterr().out
+
+
+def test_prune_info_compare_export(tiny_bert_dir, tmp_path, capsys):
+    omp, rnd = tmp_path / "omp", tmp_path / "rand"
+    code, out, _ = run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.7", "--out", omp)
+    assert code == 0 and "70.0" in out
+    code, _, _ = run(
+        capsys,
+        "prune",
+        "random",
+        "--model",
+        tiny_bert_dir,
+        "--sparsity",
+        "70%",
+        "--seed",
+        1,
+        "--ranking",
+        "global",
+        "--out",
+        rnd,
+    )
+    assert code == 0
+    mask, config = load_mask(rnd)
+    assert config.method == "random" and config.ranking == "global" and config.seed == 1
+    assert mask.numel - mask.kept == round(0.7 * mask.numel)
+
+    code, out, _ = run(capsys, "info", omp)
+    assert code == 0
+    assert "overall" in out and "70.0%" in out and "encoder.layer.1.output.dense.weight" in out
+    code, out, _ = run(capsys, "info", omp, "--json")
+    assert json.loads(out)["config"]["method"] == "omp"
+
+    code, out, _ = run(capsys, "compare", omp, rnd, "--json")
+    matrix = json.loads(out)["jaccard"]
+    assert matrix[0][0] == 1.0 and matrix[0][1] == matrix[1][0] and 0.05 < matrix[0][1] < 0.35
+
+    code, out, _ = run(capsys, "export", "--model", tiny_bert_dir, "--mask", omp, "--out", tmp_path / "exp")
+    assert code == 0 and "mlm" in out
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "exp")
+    for key, module in find_targets(reloaded).items():
+        assert torch.all(module.weight[~mask_of(omp)[key]] == 0)
+    assert (tmp_path / "exp" / "tokenizer.json").is_file() or (tmp_path / "exp" / "vocab.txt").is_file()
+
+
+def mask_of(path):
+    return load_mask(path)[0]
+
+
+def test_user_errors_are_one_line_and_exit_2(tiny_bert_dir, tmp_path, capsys):
+    code, _, err = run(
+        capsys, "prune", "omp", "--model", tmp_path / "missing", "--sparsity", "0.5", "--out", tmp_path / "m"
+    )
+    assert code == 2 and "model directory not found" in err and "Traceback" not in err
+    code, _, err = run(capsys, "info", tmp_path / "missing")
+    assert code == 2 and "mask directory not found" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mask_config.json").write_text("{")
+    code, _, err = run(capsys, "info", bad)
+    assert code == 2 and str(bad / "mask_config.json") in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["prune", "omp", "--model", str(tiny_bert_dir), "--sparsity", "1.5", "--out", str(bad)])
+    assert e.value.code == 2
+    assert "sparsity must be in [0, 1)" in capsys.readouterr().err
+    code, _, err = run(capsys, "compare", tmp_path / "one")
+    assert code == 2

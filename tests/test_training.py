@@ -1,0 +1,177 @@
+"""The shared training loop: learning, exact resume, best-score bookkeeping, accumulation, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from conftest import make_model, tiny_bert_config
+from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.masking import apply_mask
+from ticketlab.pruning import omp_mask
+from ticketlab.training import TrainConfig, batch_indices, example_seed, train
+
+# A learnable toy task: label 1 iff token 7 occurs in the sequence.
+GEN = torch.Generator().manual_seed(0)
+DATA = [torch.randint(8, 60, (10,), generator=GEN) for _ in range(64)]
+for i in range(0, 64, 2):
+    DATA[i][int(torch.randint(0, 10, (1,), generator=GEN))] = 7
+LABELS = [int((x == 7).any()) for x in DATA]
+DATASET = list(zip(DATA, LABELS, strict=True))
+
+
+def collate(examples, seeds):
+    return {
+        "input_ids": torch.stack([x for x, _ in examples]),
+        "labels": torch.tensor([y for _, y in examples]),
+    }
+
+
+def loss_fn(model, batch):
+    return model(**batch).loss
+
+
+def accuracy(model) -> dict[str, float]:
+    with torch.no_grad():
+        logits = model(input_ids=torch.stack(DATA)).logits
+    return {"accuracy": float((logits.argmax(-1) == torch.tensor(LABELS)).float().mean())}
+
+
+def fresh(sparsity: float | None = 0.5):
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
+    if sparsity is not None:
+        apply_mask(model, omp_mask(model, sparsity))
+    return model
+
+
+def config(**kw) -> TrainConfig:
+    return TrainConfig(**{**dict(max_steps=12, batch_size=8, lr=3e-3, progress=False, save_every=5), **kw})
+
+
+def test_loss_decreases_and_history_is_logged(tmp_path):
+    model = fresh()
+    before = accuracy(model)["accuracy"]
+    result = train(
+        model,
+        model.parameters(),
+        DATASET,
+        collate,
+        loss_fn,
+        config(max_steps=40, eval_every=10),
+        out_dir=tmp_path,
+        eval_fn=accuracy,
+    )
+    assert [h["step"] for h in result.history] == [10, 20, 30, 40]
+    assert result.final["accuracy"] > max(before, 0.75)
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if "loss" in r]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "train_result.json").is_file()
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    straight = fresh()
+    train(straight, straight.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path / "a")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_7(state):
+        if state.step == 7:
+            raise Interrupt
+
+    model = fresh()
+    with pytest.raises(Interrupt):
+        train(
+            model,
+            model.parameters(),
+            DATASET,
+            collate,
+            loss_fn,
+            config(),
+            out_dir=tmp_path / "b",
+            after_step=stop_at_7,
+        )
+    resumed = fresh()  # a new process would start from the base model again
+    result = train(resumed, resumed.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path / "b")
+    assert result.resumed_from == 5 and result.steps == 12
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_finished_run_is_not_repeated(tmp_path):
+    model = fresh()
+    first = train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
+    calls = []
+    again = train(
+        fresh(),
+        fresh().parameters(),
+        DATASET,
+        collate,
+        lambda m, b: calls.append(1) or loss_fn(m, b),
+        config(),
+        out_dir=tmp_path,
+    )
+    assert calls == [] and again.steps == first.steps == 12
+
+
+def test_best_score_bookkeeping(tmp_path):
+    scripted = iter([0.5, 0.9, 0.7, 0.6])
+
+    def eval_fn(model):
+        return {"acc": next(scripted)}
+
+    model = fresh()
+    result = train(
+        model,
+        model.parameters(),
+        DATASET,
+        collate,
+        loss_fn,
+        config(max_steps=8, eval_every=2, metric="acc"),
+        eval_fn=eval_fn,
+    )
+    assert result.best == {"step": 4, "acc": 0.9} and result.final == {"step": 8, "acc": 0.6}
+    scripted = iter([0.5, 0.9, 0.2, 0.6])
+    result = train(
+        model,
+        model.parameters(),
+        DATASET,
+        collate,
+        loss_fn,
+        config(max_steps=8, eval_every=2, metric="acc", greater_is_better=False),
+        eval_fn=eval_fn,
+    )
+    assert result.best["step"] == 6
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    a, b = fresh(), fresh()
+    train(a, a.parameters(), DATASET, collate, loss_fn, config(max_steps=3, save_every=None))
+    train(b, b.parameters(), DATASET, collate, loss_fn, config(max_steps=3, grad_accum=2, save_every=None))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5), name
+
+
+def test_data_order_depends_only_on_seed_and_step():
+    first = [batch_indices(10, 4, s, seed=3) for s in range(6)]
+    assert first == [batch_indices(10, 4, s, seed=3) for s in range(6)]
+    epoch0 = sorted(i for idx, e in first[:3] for i in idx if e == 0)
+    assert epoch0 == list(range(10))  # every example once per epoch
+    assert example_seed(1, 0, 5) == example_seed(1, 0, 5) != example_seed(1, 1, 5)
+
+
+def test_bad_config_and_corrupt_checkpoint(tmp_path):
+    with pytest.raises(ConfigError, match="divisible"):
+        TrainConfig(max_steps=1, batch_size=10, grad_accum=3)
+    with pytest.raises(ConfigError, match="max_steps"):
+        TrainConfig(max_steps=0)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    model = fresh()
+    with pytest.raises(TicketlabError, match="corrupt checkpoint"):
+        train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
+    with pytest.raises(TicketlabError, match="empty"):
+        train(model, model.parameters(), [], collate, loss_fn, config())
