@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..masking import MaskConfig, find_targets, save_mask, targets_repr, weights_hash
+from ..masking import MaskConfig, save_mask
 from ..modeling import load_model
 from ..pruning import ONE_SHOT
 from .common import add_model_argument, add_targets_argument, sparsity_arg
@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
     mask = ONE_SHOT[args.method](
         model, args.sparsity, ranking=args.ranking, targets=args.targets, seed=args.seed
     )
-    config = MaskConfig(
+    config = MaskConfig.for_model(
+        model,
+        mask,
         method=args.method,
         sparsity=args.sparsity,
+        base_model=args.model,
+        targets=args.targets,
         ranking=args.ranking,
         seed=args.seed if args.method == "random" else None,
-        base_model=str(args.model),
-        base_model_hash=weights_hash(model, list(find_targets(model, args.targets))),
-        model_type=model.config.model_type,
-        targets=targets_repr(args.targets, model),
     )
     save_mask(mask, config, args.out)
     print(f"{args.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned -> {args.out}")

@@ -81,6 +81,31 @@ class MaskConfig:
         if self.format_version > FORMAT_VERSION:
             raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
 
+    @classmethod
+    def for_model(
+        cls,
+        model: nn.Module,
+        mask: Mask,
+        *,
+        method: str,
+        sparsity: float,
+        base_model: str,
+        targets: str | list[str] | None = None,
+        **kw: Any,
+    ) -> MaskConfig:
+        """The config of `mask`, found on `model` (loaded from `base_model`): hash and targets filled in."""
+        from .targets import targets_repr
+
+        return cls(
+            method=method,
+            sparsity=sparsity,
+            base_model=str(base_model),
+            base_model_hash=weights_hash(model, list(mask)),
+            model_type=model.config.model_type,
+            targets=targets_repr(targets, model),
+            **kw,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
