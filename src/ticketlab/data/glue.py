@@ -1,0 +1,211 @@
+"""GLUE-style text tasks: read a split from its TSV file (or the hub), tokenize it once, cache it.
+
+The reader follows the files the standard GLUE download script writes: tab-separated, no quoting
+(MNLI and QQP texts contain quote characters), an optional UTF-8 byte-order mark (MRPC), a header
+row except for CoLA (columns by index there). Rows with the wrong number of fields or an empty
+text, which QQP and a few other files contain, are skipped and counted; when more than half of a
+file is malformed it is not that task's file and reading stops with a `DataError`. So does a
+missing file, a missing column or a label outside the task's label set, each naming the file.
+
+`--data-dir` is either a GLUE root (`DIR/SST-2/train.tsv`) or the task's own folder
+(`DIR/train.tsv`). Without a data dir, `load_examples` falls back to the `datasets` hub (online).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from ..errors import DataError
+from ..tasks import Column, TaskSpec
+from .features import Features, Ragged, cached, file_digest, tokenizer_digest
+
+log = logging.getLogger(__name__)
+MAX_MALFORMED = 0.5  # fraction of malformed rows above which a file is rejected outright
+
+
+@dataclass
+class Examples:
+    """One split of a text task: the texts, the label ids (or float scores) and what was skipped."""
+
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: list[int] | list[float]
+    source: str  # the file (or hub dataset) it came from
+    skipped: int = 0  # malformed rows left out
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+
+# --------------------------------------------------------------------------- locating files
+
+
+def task_dir(spec: TaskSpec, data_dir: str | os.PathLike) -> Path:
+    """The folder holding the task's files: `DIR/<folder>` of a GLUE root, or `DIR` itself."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data directory not found")
+    names = dict.fromkeys([spec.folder, spec.id, spec.folder.lower()])
+    candidates = [root / name for name in names] + [root]
+    for d in candidates:
+        if any((d / f).is_file() for f in spec.files.values()):
+            return d
+    wanted = ", ".join(spec.files.values())
+    raise DataError(
+        f"{root}: no {spec.id} data: expected {wanted} in {root / spec.folder} (a GLUE root) or in {root}"
+    )
+
+
+def split_file(spec: TaskSpec, data_dir: str | os.PathLike, split: str) -> Path:
+    if split not in spec.files:
+        raise DataError(f"task '{spec.id}' has no split '{split}' (it has {sorted(spec.files)})")
+    path = task_dir(spec, data_dir) / spec.files[split]
+    if not path.is_file():
+        raise DataError(f"{path}: {spec.id} {split} file not found")
+    return path
+
+
+# --------------------------------------------------------------------------- reading TSV
+
+
+def _column_index(spec: TaskSpec, header: list[str] | None, col: Column, path: Path) -> int:
+    if isinstance(col, int):
+        return col
+    assert header is not None
+    names = [h.strip() for h in header]
+    if col not in names:
+        raise DataError(f"{path}: no column '{col}' in the header (columns: {', '.join(names)})")
+    return names.index(col)
+
+
+def _label_value(spec: TaskSpec, raw: str, path: Path, line: int) -> int | float:
+    raw = raw.strip()
+    if spec.kind == "regression":
+        try:
+            return float(raw)
+        except ValueError:
+            raise DataError(f"{path}, line {line}: label '{raw}' is not a number") from None
+    labels = spec.labels or ()
+    if raw not in labels:
+        what = "empty label" if not raw else f"label '{raw}'"
+        raise DataError(f"{path}, line {line}: {what} is not one of {list(labels)} (task '{spec.id}')")
+    return labels.index(raw)
+
+
+def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
+    """Read one GLUE-style TSV file of `spec`; see the module docstring for what is skipped or refused."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: MRPC starts with a byte-order mark
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read as UTF-8 text ({e})") from None
+    lines = [ln.removesuffix("\r") for ln in text.split("\n")]
+    header = lines[0].split("\t") if spec.header and lines else None
+    first = 1 if spec.header else 0
+    cols = [c for c in (spec.text_a, spec.text_b, spec.label) if c is not None]
+    idx = [_column_index(spec, header, c, path) for c in cols]
+    n_fields = len(header) if header is not None else spec.n_fields
+    need = max(idx) + 1
+    ia, ib, il = idx[0], (idx[1] if spec.text_b is not None else None), idx[-1]
+
+    text_a: list[str] = []
+    text_b: list[str] = []
+    labels: list[int | float] = []
+    rows = skipped = 0
+    for line_no, line in enumerate(lines[first:], start=first + 1):
+        if not line.strip():
+            continue
+        rows += 1
+        fields = line.split("\t")
+        if (n_fields is not None and len(fields) != n_fields) or len(fields) < need:
+            skipped += 1
+            continue
+        a = fields[ia].strip()
+        b = fields[ib].strip() if ib is not None else ""
+        if not a or (ib is not None and not b):  # QQP has a few pairs with an empty question
+            skipped += 1
+            continue
+        labels.append(_label_value(spec, fields[il], path, line_no))
+        text_a.append(a)
+        text_b.append(b)
+    if rows == 0:
+        raise DataError(f"{path}: no data rows")
+    if skipped > MAX_MALFORMED * rows:
+        want = f"{n_fields} tab-separated fields" if n_fields else f"at least {need} fields"
+        raise DataError(f"{path}: {skipped} of {rows} rows are malformed (expected {want}); wrong file?")
+    if skipped:
+        log.warning("%s: skipped %d malformed row(s) of %d", path, skipped, rows)
+    return Examples(text_a, text_b if spec.text_b is not None else None, labels, str(path), skipped)
+
+
+# --------------------------------------------------------------------------- the hub fallback (online only)
+
+
+def read_hub(spec: TaskSpec, split: str) -> Examples:
+    """The split from the `datasets` hub (`spec.hub`); used only when no local data dir is given."""
+    if spec.hub is None or split not in spec.hub_splits:
+        raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
+    import datasets
+
+    name, config = spec.hub
+    try:
+        ds = datasets.load_dataset(name, config, split=spec.hub_splits[split])
+    except Exception as e:  # offline, unknown name, ...: one line the user can act on
+        raise DataError(
+            f"cannot load {name}/{config} from the hub ({str(e).splitlines()[0] if str(e) else e}); "
+            "pass --data-dir with the files in the standard layout"
+        ) from None
+    a, b = spec.hub_columns[0], (spec.hub_columns[1] if len(spec.hub_columns) > 1 else None)
+    # Built-in label orders equal the hub's class ids (e.g. MNLI entailment, neutral, contradiction).
+    labels = [float(x) for x in ds["label"]] if spec.kind == "regression" else [int(x) for x in ds["label"]]
+    return Examples(list(ds[a]), list(ds[b]) if b else None, labels, f"hub:{name}/{config}/{split}")
+
+
+def load_examples(spec: TaskSpec, data_dir: str | os.PathLike | None, split: str) -> Examples:
+    if data_dir is None:
+        return read_hub(spec, split)
+    return read_tsv(spec, split_file(spec, data_dir, split))
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+
+def tokenize(examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Features:
+    """input_ids (+ token_type_ids where the tokenizer makes them) truncated to max_length, and labels."""
+    args = (examples.text_a,) if examples.text_b is None else (examples.text_a, examples.text_b)
+    enc = tokenizer(*args, truncation=True, max_length=max_length)
+    columns: dict[str, Ragged | np.ndarray] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
+    if "token_type_ids" in enc:
+        columns["token_type_ids"] = Ragged.from_lists(enc["token_type_ids"], dtype=np.int8)
+    dtype = np.float32 if examples.labels and isinstance(examples.labels[0], float) else np.int64
+    columns["labels"] = np.asarray(examples.labels, dtype=dtype)
+    return Features(columns)
+
+
+def load_features(
+    spec: TaskSpec,
+    data_dir: str | os.PathLike | None,
+    split: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+) -> tuple[Features, Examples]:
+    """Tokenized features of one split (cached on disk per file, tokenizer and max_length)."""
+    examples = load_examples(spec, data_dir, split)
+    source = examples.source
+    key = {
+        "kind": "glue",
+        "file": file_digest(source) if data_dir is not None else source,
+        "spec": [spec.kind, spec.header, spec.text_a, spec.text_b, spec.label, spec.labels, spec.n_fields],
+        "tokenizer": tokenizer_digest(tokenizer),
+        "max_length": max_length,
+        "n": len(examples),
+    }
+    return cached(key, lambda: tokenize(examples, tokenizer, max_length)), examples

@@ -1,0 +1,102 @@
+"""Downstream metrics: the GLUE ones (sklearn / scipy) and SQuAD v1.1 exact match and F1.
+
+Every score is on the 0-100 scale the papers print (accuracy 91.3, Matthews 0.54 -> 54.0), so
+best / final / mean ± std read the same everywhere. The SQuAD functions follow the official v1.1
+evaluation script: answers are normalised (lower case, punctuation and the articles a / an / the
+removed, white space collapsed) and each prediction takes the max over the gold answers.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+# --------------------------------------------------------------------------- GLUE
+
+
+def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(preds) == np.asarray(labels)).mean() * 100)
+
+
+def f1(preds: np.ndarray, labels: np.ndarray) -> float:
+    """Binary F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
+    return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0) * 100)
+
+
+def mcc(preds: np.ndarray, labels: np.ndarray) -> float:
+    """Matthews correlation (CoLA); 0 when the predictions are constant."""
+    return float(matthews_corrcoef(labels, preds) * 100)
+
+
+def _correlation(fn: Callable, preds: np.ndarray, labels: np.ndarray) -> float:
+    preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if preds.std() == 0 or labels.std() == 0:
+        return 0.0  # undefined for a constant predictor; scipy would warn and return nan
+    return float(fn(preds, labels)[0] * 100)
+
+
+def pearson(preds: np.ndarray, labels: np.ndarray) -> float:
+    return _correlation(pearsonr, preds, labels)
+
+
+def spearman(preds: np.ndarray, labels: np.ndarray) -> float:
+    return _correlation(spearmanr, preds, labels)
+
+
+# name -> fn(predictions, labels). Classification tasks pass argmax ids, regression raw scores.
+GLUE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy,
+    "f1": f1,
+    "mcc": mcc,
+    "pearson": pearson,
+    "spearman": spearman,
+}
+SQUAD_METRICS = ("exact_match", "f1")
+METRIC_NAMES = frozenset(GLUE_METRICS) | frozenset(SQUAD_METRICS)
+
+
+def glue_metrics(names: Sequence[str], preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {name: GLUE_METRICS[name](preds, labels) for name in names}
+
+
+# --------------------------------------------------------------------------- SQuAD v1.1
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """The official SQuAD v1.1 normalisation: lower, drop punctuation and articles, fix white space."""
+    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", s).split())
+
+
+def exact_match_score(prediction: str, truth: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(truth))
+
+
+def f1_tokens_score(prediction: str, truth: str) -> float:
+    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    common = Counter(pred) & Counter(gold)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_metrics(predictions: Mapping[str, str], answers: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """EM and F1 (0-100) over the questions in `answers` (id -> gold texts); a missing prediction is wrong."""
+    em = f1_sum = 0.0
+    for qid, golds in answers.items():
+        pred = predictions.get(qid, "")
+        em += max(exact_match_score(pred, g) for g in golds)
+        f1_sum += max(f1_tokens_score(pred, g) for g in golds)
+    n = max(1, len(answers))
+    return {"exact_match": 100 * em / n, "f1": 100 * f1_sum / n}

@@ -1,0 +1,246 @@
+"""The downstream task registry: one `TaskSpec` per task says where its data is and how to score it.
+
+A spec names the files of each split (GLUE layout: `DIR/SST-2/train.tsv`), the columns that hold
+the text(s) and the label, the label set (or regression), the metrics and the main one, and the
+fine-tuning defaults of TAMT Table 1. The nine GLUE tasks and SQuAD v1.1 are built in. Adding a task
+is one entry, in code:
+
+    from ticketlab.tasks import TaskSpec, register_task
+    register_task(TaskSpec(id="sentiment", text_a="text", label="label", labels=("neg", "pos")))
+
+or as a `task.json` with the same fields in the task's data folder, found by
+`ticketlab finetune --task sentiment --data-dir DATA` (`DATA/sentiment/task.json` or
+`DATA/task.json`) or `--task path/to/task.json`:
+
+    {"id": "sentiment", "text_a": "text", "label": "label", "labels": ["neg", "pos"]}
+
+Metric keys: the first eval split gives plain names (`accuracy`); another split adds its suffix
+(MNLI's `dev_mm` split gives `accuracy_mm`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError, TicketlabError
+from .files import read_json
+from .metrics import GLUE_METRICS, SQUAD_METRICS
+
+Kind = Literal["classification", "regression", "squad"]
+Column = str | int  # a header name, or a 0-based field index for files without a header
+TASK_FILE = "task.json"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    kind: Kind = "classification"
+    dir_name: str | None = None  # folder under a GLUE-style root (default: the id)
+    files: dict[str, str] = field(default_factory=lambda: {"train": "train.tsv", "dev": "dev.tsv"})
+    eval_splits: tuple[str, ...] = ("dev",)  # scored during fine-tuning; the first one decides "best"
+    header: bool = True
+    text_a: Column = "sentence"
+    text_b: Column | None = None  # second sentence of pair tasks
+    label: Column = "label"
+    labels: tuple[str, ...] | None = None  # label strings as in the files (classification default: 0, 1)
+    n_fields: int | None = None  # exact field count of a row in a headerless file (default: any enough)
+    metrics: tuple[str, ...] = ("accuracy",)
+    main_metric: str | None = None  # decides the best dev score (default: the first metric)
+    # fine-tuning defaults (TAMT Table 1)
+    lr: float = 2e-5
+    batch_size: int = 32
+    max_length: int = 128
+    epochs: float = 3.0
+    eval_every: int = 50
+    # `datasets` hub fallback when no local data dir is given (online only)
+    hub: tuple[str, str | None] | None = None  # load_dataset(name, config)
+    hub_columns: tuple[str, ...] = ()  # text_a[, text_b] column names in the hub dataset
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "dev": "validation"})
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"task '{self.id}': {msg}")
+
+        if not self.id or not isinstance(self.id, str):
+            raise ConfigError(f"task id must be a non-empty string, got {self.id!r}")
+        if self.kind not in ("classification", "regression", "squad"):
+            raise bad(f"kind must be classification, regression or squad, got {self.kind!r}")
+        if "train" not in self.files or not self.eval_splits:
+            raise bad("files needs a 'train' split and eval_splits at least one split")
+        missing = [s for s in self.eval_splits if s not in self.files]
+        if missing:
+            raise bad(f"eval split(s) {missing} have no entry in files {sorted(self.files)}")
+        known = set(SQUAD_METRICS) if self.kind == "squad" else set(GLUE_METRICS)
+        unknown = [m for m in self.metrics if m not in known]
+        if not self.metrics or unknown:
+            raise bad(f"unknown metric(s) {unknown or '(none given)'}; choose from {sorted(known)}")
+        if self.main_metric is not None and self.main_metric not in self.metrics:
+            raise bad(f"main_metric {self.main_metric!r} is not one of its metrics {list(self.metrics)}")
+        if self.kind == "classification" and self.labels is None:
+            object.__setattr__(self, "labels", ("0", "1"))  # the GLUE binary convention
+        if self.kind == "classification" and len(set(self.labels)) < 2:
+            raise bad("a classification task needs at least two distinct labels")
+        if self.kind != "classification" and self.labels is not None:
+            raise bad(f"a {self.kind} task has no label list (labels must be null)")
+        if self.kind != "squad" and not self.header:
+            cols = [c for c in (self.text_a, self.text_b, self.label) if c is not None]
+            if not all(isinstance(c, int) and c >= 0 for c in cols):
+                raise bad("a file without a header needs 0-based integer columns")
+        for name in ("lr", "batch_size", "max_length", "epochs", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise bad(f"{name} must be > 0, got {getattr(self, name)}")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def main(self) -> str:
+        return self.main_metric or self.metrics[0]
+
+    @property
+    def num_labels(self) -> int:
+        """Output size of the head: 1 for regression, 2 (start/end) for SQuAD."""
+        return 1 if self.kind == "regression" else 2 if self.kind == "squad" else len(self.labels or ())
+
+    @property
+    def folder(self) -> str:
+        return self.dir_name or self.id
+
+    def metric_keys(self) -> list[str]:
+        return [metric_key(m, s, self.eval_splits) for s in self.eval_splits for m in self.metrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "task spec") -> TaskSpec:
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: a task spec must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {unknown}; known: {sorted(names)}")
+        if "id" not in d:
+            raise ConfigError(f"{source}: missing field 'id'")
+        tuples = ("eval_splits", "labels", "metrics", "hub", "hub_columns")
+        d = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in d.items()}
+        try:
+            return cls(**d)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+def metric_key(metric: str, split: str, eval_splits: tuple[str, ...]) -> str:
+    """`accuracy` on the first eval split, `accuracy_mm` on MNLI's `dev_mm`."""
+    if split == eval_splits[0]:
+        return metric
+    return f"{metric}_{split.removeprefix('dev_')}"
+
+
+# --------------------------------------------------------------------------- the registry
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
+    """Add a task to the registry (an existing id needs overwrite=True). Returns the spec."""
+    if spec.id in TASKS and not overwrite and TASKS[spec.id] != spec:
+        raise ConfigError(f"task '{spec.id}' is already registered (pass overwrite=True to replace it)")
+    TASKS[spec.id] = spec
+    return spec
+
+
+def _glue(id: str, dir_name: str, hub_columns: tuple[str, ...], **kw: Any) -> TaskSpec:
+    return register_task(
+        TaskSpec(id=id, dir_name=dir_name, hub=("nyu-mll/glue", id), hub_columns=hub_columns, **kw)
+    )
+
+
+_glue(
+    "cola", "CoLA", ("sentence",), header=False, text_a=3, label=1, n_fields=4, metrics=("mcc",),
+    description="linguistic acceptability (Matthews corr.)",
+)  # fmt: skip
+_glue("sst2", "SST-2", ("sentence",), description="sentiment (acc.)")
+_glue(
+    "mrpc", "MRPC", ("sentence1", "sentence2"), text_a="#1 String", text_b="#2 String", label="Quality",
+    metrics=("accuracy", "f1"), description="paraphrase (acc. and F1)",
+)  # fmt: skip
+_glue(
+    "stsb", "STS-B", ("sentence1", "sentence2"), kind="regression", text_a="sentence1", text_b="sentence2",
+    label="score", metrics=("pearson", "spearman"), description="similarity 0-5 (Pearson, Spearman)",
+)  # fmt: skip
+_glue(
+    "qqp", "QQP", ("question1", "question2"), text_a="question1", text_b="question2", label="is_duplicate",
+    metrics=("accuracy", "f1"), description="duplicate questions (acc. and F1)",
+)  # fmt: skip
+_glue(
+    "mnli", "MNLI", ("premise", "hypothesis"), text_a="sentence1", text_b="sentence2", label="gold_label",
+    labels=("entailment", "neutral", "contradiction"),
+    files={"train": "train.tsv", "dev": "dev_matched.tsv", "dev_mm": "dev_mismatched.tsv"},
+    eval_splits=("dev", "dev_mm"), eval_every=500,
+    hub_splits={"train": "train", "dev": "validation_matched", "dev_mm": "validation_mismatched"},
+    description="NLI, matched and mismatched dev (acc.)",
+)  # fmt: skip
+_glue(
+    "qnli", "QNLI", ("question", "sentence"), text_a="question", text_b="sentence",
+    labels=("entailment", "not_entailment"), description="question-answer entailment (acc.)",
+)  # fmt: skip
+_glue(
+    "rte", "RTE", ("sentence1", "sentence2"), text_a="sentence1", text_b="sentence2",
+    labels=("entailment", "not_entailment"), description="textual entailment (acc.)",
+)  # fmt: skip
+_glue(
+    "wnli", "WNLI", ("sentence1", "sentence2"), text_a="sentence1", text_b="sentence2",
+    description="Winograd NLI (acc.)",
+)  # fmt: skip
+register_task(
+    TaskSpec(
+        id="squad",
+        kind="squad",
+        dir_name="SQuAD",
+        files={"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
+        metrics=("exact_match", "f1"),
+        main_metric="f1",
+        lr=3e-5,
+        batch_size=16,
+        max_length=384,
+        epochs=2.0,
+        eval_every=1000,
+        hub=("rajpurkar/squad", None),
+        description="extractive QA, SQuAD v1.1 (EM and F1)",
+    )
+)
+BUILTIN = tuple(TASKS)
+
+
+def read_task_file(path: str | os.PathLike) -> TaskSpec:
+    """Read a `task.json` (not registering it)."""
+    return TaskSpec.from_dict(read_json(path, "task spec"), source=str(path))
+
+
+def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
+    """A spec by id (registry, then `task.json` in the data dir) or by the path of a task.json."""
+    if isinstance(task, TaskSpec):
+        return task
+    if task in TASKS:
+        return TASKS[task]
+    # (path, whether the spec found there must carry this id: DATA/task.json may describe another task)
+    candidates = [(Path(task), False)] if task.endswith(".json") else []
+    if data_dir is not None:
+        candidates += [(Path(data_dir) / task / TASK_FILE, False), (Path(data_dir) / TASK_FILE, True)]
+    for path, must_match in candidates:
+        if path.is_file():
+            spec = read_task_file(path)
+            if not must_match or spec.id == task:
+                return register_task(spec, overwrite=True)
+    if task.endswith(".json"):
+        raise TicketlabError(f"{task}: task spec file not found")
+    raise TicketlabError(
+        f"unknown task '{task}': choose one of {', '.join(sorted(TASKS))}, register one in code, "
+        f"or put a {TASK_FILE} in its data folder"
+    )
