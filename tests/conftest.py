@@ -68,7 +68,8 @@ def make_model(cls, config, seed: int = 0):
 def write_tokenizer(path: Path) -> BertTokenizerFast:
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
+    # transformers 5 ignores `vocab_file=` (it would build a 5-token vocabulary): pass `vocab=`.
+    tok = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
     tok.save_pretrained(path)
     return tok
 
