@@ -1,0 +1,81 @@
+"""What a sweep calls besides mask searches: fine-tuning a (model, mask) on a task, and measuring the
+pre-training (MLM / KD) dev loss of a subnetwork.
+
+The runner sees only the small job/output dataclasses below, so tests inject fast fakes and the
+shipped runner calls the real library functions (`ticketlab.finetune`, `ticketlab.pretrain_eval`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FinetuneJob:
+    model: str  # base model: local directory or hub id
+    mask_dir: Path | None  # None: the dense model
+    task: str  # task name in the task registry
+    data: str | None  # task data directory
+    seed: int
+    train_size: int | None  # number of training examples (None: the whole training set)
+    settings: dict[str, Any]  # fine-tuning settings from the spec (steps, lr, batch_size, ...)
+    out_dir: Path  # checkpoints, logs; the same directory on a resume
+
+
+@dataclass
+class FinetuneOutput:
+    metric: str  # the task's main metric
+    score: float  # its best dev value during fine-tuning (what the papers report)
+    final_score: float | None = None  # its value at the last evaluation
+    best: dict[str, Any] = field(default_factory=dict)  # every metric at the best evaluation
+    final: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    time_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PretrainEvalJob:
+    model: str
+    mask_dir: Path | None
+    corpus: dict[str, Any]  # resolved corpus block of the spec
+    settings: dict[str, Any]  # the spec's `pretrain_eval` block
+    out_dir: Path
+
+
+FinetuneFn = Callable[[FinetuneJob], FinetuneOutput]
+PretrainEvalFn = Callable[[PretrainEvalJob], dict[str, float]]  # e.g. {"mlm_loss": 2.1, "kd_loss": 0.3}
+
+# Settings a spec may give in `finetune:` (or per task) and in `pretrain_eval:`. Unknown keys are
+# rejected as typos; these are the knobs of the library functions below.
+FINETUNE_SETTINGS = frozenset(
+    {"steps", "batch_size", "lr", "eval_every", "max_length", "warmup_steps", "weight_decay", "train_size"}
+)
+PRETRAIN_EVAL_SETTINGS = frozenset({"objectives", "max_examples", "batch_size", "max_length"})
+
+
+def finetune_unavailable() -> str | None:
+    try:
+        import ticketlab.finetune  # noqa: F401
+    except ImportError as e:
+        return f"fine-tuning is not available ({e})"
+    return None
+
+
+def pretrain_eval_unavailable() -> str | None:
+    try:
+        import ticketlab.pretrain_eval  # noqa: F401
+    except ImportError as e:
+        return f"pre-training evaluation is not available ({e})"
+    return None
+
+
+def real_finetune(job: FinetuneJob) -> FinetuneOutput:
+    raise NotImplementedError("wired to ticketlab.finetune when it lands")
+
+
+def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
+    raise NotImplementedError("wired to ticketlab.pretrain_eval when it lands")

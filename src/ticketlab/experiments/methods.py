@@ -1,0 +1,138 @@
+"""The method registry: how a sweep turns a method name into a mask directory.
+
+Every pruning method a sweep can run is one `MethodSpec` in `METHODS`: a `search` callable that
+writes a mask directory for a (model, sparsity, seed, budget), plus what the sweep needs to know to
+expand and cache it: whether the seed matters (OMP is deterministic: one mask, not one per seed),
+whether it reads the corpus and a step budget, which settings it reads (they become part of the run's
+identity, so changing TAMT's lr re-runs TAMT and nothing else), and how a search-cost curve (TAMT
+Fig. 6) is obtained: masks saved along one run (`save_at`) or one run per budget (`budgets`, IMP).
+
+Adding a method to sweeps means one entry here.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+
+@dataclass
+class SearchJob:
+    """One mask search, as the runner hands it to a method."""
+
+    model: str  # base model: local directory or hub id
+    method: str
+    sparsity: float
+    seed: int | None  # None for deterministic methods
+    steps: int | None  # step budget (None for one-shot methods)
+    save_at: list[int]  # also write masks at these steps (search-cost curves)
+    settings: dict[str, Any]  # method settings from the spec (only those the method declares)
+    corpus: dict[str, Any] | None  # resolved corpus block of the spec, for methods that train
+    mask_dir: Path  # where the final mask directory goes (written atomically)
+    work_dir: Path  # checkpoints and logs; the same directory on a resume
+
+    def step_dir(self, step: int) -> Path:
+        """Where the mask saved at `step` goes."""
+        return self.mask_dir.parent / f"{self.mask_dir.name}.step{step:06d}"
+
+
+@dataclass
+class SearchOutput:
+    """What a search reports back: its cost and, for `save_at`, the masks along the way."""
+
+    steps: int = 0  # training steps the search took (0 for one-shot methods)
+    time_s: float = 0.0  # search time, evaluation excluded
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. final training / dev losses
+    # One entry per mask saved during the search: {"step", "mask_dir", "time_s"}.
+    intermediate: list[dict[str, Any]] = field(default_factory=list)
+
+
+SearchFn = Callable[[SearchJob], SearchOutput]
+Curve = Literal["save_at", "budgets"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    search: SearchFn | None  # None: the dense model, no mask ("full")
+    description: str
+    seeded: bool = True  # False: one mask whatever the search seeds (OMP)
+    uses_corpus: bool = False
+    uses_steps: bool = False  # reads the step budget `search.steps`
+    settings: frozenset[str] = frozenset()  # search settings it reads, besides `steps`
+    curve: Curve | None = None  # how `search_curve` is realised; None: no curve for this method
+    available: Callable[[], str | None] = lambda: None  # a reason why it cannot run here, or None
+
+
+# --------------------------------------------------------------------------- one-shot methods
+
+ONE_SHOT_SETTINGS = frozenset({"ranking", "targets"})
+
+
+@functools.lru_cache(maxsize=1)
+def _base_model(name: str):
+    """The dense base model, loaded once per process for all one-shot masks (they do not modify it)."""
+    from ..modeling import load_model
+
+    return load_model(name, head="base")
+
+
+def one_shot_search(job: SearchJob) -> SearchOutput:
+    """OMP / random pruning via `pruning.ONE_SHOT`, written as a mask directory."""
+    from ..masking import MaskConfig, find_targets, save_mask, targets_repr, weights_hash
+    from ..pruning import ONE_SHOT
+
+    model = _base_model(job.model)
+    ranking = job.settings.get("ranking", "local")
+    targets = job.settings.get("targets")
+    t0 = time.perf_counter()
+    mask = ONE_SHOT[job.method](model, job.sparsity, ranking=ranking, targets=targets, seed=job.seed)
+    elapsed = time.perf_counter() - t0
+    config = MaskConfig(
+        method=job.method,
+        sparsity=job.sparsity,
+        ranking=ranking,
+        seed=job.seed,
+        base_model=job.model,
+        base_model_hash=weights_hash(model, list(find_targets(model, targets))),
+        model_type=model.config.model_type,
+        targets=targets_repr(targets, model),
+    )
+    save_mask(mask, config, job.mask_dir)
+    return SearchOutput(steps=0, time_s=elapsed)
+
+
+# --------------------------------------------------------------------------- registry
+
+METHODS: dict[str, MethodSpec] = {
+    "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False),
+    "omp": MethodSpec(
+        "omp",
+        one_shot_search,
+        "one-shot magnitude pruning (deterministic: one mask)",
+        seeded=False,
+        settings=ONE_SHOT_SETTINGS,
+    ),
+    "random": MethodSpec(
+        "random", one_shot_search, "random pruning at the same sparsity", settings=ONE_SHOT_SETTINGS
+    ),
+}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add (or replace) a method; sweeps can name it from then on."""
+    METHODS[spec.name] = spec
+    return spec
+
+
+def get_method(name: str, methods: dict[str, MethodSpec] | None = None) -> MethodSpec:
+    registry = METHODS if methods is None else methods
+    if name not in registry:
+        raise ConfigError(f"unknown method '{name}' (known: {', '.join(registry)})")
+    return registry[name]

@@ -1,0 +1,201 @@
+"""Expanding a sweep spec into runs, deterministically.
+
+Three kinds of run:
+  search         (method, sparsity, search seed, step budget) -> a mask directory (and masks saved
+                 along the way for search-cost curves); OMP has one run per sparsity, `full` none
+  pretrain-eval  MLM / KD dev loss of one mask (or of the dense model)
+  finetune       (mask, task, fine-tuning seed, training-set size) -> dev scores
+
+A mask is searched once and fine-tuned on every task. A run's id is a content hash of its resolved
+config, which for a fine-tuning run includes the id of the search that made its mask: editing one
+sparsity (or one method's lr) adds runs without redoing the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import SweepSpec
+
+PLAN_VERSION = 1
+KINDS = ("search", "pretrain-eval", "finetune")
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    kind: str
+    name: str  # a readable, filesystem-safe name (directories are `<name>_<id8>`)
+    config: dict[str, Any]
+    deps: tuple[str, ...] = ()
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.name}_{self.id[:8]}"
+
+
+@dataclass(frozen=True)
+class MaskRef:
+    """One mask a search run produces: its final mask (step None) or one saved at `step`."""
+
+    search: Run
+    step: int | None
+
+    @property
+    def steps(self) -> int | None:
+        """Search steps behind this mask (None for one-shot methods)."""
+        return self.step if self.step is not None else self.search.config["steps"]
+
+    def describe(self) -> dict[str, Any]:
+        c = self.search.config
+        return {
+            "mask": {"search": self.search.id, "step": self.step},
+            "method": c["method"],
+            "sparsity": c["sparsity"],
+            "mask_seed": c["seed"],
+            "search_steps": self.steps,
+        }
+
+
+FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
+
+
+def run_id(config: dict[str, Any]) -> str:
+    blob = json.dumps({"plan_version": PLAN_VERSION, **config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_run(kind: str, name: str, config: dict[str, Any], deps: tuple[str, ...] = ()) -> Run:
+    config = {"kind": kind, **config}
+    return Run(run_id(config), kind, name, config, deps)
+
+
+def pct(s: float) -> str:
+    return f"{round(s * 100, 4):g}"
+
+
+def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None, steps: int | None) -> Run:
+    m = spec.method_specs[method]
+    settings = spec.search_settings(method)
+    budget = settings.pop("steps", None)
+    save_at: list[int] = []
+    curve = spec.search_curve
+    in_curve = curve is not None and method in curve.methods and sparsity in curve.sparsities
+    if in_curve and m.curve == "save_at" and steps == budget:
+        save_at = sorted({s for s in curve.steps if s < budget})
+    name = f"{method}_s{pct(sparsity)}" + (f"_seed{seed}" if seed is not None else "")
+    if steps is not None and steps != budget:
+        name += f"_{steps}steps"
+    config = {
+        "model": spec.model,
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "steps": steps,
+        "save_at": save_at,
+        "settings": settings,
+        "corpus": spec.corpus if m.uses_corpus else None,
+    }
+    return make_run("search", name.replace("+", "-"), config)
+
+
+def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
+    """(main search runs, extra runs with smaller budgets for the search-cost curve)."""
+    main, extra = [], []
+    curve = spec.search_curve
+    for method, m in spec.method_specs.items():
+        if m.search is None:
+            continue
+        budget = spec.search_settings(method).get("steps") if m.uses_steps else None
+        for s in spec.sparsities:
+            for seed in spec.search_seeds if m.seeded else [None]:
+                main.append(_search_run(spec, method, s, seed, budget))
+                if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
+                    extra += [_search_run(spec, method, s, seed, b) for b in curve.steps if b != budget]
+    return main, extra
+
+
+def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None, ref: MaskRef | None) -> Run:
+    t = spec.tasks[task]
+    settings = spec.finetune_settings(task)
+    settings.pop("train_size", None)
+    what = ref.describe() if ref is not None else FULL
+    config = {
+        "model": spec.model,
+        "task": t.task,
+        "task_label": task,
+        "data": t.data,
+        "seed": seed,
+        "train_size": train_size,
+        "settings": settings,
+        **what,
+    }
+    name = f"ft_{task}_" + (ref.search.name if ref is not None else "full")
+    if ref is not None and ref.step is not None:
+        name += f"_at{ref.step}"
+    name += f"_ft{seed}" + (f"_n{train_size}" if train_size is not None else "")
+    deps = (ref.search.id,) if ref is not None else ()
+    return make_run("finetune", name.replace("+", "-"), config, deps)
+
+
+def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
+    what = ref.describe() if ref is not None else FULL
+    config = {"model": spec.model, "corpus": spec.corpus, "settings": spec.pretrain_eval, **what}
+    name = "pe_" + (ref.search.name if ref is not None else "full")
+    if ref is not None and ref.step is not None:
+        name += f"_at{ref.step}"
+    deps = (ref.search.id,) if ref is not None else ()
+    return make_run("pretrain-eval", name.replace("+", "-"), config, deps)
+
+
+def expand(spec: SweepSpec) -> list[Run]:
+    """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings."""
+    main, extra = _searches(spec)
+    finals = {r.id: MaskRef(r, None) for r in main}
+    curve_masks = [MaskRef(r, None) for r in extra] + [
+        MaskRef(r, step) for r in main for step in r.config["save_at"]
+    ]
+
+    def main_size(task: str) -> int | None:
+        return spec.finetune_settings(task).get("train_size")
+
+    def refs(method: str, sparsities) -> list[MaskRef | None]:
+        if spec.method_specs[method].search is None:
+            return [None]
+        return [
+            ref
+            for ref in finals.values()
+            if ref.search.config["method"] == method and ref.search.config["sparsity"] in sparsities
+        ]
+
+    fts: list[Run] = []
+    for method in spec.methods:
+        for ref in refs(method, spec.sparsities):
+            fts += [
+                _finetune_run(spec, t, f, main_size(t), ref) for t in spec.tasks for f in spec.finetune_seeds
+            ]
+    if spec.search_curve is not None:
+        tasks = spec.search_curve.tasks
+        for ref in curve_masks:
+            fts += [_finetune_run(spec, t, f, main_size(t), ref) for t in tasks for f in spec.finetune_seeds]
+    if spec.data_curve is not None:
+        c = spec.data_curve
+        for method in c.methods:
+            for ref in refs(method, c.sparsities):
+                for n in c.train_sizes:
+                    fts += [_finetune_run(spec, t, f, n, ref) for t in c.tasks for f in spec.finetune_seeds]
+
+    evals: list[Run] = []
+    if spec.pretrain_eval is not None:
+        evals = [_pretrain_eval_run(spec, None)]
+        evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
+
+    runs, seen = [], set()
+    for r in [*main, *extra, *evals, *fts]:
+        if r.id not in seen:
+            seen.add(r.id)
+            runs.append(r)
+    return runs

@@ -1,0 +1,393 @@
+"""Running a sweep: expand the spec, record the plan in the store, run what is missing.
+
+Searches run before the fine-tunings and evaluations that need their masks. Every run claims its row
+in the store first, writes its artefacts atomically into the sweep directory (`masks/`, `runs/`) and
+only then is marked done, so a sweep killed at any moment resumes where it was, and two sweeps on the
+same directory share the work. A failed run is recorded with its error and the sweep goes on (runs
+that need its mask are skipped); the result says what failed.
+
+Layout of a sweep directory:
+    results.sqlite            the store (see store.py)
+    spec.json                 the resolved spec of the last sweep started here
+    masks/<run>/              final mask of each search run; masks/<run>.stepNNNNNN/ along the way
+    runs/<run>/               work directory of each run (checkpoints, logs, result.json)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError, TicketlabError
+from ..files import atomic_write_json, read_json
+from . import adapters
+from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
+from .methods import METHODS, MethodSpec, SearchJob
+from .plan import Run, expand, pct
+from .spec import SweepSpec
+from .store import HOST, Store
+
+RESULT = "result.json"
+Log = Callable[[str], None]
+
+
+@dataclass
+class SweepResult:
+    total: int
+    done: int  # done at the end (this sweep or before)
+    ran: list[str] = field(default_factory=list)  # run ids finished by this sweep
+    failed: list[str] = field(default_factory=list)  # failed in this sweep
+    blocked: list[str] = field(default_factory=list)  # not run: a run they need failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked and self.done == self.total
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+_CODE: dict[str, Any] | None = None
+
+
+def code_version() -> dict[str, Any]:
+    """ticketlab's version and, when it runs from a git checkout, the commit and whether it is dirty."""
+    global _CODE
+    if _CODE is None:
+        _CODE = {"ticketlab": __version__}
+        src = Path(__file__).resolve().parent
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            )
+            if commit.returncode == 0:
+                dirty = subprocess.run(
+                    ["git", "-C", str(src), "status", "--porcelain", "--", str(src.parent)],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                _CODE.update(git_commit=commit.stdout.strip(), git_dirty=bool(dirty.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return _CODE
+
+
+def mask_hash(mask_dir: Path) -> str:
+    """sha256 of a mask directory's masks file: which mask exactly a result came from."""
+    h = hashlib.sha256()
+    with open(mask_dir / "masks.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _mask_sparsity(mask_dir: Path) -> float | None:
+    cfg = read_json(mask_dir / "mask_config.json", "mask config")
+    return cfg.get("achieved_sparsity") if isinstance(cfg, dict) else None
+
+
+class _Heartbeat:
+    """Refreshes a claimed run's heartbeat from a thread (with its own connection) while it runs."""
+
+    def __init__(self, db_path: Path, run_id: str, every: float):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, args=(db_path, run_id, every), daemon=True)
+
+    def _beat(self, db_path: Path, run_id: str, every: float) -> None:
+        store = Store(db_path)
+        try:
+            while not self.stop.wait(every):
+                store.heartbeat(run_id)
+        finally:
+            store.close()
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+class Runner:
+    def __init__(
+        self,
+        spec: SweepSpec,
+        sweep_dir: str | os.PathLike,
+        *,
+        finetune: FinetuneFn | None = None,
+        pretrain_eval: PretrainEvalFn | None = None,
+        stale_after: float = 600.0,
+        heartbeat_every: float = 30.0,
+        poll: float = 5.0,
+        log: Log = print,
+    ):
+        self.spec, self.dir = spec, Path(sweep_dir).resolve()
+        self.methods: dict[str, MethodSpec] = spec.registry if spec.registry is not None else METHODS
+        self.finetune_fn = finetune or adapters.real_finetune
+        self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval
+        self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
+        self.heartbeat_every, self.poll, self.log = heartbeat_every, poll, log
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.dir, stale_after=stale_after)
+        self.runs = expand(spec)
+        self.by_id = {r.id: r for r in self.runs}
+
+    # ------------------------------------------------------------------ planning
+    def check_available(self, todo: list[Run]) -> None:
+        """Fail before starting anything if a method or step this sweep needs is not installed."""
+        problems = []
+        for method in {r.config["method"] for r in todo if r.kind == "search"}:
+            reason = self.methods[method].available()
+            if reason:
+                problems.append(f"{method}: {reason}")
+        for kind, check in (
+            ("finetune", adapters.finetune_unavailable),
+            ("pretrain-eval", adapters.pretrain_eval_unavailable),
+        ):
+            if not self._injected[kind] and any(r.kind == kind for r in todo):
+                reason = check()
+                if reason:
+                    problems.append(reason)
+        if problems:
+            raise ConfigError(f"{self.spec.source}: cannot run this sweep here: " + "; ".join(problems))
+
+    def todo(self) -> list[Run]:
+        statuses = self.store.statuses()
+        return [r for r in self.runs if statuses.get(r.id) != "done"]
+
+    def describe(self) -> str:
+        """The plan: how many runs of each kind, and how many are done."""
+        statuses = self.store.statuses()
+        lines = []
+        for kind in ("search", "pretrain-eval", "finetune"):
+            ids = [r.id for r in self.runs if r.kind == kind]
+            if ids:
+                counts: dict[str, int] = {}
+                for i in ids:
+                    counts[statuses.get(i, "pending")] = counts.get(statuses.get(i, "pending"), 0) + 1
+                lines.append(
+                    f"  {kind:<14} {len(ids):>5} runs  " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                )
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, *, max_runs: int | None = None) -> SweepResult:
+        self.store.add_runs(self.runs)
+        spec_json = _spec_json(self.spec)
+        atomic_write_json(self.dir / "spec.json", spec_json)
+        self.store.set_meta("spec", spec_json)
+        todo = self.todo()
+        self.check_available(todo)
+        total = len(self.runs)
+        self.log(
+            f"sweep '{self.spec.name}' in {self.dir}: {total} runs, {total - len(todo)} already done, "
+            f"{len(todo)} to run"
+        )
+        result = SweepResult(total=total, done=0)
+        attempted: set[str] = set()
+        while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
+            statuses = self.store.statuses()
+            progressed = waiting = False
+            for run in self.runs:
+                if statuses[run.id] == "done" or run.id in attempted:
+                    continue
+                deps = [statuses[d] for d in run.deps]
+                if any(d == "failed" for d in deps):
+                    continue
+                if any(d != "done" for d in deps) or not self.store.claim(run.id):
+                    waiting = True
+                    continue
+                attempted.add(run.id)
+                n = sum(statuses[r.id] == "done" for r in self.runs) + len(result.failed) + 1
+                self._execute(run, result, f"[{n}/{total}]")
+                progressed = True
+                break  # re-read the store: other processes may have finished runs meanwhile
+            if progressed:
+                continue
+            if waiting and any(self.store.held_elsewhere(r.id) for r in self.runs):
+                time.sleep(self.poll)  # another sweep is running what we need: wait for it
+                continue
+            break
+        statuses = self.store.statuses()
+        result.done = sum(statuses[r.id] == "done" for r in self.runs)
+        result.blocked = [
+            r.id
+            for r in self.runs
+            if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
+        ]
+        return result
+
+    def _execute(self, run: Run, result: SweepResult, counter: str) -> None:
+        self.log(f"{counter} {run.kind} {run.name} ...")
+        t0, started = time.perf_counter(), time.time()
+        try:
+            with _Heartbeat(self.store.path, run.id, self.heartbeat_every):
+                work = self.dir / "runs" / run.dirname
+                saved = work / RESULT
+                if saved.is_file():  # finished earlier but not recorded (killed in between)
+                    metrics = read_json(saved, "run result")["metrics"]
+                else:
+                    metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work)
+                    atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
+                provenance = self._provenance(run, metrics, started, time.perf_counter() - t0)
+                metrics = {k: v for k, v in metrics.items() if k != "history"}
+            self.store.finish(run.id, metrics, provenance)
+        except KeyboardInterrupt:
+            self.store.release(run.id)
+            raise
+        except Exception as e:  # record and go on: one bad run must not sink a sweep
+            msg = str(e) if isinstance(e, TicketlabError) else "".join(traceback.format_exception(e)).strip()
+            self.store.fail(run.id, msg, {"code": code_version(), "host": HOST, "started": started})
+            result.failed.append(run.id)
+            first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
+            self.log(f"    FAILED after {time.perf_counter() - t0:.1f}s: {first}")
+            return
+        result.ran.append(run.id)
+        self.log(f"    done in {time.perf_counter() - t0:.1f}s{_summary(run, metrics)}")
+
+    def _provenance(self, run: Run, metrics: dict[str, Any], started: float, wall: float) -> dict[str, Any]:
+        prov: dict[str, Any] = {
+            "code": code_version(),
+            "host": HOST,
+            "pid": os.getpid(),
+            "started": started,
+            "wall_s": round(wall, 3),
+        }
+        if run.kind == "search":
+            prov["mask_hash"] = mask_hash(self.dir / metrics["mask_dir"])
+            prov["intermediate_hashes"] = {
+                str(i["step"]): mask_hash(self.dir / i["mask_dir"]) for i in metrics["intermediate"]
+            }
+        elif run.config["mask"] is not None:
+            prov["mask_dir"] = str(self.mask_dir_of(run).relative_to(self.dir))
+            prov["mask_hash"] = mask_hash(self.mask_dir_of(run))
+        return prov
+
+    # ------------------------------------------------------------------ the three kinds
+    def _search(self, run: Run, work: Path) -> dict[str, Any]:
+        c = run.config
+        job = SearchJob(
+            model=c["model"],
+            method=c["method"],
+            sparsity=c["sparsity"],
+            seed=c["seed"],
+            steps=c["steps"],
+            save_at=list(c["save_at"]),
+            settings=dict(c["settings"]),
+            corpus=c["corpus"],
+            mask_dir=self.dir / "masks" / run.dirname,
+            work_dir=work,
+        )
+        out = self.methods[c["method"]].search(job)
+        if not (job.mask_dir / "mask_config.json").is_file():
+            raise TicketlabError(f"{c['method']} finished without writing its mask to {job.mask_dir}")
+        intermediate = []
+        for i in sorted(out.intermediate, key=lambda i: i["step"]):
+            path = Path(i["mask_dir"])
+            intermediate.append(
+                {
+                    "step": int(i["step"]),
+                    "mask_dir": str(path.resolve().relative_to(self.dir)),
+                    "time_s": i.get("time_s"),
+                    "achieved_sparsity": _mask_sparsity(path),
+                }
+            )
+        missing = sorted(set(c["save_at"]) - {i["step"] for i in intermediate})
+        if missing:
+            raise TicketlabError(f"{c['method']} did not save the masks at steps {missing} it was asked for")
+        return {
+            "mask_dir": str(job.mask_dir.relative_to(self.dir)),
+            "achieved_sparsity": _mask_sparsity(job.mask_dir),
+            "steps": out.steps,
+            "time_s": out.time_s,
+            "intermediate": intermediate,
+            **{k: v for k, v in out.metrics.items() if k not in ("mask_dir", "intermediate")},
+        }
+
+    def mask_dir_of(self, run: Run) -> Path | None:
+        """The mask directory a fine-tuning / evaluation run uses (None for the dense model)."""
+        ref = run.config["mask"]
+        if ref is None:
+            return None
+        search = self.store.get(ref["search"])
+        if search is None or search.status != "done":
+            raise TicketlabError(f"the search run {ref['search']} that makes this mask is not done")
+        if ref["step"] is None:
+            return self.dir / search.metrics["mask_dir"]
+        step = next(i for i in search.metrics["intermediate"] if i["step"] == ref["step"])
+        return self.dir / step["mask_dir"]
+
+    def _finetune(self, run: Run, work: Path) -> dict[str, Any]:
+        c = run.config
+        job = FinetuneJob(
+            model=c["model"],
+            mask_dir=self.mask_dir_of(run),
+            task=c["task"],
+            data=c["data"],
+            seed=c["seed"],
+            train_size=c["train_size"],
+            settings=dict(c["settings"]),
+            out_dir=work,
+        )
+        return dataclasses.asdict(self.finetune_fn(job))
+
+    def _pretrain_eval(self, run: Run, work: Path) -> dict[str, Any]:
+        c = run.config
+        job = PretrainEvalJob(
+            model=c["model"],
+            mask_dir=self.mask_dir_of(run),
+            corpus=c["corpus"],
+            settings=c["settings"],
+            out_dir=work,
+        )
+        return {k: float(v) for k, v in self.pretrain_eval_fn(job).items()}
+
+
+def _summary(run: Run, m: dict[str, Any]) -> str:
+    if run.kind == "finetune":
+        return f" ({m['metric']} {m['score']:.4g})"
+    if run.kind == "search":
+        s = m.get("achieved_sparsity")
+        return f" (sparsity {pct(s)}%, {m['steps']} steps)" if s is not None else ""
+    return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + ")"
+
+
+def _spec_json(spec: SweepSpec) -> dict[str, Any]:
+    d = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "registry"}
+    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
+    return json.loads(json.dumps(d, default=as_json))
+
+
+def run_sweep(
+    spec: SweepSpec,
+    sweep_dir: str | os.PathLike,
+    *,
+    finetune: FinetuneFn | None = None,
+    pretrain_eval: PretrainEvalFn | None = None,
+    max_runs: int | None = None,
+    log: Log = print,
+    **kw,
+) -> SweepResult:
+    """Run every missing run of `spec` in `sweep_dir`; see the module docstring."""
+    runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
+    try:
+        return runner.run(max_runs=max_runs)
+    finally:
+        runner.store.close()

@@ -1,0 +1,403 @@
+"""Sweep specs: one YAML file describing a grid of mask searches and fine-tunings.
+
+    model: ../shared/models/bert-mini-ref      # base model: local directory or hub id
+    corpus: {train: wiki/train.txt, dev: wiki/dev.txt}   # for imp / tamt-* and pre-training eval
+    tasks:
+      sst2: {data: ../shared/data/glue/SST-2}
+      cola: {data: ../shared/data/glue/CoLA, steps: 400}   # per-task fine-tuning overrides
+    methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
+    sparsities: [0.5, 0.7, 0.9]
+    seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
+    search: {steps: 200, batch_size: 16}
+    finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
+    pretrain_eval: {max_examples: 512}                     # MLM/KD dev loss of every mask (Fig. 5)
+    search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
+    data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
+
+Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
+sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .adapters import FINETUNE_SETTINGS, PRETRAIN_EVAL_SETTINGS
+from .methods import METHODS, MethodSpec
+
+TOP_KEYS = (
+    "name",
+    "output",
+    "model",
+    "corpus",
+    "tasks",
+    "methods",
+    "sparsities",
+    "seeds",
+    "search",
+    "finetune",
+    "pretrain_eval",
+    "search_curve",
+    "data_curve",
+)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str  # the label used in the sweep and its report
+    task: str  # the task's name in the task registry (default: the label)
+    data: str | None  # data directory (absolute)
+    settings: dict[str, Any] = field(default_factory=dict)  # fine-tuning overrides for this task
+
+
+@dataclass
+class SearchCurve:
+    """Fine-tune masks found with smaller search budgets: score vs search steps and time (Fig. 6)."""
+
+    steps: list[int]
+    sparsities: list[float]
+    methods: list[str]
+    tasks: list[str]
+
+
+@dataclass
+class DataCurve:
+    """Fine-tune on fewer examples: score vs training-set size (Fig. 9)."""
+
+    train_sizes: list[int]
+    sparsities: list[float]
+    methods: list[str]
+    tasks: list[str]
+
+
+def _near(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass
+class SweepSpec:
+    model: str
+    tasks: dict[str, TaskEntry]
+    methods: dict[str, dict[str, Any]]  # method -> its search-setting overrides
+    sparsities: list[float]
+    search_seeds: list[int] = field(default_factory=lambda: [0])
+    finetune_seeds: list[int] = field(default_factory=lambda: [0])
+    corpus: dict[str, Any] | None = None
+    search: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+    pretrain_eval: dict[str, Any] | None = None
+    search_curve: SearchCurve | None = None
+    data_curve: DataCurve | None = None
+    name: str = "sweep"
+    output: str | None = None  # default sweep directory (absolute)
+    source: str = "<spec>"  # the YAML file, for error messages
+    registry: dict[str, MethodSpec] | None = field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ validation
+    def _fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {msg}")
+
+    @property
+    def method_specs(self) -> dict[str, MethodSpec]:
+        registry = METHODS if self.registry is None else self.registry
+        return {m: registry[m] for m in self.methods}
+
+    def __post_init__(self) -> None:
+        registry = METHODS if self.registry is None else self.registry
+        if not self.model:
+            raise self._fail("model", "a base model (local directory or hub id) is required")
+        if not self.tasks:
+            raise self._fail("tasks", "at least one task is required")
+        if not self.methods:
+            raise self._fail("methods", "at least one method is required")
+        for m in self.methods:
+            if m not in registry:
+                raise self._fail(
+                    "methods", f"unknown method '{m}'{_near(m, registry)} (known: {', '.join(registry)})"
+                )
+        self._check_sparsities()
+        for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
+        self._check_search_settings(registry)
+        self._check_finetune_settings()
+        uses_corpus = [m for m, s in self.method_specs.items() if s.uses_corpus]
+        if self.corpus is None and uses_corpus:
+            raise self._fail("corpus", f"required by {', '.join(uses_corpus)} (the mask-search corpus)")
+        if self.pretrain_eval is not None:
+            if self.corpus is None:
+                raise self._fail("corpus", "required by pretrain_eval (the dev text for MLM/KD losses)")
+            self._check_keys(self.pretrain_eval, PRETRAIN_EVAL_SETTINGS, "pretrain_eval")
+        if self.search_curve is not None:
+            self._check_search_curve()
+        if self.data_curve is not None:
+            self._check_data_curve()
+
+    def _check_keys(self, d: dict[str, Any], allowed, where: str) -> None:
+        for k in d:
+            if k not in allowed:
+                raise self._fail(
+                    f"{where}.{k}",
+                    f"unknown setting{_near(k, allowed)} (allowed: {', '.join(sorted(allowed))})",
+                )
+
+    def _check_sparsities(self) -> None:
+        only_full = all(s.search is None for s in self.method_specs.values())
+        if not self.sparsities and not only_full:
+            raise self._fail("sparsities", "at least one sparsity is required")
+        for s in self.sparsities:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+                raise self._fail(
+                    "sparsities", f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)"
+                )
+        if len(set(self.sparsities)) != len(self.sparsities):
+            raise self._fail("sparsities", f"duplicate values in {self.sparsities}")
+
+    def _check_search_settings(self, registry: dict[str, MethodSpec]) -> None:
+        known = {"steps"}.union(*(s.settings for s in registry.values()))
+        self._check_keys(self.search, known, "search")
+        for m, overrides in self.method_specs.items():
+            allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
+            self._check_keys(self.methods[m], allowed, f"methods.{m}")
+            if overrides.uses_steps:
+                steps = self.search_settings(m).get("steps")
+                if not _positive_int(steps):
+                    raise self._fail(
+                        "search.steps", f"a positive step budget is required by {m}, got {steps!r}"
+                    )
+
+    def _check_finetune_settings(self) -> None:
+        self._check_keys(self.finetune, FINETUNE_SETTINGS, "finetune")
+        for name, t in self.tasks.items():
+            self._check_keys(t.settings, FINETUNE_SETTINGS, f"tasks.{name}")
+            steps = self.finetune_settings(name).get("steps")
+            if not _positive_int(steps):
+                raise self._fail("finetune.steps", f"a positive step budget is required, got {steps!r}")
+            size = self.finetune_settings(name).get("train_size")
+            if size is not None and not _positive_int(size):
+                raise self._fail(f"tasks.{name}.train_size", f"a positive integer or null, got {size!r}")
+
+    def _check_subset(self, key: str, values: list, allowed: list) -> None:
+        for v in values:
+            if v not in allowed:
+                raise self._fail(key, f"{v!r} is not in the sweep's {key.rsplit('.', 1)[-1]} {allowed}")
+
+    def _check_search_curve(self) -> None:
+        c = self.search_curve
+        if not c.steps or not all(_positive_int(s) for s in c.steps):
+            raise self._fail("search_curve.steps", f"a non-empty list of positive integers, got {c.steps}")
+        self._check_subset("search_curve.sparsities", c.sparsities, self.sparsities)
+        self._check_subset("search_curve.methods", c.methods, list(self.methods))
+        self._check_subset("search_curve.tasks", c.tasks, list(self.tasks))
+        for m in c.methods:
+            spec = self.method_specs[m]
+            if spec.curve is None:
+                raise self._fail("search_curve.methods", f"{m} has no search budget to vary")
+            budget = self.search_settings(m)["steps"]
+            if spec.curve == "save_at" and max(c.steps) > budget:
+                raise self._fail(
+                    "search_curve.steps",
+                    f"{max(c.steps)} is beyond the search budget of {m} ({budget} steps); masks are saved "
+                    "along that run",
+                )
+
+    def _check_data_curve(self) -> None:
+        c = self.data_curve
+        if not c.train_sizes or not all(_positive_int(s) for s in c.train_sizes):
+            raise self._fail(
+                "data_curve.train_sizes", f"a non-empty list of positive integers, got {c.train_sizes}"
+            )
+        self._check_subset("data_curve.sparsities", c.sparsities, self.sparsities)
+        self._check_subset("data_curve.methods", c.methods, list(self.methods))
+        self._check_subset("data_curve.tasks", c.tasks, list(self.tasks))
+
+    # ------------------------------------------------------------------ resolved settings
+    def search_settings(self, method: str) -> dict[str, Any]:
+        """The search settings `method` reads: the spec's `search` block under its own overrides."""
+        spec = self.method_specs[method]
+        allowed = spec.settings | ({"steps"} if spec.uses_steps else set())
+        merged = {**self.search, **self.methods[method]}
+        return {k: v for k, v in sorted(merged.items()) if k in allowed}
+
+    def finetune_settings(self, task: str) -> dict[str, Any]:
+        return dict(sorted({**self.finetune, **self.tasks[task].settings}.items()))
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+# --------------------------------------------------------------------------- reading YAML
+
+
+class _Reader:
+    """Type checks on the raw YAML with errors that name the file and the key."""
+
+    def __init__(self, source: str, base_dir: Path):
+        self.source, self.base_dir = source, base_dir
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {msg}")
+
+    def mapping(self, v: Any, key: str, allowed=None) -> dict[str, Any]:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise self.fail(key, f"expected a mapping, got {type(v).__name__}")
+        for k in v:
+            if not isinstance(k, str):
+                raise self.fail(key, f"keys must be strings, got {k!r}")
+            if allowed is not None and k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k, f"unknown key{_near(k, allowed)}")
+        return dict(v)
+
+    def listing(self, v: Any, key: str) -> list:
+        if v is None:
+            return []
+        return list(v) if isinstance(v, (list, tuple)) else [v]
+
+    def sparsity(self, v: Any, key: str) -> float:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            try:
+                v = float(v.strip()[:-1]) / 100
+            except ValueError:
+                raise self.fail(key, f"not a number: {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(key, f"{v!r} is not a number")
+        return round(float(v), 6)
+
+    def ints(self, v: Any, key: str) -> list[int]:
+        out = self.listing(v, key)
+        for x in out:
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise self.fail(key, f"{x!r} is not an integer")
+        return out
+
+    def path(self, v: Any, key: str, *, hub_ok: bool = False) -> str:
+        """A path relative to the spec's directory, made absolute; with `hub_ok`, a hub id passes."""
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, f"expected a path, got {v!r}")
+        p = Path(v).expanduser()
+        p = p if p.is_absolute() else self.base_dir / p
+        if p.exists():
+            return str(p.resolve())
+        if hub_ok and not v.startswith((".", "/", "~")) and v.count("/") <= 1:
+            return v  # a hub id (needs network at run time)
+        raise self.fail(key, f"{v}: not found (looked for {p})")
+
+
+def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None = None) -> SweepSpec:
+    """Read and validate a sweep spec YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: sweep spec not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read sweep spec ({e})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return spec_from_dict(raw, source=str(path), base_dir=path.resolve().parent, registry=registry)
+
+
+def spec_from_dict(
+    raw: Any,
+    *,
+    source: str = "<spec>",
+    base_dir: str | os.PathLike | None = None,
+    registry: dict[str, MethodSpec] | None = None,
+) -> SweepSpec:
+    """Build a validated spec from a parsed mapping (what the YAML holds); paths relative to base_dir."""
+    r = _Reader(source, Path(base_dir or Path.cwd()).resolve())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (model, tasks, methods, ...)")
+    d = r.mapping(raw, "", TOP_KEYS)
+    for key in ("model", "tasks", "methods"):
+        if key not in d:
+            raise r.fail(key, "missing (required)")
+
+    tasks: dict[str, TaskEntry] = {}
+    for name, t in r.mapping(d["tasks"], "tasks").items():
+        t = r.mapping(t if t is not None else {}, f"tasks.{name}")
+        if "data" not in t:
+            raise r.fail(f"tasks.{name}.data", "missing: the task's data directory")
+        task = t.pop("task", name)
+        data = r.path(t.pop("data"), f"tasks.{name}.data")
+        tasks[name] = TaskEntry(name=name, task=str(task), data=data, settings=t)
+
+    methods: dict[str, dict[str, Any]] = {}
+    raw_methods = d["methods"]
+    items = (
+        raw_methods.items()
+        if isinstance(raw_methods, dict)
+        else [(m, {}) for m in r.listing(raw_methods, "methods")]
+    )
+    for m, overrides in items:
+        if isinstance(m, dict) and len(m) == 1:  # list item written as {tamt-mlm: {lr: ...}}
+            ((m, overrides),) = m.items()
+        if not isinstance(m, str):
+            raise r.fail("methods", f"expected method names, got {m!r}")
+        if m in methods:
+            raise r.fail("methods", f"'{m}' is listed twice")
+        methods[m] = r.mapping(overrides, f"methods.{m}")
+
+    seeds = r.mapping(d.get("seeds"), "seeds", ("search", "finetune"))
+    corpus = None
+    if d.get("corpus") is not None:
+        c = d["corpus"] if isinstance(d["corpus"], dict) else {"train": d["corpus"]}
+        corpus = {}
+        for k, v in r.mapping(c, "corpus").items():
+            is_paths = k in ("train", "dev")
+            paths = [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if is_paths else v
+            corpus[k] = paths
+    sparsities = [r.sparsity(s, "sparsities") for s in r.listing(d.get("sparsities"), "sparsities")]
+
+    def curve(key: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+        if d.get(key) is None:
+            return None
+        c = r.mapping(d[key], key, (*kinds, "sparsities", "methods", "tasks"))
+        defaults_m = [m for m in methods if key != "search_curve" or (registry or METHODS)[m].curve]
+        return {
+            kinds[0]: r.ints(c.get(kinds[0]), f"{key}.{kinds[0]}"),
+            "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
+            or sparsities,
+            "methods": [str(m) for m in r.listing(c.get("methods"), key)] or defaults_m,
+            "tasks": [str(t) for t in r.listing(c.get("tasks"), key)] or list(tasks),
+        }
+
+    for m in methods:  # unknown methods must fail before the curves look them up
+        if m not in (registry or METHODS):
+            raise r.fail("methods", f"unknown method '{m}'{_near(m, registry or METHODS)}")
+    search_curve = curve("search_curve", ("steps",))
+    data_curve = curve("data_curve", ("train_sizes",))
+    pretrain_eval = d.get("pretrain_eval")
+    return SweepSpec(
+        model=r.path(d["model"], "model", hub_ok=True),
+        tasks=tasks,
+        methods=methods,
+        sparsities=sparsities,
+        search_seeds=r.ints(seeds.get("search", [0]), "seeds.search"),
+        finetune_seeds=r.ints(seeds.get("finetune", [0]), "seeds.finetune"),
+        corpus=corpus,
+        search=r.mapping(d.get("search"), "search"),
+        finetune=r.mapping(d.get("finetune"), "finetune"),
+        pretrain_eval=None if pretrain_eval is None else r.mapping(pretrain_eval or {}, "pretrain_eval"),
+        search_curve=SearchCurve(**search_curve) if search_curve else None,
+        data_curve=DataCurve(**data_curve) if data_curve else None,
+        name=str(d.get("name") or Path(source).stem),
+        output=str((r.base_dir / d["output"]).resolve()) if d.get("output") else None,
+        source=source,
+        registry=registry,
+    )

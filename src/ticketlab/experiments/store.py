@@ -1,0 +1,262 @@
+"""The results store: one SQLite database per sweep directory.
+
+One table, `runs`: a row per run with its config, status, metrics and provenance (code version, mask
+file hashes, timings, host), all JSON. Every change is one `BEGIN IMMEDIATE` transaction in WAL mode
+with a busy timeout, so any number of sweep processes can share a store: a process *claims* a run
+(status `running`, its host and pid, a heartbeat) before starting it, nobody else starts a run that is
+claimed by a live process, and a run whose owner died (dead pid on this host, or no heartbeat for
+`stale_after` seconds) is claimed again. A run is marked `done` only after its artefacts are in
+place, so killing a sweep at any moment loses nothing finished and repeats nothing finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TicketlabError
+
+DB_NAME = "results.sqlite"
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,   -- content hash of the resolved config
+    kind        TEXT NOT NULL,      -- search | pretrain-eval | finetune
+    name        TEXT NOT NULL,
+    config      TEXT NOT NULL,      -- JSON
+    deps        TEXT NOT NULL,      -- JSON list of run ids
+    status      TEXT NOT NULL,      -- pending | running | done | failed
+    metrics     TEXT,               -- JSON
+    provenance  TEXT,               -- JSON
+    error       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    host        TEXT,
+    pid         INTEGER,
+    created     REAL NOT NULL,
+    started     REAL,
+    heartbeat   REAL,
+    finished    REAL
+);
+CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+HOST = socket.gethostname()
+
+
+@dataclass
+class RunRecord:
+    id: str
+    kind: str
+    name: str
+    config: dict[str, Any]
+    deps: list[str]
+    status: str
+    metrics: dict[str, Any] | None
+    provenance: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    host: str | None
+    pid: int | None
+    created: float
+    started: float | None
+    heartbeat: float | None
+    finished: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        d = dict(row)
+        for k in ("config", "deps", "metrics", "provenance"):
+            d[k] = json.loads(d[k]) if d[k] is not None else None
+        return cls(**d)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class Store:
+    """A sweep's results database. Each process (and thread) opens its own `Store`."""
+
+    def __init__(self, path: str | os.PathLike, *, stale_after: float = 600.0, timeout: float = 120.0):
+        path = Path(path)
+        if path.is_dir():
+            path = path / DB_NAME
+        self.path, self.stale_after = path, stale_after
+        if not path.parent.is_dir():
+            raise TicketlabError(f"{path.parent}: sweep directory not found")
+        try:
+            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            with self.transaction():
+                for statement in _statements():
+                    self.db.execute(statement)
+                self._check_version()
+        except sqlite3.DatabaseError as e:
+            raise TicketlabError(f"{path}: not a ticketlab results store ({e})") from None
+
+    # ------------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: the lock is taken up front, so it never fails half-way."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row is not None else default
+
+    def add_runs(self, runs: Iterable[Any]) -> int:
+        """Insert planned runs as `pending`; runs already in the store are left as they are."""
+        now, n = time.time(), 0
+        with self.transaction():
+            for r in runs:
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO runs (id, kind, name, config, deps, status, created) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                    (
+                        r.id,
+                        r.kind,
+                        r.name,
+                        json.dumps(r.config, sort_keys=True),
+                        json.dumps(list(r.deps)),
+                        now,
+                    ),
+                )
+                n += cur.rowcount
+        return n
+
+    def _claimable(self, row: sqlite3.Row, now: float) -> bool:
+        if row["status"] in ("pending", "failed"):
+            return True
+        if row["status"] != "running":
+            return False
+        if row["host"] == HOST and row["pid"] is not None and not pid_alive(row["pid"]):
+            return True  # its owner died on this machine
+        return row["heartbeat"] is None or now - row["heartbeat"] > self.stale_after
+
+    def claim(self, run_id: str) -> bool:
+        """Mark a run as ours (`running`) unless it is done or held by a live process."""
+        now = time.time()
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT status, host, pid, heartbeat FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(run_id)
+            if not self._claimable(row, now):
+                return False
+            self.db.execute(
+                "UPDATE runs SET status = 'running', host = ?, pid = ?, started = ?, heartbeat = ?, "
+                "attempts = attempts + 1, error = NULL WHERE id = ?",
+                (HOST, os.getpid(), now, now, run_id),
+            )
+        return True
+
+    def heartbeat(self, run_id: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running' AND pid = ?",
+                (time.time(), run_id, os.getpid()),
+            )
+
+    def finish(self, run_id: str, metrics: dict[str, Any], provenance: dict[str, Any]) -> bool:
+        """Record a finished run. Returns False if the run was already done (by another process)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE runs SET status = 'done', metrics = ?, provenance = ?, error = NULL, finished = ?, "
+                "heartbeat = NULL WHERE id = ? AND status != 'done'",
+                (json.dumps(metrics), json.dumps(provenance), time.time(), run_id),
+            )
+        return cur.rowcount == 1
+
+    def fail(self, run_id: str, error: str, provenance: dict[str, Any] | None = None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = 'failed', error = ?, provenance = ?, finished = ?, "
+                "heartbeat = NULL WHERE id = ? AND status != 'done'",
+                (error, json.dumps(provenance or {}), time.time(), run_id),
+            )
+
+    def release(self, run_id: str) -> None:
+        """Give a claimed run back (e.g. on Ctrl-C) so the next sweep starts it at once."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = 'pending', heartbeat = NULL WHERE id = ? AND status = 'running' "
+                "AND host = ? AND pid = ?",
+                (run_id, HOST, os.getpid()),
+            )
+
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row is not None else None
+
+    def runs(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [*args, kind]
+        if status is not None:
+            sql, args = sql + " AND status = ?", [*args, status]
+        return [RunRecord.from_row(r) for r in self.db.execute(sql + " ORDER BY created, rowid", args)]
+
+    def statuses(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        rows = self.db.execute("SELECT id, status FROM runs").fetchall()
+        out = {r["id"]: r["status"] for r in rows}
+        return out if ids is None else {i: out[i] for i in ids if i in out}
+
+    def held_elsewhere(self, run_id: str) -> bool:
+        """True if another live process is running it now."""
+        row = self.db.execute(
+            "SELECT status, host, pid, heartbeat FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return row is not None and row["status"] == "running" and not self._claimable(row, time.time())
+
+
+def _statements() -> list[str]:
+    return [s.strip() for s in SCHEMA.split(";") if s.strip()]

@@ -1,0 +1,170 @@
+"""Fast stand-ins for mask search, fine-tuning and pre-training evaluation, for the sweep tests.
+
+They do no training but produce real artefacts: the fake searches write real mask directories (an
+OMP mask of the tiny model with a seeded share of its kept weights swapped, more the longer the
+"search"), the fake fine-tuning returns a deterministic score that falls with sparsity. Every call
+appends a line to `calls.log` in the sweep directory, so tests can check that nothing ran twice,
+including across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ticketlab.experiments import FinetuneJob, FinetuneOutput, MethodSpec, PretrainEvalJob, SearchJob
+from ticketlab.experiments.methods import METHODS, SearchOutput
+from ticketlab.masking import Mask, MaskConfig, load_mask, save_mask
+
+BONUS = {"full": 0.0, "omp": 0.0, "random": -0.15, "imp": 0.02, "tamt-mlm": 0.04, "tamt-kd": 0.03}
+
+
+def record(sweep_dir: Path, what: str) -> None:
+    with open(sweep_dir / "calls.log", "a") as f:
+        f.write(what + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def calls(sweep_dir: Path) -> list[str]:
+    path = Path(sweep_dir) / "calls.log"
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _sweep_dir(path: Path) -> Path:
+    # work dirs are <sweep>/runs/<run>, mask dirs <sweep>/masks/<run>
+    return path.parent.parent
+
+
+def _perturbed(base: Mask, share: float, seed: int) -> Mask:
+    """Swap `share` of the kept weights of each matrix with pruned ones (sparsity unchanged)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, t in base.items():
+        flat = t.reshape(-1).clone()
+        kept, pruned = flat.nonzero().squeeze(1), (~flat).nonzero().squeeze(1)
+        n = min(int(share * len(kept)), len(pruned))
+        flat[kept[torch.randperm(len(kept), generator=gen)[:n]]] = False
+        flat[pruned[torch.randperm(len(pruned), generator=gen)[:n]]] = True
+        out[k] = flat.reshape(t.shape)
+    return Mask(out)
+
+
+def fake_search(job: SearchJob) -> SearchOutput:
+    """A 'mask training' that drifts away from OMP with every step; saves masks at job.save_at."""
+    from ticketlab.experiments.methods import _base_model
+    from ticketlab.pruning import omp_mask
+
+    record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}")
+    model = _base_model(job.model)
+    omp = omp_mask(model, job.sparsity)
+    seed = 1000 * (job.seed or 0) + len(job.method)
+    intermediate = []
+    for step in [*job.save_at, job.steps]:
+        mask = _perturbed(omp, min(0.5, 0.002 * step), seed)
+        config = MaskConfig(
+            method=job.method,
+            sparsity=job.sparsity,
+            seed=job.seed,
+            base_model=job.model,
+            base_model_hash="sha256:fake",
+            model_type="bert",
+            targets="fake",
+            search={"steps": step},
+        )
+        if step == job.steps:
+            save_mask(mask, config, job.mask_dir)
+        else:
+            save_mask(mask, config, job.step_dir(step))
+            intermediate.append({"step": step, "mask_dir": str(job.step_dir(step)), "time_s": 0.01 * step})
+    return SearchOutput(
+        steps=job.steps, time_s=0.01 * job.steps, metrics={"train_loss": 3.0}, intermediate=intermediate
+    )
+
+
+def fake_registry(**extra) -> dict[str, MethodSpec]:
+    """The real full/omp/random plus fake imp (budgets) and TAMT (save_at) entries."""
+    fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
+    return {
+        **METHODS,
+        "imp": MethodSpec("imp", fake_search, "fake IMP", curve="budgets", **fake),
+        "tamt-mlm": MethodSpec("tamt-mlm", fake_search, "fake TAMT-MLM", curve="save_at", **fake),
+        "tamt-kd": MethodSpec("tamt-kd", fake_search, "fake TAMT-KD", curve="save_at", **fake),
+        **extra,
+    }
+
+
+def expected_score(config: dict) -> float:
+    """What the fake fine-tuning returns for a run config (tests hand-compute aggregates from it)."""
+    s, method = config["sparsity"], config["method"]
+    score = 0.9 - 0.6 * s**2 + BONUS.get(method, 0.0) * s
+    score += 0.01 * config["seed"] + 0.003 * (config["mask_seed"] or 0)
+    if config["search_steps"] is not None:
+        score -= 0.1 / (1 + config["search_steps"])
+    if config["train_size"] is not None:
+        score -= 5.0 / config["train_size"]
+    return round(score, 6)
+
+
+def mask_facts(mask_dir: Path | None) -> dict:
+    """What a run config says about its mask, read back from the mask file the job points at."""
+    if mask_dir is None:
+        return {"method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
+    c = load_mask(mask_dir)[1]
+    return {
+        "method": c.method,
+        "sparsity": c.sparsity,
+        "mask_seed": c.seed,
+        "search_steps": c.search.get("steps"),
+    }
+
+
+def fake_finetune(job: FinetuneJob, *, sleep: float = 0.0, fail_task: str | None = None) -> FinetuneOutput:
+    record(_sweep_dir(job.out_dir), f"finetune {job.out_dir.name}")
+    if sleep:
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        (job.out_dir / "entered").write_text(str(os.getpid()))
+        time.sleep(sleep)
+    if fail_task is not None and job.task == fail_task:
+        raise RuntimeError(f"fake failure on {job.task}")
+    score = expected_score({**mask_facts(job.mask_dir), "seed": job.seed, "train_size": job.train_size})
+    return FinetuneOutput(metric="accuracy", score=score, final_score=score - 0.01, best={"accuracy": score})
+
+
+def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
+    record(_sweep_dir(job.out_dir), f"pretrain-eval {job.out_dir.name}")
+    facts = mask_facts(job.mask_dir)
+    s = facts["sparsity"]
+    return {"mlm_loss": 2.0 + 3 * s - BONUS.get(facts["method"], 0.0), "kd_loss": 0.1 + s}
+
+
+def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
+    """A small sweep over the tiny model: 2 tasks, full/omp/random + fake TAMT and IMP, all studies."""
+    for d in ("data/a", "data/b"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "corpus.txt").write_text("the cat sees the dog .\n")
+    d = {
+        "name": "fake",
+        "model": str(model_dir),
+        "corpus": {"train": "corpus.txt", "dev": "corpus.txt"},
+        "tasks": {"a": {"data": "data/a"}, "b": {"data": "data/b"}},
+        "methods": ["full", "omp", "random", "imp", "tamt-mlm"],
+        "sparsities": [0.5, 0.7],
+        "seeds": {"search": [0, 1], "finetune": [0, 1]},
+        "search": {"steps": 20},
+        "finetune": {"steps": 5},
+        "pretrain_eval": {"max_examples": 8},
+        "search_curve": {"steps": [5, 10], "sparsities": [0.7], "tasks": ["a", "b"]},
+        "data_curve": {"train_sizes": [10, 100], "sparsities": [0.7], "methods": ["full", "omp", "tamt-mlm"]},
+    }
+    d.update(overrides)
+    return d
+
+
+def make_spec(root: Path, model_dir: Path, **overrides):
+    from ticketlab.experiments import spec_from_dict
+
+    return spec_from_dict(spec_dict(root, model_dir, **overrides), base_dir=root, registry=fake_registry())

@@ -1,0 +1,202 @@
+"""The sweep runner: runs everything once, resumes after a kill between or inside runs, survives
+failures, and shares the work with a second sweep process. Searches and fine-tunings are fast fakes
+(tests/sweep_fakes.py) injected into the runner; OMP and random pruning are the real ones."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import sweep_fakes as fakes
+from ticketlab.experiments import Store, expand, run_sweep
+from ticketlab.experiments.runner import mask_hash
+
+TESTS = Path(__file__).resolve().parent
+
+
+def sweep(root: Path, spec, **kw):
+    kw.setdefault("finetune", fakes.fake_finetune)
+    kw.setdefault("pretrain_eval", fakes.fake_pretrain_eval)
+    return run_sweep(spec, root / "sweep", log=lambda s: None, **kw)
+
+
+def no_repeats(sweep_dir: Path, allow: Counter | None = None) -> Counter:
+    counts = Counter(fakes.calls(sweep_dir))
+    repeated = {c: n for c, n in counts.items() if n > 1 + (allow or Counter())[c]}
+    assert not repeated, f"repeated work: {repeated}"
+    return counts
+
+
+def test_sweep_runs_everything_once_and_records_it(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir)
+    runs = expand(spec)
+    result = sweep(tmp_path, spec)
+    assert result.ok and result.done == len(runs) == len(result.ran)
+    sweep_dir = tmp_path / "sweep"
+    calls = no_repeats(sweep_dir)
+    # The fakes were called once per fake search / fine-tuning / evaluation; OMP and random are real.
+    fake_searches = [r for r in runs if r.kind == "search" and r.config["method"] in ("imp", "tamt-mlm")]
+    assert sum(c.startswith("search") for c in calls) == len(fake_searches)
+    assert sum(c.startswith("finetune") for c in calls) == sum(r.kind == "finetune" for r in runs)
+    with Store(sweep_dir) as st:
+        for r in runs:
+            rec = st.get(r.id)
+            assert rec.status == "done" and rec.config == r.config
+            assert rec.provenance["code"]["ticketlab"] and rec.provenance["wall_s"] >= 0
+            if r.kind == "finetune":
+                assert rec.metrics["score"] == fakes.expected_score(r.config)
+                if r.config["mask"] is not None:  # the exact mask file a score came from
+                    assert rec.provenance["mask_hash"] == mask_hash(sweep_dir / rec.provenance["mask_dir"])
+            if r.kind == "search":
+                mask_dir = sweep_dir / rec.metrics["mask_dir"]
+                assert rec.provenance["mask_hash"] == mask_hash(mask_dir)
+                assert rec.metrics["achieved_sparsity"] == pytest.approx(r.config["sparsity"], abs=1e-3)
+                assert [i["step"] for i in rec.metrics["intermediate"]] == r.config["save_at"]
+    assert (sweep_dir / "spec.json").is_file()
+    # A second sweep finds everything done and runs nothing.
+    again = sweep(tmp_path, spec)
+    assert again.ok and again.ran == []
+    assert Counter(fakes.calls(sweep_dir)) == calls
+
+
+def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    total = len(expand(spec))
+    first = sweep(tmp_path, spec, max_runs=7)
+    assert len(first.ran) == 7 and first.done == 7
+    second = sweep(tmp_path, spec, max_runs=10)
+    assert len(second.ran) == 10 and second.done == 17
+    last = sweep(tmp_path, spec)
+    assert last.ok and last.done == total and len(last.ran) == total - 17
+    no_repeats(tmp_path / "sweep")
+
+
+def test_result_written_but_not_recorded_is_not_redone(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+    sweep(tmp_path, spec)
+    before = fakes.calls(tmp_path / "sweep")
+    ft = next(r for r in expand(spec) if r.kind == "finetune" and r.config["method"] == "tamt-mlm")
+    with Store(tmp_path / "sweep") as st:
+        metrics = st.get(ft.id).metrics
+        # As if killed after the run wrote its result.json and before the store marked it done.
+        st.db.execute(
+            "UPDATE runs SET status = 'running', pid = 999999999, metrics = NULL WHERE id = ?", (ft.id,)
+        )
+    result = sweep(tmp_path, spec)
+    assert result.ran == [ft.id] and fakes.calls(tmp_path / "sweep") == before
+    with Store(tmp_path / "sweep") as st:
+        assert st.get(ft.id).status == "done" and st.get(ft.id).metrics == metrics
+
+
+CHILD = """
+import sys, functools
+sys.path.insert(0, {tests!r})
+import sweep_fakes as fakes
+from pathlib import Path
+from ticketlab.experiments import run_sweep
+root = Path({root!r})
+spec = fakes.make_spec(root, Path({model!r}), data_curve=None, pretrain_eval=None)
+ft = functools.partial(fakes.fake_finetune, sleep=float(sys.argv[1]))
+run_sweep(spec, root / "sweep", finetune=ft, log=lambda s: None)
+"""
+
+
+def test_kill_inside_a_run_then_resume(tmp_path, tiny_bert_dir):
+    code = textwrap.dedent(CHILD.format(tests=str(TESTS), root=str(tmp_path), model=str(tiny_bert_dir)))
+    child = subprocess.Popen([sys.executable, "-c", code, "120"], stderr=subprocess.PIPE)
+    sweep_dir = tmp_path / "sweep"
+    deadline = time.time() + 120
+    while not list(sweep_dir.glob("runs/*/entered")):  # inside its first fine-tuning run
+        assert child.poll() is None, child.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    (entered,) = sweep_dir.glob("runs/*/entered")
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    runs = expand(spec)
+    killed = next(r for r in runs if r.dirname == entered.parent.name)
+    with Store(sweep_dir) as st:
+        searches_done = {r.id for r in st.runs(kind="search", status="done")}
+        assert st.get(killed.id).status == "running"  # claimed by a process that no longer exists
+    assert searches_done == {r.id for r in runs if r.kind == "search"}
+    result = sweep(tmp_path, spec)
+    assert result.ok and result.done == len(runs)
+    # Only the killed run was started twice; the searches finished before the kill were not redone.
+    no_repeats(sweep_dir, allow=Counter({f"finetune {killed.dirname}": 1}))
+    assert result.ran[0] == killed.id and killed.id in result.ran and not set(result.ran) & searches_done
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):
+    def broken_search(job):
+        raise RuntimeError("search exploded")
+
+    registry = fakes.fake_registry()
+    registry["imp"] = type(registry["imp"])(**{**registry["imp"].__dict__, "search": broken_search})
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    spec.registry = registry
+    runs = expand(spec)
+    result = sweep(tmp_path, spec, finetune=functools.partial(fakes.fake_finetune, fail_task="b"))
+    assert not result.ok
+    failed = {r.id for r in runs if r.id in result.failed}
+    imp_searches = {r.id for r in runs if r.kind == "search" and r.config["method"] == "imp"}
+    task_b = {
+        r.id
+        for r in runs
+        if r.kind == "finetune" and r.config["task"] == "b" and not set(r.deps) & imp_searches
+    }
+    assert failed == imp_searches | task_b
+    # Fine-tunings of the failed IMP masks were not attempted; everything else finished.
+    assert set(result.blocked) == {r.id for r in runs if set(r.deps) & imp_searches}
+    assert result.done == len(runs) - len(failed) - len(result.blocked)
+    with Store(tmp_path / "sweep") as st:
+        assert "search exploded" in st.get(next(iter(imp_searches))).error
+    # Fixed: the next sweep retries the failures and runs what they blocked, nothing else.
+    spec.registry = fakes.fake_registry()
+    again = sweep(tmp_path, spec)
+    assert again.ok and set(again.ran) == failed | set(result.blocked)
+    by_id = {r.id: r for r in runs}
+    no_repeats(tmp_path / "sweep", allow=Counter(f"finetune {by_id[i].dirname}" for i in task_b))
+
+
+def _parallel_worker(root: str, model: str, start) -> None:
+    spec = fakes.make_spec(Path(root), Path(model), data_curve=None)
+    start.wait()  # both processes have imported everything: start sweeping together
+    run_sweep(
+        spec,
+        Path(root) / "sweep",
+        finetune=functools.partial(fakes.fake_finetune, sleep=0.02),
+        pretrain_eval=fakes.fake_pretrain_eval,
+        log=lambda s: None,
+        poll=0.2,
+    )
+
+
+def test_two_sweeps_share_the_work(tmp_path, tiny_bert_dir):
+    """A second process and this one run the same sweep at the same time."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(2)
+    child = ctx.Process(target=_parallel_worker, args=(str(tmp_path), str(tiny_bert_dir), start))
+    child.start()
+    _parallel_worker(str(tmp_path), str(tiny_bert_dir), start)
+    child.join(timeout=300)
+    assert child.exitcode == 0
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
+    runs = expand(spec)
+    calls = no_repeats(tmp_path / "sweep")
+    assert sum(c.startswith("finetune") for c in calls) == sum(r.kind == "finetune" for r in runs)
+    with Store(tmp_path / "sweep") as st:
+        assert all(st.get(r.id).status == "done" for r in runs)
+        pids = {st.get(r.id).provenance["pid"] for r in runs}
+        assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert pids == {os.getpid(), child.pid}  # both processes did part of the work

@@ -1,0 +1,204 @@
+"""Sweep specs: validation with errors naming the file and key, and deterministic expansion into runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweep_fakes import fake_registry
+from ticketlab.errors import ConfigError
+from ticketlab.experiments import expand, load_spec, spec_from_dict
+
+
+@pytest.fixture()
+def base(tmp_path) -> dict:
+    for d in ("glue/SST-2", "glue/CoLA", "model"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "wiki.txt").write_text("some text\n")
+    return {
+        "model": "model",
+        "corpus": {"train": "wiki.txt", "dev": "wiki.txt"},
+        "tasks": {"sst2": {"data": "glue/SST-2"}, "cola": {"data": "glue/CoLA", "steps": 7}},
+        "methods": ["full", "omp", "random", "tamt-mlm"],
+        "sparsities": [0.5, "70%"],
+        "seeds": {"search": [0, 1, 2], "finetune": [0, 1]},
+        "search": {"steps": 20, "lr": 0.1},
+        "finetune": {"steps": 5, "lr": 2e-5},
+    }
+
+
+def write(tmp_path: Path, d: dict) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def load(tmp_path: Path, d: dict):
+    return load_spec(write(tmp_path, d), registry=fake_registry())
+
+
+def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
+    spec = load(tmp_path, base)
+    assert spec.model == str((tmp_path / "model").resolve())
+    assert spec.sparsities == [0.5, 0.7]
+    assert spec.tasks["sst2"].data == str((tmp_path / "glue/SST-2").resolve())
+    assert spec.corpus["train"] == [str((tmp_path / "wiki.txt").resolve())]
+    assert spec.name == "spec"
+    # Each method sees only the settings it declares: OMP's identity does not depend on TAMT's lr.
+    assert spec.search_settings("tamt-mlm") == {"lr": 0.1, "steps": 20}
+    assert spec.search_settings("omp") == {}
+    assert spec.finetune_settings("cola") == {"lr": 2e-5, "steps": 7}
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(sparsity=[0.5]), "sparsity: unknown key (did you mean 'sparsities'?)"),
+        (
+            lambda d: d.update(methods=["omp", "tamt-mlmm"]),
+            "unknown method 'tamt-mlmm' (did you mean 'tamt-mlm'?)",
+        ),
+        (lambda d: d.update(sparsities=[0.5, 1.0]), "sparsities: 1.0 is not a fraction in [0, 1)"),
+        (lambda d: d.update(sparsities=[0.5, 0.5]), "sparsities: duplicate values"),
+        (lambda d: d["tasks"]["sst2"].pop("data"), "tasks.sst2.data: missing"),
+        (lambda d: d["tasks"]["sst2"].update(data="glue/nope"), "tasks.sst2.data: glue/nope: not found"),
+        (lambda d: d["finetune"].update(lrr=1), "finetune.lrr: unknown setting (did you mean 'lr'?)"),
+        (lambda d: d["tasks"]["cola"].update(stepz=1), "tasks.cola.stepz: unknown setting"),
+        (lambda d: d["search"].update(lr_typo=1), "search.lr_typo: unknown setting"),
+        (lambda d: d.update(methods={"omp": {"lr": 1}}), "methods.omp.lr: unknown setting"),
+        (lambda d: d.pop("corpus"), "corpus: required by tamt-mlm"),
+        (lambda d: d["search"].pop("steps"), "search.steps: a positive step budget is required by tamt-mlm"),
+        (lambda d: d["finetune"].pop("steps"), "finetune.steps: a positive step budget is required"),
+        (lambda d: d.update(seeds={"search": [0, 0]}), "seeds.search: a non-empty list of distinct"),
+        (lambda d: d.update(seeds={"serch": [0]}), "seeds.serch: unknown key (did you mean 'search'?)"),
+        (
+            lambda d: d.update(search_curve={"steps": [10, 40]}),
+            "search_curve.steps: 40 is beyond the search budget",
+        ),
+        (
+            lambda d: d.update(search_curve={"steps": [10], "sparsities": [0.9]}),
+            "search_curve.sparsities: 0.9",
+        ),
+        (lambda d: d.update(search_curve={"steps": [10], "methods": ["omp"]}), "omp has no search budget"),
+        (lambda d: d.update(data_curve={"train_sizes": [0]}), "data_curve.train_sizes: a non-empty list"),
+        (lambda d: d.update(data_curve={"train_sizes": [8], "tasks": ["rte"]}), "data_curve.tasks: 'rte'"),
+        (lambda d: d.update(model="./missing-model"), "model: ./missing-model: not found"),
+        (lambda d: d.pop("tasks"), "tasks: missing (required)"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path, base, edit, message):
+    edit(base)
+    path = write(tmp_path, base)
+    with pytest.raises(ConfigError) as e:
+        load_spec(path, registry=fake_registry())
+    assert str(e.value).startswith(f"{path}: ")
+    assert message in str(e.value)
+
+
+def test_yaml_syntax_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\ntasks: [a\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML at line \d"):
+        load_spec(bad)
+    with pytest.raises(ConfigError, match="nope.yaml: sweep spec not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_hub_id_model_passes_through(tmp_path, base):
+    base["model"] = "bert-base-uncased"
+    assert load(tmp_path, base).model == "bert-base-uncased"
+
+
+def test_methods_as_mapping_with_overrides(tmp_path, base):
+    base["methods"] = ["full", {"tamt-mlm": {"lr": 0.5}}, "omp"]
+    spec = load(tmp_path, base)
+    assert list(spec.methods) == ["full", "tamt-mlm", "omp"]
+    assert spec.search_settings("tamt-mlm") == {"lr": 0.5, "steps": 20}
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def test_expansion_counts_and_mask_reuse(tmp_path, base):
+    runs = expand(load(tmp_path, base))
+    kinds = Counter(r.kind for r in runs)
+    # omp: 1 mask per sparsity (deterministic); random and tamt: 3 seeds x 2 sparsities; full: none.
+    assert kinds["search"] == 2 + 6 + 6
+    # full: 2 tasks x 2 seeds; every mask: 2 tasks x 2 fine-tuning seeds.
+    assert kinds["finetune"] == 4 + (2 + 6 + 6) * 4
+    assert kinds["pretrain-eval"] == 0
+    searches = {r.id: r for r in runs if r.kind == "search"}
+    assert {r.config["seed"] for r in searches.values() if r.config["method"] == "omp"} == {None}
+    # A mask is searched once and transferred to every task with every fine-tuning seed.
+    uses = Counter(r.deps[0] for r in runs if r.kind == "finetune" and r.deps)
+    assert set(uses) == set(searches) and set(uses.values()) == {4}
+    for r in runs:
+        assert all(d in searches for d in r.deps)
+    # Fine-tuning runs of the full model have no mask and no dependency.
+    full = [r for r in runs if r.kind == "finetune" and r.config["method"] == "full"]
+    assert len(full) == 4 and all(r.config["mask"] is None and not r.deps for r in full)
+    assert len({r.id for r in runs}) == len(runs)
+
+
+def test_expansion_is_deterministic_and_incremental(tmp_path, base):
+    first = expand(load(tmp_path, base))
+    assert [r.id for r in expand(load(tmp_path, base))] == [r.id for r in first]
+    # Adding a sparsity adds runs and keeps every existing one.
+    base["sparsities"] = [0.5, 0.7, 0.9]
+    more = {r.id for r in expand(load(tmp_path, base))}
+    assert {r.id for r in first} < more
+    # Changing TAMT's lr redoes TAMT (and its fine-tunings) only.
+    base["sparsities"] = [0.5, 0.7]
+    base["search"]["lr"] = 0.2
+    changed = {r.id for r in first} - {r.id for r in expand(load(tmp_path, base))}
+    by_id = {r.id: r for r in first}
+    assert changed and {by_id[i].config["method"] for i in changed} == {"tamt-mlm"}
+    # A per-task fine-tuning change touches only that task's fine-tunings.
+    base["search"]["lr"] = 0.1
+    base["tasks"]["cola"]["steps"] = 8
+    changed = {r.id for r in first} - {r.id for r in expand(load(tmp_path, base))}
+    assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "cola")}
+
+
+def test_search_curve_save_at_and_budgets(tmp_path, base):
+    base["methods"] = ["full", "omp", "imp", "tamt-mlm"]
+    base["seeds"]["search"] = [0]
+    base["search_curve"] = {"steps": [5, 10], "sparsities": [0.7], "tasks": ["sst2"]}
+    runs = expand(load(tmp_path, base))
+    searches = [r for r in runs if r.kind == "search"]
+    tamt = {r.config["sparsity"]: r for r in searches if r.config["method"] == "tamt-mlm"}
+    # TAMT saves masks along its one run at the curve sparsity only.
+    assert len(tamt) == 2 and tamt[0.7].config["save_at"] == [5, 10] and tamt[0.5].config["save_at"] == []
+    # IMP (budgets) gets one extra run per smaller budget at the curve sparsity.
+    imp = sorted((r.config["sparsity"], r.config["steps"]) for r in searches if r.config["method"] == "imp")
+    assert imp == [(0.5, 20), (0.7, 5), (0.7, 10), (0.7, 20)]
+    # Masks along the curve are fine-tuned on the curve's tasks with every fine-tuning seed.
+    curve_ft = [r for r in runs if r.kind == "finetune" and r.config["search_steps"] in (5, 10)]
+    assert len(curve_ft) == 2 * 2 * 2  # (tamt @5, @10, imp 5, imp 10) / 2 methods x 2 steps x 2 seeds
+    assert {r.config["task_label"] for r in curve_ft} == {"sst2"}
+    at = sorted((r.config["method"], r.config["mask"]["step"]) for r in curve_ft)
+    assert at[0] == ("imp", None) and ("tamt-mlm", 5) in at and ("tamt-mlm", 10) in at
+
+
+def test_data_curve_and_pretrain_eval(tmp_path, base):
+    base["data_curve"] = {"train_sizes": [8, 32], "sparsities": [0.7], "methods": ["full", "tamt-mlm"]}
+    base["pretrain_eval"] = {"max_examples": 16}
+    runs = expand(load(tmp_path, base))
+    sized = [r for r in runs if r.kind == "finetune" and r.config["train_size"] is not None]
+    # full: 2 sizes x 2 tasks x 2 seeds; tamt at 0.7: 3 masks x 2 sizes x 2 tasks x 2 seeds.
+    assert len(sized) == 8 + 24
+    assert {r.config["method"] for r in sized} == {"full", "tamt-mlm"}
+    evals = [r for r in runs if r.kind == "pretrain-eval"]
+    assert len(evals) == 1 + 14  # the dense model and every mask
+    assert all(r.config["settings"] == {"max_examples": 16} for r in evals)
+
+
+def test_spec_from_dict_for_programs(tmp_path, base):
+    spec = spec_from_dict(base, base_dir=tmp_path, registry=fake_registry())
+    assert spec.tasks["cola"].settings == {"steps": 7}
+    no_tamt = {k: v for k, v in fake_registry().items() if k != "tamt-mlm"}
+    with pytest.raises(ConfigError, match="<spec>: methods: unknown method 'tamt-mlm'"):
+        spec_from_dict(base, base_dir=tmp_path, registry=no_tamt)

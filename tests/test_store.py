@@ -1,0 +1,126 @@
+"""The results store: claims, crash recovery, and two processes writing one database."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ticketlab.errors import TicketlabError
+from ticketlab.experiments.plan import make_run
+from ticketlab.experiments.store import Store
+
+
+def runs(n: int):
+    return [make_run("finetune", f"r{i}", {"i": i}) for i in range(n)]
+
+
+def test_claim_finish_and_no_repeat(tmp_path):
+    rs = runs(3)
+    with Store(tmp_path) as st:
+        assert st.add_runs(rs) == 3
+        assert st.claim(rs[0].id)
+        assert not st.claim(rs[0].id)  # held by a live process (this one)
+        assert st.finish(rs[0].id, {"score": 0.5}, {"host": "h"})
+        assert st.add_runs(rs) == 0  # re-planning leaves finished runs alone
+        rec = st.get(rs[0].id)
+        assert rec.status == "done" and rec.metrics == {"score": 0.5} and rec.attempts == 1
+        assert rec.config == {"kind": "finetune", "i": 0}
+        assert not st.claim(rs[0].id)
+        assert not st.finish(rs[0].id, {"score": 0.9}, {})  # a second finisher does not overwrite
+        assert st.get(rs[0].id).metrics == {"score": 0.5}
+        # A failed run is recorded and can be claimed again.
+        assert st.claim(rs[1].id)
+        st.fail(rs[1].id, "boom")
+        assert st.get(rs[1].id).status == "failed" and st.get(rs[1].id).error == "boom"
+        assert st.claim(rs[1].id) and st.get(rs[1].id).attempts == 2
+        # Released (Ctrl-C) runs go back to pending.
+        st.release(rs[1].id)
+        assert st.get(rs[1].id).status == "pending"
+        assert st.statuses() == {rs[0].id: "done", rs[1].id: "pending", rs[2].id: "pending"}
+        assert [r.id for r in st.runs(status="pending")] == [rs[1].id, rs[2].id]
+
+
+def test_crashed_owner_is_reclaimed(tmp_path):
+    (r,) = runs(1)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    with Store(tmp_path, stale_after=600) as st:
+        st.add_runs([r])
+        st.claim(r.id)
+        # Its owner on this machine died (e.g. SIGKILL): the pid no longer exists.
+        st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (int(dead.stdout), r.id))
+        assert not st.held_elsewhere(r.id)
+        assert st.claim(r.id)
+        # Another machine holds it with a fresh heartbeat: not ours to take...
+        st.db.execute(
+            "UPDATE runs SET host = 'other-host', pid = 1, heartbeat = ? WHERE id = ?", (time.time(), r.id)
+        )
+        assert st.held_elsewhere(r.id) and not st.claim(r.id)
+        # ...until its heartbeat is older than stale_after.
+        st.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time() - 601, r.id))
+        assert st.claim(r.id)
+
+
+def test_bad_store_files(tmp_path):
+    (tmp_path / "results.sqlite").write_bytes(b"this is not a database, just some bytes" * 100)
+    with pytest.raises(TicketlabError, match="results.sqlite: not a ticketlab results store"):
+        Store(tmp_path)
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    Store(newer).close()
+    db = sqlite3.connect(newer / "results.sqlite")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(TicketlabError, match="written by a newer ticketlab"):
+        Store(newer)
+    with pytest.raises(TicketlabError, match="sweep directory not found"):
+        Store(tmp_path / "missing" / "results.sqlite")
+
+
+def _worker(path: str, ids: list[str], seed: int, out) -> None:
+    """Claim and finish every run it can, in its own order, as a second sweep process would."""
+    store = Store(path)
+    order = list(ids)
+    random.Random(seed).shuffle(order)
+    ran = []
+    for i, run_id in enumerate(order):
+        if store.claim(run_id):
+            time.sleep(random.Random(i).random() * 0.002)
+            store.finish(run_id, {"by": seed}, {"pid": 0})
+            ran.append(run_id)
+        store.set_meta(f"progress-{seed}", i)
+    store.close()
+    out.put((seed, ran))
+
+
+def test_two_processes_share_one_store(tmp_path):
+    rs = runs(150)
+    ids = [r.id for r in rs]
+    with Store(tmp_path) as st:
+        st.add_runs(rs)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), ids, seed, out)) for seed in (1, 2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    # Every run was done exactly once, by one of the two writers, and the database is intact.
+    assert set(results[1]).isdisjoint(results[2])
+    assert set(results[1]) | set(results[2]) == set(ids)
+    with Store(tmp_path) as st:
+        assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert st.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        for seed, ran in results.items():
+            assert all(st.get(i).status == "done" and st.get(i).metrics == {"by": seed} for i in ran)
+        assert st.get_meta("progress-1") == st.get_meta("progress-2") == len(ids) - 1
