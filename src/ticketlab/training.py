@@ -194,6 +194,20 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class _LossModule(nn.Module):
+    """The loss computation as one module, so that DDP wraps *it*: a `loss_fn` may then call any part
+    of the model (e.g. the encoder, then the MLM head on the masked positions only) and DDP still
+    synchronises the gradients. `loss_fn` receives the unwrapped model."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Batch):
+        return self.loss_fn(self.model, batch)
+
+
 def make_accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(mixed_precision=config.mixed_precision)
 
@@ -233,7 +247,7 @@ def train(
     raw_model = model
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config)
-    model, optimizer = acc.prepare(model, optimizer)
+    model, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
     state = TrainState(0, raw_model, optimizer, acc, config)
     result = TrainResult(steps=0)
 
@@ -324,7 +338,7 @@ def train(
                 # Gradients are all-reduced once per optimizer step, on the last micro-batch.
                 last = a == config.grad_accum - 1
                 with contextlib.nullcontext() if last else acc.no_sync(model), acc.autocast():
-                    out_ = loss_fn(model, batch)
+                    out_ = model(batch)
                     loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
                     acc.backward(loss / config.grad_accum)
                 for k, v in {"loss": float(loss.detach()), **logs}.items():

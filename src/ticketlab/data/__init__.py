@@ -1,0 +1,1 @@
+"""Data: language-modelling corpora, downstream tasks, synthetic data. Import the submodules directly."""

@@ -1,0 +1,297 @@
+"""Pre-training objectives: MLM on the masked positions only, hidden-state cosine KD, and their sum.
+
+* **MLM** (BERT): 15% of the non-special tokens are chosen; 80% of those become [MASK], 10% a
+  random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
+  encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
+  [tokens x vocab] product for nothing). The corruption of each example is drawn from the seed the
+  training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
+  resumption.
+* **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
+  1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
+  and TAMT's code drops it too). The teacher is the same model with its masks switched off
+  (`masks_disabled`), in eval mode (no dropout), under no_grad: no second copy in memory. The student
+  sees the same (MLM-corrupted) input, as in TAMT's KD data. A model without masks has KD loss 0.
+* **MLM+KD**: their equal sum (TAMT §4.1.2).
+
+Losses are token-weighted means. Under DDP the token counts of all processes are summed first (one
+small all-reduce per micro-batch), so the averaged gradient is exactly the gradient of the global
+batch mean, whatever the split of masked tokens between processes. With gradient accumulation each
+micro-batch is normalised by its own count (the usual convention).
+
+    collate = MLMCollator(tokenizer)
+    loss_fn = pretraining_loss("mlm+kd")        # (model, batch) -> (loss, logs); for training.train
+    sums = pretraining_sums(model, batch, kd=True)  # raw sums and counts, e.g. for evaluation
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerBase
+
+from .errors import ConfigError
+from .masking import is_masked, masks_disabled
+from .modeling import encoder_of
+
+IGNORE_INDEX = -100
+Objective = Literal["mlm", "kd", "mlm+kd"]
+OBJECTIVES: tuple[str, ...] = ("mlm", "kd", "mlm+kd")
+
+
+# --------------------------------------------------------------------------- MLM corruption
+
+
+class MLMCollator:
+    """Pad examples and corrupt them for MLM, deterministically from one seed per example.
+
+    `collator(examples, seeds)` takes examples `{"input_ids": ...}` (tensors or lists) and returns
+    `input_ids`, `attention_mask` and `labels` ([B, T] long; labels are IGNORE_INDEX except at the
+    chosen positions). Without `seeds`, they are drawn from torch's global RNG.
+    `mlm_probability=0` gives a plain padding collator.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        mlm_probability: float = 0.15,
+        *,
+        mask_fraction: float = 0.8,
+        random_fraction: float = 0.1,
+        pad_to_multiple_of: int | None = None,
+    ):
+        if not 0.0 <= mlm_probability < 1.0:
+            raise ConfigError(f"mlm_probability must be in [0, 1), got {mlm_probability}")
+        if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1:
+            raise ConfigError("mask_fraction and random_fraction must be >= 0 and sum to <= 1")
+        if tokenizer.mask_token_id is None and mlm_probability > 0:
+            raise ConfigError(f"{type(tokenizer).__name__} has no mask token; MLM needs one")
+        self.mlm_probability = mlm_probability
+        self.mask_fraction = mask_fraction
+        self.random_fraction = random_fraction
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.mask_id = tokenizer.mask_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.vocab_size = len(tokenizer)
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids) | {self.pad_id}))
+
+    def __call__(self, examples: Sequence[Any], seeds: Sequence[int] | None = None) -> dict[str, Tensor]:
+        ids = [
+            torch.as_tensor(e["input_ids"] if isinstance(e, dict) else e, dtype=torch.long) for e in examples
+        ]
+        if seeds is None:
+            seeds = torch.randint(0, 2**62, (len(ids),)).tolist()
+        if len(seeds) != len(ids):
+            raise ValueError(f"{len(ids)} examples but {len(seeds)} seeds")
+        width = max(x.numel() for x in ids)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        labels = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
+        for i, (x, seed) in enumerate(zip(ids, seeds, strict=True)):
+            n = x.numel()
+            attention_mask[i, :n] = 1
+            input_ids[i, :n], labels[i, :n] = self.corrupt(x, int(seed))
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    def corrupt(self, ids: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+        """(corrupted ids, labels) of one example [n]; the same seed gives the same corruption."""
+        if self.mlm_probability == 0:
+            return ids, torch.full_like(ids, IGNORE_INDEX)
+        g = torch.Generator().manual_seed(seed)
+        chosen = (torch.rand(ids.shape, generator=g) < self.mlm_probability) & ~torch.isin(
+            ids, self.special_ids
+        )
+        action = torch.rand(ids.shape, generator=g)
+        random_ids = torch.randint(0, self.vocab_size, ids.shape, generator=g)
+        out = torch.where(chosen & (action < self.mask_fraction), self.mask_id, ids)
+        use_random = (
+            chosen & (action >= self.mask_fraction) & (action < self.mask_fraction + self.random_fraction)
+        )
+        out = torch.where(use_random, random_ids, out)
+        return out, torch.where(chosen, ids, IGNORE_INDEX)
+
+
+# --------------------------------------------------------------------------- model parts
+
+
+def mlm_head(model: nn.Module) -> nn.Module:
+    """The model's MLM head (`cls` for BERT, `lm_head` for RoBERTa): the child holding the decoder."""
+    get = getattr(model, "get_output_embeddings", None)
+    decoder = get() if get is not None else None
+    if decoder is not None:
+        base = getattr(model, "base_model_prefix", None)
+        for name, child in model.named_children():
+            if name != base and any(m is decoder for m in child.modules()):
+                return child
+    raise ConfigError(
+        f"{type(model).__name__} has no MLM head; load the model with its MLM head (head='mlm') "
+        "or use the KD objective"
+    )
+
+
+def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The MLM head's own parameters (transform, LayerNorm, output bias), named relative to the model.
+
+    Parameters shared with the encoder (the decoder weight tied to the word embeddings) are left out:
+    they belong to the encoder and its mask.
+    """
+    head = mlm_head(model)
+    shared = {id(p) for p in encoder_of(model).parameters()}
+    prefix = next(name for name, child in model.named_children() if child is head)
+    return {f"{prefix}.{n}": p for n, p in head.named_parameters() if id(p) not in shared}
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def _encode(model: nn.Module, batch: dict[str, Tensor], hidden_states: bool):
+    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    return encoder_of(model)(**kwargs, output_hidden_states=hidden_states, return_dict=True)
+
+
+def teacher_hidden_states(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
+    """Hidden states of layers 1..L of the dense model (masks off, eval mode, no grad)."""
+    with torch.no_grad(), masks_disabled(model), eval_mode(model):
+        return _encode(model, batch, hidden_states=True).hidden_states[1:]
+
+
+# --------------------------------------------------------------------------- sums and losses
+
+
+@dataclass
+class LossSums:
+    """Sums over a batch (tensors; the loss sums carry gradients) and their token counts."""
+
+    mlm_sum: Tensor | None = None  # sum of cross-entropies over masked tokens
+    mlm_correct: Tensor | None = None  # masked tokens predicted exactly
+    mlm_count: Tensor | None = None  # masked tokens
+    kd_sum: Tensor | None = None  # sum over layers and tokens of 1 - cos
+    kd_count: Tensor | None = None  # layers x non-padding tokens
+
+
+def mlm_sums(model: nn.Module, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(sum of CE, correct, count) of the MLM head on the masked positions of `hidden` [B, T, H]."""
+    chosen = labels != IGNORE_INDEX  # [B, T]
+    logits = mlm_head(model)(hidden[chosen])  # [n, V]
+    target = labels[chosen]  # [n]
+    loss_sum = F.cross_entropy(logits.float(), target, reduction="sum")
+    correct = (logits.detach().argmax(-1) == target).sum()
+    return loss_sum, correct, chosen.sum()
+
+
+def kd_sums(
+    student: Sequence[Tensor], teacher: Sequence[Tensor], attention_mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(sum, count) of 1 - cos(teacher, student) over layers and non-padding tokens (TAMT Eq. 6)."""
+    if len(student) != len(teacher):
+        raise ValueError(f"{len(student)} student layers vs {len(teacher)} teacher layers")
+    valid = attention_mask.bool()  # [B, T]
+    total = student[0].new_zeros((), dtype=torch.float32)
+    for s, t in zip(student, teacher, strict=True):
+        cos = F.cosine_similarity(s.float(), t.float(), dim=-1)  # [B, T]
+        total = total + (1.0 - cos)[valid].sum()
+    return total, valid.sum() * len(student)
+
+
+def pretraining_sums(
+    model: nn.Module, batch: dict[str, Tensor], *, mlm: bool = True, kd: bool = False
+) -> LossSums:
+    """One student forward (plus one teacher forward for KD) and the raw sums of the objectives."""
+    if not (mlm or kd):
+        raise ConfigError("nothing to compute: enable mlm and/or kd")
+    out = _encode(model, batch, hidden_states=kd)
+    sums = LossSums()
+    if mlm:
+        if "labels" not in batch:
+            raise ConfigError("the MLM objective needs a batch with labels (use MLMCollator)")
+        sums.mlm_sum, sums.mlm_correct, sums.mlm_count = mlm_sums(
+            model, out.last_hidden_state, batch["labels"]
+        )
+    if kd:
+        mask = batch.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(batch["input_ids"])
+        student = out.hidden_states[1:]
+        if is_masked(model):
+            teacher = teacher_hidden_states(model, batch)
+            sums.kd_sum, sums.kd_count = kd_sums(student, teacher, mask)
+        else:  # teacher == student: Eq. 6 is exactly 0 (and no second forward is needed)
+            sums.kd_sum = student[0].new_zeros((), dtype=torch.float32)
+            sums.kd_count = mask.bool().sum() * len(student)
+    return sums
+
+
+def _world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def pretraining_loss(objective: Objective = "mlm", *, sync_counts: bool = True):
+    """A `loss_fn(model, batch) -> (loss, logs)` for `training.train`: MLM, KD or their sum.
+
+    With `sync_counts` and several processes, the token counts are all-reduced so that DDP's average
+    of the per-process gradients equals the gradient of the global token-weighted mean; every
+    process must then call the loss the same number of times (true inside `train`).
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    use_mlm, use_kd = "mlm" in objective, "kd" in objective
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        s = pretraining_sums(model, batch, mlm=use_mlm, kd=use_kd)
+        zero = torch.zeros((), device=batch["input_ids"].device)
+        parts = [
+            s.mlm_sum.detach() if use_mlm else zero,
+            s.mlm_correct if use_mlm else zero,
+            s.mlm_count if use_mlm else zero,
+            s.kd_sum.detach() if use_kd else zero,
+            s.kd_count if use_kd else zero,
+        ]
+        totals = torch.stack([p.float() for p in parts])  # [5]: global sums for logging and scaling
+        world = _world() if sync_counts else 1
+        if world > 1:
+            torch.distributed.all_reduce(totals)
+        mlm_sum, mlm_correct, mlm_n, kd_sum, kd_n = totals.tolist()
+        loss = zero
+        logs: dict[str, float] = {}
+        if use_mlm:
+            loss = loss + s.mlm_sum * (world / max(mlm_n, 1.0))
+            logs.update(mlm_loss=mlm_sum / max(mlm_n, 1.0), mlm_acc=mlm_correct / max(mlm_n, 1.0))
+        if use_kd:
+            loss = loss + s.kd_sum * (world / max(kd_n, 1.0))
+            logs["kd_loss"] = kd_sum / max(kd_n, 1.0)
+        return loss, logs
+
+    return loss_fn
+
+
+def mlm_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """MLM loss (mean over masked tokens) and logs {mlm_loss, mlm_acc}: `pretraining_loss("mlm")`."""
+    return _MLM(model, batch)
+
+
+def kd_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """KD loss of TAMT Eq. 6 and logs {kd_loss}: `pretraining_loss("kd")`."""
+    return _KD(model, batch)
+
+
+def mlm_kd_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """MLM + KD (equal weights) and logs: `pretraining_loss("mlm+kd")`."""
+    return _MLM_KD(model, batch)
+
+
+_MLM, _KD, _MLM_KD = pretraining_loss("mlm"), pretraining_loss("kd"), pretraining_loss("mlm+kd")

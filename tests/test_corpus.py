@@ -1,0 +1,177 @@
+"""LM corpora: WikiText cleaning, tokenize + block, disk cache, dev split, datasets dirs, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import SHARED, write_tokenizer
+from ticketlab.data.corpus import (
+    BlockDataset,
+    clean_wikitext,
+    load_lm_corpus,
+    make_blocks,
+    special_affixes,
+)
+from ticketlab.errors import DataError
+
+TEXT = "the cat sees the dog . the dog runs to the river .\n\na big red bird sings .\n" * 30
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return write_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def test_clean_wikitext():
+    line = " The 1 @,@ 000 km state @-@ of @-@ the @-@ art road , 3 @.@ 5 m wide , by <unk> . "
+    assert clean_wikitext(line, "[UNK]") == " The 1,000 km state-of-the-art road , 3.5 m wide , by [UNK] . "
+
+
+def test_blocks_have_exact_length_and_special_tokens(tok, tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text(TEXT)
+    corpus = load_lm_corpus([f], tok, max_length=16, dev_fraction=0.2, cache_dir=tmp_path / "cache")
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    for ds in (corpus.train, corpus.dev):
+        for i in range(len(ds)):
+            ids = ds[i]["input_ids"]
+            assert ids.dtype == torch.long and ids[0] == cls and ids[-1] == sep
+            assert len(ids) == 16 or i == len(ds) - 1  # only a final partial block may be shorter
+    # train + dev blocks, stripped of their specials, give back the whole token stream in order
+    stream = tok(TEXT.replace("\n", " "), add_special_tokens=False)["input_ids"]
+    pieces = [corpus.train[i]["input_ids"][1:-1] for i in range(len(corpus.train))]
+    pieces += [corpus.dev[i]["input_ids"][1:-1] for i in range(len(corpus.dev))]
+    got = torch.cat(pieces).tolist()
+    assert got == stream[: len(got)] and len(stream) - len(got) < 7  # only a short tail may be dropped
+    assert len(corpus.dev) == round(0.2 * (len(corpus.train) + len(corpus.dev)))
+
+
+def test_partial_block_rules():
+    ids = torch.arange(100, 100 + 14 * 3 + 9, dtype=torch.int32)  # 3 full blocks of 14 + a tail of 9
+    ds = make_blocks(ids, 16, [1], [2], pad_id=0)
+    assert len(ds) == 4 and ds.lengths.tolist() == [16, 16, 16, 11]
+    assert ds[3]["input_ids"].tolist() == [1, *range(142, 151), 2]
+    assert ds.blocks[3, 11:].eq(0).all()  # padded past its length
+    short = make_blocks(torch.arange(100, 105, dtype=torch.int32), 16, [1], [2], pad_id=0)
+    assert len(short) == 1 and short[0]["input_ids"].tolist() == [1, 100, 101, 102, 103, 104, 2]
+    dropped = make_blocks(torch.arange(100, 100 + 14 + 3, dtype=torch.int32), 16, [1], [2], pad_id=0)
+    assert len(dropped) == 1  # a 3-token tail is not worth a block
+
+
+def test_cache_is_reused_across_max_lengths_and_invalidated_by_content(tok, tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text(TEXT)
+    cache = tmp_path / "cache"
+    first = load_lm_corpus([f], tok, max_length=16, cache_dir=cache)
+    assert first.info["train_sources"][0]["cache"] == "miss"
+    again = load_lm_corpus([f], tok, max_length=32, cache_dir=cache)
+    assert again.info["train_sources"][0]["cache"] == "hit"
+    same = load_lm_corpus([f], tok, max_length=16, cache_dir=cache)
+    assert torch.equal(same.train.blocks, first.train.blocks)
+    f.write_text(TEXT + "one more line .\n")
+    assert (
+        load_lm_corpus([f], tok, max_length=16, cache_dir=cache).info["train_sources"][0]["cache"] == "miss"
+    )
+    # a corrupt cache entry is rebuilt, not trusted
+    for entry in cache.iterdir():
+        entry.write_bytes(b"garbage")
+    rebuilt = load_lm_corpus([f], tok, max_length=16, cache_dir=cache)
+    assert rebuilt.info["train_sources"][0]["cache"] == "miss" and len(rebuilt.train) > 0
+
+
+def test_separate_dev_and_multiple_sources(tok, tmp_path):
+    a, b, d = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "dev.txt"
+    a.write_text(TEXT)
+    b.write_text("the queen walks in the city .\n" * 40)
+    d.write_text("the king sleeps .\n" * 20)
+    corpus = load_lm_corpus([a, b], tok, max_length=16, dev=d, use_cache=False)
+    assert corpus.info["dev_split"] == "separate"
+    n_a = corpus.info["train_sources"][0]["blocks"]
+    n_b = corpus.info["train_sources"][1]["blocks"]
+    assert len(corpus.train) == n_a + n_b
+    assert corpus.dev.num_tokens == corpus.info["dev_sources"][0]["tokens"] + 2 * len(corpus.dev)
+
+
+def test_wikitext_markup_is_cleaned_on_detection(tok, tmp_path):
+    f = tmp_path / "wiki.txt"
+    f.write_text(" = the river = \n the red @-@ bird sees a <unk> . \n" * 10)
+
+    def stream(corpus):
+        return torch.cat([corpus.train[i]["input_ids"][1:-1] for i in range(len(corpus.train))]).tolist()
+
+    cleaned = load_lm_corpus([f], tok, max_length=64, dev=f, use_cache=False)
+    assert cleaned.info["train_sources"][0]["wikitext"] is True
+    expected = tok(["= the river =", "the red-bird sees a [UNK] ."] * 10, add_special_tokens=False)[
+        "input_ids"
+    ]
+    assert stream(cleaned) == [t for row in expected for t in row][: len(stream(cleaned))]
+    raw = load_lm_corpus([f], tok, max_length=64, dev=f, use_cache=False, wikitext=False)
+    assert raw.info["train_sources"][0]["wikitext"] is False
+    assert len(stream(raw)) > len(stream(cleaned))  # '@', '-', '@' and '<', 'unk', '>' stay separate
+
+
+def test_cp1252_file_is_read(tok, tmp_path):
+    f = tmp_path / "old.txt"
+    f.write_bytes(("the cat \x93sees\x94 the dog .\n" * 40).encode("latin-1"))
+    corpus = load_lm_corpus([f], tok, max_length=16, use_cache=False)
+    assert corpus.info["train_sources"][0]["encoding"] == "cp1252" and len(corpus.train) > 0
+
+
+def test_datasets_directory(tok, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": ["the cat runs .", "the dog sleeps ."] * 40}),
+        validation=datasets.Dataset.from_dict({"text": ["a bird sings ."] * 20}),
+    )
+    dd.save_to_disk(str(tmp_path / "ds"))
+    corpus = load_lm_corpus([tmp_path / "ds"], tok, max_length=16, cache_dir=tmp_path / "c")
+    assert corpus.info["dev_split"] == "dataset split"
+    assert "bird" in tok.decode(corpus.dev[0]["input_ids"])
+    assert "bird" not in tok.decode(
+        torch.cat([corpus.train[i]["input_ids"] for i in range(len(corpus.train))])
+    )
+    again = load_lm_corpus([tmp_path / "ds"], tok, max_length=16, cache_dir=tmp_path / "c")
+    assert again.info["train_sources"][0]["cache"] == "hit"
+    with pytest.raises(DataError, match="no column 'sentence'"):
+        load_lm_corpus([tmp_path / "ds"], tok, max_length=16, use_cache=False, text_column="sentence")
+
+
+def test_bad_input_gives_one_clear_error(tok, tmp_path):
+    with pytest.raises(DataError, match="missing.txt: corpus not found"):
+        load_lm_corpus([tmp_path / "missing.txt"], tok, max_length=16)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    with pytest.raises(DataError, match="no text found"):
+        load_lm_corpus([empty], tok, max_length=16, use_cache=False)
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(DataError, match="binary"):
+        load_lm_corpus([binary], tok, max_length=16, use_cache=False)
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("the cat .\n")
+    with pytest.raises(DataError, match="too little text to carve a dev split"):
+        load_lm_corpus([tiny], tok, max_length=16, use_cache=False)
+    (tmp_path / "plain_dir").mkdir()
+    with pytest.raises(DataError, match="not a saved `datasets` dataset"):
+        load_lm_corpus([tmp_path / "plain_dir"], tok, max_length=16)
+
+
+def test_block_dataset_take_and_concat():
+    ds = make_blocks(torch.arange(10, 10 + 14 * 5, dtype=torch.int32), 16, [1], [2], pad_id=0)
+    assert len(ds.take(2)) == 2 and len(ds.take(None)) == 5 and len(ds.take(99)) == 5
+    both = BlockDataset.concat([ds.take(2), ds])
+    assert len(both) == 7 and torch.equal(both[2]["input_ids"], ds[0]["input_ids"])
+
+
+def test_real_wikitext_with_bert_mini_tokenizer(bert_mini, tmp_path):
+    from ticketlab.modeling import load_tokenizer
+
+    tok = load_tokenizer(bert_mini)
+    assert special_affixes(tok) == ([tok.cls_token_id], [tok.sep_token_id])
+    path = SHARED / "data" / "wikitext-2" / "valid.txt"
+    corpus = load_lm_corpus([path], tok, max_length=128, cache_dir=tmp_path, progress=False)
+    assert corpus.info["train_sources"][0]["wikitext"] is True
+    assert 200_000 < corpus.info["train_sources"][0]["tokens"] < 260_000
+    text = tok.decode(corpus.train[0]["input_ids"])
+    assert text.startswith("[CLS] = homarus gammarus =") and "<" not in text and "@" not in text

@@ -1,0 +1,189 @@
+"""MLM corruption, MLM loss on masked positions only, KD loss (TAMT Eq. 6), MLM+KD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import BertForMaskedLM, BertModel, RobertaForMaskedLM
+
+from conftest import make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
+from ticketlab.errors import ConfigError
+from ticketlab.masking import apply_mask
+from ticketlab.objectives import (
+    IGNORE_INDEX,
+    MLMCollator,
+    head_parameters,
+    kd_loss,
+    kd_sums,
+    mlm_head,
+    mlm_kd_loss,
+    mlm_loss,
+    pretraining_loss,
+    pretraining_sums,
+)
+from ticketlab.pruning import omp_mask
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return write_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def examples(tok, n=6, length=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    words = torch.randint(5, len(tok), (n, length), generator=g)
+    out = []
+    for i in range(n):
+        body = words[i, : length - 3 * i % 7].tolist()
+        out.append({"input_ids": torch.tensor([tok.cls_token_id, *body, tok.sep_token_id])})
+    return out
+
+
+def test_collator_is_deterministic_per_example(tok):
+    coll = MLMCollator(tok)
+    ex = examples(tok)
+    a = coll(ex, [11, 12, 13, 14, 15, 16])
+    b = coll(ex, [11, 12, 13, 14, 15, 16])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # an example's corruption depends on its seed only, not on the rest of the batch
+    alone = coll([ex[3]], [14])
+    n = alone["input_ids"].shape[1]
+    assert torch.equal(alone["input_ids"][0], a["input_ids"][3, :n])
+    assert torch.equal(alone["labels"][0], a["labels"][3, :n])
+    c = coll(ex, [21, 22, 23, 24, 25, 26])
+    assert not torch.equal(a["labels"], c["labels"])
+
+
+def test_collator_pads_and_never_picks_special_tokens(tok):
+    coll = MLMCollator(tok, mlm_probability=0.5)
+    ex = examples(tok)
+    batch = coll(ex, list(range(len(ex))))
+    for i, e in enumerate(ex):
+        n = len(e["input_ids"])
+        assert batch["attention_mask"][i, :n].all() and not batch["attention_mask"][i, n:].any()
+        assert (batch["input_ids"][i, n:] == tok.pad_token_id).all()
+        assert batch["labels"][i, 0] == IGNORE_INDEX and batch["labels"][i, n - 1] == IGNORE_INDEX
+        assert (batch["labels"][i, n:] == IGNORE_INDEX).all()
+        chosen = batch["labels"][i] != IGNORE_INDEX
+        assert torch.equal(batch["labels"][i][chosen], e["input_ids"][chosen[:n]])
+        # unchosen positions are untouched
+        same = ~chosen[:n]
+        assert torch.equal(batch["input_ids"][i, :n][same], e["input_ids"][same])
+
+
+def test_collator_rates_are_15_percent_and_80_10_10(tok):
+    coll = MLMCollator(tok)
+    ex = examples(tok, n=1, length=4000)
+    ids = ex[0]["input_ids"]
+    out, labels = coll.corrupt(ids, seed=7)
+    chosen = labels != IGNORE_INDEX
+    n = int(chosen.sum())
+    assert abs(n / (len(ids) - 2) - 0.15) < 0.02
+    masked = (out[chosen] == tok.mask_token_id).float().mean()
+    kept = (out[chosen] == ids[chosen]).float().mean()
+    assert abs(masked - 0.8) < 0.04 and 0.1 - 0.04 < kept < 0.1 + 0.04 + 0.01  # a random draw may equal
+    assert MLMCollator(tok, mlm_probability=0.0)(ex, [1])["labels"].eq(IGNORE_INDEX).all()
+
+
+def test_mlm_loss_on_masked_positions_equals_full_head_loss(tok):
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=1)
+    batch = MLMCollator(tok, mlm_probability=0.3)(examples(tok), list(range(6)))
+    loss, logs = mlm_loss(model, batch)
+    full = model(**batch)  # HF: logits at every position, CE over labels != -100
+    torch.testing.assert_close(loss, full.loss, rtol=1e-5, atol=1e-6)
+    chosen = batch["labels"] != IGNORE_INDEX
+    acc = (full.logits.argmax(-1)[chosen] == batch["labels"][chosen]).float().mean()
+    assert logs["mlm_acc"] == pytest.approx(float(acc))
+    assert logs["mlm_loss"] == pytest.approx(float(full.loss.detach()), rel=1e-5)
+    loss.backward()
+    assert model.cls.predictions.transform.dense.weight.grad is not None
+
+
+def test_mlm_loss_roberta(tok):
+    model = make_model(RobertaForMaskedLM, tiny_roberta_config(), seed=2)
+    batch = MLMCollator(tok, mlm_probability=0.3)(examples(tok), list(range(6)))
+    batch["input_ids"][batch["attention_mask"] == 0] = model.config.pad_token_id
+    torch.testing.assert_close(mlm_loss(model, batch)[0], model(**batch).loss, rtol=1e-5, atol=1e-6)
+    names = set(head_parameters(model))
+    assert "lm_head.dense.weight" in names and "lm_head.bias" in names
+    assert not any("decoder.weight" in n for n in names)  # tied to the (masked) word embeddings
+
+
+def test_head_parameters_of_bert_exclude_the_tied_decoder():
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    assert mlm_head(model) is model.cls
+    assert set(head_parameters(model)) == {
+        "cls.predictions.bias",
+        "cls.predictions.transform.dense.weight",
+        "cls.predictions.transform.dense.bias",
+        "cls.predictions.transform.LayerNorm.weight",
+        "cls.predictions.transform.LayerNorm.bias",
+    }
+    with pytest.raises(ConfigError, match="no MLM head"):
+        mlm_head(make_model(BertModel, tiny_bert_config()))
+
+
+def test_kd_loss_is_zero_without_mask_and_positive_with_one(tok):
+    model = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=3)
+    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    assert float(kd_loss(model, batch)[0]) == 0.0
+    assert kd_loss(model, batch)[1]["kd_loss"] == 0.0
+    apply_mask(model, omp_mask(model, 0.5))
+    model.eval()
+    loss, logs = kd_loss(model, batch)
+    assert loss > 0.01 and logs["kd_loss"] == pytest.approx(float(loss))
+    # the teacher is the same model with the masks off: in eval mode, exactly the dense forward
+    dense = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=3)
+    kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    t = dense.bert(**kw, output_hidden_states=True).hidden_states[1:]
+    s = model.bert(**kw, output_hidden_states=True).hidden_states[1:]
+    ref, n = kd_sums(s, t, batch["attention_mask"])
+    torch.testing.assert_close(loss, ref / n)
+    assert model.training is False  # eval_mode restored the caller's mode
+
+
+def test_kd_sums_by_hand_and_padding_is_ignored():
+    s = [torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])]  # [B=1, T=3, H=2], one layer
+    t = [torch.tensor([[[1.0, 0.0], [1.0, 0.0], [-1.0, 2.0]]])]
+    mask = torch.tensor([[1, 1, 0]])
+    total, n = kd_sums(s, t, mask)
+    assert float(total) == pytest.approx(0.0 + 1.0) and int(n) == 2  # cos = 1, 0; the pad is left out
+    total2, n2 = kd_sums(s * 2, t * 2, mask)
+    assert float(total2) == pytest.approx(2.0) and int(n2) == 4  # L=2 layers
+
+
+def test_kd_excludes_padding_in_a_real_batch(tok):
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=4)
+    apply_mask(model, omp_mask(model, 0.6))
+    ex = examples(tok)
+    coll = MLMCollator(tok, mlm_probability=0.0)
+    together = pretraining_sums(model, coll(ex, [0] * 6), mlm=False, kd=True)
+    parts = [pretraining_sums(model, coll([e], [0]), mlm=False, kd=True) for e in ex]
+    torch.testing.assert_close(together.kd_sum, sum(p.kd_sum for p in parts), rtol=1e-4, atol=1e-5)
+    assert int(together.kd_count) == sum(int(p.kd_count) for p in parts)
+
+
+def test_mlm_plus_kd_is_the_sum_and_grads_reach_the_student(tok):
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=5)
+    apply_mask(model, omp_mask(model, 0.5))
+    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    both, logs = mlm_kd_loss(model, batch)
+    torch.testing.assert_close(both, mlm_loss(model, batch)[0] + kd_loss(model, batch)[0])
+    assert set(logs) == {"mlm_loss", "mlm_acc", "kd_loss"}
+    both.backward()
+    w = model.bert.encoder.layer[0].intermediate.dense.parametrizations.weight.original
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+def test_objective_names_are_checked():
+    with pytest.raises(ConfigError, match="objective must be one of"):
+        pretraining_loss("mse")
+
+
+def test_loss_with_no_masked_token_is_zero_not_nan(tok):
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    batch = MLMCollator(tok, mlm_probability=0.0)(examples(tok, n=2), [0, 1])
+    loss, logs = mlm_loss(model, batch)
+    assert float(loss) == 0.0 and logs["mlm_loss"] == 0.0
+    assert not torch.isnan(F.relu(loss))
