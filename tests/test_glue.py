@@ -70,6 +70,15 @@ def write_task(root: Path, task: str, rows: list[str] | None = None, fname: str 
     return d
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _feature_cache(tmp_path_factory):
+    """Tokenized features go to a temporary cache, not the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     return write_tokenizer(tmp_path_factory.mktemp("tok"))

@@ -1,0 +1,672 @@
+"""Fine-tune a subnetwork (model + mask) on a downstream task: the transfer step of TAMT §3.3.
+
+The mask is applied as a fixed `BinaryMask` parametrization and stays on during fine-tuning, so
+pruned weights are exactly zero at every step while all unpruned weights and a freshly initialised
+task head train (AdamW, linear decay; defaults from TAMT Table 1 via the task's `TaskSpec`). The
+dev set is scored every `eval_every` steps and the *best* dev score is reported, as the papers do,
+together with the final one. Without a mask the same code fine-tunes the full model (the baseline).
+
+Pieces, from the bottom up:
+
+* `task_objective(task, tokenizer, data_dir)`: a task as (dataset, collate_fn, loss_fn, eval_fn,
+  metric), ready for `training.train`; task-specific IMP builds on it.
+* `load_task_model(model, task, seed, mask=...)`: the pre-trained encoder with a fresh seeded head
+  and the mask attached.
+* `finetune(FinetuneConfig(...), out_dir)`: one run, resumable and idempotent: a finished run
+  directory returns its saved `FinetuneResult`, an interrupted one resumes from its checkpoint, and
+  a directory holding another configuration is refused.
+* `finetune_seeds(config, seeds, out_dir)`: one run per seed in `out_dir/seed-<s>/`, mean ± std in
+  `out_dir/results.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .data.features import Features, length_sorted_batches, pad_collate
+from .data.glue import load_features
+from .data.squad import SquadExamples, best_answers, load_squad_features
+from .errors import ConfigError, TicketlabError
+from .files import atomic_write_json, read_json
+from .masking import MaskConfig, current_mask, export_pretrained, load_mask_onto
+from .masking.io import library_versions
+from .metrics import GLUE_METRICS, squad_metrics
+from .modeling import encoder_of, load_model, load_tokenizer
+from .tasks import TaskSpec, get_task, metric_key
+from .training import CollateFn, EvalFn, LossFn, TrainConfig, make_accelerator, train
+
+log = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+CONFIG_FILE, RESULT_FILE, MODEL_DIR, SUMMARY_FILE = "config.json", "result.json", "model", "results.json"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run. `None` hyper-parameters take the task's defaults (TAMT Table 1)."""
+
+    model: str  # pre-trained model: local dir or hub id
+    task: str  # task id (`ticketlab.tasks`), or a task.json path
+    data_dir: str | None = None  # GLUE root or the task folder; None: the `datasets` hub (online)
+    mask: str | None = None  # mask directory; None: the full model
+    seed: int = 1  # head init, dropout, data order
+    lr: float | None = None
+    batch_size: int | None = None  # global batch
+    max_length: int | None = None
+    epochs: float | None = None
+    max_steps: int | None = None  # caps ceil(epochs * n_train / batch_size)
+    eval_every: int | None = None
+    train_samples: int | None = None  # seeded subset of the training set (data scarcity, TAMT Fig. 9)
+    data_seed: int | None = None  # seed of that subset (default: the run seed)
+    eval_samples: int | None = None  # score only the first N dev examples (quick runs; not for reporting)
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None  # overrides warmup_ratio
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    grad_accum: int = 1
+    metric: str | None = None  # the metric that picks the best step (default: the task's main metric)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    doc_stride: int = 128  # SQuAD windows
+    n_best: int = 20  # SQuAD span candidates per window
+    max_answer_length: int = 30  # SQuAD, in tokens
+    eval_batch_size: int = 64
+    check_hash: bool = True  # refuse a mask found on other weights
+    save_model: bool = False  # also write the fine-tuned weights (squashed) to RUN_DIR/model
+    save_every: int | None = 100  # checkpoint interval in steps (resume point)
+    keep_checkpoint: bool = False  # keep checkpoint.pt (optimizer state) after the run finishes
+    progress: bool = True
+
+    # Fields that do not change the result: left out of the fingerprint that guards a run directory.
+    NON_RESULT = ("eval_batch_size", "check_hash", "save_model", "save_every", "keep_checkpoint", "progress")
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "train_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"{name} must be > 0, got {v}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for name in ("eval_samples", "eval_batch_size", "doc_stride", "n_best", "max_answer_length"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1, got {v}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw: Any) -> FinetuneConfig:
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The hyper-parameters a run actually uses (config values, else the task's defaults)."""
+
+    lr: float
+    batch_size: int
+    max_length: int
+    epochs: float
+    eval_every: int
+    metric: str
+
+    @classmethod
+    def of(cls, config: FinetuneConfig, spec: TaskSpec) -> Hyper:
+        metric = config.metric or spec.main
+        if metric not in spec.metric_keys():
+            raise ConfigError(f"task '{spec.id}' has no metric '{metric}' (it has {spec.metric_keys()})")
+        return cls(
+            lr=config.lr or spec.lr,
+            batch_size=config.batch_size or spec.batch_size,
+            max_length=config.max_length or spec.max_length,
+            epochs=config.epochs or spec.epochs,
+            eval_every=config.eval_every or spec.eval_every,
+            metric=metric,
+        )
+
+
+def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
+    """What determines a run's result: the config's result-affecting fields and the task spec."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in FinetuneConfig.NON_RESULT}
+    return {"config": fields, "task": spec.to_dict()}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the task as an objective
+
+
+def forward(model: nn.Module, batch: dict[str, Tensor]) -> Any:
+    """The model's output for the batch's model inputs (labels and bookkeeping columns left out)."""
+    return model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+
+
+def classification_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return F.cross_entropy(forward(model, batch).logits.float(), batch["labels"])
+
+
+def regression_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return F.mse_loss(forward(model, batch).logits.float().squeeze(-1), batch["labels"].float())
+
+
+def span_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    out = forward(model, batch)
+    start = F.cross_entropy(out.start_logits.float(), batch["start_positions"])
+    end = F.cross_entropy(out.end_logits.float(), batch["end_positions"])
+    return (start + end) / 2
+
+
+LOSSES: dict[str, LossFn] = {
+    "classification": classification_loss,
+    "regression": regression_loss,
+    "squad": span_loss,
+}
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    features: Features,
+    collate: CollateFn,
+    batch_size: int,
+    outputs: Callable[[Any], list[Tensor]],
+    per_token: bool = False,
+) -> list[list[np.ndarray]]:
+    """Per-example model outputs in dataset order: `outputs(model_output)` picks (B, ...) tensors.
+
+    With `per_token` they are (B, T) and each row is cut to the example's own length. Batches are
+    length-sorted so that little is spent on padding.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = features.lengths()
+    results: list[list[np.ndarray]] = [[] for _ in range(len(features))]
+    try:
+        for idx in length_sorted_batches(lengths, batch_size):
+            batch = collate([features[i] for i in idx], None)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            tensors = [t.float().cpu().numpy() for t in outputs(forward(model, batch))]
+            for row, i in enumerate(idx):
+                results[i] = [t[row, : lengths[i]] if per_token else t[row] for t in tensors]
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batch_size: int) -> EvalFn:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for split, feats in dev.items():
+            logits = np.stack(
+                [r[0] for r in predict(model, feats, collate, batch_size, lambda o: [o.logits])]
+            )
+            preds = logits[:, 0] if spec.kind == "regression" else logits.argmax(-1)  # (N,)
+            labels = feats.columns["labels"]
+            for m in spec.metrics:
+                out[metric_key(m, split, spec.eval_splits)] = GLUE_METRICS[m](preds, labels)
+        return out
+
+    return evaluate
+
+
+def _squad_eval(
+    examples: SquadExamples,
+    feats: Features,
+    collate: CollateFn,
+    batch_size: int,
+    n_best: int,
+    max_answer_length: int,
+) -> EvalFn:
+    gold = dict(zip(examples.ids, examples.answers, strict=True))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out = predict(model, feats, collate, batch_size, lambda o: [o.start_logits, o.end_logits], True)
+        answers = best_answers(
+            examples,
+            feats,
+            [r[0] for r in out],
+            [r[1] for r in out],
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+        )
+        return squad_metrics(answers, gold)
+
+    return evaluate
+
+
+@dataclass
+class TaskObjective:
+    """A downstream task as what `training.train` consumes, plus what was read."""
+
+    spec: TaskSpec
+    dataset: Features  # training features (after any --train-samples subset)
+    collate_fn: CollateFn
+    loss_fn: LossFn
+    eval_fn: EvalFn  # model -> {metric key: score}, every eval split
+    metric: str
+    greater_is_better: bool = True
+    n_train: int = 0  # training examples (questions for SQuAD; its windows are len(dataset))
+    n_dev: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # malformed rows left out, per split
+
+
+def _subset(n: int, k: int | None, seed: int) -> list[int] | None:
+    """k of n indices chosen by `seed`, in file order; None when all are used."""
+    if k is None or k >= n:
+        if k is not None:
+            log.warning("train_samples %d >= %d training examples: using all of them", k, n)
+        return None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+    return sorted(order.tolist())
+
+
+def task_objective(
+    task: str | TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    max_length: int | None = None,
+    train_samples: int | None = None,
+    data_seed: int = 0,
+    eval_samples: int | None = None,
+    eval_batch_size: int = 64,
+    metric: str | None = None,
+    doc_stride: int = 128,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> TaskObjective:
+    """Read, tokenize (cached) and wrap a task: train set, collate, loss and the dev evaluation.
+
+    Use it with `load_task_model` and `training.train(model, params, obj.dataset, obj.collate_fn,
+    obj.loss_fn, TrainConfig(..., metric=obj.metric), eval_fn=obj.eval_fn)`.
+    """
+    spec = get_task(task, data_dir)
+    max_length = max_length or spec.max_length
+    metric = metric or spec.main
+    if spec.kind == "squad":
+        train_set, train_ex = load_squad_features(
+            spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
+        )
+        chosen = _subset(len(train_ex), train_samples, data_seed)
+        if chosen is not None:  # keep every window of the chosen questions
+            keep = np.isin(train_set.columns["example_index"], chosen)
+            train_set = train_set.subset(np.flatnonzero(keep).tolist())
+        dev_set, dev_ex = load_squad_features(
+            spec, data_dir, spec.eval_splits[0], tokenizer, max_length, doc_stride, train=False
+        )
+        if eval_samples is not None and eval_samples < len(dev_ex):
+            dev_ex = dev_ex.head(eval_samples)
+            keep = dev_set.columns["example_index"] < eval_samples
+            dev_set = dev_set.subset(np.flatnonzero(keep).tolist())
+        inputs = pad_collate(tokenizer, columns=MODEL_INPUTS)
+        return TaskObjective(
+            spec=spec,
+            dataset=train_set,
+            collate_fn=pad_collate(tokenizer, columns=(*MODEL_INPUTS, "start_positions", "end_positions")),
+            loss_fn=span_loss,
+            eval_fn=_squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
+            metric=metric,
+            n_train=len(chosen) if chosen is not None else len(train_ex),
+            n_dev={spec.eval_splits[0]: len(dev_ex)},
+            skipped={"train": train_ex.skipped, spec.eval_splits[0]: dev_ex.skipped},
+        )
+
+    train_set, train_ex = load_features(spec, data_dir, "train", tokenizer, max_length)
+    chosen = _subset(len(train_set), train_samples, data_seed)
+    if chosen is not None:
+        train_set = train_set.subset(chosen)
+    dev: dict[str, Features] = {}
+    skipped = {"train": train_ex.skipped}
+    for split in spec.eval_splits:
+        feats, ex = load_features(spec, data_dir, split, tokenizer, max_length)
+        dev[split] = (
+            feats.subset(range(eval_samples)) if eval_samples and eval_samples < len(feats) else feats
+        )
+        skipped[split] = ex.skipped
+    collate = pad_collate(tokenizer, float_labels=spec.kind == "regression")
+    return TaskObjective(
+        spec=spec,
+        dataset=train_set,
+        collate_fn=collate,
+        loss_fn=LOSSES[spec.kind],
+        eval_fn=_glue_eval(spec, dev, collate, eval_batch_size),
+        metric=metric,
+        n_train=len(train_set),
+        n_dev={s: len(f) for s, f in dev.items()},
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def reset_head(model: nn.Module, seed: int) -> None:
+    """Re-initialise everything outside the encoder (the task head) from `seed`, BERT-style.
+
+    A checkpoint that already carries a head (e.g. one fine-tuned on another task) would otherwise
+    start from it; TAMT §3.3 fine-tunes with a randomly initialised classifier.
+    """
+    inside = {id(m) for m in encoder_of(model).modules()}
+    gen = torch.Generator().manual_seed(seed)
+    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+    with torch.no_grad():
+        for module in model.modules():
+            if id(module) in inside:
+                continue
+            if isinstance(module, nn.Linear):
+                w = torch.empty(module.weight.shape).normal_(0.0, std, generator=gen)
+                module.weight.copy_(w)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+
+
+def load_task_model(
+    model: str | os.PathLike,
+    task: str | TaskSpec,
+    seed: int = 1,
+    *,
+    mask: str | os.PathLike | None = None,
+    check_hash: bool = True,
+) -> tuple[PreTrainedModel, MaskConfig | None]:
+    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any)."""
+    spec = get_task(task)
+    torch.manual_seed(seed)  # weights missing from the checkpoint (e.g. BERT's pooler after MLM)
+    if spec.kind == "squad":
+        net = load_model(model, head="qa")
+    else:
+        labels = list(spec.labels or ["score"])
+        net = load_model(
+            model,
+            head="seq-cls",
+            num_labels=spec.num_labels,
+            problem_type="regression" if spec.kind == "regression" else "single_label_classification",
+            id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a checkpoint with another task's head
+        )
+    reset_head(net, seed)
+    mask_config = load_mask_onto(net, mask, check_hash=check_hash) if mask is not None else None
+    return net, mask_config
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class FinetuneResult:
+    task: str
+    metric: str  # the metric that picked `best`
+    seed: int
+    best: dict[str, Any]  # the eval record ({"step", every metric}) with the best `metric`
+    final: dict[str, Any]  # the last eval record
+    history: list[dict[str, Any]]
+    steps: int
+    epochs: float  # steps * batch / n_train
+    n_train: int
+    n_dev: dict[str, int]
+    skipped: dict[str, int]
+    sparsity: float  # of the mask's target weights (0 for the full model)
+    mask: str | None
+    train_time_s: float  # optimisation, summed over resumes
+    eval_time_s: float
+    wall_time_s: float  # this invocation
+    resumed_from: int = 0
+    out_dir: str | None = None
+    model_dir: str | None = None
+
+    @property
+    def best_score(self) -> float:
+        return float(self.best[self.metric])
+
+    @property
+    def final_score(self) -> float:
+        return float(self.final[self.metric])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FinetuneResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _check_run_dir(out: Path, print_: dict[str, Any]) -> FinetuneResult | None:
+    """The saved result of the same finished run, None to (re)start, or an error for another config."""
+    cfg_path = out / CONFIG_FILE
+    if not cfg_path.is_file():
+        return None
+    saved = read_json(cfg_path, "run config").get("fingerprint", {})
+    if saved != print_:
+        a, b = saved.get("config", {}), print_["config"]
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if saved.get("task") != print_["task"]:
+            diff.append("task spec")
+        raise TicketlabError(
+            f"{out}: holds a run with another configuration (differs in: {', '.join(diff) or '?'}); "
+            "use another output directory or delete it"
+        )
+    if (out / RESULT_FILE).is_file():
+        return FinetuneResult.from_dict(read_json(out / RESULT_FILE, "run result"))
+    return None
+
+
+def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (
+                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
+            ).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
+    """Fine-tune one (model, mask) on one task with one seed; see the module docstring.
+
+    With `out_dir` the run writes `config.json`, `log.jsonl` (losses and evals), `result.json`
+    (this `FinetuneResult`) and, with `save_model`, `model/` (a plain HF checkpoint, zeros in place).
+    """
+    t_start = time.perf_counter()
+    spec = get_task(config.task, config.data_dir)
+    hyper = Hyper.of(config, spec)
+    out = Path(out_dir) if out_dir is not None else None
+    print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
+    if out is not None:
+        done = _check_run_dir(out, print_)
+        if done is not None:
+            if config.save_model and not (out / MODEL_DIR).is_dir():
+                log.warning("%s: finished without --save-model; weights were not kept", out)
+            return done
+
+    tokenizer = load_tokenizer(config.model)
+    obj = task_objective(
+        spec,
+        tokenizer,
+        config.data_dir,
+        max_length=hyper.max_length,
+        train_samples=config.train_samples,
+        data_seed=config.seed if config.data_seed is None else config.data_seed,
+        eval_samples=config.eval_samples,
+        eval_batch_size=config.eval_batch_size,
+        metric=hyper.metric,
+        doc_stride=config.doc_stride,
+        n_best=config.n_best,
+        max_answer_length=config.max_answer_length,
+    )
+    steps = math.ceil(hyper.epochs * len(obj.dataset) / hyper.batch_size)
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    train_config = TrainConfig(
+        max_steps=steps,
+        batch_size=hyper.batch_size,
+        lr=hyper.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps
+        if config.warmup_steps is not None
+        else round(config.warmup_ratio * steps),
+        grad_accum=config.grad_accum,
+        max_grad_norm=config.max_grad_norm,
+        eval_every=hyper.eval_every,
+        save_every=config.save_every,
+        seed=config.seed,
+        mixed_precision=config.mixed_precision,
+        metric=hyper.metric,
+        progress=config.progress,
+        desc=f"{spec.id} seed {config.seed}",
+    )
+    model, mask_config = load_task_model(
+        config.model, spec, config.seed, mask=config.mask, check_hash=config.check_hash
+    )
+    sparsity = current_mask(model).sparsity if mask_config is not None else 0.0
+    acc = make_accelerator(train_config)
+    if out is not None and acc.is_main_process:
+        atomic_write_json(
+            out / CONFIG_FILE,
+            {
+                "fingerprint": print_,
+                "id": _digest(print_),
+                "resolved": {**dataclasses.asdict(hyper), "max_steps": steps},
+                "config": config.to_dict(),
+                "mask": mask_config.to_dict() if mask_config is not None else None,
+                "versions": library_versions(),
+            },
+        )
+
+    timing = {"eval_time_s": 0.0}
+
+    def timed_eval(m: nn.Module) -> dict[str, float]:
+        t0 = time.perf_counter()
+        scores = obj.eval_fn(m)
+        timing["eval_time_s"] += time.perf_counter() - t0
+        return scores
+
+    tr = train(
+        model,
+        _params(model, config.weight_decay),
+        obj.dataset,
+        obj.collate_fn,
+        obj.loss_fn,
+        train_config,
+        out_dir=out,
+        eval_fn=timed_eval,
+        extra_state=(lambda: dict(timing), lambda s: timing.update(s)),
+        accelerator=acc,
+    )
+    model_dir = None
+    if config.save_model and out is not None and acc.is_main_process:
+        model_dir = str(export_pretrained(model, out / MODEL_DIR, config=mask_config, tokenizer=tokenizer))
+    result = FinetuneResult(
+        task=spec.id,
+        metric=hyper.metric,
+        seed=config.seed,
+        best=tr.best or {},
+        final=tr.final or {},
+        history=tr.history,
+        steps=tr.steps,
+        epochs=tr.steps * hyper.batch_size / max(1, obj.n_train),
+        n_train=obj.n_train,
+        n_dev=obj.n_dev,
+        skipped=obj.skipped,
+        sparsity=sparsity,
+        mask=config.mask,
+        train_time_s=round(tr.train_time_s, 3),
+        eval_time_s=round(timing["eval_time_s"], 3),
+        wall_time_s=round(time.perf_counter() - t_start, 3),
+        resumed_from=tr.resumed_from,
+        out_dir=str(out) if out is not None else None,
+        model_dir=model_dir,
+    )
+    if out is not None and acc.is_main_process:
+        atomic_write_json(out / RESULT_FILE, result.to_dict())
+        if not config.keep_checkpoint:
+            (out / "checkpoint.pt").unlink(missing_ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------- several seeds
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (0 for a single run)."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+
+
+def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
+    """Mean ± std over seeds of every metric of the best and of the final eval records."""
+    if not results:
+        raise ValueError("no results to summarise")
+    keys = [k for k in results[0].best if k != "step"]
+    return {
+        "task": results[0].task,
+        "metric": results[0].metric,
+        "mask": results[0].mask,
+        "sparsity": results[0].sparsity,
+        "seeds": [r.seed for r in results],
+        "best": {k: mean_std([r.best[k] for r in results]) for k in keys},
+        "final": {k: mean_std([r.final[k] for r in results]) for k in keys},
+        "train_time_s": sum(r.train_time_s for r in results),
+        "eval_time_s": sum(r.eval_time_s for r in results),
+        "runs": [{k: v for k, v in r.to_dict().items() if k not in ("history",)} for r in results],
+    }
+
+
+def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
+    return Path(out_dir) / f"seed-{seed}"
+
+
+def finetune_seeds(
+    config: FinetuneConfig,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike,
+    on_result: Callable[[FinetuneResult], None] | None = None,
+) -> dict[str, Any]:
+    """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+    results = []
+    for s in seeds:
+        r = finetune(config.replace(seed=s), seed_dir(out_dir, s))
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+    summary = summarize(results)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        atomic_write_json(Path(out_dir) / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,306 @@
+"""Fine-tuning a (model, mask) on a task: zeros stay zero, best-score bookkeeping, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+import ticketlab.finetune as ft
+from conftest import make_model, tiny_bert_config
+from test_squad import write_squad
+from ticketlab.cli import main
+from ticketlab.errors import TicketlabError
+from ticketlab.finetune import (
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    load_task_model,
+    mean_std,
+    summarize,
+    task_objective,
+)
+from ticketlab.masking import MaskConfig, current_mask, load_mask, save_mask
+from ticketlab.modeling import load_model, load_tokenizer
+from ticketlab.pruning import omp_mask
+from ticketlab.training import TrainConfig, train
+
+NOUNS = "cat dog bird fish man woman child king queen".split()
+POS, NEG = ["good", "great", "happy"], ["bad", "awful", "sad"]
+
+
+def sentiment_rows(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        adj = rng.choice(POS if label else NEG)
+        rows.append(f"the {rng.choice(NOUNS)} is {rng.choice(['', 'very '])}{adj} .\t{label}")
+    return rows
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _feature_cache(tmp_path_factory):
+    """Tokenized features go to a temporary cache, not the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory) -> Path:
+    """SST-2 (a learnable keyword task), STS-B and RTE in the GLUE layout."""
+    root = tmp_path_factory.mktemp("glue")
+    (root / "SST-2").mkdir()
+    for split, n, seed in (("train", 96, 0), ("dev", 32, 1)):
+        (root / "SST-2" / f"{split}.tsv").write_text(
+            "sentence\tlabel\n" + "\n".join(sentiment_rows(n, seed)) + "\n"
+        )
+    rng = random.Random(0)
+    (root / "STS-B").mkdir()
+    (root / "RTE").mkdir()
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    pair = "the {} runs .\ta {} runs ."
+    sts = [
+        f"{i}\tg\tf\t2012\t{i}\ts\ts\t" + pair.format(*rng.sample(NOUNS, 2)) + f"\t{rng.uniform(0, 5):.3f}"
+        for i in range(24)
+    ]
+    nli = ["entailment", "not_entailment"]
+    rte = [
+        f"{i}\tthe {rng.choice(NOUNS)} sleeps .\tthe {rng.choice(NOUNS)} sleeps .\t{rng.choice(nli)}"
+        for i in range(24)
+    ]
+    for split in ("train", "dev"):
+        (root / "STS-B" / f"{split}.tsv").write_text(head + "\n" + "\n".join(sts) + "\n")
+        (root / "RTE" / f"{split}.tsv").write_text(
+            "index\tsentence1\tsentence2\tlabel\n" + "\n".join(rte) + "\n"
+        )
+    write_squad(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mask_dir(tiny_bert_dir, tmp_path_factory) -> Path:
+    model = load_model(tiny_bert_dir, head="base")
+    mask = omp_mask(model, 0.7)
+    config = MaskConfig.for_model(model, mask, method="omp", sparsity=0.7, base_model=str(tiny_bert_dir))
+    return save_mask(mask, config, tmp_path_factory.mktemp("masks") / "omp70")
+
+
+def quick(tiny_bert_dir, glue_dir, **kw) -> FinetuneConfig:
+    base = dict(
+        model=str(tiny_bert_dir),
+        task="sst2",
+        data_dir=str(glue_dir),
+        lr=1e-3,
+        batch_size=16,
+        max_length=32,
+        max_steps=6,
+        eval_every=2,
+        save_every=2,
+        progress=False,
+    )
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_pruned_weights_stay_exactly_zero_at_every_step(tiny_bert_dir, glue_dir, mask_dir):
+    mask, _ = load_mask(mask_dir)
+    model, cfg = load_task_model(tiny_bert_dir, "sst2", seed=1, mask=mask_dir)
+    assert cfg is not None and current_mask(model).sparsity == pytest.approx(mask.sparsity)
+    obj = task_objective("sst2", load_tokenizer(tiny_bert_dir), glue_dir, max_length=32)
+    modules = dict(model.base_model.named_modules())
+    before = {k: modules[k.removesuffix(".weight")].weight.detach().clone() for k in mask}
+    checked = []
+
+    def check(state):
+        for k, keep in mask.items():
+            w = modules[k.removesuffix(".weight")].weight
+            assert torch.count_nonzero(w[~keep]) == 0, f"{k}: a pruned weight moved at step {state.step}"
+        checked.append(state.step)
+
+    cfg_t = TrainConfig(max_steps=5, batch_size=16, lr=1e-3, progress=False, metric=obj.metric)
+    train(model, model.parameters(), obj.dataset, obj.collate_fn, obj.loss_fn, cfg_t, after_step=check)
+    assert checked == [1, 2, 3, 4, 5]
+    for k, keep in mask.items():  # ... while the kept weights did train
+        w = modules[k.removesuffix(".weight")].weight.detach()
+        assert not torch.equal(w[keep], before[k][keep]), k
+
+
+def test_finetune_learns_and_reports_best_and_final(tiny_bert_dir, glue_dir, tmp_path):
+    r = finetune(
+        quick(tiny_bert_dir, glue_dir, lr=1e-2, epochs=10, max_steps=30, eval_every=5), tmp_path / "run"
+    )
+    scores = [h["accuracy"] for h in r.history]
+    assert [h["step"] for h in r.history] == [5, 10, 15, 20, 25, 30]
+    assert r.best_score == max(scores) and r.best == r.history[scores.index(max(scores))]
+    assert r.final == r.history[-1] and r.metric == "accuracy"
+    assert r.best_score >= 75.0  # a keyword task the tiny model learns in 30 steps
+    losses = [
+        json.loads(x)["loss"]
+        for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        if '"loss"' in x
+    ]
+    assert losses[-1] < losses[0]
+    assert (r.n_train, r.steps, r.n_dev) == (96, 30, {"dev": 32})
+    assert r.epochs == pytest.approx(30 * 16 / 96)
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["best"] == r.best and not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["max_steps"] == 30
+
+
+def test_epochs_give_the_step_count(tiny_bert_dir, glue_dir, tmp_path):
+    r = finetune(quick(tiny_bert_dir, glue_dir, max_steps=None, epochs=0.5, train_samples=40), tmp_path / "r")
+    assert r.steps == 2 and r.n_train == 40  # ceil(0.5 * 40 / 16)
+
+
+def test_finished_run_returns_its_result_and_other_config_is_refused(
+    tiny_bert_dir, glue_dir, tmp_path, monkeypatch
+):
+    config = quick(tiny_bert_dir, glue_dir, max_steps=2)
+    first = finetune(config, tmp_path / "run")
+    monkeypatch.setattr(ft, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = finetune(config.replace(progress=True, eval_batch_size=7), tmp_path / "run")
+    assert again.to_dict() == first.to_dict()
+    with pytest.raises(TicketlabError, match=r"another configuration \(differs in: lr, seed\)"):
+        finetune(config.replace(lr=2e-3, seed=5), tmp_path / "run")
+
+
+def test_interrupted_run_resumes_to_the_same_result(tiny_bert_dir, glue_dir, tmp_path, monkeypatch):
+    config = quick(tiny_bert_dir, glue_dir, max_steps=6, eval_every=2, save_every=2)
+    straight = finetune(config, tmp_path / "straight")
+
+    real_train = ft.train
+
+    def interrupted(*args, **kw):
+        def stop(state):
+            if state.step == 3:
+                raise KeyboardInterrupt
+
+        return real_train(*args, **kw, after_step=stop)
+
+    monkeypatch.setattr(ft, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(ft, "train", real_train)
+    resumed = finetune(config, tmp_path / "resumed")
+    assert resumed.resumed_from == 2
+    assert [h["step"] for h in resumed.history] == [2, 4, 6]
+    for a, b in zip(resumed.history, straight.history, strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"])
+    assert resumed.best == straight.best
+
+
+def test_masked_run_saves_squashed_model(tiny_bert_dir, glue_dir, mask_dir, tmp_path):
+    r = finetune(
+        quick(tiny_bert_dir, glue_dir, mask=str(mask_dir), save_model=True, max_steps=3), tmp_path / "m"
+    )
+    assert r.sparsity == pytest.approx(0.7, abs=0.01) and r.mask == str(mask_dir)
+    saved = AutoModelForSequenceClassification.from_pretrained(r.model_dir)
+    mask, _ = load_mask(mask_dir)
+    modules = dict(saved.base_model.named_modules())
+    for k, keep in mask.items():
+        w = modules[k.removesuffix(".weight")].weight
+        assert torch.count_nonzero(w[~keep]) == 0 and torch.count_nonzero(w[keep]) > 0.99 * keep.sum()
+
+
+def test_head_is_fresh_and_seeded(tiny_bert_dir, tmp_path):
+    a, _ = load_task_model(tiny_bert_dir, "sst2", seed=3)
+    b, _ = load_task_model(tiny_bert_dir, "sst2", seed=3)
+    c, _ = load_task_model(tiny_bert_dir, "sst2", seed=4)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+    # a checkpoint that already has a (trained) head does not keep it
+    trained = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=9)
+    with torch.no_grad():
+        trained.classifier.weight.fill_(0.5)
+    trained.save_pretrained(tmp_path / "with-head")
+    d, _ = load_task_model(tmp_path / "with-head", "stsb", seed=3)
+    assert d.classifier.weight.shape == (1, 32) and d.classifier.weight.abs().max() < 0.2
+    assert torch.equal(
+        d.bert.encoder.layer[0].attention.self.query.weight,
+        trained.bert.encoder.layer[0].attention.self.query.weight,
+    )
+
+
+def test_regression_pair_task_and_train_subset(tiny_bert_dir, glue_dir, tmp_path):
+    r = finetune(quick(tiny_bert_dir, glue_dir, task="stsb", max_steps=2), tmp_path / "sts")
+    assert set(r.best) == {"step", "pearson", "spearman"} and r.metric == "pearson"
+    tok = load_tokenizer(tiny_bert_dir)
+    a = task_objective("rte", tok, glue_dir, train_samples=10, data_seed=0)
+    b = task_objective("rte", tok, glue_dir, train_samples=10, data_seed=0)
+    c = task_objective("rte", tok, glue_dir, train_samples=10, data_seed=1)
+    ids = [[x["input_ids"].tolist() for x in o.dataset] for o in (a, b, c)]
+    assert a.n_train == 10 and ids[0] == ids[1] and ids[0] != ids[2]
+
+
+def test_squad_end_to_end(tiny_bert_dir, glue_dir, tmp_path):
+    config = quick(
+        tiny_bert_dir, glue_dir, task="squad", max_length=32, doc_stride=8, max_steps=2, batch_size=4
+    )
+    r = finetune(config, tmp_path / "squad")
+    assert set(r.best) == {"step", "exact_match", "f1"} and r.metric == "f1"
+    assert 0.0 <= r.best["f1"] <= 100.0 and r.n_dev == {"dev": 3}
+
+
+def test_mean_std_and_summary():
+    assert mean_std([80.0, 82.0, 84.0]) == {"mean": 82.0, "std": 2.0, "n": 3, "values": [80.0, 82.0, 84.0]}
+    runs = [
+        FinetuneResult(
+            task="mrpc", metric="accuracy", seed=s, best={"step": 5, "accuracy": acc, "f1": f},
+            final={"step": 9, "accuracy": acc - 1, "f1": f - 1}, history=[], steps=9, epochs=1.0,
+            n_train=10, n_dev={"dev": 4}, skipped={}, sparsity=0.7, mask="m", train_time_s=1.0,
+            eval_time_s=0.5, wall_time_s=2.0,
+        )
+        for s, acc, f in ((1, 70.0, 80.0), (2, 74.0, 84.0))
+    ]  # fmt: skip
+    s = summarize(runs)
+    assert s["best"]["accuracy"]["mean"] == 72.0 and s["best"]["f1"]["std"] == pytest.approx(2**0.5 * 2)
+    assert s["final"]["accuracy"]["values"] == [69.0, 73.0] and s["seeds"] == [1, 2]
+
+
+def test_cli_seeds_mean_std(tiny_bert_dir, glue_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = [
+        "finetune",
+        "--model",
+        str(tiny_bert_dir),
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(glue_dir),
+        "--out",
+        str(out),
+    ]
+    opts = "--seeds 1 2 --max-steps 2 --eval-every 1 --max-length 32 --lr 1e-3 --no-progress".split()
+    assert main(args + opts) == 0
+    text = capsys.readouterr().out
+    assert "seed 1: best accuracy" in text and "over 2 seeds" in text and "±" in text
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["best"]["accuracy"]["n"] == 2 and (out / "seed-2" / "result.json").is_file()
+    assert main(args + opts) == 0  # finished: returned from disk
+
+
+def test_cli_runs_a_task_dropped_in_by_the_user(tiny_bert_dir, glue_dir, tmp_path, capsys):
+    # RTE given as its own folder (no GLUE root)
+    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "rte", "--data-dir", str(glue_dir / "RTE")]
+    assert main(args + ["--out", str(tmp_path / "rte"), "--max-steps", "1", "--no-progress"]) == 0
+    assert "rte full model" in capsys.readouterr().out
+
+
+def test_cli_bad_data_gives_one_clear_error(tiny_bert_dir, tmp_path, capsys):
+    d = tmp_path / "SST-2"
+    d.mkdir()
+    (d / "train.tsv").write_text("sentence\tlabel\nfine\tmaybe\n")
+    (d / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(tmp_path)]
+    assert main(args + ["--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{d / 'train.tsv'}, line 2: label 'maybe' is not one of ['0', '1']" in err and "Traceback" not in err
+    )
