@@ -369,10 +369,12 @@ def train(
                 )
                 window.clear()
             if eval_fn is not None and config.eval_every and state.step % config.eval_every == 0:
-                evaluate()
+                last = evaluate()
                 if config.metric is not None and result.best is not None:
+                    # the last dev score and the best so far
                     bar.set_description(
-                        f"{config.desc} best {config.metric}={result.best[config.metric]:.4g}"
+                        f"{config.desc} {config.metric}={last[config.metric]:.4g}"
+                        f" (best {result.best[config.metric]:.4g})"
                     )
             if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
                 save_checkpoint()
