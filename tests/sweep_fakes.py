@@ -9,6 +9,7 @@ including across processes.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def expected_score(config: dict) -> float:
         score -= 0.1 / (1 + config["search_steps"])
     if config["train_size"] is not None:
         score -= 5.0 / config["train_size"]
-    return round(score, 6)
+    return round(100 * score, 6)  # the 0-100 scale of ticketlab.metrics
 
 
 def mask_facts(mask_dir: Path | None) -> dict:
@@ -143,8 +144,9 @@ def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
 
 def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
     """A small sweep over the tiny model: 2 tasks, full/omp/random + fake TAMT and IMP, all studies."""
-    for d in ("data/a", "data/b"):
-        (root / d).mkdir(parents=True, exist_ok=True)
+    for task in ("a", "b"):  # task.json: how a sweep names a task outside the built-in registry
+        (root / "data" / task).mkdir(parents=True, exist_ok=True)
+        (root / "data" / task / "task.json").write_text(json.dumps({"id": task, "text_a": "text"}))
     (root / "corpus.txt").write_text("the cat sees the dog .\n")
     d = {
         "name": "fake",

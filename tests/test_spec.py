@@ -71,7 +71,8 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
         (lambda d: d.update(methods={"omp": {"lr": 1}}), "methods.omp.lr: unknown setting"),
         (lambda d: d.pop("corpus"), "corpus: required by tamt-mlm"),
         (lambda d: d["search"].pop("steps"), "search.steps: a positive step budget is required by tamt-mlm"),
-        (lambda d: d["finetune"].pop("steps"), "finetune.steps: a positive step budget is required"),
+        (lambda d: d["finetune"].update(steps=0), "finetune.steps: a positive number of steps or null"),
+        (lambda d: d["tasks"]["sst2"].update(task="sst3"), "tasks.sst2: unknown task 'sst3'"),
         (lambda d: d.update(seeds={"search": [0, 0]}), "seeds.search: a non-empty list of distinct"),
         (lambda d: d.update(seeds={"serch": [0]}), "seeds.serch: unknown key (did you mean 'search'?)"),
         (

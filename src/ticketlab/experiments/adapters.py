@@ -49,12 +49,22 @@ class PretrainEvalJob:
 FinetuneFn = Callable[[FinetuneJob], FinetuneOutput]
 PretrainEvalFn = Callable[[PretrainEvalJob], dict[str, float]]  # e.g. {"mlm_loss": 2.1, "kd_loss": 0.3}
 
-# Settings a spec may give in `finetune:` (or per task) and in `pretrain_eval:`. Unknown keys are
-# rejected as typos; these are the knobs of the library functions below.
-FINETUNE_SETTINGS = frozenset(
-    {"steps", "batch_size", "lr", "eval_every", "max_length", "warmup_steps", "weight_decay", "train_size"}
+# Fine-tuning settings the sweep sets itself, or names in its own words (`steps`, `train_size`).
+_FINETUNE_OWN = frozenset(
+    {"model", "task", "data_dir", "mask", "seed", "max_steps", "train_samples", "data_seed", "progress"}
 )
 PRETRAIN_EVAL_SETTINGS = frozenset({"objectives", "max_examples", "batch_size", "max_length"})
+
+
+def finetune_settings() -> frozenset[str]:
+    """Keys a spec may give in `finetune:` or per task: `steps` (a cap on the task's default epochs),
+    `train_size`, and every field of `ticketlab.finetune.FinetuneConfig` the sweep does not set."""
+    import dataclasses
+
+    from ..finetune import FinetuneConfig
+
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    return frozenset({"steps", "train_size"} | (fields - _FINETUNE_OWN))
 
 
 def finetune_unavailable() -> str | None:
@@ -74,7 +84,36 @@ def pretrain_eval_unavailable() -> str | None:
 
 
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
-    raise NotImplementedError("wired to ticketlab.finetune when it lands")
+    """One run of `ticketlab.finetune.finetune` (resumable: an interrupted run continues from its
+    checkpoint in `job.out_dir`, a finished one returns its saved result)."""
+    import sys
+
+    from ..finetune import FinetuneConfig, finetune
+
+    settings = dict(job.settings)
+    steps = settings.pop("steps", None)
+    settings.setdefault("progress", sys.stderr.isatty())
+    config = FinetuneConfig(
+        model=job.model,
+        task=job.task,
+        data_dir=job.data,
+        mask=str(job.mask_dir) if job.mask_dir is not None else None,
+        seed=job.seed,
+        max_steps=steps,
+        train_samples=job.train_size,
+        **settings,
+    )
+    r = finetune(config, job.out_dir)
+    return FinetuneOutput(
+        metric=r.metric,
+        score=r.best_score,
+        final_score=r.final_score,
+        best=r.best,
+        final=r.final,
+        steps=r.steps,
+        time_s=r.train_time_s,
+        history=r.history,
+    )
 
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:

@@ -85,7 +85,7 @@ def _base_model(name: str):
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
     """OMP / random pruning via `pruning.ONE_SHOT`, written as a mask directory."""
-    from ..masking import MaskConfig, find_targets, save_mask, targets_repr, weights_hash
+    from ..masking import MaskConfig, save_mask
     from ..pruning import ONE_SHOT
 
     model = _base_model(job.model)
@@ -94,15 +94,15 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
     t0 = time.perf_counter()
     mask = ONE_SHOT[job.method](model, job.sparsity, ranking=ranking, targets=targets, seed=job.seed)
     elapsed = time.perf_counter() - t0
-    config = MaskConfig(
+    config = MaskConfig.for_model(
+        model,
+        mask,
         method=job.method,
         sparsity=job.sparsity,
+        base_model=job.model,
+        targets=targets,
         ranking=ranking,
         seed=job.seed,
-        base_model=job.model,
-        base_model_hash=weights_hash(model, list(find_targets(model, targets))),
-        model_type=model.config.model_type,
-        targets=targets_repr(targets, model),
     )
     save_mask(mask, config, job.mask_dir)
     return SearchOutput(steps=0, time_s=elapsed)

@@ -10,7 +10,7 @@ Layout of a sweep directory:
     results.sqlite            the store (see store.py)
     spec.json                 the resolved spec of the last sweep started here
     masks/<run>/              final mask of each search run; masks/<run>.stepNNNNNN/ along the way
-    runs/<run>/               work directory of each run (checkpoints, logs, result.json)
+    runs/<run>/               work directory of each run (checkpoints, logs, sweep_result.json)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .plan import Run, expand, pct
 from .spec import SweepSpec
 from .store import HOST, Store
 
-RESULT = "result.json"
+RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
 Log = Callable[[str], None]
 
 

@@ -3,8 +3,8 @@
     model: ../shared/models/bert-mini-ref      # base model: local directory or hub id
     corpus: {train: wiki/train.txt, dev: wiki/dev.txt}   # for imp / tamt-* and pre-training eval
     tasks:
-      sst2: {data: ../shared/data/glue/SST-2}
-      cola: {data: ../shared/data/glue/CoLA, steps: 400}   # per-task fine-tuning overrides
+      sst2: {data: ../shared/data/glue}                    # a GLUE root or the task's folder
+      cola: {data: ../shared/data/glue, steps: 400}        # per-task fine-tuning overrides
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
     sparsities: [0.5, 0.7, 0.9]
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from .adapters import FINETUNE_SETTINGS, PRETRAIN_EVAL_SETTINGS
+from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import METHODS, MethodSpec
 
 TOP_KEYS = (
@@ -53,7 +53,7 @@ TOP_KEYS = (
 class TaskEntry:
     name: str  # the label used in the sweep and its report
     task: str  # the task's name in the task registry (default: the label)
-    data: str | None  # data directory (absolute)
+    data: str | None  # data directory (absolute); None: download from the hub (`data: hub`, online only)
     settings: dict[str, Any] = field(default_factory=dict)  # fine-tuning overrides for this task
 
 
@@ -175,12 +175,13 @@ class SweepSpec:
                     )
 
     def _check_finetune_settings(self) -> None:
-        self._check_keys(self.finetune, FINETUNE_SETTINGS, "finetune")
+        allowed = finetune_settings()
+        self._check_keys(self.finetune, allowed, "finetune")
         for name, t in self.tasks.items():
-            self._check_keys(t.settings, FINETUNE_SETTINGS, f"tasks.{name}")
+            self._check_keys(t.settings, allowed, f"tasks.{name}")
             steps = self.finetune_settings(name).get("steps")
-            if not _positive_int(steps):
-                raise self._fail("finetune.steps", f"a positive step budget is required, got {steps!r}")
+            if steps is not None and not _positive_int(steps):
+                raise self._fail("finetune.steps", f"a positive number of steps or null, got {steps!r}")
             size = self.finetune_settings(name).get("train_size")
             if size is not None and not _positive_int(size):
                 raise self._fail(f"tasks.{name}.train_size", f"a positive integer or null, got {size!r}")
@@ -281,6 +282,16 @@ class _Reader:
                 raise self.fail(key, f"{x!r} is not an integer")
         return out
 
+    def task(self, task: str, data: str | None, key: str) -> None:
+        """The task must be known: built in, registered in code, or described by a task.json in its data."""
+        from ..errors import TicketlabError
+        from ..tasks import get_task
+
+        try:
+            get_task(task, data)
+        except TicketlabError as e:
+            raise self.fail(key, str(e)) from None
+
     def path(self, v: Any, key: str, *, hub_ok: bool = False) -> str:
         """A path relative to the spec's directory, made absolute; with `hub_ok`, a hub id passes."""
         if not isinstance(v, str) or not v:
@@ -332,10 +343,12 @@ def spec_from_dict(
     for name, t in r.mapping(d["tasks"], "tasks").items():
         t = r.mapping(t if t is not None else {}, f"tasks.{name}")
         if "data" not in t:
-            raise r.fail(f"tasks.{name}.data", "missing: the task's data directory")
-        task = t.pop("task", name)
-        data = r.path(t.pop("data"), f"tasks.{name}.data")
-        tasks[name] = TaskEntry(name=name, task=str(task), data=data, settings=t)
+            raise r.fail(f"tasks.{name}.data", "missing: the task's data directory (or `hub` to download it)")
+        task = str(t.pop("task", name))
+        data = t.pop("data")
+        data = None if data == "hub" else r.path(data, f"tasks.{name}.data")
+        r.task(task, data, f"tasks.{name}")
+        tasks[name] = TaskEntry(name=name, task=task, data=data, settings=t)
 
     methods: dict[str, dict[str, Any]] = {}
     raw_methods = d["methods"]

@@ -1,0 +1,52 @@
+"""Write the report of a sweep directory: markdown, PNG figures and CSV tables.
+
+  SWEEP_DIR/report/report.md      main table (mean ± std over seeds, run ids as footnotes), winning
+                                  tickets, pre-training losses, search cost, figures
+  SWEEP_DIR/report/figures/*.png  score vs sparsity (TAMT Fig. 3), pre-training loss vs score (Fig. 5),
+                                  score vs search steps/time (Fig. 6), mask distance from OMP and
+                                  similarity heatmap (Fig. 8), score vs fine-tuning examples (Fig. 9)
+  SWEEP_DIR/report/*.csv          every cell with its run ids, winning tickets, pre-training losses
+
+A figure whose data the sweep lacks is not drawn; the report says why.
+
+Example:
+  ticketlab report sweeps/bert-mini
+  ticketlab report sweeps/bert-mini --run 3f2a9c0d1e4b5a69     # one run: config, metrics, provenance
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..errors import TicketlabError
+from ..experiments.report import write_report
+from ..experiments.results import load_results
+
+HELP = "write the markdown report, figures and CSV tables of a sweep"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR")
+    p.add_argument("--out", metavar="DIR", default=None, help="report directory (default: SWEEP_DIR/report)")
+    p.add_argument("--run", metavar="ID", default=None, help="print one run's record as JSON instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.run is not None:
+        res = load_results(args.sweep_dir)
+        matches = [r for i, r in res.records.items() if i.startswith(args.run)]
+        if len(matches) != 1:
+            raise TicketlabError(
+                f"{args.sweep_dir}: {'no run' if not matches else 'several runs'} with id {args.run!r}"
+            )
+        print(json.dumps(dataclasses.asdict(matches[0]), indent=2))
+        return 0
+    report = write_report(args.sweep_dir, args.out)
+    print(f"report: {report.path}")
+    for fname, reason in report.skipped.items():
+        print(f"  not drawn: {Path(fname).stem}: {reason}")
+    print(f"\n{report.main_table}")
+    return 0

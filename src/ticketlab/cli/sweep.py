@@ -1,0 +1,86 @@
+"""Run a grid of mask searches and fine-tunings described by a YAML spec, resumably.
+
+The spec names the base model, the corpus, the tasks and their data, the methods (full, omp, random,
+imp, tamt-mlm, tamt-kd, tamt-mlm+kd), sparsities, search and fine-tuning seeds, step budgets and the
+optional studies (pre-training loss, search-cost curve, data-scarcity curve). The sweep expands it
+into runs, searches each mask once and fine-tunes it on every task, and records everything in
+OUT/results.sqlite. Interrupt it at any moment and run the same command again: finished runs are
+kept, nothing finished is repeated. Two sweeps on the same OUT share the work. At the end it writes
+the report (OUT/report/report.md) and exits 1 if a run failed.
+
+Example:
+  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini
+  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini --dry-run   # the plan and what is done
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from ..experiments import load_spec, run_sweep
+from ..experiments.report import write_report
+from ..experiments.runner import Runner
+
+HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="sweep directory (default: the spec's `output`, else sweeps/<spec name>)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and what is already done; run nothing"
+    )
+    p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after N runs")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a run claimed by a process on another machine that has not reported for this long is "
+        "taken over (on this machine, a dead process's runs are taken over at once)",
+    )
+
+
+def sweep_dir(args: argparse.Namespace, spec) -> Path:
+    if args.out is not None:
+        return Path(args.out)
+    return Path(spec.output) if spec.output else Path("sweeps") / spec.name
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    out = sweep_dir(args, spec)
+    if args.dry_run:
+        runner = Runner(spec, out, log=print)
+        try:
+            runner.store.add_runs(runner.runs)
+            print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
+            print(runner.describe())
+        finally:
+            runner.store.close()
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    if Path(args.spec).resolve() != (out / "spec.yaml").resolve():
+        shutil.copyfile(args.spec, out / "spec.yaml")
+    result = run_sweep(spec, out, max_runs=args.max_runs, stale_after=args.stale_after)
+    print(
+        f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
+        f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"
+    )
+    if not args.no_report:
+        report = write_report(out)
+        print(f"\nreport: {report.path}\n\n{report.main_table}")
+    if result.failed:
+        print(f"\nfailed runs (errors in {out / 'results.sqlite'}; `ticketlab report {out} --run ID`):")
+        for run_id in result.failed:
+            print(f"  {run_id}")
+        return 1
+    return 0 if result.done == result.total or args.max_runs else 1

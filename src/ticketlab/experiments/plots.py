@@ -1,0 +1,381 @@
+"""The figures of a sweep report, after TAMT's Fig. 3, 5, 6, 8 and 9.
+
+Each function draws one PNG from a `SweepResults` and returns None, or returns the reason it drew
+nothing (the sweep has no data for it) so the report can say so instead of showing an empty plot.
+matplotlib's object API with the Agg canvas: no display, no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..files import atomic_write_bytes
+from .results import AVG, CANONICAL, Cell, Score, SweepResults
+
+DPI = 100
+MARKERS = "osD^vP*Xh"
+
+
+def color(method: str, methods: list[str]) -> str:
+    order = CANONICAL + [m for m in methods if m not in CANONICAL]
+    return f"C{order.index(method) % 10}"
+
+
+def pct(s: float) -> str:
+    return f"{round(s * 100, 4):g}%"
+
+
+def _panels(n: int, width: float = 4.0, height: float = 3.2, ncols: int = 4):
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def _save(fig: Figure, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _band(ax, xs, cells: list[Cell], c: str, label: str, marker: str = "o") -> None:
+    means = [x.mean for x in cells]
+    ax.plot(xs, means, marker=marker, color=c, label=label, ms=4)
+    if any(x.n > 1 for x in cells):
+        ax.fill_between(
+            xs, [x.mean - x.std for x in cells], [x.mean + x.std for x in cells], color=c, alpha=0.15
+        )
+
+
+def _full_line(ax, full: Cell | None, methods: list[str]) -> None:
+    if full is None:
+        return
+    c = color("full", methods)
+    ax.axhline(full.mean, ls="--", color=c, label="full", lw=1.2)
+    if full.n > 1:
+        ax.axhspan(full.mean - full.std, full.mean + full.std, color=c, alpha=0.1)
+
+
+def _task_title(res: SweepResults, task: str) -> str:
+    return "average over tasks" if task == AVG else f"{task} ({res.metric_of.get(task, 'score')})"
+
+
+def _legend(fig: Figure, axes) -> None:
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if handles:
+        fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper", fontsize="small")
+
+
+# --------------------------------------------------------------------------- Fig. 3
+
+
+def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
+    """Score vs sparsity per task and averaged, mean ± std over seeds; the full model as a band."""
+    cells = res.cells()
+    pruned = [m for m in res.methods if m != "full" and res.sparsities(m)]
+    if not pruned:
+        return "no fine-tuning results of pruned models yet"
+    panels = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
+    fig, axes = _panels(len(panels))
+    for ax, task in zip(axes, panels, strict=True):
+        _full_line(ax, cells.get(("full", 0.0, task)), res.methods)
+        for m in pruned:
+            xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
+            if xs:
+                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], color(m, res.methods), m)
+        ax.set(title=_task_title(res, task), xlabel="sparsity (%)", ylabel="dev score")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    return None
+
+
+# --------------------------------------------------------------------------- Fig. 5
+
+
+def _at_main_size(res: SweepResults) -> list[Score]:
+    return [s for s in res.scores if s.train_size == res.main_size.get(s.task)]
+
+
+def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
+    """Pre-training (MLM / KD) dev loss of each mask vs its downstream score averaged over tasks."""
+    losses = res.pretrain_losses()
+    if not losses:
+        return "no pre-training evaluation runs (add a `pretrain_eval:` block to the spec)"
+    per_mask = res.mask_scores(_at_main_size(res), res.tasks)
+    keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
+    points = [(losses[m], per_mask[m]) for m in losses if m in per_mask]
+    if not keys or not points:
+        return "no mask has both a pre-training loss and scores on every task"
+    sparsities = sorted({p["sparsity"] for p, _ in points if p["method"] != "full"})
+    fig, axes = _panels(len(keys), width=4.6, height=3.6)
+    for ax, key in zip(axes, keys, strict=True):
+        for p, cell in points:
+            if key not in p:
+                continue
+            m = p["method"]
+            marker = "*" if m == "full" else MARKERS[sparsities.index(p["sparsity"]) % len(MARKERS)]
+            ax.scatter(
+                p[key], cell.mean, color=color(m, res.methods), marker=marker, s=60 if m == "full" else 25
+            )
+        ax.set(
+            xlabel=f"{key.replace('_', ' ')} (dev)", ylabel="avg dev score", title=key.split("_")[0].upper()
+        )
+        ax.grid(alpha=0.3)
+    handles = [
+        axes[0].scatter([], [], color=color(m, res.methods), marker="o", label=m)
+        for m in res.methods
+        if any(p["method"] == m for p, _ in points)
+    ]
+    handles += [
+        axes[0].scatter([], [], color="gray", marker=MARKERS[i % len(MARKERS)], label=pct(s))
+        for i, s in enumerate(sparsities)
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    _save(fig, path)
+    return None
+
+
+# --------------------------------------------------------------------------- Fig. 6
+
+
+def _curves(res: SweepResults) -> dict[tuple[str, float], dict[int, list[tuple]]]:
+    """(method, sparsity) -> search steps -> masks (search id, step), where there are >=2 step counts."""
+    masks = {s.mask: s for s in _at_main_size(res) if s.search is not None and s.search_steps}
+    by: dict[tuple, dict[int, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    for mask, s in masks.items():
+        by[(s.method, s.sparsity)][s.search_steps].append(mask)
+    return {k: v for k, v in by.items() if len(v) >= 2}
+
+
+def _common_tasks(res: SweepResults, masks: set[tuple]) -> list[str]:
+    tasks_of: dict[tuple, set[str]] = defaultdict(set)
+    for s in _at_main_size(res):
+        if s.mask in masks:
+            tasks_of[s.mask].add(s.task)
+    common = set.intersection(*tasks_of.values()) if tasks_of else set()
+    return [t for t in res.tasks if t in common]
+
+
+def search_cost(res: SweepResults, path: Path) -> str | None:
+    """Score vs search steps and vs search time, per method, at each sparsity with a search curve."""
+    curves = _curves(res)
+    if not curves:
+        return "no method has masks from two or more search budgets (add a `search_curve:` block)"
+    tasks = _common_tasks(res, {m for v in curves.values() for ms in v.values() for m in ms})
+    if not tasks:
+        return "the masks along the search curves share no task"
+    per_mask = res.mask_scores(_at_main_size(res), tasks)
+    sparsities = sorted({s for _, s in curves})
+    fig, axes = _panels(2 * len(sparsities), ncols=2)
+    for i, sp in enumerate(sparsities):
+        ax_steps, ax_time = axes[2 * i], axes[2 * i + 1]
+        for (m, s), by_steps in curves.items():
+            if s != sp:
+                continue
+            steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
+            cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
+            times = [sum(res.search_time(*x) or 0.0 for x in by_steps[k]) / len(by_steps[k]) for k in steps]
+            _band(ax_steps, steps, cells, color(m, res.methods), m)
+            _band(ax_time, times, cells, color(m, res.methods), m)
+        for ax in (ax_steps, ax_time):
+            omp = [per_mask[x].mean for x in per_mask if _method_of(res, x) == ("omp", sp)]
+            if omp:
+                ax.axhline(omp[0], ls=":", color=color("omp", res.methods), label="omp")
+            ax.grid(alpha=0.3)
+        ax_steps.set(
+            title=f"{pct(sp)} sparsity", xlabel="search steps", ylabel=f"avg score ({', '.join(tasks)})"
+        )
+        ax_time.set(title=f"{pct(sp)} sparsity", xlabel="search time (s, evaluation excluded)")
+    _legend(fig, axes)
+    _save(fig, path)
+    return None
+
+
+def _method_of(res: SweepResults, mask: tuple) -> tuple[str, float] | None:
+    if mask[0] is None:
+        return None
+    c = res.records[mask[0]].config
+    return (c["method"], c["sparsity"])
+
+
+# --------------------------------------------------------------------------- Fig. 8
+
+
+class _Masks:
+    """Mask files of a sweep, each loaded once."""
+
+    def __init__(self, res: SweepResults):
+        self.res, self.cache = res, {}
+
+    def __call__(self, mask: tuple):
+        from ..masking import load_mask
+
+        if mask not in self.cache:
+            self.cache[mask] = load_mask(self.res.mask_dir(*mask))[0]
+        return self.cache[mask]
+
+
+def _omp_masks(res: SweepResults) -> dict[float, tuple]:
+    return {
+        r.config["sparsity"]: (r.id, None)
+        for r in res.runs("search")
+        if r.config["method"] == "omp" and (r.id, None) in res.main_masks
+    }
+
+
+def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None) -> str | None:
+    """Avg score of every mask vs its distance (1 - Jaccard) from the OMP mask of its sparsity."""
+    omp = _omp_masks(res)
+    if not omp:
+        return "no OMP mask to measure distances from (add `omp` to the methods)"
+    masks = masks or _Masks(res)
+    scored = {s.mask for s in _at_main_size(res) if s.search is not None and s.sparsity in omp}
+    panels = []
+    for sp in sorted(omp):
+        at = {m for m in scored if res.records[m[0]].config["sparsity"] == sp}
+        tasks = _common_tasks(res, at)
+        if len(at) > 1 and tasks:
+            panels.append((sp, at, tasks))
+    if not panels:
+        return "no sparsity has scored masks besides OMP's"
+    fig, axes = _panels(len(panels), width=4.4, height=3.4)
+    for ax, (sp, at, tasks) in zip(axes, panels, strict=True):
+        per_mask = res.mask_scores(_at_main_size(res), tasks)
+        # (method, search steps) -> [(distance, score)] over mask seeds
+        groups: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+        for m in sorted(at, key=lambda m: m[1] or 0):
+            if m in per_mask:
+                c = res.records[m[0]].config
+                steps = m[1] if m[1] is not None else c["steps"]
+                groups[(c["method"], steps)].append((masks(m).distance(masks(omp[sp])), per_mask[m].mean))
+        for method in res.methods:
+            pts = [
+                (sum(d for d, _ in v) / len(v), Cell([x for _, x in v], []))
+                for (m, _), v in groups.items()
+                if m == method
+            ]
+            pts.sort(key=lambda p: p[0])
+            if pts:
+                _band(ax, [d for d, _ in pts], [c for _, c in pts], color(method, res.methods), method)
+        ax.set(
+            title=f"{pct(sp)} sparsity",
+            xlabel="mask distance from OMP",
+            ylabel=f"avg score ({', '.join(tasks)})",
+        )
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    return None
+
+
+def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_panels: int = 4) -> str | None:
+    """Jaccard similarity between the final masks of every method and seed, one panel per sparsity."""
+    masks = masks or _Masks(res)
+    finals: dict[float, list[tuple[str, tuple]]] = defaultdict(list)
+    for r in res.runs("search"):
+        if (r.id, None) in res.main_masks:
+            c = r.config
+            label = c["method"] + (f" #{c['seed']}" if c["seed"] is not None else "")
+            finals[c["sparsity"]].append((label, (r.id, None)))
+    sparsities = sorted(s for s, v in finals.items() if len(v) >= 2)
+    if not sparsities:
+        return "fewer than two masks at every sparsity"
+    if len(sparsities) > max_panels:  # evenly spaced ones
+        sparsities = [
+            sparsities[round(i * (len(sparsities) - 1) / (max_panels - 1))] for i in range(max_panels)
+        ]
+    order = CANONICAL + res.methods
+    fig, axes = _panels(len(sparsities), width=5.6, height=5.4)
+    for ax, sp in zip(axes, sparsities, strict=True):
+        items = sorted(finals[sp], key=lambda x: (order.index(x[0].split(" #")[0]), x[0]))
+        n = len(items)
+        sim = [[1.0] * n for _ in range(n)]
+        for i in range(n):
+            for j in range(i + 1, n):
+                sim[i][j] = sim[j][i] = masks(items[i][1]).jaccard(masks(items[j][1]))
+        im = ax.imshow(sim, vmin=0.0, vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(n), [x[0] for x in items], rotation=90, fontsize="x-small")
+        ax.set_yticks(range(n), [x[0] for x in items], fontsize="x-small")
+        if n <= 16:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{sim[i][j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="black" if sim[i][j] > 0.6 else "white")  # fmt: skip
+        ax.set_title(f"Jaccard similarity, {pct(sp)} sparsity")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)
+    return None
+
+
+# --------------------------------------------------------------------------- Fig. 9
+
+
+def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
+    """Score vs number of fine-tuning examples, per task and averaged, for each method and sparsity."""
+    sized = [
+        s for s in res.scores if s.train_size is not None and (s.method == "full" or s.mask in res.main_masks)
+    ]
+    sizes_of: dict[tuple, set[int]] = defaultdict(set)
+    for s in sized:
+        sizes_of[(s.method, s.sparsity)].add(s.train_size)
+    lines = sorted(
+        (k for k, v in sizes_of.items() if len(v) >= 2), key=lambda k: (CANONICAL + res.methods).index(k[0])
+    )
+    if not lines:
+        return "no method was fine-tuned on two or more training-set sizes (add a `data_curve:` block)"
+    tasks = [t for t in res.tasks if any(s.task == t for s in sized)]
+    panels = tasks + ([AVG] if len(tasks) > 1 else [])
+    sparsities = sorted({s for m, s in lines if m != "full"})
+    fig, axes = _panels(len(panels))
+    for ax, task in zip(axes, panels, strict=True):
+        for m, sp in lines:
+            xs, cells = [], []
+            for n in sorted(sizes_of[(m, sp)]):
+                at = [s for s in sized if s.train_size == n and s.method == m and s.sparsity == sp]
+                cell = res.average_cells(at, tasks).get((m, sp, AVG)) if task == AVG else None
+                if task != AVG:
+                    vals = [(s.value, s.id) for s in at if s.task == task]
+                    cell = Cell([v for v, _ in vals], [i for _, i in vals]) if vals else None
+                if cell is not None:
+                    xs.append(n)
+                    cells.append(cell)
+            if xs:
+                label = m if m == "full" else f"{m} {pct(sp)}"
+                marker = "*" if m == "full" else MARKERS[sparsities.index(sp) % len(MARKERS)]
+                _band(ax, xs, cells, color(m, res.methods), label, marker=marker)
+        ax.set_xscale("log")
+        ax.set(title=_task_title(res, task), xlabel="fine-tuning examples", ylabel="dev score")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    return None
+
+
+# (file name, caption, function): the report draws them in this order.
+FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
+    ("fig3_score_vs_sparsity.png", "Score vs sparsity (TAMT Fig. 3)", score_vs_sparsity),
+    (
+        "fig5_pretrain_loss_vs_score.png",
+        "Pre-training loss vs downstream score (TAMT Fig. 5)",
+        pretrain_loss_vs_score,
+    ),
+    ("fig6_search_cost.png", "Score vs search steps and time (TAMT Fig. 6)", search_cost),
+    ("fig8_distance_from_omp.png", "Score vs mask distance from OMP (TAMT Fig. 8, left)", distance_from_omp),
+    ("fig8_similarity.png", "Mask similarity between methods and seeds (TAMT Fig. 8, right)", similarity),
+    ("fig9_train_size.png", "Score vs number of fine-tuning examples (TAMT Fig. 9)", score_vs_train_size),
+]

@@ -1,0 +1,350 @@
+"""`write_report(sweep_dir)`: a markdown report, its PNG figures and CSV tables, from the store alone.
+
+    SWEEP_DIR/report/report.md            tables, figures, what was skipped and why, failed runs
+    SWEEP_DIR/report/results.csv          one row per cell (method, sparsity, task, train size,
+                                          search steps): n, mean, std, min, max and the run ids
+    SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
+    SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
+    SWEEP_DIR/report/figures/*.png
+
+Every number in the markdown tables has a footnote with the ids of the runs it averages (look them
+up with `ticketlab report --run ID` or in `results.sqlite`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import MaskFileError
+from ..files import atomic_write_text
+from . import plots
+from .results import AVG, Cell, SweepResults, load_results
+
+
+def fmt(cell: Cell | None, digits: int = 1) -> str:
+    if cell is None:
+        return "—"
+    if cell.n > 1:
+        return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
+    return f"{cell.mean:.{digits}f}"
+
+
+def pct(s: float) -> str:
+    return f"{round(s * 100, 4):g}%"
+
+
+def _size(n: int | None) -> str:
+    return "all" if n is None else str(n)
+
+
+class _Footnotes:
+    """Markdown footnotes listing the run ids behind each number."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def __call__(self, cell: Cell | None, digits: int = 1) -> str:
+        if cell is None:
+            return "—"
+        self.notes.append(", ".join(cell.run_ids))
+        return f"{fmt(cell, digits)}[^{len(self.notes)}]"
+
+    def render(self) -> str:
+        return "\n".join(f"[^{i}]: runs {ids}" for i, ids in enumerate(self.notes, 1))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def main_rows(res: SweepResults, cell_text) -> tuple[list[str], list[list[str]]]:
+    """The main table: one row per method and sparsity, one column per task and the average."""
+    cells = res.cells()
+    cols = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
+    header = ["method", "sparsity"] + [
+        "avg" if t == AVG else f"{t} ({res.metric_of.get(t, '?')})" for t in cols
+    ]
+    rows = []
+    for m in res.methods:
+        for s in [0.0] if m == "full" else res.sparsities(m):
+            if any((m, s, t) in cells for t in cols):
+                rows.append(
+                    [m, "0%" if m == "full" else pct(s), *(cell_text(cells.get((m, s, t))) for t in cols)]
+                )
+    return header, rows
+
+
+def main_table_text(res: SweepResults) -> str:
+    """The main table as aligned plain text, for terminals (`ticketlab demo` prints it)."""
+    header, rows = main_rows(res, fmt)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(
+            x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(r, widths, strict=True))
+        )
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def _winning_section(res: SweepResults, note) -> str:
+    wins = res.winning_tickets()
+    if not wins:
+        return "_No pruned-model results yet._"
+    cols = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
+    by = {(w.method, w.task): w for w in wins}
+    rows = []
+    for m in [m for m in res.methods if m != "full"]:
+        row = [m]
+        for t in cols:
+            w = by.get((m, t))
+            if w is None or w.full is None:
+                row.append("n/a")
+            elif w.sparsity is None:
+                row.append("none")
+            else:
+                row.append(f"{pct(w.sparsity)} ({note(w.cell)})")
+        rows.append(row)
+    full = [note(by[(next(m for m in res.methods if m != "full"), t)].full) for t in cols]
+    return "\n".join(
+        [
+            "Highest sparsity at which each method still finds a winning ticket (Chen et al. 2020): its mean "
+            "score is at least the full model's mean minus one standard deviation of the full model's runs "
+            "(sample std over its fine-tuning seeds; for the average, over the per-seed task averages). "
+            "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with. "
+            "In brackets: the method's score there.",
+            "",
+            _table(["method", *("avg" if t == AVG else t for t in cols)], [["full model", *full], *rows]),
+        ]
+    )
+
+
+def _method_order(res: SweepResults, method: str) -> int:
+    return res.methods.index(method) if method in res.methods else len(res.methods)
+
+
+def _pretrain_section(res: SweepResults, note) -> str:
+    losses = res.pretrain_losses()
+    if not losses:
+        return "_No pre-training evaluation in this sweep (add `pretrain_eval:` to the spec)._"
+    keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
+    groups: dict[tuple[str, float], dict[str, list]] = {}
+    for mask, p in losses.items():
+        if mask == (None, None) or mask in res.main_masks:  # masks along a search: see the CSV
+            g = groups.setdefault((p["method"], p["sparsity"]), {k: [] for k in keys})
+            for k in keys:
+                if k in p:
+                    g[k].append((p[k], p["id"]))
+    rows = []
+    for (m, s), g in sorted(groups.items(), key=lambda kv: (_method_order(res, kv[0][0]), kv[0][1])):
+        cells = [Cell([v for v, _ in g[k]], [i for _, i in g[k]]) if g[k] else None for k in keys]
+        rows.append([m, "0%" if m == "full" else pct(s), *(note(c, digits=3) for c in cells)])
+    intro = (
+        "Dev-set pre-training losses of the final masks (mean ± std over mask seeds; every mask, "
+        "including those saved along a search, is in `pretrain_losses.csv`):"
+    )
+    return intro + "\n\n" + _table(["method", "sparsity", *keys], rows)
+
+
+def _search_cost_section(res: SweepResults) -> str:
+    rows = {}
+    for r in res.runs("search"):
+        if (r.id, None) not in res.main_masks:
+            continue
+        c, m = r.config, r.metrics
+        rows.setdefault((c["method"], c["sparsity"]), []).append(
+            (m.get("steps") or 0, m.get("time_s") or 0.0)
+        )
+    if not rows:
+        return "_No searches in this sweep._"
+    out = []
+    for (method, s), v in sorted(rows.items(), key=lambda kv: (_method_order(res, kv[0][0]), kv[0][1])):
+        out.append(
+            [
+                method,
+                pct(s),
+                str(len(v)),
+                f"{sum(x for x, _ in v) / len(v):g}",
+                f"{sum(t for _, t in v) / len(v):.1f}",
+            ]
+        )
+    return _table(["method", "sparsity", "masks", "search steps", "search time (s)"], out)
+
+
+@dataclass
+class Report:
+    path: Path  # report.md
+    main_table: str  # plain-text main table
+    figures: dict[str, Path] = field(default_factory=dict)  # drawn figures
+    skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not drawn
+
+
+def _csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _cell_row(c: Cell) -> dict:
+    return {
+        "n": c.n,
+        "mean": _num(c.mean),
+        "std": _num(c.std),
+        "min": _num(min(c.values)),
+        "max": _num(max(c.values)),
+        "run_ids": " ".join(c.run_ids),
+    }
+
+
+def write_csvs(res: SweepResults, out: Path) -> None:
+    """results.csv (every cell, curves included), winning_tickets.csv, pretrain_losses.csv."""
+    groups: dict[tuple, list] = {}
+    for s in res.scores:
+        key = (s.method, s.sparsity, s.task, s.train_size, s.search_steps, res.is_main(s))
+        groups.setdefault(key, []).append(s)
+    rows = []
+    for (m, sp, t, n, steps, main), v in groups.items():
+        what = {"method": m, "sparsity": sp, "task": t, "metric": res.metric_of.get(t, "")}
+        what |= {"train_size": n, "search_steps": steps, "grid": "main" if main else "curve"}
+        rows.append(what | _cell_row(Cell([x.value for x in v], [x.id for x in v])))
+    for (m, sp, t), c in res.cells().items():
+        if t == AVG:
+            what = {"method": m, "sparsity": sp, "task": AVG, "metric": "", "train_size": None}
+            rows.append(what | {"search_steps": None, "grid": "main"} | _cell_row(c))
+    _csv(out / "results.csv", rows)
+
+    wins = [
+        {
+            "method": x.method,
+            "task": x.task,
+            "winning_sparsity": x.sparsity,
+            "mean": _num(x.cell and x.cell.mean),
+            "std": _num(x.cell and x.cell.std),
+            "full_mean": _num(x.full and x.full.mean),
+            "full_std": _num(x.full and x.full.std),
+            "run_ids": " ".join(x.cell.run_ids) if x.cell else "",
+        }
+        for x in res.winning_tickets()
+    ]
+    _csv(out / "winning_tickets.csv", wins)
+
+    losses = res.pretrain_losses().values()
+    keys = sorted({k for v in losses for k in v if k.endswith("_loss")})
+    fields = ("method", "sparsity", "mask_seed", "search_steps")
+    _csv(
+        out / "pretrain_losses.csv",
+        [{k: p[k] for k in fields} | {k: p.get(k) for k in keys} | {"run_id": p["id"]} for p in losses],
+    )
+
+
+def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Report:
+    """Render the report of a sweep directory; returns where it is and the main table."""
+    res = load_results(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    report = Report(path=out / "report.md", main_table=main_table_text(res))
+    masks = plots._Masks(res)  # mask files are read once for both Fig. 8 panels
+    for fname, _, fn in plots.FIGURES:
+        path = out / "figures" / fname
+        kw = {"masks": masks} if fn in (plots.distance_from_omp, plots.similarity) else {}
+        try:
+            reason = fn(res, path, **kw)
+        except MaskFileError as e:  # e.g. a store copied without its masks/
+            reason = f"a mask file is missing or unreadable ({e})"
+        if reason is None:
+            report.figures[fname] = path
+        else:
+            report.skipped[fname] = reason
+            path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
+    write_csvs(res, out)
+    atomic_write_text(report.path, _markdown(res, report, out))
+    return report
+
+
+def _markdown(res: SweepResults, report: Report, out: Path) -> str:
+    note = _Footnotes()
+    statuses: dict[str, int] = {}
+    for r in res.records.values():
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    spec = res.spec or {}
+    header, rows = main_rows(res, note)
+    metric_note = ", ".join(f"{t}: {m}" for t, m in res.metric_of.items())
+    sizes = ", ".join(f"{t}: {_size(n)}" for t, n in res.main_size.items())
+
+    def figure(fname: str, caption: str) -> str:
+        if fname in report.figures:
+            return f"![{caption}](figures/{fname})\n\n*{caption}.*"
+        return f"*{caption}: not drawn — {report.skipped[fname]}.*"
+
+    captions = {f: c for f, c, _ in plots.FIGURES}
+    parts = [
+        f"# Sweep report: {spec.get('name') or res.sweep_dir.name}",
+        "",
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
+        f"`{res.sweep_dir / 'results.sqlite'}`.  ",
+        f"Base model: `{spec.get('model', '?')}`. Runs: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        + ".",
+        "",
+        "## Main results",
+        "",
+        "Best dev score during fine-tuning of each task's main metric (0-100; "
+        f"{metric_note or 'no tasks yet'}), mean ± sample std over all runs of a cell (mask seeds × "
+        f"fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks per seed pair "
+        "first. Each footnote lists the run ids behind a number.",
+        "",
+        _table(header, rows) if rows else "_No finished fine-tuning runs yet._",
+        "",
+        figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
+        "",
+        "## Winning tickets",
+        "",
+        _winning_section(res, note),
+        "",
+        "## Pre-training loss and downstream score",
+        "",
+        _pretrain_section(res, note),
+        "",
+        figure("fig5_pretrain_loss_vs_score.png", captions["fig5_pretrain_loss_vs_score.png"]),
+        "",
+        "## Search cost",
+        "",
+        _search_cost_section(res),
+        "",
+        figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
+        "",
+        "## Mask similarity",
+        "",
+        "Mask distance is 1 - Jaccard similarity |A∩B| / |A∪B| of the kept weights (TAMT §4.2.5).",
+        "",
+        figure("fig8_distance_from_omp.png", captions["fig8_distance_from_omp.png"]),
+        "",
+        figure("fig8_similarity.png", captions["fig8_similarity.png"]),
+        "",
+        "## Data scarcity",
+        "",
+        figure("fig9_train_size.png", captions["fig9_train_size.png"]),
+        "",
+        "Every cell, including the curves, is in `results.csv` with its run ids.",
+    ]
+    failed = [r for r in res.records.values() if r.status == "failed"]
+    if failed:
+        parts += ["", "## Failed runs", ""]
+        parts += [
+            f"- `{r.id}` {r.kind} {r.name}: {(r.error or '').strip().splitlines()[-1:]}" for r in failed
+        ]
+    parts += ["", note.render(), ""]
+    return "\n".join(parts)

@@ -1,0 +1,282 @@
+"""Reading a sweep's store back as tables: every number a report prints comes from here, with the
+ids of the runs behind it.
+
+Scores are each fine-tuning run's best dev score of its task's main metric (what the papers report),
+on the 0-100 scale of `ticketlab.metrics`. A cell (method, sparsity, task, training-set size) pools
+every run on it, i.e. mask seeds x fine-tuning seeds (TAMT §4.1.3: 3 x 3 = 9 runs; OMP 1 x 3); its
+std is the sample standard deviation (ddof=1) over those runs, 0 for a single run. The task average
+is taken per (mask seed, fine-tuning seed) first, then mean ± std over those pairs.
+
+Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
+seed, settings) — smaller budgets and masks saved along a search are the search-cost curve — and,
+per task, the training-set size with the most runs (ties: the whole training set, then the
+largest) — the others are the data-scarcity curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import TicketlabError
+from .store import DB_NAME, RunRecord, Store
+
+CANONICAL = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
+AVG = "avg"
+
+
+@dataclass(frozen=True)
+class Score:
+    """One finished fine-tuning run."""
+
+    id: str
+    method: str
+    sparsity: float
+    task: str
+    metric: str
+    train_size: int | None
+    mask_seed: int | None
+    seed: int
+    search: str | None  # id of the search run that made the mask
+    step: int | None  # mask saved at this search step (None: the search's final mask)
+    search_steps: int | None
+    value: float
+
+    @property
+    def mask(self) -> tuple[str | None, int | None]:
+        return (self.search, self.step)
+
+
+@dataclass
+class Cell:
+    values: list[float]
+    run_ids: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (ddof=1); 0 for one value."""
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+
+def stats(cells: Iterable[tuple[float, str]]) -> Cell:
+    pairs = list(cells)
+    return Cell([v for v, _ in pairs], [i for _, i in pairs])
+
+
+@dataclass
+class WinningTicket:
+    method: str
+    task: str
+    sparsity: float | None  # highest sparsity that wins; None: none does
+    cell: Cell | None  # the method's cell there
+    full: Cell | None  # the full model's cell (its mean and std set the bar)
+
+
+@dataclass
+class SweepResults:
+    sweep_dir: Path
+    records: dict[str, RunRecord]
+    scores: list[Score]
+    tasks: list[str]
+    methods: list[str]
+    metric_of: dict[str, str]  # task -> its main metric
+    main_masks: set[tuple[str | None, int | None]]  # (search id, step) of the main grid's masks
+    main_size: dict[str, int | None]  # task -> training-set size of the main grid
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ selections
+    def runs(self, kind: str, status: str = "done") -> list[RunRecord]:
+        return [r for r in self.records.values() if r.kind == kind and r.status == status]
+
+    def is_main(self, s: Score) -> bool:
+        return (s.method == "full" or s.mask in self.main_masks) and s.train_size == self.main_size.get(
+            s.task
+        )
+
+    def main_scores(self) -> list[Score]:
+        return [s for s in self.scores if self.is_main(s)]
+
+    def sparsities(self, method: str | None = None) -> list[float]:
+        return sorted(
+            {s.sparsity for s in self.main_scores() if s.method != "full" and method in (None, s.method)}
+        )
+
+    # ------------------------------------------------------------------ cells
+    def cells(self, scores: list[Score] | None = None) -> dict[tuple[str, float, str], Cell]:
+        """(method, sparsity, task) -> cell over the main grid; task AVG is the per-seed average."""
+        scores = self.main_scores() if scores is None else scores
+        groups: dict[tuple, list[Score]] = defaultdict(list)
+        for s in scores:
+            groups[(s.method, s.sparsity, s.task)].append(s)
+        out = {k: stats((s.value, s.id) for s in v) for k, v in groups.items()}
+        out.update(self.average_cells(scores))
+        return out
+
+    def average_cells(self, scores: list[Score], tasks: list[str] | None = None) -> dict[tuple, Cell]:
+        """Average over `tasks` (default: all) per (mask seed, fine-tuning seed), then mean ± std.
+
+        A (method, sparsity) gets an average only if every task has a run for each seed pair it uses.
+        """
+        tasks = self.tasks if tasks is None else tasks
+        by_pair: dict[tuple, dict[tuple, dict[str, Score]]] = defaultdict(lambda: defaultdict(dict))
+        for s in scores:
+            if s.task in tasks:
+                by_pair[(s.method, s.sparsity)][(s.search, s.step, s.mask_seed, s.seed)][s.task] = s
+        out = {}
+        for (method, sparsity), pairs in by_pair.items():
+            if not pairs or any(set(per_task) != set(tasks) for per_task in pairs.values()):
+                continue
+            values = [sum(p[t].value for t in tasks) / len(tasks) for p in pairs.values()]
+            ids = [p[t].id for p in pairs.values() for t in tasks]
+            out[(method, sparsity, AVG)] = Cell(values, ids)
+        return out
+
+    def mask_scores(self, scores: list[Score], tasks: list[str]) -> dict[tuple, Cell]:
+        """(search id, step) -> average over `tasks` of that mask's mean score (None if a task lacks runs)."""
+        by_mask: dict[tuple, dict[str, list[Score]]] = defaultdict(lambda: defaultdict(list))
+        for s in scores:
+            if s.task in tasks:
+                by_mask[s.mask][s.task].append(s)
+        out = {}
+        for mask, per_task in by_mask.items():
+            if set(per_task) == set(tasks):
+                means = [sum(x.value for x in per_task[t]) / len(per_task[t]) for t in tasks]
+                out[mask] = Cell([sum(means) / len(means)], [x.id for t in tasks for x in per_task[t]])
+        return out
+
+    # ------------------------------------------------------------------ winning tickets
+    def winning_tickets(self) -> list[WinningTicket]:
+        """Chen et al.: the highest sparsity at which the method's mean score is at least the full
+        model's mean minus one (sample) standard deviation of the full model's runs."""
+        cells = self.cells()
+        out = []
+        for task in [*self.tasks, AVG]:
+            full = cells.get(("full", 0.0, task))
+            for method in self.methods:
+                if method == "full":
+                    continue
+                best = None
+                if full is not None:
+                    for s in self.sparsities(method):
+                        c = cells.get((method, s, task))
+                        if c is not None and c.mean >= full.mean - full.std:
+                            best = s
+                c = cells.get((method, best, task)) if best is not None else None
+                out.append(WinningTicket(method, task, best, c, full))
+        return out
+
+    # ------------------------------------------------------------------ pre-training evaluation
+    def pretrain_losses(self) -> dict[tuple[str | None, int | None], dict[str, Any]]:
+        """(search id, step) -> {"method", "sparsity", "mask_seed", "search_steps", "id", losses...}."""
+        out = {}
+        for r in self.runs("pretrain-eval"):
+            c = r.config
+            key = (c["mask"]["search"], c["mask"]["step"]) if c["mask"] else (None, None)
+            out[key] = {
+                "id": r.id,
+                "method": c["method"],
+                "sparsity": c["sparsity"],
+                "mask_seed": c["mask_seed"],
+                "search_steps": c["search_steps"],
+                **r.metrics,
+            }
+        return out
+
+    def mask_dir(self, search_id: str, step: int | None) -> Path:
+        m = self.records[search_id].metrics
+        if step is None:
+            return self.sweep_dir / m["mask_dir"]
+        return self.sweep_dir / next(i["mask_dir"] for i in m["intermediate"] if i["step"] == step)
+
+    def search_time(self, search_id: str, step: int | None) -> float | None:
+        m = self.records[search_id].metrics
+        if step is None:
+            return m.get("time_s")
+        return next((i.get("time_s") for i in m["intermediate"] if i["step"] == step), None)
+
+
+def _ordered(names: Iterable[str], canonical: list[str]) -> list[str]:
+    seen = list(dict.fromkeys(names))
+    return [n for n in canonical if n in seen] + [n for n in seen if n not in canonical]
+
+
+def _main_masks(searches: list[RunRecord]) -> set[tuple[str, None]]:
+    """Final masks of the largest budget per (method, sparsity, seed, settings, corpus, model)."""
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in searches:
+        c = r.config
+        key = json.dumps([c["model"], c["method"], c["sparsity"], c["seed"], c["settings"], c["corpus"]])
+        groups[key].append(r)
+    return {(max(g, key=lambda r: r.config["steps"] or 0).id, None) for g in groups.values()}
+
+
+def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
+    out = {}
+    for task in dict.fromkeys(s.task for s in scores):
+        counts = Counter(s.train_size for s in scores if s.task == task)
+        out[task] = max(counts, key=lambda n: (counts[n], n is None, n or 0))
+    return out
+
+
+def load_results(sweep_dir: str | os.PathLike) -> SweepResults:
+    """Everything in a sweep's store, ready for tables and figures."""
+    sweep_dir = Path(sweep_dir).resolve()
+    if not (sweep_dir / DB_NAME).is_file():
+        raise TicketlabError(
+            f"{sweep_dir}: not a sweep directory (no {DB_NAME}; run `ticketlab sweep` first)"
+        )
+    with Store(sweep_dir) as store:
+        records = {r.id: r for r in store.runs()}
+        spec = store.get_meta("spec", {}) or {}
+    scores = []
+    for r in records.values():
+        if r.kind != "finetune" or r.status != "done":
+            continue
+        c = r.config
+        scores.append(
+            Score(
+                id=r.id,
+                method=c["method"],
+                sparsity=c["sparsity"],
+                task=c["task_label"],
+                metric=r.metrics["metric"],
+                train_size=c["train_size"],
+                mask_seed=c["mask_seed"],
+                seed=c["seed"],
+                search=c["mask"]["search"] if c["mask"] else None,
+                step=c["mask"]["step"] if c["mask"] else None,
+                search_steps=c["search_steps"],
+                value=float(r.metrics["score"]),
+            )
+        )
+    searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
+    tasks = list(dict.fromkeys(r.config["task_label"] for r in records.values() if r.kind == "finetune"))
+    methods = _ordered((r.config["method"] for r in records.values() if r.kind != "pretrain-eval"), CANONICAL)
+    return SweepResults(
+        sweep_dir=sweep_dir,
+        records=records,
+        scores=scores,
+        tasks=tasks,
+        methods=methods,
+        metric_of={s.task: s.metric for s in scores},
+        main_masks=_main_masks(searches),
+        main_size=_main_sizes(scores),
+        spec=spec,
+    )

@@ -1,0 +1,218 @@
+"""Reports: every figure drawn as a valid PNG from a store filled by a fake sweep, figures without
+data skipped with a reason, the winning-ticket table and averages against hand-computed values, and
+every number traceable to run ids in the store."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from PIL import Image
+
+import sweep_fakes as fakes
+from ticketlab.cli import main
+from ticketlab.experiments import Store, run_sweep
+from ticketlab.experiments.plan import make_run
+from ticketlab.experiments.plots import FIGURES
+from ticketlab.experiments.report import write_report
+from ticketlab.experiments.results import AVG, load_results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def full_sweep(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A fake sweep with every study: 3 sparsities, 6 methods, search and data curves, pre-training eval."""
+    root = tmp_path_factory.mktemp("report")
+    methods = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd"]
+    spec = fakes.make_spec(root, tiny_bert_dir, methods=methods, sparsities=[0.5, 0.7, 0.9])
+    result = run_sweep(
+        spec,
+        root / "sweep",
+        finetune=fakes.fake_finetune,
+        pretrain_eval=fakes.fake_pretrain_eval,
+        log=lambda s: None,
+    )
+    assert result.ok
+    return root / "sweep"
+
+
+@pytest.fixture(scope="module")
+def full_report(full_sweep):
+    return write_report(full_sweep)
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG
+    with Image.open(path) as im:
+        im.verify()
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def test_every_figure_is_drawn_as_a_png(full_sweep, full_report):
+    report = full_report
+    assert report.skipped == {}
+    assert sorted(report.figures) == sorted(f for f, _, _ in FIGURES)
+    for path in report.figures.values():
+        assert_png(path)
+    text = report.path.read_text()
+    for fname in report.figures:
+        assert f"](figures/{fname})" in text
+    for name in ("results.csv", "winning_tickets.csv", "pretrain_losses.csv"):
+        assert (full_sweep / "report" / name).is_file()
+
+
+def test_numbers_trace_back_to_runs(full_sweep, full_report):
+    report = full_report
+    res = load_results(full_sweep)
+    with Store(full_sweep) as st:
+        records = {r.id: r for r in st.runs()}
+    # Every footnote of the markdown names runs that exist and are done.
+    notes = re.findall(r"^\[\^\d+\]: runs (.*)$", report.path.read_text(), flags=re.M)
+    assert notes
+    for ids in notes:
+        assert all(records[i].status == "done" for i in ids.split(", "))
+    # Each results.csv row's mean is the mean of the scores of the runs it names.
+    rows = list(csv.DictReader((full_sweep / "report" / "results.csv").open()))
+    grids = {r["grid"] for r in rows}
+    assert grids == {"main", "curve"}
+    for row in rows:
+        ids = row["run_ids"].split()
+        # an average's n counts seed pairs, each with one run per task
+        assert len(ids) == int(row["n"]) * (len(res.tasks) if row["task"] == AVG else 1)
+        if row["task"] != AVG:
+            scores = [records[i].metrics["score"] for i in ids]
+            assert float(row["mean"]) == pytest.approx(sum(scores) / len(scores), abs=1e-4)
+            assert {records[i].config["task_label"] for i in ids} == {row["task"]}
+    # The main table: tamt-mlm at 70% pools 2 masks x 2 fine-tuning seeds, with the fake's known scores.
+    cell = res.cells()[("tamt-mlm", 0.7, "a")]
+    expected = [fakes.expected_score(records[i].config) for i in cell.run_ids]
+    assert cell.n == 4 and cell.mean == pytest.approx(sum(expected) / 4)
+    # 100 * (0.9 - 0.6 * 0.7**2 + 0.04 * 0.7 - 0.1 / 21) + mean seed offsets (0.5 + 0.15) = 63.574
+    assert "63.6 ± 0.6" in report.main_table
+
+
+def test_cli_report_and_run_lookup(full_sweep, capsys):
+    assert main(["report", str(full_sweep), "--out", str(full_sweep / "r2")]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {full_sweep / 'r2' / 'report.md'}" in out and "tamt-mlm" in out
+    res = load_results(full_sweep)
+    some = res.scores[0].id
+    assert main(["report", str(full_sweep), "--run", some[:10]]) == 0
+    assert f'"id": "{some}"' in capsys.readouterr().out
+    assert main(["report", str(full_sweep), "--run", "zzzz"]) == 2
+    assert main(["report", str(full_sweep.parent / "nothing")]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_figures_without_data_are_skipped_with_a_reason(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        methods=["full", "omp", "random"],
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
+    report = write_report(tmp_path / "sweep")
+    assert set(report.skipped) == {
+        "fig5_pretrain_loss_vs_score.png",
+        "fig6_search_cost.png",
+        "fig9_train_size.png",
+    }
+    assert "pretrain_eval" in report.skipped["fig5_pretrain_loss_vs_score.png"]
+    text = report.path.read_text()
+    for fname, reason in report.skipped.items():
+        assert not (tmp_path / "sweep" / "report" / "figures" / fname).exists()
+        assert reason in text
+    for path in report.figures.values():
+        assert_png(path)
+    # Copied elsewhere without its masks, the store still renders; the mask figures say why not.
+    for d in (tmp_path / "sweep" / "masks").iterdir():
+        for f in d.iterdir():
+            f.unlink()
+    again = write_report(tmp_path / "sweep")
+    assert "mask" in again.skipped["fig8_similarity.png"] and "fig3_score_vs_sparsity.png" in again.figures
+
+
+# --------------------------------------------------------------------------- hand-computed tables
+
+
+def fill(sweep_dir: Path, scores: dict[tuple[str, float, str], list[float]]) -> None:
+    """A store with fine-tuning results only (no training, no mask files): one search per (method, sparsity,
+    mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...]."""
+    sweep_dir.mkdir()
+    runs, done = [], {}
+    for (method, s, task), values in scores.items():
+        n_masks = 1 if method in ("full", "omp") else 2
+        per = len(values) // n_masks
+        for k, v in enumerate(values):
+            mseed, fseed = (None, k) if n_masks == 1 else (k // per, k % per)
+            mask = None
+            if method != "full":
+                what = {"method": method, "sparsity": s, "seed": mseed, "model": "m", "settings": {}}
+                search = make_run("search", "s", what | {"corpus": None, "steps": None, "save_at": []})
+                done[search.id] = (search, {"mask_dir": "masks/none", "intermediate": []})
+                mask = {"search": search.id, "step": None}
+            config = {"model": "m", "task": task, "task_label": task, "data": None, "seed": fseed}
+            config |= {"train_size": None, "settings": {}, "mask": mask, "method": method}
+            config |= {"sparsity": s if method != "full" else 0.0, "mask_seed": mseed, "search_steps": None}
+            run = make_run("finetune", "f", config)
+            done[run.id] = (run, {"metric": "accuracy", "score": v})
+    runs = [r for r, _ in done.values()]
+    with Store(sweep_dir) as st:
+        st.add_runs(runs)
+        for run_id, (_, metrics) in done.items():
+            assert st.claim(run_id)
+            st.finish(run_id, metrics, {})
+
+
+def test_winning_tickets_and_averages_by_hand(tmp_path):
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0, 84.0],  # mean 82, sample std 2: the bar is 80
+            ("full", 0.0, "y"): [60.0, 60.0, 66.0],  # mean 62, sample std sqrt(12) = 3.464
+            ("omp", 0.5, "x"): [81.0, 81.0, 81.0],  # 81 >= 80: wins
+            ("omp", 0.7, "x"): [79.5, 80.5, 80.0],  # exactly 80: wins (the bar is inclusive)
+            ("omp", 0.9, "x"): [70.0, 71.0, 72.0],  # loses
+            ("omp", 0.5, "y"): [59.0, 59.0, 59.0],  # 59 >= 58.536: wins
+            ("omp", 0.7, "y"): [58.0, 58.0, 58.0],  # 58 < 58.536: loses
+            ("omp", 0.9, "y"): [10.0, 10.0, 10.0],
+            ("random", 0.5, "x"): [79.0, 79.9, 79.0, 79.9],  # 79.45: loses; no sparsity wins
+            ("random", 0.5, "y"): [50.0, 50.0, 50.0, 50.0],
+        },
+    )
+    res = load_results(tmp_path / "sweep")
+    cells = res.cells()
+    assert cells[("full", 0.0, "x")].std == pytest.approx(2.0)
+    assert cells[("full", 0.0, "y")].std == pytest.approx(12**0.5)
+    # The average pairs tasks by seed: full per-seed averages (80+60)/2, (82+60)/2, (84+66)/2.
+    full_avg = cells[("full", 0.0, AVG)]
+    assert full_avg.values == pytest.approx([70.0, 71.0, 75.0])
+    assert full_avg.std == pytest.approx(((70 - 72) ** 2 + (71 - 72) ** 2 + (75 - 72) ** 2) ** 0.5 / 2**0.5)
+    # random has 2 masks x 2 fine-tuning seeds = 4 runs per cell
+    assert cells[("random", 0.5, "x")].n == 4 and cells[("random", 0.5, "x")].mean == pytest.approx(79.45)
+    wins = {(w.method, w.task): w.sparsity for w in res.winning_tickets()}
+    assert wins[("omp", "x")] == 0.7
+    assert wins[("omp", "y")] == 0.5
+    assert wins[("random", "x")] is None and wins[("random", "y")] is None
+    # avg: the bar is 72 - sqrt(7) = 69.354; omp 0.5 -> (81 + 59) / 2 = 70 wins, 0.7 -> 69 loses.
+    assert wins[("omp", AVG)] == 0.5
+    report = write_report(tmp_path / "sweep")
+    rows = {
+        (r["method"], r["task"]): r
+        for r in csv.DictReader((tmp_path / "sweep/report/winning_tickets.csv").open())
+    }
+    assert rows[("omp", "x")]["winning_sparsity"] == "0.7" and rows[("omp", "x")]["full_std"] == "2.0000"
+    assert rows[("random", "x")]["winning_sparsity"] == ""
+    text = report.path.read_text()
+    assert "| omp | 70% (80.0 ± 0.5[^" in text
+    assert "| random | none | none | none |" in text
+    # No mask files in this store: the mask figures are skipped, the others drawn.
+    assert "fig3_score_vs_sparsity.png" in report.figures
