@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 import sweep_fakes as fakes
 from ticketlab.experiments import Store, expand, run_sweep
@@ -200,3 +201,63 @@ def test_two_sweeps_share_the_work(tmp_path, tiny_bert_dir):
         pids = {st.get(r.id).provenance["pid"] for r in runs}
         assert st.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert pids == {os.getpid(), child.pid}  # both processes did part of the work
+
+
+# --------------------------------------------------------------------------- end to end, real code
+
+WORDS = {1: ["good", "great", "happy"], 0: ["bad", "awful", "sad"]}
+
+
+def write_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> None:
+    (root / "SST-2").mkdir(parents=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        rows = [f"the {'cat dog bird'.split()[i % 3]} is {WORDS[i % 2][i % 3]} .\t{i % 2}" for i in range(n)]
+        (root / "SST-2" / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+
+
+def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """`ticketlab sweep` with the shipped registry and fine-tuning: OMP and random masks of the tiny
+    model, a few fine-tuning steps on a toy SST-2, one task whose data is missing (its runs fail,
+    the others finish, exit 1), the report; a second sweep repeats nothing finished."""
+    from ticketlab.cli import main
+
+    monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
+    write_sst2(tmp_path / "glue")
+    (tmp_path / "empty" / "RTE").mkdir(parents=True)
+    spec = {
+        "name": "e2e",
+        "model": str(tiny_bert_dir),
+        "tasks": {"sst2": {"data": "glue"}, "rte": {"data": "empty"}},
+        "methods": ["full", "omp", "random"],
+        "sparsities": [0.5],
+        "seeds": {"search": [0, 1], "finetune": [0]},
+        "finetune": {"steps": 4, "batch_size": 8, "eval_every": 2, "lr": 1e-3},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert (
+        "7/11 runs done" in printed and "4 failed" in printed and f"report: {out}/report/report.md" in printed
+    )
+    with Store(out) as st:
+        done = st.runs(kind="finetune", status="done")
+        failed = st.runs(status="failed")
+        assert {r.config["task"] for r in done} == {"sst2"} and len(done) == 4
+        assert {r.config["task"] for r in failed} == {"rte"} and "RTE" in failed[0].error
+        for r in done:  # real scores on the 0-100 scale, traceable to the exact mask file
+            assert r.metrics["metric"] == "accuracy" and 0.0 <= r.metrics["score"] <= 100.0
+            assert r.provenance["code"]["ticketlab"]
+            assert (r.config["mask"] is None) == (r.config["method"] == "full")
+        searches = st.runs(kind="search", status="done")
+        assert sorted(r.config["method"] for r in searches) == ["omp", "random", "random"]
+        assert all(r.metrics["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3) for r in searches)
+    assert (out / "report" / "figures" / "fig3_score_vs_sparsity.png").is_file()
+    assert (out / "spec.yaml").is_file()
+    # Again: the finished runs are kept, only the failed ones are retried (and fail again).
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--no-report"]) == 1
+    printed = capsys.readouterr().out
+    assert "7 already done, 4 to run" in printed and "7/11 runs done (0 in this sweep)" in printed
+    # The plan, without running anything.
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--dry-run"]) == 0
+    assert "finetune           8 runs  4 done, 4 failed" in capsys.readouterr().out

@@ -81,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if result.failed:
         print(f"\nfailed runs (errors in {out / 'results.sqlite'}; `ticketlab report {out} --run ID`):")
         for run_id in result.failed:
-            print(f"  {run_id}")
+            print(f"  {run_id}  {result.names[run_id]}")
         return 1
     return 0 if result.done == result.total or args.max_runs else 1

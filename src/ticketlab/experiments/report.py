@@ -343,8 +343,12 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     failed = [r for r in res.records.values() if r.status == "failed"]
     if failed:
         parts += ["", "## Failed runs", ""]
-        parts += [
-            f"- `{r.id}` {r.kind} {r.name}: {(r.error or '').strip().splitlines()[-1:]}" for r in failed
-        ]
+        by_error: dict[str, list] = {}
+        for r in failed:
+            lines = (r.error or "").strip().splitlines()
+            by_error.setdefault(lines[-1] if lines else "(no message)", []).append(r)
+        for error, rs in by_error.items():
+            parts.append(f"- {len(rs)} run(s): {error}  ")
+            parts.append("  " + ", ".join(f"`{r.id}` {r.name}" for r in rs))
     parts += ["", note.render(), ""]
     return "\n".join(parts)

@@ -267,7 +267,7 @@ def load_results(sweep_dir: str | os.PathLike) -> SweepResults:
             )
         )
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
-    tasks = list(dict.fromkeys(r.config["task_label"] for r in records.values() if r.kind == "finetune"))
+    tasks = list(dict.fromkeys(s.task for s in scores))  # tasks with results (failures: see the report)
     methods = _ordered((r.config["method"] for r in records.values() if r.kind != "pretrain-eval"), CANONICAL)
     return SweepResults(
         sweep_dir=sweep_dir,

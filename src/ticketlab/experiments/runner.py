@@ -49,6 +49,7 @@ class SweepResult:
     ran: list[str] = field(default_factory=list)  # run ids finished by this sweep
     failed: list[str] = field(default_factory=list)  # failed in this sweep
     blocked: list[str] = field(default_factory=list)  # not run: a run they need failed
+    names: dict[str, str] = field(default_factory=dict)  # run id -> readable name
 
     @property
     def ok(self) -> bool:
@@ -177,14 +178,12 @@ class Runner:
         statuses = self.store.statuses()
         lines = []
         for kind in ("search", "pretrain-eval", "finetune"):
-            ids = [r.id for r in self.runs if r.kind == kind]
-            if ids:
-                counts: dict[str, int] = {}
-                for i in ids:
-                    counts[statuses.get(i, "pending")] = counts.get(statuses.get(i, "pending"), 0) + 1
-                lines.append(
-                    f"  {kind:<14} {len(ids):>5} runs  " + ", ".join(f"{v} {k}" for k, v in counts.items())
+            have = [statuses.get(r.id, "pending") for r in self.runs if r.kind == kind]
+            if have:
+                counts = ", ".join(
+                    f"{have.count(s)} {s}" for s in ("done", "running", "pending", "failed") if s in have
                 )
+                lines.append(f"  {kind:<14} {len(have):>5} runs  {counts}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ the loop
@@ -200,7 +199,7 @@ class Runner:
             f"sweep '{self.spec.name}' in {self.dir}: {total} runs, {total - len(todo)} already done, "
             f"{len(todo)} to run"
         )
-        result = SweepResult(total=total, done=0)
+        result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
         attempted: set[str] = set()
         while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
             statuses = self.store.statuses()
