@@ -241,3 +241,26 @@ def test_real_glue_files(task, n_train, n_dev):
     spec = get_task(task)
     train, dev = load_examples(spec, GLUE, "train"), load_examples(spec, GLUE, "dev")
     assert (len(train), len(dev), train.skipped, dev.skipped) == (n_train, n_dev, 0, 0)
+
+
+def test_hub_fallback_maps_columns_and_labels(monkeypatch):
+    """No data dir: the `datasets` hub (faked here; the real one needs the network)."""
+    import datasets
+
+    calls = []
+
+    def fake_load(name, config, split):
+        calls.append((name, config, split))
+        if config == "qnli":
+            raise ConnectionError("offline")
+        return datasets.Dataset.from_dict(
+            {"premise": ["a cat", "a dog"], "hypothesis": ["a pet", "a king"], "label": [0, 2], "idx": [0, 1]}
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    ex = load_examples(TASKS["mnli"], None, "dev_mm")
+    assert calls == [("nyu-mll/glue", "mnli", "validation_mismatched")]
+    assert (ex.text_a, ex.text_b, ex.labels) == (["a cat", "a dog"], ["a pet", "a king"], [0, 2])
+    assert TASKS["mnli"].labels[2] == "contradiction"  # the hub's class order
+    with pytest.raises(DataError, match="cannot load nyu-mll/glue/qnli from the hub .*pass --data-dir"):
+        load_examples(TASKS["qnli"], None, "train")

@@ -191,3 +191,48 @@ def test_stride_must_be_below_length(tokenizer, tmp_path):
     ex = read_squad(write_squad(tmp_path) / "dev-v1.1.json")
     with pytest.raises(ConfigError, match="doc_stride"):
         eval_features(ex, tokenizer, max_length=16, doc_stride=16)
+
+
+def test_oracle_logits_score_100(tokenizer, tmp_path):
+    """Windows, labels and post-processing agree: logits peaked at the training labels give EM = F1 = 100."""
+    from ticketlab.metrics import squad_metrics
+
+    ex = read_squad(write_squad(tmp_path) / "dev-v1.1.json")
+    train = train_features(ex, tokenizer, max_length=20, doc_stride=6)
+    feats = eval_features(ex, tokenizer, max_length=20, doc_stride=6)
+    assert len(train) == len(feats)
+    starts, ends = [], []
+    for w in range(len(feats)):
+        s = np.full(len(feats[w]["input_ids"]), -10.0)
+        e = s.copy()
+        sp, ep = int(train.columns["start_positions"][w]), int(train.columns["end_positions"][w])
+        if sp > 0:
+            s[sp], e[ep] = 10.0, 10.0
+        starts.append(s)
+        ends.append(e)
+    answers = best_answers(ex, feats, starts, ends)
+    assert answers == {qid: a for qid, (_, _, a) in zip(ex.ids, QUESTIONS, strict=True)}
+    assert squad_metrics(answers, dict(zip(ex.ids, ex.answers, strict=True))) == {
+        "exact_match": 100.0,
+        "f1": 100.0,
+    }
+
+
+def test_hub_fallback(monkeypatch):
+    import datasets
+
+    def fake_load(name, config, split):
+        assert (name, config, split) == ("rajpurkar/squad", None, "validation")
+        return datasets.Dataset.from_dict(
+            {
+                "id": ["x1"],
+                "title": ["t"],
+                "context": [CONTEXT],
+                "question": ["who ?"],
+                "answers": [{"text": ["Big Dog"], "answer_start": [CONTEXT.index("Big Dog")]}],
+            }
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    ex = load_squad_examples(TASKS["squad"], None, "dev")
+    assert ex.ids == ["x1"] and ex.answers == [["Big Dog"]] and ex.answer_starts == [[4]]

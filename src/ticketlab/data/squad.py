@@ -264,15 +264,14 @@ def best_answers(
         i = int(example_index[w])
         cs, ce = features.columns["char_start"][w], features.columns["char_end"][w]
         s_log, e_log = np.asarray(start_logits[w]), np.asarray(end_logits[w])
-        top_s = np.argsort(-s_log, kind="stable")[:n_best]
-        top_e = np.argsort(-e_log, kind="stable")[:n_best]
-        for s in top_s:
-            if cs[s] < 0:
-                continue
-            for e in top_e:
-                if ce[e] < 0 or e < s or e - s + 1 > max_answer_length:
-                    continue
-                score = float(s_log[s] + e_log[e])
-                if i not in best or score > best[i][0]:
-                    best[i] = (score, ex.contexts[i][cs[s] : ce[e]])
+        s = np.argsort(-s_log, kind="stable")[:n_best]  # (n,) candidate starts
+        e = np.argsort(-e_log, kind="stable")[:n_best]  # (n,) candidate ends
+        length = e[None, :] - s[:, None] + 1  # (n, n)
+        valid = (cs[s] >= 0)[:, None] & (ce[e] >= 0)[None, :] & (length >= 1) & (length <= max_answer_length)
+        if not valid.any():
+            continue
+        scores = np.where(valid, s_log[s][:, None] + e_log[e][None, :], -np.inf)  # (n, n)
+        a, b = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        if i not in best or scores[a, b] > best[i][0]:
+            best[i] = (float(scores[a, b]), ex.contexts[i][cs[s[a]] : ce[e[b]]])
     return {qid: best[i][1] if i in best else "" for i, qid in enumerate(ex.ids)}
