@@ -70,6 +70,8 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
         (lambda d: d["search"].update(lr_typo=1), "search.lr_typo: unknown setting"),
         (lambda d: d.update(methods={"omp": {"lr": 1}}), "methods.omp.lr: unknown setting"),
         (lambda d: d.pop("corpus"), "corpus: required by tamt-mlm"),
+        (lambda d: d["corpus"].update(trian="x"), "corpus.trian: unknown key (did you mean 'train'?)"),
+        (lambda d: d["corpus"].pop("train"), "corpus.train: missing"),
         (lambda d: d["search"].pop("steps"), "search.steps: a positive step budget is required by tamt-mlm"),
         (lambda d: d["finetune"].update(steps=0), "finetune.steps: a positive number of steps or null"),
         (lambda d: d["tasks"]["sst2"].update(task="sst3"), "tasks.sst2: unknown task 'sst3'"),

@@ -32,6 +32,9 @@ from ..errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import METHODS, MethodSpec
 
+# Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
+# `ticketlab.data.corpus.load_lm_corpus`).
+CORPUS_KEYS = ("train", "dev", "dev_fraction", "text_column", "wikitext")
 TOP_KEYS = (
     "name",
     "output",
@@ -370,11 +373,13 @@ def spec_from_dict(
     corpus = None
     if d.get("corpus") is not None:
         c = d["corpus"] if isinstance(d["corpus"], dict) else {"train": d["corpus"]}
-        corpus = {}
-        for k, v in r.mapping(c, "corpus").items():
-            is_paths = k in ("train", "dev")
-            paths = [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if is_paths else v
-            corpus[k] = paths
+        c = r.mapping(c, "corpus", CORPUS_KEYS)
+        if "train" not in c:
+            raise r.fail("corpus.train", "missing: the text files (or saved datasets) to search masks on")
+        corpus = {
+            k: [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if k in ("train", "dev") else v
+            for k, v in c.items()
+        }
     sparsities = [r.sparsity(s, "sparsities") for s in r.listing(d.get("sparsities"), "sparsities")]
 
     def curve(key: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
