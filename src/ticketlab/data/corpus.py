@@ -407,6 +407,34 @@ def load_lm_corpus(
     return LMCorpus(BlockDataset.concat(train_parts), BlockDataset.concat(dev_parts), info)
 
 
+def load_lm_blocks(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int = 512,
+    *,
+    role: str = "dev",
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    text_column: str = "text",
+    wikitext: bool | None = None,
+    progress: bool = True,
+) -> tuple[BlockDataset, list[dict[str, Any]]]:
+    """All blocks of the given sources, unsplit (e.g. a dev corpus to evaluate on), and their info.
+
+    A saved DatasetDict contributes its `role` split (dev: validation, dev or test).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if max_length < 8:
+        raise ConfigError(f"max_length must be >= 8, got {max_length}")
+    cache = None
+    if use_cache:
+        cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+    sources = resolve_sources(paths, role=role, text_column=text_column)
+    parts, info = _source_blocks(sources, tokenizer, max_length, cache, wikitext, progress)
+    return BlockDataset.concat(parts), info
+
+
 def _carve_tails(parts: list[BlockDataset], fraction: float, sources: list[Source]):
     counts = [round(fraction * len(p)) if len(p) >= 2 else 0 for p in parts]
     if sum(counts) == 0:  # tiny corpus: one dev block from the largest source that can spare one

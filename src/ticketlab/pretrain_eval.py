@@ -1,0 +1,89 @@
+"""Pre-training performance of a (sub)network: MLM dev loss and accuracy, KD dev loss (TAMT Fig. 5).
+
+The dev blocks are corrupted with fixed per-block seeds, so every model and mask is scored on the
+same masked positions and the numbers are comparable across methods and runs. The KD loss compares
+the masked model with itself unmasked (TAMT Eq. 6); it is 0 for a model without masks. All numbers
+are token-weighted means over the whole dev set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data.corpus import BlockDataset
+from .errors import MaskFileError
+from .objectives import MLMCollator, eval_mode, head_parameters, pretraining_sums
+from .training import example_seed
+
+HEAD_FILE = "mlm_head.safetensors"
+
+
+@torch.no_grad()
+def evaluate_pretraining(
+    model: nn.Module,
+    dev: BlockDataset,
+    collator: MLMCollator,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    mlm: bool = True,
+    kd: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Dev `mlm_loss`, `mlm_acc`, `mlm_ppl` and/or `kd_loss`, with the token counts behind them."""
+    device = next(model.parameters()).device
+    totals = {"mlm_sum": 0.0, "mlm_correct": 0.0, "mlm_count": 0.0, "kd_sum": 0.0, "kd_count": 0.0}
+    starts = range(0, len(dev), batch_size)
+    with eval_mode(model):
+        for start in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
+            idx = range(start, min(start + batch_size, len(dev)))
+            batch = collator([dev[i] for i in idx], [example_seed(seed, 0, i) for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            sums = pretraining_sums(model, batch, mlm=mlm, kd=kd)
+            for k in totals:
+                v = getattr(sums, k)
+                if v is not None:
+                    totals[k] += float(v)
+    out: dict[str, float] = {"blocks": len(dev), "tokens": dev.num_tokens}
+    if mlm:
+        n = max(totals["mlm_count"], 1.0)
+        out.update(
+            mlm_loss=totals["mlm_sum"] / n,
+            mlm_acc=totals["mlm_correct"] / n,
+            mlm_ppl=math.exp(min(totals["mlm_sum"] / n, 50.0)),
+            masked_tokens=int(totals["mlm_count"]),
+        )
+    if kd:
+        out["kd_loss"] = totals["kd_sum"] / max(totals["kd_count"], 1.0)
+    return out
+
+
+def load_head_state(model: nn.Module, path: str | os.PathLike) -> int:
+    """Load a trained MLM head (`mlm_head.safetensors`, from TAMT-MLM) into `model`; returns #tensors."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / HEAD_FILE
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise MaskFileError(f"{path}: cannot read the MLM head ({e})") from None
+    own = head_parameters(model)
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise MaskFileError(f"{path}: tensors that are not this model's MLM head, e.g. {unknown[0]}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise MaskFileError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}"
+            )
+        with torch.no_grad():
+            own[name].copy_(tensor.to(own[name].device, own[name].dtype))
+    return len(state)

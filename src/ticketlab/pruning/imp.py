@@ -1,0 +1,250 @@
+"""Iterative magnitude pruning with rewinding (IMP; Chen et al. 2020, as run in TAMT §4.1.3 and §B.2).
+
+The weights train on an objective (MLM by default; any downstream task's loss for task-specific IMP)
+while the sparsity rises in equal steps: `prune_rate` (10%) more of the target weights are pruned
+by *global* magnitude at steps 0, N/(R-1), 2N/(R-1), ..., N, where R = ceil(sparsity / prune_rate)
+rounds reach the target exactly at the last step N. The first pruning happens at step 0, before any
+training (as Chen et al.'s code does, TAMT §B.2): with 10% per round, 70% takes 7 rounds and N steps
+are 6 intervals (TAMT Table 2: 16.75K iterations = 6 × 2.79K). After every pruning, the surviving
+weights are rewound to θ0, the pre-trained weights, or with `rewind_to=k` to θ at k·N steps
+(Chen et al. Fig. 7; k·N must not be later than the second pruning). Pruned weights stay exactly zero
+while training (they are masked by a `BinaryMask` parametrization).
+
+What is rewound: the encoder's weights. The MLM head keeps training across rounds and is not part of
+the result, as in the reference code (it rewinds only `bert.*`); for a task objective the whole model
+including the task head is rewound (the ticket is f(x; m ⊙ θ0, C0)). Adam's moments and the single
+linear learning-rate schedule run on across rounds, also as in the reference code.
+
+The mask applies to the rewind point: θ0 is the base model itself; θ_k is written as a Hugging Face
+checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash name it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
+from ..masking.targets import Targets
+from ..modeling import encoder_of
+from ..training import TrainConfig, TrainState
+from .ranking import Ranking, check_sparsity, keep_top
+from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
+
+REWOUND_DIR = "rewound_model"
+
+
+@dataclass
+class ImpConfig:
+    sparsity: float
+    prune_rate: float = 0.1  # sparsity added per round (of all target weights)
+    ranking: Ranking = "global"  # Chen et al. prune by global magnitude
+    rewind_to: float | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
+    rewind_head: bool = False  # rewind the head too (task-specific IMP)
+    targets: Targets = None
+
+    def __post_init__(self) -> None:
+        check_sparsity(self.sparsity)
+        if not 0.0 < self.prune_rate < 1.0:
+            raise ConfigError(f"prune_rate must be in (0, 1), got {self.prune_rate}")
+        if self.sparsity <= self.prune_rate:
+            raise ConfigError(
+                f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
+                "use one-shot global magnitude pruning (`ticketlab prune omp --ranking global`)"
+            )
+        if self.ranking not in ("local", "global"):
+            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
+        if self.rewind_to is not None and not 0.0 < self.rewind_to < 1.0:
+            raise ConfigError(f"rewind_to must be a fraction of the run in (0, 1), got {self.rewind_to}")
+
+
+def imp_schedule(sparsity: float, steps: int, prune_rate: float = 0.1) -> list[tuple[int, float]]:
+    """[(step, sparsity after pruning at that step)]: equal rounds from step 0 to the last step."""
+    rounds = math.ceil(round(sparsity / prune_rate, 9))
+    if rounds < 2:
+        return [(0, sparsity)]
+    if steps < rounds - 1:
+        raise ConfigError(f"IMP needs at least {rounds - 1} steps for {rounds} pruning rounds, got {steps}")
+    levels = [min(round(prune_rate * (r + 1), 9), sparsity) for r in range(rounds)]
+    return [(round(r * steps / (rounds - 1)), level) for r, level in enumerate(levels)]
+
+
+@torch.no_grad()
+def magnitude_prune(
+    modules: dict[str, nn.Module], masks: dict[str, BinaryMask], sparsity: float, ranking: Ranking
+):
+    """Prune the smallest-|W| surviving weights until `sparsity` of all is pruned (pruned stay pruned)."""
+    scores = {
+        k: torch.where(masks[k].mask, dense_weight(m).abs().float(), -math.inf) for k, m in modules.items()
+    }
+    new = keep_top(scores, sparsity, ranking)
+    for k, p in masks.items():
+        p.mask.copy_(new[k].to(p.mask.device))
+
+
+class _Imp:
+    """The state of one IMP run: masks, schedule, rewind point."""
+
+    def __init__(self, model: nn.Module, config: ImpConfig, steps: int):
+        self.model, self.config = model, config
+        self.schedule = imp_schedule(config.sparsity, steps, config.prune_rate)
+        self.modules = find_targets(model, config.targets)
+        self.masks = {
+            k: BinaryMask(torch.ones_like(m.weight, dtype=torch.bool)) for k, m in self.modules.items()
+        }
+        attach(model, self.masks)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        inside = {id(p) for p in encoder_of(model).parameters()}
+        self.rewind_names = [n for n, p in model.named_parameters() if config.rewind_head or id(p) in inside]
+        self.rewind_step = round(config.rewind_to * steps) if config.rewind_to is not None else 0
+        if self.rewind_step and self.rewind_step > self.schedule[1][0]:
+            raise ConfigError(
+                f"rewind_to={config.rewind_to} is step {self.rewind_step}, after the second pruning "
+                f"(step {self.schedule[1][0]}): rewind to an earlier point or train longer"
+            )
+        self.theta = self.snapshot()  # θ0; replaced by θ_k at the rewind step
+        self.hash = weights_hash(model, list(self.masks))
+        self.level = 0.0
+        self.prune(self.schedule[0][1])  # the first pruning, at step 0
+
+    def snapshot(self) -> dict[str, Tensor]:
+        params = dict(self.model.named_parameters())
+        return {n: params[n].detach().clone() for n in self.rewind_names}
+
+    @torch.no_grad()
+    def rewind(self) -> None:
+        params = dict(self.model.named_parameters())
+        for n, t in self.theta.items():
+            params[n].copy_(t)
+
+    def prune(self, level: float) -> None:
+        magnitude_prune(self.modules, self.masks, level, self.config.ranking)
+        self.level = level
+
+    def on_step(self, state: TrainState, sd: SearchDir, save_rewound) -> None:
+        step = state.step
+        if step == self.rewind_step and self.rewind_step:
+            self.theta = self.snapshot()
+            self.hash = weights_hash(self.model, list(self.masks))
+            save_rewound(state.accelerator)
+        for s, level in self.schedule[1:]:
+            if s == step:
+                self.prune(level)
+                self.rewind()
+                if state.accelerator.is_main_process:
+                    sd.log(
+                        {"event": "pruned", "step": step, "sparsity": level, "rewound_to": self.rewind_step}
+                    )
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"imp_level": self.level}
+        if self.rewind_step:  # θ_k cannot be recomputed from the base model
+            out.update(imp_theta=self.theta, imp_hash=self.hash)
+        return out
+
+    def load(self, d: dict[str, Any]) -> None:
+        self.level = float(d.get("imp_level", self.level))
+        if "imp_theta" in d:
+            self.theta = dict(d["imp_theta"])
+            self.hash = d["imp_hash"]
+
+
+def dense_state(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state dict with masks ignored: `X.parametrizations.weight.original` -> `X.weight`."""
+    out = {}
+    for name, t in model.state_dict().items():
+        if ".parametrizations.weight." in name:
+            if not name.endswith(".parametrizations.weight.original"):
+                continue  # the masks' own buffers
+            name = name.replace(".parametrizations.weight.original", ".weight")
+        out[name] = t.detach().cpu().clone()
+    return out
+
+
+def save_rewound_model(model: nn.Module, out: Path, tokenizer=None) -> Path:
+    """Write the model's current dense weights (masks ignored, not squashed) as an HF checkpoint."""
+    clean = type(model)(model.config)  # a parametrized model cannot be saved or safely deep-copied
+    missing, unexpected = clean.load_state_dict(dense_state(model), strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise RuntimeError(
+            f"rewound state does not fit {type(model).__name__}: {missing[:3]} {unexpected[:3]}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    clean.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def search_imp(
+    model: nn.Module,
+    objective: SearchObjective,
+    config: ImpConfig,
+    train_config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    base_model: str,
+    save_at: Sequence[int] = (),
+    settings: dict[str, Any] | None = None,
+    accelerator: Accelerator | None = None,
+    keep_checkpoint: bool = False,
+    tokenizer=None,
+) -> SearchResult:
+    """IMP on `objective` (MLM, or a task's loss): masks at `out` and at `out/steps/step-N` on the way."""
+    imp = _Imp(model, config, train_config.max_steps)
+    sd = SearchDir(out)
+    rewound = sd.out / REWOUND_DIR
+
+    def save_rewound(acc) -> None:
+        if acc.is_main_process:
+            save_rewound_model(model, rewound, tokenizer)
+            sd.log({"event": "rewind_point", "step": imp.rewind_step, "dir": str(rewound)})
+
+    spec = SearchSpec(
+        method="imp" if objective.name == "mlm" else f"imp-{objective.name}",
+        sparsity=config.sparsity,
+        ranking=config.ranking,
+        targets=config.targets,
+        seed=train_config.seed,
+        base_model=str(rewound.resolve()) if imp.rewind_step else base_model,
+        params=[p for p in model.parameters() if p.requires_grad],
+        on_step=lambda state: imp.on_step(state, sd, save_rewound),
+        describe=lambda: {
+            "objective": objective.name,
+            "prune_rate": config.prune_rate,
+            "schedule": [[s, level] for s, level in imp.schedule],
+            "level": imp.level,
+            "rewind_to": config.rewind_to,
+            "rewind_step": imp.rewind_step,
+            "rewound_model": REWOUND_DIR if imp.rewind_step else None,
+        },
+        settings=settings or {},
+        extra_state=(imp.state, imp.load),
+        base_hash=lambda: imp.hash,
+        sparsity_now=lambda: imp.level,
+    )
+    return run_search(
+        model,
+        objective,
+        spec,
+        train_config,
+        out,
+        save_at=save_at,
+        accelerator=accelerator,
+        keep_checkpoint=keep_checkpoint,
+    )

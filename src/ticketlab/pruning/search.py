@@ -1,0 +1,328 @@
+"""What every mask *search* (TAMT, IMP) shares: the output directory, resuming, saving masks on the way.
+
+A search writes one directory, usable as a mask directory as soon as it is finished:
+
+    OUT/mask_config.json, masks.safetensors   the found mask (`--mask OUT` everywhere)
+    OUT/mlm_head.safetensors                  TAMT-MLM: the trained MLM head (a delta, see tamt.py)
+    OUT/rewound_model/                        IMP --rewind-to: the weights the mask applies to
+    OUT/steps/step-000100/                    masks saved on the way (`save_at`), each a mask dir
+    OUT/run/log.jsonl                         the JSON-lines search log (losses, lr, time, events)
+    OUT/run/settings.json, train_result.json  what was asked for, and the training summary
+    OUT/run/checkpoint.pt                     while running (deleted once the mask is written)
+
+An interrupted search resumes from `run/checkpoint.pt` when the same command is run again; a finished
+one is not repeated. The mask files are moved into OUT one by one, config last, so OUT only looks
+like a mask once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from ..errors import ConfigError, TicketlabError
+from ..files import atomic_write_json, read_json
+from ..masking import Mask, MaskConfig, current_mask, load_mask, save_mask
+from ..masking.io import CONFIG_NAME
+from ..training import (
+    CHECKPOINT,
+    LOG,
+    RESULT,
+    CollateFn,
+    EvalFn,
+    LossFn,
+    TrainConfig,
+    TrainResult,
+    TrainState,
+    load_checkpoint,
+    make_accelerator,
+    train,
+)
+
+SETTINGS = "settings.json"
+
+
+@dataclass
+class SearchObjective:
+    """What a search trains on: a dataset, its collate function and a loss (pluggable, e.g. a task)."""
+
+    name: str  # "mlm", "kd", "mlm+kd" or a task id
+    dataset: Sequence[Any]
+    collate_fn: CollateFn
+    loss_fn: LossFn
+    eval_fn: EvalFn | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # corpus / task description for the mask config
+
+
+class SearchDir:
+    """Paths and bookkeeping of one search output directory."""
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        self.run = self.out / "run"
+        self.steps = self.out / "steps"
+
+    @property
+    def finished(self) -> bool:
+        return (self.out / CONFIG_NAME).is_file() and (self.run / RESULT).is_file()
+
+    def check_settings(self, settings: dict[str, Any], is_main: bool = True) -> None:
+        """Refuse to resume a run that was started with other settings; record them for a new run."""
+        path = self.run / SETTINGS
+        if path.is_file():
+            old = read_json(path, "search settings")
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            if diff:
+                shown = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
+                raise ConfigError(
+                    f"{self.out} holds a search with other settings ({shown}); "
+                    "pass another --out, or delete the directory to start over"
+                )
+        elif is_main:
+            atomic_write_json(path, settings)
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        with open(self.run / LOG, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def step_dir(self, step: int) -> Path:
+        return self.steps / f"step-{step:06d}"
+
+    def cleanup(self, keep_checkpoint: bool) -> None:
+        ckpt = self.run / CHECKPOINT
+        if not keep_checkpoint and ckpt.is_file():
+            ckpt.unlink()
+
+
+def publish_mask(
+    mask: Mask,
+    config: MaskConfig,
+    out: str | os.PathLike,
+    *,
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Path:
+    """Write a mask into `out` without touching other files there (run/, steps/): each file is moved
+    in atomically, the config last, so `out` is a loadable mask only once all files are in place."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".publish-{os.getpid()}"
+    save_mask(mask, config, tmp, extra=extra)
+    try:
+        names = sorted(p.name for p in tmp.iterdir())
+        for name in [n for n in names if n != CONFIG_NAME] + [CONFIG_NAME]:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def restore_checkpoint(model: nn.Module, run_dir: Path) -> int:
+    """Load the trainable state and buffers (e.g. masks) of the last checkpoint into `model`."""
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_file():
+        raise TicketlabError(
+            f"{run_dir}: the search finished but its mask was not written and no checkpoint is left; "
+            "delete the directory and run again"
+        )
+    saved = load_checkpoint(ckpt)
+    model.load_state_dict(saved["model"], strict=False)
+    return int(saved["step"])
+
+
+class StepClock:
+    """Optimisation time excluding evaluation and checkpoints, for masks saved along the way (Fig. 6).
+
+    `collate` marks the start of a step (it is the first thing the loop does), `stop` its end.
+    """
+
+    def __init__(self, collate_fn: CollateFn):
+        self._collate = collate_fn
+        self._start: float | None = None
+        self.seconds = 0.0
+
+    def collate(self, examples, seeds):
+        if self._start is None:
+            self._start = time.perf_counter()
+        return self._collate(examples, seeds)
+
+    def stop(self) -> None:
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+
+def parse_steps(values: Iterable[int] | None, max_steps: int) -> list[int]:
+    steps = sorted(set(values or []))
+    bad = [s for s in steps if not 1 <= s <= max_steps]
+    if bad:
+        raise ConfigError(f"save-at steps must be in [1, {max_steps}], got {bad[:3]}")
+    return steps
+
+
+def ranks_agree(accelerator, mask: Mask) -> bool:
+    """True when every process holds the same mask (checked with one small gather of digests)."""
+    import hashlib
+
+    from accelerate.utils import gather_object
+
+    h = hashlib.sha256()
+    for k in sorted(mask):
+        h.update(k.encode())
+        h.update(mask[k].cpu().numpy().tobytes())
+    digests = gather_object([h.hexdigest()]) if accelerator.num_processes > 1 else [h.hexdigest()]
+    return len(set(digests)) == 1
+
+
+AfterStep = Callable[[TrainState], None]
+ExtraState = tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]]
+
+
+@dataclass
+class SearchSpec:
+    """What a search method plugs into `run_search`."""
+
+    method: str  # e.g. "tamt-mlm", "imp"
+    sparsity: float
+    ranking: str
+    targets: Any
+    seed: int | None
+    base_model: str
+    params: Any  # parameters or parameter groups to optimise
+    on_step: AfterStep  # runs after every optimizer step (TAMT: re-threshold; IMP: prune + rewind)
+    describe: Callable[[], dict[str, Any]]  # method settings and state for the mask config
+    settings: dict[str, Any] = field(default_factory=dict)  # a resumed run must match these
+    extra_files: Callable[[], dict[str, dict[str, torch.Tensor]] | None] = lambda: None
+    extra_state: ExtraState | None = None
+    base_hash: Callable[[], str | None] = lambda: None  # None: hash the model's current dense weights
+    finish: Callable[[Any], None] | None = None  # runs on every process once training is over
+    sparsity_now: Callable[[], float] | None = None  # for the progress bar (default: the target)
+
+
+@dataclass
+class SearchResult:
+    mask: Mask
+    config: MaskConfig
+    out: Path
+    train: TrainResult | None  # None when the search had finished before
+
+
+def run_search(
+    model: nn.Module,
+    objective: SearchObjective,
+    spec: SearchSpec,
+    train_config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    save_at: Sequence[int] = (),
+    accelerator: Accelerator | None = None,
+    keep_checkpoint: bool = False,
+) -> SearchResult:
+    """Train with `spec.on_step` after every step, save masks on the way and the final one in `out`."""
+    sd = SearchDir(out)
+    acc = accelerator or make_accelerator(train_config)
+    sd.check_settings(spec.settings, acc.is_main_process)
+    if sd.finished:
+        mask, mc = load_mask(sd.out)
+        return SearchResult(mask, mc, sd.out, None)
+    steps = parse_steps(save_at, train_config.max_steps)
+    clock = StepClock(objective.collate_fn)
+
+    def write(dest: Path, step: int, extra: dict[str, Any] | None = None) -> tuple[Mask, MaskConfig]:
+        mask = current_mask(model)
+        search = {
+            **spec.describe(),
+            "step": step,
+            "steps": train_config.max_steps,
+            "batch_size": train_config.batch_size,
+            "grad_accum": train_config.grad_accum,
+            "lr": train_config.lr,
+            "seed": train_config.seed,
+            "search_time_s": round(clock.seconds, 3),
+            "processes": acc.num_processes,
+            "mixed_precision": train_config.mixed_precision,
+            "log": "run/log.jsonl",
+            **objective.info,
+            **(extra or {}),
+        }
+        mc = MaskConfig.for_model(
+            model,
+            mask,
+            method=spec.method,
+            sparsity=spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity,
+            base_model=spec.base_model,
+            targets=spec.targets,
+            ranking=spec.ranking,
+            seed=spec.seed,
+            search=search,
+        )
+        base_hash = spec.base_hash()
+        if base_hash is not None:
+            mc.base_model_hash = base_hash
+        if acc.is_main_process:
+            publish_mask(mask, mc, dest, extra=spec.extra_files())
+        return mask, mc
+
+    def after_step(state: TrainState) -> None:
+        spec.on_step(state)
+        clock.stop()
+        if state.step in steps and state.step < train_config.max_steps:
+            write(sd.step_dir(state.step), state.step)
+            if acc.is_main_process:
+                sd.log({"event": "mask_saved", "step": state.step, "dir": str(sd.step_dir(state.step))})
+
+    def clock_get() -> dict[str, Any]:
+        return {"search_time_s": clock.seconds, **(spec.extra_state[0]() if spec.extra_state else {})}
+
+    def clock_set(d: dict[str, Any]) -> None:
+        clock.seconds = float(d.get("search_time_s", 0.0))
+        if spec.extra_state:
+            spec.extra_state[1](d)
+
+    def loss_fn(m: nn.Module, batch):
+        out_ = objective.loss_fn(m, batch)
+        loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
+        now = spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity
+        return loss, {**logs, "sparsity": now}
+
+    result = None
+    if (sd.run / RESULT).is_file():  # trained, but stopped before the mask was written
+        restore_checkpoint(model, sd.run)
+        clock_set(load_checkpoint(sd.run / CHECKPOINT).get("extra", {}))
+    else:
+        result = train(
+            model,
+            spec.params,
+            objective.dataset,
+            clock.collate,
+            loss_fn,
+            train_config,
+            out_dir=sd.run,
+            eval_fn=objective.eval_fn,
+            after_step=after_step,
+            extra_state=(clock_get, clock_set),
+            accelerator=acc,
+        )
+    if spec.finish is not None:
+        spec.finish(acc)
+    final: dict[str, Any] = {"ranks_agree": ranks_agree(acc, current_mask(model))}
+    if result is not None:
+        final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
+    mask, mc = write(sd.out, train_config.max_steps, final)
+    if acc.is_main_process:
+        if train_config.max_steps in steps:
+            publish_mask(mask, mc, sd.step_dir(train_config.max_steps), extra=spec.extra_files())
+        sd.log({"event": "mask_saved", "step": train_config.max_steps, "dir": str(sd.out), **final})
+        sd.cleanup(keep_checkpoint)
+    acc.wait_for_everyone()
+    return SearchResult(mask, mc, sd.out, result)

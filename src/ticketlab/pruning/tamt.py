@@ -1,0 +1,436 @@
+"""Task-agnostic mask training (TAMT, Liu et al. 2022 §3.4): learn the mask on a pre-training objective.
+
+Every target weight W gets a real-valued score S. The forward pass uses W ⊙ M with the binary mask
+M = 1[S ≥ φ] (Eq. 3); the backward pass sends the gradient straight through the binarisation to the
+scores (Eq. 4): ∂L/∂S = ∂L/∂(W⊙M) ⊙ W. The weights are frozen. Scores start from OMP (Eq. 5: α·φ
+where OMP keeps a weight, 0 elsewhere; φ = 0.01, α = 2) or from a random mask with the same values
+(§4.2.4). After every optimizer step the threshold φ is re-derived from the ranking of the scores so
+that the sparsity is *exactly* the target, per matrix (default) or over all targets.
+
+Ranking is by the *signed* score: the kept weights are the n_keep highest scores. §3.4.2 says "rank
+according to their absolute values", but Eq. 3 keeps M = 1[S ≥ φ], and ranking |S| would keep
+weights whose scores the gradient drove far below zero, the opposite of what the objective asks;
+TAMT's code binarises the signed score (`inputs > threshold`). Ties at the threshold (e.g. rows of
+the word embeddings that never got a gradient still sit at α·φ or 0) are broken in favour of the
+weights kept at the previous step, then by position, so the count is exact and the mask does not
+churn among weights the objective never saw.
+
+The selection is exact and avoids a full sort: the k-th largest score is bracketed from a strided
+sample, verified by counting, and found by `kthvalue` over the few scores inside the bracket.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor, nn
+
+from ..errors import ConfigError, TicketlabError
+from ..masking import Mask, MaskParametrization, attach
+from ..masking.apply import resolve_modules
+from ..masking.targets import Targets
+from ..objectives import OBJECTIVES, Objective, head_parameters
+from ..pretrain_eval import HEAD_FILE
+from ..training import TrainConfig
+from .magnitude import omp_mask
+from .random_pruning import random_mask
+from .ranking import Ranking, check_sparsity
+from .search import SearchObjective, SearchResult, SearchSpec, run_search
+
+Init = Literal["omp", "random"]
+
+
+# --------------------------------------------------------------------------- the parametrization
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the cached W ⊙ M (no copy). Backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W, nothing for the frozen W."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, scores: Tensor, masked: Tensor) -> Tensor:
+        ctx.save_for_backward(weight)
+        return masked.view_as(masked)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        return None, (grad * weight).to(torch.float32), None
+
+
+class ScoreMask(MaskParametrization):
+    """W -> W ⊙ M with trainable scores S behind M (straight-through). `set_mask` changes M.
+
+    W ⊙ M is computed when first needed and cached: masks change once per optimizer step, not per
+    forward, so the forward pays no elementwise product (and the tied MLM decoder shares the cache),
+    and `set_mask` patches only the entries that changed. The cache is keyed by the weight's and the
+    mask's storage and version, so any other change to either (load_state_dict, .to(), DDP buffer
+    broadcasts) recomputes it.
+    """
+
+    def __init__(self, scores: Tensor, mask: Tensor):
+        super().__init__()
+        if scores.shape != mask.shape:
+            raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)} differ in shape")
+        self.scores = nn.Parameter(scores.detach().to(torch.float32).clone())
+        self.register_buffer("mask", mask.detach().bool().clone())
+        self._key: tuple | None = None
+        self._masked: Tensor | None = None  # W ⊙ M
+        self._weight: Tensor | None = None  # W (a detached alias, no copy)
+
+    def _key_of(self, weight: Tensor) -> tuple:
+        return (weight.data_ptr(), weight._version, weight.dtype, self.mask.data_ptr(), self.mask._version)
+
+    def masked_weight(self, weight: Tensor) -> Tensor:
+        key = self._key_of(weight)
+        if key != self._key:
+            with torch.no_grad():
+                self._weight = weight.detach()
+                self._masked = self._weight * self.mask.to(weight.dtype)
+            self._key = key
+        return self._masked
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if not self.enabled:
+            return weight
+        return _StraightThrough.apply(weight, self.scores, self.masked_weight(weight))
+
+    def current_mask(self) -> Tensor:
+        return self.mask
+
+    @torch.no_grad()
+    def set_mask(self, new: Tensor) -> None:
+        """Replace the mask by `new` (bool, same shape); the cached W ⊙ M is patched, not rebuilt."""
+        w = self._weight
+        if w is None or self._key != self._key_of(w):  # no valid cache: the next forward builds it
+            self.mask.copy_(new)
+            return
+        changed = torch.nonzero((new != self.mask).reshape(-1)).squeeze(1)
+        self.mask.copy_(new)
+        flat = self._masked.view(-1)
+        flat[changed] = w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype)
+        self._key = self._key_of(w)
+
+
+def attach_scores(
+    model: nn.Module, init: Mask, *, threshold: float = 0.01, alpha: float = 2.0
+) -> dict[str, ScoreMask]:
+    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0 elsewhere."""
+    if threshold <= 0 or alpha < 1:
+        raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    modules = resolve_modules(model, list(init))
+    params = {}
+    for key, m in modules.items():
+        keep = init[key].to(m.weight.device)
+        scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
+        params[key] = ScoreMask(scores, keep)
+    attach(model, params)
+    return params
+
+
+# --------------------------------------------------------------------------- exact selection
+
+_SMALL = 1 << 18  # below this many scores a plain kthvalue over all of them is as fast
+_SAMPLE = 1 << 16
+
+
+def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
+    """The exact k-th largest value over all of `xs` (flat, 1 <= k <= total), and the density of
+    values around it (values per unit, None when unknown): a bracket from a strided sample,
+    checked by counting, then `kthvalue` over the values inside the bracket only."""
+    n = sum(x.numel() for x in xs)
+    q = n - k + 1  # its rank from the bottom, 1-based
+    if n <= _SMALL:
+        return float(torch.cat(xs).kthvalue(q).values), None
+    stride = max(1, n // _SAMPLE)
+    sample = torch.cat([x[::stride] for x in xs])
+    m = sample.numel()
+    pos = (q - 0.5) / n * m
+    margin = 4.0 * math.sqrt(m) + 16.0
+    while True:
+        lo_i, hi_i = math.floor(pos - margin), math.ceil(pos + margin)
+        if lo_i < 1 and hi_i > m:
+            return float(torch.cat(xs).kthvalue(q).values), None
+        lo = float(sample.kthvalue(lo_i).values) if lo_i >= 1 else -math.inf
+        hi = float(sample.kthvalue(hi_i).values) if hi_i <= m else math.inf
+        below, bands = 0, []
+        for x in xs:
+            inside = x >= lo
+            below += x.numel() - int(torch.count_nonzero(inside))
+            inside &= x <= hi
+            bands.append(x[inside])
+        band = torch.cat(bands)
+        if below < q <= below + band.numel():
+            width = hi - lo
+            density = band.numel() / width if 0 < width < math.inf else None
+            return float(band.kthvalue(q - below).values), density
+        margin *= 8  # the sample misjudged the quantile: widen the bracket
+
+
+def _pick(vals: Tensor, pos: Tensor, prev: Tensor, n: int, *, largest: bool) -> Tensor:
+    """Indices (into `vals`) of the n largest (or smallest) candidates. Ties at the cut follow one
+    rule everywhere: a weight kept before beats one that was not, then the lower position wins."""
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long, device=vals.device)
+    cut = vals.kthvalue(vals.numel() - n + 1 if largest else n).values
+    sure = torch.nonzero(vals > cut if largest else vals < cut).squeeze(1)
+    tied = torch.nonzero(vals == cut).squeeze(1)
+    big = int(pos.max()) + 1
+    if largest:  # winners first: kept before, then low positions
+        key = (~prev[tied]).long() * big + pos[tied]
+    else:  # losers first: pruned before, then high positions
+        key = prev[tied].long() * big + (big - 1 - pos[tied])
+    return torch.cat([sure, tied[torch.argsort(key)[: n - sure.numel()]]])
+
+
+class _Candidates:
+    """Candidate weights gathered from a group of flat score tensors (positions are group-wide)."""
+
+    def __init__(self, xs: list[Tensor], prevs: list[Tensor], idx: list[Tensor]):
+        self.offsets = [0]
+        for x in xs:
+            self.offsets.append(self.offsets[-1] + x.numel())
+        self.pos = torch.cat([i + self.offsets[j] for j, i in enumerate(idx)])
+        self.vals = torch.cat([x[i] for x, i in zip(xs, idx, strict=True)])
+        self.prev = torch.cat([p[i] for p, i in zip(prevs, idx, strict=True)])
+
+    def set(self, news: list[Tensor], chosen: Tensor, keep: bool) -> None:
+        picked = self.pos[chosen]
+        for j, new in enumerate(news):
+            inside = (picked >= self.offsets[j]) & (picked < self.offsets[j + 1])
+            new[picked[inside] - self.offsets[j]] = keep
+
+
+def select_top(
+    xs: list[Tensor], n_keep: int, prevs: list[Tensor] | None = None
+) -> tuple[list[Tensor], float]:
+    """Masks keeping exactly the `n_keep` highest of all values of the flat tensors `xs`, and the
+    threshold (the lowest kept value). Ties at the threshold keep `prevs` (the previous masks) first."""
+    total = sum(x.numel() for x in xs)
+    if not 1 <= n_keep <= total:
+        raise ValueError(f"cannot keep {n_keep} of {total} values")
+    value, _ = _kth_largest(xs, n_keep)
+    news = [x >= value for x in xs]
+    excess = sum(int(torch.count_nonzero(m)) for m in news) - n_keep
+    if excess > 0:  # ties at `value`: un-keep the surplus
+        ties = _Candidates(xs, prevs or news, [torch.nonzero(x == value).squeeze(1) for x in xs])
+        ties.set(news, _pick(ties.vals, ties.pos, ties.prev, excess, largest=False), keep=False)
+    return news, value
+
+
+class Thresholder:
+    """Keeps a group of ScoreMasks at exactly `n_keep` kept weights after every optimizer step.
+
+    The first call selects from scratch (`select_top`). Later calls start from the previous
+    threshold t: one pass counts c = #{S >= t}; if c != n_keep, only the scores just above t
+    (c > n_keep) or just below it (c < n_keep) are ranked, and |c - n_keep| of them are dropped or
+    added. The result is the set `select_top` would return (same tie rule); the cost is a few passes
+    over the scores instead of a selection over all of them.
+    """
+
+    def __init__(self, params: Sequence[ScoreMask], n_keep: int):
+        self.params = list(params)
+        self.n_keep = n_keep
+        self.total = sum(p.scores.numel() for p in self.params)
+        if not 1 <= n_keep <= self.total:
+            raise ConfigError(f"cannot keep {n_keep} of {self.total} weights")
+        self.threshold: float | None = None
+        self.density: float | None = None  # scores per unit of score around the threshold
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        xs = [p.scores.detach().reshape(-1) for p in self.params]
+        prevs = [p.mask.reshape(-1) for p in self.params]
+        if self.threshold is None:
+            news, self.threshold = select_top(xs, self.n_keep, prevs)
+        else:
+            news = [x >= self.threshold for x in xs]
+            surplus = sum(int(torch.count_nonzero(m)) for m in news) - self.n_keep
+            if surplus:
+                self._adjust(xs, news, prevs, surplus)
+        for p, new in zip(self.params, news, strict=True):
+            p.set_mask(new.view_as(p.mask))
+
+    def _band(self, xs: list[Tensor], news: list[Tensor], surplus: int) -> list[Tensor]:
+        """The scores just above t that are kept (surplus > 0) or just below it (surplus < 0), enough
+        of them to settle the surplus and find the new threshold."""
+        t, wanted = self.threshold, abs(surplus) + (1 if surplus > 0 else 0)
+        delta = 2.0 * wanted / self.density if self.density else max(abs(t), 1e-3) * 1e-3
+        for _ in range(64):
+            if surplus > 0:
+                bands = [m & (x < t + delta) for x, m in zip(xs, news, strict=True)]
+            else:
+                bands = [~m & (x >= t - delta) for x, m in zip(xs, news, strict=True)]
+            count = sum(int(torch.count_nonzero(b)) for b in bands)
+            if count >= wanted:
+                self.density = count / delta
+                return bands
+            delta *= 4.0
+        raise TicketlabError("mask scores are not finite: the search diverged (try a lower --lr)")
+
+    def _adjust(self, xs: list[Tensor], news: list[Tensor], prevs: list[Tensor], surplus: int) -> None:
+        bands = self._band(xs, news, surplus)
+        cand = _Candidates(xs, prevs, [torch.nonzero(b).squeeze(1) for b in bands])
+        n = abs(surplus)
+        chosen = _pick(cand.vals, cand.pos, cand.prev, n, largest=surplus < 0)
+        cand.set(news, chosen, keep=surplus < 0)
+        if surplus < 0:  # the lowest kept score is the lowest one just added
+            self.threshold = float(cand.vals[chosen].min())
+        else:  # ... or the lowest survivor of the band
+            survivors = torch.ones_like(cand.vals, dtype=torch.bool)
+            survivors[chosen] = False
+            self.threshold = float(cand.vals[survivors].min())
+
+
+def make_thresholders(
+    params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local"
+) -> list[Thresholder]:
+    """One Thresholder per matrix (local ranking) or one for all of them (global)."""
+    check_sparsity(sparsity)
+    if ranking == "local":
+        return [
+            Thresholder([p], p.scores.numel() - round(sparsity * p.scores.numel())) for p in params.values()
+        ]
+    if ranking == "global":
+        total = sum(p.scores.numel() for p in params.values())
+        return [Thresholder(list(params.values()), total - round(sparsity * total))]
+    raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
+
+
+def rethreshold(thresholders: Sequence[Thresholder]) -> None:
+    """Re-derive every mask from its scores (exact sparsity); call after every optimizer step."""
+    for t in thresholders:
+        t()
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass
+class TamtConfig:
+    """Settings of one TAMT search (defaults: TAMT §4.1.3 and Table 1)."""
+
+    sparsity: float
+    objective: Objective = "mlm"
+    init: Init = "omp"
+    ranking: Ranking = "local"
+    threshold: float = 0.01  # φ of Eq. 3 / 5
+    alpha: float = 2.0  # α of Eq. 5
+    train_head: bool = True  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
+    seed: int = 0  # for random init
+    targets: Targets = None
+
+    def __post_init__(self) -> None:
+        check_sparsity(self.sparsity)
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.init not in ("omp", "random"):
+            raise ConfigError(f"init must be 'omp' or 'random', got {self.init!r}")
+        if self.ranking not in ("local", "global"):
+            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
+        if self.threshold <= 0 or self.alpha < 1:
+            raise ConfigError(
+                f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {self.threshold}, {self.alpha}"
+            )
+
+    @property
+    def trains_head(self) -> bool:
+        return self.train_head and "mlm" in self.objective
+
+    @property
+    def default_lr(self) -> float:
+        return 2e-5 if self.objective == "kd" else 5e-5  # Table 1
+
+
+def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
+    """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking)."""
+    if config.init == "omp":
+        return omp_mask(model, config.sparsity, ranking=config.ranking, targets=config.targets)
+    return random_mask(
+        model, config.sparsity, ranking=config.ranking, targets=config.targets, seed=config.seed
+    )
+
+
+def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreMask], list[dict]]:
+    """Freeze `model`, attach trainable masks initialised per `config`, and return (masks, param groups).
+
+    The parameter groups are the scores and, for the MLM objectives with `train_head`, the MLM
+    head's own parameters (transform, LayerNorm, output bias; the decoder weight is the masked
+    word-embedding matrix and stays frozen).
+    """
+    masks = attach_scores(model, initial_mask(model, config), threshold=config.threshold, alpha=config.alpha)
+    groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
+    if config.trains_head:
+        head = list(head_parameters(model).values())
+        for p in head:
+            p.requires_grad_(True)
+        groups.append({"params": head, "name": "mlm_head"})
+    return masks, groups
+
+
+def head_state(model: nn.Module) -> dict[str, Tensor]:
+    """The MLM head's own parameters (a delta over the base model), for `mlm_head.safetensors`."""
+    return {k: v.detach().cpu().clone() for k, v in head_parameters(model).items()}
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def search_tamt(
+    model: nn.Module,
+    objective: SearchObjective,
+    config: TamtConfig,
+    train_config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    base_model: str,
+    save_at: Sequence[int] = (),
+    settings: dict[str, Any] | None = None,
+    accelerator: Accelerator | None = None,
+    keep_checkpoint: bool = False,
+) -> SearchResult:
+    """Train masks on `model` (a pre-trained model; with its MLM head for the MLM objectives).
+
+    `objective.loss_fn` is normally `pretraining_loss(config.objective)`. The mask (and, for
+    TAMT-MLM, the trained head as `mlm_head.safetensors`) is written to `out` at the end and to
+    `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming.
+    """
+    masks, groups = prepare_tamt(model, config)
+    thresholders = make_thresholders(masks, config.sparsity, config.ranking)
+    spec = SearchSpec(
+        method=f"tamt-{config.objective}",
+        sparsity=config.sparsity,
+        ranking=config.ranking,
+        targets=config.targets,
+        seed=config.seed if config.init == "random" else None,
+        base_model=base_model,
+        params=groups,
+        on_step=lambda state: rethreshold(thresholders),
+        describe=lambda: {
+            "objective": config.objective,
+            "init": config.init,
+            "threshold": config.threshold,
+            "alpha": config.alpha,
+            "train_head": config.trains_head,
+            "mlm_head": HEAD_FILE if config.trains_head else None,
+        },
+        settings=settings or {},
+        extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,
+    )
+    return run_search(
+        model,
+        objective,
+        spec,
+        train_config,
+        out,
+        save_at=save_at,
+        accelerator=accelerator,
+        keep_checkpoint=keep_checkpoint,
+    )

@@ -1,0 +1,313 @@
+"""TAMT: straight-through scores over frozen weights, exact sparsity every step, OMP/random init,
+incremental thresholding equal to a fresh selection, the search (head delta, save-at, resume)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from transformers import BertForMaskedLM
+
+from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
+from ticketlab.cli import main
+from ticketlab.masking import BinaryMask, apply_mask, current_mask, load_mask, masks_disabled
+from ticketlab.objectives import MLMCollator, mlm_loss, pretraining_loss
+from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
+from ticketlab.pruning import omp_mask, random_mask
+from ticketlab.pruning.tamt import (
+    ScoreMask,
+    TamtConfig,
+    Thresholder,
+    make_thresholders,
+    prepare_tamt,
+    rethreshold,
+    select_top,
+)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return write_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def batch_of(tok, n=4, length=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ex = [{"input_ids": torch.randint(5, len(tok), (length,), generator=g)} for _ in range(n)]
+    return MLMCollator(tok, mlm_probability=0.3)(ex, list(range(n)))
+
+
+def tamt_model(sparsity=0.7, **kw):
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    masks, groups = prepare_tamt(model, TamtConfig(sparsity, **kw))
+    return model, masks, groups
+
+
+def test_omp_init_equals_omp_and_random_init_equals_random_mask():
+    ref = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    model, masks, _ = tamt_model(0.7)
+    assert current_mask(model) == omp_mask(ref, 0.7)
+    p = masks["encoder.layer.0.intermediate.dense.weight"]
+    assert p.scores.unique().tolist() == pytest.approx([0.0, 0.02])  # α·φ where kept, 0 elsewhere
+    assert torch.equal(p.scores > 0, p.mask)
+    rmodel, _, _ = tamt_model(0.5, init="random", seed=3)
+    assert current_mask(rmodel) == random_mask(ref, 0.5, seed=3)
+
+
+def test_forward_is_w_times_m_and_teacher_is_dense(tok):
+    model, masks, _ = tamt_model(0.6)
+    ref = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    apply_mask(ref, current_mask(model))
+    batch = batch_of(tok)
+    kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    torch.testing.assert_close(model(**kw).logits, ref(**kw).logits)
+    dense = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    with masks_disabled(model):
+        torch.testing.assert_close(model(**kw).logits, dense(**kw).logits)
+
+
+def test_ste_gradients_reach_the_scores_and_not_the_weights(tok):
+    model, masks, _ = tamt_model(0.5)
+    batch = batch_of(tok)
+    mlm_loss(model, batch)[0].backward()
+    key = "encoder.layer.1.attention.self.value.weight"
+    p = masks[key]
+    w = model.bert.encoder.layer[1].attention.self.value.parametrizations.weight.original
+    assert w.grad is None and not w.requires_grad
+    assert p.scores.grad is not None and p.scores.grad.abs().sum() > 0
+    # by hand: dL/dS = dL/d(W⊙M) ⊙ W, with W⊙M as a plain leaf in a BinaryMask-free copy
+    ref = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    with torch.no_grad():
+        for k, q in masks.items():
+            mod = ref.bert.get_submodule(k.removesuffix(".weight"))
+            mod.weight.mul_(q.mask)
+    for param in ref.parameters():
+        param.requires_grad_(False)
+    lin = ref.bert.encoder.layer[1].attention.self.value
+    lin.weight.requires_grad_(True)
+    mlm_loss(ref, batch)[0].backward()
+    torch.testing.assert_close(p.scores.grad, lin.weight.grad * w, rtol=1e-4, atol=1e-7)
+    # the tied word embeddings collect the gradient of both uses (input embedding and MLM decoder)
+    assert masks["embeddings.word_embeddings.weight"].scores.grad.abs().sum() > 0
+
+
+def test_trainable_parameters_per_objective():
+    _, _, groups = tamt_model(0.5, objective="mlm")
+    names = [g["name"] for g in groups]
+    assert names == ["scores", "mlm_head"] and len(groups[1]["params"]) == 5
+    _, _, kd_groups = tamt_model(0.5, objective="kd")
+    assert [g["name"] for g in kd_groups] == ["scores"]
+    _, _, frozen = tamt_model(0.5, objective="mlm+kd", train_head=False)
+    assert [g["name"] for g in frozen] == ["scores"]
+
+
+@pytest.mark.parametrize("ranking", ["local", "global"])
+def test_sparsity_is_exact_after_every_step(tok, ranking):
+    model, masks, groups = tamt_model(0.7, ranking=ranking)
+    thresholders = make_thresholders(masks, 0.7, ranking)
+    opt = torch.optim.AdamW(groups, lr=3e-3)  # large enough for masks to move in a few steps
+    loss_fn = pretraining_loss("mlm+kd")
+    start = current_mask(model)
+    for step in range(6):
+        loss_fn(model, batch_of(tok, seed=step))[0].backward()
+        opt.step()
+        opt.zero_grad()
+        rethreshold(thresholders)
+        mask = current_mask(model)
+        if ranking == "local":
+            for k, t in mask.items():
+                assert int(t.sum()) == t.numel() - round(0.7 * t.numel()), (step, k)
+        else:
+            assert mask.kept == mask.numel - round(0.7 * mask.numel)
+        # every kept score is >= every pruned score (per matrix, or over all of them)
+        groups_ = [[k] for k in masks] if ranking == "local" else [list(masks)]
+        for g in groups_:
+            s = torch.cat([masks[k].scores.detach().reshape(-1) for k in g])
+            m = torch.cat([masks[k].mask.reshape(-1) for k in g])
+            assert s[m].min() >= s[~m].max()
+    assert current_mask(model) != start  # the masks did move
+
+
+def test_signed_scores_rank_not_magnitudes():
+    scores = torch.tensor([[0.02, -0.05, 0.01, 0.0]])
+    p = ScoreMask(scores, scores > 0.015)
+    Thresholder([p], 2)()
+    assert p.mask.tolist() == [[True, False, True, False]]  # -0.05 is pruned despite |S| = 0.05
+
+
+def _drift(p: ScoreMask, seed: int, scale: float, frozen_rows: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        upd = torch.randn(p.scores.shape, generator=g) * scale
+        upd[torch.rand(p.scores.shape[0], generator=g) < frozen_rows] = 0  # untouched rows keep ties
+        p.scores += upd
+
+
+@pytest.mark.parametrize("shape", [(40, 30), (700, 600)])
+def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
+    n = shape[0] * shape[1]
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[torch.randperm(n, generator=torch.Generator().manual_seed(0))[: n // 4]] = True
+    keep = keep.view(shape)
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep)
+    w = torch.randn(shape)
+    p.masked_weight(w)  # build the cache, so set_mask has to patch it
+    th = Thresholder([p], n // 4)
+    for step in range(12):
+        _drift(p, step, 4e-3 if step % 3 else 1e-5, frozen_rows=0.5)
+        prev = p.mask.clone()
+        th()
+        ref, _ = select_top([p.scores.detach().reshape(-1)], n // 4, [prev.reshape(-1)])
+        assert torch.equal(p.mask.reshape(-1), ref[0]), step
+        assert torch.equal(p.masked_weight(w), w * p.mask)
+
+
+def test_ties_keep_the_previously_kept_weights():
+    scores = torch.tensor([0.02, 0.02, 0.02, 0.02, 0.03])
+    prev = torch.tensor([False, True, False, True, False])
+    masks, value = select_top([scores], 3, [prev])
+    assert value == pytest.approx(0.02)
+    assert masks[0].tolist() == [False, True, False, True, True]
+    masks, _ = select_top([scores], 2, [prev])
+    assert masks[0].tolist() == [False, True, False, False, True]  # then the lower position wins
+
+
+def test_cache_follows_external_weight_and_mask_changes(tok):
+    model, masks, _ = tamt_model(0.5)
+    p = masks["encoder.layer.0.output.dense.weight"]
+    lin = model.bert.encoder.layer[0].output.dense
+    w = lin.parametrizations.weight.original
+    before = lin.weight.detach().clone()
+    with torch.no_grad():
+        w.mul_(2.0)  # an in-place change of W invalidates the cached W ⊙ M
+    torch.testing.assert_close(lin.weight.detach(), before * 2)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        p.mask.copy_(~p.mask)
+    torch.testing.assert_close(lin.weight.detach(), w.detach() * p.mask)
+    model.load_state_dict(state)
+    torch.testing.assert_close(lin.weight.detach(), before * 2)
+
+
+# --------------------------------------------------------------------------- the search (CLI)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A saved tiny BERT, its tokenizer and a small text corpus."""
+    root = tmp_path_factory.mktemp("tamt-run")
+    model_dir = root / "model"
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model_dir)
+    write_tokenizer(model_dir)
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 15))) for _ in range(300)]
+    (root / "corpus.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def search_args(run, out, *extra):
+    return [
+        "search",
+        "tamt",
+        "--model",
+        str(run / "model"),
+        "--corpus",
+        str(run / "corpus.txt"),
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        str(run / "cache"),
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
+    out = tmp_path / "tamt"
+    args = search_args(tiny_run, out, "--sparsity", "0.6", "--steps", "6", "--lr", "3e-3", "--save-at", "2,6")
+    assert main(args) == 0
+    mask, config = load_mask(out)
+    assert config.method == "tamt-mlm" and config.search["steps"] == 6 and config.search["ranks_agree"]
+    assert abs(mask.sparsity - 0.6) < 1e-3
+    assert (out / HEAD_FILE).is_file() and (out / "steps" / "step-000002" / HEAD_FILE).is_file()
+    assert load_mask(out / "steps" / "step-000006")[0] == mask
+    assert load_mask(out / "steps" / "step-000002")[1].search["step"] == 2
+    assert not (out / "run" / "checkpoint.pt").exists()  # deleted once the mask is written
+    events = [json.loads(line) for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "mask_saved" and e["step"] == 2 for e in events)
+    assert any("eval" in e and "kd_loss" in e["eval"] for e in events)
+    # the trained head is a delta over the base model's head
+    model = BertForMaskedLM.from_pretrained(tiny_run / "model")
+    before = model.cls.predictions.transform.dense.weight.detach().clone()
+    assert load_head_state(model, out) == 5
+    assert not torch.equal(before, model.cls.predictions.transform.dense.weight)
+    # a finished search is not repeated; other settings in the same directory are refused
+    assert main(args) == 0 and "finished before" in capsys.readouterr().out
+    other = search_args(tiny_run, out, "--sparsity", "0.5", "--steps", "6", "--lr", "3e-3")
+    assert main(other) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch):
+    common = (
+        "--objective",
+        "mlm+kd",
+        "--sparsity",
+        "0.7",
+        "--steps",
+        "6",
+        "--lr",
+        "3e-3",
+        "--save-every",
+        "2",
+    )
+    assert main(search_args(tiny_run, tmp_path / "whole", *common)) == 0
+
+    import ticketlab.pruning.tamt as tamt_module
+
+    real, calls = tamt_module.rethreshold, []
+
+    def interrupt(thresholders):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        real(thresholders)
+
+    monkeypatch.setattr(tamt_module, "rethreshold", interrupt)
+    out = tmp_path / "cut"
+    assert main(search_args(tiny_run, out, *common)) == 130
+    assert (out / "run" / "checkpoint.pt").is_file() and not (out / "mask_config.json").exists()
+    monkeypatch.setattr(tamt_module, "rethreshold", real)
+    assert main(search_args(tiny_run, out, *common)) == 0
+    result = json.loads((out / "run" / "train_result.json").read_text())
+    assert result["resumed_from"] == 4 and result["steps"] == 6
+    assert load_mask(out)[0] == load_mask(tmp_path / "whole")[0]
+
+
+def test_kd_search_and_bad_input(tiny_run, tmp_path, capsys):
+    out = tmp_path / "kd"
+    assert main(search_args(tiny_run, out, "--objective", "kd", "--sparsity", "0.5", "--steps", "3")) == 0
+    mask, config = load_mask(out)
+    assert config.method == "tamt-kd" and config.search["lr"] == 2e-5  # Table 1 default for KD
+    assert not (out / HEAD_FILE).exists()
+    assert (
+        main(search_args(tiny_run, tmp_path / "x", "--sparsity", "0.5", "--steps", "3", "--save-at", "9"))
+        == 2
+    )
+    assert "save-at steps must be in [1, 3]" in capsys.readouterr().err
+    long = search_args(tiny_run, tmp_path / "y", "--sparsity", "0.5", "--steps", "3")
+    long[long.index("--max-length") + 1] = "999"
+    assert main(long) == 2
+    assert "exceeds the model's 64 positions" in capsys.readouterr().err
+
+
+def test_binary_masks_are_not_score_masks():
+    # ScoreMask is a MaskParametrization: current_mask / masks_disabled treat it like BinaryMask
+    model, masks, _ = tamt_model(0.5)
+    assert all(isinstance(p, ScoreMask) and not isinstance(p, BinaryMask) for p in masks.values())
+    assert current_mask(model).sparsity == pytest.approx(0.5, abs=1e-3)
