@@ -11,8 +11,11 @@ Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), Ada
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
 search log), steps/step-N/ (masks saved with --save-at), mlm_head.safetensors (TAMT-MLM's trained
 head) and rewound_model/ (IMP --rewind-to). Interrupted? Run the same command again: it resumes
-from the last checkpoint; a finished search is not repeated. Several processes (DDP):
-  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...
+from the last checkpoint; a finished search is not repeated. Several processes (DDP; the global
+batch is split between them and the result is the same):
+  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...            (GPUs)
+  ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \
+      ticketlab search tamt ...                                                        (CPUs, gloo)
 
 Examples:
   ticketlab search tamt --model ../shared/models/bert-mini-ref \\
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +355,13 @@ def _check_length(args, config) -> None:
 
 def run(args: argparse.Namespace) -> int:
     acc = _accelerator(args.mixed_precision)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != acc.num_processes:  # e.g. CPU processes that accelerate did not join into one group
+        raise ConfigError(
+            f"{launched} processes were launched but accelerate sees {acc.num_processes}: on CPUs set "
+            "ACCELERATE_USE_CPU=true (`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+            "--num_processes 2 --no_python ticketlab search ...`)"
+        )
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"{args.out}: exists and is not a directory")
     result = run_tamt(args, acc) if args.method == "tamt" else run_imp(args, acc)
