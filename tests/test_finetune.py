@@ -304,3 +304,8 @@ def test_cli_bad_data_gives_one_clear_error(tiny_bert_dir, tmp_path, capsys):
     assert (
         f"{d / 'train.tsv'}, line 2: label 'maybe' is not one of ['0', '1']" in err and "Traceback" not in err
     )
+
+
+def test_max_length_beyond_positions_is_refused(tiny_bert_dir, glue_dir, tmp_path):
+    with pytest.raises(TicketlabError, match="max_length 128 exceeds the model's 64 positions"):
+        finetune(quick(tiny_bert_dir, glue_dir, max_length=None), tmp_path / "long")

@@ -482,6 +482,20 @@ def _check_run_dir(out: Path, print_: dict[str, Any]) -> FinetuneResult | None:
     return None
 
 
+def _check_length(model: nn.Module, max_length: int) -> None:
+    """Refuse a max_length beyond the model's position embeddings (an index error deep inside otherwise)."""
+    config = model.config
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    if "roberta" in getattr(config, "model_type", ""):  # positions start after the padding index
+        limit -= (config.pad_token_id or 0) + 1
+    if max_length > limit:
+        raise ConfigError(
+            f"max_length {max_length} exceeds the model's {limit} positions; pass a smaller one"
+        )
+
+
 def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe)."""
     decay, no_decay = [], []
@@ -550,6 +564,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     model, mask_config = load_task_model(
         config.model, spec, config.seed, mask=config.mask, check_hash=config.check_hash
     )
+    _check_length(model, hyper.max_length)
     sparsity = current_mask(model).sparsity if mask_config is not None else 0.0
     acc = make_accelerator(train_config)
     if out is not None and acc.is_main_process:
