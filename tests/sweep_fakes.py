@@ -158,7 +158,7 @@ def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
         "seeds": {"search": [0, 1], "finetune": [0, 1]},
         "search": {"steps": 20},
         "finetune": {"steps": 5},
-        "pretrain_eval": {"max_examples": 8},
+        "pretrain_eval": {"max_blocks": 8},
         "search_curve": {"steps": [5, 10], "sparsities": [0.7], "tasks": ["a", "b"]},
         "data_curve": {"train_sizes": [10, 100], "sparsities": [0.7], "methods": ["full", "omp", "tamt-mlm"]},
     }

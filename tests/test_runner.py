@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 import sweep_fakes as fakes
-from ticketlab.experiments import Store, expand, run_sweep
+from ticketlab.experiments import Store, expand, run_sweep, spec_from_dict
+from ticketlab.experiments.report import write_report
 from ticketlab.experiments.runner import mask_hash
 
 TESTS = Path(__file__).resolve().parent
@@ -231,7 +232,7 @@ def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_be
         "methods": ["full", "omp", "random"],
         "sparsities": [0.5],
         "seeds": {"search": [0, 1], "finetune": [0]},
-        "finetune": {"steps": 4, "batch_size": 8, "eval_every": 2, "lr": 1e-3},
+        "finetune": {"steps": 4, "batch_size": 8, "eval_every": 2, "lr": 1e-3, "max_length": 32},
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "sweep"
@@ -261,3 +262,70 @@ def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_be
     # The plan, without running anything.
     assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--dry-run"]) == 0
     assert "finetune           8 runs  4 done, 4 failed" in capsys.readouterr().out
+
+
+def test_registry_settings_are_options_of_the_verbs():
+    """The settings a spec may give a method are options of the verb the sweep runs for it."""
+    from ticketlab.cli import build_parser
+    from ticketlab.experiments.adapters import PRETRAIN_EVAL_SETTINGS
+    from ticketlab.experiments.methods import METHODS
+
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices  # argparse keeps sub-parsers here
+
+    def dests(p) -> set[str]:
+        return {a.dest for a in p._actions}
+
+    search = verbs["search"]._subparsers._group_actions[0].choices
+    for name in ("imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"):
+        m = METHODS[name]
+        assert m.settings <= dests(search[name.split("-")[0]]), name
+        assert m.non_result <= m.settings
+    assert dests(verbs["evaluate-pretrain"]) >= PRETRAIN_EVAL_SETTINGS
+
+
+def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
+    """IMP, TAMT-MLM and TAMT-KD through the shipped registry, with masks saved along TAMT's search,
+    the pre-training evaluation of every mask and real fine-tuning: a few steps each, then the report."""
+    monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
+    write_sst2(tmp_path / "glue", n_train=16, n_dev=8)
+    words = (
+        "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
+    )
+    for name, n in (("train.txt", 48), ("dev.txt", 8)):
+        lines = [" ".join(words[(7 * i + j) % len(words)] for j in range(12)) for i in range(n)]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    spec = spec_from_dict(
+        {
+            "model": str(tiny_bert_dir),
+            "corpus": {"train": "train.txt", "dev": "dev.txt"},
+            "tasks": {"sst2": {"data": "glue"}},
+            "methods": ["full", "omp", "imp", "tamt-mlm", "tamt-kd"],
+            "sparsities": [0.2],
+            "search": {"steps": 2, "batch_size": 4, "max_length": 16, "save_every": 1},
+            "finetune": {"steps": 2, "batch_size": 4, "eval_every": 2, "max_length": 32},
+            "pretrain_eval": {"max_blocks": 4},
+            "search_curve": {"steps": [1], "methods": ["tamt-mlm"]},
+        },
+        base_dir=tmp_path,
+    )
+    runs = expand(spec)
+    result = run_sweep(spec, tmp_path / "sweep", log=lambda s: None)
+    assert result.ok, result.failed
+    with Store(tmp_path / "sweep") as st:
+        searches = {r.config["method"]: r for r in st.runs(kind="search")}
+        tamt = searches["tamt-mlm"]
+        assert [i["step"] for i in tamt.metrics["intermediate"]] == [1]
+        assert tamt.metrics["steps"] == 2 and tamt.metrics["time_s"] > 0
+        assert "dev_mlm_loss" in tamt.metrics and "dev_kd_loss" in searches["tamt-kd"].metrics
+        for r in searches.values():
+            assert r.metrics["achieved_sparsity"] == pytest.approx(0.2, abs=1e-3)
+        evals = st.runs(kind="pretrain-eval")
+        assert len(evals) == 1 + 4 + 1 and all(
+            "mlm_loss" in r.metrics and "kd_loss" in r.metrics for r in evals
+        )
+        full = next(r for r in evals if r.config["method"] == "full")
+        assert full.metrics["kd_loss"] == pytest.approx(0.0, abs=1e-6)  # the dense model is its own teacher
+        assert len(st.runs(kind="finetune", status="done")) == sum(r.kind == "finetune" for r in runs) == 6
+    report = write_report(tmp_path / "sweep")
+    assert "fig5_pretrain_loss_vs_score.png" in report.figures and "fig6_search_cost.png" in report.figures

@@ -188,7 +188,7 @@ def test_search_curve_save_at_and_budgets(tmp_path, base):
 
 def test_data_curve_and_pretrain_eval(tmp_path, base):
     base["data_curve"] = {"train_sizes": [8, 32], "sparsities": [0.7], "methods": ["full", "tamt-mlm"]}
-    base["pretrain_eval"] = {"max_examples": 16}
+    base["pretrain_eval"] = {"max_blocks": 16}
     runs = expand(load(tmp_path, base))
     sized = [r for r in runs if r.kind == "finetune" and r.config["train_size"] is not None]
     # full: 2 sizes x 2 tasks x 2 seeds; tamt at 0.7: 3 masks x 2 sizes x 2 tasks x 2 seeds.
@@ -196,7 +196,7 @@ def test_data_curve_and_pretrain_eval(tmp_path, base):
     assert {r.config["method"] for r in sized} == {"full", "tamt-mlm"}
     evals = [r for r in runs if r.kind == "pretrain-eval"]
     assert len(evals) == 1 + 14  # the dense model and every mask
-    assert all(r.config["settings"] == {"max_examples": 16} for r in evals)
+    assert all(r.config["settings"] == {"max_blocks": 16} for r in evals)
 
 
 def test_spec_from_dict_for_programs(tmp_path, base):

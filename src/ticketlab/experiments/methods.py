@@ -13,6 +13,7 @@ Adding a method to sweeps means one entry here.
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class MethodSpec:
     uses_corpus: bool = False
     uses_steps: bool = False  # reads the step budget `search.steps`
     settings: frozenset[str] = frozenset()  # search settings it reads, besides `steps`
+    non_result: frozenset[str] = frozenset()  # of those, the ones that do not change the mask (logging...)
     curve: Curve | None = None  # how `search_curve` is realised; None: no curve for this method
     available: Callable[[], str | None] = lambda: None  # a reason why it cannot run here, or None
 
@@ -108,6 +110,72 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
     return SearchOutput(steps=0, time_s=elapsed)
 
 
+# --------------------------------------------------------------------------- searches by training
+
+# `ticketlab search tamt|imp` options a spec may set under `search:` or per method. The sweep sets
+# the others itself (model, sparsity, steps, out, corpus, seed, save-at, objective, progress).
+NON_RESULT = frozenset(
+    "save_every eval_every dev_blocks eval_batch_size no_eval keep_checkpoint log_every cache_dir".split()
+)
+TRAINING_SETTINGS = NON_RESULT | frozenset(
+    "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
+    "targets".split()
+)
+TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head"}
+IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate"}  # not rewind_to: its masks apply to other weights
+
+
+def _search_output(job: SearchJob) -> SearchOutput:
+    """Cost, final dev losses and masks along the way, read back from the search's mask files."""
+    from ..masking import load_mask
+
+    search = load_mask(job.mask_dir)[1].search
+    intermediate = []
+    for step in job.save_at:
+        step_dir = job.mask_dir / "steps" / f"step-{step:06d}"
+        time_s = load_mask(step_dir)[1].search.get("search_time_s")
+        intermediate.append({"step": step, "mask_dir": str(step_dir), "time_s": time_s})
+    final = {k: v for k, v in (search.get("final_eval") or {}).items() if k.endswith(("_loss", "_acc"))}
+    return SearchOutput(
+        steps=int(search.get("steps", job.steps or 0)),
+        time_s=float(search.get("search_time_s", search.get("train_time_s", 0.0))),
+        metrics={f"dev_{k}": v for k, v in final.items()},
+        intermediate=intermediate,
+    )
+
+
+def search_by_cli(verb: str, **fixed: str) -> SearchFn:
+    """A search run through `ticketlab search VERB` in this process (resumable: the same OUT)."""
+
+    def search(job: SearchJob) -> SearchOutput:
+        from .adapters import cli_argv, run_verb
+
+        argv = ["search", verb, "--model", job.model, "--sparsity", str(job.sparsity)]
+        argv += ["--steps", str(job.steps), "--out", str(job.mask_dir), "--seed", str(job.seed or 0)]
+        corpus = job.corpus or {}
+        argv += ["--corpus", *corpus["train"]] + (["--dev", *corpus["dev"]] if corpus.get("dev") else [])
+        argv += cli_argv({k: corpus.get(k) for k in ("dev_fraction", "text_column")})
+        argv += ["--save-at", ",".join(map(str, job.save_at))] if job.save_at else []
+        argv += cli_argv({**fixed, **job.settings, "no_progress": not sys.stderr.isatty()})
+        run_verb(argv, job.work_dir / "search.log")
+        return _search_output(job)
+
+    return search
+
+
+def _trained(name: str, description: str, settings: frozenset[str], curve: Curve, **fixed: str) -> MethodSpec:
+    return MethodSpec(
+        name,
+        search_by_cli(*(("tamt",) if name.startswith("tamt") else ("imp",)), **fixed),
+        description,
+        uses_corpus=True,
+        uses_steps=True,
+        settings=settings,
+        non_result=NON_RESULT,
+        curve=curve,
+    )
+
+
 # --------------------------------------------------------------------------- registry
 
 METHODS: dict[str, MethodSpec] = {
@@ -121,6 +189,13 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "random": MethodSpec(
         "random", one_shot_search, "random pruning at the same sparsity", settings=ONE_SHOT_SETTINGS
+    ),
+    # IMP's masks along a run are at lower sparsities: its search-cost curve is one run per budget.
+    "imp": _trained("imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets"),
+    "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", objective="mlm"),
+    "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", objective="kd"),
+    "tamt-mlm+kd": _trained(
+        "tamt-mlm+kd", "mask training on MLM + KD", TAMT_SETTINGS, "save_at", objective="mlm+kd"
     ),
 }
 

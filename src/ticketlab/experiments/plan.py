@@ -8,7 +8,8 @@ Three kinds of run:
 
 A mask is searched once and fine-tuned on every task. A run's id is a content hash of its resolved
 config, which for a fine-tuning run includes the id of the search that made its mask: editing one
-sparsity (or one method's lr) adds runs without redoing the others.
+sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
+result (logging, checkpoint intervals) are passed to the run but left out of its identity.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .adapters import finetune_non_result
 from .spec import SweepSpec
 
 PLAN_VERSION = 1
@@ -79,7 +81,7 @@ def pct(s: float) -> str:
 
 def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None, steps: int | None) -> Run:
     m = spec.method_specs[method]
-    settings = spec.search_settings(method)
+    settings = {k: v for k, v in spec.search_settings(method).items() if k not in m.non_result}
     budget = settings.pop("steps", None)
     save_at: list[int] = []
     curve = spec.search_curve
@@ -120,7 +122,7 @@ def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
 
 def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None, ref: MaskRef | None) -> Run:
     t = spec.tasks[task]
-    settings = spec.finetune_settings(task)
+    settings = {k: v for k, v in spec.finetune_settings(task).items() if k not in finetune_non_result()}
     settings.pop("train_size", None)
     what = ref.describe() if ref is not None else FULL
     config = {

@@ -289,7 +289,7 @@ class Runner:
             seed=c["seed"],
             steps=c["steps"],
             save_at=list(c["save_at"]),
-            settings=dict(c["settings"]),
+            settings=self._settings(run),
             corpus=c["corpus"],
             mask_dir=self.dir / "masks" / run.dirname,
             work_dir=work,
@@ -320,6 +320,17 @@ class Runner:
             **{k: v for k, v in out.metrics.items() if k not in ("mask_dir", "intermediate")},
         }
 
+    def _settings(self, run: Run) -> dict[str, Any]:
+        """The run's settings plus those of the spec left out of its identity (logging, checkpoints)."""
+        c = run.config
+        if run.kind == "search":
+            full = self.spec.search_settings(c["method"])
+            full.pop("steps", None)
+        else:
+            full = self.spec.finetune_settings(c["task_label"])
+            full.pop("train_size", None)
+        return {**full, **c["settings"]}
+
     def mask_dir_of(self, run: Run) -> Path | None:
         """The mask directory a fine-tuning / evaluation run uses (None for the dense model)."""
         ref = run.config["mask"]
@@ -342,7 +353,7 @@ class Runner:
             data=c["data"],
             seed=c["seed"],
             train_size=c["train_size"],
-            settings=dict(c["settings"]),
+            settings=self._settings(run),
             out_dir=work,
         )
         return dataclasses.asdict(self.finetune_fn(job))
@@ -365,7 +376,7 @@ def _summary(run: Run, m: dict[str, Any]) -> str:
     if run.kind == "search":
         s = m.get("achieved_sparsity")
         return f" (sparsity {pct(s)}%, {m['steps']} steps)" if s is not None else ""
-    return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + ")"
+    return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.endswith(("_loss", "_acc"))) + ")"
 
 
 def _spec_json(spec: SweepSpec) -> dict[str, Any]:

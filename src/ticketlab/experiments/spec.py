@@ -10,7 +10,7 @@
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
     search: {steps: 200, batch_size: 16}
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
-    pretrain_eval: {max_examples: 512}                     # MLM/KD dev loss of every mask (Fig. 5)
+    pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
     search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
     data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
 
@@ -34,7 +34,7 @@ from .methods import METHODS, MethodSpec
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
 # `ticketlab.data.corpus.load_lm_corpus`).
-CORPUS_KEYS = ("train", "dev", "dev_fraction", "text_column", "wikitext")
+CORPUS_KEYS = ("train", "dev", "dev_fraction", "text_column")
 TOP_KEYS = (
     "name",
     "output",
@@ -136,9 +136,13 @@ class SweepSpec:
         if self.corpus is None and uses_corpus:
             raise self._fail("corpus", f"required by {', '.join(uses_corpus)} (the mask-search corpus)")
         if self.pretrain_eval is not None:
-            if self.corpus is None:
-                raise self._fail("corpus", "required by pretrain_eval (the dev text for MLM/KD losses)")
+            if self.corpus is None or not self.corpus.get("dev"):
+                raise self._fail(
+                    "corpus.dev", "required by pretrain_eval (held-out text for the MLM/KD losses)"
+                )
             self._check_keys(self.pretrain_eval, PRETRAIN_EVAL_SETTINGS, "pretrain_eval")
+            if "max_length" not in self.pretrain_eval and "max_length" in self.search:
+                self.pretrain_eval["max_length"] = self.search["max_length"]  # score what was searched
         if self.search_curve is not None:
             self._check_search_curve()
         if self.data_curve is not None:
