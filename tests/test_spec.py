@@ -205,3 +205,13 @@ def test_spec_from_dict_for_programs(tmp_path, base):
     no_tamt = {k: v for k, v in fake_registry().items() if k != "tamt-mlm"}
     with pytest.raises(ConfigError, match="<spec>: methods: unknown method 'tamt-mlm'"):
         spec_from_dict(base, base_dir=tmp_path, registry=no_tamt)
+
+
+@pytest.mark.shared
+def test_example_spec_expands(bert_mini):
+    """examples/sweep.yaml (shipped with the docs) is valid and expands as its comments say."""
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "sweep.yaml")
+    kinds = Counter(r.kind for r in expand(spec))
+    # omp 5 + random 15 + imp 15 (+ 3 smaller budgets x 3 seeds at 70%) + 3 TAMT variants x 15
+    assert kinds["search"] == 5 + 15 + 15 + 9 + 45
+    assert spec.search_settings("tamt-kd")["lr"] == 2e-5
