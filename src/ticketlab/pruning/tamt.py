@@ -113,7 +113,8 @@ class ScoreMask(MaskParametrization):
         changed = torch.nonzero((new != self.mask).reshape(-1)).squeeze(1)
         self.mask.copy_(new)
         flat = self._masked.view(-1)
-        flat[changed] = w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype)
+        patch = w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype)
+        flat.index_copy_(0, changed, patch)
         self._key = self._key_of(w)
 
 
@@ -205,7 +206,7 @@ class _Candidates:
         picked = self.pos[chosen]
         for j, new in enumerate(news):
             inside = (picked >= self.offsets[j]) & (picked < self.offsets[j + 1])
-            new[picked[inside] - self.offsets[j]] = keep
+            new.index_fill_(0, picked[inside] - self.offsets[j], keep)  # (indexed assignment is slower)
 
 
 def select_top(

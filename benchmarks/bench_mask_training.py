@@ -1,0 +1,230 @@
+"""Cost of mask training: one TAMT step vs one dense MLM training step, same model and batch.
+
+    python benchmarks/bench_mask_training.py                       # bert-mini-ref, batch 16 x 128
+    python benchmarks/bench_mask_training.py --model bert-base --batch-size 4
+    python benchmarks/bench_mask_training.py --memory              # peak memory, one process each
+
+A step is what `training.train` does per optimizer step: forward + backward of the loss, gradient
+clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Dense = all weights
+train on MLM (masked positions only, the same loss code). TAMT-MLM trains the scores and the MLM
+head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head). The three
+are timed interleaved in one process (median of --steps after --warmup), so a busy machine slows
+them alike; ratios are printed against dense. `--memory` runs each method in its own subprocess and
+reports its peak resident memory (ru_maxrss; on a GPU, torch's peak allocated memory); the
+memory held before the model was built is printed too. `--model bert-base` is a randomly
+initialised BERT-base shape (12 x 768, vocabulary 30522) with the bert-mini-ref tokenizer.
+Targets: TAMT-MLM <= 1.10x and TAMT-KD <= 1.45x a dense step; TAMT peak memory <= dense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from ticketlab.modeling import load_model, load_tokenizer
+from ticketlab.objectives import MLMCollator, pretraining_loss
+from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MINI = SHARED / "models" / "bert-mini-ref"
+WIKI = SHARED / "data" / "wikitext-2" / "valid.txt"
+METHODS = ("dense", "tamt-mlm", "tamt-kd")
+
+
+def build_model(name: str):
+    if name == "bert-base":
+        torch.manual_seed(0)
+        return BertForMaskedLM(BertConfig()).train()
+    return load_model(name).train()
+
+
+def make_batch(tokenizer, batch_size: int, length: int) -> dict[str, torch.Tensor]:
+    """A real WikiText-2 batch when ../shared is there, else random tokens; MLM-corrupted, fixed seeds."""
+    if WIKI.is_file():
+        from ticketlab.data.corpus import load_lm_blocks
+
+        blocks, _ = load_lm_blocks([WIKI], tokenizer, length, progress=False)
+        examples = [blocks[i] for i in range(batch_size)]
+    else:
+        g = torch.Generator().manual_seed(0)
+        examples = [
+            {"input_ids": torch.randint(1000, len(tokenizer), (length,), generator=g)}
+            for _ in range(batch_size)
+        ]
+    return MLMCollator(tokenizer)(examples, list(range(batch_size)))
+
+
+class Runner:
+    """One method's step: loss, backward, clip, AdamW (and the re-threshold for TAMT)."""
+
+    def __init__(self, model, params, loss_fn, thresholders=None):
+        self.model, self.loss_fn, self.thresholders = model, loss_fn, thresholders
+        self.params = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        self.opt = torch.optim.AdamW(params, lr=1e-3)
+        self.rethreshold_s: list[float] = []
+
+    def step(self, batch) -> None:
+        loss = self.loss_fn(self.model, batch)[0]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.thresholders is not None:
+            t0 = time.perf_counter()
+            rethreshold(self.thresholders)
+            self.rethreshold_s.append(time.perf_counter() - t0)
+
+
+def make_runner(method: str, model_name: str, shared: dict) -> Runner:
+    if method == "dense":
+        model = build_model(model_name)
+        return Runner(model, list(model.parameters()), pretraining_loss("mlm"))
+    if "tamt" not in shared:  # TAMT-MLM and TAMT-KD share one masked model (own optimizers)
+        model = build_model(model_name)
+        masks, groups = prepare_tamt(model, TamtConfig(0.7, objective="mlm"))
+        shared["tamt"] = (model, masks, groups)
+    model, masks, groups = shared["tamt"]
+    objective = method.removeprefix("tamt-")
+    params = groups if objective == "mlm" else [groups[0]]
+    return Runner(model, params, pretraining_loss(objective), make_thresholders(masks, 0.7))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_methods(args) -> dict:
+    tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
+    batch = make_batch(tokenizer, args.batch_size, args.length)
+    shared: dict = {}
+    runners = {m: make_runner(m, args.model, shared) for m in METHODS}
+    device = torch.device(args.device)
+    for r in runners.values():
+        r.model.to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for rep in range(args.warmup + args.steps):
+        order = METHODS[rep % 3 :] + METHODS[: rep % 3]  # rotate, so no method always runs first
+        for m in order:
+            sync(device)
+            t0 = time.perf_counter()
+            runners[m].step(batch)
+            sync(device)
+            if rep >= args.warmup:
+                times[m].append(time.perf_counter() - t0)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    rethreshold = statistics.median(runners["tamt-mlm"].rethreshold_s[args.warmup :])
+    return {
+        "model": args.model,
+        "batch": [args.batch_size, args.length],
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "median_s": med,
+        "all_s": times,
+        "ratio_to_dense": {m: med[m] / med["dense"] for m in METHODS},
+        "rethreshold_s": rethreshold,
+    }
+
+
+def memory_child(args) -> None:
+    """Run one method in this (fresh) process and print its peak memory as JSON."""
+    tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
+    batch = make_batch(tokenizer, args.batch_size, args.length)
+    device = torch.device(args.device)
+    base_rss = _rss_now_mb()  # libraries and data loaded, no model yet
+    runner = make_runner(args.child, args.model, {})
+    runner.model.to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated() / 2**20
+    for _ in range(args.warmup + 2):
+        runner.step(batch)
+    out = {"method": args.child, "peak_rss_mb": _peak_rss_mb(), "rss_before_model_mb": base_rss}
+    if device.type == "cuda":
+        out.update(peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20, cuda_after_load_mb=base_cuda)
+    print(json.dumps(out))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _rss_now_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure_memory(args) -> dict:
+    rows = {}
+    for m in METHODS:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            m,
+            "--model",
+            args.model,
+            "--batch-size",
+            str(args.batch_size),
+        ]
+        cmd += ["--length", str(args.length), "--threads", str(args.threads), "--device", args.device]
+        cmd += ["--warmup", str(args.warmup)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows[m] = json.loads(out)
+    key = "peak_cuda_mb" if "peak_cuda_mb" in rows["dense"] else "peak_rss_mb"
+    return {
+        "model": args.model,
+        "batch": [args.batch_size, args.length],
+        "metric": key,
+        "rows": rows,
+        "ratio_to_dense": {m: rows[m][key] / rows["dense"][key] for m in METHODS},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(MINI), help="model dir, or 'bert-base' (random BERT-base shape)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--steps", type=int, default=7, help="timed steps per method (median)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--memory", action="store_true", help="peak memory per method (subprocesses)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        memory_child(args)
+        return
+    result = measure_memory(args) if args.memory else time_methods(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"model {result['model']}, batch {result['batch'][0]} x {result['batch'][1]}")
+    if args.memory:
+        for m, row in result["rows"].items():
+            before = row.get("rss_before_model_mb", 0.0)
+            peak, ratio = row[result["metric"]], result["ratio_to_dense"][m]
+            print(f"  {m:<9} peak {peak:9.0f} MB (before the model: {before:.0f} MB)   ratio {ratio:.3f}")
+        return
+    for m in METHODS:
+        print(f"  {m:<9} {result['median_s'][m]:8.3f} s/step   ratio {result['ratio_to_dense'][m]:.3f}")
+    print(f"  (TAMT re-threshold of all masks: {result['rethreshold_s'] * 1e3:.1f} ms per step)")
+
+
+if __name__ == "__main__":
+    main()
