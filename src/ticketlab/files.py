@@ -76,15 +76,23 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
         raise
 
 
+def read_text(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> str:
+    """A UTF-8 text file's content, or one `error` naming the file and why it cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read {what} ({e})") from None
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     """Parse a JSON file, or raise one `TicketlabError` naming the file and what is wrong with it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TicketlabError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TicketlabError(f"{path}: cannot read {what} ({e})") from None
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

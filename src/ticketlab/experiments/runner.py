@@ -148,7 +148,6 @@ class Runner:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.dir, stale_after=stale_after)
         self.runs = expand(spec)
-        self.by_id = {r.id: r for r in self.runs}
 
     # ------------------------------------------------------------------ planning
     def check_available(self, todo: list[Run]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..files import read_text
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import METHODS, MethodSpec
 
@@ -315,12 +316,7 @@ class _Reader:
 def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None = None) -> SweepSpec:
     """Read and validate a sweep spec YAML file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep spec not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read sweep spec ({e})") from None
+    text = read_text(path, "sweep spec", ConfigError)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
