@@ -293,7 +293,7 @@ def run_search(
         out_ = objective.loss_fn(m, batch)
         loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
         now = spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity
-        return loss, {**logs, "sparsity": now}
+        return loss, {**logs, "sparsity": round(now, 6)}
 
     result = None
     if (sd.run / RESULT).is_file():  # trained, but stopped before the mask was written
