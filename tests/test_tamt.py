@@ -100,6 +100,8 @@ def test_trainable_parameters_per_objective():
     assert [g["name"] for g in kd_groups] == ["scores"]
     _, _, frozen = tamt_model(0.5, objective="mlm+kd", train_head=False)
     assert [g["name"] for g in frozen] == ["scores"]
+    _, _, slow_head = tamt_model(0.5, objective="mlm", head_lr=5e-5)
+    assert "lr" not in slow_head[0] and slow_head[1]["lr"] == 5e-5
 
 
 @pytest.mark.parametrize("ranking", ["local", "global"])

@@ -132,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, default=0.01, help="φ of Eq. 3/5 (default 0.01)")
     g.add_argument("--alpha", type=float, default=2.0, help="α of Eq. 5: initial score α·φ (default 2)")
     g.add_argument("--freeze-head", action="store_true", help="TAMT-MLM: keep the MLM head frozen")
+    g.add_argument("--head-lr", type=float, help="TAMT-MLM: learning rate of the MLM head (default: --lr)")
     i = sub.add_parser(
         "imp",
         help="iterative magnitude pruning with rewinding (IMP)",
@@ -233,7 +234,7 @@ def _train_config(args, lr: float, *, metric: str | None = None, greater: bool =
 SETTING_KEYS = (
     "method model corpus dev dev_fraction text_column max_length sparsity steps batch_size lr "
     "warmup_steps weight_decay grad_accum max_grad_norm mixed_precision seed ranking targets objective "
-    "init threshold alpha freeze_head prune_rate rewind_to task data_dir"
+    "init threshold alpha freeze_head head_lr prune_rate rewind_to task data_dir"
 ).split()
 
 
@@ -263,6 +264,7 @@ def run_tamt(args, acc: Accelerator) -> SearchResult:
         threshold=args.threshold,
         alpha=args.alpha,
         train_head=not args.freeze_head,
+        head_lr=args.head_lr,
         seed=args.seed,
         targets=args.targets,
     )

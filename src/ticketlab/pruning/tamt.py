@@ -325,6 +325,7 @@ class TamtConfig:
     threshold: float = 0.01  # φ of Eq. 3 / 5
     alpha: float = 2.0  # α of Eq. 5
     train_head: bool = True  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
+    head_lr: float | None = None  # the head's learning rate (default: the scores' lr, as in TAMT)
     seed: int = 0  # for random init
     targets: Targets = None
 
@@ -336,6 +337,8 @@ class TamtConfig:
             raise ConfigError(f"init must be 'omp' or 'random', got {self.init!r}")
         if self.ranking not in ("local", "global"):
             raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError(f"head_lr must be > 0, got {self.head_lr}")
         if self.threshold <= 0 or self.alpha < 1:
             raise ConfigError(
                 f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {self.threshold}, {self.alpha}"
@@ -372,7 +375,10 @@ def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreM
         head = list(head_parameters(model).values())
         for p in head:
             p.requires_grad_(True)
-        groups.append({"params": head, "name": "mlm_head"})
+        group = {"params": head, "name": "mlm_head"}
+        if config.head_lr is not None:
+            group["lr"] = config.head_lr
+        groups.append(group)
     return masks, groups
 
 
@@ -420,6 +426,7 @@ def search_tamt(
             "threshold": config.threshold,
             "alpha": config.alpha,
             "train_head": config.trains_head,
+            "head_lr": config.head_lr if config.trains_head else None,
             "mlm_head": HEAD_FILE if config.trains_head else None,
         },
         settings=settings or {},
