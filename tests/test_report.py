@@ -188,6 +188,21 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
             ("random", 0.5, "y"): [50.0, 50.0, 50.0, 50.0],
         },
     )
+    # A run whose process was killed: the report counts it as interrupted, not as running.
+    what = {"model": "m", "task": "x", "task_label": "x", "data": None, "seed": 9, "train_size": None}
+    what |= {
+        "settings": {},
+        "mask": None,
+        "method": "full",
+        "sparsity": 0.0,
+        "mask_seed": None,
+        "search_steps": None,
+    }
+    gone = make_run("finetune", "killed", what)
+    with Store(tmp_path / "sweep") as st:
+        st.add_runs([gone])
+        st.claim(gone.id)
+        st.db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (gone.id,))
     res = load_results(tmp_path / "sweep")
     cells = res.cells()
     assert cells[("full", 0.0, "x")].std == pytest.approx(2.0)
@@ -212,6 +227,7 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
     assert rows[("omp", "x")]["winning_sparsity"] == "0.7" and rows[("omp", "x")]["full_std"] == "2.0000"
     assert rows[("random", "x")]["winning_sparsity"] == ""
     text = report.path.read_text()
+    assert "Runs: 37 done, 1 interrupted." in text
     assert "| omp | 70% (80.0 ± 0.5[^" in text
     assert "| random | none | none | none |" in text
     # No mask files in this store: the mask figures are skipped, the others drawn.

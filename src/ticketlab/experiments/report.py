@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,9 @@ from ..errors import MaskFileError
 from ..files import atomic_write_text
 from . import plots
 from .results import AVG, Cell, SweepResults, load_results
+from .store import owner_gone
+
+STALE_AFTER = 600.0  # seconds without a heartbeat after which a running run counts as interrupted
 
 
 def fmt(cell: Cell | None, digits: int = 1) -> str:
@@ -277,8 +281,11 @@ def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None
 def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     note = _Footnotes()
     statuses: dict[str, int] = {}
+    now = time.time()
     for r in res.records.values():
-        statuses[r.status] = statuses.get(r.status, 0) + 1
+        # A run claimed by a process that is gone was interrupted: the next sweep runs it again.
+        status = "interrupted" if r.status == "running" and owner_gone(r, now, STALE_AFTER) else r.status
+        statuses[status] = statuses.get(status, 0) + 1
     spec = res.spec or {}
     header, rows = main_rows(res, note)
     metric_note = ", ".join(f"{t}: {m}" for t, m in res.metric_of.items())

@@ -91,6 +91,15 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def owner_gone(row: Any, now: float, stale_after: float) -> bool:
+    """Whether the process that claimed a running run is gone: a dead pid on this machine, or no
+    heartbeat for `stale_after` seconds (`row`: a database row or a `RunRecord`)."""
+    get = row.__getitem__ if isinstance(row, sqlite3.Row) else lambda k: getattr(row, k)
+    if get("host") == HOST and get("pid") is not None and not pid_alive(get("pid")):
+        return True
+    return get("heartbeat") is None or now - get("heartbeat") > stale_after
+
+
 class Store:
     """A sweep's results database. Each process (and thread) opens its own `Store`."""
 
@@ -174,11 +183,7 @@ class Store:
     def _claimable(self, row: sqlite3.Row, now: float) -> bool:
         if row["status"] in ("pending", "failed"):
             return True
-        if row["status"] != "running":
-            return False
-        if row["host"] == HOST and row["pid"] is not None and not pid_alive(row["pid"]):
-            return True  # its owner died on this machine
-        return row["heartbeat"] is None or now - row["heartbeat"] > self.stale_after
+        return row["status"] == "running" and owner_gone(row, now, self.stale_after)
 
     def claim(self, run_id: str) -> bool:
         """Mark a run as ours (`running`) unless it is done or held by a live process."""
