@@ -101,6 +101,19 @@ def test_corpus_sentences_agree_in_number():
     assert checked > 300
 
 
+def test_sentences_keep_to_a_topic():
+    """Content words of a sentence mostly share a topic, so MLM can tell concepts (not synonyms) apart."""
+    topic_of = {w: syn.topic(c) for c in syn.LEXICON.concepts() for f in c.forms for w in f}
+    same = pairs = 0
+    for s in syn.corpus_sentences(SMALL):
+        topics = [topic_of[w] for w in s.split() if topic_of.get(w) is not None]
+        for a, b in zip(topics, topics[1:], strict=False):
+            same += a == b
+            pairs += 1
+    assert same / pairs > 0.6  # 0.25 without topics
+    assert all(syn.topic(c) is not None for c in syn.LEXICON.tverbs + syn.LEXICON.adjs)
+
+
 def test_sentiment_labels_follow_polarity_negation_and_but():
     examples = syn.task_examples(SMALL, "sentiment", "dev")
     assert 0.4 < sum(e["label"] for e in examples) / len(examples) < 0.6

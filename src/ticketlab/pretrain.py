@@ -59,7 +59,8 @@ class PretrainConfig:
     layers: int | None = None
     heads: int | None = None
     intermediate: int | None = None
-    max_length: int = 128  # block length (and position embeddings)
+    max_length: int = 128  # block length
+    positions: int | None = None  # position embeddings (default max_length; more for longer task inputs)
     steps: int | None = None  # exactly one of steps / time_budget
     time_budget: float | None = None  # seconds of optimisation, turned into steps by timing a few
     batch_size: int = 32
@@ -90,6 +91,8 @@ class PretrainConfig:
             raise ConfigError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
         if self.max_length < 8:
             raise ConfigError(f"max_length must be >= 8, got {self.max_length}")
+        if self.positions is not None and self.positions < self.max_length:
+            raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
 
@@ -108,7 +111,7 @@ class PretrainConfig:
             num_hidden_layers=layers,
             num_attention_heads=heads,
             intermediate_size=intermediate,
-            max_position_embeddings=self.max_length,
+            max_position_embeddings=self.positions or self.max_length,
             hidden_dropout_prob=self.dropout,
             attention_probs_dropout_prob=self.dropout,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,

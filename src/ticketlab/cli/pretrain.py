@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("hidden", "layers", "heads", "intermediate"):
         p.add_argument(f"--{name}", type=int, help=f"override the preset's {name} size")
     p.add_argument("--max-length", type=int, default=128, help="tokens per training block (128)")
+    p.add_argument(
+        "--positions", type=int, help="position embeddings (default: --max-length; more for longer inputs)"
+    )
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--steps", type=int, help="optimizer steps")
     budget.add_argument(
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         heads=args.heads,
         intermediate=args.intermediate,
         max_length=args.max_length,
+        positions=args.positions,
         steps=args.steps,
         time_budget=args.time_budget,
         batch_size=args.batch_size,

@@ -14,6 +14,9 @@ a minute or two, and whose downstream tasks need exactly what MLM learns:
 * passive voice ("the film is loved by the kids"); negation (does not / is not);
 * synonyms: most words come in 2 forms that the generator uses interchangeably (dog = hound,
   great = superb), so MLM learns that they mean the same thing;
+* topics: every noun, verb and adjective belongs to one of 4 topics and a sentence mostly draws its
+  words from one topic, so the context tells concepts apart (without it "dog" and "cat" would be
+  interchangeable for MLM, and so would be their synonyms);
 * sentiment: every clause has a polarity; sentiment-bearing adjectives and verbs agree with it
   ("not" flips the predicate: "the film is not awful" is positive) and clauses joined by `and`
   share it while `but` reverses it.
@@ -98,6 +101,13 @@ FUNCTION_WORDS = "who which does do is are was were not by and but .".split()
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 TASKS = ("sentiment", "acceptability", "paraphrase")
+N_TOPICS = 4
+TOPICAL = ("animate", "inanimate", "tverb", "iverb", "adj")
+
+
+def topic(c: Concept) -> int | None:
+    """The topic of a noun, verb or adjective (a fixed property, like its polarity)."""
+    return c.index % N_TOPICS if c.cls in TOPICAL else None
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ class SyntheticConfig:
     holdout: float = 0.5  # fraction of synonym groups whose other forms stay out of task training sets
     p_two_clauses: float = 0.3
     p_negation: float = 0.25
+    p_topic: float = 0.8  # chance that a content word comes from the sentence's topic
     tasks: tuple[str, ...] = TASKS
 
     def __post_init__(self) -> None:
@@ -177,7 +188,7 @@ class SyntheticConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.block_length < 8:
             raise ConfigError(f"block_length must be >= 8, got {self.block_length}")
-        for name in ("holdout", "p_two_clauses", "p_negation"):
+        for name in ("holdout", "p_two_clauses", "p_negation", "p_topic"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         unknown = set(self.tasks) - set(TASKS)
@@ -298,13 +309,23 @@ class Sampler:
     def __init__(self, rng: random.Random, config: SyntheticConfig):
         self.rng = rng
         self.config = config
+        self.topic = 0  # set per sentence
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
 
+    def new_topic(self) -> None:
+        self.topic = self.rng.randrange(N_TOPICS)
+
+    def pick(self, items: list[Concept]) -> Concept:
+        """A concept, from the sentence's topic with probability `p_topic` (when the class has one)."""
+        if self.chance(self.config.p_topic):
+            items = [c for c in items if topic(c) == self.topic] or items
+        return self.rng.choice(items)
+
     def adjective(self, polarity: int, p_sentiment: float) -> Concept:
-        pool = LEXICON.polar(LEXICON.adjs, polarity if polarity and self.chance(p_sentiment) else 0)
-        return self.rng.choice(pool)
+        sentiment = polarity if polarity and self.chance(p_sentiment) else 0
+        return self.pick(LEXICON.polar(LEXICON.adjs, sentiment))
 
     def np(self, polarity: int, animate: bool | None = None, depth: int = 0, neutral: bool = False) -> NP:
         kind = ("animate" if animate else "inanimate") if animate is not None else None
@@ -315,11 +336,11 @@ class Sampler:
         adjs = [
             (
                 self.rng.choice(LEXICON.intens) if self.chance(0.15) else None,
-                self.adjective(0 if neutral else polarity, 0.4),
+                self.adjective(0 if neutral else polarity, 0.6),
             )
             for _ in range(n_adj)
         ]
-        np = NP(self.rng.choice(LEXICON.nouns[kind]), plural, det, adjs)
+        np = NP(self.pick(LEXICON.nouns[kind]), plural, det, adjs)
         if depth == 0 and self.chance(0.3):
             if self.chance(0.5):
                 np.pp = (self.rng.choice(LEXICON.preps), self.np(polarity, depth=1, neutral=neutral))
@@ -333,7 +354,7 @@ class Sampler:
         subj: NP | None = None,
         depth: int = 0,
         kind: str | None = None,
-        p_sentiment: float = 0.6,
+        p_sentiment: float = 0.75,
     ) -> Clause:
         """A clause whose sentiment words fit `polarity` (the predicate's flipped when negated)."""
         kind = kind or self.rng.choices(["trans", "intr", "cop"], weights=[0.45, 0.2, 0.35])[0]
@@ -342,21 +363,22 @@ class Sampler:
         animate = None if kind == "cop" else True
         subj = subj or self.np(polarity, animate=animate, depth=depth)
         if kind == "cop":
-            pred = self.rng.choice(LEXICON.polar(LEXICON.adjs, pred_polarity))
+            pred = self.pick(LEXICON.polar(LEXICON.adjs, pred_polarity))
             intens = self.rng.choice(LEXICON.intens) if self.chance(0.2) else None
             return Clause("cop", subj, pred, negated=negated, past=self.chance(0.3), intens=intens)
         if kind == "intr":
-            pred = self.rng.choice(LEXICON.polar(LEXICON.iverbs, pred_polarity))
+            pred = self.pick(LEXICON.polar(LEXICON.iverbs, pred_polarity))
             adv = self.rng.choice(LEXICON.advs) if self.chance(0.4) else None
             return Clause("intr", subj, pred, negated=negated, adv=adv)
-        pred = self.rng.choice(LEXICON.polar(LEXICON.tverbs, pred_polarity))
+        pred = self.pick(LEXICON.polar(LEXICON.tverbs, pred_polarity))
         # A relative clause's verb must agree with its head, so relatives are not passive.
         passive = depth == 0 and self.chance(0.25)
         obj = self.np(polarity, depth=depth)
         return Clause("trans", subj, pred, obj, negated=negated, passive=passive, past=self.chance(0.3))
 
-    def sentence(self, polarity: int, p_sentiment_last: float = 0.6) -> tuple[list[Clause], list[str]]:
+    def sentence(self, polarity: int, p_sentiment_last: float = 0.75) -> tuple[list[Clause], list[str]]:
         """One or two clauses; `polarity` is the last clause's ("but" flips the one before it)."""
+        self.new_topic()
         if not self.chance(self.config.p_two_clauses):
             return [self.clause(polarity, p_sentiment=p_sentiment_last)], []
         conj = self.rng.choice(["and", "but"])
@@ -475,6 +497,11 @@ def acceptability_examples(
     return out
 
 
+def _other(items: list[Concept], c: Concept, rng: random.Random) -> Concept:
+    """Another concept than `c`, from another topic (the context then tells them apart, see `topic`)."""
+    return rng.choice([x for x in items if topic(x) != topic(c)] or [x for x in items if x != c])
+
+
 def _change_meaning(c: Clause, rng: random.Random) -> Clause:
     """A clause that means something else: exactly one change of agent/patient, word, negation or number."""
     options = ["word", "negation", "number"]
@@ -492,15 +519,13 @@ def _change_meaning(c: Clause, rng: random.Random) -> Clause:
         return replace(c, **{which: replace(np, plural=not np.plural, det=det)})
     slot = rng.choice(["noun", "verb", "adj"] if np.adjs else ["noun", "verb"])
     if slot == "verb":
-        pool = [v for v in LEXICON.tverbs if v != c.pred]
-        return replace(c, pred=rng.choice(pool))
+        return replace(c, pred=_other(LEXICON.tverbs, c.pred, rng))
     if slot == "noun":
-        pool = [n for n in LEXICON.nouns[np.noun.cls] if n != np.noun]
-        return replace(c, **{which: replace(np, noun=rng.choice(pool))})
+        return replace(c, **{which: replace(np, noun=_other(LEXICON.nouns[np.noun.cls], np.noun, rng))})
     i = rng.randrange(len(np.adjs))
     intens, adj = np.adjs[i]
-    pool = [a for a in LEXICON.polar(LEXICON.adjs, 0) if a != adj and a not in [x for _, x in np.adjs]]
-    adjs = [*np.adjs[:i], (intens, rng.choice(pool)), *np.adjs[i + 1 :]]
+    pool = [a for a in LEXICON.polar(LEXICON.adjs, 0) if a not in [x for _, x in np.adjs]]
+    adjs = [*np.adjs[:i], (intens, _other(pool, adj, rng)), *np.adjs[i + 1 :]]
     return replace(c, **{which: replace(np, adjs=adjs)})
 
 
@@ -509,6 +534,7 @@ def paraphrase_examples(rng: random.Random, config: SyntheticConfig, render: Ren
     sampler, out = Sampler(rng, config), []
     for _ in range(n):
         # One transitive clause; NP adjectives are neutral so toggling negation stays coherent.
+        sampler.new_topic()
         subj = sampler.np(0, animate=True, depth=1, neutral=True)
         clause = sampler.clause(rng.choice([-1, 1]), subj=subj, depth=1, kind="trans")
         clause = replace(clause, obj=sampler.np(0, depth=0, neutral=True), past=False)

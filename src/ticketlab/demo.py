@@ -1,0 +1,235 @@
+"""`ticketlab demo`: the whole pipeline on a fresh machine, offline, from nothing, in minutes.
+
+1. **data** — the synthetic language (`data.synthetic`): an MLM corpus, three GLUE-like tasks
+   (sentiment, acceptability, paraphrase) and a word-level tokenizer;
+2. **pre-training** — a tiny BERT trained from scratch with MLM on that corpus (`pretrain`);
+3. **sweep** — full, OMP, random, IMP, TAMT-MLM, TAMT-KD at 50/70/90% sparsity, every mask
+   fine-tuned on every task (`experiments.run_sweep`), plus the pre-training loss of every mask;
+4. **report** — markdown, CSV and figures (`experiments.report.write_report`); the main table is
+   printed.
+
+Everything is cached under `out` (default `./demo-out`), keyed by what determines it: the data by
+the generator's settings, the model by those and the pre-training settings, the sweep by its whole
+spec. A second run therefore only re-renders the report (the sweep's store knows every finished
+run), and an interrupted run resumes. `model`, `corpus` and `tasks` swap in real ones, each
+independently (the synthetic language is plain English words, so any tokenizer reads it):
+
+    run_demo(model="../shared/models/bert-mini-ref", corpus=["../shared/data/wikitext-2/valid.txt"],
+             tasks=["sst2", "cola"], data_dir="../shared/data/glue")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .data import synthetic
+from .errors import ConfigError
+from .pretrain import PretrainConfig, PretrainResult, pretrain
+
+Log = Callable[[str], None]
+METHODS = ("full", "omp", "random", "imp", "tamt-mlm", "tamt-kd")
+SPARSITIES = (0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work one demo run does. `default` fits ~10 minutes on 2 CPU cores; `test` seconds."""
+
+    data: synthetic.SyntheticConfig
+    pretrain: PretrainConfig
+    search: dict[str, Any]  # the sweep spec's `search:` block (steps, batch_size, lr, max_length)
+    finetune: dict[str, Any]  # its `finetune:` block (steps, batch_size, lr, eval_every, max_length)
+    pretrain_eval: dict[str, Any] | None
+    methods: tuple[str, ...] = METHODS
+    sparsities: tuple[float, ...] = SPARSITIES
+    search_seeds: tuple[int, ...] = (0,)
+    finetune_seeds: tuple[int, ...] = (0,)
+    extra: dict[str, Any] = field(default_factory=dict)  # more spec keys (search_curve, data_curve)
+
+
+BUDGETS: dict[str, Budget] = {
+    "default": Budget(
+        data=synthetic.SyntheticConfig(),
+        pretrain=PretrainConfig(
+            size="tiny",
+            intermediate=256,
+            max_length=32,
+            positions=64,
+            steps=1500,
+            batch_size=64,
+            lr=2e-3,
+            dropout=0.1,
+        ),
+        search={"steps": 150, "batch_size": 32, "max_length": 32},
+        finetune={"steps": 200, "batch_size": 32, "lr": 1e-3, "eval_every": 50, "max_length": 64},
+        pretrain_eval={"max_length": 32, "max_blocks": 256},
+    ),
+    "test": Budget(
+        data=synthetic.SyntheticConfig(
+            corpus_sentences=600,
+            dev_sentences=60,
+            train_examples=48,
+            dev_examples=32,
+            tasks=("sentiment", "paraphrase"),
+        ),
+        pretrain=PretrainConfig(
+            hidden=32, layers=1, heads=2, intermediate=64, max_length=32, positions=64, steps=10, lr=3e-3
+        ),
+        search={"steps": 10, "batch_size": 8, "max_length": 32},
+        finetune={"steps": 4, "batch_size": 8, "lr": 1e-3, "eval_every": 2, "max_length": 48},
+        pretrain_eval={"max_length": 32, "max_blocks": 8},
+        sparsities=(0.5, 0.9),
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    report: Path  # the markdown report
+    table: str  # the main table as printed
+    sweep_dir: Path
+    model: str
+    pretrain: PretrainResult | None  # None when a model was given
+    seconds: dict[str, float]  # wall time per stage
+    ok: bool  # every run of the sweep finished
+    ran: int  # runs done by this call (0 when everything was cached)
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _stage(log: Log, n: int, what: str) -> float:
+    log(f"\n[{n}/4] {what}")
+    return time.perf_counter()
+
+
+def build_spec(
+    budget: Budget, model: str, corpus: dict[str, list[str]], tasks: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """The sweep spec (as the YAML would hold it) of a demo run."""
+    return {
+        "name": "demo",
+        "model": model,
+        "corpus": corpus,
+        "tasks": tasks,
+        "methods": list(budget.methods),
+        "sparsities": list(budget.sparsities),
+        "seeds": {"search": list(budget.search_seeds), "finetune": list(budget.finetune_seeds)},
+        "search": dict(budget.search),
+        "finetune": dict(budget.finetune),
+        **({"pretrain_eval": dict(budget.pretrain_eval)} if budget.pretrain_eval is not None else {}),
+        **budget.extra,
+    }
+
+
+def run_demo(
+    out: str | os.PathLike = "demo-out",
+    budget: str | Budget = "default",
+    *,
+    model: str | None = None,
+    corpus: Sequence[str] | None = None,
+    dev_corpus: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    data_dir: str | None = None,
+    log: Log = print,
+) -> DemoResult:
+    """Run (or resume, or just re-render) the demo under `out`; see the module docstring."""
+    from .experiments import run_sweep, spec_from_dict
+    from .experiments.report import write_report
+
+    if isinstance(budget, str):
+        if budget not in BUDGETS:
+            raise ConfigError(f"unknown demo budget {budget!r}; choose from {', '.join(BUDGETS)}")
+        budget = BUDGETS[budget]
+    if tasks is not None and data_dir is None:
+        raise ConfigError("--tasks needs --data-dir (the folder holding the tasks' data)")
+    out = Path(out).resolve()
+    seconds: dict[str, float] = {}
+
+    t = _stage(log, 1, "data")
+    needs_synthetic = model is None or corpus is None or tasks is None
+    data = None
+    if needs_synthetic:
+        data = synthetic.write_dataset(budget.data, out / "data" / f"synthetic-{budget.data.key()}")
+        log(f"synthetic language -> {data}")
+    corpus_block = _corpus(corpus, dev_corpus, data)
+    task_block = _tasks(tasks, data_dir, data)
+    seconds["data"] = time.perf_counter() - t
+
+    t = _stage(log, 2, "pre-training")
+    pre: PretrainResult | None = None
+    if model is None:
+        pconfig = replace(budget.pretrain, progress=True)
+        name = f"bert-{_key({'data': budget.data.key(), 'pretrain': asdict(budget.pretrain)})}"
+        pre = pretrain(
+            pconfig,
+            data / "corpus" / "train.txt",
+            out / "models" / name,
+            tokenizer=data / "tokenizer",
+            dev=data / "corpus" / "dev.txt",
+            cache_dir=out / "cache" / "corpus",
+        )
+        model = pre.out_dir
+        log(("(cached) " if pre.cached else "") + pre.summary())
+    else:
+        log(f"using the given model {model}")
+    seconds["pretrain"] = time.perf_counter() - t
+
+    t = _stage(log, 3, "sweep")
+    raw = build_spec(budget, str(model), corpus_block, task_block)
+    spec = spec_from_dict(raw, source="ticketlab demo", base_dir=out)
+    sweep_dir = out / "sweeps" / f"demo-{_key(raw)}"
+    with _cache_env(out / "cache"):  # tokenized corpora and task features go under `out` too
+        result = run_sweep(spec, sweep_dir, log=log)
+    log(
+        f"{result.done}/{result.total} runs done ({len(result.ran)} in this run), {len(result.failed)} failed"
+    )
+    seconds["sweep"] = time.perf_counter() - t
+
+    t = _stage(log, 4, "report")
+    report = write_report(sweep_dir)
+    seconds["report"] = time.perf_counter() - t
+    return DemoResult(
+        report.path, report.main_table, sweep_dir, str(model), pre, seconds, result.ok, len(result.ran)
+    )
+
+
+@contextlib.contextmanager
+def _cache_env(path: Path) -> Iterator[None]:
+    """Point `TICKETLAB_CACHE` at `path` for the block, unless the user has set it."""
+    if os.environ.get("TICKETLAB_CACHE"):
+        yield
+        return
+    os.environ["TICKETLAB_CACHE"] = str(path)
+    try:
+        yield
+    finally:
+        del os.environ["TICKETLAB_CACHE"]
+
+
+def _corpus(corpus: Sequence[str] | None, dev: Sequence[str] | None, data: Path | None) -> dict[str, Any]:
+    if corpus is not None:
+        block: dict[str, Any] = {"train": [str(Path(p).resolve()) for p in corpus]}
+        if dev:
+            block["dev"] = [str(Path(p).resolve()) for p in dev]
+        return block
+    assert data is not None
+    return {"train": [str(data / "corpus" / "train.txt")], "dev": [str(data / "corpus" / "dev.txt")]}
+
+
+def _tasks(tasks: Sequence[str] | None, data_dir: str | None, data: Path | None) -> dict[str, dict[str, str]]:
+    if tasks is not None:
+        root = str(Path(data_dir).resolve())
+        return {t: {"task": t, "data": root} for t in tasks}
+    assert data is not None
+    names = json.loads((data / "synthetic.json").read_text())["tasks"]
+    return {t.removeprefix(synthetic.TASK_PREFIX): {"task": t, "data": str(data / "tasks")} for t in names}

@@ -1,0 +1,71 @@
+"""`ticketlab demo` end to end with a seconds-long budget: data, pre-training, sweep, report, cache."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from ticketlab.cli import main
+from ticketlab.demo import BUDGETS, METHODS, run_demo
+from ticketlab.errors import ConfigError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    lines: list[str] = []
+    return out, run_demo(out, "test", log=lines.append), lines
+
+
+def test_demo_runs_the_whole_pipeline(demo):
+    out, result, lines = demo
+    assert result.ok and result.ran > 0
+    assert result.pretrain is not None and not result.pretrain.cached
+    assert result.pretrain.dev["mlm_loss"] < 6.0  # trained (log |V| ~ 5.8 at init is the upper end)
+    assert result.model.startswith(str(out / "models"))
+    # The table has the full model and every method at every sparsity, for every task.
+    rows = [r.split() for r in result.table.splitlines()[2:]]
+    assert {r[0] for r in rows} == set(METHODS)
+    assert len(rows) == 1 + (len(METHODS) - 1) * len(BUDGETS["test"].sparsities)
+    assert "sentiment" in result.table and "paraphrase" in result.table
+    text = result.report.read_text()
+    assert "Main results" in text
+    for name in ("fig3_score_vs_sparsity.png", "fig8_similarity.png", "fig5_pretrain_loss_vs_score.png"):
+        path = result.report.parent / "figures" / name
+        assert path.read_bytes()[:8] == PNG, name
+        with Image.open(path) as im:
+            im.verify()
+
+
+def test_second_run_is_cached(demo):
+    out, first, _ = demo
+    again = run_demo(out, "test", log=lambda _: None)
+    assert again.ran == 0 and again.pretrain.cached
+    assert again.table == first.table and again.sweep_dir == first.sweep_dir
+
+
+def test_cli_prints_report_path_and_table(demo, capsys):
+    out, result, _ = demo
+    assert main(["demo", "--budget", "test", "--out", str(out)]) == 0  # cached: quick
+    printed = capsys.readouterr().out
+    assert f"report: {result.report}" in printed and result.table in printed and "done in" in printed
+
+
+def test_given_model_skips_pretraining(demo, tiny_bert_dir, tmp_path):
+    out, _, _ = demo
+    budget = replace(BUDGETS["test"], methods=("full", "omp"), sparsities=(0.5,), pretrain_eval=None)
+    result = run_demo(tmp_path / "given", budget, model=str(tiny_bert_dir), log=lambda _: None)
+    assert result.pretrain is None and result.model == str(tiny_bert_dir) and result.ok
+    assert not (tmp_path / "given" / "models").exists()
+    assert {r.split()[0] for r in result.table.splitlines()[2:]} == {"full", "omp"}
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="data-dir"):
+        run_demo("unused", "test", tasks=["sst2"])
+    with pytest.raises(ConfigError, match="budget"):
+        run_demo("unused", "huge")
