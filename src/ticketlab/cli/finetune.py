@@ -67,7 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
     q = p.add_argument_group("SQuAD")
-    q.add_argument("--doc-stride", type=int, default=128, help="overlap of context windows, in tokens")
+    q.add_argument(
+        "--doc-stride",
+        type=int,
+        default=128,
+        help="tokens shared by consecutive context windows (transformers run_qa convention)",
+    )
     q.add_argument("--n-best", type=int, default=20)
     q.add_argument("--max-answer-length", type=int, default=30)
     o = p.add_argument_group("output")

@@ -1,12 +1,13 @@
 """SQuAD v1.1: read the official JSON, cut long contexts into overlapping windows, map spans back.
 
-Features follow the reference recipe (BERT's `run_squad`, transformers' `run_qa`): question +
-context pairs truncated on the context side only, with overlapping windows `doc_stride` tokens apart
-when a context is longer than `max_length`. A training window whose span does not contain the
-answer points at [CLS]. At evaluation the `n_best` start and end logits of every window of a
-question are paired into spans (end >= start, at most `max_answer_length` tokens, inside the
-context), the best-scoring span over all windows wins, and its text is cut from the *original*
-context through the tokenizer's character offsets, so the answer keeps the context's spelling.
+Features follow transformers' `run_qa` (the recipe TAMT fine-tunes with): question + context
+pairs truncated on the context side only; a context longer than `max_length` is cut into windows
+that overlap by `doc_stride` tokens (the tokenizer's `stride`; BERT's original `run_squad` instead
+*steps* by doc_stride). A training window whose span does not contain the answer points at
+[CLS]. At evaluation the `n_best` start and end logits of every window of a question are paired
+into spans (end >= start, at most `max_answer_length` tokens, inside the context), the
+best-scoring span over all windows wins, and its text is cut from the *original* context through
+the tokenizer's character offsets, so the answer keeps the context's spelling.
 """
 
 from __future__ import annotations
