@@ -313,3 +313,57 @@ def test_binary_masks_are_not_score_masks():
     model, masks, _ = tamt_model(0.5)
     assert all(isinstance(p, ScoreMask) and not isinstance(p, BinaryMask) for p in masks.values())
     assert current_mask(model).sparsity == pytest.approx(0.5, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- evaluate-pretrain
+
+
+def test_evaluate_pretraining_is_token_weighted_and_reproducible(tiny_run):
+    from ticketlab.data.corpus import load_lm_blocks
+    from ticketlab.modeling import load_tokenizer
+    from ticketlab.pretrain_eval import evaluate_pretraining
+
+    tok = load_tokenizer(tiny_run / "model")
+    blocks, _ = load_lm_blocks([tiny_run / "corpus.txt"], tok, 32, use_cache=False, progress=False)
+    blocks = blocks.take(10)
+    model = BertForMaskedLM.from_pretrained(tiny_run / "model")
+    coll = MLMCollator(tok)
+    one = evaluate_pretraining(model, blocks, coll, batch_size=len(blocks))
+    small = evaluate_pretraining(model, blocks, coll, batch_size=3)
+    assert one["mlm_loss"] == pytest.approx(small["mlm_loss"], rel=1e-5)  # a mean over tokens, not batches
+    assert one["masked_tokens"] == small["masked_tokens"] > 0 and one["kd_loss"] == 0.0
+    other_seed = evaluate_pretraining(model, blocks, coll, batch_size=4, seed=1)
+    assert other_seed["mlm_loss"] != pytest.approx(one["mlm_loss"])
+
+
+def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
+    out = tmp_path / "tamt"
+    assert main(search_args(tiny_run, out, "--sparsity", "0.6", "--steps", "4", "--lr", "3e-3")) == 0
+    capsys.readouterr()
+    common = [
+        "--corpus",
+        str(tiny_run / "corpus.txt"),
+        "--max-length",
+        "32",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    model = ["--model", str(tiny_run / "model")]
+    assert main(["evaluate-pretrain", *model, "--full", "--mask", str(out), *common, "--json"]) == 0
+    full, masked = json.loads(capsys.readouterr().out)
+    assert full["name"] == "full" and full["kd_loss"] == 0.0 and full["sparsity"] == 0.0
+    assert (
+        masked["mlm_head"] == "trained"
+        and masked["kd_loss"] > 0
+        and masked["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    )
+    assert main(["evaluate-pretrain", "--mask", str(out), "--ignore-mlm-head", *common, "--json"]) == 0
+    [plain] = json.loads(capsys.readouterr().out)  # the base model comes from the mask's config
+    assert "mlm_head" not in plain and plain["mlm_loss"] != pytest.approx(masked["mlm_loss"])
+    assert plain["kd_loss"] == pytest.approx(masked["kd_loss"])  # KD does not involve the head
+    other = tmp_path / "other-model"
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=7).save_pretrained(other)
+    write_tokenizer(other)
+    assert main(["evaluate-pretrain", "--model", str(other), "--mask", str(out), *common]) == 2
+    assert "weights differ" in capsys.readouterr().err
+    assert main(["evaluate-pretrain", "--mask", str(out), "--max-length", "4", *common[:2]]) == 2
