@@ -15,8 +15,10 @@ the word embeddings that never got a gradient still sit at α·φ or 0) are brok
 weights kept at the previous step, then by position, so the count is exact and the mask does not
 churn among weights the objective never saw.
 
-The selection is exact and avoids a full sort: the k-th largest score is bracketed from a strided
-sample, verified by counting, and found by `kthvalue` over the few scores inside the bracket.
+The selection is exact and avoids sorting all scores every step (`Thresholder`): it starts from the
+previous threshold, counts the scores above it, and ranks only the few scores near it that must
+enter or leave. From scratch (first step, after a resume), the k-th largest score is bracketed from
+a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
 """
 
 from __future__ import annotations
