@@ -202,3 +202,32 @@ def test_cli_imp_and_task_imp(tmp_path, capsys):
         main([*args, "--task", "toy", "--sparsity", "0.3", "--steps", "4", "--out", str(tmp_path / "z")]) == 2
     )
     assert "not both" in capsys.readouterr().err
+
+
+def test_resume_restores_the_rewind_point_and_level(corpus, tmp_path):
+    tok, data = corpus
+    config = TrainConfig(max_steps=8, batch_size=8, lr=1e-3, progress=False, save_every=2)
+
+    def run(out, objective):
+        model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+        return model, search_imp(
+            model, objective, ImpConfig(0.3, rewind_to=0.25), config, out, base_model="t"
+        )
+
+    whole_model, whole = run(tmp_path / "whole", mlm_objective(tok, data))
+    calls = []
+    base = mlm_objective(tok, data)
+
+    def flaky(model, batch):
+        calls.append(1)
+        if len(calls) == 6:  # during step 6: the last checkpoint is step 4, after θ_k (step 2)
+            raise KeyboardInterrupt
+        return base.loss_fn(model, batch)
+
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run(out, SearchObjective("mlm", data.train, base.collate_fn, flaky))
+    _, resumed = run(out, mlm_objective(tok, data))
+    assert resumed.train.resumed_from == 4
+    assert resumed.mask == whole.mask and resumed.config.base_model_hash == whole.config.base_model_hash
+    assert resumed.config.sparsity == 0.3
