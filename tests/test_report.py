@@ -232,3 +232,20 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
     assert "| random | none | none | none |" in text
     # No mask files in this store: the mask figures are skipped, the others drawn.
     assert "fig3_score_vs_sparsity.png" in report.figures
+
+
+def test_report_shows_the_last_spec_not_earlier_versions(tmp_path, tiny_bert_dir):
+    """Re-sweeping with another fine-tuning lr adds runs; the report must not pool old and new."""
+    small = dict(
+        methods=["full", "omp"], sparsities=[0.5], pretrain_eval=None, search_curve=None, data_curve=None
+    )
+    first = fakes.make_spec(tmp_path, tiny_bert_dir, **small, finetune={"steps": 5, "lr": 1e-4})
+    second = fakes.make_spec(tmp_path, tiny_bert_dir, **small, finetune={"steps": 5, "lr": 1e-3})
+    for spec in (first, second):
+        assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    res = load_results(tmp_path / "sweep")
+    assert res.left_out == 8  # full and omp x 2 tasks x 2 seeds, with the first lr
+    assert res.cells()[("omp", 0.5, "a")].n == 2
+    assert load_results(tmp_path / "sweep", all_runs=True).cells()[("omp", 0.5, "a")].n == 4
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert "8 runs of earlier versions of the spec are left out" in text

@@ -32,11 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", metavar="SWEEP_DIR")
     p.add_argument("--out", metavar="DIR", default=None, help="report directory (default: SWEEP_DIR/report)")
     p.add_argument("--run", metavar="ID", default=None, help="print one run's record as JSON instead")
+    p.add_argument(
+        "--all-runs",
+        action="store_true",
+        help="every run in the store, not only those of the last spec swept into SWEEP_DIR",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.run is not None:
-        res = load_results(args.sweep_dir)
+        res = load_results(args.sweep_dir, all_runs=True)
         matches = [r for i, r in res.records.items() if i.startswith(args.run)]
         if len(matches) != 1:
             raise TicketlabError(
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(json.dumps(dataclasses.asdict(matches[0]), indent=2))
         return 0
-    report = write_report(args.sweep_dir, args.out)
+    report = write_report(args.sweep_dir, args.out, all_runs=args.all_runs)
     print(f"report: {report.path}")
     for fname, reason in report.skipped.items():
         print(f"  not drawn: {Path(fname).stem}: {reason}")

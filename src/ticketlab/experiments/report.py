@@ -254,9 +254,12 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     )
 
 
-def write_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Report:
-    """Render the report of a sweep directory; returns where it is and the main table."""
-    res = load_results(sweep_dir)
+def write_report(
+    sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, all_runs: bool = False
+) -> Report:
+    """Render the report of a sweep directory (the runs of its last spec, or `all_runs`); returns
+    where it is and the main table."""
+    res = load_results(sweep_dir, all_runs=all_runs)
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     report = Report(path=out / "report.md", main_table=main_table_text(res))
@@ -304,7 +307,12 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         f"`{res.sweep_dir / 'results.sqlite'}`.  ",
         f"Base model: `{spec.get('model', '?')}`. Runs: "
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-        + ".",
+        + "."
+        + (
+            f" {res.left_out} runs of earlier versions of the spec are left out (`--all-runs` shows them)."
+            if res.left_out
+            else ""
+        ),
         "",
         "## Main results",
         "",

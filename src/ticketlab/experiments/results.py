@@ -100,6 +100,7 @@ class SweepResults:
     main_masks: set[tuple[str | None, int | None]]  # (search id, step) of the main grid's masks
     main_size: dict[str, int | None]  # task -> training-set size of the main grid
     spec: dict[str, Any] = field(default_factory=dict)
+    left_out: int = 0  # runs in the store but not in the last spec's plan
 
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:
@@ -235,8 +236,10 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
     return out
 
 
-def load_results(sweep_dir: str | os.PathLike) -> SweepResults:
-    """Everything in a sweep's store, ready for tables and figures."""
+def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> SweepResults:
+    """A sweep's store, ready for tables and figures: the runs of the last spec swept there (runs
+    of earlier versions of the spec, e.g. with another lr, would otherwise be pooled into the same
+    cells), or with `all_runs` every run in the store."""
     sweep_dir = Path(sweep_dir).resolve()
     if not (sweep_dir / DB_NAME).is_file():
         raise TicketlabError(
@@ -245,6 +248,12 @@ def load_results(sweep_dir: str | os.PathLike) -> SweepResults:
     with Store(sweep_dir) as store:
         records = {r.id: r for r in store.runs()}
         spec = store.get_meta("spec", {}) or {}
+        plan = store.get_meta("plan")
+    left_out = 0
+    if plan is not None and not all_runs:
+        keep = set(plan)
+        left_out = sum(i not in keep for i in records)
+        records = {i: r for i, r in records.items() if i in keep}
     scores = []
     for r in records.values():
         if r.kind != "finetune" or r.status != "done":
@@ -279,4 +288,5 @@ def load_results(sweep_dir: str | os.PathLike) -> SweepResults:
         main_masks=_main_masks(searches),
         main_size=_main_sizes(scores),
         spec=spec,
+        left_out=left_out,
     )

@@ -191,6 +191,7 @@ class Runner:
         spec_json = _spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", spec_json)
         self.store.set_meta("spec", spec_json)
+        self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         todo = self.todo()
         self.check_available(todo)
         total = len(self.runs)
