@@ -50,6 +50,7 @@ def test_pretraining_learns_and_writes_a_checkpoint(synth, tmp_path):
     assert 3.0 < result.unigram_entropy < math.log(vocab)
     model = load_model(tmp_path / "model", head="mlm")
     assert model.config.hidden_size == 32 and model.config.vocab_size == vocab
+    assert model.config.max_position_embeddings == 32
     saved = json.loads((tmp_path / "model" / "pretrain.json").read_text())
     assert saved["result"]["dev"]["mlm_loss"] == pytest.approx(losses[-1])
     assert not (tmp_path / "model.work").exists()  # checkpoints are cleaned up
@@ -100,6 +101,8 @@ def test_config_validation():
         PretrainConfig(steps=1, hidden=30, heads=4)
     with pytest.raises(ConfigError, match="size"):
         PretrainConfig(steps=1, size="huge")
+    with pytest.raises(ConfigError, match="positions"):
+        PretrainConfig(steps=1, max_length=64, positions=32)
     assert PretrainConfig(steps=1, size="mini", layers=2).shape == (256, 2, 4, 1024)
 
 

@@ -26,9 +26,10 @@ Tasks (GLUE-like TSV files with a header row):
 * `sentiment` (like SST-2, accuracy): the polarity of the last clause.
 * `acceptability` (like CoLA, Matthews correlation): a grammatical sentence, or one corrupted by
   broken agreement (verb or determiner number) or two adjacent words of different classes swapped.
-* `paraphrase` (like MRPC, accuracy / F1): a pair of sentences expressing the same proposition in
-  other words (synonyms, active <-> passive) or a changed one (agent and patient swapped, another
-  noun / verb / adjective, negation toggled, a noun's number changed), each rendered independently.
+* `paraphrase` (like MRPC, accuracy / F1): a pair of short sentences expressing the same proposition
+  in other words (synonyms) or a changed one (a noun, verb or adjective of another topic, negation
+  toggled, a noun's number changed), each rendered with its own synonym choices. (Voice changes and
+  agent/patient swaps were tried and dropped: a 2-layer model stays at chance on them in 300 steps.)
 
 A *lexical generalisation split* makes the pre-trained knowledge matter: for a held-out half of the
 synonym groups, the task *training* sets use only the first form ("great", never "superb"), while
@@ -51,7 +52,7 @@ from typing import Literal
 from ..errors import ConfigError
 from ..files import atomic_dir, atomic_write_json
 
-GENERATOR_VERSION = 1  # bump when the language or the tasks change: it is part of every cache key
+GENERATOR_VERSION = 2  # bump when the language or the tasks change: it is part of every cache key
 
 # --------------------------------------------------------------------------- lexicon
 # One string per class. Concepts are separated by spaces, synonyms of a concept by "=", the
@@ -340,6 +341,8 @@ class Sampler:
             )
             for _ in range(n_adj)
         ]
+        if n_adj == 2 and adjs[0][1] == adjs[1][1]:
+            adjs = adjs[:1]  # "the old old dog"
         np = NP(self.pick(LEXICON.nouns[kind]), plural, det, adjs)
         if depth == 0 and self.chance(0.3):
             if self.chance(0.5):
@@ -504,12 +507,7 @@ def _other(items: list[Concept], c: Concept, rng: random.Random) -> Concept:
 
 def _change_meaning(c: Clause, rng: random.Random) -> Clause:
     """A clause that means something else: exactly one change of agent/patient, word, negation or number."""
-    options = ["word", "negation", "number"]
-    if c.obj is not None and c.obj.noun.cls == "animate":
-        options.append("swap")
-    kind = rng.choice(options)
-    if kind == "swap":
-        return replace(c, subj=c.obj, obj=c.subj)
+    kind = rng.choice(["word", "word", "negation", "number"])
     if kind == "negation":
         return replace(c, negated=not c.negated)
     which = rng.choice(["subj", "obj"])
@@ -530,19 +528,18 @@ def _change_meaning(c: Clause, rng: random.Random) -> Clause:
 
 
 def paraphrase_examples(rng: random.Random, config: SyntheticConfig, render: Renderer, n: int) -> list[dict]:
-    """Label 1 = same meaning. Both sentences are rendered with independent synonyms and voice."""
+    """Label 1 = same meaning. Both sentences are rendered with independent synonym choices."""
     sampler, out = Sampler(rng, config), []
     for _ in range(n):
-        # One transitive clause; NP adjectives are neutral so toggling negation stays coherent.
+        # One short transitive clause (at most one adjective per noun: a 2-layer model must align the
+        # two sentences word by word); adjectives are neutral so toggling negation stays coherent.
         sampler.new_topic()
-        subj = sampler.np(0, animate=True, depth=1, neutral=True)
-        clause = sampler.clause(rng.choice([-1, 1]), subj=subj, depth=1, kind="trans")
-        clause = replace(clause, obj=sampler.np(0, depth=0, neutral=True), past=False)
+        subj, obj = (sampler.np(0, animate=a, depth=1, neutral=True) for a in (True, None))
+        subj, obj = replace(subj, adjs=subj.adjs[:1]), replace(obj, adjs=obj.adjs[:1])
+        clause = replace(sampler.clause(rng.choice([-1, 1]), subj=subj, depth=1, kind="trans"), obj=obj)
         label = int(rng.random() < 0.5)
         other = clause if label else _change_meaning(clause, rng)
-        s1, s2 = (
-            words(render.sentence([replace(c, passive=rng.random() < 0.4)], [])) for c in (clause, other)
-        )
+        s1, s2 = (words(render.sentence([c], [])) for c in (clause, other))
         out.append({"sentence1": s1, "sentence2": s2, "label": label})
     return out
 
