@@ -177,20 +177,21 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
         margin *= 8  # the sample misjudged the quantile: widen the bracket
 
 
-def _pick(vals: Tensor, pos: Tensor, prev: Tensor, n: int, *, largest: bool) -> Tensor:
-    """Indices (into `vals`) of the n largest (or smallest) candidates. Ties at the cut follow one
-    rule everywhere: a weight kept before beats one that was not, then the lower position wins."""
+def _pick(vals: Tensor, prev: Tensor, n: int, *, largest: bool) -> Tensor:
+    """Indices (into `vals`, whose candidates are in position order) of the n largest (or smallest).
+    Ties at the cut follow one rule everywhere: a weight kept before beats one that was not, then
+    the lower position wins."""
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=vals.device)
     cut = vals.kthvalue(vals.numel() - n + 1 if largest else n).values
     sure = torch.nonzero(vals > cut if largest else vals < cut).squeeze(1)
-    tied = torch.nonzero(vals == cut).squeeze(1)
-    big = int(pos.max()) + 1
+    tied = torch.nonzero(vals == cut).squeeze(1)  # in position order
+    was = prev[tied]
     if largest:  # winners first: kept before, then low positions
-        key = (~prev[tied]).long() * big + pos[tied]
+        order = torch.cat([tied[was], tied[~was]])
     else:  # losers first: pruned before, then high positions
-        key = prev[tied].long() * big + (big - 1 - pos[tied])
-    return torch.cat([sure, tied[torch.argsort(key)[: n - sure.numel()]]])
+        order = torch.cat([tied[~was].flip(0), tied[was].flip(0)])
+    return torch.cat([sure, order[: n - sure.numel()]])
 
 
 class _Candidates:
@@ -224,7 +225,7 @@ def select_top(
     excess = sum(int(torch.count_nonzero(m)) for m in news) - n_keep
     if excess > 0:  # ties at `value`: un-keep the surplus
         ties = _Candidates(xs, prevs or news, [torch.nonzero(x == value).squeeze(1) for x in xs])
-        ties.set(news, _pick(ties.vals, ties.pos, ties.prev, excess, largest=False), keep=False)
+        ties.set(news, _pick(ties.vals, ties.prev, excess, largest=False), keep=False)
     return news, value
 
 
@@ -282,7 +283,7 @@ class Thresholder:
         bands = self._band(xs, news, surplus)
         cand = _Candidates(xs, prevs, [torch.nonzero(b).squeeze(1) for b in bands])
         n = abs(surplus)
-        chosen = _pick(cand.vals, cand.pos, cand.prev, n, largest=surplus < 0)
+        chosen = _pick(cand.vals, cand.prev, n, largest=surplus < 0)
         cand.set(news, chosen, keep=surplus < 0)
         if surplus < 0:  # the lowest kept score is the lowest one just added
             self.threshold = float(cand.vals[chosen].min())
@@ -292,22 +293,54 @@ class Thresholder:
             self.threshold = float(cand.vals[survivors].min())
 
 
-def make_thresholders(
-    params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local"
-) -> list[Thresholder]:
-    """One Thresholder per matrix (local ranking) or one for all of them (global)."""
+class SameShapeThresholder:
+    """Local ranking for several small matrices of one shape at once: one batched `kthvalue` per step
+    (cheaper than the incremental path's bookkeeping for matrices this small). Same result and tie
+    rule as `select_top`."""
+
+    def __init__(self, params: Sequence[ScoreMask], n_keep: int):
+        self.params = list(params)
+        self.n_keep = n_keep
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        x = torch.stack([p.scores.detach().reshape(-1) for p in self.params])  # [G, n]
+        cut = x.kthvalue(x.shape[1] - self.n_keep + 1, dim=1, keepdim=True).values  # [G, 1]
+        news = x >= cut
+        counts = torch.count_nonzero(news, dim=1)
+        for i in torch.nonzero(counts > self.n_keep).flatten().tolist():  # ties at the cut
+            prev = self.params[i].mask.reshape(-1)
+            ties = _Candidates([x[i]], [prev], [torch.nonzero(x[i] == cut[i]).squeeze(1)])
+            excess = int(counts[i]) - self.n_keep
+            ties.set([news[i]], _pick(ties.vals, ties.prev, excess, largest=False), keep=False)
+        for p, new in zip(self.params, news, strict=True):
+            p.set_mask(new.view_as(p.mask))
+
+
+def make_thresholders(params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local") -> list:
+    """The callables that re-threshold the masks: per matrix (local ranking; small matrices of one
+    shape batched together) or one for all of them (global)."""
     check_sparsity(sparsity)
-    if ranking == "local":
-        return [
-            Thresholder([p], p.scores.numel() - round(sparsity * p.scores.numel())) for p in params.values()
-        ]
     if ranking == "global":
         total = sum(p.scores.numel() for p in params.values())
         return [Thresholder(list(params.values()), total - round(sparsity * total))]
-    raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
+    if ranking != "local":
+        raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
+    out: list = []
+    small: dict[tuple[int, ...], list[ScoreMask]] = {}
+    for p in params.values():
+        n = p.scores.numel()
+        if n <= _SMALL:
+            small.setdefault(tuple(p.scores.shape), []).append(p)
+        else:
+            out.append(Thresholder([p], n - round(sparsity * n)))
+    for shape, ps in small.items():
+        n = math.prod(shape)
+        out.append(SameShapeThresholder(ps, n - round(sparsity * n)))
+    return out
 
 
-def rethreshold(thresholders: Sequence[Thresholder]) -> None:
+def rethreshold(thresholders: Sequence) -> None:
     """Re-derive every mask from its scores (exact sparsity); call after every optimizer step."""
     for t in thresholders:
         t()
