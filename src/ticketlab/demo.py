@@ -9,10 +9,11 @@
    printed.
 
 Everything is cached under `out` (default `./demo-out`), keyed by what determines it: the data by
-the generator's settings, the model by those and the pre-training settings, the sweep by its whole
-spec. A second run therefore only re-renders the report (the sweep's store knows every finished
-run), and an interrupted run resumes. `model`, `corpus` and `tasks` swap in real ones, each
-independently (the synthetic language is plain English words, so any tokenizer reads it):
+the generator's settings, the model by those and the pre-training settings, the sweep directory by
+(model, corpus, tasks), whose store identifies each run by its full settings. A second run therefore
+only re-renders the report, an interrupted run resumes, and a changed budget re-runs what it changes.
+`model`, `corpus` and `tasks` swap in real ones, each independently (the synthetic language is
+plain English words, so any tokenizer reads it):
 
     run_demo(model="../shared/models/bert-mini-ref", corpus=["../shared/data/wikitext-2/valid.txt"],
              tasks=["sst2", "cola"], data_dir="../shared/data/glue")
@@ -88,7 +89,7 @@ BUDGETS: dict[str, Budget] = {
         extra={
             "search_curve": {"steps": [100], "sparsities": [0.7], "tasks": ["acceptability"]},
             "data_curve": {
-                "train_sizes": [200],
+                "train_sizes": [200, 500],
                 "sparsities": [0.7],
                 "methods": ["full", "omp", "tamt-mlm"],
                 "tasks": ["acceptability"],
@@ -205,12 +206,16 @@ def run_demo(
         log(("(cached) " if pre.cached else "") + pre.summary())
     else:
         log(f"using the given model {model}")
+    if pre is not None and tasks is not None:
+        log("note: the pre-trained model only knows the synthetic language's words; pass --model too")
     seconds["pretrain"] = time.perf_counter() - t
 
     t = _stage(log, 3, "sweep")
     raw = build_spec(budget, str(model), corpus_block, task_block)
     spec = spec_from_dict(raw, source="ticketlab demo", base_dir=out)
-    sweep_dir = out / "sweeps" / f"demo-{_key(raw)}"
+    # One directory per (model, corpus, tasks): the store keeps every finished run, so a changed
+    # budget re-runs only what it changes, and the report shows the runs of the last spec.
+    sweep_dir = out / "sweeps" / f"demo-{_key([str(model), corpus_block, task_block])}"
     with _cache_env(out / "cache"):  # tokenized corpora and task features go under `out` too
         result = run_sweep(spec, sweep_dir, log=log)
     log(
