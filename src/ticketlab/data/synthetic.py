@@ -2,8 +2,8 @@
 
 `ticketlab demo` has to run on a machine with no network and no files, yet show pruning methods
 that differ for real reasons. So the project generates its own small language, close enough to
-English that a reader can follow it, whose rules a tiny BERT can learn by masked-LM pre-training in
-a minute or two, and whose downstream tasks need exactly what MLM learns:
+English that a reader can follow it, whose rules a tiny BERT learns by masked-LM pre-training in a
+few CPU minutes, and whose downstream tasks need what MLM learns:
 
 * word classes: determiners, adjectives (with intensifiers), nouns (animate / inanimate), transitive
   and intransitive verbs, manner adverbs, prepositions, relative pronouns (`who` for animate nouns,
@@ -35,6 +35,11 @@ A *lexical generalisation split* makes the pre-trained knowledge matter: for a h
 synonym groups, the task *training* sets use only the first form ("great", never "superb"), while
 the dev sets use all forms. Only a model that learnt in pre-training that "superb" behaves like
 "great" gets those dev examples right, so a ticket that keeps more of what MLM learnt scores higher.
+
+What the demo's BERT (L2/H128, 2000-3000 MLM steps) measurably learns: word classes, agreement (the
+number of a masked finite verb is right 98-100% of the time, attractors included), topics and
+synonyms (synonyms' embeddings have cosine 0.57 vs 0.41 for other words of their class); sentence
+polarity only weakly (a masked adjective's polarity barely follows the sentence's yet).
 
 Everything is a pure function of `SyntheticConfig` (seeded `random.Random` streams, no global state).
 """
