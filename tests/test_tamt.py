@@ -386,3 +386,65 @@ def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     assert main(["evaluate-pretrain", "--model", str(other), "--mask", str(out), *common]) == 2
     assert "weights differ" in capsys.readouterr().err
     assert main(["evaluate-pretrain", "--mask", str(out), "--max-length", "4", *common[:2]]) == 2
+
+
+def test_mask_training_lowers_the_mlm_loss_of_a_fixed_batch(tok):
+    model, masks, groups = tamt_model(0.5, objective="mlm", train_head=False)
+    thresholders = make_thresholders(masks, 0.5)
+    opt = torch.optim.AdamW(groups, lr=2e-3)  # the scores only: any gain comes from the mask
+    batch = batch_of(tok, n=8, seed=11)
+    model.eval()  # no dropout: the loss is a function of the mask alone
+    first = float(mlm_loss(model, batch)[0].detach())
+    for _ in range(20):
+        mlm_loss(model, batch)[0].backward()
+        opt.step()
+        opt.zero_grad()
+        rethreshold(thresholders)
+    assert float(mlm_loss(model, batch)[0].detach()) < first - 0.1
+
+
+@pytest.mark.parametrize("objective", ["mlm", "kd"])
+def test_score_gradients_predict_the_effect_of_flipping_a_mask_entry(tok, objective):
+    """dL/dM_i is the first-order change of the loss when weight i is added (or minus it, removed)."""
+    model, masks, _ = tamt_model(0.5, objective=objective, train_head=False)
+    model.eval()
+    loss_fn = pretraining_loss(objective)
+    batch = batch_of(tok, n=8, seed=11)
+    base = loss_fn(model, batch)[0]
+    base.backward()
+    p = masks["encoder.layer.1.intermediate.dense.weight"]
+    grad, kept = p.scores.grad.reshape(-1), p.mask.reshape(-1).clone()
+    inf = torch.tensor(float("inf"))
+    picks = [
+        torch.where(kept, inf, grad).argmin(),  # pruned weight whose return helps most
+        torch.where(kept, -inf, grad).argmax(),  # pruned weight whose return hurts most
+        torch.where(kept, grad, -inf).argmax(),  # kept weight whose removal helps most
+        torch.where(kept, grad, inf).argmin(),  # kept weight whose removal hurts most
+    ]
+    for i in (int(x) for x in picks):
+        predicted = float(grad[i]) * (-1.0 if kept[i] else 1.0)
+        flipped = kept.clone()
+        flipped[i] = ~flipped[i]
+        p.set_mask(flipped.view_as(p.mask))
+        actual = float(loss_fn(model, batch)[0].detach() - base.detach())
+        p.set_mask(kept.view_as(p.mask))
+        assert actual == pytest.approx(predicted, rel=0.25), (objective, i)
+
+
+def test_tied_embedding_scores_get_both_gradients(tok):
+    model, masks, _ = tamt_model(0.5)
+    batch = batch_of(tok)
+    mlm_loss(model, batch)[0].backward()
+    p = masks["embeddings.word_embeddings.weight"]
+    ref = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    for param in ref.parameters():
+        param.requires_grad_(False)
+    emb = ref.bert.embeddings.word_embeddings.weight  # tied to the decoder
+    w = emb.detach().clone()
+    with torch.no_grad():
+        for k, q in masks.items():
+            ref.bert.get_submodule(k.removesuffix(".weight")).weight.mul_(q.mask)
+    emb.requires_grad_(True)
+    mlm_loss(ref, batch)[0].backward()
+    assert ref.cls.predictions.decoder.weight is emb
+    torch.testing.assert_close(p.scores.grad, emb.grad * w, rtol=1e-4, atol=1e-7)
