@@ -55,11 +55,11 @@ def test_cli_prints_report_path_and_table(demo, capsys):
     assert f"report: {result.report}" in printed and result.table in printed and "done in" in printed
 
 
-def test_given_model_skips_pretraining(demo, tiny_bert_dir, tmp_path):
-    out, _, _ = demo
+def test_given_model_skips_pretraining(tiny_bert_dir, tmp_path, monkeypatch):
     budget = replace(BUDGETS["test"], methods=("full", "omp"), sparsities=(0.5,), pretrain_eval=None)
-    result = run_demo(tmp_path / "given", budget, model=str(tiny_bert_dir), log=lambda _: None)
-    assert result.pretrain is None and result.model == str(tiny_bert_dir) and result.ok
+    monkeypatch.chdir(tiny_bert_dir.parent)  # a relative model path is resolved against the cwd
+    result = run_demo(tmp_path / "given", budget, model=tiny_bert_dir.name, log=lambda _: None)
+    assert result.pretrain is None and result.model == str(tiny_bert_dir.resolve()) and result.ok
     assert not (tmp_path / "given" / "models").exists()
     assert {r.split()[0] for r in result.table.splitlines()[2:]} == {"full", "omp"}
 

@@ -185,6 +185,8 @@ def run_demo(
     if needs_synthetic:
         data = synthetic.write_dataset(budget.data, out / "data" / f"synthetic-{budget.data.key()}")
         log(f"synthetic language -> {data}")
+    else:
+        log("nothing to generate: model, corpus and tasks are given")
     corpus_block = _corpus(corpus, dev_corpus, data)
     task_block = _tasks(tasks, data_dir, data)
     seconds["data"] = time.perf_counter() - t
@@ -205,12 +207,16 @@ def run_demo(
         model = pre.out_dir
         log(("(cached) " if pre.cached else "") + pre.summary())
     else:
+        model = str(Path(model).resolve()) if Path(model).exists() else model  # a local dir, else a hub id
         log(f"using the given model {model}")
     if pre is not None and tasks is not None:
         log("note: the pre-trained model only knows the synthetic language's words; pass --model too")
     seconds["pretrain"] = time.perf_counter() - t
 
     t = _stage(log, 3, "sweep")
+    if budget.pretrain_eval is not None and "dev" not in corpus_block:
+        log("note: no --dev-corpus, so the masks' pre-training losses (Fig. 5) are not measured")
+        budget = replace(budget, pretrain_eval=None)
     raw = build_spec(budget, str(model), corpus_block, task_block)
     spec = spec_from_dict(raw, source="ticketlab demo", base_dir=out)
     # One directory per (model, corpus, tasks): the store keeps every finished run, so a changed
