@@ -43,12 +43,14 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _check_source(name_or_path: str | os.PathLike) -> str:
+def _check_source(name_or_path: str | os.PathLike, needs: str = "config.json") -> str:
+    """A local directory holding `needs` (a glob; '' for anything), or a hub id; else a clear error."""
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise TicketlabError(f"{path}: not a model directory (no config.json)")
+        if not path.is_dir() or (needs and not any(path.glob(needs))):
+            what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
+            raise TicketlabError(f"{path}: not a {what}")
         return str(path)
     # A hub id is "name" or "org/name"; anything else that does not exist is a missing local path.
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
@@ -83,7 +85,8 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    name = _check_source(name_or_path)
+    """A tokenizer from a model directory, a tokenizer-only directory, or a hub id."""
+    name = _check_source(name_or_path, needs="*token*")
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, KeyError, TypeError) as e:

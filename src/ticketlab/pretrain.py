@@ -284,7 +284,7 @@ def _tokenizer(given, corpus, vocab_size: int, max_length: int, work: Path) -> P
     if isinstance(given, PreTrainedTokenizerBase):
         return given
     if given is not None:
-        return load_tokenizer_dir(given)
+        return load_tokenizer(given)
     saved = work / "tokenizer"
     if not saved.is_dir():
         paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
@@ -296,19 +296,4 @@ def _tokenizer(given, corpus, vocab_size: int, max_length: int, work: Path) -> P
         tok = train_word_level_tokenizer(paths, vocab_size=vocab_size, model_max_length=max_length)
         with atomic_dir(saved) as tmp:
             tok.save_pretrained(tmp)
-    return load_tokenizer_dir(saved)
-
-
-def load_tokenizer_dir(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """A tokenizer from a directory that holds only a tokenizer (no model config.json needed)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise TicketlabError(f"{path}: tokenizer directory not found")
-    if (path / "config.json").is_file():
-        return load_tokenizer(path)
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise TicketlabError(f"{path}: cannot load tokenizer: {str(e).splitlines()[0]}") from None
+    return load_tokenizer(saved)
