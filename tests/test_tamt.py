@@ -17,7 +17,6 @@ from ticketlab.objectives import MLMCollator, mlm_loss, pretraining_loss
 from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
 from ticketlab.pruning.tamt import (
-    SameShapeThresholder,
     ScoreMask,
     TamtConfig,
     Thresholder,
@@ -164,24 +163,6 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
         ref, _ = select_top([p.scores.detach().reshape(-1)], n // 4, [prev.reshape(-1)])
         assert torch.equal(p.mask.reshape(-1), ref[0]), step
         assert torch.equal(p.masked_weight(w), w * p.mask)
-
-
-def test_batched_small_matrices_equal_fresh_selection_with_ties():
-    shape, n_keep = (30, 20), 150
-    params = []
-    for i in range(3):
-        keep = torch.zeros(600, dtype=torch.bool)
-        keep[torch.randperm(600, generator=torch.Generator().manual_seed(i))[:n_keep]] = True
-        params.append(ScoreMask(torch.where(keep, 0.02, 0.0).view(shape), keep.view(shape)))
-    th = SameShapeThresholder(params, n_keep)
-    for step in range(8):
-        prevs = [p.mask.clone() for p in params]
-        for i, p in enumerate(params):
-            _drift(p, 10 * step + i, 4e-3 if step % 2 else 1e-5, frozen_rows=0.5)
-        th()
-        for p, prev in zip(params, prevs, strict=True):
-            ref, _ = select_top([p.scores.detach().reshape(-1)], n_keep, [prev.reshape(-1)])
-            assert torch.equal(p.mask.reshape(-1), ref[0]), step
 
 
 def test_ties_keep_the_previously_kept_weights():

@@ -115,8 +115,7 @@ class ScoreMask(MaskParametrization):
         changed = torch.nonzero((new != self.mask).reshape(-1)).squeeze(1)
         self.mask.copy_(new)
         flat = self._masked.view(-1)
-        patch = w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype)
-        flat.index_copy_(0, changed, patch)
+        flat.index_copy_(0, changed, w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype))
         self._key = self._key_of(w)
 
 
@@ -293,54 +292,22 @@ class Thresholder:
             self.threshold = float(cand.vals[survivors].min())
 
 
-class SameShapeThresholder:
-    """Local ranking for several small matrices of one shape at once: one batched `kthvalue` per step
-    (cheaper than the incremental path's bookkeeping for matrices this small). Same result and tie
-    rule as `select_top`."""
-
-    def __init__(self, params: Sequence[ScoreMask], n_keep: int):
-        self.params = list(params)
-        self.n_keep = n_keep
-
-    @torch.no_grad()
-    def __call__(self) -> None:
-        x = torch.stack([p.scores.detach().reshape(-1) for p in self.params])  # [G, n]
-        cut = x.kthvalue(x.shape[1] - self.n_keep + 1, dim=1, keepdim=True).values  # [G, 1]
-        news = x >= cut
-        counts = torch.count_nonzero(news, dim=1)
-        for i in torch.nonzero(counts > self.n_keep).flatten().tolist():  # ties at the cut
-            prev = self.params[i].mask.reshape(-1)
-            ties = _Candidates([x[i]], [prev], [torch.nonzero(x[i] == cut[i]).squeeze(1)])
-            excess = int(counts[i]) - self.n_keep
-            ties.set([news[i]], _pick(ties.vals, ties.prev, excess, largest=False), keep=False)
-        for p, new in zip(self.params, news, strict=True):
-            p.set_mask(new.view_as(p.mask))
-
-
-def make_thresholders(params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local") -> list:
-    """The callables that re-threshold the masks: per matrix (local ranking; small matrices of one
-    shape batched together) or one for all of them (global)."""
+def make_thresholders(
+    params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local"
+) -> list[Thresholder]:
+    """One Thresholder per matrix (local ranking) or one for all of them (global)."""
     check_sparsity(sparsity)
+    if ranking == "local":
+        return [
+            Thresholder([p], p.scores.numel() - round(sparsity * p.scores.numel())) for p in params.values()
+        ]
     if ranking == "global":
         total = sum(p.scores.numel() for p in params.values())
         return [Thresholder(list(params.values()), total - round(sparsity * total))]
-    if ranking != "local":
-        raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
-    out: list = []
-    small: dict[tuple[int, ...], list[ScoreMask]] = {}
-    for p in params.values():
-        n = p.scores.numel()
-        if n <= _SMALL:
-            small.setdefault(tuple(p.scores.shape), []).append(p)
-        else:
-            out.append(Thresholder([p], n - round(sparsity * n)))
-    for shape, ps in small.items():
-        n = math.prod(shape)
-        out.append(SameShapeThresholder(ps, n - round(sparsity * n)))
-    return out
+    raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
 
 
-def rethreshold(thresholders: Sequence) -> None:
+def rethreshold(thresholders: Sequence[Thresholder]) -> None:
     """Re-derive every mask from its scores (exact sparsity); call after every optimizer step."""
     for t in thresholders:
         t()
