@@ -289,7 +289,12 @@ def test_cli_seeds_mean_std(tiny_bert_dir, glue_dir, tmp_path, capsys):
 def test_cli_runs_a_task_dropped_in_by_the_user(tiny_bert_dir, glue_dir, tmp_path, capsys):
     # RTE given as its own folder (no GLUE root)
     args = ["finetune", "--model", str(tiny_bert_dir), "--task", "rte", "--data-dir", str(glue_dir / "RTE")]
-    assert main(args + ["--out", str(tmp_path / "rte"), "--max-steps", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            args + ["--out", str(tmp_path / "rte"), "--max-steps", "1", "--max-length", "32", "--no-progress"]
+        )
+        == 0
+    )
     assert "rte full model" in capsys.readouterr().out
 
 
