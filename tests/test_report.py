@@ -249,3 +249,14 @@ def test_report_shows_the_last_spec_not_earlier_versions(tmp_path, tiny_bert_dir
     assert load_results(tmp_path / "sweep", all_runs=True).cells()[("omp", 0.5, "a")].n == 4
     text = write_report(tmp_path / "sweep").path.read_text()
     assert "8 runs of earlier versions of the spec are left out" in text
+
+
+def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):
+    """Masks of two seeds reach 70.0000% and 70.0010%: one row per (method, target sparsity)."""
+    text = full_report.path.read_text()
+    section = text[text.index("Dev-set pre-training losses") :].split("\n#")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| tamt-mlm ")]
+    assert [r.split("|")[2].strip() for r in rows] == ["50%", "70%", "90%"]
+    csv_rows = list(csv.DictReader((full_sweep / "report" / "pretrain_losses.csv").open()))
+    assert {r["sparsity"] for r in csv_rows if r["method"] == "tamt-mlm"} == {"0.5", "0.7", "0.9"}
+    assert all(r["achieved_sparsity"] for r in csv_rows)

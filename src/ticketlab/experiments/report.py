@@ -247,7 +247,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
 
     losses = res.pretrain_losses().values()
     keys = sorted({k for v in losses for k in v if k.endswith("_loss")})
-    fields = ("method", "sparsity", "mask_seed", "search_steps")
+    fields = ("method", "sparsity", "achieved_sparsity", "mask_seed", "search_steps")
     _csv(
         out / "pretrain_losses.csv",
         [{k: p[k] for k in fields} | {k: p.get(k) for k in keys} | {"run_id": p["id"]} for p in losses],
