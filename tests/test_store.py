@@ -124,3 +124,24 @@ def test_two_processes_share_one_store(tmp_path):
         for seed, ran in results.items():
             assert all(st.get(i).status == "done" and st.get(i).metrics == {"by": seed} for i in ran)
         assert st.get_meta("progress-1") == st.get_meta("progress-2") == len(ids) - 1
+
+
+def _open_at_once(path: str, start) -> None:
+    start.wait()
+    with Store(path) as st:
+        st.set_meta(f"opened-{mp.current_process().name}", 1)
+
+
+def test_processes_creating_one_store_at_once(tmp_path):
+    """Switching a new database to WAL takes a lock SQLite does not wait for (2 of 15 trials
+    failed before the retry): openers retry."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(8)
+    procs = [ctx.Process(target=_open_at_once, args=(str(tmp_path), start)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 8
+    with Store(tmp_path) as st:
+        assert st.db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'opened-%'").fetchone()[0] == 8

@@ -114,16 +114,30 @@ class Store:
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = FULL")
-            with self.transaction():
-                for statement in _statements():
-                    self.db.execute(statement)
-                self._check_version()
+            self._setup(timeout)
         except sqlite3.DatabaseError as e:
             raise TicketlabError(f"{path}: not a ticketlab results store ({e})") from None
 
     # ------------------------------------------------------------------ plumbing
+    def _setup(self, timeout: float) -> None:
+        """WAL mode and the schema. Switching to WAL takes an exclusive lock for which SQLite
+        does not always wait (two processes opening a new store at once get "database is
+        locked" at once), so this retries until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = FULL")
+                with self.transaction():
+                    for statement in _statements():
+                        self.db.execute(statement)
+                    self._check_version()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: the lock is taken up front, so it never fails half-way."""
