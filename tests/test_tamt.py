@@ -165,6 +165,25 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
         assert torch.equal(p.masked_weight(w), w * p.mask)
 
 
+def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
+    """Adam moves every score by about ±lr: kept scores that dip must not be re-ranked each step."""
+    g = torch.Generator().manual_seed(0)
+    keep = torch.rand(300, 200, generator=g) < 0.3
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep)
+    th = Thresholder([p], int(keep.sum()))
+    th()
+    adjusted = []
+    real = Thresholder._adjust
+    monkeypatch.setattr(Thresholder, "_adjust", lambda self, *a: adjusted.append(1) or real(self, *a))
+    for step in range(6):
+        with torch.no_grad():
+            p.scores += torch.where(torch.rand(keep.shape, generator=g) < 0.5, 1e-4, -1e-4)
+        th()
+        s = p.scores.detach()
+        assert s[p.mask].min() > th.threshold > s[~p.mask].max(), step
+    assert torch.equal(p.mask, keep) and adjusted == [1]  # one adjustment, on the first dip
+
+
 def test_ties_keep_the_previously_kept_weights():
     scores = torch.tensor([0.02, 0.02, 0.02, 0.02, 0.03])
     prev = torch.tensor([False, True, False, True, False])

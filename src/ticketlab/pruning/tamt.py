@@ -235,7 +235,10 @@ class Thresholder:
     threshold t: one pass counts c = #{S >= t}; if c != n_keep, only the scores just above t
     (c > n_keep) or just below it (c < n_keep) are ranked, and |c - n_keep| of them are dropped or
     added. The result is the set `select_top` would return (same tie rule); the cost is a few passes
-    over the scores instead of a selection over all of them.
+    over the scores instead of a selection over all of them. After an adjustment t moves to the
+    middle of the gap between kept and pruned scores: kept scores sit in a tight cluster above it
+    (Adam moves every score by about ±lr per step), so with t at the cluster's edge half of them
+    would dip below t at every step and have to be re-ranked back in.
     """
 
     def __init__(self, params: Sequence[ScoreMask], n_keep: int):
@@ -281,15 +284,28 @@ class Thresholder:
     def _adjust(self, xs: list[Tensor], news: list[Tensor], prevs: list[Tensor], surplus: int) -> None:
         bands = self._band(xs, news, surplus)
         cand = _Candidates(xs, prevs, [torch.nonzero(b).squeeze(1) for b in bands])
-        n = abs(surplus)
-        chosen = _pick(cand.vals, cand.prev, n, largest=surplus < 0)
-        cand.set(news, chosen, keep=surplus < 0)
-        if surplus < 0:  # the lowest kept score is the lowest one just added
-            self.threshold = float(cand.vals[chosen].min())
-        else:  # ... or the lowest survivor of the band
-            survivors = torch.ones_like(cand.vals, dtype=torch.bool)
-            survivors[chosen] = False
-            self.threshold = float(cand.vals[survivors].min())
+        chosen = torch.zeros_like(cand.vals, dtype=torch.bool)
+        chosen[_pick(cand.vals, cand.prev, abs(surplus), largest=surplus < 0)] = True
+        cand.set(news, torch.nonzero(chosen).squeeze(1), keep=surplus < 0)
+        if surplus < 0:  # `chosen` joined the kept weights; the rest of the band stays pruned
+            lowest_kept = float(cand.vals[chosen].min())
+            rest = cand.vals[~chosen]
+            highest_pruned = float(rest.max()) if rest.numel() else self._highest_pruned(xs, news)
+        else:  # `chosen` left; the band's survivors are the lowest kept scores
+            lowest_kept, highest_pruned = float(cand.vals[~chosen].min()), float(cand.vals[chosen].max())
+        self.threshold = _between(highest_pruned, lowest_kept)
+
+    @staticmethod
+    def _highest_pruned(xs: list[Tensor], news: list[Tensor]) -> float:
+        return max(float(x.masked_fill(m, -math.inf).max()) for x, m in zip(xs, news, strict=True))
+
+
+def _between(lo: float, hi: float) -> float:
+    """A float32 threshold t with lo < t <= hi: the midpoint of the gap between the highest pruned
+    and the lowest kept score, so that the next step's small score changes cross it rarely and the
+    cheap path (count the scores >= t, nothing to rank) is the common one. t = hi when lo == hi."""
+    mid = float(torch.tensor((lo + hi) / 2, dtype=torch.float32))
+    return mid if lo < mid <= hi else hi
 
 
 def make_thresholders(
