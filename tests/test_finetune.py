@@ -158,6 +158,13 @@ def test_epochs_give_the_step_count(tiny_bert_dir, glue_dir, tmp_path):
     assert r.steps == 2 and r.n_train == 40  # ceil(0.5 * 40 / 16)
 
 
+def test_max_steps_beyond_the_epochs_is_a_cap_and_says_so(tiny_bert_dir, glue_dir, tmp_path, caplog):
+    config = quick(tiny_bert_dir, glue_dir, max_steps=50, epochs=0.5, train_samples=40)
+    with caplog.at_level("WARNING"):
+        r = finetune(config, tmp_path / "r")
+    assert r.steps == 2 and "fewer than max_steps 50" in caplog.text
+
+
 def test_finished_run_returns_its_result_and_other_config_is_refused(
     tiny_bert_dir, glue_dir, tmp_path, monkeypatch
 ):

@@ -542,6 +542,16 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     )
     steps = math.ceil(hyper.epochs * len(obj.dataset) / hyper.batch_size)
     if config.max_steps is not None:
+        if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
+            log.warning(
+                "%s: %g epochs of %d examples are %d steps, fewer than max_steps %d (raise --epochs "
+                "to train longer)",
+                config.task,
+                hyper.epochs,
+                len(obj.dataset),
+                steps,
+                config.max_steps,
+            )
         steps = min(steps, config.max_steps)
     train_config = TrainConfig(
         max_steps=steps,
