@@ -74,6 +74,21 @@ def write_tokenizer(path: Path) -> BertTokenizerFast:
     return tok
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ticketlab_cache(tmp_path_factory):
+    """Tokenized corpora and features go to a temporary cache, never the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory) -> BertTokenizerFast:
+    """The tiny tokenizer on its own (tiny_bert_dir holds the same one)."""
+    return write_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A saved tiny BertForMaskedLM with its tokenizer: a stand-in for a pre-trained checkpoint."""

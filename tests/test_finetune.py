@@ -43,15 +43,6 @@ def sentiment_rows(n: int, seed: int) -> list[str]:
     return rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _feature_cache(tmp_path_factory):
-    """Tokenized features go to a temporary cache, not the user's ~/.cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
 @pytest.fixture(scope="module")
 def glue_dir(tmp_path_factory) -> Path:
     """SST-2 (a learnable keyword task), STS-B and RTE in the GLUE layout."""

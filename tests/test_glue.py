@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, write_tokenizer
+from conftest import SHARED
 from ticketlab.data.features import Features, Ragged, cached, pad_collate
 from ticketlab.data.glue import load_examples, load_features, task_dir
 from ticketlab.errors import ConfigError, DataError, TicketlabError
@@ -68,20 +68,6 @@ def write_task(root: Path, task: str, rows: list[str] | None = None, fname: str 
     for f in [fname] if fname else spec.files.values():
         (d / f).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return d
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _feature_cache(tmp_path_factory):
-    """Tokenized features go to a temporary cache, not the user's ~/.cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return write_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 def test_registry_has_the_ten_tasks():

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_tokenizer
 from ticketlab.data.squad import best_answers, eval_features, load_squad_examples, read_squad, train_features
 from ticketlab.errors import ConfigError, DataError
 from ticketlab.tasks import TASKS
@@ -40,20 +39,6 @@ def write_squad(root: Path, data: dict | None = None) -> Path:
     for f in TASKS["squad"].files.values():
         (d / f).write_text(json.dumps(data or squad_json()))
     return d
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _feature_cache(tmp_path_factory):
-    """Tokenized features go to a temporary cache, not the user's ~/.cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TICKETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return write_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 def test_read_squad(tmp_path):
