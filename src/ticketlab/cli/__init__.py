@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TicketlabError as e:
         print(f"ticketlab {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `ticketlab info MASK | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 0
     except KeyboardInterrupt:
         print(
             f"ticketlab {args.verb}: interrupted; finished work is saved, run the same command to resume",

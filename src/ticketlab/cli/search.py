@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _accelerator(mixed_precision: str) -> Accelerator:
     # Every process derives the same masks from the same synchronised scores, so DDP need not
     # re-broadcast the mask buffers before every forward (`ranks_agree` checks it at the end).
+    # torch 2.13 calls the option deprecated in favour of one accelerate cannot pass yet.
+    warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
     return Accelerator(
         mixed_precision=mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
