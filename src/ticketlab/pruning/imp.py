@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..files import atomic_dir
 from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masking.targets import Targets
 from ..modeling import encoder_of
@@ -180,14 +180,10 @@ def save_rewound_model(model: nn.Module, out: Path, tokenizer=None) -> Path:
         raise RuntimeError(
             f"rewound state does not fit {type(model).__name__}: {missing[:3]} {unexpected[:3]}"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    clean.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        clean.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return out
 
 
