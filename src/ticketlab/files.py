@@ -76,6 +76,14 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
         raise
 
 
+def default_cache_dir() -> Path:
+    """`$TICKETLAB_CACHE`, else `$XDG_CACHE_HOME/ticketlab`, else `~/.cache/ticketlab`."""
+    if os.environ.get("TICKETLAB_CACHE"):
+        return Path(os.environ["TICKETLAB_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "ticketlab"
+
+
 def read_text(
     path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
 ) -> str:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import ConfigError, DataError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, default_cache_dir
 
 CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
 MIN_PARTIAL_BLOCK = 16
@@ -52,14 +52,6 @@ _WIKITEXT_JOINS = re.compile(r" @([-,.])@ ")
 
 
 # --------------------------------------------------------------------------- text
-
-
-def default_cache_dir() -> Path:
-    """`$TICKETLAB_CACHE`, else `$XDG_CACHE_HOME/ticketlab`, else `~/.cache/ticketlab`."""
-    if os.environ.get("TICKETLAB_CACHE"):
-        return Path(os.environ["TICKETLAB_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "ticketlab"
 
 
 def looks_like_wikitext(text: str) -> bool:

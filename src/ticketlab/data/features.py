@@ -2,7 +2,7 @@
 
 A tokenized split is a handful of columns: ragged ones (`input_ids`, one list per example) stored as
 one flat array plus offsets, and scalar ones (`labels`). That keeps 400k MNLI pairs in a few MB, and
-the cache file (`$TICKETLAB_CACHE` or `~/.cache/ticketlab/features/<key hash>.safetensors`) is
+the cache file (`<cache>/features/<key hash>.safetensors`, `files.default_cache_dir`) is
 plain safetensors: nothing is unpickled. The key covers the data file's bytes, the tokenizer and
 every tokenization setting, so a stale cache is never read.
 
@@ -25,6 +25,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
+
+from ..files import default_cache_dir
 
 
 class Ragged:
@@ -86,7 +88,7 @@ class Features(Sequence[dict[str, np.ndarray]]):
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("TICKETLAB_CACHE", Path.home() / ".cache" / "ticketlab")) / "features"
+    return default_cache_dir() / "features"
 
 
 def file_digest(path: str | os.PathLike) -> str:
