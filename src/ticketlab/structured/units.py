@@ -1,0 +1,257 @@
+"""Structural units of a BERT-like encoder and the weight slices each one owns.
+
+Super tickets (Liang et al. 2021 §3) prune *units*, not single weights:
+
+- a **head** h of layer l owns rows `h·dh:(h+1)·dh` of Q, K and V (weights and biases) and the same
+  columns of the attention-output matrix `attention.output.dense` (whose input is the per-head
+  contexts concatenated head by head);
+- an **FFN neuron** i of layer l owns row i of FFN-in (`intermediate.dense`, weight and bias) and
+  column i of FFN-out (`output.dense`);
+- an **FFN sub-layer** (one per layer, the paper's ν) owns both FFN matrices *and* FFN-out's bias: a
+  pruned FFN sub-layer leaves `LayerNorm(attention output)`.
+
+A `UnitMask` says which units are kept (bool tensors, True = kept): `head` [L, H] always, and the FFN
+at one or both granularities, `ffn` [L] (whole sub-layers) and/or `neuron` [L, I]. `granularity` is
+"layer", "neuron" or "both" (or "none" for a heads-only mask).
+
+`to_weight_mask(units, structure)` gives the equivalent unstructured `Mask` over the six matrices of
+every layer (keys relative to the encoder, like every mask file), so every verb that takes a weight
+mask takes a structured ticket. Weight masks never cover biases, so:
+
+- a pruned head's Q/K/V biases stay, but its attention-output columns are zero, so the head adds
+  nothing: the converted mask computes exactly what the gated model computes;
+- a pruned neuron's FFN-in bias stays (the neuron outputs act(b_i)), but its FFN-out column is zero:
+  again exactly the gated model;
+- a pruned FFN sub-layer's matrices are zero but FFN-out's bias b stays: the converted model computes
+  `LayerNorm(a + b)` where the gated (ν = 0) and the compacted model compute `LayerNorm(a)`. This is
+  what pruning every neuron of the layer gives, and b is one vector that fine-tuning adapts; where
+  the exact paper unit matters (importance scores, compaction) use gates or compaction.
+
+The architecture map is by module layout, not by name: any encoder whose layers have
+`attention.self.{query,key,value}`, `attention.output.dense`, `intermediate.dense` and `output.dense`
+(BERT, RoBERTa and their relatives) qualifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import MaskMismatchError
+from ..masking.mask import Mask
+from ..modeling import encoder_of
+
+GRANULARITIES = ("layer", "neuron", "both")
+
+# Module names inside one layer, relative to `encoder.layer.{l}`; the key of a weight in a mask file is
+# `encoder.layer.{l}.<name>.weight`.
+QUERY, KEY, VALUE = "attention.self.query", "attention.self.key", "attention.self.value"
+ATTN_OUT = "attention.output.dense"
+FFN_IN = "intermediate.dense"
+FFN_OUT = "output.dense"
+LAYER_MODULES = (QUERY, KEY, VALUE, ATTN_OUT, FFN_IN, FFN_OUT)
+
+
+def layer_key(layer: int, module: str) -> str:
+    """The mask-file key of one layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
+    return f"encoder.layer.{layer}.{module}.weight"
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The shape of a BERT-like encoder as far as units are concerned."""
+
+    num_layers: int
+    num_heads: int
+    head_size: int
+    hidden_size: int
+    intermediate_size: int
+
+    @property
+    def all_head_size(self) -> int:
+        return self.num_heads * self.head_size
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "head_size": self.head_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Structure:
+        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+
+    def weight_shapes(self) -> dict[str, tuple[int, int]]:
+        """Shape of every weight a structured ticket covers, keyed like a mask file."""
+        d, a, i = self.hidden_size, self.all_head_size, self.intermediate_size
+        per_layer = {
+            QUERY: (a, d),
+            KEY: (a, d),
+            VALUE: (a, d),
+            ATTN_OUT: (d, a),
+            FFN_IN: (i, d),
+            FFN_OUT: (d, i),
+        }
+        return {layer_key(l, m): s for l in range(self.num_layers) for m, s in per_layer.items()}
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The transformer layers of a BERT-like model (any `*For...` head), or one clear error."""
+    layers = getattr(getattr(encoder_of(model), "encoder", None), "layer", None)
+    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise MaskMismatchError(
+            f"structured tickets need a BERT-like encoder (bert, roberta); {model_type} has no encoder.layer"
+        )
+    for name in LAYER_MODULES:
+        try:
+            module = layers[0].get_submodule(name)
+        except AttributeError:
+            module = None
+        if not isinstance(module, nn.Linear):
+            raise MaskMismatchError(
+                f"structured tickets need a BERT-like encoder (bert, roberta); {model_type} layers have no "
+                f"Linear '{name}'"
+            )
+    return layers
+
+
+def structure_of(model: nn.Module) -> Structure:
+    """Read the unit structure from the model's modules (and check every layer has the same one)."""
+    layers = encoder_layers(model)
+    first = layers[0].get_submodule(QUERY)
+    head_size = getattr(layers[0].get_submodule("attention.self"), "attention_head_size", None)
+    if not head_size:
+        raise MaskMismatchError("structured tickets: the attention module has no attention_head_size")
+    s = Structure(
+        num_layers=len(layers),
+        num_heads=first.out_features // head_size,
+        head_size=head_size,
+        hidden_size=first.in_features,
+        intermediate_size=layers[0].get_submodule(FFN_IN).out_features,
+    )
+    shapes = s.weight_shapes()
+    for l, layer in enumerate(layers):
+        for name in LAYER_MODULES:
+            have = tuple(layer.get_submodule(name).weight.shape)
+            if have != shapes[layer_key(l, name)]:
+                raise MaskMismatchError(
+                    f"layer {l} {name} has shape {have}, not {shapes[layer_key(l, name)]}: units need "
+                    "every layer of the same shape (is this model compacted already?)"
+                )
+    return s
+
+
+@dataclass
+class UnitMask:
+    """Kept structural units (True = kept): heads [L, H]; FFN sub-layers [L] and/or neurons [L, I]."""
+
+    head: Tensor  # bool [L, H]
+    ffn: Tensor | None = None  # bool [L]: whole FFN sub-layers (the paper's ν)
+    neuron: Tensor | None = None  # bool [L, I]: FFN intermediate neurons
+
+    def __post_init__(self) -> None:
+        for name, t in self.tensors().items():
+            if t.dtype != torch.bool:
+                raise TypeError(f"UnitMask.{name} must be a bool tensor, got {t.dtype}")
+        L = self.head.shape[0]
+        if self.head.ndim != 2 or (self.ffn is not None and tuple(self.ffn.shape) != (L,)):
+            raise ValueError(f"UnitMask: head must be [L, H] and ffn [L], got {self.shapes}")
+        if self.neuron is not None and (self.neuron.ndim != 2 or self.neuron.shape[0] != L):
+            raise ValueError(f"UnitMask: neuron must be [L, I], got {self.shapes}")
+
+    @classmethod
+    def ones(cls, structure: Structure, granularity: str = "layer") -> UnitMask:
+        """Everything kept, at the given FFN granularity ("layer", "neuron", "both" or "none")."""
+        s = structure
+        return cls(
+            head=torch.ones(s.num_layers, s.num_heads, dtype=torch.bool),
+            ffn=torch.ones(s.num_layers, dtype=torch.bool) if granularity in ("layer", "both") else None,
+            neuron=(
+                torch.ones(s.num_layers, s.intermediate_size, dtype=torch.bool)
+                if granularity in ("neuron", "both")
+                else None
+            ),
+        )
+
+    @property
+    def granularity(self) -> str:
+        if self.ffn is not None and self.neuron is not None:
+            return "both"
+        return "layer" if self.ffn is not None else "neuron" if self.neuron is not None else "none"
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The non-empty unit tensors by name ("head", "ffn", "neuron")."""
+        return {
+            n: t
+            for n, t in (("head", self.head), ("ffn", self.ffn), ("neuron", self.neuron))
+            if t is not None
+        }
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(t.shape) for n, t in self.tensors().items()}
+
+    def check_structure(self, structure: Structure, source: str = "structured mask") -> None:
+        """Raise `MaskMismatchError` unless the unit tensors have the shapes of `structure`."""
+        want = UnitMask.ones(structure, "both").shapes
+        for name, shape in self.shapes.items():
+            if shape != want[name]:
+                raise MaskMismatchError(
+                    f"{source}: {name} units have shape {shape} but the model has {want[name]}"
+                )
+
+    def ffn_neurons(self) -> Tensor | None:
+        """Neurons that survive both granularities (bool [L, I]), or None when neurons are not gated."""
+        if self.neuron is None:
+            return None
+        return self.neuron if self.ffn is None else self.neuron & self.ffn[:, None]
+
+    def level(self) -> dict[str, float]:
+        """Fraction of units pruned, per kind."""
+        return {n: 1.0 - t.float().mean().item() for n, t in self.tensors().items()}
+
+    def kept_per_layer(self) -> dict[str, list]:
+        """Kept heads (indices), FFN sub-layers (bool), neurons (counts) per layer: for configs, `info`."""
+        out: dict[str, list] = {"heads": [torch.nonzero(r).flatten().tolist() for r in self.head]}
+        if self.ffn is not None:
+            out["ffn"] = [bool(v) for v in self.ffn]
+        if self.neuron is not None:
+            out["neurons"] = [int(r.sum()) for r in self.neuron]
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UnitMask) or self.shapes != other.shapes:
+            return False
+        return all(torch.equal(t, other.tensors()[n]) for n, t in self.tensors().items())
+
+    __hash__ = None
+
+
+def to_weight_mask(units: UnitMask, structure: Structure) -> Mask:
+    """The unstructured weight mask equivalent to `units` (see the module docstring for biases)."""
+    units.check_structure(structure)
+    s = structure
+    out: dict[str, Tensor] = {}
+    neurons = units.ffn_neurons()
+    for l in range(s.num_layers):
+        heads = units.head[l].repeat_interleave(s.head_size)  # [H·dh]: one flag per Q/K/V row
+        for name in (QUERY, KEY, VALUE):
+            out[layer_key(l, name)] = heads[:, None].expand(s.all_head_size, s.hidden_size).clone()
+        out[layer_key(l, ATTN_OUT)] = heads[None, :].expand(s.hidden_size, s.all_head_size).clone()
+        if neurons is not None:
+            keep = neurons[l]  # [I]
+        elif units.ffn is not None:
+            keep = units.ffn[l].expand(s.intermediate_size)
+        else:
+            keep = torch.ones(s.intermediate_size, dtype=torch.bool)
+        out[layer_key(l, FFN_IN)] = keep[:, None].expand(s.intermediate_size, s.hidden_size).clone()
+        out[layer_key(l, FFN_OUT)] = keep[None, :].expand(s.hidden_size, s.intermediate_size).clone()
+    return Mask(out)

@@ -1,0 +1,206 @@
+"""Structured units: gates vs slicing, converted weight masks vs gates, unit mask files, compaction."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import BertForMaskedLM, BertForSequenceClassification, RobertaForMaskedLM
+from transformers.pytorch_utils import prune_linear_layer
+
+from conftest import make_model, tiny_bert_config, tiny_roberta_config
+from ticketlab.errors import ConfigError, MaskMismatchError
+from ticketlab.masking import apply_mask
+from ticketlab.structured import (
+    UnitMask,
+    apply_unit_mask,
+    attach_gates,
+    gates_disabled,
+    get_gates,
+    remove_gates,
+    structure_of,
+    to_weight_mask,
+)
+
+ATOL = 1e-5
+MODELS = {
+    "bert": (BertForMaskedLM, lambda **kw: tiny_bert_config(**kw)),
+    "roberta": (RobertaForMaskedLM, lambda **kw: tiny_roberta_config(**kw)),
+}
+
+
+def tiny(arch: str = "bert", attn: str = "eager", seed: int = 0, **kw):
+    cls, config = MODELS[arch]
+    # 4 heads of size 8 and 3 layers: enough to prune some heads of a layer and keep others.
+    model = make_model(cls, config(num_attention_heads=4, num_hidden_layers=3, **kw), seed=seed)
+    model.set_attn_implementation(attn)
+    with torch.no_grad():  # HF initialises biases to zero, which would hide what happens to them
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+    return model
+
+
+def inputs(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 60, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0  # padding: gates and slicing must agree under an attention mask too
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def hidden(model, x=None) -> torch.Tensor:
+    with torch.no_grad():
+        return model.base_model(**(x or inputs())).last_hidden_state
+
+
+def random_units(model, granularity: str, keep: float = 0.6, seed: int = 0) -> UnitMask:
+    g = torch.Generator().manual_seed(seed)
+    units = UnitMask.ones(structure_of(model), granularity)
+    return UnitMask(**{n: torch.rand(t.shape, generator=g) < keep for n, t in units.tensors().items()})
+
+
+def slice_head(model, layer: int, head: int) -> None:
+    """Remove one head by hand: its Q/K/V rows and attention-output columns."""
+    att = model.base_model.encoder.layer[layer].attention
+    dh = att.self.attention_head_size
+    keep = torch.tensor([i for i in range(att.self.all_head_size) if i // dh != head])
+    for name in ("query", "key", "value"):
+        setattr(att.self, name, prune_linear_layer(getattr(att.self, name), keep, dim=0))
+    att.output.dense = prune_linear_layer(att.output.dense, keep, dim=1)
+    att.self.num_attention_heads -= 1
+    att.self.all_head_size -= dh
+
+
+def slice_neurons(model, layer: int, drop: list[int]) -> None:
+    lay = model.base_model.encoder.layer[layer]
+    keep = torch.tensor([i for i in range(lay.intermediate.dense.out_features) if i not in drop])
+    lay.intermediate.dense = prune_linear_layer(lay.intermediate.dense, keep, dim=0)
+    lay.output.dense = prune_linear_layer(lay.output.dense, keep, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------- gates
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_zero_head_gate_equals_slicing_the_head_out(arch, attn):
+    model = tiny(arch, attn)
+    sliced = copy.deepcopy(model)
+    slice_head(sliced, layer=1, head=2)
+    gates = attach_gates(model)
+    gates.head[1, 2] = 0.0
+    assert not torch.allclose(hidden(model), hidden(remove_gates(copy.deepcopy(model))), atol=1e-3)
+    torch.testing.assert_close(hidden(model), hidden(sliced), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_zero_neuron_gates_equal_slicing_the_neurons_out(arch):
+    model = tiny(arch)
+    sliced = copy.deepcopy(model)
+    slice_neurons(sliced, layer=0, drop=[3, 17, 40])
+    gates = attach_gates(model, granularity="neuron")
+    assert gates.ffn is None and gates.neuron.shape == (3, 64)
+    gates.neuron[0, [3, 17, 40]] = 0.0
+    torch.testing.assert_close(hidden(model), hidden(sliced), atol=ATOL, rtol=0)
+
+
+def test_zero_ffn_gate_leaves_layernorm_of_the_attention_output():
+    model = tiny()
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # FFN-out weight *and bias* zero: the layer computes LayerNorm(attention output)
+        reference.bert.encoder.layer[2].output.dense.weight.zero_()
+        reference.bert.encoder.layer[2].output.dense.bias.zero_()
+    gates = attach_gates(model, granularity="layer")
+    assert gates.neuron is None and gates.ffn.shape == (3,)
+    gates.ffn[2] = 0.0
+    torch.testing.assert_close(hidden(model), hidden(reference), atol=ATOL, rtol=0)
+
+
+def test_open_disabled_and_removed_gates_leave_the_model_as_it_was():
+    model = tiny()
+    before = hidden(model)
+    gates = attach_gates(model, granularity="both")
+    assert torch.equal(hidden(model), before)  # all gates are ones
+    gates.head.zero_()
+    with gates_disabled(model):
+        assert torch.equal(hidden(model), before)
+    assert not torch.allclose(hidden(model), before)
+    assert get_gates(model.bert) is gates  # found from the encoder as well as from the head
+    remove_gates(model)
+    assert get_gates(model) is None and torch.equal(hidden(model), before)
+
+
+def test_gradients_reach_every_gate():
+    model = tiny()
+    gates = attach_gates(model, granularity="both").requires_grad_()
+    model.bert(**inputs()).last_hidden_state.pow(2).sum().backward()
+    for name, t in gates.tensors().items():
+        assert t.grad is not None and t.grad.shape == t.shape and t.grad.abs().sum() > 0, name
+    gates.zero_grad()
+    assert gates.head.grad is None
+
+
+def test_gates_follow_the_activations_dtype():
+    model = tiny().to(torch.bfloat16)
+    gates = attach_gates(model, granularity="both")
+    gates.head[0, 1] = 0.0
+    assert hidden(model).dtype == torch.bfloat16
+
+
+def test_gates_fit_any_head_and_refuse_twice():
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    attach_gates(model)
+    with pytest.raises(MaskMismatchError, match="already has gates"):
+        attach_gates(model)
+    with pytest.raises(ConfigError, match="granularity"):
+        attach_gates(remove_gates(model), granularity="rows")
+
+
+# ------------------------------------------------------------------------------- converted weight masks
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("granularity", ["neuron", "both", "none"])
+def test_converted_weight_mask_equals_the_gates(arch, granularity):
+    units = random_units(tiny(arch), granularity, seed=3)
+    gated, masked = tiny(arch), tiny(arch)
+    apply_unit_mask(gated, units)
+    weight_mask = to_weight_mask(units, structure_of(masked))
+    apply_mask(masked, weight_mask)
+    torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+    assert get_gates(gated).to_unit_mask() == units
+
+
+def test_converted_ffn_layer_keeps_the_ffn_output_bias():
+    """Weight masks never cover biases: a pruned FFN sub-layer keeps FFN-out's bias when converted."""
+    model = tiny()
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.ffn[1] = False
+    masked = copy.deepcopy(model)
+    apply_mask(masked, to_weight_mask(units, structure_of(model)))
+    every_neuron = copy.deepcopy(model)  # the same as pruning every neuron of the layer (bias kept)
+    attach_gates(every_neuron, "neuron").neuron[1] = 0.0
+    torch.testing.assert_close(hidden(masked), hidden(every_neuron), atol=ATOL, rtol=0)
+    gated = copy.deepcopy(model)
+    apply_unit_mask(gated, units)
+    assert not torch.allclose(hidden(gated), hidden(masked), atol=1e-3)
+    with torch.no_grad():  # ... and with that bias at zero, the gates and the converted mask agree
+        for m in (gated, masked):
+            m.bert.encoder.layer[1].output.dense.bias.zero_()
+    torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+
+
+def test_converted_mask_counts():
+    model = tiny()
+    units = UnitMask.ones(structure_of(model), "neuron")
+    units.head[0, :2] = False  # 2 of 12 heads
+    units.neuron[2, :16] = False  # 16 of 192 neurons
+    mask = to_weight_mask(units, structure_of(model))
+    q = mask["encoder.layer.0.attention.self.query.weight"]
+    o = mask["encoder.layer.0.attention.output.dense.weight"]
+    assert q.shape == (32, 32) and int((~q).sum()) == 16 * 32 and not q[:16].any() and q[16:].all()
+    assert not o[:, :16].any() and o[:, 16:].all()
+    assert not mask["encoder.layer.2.output.dense.weight"][:, :16].any()
+    assert units.level() == pytest.approx({"head": 2 / 12, "neuron": 16 / 192})
