@@ -1,0 +1,87 @@
+"""Structured tickets from importance scores: winning, losing and random (Liang et al. 2021 §3, §5.4).
+
+At a level p in (0, 1), one-shot pruning removes round(p · n) of the n heads of the whole model and
+round(p · m) of its m FFN units (FFN sub-layers, or neurons at the "neuron" granularity), each set
+ranked over all layers together:
+
+* winning: the units with the *lowest* importance are pruned (the paper's tickets);
+* losing:  the units with the *highest* importance are pruned;
+* random:  units drawn uniformly without replacement, seeded.
+
+Counts are exact whatever the ties: selection is by a stable sort on (score, unit index), so equal
+scores are pruned in index order (lower layers and heads first for winning tickets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .importance import Importance
+from .units import UnitMask
+
+Kind = Literal["winning", "losing", "random"]
+KINDS: tuple[Kind, ...] = ("winning", "random", "losing")
+LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 9))  # 10% ... 80%, the paper's 8 levels
+
+
+def check_level(level: float) -> float:
+    """A level is the fraction of heads (and of FFN units) pruned, strictly between 0 and 1."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise ConfigError(
+            f"level must be a fraction in (0, 1) (0.3 = 30% of heads and FFN units pruned), got {level!r}"
+        )
+    return float(level)
+
+
+def check_kind(kind: str) -> Kind:
+    if kind not in KINDS:
+        raise ConfigError(f"ticket kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return kind  # type: ignore[return-value]
+
+
+def n_pruned(level: float, n: int) -> int:
+    """How many of `n` units a level prunes: round(level · n), as unstructured sparsities count."""
+    return round(check_level(level) * n)
+
+
+def keep_units(scores: Tensor, level: float, kind: Kind, seed: int | None = None) -> Tensor:
+    """A bool tensor shaped like `scores` (True = kept) that prunes exactly round(level · numel) units."""
+    check_kind(kind)
+    flat = scores.detach().reshape(-1).double().cpu()
+    k = n_pruned(level, flat.numel())
+    if kind == "random":
+        if seed is None:
+            raise ConfigError("random tickets need a seed")
+        order = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(seed))
+    else:
+        # stable: equal scores keep their index order, so the count and the choice are deterministic
+        order = torch.sort(flat if kind == "winning" else -flat, stable=True).indices
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep[order[:k]] = False
+    return keep.reshape(scores.shape)
+
+
+def select(importance: Importance, level: float, kind: Kind, seed: int | None = None) -> UnitMask:
+    """One ticket: the same fraction `level` of the heads and of each kind of FFN unit pruned.
+
+    Random tickets draw heads, FFN sub-layers and neurons with generators derived from `seed`, so
+    the heads drawn do not depend on the FFN granularity.
+    """
+    kept = {
+        name: keep_units(scores, level, kind, None if seed is None else seed + 1_000_003 * i)
+        for i, (name, scores) in enumerate(importance.tensors().items())
+    }
+    return UnitMask(**kept)
+
+
+def levels_arg(values: Sequence[float]) -> list[float]:
+    """Distinct, sorted levels, each checked."""
+    out = sorted({round(check_level(v), 6) for v in values})
+    if not out:
+        raise ConfigError("at least one level is required")
+    return out
