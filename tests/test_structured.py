@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
-from transformers import BertForMaskedLM, BertForSequenceClassification, RobertaForMaskedLM
+from transformers import (
+    AutoModelForMaskedLM,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    RobertaForMaskedLM,
+)
 from transformers.pytorch_utils import prune_linear_layer
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
-from ticketlab.errors import ConfigError, MaskMismatchError
-from ticketlab.masking import apply_mask
+from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError
+from ticketlab.masking import MaskConfig, apply_mask, load_mask, load_mask_onto, save_mask
 from ticketlab.structured import (
     UnitMask,
     apply_unit_mask,
     attach_gates,
+    compact,
     gates_disabled,
     get_gates,
+    load_compacted,
+    load_unit_mask,
+    load_unit_mask_onto,
+    parameter_count,
     remove_gates,
+    save_compacted,
+    save_unit_mask,
     structure_of,
     to_weight_mask,
+    unit_mask_config,
 )
 
 ATOL = 1e-5
@@ -33,7 +47,7 @@ MODELS = {
 def tiny(arch: str = "bert", attn: str = "eager", seed: int = 0, **kw):
     cls, config = MODELS[arch]
     # 4 heads of size 8 and 3 layers: enough to prune some heads of a layer and keep others.
-    model = make_model(cls, config(num_attention_heads=4, num_hidden_layers=3, **kw), seed=seed)
+    model = make_model(cls, config(**{"num_attention_heads": 4, "num_hidden_layers": 3, **kw}), seed=seed)
     model.set_attn_implementation(attn)
     with torch.no_grad():  # HF initialises biases to zero, which would hide what happens to them
         for name, p in model.named_parameters():
@@ -204,3 +218,122 @@ def test_converted_mask_counts():
     assert not o[:, :16].any() and o[:, 16:].all()
     assert not mask["encoder.layer.2.output.dense.weight"][:, :16].any()
     assert units.level() == pytest.approx({"head": 2 / 12, "neuron": 16 / 192})
+
+
+# ------------------------------------------------------------------------------------ structured files
+
+
+def ticket(tmp_path, model, units, name="ticket", level=0.4):
+    config = unit_mask_config(model, units, method="random", level=level, base_model="tiny", seed=0)
+    return save_unit_mask(units, config, tmp_path / name)
+
+
+def test_structured_file_round_trip_and_weight_mask_view(tmp_path):
+    model = tiny()
+    units = random_units(model, "both", seed=1)
+    path = ticket(tmp_path, model, units)
+    loaded, config = load_unit_mask(path)
+    assert loaded == units and config.kind == "structured" and config.units["granularity"] == "both"
+    assert config.units["kept"]["heads"][0] == torch.nonzero(units.head[0]).flatten().tolist()
+    weights, same = load_mask(path)  # what every verb sees: the equivalent weight mask
+    assert weights == to_weight_mask(units, structure_of(model)) and same.kind == "structured"
+    assert config.achieved_sparsity == pytest.approx(weights.sparsity, abs=1e-6)
+
+
+def test_structured_ticket_loads_onto_a_fresh_model_like_its_weight_mask(tmp_path):
+    units = random_units(tiny(), "neuron", seed=2)
+    path = ticket(tmp_path, tiny(), units)
+    gated, masked = tiny(), tiny()
+    gates, _ = load_unit_mask_onto(gated, path)  # checks structure, shapes and base-weights hash
+    assert gates.to_unit_mask() == units
+    load_mask_onto(masked, path)  # the unstructured route every existing verb takes
+    torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+
+
+def test_ticket_for_another_model_is_refused(tmp_path):
+    path = ticket(tmp_path, tiny(), random_units(tiny(), "layer"))
+    with pytest.raises(MaskMismatchError, match="weights differ"):
+        load_unit_mask_onto(tiny(seed=1), path)
+    with pytest.raises(MaskMismatchError, match="ticket is for 3 layers of 4 heads x 8"):
+        load_unit_mask_onto(make_model(BertForMaskedLM, tiny_bert_config(num_hidden_layers=3)), path)
+    with pytest.raises(MaskMismatchError, match="head units have shape"):
+        compact(tiny(num_hidden_layers=2), load_unit_mask(path)[0])
+
+
+def test_bad_level_and_corrupt_structured_files_give_one_clear_error(tmp_path):
+    model = tiny()
+    units = random_units(model, "layer")
+    for level in (0, 1.0, 1.5, -0.1, True):
+        with pytest.raises(ConfigError, match=r"level must be a fraction of units pruned in \(0, 1\)"):
+            unit_mask_config(model, units, method="random", level=level, base_model="tiny")
+    path = ticket(tmp_path, model, units)
+    config = json.loads((path / "mask_config.json").read_text())
+    config["units"]["kept"]["heads"][0] = [0]
+    (path / "mask_config.json").write_text(json.dumps(config))
+    with pytest.raises(MaskFileError, match="kept units in the mask config disagree"):
+        load_mask(path)
+    plain = tmp_path / "plain"
+    save_mask(
+        to_weight_mask(units, structure_of(model)),
+        MaskConfig.for_model(
+            model, to_weight_mask(units, structure_of(model)), method="omp", sparsity=0.3, base_model="tiny"
+        ),
+        plain,
+    )
+    with pytest.raises(MaskFileError, match="not a structured ticket"):
+        load_unit_mask(plain)
+
+
+# ------------------------------------------------------------------------------------------ compaction
+
+
+def hard_units(model, granularity="both") -> UnitMask:
+    """Some of everything: a layer without heads, a pruned FFN sub-layer, pruned neurons elsewhere."""
+    units = random_units(model, granularity, seed=5)
+    units.head[0] = False
+    units.head[1, 0] = True
+    if units.ffn is not None:
+        units.ffn[2], units.ffn[0] = False, True
+    return units
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("granularity", ["layer", "neuron", "both"])
+def test_compacted_outputs_equal_the_gated_ones(arch, granularity):
+    units = hard_units(tiny(arch), granularity)
+    gated = tiny(arch)
+    apply_unit_mask(gated, units)
+    small = compact(tiny(arch), units)
+    assert parameter_count(small) < parameter_count(tiny(arch))
+    torch.testing.assert_close(hidden(small), hidden(gated), atol=ATOL, rtol=0)
+    lay = small.base_model.encoder.layer
+    assert lay[1].attention.self.query.out_features == 8 * int(units.head[1].sum())
+    if granularity != "neuron":
+        assert lay[2].intermediate.dense.out_features == 0
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_compacted_model_saves_and_reloads_with_the_same_outputs(tmp_path, attn):
+    units = hard_units(tiny())
+    reference = tiny(attn=attn)
+    apply_unit_mask(reference, units)
+    save_compacted(compact(tiny(attn=attn), units), tmp_path / "small")
+    manifest = json.loads((tmp_path / "small" / "ticketlab_compact.json").read_text())
+    assert manifest["layers"][0]["heads"] == [] and manifest["layers"][2]["ffn"] is False
+    reloaded = load_compacted(tmp_path / "small")
+    assert type(reloaded) is BertForMaskedLM
+    torch.testing.assert_close(hidden(reloaded), hidden(reference), atol=ATOL, rtol=0)
+    with torch.no_grad():  # the MLM head (tied decoder) came back too
+        torch.testing.assert_close(
+            reloaded(**inputs()).logits, reference(**inputs()).logits, atol=1e-4, rtol=0
+        )
+    clf = load_compacted(tmp_path / "small", head="seq-cls", num_labels=3)
+    torch.testing.assert_close(hidden(clf), hidden(reference), atol=ATOL, rtol=0)
+
+
+def test_plain_from_pretrained_refuses_a_compacted_model(tmp_path):
+    save_compacted(compact(tiny(), hard_units(tiny())), tmp_path / "small")
+    with pytest.raises(ValueError, match="ticketlab-compact"):
+        AutoModelForMaskedLM.from_pretrained(tmp_path / "small")
+    with pytest.raises(RuntimeError, match="mismatched_sizes"):
+        BertForMaskedLM.from_pretrained(tmp_path / "small")

@@ -17,7 +17,7 @@ import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,8 @@ class MaskConfig:
     seed: int | None = None
     achieved_sparsity: float | None = None
     search: dict[str, Any] = field(default_factory=dict)  # method-specific settings and log summary
+    kind: Literal["weights", "structured"] = "weights"  # structured: a ticket of heads / FFN units
+    units: dict[str, Any] | None = None  # structured: granularity, structure, kept units per layer
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format: str = FORMAT
@@ -76,6 +78,8 @@ class MaskConfig:
             raise ValueError(f"ranking must be one of {RANKINGS} or None, got {self.ranking!r}")
         if not self.method:
             raise ValueError("method must be a non-empty string")
+        if (self.kind == "structured") != (self.units is not None):
+            raise ValueError("a structured mask needs a 'units' object, and only a structured mask has one")
         if self.format != FORMAT:
             raise ValueError(f"not a ticketlab mask (format {self.format!r})")
         if self.format_version > FORMAT_VERSION:
@@ -177,8 +181,12 @@ def save_mask(
     return out_dir
 
 
-def load_mask(path: str | os.PathLike) -> tuple[Mask, MaskConfig]:
-    """Read a mask directory, or raise `MaskFileError` naming the file and the problem."""
+def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask, MaskConfig]:
+    """Read a mask directory, or raise `MaskFileError` naming the file and the problem.
+
+    A structured ticket (`kind` "structured") loads as its equivalent weight mask, so every verb
+    takes one; `as_units=True` gives its unit tensors instead (see `ticketlab.structured.io`).
+    """
     path = Path(path)
     if not path.is_dir():
         raise MaskFileError(f"{path}: mask directory not found")
@@ -199,7 +207,12 @@ def load_mask(path: str | os.PathLike) -> tuple[Mask, MaskConfig]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
         raise MaskFileError(f"{masks_path}: corrupt or truncated safetensors file ({e})") from None
-    return unpack(tensors, meta, masks_path), config
+    mask = unpack(tensors, meta, masks_path)
+    if config.kind == "structured" and not as_units:
+        from ..structured.io import weight_mask_of  # structured builds on masking: import late
+
+        mask = weight_mask_of(mask, config, path)
+    return mask, config
 
 
 def check_fits(

@@ -3,9 +3,13 @@
 - `units`: the units of a BERT-like encoder, `UnitMask` (kept heads / FFN sub-layers / neurons),
   conversion to the equivalent unstructured weight `Mask`.
 - `gates`: gates ξ (heads), ν (FFN sub-layers), per-neuron gates, hooked onto an unmodified HF model.
+- `io`: structured ticket files (a mask directory of kind "structured"), loaded with the same checks.
+- `compact`: a physically smaller model without the pruned units; saved with a manifest, reloaded.
 """
 
+from .compact import compact, is_compacted, load_compacted, parameter_count, save_compacted
 from .gates import Gates, apply_unit_mask, attach_gates, gates_disabled, get_gates, remove_gates
+from .io import check_unit_fits, load_unit_mask, load_unit_mask_onto, save_unit_mask, unit_mask_config
 from .units import GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of, to_weight_mask
 
 __all__ = [
@@ -15,10 +19,20 @@ __all__ = [
     "UnitMask",
     "apply_unit_mask",
     "attach_gates",
+    "check_unit_fits",
+    "compact",
     "encoder_layers",
     "gates_disabled",
     "get_gates",
+    "is_compacted",
+    "load_compacted",
+    "load_unit_mask",
+    "load_unit_mask_onto",
+    "parameter_count",
     "remove_gates",
+    "save_compacted",
+    "save_unit_mask",
     "structure_of",
     "to_weight_mask",
+    "unit_mask_config",
 ]

@@ -1,0 +1,265 @@
+"""Compaction: a physically smaller model without the pruned heads, FFN neurons and FFN sub-layers.
+
+`compact(model, units)` slices the model in place with `transformers.pytorch_utils.prune_linear_layer`:
+
+- pruned heads: their Q/K/V rows (weights and biases) and attention-output columns go; the attention
+  module's head count follows. A layer without heads keeps only the attention-output bias (what the
+  gated model adds there: its input is all zeros);
+- pruned neurons: their FFN-in rows and FFN-out columns go;
+- a pruned FFN sub-layer (ν = 0): every neuron goes *and* FFN-out's bias is zeroed, so the layer
+  computes `LayerNorm(attention output)`, as the gated model does.
+
+Its outputs equal the gated model's to float tolerance (the sums run over fewer terms).
+
+`save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus `ticketlab_compact.json`, the
+manifest with the kept units and shapes of every layer, which HF configs cannot express (they have one
+head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a plain
+`AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes, and a
+`BertFor*.from_pretrained` fails on the mismatched shapes. `load_compacted(dir)` rebuilds it: the
+original config, the per-layer shapes from the manifest, then the weights (strict: every tensor must
+be there, with its shape).
+
+    from ticketlab.structured import compact, load_compacted, load_unit_mask, save_compacted
+
+    units, config = load_unit_mask("tickets/winning50")
+    save_compacted(compact(model, units), "compact/winning50", mask_config=config)
+    small = load_compacted("compact/winning50")
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from transformers import CONFIG_MAPPING, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.pytorch_utils import prune_linear_layer
+
+from ..errors import MaskFileError, TicketlabError
+from ..files import atomic_dir, atomic_write_json, read_json
+from ..masking.io import MaskConfig
+from ..modeling import _AUTO, Head, head_of, quiet_transformers
+from .gates import get_gates
+from .units import ATTN_OUT, FFN_IN, FFN_OUT, Structure, UnitMask, encoder_layers, structure_of
+
+MANIFEST = "ticketlab_compact.json"
+FORMAT = "ticketlab-compact"
+FORMAT_VERSION = 1
+MODEL_TYPE = "ticketlab-compact"  # in config.json: plain `from_pretrained` refuses the checkpoint
+_MANIFEST_ATTR = "_ticketlab_compact"
+
+
+class NoHeads(nn.Module):
+    """The self-attention of a layer whose heads are all pruned: an empty context [..., 0]."""
+
+    def forward(self, hidden_states: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, None]:
+        return hidden_states.new_zeros(*hidden_states.shape[:-1], 0), None
+
+
+def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
+    """`prune_linear_layer`, keeping the layer's dtype (it builds the new layer in the default one)."""
+    with warnings.catch_warnings():  # an empty layer (no heads, no neurons left) is fine here
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        return prune_linear_layer(linear, index, dim).to(linear.weight.dtype)
+
+
+def _compact_heads(layer: nn.Module, keep: Tensor, head_size: int) -> None:
+    """Keep the heads flagged in `keep` (bool [H])."""
+    attention = layer.attention
+    heads = torch.nonzero(keep).flatten()  # [h]
+    rows = (heads[:, None] * head_size + torch.arange(head_size)).flatten()  # [h·dh]
+    attention.output.dense = _slice(layer.get_submodule(ATTN_OUT), rows, dim=1)
+    if len(heads) == 0:  # a view of an empty projection as [..., -1, dh] is ambiguous: no module at all
+        attention.self = NoHeads()
+        return
+    for name in ("query", "key", "value"):
+        setattr(attention.self, name, _slice(getattr(attention.self, name), rows, dim=0))
+    attention.self.num_attention_heads = len(heads)
+    attention.self.all_head_size = len(heads) * head_size
+
+
+def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool) -> None:
+    """Keep the FFN neurons flagged in `keep` (bool [I]); a pruned sub-layer loses FFN-out's bias too."""
+    index = torch.nonzero(keep & sublayer_kept).flatten()  # [i]
+    layer.intermediate.dense = _slice(layer.get_submodule(FFN_IN), index, dim=0)
+    layer.output.dense = _slice(layer.get_submodule(FFN_OUT), index, dim=1)
+    if not sublayer_kept and layer.output.dense.bias is not None:
+        with torch.no_grad():
+            layer.output.dense.bias.zero_()
+
+
+def compact(model: PreTrainedModel, units: UnitMask) -> PreTrainedModel:
+    """Remove the units `units` prunes from `model`, in place; returns the model (for chaining)."""
+    if get_gates(model) is not None:
+        raise TicketlabError("remove the gates before compacting (remove_gates(model))")
+    structure = structure_of(model)
+    units.check_structure(structure, "unit mask")
+    neurons = units.ffn_neurons()
+    layers = encoder_layers(model)
+    for l, layer in enumerate(layers):
+        keep = (
+            neurons[l] if neurons is not None else torch.ones(structure.intermediate_size, dtype=torch.bool)
+        )
+        sublayer_kept = bool(units.ffn[l]) if units.ffn is not None else True
+        _compact_heads(layer, units.head[l].cpu(), structure.head_size)
+        _compact_ffn(layer, keep.cpu(), sublayer_kept)
+    setattr(model, _MANIFEST_ATTR, _manifest(model, layers, units, structure))
+    return model
+
+
+def _manifest(
+    model: PreTrainedModel, layers: nn.ModuleList, units: UnitMask, structure: Structure
+) -> dict[str, Any]:
+    records = []
+    for l, layer in enumerate(layers):
+        records.append(
+            {
+                "heads": torch.nonzero(units.head[l]).flatten().tolist(),  # original indices
+                "ffn": bool(units.ffn[l]) if units.ffn is not None else True,
+                "intermediate_size": layer.get_submodule(FFN_IN).out_features,
+                "shapes": {
+                    name: list(layer.get_submodule(name).weight.shape)
+                    for name in ("attention.output.dense", FFN_IN, FFN_OUT)
+                },
+            }
+        )
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_type": model.config.model_type,
+        "structure": structure.to_dict(),
+        "layers": records,
+    }
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Parameters, each tied tensor counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def save_compacted(
+    model: PreTrainedModel,
+    out_dir: str | os.PathLike,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    mask_config: MaskConfig | None = None,
+    inputs: tuple[str | os.PathLike | None, ...] = (),
+) -> Path:
+    """Write a compacted model (from `compact`) with its manifest, atomically; see the module docstring."""
+    manifest = getattr(model, _MANIFEST_ATTR, None)
+    if manifest is None:
+        raise TicketlabError("save_compacted needs a model from compact() or load_compacted()")
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, kind="compacted model", signature=MANIFEST, inputs=inputs) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        config = read_json(tmp / "config.json", "model config")
+        config["model_type"] = MODEL_TYPE  # see the module docstring: plain loaders must not load it
+        atomic_write_json(tmp / "config.json", config)
+        record = {**manifest, "mask": mask_config.to_dict() if mask_config is not None else None}
+        atomic_write_json(tmp / MANIFEST, record)
+    return out_dir
+
+
+def is_compacted(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest = read_json(path / MANIFEST, "compaction manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise MaskFileError(f"{path / MANIFEST}: not a ticketlab compaction manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise MaskFileError(f"{path / MANIFEST}: format version is newer than this ticketlab reads")
+    return manifest
+
+
+def _units_from_manifest(manifest: dict[str, Any], path: Path) -> UnitMask:
+    """Unit flags giving the manifest's shapes (which neurons is immaterial: the weights are loaded)."""
+    try:
+        s = Structure.from_dict(manifest["structure"])
+        layers = manifest["layers"]
+        head = torch.zeros(s.num_layers, s.num_heads, dtype=torch.bool)
+        neuron = torch.zeros(s.num_layers, s.intermediate_size, dtype=torch.bool)
+        ffn = torch.ones(s.num_layers, dtype=torch.bool)
+        for l, layer in enumerate(layers):
+            head[l, layer["heads"]] = True
+            neuron[l, : int(layer["intermediate_size"])] = True
+            ffn[l] = bool(layer["ffn"])
+        if len(layers) != s.num_layers:
+            raise ValueError(f"{len(layers)} layers listed for {s.num_layers}")
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise MaskFileError(f"{path / MANIFEST}: invalid layer list ({e})") from None
+    return UnitMask(head=head, ffn=ffn, neuron=neuron)
+
+
+def _config(path: Path, manifest: dict[str, Any], **overrides: Any) -> PretrainedConfig:
+    raw = read_json(path / "config.json", "model config")
+    model_type = manifest.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise MaskFileError(f"{path / MANIFEST}: unknown model type {model_type!r}")
+    raw = {**raw, **overrides, "model_type": model_type}
+    return CONFIG_MAPPING[model_type].from_dict(raw)
+
+
+def _state_dict(path: Path) -> dict[str, Tensor]:
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise MaskFileError(f"{path}: no model*.safetensors weights")
+    state: dict[str, Tensor] = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error types
+            raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
+    return state
+
+
+def load_compacted(
+    path: str | os.PathLike, head: Head | None = None, **config_overrides: Any
+) -> PreTrainedModel:
+    """Rebuild a model written by `save_compacted` (head: the saved one unless given; kwargs: config)."""
+    path = Path(path).expanduser()
+    if not is_compacted(path):
+        raise MaskFileError(f"{path}: not a compacted model (no {MANIFEST})")
+    quiet_transformers()
+    manifest = _read_manifest(path)
+    config = _config(path, manifest, **config_overrides)
+    head = head or head_of(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
+        model = _AUTO[head].from_config(config)  # modeling's head -> Auto class map
+    compact(model, _units_from_manifest(manifest, path))
+    state = _state_dict(path)
+    _load_strict(model, state, path, allow_missing=head != head_of(config))
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())
+    setattr(model, _MANIFEST_ATTR, {k: v for k, v in manifest.items() if k != "mask"})
+    return model.eval()
+
+
+def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_missing: bool) -> None:
+    """Load every tensor with its shape; only tied copies (and, for another head, its head) may be absent."""
+    own = model.state_dict()
+    for key, t in state.items():
+        if key in own and tuple(own[key].shape) != tuple(t.shape):
+            raise MaskFileError(
+                f"{path}: {key} has shape {tuple(t.shape)} but the manifest gives {tuple(own[key].shape)}"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in missing if own[k].data_ptr() not in loaded]  # tied to a loaded tensor: fine
+    if allow_missing:  # another head (and maybe a pooler) than saved: embeddings and layers must be complete
+        body = tuple(f"{model.base_model_prefix}.{part}." for part in ("embeddings", "encoder"))
+        missing = [k for k in missing if k.startswith(body)]
+        unexpected = [k for k in unexpected if k.startswith(body)]
+    if missing or unexpected:
+        raise MaskFileError(
+            f"{path}: weights do not match the manifest (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
