@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from pathlib import Path
@@ -10,7 +11,6 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
-import ticketlab.finetune as ft
 from conftest import make_model, tiny_bert_config
 from test_squad import write_squad
 from ticketlab.cli import main
@@ -28,6 +28,8 @@ from ticketlab.masking import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.pruning import omp_mask
 from ticketlab.training import TrainConfig, train
+
+ft = importlib.import_module("ticketlab.finetune")  # the module: `ticketlab.finetune` is the function
 
 NOUNS = "cat dog bird fish man woman child king queen".split()
 POS, NEG = ["good", "great", "happy"], ["bad", "awful", "sad"]

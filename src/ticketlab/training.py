@@ -26,8 +26,10 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -208,8 +210,26 @@ class _LossModule(nn.Module):
         return self.loss_fn(self.model, batch)
 
 
-def make_accelerator(config: TrainConfig) -> Accelerator:
-    return Accelerator(mixed_precision=config.mixed_precision)
+def make_accelerator(config: TrainConfig | str = "no") -> Accelerator:
+    """The one accelerator every training path uses (`config`: a TrainConfig or its mixed_precision).
+
+    Every process derives the same masks from the same synchronised weights and scores, and
+    BERT-like models keep no running statistics, so DDP need not re-broadcast the buffers (masks,
+    position ids) before every forward (a search checks at the end that the ranks agree). torch
+    calls that option deprecated in favour of one accelerate cannot pass yet."""
+    warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
+    acc = Accelerator(
+        mixed_precision=config if isinstance(config, str) else config.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+    )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != acc.num_processes:  # e.g. CPU processes that accelerate did not join into one group
+        raise ConfigError(
+            f"{launched} processes were launched but accelerate sees {acc.num_processes}: on CPUs set "
+            "ACCELERATE_USE_CPU=true (`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
+            "--num_processes 2 --no_python ticketlab ...`)"
+        )
+    return acc
 
 
 def train(

@@ -16,16 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
-from ..data.corpus import load_lm_blocks
-from ..errors import ConfigError
-from ..files import atomic_write_json
-from ..masking import apply_mask, check_fits, load_mask
-from ..modeling import head_of, load_config, load_model, load_tokenizer
-from ..objectives import MLMCollator
-from ..pretrain_eval import HEAD_FILE, evaluate_pretraining, load_head_state
+from ..api import PretrainEvalConfig, evaluate_pretraining
 from .common import add_model_argument
 
 VERB = "evaluate-pretrain"
@@ -54,64 +46,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE")
 
 
-def _base(args, mask_dir: str | None) -> str:
-    if args.model:
-        return args.model
-    if mask_dir is None:
-        raise ConfigError("give --model (or --mask, whose base model is used)")
-    return load_mask(mask_dir)[1].base_model
-
-
-def evaluate_one(args, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
-    base = _base(args, mask_dir)
-    config = load_config(base)
-    has_head = head_of(config) == "mlm"
-    model = load_model(base, head="mlm" if has_head else "base")
-    row: dict[str, Any] = {
-        "name": Path(mask_dir).name if mask_dir else "full",
-        "mask": mask_dir,
-        "model": base,
-    }
-    if mask_dir is not None:
-        mask, mc = load_mask(mask_dir)
-        check_fits(mask, mc, model, source=mask_dir, check_hash=not args.ignore_hash)
-        apply_mask(model, mask)
-        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
-        head = Path(mask_dir) / HEAD_FILE
-        if has_head and head.is_file() and not args.ignore_mlm_head:
-            load_head_state(model, head)
-            row["mlm_head"] = "trained"
-    else:
-        row.update(method="full", sparsity=0.0)
-    key = (base, args.max_length)
-    if key not in blocks_cache:
-        tokenizer = load_tokenizer(base)
-        blocks, _ = load_lm_blocks(
-            args.corpus, tokenizer, args.max_length, cache_dir=args.cache_dir, text_column=args.text_column
-        )
-        blocks_cache[key] = (blocks.take(args.max_blocks), MLMCollator(tokenizer))
-    blocks, collator = blocks_cache[key]
-    metrics = evaluate_pretraining(
-        model,
-        blocks,
-        collator,
+def pretrain_eval_config(args: argparse.Namespace) -> PretrainEvalConfig:
+    return PretrainEvalConfig(
+        corpus=args.corpus,
+        model=args.model,
+        masks=args.mask,
+        full=args.full,
+        max_length=args.max_length,
+        max_blocks=args.max_blocks,
         batch_size=args.batch_size,
         seed=args.seed,
-        mlm=has_head,
-        kd=not args.no_kd,
-        progress=True,
+        no_kd=args.no_kd,
+        ignore_mlm_head=args.ignore_mlm_head,
+        ignore_hash=args.ignore_hash,
+        text_column=args.text_column,
+        cache_dir=args.cache_dir,
+        out=args.out,
     )
-    return {**row, **metrics}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_length < 8:
-        raise ConfigError(f"--max-length must be >= 8, got {args.max_length}")
-    targets: list[str | None] = ([None] if args.full or not args.mask else []) + list(args.mask)
-    cache: dict = {}
-    rows = [evaluate_one(args, m, cache) for m in targets]
-    if args.out:
-        atomic_write_json(args.out, rows)
+    rows = evaluate_pretraining(pretrain_eval_config(args))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -31,28 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import warnings
-from pathlib import Path
-from typing import Any
+import logging
 
-import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs
-
-from ..data.corpus import load_lm_corpus
-from ..errors import ConfigError
-from ..modeling import head_of, load_config, load_model, load_tokenizer
-from ..objectives import OBJECTIVES, MLMCollator, pretraining_loss
-from ..pretrain_eval import evaluate_pretraining
-from ..pruning.imp import ImpConfig, search_imp
-from ..pruning.search import SearchObjective, SearchResult
-from ..pruning.tamt import TamtConfig, search_tamt
-from ..training import TrainConfig
+from ..api import DEFAULT_MAX_LENGTH, SearchConfig, search
+from ..objectives import OBJECTIVES
+from ..pruning import ImpConfig, SearchResult, TamtConfig
+from ..training import make_accelerator
 from .common import add_model_argument, add_targets_argument, sparsity_arg
 
 HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
-DEFAULT_MAX_LENGTH = 512  # TAMT Table 1
 
 
 def steps_list(value: str) -> list[int]:
@@ -149,227 +136,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", metavar="DIR", help="GLUE root or task folder for --task")
 
 
-# --------------------------------------------------------------------------- setup
+# --------------------------------------------------------------------------- arguments -> config
 
 
-def _accelerator(mixed_precision: str) -> Accelerator:
-    # Every process derives the same masks from the same synchronised scores, so DDP need not
-    # re-broadcast the mask buffers before every forward (`ranks_agree` checks it at the end).
-    # torch 2.13 calls the option deprecated in favour of one accelerate cannot pass yet.
-    warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
-    return Accelerator(
-        mixed_precision=mixed_precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-    )
-
-
-def _max_positions(config) -> int:
-    n = getattr(config, "max_position_embeddings", 512)
-    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        n -= (config.pad_token_id or 1) + 1  # RoBERTa's positions start after the padding index
-    return n
-
-
-def _lm_objective(args, tokenizer, acc: Accelerator, name: str, kd_eval: bool) -> SearchObjective:
-    if not args.corpus:
-        raise ConfigError("give --corpus (text files or saved datasets) to search on")
-    with acc.main_process_first():
-        corpus = load_lm_corpus(
-            args.corpus,
-            tokenizer,
-            args.max_length,
-            dev=args.dev,
-            dev_fraction=args.dev_fraction,
-            cache_dir=args.cache_dir,
-            text_column=args.text_column,
-            progress=acc.is_main_process and not args.no_progress,
+def search_config(args: argparse.Namespace) -> SearchConfig:
+    if args.method == "tamt":
+        method: TamtConfig | ImpConfig = TamtConfig(
+            sparsity=args.sparsity,
+            objective=args.objective,
+            init=args.init,
+            ranking=args.ranking,
+            threshold=args.threshold,
+            alpha=args.alpha,
+            train_head=not args.freeze_head,
+            head_lr=args.head_lr,
+            seed=args.seed,
+            targets=args.targets,
         )
-    if acc.is_main_process:
-        print(f"corpus: {corpus.summary()}")
-    collator = MLMCollator(tokenizer)
-    dev = corpus.dev.take(args.dev_blocks)
-    mlm_eval = name != "kd" or args._has_head
-
-    def eval_fn(model):
-        return evaluate_pretraining(
-            model, dev, collator, batch_size=args.eval_batch_size, mlm=mlm_eval, kd=kd_eval
+    else:
+        method = ImpConfig(
+            sparsity=args.sparsity,
+            prune_rate=args.prune_rate,
+            ranking=args.ranking,
+            rewind_to=args.rewind_to,
+            targets=args.targets,
         )
-
-    info = {
-        "corpus": [str(p) for p in args.corpus],
-        "dev": [str(p) for p in args.dev] if args.dev else corpus.info["dev_split"],
-        "max_length": args.max_length,
-        "train_blocks": len(corpus.train),
-        "train_tokens": corpus.train.num_tokens,
-        "eval_dev_blocks": len(dev),
-    }
-    return SearchObjective(
-        name=name,
-        dataset=corpus.train,
-        collate_fn=collator,
-        loss_fn=pretraining_loss(name),
-        eval_fn=None if args.no_eval else eval_fn,
-        info=info,
-    )
-
-
-def _train_config(args, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
-    return TrainConfig(
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        lr=lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        grad_accum=args.grad_accum,
-        max_grad_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
-        eval_every=args.eval_every,
-        save_every=args.save_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        metric=metric,
-        greater_is_better=greater,
+    return SearchConfig(
+        model=args.model,
+        method=method,
+        steps=args.steps,
+        out=args.out,
+        task=getattr(args, "task", None),
+        data_dir=getattr(args, "data_dir", None),
         progress=not args.no_progress,
-        desc=f"search {args.method}",
+        **{k: getattr(args, k) for k in SEARCH_OPTIONS},
     )
 
 
-SETTING_KEYS = (
-    "method model corpus dev dev_fraction text_column max_length sparsity steps batch_size lr "
-    "warmup_steps weight_decay grad_accum max_grad_norm mixed_precision seed ranking targets objective "
-    "init threshold alpha freeze_head head_lr prune_rate rewind_to task data_dir"
+# Options that are fields of SearchConfig under the same name.
+SEARCH_OPTIONS = (
+    "corpus dev dev_fraction text_column max_length cache_dir batch_size lr warmup_steps weight_decay "
+    "grad_accum max_grad_norm mixed_precision seed save_at save_every eval_every dev_blocks "
+    "eval_batch_size no_eval keep_checkpoint log_every"
 ).split()
 
 
-def _settings(args) -> dict[str, Any]:
-    """What defines a search: a resumed run must have been started with the same values."""
-    return {k: getattr(args, k, None) for k in SETTING_KEYS}
-
-
-# --------------------------------------------------------------------------- the verbs
-
-
-def _load(args, need_head: bool):
-    config = load_config(args.model)
-    has_head = head_of(config) == "mlm"
-    torch.manual_seed(args.seed)  # a fresh MLM head (checkpoint without one) is seeded too
-    model = load_model(args.model, head="mlm" if need_head or has_head else "base")
-    args._has_head = has_head or need_head
-    return model, config, has_head
-
-
-def run_tamt(args, acc: Accelerator) -> SearchResult:
-    tamt = TamtConfig(
-        sparsity=args.sparsity,
-        objective=args.objective,
-        init=args.init,
-        ranking=args.ranking,
-        threshold=args.threshold,
-        alpha=args.alpha,
-        train_head=not args.freeze_head,
-        head_lr=args.head_lr,
-        seed=args.seed,
-        targets=args.targets,
-    )
-    need_head = "mlm" in args.objective
-    model, config, has_head = _load(args, need_head)
-    if need_head and not has_head:
-        if args.freeze_head:
-            raise ConfigError(f"{args.model} has no MLM head: a frozen random head cannot be used for MLM")
-        if acc.is_main_process:
-            print(
-                f"note: {args.model} has no MLM head; a fresh one (transform, bias) is trained with the masks"
-            )
-    args.max_length = args.max_length or DEFAULT_MAX_LENGTH
-    _check_length(args, config)
-    tokenizer = load_tokenizer(args.model)
-    objective = _lm_objective(args, tokenizer, acc, args.objective, kd_eval=True)
-    objective.info["fresh_mlm_head"] = need_head and not has_head
-    lr = args.lr or tamt.default_lr
-    return search_tamt(
-        model,
-        objective,
-        tamt,
-        _train_config(args, lr),
-        args.out,
-        base_model=str(args.model),
-        save_at=args.save_at,
-        settings={**_settings(args), "lr": lr},
-        accelerator=acc,
-        keep_checkpoint=args.keep_checkpoint,
-    )
-
-
-def run_imp(args, acc: Accelerator) -> SearchResult:
-    imp = ImpConfig(
-        sparsity=args.sparsity,
-        prune_rate=args.prune_rate,
-        ranking=args.ranking,
-        rewind_to=args.rewind_to,
-        rewind_head=args.task is not None,
-        targets=args.targets,
-    )
-    tokenizer = load_tokenizer(args.model)
-    if args.task is not None:
-        from ..finetune import load_task_model, task_objective
-
-        if args.corpus:
-            raise ConfigError("give either --corpus (IMP on MLM) or --task (task-specific IMP), not both")
-        with acc.main_process_first():
-            task = task_objective(args.task, tokenizer, args.data_dir, max_length=args.max_length)
-        model, _ = load_task_model(args.model, task.spec, seed=args.seed)
-        objective = SearchObjective(
-            name=task.spec.id,
-            dataset=task.dataset,
-            collate_fn=task.collate_fn,
-            loss_fn=task.loss_fn,
-            eval_fn=None if args.no_eval else task.eval_fn,
-            info={"task": task.spec.id, "data_dir": args.data_dir, "n_train": task.n_train},
-        )
-        lr = args.lr or task.spec.lr
-        train_config = _train_config(args, lr, metric=task.metric, greater=task.greater_is_better)
-    else:
-        model, config, has_head = _load(args, need_head=True)
-        if not has_head and acc.is_main_process:
-            print(f"note: {args.model} has no MLM head; IMP trains a fresh one with the weights")
-        args.max_length = args.max_length or DEFAULT_MAX_LENGTH
-        _check_length(args, config)
-        objective = _lm_objective(args, tokenizer, acc, "mlm", kd_eval=True)
-        lr = args.lr or 5e-5  # Table 1
-        train_config = _train_config(args, lr)
-    return search_imp(
-        model,
-        objective,
-        imp,
-        train_config,
-        args.out,
-        base_model=str(args.model),
-        save_at=args.save_at,
-        settings={**_settings(args), "lr": lr},
-        accelerator=acc,
-        keep_checkpoint=args.keep_checkpoint,
-        tokenizer=tokenizer,
-    )
-
-
-def _check_length(args, config) -> None:
-    limit = _max_positions(config)
-    if args.max_length > limit:
-        raise ConfigError(f"--max-length {args.max_length} exceeds the model's {limit} positions")
-
-
 def run(args: argparse.Namespace) -> int:
-    acc = _accelerator(args.mixed_precision)
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != acc.num_processes:  # e.g. CPU processes that accelerate did not join into one group
-        raise ConfigError(
-            f"{launched} processes were launched but accelerate sees {acc.num_processes}: on CPUs set "
-            "ACCELERATE_USE_CPU=true (`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
-            "--num_processes 2 --no_python ticketlab search ...`)"
-        )
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"{args.out}: exists and is not a directory")
-    result = run_tamt(args, acc) if args.method == "tamt" else run_imp(args, acc)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
+    config = search_config(args)
+    acc = make_accelerator(config.mixed_precision)
+    result = search(config, accelerator=acc)
     if acc.is_main_process:
         _report(result)
     return 0

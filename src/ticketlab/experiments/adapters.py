@@ -7,7 +7,9 @@ shipped runner calls the real library functions (`ticketlab.finetune`, `ticketla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ PretrainEvalFn = Callable[[PretrainEvalJob], dict[str, float]]  # e.g. {"mlm_los
 _FINETUNE_OWN = frozenset(
     {"model", "task", "data_dir", "mask", "seed", "max_steps", "train_samples", "data_seed", "progress"}
 )
-# `ticketlab evaluate-pretrain` options a spec may set in `pretrain_eval:`.
+# `ticketlab evaluate-pretrain` options a spec may set in `pretrain_eval:` (`PretrainEvalConfig` fields).
 PRETRAIN_EVAL_SETTINGS = frozenset(
     {"max_length", "max_blocks", "batch_size", "seed", "no_kd", "ignore_mlm_head", "cache_dir"}
 )
@@ -127,62 +129,46 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
 
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
-    """`ticketlab evaluate-pretrain` on the corpus's dev text: MLM loss/accuracy, KD loss."""
-    from ..files import read_json
+    """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
+    import sys
 
-    out = job.out_dir / "pretrain_eval.json"
-    argv = ["evaluate-pretrain", "--model", job.model, "--corpus", *job.corpus["dev"], "--out", str(out)]
-    argv += ["--mask", str(job.mask_dir)] if job.mask_dir is not None else ["--full"]
-    argv += cli_argv({"text_column": job.corpus.get("text_column"), **job.settings})
-    run_verb(argv, job.out_dir / "evaluate.log")
-    (row,) = read_json(out, "evaluation result")
+    from ..api import PretrainEvalConfig, evaluate_pretraining
+
+    settings = {k: v for k, v in job.settings.items() if v is not None}
+    if job.corpus.get("text_column") is not None:
+        settings["text_column"] = job.corpus["text_column"]
+    config = PretrainEvalConfig(
+        corpus=job.corpus["dev"],
+        model=job.model,
+        masks=[job.mask_dir] if job.mask_dir is not None else [],
+        full=job.mask_dir is None,
+        out=job.out_dir / "pretrain_eval.json",
+        progress=sys.stderr.isatty(),
+        **settings,
+    )
+    with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):
+        (row,) = evaluate_pretraining(config)
     return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-# --------------------------------------------------------------------------- verbs in-process
-
-
-def cli_argv(settings: dict[str, Any]) -> list[str]:
-    """{"batch_size": 16, "freeze_head": True, "x": None} -> ["--batch-size", "16", "--freeze-head"]."""
-    argv: list[str] = []
-    for k, v in settings.items():
-        flag = "--" + k.replace("_", "-")
-        if v is None or v is False:
-            continue
-        if v is True:
-            argv.append(flag)
-        elif isinstance(v, (list, tuple)):
-            argv += [flag, *map(str, v)]
-        else:
-            argv += [flag, str(v)]
-    return argv
-
-
-def run_verb(argv: list[str], log_path: Path) -> None:
-    """Run `ticketlab ARGV` in this process, its output appended to `log_path`; its errors propagate
-    (a `TicketlabError` is recorded as the run's error by the sweep)."""
-    import contextlib
-    import io
+@contextlib.contextmanager
+def logged(log_path: Path, what: str) -> Iterator[None]:
+    """Append a library call's messages (the `ticketlab` logger, stdout, and stderr when it is not a
+    terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
     import sys
 
-    from ..cli import build_parser
-    from ..errors import ConfigError
-
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            args = build_parser().parse_args(argv)
-    except SystemExit:  # argparse: a setting the verb does not take, or a bad value
-        msg = err.getvalue().strip().splitlines()
-        raise ConfigError(
-            f"ticketlab {' '.join(argv[:2])}: {msg[-1] if msg else 'invalid arguments'}"
-        ) from None
-    with open(log_path, "a") as log, contextlib.redirect_stdout(log):
-        # Progress bars (stderr) stay on a terminal; anywhere else they go to the log too.
-        quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(log)
-        with quiet:
-            print(f"$ ticketlab {' '.join(argv)}", flush=True)
-            rc = args._run(args)
-    if rc:
-        raise ConfigError(f"ticketlab {argv[0]} exited with status {rc} (see {log_path})")
+    logger = logging.getLogger("ticketlab")
+    with open(log_path, "a") as f, contextlib.redirect_stdout(f):
+        handler = logging.StreamHandler(f)
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(f)
+        try:
+            with quiet:
+                print(f"# {what}", flush=True)
+                yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)

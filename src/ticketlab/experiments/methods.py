@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,34 +85,25 @@ def _base_model(name: str):
 
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
-    """OMP / random pruning via `pruning.ONE_SHOT`, written as a mask directory."""
-    from ..masking import MaskConfig, save_mask
-    from ..pruning import ONE_SHOT
+    """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
+    from ..api import PruneConfig, prune
 
-    model = _base_model(job.model)
-    ranking = job.settings.get("ranking", "local")
-    targets = job.settings.get("targets")
-    t0 = time.perf_counter()
-    mask = ONE_SHOT[job.method](model, job.sparsity, ranking=ranking, targets=targets, seed=job.seed)
-    elapsed = time.perf_counter() - t0
-    config = MaskConfig.for_model(
-        model,
-        mask,
+    config = PruneConfig(
+        model=job.model,
         method=job.method,
         sparsity=job.sparsity,
-        base_model=job.model,
-        targets=targets,
-        ranking=ranking,
-        seed=job.seed,
+        out=job.mask_dir,
+        seed=job.seed or 0,
+        **{k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None},
     )
-    save_mask(mask, config, job.mask_dir)
-    return SearchOutput(steps=0, time_s=elapsed)
+    return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
 
 
 # --------------------------------------------------------------------------- searches by training
 
-# `ticketlab search tamt|imp` options a spec may set under `search:` or per method. The sweep sets
-# the others itself (model, sparsity, steps, out, corpus, seed, save-at, objective, progress).
+# `ticketlab search tamt|imp` options a spec may set under `search:` or per method, by their names as
+# fields of `SearchConfig`, `TamtConfig` (freeze_head: not train_head) or `ImpConfig`. The sweep sets
+# the others itself (model, sparsity, steps, out, corpus, seed, save_at, objective, progress).
 NON_RESULT = frozenset(
     "save_every eval_every dev_blocks eval_batch_size no_eval keep_checkpoint log_every cache_dir".split()
 )
@@ -144,29 +134,59 @@ def _search_output(job: SearchJob) -> SearchOutput:
     )
 
 
-def search_by_cli(verb: str, **fixed: str) -> SearchFn:
-    """A search run through `ticketlab search VERB` in this process (resumable: the same OUT)."""
+def search_config(job: SearchJob, objective: str | None = None):
+    """The `ticketlab.search` config of a TAMT (`objective` given) or IMP search job: the spec's
+    settings go to the method's config or to `SearchConfig`, under their CLI option names."""
+    from ..api import SearchConfig
+    from ..pruning import ImpConfig, TamtConfig
 
-    def search(job: SearchJob) -> SearchOutput:
-        from .adapters import cli_argv, run_verb
+    settings = {k: v for k, v in job.settings.items() if v is not None}
+    own = lambda *names: {k: settings.pop(k) for k in names if k in settings}  # noqa: E731
+    seed = job.seed or 0
+    if objective is not None:
+        kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head")
+        kw["train_head"] = not kw.pop("freeze_head", False)
+        method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
+    else:
+        method = ImpConfig(job.sparsity, **own("ranking", "targets", "prune_rate"))
+    corpus = job.corpus or {}
+    return SearchConfig(
+        model=job.model,
+        method=method,
+        steps=job.steps,
+        out=job.mask_dir,
+        corpus=corpus.get("train"),
+        dev=corpus.get("dev") or None,
+        seed=seed,
+        save_at=list(job.save_at),
+        progress=sys.stderr.isatty(),
+        **{k: corpus[k] for k in ("dev_fraction", "text_column") if corpus.get(k) is not None},
+        **settings,
+    )
 
-        argv = ["search", verb, "--model", job.model, "--sparsity", str(job.sparsity)]
-        argv += ["--steps", str(job.steps), "--out", str(job.mask_dir), "--seed", str(job.seed or 0)]
-        corpus = job.corpus or {}
-        argv += ["--corpus", *corpus["train"]] + (["--dev", *corpus["dev"]] if corpus.get("dev") else [])
-        argv += cli_argv({k: corpus.get(k) for k in ("dev_fraction", "text_column")})
-        argv += ["--save-at", ",".join(map(str, job.save_at))] if job.save_at else []
-        argv += cli_argv({**fixed, **job.settings, "no_progress": not sys.stderr.isatty()})
-        run_verb(argv, job.work_dir / "search.log")
+
+def trained_search(objective: str | None = None) -> SearchFn:
+    """A TAMT (`objective` given) or IMP search through `ticketlab.search` (resumable: the same OUT);
+    its messages go to `work_dir/search.log`."""
+
+    def run(job: SearchJob) -> SearchOutput:
+        from ..api import search
+        from .adapters import logged
+
+        config = search_config(job, objective)
+        with logged(job.work_dir / "search.log", f"search {config.verb} -> {job.mask_dir}"):
+            search(config)
         return _search_output(job)
 
-    return search
+    return run
 
 
-def _trained(name: str, description: str, settings: frozenset[str], curve: Curve, **fixed: str) -> MethodSpec:
+def _trained(
+    name: str, description: str, settings: frozenset[str], curve: Curve, objective: str | None = None
+) -> MethodSpec:
     return MethodSpec(
         name,
-        search_by_cli(*(("tamt",) if name.startswith("tamt") else ("imp",)), **fixed),
+        trained_search(objective),
         description,
         uses_corpus=True,
         uses_steps=True,

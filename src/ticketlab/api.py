@@ -1,0 +1,486 @@
+"""One library call per verb: a config dataclass, validated when it is built, and one function.
+
+    prune(PruneConfig)                        `ticketlab prune`              -> PruneResult
+    search(SearchConfig)                      `ticketlab search tamt|imp`    -> SearchResult
+    evaluate_pretraining(PretrainEvalConfig)  `ticketlab evaluate-pretrain`  -> one row per subnetwork
+    finetune / finetune_seeds(FinetuneConfig) `ticketlab finetune`           (in `ticketlab.finetune`)
+
+Each does everything its verb does (loading the model and its MLM head, the corpus or task, the
+accelerator), so the command line is argument parsing -> config -> call, and the sweep calls the
+same functions. Messages go to the `ticketlab` logger (the CLI shows them; a sweep writes them to
+the run's log). The lower-level pieces (`pruning.search_tamt`, `pretrain_eval.evaluate_pretraining`
+on blocks) stay available for custom loops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from .data.corpus import load_lm_blocks, load_lm_corpus
+from .errors import ConfigError
+from .files import atomic_write_json
+from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
+from .modeling import head_of, load_config, load_model, load_tokenizer
+from .objectives import MLMCollator, pretraining_loss
+from .pretrain_eval import HEAD_FILE, load_head_state
+from .pretrain_eval import evaluate_pretraining as evaluate_blocks
+from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
+from .pruning.imp import search_imp
+from .pruning.tamt import search_tamt
+from .training import TrainConfig, make_accelerator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 512  # TAMT Table 1
+Precision = Literal["no", "fp16", "bf16"]
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _check_min(config: Any, names: str, least: float) -> None:
+    """Every named field is None or >= `least` (what argparse's types checked for the CLI)."""
+    for name in names.split():
+        v = getattr(config, name)
+        if v is not None and v < least:
+            raise ConfigError(f"{name} must be >= {least}, got {v}")
+
+
+# --------------------------------------------------------------------------- prune
+
+
+@dataclass
+class PruneConfig:
+    """One-shot pruning of `model` into the mask directory `out`."""
+
+    model: str  # local directory or hub id
+    method: str  # a key of `pruning.ONE_SHOT`: omp, random
+    sparsity: float
+    out: str | os.PathLike
+    ranking: Literal["local", "global"] = "local"
+    seed: int = 0  # random pruning
+    targets: str | None = None  # regex over module names (default: TAMT §3.2's weights)
+
+    def __post_init__(self) -> None:
+        _check_choice("method", self.method, sorted(ONE_SHOT))
+        _check_choice("ranking", self.ranking, ("local", "global"))
+        check_sparsity(self.sparsity)
+
+
+@dataclass
+class PruneResult:
+    mask: Mask
+    config: MaskConfig
+    out: Path
+    time_s: float  # the pruning itself, loading and saving excluded
+
+
+def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
+    """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
+    model = model if model is not None else load_model(config.model, head="base")
+    t0 = time.perf_counter()
+    mask = ONE_SHOT[config.method](
+        model, config.sparsity, ranking=config.ranking, targets=config.targets, seed=config.seed
+    )
+    elapsed = time.perf_counter() - t0
+    mc = MaskConfig.for_model(
+        model,
+        mask,
+        method=config.method,
+        sparsity=config.sparsity,
+        base_model=str(config.model),
+        targets=config.targets,
+        ranking=config.ranking,
+        seed=config.seed if config.method == "random" else None,
+    )
+    save_mask(mask, mc, config.out)
+    return PruneResult(mask, load_mask(config.out)[1], Path(config.out), elapsed)  # config as saved
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass
+class SearchConfig:
+    """A mask search by training: `method` is a `TamtConfig` (mask training) or an `ImpConfig`.
+
+    TAMT and IMP on MLM read `corpus`; task-specific IMP reads `task` (and `data_dir`) instead.
+    `out` becomes the mask directory; it also holds the search's log, checkpoint and masks saved
+    at `save_at`, and a rerun with the same config resumes there."""
+
+    model: str
+    method: TamtConfig | ImpConfig
+    steps: int
+    out: str | os.PathLike
+    corpus: Sequence[str | os.PathLike] | None = None  # text files or saved `datasets` directories
+    dev: Sequence[str | os.PathLike] | None = None  # default: the tail `dev_fraction` of each source
+    dev_fraction: float = 0.05
+    text_column: str = "text"
+    max_length: int | None = None  # default: 512 for corpora (Table 1), the task's for a task
+    cache_dir: str | os.PathLike | None = None  # tokenized-corpus cache
+    task: str | None = None  # IMP only: a task id or task.json
+    data_dir: str | None = None
+    batch_size: int = 16  # global
+    lr: float | None = None  # default: TAMT Table 1 (the method's, or the task's)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0  # 0: no clipping
+    mixed_precision: Precision = "no"
+    seed: int = 0  # data order, corruption, a fresh MLM head
+    save_at: Sequence[int] = ()  # also write the masks at these steps (search-cost curves)
+    save_every: int = 100  # checkpoint interval
+    eval_every: int | None = None  # dev evaluation interval (default: at the end only)
+    dev_blocks: int = 256  # dev blocks evaluated during the search
+    eval_batch_size: int = 32
+    no_eval: bool = False
+    keep_checkpoint: bool = False
+    log_every: int = 10
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, (TamtConfig, ImpConfig)):
+            raise ConfigError(
+                f"method must be a TamtConfig or an ImpConfig, got {type(self.method).__name__}"
+            )
+        _check_min(self, "steps batch_size grad_accum save_every eval_every dev_blocks eval_batch_size", 1)
+        _check_min(self, "log_every", 1)
+        _check_min(self, "warmup_steps weight_decay max_grad_norm", 0)
+        _check_min(self, "max_length", 8)
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
+        _check_choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
+        if any(int(s) < 1 for s in self.save_at):
+            raise ConfigError(f"save_at must be positive steps, got {list(self.save_at)}")
+        if self.task is not None and not isinstance(self.method, ImpConfig):
+            raise ConfigError("a task objective is for IMP only (TAMT trains on a corpus)")
+        if self.task is not None and self.corpus:
+            raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
+        if self.task is None and not self.corpus:
+            raise ConfigError("give corpus (text files or saved datasets) to search on")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"{self.out}: exists and is not a directory")
+        if self.max_length is None and self.task is None:
+            self.max_length = DEFAULT_MAX_LENGTH
+
+    @property
+    def verb(self) -> str:
+        return "tamt" if isinstance(self.method, TamtConfig) else "imp"
+
+    def settings(self, lr: float) -> dict[str, Any]:
+        """What defines the search (a resumed run must match): the CLI's option names and values,
+        as directories written before this API recorded them."""
+        m, tamt = self.method, isinstance(self.method, TamtConfig)
+        paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
+        return {
+            "method": self.verb,
+            "model": str(self.model),
+            "corpus": paths(self.corpus),
+            "dev": paths(self.dev),
+            "dev_fraction": self.dev_fraction,
+            "text_column": self.text_column,
+            "max_length": self.max_length,
+            "sparsity": m.sparsity,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": lr,
+            "warmup_steps": self.warmup_steps,
+            "weight_decay": self.weight_decay,
+            "grad_accum": self.grad_accum,
+            "max_grad_norm": self.max_grad_norm,
+            "mixed_precision": self.mixed_precision,
+            "seed": self.seed,
+            "ranking": m.ranking,
+            "targets": m.targets,
+            "objective": m.objective if tamt else None,
+            "init": m.init if tamt else None,
+            "threshold": m.threshold if tamt else None,
+            "alpha": m.alpha if tamt else None,
+            "freeze_head": (not m.train_head) if tamt else None,
+            "head_lr": m.head_lr if tamt else None,
+            "prune_rate": None if tamt else m.prune_rate,
+            "rewind_to": None if tamt else m.rewind_to,
+            "task": None if tamt else self.task,
+            "data_dir": None if tamt else self.data_dir,
+        }
+
+    def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
+        return TrainConfig(
+            max_steps=self.steps,
+            batch_size=self.batch_size,
+            lr=lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            grad_accum=self.grad_accum,
+            max_grad_norm=self.max_grad_norm if self.max_grad_norm > 0 else None,
+            eval_every=self.eval_every,
+            save_every=self.save_every,
+            log_every=self.log_every,
+            seed=self.seed,
+            mixed_precision=self.mixed_precision,
+            metric=metric,
+            greater_is_better=greater,
+            progress=self.progress,
+            desc=f"search {self.verb}",
+        )
+
+
+def max_positions(config) -> int:
+    """Tokens the model's position embeddings hold (RoBERTa's start after the padding index)."""
+    n = getattr(config, "max_position_embeddings", 512)
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        n -= (config.pad_token_id or 1) + 1
+    return n
+
+
+def _check_length(max_length: int, model_config) -> None:
+    limit = max_positions(model_config)
+    if max_length > limit:
+        raise ConfigError(f"max_length {max_length} exceeds the model's {limit} positions")
+
+
+def _load_mlm_model(config: SearchConfig, need_head: bool):
+    """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
+    model_config = load_config(config.model)
+    has_head = head_of(model_config) == "mlm"
+    torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
+    model = load_model(config.model, head="mlm" if need_head or has_head else "base")
+    return model, model_config, has_head
+
+
+def _lm_objective(
+    config: SearchConfig, tokenizer, acc: Accelerator, name: str, *, mlm_eval: bool
+) -> SearchObjective:
+    with acc.main_process_first():
+        corpus = load_lm_corpus(
+            config.corpus,
+            tokenizer,
+            config.max_length,
+            dev=config.dev,
+            dev_fraction=config.dev_fraction,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            progress=acc.is_main_process and config.progress,
+        )
+    if acc.is_main_process:
+        log.info(f"corpus: {corpus.summary()}")
+    collator = MLMCollator(tokenizer)
+    dev = corpus.dev.take(config.dev_blocks)
+
+    def eval_fn(model):
+        return evaluate_blocks(model, dev, collator, batch_size=config.eval_batch_size, mlm=mlm_eval, kd=True)
+
+    info = {
+        "corpus": [str(p) for p in config.corpus],
+        "dev": [str(p) for p in config.dev] if config.dev else corpus.info["dev_split"],
+        "max_length": config.max_length,
+        "train_blocks": len(corpus.train),
+        "train_tokens": corpus.train.num_tokens,
+        "eval_dev_blocks": len(dev),
+    }
+    return SearchObjective(
+        name=name,
+        dataset=corpus.train,
+        collate_fn=collator,
+        loss_fn=pretraining_loss(name),
+        eval_fn=None if config.no_eval else eval_fn,
+        info=info,
+    )
+
+
+def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    tamt: TamtConfig = config.method  # type: ignore[assignment]
+    need_head = "mlm" in tamt.objective
+    model, model_config, has_head = _load_mlm_model(config, need_head)
+    if need_head and not has_head:
+        if not tamt.train_head:
+            raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
+        if acc.is_main_process:
+            log.warning(
+                f"note: {config.model} has no MLM head; "
+                "a fresh one (transform, bias) is trained with the masks"
+            )
+    _check_length(config.max_length, model_config)
+    tokenizer = load_tokenizer(config.model)
+    # TAMT-KD on a model without an MLM head: no MLM loss to report
+    mlm_eval = tamt.objective != "kd" or has_head
+    objective = _lm_objective(config, tokenizer, acc, tamt.objective, mlm_eval=mlm_eval)
+    objective.info["fresh_mlm_head"] = need_head and not has_head
+    lr = config.lr or tamt.default_lr
+    return search_tamt(
+        model,
+        objective,
+        tamt,
+        config.train_config(lr),
+        config.out,
+        base_model=str(config.model),
+        save_at=config.save_at,
+        settings=config.settings(lr),
+        accelerator=acc,
+        keep_checkpoint=config.keep_checkpoint,
+    )
+
+
+def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    imp: ImpConfig = config.method  # type: ignore[assignment]
+    tokenizer = load_tokenizer(config.model)
+    if config.task is not None:
+        from .finetune import load_task_model, task_objective
+
+        imp = dataclasses.replace(imp, rewind_head=True)  # the task head is rewound with the encoder
+        with acc.main_process_first():
+            task = task_objective(config.task, tokenizer, config.data_dir, max_length=config.max_length)
+        model, _ = load_task_model(config.model, task.spec, seed=config.seed)
+        objective = SearchObjective(
+            name=task.spec.id,
+            dataset=task.dataset,
+            collate_fn=task.collate_fn,
+            loss_fn=task.loss_fn,
+            eval_fn=None if config.no_eval else task.eval_fn,
+            info={"task": task.spec.id, "data_dir": config.data_dir, "n_train": task.n_train},
+        )
+        lr = config.lr or task.spec.lr
+        train_config = config.train_config(lr, metric=task.metric, greater=task.greater_is_better)
+    else:
+        model, model_config, has_head = _load_mlm_model(config, need_head=True)
+        if not has_head and acc.is_main_process:
+            log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
+        _check_length(config.max_length, model_config)
+        objective = _lm_objective(config, tokenizer, acc, "mlm", mlm_eval=True)
+        lr = config.lr or 5e-5  # Table 1
+        train_config = config.train_config(lr)
+    return search_imp(
+        model,
+        objective,
+        imp,
+        train_config,
+        config.out,
+        base_model=str(config.model),
+        save_at=config.save_at,
+        settings=config.settings(lr),
+        accelerator=acc,
+        keep_checkpoint=config.keep_checkpoint,
+        tokenizer=tokenizer,
+    )
+
+
+def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> SearchResult:
+    """Run (or resume, or return the finished) mask search `config` describes; see `SearchConfig`.
+
+    Under `accelerate launch` every process calls it; the global batch is split between them and
+    the mask is the one a single process finds."""
+    acc = accelerator or make_accelerator(config.mixed_precision)
+    return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
+
+
+# --------------------------------------------------------------------------- pre-training evaluation
+
+
+@dataclass
+class PretrainEvalConfig:
+    """MLM dev loss / accuracy and KD dev loss of the full model and of subnetworks (TAMT Fig. 5).
+
+    Every block of `corpus` is scored, 15% of its tokens corrupted with a fixed seed per block, so
+    every row sees the same masked positions. Without `model`, each mask is evaluated on the base
+    model it records (e.g. IMP's rewound weights)."""
+
+    corpus: Sequence[str | os.PathLike]
+    model: str | None = None
+    masks: Sequence[str | os.PathLike] = ()
+    full: bool = False  # also the full model (always when no mask is given)
+    max_length: int = DEFAULT_MAX_LENGTH
+    max_blocks: int | None = None  # only the first N blocks
+    batch_size: int = 32
+    seed: int = 0  # of the corruption
+    no_kd: bool = False  # skip the KD loss (halves the time)
+    ignore_mlm_head: bool = False  # the base model's MLM head for every mask (not TAMT-MLM's trained one)
+    ignore_hash: bool = False  # apply masks found on other weights
+    text_column: str = "text"
+    cache_dir: str | os.PathLike | None = None
+    out: str | os.PathLike | None = None  # also write the rows as JSON here
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.corpus:
+            raise ConfigError("give a corpus to evaluate on")
+        _check_min(self, "max_length", 8)
+        _check_min(self, "max_blocks batch_size", 1)
+        if self.model is None and not self.masks:
+            raise ConfigError("give model (or masks, whose base model is used)")
+
+    @property
+    def targets(self) -> list[str | None]:
+        """None (the full model) and the mask directories, in the order of the rows."""
+        return ([None] if self.full or not self.masks else []) + [str(m) for m in self.masks]
+
+
+def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
+    base = config.model or load_mask(mask_dir)[1].base_model
+    model_config = load_config(base)
+    has_head = head_of(model_config) == "mlm"
+    model = load_model(base, head="mlm" if has_head else "base")
+    row: dict[str, Any] = {
+        "name": Path(mask_dir).name if mask_dir else "full",
+        "mask": mask_dir,
+        "model": base,
+    }
+    if mask_dir is not None:
+        mask, mc = load_mask(mask_dir)
+        check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
+        apply_mask(model, mask)
+        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
+        head = Path(mask_dir) / HEAD_FILE
+        if has_head and head.is_file() and not config.ignore_mlm_head:
+            load_head_state(model, head)
+            row["mlm_head"] = "trained"
+    else:
+        row.update(method="full", sparsity=0.0)
+    key = (base, config.max_length)
+    if key not in blocks_cache:
+        tokenizer = load_tokenizer(base)
+        blocks, _ = load_lm_blocks(
+            config.corpus,
+            tokenizer,
+            config.max_length,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            progress=config.progress,
+        )
+        blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
+    blocks, collator = blocks_cache[key]
+    metrics = evaluate_blocks(
+        model,
+        blocks,
+        collator,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        mlm=has_head,
+        kd=not config.no_kd,
+        progress=config.progress,
+    )
+    return {**row, **metrics}
+
+
+def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
+    """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
+    mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
+    blocks_cache: dict = {}  # the corpus is tokenized once per base model
+    rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
+    if config.out:
+        atomic_write_json(config.out, rows)
+    return rows

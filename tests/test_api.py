@@ -1,0 +1,120 @@
+"""The Python API: every verb's library call gives what its command line gives (same mask, same
+score), and its config refuses bad values when it is built."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+import ticketlab
+from test_runner import write_sst2
+from ticketlab.cli import main
+from ticketlab.errors import ConfigError
+from ticketlab.masking import load_mask
+
+WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    rng = random.Random(0)
+    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(60)) + "\n")
+    return path
+
+
+def test_prune(tiny_bert_dir, tmp_path):
+    cli = ["prune", "random", "--model", str(tiny_bert_dir), "--sparsity", "0.6", "--seed", "3"]
+    assert main([*cli, "--out", str(tmp_path / "cli")]) == 0
+    config = ticketlab.PruneConfig(str(tiny_bert_dir), "random", 0.6, tmp_path / "api", seed=3)
+    result = ticketlab.prune(config)
+    assert result.out == tmp_path / "api" and result.mask.sparsity == pytest.approx(0.6, abs=1e-3)
+    cli_mask, cli_config = load_mask(tmp_path / "cli")
+    assert cli_mask == result.mask and cli_config.to_dict() == result.config.to_dict()
+
+
+@pytest.mark.parametrize("method", ["tamt", "imp"])
+def test_search(method, tiny_bert_dir, corpus, tmp_path):
+    common = "--sparsity 0.3 --steps 3 --save-at 2 --lr 3e-3 --max-length 16 --batch-size 4 --seed 1".split()
+    cli = ["search", method, "--model", str(tiny_bert_dir), "--corpus", str(corpus), *common]
+    assert main([*cli, "--no-progress", "--out", str(tmp_path / "cli")]) == 0
+    options = dict(sparsity=0.3, seed=1) if method == "tamt" else dict(sparsity=0.3)
+    config = ticketlab.SearchConfig(
+        model=str(tiny_bert_dir),
+        method=ticketlab.TamtConfig(**options) if method == "tamt" else ticketlab.ImpConfig(**options),
+        corpus=[corpus],
+        steps=3,
+        save_at=[2],
+        lr=3e-3,
+        max_length=16,
+        batch_size=4,
+        seed=1,
+        out=tmp_path / "api",
+        progress=False,
+    )
+    result = ticketlab.search(config)
+    cli_mask, cli_config = load_mask(tmp_path / "cli")
+    assert result.mask == cli_mask and result.config.search["final_eval"] == cli_config.search["final_eval"]
+    step = "steps/step-000002"
+    assert load_mask(tmp_path / "api" / step)[0] == load_mask(tmp_path / "cli" / step)[0]
+    # the same settings were recorded: the CLI resumes (here: returns) what the library started
+    assert json.loads((tmp_path / "api/run/settings.json").read_text())["model"] == str(tiny_bert_dir)
+    assert main([*cli, "--no-progress", "--out", str(tmp_path / "api")]) == 0
+
+
+def test_evaluate_pretraining(tiny_bert_dir, corpus, tmp_path, capsys):
+    ticketlab.prune(ticketlab.PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "omp"))
+    cli = ["evaluate-pretrain", "--model", str(tiny_bert_dir), "--full", "--mask", str(tmp_path / "omp")]
+    assert main([*cli, "--corpus", str(corpus), "--max-length", "16", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    rows = ticketlab.evaluate_pretraining(
+        ticketlab.PretrainEvalConfig(
+            corpus=[corpus], model=str(tiny_bert_dir), masks=[tmp_path / "omp"], full=True, max_length=16
+        )
+    )
+    assert rows == printed and [r["name"] for r in rows] == ["full", "omp"]
+    assert rows[0]["kd_loss"] == pytest.approx(0.0, abs=1e-6) and rows[1]["kd_loss"] > 0
+
+
+def test_finetune(tiny_bert_dir, tmp_path):
+    write_sst2(tmp_path / "glue", n_train=16, n_dev=8)
+    cli = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(tmp_path / "glue")]
+    opts = "--max-steps 2 --eval-every 1 --max-length 32 --lr 1e-3 --batch-size 4 --no-progress".split()
+    assert main([*cli, *opts, "--out", str(tmp_path / "cli")]) == 0
+    config = ticketlab.FinetuneConfig(
+        model=str(tiny_bert_dir),
+        task="sst2",
+        data_dir=str(tmp_path / "glue"),
+        max_steps=2,
+        eval_every=1,
+        max_length=32,
+        lr=1e-3,
+        batch_size=4,
+        progress=False,
+    )
+    summary = ticketlab.finetune_seeds(config, [1], tmp_path / "api")
+    cli_summary = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert summary["best"] == cli_summary["best"] and summary["final"] == cli_summary["final"]
+    one = ticketlab.finetune(config, tmp_path / "api" / "seed-1")  # finished: read back
+    cli_one = json.loads((tmp_path / "cli" / "seed-1" / "result.json").read_text())
+    assert one.history == cli_one["history"] and one.best_score == summary["best"]["accuracy"]["mean"]
+
+
+def test_configs_refuse_bad_values(tiny_bert_dir, corpus, tmp_path):
+    model, tamt = str(tiny_bert_dir), ticketlab.TamtConfig(0.5)
+    with pytest.raises(ConfigError, match="give corpus"):
+        ticketlab.SearchConfig(model=model, method=tamt, steps=3, out=tmp_path)
+    with pytest.raises(ConfigError, match="IMP only"):
+        ticketlab.SearchConfig(model=model, method=tamt, steps=3, out=tmp_path, task="sst2")
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
+        ticketlab.SearchConfig(model=model, method=tamt, steps=0, out=tmp_path, corpus=[corpus])
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        ticketlab.SearchConfig(
+            model=model, method=tamt, steps=3, out=tmp_path, corpus=[corpus], mixed_precision="fp8"
+        )
+    with pytest.raises(ConfigError, match="method must be one of"):
+        ticketlab.PruneConfig(model, "magnitude", 0.5, tmp_path)
+    with pytest.raises(ConfigError, match="max_length must be >= 8"):
+        ticketlab.PretrainEvalConfig(corpus=[corpus], model=model, max_length=4)
