@@ -16,6 +16,7 @@ from transformers import (
 from transformers.pytorch_utils import prune_linear_layer
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
+from ticketlab.cli import main
 from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError
 from ticketlab.masking import MaskConfig, apply_mask, load_mask, load_mask_onto, save_mask
 from ticketlab.structured import (
@@ -337,3 +338,51 @@ def test_plain_from_pretrained_refuses_a_compacted_model(tmp_path):
         AutoModelForMaskedLM.from_pretrained(tmp_path / "small")
     with pytest.raises(RuntimeError, match="mismatched_sizes"):
         BertForMaskedLM.from_pretrained(tmp_path / "small")
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_info_compare_export_and_compact_take_structured_tickets(tiny_bert_dir, tmp_path, capsys):
+    model = BertForMaskedLM.from_pretrained(tiny_bert_dir).eval()
+    units = UnitMask.ones(structure_of(model), "both")
+    units.head[1, 0], units.ffn[0], units.neuron[1, :16] = False, False, False
+    other = UnitMask.ones(structure_of(model), "both")
+    other.head[0, 1] = False
+    a = ticket(tmp_path, model, units, "a", level=0.25)
+    b = ticket(tmp_path, model, other, "b", level=0.25)
+
+    code, out, _ = cli(capsys, "info", a)
+    assert code == 0 and "structured ticket, FFN granularity both" in out
+    assert "    1         1/2  0" in out and "pruned" in out and "3/4 heads" in out.replace("  ", " ")
+    code, out, _ = cli(capsys, "compare", a, b, "--json")
+    assert code == 0 and json.loads(out)["units"]["head"][0][1] == pytest.approx(2 / 4)
+
+    code, out, _ = cli(capsys, "export", "--model", tiny_bert_dir, "--mask", a, "--out", tmp_path / "exp")
+    assert code == 0
+    exported = BertForMaskedLM.from_pretrained(tmp_path / "exp")
+    assert not exported.bert.encoder.layer[0].intermediate.dense.weight.any()
+
+    code, out, err = cli(capsys, "compact", "--model", tiny_bert_dir, "--mask", a, "--out", tmp_path / "c")
+    assert code == 0, err
+    assert "3/4 heads" in out
+    gated = BertForMaskedLM.from_pretrained(tiny_bert_dir).eval()
+    apply_unit_mask(gated, units)
+    torch.testing.assert_close(hidden(load_compacted(tmp_path / "c")), hidden(gated), atol=ATOL, rtol=0)
+
+
+def test_cli_compact_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):
+    other = tiny()
+    path = ticket(tmp_path, other, random_units(other, "layer"))
+    code, _, err = cli(capsys, "compact", "--model", tiny_bert_dir, "--mask", path, "--out", tmp_path / "c")
+    assert code == 2 and "ticket is for 3 layers" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(
+        capsys, "compact", "--model", tiny_bert_dir, "--mask", tmp_path, "--out", tmp_path / "d"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1

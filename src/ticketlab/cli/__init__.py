@@ -24,6 +24,7 @@ ORDER = [
     "info",
     "compare",
     "export",
+    "compact",
     "sweep",
     "report",
     "pretrain",

@@ -3,6 +3,9 @@
 The mask distance of TAMT §4.2.5 is 1 - Jaccard. Two independent masks keeping a fraction p of the
 weights have an expected Jaccard of p/(2-p) (0.18 at 70% sparsity).
 
+Structured tickets are compared by the weights of their units (what they zero); when every mask is a
+structured ticket, the Jaccard similarity of their kept heads and FFN units follows.
+
 Example:
   ticketlab compare masks/omp70 masks/random70 masks/tamt70
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from ..errors import TicketlabError
 from ..masking import load_mask
+from ..structured.io import unit_jaccard_matrices
 
 HELP = "Jaccard similarity matrix between mask files"
 
@@ -43,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.distance:
         sim = [[1.0 - v for v in row] for row in sim]
     labels = [label(m) for m in args.masks]
+    units = unit_jaccard_matrices(args.masks)  # {} unless every mask is a structured ticket
+    if args.distance:
+        units = {k: [[1.0 - v for v in row] for row in m] for k, m in units.items()}
     if args.json:
         print(
             json.dumps(
@@ -50,17 +57,23 @@ def run(args: argparse.Namespace) -> int:
                     "labels": labels,
                     "sparsity": [m.sparsity for m in masks],
                     "distance" if args.distance else "jaccard": sim,
+                    **({"units": units} if units else {}),
                 },
                 indent=2,
             )
         )
         return 0
-    width = max(8, *(len(x) for x in labels))
-    print(
-        f"{'distance' if args.distance else 'jaccard':<{width}}  "
-        + "  ".join(f"{x:>{width}}" for x in labels)
-    )
-    for lab, row in zip(labels, sim, strict=True):
-        print(f"{lab:<{width}}  " + "  ".join(f"{v:>{width}.4f}" for v in row))
+    title = "distance" if args.distance else "jaccard"
+    print_matrix(title, labels, sim)
+    for kind, matrix in units.items():
+        print()
+        print_matrix(f"{kind} units", labels, matrix)
     print("\nsparsity: " + ", ".join(f"{lab} {m.sparsity:.1%}" for lab, m in zip(labels, masks, strict=True)))
     return 0
+
+
+def print_matrix(title: str, labels: list[str], matrix: list[list[float]]) -> None:
+    width = max(8, len(title), *(len(x) for x in labels))
+    print(f"{title:<{width}}  " + "  ".join(f"{x:>{width}}" for x in labels))
+    for lab, row in zip(labels, matrix, strict=True):
+        print(f"{lab:<{width}}  " + "  ".join(f"{v:>{width}.4f}" for v in row))

@@ -1,5 +1,7 @@
 """Show a mask file: its provenance and a per-matrix sparsity table.
 
+A structured ticket shows its heads and FFN units kept per layer instead.
+
 Example:
   ticketlab info masks/omp70
 """
@@ -10,6 +12,8 @@ import argparse
 import json
 
 from ..masking import load_mask
+from ..structured.io import summary as units_summary
+from ..structured.io import units_line
 
 HELP = "summarise a mask file (method, base model, per-matrix sparsity)"
 
@@ -31,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"mask:       {args.mask}")
     print(f"method:     {config.method} (ranking {config.ranking}, seed {config.seed})")
-    print(f"sparsity:   target {config.sparsity:.1%}, achieved {mask.sparsity:.1%}")
+    if config.kind == "structured":
+        print(f"units:      {units_line(config.units)}")
+        print(f"level:      target {config.sparsity:.1%} of units; {mask.sparsity:.1%} of their weights zero")
+    else:
+        print(f"sparsity:   target {config.sparsity:.1%}, achieved {mask.sparsity:.1%}")
     print(f"base model: {config.base_model} [{config.model_type}] {config.base_model_hash[:19]}")
     if config.search:
         print(
@@ -39,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
             + ", ".join(f"{k}={v}" for k, v in config.search.items() if not isinstance(v, (dict, list)))
         )
     print()
-    print(mask.summary())
+    print(units_summary(config.units) if config.kind == "structured" else mask.summary())
     return 0

@@ -160,6 +160,13 @@ def load_unit_mask_onto(
     return apply_unit_mask(model, units), config
 
 
+def units_line(units_info: dict[str, Any]) -> str:
+    """One line: the granularity and the fraction of each kind of unit pruned (for `ticketlab info`)."""
+    names = {"head": "heads", "ffn": "FFN sub-layers", "neuron": "FFN neurons"}
+    pruned = ", ".join(f"{v:.1%} of {names.get(n, n)}" for n, v in units_info.get("pruned", {}).items())
+    return f"structured ticket, FFN granularity {units_info.get('granularity')}; pruned: {pruned}"
+
+
 def summary(units_info: dict[str, Any]) -> str:
     """Heads and FFN kept per layer, from a structured config's `units` object (for `ticketlab info`)."""
     s, kept = Structure.from_dict(units_info["structure"]), units_info["kept"]
@@ -201,3 +208,14 @@ def unit_jaccard(a: UnitMask, b: UnitMask) -> dict[str, float]:
             union = int((t | other).sum())
             out[name] = int((t & other).sum()) / union if union else 1.0
     return out
+
+
+def unit_jaccard_matrices(paths: list[str | os.PathLike]) -> dict[str, list[list[float]]]:
+    """Jaccard similarity matrices of kept units per kind, when every path is a structured ticket."""
+    configs = [load_mask(p, as_units=True)[1] for p in paths]
+    if not all(c.kind == KIND for c in configs):
+        return {}
+    tickets = [load_unit_mask(p)[0] for p in paths]
+    kinds = [k for k in ("head", "ffn", "neuron") if all(k in t.tensors() for t in tickets)]
+    pairs = [[unit_jaccard(a, b) for b in tickets] for a in tickets]
+    return {k: [[row[j].get(k, float("nan")) for j in range(len(tickets))] for row in pairs] for k in kinds}

@@ -1,0 +1,63 @@
+"""Compact a model with a structured ticket: remove its pruned heads, FFN neurons and FFN sub-layers.
+
+The result is a smaller, faster model whose outputs equal the gated model's (to float tolerance).
+HF configs cannot express per-layer head counts, so the directory holds a manifest
+(`ticketlab_compact.json`) and is reloaded with `ticketlab.structured.load_compacted(DIR)`; a plain
+`from_pretrained` refuses it.
+
+Example:
+  ticketlab compact --model ../shared/models/bert-mini-ref --mask tickets/winning50 --out compact/w50
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from ..errors import TicketlabError
+from ..files import check_output
+from ..modeling import head_of, load_config, load_model, load_tokenizer
+from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
+from .common import add_model_argument
+
+HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_argument(p)
+    p.add_argument("--mask", required=True, metavar="TICKET_DIR", help="a structured ticket")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--head",
+        choices=["auto", "mlm", "seq-cls", "qa", "base"],
+        default="auto",
+        help="head to load the model with (auto: the one in its config)",
+    )
+    p.add_argument(
+        "--ignore-hash",
+        action="store_true",
+        help="apply the ticket even if the model's weights differ from those it was found on "
+        "(e.g. the model fine-tuned with the ticket)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = (args.model, args.mask)
+    check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
+    units, config = load_unit_mask(args.mask)
+    head = head_of(load_config(args.model)) if args.head == "auto" else args.head
+    model = load_model(args.model, head=head)
+    check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)
+    tokenizer = None
+    with contextlib.suppress(TicketlabError):
+        tokenizer = load_tokenizer(args.model)
+    before = parameter_count(model)
+    compact(model, units)
+    save_compacted(model, args.out, tokenizer=tokenizer, mask_config=config, inputs=inputs)
+    kept = units.kept_per_layer()
+    heads = sum(len(h) for h in kept["heads"])
+    print(
+        f"compacted {head} model: {heads}/{units.head.numel()} heads, "
+        f"{parameter_count(model) / 1e6:.2f}M of {before / 1e6:.2f}M parameters -> {args.out}"
+    )
+    return 0
