@@ -173,3 +173,124 @@ def test_importance_on_gated_bert_matches_finite_differences():
     for tensor, score, index in ((gates.head, imp.head, (1, 0)), (gates.ffn, imp.ffn, (0,))):
         want = sum(abs(fd(tensor, index, b)) * len(b) for b in batches) / 6
         assert score[index].item() == pytest.approx(want, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@pytest.fixture(scope="module")
+def sst2_root(tmp_path_factory):
+    from test_finetune import sentiment_rows
+
+    root = tmp_path_factory.mktemp("glue")
+    (root / "SST-2").mkdir()
+    for split, n, seed in (("train", 48, 0), ("dev", 40, 1)):
+        rows = "\n".join(sentiment_rows(n, seed))
+        (root / "SST-2" / f"{split}.tsv").write_text(f"sentence\tlabel\n{rows}\n")
+    return root
+
+
+def _super_config(tiny_bert_dir, root, **kw):
+    from ticketlab.finetune import FinetuneConfig
+    from ticketlab.structured.supertickets import SuperConfig
+
+    ft = FinetuneConfig(
+        model=str(tiny_bert_dir),
+        task="sst2",
+        data_dir=str(root),
+        max_steps=4,
+        batch_size=8,
+        eval_every=2,
+        lr=1e-3,
+        progress=False,
+    )
+    return SuperConfig(ft, **{"seeds": [1, 2], "levels": [0.5], **kw})
+
+
+def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch):
+    import importlib
+
+    from ticketlab.experiments.report import write_report
+    from ticketlab.experiments.store import Store
+    from ticketlab.modeling import load_model
+    from ticketlab.structured.io import load_unit_mask
+    from ticketlab.structured.supertickets import run_super
+
+    ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)
+    starts = []  # the weights every fine-tuning starts from
+    real_train = ft.train
+
+    def spy(model, *a, **kw):  # the effective weights (W ⊙ M under a mask) by module
+        modules = [
+            (n, m) for n, m in model.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
+        ]
+        weights = {n: m.weight.detach().clone() for n, m in modules if "parametrizations" not in n}
+        starts.append(weights)
+        return real_train(model, *a, **kw)
+
+    monkeypatch.setattr(ft, "train", spy)
+    out = tmp_path / "study"
+    result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+
+    # per seed: the full model, then winning, random and losing at 50%
+    assert len(starts) == 8
+    with Store(out) as store:
+        rows = store.runs()
+    assert sorted(r.kind for r in rows).count("search") == 6 and all(r.status == "done" for r in rows)
+    assert {r.config["method"] for r in rows} == {"full", "st-winning", "st-random", "st-losing"}
+    for r in rows:
+        if r.kind == "finetune":
+            assert r.metrics["n_dev"] == {"dev": 36, "select_dev": 4}  # 10% of 40 selects
+    assert [p.level for p in result.picks] == [0.5, 0.5] and result.super["n"] == 2
+    assert result.full["n"] == 2 and set(result.tickets) == {"st-winning", "st-random", "st-losing"}
+    full_dir = next(r for r in rows if r.config["method"] == "full").metrics["importance_dir"]
+    assert (out / full_dir / "importance.safetensors").is_file()
+    assert not list(out.glob("runs/*/model"))  # the full models' weights went after scoring
+
+    # rewinding: a ticket starts where the full model of its seed started, i.e. from the pre-trained
+    # weights (pruned ones zero) and the same seeded task head
+    pretrained = dict(load_model(tiny_bert_dir, head="base").named_modules())
+    full_start, rewind_start = starts[0], starts[1]
+    units, _ = load_unit_mask(next(out.glob("masks/st-winning_l50_seed1_*")))
+    assert (~units.head).sum() == 2 and (~units.ffn).sum() == 1
+    zeros = 0
+    for name, w in rewind_start.items():
+        kept = w != 0
+        zeros += int((~kept).sum())
+        assert torch.equal(w[kept], full_start[name][kept]), name
+        base = pretrained.get(name.removeprefix("bert."))
+        if name.startswith("bert.") and "pooler" not in name:  # the MLM checkpoint has no pooler
+            assert torch.equal(full_start[name], base.weight), name
+    assert zeros > 0 and "classifier" in rewind_start
+
+    # resumable: a second call runs nothing again
+    starts.clear()
+    again = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+    assert starts == [] and again.super == result.super
+
+    report = write_report(out)
+    assert "fig4_phase_transition.png" in report.figures, report.skipped
+    assert "## Super tickets" in report.path.read_text()
+
+
+def test_super_config_errors(tiny_bert_dir, sst2_root):
+    with pytest.raises(ConfigError, match=r"level must be a fraction in \(0, 1\)"):
+        _super_config(tiny_bert_dir, sst2_root, levels=[0.5, 1.0])
+    with pytest.raises(ConfigError, match="winning"):
+        _super_config(tiny_bert_dir, sst2_root, kinds=["random"])
+    with pytest.raises(ConfigError, match="seeds"):
+        _super_config(tiny_bert_dir, sst2_root, seeds=[1, 1])
+
+
+def test_pick_super_per_seed_on_selection_scores():
+    from ticketlab.structured.supertickets import pick_super
+
+    rows = [
+        (1, 0.1, 70.0, 60.0, "a"),
+        (1, 0.3, 80.0, 50.0, "b"),
+        (1, 0.5, 80.0, 90.0, "c"),
+        (2, 0.2, 10.0, 5.0, "d"),
+    ]
+    picks = pick_super(rows)
+    assert (picks[1].level, picks[1].score, picks[1].run_id) == (0.3, 50.0, "b")  # ties: the lower level
+    assert picks[2].level == 0.2

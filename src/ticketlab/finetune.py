@@ -79,6 +79,10 @@ class FinetuneConfig:
     train_samples: int | None = None  # seeded subset of the training set (data scarcity, TAMT Fig. 9)
     data_seed: int | None = None  # seed of that subset (default: the run seed)
     eval_samples: int | None = None  # score only the first N dev examples (quick runs; not for reporting)
+    # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
+    # on 10% of dev and report the other 90%); None: the whole dev set does both.
+    select_fraction: float | None = None
+    select_seed: int = 0
     warmup_ratio: float = 0.0
     warmup_steps: int | None = None  # overrides warmup_ratio
     weight_decay: float = 0.0
@@ -110,6 +114,8 @@ class FinetuneConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
+        if self.select_fraction is not None and not 0.0 < self.select_fraction < 1.0:
+            raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.weight_decay < 0:
@@ -237,6 +243,26 @@ def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, bat
     return evaluate
 
 
+SELECT = "select_"  # prefix of the scores on the selection part of the dev set
+
+
+def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
+    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest."""
+    n = len(features)
+    k = min(n - 1, max(1, round(fraction * n)))
+    if n < 2:
+        raise ConfigError(f"a dev set of {n} example(s) cannot be split for selection")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return features.subset(sorted(order[:k])), features.subset(sorted(order[k:]))
+
+
+def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
+
+    return evaluate
+
+
 def _squad_eval(
     examples: SquadExamples,
     feats: Features,
@@ -302,8 +328,13 @@ def task_objective(
     doc_stride: int = 128,
     n_best: int = 20,
     max_answer_length: int = 30,
+    select_fraction: float | None = None,
+    select_seed: int = 0,
 ) -> TaskObjective:
     """Read, tokenize (cached) and wrap a task: train set, collate, loss and the dev evaluation.
+
+    With `select_fraction` the dev set is split (`split_dev`): `eval_fn` scores the rest under the
+    plain metric names and the selection part under `select_<name>`.
 
     Use it with `load_task_model` and `training.train(model, params, obj.dataset, obj.collate_fn,
     obj.loss_fn, TrainConfig(..., metric=obj.metric), eval_fn=obj.eval_fn)`.
@@ -311,6 +342,8 @@ def task_objective(
     spec = get_task(task, data_dir)
     max_length = max_length or spec.max_length
     metric = metric or spec.main
+    if spec.kind == "squad" and select_fraction is not None:
+        raise ConfigError("select_fraction is for GLUE-style tasks, not SQuAD")
     if spec.kind == "squad":
         train_set, train_ex = load_squad_features(
             spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
@@ -352,15 +385,24 @@ def task_objective(
         )
         skipped[split] = ex.skipped
     collate = pad_collate(tokenizer, float_labels=spec.kind == "regression")
+    eval_fn = _glue_eval(spec, dev, collate, eval_batch_size)
+    n_dev = {s: len(f) for s, f in dev.items()}
+    if select_fraction is not None:
+        parts = {s: split_dev(f, select_fraction, select_seed) for s, f in dev.items()}
+        eval_fn = _selected_eval(
+            _glue_eval(spec, {s: p[1] for s, p in parts.items()}, collate, eval_batch_size),
+            _glue_eval(spec, {s: p[0] for s, p in parts.items()}, collate, eval_batch_size),
+        )
+        n_dev = {s: len(p[1]) for s, p in parts.items()} | {SELECT + s: len(p[0]) for s, p in parts.items()}
     return TaskObjective(
         spec=spec,
         dataset=train_set,
         collate_fn=collate,
         loss_fn=LOSSES[spec.kind],
-        eval_fn=_glue_eval(spec, dev, collate, eval_batch_size),
+        eval_fn=eval_fn,
         metric=metric,
         n_train=len(train_set),
-        n_dev={s: len(f) for s, f in dev.items()},
+        n_dev=n_dev,
         skipped=skipped,
     )
 
@@ -444,6 +486,7 @@ class FinetuneResult:
     resumed_from: int = 0
     out_dir: str | None = None
     model_dir: str | None = None
+    selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
 
     @property
     def best_score(self) -> float:
@@ -539,7 +582,10 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         doc_stride=config.doc_stride,
         n_best=config.n_best,
         max_answer_length=config.max_answer_length,
+        select_fraction=config.select_fraction,
+        select_seed=config.select_seed,
     )
+    selected_by = SELECT + hyper.metric if config.select_fraction is not None else None
     steps = math.ceil(hyper.epochs * len(obj.dataset) / hyper.batch_size)
     if config.max_steps is not None:
         if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
@@ -567,7 +613,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         save_every=config.save_every,
         seed=config.seed,
         mixed_precision=config.mixed_precision,
-        metric=hyper.metric,
+        metric=selected_by or hyper.metric,
         progress=config.progress,
         desc=f"{spec.id} seed {config.seed}",
     )
@@ -633,6 +679,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         resumed_from=tr.resumed_from,
         out_dir=str(out) if out is not None else None,
         model_dir=model_dir,
+        selected_by=selected_by,
     )
     if out is not None and acc.is_main_process:
         atomic_write_json(out / RESULT_FILE, result.to_dict())

@@ -366,6 +366,40 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- Liang et al. Fig. 4
+
+TICKET_COLORS = {"st-winning": "C0", "st-random": "C1", "st-losing": "C2"}  # the paper's blue/orange/green
+
+
+def phase_transition(res: SweepResults, path: Path) -> str | None:
+    """Score vs level (fraction of heads and FFN units pruned) of winning, random and losing structured
+    tickets, mean ± std over seeds, with the full model's band and each seed's super ticket."""
+    from ..structured.supertickets import super_picks
+
+    cells = res.cells()
+    tasks = [t for t in res.tasks if any(m in TICKET_COLORS and k == t for m, _, k in cells)]
+    if not tasks:
+        return "no structured tickets in this store (`ticketlab super` makes them)"
+    picks = super_picks(list(res.records.values()))
+    fig, axes = _panels(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        _full_line(ax, cells.get(("full", 0.0, task)), res.methods)
+        for m, c in TICKET_COLORS.items():
+            xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
+            if xs:
+                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], c, m.removeprefix("st-"))
+        mine = [p for (t, _), p in picks.items() if t == task]
+        if mine:
+            xs, ys = [100 * p.level for p in mine], [p.score for p in mine]
+            star = {"marker": "*", "s": 140, "color": "gold", "edgecolor": "black", "zorder": 5}
+            ax.scatter(xs, ys, label="super ticket (per seed)", **star)
+        ax.set(title=_task_title(res, task), xlabel="heads and FFN units pruned (%)", ylabel="dev score")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    return None
+
+
 # (file name, caption, function): the report draws them in this order.
 FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
     ("fig3_score_vs_sparsity.png", "Score vs sparsity (TAMT Fig. 3)", score_vs_sparsity),
@@ -378,4 +412,13 @@ FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
     ("fig8_distance_from_omp.png", "Score vs mask distance from OMP (TAMT Fig. 8, left)", distance_from_omp),
     ("fig8_similarity.png", "Mask similarity between methods and seeds (TAMT Fig. 8, right)", similarity),
     ("fig9_train_size.png", "Score vs number of fine-tuning examples (TAMT Fig. 9)", score_vs_train_size),
+]
+# Figures of studies a store may not have at all (`ticketlab super`): drawn when it has their runs,
+# otherwise neither drawn nor listed as skipped.
+STUDY_FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
+    (
+        "fig4_phase_transition.png",
+        "Phase transition of structured tickets (Liang et al. Fig. 4)",
+        phase_transition,
+    ),
 ]

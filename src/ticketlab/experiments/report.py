@@ -129,6 +129,31 @@ def _winning_section(res: SweepResults, note) -> str:
     )
 
 
+def _super_section(res: SweepResults, note) -> str | None:
+    """Super tickets (Liang et al. 2021), when the store has structured tickets: per task the full
+    model, the super ticket (mean ± std over seeds of each seed's pick) and the levels picked."""
+    from ..structured.supertickets import super_picks
+
+    picks = super_picks(list(res.records.values()))
+    if not picks:
+        return None
+    cells, rows = res.cells(), []
+    for task in dict.fromkeys(t for t, _ in picks):
+        mine = [p for (t, _), p in sorted(picks.items()) if t == task]
+        chosen = Cell([p.score for p in mine], [p.run_id or "?" for p in mine])
+        levels = ", ".join(f"{pct(p.level)} (seed {p.seed})" for p in mine)
+        rows.append([task, note(cells.get(("full", 0.0, task))), note(chosen), levels])
+    return "\n".join(
+        [
+            "The super ticket of a seed is its winning ticket with the best score on the selection part "
+            "of the dev set (a seeded 10%); every score here, the full model's included, is on the other "
+            "part, at the training step the selection part picked.",
+            "",
+            _table(["task", "full model", "super ticket", "levels picked"], rows),
+        ]
+    )
+
+
 def _method_order(res: SweepResults, method: str) -> int:
     return res.methods.index(method) if method in res.methods else len(res.methods)
 
@@ -264,7 +289,7 @@ def write_report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     report = Report(path=out / "report.md", main_table=main_table_text(res))
     masks = plots._Masks(res)  # mask files are read once for both Fig. 8 panels
-    for fname, _, fn in plots.FIGURES:
+    for fname, _, fn in [*plots.FIGURES, *plots.STUDY_FIGURES]:
         path = out / "figures" / fname
         kw = {"masks": masks} if fn in (plots.distance_from_omp, plots.similarity) else {}
         try:
@@ -273,12 +298,22 @@ def write_report(
             reason = f"a mask file is missing or unreadable ({e})"
         if reason is None:
             report.figures[fname] = path
-        else:
+        elif fname not in {f for f, _, _ in plots.STUDY_FIGURES}:
             report.skipped[fname] = reason
             path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
     write_csvs(res, out)
     atomic_write_text(report.path, _markdown(res, report, out))
     return report
+
+
+def _super_part(res: SweepResults, report: Report, note, figure) -> list[str]:
+    section = _super_section(res, note)
+    if section is None:
+        return []
+    fname = "fig4_phase_transition.png"
+    caption = "Phase transition: score vs fraction of heads and FFN units pruned (Liang et al. Fig. 4)"
+    drawn = figure(fname, caption) if fname in report.figures else f"*{caption}: not drawn.*"
+    return ["## Super tickets", "", section, "", drawn, ""]
 
 
 def _markdown(res: SweepResults, report: Report, out: Path) -> str:
@@ -329,6 +364,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         "",
         _winning_section(res, note),
         "",
+        *_super_part(res, report, note, figure),
         "## Pre-training loss and downstream score",
         "",
         _pretrain_section(res, note),

@@ -1,0 +1,403 @@
+"""Super tickets (Liang et al. 2021 §3, §5): fine-tune → importance → tickets → rewind → select.
+
+For every seed s:
+
+1. fine-tune the full model (seed s), keeping its final weights;
+2. importance scores of every head and FFN unit on the training set (`importance.py`), saved;
+3. tickets at every level (10% ... 80% of heads and of FFN units pruned): winning (lowest importance
+   pruned), losing (highest) and random (seeded by s), each a structured mask file;
+4. rewinding: every ticket fine-tuned again from the *pre-trained* weights, with the same seed (so the
+   same task-head initialisation and data order) and the same schedule as step 1;
+5. selection: the super ticket of seed s is the winning level with the best score on a seeded 10%
+   of the dev set (`select_fraction`); the score reported for it is on the other 90%.
+
+Every fine-tuning, the full model's included, picks its best step on the 10% part and reports the
+90% part at that step, so nothing reported was seen by a choice. Scores are mean ± std over seeds.
+
+Rewound tickets are fine-tuned through their equivalent weight mask (`masking.load_mask` reads a
+structured ticket as one): a pruned head or neuron computes exactly what the gated model computes;
+a pruned FFN sub-layer keeps FFN-out's bias, one vector, which fine-tuning adapts (see `units.py`).
+
+Everything goes into a results store (`experiments.store`) in OUT: a `finetune` row per fine-tuning
+and a `search` row per ticket (method `st-winning`, `st-random`, `st-losing`; its `sparsity` is the
+level), so `ticketlab report OUT` draws the phase transition (Liang et al. Fig. 4). Rerunning the
+same command resumes: finished rows are skipped, an interrupted fine-tuning continues from its
+checkpoint.
+
+    OUT/results.sqlite            the store
+    OUT/super.json                the summary: per seed the super ticket, mean ± std, the full model
+    OUT/runs/<run>/               fine-tuning run directories (importance/ inside the full model's)
+    OUT/masks/<run>/              the tickets (structured mask directories)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError, TicketlabError
+from ..files import atomic_write_json
+from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
+from ..modeling import load_model, load_tokenizer
+from ..tasks import get_task
+from .gates import attach_gates
+from .importance import Importance, compute_importance
+from .io import load_unit_mask, save_unit_mask, unit_mask_config
+from .tickets import KINDS, LEVELS, check_kind, levels_arg, select
+
+log = logging.getLogger(__name__)
+
+METHOD = {kind: f"st-{kind}" for kind in KINDS}  # the method names in the results store
+IMPORTANCE_DIR, SUMMARY_FILE = "importance", "super.json"
+# FinetuneConfig fields the pipeline sets itself, or that are not part of a run's identity
+_OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_model"}
+
+
+@dataclass
+class SuperConfig:
+    """A super-ticket study of one task. `finetune` is the protocol of every fine-tuning (its `mask`
+    must be None and its `seed` is replaced by each of `seeds`)."""
+
+    finetune: FinetuneConfig
+    seeds: list[int] = field(default_factory=lambda: [1])
+    levels: list[float] = field(default_factory=lambda: list(LEVELS))
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))
+    granularity: str = "layer"  # FFN units: whole sub-layers (the paper's) or "neuron"
+    select_fraction: float = 0.1  # of the dev set, seeded by select_seed, picks steps and levels
+    select_seed: int = 0
+    importance_batch_size: int | None = None  # default: the fine-tuning batch size
+    keep_models: bool = False  # keep the full model's fine-tuned weights after the importance pass
+
+    def __post_init__(self) -> None:
+        if self.finetune.mask is not None:
+            raise ConfigError("super tickets start from the full model: give no mask")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
+        self.levels = levels_arg(self.levels)
+        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
+            raise ConfigError(f"kinds must be distinct and non-empty, got {list(self.kinds)}")
+        for kind in self.kinds:
+            check_kind(kind)
+        if "winning" not in self.kinds:
+            raise ConfigError("the super ticket is a winning ticket: kinds must include 'winning'")
+        if self.granularity not in ("layer", "neuron"):
+            raise ConfigError(f"granularity must be 'layer' or 'neuron', got {self.granularity!r}")
+        if not 0.0 < self.select_fraction < 1.0:
+            raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
+        if self.importance_batch_size is not None and self.importance_batch_size < 1:
+            raise ConfigError(f"importance_batch_size must be >= 1, got {self.importance_batch_size}")
+        if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
+            raise ConfigError(
+                "super tickets select on a split of a GLUE-style dev set; SQuAD is not supported"
+            )
+
+    def run_config(self, seed: int, mask: str | None = None) -> FinetuneConfig:
+        """The fine-tuning config of one run: the protocol, the seed, the dev split, the ticket."""
+        return self.finetune.replace(
+            seed=seed,
+            mask=mask,
+            select_fraction=self.select_fraction,
+            select_seed=self.select_seed,
+            save_model=mask is None,  # the full model's weights feed the importance pass
+        )
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class _Study:
+    """The store of OUT and what a row needs: config blocks in the layout of `experiments.plan`."""
+
+    config: SuperConfig
+    out: Path
+    store: Any
+    plan: list[str] = field(default_factory=list)
+
+    def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
+        from ..experiments.plan import make_run
+
+        ft = self.config.run_config(seed)
+        settings = {
+            k: v for k, v in ft.to_dict().items() if k not in _OWN and k not in FinetuneConfig.NON_RESULT
+        }
+        spec = get_task(ft.task, ft.data_dir)
+        config = {
+            "model": ft.model,
+            "task": ft.task,
+            "task_label": spec.id,
+            "data": ft.data_dir,
+            "seed": seed,
+            "train_size": ft.train_samples,
+            "settings": settings,
+            "study": "super",
+            **what,
+        }
+        name = f"ft_{spec.id}_{what['method']}" + (
+            f"_l{round(what['sparsity'] * 100)}" if what["mask"] else ""
+        )
+        return make_run("finetune", f"{name}_ft{seed}", config, deps)
+
+    def ticket_row(self, kind: str, level: float, seed: int, full_id: str):
+        from ..experiments.plan import make_run
+
+        config = {
+            "model": self.config.finetune.model,
+            "method": METHOD[kind],
+            "sparsity": level,
+            "seed": seed,
+            "steps": None,
+            "save_at": [],
+            # winning / losing tickets come from the importance of the seed's full model
+            "settings": {"granularity": self.config.granularity, "importance_of": full_id},
+            "corpus": None,
+        }
+        return make_run("search", f"{METHOD[kind]}_l{round(level * 100)}_seed{seed}", config, (full_id,))
+
+    def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
+        """Run one row unless it is done (its metrics) or held by another live process (None)."""
+        from ..experiments.runner import code_version
+        from ..experiments.store import HOST
+
+        self.plan.append(run.id)
+        self.store.add_runs([run])
+        record = self.store.get(run.id)
+        if record.status == "done":
+            return record.metrics
+        if not self.store.claim(run.id):
+            log.warning("%s: running in another process; skipped here", run.name)
+            return None
+        t0, started = time.perf_counter(), time.time()
+        try:
+            metrics = work(self.out / "runs" / run.dirname)
+        except KeyboardInterrupt:
+            self.store.release(run.id)
+            raise
+        except Exception as e:
+            self.store.fail(run.id, str(e), {"code": code_version(), "host": HOST, "started": started})
+            raise
+        prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
+        self.store.finish(run.id, metrics, prov)
+        return metrics
+
+
+def _scores(r: FinetuneResult) -> dict[str, Any]:
+    """A fine-tuning's metrics for the store: `score` is the reported (90%) part at the step the
+    selection (10%) part picked; `select_score` that part's score there."""
+    return {
+        "metric": r.metric,
+        "score": r.best_score,
+        "select_score": float(r.best[SELECT + r.metric]),
+        "final_score": r.final_score,
+        "best": r.best,
+        "final": r.final,
+        "steps": r.steps,
+        "time_s": r.train_time_s,
+        "n_dev": r.n_dev,
+    }
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) -> Importance:
+    """Importance scores of the fine-tuned full model over its training set (saved in `out`)."""
+    if (out / "importance.json").is_file():
+        return Importance.load(out)
+    if run.model_dir is None or not Path(run.model_dir).is_dir():
+        raise TicketlabError(
+            f"{run.out_dir}: the fine-tuned weights are gone; delete this run directory to fine-tune again"
+        )
+    ft = config.run_config(seed)
+    spec = get_task(ft.task, ft.data_dir)
+    obj = task_objective(
+        spec,
+        load_tokenizer(ft.model),
+        ft.data_dir,
+        max_length=ft.max_length,
+        train_samples=ft.train_samples,
+        data_seed=seed if ft.data_seed is None else ft.data_seed,
+        eval_samples=1,  # the dev set is not used here
+    )
+    model = load_model(run.model_dir, head="seq-cls")
+    gates = attach_gates(model, granularity=config.granularity)
+    batch_size = config.importance_batch_size or ft.batch_size or spec.batch_size
+    meta = {"task": spec.id, "model": ft.model, "seed": seed, "batch_size": batch_size}
+    imp = compute_importance(
+        model, gates, obj.dataset, obj.collate_fn, obj.loss_fn, batch_size=batch_size, meta=meta
+    )
+    return Importance.load(imp.save(out))
+
+
+@functools.lru_cache(maxsize=1)
+def _base_model(name: str) -> nn.Module:
+    """The pre-trained encoder, loaded once for every ticket's config (its weights hash)."""
+    return load_model(name, head="base")
+
+
+def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
+    from ..experiments.plan import FULL
+
+    config = study.config
+    run = study.finetune_row(seed, dict(FULL))
+
+    def work(run_dir: Path) -> dict[str, Any]:
+        result = finetune(config.run_config(seed), run_dir)
+        _importance(config, result, seed, run_dir / IMPORTANCE_DIR)
+        if not config.keep_models and result.model_dir is not None:
+            shutil.rmtree(result.model_dir, ignore_errors=True)
+        return {**_scores(result), "importance_dir": str((run_dir / IMPORTANCE_DIR).relative_to(study.out))}
+
+    return run.id, study.execute(run, work)
+
+
+def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, dict]) -> dict | None:
+    config = study.config
+    run = study.ticket_row(kind, level, seed, full[0])
+    mask_dir = study.out / "masks" / run.dirname
+
+    def work(run_dir: Path) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        imp = Importance.load(study.out / full[1]["importance_dir"])
+        units = select(imp, level, kind, seed=seed)
+        model = _base_model(config.finetune.model)
+        cfg = unit_mask_config(
+            model, units, method=METHOD[kind], level=level, base_model=config.finetune.model, seed=seed
+        )
+        save_unit_mask(units, cfg, mask_dir)
+        return {
+            "mask_dir": str(mask_dir.relative_to(study.out)),
+            "achieved_sparsity": load_unit_mask(mask_dir)[1].achieved_sparsity,
+            "pruned": units.level(),
+            "steps": 0,
+            "time_s": time.perf_counter() - t0,
+            "intermediate": [],
+        }
+
+    metrics = study.execute(run, work)
+    if metrics is None:
+        return None
+    what = {
+        "mask": {"search": run.id, "step": None},
+        "method": METHOD[kind],
+        "sparsity": level,
+        "mask_seed": seed,
+        "search_steps": None,
+    }
+    rewind = study.finetune_row(seed, what, (run.id,))
+    # rewinding: the ticket's kept weights start from the pre-trained values, the head from the same
+    # seeded initialisation, and train with the full model's schedule
+    ft = config.run_config(seed, str(study.out / metrics["mask_dir"]))
+    return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass
+class SuperPick:
+    seed: int
+    level: float  # the winning level with the best selection-part score
+    score: float  # its score on the report part
+    select_score: float
+    run_id: str | None = None
+
+
+def pick_super(rows: Sequence[tuple[int, float, float, float, str | None]]) -> dict[int, SuperPick]:
+    """Per seed, the winning ticket with the best selection score from rows (seed, level,
+    select score, report score, run id); ties go to the lower level (the larger ticket)."""
+    best: dict[int, SuperPick] = {}
+    for seed, level, sel, score, run_id in sorted(rows, key=lambda r: (r[0], r[1])):
+        if seed not in best or sel > best[seed].select_score:
+            best[seed] = SuperPick(seed, level, score, sel, run_id)
+    return best
+
+
+def super_picks(records: Sequence[Any]) -> dict[tuple[str, int], SuperPick]:
+    """(task, seed) -> super ticket, from the finished `finetune` rows of a results store."""
+    by_task: dict[str, list] = {}
+    for r in records:
+        c = r.config
+        winning = r.kind == "finetune" and r.status == "done" and c.get("method") == METHOD["winning"]
+        if winning and r.metrics.get("select_score") is not None:
+            row = (c["seed"], c["sparsity"], r.metrics["select_score"], r.metrics["score"], r.id)
+            by_task.setdefault(c["task_label"], []).append(row)
+    return {(t, s): p for t, rows in by_task.items() for s, p in pick_super(rows).items()}
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@dataclass
+class SuperResult:
+    task: str
+    metric: str
+    full: dict[str, Any]  # mean_std of the full model's report scores
+    super: dict[str, Any]  # mean_std of the super tickets' report scores
+    picks: list[SuperPick]
+    tickets: dict[str, dict[str, dict[str, Any]]]  # method -> level (str) -> mean_std
+    out_dir: str
+    skipped: int = 0  # rows held by another process
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
+    """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
+    from ..experiments.store import Store
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = get_task(config.finetune.task, config.finetune.data_dir)
+    with Store(out) as store:
+        study = _Study(config, out, store)
+        skipped = 0
+        for seed in config.seeds:
+            full = _full(study, seed)
+            if full[1] is None:
+                skipped += 1
+                continue
+            for kind in config.kinds:
+                for level in config.levels:
+                    skipped += _ticket(study, kind, level, seed, full) is None
+        store.set_meta("spec", {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"})
+        store.set_meta("plan", study.plan)
+        records = [store.get(i) for i in dict.fromkeys(study.plan)]
+    result = _summary(config, records, spec.id, out, skipped)
+    atomic_write_json(out / SUMMARY_FILE, result.to_dict())
+    return result
+
+
+def _summary(config: SuperConfig, records: list, task: str, out: Path, skipped: int) -> SuperResult:
+    done = [r for r in records if r.kind == "finetune" and r.status == "done"]
+    by: dict[tuple[str, float], list[float]] = {}
+    for r in done:
+        by.setdefault((r.config["method"], r.config["sparsity"]), []).append(r.metrics["score"])
+    full = by.get(("full", 0.0), [])
+    picks = sorted(super_picks(done).values(), key=lambda p: p.seed)
+    tickets: dict[str, dict[str, dict[str, Any]]] = {}
+    for (method, level), scores in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if method != "full":
+            tickets.setdefault(method, {})[f"{level:g}"] = mean_std(scores)
+    metric = done[0].metrics["metric"] if done else "?"
+    return SuperResult(
+        task=task,
+        metric=metric,
+        full=mean_std(full) if full else {},
+        super=mean_std([p.score for p in picks]) if picks else {},
+        picks=picks,
+        tickets=tickets,
+        out_dir=str(out),
+        skipped=skipped,
+    )
