@@ -3,16 +3,29 @@
 Results are never half-written: every file goes to a temporary sibling first and is renamed into
 place (`os.replace` is atomic on POSIX), and directories are built under a temporary name and renamed
 as a whole. Readers turn a missing or corrupt file into one `TicketlabError` that names it.
+
+Outputs never destroy what is not theirs: `check_output` refuses an existing directory that is not
+an output of the same kind (`atomic_dir` marks its outputs), a path that holds an input, and a place
+that cannot be written, before any work. An `OSError` while writing becomes one line naming the
+path (`writing`). Temporaries carry their writer's pid and host, so the next writer in the same
+directory removes those a killed process left (`remove_stale`). `exclusive` keeps a second process
+out of a directory a run is writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +38,110 @@ def _umask() -> int:
     return mask
 
 
+MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
+_HOST = socket.gethostname()
+_TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
+STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an `OSError` (no permission, read-only or full disk) into one line naming the path."""
+    try:
+        yield
+    except OSError as e:  # named by the output (the file at fault may be a temporary of it)
+        raise TicketlabError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """`mkdir -p`, with a one-line error when it cannot be made."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}.tl-{os.getpid()}@{_HOST}-"
+
+
+def temp_dir(parent: str | os.PathLike, name: str) -> Path:
+    """A new temporary directory in `parent` that `remove_stale` recognises once its writer is gone."""
+    with writing(parent):
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def _follow_umask(root: Path) -> None:
+    """Give every file under `root` the user's umask (some writers, e.g. safetensors, make 0600 files:
+    a colleague could not read a shared mask)."""
+    mask = _umask()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~mask)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o666 & ~mask)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(entry: Path, now: float) -> bool:
+    m = _TEMP.search(entry.name)
+    if m is not None and m.group(2) == _HOST:
+        return not _pid_alive(int(m.group(1)))
+    try:
+        return now - entry.lstat().st_mtime > STALE_AFTER_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale(directory: str | os.PathLike) -> list[Path]:
+    """Delete temporaries (`.*.tmp`) in `directory` whose writer is gone: a process of this host that
+    no longer runs, or any writer after `STALE_AFTER_S` (a kill -9 mid-write leaves them behind)."""
+    directory, now, removed = Path(directory), time.time(), []
+    try:
+        entries = [e for e in directory.iterdir() if e.name.startswith(".") and e.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for entry in entries:
+        if _is_stale(entry, now):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    if path.is_dir():
+        raise TicketlabError(f"{path}: is a directory; give a file name")
+    make_dir(path.parent)
+    remove_stale(path.parent)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -50,30 +152,187 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _owned(path: Path, kind: str, signature: str | None) -> bool:
+    """True when the directory is an output of `kind`: our marker says so or, for outputs written
+    before markers existed, it holds the file that marks that kind (`signature`, e.g. a mask config)."""
+    if (path / MARKER).is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return json.loads((path / MARKER).read_text()).get("kind") == kind
+        return False
+    return signature is not None and (path / signature).exists()
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    signature: str | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    is_file: bool = False,
+) -> Path:
+    """Refuse, in one line and before any work, an output path that would destroy something.
+
+    A directory output may be an empty or new directory, or one that holds an output of the same
+    `kind` (our marker, or its `signature` file); a file output may not be a directory. Neither may
+    be, or contain, one of `inputs`, nor be the current directory or one above it, and its place
+    must be writable.
+    """
+    path = Path(path).expanduser()
+    here, target = Path.cwd().resolve(), path.resolve()
+    if is_file and path.is_dir():
+        raise TicketlabError(f"{path}: is a directory; give a file name")
+    if not is_file and path.exists() and not path.is_dir():
+        raise TicketlabError(f"{path}: exists and is not a directory; give a directory")
+    if not is_file and (target == here or target in here.parents):
+        raise TicketlabError(f"{path}: is the current directory or above it; give a new directory")
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        src = Path(given).expanduser().resolve()
+        if src == target or target in src.parents:
+            raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
+    if not is_file and path.is_dir() and any(path.iterdir()) and not _owned(path, kind, signature):
+        raise TicketlabError(
+            f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
+            "give a new directory or delete it"
+        )
+    base = _nearest_existing(path if not is_file else path.parent)
+    if not base.is_dir():
+        raise TicketlabError(f"{path}: cannot write ({base} is not a directory)")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise TicketlabError(f"{path}: cannot write ({base} is not writable)")
+    return path
+
+
+def mark_output(path: str | os.PathLike, kind: str) -> None:
+    """Mark a directory as a ticketlab output of `kind` (`check_output` lets it be reused)."""
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        atomic_write_text(marker, json.dumps({"kind": kind}) + "\n")
+
+
+def claim_dir(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    signature: str | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """A directory a resumable run writes into: checked (`check_output`), made and marked as `kind`."""
+    path = check_output(path, kind=kind, signature=signature, inputs=inputs)
+    make_dir(path)
+    mark_output(path, kind)
+    return path
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `path` only if the block finishes without error."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise TicketlabError(f"{path}: already exists (refusing to overwrite)")
-    if path.exists() and not path.is_dir():
-        raise TicketlabError(f"{path}: exists and is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~_umask())
+def atomic_dir(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    signature: str | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Iterator[Path]:
+    """Yield a temporary directory that replaces `path` only if the block finishes without error.
+
+    `path` may hold an earlier output of the same `kind`, nothing else (see `check_output`).
+    """
+    path = check_output(path, kind=kind, signature=signature, inputs=inputs)
+    make_dir(path.parent)
+    remove_stale(path.parent)
+    tmp = temp_dir(path.parent, path.name)
     try:
-        yield tmp
-        if path.exists():
-            # Two renames keep a complete directory at `path` except for an instant.
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            (tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
+            _follow_umask(tmp)
+            if path.exists():
+                # Two renames keep a complete directory at `path` except for an instant.
+                old = temp_dir(path.parent, path.name)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_HELD: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]:
+    """Hold `directory/.lock` for the block; a second process on it is refused in one line.
+
+    Re-entrant within a process (a search holds its directory, and the training loop inside it
+    takes the same lock). The lock is an flock: it goes with the process, kill -9 included.
+    """
+    directory = make_dir(directory).resolve()
+    if directory in _HELD:
+        _HELD[directory] += 1
+        try:
+            yield
+        finally:
+            _HELD[directory] -= 1
+        return
+    lock = directory / ".lock"
+    with writing(lock):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise TicketlabError(
+                f"{directory}: another process ({holder}) is running this {what}; "
+                "wait for it to finish (run the same command again afterwards to resume)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {_HOST}".encode(), 0)
+        _HELD[directory] = 1
+        try:
+            yield
+        finally:
+            del _HELD[directory]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: re-read when changed
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_key(paths: Iterable[str | os.PathLike]) -> str | None:
+    """sha256 over the bytes of every file under `paths` (directories walked, hidden entries left
+    out): what a run read, so a result is not reused once its inputs changed. None for a path that
+    is not local (a hub id)."""
+    h = hashlib.sha256()
+    for given in paths:
+        root = Path(given).expanduser()
+        if not root.exists():
+            return None
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.relative_to(root) if f != root else Path(f.name)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            st = f.stat()
+            h.update(f"{rel}\0{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}\0".encode())
+    return "sha256:" + h.hexdigest()
 
 
 def default_cache_dir() -> Path:

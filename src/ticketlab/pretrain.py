@@ -266,7 +266,7 @@ def pretrain(
 
 
 def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: PretrainResult, work: Path) -> None:
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="pre-trained model", signature=RESULT_FILE) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if (work / "log.jsonl").is_file():
@@ -294,6 +294,6 @@ def _tokenizer(given, corpus, vocab_size: int, max_length: int, work: Path) -> P
                 f"{dirs[0]}: building a tokenizer reads text files; pass a tokenizer for datasets"
             )
         tok = train_word_level_tokenizer(paths, vocab_size=vocab_size, model_max_length=max_length)
-        with atomic_dir(saved) as tmp:
+        with atomic_dir(saved, kind="tokenizer") as tmp:
             tok.save_pretrained(tmp)
     return load_tokenizer(saved)

@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, TicketlabError
-from .files import atomic_write_bytes, atomic_write_json
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, exclusive, make_dir, remove_stale
+from .validation import check_fields
 
 Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
@@ -76,6 +77,9 @@ class TrainConfig:
     desc: str = "train"
 
     def __post_init__(self) -> None:
+        wrong = check_fields(self)  # types, and no nan / inf (AdamW would raise a ValueError)
+        if wrong:
+            raise ConfigError(wrong)
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -258,11 +262,47 @@ def train(
         raise TicketlabError("the training set is empty")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out)
     if out is not None and resume and (out / RESULT).is_file():
         return TrainResult(**json.loads((out / RESULT).read_text()))
 
     acc = accelerator or make_accelerator(config)
+    owner = out is not None and acc.is_main_process
+    with exclusive(out, "run") if owner else contextlib.nullcontext():  # a second process is refused
+        if owner:
+            remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
+        hooks = (eval_fn, after_step, extra_state)
+        return _train(model, params, dataset, collate_fn, loss_fn, config, out, hooks, acc, resume)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the records of steps after `step` (the resumed run logs them again): each step once."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            record = json.loads(line)
+            at = record.get("step", record.get("eval", {}).get("step"))
+            if isinstance(at, int) and at > step:
+                continue
+        keep.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+def _train(
+    model: nn.Module,
+    params: Iterable[Any],
+    dataset: Sequence[Any],
+    collate_fn: CollateFn,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    out: Path | None,
+    hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any],
+    acc: Accelerator,
+    resume: bool,
+) -> TrainResult:
+    eval_fn, after_step, extra_state = hooks
     seed_everything(config.seed)
     raw_model = model
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -289,6 +329,8 @@ def train(
             extra_state[1](saved.get("extra", {}))
         result = TrainResult(**saved["result"])
         result.resumed_from = state.step = saved["step"]
+    if out is not None and acc.is_main_process:
+        _truncate_log(out / LOG, state.step)
 
     def save_checkpoint() -> None:
         if ckpt is None or not acc.is_main_process:

@@ -1,7 +1,8 @@
 """`ticketlab <verb>`: one module per verb in this package, discovered automatically.
 
 A verb module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. User errors
-(`TicketlabError`) print one line to stderr and exit 2; Ctrl-C exits 130 and says how to resume.
+(`TicketlabError`), and file-system errors that name their path, print one line to stderr and exit 2;
+Ctrl-C exits 130 and says how to resume.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `ticketlab info MASK | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 0
+    except OSError as e:  # disk full, read-only, no permission where no writer said so itself
+        if e.filename is None:
+            raise
+        print(f"ticketlab {args.verb}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"ticketlab {args.verb}: interrupted; finished work is saved, run the same command to resume",

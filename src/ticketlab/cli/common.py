@@ -31,5 +31,5 @@ def sparsity_arg(value: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
     if not 0.0 <= s < 1.0:
-        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1) (e.g. 0.7 for 70%% zeros), got {value}")
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1) (e.g. 0.7 for 70% zeros), got {value}")
     return s

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 
 from ..errors import TicketlabError
+from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
 from ..modeling import head_of, load_config, load_model, load_tokenizer
 from .common import add_model_argument
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = [args.model, args.mask]
+    check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
     mask, config = load_mask(args.mask)
     head = head_of(load_config(args.model)) if args.head == "auto" else args.head
     model = load_model(args.model, head=head)
@@ -44,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = None
     with contextlib.suppress(TicketlabError):
         tokenizer = load_tokenizer(args.model)
-    export_pretrained(model, args.out, mask=mask, config=config, tokenizer=tokenizer)
+    export_pretrained(model, args.out, mask=mask, config=config, tokenizer=tokenizer, inputs=inputs)
     print(f"exported {head} model with {mask.sparsity:.1%} of target weights zero -> {args.out}")
     return 0

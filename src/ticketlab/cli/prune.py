@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..files import check_output
 from ..masking import MaskConfig, save_mask
+from ..masking.io import CONFIG_NAME
 from ..modeling import load_model
 from ..pruning import ONE_SHOT
 from .common import add_model_argument, add_targets_argument, sparsity_arg
@@ -37,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, kind="mask", signature=CONFIG_NAME, inputs=[args.model])  # before any work
     model = load_model(args.model, head="base")
     mask = ONE_SHOT[args.method](
         model, args.sparsity, ranking=args.ranking, targets=args.targets, seed=args.seed

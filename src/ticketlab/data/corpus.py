@@ -232,13 +232,15 @@ def token_stream(
     if cached is not None and cached.is_file():
         try:
             data = st_load(cached.read_bytes())
-            return data["ids"], {"source": source.name, "tokens": data["ids"].numel(), "cache": "hit"}
+            info = {"source": source.name, "tokens": data["ids"].numel(), "cache": "hit"}
+            return data["ids"], {**info, "content": key_data["source"]}
         except (SafetensorError, KeyError, OSError):
             pass  # a corrupt cache entry is rebuilt below
     ids, encoding, detected = _tokenize(source, tokenizer, wikitext, progress)
     if ids.numel() == 0:
         raise DataError(f"{source.name}: no text found")
     info = {"source": source.name, "tokens": ids.numel(), "cache": "miss", "encoding": encoding}
+    info["content"] = key_data["source"]
     info["wikitext"] = detected
     if cached is not None:
         meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
@@ -257,6 +259,7 @@ class BlockDataset(Sequence[dict[str, Tensor]]):
             raise ValueError("blocks must be [n, max_length] with one length per block")
         self.blocks = blocks  # [n, max_length] int32, padded with 0 past each length
         self.lengths = lengths  # [n] int32
+        self.content_key: str | None = None  # of the sources, set by `load_lm_corpus`
 
     def __len__(self) -> int:
         return self.blocks.shape[0]
@@ -396,7 +399,11 @@ def load_lm_corpus(
         train_parts, dev_parts = _carve_tails(train_parts, dev_fraction, train_sources)
         dev_info, how = [], f"last {dev_fraction:.0%} of each source"
     info = {"train_sources": train_info, "dev_sources": dev_info, "dev_split": how, "max_length": max_length}
-    return LMCorpus(BlockDataset.concat(train_parts), BlockDataset.concat(dev_parts), info)
+    train = BlockDataset.concat(train_parts)
+    # What a resumed search checks: the content of every source it read (and how dev was made).
+    content = [i["content"] for i in train_info + dev_info] + [how]
+    train.content_key = "sha256:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()
+    return LMCorpus(train, BlockDataset.concat(dev_parts), info)
 
 
 def load_lm_blocks(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
@@ -21,19 +22,21 @@ def export_pretrained(
     mask: Mask | None = None,
     config: MaskConfig | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    inputs: Iterable[str | os.PathLike | None] = (),
 ) -> Path:
     """Squash the model's masks (applying `mask` first if given) and `save_pretrained` it atomically.
 
     The model is left squashed: its pruned weights are zeros and it has no parametrizations, which is
     what `save_pretrained` needs (a parametrized model saved as-is reloads with random weights).
-    `AutoModel*.from_pretrained(out_dir)` reloads it with the zeros intact.
+    `AutoModel*.from_pretrained(out_dir)` reloads it with the zeros intact. `out_dir` may not be one
+    of `inputs` (e.g. the base model) nor a directory that is not an earlier export.
     """
     if mask is not None:
         apply_mask(model, mask)
     if is_masked(model):
         remove_mask(model, squash=True)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind="exported model", inputs=inputs) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

@@ -173,7 +173,7 @@ def save_mask(
         config = dataclasses.replace(config, achieved_sparsity=round(mask.sparsity, 6))
     out_dir = Path(out_dir)
     tensors, meta = pack(mask)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind="mask", signature=CONFIG_NAME) as tmp:
         save_file(tensors, str(tmp / MASKS_NAME), metadata=meta)
         (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         for fname, ts in (extra or {}).items():

@@ -11,12 +11,15 @@ A search writes one directory, usable as a mask directory as soon as it is finis
     OUT/run/checkpoint.pt                     while running (deleted once the mask is written)
 
 An interrupted search resumes from `run/checkpoint.pt` when the same command is run again; a finished
-one is not repeated. The mask files are moved into OUT one by one, config last, so OUT only looks
-like a mask once it is complete.
+one is not repeated. A directory holding anything else is refused, one process at a time runs in it
+(`run/.lock`), and a resume is refused when what the search reads changed: the settings, the base
+model's target weights or the corpus's content. The mask files are moved into OUT one by one, config
+last, so OUT only looks like a mask once it is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,9 +34,9 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, read_json
-from ..masking import Mask, MaskConfig, current_mask, load_mask, save_mask
-from ..masking.io import CONFIG_NAME
+from ..files import MARKER, atomic_write_json, claim_dir, exclusive, read_json, temp_dir
+from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
+from ..masking.io import CONFIG_NAME, weights_hash
 from ..training import (
     CHECKPOINT,
     LOG,
@@ -50,6 +53,8 @@ from ..training import (
 )
 
 SETTINGS = "settings.json"
+# Settings that record what the search reads, by content: a change is named as such on a resume.
+INPUT_KEYS = {"model_weights": "the base model's weights", "corpus_content": "the corpus"}
 
 
 @dataclass
@@ -81,7 +86,17 @@ class SearchDir:
         path = self.run / SETTINGS
         if path.is_file():
             old = read_json(path, "search settings")
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            changed = [k for k in INPUT_KEYS if k in old and old[k] != settings.get(k)]
+            if changed:
+                what = " and ".join(INPUT_KEYS[k] for k in changed)
+                shown = ", ".join(f"{k}: {str(old[k])[:19]} -> {str(settings.get(k))[:19]}" for k in changed)
+                raise ConfigError(
+                    f"{self.out}: {what} changed since this search started ({shown}); "
+                    "pass another --out, or delete the directory to start over"
+                )
+            # Directories written before inputs were recorded lack their keys: not a difference.
+            keys = (set(old) | set(settings)) - (INPUT_KEYS.keys() - set(old))
+            diff = sorted(k for k in keys if old.get(k) != settings.get(k))
             if diff:
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
                 raise ConfigError(
@@ -116,10 +131,10 @@ def publish_mask(
     in atomically, the config last, so `out` is a loadable mask only once all files are in place."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".publish-{os.getpid()}"
-    save_mask(mask, config, tmp, extra=extra)
+    tmp = temp_dir(out, "publish")
     try:
-        names = sorted(p.name for p in tmp.iterdir())
+        save_mask(mask, config, tmp, extra=extra)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)  # `out` is a search dir
         for name in [n for n in names if n != CONFIG_NAME] + [CONFIG_NAME]:
             os.replace(tmp / name, out / name)
     finally:
@@ -217,6 +232,15 @@ class SearchResult:
     train: TrainResult | None  # None when the search had finished before
 
 
+def input_keys(model: nn.Module, objective: SearchObjective, targets: Any) -> dict[str, Any]:
+    """What the search reads, by content: the target weights' hash and the corpus's content key."""
+    keys = {"model_weights": weights_hash(model, list(find_targets(model, targets)))}
+    content = getattr(objective.dataset, "content_key", None)
+    if content is not None:
+        keys["corpus_content"] = content
+    return keys
+
+
 def run_search(
     model: nn.Module,
     objective: SearchObjective,
@@ -228,10 +252,43 @@ def run_search(
     accelerator: Accelerator | None = None,
     keep_checkpoint: bool = False,
 ) -> SearchResult:
-    """Train with `spec.on_step` after every step, save masks on the way and the final one in `out`."""
+    """Train with `spec.on_step` after every step, save masks on the way and the final one in `out`.
+
+    `out` may be new, empty or a search directory; one process (group) at a time works in it."""
     sd = SearchDir(out)
     acc = accelerator or make_accelerator(train_config)
-    sd.check_settings(spec.settings, acc.is_main_process)
+    if acc.is_main_process:
+        claim_dir(sd.out, kind="search", signature=f"run/{SETTINGS}", inputs=_inputs(spec, objective, sd.out))
+    settings = {**spec.settings, **input_keys(model, objective, spec.targets)}
+    with exclusive(sd.run, "search") if acc.is_main_process else contextlib.nullcontext():
+        return _run_search(model, objective, spec, train_config, sd, settings, save_at, acc, keep_checkpoint)
+
+
+def _paths(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+def _inputs(spec: SearchSpec, objective: SearchObjective, out: Path) -> list[str]:
+    """What the search reads, none of which its directory may be; its own files (IMP's rewound
+    model, the base of a resumed search) aside."""
+    info = objective.info
+    given = [spec.base_model, *_paths(info.get("corpus")), *_paths(info.get("dev")), info.get("data_dir")]
+    own = out.resolve()
+    return [p for p in given if p is not None and own not in Path(p).resolve().parents]
+
+
+def _run_search(
+    model: nn.Module,
+    objective: SearchObjective,
+    spec: SearchSpec,
+    train_config: TrainConfig,
+    sd: SearchDir,
+    settings: dict[str, Any],
+    save_at: Sequence[int],
+    acc: Accelerator,
+    keep_checkpoint: bool,
+) -> SearchResult:
+    sd.check_settings(settings, acc.is_main_process)
     if sd.finished:
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None)
