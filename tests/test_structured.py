@@ -19,6 +19,7 @@ from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError
 from ticketlab.masking import MaskConfig, apply_mask, load_mask, load_mask_onto, save_mask
+from ticketlab.modeling import load_config, load_model
 from ticketlab.structured import (
     UnitMask,
     apply_unit_mask,
@@ -386,3 +387,21 @@ def test_cli_compact_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):
         capsys, "compact", "--model", tiny_bert_dir, "--mask", tmp_path, "--out", tmp_path / "d"
     )
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_ticketlab_loaders_take_a_compacted_model(tmp_path):
+    """`load_model` / `load_config` (every verb's loaders) rebuild a compacted directory."""
+    units = hard_units(tiny())
+    reference = tiny()
+    apply_unit_mask(reference, units)
+    save_compacted(compact(tiny(), units), tmp_path / "small")
+    assert load_config(tmp_path / "small").model_type == "bert"
+    clf = load_model(tmp_path / "small", head="seq-cls", num_labels=3, ignore_mismatched_sizes=True)
+    assert clf.config.num_labels == 3 and clf.classifier.out_features == 3
+    torch.testing.assert_close(hidden(clf), hidden(reference), atol=ATOL, rtol=0)
+    save_compacted(clf, tmp_path / "clf")  # a compacted model with a task head saves and reloads too
+    again = load_model(tmp_path / "clf", head="seq-cls", num_labels=2, ignore_mismatched_sizes=True)
+    assert again.classifier.out_features == 2
+    torch.testing.assert_close(hidden(again), hidden(reference), atol=ATOL, rtol=0)
+    with pytest.raises(MaskFileError, match="classifier"):
+        load_model(tmp_path / "clf", head="seq-cls", num_labels=2)

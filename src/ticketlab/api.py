@@ -29,15 +29,18 @@ from torch import nn
 
 from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
-from .files import atomic_write_json
+from .files import atomic_write_json, check_output
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
-from .modeling import head_of, load_config, load_model, load_tokenizer
+from .masking.io import recorded_base
+from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import HEAD_FILE, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
 from .pruning.imp import search_imp
+from .pruning.search import SETTINGS
 from .pruning.tamt import search_tamt
+from .tasks import get_task
 from .training import TrainConfig, make_accelerator
 
 log = logging.getLogger(__name__)
@@ -175,8 +178,6 @@ class SearchConfig:
             raise ConfigError("give corpus (text files or saved datasets) to search on")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
-        if self.max_length is None and self.task is None:
-            self.max_length = DEFAULT_MAX_LENGTH
 
     @property
     def verb(self) -> str:
@@ -240,20 +241,6 @@ class SearchConfig:
         )
 
 
-def max_positions(config) -> int:
-    """Tokens the model's position embeddings hold (RoBERTa's start after the padding index)."""
-    n = getattr(config, "max_position_embeddings", 512)
-    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        n -= (config.pad_token_id or 1) + 1
-    return n
-
-
-def _check_length(max_length: int, model_config) -> None:
-    limit = max_positions(model_config)
-    if max_length > limit:
-        raise ConfigError(f"max_length {max_length} exceeds the model's {limit} positions")
-
-
 def _load_mlm_model(config: SearchConfig, need_head: bool):
     """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
     model_config = load_config(config.model)
@@ -315,7 +302,7 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
                 f"note: {config.model} has no MLM head; "
                 "a fresh one (transform, bias) is trained with the masks"
             )
-    _check_length(config.max_length, model_config)
+    config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
     tokenizer = load_tokenizer(config.model)
     # TAMT-KD on a model without an MLM head: no MLM loss to report
     mlm_eval = tamt.objective != "kd" or has_head
@@ -344,7 +331,9 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
         imp = dataclasses.replace(imp, rewind_head=True)  # the task head is rewound with the encoder
         with acc.main_process_first():
-            task = task_objective(config.task, tokenizer, config.data_dir, max_length=config.max_length)
+            default = get_task(config.task, config.data_dir).max_length
+            length = fit_max_length(load_config(config.model), config.max_length, default)
+            task = task_objective(config.task, tokenizer, config.data_dir, max_length=length)
         model, _ = load_task_model(config.model, task.spec, seed=config.seed)
         objective = SearchObjective(
             name=task.spec.id,
@@ -360,7 +349,7 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
         model, model_config, has_head = _load_mlm_model(config, need_head=True)
         if not has_head and acc.is_main_process:
             log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
-        _check_length(config.max_length, model_config)
+        config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
         objective = _lm_objective(config, tokenizer, acc, "mlm", mlm_eval=True)
         lr = config.lr or 5e-5  # Table 1
         train_config = config.train_config(lr)
@@ -384,6 +373,8 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
+    reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
+    check_output(config.out, kind="search", signature=f"run/{SETTINGS}", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
     return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
 
@@ -403,7 +394,7 @@ class PretrainEvalConfig:
     model: str | None = None
     masks: Sequence[str | os.PathLike] = ()
     full: bool = False  # also the full model (always when no mask is given)
-    max_length: int = DEFAULT_MAX_LENGTH
+    max_length: int | None = None  # default: 512 (Table 1), or the model's positions if fewer
     max_blocks: int | None = None  # only the first N blocks
     batch_size: int = 32
     seed: int = 0  # of the corruption
@@ -430,7 +421,7 @@ class PretrainEvalConfig:
 
 
 def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
-    base = config.model or load_mask(mask_dir)[1].base_model
+    base = config.model or recorded_base(mask_dir)
     model_config = load_config(base)
     has_head = head_of(model_config) == "mlm"
     model = load_model(base, head="mlm" if has_head else "base")
@@ -450,13 +441,15 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
             row["mlm_head"] = "trained"
     else:
         row.update(method="full", sparsity=0.0)
-    key = (base, config.max_length)
+    length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
+    row["max_length"] = length
+    key = (base, length)
     if key not in blocks_cache:
         tokenizer = load_tokenizer(base)
         blocks, _ = load_lm_blocks(
             config.corpus,
             tokenizer,
-            config.max_length,
+            length,
             cache_dir=config.cache_dir,
             text_column=config.text_column,
             progress=config.progress,
@@ -479,6 +472,9 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
 def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
     mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
+    if config.out:
+        reads = [config.model, *config.masks, *config.corpus]
+        check_output(config.out, kind="evaluation", is_file=True, inputs=reads)  # before any work
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
     rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
     if config.out:

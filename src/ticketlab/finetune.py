@@ -44,13 +44,14 @@ from .data.features import Features, length_sorted_batches, pad_collate
 from .data.glue import load_features
 from .data.squad import SquadExamples, best_answers, load_squad_features
 from .errors import ConfigError, TicketlabError
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json, claim_dir, read_json
 from .masking import MaskConfig, current_mask, export_pretrained, load_mask_onto
 from .masking.io import library_versions
 from .metrics import GLUE_METRICS, squad_metrics
-from .modeling import encoder_of, load_model, load_tokenizer
+from .modeling import encoder_of, fit_max_length, load_config, load_model, load_tokenizer
 from .tasks import TaskSpec, get_task, metric_key
 from .training import CollateFn, EvalFn, LossFn, TrainConfig, make_accelerator, train
+from .validation import check_fields
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ class FinetuneConfig:
     NON_RESULT = ("eval_batch_size", "check_hash", "save_model", "save_every", "keep_checkpoint", "progress")
 
     def __post_init__(self) -> None:
+        wrong = check_fields(self)  # e.g. batch_size "four" from a sweep spec, lr nan from the CLI
+        if wrong:
+            raise ConfigError(wrong)
         for name in ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "train_samples"):
             v = getattr(self, name)
             if v is not None and v <= 0:
@@ -525,20 +529,6 @@ def _check_run_dir(out: Path, print_: dict[str, Any]) -> FinetuneResult | None:
     return None
 
 
-def _check_length(model: nn.Module, max_length: int) -> None:
-    """Refuse a max_length beyond the model's position embeddings (an index error deep inside otherwise)."""
-    config = model.config
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return
-    if "roberta" in getattr(config, "model_type", ""):  # positions start after the padding index
-        limit -= (config.pad_token_id or 0) + 1
-    if max_length > limit:
-        raise ConfigError(
-            f"max_length {max_length} exceeds the model's {limit} positions; pass a smaller one"
-        )
-
-
 def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe)."""
     decay, no_decay = [], []
@@ -559,9 +549,13 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     t_start = time.perf_counter()
     spec = get_task(config.task, config.data_dir)
     hyper = Hyper.of(config, spec)
+    length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
+    hyper = dataclasses.replace(hyper, max_length=length)
     out = Path(out_dir) if out_dir is not None else None
     print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
     if out is not None:
+        if _is_main():
+            claim_dir(out, kind="fine-tuning run", signature=CONFIG_FILE, inputs=_inputs(config))
         done = _check_run_dir(out, print_)
         if done is not None:
             if config.save_model and not (out / MODEL_DIR).is_dir():
@@ -620,7 +614,6 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     model, mask_config = load_task_model(
         config.model, spec, config.seed, mask=config.mask, check_hash=config.check_hash
     )
-    _check_length(model, hyper.max_length)
     sparsity = current_mask(model).sparsity if mask_config is not None else 0.0
     acc = make_accelerator(train_config)
     if out is not None and acc.is_main_process:
@@ -721,6 +714,20 @@ def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
     return Path(out_dir) / f"seed-{seed}"
 
 
+def _is_main() -> bool:
+    """The main process (under `accelerate launch`, before the accelerator exists): it owns RUN_DIR."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _inputs(config: FinetuneConfig) -> list[str | None]:
+    return [
+        config.model,
+        config.mask,
+        config.data_dir,
+        config.task if config.task.endswith(".json") else None,
+    ]
+
+
 def finetune_seeds(
     config: FinetuneConfig,
     seeds: Sequence[int],
@@ -730,6 +737,8 @@ def finetune_seeds(
     """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+    if _is_main():
+        claim_dir(out_dir, kind="fine-tuning runs", signature=SUMMARY_FILE, inputs=_inputs(config))
     results = []
     for s in seeds:
         r = finetune(config.replace(seed=s), seed_dir(out_dir, s))

@@ -68,6 +68,10 @@ def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
 
 def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
     name = _check_source(name_or_path)
+    if _is_compacted(name):
+        from .structured.compact import compacted_config  # structured builds on this module
+
+        return compacted_config(name)
     try:
         return AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError) as e:
@@ -75,13 +79,24 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
 
 
 def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) -> PreTrainedModel:
-    """Load a pre-trained model with the given head; kwargs go to `from_pretrained` (e.g. num_labels)."""
+    """Load a pre-trained model with the given head; kwargs go to `from_pretrained` (e.g. num_labels).
+
+    A model compacted by `ticketlab compact` (per-layer head and FFN sizes) loads too.
+    """
     name = _check_source(name_or_path)
+    if _is_compacted(name):
+        from .structured.compact import load_compacted
+
+        return load_compacted(name, head, **kwargs)
     quiet_transformers()
     try:
         return _AUTO[head].from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
+
+
+def _is_compacted(name: str) -> bool:
+    return (Path(name) / "ticketlab_compact.json").is_file()  # structured.compact.MANIFEST
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from .errors import ConfigError, TicketlabError
 from .files import read_json
 from .metrics import GLUE_METRICS, SQUAD_METRICS
+from .validation import check_fields
 
 Kind = Literal["classification", "regression", "squad"]
 Column = str | int  # a header name, or a 0-based field index for files without a header
@@ -68,6 +69,9 @@ class TaskSpec:
 
         if not self.id or not isinstance(self.id, str):
             raise ConfigError(f"task id must be a non-empty string, got {self.id!r}")
+        wrong = check_fields(self)  # a task.json may hold anything: every field is checked
+        if wrong:
+            raise bad(wrong)
         if self.kind not in ("classification", "regression", "squad"):
             raise bad(f"kind must be classification, regression or squad, got {self.kind!r}")
         if "train" not in self.files or not self.eval_splits:

@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--full", action="store_true", help="also evaluate the full model (default without --mask)"
     )
     p.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="dev text files or datasets")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per block (default 512)")
+    p.add_argument(
+        "--max-length", type=int, help="tokens per block (default 512, or the model's positions if fewer)"
+    )
     p.add_argument("--max-blocks", type=int, help="evaluate only the first N blocks")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="seed of the corruption (default 0)")
@@ -78,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['name']:<{width}}  {r['sparsity']:8.1%}  {mlm}  {kd}")
     r0 = rows[0]
     masked = f", {r0['masked_tokens']:,} masked" if "masked_tokens" in r0 else ""
-    size = f"{r0['blocks']:,} blocks of <= {args.max_length} tokens ({r0['tokens']:,} tokens{masked})"
+    size = f"{r0['blocks']:,} blocks of <= {r0['max_length']} tokens ({r0['tokens']:,} tokens{masked})"
     print(f"\n{size}, corruption seed {args.seed}")
     return 0

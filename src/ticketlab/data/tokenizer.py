@@ -17,6 +17,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import ConfigError, DataError
+from .corpus import read_text_file
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
 SPECIAL["mask_token"] = "[MASK]"
@@ -59,12 +60,13 @@ def train_word_level_tokenizer(
     model_max_length: int = 128,
 ) -> PreTrainedTokenizerFast:
     """A tokenizer over the `vocab_size` most frequent words of text files (rarer words become [UNK])."""
-    paths = [str(Path(f)) for f in files]
+    paths = [Path(f) for f in files]
     for p in paths:
-        if not Path(p).is_file():
+        if not p.is_file():
             raise DataError(f"{p}: corpus file not found")
     if vocab_size <= len(SPECIAL):
         raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
+    texts = [read_text_file(p)[0] for p in paths]  # the corpus's reader: a binary file is one line
     tok = _pipeline(models.WordLevel(unk_token="[UNK]"))
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size,
@@ -72,5 +74,5 @@ def train_word_level_tokenizer(
         special_tokens=list(SPECIAL.values()),
         show_progress=False,
     )
-    tok.train(paths, trainer)
+    tok.train_from_iterator((line for text in texts for line in text.splitlines()), trainer)
     return _wrap(tok, model_max_length)

@@ -9,7 +9,9 @@ Three kinds of run:
 A mask is searched once and fine-tuned on every task. A run's id is a content hash of its resolved
 config, which for a fine-tuning run includes the id of the search that made its mask: editing one
 sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
-result (logging, checkpoint intervals) are passed to the run but left out of its identity.
+result (logging, checkpoint intervals) are passed to the run but left out of its identity. What a
+run reads is part of its identity by content (`input_keys`): replacing the model's weights or editing
+the corpus in place makes new runs instead of reporting the old ones as done.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..files import content_key
 from .adapters import finetune_non_result
 from .spec import SweepSpec
 
@@ -75,6 +78,16 @@ def make_run(kind: str, name: str, config: dict[str, Any], deps: tuple[str, ...]
     return Run(run_id(config), kind, name, config, deps)
 
 
+def input_keys(spec: SweepSpec, *, corpus: str | None = None) -> dict[str, str | None]:
+    """Content keys of what runs read: the base model, and the corpus (`corpus`: "all" for searches,
+    "dev" for pre-training evaluation). A hub id has none: its name is the key."""
+    keys = {"model": content_key([spec.model])}
+    if corpus is not None and spec.corpus is not None:
+        parts = ("train", "dev") if corpus == "all" else ("dev",)
+        keys["corpus"] = content_key([p for k in parts for p in spec.corpus.get(k) or []])
+    return keys
+
+
 def pct(s: float) -> str:
     return f"{round(s * 100, 4):g}"
 
@@ -100,6 +113,7 @@ def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None,
         "save_at": save_at,
         "settings": settings,
         "corpus": spec.corpus if m.uses_corpus else None,
+        "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None),
     }
     return make_run("search", name.replace("+", "-"), config)
 
@@ -133,6 +147,7 @@ def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None,
         "seed": seed,
         "train_size": train_size,
         "settings": settings,
+        "inputs": input_keys(spec),
         **what,
     }
     name = f"ft_{task}_" + (ref.search.name if ref is not None else "full")
@@ -146,6 +161,7 @@ def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None,
 def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
     what = ref.describe() if ref is not None else FULL
     config = {"model": spec.model, "corpus": spec.corpus, "settings": spec.pretrain_eval, **what}
+    config["inputs"] = input_keys(spec, corpus="dev")
     name = "pe_" + (ref.search.name if ref is not None else "full")
     if ref is not None and ref.step is not None:
         name += f"_at{ref.step}"

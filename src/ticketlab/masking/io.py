@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..files import atomic_dir, read_json
+from ..validation import check_fields
 from .apply import dense_weight, resolve_modules
 from .mask import Mask
 
@@ -72,7 +73,10 @@ class MaskConfig:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.sparsity, (int, float)) or not 0.0 <= float(self.sparsity) < 1.0:
+        wrong = check_fields(self)  # a file may hold anything: every field is checked
+        if wrong:
+            raise ValueError(wrong)
+        if not 0.0 <= float(self.sparsity) < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
         if self.ranking is not None and self.ranking not in RANKINGS:
             raise ValueError(f"ranking must be one of {RANKINGS} or None, got {self.ranking!r}")
@@ -103,7 +107,7 @@ class MaskConfig:
         return cls(
             method=method,
             sparsity=sparsity,
-            base_model=str(base_model),
+            base_model=portable_path(base_model),
             base_model_hash=weights_hash(model, list(mask)),
             model_type=model.config.model_type,
             targets=targets_repr(targets, model),
@@ -127,6 +131,25 @@ class MaskConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def portable_path(name_or_path: str | os.PathLike) -> str:
+    """A local model directory as an absolute path (it then resolves from anywhere), a hub id as is."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.exists() else str(name_or_path)
+
+
+def recorded_base(mask_dir: str | os.PathLike) -> str:
+    """The base model a mask records, or one line saying it is not found here (pass --model)."""
+    base = load_mask(mask_dir)[1].base_model
+    path = Path(base).expanduser()
+    if path.exists():
+        return base
+    if path.is_absolute() or base.startswith((".", "~")) or base.count("/") > 1:
+        raise MaskFileError(
+            f"{mask_dir}: its base model {base} is not found here; pass the model (--model) explicitly"
+        )
+    return base  # a hub id (or a relative path recorded by an older ticketlab: tried on the hub)
+
+
 def weights_hash(model: nn.Module, keys: list[str]) -> str:
     """sha256 over the names, shapes and float32 values of the given (dense) target weights."""
     h = hashlib.sha256()
@@ -148,6 +171,11 @@ def unpack(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -
         shapes = json.loads(meta["shapes"])
     except (KeyError, TypeError, json.JSONDecodeError):
         raise MaskFileError(f"{path}: no valid 'shapes' metadata (not a ticketlab mask file?)") from None
+    if not isinstance(shapes, dict):
+        raise MaskFileError(f"{path}: 'shapes' metadata must map weight names to shapes")
+    for name, shape in shapes.items():
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise MaskFileError(f"{path}: shape of '{name}' must be a list of sizes, got {shape!r}")
     if set(shapes) != set(tensors):
         raise MaskFileError(f"{path}: metadata and tensors name different weights")
     out = {}

