@@ -9,6 +9,7 @@ the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads ont
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +27,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from .errors import TicketlabError
+from .errors import ConfigError, TicketlabError
 
 Head = Literal["mlm", "seq-cls", "qa", "base"]
 _AUTO = {
@@ -124,3 +125,35 @@ def head_of(config: PretrainedConfig) -> Head:
         if arch.endswith(suffix):
             return head
     return "base"
+
+
+def max_positions(config: PretrainedConfig) -> int | None:
+    """Tokens the model's position embeddings hold (RoBERTa's start after the padding index)."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        n -= (config.pad_token_id if config.pad_token_id is not None else 1) + 1
+    return n
+
+
+_NOTED: set[tuple[str, int, int]] = set()
+
+
+def fit_max_length(
+    config: PretrainedConfig, requested: int | None, default: int, *, what: str = "max_length"
+) -> int:
+    """The sequence length to use, one rule for every verb: an explicit value above the model's
+    positions is refused (before any work); the default is min(default, positions), with one notice."""
+    limit = max_positions(config)
+    name = getattr(config, "_name_or_path", "") or config.model_type
+    if requested is not None:
+        if limit is not None and requested > limit:
+            raise ConfigError(
+                f"{what} {requested} exceeds the {limit} positions of {name}; pass at most {limit}"
+            )
+        return requested
+    if limit is None or default <= limit:
+        return default
+    if (name, default, limit) not in _NOTED:
+        _NOTED.add((name, default, limit))
+        print(f"note: {name} has {limit} positions: {what} is {limit} (default {default})", file=sys.stderr)
+    return limit

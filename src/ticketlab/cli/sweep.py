@@ -19,9 +19,13 @@ import argparse
 import shutil
 from pathlib import Path
 
+from ..errors import TicketlabError
 from ..experiments import load_spec, run_sweep
 from ..experiments.report import write_report
 from ..experiments.runner import Runner
+from ..files import claim_dir
+from ..masking.targets import default_targets
+from ..modeling import fit_max_length, load_config
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
 
@@ -55,9 +59,28 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
     return Path(spec.output) if spec.output else Path("sweeps") / spec.name
 
 
+def check_inputs(spec, out: Path) -> None:
+    """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
+    ticketlab cannot prune by default, a pre-training evaluation length beyond its positions."""
+    corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
+    claim_dir(out, kind="sweep", signature="results.sqlite", inputs=[spec.model, *corpus])
+    if not Path(spec.model).expanduser().exists():
+        return  # a hub id: checked when it is loaded
+    config = load_config(spec.model)
+    if not any("targets" in spec.search_settings(m) for m in spec.methods):
+        default_targets(config.model_type)
+    length = (spec.pretrain_eval or {}).get("max_length")
+    if length is not None:
+        fit_max_length(config, length, length, what="pretrain_eval.max_length")
+
+
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out = sweep_dir(args, spec)
+    try:
+        check_inputs(spec, out)
+    except TicketlabError as e:
+        raise TicketlabError(f"{args.spec}: {e}") from None
     if args.dry_run:
         runner = Runner(spec, out, log=print)
         try:

@@ -34,7 +34,7 @@ from ..files import atomic_write_json, read_json
 from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .methods import METHODS, MethodSpec, SearchJob
-from .plan import Run, expand, pct
+from .plan import Run, expand, input_keys, pct
 from .spec import SweepSpec
 from .store import HOST, Store
 
@@ -192,6 +192,7 @@ class Runner:
         atomic_write_json(self.dir / "spec.json", spec_json)
         self.store.set_meta("spec", spec_json)
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
+        self._note_changed_inputs()
         todo = self.todo()
         self.check_available(todo)
         total = len(self.runs)
@@ -232,6 +233,19 @@ class Runner:
             if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
         ]
         return result
+
+    def _note_changed_inputs(self) -> None:
+        """Say which input changed since the last sweep here: its runs have new ids and run again."""
+        keys = input_keys(self.spec, corpus="all")
+        old = self.store.get_meta("inputs")
+        changed = [k for k in keys if old is not None and k in old and old[k] != keys[k]]
+        if changed:
+            names = {"model": f"the model {self.spec.model}", "corpus": "the corpus"}
+            self.log(
+                f"note: {' and '.join(names[k] for k in changed)} changed since the last sweep in "
+                f"{self.dir}: the runs that read it are run again"
+            )
+        self.store.set_meta("inputs", keys)
 
     def _execute(self, run: Run, result: SweepResult, counter: str) -> None:
         self.log(f"{counter} {run.kind} {run.name} ...")

@@ -193,6 +193,17 @@ class SweepSpec:
             size = self.finetune_settings(name).get("train_size")
             if size is not None and not _positive_int(size):
                 raise self._fail(f"tasks.{name}.train_size", f"a positive integer or null, got {size!r}")
+            self._check_finetune_config(name, t.task)
+
+    def _check_finetune_config(self, name: str, task: str) -> None:
+        """Build the runs' `FinetuneConfig` now: the dry run refuses what the runs would."""
+        from ..finetune import FinetuneConfig
+
+        settings = {k: v for k, v in self.finetune_settings(name).items() if k not in ("steps", "train_size")}
+        try:
+            FinetuneConfig(model=self.model, task=task, **settings)
+        except ConfigError as e:
+            raise self._fail(f"tasks.{name}" if self.tasks[name].settings else "finetune", str(e)) from None
 
     def _check_subset(self, key: str, values: list, allowed: list) -> None:
         for v in values:
