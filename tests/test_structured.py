@@ -17,7 +17,7 @@ from transformers.pytorch_utils import prune_linear_layer
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.cli import main
-from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError
+from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ticketlab.masking import MaskConfig, apply_mask, load_mask, load_mask_onto, save_mask
 from ticketlab.modeling import load_config, load_model
 from ticketlab.structured import (
@@ -405,3 +405,14 @@ def test_ticketlab_loaders_take_a_compacted_model(tmp_path):
     torch.testing.assert_close(hidden(again), hidden(reference), atol=ATOL, rtol=0)
     with pytest.raises(MaskFileError, match="classifier"):
         load_model(tmp_path / "clf", head="seq-cls", num_labels=2)
+
+
+def test_compaction_keeps_the_dtype_and_refuses_a_gated_model():
+    units = hard_units(tiny())
+    small = compact(tiny().to(torch.bfloat16), units)
+    assert {p.dtype for p in small.parameters()} == {torch.bfloat16}
+    assert hidden(small).dtype == torch.bfloat16
+    gated = tiny()
+    attach_gates(gated)
+    with pytest.raises(TicketlabError, match="remove the gates"):
+        compact(gated, units)
