@@ -12,14 +12,23 @@ from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
-from ticketlab.masking import BinaryMask, apply_mask, current_mask, load_mask, masks_disabled
-from ticketlab.objectives import MLMCollator, mlm_loss, pretraining_loss
+from ticketlab.masking import (
+    BinaryMask,
+    apply_mask,
+    current_mask,
+    load_mask,
+    masks_disabled,
+    remove_mask,
+)
+from ticketlab.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
 from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
 from ticketlab.pruning.tamt import (
     ScoreMask,
     TamtConfig,
     Thresholder,
+    attach_scores,
+    initial_mask,
     make_thresholders,
     prepare_tamt,
     rethreshold,
@@ -154,7 +163,6 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
     keep = keep.view(shape)
     p = ScoreMask(torch.where(keep, 0.02, 0.0), keep)
     w = torch.randn(shape)
-    p.masked_weight(w)  # build the cache, so set_mask has to patch it
     th = Thresholder([p], n // 4)
     for step in range(12):
         _drift(p, step, 4e-3 if step % 3 else 1e-5, frozen_rows=0.5)
@@ -162,7 +170,7 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
         th()
         ref, _ = select_top([p.scores.detach().reshape(-1)], n // 4, [prev.reshape(-1)])
         assert torch.equal(p.mask.reshape(-1), ref[0]), step
-        assert torch.equal(p.masked_weight(w), w * p.mask)
+        assert torch.equal(p(w), w * p.mask)
 
 
 def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
@@ -448,3 +456,52 @@ def test_tied_embedding_scores_get_both_gradients(tok):
     mlm_loss(ref, batch)[0].backward()
     assert ref.cls.predictions.decoder.weight is emb
     torch.testing.assert_close(p.scores.grad, emb.grad * w, rtol=1e-4, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- fused masked layers
+
+
+def _score_grads(fused: bool, objective: str, tok) -> dict[str, torch.Tensor]:
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    config = TamtConfig(0.6, objective=objective)
+    masks = attach_scores(model, initial_mask(model, config), fused=fused)
+    head = head_parameters(model)
+    for p in head.values():
+        p.requires_grad_(True)
+    model.eval()
+    pretraining_loss(objective)(model, batch_of(tok))[0].backward()
+    return {**{k: p.scores.grad for k, p in masks.items()}, **{k: p.grad for k, p in head.items()}}
+
+
+@pytest.mark.parametrize("objective", ["mlm", "kd", "mlm+kd"])
+def test_fused_layers_give_the_generic_paths_gradients(tok, objective):
+    fused, generic = _score_grads(True, objective, tok), _score_grads(False, objective, tok)
+    assert fused.keys() == generic.keys() and "embeddings.word_embeddings.weight" in fused
+    for k, g in generic.items():
+        if g is None:  # the KD objective does not reach the MLM head
+            assert fused[k] is None, k
+            continue
+        torch.testing.assert_close(fused[k], g, rtol=1e-5, atol=1e-8, msg=k)
+
+
+def _saved_masked_copies(model, masks, tok) -> int:
+    """How many tensors equal to some W ⊙ M the graph holds between forward and backward."""
+    encoder = model.bert
+    wm = [encoder.get_submodule(k.removesuffix(".weight")).weight.detach() for k in masks]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        loss = mlm_loss(model, batch_of(tok))[0]
+    loss.backward()
+    views = [v for w in wm for v in (w, w.T)]  # a linear saves its weight transposed
+    return sum(1 for t in saved for v in views if t.shape == v.shape and torch.equal(t, v))
+
+
+def test_fused_layers_save_no_masked_copy_of_a_weight(tok):
+    """Between forward and backward the graph holds W (a reference) and M, never a copy of W ⊙ M."""
+    model, masks, _ = tamt_model(0.6)
+    assert _saved_masked_copies(model, masks, tok) == 0
+    generic = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    gmasks = attach_scores(generic, initial_mask(generic, TamtConfig(0.6)), fused=False)
+    assert _saved_masked_copies(generic, gmasks, tok) > 0  # what the generic path holds
+    remove_mask(model)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the fused forwards went too

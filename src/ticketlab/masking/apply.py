@@ -115,6 +115,7 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     """
     for _, module, _ in list(_masked_modules(model)):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=squash)
+        module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
     return model
 
 

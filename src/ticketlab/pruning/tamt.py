@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import math
 import os
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ..errors import ConfigError, TicketlabError
 from ..masking import Mask, MaskParametrization, attach
@@ -48,16 +51,23 @@ from .search import SearchObjective, SearchResult, SearchSpec, run_search
 Init = Literal["omp", "random"]
 
 
-# --------------------------------------------------------------------------- the parametrization
+# --------------------------------------------------------------------------- the masked layers
+
+
+def _masked(weight: Tensor, mask: Tensor) -> Tensor:
+    """W ⊙ M as a fresh tensor. The bool mask is cast first: on CPU a same-dtype product is faster
+    than a mixed-dtype one, and the cast copy lives only as long as this line."""
+    return weight * mask.to(weight.dtype)
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Forward: the cached W ⊙ M (no copy). Backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W, nothing for the frozen W."""
+    """(W, S, M) -> W ⊙ M; backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W (Eq. 4), nothing for the frozen W.
+    The generic path, taken by `module.weight` (modules without a fused forward, export)."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, scores: Tensor, masked: Tensor) -> Tensor:
+    def forward(ctx, weight: Tensor, scores: Tensor, mask: Tensor) -> Tensor:
         ctx.save_for_backward(weight)
-        return masked.view_as(masked)
+        return _masked(weight, mask)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -65,14 +75,87 @@ class _StraightThrough(torch.autograd.Function):
         return None, (grad * weight).to(torch.float32), None
 
 
+class _MaskedLinear(torch.autograd.Function):
+    """y = x (W ⊙ M)ᵀ + b over a frozen W, with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W.
+
+    It saves x, W and M (references, no copies) and recomputes W ⊙ M in the backward, so nothing
+    per weight outlives the layer: a plain linear saves its weight too, and W ⊙ M would be a copy.
+    ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None):
+        ctx.save_for_backward(x, weight, mask)
+        return F.linear(x, _masked(weight, mask), bias)  # [..., out]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [..., out]
+        x, weight, mask = ctx.saved_tensors
+        grad_x = grad_s = grad_b = None
+        flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
+        if ctx.needs_input_grad[0]:
+            grad_x = grad @ _masked(weight, mask).to(grad.dtype)  # [..., in]
+        if ctx.needs_input_grad[3]:
+            grad_wm = flat.T @ x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [out, in] = ∂L/∂(W⊙M)
+            grad_s = grad_wm.to(torch.float32).mul_(weight)
+        if ctx.needs_input_grad[4]:
+            grad_b = flat.sum(0)
+        return grad_x, None, None, grad_s, grad_b
+
+
+class _MaskedEmbedding(torch.autograd.Function):
+    """Rows of W ⊙ M for token ids, gathered as W[ids] ⊙ M[ids] (never the whole product), with
+    ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`."""
+
+    @staticmethod
+    def forward(ctx, ids: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, padding_idx: int | None):
+        ctx.save_for_backward(ids, weight)
+        ctx.padding_idx = padding_idx
+        return F.embedding(ids, weight) * mask[ids].to(weight.dtype)  # [..., H]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [..., H]
+        ids, weight = ctx.saved_tensors
+        grad_s = None
+        if ctx.needs_input_grad[3]:
+            grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # [V, H]
+            grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
+            if ctx.padding_idx is not None:
+                grad_wm[ctx.padding_idx] = 0
+            grad_s = grad_wm.mul_(weight)
+        return None, None, None, grad_s, None
+
+
+def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
+    p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
+    if not p.enabled:
+        return F.linear(x, weight, module.bias)
+    return _MaskedLinear.apply(x, weight, p.mask, p.scores, module.bias)
+
+
+def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
+    p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
+    if not p.enabled:
+        return F.embedding(ids, weight, module.padding_idx)
+    return _MaskedEmbedding.apply(ids, weight, p.mask, p.scores, module.padding_idx)
+
+
+def _fuse(module: nn.Module) -> None:
+    """Route a masked linear or embedding through its fused function. The module keeps its type;
+    the override is an instance attribute that `remove_mask` takes off with the mask."""
+    if isinstance(module, nn.Linear):
+        module.forward = types.MethodType(_linear_forward, module)
+    elif isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
+        module.forward = types.MethodType(_embedding_forward, module)
+    # anything else computes through `module.weight`, i.e. `_StraightThrough`
+
+
 class ScoreMask(MaskParametrization):
     """W -> W ⊙ M with trainable scores S behind M (straight-through). `set_mask` changes M.
 
-    W ⊙ M is computed when first needed and cached: masks change once per optimizer step, not per
-    forward, so the forward pays no elementwise product (and the tied MLM decoder shares the cache),
-    and `set_mask` patches only the entries that changed. The cache is keyed by the weight's and the
-    mask's storage and version, so any other change to either (load_state_dict, .to(), DDP buffer
-    broadcasts) recomputes it.
+    Nothing per weight is kept besides S (and its gradient and moments) and the bool M: W ⊙ M is
+    computed where it is used and dropped, in the forward and again in the backward (`_MaskedLinear`,
+    `_MaskedEmbedding`), so mask training holds what dense training holds plus the scores.
     """
 
     def __init__(self, scores: Tensor, mask: Tensor):
@@ -81,48 +164,29 @@ class ScoreMask(MaskParametrization):
             raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)} differ in shape")
         self.scores = nn.Parameter(scores.detach().to(torch.float32).clone())
         self.register_buffer("mask", mask.detach().bool().clone())
-        self._key: tuple | None = None
-        self._masked: Tensor | None = None  # W ⊙ M
-        self._weight: Tensor | None = None  # W (a detached alias, no copy)
-
-    def _key_of(self, weight: Tensor) -> tuple:
-        return (weight.data_ptr(), weight._version, weight.dtype, self.mask.data_ptr(), self.mask._version)
-
-    def masked_weight(self, weight: Tensor) -> Tensor:
-        key = self._key_of(weight)
-        if key != self._key:
-            with torch.no_grad():
-                self._weight = weight.detach()
-                self._masked = self._weight * self.mask.to(weight.dtype)
-            self._key = key
-        return self._masked
 
     def forward(self, weight: Tensor) -> Tensor:
         if not self.enabled:
             return weight
-        return _StraightThrough.apply(weight, self.scores, self.masked_weight(weight))
+        return _StraightThrough.apply(weight, self.scores, self.mask)
 
     def current_mask(self) -> Tensor:
         return self.mask
 
     @torch.no_grad()
     def set_mask(self, new: Tensor) -> None:
-        """Replace the mask by `new` (bool, same shape); the cached W ⊙ M is patched, not rebuilt."""
-        w = self._weight
-        if w is None or self._key != self._key_of(w):  # no valid cache: the next forward builds it
-            self.mask.copy_(new)
-            return
-        changed = torch.nonzero((new != self.mask).reshape(-1)).squeeze(1)
+        """Replace the mask by `new` (bool, same shape)."""
         self.mask.copy_(new)
-        flat = self._masked.view(-1)
-        flat.index_copy_(0, changed, w.reshape(-1)[changed] * new.reshape(-1)[changed].to(flat.dtype))
-        self._key = self._key_of(w)
 
 
 def attach_scores(
-    model: nn.Module, init: Mask, *, threshold: float = 0.01, alpha: float = 2.0
+    model: nn.Module, init: Mask, *, threshold: float = 0.01, alpha: float = 2.0, fused: bool = True
 ) -> dict[str, ScoreMask]:
-    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0 elsewhere."""
+    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0 elsewhere.
+
+    `fused` routes masked linear and embedding modules (tied ones included) through the fused
+    functions; False leaves every module on the generic `module.weight` path (same values and
+    gradients, more memory: kept for tests and other module types)."""
     if threshold <= 0 or alpha < 1:
         raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")
     for p in model.parameters():
@@ -134,6 +198,14 @@ def attach_scores(
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
         params[key] = ScoreMask(scores, keep)
     attach(model, params)
+    if fused:
+        owned = {id(p) for p in params.values()}
+        for module in model.modules():
+            if (
+                parametrize.is_parametrized(module, "weight")
+                and id(module.parametrizations.weight[0]) in owned
+            ):
+                _fuse(module)
     return params
 
 
