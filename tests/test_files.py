@@ -81,6 +81,19 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_pat
     blocker.write_text("x")
     prune = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out"]
     assert "cannot write" in one_line_error(capsys, *prune, blocker / "m")
+    monkeypatch.setenv("TICKETLAB_CACHE", str(blocker / "cache"))  # an unwritable cache costs time only
+    (tmp_path / "c.txt").write_text("the cat sees the dog .\n" * 8)
+    evaluate = [
+        "evaluate-pretrain",
+        "--model",
+        tiny_bert_dir,
+        "--corpus",
+        tmp_path / "c.txt",
+        "--max-length",
+        16,
+    ]
+    assert run(capsys, *evaluate, "--no-kd")[0] == 0
+    (tmp_path / "c.txt").unlink()
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))

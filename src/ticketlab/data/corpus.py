@@ -25,6 +25,7 @@ Without a separate dev corpus, the dev split is carved from the *tail* of every 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, TicketlabError
 from ..files import atomic_write_bytes, default_cache_dir
 
 CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
@@ -244,7 +245,8 @@ def token_stream(
     info["wikitext"] = detected
     if cached is not None:
         meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
-        atomic_write_bytes(cached, st_save({"ids": ids}, metadata=meta))
+        with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
+            atomic_write_bytes(cached, st_save({"ids": ids}, metadata=meta))
     return ids, info
 
 

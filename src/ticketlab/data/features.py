@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+from safetensors.numpy import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from ..files import default_cache_dir
+from ..errors import TicketlabError
+from ..files import atomic_write_bytes, default_cache_dir
 
 
 class Ragged:
@@ -121,12 +123,8 @@ def _save(path: Path, features: Features, key: str) -> None:
             arrays[f"{name}.values"], arrays[f"{name}.offsets"] = col.values, col.offsets
         else:
             arrays[name] = np.ascontiguousarray(col)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed into place: never half-written
-    try:
-        save_file(arrays, str(tmp), metadata={"key": key})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # files.atomic_write_bytes: never half-written, the umask's mode, a killed writer's temporary removed
+    atomic_write_bytes(path, st_save(arrays, metadata={"key": key}))
 
 
 def _load(path: Path) -> Features:
@@ -157,7 +155,7 @@ def cached(key: Mapping[str, Any], build: Callable[[], Features]) -> Features:
             features = _load(path)
     if features is None:
         features = build()
-        with contextlib.suppress(OSError):  # a read-only home only costs the re-tokenization
+        with contextlib.suppress(OSError, TicketlabError):  # a read-only home costs re-tokenizing
             path.parent.mkdir(parents=True, exist_ok=True)
             _save(path, features, text)
     _MEMORY[digest] = features
