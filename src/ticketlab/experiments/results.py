@@ -107,9 +107,8 @@ class SweepResults:
         return [r for r in self.records.values() if r.kind == kind and r.status == status]
 
     def is_main(self, s: Score) -> bool:
-        return (s.method == "full" or s.mask in self.main_masks) and s.train_size == self.main_size.get(
-            s.task
-        )
+        # runs without a searched mask (the full model, multi-task runs) are on the main grid
+        return (s.search is None or s.mask in self.main_masks) and s.train_size == self.main_size.get(s.task)
 
     def main_scores(self) -> list[Score]:
         return [s for s in self.scores if self.is_main(s)]

@@ -271,8 +271,16 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
         imp = Importance.load(study.out / full[1]["importance_dir"])
         units = select(imp, level, kind, seed=seed)
         model = _base_model(config.finetune.model)
+        found = {"task": get_task(config.finetune.task, config.finetune.data_dir).id, "kind": kind}
+        found["importance"] = full[1]["importance_dir"]  # relative to the study directory
         cfg = unit_mask_config(
-            model, units, method=METHOD[kind], level=level, base_model=config.finetune.model, seed=seed
+            model,
+            units,
+            method=METHOD[kind],
+            level=level,
+            base_model=config.finetune.model,
+            seed=seed,
+            search=found,
         )
         save_unit_mask(units, cfg, mask_dir)
         return {

@@ -1,0 +1,226 @@
+"""Ticket sharing for multi-task learning: the masked optimizer, the sharing step, errors, a tiny run."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ticketlab.errors import ConfigError, MaskMismatchError
+from ticketlab.modeling import load_model
+from ticketlab.structured import UnitMask, structure_of
+from ticketlab.structured.io import save_unit_mask, unit_mask_config
+from ticketlab.structured.masked_adam import MaskedAdamW
+from ticketlab.structured.mtl import MtlConfig, build, epoch_batches, run_mtl, sharing_step, task_objective
+
+# --------------------------------------------------------------------------- MaskedAdamW
+
+
+def _grads(params, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+
+
+def test_masked_adamw_without_masks_is_adamw():
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(4, 3)), nn.Parameter(torch.randn(5))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    ours = MaskedAdamW(a, lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW(b, lr=1e-2, weight_decay=0.1)
+    for step in range(5):
+        _grads(a, step)
+        _grads(b, step)
+        ours.step()
+        ref.step()
+    for p, q in zip(a, b, strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_masked_step_leaves_everything_outside_bit_identical():
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(6, 4))
+    opt = MaskedAdamW([p], lr=1e-2, weight_decay=0.5)
+    _grads([p], 0)
+    opt.step()  # every entry now has moments: plain AdamW would keep moving them
+    mask = torch.zeros(6, 4, dtype=torch.bool)
+    mask[:2] = True
+    before = p.detach().clone()
+    state = {k: v.clone() for k, v in opt.state[p].items()}
+    for step in range(1, 4):
+        _grads([p], step)
+        opt.step({p: mask})
+    assert torch.equal(p[~mask], before[~mask])
+    for k, v in opt.state[p].items():
+        assert torch.equal(v[~mask], state[k][~mask]), k
+    assert not torch.equal(p[mask], before[mask])
+    assert opt.state[p]["step"][mask].unique().tolist() == [4.0]  # per-entry step counts
+    assert opt.state[p]["step"][~mask].unique().tolist() == [1.0]
+
+
+# --------------------------------------------------------------------------- tiny tasks and tickets
+
+NOUNS = "cat dog bird fish man woman child king queen".split()
+
+
+def _rows(n: int, seed: int, pair: bool) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = i % 2
+        adj = rng.choice(["good", "great", "happy"] if label else ["bad", "awful", "sad"])
+        if pair:
+            out.append(f"{i}\tthe {rng.choice(NOUNS)} is {adj} .\tthe {rng.choice(NOUNS)} sleeps .\t"
+                       + ("entailment" if label else "not_entailment"))  # fmt: skip
+        else:
+            out.append(f"the {rng.choice(NOUNS)} is {adj} .\t{label}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def glue(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("glue")
+    (root / "SST-2").mkdir()
+    (root / "RTE").mkdir()
+    for split, n, seed in (("train", 24, 0), ("dev", 20, 1)):
+        (root / "SST-2" / f"{split}.tsv").write_text(
+            "sentence\tlabel\n" + "\n".join(_rows(n, seed, False)) + "\n"
+        )
+        (root / "RTE" / f"{split}.tsv").write_text(
+            "index\tsentence1\tsentence2\tlabel\n" + "\n".join(_rows(n, seed, True)) + "\n"
+        )
+    return root
+
+
+def _ticket(model_dir: Path, out: Path, heads: list[list[bool]], ffn: list[bool], task: str | None) -> str:
+    model = load_model(model_dir, head="base")
+    units = UnitMask(head=torch.tensor(heads), ffn=torch.tensor(ffn))
+    found = {"task": task} if task else {}
+    config = unit_mask_config(
+        model, units, method="st-winning", level=0.5, base_model=str(model_dir), search=found
+    )
+    save_unit_mask(units, config, out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def tickets(tiny_bert_dir, tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("tickets")
+    # 2 layers x 2 heads; the tickets overlap in head (0, 0) and FFN 0
+    t_sst = _ticket(tiny_bert_dir, root / "sst2", [[True, True], [False, False]], [True, False], "sst2")
+    t_rte = _ticket(tiny_bert_dir, root / "rte", [[True, False], [True, False]], [True, False], "rte")
+    return [t_sst, t_rte]
+
+
+def _config(tiny_bert_dir, glue, tickets, **kw) -> MtlConfig:
+    base = dict(
+        model=str(tiny_bert_dir),
+        tasks=["sst2", "rte"],
+        tickets=tickets,
+        data_dir=str(glue),
+        batch_size=4,
+        max_length=32,
+        max_steps=6,
+        eval_every=3,
+        lr=1e-3,
+        weight_decay=0.1,
+        progress=False,
+    )
+    return MtlConfig(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- the sharing step
+
+
+def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tickets):
+    config = _config(tiny_bert_dir, glue, tickets)
+    mt = build(config, seed=1, device=torch.device("cpu"))
+    from ticketlab.modeling import load_tokenizer
+
+    tok = load_tokenizer(tiny_bert_dir)
+    objs = [task_objective(t, tok, str(glue), max_length=32) for t in config.tasks]
+    opt = MaskedAdamW(mt.models.parameters(), lr=1e-2, weight_decay=0.5)
+
+    def batch(i: int) -> dict:
+        return objs[i].collate_fn([objs[i].dataset[j] for j in range(4)], list(range(4)))
+
+    sharing_step(mt, 1, batch(1), objs[1], opt, 1.0)  # task 1 first: moments everywhere in its ticket
+    params = mt.named_parameters()
+    before = {n: p.detach().clone() for n, p in params.items()}
+    state = {n: {k: v.clone() for k, v in opt.state[p].items()} for n, p in params.items() if p in opt.state}
+    sharing_step(mt, 0, batch(0), objs[0], opt, 1.0)  # then a step of task 0
+
+    masks = mt.masks[0]
+    moved_inside = 0
+    for n, p in params.items():
+        inside = masks.get(p, False)
+        inside = torch.full_like(p, inside, dtype=torch.bool) if isinstance(inside, bool) else inside
+        assert torch.equal(p[~inside], before[n][~inside]), n
+        for k, v in opt.state[p].items() if n in state else ():
+            assert torch.equal(v[~inside], state[n][k][~inside]), (n, k)
+        moved_inside += int((p[inside] != before[n][inside]).sum())
+    assert moved_inside > 0
+    # concretely: task 1's head, layer 1's heads and layer 1's FFN (with its output bias) stayed put
+    enc = mt.models["t0"].bert.encoder.layer
+    assert not masks.get(mt.models["t1"].classifier.weight, False)
+    assert not masks[enc[1].attention.self.query.weight].any() and masks[enc[1].output.dense.bias] is False
+    assert masks[enc[0].attention.self.query.weight].all()
+
+
+def test_batches_mix_tasks_and_cover_every_example():
+    batches = epoch_batches([10, 7], batch_size=4, seed=1, epoch=0)
+    assert len(batches) == 3 + 2
+    for task, n in ((0, 10), (1, 7)):
+        assert sorted(j for t, idx in batches if t == task for j in idx) == list(range(n))
+    assert batches == epoch_batches([10, 7], batch_size=4, seed=1, epoch=0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_task_list_not_matching_the_tickets(tiny_bert_dir, glue, tickets):
+    with pytest.raises(ConfigError, match="the task list does not match the tickets: 2 tasks"):
+        _config(tiny_bert_dir, glue, tickets[:1])
+    config = _config(tiny_bert_dir, glue, list(reversed(tickets)))  # a ticket found on sst2 given for rte
+    with pytest.raises(ConfigError, match="was found on rte, given for sst2"):
+        build(config, seed=1, device=torch.device("cpu"))
+
+
+def test_ticket_for_another_model(tiny_bert_dir, glue, tickets, tmp_path):
+    from transformers import BertForMaskedLM
+
+    from conftest import make_model, tiny_bert_config, write_tokenizer
+
+    other = tmp_path / "other"
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=7).save_pretrained(other)
+    write_tokenizer(other)
+    with pytest.raises(MaskMismatchError):
+        build(_config(other, glue, tickets), seed=1, device=torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- a tiny run
+
+
+def test_ticket_sharing_run_writes_rows_per_task(tiny_bert_dir, glue, tickets, tmp_path):
+    from ticketlab.experiments.results import load_results
+
+    out = tmp_path / "mtl"
+    config = _config(
+        tiny_bert_dir, glue, tickets, finetune_after=True, finetune_max_steps=2, select_fraction=0.2
+    )
+    summary = run_mtl(config, out)
+    assert set(summary) == {"ticket-share", "ticket-share+ft"}
+    assert set(summary["ticket-share"]) == {"sst2", "rte"}
+    res = load_results(out)
+    assert {(s.method, s.task) for s in res.main_scores()} == {
+        (m, t) for m in ("ticket-share", "ticket-share+ft") for t in ("sst2", "rte")
+    }
+    assert all(s.sparsity == 0.25 for s in res.scores)  # head (1, 1) is kept by no task
+    # resumable: nothing runs again
+    again = run_mtl(config, out)
+    assert again == summary
+    # the shared structure kept its shape (units are gated, not removed)
+    assert structure_of(load_model(tiny_bert_dir, head="base")).num_heads == 2
