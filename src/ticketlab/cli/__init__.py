@@ -21,6 +21,8 @@ ORDER = [
     "prune",
     "search",
     "finetune",
+    "super",
+    "mtl",
     "evaluate-pretrain",
     "info",
     "compare",
