@@ -47,7 +47,7 @@ from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
-from ..modeling import encoder_of, load_tokenizer
+from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..tasks import get_task
 from ..training import (
     TrainConfig,
@@ -375,11 +375,12 @@ def train_shared(
 
 
 def _objective(config: MtlConfig, task: str, tokenizer, seed: int) -> TaskObjective:
+    spec = get_task(task, config.data_dir)
     return task_objective(
-        get_task(task, config.data_dir),
+        spec,
         tokenizer,
         config.data_dir,
-        max_length=config.max_length,
+        max_length=fit_max_length(load_config(config.model), config.max_length, spec.max_length),
         train_samples=config.train_samples,
         data_seed=seed,
         eval_samples=config.eval_samples,

@@ -48,7 +48,7 @@ from torch import nn
 from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
-from ..modeling import load_model, load_tokenizer
+from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..tasks import get_task
 from .gates import attach_gates
 from .importance import Importance, compute_importance
@@ -224,7 +224,7 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
         spec,
         load_tokenizer(ft.model),
         ft.data_dir,
-        max_length=ft.max_length,
+        max_length=fit_max_length(load_config(ft.model), ft.max_length, spec.max_length),  # as finetune
         train_samples=ft.train_samples,
         data_seed=seed if ft.data_seed is None else ft.data_seed,
         eval_samples=1,  # the dev set is not used here
