@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def fake_search(job: SearchJob) -> SearchOutput:
     )
 
 
+def broken_search(job: SearchJob) -> SearchOutput:
+    record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}")
+    raise RuntimeError("search exploded")
+
+
 def fake_registry(**extra) -> dict[str, MethodSpec]:
     """The real full/omp/random plus fake imp (budgets) and TAMT (save_at) entries."""
     fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
@@ -123,8 +129,17 @@ def mask_facts(mask_dir: Path | None) -> dict:
     }
 
 
-def fake_finetune(job: FinetuneJob, *, sleep: float = 0.0, fail_task: str | None = None) -> FinetuneOutput:
+def fake_finetune(
+    job: FinetuneJob, *, sleep: float = 0.0, fail_task: str | None = None, die_once: str | None = None
+) -> FinetuneOutput:
+    """`die_once`: the first fine-tuning of a mask of this method kills its own process (SIGKILL, as
+    a scheduler does at a time limit); the next attempt finishes."""
     record(_sweep_dir(job.out_dir), f"finetune {job.out_dir.name}")
+    marker = job.out_dir / "killed-once"
+    if die_once is not None and mask_facts(job.mask_dir)["method"] == die_once and not marker.exists():
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
     if sleep:
         job.out_dir.mkdir(parents=True, exist_ok=True)
         (job.out_dir / "entered").write_text(str(os.getpid()))

@@ -8,9 +8,20 @@ OUT/results.sqlite. Interrupt it at any moment and run the same command again: f
 kept, nothing finished is repeated. Two sweeps on the same OUT share the work. At the end it writes
 the report (OUT/report/report.md) and exits 1 if a run failed.
 
+Runs execute in this process, one at a time, unless --jobs N runs N at once in local subprocesses
+(one GPU each) or --launcher slurm submits one Slurm job per run (through submitit; resources per
+run kind from the spec's `resources:` block or the flags). Then this process coordinates: it submits
+what is ready (searches before the fine-tunings that need their masks), records what comes back in
+OUT/results.sqlite (the workers never touch it), resubmits a job killed without a result (--retries)
+and must keep running until the end; rerun it to resume. Job logs: OUT/jobs/<job id>_0_log.out.
+
 Example:
   ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini
   ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini --dry-run   # the plan and what is done
+  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini --jobs 4    # 4 at once, one GPU each
+  ticketlab sweep examples/sweep.yaml --out sweeps/bert-base --launcher slurm --partition gpu \\
+      --gpus 1 --cpus 8 --mem 32 --time 240
+  ticketlab sweep --status sweeps/bert-base                              # queued/running/done/failed
 """
 
 from __future__ import annotations
@@ -21,8 +32,9 @@ from pathlib import Path
 
 from ..errors import TicketlabError
 from ..experiments import load_spec, run_sweep
+from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
-from ..experiments.runner import Runner
+from ..experiments.runner import Runner, sweep_status
 from ..files import claim_dir
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config
@@ -31,7 +43,12 @@ HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec")
+    p.add_argument("spec", metavar="SPEC.yaml", nargs="?", help="the sweep spec")
+    p.add_argument(
+        "--status",
+        metavar="DIR",
+        help="show the runs of the sweep in DIR (queued, running, done, failed, with job ids); run nothing",
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -51,6 +68,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a run claimed by a process on another machine that has not reported for this long is "
         "taken over (on this machine, a dead process's runs are taken over at once)",
     )
+    g = p.add_argument_group("where the runs execute")
+    g.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: on this machine (default); slurm: one sbatch job per run through submitit, this "
+        "process coordinating (it alone writes results.sqlite)",
+    )
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local: N runs at once in subprocesses, each with its own GPU (CUDA_VISIBLE_DEVICES) when "
+        "there are GPUs (default 1: in this process); slurm: at most N jobs queued at once",
+    )
+    g.add_argument("--retries", type=int, default=2, metavar="N", help="resubmit a killed job N times")
+    r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
+    r.add_argument("--gpus", type=int, metavar="N", help="GPUs per run")
+    r.add_argument("--cpus", type=int, metavar="N", help="CPUs per run (Slurm)")
+    r.add_argument("--mem", type=float, metavar="GB", help="memory per run (Slurm)")
+    r.add_argument("--time", type=int, metavar="MINUTES", help="time limit per run")
+    r.add_argument("--partition", metavar="NAME", help="Slurm partition")
 
 
 def sweep_dir(args: argparse.Namespace, spec) -> Path:
@@ -74,7 +114,22 @@ def check_inputs(spec, out: Path) -> None:
         fit_max_length(config, length, length, what="pretrain_eval.max_length")
 
 
+def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:
+    """None: runs here, one at a time; else the submitit launcher the flags ask for."""
+    if args.launcher == "local" and (args.jobs or 1) == 1:
+        return None
+    flags = {"gpus": args.gpus, "cpus": args.cpus, "mem_gb": args.mem, "time_min": args.time}
+    res = resources(spec.resources, {**flags, "partition": args.partition})
+    gpus = visible_gpus() if args.launcher == "local" else None
+    return SubmititLauncher(out / "jobs", cluster=args.launcher, jobs=args.jobs, resources=res, gpus=gpus)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.status is not None:
+        print(sweep_status(args.status))
+        return 0
+    if args.spec is None:
+        raise TicketlabError("give a sweep spec (or --status DIR)")
     spec = load_spec(args.spec)
     out = sweep_dir(args, spec)
     try:
@@ -87,13 +142,25 @@ def run(args: argparse.Namespace) -> int:
             runner.store.add_runs(runner.runs)
             print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
             print(runner.describe())
+            launched = launcher(args, spec, runner.dir)
+            if launched is not None:
+                print(f"launcher {args.launcher}, per run:")
+                for kind, res in launched.resources.items():
+                    print(f"  {kind:<14} {res.sbatch(kind) if args.launcher == 'slurm' else res}")
         finally:
             runner.store.close()
         return 0
     out.mkdir(parents=True, exist_ok=True)
     if Path(args.spec).resolve() != (out / "spec.yaml").resolve():
         shutil.copyfile(args.spec, out / "spec.yaml")
-    result = run_sweep(spec, out, max_runs=args.max_runs, stale_after=args.stale_after)
+    result = run_sweep(
+        spec,
+        out,
+        max_runs=args.max_runs,
+        stale_after=args.stale_after,
+        launcher=launcher(args, spec, out),
+        retries=args.retries,
+    )
     print(
         f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
         f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"

@@ -6,11 +6,19 @@ only then is marked done, so a sweep killed at any moment resumes where it was, 
 same directory share the work. A failed run is recorded with its error and the sweep goes on (runs
 that need its mask are skipped); the result says what failed.
 
+Runs execute here, one at a time (`Runner._run_here`), or through a launcher (launchers.py: local
+subprocesses, Slurm jobs), this process then coordinating (`Runner._coordinate`): it alone writes
+the store (SQLite's locks are not safe on a cluster's network file system), submits what is ready,
+keeps the heartbeats of what it submitted, and records what comes back; a worker (`Work`) touches
+only files. A job killed without a result is submitted again; a rerun adopts the Slurm jobs of a
+coordinator that died and resumes the rest.
+
 Layout of a sweep directory:
     results.sqlite            the store (see store.py)
     spec.json                 the resolved spec of the last sweep started here
     masks/<run>/              final mask of each search run; masks/<run>.stepNNNNNN/ along the way
     runs/<run>/               work directory of each run (checkpoints, logs, sweep_result.json)
+    jobs/                     launched runs: submitit's job files and logs (<job id>_0_log.out)
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json, read_json
 from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
+from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob
 from .plan import Run, expand, input_keys, pct
 from .spec import SweepSpec
@@ -146,6 +155,7 @@ class Runner:
         self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
         self.heartbeat_every, self.poll, self.log = heartbeat_every, poll, log
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after)
         self.runs = expand(spec)
 
@@ -186,7 +196,12 @@ class Runner:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ the loop
-    def run(self, *, max_runs: int | None = None) -> SweepResult:
+    def run(
+        self, *, max_runs: int | None = None, launcher: SubmititLauncher | None = None, retries: int = 2
+    ) -> SweepResult:
+        """Run what is missing: here, one run at a time, or through `launcher` (local subprocesses,
+        Slurm), this process coordinating; a launched run killed without a result is retried
+        `retries` times."""
         self.store.add_runs(self.runs)
         spec_json = _spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", spec_json)
@@ -201,7 +216,21 @@ class Runner:
             f"{len(todo)} to run"
         )
         result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
-        attempted: set[str] = set()
+        if launcher is not None:
+            self._coordinate(launcher, result, max_runs, retries)
+        else:
+            self._run_here(result, max_runs)
+        statuses = self.store.statuses()
+        result.done = sum(statuses[r.id] == "done" for r in self.runs)
+        result.blocked = [
+            r.id
+            for r in self.runs
+            if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
+        ]
+        return result
+
+    def _run_here(self, result: SweepResult, max_runs: int | None) -> None:
+        total, attempted = len(self.runs), set()
         while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
             statuses = self.store.statuses()
             progressed = waiting = False
@@ -225,14 +254,6 @@ class Runner:
                 time.sleep(self.poll)  # another sweep is running what we need: wait for it
                 continue
             break
-        statuses = self.store.statuses()
-        result.done = sum(statuses[r.id] == "done" for r in self.runs)
-        result.blocked = [
-            r.id
-            for r in self.runs
-            if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
-        ]
-        return result
 
     def _note_changed_inputs(self) -> None:
         """Say which input changed since the last sweep here: its runs have new ids and run again."""
@@ -252,13 +273,7 @@ class Runner:
         t0, started = time.perf_counter(), time.time()
         try:
             with _Heartbeat(self.store.path, run.id, self.heartbeat_every):
-                work = self.dir / "runs" / run.dirname
-                saved = work / RESULT
-                if saved.is_file():  # finished earlier but not recorded (killed in between)
-                    metrics = read_json(saved, "run result")["metrics"]
-                else:
-                    metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work)
-                    atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
+                metrics = self.work(run, self.mask_dir_of(run))
                 provenance = self._provenance(run, metrics, started, time.perf_counter() - t0)
                 metrics = {k: v for k, v in metrics.items() if k != "history"}
             self.store.finish(run.id, metrics, provenance)
@@ -266,7 +281,7 @@ class Runner:
             self.store.release(run.id)
             raise
         except Exception as e:  # record and go on: one bad run must not sink a sweep
-            msg = str(e) if isinstance(e, TicketlabError) else "".join(traceback.format_exception(e)).strip()
+            msg = _error_text(e)
             self.store.fail(run.id, msg, {"code": code_version(), "host": HOST, "started": started})
             result.failed.append(run.id)
             first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
@@ -274,6 +289,105 @@ class Runner:
             return
         result.ran.append(run.id)
         self.log(f"    done in {time.perf_counter() - t0:.1f}s{_summary(run, metrics)}")
+
+    # ------------------------------------------------------------------ launched runs
+    def _coordinate(
+        self, launcher: SubmititLauncher, result: SweepResult, max_runs: int | None, retries: int
+    ) -> None:
+        """Submit every run whose masks are there, as many at once as the launcher takes; record
+        what comes back. Only this process writes the store: it claims the runs it submits and
+        keeps their heartbeats while they are queued or running."""
+        inflight: dict[str, tuple[Run, Handle, float]] = {}
+        tries: dict[str, int] = {}
+        submitted, beat = 0, time.monotonic()
+        try:
+            while True:
+                for run_id, (run, handle, t0) in list(inflight.items()):
+                    outcome = launcher.poll(handle)
+                    if outcome is None:
+                        continue
+                    del inflight[run_id]
+                    if outcome.killed and tries[run_id] <= retries:
+                        self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
+                        inflight[run_id] = (run, self._submit(launcher, run, retry=True), t0)
+                        tries[run_id] += 1
+                    else:
+                        self._record(run, handle, outcome, result, t0)
+                statuses = self.store.statuses()
+                waiting = False
+                for run in self.runs:
+                    if launcher.free == 0 or (max_runs is not None and submitted >= max_runs):
+                        break
+                    if statuses[run.id] == "done" or run.id in inflight or run.id in tries:
+                        continue
+                    deps = [statuses[d] for d in run.deps]
+                    if any(d == "failed" for d in deps):
+                        continue
+                    if any(d != "done" for d in deps):
+                        waiting = True
+                        continue
+                    previous = self.store.get(run.id)
+                    if not self.store.claim(run.id):
+                        waiting = True  # another coordinator has it
+                        continue
+                    handle = self._adopt(launcher, run, previous) or self._submit(launcher, run)
+                    inflight[run.id], tries[run.id] = (run, handle, time.perf_counter()), 1
+                    submitted += 1
+                if not inflight and not (waiting and any(self.store.held_elsewhere(r.id) for r in self.runs)):
+                    break
+                if time.monotonic() - beat > self.heartbeat_every:
+                    for run_id in inflight:
+                        self.store.heartbeat(run_id)
+                    beat = time.monotonic()
+                time.sleep(self.poll)
+        except KeyboardInterrupt:
+            for run, handle, _ in inflight.values():
+                if launcher.cluster == "local":  # local workers end with us; Slurm jobs run on
+                    launcher.cancel(handle)
+                    self.store.release(run.id)
+            raise
+
+    def _submit(self, launcher: SubmititLauncher, run: Run, *, retry: bool = False) -> Handle:
+        handle = launcher.submit(run.kind, self.work.in_worker, run, self.mask_dir_of(run))
+        self.store.set_job(run.id, handle.job_id, handle.log, retry=retry)
+        self.log(f"    {run.kind} {run.name} -> job {handle.job_id}")
+        return handle
+
+    def _adopt(self, launcher: SubmititLauncher, run: Run, previous) -> Handle | None:
+        """A job of an earlier coordinator of this sweep that is still queued or running (Slurm)."""
+        if previous is None or previous.status != "running" or not previous.job:
+            return None
+        handle = launcher.attach(run.kind, previous.job)
+        if handle is not None:
+            self.store.set_job(run.id, handle.job_id, handle.log)
+            self.log(f"    {run.kind} {run.name}: job {handle.job_id} still runs; waiting for it")
+        return handle
+
+    def _record(self, run: Run, handle: Handle, outcome: Outcome, result: SweepResult, t0: float) -> None:
+        """Store what a launched run handed back: its metrics, or its error and log."""
+        value = outcome.value if outcome.ok else {"error": outcome.value}
+        job = {
+            "job": handle.job_id,
+            "log": outcome.log,
+            "launcher": f"submitit-{handle.job.__class__.__name__}",
+        }
+        where = {k: value[k] for k in ("host", "pid", "started") if k in value}
+        if "metrics" in value:
+            try:
+                provenance = {**self._provenance(run, value["metrics"], 0.0, 0.0), **where, **job}
+                provenance["wall_s"] = value.get("wall_s")
+                metrics = {k: v for k, v in value["metrics"].items() if k != "history"}
+                self.store.finish(run.id, metrics, provenance)
+            except Exception as e:  # e.g. the mask it reports is not there
+                value = {"error": _error_text(e)}
+            else:
+                result.ran.append(run.id)
+                self.log(f"    {run.name} done in {time.perf_counter() - t0:.1f}s{_summary(run, metrics)}")
+                return
+        error = f"{value['error']}\n(log: {outcome.log})"
+        self.store.fail(run.id, error, {"code": code_version(), **where, **job})
+        result.failed.append(run.id)
+        self.log(f"    {run.name} FAILED: {value['error'].strip().splitlines()[-1]} (log: {outcome.log})")
 
     def _provenance(self, run: Run, metrics: dict[str, Any], started: float, wall: float) -> dict[str, Any]:
         prov: dict[str, Any] = {
@@ -293,8 +407,51 @@ class Runner:
             prov["mask_hash"] = mask_hash(self.mask_dir_of(run))
         return prov
 
-    # ------------------------------------------------------------------ the three kinds
-    def _search(self, run: Run, work: Path) -> dict[str, Any]:
+    def mask_dir_of(self, run: Run) -> Path | None:
+        """The mask directory a fine-tuning / evaluation run uses (None: the dense model, a search)."""
+        ref = run.config.get("mask")
+        if ref is None:
+            return None
+        search = self.store.get(ref["search"])
+        if search is None or search.status != "done":
+            raise TicketlabError(f"the search run {ref['search']} that makes this mask is not done")
+        if ref["step"] is None:
+            return self.dir / search.metrics["mask_dir"]
+        step = next(i for i in search.metrics["intermediate"] if i["step"] == ref["step"])
+        return self.dir / step["mask_dir"]
+
+
+class Work:
+    """What executes one run: no store, only files, so it runs in the sweep's process or, pickled, in
+    a worker's (a local subprocess, a Slurm job). It writes the run's artefacts into the sweep
+    directory (`masks/`, `runs/<run>/`) and last `runs/<run>/sweep_result.json`, atomically, and
+    returns the run's metrics; a run whose result file is there is not repeated."""
+
+    def __init__(self, spec: SweepSpec, sweep_dir: Path, methods, finetune_fn, pretrain_eval_fn):
+        self.spec, self.dir, self.methods = spec, sweep_dir, methods
+        self.finetune_fn, self.pretrain_eval_fn = finetune_fn, pretrain_eval_fn
+
+    def __call__(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
+        work = self.dir / "runs" / run.dirname
+        saved = work / RESULT
+        if saved.is_file():  # finished earlier but not recorded (killed in between)
+            return read_json(saved, "run result")["metrics"]
+        metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work, mask_dir)
+        atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
+        return metrics
+
+    def in_worker(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
+        """The entry point of a launched job: the metrics and where they were made, or the error
+        (a run that raises is failed, not retried: a retry would raise again)."""
+        t0, started = time.perf_counter(), time.time()
+        where = {"host": HOST, "pid": os.getpid(), "started": started}
+        try:
+            metrics = self(run, mask_dir)
+        except Exception as e:
+            return {"error": _error_text(e), **where}
+        return {"metrics": metrics, "wall_s": round(time.perf_counter() - t0, 3), **where}
+
+    def _search(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
         c = run.config
         job = SearchJob(
             model=c["model"],
@@ -345,24 +502,11 @@ class Runner:
             full.pop("train_size", None)
         return {**full, **c["settings"]}
 
-    def mask_dir_of(self, run: Run) -> Path | None:
-        """The mask directory a fine-tuning / evaluation run uses (None for the dense model)."""
-        ref = run.config["mask"]
-        if ref is None:
-            return None
-        search = self.store.get(ref["search"])
-        if search is None or search.status != "done":
-            raise TicketlabError(f"the search run {ref['search']} that makes this mask is not done")
-        if ref["step"] is None:
-            return self.dir / search.metrics["mask_dir"]
-        step = next(i for i in search.metrics["intermediate"] if i["step"] == ref["step"])
-        return self.dir / step["mask_dir"]
-
-    def _finetune(self, run: Run, work: Path) -> dict[str, Any]:
+    def _finetune(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
         c = run.config
         job = FinetuneJob(
             model=c["model"],
-            mask_dir=self.mask_dir_of(run),
+            mask_dir=mask_dir,
             task=c["task"],
             data=c["data"],
             seed=c["seed"],
@@ -372,16 +516,21 @@ class Runner:
         )
         return dataclasses.asdict(self.finetune_fn(job))
 
-    def _pretrain_eval(self, run: Run, work: Path) -> dict[str, Any]:
+    def _pretrain_eval(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
         c = run.config
         job = PretrainEvalJob(
             model=c["model"],
-            mask_dir=self.mask_dir_of(run),
+            mask_dir=mask_dir,
             corpus=c["corpus"],
             settings=c["settings"],
             out_dir=work,
         )
         return {k: float(v) for k, v in self.pretrain_eval_fn(job).items()}
+
+
+def _error_text(e: BaseException) -> str:
+    """A user error's message, or the traceback of anything else."""
+    return str(e) if isinstance(e, TicketlabError) else "".join(traceback.format_exception(e)).strip()
 
 
 def _summary(run: Run, m: dict[str, Any]) -> str:
@@ -406,12 +555,71 @@ def run_sweep(
     finetune: FinetuneFn | None = None,
     pretrain_eval: PretrainEvalFn | None = None,
     max_runs: int | None = None,
+    launcher: SubmititLauncher | None = None,
+    retries: int = 2,
     log: Log = print,
     **kw,
 ) -> SweepResult:
-    """Run every missing run of `spec` in `sweep_dir`; see the module docstring."""
+    """Run every missing run of `spec` in `sweep_dir`, here or through `launcher` (local
+    subprocesses, Slurm jobs); see the module docstring."""
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
-        return runner.run(max_runs=max_runs)
+        return runner.run(max_runs=max_runs, launcher=launcher, retries=retries)
     finally:
         runner.store.close()
+
+
+def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
+    """What `ticketlab sweep --status DIR` prints: counts per run kind and status, then the running
+    and failed runs with their job ids and logs, and the next queued ones."""
+    from .store import DB_NAME
+
+    path = Path(sweep_dir)
+    if not (path / DB_NAME).is_file():
+        raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")
+    with Store(path) as store:
+        runs = store.runs()
+        plan = store.get_meta("plan")
+    if plan is not None:  # the runs of the last spec started here (older plans stay in the store)
+        wanted = set(plan)
+        runs = [r for r in runs if r.id in wanted]
+    shown = {"pending": "queued", "running": "running", "done": "done", "failed": "failed"}
+    counts = {s: sum(r.status == s for r in runs) for s in shown}
+    lines = [
+        f"sweep in {path.resolve()}: {len(runs)} runs: "
+        + ", ".join(f"{n} {shown[s]}" for s, n in counts.items())
+    ]
+    lines.append(f"  {'kind':<14} {'queued':>7} {'running':>8} {'done':>6} {'failed':>7}")
+    for kind in ("search", "pretrain-eval", "finetune"):
+        of_kind = [r for r in runs if r.kind == kind]
+        if of_kind:
+            n = [sum(r.status == s for r in of_kind) for s in shown]
+            lines.append(f"  {kind:<14} {n[0]:>7} {n[1]:>8} {n[2]:>6} {n[3]:>7}")
+    now = time.time()
+    for status, title in (("running", "running"), ("failed", "failed"), ("pending", "queued")):
+        chosen = [r for r in runs if r.status == status]
+        if not chosen:
+            continue
+        lines.append(f"\n{title}:")
+        for r in chosen[:limit]:
+            line = f"  {r.id}  {r.kind:<13} {r.name}"
+            if r.job:
+                line += f"  job {r.job}"
+            if r.attempts > 1:
+                line += f"  attempt {r.attempts}"
+            if status == "running" and r.started:
+                line += f"  for {_duration(now - r.started)} on {r.host}"
+            if r.log and status != "pending":
+                line += f"\n      log: {r.log}"
+            if status == "failed" and r.error:
+                line += f"\n      error: {r.error.strip().splitlines()[0][:200]}"
+            lines.append(line)
+        if len(chosen) > limit:
+            lines.append(f"  ... and {len(chosen) - limit} more")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

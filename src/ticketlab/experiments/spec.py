@@ -50,6 +50,7 @@ TOP_KEYS = (
     "pretrain_eval",
     "search_curve",
     "data_curve",
+    "resources",
 )
 
 
@@ -102,6 +103,8 @@ class SweepSpec:
     data_curve: DataCurve | None = None
     name: str = "sweep"
     output: str | None = None  # default sweep directory (absolute)
+    # What a launched run asks for, per run kind (launchers.resources); not part of any run's identity.
+    resources: dict[str, Any] | None = None
     source: str = "<spec>"  # the YAML file, for error messages
     registry: dict[str, MethodSpec] | None = field(default=None, repr=False, compare=False)
 
@@ -118,6 +121,13 @@ class SweepSpec:
         registry = METHODS if self.registry is None else self.registry
         if not self.model:
             raise self._fail("model", "a base model (local directory or hub id) is required")
+        if self.resources is not None:
+            from .launchers import resources
+
+            try:
+                resources(self.resources)
+            except ConfigError as e:
+                raise self._fail("resources", str(e).removeprefix("resources: ")) from None
         if not self.tasks:
             raise self._fail("tasks", "at least one task is required")
         if not self.methods:
@@ -427,6 +437,7 @@ def spec_from_dict(
         data_curve=DataCurve(**data_curve) if data_curve else None,
         name=str(d.get("name") or Path(source).stem),
         output=str((r.base_dir / d["output"]).resolve()) if d.get("output") else None,
+        resources=r.mapping(d.get("resources"), "resources") or None,
         source=source,
         registry=registry,
     )

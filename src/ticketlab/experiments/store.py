@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import TicketlabError
 
 DB_NAME = "results.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run
 STATUSES = ("pending", "running", "done", "failed")
 
 SCHEMA = """
@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS runs (
     created     REAL NOT NULL,
     started     REAL,
     heartbeat   REAL,
-    finished    REAL
+    finished    REAL,
+    job         TEXT,               -- launcher job id of the current / last attempt (Slurm, local)
+    log         TEXT                -- its log file
 );
 CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,6 +74,8 @@ class RunRecord:
     started: float | None
     heartbeat: float | None
     finished: float | None
+    job: str | None = None
+    log: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -131,6 +135,7 @@ class Store:
                 with self.transaction():
                     for statement in _statements():
                         self.db.execute(statement)
+                    self._migrate()
                     self._check_version()
                 return
             except sqlite3.OperationalError as e:
@@ -151,10 +156,18 @@ class Store:
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if row is None or int(row[0]) < SCHEMA_VERSION:
+            version = (str(SCHEMA_VERSION),)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", version)
         elif int(row[0]) > SCHEMA_VERSION:
             raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: add the job and log columns (a store of an earlier sweep stays usable)."""
+        have = {r["name"] for r in self.db.execute("PRAGMA table_info(runs)")}
+        for column in ("job", "log"):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -212,10 +225,19 @@ class Store:
                 return False
             self.db.execute(
                 "UPDATE runs SET status = 'running', host = ?, pid = ?, started = ?, heartbeat = ?, "
-                "attempts = attempts + 1, error = NULL WHERE id = ?",
+                "attempts = attempts + 1, error = NULL, job = NULL, log = NULL WHERE id = ?",
                 (HOST, os.getpid(), now, now, run_id),
             )
         return True
+
+    def set_job(self, run_id: str, job: str, log: str | None, *, retry: bool = False) -> None:
+        """Record the launcher's job id and log of a claimed run (`retry`: one more attempt)."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET job = ?, log = ?, attempts = attempts + ? "
+                "WHERE id = ? AND status = 'running'",
+                (job, log, int(retry), run_id),
+            )
 
     def heartbeat(self, run_id: str) -> None:
         with self.transaction():

@@ -1,0 +1,230 @@
+"""Where a sweep's runs execute when they leave the sweep's process: local subprocesses or Slurm jobs.
+
+Both go through submitit: `--launcher local --jobs N` through `submitit.LocalExecutor` (real
+subprocesses on this machine, N at once, each with its own CUDA_VISIBLE_DEVICES), `--launcher slurm`
+through `submitit.SlurmExecutor` (one sbatch job per run, resources per run kind). The sweep's
+process coordinates (runner.py): it alone writes results.sqlite; a worker runs one run, writes its
+artefacts atomically into the sweep directory and hands its metrics back through submitit's result
+file. A job that ends without a result (preempted, past its time limit, out of memory, killed) is
+`killed` and is retried; one whose run raised is `failed`, with the error and its log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+KINDS = ("search", "pretrain-eval", "finetune")
+RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
+
+
+@dataclass
+class Resources:
+    """What one run asks the scheduler for (Slurm), or the GPUs a local run sees."""
+
+    gpus: int = 0
+    cpus: int | None = None
+    mem_gb: float | None = None
+    time_min: int = 24 * 60
+    partition: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)  # other sbatch options: account, qos, constraint...
+
+    def __post_init__(self) -> None:
+        for name in ("gpus", "cpus", "time_min"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.time_min < 1:
+            raise ConfigError(f"time_min must be >= 1, got {self.time_min}")
+        if self.mem_gb is not None and (not isinstance(self.mem_gb, (int, float)) or self.mem_gb <= 0):
+            raise ConfigError(f"mem_gb must be a positive number, got {self.mem_gb!r}")
+        if not isinstance(self.slurm, dict):
+            raise ConfigError(f"slurm must be a mapping of sbatch options, got {self.slurm!r}")
+
+    def sbatch(self, kind: str) -> dict[str, Any]:
+        """submitit.SlurmExecutor parameters: one task on one node, stdout and stderr in one log."""
+        params: dict[str, Any] = {
+            "job_name": f"ticketlab-{kind}",
+            "time": self.time_min,
+            "stderr_to_stdout": True,
+        }
+        if self.gpus:
+            params["gpus_per_node"] = self.gpus
+        if self.cpus:
+            params["cpus_per_task"] = self.cpus
+        if self.mem_gb:
+            params["mem"] = f"{self.mem_gb:g}GB"
+        if self.partition:
+            params["partition"] = self.partition
+        return {**params, **self.slurm}
+
+
+def resources(
+    spec_block: dict[str, Any] | None, overrides: dict[str, Any] | None = None
+) -> dict[str, Resources]:
+    """Resources per run kind: the spec's `resources:` block (`default:` and one entry per kind,
+    each with the keys of `Resources`), then the command line's flags (for every kind)."""
+    block = dict(spec_block or {})
+    unknown = set(block) - {"default", *KINDS}
+    if unknown:
+        raise ConfigError(f"resources: unknown run kind {sorted(unknown)[0]!r} (default, {', '.join(KINDS)})")
+    out = {}
+    for kind in KINDS:
+        merged = {**(block.get("default") or {}), **(block.get(kind) or {})}
+        merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        bad = set(merged) - set(RESOURCE_KEYS)
+        if bad:
+            raise ConfigError(
+                f"resources.{kind}: unknown key {sorted(bad)[0]!r} ({', '.join(RESOURCE_KEYS)})"
+            )
+        try:
+            out[kind] = Resources(**merged)
+        except ConfigError as e:
+            raise ConfigError(f"resources.{kind}: {e}") from None
+    return out
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any  # the worker's return value when ok, else the error text
+    killed: bool  # ended without a result (scheduler kill, time limit, preemption, a signal): retry
+    log: str | None
+
+
+@dataclass
+class Handle:
+    job: Any  # submitit.Job
+    kind: str
+    slot: int | None = None  # local: the GPU slot it holds
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id)
+
+    @property
+    def log(self) -> str:
+        return str(self.job.paths.stdout)
+
+
+class SubmititLauncher:
+    """Runs callables as submitit jobs: `cluster="slurm"` (sbatch) or `"local"` (subprocesses)."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        cluster: str = "slurm",
+        jobs: int | None = None,
+        resources: dict[str, Resources] | None = None,
+        gpus: list[int] | None = None,
+    ):
+        if cluster not in ("slurm", "local"):
+            raise ConfigError(f"cluster must be slurm or local, got {cluster!r}")
+        if jobs is not None and jobs < 1:
+            raise ConfigError(f"jobs must be >= 1, got {jobs}")
+        self.folder, self.cluster = Path(folder), cluster
+        self.resources = resources or {k: Resources() for k in KINDS}
+        self.gpus = list(gpus or [])
+        if cluster == "slurm":
+            self.capacity = jobs or 10**6  # Slurm queues what it cannot run yet
+        else:
+            self.capacity = jobs or max(1, len(self.gpus))  # local: at most `jobs` at once (one per GPU)
+        self._free = list(range(self.capacity))  # local slots; slot i sees GPU gpus[i % len(gpus)]
+
+    # ------------------------------------------------------------------ executors
+    def executor(self, kind: str, slot: int | None = None):
+        import submitit
+
+        res = self.resources[kind]
+        if self.cluster == "slurm":
+            ex = submitit.SlurmExecutor(folder=self.folder)
+            ex.update_parameters(**res.sbatch(kind))
+            return ex
+        ex = submitit.LocalExecutor(folder=self.folder)
+        visible = [self.gpus[(slot or 0) % len(self.gpus)]] if self.gpus and res.gpus else []
+        ex.update_parameters(
+            timeout_min=res.time_min,
+            gpus_per_node=len(visible),
+            visible_gpus=tuple(visible),
+            stderr_to_stdout=True,
+        )
+        return ex
+
+    def sbatch_script(self, kind: str) -> str:
+        """The sbatch file a run of `kind` is submitted with (Slurm; what `--dry-run` prints)."""
+        return self.executor(kind)._make_submission_file_text("<command>", "<uid>")
+
+    # ------------------------------------------------------------------ jobs
+    @property
+    def free(self) -> int:
+        return len(self._free) if self.cluster == "local" else self.capacity
+
+    def submit(self, kind: str, fn: Callable[..., Any], *args: Any) -> Handle:
+        slot = self._free.pop(0) if self.cluster == "local" else None
+        try:
+            job = self.executor(kind, slot).submit(fn, *args)
+        except BaseException:
+            if slot is not None:
+                self._free.insert(0, slot)
+            raise
+        if self.cluster == "local":
+            job._results_timeout_s = 2  # a local result file is there at once, or never
+        return Handle(job, kind, slot)
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        """None while the job is queued or running; then what became of it."""
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        if not handle.job.done():
+            return None
+        self._release(handle)
+        try:
+            return Outcome(True, handle.job.result(), False, handle.log)
+        except UncompletedJobError as e:
+            return Outcome(False, _first_line(e), True, handle.log)
+        except FailedJobError as e:
+            return Outcome(False, str(e), False, handle.log)
+
+    def cancel(self, handle: Handle) -> None:
+        self._release(handle)
+        handle.job.cancel(check=False)
+
+    def attach(self, kind: str, job_id: str) -> Handle | None:
+        """A Slurm job a previous coordinator submitted, if it is still queued or running."""
+        if self.cluster != "slurm" or not job_id:
+            return None
+        import submitit
+
+        job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
+        if job.state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"):
+            return Handle(job, kind)
+        return None
+
+    def _release(self, handle: Handle) -> None:
+        if handle.slot is not None and handle.slot not in self._free:
+            self._free.append(handle.slot)
+            handle.slot = None
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return " ".join(lines[:2]) if lines else type(e).__name__
+
+
+def visible_gpus() -> list[int]:
+    """The GPUs this machine shows (CUDA_VISIBLE_DEVICES, else all that torch sees)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [int(g) for g in env.split(",") if g.strip().isdigit()]
+    try:
+        import torch
+
+        return list(range(torch.cuda.device_count()))
+    except Exception:  # no CUDA build: no GPUs
+        return []

@@ -1,0 +1,184 @@
+"""Launched sweeps without a cluster: the Slurm launcher's code path (this process coordinating,
+submitit jobs, results handed back, only the coordinator writing the store) with submitit's local
+executor, whose jobs are real subprocesses; a worker killed mid-run is retried; the sbatch
+parameters a spec asks for are the ones submitted."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import submitit
+import yaml
+
+import sweep_fakes as fakes
+from ticketlab.cli import build_parser
+from ticketlab.cli.sweep import launcher as launcher_from_flags
+from ticketlab.errors import ConfigError
+from ticketlab.experiments import Store, expand, load_spec, run_sweep
+from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources
+from ticketlab.experiments.methods import MethodSpec
+from ticketlab.experiments.runner import sweep_status
+
+TESTS = Path(__file__).resolve().parent
+
+
+def tiny_spec(root: Path, model: Path, registry=None, methods=("full", "omp")):
+    """OMP (a real search) and the full model, fine-tuned with fakes on one task: 3 runs."""
+    spec = fakes.make_spec(
+        root,
+        model,
+        tasks={"a": {"data": "data/a"}},
+        methods=list(methods),
+        sparsities=[0.5],
+        seeds={"search": [0], "finetune": [0]},
+        search={"steps": 4},
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    spec.registry = registry or fakes.fake_registry()
+    return spec
+
+
+def test_local_executor_runs_the_sweep_retries_a_killed_worker_and_resumes(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """Real subprocesses: the OMP search and the full model's fine-tuning start together; that
+    fine-tuning kills its own process (as a time limit does) and is submitted again, while the OMP
+    fine-tuning, which waited for its mask, runs."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    runs = expand(spec)
+    sweep_dir = tmp_path / "sweep"
+    finetune = functools.partial(fakes.fake_finetune, die_once="full")
+    sweep = functools.partial(run_sweep, spec, sweep_dir, finetune=finetune, log=lambda s: None, poll=0.2)
+    t0 = time.perf_counter()
+    result = sweep(launcher=SubmititLauncher(sweep_dir / "jobs", cluster="local", jobs=2))
+    elapsed = time.perf_counter() - t0
+    assert result.ok and result.done == len(runs) == 3 and len(result.ran) == 3
+    full = next(r for r in runs if r.kind == "finetune" and r.config["method"] == "full")
+    with Store(sweep_dir) as st:
+        assert st.get(full.id).attempts == 2 and st.get(full.id).status == "done"  # killed once, then done
+        for r in runs:
+            rec = st.get(r.id)
+            assert rec.status == "done" and rec.provenance["job"] and Path(rec.log).is_file()
+            assert rec.provenance["pid"] != os.getpid()  # made in a worker, recorded here
+            if r.kind == "finetune":
+                assert rec.metrics["score"] == fakes.expected_score(r.config)
+        jobs = {st.get(r.id).job for r in runs}
+    assert (sweep_dir / "runs" / full.dirname / "killed-once").is_file()
+    calls = Counter(fakes.calls(sweep_dir))
+    assert calls == Counter({f"finetune {r.dirname}": 1 + (r is full) for r in runs if r.kind == "finetune"})
+    status = sweep_status(sweep_dir)
+    assert "3 runs: 0 queued, 0 running, 3 done, 0 failed" in status
+    print(f"local executor: {len(runs)} runs, 4 jobs {sorted(jobs)}, {elapsed:.1f}s")
+    # Rerun: everything is done, nothing is submitted.
+    again = sweep(launcher=SubmititLauncher(sweep_dir / "jobs", cluster="local", jobs=2))
+    assert again.ok and again.ran == [] and Counter(fakes.calls(sweep_dir)) == calls
+
+
+@dataclass
+class FakeJob:
+    """A finished job whose outcome is known at once (the coordinator's logic, without processes)."""
+
+    job_id: str
+    outcome: Outcome
+    paths: SimpleNamespace
+
+
+class InlineLauncher:
+    """Runs the worker function at submit time; `kill` names runs whose jobs end without a result."""
+
+    cluster, free = "local", 1
+
+    def __init__(self, folder: Path, kill: set[str] = frozenset()):
+        self.folder, self.kill, self.n = folder, kill, 0
+
+    def submit(self, kind, fn, run, mask_dir):
+        self.n += 1
+        log = self.folder / f"{self.n}_0_log.out"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"job {self.n}: {run.name}\n")
+        if run.name in self.kill:
+            outcome = Outcome(False, f"Job {self.n} has not produced any output", True, str(log))
+        else:
+            outcome = Outcome(True, fn(run, mask_dir), False, str(log))
+        return Handle(FakeJob(str(self.n), outcome, SimpleNamespace(stdout=log)), kind)
+
+    def poll(self, handle):
+        return handle.job.outcome
+
+
+def test_failures_and_kills_past_the_retries_are_recorded_with_their_logs(tmp_path, tiny_bert_dir):
+    broken = fakes.fake_registry()
+    broken["tamt-mlm"] = MethodSpec(
+        "tamt-mlm", fakes.broken_search, "fails", uses_corpus=True, uses_steps=True, curve="save_at"
+    )
+    spec = tiny_spec(tmp_path, tiny_bert_dir, broken, methods=("full", "omp", "tamt-mlm"))
+    runs = expand(spec)
+    sweep_dir = tmp_path / "sweep"
+    full = next(r for r in runs if r.kind == "finetune" and r.config["method"] == "full")
+    tamt = {r.kind: r for r in runs if r.config["method"] == "tamt-mlm"}
+    launcher = InlineLauncher(sweep_dir / "jobs", kill={full.name})
+    sweep = functools.partial(run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None)
+    first = sweep(launcher=launcher, retries=1)
+    assert set(first.failed) == {full.id, tamt["search"].id} and first.blocked == [tamt["finetune"].id]
+    assert launcher.n == 5  # omp search + fine-tuning, the failed search, the killed run twice
+    with Store(sweep_dir) as st:
+        killed, failed = st.get(full.id), st.get(tamt["search"].id)
+        assert killed.attempts == 2 and "has not produced any output" in killed.error
+        assert failed.attempts == 1 and "search exploded" in failed.error  # an error is not retried
+        for rec in (killed, failed):
+            assert f"(log: {rec.log})" in rec.error and Path(rec.log).is_file() and rec.job
+    status = sweep_status(sweep_dir)
+    assert "5 runs: 1 queued, 0 running, 2 done, 2 failed" in status
+    assert f"job {killed.job}  attempt 2" in status and f"log: {failed.log}" in status
+    # Fixed: the rerun runs the failures and what they blocked, nothing else.
+    spec.registry = fakes.fake_registry()
+    second = sweep(launcher=InlineLauncher(sweep_dir / "jobs2"))
+    assert second.ok and set(second.ran) == {full.id, tamt["search"].id, tamt["finetune"].id}
+
+
+SPEC_RESOURCES = {
+    "default": {"time_min": 30, "cpus": 2},
+    "search": {"gpus": 1, "cpus": 8, "mem_gb": 32, "time_min": 240, "partition": "gpu"},
+    "finetune": {"gpus": 1, "mem_gb": 16, "slurm": {"account": "lab", "qos": "normal"}},
+}
+
+
+def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monkeypatch):
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # no srun here
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, resources=SPEC_RESOURCES)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    spec = load_spec(tmp_path / "spec.yaml")
+    launcher = SubmititLauncher(tmp_path / "jobs", cluster="slurm", resources=resources(spec.resources))
+    search = launcher.sbatch_script("search")
+    for line in ("--gpus-per-node=1", "--cpus-per-task=8", "--mem=32GB", "--time=240", "--partition=gpu"):
+        assert f"#SBATCH {line}\n" in search
+    assert "#SBATCH --job-name=ticketlab-search\n" in search
+    finetune = launcher.sbatch_script("finetune")
+    for line in ("--gpus-per-node=1", "--cpus-per-task=2", "--mem=16GB", "--time=30", "--account=lab"):
+        assert f"#SBATCH {line}\n" in finetune
+    assert "#SBATCH --qos=normal\n" in finetune and "--partition" not in finetune
+    evaluate = launcher.sbatch_script("pretrain-eval")  # only the defaults
+    assert "#SBATCH --time=30\n" in evaluate and "gpus" not in evaluate
+    # Flags override the spec for every kind.
+    args = build_parser().parse_args(
+        ["sweep", str(tmp_path / "spec.yaml"), "--launcher", "slurm", "--partition", "short", "--time", "60"]
+    )
+    flagged = launcher_from_flags(args, spec, tmp_path)
+    for kind in ("search", "finetune"):
+        script = flagged.sbatch_script(kind)
+        assert "#SBATCH --partition=short\n" in script and "#SBATCH --time=60\n" in script
+    assert "#SBATCH --cpus-per-task=8\n" in flagged.sbatch_script("search")
+    # A typo in the spec is refused when it is read.
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**d, "resources": {"search": {"gpu": 1}}}))
+    with pytest.raises(ConfigError, match="resources: resources.search: unknown key 'gpu'"):
+        load_spec(tmp_path / "spec.yaml")
