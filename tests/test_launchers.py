@@ -178,6 +178,18 @@ def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monke
         script = flagged.sbatch_script(kind)
         assert "#SBATCH --partition=short\n" in script and "#SBATCH --time=60\n" in script
     assert "#SBATCH --cpus-per-task=8\n" in flagged.sbatch_script("search")
+    # Locally, --jobs defaults to one run per GPU, each run seeing its own (CUDA_VISIBLE_DEVICES).
+    local = SubmititLauncher(tmp_path / "jobs", cluster="local", gpus=[4, 5, 6])
+    assert local.capacity == 3
+    assert [local.executor("finetune", slot).parameters["visible_gpus"] for slot in range(3)] == [
+        (4,),
+        (5,),
+        (6,),
+    ]
+    assert (
+        SubmititLauncher(tmp_path / "jobs", cluster="local").executor("search").parameters["visible_gpus"]
+        == ()
+    )
     # A typo in the spec is refused when it is read.
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**d, "resources": {"search": {"gpu": 1}}}))
     with pytest.raises(ConfigError, match="resources: resources.search: unknown key 'gpu'"):

@@ -27,7 +27,7 @@ RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
 class Resources:
     """What one run asks the scheduler for (Slurm), or the GPUs a local run sees."""
 
-    gpus: int = 0
+    gpus: int | None = None  # None: none on Slurm; locally one GPU per run when there are GPUs
     cpus: int | None = None
     mem_gb: float | None = None
     time_min: int = 24 * 60
@@ -135,7 +135,7 @@ class SubmititLauncher:
             self.capacity = jobs or 10**6  # Slurm queues what it cannot run yet
         else:
             self.capacity = jobs or max(1, len(self.gpus))  # local: at most `jobs` at once (one per GPU)
-        self._free = list(range(self.capacity))  # local slots; slot i sees GPU gpus[i % len(gpus)]
+        self._free = list(range(self.capacity))  # local slots: each sees its own GPUs
 
     # ------------------------------------------------------------------ executors
     def executor(self, kind: str, slot: int | None = None):
@@ -147,7 +147,10 @@ class SubmititLauncher:
             ex.update_parameters(**res.sbatch(kind))
             return ex
         ex = submitit.LocalExecutor(folder=self.folder)
-        visible = [self.gpus[(slot or 0) % len(self.gpus)]] if self.gpus and res.gpus else []
+        want = 1 if res.gpus is None else res.gpus  # slot i sees GPUs i*want .. (i+1)*want-1
+        visible = (
+            [self.gpus[((slot or 0) * want + k) % len(self.gpus)] for k in range(want)] if self.gpus else []
+        )
         ex.update_parameters(
             timeout_min=res.time_min,
             gpus_per_node=len(visible),
