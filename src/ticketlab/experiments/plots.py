@@ -383,7 +383,10 @@ def phase_transition(res: SweepResults, path: Path) -> str | None:
     picks = super_picks(list(res.records.values()))
     fig, axes = _panels(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        _full_line(ax, cells.get(("full", 0.0, task)), res.methods)
+        full = cells.get(("full", 0.0, task))
+        if full is not None:  # black: blue is the winning tickets'
+            ax.axhline(full.mean, ls="--", color="black", lw=1.2, label="full model")
+            ax.axhspan(full.mean - full.std, full.mean + full.std, color="black", alpha=0.08)
         for m, c in TICKET_COLORS.items():
             xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
             if xs:
@@ -394,6 +397,7 @@ def phase_transition(res: SweepResults, path: Path) -> str | None:
             star = {"marker": "*", "s": 140, "color": "gold", "edgecolor": "black", "zorder": 5}
             ax.scatter(xs, ys, label="super ticket (per seed)", **star)
         ax.set(title=_task_title(res, task), xlabel="heads and FFN units pruned (%)", ylabel="dev score")
+        ax.set_xlim(0, 100 * max(res.sparsities()) + 5)
         ax.grid(alpha=0.3)
     _legend(fig, axes)
     _save(fig, path)
