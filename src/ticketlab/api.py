@@ -31,13 +31,13 @@ from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
 from .files import atomic_write_json, check_output
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
-from .masking.io import recorded_base
+from .masking.io import CONFIG_NAME, recorded_base
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import HEAD_FILE, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
-from .pruning.imp import search_imp
+from .pruning.imp import imp_schedule, search_imp
 from .pruning.search import SETTINGS
 from .pruning.tamt import search_tamt
 from .tasks import get_task
@@ -93,6 +93,7 @@ class PruneResult:
 
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
+    check_output(config.out, kind="mask", signature=CONFIG_NAME, inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
@@ -176,6 +177,8 @@ class SearchConfig:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
             raise ConfigError("give corpus (text files or saved datasets) to search on")
+        if isinstance(self.method, ImpConfig):  # enough steps for its rounds: said before any work
+            imp_schedule(self.method.sparsity, self.steps, self.method.prune_rate)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
 

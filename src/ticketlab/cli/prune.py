@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import check_output
-from ..masking import MaskConfig, save_mask
-from ..masking.io import CONFIG_NAME
-from ..modeling import load_model
+from ..api import PruneConfig, prune
 from ..pruning import ONE_SHOT
 from .common import add_model_argument, add_targets_argument, sparsity_arg
 
@@ -39,21 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, kind="mask", signature=CONFIG_NAME, inputs=[args.model])  # before any work
-    model = load_model(args.model, head="base")
-    mask = ONE_SHOT[args.method](
-        model, args.sparsity, ranking=args.ranking, targets=args.targets, seed=args.seed
-    )
-    config = MaskConfig.for_model(
-        model,
-        mask,
+    config = PruneConfig(
+        model=args.model,
         method=args.method,
         sparsity=args.sparsity,
-        base_model=args.model,
-        targets=args.targets,
+        out=args.out,
         ranking=args.ranking,
-        seed=args.seed if args.method == "random" else None,
+        seed=args.seed,
+        targets=args.targets,
     )
-    save_mask(mask, config, args.out)
+    mask = prune(config).mask
     print(f"{args.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned -> {args.out}")
     return 0
