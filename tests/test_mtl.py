@@ -224,3 +224,40 @@ def test_ticket_sharing_run_writes_rows_per_task(tiny_bert_dir, glue, tickets, t
     assert again == summary
     # the shared structure kept its shape (units are gated, not removed)
     assert structure_of(load_model(tiny_bert_dir, head="base")).num_heads == 2
+
+
+def test_interrupted_sharing_resumes_to_the_same_weights(tiny_bert_dir, glue, tickets, tmp_path, monkeypatch):
+    import importlib
+
+    from safetensors.torch import load_file
+
+    mtl = importlib.import_module("ticketlab.structured.mtl")
+    config = _config(tiny_bert_dir, glue, tickets, save_every=2, seeds=[3])
+    whole = tmp_path / "whole"
+    run_mtl(config, whole)
+
+    calls, real = [], mtl.sharing_step
+
+    def dies_at_step_5(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mtl, "sharing_step", dies_at_step_5)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run_mtl(config, cut)
+    assert (cut / "seed-3" / "mtl" / "checkpoint.pt").is_file()  # saved at step 4
+    monkeypatch.setattr(mtl, "sharing_step", real)
+    assert run_mtl(config, cut) == run_mtl(config, whole)
+    a, b = (load_file(d / "seed-3" / "mtl" / "weights.safetensors") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_without_tickets_every_task_shares_everything(tiny_bert_dir, glue):
+    config = _config(tiny_bert_dir, glue, None)
+    assert config.method == "mtl"
+    mt = build(config, seed=1, device=torch.device("cpu"))
+    enc = mt.models["t0"].bert
+    assert all(mt.masks[i][p] is True or mt.masks[i][p].all() for i in (0, 1) for p in enc.parameters())

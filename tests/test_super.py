@@ -294,3 +294,24 @@ def test_pick_super_per_seed_on_selection_scores():
     picks = pick_super(rows)
     assert (picks[1].level, picks[1].score, picks[1].run_id) == (0.3, 50.0, "b")  # ties: the lower level
     assert picks[2].level == 0.2
+
+
+def test_neuron_granularity_tickets():
+    from transformers import BertForSequenceClassification
+
+    from conftest import make_model, tiny_bert_config
+    from ticketlab.finetune import classification_loss
+    from ticketlab.structured import attach_gates
+
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    gates = attach_gates(model, granularity="neuron")
+    data = [{"input_ids": torch.arange(5, 12), "labels": torch.tensor(i % 2)} for i in range(4)]
+
+    def collate(examples, seeds=None):
+        return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+
+    imp = compute_importance(model, gates, data, collate, classification_loss, batch_size=2)
+    assert imp.ffn is None and imp.neuron.shape == (2, 64) and imp.granularity == "neuron"
+    ticket = select(imp, 0.3, "winning")
+    assert ticket.granularity == "neuron" and (~ticket.neuron).sum() == round(0.3 * 128)
+    assert imp.neuron[ticket.neuron].min() >= imp.neuron[~ticket.neuron].max()  # the lowest went
