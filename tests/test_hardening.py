@@ -161,6 +161,12 @@ def test_checks_come_before_the_work(tiny_bert_dir, tmp_path, capsys):
     line = error_line(capsys, "sweep", spec, "--out", tmp_path / "sw", "--dry-run")
     assert "no default prunable weights for model_type 'gpt2'" in line
 
+    text = tmp_path / "corpus.txt"
+    text.write_text("the cat sees the dog .\n" * 20)
+    imp = ["search", "imp", "--model", tiny_bert_dir, "--corpus", text, "--sparsity", "0.5", "--steps", 1]
+    code, _, err = run(capsys, *imp, "--out", tmp_path / "imp")
+    assert code == 2 and "IMP needs at least 4 steps for 5 pruning rounds" in err and "tokenize" not in err
+
     binary = tmp_path / "corpus.bin"
     binary.write_bytes(os.urandom(2048) + b"\x00" * 64)
     line = error_line(
