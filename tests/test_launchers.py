@@ -18,7 +18,7 @@ import submitit
 import yaml
 
 import sweep_fakes as fakes
-from ticketlab.cli import build_parser
+from ticketlab.cli import build_parser, main
 from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import Store, expand, load_spec, run_sweep
@@ -194,3 +194,20 @@ def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monke
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**d, "resources": {"search": {"gpu": 1}}}))
     with pytest.raises(ConfigError, match="resources: resources.search: unknown key 'gpu'"):
         load_spec(tmp_path / "spec.yaml")
+
+
+def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert_dir, capsys):
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, resources=SPEC_RESOURCES, methods=["full", "omp"])
+    d.update(pretrain_eval=None, search_curve=None, data_curve=None)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    out = tmp_path / "sweep"
+    flags = ["--launcher", "slurm", "--partition", "short"]
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--dry-run", *flags]) == 0
+    printed = capsys.readouterr().out
+    assert "launcher slurm, per run:" in printed and "'partition': 'short'" in printed
+    assert "'gpus_per_node': 1, 'cpus_per_task': 8, 'mem': '32GB'" in printed  # the search's
+    n = len(expand(load_spec(tmp_path / "spec.yaml")))
+    assert main(["sweep", "--status", str(out)]) == 0
+    assert f"{n} runs: {n} queued, 0 running, 0 done, 0 failed" in capsys.readouterr().out
+    assert main(["sweep", "--status", str(tmp_path)]) == 2
+    assert "no sweep here" in capsys.readouterr().err

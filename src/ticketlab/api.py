@@ -313,16 +313,7 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr
     return search_tamt(
-        model,
-        objective,
-        tamt,
-        config.train_config(lr),
-        config.out,
-        base_model=str(config.model),
-        save_at=config.save_at,
-        settings=config.settings(lr),
-        accelerator=acc,
-        keep_checkpoint=config.keep_checkpoint,
+        model, objective, tamt, config.train_config(lr), config.out, **_run_options(config, lr, acc)
     )
 
 
@@ -356,19 +347,19 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
         objective = _lm_objective(config, tokenizer, acc, "mlm", mlm_eval=True)
         lr = config.lr or 5e-5  # Table 1
         train_config = config.train_config(lr)
-    return search_imp(
-        model,
-        objective,
-        imp,
-        train_config,
-        config.out,
-        base_model=str(config.model),
-        save_at=config.save_at,
-        settings=config.settings(lr),
-        accelerator=acc,
-        keep_checkpoint=config.keep_checkpoint,
-        tokenizer=tokenizer,
-    )
+    options = _run_options(config, lr, acc)
+    return search_imp(model, objective, imp, train_config, config.out, tokenizer=tokenizer, **options)
+
+
+def _run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, Any]:
+    """What `search_tamt` and `search_imp` both take besides the model, objective and configs."""
+    return {
+        "base_model": str(config.model),
+        "save_at": config.save_at,
+        "settings": config.settings(lr),
+        "accelerator": acc,
+        "keep_checkpoint": config.keep_checkpoint,
+    }
 
 
 def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> SearchResult:

@@ -1,9 +1,10 @@
 """Experiments: sweep specs, the results store, the runner, reports and figures."""
 
 from .adapters import FinetuneJob, FinetuneOutput, PretrainEvalJob
+from .launchers import Resources, SubmititLauncher, resources
 from .methods import METHODS, MethodSpec, SearchJob, SearchOutput, register
 from .plan import Run, expand
-from .runner import SweepResult, run_sweep
+from .runner import SweepResult, run_sweep, sweep_status
 from .spec import SweepSpec, load_spec, spec_from_dict
 from .store import Store
 
@@ -13,15 +14,19 @@ __all__ = [
     "FinetuneOutput",
     "MethodSpec",
     "PretrainEvalJob",
+    "Resources",
     "Run",
     "SearchJob",
     "SearchOutput",
     "Store",
+    "SubmititLauncher",
     "SweepResult",
     "SweepSpec",
     "expand",
     "load_spec",
     "register",
+    "resources",
     "run_sweep",
     "spec_from_dict",
+    "sweep_status",
 ]
