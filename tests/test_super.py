@@ -211,6 +211,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     import importlib
 
     from ticketlab.experiments.report import write_report
+    from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
     from ticketlab.modeling import load_model
     from ticketlab.structured.io import load_unit_mask
@@ -230,6 +231,10 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
     monkeypatch.setattr(ft, "train", spy)
     out = tmp_path / "study"
+    out.mkdir()
+    with Store(out) as store:  # a sweep's store: the study joins it, the sweep's spec and plan stay
+        store.set_meta("spec", {"name": "my-sweep"})
+        store.set_meta("plan", [])
     result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
 
     # per seed: the full model, then winning, random and losing at 50%
@@ -268,6 +273,8 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     again = run_super(_super_config(tiny_bert_dir, sst2_root), out)
     assert starts == [] and again.super == result.super
 
+    res = load_results(out)
+    assert res.spec == {"name": "my-sweep"} and len(res.scores) == 8
     report = write_report(out)
     assert "fig4_phase_transition.png" in report.figures, report.skipped
     assert "## Super tickets" in report.path.read_text()

@@ -242,7 +242,8 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
 def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> SweepResults:
     """A sweep's store, ready for tables and figures: the runs of the last spec swept there (runs
     of earlier versions of the spec, e.g. with another lr, would otherwise be pooled into the same
-    cells), or with `all_runs` every run in the store."""
+    cells) and of the last run of every study (`ticketlab super`, `ticketlab mtl`) written there, or
+    with `all_runs` every run in the store."""
     sweep_dir = Path(sweep_dir).resolve()
     if not (sweep_dir / DB_NAME).is_file():
         raise TicketlabError(
@@ -252,9 +253,10 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
         records = {r.id: r for r in store.runs()}
         spec = store.get_meta("spec", {}) or {}
         plan = store.get_meta("plan")
+        studies = store.get_meta("studies") or {}  # `ticketlab super` / `mtl` runs: name -> run ids
     left_out = 0
-    if plan is not None and not all_runs:
-        keep = set(plan)
+    if (plan is not None or studies) and not all_runs:
+        keep = set(plan or []).union(*studies.values())
         left_out = sum(i not in keep for i in records)
         records = {i: r for i, r in records.items() if i in keep}
     scores = []

@@ -61,6 +61,7 @@ from ..training import (
 from .gates import Gates, attach_gates
 from .io import check_unit_fits, load_unit_mask
 from .masked_adam import MaskedAdamW, StepMask
+from .supertickets import record_study
 from .units import FFN_IN, FFN_OUT, KEY, QUERY, VALUE, Structure, UnitMask, structure_of, to_weight_mask
 
 log = logging.getLogger(__name__)
@@ -488,8 +489,7 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
                     get_task(config.tasks[i], config.data_dir).id, []
                 ).append(metrics["score"])
         name = f"{config.method}-{'-'.join(config.tasks)}"
-        store.set_meta("spec", {"name": name, "model": config.model, "study": "mtl"})
-        store.set_meta("plan", plan)
+        record_study(store, name, plan, {"name": name, "model": config.model, "study": "mtl"})
     summary = {m: {t: mean_std(v) for t, v in per.items()} for m, per in scores.items()}
     atomic_write_json(out / "mtl.json", {"config": dataclasses.asdict(config), "scores": summary})
     return summary

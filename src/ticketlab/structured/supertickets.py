@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import shutil
@@ -189,6 +190,21 @@ class _Study:
         prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
         self.store.finish(run.id, metrics, prov)
         return metrics
+
+
+def record_study(store: Any, name: str, run_ids: Sequence[str], spec: dict[str, Any]) -> None:
+    """Make a study's rows the ones `ticketlab report` shows for it (meta `studies`: name -> ids).
+
+    In a sweep's store the sweep's spec and plan stay as they are and its report gains the study; in
+    a store of its own, `spec` names it. One transaction, so studies written at once all stay.
+    """
+    with store.transaction() as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'studies'").fetchone()
+        studies = json.loads(row[0]) if row is not None else {}
+        studies[name] = list(dict.fromkeys(run_ids))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
+        if db.execute("SELECT 1 FROM meta WHERE key = 'spec'").fetchone() is None:
+            db.execute("INSERT INTO meta VALUES ('spec', ?)", (json.dumps(spec),))
 
 
 def _scores(r: FinetuneResult) -> dict[str, Any]:
@@ -379,8 +395,8 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
             for kind in config.kinds:
                 for level in config.levels:
                     skipped += _ticket(study, kind, level, seed, full) is None
-        store.set_meta("spec", {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"})
-        store.set_meta("plan", study.plan)
+        info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
+        record_study(store, info["name"], study.plan, info)
         records = [store.get(i) for i in dict.fromkeys(study.plan)]
     result = _summary(config, records, spec.id, out, skipped)
     atomic_write_json(out / SUMMARY_FILE, result.to_dict())
