@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from test_finetune import sentiment_rows
 from ticketlab.errors import ConfigError, MaskMismatchError
 from ticketlab.modeling import load_model
 from ticketlab.structured import UnitMask, structure_of
@@ -63,20 +63,13 @@ def test_masked_step_leaves_everything_outside_bit_identical():
 
 # --------------------------------------------------------------------------- tiny tasks and tickets
 
-NOUNS = "cat dog bird fish man woman child king queen".split()
 
-
-def _rows(n: int, seed: int, pair: bool) -> list[str]:
-    rng = random.Random(seed)
+def _rte_rows(n: int, seed: int) -> list[str]:
+    """Pairs whose label is the first sentence's sentiment: learnable, and a second task."""
     out = []
-    for i in range(n):
-        label = i % 2
-        adj = rng.choice(["good", "great", "happy"] if label else ["bad", "awful", "sad"])
-        if pair:
-            out.append(f"{i}\tthe {rng.choice(NOUNS)} is {adj} .\tthe {rng.choice(NOUNS)} sleeps .\t"
-                       + ("entailment" if label else "not_entailment"))  # fmt: skip
-        else:
-            out.append(f"the {rng.choice(NOUNS)} is {adj} .\t{label}")
+    for i, row in enumerate(sentiment_rows(n, seed)):
+        sentence, label = row.split("\t")
+        out.append(f"{i}\t{sentence}\tthe dog sleeps .\t{'entailment' if label == '1' else 'not_entailment'}")
     return out
 
 
@@ -87,10 +80,10 @@ def glue(tmp_path_factory) -> Path:
     (root / "RTE").mkdir()
     for split, n, seed in (("train", 24, 0), ("dev", 20, 1)):
         (root / "SST-2" / f"{split}.tsv").write_text(
-            "sentence\tlabel\n" + "\n".join(_rows(n, seed, False)) + "\n"
+            "sentence\tlabel\n" + "\n".join(sentiment_rows(n, seed)) + "\n"
         )
         (root / "RTE" / f"{split}.tsv").write_text(
-            "index\tsentence1\tsentence2\tlabel\n" + "\n".join(_rows(n, seed, True)) + "\n"
+            "index\tsentence1\tsentence2\tlabel\n" + "\n".join(_rte_rows(n, seed)) + "\n"
         )
     return root
 
