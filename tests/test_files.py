@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from safetensors import SafetensorError
 
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.files import atomic_write_bytes, exclusive, remove_stale
+from ticketlab.masking import io as mask_io
 from ticketlab.masking import load_mask
 
 
@@ -98,6 +100,12 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_pat
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
 
+    def full_safetensors(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    with monkeypatch.context() as m:  # safetensors wraps the OSError in its own error
+        m.setattr(mask_io, "save_file", full_safetensors)
+        assert "m: cannot write (No space left on device" in one_line_error(capsys, *prune, tmp_path / "m")
     monkeypatch.setattr(os, "replace", full)
     line = one_line_error(capsys, *prune, tmp_path / "m")
     assert "No space left on device" in line and str(tmp_path / "m") in line

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from .errors import TicketlabError
 
 
@@ -51,6 +53,8 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as e:  # named by the output (the file at fault may be a temporary of it)
         raise TicketlabError(f"{path}: cannot write ({e.strerror or e})") from None
+    except SafetensorError as e:  # safetensors wraps the OSError of a full disk in its own error
+        raise TicketlabError(f"{path}: cannot write ({str(e).split('I/O error: ')[-1]})") from None
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -67,7 +71,7 @@ def _temp_prefix(name: str) -> str:
 
 def temp_dir(parent: str | os.PathLike, name: str) -> Path:
     """A new temporary directory in `parent` that `remove_stale` recognises once its writer is gone."""
-    with writing(parent):
+    with writing(Path(parent) / name):  # named by the output it stands for
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~_umask())
     return tmp
