@@ -254,3 +254,17 @@ def test_without_tickets_every_task_shares_everything(tiny_bert_dir, glue):
     mt = build(config, seed=1, device=torch.device("cpu"))
     enc = mt.models["t0"].bert
     assert all(mt.masks[i][p] is True or mt.masks[i][p].all() for i in (0, 1) for p in enc.parameters())
+
+
+def test_cli_errors_are_one_line(tiny_bert_dir, glue, tickets, tmp_path, capsys):
+    from ticketlab.cli import main
+
+    common = ["--model", str(tiny_bert_dir), "--data-dir", str(glue), "--out", str(tmp_path / "o")]
+    assert main(["mtl", "--tasks", "sst2", "rte", "--tickets", tickets[0], *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("ticketlab mtl: error: the task list does not match the tickets") and "\n" not in err
+    )
+    assert main(["super", "--task", "sst2", "--levels", "0.2", "1.5", *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ticketlab super: error: level must be a fraction in (0, 1)") and "\n" not in err
