@@ -47,6 +47,7 @@ def tiny_spec(root: Path, model: Path, registry=None, methods=("full", "omp")):
     return spec
 
 
+@pytest.mark.slow  # 4 jobs, each a fresh Python that imports torch: about a minute on 2 cores
 def test_local_executor_runs_the_sweep_retries_a_killed_worker_and_resumes(
     tmp_path, tiny_bert_dir, monkeypatch
 ):
@@ -99,7 +100,7 @@ class InlineLauncher:
     cluster, free = "local", 1
 
     def __init__(self, folder: Path, kill: set[str] = frozenset()):
-        self.folder, self.kill, self.n = folder, kill, 0
+        self.folder, self.kill, self.n, self.adoptable = folder, kill, 0, {}
 
     def submit(self, kind, fn, run, mask_dir):
         self.n += 1
@@ -114,6 +115,13 @@ class InlineLauncher:
 
     def poll(self, handle):
         return handle.job.outcome
+
+    def attach(self, kind, job_id):
+        """A job of an earlier coordinator that is still running (Slurm); here: finished meanwhile."""
+        outcome = self.adoptable.get(job_id)
+        if outcome is None:
+            return None
+        return Handle(FakeJob(job_id, outcome, SimpleNamespace(stdout="x")), kind)
 
 
 def test_failures_and_kills_past_the_retries_are_recorded_with_their_logs(tmp_path, tiny_bert_dir):
@@ -211,3 +219,26 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert f"{n} runs: {n} queued, 0 running, 0 done, 0 failed" in capsys.readouterr().out
     assert main(["sweep", "--status", str(tmp_path)]) == 2
     assert "no sweep here" in capsys.readouterr().err
+
+
+def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_dir):
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    runs = expand(spec)
+    sweep_dir = tmp_path / "sweep"
+    sweep = functools.partial(run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None)
+    assert sweep(launcher=InlineLauncher(sweep_dir / "jobs")).ok
+    full = next(r for r in runs if r.kind == "finetune" and r.config["method"] == "full")
+    with Store(sweep_dir) as st:
+        metrics = st.get(full.id).metrics
+        # As if the coordinator died while Slurm job 77 ran this fine-tuning.
+        st.db.execute(
+            "UPDATE runs SET status = 'running', pid = 999999999, job = '77', metrics = NULL WHERE id = ?",
+            (full.id,),
+        )
+    launcher = InlineLauncher(sweep_dir / "jobs2")
+    launcher.adoptable["77"] = Outcome(True, {"metrics": metrics, "host": "node7", "pid": 7}, False, "x")
+    again = sweep(launcher=launcher)
+    assert again.ok and again.ran == [full.id] and launcher.n == 0  # waited for job 77, submitted nothing
+    with Store(sweep_dir) as st:
+        rec = st.get(full.id)
+        assert rec.status == "done" and rec.job == "77" and rec.provenance["host"] == "node7"
