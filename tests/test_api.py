@@ -118,3 +118,40 @@ def test_configs_refuse_bad_values(tiny_bert_dir, corpus, tmp_path):
         ticketlab.PruneConfig(model, "magnitude", 0.5, tmp_path)
     with pytest.raises(ConfigError, match="max_length must be >= 8"):
         ticketlab.PretrainEvalConfig(corpus=[corpus], model=model, max_length=4)
+
+
+def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
+    """The spec's search settings (named as the CLI's options) map onto SearchConfig, TamtConfig
+    and ImpConfig: none is dropped, none is unknown."""
+    from ticketlab.experiments.methods import IMP_SETTINGS, TAMT_SETTINGS, SearchJob, search_config
+
+    given = {
+        "max_length": 16, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.1,
+        "grad_accum": 2, "max_grad_norm": 0.5, "mixed_precision": "bf16", "ranking": "global",
+        "targets": "query", "save_every": 7, "eval_every": 5, "dev_blocks": 8, "eval_batch_size": 3,
+        "no_eval": True, "keep_checkpoint": True, "log_every": 2, "cache_dir": str(tmp_path),
+        "init": "random", "threshold": 0.02, "alpha": 3.0, "freeze_head": True, "prune_rate": 0.2,
+    }  # fmt: skip
+    assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
+    corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
+    for objective, names in (("mlm", TAMT_SETTINGS), (None, IMP_SETTINGS)):
+        job = SearchJob(
+            "m", "x", 0.5, 3, 10, [5], {k: given[k] for k in names}, corpus, tmp_path / "m", tmp_path
+        )
+        config = search_config(job, objective)
+        for k in names:
+            if k == "freeze_head":
+                assert config.method.train_head is False
+            else:
+                owner = (
+                    config.method
+                    if k in ("ranking", "targets", "init", "threshold", "alpha", "prune_rate")
+                    else config
+                )
+                assert getattr(owner, k) == given[k], k
+        assert (
+            config.seed == 3
+            and config.save_at == [5]
+            and config.text_column == "body"
+            and config.dev == ["d.txt"]
+        )
