@@ -2,7 +2,8 @@
 pre-training (MLM / KD) dev loss of a subnetwork.
 
 The runner sees only the small job/output dataclasses below, so tests inject fast fakes and the
-shipped runner calls the real library functions (`ticketlab.finetune`, `ticketlab.pretrain_eval`).
+shipped runner calls the library's verb functions (`ticketlab.finetune`,
+`ticketlab.evaluate_pretraining`), never the command line.
 """
 
 from __future__ import annotations
