@@ -322,3 +322,32 @@ def test_neuron_granularity_tickets():
     ticket = select(imp, 0.3, "winning")
     assert ticket.granularity == "neuron" and (~ticket.neuron).sum() == round(0.3 * 128)
     assert imp.neuron[ticket.neuron].min() >= imp.neuron[~ticket.neuron].max()  # the lowest went
+
+
+def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path):
+    import sweep_fakes as fakes
+    from ticketlab.experiments import run_sweep
+    from ticketlab.experiments.report import write_report
+    from ticketlab.structured.io import load_unit_mask
+
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        methods=["full", "st-random"],
+        sparsities=[0.25, 0.5],
+        search_curve=None,
+        data_curve=None,
+        pretrain_eval=None,
+    )
+    result = run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
+    assert result.ok
+    tickets = sorted((tmp_path / "sweep" / "masks").iterdir())
+    assert len(tickets) == 4  # 2 levels x 2 search seeds
+    for d in tickets:
+        units, config = load_unit_mask(d)
+        assert (~units.head).sum() == round(config.sparsity * 4) and (~units.ffn).sum() == round(
+            config.sparsity * 2
+        )
+    report = write_report(tmp_path / "sweep")
+    assert "fig4_phase_transition.png" in report.figures
+    assert "](figures/fig4_phase_transition.png)" in report.path.read_text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,17 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
         **{k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None},
     )
     return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
+
+
+def structured_random_search(job: SearchJob) -> SearchOutput:
+    """A random structured ticket (Liang et al.): the sparsity is the fraction of heads and of FFN units
+    pruned. Winning and losing tickets need a task's importance scores: `ticketlab super`."""
+    from ..structured.supertickets import save_random_ticket
+
+    t0 = time.perf_counter()
+    granularity = job.settings.get("granularity") or "layer"
+    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir)
+    return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- searches by training
@@ -209,6 +221,12 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "random": MethodSpec(
         "random", one_shot_search, "random pruning at the same sparsity", settings=ONE_SHOT_SETTINGS
+    ),
+    "st-random": MethodSpec(
+        "st-random",
+        structured_random_search,
+        "random structured ticket: the sparsity of heads and of FFN units pruned",
+        settings=frozenset({"granularity"}),
     ),
     # IMP's masks along a run are at lower sparsities: its search-cost curve is one run per budget.
     "imp": _trained("imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets"),

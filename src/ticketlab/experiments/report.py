@@ -307,10 +307,14 @@ def write_report(
 
 
 def _super_part(res: SweepResults, report: Report, note, figure) -> list[str]:
-    section = _super_section(res, note)
-    if section is None:
-        return []
     fname = "fig4_phase_transition.png"
+    section = _super_section(res, note)
+    if section is None and fname not in report.figures:
+        return []
+    section = section or (
+        "_No winning tickets here: they and the super ticket need a task's importance scores "
+        "(`ticketlab super`)._"
+    )
     caption = "Phase transition: score vs fraction of heads and FFN units pruned (Liang et al. Fig. 4)"
     drawn = figure(fname, caption) if fname in report.figures else f"*{caption}: not drawn.*"
     return ["## Super tickets", "", section, "", drawn, ""]

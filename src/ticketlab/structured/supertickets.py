@@ -54,7 +54,8 @@ from ..tasks import get_task
 from .gates import attach_gates
 from .importance import Importance, compute_importance
 from .io import load_unit_mask, save_unit_mask, unit_mask_config
-from .tickets import KINDS, LEVELS, check_kind, levels_arg, select
+from .tickets import KINDS, LEVELS, check_kind, levels_arg, random_ticket, select
+from .units import structure_of
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,14 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     # seeded initialisation, and train with the full model's schedule
     ft = config.run_config(seed, str(study.out / metrics["mask_dir"]))
     return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
+
+
+def save_random_ticket(model: str, level: float, seed: int, granularity: str, out: Path) -> Path:
+    """A random structured ticket of `model` written to `out` (the sweep's `st-random` method)."""
+    base = _base_model(model)
+    units = random_ticket(structure_of(base), level, seed, granularity)
+    cfg = unit_mask_config(base, units, method=METHOD["random"], level=level, base_model=model, seed=seed)
+    return save_unit_mask(units, cfg, out)
 
 
 # --------------------------------------------------------------------------- selection

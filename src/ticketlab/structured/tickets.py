@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .importance import Importance
-from .units import UnitMask
+from .units import Structure, UnitMask
 
 Kind = Literal["winning", "losing", "random"]
 KINDS: tuple[Kind, ...] = ("winning", "random", "losing")
@@ -77,6 +77,14 @@ def select(importance: Importance, level: float, kind: Kind, seed: int | None = 
         for i, (name, scores) in enumerate(importance.tensors().items())
     }
     return UnitMask(**kept)
+
+
+def random_ticket(structure: Structure, level: float, seed: int, granularity: str = "layer") -> UnitMask:
+    """A random ticket of a model's units; it needs no importance scores (no task either)."""
+    shapes = UnitMask.ones(structure, granularity).shapes
+    scores = {n: torch.zeros(shape) for n, shape in shapes.items()}
+    zeros = Importance(scores["head"], scores["head"], ffn=scores.get("ffn"), neuron=scores.get("neuron"))
+    return select(zeros, level, "random", seed)
 
 
 def levels_arg(values: Sequence[float]) -> list[float]:
