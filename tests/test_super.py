@@ -351,3 +351,17 @@ def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path
     report = write_report(tmp_path / "sweep")
     assert "fig4_phase_transition.png" in report.figures
     assert "](figures/fig4_phase_transition.png)" in report.path.read_text()
+
+
+def test_record_study_extends_the_same_protocol_and_replaces_another(tmp_path):
+    from ticketlab.experiments.store import Store
+    from ticketlab.structured.supertickets import record_study
+
+    with Store(tmp_path) as store:
+        record_study(store, "super-mrpc", ["a", "b"], {"name": "super-mrpc"}, {"lr": 1})
+        record_study(store, "super-mrpc", ["b", "c"], {"name": "other"}, {"lr": 1})  # more levels
+        record_study(store, "super-sst2", ["x"], {}, {"lr": 1})
+        assert store.get_meta("studies") == {"super-mrpc": ["a", "b", "c"], "super-sst2": ["x"]}
+        record_study(store, "super-mrpc", ["d"], {}, {"lr": 2})  # another protocol
+        assert store.get_meta("studies")["super-mrpc"] == ["d"]
+        assert store.get_meta("spec") == {"name": "super-mrpc"}  # the first spec stays

@@ -489,7 +489,13 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
                     get_task(config.tasks[i], config.data_dir).id, []
                 ).append(metrics["score"])
         name = f"{config.method}-{'-'.join(config.tasks)}"
-        record_study(store, name, plan, {"name": name, "model": config.model, "study": "mtl"})
+        protocol = {
+            "model": config.model,
+            "tasks": config.tasks,
+            "tickets": config.tickets,
+            **config.settings(),
+        }
+        record_study(store, name, plan, {"name": name, "model": config.model, "study": "mtl"}, protocol)
     summary = {m: {t: mean_std(v) for t, v in per.items()} for m, per in scores.items()}
     atomic_write_json(out / "mtl.json", {"config": dataclasses.asdict(config), "scores": summary})
     return summary

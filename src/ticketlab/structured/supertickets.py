@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -193,18 +194,29 @@ class _Study:
         return metrics
 
 
-def record_study(store: Any, name: str, run_ids: Sequence[str], spec: dict[str, Any]) -> None:
+def record_study(
+    store: Any, name: str, run_ids: Sequence[str], spec: dict[str, Any], protocol: dict[str, Any]
+) -> None:
     """Make a study's rows the ones `ticketlab report` shows for it (meta `studies`: name -> ids).
 
-    In a sweep's store the sweep's spec and plan stay as they are and its report gains the study; in
-    a store of its own, `spec` names it. One transaction, so studies written at once all stay.
+    Runs of the same `protocol` (the settings every row shares) add up: a second call with more
+    levels, kinds or seeds extends the study. Another protocol replaces the study's rows, so a
+    report never pools, say, two learning rates. In a sweep's store the sweep's spec and plan stay
+    as they are and its report gains the study; in a store of its own, `spec` names it. One
+    transaction, so studies written at once all stay.
     """
+    digest = hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:16]
     with store.transaction() as db:
-        row = db.execute("SELECT value FROM meta WHERE key = 'studies'").fetchone()
-        studies = json.loads(row[0]) if row is not None else {}
-        studies[name] = list(dict.fromkeys(run_ids))
+        meta = dict(
+            db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
+        )
+        studies = json.loads(meta.get("studies", "{}"))
+        protocols = json.loads(meta.get("study_protocols", "{}"))
+        old = studies.get(name, []) if protocols.get(name) == digest else []
+        studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), digest
         db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
-        if db.execute("SELECT 1 FROM meta WHERE key = 'spec'").fetchone() is None:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('study_protocols', ?)", (json.dumps(protocols),))
+        if "spec" not in meta:
             db.execute("INSERT INTO meta VALUES ('spec', ?)", (json.dumps(spec),))
 
 
@@ -405,7 +417,9 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
                 for level in config.levels:
                     skipped += _ticket(study, kind, level, seed, full) is None
         info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
-        record_study(store, info["name"], study.plan, info)
+        shared = study.finetune_row(config.seeds[0], {"method": "full", "mask": None}).config
+        protocol = {k: shared[k] for k in ("model", "task", "data", "train_size", "settings")}
+        record_study(store, info["name"], study.plan, info, {**protocol, "granularity": config.granularity})
         records = [store.get(i) for i in dict.fromkeys(study.plan)]
     result = _summary(config, records, spec.id, out, skipped)
     atomic_write_json(out / SUMMARY_FILE, result.to_dict())
