@@ -12,6 +12,7 @@ from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
+from ticketlab.errors import ConfigError
 from ticketlab.masking import (
     BinaryMask,
     apply_mask,
@@ -505,3 +506,39 @@ def test_fused_layers_save_no_masked_copy_of_a_weight(tok):
     assert _saved_masked_copies(generic, gmasks, tok) > 0  # what the generic path holds
     remove_mask(model)
     assert all("forward" not in m.__dict__ for m in model.modules())  # the fused forwards went too
+
+
+def test_optimizer_in_backward_trains_the_same_masks(tok):
+    """Stepping each score tensor inside the backward (memory flag) is the same AdamW, bit for bit."""
+    from ticketlab.training import TrainConfig, train
+
+    data = [{"input_ids": batch_of(tok, n=1, seed=s)["input_ids"][0]} for s in range(8)]
+    runs = []
+    for in_backward in (False, True):
+        model, masks, groups = tamt_model(0.5, objective="mlm+kd")
+        thresholders = make_thresholders(masks, 0.5)
+        config = TrainConfig(
+            max_steps=4,
+            batch_size=4,
+            lr=1e-2,  # Adam moves a score by about lr per step: enough to cross α·φ - 0
+            max_grad_norm=None,
+            optimizer_in_backward=in_backward,
+            progress=False,
+            save_every=None,
+        )
+        train(
+            model,
+            groups,
+            data,
+            MLMCollator(tok),
+            pretraining_loss("mlm+kd"),
+            config,
+            after_step=lambda s, t=thresholders: rethreshold(t),
+        )
+        runs.append((current_mask(model), {k: p.scores.detach().clone() for k, p in masks.items()}))
+    (mask_a, scores_a), (mask_b, scores_b) = runs
+    assert mask_a == mask_b and mask_a != current_mask(tamt_model(0.5)[0])  # the same, and it moved
+    for k, s in scores_a.items():
+        assert torch.equal(s, scores_b[k]), k
+    with pytest.raises(ConfigError, match="max_grad_norm None"):
+        TrainConfig(max_steps=1, optimizer_in_backward=True)  # clipping is on by default

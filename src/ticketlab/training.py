@@ -71,6 +71,10 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # Step each parameter inside the backward, as soon as its gradient is complete, and free that
+    # gradient: the gradients never exist all at once (less peak memory), at the price of gradient
+    # clipping (the global norm is not known yet), accumulation, fp16 loss scaling and DDP.
+    optimizer_in_backward: bool = False
     metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
     greater_is_better: bool = True
     progress: bool = True
@@ -98,6 +102,13 @@ class TrainConfig:
             raise ConfigError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.optimizer_in_backward and (
+            self.max_grad_norm is not None or self.grad_accum > 1 or self.mixed_precision == "fp16"
+        ):
+            raise ConfigError(
+                "optimizer_in_backward steps each parameter before the others have gradients: it needs "
+                "max_grad_norm None (no clipping), grad_accum 1 and no fp16 loss scaling"
+            )
 
 
 @dataclass
@@ -290,6 +301,23 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 
+def step_in_backward(optimizer: torch.optim.Optimizer) -> list[Any]:
+    """Make every parameter of `optimizer` take its step the moment its gradient is complete (once
+    per backward: the gradients of a tied weight's uses are summed first) and drop that gradient.
+
+    The step is the optimizer's own (its state, its param group's current learning rate), so
+    checkpoints and schedulers are unchanged; the loop's `optimizer.step()` then finds no gradient
+    left and does nothing. Returns the hook handles (`.remove()` undoes it).
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
+
+    def hook(param: Tensor) -> None:
+        inner.step()  # `param` is the only one holding a gradient: the others were stepped and freed
+        param.grad = None
+
+    return [p.register_post_accumulate_grad_hook(hook) for g in inner.param_groups for p in g["params"]]
+
+
 def _train(
     model: nn.Module,
     params: Iterable[Any],
@@ -308,6 +336,10 @@ def _train(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     model, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
+    if config.optimizer_in_backward:
+        if acc.num_processes > 1:  # DDP averages the gradients only after the backward
+            raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
+        step_in_backward(optimizer)
     state = TrainState(0, raw_model, optimizer, acc, config)
     result = TrainResult(steps=0)
 
