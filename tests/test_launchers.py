@@ -135,7 +135,9 @@ def test_failures_and_kills_past_the_retries_are_recorded_with_their_logs(tmp_pa
     full = next(r for r in runs if r.kind == "finetune" and r.config["method"] == "full")
     tamt = {r.kind: r for r in runs if r.config["method"] == "tamt-mlm"}
     launcher = InlineLauncher(sweep_dir / "jobs", kill={full.name})
-    sweep = functools.partial(run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None)
+    sweep = functools.partial(
+        run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None, poll=0.01
+    )
     first = sweep(launcher=launcher, retries=1)
     assert set(first.failed) == {full.id, tamt["search"].id} and first.blocked == [tamt["finetune"].id]
     assert launcher.n == 5  # omp search + fine-tuning, the failed search, the killed run twice
@@ -225,7 +227,9 @@ def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_
     spec = tiny_spec(tmp_path, tiny_bert_dir)
     runs = expand(spec)
     sweep_dir = tmp_path / "sweep"
-    sweep = functools.partial(run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None)
+    sweep = functools.partial(
+        run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=lambda s: None, poll=0.01
+    )
     assert sweep(launcher=InlineLauncher(sweep_dir / "jobs")).ok
     full = next(r for r in runs if r.kind == "finetune" and r.config["method"] == "full")
     with Store(sweep_dir) as st:
