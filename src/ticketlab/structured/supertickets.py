@@ -420,7 +420,8 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         shared = study.finetune_row(config.seeds[0], {"method": "full", "mask": None}).config
         protocol = {k: shared[k] for k in ("model", "task", "data", "train_size", "settings")}
         record_study(store, info["name"], study.plan, info, {**protocol, "granularity": config.granularity})
-        records = [store.get(i) for i in dict.fromkeys(study.plan)]
+        ids = store.get_meta("studies")[info["name"]]  # this call's rows and earlier ones of its protocol
+        records = [r for r in map(store.get, ids) if r is not None]
     result = _summary(config, records, spec.id, out, skipped)
     atomic_write_json(out / SUMMARY_FILE, result.to_dict())
     return result
