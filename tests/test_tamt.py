@@ -542,3 +542,15 @@ def test_optimizer_in_backward_trains_the_same_masks(tok):
         assert torch.equal(s, scores_b[k]), k
     with pytest.raises(ConfigError, match="max_grad_norm None"):
         TrainConfig(max_steps=1, optimizer_in_backward=True)  # clipping is on by default
+
+
+def test_search_with_optimizer_in_backward(tiny_run, tmp_path, capsys):
+    out = tmp_path / "tamt"
+    flags = ("--sparsity", "0.6", "--steps", "3", "--lr", "3e-3", "--no-eval", "--optimizer-in-backward")
+    assert main(search_args(tiny_run, out, *flags)) == 0
+    settings = json.loads((out / "run" / "settings.json").read_text())
+    assert settings["optimizer_in_backward"] is True and load_mask(out)[0].sparsity == pytest.approx(
+        0.6, abs=1e-3
+    )
+    assert main(search_args(tiny_run, tmp_path / "ddp", *flags, "--grad-accum", "2")) == 2
+    assert "grad_accum 1" in capsys.readouterr().err

@@ -144,6 +144,7 @@ class SearchConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0  # 0: no clipping
     mixed_precision: Precision = "no"
+    optimizer_in_backward: bool = False  # less memory: each tensor steps in the backward, no clipping
     seed: int = 0  # data order, corruption, a fresh MLM head
     save_at: Sequence[int] = ()  # also write the masks at these steps (search-cost curves)
     save_every: int = 100  # checkpoint interval
@@ -221,6 +222,8 @@ class SearchConfig:
             "rewind_to": None if tamt else m.rewind_to,
             "task": None if tamt else self.task,
             "data_dir": None if tamt else self.data_dir,
+            # only when set: directories written before the option existed still resume
+            **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
@@ -231,7 +234,10 @@ class SearchConfig:
             weight_decay=self.weight_decay,
             warmup_steps=self.warmup_steps,
             grad_accum=self.grad_accum,
-            max_grad_norm=self.max_grad_norm if self.max_grad_norm > 0 else None,
+            max_grad_norm=self.max_grad_norm
+            if self.max_grad_norm > 0 and not self.optimizer_in_backward
+            else None,
+            optimizer_in_backward=self.optimizer_in_backward,
             eval_every=self.eval_every,
             save_every=self.save_every,
             log_every=self.log_every,

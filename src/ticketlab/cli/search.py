@@ -83,6 +83,12 @@ def _common(p: argparse.ArgumentParser, *, ranking: str) -> None:
     t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation micro-steps")
     t.add_argument("--max-grad-norm", type=float, default=1.0)
     t.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    t.add_argument(
+        "--optimizer-in-backward",
+        action="store_true",
+        help="less memory: step each tensor inside the backward and free its gradient (no gradient "
+        "clipping; one process, no fp16, no --grad-accum)",
+    )
     t.add_argument("--seed", type=int, default=0, help="data order, corruption, random init")
     t.add_argument(
         "--ranking",
@@ -176,8 +182,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 # Options that are fields of SearchConfig under the same name.
 SEARCH_OPTIONS = (
     "corpus dev dev_fraction text_column max_length cache_dir batch_size lr warmup_steps weight_decay "
-    "grad_accum max_grad_norm mixed_precision seed save_at save_every eval_every dev_blocks "
-    "eval_batch_size no_eval keep_checkpoint log_every"
+    "grad_accum max_grad_norm mixed_precision optimizer_in_backward seed save_at save_every eval_every "
+    "dev_blocks eval_batch_size no_eval keep_checkpoint log_every"
 ).split()
 
 
