@@ -99,10 +99,12 @@ class InlineLauncher:
 
     cluster, free = "local", 1
 
-    def __init__(self, folder: Path, kill: set[str] = frozenset()):
-        self.folder, self.kill, self.n, self.adoptable = folder, kill, 0, {}
+    def __init__(self, folder: Path, kill: set[str] = frozenset(), refuse: set[str] = frozenset()):
+        self.folder, self.kill, self.refuse, self.n, self.adoptable = folder, kill, refuse, 0, {}
 
     def submit(self, kind, fn, run, mask_dir):
+        if run.name in self.refuse:
+            raise RuntimeError("sbatch: error: invalid partition specified: gpux")
         self.n += 1
         log = self.folder / f"{self.n}_0_log.out"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -246,3 +248,21 @@ def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_
     with Store(sweep_dir) as st:
         rec = st.get(full.id)
         assert rec.status == "done" and rec.job == "77" and rec.provenance["host"] == "node7"
+
+
+def test_a_refused_submission_fails_its_run_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    runs = expand(spec)
+    omp = next(r for r in runs if r.kind == "search")
+    launcher = InlineLauncher(tmp_path / "jobs", refuse={omp.name})
+    result = run_sweep(
+        spec,
+        tmp_path / "sweep",
+        finetune=fakes.fake_finetune,
+        log=lambda s: None,
+        poll=0.01,
+        launcher=launcher,
+    )
+    assert result.failed == [omp.id] and len(result.blocked) == 1 and result.done == 1
+    with Store(tmp_path / "sweep") as st:
+        assert "submission failed" in st.get(omp.id).error and "invalid partition" in st.get(omp.id).error

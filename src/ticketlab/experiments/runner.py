@@ -298,41 +298,12 @@ class Runner:
         what comes back. Only this process writes the store: it claims the runs it submits and
         keeps their heartbeats while they are queued or running."""
         inflight: dict[str, tuple[Run, Handle, float]] = {}
-        tries: dict[str, int] = {}
-        submitted, beat = 0, time.monotonic()
+        tries: dict[str, int] = {}  # submissions per run in this sweep
+        beat = time.monotonic()
         try:
             while True:
-                for run_id, (run, handle, t0) in list(inflight.items()):
-                    outcome = launcher.poll(handle)
-                    if outcome is None:
-                        continue
-                    del inflight[run_id]
-                    if outcome.killed and tries[run_id] <= retries:
-                        self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
-                        inflight[run_id] = (run, self._submit(launcher, run, retry=True), t0)
-                        tries[run_id] += 1
-                    else:
-                        self._record(run, handle, outcome, result, t0)
-                statuses = self.store.statuses()
-                waiting = False
-                for run in self.runs:
-                    if launcher.free == 0 or (max_runs is not None and submitted >= max_runs):
-                        break
-                    if statuses[run.id] == "done" or run.id in inflight or run.id in tries:
-                        continue
-                    deps = [statuses[d] for d in run.deps]
-                    if any(d == "failed" for d in deps):
-                        continue
-                    if any(d != "done" for d in deps):
-                        waiting = True
-                        continue
-                    previous = self.store.get(run.id)
-                    if not self.store.claim(run.id):
-                        waiting = True  # another coordinator has it
-                        continue
-                    handle = self._adopt(launcher, run, previous) or self._submit(launcher, run)
-                    inflight[run.id], tries[run.id] = (run, handle, time.perf_counter()), 1
-                    submitted += 1
+                self._collect(launcher, inflight, tries, retries, result)
+                waiting = self._submit_ready(launcher, inflight, tries, max_runs, result)
                 if not inflight and not (waiting and any(self.store.held_elsewhere(r.id) for r in self.runs)):
                     break
                 if time.monotonic() - beat > self.heartbeat_every:
@@ -347,8 +318,59 @@ class Runner:
                     self.store.release(run.id)
             raise
 
-    def _submit(self, launcher: SubmititLauncher, run: Run, *, retry: bool = False) -> Handle:
-        handle = launcher.submit(run.kind, self.work.in_worker, run, self.mask_dir_of(run))
+    def _collect(self, launcher, inflight: dict, tries: dict, retries: int, result: SweepResult) -> None:
+        """Record the jobs that ended; submit again those killed without a result."""
+        for run_id, (run, handle, t0) in list(inflight.items()):
+            outcome = launcher.poll(handle)
+            if outcome is None:
+                continue
+            del inflight[run_id]
+            if outcome.killed and tries[run_id] <= retries:
+                self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
+                retry = self._submit(launcher, run, result, retry=True)
+                if retry is not None:
+                    inflight[run_id], tries[run_id] = (run, retry, t0), tries[run_id] + 1
+            else:
+                self._record(run, handle, outcome, result, t0)
+
+    def _submit_ready(
+        self, launcher, inflight: dict, tries: dict, max_runs: int | None, result: SweepResult
+    ) -> bool:
+        """Claim and submit the runs whose inputs are done, while the launcher takes more; True if
+        some wait for runs not done yet."""
+        statuses, waiting = self.store.statuses(), False
+        for run in self.runs:
+            if launcher.free == 0 or (max_runs is not None and len(tries) >= max_runs):
+                break
+            if statuses[run.id] == "done" or run.id in tries:
+                continue
+            deps = [statuses[d] for d in run.deps]
+            if any(d == "failed" for d in deps):
+                continue
+            if any(d != "done" for d in deps):
+                waiting = True  # its mask is not there yet
+                continue
+            previous = self.store.get(run.id)
+            if not self.store.claim(run.id):
+                waiting = True  # another coordinator has it
+                continue
+            tries[run.id] = 1
+            handle = self._adopt(launcher, run, previous) or self._submit(launcher, run, result)
+            if handle is not None:
+                inflight[run.id] = (run, handle, time.perf_counter())
+        return waiting
+
+    def _submit(
+        self, launcher: SubmititLauncher, run: Run, result: SweepResult, *, retry: bool = False
+    ) -> Handle | None:
+        """Submit one claimed run; a submission the scheduler refuses fails the run (the sweep goes on)."""
+        try:
+            handle = launcher.submit(run.kind, self.work.in_worker, run, self.mask_dir_of(run))
+        except Exception as e:  # e.g. sbatch: invalid partition
+            self.store.fail(run.id, f"submission failed: {_error_text(e)}", {"code": code_version()})
+            result.failed.append(run.id)
+            self.log(f"    {run.kind} {run.name}: submission FAILED: {_error_text(e).splitlines()[-1]}")
+            return None
         self.store.set_job(run.id, handle.job_id, handle.log, retry=retry)
         self.log(f"    {run.kind} {run.name} -> job {handle.job_id}")
         return handle
