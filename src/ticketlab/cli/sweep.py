@@ -107,7 +107,8 @@ def check_inputs(spec, out: Path) -> None:
     if not Path(spec.model).expanduser().exists():
         return  # a hub id: checked when it is loaded
     config = load_config(spec.model)
-    if not any("targets" in spec.search_settings(m) for m in spec.methods):
+    searched = [m for m in spec.methods if spec.method_specs[m].search is not None]
+    if any("targets" not in spec.search_settings(m) for m in searched):
         default_targets(config.model_type)
     length = (spec.pretrain_eval or {}).get("max_length")
     if length is not None:
