@@ -1,20 +1,26 @@
 """Cost of mask training: one TAMT step vs one dense MLM training step, same model and batch.
 
     python benchmarks/bench_mask_training.py                       # bert-mini-ref, batch 16 x 128
-    python benchmarks/bench_mask_training.py --model bert-base --batch-size 4
+    python benchmarks/bench_mask_training.py --model bert-base --batch-size 4 --steps 15
     python benchmarks/bench_mask_training.py --memory              # peak memory, one process each
 
 A step is what `training.train` does per optimizer step: forward + backward of the loss, gradient
 clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Dense = all weights
 train on MLM (masked positions only, the same loss code). TAMT-MLM trains the scores and the MLM
-head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head). The three
-are timed interleaved in one process (median and minimum of --steps after --warmup), so a busy
-machine slows them alike; ratios are printed against dense (on a shared machine the minimum is the
-steadier estimate: contention only ever adds time). `--memory` runs each method in its own subprocess and
-reports its peak resident memory (ru_maxrss; on a GPU, torch's peak allocated memory); the
-memory held before the model was built is printed too. `--model bert-base` is a randomly
-initialised BERT-base shape (12 x 768, vocabulary 30522) with the bert-mini-ref tokenizer.
-Targets: TAMT-MLM <= 1.10x and TAMT-KD <= 1.45x a dense step; TAMT peak memory <= dense.
+head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head).
+`tamt-mlm-ib` is TAMT-MLM with the optimizer stepped inside the backward (`--optimizer-in-backward`:
+no clipping, less memory). The peer rows are TAMT as its reference implementation does it
+(`peer_tamt.py`: clone-and-index binariser, MLM head over every position, threshold by a full
+kthvalue every step, or every 1000 steps as the reference does, so not inside the timed window).
+All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
+so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
+minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
+its own subprocess and reports its peak resident memory (ru_maxrss; on a GPU, torch's peak
+allocated memory); the memory held before the model was built is printed too. `--model bert-base`
+is a randomly initialised BERT-base shape (12 x 768, vocabulary 30522) with the bert-mini-ref
+tokenizer. Targets at BERT-base, 2 CPU threads: TAMT-MLM <= 1.05x and TAMT-KD <= 1.35x a dense
+step; TAMT peak memory <= dense + 4 bytes per target weight, and <= dense with the optimizer in the
+backward.
 """
 
 from __future__ import annotations
@@ -34,11 +40,15 @@ from transformers import BertConfig, BertForMaskedLM
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
+from ticketlab.training import step_in_backward
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_tamt  # noqa: E402  (the benchmark's own peer, beside this file)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MINI = SHARED / "models" / "bert-mini-ref"
 WIKI = SHARED / "data" / "wikitext-2" / "valid.txt"
-METHODS = ("dense", "tamt-mlm", "tamt-kd")
+METHODS = ("dense", "tamt-mlm", "tamt-kd", "tamt-mlm-ib", "peer-mlm", "peer-mlm-1000")
 
 
 def build_model(name: str):
@@ -65,24 +75,29 @@ def make_batch(tokenizer, batch_size: int, length: int) -> dict[str, torch.Tenso
 
 
 class Runner:
-    """One method's step: loss, backward, clip, AdamW (and the re-threshold for TAMT)."""
+    """One method's step: loss, backward, clip, AdamW, then `after` (the re-threshold for TAMT)."""
 
-    def __init__(self, model, params, loss_fn, lr: float, thresholders=None):
-        self.model, self.loss_fn, self.thresholders = model, loss_fn, thresholders
+    def __init__(self, model, params, loss_fn, lr: float, after=None, *, in_backward: bool = False):
+        self.model, self.loss_fn, self.after, self.in_backward = model, loss_fn, after, in_backward
         self.params = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
         self.opt = torch.optim.AdamW(params, lr=lr)
+        if in_backward:
+            step_in_backward(self.opt)
         self.rethreshold_s: list[float] = []
+        self.steps = 0
 
     def step(self, batch) -> None:
         loss = self.loss_fn(self.model, batch)[0]
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        if not self.in_backward:  # stepping inside the backward gives up clipping
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        if self.thresholders is not None:
+        if self.after is not None:
             t0 = time.perf_counter()
-            rethreshold(self.thresholders)
+            self.after(self.steps)
             self.rethreshold_s.append(time.perf_counter() - t0)
+        self.steps += 1
 
 
 def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner:
@@ -92,10 +107,19 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
     model = build_model(model_name)
     if method == "dense":
         return Runner(model, list(model.parameters()), pretraining_loss("mlm"), lr or 5e-5)
-    config = TamtConfig(0.7, objective=method.removeprefix("tamt-"))
+    if method.startswith("peer-"):
+        masks, groups = peer_tamt.prepare_peer(model, 0.7, mlm=True)
+        every = 1000 if method.endswith("-1000") else 1
+        after = lambda step: step % every == 0 and peer_tamt.rethreshold(masks, 0.7)  # noqa: E731
+        return Runner(model, groups, peer_tamt.peer_loss("mlm"), lr or 5e-5, after)
+    config = TamtConfig(0.7, objective=method.removeprefix("tamt-").removesuffix("-ib"))
     masks, groups = prepare_tamt(model, config)
+    thresholders = make_thresholders(masks, 0.7)
+    after = lambda step: rethreshold(thresholders)  # noqa: E731
     lr = lr or config.default_lr
-    return Runner(model, groups, pretraining_loss(config.objective), lr, make_thresholders(masks, 0.7))
+    return Runner(
+        model, groups, pretraining_loss(config.objective), lr, after, in_backward=method.endswith("-ib")
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -106,14 +130,16 @@ def sync(device: torch.device) -> None:
 def time_methods(args) -> dict:
     tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
     batch = make_batch(tokenizer, args.batch_size, args.length)
-    runners = {m: make_runner(m, args.model, args.lr) for m in METHODS}
+    methods = args.methods
+    runners = {m: make_runner(m, args.model, args.lr) for m in methods}
     device = torch.device(args.device)
     for r in runners.values():
         r.model.to(device)
     batch = {k: v.to(device) for k, v in batch.items()}
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in methods}
     for rep in range(args.warmup + args.steps):
-        order = METHODS[rep % 3 :] + METHODS[: rep % 3]  # rotate, so no method always runs first
+        k = rep % len(methods)
+        order = methods[k:] + methods[:k]  # rotate, so no method always runs first
         for m in order:
             sync(device)
             t0 = time.perf_counter()
@@ -123,7 +149,7 @@ def time_methods(args) -> dict:
                 times[m].append(time.perf_counter() - t0)
     med = {m: statistics.median(v) for m, v in times.items()}
     low = {m: min(v) for m, v in times.items()}
-    rethreshold = {m: statistics.median(runners[m].rethreshold_s[args.warmup :]) for m in METHODS[1:]}
+    rethreshold = {m: statistics.median(runners[m].rethreshold_s[args.warmup :]) for m in methods[1:]}
     return {
         "model": args.model,
         "batch": [args.batch_size, args.length],
@@ -134,8 +160,8 @@ def time_methods(args) -> dict:
         "median_s": med,
         "min_s": low,
         "all_s": times,
-        "ratio_to_dense": {m: med[m] / med["dense"] for m in METHODS},
-        "ratio_to_dense_min": {m: low[m] / low["dense"] for m in METHODS},
+        "ratio_to_dense": {m: med[m] / med["dense"] for m in methods},
+        "ratio_to_dense_min": {m: low[m] / low["dense"] for m in methods},
         "rethreshold_s": rethreshold,
     }
 
@@ -155,6 +181,8 @@ def memory_child(args) -> None:
     for _ in range(args.warmup + 2):
         runner.step(batch)
     out = {"method": args.child, "peak_rss_mb": _peak_rss_mb(), "rss_before_model_mb": base_rss}
+    if args.child != "dense":  # the scores are the first param group: one per target weight
+        out["target_weights"] = sum(p.numel() for p in runner.opt.param_groups[0]["params"])
     if device.type == "cuda":
         out.update(peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20, cuda_after_load_mb=base_cuda)
     print(json.dumps(out))
@@ -171,7 +199,7 @@ def _rss_now_mb() -> float:
 
 def measure_memory(args) -> dict:
     rows = {}
-    for m in METHODS:
+    for m in args.methods:
         cmd = [
             sys.executable,
             __file__,
@@ -192,7 +220,7 @@ def measure_memory(args) -> dict:
         "batch": [args.batch_size, args.length],
         "metric": key,
         "rows": rows,
-        "ratio_to_dense": {m: rows[m][key] / rows["dense"][key] for m in METHODS},
+        "ratio_to_dense": {m: rows[m][key] / rows["dense"][key] for m in args.methods},
     }
 
 
@@ -208,6 +236,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--memory", action="store_true", help="peak memory per method (subprocesses)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows (dense first)")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -224,16 +253,23 @@ def main() -> None:
         for m, row in result["rows"].items():
             before = row.get("rss_before_model_mb", 0.0)
             peak, ratio = row[result["metric"]], result["ratio_to_dense"][m]
-            print(f"  {m:<9} peak {peak:9.0f} MB (before the model: {before:.0f} MB)   ratio {ratio:.3f}")
+            extra = peak - result["rows"]["dense"][result["metric"]]
+            per = (
+                f"   {extra * 2**20 / row['target_weights']:+.2f} B per target weight" if m != "dense" else ""
+            )
+            print(
+                f"  {m:<13} peak {peak:7.0f} MB (before the model: {before:.0f} MB)   ratio {ratio:.3f}{per}"
+            )
         return
-    for m in METHODS:
+    for m in args.methods:
         med, low = result["median_s"][m], result["min_s"][m]
         ratio, ratio_min = result["ratio_to_dense"][m], result["ratio_to_dense_min"][m]
         print(
-            f"  {m:<9} median {med:7.3f} s/step (ratio {ratio:.3f})  min {low:7.3f} s (ratio {ratio_min:.3f})"
+            f"  {m:<13} median {med:7.3f} s/step (ratio {ratio:.3f})"
+            f"  min {low:7.3f} s (ratio {ratio_min:.3f})"
         )
     for m, sec in result["rethreshold_s"].items():
-        print(f"  ({m}: re-thresholding all masks takes {sec * 1e3:.0f} ms of the step)")
+        print(f"  ({m}: re-thresholding takes {sec * 1e3:.0f} ms of the step)")
 
 
 if __name__ == "__main__":
