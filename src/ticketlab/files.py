@@ -162,6 +162,11 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _holds_files(path: Path) -> bool:
+    """Anything besides our temporaries and lock (another process of the run may be marking it)."""
+    return any(not (e.name.startswith(".") and e.name.endswith((".tmp", ".lock"))) for e in path.iterdir())
+
+
 def _owned(path: Path, kind: str, signature: str | None) -> bool:
     """True when the directory is an output of `kind`: our marker says so or, for outputs written
     before markers existed, it holds the file that marks that kind (`signature`, e.g. a mask config)."""
@@ -201,7 +206,7 @@ def check_output(
         src = Path(given).expanduser().resolve()
         if src == target or target in src.parents:
             raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
-    if not is_file and path.is_dir() and any(path.iterdir()) and not _owned(path, kind, signature):
+    if not is_file and path.is_dir() and _holds_files(path) and not _owned(path, kind, signature):
         raise TicketlabError(
             f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
             "give a new directory or delete it"
