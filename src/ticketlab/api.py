@@ -14,6 +14,7 @@ on blocks) stay available for custom loops.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,7 +30,7 @@ from torch import nn
 
 from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
-from .files import atomic_write_json, check_output
+from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.io import CONFIG_NAME, recorded_base
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
@@ -376,7 +377,10 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", signature=f"run/{SETTINGS}", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
-    return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
+    if acc.is_main_process:  # a second process on this search is refused before it loads anything
+        claim_dir(config.out, kind="search", signature=f"run/{SETTINGS}", inputs=reads)
+    with exclusive(Path(config.out) / "run", "search") if acc.is_main_process else contextlib.nullcontext():
+        return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
 
 
 # --------------------------------------------------------------------------- pre-training evaluation
