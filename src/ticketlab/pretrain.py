@@ -33,8 +33,8 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
 from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from .data.tokenizer import train_word_level_tokenizer
-from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, read_json
+from .errors import ConfigError
+from .files import atomic_dir, atomic_write_json, check_output, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import evaluate_pretraining
@@ -180,6 +180,10 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
     return steps
 
 
+def _listed(paths: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str | os.PathLike]:
+    return [] if paths is None else [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
 def pretrain(
     config: PretrainConfig,
     corpus: str | os.PathLike | Sequence[str | os.PathLike],
@@ -199,8 +203,12 @@ def pretrain(
     if (out / RESULT_FILE).is_file():
         saved = read_json(out / RESULT_FILE, "pre-training result")
         return PretrainResult(**saved["result"], cached=True)
-    if out.exists() and any(out.iterdir()):
-        raise TicketlabError(f"{out}: exists and is not a finished pre-training output; pass a new --out")
+    reads = [
+        *_listed(corpus),
+        *_listed(dev),
+        tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None,
+    ]
+    check_output(out, kind="pre-trained model", signature=RESULT_FILE, inputs=reads)  # before any work
     quiet_transformers()
     work = out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
