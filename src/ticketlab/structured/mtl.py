@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..files import atomic_write_bytes, atomic_write_json, read_json
+from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
@@ -476,8 +476,13 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     and stage in OUT's results store. Returns {method: {task: mean_std of the scores over seeds}}."""
     from ..experiments.store import Store
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # a new or empty directory, or this study's own (resumed): never one holding other files
+    out = claim_dir(
+        out_dir,
+        kind="ticket-sharing study",
+        signature="results.sqlite",
+        inputs=[config.model, config.data_dir],
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scores: dict[str, dict[str, list[float]]] = {}
     with Store(out) as store:

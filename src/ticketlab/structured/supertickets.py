@@ -48,7 +48,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..tasks import get_task
@@ -402,8 +402,13 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
     from ..experiments.store import Store
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # a new or empty directory, or this study's own (resumed): never one holding other files
+    out = claim_dir(
+        out_dir,
+        kind="super-ticket study",
+        signature="results.sqlite",
+        inputs=[config.finetune.model, config.finetune.data_dir],
+    )
     spec = get_task(config.finetune.task, config.finetune.data_dir)
     with Store(out) as store:
         study = _Study(config, out, store)
