@@ -738,7 +738,7 @@ def finetune_seeds(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct and non-empty, got {list(seeds)}")
     if _is_main():
-        claim_dir(out_dir, kind="fine-tuning runs", signature=SUMMARY_FILE, inputs=_inputs(config))
+        claim_dir(out_dir, kind="fine-tuning output", signature=SUMMARY_FILE, inputs=_inputs(config))
     results = []
     for s in seeds:
         r = finetune(config.replace(seed=s), seed_dir(out_dir, s))
