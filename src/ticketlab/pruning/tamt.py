@@ -55,9 +55,25 @@ Init = Literal["omp", "random"]
 
 
 def _masked(weight: Tensor, mask: Tensor) -> Tensor:
-    """W ⊙ M as a fresh tensor. The bool mask is cast first: on CPU a same-dtype product is faster
-    than a mixed-dtype one, and the cast copy lives only as long as this line."""
-    return weight * mask.to(weight.dtype)
+    """W ⊙ M as a fresh tensor (the generic path: the caller keeps it)."""
+    return weight * mask
+
+
+class Scratch:
+    """One buffer per (device, dtype), grown to the largest W ⊙ M asked for. The fused layers need
+    W ⊙ M for one matmul at a time, in the forward and again in the backward, and never keep it: a
+    reused buffer spares a large allocation (and its page faults) per layer and pass."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def masked(self, weight: Tensor, mask: Tensor) -> Tensor:
+        """W ⊙ M in the buffer: valid until the next call."""
+        key, n = (weight.device, weight.dtype), weight.numel()
+        buf = self._bufs.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[key] = torch.empty(n, dtype=weight.dtype, device=weight.device)
+        return torch.mul(weight, mask, out=buf[:n].view(weight.shape))
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -84,9 +100,10 @@ class _MaskedLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None):
+    def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None, scratch):
         ctx.save_for_backward(x, weight, mask)
-        return F.linear(x, _masked(weight, mask), bias)  # [..., out]
+        ctx.scratch = scratch
+        return F.linear(x, scratch.masked(weight, mask), bias)  # [..., out]
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., out]
@@ -94,13 +111,13 @@ class _MaskedLinear(torch.autograd.Function):
         grad_x = grad_s = grad_b = None
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
         if ctx.needs_input_grad[0]:
-            grad_x = grad @ _masked(weight, mask).to(grad.dtype)  # [..., in]
+            grad_x = grad @ ctx.scratch.masked(weight, mask).to(grad.dtype)  # [..., in]
         if ctx.needs_input_grad[3]:
             grad_wm = flat.T @ x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [out, in] = ∂L/∂(W⊙M)
             grad_s = grad_wm.to(torch.float32).mul_(weight)
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
-        return grad_x, None, None, grad_s, grad_b
+        return grad_x, None, None, grad_s, grad_b, None
 
 
 class _MaskedEmbedding(torch.autograd.Function):
@@ -111,7 +128,7 @@ class _MaskedEmbedding(torch.autograd.Function):
     def forward(ctx, ids: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, padding_idx: int | None):
         ctx.save_for_backward(ids, weight)
         ctx.padding_idx = padding_idx
-        return F.embedding(ids, weight) * mask[ids].to(weight.dtype)  # [..., H]
+        return F.embedding(ids, weight) * mask[ids]  # [..., H]
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., H]
@@ -130,7 +147,7 @@ def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.linear(x, weight, module.bias)
-    return _MaskedLinear.apply(x, weight, p.mask, p.scores, module.bias)
+    return _MaskedLinear.apply(x, weight, p.mask, p.scores, module.bias, p.scratch)
 
 
 def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
@@ -164,6 +181,7 @@ class ScoreMask(MaskParametrization):
             raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)} differ in shape")
         self.scores = nn.Parameter(scores.detach().to(torch.float32).clone())
         self.register_buffer("mask", mask.detach().bool().clone())
+        self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
 
     def forward(self, weight: Tensor) -> Tensor:
         if not self.enabled:
@@ -199,6 +217,9 @@ def attach_scores(
         params[key] = ScoreMask(scores, keep)
     attach(model, params)
     if fused:
+        scratch = Scratch()
+        for p in params.values():
+            p.scratch = scratch
         owned = {id(p) for p in params.values()}
         for module in model.modules():
             if (
