@@ -9,7 +9,8 @@ neurons of every layer (exact counts per layer: heads and neurons at the same le
 compacted (`ticketlab.structured.compact`) and its encoder forward on one batch (default 8 x 128
 tokens, no padding) is timed against the dense model's, interleaved in one process (median and
 minimum of --reps after one warm-up each), so a busy machine slows both alike; on a shared machine
-the minimum is the steadier estimate (contention only ever adds time). Before timing, the compacted
+the minimum is the steadier estimate (contention only ever adds time). The process CPU time of the
+forwards is compared too (`cpu-time`; with --threads 1 it is free of waiting). Before timing, the compacted
 model's output is checked against the gated model's (max |difference| is printed).
 
 Models: `bert-mini-ref` (../shared/models), `minilm` (all-MiniLM-L6-v2 from the
