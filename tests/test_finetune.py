@@ -314,6 +314,6 @@ def test_cli_bad_data_gives_one_clear_error(tiny_bert_dir, tmp_path, capsys):
 def test_max_length_beyond_positions_is_refused(tiny_bert_dir, glue_dir, tmp_path):
     # An explicit length beyond the positions is refused before any work; the task's default (128)
     # would be fitted to them (modeling.fit_max_length, tests/test_hardening.py).
-    with pytest.raises(TicketlabError, match="max_length 128 exceeds the 64 positions"):
+    with pytest.raises(TicketlabError, match="max_length 128 exceeds the model.s 64 positions"):
         finetune(quick(tiny_bert_dir, glue_dir, max_length=128), tmp_path / "long")
     assert not (tmp_path / "long" / "log.jsonl").exists()

@@ -53,10 +53,10 @@ def test_lengths_fit_the_model(tiny_bert_dir, corpus, capsys):
     line = error_line(
         capsys, "evaluate-pretrain", "--model", tiny_bert_dir, "--corpus", corpus, "--max-length", 100
     )
-    assert "max_length 100 exceeds the 64 positions" in line and "tokenize" not in line
+    assert "max_length 100 exceeds the model's 64 positions" in line and "tokenize" not in line
     search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", "0.5"]
     line = error_line(capsys, *search, "--steps", 1, "--max-length", 100, "--out", corpus.parent / "s")
-    assert "max_length 100 exceeds the 64 positions" in line
+    assert "max_length 100 exceeds the model's 64 positions" in line
 
 
 def test_resumes_and_sweeps_are_keyed_by_input_content(tiny_bert_dir, corpus, tmp_path, capsys):

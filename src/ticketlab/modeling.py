@@ -148,7 +148,7 @@ def fit_max_length(
     if requested is not None:
         if limit is not None and requested > limit:
             raise ConfigError(
-                f"{what} {requested} exceeds the {limit} positions of {name}; pass at most {limit}"
+                f"{what} {requested} exceeds the model's {limit} positions ({name}); pass at most {limit}"
             )
         return requested
     if limit is None or default <= limit:
