@@ -14,6 +14,15 @@ def add_model_argument(p: argparse.ArgumentParser, required: bool = True) -> Non
     )
 
 
+def add_head_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--head",
+        choices=["auto", "mlm", "seq-cls", "qa", "base"],
+        default="auto",
+        help="head to load the model with (auto: the one in its config)",
+    )
+
+
 def add_targets_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--targets",

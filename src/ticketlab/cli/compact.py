@@ -18,7 +18,7 @@ from ..errors import TicketlabError
 from ..files import check_output
 from ..modeling import head_of, load_config, load_model, load_tokenizer
 from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-from .common import add_model_argument
+from .common import add_head_argument, add_model_argument
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
 
@@ -27,12 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
     p.add_argument("--mask", required=True, metavar="TICKET_DIR", help="a structured ticket")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument(
-        "--head",
-        choices=["auto", "mlm", "seq-cls", "qa", "base"],
-        default="auto",
-        help="head to load the model with (auto: the one in its config)",
-    )
+    add_head_argument(p)
     p.add_argument(
         "--ignore-hash",
         action="store_true",

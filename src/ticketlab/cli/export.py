@@ -15,7 +15,7 @@ from ..errors import TicketlabError
 from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
 from ..modeling import head_of, load_config, load_model, load_tokenizer
-from .common import add_model_argument
+from .common import add_head_argument, add_model_argument
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
 
@@ -24,12 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
     p.add_argument("--mask", required=True, metavar="MASK_DIR")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument(
-        "--head",
-        choices=["auto", "mlm", "seq-cls", "qa", "base"],
-        default="auto",
-        help="head to load the model with (auto: the one in its config)",
-    )
+    add_head_argument(p)
     p.add_argument(
         "--ignore-hash",
         action="store_true",
