@@ -54,11 +54,6 @@ Init = Literal["omp", "random"]
 # --------------------------------------------------------------------------- the masked layers
 
 
-def _masked(weight: Tensor, mask: Tensor) -> Tensor:
-    """W ⊙ M as a fresh tensor (the generic path: the caller keeps it)."""
-    return weight * mask
-
-
 class Scratch:
     """One buffer per (device, dtype), grown to the largest W ⊙ M asked for. The fused layers need
     W ⊙ M for one matmul at a time, in the forward and again in the backward, and never keep it: a
@@ -83,7 +78,7 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: Tensor, scores: Tensor, mask: Tensor) -> Tensor:
         ctx.save_for_backward(weight)
-        return _masked(weight, mask)
+        return weight * mask  # a fresh tensor: the caller keeps it
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -94,8 +89,9 @@ class _StraightThrough(torch.autograd.Function):
 class _MaskedLinear(torch.autograd.Function):
     """y = x (W ⊙ M)ᵀ + b over a frozen W, with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W.
 
-    It saves x, W and M (references, no copies) and recomputes W ⊙ M in the backward, so nothing
-    per weight outlives the layer: a plain linear saves its weight too, and W ⊙ M would be a copy.
+    It saves x, W and M (references, no copies) and recomputes W ⊙ M (into the model's `Scratch`)
+    in the backward, so nothing per weight outlives the layer: a plain linear saves its weight too,
+    and W ⊙ M would be a copy.
     ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
     """
 
@@ -172,7 +168,8 @@ class ScoreMask(MaskParametrization):
 
     Nothing per weight is kept besides S (and its gradient and moments) and the bool M: W ⊙ M is
     computed where it is used and dropped, in the forward and again in the backward (`_MaskedLinear`,
-    `_MaskedEmbedding`), so mask training holds what dense training holds plus the scores.
+    `_MaskedEmbedding`), so mask training holds what dense training holds plus the scores and the
+    masks (4 + 1 bytes per target weight).
     """
 
     def __init__(self, scores: Tensor, mask: Tensor):
