@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..errors import TicketlabError
+from ..modeling import head_of, load_config, load_model, load_tokenizer
 
 
 def add_model_argument(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -21,6 +28,16 @@ def add_head_argument(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="head to load the model with (auto: the one in its config)",
     )
+
+
+def load_with_head(model: str, head: str) -> tuple[nn.Module, str, PreTrainedTokenizerBase | None]:
+    """(model, the head it was loaded with, its tokenizer or None) for `--model` and `--head`
+    (auto: the head in its config); a directory without a tokenizer is written without one."""
+    head = head_of(load_config(model)) if head == "auto" else head
+    tokenizer = None
+    with contextlib.suppress(TicketlabError):
+        tokenizer = load_tokenizer(model)
+    return load_model(model, head=head), head, tokenizer
 
 
 def add_targets_argument(p: argparse.ArgumentParser) -> None:

@@ -12,13 +12,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 
-from ..errors import TicketlabError
 from ..files import check_output
-from ..modeling import head_of, load_config, load_model, load_tokenizer
 from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-from .common import add_head_argument, add_model_argument
+from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
 
@@ -40,12 +37,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
     units, config = load_unit_mask(args.mask)
-    head = head_of(load_config(args.model)) if args.head == "auto" else args.head
-    model = load_model(args.model, head=head)
+    model, head, tokenizer = load_with_head(args.model, args.head)
     check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)
-    tokenizer = None
-    with contextlib.suppress(TicketlabError):
-        tokenizer = load_tokenizer(args.model)
     before = parameter_count(model)
     compact(model, units)
     save_compacted(model, args.out, tokenizer=tokenizer, mask_config=config, inputs=inputs)

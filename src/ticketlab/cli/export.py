@@ -9,13 +9,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 
-from ..errors import TicketlabError
 from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
-from ..modeling import head_of, load_config, load_model, load_tokenizer
-from .common import add_head_argument, add_model_argument
+from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
 
@@ -36,12 +33,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [args.model, args.mask]
     check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
     mask, config = load_mask(args.mask)
-    head = head_of(load_config(args.model)) if args.head == "auto" else args.head
-    model = load_model(args.model, head=head)
+    model, head, tokenizer = load_with_head(args.model, args.head)
     check_fits(mask, config, model, source=args.mask, check_hash=not args.ignore_hash)
-    tokenizer = None
-    with contextlib.suppress(TicketlabError):
-        tokenizer = load_tokenizer(args.model)
     export_pretrained(model, args.out, mask=mask, config=config, tokenizer=tokenizer, inputs=inputs)
     print(f"exported {head} model with {mask.sparsity:.1%} of target weights zero -> {args.out}")
     return 0
