@@ -148,19 +148,21 @@ def fill(sweep_dir: Path, scores: dict[tuple[str, float, str], list[float]]) -> 
     mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...]."""
     sweep_dir.mkdir()
     runs, done = [], {}
-    for (method, s, task), values in scores.items():
+    for (label, s, task), values in scores.items():
+        method, _, source = label.partition("@")  # imp-task@x: a ticket found on task x
         n_masks = 1 if method in ("full", "omp") else 2
         per = len(values) // n_masks
         for k, v in enumerate(values):
             mseed, fseed = (None, k) if n_masks == 1 else (k // per, k % per)
-            mask = None
+            mask, found_on = None, {"source": source} if source else {}
             if method != "full":
                 what = {"method": method, "sparsity": s, "seed": mseed, "model": "m", "settings": {}}
+                what |= {"source": {"label": source, "task": source, "data": None}} if source else {}
                 search = make_run("search", "s", what | {"corpus": None, "steps": None, "save_at": []})
                 done[search.id] = (search, {"mask_dir": "masks/none", "intermediate": []})
                 mask = {"search": search.id, "step": None}
             config = {"model": "m", "task": task, "task_label": task, "data": None, "seed": fseed}
-            config |= {"train_size": None, "settings": {}, "mask": mask, "method": method}
+            config |= {"train_size": None, "settings": {}, "mask": mask, "method": method} | found_on
             config |= {"sparsity": s if method != "full" else 0.0, "mask_seed": mseed, "search_steps": None}
             run = make_run("finetune", "f", config)
             done[run.id] = (run, {"metric": "accuracy", "score": v})
@@ -228,7 +230,19 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
     assert rows[("random", "x")]["winning_sparsity"] == ""
     text = report.path.read_text()
     assert "Runs: 37 done, 1 interrupted." in text
-    assert "| omp | 70% (80.0 ± 0.5[^" in text
+    assert "| omp | 70% (80.0 ± 0.5 (n=3)[^" in text
+    # The figure's points and bands, as drawn: omp at 70% on x is 80 ± 0.5 over 3 runs.
+    drawn = {
+        (r["method"], r["task"], float(r["sparsity"])): r
+        for r in csv.DictReader((tmp_path / "sweep/report/figures/fig3_score_vs_sparsity.csv").open())
+    }
+    point = drawn[("omp", "x", 0.7)]
+    assert int(point["n"]) == 3 and float(point["mean"]) == pytest.approx(80.0)
+    assert (float(point["lower"]), float(point["upper"])) == pytest.approx((79.5, 80.5))
+    assert float(drawn[("full", "y", 0.0)]["std"]) == pytest.approx(12**0.5)
+    assert float(drawn[("random", "x", 0.5)]["lower"]) == pytest.approx(
+        79.45 - cells[("random", 0.5, "x")].std
+    )
     assert "| random | none | none | none |" in text
     # No mask files in this store: the mask figures are skipped, the others drawn.
     assert "fig3_score_vs_sparsity.png" in report.figures
@@ -260,3 +274,74 @@ def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):
     csv_rows = list(csv.DictReader((full_sweep / "report" / "pretrain_losses.csv").open()))
     assert {r["sparsity"] for r in csv_rows if r["method"] == "tamt-mlm"} == {"0.5", "0.7", "0.9"}
     assert all(r["achieved_sparsity"] for r in csv_rows)
+
+
+def test_paired_comparison_by_hand(tmp_path):
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
+            # two masks; per fine-tuning seed their mean is 81, 85, 89: differences 1, 3, 5 to omp
+            ("tamt-mlm", 0.5, "x"): [80.0, 84.0, 88.0, 82.0, 86.0, 90.0],
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2, 78.0, 79.8, 82.2],  # differences -2, -2.2, -1.8
+        },
+    )
+    res = load_results(tmp_path / "sweep")
+    p = res.paired("tamt-mlm", "omp", 0.5, "x")
+    assert p.seeds == [0, 1, 2] and p.diffs == pytest.approx([1.0, 3.0, 5.0])
+    assert (p.mean, p.std) == pytest.approx((3.0, 2.0))
+    # t = 3 / (2 / sqrt 3) = 2.598 with 2 degrees of freedom, where the t distribution's tail is
+    # closed-form: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2.
+    t = 3 / (2 / 3**0.5)
+    assert p.p == pytest.approx(1 - t / (t * t + 2) ** 0.5)  # 0.1217
+    half = 4.302652729911275 * 2 / 3**0.5  # t_{0.975, 2} x standard error
+    assert p.ci95 == pytest.approx((3 - half, 3 + half))
+    assert p.verdict == "within noise"
+    q = res.paired("random", "omp", 0.5, "x")
+    assert q.diffs == pytest.approx([-2.0, -2.2, -1.8])
+    tq = 2 / (0.2 / 3**0.5)
+    assert q.p == pytest.approx(1 - tq / (tq * tq + 2) ** 0.5) and q.verdict == "random < omp"
+    assert {(c.a, c.b) for c in res.comparisons()} == {("tamt-mlm", "omp"), ("random", "omp")}
+    write_report(tmp_path / "sweep")
+    rows = list(csv.DictReader((tmp_path / "sweep/report/paired.csv").open()))
+    row = next(r for r in rows if r["a"] == "tamt-mlm")
+    assert row["mean_diff"] == "3.0000" and row["p_paired_t"] == f"{p.p:.4f}" and row["seeds"] == "0 1 2"
+    assert len(row["run_ids"].split()) == 9  # 6 tamt runs and 3 omp runs
+    assert (
+        "| tamt-mlm − omp | 50% | x | 3 | +3.00 ± 2.00 |" in (tmp_path / "sweep/report/report.md").read_text()
+    )
+
+
+def test_transfer_matrix_by_hand(tmp_path):
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0, 84.0],  # 82 ± 2
+            ("full", 0.0, "y"): [60.0, 60.0, 66.0],  # 62 ± 3.464
+            ("imp-task@x", 0.5, "x"): [83.0] * 4,  # +0.5 std: wins
+            ("imp-task@x", 0.5, "y"): [55.0] * 4,  # -2.02 std: loses
+            ("imp-task@y", 0.5, "x"): [79.0] * 4,  # -1.5 std: loses
+            ("imp-task@y", 0.5, "y"): [62.0] * 4,  # 0 std: wins
+            ("imp", 0.5, "x"): [81.0] * 4,  # the MLM ticket: -0.5 std, wins
+        },
+    )
+    res = load_results(tmp_path / "sweep")
+    assert "imp-task@x" in res.methods and "imp-task@y" in res.methods
+    got = {(c.source, c.target): c for c in res.transfer()}
+    assert set(got) == {("x", "x"), ("x", "y"), ("y", "x"), ("y", "y"), ("mlm", "x")}
+    assert got[("x", "x")].delta_std == pytest.approx(0.5) and got[("x", "x")].winning
+    assert got[("x", "y")].delta_std == pytest.approx(-7 / 12**0.5) and not got[("x", "y")].winning
+    assert got[("y", "x")].delta_std == pytest.approx(-1.5) and not got[("y", "x")].winning
+    assert got[("y", "y")].winning and got[("mlm", "x")].delta_std == pytest.approx(-0.5)
+    assert got[("x", "y")].cell.n == 4
+    report = write_report(tmp_path / "sweep")
+    assert "table3_transfer.png" in report.figures
+    assert_png(report.figures["table3_transfer.png"])
+    rows = {
+        (r["source"], r["target"]): r for r in csv.DictReader((tmp_path / "sweep/report/transfer.csv").open())
+    }
+    assert rows[("y", "x")]["delta_std"] == "-1.5000" and rows[("y", "x")]["winning"] == "False"
+    assert rows[("mlm", "x")]["n"] == "4" and rows[("x", "x")]["winning"] == "True"
+    text = report.path.read_text()
+    assert "## Transfer between tasks" in text
+    assert "83.0 ± 0.0 (n=4)[^" in text and "(+0.5σ) ★" in text and "(-1.5σ) |" in text

@@ -15,9 +15,11 @@ out of a directory a run is writing.
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -154,6 +156,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Rows of one shape as CSV with a header (the first row's keys); no rows: an empty file."""
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -16,8 +16,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..files import atomic_write_bytes
-from .results import AVG, CANONICAL, Cell, Score, SweepResults
+from ..files import atomic_write_bytes, atomic_write_csv
+from .results import AVG, CANONICAL, Cell, Score, SweepResults, method_label
 
 DPI = 100
 MARKERS = "osD^vP*Xh"
@@ -83,24 +83,40 @@ def _legend(fig: Figure, axes) -> None:
 # --------------------------------------------------------------------------- Fig. 3
 
 
+def _series_row(method: str, task: str, sparsity: float, c: Cell) -> dict:
+    """One drawn point: its band is mean ± std (sample std over the n runs)."""
+    lo, hi = (c.mean - c.std, c.mean + c.std) if c.n > 1 else (c.mean, c.mean)
+    return {"method": method, "task": task, "sparsity": sparsity, "n": c.n, "mean": c.mean} | {
+        "std": c.std,
+        "lower": lo,
+        "upper": hi,
+    }
+
+
 def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
-    """Score vs sparsity per task and averaged, mean ± std over seeds; the full model as a band."""
+    """Score vs sparsity per task and averaged, mean ± std over seeds; the full model as a band.
+    What is drawn (every point and its band) is also written beside the PNG as CSV."""
     cells = res.cells()
-    pruned = [m for m in res.methods if m != "full" and res.sparsities(m)]
+    pruned = [m for m in res.methods if m != "full" and "@" not in m and res.sparsities(m)]
     if not pruned:
         return "no fine-tuning results of pruned models yet"
     panels = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
     fig, axes = _panels(len(panels))
+    drawn = []
     for ax, task in zip(axes, panels, strict=True):
-        _full_line(ax, cells.get(("full", 0.0, task)), res.methods)
+        full = cells.get(("full", 0.0, task))
+        _full_line(ax, full, res.methods)
+        drawn += [_series_row("full", task, 0.0, full)] if full is not None else []
         for m in pruned:
             xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
             if xs:
                 _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], color(m, res.methods), m)
+                drawn += [_series_row(m, task, s, cells[(m, s, task)]) for s in xs]
         ax.set(title=_task_title(res, task), xlabel="sparsity (%)", ylabel="dev score")
         ax.grid(alpha=0.3)
     _legend(fig, axes)
     _save(fig, path)
+    atomic_write_csv(path.with_suffix(".csv"), drawn)
     return None
 
 
@@ -210,7 +226,7 @@ def _method_of(res: SweepResults, mask: tuple) -> tuple[str, float] | None:
     if mask[0] is None:
         return None
     c = res.records[mask[0]].config
-    return (c["method"], c["sparsity"])
+    return (method_label(c), c["sparsity"])
 
 
 # --------------------------------------------------------------------------- Fig. 8
@@ -262,7 +278,7 @@ def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None
             if m in per_mask:
                 c = res.records[m[0]].config
                 steps = m[1] if m[1] is not None else c["steps"]
-                groups[(c["method"], steps)].append((masks(m).distance(masks(omp[sp])), per_mask[m].mean))
+                groups[(method_label(c), steps)].append((masks(m).distance(masks(omp[sp])), per_mask[m].mean))
         for method in res.methods:
             pts = [
                 (sum(d for d, _ in v) / len(v), Cell([x for _, x in v], []))
@@ -290,7 +306,7 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
     for r in res.runs("search"):
         if (r.id, None) in res.main_masks:
             c = r.config
-            label = c["method"] + (f" #{c['seed']}" if c["seed"] is not None else "")
+            label = method_label(c) + (f" #{c['seed']}" if c["seed"] is not None else "")
             finals[c["sparsity"]].append((label, (r.id, None)))
     sparsities = sorted(s for s, v in finals.items() if len(v) >= 2)
     if not sparsities:
@@ -404,6 +420,42 @@ def phase_transition(res: SweepResults, path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- Chen et al. Table 3
+
+
+def transfer_matrix(res: SweepResults, path: Path) -> str | None:
+    """The transfer matrix per sparsity: a ticket found on each source task (rows; "mlm": the MLM-IMP
+    ticket) fine-tuned on each target (columns). Colour: the difference to the full model on the
+    target in units of the full model's std; text: mean ± std, n runs, a star where it wins."""
+    import numpy as np
+
+    cells = res.transfer()
+    if not cells:
+        return "no task-specific tickets (add `imp-task` to the methods)"
+    sparsities = sorted({c.sparsity for c in cells})
+    targets = [t for t in res.tasks if any(c.target == t for c in cells)]
+    sources = list(dict.fromkeys(c.source for c in cells))
+    fig, axes = _panels(len(sparsities), width=1.7 * len(targets) + 1.5, height=0.8 * len(sources) + 1.2)
+    for ax, sp in zip(axes, sparsities, strict=True):
+        at = {(c.source, c.target): c for c in cells if c.sparsity == sp}
+        rows = [src for src in sources if any(k[0] == src for k in at)]
+        grid = np.full((len(rows), len(targets)), np.nan)
+        for (src, tgt), c in at.items():
+            if c.delta_std is not None:
+                grid[rows.index(src), targets.index(tgt)] = c.delta_std
+        vmax = max(3.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 3.0
+        ax.imshow(grid, cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
+        for (src, tgt), c in at.items():
+            star = " ★" if c.winning else ""
+            text = f"{c.cell.mean:.1f} ± {c.cell.std:.1f}{star}\nn={c.cell.n}"
+            ax.text(targets.index(tgt), rows.index(src), text, ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(targets)), targets)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set(title=f"IMP tickets at {pct(sp)}: source (rows) → target", xlabel="target task")
+    _save(fig, path)
+    return None
+
+
 # (file name, caption, function): the report draws them in this order.
 FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
     ("fig3_score_vs_sparsity.png", "Score vs sparsity (TAMT Fig. 3)", score_vs_sparsity),
@@ -424,5 +476,10 @@ STUDY_FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
         "fig4_phase_transition.png",
         "Phase transition of structured tickets (Liang et al. Fig. 4)",
         phase_transition,
+    ),
+    (
+        "table3_transfer.png",
+        "Transfer of task-specific IMP tickets between tasks (Chen et al. Table 3)",
+        transfer_matrix,
     ),
 ]

@@ -5,7 +5,10 @@
                                           search steps): n, mean, std, min, max and the run ids
     SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
     SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
-    SWEEP_DIR/report/figures/*.png
+    SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, paired by
+                                          fine-tuning seed: mean, std, t-interval, p, verdict
+    SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
+    SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
 Every number in the markdown tables has a footnote with the ids of the runs it averages (look them
 up with `ticketlab report --run ID` or in `results.sqlite`).
@@ -13,8 +16,6 @@ up with `ticketlab report --run ID` or in `results.sqlite`).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import MaskFileError
-from ..files import atomic_write_text
+from ..files import atomic_write_csv, atomic_write_text
 from . import plots
-from .results import AVG, Cell, SweepResults, load_results
+from .results import AVG, Cell, SweepResults, load_results, method_label
 from .store import owner_gone
 
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running run counts as interrupted
@@ -47,7 +48,7 @@ def _size(n: int | None) -> str:
 
 
 class _Footnotes:
-    """Markdown footnotes listing the run ids behind each number."""
+    """Markdown footnotes listing the run ids behind each number; the number says how many runs."""
 
     def __init__(self):
         self.notes: list[str] = []
@@ -56,7 +57,7 @@ class _Footnotes:
         if cell is None:
             return "—"
         self.notes.append(", ".join(cell.run_ids))
-        return f"{fmt(cell, digits)}[^{len(self.notes)}]"
+        return f"{fmt(cell, digits)} (n={cell.n})[^{len(self.notes)}]"
 
     def render(self) -> str:
         return "\n".join(f"[^{i}]: runs {ids}" for i, ids in enumerate(self.notes, 1))
@@ -154,6 +155,68 @@ def _super_section(res: SweepResults, note) -> str | None:
     )
 
 
+def _signed(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:+.{digits}f}"
+
+
+def _transfer_section(res: SweepResults, note) -> str | None:
+    """Chen et al. Table 3: rows are the tasks a ticket was found on, columns the tasks it is
+    fine-tuned on; each cell with its difference to the full model in units of the full model's std."""
+    cells = res.transfer()
+    if not cells:
+        return None
+    parts = [
+        "A task-specific IMP ticket (`imp-task`) found on the row's task, fine-tuned on the column's task; "
+        "row `mlm` is the IMP ticket found on the MLM objective at the same sparsity. Each cell: mean ± "
+        "sample std over its runs (n), then the difference to the full model on that task in units of "
+        "the full model's std (σ); ★ marks a winning ticket (mean ≥ full mean − 1 std, Chen et al.).",
+    ]
+    for sp in sorted({c.sparsity for c in cells}):
+        at = [c for c in cells if c.sparsity == sp]
+        targets = [t for t in res.tasks if any(c.target == t for c in at)]
+        rows = []
+        for src in dict.fromkeys(c.source for c in at):
+            row = [src]
+            for t in targets:
+                c = next((c for c in at if c.source == src and c.target == t), None)
+                star = " ★" if c is not None and c.winning else ""
+                row.append("—" if c is None else f"{note(c.cell)} ({_signed(c.delta_std)}σ){star}")
+            rows.append(row)
+        full = ["full model", *(note(res.cells().get(("full", 0.0, t))) for t in targets)]
+        parts += ["", f"**Sparsity {pct(sp)}**", "", _table(["source \\ target", *targets], [full, *rows])]
+    return "\n".join(parts)
+
+
+def _paired_section(res: SweepResults) -> str:
+    comps = res.comparisons()
+    if not comps:
+        return "_No two methods share a sparsity and fine-tuning seeds yet._"
+    rows = []
+    for c in comps:
+        ci = c.ci95
+        rows.append(
+            [
+                f"{c.a} − {c.b}",
+                pct(c.sparsity),
+                c.task,
+                str(c.n),
+                f"{_signed(c.mean, 2)} ± {c.std:.2f}",
+                "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
+                "—" if c.p is None else f"{c.p:.3f}",
+                c.verdict,
+            ]
+        )
+    intro = (
+        "Differences of dev scores between two methods, paired by fine-tuning seed (runs of one seed "
+        "share the data order and the head's initialisation; a method with several masks is averaged over "
+        "them per seed first). Δ is mean ± sample std of the per-seed differences, the interval a "
+        "Student-t 95% interval, p a two-sided paired t-test; 'within noise' means p ≥ 0.05 (with 3 seeds "
+        "only large, consistent differences pass). Every comparison with its run ids is in `paired.csv`."
+    )
+    header = ["comparison", "sparsity", "task", "seeds", "Δ", "95% CI", "p", "verdict"]
+    return intro + "\n\n" + _table(header, rows)
+
+
 def _method_order(res: SweepResults, method: str) -> int:
     return res.methods.index(method) if method in res.methods else len(res.methods)
 
@@ -187,7 +250,7 @@ def _search_cost_section(res: SweepResults) -> str:
         if (r.id, None) not in res.main_masks:
             continue
         c, m = r.config, r.metrics
-        rows.setdefault((c["method"], c["sparsity"]), []).append(
+        rows.setdefault((method_label(c), c["sparsity"]), []).append(
             (m.get("steps") or 0, m.get("time_s") or 0.0)
         )
     if not rows:
@@ -212,15 +275,6 @@ class Report:
     main_table: str  # plain-text main table
     figures: dict[str, Path] = field(default_factory=dict)  # drawn figures
     skipped: dict[str, str] = field(default_factory=dict)  # figure -> why it was not drawn
-
-
-def _csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -253,7 +307,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         if t == AVG:
             what = {"method": m, "sparsity": sp, "task": AVG, "metric": "", "train_size": None}
             rows.append(what | {"search_steps": None, "grid": "main"} | _cell_row(c))
-    _csv(out / "results.csv", rows)
+    atomic_write_csv(out / "results.csv", rows)
 
     wins = [
         {
@@ -268,12 +322,34 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         }
         for x in res.winning_tickets()
     ]
-    _csv(out / "winning_tickets.csv", wins)
+    atomic_write_csv(out / "winning_tickets.csv", wins)
+
+    transfer = [
+        {"source": c.source, "target": c.target, "sparsity": c.sparsity}
+        | _cell_row(c.cell)
+        | {
+            "full_mean": _num(c.full and c.full.mean),
+            "full_std": _num(c.full and c.full.std),
+            "delta_std": _num(c.delta_std),
+            "winning": c.winning,
+        }
+        for c in res.transfer()
+    ]
+    if transfer:
+        atomic_write_csv(out / "transfer.csv", transfer)
+    paired = [
+        {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "n": c.n}
+        | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "p_paired_t": _num(c.p)}
+        | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
+        | {"verdict": c.verdict, "seeds": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
+        for c in res.comparisons()
+    ]
+    atomic_write_csv(out / "paired.csv", paired)
 
     losses = res.pretrain_losses().values()
     keys = sorted({k for v in losses for k in v if k.endswith("_loss")})
     fields = ("method", "sparsity", "achieved_sparsity", "mask_seed", "search_steps")
-    _csv(
+    atomic_write_csv(
         out / "pretrain_losses.csv",
         [{k: p[k] for k in fields} | {k: p.get(k) for k in keys} | {"run_id": p["id"]} for p in losses],
     )
@@ -301,9 +377,20 @@ def write_report(
         elif fname not in {f for f, _, _ in plots.STUDY_FIGURES}:
             report.skipped[fname] = reason
             path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
+            path.with_suffix(".csv").unlink(missing_ok=True)
     write_csvs(res, out)
     atomic_write_text(report.path, _markdown(res, report, out))
     return report
+
+
+def _transfer_part(res: SweepResults, report: Report, note, figure) -> list[str]:
+    section = _transfer_section(res, note)
+    if section is None:
+        return []
+    fname = "table3_transfer.png"
+    caption = "Transfer matrix: colour is the difference to the full model in units of its std"
+    drawn = figure(fname, caption) if fname in report.figures else f"*{caption}: not drawn.*"
+    return ["## Transfer between tasks (Chen et al. Table 3)", "", section, "", drawn, ""]
 
 
 def _super_part(res: SweepResults, report: Report, note, figure) -> list[str]:
@@ -368,6 +455,11 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         "",
         _winning_section(res, note),
         "",
+        "## Paired comparisons",
+        "",
+        _paired_section(res),
+        "",
+        *_transfer_part(res, report, note, figure),
         *_super_part(res, report, note, figure),
         "## Pre-training loss and downstream score",
         "",

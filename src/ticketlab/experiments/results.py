@@ -7,6 +7,12 @@ every run on it, i.e. mask seeds x fine-tuning seeds (TAMT §4.1.3: 3 x 3 = 9 ru
 std is the sample standard deviation (ddof=1) over those runs, 0 for a single run. The task average
 is taken per (mask seed, fine-tuning seed) first, then mean ± std over those pairs.
 
+A ticket found on one task (`imp-task`, Chen et al. §5) is grouped as `imp-task@<source task>`, and
+`transfer()` lays those out as the source x target matrix. `paired()` compares two methods run for
+run: the runs of one fine-tuning seed share their data order and head initialisation, so the
+per-seed difference removes that noise, and a paired t-test says whether what is left is more than
+noise.
+
 Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
 seed, settings) — smaller budgets and masks saved along a search are the search-cost curve — and,
 per task, the training-set size with the most runs (ties: the whole training set, then the
@@ -23,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from scipy import stats as sps
 
 from ..errors import TicketlabError
 from .store import DB_NAME, RunRecord, Store
@@ -47,6 +55,7 @@ class Score:
     step: int | None  # mask saved at this search step (None: the search's final mask)
     search_steps: int | None
     value: float
+    source: str | None = None  # the task a task-specific ticket was found on (Chen et al. §5)
 
     @property
     def mask(self) -> tuple[str | None, int | None]:
@@ -78,6 +87,93 @@ class Cell:
 def stats(cells: Iterable[tuple[float, str]]) -> Cell:
     pairs = list(cells)
     return Cell([v for v, _ in pairs], [i for _, i in pairs])
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """What a run's results are grouped under: its method, and for a ticket found on a task its source
+    (`imp-task@sst2`). A search config names the source as a mapping, a fine-tuning config by its label."""
+    source = config.get("source")
+    if isinstance(source, dict):
+        source = source.get("label")
+    return f"{config['method']}@{source}" if source else config["method"]
+
+
+def wins(cell: Cell, full: Cell) -> bool:
+    """Chen et al.'s winning-ticket criterion: mean at least the full model's mean minus one sample std."""
+    return cell.mean >= full.mean - full.std
+
+
+@dataclass
+class TransferCell:
+    """One cell of the transfer matrix: a ticket found on `source` ("mlm": the MLM-IMP ticket),
+    fine-tuned on `target`."""
+
+    source: str
+    target: str
+    sparsity: float
+    cell: Cell
+    full: Cell | None  # the full model on the target
+
+    @property
+    def delta_std(self) -> float | None:
+        """Difference to the full model in units of the full model's std (None without a spread)."""
+        if self.full is None or self.full.std == 0:
+            return None
+        return (self.cell.mean - self.full.mean) / self.full.std
+
+    @property
+    def winning(self) -> bool | None:
+        return None if self.full is None else wins(self.cell, self.full)
+
+
+@dataclass
+class Paired:
+    """Method `a` minus method `b` at one sparsity and task, paired by fine-tuning seed (each method's
+    runs of a seed averaged over its mask seeds first)."""
+
+    a: str
+    b: str
+    sparsity: float
+    task: str
+    seeds: list[int]
+    diffs: list[float]  # a - b, one per seed in `seeds`
+    run_ids: list[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def mean(self) -> float:
+        return Cell(self.diffs, []).mean
+
+    @property
+    def std(self) -> float:
+        return Cell(self.diffs, []).std
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """Student-t 95% interval of the mean difference (None below two seeds)."""
+        if self.n < 2:
+            return None
+        half = float(sps.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+        return (self.mean - half, self.mean + half)
+
+    @property
+    def p(self) -> float | None:
+        """Two-sided paired t-test p-value (None below two seeds; identical diffs: 0 unless all zero)."""
+        if self.n < 2:
+            return None
+        if self.std == 0:
+            return 1.0 if self.mean == 0 else 0.0
+        t = self.mean / (self.std / math.sqrt(self.n))
+        return float(2 * sps.t.sf(abs(t), self.n - 1))
+
+    @property
+    def verdict(self) -> str:
+        if self.p is None or self.p >= 0.05:
+            return "within noise"
+        return f"{self.a} > {self.b}" if self.mean > 0 else f"{self.a} < {self.b}"
 
 
 @dataclass
@@ -176,10 +272,69 @@ class SweepResults:
                 if full is not None:
                     for s in self.sparsities(method):
                         c = cells.get((method, s, task))
-                        if c is not None and c.mean >= full.mean - full.std:
+                        if c is not None and wins(c, full):
                             best = s
                 c = cells.get((method, best, task)) if best is not None else None
                 out.append(WinningTicket(method, task, best, c, full))
+        return out
+
+    # ------------------------------------------------------------------ transfer (Chen et al. Table 3)
+    def transfer(self) -> list[TransferCell]:
+        """Tickets found on each source task (and the MLM-IMP ticket at the same sparsity, source
+        "mlm") fine-tuned on every target task; empty when the sweep has no task-specific tickets."""
+        cells = self.cells()
+        found = [m for m in self.methods if "@" in m]
+        out = []
+        for s in sorted({s for m in found for s in self.sparsities(m)}):
+            rows = [(m.split("@", 1)[1], m) for m in found if s in self.sparsities(m)]
+            rows += [("mlm", "imp")] if s in self.sparsities("imp") else []
+            for source, m in rows:
+                for target in self.tasks:
+                    if (m, s, target) in cells:
+                        full = cells.get(("full", 0.0, target))
+                        out.append(TransferCell(source, target, s, cells[(m, s, target)], full))
+        return out
+
+    # ------------------------------------------------------------------ paired comparisons
+    def _per_seed(self, method: str, sparsity: float, task: str) -> dict[int, tuple[float, list[str]]]:
+        """Fine-tuning seed -> (mean over that seed's runs, their ids) on the main grid; task AVG:
+        the average over all tasks of the per-task values, for seeds every task has."""
+        if task == AVG:
+            per = [self._per_seed(method, sparsity, t) for t in self.tasks]
+            common = set.intersection(*(set(p) for p in per)) if per else set()
+            return {
+                k: (sum(p[k][0] for p in per) / len(per), [i for p in per for i in p[k][1]])
+                for k in sorted(common)
+            }
+        groups: dict[int, list[Score]] = defaultdict(list)
+        for s in self.main_scores():
+            if s.method == method and s.task == task and (method == "full" or s.sparsity == sparsity):
+                groups[s.seed].append(s)
+        return {k: (sum(x.value for x in v) / len(v), [x.id for x in v]) for k, v in sorted(groups.items())}
+
+    def paired(self, a: str, b: str, sparsity: float, task: str) -> Paired | None:
+        """`a` - `b` at `sparsity` on `task` (or AVG), over the fine-tuning seeds both have."""
+        pa, pb = self._per_seed(a, sparsity, task), self._per_seed(b, sparsity, task)
+        seeds = [k for k in pa if k in pb]
+        if not seeds:
+            return None
+        diffs = [pa[k][0] - pb[k][0] for k in seeds]
+        ids = [i for k in seeds for i in (*pa[k][1], *pb[k][1])]
+        return Paired(a, b, sparsity, task, seeds, diffs, ids)
+
+    def comparisons(self) -> list[Paired]:
+        """The comparisons the papers make: every pruned method against OMP, and each TAMT variant
+        against IMP, at every sparsity both were run at, per task and on the average."""
+        pruned = [m for m in self.methods if m != "full" and "@" not in m]
+        pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
+        pairs += [(m, "imp") for m in pruned if m.startswith("tamt") and "imp" in pruned]
+        out = []
+        for a, b in pairs:
+            for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
+                for task in [*self.tasks, *([AVG] if len(self.tasks) > 1 else [])]:
+                    p = self.paired(a, b, s, task)
+                    if p is not None:
+                        out.append(p)
         return out
 
     # ------------------------------------------------------------------ pre-training evaluation
@@ -195,7 +350,7 @@ class SweepResults:
             out[key] = {
                 **metrics,
                 "id": r.id,
-                "method": c["method"],
+                "method": method_label(c),
                 "sparsity": c["sparsity"],
                 "achieved_sparsity": achieved,
                 "mask_seed": c["mask_seed"],
@@ -226,7 +381,7 @@ def _main_masks(searches: list[RunRecord]) -> set[tuple[str, None]]:
     groups: dict[str, list[RunRecord]] = defaultdict(list)
     for r in searches:
         c = r.config
-        key = json.dumps([c["model"], c["method"], c["sparsity"], c["seed"], c["settings"], c["corpus"]])
+        key = json.dumps([c["model"], method_label(c), c["sparsity"], c["seed"], c["settings"], c["corpus"]])
         groups[key].append(r)
     return {(max(g, key=lambda r: r.config["steps"] or 0).id, None) for g in groups.values()}
 
@@ -267,7 +422,7 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
         scores.append(
             Score(
                 id=r.id,
-                method=c["method"],
+                method=method_label(c),
                 sparsity=c["sparsity"],
                 task=c["task_label"],
                 metric=r.metrics["metric"],
@@ -278,11 +433,14 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
                 step=c["mask"]["step"] if c["mask"] else None,
                 search_steps=c["search_steps"],
                 value=float(r.metrics["score"]),
+                source=c.get("source"),
             )
         )
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
     tasks = list(dict.fromkeys(s.task for s in scores))  # tasks with results (failures: see the report)
-    methods = _ordered((r.config["method"] for r in records.values() if r.kind != "pretrain-eval"), CANONICAL)
+    methods = _ordered(
+        (method_label(r.config) for r in records.values() if r.kind != "pretrain-eval"), CANONICAL
+    )
     return SweepResults(
         sweep_dir=sweep_dir,
         records=records,
