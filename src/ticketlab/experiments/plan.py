@@ -126,7 +126,7 @@ def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
         if m.search is None:
             continue
         budget = spec.search_settings(method).get("steps") if m.uses_steps else None
-        for s in spec.sparsities:
+        for s in spec.method_sparsities(method):
             for seed in spec.search_seeds if m.seeded else [None]:
                 main.append(_search_run(spec, method, s, seed, budget))
                 if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
@@ -191,7 +191,7 @@ def expand(spec: SweepSpec) -> list[Run]:
 
     fts: list[Run] = []
     for method in spec.methods:
-        for ref in refs(method, spec.sparsities):
+        for ref in refs(method, spec.method_sparsities(method)):
             fts += [
                 _finetune_run(spec, t, f, main_size(t), ref) for t in spec.tasks for f in spec.finetune_seeds
             ]

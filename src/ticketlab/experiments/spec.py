@@ -6,13 +6,19 @@
       sst2: {data: ../shared/data/glue}                    # a GLUE root or the task's folder
       cola: {data: ../shared/data/glue, steps: 400}        # per-task fine-tuning overrides
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
-    sparsities: [0.5, 0.7, 0.9]
+    sparsities: [0.5, 0.7, 0.9]                            # per method: {imp: {sparsities: [0.5, 0.7]}}
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
     search: {steps: 200, batch_size: 16}
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
     search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
     data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
+
+Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
+may then be left out):
+
+    methods:
+      imp: {sparsities: [0.5, 0.7]}
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.
@@ -52,6 +58,8 @@ TOP_KEYS = (
     "data_curve",
     "resources",
 )
+# Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
+GRID_KEYS = ("sparsities",)
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,9 @@ def _near(word: str, options) -> str:
 class SweepSpec:
     model: str
     tasks: dict[str, TaskEntry]
-    methods: dict[str, dict[str, Any]]  # method -> its search-setting overrides
-    sparsities: list[float]
+    # method -> its search-setting overrides, and its own `sparsities` (GRID_KEYS)
+    methods: dict[str, dict[str, Any]]
+    sparsities: list[float]  # of every method that does not give its own
     search_seeds: list[int] = field(default_factory=lambda: [0])
     finetune_seeds: list[int] = field(default_factory=lambda: [0])
     corpus: dict[str, Any] | None = None
@@ -168,23 +177,34 @@ class SweepSpec:
                 )
 
     def _check_sparsities(self) -> None:
-        only_full = all(s.search is None for s in self.method_specs.values())
-        if not self.sparsities and not only_full:
-            raise self._fail("sparsities", "at least one sparsity is required")
-        for s in self.sparsities:
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+        self._check_fractions("sparsities", self.sparsities)
+        for m, spec in self.method_specs.items():
+            own = self.methods[m].get("sparsities")
+            if own is not None:
+                if spec.search is None:
+                    raise self._fail(f"methods.{m}.sparsities", f"{m} has no mask to prune")
+                if not own:
+                    raise self._fail(f"methods.{m}.sparsities", "at least one sparsity is required")
+                self._check_fractions(f"methods.{m}.sparsities", own)
+            elif spec.search is not None and not self.sparsities:
                 raise self._fail(
-                    "sparsities", f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)"
+                    "sparsities",
+                    f"at least one sparsity is required (by {m}, or give methods.{m}.sparsities)",
                 )
-        if len(set(self.sparsities)) != len(self.sparsities):
-            raise self._fail("sparsities", f"duplicate values in {self.sparsities}")
+
+    def _check_fractions(self, key: str, values: list) -> None:
+        for s in values:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+                raise self._fail(key, f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)")
+        if len(set(values)) != len(values):
+            raise self._fail(key, f"duplicate values in {values}")
 
     def _check_search_settings(self, registry: dict[str, MethodSpec]) -> None:
         known = {"steps"}.union(*(s.settings for s in registry.values()))
         self._check_keys(self.search, known, "search")
         for m, overrides in self.method_specs.items():
             allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
-            self._check_keys(self.methods[m], allowed, f"methods.{m}")
+            self._check_keys(self.methods[m], allowed | set(GRID_KEYS), f"methods.{m}")
             if overrides.uses_steps:
                 steps = self.search_settings(m).get("steps")
                 if not _positive_int(steps):
@@ -215,16 +235,28 @@ class SweepSpec:
         except ConfigError as e:
             raise self._fail(f"tasks.{name}" if self.tasks[name].settings else "finetune", str(e)) from None
 
-    def _check_subset(self, key: str, values: list, allowed: list) -> None:
+    def _check_subset(self, key: str, values: list, allowed: list, what: str | None = None) -> None:
+        what = what or f"the sweep's {key.rsplit('.', 1)[-1]}"
         for v in values:
             if v not in allowed:
-                raise self._fail(key, f"{v!r} is not in the sweep's {key.rsplit('.', 1)[-1]} {allowed}")
+                raise self._fail(key, f"{v!r} is not in {what} {allowed}")
+
+    def _check_curve_sparsities(self, key: str, sparsities: list[float], methods: list[str]) -> None:
+        """A curve's masks are among the main grid's: its sparsities must be every curve method's."""
+        for m in methods:
+            if self.method_specs[m].search is None:
+                continue
+            if not sparsities:
+                raise self._fail(key, f"at least one sparsity is required (by {m})")
+            own = "sparsities" in self.methods[m]
+            self._check_subset(
+                key, sparsities, self.method_sparsities(m), f"the sparsities of {m}" if own else None
+            )
 
     def _check_search_curve(self) -> None:
         c = self.search_curve
         if not c.steps or not all(_positive_int(s) for s in c.steps):
             raise self._fail("search_curve.steps", f"a non-empty list of positive integers, got {c.steps}")
-        self._check_subset("search_curve.sparsities", c.sparsities, self.sparsities)
         self._check_subset("search_curve.methods", c.methods, list(self.methods))
         self._check_subset("search_curve.tasks", c.tasks, list(self.tasks))
         for m in c.methods:
@@ -238,6 +270,7 @@ class SweepSpec:
                     f"{max(c.steps)} is beyond the search budget of {m} ({budget} steps); masks are saved "
                     "along that run",
                 )
+        self._check_curve_sparsities("search_curve.sparsities", c.sparsities, c.methods)
 
     def _check_data_curve(self) -> None:
         c = self.data_curve
@@ -245,9 +278,9 @@ class SweepSpec:
             raise self._fail(
                 "data_curve.train_sizes", f"a non-empty list of positive integers, got {c.train_sizes}"
             )
-        self._check_subset("data_curve.sparsities", c.sparsities, self.sparsities)
         self._check_subset("data_curve.methods", c.methods, list(self.methods))
         self._check_subset("data_curve.tasks", c.tasks, list(self.tasks))
+        self._check_curve_sparsities("data_curve.sparsities", c.sparsities, c.methods)
 
     # ------------------------------------------------------------------ resolved settings
     def search_settings(self, method: str) -> dict[str, Any]:
@@ -255,7 +288,12 @@ class SweepSpec:
         spec = self.method_specs[method]
         allowed = spec.settings | ({"steps"} if spec.uses_steps else set())
         merged = {**self.search, **self.methods[method]}
-        return {k: v for k, v in sorted(merged.items()) if k in allowed}
+        return {k: v for k, v in sorted(merged.items()) if k in allowed and k not in GRID_KEYS}
+
+    def method_sparsities(self, method: str) -> list[float]:
+        """The sparsities `method` is searched at: its own `sparsities`, else the sweep's."""
+        own = self.methods[method].get("sparsities")
+        return list(own) if own is not None else list(self.sparsities)
 
     def finetune_settings(self, task: str) -> dict[str, Any]:
         return dict(sorted({**self.finetune, **self.tasks[task].settings}.items()))
@@ -389,6 +427,9 @@ def spec_from_dict(
         if m in methods:
             raise r.fail("methods", f"'{m}' is listed twice")
         methods[m] = r.mapping(overrides, f"methods.{m}")
+        if "sparsities" in methods[m]:  # parsed as the top-level list ("70%" too)
+            key = f"methods.{m}.sparsities"
+            methods[m]["sparsities"] = [r.sparsity(s, key) for s in r.listing(methods[m]["sparsities"], key)]
 
     seeds = r.mapping(d.get("seeds"), "seeds", ("search", "finetune"))
     corpus = None

@@ -1,0 +1,163 @@
+"""Per-method sparsities in sweeps. Expansion and validation only (no runs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sweep_fakes import fake_registry
+from ticketlab.errors import ConfigError
+from ticketlab.experiments import expand, load_spec, spec_from_dict
+
+
+@pytest.fixture()
+def base(tmp_path) -> dict:
+    for d in ("glue/SST-2", "glue/CoLA", "glue/MRPC", "model"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "wiki.txt").write_text("some text\n")
+    return {
+        "model": "model",
+        "corpus": {"train": "wiki.txt", "dev": "wiki.txt"},
+        "tasks": {"sst2": {"data": "glue/SST-2"}, "cola": {"data": "glue/CoLA", "steps": 7}},
+        "methods": ["full", "omp", "random", "tamt-mlm"],
+        "sparsities": [0.5, "70%"],
+        "seeds": {"search": [0, 1, 2], "finetune": [0, 1]},
+        "search": {"steps": 20, "lr": 0.1},
+        "finetune": {"steps": 5, "lr": 2e-5},
+    }
+
+
+def load(tmp_path: Path, d: dict):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return load_spec(path, registry=fake_registry())
+
+
+def by_method(runs, kind: str) -> Counter:
+    return Counter(r.config["method"] for r in runs if r.kind == kind)
+
+
+# --------------------------------------------------------------------------- old specs, old runs
+
+
+def _old_style_spec(root: Path) -> dict:
+    for d in ("glue/SST-2", "glue/CoLA", "model"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "wiki.txt").write_text("some text\n")
+    return {
+        "model": "model",
+        "corpus": {"train": "wiki.txt", "dev": "wiki.txt"},
+        "tasks": {"sst2": {"data": "glue/SST-2"}, "cola": {"data": "glue/CoLA", "steps": 7}},
+        "methods": ["full", "omp", "random", "imp", {"tamt-mlm": {"lr": 0.5}}, "tamt-kd"],
+        "sparsities": [0.5, "70%", 0.9],
+        "seeds": {"search": [0, 1], "finetune": [0, 1]},
+        "search": {"steps": 20, "lr": 0.1, "log_every": 5},
+        "finetune": {"steps": 5, "lr": 2e-5, "eval_every": 2},
+        "pretrain_eval": {"max_blocks": 16},
+        "search_curve": {"steps": [5, 10], "sparsities": [0.7], "tasks": ["sst2"]},
+        "data_curve": {"train_sizes": [8, 32], "sparsities": [0.7], "methods": ["full", "omp", "tamt-mlm"]},
+    }
+
+
+def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
+    """Every run config (hence every run id: cached sweeps, the demo's) of a spec that uses neither
+    feature is what the code before them made: pinned as a digest of the configs with the temporary
+    directory and the search ids written as names (computed with that code, commit 7538882)."""
+    root = tmp_path / "sweep"
+    spec = spec_from_dict(_old_style_spec(root), base_dir=root, registry=fake_registry())
+    runs = expand(spec)
+    names = {r.id: r.name for r in runs}
+    snapshot = []
+    for r in runs:
+        c = json.loads(json.dumps(r.config).replace(str(root), "<tmp>"))
+        if c.get("mask"):
+            c["mask"]["search"] = names[c["mask"]["search"]]
+        snapshot.append([r.kind, r.name, c, [names[d] for d in r.deps]])
+    digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
+    assert len(runs) == 239
+    assert digest == "2aa1bdf509cec2f5ca4c68808ed0c35dbb4063e8cbbd39987bdad81637839586"
+
+
+# --------------------------------------------------------------------------- per-method sparsities
+
+
+def test_per_method_sparsities_expand_and_stay_out_of_the_identity(tmp_path, base):
+    before = {r.id: r for r in expand(load(tmp_path, base))}
+    base["methods"] = [
+        "full",
+        "omp",
+        {"random": {"sparsities": [0.5]}},
+        {"tamt-mlm": {"sparsities": ["70%", 0.9]}},
+    ]
+    spec = load(tmp_path, base)
+    assert spec.method_sparsities("random") == [0.5] and spec.method_sparsities("tamt-mlm") == [0.7, 0.9]
+    assert spec.method_sparsities("omp") == [0.5, 0.7]  # the sweep's
+    assert spec.search_settings("tamt-mlm") == {"lr": 0.1, "steps": 20}  # not a search setting
+    runs = expand(spec)
+    # omp: the sweep's 2 sparsities, 1 mask each; random: 1 x 3 seeds; tamt: 2 x 3 seeds.
+    assert by_method(runs, "search") == {"omp": 2, "random": 3, "tamt-mlm": 6}
+    # full: 2 tasks x 2 seeds; every mask: 2 tasks x 2 fine-tuning seeds.
+    assert by_method(runs, "finetune") == {"full": 4, "omp": 8, "random": 12, "tamt-mlm": 24}
+    assert all("sparsities" not in r.config.get("settings", {}) for r in runs)
+    # A run at a sparsity both lists share is the same run (same id) as before.
+    kept = [r for r in runs if r.config.get("sparsity") in (0.5, 0.7) or r.config["method"] == "full"]
+    assert kept and all(r.id in before and before[r.id].config == r.config for r in kept)
+
+
+def test_top_level_sparsities_may_be_left_out_when_every_method_has_its_own(tmp_path, base):
+    del base["sparsities"]
+    base["methods"] = ["full", {"omp": {"sparsities": [0.9]}}, {"tamt-mlm": {"sparsities": 0.5}}]
+    runs = expand(load(tmp_path, base))
+    assert sorted((r.config["method"], r.config["sparsity"]) for r in runs if r.kind == "search") == [
+        ("omp", 0.9),
+        *[("tamt-mlm", 0.5)] * 3,
+    ]
+    base["methods"].append("random")
+    with pytest.raises(ConfigError, match="sparsities: at least one sparsity is required \\(by random"):
+        load(tmp_path, base)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _methods(**m) -> Callable[[dict], None]:
+    return lambda d: d.update(methods=["full", *[{k.replace("_", "-"): v} for k, v in m.items()]])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_methods(omp={"sparsities": [0.5, 1.0]}), "methods.omp.sparsities: 1.0 is not a fraction in [0, 1)"),
+        (_methods(omp={"sparsities": ["50%", 0.5]}), "methods.omp.sparsities: duplicate values"),
+        (_methods(omp={"sparsities": ["x%"]}), "methods.omp.sparsities: not a number: 'x%'"),
+        (_methods(omp={"sparsities": []}), "methods.omp.sparsities: at least one sparsity is required"),
+        (
+            lambda d: d.update(methods={"full": {"sparsities": [0.5]}}),
+            "methods.full.sparsities: full has no mask",
+        ),
+        (
+            lambda d: d.update(
+                methods=["full", {"tamt-mlm": {"sparsities": [0.5]}}], search_curve={"steps": [5]}
+            ),
+            "search_curve.sparsities: 0.7 is not in the sparsities of tamt-mlm [0.5]",
+        ),
+        (
+            lambda d: d.update(
+                methods=["full", {"omp": {"sparsities": [0.5]}}], data_curve={"train_sizes": [8]}
+            ),
+            "data_curve.sparsities: 0.7 is not in the sparsities of omp [0.5]",
+        ),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path, base, edit, message):
+    edit(base)
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, base)
+    assert str(e.value).startswith(f"{tmp_path / 'spec.yaml'}: ")
+    assert message in str(e.value)
