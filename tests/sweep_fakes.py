@@ -60,10 +60,11 @@ def fake_search(job: SearchJob) -> SearchOutput:
     from ticketlab.experiments.methods import _base_model
     from ticketlab.pruning import omp_mask
 
-    record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}")
+    source = f" {job.source['label']}" if job.source is not None else ""
+    record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}{source}")
     model = _base_model(job.model)
     omp = omp_mask(model, job.sparsity)
-    seed = 1000 * (job.seed or 0) + len(job.method)
+    seed = 1000 * (job.seed or 0) + len(job.method) + sum(map(ord, source))  # a mask per source task
     intermediate = []
     for step in [*job.save_at, job.steps]:
         mask = _perturbed(omp, min(0.5, 0.002 * step), seed)
@@ -93,11 +94,19 @@ def broken_search(job: SearchJob) -> SearchOutput:
 
 
 def fake_registry(**extra) -> dict[str, MethodSpec]:
-    """The real full/omp/random plus fake imp (budgets) and TAMT (save_at) entries."""
+    """The real full/omp/random plus fake imp (budgets), task IMP (per task) and TAMT (save_at) entries."""
     fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
     return {
         **METHODS,
         "imp": MethodSpec("imp", fake_search, "fake IMP", curve="budgets", **fake),
+        "imp-task": MethodSpec(
+            "imp-task",
+            fake_search,
+            "fake task IMP",
+            uses_steps=True,
+            settings=fake["settings"],
+            per_task=True,
+        ),
         "tamt-mlm": MethodSpec("tamt-mlm", fake_search, "fake TAMT-MLM", curve="save_at", **fake),
         "tamt-kd": MethodSpec("tamt-kd", fake_search, "fake TAMT-KD", curve="save_at", **fake),
         **extra,

@@ -22,6 +22,7 @@ import sweep_fakes as fakes
 from ticketlab.experiments import Store, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.runner import mask_hash
+from ticketlab.masking import load_mask
 
 TESTS = Path(__file__).resolve().parent
 
@@ -69,6 +70,41 @@ def test_sweep_runs_everything_once_and_records_it(tmp_path, tiny_bert_dir):
     again = sweep(tmp_path, spec)
     assert again.ok and again.ran == []
     assert Counter(fakes.calls(sweep_dir)) == calls
+
+
+def test_transfer_sweep_fine_tunes_each_source_ticket_on_every_task(tmp_path, tiny_bert_dir):
+    """imp-task (Chen et al. Table 3): a mask searched on each source task, fine-tuned on every task."""
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        methods=["full", "imp", {"imp-task": {"sparsities": [0.5]}}],
+        search_curve=None,
+        data_curve=None,
+    )
+    runs = expand(spec)
+    result = sweep(tmp_path, spec)
+    assert result.ok and result.done == len(runs)
+    sweep_dir = tmp_path / "sweep"
+    calls = no_repeats(sweep_dir)
+    assert {c for c in calls if c.startswith("search imp-task")} == {
+        f"search imp-task 0.5 {seed} 20 {source}" for seed in (0, 1) for source in ("a", "b")
+    }
+    with Store(sweep_dir) as st:
+        searches = [r for r in st.runs(kind="search", status="done") if r.config["method"] == "imp-task"]
+        assert sorted(r.config["source"]["label"] for r in searches) == ["a", "a", "b", "b"]
+        assert len({r.provenance["mask_hash"] for r in searches}) == 4  # a mask per source and seed
+        fts = [r for r in st.runs(kind="finetune", status="done") if r.config["method"] == "imp-task"]
+        # 2 sources x 2 search seeds, each on 2 tasks x 2 fine-tuning seeds.
+        assert Counter((r.config["source"], r.config["task_label"]) for r in fts) == {
+            (s, t): 4 for s in "ab" for t in "ab"
+        }
+        for r in fts:
+            assert r.metrics["score"] == fakes.expected_score(r.config)
+            assert r.provenance["mask_hash"] == mask_hash(sweep_dir / r.provenance["mask_dir"])
+        others = [r for r in st.runs(kind="finetune") if r.config["method"] != "imp-task"]
+        assert others and all("source" not in r.config for r in others)
+        evals = [r for r in st.runs(kind="pretrain-eval") if r.config["method"] == "imp-task"]
+        assert len(evals) == 4 and all(r.status == "done" and r.config["source"] for r in evals)
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):
@@ -277,11 +313,40 @@ def test_registry_settings_are_options_of_the_verbs():
         return {a.dest for a in p._actions}
 
     search = verbs["search"]._subparsers._group_actions[0].choices
-    for name in ("imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"):
+    for name in ("imp", "imp-task", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"):
         m = METHODS[name]
         assert m.settings <= dests(search[name.split("-")[0]]), name
         assert m.non_result <= m.settings
     assert dests(verbs["evaluate-pretrain"]) >= PRETRAIN_EVAL_SETTINGS
+
+
+def test_real_task_imp_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
+    """imp-task through the shipped registry: `ticketlab search imp --task` on the source task, its
+    mask fine-tuned on every task of the sweep."""
+    monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
+    write_sst2(tmp_path / "glue", n_train=16, n_dev=8)
+    spec = spec_from_dict(
+        {
+            "model": str(tiny_bert_dir),
+            "tasks": {"sst2": {"data": "glue"}, "again": {"task": "sst2", "data": "glue"}},
+            "methods": [{"imp-task": {"sparsities": [0.2], "sources": ["sst2"]}}],
+            "search": {"steps": 2, "batch_size": 4, "max_length": 16},
+            "finetune": {"steps": 2, "batch_size": 4, "eval_every": 2, "max_length": 32},
+        },
+        base_dir=tmp_path,
+    )
+    result = run_sweep(spec, tmp_path / "sweep", log=lambda s: None)
+    assert result.ok, result.failed
+    with Store(tmp_path / "sweep") as st:
+        (search,) = st.runs(kind="search")
+        assert search.metrics["achieved_sparsity"] == pytest.approx(0.2, abs=1e-3)
+        mask = load_mask(tmp_path / "sweep" / search.metrics["mask_dir"])[1]
+        assert mask.search["task"] == "sst2"  # searched on the task, not on a corpus
+        fts = st.runs(kind="finetune", status="done")
+        assert sorted((r.config["source"], r.config["task_label"]) for r in fts) == [
+            ("sst2", "again"),
+            ("sst2", "sst2"),
+        ]
 
 
 def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):

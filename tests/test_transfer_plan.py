@@ -1,4 +1,5 @@
-"""Per-method sparsities in sweeps. Expansion and validation only (no runs)."""
+"""Per-method sparsities and task-specific IMP (`imp-task`) in sweeps: Chen et al. 2020 §5 Table 3,
+a ticket found on one task fine-tuned on every task. Expansion and validation only (no runs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import yaml
 from sweep_fakes import fake_registry
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import expand, load_spec, spec_from_dict
+from ticketlab.experiments.methods import SearchJob, search_config
+from ticketlab.experiments.runner import Runner
 
 
 @pytest.fixture()
@@ -142,6 +145,18 @@ def _methods(**m) -> Callable[[dict], None]:
             "methods.full.sparsities: full has no mask",
         ),
         (
+            _methods(imp_task={"sources": ["rte"]}),
+            "methods.imp-task.sources: 'rte' is not in the sweep's tasks",
+        ),
+        (_methods(imp_task={"sources": []}), "methods.imp-task.sources: a non-empty list"),
+        (_methods(imp_task={"sources": ["sst2", "sst2"]}), "methods.imp-task.sources: a non-empty list"),
+        (_methods(omp={"sources": ["sst2"]}), "methods.omp.sources: omp does not search on a task"),
+        (_methods(imp_task={"prune_rat": 0.2}), "methods.imp-task.prune_rat: unknown setting"),
+        (
+            lambda d: d.update(methods=["imp-task"], search_curve={"steps": [5], "methods": ["imp-task"]}),
+            "search_curve.methods: imp-task has no search-cost curve",
+        ),
+        (
             lambda d: d.update(
                 methods=["full", {"tamt-mlm": {"sparsities": [0.5]}}], search_curve={"steps": [5]}
             ),
@@ -161,3 +176,87 @@ def test_errors_name_file_and_key(tmp_path, base, edit, message):
         load(tmp_path, base)
     assert str(e.value).startswith(f"{tmp_path / 'spec.yaml'}: ")
     assert message in str(e.value)
+
+
+# --------------------------------------------------------------------------- imp-task
+
+
+def transfer(base: dict, **imp_task) -> dict:
+    base["tasks"]["mrpc"] = {"data": "glue/MRPC"}
+    base["tasks"]["sst2-again"] = {"task": "sst2", "data": "glue/SST-2"}  # a label that is not the task id
+    base["methods"] = ["full", "imp", {"imp-task": {"sparsities": [0.5, 0.7], **imp_task}}]
+    base["pretrain_eval"] = {"max_blocks": 8}
+    return base
+
+
+def test_imp_task_searches_per_source_and_transfers_to_every_task(tmp_path, base):
+    d = transfer(base, sources=["sst2", "sst2-again", "mrpc"], batch_size=8)
+    without = {r.id: r for r in expand(load(tmp_path, {**d, "methods": ["full", "imp"]}))}
+    spec = load(tmp_path, d)
+    runs = expand(spec)
+    tasks = list(spec.tasks)
+    searches = [r for r in runs if r.kind == "search" and r.config["method"] == "imp-task"]
+    # 3 sources x 2 sparsities x 3 search seeds, each searched on its task, not on the corpus.
+    assert len(searches) == 3 * 2 * 3
+    glue = tmp_path.resolve() / "glue"
+    s = next(r for r in searches if r.name == "imp-task-sst2-again_s50_seed0")
+    assert s.config["source"] == {"label": "sst2-again", "task": "sst2", "data": str(glue / "SST-2")}
+    assert s.config["corpus"] is None and "corpus" not in s.config["inputs"]
+    assert s.config["settings"] == {"batch_size": 8, "lr": 0.1}  # IMP's, under the method's overrides
+    assert Counter(r.config["source"]["label"] for r in searches) == {"sst2": 6, "sst2-again": 6, "mrpc": 6}
+    # Every mask is fine-tuned on every task (the source among them) with every fine-tuning seed.
+    fts = [r for r in runs if r.kind == "finetune" and r.config["method"] == "imp-task"]
+    assert len(fts) == len(searches) * len(tasks) * 2
+    for search in searches:
+        mine = [r for r in fts if r.deps == (search.id,)]
+        assert Counter(r.config["task_label"] for r in mine) == {t: 2 for t in tasks}
+        assert {r.config["source"] for r in mine} == {search.config["source"]["label"]}
+    ft = next(r for r in fts if r.name == "ft_cola_imp-task-mrpc_s70_seed1_ft0")
+    assert ft.config["source"] == "mrpc" and ft.config["task_label"] == "cola"
+    # Its masks get a pre-training evaluation like any mask.
+    evals = [r for r in runs if r.kind == "pretrain-eval" and r.config["method"] == "imp-task"]
+    assert len(evals) == len(searches) and all("source" in r.config for r in evals)
+    # The other runs are exactly those of the sweep without imp-task: no `source`, the same ids.
+    others = [r for r in runs if r.config["method"] != "imp-task"]
+    assert {r.id for r in others} == set(without)
+    assert all("source" not in r.config and r.config == without[r.id].config for r in others)
+
+
+def test_imp_task_sources_default_to_every_task_and_need_no_corpus(tmp_path, base):
+    transfer(base)
+    del base["corpus"], base["pretrain_eval"]
+    base["methods"] = ["full", {"imp-task": {"sparsities": [0.5]}}]
+    spec = load(tmp_path, base)
+    assert spec.sources("imp-task") == list(spec.tasks) and spec.sources("full") == []
+    runs = expand(spec)
+    assert by_method(runs, "search") == {"imp-task": len(spec.tasks) * 1 * 3}
+    assert by_method(runs, "finetune")["imp-task"] == len(spec.tasks) * 3 * len(spec.tasks) * 2
+    # The dry run says where those searches come from.
+    runner = Runner(spec, tmp_path / "sweep", log=lambda s: None)
+    try:
+        assert "imp-task: 12 searches on source tasks cola, mrpc, sst2, sst2-again" in runner.describe()
+    finally:
+        runner.store.close()
+
+
+def test_imp_task_search_config_reads_the_task(tmp_path):
+    from ticketlab.pruning import ImpConfig
+
+    job = SearchJob(
+        model="bert-base-uncased",
+        method="imp-task",
+        sparsity=0.5,
+        seed=1,
+        steps=40,
+        save_at=[],
+        settings={"lr": 1e-4, "prune_rate": 0.2, "max_length": 64},
+        corpus=None,
+        mask_dir=tmp_path / "mask",
+        work_dir=tmp_path / "work",
+        source={"label": "sst2-again", "task": "sst2", "data": str(tmp_path / "glue")},
+    )
+    config = search_config(job)
+    assert config.verb == "imp" and config.task == "sst2" and config.data_dir == str(tmp_path / "glue")
+    assert config.corpus is None and config.dev is None
+    assert isinstance(config.method, ImpConfig) and config.method.prune_rate == 0.2
+    assert (config.lr, config.max_length, config.seed, config.steps) == (1e-4, 64, 1, 40)

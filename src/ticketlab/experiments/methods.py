@@ -3,9 +3,11 @@
 Every pruning method a sweep can run is one `MethodSpec` in `METHODS`: a `search` callable that
 writes a mask directory for a (model, sparsity, seed, budget), plus what the sweep needs to know to
 expand and cache it: whether the seed matters (OMP is deterministic: one mask, not one per seed),
-whether it reads the corpus and a step budget, which settings it reads (they become part of the run's
-identity, so changing TAMT's lr re-runs TAMT and nothing else), and how a search-cost curve (TAMT
-Fig. 6) is obtained: masks saved along one run (`save_at`) or one run per budget (`budgets`, IMP).
+whether it reads the corpus and a step budget, whether it searches on a task instead (`per_task`:
+one mask per source task, each fine-tuned on every task: Chen et al.'s transfer table), which
+settings it reads (they become part of the run's identity, so changing TAMT's lr re-runs TAMT and
+nothing else), and how a search-cost curve (TAMT Fig. 6) is obtained: masks saved along one run
+(`save_at`) or one run per budget (`budgets`, IMP).
 
 Adding a method to sweeps means one entry here.
 """
@@ -37,6 +39,8 @@ class SearchJob:
     corpus: dict[str, Any] | None  # resolved corpus block of the spec, for methods that train
     mask_dir: Path  # where the final mask directory goes (written atomically)
     work_dir: Path  # checkpoints and logs; the same directory on a resume
+    # The task a per-task method searches on: {"label", "task", "data"} (None: not per task).
+    source: dict[str, Any] | None = None
 
     def step_dir(self, step: int) -> Path:
         """Where the mask saved at `step` goes."""
@@ -69,6 +73,7 @@ class MethodSpec:
     settings: frozenset[str] = frozenset()  # search settings it reads, besides `steps`
     non_result: frozenset[str] = frozenset()  # of those, the ones that do not change the mask (logging...)
     curve: Curve | None = None  # how `search_curve` is realised; None: no curve for this method
+    per_task: bool = False  # searched on each source task (`SearchJob.source`), not on the corpus
     available: Callable[[], str | None] = lambda: None  # a reason why it cannot run here, or None
 
 
@@ -148,7 +153,9 @@ def _search_output(job: SearchJob) -> SearchOutput:
 
 def search_config(job: SearchJob, objective: str | None = None):
     """The `ticketlab.search` config of a TAMT (`objective` given) or IMP search job: the spec's
-    settings go to the method's config or to `SearchConfig`, under their CLI option names."""
+    settings go to the method's config or to `SearchConfig`, under their CLI option names. A job
+    with a `source` is task-specific IMP (`ticketlab search imp --task`): it reads the task, not the
+    corpus."""
     from ..api import SearchConfig
     from ..pruning import ImpConfig, TamtConfig
 
@@ -162,6 +169,7 @@ def search_config(job: SearchJob, objective: str | None = None):
     else:
         method = ImpConfig(job.sparsity, **own("ranking", "targets", "prune_rate"))
     corpus = job.corpus or {}
+    task = {"task": job.source["task"], "data_dir": job.source["data"]} if job.source is not None else {}
     return SearchConfig(
         model=job.model,
         method=method,
@@ -170,6 +178,7 @@ def search_config(job: SearchJob, objective: str | None = None):
         corpus=corpus.get("train"),
         dev=corpus.get("dev") or None,
         seed=seed,
+        **task,
         save_at=list(job.save_at),
         progress=sys.stderr.isatty(),
         **{k: corpus[k] for k in ("dev_fraction", "text_column") if corpus.get(k) is not None},
@@ -230,6 +239,16 @@ METHODS: dict[str, MethodSpec] = {
     ),
     # IMP's masks along a run are at lower sparsities: its search-cost curve is one run per budget.
     "imp": _trained("imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets"),
+    # Chen et al. §5 Table 3: a ticket found on one task, fine-tuned on every task (no search-cost curve).
+    "imp-task": MethodSpec(
+        "imp-task",
+        trained_search(),
+        "iterative magnitude pruning on a source task (`ticketlab search imp --task`)",
+        uses_steps=True,
+        settings=IMP_SETTINGS,
+        non_result=NON_RESULT,
+        per_task=True,
+    ),
     "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", objective="mlm"),
     "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", objective="kd"),
     "tamt-mlm+kd": _trained(

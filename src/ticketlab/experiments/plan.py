@@ -2,11 +2,13 @@
 
 Three kinds of run:
   search         (method, sparsity, search seed, step budget) -> a mask directory (and masks saved
-                 along the way for search-cost curves); OMP has one run per sparsity, `full` none
+                 along the way for search-cost curves); OMP has one run per sparsity, `full` none;
+                 a per-task method (`imp-task`) one per source task too
   pretrain-eval  MLM / KD dev loss of one mask (or of the dense model)
   finetune       (mask, task, fine-tuning seed, training-set size) -> dev scores
 
-A mask is searched once and fine-tuned on every task. A run's id is a content hash of its resolved
+A mask is searched once and fine-tuned on every task (a per-task method's too: its source task is one
+of them, the others are its transfer targets). A run's id is a content hash of its resolved
 config, which for a fine-tuning run includes the id of the search that made its mask: editing one
 sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
 result (logging, checkpoint intervals) are passed to the run but left out of its identity. What a
@@ -56,13 +58,16 @@ class MaskRef:
 
     def describe(self) -> dict[str, Any]:
         c = self.search.config
-        return {
+        what = {
             "mask": {"search": self.search.id, "step": self.step},
             "method": c["method"],
             "sparsity": c["sparsity"],
             "mask_seed": c["seed"],
             "search_steps": self.steps,
         }
+        if "source" in c:  # only then: the runs of masks without a source keep their ids
+            what["source"] = c["source"]["label"]
+        return what
 
 
 FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
@@ -92,7 +97,14 @@ def pct(s: float) -> str:
     return f"{round(s * 100, 4):g}"
 
 
-def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None, steps: int | None) -> Run:
+def _search_run(
+    spec: SweepSpec,
+    method: str,
+    sparsity: float,
+    seed: int | None,
+    steps: int | None,
+    source: str | None = None,
+) -> Run:
     m = spec.method_specs[method]
     settings = {k: v for k, v in spec.search_settings(method).items() if k not in m.non_result}
     budget = settings.pop("steps", None)
@@ -101,7 +113,8 @@ def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None,
     in_curve = curve is not None and method in curve.methods and sparsity in curve.sparsities
     if in_curve and m.curve == "save_at" and steps == budget:
         save_at = sorted({s for s in curve.steps if s < budget})
-    name = f"{method}_s{pct(sparsity)}" + (f"_seed{seed}" if seed is not None else "")
+    name = method + (f"-{source}" if source is not None else "") + f"_s{pct(sparsity)}"
+    name += f"_seed{seed}" if seed is not None else ""
     if steps is not None and steps != budget:
         name += f"_{steps}steps"
     config = {
@@ -115,6 +128,9 @@ def _search_run(spec: SweepSpec, method: str, sparsity: float, seed: int | None,
         "corpus": spec.corpus if m.uses_corpus else None,
         "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None),
     }
+    if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
+        t = spec.tasks[source]
+        config["source"] = {"label": source, "task": t.task, "data": t.data}
     return make_run("search", name.replace("+", "-"), config)
 
 
@@ -126,11 +142,12 @@ def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
         if m.search is None:
             continue
         budget = spec.search_settings(method).get("steps") if m.uses_steps else None
-        for s in spec.method_sparsities(method):
-            for seed in spec.search_seeds if m.seeded else [None]:
-                main.append(_search_run(spec, method, s, seed, budget))
-                if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
-                    extra += [_search_run(spec, method, s, seed, b) for b in curve.steps if b != budget]
+        for source in spec.sources(method) if m.per_task else [None]:
+            for s in spec.method_sparsities(method):
+                for seed in spec.search_seeds if m.seeded else [None]:
+                    main.append(_search_run(spec, method, s, seed, budget, source))
+                    if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
+                        extra += [_search_run(spec, method, s, seed, b) for b in curve.steps if b != budget]
     return main, extra
 
 

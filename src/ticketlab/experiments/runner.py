@@ -193,6 +193,14 @@ class Runner:
                     f"{have.count(s)} {s}" for s in ("done", "running", "pending", "failed") if s in have
                 )
                 lines.append(f"  {kind:<14} {len(have):>5} runs  {counts}")
+        for method in self.spec.methods:  # a per-task method's searches are not one per sparsity x seed
+            sources = self.spec.sources(method)
+            if sources:
+                n = sum(r.kind == "search" and r.config["method"] == method for r in self.runs)
+                lines.append(
+                    f"  {method}: {n} searches on source tasks {', '.join(sources)}, each mask fine-tuned "
+                    f"on every task ({', '.join(self.spec.tasks)})"
+                )
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ the loop
@@ -486,6 +494,7 @@ class Work:
             corpus=c["corpus"],
             mask_dir=self.dir / "masks" / run.dirname,
             work_dir=work,
+            source=c.get("source"),
         )
         out = self.methods[c["method"]].search(job)
         if not (job.mask_dir / "mask_config.json").is_file():

@@ -15,10 +15,13 @@
     data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
 
 Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
-may then be left out):
+may then be left out), and a per-task method (`imp-task`: `ticketlab search imp --task`) searches one
+mask per source task, by default every task of the sweep, and fine-tunes each on every task (Chen et
+al. 2020 §5 Table 3, the MLM row being `imp` at the same sparsity):
 
     methods:
       imp: {sparsities: [0.5, 0.7]}
+      imp-task: {sparsities: [0.5], sources: [sst2, cola], steps: 300}
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.
@@ -59,7 +62,7 @@ TOP_KEYS = (
     "resources",
 )
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
-GRID_KEYS = ("sparsities",)
+GRID_KEYS = ("sparsities", "sources")
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _near(word: str, options) -> str:
 class SweepSpec:
     model: str
     tasks: dict[str, TaskEntry]
-    # method -> its search-setting overrides, and its own `sparsities` (GRID_KEYS)
+    # method -> its search-setting overrides, and its own `sparsities` / `sources` (GRID_KEYS)
     methods: dict[str, dict[str, Any]]
     sparsities: list[float]  # of every method that does not give its own
     search_seeds: list[int] = field(default_factory=lambda: [0])
@@ -147,6 +150,7 @@ class SweepSpec:
                     "methods", f"unknown method '{m}'{_near(m, registry)} (known: {', '.join(registry)})"
                 )
         self._check_sparsities()
+        self._check_sources()
         for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
             if not seeds or len(set(seeds)) != len(seeds):
                 raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
@@ -198,6 +202,21 @@ class SweepSpec:
                 raise self._fail(key, f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)")
         if len(set(values)) != len(values):
             raise self._fail(key, f"duplicate values in {values}")
+
+    def _check_sources(self) -> None:
+        for m, spec in self.method_specs.items():
+            sources = self.methods[m].get("sources")
+            if sources is None:
+                continue
+            key = f"methods.{m}.sources"
+            if not spec.per_task:
+                per_task = [n for n, s in (self.registry or METHODS).items() if s.per_task]
+                raise self._fail(
+                    key, f"{m} does not search on a task (per-task methods: {', '.join(per_task)})"
+                )
+            if not sources or len(set(sources)) != len(sources):
+                raise self._fail(key, f"a non-empty list of distinct task labels is required, got {sources}")
+            self._check_subset(key, sources, list(self.tasks), "the sweep's tasks")
 
     def _check_search_settings(self, registry: dict[str, MethodSpec]) -> None:
         known = {"steps"}.union(*(s.settings for s in registry.values()))
@@ -261,6 +280,10 @@ class SweepSpec:
         self._check_subset("search_curve.tasks", c.tasks, list(self.tasks))
         for m in c.methods:
             spec = self.method_specs[m]
+            if spec.per_task:
+                raise self._fail(
+                    "search_curve.methods", f"{m} has no search-cost curve (a mask per source task)"
+                )
             if spec.curve is None:
                 raise self._fail("search_curve.methods", f"{m} has no search budget to vary")
             budget = self.search_settings(m)["steps"]
@@ -294,6 +317,12 @@ class SweepSpec:
         """The sparsities `method` is searched at: its own `sparsities`, else the sweep's."""
         own = self.methods[method].get("sparsities")
         return list(own) if own is not None else list(self.sparsities)
+
+    def sources(self, method: str) -> list[str]:
+        """The task labels a per-task method searches on (default: every task); [] for the others."""
+        if not self.method_specs[method].per_task:
+            return []
+        return list(self.methods[method].get("sources") or self.tasks)
 
     def finetune_settings(self, task: str) -> dict[str, Any]:
         return dict(sorted({**self.finetune, **self.tasks[task].settings}.items()))
@@ -430,6 +459,8 @@ def spec_from_dict(
         if "sparsities" in methods[m]:  # parsed as the top-level list ("70%" too)
             key = f"methods.{m}.sparsities"
             methods[m]["sparsities"] = [r.sparsity(s, key) for s in r.listing(methods[m]["sparsities"], key)]
+        if "sources" in methods[m]:
+            methods[m]["sources"] = [str(t) for t in r.listing(methods[m]["sources"], f"methods.{m}.sources")]
 
     seeds = r.mapping(d.get("seeds"), "seeds", ("search", "finetune"))
     corpus = None
