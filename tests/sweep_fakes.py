@@ -196,3 +196,20 @@ def make_spec(root: Path, model_dir: Path, **overrides):
     from ticketlab.experiments import spec_from_dict
 
     return spec_from_dict(spec_dict(root, model_dir, **overrides), base_dir=root, registry=fake_registry())
+
+
+def base_spec_dict(root: Path) -> dict:
+    """A small valid spec (as parsed YAML) over empty task folders and a one-line corpus in `root`."""
+    for d in ("glue/SST-2", "glue/CoLA", "glue/MRPC", "model"):
+        (root / d).mkdir(parents=True)
+    (root / "wiki.txt").write_text("some text\n")
+    return {
+        "model": "model",
+        "corpus": {"train": "wiki.txt", "dev": "wiki.txt"},
+        "tasks": {"sst2": {"data": "glue/SST-2"}, "cola": {"data": "glue/CoLA", "steps": 7}},
+        "methods": ["full", "omp", "random", "tamt-mlm"],
+        "sparsities": [0.5, "70%"],
+        "seeds": {"search": [0, 1, 2], "finetune": [0, 1]},
+        "search": {"steps": 20, "lr": 0.1},
+        "finetune": {"steps": 5, "lr": 2e-5},
+    }

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweep_fakes import fake_registry
+from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import expand, load_spec, spec_from_dict
 from ticketlab.experiments.methods import SearchJob, search_config
@@ -21,19 +21,7 @@ from ticketlab.experiments.runner import Runner
 
 @pytest.fixture()
 def base(tmp_path) -> dict:
-    for d in ("glue/SST-2", "glue/CoLA", "glue/MRPC", "model"):
-        (tmp_path / d).mkdir(parents=True)
-    (tmp_path / "wiki.txt").write_text("some text\n")
-    return {
-        "model": "model",
-        "corpus": {"train": "wiki.txt", "dev": "wiki.txt"},
-        "tasks": {"sst2": {"data": "glue/SST-2"}, "cola": {"data": "glue/CoLA", "steps": 7}},
-        "methods": ["full", "omp", "random", "tamt-mlm"],
-        "sparsities": [0.5, "70%"],
-        "seeds": {"search": [0, 1, 2], "finetune": [0, 1]},
-        "search": {"steps": 20, "lr": 0.1},
-        "finetune": {"steps": 5, "lr": 2e-5},
-    }
+    return base_spec_dict(tmp_path)
 
 
 def load(tmp_path: Path, d: dict):
