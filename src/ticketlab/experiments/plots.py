@@ -84,13 +84,9 @@ def _legend(fig: Figure, axes) -> None:
 
 
 def _series_row(method: str, task: str, sparsity: float, c: Cell) -> dict:
-    """One drawn point: its band is mean ± std (sample std over the n runs)."""
-    lo, hi = (c.mean - c.std, c.mean + c.std) if c.n > 1 else (c.mean, c.mean)
-    return {"method": method, "task": task, "sparsity": sparsity, "n": c.n, "mean": c.mean} | {
-        "std": c.std,
-        "lower": lo,
-        "upper": hi,
-    }
+    """One drawn point and its band, mean ± sample std over the n runs (std 0 for one run)."""
+    what = {"method": method, "task": task, "sparsity": sparsity, "n": c.n}
+    return what | {"mean": c.mean, "std": c.std, "lower": c.mean - c.std, "upper": c.mean + c.std}
 
 
 def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
