@@ -182,7 +182,7 @@ def _transfer_section(res: SweepResults, note) -> str | None:
                 star = " ★" if c is not None and c.winning else ""
                 row.append("—" if c is None else f"{note(c.cell)} ({_signed(c.delta_std)}σ){star}")
             rows.append(row)
-        full = ["full model", *(note(res.cells().get(("full", 0.0, t))) for t in targets)]
+        full = ["full model", *(note(next(c.full for c in at if c.target == t)) for t in targets)]
         parts += ["", f"**Sparsity {pct(sp)}**", "", _table(["source \\ target", *targets], [full, *rows])]
     return "\n".join(parts)
 

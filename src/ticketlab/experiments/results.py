@@ -55,7 +55,6 @@ class Score:
     step: int | None  # mask saved at this search step (None: the search's final mask)
     search_steps: int | None
     value: float
-    source: str | None = None  # the task a task-specific ticket was found on (Chen et al. §5)
 
     @property
     def mask(self) -> tuple[str | None, int | None]:
@@ -433,7 +432,6 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
                 step=c["mask"]["step"] if c["mask"] else None,
                 search_steps=c["search_steps"],
                 value=float(r.metrics["score"]),
-                source=c.get("source"),
             )
         )
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
