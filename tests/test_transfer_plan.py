@@ -59,7 +59,8 @@ def _old_style_spec(root: Path) -> dict:
 def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
     """Every run config (hence every run id: cached sweeps, the demo's) of a spec that uses neither
     feature is what the code before them made: pinned as a digest of the configs with the temporary
-    directory and the search ids written as names (computed with that code, commit 7538882)."""
+    directory and the search ids written as names (the sorted digest computed with the code of commit
+    5d07e82, before fine-tunings were ordered seed by seed)."""
     root = tmp_path / "sweep"
     spec = spec_from_dict(_old_style_spec(root), base_dir=root, registry=fake_registry())
     runs = expand(spec)
@@ -70,9 +71,10 @@ def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
         if c.get("mask"):
             c["mask"]["search"] = names[c["mask"]["search"]]
         snapshot.append([r.kind, r.name, c, [names[d] for d in r.deps]])
+    snapshot.sort(key=lambda x: json.dumps(x, sort_keys=True))  # the ids matter here, not the order
     digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()
     assert len(runs) == 239
-    assert digest == "2aa1bdf509cec2f5ca4c68808ed0c35dbb4063e8cbbd39987bdad81637839586"
+    assert digest == "7974a890e138a7c7a35d949ea907930eb0e2b4c7d53c600c71444926743ad5cd"
 
 
 # --------------------------------------------------------------------------- per-method sparsities
@@ -99,6 +101,15 @@ def test_per_method_sparsities_expand_and_stay_out_of_the_identity(tmp_path, bas
     # A run at a sparsity both lists share is the same run (same id) as before.
     kept = [r for r in runs if r.config.get("sparsity") in (0.5, 0.7) or r.config["method"] == "full"]
     assert kept and all(r.id in before and before[r.id].config == r.config for r in kept)
+
+
+def test_finetunings_run_seed_by_seed(tmp_path, base):
+    """A sweep stopped part-way has every cell at its first seed before any cell gets its second."""
+    fts = [r for r in expand(load(tmp_path, base)) if r.kind == "finetune"]
+    seeds = [r.config["seed"] for r in fts]
+    assert len(set(seeds)) == 2 and seeds == sorted(seeds, key=[0, 1].index)
+    cells = [[r.name.rsplit("_ft", 1)[0] for r in fts if r.config["seed"] == f] for f in (0, 1)]
+    assert cells[0] == cells[1] and len(set(cells[0])) == len(cells[0])
 
 
 def test_top_level_sparsities_may_be_left_out_when_every_method_has_its_own(tmp_path, base):

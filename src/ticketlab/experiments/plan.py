@@ -187,7 +187,8 @@ def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
 
 
 def expand(spec: SweepSpec) -> list[Run]:
-    """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings."""
+    """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings, seed by
+    seed."""
     main, extra = _searches(spec)
     finals = {r.id: MaskRef(r, None) for r in main}
     curve_masks = [MaskRef(r, None) for r in extra] + [
@@ -228,6 +229,10 @@ def expand(spec: SweepSpec) -> list[Run]:
         evals = [_pretrain_eval_run(spec, None)]
         evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
 
+    # Seed-major fine-tunings: a sweep stopped part-way has every cell at its first seeds rather
+    # than some cells complete and others empty (stable sort keeps the method/task order).
+    seeds = {f: i for i, f in enumerate(spec.finetune_seeds)}
+    fts.sort(key=lambda r: seeds[r.config["seed"]])
     runs, seen = [], set()
     for r in [*main, *extra, *evals, *fts]:
         if r.id not in seen:
