@@ -26,6 +26,7 @@ from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
 from ticketlab.pruning.tamt import (
     ScoreMask,
+    Scratch,
     TamtConfig,
     Thresholder,
     attach_scores,
@@ -172,6 +173,30 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
         ref, _ = select_top([p.scores.detach().reshape(-1)], n // 4, [prev.reshape(-1)])
         assert torch.equal(p.mask.reshape(-1), ref[0]), step
         assert torch.equal(p(w), w * p.mask)
+
+
+def test_a_group_rethresholds_in_the_idle_masked_product_buffer():
+    """The comparisons of a re-threshold live in the bytes of the model's W ⊙ M buffer (no memory of
+    their own); over two matrices ranked together the masks are still exactly a fresh selection."""
+    g = torch.Generator().manual_seed(1)
+    ps = [
+        ScoreMask(torch.rand(s, generator=g) * 0.02, torch.ones(s, dtype=torch.bool))
+        for s in [(50, 40), (30, 20)]
+    ]
+    scratch = Scratch()
+    buf = scratch.masked(torch.randn(64, 64), torch.ones(64, 64, dtype=torch.bool))  # 16 KiB: room for 2600
+    for p in ps:
+        p.scratch = scratch
+    n = 2600 // 3
+    th = Thresholder(ps, n)
+    for step in range(6):
+        prevs = [p.mask.reshape(-1).clone() for p in ps]
+        th()
+        ref, _ = select_top([p.scores.detach().reshape(-1) for p in ps], n, prevs)
+        assert all(torch.equal(p.mask.reshape(-1), r) for p, r in zip(ps, ref, strict=True)), step
+        for i, p in enumerate(ps):
+            _drift(p, 10 * step + i, 2e-3, frozen_rows=0.2)
+    assert scratch.flags(2600, buf.device).data_ptr() == buf.data_ptr()
 
 
 def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
@@ -475,7 +500,10 @@ def _score_grads(fused: bool, objective: str, tok) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("objective", ["mlm", "kd", "mlm+kd"])
-def test_fused_layers_give_the_generic_paths_gradients(tok, objective):
+@pytest.mark.parametrize("chunk", [None, 7], ids=["whole", "chunked"])
+def test_fused_layers_give_the_generic_paths_gradients(tok, objective, chunk, monkeypatch):
+    if chunk:  # every tiny matrix takes the chunked W ⊙ M path of large CPU matrices
+        monkeypatch.setattr(Scratch, "CHUNK", chunk)
     fused, generic = _score_grads(True, objective, tok), _score_grads(False, objective, tok)
     assert fused.keys() == generic.keys() and "embeddings.word_embeddings.weight" in fused
     for k, g in generic.items():
