@@ -60,9 +60,10 @@ class Scratch:
     W ⊙ M for one matmul at a time, in the forward and again in the backward, and never keep it: a
     reused buffer spares a large allocation (and its page faults) per layer and pass."""
 
-    # On CPU, float * bool first casts the whole bool operand to a float temporary: for the word
-    # embeddings (23M weights at BERT-base) that is a fresh 94 MB per product, and the product takes
-    # 3.4x a float * float one. Chunks of 256K keep the temporary in cache (50 -> 22 ms there).
+    # On CPU, float * mask first casts the mask to a float temporary, slowly from bool and faster
+    # from uint8 (the same bytes, viewed); for a large matrix the temporary is fresh memory each
+    # time (94 MB for BERT-base's word embeddings). uint8 in chunks of 256K keeps it in cache and
+    # runs at the speed of a float * float product (word embeddings 49 -> 15 ms, FFN 2.8 -> 1.8 ms).
     CHUNK = 1 << 18
 
     def __init__(self) -> None:
@@ -74,8 +75,8 @@ class Scratch:
         buf = self._bufs.get(key)
         if buf is None or buf.numel() < n:
             buf = self._bufs[key] = torch.empty(n, dtype=weight.dtype, device=weight.device)
-        out = buf[:n]
-        if weight.device.type != "cpu" or n <= 2 * self.CHUNK:
+        out, mask = buf[:n], mask.view(torch.uint8)
+        if weight.device.type != "cpu" or n <= 4 * self.CHUNK:
             return torch.mul(weight, mask, out=out.view(weight.shape))
         w, m, c = weight.reshape(-1), mask.reshape(-1), self.CHUNK
         for i in range(0, n, c):
