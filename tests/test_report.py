@@ -345,3 +345,27 @@ def test_transfer_matrix_by_hand(tmp_path):
     text = report.path.read_text()
     assert "## Transfer between tasks" in text
     assert "83.0 ± 0.0 (n=4)[^" in text and "(+0.5σ) ★" in text and "(-1.5σ) |" in text
+
+
+def test_pretraining_loss_along_the_search(full_sweep, full_report):
+    """Fig. 6 without fine-tuning: one row per method and sparsity searched at several budgets, one
+    column per budget, each number the pre-training loss of that budget's masks (two mask seeds)."""
+    text = full_report.path.read_text()
+    section = text[text.index("reached after each number of steps") :].split("\n#")[0]
+    mlm = section[section.index("`mlm_loss`") :]  # after the `kd_loss` table
+    header = next(line for line in mlm.splitlines() if line.startswith("| method"))
+    assert header == "| method | sparsity | 5 steps | 10 steps | 20 steps |"
+    rows = {
+        tuple(c.strip() for c in line.split("|")[1:3]): line for line in mlm.splitlines()[4:] if "|" in line
+    }
+    assert set(rows) == {("imp", "70%"), ("tamt-mlm", "70%"), ("tamt-kd", "70%")}
+    csv_rows = list(csv.DictReader((full_sweep / "report" / "pretrain_losses.csv").open()))
+    for (method, _), line in rows.items():
+        cells = [c.strip() for c in line.split("|")[3:6]]
+        for steps, cell in zip((5, 10, 20), cells, strict=True):
+            values = [
+                float(r["mlm_loss"])
+                for r in csv_rows
+                if r["method"] == method and r["sparsity"] == "0.7" and int(r["search_steps"]) == steps
+            ]
+            assert len(values) == 2 and cell.startswith(f"{sum(values) / 2:.3f} ± ") and "(n=2)" in cell

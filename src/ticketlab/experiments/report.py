@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import MaskFileError
 from ..files import atomic_write_csv, atomic_write_text
 from . import plots
-from .results import AVG, Cell, SweepResults, load_results, method_label
+from .results import AVG, Cell, SweepResults, load_results, method_label, stats
 from .store import owner_gone
 
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running run counts as interrupted
@@ -242,6 +242,34 @@ def _pretrain_section(res: SweepResults, note) -> str:
         "including those saved along a search, is in `pretrain_losses.csv`):"
     )
     return intro + "\n\n" + _table(["method", "sparsity", *keys], rows)
+
+
+def _loss_along_search_section(res: SweepResults, note) -> str | None:
+    """Pre-training loss by search steps, for every (method, sparsity) evaluated at two or more
+    budgets (masks saved along a search, IMP re-run with smaller budgets): TAMT Fig. 6's question,
+    which method reaches a loss first, without fine-tuning."""
+    losses = {k: p for k, p in res.pretrain_losses().items() if k[0] is not None}
+    keys = sorted({k for p in losses.values() for k in p if k.endswith("_loss")})
+    groups: dict[tuple[str, float], dict[int, list[dict]]] = {}
+    for p in losses.values():
+        groups.setdefault((p["method"], p["sparsity"]), {}).setdefault(p["search_steps"], []).append(p)
+    groups = {g: v for g, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    steps = sorted({n for v in groups.values() for n in v})
+    order = sorted(groups, key=lambda g: (_method_order(res, g[0]), g[1]))
+    tables = []
+    for k in keys:
+        rows = []
+        for g in order:
+            cells = [stats((p[k], p["id"]) for p in groups[g].get(n, []) if k in p) for n in steps]
+            rows.append([g[0], pct(g[1]), *(note(c, digits=3) if c.n else "—" for c in cells)])
+        tables.append(f"`{k}`:\n\n" + _table(["method", "sparsity", *(f"{n} steps" for n in steps)], rows))
+    intro = (
+        "Pre-training loss on the dev corpus of the masks a search reached after each number of steps "
+        "(masks saved along TAMT's run; IMP re-run with each budget), mean ± std over mask seeds:"
+    )
+    return "\n\n".join([intro, *tables])
 
 
 def _search_cost_section(res: SweepResults) -> str:
@@ -471,6 +499,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         "",
         _search_cost_section(res),
         "",
+        *([along, ""] if (along := _loss_along_search_section(res, note)) else []),
         figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
         "",
         "## Mask similarity",
