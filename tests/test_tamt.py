@@ -30,6 +30,7 @@ from ticketlab.pruning.tamt import (
     TamtConfig,
     Thresholder,
     attach_scores,
+    frozen_mask_warning,
     initial_mask,
     make_thresholders,
     prepare_tamt,
@@ -582,3 +583,16 @@ def test_search_with_optimizer_in_backward(tiny_run, tmp_path, capsys):
     )
     assert main(search_args(tiny_run, tmp_path / "ddp", *flags, "--grad-accum", "2")) == 2
     assert "grad_accum 1" in capsys.readouterr().err
+
+
+def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
+    """The paper's lr over 200 steps moves a score ~0.005 in all: the Eq. 5 gap of 0.02 is never crossed."""
+    from ticketlab.training import TrainConfig
+
+    def warning(lr: float, steps: int, **kw) -> str | None:
+        return frozen_mask_warning(TamtConfig(0.7, **kw), TrainConfig(max_steps=steps, batch_size=4, lr=lr))
+
+    assert "the result will be the initial omp mask" in warning(5e-5, 200)
+    assert "initial random mask" in warning(5e-5, 200, init="random")
+    assert warning(5e-4, 200) is None and warning(5e-5, 17_000) is None
+    assert warning(5e-5, 200, threshold=0.001) is None  # a smaller gap is crossed

@@ -24,6 +24,7 @@ a strided sample, checked by counting, and found by `kthvalue` inside the bracke
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import types
@@ -50,6 +51,7 @@ from .ranking import Ranking, check_sparsity
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 
 Init = Literal["omp", "random"]
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the masked layers
@@ -526,6 +528,23 @@ def head_state(model: nn.Module) -> dict[str, Tensor]:
 # --------------------------------------------------------------------------- the search
 
 
+def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | None:
+    """Why a search would end with its initial mask, or None. AdamW moves a score by about lr per
+    step (half that on average under linear decay), and Eq. 5 starts kept scores α·φ above pruned
+    ones: a kept and a pruned score can swap only once their travel together covers that gap. The
+    paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
+    steps = train_config.max_steps
+    travel = train_config.lr * steps * (0.5 if train_config.schedule == "linear" else 1.0)
+    gap = config.alpha * config.threshold
+    if 2 * travel >= gap:
+        return None
+    return (
+        f"TAMT: at lr {train_config.lr:g} over {steps} steps a score moves about {travel:.2g} in all, "
+        f"so no kept score (start {gap:g}) and pruned score (start 0) can swap: the result will be the "
+        f"initial {config.init} mask. Raise --lr (or --steps); the paper searched 11K-22K steps at 5e-5."
+    )
+
+
 def search_tamt(
     model: nn.Module,
     objective: SearchObjective,
@@ -545,6 +564,8 @@ def search_tamt(
     TAMT-MLM, the trained head as `mlm_head.safetensors`) is written to `out` at the end and to
     `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming.
     """
+    if message := frozen_mask_warning(config, train_config):
+        log.warning(message)
     masks, groups = prepare_tamt(model, config)
     thresholders = make_thresholders(masks, config.sparsity, config.ranking)
     spec = SearchSpec(
