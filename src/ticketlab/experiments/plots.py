@@ -187,7 +187,10 @@ def search_cost(res: SweepResults, path: Path) -> str | None:
     """Score vs search steps and vs search time, per method, at each sparsity with a search curve."""
     curves = _curves(res)
     if not curves:
-        return "no method has masks from two or more search budgets (add a `search_curve:` block)"
+        return (
+            "no method has fine-tuned masks from two or more search budgets (a `search_curve:` block "
+            "makes them; their fine-tunings may not have run yet)"
+        )
     tasks = _common_tasks(res, {m for v in curves.values() for ms in v.values() for m in ms})
     if not tasks:
         return "the masks along the search curves share no task"
