@@ -23,7 +23,6 @@ a strided sample, checked by counting, and found by `kthvalue` inside the bracke
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -373,10 +372,9 @@ class Thresholder:
             news, self.threshold = select_top(xs, self.n_keep, prevs)
         else:
             flags = self.params[0].scratch.flags(self.total, xs[0].device)
-            offsets = [0, *itertools.accumulate(x.numel() for x in xs)]
             news = [
-                torch.ge(x, self.threshold, out=flags[a:b])
-                for x, (a, b) in zip(xs, itertools.pairwise(offsets), strict=True)
+                torch.ge(x, self.threshold, out=f)
+                for x, f in zip(xs, flags.split([x.numel() for x in xs]), strict=True)
             ]
             surplus = sum(int(torch.count_nonzero(m)) for m in news) - self.n_keep
             if surplus:
