@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import submitit
+import torch
 import yaml
 
 import sweep_fakes as fakes
@@ -22,7 +23,7 @@ from ticketlab.cli import build_parser, main
 from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import Store, expand, load_spec, run_sweep
-from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources
+from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, _with_threads, resources
 from ticketlab.experiments.methods import MethodSpec
 from ticketlab.experiments.runner import sweep_status
 
@@ -202,6 +203,16 @@ def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monke
         SubmititLauncher(tmp_path / "jobs", cluster="local").executor("search").parameters["visible_gpus"]
         == ()
     )
+    # Local runs without GPUs split the cores between them; with GPUs or on Slurm, torch's default.
+    cores = os.cpu_count() or 1
+    assert SubmititLauncher(tmp_path / "jobs", cluster="local", jobs=2).threads == max(1, cores // 2)
+    assert SubmititLauncher(tmp_path / "jobs", cluster="local", jobs=10 * cores).threads == 1
+    assert local.threads is None and flagged.threads is None
+    before = torch.get_num_threads()
+    try:
+        assert _with_threads(1, torch.get_num_threads) == 1  # what a worker's run sees
+    finally:
+        torch.set_num_threads(before)
     # A typo in the spec is refused when it is read.
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**d, "resources": {"search": {"gpu": 1}}}))
     with pytest.raises(ConfigError, match="resources: resources.search: unknown key 'gpu'"):

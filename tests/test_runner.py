@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import sweep_fakes as fakes
@@ -105,6 +107,52 @@ def test_transfer_sweep_fine_tunes_each_source_ticket_on_every_task(tmp_path, ti
         assert others and all("source" not in r.config for r in others)
         evals = [r for r in st.runs(kind="pretrain-eval") if r.config["method"] == "imp-task"]
         assert len(evals) == 4 and all(r.status == "done" and r.config["source"] for r in evals)
+
+
+def test_mask_hash_names_the_mask_not_the_file(tmp_path):
+    """safetensors writes its metadata in no fixed order: one mask saved 8 times is 2 different files
+    in all likelihood, but one hash; one bit flipped is another hash."""
+    from ticketlab.masking import Mask, MaskConfig, save_mask
+
+    gen = torch.Generator().manual_seed(0)
+    mask = Mask(
+        {"a.weight": torch.rand(8, 5, generator=gen) > 0.5, "b.weight": torch.rand(3, generator=gen) > 0.5}
+    )
+    config = MaskConfig(
+        "omp", 0.5, base_model="x", base_model_hash="sha256:x", model_type="bert", targets="t"
+    )
+    hashes = {mask_hash(save_mask(mask, config, tmp_path / f"m{i}")) for i in range(8)}
+    assert len(hashes) == 1
+    flipped = Mask({**mask, "b.weight": ~mask["b.weight"]})
+    assert mask_hash(save_mask(flipped, config, tmp_path / "flipped")) not in hashes
+
+
+def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed(tmp_path, tiny_bert_dir):
+    """results.sqlite alone on a new machine: a search whose mask a pending run needs runs again (same
+    mask: the runs done before stay valid); one whose runs are all done does not."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+    sweep_dir = tmp_path / "sweep"
+    assert sweep(tmp_path, spec).ok
+    runs = expand(spec)
+    imp = next(r for r in runs if r.kind == "search" and r.config["method"] == "imp")
+    tamt = next(r for r in runs if r.kind == "search" and r.config["method"] == "tamt-mlm")
+    undone = next(r for r in runs if r.kind == "finetune" and imp.id in r.deps)
+    with Store(sweep_dir) as st:
+        old_hash = st.get(imp.id).provenance["mask_hash"]
+        st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (undone.id,))
+    shutil.rmtree(sweep_dir / "masks")
+    shutil.rmtree(sweep_dir / "runs")
+    log: list[str] = []
+    result = run_sweep(
+        spec, sweep_dir, finetune=fakes.fake_finetune, pretrain_eval=fakes.fake_pretrain_eval, log=log.append
+    )
+    assert result.ok and set(result.ran) == {imp.id, undone.id}
+    assert any(f"masks of {imp.name} are not in" in line for line in log)
+    assert not any("warning" in line for line in log), log  # the re-run found the very same mask
+    with Store(sweep_dir) as st:
+        assert st.get(imp.id).provenance["mask_hash"] == old_hash
+        assert st.get(undone.id).provenance["mask_hash"] == old_hash
+    assert not (sweep_dir / "masks" / tamt.dirname).exists()  # nothing still needed it
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):

@@ -95,11 +95,16 @@ def code_version() -> dict[str, Any]:
 
 
 def mask_hash(mask_dir: Path) -> str:
-    """sha256 of a mask directory's masks file: which mask exactly a result came from."""
+    """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
+    Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
+    twice gives two files."""
+    from safetensors import safe_open
+
     h = hashlib.sha256()
-    with open(mask_dir / "masks.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
+        h.update(f.metadata()["shapes"].encode())  # json.dumps of name -> shape, in the mask's order
+        for name in sorted(f.keys()):
+            h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
     return "sha256:" + h.hexdigest()
 
 
@@ -158,6 +163,7 @@ class Runner:
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after)
         self.runs = expand(spec)
+        self._lost_hashes: dict[str, str | None] = {}  # searches re-run for lost masks: the old hash
 
     # ------------------------------------------------------------------ planning
     def check_available(self, todo: list[Run]) -> None:
@@ -216,6 +222,7 @@ class Runner:
         self.store.set_meta("spec", spec_json)
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
+        self._reopen_lost_masks()
         todo = self.todo()
         self.check_available(todo)
         total = len(self.runs)
@@ -276,6 +283,34 @@ class Runner:
             )
         self.store.set_meta("inputs", keys)
 
+    def _reopen_lost_masks(self) -> None:
+        """A done search whose mask files are gone runs again when a run still to do needs them: a
+        sweep carried to another machine by its results.sqlite alone (masks are large) resumes."""
+        statuses = self.store.statuses()
+        needed = {d for r in self.runs if statuses[r.id] != "done" for d in r.deps}
+        for run in self.runs:
+            if run.id not in needed or statuses[run.id] != "done":
+                continue
+            rec = self.store.get(run.id)
+            dirs = [rec.metrics["mask_dir"], *(i["mask_dir"] for i in rec.metrics["intermediate"])]
+            if all((self.dir / d / "masks.safetensors").is_file() for d in dirs):
+                continue
+            self.log(
+                f"note: the masks of {run.name} are not in {self.dir}: it runs again for the runs needing it"
+            )
+            self._lost_hashes[run.id] = rec.provenance.get("mask_hash")
+            (self.dir / "runs" / run.dirname / RESULT).unlink(missing_ok=True)  # or Work returns it
+            self.store.reopen(run.id)
+
+    def _check_refound(self, run: Run, provenance: dict[str, Any]) -> None:
+        """Say so when a search re-run for lost masks made another mask than the done runs used."""
+        old = self._lost_hashes.pop(run.id, None)
+        if old is not None and provenance["mask_hash"] != old:
+            self.log(
+                f"warning: {run.name} re-run found a different mask ({provenance['mask_hash'][:19]}, was "
+                f"{old[:19]}): its runs done before used the old one (provenance mask_hash tells which)"
+            )
+
     def _execute(self, run: Run, result: SweepResult, counter: str) -> None:
         self.log(f"{counter} {run.kind} {run.name} ...")
         t0, started = time.perf_counter(), time.time()
@@ -284,6 +319,8 @@ class Runner:
                 metrics = self.work(run, self.mask_dir_of(run))
                 provenance = self._provenance(run, metrics, started, time.perf_counter() - t0)
                 metrics = {k: v for k, v in metrics.items() if k != "history"}
+            if run.kind == "search":
+                self._check_refound(run, provenance)
             self.store.finish(run.id, metrics, provenance)
         except KeyboardInterrupt:
             self.store.release(run.id)
@@ -408,6 +445,8 @@ class Runner:
                 provenance["wall_s"] = value.get("wall_s")
                 metrics = {k: v for k, v in value["metrics"].items() if k != "history"}
                 self.store.finish(run.id, metrics, provenance)
+                if run.kind == "search":
+                    self._check_refound(run, provenance)
             except Exception as e:  # e.g. the mask it reports is not there
                 value = {"error": _error_text(e)}
             else:

@@ -273,6 +273,12 @@ class Store:
                 (run_id, HOST, os.getpid()),
             )
 
+    def reopen(self, run_id: str) -> None:
+        """Put a done run back to `pending` (its artefacts are gone); its old metrics and provenance
+        stay until it finishes again."""
+        with self.transaction():
+            self.db.execute("UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'done'", (run_id,))
+
     # ------------------------------------------------------------------ reading
     def get(self, run_id: str) -> RunRecord | None:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
