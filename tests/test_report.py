@@ -10,11 +10,12 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import yaml
 from PIL import Image
 
 import sweep_fakes as fakes
 from ticketlab.cli import main
-from ticketlab.experiments import Store, run_sweep
+from ticketlab.experiments import Store, run_sweep, spec_from_dict
 from ticketlab.experiments.plan import make_run
 from ticketlab.experiments.plots import FIGURES
 from ticketlab.experiments.report import write_report
@@ -263,6 +264,35 @@ def test_report_shows_the_last_spec_not_earlier_versions(tmp_path, tiny_bert_dir
     assert load_results(tmp_path / "sweep", all_runs=True).cells()[("omp", 0.5, "a")].n == 4
     text = write_report(tmp_path / "sweep").path.read_text()
     assert "8 runs of earlier versions of the spec are left out" in text
+
+
+def test_a_sweep_run_in_stages_is_reported_against_its_whole_spec(tmp_path, tiny_bert_dir, capsys):
+    """Stages (smaller specs with the same settings) share run ids with the whole spec: --spec shows
+    the whole plan, what is done and what is still pending; by default the last stage is shown."""
+    small = dict(methods=["full", "omp"], pretrain_eval=None, search_curve=None, data_curve=None)
+    whole = fakes.spec_dict(tmp_path, tiny_bert_dir, **small)  # omp at 50% and 70%
+    (tmp_path / "whole.yaml").write_text(yaml.safe_dump(whole))
+    stage = spec_from_dict({**whole, "sparsities": [0.5]}, base_dir=tmp_path, registry=fakes.fake_registry())
+    assert run_sweep(stage, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    staged = write_report(tmp_path / "sweep", tmp_path / "stage").path.read_text()
+    assert "Runs: 9 done." in staged  # full and omp 50%: 2 tasks x 2 seeds each, and the OMP search
+    assert (
+        main(
+            [
+                "report",
+                str(tmp_path / "sweep"),
+                "--out",
+                str(tmp_path / "whole"),
+                "--spec",
+                str(tmp_path / "whole.yaml"),
+            ]
+        )
+        == 0
+    )
+    text = (tmp_path / "whole" / "report.md").read_text()
+    assert "Runs: 9 done, 5 pending" in text  # omp 70%: its search and 4 fine-tunings
+    res = load_results(tmp_path / "sweep", plan=([], {}))
+    assert res.cells() == {} and res.left_out == 9
 
 
 def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):

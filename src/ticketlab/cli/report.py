@@ -12,6 +12,7 @@ A figure whose data the sweep lacks is not drawn; the report says why.
 Example:
   ticketlab report sweeps/bert-mini
   ticketlab report sweeps/bert-mini --run 3f2a9c0d1e4b5a69     # one run: config, metrics, provenance
+  ticketlab report sweeps/bert-mini --spec examples/sweep.yaml  # the runs of this spec
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="every run in the store, not only those of the last spec swept into SWEEP_DIR",
     )
+    p.add_argument(
+        "--spec",
+        metavar="SPEC.yaml",
+        default=None,
+        help="the runs of this spec instead of the last one swept into SWEEP_DIR (a sweep run in "
+        "stages, each stage a smaller spec; pending runs are counted)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(json.dumps(dataclasses.asdict(matches[0]), indent=2))
         return 0
-    report = write_report(args.sweep_dir, args.out, all_runs=args.all_runs)
+    report = write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=args.spec)
     print(f"report: {report.path}")
     for fname, reason in report.skipped.items():
         print(f"  not drawn: {Path(fname).stem}: {reason}")

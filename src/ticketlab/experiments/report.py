@@ -384,11 +384,23 @@ def write_csvs(res: SweepResults, out: Path) -> None:
 
 
 def write_report(
-    sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, all_runs: bool = False
+    sweep_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    all_runs: bool = False,
+    spec: str | os.PathLike | None = None,
 ) -> Report:
-    """Render the report of a sweep directory (the runs of its last spec, or `all_runs`); returns
-    where it is and the main table."""
-    res = load_results(sweep_dir, all_runs=all_runs)
+    """Render the report of a sweep directory (the runs of its last spec, of the spec file `spec`,
+    or `all_runs`); returns where it is and the main table."""
+    plan = None
+    if spec is not None:
+        from .plan import expand
+        from .runner import spec_json
+        from .spec import load_spec
+
+        loaded = load_spec(spec)
+        plan = ([r.id for r in expand(loaded)], spec_json(loaded))
+    res = load_results(sweep_dir, all_runs=all_runs, plan=plan)
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     report = Report(path=out / "report.md", main_table=main_table_text(res))
@@ -443,6 +455,8 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         # A run claimed by a process that is gone was interrupted: the next sweep runs it again.
         status = "interrupted" if r.status == "running" and owner_gone(r, now, STALE_AFTER) else r.status
         statuses[status] = statuses.get(status, 0) + 1
+    if res.not_swept:
+        statuses["pending"] = statuses.get("pending", 0) + res.not_swept
     spec = res.spec or {}
     header, rows = main_rows(res, note)
     metric_note = ", ".join(f"{t}: {m}" for t, m in res.metric_of.items())

@@ -196,6 +196,7 @@ class SweepResults:
     main_size: dict[str, int | None]  # task -> training-set size of the main grid
     spec: dict[str, Any] = field(default_factory=dict)
     left_out: int = 0  # runs in the store but not in the last spec's plan
+    not_swept: int = 0  # runs of the plan not in the store yet (the later stages of a staged sweep)
 
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:
@@ -393,11 +394,17 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
     return out
 
 
-def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> SweepResults:
+def load_results(
+    sweep_dir: str | os.PathLike,
+    *,
+    all_runs: bool = False,
+    plan: tuple[list[str], dict[str, Any]] | None = None,
+) -> SweepResults:
     """A sweep's store, ready for tables and figures: the runs of the last spec swept there (runs
     of earlier versions of the spec, e.g. with another lr, would otherwise be pooled into the same
     cells) and of the last run of every study (`ticketlab super`, `ticketlab mtl`) written there, or
-    with `all_runs` every run in the store."""
+    with `all_runs` every run in the store. `plan`: (run ids, spec as JSON) of another spec to show
+    instead of the last one (a sweep run in stages, each a smaller spec)."""
     sweep_dir = Path(sweep_dir).resolve()
     if not (sweep_dir / DB_NAME).is_file():
         raise TicketlabError(
@@ -406,11 +413,13 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
     with Store(sweep_dir) as store:
         records = {r.id: r for r in store.runs()}
         spec = store.get_meta("spec", {}) or {}
-        plan = store.get_meta("plan")
+        plan_ids = store.get_meta("plan")
         studies = store.get_meta("studies") or {}  # `ticketlab super` / `mtl` runs: name -> run ids
-    left_out = 0
-    if (plan is not None or studies) and not all_runs:
-        keep = set(plan or []).union(*studies.values())
+    if plan is not None:
+        plan_ids, spec = plan
+    left_out, not_swept = 0, len(set(plan_ids or []) - records.keys())
+    if (plan_ids is not None or studies) and not all_runs:
+        keep = set(plan_ids or []).union(*studies.values())
         left_out = sum(i not in keep for i in records)
         records = {i: r for i, r in records.items() if i in keep}
     scores = []
@@ -449,5 +458,6 @@ def load_results(sweep_dir: str | os.PathLike, *, all_runs: bool = False) -> Swe
         main_masks=_main_masks(searches),
         main_size=_main_sizes(scores),
         spec=spec,
+        not_swept=not_swept,
         left_out=left_out,
     )

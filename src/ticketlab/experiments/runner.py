@@ -217,9 +217,9 @@ class Runner:
         Slurm), this process coordinating; a launched run killed without a result is retried
         `retries` times."""
         self.store.add_runs(self.runs)
-        spec_json = _spec_json(self.spec)
-        atomic_write_json(self.dir / "spec.json", spec_json)
-        self.store.set_meta("spec", spec_json)
+        as_json = spec_json(self.spec)
+        atomic_write_json(self.dir / "spec.json", as_json)
+        self.store.set_meta("spec", as_json)
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
         self._reopen_lost_masks()
@@ -612,7 +612,7 @@ def _summary(run: Run, m: dict[str, Any]) -> str:
     return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.endswith(("_loss", "_acc"))) + ")"
 
 
-def _spec_json(spec: SweepSpec) -> dict[str, Any]:
+def spec_json(spec: SweepSpec) -> dict[str, Any]:
     d = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "registry"}
     as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
     return json.loads(json.dumps(d, default=as_json))
