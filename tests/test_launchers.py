@@ -23,7 +23,7 @@ from ticketlab.cli import build_parser, main
 from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import Store, expand, load_spec, run_sweep
-from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, _with_threads, resources
+from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.experiments.methods import MethodSpec
 from ticketlab.experiments.runner import sweep_status
 
@@ -204,13 +204,20 @@ def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monke
         == ()
     )
     # Local runs without GPUs split the cores between them; with GPUs or on Slurm, torch's default.
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     assert SubmititLauncher(tmp_path / "jobs", cluster="local", jobs=2).threads == max(1, cores // 2)
     assert SubmititLauncher(tmp_path / "jobs", cluster="local", jobs=10 * cores).threads == 1
     assert local.threads is None and flagged.threads is None
+    # What a worker's run sees: submit through an executor that runs the job at once, here.
+    monkeypatch.setattr(
+        SubmititLauncher,
+        "executor",
+        lambda self, kind, slot=None: SimpleNamespace(submit=lambda fn, *a: SimpleNamespace(value=fn(*a))),
+    )
     before = torch.get_num_threads()
     try:
-        assert _with_threads(1, torch.get_num_threads) == 1  # what a worker's run sees
+        crowded = SubmititLauncher(tmp_path / "jobs", cluster="local", jobs=10 * cores)
+        assert crowded.submit("finetune", torch.get_num_threads).job.value == 1
     finally:
         torch.set_num_threads(before)
     # A typo in the spec is refused when it is read.

@@ -15,6 +15,7 @@ from PIL import Image
 
 import sweep_fakes as fakes
 from ticketlab.cli import main
+from ticketlab.errors import TicketlabError
 from ticketlab.experiments import Store, run_sweep, spec_from_dict
 from ticketlab.experiments.plan import make_run
 from ticketlab.experiments.plots import FIGURES
@@ -291,6 +292,10 @@ def test_a_sweep_run_in_stages_is_reported_against_its_whole_spec(tmp_path, tiny
     )
     text = (tmp_path / "whole" / "report.md").read_text()
     assert "Runs: 9 done, 5 pending" in text  # omp 70%: its search and 4 fine-tunings
+    other = {**whole, "methods": ["full"], "finetune": {**whole["finetune"], "lr": 1.0}}  # no run in common
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    with pytest.raises(TicketlabError, match="other.yaml: none of its runs is in"):
+        write_report(tmp_path / "sweep", tmp_path / "other", spec=tmp_path / "other.yaml")
     res = load_results(tmp_path / "sweep", plan=([], {}))
     assert res.cells() == {} and res.left_out == 9
 

@@ -127,32 +127,62 @@ def test_mask_hash_names_the_mask_not_the_file(tmp_path):
     assert mask_hash(save_mask(flipped, config, tmp_path / "flipped")) not in hashes
 
 
-def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed(tmp_path, tiny_bert_dir):
-    """results.sqlite alone on a new machine: a search whose mask a pending run needs runs again (same
-    mask: the runs done before stay valid); one whose runs are all done does not."""
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    """results.sqlite alone on a new machine: a search runs again only when a pending run needs one
+    of its lost masks; the same mask again is silent, another one is a warning."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
     sweep_dir = tmp_path / "sweep"
     assert sweep(tmp_path, spec).ok
     runs = expand(spec)
-    imp = next(r for r in runs if r.kind == "search" and r.config["method"] == "imp")
-    tamt = next(r for r in runs if r.kind == "search" and r.config["method"] == "tamt-mlm")
-    undone = next(r for r in runs if r.kind == "finetune" and imp.id in r.deps)
-    with Store(sweep_dir) as st:
-        old_hash = st.get(imp.id).provenance["mask_hash"]
-        st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (undone.id,))
-    shutil.rmtree(sweep_dir / "masks")
-    shutil.rmtree(sweep_dir / "runs")
-    log: list[str] = []
-    result = run_sweep(
-        spec, sweep_dir, finetune=fakes.fake_finetune, pretrain_eval=fakes.fake_pretrain_eval, log=log.append
+    tamt = next(
+        r for r in runs if r.kind == "search" and r.config["method"] == "tamt-mlm" and r.config["save_at"]
     )
-    assert result.ok and set(result.ran) == {imp.id, undone.id}
-    assert any(f"masks of {imp.name} are not in" in line for line in log)
-    assert not any("warning" in line for line in log), log  # the re-run found the very same mask
+    uses_final = next(r for r in runs if tamt.id in r.deps and r.config["mask"]["step"] is None)
+    imp = next(r for r in runs if r.kind == "search" and r.config["method"] == "imp")
+    uses_imp = next(r for r in runs if imp.id in r.deps)
     with Store(sweep_dir) as st:
-        assert st.get(imp.id).provenance["mask_hash"] == old_hash
-        assert st.get(undone.id).provenance["mask_hash"] == old_hash
-    assert not (sweep_dir / "masks" / tamt.dirname).exists()  # nothing still needed it
+        tamt_hashes = st.get(tamt.id).provenance
+        for r in (uses_final, uses_imp):
+            st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (r.id,))
+
+    def resume() -> tuple[list[str], list[str]]:
+        log: list[str] = []
+        result = run_sweep(spec, sweep_dir, finetune=fakes.fake_finetune, log=log.append)
+        assert result.ok
+        return result.ran, log
+
+    # Masks saved along the search that no pending run needs: nothing runs again.
+    for step_dir in (sweep_dir / "masks").glob(f"{tamt.dirname}.step*"):
+        shutil.rmtree(step_dir)
+    ran, log = resume()
+    assert set(ran) == {uses_final.id, uses_imp.id} and not any("gone" in line for line in log)
+    # The final mask: the search runs again (its stale result file must not stand in for it), finds
+    # the very same masks, and the pending run uses them.
+    shutil.rmtree(sweep_dir / "masks" / tamt.dirname)
+    with Store(sweep_dir) as st:
+        st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (uses_final.id,))
+    ran, log = resume()
+    assert set(ran) == {tamt.id, uses_final.id}
+    assert any(f"masks of {tamt.name} are gone" in line for line in log)
+    assert not any("warning" in line for line in log), log
+    with Store(sweep_dir) as st:
+        again = st.get(tamt.id).provenance
+        assert (again["mask_hash"], again["intermediate_hashes"]) == (
+            tamt_hashes["mask_hash"],
+            tamt_hashes["intermediate_hashes"],
+        )
+        assert st.get(uses_final.id).provenance["mask_hash"] == again["mask_hash"]
+    # A search that finds another mask the second time is reported.
+    perturbed = fakes._perturbed
+    monkeypatch.setattr(fakes, "_perturbed", lambda base, share, seed: perturbed(base, share, seed + 1))
+    shutil.rmtree(sweep_dir / "masks" / tamt.dirname)
+    with Store(sweep_dir) as st:
+        st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (uses_final.id,))
+    ran, log = resume()
+    assert set(ran) == {tamt.id, uses_final.id}
+    assert any(f"re-run of {tamt.name} found other masks" in line and "final" in line for line in log), log
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):

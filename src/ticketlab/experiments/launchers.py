@@ -140,7 +140,7 @@ class SubmititLauncher:
         # of all of them (N runs x all cores threads thrash; 2 one-thread runs on 2 cores do ~1.3x the
         # work of one two-thread run). None: leave torch's default.
         self.threads = (
-            max(1, (os.cpu_count() or 1) // self.capacity) if cluster == "local" and not self.gpus else None
+            max(1, usable_cores() // self.capacity) if cluster == "local" and not self.gpus else None
         )
 
     # ------------------------------------------------------------------ executors
@@ -221,6 +221,11 @@ class SubmititLauncher:
         if handle.slot is not None and handle.slot not in self._free:
             self._free.append(handle.slot)
             handle.slot = None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a cgroup's or Slurm's CPU limit, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import MaskFileError
+from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_write_csv, atomic_write_text
 from . import plots
 from .results import AVG, Cell, SweepResults, load_results, method_label, stats
@@ -401,6 +401,11 @@ def write_report(
         loaded = load_spec(spec)
         plan = ([r.id for r in expand(loaded)], spec_json(loaded))
     res = load_results(sweep_dir, all_runs=all_runs, plan=plan)
+    if plan is not None and plan[0] and res.not_swept == len(set(plan[0])) and res.left_out:
+        raise TicketlabError(
+            f"{spec}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the model "
+            "and corpus files: are they the ones this sweep ran on, at the same paths?)"
+        )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     (out / "figures").mkdir(parents=True, exist_ok=True)
     report = Report(path=out / "report.md", main_table=main_table_text(res))

@@ -94,6 +94,15 @@ def code_version() -> dict[str, Any]:
     return _CODE
 
 
+MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes
+
+
+def _mask_hashes(provenance: dict[str, Any]) -> dict[str, str]:
+    """A search's mask hashes by where they were saved: 'final', or the step."""
+    out = {f"step {k}": v for k, v in (provenance.get("intermediate_hashes") or {}).items()}
+    return {"final": provenance["mask_hash"], **out} if provenance.get("mask_hash") else out
+
+
 def mask_hash(mask_dir: Path) -> str:
     """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
     Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
@@ -102,10 +111,10 @@ def mask_hash(mask_dir: Path) -> str:
 
     h = hashlib.sha256()
     with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
-        h.update(f.metadata()["shapes"].encode())  # json.dumps of name -> shape, in the mask's order
+        h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())
         for name in sorted(f.keys()):
             h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
-    return "sha256:" + h.hexdigest()
+    return MASK_HASH + h.hexdigest()
 
 
 def _mask_sparsity(mask_dir: Path) -> float | None:
@@ -284,31 +293,44 @@ class Runner:
         self.store.set_meta("inputs", keys)
 
     def _reopen_lost_masks(self) -> None:
-        """A done search whose mask files are gone runs again when a run still to do needs them: a
-        sweep carried to another machine by its results.sqlite alone (masks are large) resumes."""
+        """A done search whose mask files are gone runs again when a run still to do needs one of
+        them: a sweep carried to another machine by its results.sqlite alone (masks are large)
+        resumes."""
         statuses = self.store.statuses()
-        needed = {d for r in self.runs if statuses[r.id] != "done" for d in r.deps}
+        needed: dict[str, set[int | None]] = {}  # search id -> the steps of its masks still needed
+        for r in self.runs:
+            if statuses[r.id] != "done" and r.kind != "search" and r.config.get("mask") is not None:
+                needed.setdefault(r.config["mask"]["search"], set()).add(r.config["mask"]["step"])
         for run in self.runs:
             if run.id not in needed or statuses[run.id] != "done":
                 continue
             rec = self.store.get(run.id)
-            dirs = [rec.metrics["mask_dir"], *(i["mask_dir"] for i in rec.metrics["intermediate"])]
-            if all((self.dir / d / "masks.safetensors").is_file() for d in dirs):
+            dirs = {
+                None: rec.metrics["mask_dir"],
+                **{i["step"]: i["mask_dir"] for i in rec.metrics["intermediate"]},
+            }
+            if all(
+                step in dirs and (self.dir / dirs[step] / "masks.safetensors").is_file()
+                for step in needed[run.id]
+            ):
                 continue
-            self.log(
-                f"note: the masks of {run.name} are not in {self.dir}: it runs again for the runs needing it"
-            )
-            self._lost_hashes[run.id] = rec.provenance.get("mask_hash")
             (self.dir / "runs" / run.dirname / RESULT).unlink(missing_ok=True)  # or Work returns it
-            self.store.reopen(run.id)
+            if self.store.reopen(run.id, finished=rec.finished):  # not if another sweep just re-ran it
+                self.log(f"note: masks of {run.name} are gone: it runs again for the runs that need them")
+                self._lost_hashes[run.id] = _mask_hashes(rec.provenance)
 
     def _check_refound(self, run: Run, provenance: dict[str, Any]) -> None:
-        """Say so when a search re-run for lost masks made another mask than the done runs used."""
+        """Say so when a search re-run for lost masks made other masks than the done runs used."""
         old = self._lost_hashes.pop(run.id, None)
-        if old is not None and provenance["mask_hash"] != old:
+        if old is None:
+            return
+        new = _mask_hashes(provenance)
+        # Hashes of another kind (runs recorded before masks were hashed by content) say nothing.
+        differ = [k for k, h in old.items() if h.startswith(MASK_HASH) and new.get(k) not in (None, h)]
+        if differ:
             self.log(
-                f"warning: {run.name} re-run found a different mask ({provenance['mask_hash'][:19]}, was "
-                f"{old[:19]}): its runs done before used the old one (provenance mask_hash tells which)"
+                f"warning: the re-run of {run.name} found other masks than before (at {', '.join(differ)}): "
+                "the runs done before used the old ones (their provenance's mask_hash tells which)"
             )
 
     def _execute(self, run: Run, result: SweepResult, counter: str) -> None:

@@ -273,11 +273,15 @@ class Store:
                 (run_id, HOST, os.getpid()),
             )
 
-    def reopen(self, run_id: str) -> None:
-        """Put a done run back to `pending` (its artefacts are gone); its old metrics and provenance
-        stay until it finishes again."""
+    def reopen(self, run_id: str, *, finished: float | None) -> bool:
+        """Put a done run back to `pending` (its artefacts are gone) unless it finished again since
+        `finished` (another process re-ran it); its old metrics and provenance stay until it does."""
         with self.transaction():
-            self.db.execute("UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'done'", (run_id,))
+            cur = self.db.execute(
+                "UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'done' AND finished IS ?",
+                (run_id, finished),
+            )
+        return cur.rowcount == 1
 
     # ------------------------------------------------------------------ reading
     def get(self, run_id: str) -> RunRecord | None:
