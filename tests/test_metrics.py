@@ -9,6 +9,7 @@ import pytest
 
 from ticketlab.metrics import (
     accuracy,
+    constant_score,
     exact_match_score,
     f1,
     f1_tokens_score,
@@ -32,6 +33,18 @@ def test_accuracy_f1_mcc_by_hand():
     assert mcc(PREDS, LABELS) == pytest.approx(100 * 2 / math.sqrt(12))
     assert mcc(np.ones(4, int), LABELS) == 0.0  # constant predictions: 0, not nan
     assert f1(np.zeros(4, int), LABELS) == 0.0
+
+
+def test_constant_predictor_by_hand():
+    """5 labels, 3 of them 1: the majority class scores 60% accuracy; predicting all 1s gives F1
+    2·0.6/(1 + 0.6) = 75 (all 0s gives 0); MCC and correlations of a constant are 0."""
+    y = [1, 0, 1, 1, 0]
+    assert constant_score("accuracy", y) == pytest.approx(60.0)
+    assert constant_score("f1", y) == pytest.approx(75.0)
+    assert constant_score("mcc", y) == 0.0
+    assert constant_score("pearson", [0.5, 2.0, 4.5]) == 0.0
+    assert constant_score("accuracy", [2, 0, 2, 1]) == pytest.approx(50.0)  # three classes
+    assert constant_score("exact_match", y) is None and constant_score("accuracy", []) is None
 
 
 def test_correlations_by_hand():

@@ -300,6 +300,32 @@ def test_a_sweep_run_in_stages_is_reported_against_its_whole_spec(tmp_path, tiny
     assert res.cells() == {} and res.left_out == 9
 
 
+def test_no_winning_verdict_where_the_full_model_is_at_a_constant_predictors_score(tmp_path, tiny_bert_dir):
+    """Task a's dev set is 99% one class: the full model (fake scores 90 and 91) is below that floor,
+    so no mask is called winning there; task b has no dev file here: no floor, the usual verdict."""
+    small = dict(
+        methods=["full", "omp"], sparsities=[0.5], pretrain_eval=None, search_curve=None, data_curve=None
+    )
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    rows = ["text\tlabel", *(f"sentence {i}\t{int(i > 0)}" for i in range(100))]
+    (tmp_path / "data" / "a" / "dev.tsv").write_text("\n".join(rows) + "\n")
+    res = load_results(tmp_path / "sweep")
+    assert res.floors == {"a": pytest.approx(99.0)}
+    wins = {(w.method, w.task): w for w in res.winning_tickets()}
+    assert wins[("omp", "a")].at_floor and wins[("omp", "a")].sparsity is None
+    assert not wins[("omp", "b")].at_floor and wins[("omp", "b")].sparsity is None  # 75 < 90.5 - 0.7
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert (
+        "A constant predictor (one label for every dev example, the best such label) scores a 99.0." in text
+    )
+    assert "On a the full model is within one std of that floor" in text
+    assert "| omp | floor | none | none |" in text  # avg: no floor without one for every task
+    with open(tmp_path / "sweep" / "report" / "winning_tickets.csv") as f:
+        table = {r["task"]: r for r in csv.DictReader(f) if r["method"] == "omp"}
+    assert table["a"]["winning_sparsity"] == "floor" and table["a"]["constant_predictor"] == "99.0000"
+
+
 def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):
     """Masks of two seeds reach 70.0000% and 70.0010%: one row per (method, target sparsity)."""
     text = full_report.path.read_text()

@@ -65,6 +65,18 @@ def glue_metrics(names: Sequence[str], preds: np.ndarray, labels: np.ndarray) ->
     return {name: GLUE_METRICS[name](preds, labels) for name in names}
 
 
+def constant_score(metric: str, labels: Sequence[int] | Sequence[float]) -> float | None:
+    """The best score of a predictor that gives every example one and the same label: the majority
+    class's share for accuracy, 0 for MCC and the correlations. A fine-tuning at this score learnt
+    nothing from the text. None for metrics without one (SQuAD) or no labels."""
+    if metric not in GLUE_METRICS or len(labels) == 0:
+        return None
+    if metric in ("pearson", "spearman"):
+        return 0.0
+    y = np.asarray(labels)
+    return max(GLUE_METRICS[metric](np.full_like(y, c), y) for c in np.unique(y))
+
+
 # --------------------------------------------------------------------------- SQuAD v1.1
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

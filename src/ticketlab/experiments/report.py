@@ -98,6 +98,27 @@ def main_table_text(res: SweepResults) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
+def _floor_note(res: SweepResults) -> list[str]:
+    """The constant predictor's score per task, and the tasks where the full model has not left it."""
+    tasks = [t for t in res.tasks if t in res.floors]
+    if not tasks:
+        return []
+    cells = res.cells()
+    flat = [t for t in res.tasks if res.at_floor(t, cells.get(("full", 0.0, t)))]
+    text = (
+        "A constant predictor (one label for every dev example, the best such label) scores "
+        + ", ".join(f"{t} {res.floors[t]:.1f}" for t in tasks)
+        + "."
+    )
+    if flat:
+        text += (
+            f" On {', '.join(flat)} the full model is within one std of that floor: it learnt (almost) "
+            "nothing at this budget, so these columns cannot rank the masks, and no ticket is called "
+            "winning there."
+        )
+    return [text, ""]
+
+
 def _winning_section(res: SweepResults, note) -> str:
     wins = res.winning_tickets()
     if not wins:
@@ -111,6 +132,8 @@ def _winning_section(res: SweepResults, note) -> str:
             w = by.get((m, t))
             if w is None or w.full is None:
                 row.append("n/a")
+            elif w.at_floor:
+                row.append("floor")
             elif w.sparsity is None:
                 row.append("none")
             else:
@@ -122,7 +145,8 @@ def _winning_section(res: SweepResults, note) -> str:
             "Highest sparsity at which each method still finds a winning ticket (Chen et al. 2020): its mean "
             "score is at least the full model's mean minus one standard deviation of the full model's runs "
             "(sample std over its fine-tuning seeds; for the average, over the per-seed task averages). "
-            "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with. "
+            "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with; "
+            "'floor': the full model is within one std of a constant predictor (no verdict). "
             "In brackets: the method's score there.",
             "",
             _table(["method", *("avg" if t == AVG else t for t in cols)], [["full model", *full], *rows]),
@@ -169,7 +193,8 @@ def _transfer_section(res: SweepResults, note) -> str | None:
         "A task-specific IMP ticket (`imp-task`) found on the row's task, fine-tuned on the column's task; "
         "row `mlm` is the IMP ticket found on the MLM objective at the same sparsity. Each cell: mean ± "
         "sample std over its runs (n), then the difference to the full model on that task in units of "
-        "the full model's std (σ); ★ marks a winning ticket (mean ≥ full mean − 1 std, Chen et al.).",
+        "the full model's std (σ); ★ marks a winning ticket (mean ≥ full mean − 1 std, Chen et al.), "
+        "never on a target where the full model is within one std of a constant predictor.",
     ]
     for sp in sorted({c.sparsity for c in cells}):
         at = [c for c in cells if c.sparsity == sp]
@@ -341,11 +366,12 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         {
             "method": x.method,
             "task": x.task,
-            "winning_sparsity": x.sparsity,
+            "winning_sparsity": "floor" if x.at_floor else x.sparsity,
             "mean": _num(x.cell and x.cell.mean),
             "std": _num(x.cell and x.cell.std),
             "full_mean": _num(x.full and x.full.mean),
             "full_std": _num(x.full and x.full.std),
+            "constant_predictor": _num(res.floors.get(x.task)),
             "run_ids": " ".join(x.cell.run_ids) if x.cell else "",
         }
         for x in res.winning_tickets()
@@ -496,6 +522,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         "",
         _table(header, rows) if rows else "_No finished fine-tuning runs yet._",
         "",
+        *_floor_note(res),
         figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
         "",
         "## Winning tickets",

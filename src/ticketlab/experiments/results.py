@@ -112,6 +112,7 @@ class TransferCell:
     sparsity: float
     cell: Cell
     full: Cell | None  # the full model on the target
+    at_floor: bool = False  # the full model on the target is within one std of a constant predictor
 
     @property
     def delta_std(self) -> float | None:
@@ -122,7 +123,7 @@ class TransferCell:
 
     @property
     def winning(self) -> bool | None:
-        return None if self.full is None else wins(self.cell, self.full)
+        return None if self.full is None or self.at_floor else wins(self.cell, self.full)
 
 
 @dataclass
@@ -182,6 +183,7 @@ class WinningTicket:
     sparsity: float | None  # highest sparsity that wins; None: none does
     cell: Cell | None  # the method's cell there
     full: Cell | None  # the full model's cell (its mean and std set the bar)
+    at_floor: bool = False  # the full model is within one std of a constant predictor: no verdict
 
 
 @dataclass
@@ -197,6 +199,7 @@ class SweepResults:
     spec: dict[str, Any] = field(default_factory=dict)
     left_out: int = 0  # runs in the store but not in the last spec's plan
     not_swept: int = 0  # runs of the plan not in the store yet (the later stages of a staged sweep)
+    floors: dict[str, float] = field(default_factory=dict)  # task -> a constant predictor's dev score
 
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:
@@ -258,24 +261,32 @@ class SweepResults:
         return out
 
     # ------------------------------------------------------------------ winning tickets
+    def at_floor(self, task: str, full: Cell | None) -> bool:
+        """The full model is within one std of a constant predictor on `task`: it learnt (almost)
+        nothing, every mask 'wins', and the criterion says nothing."""
+        floor = self.floors.get(task)
+        return floor is not None and full is not None and full.mean - full.std <= floor
+
     def winning_tickets(self) -> list[WinningTicket]:
         """Chen et al.: the highest sparsity at which the method's mean score is at least the full
-        model's mean minus one (sample) standard deviation of the full model's runs."""
+        model's mean minus one (sample) standard deviation of the full model's runs; no verdict on a
+        task where the full model is at a constant predictor's score."""
         cells = self.cells()
         out = []
         for task in [*self.tasks, AVG]:
             full = cells.get(("full", 0.0, task))
+            floor = self.at_floor(task, full)
             for method in self.methods:
                 if method == "full":
                     continue
                 best = None
-                if full is not None:
+                if full is not None and not floor:
                     for s in self.sparsities(method):
                         c = cells.get((method, s, task))
                         if c is not None and wins(c, full):
                             best = s
                 c = cells.get((method, best, task)) if best is not None else None
-                out.append(WinningTicket(method, task, best, c, full))
+                out.append(WinningTicket(method, task, best, c, full, floor))
         return out
 
     # ------------------------------------------------------------------ transfer (Chen et al. Table 3)
@@ -292,7 +303,8 @@ class SweepResults:
                 for target in self.tasks:
                     if (m, s, target) in cells:
                         full = cells.get(("full", 0.0, target))
-                        out.append(TransferCell(source, target, s, cells[(m, s, target)], full))
+                        floor = self.at_floor(target, full)
+                        out.append(TransferCell(source, target, s, cells[(m, s, target)], full, floor))
         return out
 
     # ------------------------------------------------------------------ paired comparisons
@@ -394,6 +406,31 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
     return out
 
 
+def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
+    """Each task's constant-predictor score on the split its main metric is read on, from the data
+    its fine-tunings read (a task whose data is not here gets none); AVG when every task has one."""
+    from ..data.glue import load_examples
+    from ..metrics import constant_score
+    from ..tasks import get_task
+
+    out: dict[str, float] = {}
+    for r in records:
+        label = r.config.get("task_label")
+        if r.kind != "finetune" or r.status != "done" or label in out or r.config.get("data") is None:
+            continue
+        try:
+            spec = get_task(r.config["task"], r.config["data"])
+            dev = load_examples(spec, r.config["data"], spec.eval_splits[0])
+        except Exception:  # moved or missing data: the report goes on without this floor
+            continue
+        floor = constant_score(r.metrics["metric"], dev.labels)
+        if floor is not None:
+            out[label] = floor
+    if tasks and all(t in out for t in tasks):
+        out[AVG] = sum(out[t] for t in tasks) / len(tasks)
+    return out
+
+
 def load_results(
     sweep_dir: str | os.PathLike,
     *,
@@ -459,5 +496,6 @@ def load_results(
         main_size=_main_sizes(scores),
         spec=spec,
         not_swept=not_swept,
+        floors=_floors(records.values(), tasks),
         left_out=left_out,
     )
