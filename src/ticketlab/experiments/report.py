@@ -25,7 +25,9 @@ from pathlib import Path
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_write_csv, atomic_write_text
 from . import plots
+from .plan import expand
 from .results import AVG, Cell, SweepResults, load_results, method_label, stats
+from .spec import load_spec, spec_json
 from .store import owner_gone
 
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running run counts as interrupted
@@ -420,10 +422,6 @@ def write_report(
     or `all_runs`); returns where it is and the main table."""
     plan = None
     if spec is not None:
-        from .plan import expand
-        from .runner import spec_json
-        from .spec import load_spec
-
         loaded = load_spec(spec)
         plan = ([r.id for r in expand(loaded)], spec_json(loaded))
     res = load_results(sweep_dir, all_runs=all_runs, plan=plan)

@@ -44,7 +44,7 @@ from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob
 from .plan import Run, expand, input_keys, pct
-from .spec import SweepSpec
+from .spec import SweepSpec, spec_json
 from .store import HOST, Store
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
@@ -172,7 +172,7 @@ class Runner:
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after)
         self.runs = expand(spec)
-        self._lost_hashes: dict[str, str | None] = {}  # searches re-run for lost masks: the old hash
+        self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
 
     # ------------------------------------------------------------------ planning
     def check_available(self, todo: list[Run]) -> None:
@@ -341,8 +341,6 @@ class Runner:
                 metrics = self.work(run, self.mask_dir_of(run))
                 provenance = self._provenance(run, metrics, started, time.perf_counter() - t0)
                 metrics = {k: v for k, v in metrics.items() if k != "history"}
-            if run.kind == "search":
-                self._check_refound(run, provenance)
             self.store.finish(run.id, metrics, provenance)
         except KeyboardInterrupt:
             self.store.release(run.id)
@@ -467,8 +465,6 @@ class Runner:
                 provenance["wall_s"] = value.get("wall_s")
                 metrics = {k: v for k, v in value["metrics"].items() if k != "history"}
                 self.store.finish(run.id, metrics, provenance)
-                if run.kind == "search":
-                    self._check_refound(run, provenance)
             except Exception as e:  # e.g. the mask it reports is not there
                 value = {"error": _error_text(e)}
             else:
@@ -493,6 +489,7 @@ class Runner:
             prov["intermediate_hashes"] = {
                 str(i["step"]): mask_hash(self.dir / i["mask_dir"]) for i in metrics["intermediate"]
             }
+            self._check_refound(run, prov)
         elif run.config["mask"] is not None:
             prov["mask_dir"] = str(self.mask_dir_of(run).relative_to(self.dir))
             prov["mask_hash"] = mask_hash(self.mask_dir_of(run))
@@ -632,12 +629,6 @@ def _summary(run: Run, m: dict[str, Any]) -> str:
         s = m.get("achieved_sparsity")
         return f" (sparsity {pct(s)}%, {m['steps']} steps)" if s is not None else ""
     return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.endswith(("_loss", "_acc"))) + ")"
-
-
-def spec_json(spec: SweepSpec) -> dict[str, Any]:
-    d = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "registry"}
-    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
-    return json.loads(json.dumps(d, default=as_json))
 
 
 def run_sweep(

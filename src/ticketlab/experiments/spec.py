@@ -29,7 +29,9 @@ sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming t
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -513,3 +515,10 @@ def spec_from_dict(
         source=source,
         registry=registry,
     )
+
+
+def spec_json(spec: SweepSpec) -> dict[str, Any]:
+    """The spec as JSON (the store's `spec` meta, spec.json): every field but the method registry."""
+    d = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "registry"}
+    as_json = lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o)  # noqa: E731
+    return json.loads(json.dumps(d, default=as_json))
