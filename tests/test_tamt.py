@@ -501,17 +501,21 @@ def _score_grads(fused: bool, objective: str, tok) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("objective", ["mlm", "kd", "mlm+kd"])
-@pytest.mark.parametrize("chunk", [None, 7], ids=["whole", "chunked"])
-def test_fused_layers_give_the_generic_paths_gradients(tok, objective, chunk, monkeypatch):
-    if chunk:  # every tiny matrix takes the chunked W ⊙ M path of large CPU matrices
-        monkeypatch.setattr(Scratch, "CHUNK", chunk)
+@pytest.mark.parametrize("path", ["whole", "chunked", "row-blocks"])
+def test_fused_layers_give_the_generic_paths_gradients(tok, objective, path, monkeypatch):
+    if path == "chunked":  # every tiny matrix takes the chunked W ⊙ M path of large CPU matrices
+        monkeypatch.setattr(Scratch, "CHUNK", 7)
+    if path == "row-blocks":  # every matrix is multiplied in blocks of 3 rows (the last one shorter)
+        monkeypatch.setattr(Scratch, "BLOCK", 3 * tiny_bert_config().hidden_size + 5)
     fused, generic = _score_grads(True, objective, tok), _score_grads(False, objective, tok)
     assert fused.keys() == generic.keys() and "embeddings.word_embeddings.weight" in fused
     for k, g in generic.items():
         if g is None:  # the KD objective does not reach the MLM head
             assert fused[k] is None, k
             continue
-        torch.testing.assert_close(fused[k], g, rtol=1e-5, atol=1e-8, msg=k)
+        # the input gradient summed over ~20 row blocks rounds in another order than one matmul
+        tol = dict(rtol=1e-4, atol=1e-7) if path == "row-blocks" else dict(rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(fused[k], g, **tol, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def _saved_masked_copies(model, masks, tok) -> int:

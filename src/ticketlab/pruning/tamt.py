@@ -57,26 +57,33 @@ log = logging.getLogger(__name__)
 
 
 class Scratch:
-    """One buffer per (device, dtype), grown to the largest W ⊙ M asked for. The fused layers need
-    W ⊙ M for one matmul at a time, in the forward and again in the backward, and never keep it: a
-    reused buffer spares a large allocation (and its page faults) per layer and pass."""
+    """One byte buffer per device, grown to the largest use, for what a step needs one at a time and
+    never keeps: W ⊙ M for one matmul (in the forward and again in the backward) and the flags of a
+    re-threshold. Reuse spares a large allocation (and its page faults) per layer and pass. A matrix
+    of more than BLOCK weights (the tied MLM decoder: BERT-base's 23M word embeddings) is multiplied
+    in blocks of rows (`row_blocks`), so the buffer holds W ⊙ M for at most BLOCK weights."""
 
     # On CPU, float * mask first casts the mask to a float temporary, slowly from bool and faster
     # from uint8 (the same bytes, viewed); for a large matrix the temporary is fresh memory each
     # time (94 MB for BERT-base's word embeddings). uint8 in chunks of 256K keeps it in cache and
     # runs at the speed of a float * float product (word embeddings 49 -> 15 ms, FFN 2.8 -> 1.8 ms).
     CHUNK = 1 << 18
+    BLOCK = 1 << 22  # 16 MB of fp32 W ⊙ M, not 94 MB, at BERT-base
 
     def __init__(self) -> None:
-        self._bufs: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+        self._bufs: dict[torch.device, Tensor] = {}
+
+    def _bytes(self, n: int, device: torch.device) -> Tensor:
+        buf = self._bufs.get(device)
+        if buf is None or buf.numel() < n:
+            buf = self._bufs[device] = torch.empty(-(-n // 8) * 8, dtype=torch.uint8, device=device)
+        return buf
 
     def masked(self, weight: Tensor, mask: Tensor) -> Tensor:
-        """W ⊙ M in the buffer: valid until the next call."""
-        key, n = (weight.device, weight.dtype), weight.numel()
-        buf = self._bufs.get(key)
-        if buf is None or buf.numel() < n:
-            buf = self._bufs[key] = torch.empty(n, dtype=weight.dtype, device=weight.device)
-        out, mask = buf[:n], mask.view(torch.uint8)
+        """W ⊙ M in the buffer: valid until the next call of either method."""
+        n = weight.numel()
+        out = self._bytes(n * weight.element_size(), weight.device).view(weight.dtype)[:n]
+        mask = mask.view(torch.uint8)
         if weight.device.type != "cpu" or n <= 4 * self.CHUNK:
             return torch.mul(weight, mask, out=out.view(weight.shape))
         w, m, c = weight.reshape(-1), mask.reshape(-1), self.CHUNK
@@ -85,14 +92,15 @@ class Scratch:
         return out.view(weight.shape)
 
     def flags(self, n: int, device: torch.device) -> Tensor:
-        """n bools over the bytes of a W ⊙ M buffer on `device`: the buffers are idle outside the
-        forward and backward, so the re-threshold's comparisons need no memory (nor page faults)
-        of their own. Valid until the next call of either method."""
-        for (dev, _), buf in self._bufs.items():
-            if dev == device and buf.numel() * buf.element_size() >= n:
-                return buf.view(torch.uint8)[:n].view(torch.bool)
-        buf = self._bufs[(device, torch.uint8)] = torch.empty(n, dtype=torch.uint8, device=device)
-        return buf.view(torch.bool)
+        """n bools in the buffer (the re-threshold's comparisons run between steps, when the buffer
+        is idle). Valid until the next call of either method."""
+        return self._bytes(n, device)[:n].view(torch.bool)
+
+
+def row_blocks(weight: Tensor) -> list[slice]:
+    """Slices of rows of `weight` ([out, in]) with at most Scratch.BLOCK weights each (one if it fits)."""
+    rows = max(1, Scratch.BLOCK // max(1, weight[0].numel()))
+    return [slice(i, i + rows) for i in range(0, weight.shape[0], rows)]
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -115,7 +123,8 @@ class _MaskedLinear(torch.autograd.Function):
 
     It saves x, W and M (references, no copies) and recomputes W ⊙ M (into the model's `Scratch`)
     in the backward, so nothing per weight outlives the layer: a plain linear saves its weight too,
-    and W ⊙ M would be a copy.
+    and W ⊙ M would be a copy. A large matrix goes through in blocks of rows (`row_blocks`), each
+    block's W ⊙ M made, used and overwritten by the next.
     ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
     """
 
@@ -123,18 +132,38 @@ class _MaskedLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None, scratch):
         ctx.save_for_backward(x, weight, mask)
         ctx.scratch = scratch
-        return F.linear(x, scratch.masked(weight, mask), bias)  # [..., out]
+        blocks = row_blocks(weight)
+        if len(blocks) == 1:
+            return F.linear(x, scratch.masked(weight, mask), bias)  # [..., out]
+        y = None  # [..., out], filled block by block (in the dtype autocast gives the first)
+        for r in blocks:
+            part = F.linear(x, scratch.masked(weight[r], mask[r]), None if bias is None else bias[r])
+            if y is None:
+                y = part.new_empty(*part.shape[:-1], weight.shape[0])
+            y[..., r] = part
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., out]
         x, weight, mask = ctx.saved_tensors
         grad_x = grad_s = grad_b = None
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
-        if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
-            grad_x = (flat @ ctx.scratch.masked(weight, mask).to(grad.dtype)).view(*grad.shape[:-1], -1)
+        xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
         if ctx.needs_input_grad[3]:
-            grad_wm = flat.T @ x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [out, in] = ∂L/∂(W⊙M)
-            grad_s = grad_wm.to(torch.float32).mul_(weight)
+            grad_s = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)  # [out, in]
+        for r in row_blocks(weight):
+            g = flat[:, r]  # [n, rows]
+            if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
+                part = g @ ctx.scratch.masked(weight[r], mask[r]).to(grad.dtype)  # [n, in]
+                grad_x = part.float() if grad_x is None else grad_x.add_(part)  # sum in fp32
+            if grad_s is not None:  # ∂L/∂(W⊙M) for these rows, then ⊙ W in place
+                if grad.dtype == torch.float32:
+                    torch.mm(g.T, xs, out=grad_s[r])
+                else:
+                    grad_s[r] = g.T @ xs
+                grad_s[r].mul_(weight[r])
+        if grad_x is not None:
+            grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], -1)
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
         return grad_x, None, None, grad_s, grad_b, None
