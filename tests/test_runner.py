@@ -23,7 +23,7 @@ import yaml
 import sweep_fakes as fakes
 from ticketlab.experiments import Store, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
-from ticketlab.experiments.runner import mask_hash
+from ticketlab.experiments.runner import Runner, mask_hash
 from ticketlab.masking import load_mask
 
 TESTS = Path(__file__).resolve().parent
@@ -153,9 +153,17 @@ def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed
         assert result.ok
         return result.ran, log
 
+    def plan() -> str:  # what `sweep --dry-run` prints
+        runner = Runner(spec, sweep_dir, log=lambda line: None)
+        try:
+            return runner.describe()
+        finally:
+            runner.store.close()
+
     # Masks saved along the search that no pending run needs: nothing runs again.
     for step_dir in (sweep_dir / "masks").glob(f"{tamt.dirname}.step*"):
         shutil.rmtree(step_dir)
+    assert "will run again" not in plan()
     ran, log = resume()
     assert set(ran) == {uses_final.id, uses_imp.id} and not any("gone" in line for line in log)
     # The final mask: the search runs again (its stale result file must not stand in for it), finds
@@ -163,6 +171,7 @@ def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed
     shutil.rmtree(sweep_dir / "masks" / tamt.dirname)
     with Store(sweep_dir) as st:
         st.db.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (uses_final.id,))
+    assert "1 done search(es) will run again" in plan()
     ran, log = resume()
     assert set(ran) == {tamt.id, uses_final.id}
     assert any(f"masks of {tamt.name} are gone" in line for line in log)

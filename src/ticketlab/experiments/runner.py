@@ -45,7 +45,7 @@ from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob
 from .plan import Run, expand, input_keys, pct
 from .spec import SweepSpec, spec_json
-from .store import HOST, Store
+from .store import HOST, RunRecord, Store
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
 Log = Callable[[str], None]
@@ -208,6 +208,11 @@ class Runner:
                     f"{have.count(s)} {s}" for s in ("done", "running", "pending", "failed") if s in have
                 )
                 lines.append(f"  {kind:<14} {len(have):>5} runs  {counts}")
+        if lost := self._lost_masks():
+            lines.append(
+                f"  {len(lost)} done search(es) will run again: runs to do need their masks, "
+                "whose files are gone"
+            )
         for method in self.spec.methods:  # a per-task method's searches are not one per sparsity x seed
             sources = self.spec.sources(method)
             if sources:
@@ -292,28 +297,36 @@ class Runner:
             )
         self.store.set_meta("inputs", keys)
 
-    def _reopen_lost_masks(self) -> None:
-        """A done search whose mask files are gone runs again when a run still to do needs one of
-        them: a sweep carried to another machine by its results.sqlite alone (masks are large)
-        resumes."""
+    def _lost_masks(self) -> dict[str, RunRecord]:
+        """The done searches (id -> their store record) whose mask files are gone while a run still
+        to do needs one of them: a sweep carried to another machine by its results.sqlite alone
+        (masks are large)."""
         statuses = self.store.statuses()
         needed: dict[str, set[int | None]] = {}  # search id -> the steps of its masks still needed
         for r in self.runs:
-            if statuses[r.id] != "done" and r.kind != "search" and r.config.get("mask") is not None:
+            if statuses.get(r.id) != "done" and r.kind != "search" and r.config.get("mask") is not None:
                 needed.setdefault(r.config["mask"]["search"], set()).add(r.config["mask"]["step"])
+        lost = {}
         for run in self.runs:
-            if run.id not in needed or statuses[run.id] != "done":
+            if run.id not in needed or statuses.get(run.id) != "done":
                 continue
             rec = self.store.get(run.id)
             dirs = {
                 None: rec.metrics["mask_dir"],
                 **{i["step"]: i["mask_dir"] for i in rec.metrics["intermediate"]},
             }
-            if all(
+            if not all(
                 step in dirs and (self.dir / dirs[step] / "masks.safetensors").is_file()
                 for step in needed[run.id]
             ):
-                continue
+                lost[run.id] = rec
+        return lost
+
+    def _reopen_lost_masks(self) -> None:
+        """Run again each done search whose masks are gone and still needed (`_lost_masks`)."""
+        by_id = {r.id: r for r in self.runs}
+        for run_id, rec in self._lost_masks().items():
+            run = by_id[run_id]
             (self.dir / "runs" / run.dirname / RESULT).unlink(missing_ok=True)  # or Work returns it
             if self.store.reopen(run.id, finished=rec.finished):  # not if another sweep just re-ran it
                 self.log(f"note: masks of {run.name} are gone: it runs again for the runs that need them")
