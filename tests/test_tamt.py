@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from torch import nn
 from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
@@ -15,6 +16,7 @@ from ticketlab.cli import main
 from ticketlab.errors import ConfigError
 from ticketlab.masking import (
     BinaryMask,
+    Mask,
     apply_mask,
     current_mask,
     load_mask,
@@ -516,6 +518,35 @@ def test_fused_layers_give_the_generic_paths_gradients(tok, objective, path, mon
         # the input gradient summed over ~20 row blocks rounds in another order than one matmul
         tol = dict(rtol=1e-4, atol=1e-7) if path == "row-blocks" else dict(rtol=1e-5, atol=1e-8)
         torch.testing.assert_close(fused[k], g, **tol, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_linear_in_row_blocks_computes_what_it_computes_whole(dtype, monkeypatch):
+    """The tied decoder's path (rows in blocks) under autocast too: same output dtype and values,
+    same input and score gradients, as one block."""
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(16, 50)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(50, 16, generator=g))
+    lin_model = nn.Sequential(lin)
+    masks = attach_scores(lin_model, Mask({"0.weight": torch.rand(50, 16, generator=g) > 0.5}))
+    x = torch.randn(2, 7, 16, generator=g)
+
+    def run(block: int):
+        monkeypatch.setattr(Scratch, "BLOCK", block)
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            y = lin_model(xi)
+        (y.float() ** 2).sum().backward()
+        grad_s = masks["0.weight"].scores.grad
+        masks["0.weight"].scores.grad = None
+        return y, xi.grad, grad_s
+
+    whole, blocks = run(1 << 22), run(7 * 16)  # 8 blocks, the last of 1 row
+    assert blocks[0].dtype == whole[0].dtype == (torch.float32 if dtype == torch.float32 else dtype)
+    for b, w in zip(blocks, whole, strict=True):  # bf16: a few units in the last place of the largest
+        scale = 1e-4 if dtype == torch.float32 else 2e-2
+        torch.testing.assert_close(b.float(), w.float(), rtol=scale, atol=scale * float(w.detach().abs().max()))
 
 
 def _saved_masked_copies(model, masks, tok) -> int:

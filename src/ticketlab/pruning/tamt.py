@@ -148,14 +148,18 @@ class _MaskedLinear(torch.autograd.Function):
         x, weight, mask = ctx.saved_tensors
         grad_x = grad_s = grad_b = None
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
-        xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
         if ctx.needs_input_grad[3]:
+            xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
             grad_s = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)  # [out, in]
-        for r in row_blocks(weight):
+        blocks = row_blocks(weight)
+        for r in blocks:
             g = flat[:, r]  # [n, rows]
             if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
                 part = g @ ctx.scratch.masked(weight[r], mask[r]).to(grad.dtype)  # [n, in]
-                grad_x = part.float() if grad_x is None else grad_x.add_(part)  # sum in fp32
+                if grad_x is None:  # several blocks are summed in fp32
+                    grad_x = part.float() if len(blocks) > 1 else part
+                else:
+                    grad_x.add_(part)
             if grad_s is not None:  # ∂L/∂(W⊙M) for these rows, then ⊙ W in place
                 if grad.dtype == torch.float32:
                     torch.mm(g.T, xs, out=grad_s[r])
