@@ -546,7 +546,8 @@ def test_a_linear_in_row_blocks_computes_what_it_computes_whole(dtype, monkeypat
     assert blocks[0].dtype == whole[0].dtype == (torch.float32 if dtype == torch.float32 else dtype)
     for b, w in zip(blocks, whole, strict=True):  # bf16: a few units in the last place of the largest
         scale = 1e-4 if dtype == torch.float32 else 2e-2
-        torch.testing.assert_close(b.float(), w.float(), rtol=scale, atol=scale * float(w.detach().abs().max()))
+        atol = scale * float(w.detach().abs().max())
+        torch.testing.assert_close(b.float(), w.float(), rtol=scale, atol=atol)
 
 
 def _saved_masked_copies(model, masks, tok) -> int:
