@@ -9,9 +9,11 @@ clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Den
 train on MLM (masked positions only, the same loss code). TAMT-MLM trains the scores and the MLM
 head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head).
 `tamt-mlm-ib` is TAMT-MLM with the optimizer stepped inside the backward (`--optimizer-in-backward`:
-no clipping, less memory). The peer rows are TAMT as its reference implementation does it
-(`peer_tamt.py`: clone-and-index binariser, MLM head over every position, threshold by a full
-kthvalue every step, or every 1000 steps as the reference does, so not inside the timed window).
+no clipping, less memory); `-bf16` rows keep the scores, their gradients and moments in bf16
+(`--score-dtype bfloat16`: stochastic rounding, 6 bytes less per target weight). The peer rows
+are TAMT as its reference implementation does it (`peer_tamt.py`: clone-and-index binariser, MLM
+head over every position, threshold by a full kthvalue every step, or every 1000 steps as the
+reference does, so not inside the timed window).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
@@ -39,6 +41,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.objectives import MLMCollator, pretraining_loss
+from ticketlab.optim import AdamW
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.training import step_in_backward
 
@@ -48,7 +51,16 @@ import peer_tamt  # noqa: E402  (the benchmark's own peer, beside this file)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MINI = SHARED / "models" / "bert-mini-ref"
 WIKI = SHARED / "data" / "wikitext-2" / "valid.txt"
-METHODS = ("dense", "tamt-mlm", "tamt-kd", "tamt-mlm-ib", "peer-mlm", "peer-mlm-1000")
+METHODS = (
+    "dense",
+    "tamt-mlm",
+    "tamt-kd",
+    "tamt-mlm-ib",
+    "tamt-mlm-bf16",
+    "tamt-mlm-ib-bf16",
+    "peer-mlm",
+    "peer-mlm-1000",
+)
 
 
 def build_model(name: str):
@@ -80,7 +92,7 @@ class Runner:
     def __init__(self, model, params, loss_fn, lr: float, after=None, *, in_backward: bool = False):
         self.model, self.loss_fn, self.after, self.in_backward = model, loss_fn, after, in_backward
         self.params = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
-        self.opt = torch.optim.AdamW(params, lr=lr)
+        self.opt = AdamW(params, lr=lr)  # torch's, and stochastic rounding for bf16 scores
         if in_backward:
             step_in_backward(self.opt)
         self.rethreshold_s: list[float] = []
@@ -112,14 +124,13 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
         every = 1000 if method.endswith("-1000") else 1
         after = lambda step: step % every == 0 and peer_tamt.rethreshold(masks, 0.7)  # noqa: E731
         return Runner(model, groups, peer_tamt.peer_loss("mlm"), lr or 5e-5, after)
-    config = TamtConfig(0.7, objective=method.removeprefix("tamt-").removesuffix("-ib"))
+    _, objective, *flags = method.split("-")  # tamt-OBJECTIVE[-ib][-bf16]
+    config = TamtConfig(0.7, objective=objective, score_dtype="bfloat16" if "bf16" in flags else "float32")
     masks, groups = prepare_tamt(model, config)
     thresholders = make_thresholders(masks, 0.7)
     after = lambda step: rethreshold(thresholders)  # noqa: E731
     lr = lr or config.default_lr
-    return Runner(
-        model, groups, pretraining_loss(config.objective), lr, after, in_backward=method.endswith("-ib")
-    )
+    return Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
 
 
 def sync(device: torch.device) -> None:

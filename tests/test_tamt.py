@@ -24,6 +24,7 @@ from ticketlab.masking import (
     remove_mask,
 )
 from ticketlab.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
+from ticketlab.optim import AdamW
 from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
 from ticketlab.pruning.tamt import (
@@ -425,10 +426,11 @@ def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     assert main(["evaluate-pretrain", "--mask", str(out), "--max-length", "4", *common[:2]]) == 2
 
 
-def test_mask_training_lowers_the_mlm_loss_of_a_fixed_batch(tok):
-    model, masks, groups = tamt_model(0.5, objective="mlm", train_head=False)
+@pytest.mark.parametrize("score_dtype", ["float32", "bfloat16"])
+def test_mask_training_lowers_the_mlm_loss_of_a_fixed_batch(tok, score_dtype):
+    model, masks, groups = tamt_model(0.5, objective="mlm", train_head=False, score_dtype=score_dtype)
     thresholders = make_thresholders(masks, 0.5)
-    opt = torch.optim.AdamW(groups, lr=2e-3)  # the scores only: any gain comes from the mask
+    opt = AdamW(groups, lr=2e-3)  # the scores only: any gain comes from the mask
     batch = batch_of(tok, n=8, seed=11)
     model.eval()  # no dropout: the loss is a function of the mask alone
     first = float(mlm_loss(model, batch)[0].detach())
@@ -490,10 +492,10 @@ def test_tied_embedding_scores_get_both_gradients(tok):
 # --------------------------------------------------------------------------- fused masked layers
 
 
-def _score_grads(fused: bool, objective: str, tok) -> dict[str, torch.Tensor]:
+def _score_grads(fused: bool, objective: str, tok, dtype=torch.float32) -> dict[str, torch.Tensor]:
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     config = TamtConfig(0.6, objective=objective)
-    masks = attach_scores(model, initial_mask(model, config), fused=fused)
+    masks = attach_scores(model, initial_mask(model, config), fused=fused, dtype=dtype)
     head = head_parameters(model)
     for p in head.values():
         p.requires_grad_(True)
@@ -518,6 +520,51 @@ def test_fused_layers_give_the_generic_paths_gradients(tok, objective, path, mon
         # the input gradient summed over ~20 row blocks rounds in another order than one matmul
         tol = dict(rtol=1e-4, atol=1e-7) if path == "row-blocks" else dict(rtol=1e-5, atol=1e-8)
         torch.testing.assert_close(fused[k], g, **tol, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("path", ["whole", "row-blocks"])
+def test_bf16_scores_get_the_float32_gradients_rounded(tok, path, monkeypatch):
+    """`score_dtype="bfloat16"`: ∂L/∂S is computed in fp32 and stored in bf16, on every path."""
+    if path == "row-blocks":
+        monkeypatch.setattr(Scratch, "BLOCK", 3 * tiny_bert_config().hidden_size + 5)
+    ref = _score_grads(True, "mlm+kd", tok)
+    for fused in (True, False):
+        grads = _score_grads(fused, "mlm+kd", tok, torch.bfloat16)
+        for k, g in ref.items():
+            if k.startswith("cls."):  # the head's own parameters stay fp32
+                continue
+            assert grads[k].dtype == torch.bfloat16, k
+            # bf16 rounding: 2^-9 relative, and the tied embedding sums two rounded contributions
+            scale = float(g.abs().max())
+            torch.testing.assert_close(grads[k].float(), g, rtol=8e-3, atol=5e-3 * scale, msg=k)
+            rel = (grads[k].float() - g).abs() / g.abs()
+            assert float(rel[g != 0].median()) < 2.0**-8, k  # typically half that: rounding, no more
+
+
+def test_bf16_scores_rethreshold_exactly_at_a_bf16_threshold():
+    """A threshold is compared in the scores' dtype: a float32 midpoint between two neighbouring bf16
+    scores would round onto one of them, and every later step would have to re-rank."""
+    lo, hi = 0.01953125, 0.0196533203125  # neighbours in bf16
+    p = ScoreMask(
+        torch.tensor([0.03, 0.02, 0.0, 0.0]), torch.tensor([True, True, False, False]), torch.bfloat16
+    )
+    th = Thresholder([p], 2)
+    th()
+    with torch.no_grad():  # the second kept score falls to lo, a pruned one rises to hi, just above it
+        p.scores.copy_(torch.tensor([0.03, lo, hi, 0.0]))
+    th()
+    assert p.mask.tolist() == [True, False, True, False] and th.threshold == hi
+    assert int(torch.ge(p.scores, th.threshold).sum()) == 2  # the next step's count is right as is
+    n = 300 * 200  # and with many bf16 ties, the same masks as a fresh selection
+    keep = torch.rand(300, 200, generator=torch.Generator().manual_seed(0)) < 0.3
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep, torch.bfloat16)
+    th = Thresholder([p], n // 3)
+    for step in range(6):
+        _drift(p, step, 3e-4, frozen_rows=0.3)
+        prev = p.mask.clone()
+        th()
+        ref, _ = select_top([p.scores.detach().reshape(-1)], n // 3, [prev.reshape(-1)])
+        assert torch.equal(p.mask.reshape(-1), ref[0]), step
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -619,6 +666,18 @@ def test_search_with_optimizer_in_backward(tiny_run, tmp_path, capsys):
     )
     assert main(search_args(tiny_run, tmp_path / "ddp", *flags, "--grad-accum", "2")) == 2
     assert "grad_accum 1" in capsys.readouterr().err
+
+
+def test_search_with_bf16_scores_stepped_in_the_backward(tiny_run, tmp_path):
+    """The least-memory configuration: bf16 scores, optimizer inside the backward."""
+    out = tmp_path / "tamt"
+    flags = ("--sparsity", "0.6", "--steps", "4", "--lr", "2e-2", "--no-eval", "--optimizer-in-backward")
+    assert main(search_args(tiny_run, out, *flags, "--score-dtype", "bfloat16")) == 0
+    mask, config = load_mask(out)
+    assert config.search["score_dtype"] == "bfloat16" and mask.sparsity == pytest.approx(0.6, abs=1e-3)
+    assert json.loads((out / "run" / "settings.json").read_text())["score_dtype"] == "bfloat16"
+    omp = omp_mask(make_model(BertForMaskedLM, tiny_bert_config(), seed=0), 0.6)
+    assert mask != omp  # the scores moved
 
 
 def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():

@@ -225,6 +225,7 @@ class SearchConfig:
             "data_dir": None if tamt else self.data_dir,
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
+            **({"score_dtype": m.score_dtype} if tamt and m.score_dtype != "float32" else {}),
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:

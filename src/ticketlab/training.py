@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError, TicketlabError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, exclusive, make_dir, remove_stale
+from .optim import AdamW
 from .validation import check_fields
 
 Batch = dict[str, Tensor]
@@ -333,7 +334,7 @@ def _train(
     eval_fn, after_step, extra_state = hooks
     seed_everything(config.seed)
     raw_model = model
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay)  # bf16: stochastic rounding
     scheduler = make_scheduler(optimizer, config)
     model, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
     if config.optimizer_in_backward:

@@ -128,7 +128,7 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
     "targets".split()
 )
-TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head"}
+TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
 IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate"}  # not rewind_to: its masks apply to other weights
 
 
@@ -163,7 +163,7 @@ def search_config(job: SearchJob, objective: str | None = None):
     own = lambda *names: {k: settings.pop(k) for k in names if k in settings}  # noqa: E731
     seed = job.seed or 0
     if objective is not None:
-        kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head")
+        kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head", "score_dtype")
         kw["train_head"] = not kw.pop("freeze_head", False)
         method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
     else:

@@ -19,6 +19,10 @@ The selection is exact and avoids sorting all scores every step (`Thresholder`):
 previous threshold, counts the scores above it, and ranks only the few scores near it that must
 enter or leave. From scratch (first step, after a resume), the k-th largest score is bracketed from
 a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
+
+Scores are float32 by default. `TamtConfig.score_dtype = "bfloat16"` halves them, their gradients
+and their Adam moments (the optimizer rounds bf16 parameters stochastically, `training.AdamW`), so
+that mask training holds less than dense training: a flag, since it changes the search's arithmetic.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from .ranking import Ranking, check_sparsity
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 
 Init = Literal["omp", "random"]
+ScoreDtype = Literal["float32", "bfloat16"]
+SCORE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 log = logging.getLogger(__name__)
 
 
@@ -110,12 +116,13 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: Tensor, scores: Tensor, mask: Tensor) -> Tensor:
         ctx.save_for_backward(weight)
+        ctx.score_dtype = scores.dtype
         return weight * mask  # a fresh tensor: the caller keeps it
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (weight,) = ctx.saved_tensors
-        return None, (grad * weight).to(torch.float32), None
+        return None, (grad * weight).to(ctx.score_dtype), None
 
 
 class _MaskedLinear(torch.autograd.Function):
@@ -131,7 +138,7 @@ class _MaskedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None, scratch):
         ctx.save_for_backward(x, weight, mask)
-        ctx.scratch = scratch
+        ctx.scratch, ctx.score_dtype = scratch, scores.dtype
         blocks = row_blocks(weight)
         if len(blocks) == 1:
             return F.linear(x, scratch.masked(weight, mask), bias)  # [..., out]
@@ -150,7 +157,7 @@ class _MaskedLinear(torch.autograd.Function):
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
         if ctx.needs_input_grad[3]:
             xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
-            grad_s = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)  # [out, in]
+            grad_s = torch.empty(weight.shape, dtype=ctx.score_dtype, device=weight.device)  # [out, in]
         blocks = row_blocks(weight)
         for r in blocks:
             g = flat[:, r]  # [n, rows]
@@ -160,12 +167,11 @@ class _MaskedLinear(torch.autograd.Function):
                     grad_x = part.float() if len(blocks) > 1 else part
                 else:
                     grad_x.add_(part)
-            if grad_s is not None:  # ∂L/∂(W⊙M) for these rows, then ⊙ W in place
-                if grad.dtype == torch.float32:
-                    torch.mm(g.T, xs, out=grad_s[r])
+            if grad_s is not None:  # ∂L/∂(W⊙M) for these rows, then ⊙ W (in fp32, then stored)
+                if grad.dtype == grad_s.dtype == torch.float32:
+                    torch.mm(g.T, xs, out=grad_s[r]).mul_(weight[r])
                 else:
-                    grad_s[r] = g.T @ xs
-                grad_s[r].mul_(weight[r])
+                    torch.mul(g.T @ xs, weight[r], out=grad_s[r])
         if grad_x is not None:
             grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], -1)
         if ctx.needs_input_grad[4]:
@@ -180,7 +186,7 @@ class _MaskedEmbedding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ids: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, padding_idx: int | None):
         ctx.save_for_backward(ids, weight)
-        ctx.padding_idx = padding_idx
+        ctx.padding_idx, ctx.score_dtype = padding_idx, scores.dtype
         return F.embedding(ids, weight) * mask[ids]  # [..., H]
 
     @staticmethod
@@ -192,7 +198,7 @@ class _MaskedEmbedding(torch.autograd.Function):
             grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
             if ctx.padding_idx is not None:
                 grad_wm[ctx.padding_idx] = 0
-            grad_s = grad_wm.mul_(weight)
+            grad_s = grad_wm.mul_(weight).to(ctx.score_dtype)
         return None, None, None, grad_s, None
 
 
@@ -226,14 +232,16 @@ class ScoreMask(MaskParametrization):
     Nothing per weight is kept besides S (and its gradient and moments) and the bool M: W ⊙ M is
     computed where it is used and dropped, in the forward and again in the backward (`_MaskedLinear`,
     `_MaskedEmbedding`), so mask training holds what dense training holds plus the scores and the
-    masks (4 + 1 bytes per target weight).
+    masks (4 + 1 bytes per target weight; 2 + 1 with bf16 scores).
     """
 
-    def __init__(self, scores: Tensor, mask: Tensor):
+    def __init__(self, scores: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32):
         super().__init__()
         if scores.shape != mask.shape:
             raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)} differ in shape")
-        self.scores = nn.Parameter(scores.detach().to(torch.float32).clone())
+        if dtype not in SCORE_DTYPES.values():
+            raise ConfigError(f"scores must be float32 or bfloat16, got {dtype}")
+        self.scores = nn.Parameter(scores.detach().to(dtype).clone())
         self.register_buffer("mask", mask.detach().bool().clone())
         self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
 
@@ -252,13 +260,19 @@ class ScoreMask(MaskParametrization):
 
 
 def attach_scores(
-    model: nn.Module, init: Mask, *, threshold: float = 0.01, alpha: float = 2.0, fused: bool = True
+    model: nn.Module,
+    init: Mask,
+    *,
+    threshold: float = 0.01,
+    alpha: float = 2.0,
+    fused: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, ScoreMask]:
     """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0 elsewhere.
 
     `fused` routes masked linear and embedding modules (tied ones included) through the fused
     functions; False leaves every module on the generic `module.weight` path (same values and
-    gradients, more memory: kept for tests and other module types)."""
+    gradients, more memory: kept for tests and other module types). `dtype` is the scores' own."""
     if threshold <= 0 or alpha < 1:
         raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")
     for p in model.parameters():
@@ -268,7 +282,7 @@ def attach_scores(
     for key, m in modules.items():
         keep = init[key].to(m.weight.device)
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
-        params[key] = ScoreMask(scores, keep)
+        params[key] = ScoreMask(scores, keep, dtype)
     attach(model, params)
     if fused:
         scratch = Scratch()
@@ -444,18 +458,19 @@ class Thresholder:
             highest_pruned = float(rest.max()) if rest.numel() else self._highest_pruned(xs, news)
         else:  # `chosen` left; the band's survivors are the lowest kept scores
             lowest_kept, highest_pruned = float(cand.vals[~chosen].min()), float(cand.vals[chosen].max())
-        self.threshold = _between(highest_pruned, lowest_kept)
+        self.threshold = _between(highest_pruned, lowest_kept, xs[0].dtype)
 
     @staticmethod
     def _highest_pruned(xs: list[Tensor], news: list[Tensor]) -> float:
         return max(float(x.masked_fill(m, -math.inf).max()) for x, m in zip(xs, news, strict=True))
 
 
-def _between(lo: float, hi: float) -> float:
-    """A float32 threshold t with lo < t <= hi: the midpoint of the gap between the highest pruned
-    and the lowest kept score, so that the next step's small score changes cross it rarely and the
-    cheap path (count the scores >= t, nothing to rank) is the common one. t = hi when lo == hi."""
-    mid = float(torch.tensor((lo + hi) / 2, dtype=torch.float32))
+def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
+    """A threshold t with lo < t <= hi: the midpoint of the gap between the highest pruned and the
+    lowest kept score, so that the next step's small score changes cross it rarely and the cheap path
+    (count the scores >= t, nothing to rank) is the common one. t = hi when lo == hi, or when the
+    midpoint is not a value of the scores' `dtype` (a comparison rounds t to that dtype first)."""
+    mid = float(torch.tensor((lo + hi) / 2, dtype=dtype))
     return mid if lo < mid <= hi else hi
 
 
@@ -497,6 +512,7 @@ class TamtConfig:
     head_lr: float | None = None  # the head's learning rate (default: the scores' lr, as in TAMT)
     seed: int = 0  # for random init
     targets: Targets = None
+    score_dtype: ScoreDtype = "float32"  # bfloat16: 6 bytes less per target weight, stochastic rounding
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
@@ -506,6 +522,10 @@ class TamtConfig:
             raise ConfigError(f"init must be 'omp' or 'random', got {self.init!r}")
         if self.ranking not in ("local", "global"):
             raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
+        if self.score_dtype not in SCORE_DTYPES:
+            raise ConfigError(
+                f"score_dtype must be one of {', '.join(SCORE_DTYPES)}, got {self.score_dtype!r}"
+            )
         if self.head_lr is not None and self.head_lr <= 0:
             raise ConfigError(f"head_lr must be > 0, got {self.head_lr}")
         if self.threshold <= 0 or self.alpha < 1:
@@ -538,7 +558,13 @@ def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreM
     head's own parameters (transform, LayerNorm, output bias; the decoder weight is the masked
     word-embedding matrix and stays frozen).
     """
-    masks = attach_scores(model, initial_mask(model, config), threshold=config.threshold, alpha=config.alpha)
+    masks = attach_scores(
+        model,
+        initial_mask(model, config),
+        threshold=config.threshold,
+        alpha=config.alpha,
+        dtype=SCORE_DTYPES[config.score_dtype],
+    )
     groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
     if config.trains_head:
         head = list(head_parameters(model).values())
@@ -616,6 +642,7 @@ def search_tamt(
             "train_head": config.trains_head,
             "head_lr": config.head_lr if config.trains_head else None,
             "mlm_head": HEAD_FILE if config.trains_head else None,
+            **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},
         extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,
