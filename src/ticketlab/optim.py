@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 CHUNK = 1 << 20
+NOISE_WIDTH = 1 << 16
 
 
 def round_stochastic_(out: Tensor, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -27,11 +28,25 @@ def round_stochastic_(out: Tensor, x: Tensor, generator: torch.Generator | None 
 
     A bf16 value is the top 16 bits of a float32: adding uniform noise to the low 16 bits and
     truncating them carries into the kept bits with probability (low bits) / 2^16. The bits are
-    those of the magnitude (sign-magnitude format), so this works alike for negative values."""
-    bits = x.view(torch.int32)
-    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, device=x.device, generator=generator)
-    rounded = bits.add(noise).bitwise_and_(-65536)  # -65536 = 0xFFFF0000: clear the low 16 bits
-    return out.copy_(rounded.view(torch.float32))  # exact: the value is a bf16 value already
+    those of the magnitude (sign-magnitude format), so this works alike for negative values.
+    One call draws noise for `NOISE_WIDTH` positions and reuses it for every row of that width:
+    each value still gets a fresh uniform draw at every call (unbiased), and values a multiple of
+    `NOISE_WIDTH` apart round together within a call. Drawing one per value costs 7 ms per million
+    on a CPU core, more than the Adam step itself."""
+    xs, outs = x.reshape(-1).view(torch.int32), out.view(-1)
+    n = xs.numel()
+    if n == 0:
+        return out
+    width = min(n, NOISE_WIDTH)
+    noise = torch.randint(0, 1 << 16, (width,), dtype=torch.int32, device=x.device, generator=generator)
+    full = n - n % width
+    parts = [(xs[:full].view(-1, width), outs[:full].view(-1, width), noise)]
+    if full < n:
+        parts.append((xs[full:], outs[full:], noise[: n - full]))
+    for bits, dst, nz in parts:
+        rounded = bits.add(nz).bitwise_and_(-65536)  # -65536 = 0xFFFF0000: clear the low 16 bits
+        dst.copy_(rounded.view(torch.float32))  # exact: the value is a bf16 value already
+    return out
 
 
 class AdamW(torch.optim.AdamW):

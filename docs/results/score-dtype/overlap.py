@@ -1,0 +1,12 @@
+"""How alike are the fp32-score and bf16-score masks: Jaccard of kept sets, and of the changes from OMP."""
+import sys
+import torch
+from ticketlab.masking import load_mask
+
+omp, a, b = (load_mask(p)[0] for p in sys.argv[1:4])
+def flat(m): return torch.cat([m[k].reshape(-1) for k in sorted(m)])
+o, x, y = flat(omp), flat(a), flat(b)
+jac = lambda u, v: float((u & v).sum() / (u | v).sum())
+cx, cy = x != o, y != o
+print(f"kept: J(fp32, bf16) {jac(x, y):.4f}  J(fp32, omp) {jac(x, o):.4f}  J(bf16, omp) {jac(y, o):.4f}")
+print(f"changed from OMP: fp32 {int(cx.sum())}, bf16 {int(cy.sum())}, both {int((cx & cy).sum())}, J {jac(cx, cy):.3f}")
