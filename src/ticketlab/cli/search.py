@@ -133,7 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=list(SCORE_DTYPES),
         default="float32",
         help="bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
-        "(6 bytes less per weight; with --optimizer-in-backward less memory than dense training)",
+        "(6 bytes less per target weight: less memory than dense training)",
     )
     i = sub.add_parser(
         "imp",

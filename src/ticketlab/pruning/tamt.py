@@ -21,7 +21,7 @@ enter or leave. From scratch (first step, after a resume), the k-th largest scor
 a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
 
 Scores are float32 by default. `TamtConfig.score_dtype = "bfloat16"` halves them, their gradients
-and their Adam moments (the optimizer rounds bf16 parameters stochastically, `training.AdamW`), so
+and their Adam moments (the optimizer rounds bf16 parameters stochastically, `optim.AdamW`), so
 that mask training holds less than dense training: a flag, since it changes the search's arithmetic.
 """
 
@@ -468,8 +468,9 @@ class Thresholder:
 def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
     """A threshold t with lo < t <= hi: the midpoint of the gap between the highest pruned and the
     lowest kept score, so that the next step's small score changes cross it rarely and the cheap path
-    (count the scores >= t, nothing to rank) is the common one. t = hi when lo == hi, or when the
-    midpoint is not a value of the scores' `dtype` (a comparison rounds t to that dtype first)."""
+    (count the scores >= t, nothing to rank) is the common one. The midpoint is rounded to the
+    scores' `dtype`, as a comparison with them would round it; t = hi when no value of that dtype
+    lies strictly between lo and hi."""
     mid = float(torch.tensor((lo + hi) / 2, dtype=dtype))
     return mid if lo < mid <= hi else hi
 
