@@ -312,8 +312,11 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
-def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("score_dtype", ["float32", "bfloat16"])  # bf16: the rounding's RNG resumes too
+def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch, score_dtype):
     common = (
+        "--score-dtype",
+        score_dtype,
         "--objective",
         "mlm+kd",
         "--sparsity",
