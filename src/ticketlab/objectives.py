@@ -186,8 +186,9 @@ class LossSums:
 def mlm_sums(model: nn.Module, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(sum of CE, correct, count) of the MLM head on the masked positions of `hidden` [B, T, H]."""
     chosen = labels != IGNORE_INDEX  # [B, T]
-    logits = mlm_head(model)(hidden[chosen])  # [n, V]
-    target = labels[chosen]  # [n]
+    where = chosen.view(-1).nonzero().squeeze(1)  # [n]: the one host read (n sets the head's shape)
+    logits = mlm_head(model)(hidden.reshape(-1, hidden.shape[-1])[where])  # [n, V]
+    target = labels.view(-1)[where]  # [n]
     loss_sum = F.cross_entropy(logits.float(), target, reduction="sum")
     correct = (logits.detach().argmax(-1) == target).sum()
     return loss_sum, correct, chosen.sum()
@@ -203,7 +204,7 @@ def kd_sums(
     total = student[0].new_zeros((), dtype=torch.float32)
     for s, t in zip(student, teacher, strict=True):
         cos = F.cosine_similarity(s.float(), t.float(), dim=-1)  # [B, T]
-        total = total + (1.0 - cos)[valid].sum()
+        total = total + (1.0 - cos).masked_fill(~valid, 0.0).sum()  # no host read, unlike [valid]
     return total, valid.sum() * len(student)
 
 
