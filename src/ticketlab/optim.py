@@ -8,7 +8,9 @@ stochastically, up with probability equal to the remainder's share of an ulp, ma
 count in expectation (Gupta et al. 2015; Zamirai et al. 2020, "Revisiting BFloat16 Training").
 
 float32 parameters take `torch.optim.AdamW`'s own step, unchanged. bf16 parameters are updated in
-chunks (the float32 copies of parameter, gradient and moments never exceed `CHUNK` entries), and
+chunks (the float32 copies of parameter, gradient and moments never exceed `CHUNK` entries: on a
+CPU they stay in cache; a GPU has no such cache to fit but pays ~20 kernel launches per chunk, so
+its chunks are 16 times larger), and
 the moments are rounded stochastically too: with β2 = 0.999 the second moment changes by 0.1% a
 step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would freeze it. The state has torch's
 AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
@@ -20,6 +22,7 @@ import torch
 from torch import Tensor
 
 CHUNK = 1 << 20
+GPU_CHUNK = 1 << 24  # 256 MB of float32 temporaries at most
 NOISE_WIDTH = 1 << 16
 
 
@@ -86,8 +89,9 @@ class AdamW(torch.optim.AdamW):
         lr = float(lr)
         step_size, bc2_sqrt = lr / (1 - b1**t), (1 - b2**t) ** 0.5
         flat = [x.view(-1) for x in (p, p.grad, state["exp_avg"], state["exp_avg_sq"])]
-        for i in range(0, p.numel(), CHUNK):
-            p_c, g_c, m_c, v_c = (x[i : i + CHUNK] for x in flat)
+        chunk = CHUNK if p.device.type == "cpu" else GPU_CHUNK
+        for i in range(0, p.numel(), chunk):
+            p_c, g_c, m_c, v_c = (x[i : i + chunk] for x in flat)
             g = g_c.float()
             m = m_c.float().lerp_(g, 1 - b1)
             v = v_c.float().mul_(b2).addcmul_(g, g, value=1 - b2)
