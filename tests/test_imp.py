@@ -92,8 +92,8 @@ def test_imp_hits_every_scheduled_sparsity_and_rewinds_to_theta0(corpus, tmp_pat
     dense = {
         n.replace(".parametrizations.weight.original", ".weight"): p for n, p in model.bert.named_parameters()
     }
-    assert all(torch.equal(dense[k], v) for k, v in theta0.items())
-    assert not torch.equal(model.cls.predictions.transform.dense.weight, head0)
+    assert all(torch.equal(dense[k].cpu(), v.cpu()) for k, v in theta0.items())  # (train may use a GPU)
+    assert not torch.equal(model.cls.predictions.transform.dense.weight.cpu(), head0.cpu())
     # the mask applies to θ0: its hash is the base model's
     fresh = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     assert result.config.base_model_hash == weights_hash(fresh, list(result.mask))
@@ -124,7 +124,7 @@ def test_rewind_to_k_saves_theta_k_and_points_the_mask_at_it(corpus, tmp_path):
     for name, p in rewound.bert.named_parameters():
         key = name.replace(".weight", ".parametrizations.weight.original")
         mine = dict(model.bert.named_parameters()).get(key, dict(model.bert.named_parameters()).get(name))
-        assert torch.equal(mine, p), name
+        assert torch.equal(mine.cpu(), p), name
     with pytest.raises(ConfigError, match="after the second pruning"):
         search_imp(
             make_model(BertForMaskedLM, tiny_bert_config(), seed=0),
@@ -156,7 +156,7 @@ def test_task_objective_is_pluggable_and_rewinds_the_head(tmp_path):
         model, objective, ImpConfig(0.3, rewind_head=True), train_config(4), tmp_path / "t", base_model="tiny"
     )
     assert result.config.method == "imp-toy" and result.config.search["task"] == "toy"
-    assert torch.equal(model.classifier.weight, head0)  # the classifier was rewound to C0 as well
+    assert torch.equal(model.classifier.weight.cpu(), head0)  # the classifier was rewound to C0 as well
     assert abs(current_mask(model).sparsity - 0.3) < 1e-3
 
 

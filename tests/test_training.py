@@ -35,8 +35,9 @@ def loss_fn(model, batch):
 
 
 def accuracy(model) -> dict[str, float]:
+    device = next(model.parameters()).device  # train moves the model to a GPU if there is one
     with torch.no_grad():
-        logits = model(input_ids=torch.stack(DATA)).logits
+        logits = model(input_ids=torch.stack(DATA).to(device)).logits.cpu()
     return {"accuracy": float((logits.argmax(-1) == torch.tensor(LABELS)).float().mean())}
 
 

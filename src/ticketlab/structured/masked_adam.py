@@ -55,6 +55,8 @@ class MaskedAdamW(torch.optim.Optimizer):
             state["step"] = torch.zeros_like(p, dtype=torch.float32)  # per-entry step count
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
+        elif state["step"].device != p.device:  # a resumed state: torch's `load_state_dict` moves
+            state["step"] = state["step"].to(p.device)  # all but "step" (its own is a CPU scalar)
         g = p.grad
         m = torch.ones_like(p, dtype=torch.bool) if mask is True else mask.to(p.device)
         step = torch.where(m, state["step"] + 1, state["step"])
