@@ -29,12 +29,15 @@ backward.
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -98,9 +101,17 @@ class Runner:
             step_in_backward(self.opt)
         self.rethreshold_s: list[float] = []
         self.steps = 0
+        self.autocast = contextlib.nullcontext
+
+    def to(self, device: torch.device, autocast: str) -> Runner:
+        self.model.to(device)
+        if autocast != "no":
+            self.autocast = lambda: torch.autocast(device.type, dtype=getattr(torch, autocast))
+        return self
 
     def step(self, batch) -> None:
-        loss = self.loss_fn(self.model, batch)[0]
+        with self.autocast():  # the forward only, as accelerate's mixed precision does it
+            loss = self.loss_fn(self.model, batch)[0]
         loss.backward()
         if not self.in_backward:  # stepping inside the backward gives up clipping
             torch.nn.utils.clip_grad_norm_(self.params, 1.0)
@@ -146,7 +157,7 @@ def time_methods(args) -> dict:
     runners = {m: make_runner(m, args.model, args.lr) for m in methods}
     device = torch.device(args.device)
     for r in runners.values():
-        r.model.to(device)
+        r.to(device, args.autocast)
     batch = {k: v.to(device) for k, v in batch.items()}
     times: dict[str, list[float]] = {m: [] for m in methods}
     for rep in range(args.warmup + args.steps):
@@ -178,14 +189,64 @@ def time_methods(args) -> dict:
     }
 
 
+def _setup(args, method: str) -> tuple[Runner, dict[str, torch.Tensor]]:
+    """One method's runner and the batch on the device, after --warmup steps."""
+    tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
+    device = torch.device(args.device)
+    batch = {k: v.to(device) for k, v in make_batch(tokenizer, args.batch_size, args.length).items()}
+    runner = make_runner(method, args.model, args.lr).to(device, args.autocast)
+    for _ in range(args.warmup):
+        runner.step(batch)
+    return runner, batch
+
+
+def count_syncs(args) -> dict[str, dict[str, float]]:
+    """Host synchronisations per step on a GPU (`torch.cuda.set_sync_debug_mode`), by source line:
+    each one stalls the CPU until the GPU has drained its queue."""
+    out = {}
+    for m in args.methods:
+        runner, batch = _setup(args, m)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                for _ in range(args.steps):
+                    runner.step(batch)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        where = collections.Counter(
+            f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)
+        )
+        out[m] = {k: n / args.steps for k, n in where.most_common()}
+    return out
+
+
+def profile(args) -> None:
+    """torch.profiler's top operators (self time) over --steps steps of each method."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gpu = args.device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    for m in args.methods:
+        runner, batch = _setup(args, m)
+        with profile(activities=activities) as prof:
+            for _ in range(args.steps):
+                runner.step(batch)
+            if gpu:
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if gpu else "self_cpu_time_total"
+        print(f"== {m}: {args.steps} steps, sorted by {key}")
+        print(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=50))
+
+
 def memory_child(args) -> None:
     """Run one method in this (fresh) process and print its peak memory as JSON."""
     tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
     batch = make_batch(tokenizer, args.batch_size, args.length)
     device = torch.device(args.device)
     base_rss = _rss_now_mb()  # libraries and data loaded, no model yet
-    runner = make_runner(args.child, args.model, args.lr)
-    runner.model.to(device)
+    runner = make_runner(args.child, args.model, args.lr).to(device, args.autocast)
     batch = {k: v.to(device) for k, v in batch.items()}
     setup_rss = _peak_rss_mb()  # building the model and the masks has transients of its own
     training_only = _reset_peak_rss()
@@ -236,7 +297,8 @@ def measure_memory(args) -> dict:
             str(args.batch_size),
         ]
         cmd += ["--length", str(args.length), "--threads", str(args.threads), "--device", args.device]
-        cmd += ["--warmup", str(args.warmup)] + (["--lr", str(args.lr)] if args.lr else [])
+        cmd += ["--warmup", str(args.warmup), "--autocast", args.autocast]
+        cmd += ["--lr", str(args.lr)] if args.lr else []
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows[m] = json.loads(out)
     key = "peak_cuda_mb" if "peak_cuda_mb" in rows["dense"] else "peak_rss_mb"
@@ -259,7 +321,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, help="score learning rate (default: the search's, Table 1)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--autocast", choices=("no", "bfloat16"), default="no", help="the forward's autocast")
     p.add_argument("--memory", action="store_true", help="peak memory per method (subprocesses)")
+    p.add_argument("--syncs", action="store_true", help="GPU: host synchronisations per step, by line")
+    p.add_argument("--profile", action="store_true", help="torch.profiler's top operators per method")
     p.add_argument("--json", action="store_true")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows (dense first)")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
@@ -267,6 +332,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.child:
         memory_child(args)
+        return
+    if args.profile:
+        profile(args)
+        return
+    if args.syncs:
+        print(json.dumps(count_syncs(args), indent=2))
         return
     result = measure_memory(args) if args.memory else time_methods(args)
     if args.json:
