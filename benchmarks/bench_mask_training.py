@@ -3,6 +3,8 @@
     python benchmarks/bench_mask_training.py                       # bert-mini-ref, batch 16 x 128
     python benchmarks/bench_mask_training.py --model bert-base --batch-size 4 --steps 15
     python benchmarks/bench_mask_training.py --memory              # peak memory, one process each
+    python benchmarks/bench_mask_training.py --model bert-base --batch-size 32 --autocast bfloat16  # GPU
+    ... --syncs / --profile                                        # host syncs by line / top operators
 
 A step is what `training.train` does per optimizer step: forward + backward of the loss, gradient
 clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Dense = all weights
