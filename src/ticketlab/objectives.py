@@ -186,9 +186,9 @@ class LossSums:
 def mlm_sums(model: nn.Module, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(sum of CE, correct, count) of the MLM head on the masked positions of `hidden` [B, T, H]."""
     chosen = labels != IGNORE_INDEX  # [B, T]
-    where = chosen.view(-1).nonzero().squeeze(1)  # [n]: the one host read (n sets the head's shape)
+    where = chosen.reshape(-1).nonzero().squeeze(1)  # [n]: the one host read (n sets the head's shape)
     logits = mlm_head(model)(hidden.reshape(-1, hidden.shape[-1])[where])  # [n, V]
-    target = labels.view(-1)[where]  # [n]
+    target = labels.reshape(-1)[where]  # [n]
     loss_sum = F.cross_entropy(logits.float(), target, reduction="sum")
     correct = (logits.detach().argmax(-1) == target).sum()
     return loss_sum, correct, chosen.sum()

@@ -284,10 +284,10 @@ def attach_scores(
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
         params[key] = ScoreMask(scores, keep, dtype)
     attach(model, params)
+    scratch = Scratch()  # one buffer for all: W ⊙ M of the fused layers, the re-threshold's flags
+    for p in params.values():
+        p.scratch = scratch
     if fused:
-        scratch = Scratch()
-        for p in params.values():
-            p.scratch = scratch
         owned = {id(p) for p in params.values()}
         for module in model.modules():
             if (
@@ -444,7 +444,7 @@ class Thresholder:
                 bands = [m & (x < t + delta) for x, m in zip(xs, news, strict=True)]
             else:
                 bands = [~m & (x >= t - delta) for x, m in zip(xs, news, strict=True)]
-            idx = [torch.nonzero(b).squeeze(1) for b in bands]  # one host read per matrix
+            idx = [torch.nonzero(b).squeeze(1) for b in bands]  # a host read per matrix and pass
             count = sum(i.numel() for i in idx)
             if count >= wanted:
                 self.density = count / delta
@@ -460,7 +460,7 @@ class Thresholder:
         if n < order.numel():  # the last flipped and the first left, at the new cut (one host read)
             a, b = cand.vals[order[n - 1 : n + 1]].tolist()
             lowest_kept, highest_pruned = (a, b) if surplus < 0 else (b, a)
-        else:  # every score below t joined (surplus < 0): the highest pruned lies further down
+        else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
             lowest_kept, highest_pruned = float(cand.vals[order[n - 1]]), self._highest_pruned(xs, news)
         self.threshold = _between(highest_pruned, lowest_kept, xs[0].dtype)
 
@@ -498,9 +498,10 @@ def make_thresholders(
 def rethreshold(thresholders: Sequence[Thresholder]) -> None:
     """Re-derive every mask from its scores (exact sparsity); call after every optimizer step.
 
-    The counts of consecutive groups that fit together in their shared buffer (`Scratch.flags`,
-    as large as the largest group) are read from the device at once: on a GPU each read is a host
-    synchronisation that drains the queue, and one per matrix was 10 ms of a 62 ms BERT-base step."""
+    The counts of consecutive groups that share a `Scratch` and a device and fit side by side in its
+    buffer (`Scratch.flags`, as large as the largest group) are read from the device at once: on a
+    GPU each read is a host synchronisation, which stalls the CPU until the GPU's queue is empty
+    (BERT-base: 5 reads per step instead of 73)."""
     todo = []
     for t in thresholders:
         if t.threshold is None:
