@@ -67,7 +67,7 @@ def test_a_settled_rethreshold_reads_the_device_once_per_window():
     ps = _masks("cuda", ties=False)
     ths = [Thresholder([p], p.scores.numel() // 3) for p in ps]
     rethreshold(ths)  # the first selection: the threshold at the lowest kept score
-    rethreshold(ths)  # ... and into the gap below it
+    rethreshold(ths)  # the first incremental pass (no ties: nothing to adjust)
     torch.cuda.synchronize()
     where = _syncs(lambda: rethreshold(ths))
     assert len(where) == 3, where

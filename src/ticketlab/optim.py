@@ -11,8 +11,8 @@ float32 parameters take `torch.optim.AdamW`'s own step, unchanged. bf16 paramete
 chunks: the float32 copies of parameter, gradient and moments never exceed `CHUNK` entries, which
 a CPU keeps in cache; a GPU pays ~20 kernel launches per chunk instead, so its chunks are 16 times
 larger. The moments are rounded stochastically too: with β2 = 0.999 the second moment changes by
-0.1% a step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would freeze it. The state has torch's
-AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
+0.1% a step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would freeze it. The state has
+torch's AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
 """
 
 from __future__ import annotations
