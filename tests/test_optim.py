@@ -1,12 +1,13 @@
 """AdamW with stochastic rounding for bf16 parameters: unbiased rounding onto the two neighbouring
-bf16 values, float32 parameters stepped bit for bit as torch's AdamW, and bf16 steps smaller than
-half an ulp that still move the parameter (they vanish under round-to-nearest)."""
+bf16 values, float32 parameters stepped bit for bit as torch's AdamW (whole or in chunks), and bf16
+steps smaller than half an ulp that still move the parameter (they vanish under round-to-nearest)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ticketlab import optim
 from ticketlab.optim import AdamW, round_stochastic_
 
 ULP_AT_1 = 2.0**-7  # bf16 keeps 7 mantissa bits
@@ -24,7 +25,11 @@ def test_stochastic_rounding_is_unbiased_and_lands_on_the_two_neighbours(sign):
     assert torch.equal(round_stochastic_(torch.empty_like(exact, dtype=torch.bfloat16), exact).float(), exact)
 
 
-def test_float32_parameters_step_bit_for_bit_as_torch_adamw():
+@pytest.mark.parametrize("chunk", [None, 37])
+def test_float32_parameters_step_bit_for_bit_as_torch_adamw(chunk, monkeypatch):
+    """Small ones take torch's step; large ones (on a CPU) their own chunked step, with the same result."""
+    if chunk is not None:  # the 600-entry matrix in 17 chunks (the last one shorter), the vector whole
+        monkeypatch.setattr(optim, "CHUNK", chunk)
     g = torch.Generator().manual_seed(0)
     ref = [torch.randn(30, 20, generator=g).requires_grad_(), torch.randn(7, generator=g).requires_grad_()]
     ours = [p.detach().clone().requires_grad_() for p in ref]
@@ -41,6 +46,7 @@ def test_float32_parameters_step_bit_for_bit_as_torch_adamw():
         assert bf16.grad is not None  # handed back after the step, for the caller's zero_grad
     for p, q in zip(ref, ours, strict=True):
         assert torch.equal(p, q)
+        assert all(torch.equal(opt.state[q][k], opt_ref.state[p][k]) for k in opt_ref.state[p])
     assert opt.state[bf16].keys() == opt_ref.state[ref[0]].keys()  # torch's layout: same checkpoints
     assert opt.state[bf16]["exp_avg"].dtype == torch.bfloat16  # 2 + 2 bytes of moments, not 4 + 4
 

@@ -1,4 +1,5 @@
-"""AdamW that steps bfloat16 parameters in float32 and rounds them back stochastically.
+"""AdamW that steps bfloat16 parameters in float32 and rounds them back stochastically, and large
+float32 parameters on a CPU a chunk at a time.
 
 TAMT with `score_dtype="bfloat16"` keeps the scores, their gradients and their Adam moments in
 bf16 (6 bytes per target weight instead of 12). Rounding an update to the nearest bf16 loses it
@@ -7,12 +8,15 @@ an Adam step of lr = 2e-5 (TAMT-KD's default) would never move a kept score at a
 stochastically, up with probability equal to the remainder's share of an ulp, makes every update
 count in expectation (Gupta et al. 2015; Zamirai et al. 2020, "Revisiting BFloat16 Training").
 
-float32 parameters take `torch.optim.AdamW`'s own step, unchanged. bf16 parameters are updated in
-chunks: the float32 copies of parameter, gradient and moments never exceed `CHUNK` entries, which
-a CPU keeps in cache; a GPU pays ~20 kernel launches per chunk instead, so its chunks are 16 times
-larger. The moments are rounded stochastically too: with β2 = 0.999 the second moment changes by
-0.1% a step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would freeze it. The state has
-torch's AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
+float32 parameters take `torch.optim.AdamW`'s own step, bit for bit. On a CPU, a float32 parameter
+of more than `CHUNK` entries takes its operations a chunk at a time: torch's step makes a temporary
+as large as the parameter (the square root of the second moment), 94 MB for BERT-base's word
+embeddings, at the moment when every gradient is held: the peak of a training step. bf16 parameters
+are updated in chunks too: the float32 copies of parameter, gradient and moments never exceed
+`CHUNK` entries, which a CPU keeps in cache; a GPU pays ~20 kernel launches per chunk instead, so
+its chunks are 16 times larger. The moments are rounded stochastically too: with β2 = 0.999 the
+second moment changes by 0.1% a step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would
+freeze it. The state has torch's AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def round_stochastic_(out: Tensor, x: Tensor, generator: torch.Generator | None 
 
 
 class AdamW(torch.optim.AdamW):
-    """`torch.optim.AdamW`, plus stochastic rounding for bfloat16 parameters (see the module)."""
+    """`torch.optim.AdamW`, plus stochastic rounding for bfloat16 parameters and chunked steps for
+    large float32 parameters on a CPU (see the module)."""
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -60,11 +65,11 @@ class AdamW(torch.optim.AdamW):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        held = []  # bf16 parameters, stepped here and hidden from torch's step
+        held = []  # parameters stepped here and hidden from torch's step
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and p.dtype == torch.bfloat16:
-                    self._step_bf16(p, group)
+                if p.grad is not None and _chunked(p):
+                    self._step_chunked(p, group)
                     held.append((p, p.grad))
                     p.grad = None
         try:
@@ -74,9 +79,9 @@ class AdamW(torch.optim.AdamW):
                 p.grad = grad
         return loss
 
-    def _step_bf16(self, p: Tensor, group: dict) -> None:
+    def _step_chunked(self, p: Tensor, group: dict) -> None:
         if p.grad.is_sparse or group["amsgrad"] or group["maximize"]:
-            raise NotImplementedError("bf16 parameters: dense gradients, no amsgrad, no maximize")
+            raise NotImplementedError(f"{p.dtype} parameters: dense gradients, no amsgrad, no maximize")
         state = self.state[p]
         if not state:  # torch's layout, so that state_dict and checkpoints are the same
             state["step"] = torch.tensor(0.0)
@@ -91,6 +96,13 @@ class AdamW(torch.optim.AdamW):
         chunk = CHUNK if p.device.type == "cpu" else GPU_CHUNK
         for i in range(0, p.numel(), chunk):
             p_c, g_c, m_c, v_c = (x[i : i + chunk] for x in flat)
+            if p.dtype == torch.float32:  # torch's single-tensor step, its operations in its order
+                if wd:
+                    p_c.mul_(1 - lr * wd)
+                m_c.lerp_(g_c, 1 - b1)
+                v_c.mul_(b2).addcmul_(g_c, g_c, value=1 - b2)
+                p_c.addcdiv_(m_c, v_c.sqrt().div_(bc2_sqrt).add_(eps), value=-step_size)
+                continue
             g = g_c.float()
             m = m_c.float().lerp_(g, 1 - b1)
             v = v_c.float().mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -101,3 +113,10 @@ class AdamW(torch.optim.AdamW):
                 x.mul_(1 - lr * wd)
             x.addcdiv_(m, v.sqrt_().div_(bc2_sqrt).add_(eps), value=-step_size)
             round_stochastic_(p_c, x)
+
+
+def _chunked(p: Tensor) -> bool:
+    """Whether `AdamW` steps `p` itself, a chunk at a time (else torch's step does)."""
+    return p.dtype == torch.bfloat16 or (
+        p.device.type == "cpu" and p.dtype == torch.float32 and p.numel() > CHUNK
+    )
