@@ -39,7 +39,6 @@ from ticketlab.pruning.tamt import (
     make_thresholders,
     prepare_tamt,
     rethreshold,
-    select_top,
 )
 
 
@@ -52,6 +51,22 @@ def batch_of(tok, n=4, length=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     ex = [{"input_ids": torch.randint(5, len(tok), (length,), generator=g)} for _ in range(n)]
     return MLMCollator(tok, mlm_probability=0.3)(ex, list(range(n)))
+
+
+def top_ref(xs: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """The n highest of all values of the flat tensors `xs`, ties to the lower position: a full stable
+    sort, the reference for the incremental selection."""
+    flat = torch.cat(xs)
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.argsort(flat, descending=True, stable=True)[:n]] = True
+    return list(keep.split([x.numel() for x in xs]))
+
+
+def set_mask(p: ScoreMask, mask: torch.Tensor) -> None:
+    """Make p's mask `mask`: scores 1 where kept, 0 elsewhere, threshold between."""
+    with torch.no_grad():
+        p.scores.copy_(torch.where(mask, 1.0, 0.0))
+        p.threshold.fill_(0.5)
 
 
 def tamt_model(sparsity=0.7, **kw):
@@ -149,7 +164,7 @@ def test_sparsity_is_exact_after_every_step(tok, ranking):
 
 def test_signed_scores_rank_not_magnitudes():
     scores = torch.tensor([[0.02, -0.05, 0.01, 0.0]])
-    p = ScoreMask(scores, scores > 0.015)
+    p = ScoreMask(scores, 0.015)
     Thresholder([p], 2)()
     assert p.mask.tolist() == [[True, False, True, False]]  # -0.05 is pruned despite |S| = 0.05
 
@@ -168,47 +183,38 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
     keep = torch.zeros(n, dtype=torch.bool)
     keep[torch.randperm(n, generator=torch.Generator().manual_seed(0))[: n // 4]] = True
     keep = keep.view(shape)
-    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep)
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), 0.01)
     w = torch.randn(shape)
     th = Thresholder([p], n // 4)
     for step in range(12):
         _drift(p, step, 4e-3 if step % 3 else 1e-5, frozen_rows=0.5)
-        prev = p.mask.clone()
+        ref = top_ref([p.scores.detach().reshape(-1).clone()], n // 4)
         th()
-        ref, _ = select_top([p.scores.detach().reshape(-1)], n // 4, [prev.reshape(-1)])
         assert torch.equal(p.mask.reshape(-1), ref[0]), step
         assert torch.equal(p(w), w * p.mask)
 
 
-def test_a_group_rethresholds_in_the_idle_masked_product_buffer():
-    """The comparisons of a re-threshold live in the bytes of the model's W ⊙ M buffer (no memory of
-    their own); over two matrices ranked together the masks are still exactly a fresh selection."""
+def test_a_group_ranked_together_is_exactly_a_fresh_selection():
+    """Global ranking: two matrices share one threshold; their masks are the reference's every step,
+    ties (rows that never move) included."""
     g = torch.Generator().manual_seed(1)
-    ps = [
-        ScoreMask(torch.rand(s, generator=g) * 0.02, torch.ones(s, dtype=torch.bool))
-        for s in [(50, 40), (30, 20)]
-    ]
-    scratch = Scratch()
-    buf = scratch.masked(torch.randn(64, 64), torch.ones(64, 64, dtype=torch.bool))  # 16 KiB: room for 2600
-    for p in ps:
-        p.scratch = scratch
+    ps = [ScoreMask((torch.rand(s, generator=g) * 20).round() * 1e-3, 0.01) for s in [(50, 40), (30, 20)]]
     n = 2600 // 3
     th = Thresholder(ps, n)
     for step in range(6):
-        prevs = [p.mask.reshape(-1).clone() for p in ps]
+        ref = top_ref([p.scores.detach().reshape(-1).clone() for p in ps], n)
         th()
-        ref, _ = select_top([p.scores.detach().reshape(-1) for p in ps], n, prevs)
         assert all(torch.equal(p.mask.reshape(-1), r) for p, r in zip(ps, ref, strict=True)), step
+        assert all(float(p.threshold) == th.threshold for p in ps)
         for i, p in enumerate(ps):
             _drift(p, 10 * step + i, 2e-3, frozen_rows=0.2)
-    assert scratch.flags(2600, buf.device).data_ptr() == buf.data_ptr()
 
 
 def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
     """Adam moves every score by about ±lr: kept scores that dip must not be re-ranked each step."""
     g = torch.Generator().manual_seed(0)
     keep = torch.rand(300, 200, generator=g) < 0.3
-    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep)
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), 0.01)
     th = Thresholder([p], int(keep.sum()))
     th()
     adjusted = []
@@ -223,54 +229,69 @@ def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
     assert torch.equal(p.mask, keep) and adjusted == [1]  # one adjustment, on the first dip
 
 
-def test_ties_keep_the_previously_kept_weights():
-    scores = torch.tensor([0.02, 0.02, 0.02, 0.02, 0.03])
-    prev = torch.tensor([False, True, False, True, False])
-    masks, value = select_top([scores], 3, [prev])
-    assert value == pytest.approx(0.02)
-    assert masks[0].tolist() == [False, True, False, True, True]
-    masks, _ = select_top([scores], 2, [prev])
-    assert masks[0].tolist() == [False, True, False, False, True]  # then the lower position wins
+def test_ties_keep_the_lower_positions_and_the_losers_stay_behind():
+    """A tie at the cut: the lower positions are kept, and the others lowered one step below the
+    threshold, so M = 1[S >= t] is exact; they then stay behind their tie-mates (no churn)."""
+    p = ScoreMask(torch.tensor([0.02, 0.02, 0.02, 0.02, 0.03]), 0.01)
+    th = Thresholder([p], 3)
+    th()
+    below = float(torch.nextafter(torch.tensor(0.02), torch.tensor(0.0)))
+    assert p.mask.tolist() == [True, True, False, False, True] and th.threshold == pytest.approx(0.02)
+    assert p.scores.tolist() == [pytest.approx(0.02)] * 2 + [below] * 2 + [pytest.approx(0.03)]
+    with torch.no_grad():
+        p.scores[0] = 0.0  # a kept one leaves: the better of the two that lost the tie comes back
+    th()
+    assert p.mask.tolist() == [False, True, True, False, True]
+    s = p.scores.detach()
+    assert float(s[2]) == th.threshold == below and float(s[3]) < below  # its tie-mate steps down again
+    q = ScoreMask(torch.tensor([0.0, 0.0, -0.01]), -1.0)  # a tie at 0 steps below 0, clear of subnormals
+    Thresholder([q], 1)()
+    assert q.mask.tolist() == [True, False, False] and float(q.scores[1].detach()) == -torch.finfo().tiny
 
 
 @pytest.mark.parametrize("largest", [True, False])
-def test_rank_orders_ties_by_previous_mask_then_position(largest):
+def test_rank_orders_ties_by_position(largest):
     """The sort-based ranking against a Python sort by the tie rule's key, on values with many ties."""
     g = torch.Generator().manual_seed(3)
     vals = torch.randint(0, 5, (400,), generator=g).float() * 0.01
-    prev = torch.rand(400, generator=g) < 0.5
-    v, w = vals.tolist(), prev.tolist()
-    if largest:  # the largest first; kept before first; then the lower position
-        want = sorted(range(400), key=lambda i: (-v[i], not w[i], i))
-    else:  # the smallest first; pruned before first; then the higher position
-        want = sorted(range(400), key=lambda i: (v[i], w[i], -i))
-    assert _rank(vals, prev, largest=largest).tolist() == want
+    v = vals.tolist()
+    if largest:  # the largest first, then the lower position
+        want = sorted(range(400), key=lambda i: (-v[i], i))
+    else:  # the smallest first, then the higher position
+        want = sorted(range(400), key=lambda i: (v[i], -i))
+    assert _rank(vals, largest=largest).tolist() == want
 
 
-def test_rethreshold_reads_many_matrices_at_once_and_each_stays_exact(monkeypatch):
-    """Local ranking over matrices that share one buffer: their comparisons sit side by side in it
-    (one count read for several matrices), and every mask is what a fresh selection of its own gives."""
+def test_rethreshold_reads_all_counts_at_once_and_each_mask_stays_exact(monkeypatch):
+    """Local ranking over several matrices: one read of all their counts per step, and every mask is
+    what a fresh selection of its own gives."""
     g = torch.Generator().manual_seed(2)
-    shapes = [(60, 50), (20, 30), (40, 40), (10, 70), (60, 50)]  # windows of up to 3000 flags
-    ps = [ScoreMask(torch.rand(s, generator=g) * 0.02, torch.ones(s, dtype=torch.bool)) for s in shapes]
-    scratch = Scratch()
-    for p in ps:
-        p.scratch = scratch
+    shapes = [(60, 50), (20, 30), (40, 40), (10, 70), (60, 50)]
+    ps = [ScoreMask(torch.rand(s, generator=g) * 0.02, -1.0) for s in shapes]
     ths = [Thresholder([p], p.scores.numel() // 3) for p in ps]
-    where = []
-    count = Thresholder._count
-    monkeypatch.setattr(Thresholder, "_count", lambda self, f: where.append(f.data_ptr()) or count(self, f))
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or tolist(self))
     for step in range(5):
-        prevs = [p.mask.reshape(-1).clone() for p in ps]
+        refs = [
+            top_ref([p.scores.detach().reshape(-1).clone()], th.n_keep) for p, th in zip(ps, ths, strict=True)
+        ]
+        reads.clear()
         rethreshold(ths)
-        for p, th, prev in zip(ps, ths, prevs, strict=True):
-            ref, _ = select_top([p.scores.detach().reshape(-1)], th.n_keep, [prev])
+        for p, ref in zip(ps, refs, strict=True):
             assert torch.equal(p.mask.reshape(-1), ref[0]), step
+        if step > 0:
+            assert reads[0] == len(ps), step  # the counts of all five, in one read
         for i, p in enumerate(ps):
             _drift(p, 10 * step + i, 2e-3, frozen_rows=0.3)
-    base = scratch.flags(1, torch.device("cpu")).data_ptr()
-    # windows 3000 | 600 + 1600 + 700 | 3000: the middle three matrices are read together
-    assert where[-5:] == [base, base, base + 600, base + 2200, base]
+
+
+@pytest.mark.parametrize("n", [1, 7, 2**18, 2**18 + 3])
+def test_count_at_least_counts_every_chunk(n, monkeypatch):
+    monkeypatch.setattr(Scratch, "CHUNK", 1000)
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n))
+    assert int(Scratch().count_at_least(x, 0.1)) == int((x >= 0.1).sum())
+    assert int(Scratch().count_at_least(x.bfloat16(), 0.1)) == int((x.bfloat16() >= 0.1).sum())
 
 
 def test_cache_follows_external_weight_and_mask_changes(tok):
@@ -283,8 +304,7 @@ def test_cache_follows_external_weight_and_mask_changes(tok):
         w.mul_(2.0)  # an in-place change of W invalidates the cached W ⊙ M
     torch.testing.assert_close(lin.weight.detach(), before * 2)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():
-        p.mask.copy_(~p.mask)
+    set_mask(p, ~p.mask)
     torch.testing.assert_close(lin.weight.detach(), w.detach() * p.mask)
     model.load_state_dict(state)
     torch.testing.assert_close(lin.weight.detach(), before * 2)
@@ -508,9 +528,9 @@ def test_score_gradients_predict_the_effect_of_flipping_a_mask_entry(tok, object
         predicted = float(grad[i]) * (-1.0 if kept[i] else 1.0)
         flipped = kept.clone()
         flipped[i] = ~flipped[i]
-        p.set_mask(flipped.view_as(p.mask))
+        set_mask(p, flipped.view_as(p.scores))
         actual = float(loss_fn(model, batch)[0].detach() - base.detach())
-        p.set_mask(kept.view_as(p.mask))
+        set_mask(p, kept.view_as(p.scores))
         assert actual == pytest.approx(predicted, rel=0.25), (objective, i)
 
 
@@ -531,6 +551,9 @@ def test_tied_embedding_scores_get_both_gradients(tok):
     mlm_loss(ref, batch)[0].backward()
     assert ref.cls.predictions.decoder.weight is emb
     torch.testing.assert_close(p.scores.grad, emb.grad * w, rtol=1e-4, atol=1e-7)
+    # the embedding's rows went into the decoder's gradient (no second [V, H]), and nothing is left
+    assert p.tied_embedding and p.pending is None
+    assert not masks["encoder.layer.0.output.dense.weight"].tied_embedding
 
 
 # --------------------------------------------------------------------------- fused masked layers
@@ -589,9 +612,7 @@ def test_bf16_scores_rethreshold_exactly_at_a_bf16_threshold():
     """A threshold is compared in the scores' dtype: a float32 midpoint between two neighbouring bf16
     scores would round onto one of them, and every later step would have to re-rank."""
     lo, hi = 0.01953125, 0.0196533203125  # neighbours in bf16
-    p = ScoreMask(
-        torch.tensor([0.03, 0.02, 0.0, 0.0]), torch.tensor([True, True, False, False]), torch.bfloat16
-    )
+    p = ScoreMask(torch.tensor([0.03, 0.02, 0.0, 0.0]), 0.01, torch.bfloat16)
     th = Thresholder([p], 2)
     th()
     with torch.no_grad():  # the second kept score falls to lo, a pruned one rises to hi, just above it
@@ -601,13 +622,12 @@ def test_bf16_scores_rethreshold_exactly_at_a_bf16_threshold():
     assert int(torch.ge(p.scores, th.threshold).sum()) == 2  # the next step's count is right as is
     n = 300 * 200  # and with many bf16 ties, the same masks as a fresh selection
     keep = torch.rand(300, 200, generator=torch.Generator().manual_seed(0)) < 0.3
-    p = ScoreMask(torch.where(keep, 0.02, 0.0), keep, torch.bfloat16)
+    p = ScoreMask(torch.where(keep, 0.02, 0.0), 0.01, torch.bfloat16)
     th = Thresholder([p], n // 3)
     for step in range(6):
         _drift(p, step, 3e-4, frozen_rows=0.3)
-        prev = p.mask.clone()
+        ref = top_ref([p.scores.detach().reshape(-1).clone()], n // 3)
         th()
-        ref, _ = select_top([p.scores.detach().reshape(-1)], n // 3, [prev.reshape(-1)])
         assert torch.equal(p.mask.reshape(-1), ref[0]), step
 
 

@@ -10,10 +10,15 @@ that the sparsity is *exactly* the target, per matrix (default) or over all targ
 Ranking is by the *signed* score: the kept weights are the n_keep highest scores. §3.4.2 says "rank
 according to their absolute values", but Eq. 3 keeps M = 1[S ≥ φ], and ranking |S| would keep
 weights whose scores the gradient drove far below zero, the opposite of what the objective asks;
-TAMT's code binarises the signed score (`inputs > threshold`). Ties at the threshold (e.g. rows of
-the word embeddings that never got a gradient still sit at α·φ or 0) are broken in favour of the
-weights kept at the previous step, then by position, so the count is exact and the mask does not
-churn among weights the objective never saw.
+TAMT's code binarises the signed score (`inputs > threshold`).
+
+The mask is not stored: M = 1[S ≥ t] is read off the scores wherever it is used, with one threshold
+t per matrix (or one for all, global ranking) kept so that exactly n_keep scores are >= t. Ties at
+the cut (e.g. rows of the word embeddings that never got a gradient still sit at α·φ or 0) are
+broken by position, the lower one kept, and a score that loses a tie is lowered to the next value
+below t, so that no t can be wrong about it; it then stays behind its tie-mates, and the mask does
+not churn among weights the objective never saw. (Scores that the optimizer moved onto exactly the
+same value are ranked by position too, whichever of them was kept before.)
 
 The selection is exact and avoids sorting all scores every step (`Thresholder`): it starts from the
 previous threshold, counts the scores above it, and ranks only the few scores near it that must
@@ -63,44 +68,56 @@ log = logging.getLogger(__name__)
 
 
 class Scratch:
-    """One byte buffer per device, grown to the largest use, for what a step needs one at a time and
-    never keeps: W ⊙ M for one matmul (in the forward and again in the backward) and the flags of a
-    re-threshold. Reuse spares a large allocation (and its page faults) per layer and pass. A matrix
-    of more than BLOCK weights (the tied MLM decoder: BERT-base's 23M word embeddings) is multiplied
-    in blocks of rows (`row_blocks`), so the buffer holds W ⊙ M for at most BLOCK weights."""
+    """Buffers per device, grown to the largest use, for what a step needs one at a time and never
+    keeps: W ⊙ M for one matmul (in the forward and again in the backward), and on a CPU a chunk of
+    comparisons S ≥ t. Reuse spares a large allocation (and its page faults) per layer and pass. A
+    matrix of more than BLOCK weights (the tied MLM decoder: BERT-base's 23M word embeddings) is
+    multiplied in blocks of rows (`row_blocks`), so the buffer holds W ⊙ M for at most BLOCK weights."""
 
-    # On CPU, float * mask first casts the mask to a float temporary, slowly from bool and faster
-    # from uint8 (the same bytes, viewed); for a large matrix the temporary is fresh memory each
-    # time (94 MB for BERT-base's word embeddings). uint8 in chunks of 256K keeps it in cache and
-    # runs at the speed of a float * float product (word embeddings 49 -> 15 ms, FFN 2.8 -> 1.8 ms).
+    # On CPU, comparisons and products between two float tensors are vectorised; with a bool or
+    # uint8 operand or result they run 3-4x slower (S >= t into bools: 88 us per 256K scores; into
+    # floats: 19 us). So M is made as 0./1. floats, a CHUNK at a time, which stays in cache.
     CHUNK = 1 << 18
     BLOCK = 1 << 22  # 16 MB of fp32 W ⊙ M, not 94 MB, at BERT-base
 
     def __init__(self) -> None:
-        self._bufs: dict[torch.device, Tensor] = {}
+        self._bufs: dict[tuple[torch.device, str], Tensor] = {}
 
-    def _bytes(self, n: int, device: torch.device) -> Tensor:
-        buf = self._bufs.get(device)
-        if buf is None or buf.numel() < n:
-            buf = self._bufs[device] = torch.empty(-(-n // 8) * 8, dtype=torch.uint8, device=device)
-        return buf
+    def _get(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """n elements of `dtype` in the buffer `kind` of `device` (valid until its next use)."""
+        nbytes = n * dtype.itemsize
+        buf = self._bufs.get((device, kind))
+        if buf is None or buf.numel() < nbytes:
+            buf = self._bufs[device, kind] = torch.empty(
+                -(-nbytes // 8) * 8, dtype=torch.uint8, device=device
+            )
+        return buf[:nbytes].view(dtype)
 
-    def masked(self, weight: Tensor, mask: Tensor) -> Tensor:
-        """W ⊙ M in the buffer: valid until the next call of either method."""
+    def masked(self, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
+        """W ⊙ 1[S ≥ t] in the buffer: valid until the next call."""
         n = weight.numel()
-        out = self._bytes(n * weight.element_size(), weight.device).view(weight.dtype)[:n]
-        mask = mask.view(torch.uint8)
-        if weight.device.type != "cpu" or n <= 4 * self.CHUNK:
-            return torch.mul(weight, mask, out=out.view(weight.shape))
-        w, m, c = weight.reshape(-1), mask.reshape(-1), self.CHUNK
+        out = self._get("product", n, weight.dtype, weight.device)
+        if weight.device.type != "cpu":  # elementwise kernels take mixed types at full speed
+            return torch.mul(weight, scores >= threshold, out=out.view(weight.shape))
+        w, s, c = weight.reshape(-1), scores.reshape(-1), min(n, self.CHUNK)
+        m = self._get("chunk", c, weight.dtype, weight.device)
         for i in range(0, n, c):
-            torch.mul(w[i : i + c], m[i : i + c], out=out[i : i + c])
+            k = min(c, n - i)
+            torch.ge(s[i : i + k], threshold, out=m[:k])
+            torch.mul(w[i : i + k], m[:k], out=out[i : i + k])
         return out.view(weight.shape)
 
-    def flags(self, n: int, device: torch.device) -> Tensor:
-        """n bools in the buffer (the re-threshold's comparisons run between steps, when the buffer
-        is idle). Valid until the next call of either method."""
-        return self._bytes(n, device)[:n].view(torch.bool)
+    def count_at_least(self, x: Tensor, threshold: float) -> Tensor:
+        """#{x >= threshold} over the flat `x`, as a 0-d tensor on its device (not read here)."""
+        if x.device.type != "cpu":
+            return torch.count_nonzero(x >= threshold)
+        c = min(x.numel(), self.CHUNK)
+        m = self._get("chunk", c, torch.float32, x.device)
+        counts = []
+        for i in range(0, x.numel(), c):  # exact: a float32 sum of at most 2^18 ones
+            k = min(c, x.numel() - i)
+            counts.append(torch.ge(x[i : i + k], threshold, out=m[:k]).sum())
+        return torch.stack(counts).long().sum() if counts else torch.tensor(0)
 
 
 def row_blocks(weight: Tensor) -> list[slice]:
@@ -110,14 +127,14 @@ def row_blocks(weight: Tensor) -> list[slice]:
 
 
 class _StraightThrough(torch.autograd.Function):
-    """(W, S, M) -> W ⊙ M; backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W (Eq. 4), nothing for the frozen W.
+    """(W, S, t) -> W ⊙ 1[S ≥ t]; backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W (Eq. 4), nothing for the frozen W.
     The generic path, taken by `module.weight` (modules without a fused forward, export)."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, scores: Tensor, mask: Tensor) -> Tensor:
+    def forward(ctx, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
         ctx.save_for_backward(weight)
         ctx.score_dtype = scores.dtype
-        return weight * mask  # a fresh tensor: the caller keeps it
+        return weight * (scores >= threshold)  # a fresh tensor: the caller keeps it
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -126,25 +143,30 @@ class _StraightThrough(torch.autograd.Function):
 
 
 class _MaskedLinear(torch.autograd.Function):
-    """y = x (W ⊙ M)ᵀ + b over a frozen W, with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W.
+    """y = x (W ⊙ M)ᵀ + b over a frozen W, M = 1[S ≥ t], with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W.
 
-    It saves x, W and M (references, no copies) and recomputes W ⊙ M (into the model's `Scratch`)
+    It saves x, W and S (references, no copies) and makes W ⊙ M (into the model's `Scratch`) again
     in the backward, so nothing per weight outlives the layer: a plain linear saves its weight too,
     and W ⊙ M would be a copy. A large matrix goes through in blocks of rows (`row_blocks`), each
     block's W ⊙ M made, used and overwritten by the next.
     ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
+    For the MLM decoder tied to the word embeddings, ∂L/∂S is left with the mask for the embedding's
+    backward to add its rows to (`_MaskedEmbedding`).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, bias: Tensor | None, scratch):
-        ctx.save_for_backward(x, weight, mask)
-        ctx.scratch, ctx.score_dtype = scratch, scores.dtype
+    def forward(
+        ctx, x: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, bias: Tensor | None, p: ScoreMask
+    ):
+        ctx.save_for_backward(x, weight, scores, threshold)
+        ctx.p, scratch = p, p.scratch
         blocks = row_blocks(weight)
         if len(blocks) == 1:
-            return F.linear(x, scratch.masked(weight, mask), bias)  # [..., out]
+            return F.linear(x, scratch.masked(weight, scores, threshold), bias)  # [..., out]
         y = None  # [..., out], filled block by block (in the dtype autocast gives the first)
         for r in blocks:
-            part = F.linear(x, scratch.masked(weight[r], mask[r]), None if bias is None else bias[r])
+            wm = scratch.masked(weight[r], scores[r], threshold)
+            part = F.linear(x, wm, None if bias is None else bias[r])
             if y is None:
                 y = part.new_empty(*part.shape[:-1], weight.shape[0])
             y[..., r] = part
@@ -152,17 +174,17 @@ class _MaskedLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., out]
-        x, weight, mask = ctx.saved_tensors
+        x, weight, scores, threshold = ctx.saved_tensors
         grad_x = grad_s = grad_b = None
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
-        if ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[2]:
             xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
-            grad_s = torch.empty(weight.shape, dtype=ctx.score_dtype, device=weight.device)  # [out, in]
+            grad_s = torch.empty(weight.shape, dtype=scores.dtype, device=weight.device)  # [out, in]
         blocks = row_blocks(weight)
         for r in blocks:
             g = flat[:, r]  # [n, rows]
             if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
-                part = g @ ctx.scratch.masked(weight[r], mask[r]).to(grad.dtype)  # [n, in]
+                part = g @ ctx.p.scratch.masked(weight[r], scores[r], threshold).to(grad.dtype)  # [n, in]
                 if grad_x is None:  # several blocks are summed in fp32
                     grad_x = part.float() if len(blocks) > 1 else part
                 else:
@@ -176,87 +198,105 @@ class _MaskedLinear(torch.autograd.Function):
             grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], -1)
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
-        return grad_x, None, None, grad_s, grad_b, None
+        if grad_s is not None and ctx.p.tied_embedding:
+            ctx.p.pending = grad_s
+        return grad_x, None, grad_s, None, grad_b, None
 
 
 class _MaskedEmbedding(torch.autograd.Function):
-    """Rows of W ⊙ M for token ids, gathered as W[ids] ⊙ M[ids] (never the whole product), with
-    ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`."""
+    """Rows of W ⊙ M for token ids, gathered as W[ids] ⊙ 1[S[ids] ≥ t] (never the whole product),
+    with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`.
+
+    Only the rows of the batch's tokens get a gradient. Where the tied MLM decoder's backward (which
+    runs first) left its ∂L/∂S with the mask, the rows are added to it in place and this use returns
+    none: autograd would otherwise hold a second [V, H] gradient to sum the two (94 MB at BERT-base,
+    at the end of the backward, when every gradient is held: the peak of a step)."""
 
     @staticmethod
-    def forward(ctx, ids: Tensor, weight: Tensor, mask: Tensor, scores: Tensor, padding_idx: int | None):
+    def forward(ctx, ids: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, padding_idx, p):
         ctx.save_for_backward(ids, weight)
-        ctx.padding_idx, ctx.score_dtype = padding_idx, scores.dtype
-        return F.embedding(ids, weight) * mask[ids]  # [..., H]
+        ctx.padding_idx, ctx.score_dtype, ctx.p = padding_idx, scores.dtype, p
+        return F.embedding(ids, weight) * (F.embedding(ids, scores) >= threshold)  # [..., H]
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., H]
         ids, weight = ctx.saved_tensors
-        grad_s = None
-        if ctx.needs_input_grad[3]:
-            grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # [V, H]
-            grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
-            if ctx.padding_idx is not None:
-                grad_wm[ctx.padding_idx] = 0
-            grad_s = grad_wm.mul_(weight).to(ctx.score_dtype)
-        return None, None, None, grad_s, None
+        pending, ctx.p.pending = ctx.p.pending, None
+        if not ctx.needs_input_grad[2]:
+            return None, None, None, None, None, None
+        rows, inverse = torch.unique(ids.reshape(-1), return_inverse=True)  # [U], [n]
+        part = torch.zeros(rows.numel(), grad.shape[-1], dtype=torch.float32, device=grad.device)
+        part.index_add_(0, inverse, grad.reshape(-1, grad.shape[-1]).to(torch.float32))  # [U, H]
+        part.mul_(weight[rows])
+        if ctx.padding_idx is not None:
+            part.masked_fill_((rows == ctx.padding_idx)[:, None], 0.0)
+        if pending is not None:  # the decoder's ∂L/∂S, not yet accumulated: add to it
+            pending.index_add_(0, rows, part.to(pending.dtype))
+            return None, None, None, None, None, None
+        grad_s = torch.zeros(weight.shape, dtype=ctx.score_dtype, device=weight.device)  # [V, H]
+        return None, None, grad_s.index_copy_(0, rows, part.to(ctx.score_dtype)), None, None, None
 
 
 def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.linear(x, weight, module.bias)
-    return _MaskedLinear.apply(x, weight, p.mask, p.scores, module.bias, p.scratch)
+    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p)
 
 
 def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.embedding(ids, weight, module.padding_idx)
-    return _MaskedEmbedding.apply(ids, weight, p.mask, p.scores, module.padding_idx)
+    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx, p)
 
 
-def _fuse(module: nn.Module) -> None:
-    """Route a masked linear or embedding through its fused function. The module keeps its type;
-    the override is an instance attribute that `remove_mask` takes off with the mask."""
+def _fuse(module: nn.Module) -> str:
+    """Route a masked linear or embedding through its fused function and say which. The module keeps
+    its type; the override is an instance attribute that `remove_mask` takes off with the mask."""
     if isinstance(module, nn.Linear):
         module.forward = types.MethodType(_linear_forward, module)
-    elif isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
+        return "linear"
+    if isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
         module.forward = types.MethodType(_embedding_forward, module)
-    # anything else computes through `module.weight`, i.e. `_StraightThrough`
+        return "embedding"
+    return "generic"  # computes through `module.weight`, i.e. `_StraightThrough`
 
 
 class ScoreMask(MaskParametrization):
-    """W -> W ⊙ M with trainable scores S behind M (straight-through). `set_mask` changes M.
+    """W -> W ⊙ M with trainable scores S and M = 1[S ≥ t] (straight-through); t is a buffer.
 
-    Nothing per weight is kept besides S (and its gradient and moments) and the bool M: W ⊙ M is
-    computed where it is used and dropped, in the forward and again in the backward (`_MaskedLinear`,
-    `_MaskedEmbedding`), so mask training holds what dense training holds plus the scores and the
-    masks (4 + 1 bytes per target weight; 2 + 1 with bf16 scores).
+    The mask is not stored: it is read off the scores wherever it is used, which is as fast as
+    reading a stored one on a CPU (`Scratch.masked`). W ⊙ M is made where it is used and dropped, in
+    the forward and again in the backward (`_MaskedLinear`, `_MaskedEmbedding`), so mask training
+    holds what dense training holds plus the scores (4 bytes per target weight; 2 with bf16 scores).
+    A `Thresholder` keeps t where exactly the wanted number of scores is >= t.
     """
 
-    def __init__(self, scores: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32):
+    def __init__(self, scores: Tensor, threshold: float, dtype: torch.dtype = torch.float32):
         super().__init__()
-        if scores.shape != mask.shape:
-            raise ValueError(f"scores {tuple(scores.shape)} and mask {tuple(mask.shape)} differ in shape")
         if dtype not in SCORE_DTYPES.values():
             raise ConfigError(f"scores must be float32 or bfloat16, got {dtype}")
         self.scores = nn.Parameter(scores.detach().to(dtype).clone())
-        self.register_buffer("mask", mask.detach().bool().clone())
+        # in the scores' dtype, as a comparison with them rounds it; on their device, so that no
+        # use reads it back to the host (a stall on a GPU)
+        self.register_buffer("threshold", torch.tensor(threshold, dtype=dtype, device=scores.device))
         self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
+        self.tied_embedding = False  # also the weight of a fused embedding (`attach_scores`)
+        self.pending: Tensor | None = None  # a tied decoder's ∂L/∂S, for the embedding's backward
 
     def forward(self, weight: Tensor) -> Tensor:
         if not self.enabled:
             return weight
-        return _StraightThrough.apply(weight, self.scores, self.mask)
+        return _StraightThrough.apply(weight, self.scores, self.threshold)
+
+    @property
+    def mask(self) -> Tensor:
+        """M = 1[S ≥ t] (a new bool tensor)."""
+        return self.scores.detach() >= self.threshold
 
     def current_mask(self) -> Tensor:
         return self.mask
-
-    @torch.no_grad()
-    def set_mask(self, new: Tensor) -> None:
-        """Replace the mask by `new` (bool, same shape)."""
-        self.mask.copy_(new)
 
 
 def attach_scores(
@@ -268,7 +308,8 @@ def attach_scores(
     fused: bool = True,
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, ScoreMask]:
-    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0 elsewhere.
+    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0
+    elsewhere, and t = φ (Eq. 3 and 5).
 
     `fused` routes masked linear and embedding modules (tied ones included) through the fused
     functions; False leaves every module on the generic `module.weight` path (same values and
@@ -282,19 +323,22 @@ def attach_scores(
     for key, m in modules.items():
         keep = init[key].to(m.weight.device)
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
-        params[key] = ScoreMask(scores, keep, dtype)
+        params[key] = ScoreMask(scores, threshold, dtype)
     attach(model, params)
-    scratch = Scratch()  # one buffer for all: W ⊙ M of the fused layers, the re-threshold's flags
+    scratch = Scratch()  # one set of buffers for all
     for p in params.values():
         p.scratch = scratch
     if fused:
         owned = {id(p) for p in params.values()}
+        kinds: dict[int, set[str]] = {}  # which fused functions use each mask
         for module in model.modules():
             if (
                 parametrize.is_parametrized(module, "weight")
-                and id(module.parametrizations.weight[0]) in owned
+                and id(p := module.parametrizations.weight[0]) in owned
             ):
-                _fuse(module)
+                kinds.setdefault(id(p), set()).add(_fuse(module))
+        for p in params.values():
+            p.tied_embedding = {"linear", "embedding"} <= kinds.get(id(p), set())
     return params
 
 
@@ -337,71 +381,76 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
         margin *= 8  # the sample misjudged the quantile: widen the bracket
 
 
-def _rank(vals: Tensor, prev: Tensor, *, largest: bool) -> Tensor:
+def _rank(vals: Tensor, *, largest: bool) -> Tensor:
     """All indices of `vals` (candidates in position order), best first: the largest values first
-    (`largest`), or the smallest. Ties follow one rule everywhere: among the largest, a weight kept
-    before (`prev`) beats one that was not, then the lower position wins; among the smallest, the
-    reverse (pruned before first, then the higher position). Two stable sorts and no host
-    synchronisation: the tie rule is the order the value sort keeps."""
-    pos = torch.arange(vals.numel(), device=vals.device)
-    if not largest:
-        pos = pos.flip(0)  # higher positions first
-    order = pos[torch.argsort(prev[pos].to(torch.uint8), descending=largest, stable=True)]
-    return order[torch.argsort(vals[order], descending=largest, stable=True)]
+    (`largest`), or the smallest. Ties follow one rule everywhere: the lower position is the better
+    one, so a cut keeps the lower positions. A stable sort, no host synchronisation."""
+    if largest:
+        return torch.argsort(vals, descending=True, stable=True)
+    pos = torch.arange(vals.numel() - 1, -1, -1, device=vals.device)  # higher positions first
+    return pos[torch.argsort(vals[pos], stable=True)]
+
+
+def _below(t: float, dtype: torch.dtype) -> float:
+    """The highest value of `dtype` below t, short of the subnormals (which a CPU's flush-to-zero
+    mode would compare as 0)."""
+    x = torch.tensor(t, dtype=dtype)
+    b = float(torch.nextafter(x, torch.tensor(-math.inf, dtype=dtype)))
+    tiny = torch.finfo(dtype).tiny
+    if abs(b) < tiny:
+        return 0.0 if t > 0 else -tiny
+    return b
 
 
 class _Candidates:
-    """Candidate weights gathered from a group of flat score tensors (positions are group-wide)."""
+    """Candidate weights gathered from a group of flat score tensors, in position order."""
 
-    def __init__(self, xs: list[Tensor], prevs: list[Tensor], idx: list[Tensor]):
-        offsets = [0]
-        for x in xs:
-            offsets.append(offsets[-1] + x.numel())
-        self.pos = torch.cat([i + offsets[j] for j, i in enumerate(idx)])
+    def __init__(self, xs: list[Tensor], idx: list[Tensor]):
+        self.xs, self.idx = xs, idx
         self.vals = torch.cat([x[i] for x, i in zip(xs, idx, strict=True)])
-        self.prev = torch.cat([p[i] for p, i in zip(prevs, idx, strict=True)])
 
-    def set(self, flat: Tensor, chosen: Tensor, keep: bool) -> None:
-        """Write `keep` at the chosen candidates of the group's masks, one flat tensor."""
-        flat.index_fill_(0, self.pos[chosen], keep)  # (indexed assignment is slower)
+    def lower(self, chosen: Tensor, value: float) -> None:
+        """Set the scores of the chosen candidates to `value`."""
+        flags = torch.zeros(self.vals.numel(), dtype=torch.bool, device=self.vals.device)
+        flags[chosen] = True
+        for x, i, f in zip(self.xs, self.idx, flags.split([i.numel() for i in self.idx]), strict=True):
+            x.index_fill_(0, i[f], value)
 
 
-def select_top(
-    xs: list[Tensor], n_keep: int, prevs: list[Tensor] | None = None
-) -> tuple[list[Tensor], float]:
-    """Masks keeping exactly the `n_keep` highest of all values of the flat tensors `xs`, and the
-    threshold (the lowest kept value). Ties at the threshold keep `prevs` (the previous masks) first."""
+def _cut(xs: list[Tensor], n_keep: int) -> float:
+    """The threshold t at which exactly `n_keep` values of the flat tensors `xs` are >= t, from
+    scratch: the n_keep-th largest value, and the values tied with it beyond the n_keep highest
+    (the higher positions) lowered one step below it, in place."""
     total = sum(x.numel() for x in xs)
     if not 1 <= n_keep <= total:
         raise ValueError(f"cannot keep {n_keep} of {total} values")
     value, _ = _kth_largest(xs, n_keep)
-    flat = torch.empty(total, dtype=torch.bool, device=xs[0].device)
-    news = [torch.ge(x, value, out=f) for x, f in zip(xs, flat.split([x.numel() for x in xs]), strict=True)]
-    excess = int(torch.count_nonzero(flat)) - n_keep
-    if excess > 0:  # ties at `value`: un-keep the surplus
-        ties = _Candidates(xs, prevs or news, [torch.nonzero(x == value).squeeze(1) for x in xs])
-        ties.set(flat, _rank(ties.vals, ties.prev, largest=False)[:excess], keep=False)
-    return news, value
+    excess = int(sum(torch.count_nonzero(x >= value) for x in xs)) - n_keep
+    if excess > 0:  # ties at `value`
+        ties = _Candidates(xs, [torch.nonzero(x == value).squeeze(1) for x in xs])
+        ties.lower(_rank(ties.vals, largest=False)[:excess], _below(value, xs[0].dtype))
+    return value
 
 
 class Thresholder:
-    """Keeps a group of ScoreMasks at exactly `n_keep` kept weights after every optimizer step.
+    """Keeps a group of ScoreMasks at exactly `n_keep` scores >= their threshold t after every
+    optimizer step: M = 1[S ≥ t] keeps the n_keep highest scores.
 
-    The first call selects from scratch (`select_top`). Later calls start from the previous
-    threshold t: one pass counts c = #{S >= t}; if c != n_keep, only the scores just above t
-    (c > n_keep) or just below it (c < n_keep) are ranked, and |c - n_keep| of them are dropped or
-    added. The result is the set `select_top` would return (same tie rule); the cost is a few passes
-    over the scores instead of a selection over all of them. After an adjustment t moves to the
-    middle of the gap between kept and pruned scores: kept scores sit in a tight cluster above it
-    (Adam moves every score by about ±lr per step), so with t at the cluster's edge half of them
-    would dip below t at every step and have to be re-ranked back in.
+    The first call selects from scratch (`_cut`). Later calls start from the previous threshold:
+    one pass counts c = #{S >= t}; if c != n_keep, only the scores just above t (c > n_keep) or just
+    below it (c < n_keep) are ranked, and |c - n_keep| of them are dropped or added. The result is
+    the set a fresh selection gives (same tie rule); the cost is a pass over the scores instead of a
+    selection over all of them. After an adjustment t moves to the middle of the gap between kept
+    and pruned scores: kept scores sit in a tight cluster above it (Adam moves every score by about
+    ±lr per step), so with t at the cluster's edge half of them would dip below t at every step and
+    have to be re-ranked back in. Where kept and pruned scores tie at the cut, the pruned ones are
+    lowered one step below it: no t could part them otherwise.
     """
 
     def __init__(self, params: Sequence[ScoreMask], n_keep: int):
         self.params = list(params)
         self.n_keep = n_keep
-        self.sizes = [p.scores.numel() for p in self.params]
-        self.total = sum(self.sizes)
+        self.total = sum(p.scores.numel() for p in self.params)
         if not 1 <= n_keep <= self.total:
             raise ConfigError(f"cannot keep {n_keep} of {self.total} weights")
         self.threshold: float | None = None
@@ -413,60 +462,56 @@ class Thresholder:
     def _scores(self) -> list[Tensor]:
         return [p.scores.detach().reshape(-1) for p in self.params]
 
+    def _publish(self, t: float) -> None:
+        self.threshold = t
+        for p in self.params:
+            p.threshold.fill_(t)
+
     def _select(self) -> None:
-        prevs = [p.mask.reshape(-1) for p in self.params]
-        news, self.threshold = select_top(self._scores(), self.n_keep, prevs)
-        for p, new in zip(self.params, news, strict=True):
-            p.set_mask(new.view_as(p.mask))
+        self._publish(_cut(self._scores(), self.n_keep))
 
-    def _count(self, flags: Tensor) -> Tensor:
-        """flags (self.total bools) <- S >= t for every score of the group; returns their count, on
-        the scores' device (not read here: `rethreshold` reads many counts at once)."""
-        for x, f in zip(self._scores(), flags.split(self.sizes), strict=True):
-            torch.ge(x, self.threshold, out=f)
-        return torch.count_nonzero(flags)
+    def _count(self) -> Tensor:
+        """#{S >= t} over the group, on the scores' device (not read here: `rethreshold` reads all
+        counts at once)."""
+        scratch = self.params[0].scratch
+        return sum(scratch.count_at_least(x, self.threshold) for x in self._scores())
 
-    def _settle(self, flags: Tensor, kept: int) -> None:
-        """The masks from `flags` (as `_count` left them, `kept` of them set), adjusted to n_keep."""
-        news = list(flags.split(self.sizes))
+    def _settle(self, kept: int) -> None:
+        """Move t so that n_keep scores are >= it, given that `kept` are now."""
         if kept != self.n_keep:
-            self._adjust(flags, news, kept - self.n_keep)
-        for p, new in zip(self.params, news, strict=True):
-            p.set_mask(new.view_as(p.mask))
+            self._adjust(kept - self.n_keep)
 
-    def _band(self, xs: list[Tensor], news: list[Tensor], surplus: int) -> list[Tensor]:
-        """Positions of the scores just above t that are kept (surplus > 0) or just below it
-        (surplus < 0), enough of them to settle the surplus and find the new threshold."""
+    def _band(self, xs: list[Tensor], surplus: int) -> tuple[list[Tensor], float]:
+        """Positions of the scores in [t, t + δ) (surplus > 0: kept, to drop) or in [t - δ, t)
+        (surplus < 0: pruned, to add), enough of them to settle the surplus and find the new
+        threshold; and the band's lower edge."""
         t, wanted = self.threshold, abs(surplus) + (1 if surplus > 0 else 0)
         delta = 2.0 * wanted / self.density if self.density else max(abs(t), 1e-3) * 1e-3
         for _ in range(64):
-            if surplus > 0:
-                bands = [m & (x < t + delta) for x, m in zip(xs, news, strict=True)]
-            else:
-                bands = [~m & (x >= t - delta) for x, m in zip(xs, news, strict=True)]
-            idx = [torch.nonzero(b).squeeze(1) for b in bands]  # a host read per matrix and pass
+            lo, hi = (t, t + delta) if surplus > 0 else (t - delta, t)
+            idx = [torch.nonzero((x >= lo) & (x < hi)).squeeze(1) for x in xs]  # a host read each
             count = sum(i.numel() for i in idx)
             if count >= wanted:
                 self.density = count / delta
-                return idx
+                return idx, lo
             delta *= 4.0
         raise TicketlabError("mask scores are not finite: the search diverged (try a lower --lr)")
 
-    def _adjust(self, flags: Tensor, news: list[Tensor], surplus: int) -> None:
-        xs, n = self._scores(), abs(surplus)
-        cand = _Candidates(xs, [p.mask.reshape(-1) for p in self.params], self._band(xs, news, surplus))
-        order = _rank(cand.vals, cand.prev, largest=surplus < 0)  # the ones to flip first
-        cand.set(flags, order[:n], keep=surplus < 0)
+    def _adjust(self, surplus: int) -> None:
+        xs, n, dtype = self._scores(), abs(surplus), self.params[0].scores.dtype
+        idx, lo = self._band(xs, surplus)
+        cand = _Candidates(xs, idx)
+        order = _rank(cand.vals, largest=surplus < 0)  # the ones to flip first
         if n < order.numel():  # the last flipped and the first left, at the new cut (one host read)
             a, b = cand.vals[order[n - 1 : n + 1]].tolist()
             lowest_kept, highest_pruned = (a, b) if surplus < 0 else (b, a)
         else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
-            lowest_kept, highest_pruned = float(cand.vals[order[n - 1]]), self._highest_pruned(xs, news)
-        self.threshold = _between(highest_pruned, lowest_kept, xs[0].dtype)
-
-    @staticmethod
-    def _highest_pruned(xs: list[Tensor], news: list[Tensor]) -> float:
-        return max(float(x.masked_fill(m, -math.inf).max()) for x, m in zip(xs, news, strict=True))
+            lowest_kept = float(cand.vals[order[n - 1]])
+            highest_pruned = max(float(x.masked_fill(x >= lo, -math.inf).max()) for x in xs)
+        if highest_pruned == lowest_kept:  # a tie at the cut (only band scores can be at it)
+            pruned = order[:n] if surplus > 0 else order[n:]
+            cand.lower(pruned[cand.vals[pruned] == lowest_kept], _below(lowest_kept, dtype))
+        self._publish(_between(highest_pruned, lowest_kept, dtype))
 
 
 def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
@@ -496,34 +541,22 @@ def make_thresholders(
 
 @torch.no_grad()
 def rethreshold(thresholders: Sequence[Thresholder]) -> None:
-    """Re-derive every mask from its scores (exact sparsity); call after every optimizer step.
+    """Re-derive every threshold from its scores (exact sparsity); call after every optimizer step.
 
-    The counts of consecutive groups that share a `Scratch` and a device and fit side by side in its
-    buffer (`Scratch.flags`, as large as the largest group) are read from the device at once: on a
-    GPU each read is a host synchronisation, which stalls the CPU until the GPU's queue is empty
-    (BERT-base: 5 reads per step instead of 73)."""
+    The counts of all groups are read from the device at once: on a GPU each read is a host
+    synchronisation, which stalls the CPU until the GPU's queue is empty (BERT-base: 1 read per
+    step instead of 73; an adjustment adds 2 or 3)."""
     todo = []
     for t in thresholders:
         if t.threshold is None:
             t._select()
         else:
             todo.append(t)
-    room = max((t.total for t in todo), default=0)
-    i = 0
-    while i < len(todo):
-        p0 = todo[i].params[0]
-        window, n = [todo[i]], todo[i].total
-        for t in todo[i + 1 :]:
-            p = t.params[0]
-            if n + t.total > room or p.scratch is not p0.scratch or p.scores.device != p0.scores.device:
-                break
-            window.append(t)
-            n += t.total
-        i += len(window)
-        flags = p0.scratch.flags(n, p0.scores.device).split([t.total for t in window])
-        kept = torch.stack([t._count(f) for t, f in zip(window, flags, strict=True)]).tolist()
-        for t, f, k in zip(window, flags, kept, strict=True):
-            t._settle(f, k)
+    if todo:
+        counts = [t._count() for t in todo]
+        kept = torch.stack([c.to(counts[0].device) for c in counts]).tolist()
+        for t, k in zip(todo, kept, strict=True):
+            t._settle(k)
 
 
 # --------------------------------------------------------------------------- setup
