@@ -4,6 +4,7 @@ incremental thresholding equal to a fresh selection, the search (head delta, sav
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -13,7 +14,7 @@ from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
-from ticketlab.errors import ConfigError
+from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.masking import (
     BinaryMask,
     Mask,
@@ -27,6 +28,7 @@ from ticketlab.objectives import MLMCollator, head_parameters, mlm_loss, pretrai
 from ticketlab.optim import AdamW
 from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
+from ticketlab.pruning.search import restore_checkpoint
 from ticketlab.pruning.tamt import (
     ScoreMask,
     Scratch,
@@ -40,6 +42,7 @@ from ticketlab.pruning.tamt import (
     prepare_tamt,
     rethreshold,
 )
+from ticketlab.training import CHECKPOINT
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +250,12 @@ def test_ties_keep_the_lower_positions_and_the_losers_stay_behind():
     q = ScoreMask(torch.tensor([0.0, 0.0, -0.01]), -1.0)  # a tie at 0 steps below 0, clear of subnormals
     Thresholder([q], 1)()
     assert q.mask.tolist() == [True, False, False] and float(q.scores[1].detach()) == -torch.finfo().tiny
+
+
+def test_scores_at_minus_infinity_at_the_cut_are_a_diverged_search():
+    p = ScoreMask(torch.tensor([1.0, -math.inf, -math.inf]), 0.01)
+    with pytest.raises(TicketlabError, match="diverged"):
+        Thresholder([p], 2)()
 
 
 @pytest.mark.parametrize("largest", [True, False])
@@ -551,9 +560,6 @@ def test_tied_embedding_scores_get_both_gradients(tok):
     mlm_loss(ref, batch)[0].backward()
     assert ref.cls.predictions.decoder.weight is emb
     torch.testing.assert_close(p.scores.grad, emb.grad * w, rtol=1e-4, atol=1e-7)
-    # the embedding's rows went into the decoder's gradient (no second [V, H]), and nothing is left
-    assert p.tied_embedding and p.pending is None
-    assert not masks["encoder.layer.0.output.dense.weight"].tied_embedding
 
 
 # --------------------------------------------------------------------------- fused masked layers
@@ -757,3 +763,14 @@ def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
     assert "initial random mask" in warning(5e-5, 200, init="random")
     assert warning(5e-4, 200) is None and warning(5e-5, 17_000) is None
     assert warning(5e-5, 200, threshold=0.001) is None  # a smaller gap is crossed
+
+
+def test_a_checkpoint_with_stored_masks_is_refused_by_name(tmp_path):
+    """Checkpoints from before the masks became thresholds hold `...mask` buffers: resuming from one
+    (a search's end, or `train`) must say so rather than drop them and write a mask at φ."""
+    model, masks, _ = tamt_model(0.7)
+    key = "bert.encoder.layer.0.output.dense.parametrizations.weight.0.mask"
+    ckpt = tmp_path / CHECKPOINT
+    torch.save({"step": 3, "model": {key: torch.ones(1, dtype=torch.bool)}}, ckpt)
+    with pytest.raises(TicketlabError, match=f"{ckpt}: checkpoint does not match this model .*{key}"):
+        restore_checkpoint(model, tmp_path)

@@ -11,9 +11,9 @@ best and final scores. What the loop owns:
 * Deterministic data order: the batch at step t is a function of (seed, t) alone, and so is every
   per-example random choice (the `seeds` handed to `collate_fn`). Resuming or adding processes does
   not change what the model sees.
-* Checkpoints (trainable parameters, buffers such as masks, optimizer, scheduler, RNG, extra state
-  from the caller) written atomically every `save_every` steps and at the end; `train` resumes from
-  the last one on its own. A JSON-lines log and a progress bar.
+* Checkpoints (trainable parameters, buffers such as masks and thresholds, optimizer, scheduler,
+  RNG, extra state from the caller) written atomically every `save_every` steps and at the end;
+  `train` resumes from the last one on its own. A JSON-lines log and a progress bar.
 * Evaluation every `eval_every` steps on the main process, with the best score tracked (the
   papers report the best dev score during fine-tuning).
 """
@@ -187,6 +187,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(ast.literal_eval(state["python"]))
 
 
+def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+    """Load a checkpoint's trainable parameters and buffers into `model`, refusing names it does not
+    have (e.g. the stored masks of TAMT checkpoints written before the masks became thresholds)."""
+    missing = set(state) - set(dict(model.named_parameters())) - set(dict(model.named_buffers()))
+    if missing:
+        raise TicketlabError(
+            f"{path}: checkpoint does not match this model (e.g. {sorted(missing)[0]}); "
+            "delete it to restart from scratch"
+        )
+    model.load_state_dict(state, strict=False)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -231,7 +243,7 @@ def make_accelerator(config: TrainConfig | str = "no") -> Accelerator:
 
     Every process derives the same masks from the same synchronised weights and scores, and
     BERT-like models keep no running statistics, so DDP need not re-broadcast the buffers (masks,
-    position ids) before every forward (a search checks at the end that the ranks agree). torch
+    thresholds, position ids) before every forward (a search checks at the end that the ranks agree). torch
     calls that option deprecated in favour of one accelerate cannot pass yet."""
     warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
     acc = Accelerator(
@@ -347,14 +359,7 @@ def _train(
     ckpt = out / CHECKPOINT if out is not None else None
     if ckpt is not None and resume and ckpt.is_file():
         saved = load_checkpoint(ckpt)
-        missing = (
-            set(saved["model"])
-            - set(dict(raw_model.named_parameters()))
-            - set(dict(raw_model.named_buffers()))
-        )
-        if missing:
-            raise TicketlabError(f"{ckpt}: checkpoint does not match this model (e.g. {sorted(missing)[0]})")
-        raw_model.load_state_dict(saved["model"], strict=False)
+        load_trainable_state(raw_model, saved["model"], ckpt)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])

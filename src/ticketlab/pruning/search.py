@@ -48,6 +48,7 @@ from ..training import (
     TrainResult,
     TrainState,
     load_checkpoint,
+    load_trainable_state,
     make_accelerator,
     train,
 )
@@ -143,7 +144,7 @@ def publish_mask(
 
 
 def restore_checkpoint(model: nn.Module, run_dir: Path) -> int:
-    """Load the trainable state and buffers (e.g. masks) of the last checkpoint into `model`."""
+    """Load the trainable state and buffers (e.g. masks, thresholds) of the last checkpoint into `model`."""
     ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
         raise TicketlabError(
@@ -151,7 +152,7 @@ def restore_checkpoint(model: nn.Module, run_dir: Path) -> int:
             "delete the directory and run again"
         )
     saved = load_checkpoint(ckpt)
-    model.load_state_dict(saved["model"], strict=False)
+    load_trainable_state(model, saved["model"], ckpt)
     return int(saved["step"])
 
 

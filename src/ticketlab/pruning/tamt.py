@@ -99,7 +99,7 @@ class Scratch:
         out = self._get("product", n, weight.dtype, weight.device)
         if weight.device.type != "cpu":  # elementwise kernels take mixed types at full speed
             return torch.mul(weight, scores >= threshold, out=out.view(weight.shape))
-        w, s, c = weight.reshape(-1), scores.reshape(-1), min(n, self.CHUNK)
+        w, s, c = weight.reshape(-1), scores.reshape(-1), min(n, self.CHUNK) or 1
         m = self._get("chunk", c, weight.dtype, weight.device)
         for i in range(0, n, c):
             k = min(c, n - i)
@@ -111,7 +111,7 @@ class Scratch:
         """#{x >= threshold} over the flat `x`, as a 0-d tensor on its device (not read here)."""
         if x.device.type != "cpu":
             return torch.count_nonzero(x >= threshold)
-        c = min(x.numel(), self.CHUNK)
+        c = min(x.numel(), self.CHUNK) or 1
         m = self._get("chunk", c, torch.float32, x.device)
         counts = []
         for i in range(0, x.numel(), c):  # exact: a float32 sum of at most 2^18 ones
@@ -150,16 +150,20 @@ class _MaskedLinear(torch.autograd.Function):
     and W ⊙ M would be a copy. A large matrix goes through in blocks of rows (`row_blocks`), each
     block's W ⊙ M made, used and overwritten by the next.
     ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
-    For the MLM decoder tied to the word embeddings, ∂L/∂S is left with the mask for the embedding's
-    backward to add its rows to (`_MaskedEmbedding`).
     """
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, bias: Tensor | None, p: ScoreMask
+        ctx,
+        x: Tensor,
+        weight: Tensor,
+        scores: Tensor,
+        threshold: Tensor,
+        bias: Tensor | None,
+        scratch: Scratch,
     ):
         ctx.save_for_backward(x, weight, scores, threshold)
-        ctx.p, scratch = p, p.scratch
+        ctx.scratch = scratch
         blocks = row_blocks(weight)
         if len(blocks) == 1:
             return F.linear(x, scratch.masked(weight, scores, threshold), bias)  # [..., out]
@@ -184,7 +188,7 @@ class _MaskedLinear(torch.autograd.Function):
         for r in blocks:
             g = flat[:, r]  # [n, rows]
             if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
-                part = g @ ctx.p.scratch.masked(weight[r], scores[r], threshold).to(grad.dtype)  # [n, in]
+                part = g @ ctx.scratch.masked(weight[r], scores[r], threshold).to(grad.dtype)  # [n, in]
                 if grad_x is None:  # several blocks are summed in fp32
                     grad_x = part.float() if len(blocks) > 1 else part
                 else:
@@ -198,69 +202,54 @@ class _MaskedLinear(torch.autograd.Function):
             grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], -1)
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
-        if grad_s is not None and ctx.p.tied_embedding:
-            ctx.p.pending = grad_s
         return grad_x, None, grad_s, None, grad_b, None
 
 
 class _MaskedEmbedding(torch.autograd.Function):
     """Rows of W ⊙ M for token ids, gathered as W[ids] ⊙ 1[S[ids] ≥ t] (never the whole product),
-    with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`.
-
-    Only the rows of the batch's tokens get a gradient. Where the tied MLM decoder's backward (which
-    runs first) left its ∂L/∂S with the mask, the rows are added to it in place and this use returns
-    none: autograd would otherwise hold a second [V, H] gradient to sum the two (94 MB at BERT-base,
-    at the end of the backward, when every gradient is held: the peak of a step)."""
+    with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`."""
 
     @staticmethod
-    def forward(ctx, ids: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, padding_idx, p):
+    def forward(ctx, ids: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, padding_idx: int | None):
         ctx.save_for_backward(ids, weight)
-        ctx.padding_idx, ctx.score_dtype, ctx.p = padding_idx, scores.dtype, p
+        ctx.padding_idx, ctx.score_dtype = padding_idx, scores.dtype
         return F.embedding(ids, weight) * (F.embedding(ids, scores) >= threshold)  # [..., H]
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., H]
         ids, weight = ctx.saved_tensors
-        pending, ctx.p.pending = ctx.p.pending, None
-        if not ctx.needs_input_grad[2]:
-            return None, None, None, None, None, None
-        rows, inverse = torch.unique(ids.reshape(-1), return_inverse=True)  # [U], [n]
-        part = torch.zeros(rows.numel(), grad.shape[-1], dtype=torch.float32, device=grad.device)
-        part.index_add_(0, inverse, grad.reshape(-1, grad.shape[-1]).to(torch.float32))  # [U, H]
-        part.mul_(weight[rows])
-        if ctx.padding_idx is not None:
-            part.masked_fill_((rows == ctx.padding_idx)[:, None], 0.0)
-        if pending is not None:  # the decoder's ∂L/∂S, not yet accumulated: add to it
-            pending.index_add_(0, rows, part.to(pending.dtype))
-            return None, None, None, None, None, None
-        grad_s = torch.zeros(weight.shape, dtype=ctx.score_dtype, device=weight.device)  # [V, H]
-        return None, None, grad_s.index_copy_(0, rows, part.to(ctx.score_dtype)), None, None, None
+        grad_s = None
+        if ctx.needs_input_grad[2]:
+            grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # [V, H]
+            grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
+            if ctx.padding_idx is not None:
+                grad_wm[ctx.padding_idx] = 0
+            grad_s = grad_wm.mul_(weight).to(ctx.score_dtype)
+        return None, None, grad_s, None, None
 
 
 def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.linear(x, weight, module.bias)
-    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p)
+    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p.scratch)
 
 
 def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.embedding(ids, weight, module.padding_idx)
-    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx, p)
+    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx)
 
 
-def _fuse(module: nn.Module) -> str:
-    """Route a masked linear or embedding through its fused function and say which. The module keeps
-    its type; the override is an instance attribute that `remove_mask` takes off with the mask."""
+def _fuse(module: nn.Module) -> None:
+    """Route a masked linear or embedding through its fused function. The module keeps its type;
+    the override is an instance attribute that `remove_mask` takes off with the mask."""
     if isinstance(module, nn.Linear):
         module.forward = types.MethodType(_linear_forward, module)
-        return "linear"
-    if isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
+    elif isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
         module.forward = types.MethodType(_embedding_forward, module)
-        return "embedding"
-    return "generic"  # computes through `module.weight`, i.e. `_StraightThrough`
+    # anything else computes through `module.weight`, i.e. `_StraightThrough`
 
 
 class ScoreMask(MaskParametrization):
@@ -282,8 +271,6 @@ class ScoreMask(MaskParametrization):
         # use reads it back to the host (a stall on a GPU)
         self.register_buffer("threshold", torch.tensor(threshold, dtype=dtype, device=scores.device))
         self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
-        self.tied_embedding = False  # also the weight of a fused embedding (`attach_scores`)
-        self.pending: Tensor | None = None  # a tied decoder's ∂L/∂S, for the embedding's backward
 
     def forward(self, weight: Tensor) -> Tensor:
         if not self.enabled:
@@ -330,21 +317,19 @@ def attach_scores(
         p.scratch = scratch
     if fused:
         owned = {id(p) for p in params.values()}
-        kinds: dict[int, set[str]] = {}  # which fused functions use each mask
         for module in model.modules():
             if (
                 parametrize.is_parametrized(module, "weight")
-                and id(p := module.parametrizations.weight[0]) in owned
+                and id(module.parametrizations.weight[0]) in owned
             ):
-                kinds.setdefault(id(p), set()).add(_fuse(module))
-        for p in params.values():
-            p.tied_embedding = {"linear", "embedding"} <= kinds.get(id(p), set())
+                _fuse(module)
     return params
 
 
 # --------------------------------------------------------------------------- exact selection
 
 _SMALL = 1 << 18  # below this many scores a plain kthvalue over all of them is as fast
+DIVERGED = "mask scores are not finite: the search diverged (try a lower --lr)"
 _SAMPLE = 1 << 16
 
 
@@ -425,6 +410,8 @@ def _cut(xs: list[Tensor], n_keep: int) -> float:
     if not 1 <= n_keep <= total:
         raise ValueError(f"cannot keep {n_keep} of {total} values")
     value, _ = _kth_largest(xs, n_keep)
+    if not math.isfinite(value):
+        raise TicketlabError(DIVERGED)
     excess = int(sum(torch.count_nonzero(x >= value) for x in xs)) - n_keep
     if excess > 0:  # ties at `value`
         ties = _Candidates(xs, [torch.nonzero(x == value).squeeze(1) for x in xs])
@@ -495,7 +482,7 @@ class Thresholder:
                 self.density = count / delta
                 return idx, lo
             delta *= 4.0
-        raise TicketlabError("mask scores are not finite: the search diverged (try a lower --lr)")
+        raise TicketlabError(DIVERGED)
 
     def _adjust(self, surplus: int) -> None:
         xs, n, dtype = self._scores(), abs(surplus), self.params[0].scores.dtype
@@ -508,6 +495,8 @@ class Thresholder:
         else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
             lowest_kept = float(cand.vals[order[n - 1]])
             highest_pruned = max(float(x.masked_fill(x >= lo, -math.inf).max()) for x in xs)
+        if not math.isfinite(lowest_kept):
+            raise TicketlabError(DIVERGED)
         if highest_pruned == lowest_kept:  # a tie at the cut (only band scores can be at it)
             pruned = order[:n] if surplus > 0 else order[n:]
             cand.lower(pruned[cand.vals[pruned] == lowest_kept], _below(lowest_kept, dtype))
@@ -515,11 +504,12 @@ class Thresholder:
 
 
 def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
-    """A threshold t with lo < t <= hi: the midpoint of the gap between the highest pruned and the
-    lowest kept score, so that the next step's small score changes cross it rarely and the cheap path
-    (count the scores >= t, nothing to rank) is the common one. The midpoint is rounded to the
-    scores' `dtype`, as a comparison with them would round it; t = hi when no value of that dtype
-    lies strictly between lo and hi."""
+    """A threshold t with lo < t <= hi (t = hi when lo == hi: a tie, whose pruned side `_adjust`
+    has lowered below hi): the midpoint of the gap between the highest pruned and the lowest kept
+    score, so that the next step's small score changes cross it rarely and the cheap path (count the
+    scores >= t, nothing to rank) is the common one. The midpoint is rounded to the scores' `dtype`,
+    as a comparison with them would round it; t = hi when no value of that dtype lies strictly
+    between lo and hi."""
     mid = float(torch.tensor((lo + hi) / 2, dtype=dtype))
     return mid if lo < mid <= hi else hi
 
@@ -545,7 +535,7 @@ def rethreshold(thresholders: Sequence[Thresholder]) -> None:
 
     The counts of all groups are read from the device at once: on a GPU each read is a host
     synchronisation, which stalls the CPU until the GPU's queue is empty (BERT-base: 1 read per
-    step instead of 73; an adjustment adds 2 or 3)."""
+    step instead of 73; an adjustment adds a few per matrix it ranks)."""
     todo = []
     for t in thresholders:
         if t.threshold is None:
