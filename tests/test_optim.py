@@ -51,6 +51,22 @@ def test_float32_parameters_step_bit_for_bit_as_torch_adamw(chunk, monkeypatch):
     assert opt.state[bf16]["exp_avg"].dtype == torch.bfloat16  # 2 + 2 bytes of moments, not 4 + 4
 
 
+def test_large_float32_parameters_with_amsgrad_keep_torchs_step(monkeypatch):
+    """What the chunked step lacks (amsgrad, maximize) falls back to torch's step, not to an error."""
+    monkeypatch.setattr(optim, "CHUNK", 37)
+    g = torch.Generator().manual_seed(1)
+    ref = torch.randn(30, 20, generator=g).requires_grad_()
+    ours = ref.detach().clone().requires_grad_()
+    opt_ref = torch.optim.AdamW([ref], lr=1e-2, amsgrad=True, maximize=True)
+    opt = AdamW([ours], lr=1e-2, amsgrad=True, maximize=True)
+    for _ in range(3):
+        grad = torch.randn(ref.shape, generator=g)
+        ref.grad, ours.grad = grad.clone(), grad.clone()
+        opt_ref.step()
+        opt.step()
+    assert torch.equal(ref, ours)
+
+
 def _adam(p: torch.Tensor, opt_cls, steps: int, lr: float) -> torch.Tensor:
     opt = opt_cls([p], lr=lr)
     for _ in range(steps):

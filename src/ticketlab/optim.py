@@ -68,7 +68,7 @@ class AdamW(torch.optim.AdamW):
         held = []  # parameters stepped here and hidden from torch's step
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and _chunked(p):
+                if p.grad is not None and _chunked(p, group):
                     self._step_chunked(p, group)
                     held.append((p, p.grad))
                     p.grad = None
@@ -115,8 +115,11 @@ class AdamW(torch.optim.AdamW):
             round_stochastic_(p_c, x)
 
 
-def _chunked(p: Tensor) -> bool:
-    """Whether `AdamW` steps `p` itself, a chunk at a time (else torch's step does)."""
-    return p.dtype == torch.bfloat16 or (
-        p.device.type == "cpu" and p.dtype == torch.float32 and p.numel() > CHUNK
-    )
+def _chunked(p: Tensor, group: dict) -> bool:
+    """Whether `AdamW` steps `p` itself, a chunk at a time (else torch's step does). A float32
+    parameter that needs what the chunked step lacks (amsgrad, maximize, a sparse gradient) keeps
+    torch's step; a bf16 one has no other."""
+    if p.dtype == torch.bfloat16:
+        return True
+    plain = not (group["amsgrad"] or group["maximize"] or p.grad.is_sparse)
+    return plain and p.device.type == "cpu" and p.dtype == torch.float32 and p.numel() > CHUNK
