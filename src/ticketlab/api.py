@@ -32,14 +32,13 @@ from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
 from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
-from .masking.io import CONFIG_NAME, recorded_base
+from .masking.io import recorded_base
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import HEAD_FILE, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
 from .pruning.imp import imp_schedule, search_imp
-from .pruning.search import SETTINGS
 from .pruning.tamt import search_tamt
 from .tasks import get_task
 from .training import TrainConfig, make_accelerator
@@ -94,7 +93,7 @@ class PruneResult:
 
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
-    check_output(config.out, kind="mask", signature=CONFIG_NAME, inputs=[config.model])  # before any work
+    check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
@@ -376,10 +375,10 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
-    check_output(config.out, kind="search", signature=f"run/{SETTINGS}", inputs=reads)  # before any work
+    check_output(config.out, kind="search", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
-        claim_dir(config.out, kind="search", signature=f"run/{SETTINGS}", inputs=reads)
+        claim_dir(config.out, kind="search", inputs=reads)
     with exclusive(Path(config.out) / "run", "search") if acc.is_main_process else contextlib.nullcontext():
         return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from .data import synthetic
 from .errors import ConfigError
+from .files import read_json
 from .pretrain import PretrainConfig, PretrainResult, pretrain
 
 Log = Callable[[str], None]
@@ -265,5 +266,5 @@ def _tasks(tasks: Sequence[str] | None, data_dir: str | None, data: Path | None)
         root = str(Path(data_dir).resolve())
         return {t: {"task": t, "data": root} for t in tasks}
     assert data is not None
-    names = json.loads((data / "synthetic.json").read_text())["tasks"]
+    names = read_json(data / "synthetic.json", "synthetic data description")["tasks"]
     return {t.removeprefix(synthetic.TASK_PREFIX): {"task": t, "data": str(data / "tasks")} for t in names}

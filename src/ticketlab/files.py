@@ -136,18 +136,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     make_dir(path.parent)
     remove_stale(path.parent)
     with writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        _replace_with(path, data)
+
+
+def _replace_with(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary sibling and rename it to `path` (an `OSError` passes through)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be readable
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -174,38 +179,108 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _ours_by_name(name: str) -> bool:
+    """Our marker, lock and temporaries: never a user's file, never in a manifest."""
+    return name == MARKER or (name.startswith(".") and name.endswith((".tmp", ".lock")))
+
+
 def _holds_files(path: Path) -> bool:
     """Anything besides our temporaries and lock (another process of the run may be marking it)."""
     return any(not (e.name.startswith(".") and e.name.endswith((".tmp", ".lock"))) for e in path.iterdir())
 
 
-def _owned(path: Path, kind: str, signature: str | None) -> bool:
-    """True when the directory is an output of `kind`: our marker says so or, for outputs written
-    before markers existed, it holds the file that marks that kind (`signature`, e.g. a mask config)."""
-    if (path / MARKER).is_file():
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            return json.loads((path / MARKER).read_text()).get("kind") == kind
-        return False
-    return signature is not None and (path / signature).exists()
+def _files(root: Path) -> set[str]:
+    """Relative paths of the files (and links) under `root`, our marker, lock and temporaries left out."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if not _ours_by_name(d)]
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # not walked into
+        found |= {(here / f).as_posix() for f in [*filenames, *links] if not _ours_by_name(f)}
+    return found
+
+
+def _marker(path: Path) -> dict[str, Any] | None:
+    """The marker of a directory: None without one, {} when unreadable."""
+    if not (path / MARKER).is_file():
+        return None
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        marker = json.loads((path / MARKER).read_text())
+        return marker if isinstance(marker, dict) else {}
+    return {}
+
+
+def _manifest(path: Path) -> set[str] | None:
+    """The files ticketlab wrote into an output directory (the marker lists them); None when the
+    marker lists none (a resumable run's, or one from before manifests): then every file counts as
+    the user's unless the new output writes the same name."""
+    listed = (_marker(path) or {}).get("files")
+    if not isinstance(listed, list):
+        return None
+    return {f for f in listed if isinstance(f, str)}
+
+
+def _owned(path: Path, kind: str) -> bool:
+    """True when our marker says the directory is an output of `kind`. File names are no proof: a
+    user's folder may hold a `mask_config.json` (or a `results.csv`) among their own files."""
+    return (_marker(path) or {}).get("kind") == kind
+
+
+def _theirs(path: Path, names: Iterable[str]) -> list[str]:
+    """Those of `names` that exist in `path` and are not ticketlab's (not in its manifest). Under a
+    marker from before manifests a file of the same name counts as ours: it was always replaced."""
+    ours = _manifest(path)
+    if ours is None:
+        return []
+    return sorted(n for n in names if n not in ours and os.path.lexists(path / n))
+
+
+def resolved(path: str | os.PathLike) -> Path:
+    """`Path.resolve()`, or one line when the path cannot be resolved (a symlink loop)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: Python < 3.13 on a symlink loop
+        raise TicketlabError(
+            f"{path}: cannot resolve the path ({getattr(e, 'strerror', None) or e})"
+        ) from None
+
+
+def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = TicketlabError) -> str:
+    """`name` if it can be one path component; else one line. Any name read from a file (a task id,
+    a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
+    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries)."""
+    text = str(name)
+    if (
+        not text
+        or text.startswith(".")
+        or any(c in text for c in "/\\\0")
+        or len(text.encode("utf-8", "surrogateescape")) > 255
+    ):
+        raise error(
+            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', NUL or leading '.'; "
+            "at most 255 bytes)"
+        )
+    return text
 
 
 def check_output(
     path: str | os.PathLike,
     *,
     kind: str,
-    signature: str | None = None,
+    writes: Iterable[str] = (),
     inputs: Iterable[str | os.PathLike | None] = (),
     is_file: bool = False,
 ) -> Path:
     """Refuse, in one line and before any work, an output path that would destroy something.
 
     A directory output may be an empty or new directory, or one that holds an output of the same
-    `kind` (our marker, or its `signature` file); a file output may not be a directory. Neither may
-    be, or contain, one of `inputs`, nor be the current directory or one above it, and its place
-    must be writable.
+    `kind` (our marker says so), where none of the files it `writes` (relative paths known before
+    the work) may be a user's. A file output may not be a directory.
+    Neither may be, contain or lie inside one of `inputs`, nor be the current directory or one above it, and
+    its place must be writable.
     """
     path = Path(path).expanduser()
-    here, target = Path.cwd().resolve(), path.resolve()
+    here, target = Path.cwd().resolve(), resolved(path)
     if is_file and path.is_dir():
         raise TicketlabError(f"{path}: is a directory; give a file name")
     if not is_file and path.exists() and not path.is_dir():
@@ -215,14 +290,20 @@ def check_output(
     for given in inputs:
         if given is None or not Path(given).expanduser().exists():
             continue
-        src = Path(given).expanduser().resolve()
+        src = resolved(given)
         if src == target or target in src.parents:
             raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
-    if not is_file and path.is_dir() and _holds_files(path) and not _owned(path, kind, signature):
-        raise TicketlabError(
-            f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
-            "give a new directory or delete it"
-        )
+        # A file added to an input folder changes what runs read (its content key); the folder one
+        # works in (`--data-dir .`) holds outputs by choice.
+        if src in target.parents and not (src == here or src in here.parents):
+            raise TicketlabError(f"{path}: is inside the input {given}; give another output")
+    if not is_file and path.is_dir() and _holds_files(path):
+        if not _owned(path, kind):
+            raise TicketlabError(
+                f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
+                "give a new directory or delete it"
+            )
+        _refuse_theirs(path, writes)
     base = _nearest_existing(path if not is_file else path.parent)
     if not base.is_dir():
         raise TicketlabError(f"{path}: cannot write ({base} is not a directory)")
@@ -231,25 +312,66 @@ def check_output(
     return path
 
 
+def _refuse_theirs(path: Path, names: Iterable[str]) -> None:
+    theirs = _theirs(path, names)
+    if theirs:
+        more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
+        raise TicketlabError(
+            f"{path / theirs[0]}{more}: not written by ticketlab (refusing to overwrite it); "
+            "move it away or give another output directory"
+        )
+
+
+def _write_marker(path: Path, kind: str, files: Iterable[str] | None) -> None:
+    record: dict[str, Any] = {"kind": kind}
+    if files is not None:
+        record["files"] = sorted(files)
+    _replace_with(path / MARKER, (json.dumps(record) + "\n").encode())  # the caller names the output
+
+
 def mark_output(path: str | os.PathLike, kind: str) -> None:
     """Mark a directory as a ticketlab output of `kind` (`check_output` lets it be reused)."""
-    marker = Path(path) / MARKER
-    if not marker.is_file():
-        atomic_write_text(marker, json.dumps({"kind": kind}) + "\n")
+    if not (Path(path) / MARKER).is_file():
+        with writing(path):
+            _write_marker(Path(path), kind, None)
 
 
 def claim_dir(
     path: str | os.PathLike,
     *,
     kind: str,
-    signature: str | None = None,
     inputs: Iterable[str | os.PathLike | None] = (),
 ) -> Path:
     """A directory a resumable run writes into: checked (`check_output`), made and marked as `kind`."""
-    path = check_output(path, kind=kind, signature=signature, inputs=inputs)
+    path = check_output(path, kind=kind, inputs=inputs)
     make_dir(path)
     mark_output(path, kind)
     return path
+
+
+def _merge(tmp: Path, path: Path, kind: str) -> None:
+    """Move the new output `tmp` into the existing directory `path` file by file (each move atomic),
+    then delete the files of the previous output the new one lacks. Everything else in `path` (the
+    user's notes, a plot) stays. The marker lists old and new files while they mix, so a kill
+    half-way leaves no file of ours that the next run would take for the user's."""
+    new, old = _files(tmp), _manifest(path)
+    _refuse_theirs(path, new)
+    _write_marker(path, kind, new | (old or set()))
+    for rel in sorted(new):
+        dest = path / rel
+        if dest.is_dir() and not dest.is_symlink():  # a folder where we now write a file: only if empty
+            dest.rmdir()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, dest)
+    for rel in sorted((old or set()) - new):  # only files we wrote; then their emptied folders
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            (path / rel).unlink()
+        parent = (path / rel).parent
+        while parent != path and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    _write_marker(path, kind, new)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -257,29 +379,29 @@ def atomic_dir(
     path: str | os.PathLike,
     *,
     kind: str,
-    signature: str | None = None,
+    writes: Iterable[str] = (),
     inputs: Iterable[str | os.PathLike | None] = (),
 ) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `path` only if the block finishes without error.
+    """Yield a temporary directory whose files replace those of `path` only if the block finishes
+    without error.
 
-    `path` may hold an earlier output of the same `kind`, nothing else (see `check_output`).
+    `path` may hold an earlier output of the same `kind` (see `check_output`); it loses only files
+    ticketlab wrote there (the marker lists them). A new directory appears whole, by one rename; an
+    existing one is updated file by file (`_merge`). A user's file the new output would overwrite
+    is refused before anything is moved.
     """
-    path = check_output(path, kind=kind, signature=signature, inputs=inputs)
+    path = check_output(path, kind=kind, writes=writes, inputs=inputs)
     make_dir(path.parent)
     remove_stale(path.parent)
     tmp = temp_dir(path.parent, path.name)
     try:
         with writing(path):
             yield tmp
-            (tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n")
             _follow_umask(tmp)
-            if path.exists():
-                # Two renames keep a complete directory at `path` except for an instant.
-                old = temp_dir(path.parent, path.name)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
+            if path.is_dir():
+                _merge(tmp, path, kind)
             else:
+                _write_marker(tmp, kind, _files(tmp))
                 os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -385,3 +507,5 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise TicketlabError(f"{path}: corrupt {what} (invalid JSON at line {e.lineno}: {e.msg})") from None
+    except RecursionError:  # `[[[[...` a hundred thousand deep: the parser recurses per level
+        raise TicketlabError(f"{path}: corrupt {what} (nested too deeply)") from None

@@ -555,7 +555,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
     if out is not None:
         if _is_main():
-            claim_dir(out, kind="fine-tuning run", signature=CONFIG_FILE, inputs=_inputs(config))
+            claim_dir(out, kind="fine-tuning run", inputs=_inputs(config))
         done = _check_run_dir(out, print_)
         if done is not None:
             if config.save_model and not (out / MODEL_DIR).is_dir():
@@ -738,7 +738,7 @@ def finetune_seeds(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct and non-empty, got {list(seeds)}")
     if _is_main():
-        claim_dir(out_dir, kind="fine-tuning output", signature=SUMMARY_FILE, inputs=_inputs(config))
+        claim_dir(out_dir, kind="fine-tuning output", inputs=_inputs(config))
     results = []
     for s in seeds:
         r = finetune(config.replace(seed=s), seed_dir(out_dir, s))

@@ -34,7 +34,7 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from .data.tokenizer import train_word_level_tokenizer
 from .errors import ConfigError
-from .files import atomic_dir, atomic_write_json, check_output, read_json
+from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import evaluate_pretraining
@@ -208,10 +208,10 @@ def pretrain(
         *_listed(dev),
         tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None,
     ]
-    check_output(out, kind="pre-trained model", signature=RESULT_FILE, inputs=reads)  # before any work
+    check_output(out, kind="pre-trained model", inputs=reads)  # before any work
     quiet_transformers()
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
+    work = claim_dir(out.with_name(out.name + ".work"), kind="pre-training work directory")
     tok = _tokenizer(tokenizer, corpus, vocab_size, config.max_length, work)
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
@@ -274,7 +274,7 @@ def pretrain(
 
 
 def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: PretrainResult, work: Path) -> None:
-    with atomic_dir(out, kind="pre-trained model", signature=RESULT_FILE) as tmp:
+    with atomic_dir(out, kind="pre-trained model") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if (work / "log.jsonl").is_file():

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError, TicketlabError
-from .files import read_json
+from .files import read_json, safe_component
 from .metrics import GLUE_METRICS, SQUAD_METRICS
 from .validation import check_fields
 
@@ -72,6 +72,8 @@ class TaskSpec:
         wrong = check_fields(self)  # a task.json may hold anything: every field is checked
         if wrong:
             raise bad(wrong)
+        # The folder names a directory (a GLUE root's, mtl's ft-<id>): never `../x`.
+        safe_component(self.folder, f"task '{self.id}': folder", ConfigError)
         if self.kind not in ("classification", "regression", "squad"):
             raise bad(f"kind must be classification, regression or squad, got {self.kind!r}")
         if "train" not in self.files or not self.eval_splits:

@@ -43,7 +43,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, TicketlabError
-from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, exclusive, make_dir, remove_stale
+from .files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive,
+    make_dir,
+    read_json,
+    remove_stale,
+)
 from .optim import AdamW
 from .validation import check_fields
 
@@ -288,7 +296,7 @@ def train(
     if out is not None:
         make_dir(out)
     if out is not None and resume and (out / RESULT).is_file():
-        return TrainResult(**json.loads((out / RESULT).read_text()))
+        return TrainResult(**read_json(out / RESULT, "training result"))
 
     acc = accelerator or make_accelerator(config)
     owner = out is not None and acc.is_main_process
@@ -305,7 +313,7 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     keep = []
     for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(ValueError, AttributeError, RecursionError):
             record = json.loads(line)
             at = record.get("step", record.get("eval", {}).get("step"))
             if isinstance(at, int) and at > step:

@@ -35,7 +35,7 @@ from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
 from ..experiments.runner import Runner, sweep_status
-from ..files import claim_dir
+from ..files import claim_dir, safe_component
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config
 
@@ -96,14 +96,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def sweep_dir(args: argparse.Namespace, spec) -> Path:
     if args.out is not None:
         return Path(args.out)
-    return Path(spec.output) if spec.output else Path("sweeps") / spec.name
+    return Path(spec.output) if spec.output else Path("sweeps") / safe_component(spec.name, "sweep name")
 
 
 def check_inputs(spec, out: Path) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
     ticketlab cannot prune by default, a pre-training evaluation length beyond its positions."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
-    claim_dir(out, kind="sweep", signature="results.sqlite", inputs=[spec.model, *corpus])
+    claim_dir(out, kind="sweep", inputs=[spec.model, *corpus])
     if not Path(spec.model).expanduser().exists():
         return  # a hub id: checked when it is loaded
     config = load_config(spec.model)

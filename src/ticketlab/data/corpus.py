@@ -168,7 +168,7 @@ def _dataset_split(path: Path, role: str) -> str:
         return ""
     try:
         splits = json.loads(dd.read_text())["splits"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, RecursionError):
         raise DataError(f"{dd}: corrupt dataset_dict.json") from None
     wanted = ["train"] if role == "train" else ["validation", "dev", "test"]
     for s in wanted:

@@ -618,7 +618,7 @@ def write_dataset(config: SyntheticConfig, out_dir: str | Path, **finetune: floa
     out = Path(out_dir)
     if (out / "synthetic.json").is_file():
         return out
-    with atomic_dir(out, kind="synthetic data", signature="synthetic.json") as tmp:
+    with atomic_dir(out, kind="synthetic data") as tmp:
         (tmp / "corpus").mkdir()
         for split in ("train", "dev"):
             text = "\n".join(corpus_lines(config, split)) + "\n"

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..files import content_key
+from ..files import content_key, safe_component
 from .adapters import finetune_non_result
 from .spec import SweepSpec
 
@@ -41,7 +41,8 @@ class Run:
 
     @property
     def dirname(self) -> str:
-        return f"{self.name}_{self.id[:8]}"
+        # The name holds labels of the spec (a task's, a method's): one component, never `../x`.
+        return safe_component(f"{self.name}_{self.id[:8]}", "run name")
 
 
 @dataclass(frozen=True)

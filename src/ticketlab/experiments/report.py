@@ -16,6 +16,7 @@ up with `ticketlab report --run ID` or in `results.sqlite`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import MaskFileError, TicketlabError
-from ..files import atomic_write_csv, atomic_write_text
+from ..files import atomic_dir, atomic_write_csv, atomic_write_text, mark_output
 from . import plots
 from .plan import expand
 from .results import AVG, Cell, SweepResults, load_results, method_label, stats
@@ -431,6 +432,40 @@ def write_report(
             "and corpus files: are they the ones this sweep ran on, at the same paths?)"
         )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
+    # Checked before drawing: a user's results.csv is not overwritten, nor a sweep input written into.
+    if out_dir is None and out.is_dir():
+        mark_output(out, "report")  # the sweep's own report folder, from before markers: ours
+    with atomic_dir(out, kind="report", writes=report_files(), inputs=sweep_inputs(res)) as tmp:
+        drawn = _render(res, tmp)
+    # Files of an earlier report the new one lacks (a figure no longer drawn) went with the swap.
+    figures = {f: out / p.relative_to(tmp) for f, p in drawn.figures.items()}
+    return dataclasses.replace(drawn, path=out / drawn.path.name, figures=figures)
+
+
+def report_files() -> list[str]:
+    """Every file a report may write (relative to its directory)."""
+    tables = ["results.csv", "winning_tickets.csv", "transfer.csv", "paired.csv", "pretrain_losses.csv"]
+    figures = [
+        f
+        for fname, _, _ in [*plots.FIGURES, *plots.STUDY_FIGURES]
+        for f in (fname, Path(fname).stem + ".csv")
+    ]
+    return ["report.md", *tables, *(f"figures/{f}" for f in figures)]
+
+
+def sweep_inputs(res: SweepResults) -> list[str]:
+    """The files the sweep read (its model, corpus, task data): a report written into one of them
+    would change what the runs' ids hash, and every finished run would count as pending again."""
+    spec = res.spec or {}
+    corpus = spec.get("corpus") or {}
+    found = [spec.get("model"), *(corpus.get(k) or [] for k in ("train", "dev"))]
+    found += [t.get("data") for t in (spec.get("tasks") or {}).values() if isinstance(t, dict)]
+    flat = [p for x in found for p in (x if isinstance(x, list) else [x])]
+    return [p for p in flat if isinstance(p, str)]
+
+
+def _render(res: SweepResults, out: Path) -> Report:
+    """Draw the figures and write the tables and the markdown into `out` (a fresh directory)."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
     report = Report(path=out / "report.md", main_table=main_table_text(res))
     masks = plots._Masks(res)  # mask files are read once for both Fig. 8 panels
@@ -445,8 +480,6 @@ def write_report(
             report.figures[fname] = path
         elif fname not in {f for f, _, _ in plots.STUDY_FIGURES}:
             report.skipped[fname] = reason
-            path.unlink(missing_ok=True)  # a stale figure from an earlier report would mislead
-            path.with_suffix(".csv").unlink(missing_ok=True)
     write_csvs(res, out)
     atomic_write_text(report.path, _markdown(res, report, out))
     return report

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..files import read_text
+from ..files import read_text, safe_component
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import METHODS, MethodSpec
 
@@ -413,6 +413,8 @@ def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:  # `[[[[...` thousands deep: the parser recurses per level
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     return spec_from_dict(raw, source=str(path), base_dir=path.resolve().parent, registry=registry)
 
 
@@ -435,6 +437,7 @@ def spec_from_dict(
     tasks: dict[str, TaskEntry] = {}
     for name, t in r.mapping(d["tasks"], "tasks").items():
         t = r.mapping(t if t is not None else {}, f"tasks.{name}")
+        safe_component(name, f"{source}: tasks: label", ConfigError)  # it names run directories
         if "data" not in t:
             raise r.fail(f"tasks.{name}.data", "missing: the task's data directory (or `hub` to download it)")
         task = str(t.pop("task", name))

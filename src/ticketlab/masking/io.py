@@ -169,7 +169,7 @@ def pack(mask: Mask) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def unpack(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Mask:
     try:
         shapes = json.loads(meta["shapes"])
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, json.JSONDecodeError, RecursionError):
         raise MaskFileError(f"{path}: no valid 'shapes' metadata (not a ticketlab mask file?)") from None
     if not isinstance(shapes, dict):
         raise MaskFileError(f"{path}: 'shapes' metadata must map weight names to shapes")
@@ -201,7 +201,7 @@ def save_mask(
         config = dataclasses.replace(config, achieved_sparsity=round(mask.sparsity, 6))
     out_dir = Path(out_dir)
     tensors, meta = pack(mask)
-    with atomic_dir(out_dir, kind="mask", signature=CONFIG_NAME) as tmp:
+    with atomic_dir(out_dir, kind="mask") as tmp:
         save_file(tensors, str(tmp / MASKS_NAME), metadata=meta)
         (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         for fname, ts in (extra or {}).items():

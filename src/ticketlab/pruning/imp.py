@@ -180,7 +180,7 @@ def save_rewound_model(model: nn.Module, out: Path, tokenizer=None) -> Path:
         raise RuntimeError(
             f"rewound state does not fit {type(model).__name__}: {missing[:3]} {unexpected[:3]}"
         )
-    with atomic_dir(out, kind="rewound model", signature="config.json") as tmp:
+    with atomic_dir(out, kind="rewound model") as tmp:
         clean.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

@@ -259,7 +259,7 @@ def run_search(
     sd = SearchDir(out)
     acc = accelerator or make_accelerator(train_config)
     if acc.is_main_process:
-        claim_dir(sd.out, kind="search", signature=f"run/{SETTINGS}", inputs=_inputs(spec, objective, sd.out))
+        claim_dir(sd.out, kind="search", inputs=_inputs(spec, objective, sd.out))
     settings = {**spec.settings, **input_keys(model, objective, spec.targets)}
     with exclusive(sd.run, "search") if acc.is_main_process else contextlib.nullcontext():
         return _run_search(model, objective, spec, train_config, sd, settings, save_at, acc, keep_checkpoint)

@@ -154,7 +154,7 @@ def save_compacted(
     if manifest is None:
         raise TicketlabError("save_compacted needs a model from compact() or load_compacted()")
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir, kind="compacted model", signature=MANIFEST, inputs=inputs) as tmp:
+    with atomic_dir(out_dir, kind="compacted model", inputs=inputs) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

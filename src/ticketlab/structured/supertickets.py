@@ -406,7 +406,6 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     out = claim_dir(
         out_dir,
         kind="super-ticket study",
-        signature="results.sqlite",
         inputs=[config.finetune.model, config.finetune.data_dir],
     )
     spec = get_task(config.finetune.task, config.finetune.data_dir)
