@@ -1,0 +1,159 @@
+"""An output directory only ever loses files ticketlab wrote; a name read from a file never leaves
+its directory; an unresolvable --out and deeply nested JSON/YAML give one line (issue 26, classes 1
+and 2, and two of class 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import sweep_fakes as fakes
+from ticketlab.cli import main
+from ticketlab.errors import TicketlabError
+from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
+from ticketlab.experiments.report import write_report
+from ticketlab.files import MARKER, atomic_dir, read_json
+from ticketlab.tasks import get_task
+
+
+def one_line_error(capsys, *argv) -> str:
+    code = main([str(a) for a in argv])
+    _, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def user_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def assert_kept(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        assert (root / rel).read_text() == text, rel
+
+
+def test_an_output_directory_loses_only_files_ticketlab_wrote(tiny_bert_dir, tmp_path, capsys):
+    """Class 1: one familiar file name is no proof of ownership; re-running onto an earlier output
+    keeps what the user added there; a user's file the output would overwrite is refused."""
+    prune = ["prune", "omp", "--model", tiny_bert_dir, "--out"]
+    theirs = {"mask_config.json": "{}", "src/main.py": "print()", "thesis.tex": "\\begin"}
+    user_files(tmp_path / "look-alike", theirs)
+    assert "not a ticketlab mask" in one_line_error(
+        capsys, *prune, tmp_path / "look-alike", "--sparsity", "0.5"
+    )
+    assert_kept(tmp_path / "look-alike", theirs)
+
+    notes = {"notes.txt": "mine", "plots/loss.png": "png", "sub/deeper/x": "x"}
+    for verb, out, args in [
+        ("prune", tmp_path / "m", ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5"]),
+        ("export", tmp_path / "e", ["export", "--model", tiny_bert_dir, "--mask", tmp_path / "m"]),
+    ]:
+        assert main([str(a) for a in [*args, "--out", out]]) == 0, verb
+        user_files(out, notes)
+        assert main([str(a) for a in [*args, "--out", out]]) == 0, verb
+        assert_kept(out, notes)
+        listed = set(json.loads((out / MARKER).read_text())["files"])
+        assert listed and not listed & set(notes), verb  # the manifest names our files only
+
+    # The library writer: a stale file of ours goes, a user's file in the way is refused whole.
+    out = tmp_path / "lib"
+    with atomic_dir(out, kind="thing") as tmp:
+        (tmp / "a.txt").write_text("1")
+        (tmp / "old.txt").write_text("old")
+    user_files(out, {"b.txt": "mine", "keep/me": "mine"})
+    with atomic_dir(out, kind="thing") as tmp:
+        (tmp / "a.txt").write_text("2")
+    assert (out / "a.txt").read_text() == "2" and not (out / "old.txt").exists()
+    assert_kept(out, {"b.txt": "mine", "keep/me": "mine"})
+    refused = pytest.raises(TicketlabError, match=r"b.txt: not written by ticketlab")
+    with refused, atomic_dir(out, kind="thing") as tmp:
+        (tmp / "a.txt").write_text("3")
+        (tmp / "b.txt").write_text("ours")
+    assert (out / "a.txt").read_text() == "2" and (out / "b.txt").read_text() == "mine"
+    with refused, atomic_dir(out, kind="thing", writes=["b.txt"]):  # known before the work
+        raise AssertionError("the work began")
+
+
+def test_report_has_the_output_check_of_every_verb(tmp_path, tiny_bert_dir, capsys):
+    """Class 1: `report --out` neither overwrites a user's results.csv nor writes into a sweep's input."""
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        methods=["full", "omp"],
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
+    theirs = {"results.csv": "my,table\n", "report.md": "# my report\n"}
+    user_files(tmp_path / "mine", theirs)
+    line = one_line_error(capsys, "report", tmp_path / "sweep", "--out", tmp_path / "mine")
+    assert "mine" in line and "refusing" in line
+    assert_kept(tmp_path / "mine", theirs)
+    inside_model = Path(spec.model) / "report"
+    assert "is inside the input" in one_line_error(
+        capsys, "report", tmp_path / "sweep", "--out", inside_model
+    )
+    assert not inside_model.exists()
+
+    report = write_report(tmp_path / "sweep")  # its own directory, re-rendered: the user's plot stays
+    user_files(report.path.parent, {"figures/mine.png": "png"})
+    again = write_report(tmp_path / "sweep")
+    assert (
+        again.path == report.path
+        and again.path.is_file()
+        and all(p.is_file() for p in again.figures.values())
+    )
+    assert_kept(report.path.parent, {"figures/mine.png": "png"})
+
+
+def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    """Class 2: a task id or folder in task.json, a task label or name in a sweep spec that is not
+    one path component is refused when read, before anything is created."""
+    for field in ("id", "dir_name"):
+        data = tmp_path / f"data-{field}"
+        data.mkdir()
+        task = {"id": "escape", field: "../../../../X"}
+        (data / "task.json").write_text(json.dumps(task))
+        with pytest.raises(TicketlabError, match=r"task.json: .*'../../../../X': not usable as a file name"):
+            get_task(str(data / "task.json"))
+    raw = fakes.spec_dict(tmp_path, tiny_bert_dir)
+    raw["tasks"] = {"../../../../X": raw["tasks"][next(iter(raw["tasks"]))]}
+    with pytest.raises(TicketlabError, match=r"label '../../../../X': not usable as a file name"):
+        spec_from_dict(raw, base_dir=tmp_path, registry=fakes.fake_registry())
+    monkeypatch.chdir(tmp_path)  # the sweep's default directory is sweeps/<name>
+    named = _yaml(tmp_path / "named.yaml", {**fakes.spec_dict(tmp_path, tiny_bert_dir), "name": "../x"})
+    assert "sweep name '../x'" in one_line_error(capsys, "sweep", named, "--dry-run")
+    assert not (tmp_path / "x").exists()
+
+
+def _yaml(path: Path, raw: dict) -> Path:
+    path.write_text(json.dumps(raw))  # JSON is YAML
+    return path
+
+
+def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    """Class 6: an --out that is a symlink loop; JSON/YAML nested 100000 deep in a file we read."""
+    monkeypatch.chdir(tmp_path)
+    os.symlink("a", "b")
+    os.symlink("b", "a")
+    line = one_line_error(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out", "a")
+    assert line.startswith("ticketlab prune: error: a:")
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    with pytest.raises(TicketlabError, match="deep.json: corrupt .*nested too deeply"):
+        read_json(tmp_path / "deep.json")
+    (tmp_path / "spec.yaml").write_text(deep)
+    with pytest.raises(TicketlabError, match="spec.yaml: invalid YAML: nested too deeply"):
+        load_spec(tmp_path / "spec.yaml")
+    (tmp_path / "task.json").write_text(deep)
+    assert "task.json" in one_line_error(
+        capsys, "finetune", "--model", tiny_bert_dir, "--task", "task.json", "--out", "ft"
+    )
