@@ -119,7 +119,7 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
     for field in ("id", "dir_name"):
         data = tmp_path / f"data-{field}"
         data.mkdir()
-        task = {"id": "escape", field: "../../../../X"}
+        task = {"id": "escape", "dir_name": "escape", field: "../../../../X"}
         (data / "task.json").write_text(json.dumps(task))
         with pytest.raises(TicketlabError, match=r"task.json: .*'../../../../X': not usable as a file name"):
             get_task(str(data / "task.json"))

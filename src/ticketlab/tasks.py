@@ -72,8 +72,9 @@ class TaskSpec:
         wrong = check_fields(self)  # a task.json may hold anything: every field is checked
         if wrong:
             raise bad(wrong)
-        # The folder names a directory (a GLUE root's, mtl's ft-<id>): never `../x`.
-        safe_component(self.folder, f"task '{self.id}': folder", ConfigError)
+        # The id and folder name directories (mtl's ft-<id>, a GLUE root's folder): never `../x`.
+        for what, name in (("id", self.id), ("folder", self.folder)):
+            safe_component(name, f"task {what}", ConfigError)
         if self.kind not in ("classification", "regression", "squad"):
             raise bad(f"kind must be classification, regression or squad, got {self.kind!r}")
         if "train" not in self.files or not self.eval_splits:
