@@ -1,0 +1,83 @@
+"""Issue 26, class 3: numbers that are not numbers. Non-finite weights and losses stop in one line,
+what ticketlab writes is valid JSON, no mean over zero items, results keyed by what their inputs
+hold, and super-ticket levels that prune what their label says. One test per bullet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import BertForSequenceClassification
+
+from conftest import make_model, tiny_bert_config
+from ticketlab.cli import main
+from ticketlab.errors import TicketlabError
+from ticketlab.training import TrainConfig, train
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv) -> str:
+    code, _, err = run(capsys, *argv)
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def strict_json(line: str):
+    """json.loads that refuses the bare NaN / Infinity tokens Python's encoder writes by default."""
+    return json.loads(line, parse_constant=lambda token: pytest.fail(f"not JSON: {token} in {line}"))
+
+
+def poisoned_copy(src: Path, dst: Path, value: float) -> Path:
+    shutil.copytree(src, dst)
+    weights = load_file(dst / "model.safetensors")
+    name = next(n for n in weights if n.endswith("attention.self.query.weight"))
+    weights[name][0, :3] = value
+    save_file(weights, dst / "model.safetensors", metadata={"format": "pt"})
+    return dst
+
+
+def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 1: a checkpoint holding nan or inf is refused where models load (prune would rank nan as
+    kept); a loss that turns non-finite stops training before the step, naming the step; every line
+    of log.jsonl is JSON (a non-finite logged number is null)."""
+    for value in (float("nan"), float("-inf")):
+        bad = poisoned_copy(tiny_bert_dir, tmp_path / f"bad-{value}", value)
+        line = error_line(capsys, "prune", "omp", "--model", bad, "--sparsity", 0.5, "--out", tmp_path / "m")
+        assert str(bad) in line and "not finite" in line and "attention.self.query.weight" in line
+        assert not (tmp_path / "m").exists()
+
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    data = [(torch.randint(5, 40, (8,)), i % 2) for i in range(32)]
+
+    def collate(examples, seeds):
+        return {
+            "input_ids": torch.stack([x for x, _ in examples]),
+            "labels": torch.tensor([y for _, y in examples]),
+        }
+
+    calls = []
+
+    def loss_fn(net, batch):  # diverges on its fourth batch (step 4); logs an inf ratio throughout
+        calls.append(1)
+        loss = net(**batch).loss
+        return (loss * float("nan") if len(calls) == 4 else loss), {"ratio": float("inf")}
+
+    config = TrainConfig(
+        max_steps=10, batch_size=8, progress=False, log_every=1, save_every=2, desc="finetune"
+    )
+    with pytest.raises(TicketlabError, match=r"finetune: the training loss is nan at step 4 .*lower --lr"):
+        train(model, model.parameters(), data, collate, loss_fn, config, out_dir=tmp_path / "run")
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the nan step was not taken
+    records = [strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3] and all(r["ratio"] is None for r in records)
+    assert not (tmp_path / "run" / "train_result.json").exists()  # no "best" score of a nan run
