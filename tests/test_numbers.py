@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -81,3 +82,40 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
     records = [strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and all(r["ratio"] is None for r in records)
     assert not (tmp_path / "run" / "train_result.json").exists()  # no "best" score of a nan run
+
+
+def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 2: an MLM evaluation over zero predicted tokens is refused in one line naming the corpus
+    (it reported loss 0.0, perplexity 1.0), in evaluate-pretrain and before a search's first step with
+    that dev text; GLUE and SQuAD scores over zero examples are refused, not nan or 0."""
+    unknown = tmp_path / "unknown.txt"  # words outside the vocabulary: every token is [UNK], a special one
+    unknown.write_text("zorp quux blarg fnord\n" * 40)
+    line = error_line(
+        capsys,
+        "evaluate-pretrain",
+        "--model",
+        tiny_bert_dir,
+        "--corpus",
+        unknown,
+        "--no-kd",
+        "--max-length",
+        32,
+    )
+    assert str(unknown) in line and "zero tokens" in line
+    good = tmp_path / "good.txt"
+    good.write_text("the cat sees the dog . a man walks to the river .\n" * 40)
+    out = tmp_path / "search"
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", good, "--dev", unknown]
+    line = error_line(capsys, *search, "--sparsity", 0.5, "--steps", 2, "--max-length", 32, "--out", out)
+    assert str(unknown) in line and "zero tokens" in line
+    assert not list(out.rglob("log.jsonl")) and not list(out.rglob("checkpoint.pt"))  # no step was taken
+
+    from ticketlab.errors import DataError
+    from ticketlab.metrics import GLUE_METRICS, squad_metrics
+
+    empty = np.array([], dtype=np.int64)
+    for metric in GLUE_METRICS.values():
+        with pytest.raises(DataError, match="no examples to score"):
+            metric(empty, empty)
+    with pytest.raises(DataError, match="no questions to score"):
+        squad_metrics({}, {})
