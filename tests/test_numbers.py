@@ -119,3 +119,56 @@ def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
             metric(empty, empty)
     with pytest.raises(DataError, match="no questions to score"):
         squad_metrics({}, {})
+
+
+def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, monkeypatch):
+    """Bullet 3: a fine-tuning records the content of what it read beside its fingerprint; new weights
+    at the same model path, or edited task data, are refused in one line instead of reusing a finished
+    result or resuming a checkpoint of the old inputs."""
+    import importlib
+
+    from transformers import BertForMaskedLM
+
+    from ticketlab.finetune import FinetuneConfig, finetune
+
+    ft = importlib.import_module("ticketlab.finetune")
+    model_dir = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+    data = tmp_path / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = [f"the {w} is {'good' if i % 2 else 'bad'} .\t{i % 2}" for i, w in enumerate(["cat", "dog"] * 12)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    config = FinetuneConfig(
+        model=str(model_dir),
+        task="sst2",
+        data_dir=str(data.parent),
+        batch_size=8,
+        max_length=16,
+        max_steps=4,
+        eval_every=2,
+        save_every=1,
+        progress=False,
+    )
+    first = finetune(config, tmp_path / "done")
+    assert finetune(config, tmp_path / "done").to_dict() == first.to_dict()  # same inputs: reused
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=1).save_pretrained(model_dir)  # other weights
+    with pytest.raises(TicketlabError, match=f"the model at {model_dir} changed since this run started"):
+        finetune(config, tmp_path / "done")
+
+    real_train = ft.train
+
+    def interrupted(*args, **kw):
+        def stop(state):
+            if state.step == 2:
+                raise KeyboardInterrupt
+
+        return real_train(*args, **kw, after_step=stop)
+
+    monkeypatch.setattr(ft, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, tmp_path / "half")
+    assert (tmp_path / "half" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(ft, "train", real_train)
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[::-1]) + "\n")  # edited in place
+    with pytest.raises(TicketlabError, match="the task data at .* changed since this run started"):
+        finetune(config, tmp_path / "half")
