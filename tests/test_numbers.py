@@ -172,3 +172,58 @@ def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, mo
     (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[::-1]) + "\n")  # edited in place
     with pytest.raises(TicketlabError, match="the task data at .* changed since this run started"):
         finetune(config, tmp_path / "half")
+
+
+def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 4: against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
+    that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,
+    and a selection split leaving too few dev examples on either side (the minimum and why)."""
+    from ticketlab.errors import ConfigError
+    from ticketlab.finetune import FinetuneConfig
+    from ticketlab.structured.supertickets import SuperConfig, run_super
+
+    data = tmp_path / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = [f"the {w} is {'good' if i % 2 else 'bad'} .\t{i % 2}" for i, w in enumerate(["cat", "dog"] * 10)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    ft = FinetuneConfig(
+        model=str(tiny_bert_dir),
+        task="sst2",
+        data_dir=str(data.parent),
+        max_steps=2,
+        batch_size=8,
+        max_length=16,
+        progress=False,
+    )
+    for level, what in (
+        (0.01, "prunes 0 of the model's 4 attention heads"),
+        (0.8, "prunes 2 of the model's 2 FFN sub-layers"),
+    ):
+        out = tmp_path / f"super-{level}"
+        with pytest.raises(ConfigError, match=what):
+            run_super(SuperConfig(ft, levels=[0.5, level]), out)
+        assert not out.exists()  # refused before any work
+    with pytest.raises(ConfigError, match="levels must be distinct: 0.5 given twice"):
+        SuperConfig(ft, levels=[0.5, 0.5])
+    line = error_line(
+        capsys,
+        "super",
+        "--model",
+        tiny_bert_dir,
+        "--task",
+        "sst2",
+        "--data-dir",
+        data.parent,
+        "--levels",
+        0.5,
+        "--select-fraction",
+        0.99,
+        "--max-steps",
+        2,
+        "--max-length",
+        16,
+        "--out",
+        tmp_path / "s",
+    )
+    assert "leaves 20 to select on and 0 to report: each side needs at least 4" in line

@@ -250,12 +250,21 @@ def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, bat
 SELECT = "select_"  # prefix of the scores on the selection part of the dev set
 
 
+MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
+
+
 def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
-    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest."""
+    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest.
+    Each part needs MIN_SPLIT examples: a score on one example is 0 or 100, and would pick a step or
+    a level (or be reported) on chance alone."""
     n = len(features)
-    k = min(n - 1, max(1, round(fraction * n)))
-    if n < 2:
-        raise ConfigError(f"a dev set of {n} example(s) cannot be split for selection")
+    k = round(fraction * n)
+    if min(k, n - k) < MIN_SPLIT:
+        raise ConfigError(
+            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
+            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
+            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return features.subset(sorted(order[:k])), features.subset(sorted(order[k:]))
 
