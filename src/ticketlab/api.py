@@ -35,7 +35,7 @@ from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_m
 from .masking.io import recorded_base
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
-from .pretrain_eval import HEAD_FILE, load_head_state
+from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
 from .pruning.imp import imp_schedule, search_imp
@@ -278,9 +278,14 @@ def _lm_objective(
         log.info(f"corpus: {corpus.summary()}")
     collator = MLMCollator(tokenizer)
     dev = corpus.dev.take(config.dev_blocks)
+    source = ", ".join(map(str, config.dev or config.corpus))
+    if not config.no_eval:  # before the search, not at its first evaluation
+        check_scorable(dev, collator, mlm=mlm_eval, source=source)
 
     def eval_fn(model):
-        return evaluate_blocks(model, dev, collator, batch_size=config.eval_batch_size, mlm=mlm_eval, kd=True)
+        return evaluate_blocks(
+            model, dev, collator, batch_size=config.eval_batch_size, mlm=mlm_eval, kd=True, source=source
+        )
 
     info = {
         "corpus": [str(p) for p in config.corpus],
@@ -469,6 +474,7 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         mlm=has_head,
         kd=not config.no_kd,
         progress=config.progress,
+        source=", ".join(map(str, config.corpus)),
     )
     return {**row, **metrics}
 

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -159,8 +160,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_json(obj: Any) -> Any:
+    """`obj` with every non-finite float (nan, inf) as None: JSON has no such numbers, and Python's
+    bare `NaN` tokens make a file other readers refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, **kwargs: Any) -> str:
+    """The one JSON encoder for what ticketlab writes: valid JSON always (non-finite numbers null)."""
+    return json.dumps(finite_json(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, to_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:

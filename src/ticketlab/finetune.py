@@ -41,10 +41,10 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data.features import Features, length_sorted_batches, pad_collate
-from .data.glue import load_features
+from .data.glue import load_features, task_dir
 from .data.squad import SquadExamples, best_answers, load_squad_features
 from .errors import ConfigError, TicketlabError
-from .files import atomic_write_json, claim_dir, read_json
+from .files import atomic_write_json, claim_dir, content_key, read_json
 from .masking import MaskConfig, current_mask, export_pretrained, load_mask_onto
 from .masking.io import library_versions
 from .metrics import GLUE_METRICS, squad_metrics
@@ -250,12 +250,21 @@ def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, bat
 SELECT = "select_"  # prefix of the scores on the selection part of the dev set
 
 
+MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
+
+
 def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
-    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest."""
+    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest.
+    Each part needs MIN_SPLIT examples: a score on one example is 0 or 100, and would pick a step or
+    a level (or be reported) on chance alone."""
     n = len(features)
-    k = min(n - 1, max(1, round(fraction * n)))
-    if n < 2:
-        raise ConfigError(f"a dev set of {n} example(s) cannot be split for selection")
+    k = round(fraction * n)
+    if min(k, n - k) < MIN_SPLIT:
+        raise ConfigError(
+            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
+            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
+            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return features.subset(sorted(order[:k])), features.subset(sorted(order[k:]))
 
@@ -509,12 +518,47 @@ class FinetuneResult:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _check_run_dir(out: Path, print_: dict[str, Any]) -> FinetuneResult | None:
-    """The saved result of the same finished run, None to (re)start, or an error for another config."""
+INPUT_NAMES = {"model": "the model", "mask": "the mask", "data": "the task data", "task": "the task file"}
+
+
+def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
+    """Content keys of the local files a run reads (model weights, mask, task data, task file): the
+    config names paths, and a path may get other bytes. Hub ids have none. Kept beside the
+    fingerprint, not in it, so the ids of recorded runs stay as they are."""
+    paths = {
+        "model": config.model,
+        "mask": config.mask,
+        "data": task_dir(spec, config.data_dir) if config.data_dir is not None else None,
+        "task": config.task if config.task.endswith(".json") else None,
+    }
+    keys = {k: content_key([p]) for k, p in paths.items() if p is not None}
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def _check_inputs(out: Path, saved: dict[str, Any], config: FinetuneConfig, now: dict[str, str]) -> None:
+    """Refuse to resume or reuse a run whose inputs now hold other bytes (e.g. new weights at the same
+    path): its checkpoint and result belong to the old ones. Runs from before inputs were recorded
+    have none: not a difference."""
+    changed = [k for k in INPUT_NAMES if k in saved and k in now and saved[k] != now[k]]
+    if changed:
+        where = {"model": config.model, "mask": config.mask, "data": config.data_dir, "task": config.task}
+        what = " and ".join(f"{INPUT_NAMES[k]} at {where[k]}" for k in changed)
+        raise TicketlabError(
+            f"{out}: {what} changed since this run started; pass another output directory, "
+            "or delete it to start over"
+        )
+
+
+def _check_run_dir(
+    out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
+) -> FinetuneResult | None:
+    """The saved result of the same finished run, None to (re)start, or an error for another config
+    or changed inputs."""
     cfg_path = out / CONFIG_FILE
     if not cfg_path.is_file():
         return None
-    saved = read_json(cfg_path, "run config").get("fingerprint", {})
+    recorded = read_json(cfg_path, "run config")
+    saved = recorded.get("fingerprint", {}) if isinstance(recorded, dict) else {}
     if saved != print_:
         a, b = saved.get("config", {}), print_["config"]
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -524,6 +568,7 @@ def _check_run_dir(out: Path, print_: dict[str, Any]) -> FinetuneResult | None:
             f"{out}: holds a run with another configuration (differs in: {', '.join(diff) or '?'}); "
             "use another output directory or delete it"
         )
+    _check_inputs(out, recorded.get("inputs") or {}, config, inputs)
     if (out / RESULT_FILE).is_file():
         return FinetuneResult.from_dict(read_json(out / RESULT_FILE, "run result"))
     return None
@@ -553,10 +598,11 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     hyper = dataclasses.replace(hyper, max_length=length)
     out = Path(out_dir) if out_dir is not None else None
     print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
+    inputs = input_content(config, spec) if out is not None else {}
     if out is not None:
         if _is_main():
             claim_dir(out, kind="fine-tuning run", inputs=_inputs(config))
-        done = _check_run_dir(out, print_)
+        done = _check_run_dir(out, print_, config, inputs)
         if done is not None:
             if config.save_model and not (out / MODEL_DIR).is_dir():
                 log.warning("%s: finished without --save-model; weights were not kept", out)
@@ -622,6 +668,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
             {
                 "fingerprint": print_,
                 "id": _digest(print_),
+                "inputs": inputs,
                 "resolved": {**dataclasses.asdict(hyper), "max_steps": steps},
                 "config": config.to_dict(),
                 "mask": mask_config.to_dict() if mask_config is not None else None,

@@ -8,6 +8,7 @@ removed, white space collapsed) and each prediction takes the max over the gold 
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -17,18 +18,36 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
+from .errors import DataError
+
 # --------------------------------------------------------------------------- GLUE
 
 
+def _scored(fn: Callable[..., float]) -> Callable[..., float]:
+    """Refuse a score over zero examples: numpy's mean of nothing is nan, and a fallback of 0 or
+    100 would be a number that was never measured."""
+
+    @functools.wraps(fn)
+    def score(preds: np.ndarray, labels: np.ndarray) -> float:
+        if len(labels) == 0:
+            raise DataError(f"{fn.__name__}: no examples to score (the evaluation set is empty)")
+        return fn(preds, labels)
+
+    return score
+
+
+@_scored
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(preds) == np.asarray(labels)).mean() * 100)
 
 
+@_scored
 def f1(preds: np.ndarray, labels: np.ndarray) -> float:
     """Binary F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
     return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0) * 100)
 
 
+@_scored
 def mcc(preds: np.ndarray, labels: np.ndarray) -> float:
     """Matthews correlation (CoLA); 0 when the predictions are constant."""
     return float(matthews_corrcoef(labels, preds) * 100)
@@ -41,10 +60,12 @@ def _correlation(fn: Callable, preds: np.ndarray, labels: np.ndarray) -> float:
     return float(fn(preds, labels)[0] * 100)
 
 
+@_scored
 def pearson(preds: np.ndarray, labels: np.ndarray) -> float:
     return _correlation(pearsonr, preds, labels)
 
 
+@_scored
 def spearman(preds: np.ndarray, labels: np.ndarray) -> float:
     return _correlation(spearmanr, preds, labels)
 
@@ -105,10 +126,12 @@ def f1_tokens_score(prediction: str, truth: str) -> float:
 
 def squad_metrics(predictions: Mapping[str, str], answers: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """EM and F1 (0-100) over the questions in `answers` (id -> gold texts); a missing prediction is wrong."""
+    if not answers:
+        raise DataError("exact_match: no questions to score (the evaluation set is empty)")
     em = f1_sum = 0.0
     for qid, golds in answers.items():
         pred = predictions.get(qid, "")
         em += max(exact_match_score(pred, g) for g in golds)
         f1_sum += max(f1_tokens_score(pred, g) for g in golds)
-    n = max(1, len(answers))
+    n = len(answers)
     return {"exact_match": 100 * em / n, "f1": 100 * f1_sum / n}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -88,12 +89,28 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     if _is_compacted(name):
         from .structured.compact import load_compacted
 
-        return load_compacted(name, head, **kwargs)
+        return check_finite(load_compacted(name, head, **kwargs), name)
     quiet_transformers()
     try:
-        return _AUTO[head].from_pretrained(name, **kwargs)
+        model = _AUTO[head].from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
+    return check_finite(model, name)
+
+
+def check_finite(model: nn.Module, name: str) -> nn.Module:
+    """`model`, or one error when a float parameter or buffer holds nan or inf: such weights rank as
+    kept by magnitude and make every loss nan, so nothing computed from them would be a result.
+    One pass over the weights per load (a reduction per tensor, no copies)."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for key, t in tensors:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise TicketlabError(
+                f"{name}: the model's weights are not finite ({bad} nan/inf values in {key}); "
+                "it cannot be pruned or trained: use an intact checkpoint"
+            )
+    return model
 
 
 def _is_compacted(name: str) -> bool:

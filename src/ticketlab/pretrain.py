@@ -37,7 +37,7 @@ from .errors import ConfigError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
-from .pretrain_eval import evaluate_pretraining
+from .pretrain_eval import check_scorable, evaluate_pretraining
 from .training import CHECKPOINT, RESULT, TrainConfig, load_checkpoint, seed_everything, train
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
@@ -227,10 +227,14 @@ def pretrain(
     steps = _plan(config, work, build_model, data, collator)
     model = build_model()
     dev_blocks = data.dev.take(config.eval_blocks)
+    source = ", ".join(map(str, _listed(dev) or _listed(corpus)))
+    check_scorable(dev_blocks, collator, mlm=True, seed=config.seed, source=source)  # before training
     entropy = unigram_entropy(data.train, tok.all_special_ids)
 
     def eval_fn(m) -> dict[str, float]:
-        r = evaluate_pretraining(m, dev_blocks, collator, batch_size=64, seed=config.seed, kd=False)
+        r = evaluate_pretraining(
+            m, dev_blocks, collator, batch_size=64, seed=config.seed, kd=False, source=source
+        )
         return {k: r[k] for k in ("mlm_loss", "mlm_acc")}
 
     warmup = config.warmup_steps if config.warmup_steps is not None else round(0.06 * steps)

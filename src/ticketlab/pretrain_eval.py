@@ -19,11 +19,33 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data.corpus import BlockDataset
-from .errors import MaskFileError
-from .objectives import MLMCollator, eval_mode, head_parameters, pretraining_sums
+from .errors import DataError, MaskFileError
+from .objectives import IGNORE_INDEX, MLMCollator, eval_mode, head_parameters, pretraining_sums
 from .training import example_seed
 
 HEAD_FILE = "mlm_head.safetensors"
+
+
+def check_scorable(
+    dev: BlockDataset, collator: MLMCollator, *, mlm: bool, seed: int = 0, source: str
+) -> None:
+    """Refuse dev blocks that would give a mean over zero tokens (MLM loss 0.0, perplexity 1.0 look like
+    a perfect score): no token at all, or, for MLM, none that the fixed-seed corruption `evaluate_pretraining`
+    uses would predict (e.g. only special tokens). Collation alone, no model: cheap, before any work."""
+    if dev.num_tokens == 0:
+        raise DataError(f"{source}: no dev tokens to evaluate on ({len(dev)} blocks)")
+    if not mlm:
+        return
+    predicted = 0
+    for start in range(0, len(dev), 256):
+        idx = range(start, min(start + 256, len(dev)))
+        labels = collator([dev[i] for i in idx], [example_seed(seed, 0, i) for i in idx])["labels"]
+        predicted += int((labels != IGNORE_INDEX).sum())
+    if predicted == 0:
+        raise DataError(
+            f"{source}: none of its {dev.num_tokens} dev tokens is masked for prediction (special tokens "
+            "only, or too few tokens): an MLM loss over zero tokens is no score; give more text"
+        )
 
 
 @torch.no_grad()
@@ -37,8 +59,11 @@ def evaluate_pretraining(
     mlm: bool = True,
     kd: bool = True,
     progress: bool = False,
+    source: str = "the dev blocks",
 ) -> dict[str, float]:
-    """Dev `mlm_loss`, `mlm_acc`, `mlm_ppl` and/or `kd_loss`, with the token counts behind them."""
+    """Dev `mlm_loss`, `mlm_acc`, `mlm_ppl` and/or `kd_loss`, with the token counts behind them.
+    `source` names the corpus in the error when there is nothing to score (`check_scorable`)."""
+    check_scorable(dev, collator, mlm=mlm, seed=seed, source=source)
     device = next(model.parameters()).device
     totals = {"mlm_sum": 0.0, "mlm_correct": 0.0, "mlm_count": 0.0, "kd_sum": 0.0, "kd_count": 0.0}
     starts = range(0, len(dev), batch_size)
@@ -54,7 +79,7 @@ def evaluate_pretraining(
                     totals[k] += float(v)
     out: dict[str, float] = {"blocks": len(dev), "tokens": dev.num_tokens}
     if mlm:
-        n = max(totals["mlm_count"], 1.0)
+        n = totals["mlm_count"]  # > 0: check_scorable
         out.update(
             mlm_loss=totals["mlm_sum"] / n,
             mlm_acc=totals["mlm_correct"] / n,
@@ -62,7 +87,7 @@ def evaluate_pretraining(
             masked_tokens=int(totals["mlm_count"]),
         )
     if kd:
-        out["kd_loss"] = totals["kd_sum"] / max(totals["kd_count"], 1.0)
+        out["kd_loss"] = totals["kd_sum"] / totals["kd_count"]
     return out
 
 

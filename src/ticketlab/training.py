@@ -51,6 +51,7 @@ from .files import (
     make_dir,
     read_json,
     remove_stale,
+    to_json,
 )
 from .optim import AdamW
 from .validation import check_fields
@@ -339,6 +340,26 @@ def step_in_backward(optimizer: torch.optim.Optimizer) -> list[Any]:
     return [p.register_post_accumulate_grad_hook(hook) for g in inner.param_groups for p in g["params"]]
 
 
+def _check_finite_loss(
+    losses: list[float], step: int, config: TrainConfig, acc: Accelerator, ckpt: Path | None
+) -> None:
+    """Stop before the optimizer step when a loss is nan or inf: the step would write non-finite
+    weights, and every later step would train a constant predictor whose score looks like a result.
+    All processes agree first (one of them alone raising would leave the others in an all-reduce)."""
+    bad = next((v for v in losses if not math.isfinite(v)), None)
+    if acc.num_processes > 1:
+        flag = torch.tensor([0.0 if bad is None else 1.0], device=acc.device)
+        if float(acc.reduce(flag, reduction="sum")) and bad is None:
+            bad = float("nan")  # another process saw it
+    if bad is None:
+        return
+    kept = f"; the checkpoint in {ckpt.parent} is kept" if ckpt is not None and ckpt.is_file() else ""
+    raise TicketlabError(
+        f"{config.desc}: the training loss is {bad} at step {step} (lr {config.lr:g}): the run diverged; "
+        f"try a lower --lr, or check the model and data for non-finite values{kept}"
+    )
+
+
 def _train(
     model: nn.Module,
     params: Iterable[Any],
@@ -398,7 +419,7 @@ def _train(
 
     def log(record: dict[str, Any]) -> None:
         if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
+            log_file.write(to_json(record) + "\n")
             log_file.flush()
 
     def evaluate() -> dict[str, Any]:
@@ -451,6 +472,7 @@ def _train(
                     acc.backward(loss / config.grad_accum)
                 for k, v in {"loss": float(loss.detach()), **logs}.items():
                     window.setdefault(k, []).append(float(v))
+            _check_finite_loss(window["loss"][-config.grad_accum :], state.step + 1, config, acc, ckpt)
             if config.max_grad_norm is not None:
                 acc.clip_grad_norm_(
                     [p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TicketlabError
+from ..files import to_json
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run
@@ -252,7 +253,7 @@ class Store:
             cur = self.db.execute(
                 "UPDATE runs SET status = 'done', metrics = ?, provenance = ?, error = NULL, finished = ?, "
                 "heartbeat = NULL WHERE id = ? AND status != 'done'",
-                (json.dumps(metrics), json.dumps(provenance), time.time(), run_id),
+                (to_json(metrics), to_json(provenance), time.time(), run_id),
             )
         return cur.rowcount == 1
 

@@ -20,7 +20,6 @@ last, so OUT only looks like a mask once it is complete.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -34,7 +33,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import MARKER, atomic_write_json, claim_dir, exclusive, read_json, temp_dir
+from ..files import MARKER, atomic_write_json, claim_dir, exclusive, read_json, temp_dir, to_json
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
 from ..training import (
@@ -110,7 +109,7 @@ class SearchDir:
     def log(self, record: dict[str, Any]) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
         with open(self.run / LOG, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(to_json(record) + "\n")
 
     def step_dir(self, step: int) -> Path:
         return self.steps / f"step-{step:06d}"

@@ -55,7 +55,7 @@ from ..tasks import get_task
 from .gates import attach_gates
 from .importance import Importance, compute_importance
 from .io import load_unit_mask, save_unit_mask, unit_mask_config
-from .tickets import KINDS, LEVELS, check_kind, levels_arg, random_ticket, select
+from .tickets import KINDS, LEVELS, check_kind, check_levels_fit, levels_arg, random_ticket, select
 from .units import structure_of
 
 log = logging.getLogger(__name__)
@@ -398,10 +398,22 @@ class SuperResult:
         return dataclasses.asdict(self)
 
 
+def _unit_counts(config: SuperConfig) -> dict[str, int]:
+    """How many units of each kind the levels prune from (`tickets.select` ranks each kind model-wide)."""
+    c = load_config(config.finetune.model)
+    layers, heads, inner = c.num_hidden_layers, c.num_attention_heads, c.intermediate_size
+    if not all(isinstance(v, int) for v in (layers, heads, inner)):  # per-layer sizes (compacted)
+        return {}
+    if config.granularity == "neuron":
+        return {"attention heads": layers * heads, "FFN neurons": layers * inner}
+    return {"attention heads": layers * heads, "FFN sub-layers": layers}
+
+
 def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
     from ..experiments.store import Store
 
+    check_levels_fit(config.levels, _unit_counts(config))  # before any directory or fine-tuning
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

@@ -14,6 +14,7 @@ scores are pruned in index order (lower layers and heads first for winning ticke
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -88,8 +89,30 @@ def random_ticket(structure: Structure, level: float, seed: int, granularity: st
 
 
 def levels_arg(values: Sequence[float]) -> list[float]:
-    """Distinct, sorted levels, each checked."""
-    out = sorted({round(check_level(v), 6) for v in values})
-    if not out:
+    """Sorted levels, each checked; a level given twice is refused (it would be run and counted once)."""
+    given = [round(check_level(v), 6) for v in values]
+    if not given:
         raise ConfigError("at least one level is required")
-    return out
+    twice = sorted({v for v in given if given.count(v) > 1})
+    if twice:
+        raise ConfigError(f"levels must be distinct: {', '.join(f'{v:g}' for v in twice)} given twice")
+    return sorted(given)
+
+
+def check_levels_fit(levels: Sequence[float], counts: dict[str, int]) -> None:
+    """Every level must prune at least one and keep at least one unit of each kind (`counts`: e.g.
+    {"attention heads": 144, "FFN sub-layers": 12}): otherwise a ticket labelled 1% is the full model,
+    or one labelled 99% has no head left, and its label is not what was pruned."""
+    if not counts:
+        return
+    fewest = min(counts.values())
+    lo, hi = math.ceil(1000 / fewest) / 1000, math.floor(1000 * (1 - 1 / fewest)) / 1000
+    for level in levels:
+        for what, n in counts.items():
+            k = n_pruned(level, n)
+            if not 0 < k < n:
+                raise ConfigError(
+                    f"level {level:g} prunes {k} of the model's {n} {what}: each level must prune at least "
+                    f"one and keep at least one of every kind (levels in "
+                    f"[{lo:g}, {hi:g}] do for this model)"
+                )
