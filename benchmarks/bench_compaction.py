@@ -102,7 +102,7 @@ def measure(name: str, levels: list[float], args, device: torch.device, dtype: t
     rows = []
     for level in levels:
         units = ticket(dense, level)
-        small = compact(copy.deepcopy(dense), units).eval()
+        small = compact(dense, units).eval()
         diff = max_difference(dense, small, units, batch)
         times: dict[str, list[float]] = {"dense": [], "compact": []}
         cpu: dict[str, list[float]] = {"dense": [], "compact": []}

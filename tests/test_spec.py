@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -197,9 +198,23 @@ def test_spec_from_dict_for_programs(tmp_path, base):
 
 @pytest.mark.shared
 def test_example_spec_expands(bert_mini):
-    """examples/sweep.yaml (shipped with the docs) is valid and expands as its comments say."""
-    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "sweep.yaml")
-    kinds = Counter(r.kind for r in expand(spec))
-    # omp 5 + random 15 + imp 15 (+ 3 smaller budgets x 3 seeds at 70%) + 3 TAMT variants x 15
-    assert kinds["search"] == 5 + 15 + 15 + 9 + 45
-    assert spec.search_settings("tamt-kd")["lr"] == 2e-5
+    """examples/sweep.yaml (shipped with the docs) is valid and plans the runs its budget states."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "sweep.yaml"
+    spec = load_spec(path)
+    runs = expand(spec)
+    kinds = Counter(r.kind for r in runs)
+    header = path.read_text()
+    stated = re.search(
+        r"Budget: (\d+) runs \((\d+) mask searches, (\d+) pre-training evaluations, (\d+) fine-tunings\)",
+        header.replace("\n# ", " "),
+    )
+    assert stated, "the spec states its budget"
+    total, search, evals, finetunes = map(int, stated.groups())
+    assert (len(runs), kinds["search"], kinds["pretrain-eval"], kinds["finetune"]) == (
+        total,
+        search,
+        evals,
+        finetunes,
+    )
+    assert f"(the plan: {total} runs)" in header
+    assert spec.search_settings("tamt-kd")["lr"] == 2e-3

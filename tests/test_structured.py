@@ -407,6 +407,17 @@ def test_ticketlab_loaders_take_a_compacted_model(tmp_path):
         load_model(tmp_path / "clf", head="seq-cls", num_labels=2)
 
 
+def test_compaction_leaves_the_model_it_is_given_unless_asked():
+    units = hard_units(tiny())
+    model = tiny()
+    before = {k: t.clone() for k, t in model.state_dict().items()}
+    small = compact(model, units)
+    assert small is not model and parameter_count(small) < parameter_count(model)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], t) for k, t in before.items())
+    assert compact(model, units, inplace=True) is model and parameter_count(model) == parameter_count(small)
+
+
 def test_compaction_keeps_the_dtype_and_refuses_a_gated_model():
     units = hard_units(tiny())
     small = compact(tiny().to(torch.bfloat16), units)

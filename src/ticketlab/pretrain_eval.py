@@ -16,11 +16,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from .data.corpus import BlockDataset
 from .errors import DataError, MaskFileError
 from .objectives import IGNORE_INDEX, MLMCollator, eval_mode, head_parameters, pretraining_sums
+from .progress import progress_bar
 from .training import example_seed
 
 HEAD_FILE = "mlm_head.safetensors"
@@ -68,7 +68,7 @@ def evaluate_pretraining(
     totals = {"mlm_sum": 0.0, "mlm_correct": 0.0, "mlm_count": 0.0, "kd_sum": 0.0, "kd_count": 0.0}
     starts = range(0, len(dev), batch_size)
     with eval_mode(model):
-        for start in tqdm(starts, desc="evaluate", disable=not progress, leave=False):
+        for start in progress_bar(starts, desc="evaluate", disable=not progress, leave=False):
             idx = range(start, min(start + batch_size, len(dev)))
             batch = collator([dev[i] for i in idx], [example_seed(seed, 0, i) for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -40,7 +41,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .errors import ConfigError, TicketlabError
 from .files import (
@@ -54,7 +54,10 @@ from .files import (
     to_json,
 )
 from .optim import AdamW
+from .progress import logs_above_bars, progress_bar
 from .validation import check_fields
+
+log_ = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
@@ -305,7 +308,8 @@ def train(
         if owner:
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
         hooks = (eval_fn, after_step, extra_state)
-        return _train(model, params, dataset, collate_fn, loss_fn, config, out, hooks, acc, resume)
+        with logs_above_bars():  # dev evaluations print above the bar
+            return _train(model, params, dataset, collate_fn, loss_fn, config, out, hooks, acc, resume)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -358,6 +362,12 @@ def _check_finite_loss(
         f"{config.desc}: the training loss is {bad} at step {step} (lr {config.lr:g}): the run diverged; "
         f"try a lower --lr, or check the model and data for non-finite values{kept}"
     )
+
+
+def _eval_line(desc: str, record: dict[str, Any], max_steps: int) -> str:
+    """One short line per dev evaluation: `search tamt step 50/300 dev: mlm_loss 6.712, kd_loss 0.0612`."""
+    shown = [f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)]  # not step, counts
+    return f"{desc} step {record['step']}/{max_steps} dev: {', '.join(shown[:4])}"
 
 
 def _train(
@@ -437,11 +447,13 @@ def _train(
             if result.best is None or better(record[config.metric], result.best[config.metric]):
                 result.best = record
         log({"eval": record})
+        if config.progress and acc.is_main_process:  # on the console too, not only in the log file
+            log_.info(_eval_line(config.desc, record, config.max_steps))
         return record
 
     micro = config.batch_size // config.grad_accum
     rank, world = acc.process_index, acc.num_processes
-    bar = tqdm(
+    bar = progress_bar(
         total=config.max_steps,
         initial=state.step,
         desc=config.desc,

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     model, head, tokenizer = load_with_head(args.model, args.head)
     check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)
     before = parameter_count(model)
-    compact(model, units)
+    compact(model, units, inplace=True)  # the model is ours: no second copy
     save_compacted(model, args.out, tokenizer=tokenizer, mask_config=config, inputs=inputs)
     kept = units.kept_per_layer()
     heads = sum(len(h) for h in kept["heads"])

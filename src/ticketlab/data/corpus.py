@@ -40,11 +40,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import ConfigError, DataError, TicketlabError
 from ..files import atomic_write_bytes, default_cache_dir
+from ..progress import progress_bar
 
 CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
 MIN_PARTIAL_BLOCK = 16
@@ -202,7 +202,9 @@ def _tokenize(source: Source, tokenizer: PreTrainedTokenizerBase, wikitext: bool
         lines = [clean_wikitext(line, tokenizer.unk_token) for line in lines]
     ids: list[int] = []
     step = 2048
-    bar = tqdm(total=len(lines), desc=f"tokenize {source.path.name}", unit="line", disable=not progress)
+    bar = progress_bar(
+        total=len(lines), desc=f"tokenize {source.path.name}", unit="line", disable=not progress
+    )
     for i in range(0, len(lines), step):
         chunk = lines[i : i + step]
         enc = tokenizer(chunk, add_special_tokens=False, return_attention_mask=False, verbose=False)

@@ -1,6 +1,7 @@
 """Compaction: a physically smaller model without the pruned heads, FFN neurons and FFN sub-layers.
 
-`compact(model, units)` slices the model in place with `transformers.pytorch_utils.prune_linear_layer`:
+`compact(model, units)` returns a sliced copy of the model (`inplace=True`: slices the model itself),
+with `transformers.pytorch_utils.prune_linear_layer`:
 
 - pruned heads: their Q/K/V rows (weights and biases) and attention-output columns go; the attention
   module's head count follows. A layer without heads keeps only the attention-output bias (what the
@@ -28,6 +29,7 @@ be there, with its shape).
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -92,12 +94,17 @@ def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool) -> None:
             layer.output.dense.bias.zero_()
 
 
-def compact(model: PreTrainedModel, units: UnitMask) -> PreTrainedModel:
-    """Remove the units `units` prunes from `model`, in place; returns the model (for chaining)."""
+def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -> PreTrainedModel:
+    """A copy of `model` without the units `units` prunes; `model` is left as it was.
+
+    `inplace=True` slices `model` itself and returns it (no second copy in memory: the CLI and
+    `load_compacted`, which own the model they compact)."""
     if get_gates(model) is not None:
         raise TicketlabError("remove the gates before compacting (remove_gates(model))")
     structure = structure_of(model)
-    units.check_structure(structure, "unit mask")
+    units.check_structure(structure, "unit mask")  # before the copy: a wrong mask costs nothing
+    if not inplace:
+        model = copy.deepcopy(model)
     neurons = units.ffn_neurons()
     layers = encoder_layers(model)
     for l, layer in enumerate(layers):
@@ -249,7 +256,7 @@ def load_compacted(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = _AUTO[head].from_config(config)  # modeling's head -> Auto class map
-    compact(model, _units_from_manifest(manifest, path))
+    compact(model, _units_from_manifest(manifest, path), inplace=True)
     state = _state_dict(path)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
         own = model.state_dict()

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_write_bytes, atomic_write_json, read_json
+from ..progress import progress_bar
 from ..training import Batch, CollateFn, LossFn
 
 TENSORS_FILE, META_FILE = "importance.safetensors", "importance.json"
@@ -129,7 +129,7 @@ def compute_importance(
         t.requires_grad_(True)
     totals = [torch.zeros(t.shape, dtype=torch.float64, device=t.device) for t in leaves]
     try:
-        for idx in tqdm(_batches(len(dataset), batch_size), desc="importance", disable=not progress):
+        for idx in progress_bar(_batches(len(dataset), batch_size), desc="importance", disable=not progress):
             batch: Batch = collate_fn([dataset[i] for i in idx], list(idx))
             batch = {k: v.to(leaves[0].device) if isinstance(v, Tensor) else v for k, v in batch.items()}
             out = loss_fn(model, batch)

@@ -41,13 +41,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..progress import progress_bar
 from ..tasks import get_task
 from ..training import (
     TrainConfig,
@@ -340,7 +340,7 @@ def train_shared(
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng"])
         state = _State(**saved["state"])
-    bar = tqdm(total=total, initial=state.step, desc="ticket sharing", disable=not config.progress)
+    bar = progress_bar(total=total, initial=state.step, desc="ticket sharing", disable=not config.progress)
     cache: dict[int, list] = {}
     while state.step < total:
         t0 = time.perf_counter()
