@@ -226,6 +226,15 @@ class SweepSpec:
         for m, overrides in self.method_specs.items():
             allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
             self._check_keys(self.methods[m], allowed | set(GRID_KEYS), f"methods.{m}")
+            variant = self.search_settings(m).get("variant")
+            if "variant" in overrides.settings and variant is not None:
+                from ..pruning.imp import VARIANTS  # torch: only when a spec names a variant
+
+                if variant not in VARIANTS:
+                    where = f"methods.{m}" if "variant" in self.methods[m] else "search"
+                    raise self._fail(
+                        f"{where}.variant", f"one of {', '.join(VARIANTS)} is required, got {variant!r}"
+                    )
             if overrides.uses_steps:
                 steps = self.search_settings(m).get("steps")
                 if not _positive_int(steps):
