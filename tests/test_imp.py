@@ -198,6 +198,21 @@ def test_cli_imp_and_task_imp(tmp_path, capsys):
     assert main([*targs, "--steps", "4", "--out", str(tmp_path / "imp-toy")]) == 0
     mask, config = load_mask(tmp_path / "imp-toy")
     assert config.method == "imp-toy" and "accuracy" in config.search["final_eval"]
+    assert config.search["variant"] == "chen" and not config.search["pooler"]
+    assert "embeddings.word_embeddings.weight" not in mask
+    # TAMT's IMP, the pooler of the task model masked too: every matrix at the target
+    out = tmp_path / "imp-toy-tamt"
+    assert main([*targs, "--steps", "4", "--variant", "tamt", "--pooler", "--out", str(out)]) == 0
+    mask, config = load_mask(out)
+    assert config.search["variant"] == "tamt" and config.search["pooler"] and config.ranking == "local"
+    assert {"pooler.dense.weight", "embeddings.word_embeddings.weight"} <= set(mask)
+    assert all(abs(float((~mask[k]).float().mean()) - 0.3) < 0.01 for k in mask)
+    bad = [*targs, "--steps", "4", "--variant", "tamt", "--ranking", "global", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
+    assert (
+        "variant 'tamt' ranks per matrix (local); ranking 'global' contradicts it" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "b").exists()
     assert (
         main([*args, "--task", "toy", "--sparsity", "0.3", "--steps", "4", "--out", str(tmp_path / "z")]) == 2
     )

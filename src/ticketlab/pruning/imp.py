@@ -275,7 +275,7 @@ def search_imp(
         describe=lambda: {
             "objective": objective.name,
             "variant": config.variant,
-            "pooler": config.pooler,
+            "pooler": any(k.startswith("pooler.") for k in imp.modules),  # masked here (MLM models: none)
             "fresh_optimizer": config.variant != "legacy",
             "prune_rate": config.prune_rate,
             "schedule": [[s, level] for s, level in imp.schedule],
