@@ -408,5 +408,9 @@ def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path
     (tmp_path / "spec.yaml").write_text(
         (tmp_path / "spec.yaml").read_text().replace("variant: tamt", "variant: lth")
     )
-    with pytest.raises(ConfigError, match=r"methods.imp.variant: one of chen, tamt, legacy"):
+    with pytest.raises(ConfigError, match=r"methods.imp: IMP variant must be one of chen, tamt, legacy"):
+        load_spec(tmp_path / "spec.yaml")
+    spec = (tmp_path / "spec.yaml").read_text().replace("variant: lth", "variant: tamt, ranking: global")
+    (tmp_path / "spec.yaml").write_text(spec)
+    with pytest.raises(ConfigError, match=r"spec.yaml: methods.imp: IMP variant 'tamt' ranks per matrix"):
         load_spec(tmp_path / "spec.yaml")

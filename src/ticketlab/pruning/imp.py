@@ -93,7 +93,8 @@ class ImpConfig:
         elif self.variant != "legacy" and self.ranking != own:
             raise ConfigError(
                 f"IMP variant {self.variant!r} ranks {'per matrix' if own == 'local' else 'globally'} "
-                f"({own}); ranking {self.ranking!r} contradicts it (leave ranking out)"
+                f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
+                f"variant that ranks so ({'chen' if own == 'local' else 'tamt'})"
             )
         if not 0.0 < self.prune_rate < 1.0:
             raise ConfigError(f"prune_rate must be in (0, 1), got {self.prune_rate}")
