@@ -33,7 +33,7 @@ def test_schedule_follows_chen_et_al():
     assert imp_schedule(0.5, 8, prune_rate=0.25) == [(0, 0.25), (8, 0.5)]
     with pytest.raises(ConfigError, match="at least 6 steps"):
         imp_schedule(0.7, 5)
-    with pytest.raises(ConfigError, match="one-shot global magnitude pruning"):
+    with pytest.raises(ConfigError, match="one-shot magnitude pruning"):
         ImpConfig(0.1)
     with pytest.raises(ConfigError, match="rewind_to"):
         ImpConfig(0.5, rewind_to=1.5)
@@ -198,6 +198,21 @@ def test_cli_imp_and_task_imp(tmp_path, capsys):
     assert main([*targs, "--steps", "4", "--out", str(tmp_path / "imp-toy")]) == 0
     mask, config = load_mask(tmp_path / "imp-toy")
     assert config.method == "imp-toy" and "accuracy" in config.search["final_eval"]
+    assert config.search["variant"] == "chen" and not config.search["pooler"]
+    assert "embeddings.word_embeddings.weight" not in mask
+    # TAMT's IMP, the pooler of the task model masked too: every matrix at the target
+    out = tmp_path / "imp-toy-tamt"
+    assert main([*targs, "--steps", "4", "--variant", "tamt", "--pooler", "--out", str(out)]) == 0
+    mask, config = load_mask(out)
+    assert config.search["variant"] == "tamt" and config.search["pooler"] and config.ranking == "local"
+    assert {"pooler.dense.weight", "embeddings.word_embeddings.weight"} <= set(mask)
+    assert all(abs(float((~mask[k]).float().mean()) - 0.3) < 0.01 for k in mask)
+    bad = [*targs, "--steps", "4", "--variant", "tamt", "--ranking", "global", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
+    assert (
+        "variant 'tamt' ranks per matrix (local); ranking 'global' contradicts it" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "b").exists()
     assert (
         main([*args, "--task", "toy", "--sparsity", "0.3", "--steps", "4", "--out", str(tmp_path / "z")]) == 2
     )
@@ -231,3 +246,171 @@ def test_resume_restores_the_rewind_point_and_level(corpus, tmp_path):
     assert resumed.train.resumed_from == 4
     assert resumed.mask == whole.mask and resumed.config.base_model_hash == whole.config.base_model_hash
     assert resumed.config.sparsity == 0.3
+
+
+# --------------------------------------------------------------------------- the papers' variants
+
+ENCODER_KEYS = {
+    f"encoder.layer.{i}.{m}.weight"
+    for i in range(2)
+    for m in (
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    )
+}
+
+
+def _variant_search(corpus, tmp_path, **kw):
+    tok, data = corpus
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    emb0 = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    result = search_imp(
+        model, mlm_objective(tok, data), ImpConfig(0.4, **kw), train_config(6), tmp_path / "v", base_model="t"
+    )
+    return model, emb0, result
+
+
+def test_chen_variant_ranks_globally_over_the_encoder_without_embeddings(corpus, tmp_path):
+    model, emb0, result = _variant_search(corpus, tmp_path, variant="chen")
+    mask = result.mask
+    assert set(mask) == ENCODER_KEYS  # the word embeddings are not a target: 0% pruned
+    emb = model.bert.embeddings.word_embeddings
+    assert not hasattr(emb, "parametrizations") and torch.equal(emb.weight.cpu(), emb0.cpu())
+    n = mask.numel
+    assert mask.kept == n - round(0.4 * n)  # the encoder exactly at the target overall
+    per = mask.per_matrix()
+    assert max(per.values()) - min(per.values()) > 0.02  # one global ranking, not per matrix
+    assert result.config.ranking == "global" and result.config.search["variant"] == "chen"
+    assert result.config.search["fresh_optimizer"] is True
+
+
+def test_tamt_variant_prunes_every_matrix_to_the_target(corpus, tmp_path):
+    _, _, result = _variant_search(corpus, tmp_path, variant="tamt")
+    mask = result.mask
+    assert set(mask) == ENCODER_KEYS | {"embeddings.word_embeddings.weight"}
+    for key in mask:
+        m = mask[key]
+        assert int(m.sum()) == m.numel() - round(0.4 * m.numel()), key
+    assert result.config.ranking == "local" and result.config.search["variant"] == "tamt"
+
+
+def test_variant_ranking_conflict_and_pooler_are_said():
+    with pytest.raises(ConfigError, match="variant 'tamt' ranks per matrix"):
+        ImpConfig(0.5, variant="tamt", ranking="global")
+    with pytest.raises(ConfigError, match="variant must be one of chen, tamt, legacy"):
+        ImpConfig(0.5, variant="lth")  # type: ignore[arg-type]
+    from ticketlab.pruning.imp import variant_targets
+
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
+    from ticketlab.masking import find_targets
+
+    keys = set(find_targets(model, variant_targets(model, ImpConfig(0.5, pooler=True))))
+    assert keys == ENCODER_KEYS | {"pooler.dense.weight"}
+
+
+def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, monkeypatch):
+    """Both reference codes rebuild AdamW and the linear schedule after each pruning; legacy did not."""
+    from ticketlab.pruning import imp as imp_module
+
+    seen: dict[str, dict[int, tuple[int, float, float]]] = {}
+    original = imp_module._Imp.on_step
+
+    def spy(self, state, sd, save_rewound):
+        original(self, state, sd, save_rewound)
+        inner = getattr(state.optimizer, "optimizer", state.optimizer)
+        steps = [float(s["step"]) for s in inner.state.values()]
+        seen[self.config.variant][state.step] = (
+            len(steps),
+            max(steps, default=0.0),
+            inner.param_groups[0]["lr"],
+        )
+
+    monkeypatch.setattr(imp_module._Imp, "on_step", spy)
+    tok, data = corpus
+    for variant in ("chen", "legacy"):
+        seen[variant] = {}
+        model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+        # 0.4 in 6 steps: prunings at steps 0, 2, 4, 6
+        search_imp(
+            model,
+            mlm_objective(tok, data),
+            ImpConfig(0.4, variant=variant),
+            train_config(6),
+            tmp_path / variant,
+            base_model="t",
+        )
+    lr = 1e-3
+    fresh, kept = seen["chen"], seen["legacy"]
+    for step in (2, 4):  # right after a pruning: no moments, the schedule at its first step
+        assert fresh[step][0] == 0 and fresh[step][2] == pytest.approx(lr)
+        assert (
+            kept[step][0] > 0
+            and kept[step][1] == step
+            and kept[step][2] == pytest.approx(lr * (6 - step) / 6)
+        )
+    # the step after a pruning is the new optimizer's first, at the schedule's second value
+    assert fresh[3][1] == 1.0 and fresh[3][2] == pytest.approx(lr * 5 / 6)
+    assert fresh[1][1] == 1.0 and fresh[1][2] == pytest.approx(lr * 5 / 6)  # the first round as before
+
+
+@pytest.mark.shared
+def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path):
+    """A sweep's `imp` without `variant:` is the legacy IMP its stored runs ran, under the same ids;
+    naming a variant makes new runs."""
+    import json
+    import sqlite3
+    from pathlib import Path
+
+    from ticketlab.experiments import expand, load_spec
+    from ticketlab.experiments.methods import SearchJob, search_config
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
+    with sqlite3.connect(root / "results.sqlite") as db:
+        stored = {
+            i: json.loads(c)
+            for i, c in db.execute("SELECT id, config FROM runs WHERE kind = 'search' AND status = 'done'")
+        }
+    stored_imp = {i for i, c in stored.items() if c["method"] in ("imp", "imp-task")}
+    assert len(stored_imp) >= 3
+    planned = {r.id: r for r in expand(load_spec(root / "spec.yaml"))}
+    assert stored_imp <= set(planned)
+
+    imp_ids = {i for i in stored_imp if stored[i]["method"] == "imp"}
+    run = planned[sorted(imp_ids)[0]]
+    job = SearchJob(
+        model=str(bert_mini),
+        method=run.config["method"],
+        sparsity=run.config["sparsity"],
+        seed=0,
+        steps=10,
+        save_at=[],
+        settings=dict(run.config["settings"]),
+        corpus=run.config["corpus"],
+        mask_dir=tmp_path / "m",
+        work_dir=tmp_path / "w",
+    )
+    assert search_config(job).method.variant == "legacy"
+    job.settings["variant"] = "tamt"
+    assert search_config(job).method.variant == "tamt" and search_config(job).method.ranking == "local"
+
+    text = (
+        (root / "spec.yaml")
+        .read_text()
+        .replace("imp: {sparsities: [0.5, 0.7]}", "imp: {sparsities: [0.5, 0.7], variant: tamt}")
+    )
+    (tmp_path / "spec.yaml").write_text(text.replace("../../../../shared", str(bert_mini.parents[1])))
+    ids = {r.id for r in expand(load_spec(tmp_path / "spec.yaml"))}
+    assert imp_ids and not imp_ids & ids  # new runs, not the stored legacy ones
+    (tmp_path / "spec.yaml").write_text(
+        (tmp_path / "spec.yaml").read_text().replace("variant: tamt", "variant: lth")
+    )
+    with pytest.raises(ConfigError, match=r"methods.imp: IMP variant must be one of chen, tamt, legacy"):
+        load_spec(tmp_path / "spec.yaml")
+    spec = (tmp_path / "spec.yaml").read_text().replace("variant: lth", "variant: tamt, ranking: global")
+    (tmp_path / "spec.yaml").write_text(spec)
+    with pytest.raises(ConfigError, match=r"spec.yaml: methods.imp: IMP variant 'tamt' ranks per matrix"):
+        load_spec(tmp_path / "spec.yaml")

@@ -320,7 +320,8 @@ def test_no_winning_verdict_where_the_full_model_is_at_a_constant_predictors_sco
         "A constant predictor (one label for every dev example, the best such label) scores a 99.0." in text
     )
     assert "On a the full model is within one std of that floor" in text
-    assert "| omp | floor | none | none |" in text  # avg: no floor without one for every task
+    assert "| omp | floor | none | floor |" in text  # avg: a task in it at the floor, no verdict
+    assert wins[("omp", "avg")].at_floor and wins[("omp", "avg")].reason == "floor"
     with open(tmp_path / "sweep" / "report" / "winning_tickets.csv") as f:
         table = {r["task"]: r for r in csv.DictReader(f) if r["method"] == "omp"}
     assert table["a"]["winning_sparsity"] == "floor" and table["a"]["constant_predictor"] == "99.0000"
@@ -362,15 +363,45 @@ def test_paired_comparison_by_hand(tmp_path):
     assert q.diffs == pytest.approx([-2.0, -2.2, -1.8])
     tq = 2 / (0.2 / 3**0.5)
     assert q.p == pytest.approx(1 - tq / (tq * tq + 2) ** 0.5) and q.verdict == "random < omp"
-    assert {(c.a, c.b) for c in res.comparisons()} == {("tamt-mlm", "omp"), ("random", "omp")}
+    comps = {(c.a, c.b): c for c in res.comparisons()}
+    assert set(comps) == {("tamt-mlm", "omp"), ("random", "omp")}
+    # Holm over the two: the smaller p doubled, the larger one max(that, itself)
+    assert comps[("random", "omp")].p_holm == pytest.approx(2 * q.p)
+    assert comps[("tamt-mlm", "omp")].p_holm == pytest.approx(max(2 * q.p, p.p))
     write_report(tmp_path / "sweep")
     rows = list(csv.DictReader((tmp_path / "sweep/report/paired.csv").open()))
     row = next(r for r in rows if r["a"] == "tamt-mlm")
     assert row["mean_diff"] == "3.0000" and row["p_paired_t"] == f"{p.p:.4f}" and row["seeds"] == "0 1 2"
+    assert row["p_holm"] == f"{p.p:.4f}" and float(row["mde80"]) == pytest.approx(3.2640 * 2, abs=1e-3)
     assert len(row["run_ids"].split()) == 9  # 6 tamt runs and 3 omp runs
     assert (
         "| tamt-mlm − omp | 50% | x | 3 | +3.00 ± 2.00 |" in (tmp_path / "sweep/report/report.md").read_text()
     )
+
+
+def test_verdict_reads_the_holm_adjusted_p():
+    from ticketlab.experiments.results import Paired
+    from ticketlab.metrics import holm
+
+    c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
+    t = 3 / (1 / 3**0.5)
+    assert c.p == pytest.approx(1 - t / (t * t + 2) ** 0.5)  # 0.035: below 0.05 alone
+    assert c.verdict == "a > b"
+    c.p_holm = holm([c.p, 0.04])[0]  # the smaller of two tests: 2 x 0.035
+    assert c.p_holm == pytest.approx(2 * c.p) and c.verdict == "within noise"
+
+
+def test_no_winning_verdict_from_one_run(tmp_path):
+    """One fine-tuning of the full model has no std: 'mean >= full - 1 std' is noise; one of the
+    ticket likewise."""
+    fill(tmp_path / "sweep", {("full", 0.0, "x"): [80.0], ("omp", 0.5, "x"): [85.0]})
+    w = {(w.method, w.task): w for w in load_results(tmp_path / "sweep").winning_tickets()}[("omp", "x")]
+    assert w.sparsity is None and w.reason == "one run" and not w.at_floor
+    fill(tmp_path / "two", {("full", 0.0, "x"): [80.0, 81.0, 82.0], ("omp", 0.5, "x"): [85.0]})
+    w = {(w.method, w.task): w for w in load_results(tmp_path / "two").winning_tickets()}[("omp", "x")]
+    assert w.sparsity is None and w.reason == "one run"
+    text = write_report(tmp_path / "two").path.read_text()
+    assert "| omp | one run |" in text
 
 
 def test_transfer_matrix_by_hand(tmp_path):

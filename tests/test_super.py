@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ticketlab.errors import ConfigError
+from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.structured.importance import Importance, compute_importance, normalize_heads
 from ticketlab.structured.tickets import LEVELS, check_level, keep_units, n_pruned, select
 
@@ -25,7 +25,12 @@ class LinearGates(nn.Module):
 
 def linear_loss(model: LinearGates, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     x = batch["x"]  # (B, 6)
-    per_example = (x[:, :4] * model.head.reshape(-1)).sum(-1) + (x[:, 4:] * model.ffn).sum(-1)
+    head, ffn = model.head, model.ffn
+    if head.dim() == 4:  # gates per example and token, [L, B, 1, H] and [L, B, 1, 1]
+        head, ffn = head[:, :, 0].permute(1, 0, 2).flatten(1), ffn[:, :, 0, 0].T
+    else:
+        head = head.reshape(-1)
+    per_example = (x[:, :4] * head).sum(-1) + (x[:, 4:] * ffn).sum(-1)
     return per_example.mean()
 
 
@@ -36,7 +41,8 @@ def collate_x(examples, seeds=None):
 def test_importance_hand_built_case():
     # batch 1 (examples 0, 1) pushes every gate by +1 or +2, batch 2 by -1 or -3
     data = [torch.tensor([1.0, 2, 0, 0, 1, 0])] * 2 + [torch.tensor([-1.0, -3, 0, 4, 0, 1])] * 2
-    imp = compute_importance(model := LinearGates(), model, data, collate_x, linear_loss, batch_size=2)
+    model = LinearGates()
+    imp = compute_importance(model, model, data, collate_x, linear_loss, batch_size=2, per="batch")
     # E|∂L/∂ξ| over the two batches (equal sizes): (|g1| + |g2|) / 2
     raw = torch.tensor([[1.0, 2.5], [0.0, 2.0]])
     assert torch.allclose(imp.head_raw, raw)
@@ -49,18 +55,32 @@ def test_importance_uses_fresh_gradients_per_batch():
     """The reference code sums |accumulated grad|: batch 2 would count |g1 + g2| = 0, not |g2| = 1."""
     data = [torch.tensor([1.0, 0, 0, 0, 0, 0]), torch.tensor([-1.0, 0, 0, 0, 0, 0])]
     model = LinearGates()
-    imp = compute_importance(model, model, data, collate_x, linear_loss, batch_size=1, normalize=False)
+    kw = {"normalize": False, "per": "batch"}
+    imp = compute_importance(model, model, data, collate_x, linear_loss, batch_size=1, **kw)
     assert imp.head[0, 0].item() == pytest.approx(1.0)  # (|+1| + |-1|) / 2
     # one batch of both: the batch-mean gradient is 0 (per-batch expectation, documented)
-    imp2 = compute_importance(model, model, data, collate_x, linear_loss, batch_size=2, normalize=False)
+    imp2 = compute_importance(model, model, data, collate_x, linear_loss, batch_size=2, **kw)
     assert imp2.head[0, 0].item() == pytest.approx(0.0)
     assert model.head.grad is None and not model.head.requires_grad  # nothing left behind
+
+
+def test_importance_per_example_lets_no_sign_cancel_in_a_batch():
+    """I = E_x |∂L(x)/∂ξ| (Liang et al.): the default takes |·| per example, whatever the batch."""
+    data = [torch.tensor([1.0, 0, 0, 0, 0, 0]), torch.tensor([-1.0, 0, 0, 0, 2, 0])]
+    model = LinearGates()
+    for batch_size in (1, 2):
+        imp = compute_importance(model, model, data, collate_x, linear_loss, batch_size=batch_size)
+        assert imp.head_raw[0, 0].item() == pytest.approx(1.0) and imp.ffn[0].item() == pytest.approx(1.0)
+        assert imp.meta["per"] == "example"
+    assert model.head.shape == (2, 2) and model.head.grad is None and not model.head.requires_grad
 
 
 def test_importance_weights_batches_by_size():
     data = [torch.tensor([1.0, 0, 0, 0, 0, 0])] * 2 + [torch.tensor([-4.0, 0, 0, 0, 0, 0])]
     model = LinearGates()
-    imp = compute_importance(model, model, data, collate_x, linear_loss, batch_size=2, normalize=False)
+    imp = compute_importance(
+        model, model, data, collate_x, linear_loss, batch_size=2, normalize=False, per="batch"
+    )
     assert imp.head[0, 0].item() == pytest.approx((1.0 * 2 + 4.0 * 1) / 3)
 
 
@@ -76,7 +96,7 @@ def test_importance_save_load(tmp_path):
     imp = compute_importance(model, model, data, collate_x, linear_loss, meta={"task": "toy"})
     back = Importance.load(imp.save(tmp_path / "imp"))
     assert torch.equal(back.head, imp.head) and torch.equal(back.ffn, imp.ffn)
-    assert back.meta == {"task": "toy"} and back.granularity == "layer"
+    assert back.meta == {"task": "toy", "per": "example"} and back.granularity == "layer"
 
 
 # --------------------------------------------------------------------------- ticket selection
@@ -152,8 +172,13 @@ def test_importance_on_gated_bert_matches_finite_differences():
     def collate(examples, seeds=None):
         return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
 
-    imp = compute_importance(model, gates, data, collate, classification_loss, batch_size=4, normalize=False)
-    assert gates.head.grad is None and not gates.head.requires_grad
+    def scores(per: str) -> Importance:
+        return compute_importance(
+            model, gates, data, collate, classification_loss, batch_size=4, normalize=False, per=per
+        )
+
+    imp, by_example, by_token = scores("batch"), scores("example"), scores("token")
+    assert gates.head.grad is None and not gates.head.requires_grad and gates.head.shape == (2, 2)
 
     def batch_loss(batch_idx: list[int]) -> float:
         with torch.no_grad():
@@ -173,6 +198,21 @@ def test_importance_on_gated_bert_matches_finite_differences():
     for tensor, score, index in ((gates.head, imp.head, (1, 0)), (gates.ffn, imp.ffn, (0,))):
         want = sum(abs(fd(tensor, index, b)) * len(b) for b in batches) / 6
         assert score[index].item() == pytest.approx(want, rel=1e-4)
+    # per example: the mean of |∂L(x)/∂ξ| of each example alone, by brute force
+    for name, index in (("head", (1, 0)), ("ffn", (0,))):
+        want = sum(abs(fd(getattr(gates, name), index, [i])) for i in range(6)) / 6
+        assert getattr(by_example, name)[index].item() == pytest.approx(want, rel=1e-4)
+    # per token: Σ_t |∂L(x)/∂ξ_t| with one gate per token ([L, 1, T, H], as the hooks broadcast)
+    want = 0.0
+    for i in range(6):
+        for t in range(7):
+            token_gates = torch.ones(2, 1, 7, 2)
+            gates.head = token_gates
+            want += abs(fd(token_gates, (1, 0, t, 0), [i]))
+    gates.head = torch.ones(2, 2)
+    assert by_token.head_raw[1, 0].item() == pytest.approx(want / 6, rel=1e-4)
+    assert (by_token.head_raw >= by_example.head_raw - 1e-9).all()
+    assert not torch.allclose(by_example.head_raw, imp.head_raw, rtol=1e-3)  # batch-mean is another score
 
 
 # --------------------------------------------------------------------------- the study
@@ -250,6 +290,8 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     assert result.full["n"] == 2 and set(result.tickets) == {"st-winning", "st-random", "st-losing"}
     full_dir = next(r for r in rows if r.config["method"] == "full").metrics["importance_dir"]
     assert (out / full_dir / "importance.safetensors").is_file()
+    assert Importance.load(out / full_dir).meta["per"] == "example"  # the paper's E_x |dL/dξ|
+    assert all(r.config["importance"] == "example" for r in rows if r.config["method"] == "full")
     assert not list(out.glob("runs/*/model"))  # the full models' weights went after scoring
 
     # rewinding: a ticket starts where the full model of its seed started, i.e. from the pre-trained
@@ -278,6 +320,21 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     report = write_report(out)
     assert "fig4_phase_transition.png" in report.figures, report.skipped
     assert "## Super tickets" in report.path.read_text()
+
+
+def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
+    """Scores saved before `per` existed are batch means: never reused as per-example scores."""
+    from ticketlab.structured.supertickets import _importance, _importance_key
+
+    old = Importance(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4, {"task": "sst2"})
+    old.save(tmp_path / "imp")
+    with pytest.raises(TicketlabError, match="holds per-batch importance scores, not per-example"):
+        _importance(_super_config(tiny_bert_dir, sst2_root), None, 1, tmp_path / "imp")
+    batch = _super_config(tiny_bert_dir, sst2_root, importance="batch")
+    assert _importance(batch, None, 1, tmp_path / "imp").n_examples == 4
+    assert _importance_key(batch) == {}  # rows of stores written with batch means keep their ids
+    with pytest.raises(ConfigError, match="importance must be one of example, token, batch"):
+        _super_config(tiny_bert_dir, sst2_root, importance="mean")
 
 
 def test_super_config_errors(tiny_bert_dir, sst2_root):

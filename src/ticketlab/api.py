@@ -225,6 +225,8 @@ class SearchConfig:
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
             **({"score_dtype": m.score_dtype} if tamt and m.score_dtype != "float32" else {}),
+            **({"variant": m.variant, "pooler": m.pooler} if not tamt and m.variant != "legacy" else {}),
+            **({"pooler": True} if not tamt and m.variant == "legacy" and m.pooler else {}),
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:

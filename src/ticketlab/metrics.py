@@ -9,6 +9,7 @@ removed, white space collapsed) and each prediction takes the max over the gold 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import string
 from collections import Counter
@@ -96,6 +97,72 @@ def constant_score(metric: str, labels: Sequence[int] | Sequence[float]) -> floa
         return 0.0
     y = np.asarray(labels)
     return max(GLUE_METRICS[metric](np.full_like(y, c), y) for c in np.unique(y))
+
+
+# --------------------------------------------------------------------------- comparing methods
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: no test, not counted).
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) · p_(j)): reject
+    where the adjusted value is below α and the chance of any false rejection in the family is at
+    most α, whatever the dependence between the tests."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        out[i] = running
+    return out
+
+
+def min_detectable_effect(std: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest true mean difference a two-sided paired t-test of `n` pairs finds at level
+    `alpha` with probability `power`, if the differences spread with standard deviation `std`
+    (the noncentral t: no normal approximation, which is far off at n = 3). None below two pairs:
+    no test. "Within noise" then has a size: effects under this one were not looked for."""
+    from scipy.optimize import brentq
+    from scipy.stats import nct, t
+
+    if n < 2:
+        return None
+    if std == 0:
+        return 0.0
+    df, crit = n - 1, float(t.ppf(1 - alpha / 2, n - 1))
+
+    def short(d: float) -> float:  # power at effect d (in units of std), minus the goal
+        nc = d * math.sqrt(n)
+        # the far tail (a significant result of the wrong sign) is tiny, and NaN in scipy at times
+        wrong_sign = float(np.nan_to_num(nct.cdf(-crit, df, nc)))
+        return float(nct.sf(crit, df, nc)) + wrong_sign - power
+
+    hi = 1.0
+    while short(hi) < 0:  # widen until the power is reached
+        hi *= 2
+    return float(brentq(short, 0.0, hi)) * std
+
+
+def no_verdict(
+    full_mean: float, full_std: float, full_n: int, floor: float | None, ticket_n: int | None = None
+) -> str | None:
+    """Why a winning-ticket verdict (ticket mean >= full mean - one std of the full model) would say
+    nothing here, or None when it may be given:
+      - the full model within one std of a constant predictor's score (`floor`): it learnt (almost)
+        nothing from the text, and every mask "wins";
+      - one run of the full model or of the ticket: no std, so noise decides the verdict.
+    For an average over tasks, pass the tasks' floors through `floor_of_average` first."""
+    if floor is not None and full_mean - full_std <= floor:
+        return "floor"
+    if full_n < 2 or (ticket_n is not None and ticket_n < 2):
+        return "one run"
+    return None
+
+
+def floor_of_average(task_at_floor: Sequence[bool]) -> float | None:
+    """An average over tasks has no verdict when any task in it is at its floor (it would be won by
+    tasks where nothing was learnt): +inf then, else None (no floor)."""
+    return math.inf if any(task_at_floor) else None
 
 
 # --------------------------------------------------------------------------- SQuAD v1.1

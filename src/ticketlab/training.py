@@ -133,6 +133,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     accelerator: Accelerator
     config: TrainConfig
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
 
 @dataclass
@@ -234,6 +235,21 @@ def make_scheduler(
         return max(0.0, (total - step) / max(1, total - warm))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restart_optimizer(state: TrainState) -> None:
+    """Make the optimizer and schedule what a newly built pair would be, from the next step on:
+    moments and step counts dropped, the schedule at its first step (IMP after each pruning, as
+    its reference codes rebuild both). In place, so checkpoints and the loop's references hold."""
+    inner = getattr(state.optimizer, "optimizer", state.optimizer)  # accelerate's wrapper
+    inner.state.clear()
+    sched = state.scheduler
+    if sched is None:
+        raise RuntimeError("restart_optimizer needs the TrainState's scheduler")
+    sched.last_epoch = 0  # as a new LambdaLR after its constructor's first step
+    for group, base, fn in zip(inner.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+        group["lr"] = base * fn(0)
+    sched._last_lr = [g["lr"] for g in inner.param_groups]
 
 
 class _LossModule(nn.Module):
@@ -392,7 +408,7 @@ def _train(
         if acc.num_processes > 1:  # DDP averages the gradients only after the backward
             raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
         step_in_backward(optimizer)
-    state = TrainState(0, raw_model, optimizer, acc, config)
+    state = TrainState(0, raw_model, optimizer, acc, config, scheduler)
     result = TrainResult(steps=0)
 
     ckpt = out / CHECKPOINT if out is not None else None

@@ -4,8 +4,11 @@
         in the forward pass, straight-through gradients to the scores, frozen weights, exact
         sparsity after every step; initialised from OMP (default) or a random mask.
   imp   iterative magnitude pruning with rewinding (Chen et al. 2020): train the weights on MLM
-        (or on a downstream task with --task), prune 10% more by global magnitude every 1/(R-1)
-        of the run starting at step 0, rewind the survivors to θ0 (or θ at --rewind-to).
+        (or on a downstream task with --task), prune 10% more by magnitude every 1/(R-1) of the
+        run starting at step 0, rewind the survivors to θ0 (or θ at --rewind-to) and start the
+        optimizer and schedule afresh. --variant chen (default): one global ranking over the
+        encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
+        matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
 
 Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
@@ -54,7 +57,7 @@ def steps_list(value: str) -> list[int]:
     return out
 
 
-def _common(p: argparse.ArgumentParser, *, ranking: str) -> None:
+def _common(p: argparse.ArgumentParser, *, ranking: str | None) -> None:
     add_model_argument(p)
     p.add_argument(
         "--sparsity", type=sparsity_arg, required=True, help="fraction of target weights set to zero"
@@ -95,7 +98,8 @@ def _common(p: argparse.ArgumentParser, *, ranking: str) -> None:
         "--ranking",
         choices=["local", "global"],
         default=ranking,
-        help=f"rank per matrix (local) or over all targets (global); default {ranking}",
+        help="rank per matrix (local) or over all targets (global); default "
+        + (ranking or "the variant's (chen: global, tamt: local)"),
     )
     add_targets_argument(t)
     o = p.add_argument_group("saving and evaluation")
@@ -140,8 +144,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="iterative magnitude pruning with rewinding (IMP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(i, ranking="global")
+    _common(i, ranking=None)
     g = i.add_argument_group("IMP")
+    g.add_argument(
+        "--variant",
+        choices=["chen", "tamt", "legacy"],
+        default="chen",
+        help="chen (default): global ranking over the encoder's matrices, no word embeddings; "
+        "tamt: per-matrix ranking, word embeddings included; legacy: ticketlab's old IMP (global "
+        "over all targets, one optimizer across rounds)",
+    )
+    g.add_argument(
+        "--pooler", action="store_true", help="prune the pooler too, as both papers' code does (task models)"
+    )
     g.add_argument("--prune-rate", type=float, default=0.1, help="sparsity added per round (default 0.1)")
     g.add_argument(
         "--rewind-to", type=float, metavar="FRAC", help="rewind to θ at FRAC of the run (default θ0)"
@@ -175,6 +190,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             ranking=args.ranking,
             rewind_to=args.rewind_to,
             targets=args.targets,
+            variant=args.variant,
+            pooler=args.pooler,
         )
     return SearchConfig(
         model=args.model,

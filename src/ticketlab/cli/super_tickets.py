@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--select-fraction", type=float, default=0.1, help="dev fraction that selects (0.1)")
     g.add_argument("--select-seed", type=int, default=0, help="seed of that dev split")
     g.add_argument("--importance-batch-size", type=int, help="default: the fine-tuning batch size")
+    g.add_argument(
+        "--importance",
+        choices=["example", "token", "batch"],
+        default="example",
+        help="|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
+        "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
+    )
     g.add_argument("--keep-models", action="store_true", help="keep the fine-tuned full models' weights")
 
 
@@ -70,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> SuperConfig:
         select_fraction=args.select_fraction,
         select_seed=args.select_seed,
         importance_batch_size=args.importance_batch_size,
+        importance=args.importance,
         keep_models=args.keep_models,
     )
 

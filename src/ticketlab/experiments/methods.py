@@ -129,7 +129,9 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
     "targets".split()
 )
 TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
-IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate"}  # not rewind_to: its masks apply to other weights
+# not rewind_to: its masks apply to other weights. `variant` absent is "legacy": the IMP the sweeps
+# written before variants existed ran, so their runs keep their ids and what those ids mean.
+IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate", "variant", "pooler"}
 
 
 def _search_output(job: SearchJob) -> SearchOutput:
@@ -167,7 +169,8 @@ def search_config(job: SearchJob, objective: str | None = None):
         kw["train_head"] = not kw.pop("freeze_head", False)
         method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
     else:
-        method = ImpConfig(job.sparsity, **own("ranking", "targets", "prune_rate"))
+        kw = own("ranking", "targets", "prune_rate", "variant", "pooler")
+        method = ImpConfig(job.sparsity, **{"variant": "legacy", **kw})
     corpus = job.corpus or {}
     task = {"task": job.source["task"], "data_dir": job.source["data"]} if job.source is not None else {}
     return SearchConfig(

@@ -135,8 +135,8 @@ def _winning_section(res: SweepResults, note) -> str:
             w = by.get((m, t))
             if w is None or w.full is None:
                 row.append("n/a")
-            elif w.at_floor:
-                row.append("floor")
+            elif w.reason is not None:
+                row.append(w.reason)  # "floor" or "one run": no verdict
             elif w.sparsity is None:
                 row.append("none")
             else:
@@ -149,7 +149,9 @@ def _winning_section(res: SweepResults, note) -> str:
             "score is at least the full model's mean minus one standard deviation of the full model's runs "
             "(sample std over its fine-tuning seeds; for the average, over the per-seed task averages). "
             "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with; "
-            "'floor': the full model is within one std of a constant predictor (no verdict). "
+            "'floor': the full model is within one std of a constant predictor (no verdict; on the average "
+            "when any of its tasks is); 'one run': the full model or the ticket has a single run, so no std "
+            "to judge by (no verdict). "
             "In brackets: the method's score there.",
             "",
             _table(["method", *("avg" if t == AVG else t for t in cols)], [["full model", *full], *rows]),
@@ -231,6 +233,8 @@ def _paired_section(res: SweepResults) -> str:
                 f"{_signed(c.mean, 2)} ± {c.std:.2f}",
                 "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
                 "—" if c.p is None else f"{c.p:.3f}",
+                "—" if c.p_holm is None else f"{c.p_holm:.3f}",
+                "—" if c.mde is None else f"{c.mde:.2f}",
                 c.verdict,
             ]
         )
@@ -238,10 +242,14 @@ def _paired_section(res: SweepResults) -> str:
         "Differences of dev scores between two methods, paired by fine-tuning seed (runs of one seed "
         "share the data order and the head's initialisation; a method with several masks is averaged over "
         "them per seed first). Δ is mean ± sample std of the per-seed differences, the interval a "
-        "Student-t 95% interval, p a two-sided paired t-test; 'within noise' means p ≥ 0.05 (with 3 seeds "
-        "only large, consistent differences pass). Every comparison with its run ids is in `paired.csv`."
+        f"Student-t 95% interval, p a two-sided paired t-test and p (Holm) the same adjusted for the "
+        f"{len(comps)} comparisons of this table (Holm's step-down: the chance of any false verdict in "
+        "the table stays below 5%). The verdict reads the adjusted p: 'within noise' means p (Holm) ≥ 0.05. "
+        "MDE is the smallest true Δ this design would detect with 80% power at the observed spread (a "
+        "paired t-test of that many seeds): 'within noise' says nothing about differences below it. "
+        "Every comparison with its run ids is in `paired.csv`."
     )
-    header = ["comparison", "sparsity", "task", "seeds", "Δ", "95% CI", "p", "verdict"]
+    header = ["comparison", "sparsity", "task", "seeds", "Δ", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
     return intro + "\n\n" + _table(header, rows)
 
 
@@ -369,7 +377,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         {
             "method": x.method,
             "task": x.task,
-            "winning_sparsity": "floor" if x.at_floor else x.sparsity,
+            "winning_sparsity": x.reason if x.reason is not None else x.sparsity,
             "mean": _num(x.cell and x.cell.mean),
             "std": _num(x.cell and x.cell.std),
             "full_mean": _num(x.full and x.full.mean),
@@ -397,6 +405,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     paired = [
         {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "n": c.n}
         | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "p_paired_t": _num(c.p)}
+        | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
         | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
         | {"verdict": c.verdict, "seeds": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
         for c in res.comparisons()

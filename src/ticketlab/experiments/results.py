@@ -113,6 +113,7 @@ class TransferCell:
     cell: Cell
     full: Cell | None  # the full model on the target
     at_floor: bool = False  # the full model on the target is within one std of a constant predictor
+    reason: str | None = None  # why no verdict: "floor", "one run" (`metrics.no_verdict`)
 
     @property
     def delta_std(self) -> float | None:
@@ -123,7 +124,7 @@ class TransferCell:
 
     @property
     def winning(self) -> bool | None:
-        return None if self.full is None or self.at_floor else wins(self.cell, self.full)
+        return None if self.full is None or self.at_floor or self.reason else wins(self.cell, self.full)
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Paired:
     seeds: list[int]
     diffs: list[float]  # a - b, one per seed in `seeds`
     run_ids: list[str]
+    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
 
     @property
     def n(self) -> int:
@@ -170,8 +172,18 @@ class Paired:
         return float(2 * sps.t.sf(abs(t), self.n - 1))
 
     @property
+    def mde(self) -> float | None:
+        """The smallest true difference this design finds with 80% power at α = 0.05, given the
+        observed spread of the differences (`metrics.min_detectable_effect`; None below two seeds)."""
+        from ..metrics import min_detectable_effect  # sklearn: only when asked
+
+        return min_detectable_effect(self.std, self.n)
+
+    @property
     def verdict(self) -> str:
-        if self.p is None or self.p >= 0.05:
+        """From the Holm-adjusted p-value when the comparison is one of a family, else the raw one."""
+        p = self.p_holm if self.p_holm is not None else self.p
+        if p is None or p >= 0.05:
             return "within noise"
         return f"{self.a} > {self.b}" if self.mean > 0 else f"{self.a} < {self.b}"
 
@@ -184,6 +196,7 @@ class WinningTicket:
     cell: Cell | None  # the method's cell there
     full: Cell | None  # the full model's cell (its mean and std set the bar)
     at_floor: bool = False  # the full model is within one std of a constant predictor: no verdict
+    reason: str | None = None  # why no verdict: "floor", "one run" (`metrics.no_verdict`)
 
 
 @dataclass
@@ -263,9 +276,21 @@ class SweepResults:
     # ------------------------------------------------------------------ winning tickets
     def at_floor(self, task: str, full: Cell | None) -> bool:
         """The full model is within one std of a constant predictor on `task`: it learnt (almost)
-        nothing, every mask 'wins', and the criterion says nothing."""
-        floor = self.floors.get(task)
-        return floor is not None and full is not None and full.mean - full.std <= floor
+        nothing, every mask 'wins', and the criterion says nothing. The average over tasks is at
+        the floor when any of its tasks is."""
+        return full is not None and self.no_verdict(task, full) == "floor"
+
+    def no_verdict(self, task: str, full: Cell, ticket: Cell | None = None) -> str | None:
+        """Why no winning-ticket verdict on `task` (or AVG) against `full` (and `ticket`): "floor",
+        "one run", or None (`metrics.no_verdict`)."""
+        from ..metrics import floor_of_average, no_verdict
+
+        if task == AVG:
+            cells = self.cells()
+            floor = floor_of_average([self.at_floor(t, cells.get(("full", 0.0, t))) for t in self.tasks])
+        else:
+            floor = self.floors.get(task)
+        return no_verdict(full.mean, full.std, full.n, floor, None if ticket is None else ticket.n)
 
     def winning_tickets(self) -> list[WinningTicket]:
         """Chen et al.: the highest sparsity at which the method's mean score is at least the full
@@ -275,18 +300,22 @@ class SweepResults:
         out = []
         for task in [*self.tasks, AVG]:
             full = cells.get(("full", 0.0, task))
-            floor = self.at_floor(task, full)
+            reason = self.no_verdict(task, full) if full is not None else None
             for method in self.methods:
                 if method == "full":
                     continue
-                best = None
-                if full is not None and not floor:
+                best, why = None, reason
+                if full is not None and reason is None:
                     for s in self.sparsities(method):
                         c = cells.get((method, s, task))
-                        if c is not None and wins(c, full):
-                            best = s
+                        if c is None:
+                            continue
+                        if self.no_verdict(task, full, c) is not None:  # one run of the ticket
+                            why = why or "one run"
+                        elif wins(c, full):
+                            best, why = s, None
                 c = cells.get((method, best, task)) if best is not None else None
-                out.append(WinningTicket(method, task, best, c, full, floor))
+                out.append(WinningTicket(method, task, best, c, full, reason == "floor", why))
         return out
 
     # ------------------------------------------------------------------ transfer (Chen et al. Table 3)
@@ -302,9 +331,9 @@ class SweepResults:
             for source, m in rows:
                 for target in self.tasks:
                     if (m, s, target) in cells:
-                        full = cells.get(("full", 0.0, target))
-                        floor = self.at_floor(target, full)
-                        out.append(TransferCell(source, target, s, cells[(m, s, target)], full, floor))
+                        full, cell = cells.get(("full", 0.0, target)), cells[(m, s, target)]
+                        why = self.no_verdict(target, full, cell) if full is not None else None
+                        out.append(TransferCell(source, target, s, cell, full, why == "floor", why))
         return out
 
     # ------------------------------------------------------------------ paired comparisons
@@ -347,6 +376,11 @@ class SweepResults:
                     p = self.paired(a, b, s, task)
                     if p is not None:
                         out.append(p)
+        from ..metrics import holm
+
+        # one family: every comparison a report prints (Holm: no dependence assumed between them)
+        for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
+            c.p_holm = adjusted
         return out
 
     # ------------------------------------------------------------------ pre-training evaluation

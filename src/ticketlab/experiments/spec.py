@@ -20,8 +20,12 @@ mask per source task, by default every task of the sweep, and fine-tunes each on
 al. 2020 §5 Table 3, the MLM row being `imp` at the same sparsity):
 
     methods:
-      imp: {sparsities: [0.5, 0.7]}
-      imp-task: {sparsities: [0.5], sources: [sst2, cola], steps: 300}
+      imp: {sparsities: [0.5, 0.7], variant: chen}
+      imp-task: {sparsities: [0.5], sources: [sst2, cola], steps: 300, variant: chen}
+
+IMP's `variant` names whose IMP runs (`pruning.imp`): `chen` (global over the encoder's matrices, no
+word embeddings) or `tamt` (per matrix, embeddings included). Left out, it is `legacy`, ticketlab's
+IMP before the variants (neither paper's), so that sweeps written then keep their runs.
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.
@@ -226,12 +230,30 @@ class SweepSpec:
         for m, overrides in self.method_specs.items():
             allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
             self._check_keys(self.methods[m], allowed | set(GRID_KEYS), f"methods.{m}")
+            if "variant" in overrides.settings:  # an IMP method: its settings checked before any run
+                self._check_imp_settings(m)
             if overrides.uses_steps:
                 steps = self.search_settings(m).get("steps")
                 if not _positive_int(steps):
                     raise self._fail(
                         "search.steps", f"a positive step budget is required by {m}, got {steps!r}"
                     )
+
+    def _check_imp_settings(self, method: str) -> None:
+        """IMP's own settings (variant, ranking, pooler, prune_rate) at each of the method's sparsities,
+        as `ImpConfig` checks them; an error names the spec's key."""
+        from ..pruning.imp import ImpConfig  # torch: only for specs with an IMP method
+
+        given = self.search_settings(method)
+        own = {
+            k: given[k] for k in ("variant", "ranking", "pooler", "prune_rate") if given.get(k) is not None
+        }
+        where = f"methods.{method}" if own.keys() & self.methods[method].keys() else "search"
+        for s in self.method_sparsities(method):
+            try:
+                ImpConfig(s, **{"variant": "legacy", **own})  # a sweep's IMP without variant: legacy
+            except ConfigError as e:
+                raise self._fail(where, str(e)) from None
 
     def _check_finetune_settings(self) -> None:
         allowed = finetune_settings()

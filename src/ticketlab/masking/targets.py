@@ -18,12 +18,15 @@ from torch import nn
 from ..errors import ConfigError
 from ..modeling import encoder_of
 
-# TAMT §3.2: the word embeddings and Q, K, V, attention output, FFN in, FFN out of every layer.
-BERT_LIKE_TARGETS = (
-    r"embeddings\.word_embeddings"
-    r"|encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+# Q, K, V, attention output, FFN in, FFN out of every layer (Chen et al.'s IMP prunes these).
+BERT_LIKE_ENCODER = (
+    r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
     r"|intermediate\.dense|output\.dense)"
 )
+# TAMT §3.2: the word embeddings and the encoder's matrices (the same string as before: mask files
+# and run settings store it).
+BERT_LIKE_TARGETS = r"embeddings\.word_embeddings|" + BERT_LIKE_ENCODER
+POOLER = r"pooler\.dense"  # only task models have one (transformers' *ForMaskedLM have none)
 DEFAULT_TARGETS: dict[str, str] = {
     "bert": BERT_LIKE_TARGETS,
     "roberta": BERT_LIKE_TARGETS,

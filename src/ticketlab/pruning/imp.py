@@ -2,7 +2,7 @@
 
 The weights train on an objective (MLM by default; any downstream task's loss for task-specific IMP)
 while the sparsity rises in equal steps: `prune_rate` (10%) more of the target weights are pruned
-by *global* magnitude at steps 0, N/(R-1), 2N/(R-1), ..., N, where R = ceil(sparsity / prune_rate)
+by magnitude at steps 0, N/(R-1), 2N/(R-1), ..., N, where R = ceil(sparsity / prune_rate)
 rounds reach the target exactly at the last step N. The first pruning happens at step 0, before any
 training (as Chen et al.'s code does, TAMT §B.2): with 10% per round, 70% takes 7 rounds and N steps
 are 6 intervals (TAMT Table 2: 16.75K iterations = 6 × 2.79K). After every pruning, the surviving
@@ -10,10 +10,31 @@ weights are rewound to θ0, the pre-trained weights, or with `rewind_to=k` to θ
 (Chen et al. Fig. 7; k·N must not be later than the second pruning). Pruned weights stay exactly zero
 while training (they are masked by a `BinaryMask` parametrization).
 
+What is pruned and how it is ranked: the two papers' IMPs differ, and `variant` names each.
+  chen    Chen et al. 2020 (BERT-Tickets, `LT_pretrain.py::pruning_model`): one *global* magnitude
+          ranking over the encoder's Q, K, V, attention-output and FFN matrices, WITHOUT the word
+          embeddings (the default: ticketlab's `imp` is Chen et al.'s method, and the transfer study
+          is theirs). Every encoder matrix is then pruned to the target overall, none spared.
+  tamt    TAMT's IMP baseline (its `imp_and_fine_tune/LT_pretrain.py::pruning_model`): each matrix
+          pruned to the target by its own magnitudes (*per matrix*), the word embeddings included.
+          Use it where IMP is compared with TAMT's masks (same targets, same per-matrix sparsity).
+  legacy  what ticketlab did before the variants: global ranking over the default targets, word
+          embeddings included (which spares the 7.8M embedding weights of a small model and prunes
+          its encoder far beyond the target), and one optimizer and schedule across all rounds. Kept
+          only so that sweeps written before the variants keep their run ids and meaning: a sweep's
+          `imp` without `variant:` is this one. Not either paper's method.
+Both papers' code also masks the pooler; transformers' *ForMaskedLM models have none, and a masked
+pooler would not fit the MLM model used for pre-training losses, so it is a target only with
+`pooler=True` (and only where the model has one, i.e. task-specific IMP).
+
 What is rewound: the encoder's weights. The MLM head keeps training across rounds and is not part of
 the result, as in the reference code (it rewinds only `bert.*`); for a task objective the whole model
-including the task head is rewound (the ticket is f(x; m ⊙ θ0, C0)). Adam's moments and the single
-linear learning-rate schedule run on across rounds, also as in the reference code.
+including the task head is rewound (the ticket is f(x; m ⊙ θ0, C0)). After every pruning the
+optimizer and its learning-rate schedule start afresh (Adam's moments and step counts dropped, the
+schedule back to its first step, warm-up included), as both reference codes rebuild AdamW and
+`get_linear_schedule_with_warmup(..., num_training_steps=t_total)` after each pruning: every round
+starts at the peak learning rate and decays over the run's length. (`legacy` keeps one AdamW and one
+schedule across rounds.)
 
 The mask applies to the rewind point: θ0 is the base model itself; θ_k is written as a Hugging Face
 checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash name it.
@@ -26,7 +47,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
@@ -35,37 +56,66 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..files import atomic_dir
 from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masking.targets import Targets
+from ..masking.targets import BERT_LIKE_ENCODER, BERT_LIKE_TARGETS, POOLER, Targets, default_targets
 from ..modeling import encoder_of
-from ..training import TrainConfig, TrainState
+from ..training import TrainConfig, TrainState, restart_optimizer
 from .ranking import Ranking, check_sparsity, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
 
 
+Variant = Literal["chen", "tamt", "legacy"]
+VARIANTS: tuple[Variant, ...] = ("chen", "tamt", "legacy")
+VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local", "legacy": "global"}
+
+
 @dataclass
 class ImpConfig:
     sparsity: float
     prune_rate: float = 0.1  # sparsity added per round (of all target weights)
-    ranking: Ranking = "global"  # Chen et al. prune by global magnitude
+    ranking: Ranking | None = None  # None: the variant's (chen, legacy: global; tamt: local)
     rewind_to: float | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
     rewind_head: bool = False  # rewind the head too (task-specific IMP)
-    targets: Targets = None
+    targets: Targets = None  # None: the variant's (see `variant_targets`)
+    variant: Variant = "chen"  # whose IMP (see the module docstring)
+    pooler: bool = False  # the pooler a target too, as in both papers' code (where the model has one)
 
     def __post_init__(self) -> None:
         check_sparsity(self.sparsity)
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"IMP variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        own = VARIANT_RANKING[self.variant]
+        if self.ranking not in (None, "local", "global"):
+            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
+        if self.ranking is None:
+            self.ranking = own
+        elif self.variant != "legacy" and self.ranking != own:
+            raise ConfigError(
+                f"IMP variant {self.variant!r} ranks {'per matrix' if own == 'local' else 'globally'} "
+                f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
+                f"variant that ranks so ({'chen' if own == 'local' else 'tamt'})"
+            )
         if not 0.0 < self.prune_rate < 1.0:
             raise ConfigError(f"prune_rate must be in (0, 1), got {self.prune_rate}")
         if self.sparsity <= self.prune_rate:
             raise ConfigError(
                 f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
-                "use one-shot global magnitude pruning (`ticketlab prune omp --ranking global`)"
+                f"use one-shot magnitude pruning (`ticketlab prune omp --ranking {self.ranking}`)"
             )
-        if self.ranking not in ("local", "global"):
-            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
         if self.rewind_to is not None and not 0.0 < self.rewind_to < 1.0:
             raise ConfigError(f"rewind_to must be a fraction of the run in (0, 1), got {self.rewind_to}")
+
+
+def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
+    """The weights IMP prunes: `config.targets` when given, else the variant's set for the model."""
+    if config.targets is not None:
+        return config.targets
+    if config.variant == "legacy" and not config.pooler:
+        return None  # the default targets, stored as before
+    default_targets(getattr(model.config, "model_type", "unknown"))  # a BERT-like encoder, or say so
+    pattern = BERT_LIKE_ENCODER if config.variant == "chen" else BERT_LIKE_TARGETS
+    return f"{pattern}|{POOLER}" if config.pooler else pattern
 
 
 def imp_schedule(sparsity: float, steps: int, prune_rate: float = 0.1) -> list[tuple[int, float]]:
@@ -98,7 +148,8 @@ class _Imp:
     def __init__(self, model: nn.Module, config: ImpConfig, steps: int):
         self.model, self.config = model, config
         self.schedule = imp_schedule(config.sparsity, steps, config.prune_rate)
-        self.modules = find_targets(model, config.targets)
+        self.targets = variant_targets(model, config)
+        self.modules = find_targets(model, self.targets)
         self.masks = {
             k: BinaryMask(torch.ones_like(m.weight, dtype=torch.bool)) for k, m in self.modules.items()
         }
@@ -142,6 +193,8 @@ class _Imp:
             if s == step:
                 self.prune(level)
                 self.rewind()
+                if self.config.variant != "legacy":
+                    restart_optimizer(state)
                 if state.accelerator.is_main_process:
                     sd.log(
                         {"event": "pruned", "step": step, "sparsity": level, "rewound_to": self.rewind_step}
@@ -215,13 +268,16 @@ def search_imp(
         method="imp" if objective.name == "mlm" else f"imp-{objective.name}",
         sparsity=config.sparsity,
         ranking=config.ranking,
-        targets=config.targets,
+        targets=imp.targets,
         seed=train_config.seed,
         base_model=str(rewound.resolve()) if imp.rewind_step else base_model,
         params=[p for p in model.parameters() if p.requires_grad],
         on_step=lambda state: imp.on_step(state, sd, save_rewound),
         describe=lambda: {
             "objective": objective.name,
+            "variant": config.variant,
+            "pooler": any(k.startswith("pooler.") for k in imp.modules),  # masked here (MLM models: none)
+            "fresh_optimizer": config.variant != "legacy",
             "prune_rate": config.prune_rate,
             "schedule": [[s, level] for s, level in imp.schedule],
             "level": imp.level,

@@ -25,6 +25,14 @@ previous threshold, counts the scores above it, and ranks only the few scores ne
 enter or leave. From scratch (first step, after a resume), the k-th largest score is bracketed from
 a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
 
+Two differences from TAMT's code, by choice (issue 24): (1) its masker also masks the pooler;
+transformers' *ForMaskedLM models have none, the MLM and KD losses never reach it (its scores would
+keep their OMP start), and ticketlab's targets leave it dense (to mask it in a model that has one,
+add `masking.targets.POOLER` to `targets`). (2) Its trainer keeps the mask of the best dev loss seen during
+the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the step budget,
+so that a search's cost is its budget and no dev set picks the mask (masks along the way are kept
+with `save_at`, each with its dev loss in the log when `eval_every` is set).
+
 Scores are float32 by default. `TamtConfig.score_dtype = "bfloat16"` halves them, their gradients
 and their Adam moments (the optimizer rounds bf16 parameters stochastically, `optim.AdamW`), so
 that mask training holds less than dense training: a flag, since it changes the search's arithmetic.

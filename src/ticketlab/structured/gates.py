@@ -125,8 +125,8 @@ def _head_hook(gates: Gates, layer: int, head_size: int):
         if not gates.enabled:
             return None
         x, *rest = args  # [..., H·dh]: the heads' contexts, concatenated head by head
-        g = gates.head[layer].to(x.dtype)  # [H]
-        return ((x.unflatten(-1, (-1, head_size)) * g[:, None]).flatten(-2), *rest)
+        g = gates.head[layer].to(x.dtype)  # [H], or [B, T, H] per example and token (importance)
+        return ((x.unflatten(-1, (-1, head_size)) * g[..., None]).flatten(-2), *rest)
 
     return hook
 

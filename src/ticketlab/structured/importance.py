@@ -4,17 +4,32 @@
 
 where ξ_h and ν are the gates of `structured.gates` (1 = kept). The expectation is an average over
 the training set in one pass at the end of fine-tuning, model in eval mode (no dropout), with the
-training loss. Each batch's gradient is its own: `torch.autograd.grad` returns fresh gradients of
-the gates for every batch. (The reference code adds `head_mask.grad.abs()` after every backward
-without zeroing the gradient, so batch k contributes |g_1 + ... + g_k| instead of |g_k|.) The
-per-batch |∂L_batch/∂ξ| of the batch-mean loss is weighted by the batch's size, so the result does not
-depend on how the last batch is cut; with `batch_size=1` it is the per-example expectation.
+training loss. `per` chooses where the absolute value is taken:
+
+  example  (default) the paper's definition: |∂L(x)/∂ξ| of every example x, averaged. Computed in
+           batches without a backward per example: the gates are expanded to one copy per example
+           ([L, B, 1, H] instead of [L, H]), so one backward of the batch-mean loss gives every
+           example's own gate gradient (B times its share of the mean). Exact: it equals a pass with
+           batches of one.
+  token    the reference code's: it multiplies a gate into every token's activations and sums
+           |∂L(x)/∂ξ_t| over the tokens t of each example (here: gates expanded per example and
+           token, [L, B, T, H]), so a unit whose effect changes sign along the sequence still counts.
+           Always >= `example` (|Σ_t g_t| <= Σ_t |g_t|).
+  batch    ticketlab's first version: |∂L_batch/∂ξ| of each batch's mean loss, weighted by the
+           batch's size. Signs cancel inside a batch, so the scores depend on the batch size; kept
+           only to reproduce results computed with it (`importance.json` files without `per`).
+
+Each batch's gradient is its own: `torch.autograd.grad` returns fresh gradients for every batch.
+(The reference code adds `head_mask.grad.abs()` after every backward without zeroing the gradient,
+so batch k contributes |g_1 + ... + g_k| instead of |g_k|; ticketlab does not copy that.) `example`
+and `token` assume `loss_fn` returns the mean of per-example losses (every task loss does).
 
 Head scores are ℓ2-normalised per layer (Michel et al., after Molchanov et al. 2016): the scores of
 one layer's heads divided by their norm. FFN scores are kept raw (one per layer, or one per neuron).
 
 `Importance.save(dir)` / `Importance.load(dir)`: `importance.safetensors` (raw and normalised
-tensors) and `importance.json` (what they were computed on), so a run's scores are reusable.
+tensors) and `importance.json` (what they were computed on, `per` included), so a run's scores are
+reusable.
 """
 
 from __future__ import annotations
@@ -23,7 +38,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save
@@ -36,6 +51,8 @@ from ..training import Batch, CollateFn, LossFn
 
 TENSORS_FILE, META_FILE = "importance.safetensors", "importance.json"
 UNIT_NAMES = ("head", "ffn", "neuron")  # as in `UnitMask` and `Gates`
+PER = ("example", "token", "batch")  # where |·| is taken (see the module docstring)
+Per = Literal["example", "token", "batch"]
 
 
 @dataclass
@@ -101,6 +118,40 @@ def _batches(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(n, i + batch_size))) for i in range(0, n, batch_size)]
 
 
+def _expanded(leaves: list[Tensor], batch_size: int, tokens: int) -> list[Tensor]:
+    """Each gate [L, ...] as one copy per example and token, [L, B, T, ...] (FFN: [L, B, T, 1]), a
+    leaf whose gradient holds every example's (token's) own ∂L/∂ξ; the hooks broadcast it."""
+    out = []
+    for t in leaves:
+        rest = tuple(t.shape[1:]) or (1,)
+        view = t.detach().reshape(t.shape[0], 1, 1, *rest)
+        out.append(view.expand(t.shape[0], batch_size, tokens, *rest).clone().requires_grad_(True))
+    return out
+
+
+def _tokens(batch: Batch, per: str) -> int:
+    if per != "token":
+        return 1
+    ids = batch.get("input_ids")
+    if not isinstance(ids, Tensor) or ids.dim() != 2:
+        raise TicketlabError("per-token importance needs batches with input_ids [batch, tokens]")
+    return int(ids.shape[1])
+
+
+def _batch_scores(grads: Sequence[Tensor | None], leaves: list[Tensor], n: int, per: str) -> list[Tensor]:
+    """This batch's Σ_x of |∂L(x)/∂ξ| (per example or token; `batch`: n·|∂L_batch/∂ξ|), per gate."""
+    out = []
+    for t, g in zip(leaves, grads, strict=True):
+        if g is None:  # a gate the loss does not reach
+            out.append(torch.zeros(t.shape, dtype=torch.float64, device=t.device))
+        elif per == "batch":
+            out.append(g.detach().abs().double() * n)
+        else:  # n · ∂L_batch/∂ξ_x = ∂L(x)/∂ξ_x, for a batch-mean loss
+            g = (g.detach().double() * n).abs().sum(dim=(1, 2))  # over examples and tokens
+            out.append(g.reshape(t.shape))
+    return out
+
+
 def compute_importance(
     model: nn.Module,
     gates: Any,
@@ -109,16 +160,21 @@ def compute_importance(
     loss_fn: LossFn,
     *,
     batch_size: int = 32,
+    per: Per = "example",
     normalize: bool = True,
     progress: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> Importance:
-    """E|∂L/∂gate| for every head and FFN unit over `dataset`, in one pass (see the module docstring).
+    """E|∂L/∂gate| for every head and FFN unit over `dataset`, in one pass (see the module docstring:
+    `per` is "example", "token" or "batch").
 
     `gates`: a `structured.Gates` (or any object with leaf tensors `head` [L, H] and `ffn` [L] and/or
-    `neuron` [L, I] that the model's forward multiplies in). Gate values are left as they are
+    `neuron` [L, I] that the model's forward multiplies in, reading them at every forward and
+    broadcasting a [B, T, ...] gate over its activations). Gate values are left as they are
     (normally all ones: the full fine-tuned model); the model's weights are not changed.
     """
+    if per not in PER:
+        raise TicketlabError(f"importance per must be one of {', '.join(PER)}, got {per!r}")
     if len(dataset) == 0:
         raise TicketlabError("importance scores need a non-empty training set")
     gate = gate_tensors(gates)
@@ -132,15 +188,18 @@ def compute_importance(
         for idx in progress_bar(_batches(len(dataset), batch_size), desc="importance", disable=not progress):
             batch: Batch = collate_fn([dataset[i] for i in idx], list(idx))
             batch = {k: v.to(leaves[0].device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            wrt = leaves if per == "batch" else _expanded(leaves, len(idx), _tokens(batch, per))
+            for name, t in zip(names, wrt, strict=True):
+                setattr(gates, name, t)  # the hooks read the gates at every forward
             out = loss_fn(model, batch)
             loss = out[0] if isinstance(out, tuple) else out
             # Fresh gradients of this batch only: nothing is accumulated in `.grad`.
-            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-            for total, g in zip(totals, grads, strict=True):
-                if g is not None:
-                    total += g.detach().abs().double() * len(idx)
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            for total, part in zip(totals, _batch_scores(grads, leaves, len(idx), per), strict=True):
+                total += part
     finally:
-        for t, flag in zip(leaves, flags, strict=True):
+        for name, t, flag in zip(names, leaves, flags, strict=True):
+            setattr(gates, name, t)
             t.requires_grad_(flag)
         model.train(was_training)
     scores = {n: (total / len(dataset)).float().cpu() for n, total in zip(names, totals, strict=True)}
@@ -151,5 +210,5 @@ def compute_importance(
         ffn=scores.get("ffn"),
         neuron=scores.get("neuron"),
         n_examples=len(dataset),
-        meta=dict(meta or {}),
+        meta={**(meta or {}), "per": per},
     )

@@ -53,7 +53,7 @@ from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_st
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..tasks import get_task
 from .gates import attach_gates
-from .importance import Importance, compute_importance
+from .importance import PER, Importance, compute_importance
 from .io import load_unit_mask, save_unit_mask, unit_mask_config
 from .tickets import KINDS, LEVELS, check_kind, check_levels_fit, levels_arg, random_ticket, select
 from .units import structure_of
@@ -79,6 +79,9 @@ class SuperConfig:
     select_fraction: float = 0.1  # of the dev set, seeded by select_seed, picks steps and levels
     select_seed: int = 0
     importance_batch_size: int | None = None  # default: the fine-tuning batch size
+    # where |dL/dgate| is taken (`importance.py`): "example" (the paper's E_x), "token" (the reference
+    # code's) or "batch" (ticketlab's first version, which the committed super-ticket stores used)
+    importance: str = "example"
     keep_models: bool = False  # keep the full model's fine-tuned weights after the importance pass
 
     def __post_init__(self) -> None:
@@ -97,6 +100,8 @@ class SuperConfig:
             raise ConfigError(f"granularity must be 'layer' or 'neuron', got {self.granularity!r}")
         if not 0.0 < self.select_fraction < 1.0:
             raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
+        if self.importance not in PER:
+            raise ConfigError(f"importance must be one of {', '.join(PER)}, got {self.importance!r}")
         if self.importance_batch_size is not None and self.importance_batch_size < 1:
             raise ConfigError(f"importance_batch_size must be >= 1, got {self.importance_batch_size}")
         if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
@@ -242,7 +247,11 @@ def _scores(r: FinetuneResult) -> dict[str, Any]:
 def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) -> Importance:
     """Importance scores of the fine-tuned full model over its training set (saved in `out`)."""
     if (out / "importance.json").is_file():
-        return Importance.load(out)
+        found = Importance.load(out)
+        per = found.meta.get("per", "batch")  # files from before `per` hold batch-mean scores
+        if per != config.importance:
+            raise TicketlabError(f"{out}: holds per-{per} importance scores, not per-{config.importance}")
+        return found
     if run.model_dir is None or not Path(run.model_dir).is_dir():
         raise TicketlabError(
             f"{run.out_dir}: the fine-tuned weights are gone; delete this run directory to fine-tune again"
@@ -263,7 +272,14 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
     batch_size = config.importance_batch_size or ft.batch_size or spec.batch_size
     meta = {"task": spec.id, "model": ft.model, "seed": seed, "batch_size": batch_size}
     imp = compute_importance(
-        model, gates, obj.dataset, obj.collate_fn, obj.loss_fn, batch_size=batch_size, meta=meta
+        model,
+        gates,
+        obj.dataset,
+        obj.collate_fn,
+        obj.loss_fn,
+        batch_size=batch_size,
+        per=config.importance,  # type: ignore[arg-type]
+        meta=meta,
     )
     return Importance.load(imp.save(out))
 
@@ -274,11 +290,17 @@ def _base_model(name: str) -> nn.Module:
     return load_model(name, head="base")
 
 
+def _importance_key(config: SuperConfig) -> dict[str, str]:
+    """The importance kind, in a full-model row's identity and the study's protocol: new rows for
+    the new kinds, the rows of stores written with batch-mean scores keep their ids."""
+    return {"importance": config.importance} if config.importance != "batch" else {}
+
+
 def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     from ..experiments.plan import FULL
 
     config = study.config
-    run = study.finetune_row(seed, dict(FULL))
+    run = study.finetune_row(seed, {**FULL, **_importance_key(config)})
 
     def work(run_dir: Path) -> dict[str, Any]:
         result = finetune(config.run_config(seed), run_dir)
@@ -435,7 +457,8 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
         shared = study.finetune_row(config.seeds[0], {"method": "full", "mask": None}).config
         protocol = {k: shared[k] for k in ("model", "task", "data", "train_size", "settings")}
-        record_study(store, info["name"], study.plan, info, {**protocol, "granularity": config.granularity})
+        protocol.update(granularity=config.granularity, **_importance_key(config))
+        record_study(store, info["name"], study.plan, info, protocol)
         ids = store.get_meta("studies")[info["name"]]  # this call's rows and earlier ones of its protocol
         records = [r for r in map(store.get, ids) if r is not None]
     result = _summary(config, records, spec.id, out, skipped)
