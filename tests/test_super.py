@@ -253,6 +253,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.experiments.report import write_report
     from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
+    from ticketlab.files import claim_dir
     from ticketlab.modeling import load_model
     from ticketlab.structured.io import load_unit_mask
     from ticketlab.structured.supertickets import run_super
@@ -271,7 +272,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
     monkeypatch.setattr(ft, "train", spy)
     out = tmp_path / "study"
-    out.mkdir()
+    claim_dir(out, kind="sweep")
     with Store(out) as store:  # a sweep's store: the study joins it, the sweep's spec and plan stay
         store.set_meta("spec", {"name": "my-sweep"})
         store.set_meta("plan", [])

@@ -238,10 +238,11 @@ def _manifest(path: Path) -> set[str] | None:
     return {f for f in listed if isinstance(f, str)}
 
 
-def _owned(path: Path, kind: str) -> bool:
-    """True when our marker says the directory is an output of `kind`. File names are no proof: a
-    user's folder may hold a `mask_config.json` (or a `results.csv`) among their own files."""
-    return (_marker(path) or {}).get("kind") == kind
+def _owned(path: Path, kind: str, joins: Iterable[str] = ()) -> bool:
+    """True when our marker says the directory is an output of `kind` (or of one of the kinds it
+    `joins`). File names are no proof: a user's folder may hold a `mask_config.json` (or a
+    `results.csv`) among their own files."""
+    return (_marker(path) or {}).get("kind") in {kind, *joins}
 
 
 def _theirs(path: Path, names: Iterable[str]) -> list[str]:
@@ -288,14 +289,15 @@ def check_output(
     writes: Iterable[str] = (),
     inputs: Iterable[str | os.PathLike | None] = (),
     is_file: bool = False,
+    joins: Iterable[str] = (),
 ) -> Path:
     """Refuse, in one line and before any work, an output path that would destroy something.
 
     A directory output may be an empty or new directory, or one that holds an output of the same
-    `kind` (our marker says so), where none of the files it `writes` (relative paths known before
-    the work) may be a user's. A file output may not be a directory.
-    Neither may be, contain or lie inside one of `inputs`, nor be the current directory or one above it, and
-    its place must be writable.
+    `kind` (our marker says so) or of a kind it `joins` (a study writing into a sweep's store),
+    where none of the files it `writes` (relative paths known before the work) may be a user's. A
+    file output may not be a directory. Neither may be, contain or lie inside one of `inputs`, nor
+    be the current directory or one above it, and its place must be writable.
     """
     path = Path(path).expanduser()
     here, target = Path.cwd().resolve(), resolved(path)
@@ -316,7 +318,7 @@ def check_output(
         if src in target.parents and not (src == here or src in here.parents):
             raise TicketlabError(f"{path}: is inside the input {given}; give another output")
     if not is_file and path.is_dir() and _holds_files(path):
-        if not _owned(path, kind):
+        if not _owned(path, kind, joins):
             raise TicketlabError(
                 f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
                 "give a new directory or delete it"
@@ -359,9 +361,11 @@ def claim_dir(
     *,
     kind: str,
     inputs: Iterable[str | os.PathLike | None] = (),
+    joins: Iterable[str] = (),
 ) -> Path:
-    """A directory a resumable run writes into: checked (`check_output`), made and marked as `kind`."""
-    path = check_output(path, kind=kind, inputs=inputs)
+    """A directory a resumable run writes into: checked (`check_output`), made and marked as `kind`
+    (unless it is already the output of a kind it `joins`)."""
+    path = check_output(path, kind=kind, inputs=inputs, joins=joins)
     make_dir(path)
     mark_output(path, kind)
     return path

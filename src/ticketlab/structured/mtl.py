@@ -480,6 +480,7 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     out = claim_dir(
         out_dir,
         kind="ticket-sharing study",
+        joins=["sweep"],  # a study may join a sweep's store
         inputs=[config.model, config.data_dir],
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -440,6 +440,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     out = claim_dir(
         out_dir,
         kind="super-ticket study",
+        joins=["sweep"],  # a study may join a sweep's store
         inputs=[config.finetune.model, config.finetune.data_dir],
     )
     spec = get_task(config.finetune.task, config.finetune.data_dir)
