@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -118,6 +120,12 @@ class InlineLauncher:
 
     def poll(self, handle):
         return handle.job.outcome
+
+    def unavailable(self):
+        return None
+
+    def close(self):
+        pass
 
     def attach(self, kind, job_id):
         """A job of an earlier coordinator that is still running (Slurm); here: finished meanwhile."""
@@ -236,11 +244,20 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     printed = capsys.readouterr().out
     assert "launcher slurm, per run:" in printed and "'partition': 'short'" in printed
     assert "'gpus_per_node': 1, 'cpus_per_task': 8, 'mem': '32GB'" in printed  # the search's
-    n = len(expand(load_spec(tmp_path / "spec.yaml")))
+    assert not out.exists()  # a dry run writes nothing: no directory, no store
+    assert main(["sweep", "--status", str(out)]) == 2
+    assert "no sweep here" in capsys.readouterr().err
+    spec = load_spec(tmp_path / "spec.yaml")
+    n = len(expand(spec))
+    out.mkdir()
+    with Store(out) as st:
+        st.add_runs(expand(spec))
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(["sweep", "--status", str(out)]) == 0
     assert f"{n} runs: {n} queued, 0 running, 0 done, 0 failed" in capsys.readouterr().out
-    assert main(["sweep", "--status", str(tmp_path)]) == 2
-    assert "no sweep here" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--dry-run"]) == 0
+    assert "finetune          12 runs  12 pending" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # read, not written
 
 
 def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_dir):
@@ -284,3 +301,128 @@ def test_a_refused_submission_fails_its_run_and_the_sweep_goes_on(tmp_path, tiny
     assert result.failed == [omp.id] and len(result.blocked) == 1 and result.done == 1
     with Store(tmp_path / "sweep") as st:
         assert "submission failed" in st.get(omp.id).error and "invalid partition" in st.get(omp.id).error
+
+
+HOLD = """
+import sys, time
+from ticketlab.files import exclusive
+with exclusive(sys.argv[1], "sweep run"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_path, tiny_bert_dir):
+    """The coordinator died: one run had finished (its result file is there, the store says
+    running), another one's directory is still held by a live process (its orphaned worker). The
+    rerun collects the first without launching anything and waits for the second, failing nothing."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    runs = expand(spec)
+    sweep_dir = tmp_path / "sweep"
+    logged: list[str] = []
+    sweep = functools.partial(
+        run_sweep, spec, sweep_dir, finetune=fakes.fake_finetune, log=logged.append, poll=0.05
+    )
+    assert sweep(launcher=InlineLauncher(sweep_dir / "jobs")).ok
+    search = next(r for r in runs if r.kind == "search")
+    fts = [r for r in runs if r.kind == "finetune"]
+    with Store(sweep_dir) as st:
+        st.db.execute("UPDATE runs SET status = 'running', pid = 999999999, metrics = NULL, job = NULL")
+        # The search's worker is still running: its result is not written yet.
+        (sweep_dir / "runs" / search.dirname / "sweep_result.json").unlink()
+    before = fakes.calls(sweep_dir)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        launcher = InlineLauncher(sweep_dir / "jobs2")
+        again = sweep(launcher=launcher)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert again.ok and not again.failed and set(again.ran) == {r.id for r in runs}
+    assert launcher.n == 1  # the search, once its directory was free; the fine-tunings collected
+    assert any(f"in use by pid {holder.pid}" in line for line in logged)
+    assert fakes.calls(sweep_dir) == before  # nothing fine-tuned again
+    with Store(sweep_dir) as st:
+        for r in fts:
+            assert st.get(r.id).provenance["collected"].endswith("sweep_result.json")
+
+
+def test_slurm_without_slurm_is_refused_before_any_work(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"], pretrain_eval=None)
+    d.update(search_curve=None, data_curve=None)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no sbatch, no srun
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--launcher", "slurm"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--launcher slurm: no sbatch or srun on PATH" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing planned, nothing recorded as failed
+    assert main([*argv, "--dry-run"]) == 0  # the plan can still be read here
+    with pytest.raises(ConfigError, match="no sbatch or srun"):  # the API refuses it too
+        run_sweep(
+            load_spec(tmp_path / "spec.yaml"),
+            out,
+            launcher=launcher_from_flags(
+                build_parser().parse_args(argv), load_spec(tmp_path / "spec.yaml"), out
+            ),
+        )
+    with Store(out, readonly=True) as st:
+        assert st.statuses() == {}
+
+
+COORDINATOR = """
+import functools, sys
+from pathlib import Path
+import sweep_fakes as fakes
+from test_launchers import tiny_spec
+from ticketlab.experiments import run_sweep
+from ticketlab.experiments.launchers import SubmititLauncher
+root, model = Path(sys.argv[1]), Path(sys.argv[2])
+ft = functools.partial(fakes.fake_finetune, sleep=120)
+launcher = SubmititLauncher(root / "sweep" / "jobs", cluster="local", jobs=2)
+run_sweep(tiny_spec(root, model), root / "sweep", finetune=ft, launcher=launcher, log=print, poll=0.2)
+"""
+
+
+@pytest.mark.slow  # two workers, each a fresh Python that imports torch
+def test_workers_die_with_a_killed_coordinator_and_the_rerun_finishes(tmp_path, tiny_bert_dir):
+    """kill -9 of `sweep --jobs 2`'s process: its workers end too (they would otherwise hold their
+    runs' directories), and the rerun finishes every run, failing and skipping none."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    coordinator = subprocess.Popen(
+        [sys.executable, "-c", COORDINATOR, str(tmp_path), str(tiny_bert_dir)], env=env
+    )
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    full = next(r for r in expand(spec) if r.kind == "finetune" and r.config["method"] == "full")
+    entered = tmp_path / "sweep" / "runs" / full.dirname / "entered"
+    deadline = time.monotonic() + 240
+    while not entered.is_file() and time.monotonic() < deadline and coordinator.poll() is None:
+        time.sleep(0.2)
+    worker = int(entered.read_text())  # the fine-tuning's worker sleeps in its run
+    coordinator.kill()
+    coordinator.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
+        state = Path(f"/proc/{worker}/stat").read_text().split(") ")[-1][:1]
+        if state == "Z":  # ended, not yet reaped by submitit's controller
+            break
+        time.sleep(0.1)
+    else:
+        if Path(f"/proc/{worker}").exists():
+            os.kill(worker, 9)
+            pytest.fail("the worker outlived its coordinator")
+    again = run_sweep(
+        spec,
+        tmp_path / "sweep",
+        finetune=fakes.fake_finetune,
+        log=lambda s: None,
+        poll=0.05,
+        launcher=InlineLauncher(tmp_path / "sweep" / "jobs2"),
+    )
+    assert again.ok and not again.failed and not again.blocked and again.done == 3

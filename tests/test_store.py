@@ -145,3 +145,32 @@ def test_processes_creating_one_store_at_once(tmp_path):
     assert [p.exitcode for p in procs] == [0] * 8
     with Store(tmp_path) as st:
         assert st.db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'opened-%'").fetchone()[0] == 8
+
+
+def test_corrupt_rows_and_a_full_disk_are_one_line_naming_the_store(tmp_path, capsys):
+    """One reader/writer path: a row that is not JSON, or SQLite's 'disk is full', is a
+    TicketlabError naming the store (and the run); reading every run leaves a corrupt one out."""
+    rs = runs(3)
+    with Store(tmp_path) as st:
+        st.add_runs(rs)
+        st.claim(rs[0].id)
+        st.finish(rs[0].id, {"score": 0.5}, {})
+        st.db.execute("UPDATE runs SET metrics = '{not json' WHERE id = ?", (rs[0].id,))
+        st.db.execute("UPDATE runs SET config = '[1, 2]' WHERE id = ?", (rs[1].id,))  # JSON, wrong shape
+        st.db.execute("INSERT OR REPLACE INTO meta VALUES ('plan', 'nope')")
+        with pytest.raises(TicketlabError, match=f"results.sqlite: run {rs[0].id}: corrupt row \\(metrics"):
+            st.get(rs[0].id)
+        assert [r.id for r in st.runs()] == [rs[2].id]  # the others are left out, with a warning each
+        err = capsys.readouterr().err
+        assert f"warning: {st.path}: run {rs[0].id}: corrupt row" in err and f"run {rs[1].id}" in err
+        with pytest.raises(TicketlabError, match="results.sqlite: corrupt entry 'plan'"):
+            st.get_meta("plan")
+        # A full disk: SQLite's own SQLITE_FULL, from a database that may not grow.
+        pages = st.db.execute("PRAGMA page_count").fetchone()[0]
+        st.db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(TicketlabError, match="results.sqlite: cannot use the results store .*full"):
+            st.add_runs(runs(2000))
+        assert st.statuses()[rs[2].id] == "pending"  # rolled back, and the store still reads
+    ro = Store(tmp_path, readonly=True)  # what --status and the report open: no writes
+    with ro, pytest.raises(TicketlabError, match="cannot use the results store"):
+        ro.set_meta("x", 1)

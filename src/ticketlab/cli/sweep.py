@@ -35,7 +35,7 @@ from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
 from ..experiments.runner import Runner, sweep_status
-from ..files import claim_dir, safe_component
+from ..files import check_output, claim_dir, safe_component
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config
 
@@ -99,11 +99,12 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
     return Path(spec.output) if spec.output else Path("sweeps") / safe_component(spec.name, "sweep name")
 
 
-def check_inputs(spec, out: Path) -> None:
+def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
-    ticketlab cannot prune by default, a pre-training evaluation length beyond its positions."""
+    ticketlab cannot prune by default, a pre-training evaluation length beyond its positions. A dry
+    run only checks the directory; a sweep makes and marks it."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
-    claim_dir(out, kind="sweep", inputs=[spec.model, *corpus])
+    (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
     if not Path(spec.model).expanduser().exists():
         return  # a hub id: checked when it is loaded
     config = load_config(spec.model)
@@ -133,17 +134,19 @@ def run(args: argparse.Namespace) -> int:
         raise TicketlabError("give a sweep spec (or --status DIR)")
     spec = load_spec(args.spec)
     out = sweep_dir(args, spec)
+    launched = launcher(args, spec, out.resolve())
+    reason = launched.unavailable() if launched is not None and not args.dry_run else None
+    if reason:  # before any work: no run would start
+        raise TicketlabError(reason)
     try:
-        check_inputs(spec, out)
+        check_inputs(spec, out, dry_run=args.dry_run)
     except TicketlabError as e:
         raise TicketlabError(f"{args.spec}: {e}") from None
-    if args.dry_run:
-        runner = Runner(spec, out, log=print)
+    if args.dry_run:  # writes nothing: the store, if there is one, is only read
+        runner = Runner(spec, out, log=print, dry_run=True)
         try:
-            runner.store.add_runs(runner.runs)
             print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
             print(runner.describe())
-            launched = launcher(args, spec, runner.dir)
             if launched is not None:
                 print(f"launcher {args.launcher}, per run:")
                 for kind, res in launched.resources.items():
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         out,
         max_runs=args.max_runs,
         stale_after=args.stale_after,
-        launcher=launcher(args, spec, out),
+        launcher=launched,
         retries=args.retries,
     )
     print(

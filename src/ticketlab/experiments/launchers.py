@@ -7,11 +7,21 @@ process coordinates (runner.py): it alone writes results.sqlite; a worker runs o
 artefacts atomically into the sweep directory and hands its metrics back through submitit's result
 file. A job that ends without a result (preempted, past its time limit, out of memory, killed) is
 `killed` and is retried; one whose run raised is `failed`, with the error and its log.
+
+A local worker dies with its coordinator (kill -9 included): otherwise it would run on, holding its
+run's directory, and the rerun would find it busy. Its parent is submitit's controller, which
+outlives the coordinator, so Linux's parent-death signal would not fire; the worker waits instead
+on a lock file its coordinator holds (`.coordinator-<pid>.lock` in the jobs folder), which the
+kernel releases when the coordinator ends, however it ends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +152,36 @@ class SubmititLauncher:
         self.threads = (
             max(1, usable_cores() // self.capacity) if cluster == "local" and not self.gpus else None
         )
+        self._guard: tuple[Path, int] | None = None  # local: the lock its workers watch (path, fd)
+
+    def unavailable(self) -> str | None:
+        """Why runs cannot be launched from here (None: they can); checked before any work."""
+        if self.cluster == "slurm":
+            missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+            if missing:
+                return (
+                    f"--launcher slurm: no {' or '.join(missing)} on PATH (Slurm is not installed "
+                    "here); run the sweep on a Slurm login node, or use --launcher local"
+                )
+        return None
+
+    def close(self) -> None:
+        """Give back the lock local workers watch (call when no worker runs any more)."""
+        if self._guard is not None:
+            path, fd = self._guard
+            self._guard = None
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def _coordinator_lock(self) -> Path:
+        """The lock this process holds while its local workers run (they end when it is free)."""
+        if self._guard is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f".coordinator-{os.getpid()}.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone: the file is named by our pid
+            self._guard = (path, fd)
+        return self._guard[0]
 
     # ------------------------------------------------------------------ executors
     def executor(self, kind: str, slot: int | None = None):
@@ -178,6 +218,8 @@ class SubmititLauncher:
         slot = self._free.pop(0) if self.cluster == "local" else None
         if self.threads is not None:
             fn, args = _with_threads, (self.threads, fn, *args)
+        if self.cluster == "local":
+            fn, args = _dies_with_coordinator, (str(self._coordinator_lock()), os.getpid(), fn, *args)
         try:
             job = self.executor(kind, slot).submit(fn, *args)
         except BaseException:
@@ -234,6 +276,29 @@ def _with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
 
     torch.set_num_threads(threads)
     return fn(*args)
+
+
+def _dies_with_coordinator(lock: str, coordinator: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` in a local worker that ends as soon as the coordinator `lock` names is gone."""
+    if os.getpid() != coordinator:  # in the coordinator's own process (tests): nothing to watch
+        threading.Thread(target=_end_with, args=(lock,), daemon=True).start()
+    return fn(*args)
+
+
+def _end_with(lock: str) -> None:
+    """Block until the coordinator's lock is free (it ended, or was killed), then end this process."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # granted only once the coordinator's exclusive lock is gone
+    except OSError:  # no lock file: the coordinator ended (and removed it) before we started
+        pass
+    print(
+        "ticketlab: the sweep coordinator that launched this run is gone; stopping "
+        "(run the sweep again to resume)",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)  # from a thread: nothing else ends the run at once
 
 
 def _first_line(e: Exception) -> str:

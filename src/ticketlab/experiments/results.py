@@ -485,7 +485,7 @@ def load_results(
         raise TicketlabError(
             f"{sweep_dir}: not a sweep directory (no {DB_NAME}; run `ticketlab sweep` first)"
         )
-    with Store(sweep_dir) as store:
+    with Store(sweep_dir, readonly=True) as store:  # a report changes nothing in the store
         records = {r.id: r for r in store.runs()}
         spec = store.get_meta("spec", {}) or {}
         plan_ids = store.get_meta("plan")

@@ -13,6 +13,11 @@ keeps the heartbeats of what it submitted, and records what comes back; a worker
 only files. A job killed without a result is submitted again; a rerun adopts the Slurm jobs of a
 coordinator that died and resumes the rest.
 
+A run's directory (`runs/<run>/`) is held by whoever executes it (`exclusive`): a rerun that finds
+it held by a live process (a worker of a killed coordinator that has not ended yet) waits for it
+instead of failing the run, and a run whose `sweep_result.json` is there (it finished, its
+coordinator died before recording it) is collected from that file, not run again.
+
 Layout of a sweep directory:
     results.sqlite            the store (see store.py)
     spec.json                 the resolved spec of the last sweep started here
@@ -23,6 +28,7 @@ Layout of a sweep directory:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,7 +44,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json, exclusive, lock_holder, read_json
 from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
@@ -133,7 +139,8 @@ class _Heartbeat:
         store = Store(db_path)
         try:
             while not self.stop.wait(every):
-                store.heartbeat(run_id)
+                with contextlib.suppress(TicketlabError):  # a full disk: the run's own write says so
+                    store.heartbeat(run_id)
         finally:
             store.close()
 
@@ -161,18 +168,22 @@ class Runner:
         heartbeat_every: float = 30.0,
         poll: float = 5.0,
         log: Log = print,
+        dry_run: bool = False,
     ):
+        """`dry_run`: plan and describe only; nothing is written (the store is read, if any)."""
         self.spec, self.dir = spec, Path(sweep_dir).resolve()
         self.methods: dict[str, MethodSpec] = spec.registry if spec.registry is not None else METHODS
         self.finetune_fn = finetune or adapters.real_finetune
         self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval
         self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
         self.heartbeat_every, self.poll, self.log = heartbeat_every, poll, log
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not dry_run:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
-        self.store = Store(self.dir, stale_after=stale_after)
+        self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
+        self._told_busy: set[str] = set()  # runs whose busy directory was reported
 
     # ------------------------------------------------------------------ planning
     def check_available(self, todo: list[Run]) -> None:
@@ -230,6 +241,9 @@ class Runner:
         """Run what is missing: here, one run at a time, or through `launcher` (local subprocesses,
         Slurm), this process coordinating; a launched run killed without a result is retried
         `retries` times."""
+        reason = launcher.unavailable() if launcher is not None else None
+        if reason:
+            raise ConfigError(reason)
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
@@ -262,14 +276,20 @@ class Runner:
         total, attempted = len(self.runs), set()
         while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
             statuses = self.store.statuses()
-            progressed = waiting = False
+            progressed = waiting = busy = False
             for run in self.runs:
                 if statuses[run.id] == "done" or run.id in attempted:
                     continue
                 deps = [statuses[d] for d in run.deps]
                 if any(d == "failed" for d in deps):
                     continue
-                if any(d != "done" for d in deps) or not self.store.claim(run.id):
+                if any(d != "done" for d in deps):
+                    waiting = True
+                    continue
+                if self._busy(run):
+                    waiting = busy = True
+                    continue
+                if not self.store.claim(run.id):
                     waiting = True
                     continue
                 attempted.add(run.id)
@@ -279,10 +299,23 @@ class Runner:
                 break  # re-read the store: other processes may have finished runs meanwhile
             if progressed:
                 continue
-            if waiting and any(self.store.held_elsewhere(r.id) for r in self.runs):
-                time.sleep(self.poll)  # another sweep is running what we need: wait for it
+            if waiting and (busy or any(self.store.held_elsewhere(r.id) for r in self.runs)):
+                time.sleep(self.poll)  # another process is running what we need: wait for it
                 continue
             break
+
+    def _busy(self, run: Run) -> bool:
+        """Whether another live process holds the run's directory (a worker of a coordinator that
+        was killed, still running): the run is waited for, not failed; said once."""
+        holder = lock_holder(self.dir / "runs" / run.dirname)
+        if holder is not None and run.id not in self._told_busy:
+            self._told_busy.add(run.id)
+            self.log(
+                f"    {run.name}: {self.dir / 'runs' / run.dirname} is in use by {holder} (a worker of "
+                "a sweep that was stopped?); waiting for it to end, then its result is collected "
+                "(end that process to run it here instead)"
+            )
+        return holder is not None
 
     def _note_changed_inputs(self) -> None:
         """Say which input changed since the last sweep here: its runs have new ids and run again."""
@@ -381,20 +414,24 @@ class Runner:
         try:
             while True:
                 self._collect(launcher, inflight, tries, retries, result)
-                waiting = self._submit_ready(launcher, inflight, tries, max_runs, result)
-                if not inflight and not (waiting and any(self.store.held_elsewhere(r.id) for r in self.runs)):
+                waiting, busy = self._submit_ready(launcher, inflight, tries, max_runs, result)
+                elsewhere = waiting and (busy or any(self.store.held_elsewhere(r.id) for r in self.runs))
+                if not inflight and not elsewhere:
                     break
                 if time.monotonic() - beat > self.heartbeat_every:
                     for run_id in inflight:
                         self.store.heartbeat(run_id)
                     beat = time.monotonic()
                 time.sleep(self.poll)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or an error (a full disk): local workers end with us
             for run, handle, _ in inflight.values():
-                if launcher.cluster == "local":  # local workers end with us; Slurm jobs run on
+                if launcher.cluster == "local":  # Slurm jobs run on; the next sweep adopts them
                     launcher.cancel(handle)
-                    self.store.release(run.id)
+                    with contextlib.suppress(TicketlabError):
+                        self.store.release(run.id)
             raise
+        finally:
+            launcher.close()
 
     def _collect(self, launcher, inflight: dict, tries: dict, retries: int, result: SweepResult) -> None:
         """Record the jobs that ended; submit again those killed without a result."""
@@ -403,7 +440,11 @@ class Runner:
             if outcome is None:
                 continue
             del inflight[run_id]
-            if outcome.killed and tries[run_id] <= retries:
+            if outcome.ok and "busy" in outcome.value:  # its directory was held: wait, do not fail
+                self.store.release(run_id)
+                del tries[run_id]
+                self._told_busy.discard(run_id)
+            elif outcome.killed and tries[run_id] <= retries:
                 self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
                 retry = self._submit(launcher, run, result, retry=True)
                 if retry is not None:
@@ -413,10 +454,11 @@ class Runner:
 
     def _submit_ready(
         self, launcher, inflight: dict, tries: dict, max_runs: int | None, result: SweepResult
-    ) -> bool:
-        """Claim and submit the runs whose inputs are done, while the launcher takes more; True if
-        some wait for runs not done yet."""
-        statuses, waiting = self.store.statuses(), False
+    ) -> tuple[bool, bool]:
+        """Claim and submit the runs whose inputs are done, while the launcher takes more; collect
+        those finished but not recorded. Returns whether some wait for runs not done yet, and
+        whether some wait for a directory another process holds."""
+        statuses, waiting, busy = self.store.statuses(), False, False
         for run in self.runs:
             if launcher.free == 0 or (max_runs is not None and len(tries) >= max_runs):
                 break
@@ -429,14 +471,38 @@ class Runner:
                 waiting = True  # its mask is not there yet
                 continue
             previous = self.store.get(run.id)
+            adoptable = launcher.cluster == "slurm" and previous is not None and previous.job
+            if not adoptable and self._busy(run):  # (a Slurm job of ours holding it is adopted)
+                waiting = busy = True
+                continue
             if not self.store.claim(run.id):
                 waiting = True  # another coordinator has it
                 continue
             tries[run.id] = 1
-            handle = self._adopt(launcher, run, previous) or self._submit(launcher, run, result)
+            handle = self._adopt(launcher, run, previous)
+            if handle is None and self._collect_saved(run, result):
+                continue
+            handle = handle or self._submit(launcher, run, result)
             if handle is not None:
                 inflight[run.id] = (run, handle, time.perf_counter())
-        return waiting
+        return waiting, busy
+
+    def _collect_saved(self, run: Run, result: SweepResult) -> bool:
+        """Record a claimed run whose result file is there (it finished, its coordinator died
+        before recording it) without launching it again; False: nothing usable there."""
+        saved = self.dir / "runs" / run.dirname / RESULT
+        if not saved.is_file():
+            return False
+        try:
+            metrics = read_json(saved, "run result")["metrics"]
+            provenance = {**self._provenance(run, metrics, 0.0, 0.0), "collected": str(saved)}
+            metrics = {k: v for k, v in metrics.items() if k != "history"}
+        except Exception:  # e.g. its mask is gone: a worker runs it and reports why
+            return False
+        self.store.finish(run.id, metrics, provenance)
+        result.ran.append(run.id)
+        self.log(f"    {run.name}: finished before, collected from {saved}{_summary(run, metrics)}")
+        return True
 
     def _submit(
         self, launcher: SubmititLauncher, run: Run, result: SweepResult, *, retry: bool = False
@@ -535,10 +601,11 @@ class Work:
     def __call__(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
         work = self.dir / "runs" / run.dirname
         saved = work / RESULT
-        if saved.is_file():  # finished earlier but not recorded (killed in between)
-            return read_json(saved, "run result")["metrics"]
-        metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work, mask_dir)
-        atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
+        with exclusive(work, "sweep run"):  # a coordinator seeing it held waits (Runner._busy)
+            if saved.is_file():  # finished earlier but not recorded (killed in between)
+                return read_json(saved, "run result")["metrics"]
+            metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work, mask_dir)
+            atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
         return metrics
 
     def in_worker(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
@@ -546,6 +613,9 @@ class Work:
         (a run that raises is failed, not retried: a retry would raise again)."""
         t0, started = time.perf_counter(), time.time()
         where = {"host": HOST, "pid": os.getpid(), "started": started}
+        holder = lock_holder(self.dir / "runs" / run.dirname)
+        if holder is not None:  # another process runs it now: the coordinator waits for it
+            return {"busy": holder, **where}
         try:
             metrics = self(run, mask_dir)
         except Exception as e:
@@ -673,7 +743,7 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
     path = Path(sweep_dir)
     if not (path / DB_NAME).is_file():
         raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")
-    with Store(path) as store:
+    with Store(path, readonly=True) as store:
         runs = store.runs()
         plan = store.get_meta("plan")
     if plan is not None:  # the runs of the last spec started here (older plans stay in the store)

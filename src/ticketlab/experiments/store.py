@@ -7,6 +7,11 @@ with a busy timeout, so any number of sweep processes can share a store: a proce
 claimed by a live process, and a run whose owner died (dead pid on this host, or no heartbeat for
 `stale_after` seconds) is claimed again. A run is marked `done` only after its artefacts are in
 place, so killing a sweep at any moment loses nothing finished and repeats nothing finished.
+
+Every statement goes through one path (`transaction` for writes, `_read` for reads) that turns an
+SQLite error (a full disk, a corrupt file) into one `TicketlabError` naming the store; a row whose
+JSON cannot be read names the store and its run id (`runs()` leaves it out with a warning, `get()`
+refuses it). A store opened with `readonly=True` writes nothing (a dry run, `--status`, a report).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -79,10 +85,19 @@ class RunRecord:
     log: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+    def from_row(cls, row: sqlite3.Row, store: Path) -> RunRecord:
+        """The record of a row, or one `TicketlabError` naming the store, the run and the column."""
         d = dict(row)
-        for k in ("config", "deps", "metrics", "provenance"):
-            d[k] = json.loads(d[k]) if d[k] is not None else None
+        for k, kind in (("config", dict), ("deps", list), ("metrics", dict), ("provenance", dict)):
+            if d[k] is None and k in ("metrics", "provenance"):
+                continue
+            try:
+                d[k] = json.loads(d[k])
+            except (TypeError, ValueError, RecursionError):
+                d[k] = None
+            if not isinstance(d[k], kind):
+                what = f"{k} is not a JSON {kind.__name__}"
+                raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({what})")
         return cls(**d)
 
 
@@ -108,18 +123,41 @@ def owner_gone(row: Any, now: float, stale_after: float) -> bool:
 class Store:
     """A sweep's results database. Each process (and thread) opens its own `Store`."""
 
-    def __init__(self, path: str | os.PathLike, *, stale_after: float = 600.0, timeout: float = 120.0):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        stale_after: float = 600.0,
+        timeout: float = 120.0,
+        readonly: bool = False,
+    ):
+        """`readonly`: read what is there and write nothing (no schema, no migration; a store that
+        does not exist reads as empty)."""
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or (readonly and not path.exists()):  # a dry run: the directory may be to come
             path = path / DB_NAME
-        self.path, self.stale_after = path, stale_after
-        if not path.parent.is_dir():
+        self.path, self.stale_after, self.readonly = path, stale_after, readonly
+        self.unreadable: dict[str, str] = {}  # run id -> why `runs()` left its row out
+        if not path.parent.is_dir() and not readonly:
             raise TicketlabError(f"{path.parent}: sweep directory not found")
         try:
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            self.db = sqlite3.connect(
+                path if path.is_file() or not readonly else ":memory:",
+                timeout=timeout,
+                isolation_level=None,
+            )
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._setup(timeout)
+            if readonly and path.is_file():
+                self.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
+                self._check_version()
+            elif readonly:
+                for statement in _statements():  # an empty store, in memory
+                    self.db.execute(statement)
+            else:
+                self._setup(timeout)
+        except sqlite3.OperationalError as e:  # a full disk, no permission, locked for too long
+            raise TicketlabError(f"{path}: cannot use the results store ({e})") from None
         except sqlite3.DatabaseError as e:
             raise TicketlabError(f"{path}: not a ticketlab results store ({e})") from None
 
@@ -145,18 +183,39 @@ class Store:
                 time.sleep(0.05)
 
     @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """An SQLite error as one line naming the store (a full disk, a corrupt file)."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise TicketlabError(f"{self.path}: cannot use the results store ({e})") from None
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: the lock is taken up front, so it never fails half-way."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._errors():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        """Every read: its rows, or one line naming the store."""
+        with self._errors():
+            return self.db.execute(sql, args).fetchall()
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and not str(row[0]).isdigit():
+            raise TicketlabError(f"{self.path}: corrupt schema version {row[0]!r}")
+        if self.readonly:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+            return
         if row is None or int(row[0]) < SCHEMA_VERSION:
             version = (str(SCHEMA_VERSION),)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", version)
@@ -185,8 +244,13 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row is not None else default
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0][0])
+        except (TypeError, ValueError, RecursionError):
+            raise TicketlabError(f"{self.path}: corrupt entry {key!r} (not JSON)") from None
 
     def add_runs(self, runs: Iterable[Any]) -> int:
         """Insert planned runs as `pending`; runs already in the store are left as they are."""
@@ -286,28 +350,37 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def get(self, run_id: str) -> RunRecord | None:
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return RunRecord.from_row(row) if row is not None else None
+        """The run's record (None: not in the store); a corrupt row is refused in one line."""
+        rows = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return RunRecord.from_row(rows[0], self.path) if rows else None
 
     def runs(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """The records, oldest first. A corrupt row is left out with a warning naming it (one bad
+        row must not hide a whole sweep's results); `unreadable` keeps why."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if kind is not None:
             sql, args = sql + " AND kind = ?", [*args, kind]
         if status is not None:
             sql, args = sql + " AND status = ?", [*args, status]
-        return [RunRecord.from_row(r) for r in self.db.execute(sql + " ORDER BY created, rowid", args)]
+        out = []
+        for row in self._read(sql + " ORDER BY created, rowid", args):
+            try:
+                out.append(RunRecord.from_row(row, self.path))
+            except TicketlabError as e:
+                if row["id"] not in self.unreadable:
+                    print(f"warning: {e}; left out", file=sys.stderr)
+                self.unreadable[row["id"]] = str(e)
+        return out
 
     def statuses(self, ids: Iterable[str] | None = None) -> dict[str, str]:
-        rows = self.db.execute("SELECT id, status FROM runs").fetchall()
+        rows = self._read("SELECT id, status FROM runs")
         out = {r["id"]: r["status"] for r in rows}
         return out if ids is None else {i: out[i] for i in ids if i in out}
 
     def held_elsewhere(self, run_id: str) -> bool:
         """True if another live process is running it now."""
-        row = self.db.execute(
-            "SELECT status, host, pid, heartbeat FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        return row is not None and row["status"] == "running" and not self._claimable(row, time.time())
+        rows = self._read("SELECT status, host, pid, heartbeat FROM runs WHERE id = ?", (run_id,))
+        return bool(rows) and rows[0]["status"] == "running" and not self._claimable(rows[0], time.time())
 
 
 def _statements() -> list[str]:
