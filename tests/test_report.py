@@ -391,6 +391,30 @@ def test_verdict_reads_the_holm_adjusted_p():
     assert c.p_holm == pytest.approx(2 * c.p) and c.verdict == "within noise"
 
 
+def test_identical_scores_are_no_test_and_leave_the_holm_family(tmp_path):
+    """Two methods at the same constant predictor on every seed: no p, no MDE, 'identical', and
+    the correction of the real tests is over the real tests only (not inflated by non-tests)."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2] * 2,  # two masks; differences -2, -2.2, -1.8
+            ("omp", 0.5, "y"): [50.0, 50.0, 50.0],
+            ("random", 0.5, "y"): [50.0] * 6,  # both at the floor: identical
+        },
+    )
+    res = load_results(tmp_path / "sweep")
+    comps = {c.task: c for c in res.comparisons() if c.task in ("x", "y")}
+    same = comps["y"]
+    assert same.p is None and same.mde is None and same.p_holm is None and same.verdict == "identical"
+    # the average's differences are not all zero, so it is a test: x and avg make the family of two
+    tests = [c for c in res.comparisons() if c.p is not None]
+    assert {c.task for c in tests} == {"x", "avg"}
+    px, pavg = comps["x"].p, next(c.p for c in tests if c.task == "avg")
+    by_hand = min(1.0, 2 * px) if px <= pavg else max(min(1.0, 2 * pavg), px)  # Holm over two, not three
+    assert comps["x"].p_holm == pytest.approx(by_hand)
+
+
 def test_no_winning_verdict_from_one_run(tmp_path):
     """One fine-tuning of the full model has no std: 'mean >= full - 1 std' is noise; one of the
     ticket likewise."""

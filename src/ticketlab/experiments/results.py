@@ -163,13 +163,20 @@ class Paired:
 
     @property
     def p(self) -> float | None:
-        """Two-sided paired t-test p-value (None below two seeds; identical diffs: 0 unless all zero)."""
-        if self.n < 2:
+        """Two-sided paired t-test p-value (None below two seeds, and when every difference is zero:
+        both methods scored the same on every seed, typically both at a constant predictor, which is
+        no test and must not count in a family's correction; identical non-zero diffs: 0)."""
+        if self.n < 2 or self.identical:
             return None
         if self.std == 0:
-            return 1.0 if self.mean == 0 else 0.0
+            return 0.0
         t = self.mean / (self.std / math.sqrt(self.n))
         return float(2 * sps.t.sf(abs(t), self.n - 1))
+
+    @property
+    def identical(self) -> bool:
+        """Both methods scored exactly the same on every seed: nothing to test."""
+        return all(d == 0 for d in self.diffs)
 
     @property
     def mde(self) -> float | None:
@@ -177,11 +184,13 @@ class Paired:
         observed spread of the differences (`metrics.min_detectable_effect`; None below two seeds)."""
         from ..metrics import min_detectable_effect  # sklearn: only when asked
 
-        return min_detectable_effect(self.std, self.n)
+        return None if self.identical else min_detectable_effect(self.std, self.n)
 
     @property
     def verdict(self) -> str:
         """From the Holm-adjusted p-value when the comparison is one of a family, else the raw one."""
+        if self.identical and self.n:
+            return "identical"
         p = self.p_holm if self.p_holm is not None else self.p
         if p is None or p >= 0.05:
             return "within noise"
