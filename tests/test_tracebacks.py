@@ -5,11 +5,15 @@ One test per class."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
+from ticketlab.errors import ConfigError
 from ticketlab.modeling import load_model
 from ticketlab.structured import save_unit_mask, unit_mask_config
 from ticketlab.structured.units import UnitMask
@@ -109,3 +113,25 @@ def test_a_typo_in_a_local_model_path_says_no_such_directory(tmp_path, capsys, m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     line = error_line(capsys, "prune", "omp", "--model", "some-org/bret", "--sparsity", 0.5, "--out", "m")
     assert "hub ids need network access" in line
+
+
+def test_squad_windows_fit_the_model(tiny_bert_dir, tokenizer, tmp_path, capsys):
+    """The default doc_stride (128) follows the length fitted to a model of 64 positions (the run
+    records the stride used); a stride that leaves the context no room is one line, not a Rust panic."""
+    from test_squad import QUESTIONS, squad_json, write_squad
+    from ticketlab.data.squad import eval_features, read_squad
+
+    write_squad(tmp_path / "data")
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", "squad", "--data-dir", tmp_path / "data"]
+    code, _, err = run(capsys, *argv, "--max-steps", 1, "--no-progress", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "doc_stride is 21 (default 128)" in err
+    recorded = json.loads((tmp_path / "run" / "seed-1" / "config.json").read_text())["fingerprint"]
+    assert recorded["config"]["doc_stride"] == 21
+    line = error_line(capsys, *argv, "--max-length", 64, "--max-steps", 1, "--out", tmp_path / "run2")
+    assert "doc_stride 128 must be smaller than max_length 64" in line
+
+    long = [("q9", "who " + "very " * 20 + "runs to the river ?", "Big Dog"), *QUESTIONS]
+    ex = read_squad(write_squad(tmp_path / "long", squad_json(long)) / "dev-v1.1.json")
+    with pytest.raises(ConfigError, match=r"doc_stride 8 does not fit max_length 32: question 'q9' takes 26"):
+        eval_features(ex, tokenizer, max_length=32, doc_stride=8)
