@@ -153,3 +153,37 @@ def test_a_corrupt_pretrain_json_is_one_line_naming_it(tmp_path, capsys):
     (out / "pretrain.json").write_text(json.dumps({"result": good}))
     code, out_text, err = run(capsys, *argv)
     assert code == 0 and "already trained" in out_text, err
+
+
+@pytest.mark.parametrize(
+    "where, value, message",
+    [
+        (("units", "structure", "head_size"), -16, "head_size must be a positive integer, got -16"),
+        (("units", "structure", "head_size"), 10**12, "head_size 1000000000000 exceeds hidden_size 32"),
+        (("units", "structure", "hidden_size"), 10**7, "hidden_size 10000000 exceeds 32768"),
+        (("units", "structure", "intermediate_size"), 10**9, "exceed 3.4e+10 weights"),
+        (("units", "structure", "num_layers"), "2", "num_layers must be a positive integer, got '2'"),
+        (("achieved_sparsity",), -3, "achieved_sparsity must be in [0, 1], got -3"),
+        (("targets",), "((", "targets is not a valid regex"),
+    ],
+)
+def test_every_mask_config_field_is_checked_in_one_line(
+    tiny_bert_dir, tmp_path, capsys, where, value, message
+):
+    """A structured ticket whose config lies about its sizes (which size tensors before any check):
+    `info` and `finetune` answer in one line naming the file and the field."""
+    model = load_model(tiny_bert_dir)
+    units = UnitMask(head=torch.tensor([[True, False], [True, True]]), ffn=torch.tensor([True, False]))
+    config = unit_mask_config(model, units, method="winning", level=0.5, base_model=str(tiny_bert_dir))
+    ticket = save_unit_mask(units, config, tmp_path / "ticket")
+    raw = json.loads((ticket / "mask_config.json").read_text())
+    node = raw
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (ticket / "mask_config.json").write_text(json.dumps(raw))
+    assert message in error_line(capsys, "info", ticket)
+    data = _sst2(tmp_path / "glue")
+    argv = ["finetune", "--model", tiny_bert_dir, "--mask", ticket, "--task", "sst2", "--data-dir", data]
+    line = error_line(capsys, *argv, "--max-length", 32, "--max-steps", 1, "--out", tmp_path / "run")
+    assert str(ticket) in line and message in line
