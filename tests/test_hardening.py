@@ -159,7 +159,7 @@ def test_checks_come_before_the_work(tiny_bert_dir, tmp_path, capsys):
     (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
     spec.write_text(yaml.safe_dump(spec_dict(tmp_path, gpt)))
     line = error_line(capsys, "sweep", spec, "--out", tmp_path / "sw", "--dry-run")
-    assert "no default prunable weights for model_type 'gpt2'" in line
+    assert "a gpt2 model; ticketlab supports encoder models" in line
 
     text = tmp_path / "corpus.txt"
     text.write_text("the cat sees the dog .\n" * 20)

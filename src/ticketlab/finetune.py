@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,22 @@ class Hyper:
             eval_every=config.eval_every or spec.eval_every,
             metric=metric,
         )
+
+
+def _fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> FinetuneConfig:
+    """SQuAD windows overlap by doc_stride tokens, which must be fewer than the window's. The default
+    stride (128 of the default 384 tokens) follows a length fitted to a smaller model: a third of it,
+    with one notice; a stride that does not fit a length the user gave is refused before any work."""
+    if spec.kind != "squad" or config.doc_stride < length:
+        return config
+    default = FinetuneConfig.__dataclass_fields__["doc_stride"].default
+    if config.max_length is None and config.doc_stride == default:
+        stride = max(1, length // 3)
+        print(f"note: max_length is {length}: doc_stride is {stride} (default {default})", file=sys.stderr)
+        return config.replace(doc_stride=stride)
+    raise ConfigError(
+        f"doc_stride {config.doc_stride} must be smaller than max_length {length} (SQuAD windows)"
+    )
 
 
 def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
@@ -596,6 +613,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     hyper = Hyper.of(config, spec)
     length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
     hyper = dataclasses.replace(hyper, max_length=length)
+    config = _fit_doc_stride(config, spec, length)  # before the fingerprint: the run records the stride used
     out = Path(out_dir) if out_dir is not None else None
     print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
     inputs = input_content(config, spec) if out is not None else {}

@@ -8,6 +8,7 @@ the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads ont
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from transformers.utils import logging as hf_logging
 
 from .errors import ConfigError, TicketlabError
@@ -54,16 +56,38 @@ def _check_source(name_or_path: str | os.PathLike, needs: str = "config.json") -
             what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
             raise TicketlabError(f"{path}: not a {what}")
         return str(path)
-    # A hub id is "name" or "org/name"; anything else that does not exist is a missing local path.
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise TicketlabError(f"{name}: model directory not found")
+    if _looks_local(name, path):
+        raise TicketlabError(f"{name}: model directory not found (no such directory{_did_you_mean(path)})")
     return name  # a hub id
+
+
+def _looks_local(name: str, path: Path) -> bool:
+    """A name that does not exist but is meant as a local path, not a hub id ("name" or "org/name").
+
+    "org/name" whose "org" is a local directory (`models/bret` beside `models/bert`) is a typo'd
+    path: the hub's network or offline message would only mislead.
+    """
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    return "/" in name and path.parent.is_dir()
+
+
+def _did_you_mean(path: Path) -> str:
+    """'; did you mean DIR?' for the nearest sibling directory of a missing path, else ''."""
+    try:
+        siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    return f"; did you mean {path.parent / close[0]}?" if close else ""
 
 
 def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     hint = (
-        "" if Path(name).exists() else " (hub ids need network access; pass a local directory when offline)"
+        ""
+        if Path(name).exists()
+        else " (no local directory of that name; hub ids need network access: pass a local directory offline)"
     )
     return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
 
@@ -75,9 +99,26 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
 
         return compacted_config(name)
     try:
-        return AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError) as e:
         raise _wrap_load_error(name, "config", e) from None
+    _check_encoder(config, name)
+    return config
+
+
+def _check_encoder(config: PretrainedConfig, name: str) -> None:
+    """Refuse decoders and encoder-decoders (GPT-2, T5, BART) before any work: every verb assumes a
+    BERT-like encoder with a masked-LM head, and they would fail late in a traceback."""
+    model_type = getattr(config, "model_type", "")
+    if (
+        model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        or getattr(config, "is_encoder_decoder", False)
+        or getattr(config, "is_decoder", False)
+    ):
+        raise TicketlabError(
+            f"{name}: a {model_type or 'unknown'} model; ticketlab supports encoder models with a "
+            "masked-LM head (BERT, RoBERTa, ELECTRA and relatives), not decoders or encoder-decoders"
+        )
 
 
 def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) -> PreTrainedModel:
@@ -90,11 +131,18 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
         from .structured.compact import load_compacted
 
         return check_finite(load_compacted(name, head, **kwargs), name)
+    load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     quiet_transformers()
     try:
         model = _AUTO[head].from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
+    except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
+        if "state_dict" not in str(e) and "mismatched_sizes" not in str(e):
+            raise
+        raise TicketlabError(
+            f"{name}: cannot load model ({head} head): its weights' shapes do not match its config.json"
+        ) from None
     return check_finite(model, name)
 
 
@@ -120,8 +168,10 @@ def _is_compacted(name: str) -> bool:
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """A tokenizer from a model directory, a tokenizer-only directory, or a hub id."""
     name = _check_source(name_or_path, needs="*token*")
+    # a compacted model's config.json names no transformers type: give its original config instead
+    config = {"config": load_config(name)} if _is_compacted(name) else {}
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(name, **config)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise _wrap_load_error(name, "tokenizer", e) from None
 

@@ -20,6 +20,7 @@ is not trained again. A `time_budget` is turned into a step count by timing a fe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -33,12 +34,13 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
 from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from .data.tokenizer import train_word_level_tokenizer
-from .errors import ConfigError
+from .errors import ConfigError, TicketlabError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
 from .training import CHECKPOINT, RESULT, TrainConfig, load_checkpoint, seed_everything, train
+from .validation import check_fields
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -136,6 +138,25 @@ class PretrainResult:
         )
 
 
+def _read_result(path: Path) -> PretrainResult:
+    """A finished pre-training's result, or one line naming the file (a corrupt one ended in a traceback)."""
+    saved = read_json(path, "pre-training result")
+    raw = saved.get("result") if isinstance(saved, dict) else None
+    names = {f.name for f in dataclasses.fields(PretrainResult)} - {"cached"}
+    if not isinstance(raw, dict) or set(raw) - names:
+        raise TicketlabError(f"{path}: not a ticketlab pre-training result (no valid 'result' object)")
+    try:
+        result = PretrainResult(**raw, cached=True)
+    except TypeError as e:  # a required field missing
+        raise TicketlabError(f"{path}: corrupt pre-training result ({e})") from None
+    wrong = check_fields(result) or (
+        None if {"mlm_loss", "mlm_acc"} <= set(result.dev) else "dev must hold mlm_loss and mlm_acc"
+    )
+    if wrong:
+        raise TicketlabError(f"{path}: corrupt pre-training result: {wrong}")
+    return result
+
+
 def unigram_entropy(blocks: BlockDataset, special_ids: Sequence[int]) -> float:
     """Entropy (nats) of the token frequencies: the MLM loss of a model that ignores the context."""
     counts = torch.bincount(blocks.blocks.long().flatten())
@@ -173,7 +194,13 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
         return config.steps
     plan = work / "plan.json"
     if plan.is_file():
-        return int(read_json(plan, "pre-training plan")["steps"])
+        saved = read_json(plan, "pre-training plan")
+        steps = saved.get("steps") if isinstance(saved, dict) else None
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise TicketlabError(
+                f"{plan}: corrupt pre-training plan (steps {steps!r}); delete it to plan again"
+            )
+        return steps
     per_step = _time_steps(build_model(), corpus, collator, config)
     steps = max(1, int(config.time_budget / per_step))
     atomic_write_json(plan, {"steps": steps, "seconds_per_step": per_step, "time_budget": config.time_budget})
@@ -201,8 +228,7 @@ def pretrain(
     """
     out = Path(out_dir)
     if (out / RESULT_FILE).is_file():
-        saved = read_json(out / RESULT_FILE, "pre-training result")
-        return PretrainResult(**saved["result"], cached=True)
+        return _read_result(out / RESULT_FILE)
     reads = [
         *_listed(corpus),
         *_listed(dev),

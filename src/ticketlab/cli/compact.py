@@ -15,6 +15,7 @@ import argparse
 
 from ..files import check_output
 from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
+from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
@@ -36,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
+    refuse_compacted(args.model, "a structured ticket is compacted from")
     units, config = load_unit_mask(args.mask)
     model, head, tokenizer = load_with_head(args.model, args.head)
     check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)

@@ -12,6 +12,7 @@ import argparse
 
 from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
+from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = [args.model, args.mask]
     check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
+    # per-layer head and FFN sizes do not fit a plain HF config: the checkpoint would not load
+    refuse_compacted(args.model, "a plain HF checkpoint (one head count, one FFN size) is exported from")
     mask, config = load_mask(args.mask)
     model, head, tokenizer = load_with_head(args.model, args.head)
     check_fits(mask, config, model, source=args.mask, check_hash=not args.ignore_hash)

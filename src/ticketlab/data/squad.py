@@ -149,6 +149,7 @@ def _encode(
     _check_fast(tokenizer)
     if doc_stride >= max_length:
         raise ConfigError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length})")
+    _check_room(ex, tokenizer, max_length, doc_stride)
     return tokenizer(
         [q.lstrip() for q in ex.questions],  # some questions start with spaces that eat the window
         ex.contexts,
@@ -158,6 +159,28 @@ def _encode(
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
+
+
+def _check_room(
+    ex: SquadExamples, tokenizer: PreTrainedTokenizerBase, max_length: int, doc_stride: int
+) -> None:
+    """The context's share of a window (max_length less the question and special tokens) must exceed
+    the stride: the tokenizer panics (a Rust panic, not an exception) on the first question too long."""
+    if not ex.questions:
+        return
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = [
+        len(ids)
+        for ids in tokenizer([q.lstrip() for q in ex.questions], add_special_tokens=False)["input_ids"]
+    ]
+    i = max(range(len(lengths)), key=lengths.__getitem__)
+    room = max_length - specials - lengths[i]
+    if room <= doc_stride:
+        raise ConfigError(
+            f"{ex.source}: doc_stride {doc_stride} does not fit max_length {max_length}: question "
+            f"{ex.ids[i]!r} takes {lengths[i]} tokens, leaving {max(room, 0)} for the context; "
+            "pass a smaller --doc-stride or a larger --max-length"
+        )
 
 
 def _context_span(seq_ids: list[int | None]) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,13 @@ class MaskConfig:
             raise ValueError(wrong)
         if not 0.0 <= float(self.sparsity) < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        if self.achieved_sparsity is not None and not 0.0 <= self.achieved_sparsity <= 1.0:
+            raise ValueError(f"achieved_sparsity must be in [0, 1], got {self.achieved_sparsity!r}")
+        if isinstance(self.targets, str):  # a regex: compiled when the mask is applied or a model pruned
+            try:
+                re.compile(self.targets)
+            except re.error as e:
+                raise ValueError(f"targets is not a valid regex ({e}): {self.targets!r}") from None
         if self.ranking is not None and self.ranking not in RANKINGS:
             raise ValueError(f"ranking must be one of {RANKINGS} or None, got {self.ranking!r}")
         if not self.method:

@@ -63,7 +63,9 @@ def _matcher(targets: str | Sequence[str]):
 def find_targets(model: nn.Module, targets: Targets = None) -> dict[str, nn.Module]:
     """Map each prunable weight key (`<module>.weight`, relative to the encoder) to its module.
 
-    Only modules with a 2-D `weight` (Linear, Embedding) qualify. Raises if nothing matches.
+    Only modules with a 2-D `weight` (Linear, Embedding) qualify, and only non-empty ones: a compacted
+    model's layer without heads or FFN neurons holds 0-row matrices, nothing to prune or to count.
+    Raises if nothing matches.
     """
     encoder = encoder_of(model)
     if targets is None:
@@ -72,7 +74,7 @@ def find_targets(model: nn.Module, targets: Targets = None) -> dict[str, nn.Modu
     found = {
         f"{name}.weight": module
         for name, module in encoder.named_modules()
-        if isinstance(module, (nn.Linear, nn.Embedding)) and match(name)
+        if isinstance(module, (nn.Linear, nn.Embedding)) and match(name) and module.weight.numel() > 0
     }
     if not found:
         raise ConfigError(f"targets {targets!r} match no Linear or Embedding module of the model")

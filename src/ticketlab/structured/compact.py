@@ -174,7 +174,23 @@ def save_compacted(
 
 
 def is_compacted(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    return (Path(path).expanduser() / MANIFEST).is_file()
+
+
+def refuse_compacted(path: str | os.PathLike, needs: str) -> None:
+    """One line before any work when `path` is a compacted model and the caller `needs` what it lost:
+    unit-indexed work (importance, tickets) needs every layer's heads and FFN, a plain HF checkpoint
+    one head count and FFN size for all layers."""
+    if not is_compacted(path):
+        return
+    try:  # the model it came from, when the manifest says (a corrupt manifest is reported on load)
+        base = (_read_manifest(Path(path).expanduser()).get("mask") or {}).get("base_model")
+    except (TicketlabError, AttributeError):
+        base = None
+    origin = f" ({base})" if isinstance(base, str) else ""
+    raise TicketlabError(
+        f"{path} is a compacted model (heads or FFN units removed); {needs} the uncompacted model{origin}"
+    )
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -257,7 +273,7 @@ def load_compacted(
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = _AUTO[head].from_config(config)  # modeling's head -> Auto class map
     compact(model, _units_from_manifest(manifest, path), inplace=True)
-    state = _state_dict(path)
+    state = _rekey(_state_dict(path), model)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
         own = model.state_dict()
         body = _body_prefixes(model)
@@ -295,6 +311,23 @@ def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_m
         )
 
 
+def _encoder_prefix(model: PreTrainedModel) -> str:
+    """'bert.' for a model with a head, '' for the bare encoder (whose keys have no prefix)."""
+    return "" if model.base_model is model else f"{model.base_model_prefix}."
+
+
 def _body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
     """State-dict prefixes of the embeddings and layers: what must always load."""
-    return tuple(f"{model.base_model_prefix}.{part}." for part in ("embeddings", "encoder"))
+    return tuple(f"{_encoder_prefix(model)}{part}." for part in ("embeddings", "encoder"))
+
+
+def _rekey(state: dict[str, Tensor], model: PreTrainedModel) -> dict[str, Tensor]:
+    """The saved tensors keyed as `model` keys them: a checkpoint saved with a head loads as the bare
+    encoder ('bert.x' -> 'x') and a bare one under a head ('x' -> 'bert.x'), as `from_pretrained` does."""
+    prefix = f"{model.base_model_prefix}."
+    saved_with_head = any(k.startswith(prefix) for k in state)
+    if _encoder_prefix(model) and not saved_with_head:
+        return {prefix + k: t for k, t in state.items()}
+    if not _encoder_prefix(model) and saved_with_head:
+        return {k.removeprefix(prefix): t for k, t in state.items()}
+    return state

@@ -58,6 +58,7 @@ from ..training import (
     seed_everything,
     train,
 )
+from .compact import refuse_compacted
 from .gates import Gates, attach_gates
 from .io import check_unit_fits, load_unit_mask
 from .masked_adam import MaskedAdamW, StepMask
@@ -109,6 +110,7 @@ class MtlConfig:
             )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
+        refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
         for name in ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "train_samples"):
             v = getattr(self, name)
             if v is not None and v <= 0:

@@ -52,6 +52,7 @@ from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..tasks import get_task
+from .compact import refuse_compacted
 from .gates import attach_gates
 from .importance import PER, Importance, compute_importance
 from .io import load_unit_mask, save_unit_mask, unit_mask_config
@@ -87,6 +88,7 @@ class SuperConfig:
     def __post_init__(self) -> None:
         if self.finetune.mask is not None:
             raise ConfigError("super tickets start from the full model: give no mask")
+        refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
         self.levels = levels_arg(self.levels)

@@ -34,6 +34,7 @@ The architecture map is by module layout, not by name: any encoder whose layers 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,8 @@ from ..masking.mask import Mask
 from ..modeling import encoder_of
 
 GRANULARITIES = ("layer", "neuron", "both")
+MAX_HIDDEN = 2**15  # the widest encoders have 4096
+MAX_WEIGHTS = 2**35  # per structure: above the largest encoders' layer weights (XLM-R XXL: 9.7e9)
 
 # Module names inside one layer, relative to `encoder.layer.{l}`; the key of a weight in a mask file is
 # `encoder.layer.{l}.<name>.weight`.
@@ -86,7 +89,21 @@ class Structure:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Structure:
-        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+        """Read from a file, which may hold anything: every size a positive integer, the heads' rows no
+        more than the hidden size, and no more weights than an encoder holds (a head size of -16 or
+        10**12 sized tensors before any check: a traceback or an allocation of terabytes)."""
+        values = {k: d[k] for k in cls.__dataclass_fields__}
+        for k, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{k} must be a positive integer, got {v!r}")
+        s = cls(**values)
+        if s.head_size > s.hidden_size:
+            raise ValueError(f"head_size {s.head_size} exceeds hidden_size {s.hidden_size}")
+        if s.hidden_size > MAX_HIDDEN:
+            raise ValueError(f"hidden_size {s.hidden_size} exceeds {MAX_HIDDEN} (no encoder is that wide)")
+        if sum(math.prod(shape) for shape in s.weight_shapes().values()) > MAX_WEIGHTS:
+            raise ValueError(f"{s.num_layers} layers of these sizes exceed {MAX_WEIGHTS:.1e} weights")
+        return s
 
     def weight_shapes(self) -> dict[str, tuple[int, int]]:
         """Shape of every weight a structured ticket covers, keyed like a mask file."""
