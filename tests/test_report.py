@@ -453,7 +453,7 @@ def test_identical_scores_are_no_test_and_leave_the_holm_family(tmp_path):
         tmp_path / "sweep",
         {
             ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
-            ("random", 0.5, "x"): [78.0, 79.8, 82.2] * 2,  # two masks; differences -2, -2.2, -1.8
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2] * 2,  # two masks, each 2 below omp
             ("omp", 0.5, "y"): [50.0, 50.0, 50.0],
             ("random", 0.5, "y"): [50.0] * 6,  # both at the floor: identical
         },
@@ -540,3 +540,88 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
                 if r["method"] == method and r["sparsity"] == "0.7" and int(r["search_steps"]) == steps
             ]
             assert len(values) == 2 and cell.startswith(f"{sum(values) / 2:.3f} ± ") and "(n=2)" in cell
+
+
+# --------------------------------------------------------------------------- the floor and bands in figures
+
+
+@pytest.fixture()
+def drawn(monkeypatch):
+    """Every figure a plot function saves, by file name (and still written as a PNG)."""
+    from ticketlab.experiments import plots
+
+    figures, save = {}, plots._save
+
+    def keep(fig, path):
+        figures[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def floor_lines(fig) -> list[float]:
+    """The y of every line labelled as the constant predictor, over the figure's panels."""
+    return [
+        ln.get_ydata()[0]
+        for ax in fig.axes
+        for ln in ax.get_lines()
+        if ln.get_label() == "constant predictor"
+    ]
+
+
+def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny_bert_dir, drawn):
+    """Task a's dev set is 60% one class, b's 70%: every figure of dev scores draws that floor (their
+    average where it averages the tasks), Fig. 5 draws each mask's ± std over fine-tuning seeds."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir)
+    fakes_kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval}
+    assert run_sweep(spec, tmp_path / "sweep", **fakes_kw, log=lambda s: None).ok
+    for task, ones in (("a", 60), ("b", 70)):
+        rows = ["text\tlabel", *(f"sentence {i}\t{int(i < ones)}" for i in range(100))]
+        (tmp_path / "data" / task / "dev.tsv").write_text("\n".join(rows) + "\n")
+    report = write_report(tmp_path / "sweep")
+    score_figures = [f for f, _, _ in FIGURES if f != "fig8_similarity.png"]
+    assert set(score_figures) <= set(report.figures)
+    assert floor_lines(drawn["fig3_score_vs_sparsity.png"]) == pytest.approx([60.0, 70.0, 65.0])
+    assert floor_lines(drawn["fig9_train_size.png"]) == pytest.approx([60.0, 70.0, 65.0])
+    for f in ("fig5_pretrain_loss_vs_score.png", "fig6_search_cost.png", "fig8_distance_from_omp.png"):
+        assert floor_lines(drawn[f]) and set(floor_lines(drawn[f])) == {65.0}, f
+    # Fig. 5: the fake fine-tuning's seeds differ, so each mask's point has an error bar
+    bars = [c for ax in drawn["fig5_pretrain_loss_vs_score.png"].axes for c in ax.containers]
+    assert bars and all(b.has_yerr for b in bars)
+    for f in report.figures.values():
+        assert_png(f)
+    rows = list(csv.DictReader((tmp_path / "sweep/report/figures/fig3_score_vs_sparsity.csv").open()))
+    floors = {r["task"]: float(r["mean"]) for r in rows if r["method"] == "constant predictor"}
+    assert floors == pytest.approx({"a": 60.0, "b": 70.0, "avg": 65.0})
+
+
+def test_phase_transition_draws_the_floor_and_the_transfer_matrix_a_colour_bar(tmp_path, drawn):
+    from ticketlab.experiments import plots
+
+    fill(
+        tmp_path / "super",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0],
+            ("st-winning", 0.3, "x"): [81.0, 80.0, 79.0, 82.0],
+            ("st-random", 0.3, "x"): [70.0, 71.0, 72.0, 69.0],
+        },
+    )
+    res = load_results(tmp_path / "super")
+    res.floors = {"x": 50.0}  # a store without task data: the floor as `_floors` would read it
+    assert plots.phase_transition(res, tmp_path / "fig4.png") is None
+    assert floor_lines(drawn["fig4.png"]) == [50.0]
+    fill(
+        tmp_path / "transfer",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0],
+            ("imp-task@x", 0.5, "x"): [81.0, 80.0, 79.0, 82.0],
+            ("imp-task@x", 0.5, "y"): [61.0, 60.0, 59.0, 62.0],
+            ("full", 0.0, "y"): [60.0, 62.0],
+        },
+    )
+    assert plots.transfer_matrix(load_results(tmp_path / "transfer"), tmp_path / "t3.png") is None
+    fig = drawn["t3.png"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "full model" in bars[0].get_ylabel()
+    assert_png(tmp_path / "t3.png")

@@ -275,17 +275,32 @@ class SweepResults:
         return out
 
     def mask_scores(self, scores: list[Score], tasks: list[str]) -> dict[tuple, Cell]:
-        """(search id, step) -> average over `tasks` of that mask's mean score (None if a task lacks runs)."""
+        """(search id, step) -> that mask's score averaged over `tasks`, one value per fine-tuning seed
+        every task has (mean ± std over those seeds: a figure's error bar); a mask some task lacks
+        runs of is left out. Without a seed common to every task: one value, the mean of the task means."""
         by_mask: dict[tuple, dict[str, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for s in scores:
             if s.task in tasks:
                 by_mask[s.mask][s.task].append(s)
         out = {}
         for mask, per_task in by_mask.items():
-            if set(per_task) == set(tasks):
+            if set(per_task) != set(tasks):
+                continue
+            ids = [x.id for t in tasks for x in per_task[t]]
+            seeds = set.intersection(*({x.seed for x in per_task[t]} for t in tasks))
+            if seeds:
+                per_seed = [[x for t in tasks for x in per_task[t] if x.seed == f] for f in sorted(seeds)]
+                out[mask] = Cell([self._mean(runs) for runs in per_seed], ids)
+            else:
                 means = [sum(x.value for x in per_task[t]) / len(per_task[t]) for t in tasks]
-                out[mask] = Cell([sum(means) / len(means)], [x.id for t in tasks for x in per_task[t]])
+                out[mask] = Cell([sum(means) / len(means)], ids)
         return out
+
+    def floor(self, tasks: list[str]) -> float | None:
+        """The constant predictor's score averaged over `tasks` (None unless every one has a floor)."""
+        if not tasks or any(t not in self.floors for t in tasks):
+            return None
+        return sum(self.floors[t] for t in tasks) / len(tasks)
 
     # ------------------------------------------------------------------ winning tickets
     def at_floor(self, task: str, full: Cell | None) -> bool:
