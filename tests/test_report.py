@@ -145,14 +145,17 @@ def test_figures_without_data_are_skipped_with_a_reason(tmp_path, tiny_bert_dir)
 # --------------------------------------------------------------------------- hand-computed tables
 
 
-def fill(sweep_dir: Path, scores: dict[tuple[str, float, str], list[float]]) -> None:
+def fill(
+    sweep_dir: Path, scores: dict[tuple[str, float, str], list[float]], masks: dict[str, int] | None = None
+) -> None:
     """A store with fine-tuning results only (no training, no mask files): one search per (method, sparsity,
-    mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...]."""
+    mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...].
+    `masks`: masks per method (default: 1 for full and omp, 2 for the others)."""
     sweep_dir.mkdir()
     runs, done = [], {}
     for (label, s, task), values in scores.items():
         method, _, source = label.partition("@")  # imp-task@x: a ticket found on task x
-        n_masks = 1 if method in ("full", "omp") else 2
+        n_masks = (masks or {}).get(method, 1 if method in ("full", "omp") else 2)
         per = len(values) // n_masks
         for k, v in enumerate(values):
             mseed, fseed = (None, k) if n_masks == 1 else (k // per, k % per)
@@ -343,13 +346,15 @@ def test_paired_comparison_by_hand(tmp_path):
         tmp_path / "sweep",
         {
             ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
-            # two masks; per fine-tuning seed their mean is 81, 85, 89: differences 1, 3, 5 to omp
-            ("tamt-mlm", 0.5, "x"): [80.0, 84.0, 88.0, 82.0, 86.0, 90.0],
-            ("random", 0.5, "x"): [78.0, 79.8, 82.2, 78.0, 79.8, 82.2],  # differences -2, -2.2, -1.8
+            # one mask each: paired by fine-tuning seed, differences 1, 3, 5 to omp
+            ("tamt-mlm", 0.5, "x"): [81.0, 85.0, 89.0],
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2],  # differences -2, -2.2, -1.8
         },
+        masks={"tamt-mlm": 1, "random": 1},
     )
     res = load_results(tmp_path / "sweep")
     p = res.paired("tamt-mlm", "omp", 0.5, "x")
+    assert p.unit == "fine-tuning seed" and p.masks == (1, 1)
     assert p.seeds == [0, 1, 2] and p.diffs == pytest.approx([1.0, 3.0, 5.0])
     assert (p.mean, p.std) == pytest.approx((3.0, 2.0))
     # t = 3 / (2 / sqrt 3) = 2.598 with 2 degrees of freedom, where the t distribution's tail is
@@ -371,12 +376,62 @@ def test_paired_comparison_by_hand(tmp_path):
     write_report(tmp_path / "sweep")
     rows = list(csv.DictReader((tmp_path / "sweep/report/paired.csv").open()))
     row = next(r for r in rows if r["a"] == "tamt-mlm")
-    assert row["mean_diff"] == "3.0000" and row["p_paired_t"] == f"{p.p:.4f}" and row["seeds"] == "0 1 2"
+    assert row["mean_diff"] == "3.0000" and row["p_paired_t"] == f"{p.p:.4f}" and row["units"] == "0 1 2"
     assert row["p_holm"] == f"{p.p:.4f}" and float(row["mde80"]) == pytest.approx(3.2640 * 2, abs=1e-3)
-    assert len(row["run_ids"].split()) == 9  # 6 tamt runs and 3 omp runs
-    assert (
-        "| tamt-mlm − omp | 50% | x | 3 | +3.00 ± 2.00 |" in (tmp_path / "sweep/report/report.md").read_text()
+    assert row["unit"] == "fine-tuning seed" and (row["masks_a"], row["masks_b"]) == ("1", "1")
+    assert len(row["run_ids"].split()) == 6  # 3 tamt runs and 3 omp runs
+    text = (tmp_path / "sweep/report/report.md").read_text()
+    assert "| tamt-mlm − omp | 50% | x | 3 ft seeds (1 mask each) | +3.00 ± 2.00 |" in text
+    assert "2 of the 2 comparisons have one mask per method" in text
+
+
+def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
+    """Fine-tuning noise is tiny but TAMT's three masks differ by 20 points: pairing by fine-tuning seed
+    (each seed's mean over the masks) would see three equal differences and call TAMT better; with
+    masks as the unit the test sees their spread. Two methods with masks of the same seeds pair them."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 80.1, 80.2],  # one mask: mean 80.1
+            ("tamt-mlm", 0.5, "x"): [70.0, 70.1, 70.2, 90.0, 90.1, 90.2, 81.0, 81.1, 81.2],
+            ("random", 0.5, "x"): [60.0, 60.1, 60.2, 75.0, 75.1, 75.2, 70.0, 70.1, 70.2],
+        },
+        masks={"tamt-mlm": 3, "random": 3},
     )
+    res = load_results(tmp_path / "sweep")
+    p = res.paired("tamt-mlm", "omp", 0.5, "x")
+    assert p.unit == "mask" and p.masks == (3, 1) and p.seeds == [0, 1, 2] and p.n == 3
+    assert p.diffs == pytest.approx([-10.0, 10.0, 1.0])  # each mask's mean over seeds - omp's mean
+    sd = (((-10 - 1 / 3) ** 2 + (10 - 1 / 3) ** 2 + (1 - 1 / 3) ** 2) / 2) ** 0.5
+    assert (p.mean, p.std) == pytest.approx((1 / 3, sd))
+    t = (1 / 3) / (sd / 3**0.5)
+    assert p.p == pytest.approx(1 - t / (t * t + 2) ** 0.5) and p.p > 0.9 and p.verdict == "within noise"
+    q = res.paired("tamt-mlm", "random", 0.5, "x")  # paired by mask seed: 70.1-60.1, 90.1-75.1, 81.1-70.1
+    assert q.unit == "mask" and q.masks == (3, 3) and q.diffs == pytest.approx([10.0, 15.0, 11.0])
+    assert len(q.run_ids) == 18
+    write_report(tmp_path / "sweep")
+    rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "sweep/report/paired.csv").open())}
+    assert rows[("tamt-mlm", "omp")]["unit"] == "mask" and rows[("tamt-mlm", "omp")]["n"] == "3"
+    assert (rows[("tamt-mlm", "omp")]["masks_a"], rows[("tamt-mlm", "omp")]["masks_b"]) == ("3", "1")
+    text = (tmp_path / "sweep/report/report.md").read_text()
+    assert "| tamt-mlm − omp | 50% | x | 3 masks (3 vs 1) | +0.33 ± 10.02 |" in text
+    assert "by a paired t-test whose unit is a mask" in text and "have one mask per method" not in text
+
+
+def test_masks_as_the_unit_on_the_task_average(tmp_path):
+    """On the average over tasks a mask's value is the mean over tasks of its per-task means."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 80.0],
+            ("omp", 0.5, "y"): [60.0, 62.0],
+            ("random", 0.5, "x"): [70.0, 72.0, 90.0, 90.0],
+            ("random", 0.5, "y"): [50.0, 50.0, 61.0, 61.0],
+        },
+    )
+    p = load_results(tmp_path / "sweep").paired("random", "omp", 0.5, AVG)
+    # omp: (80 + 61) / 2 = 70.5; random's masks: (71 + 50) / 2 = 60.5 and (90 + 61) / 2 = 75.5
+    assert p.unit == "mask" and p.diffs == pytest.approx([-10.0, 5.0])
 
 
 def test_verdict_reads_the_holm_adjusted_p():
@@ -398,7 +453,7 @@ def test_identical_scores_are_no_test_and_leave_the_holm_family(tmp_path):
         tmp_path / "sweep",
         {
             ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
-            ("random", 0.5, "x"): [78.0, 79.8, 82.2] * 2,  # two masks; differences -2, -2.2, -1.8
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2] * 2,  # two masks, each 2 below omp
             ("omp", 0.5, "y"): [50.0, 50.0, 50.0],
             ("random", 0.5, "y"): [50.0] * 6,  # both at the floor: identical
         },
@@ -485,3 +540,88 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
                 if r["method"] == method and r["sparsity"] == "0.7" and int(r["search_steps"]) == steps
             ]
             assert len(values) == 2 and cell.startswith(f"{sum(values) / 2:.3f} ± ") and "(n=2)" in cell
+
+
+# --------------------------------------------------------------------------- the floor and bands in figures
+
+
+@pytest.fixture()
+def drawn(monkeypatch):
+    """Every figure a plot function saves, by file name (and still written as a PNG)."""
+    from ticketlab.experiments import plots
+
+    figures, save = {}, plots._save
+
+    def keep(fig, path):
+        figures[path.name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def floor_lines(fig) -> list[float]:
+    """The y of every line labelled as the constant predictor, over the figure's panels."""
+    return [
+        ln.get_ydata()[0]
+        for ax in fig.axes
+        for ln in ax.get_lines()
+        if ln.get_label() == "constant predictor"
+    ]
+
+
+def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny_bert_dir, drawn):
+    """Task a's dev set is 60% one class, b's 70%: every figure of dev scores draws that floor (their
+    average where it averages the tasks), Fig. 5 draws each mask's ± std over fine-tuning seeds."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir)
+    fakes_kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval}
+    assert run_sweep(spec, tmp_path / "sweep", **fakes_kw, log=lambda s: None).ok
+    for task, ones in (("a", 60), ("b", 70)):
+        rows = ["text\tlabel", *(f"sentence {i}\t{int(i < ones)}" for i in range(100))]
+        (tmp_path / "data" / task / "dev.tsv").write_text("\n".join(rows) + "\n")
+    report = write_report(tmp_path / "sweep")
+    score_figures = [f for f, _, _ in FIGURES if f != "fig8_similarity.png"]
+    assert set(score_figures) <= set(report.figures)
+    assert floor_lines(drawn["fig3_score_vs_sparsity.png"]) == pytest.approx([60.0, 70.0, 65.0])
+    assert floor_lines(drawn["fig9_train_size.png"]) == pytest.approx([60.0, 70.0, 65.0])
+    for f in ("fig5_pretrain_loss_vs_score.png", "fig6_search_cost.png", "fig8_distance_from_omp.png"):
+        assert floor_lines(drawn[f]) and set(floor_lines(drawn[f])) == {65.0}, f
+    # Fig. 5: the fake fine-tuning's seeds differ, so each mask's point has an error bar
+    bars = [c for ax in drawn["fig5_pretrain_loss_vs_score.png"].axes for c in ax.containers]
+    assert bars and all(b.has_yerr for b in bars)
+    for f in report.figures.values():
+        assert_png(f)
+    rows = list(csv.DictReader((tmp_path / "sweep/report/figures/fig3_score_vs_sparsity.csv").open()))
+    floors = {r["task"]: float(r["mean"]) for r in rows if r["method"] == "constant predictor"}
+    assert floors == pytest.approx({"a": 60.0, "b": 70.0, "avg": 65.0})
+
+
+def test_phase_transition_draws_the_floor_and_the_transfer_matrix_a_colour_bar(tmp_path, drawn):
+    from ticketlab.experiments import plots
+
+    fill(
+        tmp_path / "super",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0],
+            ("st-winning", 0.3, "x"): [81.0, 80.0, 79.0, 82.0],
+            ("st-random", 0.3, "x"): [70.0, 71.0, 72.0, 69.0],
+        },
+    )
+    res = load_results(tmp_path / "super")
+    res.floors = {"x": 50.0}  # a store without task data: the floor as `_floors` would read it
+    assert plots.phase_transition(res, tmp_path / "fig4.png") is None
+    assert floor_lines(drawn["fig4.png"]) == [50.0]
+    fill(
+        tmp_path / "transfer",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0],
+            ("imp-task@x", 0.5, "x"): [81.0, 80.0, 79.0, 82.0],
+            ("imp-task@x", 0.5, "y"): [61.0, 60.0, 59.0, 62.0],
+            ("full", 0.0, "y"): [60.0, 62.0],
+        },
+    )
+    assert plots.transfer_matrix(load_results(tmp_path / "transfer"), tmp_path / "t3.png") is None
+    fig = drawn["t3.png"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "full model" in bars[0].get_ylabel()
+    assert_png(tmp_path / "t3.png")

@@ -66,6 +66,12 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
         (lambda d: d["tasks"]["sst2"].update(task="sst3"), "tasks.sst2: unknown task 'sst3'"),
         (lambda d: d.update(seeds={"search": [0, 0]}), "seeds.search: a non-empty list of distinct"),
         (lambda d: d.update(seeds={"serch": [0]}), "seeds.serch: unknown key (did you mean 'search'?)"),
+        (lambda d: d.update(methods={"omp": {"search_seeds": [0, 1]}}), "methods.omp.search_seeds: omp is"),
+        (
+            lambda d: d.update(methods={"random": {"search_seeds": []}}),
+            "methods.random.search_seeds: a non-empty list of distinct integers",
+        ),
+        (lambda d: d.update(methods={"random": {"search_seeds": [0, "1"]}}), "'1' is not an integer"),
         (
             lambda d: d.update(search_curve={"steps": [10, 40]}),
             "search_curve.steps: 40 is beyond the search budget",
@@ -155,6 +161,40 @@ def test_expansion_is_deterministic_and_incremental(tmp_path, base):
     assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "cola")}
 
 
+def test_three_masks_per_seeded_method_by_default(tmp_path, base):
+    """A spec naming no search seeds searches 3 masks of every seeded method (1 of OMP); seed 0's runs
+    are the runs a spec with `search: [0]` plans, under the same ids: more seeds only add runs."""
+    base["seeds"] = {"finetune": [0, 1]}
+    spec = load(tmp_path, base)
+    assert spec.search_seeds == [0, 1, 2]
+    searches = [r for r in expand(spec) if r.kind == "search"]
+    seeds = Counter((r.config["method"], r.config["seed"]) for r in searches)
+    assert seeds == {("omp", None): 2, **{(m, k): 2 for m in ("random", "tamt-mlm") for k in (0, 1, 2)}}
+    base["seeds"]["search"] = [0]
+    one = {r.id for r in expand(load(tmp_path, base))}
+    three = {r.id for r in expand(spec)}
+    assert one < three
+    # what the extra seeds add: 2 sparsities x 2 seeds x (random, tamt-mlm), each on 2 tasks x 2 ft seeds
+    assert len(three - one) == 8 + 8 * 4
+
+
+def test_a_method_may_have_its_own_search_seeds(tmp_path, base):
+    """`methods.random.search_seeds` (3 masks of IMP beside one of TAMT): that method's masks only,
+    and no run of the others changes."""
+    base["seeds"]["search"] = [0]
+    before = {r.id for r in expand(load(tmp_path, base))}
+    base["methods"] = ["full", "omp", {"random": {"search_seeds": [0, 1, 2]}}, "tamt-mlm"]
+    runs = expand(load(tmp_path, base))
+    seeds = {m: sorted({r.config["seed"] for r in runs if r.kind == "search" and r.config["method"] == m},
+                       key=str) for m in ("omp", "random", "tamt-mlm")}  # fmt: skip
+    assert seeds == {"omp": [None], "random": [0, 1, 2], "tamt-mlm": [0]}
+    assert before < {r.id for r in runs}
+    added = [r for r in runs if r.id not in before]
+    assert {r.config.get("method") for r in added} == {"random"} and all(
+        (r.config.get("seed") if r.kind == "search" else r.config["mask_seed"]) in (1, 2) for r in added
+    )
+
+
 def test_search_curve_save_at_and_budgets(tmp_path, base):
     base["methods"] = ["full", "omp", "imp", "tamt-mlm"]
     base["seeds"]["search"] = [0]
@@ -218,3 +258,21 @@ def test_example_spec_expands(bert_mini):
     )
     assert f"(the plan: {total} runs)" in header
     assert spec.search_settings("tamt-kd")["lr"] == 2e-3
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["bert-mini-ref", "all-minilm-l6-v2"])
+def test_committed_stores_keep_every_run_id(bert_mini, name):
+    """Every finished run of a committed store (docs/results/*/results.sqlite) is still in the plan of
+    its committed spec: a new default (three mask seeds, per-method seeds) must not rename them."""
+    import sqlite3
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / name
+    try:
+        spec = load_spec(root / "spec.yaml")
+    except ConfigError as e:  # all-MiniLM's model lives in the project's .venv, absent in a worktree
+        pytest.skip(str(e))
+    with sqlite3.connect(root / "results.sqlite") as db:
+        done = {i for (i,) in db.execute("SELECT id FROM runs WHERE status = 'done'")}
+    assert len(done) > 100
+    assert done <= {r.id for r in expand(spec)}

@@ -145,7 +145,7 @@ def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
         budget = spec.search_settings(method).get("steps") if m.uses_steps else None
         for source in spec.sources(method) if m.per_task else [None]:
             for s in spec.method_sparsities(method):
-                for seed in spec.search_seeds if m.seeded else [None]:
+                for seed in spec.method_seeds(method):
                     main.append(_search_run(spec, method, s, seed, budget, source))
                     if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
                         extra += [_search_run(spec, method, s, seed, b) for b in curve.steps if b != budget]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..files import atomic_write_bytes, atomic_write_csv
 from .results import AVG, CANONICAL, Cell, Score, SweepResults, method_label
@@ -50,7 +51,9 @@ def _save(fig: Figure, path: Path) -> None:
 def _band(ax, xs, cells: list[Cell], c: str, label: str, marker: str = "o") -> None:
     means = [x.mean for x in cells]
     ax.plot(xs, means, marker=marker, color=c, label=label, ms=4)
-    if any(x.n > 1 for x in cells):
+    if len(xs) == 1 and cells[0].n > 1:  # a band over one x has no width: a bar instead
+        ax.errorbar(xs, means, yerr=[cells[0].std], color=c, capsize=3, lw=1)
+    elif any(x.n > 1 for x in cells):
         ax.fill_between(
             xs, [x.mean - x.std for x in cells], [x.mean + x.std for x in cells], color=c, alpha=0.15
         )
@@ -63,6 +66,19 @@ def _full_line(ax, full: Cell | None, methods: list[str]) -> None:
     ax.axhline(full.mean, ls="--", color=c, label="full", lw=1.2)
     if full.n > 1:
         ax.axhspan(full.mean - full.std, full.mean + full.std, color=c, alpha=0.1)
+
+
+FLOOR_LABEL = "constant predictor"
+
+
+def _floor_line(ax, floor: float | None) -> None:
+    """The score of predicting one label for every dev example: a method on this line learnt nothing."""
+    if floor is not None:
+        ax.axhline(floor, ls=":", color="dimgray", lw=1.2, label=FLOOR_LABEL)
+
+
+def _task_floor(res: SweepResults, task: str) -> float | None:
+    return res.floor(res.tasks) if task == AVG else res.floor([task])
 
 
 def _task_title(res: SweepResults, task: str) -> str:
@@ -90,8 +106,9 @@ def _series_row(method: str, task: str, sparsity: float, c: Cell) -> dict:
 
 
 def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
-    """Score vs sparsity per task and averaged, mean ± std over seeds; the full model as a band.
-    What is drawn (every point and its band) is also written beside the PNG as CSV."""
+    """Score vs sparsity per task and averaged, mean ± std over seeds; the full model as a band and
+    the constant predictor as a line. What is drawn (every point, band and line) is also written
+    beside the PNG as CSV."""
     cells = res.cells()
     pruned = [m for m in res.methods if m != "full" and "@" not in m and res.sparsities(m)]
     if not pruned:
@@ -103,6 +120,9 @@ def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
         full = cells.get(("full", 0.0, task))
         _full_line(ax, full, res.methods)
         drawn += [_series_row("full", task, 0.0, full)] if full is not None else []
+        if (floor := _task_floor(res, task)) is not None:
+            _floor_line(ax, floor)
+            drawn.append(_series_row(FLOOR_LABEL, task, 0.0, Cell([floor], [])))
         for m in pruned:
             xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
             if xs:
@@ -124,7 +144,8 @@ def _at_main_size(res: SweepResults) -> list[Score]:
 
 
 def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
-    """Pre-training (MLM / KD) dev loss of each mask vs its downstream score averaged over tasks."""
+    """Pre-training (MLM / KD) dev loss of each mask vs its downstream score averaged over tasks
+    (± std over fine-tuning seeds), and the constant predictor's average."""
     losses = res.pretrain_losses()
     if not losses:
         return "no pre-training evaluation runs (add a `pretrain_eval:` block to the spec)"
@@ -144,6 +165,9 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
             ax.scatter(
                 p[key], cell.mean, color=color(m, res.methods), marker=marker, s=60 if m == "full" else 25
             )
+            if cell.n > 1:  # ± std over fine-tuning seeds of the mask's task average
+                ax.errorbar(p[key], cell.mean, yerr=cell.std, color=color(m, res.methods), lw=0.8, capsize=2)
+        _floor_line(ax, res.floor(res.tasks))
         ax.set(
             xlabel=f"{key.replace('_', ' ')} (dev)", ylabel="avg dev score", title=key.split("_")[0].upper()
         )
@@ -157,6 +181,8 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
         axes[0].scatter([], [], color="gray", marker=MARKERS[i % len(MARKERS)], label=pct(s))
         for i, s in enumerate(sparsities)
     ]
+    if res.floor(res.tasks) is not None:
+        handles.append(Line2D([], [], ls=":", color="dimgray", label=FLOOR_LABEL))
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     _save(fig, path)
     return None
@@ -211,6 +237,7 @@ def search_cost(res: SweepResults, path: Path) -> str | None:
             omp = [per_mask[x].mean for x in per_mask if _method_of(res, x) == ("omp", sp)]
             if omp:
                 ax.axhline(omp[0], ls=":", color=color("omp", res.methods), label="omp")
+            _floor_line(ax, res.floor(tasks))
             ax.grid(alpha=0.3)
         ax_steps.set(
             title=f"{pct(sp)} sparsity", xlabel="search steps", ylabel=f"avg score ({', '.join(tasks)})"
@@ -287,6 +314,7 @@ def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None
             pts.sort(key=lambda p: p[0])
             if pts:
                 _band(ax, [d for d, _ in pts], [c for _, c in pts], color(method, res.methods), method)
+        _floor_line(ax, res.floor(tasks))
         ax.set(
             title=f"{pct(sp)} sparsity",
             xlabel="mask distance from OMP",
@@ -373,6 +401,7 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
                 label = m if m == "full" else f"{m} {pct(sp)}"
                 marker = "*" if m == "full" else MARKERS[sparsities.index(sp) % len(MARKERS)]
                 _band(ax, xs, cells, color(m, res.methods), label, marker=marker)
+        _floor_line(ax, res.floor(tasks if task == AVG else [task]))
         ax.set_xscale("log")
         ax.set(title=_task_title(res, task), xlabel="fine-tuning examples", ylabel="dev score")
         ax.grid(alpha=0.3)
@@ -411,6 +440,7 @@ def phase_transition(res: SweepResults, path: Path) -> str | None:
             xs, ys = [100 * p.level for p in mine], [p.score for p in mine]
             star = {"marker": "*", "s": 140, "color": "gold", "edgecolor": "black", "zorder": 5}
             ax.scatter(xs, ys, label="super ticket (per seed)", **star)
+        _floor_line(ax, res.floor([task]))
         ax.set(title=_task_title(res, task), xlabel="heads and FFN units pruned (%)", ylabel="dev score")
         ax.set_xlim(0, 100 * max(res.sparsities()) + 5)
         ax.grid(alpha=0.3)
@@ -443,11 +473,14 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
             if c.delta_std is not None:
                 grid[rows.index(src), targets.index(tgt)] = c.delta_std
         vmax = max(3.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 3.0
-        ax.imshow(grid, cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
+        im = ax.imshow(grid, cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
+        fig.colorbar(im, ax=ax, label="difference to the full model (its std)")
         for (src, tgt), c in at.items():
             star = " ★" if c.winning else ""
             text = f"{c.cell.mean:.1f} ± {c.cell.std:.1f}{star}\nn={c.cell.n}"
-            ax.text(targets.index(tgt), rows.index(src), text, ha="center", va="center", fontsize=8)
+            dark = c.delta_std is not None and abs(c.delta_std) > 0.6 * vmax  # legible on deep colours
+            ax.text(targets.index(tgt), rows.index(src), text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")  # fmt: skip
         ax.set_xticks(range(len(targets)), targets)
         ax.set_yticks(range(len(rows)), rows)
         ax.set(title=f"IMP tickets at {pct(sp)}: source (rows) → target", xlabel="target task")

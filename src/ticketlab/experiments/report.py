@@ -6,7 +6,8 @@
     SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
     SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
     SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, paired by
-                                          fine-tuning seed: mean, std, t-interval, p, verdict
+                                          mask (or by fine-tuning seed when each method has one
+                                          mask): unit, n, masks, mean, std, t-interval, p, verdict
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
     SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
@@ -27,7 +28,7 @@ from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_dir, atomic_write_csv, atomic_write_text, mark_output
 from . import plots
 from .plan import expand
-from .results import AVG, Cell, SweepResults, load_results, method_label, stats
+from .results import AVG, MASK, Cell, Paired, SweepResults, load_results, method_label, stats
 from .spec import load_spec, spec_json
 from .store import owner_gone
 
@@ -217,6 +218,13 @@ def _transfer_section(res: SweepResults, note) -> str | None:
     return "\n".join(parts)
 
 
+def _units(c: Paired) -> str:
+    """The n of a comparison and its unit: '3 masks' or '3 ft seeds (1 mask each)'."""
+    if c.unit == MASK:
+        return f"{c.n} mask{'s' if c.n != 1 else ''} ({c.masks[0]} vs {c.masks[1]})"
+    return f"{c.n} ft seed{'s' if c.n != 1 else ''} (1 mask each)"
+
+
 def _paired_section(res: SweepResults) -> str:
     comps = res.comparisons()
     if not comps:
@@ -229,7 +237,7 @@ def _paired_section(res: SweepResults) -> str:
                 f"{c.a} − {c.b}",
                 pct(c.sparsity),
                 c.task,
-                str(c.n),
+                _units(c),
                 f"{_signed(c.mean, 2)} ± {c.std:.2f}",
                 "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
                 "—" if c.p is None else f"{c.p:.3f}",
@@ -238,20 +246,33 @@ def _paired_section(res: SweepResults) -> str:
                 c.verdict,
             ]
         )
+    one_mask = sum(c.unit != MASK for c in comps)
+    caveat = (
+        f" {one_mask} of the {len(comps)} comparisons have one mask per method: their n counts "
+        "fine-tuning seeds, so they measure fine-tuning noise around those two masks and say nothing of "
+        "how much another search (seed) would have moved the result (give `seeds.search` several seeds)."
+        if one_mask
+        else ""
+    )
     intro = (
-        "Differences of dev scores between two methods, paired by fine-tuning seed (runs of one seed "
-        "share the data order and the head's initialisation; a method with several masks is averaged over "
-        "them per seed first). Δ is mean ± sample std of the per-seed differences, the interval a "
+        "Differences of dev scores between two methods, by a paired t-test whose unit is a mask: each "
+        "mask's score is its mean over the fine-tuning seeds every mask of both methods has (runs of one "
+        "seed share the data order and the head's initialisation, which so cancels), masks are paired by "
+        "mask seed, and a method with a single mask (OMP, the full model) is the baseline of every mask of "
+        "the other; n is the number of masks (in brackets: the masks of each method). When each method has "
+        "one mask the unit is the fine-tuning seed (paired by seed) and the column says so."
+        + caveat
+        + " Δ is mean ± sample std of the per-unit differences, the interval a "
         f"Student-t 95% interval, p a two-sided paired t-test and p (Holm) the same adjusted for the "
         f"{sum(c.p is not None for c in comps)} tests of this table (Holm's step-down: the chance of any "
         "false verdict in the table stays below 5%). The verdict reads the adjusted p: 'within noise' means "
-        "p (Holm) ≥ 0.05; 'identical': both methods scored the same on every seed (typically both at a "
+        "p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
         "constant predictor), no test, not counted in the correction. "
         "MDE is the smallest true Δ this design would detect with 80% power at the observed spread (a "
-        "paired t-test of that many seeds): 'within noise' says nothing about differences below it. "
+        "paired t-test of that many units): 'within noise' says nothing about differences below it. "
         "Every comparison with its run ids is in `paired.csv`."
     )
-    header = ["comparison", "sparsity", "task", "seeds", "Δ", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    header = ["comparison", "sparsity", "task", "n (unit)", "Δ", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
     return intro + "\n\n" + _table(header, rows)
 
 
@@ -405,11 +426,12 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     if transfer:
         atomic_write_csv(out / "transfer.csv", transfer)
     paired = [
-        {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "n": c.n}
+        {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "unit": c.unit, "n": c.n}
+        | {"masks_a": c.masks[0], "masks_b": c.masks[1]}
         | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "p_paired_t": _num(c.p)}
         | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
         | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
-        | {"verdict": c.verdict, "seeds": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
+        | {"verdict": c.verdict, "units": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
         for c in res.comparisons()
     ]
     atomic_write_csv(out / "paired.csv", paired)

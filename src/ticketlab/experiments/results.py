@@ -8,10 +8,10 @@ std is the sample standard deviation (ddof=1) over those runs, 0 for a single ru
 is taken per (mask seed, fine-tuning seed) first, then mean ± std over those pairs.
 
 A ticket found on one task (`imp-task`, Chen et al. §5) is grouped as `imp-task@<source task>`, and
-`transfer()` lays those out as the source x target matrix. `paired()` compares two methods run for
-run: the runs of one fine-tuning seed share their data order and head initialisation, so the
-per-seed difference removes that noise, and a paired t-test says whether what is left is more than
-noise.
+`transfer()` lays those out as the source x target matrix. `paired()` compares two methods with a
+paired t-test whose unit is a mask whenever either method has several (see `paired`), and the
+fine-tuning seed only when each has one mask: then the test measures the fine-tuning noise of those
+two masks, not how much another search would have moved the result.
 
 Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
 seed, settings) — smaller budgets and masks saved along a search are the search-cost curve — and,
@@ -127,19 +127,24 @@ class TransferCell:
         return None if self.full is None or self.at_floor or self.reason else wins(self.cell, self.full)
 
 
+MASK, FT_SEED = "mask", "fine-tuning seed"  # the unit of a paired comparison
+
+
 @dataclass
 class Paired:
-    """Method `a` minus method `b` at one sparsity and task, paired by fine-tuning seed (each method's
-    runs of a seed averaged over its mask seeds first)."""
+    """Method `a` minus method `b` at one sparsity and task: one difference per unit, a mask (`unit`
+    MASK: `seeds` are mask seeds) or a fine-tuning seed (FT_SEED: each method has one mask)."""
 
     a: str
     b: str
     sparsity: float
     task: str
-    seeds: list[int]
-    diffs: list[float]  # a - b, one per seed in `seeds`
+    seeds: list[int | None]  # the units: mask seeds (None: one deterministic mask) or fine-tuning seeds
+    diffs: list[float]  # a - b, one per unit in `seeds`
     run_ids: list[str]
     p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
+    unit: str = FT_SEED
+    masks: tuple[int, int] = (1, 1)  # masks of a and of b behind the differences
 
     @property
     def n(self) -> int:
@@ -270,17 +275,32 @@ class SweepResults:
         return out
 
     def mask_scores(self, scores: list[Score], tasks: list[str]) -> dict[tuple, Cell]:
-        """(search id, step) -> average over `tasks` of that mask's mean score (None if a task lacks runs)."""
+        """(search id, step) -> that mask's score averaged over `tasks`, one value per fine-tuning seed
+        every task has (mean ± std over those seeds: a figure's error bar); a mask some task lacks
+        runs of is left out. Without a seed common to every task: one value, the mean of the task means."""
         by_mask: dict[tuple, dict[str, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for s in scores:
             if s.task in tasks:
                 by_mask[s.mask][s.task].append(s)
         out = {}
         for mask, per_task in by_mask.items():
-            if set(per_task) == set(tasks):
+            if set(per_task) != set(tasks):
+                continue
+            ids = [x.id for t in tasks for x in per_task[t]]
+            seeds = set.intersection(*({x.seed for x in per_task[t]} for t in tasks))
+            if seeds:
+                per_seed = [[x for t in tasks for x in per_task[t] if x.seed == f] for f in sorted(seeds)]
+                out[mask] = Cell([self._mean(runs) for runs in per_seed], ids)
+            else:
                 means = [sum(x.value for x in per_task[t]) / len(per_task[t]) for t in tasks]
-                out[mask] = Cell([sum(means) / len(means)], [x.id for t in tasks for x in per_task[t]])
+                out[mask] = Cell([sum(means) / len(means)], ids)
         return out
+
+    def floor(self, tasks: list[str]) -> float | None:
+        """The constant predictor's score averaged over `tasks` (None unless every one has a floor)."""
+        if not tasks or any(t not in self.floors for t in tasks):
+            return None
+        return sum(self.floors[t] for t in tasks) / len(tasks)
 
     # ------------------------------------------------------------------ winning tickets
     def at_floor(self, task: str, full: Cell | None) -> bool:
@@ -346,31 +366,80 @@ class SweepResults:
         return out
 
     # ------------------------------------------------------------------ paired comparisons
-    def _per_seed(self, method: str, sparsity: float, task: str) -> dict[int, tuple[float, list[str]]]:
-        """Fine-tuning seed -> (mean over that seed's runs, their ids) on the main grid; task AVG:
-        the average over all tasks of the per-task values, for seeds every task has."""
-        if task == AVG:
-            per = [self._per_seed(method, sparsity, t) for t in self.tasks]
-            common = set.intersection(*(set(p) for p in per)) if per else set()
-            return {
-                k: (sum(p[k][0] for p in per) / len(per), [i for p in per for i in p[k][1]])
-                for k in sorted(common)
-            }
-        groups: dict[int, list[Score]] = defaultdict(list)
-        for s in self.main_scores():
-            if s.method == method and s.task == task and (method == "full" or s.sparsity == sparsity):
-                groups[s.seed].append(s)
-        return {k: (sum(x.value for x in v) / len(v), [x.id for x in v]) for k, v in sorted(groups.items())}
+    def _runs(self, method: str, sparsity: float, task: str) -> list[Score]:
+        """The main grid's runs of `method` at `sparsity` on `task` (not AVG)."""
+        return [
+            s
+            for s in self.main_scores()
+            if s.method == method and s.task == task and (method == "full" or s.sparsity == sparsity)
+        ]
+
+    def _per_mask(
+        self, method: str, sparsity: float, task: str, ft_seeds: set[int] | None = None
+    ) -> dict[int | None, dict[int, list[Score]]]:
+        """Mask seed -> fine-tuning seed -> its runs (the seeds in `ft_seeds` only, if given); task
+        AVG: the per-task runs of every task, for the fine-tuning seeds every task has."""
+        tasks = self.tasks if task == AVG else [task]
+        out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
+        for t in tasks:
+            for s in self._runs(method, sparsity, t):
+                if ft_seeds is None or s.seed in ft_seeds:
+                    out[s.mask_seed][s.seed].append(s)
+        if task == AVG:  # a seed counts only where every task has a run
+            for per_seed in out.values():
+                for f in [f for f, v in per_seed.items() if {s.task for s in v} != set(tasks)]:
+                    del per_seed[f]
+        return {m: dict(v) for m, v in out.items() if v}
+
+    @staticmethod
+    def _mean(runs: list[Score]) -> float:
+        """Mean of one unit's runs: per task first, then over tasks (AVG weighs tasks equally)."""
+        by_task: dict[str, list[float]] = defaultdict(list)
+        for s in runs:
+            by_task[s.task].append(s.value)
+        return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
     def paired(self, a: str, b: str, sparsity: float, task: str) -> Paired | None:
-        """`a` - `b` at `sparsity` on `task` (or AVG), over the fine-tuning seeds both have."""
-        pa, pb = self._per_seed(a, sparsity, task), self._per_seed(b, sparsity, task)
-        seeds = [k for k in pa if k in pb]
-        if not seeds:
+        """`a` - `b` at `sparsity` on `task` (or AVG): a paired t-test whose unit is a mask when either
+        method has several, else a fine-tuning seed.
+
+        Masks as the unit: each mask is scored by its mean over the fine-tuning seeds that every mask
+        of both methods has (so the seeds' shared data order and head initialisation cancel in each
+        difference), and masks are paired by mask seed; a method with one mask (OMP, `full`, or a
+        search run with one seed) is the baseline of every mask of the other. Why not Welch's test on
+        the two sets of mask means: the usual comparison is against OMP, one deterministic mask, which
+        has no mask-to-mask spread to estimate, and Welch would also lose the fine-tuning pairing.
+        The differences then spread as masks do (plus what fine-tuning noise is left), n is the
+        number of masks, and a method's luck with one mask no longer passes for a method effect.
+        With one mask each, the runs of one fine-tuning seed are paired (n: fine-tuning seeds): the
+        test is about these two masks, and the report says so."""
+        ma, mb = self._per_mask(a, sparsity, task), self._per_mask(b, sparsity, task)
+        if not ma or not mb:
             return None
-        diffs = [pa[k][0] - pb[k][0] for k in seeds]
-        ids = [i for k in seeds for i in (*pa[k][1], *pb[k][1])]
-        return Paired(a, b, sparsity, task, seeds, diffs, ids)
+        shared = set.intersection(*(set(v) for v in [*ma.values(), *mb.values()]))
+        if not shared:
+            return None
+        ma, mb = self._per_mask(a, sparsity, task, shared), self._per_mask(b, sparsity, task, shared)
+        if len(ma) == 1 and len(mb) == 1:
+            (ra,), (rb,) = ma.values(), mb.values()
+            units = sorted(shared)
+            pairs = [(ra[f], rb[f]) for f in units]
+            unit = FT_SEED
+        else:
+            runs_a = {k: [s for v in per.values() for s in v] for k, per in ma.items()}
+            runs_b = {k: [s for v in per.values() for s in v] for k, per in mb.items()}
+            if len(runs_a) == 1 or len(runs_b) == 1:
+                units = sorted(runs_b if len(runs_a) == 1 else runs_a, key=_seed_order)
+            else:
+                units = sorted(runs_a.keys() & runs_b.keys(), key=_seed_order)
+            if not units:
+                return None
+            one = lambda runs, k: runs[k] if len(runs) > 1 else next(iter(runs.values()))  # noqa: E731
+            pairs = [(one(runs_a, k), one(runs_b, k)) for k in units]
+            unit = MASK
+        diffs = [self._mean(x) - self._mean(y) for x, y in pairs]
+        ids = list(dict.fromkeys(s.id for x, y in pairs for s in (*x, *y)))
+        return Paired(a, b, sparsity, task, units, diffs, ids, unit=unit, masks=(len(ma), len(mb)))
 
     def comparisons(self) -> list[Paired]:
         """The comparisons the papers make: every pruned method against OMP, and each TAMT variant
@@ -424,6 +493,10 @@ class SweepResults:
         if step is None:
             return m.get("time_s")
         return next((i.get("time_s") for i in m["intermediate"] if i["step"] == step), None)
+
+
+def _seed_order(seed: int | None) -> tuple[bool, int]:
+    return (seed is not None, seed or 0)
 
 
 def _ordered(names: Iterable[str], canonical: list[str]) -> list[str]:

@@ -8,6 +8,7 @@
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
     sparsities: [0.5, 0.7, 0.9]                            # per method: {imp: {sparsities: [0.5, 0.7]}}
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
+                                                           # (the default search seeds: [0, 1, 2])
     search: {steps: 200, batch_size: 16}
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
@@ -22,6 +23,16 @@ al. 2020 §5 Table 3, the MLM row being `imp` at the same sparsity):
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen}
       imp-task: {sparsities: [0.5], sources: [sst2, cola], steps: 300, variant: chen}
+
+A mask is the unit of evidence: every seeded method (random, st-random, IMP, TAMT: the seed sets the
+data order, random init or draw) searches one mask per search seed, [0, 1, 2] unless `seeds.search`
+says otherwise, so that a comparison between methods sees how much masks differ and not only how
+much fine-tuning does. A method's own `search_seeds` replace the sweep's for it (OMP and `full` are
+deterministic: one mask whatever the seeds). Seed 0's runs keep their ids whatever the other seeds:
+more seeds add runs.
+
+    methods:
+      imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
 
 IMP's `variant` names whose IMP runs (`pruning.imp`): `chen` (global over the encoder's matrices, no
 word embeddings) or `tamt` (per matrix, embeddings included). Left out, it is `legacy`, ticketlab's
@@ -68,7 +79,10 @@ TOP_KEYS = (
     "resources",
 )
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
-GRID_KEYS = ("sparsities", "sources")
+GRID_KEYS = ("sparsities", "sources", "search_seeds")
+# Masks per seeded method when a spec names no search seeds: three, as TAMT §4.1.3 (one mask would
+# make every comparison one of fine-tuning noise around that mask).
+DEFAULT_SEARCH_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,7 @@ class SweepSpec:
     # method -> its search-setting overrides, and its own `sparsities` / `sources` (GRID_KEYS)
     methods: dict[str, dict[str, Any]]
     sparsities: list[float]  # of every method that does not give its own
-    search_seeds: list[int] = field(default_factory=lambda: [0])
+    search_seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEARCH_SEEDS))
     finetune_seeds: list[int] = field(default_factory=lambda: [0])
     corpus: dict[str, Any] | None = None
     search: dict[str, Any] = field(default_factory=dict)
@@ -158,8 +172,8 @@ class SweepSpec:
         self._check_sparsities()
         self._check_sources()
         for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
-            if not seeds or len(set(seeds)) != len(seeds):
-                raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
+            self._check_seeds(key, seeds)
+        self._check_method_seeds()
         self._check_search_settings(registry)
         self._check_finetune_settings()
         uses_corpus = [m for m, s in self.method_specs.items() if s.uses_corpus]
@@ -208,6 +222,21 @@ class SweepSpec:
                 raise self._fail(key, f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)")
         if len(set(values)) != len(values):
             raise self._fail(key, f"duplicate values in {values}")
+
+    def _check_seeds(self, key: str, seeds: list) -> None:
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        if not seeds or not ints or len(set(seeds)) != len(seeds):
+            raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
+
+    def _check_method_seeds(self) -> None:
+        for m, spec in self.method_specs.items():
+            own = self.methods[m].get("search_seeds")
+            if own is None:
+                continue
+            key = f"methods.{m}.search_seeds"
+            if spec.search is None or not spec.seeded:
+                raise self._fail(key, f"{m} is deterministic: one mask whatever the seed")
+            self._check_seeds(key, own)
 
     def _check_sources(self) -> None:
         for m, spec in self.method_specs.items():
@@ -341,6 +370,14 @@ class SweepSpec:
         """The sparsities `method` is searched at: its own `sparsities`, else the sweep's."""
         own = self.methods[method].get("sparsities")
         return list(own) if own is not None else list(self.sparsities)
+
+    def method_seeds(self, method: str) -> list[int | None]:
+        """The seeds `method`'s masks are searched with: its own `search_seeds`, else the sweep's;
+        [None] for a deterministic method (one mask)."""
+        if not self.method_specs[method].seeded:
+            return [None]
+        own = self.methods[method].get("search_seeds")
+        return list(own) if own is not None else list(self.search_seeds)
 
     def sources(self, method: str) -> list[str]:
         """The task labels a per-task method searches on (default: every task); [] for the others."""
@@ -486,6 +523,9 @@ def spec_from_dict(
         if "sparsities" in methods[m]:  # parsed as the top-level list ("70%" too)
             key = f"methods.{m}.sparsities"
             methods[m]["sparsities"] = [r.sparsity(s, key) for s in r.listing(methods[m]["sparsities"], key)]
+        if "search_seeds" in methods[m]:
+            key = f"methods.{m}.search_seeds"
+            methods[m]["search_seeds"] = r.ints(methods[m]["search_seeds"], key)
         if "sources" in methods[m]:
             methods[m]["sources"] = [str(t) for t in r.listing(methods[m]["sources"], f"methods.{m}.sources")]
 
@@ -526,7 +566,7 @@ def spec_from_dict(
         tasks=tasks,
         methods=methods,
         sparsities=sparsities,
-        search_seeds=r.ints(seeds.get("search", [0]), "seeds.search"),
+        search_seeds=r.ints(seeds.get("search", list(DEFAULT_SEARCH_SEEDS)), "seeds.search"),
         finetune_seeds=r.ints(seeds.get("finetune", [0]), "seeds.finetune"),
         corpus=corpus,
         search=r.mapping(d.get("search"), "search"),
