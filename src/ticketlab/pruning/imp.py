@@ -38,7 +38,8 @@ from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_ha
 from ..masking.targets import Targets
 from ..modeling import encoder_of
 from ..training import TrainConfig, TrainState
-from .ranking import Ranking, check_sparsity, keep_top
+from ..validation import Fraction, OpenFraction, check_config
+from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
@@ -46,26 +47,20 @@ REWOUND_DIR = "rewound_model"
 
 @dataclass
 class ImpConfig:
-    sparsity: float
-    prune_rate: float = 0.1  # sparsity added per round (of all target weights)
+    sparsity: Fraction
+    prune_rate: OpenFraction = 0.1  # sparsity added per round (of all target weights)
     ranking: Ranking = "global"  # Chen et al. prune by global magnitude
-    rewind_to: float | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
+    rewind_to: OpenFraction | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
     rewind_head: bool = False  # rewind the head too (task-specific IMP)
     targets: Targets = None
 
     def __post_init__(self) -> None:
-        check_sparsity(self.sparsity)
-        if not 0.0 < self.prune_rate < 1.0:
-            raise ConfigError(f"prune_rate must be in (0, 1), got {self.prune_rate}")
+        check_config(self)
         if self.sparsity <= self.prune_rate:
             raise ConfigError(
                 f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
                 "use one-shot global magnitude pruning (`ticketlab prune omp --ranking global`)"
             )
-        if self.ranking not in ("local", "global"):
-            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
-        if self.rewind_to is not None and not 0.0 < self.rewind_to < 1.0:
-            raise ConfigError(f"rewind_to must be a fraction of the run in (0, 1), got {self.rewind_to}")
 
 
 def imp_schedule(sparsity: float, steps: int, prune_rate: float = 0.1) -> list[tuple[int, float]]:
