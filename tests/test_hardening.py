@@ -152,7 +152,8 @@ def test_checks_come_before_the_work(tiny_bert_dir, tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(spec_dict(tmp_path, tiny_bert_dir, finetune={"batch_size": "four"})))
     line = error_line(capsys, "sweep", spec, "--out", tmp_path / "sw", "--dry-run")
-    assert "batch_size must be an integer or null, got 'four'" in line and line.count("ticketlab") == 1
+    assert "finetune.batch_size: must be an integer or null, got 'four'" in line
+    assert line.count("ticketlab") == 1
     gpt = tmp_path / "gpt"
     gpt.mkdir()
     (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))

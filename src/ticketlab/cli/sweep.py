@@ -37,7 +37,7 @@ from ..experiments.report import write_report
 from ..experiments.runner import Runner, sweep_status
 from ..files import claim_dir
 from ..masking.targets import default_targets
-from ..modeling import fit_max_length, load_config
+from ..modeling import fit_max_length, load_config, load_tokenizer
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
 
@@ -101,7 +101,8 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
 
 def check_inputs(spec, out: Path) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
-    ticketlab cannot prune by default, a pre-training evaluation length beyond its positions."""
+    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
+    evaluation length beyond its positions."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
     claim_dir(out, kind="sweep", signature="results.sqlite", inputs=[spec.model, *corpus])
     if not Path(spec.model).expanduser().exists():
@@ -113,6 +114,12 @@ def check_inputs(spec, out: Path) -> None:
     length = (spec.pretrain_eval or {}).get("max_length")
     if length is not None:
         fit_max_length(config, length, length, what="pretrain_eval.max_length")
+    try:
+        load_tokenizer(spec.model)  # the vocabulary files only, no weights
+    except TicketlabError as e:
+        raise TicketlabError(
+            f"model: {e} (every run tokenizes its text with the model's tokenizer)"
+        ) from None
 
 
 def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:
