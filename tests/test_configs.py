@@ -202,6 +202,17 @@ def test_sweep_dry_run_builds_every_runs_config(tiny_bert_dir, tmp_path, capsys,
     assert not (tmp_path / "sweep").exists()
 
 
+def test_sweep_dry_run_accepts_what_its_runs_accept(tiny_bert_dir, tmp_path, capsys):
+    """The configs are built as the plan builds them: a per-task IMP search reads its task, not the
+    corpus (a check that passed it the corpus too refused a valid spec)."""
+    d = spec_dict(tmp_path, tiny_bert_dir)
+    d["methods"] = {**METHODS, "tamt-mlm": {}, "imp-task": {"sources": ["a"]}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(d))
+    code = main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+
+
 def test_sweep_dry_run_refuses_a_model_without_tokenizer(tiny_bert_dir, tmp_path, capsys):
     import shutil
 

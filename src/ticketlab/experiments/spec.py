@@ -328,7 +328,7 @@ class SweepSpec:
                     steps,
                     [],
                     settings,
-                    self.corpus,
+                    self.corpus if spec.uses_corpus else None,  # as planned: a per-task search reads none
                     _PLAN_DIR,
                     _PLAN_DIR,
                     source,
