@@ -184,6 +184,10 @@ def _error_line(capsys, *argv) -> str:
             "methods.tamt-mlm.lr: must be a number or null, got '1e-4' (YAML reads 1e-4 as text",
         ),
         (lambda d: d["search"].update(prune_rate=1.5), "search.prune_rate: must be in (0, 1), got 1.5"),
+        (
+            lambda d: d["search"].update(freeze_head="no"),  # not 'no' was False: the head froze
+            "search.freeze_head: must be true or false, got 'no'",
+        ),
         (lambda d: d["pretrain_eval"].update(batch_size=0), "pretrain_eval.batch_size: must be >= 1, got 0"),
         (
             lambda d: d.update(search_curve={"steps": [2], "methods": ["imp"], "sparsities": [0.7]}),
@@ -204,9 +208,11 @@ def test_sweep_dry_run_builds_every_runs_config(tiny_bert_dir, tmp_path, capsys,
 
 def test_sweep_dry_run_accepts_what_its_runs_accept(tiny_bert_dir, tmp_path, capsys):
     """The configs are built as the plan builds them: a per-task IMP search reads its task, not the
-    corpus (a check that passed it the corpus too refused a valid spec)."""
+    corpus (a check that passed it the corpus too refused a valid spec); targets may be a list for
+    every method (OMP's config took only a string)."""
     d = spec_dict(tmp_path, tiny_bert_dir)
     d["methods"] = {**METHODS, "tamt-mlm": {}, "imp-task": {"sources": ["a"]}}
+    d["search"]["targets"] = ["attention", "intermediate"]
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(d))
     code = main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--dry-run"])

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.io import CONFIG_NAME, recorded_base
+from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import HEAD_FILE, load_head_state
@@ -77,7 +78,7 @@ class PruneConfig:
     out: str | os.PathLike
     ranking: Literal["local", "global"] = "local"
     seed: int = 0  # random pruning
-    targets: str | None = None  # regex over module names (default: TAMT §3.2's weights)
+    targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking

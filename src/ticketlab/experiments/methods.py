@@ -174,7 +174,8 @@ def search_config(job: SearchJob, objective: str | None = None):
     seed = job.seed or 0
     if objective is not None:
         kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head", "score_dtype")
-        kw["train_head"] = not kw.pop("freeze_head", False)
+        freeze = kw.pop("freeze_head", False)  # 'no' is not a bool: TamtConfig refuses it, by name
+        kw["train_head"] = not freeze if isinstance(freeze, bool) else freeze
         method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
     else:
         method = ImpConfig(job.sparsity, **own("ranking", "targets", "prune_rate"))
