@@ -8,6 +8,7 @@ import importlib
 import inspect
 import math
 import pkgutil
+import shutil
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -136,10 +137,11 @@ def test_configs_refuse_bad_values_when_built(name, field, value):
 
 def test_search_leaves_the_callers_config_alone(tiny_bert_dir, tmp_path):
     """The run fits max_length to the model's positions on its own copy of the config."""
+    model = shutil.copytree(tiny_bert_dir, tmp_path / "model")  # its own name: its own length notice
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
     config = ticketlab.SearchConfig(
-        model=str(tiny_bert_dir),
+        model=str(model),
         method=ticketlab.TamtConfig(0.5),
         steps=1,
         out=tmp_path / "out",
@@ -220,8 +222,6 @@ def test_sweep_dry_run_accepts_what_its_runs_accept(tiny_bert_dir, tmp_path, cap
 
 
 def test_sweep_dry_run_refuses_a_model_without_tokenizer(tiny_bert_dir, tmp_path, capsys):
-    import shutil
-
     model = tmp_path / "weights-only"
     model.mkdir()
     shutil.copy(tiny_bert_dir / "config.json", model)
