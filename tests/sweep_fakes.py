@@ -185,7 +185,7 @@ def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
         "search": {"steps": 20},
         "finetune": {"steps": 5},
         "pretrain_eval": {"max_blocks": 8},
-        "search_curve": {"steps": [5, 10], "sparsities": [0.7], "tasks": ["a", "b"]},
+        "search_curve": {"steps": [6, 10], "sparsities": [0.7], "tasks": ["a", "b"]},  # IMP 70%: 6+
         "data_curve": {"train_sizes": [10, 100], "sparsities": [0.7], "methods": ["full", "omp", "tamt-mlm"]},
     }
     d.update(overrides)

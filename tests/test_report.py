@@ -525,7 +525,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
     section = text[text.index("reached after each number of steps") :].split("\n#")[0]
     mlm = section[section.index("`mlm_loss`") :]  # after the `kd_loss` table
     header = next(line for line in mlm.splitlines() if line.startswith("| method"))
-    assert header == "| method | sparsity | 5 steps | 10 steps | 20 steps |"
+    assert header == "| method | sparsity | 6 steps | 10 steps | 20 steps |"
     rows = {
         tuple(c.strip() for c in line.split("|")[1:3]): line for line in mlm.splitlines()[4:] if "|" in line
     }
@@ -533,7 +533,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
     csv_rows = list(csv.DictReader((full_sweep / "report" / "pretrain_losses.csv").open()))
     for (method, _), line in rows.items():
         cells = [c.strip() for c in line.split("|")[3:6]]
-        for steps, cell in zip((5, 10, 20), cells, strict=True):
+        for steps, cell in zip((6, 10, 20), cells, strict=True):
             values = [
                 float(r["mlm_loss"])
                 for r in csv_rows

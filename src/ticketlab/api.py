@@ -33,15 +33,25 @@ from .errors import ConfigError
 from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.io import recorded_base
+from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
-from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig, check_sparsity
+from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig
 from .pruning.imp import imp_schedule, search_imp
 from .pruning.tamt import search_tamt
 from .tasks import get_task
 from .training import TrainConfig, make_accelerator
+from .validation import (
+    BlockLength,
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +64,6 @@ def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
-def _check_min(config: Any, names: str, least: float) -> None:
-    """Every named field is None or >= `least` (what argparse's types checked for the CLI)."""
-    for name in names.split():
-        v = getattr(config, name)
-        if v is not None and v < least:
-            raise ConfigError(f"{name} must be >= {least}, got {v}")
-
-
 # --------------------------------------------------------------------------- prune
 
 
@@ -71,16 +73,15 @@ class PruneConfig:
 
     model: str  # local directory or hub id
     method: str  # a key of `pruning.ONE_SHOT`: omp, random
-    sparsity: float
+    sparsity: Fraction
     out: str | os.PathLike
     ranking: Literal["local", "global"] = "local"
     seed: int = 0  # random pruning
-    targets: str | None = None  # regex over module names (default: TAMT §3.2's weights)
+    targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
 
     def __post_init__(self) -> None:
+        check_config(self)  # types, sparsity in [0, 1), ranking
         _check_choice("method", self.method, sorted(ONE_SHOT))
-        _check_choice("ranking", self.ranking, ("local", "global"))
-        check_sparsity(self.sparsity)
 
 
 @dataclass
@@ -127,51 +128,38 @@ class SearchConfig:
 
     model: str
     method: TamtConfig | ImpConfig
-    steps: int
+    steps: PositiveInt
     out: str | os.PathLike
     corpus: Sequence[str | os.PathLike] | None = None  # text files or saved `datasets` directories
     dev: Sequence[str | os.PathLike] | None = None  # default: the tail `dev_fraction` of each source
-    dev_fraction: float = 0.05
+    dev_fraction: Fraction = 0.05
     text_column: str = "text"
-    max_length: int | None = None  # default: 512 for corpora (Table 1), the task's for a task
+    max_length: BlockLength | None = None  # default: 512 for corpora (Table 1), the task's for a task
     cache_dir: str | os.PathLike | None = None  # tokenized-corpus cache
     task: str | None = None  # IMP only: a task id or task.json
     data_dir: str | None = None
-    batch_size: int = 16  # global
-    lr: float | None = None  # default: TAMT Table 1 (the method's, or the task's)
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0  # 0: no clipping
+    batch_size: PositiveInt = 16  # global
+    lr: PositiveFloat | None = None  # default: TAMT Table 1 (the method's, or the task's)
+    warmup_steps: NonNegInt = 0
+    weight_decay: NonNegFloat = 0.0
+    grad_accum: PositiveInt = 1
+    max_grad_norm: NonNegFloat = 1.0  # 0: no clipping
     mixed_precision: Precision = "no"
     optimizer_in_backward: bool = False  # less memory: each tensor steps in the backward, no clipping
     seed: int = 0  # data order, corruption, a fresh MLM head
-    save_at: Sequence[int] = ()  # also write the masks at these steps (search-cost curves)
-    save_every: int = 100  # checkpoint interval
-    eval_every: int | None = None  # dev evaluation interval (default: at the end only)
-    dev_blocks: int = 256  # dev blocks evaluated during the search
-    eval_batch_size: int = 32
+    save_at: Sequence[PositiveInt] = ()  # also write the masks at these steps (search-cost curves)
+    save_every: PositiveInt = 100  # checkpoint interval
+    eval_every: PositiveInt | None = None  # dev evaluation interval (default: at the end only)
+    dev_blocks: PositiveInt = 256  # dev blocks evaluated during the search
+    eval_batch_size: PositiveInt = 32
     no_eval: bool = False
     keep_checkpoint: bool = False
-    log_every: int = 10
+    log_every: PositiveInt = 10
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.method, (TamtConfig, ImpConfig)):
-            raise ConfigError(
-                f"method must be a TamtConfig or an ImpConfig, got {type(self.method).__name__}"
-            )
-        _check_min(self, "steps batch_size grad_accum save_every eval_every dev_blocks eval_batch_size", 1)
-        _check_min(self, "log_every", 1)
-        _check_min(self, "warmup_steps weight_decay max_grad_norm", 0)
-        _check_min(self, "max_length", 8)
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.dev_fraction < 1.0:
-            raise ConfigError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
-        _check_choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
-        if any(int(s) < 1 for s in self.save_at):
-            raise ConfigError(f"save_at must be positive steps, got {list(self.save_at)}")
+        check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5 (the method: TAMT or IMP)
+        self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
         if self.task is not None and not isinstance(self.method, ImpConfig):
             raise ConfigError("a task objective is for IMP only (TAMT trains on a corpus)")
         if self.task is not None and self.corpus:
@@ -381,6 +369,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
+    config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
@@ -405,9 +394,9 @@ class PretrainEvalConfig:
     model: str | None = None
     masks: Sequence[str | os.PathLike] = ()
     full: bool = False  # also the full model (always when no mask is given)
-    max_length: int | None = None  # default: 512 (Table 1), or the model's positions if fewer
-    max_blocks: int | None = None  # only the first N blocks
-    batch_size: int = 32
+    max_length: BlockLength | None = None  # default: 512 (Table 1), or the model's positions if fewer
+    max_blocks: PositiveInt | None = None  # only the first N blocks
+    batch_size: PositiveInt = 32
     seed: int = 0  # of the corruption
     no_kd: bool = False  # skip the KD loss (halves the time)
     ignore_mlm_head: bool = False  # the base model's MLM head for every mask (not TAMT-MLM's trained one)
@@ -418,10 +407,9 @@ class PretrainEvalConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_config(self)
         if not self.corpus:
             raise ConfigError("give a corpus to evaluate on")
-        _check_min(self, "max_length", 8)
-        _check_min(self, "max_blocks batch_size", 1)
         if self.model is None and not self.masks:
             raise ConfigError("give model (or masks, whose base model is used)")
 

@@ -52,7 +52,15 @@ from .metrics import GLUE_METRICS, squad_metrics
 from .modeling import encoder_of, fit_max_length, load_config, load_model, load_tokenizer
 from .tasks import TaskSpec, get_task, metric_key
 from .training import CollateFn, EvalFn, LossFn, TrainConfig, make_accelerator, train
-from .validation import check_fields
+from .validation import (
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,33 +80,33 @@ class FinetuneConfig:
     data_dir: str | None = None  # GLUE root or the task folder; None: the `datasets` hub (online)
     mask: str | None = None  # mask directory; None: the full model
     seed: int = 1  # head init, dropout, data order
-    lr: float | None = None
-    batch_size: int | None = None  # global batch
-    max_length: int | None = None
-    epochs: float | None = None
-    max_steps: int | None = None  # caps ceil(epochs * n_train / batch_size)
-    eval_every: int | None = None
-    train_samples: int | None = None  # seeded subset of the training set (data scarcity, TAMT Fig. 9)
+    lr: PositiveFloat | None = None
+    batch_size: PositiveInt | None = None  # global batch
+    max_length: PositiveInt | None = None
+    epochs: PositiveFloat | None = None
+    max_steps: PositiveInt | None = None  # caps ceil(epochs * n_train / batch_size)
+    eval_every: PositiveInt | None = None
+    train_samples: PositiveInt | None = None  # seeded subset of the training set (data scarcity, TAMT Fig. 9)
     data_seed: int | None = None  # seed of that subset (default: the run seed)
-    eval_samples: int | None = None  # score only the first N dev examples (quick runs; not for reporting)
+    eval_samples: PositiveInt | None = None  # score only the first N dev examples (quick runs, not reports)
     # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
     # on 10% of dev and report the other 90%); None: the whole dev set does both.
-    select_fraction: float | None = None
+    select_fraction: OpenFraction | None = None
     select_seed: int = 0
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None  # overrides warmup_ratio
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    grad_accum: int = 1
+    warmup_ratio: Fraction = 0.0
+    warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    grad_accum: PositiveInt = 1
     metric: str | None = None  # the metric that picks the best step (default: the task's main metric)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    doc_stride: int = 128  # SQuAD windows
-    n_best: int = 20  # SQuAD span candidates per window
-    max_answer_length: int = 30  # SQuAD, in tokens
-    eval_batch_size: int = 64
+    doc_stride: PositiveInt = 128  # SQuAD windows
+    n_best: PositiveInt = 20  # SQuAD span candidates per window
+    max_answer_length: PositiveInt = 30  # SQuAD, in tokens
+    eval_batch_size: PositiveInt = 64
     check_hash: bool = True  # refuse a mask found on other weights
     save_model: bool = False  # also write the fine-tuned weights (squashed) to RUN_DIR/model
-    save_every: int | None = 100  # checkpoint interval in steps (resume point)
+    save_every: PositiveInt | None = 100  # checkpoint interval in steps (resume point)
     keep_checkpoint: bool = False  # keep checkpoint.pt (optimizer state) after the run finishes
     progress: bool = True
 
@@ -106,27 +114,11 @@ class FinetuneConfig:
     NON_RESULT = ("eval_batch_size", "check_hash", "save_model", "save_every", "keep_checkpoint", "progress")
 
     def __post_init__(self) -> None:
-        wrong = check_fields(self)  # e.g. batch_size "four" from a sweep spec, lr nan from the CLI
-        if wrong:
-            raise ConfigError(wrong)
-        for name in ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "train_samples"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise ConfigError(f"{name} must be > 0, got {v}")
-        if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        for name in ("eval_samples", "eval_batch_size", "doc_stride", "n_best", "max_answer_length"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.select_fraction is not None and not 0.0 < self.select_fraction < 1.0:
-            raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
+        if self.batch_size is not None and self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -40,7 +40,17 @@ from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
 from .training import CHECKPOINT, RESULT, TrainConfig, load_checkpoint, seed_everything, train
-from .validation import check_fields
+from .validation import (
+    BlockLength,
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+    check_fields,
+)
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -57,46 +67,37 @@ CALIBRATION_STEPS = 6
 @dataclass
 class PretrainConfig:
     size: str = "tiny"
-    hidden: int | None = None  # overrides of the size preset
-    layers: int | None = None
-    heads: int | None = None
-    intermediate: int | None = None
-    max_length: int = 128  # block length
-    positions: int | None = None  # position embeddings (default max_length; more for longer task inputs)
-    steps: int | None = None  # exactly one of steps / time_budget
-    time_budget: float | None = None  # seconds of optimisation, turned into steps by timing a few
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int | None = None  # default: 6% of the steps
-    weight_decay: float = 0.01
-    dropout: float = 0.1
-    mlm_probability: float = 0.15
-    eval_every: int | None = None  # default: 10 evaluations per run
-    eval_blocks: int = 256  # dev blocks scored at each evaluation
-    save_every: int = 200
+    hidden: PositiveInt | None = None  # overrides of the size preset
+    layers: PositiveInt | None = None
+    heads: PositiveInt | None = None
+    intermediate: PositiveInt | None = None
+    max_length: BlockLength = 128  # block length
+    positions: PositiveInt | None = None  # position embeddings (default max_length; more for longer inputs)
+    steps: PositiveInt | None = None  # exactly one of steps / time_budget
+    time_budget: PositiveFloat | None = None  # seconds of optimisation, turned into steps by timing a few
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 1e-3
+    warmup_steps: NonNegInt | None = None  # default: 6% of the steps
+    weight_decay: NonNegFloat = 0.01
+    dropout: Fraction = 0.1
+    mlm_probability: OpenFraction = 0.15
+    eval_every: PositiveInt | None = None  # default: 10 evaluations per run
+    eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
+    save_every: PositiveInt = 200
     seed: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.size not in SIZES:
             raise ConfigError(f"size must be one of {', '.join(SIZES)}, got {self.size!r}")
         if (self.steps is None) == (self.time_budget is None):
             raise ConfigError("give exactly one of steps and time_budget")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise ConfigError(f"time_budget must be > 0 seconds, got {self.time_budget}")
         hidden, _, heads, _ = self.shape
-        if min(self.shape) < 1:
-            raise ConfigError(f"hidden, layers, heads and intermediate must be >= 1, got {self.shape}")
         if hidden % heads:
             raise ConfigError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
-        if self.max_length < 8:
-            raise ConfigError(f"max_length must be >= 8, got {self.max_length}")
         if self.positions is not None and self.positions < self.max_length:
             raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}")
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

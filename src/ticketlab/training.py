@@ -55,7 +55,7 @@ from .files import (
 )
 from .optim import AdamW
 from .progress import logs_above_bars, progress_bar
-from .validation import check_fields
+from .validation import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, check_config
 
 log_ = logging.getLogger(__name__)
 
@@ -71,17 +71,17 @@ RESULT = "train_result.json"
 
 @dataclass
 class TrainConfig:
-    max_steps: int  # optimizer steps
-    batch_size: int = 16  # global batch per optimizer step (split over processes and accumulation)
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    max_steps: PositiveInt  # optimizer steps
+    batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
+    lr: PositiveFloat = 5e-5
+    weight_decay: NonNegFloat = 0.0
+    warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
-    grad_accum: int = 1
-    max_grad_norm: float | None = 1.0
-    eval_every: int | None = None  # steps; None: only at the end (if an eval_fn is given)
-    save_every: int | None = 100  # steps between checkpoints; None: only at the end
-    log_every: int = 10
+    grad_accum: PositiveInt = 1
+    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
+    save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
+    log_every: PositiveInt = 10
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Step each parameter inside the backward, as soon as its gradient is complete, and free that
@@ -94,27 +94,11 @@ class TrainConfig:
     desc: str = "train"
 
     def __post_init__(self) -> None:
-        wrong = check_fields(self)  # types, and no nan / inf (AdamW would raise a ValueError)
-        if wrong:
-            raise ConfigError(wrong)
-        if self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("batch_size and grad_accum must be >= 1")
+        check_config(self)  # types and ranges, and no nan / inf (AdamW would raise a ValueError)
         if self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
             )
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        for name in ("eval_every", "save_every"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1 or None, got {v}")
-        if self.schedule not in ("linear", "constant"):
-            raise ConfigError(f"schedule must be 'linear' or 'constant', got {self.schedule!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if self.optimizer_in_backward and (
             self.max_grad_norm is not None or self.grad_accum > 1 or self.mixed_precision == "fp16"
         ):

@@ -1,8 +1,14 @@
-"""Type checks for dataclasses filled from files (mask configs, task specs).
+"""Type and range checks for dataclasses: configs, and what is filled from files (mask configs, tasks).
 
 A file a user receives may hold anything: `"targets": 123` or `"labels": 5` must be refused when the
 file is read, in one line naming the field, not as a TypeError three calls later. `check_fields`
 checks every field of a dataclass instance against its annotation.
+
+A config is checked when it is built (`check_config` in its `__post_init__`), so a value the run
+would refuse is refused before any work: the annotation says the type (an int field refuses "16"
+and 1.5, bool is not an int, a float must be finite) and, through `Annotated`, the range:
+`lr: PositiveFloat | None`, `warmup_ratio: Fraction`. The checks are the annotations, not code per
+config, and a sweep spec naming a key can map the failing field (`FieldError.field`) back to it.
 """
 
 from __future__ import annotations
@@ -14,12 +20,63 @@ import numbers
 import os
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number field, put in its annotation: `Annotated[float, Range(gt=0)]`."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def holds(self, v: float) -> bool:
+        return (
+            (self.ge is None or v >= self.ge)
+            and (self.gt is None or v > self.gt)
+            and (self.le is None or v <= self.le)
+            and (self.lt is None or v < self.lt)
+        )
+
+    def __str__(self) -> str:
+        low, high = (self.ge, "[") if self.ge is not None else (self.gt, "(")
+        top, close = (self.le, "]") if self.le is not None else (self.lt, ")")
+        if top is None:
+            return f"{'>=' if high == '[' else '>'} {low:g}"
+        if low is None:
+            return f"{'<=' if close == ']' else '<'} {top:g}"
+        return f"in {high}{low:g}, {top:g}{close}"
+
+
+# The ranges configs use (a field `x: PositiveInt | None = None` may also be null).
+PositiveInt = Annotated[int, Range(ge=1)]  # steps, sizes, counts, intervals
+NonNegInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]  # learning rates, epochs, budgets
+NonNegFloat = Annotated[float, Range(ge=0)]  # weight decay, clipping norms
+Fraction = Annotated[float, Range(ge=0, lt=1)]  # [0, 1): sparsity, warm-up ratio, dev share
+OpenFraction = Annotated[float, Range(gt=0, lt=1)]  # (0, 1): a part that leaves something on both sides
+Probability = Annotated[float, Range(ge=0, le=1)]
+BlockLength = Annotated[int, Range(ge=8)]  # tokens per block: [CLS], [SEP] and a few words
+
+
+class FieldError(ConfigError):
+    """A config field with a wrong value: `field` names it (a spec maps it back to its key), `problem`
+    says what is wrong ('must be >= 1, got 0')."""
+
+    def __init__(self, field: str, problem: str, value: Any = None):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem, self.value = field, problem, value
 
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _ok(value: Any, tp: Any) -> bool:
@@ -29,6 +86,8 @@ def _ok(value: Any, tp: Any) -> bool:
     if tp is type(None) or tp is None:
         return value is None
     origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:  # the type part; the range is `_out_of_range`'s
+        return _ok(value, args[0])
     if origin in (Union, types.UnionType):
         return any(_ok(value, a) for a in args)
     if origin is Literal:
@@ -41,7 +100,7 @@ def _ok(value: Any, tp: Any) -> bool:
         return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if tp is str:  # a path given in code is fine too
         return isinstance(value, (str, os.PathLike))
-    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+    if origin in (list, tuple, Sequence) and isinstance(value, (list, tuple)):
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(_ok(v, a) for v, a in zip(value, args, strict=True))
         return all(_ok(v, args[0]) for v in value) if args else True
@@ -58,24 +117,57 @@ def describe(tp: Any) -> str:
     origin, args = get_origin(tp), get_args(tp)
     if tp in names:
         return names[tp]
+    if origin is Annotated:
+        return describe(args[0])
     if tp is type(None):
         return "null"
     if origin in (Union, types.UnionType):
         return " or ".join(describe(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (list, tuple):
+    if origin in (list, tuple, Sequence):
         return f"a list of {describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
     if origin is dict:
         return "an object"
     return getattr(tp, "__name__", str(tp))
 
 
-def check_fields(obj: Any) -> str | None:
-    """The first field of dataclass `obj` whose value does not fit its annotation, as a message."""
+def _out_of_range(value: Any, tp: Any) -> Range | None:
+    """The `Range` of annotation `tp` that `value` (already of type `tp`) breaks, if any."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return next((r for r in tp.__metadata__ if isinstance(r, Range) and not r.holds(value)), None)
+    if origin in (Union, types.UnionType):  # the first member the value is of decides
+        return next((_out_of_range(value, a) for a in args if _ok(value, a)), None)
+    if origin in (list, tuple, Sequence) and args and args[-1] is not Ellipsis and len(args) == 1:
+        return next((r for v in value if (r := _out_of_range(v, args[0])) is not None), None)
+    return None
+
+
+def field_problem(obj: Any) -> tuple[str, str, Any] | None:
+    """(name, problem, value) of the first field of dataclass `obj` that does not fit its annotation."""
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if f.name in hints and not _ok(value, hints[f.name]):
-            return f"{f.name} must be {describe(hints[f.name])}, got {value!r}"
+        if f.name not in hints:
+            continue
+        value, tp = getattr(obj, f.name), hints[f.name]
+        if not _ok(value, tp):
+            return f.name, f"must be {describe(tp)}, got {value!r}", value
+        bound = _out_of_range(value, tp)
+        if bound is not None:
+            return f.name, f"must be {bound}, got {value!r}", value
     return None
+
+
+def check_fields(obj: Any) -> str | None:
+    """The first field of dataclass `obj` whose value does not fit its annotation, as a message."""
+    problem = field_problem(obj)
+    return f"{problem[0]} {problem[1]}" if problem else None
+
+
+def check_config(obj: Any) -> None:
+    """Raise a `FieldError` for the first field of config `obj` that does not fit its annotation:
+    what every config's `__post_init__` calls first, so its own checks see well-typed values."""
+    problem = field_problem(obj)
+    if problem:
+        raise FieldError(*problem)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import TicketlabError
+from .common import finite_floats
 
 # Verbs in the order `--help` lists them; verbs not named here follow alphabetically.
 ORDER = [
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    finite_floats(parser)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
@@ -48,6 +49,28 @@ def add_targets_argument(p: argparse.ArgumentParser) -> None:
         help="prunable weights as a regex over module names relative to the encoder "
         "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer)",
     )
+
+
+def finite_float(value: str) -> float:
+    """argparse type of every float option: `float` accepts 'nan' and 'inf', which no setting means."""
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return v
+
+
+def finite_floats(parser: argparse.ArgumentParser) -> None:
+    """Make every `type=float` option of `parser` and its sub-commands a `finite_float`: a nan or inf
+    option is refused when parsed, whatever verb declares it (help and defaults unchanged)."""
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                finite_floats(sub)
 
 
 def sparsity_arg(value: str) -> float:

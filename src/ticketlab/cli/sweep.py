@@ -37,7 +37,7 @@ from ..experiments.report import write_report
 from ..experiments.runner import Runner, sweep_status
 from ..files import check_output, claim_dir, safe_component
 from ..masking.targets import default_targets
-from ..modeling import fit_max_length, load_config
+from ..modeling import fit_max_length, load_config, load_tokenizer
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
 
@@ -101,8 +101,9 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
 
 def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
-    ticketlab cannot prune by default, a pre-training evaluation length beyond its positions. A dry
-    run only checks the directory; a sweep makes and marks it."""
+    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
+    evaluation length beyond its positions. A dry run only checks the directory; a sweep makes and
+    marks it."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
     (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
     if not Path(spec.model).expanduser().exists():
@@ -114,6 +115,12 @@ def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
     length = (spec.pretrain_eval or {}).get("max_length")
     if length is not None:
         fit_max_length(config, length, length, what="pretrain_eval.max_length")
+    try:
+        load_tokenizer(spec.model)  # the vocabulary files only, no weights
+    except TicketlabError as e:
+        raise TicketlabError(
+            f"model: {e} (every run tokenizes its text with the model's tokenizer)"
+        ) from None
 
 
 def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:

@@ -56,6 +56,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 from ..files import atomic_dir, atomic_write_json
+from ..validation import BlockLength, PositiveInt, Probability, check_config
 
 GENERATOR_VERSION = 2  # bump when the language or the tasks change: it is part of every cache key
 
@@ -177,26 +178,19 @@ class SyntheticConfig:
     """Everything that determines the generated corpus and tasks (and so the cache key)."""
 
     seed: int = 0
-    corpus_sentences: int = 60_000  # MLM pre-training corpus
-    block_length: int = 32  # corpus lines hold block_length - 2 words (see `corpus_lines`)
-    dev_sentences: int = 2_000  # held-out corpus text for MLM dev loss
-    train_examples: int = 1_000  # per task
-    dev_examples: int = 500  # per task
-    holdout: float = 0.5  # fraction of synonym groups whose other forms stay out of task training sets
-    p_two_clauses: float = 0.3
-    p_negation: float = 0.25
-    p_topic: float = 0.8  # chance that a content word comes from the sentence's topic
+    corpus_sentences: PositiveInt = 60_000  # MLM pre-training corpus
+    block_length: BlockLength = 32  # corpus lines hold block_length - 2 words (see `corpus_lines`)
+    dev_sentences: PositiveInt = 2_000  # held-out corpus text for MLM dev loss
+    train_examples: PositiveInt = 1_000  # per task
+    dev_examples: PositiveInt = 500  # per task
+    holdout: Probability = 0.5  # fraction of synonym groups whose other forms stay out of task training sets
+    p_two_clauses: Probability = 0.3
+    p_negation: Probability = 0.25
+    p_topic: Probability = 0.8  # chance that a content word comes from the sentence's topic
     tasks: tuple[str, ...] = TASKS
 
     def __post_init__(self) -> None:
-        for name in ("corpus_sentences", "dev_sentences", "train_examples", "dev_examples"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.block_length < 8:
-            raise ConfigError(f"block_length must be >= 8, got {self.block_length}")
-        for name in ("holdout", "p_two_clauses", "p_negation", "p_topic"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_config(self)
         unknown = set(self.tasks) - set(TASKS)
         if unknown or not self.tasks:
             raise ConfigError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")

@@ -96,17 +96,17 @@ def pretrain_eval_unavailable() -> str | None:
     return None
 
 
-def real_finetune(job: FinetuneJob) -> FinetuneOutput:
-    """One run of `ticketlab.finetune.finetune` (resumable: an interrupted run continues from its
-    checkpoint in `job.out_dir`, a finished one returns its saved result)."""
+def finetune_config(job: FinetuneJob):
+    """The `FinetuneConfig` of a job (the spec's `steps` is its `max_steps`, `train_size` its
+    `train_samples`): what the run uses, and what the dry run builds to refuse bad values early."""
     import sys
 
-    from ..finetune import FinetuneConfig, finetune
+    from ..finetune import FinetuneConfig
 
     settings = dict(job.settings)
     steps = settings.pop("steps", None)
     settings.setdefault("progress", sys.stderr.isatty())
-    config = FinetuneConfig(
+    return FinetuneConfig(
         model=job.model,
         task=job.task,
         data_dir=job.data,
@@ -116,7 +116,14 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
         train_samples=job.train_size,
         **settings,
     )
-    r = finetune(config, job.out_dir)
+
+
+def real_finetune(job: FinetuneJob) -> FinetuneOutput:
+    """One run of `ticketlab.finetune.finetune` (resumable: an interrupted run continues from its
+    checkpoint in `job.out_dir`, a finished one returns its saved result)."""
+    from ..finetune import finetune
+
+    r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
         metric=r.metric,
         score=r.best_score,
@@ -129,16 +136,16 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     )
 
 
-def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
-    """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
+def pretrain_eval_config(job: PretrainEvalJob):
+    """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
     import sys
 
-    from ..api import PretrainEvalConfig, evaluate_pretraining
+    from ..api import PretrainEvalConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     if job.corpus.get("text_column") is not None:
         settings["text_column"] = job.corpus["text_column"]
-    config = PretrainEvalConfig(
+    return PretrainEvalConfig(
         corpus=job.corpus["dev"],
         model=job.model,
         masks=[job.mask_dir] if job.mask_dir is not None else [],
@@ -147,6 +154,13 @@ def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
         progress=sys.stderr.isatty(),
         **settings,
     )
+
+
+def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
+    """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
+    from ..api import evaluate_pretraining
+
+    config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):
         (row,) = evaluate_pretraining(config)
     return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

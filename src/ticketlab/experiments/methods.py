@@ -75,6 +75,9 @@ class MethodSpec:
     curve: Curve | None = None  # how `search_curve` is realised; None: no curve for this method
     per_task: bool = False  # searched on each source task (`SearchJob.source`), not on the corpus
     available: Callable[[], str | None] = lambda: None  # a reason why it cannot run here, or None
+    # The config `search` would build for a job, built without running it: the sweep's plan refuses
+    # a bad setting as the run would (None: nothing to check before the run).
+    configure: Callable[[SearchJob], Any] | None = None
 
 
 # --------------------------------------------------------------------------- one-shot methods
@@ -90,11 +93,11 @@ def _base_model(name: str):
     return load_model(name, head="base")
 
 
-def one_shot_search(job: SearchJob) -> SearchOutput:
-    """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
-    from ..api import PruneConfig, prune
+def prune_config(job: SearchJob):
+    """The `ticketlab.prune` config of an OMP / random pruning job."""
+    from ..api import PruneConfig
 
-    config = PruneConfig(
+    return PruneConfig(
         model=job.model,
         method=job.method,
         sparsity=job.sparsity,
@@ -102,6 +105,13 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
         seed=job.seed or 0,
         **{k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None},
     )
+
+
+def one_shot_search(job: SearchJob) -> SearchOutput:
+    """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
+    from ..api import prune
+
+    config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
 
 
@@ -166,7 +176,8 @@ def search_config(job: SearchJob, objective: str | None = None):
     seed = job.seed or 0
     if objective is not None:
         kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head", "score_dtype")
-        kw["train_head"] = not kw.pop("freeze_head", False)
+        freeze = kw.pop("freeze_head", False)  # 'no' is not a bool: TamtConfig refuses it, by name
+        kw["train_head"] = not freeze if isinstance(freeze, bool) else freeze
         method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
     else:
         kw = own("ranking", "targets", "prune_rate", "variant", "pooler")
@@ -217,6 +228,7 @@ def _trained(
         settings=settings,
         non_result=NON_RESULT,
         curve=curve,
+        configure=functools.partial(search_config, objective=objective),
     )
 
 
@@ -230,9 +242,14 @@ METHODS: dict[str, MethodSpec] = {
         "one-shot magnitude pruning (deterministic: one mask)",
         seeded=False,
         settings=ONE_SHOT_SETTINGS,
+        configure=prune_config,
     ),
     "random": MethodSpec(
-        "random", one_shot_search, "random pruning at the same sparsity", settings=ONE_SHOT_SETTINGS
+        "random",
+        one_shot_search,
+        "random pruning at the same sparsity",
+        settings=ONE_SHOT_SETTINGS,
+        configure=prune_config,
     ),
     "st-random": MethodSpec(
         "st-random",
@@ -251,6 +268,7 @@ METHODS: dict[str, MethodSpec] = {
         settings=IMP_SETTINGS,
         non_result=NON_RESULT,
         per_task=True,
+        configure=search_config,
     ),
     "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", objective="mlm"),
     "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", objective="kd"),

@@ -59,7 +59,8 @@ from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_ha
 from ..masking.targets import BERT_LIKE_ENCODER, BERT_LIKE_TARGETS, POOLER, Targets, default_targets
 from ..modeling import encoder_of
 from ..training import TrainConfig, TrainState, restart_optimizer
-from .ranking import Ranking, check_sparsity, keep_top
+from ..validation import Fraction, OpenFraction, check_config
+from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
@@ -72,22 +73,20 @@ VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local", "legac
 
 @dataclass
 class ImpConfig:
-    sparsity: float
-    prune_rate: float = 0.1  # sparsity added per round (of all target weights)
+    sparsity: Fraction
+    prune_rate: OpenFraction = 0.1  # sparsity added per round (of all target weights)
     ranking: Ranking | None = None  # None: the variant's (chen, legacy: global; tamt: local)
-    rewind_to: float | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
+    rewind_to: OpenFraction | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
     rewind_head: bool = False  # rewind the head too (task-specific IMP)
     targets: Targets = None  # None: the variant's (see `variant_targets`)
     variant: Variant = "chen"  # whose IMP (see the module docstring)
     pooler: bool = False  # the pooler a target too, as in both papers' code (where the model has one)
 
     def __post_init__(self) -> None:
-        check_sparsity(self.sparsity)
+        check_config(self)
         if self.variant not in VARIANTS:
             raise ConfigError(f"IMP variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         own = VARIANT_RANKING[self.variant]
-        if self.ranking not in (None, "local", "global"):
-            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
         if self.ranking is None:
             self.ranking = own
         elif self.variant != "legacy" and self.ranking != own:
@@ -96,15 +95,11 @@ class ImpConfig:
                 f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
                 f"variant that ranks so ({'chen' if own == 'local' else 'tamt'})"
             )
-        if not 0.0 < self.prune_rate < 1.0:
-            raise ConfigError(f"prune_rate must be in (0, 1), got {self.prune_rate}")
         if self.sparsity <= self.prune_rate:
             raise ConfigError(
                 f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
                 f"use one-shot magnitude pruning (`ticketlab prune omp --ranking {self.ranking}`)"
             )
-        if self.rewind_to is not None and not 0.0 < self.rewind_to < 1.0:
-            raise ConfigError(f"rewind_to must be a fraction of the run in (0, 1), got {self.rewind_to}")
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:

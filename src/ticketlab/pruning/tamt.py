@@ -46,7 +46,7 @@ import os
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,10 @@ from ..errors import ConfigError, TicketlabError
 from ..masking import Mask, MaskParametrization, attach
 from ..masking.apply import resolve_modules
 from ..masking.targets import Targets
-from ..objectives import OBJECTIVES, Objective, head_parameters
+from ..objectives import Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
+from ..validation import Fraction, PositiveFloat, Range, check_config
 from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .ranking import Ranking, check_sparsity
@@ -564,36 +565,20 @@ def rethreshold(thresholders: Sequence[Thresholder]) -> None:
 class TamtConfig:
     """Settings of one TAMT search (defaults: TAMT §4.1.3 and Table 1)."""
 
-    sparsity: float
+    sparsity: Fraction
     objective: Objective = "mlm"
     init: Init = "omp"
     ranking: Ranking = "local"
-    threshold: float = 0.01  # φ of Eq. 3 / 5
-    alpha: float = 2.0  # α of Eq. 5
+    threshold: PositiveFloat = 0.01  # φ of Eq. 3 / 5
+    alpha: Annotated[float, Range(ge=1)] = 2.0  # α of Eq. 5: scores start at α·φ, above the cut
     train_head: bool = True  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
-    head_lr: float | None = None  # the head's learning rate (default: the scores' lr, as in TAMT)
+    head_lr: PositiveFloat | None = None  # the head's learning rate (default: the scores' lr, as in TAMT)
     seed: int = 0  # for random init
     targets: Targets = None
     score_dtype: ScoreDtype = "float32"  # bfloat16: 6 bytes less per target weight, stochastic rounding
 
     def __post_init__(self) -> None:
-        check_sparsity(self.sparsity)
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.init not in ("omp", "random"):
-            raise ConfigError(f"init must be 'omp' or 'random', got {self.init!r}")
-        if self.ranking not in ("local", "global"):
-            raise ConfigError(f"ranking must be 'local' or 'global', got {self.ranking!r}")
-        if self.score_dtype not in SCORE_DTYPES:
-            raise ConfigError(
-                f"score_dtype must be one of {', '.join(SCORE_DTYPES)}, got {self.score_dtype!r}"
-            )
-        if self.head_lr is not None and self.head_lr <= 0:
-            raise ConfigError(f"head_lr must be > 0, got {self.head_lr}")
-        if self.threshold <= 0 or self.alpha < 1:
-            raise ConfigError(
-                f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {self.threshold}, {self.alpha}"
-            )
+        check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
 
     @property
     def trains_head(self) -> bool:

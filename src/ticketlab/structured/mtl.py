@@ -58,6 +58,7 @@ from ..training import (
     seed_everything,
     train,
 )
+from ..validation import Fraction, NonNegFloat, OpenFraction, PositiveFloat, PositiveInt, check_config
 from .compact import refuse_compacted
 from .gates import Gates, attach_gates
 from .io import check_unit_fits, load_unit_mask
@@ -77,30 +78,31 @@ class MtlConfig:
     tickets: list[str] | None = None  # one structured ticket per task, same order; None: share everything
     data_dir: str | None = None  # GLUE root holding every task
     seeds: list[int] = field(default_factory=lambda: [1])
-    lr: float = 5e-5  # Liang et al. A.2.1 (MT-DNN's settings)
-    batch_size: int = 32
-    max_length: int | None = None  # default: each task's
-    epochs: float = 5.0
-    max_steps: int | None = None  # cap on the multi-task steps
-    eval_every: int = 100
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    train_samples: int | None = None  # seeded subset of each task's training set
-    eval_samples: int | None = None
-    select_fraction: float | None = None  # pick best steps on a seeded part of each dev set
+    lr: PositiveFloat = 5e-5  # Liang et al. A.2.1 (MT-DNN's settings)
+    batch_size: PositiveInt = 32
+    max_length: PositiveInt | None = None  # default: each task's
+    epochs: PositiveFloat = 5.0
+    max_steps: PositiveInt | None = None  # cap on the multi-task steps
+    eval_every: PositiveInt = 100
+    warmup_ratio: Fraction = 0.1
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    train_samples: PositiveInt | None = None  # seeded subset of each task's training set
+    eval_samples: PositiveInt | None = None
+    select_fraction: OpenFraction | None = None  # pick best steps on a seeded part of each dev set
     select_seed: int = 0
     finetune_after: bool = False  # then fine-tune each task alone from the multi-task weights
-    finetune_lr: float | None = None  # default: lr
-    finetune_epochs: float | None = None  # default: the task's
-    finetune_max_steps: int | None = None
+    finetune_lr: PositiveFloat | None = None  # default: lr
+    finetune_epochs: PositiveFloat | None = None  # default: the task's
+    finetune_max_steps: PositiveInt | None = None
     check_hash: bool = True
-    save_every: int | None = 100
+    save_every: PositiveInt | None = 100
     progress: bool = True
 
     NON_RESULT = ("check_hash", "save_every", "progress")
 
     def __post_init__(self) -> None:
+        check_config(self)
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks must be distinct and non-empty, got {list(self.tasks)}")
         if self.tickets is not None and len(self.tickets) != len(self.tasks):
@@ -111,14 +113,6 @@ class MtlConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
-        for name in ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "train_samples"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise ConfigError(f"{name} must be > 0, got {v}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.select_fraction is not None and not 0.0 < self.select_fraction < 1.0:
-            raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
         for task in self.tasks:
             if get_task(task, self.data_dir).kind == "squad":
                 raise ConfigError(

@@ -52,6 +52,7 @@ from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..tasks import get_task
+from ..validation import OpenFraction, PositiveInt, check_config
 from .compact import refuse_compacted
 from .gates import attach_gates
 from .importance import PER, Importance, compute_importance
@@ -77,15 +78,16 @@ class SuperConfig:
     levels: list[float] = field(default_factory=lambda: list(LEVELS))
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
     granularity: str = "layer"  # FFN units: whole sub-layers (the paper's) or "neuron"
-    select_fraction: float = 0.1  # of the dev set, seeded by select_seed, picks steps and levels
+    select_fraction: OpenFraction = 0.1  # of the dev set, seeded by select_seed, picks steps and levels
     select_seed: int = 0
-    importance_batch_size: int | None = None  # default: the fine-tuning batch size
+    importance_batch_size: PositiveInt | None = None  # default: the fine-tuning batch size
     # where |dL/dgate| is taken (`importance.py`): "example" (the paper's E_x), "token" (the reference
     # code's) or "batch" (ticketlab's first version, which the committed super-ticket stores used)
     importance: str = "example"
     keep_models: bool = False  # keep the full model's fine-tuned weights after the importance pass
 
     def __post_init__(self) -> None:
+        check_config(self)
         if self.finetune.mask is not None:
             raise ConfigError("super tickets start from the full model: give no mask")
         refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
@@ -100,12 +102,8 @@ class SuperConfig:
             raise ConfigError("the super ticket is a winning ticket: kinds must include 'winning'")
         if self.granularity not in ("layer", "neuron"):
             raise ConfigError(f"granularity must be 'layer' or 'neuron', got {self.granularity!r}")
-        if not 0.0 < self.select_fraction < 1.0:
-            raise ConfigError(f"select_fraction must be in (0, 1), got {self.select_fraction}")
         if self.importance not in PER:
             raise ConfigError(f"importance must be one of {', '.join(PER)}, got {self.importance!r}")
-        if self.importance_batch_size is not None and self.importance_batch_size < 1:
-            raise ConfigError(f"importance_batch_size must be >= 1, got {self.importance_batch_size}")
         if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
             raise ConfigError(
                 "super tickets select on a split of a GLUE-style dev set; SQuAD is not supported"

@@ -1,0 +1,245 @@
+"""Issue 26, class 5: every config checks its values when it is built, and a sweep's dry run builds
+the config of every run it plans, so a bad value is refused in one line before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import math
+import pkgutil
+import shutil
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import pytest
+import yaml
+
+import ticketlab
+from sweep_fakes import spec_dict
+from ticketlab.cli import main
+from ticketlab.errors import TicketlabError
+from ticketlab.validation import Range, _hints
+
+# A valid instance of every config class (the checks below change one field at a time).
+FACTORIES = {
+    "PruneConfig": lambda: ticketlab.PruneConfig(model="m", method="omp", sparsity=0.5, out="o"),
+    "SearchConfig": lambda: ticketlab.SearchConfig(
+        model="m", method=ticketlab.TamtConfig(0.5), steps=3, out="o", corpus=["c.txt"]
+    ),
+    "PretrainEvalConfig": lambda: ticketlab.PretrainEvalConfig(corpus=["c.txt"], model="m"),
+    "FinetuneConfig": lambda: ticketlab.FinetuneConfig(model="m", task="sst2"),
+    "TrainConfig": lambda: ticketlab.training.TrainConfig(max_steps=3),
+    "TamtConfig": lambda: ticketlab.TamtConfig(0.5),
+    "ImpConfig": lambda: ticketlab.ImpConfig(0.5),
+    "PretrainConfig": lambda: ticketlab.pretrain.PretrainConfig(steps=3),
+    "SuperConfig": lambda: _module("structured.supertickets").SuperConfig(
+        finetune=ticketlab.FinetuneConfig(model="m", task="sst2")
+    ),
+    "MtlConfig": lambda: _module("structured.mtl").MtlConfig(model="m", tasks=["sst2"]),
+    "SyntheticConfig": lambda: _module("data.synthetic").SyntheticConfig(),
+}
+NOT_CONFIGS = {"MaskConfig"}  # a mask file's record, checked when read (test_hardening)
+
+
+def _module(name: str):
+    return importlib.import_module(f"ticketlab.{name}")
+
+
+def config_classes() -> dict[str, type]:
+    """Every dataclass named *Config in the package (a new one must get a factory above)."""
+    found = {}
+    for info in pkgutil.walk_packages(ticketlab.__path__, "ticketlab."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            is_config = name.endswith("Config") and inspect.isclass(obj) and dataclasses.is_dataclass(obj)
+            if is_config and obj.__module__ == module.__name__ and name not in NOT_CONFIGS:
+                found[name] = obj
+    return found
+
+
+def _number_type(tp: Any) -> tuple[type, Range | None] | None:
+    """(int or float, its range) when annotation `tp` is a number, optionally null; else None."""
+    if get_origin(tp) in (Union, types.UnionType):
+        kinds = [a for a in get_args(tp) if a is not type(None)]
+        return _number_type(kinds[0]) if len(kinds) == 1 else None
+    if get_origin(tp) is Annotated:
+        base, *meta = get_args(tp)
+        ranges = [m for m in meta if isinstance(m, Range)]
+        return (base, ranges[0]) if base in (int, float) else None
+    return (tp, None) if tp in (int, float) else None
+
+
+def _outside(bound: Range, kind: type) -> list[float]:
+    """Values just outside `bound`."""
+    step = 1 if kind is int else 0.5
+    out = []
+    if bound.ge is not None:
+        out.append(bound.ge - step)
+    if bound.gt is not None:
+        out.append(bound.gt)
+    if bound.le is not None:
+        out.append(bound.le + step)
+    if bound.lt is not None:
+        out.append(bound.lt)
+    return [kind(v) for v in out]
+
+
+def bad_values() -> list:
+    cases = []
+    for name, cls in sorted(config_classes().items()):
+        if name not in FACTORIES:
+            continue  # reported by test_every_config_class_is_covered
+        for field, tp in _hints(cls).items():
+            number = _number_type(tp)
+            if number is None:
+                continue
+            kind, bound = number
+            values: list[Any] = ["16", 1.5, True] if kind is int else ["fast", math.nan, -math.inf]
+            values += _outside(bound, kind) if bound is not None else []
+            cases += [pytest.param(name, field, v, id=f"{name}.{field}={v!r}") for v in values]
+    return cases
+
+
+def test_every_config_class_is_covered():
+    assert set(config_classes()) == set(FACTORIES)
+    for make in FACTORIES.values():
+        make()  # the factories' values are valid
+
+
+# Numbers any value of which is fine: seeds.
+UNBOUNDED = {"seed", "data_seed", "select_seed"}
+
+
+def test_every_number_of_every_config_has_a_range():
+    """A numeric field says its range in its annotation (`PositiveInt`, `Fraction`, ...), so the
+    check below covers it; a new field without one fails here."""
+    missing = [
+        f"{name}.{field}"
+        for name, cls in sorted(config_classes().items())
+        for field, tp in _hints(cls).items()
+        if (number := _number_type(tp)) is not None and number[1] is None and field not in UNBOUNDED
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name, field, value", bad_values())
+def test_configs_refuse_bad_values_when_built(name, field, value):
+    """Wrong type (an int field given "16" or 1.5 or True), nan / inf, or out of range: refused when
+    built, with the field named first; the caller's config is left as it was."""
+    valid = FACTORIES[name]()
+    before = dataclasses.asdict(valid)
+    with pytest.raises(TicketlabError) as info:
+        dataclasses.replace(valid, **{field: value})
+    assert str(info.value).startswith(f"{field} "), str(info.value)
+    assert dataclasses.asdict(valid) == before
+
+
+def test_search_leaves_the_callers_config_alone(tiny_bert_dir, tmp_path):
+    """The run fits max_length to the model's positions on its own copy of the config."""
+    model = shutil.copytree(tiny_bert_dir, tmp_path / "model")  # its own name: its own length notice
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    config = ticketlab.SearchConfig(
+        model=str(model),
+        method=ticketlab.TamtConfig(0.5),
+        steps=1,
+        out=tmp_path / "out",
+        corpus=[corpus],
+        no_eval=True,
+        progress=False,
+    )
+    before = dataclasses.asdict(config)
+    ticketlab.search(config)
+    assert dataclasses.asdict(config) == before
+
+
+METHODS = {m: {} for m in ("full", "omp", "random", "imp")}  # spec_dict's, besides tamt-mlm
+
+
+def _error_line(capsys, *argv) -> str:
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["finetune"].update(lr="fast"), "finetune.lr: must be a number or null, got 'fast'"),
+        (lambda d: d["finetune"].update(lr=math.nan), "finetune.lr: must be a number or null, got nan"),
+        (lambda d: d["finetune"].update(batch_size=0), "finetune.batch_size: must be >= 1, got 0"),
+        (lambda d: d["tasks"]["b"].update(max_length=-5), "tasks.b.max_length: must be >= 1, got -5"),
+        (lambda d: d["tasks"]["a"].update(grad_accum=0), "tasks.a.grad_accum: must be >= 1, got 0"),
+        (lambda d: d["search"].update(lr="fast"), "search.lr: must be a number or null, got 'fast'"),
+        (lambda d: d["search"].update(batch_size=0), "search.batch_size: must be >= 1, got 0"),
+        (lambda d: d["search"].update(max_length=-5), "search.max_length: must be >= 8, got -5"),
+        (lambda d: d["corpus"].update(dev_fraction=5), "corpus.dev_fraction: must be in [0, 1), got 5"),
+        (
+            lambda d: d.update(methods={**METHODS, "tamt-mlm": {"threshold": math.nan}}),
+            "methods.tamt-mlm.threshold: must be a number, got nan",
+        ),
+        (
+            lambda d: d.update(methods={**METHODS, "tamt-mlm": {"lr": "1e-4"}}),
+            "methods.tamt-mlm.lr: must be a number or null, got '1e-4' (YAML reads 1e-4 as text",
+        ),
+        (lambda d: d["search"].update(prune_rate=1.5), "search.prune_rate: must be in (0, 1), got 1.5"),
+        (
+            lambda d: d["search"].update(freeze_head="no"),  # not 'no' was False: the head froze
+            "search.freeze_head: must be true or false, got 'no'",
+        ),
+        (lambda d: d["pretrain_eval"].update(batch_size=0), "pretrain_eval.batch_size: must be >= 1, got 0"),
+        (
+            lambda d: d.update(search_curve={"steps": [2], "methods": ["imp"], "sparsities": [0.7]}),
+            "search: IMP needs at least 6 steps for 7 pruning rounds, got 2",
+        ),
+    ],
+)
+def test_sweep_dry_run_builds_every_runs_config(tiny_bert_dir, tmp_path, capsys, edit, message):
+    """A value a planned run's config refuses is refused by the dry run, naming the spec and key."""
+    d = spec_dict(tmp_path, tiny_bert_dir)
+    edit(d)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(d))
+    line = _error_line(capsys, "sweep", spec, "--out", tmp_path / "sweep", "--dry-run")
+    assert f"{spec}: {message}" in line
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_dry_run_accepts_what_its_runs_accept(tiny_bert_dir, tmp_path, capsys):
+    """The configs are built as the plan builds them: a per-task IMP search reads its task, not the
+    corpus (a check that passed it the corpus too refused a valid spec); targets may be a list for
+    every method (OMP's config took only a string)."""
+    d = spec_dict(tmp_path, tiny_bert_dir)
+    d["methods"] = {**METHODS, "tamt-mlm": {}, "imp-task": {"sources": ["a"]}}
+    d["search"]["targets"] = ["attention", "intermediate"]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(d))
+    code = main(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--dry-run"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_sweep_dry_run_refuses_a_model_without_tokenizer(tiny_bert_dir, tmp_path, capsys):
+    model = tmp_path / "weights-only"
+    model.mkdir()
+    shutil.copy(tiny_bert_dir / "config.json", model)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict(tmp_path, model)))
+    line = _error_line(capsys, "sweep", spec, "--out", tmp_path / "sweep", "--dry-run")
+    assert f"{spec}: model: {model}: not a tokenizer directory" in line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_float_options_refuse_nan_and_inf_when_parsed(capsys, value):
+    """Every float option of every verb (here TAMT's --threshold, fine-tuning's --lr) is parsed as a
+    finite number: nan is refused by argparse, not later as a diverged search."""
+    for argv in (
+        ["search", "tamt", "--model", "m", "--sparsity", "0.5", "--steps", "3", "--out", "o", "--threshold"],
+        ["finetune", "--model", "m", "--task", "sst2", "--out", "o", "--lr"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([*argv[:-1], f"{argv[-1]}={value}"])  # '-inf' alone would read as an option
+        assert info.value.code == 2
+        assert f"{argv[-1]}: expected a finite number, got '{value}'" in capsys.readouterr().err
