@@ -301,7 +301,7 @@ def test_tamt_variant_prunes_every_matrix_to_the_target(corpus, tmp_path):
 def test_variant_ranking_conflict_and_pooler_are_said():
     with pytest.raises(ConfigError, match="variant 'tamt' ranks per matrix"):
         ImpConfig(0.5, variant="tamt", ranking="global")
-    with pytest.raises(ConfigError, match="variant must be one of chen, tamt, legacy"):
+    with pytest.raises(ConfigError, match="variant must be one of .chen., .tamt., .legacy., got .lth."):
         ImpConfig(0.5, variant="lth")  # type: ignore[arg-type]
     from ticketlab.pruning.imp import variant_targets
 
@@ -408,7 +408,7 @@ def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path
     (tmp_path / "spec.yaml").write_text(
         (tmp_path / "spec.yaml").read_text().replace("variant: tamt", "variant: lth")
     )
-    with pytest.raises(ConfigError, match=r"methods.imp: IMP variant must be one of chen, tamt, legacy"):
+    with pytest.raises(ConfigError, match=r"methods.imp.variant: must be one of .chen., .tamt., .legacy."):
         load_spec(tmp_path / "spec.yaml")
     spec = (tmp_path / "spec.yaml").read_text().replace("variant: lth", "variant: tamt, ranking: global")
     (tmp_path / "spec.yaml").write_text(spec)

@@ -288,10 +288,8 @@ class SweepSpec:
         }
         where = f"methods.{method}" if own.keys() & self.methods[method].keys() else "search"
         for s in self.method_sparsities(method):
-            try:
+            with self._naming(lambda field: where if field is None else self._search_key(method, field)):
                 ImpConfig(s, **{"variant": "legacy", **own})  # a sweep's IMP without variant: legacy
-            except ConfigError as e:
-                raise self._fail(where, str(e)) from None
 
     def _check_finetune_settings(self) -> None:
         allowed = finetune_settings()
