@@ -117,7 +117,7 @@ def test_unigram_entropy_ignores_special_tokens_and_padding():
 
 def test_cli_pretrain_builds_a_tokenizer(synth, tmp_path, capsys):
     corpus = str(synth / "corpus" / "train.txt")
-    args = ["pretrain", "--corpus", corpus, "--build-tokenizer", "--vocab-size", "200", "--steps", "3"]
+    args = ["pretrain", "--corpus", corpus, "--build-tokenizer", "word", "--vocab-size", "200", "--steps", "3"]
     args += ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--max-length", "32"]
     assert main([*args, "--out", str(tmp_path / "m")]) == 0
     assert "dev MLM loss" in capsys.readouterr().out
