@@ -44,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
 
@@ -286,8 +287,14 @@ def make_accelerator(config: TrainConfig | str = "no") -> Accelerator:
     thresholds, position ids) before every forward (a search checks at the end that the ranks agree). torch
     calls that option deprecated in favour of one accelerate cannot pass yet."""
     warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
+    precision = config if isinstance(config, str) else config.mixed_precision
+    # accelerate keeps one mixed-precision setting per process and refuses another; a process that
+    # trains twice (the demo: a bf16 pre-training, then fp32 searches) resets it. The process group
+    # (PartialState) is kept.
+    if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(
-        mixed_precision=config if isinstance(config, str) else config.mixed_precision,
+        mixed_precision=precision,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
