@@ -352,3 +352,10 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
     )
     assert (mine / "notes.txt").read_text() == "mine" and len(list(mine.iterdir())) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_a_process_may_train_in_bf16_then_in_fp32():
+    from ticketlab.training import make_accelerator
+
+    assert make_accelerator("bf16").mixed_precision == "bf16"
+    assert make_accelerator("no").mixed_precision == "no"  # the demo: bf16 pre-training, then searches
