@@ -337,6 +337,10 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([*base, "--corpus", str(tmp_path / "empty"), "--build-tokenizer"]) == 2
     assert "empty: a directory with no .txt files" in capsys.readouterr().err
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    assert main([*base, "--corpus", str(tmp_path / "ds"), "--build-tokenizer"]) == 2
+    assert "ds: building a tokenizer reads text files" in capsys.readouterr().err
     corpus = str(synth / "corpus" / "train.txt")
     for flag, value, msg in [
         ("--max-minutes", "0", "max_minutes"),

@@ -44,7 +44,14 @@ from typing import Any
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
-from .data.corpus import TOKENS_SUFFIX, BlockDataset, LMCorpus, load_lm_corpus, write_token_file
+from .data.corpus import (
+    TOKENS_SUFFIX,
+    BlockDataset,
+    LMCorpus,
+    is_dataset_dir,
+    load_lm_corpus,
+    write_token_file,
+)
 from .data.tokenizer import KINDS, train_tokenizer
 from .errors import ConfigError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
@@ -367,9 +374,13 @@ def _tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, work:
         return load_tokenizer(given)
     saved = work / "tokenizer" if work is not None else None
     if saved is None or not saved.is_dir():
-        for p in _listed(corpus):
+        for p in _listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
             if str(p).endswith(TOKENS_SUFFIX):
                 raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
+            if is_dataset_dir(Path(p)):
+                raise ConfigError(
+                    f"{p}: building a tokenizer reads text files; pass a tokenizer for datasets"
+                )
         tok = train_tokenizer(_listed(corpus), kind, vocab_size, model_max_length=max_length)
         if saved is None:
             return tok

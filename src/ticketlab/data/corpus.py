@@ -124,7 +124,7 @@ class Source:
         return [str(t) if t is not None else "" for t in ds[self.text_column]], "datasets"
 
 
-def _is_dataset_dir(path: Path) -> bool:
+def is_dataset_dir(path: Path) -> bool:
     return path.is_dir() and any(
         (path / f).is_file() for f in ("dataset_dict.json", "state.json", "dataset_info.json")
     )
@@ -177,7 +177,7 @@ def resolve_sources(
             raise DataError(f"{path}: corpus not found")
         if path.name.endswith(TOKENS_SUFFIX) and path.is_file():
             out.extend(Source(path, stream=entry) for entry in read_token_index(path))
-        elif _is_dataset_dir(path):
+        elif is_dataset_dir(path):
             out.append(Source(path, split=_dataset_split(path, role), text_column=text_column))
         elif path.is_dir():  # a folder of text files: one source per file, so blocks stay within one
             out.extend(Source(f, text_column=text_column) for f in text_files(path))
