@@ -363,3 +363,15 @@ def test_a_process_may_train_in_bf16_then_in_fp32():
 
     assert make_accelerator("bf16").mixed_precision == "bf16"
     assert make_accelerator("no").mixed_precision == "no"  # the demo: bf16 pre-training, then searches
+
+
+def test_shared_corpus_folders_are_read_as_their_text_files():
+    from conftest import SHARED
+    from ticketlab.data.corpus import resolve_sources
+
+    if not (SHARED / "data" / "wiki-2015").is_dir():
+        pytest.skip("../shared/data absent")
+    wiki = resolve_sources([SHARED / "data" / "wiki-2015", SHARED / "data" / "books"])
+    names = [s.path.name for s in wiki]
+    assert names[:4] == [f"wiki-0{i}.txt" for i in range(4)] and len(names) == 4 + 9
+    assert all(s.split is None and s.stream is None for s in wiki)  # one text source per file

@@ -58,7 +58,15 @@ from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
-from .training import CHECKPOINT, RESULT, TrainConfig, load_checkpoint, seed_everything, train
+from .training import (
+    CHECKPOINT,
+    RESULT,
+    TrainConfig,
+    load_checkpoint,
+    make_accelerator,
+    seed_everything,
+    train,
+)
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -203,19 +211,28 @@ def unigram_entropy(blocks: BlockDataset, special_ids: Sequence[int]) -> float:
 
 
 def _time_steps(model, corpus: LMCorpus, collator: MLMCollator, config: PretrainConfig) -> float:
-    """Seconds per optimizer step, measured on a few steps of a throwaway optimizer."""
+    """Seconds per optimizer step, measured on a few steps of a throwaway optimizer, on the device,
+    autocast and AdamW kernel the training will use (a GPU's step timed on the CPU would plan far
+    too few steps)."""
+    acc = make_accelerator(config.precision())
+    model.to(acc.device)
     loss_fn = pretraining_loss("mlm")
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    fused = acc.device.type == "cuda" if config.fused is None else config.fused
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, fused=fused or None)
     n = len(corpus.train)
     times = []
     for step in range(CALIBRATION_STEPS):
         idx = [(step * config.batch_size + i) % n for i in range(config.batch_size)]
         batch = collator([corpus.train[i] for i in idx], idx)
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
         t0 = time.perf_counter()
-        loss, _ = loss_fn(model, batch)
+        with acc.autocast():
+            loss, _ = loss_fn(model, batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if acc.device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: wait for the step to end
         times.append(time.perf_counter() - t0)
     return sorted(times[1:])[len(times[1:]) // 2]  # the median, after one warm-up step
 
