@@ -341,6 +341,14 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
     (tmp_path / "ds" / "dataset_dict.json").write_text('{"splits": ["train"]}')
     assert main([*base, "--corpus", str(tmp_path / "ds"), "--build-tokenizer"]) == 2
     assert "ds: building a tokenizer reads text files" in capsys.readouterr().err
+    assert (
+        main(
+            [*base, "--corpus", str(synth / "corpus" / "train.txt"), "--build-tokenizer", "--vocab-size", "3"]
+        )
+        == 2
+    )
+    assert "vocab_size must be > 5, got 3" in capsys.readouterr().err
+    assert not (tmp_path / "m.work").exists()  # refused before any work
     corpus = str(synth / "corpus" / "train.txt")
     for flag, value, msg in [
         ("--max-minutes", "0", "max_minutes"),

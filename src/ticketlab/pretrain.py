@@ -50,9 +50,10 @@ from .data.corpus import (
     LMCorpus,
     is_dataset_dir,
     load_lm_corpus,
+    resolve_sources,
     write_token_file,
 )
-from .data.tokenizer import KINDS, train_tokenizer
+from .data.tokenizer import KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
@@ -273,11 +274,11 @@ def pretrain(
     result with `stopped` set and writes no output.
     """
     started = time.monotonic()
-    _check_kind(tokenizer, tokenizer_kind)
     out = Path(out_dir)
     if (out / RESULT_FILE).is_file():
         saved = read_json(out / RESULT_FILE, "pre-training result")
         return PretrainResult(**saved["result"], cached=True)
+    _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     reads = [
         *_listed(corpus),
         *_listed(dev),
@@ -391,13 +392,6 @@ def _tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, work:
         return load_tokenizer(given)
     saved = work / "tokenizer" if work is not None else None
     if saved is None or not saved.is_dir():
-        for p in _listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
-            if str(p).endswith(TOKENS_SUFFIX):
-                raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
-            if is_dataset_dir(Path(p)):
-                raise ConfigError(
-                    f"{p}: building a tokenizer reads text files; pass a tokenizer for datasets"
-                )
         tok = train_tokenizer(_listed(corpus), kind, vocab_size, model_max_length=max_length)
         if saved is None:
             return tok
@@ -422,7 +416,7 @@ def write_tokens(
     `dev.tokens.safetensors`) with the tokenizer's files beside them, so that
     `pretrain(..., corpus=out_dir/corpus.tokens.safetensors, tokenizer=out_dir)` trains on exactly
     these blocks on a machine that has neither the text nor the time to tokenize it."""
-    _check_kind(tokenizer, tokenizer_kind)
+    _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     reads = [*_listed(corpus), *_listed(dev), given_path(tokenizer)]
     check_output(out_dir, kind="token files", inputs=reads)  # before the work
     quiet_transformers()
@@ -441,9 +435,24 @@ def write_tokens(
     return info
 
 
-def _check_kind(tokenizer: Any, kind: str) -> None:
-    if tokenizer is None and kind not in KINDS:  # before any work
-        raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+def _check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> None:
+    """Refuse bad corpora and tokenizer settings before any work, so that no work folder is left
+    behind by a run that could never start."""
+    if tokenizer is None:
+        if kind not in KINDS:
+            raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if vocab_size <= len(SPECIAL):
+            raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
+        for p in _listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
+            if str(p).endswith(TOKENS_SUFFIX):
+                raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
+            if is_dataset_dir(Path(p).expanduser()):
+                raise ConfigError(
+                    f"{p}: building a tokenizer reads text files; pass a tokenizer for datasets"
+                )
+    resolve_sources(_listed(corpus), role="train")  # missing paths, empty folders, bad token files
+    if dev is not None:
+        resolve_sources(_listed(dev), role="dev")
 
 
 def given_path(tokenizer: Any) -> str | os.PathLike | None:
