@@ -137,7 +137,7 @@ class PretrainConfig:
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ConfigError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
         if self.max_minutes is not None and not 0 < self.max_minutes < math.inf:
-            raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes} (a finite number)")
+            raise ConfigError(f"max_minutes must be a finite number > 0, got {self.max_minutes}")
 
     def precision(self) -> str:
         """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
