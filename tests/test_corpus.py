@@ -153,7 +153,7 @@ def test_bad_input_gives_one_clear_error(tok, tmp_path):
     with pytest.raises(DataError, match="too little text to carve a dev split"):
         load_lm_corpus([tiny], tok, max_length=16, use_cache=False)
     (tmp_path / "plain_dir").mkdir()
-    with pytest.raises(DataError, match="not a saved `datasets` dataset"):
+    with pytest.raises(DataError, match="plain_dir: a directory with no .txt files"):
         load_lm_corpus([tmp_path / "plain_dir"], tok, max_length=16)
 
 

@@ -12,7 +12,7 @@ from ticketlab import pretrain as pretrain_mod
 from ticketlab.cli import main
 from ticketlab.data import synthetic as syn
 from ticketlab.data.corpus import BlockDataset
-from ticketlab.errors import ConfigError
+from ticketlab.errors import ConfigError, DataError
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.pretrain import PretrainConfig, pretrain, unigram_entropy
 
@@ -117,7 +117,17 @@ def test_unigram_entropy_ignores_special_tokens_and_padding():
 
 def test_cli_pretrain_builds_a_tokenizer(synth, tmp_path, capsys):
     corpus = str(synth / "corpus" / "train.txt")
-    args = ["pretrain", "--corpus", corpus, "--build-tokenizer", "--vocab-size", "200", "--steps", "3"]
+    args = [
+        "pretrain",
+        "--corpus",
+        corpus,
+        "--build-tokenizer",
+        "word",
+        "--vocab-size",
+        "200",
+        "--steps",
+        "3",
+    ]
     args += ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--max-length", "32"]
     assert main([*args, "--out", str(tmp_path / "m")]) == 0
     assert "dev MLM loss" in capsys.readouterr().out
@@ -132,3 +142,244 @@ def test_cli_pretrain_user_errors(tmp_path, capsys):
         "--out", str(tmp_path / "m")
     ])  # fmt: skip
     assert rc == 2 and "nope.txt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- issue 27, part 1
+
+PROSE = (
+    "The unbelievable painters of the northern provinces exhibited remarkable landscapes. "
+    "Railway engineers constructed extraordinary bridges across the rivers and valleys. "
+    "Unremarkable afternoons turned into unforgettable evenings for the travelling musicians. "
+)
+
+
+def _prose(path, lines=120):
+    words = PROSE.split()
+    text = "\n".join(
+        " ".join(words[(i * 7) % len(words) :] + words[: (i * 7) % len(words)]) for i in range(lines)
+    )
+    path.write_text(text + "\n")
+    return path
+
+
+def test_wordpiece_tokenizer_trains_on_a_folder_and_round_trips(tmp_path):
+    from transformers import AutoTokenizer
+
+    from ticketlab.data.tokenizer import train_tokenizer
+
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _prose(folder / "a.txt")
+    _prose(folder / "b.txt", lines=60)
+    (folder / "notes.md").write_text("zzzqqq " * 50)  # not a .txt: not read
+    tok = train_tokenizer([folder], "wordpiece", vocab_size=120, model_max_length=64)
+    tok.save_pretrained(tmp_path / "tok")
+    back = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert len(back) == len(tok) <= 120 and "zzzqqq" not in back.get_vocab()
+    assert [back.pad_token, back.unk_token, back.cls_token, back.sep_token, back.mask_token] == [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+    ]  # fmt: skip
+    sentence = "Unbelievable engineers exhibited remarkable bridges."
+    enc = back(sentence)["input_ids"]
+    pieces = back.convert_ids_to_tokens(enc)
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]" and "[UNK]" not in pieces
+    assert any(p.startswith("##") for p in pieces)  # words split into pieces, not unknown
+    assert back.decode(enc, skip_special_tokens=True) == sentence.lower()  # lower-cased, round-trips
+    assert back("a", "b")["token_type_ids"] == [0, 0, 0, 1, 1]
+
+
+def test_packed_blocks_are_full_length(synth, tmp_path):
+    from ticketlab.data.corpus import load_lm_corpus
+
+    tok = load_tokenizer(synth / "tokenizer")
+    data = load_lm_corpus(synth / "corpus" / "train.txt", tok, 32, dev=synth / "corpus" / "dev.txt")
+    lengths = data.train.lengths.tolist()
+    # One source: every block but its last is packed to max_length (lines run across blocks).
+    assert all(n == 32 for n in lengths[:-1]) and len(lengths) > 50
+    batch = pretrain_mod.MLMCollator(tok)([data.train[i] for i in range(8)], list(range(8)))
+    assert batch["attention_mask"].all() and (batch["input_ids"] != tok.pad_token_id).all()
+
+
+def test_masking_is_drawn_afresh_each_epoch(synth):
+    from ticketlab.training import TrainConfig, train
+
+    tok = load_tokenizer(synth / "tokenizer")
+    collator = pretrain_mod.MLMCollator(tok)
+    block = {"input_ids": torch.randint(5, len(tok), (64,))}
+    seen: list[torch.Tensor] = []
+
+    def collate(examples, seeds):
+        batch = collator(examples, seeds)
+        seen.append(batch["labels"][0].clone())
+        return batch
+
+    model = torch.nn.Linear(1, 1)
+    loss = lambda m, b: m.weight.sum() * 0  # noqa: E731 (the loop's data path is what is tested)
+    train(
+        model,
+        model.parameters(),
+        [block],
+        collate,
+        loss,
+        TrainConfig(max_steps=3, batch_size=1, progress=False),
+    )
+    masked = [set(torch.nonzero(labels != -100).flatten().tolist()) for labels in seen]
+    assert len(masked) == 3 and masked[0] and masked[0] != masked[1] != masked[2]  # epochs 0, 1, 2
+
+
+def test_clipping_precision_fused_and_compile_reach_the_loop(synth, tmp_path, monkeypatch):
+    seen: dict = {}
+    real_train = pretrain_mod.train
+
+    def spy(*args, **kwargs):
+        seen["config"] = args[5]
+        return real_train(*args, **kwargs)
+
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy_clip(params, max_norm, *a, **k):
+        seen.setdefault("clip", []).append(max_norm)
+        return clip(params, max_norm, *a, **k)
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append((type(self), kw)))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
+    monkeypatch.setattr(pretrain_mod, "train", spy)
+    corpus = str(synth / "corpus" / "train.txt")
+    args = ["pretrain", "--corpus", corpus, "--tokenizer", str(synth / "tokenizer"), "--steps", "3"]
+    args += ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--max-length", "32"]
+    args += ["--max-grad-norm", "0.25", "--precision", "bf16", "--fused", "--compile"]
+    assert main([*args, "--out", str(tmp_path / "m")]) == 0  # bf16 autocast and fused AdamW run on a CPU
+    c = seen["config"]
+    assert (c.max_grad_norm, c.mixed_precision, c.fused, c.compile) == (0.25, "bf16", True, True)
+    assert seen["clip"] == [0.25] * 3 and len(compiled) == 1 and compiled[0][1] == {"dynamic": True}
+    saved = json.loads((tmp_path / "m" / "pretrain.json").read_text())["config"]
+    assert saved["max_grad_norm"] == 0.25 and saved["mixed_precision"] == "bf16"
+    assert PretrainConfig(steps=1).precision() == ("bf16" if torch.cuda.is_available() else "no")
+
+
+def test_time_limited_pieces_give_the_weights_of_one_run(synth, tmp_path):
+    reference = run(synth, tmp_path / "ref", steps=6, eval_every=2)
+    pieces = []
+    while not (tmp_path / "pieces" / "pretrain.json").is_file():
+        piece = run(synth, tmp_path / "pieces", steps=6, eval_every=2, max_minutes=1e-9)  # one step each
+        pieces.append(piece)
+        assert len(pieces) <= 6
+        if piece.stopped:
+            assert piece.steps == len(pieces) and piece.max_steps == 6
+            assert not (tmp_path / "pieces").exists()  # the model is written only at the end
+    assert len(pieces) == 6 and not pieces[-1].stopped
+    assert pieces[-1].dev == reference.dev and pieces[-1].history == reference.history
+    a = load_model(tmp_path / "ref").state_dict()
+    b = load_model(tmp_path / "pieces").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: RNG, optimizer and schedule restored
+    assert pieces[-1].tokens == reference.tokens == 6 * 16 * 32  # every block full
+
+
+def test_log_and_console_show_dev_accuracy_and_tokens_per_second(synth, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    result = run(synth, tmp_path / "m", steps=20, eval_every=10, progress=True)
+    records = [json.loads(line) for line in (tmp_path / "m" / "pretrain_log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "tokens_per_s" in r]
+    evals = [r["eval"] for r in records if "eval" in r]
+    assert len(steps) == 2 and all(r["tokens_per_s"] > 0 for r in steps)
+    assert [e["step"] for e in evals] == [10, 20] and all(0 <= e["mlm_acc"] <= 1 for e in evals)
+    lines = [r.getMessage() for r in caplog.records if "dev:" in r.getMessage()]
+    assert len(lines) == 2 and all("mlm_acc" in m and "tokens/s" in m for m in lines)
+    assert result.tokens_per_s > 0 and "tokens/s" in result.summary()
+
+
+def test_token_file_gives_the_blocks_of_the_text(synth, tmp_path, capsys):
+    from ticketlab.data.corpus import load_lm_corpus
+
+    corpus, dev = synth / "corpus" / "train.txt", synth / "corpus" / "dev.txt"
+    args = [
+        "pretrain",
+        "--corpus",
+        str(corpus),
+        "--dev",
+        str(dev),
+        "--build-tokenizer",
+        "--vocab-size",
+        "150",
+    ]
+    assert main([*args, "--write-tokens", "--out", str(tmp_path / "tok")]) == 0  # no --steps needed
+    tokens = tmp_path / "tok" / "corpus.tokens.safetensors"
+    tok = load_tokenizer(tmp_path / "tok")  # the WordPiece tokenizer written beside the tokens
+    from_text = load_lm_corpus(corpus, tok, 32, dev=dev)
+    from_file = load_lm_corpus(tokens, tok, 32, dev=tmp_path / "tok" / "dev.tokens.safetensors")
+    assert torch.equal(from_text.train.blocks, from_file.train.blocks)
+    assert torch.equal(from_text.dev.lengths, from_file.dev.lengths)
+    assert from_text.train.content_key == from_file.train.content_key
+    from safetensors import safe_open
+
+    with safe_open(str(tokens), "pt") as f:
+        assert f.get_slice("ids.0").get_dtype() == "U16"  # 2 bytes a token
+    with pytest.raises(DataError, match="tokenized with another tokenizer"):
+        load_lm_corpus(tokens, load_tokenizer(synth / "tokenizer"), 32)
+    capsys.readouterr()
+    train = ["pretrain", "--corpus", str(tokens), "--dev", str(tmp_path / "tok" / "dev.tokens.safetensors")]
+    train += ["--tokenizer", str(tmp_path / "tok"), "--steps", "2", "--hidden", "32", "--layers", "1"]
+    assert main([*train, "--heads", "2", "--max-length", "32", "--out", str(tmp_path / "m")]) == 0
+    assert "dev MLM loss" in capsys.readouterr().out
+
+
+def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
+    tokens = tmp_path / "x.tokens.safetensors"
+    tokens.write_bytes(b"not a token file")
+    base = ["pretrain", "--steps", "2", "--out", str(tmp_path / "m")]
+    assert main([*base, "--corpus", str(tokens), "--build-tokenizer"]) == 2
+    assert "x.tokens.safetensors: is tokenized already" in capsys.readouterr().err
+    assert main([*base, "--corpus", str(tokens), "--tokenizer", str(synth / "tokenizer")]) == 2
+    assert "x.tokens.safetensors: not a readable token file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--corpus", str(tmp_path / "empty"), "--build-tokenizer"]) == 2
+    assert "empty: a directory with no .txt files" in capsys.readouterr().err
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    assert main([*base, "--corpus", str(tmp_path / "ds"), "--build-tokenizer"]) == 2
+    assert "ds: building a tokenizer reads text files" in capsys.readouterr().err
+    assert (
+        main(
+            [*base, "--corpus", str(synth / "corpus" / "train.txt"), "--build-tokenizer", "--vocab-size", "3"]
+        )
+        == 2
+    )
+    assert "vocab_size must be > 5, got 3" in capsys.readouterr().err
+    assert not (tmp_path / "m.work").exists()  # refused before any work
+    corpus = str(synth / "corpus" / "train.txt")
+    for flag, value, msg in [
+        ("--max-minutes", "0", "max_minutes"),
+        ("--max-grad-norm", "-1", "max_grad_norm"),
+    ]:
+        assert main([*base, "--corpus", corpus, "--build-tokenizer", flag, value]) == 2
+        assert msg in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert (
+        main(["pretrain", "--corpus", corpus, "--build-tokenizer", "--write-tokens", "--out", str(mine)]) == 2
+    )
+    assert (mine / "notes.txt").read_text() == "mine" and len(list(mine.iterdir())) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_process_may_train_in_bf16_then_in_fp32():
+    from ticketlab.training import make_accelerator
+
+    assert make_accelerator("bf16").mixed_precision == "bf16"
+    assert make_accelerator("no").mixed_precision == "no"  # the demo: bf16 pre-training, then searches
+
+
+def test_shared_corpus_folders_are_read_as_their_text_files():
+    from conftest import SHARED
+    from ticketlab.data.corpus import resolve_sources
+
+    if not (SHARED / "data" / "wiki-2015").is_dir():
+        pytest.skip("../shared/data absent")
+    wiki = resolve_sources([SHARED / "data" / "wiki-2015", SHARED / "data" / "books"])
+    names = [s.path.name for s in wiki]
+    assert names[:4] == [f"wiki-0{i}.txt" for i in range(4)] and len(names) == 4 + 9
+    assert all(s.split is None and s.stream is None for s in wiki)  # one text source per file

@@ -1,14 +1,26 @@
 """Masked-LM pre-training of a small BERT from scratch: the demo's base model, or your own.
 
     config = PretrainConfig(size="tiny", steps=2000, max_length=64)
-    result = pretrain(config, ["corpus.txt"], "out/model", tokenizer="tok/")   # or build_tokenizer=True
+    result = pretrain(config, ["corpus.txt"], "out/model", tokenizer="tok/")   # or tokenizer=None
     result.dev["mlm_loss"], result.unigram_entropy                             # nats per masked token
 
 Sizes follow the BERT miniatures of Turc et al. (2019): tiny (L2/H128), mini (L4/H256), small
 (L4/H512), medium (L8/H512), base (L12/H768); any of hidden/layers/heads/intermediate can be
-overridden. The corpus goes through `data.corpus` (tokenized once, cached, cut into blocks) and
-the loss is `objectives.pretraining_loss("mlm")` (BERT's 80/10/10 corruption, the head applied to
-the masked positions only), trained by `training.train`.
+overridden. The corpus goes through `data.corpus` (text files, folders of them such as
+`wiki-2015/`, or a token file; tokenized once, cached by content, packed into full blocks: each
+source's token stream is cut into `[CLS] ... [SEP]` blocks of exactly `max_length` tokens, only a
+source's last block may be shorter) and the loss is `objectives.pretraining_loss("mlm")` (BERT's
+80/10/10 corruption of 15% of the tokens, the head applied to the masked positions only), trained
+by `training.train`. The masking is dynamic: each example's corruption is drawn from (seed, epoch,
+block), so a block is masked afresh in every epoch. Without a tokenizer, one is trained on the
+corpus: WordPiece (BERT's, `tokenizer_kind="wordpiece"`) or the most frequent words ("word").
+
+On a GPU the defaults turn on bf16 autocast and torch's fused AdamW (`mixed_precision="auto"`,
+`fused=None`); `compile=True` adds `torch.compile`; gradients are clipped to `max_grad_norm`. All
+of these run on a CPU too. `max_minutes` cuts a run into pieces: when a piece's time is up the run
+checkpoints and returns `stopped`, and the same call goes on from there (the output is written
+only when the last step is done). `write_tokens` tokenizes a corpus into a compact token file
+(with its tokenizer) that a machine without the text can train on.
 
 The output is a standard Hugging Face checkpoint (`BertForMaskedLM` + tokenizer) plus
 `pretrain.json` (settings, dev MLM loss and accuracy, the corpus's unigram entropy as the
@@ -32,14 +44,30 @@ from typing import Any
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
-from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
-from .data.tokenizer import train_word_level_tokenizer
+from .data.corpus import (
+    TOKENS_SUFFIX,
+    BlockDataset,
+    LMCorpus,
+    is_dataset_dir,
+    load_lm_corpus,
+    resolve_sources,
+    write_token_file,
+)
+from .data.tokenizer import KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
-from .training import CHECKPOINT, RESULT, TrainConfig, load_checkpoint, seed_everything, train
+from .training import (
+    CHECKPOINT,
+    RESULT,
+    TrainConfig,
+    load_checkpoint,
+    make_accelerator,
+    seed_everything,
+    train,
+)
 from .validation import (
     BlockLength,
     Fraction,
@@ -61,6 +89,7 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "base": (768, 12, 12, 3072),
 }
 RESULT_FILE = "pretrain.json"
+PRECISIONS = ("auto", "no", "bf16")
 CALIBRATION_STEPS = 6
 
 
@@ -86,6 +115,11 @@ class PretrainConfig:
     save_every: PositiveInt = 200
     seed: int = 0
     progress: bool = True
+    max_grad_norm: PositiveFloat | None = 1.0  # gradient clipping (None: none)
+    mixed_precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else no; or no / bf16
+    fused: bool | None = None  # torch's fused AdamW; None: on a GPU
+    compile: bool = False  # torch.compile the model and loss
+    max_minutes: PositiveFloat | None = None  # this piece's time; then checkpoint and stop (rerun: go on)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -98,6 +132,16 @@ class PretrainConfig:
             raise ConfigError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
         if self.positions is not None and self.positions < self.max_length:
             raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
+        if self.mixed_precision not in PRECISIONS:
+            raise ConfigError(
+                f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}"
+            )
+
+    def precision(self) -> str:
+        """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -131,10 +175,23 @@ class PretrainResult:
     params: int
     history: list[dict[str, Any]] = field(default_factory=list)
     cached: bool = False
+    tokens: int = 0  # non-padding tokens trained on
+    max_steps: int = 0  # the run's planned steps (0 in results written before it was recorded)
+    stopped: bool = False  # this piece's time ran out first: run the same command again to go on
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_time_s if self.train_time_s > 0 else 0.0
 
     def summary(self) -> str:
+        speed = f" ({self.tokens:,} tokens, {self.tokens_per_s:,.0f} tokens/s)" if self.tokens else ""
+        if self.stopped:
+            return (
+                f"stopped at step {self.steps} of {self.max_steps} (time limit of this piece){speed}; "
+                "run the same command again to go on"
+            )
         return (
-            f"{self.steps} steps in {self.train_time_s:.0f}s: dev MLM loss {self.dev['mlm_loss']:.3f} "
+            f"{self.steps} steps in {self.train_time_s:.0f}s{speed}: dev MLM loss {self.dev['mlm_loss']:.3f} "
             f"(accuracy {self.dev['mlm_acc']:.1%}) vs {self.unigram_entropy:.3f} for unigram frequencies"
         )
 
@@ -172,19 +229,28 @@ def unigram_entropy(blocks: BlockDataset, special_ids: Sequence[int]) -> float:
 
 
 def _time_steps(model, corpus: LMCorpus, collator: MLMCollator, config: PretrainConfig) -> float:
-    """Seconds per optimizer step, measured on a few steps of a throwaway optimizer."""
+    """Seconds per optimizer step, measured on a few steps of a throwaway optimizer, on the device,
+    autocast and AdamW kernel the training will use (a GPU's step timed on the CPU would plan far
+    too few steps)."""
+    acc = make_accelerator(config.precision())
+    model.to(acc.device)
     loss_fn = pretraining_loss("mlm")
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    fused = acc.device.type == "cuda" if config.fused is None else config.fused
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, fused=fused or None)
     n = len(corpus.train)
     times = []
     for step in range(CALIBRATION_STEPS):
         idx = [(step * config.batch_size + i) % n for i in range(config.batch_size)]
         batch = collator([corpus.train[i] for i in idx], idx)
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
         t0 = time.perf_counter()
-        loss, _ = loss_fn(model, batch)
+        with acc.autocast():
+            loss, _ = loss_fn(model, batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if acc.device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: wait for the step to end
         times.append(time.perf_counter() - t0)
     return sorted(times[1:])[len(times[1:]) // 2]  # the median, after one warm-up step
 
@@ -221,25 +287,30 @@ def pretrain(
     vocab_size: int = 8192,
     dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    tokenizer_kind: str = "word",
 ) -> PretrainResult:
     """Pre-train a BERT with MLM from scratch on `corpus`; write a checkpoint to `out_dir` (see module doc).
 
-    `tokenizer`: a tokenizer or its directory; None builds a word-level one of `vocab_size` words
-    from the corpus text files (kept in the work directory, so a resumed run uses the same one).
+    `tokenizer`: a tokenizer or its directory; None trains a `tokenizer_kind` one ("wordpiece" or
+    "word") of `vocab_size` entries on the corpus text (kept in the work directory, so a resumed
+    run uses the same one). With `config.max_minutes`, a piece that runs out of time returns a
+    result with `stopped` set and writes no output.
     """
+    started = time.monotonic()
     out = Path(out_dir)
     if (out / RESULT_FILE).is_file():
         return _read_result(out / RESULT_FILE)
+    _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     reads = [
         *_listed(corpus),
         *_listed(dev),
-        tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None,
+        given_path(tokenizer),
     ]
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
     work = claim_dir(out.with_name(out.name + ".work"), kind="pre-training work directory")
-    tok = _tokenizer(tokenizer, corpus, vocab_size, config.max_length, work)
+    tok = _tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, config.max_length, work)
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
     data = load_lm_corpus(
@@ -266,6 +337,10 @@ def pretrain(
 
     warmup = config.warmup_steps if config.warmup_steps is not None else round(0.06 * steps)
     finished_before = (work / RESULT).is_file()
+    limit = None
+    if config.max_minutes is not None:  # what is left of the piece after reading the data
+        limit = max(1e-3, 60 * config.max_minutes - (time.monotonic() - started))
+    on_gpu = torch.cuda.is_available()
     result = train(
         model,
         model.parameters(),
@@ -278,6 +353,11 @@ def pretrain(
             lr=config.lr,
             weight_decay=config.weight_decay,
             warmup_steps=min(warmup, steps - 1),
+            max_grad_norm=config.max_grad_norm,
+            mixed_precision=config.precision(),
+            fused=on_gpu if config.fused is None else config.fused,
+            compile=config.compile,
+            time_limit_s=limit,
             eval_every=config.eval_every or max(1, steps // 10),
             save_every=config.save_every,
             seed=config.seed,
@@ -291,15 +371,21 @@ def pretrain(
     )
     if finished_before:  # trained before the output was written: the weights are in the last checkpoint
         model.load_state_dict(load_checkpoint(work / CHECKPOINT)["model"], strict=False)
+    last = result.final or (result.history[-1] if result.history else {})
     summary = PretrainResult(
         out_dir=str(out),
         steps=result.steps,
         train_time_s=round(result.train_time_s, 2),
-        dev={k: v for k, v in result.final.items() if k != "step"},
+        dev={k: v for k, v in last.items() if k != "step"},
         unigram_entropy=entropy,
         params=sum(p.numel() for p in model.parameters()),
         history=result.history,
+        tokens=result.tokens,
+        max_steps=steps,
+        stopped=result.stopped,
     )
+    if result.stopped:  # the checkpoint in `work` is where the next piece starts
+        return summary
     _write_output(model, tok, out, config, data, summary, work)
     return summary
 
@@ -312,6 +398,7 @@ def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: Pretra
             shutil.copy(work / "log.jsonl", tmp / "pretrain_log.jsonl")
         record = asdict(summary)
         record.pop("cached")
+        record.pop("stopped")
         atomic_write_json(
             tmp / RESULT_FILE,
             {"config": asdict(config), "corpus": {**data.info, "summary": data.summary()}, "result": record},
@@ -319,20 +406,76 @@ def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: Pretra
     shutil.rmtree(work, ignore_errors=True)  # checkpoints are no longer needed
 
 
-def _tokenizer(given, corpus, vocab_size: int, max_length: int, work: Path) -> PreTrainedTokenizerBase:
+def _tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, work: Path | None):
+    """The given tokenizer, or one trained on the corpus text (kept in `work` for a resumed run)."""
     if isinstance(given, PreTrainedTokenizerBase):
         return given
     if given is not None:
         return load_tokenizer(given)
-    saved = work / "tokenizer"
-    if not saved.is_dir():
-        paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
-        dirs = [str(p) for p in paths if Path(p).is_dir()]
-        if dirs:
-            raise ConfigError(
-                f"{dirs[0]}: building a tokenizer reads text files; pass a tokenizer for datasets"
-            )
-        tok = train_word_level_tokenizer(paths, vocab_size=vocab_size, model_max_length=max_length)
+    saved = work / "tokenizer" if work is not None else None
+    if saved is None or not saved.is_dir():
+        tok = train_tokenizer(_listed(corpus), kind, vocab_size, model_max_length=max_length)
+        if saved is None:
+            return tok
         with atomic_dir(saved, kind="tokenizer") as tmp:
             tok.save_pretrained(tmp)
     return load_tokenizer(saved)
+
+
+def write_tokens(
+    corpus: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None,
+    tokenizer_kind: str = "wordpiece",
+    vocab_size: int = 8192,
+    max_length: int = 128,
+    dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize `corpus` (and `dev`) into `out_dir`: `corpus.tokens.safetensors` (and
+    `dev.tokens.safetensors`) with the tokenizer's files beside them, so that
+    `pretrain(..., corpus=out_dir/corpus.tokens.safetensors, tokenizer=out_dir)` trains on exactly
+    these blocks on a machine that has neither the text nor the time to tokenize it."""
+    _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
+    reads = [*_listed(corpus), *_listed(dev), given_path(tokenizer)]
+    check_output(out_dir, kind="token files", inputs=reads)  # before the work
+    quiet_transformers()
+    tok = _tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, max_length, None)
+    info: dict[str, Any] = {"tokenizer": type(tok).__name__, "vocab_size": len(tok)}
+    with atomic_dir(out_dir, kind="token files", inputs=reads) as tmp:
+        tok.save_pretrained(tmp)
+        for name, paths in (("corpus", corpus), ("dev", dev)):
+            if paths is not None:
+                file = tmp / f"{name}{TOKENS_SUFFIX}"
+                info[name] = write_token_file(
+                    file, _listed(paths), tok, cache_dir=cache_dir, progress=progress
+                )
+                info[name]["file"] = file.name
+        atomic_write_json(tmp / "tokens.json", info)
+    return info
+
+
+def _check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> None:
+    """Refuse bad corpora and tokenizer settings before any work, so that no work folder is left
+    behind by a run that could never start."""
+    if tokenizer is None:
+        if kind not in KINDS:
+            raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if vocab_size <= len(SPECIAL):
+            raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
+        for p in _listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
+            if str(p).endswith(TOKENS_SUFFIX):
+                raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
+            if is_dataset_dir(Path(p).expanduser()):
+                raise ConfigError(
+                    f"{p}: building a tokenizer reads text files; pass a tokenizer for datasets"
+                )
+    resolve_sources(_listed(corpus), role="train")  # missing paths, empty folders, bad token files
+    if dev is not None:
+        resolve_sources(_listed(dev), role="dev")
+
+
+def given_path(tokenizer: Any) -> str | os.PathLike | None:
+    return tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None

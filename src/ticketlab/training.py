@@ -4,10 +4,11 @@ No Trainer subclasses: a caller hands over the model, the parameters to optimise
 collate function and a loss function, plus optional hooks, and gets back the eval history with the
 best and final scores. What the loop owns:
 
-* AdamW with linear (or constant) decay after an optional warm-up, gradient clipping, gradient
-  accumulation and mixed precision, on CPU, one GPU or several processes under `accelerate launch`
-  (DDP). The batch size is *global*: each process takes its slice of every batch, so a run gives
-  the same batches whatever the number of processes.
+* AdamW (optionally torch's fused kernel) with linear (or constant) decay after an optional
+  warm-up, gradient clipping, gradient accumulation, mixed precision and optional `torch.compile`,
+  on CPU, one GPU or several processes under `accelerate launch` (DDP). The batch size is
+  *global*: each process takes its slice of every batch, so a run gives the same batches whatever
+  the number of processes.
 * Deterministic data order: the batch at step t is a function of (seed, t) alone, and so is every
   per-example random choice (the `seeds` handed to `collate_fn`). Resuming or adding processes does
   not change what the model sees.
@@ -15,7 +16,11 @@ best and final scores. What the loop owns:
   RNG, extra state from the caller) written atomically every `save_every` steps and at the end;
   `train` resumes from the last one on its own. A JSON-lines log and a progress bar.
 * Evaluation every `eval_every` steps on the main process, with the best score tracked (the
-  papers report the best dev score during fine-tuning).
+  papers report the best dev score during fine-tuning). Tokens per second (non-padding tokens)
+  in the log and on the console line of each evaluation.
+* A time limit per piece (`time_limit_s`): when it is up, the loop saves a checkpoint and returns
+  with `stopped` set, writing no result; the same call later goes on from there, to the weights an
+  uninterrupted run gives (a long run in pieces on a machine lent for minutes at a time).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
 
@@ -88,6 +94,9 @@ class TrainConfig:
     # gradient: the gradients never exist all at once (less peak memory), at the price of gradient
     # clipping (the global norm is not known yet), accumulation, fp16 loss scaling and DDP.
     optimizer_in_backward: bool = False
+    fused: bool = False  # torch's fused AdamW kernel (one launch for all parameters: GPU speed)
+    compile: bool = False  # torch.compile the loss computation (model + loss), in place
+    time_limit_s: PositiveFloat | None = None  # seconds of this piece: then checkpoint and stop (see module)
     metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
     greater_is_better: bool = True
     progress: bool = True
@@ -128,6 +137,8 @@ class TrainResult:
     final: dict[str, Any] | None = None
     train_time_s: float = 0.0  # optimisation only, evaluation excluded
     resumed_from: int = 0
+    tokens: int = 0  # non-padding input tokens trained on (this process's share times the processes)
+    stopped: bool = False  # the piece's time limit came first: checkpointed, not finished
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,8 +269,14 @@ def make_accelerator(config: TrainConfig | str = "no") -> Accelerator:
     thresholds, position ids) before every forward (a search checks at the end that the ranks agree). torch
     calls that option deprecated in favour of one accelerate cannot pass yet."""
     warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
+    precision = config if isinstance(config, str) else config.mixed_precision
+    # accelerate keeps one mixed-precision setting per process and refuses another; a process that
+    # trains twice (the demo: a bf16 pre-training, then fp32 searches) resets it. The process group
+    # (PartialState) is kept.
+    if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(
-        mixed_precision=config if isinstance(config, str) else config.mixed_precision,
+        mixed_precision=precision,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -297,6 +314,8 @@ def train(
     if len(dataset) == 0:
         raise TicketlabError("the training set is empty")
     out = Path(out_dir) if out_dir is not None else None
+    if config.time_limit_s is not None and out is None:
+        raise ConfigError("a time limit needs an out_dir: the checkpoint the next piece goes on from")
     if out is not None:
         make_dir(out)
     if out is not None and resume and (out / RESULT).is_file():
@@ -364,10 +383,31 @@ def _check_finite_loss(
     )
 
 
-def _eval_line(desc: str, record: dict[str, Any], max_steps: int) -> str:
-    """One short line per dev evaluation: `search tamt step 50/300 dev: mlm_loss 6.712, kd_loss 0.0612`."""
+def _eval_line(desc: str, record: dict[str, Any], max_steps: int, tokens_per_s: float | None = None) -> str:
+    """One short line per dev evaluation: `search tamt step 50/300 dev: mlm_loss 6.712, kd_loss 0.0612`
+    (and the training throughput so far, e.g. `; 51,200 tokens/s`)."""
     shown = [f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)]  # not step, counts
-    return f"{desc} step {record['step']}/{max_steps} dev: {', '.join(shown[:4])}"
+    speed = f"; {tokens_per_s:,.0f} tokens/s" if tokens_per_s else ""
+    return f"{desc} step {record['step']}/{max_steps} dev: {', '.join(shown[:4])}{speed}"
+
+
+def _batch_tokens(batch: Batch) -> int:
+    """Non-padding tokens of a batch (all of `input_ids` when it has no attention mask)."""
+    mask = batch.get("attention_mask")
+    if isinstance(mask, Tensor):
+        return int(mask.sum())
+    ids = batch.get("input_ids")
+    return ids.numel() if isinstance(ids, Tensor) else 0
+
+
+def _time_up(started: float, config: TrainConfig, acc: Accelerator) -> bool:
+    """Whether this piece's time limit has passed; every process follows the main one's clock."""
+    if config.time_limit_s is None:
+        return False
+    up = [time.monotonic() - started >= config.time_limit_s]
+    if acc.num_processes > 1:
+        broadcast_object_list(up)
+    return bool(up[0])
 
 
 def _train(
@@ -383,11 +423,16 @@ def _train(
     resume: bool,
 ) -> TrainResult:
     eval_fn, after_step, extra_state = hooks
+    started = time.monotonic()
     seed_everything(config.seed)
     raw_model = model
-    optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay)  # bf16: stochastic rounding
+    # bf16 parameters: stochastic rounding; `fused` is torch's kernel for the others
+    optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
     scheduler = make_scheduler(optimizer, config)
-    model, optimizer = acc.prepare(_LossModule(model, loss_fn), optimizer)
+    loss_module = _LossModule(model, loss_fn)
+    if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
+        loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
+    model, optimizer = acc.prepare(loss_module, optimizer)
     if config.optimizer_in_backward:
         if acc.num_processes > 1:  # DDP averages the gradients only after the backward
             raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
@@ -405,6 +450,7 @@ def _train(
         if extra_state is not None:
             extra_state[1](saved.get("extra", {}))
         result = TrainResult(**saved["result"])
+        result.stopped = False  # a new piece
         result.resumed_from = state.step = saved["step"]
     if out is not None and acc.is_main_process:
         _truncate_log(out / LOG, state.step)
@@ -448,7 +494,8 @@ def _train(
                 result.best = record
         log({"eval": record})
         if config.progress and acc.is_main_process:  # on the console too, not only in the log file
-            log_.info(_eval_line(config.desc, record, config.max_steps))
+            speed = piece_tokens / piece_time if piece_time > 0 else None
+            log_.info(_eval_line(config.desc, record, config.max_steps, speed))
         return record
 
     micro = config.batch_size // config.grad_accum
@@ -461,10 +508,13 @@ def _train(
         dynamic_ncols=True,
     )
     window: dict[str, list[float]] = {}
+    window_tokens, window_time = 0, 0.0
+    piece_tokens, piece_time = 0, 0.0  # this call's throughput, for the console
     model.train()
     try:
         while state.step < config.max_steps:
             t0 = time.perf_counter()
+            step_tokens = 0
             for a in range(config.grad_accum):
                 idx, epoch = batch_indices(
                     len(dataset), micro, state.step * config.grad_accum + a, config.seed
@@ -475,6 +525,7 @@ def _train(
                 batch = collate_fn(
                     [dataset[i] for i in mine], [example_seed(config.seed, epoch, i) for i in mine]
                 )
+                step_tokens += _batch_tokens(batch) * world
                 batch = {k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
                 # Gradients are all-reduced once per optimizer step, on the last micro-batch.
                 last = a == config.grad_accum - 1
@@ -495,7 +546,11 @@ def _train(
             state.step += 1
             if after_step is not None:
                 after_step(state)
-            result.train_time_s += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            result.train_time_s += took
+            result.tokens += step_tokens
+            window_tokens, window_time = window_tokens + step_tokens, window_time + took
+            piece_tokens, piece_time = piece_tokens + step_tokens, piece_time + took
             result.steps = state.step
             bar.update(1)
             if state.step % config.log_every == 0 or state.step == config.max_steps:
@@ -507,9 +562,11 @@ def _train(
                         "lr": scheduler.get_last_lr()[0],
                         **means,
                         "time_s": round(result.train_time_s, 3),
+                        "tokens_per_s": round(window_tokens / window_time, 1) if window_time > 0 else None,
                     }
                 )
                 window.clear()
+                window_tokens, window_time = 0, 0.0
             if eval_fn is not None and config.eval_every and state.step % config.eval_every == 0:
                 last = evaluate()
                 if config.metric is not None and result.best is not None:
@@ -520,12 +577,17 @@ def _train(
                     )
             if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
                 save_checkpoint()
-        if eval_fn is not None and (not result.history or result.history[-1]["step"] != state.step):
-            evaluate()
-        result.final = result.history[-1] if result.history else None
-        save_checkpoint()
-        if out is not None and acc.is_main_process:
-            atomic_write_json(out / RESULT, result.to_dict())
+            if state.step < config.max_steps and _time_up(started, config, acc):
+                result.stopped = True  # the next call goes on from this checkpoint
+                save_checkpoint()
+                break
+        if not result.stopped:
+            if eval_fn is not None and (not result.history or result.history[-1]["step"] != state.step):
+                evaluate()
+            result.final = result.history[-1] if result.history else None
+            save_checkpoint()
+            if out is not None and acc.is_main_process:
+                atomic_write_json(out / RESULT, result.to_dict())
     finally:
         bar.close()
         if log_file is not None:

@@ -1,22 +1,34 @@
 """Pre-train a small BERT from scratch with masked-LM on your corpus (what `ticketlab demo` does first).
 
 Sizes follow the BERT miniatures (Turc et al. 2019): tiny L2/H128, mini L4/H256, small L4/H512,
-medium L8/H512, base L12/H768; --hidden/--layers/--heads/--intermediate override them. Give either
-a tokenizer directory or --build-tokenizer (a word-level vocabulary of the corpus's most frequent
-words), and either --steps or --time-budget. The output is a standard Hugging Face checkpoint
-(BertForMaskedLM + tokenizer) with pretrain.json (dev MLM loss vs the unigram baseline). An
-interrupted run resumes from its last checkpoint when the same command is run again.
+medium L8/H512, base L12/H768; --hidden/--layers/--heads/--intermediate override them. A corpus
+is text files, folders of them (their *.txt files) or a token file. Give either a tokenizer
+directory or --build-tokenizer [wordpiece|word] (WordPiece trained on the corpus, the default, or
+its most frequent words), and either --steps or --time-budget. Blocks are packed to the full
+--max-length; 15% of the tokens are masked (80/10/10) afresh in every epoch. On a GPU, bf16
+autocast and the fused AdamW are on by default; --compile adds torch.compile. The output is a
+standard Hugging Face checkpoint (BertForMaskedLM + tokenizer) with pretrain.json (dev MLM loss
+vs the unigram baseline). Dev MLM loss, accuracy and tokens/s are printed at each evaluation and
+logged. An interrupted run resumes from its last checkpoint when the same command is run again;
+--max-minutes stops a piece cleanly (checkpointed) so a long run goes on in pieces.
+--write-tokens tokenizes the corpus (and --dev) into --out as token files with the tokenizer,
+for a machine that gets only the working tree.
 
 Examples:
-  ticketlab pretrain --corpus books/*.txt --build-tokenizer --config-size mini --time-budget 600 --out my-bert
+  ticketlab pretrain --corpus books/ --build-tokenizer --config-size mini --time-budget 600 --out my-bert
   ticketlab pretrain --corpus train.txt --dev dev.txt --tokenizer tok/ --steps 2000 --max-length 64 --out m
+  ticketlab pretrain --corpus wiki-2015/ --dev valid.txt --build-tokenizer --vocab-size 16384 \
+      --write-tokens --out tokens/wiki
+  ticketlab pretrain --corpus tokens/wiki/corpus.tokens.safetensors --dev tokens/wiki/dev.tokens.safetensors \
+      --tokenizer tokens/wiki --config-size mini --steps 20000 --max-minutes 9 --out models/wiki-mini
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..pretrain import SIZES, PretrainConfig, pretrain
+from ..data.tokenizer import KINDS
+from ..pretrain import SIZES, PretrainConfig, pretrain, write_tokens
 
 HELP = "pre-train a small BERT from scratch with masked-LM (model + tokenizer checkpoint)"
 
@@ -29,7 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tok = p.add_mutually_exclusive_group(required=True)
     tok.add_argument("--tokenizer", metavar="DIR", help="an existing tokenizer (e.g. a model directory)")
     tok.add_argument(
-        "--build-tokenizer", action="store_true", help="build a word-level tokenizer from the corpus"
+        "--build-tokenizer",
+        nargs="?",
+        const="wordpiece",
+        choices=KINDS,
+        help="train a tokenizer on the corpus: wordpiece (default) or word (its most frequent words)",
     )
     p.add_argument("--vocab-size", type=int, default=8192, help="with --build-tokenizer (default 8192)")
     p.add_argument("--config-size", choices=list(SIZES), default="tiny", help="model size preset (tiny)")
@@ -39,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--positions", type=int, help="position embeddings (default: --max-length; more for longer inputs)"
     )
-    budget = p.add_mutually_exclusive_group(required=True)
+    budget = p.add_mutually_exclusive_group()  # one of them, unless --write-tokens
     budget.add_argument("--steps", type=int, help="optimizer steps")
     budget.add_argument(
         "--time-budget", type=float, metavar="SECONDS", help="training time; steps are set by timing a few"
@@ -50,11 +66,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: 10 per run)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (1.0; 0: none)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "no", "bf16"],
+        default="auto",
+        help="autocast (auto: bf16 on a GPU that has it, else none)",
+    )
+    fused = p.add_mutually_exclusive_group()
+    fused.add_argument("--fused", dest="fused", action="store_true", default=None, help="fused AdamW")
+    fused.add_argument("--no-fused", dest="fused", action="store_false", help="(default: fused on a GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model and loss")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
+    )
+    p.add_argument(
+        "--write-tokens",
+        action="store_true",
+        help="only tokenize --corpus (and --dev) into --out as token files with the tokenizer",
+    )
     p.add_argument("--cache-dir", help="where tokenized corpora are cached (default: ~/.cache/ticketlab)")
     p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.write_tokens:
+        return _write_tokens(args)
     config = PretrainConfig(
         size=args.config_size,
         hidden=args.hidden,
@@ -71,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         eval_every=args.eval_every,
         seed=args.seed,
+        max_grad_norm=args.max_grad_norm or None,
+        mixed_precision=args.precision,
+        fused=args.fused,
+        compile=args.compile,
+        max_minutes=args.max_minutes,
     )
     result = pretrain(
         config,
@@ -80,7 +124,27 @@ def run(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         dev=args.dev,
         cache_dir=args.cache_dir,
+        tokenizer_kind=args.build_tokenizer or "wordpiece",
     )
     print(("already trained: " if result.cached else "") + result.summary())
-    print(f"model -> {args.out}")
+    if not result.stopped:
+        print(f"model -> {args.out}")
+    return 0
+
+
+def _write_tokens(args: argparse.Namespace) -> int:
+    info = write_tokens(
+        args.corpus,
+        args.out,
+        tokenizer=args.tokenizer,
+        tokenizer_kind=args.build_tokenizer or "wordpiece",
+        vocab_size=args.vocab_size,
+        max_length=args.max_length,
+        dev=args.dev,
+        cache_dir=args.cache_dir,
+    )
+    for name in ("corpus", "dev"):
+        if name in info:
+            print(f"{name}: {info[name]['tokens']:,} tokens of {info[name]['sources']} sources")
+    print(f"token files and tokenizer -> {args.out}")
     return 0

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
@@ -91,12 +91,17 @@ class Source:
     path: Path
     split: str | None = None  # for datasets directories
     text_column: str = "text"
+    stream: dict[str, Any] | None = None  # for token files: the entry of one source's ids
 
     @property
     def name(self) -> str:
+        if self.stream is not None:
+            return f"{self.path}[{self.stream['source']}]"
         return f"{self.path}[{self.split}]" if self.split else str(self.path)
 
     def fingerprint(self) -> str:
+        if self.stream is not None:  # the text's own content: the same blocks, the same key
+            return self.stream["content"]
         if self.split is None:
             h = hashlib.sha256()
             with open(self.path, "rb") as f:
@@ -119,7 +124,7 @@ class Source:
         return [str(t) if t is not None else "" for t in ds[self.text_column]], "datasets"
 
 
-def _is_dataset_dir(path: Path) -> bool:
+def is_dataset_dir(path: Path) -> bool:
     return path.is_dir() and any(
         (path / f).is_file() for f in ("dataset_dict.json", "state.json", "dataset_info.json")
     )
@@ -139,6 +144,26 @@ def _load_split(source: Source):
     return obj
 
 
+def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The text files of `paths`: a file is itself, a directory stands for its `*.txt` files in name
+    order (e.g. `wiki-2015/` for its shards)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            found = sorted(f for f in path.glob("*.txt") if f.is_file())
+            if not found:
+                raise DataError(f"{path}: a directory with no .txt files")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise DataError(f"{path}: corpus not found")
+    return out
+
+
 def resolve_sources(
     paths: Sequence[str | os.PathLike], *, role: str = "train", text_column: str = "text"
 ) -> list[Source]:
@@ -150,12 +175,12 @@ def resolve_sources(
         path = Path(p).expanduser()
         if not path.exists():
             raise DataError(f"{path}: corpus not found")
-        if path.is_dir():
-            if not _is_dataset_dir(path):
-                raise DataError(
-                    f"{path}: a directory but not a saved `datasets` dataset; pass text files instead"
-                )
+        if path.name.endswith(TOKENS_SUFFIX) and path.is_file():
+            out.extend(Source(path, stream=entry) for entry in read_token_index(path))
+        elif is_dataset_dir(path):
             out.append(Source(path, split=_dataset_split(path, role), text_column=text_column))
+        elif path.is_dir():  # a folder of text files: one source per file, so blocks stay within one
+            out.extend(Source(f, text_column=text_column) for f in text_files(path))
         else:
             out.append(Source(path, text_column=text_column))
     return out
@@ -200,7 +225,7 @@ def _tokenize(source: Source, tokenizer: PreTrainedTokenizerBase, wikitext: bool
         wikitext = looks_like_wikitext("\n".join(lines[:5000]))
     if wikitext:
         lines = [clean_wikitext(line, tokenizer.unk_token) for line in lines]
-    ids: list[int] = []
+    parts: list[Tensor] = []  # one tensor per chunk: a Python int per token would take 36 bytes
     step = 2048
     bar = progress_bar(
         total=len(lines), desc=f"tokenize {source.path.name}", unit="line", disable=not progress
@@ -208,11 +233,10 @@ def _tokenize(source: Source, tokenizer: PreTrainedTokenizerBase, wikitext: bool
     for i in range(0, len(lines), step):
         chunk = lines[i : i + step]
         enc = tokenizer(chunk, add_special_tokens=False, return_attention_mask=False, verbose=False)
-        for row in enc["input_ids"]:
-            ids.extend(row)
+        parts.append(torch.tensor([t for row in enc["input_ids"] for t in row], dtype=torch.int32))
         bar.update(len(chunk))
     bar.close()
-    return torch.tensor(ids, dtype=torch.int32), encoding, wikitext
+    return (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int32)), encoding, wikitext
 
 
 def token_stream(
@@ -224,6 +248,8 @@ def token_stream(
     progress: bool = True,
 ) -> tuple[Tensor, dict[str, Any]]:
     """All token ids of a source (int32, no special tokens), from the cache when possible."""
+    if source.stream is not None:
+        return _token_file_stream(source, tokenizer)
     key_data = {
         "source": source.fingerprint(),
         "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -250,6 +276,79 @@ def token_stream(
         with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
             atomic_write_bytes(cached, st_save({"ids": ids}, metadata=meta))
     return ids, info
+
+
+# --------------------------------------------------------------------------- token files
+# A corpus tokenized once, to carry where the text is not (a GPU machine gets only the working
+# tree): one safetensors file, `<name>.tokens.safetensors`, holding each source's id stream (uint16
+# when the vocabulary fits, else int32) and, in its metadata, the tokenizer's fingerprint and each
+# source's name and content hash. `load_lm_corpus` accepts it as a corpus: the streams are cut into
+# the same blocks as the text gives, under the same content key.
+
+TOKENS_SUFFIX = ".tokens.safetensors"
+TOKENS_FORMAT = "ticketlab-tokens/1"
+
+
+def write_token_file(
+    path: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    wikitext: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize `paths` (as a training corpus reads them) into the token file `path`; its summary."""
+    path = Path(path).expanduser()
+    if not path.name.endswith(TOKENS_SUFFIX):
+        raise ConfigError(f"{path}: a token file's name must end in {TOKENS_SUFFIX}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+    dtype = torch.uint16 if len(tokenizer) <= 1 << 16 else torch.int32
+    tensors, index = {}, []
+    for i, src in enumerate(resolve_sources(paths, role="train")):
+        ids, info = token_stream(src, tokenizer, cache_dir=cache, wikitext=wikitext, progress=progress)
+        tensors[f"ids.{i}"] = ids.to(dtype)
+        entry = {"key": f"ids.{i}", "source": src.name, "content": info["content"]}
+        index.append({**entry, "tokens": ids.numel()})
+    meta = {"format": TOKENS_FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer)}
+    meta["sources"] = json.dumps(index)
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    return {"file": str(path), "sources": len(index), "tokens": sum(e["tokens"] for e in index)}
+
+
+def _token_header(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{path}: not a readable token file ({e})") from None
+    if meta.get("format") != TOKENS_FORMAT:
+        raise DataError(f"{path}: not a ticketlab token file (see pretrain --write-tokens)")
+    return meta
+
+
+def read_token_index(path: Path) -> list[dict[str, Any]]:
+    """The sources of a token file: key, source name, content hash, token count."""
+    try:
+        index = json.loads(_token_header(path)["sources"])
+        return [{k: e[k] for k in ("key", "source", "content", "tokens")} for e in index]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        raise DataError(f"{path}: corrupt token file index") from None
+
+
+def _token_file_stream(source: Source, tokenizer: PreTrainedTokenizerBase) -> tuple[Tensor, dict[str, Any]]:
+    meta = _token_header(source.path)
+    if meta.get("tokenizer") != tokenizer_fingerprint(tokenizer):
+        raise DataError(
+            f"{source.path}: was tokenized with another tokenizer; pass the one it was written with"
+        )
+    try:
+        with safe_open(str(source.path), "pt") as f:
+            ids = f.get_tensor(source.stream["key"]).to(torch.int32)
+    except (SafetensorError, OSError, KeyError) as e:
+        raise DataError(f"{source.path}: corrupt token file ({e})") from None
+    info = {"source": source.name, "tokens": ids.numel(), "cache": "token file"}
+    return ids, {**info, "content": source.stream["content"]}
 
 
 # --------------------------------------------------------------------------- blocks
