@@ -299,11 +299,11 @@ def test_cli_runs_a_task_dropped_in_by_the_user(tiny_bert_dir, glue_dir, tmp_pat
 
 
 def test_cli_bad_data_gives_one_clear_error(tiny_bert_dir, tmp_path, capsys):
-    d = tmp_path / "SST-2"
-    d.mkdir()
+    d = tmp_path / "glue" / "SST-2"  # not the output's parent: an output inside an input is refused
+    d.mkdir(parents=True)
     (d / "train.tsv").write_text("sentence\tlabel\nfine\tmaybe\n")
     (d / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
-    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(tmp_path)]
+    args = ["finetune", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(d.parent)]
     assert main(args + ["--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert (
