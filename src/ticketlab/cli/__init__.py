@@ -23,6 +23,7 @@ ORDER = [
     "finetune",
     "super",
     "mtl",
+    "importance",
     "evaluate-pretrain",
     "info",
     "compare",
