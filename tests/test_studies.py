@@ -9,9 +9,12 @@ import math
 import pytest
 import torch
 
+import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
+from ticketlab.experiments import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.plan import FULL, make_run
+from ticketlab.experiments.report import write_report
 from ticketlab.experiments.store import Store
 from ticketlab.files import mark_output
 from ticketlab.structured.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
@@ -107,3 +110,102 @@ def test_studies_of_different_models_are_refused(studies, tmp_path):
     other = _fake_study(tmp_path / "d", "qnli", {1: ([[1.0, 1.0, 1.0]], [1.0])})
     with pytest.raises(TicketlabError, match="same model"):
         write_importance_across([studies[0], other], tmp_path / "out", dominant=0.7)
+
+
+# --------------------------------------------------------------------------- mask initialisation
+
+
+def _init_registry():
+    """The fake registry with a TAMT-KD that reads `init` and logs the settings it was given."""
+
+    def search(job):
+        fakes.record(job.mask_dir.parent.parent, f"settings {job.method} {sorted(job.settings.items())}")
+        return fakes.fake_search(job)
+
+    kd = MethodSpec(
+        "tamt-kd",
+        search,
+        "fake TAMT-KD",
+        uses_corpus=True,
+        uses_steps=True,
+        settings=frozenset({"lr", "init"}),
+        curve="save_at",
+    )
+    return fakes.fake_registry(**{"tamt-kd": kd})
+
+
+def _init_spec(root, model_dir, methods):
+
+    d = fakes.spec_dict(root, model_dir, methods=methods, sparsities=[0.7], data_curve=None)
+    d["seeds"] = {"search": [0, 1], "finetune": [0]}
+    return spec_from_dict(d, base_dir=root, registry=_init_registry())
+
+
+def test_a_random_init_variant_is_its_own_method_label_with_a_figure(tmp_path, tiny_bert_dir):
+
+    plain = _init_spec(tmp_path, tiny_bert_dir, ["full", "omp", "tamt-kd"])
+    both = _init_spec(
+        tmp_path,
+        tiny_bert_dir,
+        {"full": {}, "omp": {}, "tamt-kd": {}, "tamt-kd/random-init": {"init": "random"}},
+    )
+    runs = expand(both)
+    assert {r.id for r in expand(plain)} < {r.id for r in runs}  # the runs of tamt-kd keep their ids
+    variant = [r for r in runs if r.kind == "search" and r.config["method"] == "tamt-kd/random-init"]
+    assert len(variant) == 2 and all(r.config["settings"] == {"init": "random"} for r in variant)
+    assert all("/" not in r.dirname for r in runs)
+    out = tmp_path / "sweep"
+    assert run_sweep(
+        both, out, finetune=fakes.fake_finetune, pretrain_eval=fakes.fake_pretrain_eval, log=lambda s: None
+    ).ok
+    logged = [c for c in fakes.calls(out) if c.startswith("settings")]
+    assert logged.count("settings tamt-kd [('init', 'random')]") == 2  # the base method ran, with init
+    assert logged.count("settings tamt-kd []") == 2
+    report = write_report(out)
+    assert "fig_mask_init.png" in report.figures and "fig_mask_init.png" not in report.skipped
+    assert "](figures/fig_mask_init.png)" in report.path.read_text()
+    rows = list(csv.DictReader((out / "report" / "figures" / "fig_mask_init.csv").open()))
+    assert {r["method"] for r in rows} == {"tamt-kd", "tamt-kd/random-init"}
+    assert {r["y"] for r in rows} == {"score", "kd_loss", "mlm_loss"}
+    assert {r["search_steps"] for r in rows} == {"5", "10", "20"} and {r["n"] for r in rows} == {"2"}
+
+
+@pytest.mark.parametrize("label", ["tamt-kd/", "tamt-kd/a b", "tamt-kd/../x", "nope/random-init"])
+def test_bad_variant_labels_are_one_config_error(tmp_path, tiny_bert_dir, label):
+    from ticketlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="methods"):
+        _init_spec(tmp_path, tiny_bert_dir, {"full": {}, label: {"init": "random"}})
+
+
+def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(tiny_bert_dir, tmp_path):
+    from transformers import BertForMaskedLM
+
+    from conftest import make_model, tiny_bert_config
+    from ticketlab.experiments.methods import SearchJob, search_config
+    from ticketlab.masking import current_mask
+    from ticketlab.pruning import omp_mask
+    from ticketlab.pruning.tamt import prepare_tamt
+
+    job = SearchJob(
+        model=str(tiny_bert_dir),
+        method="tamt-kd",
+        sparsity=0.7,
+        seed=4,
+        steps=10,
+        save_at=[],
+        settings={"init": "random"},
+        corpus={"train": "x.txt"},
+        mask_dir=tmp_path / "m",
+        work_dir=tmp_path / "w",
+    )
+    config = search_config(job, "kd").method
+    assert config.init == "random" and config.seed == 4
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    omp = omp_mask(make_model(BertForMaskedLM, tiny_bert_config(), seed=0), 0.7)
+    prepare_tamt(model, config)
+    start = current_mask(model)
+    assert set(start) == set(omp)
+    for k in omp:  # per matrix: exactly OMP's number of kept weights, mostly elsewhere
+        assert int(start[k].sum()) == int(omp[k].sum())
+        assert (start[k] & omp[k]).sum() < 0.5 * omp[k].sum()

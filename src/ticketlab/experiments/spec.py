@@ -46,7 +46,7 @@ import yaml
 from ..errors import ConfigError
 from ..files import read_text, safe_component
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
-from .methods import METHODS, MethodSpec
+from .methods import METHODS, VARIANT, MethodSpec, base_method
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
 # `ticketlab.data.corpus.load_lm_corpus`).
@@ -99,6 +99,17 @@ class DataCurve:
     tasks: list[str]
 
 
+def unknown_method(label: str, registry: dict[str, MethodSpec]) -> str | None:
+    """Why a method label cannot be swept, or None: its base must be registered and a variant
+    (`BASE/VARIANT`) named by letters, digits, '-' and '_' (it names run directories)."""
+    base, _, variant = label.partition(VARIANT)
+    if base not in registry:
+        return f"unknown method '{base}'{_near(base, registry)} (known: {', '.join(registry)})"
+    if VARIANT in label and not (variant and variant.replace("-", "").replace("_", "").isalnum()):
+        return f"'{label}': a variant is BASE/NAME, NAME of letters, digits, '-' and '_'"
+    return None
+
+
 def _near(word: str, options) -> str:
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -133,7 +144,7 @@ class SweepSpec:
     @property
     def method_specs(self) -> dict[str, MethodSpec]:
         registry = METHODS if self.registry is None else self.registry
-        return {m: registry[m] for m in self.methods}
+        return {m: registry[base_method(m)] for m in self.methods}
 
     def __post_init__(self) -> None:
         registry = METHODS if self.registry is None else self.registry
@@ -151,10 +162,8 @@ class SweepSpec:
         if not self.methods:
             raise self._fail("methods", "at least one method is required")
         for m in self.methods:
-            if m not in registry:
-                raise self._fail(
-                    "methods", f"unknown method '{m}'{_near(m, registry)} (known: {', '.join(registry)})"
-                )
+            if (why := unknown_method(m, registry)) is not None:
+                raise self._fail("methods", why)
         self._check_sparsities()
         self._check_sources()
         for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
@@ -506,7 +515,9 @@ def spec_from_dict(
         if d.get(key) is None:
             return None
         c = r.mapping(d[key], key, (*kinds, "sparsities", "methods", "tasks"))
-        defaults_m = [m for m in methods if key != "search_curve" or (registry or METHODS)[m].curve]
+        defaults_m = [
+            m for m in methods if key != "search_curve" or (registry or METHODS)[base_method(m)].curve
+        ]
         return {
             kinds[0]: r.ints(c.get(kinds[0]), f"{key}.{kinds[0]}"),
             "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
@@ -516,8 +527,8 @@ def spec_from_dict(
         }
 
     for m in methods:  # unknown methods must fail before the curves look them up
-        if m not in (registry or METHODS):
-            raise r.fail("methods", f"unknown method '{m}'{_near(m, registry or METHODS)}")
+        if (why := unknown_method(m, registry or METHODS)) is not None:
+            raise r.fail("methods", why)
     search_curve = curve("search_curve", ("steps",))
     data_curve = curve("data_curve", ("train_sizes",))
     pretrain_eval = d.get("pretrain_eval")
