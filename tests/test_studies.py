@@ -4,6 +4,7 @@ adaptation (§7), TAMT's mask initialisation (Liu et al. §4.2.4), data scarcity
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -209,3 +210,100 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     for k in omp:  # per matrix: exactly OMP's number of kept weights, mostly elsewhere
         assert int(start[k].sum()) == int(omp[k].sum())
         assert (start[k] & omp[k]).sum() < 0.5 * omp[k].sum()
+
+
+# --------------------------------------------------------------------------- domain adaptation
+
+
+def test_adaptation_subsets_are_seeded_and_nested():
+    from ticketlab.structured.adaptation import FRACTIONS, subset_size, subsets
+
+    a, again, other = (
+        subsets(5000, FRACTIONS, seed=3),
+        subsets(5000, FRACTIONS, seed=3),
+        subsets(5000, FRACTIONS, 4),
+    )
+    assert [len(a[f]) for f in FRACTIONS] == [5, 50, 500, 5000]
+    assert a == again and a[0.01] != other[0.01]
+    for small, large in zip(FRACTIONS, FRACTIONS[1:], strict=False):
+        assert set(a[small]) < set(a[large])  # the 1% set contains the 0.1% set, and so on
+    assert subset_size(300, 0.001) == 1 and subset_size(300, 1.0) is None
+    with pytest.raises(TicketlabError, match="fractions"):
+        subsets(10, [0.0, 0.5], seed=1)
+
+
+def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
+    from test_finetune import sentiment_rows
+    from test_super import _super_config
+    from ticketlab.finetune import _subset
+    from ticketlab.structured.adaptation import AdaptConfig, run_adaptation, super_sources
+    from ticketlab.structured.supertickets import run_super
+
+    root = tmp_path / "glue"
+    (root / "SST-2").mkdir(parents=True)
+    for split, n, seed in (("train", 48, 0), ("dev", 40, 1)):
+        (root / "SST-2" / f"{split}.tsv").write_text(
+            "sentence\tlabel\n" + "\n".join(sentiment_rows(n, seed)) + "\n"
+        )
+    config = _super_config(tiny_bert_dir, root, kinds=["winning"])
+    run_super(config, tmp_path / "plain")  # without --keep-models: nothing to adapt from
+    assert main(["adapt", str(tmp_path / "plain"), "--task", "sst2", "--out", str(tmp_path / "x")]) == 2
+    assert "--keep-models" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+    config.keep_models = True
+    run_super(config, tmp_path / "kept")
+    sources = super_sources(tmp_path / "kept")
+    assert sorted((s.label, s.seed) for s in sources) == [
+        ("full", 1),
+        ("full", 2),
+        ("super", 1),
+        ("super", 2),
+    ]
+    assert all((s.mask is None) == (s.label == "full") for s in sources)
+    protocol = config.finetune.replace(select_fraction=None)
+    adapt = AdaptConfig(protocol, sources, [0.1, 0.5, 1.0])
+    for s in sources:  # the same seeded subset for every source at a seed: a paired comparison
+        ft = adapt.run_config(s, 48, 0.1)
+        assert (ft.train_samples, ft.data_seed, ft.seed, ft.model) == (5, s.seed, s.seed, s.model)
+        assert set(_subset(48, 5, s.seed)) < set(_subset(48, 24, s.seed))
+    result = run_adaptation(adapt, tmp_path / "adapt")
+    assert {(x["source"], x["fraction"], x["n_train"]) for x in result["scores"]} == {
+        (label, f, n) for label in ("super", "full") for f, n in ((0.1, 5), (0.5, 24), (1.0, 48))
+    }
+    table = {(r["fraction"], r["source"]): r for r in result["table"]}
+    assert set(table) == {(f, s) for f in (0.1, 0.5, 1.0) for s in ("super", "full", "super - full")}
+    assert all(r["n"] == 2 for r in table.values())
+    run = tmp_path / "adapt" / "runs" / "super_seed1_10pct" / "result.json"
+    assert json.loads(run.read_text())["sparsity"] > 0  # the super ticket's units stay pruned on B
+    text = (tmp_path / "adapt" / "adaptation.md").read_text()
+    assert "| 10% | 5 | super - full |" in text and "(n=2)" in text
+    before = run.stat().st_mtime_ns
+    assert (
+        main(
+            [
+                "adapt",
+                str(tmp_path / "kept"),
+                "--task",
+                "sst2",
+                "--data-dir",
+                str(root),
+                "--fractions",
+                "0.1",
+                "0.5",
+                "1",
+                "--max-steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--eval-every",
+                "2",
+                "--lr",
+                "1e-3",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "adapt"),
+            ]
+        )
+        == 0
+    )
+    assert run.stat().st_mtime_ns == before  # resumed: finished runs are not redone

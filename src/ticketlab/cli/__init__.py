@@ -24,6 +24,7 @@ ORDER = [
     "super",
     "mtl",
     "importance",
+    "adapt",
     "evaluate-pretrain",
     "info",
     "compare",
