@@ -307,3 +307,66 @@ def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
         == 0
     )
     assert run.stat().st_mtime_ns == before  # resumed: finished runs are not redone
+
+
+# --------------------------------------------------------------------------- data scarcity
+
+
+def test_data_curve_end_to_end_with_the_whole_training_set(tiny_bert_dir, tmp_path):
+    """TAMT Fig. 9 on a tiny model with real fine-tuning: subnetworks and the full model on 8, 16 and
+    all 48 examples (the paper's 1K, 2K, 5K and all of SST-2)."""
+    from test_finetune import sentiment_rows
+
+    root = tmp_path / "glue"
+    (root / "SST-2").mkdir(parents=True)
+    for split, n, seed in (("train", 48, 0), ("dev", 24, 1)):
+        rows = "\n".join(sentiment_rows(n, seed))
+        (root / "SST-2" / f"{split}.tsv").write_text(f"sentence\tlabel\n{rows}\n")
+    d = {
+        "name": "scarcity",
+        "model": str(tiny_bert_dir),
+        "tasks": {"sst2": {"data": str(root)}},
+        "methods": ["full", "omp", "random"],
+        "sparsities": [0.5],
+        "seeds": {"search": [0], "finetune": [1, 2]},
+        "finetune": {"steps": 2, "batch_size": 8, "eval_every": 2},
+        "data_curve": {"train_sizes": [8, 16, "all"]},
+    }
+    spec = spec_from_dict(d, base_dir=tmp_path)
+    assert spec.data_curve.train_sizes == [8, 16, None]
+    runs = [r for r in expand(spec) if r.kind == "finetune"]
+    # per line (full, omp, random) x 2 seeds: 8, 16 and the whole set (the main runs themselves)
+    assert len(runs) == 3 * 2 * 3
+    assert run_sweep(spec, tmp_path / "sweep", log=lambda s: None).ok
+    report = write_report(tmp_path / "sweep")
+    assert "fig9_train_size.png" in report.figures, report.skipped
+    from ticketlab.experiments import plots
+    from ticketlab.experiments.results import load_results
+
+    res = load_results(tmp_path / "sweep")
+    drawn = {}
+    original = plots._band
+
+    def spy(ax, xs, cells, c, label, marker="o"):
+        drawn[label] = (list(xs), [x.n for x in cells])
+        return original(ax, xs, cells, c, label, marker)
+
+    plots._band = spy
+    try:
+        assert plots.score_vs_train_size(res, tmp_path / "fig9.png") is None
+    finally:
+        plots._band = original
+    assert drawn == {m: ([8, 16, 48], [2, 2, 2]) for m in ("full", "omp 50%", "random 50%")}
+
+
+def test_data_curve_sizes_are_checked(tmp_path, tiny_bert_dir):
+    from ticketlab.errors import ConfigError
+
+    base, registry = fakes.spec_dict(tmp_path, tiny_bert_dir), fakes.fake_registry()
+    for bad in ([8, 8], [0], ["half"], []):
+        with pytest.raises(ConfigError, match="data_curve.train_sizes: a non-empty list of distinct"):
+            spec_from_dict(
+                {**base, "data_curve": {"train_sizes": bad}},
+                base_dir=tmp_path,
+                registry=registry,
+            )

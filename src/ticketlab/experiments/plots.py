@@ -7,6 +7,7 @@ matplotlib's object API with the Agg canvas: no display, no global pyplot state.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections import defaultdict
@@ -340,10 +341,39 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
 # --------------------------------------------------------------------------- Fig. 9
 
 
+def _whole_sizes(res: SweepResults) -> dict[str, int]:
+    """Task label -> the number of training examples, for tasks whose data is here (the x of runs
+    on the whole training set, `train_size` null)."""
+    from ..data.glue import load_examples
+    from ..tasks import get_task
+
+    out: dict[str, int] = {}
+    for r in res.runs("finetune"):
+        c = r.config
+        label = c.get("task_label")
+        if label in out or c.get("data") is None:
+            continue
+        try:
+            spec = get_task(c["task"], c["data"])
+            if spec.kind != "squad":
+                out[label] = len(load_examples(spec, c["data"], "train"))
+        except Exception:  # moved or missing data: the curve goes without its whole-set point
+            continue
+    return out
+
+
 def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
-    """Score vs number of fine-tuning examples, per task and averaged, for each method and sparsity."""
+    """Score vs number of fine-tuning examples, per task and averaged, for each method and sparsity.
+    Runs on the whole training set (`all` in `data_curve.train_sizes`, or the main runs when they use
+    every example) are the last point, at the task's number of examples; the average over tasks has
+    it only where the tasks' sizes agree."""
+    main = [s for s in res.scores if s.method == "full" or s.mask in res.main_masks]
+    curves = {(s.method, s.sparsity) for s in main if s.train_size is not None}
+    whole = _whole_sizes(res)
     sized = [
-        s for s in res.scores if s.train_size is not None and (s.method == "full" or s.mask in res.main_masks)
+        dataclasses.replace(s, train_size=s.train_size or whole[s.task])
+        for s in main
+        if (s.method, s.sparsity) in curves and (s.train_size is not None or s.task in whole)
     ]
     sizes_of: dict[tuple, set[int]] = defaultdict(set)
     for s in sized:

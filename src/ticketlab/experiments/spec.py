@@ -12,7 +12,7 @@
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
     search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
-    data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
+    data_curve: {train_sizes: [64, 256, all], sparsities: [0.7]}    # score vs #examples (Fig. 9)
 
 Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
 may then be left out), and a per-task method (`imp-task`: `ticketlab search imp --task`) searches one
@@ -67,6 +67,7 @@ TOP_KEYS = (
     "data_curve",
     "resources",
 )
+ALL = "all"  # data_curve.train_sizes: the whole training set
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
 GRID_KEYS = ("sparsities", "sources")
 
@@ -93,7 +94,7 @@ class SearchCurve:
 class DataCurve:
     """Fine-tune on fewer examples: score vs training-set size (Fig. 9)."""
 
-    train_sizes: list[int]
+    train_sizes: list[int | None]  # None: the whole training set (`all` in the YAML)
     sparsities: list[float]
     methods: list[str]
     tasks: list[str]
@@ -330,9 +331,12 @@ class SweepSpec:
 
     def _check_data_curve(self) -> None:
         c = self.data_curve
-        if not c.train_sizes or not all(_positive_int(s) for s in c.train_sizes):
+        sizes = c.train_sizes
+        if not sizes or not all(s is None or _positive_int(s) for s in sizes) or len(set(sizes)) < len(sizes):
+            shown = [ALL if s is None else s for s in sizes]
             raise self._fail(
-                "data_curve.train_sizes", f"a non-empty list of positive integers, got {c.train_sizes}"
+                "data_curve.train_sizes",
+                f"a non-empty list of distinct positive integers or '{ALL}', got {shown}",
             )
         self._check_subset("data_curve.methods", c.methods, list(self.methods))
         self._check_subset("data_curve.tasks", c.tasks, list(self.tasks))
@@ -518,8 +522,12 @@ def spec_from_dict(
         defaults_m = [
             m for m in methods if key != "search_curve" or (registry or METHODS)[base_method(m)].curve
         ]
+        first = r.listing(c.get(kinds[0]), f"{key}.{kinds[0]}")
         return {
-            kinds[0]: r.ints(c.get(kinds[0]), f"{key}.{kinds[0]}"),
+            # `all` is the whole training set (train_size null): the curve's last point (Fig. 9)
+            kinds[0]: [None if x == ALL else x for x in first]
+            if key == "data_curve"
+            else r.ints(first, f"{key}.{kinds[0]}"),
             "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
             or sparsities,
             "methods": [str(m) for m in r.listing(c.get("methods"), key)] or defaults_m,
