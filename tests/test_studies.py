@@ -370,3 +370,11 @@ def test_data_curve_sizes_are_checked(tmp_path, tiny_bert_dir):
                 base_dir=tmp_path,
                 registry=registry,
             )
+
+
+def test_adapt_refuses_a_study_without_a_super_ticket(tmp_path, capsys):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "super.json").write_text('{"picks": []}')
+    assert main(["adapt", str(study), "--task", "sst2", "--out", str(tmp_path / "out")]) == 2
+    assert "no super ticket yet" in capsys.readouterr().err and not (tmp_path / "out").exists()

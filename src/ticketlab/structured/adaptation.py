@@ -84,6 +84,8 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
     summary = read_json(root / SUMMARY_FILE, "super-ticket summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("picks"), list):
         raise TicketlabError(f"{root / SUMMARY_FILE}: not a super-ticket summary (ticketlab super)")
+    if not summary["picks"]:
+        raise TicketlabError(f"{root}: no super ticket yet (its winning tickets have not all run)")
     sources = []
     with Store(root, readonly=True) as store:
         records = store.runs(kind="finetune", status="done")
