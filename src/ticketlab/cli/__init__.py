@@ -24,6 +24,8 @@ ORDER = [
     "finetune",
     "super",
     "mtl",
+    "importance",
+    "adapt",
     "evaluate-pretrain",
     "info",
     "compare",

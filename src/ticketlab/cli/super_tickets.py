@@ -62,7 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
         "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
     )
-    g.add_argument("--keep-models", action="store_true", help="keep the fine-tuned full models' weights")
+    g.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="keep the fine-tuned weights of the full models and winning tickets (`ticketlab adapt` "
+        "starts from them)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SuperConfig:

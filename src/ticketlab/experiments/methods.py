@@ -284,8 +284,20 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+# A sweep may run one method twice with different settings: `BASE/VARIANT` is method BASE under its
+# own label, e.g. TAMT from a random mask beside TAMT from OMP (Liu et al. §4.2.4):
+#     methods: {tamt-kd: {}, tamt-kd/random-init: {init: random}}
+# The label is the run's `method` (its own rows in the report); BASE's runs keep their ids.
+VARIANT = "/"
+
+
+def base_method(label: str) -> str:
+    """The registry name of a sweep's method label (`tamt-kd/random-init` -> `tamt-kd`)."""
+    return label.split(VARIANT, 1)[0]
+
+
 def get_method(name: str, methods: dict[str, MethodSpec] | None = None) -> MethodSpec:
     registry = METHODS if methods is None else methods
-    if name not in registry:
+    if base_method(name) not in registry:
         raise ConfigError(f"unknown method '{name}' (known: {', '.join(registry)})")
-    return registry[name]
+    return registry[base_method(name)]

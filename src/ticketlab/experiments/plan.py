@@ -132,7 +132,7 @@ def _search_run(
     if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
-    return make_run("search", name.replace("+", "-"), config)
+    return make_run("search", name.replace("+", "-").replace("/", "-"), config)
 
 
 def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
@@ -173,7 +173,7 @@ def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None,
         name += f"_at{ref.step}"
     name += f"_ft{seed}" + (f"_n{train_size}" if train_size is not None else "")
     deps = (ref.search.id,) if ref is not None else ()
-    return make_run("finetune", name.replace("+", "-"), config, deps)
+    return make_run("finetune", name.replace("+", "-").replace("/", "-"), config, deps)
 
 
 def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
@@ -184,7 +184,7 @@ def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
     if ref is not None and ref.step is not None:
         name += f"_at{ref.step}"
     deps = (ref.search.id,) if ref is not None else ()
-    return make_run("pretrain-eval", name.replace("+", "-"), config, deps)
+    return make_run("pretrain-eval", name.replace("+", "-").replace("/", "-"), config, deps)
 
 
 def expand(spec: SweepSpec) -> list[Run]:

@@ -7,6 +7,7 @@ matplotlib's object API with the Agg canvas: no display, no global pyplot state.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from collections import defaultdict
@@ -368,10 +369,39 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
 # --------------------------------------------------------------------------- Fig. 9
 
 
+def _whole_sizes(res: SweepResults) -> dict[str, int]:
+    """Task label -> the number of training examples, for tasks whose data is here (the x of runs
+    on the whole training set, `train_size` null)."""
+    from ..data.glue import load_examples
+    from ..tasks import get_task
+
+    out: dict[str, int] = {}
+    for r in res.runs("finetune"):
+        c = r.config
+        label = c.get("task_label")
+        if label in out or c.get("data") is None:
+            continue
+        try:
+            spec = get_task(c["task"], c["data"])
+            if spec.kind != "squad":
+                out[label] = len(load_examples(spec, c["data"], "train"))
+        except Exception:  # moved or missing data: the curve goes without its whole-set point
+            continue
+    return out
+
+
 def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
-    """Score vs number of fine-tuning examples, per task and averaged, for each method and sparsity."""
+    """Score vs number of fine-tuning examples, per task and averaged, for each method and sparsity.
+    Runs on the whole training set (`all` in `data_curve.train_sizes`, or the main runs when they use
+    every example) are the last point, at the task's number of examples; the average over tasks has
+    it only where the tasks' sizes agree."""
+    main = [s for s in res.scores if s.method == "full" or s.mask in res.main_masks]
+    curves = {(s.method, s.sparsity) for s in main if s.train_size is not None}
+    whole = _whole_sizes(res)
     sized = [
-        s for s in res.scores if s.train_size is not None and (s.method == "full" or s.mask in res.main_masks)
+        dataclasses.replace(s, train_size=s.train_size or whole[s.task])
+        for s in main
+        if (s.method, s.sparsity) in curves and (s.train_size is not None or s.task in whole)
     ]
     sizes_of: dict[tuple, set[int]] = defaultdict(set)
     for s in sized:
@@ -488,6 +518,74 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- mask initialisation
+
+
+def _variant_groups(res: SweepResults) -> dict[str, list[str]]:
+    """Base method -> its labels in the sweep, where a variant (`tamt-kd/random-init`) runs beside
+    another label of the same method."""
+    from .methods import base_method
+
+    groups: dict[str, list[str]] = defaultdict(list)
+    for m in res.methods:
+        groups[base_method(m)].append(m)
+    return {b: ms for b, ms in groups.items() if len(ms) > 1 and any(m != b for m in ms)}
+
+
+def mask_init(res: SweepResults, path: Path) -> str | None:
+    """Liu et al. §4.2.4: for a method run under two labels (TAMT from OMP and from a random mask),
+    the dev score (avg over tasks) and the pre-training losses vs search steps, mean ± std over masks
+    (n per point in the CSV)."""
+    groups = _variant_groups(res)
+    curves = {k: v for k, v in _curves(res).items() if any(k[0] in ms for ms in groups.values())}
+    losses: dict[tuple[str, float], dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for key, p in res.pretrain_losses().items():
+        if key[0] is not None and p["search_steps"]:
+            losses[(p["method"], p["sparsity"])][p["search_steps"]].append(p)
+    panels = sorted({(b, s) for b, ms in groups.items() for (m, s) in [*curves, *losses] if m in ms})
+    if not panels:
+        return "no method is swept under two labels (`tamt-kd` and `tamt-kd/random-init`)"
+    keys = sorted(
+        {k for v in losses.values() for ps in v.values() for p in ps for k in p if k.endswith("_loss")}
+    )
+    tasks = _common_tasks(res, {m for v in curves.values() for ms in v.values() for m in ms})
+    per_mask = res.mask_scores(_at_main_size(res), tasks) if tasks else {}
+    fig, axes = _panels(len(panels) * (1 + len(keys)), ncols=1 + len(keys))
+    rows = []
+    for i, (base, sp) in enumerate(panels):
+        row_axes = axes[i * (1 + len(keys)) : (i + 1) * (1 + len(keys))]
+        for m in groups[base]:
+            c = color(m, res.methods)
+            by_steps = curves.get((m, sp), {})
+            steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
+            cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
+            _band(row_axes[0], steps, cells, c, m)
+            rows += [
+                {**_series_row(m, AVG, sp, x), "y": "score", "search_steps": k}
+                for k, x in zip(steps, cells, strict=True)
+            ]
+            for ax, key in zip(row_axes[1:], keys, strict=True):
+                at = losses.get((m, sp), {})
+                ls = sorted(n for n in at if any(key in p for p in at[n]))
+                cells = [Cell([p[key] for p in at[n] if key in p], []) for n in ls]
+                _band(ax, ls, cells, c, m)
+                rows += [
+                    {**_series_row(m, AVG, sp, x), "y": key, "search_steps": n}
+                    for n, x in zip(ls, cells, strict=True)
+                ]
+        row_axes[0].set(
+            title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"avg score ({', '.join(tasks)})"
+        )
+        for ax, key in zip(row_axes[1:], keys, strict=True):
+            ax.set(title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"dev {key}")
+        for ax in row_axes:
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    atomic_write_csv(path.with_suffix(".csv"), rows)
+    return None
+
+
 # (file name, caption, function): the report draws them in this order.
 FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
     ("fig3_score_vs_sparsity.png", "Score vs sparsity (TAMT Fig. 3)", score_vs_sparsity),
@@ -513,5 +611,10 @@ STUDY_FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
         "table3_transfer.png",
         "Transfer of task-specific IMP tickets between tasks (Chen et al. Table 3)",
         transfer_matrix,
+    ),
+    (
+        "fig_mask_init.png",
+        "Mask initialisation: score and pre-training loss vs search steps (Liu et al. §4.2.4)",
+        mask_init,
     ),
 ]

@@ -542,6 +542,15 @@ def _super_part(res: SweepResults, report: Report, note, figure) -> list[str]:
     return ["## Super tickets", "", section, "", drawn, ""]
 
 
+def _mask_init_part(report: Report, figure) -> list[str]:
+    """A method swept under two labels (`tamt-kd` and `tamt-kd/random-init`): Liu et al. §4.2.4."""
+    fname = "fig_mask_init.png"
+    if fname not in report.figures:
+        return []
+    caption = next(c for f, c, _ in plots.STUDY_FIGURES if f == fname)
+    return [figure(fname, caption) + " Every point with its n: `figures/fig_mask_init.csv`.", ""]
+
+
 def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     note = _Footnotes()
     statuses: dict[str, int] = {}
@@ -612,6 +621,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *([along, ""] if (along := _loss_along_search_section(res, note)) else []),
         figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
         "",
+        *_mask_init_part(report, figure),
         "## Mask similarity",
         "",
         "Mask distance is 1 - Jaccard similarity |A∩B| / |A∪B| of the kept weights (TAMT §4.2.5).",

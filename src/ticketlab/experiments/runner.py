@@ -48,7 +48,7 @@ from ..files import atomic_write_json, exclusive, lock_holder, read_json
 from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
-from .methods import METHODS, MethodSpec, SearchJob
+from .methods import METHODS, MethodSpec, SearchJob, base_method
 from .plan import Run, expand, input_keys, pct
 from .spec import SweepSpec, spec_json
 from .store import HOST, RunRecord, Store
@@ -190,7 +190,7 @@ class Runner:
         """Fail before starting anything if a method or step this sweep needs is not installed."""
         problems = []
         for method in {r.config["method"] for r in todo if r.kind == "search"}:
-            reason = self.methods[method].available()
+            reason = self.methods[base_method(method)].available()
             if reason:
                 problems.append(f"{method}: {reason}")
         for kind, check in (
@@ -626,7 +626,7 @@ class Work:
         c = run.config
         job = SearchJob(
             model=c["model"],
-            method=c["method"],
+            method=base_method(c["method"]),  # what runs; a variant label only adds settings
             sparsity=c["sparsity"],
             seed=c["seed"],
             steps=c["steps"],
@@ -637,7 +637,7 @@ class Work:
             work_dir=work,
             source=c.get("source"),
         )
-        out = self.methods[c["method"]].search(job)
+        out = self.methods[job.method].search(job)
         if not (job.mask_dir / "mask_config.json").is_file():
             raise TicketlabError(f"{c['method']} finished without writing its mask to {job.mask_dir}")
         intermediate = []

@@ -13,7 +13,7 @@
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
     search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
-    data_curve: {train_sizes: [64, 256, 1024], sparsities: [0.7]}   # score vs #examples (Fig. 9)
+    data_curve: {train_sizes: [64, 256, all], sparsities: [0.7]}    # score vs #examples (Fig. 9)
 
 Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
 may then be left out), and a per-task method (`imp-task`: `ticketlab search imp --task`) searches one
@@ -61,7 +61,7 @@ from ..errors import ConfigError
 from ..files import read_text, safe_component
 from ..validation import FieldError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
-from .methods import METHODS, MethodSpec
+from .methods import METHODS, VARIANT, MethodSpec, base_method
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
 # `ticketlab.data.corpus.load_lm_corpus`).
@@ -82,6 +82,7 @@ TOP_KEYS = (
     "data_curve",
     "resources",
 )
+ALL = "all"  # data_curve.train_sizes: the whole training set
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
 GRID_KEYS = ("sparsities", "sources", "search_seeds")
 # Masks per seeded method when a spec names no search seeds: three, as TAMT §4.1.3 (one mask would
@@ -111,10 +112,21 @@ class SearchCurve:
 class DataCurve:
     """Fine-tune on fewer examples: score vs training-set size (Fig. 9)."""
 
-    train_sizes: list[int]
+    train_sizes: list[int | None]  # None: the whole training set (`all` in the YAML)
     sparsities: list[float]
     methods: list[str]
     tasks: list[str]
+
+
+def unknown_method(label: str, registry: dict[str, MethodSpec]) -> str | None:
+    """Why a method label cannot be swept, or None: its base must be registered and a variant
+    (`BASE/VARIANT`) named by letters, digits, '-' and '_' (it names run directories)."""
+    base, _, variant = label.partition(VARIANT)
+    if base not in registry:
+        return f"unknown method '{base}'{_near(base, registry)} (known: {', '.join(registry)})"
+    if VARIANT in label and not (variant and variant.replace("-", "").replace("_", "").isalnum()):
+        return f"'{label}': a variant is BASE/NAME, NAME of letters, digits, '-' and '_'"
+    return None
 
 
 def _near(word: str, options) -> str:
@@ -151,7 +163,7 @@ class SweepSpec:
     @property
     def method_specs(self) -> dict[str, MethodSpec]:
         registry = METHODS if self.registry is None else self.registry
-        return {m: registry[m] for m in self.methods}
+        return {m: registry[base_method(m)] for m in self.methods}
 
     def __post_init__(self) -> None:
         registry = METHODS if self.registry is None else self.registry
@@ -169,10 +181,8 @@ class SweepSpec:
         if not self.methods:
             raise self._fail("methods", "at least one method is required")
         for m in self.methods:
-            if m not in registry:
-                raise self._fail(
-                    "methods", f"unknown method '{m}'{_near(m, registry)} (known: {', '.join(registry)})"
-                )
+            if (why := unknown_method(m, registry)) is not None:
+                raise self._fail("methods", why)
         self._check_sparsities()
         self._check_sources()
         for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
@@ -436,9 +446,12 @@ class SweepSpec:
 
     def _check_data_curve(self) -> None:
         c = self.data_curve
-        if not c.train_sizes or not all(_positive_int(s) for s in c.train_sizes):
+        sizes = c.train_sizes
+        if not sizes or not all(s is None or _positive_int(s) for s in sizes) or len(set(sizes)) < len(sizes):
+            shown = [ALL if s is None else s for s in sizes]
             raise self._fail(
-                "data_curve.train_sizes", f"a non-empty list of positive integers, got {c.train_sizes}"
+                "data_curve.train_sizes",
+                f"a non-empty list of distinct positive integers or '{ALL}', got {shown}",
             )
         self._check_subset("data_curve.methods", c.methods, list(self.methods))
         self._check_subset("data_curve.tasks", c.tasks, list(self.tasks))
@@ -647,9 +660,15 @@ def spec_from_dict(
         if d.get(key) is None:
             return None
         c = r.mapping(d[key], key, (*kinds, "sparsities", "methods", "tasks"))
-        defaults_m = [m for m in methods if key != "search_curve" or (registry or METHODS)[m].curve]
+        defaults_m = [
+            m for m in methods if key != "search_curve" or (registry or METHODS)[base_method(m)].curve
+        ]
+        first = r.listing(c.get(kinds[0]), f"{key}.{kinds[0]}")
         return {
-            kinds[0]: r.ints(c.get(kinds[0]), f"{key}.{kinds[0]}"),
+            # `all` is the whole training set (train_size null): the curve's last point (Fig. 9)
+            kinds[0]: [None if x == ALL else x for x in first]
+            if key == "data_curve"
+            else r.ints(first, f"{key}.{kinds[0]}"),
             "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
             or sparsities,
             "methods": [str(m) for m in r.listing(c.get("methods"), key)] or defaults_m,
@@ -657,8 +676,8 @@ def spec_from_dict(
         }
 
     for m in methods:  # unknown methods must fail before the curves look them up
-        if m not in (registry or METHODS):
-            raise r.fail("methods", f"unknown method '{m}'{_near(m, registry or METHODS)}")
+        if (why := unknown_method(m, registry or METHODS)) is not None:
+            raise r.fail("methods", why)
     search_curve = curve("search_curve", ("steps",))
     data_curve = curve("data_curve", ("train_sizes",))
     pretrain_eval = d.get("pretrain_eval")

@@ -84,7 +84,9 @@ class SuperConfig:
     # where |dL/dgate| is taken (`importance.py`): "example" (the paper's E_x), "token" (the reference
     # code's) or "batch" (ticketlab's first version, which the committed super-ticket stores used)
     importance: str = "example"
-    keep_models: bool = False  # keep the full model's fine-tuned weights after the importance pass
+    # keep the fine-tuned weights of the full model (after the importance pass) and of the winning
+    # tickets (`adaptation.py` starts from the super ticket's)
+    keep_models: bool = False
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -357,6 +359,8 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     # rewinding: the ticket's kept weights start from the pre-trained values, the head from the same
     # seeded initialisation, and train with the full model's schedule
     ft = config.run_config(seed, str(study.out / metrics["mask_dir"]))
+    # the super ticket (a winning level) fine-tuned on this task is where domain adaptation starts
+    ft = ft.replace(save_model=config.keep_models and kind == "winning")
     return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
 
 

@@ -1,0 +1,74 @@
+"""Domain adaptation (Liang et al. 2021 §7, Table 4): from models fine-tuned on task A onto task B
+with 0.1%, 1%, 10% and 100% of B's training data.
+
+STUDY is a super-ticket study of task A run with --keep-models: per seed, its super ticket (its
+fine-tuned weights, its units kept pruned) and its full model fine-tuned on A are each fine-tuned on
+B with the same seed, head initialisation and training subset (seeded and nested: the 1% set holds
+the 0.1% set). OUT gets runs/ (resumable: rerun the same command), adaptation.json, adaptation.csv
+and adaptation.md (mean ± std over seeds with n; super - full paired per seed; no verdict where the
+full model is at a constant predictor's score).
+
+Example:
+  ticketlab super --model ../shared/models/bert-mini-ref --task sst2 --data-dir ../shared/data/glue \\
+      --seeds 1 2 3 --keep-models --out super/sst2
+  ticketlab adapt super/sst2 --task mrpc --data-dir ../shared/data/glue --out adapt/sst2-mrpc
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..finetune import FinetuneConfig
+from ..structured.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
+
+HELP = "domain adaptation: a super ticket and its full model from task A fine-tuned on fractions of B"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "study", metavar="STUDY", help="a super-ticket study of task A (ticketlab super --keep-models)"
+    )
+    p.add_argument("--task", required=True, metavar="TASK", help="task B: a task id or a task.json")
+    p.add_argument("--data-dir", metavar="DIR", help="GLUE root or task B's folder (default: the hub)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (resumed if it exists)")
+    p.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=list(FRACTIONS),
+        metavar="F",
+        help="fractions of B's training set (default: 0.001 0.01 0.1 1)",
+    )
+    g = p.add_argument_group("protocol on B (default: the task's TAMT Table 1 values)")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--max-length", type=int)
+    g.add_argument("--epochs", type=float)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--eval-every", type=int, metavar="STEPS")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    sources = super_sources(args.study)
+    data_dir = args.data_dir
+    if data_dir is None and args.task.endswith(".json"):
+        data_dir = str(Path(args.task).parent)  # a task.json sits with its data
+    protocol = FinetuneConfig(
+        model=sources[0].model,
+        task=args.task,
+        data_dir=data_dir,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        progress=not args.no_progress,
+    )
+    result = run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
+    print((Path(args.out) / "adaptation.md").read_text())
+    return 0 if result else 1

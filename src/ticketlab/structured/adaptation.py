@@ -1,0 +1,271 @@
+"""Domain adaptation (Liang et al. 2021 §7, Table 4): fine-tune on task B, with 0.1%, 1%, 10% and
+100% of B's training data, from models fine-tuned on task A.
+
+The paper adapts ST-DNN (the super ticket of MT-DNN) and MT-DNN (the full model) from MNLI to SNLI
+and SciTail. ticketlab adapts what a super-ticket study on task A kept (`ticketlab super
+--keep-models`), per seed s:
+
+  super   the super ticket of seed s, rewound and fine-tuned on A: its weights, its units stay pruned
+          on B (the ticket is applied as a mask; its hash check is off, the weights are A's);
+  full    the full model fine-tuned on A with seed s.
+
+Both start B with a fresh task head seeded by s (`finetune.load_for_task`) and fine-tune with the
+same protocol, seed and training subset, so the two differ only in where they start (a paired
+comparison per seed). Any model directory works as a source through `AdaptSource` (e.g. one a
+ticket-sharing run exported).
+
+Subsets: `train_samples` = round(fraction x n) (at least one) examples of B's n, drawn by the seed
+as a prefix of one seeded permutation (`finetune._subset`), so they are nested: the 1% set contains
+the 0.1% set, and every source sees the same examples at a fraction.
+
+    OUT/runs/<source>_seed<s>_<fraction>/   fine-tuning runs (resumable: rerun the same command)
+    OUT/adaptation.json                     every score, per source and fraction mean ± std (n)
+    OUT/adaptation.csv, adaptation.md       the table (Table 4), with super - full paired per seed
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, TicketlabError
+from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, claim_dir, read_json
+from ..finetune import FinetuneConfig, _subset, finetune, mean_std
+
+KIND = "domain adaptation"
+FRACTIONS = (0.001, 0.01, 0.1, 1.0)
+JSON_FILE, CSV_FILE, MD_FILE = "adaptation.json", "adaptation.csv", "adaptation.md"
+
+
+@dataclass(frozen=True)
+class AdaptSource:
+    """A model fine-tuned on task A: where B's fine-tuning starts."""
+
+    label: str  # "super", "full", or the user's
+    seed: int  # B's fine-tuning seed (head, order, subset): the seed of A's run
+    model: str  # the fine-tuned weights (a HF model directory)
+    mask: str | None = None  # units kept pruned on B (the ticket)
+
+
+def check_fractions(fractions: Sequence[float]) -> list[float]:
+    fractions = sorted(set(float(f) for f in fractions))
+    if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
+        raise ConfigError(f"fractions must be in (0, 1], got {list(fractions)}")
+    return fractions
+
+
+def subset_size(n: int, fraction: float) -> int | None:
+    """Training examples at `fraction` of n (None: all of them)."""
+    return None if fraction >= 1.0 else max(1, round(fraction * n))
+
+
+def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[int]]:
+    """The indices fine-tuning trains on at each fraction (nested, seeded: see the module docstring)."""
+    out = {}
+    for f in check_fractions(fractions):
+        chosen = _subset(n, subset_size(n, f), seed)
+        out[f] = list(range(n)) if chosen is None else chosen
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
+    """Per seed of a super-ticket study, its super ticket and its full model (kept weights)."""
+    from ..experiments.store import Store
+    from .supertickets import SUMMARY_FILE
+
+    root = Path(study)
+    summary = read_json(root / SUMMARY_FILE, "super-ticket summary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("picks"), list):
+        raise TicketlabError(f"{root / SUMMARY_FILE}: not a super-ticket summary (ticketlab super)")
+    if not summary["picks"]:
+        raise TicketlabError(f"{root}: no super ticket yet (its winning tickets have not all run)")
+    sources = []
+    with Store(root, readonly=True) as store:
+        records = store.runs(kind="finetune", status="done")
+        for pick in summary["picks"]:
+            seed = pick["seed"]
+            ticket = store.get(pick.get("run_id") or "")
+            full = [r for r in records if r.config.get("method") == "full" and r.config["seed"] == seed]
+            if ticket is None or not full:
+                raise TicketlabError(
+                    f"{root}: seed {seed}: the super ticket's or full model's run is missing"
+                )
+            search = store.get(ticket.config["mask"]["search"])
+            mask = str(root / search.metrics["mask_dir"]) if search and search.metrics else None
+            sources.append(AdaptSource("super", seed, _kept_model(root, ticket), mask))
+            sources.append(AdaptSource("full", seed, _kept_model(root, full[-1])))
+    return sources
+
+
+def _kept_model(root: Path, record: Any) -> str:
+    model = root / "runs" / f"{record.name}_{record.id[:8]}" / "model"
+    if not (model / "config.json").is_file():
+        raise TicketlabError(
+            f"{model}: no fine-tuned weights (the study ran without --keep-models); run "
+            "`ticketlab super ... --keep-models` into a new directory"
+        )
+    return str(model)
+
+
+# --------------------------------------------------------------------------- the study
+
+
+@dataclass
+class AdaptConfig:
+    """`finetune` is task B's protocol (its model, mask, seed and train_samples are set per run)."""
+
+    finetune: FinetuneConfig
+    sources: list[AdaptSource]
+    fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
+
+    def __post_init__(self) -> None:
+        self.fractions = check_fractions(self.fractions)
+        if not self.sources:
+            raise ConfigError("domain adaptation needs at least one source model")
+        keys = [(s.label, s.seed) for s in self.sources]
+        if len(set(keys)) != len(keys):
+            raise ConfigError("each source label may have each seed once")
+
+    def run_config(self, source: AdaptSource, n_train: int, fraction: float) -> FinetuneConfig:
+        return self.finetune.replace(
+            model=source.model,
+            mask=source.mask,
+            check_hash=False,  # the ticket was found on the pre-trained weights, these are A's
+            seed=source.seed,
+            data_seed=source.seed,  # one subset per seed, whatever the source: a paired comparison
+            train_samples=subset_size(n_train, fraction),
+        )
+
+
+def _n_train(config: FinetuneConfig) -> int:
+    from ..data.glue import load_examples
+    from ..tasks import get_task
+
+    spec = get_task(config.task, config.data_dir)
+    if spec.kind == "squad":
+        raise ConfigError("domain adaptation fine-tunes GLUE-style tasks; SQuAD is not supported")
+    return len(load_examples(spec, config.data_dir, "train"))
+
+
+def _floor(config: FinetuneConfig, metric: str) -> float | None:
+    """A constant predictor's score on B's dev set: no verdict where the full model is at it."""
+    from ..data.glue import load_examples
+    from ..metrics import constant_score
+    from ..tasks import get_task
+
+    spec = get_task(config.task, config.data_dir)
+    return constant_score(metric, load_examples(spec, config.data_dir, spec.eval_splits[0]).labels)
+
+
+def pct(f: float) -> str:
+    return f"{f * 100:g}%"
+
+
+def _verdict(diff: dict[str, Any] | None, full: dict[str, Any] | None, floor: float | None) -> str:
+    from ..metrics import no_verdict
+
+    if diff is None or full is None:
+        return "—"
+    why = no_verdict(full["mean"], full["std"], full["n"], floor, diff["n"])
+    if why is not None:
+        return f"no verdict ({why})"
+    half = 1.96 * diff["std"] / math.sqrt(diff["n"])  # normal 95% interval of the mean difference
+    return "better" if diff["mean"] - half > 0 else "worse" if diff["mean"] + half < 0 else "no difference"
+
+
+def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[str, Any]]:
+    """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, a verdict."""
+    rows = []
+    for f in sorted({s["fraction"] for s in scores}):
+        at = [s for s in scores if s["fraction"] == f]
+        by_label: dict[str, dict[int, float]] = {}
+        for s in at:
+            by_label.setdefault(s["source"], {})[s["seed"]] = s["score"]
+        for label, per_seed in sorted(by_label.items()):
+            rows.append(
+                {"fraction": f, "n_train": at[0]["n_train"], "source": label, **_cell(per_seed.values())}
+            )
+        sup, full = by_label.get("super", {}), by_label.get("full", {})
+        seeds = sorted(set(sup) & set(full))
+        if seeds:
+            diff = mean_std([sup[s] - full[s] for s in seeds])
+            verdict = _verdict(diff, mean_std(list(full.values())), floor)
+            rows.append(
+                {
+                    "fraction": f,
+                    "n_train": at[0]["n_train"],
+                    "source": "super - full",
+                    **_cell([sup[s] - full[s] for s in seeds]),
+                    "verdict": verdict,
+                }
+            )
+    return rows
+
+
+def _cell(values) -> dict[str, Any]:
+    m = mean_std(list(values))
+    return {"mean": m["mean"], "std": m["std"], "n": m["n"], "verdict": ""}
+
+
+def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float | None) -> str:
+    ft = config.finetune
+    lines = [
+        f"# Domain adaptation onto {ft.task} (Liang et al. §7, Table 4)",
+        "",
+        f"Dev {metric} (0-100) of fine-tuning on {ft.task} with a seeded, nested fraction of its "
+        "training set, from each source model; mean ± sample std over seeds (n). 'super - full' is "
+        "paired by seed; a verdict needs n >= 2 and the full model above a constant predictor"
+        + (f" ({floor:.1f})." if floor is not None else "."),
+        "",
+        "| fraction | examples | source | score | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cell = f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['n']})"
+        lines.append(f"| {pct(r['fraction'])} | {r['n_train']} | {r['source']} | {cell} | {r['verdict']} |")
+    return "\n".join([*lines, ""])
+
+
+def run_adaptation(config: AdaptConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Every (source, fraction) fine-tuning into OUT (resumable), then the table."""
+    n = _n_train(config.finetune)
+    out = claim_dir(out_dir, kind=KIND, inputs=[s.model for s in config.sources] + [config.finetune.data_dir])
+    scores = []
+    for source in config.sources:
+        for f in config.fractions:
+            ft = config.run_config(source, n, f)
+            name = f"{source.label}_seed{source.seed}_{pct(f).replace('%', 'pct')}"
+            r = finetune(ft, out / "runs" / name)
+            scores.append(
+                {
+                    "source": source.label,
+                    "seed": source.seed,
+                    "fraction": f,
+                    "n_train": r.n_train,
+                    "score": r.best_score,
+                    "metric": r.metric,
+                    "run": name,
+                }
+            )
+    metric = scores[0]["metric"]
+    floor = _floor(config.finetune, metric)
+    rows = summarise(scores, floor)
+    result = {
+        "task": config.finetune.task,
+        "metric": metric,
+        "floor": floor,
+        "n_train": n,
+        "scores": scores,
+        "table": rows,
+    }
+    atomic_write_json(out / JSON_FILE, result)
+    atomic_write_csv(out / CSV_FILE, rows)
+    atomic_write_text(out / MD_FILE, _markdown(config, rows, metric, floor))
+    return result
