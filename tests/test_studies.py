@@ -378,3 +378,27 @@ def test_adapt_refuses_a_study_without_a_super_ticket(tmp_path, capsys):
     (study / "super.json").write_text('{"picks": []}')
     assert main(["adapt", str(study), "--task", "sst2", "--out", str(tmp_path / "out")]) == 2
     assert "no super ticket yet" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_adaptation_verdict_is_a_paired_t_test_holm_adjusted_over_fractions():
+    """super - full per seed, by hand: a t interval (not a normal one, far too narrow at n = 3) and
+    Holm over the fractions; no verdict with the full model at the constant predictor."""
+    from ticketlab.structured.adaptation import summarise
+
+    def scores(fraction, full, sup):
+        return [
+            {"fraction": fraction, "n_train": 10, "source": src, "seed": k, "score": v}
+            for src, vals in (("full", full), ("super", sup))
+            for k, v in enumerate(vals)
+        ]
+
+    data = scores(0.01, [70.0, 72.0, 74.0], [71.0, 75.0, 79.0])  # diffs 1, 3, 5: p 0.1217
+    data += scores(0.1, [80.0, 80.0, 80.5], [82.0, 82.2, 82.3])  # diffs 2, 2.2, 1.8
+    rows = {(r["fraction"], r["source"]): r for r in summarise(data, floor=50.0)}
+    t1, t2 = 3 / (2 / 3**0.5), 2 / (0.2 / 3**0.5)
+    p1, p2 = 1 - t1 / (t1 * t1 + 2) ** 0.5, 1 - t2 / (t2 * t2 + 2) ** 0.5
+    assert rows[(0.1, "super - full")]["verdict"] == f"better (p_Holm {2 * p2:.3f})"
+    # normal 95% interval of [1, 3, 5] (3 ± 2.26) excludes 0; Student's (3 ± 4.97) does not
+    assert rows[(0.01, "super - full")]["verdict"] == f"within noise (p_Holm {max(p1, 2 * p2):.3f})"
+    at_floor = {(r["fraction"], r["source"]): r for r in summarise(data, floor=72.0)}
+    assert at_floor[(0.01, "super - full")]["verdict"] == "no verdict (floor)"

@@ -25,7 +25,6 @@ the 0.1% set, and every source sees the same examples at a fraction.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,21 +167,28 @@ def pct(f: float) -> str:
     return f"{f * 100:g}%"
 
 
-def _verdict(diff: dict[str, Any] | None, full: dict[str, Any] | None, floor: float | None) -> str:
+def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
+    """The paired t-test's verdict (`experiments.results.Paired`, Holm-adjusted over the fractions),
+    or why there is none: one run, or the full model at B's constant predictor."""
     from ..metrics import no_verdict
 
-    if diff is None or full is None:
+    if paired is None or full is None:
         return "—"
-    why = no_verdict(full["mean"], full["std"], full["n"], floor, diff["n"])
+    why = no_verdict(full["mean"], full["std"], full["n"], floor, paired.n)
     if why is not None:
         return f"no verdict ({why})"
-    half = 1.96 * diff["std"] / math.sqrt(diff["n"])  # normal 95% interval of the mean difference
-    return "better" if diff["mean"] - half > 0 else "worse" if diff["mean"] + half < 0 else "no difference"
+    p = "—" if paired.p_holm is None else f"{paired.p_holm:.3f}"
+    said = {"super > full": "better", "super < full": "worse", "identical": "identical"}
+    return f"{said.get(paired.verdict, 'within noise')} (p_Holm {p})"
 
 
 def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[str, Any]]:
-    """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, a verdict."""
-    rows = []
+    """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
+    paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
+    from ..experiments.results import Paired
+    from ..metrics import holm
+
+    rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):
         at = [s for s in scores if s["fraction"] == f]
         by_label: dict[str, dict[int, float]] = {}
@@ -195,17 +201,14 @@ def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[st
         sup, full = by_label.get("super", {}), by_label.get("full", {})
         seeds = sorted(set(sup) & set(full))
         if seeds:
-            diff = mean_std([sup[s] - full[s] for s in seeds])
-            verdict = _verdict(diff, mean_std(list(full.values())), floor)
-            rows.append(
-                {
-                    "fraction": f,
-                    "n_train": at[0]["n_train"],
-                    "source": "super - full",
-                    **_cell([sup[s] - full[s] for s in seeds]),
-                    "verdict": verdict,
-                }
-            )
+            paired = Paired("super", "full", f, "", seeds, [sup[s] - full[s] for s in seeds], [])
+            row = {"fraction": f, "n_train": at[0]["n_train"], "source": "super - full"}
+            rows.append(row | _cell(paired.diffs))
+            tests.append((rows[-1], paired, mean_std(list(full.values()))))
+    for (_, paired, _), adjusted in zip(tests, holm([t[1].p for t in tests]), strict=True):
+        paired.p_holm = adjusted
+    for row, paired, full in tests:
+        row["verdict"] = _verdict(paired, full, floor)
     return rows
 
 
@@ -221,8 +224,8 @@ def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float |
         "",
         f"Dev {metric} (0-100) of fine-tuning on {ft.task} with a seeded, nested fraction of its "
         "training set, from each source model; mean ± sample std over seeds (n). 'super - full' is "
-        "paired by seed; a verdict needs n >= 2 and the full model above a constant predictor"
-        + (f" ({floor:.1f})." if floor is not None else "."),
+        "paired by seed (a paired t-test, Holm-adjusted over the fractions); a verdict needs n >= 2 and "
+        "the full model above a constant predictor" + (f" ({floor:.1f})." if floor is not None else "."),
         "",
         "| fraction | examples | source | score | verdict |",
         "|---|---|---|---|---|",
