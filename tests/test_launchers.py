@@ -28,6 +28,7 @@ from ticketlab.experiments import Store, expand, load_spec, run_sweep
 from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.experiments.methods import MethodSpec
 from ticketlab.experiments.runner import sweep_status
+from ticketlab.files import claim_dir
 
 TESTS = Path(__file__).resolve().parent
 
@@ -249,7 +250,7 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert "no sweep here" in capsys.readouterr().err
     spec = load_spec(tmp_path / "spec.yaml")
     n = len(expand(spec))
-    out.mkdir()
+    claim_dir(out, kind="sweep")  # what a sweep makes: a marked directory with its store
     with Store(out) as st:
         st.add_runs(expand(spec))
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}

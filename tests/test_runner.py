@@ -417,6 +417,7 @@ def test_real_task_imp_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
             "model": str(tiny_bert_dir),
             "tasks": {"sst2": {"data": "glue"}, "again": {"task": "sst2", "data": "glue"}},
             "methods": [{"imp-task": {"sparsities": [0.2], "sources": ["sst2"]}}],
+            "seeds": {"search": [0]},  # one mask (three is the default)
             "search": {"steps": 2, "batch_size": 4, "max_length": 16},
             "finetune": {"steps": 2, "batch_size": 4, "eval_every": 2, "max_length": 32},
         },
@@ -454,6 +455,7 @@ def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
             "tasks": {"sst2": {"data": "glue"}},
             "methods": ["full", "omp", "imp", "tamt-mlm", "tamt-kd"],
             "sparsities": [0.2],
+            "seeds": {"search": [0]},  # one mask per method (three is the default)
             "search": {"steps": 2, "batch_size": 4, "max_length": 16, "save_every": 1},
             "finetune": {"steps": 2, "batch_size": 4, "eval_every": 2, "max_length": 32},
             "pretrain_eval": {"max_blocks": 4},
