@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.io import recorded_base
+from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
@@ -73,15 +74,18 @@ class PruneConfig:
 
     model: str  # local directory or hub id
     method: str  # a key of `pruning.ONE_SHOT`: omp, random
-    sparsity: Fraction
+    sparsity: Fraction | None  # None with a pattern: the one it implies
     out: str | os.PathLike
     ranking: Literal["local", "global"] = "local"
     seed: int = 0  # random pruning
     targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
+    pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
         _check_choice("method", self.method, sorted(ONE_SHOT))
+        self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
+        self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 
 
 @dataclass
@@ -98,7 +102,12 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
     model = model if model is not None else load_model(config.model, head="base")
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
-        model, config.sparsity, ranking=config.ranking, targets=config.targets, seed=config.seed
+        model,
+        config.sparsity,
+        ranking=config.ranking,
+        targets=config.targets,
+        seed=config.seed,
+        pattern=config.pattern,
     )
     elapsed = time.perf_counter() - t0
     mc = MaskConfig.for_model(
@@ -110,6 +119,7 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
         targets=config.targets,
         ranking=config.ranking,
         seed=config.seed if config.method == "random" else None,
+        pattern=config.pattern,
     )
     save_mask(mask, mc, config.out)
     return PruneResult(mask, load_mask(config.out)[1], Path(config.out), elapsed)  # config as saved
@@ -213,6 +223,7 @@ class SearchConfig:
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
             **({"score_dtype": m.score_dtype} if tamt and m.score_dtype != "float32" else {}),
+            **({"pattern": m.pattern} if tamt and m.pattern is not None else {}),
             **({"variant": m.variant, "pooler": m.pooler} if not tamt and m.variant != "legacy" else {}),
             **({"pooler": True} if not tamt and m.variant == "legacy" and m.pooler else {}),
         }

@@ -73,6 +73,15 @@ def finite_floats(parser: argparse.ArgumentParser) -> None:
                 finite_floats(sub)
 
 
+def add_pattern_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pattern",
+        metavar="N:M",
+        help="keep N of every M consecutive weights along the input dimension (e.g. 2:4, which "
+        "sparse tensor cores run); implies the sparsity 1 - N/M",
+    )
+
+
 def sparsity_arg(value: str) -> float:
     """argparse type: a fraction in [0, 1); '70%%' is accepted too."""
     try:

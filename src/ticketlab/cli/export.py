@@ -4,6 +4,8 @@
 
 Example:
   ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp70 --out exported/omp70
+  ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp-2-4 --out exported/omp-2-4 \
+      --semi-structured bf16      (a 2:4 mask, on a CUDA GPU: weights torch.sparse takes as 2:4)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 
 from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
+from ..masking.export import SEMI_DTYPES, require_semi_structured
 from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 
@@ -28,6 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="apply the mask even if the model's weights differ from those it was found on",
     )
+    p.add_argument(
+        "--semi-structured",
+        nargs="?",
+        const="fp16",
+        choices=sorted(SEMI_DTYPES),
+        metavar="DTYPE",
+        help="a 2:4 mask's checkpoint in fp16 (default) or bf16, every linear target checked with "
+        "torch.sparse.to_sparse_semi_structured (needs a CUDA GPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     # per-layer head and FFN sizes do not fit a plain HF config: the checkpoint would not load
     refuse_compacted(args.model, "a plain HF checkpoint (one head count, one FFN size) is exported from")
     mask, config = load_mask(args.mask)
+    if args.semi_structured:
+        require_semi_structured(config, args.mask)  # before loading the model
     model, head, tokenizer = load_with_head(args.model, args.head)
     check_fits(mask, config, model, source=args.mask, check_hash=not args.ignore_hash)
-    export_pretrained(model, args.out, mask=mask, config=config, tokenizer=tokenizer, inputs=inputs)
-    print(f"exported {head} model with {mask.sparsity:.1%} of target weights zero -> {args.out}")
+    dtype = SEMI_DTYPES[args.semi_structured] if args.semi_structured else None
+    export_pretrained(
+        model, args.out, mask=mask, config=config, tokenizer=tokenizer, inputs=inputs, semi_structured=dtype
+    )
+    kind = f" ({config.pattern}, {args.semi_structured})" if args.semi_structured else ""
+    print(f"exported {head} model{kind} with {mask.sparsity:.1%} of target weights zero -> {args.out}")
     return 0

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from ..masking import load_mask
+from ..masking.pattern import pattern_line
 from ..structured.io import summary as units_summary
 from ..structured.io import units_line
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"level:      target {config.sparsity:.1%} of units; {mask.sparsity:.1%} of their weights zero")
     else:
         print(f"sparsity:   target {config.sparsity:.1%}, achieved {mask.sparsity:.1%}")
+        print(f"pattern:    {pattern_line(config.pattern)}")
     print(f"base model: {config.base_model} [{config.model_type}] {config.base_model_hash[:19]}")
     if config.search:
         print(

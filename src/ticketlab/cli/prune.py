@@ -5,6 +5,7 @@
 
 Example:
   ticketlab prune omp --model ../shared/models/bert-mini-ref --sparsity 0.7 --out masks/omp70
+  ticketlab prune omp --model ../shared/models/bert-mini-ref --pattern 2:4 --out masks/omp-2-4
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 
 from ..api import PruneConfig, prune
 from ..pruning import ONE_SHOT
-from .common import add_model_argument, add_targets_argument, sparsity_arg
+from .common import add_model_argument, add_pattern_argument, add_targets_argument, sparsity_arg
 
 HELP = "one-shot pruning (omp, random) of a pre-trained model into a mask file"
 
@@ -22,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", choices=sorted(ONE_SHOT), help="pruning method")
     add_model_argument(p)
     p.add_argument(
-        "--sparsity", type=sparsity_arg, required=True, help="fraction of target weights set to zero"
+        "--sparsity", type=sparsity_arg, help="fraction of target weights set to zero (or give --pattern)"
     )
+    add_pattern_argument(p)
     p.add_argument(
         "--ranking",
         choices=["local", "global"],
@@ -44,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         ranking=args.ranking,
         seed=args.seed,
         targets=args.targets,
+        pattern=args.pattern,
     )
     mask = prune(config).mask
-    print(f"{args.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned -> {args.out}")
+    shape = f" ({config.pattern})" if config.pattern else ""
+    print(f"{args.method}: {mask.sparsity:.2%}{shape} of {mask.numel:,} target weights pruned -> {args.out}")
     return 0

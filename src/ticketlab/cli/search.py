@@ -2,7 +2,8 @@
 
   tamt  task-agnostic mask training (Liu et al. 2022): real-valued scores per weight, W ⊙ 1[S >= φ]
         in the forward pass, straight-through gradients to the scores, frozen weights, exact
-        sparsity after every step; initialised from OMP (default) or a random mask.
+        sparsity after every step (--pattern 2:4: exactly 2 of every 4 consecutive weights kept);
+        initialised from OMP (default) or a random mask.
   imp   iterative magnitude pruning with rewinding (Chen et al. 2020): train the weights on MLM
         (or on a downstream task with --task), prune 10% more by magnitude every 1/(R-1) of the
         run starting at step 0, rewind the survivors to θ0 (or θ at --rewind-to) and start the
@@ -41,7 +42,7 @@ from ..objectives import OBJECTIVES
 from ..pruning import ImpConfig, SearchResult, TamtConfig
 from ..pruning.tamt import SCORE_DTYPES
 from ..training import make_accelerator
-from .common import add_model_argument, add_targets_argument, sparsity_arg
+from .common import add_model_argument, add_pattern_argument, add_targets_argument, sparsity_arg
 
 HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
 
@@ -57,11 +58,16 @@ def steps_list(value: str) -> list[int]:
     return out
 
 
-def _common(p: argparse.ArgumentParser, *, ranking: str | None) -> None:
+def _common(p: argparse.ArgumentParser, *, ranking: str | None, pattern: bool = False) -> None:
     add_model_argument(p)
     p.add_argument(
-        "--sparsity", type=sparsity_arg, required=True, help="fraction of target weights set to zero"
+        "--sparsity",
+        type=sparsity_arg,
+        required=not pattern,
+        help="fraction of target weights set to zero" + (" (or give --pattern)" if pattern else ""),
     )
+    if pattern:  # exactly N of every M kept after every step
+        add_pattern_argument(p)
     p.add_argument("--steps", type=int, required=True, help="optimizer steps of the search")
     p.add_argument(
         "--out", required=True, metavar="DIR", help="output (mask) directory; resumed if it exists"
@@ -124,7 +130,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         description=(__doc__ or "").split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(t, ranking="local")
+    _common(t, ranking="local", pattern=True)
     g = t.add_argument_group("TAMT")
     g.add_argument("--objective", choices=OBJECTIVES, default="mlm", help="training objective (default mlm)")
     g.add_argument("--init", choices=["omp", "random"], default="omp", help="initial mask (default omp)")
@@ -182,6 +188,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
             seed=args.seed,
             score_dtype=args.score_dtype,
             targets=args.targets,
+            pattern=args.pattern,
         )
     else:
         method = ImpConfig(

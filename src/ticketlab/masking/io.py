@@ -26,11 +26,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import MaskFileError, MaskMismatchError, TicketlabError
+from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ..files import atomic_dir, read_json
 from ..validation import check_fields
 from .apply import dense_weight, resolve_modules
 from .mask import Mask
+from .pattern import follows, parse_pattern
 
 CONFIG_NAME = "mask_config.json"
 MASKS_NAME = "masks.safetensors"
@@ -68,6 +69,7 @@ class MaskConfig:
     search: dict[str, Any] = field(default_factory=dict)  # method-specific settings and log summary
     kind: Literal["weights", "structured"] = "weights"  # structured: a ticket of heads / FFN units
     units: dict[str, Any] | None = None  # structured: granularity, structure, kept units per layer
+    pattern: str | None = None  # "N:M": N kept of every M along the input dim; None: elementwise
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format: str = FORMAT
@@ -92,10 +94,22 @@ class MaskConfig:
             raise ValueError("method must be a non-empty string")
         if (self.kind == "structured") != (self.units is not None):
             raise ValueError("a structured mask needs a 'units' object, and only a structured mask has one")
+        if self.pattern is not None:
+            self._check_pattern()
         if self.format != FORMAT:
             raise ValueError(f"not a ticketlab mask (format {self.format!r})")
         if self.format_version > FORMAT_VERSION:
             raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
+
+    def _check_pattern(self) -> None:
+        try:
+            nm = parse_pattern(self.pattern)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if self.kind != "weights":
+            raise ValueError(f"pattern {nm} is for weight masks, not {self.kind} ones")
+        if abs(float(self.sparsity) - nm.sparsity) > 1e-9:
+            raise ValueError(f"sparsity {self.sparsity} disagrees with pattern {nm} ({nm.sparsity:g})")
 
     @classmethod
     def for_model(
@@ -244,6 +258,9 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
         raise MaskFileError(f"{masks_path}: corrupt or truncated safetensors file ({e})") from None
     mask = unpack(tensors, meta, masks_path)
+    nm = parse_pattern(config.pattern)  # checked with the config; older files have none: elementwise
+    if nm is not None and (bad := next((k for k, t in mask.items() if not follows(t, nm)), None)):
+        raise MaskFileError(f"{masks_path}: '{bad}' does not keep {nm.n} of every {nm.m} weights ({nm})")
     if config.kind == "structured" and not as_units:
         from ..structured.io import weight_mask_of  # structured builds on masking: import late
 

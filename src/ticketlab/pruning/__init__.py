@@ -16,7 +16,7 @@ from .ranking import Ranking, check_sparsity, keep_top
 from .search import SearchObjective, SearchResult
 from .tamt import ScoreMask, TamtConfig, prepare_tamt, search_tamt
 
-OneShot = Callable[..., Mask]  # (model, sparsity, *, ranking, targets, seed) -> Mask
+OneShot = Callable[..., Mask]  # (model, sparsity, *, ranking, targets, seed, pattern) -> Mask
 ONE_SHOT: dict[str, OneShot] = {"omp": omp_mask, "random": random_mask}
 
 __all__ = [

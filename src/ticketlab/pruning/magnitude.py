@@ -18,8 +18,9 @@ def omp_mask(
     ranking: Ranking = "local",
     targets: Targets = None,
     seed: int | None = None,
+    pattern: str | None = None,
 ) -> Mask:
     """Prune the `sparsity` fraction of smallest-|W| target weights (deterministic: `seed` is unused)."""
     del seed
     scores = {k: dense_weight(m).abs() for k, m in find_targets(model, targets).items()}
-    return keep_top(scores, sparsity, ranking).cpu()
+    return keep_top(scores, sparsity, ranking, pattern).cpu()

@@ -18,11 +18,12 @@ def random_mask(
     ranking: Ranking = "local",
     targets: Targets = None,
     seed: int | None = 0,
+    pattern: str | None = None,
 ) -> Mask:
     """Prune a uniformly random `sparsity` fraction of target weights (per matrix, or over all of them)."""
     gen = torch.Generator().manual_seed(0 if seed is None else seed)
     # Sorted keys make the draw independent of module registration order.
     modules = dict(sorted(find_targets(model, targets).items()))
     scores = {k: torch.rand(m.weight.shape, generator=gen) for k, m in modules.items()}
-    mask = keep_top(scores, sparsity, ranking)
+    mask = keep_top(scores, sparsity, ranking, pattern)
     return Mask({k: mask[k] for k in find_targets(model, targets)})

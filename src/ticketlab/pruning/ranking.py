@@ -4,7 +4,7 @@ Every unstructured method reduces to this: OMP ranks |W|, random pruning ranks r
 ranks its learned scores, IMP ranks |W| with the already-pruned weights at -inf. `local` ranking
 prunes round(s·n) weights of each matrix; `global` prunes round(s·N) over all targets together.
 Selection is by `topk` indices, not by a threshold, so ties (e.g. TAMT's two-valued initial scores)
-never change the count.
+never change the count. An N:M `pattern` ranks inside each group of M instead (`masking.pattern`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..masking import Mask
+from ..masking.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
 
 Ranking = Literal["local", "global"]
 
@@ -36,9 +37,18 @@ def _keep_top_flat(flat: Tensor, n_keep: int) -> Tensor:
     return keep
 
 
-def keep_top(scores: Mapping[str, Tensor], sparsity: float, ranking: Ranking = "local") -> Mask:
-    """A mask keeping the highest scores, pruning exactly round(sparsity · count) weights."""
-    sparsity = check_sparsity(sparsity)
+def keep_top(
+    scores: Mapping[str, Tensor],
+    sparsity: float | None,
+    ranking: Ranking = "local",
+    pattern: str | None = None,
+) -> Mask:
+    """A mask keeping the highest scores, pruning exactly round(sparsity · count) weights; with an
+    N:M `pattern`, the N highest of every M (sparsity None or 1 - N/M)."""
+    sparsity = check_sparsity(pattern_sparsity(sparsity, pattern, ranking))
+    if (nm := parse_pattern(pattern)) is not None:
+        check_divisible({k: tuple(s.shape) for k, s in scores.items()}, nm)
+        return Mask({name: keep_top_groups(s, nm) for name, s in scores.items()})
     if ranking == "local":
         out = {}
         for name, s in scores.items():

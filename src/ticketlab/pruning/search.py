@@ -222,6 +222,7 @@ class SearchSpec:
     base_hash: Callable[[], str | None] = lambda: None  # None: hash the model's current dense weights
     finish: Callable[[Any], None] | None = None  # runs on every process once training is over
     sparsity_now: Callable[[], float] | None = None  # for the progress bar (default: the target)
+    pattern: str | None = None  # N:M, recorded in the mask config
 
 
 @dataclass
@@ -321,6 +322,7 @@ def _run_search(
             targets=spec.targets,
             ranking=spec.ranking,
             seed=spec.seed,
+            pattern=spec.pattern,
             search=search,
         )
         base_hash = spec.base_hash()

@@ -57,6 +57,7 @@ from torch.nn.utils import parametrize
 from ..errors import ConfigError, TicketlabError
 from ..masking import Mask, MaskParametrization, attach
 from ..masking.apply import resolve_modules
+from ..masking.pattern import NM, check_divisible, group_order, groups, parse_pattern, pattern_sparsity
 from ..masking.targets import Targets
 from ..objectives import Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
@@ -106,8 +107,9 @@ class Scratch:
         """W ⊙ 1[S ≥ t] in the buffer: valid until the next call."""
         n = weight.numel()
         out = self._get("product", n, weight.dtype, weight.device)
-        if weight.device.type != "cpu":  # elementwise kernels take mixed types at full speed
-            return torch.mul(weight, scores >= threshold, out=out.view(weight.shape))
+        # elementwise kernels on a GPU take mixed types at full speed; per-group cuts (N:M) broadcast
+        if weight.device.type != "cpu" or threshold.ndim:
+            return torch.mul(weight, at_least(scores, threshold), out=out.view(weight.shape))
         w, s, c = weight.reshape(-1), scores.reshape(-1), min(n, self.CHUNK) or 1
         m = self._get("chunk", c, weight.dtype, weight.device)
         for i in range(0, n, c):
@@ -129,6 +131,19 @@ class Scratch:
         return torch.stack(counts).long().sum() if counts else torch.tensor(0)
 
 
+def at_least(scores: Tensor, threshold: Tensor) -> Tensor:
+    """M = 1[S ≥ t]: one threshold (0-d), or one per group of consecutive scores along the last
+    dimension (N:M: t has that dimension divided by M)."""
+    if threshold.ndim == 0:
+        return scores >= threshold
+    return (scores.unflatten(-1, (threshold.shape[-1], -1)) >= threshold.unsqueeze(-1)).flatten(-2)
+
+
+def _rows(threshold: Tensor, r: slice) -> Tensor:
+    """The thresholds of rows `r` of a matrix (all of them share a 0-d one)."""
+    return threshold[r] if threshold.ndim else threshold
+
+
 def row_blocks(weight: Tensor) -> list[slice]:
     """Slices of rows of `weight` ([out, in]) with at most Scratch.BLOCK weights each (one if it fits)."""
     rows = max(1, Scratch.BLOCK // max(1, weight[0].numel()))
@@ -143,7 +158,7 @@ class _StraightThrough(torch.autograd.Function):
     def forward(ctx, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
         ctx.save_for_backward(weight)
         ctx.score_dtype = scores.dtype
-        return weight * (scores >= threshold)  # a fresh tensor: the caller keeps it
+        return weight * at_least(scores, threshold)  # a fresh tensor: the caller keeps it
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -178,7 +193,7 @@ class _MaskedLinear(torch.autograd.Function):
             return F.linear(x, scratch.masked(weight, scores, threshold), bias)  # [..., out]
         y = None  # [..., out], filled block by block (in the dtype autocast gives the first)
         for r in blocks:
-            wm = scratch.masked(weight[r], scores[r], threshold)
+            wm = scratch.masked(weight[r], scores[r], _rows(threshold, r))
             part = F.linear(x, wm, None if bias is None else bias[r])
             if y is None:
                 y = part.new_empty(*part.shape[:-1], weight.shape[0])
@@ -197,7 +212,8 @@ class _MaskedLinear(torch.autograd.Function):
         for r in blocks:
             g = flat[:, r]  # [n, rows]
             if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
-                part = g @ ctx.scratch.masked(weight[r], scores[r], threshold).to(grad.dtype)  # [n, in]
+                wm = ctx.scratch.masked(weight[r], scores[r], _rows(threshold, r))
+                part = g @ wm.to(grad.dtype)  # [n, in]
                 if grad_x is None:  # several blocks are summed in fp32
                     grad_x = part.float() if len(blocks) > 1 else part
                 else:
@@ -222,7 +238,8 @@ class _MaskedEmbedding(torch.autograd.Function):
     def forward(ctx, ids: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, padding_idx: int | None):
         ctx.save_for_backward(ids, weight)
         ctx.padding_idx, ctx.score_dtype = padding_idx, scores.dtype
-        return F.embedding(ids, weight) * (F.embedding(ids, scores) >= threshold)  # [..., H]
+        t = F.embedding(ids, threshold) if threshold.ndim else threshold  # per-group cuts: their rows
+        return F.embedding(ids, weight) * at_least(F.embedding(ids, scores), t)  # [..., H]
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # grad [..., H]
@@ -271,14 +288,17 @@ class ScoreMask(MaskParametrization):
     A `Thresholder` keeps t where exactly the wanted number of scores is >= t.
     """
 
-    def __init__(self, scores: Tensor, threshold: float, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, scores: Tensor, threshold: float, dtype: torch.dtype = torch.float32, nm: NM | None = None
+    ):
         super().__init__()
         if dtype not in SCORE_DTYPES.values():
             raise ConfigError(f"scores must be float32 or bfloat16, got {dtype}")
         self.scores = nn.Parameter(scores.detach().to(dtype).clone())
         # in the scores' dtype, as a comparison with them rounds it; on their device, so that no
-        # use reads it back to the host (a stall on a GPU)
-        self.register_buffer("threshold", torch.tensor(threshold, dtype=dtype, device=scores.device))
+        # use reads it back to the host (a stall on a GPU). An N:M pattern has one per group.
+        shape = () if nm is None else (*scores.shape[:-1], scores.shape[-1] // nm.m)
+        self.register_buffer("threshold", torch.full(shape, threshold, dtype=dtype, device=scores.device))
         self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
 
     def forward(self, weight: Tensor) -> Tensor:
@@ -289,7 +309,7 @@ class ScoreMask(MaskParametrization):
     @property
     def mask(self) -> Tensor:
         """M = 1[S ≥ t] (a new bool tensor)."""
-        return self.scores.detach() >= self.threshold
+        return at_least(self.scores.detach(), self.threshold)
 
     def current_mask(self) -> Tensor:
         return self.mask
@@ -303,9 +323,10 @@ def attach_scores(
     alpha: float = 2.0,
     fused: bool = True,
     dtype: torch.dtype = torch.float32,
+    pattern: str | None = None,
 ) -> dict[str, ScoreMask]:
     """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0
-    elsewhere, and t = φ (Eq. 3 and 5).
+    elsewhere, and t = φ (Eq. 3 and 5); with an N:M `pattern`, one t per group of M.
 
     `fused` routes masked linear and embedding modules (tied ones included) through the fused
     functions; False leaves every module on the generic `module.weight` path (same values and
@@ -315,11 +336,13 @@ def attach_scores(
     for p in model.parameters():
         p.requires_grad_(False)
     modules = resolve_modules(model, list(init))
+    if (nm := parse_pattern(pattern)) is not None:
+        check_divisible(init.shapes, nm)
     params = {}
     for key, m in modules.items():
         keep = init[key].to(m.weight.device)
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
-        params[key] = ScoreMask(scores, threshold, dtype)
+        params[key] = ScoreMask(scores, threshold, dtype, nm)
     attach(model, params)
     scratch = Scratch()  # one set of buffers for all
     for p in params.values():
@@ -388,12 +411,14 @@ def _rank(vals: Tensor, *, largest: bool) -> Tensor:
 def _below(t: float, dtype: torch.dtype) -> float:
     """The highest value of `dtype` below t, short of the subnormals (which a CPU's flush-to-zero
     mode would compare as 0)."""
-    x = torch.tensor(t, dtype=dtype)
-    b = float(torch.nextafter(x, torch.tensor(-math.inf, dtype=dtype)))
-    tiny = torch.finfo(dtype).tiny
-    if abs(b) < tiny:
-        return 0.0 if t > 0 else -tiny
-    return b
+    return float(_below_each(torch.tensor(t, dtype=dtype)))
+
+
+def _below_each(x: Tensor) -> Tensor:
+    """`_below` of every value of `x`, in its dtype."""
+    b = torch.nextafter(x, torch.full_like(x, -math.inf))
+    tiny = torch.finfo(x.dtype).tiny
+    return torch.where(b.abs() < tiny, torch.where(x > 0, 0.0, -tiny).to(x.dtype), b)
 
 
 class _Candidates:
@@ -523,11 +548,43 @@ def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
     return mid if lo < mid <= hi else hi
 
 
+class GroupThresholder:
+    """Keeps one ScoreMask at exactly N scores >= t in every group of M (an N:M pattern), with one
+    threshold per group: the N-th highest score of the group. Selected afresh after every step
+    (a sort of M scores per group, in blocks of rows); ties keep the lower position, and a score
+    that loses a tie is lowered one step below the cut, as `_cut` does."""
+
+    def __init__(self, param: ScoreMask, nm: NM):
+        self.param, self.nm = param, nm
+
+    def __call__(self) -> None:
+        rethreshold([self])
+
+    def select(self) -> None:
+        scores, t = self.param.scores.detach(), self.param.threshold
+        for r in row_blocks(scores):
+            x = groups(scores[r], self.nm)  # a view: lowered ties land in the scores
+            order = group_order(x)
+            cut = x.gather(1, order[:, self.nm.n - 1 : self.nm.n])  # [groups, 1]
+            losers = order[:, self.nm.n :]
+            lost = x.gather(1, losers)
+            x.scatter_(1, losers, torch.where(lost == cut, _below_each(cut).expand_as(lost), lost))
+            t[r] = cut.view(t[r].shape)
+        if not bool(torch.isfinite(t).all()):
+            raise TicketlabError(DIVERGED)
+
+
 def make_thresholders(
-    params: Mapping[str, ScoreMask], sparsity: float, ranking: Ranking = "local"
-) -> list[Thresholder]:
-    """One Thresholder per matrix (local ranking) or one for all of them (global)."""
+    params: Mapping[str, ScoreMask],
+    sparsity: float,
+    ranking: Ranking = "local",
+    pattern: str | None = None,
+) -> list[Thresholder | GroupThresholder]:
+    """One Thresholder per matrix (local ranking) or one for all of them (global); with an N:M
+    `pattern`, one GroupThresholder per matrix."""
     check_sparsity(sparsity)
+    if (nm := parse_pattern(pattern)) is not None:
+        return [GroupThresholder(p, nm) for p in params.values()]
     if ranking == "local":
         return [
             Thresholder([p], p.scores.numel() - round(sparsity * p.scores.numel())) for p in params.values()
@@ -539,7 +596,7 @@ def make_thresholders(
 
 
 @torch.no_grad()
-def rethreshold(thresholders: Sequence[Thresholder]) -> None:
+def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
     """Re-derive every threshold from its scores (exact sparsity); call after every optimizer step.
 
     The counts of all groups are read from the device at once: on a GPU each read is a host
@@ -547,7 +604,9 @@ def rethreshold(thresholders: Sequence[Thresholder]) -> None:
     step instead of 73; an adjustment adds a few per matrix it ranks)."""
     todo = []
     for t in thresholders:
-        if t.threshold is None:
+        if isinstance(t, GroupThresholder):  # N:M: every group's cut, afresh
+            t.select()
+        elif t.threshold is None:
             t._select()
         else:
             todo.append(t)
@@ -565,7 +624,7 @@ def rethreshold(thresholders: Sequence[Thresholder]) -> None:
 class TamtConfig:
     """Settings of one TAMT search (defaults: TAMT §4.1.3 and Table 1)."""
 
-    sparsity: Fraction
+    sparsity: Fraction | None  # None with a pattern: the one it implies
     objective: Objective = "mlm"
     init: Init = "omp"
     ranking: Ranking = "local"
@@ -576,9 +635,12 @@ class TamtConfig:
     seed: int = 0  # for random init
     targets: Targets = None
     score_dtype: ScoreDtype = "float32"  # bfloat16: 6 bytes less per target weight, stochastic rounding
+    pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
+        self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
+        self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 
     @property
     def trains_head(self) -> bool:
@@ -591,11 +653,10 @@ class TamtConfig:
 
 def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
     """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking)."""
+    kw = {"ranking": config.ranking, "targets": config.targets, "pattern": config.pattern}
     if config.init == "omp":
-        return omp_mask(model, config.sparsity, ranking=config.ranking, targets=config.targets)
-    return random_mask(
-        model, config.sparsity, ranking=config.ranking, targets=config.targets, seed=config.seed
-    )
+        return omp_mask(model, config.sparsity, **kw)
+    return random_mask(model, config.sparsity, seed=config.seed, **kw)
 
 
 def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreMask], list[dict]]:
@@ -611,6 +672,7 @@ def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreM
         threshold=config.threshold,
         alpha=config.alpha,
         dtype=SCORE_DTYPES[config.score_dtype],
+        pattern=config.pattern,
     )
     groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
     if config.trains_head:
@@ -671,13 +733,14 @@ def search_tamt(
     if message := frozen_mask_warning(config, train_config):
         log.warning(message)
     masks, groups = prepare_tamt(model, config)
-    thresholders = make_thresholders(masks, config.sparsity, config.ranking)
+    thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
     spec = SearchSpec(
         method=f"tamt-{config.objective}",
         sparsity=config.sparsity,
         ranking=config.ranking,
         targets=config.targets,
         seed=config.seed if config.init == "random" else None,
+        pattern=config.pattern,
         base_model=base_model,
         params=groups,
         on_step=lambda state: rethreshold(thresholders),
