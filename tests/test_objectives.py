@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from transformers import BertForMaskedLM, BertModel, ElectraForPreTraining, RobertaForMaskedLM
 
-from conftest import make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
+from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab import objectives
-from ticketlab.errors import ConfigError
+from ticketlab.errors import ConfigError, MaskFileError
 from ticketlab.masking import apply_mask
 from ticketlab.objectives import (
     IGNORE_INDEX,
@@ -250,21 +250,29 @@ def test_head_file_saves_and_loads_the_whole_head(tok, family, tmp_path):
 
 
 def test_old_bert_and_roberta_head_files_still_load(tmp_path):
-    """Head files written before the whole-head lookup (same names) load unchanged."""
+    """Head files written before the whole-head lookup keep their names and load unchanged."""
+    bert = ["bias", "transform.dense.weight", "transform.dense.bias"]
+    bert += ["transform.LayerNorm.weight", "transform.LayerNorm.bias"]
+    roberta = ["bias", "dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias"]
     for cls, config, keys in (
-        (
-            BertForMaskedLM,
-            tiny_bert_config(),
-            ["cls.predictions.bias", "cls.predictions.transform.dense.weight"],
-        ),
-        (RobertaForMaskedLM, tiny_roberta_config(), ["lm_head.bias", "lm_head.layer_norm.weight"]),
+        (BertForMaskedLM, tiny_bert_config(), [f"cls.predictions.{k}" for k in bert]),
+        (RobertaForMaskedLM, tiny_roberta_config(), [f"lm_head.{k}" for k in roberta]),
     ):
         model = make_model(cls, config)
         params = dict(model.named_parameters())
         old = {k: torch.full_like(params[k], 0.25) for k in keys}
         save_file(old, str(tmp_path / "old.safetensors"))
-        assert load_head_state(model, tmp_path / "old.safetensors") == 2
+        assert load_head_state(model, tmp_path / "old.safetensors") == 5
         assert all(torch.equal(params[k], old[k]) for k in keys)
+
+
+def test_a_head_file_of_the_decoder_alone_is_refused(tmp_path):
+    """An old ELECTRA head file (only the decoder's bias: its head was trained without the transform)
+    would be mixed with the base model's transform without a word: refused in one line."""
+    model = family_model("electra")
+    save_file({"generator_lm_head.bias": torch.zeros(len(VOCAB))}, str(tmp_path / HEAD_FILE))
+    with pytest.raises(MaskFileError, match="holds 1 of the model's 5 MLM-head tensors.*--ignore-mlm-head"):
+        load_head_state(model, tmp_path)
 
 
 def test_a_model_without_mlm_head_is_refused_in_one_line():
