@@ -3,9 +3,10 @@
 * **MLM** (BERT): 15% of the non-special tokens are chosen; 80% of those become [MASK], 10% a
   random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
   encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
-  [tokens x vocab] product for nothing). The corruption of each example is drawn from the seed the
-  training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
-  resumption.
+  [tokens x vocab] product for nothing). The head is the family's whole head, transform and norm
+  included (`MLM_HEADS`), so the loss is the model's own `model(**batch, labels=...).loss`. The
+  corruption of each example is drawn from the seed the training loop hands to `collate_fn`, so it
+  does not depend on batch composition, process count or resumption.
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
