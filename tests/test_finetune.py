@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
-from conftest import make_model, tiny_bert_config
+from conftest import make_model, tiny_bert_config, write_tokenizer
+from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
@@ -21,6 +22,7 @@ from ticketlab.finetune import (
     finetune,
     load_task_model,
     mean_std,
+    reset_head,
     summarize,
     task_objective,
 )
@@ -226,6 +228,39 @@ def test_head_is_fresh_and_seeded(tiny_bert_dir, tmp_path):
         d.bert.encoder.layer[0].attention.self.query.weight,
         trained.bert.encoder.layer[0].attention.self.query.weight,
     )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("head", ["seq-cls", "qa"])
+def test_reset_head_of_every_family_is_seeded_and_complete(family, head):
+    """Every task-head parameter is re-drawn from the seed (bias-free norms included: ModernBERT)."""
+    cls = family_task_class(family, head)
+    a = make_model(cls, family_config(family, num_labels=2), seed=1)
+    b = make_model(cls, family_config(family, num_labels=2), seed=2)
+    reset_head(a, seed=5)
+    reset_head(b, seed=5)
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    inside = {id(p) for p in a.base_model.parameters()}
+    for name in (n for n, p in a.named_parameters() if id(p) not in inside):
+        assert torch.equal(pa[name], pb[name]), name
+
+
+def test_reset_head_refuses_a_head_module_it_cannot_reinitialise():
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    model.extra = torch.nn.Embedding(3, 4)  # a trained table outside the encoder would be kept silently
+    with pytest.raises(TicketlabError, match="cannot re-initialise its task head's extra \\(Embedding\\)"):
+        reset_head(model, seed=1)
+
+
+def test_finetune_runs_on_a_full_modernbert(glue_dir, tmp_path):
+    """ModernBERT's task head holds a LayerNorm without bias: fine-tuning the full model crashed."""
+    path = tmp_path / "modernbert"
+    make_model(
+        family_class("modernbert", "ModernBertForMaskedLM"), family_config("modernbert")
+    ).save_pretrained(path)
+    write_tokenizer(path)
+    r = finetune(quick(path, glue_dir, max_steps=2), tmp_path / "run")
+    assert r.best["step"] == 2 and 0.0 <= r.best["accuracy"] <= 100.0
 
 
 def test_regression_pair_task_and_train_subset(tiny_bert_dir, glue_dir, tmp_path):

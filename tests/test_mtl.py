@@ -14,7 +14,15 @@ from ticketlab.modeling import load_model
 from ticketlab.structured import UnitMask, structure_of
 from ticketlab.structured.io import save_unit_mask, unit_mask_config
 from ticketlab.structured.masked_adam import MaskedAdamW
-from ticketlab.structured.mtl import MtlConfig, build, epoch_batches, run_mtl, sharing_step, task_objective
+from ticketlab.structured.mtl import (
+    MtlConfig,
+    build,
+    epoch_batches,
+    run_mtl,
+    sharing_step,
+    task_objective,
+    ticket_param_masks,
+)
 
 # --------------------------------------------------------------------------- MaskedAdamW
 
@@ -161,6 +169,20 @@ def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tick
     assert not masks.get(mt.models["t1"].classifier.weight, False)
     assert not masks[enc[1].attention.self.query.weight].any() and masks[enc[1].output.dense.bias] is False
     assert masks[enc[0].attention.self.query.weight].all()
+
+
+def test_ticket_masks_of_bias_free_projections(tiny_bert_dir):
+    """A bias-free Q or FFN-in (ModernBERT-style linears) gets a weight mask and no bias entry."""
+    encoder = load_model(tiny_bert_dir, head="base")
+    for layer in encoder.encoder.layer:
+        layer.attention.self.query.bias = None
+        layer.intermediate.dense.bias = None
+    structure = structure_of(encoder)
+    units = UnitMask(head=torch.tensor([[True, False], [False, True]]), ffn=torch.tensor([True, False]))
+    masks = ticket_param_masks(encoder, units, structure)
+    assert None not in masks and set(masks) <= set(encoder.parameters())
+    q = encoder.encoder.layer[0].attention.self.query.weight
+    assert masks[q][:16].all() and not masks[q][16:].any()  # head 0 kept, head 1 pruned (dh = 16)
 
 
 def test_batches_mix_tasks_and_cover_every_example():

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import BertForMaskedLM, BertModel, RobertaForMaskedLM
+from safetensors.torch import save_file
+from transformers import BertForMaskedLM, BertModel, ElectraForPreTraining, RobertaForMaskedLM
 
-from conftest import make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
-from ticketlab.errors import ConfigError
+from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
+from families import FAMILIES, family_config, family_mlm_class
+from ticketlab import objectives
+from ticketlab.errors import ConfigError, MaskFileError
 from ticketlab.masking import apply_mask
 from ticketlab.objectives import (
     IGNORE_INDEX,
@@ -22,6 +25,7 @@ from ticketlab.objectives import (
     pretraining_loss,
     pretraining_sums,
 )
+from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask
 
 
@@ -112,7 +116,7 @@ def test_mlm_loss_roberta(tok):
 
 def test_head_parameters_of_bert_exclude_the_tied_decoder():
     model = make_model(BertForMaskedLM, tiny_bert_config())
-    assert mlm_head(model) is model.cls
+    assert [name for name, _ in mlm_head(model).parts] == ["cls"]
     assert set(head_parameters(model)) == {
         "cls.predictions.bias",
         "cls.predictions.transform.dense.weight",
@@ -187,3 +191,113 @@ def test_loss_with_no_masked_token_is_zero_not_nan(tok):
     loss, logs = mlm_loss(model, batch)
     assert loss.item() == 0.0 and logs["mlm_loss"] == 0.0
     assert not torch.isnan(F.relu(loss))
+
+
+# --------------------------------------------------------------------------- every family's MLM head
+
+
+def family_model(family: str, seed: int = 0):
+    return make_model(family_mlm_class(family), family_config(family), seed=seed)
+
+
+def family_batch(tok, model):
+    batch = MLMCollator(tok, mlm_probability=0.3)(examples(tok), list(range(6)))
+    batch["input_ids"][batch["attention_mask"] == 0] = model.config.pad_token_id
+    return batch
+
+
+def outside_encoder(model) -> set[str]:
+    """Names of the parameters that are not the encoder's: all of them make up the MLM head."""
+    shared = {id(p) for p in model.base_model.parameters()}
+    return {n for n, p in model.named_parameters() if id(p) not in shared}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mlm_loss_is_the_models_own_for_every_family(tok, family):
+    """The test that cannot lie about the head: the model's own forward with labels is the reference."""
+    model = family_model(family, seed=1)
+    batch = family_batch(tok, model)
+    loss, logs = mlm_loss(model, batch)
+    own = model(**batch)
+    torch.testing.assert_close(loss, own.loss, rtol=1e-5, atol=1e-6)
+    chosen = batch["labels"] != IGNORE_INDEX
+    acc = (own.logits.argmax(-1)[chosen] == batch["labels"][chosen]).float().mean()
+    assert logs["mlm_acc"] == pytest.approx(float(acc))
+    # the head's trainable parameters are everything outside the encoder (transform, norm, bias, ...)
+    names = set(head_parameters(model))
+    assert names == outside_encoder(model) and len(names) >= 3, names
+    loss.backward()
+    assert all(p.grad is not None for p in head_parameters(model).values())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_head_file_saves_and_loads_the_whole_head(tok, family, tmp_path):
+    """mlm_head.safetensors (TAMT-MLM's trained head) holds every head tensor and restores the loss."""
+    model = family_model(family, seed=2)
+    batch = family_batch(tok, model)
+    torch.manual_seed(0)
+    trained = {k: v.detach() + torch.randn_like(v) for k, v in head_parameters(model).items()}
+    assert set(trained) == outside_encoder(model)  # the whole head, not the decoder's bias alone
+    save_file(trained, str(tmp_path / HEAD_FILE))
+    with torch.no_grad():
+        for k, p in head_parameters(model).items():
+            p.copy_(trained[k])
+    want = mlm_loss(model, batch)[0]
+    fresh = family_model(family, seed=2)
+    assert not torch.allclose(mlm_loss(fresh, batch)[0], want)
+    assert load_head_state(fresh, tmp_path) == len(head_parameters(model))
+    torch.testing.assert_close(mlm_loss(fresh, batch)[0], want)
+
+
+def test_old_bert_and_roberta_head_files_still_load(tmp_path):
+    """Head files written before the whole-head lookup keep their names and load unchanged."""
+    bert = ["bias", "transform.dense.weight", "transform.dense.bias"]
+    bert += ["transform.LayerNorm.weight", "transform.LayerNorm.bias"]
+    roberta = ["bias", "dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias"]
+    for cls, config, keys in (
+        (BertForMaskedLM, tiny_bert_config(), [f"cls.predictions.{k}" for k in bert]),
+        (RobertaForMaskedLM, tiny_roberta_config(), [f"lm_head.{k}" for k in roberta]),
+    ):
+        model = make_model(cls, config)
+        params = dict(model.named_parameters())
+        old = {k: torch.full_like(params[k], 0.25) for k in keys}
+        save_file(old, str(tmp_path / "old.safetensors"))
+        assert load_head_state(model, tmp_path / "old.safetensors") == 5
+        assert all(torch.equal(params[k], old[k]) for k in keys)
+
+
+def test_a_head_file_of_the_decoder_alone_is_refused(tmp_path):
+    """An old ELECTRA head file (only the decoder's bias: its head was trained without the transform)
+    would be mixed with the base model's transform without a word: refused in one line."""
+    model = family_model("electra")
+    save_file({"generator_lm_head.bias": torch.zeros(len(VOCAB))}, str(tmp_path / HEAD_FILE))
+    with pytest.raises(MaskFileError, match="holds 1 of the model's 5 MLM-head tensors.*--ignore-mlm-head"):
+        load_head_state(model, tmp_path)
+
+
+def test_a_model_without_mlm_head_is_refused_in_one_line():
+    """ELECTRA's discriminator has no MLM head: MLM refuses, saying KD needs none."""
+    discriminator = make_model(ElectraForPreTraining, family_config("electra"))
+    with pytest.raises(ConfigError, match="ElectraForPreTraining has no MLM head.*KD objective") as e:
+        head_parameters(discriminator)
+    assert "\n" not in str(e.value)
+    kd = pretraining_sums(discriminator, {"input_ids": torch.tensor([[2, 7, 8, 3]])}, mlm=False, kd=True)
+    assert float(kd.kd_sum) == 0.0
+
+
+def test_a_head_in_several_modules_of_an_unknown_family_is_refused_not_guessed(monkeypatch):
+    """Without its layout, a head spread over several modules cannot be ordered: refuse, never use the
+    decoder alone (the silent error this lookup replaced)."""
+    monkeypatch.delitem(objectives.MLM_HEADS, "electra")
+    with pytest.raises(ConfigError, match="generator_predictions, generator_lm_head.*MLM_HEADS"):
+        mlm_head(family_model("electra"))
+    monkeypatch.delitem(objectives.MLM_HEADS, "bert")  # one head module: that module is the head
+    assert [name for name, _ in mlm_head(family_model("bert")).parts] == ["cls"]
+
+
+def test_a_layout_that_leaves_a_parameter_out_is_refused(monkeypatch):
+    monkeypatch.setitem(objectives.MLM_HEADS, "electra", (objectives.HeadLayout(("generator_lm_head",)),))
+    with pytest.raises(
+        ConfigError, match="generator_predictions.* is neither in the encoder nor in the head"
+    ):
+        mlm_head(family_model("electra"))

@@ -433,26 +433,35 @@ def task_objective(
 # --------------------------------------------------------------------------- the model
 
 
+# Norm layers a task head may hold (ModernBERT's has a LayerNorm without bias): weight 1, bias 0.
+_NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
+
 def reset_head(model: nn.Module, seed: int) -> None:
     """Re-initialise everything outside the encoder (the task head) from `seed`, BERT-style.
 
     A checkpoint that already carries a head (e.g. one fine-tuned on another task) would otherwise
-    start from it; TAMT §3.3 fine-tunes with a randomly initialised classifier.
+    start from it; TAMT §3.3 fine-tunes with a randomly initialised classifier. Biases and norm
+    weights are optional (bias-free heads exist). A head module of another kind is refused: keeping
+    its trained weights would break that rule without a word.
     """
     inside = {id(m) for m in encoder_of(model).modules()}
     gen = torch.Generator().manual_seed(seed)
     std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
     with torch.no_grad():
-        for module in model.modules():
-            if id(module) in inside:
+        for name, module in model.named_modules():
+            if id(module) in inside or not any(True for _ in module.parameters(recurse=False)):
                 continue
             if isinstance(module, nn.Linear):
-                w = torch.empty(module.weight.shape).normal_(0.0, std, generator=gen)
-                module.weight.copy_(w)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
+                module.weight.copy_(torch.empty(module.weight.shape).normal_(0.0, std, generator=gen))
+            elif not isinstance(module, _NORMS):
+                raise TicketlabError(
+                    f"{type(model).__name__}: cannot re-initialise its task head's {name} "
+                    f"({type(module).__name__}): ticketlab resets Linear and norm layers only"
+                )
+            elif module.weight is not None:
                 module.weight.fill_(1.0)
+            if getattr(module, "bias", None) is not None:  # RMSNorm has none at all
                 module.bias.zero_()
 
 

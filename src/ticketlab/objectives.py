@@ -3,9 +3,10 @@
 * **MLM** (BERT): 15% of the non-special tokens are chosen; 80% of those become [MASK], 10% a
   random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
   encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
-  [tokens x vocab] product for nothing). The corruption of each example is drawn from the seed the
-  training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
-  resumption.
+  [tokens x vocab] product for nothing). The head is the family's whole head, transform and norm
+  included (`MLM_HEADS`), so the loss is the model's own `model(**batch, labels=...).loss`. The
+  corruption of each example is drawn from the seed the training loop hands to `collate_fn`, so it
+  does not depend on batch composition, process count or resumption.
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
@@ -121,19 +122,102 @@ class MLMCollator:
 # --------------------------------------------------------------------------- model parts
 
 
-def mlm_head(model: nn.Module) -> nn.Module:
-    """The model's MLM head (`cls` for BERT, `lm_head` for RoBERTa): the child holding the decoder."""
-    get = getattr(model, "get_output_embeddings", None)
-    decoder = get() if get is not None else None
-    if decoder is not None:
-        base = getattr(model, "base_model_prefix", None)
-        for name, child in model.named_children():
-            if name != base and any(m is decoder for m in child.modules()):
-                return child
-    raise ConfigError(
-        f"{type(model).__name__} has no MLM head; load the model with its MLM head (head='mlm') "
-        "or use the KD objective"
+@dataclass(frozen=True)
+class HeadLayout:
+    """How a family's *ForMaskedLM turns the encoder's last hidden state into logits, as its own
+    `forward` does: children of the model applied in order; with `with_embeddings` the last one also
+    takes the encoder's word embeddings (DeBERTa-v2/v3 without `legacy`: they are its decoder)."""
+
+    parts: tuple[str, ...]
+    with_embeddings: bool = False
+
+
+# The whole MLM head per model_type (transform, activation, norm, decoder): the first layout whose
+# children the model has. ELECTRA, DistilBERT and ModernBERT spread their head over several
+# children; the decoder child alone skips the transform and norm before it. A family not listed
+# works when its head is one child (BERT-style); otherwise `mlm_head` refuses rather than guess.
+MLM_HEADS: dict[str, tuple[HeadLayout, ...]] = {
+    "bert": (HeadLayout(("cls",)),),
+    "roberta": (HeadLayout(("lm_head",)),),
+    "xlm-roberta": (HeadLayout(("lm_head",)),),
+    "camembert": (HeadLayout(("lm_head",)),),
+    "mpnet": (HeadLayout(("lm_head",)),),
+    "albert": (HeadLayout(("predictions",)),),
+    "electra": (HeadLayout(("generator_predictions", "generator_lm_head")),),
+    "distilbert": (HeadLayout(("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),),
+    "modernbert": (HeadLayout(("head", "decoder")),),
+    "deberta": (HeadLayout(("cls",)), HeadLayout(("lm_predictions",), with_embeddings=True)),
+    "deberta-v2": (HeadLayout(("cls",)), HeadLayout(("lm_predictions",), with_embeddings=True)),
+}
+
+
+@dataclass(frozen=True)
+class MLMHead:
+    """A model's whole MLM head: `head(hidden)` gives the logits; `parts` are (name, module) pairs."""
+
+    parts: tuple[tuple[str, nn.Module], ...]
+    embeddings: nn.Module | None = None  # passed to the last part (DeBERTa-v2/v3 without legacy)
+
+    def __call__(self, hidden: Tensor) -> Tensor:
+        *first, (_, last) = self.parts
+        for _, module in first:
+            hidden = module(hidden)
+        return last(hidden) if self.embeddings is None else last(hidden, self.embeddings)
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Each parameter once, named relative to the model (`cls.predictions.bias`)."""
+        seen: set[int] = set()
+        for prefix, module in self.parts:
+            for name, p in module.named_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield f"{prefix}.{name}", p
+
+
+def _no_head(model: nn.Module, why: str) -> ConfigError:
+    return ConfigError(
+        f"{type(model).__name__} has no MLM head ({why}); MLM losses and TAMT-MLM need one: load the "
+        "model with its MLM head (head='mlm'), or use the KD objective, which needs none"
     )
+
+
+def _layout(model: nn.Module) -> HeadLayout:
+    """The model's head layout: from MLM_HEADS, else its one non-encoder child with parameters."""
+    children = dict(model.named_children())
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    for layout in MLM_HEADS.get(model_type, ()):
+        if all(part in children for part in layout.parts):
+            return layout
+    if model_type in MLM_HEADS:  # e.g. ELECTRA's discriminator (ElectraForPreTraining), a bare encoder
+        raise _no_head(model, f"no {'+'.join(MLM_HEADS[model_type][0].parts)} module")
+    get = getattr(model, "get_output_embeddings", None)
+    if get is None or get() is None:
+        raise _no_head(model, "no output embeddings")
+    base = getattr(model, "base_model_prefix", None)
+    owners = [n for n, c in children.items() if n != base and any(True for _ in c.parameters())]
+    if len(owners) != 1:
+        raise _no_head(
+            model,
+            f"model_type {model_type!r} spreads it over {', '.join(owners)}: their order is unknown "
+            "(add a HeadLayout to ticketlab.objectives.MLM_HEADS)",
+        )
+    return HeadLayout((owners[0],))
+
+
+def mlm_head(model: nn.Module) -> MLMHead:
+    """The model's whole MLM head (`cls` for BERT, `generator_predictions` then `generator_lm_head`
+    for ELECTRA, ...). Every parameter outside the encoder must be in it: a head that skipped one
+    (e.g. the transform before the decoder) would give a wrong loss without a word."""
+    layout = _layout(model)
+    children = dict(model.named_children())
+    parts = tuple((name, children[name]) for name in layout.parts)
+    encoder = encoder_of(model)
+    covered = {id(p) for _, m in parts for p in m.parameters()} | {id(p) for p in encoder.parameters()}
+    left = [n for n, p in model.named_parameters() if id(p) not in covered]
+    if left:
+        raise _no_head(model, f"{left[0]} is neither in the encoder nor in the head {'+'.join(layout.parts)}")
+    embeddings = encoder.get_input_embeddings() if layout.with_embeddings else None
+    return MLMHead(parts, embeddings)
 
 
 def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -142,10 +226,8 @@ def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     Parameters shared with the encoder (the decoder weight tied to the word embeddings) are left out:
     they belong to the encoder and its mask.
     """
-    head = mlm_head(model)
     shared = {id(p) for p in encoder_of(model).parameters()}
-    prefix = next(name for name, child in model.named_children() if child is head)
-    return {f"{prefix}.{n}": p for n, p in head.named_parameters() if id(p) not in shared}
+    return {n: p for n, p in mlm_head(model).named_parameters() if id(p) not in shared}
 
 
 @contextlib.contextmanager

@@ -180,6 +180,8 @@ def ticket_param_masks(
         out[module.weight] = keep
         name = key.split(".", 3)[3].removesuffix(".weight")  # e.g. attention.self.query
         layer = int(key.split(".")[2])
+        if module.bias is None:  # a bias-free projection: its weight is all the unit owns
+            continue
         if name in (QUERY, KEY, VALUE, FFN_IN):
             out[module.bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
         elif name == FFN_OUT and units.ffn is not None and not bool(units.ffn[layer]):
