@@ -157,3 +157,28 @@ def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path
     assert "task.json" in one_line_error(
         capsys, "finetune", "--model", tiny_bert_dir, "--task", "task.json", "--out", "ft"
     )
+
+
+def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """The README's way to carry a sweep (copy results.sqlite into an empty directory, rerun) works:
+    the store is ours by its content, not its name; the same file beside a user's file is not."""
+    from ticketlab.experiments import Store
+
+    spec = _yaml(tmp_path / "spec.yaml", fakes.spec_dict(tmp_path, tiny_bert_dir))
+    (tmp_path / "made").mkdir()
+    with Store(tmp_path / "made") as st:  # a real ticketlab store, as a sweep leaves it
+        st.set_meta("spec", {"name": "carried"})
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    (carried / "results.sqlite").write_bytes((tmp_path / "made" / "results.sqlite").read_bytes())
+    assert main(["sweep", str(spec), "--out", str(carried), "--dry-run"]) == 0
+    assert sorted(p.name for p in carried.iterdir()) == ["results.sqlite"]  # the dry run wrote nothing
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "results.sqlite").write_bytes((carried / "results.sqlite").read_bytes())
+    user_files(theirs, {"thesis.tex": "mine"})
+    assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", theirs, "--dry-run")
+    fake = tmp_path / "fake"
+    user_files(fake, {"results.sqlite": "not a store"})  # the name alone is no proof
+    assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", fake, "--dry-run")
+    assert_kept(theirs, {"thesis.tex": "mine"})

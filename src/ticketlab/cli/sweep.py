@@ -35,7 +35,8 @@ from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
 from ..experiments.runner import Runner, sweep_status
-from ..files import check_output, claim_dir, safe_component
+from ..experiments.store import DB_NAME, Store
+from ..files import MARKER, check_output, claim_dir, mark_output, safe_component
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config, load_tokenizer
 
@@ -99,13 +100,34 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
     return Path(spec.output) if spec.output else Path("sweeps") / safe_component(spec.name, "sweep name")
 
 
+def carried_store(out: Path) -> bool:
+    """`out` holds a ticketlab results store and nothing else, without our marker: a store copied
+    into an empty directory to carry a sweep to another machine (the README's way to resume). Its
+    one file is ours by its content (it opens as a ticketlab store), not by its name; anything
+    beside it makes the directory the user's."""
+    if not out.is_dir() or (out / MARKER).exists():
+        return False
+    names = {p.name for p in out.iterdir()}
+    if names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"} or DB_NAME not in names:
+        return False
+    try:
+        Store(out, readonly=True).db.close()
+    except TicketlabError:
+        return False
+    return True
+
+
 def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
     ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
     evaluation length beyond its positions. A dry run only checks the directory; a sweep makes and
     marks it."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
-    (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
+    carried = carried_store(out)
+    if carried and not dry_run:
+        mark_output(out, "sweep")
+    if not (carried and dry_run):
+        (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
     if not Path(spec.model).expanduser().exists():
         return  # a hub id: checked when it is loaded
     config = load_config(spec.model)
