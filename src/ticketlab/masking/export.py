@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
-from transformers import PreTrainedTokenizerBase
 
 from ..files import atomic_dir, atomic_write_json
 from .apply import apply_mask, is_masked, remove_mask
 from .io import MaskConfig
 from .mask import Mask
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def export_pretrained(
