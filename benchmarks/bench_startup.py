@@ -46,8 +46,8 @@ def tiny_mask(root: Path) -> str:
         vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
     )
     BertForMaskedLM(config).save_pretrained(root / "model")
-    argv = ["prune", "random", "--model", str(root / "model"), "--sparsity", "0.5", "--out", str(root / "mask")]
-    if main(argv) != 0:
+    argv = ["prune", "random", "--model", str(root / "model"), "--sparsity", "0.5"]
+    if main([*argv, "--out", str(root / "mask")]) != 0:
         raise SystemExit("could not make the tiny mask")
     return str(root / "mask")
 

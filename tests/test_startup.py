@@ -36,7 +36,8 @@ def test_import_ticketlab_imports_no_heavy_package():
 
 def test_info_reads_a_mask_without_transformers(tiny_bert_dir, tmp_path, capsys):
     mask = tmp_path / "mask"
-    assert main(["prune", "random", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--out", str(mask)]) == 0
+    argv = ["prune", "random", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--out", str(mask)]
+    assert main(argv) == 0
     capsys.readouterr()
     code = "from ticketlab.cli import main; assert main() == 0"
     assert loaded_after(code, "info", str(mask)) == {"torch"}  # a mask file is tensors
@@ -56,7 +57,7 @@ def test_finetune_stays_the_function_when_its_module_is_imported():
             sys.executable,
             "-c",
             "import ticketlab, importlib; importlib.import_module('ticketlab.finetune');"
-            "import ticketlab.finetune as m; print(callable(ticketlab.finetune), type(ticketlab.finetune).__name__)",
+            "print(callable(ticketlab.finetune), type(ticketlab.finetune).__name__)",
         ],
         capture_output=True,
         text=True,
