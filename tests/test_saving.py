@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, BertForMaskedLM, Trainer, TrainingArguments
 
 from conftest import make_model, tiny_bert_config
+from ticketlab.errors import TicketlabError
 from ticketlab.masking import Mask, apply_mask, find_targets, remove_mask
 from ticketlab.modeling import encoder_of
 from ticketlab.pruning.tamt import attach_scores
+from ticketlab.structured import UnitMask, apply_unit_mask, gates_disabled, remove_gates, structure_of
 
 
 def masked_model() -> tuple[BertForMaskedLM, Mask]:
@@ -76,3 +79,19 @@ def test_trainer_save_model(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to=[], use_cpu=True)
     Trainer(model=model, args=args).save_model(str(tmp_path / "trainer"))
     assert_reloads_as_computed(model, tmp_path / "trainer")
+
+
+def test_closed_unit_gates_are_refused_in_one_line(tmp_path):
+    """Gates are hooks: saved as weights, a structured ticket would reload as the dense model."""
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.head[0, 1] = False
+    apply_unit_mask(model, units)
+    with pytest.raises(TicketlabError, match="closed unit gates") as e:
+        model.save_pretrained(tmp_path / "gated")
+    assert "\n" not in str(e.value) and not (tmp_path / "gated").exists()
+    with gates_disabled(model):  # the dense model is what it computes now: saved as it is
+        model.save_pretrained(tmp_path / "dense")
+    remove_gates(model)
+    model.save_pretrained(tmp_path / "removed")
+    assert_reloads_as_computed(model, tmp_path / "removed")

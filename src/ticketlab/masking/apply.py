@@ -12,7 +12,8 @@ Saving: `attach` also gives the model (and each `PreTrainedModel` inside it) a `
 writes what the model computes, W ⊙ M, under the plain key names (`...weight`), not the
 parametrization's keys, which a plain `from_pretrained` would not know and silently replace with
 random weights. A transformers `Trainer` saves through `save_pretrained` too. `state_dict()` itself
-is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores.
+is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores. What cannot
+be written as weights (closed unit gates: forward hooks) is refused in one line (`SAVE_REFUSALS`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import MaskMismatchError
+from ..errors import MaskMismatchError, TicketlabError
 from ..modeling import encoder_of
 from .mask import Mask
 
@@ -101,7 +102,7 @@ def attach(model: nn.Module, parametrizations: Mapping[str, MaskParametrization]
             )
         for m in tied.get(id(weight), [module]):
             parametrize.register_parametrization(m, "weight", p)
-    _save_masked_as_weights(model)
+    guard_saving(model)
     return model
 
 
@@ -137,9 +138,15 @@ def _through(chain: nn.ModuleList, original: Tensor) -> Tensor:
     return value.detach().to(original.device).contiguous()
 
 
-def _save_masked_as_weights(model: nn.Module) -> None:
+# Each returns why a model cannot be saved as plain weights, or None (registered by the modules
+# whose masks are not weights: `structured.gates`).
+SAVE_REFUSALS: list[Callable[[nn.Module], str | None]] = []
+
+
+def guard_saving(model: nn.Module) -> None:
     """Route `save_pretrained` of `model` and of every `PreTrainedModel` inside it through
-    `masked_state_dict` (an instance attribute, like the fused forwards; `remove_mask` takes it off)."""
+    `SAVE_REFUSALS` and `masked_state_dict` (an instance attribute, like the fused forwards; with
+    nothing masked it saves what the class's own would)."""
     for m in model.modules():
         if callable(getattr(type(m), "save_pretrained", None)):
             m.__dict__["save_pretrained"] = types.MethodType(_save_pretrained, m)
@@ -147,6 +154,10 @@ def _save_masked_as_weights(model: nn.Module) -> None:
 
 def _save_pretrained(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     """The class's `save_pretrained`, given the masked weights as its `state_dict`."""
+    for refusal in SAVE_REFUSALS:
+        why = refusal(self)
+        if why:
+            raise TicketlabError(f"cannot save_pretrained this model: {why}")
     save = type(self).save_pretrained
     bound = inspect.signature(save).bind(self, *args, **kwargs)
     bound.arguments["state_dict"] = masked_state_dict(self, bound.arguments.get("state_dict"))
@@ -175,8 +186,6 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     for _, module, _ in list(_masked_modules(model)):
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
-    for module in model.modules():
-        module.__dict__.pop("save_pretrained", None)  # nothing masked is left to convert
     return model
 
 
