@@ -14,21 +14,29 @@ One call per verb, each taking a config dataclass that is validated when it is b
 `importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
 """
 
+import importlib
+import sys
+import types
+
 __version__ = "0.1.0"
 
-from .api import (  # noqa: E402  (after __version__, which the modules below read)
-    PretrainEvalConfig,
-    PruneConfig,
-    PruneResult,
-    SearchConfig,
-    evaluate_pretraining,
-    prune,
-    search,
-)
-from .finetune import FinetuneConfig, FinetuneResult, finetune, finetune_seeds  # noqa: E402
-from .pruning import ImpConfig, SearchResult, TamtConfig  # noqa: E402
-
-_LAZY = {  # the experiments layer pulls in plotting: imported on first use
+# Every public name is imported on first use (PEP 562), so `import ticketlab` and `ticketlab --help`
+# do not pay for torch, transformers and scikit-learn before a verb needs them.
+_LAZY = {
+    "PretrainEvalConfig": "api",
+    "PruneConfig": "api",
+    "PruneResult": "api",
+    "SearchConfig": "api",
+    "evaluate_pretraining": "api",
+    "prune": "api",
+    "search": "api",
+    "FinetuneConfig": "finetune",
+    "FinetuneResult": "finetune",
+    "finetune": "finetune",
+    "finetune_seeds": "finetune",
+    "ImpConfig": "pruning",
+    "SearchResult": "pruning",
+    "TamtConfig": "pruning",
     "run_sweep": "experiments",
     "load_spec": "experiments",
     "spec_from_dict": "experiments",
@@ -38,10 +46,27 @@ _LAZY = {  # the experiments layer pulls in plotting: imported on first use
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # found once; later look-ups do not come here
+        return value
     raise AttributeError(f"module 'ticketlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """Keeps `ticketlab.finetune` the function: importing the submodule `ticketlab.finetune` binds it
+    on the package (the import system's setattr), which would otherwise shadow the exported function."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY:
+            return  # the module stays in sys.modules; the name resolves lazily to the export
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

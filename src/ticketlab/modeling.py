@@ -12,37 +12,34 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Literal
-
-import torch
-from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
-from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-from transformers.utils import logging as hf_logging
+from typing import TYPE_CHECKING, Literal
 
 from .errors import ConfigError, TicketlabError
 
+if TYPE_CHECKING:  # transformers (and torch) are imported where a model is loaded: start-up stays fast
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
 Head = Literal["mlm", "seq-cls", "qa", "base"]
 _AUTO = {
-    "mlm": AutoModelForMaskedLM,
-    "seq-cls": AutoModelForSequenceClassification,
-    "qa": AutoModelForQuestionAnswering,
-    "base": AutoModel,
+    "mlm": "AutoModelForMaskedLM",
+    "seq-cls": "AutoModelForSequenceClassification",
+    "qa": "AutoModelForQuestionAnswering",
+    "base": "AutoModel",
 }
+
+
+def auto_class(head: Head) -> type:
+    """transformers' Auto class of a head (imported on first use)."""
+    import transformers
+
+    return getattr(transformers, _AUTO[head])
 
 
 def quiet_transformers() -> None:
     """Silence transformers' per-load progress bars and 'newly initialised head' warnings."""
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -98,6 +95,8 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
         from .structured.compact import compacted_config  # structured builds on this module
 
         return compacted_config(name)
+    from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError) as e:
@@ -109,6 +108,8 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
 def _check_encoder(config: PretrainedConfig, name: str) -> None:
     """Refuse decoders and encoder-decoders (GPT-2, T5, BART) before any work: every verb assumes a
     BERT-like encoder with a masked-LM head, and they would fail late in a traceback."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
     model_type = getattr(config, "model_type", "")
     if (
         model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -134,7 +135,7 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     quiet_transformers()
     try:
-        model = _AUTO[head].from_pretrained(name, **kwargs)
+        model = auto_class(head).from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
     except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
@@ -150,6 +151,8 @@ def check_finite(model: nn.Module, name: str) -> nn.Module:
     """`model`, or one error when a float parameter or buffer holds nan or inf: such weights rank as
     kept by magnitude and make every loss nan, so nothing computed from them would be a result.
     One pass over the weights per load (a reduction per tensor, no copies)."""
+    import torch
+
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for key, t in tensors:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -170,6 +173,8 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     name = _check_source(name_or_path, needs="*token*")
     # a compacted model's config.json names no transformers type: give its original config instead
     config = {"config": load_config(name)} if _is_compacted(name) else {}
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(name, **config)
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-
-from torch import nn
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from ..errors import TicketlabError
 from ..modeling import head_of, load_config, load_model, load_tokenizer
+
+if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 
 def add_model_argument(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -7,17 +7,28 @@ weights stay exactly zero through any later training, whatever the optimizer doe
 Tied weights: BERT's MLM decoder shares its weight with the word embeddings. When the embeddings are
 masked, every module tied to the same Parameter gets the same parametrization, so the masked model
 computes exactly what its exported checkpoint (zeros in the shared matrix) computes.
+
+Saving: `attach` also gives the model (and each `PreTrainedModel` inside it) a `save_pretrained` that
+writes what the model computes, W ⊙ M, under the plain key names (`...weight`), not the
+parametrization's keys, which a plain `from_pretrained` would not know and silently replace with
+random weights. A transformers `Trainer` saves through `save_pretrained` too. `state_dict()` itself
+is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores. What cannot
+be written as weights (closed unit gates: forward hooks) is refused in one line (`SAVE_REFUSALS`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import inspect
+import types
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import MaskMismatchError
+from ..errors import MaskMismatchError, TicketlabError
 from ..modeling import encoder_of
 from .mask import Mask
 
@@ -91,7 +102,66 @@ def attach(model: nn.Module, parametrizations: Mapping[str, MaskParametrization]
             )
         for m in tied.get(id(weight), [module]):
             parametrize.register_parametrization(m, "weight", p)
+    guard_saving(model)
     return model
+
+
+def masked_state_dict(model: nn.Module, state: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """`state` (default: `model.state_dict()`) with each masked tensor as the model computes it,
+    W ⊙ M, under its plain name (`X.weight`); the masks' own keys (`X.parametrizations.weight.*`)
+    are left out. Tied weights stay one tensor, so a checkpoint writer can still de-duplicate them."""
+    state = dict(model.state_dict() if state is None else state)
+    done: dict[tuple, Tensor] = {}  # tied modules share the original and the parametrization
+    for name, module in model.named_modules(remove_duplicate=False):
+        if not parametrize.is_parametrized(module):
+            continue
+        for tensor_name, chain in module.parametrizations.items():
+            prefix = f"{name}.parametrizations.{tensor_name}.".lstrip(".")
+            original = state.get(prefix + "original")
+            if original is None or not any(isinstance(p, MaskParametrization) for p in chain):
+                continue  # not in this state dict, or not a mask's parametrization
+            for key in [k for k in state if k.startswith(prefix)]:
+                del state[key]
+            ident = (original.data_ptr(), original.dtype, tuple(original.shape), *map(id, chain))
+            if ident not in done:
+                done[ident] = _through(chain, original)
+            state[f"{name}.{tensor_name}".lstrip(".")] = done[ident]
+    return state
+
+
+def _through(chain: nn.ModuleList, original: Tensor) -> Tensor:
+    """The value of a parametrized tensor for `original` (on the parametrizations' device)."""
+    with torch.no_grad():
+        value = original.to(chain.original.device)
+        for p in chain:
+            value = p(value)
+    return value.detach().to(original.device).contiguous()
+
+
+# Each returns why a model cannot be saved as plain weights, or None (registered by the modules
+# whose masks are not weights: `structured.gates`).
+SAVE_REFUSALS: list[Callable[[nn.Module], str | None]] = []
+
+
+def guard_saving(model: nn.Module) -> None:
+    """Route `save_pretrained` of `model` and of every `PreTrainedModel` inside it through
+    `SAVE_REFUSALS` and `masked_state_dict` (an instance attribute, like the fused forwards; with
+    nothing masked it saves what the class's own would)."""
+    for m in model.modules():
+        if callable(getattr(type(m), "save_pretrained", None)):
+            m.__dict__["save_pretrained"] = types.MethodType(_save_pretrained, m)
+
+
+def _save_pretrained(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """The class's `save_pretrained`, given the masked weights as its `state_dict`."""
+    for refusal in SAVE_REFUSALS:
+        why = refusal(self)
+        if why:
+            raise TicketlabError(f"cannot save_pretrained this model: {why}")
+    save = type(self).save_pretrained
+    bound = inspect.signature(save).bind(self, *args, **kwargs)
+    bound.arguments["state_dict"] = masked_state_dict(self, bound.arguments.get("state_dict"))
+    return save(*bound.args, **bound.kwargs)
 
 
 def apply_mask(model: nn.Module, mask: Mask) -> nn.Module:

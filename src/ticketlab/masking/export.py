@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase
 
 from ..errors import ConfigError, MaskMismatchError
 from ..files import atomic_dir, atomic_write_json
@@ -46,6 +46,9 @@ def check_semi_structured(model: nn.Module, keys: Iterable[str], dtype: torch.dt
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             shape = tuple(module.weight.shape)
             raise MaskMismatchError(f"{key} {shape}: not a 2:4 sparse tensor: {first}") from None
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def export_pretrained(

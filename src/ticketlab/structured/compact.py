@@ -33,20 +33,21 @@ import copy
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
-from transformers import CONFIG_MAPPING, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.pytorch_utils import prune_linear_layer
 
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_dir, atomic_write_json, read_json
 from ..masking.io import MaskConfig
-from ..modeling import _AUTO, Head, head_of, quiet_transformers
+from ..modeling import Head, auto_class, head_of, quiet_transformers
 from .gates import get_gates
 from .units import ATTN_OUT, FFN_IN, FFN_OUT, Structure, UnitMask, encoder_layers, structure_of
+
+if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 MANIFEST = "ticketlab_compact.json"
 FORMAT = "ticketlab-compact"
@@ -64,6 +65,8 @@ class NoHeads(nn.Module):
 
 def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
     """`prune_linear_layer`, keeping the layer's dtype (it builds the new layer in the default one)."""
+    from transformers.pytorch_utils import prune_linear_layer
+
     with warnings.catch_warnings():  # an empty layer (no heads, no neurons left) is fine here
         warnings.filterwarnings("ignore", "Initializing zero-element tensors")
         return prune_linear_layer(linear, index, dim).to(linear.weight.dtype)
@@ -222,6 +225,8 @@ def _units_from_manifest(manifest: dict[str, Any], path: Path) -> UnitMask:
 
 
 def _config(path: Path, manifest: dict[str, Any], **overrides: Any) -> PretrainedConfig:
+    from transformers import CONFIG_MAPPING
+
     raw = read_json(path / "config.json", "model config")
     model_type = manifest.get("model_type")
     if model_type not in CONFIG_MAPPING:
@@ -271,7 +276,7 @@ def load_compacted(
     head = head or head_of(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
-        model = _AUTO[head].from_config(config)  # modeling's head -> Auto class map
+        model = auto_class(head).from_config(config)
     compact(model, _units_from_manifest(manifest, path), inplace=True)
     state = _rekey(_state_dict(path), model)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays

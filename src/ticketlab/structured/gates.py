@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError, MaskMismatchError
+from ..masking.apply import SAVE_REFUSALS, guard_saving
 from ..modeling import encoder_of
 from .units import ATTN_OUT, FFN_OUT, GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of
 
@@ -167,7 +168,24 @@ def attach_gates(model: nn.Module, granularity: str = "layer", *, units: UnitMas
         if gates.ffn is not None:
             gates._handles.append(ffn_out.register_forward_hook(_ffn_hook(gates, l)))
     setattr(encoder_of(model), _ATTR, gates)
+    guard_saving(model)
     return gates
+
+
+def _closed_gates(model: nn.Module) -> str | None:
+    """Why `model` cannot be saved as plain weights: closed gates are hooks, which a checkpoint
+    does not hold (it would reload as the dense model). All-ones or disabled gates compute the
+    dense model, which saving writes."""
+    gates = get_gates(model)
+    if gates is None or not gates.enabled or all(bool((t == 1).all()) for t in gates.tensors().values()):
+        return None
+    return (
+        "it has closed unit gates (a structured ticket), which are forward hooks, not weights: "
+        "compact it (`ticketlab compact`, structured.save_compacted) or remove_gates(model) first"
+    )
+
+
+SAVE_REFUSALS.append(_closed_gates)
 
 
 def apply_unit_mask(model: nn.Module, units: UnitMask) -> Gates:

@@ -1,0 +1,98 @@
+"""Start-up time of the CLI: `ticketlab --help` and `ticketlab info MASK` against `import torch` alone.
+
+    python benchmarks/bench_startup.py                 # 5 interleaved rounds, median and minimum
+    python benchmarks/bench_startup.py --reps 9 --mask masks/omp70
+    python benchmarks/bench_startup.py --importtime    # also: the slowest imports of each command
+
+Every command runs in a fresh interpreter (`sys.executable`, so the same environment and PYTHONPATH),
+interleaved round by round, so a busy machine slows all of them alike; `import torch` alone is the
+reference a command that touches tensors cannot beat. On a shared machine the minimum is the steadier
+estimate (contention only ever adds time). Without --mask, a tiny random BERT is pruned once into a
+temporary directory (not timed) to give `info` a mask to read.
+Targets (issue 22): `--help` well under 1 s, `info` under 2 s on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLI = "import sys; from ticketlab.cli import main; sys.exit(main())"
+
+
+def commands(mask: str) -> dict[str, list[str]]:
+    py = [sys.executable, "-c"]
+    return {
+        "import torch": [*py, "import torch"],
+        "import ticketlab": [*py, "import ticketlab"],
+        "ticketlab --help": [*py, CLI, "--help"],
+        "ticketlab info MASK": [*py, CLI, "info", mask],
+    }
+
+
+def tiny_mask(root: Path) -> str:
+    """A 50% random mask of a tiny BERT, made with the CLI itself (set-up, not timed)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ticketlab.cli import main
+
+    config = BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    BertForMaskedLM(config).save_pretrained(root / "model")
+    argv = ["prune", "random", "--model", str(root / "model"), "--sparsity", "0.5"]
+    if main([*argv, "--out", str(root / "mask")]) != 0:
+        raise SystemExit("could not make the tiny mask")
+    return str(root / "mask")
+
+
+def wall(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def slowest_imports(argv: list[str], top: int) -> list[tuple[float, str]]:
+    """The `top` top-level packages (torch, transformers, ...) with the largest cumulative import time
+    under `python -X importtime`."""
+    out = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True, check=True
+    ).stderr
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
+        if m and "." not in m.group(2):
+            rows.append((int(m.group(1)) / 1e6, m.group(2)))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--mask", help="a mask directory for `info` (default: a tiny one, made once)")
+    parser.add_argument("--importtime", action="store_true", help="print each command's slowest imports")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmds = commands(args.mask or tiny_mask(Path(tmp)))
+        times: dict[str, list[float]] = {name: [] for name in cmds}
+        for _ in range(args.reps):
+            for name, argv in cmds.items():
+                times[name].append(wall(argv))
+        print(f"{'command':<22} {'median s':>9} {'min s':>7}   ({args.reps} interleaved runs)")
+        for name, ts in times.items():
+            print(f"{name:<22} {statistics.median(ts):>9.2f} {min(ts):>7.2f}")
+        if args.importtime:
+            for name, argv in cmds.items():
+                print(f"\n{name}: slowest imports (cumulative s)")
+                for secs, module in slowest_imports(argv, 8):
+                    print(f"  {secs:6.2f}  {module}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""A masked model saved with `save_pretrained` (or a transformers `Trainer`) reloads with a plain
+`from_pretrained`: pruned weights exactly zero, every other tensor as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForMaskedLM, BertForMaskedLM, Trainer, TrainingArguments
+
+from conftest import make_model, tiny_bert_config
+from ticketlab.errors import TicketlabError
+from ticketlab.masking import Mask, apply_mask, find_targets, remove_mask
+from ticketlab.modeling import encoder_of
+from ticketlab.pruning.tamt import attach_scores
+from ticketlab.structured import UnitMask, apply_unit_mask, gates_disabled, remove_gates, structure_of
+
+
+def masked_model() -> tuple[BertForMaskedLM, Mask]:
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    params = dict(encoder_of(model).named_parameters())
+    g = torch.Generator().manual_seed(1)
+    mask = Mask({k: torch.rand(params[k].shape, generator=g) > 0.5 for k in find_targets(model)})
+    return apply_mask(model, mask), mask
+
+
+def computed(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer as the model computes with it (masked ones as W ⊙ M)."""
+    out = {}
+    for name, module in model.named_modules():
+        for key in ("weight", "bias"):
+            t = getattr(module, key, None)
+            if isinstance(t, torch.Tensor):
+                out[f"{name}.{key}"] = t.detach().clone()
+    return out
+
+
+def assert_reloads_as_computed(saved: torch.nn.Module, path, cls=AutoModelForMaskedLM) -> None:
+    reloaded, info = cls.from_pretrained(path, output_loading_info=True)
+    want, got = computed(saved), computed(reloaded)
+    assert not info["unexpected_keys"] and not set(info["missing_keys"]) & want.keys(), info
+    assert want.keys() <= got.keys()  # (AutoModel adds a pooler the MLM model's encoder lacks)
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+
+
+def test_save_pretrained_writes_masked_weights(tmp_path):
+    model, mask = masked_model()
+    keys_before = set(model.state_dict())
+    model.save_pretrained(tmp_path / "ckpt")
+    assert_reloads_as_computed(model, tmp_path / "ckpt")
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "ckpt")
+    for key, keep in mask.items():
+        w = encoder_of(reloaded).get_parameter(key)
+        assert (w[~keep] == 0).all() and w[keep].count_nonzero() > 0, key
+    # the model is still masked, and its own state dict (checkpoints, resume) is torch's as before
+    assert set(model.state_dict()) == keys_before
+    assert any(".parametrizations.weight.original" in k for k in keys_before)
+
+
+def test_encoder_alone_saves_masked_weights(tmp_path):
+    model, _ = masked_model()
+    model.bert.save_pretrained(tmp_path / "enc")
+    assert_reloads_as_computed(model.bert, tmp_path / "enc", cls=AutoModel)
+
+
+def test_tamt_score_masks_save_as_weights(tmp_path):
+    model, mask = masked_model()
+    remove_mask(model, squash=False)
+    scores = attach_scores(model, mask)  # fused forwards and scores: M = 1[S >= t]
+    with torch.no_grad():
+        for s in scores.values():
+            s.scores.add_(torch.randn_like(s.scores) * 0.01)  # as after some training steps
+    model.save_pretrained(tmp_path / "tamt")
+    assert_reloads_as_computed(model, tmp_path / "tamt")
+
+
+def test_trainer_save_model(tmp_path):
+    model, _ = masked_model()
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to=[], use_cpu=True)
+    Trainer(model=model, args=args).save_model(str(tmp_path / "trainer"))
+    assert_reloads_as_computed(model, tmp_path / "trainer")
+
+
+def test_closed_unit_gates_are_refused_in_one_line(tmp_path):
+    """Gates are hooks: saved as weights, a structured ticket would reload as the dense model."""
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.head[0, 1] = False
+    apply_unit_mask(model, units)
+    with pytest.raises(TicketlabError, match="closed unit gates") as e:
+        model.save_pretrained(tmp_path / "gated")
+    assert "\n" not in str(e.value) and not (tmp_path / "gated").exists()
+    with gates_disabled(model):  # the dense model is what it computes now: saved as it is
+        model.save_pretrained(tmp_path / "dense")
+    remove_gates(model)
+    model.save_pretrained(tmp_path / "removed")
+    assert_reloads_as_computed(model, tmp_path / "removed")

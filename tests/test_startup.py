@@ -1,0 +1,66 @@
+"""Start-up: `ticketlab --help` and `ticketlab info` import only what they use (no timing asserts:
+which heavy packages a fresh interpreter has loaded is what decides the time)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import ticketlab
+from ticketlab.cli import main
+
+HEAVY = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "accelerate", "datasets")
+
+
+def loaded_after(code: str, *argv: str) -> set[str]:
+    """The heavy top-level packages a fresh interpreter has imported after running `code`."""
+    probe = (
+        f"import json, sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_help_imports_no_heavy_package():
+    assert loaded_after("from ticketlab.cli import main; main()", "--help") == set()
+
+
+def test_import_ticketlab_imports_no_heavy_package():
+    assert loaded_after("import ticketlab") == set()
+
+
+def test_info_reads_a_mask_without_transformers(tiny_bert_dir, tmp_path, capsys):
+    mask = tmp_path / "mask"
+    argv = ["prune", "random", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--out", str(mask)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code = "from ticketlab.cli import main; assert main() == 0"
+    assert loaded_after(code, "info", str(mask)) == {"torch"}  # a mask file is tensors
+
+
+def test_every_public_name_resolves():
+    for name in ticketlab.__all__:
+        assert getattr(ticketlab, name) is getattr(
+            importlib.import_module(f"ticketlab.{ticketlab._LAZY[name]}"), name
+        ), name
+    assert set(dir(ticketlab)) >= set(ticketlab.__all__)
+
+
+def test_finetune_stays_the_function_when_its_module_is_imported():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ticketlab, importlib; importlib.import_module('ticketlab.finetune');"
+            "print(callable(ticketlab.finetune), type(ticketlab.finetune).__name__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["True", "function"]
