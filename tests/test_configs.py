@@ -38,6 +38,10 @@ FACTORIES = {
     ),
     "MtlConfig": lambda: _module("structured.mtl").MtlConfig(model="m", tasks=["sst2"]),
     "SyntheticConfig": lambda: _module("data.synthetic").SyntheticConfig(),
+    "AdaptConfig": lambda: _module("structured.adaptation").AdaptConfig(
+        finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
+        sources=[_module("structured.adaptation").AdaptSource("full", 1, "m")],
+    ),
 }
 NOT_CONFIGS = {"MaskConfig"}  # a mask file's record, checked when read (test_hardening)
 

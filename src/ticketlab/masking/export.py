@@ -47,6 +47,7 @@ def check_semi_structured(model: nn.Module, keys: Iterable[str], dtype: torch.dt
             shape = tuple(module.weight.shape)
             raise MaskMismatchError(f"{key} {shape}: not a 2:4 sparse tensor: {first}") from None
 
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 

@@ -34,6 +34,7 @@ from typing import Any
 from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, claim_dir, read_json
 from ..finetune import FinetuneConfig, _subset, finetune, mean_std
+from ..validation import check_config
 
 KIND = "domain adaptation"
 FRACTIONS = (0.001, 0.01, 0.1, 1.0)
@@ -125,6 +126,7 @@ class AdaptConfig:
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
 
     def __post_init__(self) -> None:
+        check_config(self)
         self.fractions = check_fractions(self.fractions)
         if not self.sources:
             raise ConfigError("domain adaptation needs at least one source model")
