@@ -28,36 +28,27 @@ WORDS = (
 VOCAB = SPECIAL + WORDS
 
 
+# A tiny encoder's shape, shared by every family's test config (tests/families.py).
+TINY = dict(
+    vocab_size=len(VOCAB),
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    pad_token_id=0,
+)
+TINY_ROBERTA = dict(TINY, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
 def tiny_bert_config(**kw) -> BertConfig:
-    base = dict(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        pad_token_id=0,
-    )
-    return BertConfig(**{**base, **kw})
+    return BertConfig(**{**TINY, **kw})
 
 
 def tiny_roberta_config(**kw) -> RobertaConfig:
-    base = dict(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=66,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-    )
-    return RobertaConfig(**{**base, **kw})
+    return RobertaConfig(**{**TINY_ROBERTA, **kw})
 
 
 def make_model(cls, config, seed: int = 0):
@@ -103,3 +94,19 @@ def bert_mini() -> Path:
     if not (BERT_MINI / "config.json").is_file():
         pytest.skip("../shared/models/bert-mini-ref is absent")
     return BERT_MINI
+
+
+# The CLI as a user meets it: its exit code and what it printed; a refusal is one line, no traceback.
+def run(capsys, *argv) -> tuple[int, str, str]:
+    from ticketlab.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv) -> str:
+    code, _, err = run(capsys, *argv)
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]

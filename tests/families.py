@@ -10,20 +10,9 @@ import pytest
 import transformers
 from transformers import PretrainedConfig
 
-from conftest import VOCAB
+from conftest import TINY, TINY_ROBERTA, VOCAB
 
-_COMMON = dict(
-    vocab_size=len(VOCAB),
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-    pad_token_id=0,
-)
-_ROBERTA = dict(_COMMON, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+_COMMON, _ROBERTA = TINY, TINY_ROBERTA
 _DEBERTA_V3 = dict(  # deberta-v3-base's attention settings, tiny
     _COMMON,
     relative_attention=True,

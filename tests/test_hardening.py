@@ -13,27 +13,14 @@ import pytest
 import yaml
 from safetensors.torch import load_file, save_file
 
+from conftest import error_line, run
 from sweep_fakes import make_spec, spec_dict
-from ticketlab.cli import main
 from ticketlab.errors import ConfigError, MaskFileError
 from ticketlab.experiments import expand
 from ticketlab.finetune import FinetuneConfig
 from ticketlab.masking import load_mask
 from ticketlab.tasks import TaskSpec
 from ticketlab.training import TrainConfig
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture()

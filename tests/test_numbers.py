@@ -14,23 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertForSequenceClassification
 
-from conftest import make_model, tiny_bert_config
-from ticketlab.cli import main
+from conftest import error_line, make_model, tiny_bert_config
 from ticketlab.errors import TicketlabError
 from ticketlab.training import TrainConfig, train
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def strict_json(line: str):

@@ -11,20 +11,13 @@ from pathlib import Path
 import pytest
 
 import sweep_fakes as fakes
+from conftest import error_line as one_line_error
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
 from ticketlab.files import MARKER, atomic_dir, read_json
 from ticketlab.tasks import get_task
-
-
-def one_line_error(capsys, *argv) -> str:
-    code = main([str(a) for a in argv])
-    _, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def user_files(root: Path, files: dict[str, str]) -> None:

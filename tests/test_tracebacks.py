@@ -11,25 +11,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-from conftest import make_model, tiny_bert_config, write_tokenizer
-from ticketlab.cli import main
+from conftest import error_line, make_model, run, tiny_bert_config, write_tokenizer
 from ticketlab.errors import ConfigError
 from ticketlab.modeling import load_model
 from ticketlab.structured import save_unit_mask, unit_mask_config
 from ticketlab.structured.units import UnitMask
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _sst2(root):
