@@ -175,3 +175,27 @@ def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path
     user_files(fake, {"results.sqlite": "not a store"})  # the name alone is no proof
     assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", fake, "--dry-run")
     assert_kept(theirs, {"thesis.tex": "mine"})
+
+
+def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path):
+    """Class 1 through two more doors: the clean-up of temporaries takes only ticketlab's own (a
+    user's old `.backup.tmp` folder beside an output stays), and a folder of an output that the user
+    replaced by a link to their own files is never written or deleted through."""
+    from ticketlab.files import atomic_write_text
+
+    backup = tmp_path / ".thesis-backup.tmp"
+    user_files(backup, {"chapter1.tex": "mine"})
+    os.utime(backup, (0, 0))  # older than any staleness limit
+    atomic_write_text(tmp_path / "results.json", "{}")
+    assert_kept(backup, {"chapter1.tex": "mine"})
+
+    out, paper = tmp_path / "out", tmp_path / "paper"
+    with atomic_dir(out, kind="report") as tmp:
+        user_files(tmp, {"figures/fig.png": "ours"})
+    user_files(paper, {"fig.png": "my figure"})
+    (out / "figures" / "fig.png").unlink()
+    (out / "figures").rmdir()
+    (out / "figures").symlink_to(paper)
+    with pytest.raises(TicketlabError, match="behind a symbolic link"), atomic_dir(out, kind="report") as tmp:
+        user_files(tmp, {"report.md": "new"})  # fig.png is no longer drawn: it would be deleted
+    assert_kept(paper, {"fig.png": "my figure"})

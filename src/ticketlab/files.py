@@ -102,8 +102,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _is_stale(entry: Path, now: float) -> bool:
+    """Only our own temporaries (named by `_temp_prefix`) are ever stale: a user's `.notes.tmp` is
+    theirs, whatever its age."""
     m = _TEMP.search(entry.name)
-    if m is not None and m.group(2) == _HOST:
+    if m is None:
+        return False
+    if m.group(2) == _HOST:
         return not _pid_alive(int(m.group(1)))
     try:
         return now - entry.lstat().st_mtime > STALE_AFTER_S
@@ -371,12 +375,25 @@ def claim_dir(
     return path
 
 
+def _refuse_linked(path: Path, rels: Iterable[str]) -> None:
+    """A folder of the output that the user replaced by a link (`figures` -> their paper): never
+    write or delete through it."""
+    real = os.path.realpath(path)
+    for rel in sorted(rels):
+        parent = os.path.realpath((path / rel).parent)
+        if parent != real and not parent.startswith(real + os.sep):
+            raise TicketlabError(
+                f"{path / rel}: lies behind a symbolic link out of {path}; refusing to write there"
+            )
+
+
 def _merge(tmp: Path, path: Path, kind: str) -> None:
     """Move the new output `tmp` into the existing directory `path` file by file (each move atomic),
     then delete the files of the previous output the new one lacks. Everything else in `path` (the
     user's notes, a plot) stays. The marker lists old and new files while they mix, so a kill
     half-way leaves no file of ours that the next run would take for the user's."""
     new, old = _files(tmp), _manifest(path)
+    _refuse_linked(path, new | (old or set()))
     _refuse_theirs(path, new)
     _write_marker(path, kind, new | (old or set()))
     for rel in sorted(new):
