@@ -625,3 +625,18 @@ def test_phase_transition_draws_the_floor_and_the_transfer_matrix_a_colour_bar(t
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and "full model" in bars[0].get_ylabel()
     assert_png(tmp_path / "t3.png")
+
+
+def test_tamt_is_compared_with_every_imp_variant(tmp_path):
+    """`imp/chen` and `imp/tamt` (variant labels of IMP) are IMP for the papers' comparisons."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
+            ("imp/chen", 0.5, "x"): [81.0, 83.0, 85.0] * 2,
+            ("imp/tamt", 0.5, "x"): [79.0, 80.0, 83.0] * 2,
+            ("tamt-kd", 0.5, "x"): [82.0, 83.0, 84.0] * 2,
+        },
+    )
+    pairs = {(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons()}
+    assert {("tamt-kd", "imp/chen"), ("tamt-kd", "imp/tamt")} <= pairs

@@ -446,7 +446,10 @@ class SweepResults:
         against IMP, at every sparsity both were run at, per task and on the average."""
         pruned = [m for m in self.methods if m != "full" and "@" not in m]
         pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
-        pairs += [(m, "imp") for m in pruned if m.startswith("tamt") and "imp" in pruned]
+        from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
+
+        imps = [m for m in pruned if base_method(m) == "imp"]
+        pairs += [(m, i) for m in pruned if base_method(m).startswith("tamt") for i in imps]
         out = []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
