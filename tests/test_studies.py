@@ -402,3 +402,9 @@ def test_adaptation_verdict_is_a_paired_t_test_holm_adjusted_over_fractions():
     assert rows[(0.01, "super - full")]["verdict"] == f"within noise (p_Holm {max(p1, 2 * p2):.3f})"
     at_floor = {(r["fraction"], r["source"]): r for r in summarise(data, floor=72.0)}
     assert at_floor[(0.01, "super - full")]["verdict"] == "no verdict (floor)"
+
+
+def test_a_variant_of_a_one_shot_method_loads(tmp_path, tiny_bert_dir):
+    """`omp/global` is OMP with its own settings: the spec builds its config with the base method."""
+    spec = _init_spec(tmp_path, tiny_bert_dir, {"full": {}, "omp": {}, "omp/global": {"ranking": "global"}})
+    assert any(r.config.get("method") == "omp/global" for r in expand(spec) if r.kind == "search")

@@ -377,11 +377,11 @@ class SweepSpec:
             sources = [
                 {"label": s, "task": self.tasks[s].task, "data": self.tasks[s].data} for s in self.sources(m)
             ]
-            seeds = self.search_seeds if spec.seeded else [None]
+            seeds = self.method_seeds(m)
             for (steps, sparsity), seed, source in itertools.product(runs, seeds, sources or [None]):
                 job = SearchJob(
                     self.model,
-                    m,
+                    base_method(m),  # a variant label (`omp/global`) runs its base method, as the runner does
                     sparsity,
                     seed,
                     steps,
