@@ -544,12 +544,9 @@ def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
     """Content keys of the local files a run reads (model weights, mask, task data, task file): the
     config names paths, and a path may get other bytes. Hub ids have none. Kept beside the
     fingerprint, not in it, so the ids of recorded runs stay as they are."""
-    paths = {
-        "model": config.model,
-        "mask": config.mask,
-        "data": task_dir(spec, config.data_dir) if config.data_dir is not None else None,
-        "task": config.task if config.task.endswith(".json") else None,
-    }
+    paths = input_paths(config)
+    if config.data_dir is not None:
+        paths["data"] = task_dir(spec, config.data_dir)  # the task's own folder, not the whole GLUE root
     keys = {k: content_key([p]) for k, p in paths.items() if p is not None}
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -560,7 +557,7 @@ def _check_inputs(out: Path, saved: dict[str, Any], config: FinetuneConfig, now:
     have none: not a difference."""
     changed = [k for k in INPUT_NAMES if k in saved and k in now and saved[k] != now[k]]
     if changed:
-        where = {"model": config.model, "mask": config.mask, "data": config.data_dir, "task": config.task}
+        where = input_paths(config)
         what = " and ".join(f"{INPUT_NAMES[k]} at {where[k]}" for k in changed)
         raise TicketlabError(
             f"{out}: {what} changed since this run started; pass another output directory, "
@@ -786,13 +783,18 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def input_paths(config: FinetuneConfig) -> dict[str, str | None]:
+    """What a fine-tuning reads, by `INPUT_NAMES` key: its model, mask, data folder and task file."""
+    return {
+        "model": config.model,
+        "mask": config.mask,
+        "data": config.data_dir,
+        "task": config.task if config.task.endswith(".json") else None,
+    }
+
+
 def _inputs(config: FinetuneConfig) -> list[str | None]:
-    return [
-        config.model,
-        config.mask,
-        config.data_dir,
-        config.task if config.task.endswith(".json") else None,
-    ]
+    return list(input_paths(config).values())
 
 
 def finetune_seeds(
