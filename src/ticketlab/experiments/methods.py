@@ -20,9 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..pruning import ImpConfig
 
 
 @dataclass
@@ -163,13 +166,20 @@ def _search_output(job: SearchJob) -> SearchOutput:
     )
 
 
+def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
+    """A sweep's IMP: without `variant`, `legacy` (the IMP its stored runs were searched with)."""
+    from ..pruning import ImpConfig  # torch: only when a sweep has an IMP method
+
+    return ImpConfig(sparsity, **{"variant": "legacy", **settings})
+
+
 def search_config(job: SearchJob, objective: str | None = None):
     """The `ticketlab.search` config of a TAMT (`objective` given) or IMP search job: the spec's
     settings go to the method's config or to `SearchConfig`, under their CLI option names. A job
     with a `source` is task-specific IMP (`ticketlab search imp --task`): it reads the task, not the
     corpus."""
     from ..api import SearchConfig
-    from ..pruning import ImpConfig, TamtConfig
+    from ..pruning import TamtConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     own = lambda *names: {k: settings.pop(k) for k in names if k in settings}  # noqa: E731
@@ -180,8 +190,7 @@ def search_config(job: SearchJob, objective: str | None = None):
         kw["train_head"] = not freeze if isinstance(freeze, bool) else freeze
         method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
     else:
-        kw = own("ranking", "targets", "prune_rate", "variant", "pooler")
-        method = ImpConfig(job.sparsity, **{"variant": "legacy", **kw})
+        method = sweep_imp(job.sparsity, own("ranking", "targets", "prune_rate", "variant", "pooler"))
     corpus = job.corpus or {}
     task = {"task": job.source["task"], "data_dir": job.source["data"]} if job.source is not None else {}
     return SearchConfig(

@@ -61,7 +61,7 @@ from ..errors import ConfigError
 from ..files import read_text, safe_component
 from ..validation import FieldError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
-from .methods import METHODS, VARIANT, MethodSpec, base_method
+from .methods import METHODS, VARIANT, MethodSpec, base_method, sweep_imp
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
 # `ticketlab.data.corpus.load_lm_corpus`).
@@ -290,8 +290,6 @@ class SweepSpec:
     def _check_imp_settings(self, method: str) -> None:
         """IMP's own settings (variant, ranking, pooler, prune_rate) at each of the method's sparsities,
         as `ImpConfig` checks them; an error names the spec's key."""
-        from ..pruning.imp import ImpConfig  # torch: only for specs with an IMP method
-
         given = self.search_settings(method)
         own = {
             k: given[k] for k in ("variant", "ranking", "pooler", "prune_rate") if given.get(k) is not None
@@ -299,7 +297,7 @@ class SweepSpec:
         where = f"methods.{method}" if own.keys() & self.methods[method].keys() else "search"
         for s in self.method_sparsities(method):
             with self._naming(lambda field: where if field is None else self._search_key(method, field)):
-                ImpConfig(s, **{"variant": "legacy", **own})  # a sweep's IMP without variant: legacy
+                sweep_imp(s, own)
 
     def _check_finetune_settings(self) -> None:
         allowed = finetune_settings()
