@@ -194,6 +194,74 @@ def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed
     assert any(f"re-run of {tamt.name} found other masks" in line and "final" in line for line in log), log
 
 
+def _old_ids(sweep_dir: Path) -> dict[str, str]:
+    """Rewrite a store as ticketlab wrote it when run ids hashed the inputs' absolute paths (no data
+    key, meta `ids` absent); returns new id -> old id."""
+    import hashlib
+    import json
+
+    def old_id(config: dict) -> str:
+        blob = json.dumps({"plan_version": 1, **config}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    old: dict[str, str] = {}
+    with Store(sweep_dir) as st:
+        rows = st.db.execute("SELECT id, kind, config, deps FROM runs").fetchall()
+        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
+            c = json.loads(row["config"])
+            c["inputs"].pop("data", None)
+            if c.get("mask"):
+                c["mask"]["search"] = old[c["mask"]["search"]]
+            old[row["id"]] = old_id(c)
+            deps = [old[d] for d in json.loads(row["deps"])]
+            st.db.execute(
+                "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
+                (old[row["id"]], json.dumps(c), json.dumps(deps), row["id"]),
+            )
+        plan = [old[i] for i in st.get_meta("plan")]
+        st.db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(plan),))
+        st.db.execute("DELETE FROM meta WHERE key = 'ids'")
+    return old
+
+
+def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_dir):
+    """A sweep moved to other paths (the store carried to another machine) keeps its run ids; a
+    store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a
+    task's data gives its runs new ids."""
+    from ticketlab.experiments.results import load_results
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_bert_dir, a / "model")
+    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
+    spec = fakes.make_spec(a, a / "model", **kw)
+    assert sweep(a, spec).ok
+    ids = [r.id for r in expand(spec)]
+    shutil.copytree(a, b)
+    moved = fakes.make_spec(b, b / "model", **kw)
+    assert moved.model != spec.model and [r.id for r in expand(moved)] == ids
+    assert sweep(b, moved).ran == []
+    # A store of before: ids of paths. The sweep re-keys it and finds everything done.
+    before = fakes.calls(a / "sweep")
+    old = _old_ids(a / "sweep")
+    assert set(old.values()).isdisjoint(ids)
+    log: list[str] = []
+    assert run_sweep(spec, a / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
+    assert any("re-keyed" in line for line in log) and fakes.calls(a / "sweep") == before
+    with Store(a / "sweep") as st:
+        assert set(st.statuses()) == set(ids) and st.get_meta("plan") == ids
+    # The report re-keys too.
+    _old_ids(b / "sweep")
+    assert {s.id for s in load_results(b / "sweep").scores} == {
+        r.id for r in expand(moved) if r.kind == "finetune"
+    }
+    # Other data for task a: its fine-tunings are new runs; task b's and the searches keep theirs.
+    by_id = {r.id: r for r in expand(moved)}
+    (b / "data" / "a" / "train.jsonl").write_text('{"text": "more"}\n')
+    changed = set(ids) - {r.id for r in expand(fakes.make_spec(b, b / "model", **kw))}
+    assert changed
+    assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "a")}
+
+
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
     total = len(expand(spec))

@@ -60,7 +60,8 @@ def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
     """Every run config (hence every run id: cached sweeps, the demo's) of a spec that uses neither
     feature is what the code before them made: pinned as a digest of the configs with the temporary
     directory and the search ids written as names (the sorted digest computed with the code of commit
-    5d07e82, before fine-tunings were ordered seed by seed)."""
+    5d07e82, before fine-tunings were ordered seed by seed). One key was added since, on purpose:
+    the task data's content key (run ids hash content, not paths; old stores are re-keyed)."""
     root = tmp_path / "sweep"
     spec = spec_from_dict(_old_style_spec(root), base_dir=root, registry=fake_registry())
     runs = expand(spec)
@@ -68,6 +69,7 @@ def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
     snapshot = []
     for r in runs:
         c = json.loads(json.dumps(r.config).replace(str(root), "<tmp>"))
+        assert (c["inputs"].pop("data", None) is not None) == (r.kind == "finetune")
         if c.get("mask"):
             c["mask"]["search"] = names[c["mask"]["search"]]
         snapshot.append([r.kind, r.name, c, [names[d] for d in r.deps]])

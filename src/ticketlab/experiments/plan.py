@@ -13,7 +13,10 @@ config, which for a fine-tuning run includes the id of the search that made its 
 sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
 result (logging, checkpoint intervals) are passed to the run but left out of its identity. What a
 run reads is part of its identity by content (`input_keys`): replacing the model's weights or editing
-the corpus in place makes new runs instead of reporting the old ones as done.
+the corpus in place makes new runs instead of reporting the old ones as done. Where its content is
+known, a local input enters the id by its content alone, not by its path (`identity`): a store carried
+to a machine where the data lives elsewhere keeps its ids. Stores whose ids hashed the paths are
+re-keyed once (`rekey_store`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from ..files import content_key, safe_component
 from .adapters import finetune_non_result
 from .spec import SweepSpec
 
-PLAN_VERSION = 1
+PLAN_VERSION = 1  # in every id's hash; ids without paths are told apart by the store's meta `ids`
+IDS_VERSION = 2  # 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`)
+LOCATED = ("model", "corpus", "data")  # config fields that are paths, each with its key in `inputs`
 KINDS = ("search", "pretrain-eval", "finetune")
 
 
@@ -74,8 +79,20 @@ class MaskRef:
 FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
 
 
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run's id hashes: its config, less the paths of the inputs whose content key it holds
+    (`inputs`). A hub id, or a config without keys (a super-ticket study's rows), keeps its names."""
+    keys = config.get("inputs") or {}
+    out = {k: v for k, v in config.items() if not (k in LOCATED and keys.get(k) is not None)}
+    if isinstance(out.get("source"), dict) and keys.get("data") is not None:  # a per-task search's
+        out["source"] = {k: v for k, v in out["source"].items() if k != "data"}
+    return out
+
+
 def run_id(config: dict[str, Any]) -> str:
-    blob = json.dumps({"plan_version": PLAN_VERSION, **config}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(
+        {"plan_version": PLAN_VERSION, **identity(config)}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -84,13 +101,19 @@ def make_run(kind: str, name: str, config: dict[str, Any], deps: tuple[str, ...]
     return Run(run_id(config), kind, name, config, deps)
 
 
-def input_keys(spec: SweepSpec, *, corpus: str | None = None) -> dict[str, str | None]:
-    """Content keys of what runs read: the base model, and the corpus (`corpus`: "all" for searches,
-    "dev" for pre-training evaluation). A hub id has none: its name is the key."""
+def input_keys(
+    spec: SweepSpec, *, corpus: str | None = None, task: str | None = None
+) -> dict[str, str | None]:
+    """Content keys of what runs read: the base model, the corpus (`corpus`: "all" for searches,
+    "dev" for pre-training evaluation) and the data folder of the task labelled `task` (its
+    task.json included). A hub id has none: its name is the key."""
     keys = {"model": content_key([spec.model])}
     if corpus is not None and spec.corpus is not None:
         parts = ("train", "dev") if corpus == "all" else ("dev",)
         keys["corpus"] = content_key([p for k in parts for p in spec.corpus.get(k) or []])
+    if task is not None:
+        data = spec.tasks[task].data
+        keys["data"] = content_key([data]) if data is not None else None
     return keys
 
 
@@ -127,7 +150,7 @@ def _search_run(
         "save_at": save_at,
         "settings": settings,
         "corpus": spec.corpus if m.uses_corpus else None,
-        "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None),
+        "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None, task=source),
     }
     if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
         t = spec.tasks[source]
@@ -165,7 +188,7 @@ def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None,
         "seed": seed,
         "train_size": train_size,
         "settings": settings,
-        "inputs": input_keys(spec),
+        "inputs": input_keys(spec, task=task),
         **what,
     }
     name = f"ft_{task}_" + (ref.search.name if ref is not None else "full")
@@ -240,3 +263,64 @@ def expand(spec: SweepSpec) -> list[Run]:
             seen.add(r.id)
             runs.append(r)
     return runs
+
+
+def rekey_store(store: Any) -> int:
+    """Re-key the runs of a store made when ids hashed the inputs' absolute paths (meta `ids` below
+    `IDS_VERSION`): each id becomes `run_id` of its config, the task data's content key (those runs
+    did not record it) read from the data at the recorded path now, and every reference follows (a
+    fine-tuning's mask, deps, the plan, the studies). A run whose data is gone keeps its old id: a
+    sweep runs it again. Nothing else changes; one transaction. Returns how many runs got a new id."""
+    if store.readonly or (store.get_meta("ids") or 1) >= IDS_VERSION:
+        return 0
+    with store.transaction() as db:
+        rows = db.execute("SELECT id, kind, config, deps, status FROM runs").fetchall()
+        new: dict[str, str] = {}  # old id -> new id
+        # Searches first: the other runs name them.
+        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
+            moved = _rekeyed(row, new)
+            if moved is None:
+                continue
+            run_id_, config, deps = moved
+            taken = db.execute("SELECT status FROM runs WHERE id = ?", (run_id_,)).fetchone()
+            if taken is not None and taken["status"] == "done":
+                continue  # both ran: the old row stays beside it, unreferenced by the plan
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id_,))
+            db.execute(
+                "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
+                (run_id_, json.dumps(config, sort_keys=True), json.dumps(deps), row["id"]),
+            )
+            new[row["id"]] = run_id_
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('plan', 'studies')"))
+        if "plan" in meta:
+            plan = [new.get(i, i) for i in json.loads(meta["plan"])]
+            db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(plan),))
+        if "studies" in meta:
+            studies = {k: [new.get(i, i) for i in v] for k, v in json.loads(meta["studies"]).items()}
+            db.execute("UPDATE meta SET value = ? WHERE key = 'studies'", (json.dumps(studies),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('ids', ?)", (json.dumps(IDS_VERSION),))
+    return len(new)
+
+
+def _rekeyed(row: Any, new: dict[str, str]) -> tuple[str, dict[str, Any], list[str]] | None:
+    """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id."""
+    try:
+        config, deps = json.loads(row["config"]), json.loads(row["deps"])
+    except (TypeError, ValueError):
+        return None  # a corrupt row: the store's reader reports it
+    if not isinstance(config, dict) or not isinstance(config.get("inputs"), dict):
+        return None  # no content keys (a study's row, a run from before them): hashed by its paths
+    config = {**config, "inputs": dict(config["inputs"])}
+    source = config.get("source")  # a per-task search's source task (a fine-tuning's: its label)
+    data = source.get("data") if isinstance(source, dict) else config.get("data", False)
+    if data is not False and "data" not in config["inputs"]:
+        key = content_key([data]) if data is not None else None
+        if data is not None and key is None:
+            return None  # the data is not here any more
+        config["inputs"]["data"] = key
+    if isinstance(config.get("mask"), dict):
+        search = config["mask"]["search"]
+        config["mask"] = {**config["mask"], "search": new.get(search, search)}
+    deps = [new.get(d, d) for d in deps]
+    run_id_ = run_id(config)
+    return (run_id_, config, deps) if run_id_ != row["id"] else None

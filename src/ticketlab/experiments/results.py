@@ -9,7 +9,8 @@ is taken per (mask seed, fine-tuning seed) first, then mean ± std over those pa
 
 A ticket found on one task (`imp-task`, Chen et al. §5) is grouped as `imp-task@<source task>`, and
 `transfer()` lays those out as the source x target matrix. `paired()` compares two methods with a
-paired t-test whose unit is a mask whenever either method has several (see `paired`), and the
+t-test whose unit is a mask whenever either method has several (a crossed masks x fine-tuning seeds
+design: see `Paired`), and the
 fine-tuning seed only when each has one mask: then the test measures the fine-tuning noise of those
 two masks, not how much another search would have moved the result.
 
@@ -133,7 +134,16 @@ MASK, FT_SEED = "mask", "fine-tuning seed"  # the unit of a paired comparison
 @dataclass
 class Paired:
     """Method `a` minus method `b` at one sparsity and task: one difference per unit, a mask (`unit`
-    MASK: `seeds` are mask seeds) or a fine-tuning seed (FT_SEED: each method has one mask)."""
+    MASK: `seeds` are mask seeds) or a fine-tuning seed (FT_SEED: each method has one mask).
+
+    Masks as the unit, `grid` holds each mask's difference per fine-tuning seed (rows: `seeds`;
+    columns: the fine-tuning seeds every mask has) and the test is that of a crossed design: the
+    standard error is var(mask means)/K + var(seed means)/F under a square root, with
+    Satterthwaite's degrees of freedom. The seed term is the fine-tuning noise every mask shares: a
+    one-mask baseline's (OMP, `full`) enters every difference alike, so the spread of the mask
+    means alone does not show it, and a t-test on them alone rejects a true null far more often than
+    5% (tests/test_report.py measures it). Conservative: the masks x seeds interaction counts in
+    both terms."""
 
     a: str
     b: str
@@ -145,6 +155,7 @@ class Paired:
     p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
     unit: str = FT_SEED
     masks: tuple[int, int] = (1, 1)  # masks of a and of b behind the differences
+    grid: list[list[float]] | None = None  # masks as the unit: a - b per mask (row) and seed (column)
 
     @property
     def n(self) -> int:
@@ -158,25 +169,57 @@ class Paired:
     def std(self) -> float:
         return Cell(self.diffs, []).std
 
-    @property
-    def ci95(self) -> tuple[float, float] | None:
-        """Student-t 95% interval of the mean difference (None below two seeds)."""
+    def _noise(self) -> list[tuple[float, int]] | None:
+        """(variance of the mean, its degrees of freedom) per source of noise; None: no test."""
         if self.n < 2:
             return None
-        half = float(sps.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+        if self.grid is None:
+            return [(self.std**2 / self.n, self.n - 1)]
+        k, f = len(self.grid), len(self.grid[0])
+        seed_means = [sum(col) / k for col in zip(*self.grid, strict=True)]
+        terms = [(self.std**2 / k, k - 1)]
+        if f >= 2:
+            terms.append((Cell(seed_means, []).std ** 2 / f, f - 1))
+        elif 1 in self.masks:  # one seed: the baseline's fine-tuning noise cannot be estimated
+            return None
+        return terms
+
+    @property
+    def se(self) -> float | None:
+        """Standard error of `mean` (None: no test)."""
+        noise = self._noise()
+        return None if noise is None else math.sqrt(sum(v for v, _ in noise))
+
+    @property
+    def df(self) -> float | None:
+        """Degrees of freedom of the t-test (Satterthwaite's where there are two sources of noise)."""
+        noise = self._noise()
+        if noise is None:
+            return None
+        total, parts = sum(v for v, _ in noise), sum(v * v / d for v, d in noise)
+        return total * total / parts if parts > 0 else float(sum(d for _, d in noise))
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """Student-t 95% interval of the mean difference (None where there is no test)."""
+        se, df = self.se, self.df
+        if se is None or df is None:
+            return None
+        half = float(sps.t.ppf(0.975, df)) * se
         return (self.mean - half, self.mean + half)
 
     @property
     def p(self) -> float | None:
-        """Two-sided paired t-test p-value (None below two seeds, and when every difference is zero:
-        both methods scored the same on every seed, typically both at a constant predictor, which is
-        no test and must not count in a family's correction; identical non-zero diffs: 0)."""
-        if self.n < 2 or self.identical:
+        """Two-sided t-test p-value (None where there is no test: below two units, one seed against a
+        one-mask baseline, and when every difference is zero: both methods scored the same on every
+        seed, typically both at a constant predictor, which is no test and must not count in a
+        family's correction; identical non-zero diffs: 0)."""
+        se, df = self.se, self.df
+        if se is None or df is None or self.identical:
             return None
-        if self.std == 0:
+        if se == 0:
             return 0.0
-        t = self.mean / (self.std / math.sqrt(self.n))
-        return float(2 * sps.t.sf(abs(t), self.n - 1))
+        return float(2 * sps.t.sf(abs(self.mean / se), df))
 
     @property
     def identical(self) -> bool:
@@ -186,10 +229,11 @@ class Paired:
     @property
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05, given the
-        observed spread of the differences (`metrics.min_detectable_effect`; None below two seeds)."""
-        from ..metrics import min_detectable_effect  # sklearn: only when asked
+        observed noise of the design (`metrics.detectable_effect`; None where there is no test)."""
+        from ..metrics import detectable_effect  # scipy.optimize: only when asked
 
-        return None if self.identical else min_detectable_effect(self.std, self.n)
+        se, df = self.se, self.df
+        return None if self.identical or se is None or df is None else detectable_effect(se, df)
 
     @property
     def verdict(self) -> str:
@@ -400,17 +444,18 @@ class SweepResults:
         return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
     def paired(self, a: str, b: str, sparsity: float, task: str) -> Paired | None:
-        """`a` - `b` at `sparsity` on `task` (or AVG): a paired t-test whose unit is a mask when either
+        """`a` - `b` at `sparsity` on `task` (or AVG): a t-test whose unit is a mask when either
         method has several, else a fine-tuning seed.
 
-        Masks as the unit: each mask is scored by its mean over the fine-tuning seeds that every mask
-        of both methods has (so the seeds' shared data order and head initialisation cancel in each
-        difference), and masks are paired by mask seed; a method with one mask (OMP, `full`, or a
-        search run with one seed) is the baseline of every mask of the other. Why not Welch's test on
-        the two sets of mask means: the usual comparison is against OMP, one deterministic mask, which
-        has no mask-to-mask spread to estimate, and Welch would also lose the fine-tuning pairing.
-        The differences then spread as masks do (plus what fine-tuning noise is left), n is the
-        number of masks, and a method's luck with one mask no longer passes for a method effect.
+        Masks as the unit: each mask's difference is taken per fine-tuning seed, over the seeds that
+        every mask of both methods has (so the seeds' shared data order and head initialisation
+        cancel in each difference), and masks are paired by mask seed; a method with one mask (OMP,
+        `full`, or a search run with one seed) is the baseline of every mask of the other. Why not
+        Welch's test on the two sets of mask means: the usual comparison is against OMP, one
+        deterministic mask, which has no mask-to-mask spread to estimate, and Welch would also lose
+        the fine-tuning pairing. The masks x seeds grid goes to `Paired`, whose standard error holds
+        both the masks' spread and the fine-tuning noise they share; n is the number of masks, and a
+        method's luck with one mask no longer passes for a method effect.
         With one mask each, the runs of one fine-tuning seed are paired (n: fine-tuning seeds): the
         test is about these two masks, and the report says so."""
         ma, mb = self._per_mask(a, sparsity, task), self._per_mask(b, sparsity, task)
@@ -424,22 +469,24 @@ class SweepResults:
             (ra,), (rb,) = ma.values(), mb.values()
             units = sorted(shared)
             pairs = [(ra[f], rb[f]) for f in units]
-            unit = FT_SEED
+            diffs = [self._mean(x) - self._mean(y) for x, y in pairs]
+            ids = list(dict.fromkeys(s.id for x, y in pairs for s in (*x, *y)))
+            return Paired(a, b, sparsity, task, units, diffs, ids, unit=FT_SEED)
+        if len(ma) == 1 or len(mb) == 1:
+            units = sorted(mb if len(ma) == 1 else ma, key=_seed_order)
         else:
-            runs_a = {k: [s for v in per.values() for s in v] for k, per in ma.items()}
-            runs_b = {k: [s for v in per.values() for s in v] for k, per in mb.items()}
-            if len(runs_a) == 1 or len(runs_b) == 1:
-                units = sorted(runs_b if len(runs_a) == 1 else runs_a, key=_seed_order)
-            else:
-                units = sorted(runs_a.keys() & runs_b.keys(), key=_seed_order)
-            if not units:
-                return None
-            one = lambda runs, k: runs[k] if len(runs) > 1 else next(iter(runs.values()))  # noqa: E731
-            pairs = [(one(runs_a, k), one(runs_b, k)) for k in units]
-            unit = MASK
-        diffs = [self._mean(x) - self._mean(y) for x, y in pairs]
-        ids = list(dict.fromkeys(s.id for x, y in pairs for s in (*x, *y)))
-        return Paired(a, b, sparsity, task, units, diffs, ids, unit=unit, masks=(len(ma), len(mb)))
+            units = sorted(ma.keys() & mb.keys(), key=_seed_order)
+        if not units:
+            return None
+        one = lambda per, k: per[k] if len(per) > 1 else next(iter(per.values()))  # noqa: E731
+        seeds = sorted(shared)
+        # masks x fine-tuning seeds: a - b of mask k on seed f (a one-mask side enters every row)
+        grid = [[self._mean(one(ma, k)[f]) - self._mean(one(mb, k)[f]) for f in seeds] for k in units]
+        ids = list(
+            dict.fromkeys(s.id for k in units for side in (ma, mb) for v in one(side, k).values() for s in v)
+        )
+        diffs = [sum(row) / len(row) for row in grid]
+        return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
 
     def comparisons(self) -> list[Paired]:
         """The comparisons the papers make: every pruned method against OMP, and each TAMT variant
@@ -554,6 +601,21 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
     return out
 
 
+def _rekey(sweep_dir: Path) -> None:
+    """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
+    plan finds its runs; a store that cannot be written is read as it is."""
+    from .plan import IDS_VERSION, rekey_store
+
+    with Store(sweep_dir, readonly=True) as store:
+        if (store.get_meta("ids") or 1) >= IDS_VERSION or not store.statuses():
+            return
+    try:
+        with Store(sweep_dir) as store:
+            rekey_store(store)
+    except TicketlabError:
+        pass
+
+
 def load_results(
     sweep_dir: str | os.PathLike,
     *,
@@ -570,7 +632,8 @@ def load_results(
         raise TicketlabError(
             f"{sweep_dir}: not a sweep directory (no {DB_NAME}; run `ticketlab sweep` first)"
         )
-    with Store(sweep_dir, readonly=True) as store:  # a report changes nothing in the store
+    _rekey(sweep_dir)
+    with Store(sweep_dir, readonly=True) as store:  # a report changes nothing else in the store
         records = {r.id: r for r in store.runs()}
         spec = store.get_meta("spec", {}) or {}
         plan_ids = store.get_meta("plan")

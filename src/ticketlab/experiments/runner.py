@@ -49,7 +49,7 @@ from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob, base_method
-from .plan import Run, expand, input_keys, pct
+from .plan import Run, expand, input_keys, pct, rekey_store
 from .spec import SweepSpec, spec_json
 from .store import HOST, RunRecord, Store
 
@@ -181,6 +181,8 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
+        if n := rekey_store(self.store):
+            log(f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie")
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
         self._told_busy: set[str] = set()  # runs whose busy directory was reported
