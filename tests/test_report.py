@@ -415,7 +415,50 @@ def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
     assert (rows[("tamt-mlm", "omp")]["masks_a"], rows[("tamt-mlm", "omp")]["masks_b"]) == ("3", "1")
     text = (tmp_path / "sweep/report/report.md").read_text()
     assert "| tamt-mlm − omp | 50% | x | 3 masks (3 vs 1) | +0.33 ± 10.02 |" in text
-    assert "by a paired t-test whose unit is a mask" in text and "have one mask per method" not in text
+    assert "by a t-test whose unit is a mask" in text and "have one mask per method" not in text
+
+
+def test_crossed_masks_by_seeds_standard_error_by_hand():
+    """Masks x fine-tuning seeds: SE^2 = var(mask means)/K + var(seed means)/F, Satterthwaite's df."""
+    from ticketlab.experiments.results import Paired
+
+    grid = [[1.0, 2.0, 3.0], [4.0, 6.0, 2.0], [0.0, 1.0, 5.0]]  # mask means 2, 4, 2; seed means 5/3, 3, 10/3
+    p = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 4.0, 2.0], [], unit="mask", masks=(3, 1), grid=grid)
+    rows, cols = (4 / 3) / 3, (7 / 9) / 3  # var(2, 4, 2) = 4/3; var(5/3, 3, 10/3) = 7/9
+    assert p.se == pytest.approx((rows + cols) ** 0.5)
+    assert p.df == pytest.approx((rows + cols) ** 2 / (rows**2 / 2 + cols**2 / 2))  # 3.74
+    t = (8 / 3) / p.se
+    from scipy import stats
+
+    assert p.p == pytest.approx(2 * stats.t.sf(t, p.df))
+    one_seed = [[r[0]] for r in grid]  # one fine-tuning seed against a one-mask baseline: no test
+    q = Paired("a", "b", 0.5, "x", [0, 1, 2], [1.0, 4.0, 0.0], [], unit="mask", masks=(3, 1), grid=one_seed)
+    assert q.p is None and q.ci95 is None and q.mde is None
+    both = Paired(
+        "a", "b", 0.5, "x", [0, 1, 2], [1.0, 4.0, 0.0], [], unit="mask", masks=(3, 3), grid=one_seed
+    )
+    assert both.p is not None and both.df == 2  # masks on both sides: their spread holds both noises
+
+
+def test_a_one_mask_baseline_keeps_the_false_positive_rate_at_5_percent():
+    """Under the null (3 masks of a method whose mean equals OMP's one mask; 3 fine-tuning seeds),
+    a t-test on the mask means alone ignores the baseline's fine-tuning noise, shared by every
+    difference, and rejects far more often than 5%; the crossed design does not."""
+    import numpy as np
+
+    from ticketlab.experiments.results import Paired
+
+    rng = np.random.default_rng(0)
+    new = old = 0
+    reps = 1000
+    for _ in range(reps):
+        a = rng.normal(0, 0.3, (3, 1)) + rng.normal(0, 1, (3, 3))  # small mask spread, seed noise 1
+        grid = (a - rng.normal(0, 1, (1, 3))).tolist()
+        diffs = [sum(r) / 3 for r in grid]
+        kw = dict(unit="mask", masks=(3, 1))
+        new += Paired("a", "b", 0.5, "x", [0, 1, 2], diffs, [], grid=grid, **kw).p < 0.05
+        old += Paired("a", "b", 0.5, "x", [0, 1, 2], diffs, [], **kw).p < 0.05
+    assert old / reps > 0.10 and new / reps <= 0.05  # measured: 0.15 and 0.03
 
 
 def test_masks_as_the_unit_on_the_task_average(tmp_path):

@@ -122,25 +122,30 @@ def min_detectable_effect(std: float, n: int, *, alpha: float = 0.05, power: flo
     `alpha` with probability `power`, if the differences spread with standard deviation `std`
     (the noncentral t: no normal approximation, which is far off at n = 3). None below two pairs:
     no test. "Within noise" then has a size: effects under this one were not looked for."""
+    if n < 2:
+        return None
+    return detectable_effect(std / math.sqrt(n), n - 1, alpha=alpha, power=power)
+
+
+def detectable_effect(se: float, df: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """`min_detectable_effect` of a t-test whose mean has standard error `se` on `df` degrees of
+    freedom (a crossed masks x seeds design's Satterthwaite df, say)."""
     from scipy.optimize import brentq
     from scipy.stats import nct, t
 
-    if n < 2:
-        return None
-    if std == 0:
+    if se == 0:
         return 0.0
-    df, crit = n - 1, float(t.ppf(1 - alpha / 2, n - 1))
+    crit = float(t.ppf(1 - alpha / 2, df))
 
-    def short(d: float) -> float:  # power at effect d (in units of std), minus the goal
-        nc = d * math.sqrt(n)
+    def short(d: float) -> float:  # power at effect d (in units of se), minus the goal
         # the far tail (a significant result of the wrong sign) is tiny, and NaN in scipy at times
-        wrong_sign = float(np.nan_to_num(nct.cdf(-crit, df, nc)))
-        return float(nct.sf(crit, df, nc)) + wrong_sign - power
+        wrong_sign = float(np.nan_to_num(nct.cdf(-crit, df, d)))
+        return float(nct.sf(crit, df, d)) + wrong_sign - power
 
     hi = 1.0
     while short(hi) < 0:  # widen until the power is reached
         hi *= 2
-    return float(brentq(short, 0.0, hi)) * std
+    return float(brentq(short, 0.0, hi)) * se
 
 
 def no_verdict(

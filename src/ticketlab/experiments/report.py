@@ -255,21 +255,25 @@ def _paired_section(res: SweepResults) -> str:
         else ""
     )
     intro = (
-        "Differences of dev scores between two methods, by a paired t-test whose unit is a mask: each "
-        "mask's score is its mean over the fine-tuning seeds every mask of both methods has (runs of one "
-        "seed share the data order and the head's initialisation, which so cancels), masks are paired by "
-        "mask seed, and a method with a single mask (OMP, the full model) is the baseline of every mask of "
-        "the other; n is the number of masks (in brackets: the masks of each method). When each method has "
-        "one mask the unit is the fine-tuning seed (paired by seed) and the column says so."
+        "Differences of dev scores between two methods, by a t-test whose unit is a mask: each mask's "
+        "difference is taken per fine-tuning seed, over the seeds every mask of both methods has (runs "
+        "of one seed share the data order and the head's initialisation, which so cancels), masks are "
+        "paired by mask seed, and a method with a single mask (OMP, the full model) is the baseline of "
+        "every mask of the other; n is the number of masks (in brackets: the masks of each method). The "
+        "standard error is that of a crossed masks × seeds design: the masks' spread over their number "
+        "plus the seeds' spread over theirs (the fine-tuning noise every mask shares, a one-mask "
+        "baseline's above all, which the masks' spread alone does not show), with Satterthwaite's "
+        "degrees of freedom; it is conservative. When each method has one mask the unit is the "
+        "fine-tuning seed (paired by seed) and the column says so."
         + caveat
         + " Δ is mean ± sample std of the per-unit differences, the interval a "
-        f"Student-t 95% interval, p a two-sided paired t-test and p (Holm) the same adjusted for the "
+        f"Student-t 95% interval, p a two-sided t-test and p (Holm) the same adjusted for the "
         f"{sum(c.p is not None for c in comps)} tests of this table (Holm's step-down: the chance of any "
         "false verdict in the table stays below 5%). The verdict reads the adjusted p: 'within noise' means "
         "p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
         "constant predictor), no test, not counted in the correction. "
-        "MDE is the smallest true Δ this design would detect with 80% power at the observed spread (a "
-        "paired t-test of that many units): 'within noise' says nothing about differences below it. "
+        "MDE is the smallest true Δ this design would detect with 80% power at the observed noise (the "
+        "same t-test): 'within noise' says nothing about differences below it. "
         "Every comparison with its run ids is in `paired.csv`."
     )
     header = ["comparison", "sparsity", "task", "n (unit)", "Δ", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
@@ -461,8 +465,8 @@ def write_report(
     res = load_results(sweep_dir, all_runs=all_runs, plan=plan)
     if plan is not None and plan[0] and res.not_swept == len(set(plan[0])) and res.left_out:
         raise TicketlabError(
-            f"{spec}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the model "
-            "and corpus files: are they the ones this sweep ran on, at the same paths?)"
+            f"{spec}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the model, "
+            "corpus and task files by content: are they the ones this sweep ran on?)"
         )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     # Checked before drawing: a user's results.csv is not overwritten, nor a sweep input written into.
