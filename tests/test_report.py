@@ -381,7 +381,7 @@ def test_paired_comparison_by_hand(tmp_path):
     assert row["unit"] == "fine-tuning seed" and (row["masks_a"], row["masks_b"]) == ("1", "1")
     assert len(row["run_ids"].split()) == 6  # 3 tamt runs and 3 omp runs
     text = (tmp_path / "sweep/report/report.md").read_text()
-    assert "| tamt-mlm − omp | 50% | x | 3 ft seeds (1 mask each) | +3.00 ± 2.00 |" in text
+    assert "| tamt-mlm − omp | 50% | x | 3 ft seeds (1 mask each) | +3.00 ± 1.15 |" in text
     assert "2 of the 2 comparisons have one mask per method" in text
 
 
@@ -414,7 +414,7 @@ def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
     assert rows[("tamt-mlm", "omp")]["unit"] == "mask" and rows[("tamt-mlm", "omp")]["n"] == "3"
     assert (rows[("tamt-mlm", "omp")]["masks_a"], rows[("tamt-mlm", "omp")]["masks_b"]) == ("3", "1")
     text = (tmp_path / "sweep/report/report.md").read_text()
-    assert "| tamt-mlm − omp | 50% | x | 3 masks (3 vs 1) | +0.33 ± 10.02 |" in text
+    assert "| tamt-mlm − omp | 50% | x | 3 masks (3 vs 1) | +0.33 ± 5.78 |" in text
     assert "by a t-test whose unit is a mask" in text and "have one mask per method" not in text
 
 

@@ -238,7 +238,7 @@ def _paired_section(res: SweepResults) -> str:
                 pct(c.sparsity),
                 c.task,
                 _units(c),
-                f"{_signed(c.mean, 2)} ± {c.std:.2f}",
+                _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f}"),
                 "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
                 "—" if c.p is None else f"{c.p:.3f}",
                 "—" if c.p_holm is None else f"{c.p_holm:.3f}",
@@ -266,7 +266,7 @@ def _paired_section(res: SweepResults) -> str:
         "degrees of freedom; it is conservative. When each method has one mask the unit is the "
         "fine-tuning seed (paired by seed) and the column says so."
         + caveat
-        + " Δ is mean ± sample std of the per-unit differences, the interval a "
+        + " Δ is the mean difference ± its standard error (of this design), the interval a "
         f"Student-t 95% interval, p a two-sided t-test and p (Holm) the same adjusted for the "
         f"{sum(c.p is not None for c in comps)} tests of this table (Holm's step-down: the chance of any "
         "false verdict in the table stays below 5%). The verdict reads the adjusted p: 'within noise' means "
@@ -276,7 +276,7 @@ def _paired_section(res: SweepResults) -> str:
         "same t-test): 'within noise' says nothing about differences below it. "
         "Every comparison with its run ids is in `paired.csv`."
     )
-    header = ["comparison", "sparsity", "task", "n (unit)", "Δ", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    header = ["comparison", "sparsity", "task", "n (unit)", "Δ ± SE", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
     return intro + "\n\n" + _table(header, rows)
 
 
@@ -432,7 +432,8 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     paired = [
         {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "unit": c.unit, "n": c.n}
         | {"masks_a": c.masks[0], "masks_b": c.masks[1]}
-        | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "p_paired_t": _num(c.p)}
+        | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "se_diff": _num(c.se), "df": _num(c.df)}
+        | {"p_paired_t": _num(c.p)}
         | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
         | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
         | {"verdict": c.verdict, "units": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
