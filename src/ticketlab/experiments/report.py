@@ -276,7 +276,18 @@ def _paired_section(res: SweepResults) -> str:
         "same t-test): 'within noise' says nothing about differences below it. "
         "Every comparison with its run ids is in `paired.csv`."
     )
-    header = ["comparison", "sparsity", "task", "n (unit)", "Δ ± SE", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    header = [
+        "comparison",
+        "sparsity",
+        "task",
+        "n (unit)",
+        "Δ ± SE",
+        "95% CI",
+        "p",
+        "p (Holm)",
+        "MDE",
+        "verdict",
+    ]
     return intro + "\n\n" + _table(header, rows)
 
 
