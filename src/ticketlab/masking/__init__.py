@@ -14,10 +14,9 @@ from .apply import (
 from .export import export_pretrained
 from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
 from .mask import Mask
-from .targets import DEFAULT_TARGETS, default_targets, find_targets, targets_repr
+from .targets import default_targets, find_targets, targets_repr
 
 __all__ = [
-    "DEFAULT_TARGETS",
     "BinaryMask",
     "Mask",
     "MaskConfig",

@@ -15,38 +15,21 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ..arch import ARCHS, BERT_LIKE_ENCODER, arch_of
 from ..errors import ConfigError
 from ..modeling import encoder_of
 
-# Q, K, V, attention output, FFN in, FFN out of every layer (Chen et al.'s IMP prunes these).
-BERT_LIKE_ENCODER = (
-    r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
-    r"|intermediate\.dense|output\.dense)"
-)
-# TAMT §3.2: the word embeddings and the encoder's matrices (the same string as before: mask files
-# and run settings store it).
-BERT_LIKE_TARGETS = r"embeddings\.word_embeddings|" + BERT_LIKE_ENCODER
+__all__ = ["BERT_LIKE_ENCODER", "BERT_LIKE_TARGETS", "POOLER", "default_targets", "find_targets"]
+
+BERT_LIKE_TARGETS = ARCHS["bert"].targets()  # TAMT §3.2 on BERT: word embeddings + six per layer
 POOLER = r"pooler\.dense"  # only task models have one (transformers' *ForMaskedLM have none)
-DEFAULT_TARGETS: dict[str, str] = {
-    "bert": BERT_LIKE_TARGETS,
-    "roberta": BERT_LIKE_TARGETS,
-    "xlm-roberta": BERT_LIKE_TARGETS,
-    "camembert": BERT_LIKE_TARGETS,
-    "electra": BERT_LIKE_TARGETS,
-}
 
 Targets = str | Sequence[str] | None
 
 
 def default_targets(model_type: str) -> str:
-    try:
-        return DEFAULT_TARGETS[model_type]
-    except KeyError:
-        known = ", ".join(sorted(DEFAULT_TARGETS))
-        raise ConfigError(
-            f"no default prunable weights for model_type '{model_type}' (known: {known}); "
-            "pass targets explicitly (a regex or a list of module names)"
-        ) from None
+    """The family's word embeddings and six matrices per layer (`arch.ARCHS`), or one clear error."""
+    return arch_of(model_type).targets()
 
 
 def _matcher(targets: str | Sequence[str]):

@@ -53,10 +53,11 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..arch import arch_of
 from ..errors import ConfigError
 from ..files import atomic_dir
 from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masking.targets import BERT_LIKE_ENCODER, BERT_LIKE_TARGETS, POOLER, Targets, default_targets
+from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
 from ..training import TrainConfig, TrainState, restart_optimizer
 from ..validation import Fraction, OpenFraction, check_config
@@ -105,8 +106,8 @@ def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
         return config.targets
     if config.variant == "legacy" and not config.pooler:
         return None  # the default targets, stored as before
-    default_targets(getattr(model.config, "model_type", "unknown"))  # a BERT-like encoder, or say so
-    pattern = BERT_LIKE_ENCODER if config.variant == "chen" else BERT_LIKE_TARGETS
+    arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
+    pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets()
     return f"{pattern}|{POOLER}" if config.pooler else pattern
 
 

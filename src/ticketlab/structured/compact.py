@@ -6,11 +6,16 @@ with `transformers.pytorch_utils.prune_linear_layer`:
 - pruned heads: their Q/K/V rows (weights and biases) and attention-output columns go; the attention
   module's head count follows. A layer without heads keeps only the attention-output bias (what the
   gated model adds there: its input is all zeros);
-- pruned neurons: their FFN-in rows and FFN-out columns go;
+- pruned neurons: their FFN-in rows (both halves of a gated FFN-in) and FFN-out columns go;
 - a pruned FFN sub-layer (ν = 0): every neuron goes *and* FFN-out's bias is zeroed, so the layer
   computes `LayerNorm(attention output)`, as the gated model does.
 
-Its outputs equal the gated model's to float tolerance (the sums run over fewer terms).
+Its outputs equal the gated model's to float tolerance (the sums run over fewer terms). FFN units
+compact in every family of `ticketlab.arch`; heads in the BERT layout (BERT, RoBERTa, XLM-R,
+CamemBERT, ELECTRA), whose attention module reads its head count from attributes this module sets.
+Other families' attention keeps head counts elsewhere (DeBERTa's relative-position projections,
+MPNet's shared relative bias, ModernBERT's rotary and fused QKV): a ticket that prunes a head there
+is refused in one line, and its gated or weight-masked model computes the same.
 
 `save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus `ticketlab_compact.json`, the
 manifest with the kept units and shapes of every layer, which HF configs cannot express (they have one
@@ -44,7 +49,7 @@ from ..files import atomic_dir, atomic_write_json, read_json
 from ..masking.io import MaskConfig
 from ..modeling import Head, auto_class, head_of, quiet_transformers
 from .gates import get_gates
-from .units import ATTN_OUT, FFN_IN, FFN_OUT, Structure, UnitMask, encoder_layers, structure_of
+from .units import Structure, UnitMask, encoder_layers, structure_of
 
 if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -73,11 +78,11 @@ def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
 
 
 def _compact_heads(layer: nn.Module, keep: Tensor, head_size: int) -> None:
-    """Keep the heads flagged in `keep` (bool [H])."""
+    """Keep the heads flagged in `keep` (bool [H]) of a BERT-layout layer."""
     attention = layer.attention
     heads = torch.nonzero(keep).flatten()  # [h]
     rows = (heads[:, None] * head_size + torch.arange(head_size)).flatten()  # [h·dh]
-    attention.output.dense = _slice(layer.get_submodule(ATTN_OUT), rows, dim=1)
+    attention.output.dense = _slice(attention.output.dense, rows, dim=1)
     if len(heads) == 0:  # a view of an empty projection as [..., -1, dh] is ambiguous: no module at all
         attention.self = NoHeads()
         return
@@ -87,14 +92,17 @@ def _compact_heads(layer: nn.Module, keep: Tensor, head_size: int) -> None:
     attention.self.all_head_size = len(heads) * head_size
 
 
-def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool) -> None:
+def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool, structure: Structure) -> None:
     """Keep the FFN neurons flagged in `keep` (bool [I]); a pruned sub-layer loses FFN-out's bias too."""
-    index = torch.nonzero(keep & sublayer_kept).flatten()  # [i]
-    layer.intermediate.dense = _slice(layer.get_submodule(FFN_IN), index, dim=0)
-    layer.output.dense = _slice(layer.get_submodule(FFN_OUT), index, dim=1)
-    if not sublayer_kept and layer.output.dense.bias is not None:
+    arch = structure.arch
+    kept = keep & sublayer_kept
+    rows = torch.nonzero(structure.ffn_in_rows(kept)).flatten()  # [i], or [2i] of a gated FFN-in
+    layer.set_submodule(arch.ffn_in, _slice(layer.get_submodule(arch.ffn_in), rows, dim=0))
+    ffn_out = _slice(layer.get_submodule(arch.ffn_out), torch.nonzero(kept).flatten(), dim=1)
+    layer.set_submodule(arch.ffn_out, ffn_out)
+    if not sublayer_kept and ffn_out.bias is not None:
         with torch.no_grad():
-            layer.output.dense.bias.zero_()
+            ffn_out.bias.zero_()
 
 
 def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -> PreTrainedModel:
@@ -106,6 +114,12 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
         raise TicketlabError("remove the gates before compacting (remove_gates(model))")
     structure = structure_of(model)
     units.check_structure(structure, "unit mask")  # before the copy: a wrong mask costs nothing
+    if not structure.arch.compact_heads and not bool(units.head.all()):
+        raise TicketlabError(
+            f"compaction of attention heads is written for BERT-layout encoders; {model.config.model_type} "
+            "keeps per-head state its attention module does not expose: this ticket prunes heads, so use "
+            "it gated or as a weight mask (same outputs), or compact a ticket of FFN units only"
+        )
     if not inplace:
         model = copy.deepcopy(model)
     neurons = units.ffn_neurons()
@@ -115,8 +129,9 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
             neurons[l] if neurons is not None else torch.ones(structure.intermediate_size, dtype=torch.bool)
         )
         sublayer_kept = bool(units.ffn[l]) if units.ffn is not None else True
-        _compact_heads(layer, units.head[l].cpu(), structure.head_size)
-        _compact_ffn(layer, keep.cpu(), sublayer_kept)
+        if structure.arch.compact_heads:
+            _compact_heads(layer, units.head[l].cpu(), structure.head_size)
+        _compact_ffn(layer, keep.cpu(), sublayer_kept, structure)
     setattr(model, _MANIFEST_ATTR, _manifest(model, layers, units, structure))
     return model
 
@@ -124,16 +139,16 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
 def _manifest(
     model: PreTrainedModel, layers: nn.ModuleList, units: UnitMask, structure: Structure
 ) -> dict[str, Any]:
-    records = []
+    records, arch = [], structure.arch
     for l, layer in enumerate(layers):
         records.append(
             {
                 "heads": torch.nonzero(units.head[l]).flatten().tolist(),  # original indices
                 "ffn": bool(units.ffn[l]) if units.ffn is not None else True,
-                "intermediate_size": layer.get_submodule(FFN_IN).out_features,
+                "intermediate_size": layer.get_submodule(arch.ffn_out).in_features,
                 "shapes": {
                     name: list(layer.get_submodule(name).weight.shape)
-                    for name in ("attention.output.dense", FFN_IN, FFN_OUT)
+                    for name in (arch.attn_out, arch.ffn_in, arch.ffn_out)
                 },
             }
         )

@@ -2,7 +2,7 @@
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
 transformers' code and for every attention backend (eager, sdpa, flash, flex), with hooks on the two
-linear layers that see every unit separately:
+linear layers that see every unit separately (BERT's names here; every family's are in `ticketlab.arch`):
 
 - `attention.output.dense`, forward **pre**-hook: its input is the per-head contexts concatenated head
   by head, [..., H·dh]; viewed as [..., H, dh] it is multiplied by ξ[l] [H]. ξ_h = 0 is exactly the
@@ -45,7 +45,7 @@ from torch.utils.hooks import RemovableHandle
 from ..errors import ConfigError, MaskMismatchError
 from ..masking.apply import SAVE_REFUSALS, guard_saving
 from ..modeling import encoder_of
-from .units import ATTN_OUT, FFN_OUT, GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of
+from .units import GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of
 
 _ATTR = "_ticketlab_gates"
 
@@ -152,16 +152,17 @@ def _ffn_hook(gates: Gates, layer: int):
 
 
 def attach_gates(model: nn.Module, granularity: str = "layer", *, units: UnitMask | None = None) -> Gates:
-    """Hook gates (all ones, or the values of `units`) onto a BERT-like model in place; return them."""
+    """Hook gates (all ones, or the values of `units`) onto a model of a known family in place."""
     if get_gates(model) is not None:
         raise MaskMismatchError("the model already has gates; remove_gates(model) first")
     structure = structure_of(model)
     layers = encoder_layers(model)
-    gates = Gates(structure, granularity, layers[0].get_submodule(FFN_OUT).weight.device)
+    arch = structure.arch
+    gates = Gates(structure, granularity, layers[0].get_submodule(arch.ffn_out).weight.device)
     if units is not None:
         gates.load_(units)
     for l, layer in enumerate(layers):
-        attn_out, ffn_out = layer.get_submodule(ATTN_OUT), layer.get_submodule(FFN_OUT)
+        attn_out, ffn_out = layer.get_submodule(arch.attn_out), layer.get_submodule(arch.ffn_out)
         gates._handles.append(attn_out.register_forward_pre_hook(_head_hook(gates, l, structure.head_size)))
         if gates.neuron is not None:
             gates._handles.append(ffn_out.register_forward_pre_hook(_neuron_hook(gates, l)))

@@ -33,7 +33,8 @@ from .gates import Gates, apply_unit_mask
 from .units import LAYER_MODULES, Structure, UnitMask, structure_of, to_weight_mask
 
 KIND = "structured"
-# The weights a structured ticket covers (recorded as its `targets`), relative to the encoder.
+# The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;
+# other families record their `Arch.encoder_targets()`), relative to the encoder.
 TARGETS = r"encoder\.layer\.\d+\.(" + "|".join(m.replace(".", r"\.") for m in LAYER_MODULES) + ")"
 
 
@@ -56,7 +57,7 @@ def unit_mask_config(
         method=method,
         sparsity=level,
         base_model=base_model,
-        targets=TARGETS,
+        targets=TARGETS if structure.family == "bert" else structure.arch.encoder_targets(),
         ranking=kw.pop("ranking", None),
         achieved_sparsity=round(weight_mask.sparsity, 6),
         kind=KIND,

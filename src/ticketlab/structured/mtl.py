@@ -64,7 +64,7 @@ from .gates import Gates, attach_gates
 from .io import check_unit_fits, load_unit_mask
 from .masked_adam import MaskedAdamW, StepMask
 from .supertickets import record_study
-from .units import FFN_IN, FFN_OUT, KEY, QUERY, VALUE, Structure, UnitMask, structure_of, to_weight_mask
+from .units import Structure, UnitMask, structure_of, to_weight_mask
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +175,18 @@ def ticket_param_masks(
     neuron its FFN-in bias entry, an FFN sub-layer both FFN biases. Parameters no unit owns are shared.
     """
     out: dict[nn.Parameter, StepMask] = {p: True for p in encoder.parameters()}
-    for key, keep in to_weight_mask(units, structure).items():
-        module = encoder.get_submodule(key.removesuffix(".weight"))
-        out[module.weight] = keep
-        name = key.split(".", 3)[3].removesuffix(".weight")  # e.g. attention.self.query
-        layer = int(key.split(".")[2])
-        if module.bias is None:  # a bias-free projection: its weight is all the unit owns
-            continue
-        if name in (QUERY, KEY, VALUE, FFN_IN):
-            out[module.bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
-        elif name == FFN_OUT and units.ffn is not None and not bool(units.ffn[layer]):
-            out[module.bias] = False  # a pruned FFN sub-layer's output bias goes with it
+    arch, weights = structure.arch, to_weight_mask(units, structure)
+    for layer in range(structure.num_layers):
+        for name in arch.layer_modules:
+            keep = weights[arch.layer_key(layer, name)]
+            module = encoder.get_submodule(arch.layer_key(layer, name).removesuffix(".weight"))
+            out[module.weight] = keep
+            if module.bias is None:  # a bias-free projection: its weight is all the unit owns
+                continue
+            if name in (*arch.qkv, arch.ffn_in):
+                out[module.bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
+            elif name == arch.ffn_out and units.ffn is not None and not bool(units.ffn[layer]):
+                out[module.bias] = False  # a pruned FFN sub-layer's output bias goes with it
     return out
 
 

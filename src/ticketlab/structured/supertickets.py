@@ -427,7 +427,8 @@ class SuperResult:
 def _unit_counts(config: SuperConfig) -> dict[str, int]:
     """How many units of each kind the levels prune from (`tickets.select` ranks each kind model-wide)."""
     c = load_config(config.finetune.model)
-    layers, heads, inner = c.num_hidden_layers, c.num_attention_heads, c.intermediate_size
+    inner = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None)  # DistilBERT: hidden_dim
+    layers, heads = c.num_hidden_layers, c.num_attention_heads
     if not all(isinstance(v, int) for v in (layers, heads, inner)):  # per-layer sizes (compacted)
         return {}
     if config.granularity == "neuron":

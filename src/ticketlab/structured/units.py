@@ -1,4 +1,4 @@
-"""Structural units of a BERT-like encoder and the weight slices each one owns.
+"""Structural units of a transformer encoder and the weight slices each one owns.
 
 Super tickets (Liang et al. 2021 §3) prune *units*, not single weights:
 
@@ -27,9 +27,11 @@ mask takes a structured ticket. Weight masks never cover biases, so:
   what pruning every neuron of the layer gives, and b is one vector that fine-tuning adapts; where
   the exact paper unit matters (importance scores, compaction) use gates or compaction.
 
-The architecture map is by module layout, not by name: any encoder whose layers have
-`attention.self.{query,key,value}`, `attention.output.dense`, `intermediate.dense` and `output.dense`
-(BERT, RoBERTa and their relatives) qualifies.
+Which modules and rows these are in each family is the architecture map's (`ticketlab.arch`):
+separate Q/K/V or one fused QKV matrix (ModernBERT's `Wqkv`: a head owns one row block in each of
+Q, K and V; DeBERTa's `in_proj`: one block of its own), and a gated FFN-in (ModernBERT's `Wi`: a
+neuron owns its input row and its gate row). ALBERT's one shared layer has no per-layer weights: its
+units are refused in one line.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..arch import ARCHS, FUSED, INTERLEAVED, SEPARATE, Arch
 from ..errors import MaskMismatchError
 from ..masking.mask import Mask
 from ..modeling import encoder_of
@@ -50,53 +53,57 @@ GRANULARITIES = ("layer", "neuron", "both")
 MAX_HIDDEN = 2**15  # the widest encoders have 4096
 MAX_WEIGHTS = 2**35  # per structure: above the largest encoders' layer weights (XLM-R XXL: 9.7e9)
 
-# Module names inside one layer, relative to `encoder.layer.{l}`; the key of a weight in a mask file is
-# `encoder.layer.{l}.<name>.weight`.
-QUERY, KEY, VALUE = "attention.self.query", "attention.self.key", "attention.self.value"
-ATTN_OUT = "attention.output.dense"
-FFN_IN = "intermediate.dense"
-FFN_OUT = "output.dense"
-LAYER_MODULES = (QUERY, KEY, VALUE, ATTN_OUT, FFN_IN, FFN_OUT)
+# BERT's module names inside one layer (relative to `encoder.layer.{l}`); other families' are in their
+# `Arch` (`Structure.arch`).
+_B = ARCHS["bert"]
+QUERY, KEY, VALUE = _B.qkv
+ATTN_OUT, FFN_IN, FFN_OUT = _B.attn_out, _B.ffn_in, _B.ffn_out
+LAYER_MODULES = _B.layer_modules
+SIZES = ("num_layers", "num_heads", "head_size", "hidden_size", "intermediate_size")
 
 
 def layer_key(layer: int, module: str) -> str:
-    """The mask-file key of one layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
-    return f"encoder.layer.{layer}.{module}.weight"
+    """The mask-file key of one BERT layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
+    return _B.layer_key(layer, module)
 
 
 @dataclass(frozen=True)
 class Structure:
-    """The shape of a BERT-like encoder as far as units are concerned."""
+    """The shape of an encoder as far as units are concerned, and its family's layout (`family`: a
+    key of `arch.ARCHS`; files of BERT-layout families do not name it, as before)."""
 
     num_layers: int
     num_heads: int
     head_size: int
     hidden_size: int
     intermediate_size: int
+    family: str = "bert"
+
+    @property
+    def arch(self) -> Arch:
+        return ARCHS[self.family]
 
     @property
     def all_head_size(self) -> int:
         return self.num_heads * self.head_size
 
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "head_size": self.head_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-        }
+    def to_dict(self) -> dict[str, Any]:
+        sizes: dict[str, Any] = {k: getattr(self, k) for k in SIZES}
+        return sizes if self.arch is _B else {**sizes, "family": self.family}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Structure:
         """Read from a file, which may hold anything: every size a positive integer, the heads' rows no
         more than the hidden size, and no more weights than an encoder holds (a head size of -16 or
         10**12 sized tensors before any check: a traceback or an allocation of terabytes)."""
-        values = {k: d[k] for k in cls.__dataclass_fields__}
+        values = {k: d[k] for k in SIZES}
         for k, v in values.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        s = cls(**values)
+        family = d.get("family", "bert")
+        if family not in ARCHS:
+            raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(ARCHS))})")
+        s = cls(**values, family=family)
         if s.head_size > s.hidden_size:
             raise ValueError(f"head_size {s.head_size} exceeds hidden_size {s.hidden_size}")
         if s.hidden_size > MAX_HIDDEN:
@@ -107,61 +114,101 @@ class Structure:
 
     def weight_shapes(self) -> dict[str, tuple[int, int]]:
         """Shape of every weight a structured ticket covers, keyed like a mask file."""
-        d, a, i = self.hidden_size, self.all_head_size, self.intermediate_size
+        d, a, i, arch = self.hidden_size, self.all_head_size, self.intermediate_size, self.arch
+        qkv_rows = a if arch.qkv_layout == SEPARATE else 3 * a
         per_layer = {
-            QUERY: (a, d),
-            KEY: (a, d),
-            VALUE: (a, d),
-            ATTN_OUT: (d, a),
-            FFN_IN: (i, d),
-            FFN_OUT: (d, i),
+            **{m: (qkv_rows, d) for m in arch.qkv},
+            arch.attn_out: (d, a),
+            arch.ffn_in: (2 * i if arch.gated_ffn else i, d),
+            arch.ffn_out: (d, i),
         }
-        return {layer_key(l, m): s for l in range(self.num_layers) for m, s in per_layer.items()}
+        return {arch.layer_key(l, m): s for l in range(self.num_layers) for m, s in per_layer.items()}
+
+    def head_rows(self, keep: Tensor) -> Tensor:
+        """Flags of the QKV projection rows (bool [rows]) the kept heads `keep` (bool [H]) own."""
+        per_head = keep.repeat_interleave(self.head_size)  # [H·dh]
+        layout = self.arch.qkv_layout
+        if layout == FUSED:  # [3, H, dh]: one block each in Q, K and V
+            return per_head.repeat(3)
+        if layout == INTERLEAVED:  # [H, 3, dh]: a head's Q, K and V rows side by side
+            return keep.repeat_interleave(3 * self.head_size)
+        return per_head
+
+    def ffn_in_rows(self, keep: Tensor) -> Tensor:
+        """Flags of the FFN-in rows (bool [rows]) the kept neurons `keep` (bool [I]) own."""
+        return keep.repeat(2) if self.arch.gated_ffn else keep
+
+
+def model_arch(model: nn.Module) -> tuple[str, Arch]:
+    """The model's family (`config.model_type`) and layout, or one `MaskMismatchError` saying why its
+    units cannot be expressed."""
+    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    arch = ARCHS.get(model_type)
+    if arch is None:
+        raise MaskMismatchError(
+            f"structured tickets: unknown model family '{model_type}' (known: {', '.join(sorted(ARCHS))}); "
+            "register its layout with ticketlab.arch.register_arch"
+        )
+    if arch.shared:
+        raise MaskMismatchError(
+            f"structured tickets: {model_type} applies one shared layer to every depth, so a head or an "
+            "FFN unit of one layer owns no weights of its own; prune it unstructured (prune, search)"
+        )
+    return model_type, arch
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The transformer layers of a BERT-like model (any `*For...` head), or one clear error."""
-    layers = getattr(getattr(encoder_of(model), "encoder", None), "layer", None)
-    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    """The transformer layers of a model of a known family (any `*For...` head), or one clear error."""
+    model_type, arch = model_arch(model)
+    try:
+        layers = encoder_of(model).get_submodule(arch.layers)
+    except AttributeError:
+        layers = None
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise MaskMismatchError(
-            f"structured tickets need a BERT-like encoder (bert, roberta); {model_type} has no encoder.layer"
-        )
-    for name in LAYER_MODULES:
+        raise MaskMismatchError(f"structured tickets: {model_type} has no layers at {arch.layers}")
+    for name in arch.layer_modules:
         try:
             module = layers[0].get_submodule(name)
         except AttributeError:
             module = None
         if not isinstance(module, nn.Linear):
-            raise MaskMismatchError(
-                f"structured tickets need a BERT-like encoder (bert, roberta); {model_type} layers have no "
-                f"Linear '{name}'"
-            )
+            raise MaskMismatchError(f"structured tickets: {model_type} layers have no Linear '{name}'")
     return layers
+
+
+def _num_heads(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
+    if not isinstance(heads, int) or heads < 1:
+        raise MaskMismatchError("structured tickets: the model's config has no head count")
+    return heads
 
 
 def structure_of(model: nn.Module) -> Structure:
     """Read the unit structure from the model's modules (and check every layer has the same one)."""
+    model_type, arch = model_arch(model)
     layers = encoder_layers(model)
-    first = layers[0].get_submodule(QUERY)
-    head_size = getattr(layers[0].get_submodule("attention.self"), "attention_head_size", None)
-    if not head_size:
-        raise MaskMismatchError("structured tickets: the attention module has no attention_head_size")
+    first = layers[0].get_submodule(arch.qkv[0])
+    heads = _num_heads(model)
+    all_head = first.out_features // (1 if arch.qkv_layout == SEPARATE else 3)
+    if all_head % heads:
+        raise MaskMismatchError(f"structured tickets: {all_head} attention rows for {heads} heads")
     s = Structure(
         num_layers=len(layers),
-        num_heads=first.out_features // head_size,
-        head_size=head_size,
+        num_heads=heads,
+        head_size=all_head // heads,
         hidden_size=first.in_features,
-        intermediate_size=layers[0].get_submodule(FFN_IN).out_features,
+        intermediate_size=layers[0].get_submodule(arch.ffn_out).in_features,
+        family="bert" if arch is _B else model_type,
     )
     shapes = s.weight_shapes()
     for l, layer in enumerate(layers):
-        for name in LAYER_MODULES:
-            have = tuple(layer.get_submodule(name).weight.shape)
-            if have != shapes[layer_key(l, name)]:
+        for name in arch.layer_modules:
+            have, want = tuple(layer.get_submodule(name).weight.shape), shapes[arch.layer_key(l, name)]
+            if have != want:
                 raise MaskMismatchError(
-                    f"layer {l} {name} has shape {have}, not {shapes[layer_key(l, name)]}: units need "
-                    "every layer of the same shape (is this model compacted already?)"
+                    f"layer {l} {name} has shape {have}, not {want}: units need every layer of the same "
+                    "shape (is this model compacted already?)"
                 )
     return s
 
@@ -252,23 +299,32 @@ class UnitMask:
     __hash__ = None
 
 
+def _rows(flags: Tensor, width: int) -> Tensor:
+    return flags[:, None].expand(len(flags), width).clone()  # [rows, width]
+
+
+def _cols(flags: Tensor, height: int) -> Tensor:
+    return flags[None, :].expand(height, len(flags)).clone()  # [height, cols]
+
+
 def to_weight_mask(units: UnitMask, structure: Structure) -> Mask:
     """The unstructured weight mask equivalent to `units` (see the module docstring for biases)."""
     units.check_structure(structure)
-    s = structure
+    s, arch = structure, structure.arch
     out: dict[str, Tensor] = {}
     neurons = units.ffn_neurons()
     for l in range(s.num_layers):
-        heads = units.head[l].repeat_interleave(s.head_size)  # [H·dh]: one flag per Q/K/V row
-        for name in (QUERY, KEY, VALUE):
-            out[layer_key(l, name)] = heads[:, None].expand(s.all_head_size, s.hidden_size).clone()
-        out[layer_key(l, ATTN_OUT)] = heads[None, :].expand(s.hidden_size, s.all_head_size).clone()
+        heads = units.head[l]  # [H]
+        for name in arch.qkv:
+            out[arch.layer_key(l, name)] = _rows(s.head_rows(heads), s.hidden_size)
+        # the attention output's input: the per-head contexts, head by head [H·dh]
+        out[arch.layer_key(l, arch.attn_out)] = _cols(heads.repeat_interleave(s.head_size), s.hidden_size)
         if neurons is not None:
             keep = neurons[l]  # [I]
         elif units.ffn is not None:
             keep = units.ffn[l].expand(s.intermediate_size)
         else:
             keep = torch.ones(s.intermediate_size, dtype=torch.bool)
-        out[layer_key(l, FFN_IN)] = keep[:, None].expand(s.intermediate_size, s.hidden_size).clone()
-        out[layer_key(l, FFN_OUT)] = keep[None, :].expand(s.hidden_size, s.intermediate_size).clone()
+        out[arch.layer_key(l, arch.ffn_in)] = _rows(s.ffn_in_rows(keep), s.hidden_size)
+        out[arch.layer_key(l, arch.ffn_out)] = _cols(keep, s.hidden_size)
     return Mask(out)

@@ -1,0 +1,167 @@
+"""The architecture map: where each encoder family keeps what ticketlab prunes.
+
+One entry per family (`ARCHS`, keyed by `config.model_type`), module names relative to the encoder
+(`model.base_model`) and to one transformer layer:
+
+- the word embeddings and the six matrices of every layer (Q, K, V, attention output, FFN in, FFN
+  out): the default prunable targets (TAMT §3.2; `default_targets`);
+- the unit layout: which rows of the attention projections a head owns (separate Q/K/V; one fused
+  QKV matrix laid out [3, H, dh] as ModernBERT's `Wqkv`, or [H, 3, dh] as DeBERTa's `in_proj`), the
+  columns of the attention output (per-head contexts concatenated head by head), and which rows of
+  FFN-in an FFN neuron owns (one, or two in a gated FFN such as ModernBERT's `Wi`: input half, then
+  gate half), with the same column of FFN-out;
+- `shared`: ALBERT applies one layer `num_hidden_layers` times, so a per-layer unit has no weights
+  of its own.
+
+A family of your own: `register_arch("mytype", Arch(...))` before calling ticketlab (the CLI's
+`--targets` covers unstructured pruning without it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+SEPARATE, FUSED, INTERLEAVED = "separate", "fused", "interleaved"  # how heads own QKV rows
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One family's layout (module names: `layers` relative to the encoder, the rest to a layer)."""
+
+    embeddings: str  # the word embeddings
+    layers: str  # the ModuleList of transformer layers
+    qkv: tuple[str, ...]  # Q, K, V (three modules) or one fused module
+    attn_out: str
+    ffn_in: str
+    ffn_out: str
+    qkv_layout: str = SEPARATE  # SEPARATE, FUSED ([3, H, dh] rows) or INTERLEAVED ([H, 3, dh] rows)
+    gated_ffn: bool = False  # FFN-in holds [2, I] rows: a neuron owns row i and row I + i
+    shared: bool = False  # one layer applied num_hidden_layers times (ALBERT)
+    compact_heads: bool = False  # `structured.compact` knows how to slice this family's heads
+    encoder_pattern: str | None = None  # `encoder_targets` as mask files store it (else built)
+
+    def __post_init__(self) -> None:
+        want = 3 if self.qkv_layout == SEPARATE else 1
+        if len(self.qkv) != want:
+            raise ValueError(f"qkv_layout {self.qkv_layout!r} needs {want} qkv module(s), got {self.qkv}")
+
+    @property
+    def layer_modules(self) -> tuple[str, ...]:
+        """The prunable matrices of one layer, in the order Q, K, V (or QKV), out, FFN in, FFN out."""
+        return (*self.qkv, self.attn_out, self.ffn_in, self.ffn_out)
+
+    def layer_key(self, layer: int, module: str) -> str:
+        """The mask-file key of one layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
+        return f"{self.layers}.{layer}.{module}.weight"
+
+    def encoder_targets(self) -> str:
+        """The six matrices of every layer: a regex over module names relative to the encoder."""
+        if self.encoder_pattern is not None:
+            return self.encoder_pattern
+        return rf"{re.escape(self.layers)}\.\d+\.({'|'.join(map(re.escape, self.layer_modules))})"
+
+    def targets(self) -> str:
+        """The default targets (TAMT §3.2): the word embeddings and `encoder_targets`."""
+        return f"{re.escape(self.embeddings)}|{self.encoder_targets()}"
+
+
+# Q, K, V, attention output, FFN in, FFN out of every layer (Chen et al.'s IMP prunes these), written
+# out as BERT's mask files and run settings have stored it.
+BERT_LIKE_ENCODER = (
+    r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+    r"|intermediate\.dense|output\.dense)"
+)
+_BERT = Arch(
+    embeddings="embeddings.word_embeddings",
+    layers="encoder.layer",
+    qkv=("attention.self.query", "attention.self.key", "attention.self.value"),
+    attn_out="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    compact_heads=True,
+    encoder_pattern=BERT_LIKE_ENCODER,
+)
+_DEBERTA_V2 = Arch(
+    embeddings="embeddings.word_embeddings",
+    layers="encoder.layer",
+    qkv=("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj"),
+    attn_out="attention.output.dense",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+)
+
+ARCHS: dict[str, Arch] = {
+    "bert": _BERT,
+    "roberta": _BERT,
+    "xlm-roberta": _BERT,
+    "camembert": _BERT,
+    "electra": _BERT,
+    "deberta-v2": _DEBERTA_V2,  # DeBERTa-v2 and v3 (v3 is model_type deberta-v2)
+    "deberta": Arch(
+        embeddings="embeddings.word_embeddings",
+        layers="encoder.layer",
+        qkv=("attention.self.in_proj",),
+        qkv_layout=INTERLEAVED,
+        attn_out="attention.output.dense",
+        ffn_in="intermediate.dense",
+        ffn_out="output.dense",
+    ),
+    "distilbert": Arch(
+        embeddings="embeddings.word_embeddings",
+        layers="transformer.layer",
+        qkv=("attention.q_lin", "attention.k_lin", "attention.v_lin"),
+        attn_out="attention.out_lin",
+        ffn_in="ffn.lin1",
+        ffn_out="ffn.lin2",
+    ),
+    "mpnet": Arch(
+        embeddings="embeddings.word_embeddings",
+        layers="encoder.layer",
+        qkv=("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+        attn_out="attention.attn.o",
+        ffn_in="intermediate.dense",
+        ffn_out="output.dense",
+    ),
+    "albert": Arch(
+        embeddings="embeddings.word_embeddings",
+        layers="encoder.albert_layer_groups.0.albert_layers",
+        qkv=("attention.query", "attention.key", "attention.value"),
+        attn_out="attention.dense",
+        ffn_in="ffn",
+        ffn_out="ffn_output",
+        shared=True,
+    ),
+    "modernbert": Arch(
+        embeddings="embeddings.tok_embeddings",
+        layers="layers",
+        qkv=("attn.Wqkv",),
+        qkv_layout=FUSED,
+        attn_out="attn.Wo",
+        ffn_in="mlp.Wi",
+        ffn_out="mlp.Wo",
+        gated_ffn=True,
+    ),
+}
+
+
+def register_arch(model_type: str, arch: Arch) -> None:
+    """Make a family known to every verb (default targets, structured tickets), e.g. a model of your
+    own: `register_arch("mytype", Arch(embeddings=..., layers=..., qkv=(...), ...))`."""
+    if not isinstance(arch, Arch):
+        raise TypeError(f"register_arch needs an Arch, got {type(arch).__name__}")
+    ARCHS[model_type] = arch
+
+
+def arch_of(model_type: str) -> Arch:
+    """The family's layout, or one error naming the two ways forward."""
+    try:
+        return ARCHS[model_type]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model family '{model_type}' (known: {', '.join(sorted(ARCHS))}): pass --targets "
+            "(a regex or module names) for unstructured pruning, or register its layout from Python "
+            "with ticketlab.arch.register_arch"
+        ) from None
