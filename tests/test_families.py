@@ -17,7 +17,7 @@ from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import apply_mask, find_targets
-from ticketlab.structured import apply_unit_mask, compact, remove_gates
+from ticketlab.structured import apply_unit_mask, compact, load_compacted, remove_gates, save_compacted
 from ticketlab.structured.units import UnitMask, structure_of, to_weight_mask
 
 STRUCTURED = [f for f in FAMILIES if f != "albert"]  # ALBERT's one shared layer: refused
@@ -92,7 +92,7 @@ def test_a_closed_head_gate_is_the_head_without_its_values(family):
 
 
 @pytest.mark.parametrize("family", STRUCTURED)
-def test_gates_weight_masks_and_compaction_compute_the_same(family):
+def test_gates_weight_masks_and_compaction_compute_the_same(family, tmp_path):
     model = tiny(family)
     units = units_of(model)
     weights = to_weight_mask(units, structure_of(model))
@@ -107,9 +107,24 @@ def test_gates_weight_masks_and_compaction_compute_the_same(family):
     small = compact(tiny(family), ffn_only)
     torch.testing.assert_close(hidden(small), hidden(gated), rtol=1e-4, atol=1e-5)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
-    if not ARCHS[model.config.model_type].compact_heads:
+    arch = ARCHS[model.config.model_type]
+    if not arch.compact_heads:
         with pytest.raises(TicketlabError, match="compaction of attention heads"):
             compact(tiny(family), units)
+        return
+    empty = UnitMask(head=units.head.clone(), neuron=units.neuron)
+    empty.head[-1] = False  # the last layer keeps no head
+    for ticket in (units, empty):
+        remove_gates(gated)
+        apply_unit_mask(gated, ticket)
+        if ticket is empty and not arch.no_heads:
+            with pytest.raises(TicketlabError, match="without heads"):
+                compact(tiny(family), ticket)
+            continue
+        small = compact(tiny(family), ticket)
+        torch.testing.assert_close(hidden(small), hidden(gated), rtol=1e-4, atol=1e-5)
+        save_compacted(small, tmp_path / "small")  # and back: the manifest rebuilds every layer
+        torch.testing.assert_close(hidden(load_compacted(tmp_path / "small")), hidden(small))
 
 
 def test_albert_units_are_refused_in_one_line():

@@ -40,7 +40,12 @@ class Arch:
     qkv_layout: str = SEPARATE  # SEPARATE, FUSED ([3, H, dh] rows) or INTERLEAVED ([H, 3, dh] rows)
     gated_ffn: bool = False  # FFN-in holds [2, I] rows: a neuron owns row i and row I + i
     shared: bool = False  # one layer applied num_hidden_layers times (ALBERT)
-    compact_heads: bool = False  # `structured.compact` knows how to slice this family's heads
+    # Compaction of heads (`structured.compact`); None: this family's heads are not sliced (its
+    # attention keeps per-head state elsewhere, e.g. MPNet's relative bias shared by every layer).
+    attention: str | None = None  # the module whose head count attributes follow the slicing
+    head_attrs: tuple[tuple[str, str], ...] = ()  # (attribute, "heads" | "width") set on `attention`
+    head_extras: tuple[str, ...] = ()  # other per-head rows [H·dh] (modules or 1-D parameters)
+    no_heads: bool = False  # a layer left without heads: `attention` becomes an empty context
     encoder_pattern: str | None = None  # `encoder_targets` as mask files store it (else built)
 
     def __post_init__(self) -> None:
@@ -52,6 +57,10 @@ class Arch:
     def layer_modules(self) -> tuple[str, ...]:
         """The prunable matrices of one layer, in the order Q, K, V (or QKV), out, FFN in, FFN out."""
         return (*self.qkv, self.attn_out, self.ffn_in, self.ffn_out)
+
+    @property
+    def compact_heads(self) -> bool:
+        return self.attention is not None
 
     def layer_key(self, layer: int, module: str) -> str:
         """The mask-file key of one layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
@@ -81,7 +90,9 @@ _BERT = Arch(
     attn_out="attention.output.dense",
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
-    compact_heads=True,
+    attention="attention.self",
+    head_attrs=(("num_attention_heads", "heads"), ("all_head_size", "width")),
+    no_heads=True,
     encoder_pattern=BERT_LIKE_ENCODER,
 )
 _DEBERTA_V2 = Arch(
@@ -91,6 +102,10 @@ _DEBERTA_V2 = Arch(
     attn_out="attention.output.dense",
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
+    attention="attention.self",
+    head_attrs=(("num_attention_heads", "heads"), ("all_head_size", "width")),
+    head_extras=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),  # without share_att_key
+    no_heads=True,
 )
 
 ARCHS: dict[str, Arch] = {
@@ -108,6 +123,15 @@ ARCHS: dict[str, Arch] = {
         attn_out="attention.output.dense",
         ffn_in="intermediate.dense",
         ffn_out="output.dense",
+        attention="attention.self",
+        head_attrs=(("num_attention_heads", "heads"), ("all_head_size", "width")),
+        head_extras=(
+            "attention.self.q_bias",
+            "attention.self.v_bias",
+            "attention.self.pos_proj",
+            "attention.self.pos_q_proj",
+        ),
+        no_heads=True,
     ),
     "distilbert": Arch(
         embeddings="embeddings.word_embeddings",
@@ -143,6 +167,7 @@ ARCHS: dict[str, Arch] = {
         ffn_in="mlp.Wi",
         ffn_out="mlp.Wo",
         gated_ffn=True,
+        attention="attn",  # reads its head count from Wqkv's rows
     ),
 }
 

@@ -11,11 +11,11 @@ with `transformers.pytorch_utils.prune_linear_layer`:
   computes `LayerNorm(attention output)`, as the gated model does.
 
 Its outputs equal the gated model's to float tolerance (the sums run over fewer terms). FFN units
-compact in every family of `ticketlab.arch`; heads in the BERT layout (BERT, RoBERTa, XLM-R,
-CamemBERT, ELECTRA), whose attention module reads its head count from attributes this module sets.
-Other families' attention keeps head counts elsewhere (DeBERTa's relative-position projections,
-MPNet's shared relative bias, ModernBERT's rotary and fused QKV): a ticket that prunes a head there
-is refused in one line, and its gated or weight-masked model computes the same.
+compact in every family of `ticketlab.arch`; heads where the map says how (`Arch.attention`: BERT and
+its relatives, DeBERTa v1-v3 with their relative-position projections, ModernBERT's fused QKV).
+DistilBERT and MPNet keep per-head state outside their projections (a width attribute, a relative
+bias shared by every layer): a ticket that prunes a head there is refused in one line, and its gated
+or weight-masked model computes the same.
 
 `save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus `ticketlab_compact.json`, the
 manifest with the kept units and shapes of every layer, which HF configs cannot express (they have one
@@ -77,19 +77,29 @@ def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
         return prune_linear_layer(linear, index, dim).to(linear.weight.dtype)
 
 
-def _compact_heads(layer: nn.Module, keep: Tensor, head_size: int) -> None:
-    """Keep the heads flagged in `keep` (bool [H]) of a BERT-layout layer."""
-    attention = layer.attention
+def _compact_heads(layer: nn.Module, keep: Tensor, structure: Structure) -> None:
+    """Keep the heads flagged in `keep` (bool [H]) of one layer (`Arch`: which modules, attributes)."""
+    arch, dh = structure.arch, structure.head_size
     heads = torch.nonzero(keep).flatten()  # [h]
-    rows = (heads[:, None] * head_size + torch.arange(head_size)).flatten()  # [h·dh]
-    attention.output.dense = _slice(attention.output.dense, rows, dim=1)
+    width = (heads[:, None] * dh + torch.arange(dh)).flatten()  # [h·dh]: the kept heads' contexts
+    layer.set_submodule(arch.attn_out, _slice(layer.get_submodule(arch.attn_out), width, dim=1))
     if len(heads) == 0:  # a view of an empty projection as [..., -1, dh] is ambiguous: no module at all
-        attention.self = NoHeads()
+        layer.set_submodule(arch.attention, NoHeads())
         return
-    for name in ("query", "key", "value"):
-        setattr(attention.self, name, _slice(getattr(attention.self, name), rows, dim=0))
-    attention.self.num_attention_heads = len(heads)
-    attention.self.all_head_size = len(heads) * head_size
+    rows = torch.nonzero(structure.head_rows(keep)).flatten()
+    for name in arch.qkv:
+        layer.set_submodule(name, _slice(layer.get_submodule(name), rows, dim=0))
+    for name in arch.head_extras:  # DeBERTa's relative-position projections and split biases
+        parent, _, attr = name.rpartition(".")
+        owner = layer.get_submodule(parent)
+        extra = getattr(owner, attr, None)
+        if isinstance(extra, nn.Linear):
+            setattr(owner, attr, _slice(extra, width, dim=0))
+        elif isinstance(extra, nn.Parameter):
+            setattr(owner, attr, nn.Parameter(extra.detach()[width].clone(), extra.requires_grad))
+    attention = layer.get_submodule(arch.attention)
+    for attr, what in arch.head_attrs:
+        setattr(attention, attr, len(heads) if what == "heads" else len(heads) * dh)
 
 
 def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool, structure: Structure) -> None:
@@ -105,6 +115,22 @@ def _compact_ffn(layer: nn.Module, keep: Tensor, sublayer_kept: bool, structure:
             ffn_out.bias.zero_()
 
 
+def _check_heads_compact(model_type: str, structure: Structure, units: UnitMask) -> None:
+    """One line, before any copy, where this family's heads cannot be sliced as `units` asks."""
+    arch, pruned = structure.arch, not bool(units.head.all())
+    if pruned and not arch.compact_heads:
+        raise TicketlabError(
+            f"compaction of attention heads is not written for {model_type}, whose attention keeps "
+            "per-head state outside its projections: this ticket prunes heads, so use it gated or as a "
+            "weight mask (same outputs), or compact a ticket of FFN units only"
+        )
+    if pruned and not arch.no_heads and not bool(units.head.any(dim=1).all()):
+        raise TicketlabError(
+            f"this ticket leaves a layer of {model_type} without heads, which its attention cannot run "
+            "with: use it gated or as a weight mask (same outputs)"
+        )
+
+
 def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -> PreTrainedModel:
     """A copy of `model` without the units `units` prunes; `model` is left as it was.
 
@@ -114,12 +140,7 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
         raise TicketlabError("remove the gates before compacting (remove_gates(model))")
     structure = structure_of(model)
     units.check_structure(structure, "unit mask")  # before the copy: a wrong mask costs nothing
-    if not structure.arch.compact_heads and not bool(units.head.all()):
-        raise TicketlabError(
-            f"compaction of attention heads is written for BERT-layout encoders; {model.config.model_type} "
-            "keeps per-head state its attention module does not expose: this ticket prunes heads, so use "
-            "it gated or as a weight mask (same outputs), or compact a ticket of FFN units only"
-        )
+    _check_heads_compact(model.config.model_type, structure, units)
     if not inplace:
         model = copy.deepcopy(model)
     neurons = units.ffn_neurons()
@@ -130,7 +151,7 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
         )
         sublayer_kept = bool(units.ffn[l]) if units.ffn is not None else True
         if structure.arch.compact_heads:
-            _compact_heads(layer, units.head[l].cpu(), structure.head_size)
+            _compact_heads(layer, units.head[l].cpu(), structure)
         _compact_ffn(layer, keep.cpu(), sublayer_kept, structure)
     setattr(model, _MANIFEST_ATTR, _manifest(model, layers, units, structure))
     return model
