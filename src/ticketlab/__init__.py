@@ -9,6 +9,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.finetune_seeds(config, seeds, out_dir)          several, with mean ± std)
     ticketlab.run_sweep(ticketlab.load_spec(path), out)     ticketlab sweep
     ticketlab.write_report(sweep_dir)                       ticketlab report
+    ticketlab.push_mask(mask_dir, "org/repo/sub")           ticketlab push
+    ticketlab.register_arch(model_type, ticketlab.Arch(...))  (a family of your own; --targets)
 
 `ticketlab.finetune` is the function; its module is `import ticketlab.finetune` /
 `importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
@@ -41,6 +43,9 @@ _LAZY = {
     "load_spec": "experiments",
     "spec_from_dict": "experiments",
     "write_report": "experiments.report",
+    "push_mask": "masking.hub",
+    "register_arch": "arch",
+    "Arch": "arch",
 }
 
 

@@ -32,6 +32,7 @@ from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
 from .files import atomic_write_json, check_output, claim_dir, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
+from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
@@ -445,7 +446,7 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
         apply_mask(model, mask)
         row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
-        head = Path(mask_dir) / HEAD_FILE
+        head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
         if has_head and head.is_file() and not config.ignore_mlm_head:
             load_head_state(model, head)
             row["mlm_head"] = "trained"

@@ -38,6 +38,7 @@ ORDER = [
     "info",
     "compare",
     "export",
+    "push",
     "compact",
     "sweep",
     "report",

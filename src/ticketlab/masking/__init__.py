@@ -12,6 +12,7 @@ from .apply import (
     remove_mask,
 )
 from .export import export_pretrained
+from .hub import mask_dir, push_mask
 from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
 from .mask import Mask
 from .targets import default_targets, find_targets, targets_repr
@@ -32,7 +33,9 @@ __all__ = [
     "is_masked",
     "load_mask",
     "load_mask_onto",
+    "mask_dir",
     "masks_disabled",
+    "push_mask",
     "remove_mask",
     "save_mask",
     "targets_repr",

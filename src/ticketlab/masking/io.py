@@ -30,6 +30,7 @@ from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabErr
 from ..files import atomic_dir, read_json
 from ..validation import check_fields
 from .apply import dense_weight, resolve_modules
+from .hub import mask_dir
 from .mask import Mask
 from .pattern import follows, parse_pattern
 
@@ -235,9 +236,10 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     """Read a mask directory, or raise `MaskFileError` naming the file and the problem.
 
     A structured ticket (`kind` "structured") loads as its equivalent weight mask, so every verb
-    takes one; `as_units=True` gives its unit tensors instead (see `ticketlab.structured.io`).
+    takes one; `as_units=True` gives its unit tensors instead (see `ticketlab.structured.io`). A hub
+    mask (`org/repo/sub/folder`) is fetched through the hub's cache (`masking.hub`).
     """
-    path = Path(path)
+    path = mask_dir(path)
     if not path.is_dir():
         raise MaskFileError(f"{path}: mask directory not found")
     cfg_path, masks_path = path / CONFIG_NAME, path / MASKS_NAME

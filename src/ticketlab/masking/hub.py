@@ -1,0 +1,87 @@
+"""Masks beside hub models, the way PEFT adapters are: fetched by repo id, pushed by one call.
+
+A mask argument that names no local directory and reads as `org/repo`, `org/repo/sub/folder` or
+either with `@revision` is fetched through `huggingface_hub` (its cache: offline, a mask fetched
+once still loads; `HF_HUB_OFFLINE=1` uses nothing else), only the files under the subfolder. A mask
+records its base model as the hub id it was loaded from (`MaskConfig.base_model`), so a ticket made
+on one machine loads on another.
+
+    ticketlab finetune --model bert-base-uncased --mask someone/tickets/omp70 ...
+    from ticketlab.masking import push_mask
+    push_mask("masks/omp70", "me/tickets/omp70")     # creates me/tickets if needed
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import MaskFileError
+
+
+def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
+    """(repo id, subfolder or None, revision or None) of `org/repo[/sub/folder][@revision]`."""
+    name, _, revision = name.partition("@")
+    parts = [p for p in name.split("/") if p]
+    if len(parts) < 2 or any(p in (".", "..") for p in parts):
+        raise MaskFileError(f"{name}: not a hub mask (org/repo, or org/repo/sub/folder)")
+    return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
+
+
+def _looks_local(name: str) -> bool:
+    """A name meant as a local path: explicit (./, /, ~, a backslash), one component, or `dir/...`
+    whose first component is a local directory (a typo'd path, not a hub id)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or "/" not in name:
+        return True
+    return Path(name.split("/", 1)[0]).is_dir()
+
+
+def mask_dir(name: str | os.PathLike) -> Path:
+    """The local directory of a mask argument: itself, or the hub mask it names, fetched (cached)."""
+    path = Path(name).expanduser()
+    if path.exists() or _looks_local(str(name)):
+        return path
+    repo, sub, revision = split_hub_name(str(name))
+    from huggingface_hub import snapshot_download
+
+    try:
+        root = snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
+    except Exception as e:  # offline and not cached, no such repo, no access: huggingface_hub's own types
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MaskFileError(
+            f"{name}: no local mask directory of that name, and the hub did not give it ({why})"
+        ) from None
+    found = Path(root) / sub if sub else Path(root)
+    if not found.is_dir():
+        raise MaskFileError(f"{name}: the hub repo {repo} has no folder {sub}")
+    return found
+
+
+def push_mask(
+    mask: str | os.PathLike,
+    repo: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload a mask directory to the hub as `org/repo` or into `org/repo/sub/folder`, creating the
+    repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    from .io import load_mask
+
+    local = Path(mask).expanduser()
+    config = load_mask(local)[1]
+    repo_id, sub, revision = split_hub_name(repo)
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(local),
+        path_in_repo=sub,
+        revision=revision,
+        commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
+        ignore_patterns=[".*"],  # ticketlab's output marker, temporaries
+    )
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,93 @@
+"""Masks by hub id, offline: a hub cache laid out as huggingface_hub writes it serves `--mask
+org/repo/sub`; a mask not cached is one line; pushing reads the mask first and uploads its folder."""
+
+from __future__ import annotations
+
+import shutil
+
+import huggingface_hub
+import pytest
+
+from conftest import run
+from ticketlab.errors import MaskFileError
+from ticketlab.masking import load_mask, push_mask
+from ticketlab.masking.hub import split_hub_name
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture()
+def omp(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "omp50"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out", out)[0] == 0
+    return out
+
+
+@pytest.fixture()
+def offline_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_hub_names_split_into_repo_subfolder_and_revision():
+    assert split_hub_name("me/tickets") == ("me/tickets", None, None)
+    assert split_hub_name("me/tickets/bert/omp70@v1") == ("me/tickets", "bert/omp70", "v1")
+    with pytest.raises(MaskFileError, match="not a hub mask"):
+        split_hub_name("me/../x")
+
+
+def test_a_cached_hub_mask_loads_offline_and_a_missing_one_is_one_line(omp, offline_cache, capsys):
+    repo = offline_cache / "models--me--tickets"
+    shutil.copytree(omp, repo / "snapshots" / COMMIT / "bert" / "omp50")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    mask, config = load_mask("me/tickets/bert/omp50")
+    assert mask == load_mask(omp)[0] and config.sparsity == 0.5
+    code, out, _ = run(capsys, "info", "me/tickets/bert/omp50")
+    assert code == 0 and "omp" in out
+    code, _, err = run(capsys, "info", "me/other/omp50")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "me/other/omp50: no local mask directory of that name, and the hub did not give it" in err
+    code, _, err = run(capsys, "info", "me/tickets/bert/missing")
+    assert code == 2 and "the hub repo me/tickets has no folder bert/missing" in err
+
+
+def test_local_paths_never_go_to_the_hub(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("hub asked"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "masks").mkdir()
+    for name in ("./x/y", "masks/omp70", "omp70", str(tmp_path / "a" / "b")):
+        code, _, err = run(capsys, "info", name)
+        assert code == 2 and "mask directory not found" in err
+
+
+def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create", repo_id, kw))
+
+        def upload_folder(self, **kw):
+            calls.append(("upload", kw))
+            return "https://huggingface.co/me/tickets/commit/1"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert push_mask(omp, "me/tickets/bert/omp50", private=True).endswith("/commit/1")
+    _, (_, repo, kw), (_, up) = calls
+    assert repo == "me/tickets" and kw == {"private": True, "exist_ok": True}
+    assert up["repo_id"] == "me/tickets" and up["path_in_repo"] == "bert/omp50"
+    assert up["folder_path"] == str(omp) and "omp" in up["commit_message"]
+    calls.clear()
+    code, out, _ = run(capsys, "push", omp, "me/tickets/omp50", "--message", "mine")
+    assert code == 0 and "pushed" in out and calls[2][1]["commit_message"] == "mine"
+    calls.clear()
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(MaskFileError):
+        push_mask(tmp_path / "broken", "me/tickets")
+    assert calls == []
