@@ -156,3 +156,24 @@ def test_one_process_per_run_directory(tmp_path):
     with exclusive(tmp_path, "search"):  # released: taken again
         pass
     assert Path(tmp_path / ".lock").exists()
+
+
+def test_names_from_files_with_control_characters_are_refused():
+    """A task id with a newline or an escape sequence would make a run directory no shell lists
+    plainly (and a terminal may act on the escape): one line, like '../x'."""
+    from ticketlab.errors import TicketlabError
+    from ticketlab.files import safe_component
+
+    assert safe_component("sst2-ünïcode", "task id") == "sst2-ünïcode"
+    for bad in ("a\nb", "x\x1b[2J", "tab\there", "del\x7f", "nul\0", "../x", ".hidden", ""):
+        with pytest.raises(TicketlabError, match="not usable as a file name"):
+            safe_component(bad, "task id")
+
+
+def test_a_json_file_with_a_huge_integer_is_one_line(tmp_path):
+    from ticketlab.errors import TicketlabError
+    from ticketlab.files import read_json
+
+    (tmp_path / "c.json").write_text('{"steps": ' + "9" * 5000 + "}")
+    with pytest.raises(TicketlabError, match=r"c\.json: corrupt config"):
+        read_json(tmp_path / "c.json", "config")

@@ -276,12 +276,12 @@ def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = 
     if (
         not text
         or text.startswith(".")
-        or any(c in text for c in "/\\\0")
+        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in text)  # NUL, newlines, escapes
         or len(text.encode("utf-8", "surrogateescape")) > 255
     ):
         raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', NUL or leading '.'; "
-            "at most 255 bytes)"
+            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters or "
+            "leading '.'; at most 255 bytes)"
         )
     return text
 
@@ -569,3 +569,5 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise TicketlabError(f"{path}: corrupt {what} (invalid JSON at line {e.lineno}: {e.msg})") from None
     except RecursionError:  # `[[[[...` a hundred thousand deep: the parser recurses per level
         raise TicketlabError(f"{path}: corrupt {what} (nested too deeply)") from None
+    except ValueError as e:  # an integer of more than 4300 digits (Python's int-parsing limit)
+        raise TicketlabError(f"{path}: corrupt {what} ({e})") from None

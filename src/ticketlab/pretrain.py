@@ -53,7 +53,7 @@ from .data.corpus import (
     resolve_sources,
     write_token_file,
 )
-from .data.tokenizer import KINDS, SPECIAL, train_tokenizer
+from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
 from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
 from .modeling import load_tokenizer, quiet_transformers
@@ -287,7 +287,7 @@ def pretrain(
     vocab_size: int = 8192,
     dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     cache_dir: str | os.PathLike | None = None,
-    tokenizer_kind: str = "word",
+    tokenizer_kind: str = DEFAULT_KIND,
 ) -> PretrainResult:
     """Pre-train a BERT with MLM from scratch on `corpus`; write a checkpoint to `out_dir` (see module doc).
 
@@ -427,7 +427,7 @@ def write_tokens(
     out_dir: str | os.PathLike,
     *,
     tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None,
-    tokenizer_kind: str = "wordpiece",
+    tokenizer_kind: str = DEFAULT_KIND,
     vocab_size: int = 8192,
     max_length: int = 128,
     dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,

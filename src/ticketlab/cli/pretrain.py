@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.tokenizer import KINDS
+from ..data.tokenizer import DEFAULT_KIND, KINDS
 from ..pretrain import SIZES, PretrainConfig, pretrain, write_tokens
 
 HELP = "pre-train a small BERT from scratch with masked-LM (model + tokenizer checkpoint)"
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tok.add_argument(
         "--build-tokenizer",
         nargs="?",
-        const="wordpiece",
+        const=DEFAULT_KIND,
         choices=KINDS,
         help="train a tokenizer on the corpus: wordpiece (default) or word (its most frequent words)",
     )
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size,
         dev=args.dev,
         cache_dir=args.cache_dir,
-        tokenizer_kind=args.build_tokenizer or "wordpiece",
+        tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
     )
     print(("already trained: " if result.cached else "") + result.summary())
     if not result.stopped:
@@ -137,7 +137,7 @@ def _write_tokens(args: argparse.Namespace) -> int:
         args.corpus,
         args.out,
         tokenizer=args.tokenizer,
-        tokenizer_kind=args.build_tokenizer or "wordpiece",
+        tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
         vocab_size=args.vocab_size,
         max_length=args.max_length,
         dev=args.dev,

@@ -23,6 +23,7 @@ from .corpus import read_text_file, text_files
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
 SPECIAL["mask_token"] = "[MASK]"
 KINDS = ("wordpiece", "word")  # what `train_tokenizer` builds
+DEFAULT_KIND = "wordpiece"  # BERT's; the one default of `pretrain`, `write_tokens` and the CLI
 
 
 def _pipeline(model: models.Model, strip_accents: bool = False) -> Tokenizer:
