@@ -160,3 +160,18 @@ def test_checks_come_before_the_work(tiny_bert_dir, tmp_path, capsys):
         capsys, "pretrain", "--corpus", binary, "--build-tokenizer", "--steps", 1, "--out", tmp_path / "p"
     )
     assert "looks like a binary file, not text" in line
+
+
+@pytest.mark.parametrize("verb", [["prune", "omp", "--sparsity", "0.5"], ["finetune", "--task", "sst2"]])
+def test_a_config_json_field_of_the_wrong_type_is_one_line(tiny_bert_dir, tmp_path, capsys, verb):
+    """transformers validates config fields strictly (huggingface_hub's StrictDataclassError, no
+    ValueError): the user sees the field and why, not a traceback."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "num_attention_heads": "x"}))
+    line = error_line(capsys, verb[0], *verb[1:], "--model", model, "--out", tmp_path / "out")
+    assert f"{model}: cannot load config: Validation error for field 'num_attention_heads'" in line
+    assert "expected int" in line

@@ -80,7 +80,8 @@ def _did_you_mean(path: Path) -> str:
 
 
 def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for x:" + why
     hint = (
         ""
         if Path(name).exists()
@@ -95,11 +96,12 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
         from .structured.compact import compacted_config  # structured builds on this module
 
         return compacted_config(name)
+    from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as e:
         raise _wrap_load_error(name, "config", e) from None
     _check_encoder(config, name)
     return config
