@@ -33,14 +33,14 @@ FACTORIES = {
     "TamtConfig": lambda: ticketlab.TamtConfig(0.5),
     "ImpConfig": lambda: ticketlab.ImpConfig(0.5),
     "PretrainConfig": lambda: ticketlab.pretrain.PretrainConfig(steps=3),
-    "SuperConfig": lambda: _module("structured.supertickets").SuperConfig(
+    "SuperConfig": lambda: _module("experiments.supertickets").SuperConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2")
     ),
-    "MtlConfig": lambda: _module("structured.mtl").MtlConfig(model="m", tasks=["sst2"]),
+    "MtlConfig": lambda: _module("experiments.mtl").MtlConfig(model="m", tasks=["sst2"]),
     "SyntheticConfig": lambda: _module("data.synthetic").SyntheticConfig(),
-    "AdaptConfig": lambda: _module("structured.adaptation").AdaptConfig(
+    "AdaptConfig": lambda: _module("experiments.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
-        sources=[_module("structured.adaptation").AdaptSource("full", 1, "m")],
+        sources=[_module("experiments.adaptation").AdaptSource("full", 1, "m")],
     ),
 }
 NOT_CONFIGS = {"MaskConfig"}  # a mask file's record, checked when read (test_hardening)

@@ -10,11 +10,7 @@ from torch import nn
 
 from test_finetune import sentiment_rows
 from ticketlab.errors import ConfigError, MaskMismatchError
-from ticketlab.modeling import load_model
-from ticketlab.structured import UnitMask, structure_of
-from ticketlab.structured.io import save_unit_mask, unit_mask_config
-from ticketlab.structured.masked_adam import MaskedAdamW
-from ticketlab.structured.mtl import (
+from ticketlab.experiments.mtl import (
     MtlConfig,
     build,
     epoch_batches,
@@ -23,6 +19,10 @@ from ticketlab.structured.mtl import (
     task_objective,
     ticket_param_masks,
 )
+from ticketlab.modeling import load_model
+from ticketlab.structured import UnitMask, structure_of
+from ticketlab.structured.io import save_unit_mask, unit_mask_config
+from ticketlab.structured.masked_adam import MaskedAdamW
 
 # --------------------------------------------------------------------------- MaskedAdamW
 
@@ -246,7 +246,7 @@ def test_interrupted_sharing_resumes_to_the_same_weights(tiny_bert_dir, glue, ti
 
     from safetensors.torch import load_file
 
-    mtl = importlib.import_module("ticketlab.structured.mtl")
+    mtl = importlib.import_module("ticketlab.experiments.mtl")
     config = _config(tiny_bert_dir, glue, tickets, save_every=2, seeds=[3])
     whole = tmp_path / "whole"
     run_mtl(config, whole)

@@ -14,11 +14,11 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import MethodSpec, expand, run_sweep, spec_from_dict
+from ticketlab.experiments.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
 from ticketlab.experiments.plan import FULL, make_run
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.store import Store
 from ticketlab.files import mark_output
-from ticketlab.structured.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
 from ticketlab.structured.importance import Importance
 
 
@@ -216,7 +216,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
 
 
 def test_adaptation_subsets_are_seeded_and_nested():
-    from ticketlab.structured.adaptation import FRACTIONS, subset_size, subsets
+    from ticketlab.experiments.adaptation import FRACTIONS, subset_size, subsets
 
     a, again, other = (
         subsets(5000, FRACTIONS, seed=3),
@@ -235,9 +235,9 @@ def test_adaptation_subsets_are_seeded_and_nested():
 def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
     from test_finetune import sentiment_rows
     from test_super import _super_config
+    from ticketlab.experiments.adaptation import AdaptConfig, run_adaptation, super_sources
+    from ticketlab.experiments.supertickets import run_super
     from ticketlab.finetune import _subset
-    from ticketlab.structured.adaptation import AdaptConfig, run_adaptation, super_sources
-    from ticketlab.structured.supertickets import run_super
 
     root = tmp_path / "glue"
     (root / "SST-2").mkdir(parents=True)
@@ -383,7 +383,7 @@ def test_adapt_refuses_a_study_without_a_super_ticket(tmp_path, capsys):
 def test_adaptation_verdict_is_a_paired_t_test_holm_adjusted_over_fractions():
     """super - full per seed, by hand: a t interval (not a normal one, far too narrow at n = 3) and
     Holm over the fractions; no verdict with the full model at the constant predictor."""
-    from ticketlab.structured.adaptation import summarise
+    from ticketlab.experiments.adaptation import summarise
 
     def scores(fraction, full, sup):
         return [

@@ -231,8 +231,8 @@ def sst2_root(tmp_path_factory):
 
 
 def _super_config(tiny_bert_dir, root, **kw):
+    from ticketlab.experiments.supertickets import SuperConfig
     from ticketlab.finetune import FinetuneConfig
-    from ticketlab.structured.supertickets import SuperConfig
 
     ft = FinetuneConfig(
         model=str(tiny_bert_dir),
@@ -253,10 +253,10 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.experiments.report import write_report
     from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
+    from ticketlab.experiments.supertickets import run_super
     from ticketlab.files import claim_dir
     from ticketlab.modeling import load_model
     from ticketlab.structured.io import load_unit_mask
-    from ticketlab.structured.supertickets import run_super
 
     ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)
     starts = []  # the weights every fine-tuning starts from
@@ -325,7 +325,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
     """Scores saved before `per` existed are batch means: never reused as per-example scores."""
-    from ticketlab.structured.supertickets import _importance, _importance_key
+    from ticketlab.experiments.supertickets import _importance, _importance_key
 
     old = Importance(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4, {"task": "sst2"})
     old.save(tmp_path / "imp")
@@ -348,7 +348,7 @@ def test_super_config_errors(tiny_bert_dir, sst2_root):
 
 
 def test_pick_super_per_seed_on_selection_scores():
-    from ticketlab.structured.supertickets import pick_super
+    from ticketlab.experiments.supertickets import pick_super
 
     rows = [
         (1, 0.1, 70.0, 60.0, "a"),
@@ -413,7 +413,7 @@ def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path
 
 def test_record_study_extends_the_same_protocol_and_replaces_another(tmp_path):
     from ticketlab.experiments.store import Store
-    from ticketlab.structured.supertickets import record_study
+    from ticketlab.experiments.supertickets import record_study
 
     with Store(tmp_path) as store:
         record_study(store, "super-mrpc", ["a", "b"], {"name": "super-mrpc"}, {"lr": 1})

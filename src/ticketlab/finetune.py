@@ -328,7 +328,7 @@ class TaskObjective:
 
 def _subset(n: int, k: int | None, seed: int) -> list[int] | None:
     """k of n indices chosen by `seed`, in file order; None when all are used. The first k of one
-    seeded permutation: a smaller k's subset lies inside a larger one's (`structured.adaptation`)."""
+    seeded permutation: a smaller k's subset lies inside a larger one's (`experiments.adaptation`)."""
     if k is None or k >= n:
         if k is not None:
             log.warning("train_samples %d >= %d training examples: using all of them", k, n)

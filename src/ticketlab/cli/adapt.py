@@ -20,8 +20,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..experiments.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
 from ..finetune import FinetuneConfig
-from ..structured.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
 
 HELP = "domain adaptation: a super ticket and its full model from task A fine-tuned on fractions of B"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..structured.across import write_importance_across
+from ..experiments.across import write_importance_across
 
 HELP = "ticket importance across tasks and each task's share per unit, from super-ticket studies"
 

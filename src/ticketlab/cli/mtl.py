@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..structured.mtl import MtlConfig, run_mtl
+from ..experiments.mtl import MtlConfig, run_mtl
 from .common import add_model_argument
 
 HELP = "ticket sharing: multi-task learning where each task updates only its structured ticket"

@@ -26,7 +26,7 @@ import argparse
 import logging
 
 from ..errors import ConfigError
-from ..structured.supertickets import SuperConfig, SuperResult, run_super
+from ..experiments.supertickets import SuperConfig, SuperResult, run_super
 from ..structured.tickets import KINDS, LEVELS
 from . import finetune as finetune_cli
 

@@ -121,7 +121,7 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
 def structured_random_search(job: SearchJob) -> SearchOutput:
     """A random structured ticket (Liang et al.): the sparsity is the fraction of heads and of FFN units
     pruned. Winning and losing tickets need a task's importance scores: `ticketlab super`."""
-    from ..structured.supertickets import save_random_ticket
+    from .supertickets import save_random_ticket
 
     t0 = time.perf_counter()
     granularity = job.settings.get("granularity") or "layer"

@@ -448,7 +448,7 @@ TICKET_COLORS = {"st-winning": "C0", "st-random": "C1", "st-losing": "C2"}  # th
 def phase_transition(res: SweepResults, path: Path) -> str | None:
     """Score vs level (fraction of heads and FFN units pruned) of winning, random and losing structured
     tickets, mean ± std over seeds, with the full model's band and each seed's super ticket."""
-    from ..structured.supertickets import super_picks
+    from .supertickets import super_picks
 
     cells = res.cells()
     tasks = [t for t in res.tasks if any(m in TICKET_COLORS and k == t for m, _, k in cells)]

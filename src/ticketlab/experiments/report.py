@@ -163,7 +163,7 @@ def _winning_section(res: SweepResults, note) -> str:
 def _super_section(res: SweepResults, note) -> str | None:
     """Super tickets (Liang et al. 2021), when the store has structured tickets: per task the full
     model, the super ticket (mean ± std over seeds of each seed's pick) and the levels picked."""
-    from ..structured.supertickets import super_picks
+    from .supertickets import super_picks
 
     picks = super_picks(list(res.records.values()))
     if not picks:

@@ -5,6 +5,9 @@
 - `gates`: gates ξ (heads), ν (FFN sub-layers), per-neuron gates, hooked onto an unmodified HF model.
 - `io`: structured ticket files (a mask directory of kind "structured"), loaded with the same checks.
 - `compact`: a physically smaller model without the pruned units; saved with a manifest, reloaded.
+- `importance`, `tickets`, `masked_adam`: unit importance scores, ticket selection, the optimizer of
+  ticket sharing. The studies built on them (super tickets, ticket sharing, domain adaptation,
+  importance across tasks) are recipes in `ticketlab.experiments`, beside the sweep.
 """
 
 from .compact import compact, is_compacted, load_compacted, parameter_count, save_compacted

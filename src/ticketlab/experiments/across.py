@@ -37,7 +37,7 @@ import torch
 
 from ..errors import TicketlabError
 from ..files import atomic_dir, atomic_write_bytes, atomic_write_csv, atomic_write_text
-from .importance import Importance
+from ..structured.importance import Importance
 
 KIND = "ticket importance"  # the output kind (`files.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"
@@ -74,7 +74,7 @@ class UnitRow:
 def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     """Task -> its full-model runs' importance directories, from the results stores of `studies`
     (super-ticket study directories, or sweeps that super-ticket studies joined)."""
-    from ..experiments.store import DB_NAME, Store
+    from .store import DB_NAME, Store
 
     found: dict[str, TaskScores] = {}
     where: dict[tuple[str, int], Path] = {}

@@ -51,14 +51,22 @@ from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
+from ..structured.compact import refuse_compacted
+from ..structured.gates import attach_gates
+from ..structured.importance import PER, Importance, compute_importance
+from ..structured.io import load_unit_mask, save_unit_mask, unit_mask_config
+from ..structured.tickets import (
+    KINDS,
+    LEVELS,
+    check_kind,
+    check_levels_fit,
+    levels_arg,
+    random_ticket,
+    select,
+)
+from ..structured.units import structure_of
 from ..tasks import get_task
 from ..validation import OpenFraction, PositiveInt, check_config
-from .compact import refuse_compacted
-from .gates import attach_gates
-from .importance import PER, Importance, compute_importance
-from .io import load_unit_mask, save_unit_mask, unit_mask_config
-from .tickets import KINDS, LEVELS, check_kind, check_levels_fit, levels_arg, random_ticket, select
-from .units import structure_of
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +143,7 @@ class _Study:
     plan: list[str] = field(default_factory=list)
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
-        from ..experiments.plan import make_run
+        from .plan import make_run
 
         ft = self.config.run_config(seed)
         settings = {
@@ -159,7 +167,7 @@ class _Study:
         return make_run("finetune", f"{name}_ft{seed}", config, deps)
 
     def ticket_row(self, kind: str, level: float, seed: int, full_id: str):
-        from ..experiments.plan import make_run
+        from .plan import make_run
 
         config = {
             "model": self.config.finetune.model,
@@ -176,8 +184,8 @@ class _Study:
 
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one row unless it is done (its metrics) or held by another live process (None)."""
-        from ..experiments.runner import code_version
-        from ..experiments.store import HOST
+        from .runner import code_version
+        from .store import HOST
 
         self.plan.append(run.id)
         self.store.add_runs([run])
@@ -299,7 +307,7 @@ def _importance_key(config: SuperConfig) -> dict[str, str]:
 
 
 def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
-    from ..experiments.plan import FULL
+    from .plan import FULL
 
     config = study.config
     run = study.finetune_row(seed, {**FULL, **_importance_key(config)})
@@ -438,7 +446,7 @@ def _unit_counts(config: SuperConfig) -> dict[str, int]:
 
 def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
-    from ..experiments.store import Store
+    from .store import Store
 
     check_levels_fit(config.levels, _unit_counts(config))  # before any directory or fine-tuning
     # a new or empty directory, or this study's own (resumed): never one holding other files

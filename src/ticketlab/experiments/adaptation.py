@@ -77,7 +77,7 @@ def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[i
 
 def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
     """Per seed of a super-ticket study, its super ticket and its full model (kept weights)."""
-    from ..experiments.store import Store
+    from .store import Store
     from .supertickets import SUMMARY_FILE
 
     root = Path(study)
@@ -187,8 +187,8 @@ def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
 def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[str, Any]]:
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
-    from ..experiments.results import Paired
     from ..metrics import holm
+    from .results import Paired
 
     rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):

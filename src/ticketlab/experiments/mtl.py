@@ -48,6 +48,11 @@ from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std
 from ..masking import MaskConfig
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..progress import progress_bar
+from ..structured.compact import refuse_compacted
+from ..structured.gates import Gates, attach_gates
+from ..structured.io import check_unit_fits, load_unit_mask
+from ..structured.masked_adam import MaskedAdamW, StepMask
+from ..structured.units import Structure, UnitMask, structure_of, to_weight_mask
 from ..tasks import get_task
 from ..training import (
     TrainConfig,
@@ -59,12 +64,7 @@ from ..training import (
     train,
 )
 from ..validation import Fraction, NonNegFloat, OpenFraction, PositiveFloat, PositiveInt, check_config
-from .compact import refuse_compacted
-from .gates import Gates, attach_gates
-from .io import check_unit_fits, load_unit_mask
-from .masked_adam import MaskedAdamW, StepMask
 from .supertickets import record_study
-from .units import Structure, UnitMask, structure_of, to_weight_mask
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +422,7 @@ def finetune_task(
 
 
 def _row(config: MtlConfig, seed: int, task: str, method: str, level: float):
-    from ..experiments.plan import make_run
+    from .plan import make_run
 
     spec = get_task(task, config.data_dir)
     c = {
@@ -461,8 +461,8 @@ def _metrics(
 
 def _record(store, run, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write a finished row (unless another process did); the metrics with the row's id."""
-    from ..experiments.runner import code_version
-    from ..experiments.store import HOST
+    from .runner import code_version
+    from .store import HOST
 
     store.add_runs([run])
     if store.get(run.id).status != "done" and store.claim(run.id):
@@ -473,7 +473,7 @@ def _record(store, run, metrics: dict[str, Any]) -> dict[str, Any]:
 def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Ticket sharing (or plain MTL) for every seed, then optional per-task fine-tuning; rows per task
     and stage in OUT's results store. Returns {method: {task: mean_std of the scores over seeds}}."""
-    from ..experiments.store import Store
+    from .store import Store
 
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
