@@ -17,8 +17,9 @@ from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import apply_mask, find_targets
+from ticketlab.masking.units import UnitMask, to_weight_mask
+from ticketlab.structure import structure_of
 from ticketlab.structured import apply_unit_mask, compact, load_compacted, remove_gates, save_compacted
-from ticketlab.structured.units import UnitMask, structure_of, to_weight_mask
 
 STRUCTURED = [f for f in FAMILIES if f != "albert"]  # ALBERT's one shared layer: refused
 

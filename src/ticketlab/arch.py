@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SEPARATE, FUSED, INTERLEAVED = "separate", "fused", "interleaved"  # how heads own QKV rows
 
@@ -190,3 +194,8 @@ def arch_of(model_type: str) -> Arch:
             "(a regex or module names) for unstructured pruning, or register its layout from Python "
             "with ticketlab.arch.register_arch"
         ) from None
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder masks are keyed against: `model.base_model` for HF models, else the module itself."""
+    return getattr(model, "base_model", model)

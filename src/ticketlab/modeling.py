@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .arch import encoder_of  # noqa: F401 (one definition, known here as before)
 from .errors import ConfigError, TicketlabError
 
 if TYPE_CHECKING:  # transformers (and torch) are imported where a model is loaded: start-up stays fast
@@ -181,11 +182,6 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(name, **config)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise _wrap_load_error(name, "tokenizer", e) from None
-
-
-def encoder_of(model: nn.Module) -> nn.Module:
-    """The encoder a mask is keyed against: `model.base_model` for HF models, else the module itself."""
-    return getattr(model, "base_model", model)
 
 
 def head_of(config: PretrainedConfig) -> Head:

@@ -46,13 +46,14 @@ from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
+from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..progress import progress_bar
+from ..structure import Structure, structure_of
 from ..structured.compact import refuse_compacted
 from ..structured.gates import Gates, attach_gates
 from ..structured.io import check_unit_fits, load_unit_mask
 from ..structured.masked_adam import MaskedAdamW, StepMask
-from ..structured.units import Structure, UnitMask, structure_of, to_weight_mask
 from ..tasks import get_task
 from ..training import (
     TrainConfig,

@@ -51,6 +51,7 @@ from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
+from ..structure import structure_of
 from ..structured.compact import refuse_compacted
 from ..structured.gates import attach_gates
 from ..structured.importance import PER, Importance, compute_importance
@@ -64,7 +65,6 @@ from ..structured.tickets import (
     random_ticket,
     select,
 )
-from ..structured.units import structure_of
 from ..tasks import get_task
 from ..validation import OpenFraction, PositiveInt, check_config
 

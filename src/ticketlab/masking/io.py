@@ -33,6 +33,7 @@ from .apply import dense_weight, resolve_modules
 from .hub import mask_dir
 from .mask import Mask
 from .pattern import follows, parse_pattern
+from .units import weight_mask_of
 
 CONFIG_NAME = "mask_config.json"
 MASKS_NAME = "masks.safetensors"
@@ -264,8 +265,6 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     if nm is not None and (bad := next((k for k, t in mask.items() if not follows(t, nm)), None)):
         raise MaskFileError(f"{masks_path}: '{bad}' does not keep {nm.n} of every {nm.m} weights ({nm})")
     if config.kind == "structured" and not as_units:
-        from ..structured.io import weight_mask_of  # structured builds on masking: import late
-
         mask = weight_mask_of(mask, config, path)
     return mask, config
 

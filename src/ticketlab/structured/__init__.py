@@ -1,7 +1,8 @@
 """Structured tickets (Liang et al. 2021): heads and FFN units, gates, unit mask files, compaction.
 
-- `units`: the units of a BERT-like encoder, `UnitMask` (kept heads / FFN sub-layers / neurons),
-  conversion to the equivalent unstructured weight `Mask`.
+- `UnitMask` (kept heads / FFN sub-layers / neurons) and its equivalent weight `Mask` live in the
+  mask layer (`ticketlab.masking.units`), the encoder's unit `Structure` beside the architecture map
+  (`ticketlab.structure`); both are re-exported here.
 - `gates`: gates ξ (heads), ν (FFN sub-layers), per-neuron gates, hooked onto an unmodified HF model.
 - `io`: structured ticket files (a mask directory of kind "structured"), loaded with the same checks.
 - `compact`: a physically smaller model without the pruned units; saved with a manifest, reloaded.
@@ -10,10 +11,11 @@
   importance across tasks) are recipes in `ticketlab.experiments`, beside the sweep.
 """
 
+from ..masking.units import GRANULARITIES, UnitMask, to_weight_mask
+from ..structure import Structure, encoder_layers, structure_of
 from .compact import compact, is_compacted, load_compacted, parameter_count, save_compacted
 from .gates import Gates, apply_unit_mask, attach_gates, gates_disabled, get_gates, remove_gates
 from .io import check_unit_fits, load_unit_mask, load_unit_mask_onto, save_unit_mask, unit_mask_config
-from .units import GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of, to_weight_mask
 
 __all__ = [
     "GRANULARITIES",

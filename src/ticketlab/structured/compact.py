@@ -47,9 +47,10 @@ from torch import Tensor, nn
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_dir, atomic_write_json, read_json
 from ..masking.io import MaskConfig
+from ..masking.units import UnitMask
 from ..modeling import Head, auto_class, head_of, quiet_transformers
+from ..structure import Structure, encoder_layers, structure_of
 from .gates import get_gates
-from .units import Structure, UnitMask, encoder_layers, structure_of
 
 if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase

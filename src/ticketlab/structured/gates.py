@@ -44,8 +44,9 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError, MaskMismatchError
 from ..masking.apply import SAVE_REFUSALS, guard_saving
+from ..masking.units import GRANULARITIES, UnitMask
 from ..modeling import encoder_of
-from .units import GRANULARITIES, Structure, UnitMask, encoder_layers, structure_of
+from ..structure import Structure, encoder_layers, structure_of
 
 _ATTR = "_ticketlab_gates"
 

@@ -29,8 +29,9 @@ from torch import nn
 from ..errors import ConfigError, MaskFileError, MaskMismatchError
 from ..masking.io import MaskConfig, check_fits, load_mask, save_mask
 from ..masking.mask import Mask
+from ..masking.units import LAYER_MODULES, UnitMask, to_weight_mask, units_of
+from ..structure import Structure, structure_of
 from .gates import Gates, apply_unit_mask
-from .units import LAYER_MODULES, Structure, UnitMask, structure_of, to_weight_mask
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;
@@ -86,40 +87,12 @@ def save_unit_mask(units: UnitMask, config: MaskConfig, out_dir: str | os.PathLi
     return save_mask(Mask({n: t.cpu() for n, t in units.tensors().items()}), config, out_dir)
 
 
-def _units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[UnitMask, Structure]:
-    """Check a structured file's unit tensors against its config; `MaskFileError` when they disagree."""
-    where = Path(path)
-    info = config.units or {}
-    try:
-        structure = Structure.from_dict(info["structure"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise MaskFileError(f"{where}: invalid 'units.structure' in the mask config ({e})") from None
-    if set(raw) - {"head", "ffn", "neuron"} or "head" not in raw:
-        raise MaskFileError(
-            f"{where}: a structured mask holds 'head' and 'ffn'/'neuron' tensors, got {sorted(raw)}"
-        )
-    try:
-        units = UnitMask(**dict(raw.items()))
-        units.check_structure(structure, str(where))
-    except (ValueError, MaskMismatchError) as e:
-        raise MaskFileError(f"{where}: unit tensors do not fit the recorded structure ({e})") from None
-    if info.get("granularity") != units.granularity or info.get("kept") != units.kept_per_layer():
-        raise MaskFileError(f"{where}: the kept units in the mask config disagree with its tensors")
-    return units, structure
-
-
-def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:
-    """The weight mask of a structured file's unit tensors (used by `masking.load_mask`)."""
-    units, structure = _units_of(raw, config, path)
-    return to_weight_mask(units, structure)
-
-
 def load_unit_mask(path: str | os.PathLike) -> tuple[UnitMask, MaskConfig]:
     """Read a structured ticket directory, or raise `MaskFileError` naming the file and the problem."""
     raw, config = load_mask(path, as_units=True)
     if config.kind != KIND:
         raise MaskFileError(f"{path}: not a structured ticket (a {config.kind} mask by {config.method})")
-    return _units_of(raw, config, path)[0], config
+    return units_of(raw, config, path)[0], config
 
 
 def check_unit_fits(

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..masking.units import UnitMask
+from ..structure import Structure
 from .importance import Importance
-from .units import Structure, UnitMask
 
 Kind = Literal["winning", "losing", "random"]
 KINDS: tuple[Kind, ...] = ("winning", "random", "losing")
