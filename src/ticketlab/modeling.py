@@ -12,13 +12,14 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .arch import encoder_of  # noqa: F401 (one definition, known here as before)
-from .errors import ConfigError, TicketlabError
+from .errors import ConfigError, MaskFileError, TicketlabError
+from .files import read_json
 
-if TYPE_CHECKING:  # transformers (and torch) are imported where a model is loaded: start-up stays fast
-    from torch import nn
+if TYPE_CHECKING:  # transformers is imported where a model is loaded: start-up stays fast
+    from torch import Tensor, nn
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 Head = Literal["mlm", "seq-cls", "qa", "base"]
@@ -94,8 +95,6 @@ def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
 def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
     name = _check_source(name_or_path)
     if _is_compacted(name):
-        from .structured.compact import compacted_config  # structured builds on this module
-
         return compacted_config(name)
     from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
     from transformers import AutoConfig
@@ -132,8 +131,6 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     """
     name = _check_source(name_or_path)
     if _is_compacted(name):
-        from .structured.compact import load_compacted
-
         return check_finite(load_compacted(name, head, **kwargs), name)
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     quiet_transformers()
@@ -168,7 +165,9 @@ def check_finite(model: nn.Module, name: str) -> nn.Module:
 
 
 def _is_compacted(name: str) -> bool:
-    return (Path(name) / "ticketlab_compact.json").is_file()  # structured.compact.MANIFEST
+    from .compaction import is_compacted  # torch: imported only when a model is loaded
+
+    return is_compacted(name)
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
@@ -227,3 +226,134 @@ def fit_max_length(
         _NOTED.add((name, default, limit))
         print(f"note: {name} has {limit} positions: {what} is {limit} (default {default})", file=sys.stderr)
     return limit
+
+
+# --------------------------------------------------------------------------- compacted checkpoints
+
+
+def _config(path: Path, manifest: dict[str, Any], **overrides: Any) -> PretrainedConfig:
+    from transformers import CONFIG_MAPPING
+
+    raw = read_json(path / "config.json", "model config")
+    model_type = manifest.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise MaskFileError(f"{path / 'ticketlab_compact.json'}: unknown model type {model_type!r}")
+    raw = {**raw, **overrides, "model_type": model_type}
+    return CONFIG_MAPPING[model_type].from_dict(raw)
+
+
+def _state_dict(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise MaskFileError(f"{path}: no model*.safetensors weights")
+    state: dict[str, Tensor] = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error types
+            raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
+    return state
+
+
+def compacted_config(path: str | os.PathLike, **overrides: Any) -> PretrainedConfig:
+    """The config of a compacted model with its original model type (its head counts are the original's)."""
+    path = Path(path).expanduser()
+    from .compaction import MANIFEST, is_compacted, read_manifest
+
+    if not is_compacted(path):
+        raise MaskFileError(f"{path}: not a compacted model (no {MANIFEST})")
+    return _config(path, read_manifest(path), **overrides)
+
+
+def load_compacted(
+    path: str | os.PathLike,
+    head: Head | None = None,
+    *,
+    ignore_mismatched_sizes: bool = False,
+    **config_overrides: Any,
+) -> PreTrainedModel:
+    """Rebuild a model written by `save_compacted`.
+
+    `head`: the saved one unless given (a new head starts from a fixed seed); keyword arguments
+    override config fields (e.g. `num_labels`), as with `from_pretrained`; `ignore_mismatched_sizes`
+    lets a saved task head of another shape be replaced by a new one (never the encoder's tensors).
+    """
+    path = Path(path).expanduser()
+    config = compacted_config(path, **config_overrides)
+    import torch
+
+    from .compaction import MANIFEST_ATTR, flags_from_manifest, read_manifest, slice_units
+
+    quiet_transformers()
+    manifest = read_manifest(path)
+    head = head or head_of(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
+        model = auto_class(head).from_config(config)
+    structure, head_flags, neuron, ffn = flags_from_manifest(manifest, path)
+    slice_units(model, structure, head_flags, neuron, ffn)
+    state = _rekey(_state_dict(path), model)
+    if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
+        own = model.state_dict()
+        body = _body_prefixes(model)
+        state = {
+            k: t
+            for k, t in state.items()
+            if k.startswith(body) or k not in own or tuple(own[k].shape) == tuple(t.shape)
+        }
+    _load_strict(model, state, path, allow_missing=head != head_of(config) or ignore_mismatched_sizes)
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())
+    setattr(model, MANIFEST_ATTR, {k: v for k, v in manifest.items() if k != "mask"})
+    return model.eval()
+
+
+def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_missing: bool) -> None:
+    """Load every tensor with its shape; only tied copies (and, for another head, its head) may be absent."""
+    own = model.state_dict()
+    for key, t in state.items():
+        if key in own and tuple(own[key].shape) != tuple(t.shape):
+            raise MaskFileError(
+                f"{path}: {key} has shape {tuple(t.shape)} but the manifest gives {tuple(own[key].shape)}"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in missing if own[k].data_ptr() not in loaded]  # tied to a loaded tensor: fine
+    if allow_missing:  # another head (and maybe a pooler) than saved: embeddings and layers must be complete
+        body = _body_prefixes(model)
+        missing = [k for k in missing if k.startswith(body)]
+        unexpected = [k for k in unexpected if k.startswith(body)]
+    if missing or unexpected:
+        raise MaskFileError(
+            f"{path}: weights do not match the manifest (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
+def _encoder_prefix(model: PreTrainedModel) -> str:
+    """'bert.' for a model with a head, '' for the bare encoder (whose keys have no prefix)."""
+    return "" if model.base_model is model else f"{model.base_model_prefix}."
+
+
+def _body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
+    """State-dict prefixes of the embeddings and layers (where the family keeps them: DistilBERT's
+    `transformer.`, ModernBERT's `layers.`): what must always load."""
+    from .arch import ARCHS
+
+    arch = ARCHS.get(model.config.model_type)
+    parts = (arch.embeddings, arch.layers) if arch is not None else ("embeddings", "encoder")
+    return tuple(f"{_encoder_prefix(model)}{part.split('.')[0]}." for part in parts)
+
+
+def _rekey(state: dict[str, Tensor], model: PreTrainedModel) -> dict[str, Tensor]:
+    """The saved tensors keyed as `model` keys them: a checkpoint saved with a head loads as the bare
+    encoder ('bert.x' -> 'x') and a bare one under a head ('x' -> 'bert.x'), as `from_pretrained` does."""
+    prefix = f"{model.base_model_prefix}."
+    saved_with_head = any(k.startswith(prefix) for k in state)
+    if _encoder_prefix(model) and not saved_with_head:
+        return {prefix + k: t for k, t in state.items()}
+    if not _encoder_prefix(model) and saved_with_head:
+        return {k.removeprefix(prefix): t for k, t in state.items()}
+    return state
