@@ -683,3 +683,19 @@ def test_tamt_is_compared_with_every_imp_variant(tmp_path):
     )
     pairs = {(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons()}
     assert {("tamt-kd", "imp/chen"), ("tamt-kd", "imp/tamt")} <= pairs
+    assert not any(b == "imp" for _, b in pairs)  # no `imp` here to compare its variants with
+
+
+def test_a_variant_is_compared_with_its_own_method(tmp_path):
+    """TAMT from a random mask against TAMT from OMP's (Liu et al. §4.2.4): masks paired by seed."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
+            ("tamt-kd", 0.5, "x"): [82.0, 83.0, 84.0] * 2,
+            ("tamt-kd/random-init", 0.5, "x"): [80.0, 81.0, 83.0] * 2,
+        },
+    )
+    comps = {(c.a, c.b): c for c in load_results(tmp_path / "sweep").comparisons()}
+    c = comps[("tamt-kd/random-init", "tamt-kd")]
+    assert c.unit == "mask" and c.masks == (2, 2) and c.mean == pytest.approx(-5 / 3)

@@ -489,14 +489,17 @@ class SweepResults:
         return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
 
     def comparisons(self) -> list[Paired]:
-        """The comparisons the papers make: every pruned method against OMP, and each TAMT variant
-        against IMP, at every sparsity both were run at, per task and on the average."""
+        """The comparisons the papers make: every pruned method against OMP, each TAMT variant against
+        IMP, and a method variant (`base/name`) against its base, at every sparsity both were run at,
+        per task and on the average."""
         pruned = [m for m in self.methods if m != "full" and "@" not in m]
         pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
         from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
 
         imps = [m for m in pruned if base_method(m) == "imp"]
         pairs += [(m, i) for m in pruned if base_method(m).startswith("tamt") for i in imps]
+        # a variant against its own method (TAMT from a random mask vs from OMP's, Liu et al. §4.2.4)
+        pairs += [(m, base_method(m)) for m in pruned if base_method(m) != m and base_method(m) in pruned]
         out = []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
