@@ -49,7 +49,7 @@ from ..masking import MaskConfig
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..progress import progress_bar
-from ..structure import Structure, structure_of
+from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.gates import Gates, attach_gates
 from ..structured.io import check_unit_fits, load_unit_mask
@@ -114,6 +114,8 @@ class MtlConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
+        if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front
+            unit_arch(load_config(self.model).model_type)
         for task in self.tasks:
             if get_task(task, self.data_dir).kind == "squad":
                 raise ConfigError(
