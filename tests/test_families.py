@@ -36,6 +36,8 @@ from ticketlab.structured import (
     unit_mask_config,
 )
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
 STRUCTURED = [f for f in FAMILIES if f != "albert"]  # ALBERT's one shared layer: refused
 
 
@@ -301,6 +303,11 @@ def test_every_verb_works_or_refuses_in_one_line_on_every_family(family, verb_da
         save_unit_mask(units, config, tmp_path / "ffn-ticket")
         argv = ["compact", "--model", model, "--mask", tmp_path / "ffn-ticket", "--out", tmp_path / "ffn"]
         assert run(capsys, *argv)[0] == 0
+
+
+def test_the_readme_table_is_the_one_measured():
+    """README's families x verbs table is `families_table()`, whose cells the test above checks."""
+    assert families_table() in README.read_text(encoding="utf-8")
 
 
 def test_an_unregistered_family_prunes_with_targets(verb_data, tmp_path, capsys):
