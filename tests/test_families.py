@@ -1,5 +1,7 @@
 """Every encoder family of `ticketlab.arch` on tiny random models of its own config class: default
-targets, units (gates, their weight-mask equivalent, compaction) and the verbs a new user tries first.
+targets, units (gates, their weight-mask equivalent, compaction), and every verb a new user tries on a
+saved model of each family: each works or refuses in one line, as README's families x verbs table
+(`families_table`) says.
 
 The unit layout is checked against an independent computation: a pruned head's value rows (where
 the family keeps them: separate V, the third block of ModernBERT's Wqkv, the third of each head's
@@ -9,17 +11,32 @@ what a closed head gate gives. A layout read wrongly zeroes another head's rows 
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
-from conftest import run, write_tokenizer
+from conftest import error_line, run, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import apply_mask, find_targets
 from ticketlab.masking.units import UnitMask, to_weight_mask
+from ticketlab.modeling import load_model
 from ticketlab.structure import structure_of
-from ticketlab.structured import apply_unit_mask, compact, load_compacted, remove_gates, save_compacted
+from ticketlab.structured import (
+    apply_unit_mask,
+    compact,
+    load_compacted,
+    remove_gates,
+    save_compacted,
+    save_unit_mask,
+    unit_mask_config,
+)
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 STRUCTURED = [f for f in FAMILIES if f != "albert"]  # ALBERT's one shared layer: refused
 
@@ -151,17 +168,184 @@ def test_a_family_of_your_own_is_registered_from_python():
         del ARCHS["mybert"]
 
 
+# --------------------------------------------------------------------------- every verb, every family
+
+# The verbs a new user tries, in the order the test runs them (README "Encoder families" has the table).
+VERBS = (
+    "prune omp",
+    "prune random",
+    "info",
+    "compare",
+    "export",
+    "search tamt --objective kd",
+    "search tamt --objective mlm",
+    "search imp",
+    "evaluate-pretrain",
+    "evaluate-pretrain --mask",
+    "finetune",
+    "super",
+    "compact",
+    "mtl --tickets",
+)
+# (family, verb) -> its cell, "refused: GIST (note)": one line, exit 2, naming GIST, before any work;
+# the note is checked too. Every other cell works (exit 0).
+REFUSED = {
+    ("albert", "super"): "refused: one shared layer",
+    ("albert", "compact"): "refused: one shared layer",
+    ("albert", "mtl --tickets"): "refused: one shared layer (plain `mtl` without tickets works)",
+    ("mpnet", "compact"): "refused: per-head state outside its projections (tickets of FFN units only work)",
+}
+LABELS = {
+    "electra": "electra (generator)",
+    "deberta-v3": "deberta-v3 (`model_type` deberta-v2)",
+    "deberta-v3-nonlegacy": "deberta-v3, `legacy=False` MLM head",
+}
+
+
+def cell(family: str, verb: str) -> str:
+    return REFUSED.get((family, verb), "works")
+
+
+def families_table() -> str:
+    """The README's families x verbs table, from the cells the test below checks."""
+    rows = [
+        "| family | " + " | ".join(f"`{v}`" for v in VERBS) + " |",
+        "|---" * (len(VERBS) + 1) + "|",
+        *(f"| {LABELS.get(f, f)} | " + " | ".join(cell(f, v) for v in VERBS) + " |" for f in FAMILIES),
+    ]
+    return "\n".join(rows)
+
+
+@pytest.fixture(scope="module")
+def verb_data(tmp_path_factory) -> Path:
+    """A tiny corpus and a tiny SST-2 in the GLUE layout."""
+    from test_finetune import sentiment_rows
+
+    root = tmp_path_factory.mktemp("verb-data")
+    (root / "corpus.txt").write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    (root / "glue" / "SST-2").mkdir(parents=True)
+    for split, n, seed in (("train", 16, 0), ("dev", 20, 1)):
+        rows = "\n".join(sentiment_rows(n, seed))
+        (root / "glue" / "SST-2" / f"{split}.tsv").write_text(f"sentence\tlabel\n{rows}\n")
+    return root
+
+
+def check_cell(capsys, family: str, verb: str, *argv, out: Path | None = None) -> str:
+    """One cell as the table says it: exit 0, or one line naming why (and `out` not written)."""
+    code, printed, err = run(capsys, *argv)
+    want = cell(family, verb)
+    if want == "works":
+        assert code == 0, f"{family} {verb}: {err}"
+        return printed
+    gist = want.removeprefix("refused: ").split(" (")[0]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert code == 2 and len(lines) == 1 and gist in lines[0], f"{family} {verb}: {err}"
+    assert out is None or not out.exists(), f"{family} {verb}: refused after writing {out}"
+    return printed
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_prune_info_and_export_run_on_every_family(family, tmp_path, capsys):
-    path = tmp_path / "model"
-    tiny(family).save_pretrained(path)
-    write_tokenizer(path)
-    mask, out = tmp_path / "mask", tmp_path / "exported"
-    assert run(capsys, "prune", "omp", "--model", path, "--sparsity", "0.5", "--out", mask)[0] == 0
-    code, printed, _ = run(capsys, "info", mask)
-    assert code == 0 and "50" in printed
-    assert run(capsys, "export", "--model", path, "--mask", mask, "--out", out)[0] == 0
-    reloaded = family_mlm_class(family).from_pretrained(out)
+def test_every_verb_works_or_refuses_in_one_line_on_every_family(family, verb_data, tmp_path, capsys):
+    """Each verb on a tiny saved model of the family, sharing masks along the way."""
+    model = tmp_path / "model"
+    tiny(family).save_pretrained(model)
+    write_tokenizer(model)
+    corpus, glue = verb_data / "corpus.txt", verb_data / "glue"
+
+    def verb(name: str, *argv, out: Path | None = None) -> str:
+        return check_cell(capsys, family, name, *argv, *(("--out", out) if out else ()), out=out)
+
+    omp, rnd = tmp_path / "omp", tmp_path / "random"
+    verb("prune omp", "prune", "omp", "--model", model, "--sparsity", 0.5, out=omp)
+    verb("prune random", "prune", "random", "--model", model, "--sparsity", 0.5, out=rnd)
+    assert "50.0%" in verb("info", "info", omp)
+    jaccard = json.loads(verb("compare", "compare", omp, rnd, "--json"))["jaccard"][0][1]
+    assert 0.1 < jaccard < 0.9
+    verb("export", "export", "--model", model, "--mask", omp, out=tmp_path / "exported")
+    reloaded = family_mlm_class(family).from_pretrained(tmp_path / "exported")
     arch = ARCHS[reloaded.config.model_type]
     w = reloaded.base_model.get_submodule(f"{arch.layers}.0.{arch.ffn_in}").weight
     assert 0.3 < float((w == 0).float().mean()) < 0.7
+
+    search = ["--model", model, "--corpus", corpus, "--sparsity", 0.5, "--max-length", 16]
+    search += ["--batch-size", 4, "--dev-blocks", 1, "--no-progress"]
+    for objective in ("kd", "mlm"):
+        tamt = ["search", "tamt", *search, "--steps", 2, "--lr", 0.01, "--objective", objective]
+        verb(f"search tamt --objective {objective}", *tamt, out=tmp_path / objective)
+    verb("search imp", "search", "imp", *search, "--steps", 4, out=tmp_path / "imp")  # 5 rounds
+    evaluate = ["evaluate-pretrain", "--model", model, "--corpus", corpus, "--max-length", 16]
+    evaluate += ["--max-blocks", 2, "--json"]
+    full = json.loads(verb("evaluate-pretrain", *evaluate))
+    masked = json.loads(verb("evaluate-pretrain --mask", *evaluate, "--mask", omp, tmp_path / "mlm"))
+    assert all(math.isfinite(r["mlm_loss"]) for r in full + masked)
+    assert [r["name"] for r in masked] == ["omp", "mlm"] and masked[1]["mlm_head"] == "trained"
+
+    task = ["--task", "sst2", "--data-dir", glue, "--max-steps", 2, "--eval-every", 2, "--batch-size", 4]
+    task += ["--max-length", 32, "--lr", 1e-3, "--no-progress"]
+    verb("finetune", "finetune", "--model", model, "--mask", omp, *task, out=tmp_path / "finetune")
+    winning = ["--levels", 0.5, "--kinds", "winning", "--select-fraction", 0.25]
+    verb("super", "super", "--model", model, *task, *winning, out=tmp_path / "super")
+    tickets = sorted((tmp_path / "super" / "masks").glob("*"))
+    ticket = tickets[0] if tickets else omp  # ALBERT has none: its weight mask is given
+    verb("compact", "compact", "--model", model, "--mask", ticket, out=tmp_path / "compact")
+    mtl = ["mtl", "--model", model, "--tasks", "sst2", *task[2:]]
+    verb("mtl --tickets", *mtl, "--tickets", ticket, out=tmp_path / "mtl")
+
+    if "without tickets works" in cell(family, "mtl --tickets"):
+        assert run(capsys, *mtl, "--out", tmp_path / "plain-mtl")[0] == 0
+    if "FFN units only work" in cell(family, "compact"):
+        base = load_model(model, head="base")
+        s = structure_of(base)
+        units = UnitMask(
+            head=torch.ones(s.num_layers, s.num_heads, dtype=torch.bool), neuron=units_of(base).neuron
+        )
+        config = unit_mask_config(base, units, method="ffn", level=0.3, base_model=str(model))
+        save_unit_mask(units, config, tmp_path / "ffn-ticket")
+        argv = ["compact", "--model", model, "--mask", tmp_path / "ffn-ticket", "--out", tmp_path / "ffn"]
+        assert run(capsys, *argv)[0] == 0
+
+
+def test_the_readme_table_is_the_one_measured():
+    """README's families x verbs table is `families_table()`, whose cells the test above checks."""
+    assert families_table() in README.read_text(encoding="utf-8")
+
+
+def test_an_unregistered_family_prunes_with_targets(verb_data, tmp_path, capsys):
+    """ERNIE is in no architecture map: refused naming --targets without it; with it, every weight-mask
+    verb works (here prune, finetune and evaluate-pretrain); registered, it needs no --targets."""
+    import transformers
+
+    from conftest import TINY
+
+    if not hasattr(transformers, "ErnieForMaskedLM"):
+        pytest.skip(f"transformers {transformers.__version__} has no ErnieForMaskedLM")
+    model = tmp_path / "ernie"
+    torch.manual_seed(0)
+    transformers.ErnieForMaskedLM(transformers.ErnieConfig(**TINY)).save_pretrained(model)
+    write_tokenizer(model)
+    prune = ["prune", "omp", "--model", model, "--sparsity", 0.5]
+    assert "pass --targets" in error_line(capsys, *prune, "--out", tmp_path / "refused")
+    targets = r"encoder\.layer\.\d+\..*(query|key|value|dense)"
+    assert run(capsys, *prune, "--targets", targets, "--out", tmp_path / "omp")[0] == 0
+    glue = verb_data / "glue"
+    finetune = [
+        "finetune",
+        "--model",
+        model,
+        "--mask",
+        tmp_path / "omp",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue,
+    ]
+    finetune += ["--max-steps", 2, "--batch-size", 4, "--max-length", 32, "--no-progress"]
+    assert run(capsys, *finetune, "--out", tmp_path / "ft")[0] == 0
+    evaluate = ["evaluate-pretrain", "--mask", tmp_path / "omp", "--corpus", verb_data / "corpus.txt"]
+    assert run(capsys, *evaluate, "--max-length", 16, "--max-blocks", 2)[0] == 0
+    names = ("embeddings", "layers", "qkv", "attn_out", "ffn_in", "ffn_out")  # ERNIE has BERT's layout
+    register_arch("ernie", Arch(**{f: getattr(ARCHS["bert"], f) for f in names}))
+    try:  # registered: the command line (in this process) needs no --targets
+        assert run(capsys, *prune, "--out", tmp_path / "registered")[0] == 0
+    finally:
+        del ARCHS["ernie"]

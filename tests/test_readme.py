@@ -21,6 +21,7 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from test_runner import write_sst2
+from ticketlab.arch import ARCHS
 from ticketlab.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -72,11 +73,16 @@ def test_python_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     namespace: dict[str, object] = {"__name__": "readme"}
-    for i, block in enumerate(code):
-        for name, stand_in in stand_ins.items():
-            block = block.replace(name, stand_in)
-        assert "../shared" not in block, f"block {i + 1} names a file the test has no stand-in for"
-        exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)  # noqa: S102
+    archs = dict(ARCHS)  # the examples register a family of their own: not for the tests after this
+    try:
+        for i, block in enumerate(code):
+            for name, stand_in in stand_ins.items():
+                block = block.replace(name, stand_in)
+            assert "../shared" not in block, f"block {i + 1} names a file the test has no stand-in for"
+            exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)  # noqa: S102
+    finally:
+        ARCHS.clear()
+        ARCHS.update(archs)
 
 
 def _commands() -> list[str]:

@@ -144,6 +144,10 @@ ARCHS: dict[str, Arch] = {
         attn_out="attention.out_lin",
         ffn_in="ffn.lin1",
         ffn_out="ffn.lin2",
+        # Its attention views Q/K/V as [..., -1, dh] and reads `n_heads` / `dim` only to build itself:
+        # heads slice as BERT's do. `out_lin` lives inside `attention`, so a layer keeps a head.
+        attention="attention",
+        head_attrs=(("n_heads", "heads"), ("dim", "width")),
     ),
     "mpnet": Arch(
         embeddings="embeddings.word_embeddings",

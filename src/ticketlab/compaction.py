@@ -12,10 +12,10 @@ The model layer of compaction (`structured.compact(model, units)` is the call mo
 
 Its outputs equal the gated model's to float tolerance (the sums run over fewer terms). FFN units
 compact in every family of `ticketlab.arch`; heads where the map says how (`Arch.attention`: BERT and
-its relatives, DeBERTa v1-v3 with their relative-position projections, ModernBERT's fused QKV).
-DistilBERT and MPNet keep per-head state outside their projections (a width attribute, a relative
-bias shared by every layer): a ticket that prunes a head there is refused in one line, and its gated
-or weight-masked model computes the same.
+its relatives, DeBERTa v1-v3 with their relative-position projections, DistilBERT, ModernBERT's
+fused QKV). MPNet keeps per-head state outside its projections (a relative bias shared by every
+layer): a ticket that prunes a head there is refused in one line, and its gated or weight-masked
+model computes the same.
 
 `save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus `ticketlab_compact.json`, the
 manifest with the kept units and shapes of every layer, which HF configs cannot express (they have one

@@ -4,7 +4,7 @@ sizes, and its family's layout (`ticketlab.arch`), read from a model (`structure
 `Structure` says which weight rows and columns a head or an FFN neuron owns in its family
 (`head_rows`, `ffn_in_rows`, `weight_shapes`); the unit masks over it (`masking.units.UnitMask`) and
 the slicing of units (`compaction`) build on it. ALBERT's one shared layer has no per-layer weights:
-`model_arch` refuses it in one line.
+`unit_arch` refuses it in one line.
 """
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ def model_arch(model: nn.Module) -> tuple[str, Arch]:
     """The model's family (`config.model_type`) and layout, or one `MaskMismatchError` saying why its
     units cannot be expressed."""
     model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    return model_type, unit_arch(model_type)
+
+
+def unit_arch(model_type: str) -> Arch:
+    """The layout of a family whose heads and FFN units own weights, or one `MaskMismatchError` saying
+    why not. From a config alone, so verbs that build or read tickets refuse before any work."""
     arch = ARCHS.get(model_type)
     if arch is None:
         raise MaskMismatchError(
@@ -123,7 +129,7 @@ def model_arch(model: nn.Module) -> tuple[str, Arch]:
             f"structured tickets: {model_type} applies one shared layer to every depth, so a head or an "
             "FFN unit of one layer owns no weights of its own; prune it unstructured (prune, search)"
         )
-    return model_type, arch
+    return arch
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:

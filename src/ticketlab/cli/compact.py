@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 
 from ..files import check_output
+from ..modeling import load_config
+from ..structure import unit_arch
 from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
 from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
     refuse_compacted(args.model, "a structured ticket is compacted from")
+    unit_arch(load_config(args.model).model_type)  # a family without units (ALBERT), whatever the mask
     units, config = load_unit_mask(args.mask)
     model, head, tokenizer = load_with_head(args.model, args.head)
     check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)

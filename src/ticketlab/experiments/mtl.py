@@ -49,7 +49,7 @@ from ..masking import MaskConfig
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..progress import progress_bar
-from ..structure import Structure, structure_of
+from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.gates import Gates, attach_gates
 from ..structured.io import check_unit_fits, load_unit_mask
@@ -114,6 +114,8 @@ class MtlConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
+        if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front
+            unit_arch(load_config(self.model).model_type)
         for task in self.tasks:
             if get_task(task, self.data_dir).kind == "squad":
                 raise ConfigError(
@@ -133,10 +135,10 @@ class MtlConfig:
 
 
 def load_tickets(config: MtlConfig, model: nn.Module) -> list[UnitMask]:
-    """Every task's ticket, checked against the model (structure, base weights) and its task."""
-    structure = structure_of(model)
+    """Every task's ticket, checked against the model (structure, base weights) and its task; none
+    for plain multi-task learning."""
     if config.tickets is None:
-        return [UnitMask.ones(structure, "layer") for _ in config.tasks]
+        return []
     units = []
     for task, path in zip(config.tasks, config.tickets, strict=True):
         u, mask_config = load_unit_mask(path)
@@ -199,13 +201,14 @@ class MultiTask:
     """One encoder, one task model per task sharing it, the gates on it, and each task's ticket."""
 
     models: nn.ModuleDict  # "t0", "t1", ...: task models whose encoder is the same module
-    gates: Gates
-    tickets: list[UnitMask]
+    gates: Gates | None  # None: plain multi-task learning (no tickets, nothing gated)
+    tickets: list[UnitMask]  # per task; empty without tickets
     masks: list[dict[nn.Parameter, StepMask]]  # per task: what its step updates
 
     def task_model(self, i: int) -> nn.Module:
         """Task i's model, gated by its ticket."""
-        self.gates.load_(self.tickets[i])
+        if self.gates is not None:
+            self.gates.load_(self.tickets[i])
         return self.models[f"t{i}"]
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
@@ -224,6 +227,11 @@ def build(config: MtlConfig, seed: int, device: torch.device) -> MultiTask:
         models[f"t{i}"] = net
     mt = nn.ModuleDict(models).to(device)
     tickets = load_tickets(config, mt["t0"])
+    if not tickets:
+        # Plain MTL: every task updates everything. No gates and no unit structure, so it runs on a
+        # family without per-layer units too (ALBERT's one shared layer).
+        everything = [dict.fromkeys(mt[f"t{i}"].parameters(), True) for i in range(len(mt))]
+        return MultiTask(mt, None, [], everything)
     structure = structure_of(mt["t0"])
     gates = attach_gates(mt["t0"], granularity=tickets[0].granularity)
     masks = []
@@ -511,7 +519,7 @@ def _seed(
 ) -> list[tuple[str, int, dict]]:
     """One seed: sharing, then each task alone if asked; (method, task index, metrics) per row."""
     mt, objs, result = train_shared(config, seed, out / "mtl", device)
-    level = round(1.0 - shared_units(mt.tickets).head.float().mean().item(), 6)
+    level = round(1.0 - shared_units(mt.tickets).head.float().mean().item(), 6) if mt.tickets else 0.0
     rows = []
     for i, obj in enumerate(objs):
         best, history = result["best"][i], result["history"][i]

@@ -51,7 +51,7 @@ from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json, claim_dir
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
-from ..structure import structure_of
+from ..structure import structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.gates import attach_gates
 from ..structured.importance import PER, Importance, compute_importance
@@ -448,7 +448,9 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
     from .store import Store
 
-    check_levels_fit(config.levels, _unit_counts(config))  # before any directory or fine-tuning
+    # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
+    unit_arch(load_config(config.finetune.model).model_type)
+    check_levels_fit(config.levels, _unit_counts(config))
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,
