@@ -147,6 +147,35 @@ def test_kd_loss_is_zero_without_mask_and_positive_with_one(tok):
     assert model.training is False  # eval_mode restored the caller's mode
 
 
+def test_the_kd_teacher_has_unit_gates_off_too(tok):
+    """One switch turns every mask off: a gated model's KD teacher is the dense model, not the gated
+    one (which would make the KD loss of a structured ticket 0)."""
+    from ticketlab.masking import masks_disabled
+    from ticketlab.masking.units import UnitMask
+    from ticketlab.structured import apply_unit_mask, gates_disabled
+
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)
+    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    dense = model.bert(**kw).last_hidden_state
+    units = UnitMask(head=torch.ones(2, 2, dtype=torch.bool))
+    units.head[0, 1] = False
+    apply_unit_mask(model, units)
+    assert not torch.allclose(model.bert(**kw).last_hidden_state, dense)
+    with masks_disabled(model):
+        torch.testing.assert_close(model.bert(**kw).last_hidden_state, dense)
+    with gates_disabled(model), masks_disabled(model):  # nested switches restore what they found
+        pass
+    assert not torch.allclose(model.bert(**kw).last_hidden_state, dense)
+    loss = kd_loss(model, batch)[0]  # against the dense teacher (exactly 0 were the gates left on)
+    teacher = make_model(BertForMaskedLM, tiny_bert_config(), seed=3).bert
+    teacher_states = teacher(**kw, output_hidden_states=True).hidden_states[1:]
+    student = model.bert(**kw, output_hidden_states=True).hidden_states[1:]
+    ref, n = kd_sums(student, teacher_states, batch["attention_mask"])
+    assert float(loss) > 0
+    torch.testing.assert_close(loss, ref / n)
+
+
 def test_kd_sums_by_hand_and_padding_is_ignored():
     s = [torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])]  # [B=1, T=3, H=2], one layer
     t = [torch.tensor([[[1.0, 0.0], [1.0, 0.0], [-1.0, 2.0]]])]

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from .errors import ConfigError
-from .masking import is_masked, masks_disabled
+from .masking import has_masks, masks_disabled
 from .modeling import encoder_of
 
 IGNORE_INDEX = -100
@@ -309,7 +309,7 @@ def pretraining_sums(
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
         student = out.hidden_states[1:]
-        if is_masked(model):
+        if has_masks(model):
             teacher = teacher_hidden_states(model, batch)
             sums.kd_sum, sums.kd_count = kd_sums(student, teacher, mask)
         else:  # teacher == student: Eq. 6 is exactly 0 (and no second forward is needed)

@@ -19,6 +19,7 @@ be written as weights (closed unit gates: forward hooks) is refused in one line 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -201,15 +202,36 @@ def is_masked(model: nn.Module) -> bool:
     return any(True for _ in _masked_modules(model))
 
 
+# Other kinds of mask a model can carry (unit gates, `structured.gates`) register how to tell they are
+# there and how to switch them off, so that `masks_disabled` is the one switch (the KD teacher is the
+# dense model, whatever masks it) and `has_masks` the one question.
+@dataclasses.dataclass(frozen=True)
+class MaskKind:
+    present: Callable[[nn.Module], bool]
+    disabled: Callable[[nn.Module], contextlib.AbstractContextManager]
+
+
+MASK_KINDS: list[MaskKind] = []
+
+
+def has_masks(model: nn.Module) -> bool:
+    """Whether anything masks `model`: weight masks or a registered kind (unit gates)."""
+    return is_masked(model) or any(kind.present(model) for kind in MASK_KINDS)
+
+
 @contextlib.contextmanager
 def masks_disabled(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the dense model: the KD teacher is the same model with its masks switched off."""
+    """Run the dense model: the KD teacher is the same model with every mask switched off (weight
+    masks and every kind registered in `MASK_KINDS`)."""
     params = {id(p): p for _, _, p in _masked_modules(model)}.values()
     before = [p.enabled for p in params]
-    for p in params:
-        p.enabled = False
-    try:
-        yield model
-    finally:
-        for p, e in zip(params, before, strict=True):
-            p.enabled = e
+    with contextlib.ExitStack() as others:
+        for kind in MASK_KINDS:
+            others.enter_context(kind.disabled(model))
+        for p in params:
+            p.enabled = False
+        try:
+            yield model
+        finally:
+            for p, e in zip(params, before, strict=True):
+                p.enabled = e

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError, MaskMismatchError
-from ..masking.apply import SAVE_REFUSALS, guard_saving
+from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving
 from ..masking.units import GRANULARITIES, UnitMask
 from ..modeling import encoder_of
 from ..structure import Structure, encoder_layers, structure_of
@@ -218,3 +218,7 @@ def gates_disabled(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         if gates is not None:
             gates.enabled = before
+
+
+# `masking.masks_disabled` (the KD teacher) switches gates off too; `masking.has_masks` sees them
+MASK_KINDS.append(MaskKind(present=lambda model: get_gates(model) is not None, disabled=gates_disabled))
