@@ -146,11 +146,15 @@ def test_figures_without_data_are_skipped_with_a_reason(tmp_path, tiny_bert_dir)
 
 
 def fill(
-    sweep_dir: Path, scores: dict[tuple[str, float, str], list[float]], masks: dict[str, int] | None = None
+    sweep_dir: Path,
+    scores: dict[tuple[str, float, str], list[float]],
+    masks: dict[str, int] | None = None,
+    per_seed: bool = False,
 ) -> None:
     """A store with fine-tuning results only (no training, no mask files): one search per (method, sparsity,
     mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...].
-    `masks`: masks per method (default: 1 for full and omp, 2 for the others)."""
+    `masks`: masks per method (default: 1 for full and omp, 2 for the others). `per_seed`: a super-ticket
+    study's design, mask k fine-tuned with seed k only (the full model: one run per seed)."""
     sweep_dir.mkdir()
     runs, done = [], {}
     for (label, s, task), values in scores.items():
@@ -159,6 +163,8 @@ def fill(
         per = len(values) // n_masks
         for k, v in enumerate(values):
             mseed, fseed = (None, k) if n_masks == 1 else (k // per, k % per)
+            if per_seed:
+                mseed, fseed = (None if method == "full" else k), k
             mask, found_on = None, {"source": source} if source else {}
             if method != "full":
                 what = {"method": method, "sparsity": s, "seed": mseed, "model": "m", "settings": {}}
@@ -684,6 +690,29 @@ def test_tamt_is_compared_with_every_imp_variant(tmp_path):
     pairs = {(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons()}
     assert {("tamt-kd", "imp/chen"), ("tamt-kd", "imp/tamt")} <= pairs
     assert not any(b == "imp" for _, b in pairs)  # no `imp` here to compare its variants with
+
+
+def test_super_tickets_are_compared_by_seed(tmp_path):
+    """A super-ticket study: seed s's tickets come from seed s's full model and are fine-tuned with
+    seed s only, so no fine-tuning seed is shared across masks; winning and random (and losing)
+    tickets of one level pair by seed: a paired t-test over seeds."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [60.0, 59.0, 62.0],
+            ("st-winning", 0.5, "x"): [60.0, 58.0, 61.0],
+            ("st-random", 0.5, "x"): [57.0, 57.5, 58.0],
+            ("st-losing", 0.5, "x"): [50.0, 51.0, 52.0],
+        },
+        masks={"st-winning": 3, "st-random": 3, "st-losing": 3},
+        per_seed=True,
+    )
+    comps = {(c.a, c.b): c for c in load_results(tmp_path / "sweep").comparisons()}
+    assert set(comps) == {("st-winning", "st-random"), ("st-winning", "st-losing")}
+    c = comps[("st-winning", "st-random")]
+    assert c.unit == "mask" and c.seeds == [0, 1, 2] and c.diffs == pytest.approx([3.0, 0.5, 3.0])
+    t = (6.5 / 3) / (((3 - 13 / 6) ** 2 * 2 + (0.5 - 13 / 6) ** 2) / 2 / 3) ** 0.5  # mean / (sd / sqrt 3)
+    assert c.df == 2 and c.p == pytest.approx(1 - t / (t * t + 2) ** 0.5)
 
 
 def test_a_variant_is_compared_with_its_own_method(tmp_path):

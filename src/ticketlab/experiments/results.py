@@ -463,7 +463,7 @@ class SweepResults:
             return None
         shared = set.intersection(*(set(v) for v in [*ma.values(), *mb.values()]))
         if not shared:
-            return None
+            return self._per_seed(a, b, sparsity, task, ma, mb)
         ma, mb = self._per_mask(a, sparsity, task, shared), self._per_mask(b, sparsity, task, shared)
         if len(ma) == 1 and len(mb) == 1:
             (ra,), (rb,) = ma.values(), mb.values()
@@ -488,10 +488,25 @@ class SweepResults:
         diffs = [sum(row) / len(row) for row in grid]
         return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
 
+    def _per_seed(self, a: str, b: str, sparsity: float, task: str, ma: dict, mb: dict) -> Paired | None:
+        """Masks that share no fine-tuning seed: a per-seed design (a super ticket of seed s comes from
+        seed s's full model and is fine-tuned with seed s only), so the masks of one seed pair, and
+        the test is over seeds, each difference holding both masks' and fine-tunings' noise."""
+        units = sorted(ma.keys() & mb.keys(), key=_seed_order)
+        if len(ma) < 2 or len(mb) < 2 or not units:
+            return None
+        grid = [[self._mean(ma[k][f]) - self._mean(mb[k][g])] for k in units for f in ma[k] for g in mb[k]]
+        if len(grid) != len(units):  # a mask fine-tuned with several seeds: not this design
+            return None
+        runs = (s for k in units for side in (ma, mb) for v in side[k].values() for s in v)
+        ids = list(dict.fromkeys(s.id for s in runs))
+        diffs = [row[0] for row in grid]
+        return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
+
     def comparisons(self) -> list[Paired]:
         """The comparisons the papers make: every pruned method against OMP, each TAMT variant against
-        IMP, and a method variant (`base/name`) against its base, at every sparsity both were run at,
-        per task and on the average."""
+        IMP, a method variant (`base/name`) against its base, and winning super tickets against
+        random and losing ones, at every sparsity both were run at, per task and on the average."""
         pruned = [m for m in self.methods if m != "full" and "@" not in m]
         pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
         from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
@@ -500,6 +515,9 @@ class SweepResults:
         pairs += [(m, i) for m in pruned if base_method(m).startswith("tamt") for i in imps]
         # a variant against its own method (TAMT from a random mask vs from OMP's, Liu et al. §4.2.4)
         pairs += [(m, base_method(m)) for m in pruned if base_method(m) != m and base_method(m) in pruned]
+        # winning tickets against random and losing ones of the same level (Liang et al. Fig. 4)
+        if "st-winning" in pruned:
+            pairs += [("st-winning", m) for m in ("st-random", "st-losing") if m in pruned]
         out = []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
