@@ -50,7 +50,7 @@ def studies(tmp_path):
 
 
 def test_task_shares_sum_to_one_and_match_a_hand_computation(studies, tmp_path):
-    rows = {r.unit: r for r in write_importance_across(studies, tmp_path / "out")}
+    rows = {r.unit: r for r in write_importance_across(studies, tmp_path / "out", dominant=0.5)}
     # per seed, a task's head scores divided by their sum: sst2 seeds (.25, .75) and (.75, .25) -> .5, .5;
     # mrpc (0, 1); cola (.5, .5). One FFN sub-layer: 1 for sst2 and mrpc, 0 for cola (sum 0).
     h0, h1, ffn = rows["L0.H0"], rows["L0.H1"], rows["L0.FFN"]
@@ -87,6 +87,9 @@ def test_importance_cli_and_its_refusals(studies, tmp_path, capsys):
     assert (
         main(["importance", *map(str, studies[:2]), "--dominant", "0.5", "--out", str(tmp_path / "x")]) == 2
     )
+    # two tasks by default: halfway between an even share and all of it, 0.75 (0.5 cannot tell)
+    assert main(["importance", *map(str, studies[:2]), "--out", str(tmp_path / "two")]) == 0
+    assert "share >= 0.75 of 2 tasks" in (tmp_path / "two" / "importance_across.md").read_text()
     assert (
         main(
             [

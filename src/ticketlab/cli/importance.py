@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.across import write_importance_across
+from ..experiments.across import default_dominant, write_importance_across
 
 HELP = "ticket importance across tasks and each task's share per unit, from super-ticket studies"
 
@@ -29,15 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dominant",
         type=float,
-        default=0.5,
         metavar="SHARE",
-        help="a unit is dominated by a task with at least this share (above 1/tasks; default 0.5)",
+        help="a unit is dominated by a task with at least this share (above 1/tasks; default halfway "
+        "between an even share and all: 0.75 for two tasks, 0.667 for three)",
     )
     p.add_argument("--top", type=int, default=40, metavar="N", help="units drawn per kind (default 40)")
 
 
 def run(args: argparse.Namespace) -> int:
     rows = write_importance_across(args.studies, args.out, dominant=args.dominant, top=args.top)
-    dominated = sum(r.dominant(args.dominant) is not None for r in rows)
+    threshold = args.dominant if args.dominant is not None else default_dominant(len(rows[0].score))
+    dominated = sum(r.dominant(threshold) is not None for r in rows)
     print(f"{len(rows)} units, {dominated} dominated by one task: {args.out}/importance_across.md")
     return 0

@@ -15,9 +15,10 @@ sub-layer or FFN neuron):
   task share         p_t(u) = s_t(u) / Σ_t' s_t'(u)   (sums to one over tasks; 0 for every task when
                      no task's score is positive)
 
-A unit is *dominated* by task t when p_t(u) >= `dominant` (default 0.5) and no other task's share
-is as large. Only thresholds above 1/T
-(T tasks) can tell: at 1/T or below some task always reaches it.
+A unit is *dominated* by task t when p_t(u) >= `dominant` and no other task's share is as large.
+Only thresholds above 1/T (T tasks) can tell: at 1/T or below some task always reaches it. The
+default is halfway between an even share and all of it, (1 + 1/T) / 2: 3/4 for two tasks, 2/3 for
+three.
 
     OUT/importance_across.csv   one row per unit: importance, per task its score, std, n and share
     OUT/importance_across.png   a stacked bar per unit, units by decreasing importance (one panel per
@@ -175,6 +176,11 @@ def across_tasks(tasks: dict[str, TaskScores]) -> list[UnitRow]:
     return rows
 
 
+def default_dominant(n_tasks: int) -> float:
+    """Halfway between an even share (1/T) and all of it."""
+    return (1.0 + 1.0 / n_tasks) / 2
+
+
 def check_dominant(threshold: float, n_tasks: int) -> None:
     if not 1.0 / n_tasks < threshold <= 1.0:
         raise TicketlabError(
@@ -241,12 +247,18 @@ def _markdown(tasks: dict[str, TaskScores], rows: list[UnitRow], threshold: floa
 
 
 def write_importance_across(
-    studies: Sequence[str | os.PathLike], out: str | os.PathLike, *, dominant: float = 0.5, top: int = 40
+    studies: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    dominant: float | None = None,
+    top: int = 40,
 ) -> list[UnitRow]:
-    """Read the studies, write OUT's CSV, figure and markdown (atomically), return the rows."""
+    """Read the studies, write OUT's CSV, figure and markdown (atomically), return the rows
+    (`dominant`: None for `default_dominant` of the number of tasks)."""
     if top < 1:
         raise TicketlabError(f"top must be >= 1, got {top}")
     tasks = gather(studies)
+    dominant = default_dominant(len(tasks)) if dominant is None else dominant
     check_dominant(dominant, len(tasks))
     rows = across_tasks(tasks)
     with atomic_dir(out, kind=KIND, writes=FILES, inputs=list(studies)) as tmp:
