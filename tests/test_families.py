@@ -349,3 +349,28 @@ def test_an_unregistered_family_prunes_with_targets(verb_data, tmp_path, capsys)
         assert run(capsys, *prune, "--out", tmp_path / "registered")[0] == 0
     finally:
         del ARCHS["ernie"]
+
+
+@pytest.mark.parametrize("family", ["deberta", "deberta-v2"])
+def test_ticket_sharing_keeps_a_pruned_heads_relative_position_rows(family):
+    """A task's step may not touch the rows of heads its ticket prunes, DeBERTa's relative-position
+    projections and split biases included (`Arch.head_extras`)."""
+    from ticketlab.experiments.mtl import ticket_param_masks
+
+    model = tiny(family)
+    s, arch = structure_of(model), ARCHS[model.config.model_type]
+    units = UnitMask(head=torch.ones(s.num_layers, s.num_heads, dtype=torch.bool))
+    units.head[0, 0] = False
+    masks = ticket_param_masks(model.base_model, units, s)
+    layer = model.base_model.get_submodule(arch.layers)[0]
+    extras = []
+    for name in arch.head_extras:
+        owner, _, attr = name.rpartition(".")
+        thing = getattr(layer.get_submodule(owner), attr, None)
+        extras += (
+            [thing] if isinstance(thing, torch.nn.Parameter) else [thing.weight] if thing is not None else []
+        )
+    assert extras, "the tiny config has per-head extras"
+    for p in extras:
+        rows = masks[p] if p.ndim == 1 else masks[p][:, 0]
+        assert not rows[: s.head_size].any() and rows[s.head_size :].all()

@@ -444,6 +444,9 @@ def test_crossed_masks_by_seeds_standard_error_by_hand():
         "a", "b", 0.5, "x", [0, 1, 2], [1.0, 4.0, 0.0], [], unit="mask", masks=(3, 3), grid=one_seed
     )
     assert both.p is not None and both.df == 2  # masks on both sides: their spread holds both noises
+    grid = [[1.0, -1.0], [1.0, -1.0]]  # mask means equal, the seeds not: a test, not "identical"
+    cancel = Paired("a", "b", 0.5, "x", [0, 1], [0.0, 0.0], [], unit="mask", masks=(2, 1), grid=grid)
+    assert not cancel.identical and cancel.p is not None
 
 
 def test_a_one_mask_baseline_keeps_the_false_positive_rate_at_5_percent():
@@ -690,6 +693,16 @@ def test_tamt_is_compared_with_every_imp_variant(tmp_path):
     pairs = {(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons()}
     assert {("tamt-kd", "imp/chen"), ("tamt-kd", "imp/tamt")} <= pairs
     assert not any(b == "imp" for _, b in pairs)  # no `imp` here to compare its variants with
+
+
+def test_a_variant_of_omp_is_compared_with_omp_once(tmp_path):
+    fill(
+        tmp_path / "sweep",
+        {("omp", 0.5, "x"): [80.0, 82.0, 84.0], ("omp/global", 0.5, "x"): [81.0, 83.0, 84.0]},
+        masks={"omp/global": 1},
+    )
+    comps = [(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons() if c.task == "x"]
+    assert comps == [("omp/global", "omp")]
 
 
 def test_super_tickets_are_compared_by_seed(tmp_path):

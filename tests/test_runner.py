@@ -24,6 +24,7 @@ import sweep_fakes as fakes
 from ticketlab.experiments import Store, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.runner import Runner, mask_hash
+from ticketlab.experiments.store import HOST
 from ticketlab.masking import load_mask
 
 TESTS = Path(__file__).resolve().parent
@@ -260,6 +261,37 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     changed = set(ids) - {r.id for r in expand(fakes.make_spec(b, b / "model", **kw))}
     assert changed
     assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "a")}
+
+
+def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):
+    """No re-key while a live process runs one of the store's runs (it would finish under its old
+    id), nor while a run's data is gone (its dependents would name a renamed search); the corpus's
+    settings and its files' split stay in the identity."""
+    import os
+
+    from ticketlab.experiments.plan import IDS_VERSION, rekey_store, run_id
+
+    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **kw)
+    assert sweep(tmp_path, spec).ok
+    old = _old_ids(tmp_path / "sweep")
+    some = next(iter(old.values()))
+    with Store(tmp_path / "sweep") as st:
+        st.db.execute(
+            "UPDATE runs SET status = 'running', host = ?, pid = ?, heartbeat = ? WHERE id = ?",
+            (HOST, os.getpid(), time.time(), some),
+        )
+        assert rekey_store(st) == 0 and st.get(some) is not None and not st.get_meta("ids")
+        st.db.execute("UPDATE runs SET status = 'done' WHERE id = ?", (some,))
+    shutil.move(tmp_path / "data" / "a", tmp_path / "gone")
+    with Store(tmp_path / "sweep") as st:
+        assert rekey_store(st) == 0 and set(st.statuses()) == set(old.values())
+    shutil.move(tmp_path / "gone", tmp_path / "data" / "a")
+    with Store(tmp_path / "sweep") as st:
+        assert rekey_store(st) == len(old) and st.get_meta("ids") == IDS_VERSION
+    search = next(r for r in expand(spec) if r.kind == "search" and r.config["corpus"])
+    other_column = {**search.config, "corpus": {**search.config["corpus"], "text_column": "body"}}
+    assert run_id(other_column) != search.id  # same files, another column: another run
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):

@@ -190,6 +190,30 @@ def ticket_param_masks(
                 out[module.bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
             elif name == arch.ffn_out and units.ffn is not None and not bool(units.ffn[layer]):
                 out[module.bias] = False  # a pruned FFN sub-layer's output bias goes with it
+        out.update(_head_extras(encoder, arch, layer, units.head[layer], structure.head_size))
+    return out
+
+
+def _head_extras(encoder: nn.Module, arch, layer: int, heads: Tensor, head_size: int) -> dict:
+    """The per-head rows outside Q/K/V a pruned head also owns (DeBERTa's relative-position
+    projections and split biases: `Arch.head_extras`), by parameter."""
+    rows = heads.repeat_interleave(head_size)  # [H·dh]
+    out: dict[nn.Parameter, StepMask] = {}
+    for name in arch.head_extras:
+        try:
+            extra = encoder.get_submodule(f"{arch.layers}.{layer}").get_parameter(name)
+        except AttributeError:  # a parameter of a module
+            extra = None
+        if extra is not None:  # q_bias, v_bias: [H·dh]
+            out[extra] = rows.clone()
+            continue
+        try:
+            module = encoder.get_submodule(f"{arch.layers}.{layer}.{name}")
+        except AttributeError:  # not in this configuration (DeBERTa-v3 shares its key projection)
+            continue
+        out[module.weight] = rows[:, None].expand_as(module.weight).clone()
+        if module.bias is not None:
+            out[module.bias] = rows.clone()
     return out
 
 

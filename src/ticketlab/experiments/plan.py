@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..files import content_key, safe_component
@@ -31,7 +33,9 @@ from .adapters import finetune_non_result
 from .spec import SweepSpec
 
 PLAN_VERSION = 1  # in every id's hash; ids without paths are told apart by the store's meta `ids`
-IDS_VERSION = 2  # 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`)
+# 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`); 3: the corpus's
+# other settings (text column, dev fraction) and file names per split back in the identity
+IDS_VERSION = 3
 LOCATED = ("model", "corpus", "data")  # config fields that are paths, each with its key in `inputs`
 KINDS = ("search", "pretrain-eval", "finetune")
 
@@ -80,13 +84,23 @@ FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "sea
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """What a run's id hashes: its config, less the paths of the inputs whose content key it holds
-    (`inputs`). A hub id, or a config without keys (a super-ticket study's rows), keeps its names."""
+    """What a run's id hashes: its config, with the paths of the inputs whose content key it holds
+    (`inputs`) left out. A corpus keeps its other settings (text column, dev fraction) and its files'
+    names per split (a file moved from train to dev changes what each split reads); a hub id, or a
+    config without keys (a super-ticket study's rows), keeps its names."""
     keys = config.get("inputs") or {}
     out = {k: v for k, v in config.items() if not (k in LOCATED and keys.get(k) is not None)}
+    corpus = config.get("corpus")
+    if keys.get("corpus") is not None and isinstance(corpus, dict):
+        out["corpus"] = {k: _names(v) if k in ("train", "dev") else v for k, v in corpus.items()}
     if isinstance(out.get("source"), dict) and keys.get("data") is not None:  # a per-task search's
         out["source"] = {k: v for k, v in out["source"].items() if k != "data"}
     return out
+
+
+def _names(paths: Any) -> Any:
+    """File names without their folders (a list of paths, or whatever else a config holds)."""
+    return [Path(p).name for p in paths] if isinstance(paths, list) else paths
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -266,31 +280,41 @@ def expand(spec: SweepSpec) -> list[Run]:
 
 
 def rekey_store(store: Any) -> int:
-    """Re-key the runs of a store made when ids hashed the inputs' absolute paths (meta `ids` below
-    `IDS_VERSION`): each id becomes `run_id` of its config, the task data's content key (those runs
-    did not record it) read from the data at the recorded path now, and every reference follows (a
-    fine-tuning's mask, deps, the plan, the studies). A run whose data is gone keeps its old id: a
-    sweep runs it again. Nothing else changes; one transaction. Returns how many runs got a new id."""
+    """Re-key the runs of a store whose ids an earlier identity made (meta `ids` below
+    `IDS_VERSION`; version 1 hashed the inputs' absolute paths): each id becomes `run_id` of its
+    config (the task data's content key, which version-1 runs did not record, read from the data at
+    the recorded path now), and every reference follows (a fine-tuning's mask, deps, the plan, the
+    studies). All or nothing, in one transaction: not while a live process runs one of its runs (it
+    would finish under its old id), and not when a run's data is gone (its dependents would point at
+    a renamed search; a store carried elsewhere is re-keyed where its data is). Returns how many
+    runs got a new id."""
     if store.readonly or (store.get_meta("ids") or 1) >= IDS_VERSION:
         return 0
+    from .store import owner_gone
+
     with store.transaction() as db:
-        rows = db.execute("SELECT id, kind, config, deps, status FROM runs").fetchall()
+        rows = db.execute("SELECT * FROM runs").fetchall()
+        now = time.time()
+        if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
+            return 0
         new: dict[str, str] = {}  # old id -> new id
+        updates = []
         # Searches first: the other runs name them.
         for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            moved = _rekeyed(row, new)
-            if moved is None:
-                continue
-            run_id_, config, deps = moved
-            taken = db.execute("SELECT status FROM runs WHERE id = ?", (run_id_,)).fetchone()
-            if taken is not None and taken["status"] == "done":
-                continue  # both ran: the old row stays beside it, unreferenced by the plan
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id_,))
+            try:
+                moved = _rekeyed(row, new)
+            except _Unkeyable:
+                return 0
+            if moved is not None:
+                new[row["id"]] = moved[0]
+                updates.append((row["id"], *moved))
+        if len(set(new.values())) < len(new) or set(new.values()) & (set(r["id"] for r in rows) - set(new)):
+            return 0  # two runs would become one: leave the store as it is rather than guess
+        for old, run_id_, config, deps in updates:
             db.execute(
                 "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
-                (run_id_, json.dumps(config, sort_keys=True), json.dumps(deps), row["id"]),
+                (run_id_, json.dumps(config, sort_keys=True), json.dumps(deps), old),
             )
-            new[row["id"]] = run_id_
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('plan', 'studies')"))
         if "plan" in meta:
             plan = [new.get(i, i) for i in json.loads(meta["plan"])]
@@ -300,6 +324,10 @@ def rekey_store(store: Any) -> int:
             db.execute("UPDATE meta SET value = ? WHERE key = 'studies'", (json.dumps(studies),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('ids', ?)", (json.dumps(IDS_VERSION),))
     return len(new)
+
+
+class _Unkeyable(Exception):
+    """A run whose new id cannot be computed here (its data is gone)."""
 
 
 def _rekeyed(row: Any, new: dict[str, str]) -> tuple[str, dict[str, Any], list[str]] | None:
@@ -316,7 +344,7 @@ def _rekeyed(row: Any, new: dict[str, str]) -> tuple[str, dict[str, Any], list[s
     if data is not False and "data" not in config["inputs"]:
         key = content_key([data]) if data is not None else None
         if data is not None and key is None:
-            return None  # the data is not here any more
+            raise _Unkeyable(row["id"])  # the data is not here any more
         config["inputs"]["data"] = key
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]

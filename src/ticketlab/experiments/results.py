@@ -223,8 +223,9 @@ class Paired:
 
     @property
     def identical(self) -> bool:
-        """Both methods scored exactly the same on every seed: nothing to test."""
-        return all(d == 0 for d in self.diffs)
+        """Both methods scored exactly the same on every seed (every cell of the grid): nothing to test."""
+        cells = [d for row in self.grid for d in row] if self.grid is not None else self.diffs
+        return all(d == 0 for d in cells)
 
     @property
     def mde(self) -> float | None:
@@ -518,6 +519,7 @@ class SweepResults:
         # winning tickets against random and losing ones of the same level (Liang et al. Fig. 4)
         if "st-winning" in pruned:
             pairs += [("st-winning", m) for m in ("st-random", "st-losing") if m in pruned]
+        pairs = list(dict.fromkeys(pairs))  # `omp/x` is both a pruned method and OMP's variant
         out = []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
