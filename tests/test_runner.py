@@ -241,10 +241,13 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     moved = fakes.make_spec(b, b / "model", **kw)
     assert moved.model != spec.model and [r.id for r in expand(moved)] == ids
     assert sweep(b, moved).ran == []
-    # A store of before: ids of paths. The sweep re-keys it and finds everything done.
+    # A store of before: ids of paths. A dry run says so; the sweep re-keys it and finds everything done.
     before = fakes.calls(a / "sweep")
     old = _old_ids(a / "sweep")
     assert set(old.values()).isdisjoint(ids)
+    said: list[str] = []
+    Runner(spec, a / "sweep", log=said.append, dry_run=True).store.close()
+    assert any("run ids of an earlier ticketlab" in line and "dry run" in line for line in said)
     log: list[str] = []
     assert run_sweep(spec, a / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
     assert any("re-keyed" in line for line in log) and fakes.calls(a / "sweep") == before
