@@ -308,12 +308,14 @@ def rekey_store(store: Any) -> int:
             if moved is not None:
                 new[row["id"]] = moved[0]
                 updates.append((row["id"], *moved))
-        if len(set(new.values())) < len(new) or set(new.values()) & (set(r["id"] for r in rows) - set(new)):
+        if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
             return 0  # two runs would become one: leave the store as it is rather than guess
+        for old, *_ in updates:  # two steps: a new id may be another run's old one
+            db.execute("UPDATE runs SET id = ? WHERE id = ?", (f"rekey:{old}", old))
         for old, run_id_, config, deps in updates:
             db.execute(
                 "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
-                (run_id_, json.dumps(config, sort_keys=True), json.dumps(deps), old),
+                (run_id_, json.dumps(config, sort_keys=True), json.dumps(deps), f"rekey:{old}"),
             )
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('plan', 'studies')"))
         if "plan" in meta:
