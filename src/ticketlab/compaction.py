@@ -69,6 +69,20 @@ def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
         return prune_linear_layer(linear, index, dim).to(linear.weight.dtype)
 
 
+def head_extras(layer: nn.Module, arch: Any) -> list[tuple[nn.Module, str, nn.Linear | nn.Parameter]]:
+    """The per-head rows [H·dh] of one layer outside Q/K/V (`Arch.head_extras`: DeBERTa's
+    relative-position projections and split biases) that this configuration has, as (owner,
+    attribute, Linear or 1-D parameter): what compaction slices and ticket sharing masks."""
+    out = []
+    for name in arch.head_extras:
+        parent, _, attr = name.rpartition(".")
+        owner = layer.get_submodule(parent)
+        extra = getattr(owner, attr, None)  # None: not in this configuration (DeBERTa-v3 shares keys)
+        if isinstance(extra, (nn.Linear, nn.Parameter)):
+            out.append((owner, attr, extra))
+    return out
+
+
 def _compact_heads(layer: nn.Module, keep: Tensor, structure: Structure) -> None:
     """Keep the heads flagged in `keep` (bool [H]) of one layer (`Arch`: which modules, attributes)."""
     arch, dh = structure.arch, structure.head_size
@@ -81,13 +95,10 @@ def _compact_heads(layer: nn.Module, keep: Tensor, structure: Structure) -> None
     rows = torch.nonzero(structure.head_rows(keep)).flatten()
     for name in arch.qkv:
         layer.set_submodule(name, _slice(layer.get_submodule(name), rows, dim=0))
-    for name in arch.head_extras:  # DeBERTa's relative-position projections and split biases
-        parent, _, attr = name.rpartition(".")
-        owner = layer.get_submodule(parent)
-        extra = getattr(owner, attr, None)
+    for owner, attr, extra in head_extras(layer, arch):  # DeBERTa's relative-position projections
         if isinstance(extra, nn.Linear):
             setattr(owner, attr, _slice(extra, width, dim=0))
-        elif isinstance(extra, nn.Parameter):
+        else:  # a split bias [H·dh]
             setattr(owner, attr, nn.Parameter(extra.detach()[width].clone(), extra.requires_grad))
     attention = layer.get_submodule(arch.attention)
     for attr, what in arch.head_attrs:

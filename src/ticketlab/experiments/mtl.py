@@ -42,6 +42,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from ..compaction import head_extras
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
@@ -195,25 +196,17 @@ def ticket_param_masks(
 
 
 def _head_extras(encoder: nn.Module, arch, layer: int, heads: Tensor, head_size: int) -> dict:
-    """The per-head rows outside Q/K/V a pruned head also owns (DeBERTa's relative-position
-    projections and split biases: `Arch.head_extras`), by parameter."""
+    """The per-head rows outside Q/K/V a pruned head also owns (`compaction.head_extras`), by
+    parameter."""
     rows = heads.repeat_interleave(head_size)  # [H·dh]
     out: dict[nn.Parameter, StepMask] = {}
-    for name in arch.head_extras:
-        try:
-            extra = encoder.get_submodule(f"{arch.layers}.{layer}").get_parameter(name)
-        except AttributeError:  # a parameter of a module
-            extra = None
-        if extra is not None:  # q_bias, v_bias: [H·dh]
+    for _, _, extra in head_extras(encoder.get_submodule(f"{arch.layers}.{layer}"), arch):
+        if isinstance(extra, nn.Parameter):  # q_bias, v_bias: [H·dh]
             out[extra] = rows.clone()
             continue
-        try:
-            module = encoder.get_submodule(f"{arch.layers}.{layer}.{name}")
-        except AttributeError:  # not in this configuration (DeBERTa-v3 shares its key projection)
-            continue
-        out[module.weight] = rows[:, None].expand_as(module.weight).clone()
-        if module.bias is not None:
-            out[module.bias] = rows.clone()
+        out[extra.weight] = rows[:, None].expand_as(extra.weight).clone()
+        if extra.bias is not None:
+            out[extra.bias] = rows.clone()
     return out
 
 

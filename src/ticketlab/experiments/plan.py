@@ -279,6 +279,11 @@ def expand(spec: SweepSpec) -> list[Run]:
     return runs
 
 
+def ids_outdated(store: Any) -> bool:
+    """Whether a store's run ids were made by an earlier identity (meta `ids` below `IDS_VERSION`)."""
+    return (store.get_meta("ids") or 1) < IDS_VERSION
+
+
 def rekey_store(store: Any) -> int:
     """Re-key the runs of a store whose ids an earlier identity made (meta `ids` below
     `IDS_VERSION`; version 1 hashed the inputs' absolute paths): each id becomes `run_id` of its
@@ -288,7 +293,7 @@ def rekey_store(store: Any) -> int:
     would finish under its old id), and not when a run's data is gone (its dependents would point at
     a renamed search; a store carried elsewhere is re-keyed where its data is). Returns how many
     runs got a new id."""
-    if store.readonly or (store.get_meta("ids") or 1) >= IDS_VERSION:
+    if store.readonly or not ids_outdated(store):
         return 0
     from .store import owner_gone
 

@@ -627,10 +627,10 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 def _rekey(sweep_dir: Path) -> None:
     """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
     plan finds its runs; a store that cannot be written is read as it is."""
-    from .plan import IDS_VERSION, rekey_store
+    from .plan import ids_outdated, rekey_store
 
     with Store(sweep_dir, readonly=True) as store:
-        if (store.get_meta("ids") or 1) >= IDS_VERSION or not store.statuses():
+        if not ids_outdated(store) or not store.statuses():
             return
     try:
         with Store(sweep_dir) as store:

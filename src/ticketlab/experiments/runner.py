@@ -49,7 +49,7 @@ from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob, base_method
-from .plan import IDS_VERSION, Run, expand, input_keys, pct, rekey_store
+from .plan import Run, expand, ids_outdated, input_keys, pct, rekey_store
 from .spec import SweepSpec, spec_json
 from .store import HOST, RunRecord, Store
 
@@ -183,7 +183,7 @@ class Runner:
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
         if n := rekey_store(self.store):
             log(f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie")
-        elif (self.store.get_meta("ids") or 1) < IDS_VERSION and self.store.statuses():
+        elif ids_outdated(self.store) and self.store.statuses():
             why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
             log(
                 f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
