@@ -328,7 +328,11 @@ def train(
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
         hooks = (eval_fn, after_step, extra_state)
         with logs_above_bars():  # dev evaluations print above the bar
-            return _train(model, params, dataset, collate_fn, loss_fn, config, out, hooks, acc, resume)
+            loop = _Loop(model, params, (dataset, collate_fn, loss_fn), config, out, hooks, acc)
+            if resume:
+                loop.resume()
+            loop.open_log()
+            return loop.run()
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -410,81 +414,172 @@ def _time_up(started: float, config: TrainConfig, acc: Accelerator) -> bool:
     return bool(up[0])
 
 
-def _train(
-    model: nn.Module,
-    params: Iterable[Any],
-    dataset: Sequence[Any],
-    collate_fn: CollateFn,
-    loss_fn: LossFn,
-    config: TrainConfig,
-    out: Path | None,
-    hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any],
-    acc: Accelerator,
-    resume: bool,
-) -> TrainResult:
-    eval_fn, after_step, extra_state = hooks
-    started = time.monotonic()
-    seed_everything(config.seed)
-    raw_model = model
-    # bf16 parameters: stochastic rounding; `fused` is torch's kernel for the others
-    optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
-    scheduler = make_scheduler(optimizer, config)
-    loss_module = _LossModule(model, loss_fn)
-    if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
-        loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
-    model, optimizer = acc.prepare(loss_module, optimizer)
-    if config.optimizer_in_backward:
-        if acc.num_processes > 1:  # DDP averages the gradients only after the backward
-            raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
-        step_in_backward(optimizer)
-    state = TrainState(0, raw_model, optimizer, acc, config, scheduler)
-    result = TrainResult(steps=0)
+@dataclass
+class _Window:
+    """What the loop accumulates between two log lines (losses per key) or over one piece (tokens,
+    time: the console's throughput)."""
 
-    ckpt = out / CHECKPOINT if out is not None else None
-    if ckpt is not None and resume and ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        load_trainable_state(raw_model, saved["model"], ckpt)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+    values: dict[str, list[float]] = field(default_factory=dict)
+    tokens: int = 0
+    time: float = 0.0
+
+    def add(self, tokens: int, took: float) -> None:
+        self.tokens, self.time = self.tokens + tokens, self.time + took
+
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.time if self.time > 0 else None
+
+
+class _Loop:
+    """One call of `train`: the prepared model and optimizer, the checkpoint, the log and the loop.
+    Each method is one part of a step; `run` strings them together."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        params: Iterable[Any],
+        data: tuple[Sequence[Any], CollateFn, LossFn],
+        config: TrainConfig,
+        out: Path | None,
+        hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any],
+        acc: Accelerator,
+    ):
+        self.dataset, self.collate_fn, loss_fn = data
+        self.eval_fn, self.after_step, self.extra_state = hooks
+        self.config, self.out, self.acc = config, out, acc
+        self.started = time.monotonic()
+        seed_everything(config.seed)
+        self.raw_model = model
+        # bf16 parameters: stochastic rounding; `fused` is torch's kernel for the others
+        optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
+        self.scheduler = make_scheduler(optimizer, config)
+        loss_module = _LossModule(model, loss_fn)
+        if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
+            loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
+        self.model, self.optimizer = acc.prepare(loss_module, optimizer)
+        if config.optimizer_in_backward:
+            if acc.num_processes > 1:  # DDP averages the gradients only after the backward
+                raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
+            step_in_backward(self.optimizer)
+        self.state = TrainState(0, model, self.optimizer, acc, config, self.scheduler)
+        self.result = TrainResult(steps=0)
+        self.ckpt = out / CHECKPOINT if out is not None else None
+        self.log_file: Any = None
+        self.window, self.piece = _Window(), _Window()  # since the last log line; this call
+
+    # ------------------------------------------------------------------ checkpoint and log
+
+    def resume(self) -> None:
+        """Go on from the checkpoint, if there is one: weights, optimizer, schedule, RNG, result."""
+        if self.ckpt is None or not self.ckpt.is_file():
+            return
+        saved = load_checkpoint(self.ckpt)
+        load_trainable_state(self.raw_model, saved["model"], self.ckpt)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
-        if extra_state is not None:
-            extra_state[1](saved.get("extra", {}))
-        result = TrainResult(**saved["result"])
-        result.stopped = False  # a new piece
-        result.resumed_from = state.step = saved["step"]
-    if out is not None and acc.is_main_process:
-        _truncate_log(out / LOG, state.step)
+        if self.extra_state is not None:
+            self.extra_state[1](saved.get("extra", {}))
+        self.result = TrainResult(**saved["result"])
+        self.result.stopped = False  # a new piece
+        self.result.resumed_from = self.state.step = saved["step"]
 
-    def save_checkpoint() -> None:
-        if ckpt is None or not acc.is_main_process:
+    def open_log(self) -> None:
+        if self.out is not None and self.acc.is_main_process:
+            _truncate_log(self.out / LOG, self.state.step)
+            self.log_file = open(self.out / LOG, "a")  # noqa: SIM115 (closed by run)
+
+    def save_checkpoint(self) -> None:
+        if self.ckpt is None or not self.acc.is_main_process:
             return
         payload = {
-            "step": state.step,
-            "model": _trainable_state(raw_model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "step": self.state.step,
+            "model": _trainable_state(self.raw_model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(),
-            "extra": extra_state[0]() if extra_state is not None else {},
-            "result": result.to_dict(),
+            "extra": self.extra_state[0]() if self.extra_state is not None else {},
+            "result": self.result.to_dict(),
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
-        atomic_write_bytes(ckpt, buf.getvalue())
+        atomic_write_bytes(self.ckpt, buf.getvalue())
 
-    log_file = open(out / LOG, "a") if out is not None and acc.is_main_process else None  # noqa: SIM115
+    def log(self, record: dict[str, Any]) -> None:
+        if self.log_file is not None:
+            self.log_file.write(to_json(record) + "\n")
+            self.log_file.flush()
 
-    def log(record: dict[str, Any]) -> None:
-        if log_file is not None:
-            log_file.write(to_json(record) + "\n")
-            log_file.flush()
+    # ------------------------------------------------------------------ one step
 
-    def evaluate() -> dict[str, Any]:
-        raw_model.eval()
-        metrics = [eval_fn(raw_model) if acc.is_main_process else None]
-        raw_model.train()
-        if acc.num_processes > 1:
+    def micro_batch(self, micro_step: int) -> Batch:
+        """This process's share of micro-batch `micro_step`, on the device."""
+        config, n = self.config, len(self.dataset)
+        rank, world = self.acc.process_index, self.acc.num_processes
+        idx, epoch = batch_indices(n, config.batch_size // config.grad_accum, micro_step, config.seed)
+        mine = [idx[i] for i in range(len(idx)) if i * world // len(idx) == rank] if world > 1 else idx
+        batch = self.collate_fn(
+            [self.dataset[i] for i in mine], [example_seed(config.seed, epoch, i) for i in mine]
+        )
+        return batch
+
+    def accumulate(self) -> int:
+        """Forward and backward over the step's micro-batches; returns the step's tokens (all
+        processes). Gradients are all-reduced once per optimizer step, on the last micro-batch."""
+        config, acc, tokens = self.config, self.acc, 0
+        for a in range(config.grad_accum):
+            batch = self.micro_batch(self.state.step * config.grad_accum + a)
+            tokens += _batch_tokens(batch) * acc.num_processes
+            batch = {k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            last = a == config.grad_accum - 1
+            with contextlib.nullcontext() if last else acc.no_sync(self.model), acc.autocast():
+                out = self.model(batch)
+                loss, logs = out if isinstance(out, tuple) else (out, {})
+                acc.backward(loss / config.grad_accum)
+            for k, v in {"loss": float(loss.detach()), **logs}.items():
+                self.window.values.setdefault(k, []).append(float(v))
+        return tokens
+
+    def optimizer_step(self) -> None:
+        config = self.config
+        _check_finite_loss(
+            self.window.values["loss"][-config.grad_accum :], self.state.step + 1, config, self.acc, self.ckpt
+        )
+        if config.max_grad_norm is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self.acc.clip_grad_norm_(params, config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        if self.after_step is not None:
+            self.after_step(self.state)
+
+    def log_window(self, bar: Any) -> None:
+        """The mean training losses since the last line, the learning rate and the throughput."""
+        means = {k: sum(v) / len(v) for k, v in self.window.values.items()}
+        bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+        speed = self.window.tokens_per_s()
+        self.log(
+            {
+                "step": self.state.step,
+                "lr": self.scheduler.get_last_lr()[0],
+                **means,
+                "time_s": round(self.result.train_time_s, 3),
+                "tokens_per_s": round(speed, 1) if speed is not None else None,
+            }
+        )
+        self.window = _Window()
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score on dev (main process; the others receive it), track the best, log it."""
+        config, result = self.config, self.result
+        self.raw_model.eval()
+        metrics = [self.eval_fn(self.raw_model) if self.acc.is_main_process else None]
+        self.raw_model.train()
+        if self.acc.num_processes > 1:
             broadcast_object_list(metrics)
-        record = {"step": state.step, **metrics[0]}
+        record = {"step": self.state.step, **metrics[0]}
         result.history.append(record)
         if config.metric is not None:
             if config.metric not in record:
@@ -492,105 +587,73 @@ def _train(
             better = (lambda a, b: a > b) if config.greater_is_better else (lambda a, b: a < b)
             if result.best is None or better(record[config.metric], result.best[config.metric]):
                 result.best = record
-        log({"eval": record})
-        if config.progress and acc.is_main_process:  # on the console too, not only in the log file
-            speed = piece_tokens / piece_time if piece_time > 0 else None
-            log_.info(_eval_line(config.desc, record, config.max_steps, speed))
+        self.log({"eval": record})
+        if config.progress and self.acc.is_main_process:  # on the console too, not only in the log file
+            log_.info(_eval_line(config.desc, record, config.max_steps, self.piece.tokens_per_s()))
         return record
 
-    micro = config.batch_size // config.grad_accum
-    rank, world = acc.process_index, acc.num_processes
-    bar = progress_bar(
-        total=config.max_steps,
-        initial=state.step,
-        desc=config.desc,
-        disable=not (config.progress and acc.is_local_main_process),
-        dynamic_ncols=True,
-    )
-    window: dict[str, list[float]] = {}
-    window_tokens, window_time = 0, 0.0
-    piece_tokens, piece_time = 0, 0.0  # this call's throughput, for the console
-    model.train()
-    try:
-        while state.step < config.max_steps:
-            t0 = time.perf_counter()
-            step_tokens = 0
-            for a in range(config.grad_accum):
-                idx, epoch = batch_indices(
-                    len(dataset), micro, state.step * config.grad_accum + a, config.seed
-                )
-                mine = (
-                    [idx[i] for i in range(len(idx)) if i * world // len(idx) == rank] if world > 1 else idx
-                )
-                batch = collate_fn(
-                    [dataset[i] for i in mine], [example_seed(config.seed, epoch, i) for i in mine]
-                )
-                step_tokens += _batch_tokens(batch) * world
-                batch = {k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-                # Gradients are all-reduced once per optimizer step, on the last micro-batch.
-                last = a == config.grad_accum - 1
-                with contextlib.nullcontext() if last else acc.no_sync(model), acc.autocast():
-                    out_ = model(batch)
-                    loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
-                    acc.backward(loss / config.grad_accum)
-                for k, v in {"loss": float(loss.detach()), **logs}.items():
-                    window.setdefault(k, []).append(float(v))
-            _check_finite_loss(window["loss"][-config.grad_accum :], state.step + 1, config, acc, ckpt)
-            if config.max_grad_norm is not None:
-                acc.clip_grad_norm_(
-                    [p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm
-                )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            if after_step is not None:
-                after_step(state)
-            took = time.perf_counter() - t0
-            result.train_time_s += took
-            result.tokens += step_tokens
-            window_tokens, window_time = window_tokens + step_tokens, window_time + took
-            piece_tokens, piece_time = piece_tokens + step_tokens, piece_time + took
-            result.steps = state.step
-            bar.update(1)
-            if state.step % config.log_every == 0 or state.step == config.max_steps:
-                means = {k: sum(v) / len(v) for k, v in window.items()}
-                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
-                log(
-                    {
-                        "step": state.step,
-                        "lr": scheduler.get_last_lr()[0],
-                        **means,
-                        "time_s": round(result.train_time_s, 3),
-                        "tokens_per_s": round(window_tokens / window_time, 1) if window_time > 0 else None,
-                    }
-                )
-                window.clear()
-                window_tokens, window_time = 0, 0.0
-            if eval_fn is not None and config.eval_every and state.step % config.eval_every == 0:
-                last = evaluate()
-                if config.metric is not None and result.best is not None:
-                    # the last dev score and the best so far
-                    bar.set_description(
-                        f"{config.desc} {config.metric}={last[config.metric]:.4g}"
-                        f" (best {result.best[config.metric]:.4g})"
-                    )
-            if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
-                save_checkpoint()
-            if state.step < config.max_steps and _time_up(started, config, acc):
-                result.stopped = True  # the next call goes on from this checkpoint
-                save_checkpoint()
-                break
-        if not result.stopped:
-            if eval_fn is not None and (not result.history or result.history[-1]["step"] != state.step):
-                evaluate()
-            result.final = result.history[-1] if result.history else None
-            save_checkpoint()
-            if out is not None and acc.is_main_process:
-                atomic_write_json(out / RESULT, result.to_dict())
-    finally:
-        bar.close()
-        if log_file is not None:
-            log_file.close()
-    acc.wait_for_everyone()
-    return result
+    def after_eval(self, bar: Any, record: dict[str, Any]) -> None:
+        metric, best = self.config.metric, self.result.best
+        if metric is not None and best is not None:  # the last dev score and the best so far
+            bar.set_description(f"{self.config.desc} {metric}={record[metric]:.4g} (best {best[metric]:.4g})")
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self, bar: Any) -> bool:
+        """One optimizer step with its logging, evaluation and checkpoint; False when the piece's
+        time is up (checkpointed, `result.stopped`)."""
+        config, state, result = self.config, self.state, self.result
+        t0 = time.perf_counter()
+        tokens = self.accumulate()
+        self.optimizer_step()
+        took = time.perf_counter() - t0
+        result.train_time_s += took
+        result.tokens += tokens
+        self.window.add(tokens, took)
+        self.piece.add(tokens, took)
+        result.steps = state.step
+        bar.update(1)
+        if state.step % config.log_every == 0 or state.step == config.max_steps:
+            self.log_window(bar)
+        if self.eval_fn is not None and config.eval_every and state.step % config.eval_every == 0:
+            self.after_eval(bar, self.evaluate())
+        if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
+            self.save_checkpoint()
+        if state.step < config.max_steps and _time_up(self.started, config, self.acc):
+            result.stopped = True  # the next call goes on from this checkpoint
+            self.save_checkpoint()
+            return False
+        return True
+
+    def finish(self) -> None:
+        """The last evaluation (unless the last step had one), the final checkpoint and the result."""
+        result = self.result
+        if self.eval_fn is not None and (not result.history or result.history[-1]["step"] != self.state.step):
+            self.evaluate()
+        result.final = result.history[-1] if result.history else None
+        self.save_checkpoint()
+        if self.out is not None and self.acc.is_main_process:
+            atomic_write_json(self.out / RESULT, result.to_dict())
+
+    def run(self) -> TrainResult:
+        config = self.config
+        bar = progress_bar(
+            total=config.max_steps,
+            initial=self.state.step,
+            desc=config.desc,
+            disable=not (config.progress and self.acc.is_local_main_process),
+            dynamic_ncols=True,
+        )
+        self.model.train()
+        try:
+            while self.state.step < config.max_steps:
+                if not self.step(bar):
+                    break
+            if not self.result.stopped:
+                self.finish()
+        finally:
+            bar.close()
+            if self.log_file is not None:
+                self.log_file.close()
+        self.acc.wait_for_everyone()
+        return self.result
