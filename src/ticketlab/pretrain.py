@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
 from .data.corpus import (
@@ -63,6 +64,7 @@ from .training import (
     CHECKPOINT,
     RESULT,
     TrainConfig,
+    TrainResult,
     load_checkpoint,
     make_accelerator,
     seed_everything,
@@ -335,44 +337,57 @@ def pretrain(
         )
         return {k: r[k] for k in ("mlm_loss", "mlm_acc")}
 
-    warmup = config.warmup_steps if config.warmup_steps is not None else round(0.06 * steps)
     finished_before = (work / RESULT).is_file()
     limit = None
     if config.max_minutes is not None:  # what is left of the piece after reading the data
         limit = max(1e-3, 60 * config.max_minutes - (time.monotonic() - started))
-    on_gpu = torch.cuda.is_available()
     result = train(
         model,
         model.parameters(),
         data.train,
         collator,
         pretraining_loss("mlm"),
-        TrainConfig(
-            max_steps=steps,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            warmup_steps=min(warmup, steps - 1),
-            max_grad_norm=config.max_grad_norm,
-            mixed_precision=config.precision(),
-            fused=on_gpu if config.fused is None else config.fused,
-            compile=config.compile,
-            time_limit_s=limit,
-            eval_every=config.eval_every or max(1, steps // 10),
-            save_every=config.save_every,
-            seed=config.seed,
-            metric="mlm_loss",
-            greater_is_better=False,
-            progress=config.progress,
-            desc="pretrain",
-        ),
+        _train_config(config, steps, limit),
         out_dir=work,
         eval_fn=eval_fn,
     )
     if finished_before:  # trained before the output was written: the weights are in the last checkpoint
         model.load_state_dict(load_checkpoint(work / CHECKPOINT)["model"], strict=False)
+    summary = _summary(result, out, steps, entropy, model)
+    if result.stopped:  # the checkpoint in `work` is where the next piece starts
+        return summary
+    _write_output(model, tok, out, config, data, summary, work)
+    return summary
+
+
+def _train_config(config: PretrainConfig, steps: int, limit: float | None) -> TrainConfig:
+    """The training loop's settings for `steps` steps of pre-training (6% warm-up unless set; fused
+    AdamW on a GPU unless set; ten evaluations unless set)."""
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(0.06 * steps)
+    return TrainConfig(
+        max_steps=steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=min(warmup, steps - 1),
+        max_grad_norm=config.max_grad_norm,
+        mixed_precision=config.precision(),
+        fused=torch.cuda.is_available() if config.fused is None else config.fused,
+        compile=config.compile,
+        time_limit_s=limit,
+        eval_every=config.eval_every or max(1, steps // 10),
+        save_every=config.save_every,
+        seed=config.seed,
+        metric="mlm_loss",
+        greater_is_better=False,
+        progress=config.progress,
+        desc="pretrain",
+    )
+
+
+def _summary(result: TrainResult, out: Path, steps: int, entropy: float, model: nn.Module) -> PretrainResult:
     last = result.final or (result.history[-1] if result.history else {})
-    summary = PretrainResult(
+    return PretrainResult(
         out_dir=str(out),
         steps=result.steps,
         train_time_s=round(result.train_time_s, 2),
@@ -384,10 +399,6 @@ def pretrain(
         max_steps=steps,
         stopped=result.stopped,
     )
-    if result.stopped:  # the checkpoint in `work` is where the next piece starts
-        return summary
-    _write_output(model, tok, out, config, data, summary, work)
-    return summary
 
 
 def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: PretrainResult, work: Path) -> None:
