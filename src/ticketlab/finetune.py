@@ -368,33 +368,92 @@ def task_objective(
     if spec.kind == "squad" and select_fraction is not None:
         raise ConfigError("select_fraction is for GLUE-style tasks, not SQuAD")
     if spec.kind == "squad":
-        train_set, train_ex = load_squad_features(
-            spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
+        squad = (doc_stride, n_best, max_answer_length)
+        return _squad_objective(
+            spec,
+            tokenizer,
+            data_dir,
+            max_length,
+            (train_samples, data_seed, eval_samples),
+            eval_batch_size,
+            metric,
+            squad,
         )
-        chosen = _subset(len(train_ex), train_samples, data_seed)
-        if chosen is not None:  # keep every window of the chosen questions
-            keep = np.isin(train_set.columns["example_index"], chosen)
-            train_set = train_set.subset(np.flatnonzero(keep).tolist())
-        dev_set, dev_ex = load_squad_features(
-            spec, data_dir, spec.eval_splits[0], tokenizer, max_length, doc_stride, train=False
-        )
-        if eval_samples is not None and eval_samples < len(dev_ex):
-            dev_ex = dev_ex.head(eval_samples)
-            keep = dev_set.columns["example_index"] < eval_samples
-            dev_set = dev_set.subset(np.flatnonzero(keep).tolist())
-        inputs = pad_collate(tokenizer, columns=MODEL_INPUTS)
-        return TaskObjective(
-            spec=spec,
-            dataset=train_set,
-            collate_fn=pad_collate(tokenizer, columns=(*MODEL_INPUTS, "start_positions", "end_positions")),
-            loss_fn=span_loss,
-            eval_fn=_squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
-            metric=metric,
-            n_train=len(chosen) if chosen is not None else len(train_ex),
-            n_dev={spec.eval_splits[0]: len(dev_ex)},
-            skipped={"train": train_ex.skipped, spec.eval_splits[0]: dev_ex.skipped},
-        )
+    return _glue_objective(
+        spec,
+        tokenizer,
+        data_dir,
+        max_length,
+        (train_samples, data_seed, eval_samples),
+        eval_batch_size,
+        metric,
+        (select_fraction, select_seed),
+    )
 
+
+# --------------------------------------------------------------------------- the model
+
+
+# Norm layers a task head may hold (ModernBERT's has a LayerNorm without bias): weight 1, bias 0.
+_NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
+
+Sizes = tuple[int | None, int, int | None]  # (train_samples, data_seed, eval_samples)
+
+
+def _squad_objective(
+    spec: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None,
+    max_length: int,
+    sizes: Sizes,
+    eval_batch_size: int,
+    metric: str,
+    squad: tuple[int, int, int],
+) -> TaskObjective:
+    """SQuAD: windows of `max_length` with `doc_stride`; a subset keeps every window of its questions."""
+    (train_samples, data_seed, eval_samples), (doc_stride, n_best, max_answer_length) = sizes, squad
+    train_set, train_ex = load_squad_features(
+        spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
+    )
+    chosen = _subset(len(train_ex), train_samples, data_seed)
+    if chosen is not None:  # keep every window of the chosen questions
+        keep = np.isin(train_set.columns["example_index"], chosen)
+        train_set = train_set.subset(np.flatnonzero(keep).tolist())
+    split = spec.eval_splits[0]
+    dev_set, dev_ex = load_squad_features(
+        spec, data_dir, split, tokenizer, max_length, doc_stride, train=False
+    )
+    if eval_samples is not None and eval_samples < len(dev_ex):
+        dev_ex = dev_ex.head(eval_samples)
+        keep = dev_set.columns["example_index"] < eval_samples
+        dev_set = dev_set.subset(np.flatnonzero(keep).tolist())
+    inputs = pad_collate(tokenizer, columns=MODEL_INPUTS)
+    return TaskObjective(
+        spec=spec,
+        dataset=train_set,
+        collate_fn=pad_collate(tokenizer, columns=(*MODEL_INPUTS, "start_positions", "end_positions")),
+        loss_fn=span_loss,
+        eval_fn=_squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
+        metric=metric,
+        n_train=len(chosen) if chosen is not None else len(train_ex),
+        n_dev={split: len(dev_ex)},
+        skipped={"train": train_ex.skipped, split: dev_ex.skipped},
+    )
+
+
+def _glue_objective(
+    spec: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None,
+    max_length: int,
+    sizes: Sizes,
+    eval_batch_size: int,
+    metric: str,
+    select: tuple[float | None, int],
+) -> TaskObjective:
+    """A classification or regression task; with a select fraction, the dev set split in two."""
+    (train_samples, data_seed, eval_samples), (select_fraction, select_seed) = sizes, select
     train_set, train_ex = load_features(spec, data_dir, "train", tokenizer, max_length)
     chosen = _subset(len(train_set), train_samples, data_seed)
     if chosen is not None:
@@ -428,13 +487,6 @@ def task_objective(
         n_dev=n_dev,
         skipped=skipped,
     )
-
-
-# --------------------------------------------------------------------------- the model
-
-
-# Norm layers a task head may hold (ModernBERT's has a LayerNorm without bias): weight 1, bias 0.
-_NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
 
 
 def reset_head(model: nn.Module, seed: int) -> None:
@@ -601,32 +653,9 @@ def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
-    """Fine-tune one (model, mask) on one task with one seed; see the module docstring.
-
-    With `out_dir` the run writes `config.json`, `log.jsonl` (losses and evals), `result.json`
-    (this `FinetuneResult`) and, with `save_model`, `model/` (a plain HF checkpoint, zeros in place).
-    """
-    t_start = time.perf_counter()
-    spec = get_task(config.task, config.data_dir)
-    hyper = Hyper.of(config, spec)
-    length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
-    hyper = dataclasses.replace(hyper, max_length=length)
-    config = _fit_doc_stride(config, spec, length)  # before the fingerprint: the run records the stride used
-    out = Path(out_dir) if out_dir is not None else None
-    print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
-    inputs = input_content(config, spec) if out is not None else {}
-    if out is not None:
-        if _is_main():
-            claim_dir(out, kind="fine-tuning run", inputs=_inputs(config))
-        done = _check_run_dir(out, print_, config, inputs)
-        if done is not None:
-            if config.save_model and not (out / MODEL_DIR).is_dir():
-                log.warning("%s: finished without --save-model; weights were not kept", out)
-            return done
-
-    tokenizer = load_tokenizer(config.model)
-    obj = task_objective(
+def _objective(config: FinetuneConfig, spec: TaskSpec, hyper: Hyper, tokenizer: Any) -> TaskObjective:
+    """The task's data, loss and dev evaluation at the run's resolved settings."""
+    return task_objective(
         spec,
         tokenizer,
         config.data_dir,
@@ -642,28 +671,36 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         select_fraction=config.select_fraction,
         select_seed=config.select_seed,
     )
-    selected_by = SELECT + hyper.metric if config.select_fraction is not None else None
-    steps = math.ceil(hyper.epochs * len(obj.dataset) / hyper.batch_size)
-    if config.max_steps is not None:
-        if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
-            log.warning(
-                "%s: %g epochs of %d examples are %d steps, fewer than max_steps %d (raise --epochs "
-                "to train longer)",
-                config.task,
-                hyper.epochs,
-                len(obj.dataset),
-                steps,
-                config.max_steps,
-            )
-        steps = min(steps, config.max_steps)
-    train_config = TrainConfig(
+
+
+def _steps(config: FinetuneConfig, hyper: Hyper, n_train: int) -> int:
+    """Optimizer steps: `hyper.epochs` over the training set, capped at `max_steps`."""
+    steps = math.ceil(hyper.epochs * n_train / hyper.batch_size)
+    if config.max_steps is None:
+        return steps
+    if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
+        log.warning(
+            "%s: %g epochs of %d examples are %d steps, fewer than max_steps %d "
+            "(raise --epochs to train longer)",
+            config.task,
+            hyper.epochs,
+            n_train,
+            steps,
+            config.max_steps,
+        )
+    return min(steps, config.max_steps)
+
+
+def _train_config(
+    config: FinetuneConfig, hyper: Hyper, spec: TaskSpec, steps: int, selected_by: str | None
+) -> TrainConfig:
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * steps)
+    return TrainConfig(
         max_steps=steps,
         batch_size=hyper.batch_size,
         lr=hyper.lr,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps
-        if config.warmup_steps is not None
-        else round(config.warmup_ratio * steps),
+        warmup_steps=warmup,
         grad_accum=config.grad_accum,
         max_grad_norm=config.max_grad_norm,
         eval_every=hyper.eval_every,
@@ -674,33 +711,94 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         progress=config.progress,
         desc=f"{spec.id} seed {config.seed}",
     )
+
+
+def _write_config(out: Path, record: dict[str, Any], config: FinetuneConfig, mask_config: Any) -> None:
+    """`config.json`: the fingerprint and its id, the content keys of the inputs, the resolved
+    protocol, the whole config, the mask's config and the library versions."""
+    print_ = record["fingerprint"]
+    atomic_write_json(
+        out / CONFIG_FILE,
+        {
+            "fingerprint": print_,
+            "id": _digest(print_),
+            "inputs": record["inputs"],
+            "resolved": record["resolved"],
+            "config": config.to_dict(),
+            "mask": mask_config.to_dict() if mask_config is not None else None,
+            "versions": library_versions(),
+        },
+    )
+
+
+def _claim(
+    out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
+) -> FinetuneResult | None:
+    """Claim the run directory; the saved result when this run finished there before."""
+    if _is_main():
+        claim_dir(out, kind="fine-tuning run", inputs=_inputs(config))
+    done = _check_run_dir(out, print_, config, inputs)
+    if done is not None and config.save_model and not (out / MODEL_DIR).is_dir():
+        log.warning("%s: finished without --save-model; weights were not kept", out)
+    return done
+
+
+def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
+    """`eval_fn`, adding its time to `timing["eval_time_s"]` (kept across a resume as extra state)."""
+
+    def timed_eval(m: nn.Module) -> dict[str, float]:
+        t0 = time.perf_counter()
+        scores = eval_fn(m)
+        timing["eval_time_s"] += time.perf_counter() - t0
+        return scores
+
+    return timed_eval
+
+
+def _write_result(out: Path, result: FinetuneResult, *, keep_checkpoint: bool) -> None:
+    atomic_write_json(out / RESULT_FILE, result.to_dict())
+    if not keep_checkpoint:  # the result is written: the checkpoint is no longer needed to resume
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
+    """Fine-tune one (model, mask) on one task with one seed; see the module docstring.
+
+    With `out_dir` the run writes `config.json`, `log.jsonl` (losses and evals), `result.json`
+    (this `FinetuneResult`) and, with `save_model`, `model/` (a plain HF checkpoint, zeros in place).
+    """
+    t_start = time.perf_counter()
+    spec = get_task(config.task, config.data_dir)
+    hyper = Hyper.of(config, spec)
+    length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
+    hyper = dataclasses.replace(hyper, max_length=length)
+    config = _fit_doc_stride(config, spec, length)  # before the fingerprint: the run records the stride used
+    out = Path(out_dir) if out_dir is not None else None
+    print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
+    inputs = input_content(config, spec) if out is not None else {}
+    if out is not None and (done := _claim(out, print_, config, inputs)) is not None:
+        return done
+
+    tokenizer = load_tokenizer(config.model)
+    obj = _objective(config, spec, hyper, tokenizer)
+    selected_by = SELECT + hyper.metric if config.select_fraction is not None else None
+    steps = _steps(config, hyper, len(obj.dataset))
+    train_config = _train_config(config, hyper, spec, steps, selected_by)
     model, mask_config = load_task_model(
         config.model, spec, config.seed, mask=config.mask, check_hash=config.check_hash
     )
     sparsity = current_mask(model).sparsity if mask_config is not None else 0.0
     acc = make_accelerator(train_config)
     if out is not None and acc.is_main_process:
-        atomic_write_json(
-            out / CONFIG_FILE,
-            {
-                "fingerprint": print_,
-                "id": _digest(print_),
-                "inputs": inputs,
-                "resolved": {**dataclasses.asdict(hyper), "max_steps": steps},
-                "config": config.to_dict(),
-                "mask": mask_config.to_dict() if mask_config is not None else None,
-                "versions": library_versions(),
-            },
-        )
+        record = {
+            "fingerprint": print_,
+            "inputs": inputs,
+            "resolved": {**dataclasses.asdict(hyper), "max_steps": steps},
+        }
+        _write_config(out, record, config, mask_config)
 
     timing = {"eval_time_s": 0.0}
-
-    def timed_eval(m: nn.Module) -> dict[str, float]:
-        t0 = time.perf_counter()
-        scores = obj.eval_fn(m)
-        timing["eval_time_s"] += time.perf_counter() - t0
-        return scores
-
+    timed_eval = _timed(obj.eval_fn, timing)
     tr = train(
         model,
         _params(model, config.weight_decay),
@@ -739,9 +837,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         selected_by=selected_by,
     )
     if out is not None and acc.is_main_process:
-        atomic_write_json(out / RESULT_FILE, result.to_dict())
-        if not config.keep_checkpoint:
-            (out / "checkpoint.pt").unlink(missing_ok=True)
+        _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
     return result
 
 
