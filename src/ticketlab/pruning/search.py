@@ -293,31 +293,68 @@ def _run_search(
     if sd.finished:
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None)
-    steps = parse_steps(save_at, train_config.max_steps)
-    clock = StepClock(objective.collate_fn)
+    run = _Search(model, objective, spec, train_config, sd, parse_steps(save_at, train_config.max_steps), acc)
+    result = run.train()
+    if spec.finish is not None:
+        spec.finish(acc)
+    final: dict[str, Any] = {"ranks_agree": ranks_agree(acc, current_mask(model))}
+    if result is not None:
+        final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
+    mask, mc = run.write(sd.out, train_config.max_steps, final)
+    if acc.is_main_process:
+        if train_config.max_steps in run.steps:
+            publish_mask(mask, mc, sd.step_dir(train_config.max_steps), extra=spec.extra_files())
+        sd.log({"event": "mask_saved", "step": train_config.max_steps, "dir": str(sd.out), **final})
+        sd.cleanup(keep_checkpoint)
+    acc.wait_for_everyone()
+    return SearchResult(mask, mc, sd.out, result)
 
-    def write(dest: Path, step: int, extra: dict[str, Any] | None = None) -> tuple[Mask, MaskConfig]:
-        mask = current_mask(model)
+
+class _Search:
+    """One search's training with its hooks: the masks saved along the way, the search clock kept
+    across a resume, the sparsity in every log line."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: SearchObjective,
+        spec: SearchSpec,
+        train_config: TrainConfig,
+        sd: SearchDir,
+        steps: Sequence[int],
+        acc: Accelerator,
+    ):
+        self.model, self.objective, self.spec, self.config = model, objective, spec, train_config
+        self.sd, self.steps, self.acc = sd, steps, acc
+        self.clock = StepClock(objective.collate_fn)
+
+    def _sparsity(self) -> float:
+        spec = self.spec
+        return spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity
+
+    def write(self, dest: Path, step: int, extra: dict[str, Any] | None = None) -> tuple[Mask, MaskConfig]:
+        """Publish the model's current mask to `dest` with the search's record (main process)."""
+        spec, config, mask = self.spec, self.config, current_mask(self.model)
         search = {
             **spec.describe(),
             "step": step,
-            "steps": train_config.max_steps,
-            "batch_size": train_config.batch_size,
-            "grad_accum": train_config.grad_accum,
-            "lr": train_config.lr,
-            "seed": train_config.seed,
-            "search_time_s": round(clock.seconds, 3),
-            "processes": acc.num_processes,
-            "mixed_precision": train_config.mixed_precision,
+            "steps": config.max_steps,
+            "batch_size": config.batch_size,
+            "grad_accum": config.grad_accum,
+            "lr": config.lr,
+            "seed": config.seed,
+            "search_time_s": round(self.clock.seconds, 3),
+            "processes": self.acc.num_processes,
+            "mixed_precision": config.mixed_precision,
             "log": "run/log.jsonl",
-            **objective.info,
+            **self.objective.info,
             **(extra or {}),
         }
         mc = MaskConfig.for_model(
-            model,
+            self.model,
             mask,
             method=spec.method,
-            sparsity=spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity,
+            sparsity=self._sparsity(),
             base_model=spec.base_model,
             targets=spec.targets,
             ranking=spec.ranking,
@@ -328,60 +365,51 @@ def _run_search(
         base_hash = spec.base_hash()
         if base_hash is not None:
             mc.base_model_hash = base_hash
-        if acc.is_main_process:
+        if self.acc.is_main_process:
             publish_mask(mask, mc, dest, extra=spec.extra_files())
         return mask, mc
 
-    def after_step(state: TrainState) -> None:
-        spec.on_step(state)
-        clock.stop()
-        if state.step in steps and state.step < train_config.max_steps:
-            write(sd.step_dir(state.step), state.step)
-            if acc.is_main_process:
-                sd.log({"event": "mask_saved", "step": state.step, "dir": str(sd.step_dir(state.step))})
+    def after_step(self, state: TrainState) -> None:
+        self.spec.on_step(state)
+        self.clock.stop()
+        if state.step in self.steps and state.step < self.config.max_steps:
+            dest = self.sd.step_dir(state.step)
+            self.write(dest, state.step)
+            if self.acc.is_main_process:
+                self.sd.log({"event": "mask_saved", "step": state.step, "dir": str(dest)})
 
-    def clock_get() -> dict[str, Any]:
-        return {"search_time_s": clock.seconds, **(spec.extra_state[0]() if spec.extra_state else {})}
+    def get_state(self) -> dict[str, Any]:
+        extra = self.spec.extra_state
+        return {"search_time_s": self.clock.seconds, **(extra[0]() if extra else {})}
 
-    def clock_set(d: dict[str, Any]) -> None:
-        clock.seconds = float(d.get("search_time_s", 0.0))
-        if spec.extra_state:
-            spec.extra_state[1](d)
+    def set_state(self, d: dict[str, Any]) -> None:
+        self.clock.seconds = float(d.get("search_time_s", 0.0))
+        if self.spec.extra_state:
+            self.spec.extra_state[1](d)
 
-    def loss_fn(m: nn.Module, batch):
-        out_ = objective.loss_fn(m, batch)
-        loss, logs = out_ if isinstance(out_, tuple) else (out_, {})
-        now = spec.sparsity_now() if spec.sparsity_now is not None else spec.sparsity
-        return loss, {**logs, "sparsity": round(now, 6)}
+    def loss_fn(self, m: nn.Module, batch: Any) -> tuple[Any, dict[str, float]]:
+        out = self.objective.loss_fn(m, batch)
+        loss, logs = out if isinstance(out, tuple) else (out, {})
+        return loss, {**logs, "sparsity": round(self._sparsity(), 6)}
 
-    result = None
-    if (sd.run / RESULT).is_file():  # trained, but stopped before the mask was written
-        restore_checkpoint(model, sd.run)
-        clock_set(load_checkpoint(sd.run / CHECKPOINT).get("extra", {}))
-    else:
-        result = train(
-            model,
-            spec.params,
-            objective.dataset,
-            clock.collate,
-            loss_fn,
-            train_config,
+    def train(self) -> TrainResult | None:
+        """Train (or resume) the search; None when it had trained before and only the mask was
+        left to write (its weights and clock are restored from the checkpoint)."""
+        sd = self.sd
+        if (sd.run / RESULT).is_file():  # trained, but stopped before the mask was written
+            restore_checkpoint(self.model, sd.run)
+            self.set_state(load_checkpoint(sd.run / CHECKPOINT).get("extra", {}))
+            return None
+        return train(
+            self.model,
+            self.spec.params,
+            self.objective.dataset,
+            self.clock.collate,
+            self.loss_fn,
+            self.config,
             out_dir=sd.run,
-            eval_fn=objective.eval_fn,
-            after_step=after_step,
-            extra_state=(clock_get, clock_set),
-            accelerator=acc,
+            eval_fn=self.objective.eval_fn,
+            after_step=self.after_step,
+            extra_state=(self.get_state, self.set_state),
+            accelerator=self.acc,
         )
-    if spec.finish is not None:
-        spec.finish(acc)
-    final: dict[str, Any] = {"ranks_agree": ranks_agree(acc, current_mask(model))}
-    if result is not None:
-        final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
-    mask, mc = write(sd.out, train_config.max_steps, final)
-    if acc.is_main_process:
-        if train_config.max_steps in steps:
-            publish_mask(mask, mc, sd.step_dir(train_config.max_steps), extra=spec.extra_files())
-        sd.log({"event": "mask_saved", "step": train_config.max_steps, "dir": str(sd.out), **final})
-        sd.cleanup(keep_checkpoint)
-    acc.wait_for_everyone()
-    return SearchResult(mask, mc, sd.out, result)
