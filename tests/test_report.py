@@ -741,3 +741,35 @@ def test_a_variant_is_compared_with_its_own_method(tmp_path):
     comps = {(c.a, c.b): c for c in load_results(tmp_path / "sweep").comparisons()}
     c = comps[("tamt-kd/random-init", "tamt-kd")]
     assert c.unit == "mask" and c.masks == (2, 2) and c.mean == pytest.approx(-5 / 3)
+
+
+def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_dir):
+    """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
+    examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
+    with the main grid's, and a table in the report's data-scarcity section."""
+    from ticketlab.experiments.results import MAIN
+    from ticketlab.metrics import holm
+
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir)
+    kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval}
+    assert run_sweep(spec, tmp_path / "sweep", **kw, log=lambda s: None).ok
+    res = load_results(tmp_path / "sweep")
+    comps = res.comparisons()
+    curve = [c for c in comps if c.train_size != MAIN]
+    assert {(c.a, c.b, c.task, c.train_size) for c in curve} == {
+        ("tamt-mlm", "omp", t, n) for t in ("a", "b") for n in (10, 100)
+    }
+    # each mask's difference: the method's bonus at 70%, its 20 search steps' cost and its mask seed's
+    # offset (the size's cost cancels)
+    bonus = 100 * (fakes.BONUS["tamt-mlm"] * 0.7 - 0.1 / 21)
+    for c in curve:
+        assert c.sparsity == 0.7 and c.unit == "mask" and c.masks == (2, 1)
+        assert c.diffs == pytest.approx([bonus + 0.3 * k for k in (0, 1)])
+    assert [c.p_holm for c in comps] == pytest.approx(holm([c.p for c in comps]))
+    text = write_report(tmp_path / "sweep").path.read_text()
+    section = text.split("## Data scarcity")[1]
+    row = r"\| a \| 10 \| tamt-mlm \| 70% \| 2 \| [\d.]+ ± [\d.]+ \(n=4\)\[\^\d+\] \| − omp \| 2 "
+    assert re.search(row, section), section
+    assert "| b | all | full | 0% | 1 |" in section
+    rows = list(csv.DictReader((tmp_path / "sweep" / "report" / "paired.csv").open()))
+    assert {r["train_size"] for r in rows} == {"main", "10", "100"}

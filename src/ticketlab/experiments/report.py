@@ -20,15 +20,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_dir, atomic_write_csv, atomic_write_text, mark_output
 from . import plots
 from .plan import expand
-from .results import AVG, MASK, Cell, Paired, SweepResults, load_results, method_label, stats
+from .results import AVG, MAIN, MASK, Cell, Paired, SweepResults, load_results, method_label, stats
 from .spec import load_spec, spec_json
 from .store import owner_gone
 
@@ -225,27 +227,27 @@ def _units(c: Paired) -> str:
     return f"{c.n} ft seed{'s' if c.n != 1 else ''} (1 mask each)"
 
 
+def _test_cells(c: Paired) -> list[str]:
+    """Δ ± SE, its 95% interval, p, Holm's p, the MDE and the verdict of one comparison."""
+    ci = c.ci95
+    return [
+        _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f}"),
+        "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
+        "—" if c.p is None else f"{c.p:.3f}",
+        "—" if c.p_holm is None else f"{c.p_holm:.3f}",
+        "—" if c.mde is None else f"{c.mde:.2f}",
+        c.verdict,
+    ]
+
+
 def _paired_section(res: SweepResults) -> str:
-    comps = res.comparisons()
+    family = res.comparisons()
+    comps = [c for c in family if c.train_size == MAIN]  # a data curve's are in its own section
     if not comps:
         return "_No two methods share a sparsity and fine-tuning seeds yet._"
-    rows = []
-    for c in comps:
-        ci = c.ci95
-        rows.append(
-            [
-                f"{c.a} − {c.b}",
-                pct(c.sparsity),
-                c.task,
-                _units(c),
-                _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f}"),
-                "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
-                "—" if c.p is None else f"{c.p:.3f}",
-                "—" if c.p_holm is None else f"{c.p_holm:.3f}",
-                "—" if c.mde is None else f"{c.mde:.2f}",
-                c.verdict,
-            ]
-        )
+    rows = [[f"{c.a} − {c.b}", pct(c.sparsity), c.task, _units(c), *_test_cells(c)] for c in comps]
+    curve = len(family) - len(comps)
+    also = f" and the {curve} of the data-scarcity section" if curve else ""
     one_mask = sum(c.unit != MASK for c in comps)
     caveat = (
         f" {one_mask} of the {len(comps)} comparisons have one mask per method: their n counts "
@@ -268,9 +270,9 @@ def _paired_section(res: SweepResults) -> str:
         + caveat
         + " Δ is the mean difference ± its standard error (of this design), the interval a "
         f"Student-t 95% interval, p a two-sided t-test and p (Holm) the same adjusted for the "
-        f"{sum(c.p is not None for c in comps)} tests of this table (Holm's step-down: the chance of any "
-        "false verdict in the table stays below 5%). The verdict reads the adjusted p: 'within noise' means "
-        "p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
+        f"{sum(c.p is not None for c in family)} tests of this table{also} (Holm's step-down: the chance "
+        "of any false verdict among them stays below 5%). The verdict reads the adjusted p: 'within noise' "
+        "means p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
         "constant predictor), no test, not counted in the correction. "
         "MDE is the smallest true Δ this design would detect with 80% power at the observed noise (the "
         "same t-test): 'within noise' says nothing about differences below it. "
@@ -289,6 +291,44 @@ def _paired_section(res: SweepResults) -> str:
         "verdict",
     ]
     return intro + "\n\n" + _table(header, rows)
+
+
+def _data_curve_section(res: SweepResults, note) -> list[str]:
+    """TAMT Fig. 9 as a table: per task and training-set size, each method's score (the main grid's
+    masks), and the report's paired comparisons at that size (Holm over the report's whole family)."""
+    tasks = [t for t in res.tasks if res.curve_sizes(t)]
+    if not tasks:
+        return []
+    tests: dict[tuple, list[Paired]] = defaultdict(list)
+    for c in res.comparisons():
+        tests[(c.a, c.sparsity, c.task, c.train_size)].append(c)
+    rows = []
+    for t in tasks:
+        main = res.main_size.get(t)
+        curves = {(s.method, s.sparsity) for n in res.curve_sizes(t) for s in res.sized_scores(t, n)}
+        for n in sorted({*res.curve_sizes(t), main}, key=lambda n: (n is None, n or 0)):
+            at = [s for s in res.sized_scores(t, n) if (s.method, s.sparsity) in curves]
+            for m in [m for m in res.methods if any(s.method == m for s in at)]:
+                for sp in sorted({s.sparsity for s in at if s.method == m}):
+                    cell = stats((s.value, s.id) for s in at if s.method == m and s.sparsity == sp)
+                    masks = len({s.mask_seed for s in at if s.method == m and s.sparsity == sp})
+                    # against a method of the curve (the main grid compares with more of them)
+                    ours = [c for c in tests[(m, sp, t, MAIN if n == main else n)] if (c.b, sp) in curves]
+                    c = ours[0] if ours else None
+                    test = [f"− {c.b}", _units(c), *_test_cells(c)] if c is not None else [""] * 8
+                    rows.append(
+                        [t, _size(n), m, "0%" if m == "full" else pct(sp), str(masks), note(cell), *test]
+                    )
+    header = ["task", "examples", "method", "sparsity", "masks", "score (n runs)"]
+    header += ["vs", "n (unit)", "Δ ± SE", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    intro = (
+        "Each method's masks of the main grid (and the full model) fine-tuned on seeded subsets of each "
+        "size (TAMT §4.2.6; 'all': the whole training set): mean ± sample std over every run (masks × "
+        "fine-tuning seeds), with the number of masks; the main grid's size is the curve's last point. On "
+        "the right, the paired comparisons of the main table at that size, same test and the same Holm "
+        "family as the paired comparisons above."
+    )
+    return [intro, "", _table(header, rows), ""]
 
 
 def _method_order(res: SweepResults, method: str) -> int:
@@ -440,15 +480,18 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     ]
     if transfer:
         atomic_write_csv(out / "transfer.csv", transfer)
+    comps = res.comparisons()
+    sized = any(c.train_size != MAIN for c in comps)  # a data curve's: a column for the size
     paired = [
         {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "unit": c.unit, "n": c.n}
+        | ({"train_size": c.train_size if c.train_size == MAIN else _size(c.train_size)} if sized else {})
         | {"masks_a": c.masks[0], "masks_b": c.masks[1]}
         | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "se_diff": _num(c.se), "df": _num(c.df)}
         | {"p_paired_t": _num(c.p)}
         | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
         | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
         | {"verdict": c.verdict, "units": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
-        for c in res.comparisons()
+        for c in comps
     ]
     atomic_write_csv(out / "paired.csv", paired)
 
@@ -567,16 +610,54 @@ def _mask_init_part(report: Report, figure) -> list[str]:
     return [figure(fname, caption) + " Every point with its n: `figures/fig_mask_init.csv`.", ""]
 
 
-def _markdown(res: SweepResults, report: Report, out: Path) -> str:
-    note = _Footnotes()
+def _statuses(res: SweepResults) -> dict[str, int]:
+    """Runs per status; a run claimed by a process that is gone counts as interrupted (the next sweep
+    runs it again), and the plan's runs not in the store yet as pending."""
     statuses: dict[str, int] = {}
     now = time.time()
     for r in res.records.values():
-        # A run claimed by a process that is gone was interrupted: the next sweep runs it again.
         status = "interrupted" if r.status == "running" and owner_gone(r, now, STALE_AFTER) else r.status
         statuses[status] = statuses.get(status, 0) + 1
     if res.not_swept:
         statuses["pending"] = statuses.get("pending", 0) + res.not_swept
+    return statuses
+
+
+def _heading(res: SweepResults, spec: dict[str, Any]) -> list[str]:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(_statuses(res).items()))
+    left_out = (
+        f" {res.left_out} runs of earlier versions of the spec are left out (`--all-runs` shows them)."
+        if res.left_out
+        else ""
+    )
+    return [
+        f"# Sweep report: {spec.get('name') or res.sweep_dir.name}",
+        "",
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
+        f"`{res.sweep_dir / 'results.sqlite'}`.  ",
+        f"Base model: `{spec.get('model', '?')}`. Runs: {counts}.{left_out}",
+        "",
+    ]
+
+
+def _failed_part(res: SweepResults) -> list[str]:
+    """The failed runs grouped by the last line of their error."""
+    failed = [r for r in res.records.values() if r.status == "failed"]
+    if not failed:
+        return []
+    parts = ["", "## Failed runs", ""]
+    by_error: dict[str, list] = {}
+    for r in failed:
+        lines = (r.error or "").strip().splitlines()
+        by_error.setdefault(lines[-1] if lines else "(no message)", []).append(r)
+    for error, rs in by_error.items():
+        parts.append(f"- {len(rs)} run(s): {error}  ")
+        parts.append("  " + ", ".join(f"`{r.id}` {r.name}" for r in rs))
+    return parts
+
+
+def _markdown(res: SweepResults, report: Report, out: Path) -> str:
+    note = _Footnotes()
     spec = res.spec or {}
     header, rows = main_rows(res, note)
     metric_note = ", ".join(f"{t}: {m}" for t, m in res.metric_of.items())
@@ -589,19 +670,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
 
     captions = {f: c for f, c, _ in plots.FIGURES}
     parts = [
-        f"# Sweep report: {spec.get('name') or res.sweep_dir.name}",
-        "",
-        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
-        f"`{res.sweep_dir / 'results.sqlite'}`.  ",
-        f"Base model: `{spec.get('model', '?')}`. Runs: "
-        + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-        + "."
-        + (
-            f" {res.left_out} runs of earlier versions of the spec are left out (`--all-runs` shows them)."
-            if res.left_out
-            else ""
-        ),
-        "",
+        *_heading(res, spec),
         "## Main results",
         "",
         "Best dev score during fine-tuning of each task's main metric (0-100; "
@@ -648,19 +717,10 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         "",
         "## Data scarcity",
         "",
+        *_data_curve_section(res, note),
         figure("fig9_train_size.png", captions["fig9_train_size.png"]),
         "",
         "Every cell, including the curves, is in `results.csv` with its run ids.",
     ]
-    failed = [r for r in res.records.values() if r.status == "failed"]
-    if failed:
-        parts += ["", "## Failed runs", ""]
-        by_error: dict[str, list] = {}
-        for r in failed:
-            lines = (r.error or "").strip().splitlines()
-            by_error.setdefault(lines[-1] if lines else "(no message)", []).append(r)
-        for error, rs in by_error.items():
-            parts.append(f"- {len(rs)} run(s): {error}  ")
-            parts.append("  " + ", ".join(f"`{r.id}` {r.name}" for r in rs))
-    parts += ["", note.render(), ""]
+    parts += [*_failed_part(res), "", note.render(), ""]
     return "\n".join(parts)

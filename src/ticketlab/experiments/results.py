@@ -129,6 +129,7 @@ class TransferCell:
 
 
 MASK, FT_SEED = "mask", "fine-tuning seed"  # the unit of a paired comparison
+MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
 
 
 @dataclass
@@ -156,6 +157,7 @@ class Paired:
     unit: str = FT_SEED
     masks: tuple[int, int] = (1, 1)  # masks of a and of b behind the differences
     grid: list[list[float]] | None = None  # masks as the unit: a - b per mask (row) and seed (column)
+    train_size: int | str | None = MAIN  # a data curve's size (None: the whole set), or the main grid
 
     @property
     def n(self) -> int:
@@ -411,23 +413,45 @@ class SweepResults:
         return out
 
     # ------------------------------------------------------------------ paired comparisons
-    def _runs(self, method: str, sparsity: float, task: str) -> list[Score]:
-        """The main grid's runs of `method` at `sparsity` on `task` (not AVG)."""
+    def _runs(self, method: str, sparsity: float, task: str, size: int | str | None = MAIN) -> list[Score]:
+        """The runs of `method` at `sparsity` on `task` (not AVG): the main grid's, or with `size`
+        those of the main grid's masks fine-tuned on that many examples (a data curve)."""
+        scores = self.main_scores() if size == MAIN else self.sized_scores(task, size)
         return [
             s
-            for s in self.main_scores()
+            for s in scores
             if s.method == method and s.task == task and (method == "full" or s.sparsity == sparsity)
         ]
 
+    def sized_scores(self, task: str, size: int | None) -> list[Score]:
+        """Runs of the main grid's masks (and the full model) on `task` fine-tuned on `size` examples."""
+        return [
+            s
+            for s in self.scores
+            if s.task == task and s.train_size == size and (s.search is None or s.mask in self.main_masks)
+        ]
+
+    def curve_sizes(self, task: str) -> list[int | None]:
+        """The training-set sizes of `task`'s data curve other than the main grid's (None: all of it,
+        last)."""
+        main = self.main_size.get(task)
+        sizes = {s.train_size for s in self.scores if s.task == task and s.train_size != main}
+        return sorted(sizes, key=lambda n: (n is None, n or 0))
+
     def _per_mask(
-        self, method: str, sparsity: float, task: str, ft_seeds: set[int] | None = None
+        self,
+        method: str,
+        sparsity: float,
+        task: str,
+        ft_seeds: set[int] | None = None,
+        size: int | str | None = MAIN,
     ) -> dict[int | None, dict[int, list[Score]]]:
         """Mask seed -> fine-tuning seed -> its runs (the seeds in `ft_seeds` only, if given); task
         AVG: the per-task runs of every task, for the fine-tuning seeds every task has."""
         tasks = self.tasks if task == AVG else [task]
         out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for t in tasks:
-            for s in self._runs(method, sparsity, t):
+            for s in self._runs(method, sparsity, t, size):
                 if ft_seeds is None or s.seed in ft_seeds:
                     out[s.mask_seed][s.seed].append(s)
         if task == AVG:  # a seed counts only where every task has a run
@@ -444,7 +468,17 @@ class SweepResults:
             by_task[s.task].append(s.value)
         return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
-    def paired(self, a: str, b: str, sparsity: float, task: str) -> Paired | None:
+    def paired(
+        self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN
+    ) -> Paired | None:
+        """`a` - `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
+        curve's runs of that many training examples; see `_paired`."""
+        p = self._paired(a, b, sparsity, task, size)
+        if p is not None:
+            p.train_size = size
+        return p
+
+    def _paired(self, a: str, b: str, sparsity: float, task: str, size: int | str | None) -> Paired | None:
         """`a` - `b` at `sparsity` on `task` (or AVG): a t-test whose unit is a mask when either
         method has several, else a fine-tuning seed.
 
@@ -459,13 +493,13 @@ class SweepResults:
         method's luck with one mask no longer passes for a method effect.
         With one mask each, the runs of one fine-tuning seed are paired (n: fine-tuning seeds): the
         test is about these two masks, and the report says so."""
-        ma, mb = self._per_mask(a, sparsity, task), self._per_mask(b, sparsity, task)
+        ma, mb = self._per_mask(a, sparsity, task, size=size), self._per_mask(b, sparsity, task, size=size)
         if not ma or not mb:
             return None
         shared = set.intersection(*(set(v) for v in [*ma.values(), *mb.values()]))
         if not shared:
             return self._per_seed(a, b, sparsity, task, ma, mb)
-        ma, mb = self._per_mask(a, sparsity, task, shared), self._per_mask(b, sparsity, task, shared)
+        ma, mb = (self._per_mask(m, sparsity, task, shared, size) for m in (a, b))
         if len(ma) == 1 and len(mb) == 1:
             (ra,), (rb,) = ma.values(), mb.values()
             units = sorted(shared)
@@ -527,11 +561,25 @@ class SweepResults:
                     p = self.paired(a, b, s, task)
                     if p is not None:
                         out.append(p)
+        out += self._curve_comparisons(pairs)
         from ..metrics import holm
 
         # one family: every comparison a report prints (Holm: no dependence assumed between them)
         for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
             c.p_holm = adjusted
+        return out
+
+    def _curve_comparisons(self, pairs: list[tuple[str, str]]) -> list[Paired]:
+        """The same pairs on each data curve's sizes (TAMT Fig. 9), per task (the curves' sizes differ
+        between tasks, so no average)."""
+        out = []
+        for task in self.tasks:
+            for size in self.curve_sizes(task):
+                for a, b in pairs:
+                    for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
+                        p = self.paired(a, b, s, task, size)
+                        if p is not None:
+                            out.append(p)
         return out
 
     # ------------------------------------------------------------------ pre-training evaluation
