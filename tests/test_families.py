@@ -164,6 +164,15 @@ def test_a_family_of_your_own_is_registered_from_python():
         model.config.model_type = "mybert"
         assert len(find_targets(model)) == 1 + 6 * model.config.num_hidden_layers
         assert structure_of(model).family == "mybert"
+        # its entry names no `attention` module: a ticket that prunes heads is refused as such (not
+        # with another family's reason), one of FFN units only compacts
+        units = UnitMask.ones(structure_of(model))
+        units.head[0, 0] = False
+        with pytest.raises(TicketlabError, match="not written for mybert: its entry names no `attention`"):
+            compact(model, units)
+        ffn_only = UnitMask.ones(structure_of(model))
+        ffn_only.ffn[0] = False
+        compact(model, ffn_only)
     finally:
         del ARCHS["mybert"]
 

@@ -47,6 +47,7 @@ class Arch:
     # Compaction of heads (`structured.compact`); None: this family's heads are not sliced (its
     # attention keeps per-head state elsewhere, e.g. MPNet's relative bias shared by every layer).
     attention: str | None = None  # the module whose head count attributes follow the slicing
+    no_head_slicing: str = "its entry names no `attention` module"  # why heads are not sliced (None above)
     head_attrs: tuple[tuple[str, str], ...] = ()  # (attribute, "heads" | "width") set on `attention`
     head_extras: tuple[str, ...] = ()  # other per-head rows [H·dh] (modules or 1-D parameters)
     no_heads: bool = False  # a layer left without heads: `attention` becomes an empty context
@@ -156,6 +157,8 @@ ARCHS: dict[str, Arch] = {
         attn_out="attention.attn.o",
         ffn_in="intermediate.dense",
         ffn_out="output.dense",
+        no_head_slicing="its attention keeps per-head state outside its projections (a relative bias "
+        "shared by every layer)",
     ),
     "albert": Arch(
         embeddings="embeddings.word_embeddings",

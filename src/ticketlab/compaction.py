@@ -123,9 +123,9 @@ def check_sliceable(model_type: str, structure: Structure, head: Tensor) -> None
     arch, pruned = structure.arch, not bool(head.all())
     if pruned and not arch.compact_heads:
         raise TicketlabError(
-            f"compaction of attention heads is not written for {model_type}, whose attention keeps "
-            "per-head state outside its projections: this ticket prunes heads, so use it gated or as a "
-            "weight mask (same outputs), or compact a ticket of FFN units only"
+            f"compaction of attention heads is not written for {model_type}: {arch.no_head_slicing}; "
+            "this ticket prunes heads, so use it gated or as a weight mask (same outputs), or compact a "
+            "ticket of FFN units only"
         )
     if pruned and not arch.no_heads and not bool(head.any(dim=1).all()):
         raise TicketlabError(

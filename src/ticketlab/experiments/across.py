@@ -224,7 +224,7 @@ def draw(rows: list[UnitRow], path: Path, top: int = 40) -> None:
         ax.set_xticks(range(len(units)), [r.unit for r in units], rotation=90, fontsize=7)
         n_all = sum(r.kind == kind for r in rows)
         ax.set_title(f"{titles[kind]}: ticket importance and task shares (top {len(units)} of {n_all})")
-        ax.set_ylabel("mean normalised score")
+        ax.set_ylabel("importance (mean over tasks)")  # the bar; its parts: each task's share of it
         if i == 0:
             ax.legend(fontsize=7)
     buf = io.BytesIO()

@@ -301,7 +301,7 @@ def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None
         per_mask = res.mask_scores(_at_main_size(res), tasks)
         # (method, search steps) -> [(distance, score)] over mask seeds
         groups: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
-        for m in sorted(at, key=lambda m: m[1] or 0):
+        for m in sorted(at, key=lambda m: (m[1] or 0, m[0])):  # a fixed order: the same mask read first
             if m in per_mask:
                 c = res.records[m[0]].config
                 steps = m[1] if m[1] is not None else c["steps"]
