@@ -168,7 +168,7 @@ def test_finished_run_returns_its_result_and_other_config_is_refused(
     monkeypatch.setattr(ft, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = finetune(config.replace(progress=True, eval_batch_size=7), tmp_path / "run")
     assert again.to_dict() == first.to_dict()
-    with pytest.raises(TicketlabError, match=r"another configuration \(differs in: lr, seed\)"):
+    with pytest.raises(TicketlabError, match=r"holds a run with other settings \(differs in: lr .*, seed "):
         finetune(config.replace(lr=2e-3, seed=5), tmp_path / "run")
 
 

@@ -383,3 +383,31 @@ def test_shared_corpus_folders_are_read_as_their_text_files():
     names = [s.path.name for s in wiki]
     assert names[:4] == [f"wiki-0{i}.txt" for i in range(4)] and len(names) == 4 + 9
     assert all(s.split is None and s.stream is None for s in wiki)  # one text source per file
+
+
+def test_a_run_goes_on_only_with_its_own_settings_and_inputs(synth, tmp_path):
+    """A piece left in the work directory goes on under new non-result settings (a new time limit),
+    and is refused under another learning rate or over another corpus: its checkpoint belongs to
+    the other run. A finished output is returned only to its own settings."""
+    work = tmp_path / "out.work"
+    first = run(synth, tmp_path / "out", steps=4, max_minutes=1e-9)
+    assert first.stopped and (work / "settings.json").is_file()
+    with pytest.raises(
+        ConfigError, match=r"holds a pre-training with other settings \(differs in: lr 0.003 -> 0.001"
+    ):
+        run(synth, tmp_path / "out", steps=4, lr=1e-3)
+    changed = tmp_path / "corpus.txt"
+    changed.write_text((synth / "corpus" / "train.txt").read_text() + "one more line .\n")
+    with pytest.raises(ConfigError, match="the corpus changed since this pre-training started"):
+        pretrain(
+            PretrainConfig(**{**TINY, "lr": 3e-3, "steps": 4, "save_every": 5, "progress": False}),
+            changed,
+            tmp_path / "out",
+            tokenizer=synth / "tokenizer",
+            dev=synth / "corpus" / "dev.txt",
+        )
+    done = run(synth, tmp_path / "out", steps=4, progress=True)  # goes on: progress is no setting
+    assert not done.stopped and done.steps == 4 and not work.exists()
+    assert run(synth, tmp_path / "out", steps=4).cached
+    with pytest.raises(ConfigError, match="other settings"):
+        run(synth, tmp_path / "out", steps=4, seed=1)

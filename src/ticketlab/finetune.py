@@ -50,6 +50,7 @@ from .masking import MaskConfig, current_mask, export_pretrained, load_mask_onto
 from .masking.io import library_versions
 from .metrics import GLUE_METRICS, squad_metrics
 from .modeling import encoder_of, fit_max_length, load_config, load_model, load_tokenizer
+from .rundir import check_same_run
 from .tasks import TaskSpec, get_task, metric_key
 from .training import CollateFn, EvalFn, LossFn, TrainConfig, make_accelerator, train
 from .validation import (
@@ -603,43 +604,36 @@ def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
     return {k: v for k, v in keys.items() if v is not None}
 
 
-def _check_inputs(out: Path, saved: dict[str, Any], config: FinetuneConfig, now: dict[str, str]) -> None:
-    """Refuse to resume or reuse a run whose inputs now hold other bytes (e.g. new weights at the same
-    path): its checkpoint and result belong to the old ones. Runs from before inputs were recorded
-    have none: not a difference."""
-    changed = [k for k in INPUT_NAMES if k in saved and k in now and saved[k] != now[k]]
-    if changed:
-        where = input_paths(config)
-        what = " and ".join(f"{INPUT_NAMES[k]} at {where[k]}" for k in changed)
-        raise TicketlabError(
-            f"{out}: {what} changed since this run started; pass another output directory, "
-            "or delete it to start over"
-        )
-
-
 def _check_run_dir(
     out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
 ) -> FinetuneResult | None:
     """The saved result of the same finished run, None to (re)start, or an error for another config
-    or changed inputs."""
+    or changed inputs (`rundir.check_same_run`)."""
     cfg_path = out / CONFIG_FILE
     if not cfg_path.is_file():
         return None
     recorded = read_json(cfg_path, "run config")
-    saved = recorded.get("fingerprint", {}) if isinstance(recorded, dict) else {}
-    if saved != print_:
-        a, b = saved.get("config", {}), print_["config"]
-        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        if saved.get("task") != print_["task"]:
-            diff.append("task spec")
-        raise TicketlabError(
-            f"{out}: holds a run with another configuration (differs in: {', '.join(diff) or '?'}); "
-            "use another output directory or delete it"
-        )
-    _check_inputs(out, recorded.get("inputs") or {}, config, inputs)
+    recorded = recorded if isinstance(recorded, dict) else {}
+    where = input_paths(config)
+    names = {f"{k} content": f"{v} at {where[k]}" if where.get(k) else v for k, v in INPUT_NAMES.items()}
+    check_same_run(
+        out,
+        "run",
+        _identity(recorded.get("fingerprint"), recorded.get("inputs")),
+        _identity(print_, inputs),
+        names,
+    )
     if (out / RESULT_FILE).is_file():
         return FinetuneResult.from_dict(read_json(out / RESULT_FILE, "run result"))
     return None
+
+
+def _identity(fingerprint: Any, inputs: Any) -> dict[str, Any]:
+    """A fine-tuning's identity as one flat mapping: its settings, its task's spec, its inputs' keys."""
+    fp = fingerprint if isinstance(fingerprint, dict) else {}
+    config = fp.get("config") if isinstance(fp.get("config"), dict) else {}
+    keys = inputs if isinstance(inputs, dict) else {}
+    return {**config, "task spec": fp.get("task"), **{f"{k} content": v for k, v in keys.items()}}
 
 
 def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -56,10 +56,11 @@ from .data.corpus import (
 )
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, check_output, claim_dir, read_json
+from .files import atomic_dir, atomic_write_json, check_output, claim_dir, content_key, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
+from .rundir import check_same_run, record_or_check
 from .training import (
     CHECKPOINT,
     RESULT,
@@ -276,6 +277,37 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
     return steps
 
 
+SETTINGS = "settings.json"  # the work directory's identity (`rundir`)
+# Settings that do not change the weights a run ends with: a run goes on under new values of them.
+NOT_RESULT = ("progress", "max_minutes", "save_every", "compile")
+PRETRAIN_INPUTS = {
+    "corpus content": "the corpus",
+    "dev content": "the dev text",
+    "tokenizer content": "the tokenizer",
+}
+
+
+def _identity(
+    config: PretrainConfig,
+    corpus: Any,
+    dev: Any,
+    tokenizer: Any,
+    tokenizer_kind: str,
+    vocab_size: int,
+) -> dict[str, Any]:
+    """What a pre-training's weights depend on: its settings, the tokenizer it builds (when it builds
+    one) and the content of its corpus, dev text and tokenizer folder."""
+    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_RESULT}
+    if tokenizer is None:
+        out |= {"tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
+    keys = {
+        "corpus content": content_key(_listed(corpus)),
+        "dev content": content_key(_listed(dev)) if dev is not None else None,
+        "tokenizer content": content_key([tokenizer]) if isinstance(tokenizer, (str, os.PathLike)) else None,
+    }
+    return out | {k: v for k, v in keys.items() if v is not None}
+
+
 def _listed(paths: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str | os.PathLike]:
     return [] if paths is None else [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
@@ -300,8 +332,13 @@ def pretrain(
     """
     started = time.monotonic()
     out = Path(out_dir)
-    if (out / RESULT_FILE).is_file():
-        return _read_result(out / RESULT_FILE)
+    if (out / RESULT_FILE).is_file():  # finished: its result, if it is this run's
+        result = _read_result(out / RESULT_FILE)
+        saved = read_json(out / RESULT_FILE, "pre-training result").get("identity")
+        if isinstance(saved, dict):  # outputs from before identities were recorded have none
+            identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size)
+            check_same_run(out, "pre-training", saved, identity, PRETRAIN_INPUTS)
+        return result
     _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     reads = [
         *_listed(corpus),
@@ -312,6 +349,8 @@ def pretrain(
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
     work = claim_dir(out.with_name(out.name + ".work"), kind="pre-training work directory")
+    identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size)
+    record_or_check(work / SETTINGS, identity, out=work, kind="pre-training", inputs=PRETRAIN_INPUTS)
     tok = _tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, config.max_length, work)
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
@@ -356,7 +395,7 @@ def pretrain(
     summary = _summary(result, out, steps, entropy, model)
     if result.stopped:  # the checkpoint in `work` is where the next piece starts
         return summary
-    _write_output(model, tok, out, config, data, summary, work)
+    _write_output(model, tok, out, (config, identity), data, summary, work)
     return summary
 
 
@@ -401,7 +440,11 @@ def _summary(result: TrainResult, out: Path, steps: int, entropy: float, model: 
     )
 
 
-def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: PretrainResult, work: Path) -> None:
+def _write_output(
+    model, tok, out: Path, settings: tuple, data: LMCorpus, summary: PretrainResult, work: Path
+) -> None:
+    """The model, its tokenizer, the log and pretrain.json (config, identity, corpus, result)."""
+    config, identity = settings
     with atomic_dir(out, kind="pre-trained model") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -412,7 +455,12 @@ def _write_output(model, tok, out: Path, config, data: LMCorpus, summary: Pretra
         record.pop("stopped")
         atomic_write_json(
             tmp / RESULT_FILE,
-            {"config": asdict(config), "corpus": {**data.info, "summary": data.summary()}, "result": record},
+            {
+                "config": asdict(config),
+                "identity": identity,
+                "corpus": {**data.info, "summary": data.summary()},
+                "result": record,
+            },
         )
     shutil.rmtree(work, ignore_errors=True)  # checkpoints are no longer needed
 

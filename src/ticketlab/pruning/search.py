@@ -33,9 +33,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import MARKER, atomic_write_json, claim_dir, exclusive, read_json, temp_dir, to_json
+from ..files import MARKER, claim_dir, exclusive, temp_dir, to_json
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
+from ..rundir import record_or_check
 from ..training import (
     CHECKPOINT,
     LOG,
@@ -83,28 +84,9 @@ class SearchDir:
 
     def check_settings(self, settings: dict[str, Any], is_main: bool = True) -> None:
         """Refuse to resume a run that was started with other settings; record them for a new run."""
-        path = self.run / SETTINGS
-        if path.is_file():
-            old = read_json(path, "search settings")
-            changed = [k for k in INPUT_KEYS if k in old and old[k] != settings.get(k)]
-            if changed:
-                what = " and ".join(INPUT_KEYS[k] for k in changed)
-                shown = ", ".join(f"{k}: {str(old[k])[:19]} -> {str(settings.get(k))[:19]}" for k in changed)
-                raise ConfigError(
-                    f"{self.out}: {what} changed since this search started ({shown}); "
-                    "pass another --out, or delete the directory to start over"
-                )
-            # Directories written before inputs were recorded lack their keys: not a difference.
-            keys = (set(old) | set(settings)) - (INPUT_KEYS.keys() - set(old))
-            diff = sorted(k for k in keys if old.get(k) != settings.get(k))
-            if diff:
-                shown = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in diff[:4])
-                raise ConfigError(
-                    f"{self.out} holds a search with other settings ({shown}); "
-                    "pass another --out, or delete the directory to start over"
-                )
-        elif is_main:
-            atomic_write_json(path, settings)
+        record_or_check(
+            self.run / SETTINGS, settings, out=self.out, kind="search", inputs=INPUT_KEYS, write=is_main
+        )
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
