@@ -39,6 +39,7 @@ from ..modeling import encoder_of
 from .mask import Mask, is_bias_key
 
 MASKABLE = ("weight", "bias")  # the tensors a mask key may name: `X.weight`, `X.bias`
+NAMED_ATTR = "_ticketlab_named_masks"  # the named masks of a model (`masking.named`), on its encoder
 
 
 class MaskParametrization(nn.Module):
@@ -227,6 +228,7 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     for key, module, _ in list(_masked_modules(model)):
         parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
+    encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
     return model
 
 
