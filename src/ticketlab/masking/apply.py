@@ -89,9 +89,14 @@ def _mask_param(module: nn.Module, tensor: str = "weight") -> MaskParametrizatio
 
 def dense_weight(module: nn.Module) -> Tensor:
     """The unmasked weight tensor of a module, parametrized or not."""
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+    return dense_tensor(module, "weight")
+
+
+def dense_tensor(module: nn.Module, tensor: str) -> Tensor | None:
+    """The unmasked `weight` or `bias` of a module (the Parameter an optimizer holds), or None."""
+    if parametrize.is_parametrized(module, tensor):
+        return getattr(module.parametrizations, tensor).original
+    return getattr(module, tensor, None)
 
 
 def resolve_modules(model: nn.Module, keys: list[str] | Mapping[str, object]) -> dict[str, nn.Module]:
