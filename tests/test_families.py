@@ -145,6 +145,62 @@ def test_gates_weight_masks_and_compaction_compute_the_same(family, tmp_path):
         torch.testing.assert_close(hidden(load_compacted(tmp_path / "small")), hidden(small))
 
 
+# Three unit layouts: separate Q/K/V (BERT), DeBERTa's interleaved in_proj, ModernBERT's fused Wqkv
+# and gated Wi (with FFN biases, `mlp_bias`, and without: its default, where no bias entry applies).
+LAYOUTS = {
+    "bert": {},
+    "deberta": {},
+    "modernbert-bias": {"mlp_bias": True},
+    "modernbert": {},
+}
+
+
+def unit_ticket(s, kind: str) -> UnitMask:
+    """Heads, neurons, FFN sub-layers, or all three pruned (granularity "both" where FFN sub-layers are)."""
+    head = torch.ones(s.num_layers, s.num_heads, dtype=torch.bool)
+    neuron = torch.ones(s.num_layers, s.intermediate_size, dtype=torch.bool)
+    ffn = torch.ones(s.num_layers, dtype=torch.bool)
+    if kind in ("head", "all"):
+        head[0, 0] = head[1, 1] = False
+    if kind in ("neuron", "all"):
+        g = torch.Generator().manual_seed(0)
+        neuron[:, torch.randperm(s.intermediate_size, generator=g)[:20]] = False
+    if kind in ("ffn", "all"):
+        ffn[1] = False
+    return UnitMask(head=head, neuron=neuron, ffn=ffn if kind in ("ffn", "all") else None)
+
+
+@pytest.mark.parametrize("kind", ["head", "neuron", "ffn", "all"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_unit_mask_as_weights_equals_its_gates_ffn_bias_included(layout, kind):
+    """One injection: a unit mask applied as weight and bias masks computes what its gates compute. A
+    pruned FFN sub-layer leaves LayerNorm(attention output): FFN-out's bias goes with the sub-layer."""
+    family = layout.removesuffix("-bias")
+
+    def model():
+        torch.manual_seed(0)
+        m = family_mlm_class(family)(family_config(family, **LAYOUTS[layout])).eval()
+        with torch.no_grad():  # large random biases: a bias the weight form forgets shows at once
+            for name, p in m.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0.0, 0.5)
+        return m
+
+    base = model()
+    s, arch = structure_of(base), ARCHS[base.config.model_type]
+    units = unit_ticket(s, kind)
+    weights = to_weight_mask(units, s)
+    masked, gated = model(), model()
+    apply_mask(masked, weights)
+    apply_unit_mask(gated, units)
+    out = hidden(masked)
+    torch.testing.assert_close(out, hidden(gated), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out, hidden(base), atol=1e-3)  # the ticket does prune something
+    ffn_out = masked.base_model.get_submodule(f"{arch.layers}.1.{arch.ffn_out}")
+    if units.ffn is not None and ffn_out.bias is not None:  # ... FFN-out's bias with its sub-layer
+        assert not ffn_out.bias.any() and f"{arch.layers}.1.{arch.ffn_out}.bias" in weights
+
+
 def test_albert_units_are_refused_in_one_line():
     with pytest.raises(MaskMismatchError, match="one shared layer"):
         structure_of(tiny("albert"))

@@ -19,6 +19,7 @@ from ticketlab.experiments.mtl import (
     task_objective,
     ticket_param_masks,
 )
+from ticketlab.masking.apply import dense_tensor
 from ticketlab.modeling import load_model
 from ticketlab.structured import UnitMask, structure_of
 from ticketlab.structured.io import save_unit_mask, unit_mask_config
@@ -154,7 +155,7 @@ def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tick
     state = {n: {k: v.clone() for k, v in opt.state[p].items()} for n, p in params.items() if p in opt.state}
     sharing_step(mt, 0, batch(0), objs[0], opt, 1.0)  # then a step of task 0
 
-    masks = mt.masks[0]
+    masks = mt.step_mask(0)
     moved_inside = 0
     for n, p in params.items():
         inside = masks.get(p, False)
@@ -167,8 +168,33 @@ def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tick
     # concretely: task 1's head, layer 1's heads and layer 1's FFN (with its output bias) stayed put
     enc = mt.models["t0"].bert.encoder.layer
     assert not masks.get(mt.models["t1"].classifier.weight, False)
-    assert not masks[enc[1].attention.self.query.weight].any() and masks[enc[1].output.dense.bias] is False
-    assert masks[enc[0].attention.self.query.weight].all()
+    query, ffn_out = (
+        dense_tensor(enc[1].get_submodule(m), t)
+        for m, t in (("attention.self.query", "weight"), ("output.dense", "bias"))
+    )
+    assert not masks[query].any() and masks[ffn_out] is False
+    assert masks[dense_tensor(enc[0].attention.self.query, "weight")].all()
+
+
+def test_each_tasks_ticket_is_a_named_mask_computing_what_its_gates_compute(tiny_bert_dir, glue, tickets):
+    """Per-task tickets are named masks on the shared encoder: bits, one in force; task i's forward
+    is its ticket's (the gated model's, FFN-out's bias of a pruned sub-layer included)."""
+    from ticketlab.masking import active_mask, mask_names
+    from ticketlab.structured import apply_unit_mask, load_unit_mask
+
+    mt = build(_config(tiny_bert_dir, glue, tickets), seed=1, device=torch.device("cpu"))
+    assert mask_names(mt.models["t0"]) == ["t0", "t1"]
+    ids = torch.randint(5, 60, (2, 9), generator=torch.Generator().manual_seed(0))
+    for i, path in enumerate(tickets):
+        model = mt.task_model(i)
+        assert active_mask(model) == f"t{i}"
+        gated = build(_config(tiny_bert_dir, glue, None), seed=1, device=torch.device("cpu")).models[f"t{i}"]
+        apply_unit_mask(gated, load_unit_mask(path)[0])
+        with torch.no_grad():
+            torch.testing.assert_close(model(input_ids=ids).logits, gated(input_ids=ids).logits)
+    named = mt.models["t0"].bert._ticketlab_named_masks
+    weights = sum(p.mask.numel() for p in named.buffers.values())  # the mask in force: a byte per entry
+    assert sum(b.numel() for per in named.bits.values() for b in per.values()) <= 2 * (weights / 8 + 64)
 
 
 def test_ticket_masks_of_bias_free_projections(tiny_bert_dir):
@@ -275,7 +301,8 @@ def test_without_tickets_every_task_shares_everything(tiny_bert_dir, glue):
     assert config.method == "mtl"
     mt = build(config, seed=1, device=torch.device("cpu"))
     enc = mt.models["t0"].bert
-    assert all(mt.masks[i][p] is True or mt.masks[i][p].all() for i in (0, 1) for p in enc.parameters())
+    assert all(mt.step_mask(i)[p] is True for i in (0, 1) for p in enc.parameters())
+    assert not any(".parametrizations." in n for n, _ in mt.models.named_parameters())  # nothing masked
 
 
 def test_cli_errors_are_one_line(tiny_bert_dir, glue, tickets, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 from transformers import (
     AutoModelForMaskedLM,
     BertForMaskedLM,
@@ -18,7 +19,17 @@ from transformers.pytorch_utils import prune_linear_layer
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.cli import main
 from ticketlab.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ticketlab.masking import MaskConfig, apply_mask, load_mask, load_mask_onto, save_mask
+from ticketlab.masking import (
+    MaskConfig,
+    apply_mask,
+    current_mask,
+    load_mask,
+    load_mask_onto,
+    masks_disabled,
+    remove_mask,
+    save_mask,
+    weights_hash,
+)
 from ticketlab.modeling import load_config, load_model
 from ticketlab.structured import (
     UnitMask,
@@ -178,7 +189,7 @@ def test_gates_fit_any_head_and_refuse_twice():
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta"])
-@pytest.mark.parametrize("granularity", ["neuron", "both", "none"])
+@pytest.mark.parametrize("granularity", ["layer", "neuron", "both", "none"])
 def test_converted_weight_mask_equals_the_gates(arch, granularity):
     units = random_units(tiny(arch), granularity, seed=3)
     gated, masked = tiny(arch), tiny(arch)
@@ -189,23 +200,91 @@ def test_converted_weight_mask_equals_the_gates(arch, granularity):
     assert get_gates(gated).to_unit_mask() == units
 
 
-def test_converted_ffn_layer_keeps_the_ffn_output_bias():
-    """Weight masks never cover biases: a pruned FFN sub-layer keeps FFN-out's bias when converted."""
+def test_converted_ffn_layer_masks_the_ffn_output_bias():
+    """A pruned FFN sub-layer as weights takes FFN-out's bias with it: LayerNorm(attention output), as
+    its gate computes, not what pruning every neuron of the layer computes (the bias stays there)."""
     model = tiny()
     units = UnitMask.ones(structure_of(model), "layer")
     units.ffn[1] = False
-    masked = copy.deepcopy(model)
-    apply_mask(masked, to_weight_mask(units, structure_of(model)))
-    every_neuron = copy.deepcopy(model)  # the same as pruning every neuron of the layer (bias kept)
+    weights = to_weight_mask(units, structure_of(model))
+    assert set(weights.biases()) == {f"encoder.layer.{l}.output.dense.bias" for l in range(3)}
+    assert not weights["encoder.layer.1.output.dense.bias"].any()
+    assert weights["encoder.layer.0.output.dense.bias"].all()
+    masked, gated, every_neuron = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    apply_mask(masked, weights)
+    apply_unit_mask(gated, units)
     attach_gates(every_neuron, "neuron").neuron[1] = 0.0
-    torch.testing.assert_close(hidden(masked), hidden(every_neuron), atol=ATOL, rtol=0)
+    torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+    assert not torch.allclose(hidden(masked), hidden(every_neuron), atol=1e-3)
+    with masks_disabled(masked):  # the one switch (the KD teacher) lets the bias through too
+        assert torch.equal(hidden(masked), hidden(model))
+    assert current_mask(masked) == weights  # bias entries read back like weights
+
+
+def test_bias_entries_do_not_count_as_weights():
+    """Sparsity, counts, the per-matrix table, similarity and the recorded hash are over weights:
+    a structured ticket's `achieved_sparsity` and `base_model_hash` are what they were."""
+    model = tiny()
+    layer = random_units(model, "layer", seed=4)
+    weights = to_weight_mask(layer, structure_of(model))
+    plain = weights.weights()
+    assert len(weights) == len(plain) + 3 and not plain.biases()
+    assert (weights.numel, weights.kept, weights.sparsity) == (plain.numel, plain.kept, plain.sparsity)
+    assert weights.per_matrix() == plain.per_matrix() and "3 masked bias vectors" in weights.summary()
+    neuron = to_weight_mask(random_units(model, "neuron", seed=4), structure_of(model))
+    assert weights.jaccard(neuron) == plain.jaccard(neuron)  # FFN sub-layers vs neurons: comparable
+    assert weights_hash(model, list(weights)) == weights_hash(model, list(plain))
+    config = unit_mask_config(model, layer, method="random", level=0.4, base_model="tiny")
+    assert config.achieved_sparsity == round(plain.sparsity, 6) and config.format_version == 1
+
+
+def test_masked_biases_squash_restore_and_save_as_plain_keys(tmp_path):
+    model = tiny()
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.ffn[2] = False
+    weights = to_weight_mask(units, structure_of(model))
     gated = copy.deepcopy(model)
     apply_unit_mask(gated, units)
-    assert not torch.allclose(hidden(gated), hidden(masked), atol=1e-3)
-    with torch.no_grad():  # ... and with that bias at zero, the gates and the converted mask agree
-        for m in (gated, masked):
-            m.bert.encoder.layer[1].output.dense.bias.zero_()
+    apply_mask(model, weights)
+    model.save_pretrained(tmp_path / "saved")  # b ⊙ m under the plain key `...output.dense.bias`
+    reloaded = BertForMaskedLM.from_pretrained(tmp_path / "saved")
+    assert not reloaded.bert.encoder.layer[2].output.dense.bias.any()
+    torch.testing.assert_close(hidden(reloaded), hidden(gated), atol=ATOL, rtol=0)
+    dense = remove_mask(apply_mask(tiny(), weights), squash=False).bert.encoder.layer[2].output.dense
+    assert torch.equal(dense.bias, tiny().bert.encoder.layer[2].output.dense.bias)  # restored
+    squashed = remove_mask(model, squash=True).bert.encoder.layer[2].output.dense
+    assert not squashed.bias.any() and not parametrize.is_parametrized(squashed)
+
+
+def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
+    model = tiny()
+    units = random_units(model, "both", seed=6)
+    weights = to_weight_mask(units, structure_of(model))
+    config = MaskConfig.for_model(model, weights, method="omp", sparsity=0.3, base_model="tiny")
+    save_mask(weights, config, tmp_path / "with-bias")
+    save_mask(weights.weights(), config, tmp_path / "weights")
+    loaded, saved = load_mask(tmp_path / "with-bias")
+    assert loaded == weights and saved.format_version == 2  # older ticketlabs refuse it in one line
+    assert load_mask(tmp_path / "weights")[1].format_version == 1  # every other file as before
+    gated, masked = tiny(), tiny()
+    apply_unit_mask(gated, units)
+    load_mask_onto(masked, tmp_path / "with-bias")
     torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+    info = json.loads((tmp_path / "with-bias" / "mask_config.json").read_text())
+    info["format_version"] = 3
+    (tmp_path / "with-bias" / "mask_config.json").write_text(json.dumps(info))
+    with pytest.raises(MaskFileError, match="format version 3 is newer"):
+        load_mask(tmp_path / "with-bias")
+
+
+def test_a_masked_bias_gets_no_weight_decay():
+    from ticketlab.finetune import _params
+
+    model = tiny()
+    apply_mask(model, to_weight_mask(UnitMask.ones(structure_of(model), "layer"), structure_of(model)))
+    no_decay = {id(p) for p in _params(model, 0.01)[1]["params"]}
+    assert id(model.bert.encoder.layer[0].output.dense.parametrizations.bias.original) in no_decay
+    assert id(model.bert.encoder.layer[0].output.dense.parametrizations.weight.original) not in no_decay
 
 
 def test_converted_mask_counts():

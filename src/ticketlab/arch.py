@@ -67,9 +67,10 @@ class Arch:
     def compact_heads(self) -> bool:
         return self.attention is not None
 
-    def layer_key(self, layer: int, module: str) -> str:
-        """The mask-file key of one layer's weight, e.g. `encoder.layer.3.intermediate.dense.weight`."""
-        return f"{self.layers}.{layer}.{module}.weight"
+    def layer_key(self, layer: int, module: str, tensor: str = "weight") -> str:
+        """The mask-file key of one layer's weight (or `tensor="bias"`: its bias), e.g.
+        `encoder.layer.3.intermediate.dense.weight`."""
+        return f"{self.layers}.{layer}.{module}.{tensor}"
 
     def encoder_targets(self) -> str:
         """The six matrices of every layer: a regex over module names relative to the encoder."""

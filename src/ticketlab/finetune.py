@@ -47,6 +47,7 @@ from .data.squad import SquadExamples, best_answers, load_squad_features
 from .errors import ConfigError, TicketlabError
 from .files import atomic_write_json, claim_dir, content_key, read_json
 from .masking import MaskConfig, current_mask, export_pretrained, load_mask_onto
+from .masking.apply import plain_name
 from .masking.io import library_versions
 from .metrics import GLUE_METRICS, squad_metrics
 from .modeling import encoder_of, fit_max_length, load_config, load_model, load_tokenizer
@@ -637,10 +638,12 @@ def _identity(fingerprint: Any, inputs: Any) -> dict[str, Any]:
 
 
 def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe)."""
+    """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe), masked biases included
+    (named `X.parametrizations.bias.original`)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
+            name = plain_name(name)
             (
                 no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
             ).append(p)

@@ -36,7 +36,7 @@ def label(path: str) -> str:
 def run(args: argparse.Namespace) -> int:
     if len(args.masks) < 2:
         raise TicketlabError("compare needs at least two mask directories")
-    masks = [load_mask(m)[0] for m in args.masks]
+    masks = [load_mask(m)[0].weights() for m in args.masks]  # similarity is over weights (no biases)
     for path, m in zip(args.masks[1:], masks[1:], strict=True):
         try:
             masks[0].check_compatible(m)

@@ -27,12 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     mask, config = load_mask(args.mask)
     if args.json:
-        print(
-            json.dumps(
-                {"config": config.to_dict(), "sparsity": mask.sparsity, "per_matrix": mask.per_matrix()},
-                indent=2,
-            )
-        )
+        shown = {"config": config.to_dict(), "sparsity": mask.sparsity, "per_matrix": mask.per_matrix()}
+        if biases := mask.biases():  # masked biases (FFN sub-layers' weight form): not in the sparsity
+            shown["biases"] = {n: 1.0 - int(t.sum()) / t.numel() for n, t in biases.items()}
+        print(json.dumps(shown, indent=2))
         return 0
     print(f"mask:       {args.mask}")
     print(f"method:     {config.method} (ranking {config.ranking}, seed {config.seed})")

@@ -3,7 +3,9 @@
 One encoder shared by all tasks, one head per task, and task i's structured ticket Ω^i (its super
 ticket) as its subnetwork:
 
-* the forward pass of task i runs the encoder gated by Ω^i (`structured.gates`);
+* every task's ticket is a named mask on the shared encoder (`masking.named`, in its weight form,
+  FFN-out's bias included: exactly what gates compute), kept as bits; the forward pass of task i
+  runs with Ω^i in force (`set_active_mask`);
 * minibatches of all tasks are shuffled together every epoch (Algorithm 1, line 5);
 * a step on task i updates only the parameters inside Ω^i: the weight slices of the heads and FFN
   units Ω^i keeps, everything no unit owns (embeddings, LayerNorms, attention-output bias, pooler),
@@ -33,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,13 @@ from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
+from ..masking.apply import dense_tensor, plain_name
+from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..progress import progress_bar
 from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
-from ..structured.gates import Gates, attach_gates
 from ..structured.io import check_unit_fits, load_unit_mask
 from ..structured.masked_adam import MaskedAdamW, StepMask
 from ..tasks import get_task
@@ -171,26 +174,30 @@ def shared_units(tickets: Sequence[UnitMask]) -> UnitMask:
 
 
 def ticket_param_masks(
-    encoder: nn.Module, units: UnitMask, structure: Structure
+    encoder: nn.Module, units: UnitMask, structure: Structure, weights: Mapping[str, Tensor] | None = None
 ) -> dict[nn.Parameter, StepMask]:
     """Which entries of the encoder's parameters a step of this ticket may update (True = all).
 
-    Weights: the unit slices of `to_weight_mask`. Biases: a head owns its Q/K/V bias entries, a
-    neuron its FFN-in bias entry, an FFN sub-layer both FFN biases. Parameters no unit owns are shared.
+    Weights: the unit slices of `to_weight_mask` (`weights`: that mask, or the buffers of the named
+    mask in force, used as they are). Biases: a head owns its Q/K/V bias entries, a neuron its FFN-in
+    bias entry, an FFN sub-layer both FFN biases. Parameters no unit owns are shared. Keys are the
+    Parameters an optimizer holds (a masked tensor's `original`).
     """
     out: dict[nn.Parameter, StepMask] = {p: True for p in encoder.parameters()}
-    arch, weights = structure.arch, to_weight_mask(units, structure)
+    arch = structure.arch
+    weights = to_weight_mask(units, structure) if weights is None else weights
     for layer in range(structure.num_layers):
         for name in arch.layer_modules:
-            keep = weights[arch.layer_key(layer, name)]
-            module = encoder.get_submodule(arch.layer_key(layer, name).removesuffix(".weight"))
-            out[module.weight] = keep
-            if module.bias is None:  # a bias-free projection: its weight is all the unit owns
+            keep = weights[arch.layer_key(layer, name)]  # bool [rows, cols]
+            module = encoder.get_submodule(f"{arch.layers}.{layer}.{name}")
+            out[dense_tensor(module, "weight")] = keep
+            bias = dense_tensor(module, "bias")
+            if bias is None:  # a bias-free projection: its weight is all the unit owns
                 continue
             if name in (*arch.qkv, arch.ffn_in):
-                out[module.bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
+                out[bias] = keep[:, 0].clone()  # rows: one per head dimension / neuron
             elif name == arch.ffn_out and units.ffn is not None and not bool(units.ffn[layer]):
-                out[module.bias] = False  # a pruned FFN sub-layer's output bias goes with it
+                out[bias] = False  # a pruned FFN sub-layer's output bias goes with it
         out.update(_head_extras(encoder, arch, layer, units.head[layer], structure.head_size))
     return out
 
@@ -215,21 +222,35 @@ def _head_extras(encoder: nn.Module, arch, layer: int, heads: Tensor, head_size:
 
 @dataclass
 class MultiTask:
-    """One encoder, one task model per task sharing it, the gates on it, and each task's ticket."""
+    """One encoder, one task model per task sharing it, and each task's ticket as a named mask on it
+    ("t0", "t1", ...: bits, one in force)."""
 
     models: nn.ModuleDict  # "t0", "t1", ...: task models whose encoder is the same module
-    gates: Gates | None  # None: plain multi-task learning (no tickets, nothing gated)
-    tickets: list[UnitMask]  # per task; empty without tickets
-    masks: list[dict[nn.Parameter, StepMask]]  # per task: what its step updates
+    tickets: list[UnitMask]  # per task; empty without tickets (plain MTL: nothing masked)
+    params: list[nn.Parameter]  # every parameter once, in the order of the unmasked model (optimizer)
+    heads: list[list[nn.Parameter]]  # per task: its own parameters outside the encoder
+    structure: Structure | None = None
 
     def task_model(self, i: int) -> nn.Module:
-        """Task i's model, gated by its ticket."""
-        if self.gates is not None:
-            self.gates.load_(self.tickets[i])
+        """Task i's model, with its ticket in force."""
+        if self.tickets:
+            set_active_mask(self.models["t0"], f"t{i}")
         return self.models[f"t{i}"]
 
+    def step_mask(self, i: int) -> dict[nn.Parameter, StepMask]:
+        """What a step of task i updates: its ticket's entries (the named mask in force, not a copy)
+        and everything shared, its own head; made per step, so no task holds a byte per weight."""
+        own = dict.fromkeys(self.heads[i], True)
+        encoder = encoder_of(self.models["t0"])
+        if not self.tickets:  # plain MTL: every task updates everything
+            return {**dict.fromkeys(encoder.parameters(), True), **own}
+        self.task_model(i)
+        weights = active_tensors(encoder)
+        return {**ticket_param_masks(encoder, self.tickets[i], self.structure, weights), **own}
+
     def named_parameters(self) -> dict[str, nn.Parameter]:
-        return dict(self.models.named_parameters())  # the shared encoder once
+        """By the names of the unmasked model (checkpoints and weights files keep them)."""
+        return {plain_name(n): p for n, p in self.models.named_parameters()}  # the shared encoder once
 
 
 def build(config: MtlConfig, seed: int, device: torch.device) -> MultiTask:
@@ -243,24 +264,18 @@ def build(config: MtlConfig, seed: int, device: torch.device) -> MultiTask:
             setattr(net, net.base_model_prefix, encoder)  # share: this task's own copy is dropped
         models[f"t{i}"] = net
     mt = nn.ModuleDict(models).to(device)
+    params = list(mt.parameters())  # before masking: the optimizer's order (and its checkpoints') stays
+    inside = {id(p) for p in encoder.parameters()}
+    heads = [[p for p in mt[f"t{i}"].parameters() if id(p) not in inside] for i in range(len(mt))]
     tickets = load_tickets(config, mt["t0"])
     if not tickets:
-        # Plain MTL: every task updates everything. No gates and no unit structure, so it runs on a
+        # Plain MTL: every task updates everything. No masks and no unit structure, so it runs on a
         # family without per-layer units too (ALBERT's one shared layer).
-        everything = [dict.fromkeys(mt[f"t{i}"].parameters(), True) for i in range(len(mt))]
-        return MultiTask(mt, None, [], everything)
+        return MultiTask(mt, [], params, heads)
     structure = structure_of(mt["t0"])
-    gates = attach_gates(mt["t0"], granularity=tickets[0].granularity)
-    masks = []
     for i, units in enumerate(tickets):
-        m = {
-            p: (k.to(device) if isinstance(k, Tensor) else k)
-            for p, k in ticket_param_masks(encoder, units, structure).items()
-        }
-        inside = {id(p) for p in encoder.parameters()}
-        m.update({p: True for p in mt[f"t{i}"].parameters() if id(p) not in inside})  # its own head
-        masks.append(m)
-    return MultiTask(mt, gates, tickets, masks)
+        add_mask(mt["t0"], f"t{i}", to_weight_mask(units, structure))
+    return MultiTask(mt, tickets, params, heads, structure)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -296,7 +311,7 @@ def sharing_step(
     if max_grad_norm is not None:
         params = [p for p in mt.models.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step(mt.masks[i])
+    optimizer.step(mt.step_mask(i))
     optimizer.zero_grad(set_to_none=True)
     return float(loss.detach())
 
@@ -354,7 +369,7 @@ def train_shared(
     per_epoch = sum(math.ceil(n / config.batch_size) for n in sizes)
     total = math.ceil(config.epochs * per_epoch)
     total = min(total, config.max_steps) if config.max_steps is not None else total
-    optimizer = MaskedAdamW(mt.models.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = MaskedAdamW(mt.params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = TrainConfig(max_steps=total, lr=config.lr, warmup_steps=round(config.warmup_ratio * total))
     scheduler = make_scheduler(optimizer, schedule)
     state = _State(history=[[] for _ in objs], best=[None for _ in objs])
@@ -418,7 +433,7 @@ def _objective(config: MtlConfig, task: str, tokenizer, seed: int) -> TaskObject
 def finetune_task(
     config: MtlConfig, mt: MultiTask, i: int, obj: TaskObjective, seed: int, out: Path
 ) -> TrainResult:
-    """Task i alone from the multi-task weights, gated by its ticket (the paper's + ST fine-tuning)."""
+    """Task i alone from the multi-task weights, its ticket in force (the paper's + ST fine-tuning)."""
     model = mt.task_model(i)
     spec = obj.spec
     steps = math.ceil((config.finetune_epochs or spec.epochs) * len(obj.dataset) / config.batch_size)

@@ -15,8 +15,8 @@ Every fine-tuning, the full model's included, picks its best step on the 10% par
 90% part at that step, so nothing reported was seen by a choice. Scores are mean ± std over seeds.
 
 Rewound tickets are fine-tuned through their equivalent weight mask (`masking.load_mask` reads a
-structured ticket as one): a pruned head or neuron computes exactly what the gated model computes;
-a pruned FFN sub-layer keeps FFN-out's bias, one vector, which fine-tuning adapts (see `units.py`).
+structured ticket as one): a pruned head, neuron or FFN sub-layer (its FFN-out bias masked with it)
+computes exactly what the gated model computes (see `masking/units.py`).
 
 Everything goes into a results store (`experiments.store`) in OUT: a `finetune` row per fine-tuning
 and a `search` row per ticket (method `st-winning`, `st-random`, `st-losing`; its `sparsity` is the

@@ -16,6 +16,7 @@ from .export import export_pretrained
 from .hub import mask_dir, push_mask
 from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
 from .mask import Mask
+from .named import active_mask, add_mask, delete_mask, mask_names, named_mask, set_active_mask
 from .targets import default_targets, find_targets, targets_repr
 
 __all__ = [
@@ -23,11 +24,14 @@ __all__ = [
     "Mask",
     "MaskConfig",
     "MaskParametrization",
+    "active_mask",
+    "add_mask",
     "apply_mask",
     "attach",
     "check_fits",
     "current_mask",
     "default_targets",
+    "delete_mask",
     "dense_weight",
     "export_pretrained",
     "find_targets",
@@ -35,11 +39,14 @@ __all__ = [
     "is_masked",
     "load_mask",
     "load_mask_onto",
+    "mask_names",
     "mask_dir",
     "masks_disabled",
+    "named_mask",
     "push_mask",
     "remove_mask",
     "save_mask",
+    "set_active_mask",
     "targets_repr",
     "weights_hash",
 ]

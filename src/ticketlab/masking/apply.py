@@ -4,6 +4,11 @@ A masked module keeps its type (an `nn.Linear` stays an `nn.Linear`); its `weigh
 `original ⊙ mask`, computed on access. Because the product is recomputed at every forward, pruned
 weights stay exactly zero through any later training, whatever the optimizer does to `original`.
 
+Biases are masked the same way when a mask has a `X.bias` key: the one injection for both, so a unit
+mask applied as tensors computes what its gates compute (a pruned FFN sub-layer takes FFN-out's bias
+with it; `masking.units`). A key for a bias the module does not have (ModernBERT's bias-free FFN) is
+left out when resolving: an absent bias adds nothing, which is what its mask says.
+
 Tied weights: BERT's MLM decoder shares its weight with the word embeddings. When the embeddings are
 masked, every module tied to the same Parameter gets the same parametrization, so the masked model
 computes exactly what its exported checkpoint (zeros in the shared matrix) computes.
@@ -31,7 +36,10 @@ from torch.nn.utils import parametrize
 
 from ..errors import MaskMismatchError, TicketlabError
 from ..modeling import encoder_of
-from .mask import Mask
+from .mask import Mask, is_bias_key
+
+MASKABLE = ("weight", "bias")  # the tensors a mask key may name: `X.weight`, `X.bias`
+NAMED_ATTR = "_ticketlab_named_masks"  # the named masks of a model (`masking.named`), on its encoder
 
 
 class MaskParametrization(nn.Module):
@@ -58,51 +66,86 @@ class BinaryMask(MaskParametrization):
         return self.mask
 
 
-def _mask_param(module: nn.Module) -> MaskParametrization | None:
-    if not parametrize.is_parametrized(module, "weight"):
+def split_key(key: str) -> tuple[str, str]:
+    """`a.b.weight` -> (`a.b`, `weight`): the module and the tensor a mask key names."""
+    module, _, tensor = key.rpartition(".")
+    return module, tensor
+
+
+def plain_name(name: str) -> str:
+    """A parameter's name as an unmasked model has it: `X.parametrizations.bias.original` -> `X.bias`
+    (name-based rules, e.g. no weight decay on biases, then hold for masked tensors too)."""
+    if ".parametrizations." not in name or not name.endswith(".original"):
+        return name
+    return name.replace(".parametrizations.", ".").removesuffix(".original")
+
+
+def _mask_param(module: nn.Module, tensor: str = "weight") -> MaskParametrization | None:
+    if not parametrize.is_parametrized(module, tensor):
         return None
-    found = [p for p in module.parametrizations.weight if isinstance(p, MaskParametrization)]
+    found = [p for p in getattr(module.parametrizations, tensor) if isinstance(p, MaskParametrization)]
     return found[0] if found else None
 
 
 def dense_weight(module: nn.Module) -> Tensor:
     """The unmasked weight tensor of a module, parametrized or not."""
-    if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations.weight.original
-    return module.weight
+    return dense_tensor(module, "weight")
+
+
+def dense_tensor(module: nn.Module, tensor: str) -> Tensor | None:
+    """The unmasked `weight` or `bias` of a module (the Parameter an optimizer holds), or None."""
+    if parametrize.is_parametrized(module, tensor):
+        return getattr(module.parametrizations, tensor).original
+    return getattr(module, tensor, None)
 
 
 def resolve_modules(model: nn.Module, keys: list[str] | Mapping[str, object]) -> dict[str, nn.Module]:
-    """Find the encoder module behind each weight key, or raise one error listing what is missing."""
+    """Find the encoder module behind each key (`X.weight` or `X.bias`), or raise one error listing
+    what is missing. Bias keys of modules without a bias are left out (see the module docstring)."""
     modules = dict(encoder_of(model).named_modules())
-    missing = [k for k in keys if not k.endswith(".weight") or k.removesuffix(".weight") not in modules]
+    missing = [k for k in keys if split_key(k)[1] not in MASKABLE or split_key(k)[0] not in modules]
     if missing:
         raise MaskMismatchError(
             f"{len(missing)} masked weight(s) do not exist in this model, e.g. {', '.join(missing[:3])}"
         )
-    return {k: modules[k.removesuffix(".weight")] for k in keys}
+    found = {k: modules[split_key(k)[0]] for k in keys}
+    return {k: m for k, m in found.items() if not is_bias_key(k) or getattr(m, "bias", None) is not None}
+
+
+def masked_tensor(module: nn.Module, key: str) -> Tensor:
+    """The tensor a mask key names on its module (as the model computes it)."""
+    return getattr(module, split_key(key)[1])
+
+
+def _tied(model: nn.Module) -> dict[int, list[nn.Module]]:
+    """Modules by the id of the weight or bias Parameter they hold (tied modules share one)."""
+    tied: dict[int, list[nn.Module]] = {}
+    for module in model.modules():
+        for tensor in MASKABLE:
+            t = module._parameters.get(tensor)
+            if t is not None:
+                tied.setdefault(id(t), []).append(module)
+    return tied
 
 
 def attach(model: nn.Module, parametrizations: Mapping[str, MaskParametrization]) -> nn.Module:
-    """Register one mask parametrization per weight key (and on every module tied to that weight)."""
+    """Register one mask parametrization per key, on its weight or bias (and on every module tied
+    to that tensor)."""
     modules = resolve_modules(model, list(parametrizations))
-    tied: dict[int, list[nn.Module]] = {}
-    for module in model.modules():
-        w = module._parameters.get("weight")
-        if w is not None:
-            tied.setdefault(id(w), []).append(module)
+    tied = _tied(model)
     for key, module in modules.items():
-        if _mask_param(module) is not None:
+        tensor_name = split_key(key)[1]
+        if _mask_param(module, tensor_name) is not None:
             raise MaskMismatchError(f"{key} is already masked; remove the mask first")
         p = parametrizations[key]
-        weight = module.weight
+        tensor = getattr(module, tensor_name)
         shape = tuple(p.current_mask().shape)
-        if tuple(weight.shape) != shape:
+        if tuple(tensor.shape) != shape:
             raise MaskMismatchError(
-                f"{key}: mask shape {shape} does not match weight shape {tuple(weight.shape)}"
+                f"{key}: mask shape {shape} does not match {tensor_name} shape {tuple(tensor.shape)}"
             )
-        for m in tied.get(id(weight), [module]):
-            parametrize.register_parametrization(m, "weight", p)
+        for m in tied.get(id(tensor), [module]):
+            parametrize.register_parametrization(m, tensor_name, p)
     guard_saving(model)
     return model
 
@@ -166,16 +209,19 @@ def _save_pretrained(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
 
 
 def apply_mask(model: nn.Module, mask: Mask) -> nn.Module:
-    """Mask `model` in place: each weight named in `mask` becomes `weight ⊙ mask`. Returns the model."""
-    device_of = {k: m.weight.device for k, m in resolve_modules(model, list(mask)).items()}
-    return attach(model, {k: BinaryMask(t.to(device_of[k])) for k, t in mask.items()})
+    """Mask `model` in place: each tensor named in `mask` (weights, biases) becomes `tensor ⊙ mask`.
+    Returns the model."""
+    device_of = {k: masked_tensor(m, k).device for k, m in resolve_modules(model, list(mask)).items()}
+    return attach(model, {k: BinaryMask(mask[k].to(device)) for k, device in device_of.items()})
 
 
 def _masked_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module, MaskParametrization]]:
+    """(key, module, parametrization) of every masked tensor, the key as a mask file names it."""
     for name, module in model.named_modules():
-        p = _mask_param(module)
-        if p is not None:
-            yield name, module, p
+        for tensor in MASKABLE:
+            p = _mask_param(module, tensor)
+            if p is not None:
+                yield f"{name}.{tensor}", module, p
 
 
 def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
@@ -184,18 +230,17 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     The Parameter objects survive (torch sets their data in place), so ties and optimizer references
     stay valid.
     """
-    for _, module, _ in list(_masked_modules(model)):
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=squash)
+    for key, module, _ in list(_masked_modules(model)):
+        parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
+    encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
     return model
 
 
 def current_mask(model: nn.Module) -> Mask:
     """The mask in force on the model's encoder, keyed like a mask file."""
     encoder = encoder_of(model)
-    return Mask(
-        {f"{name}.weight": p.current_mask().detach().cpu().clone() for name, _, p in _masked_modules(encoder)}
-    )
+    return Mask({key: p.current_mask().detach().cpu().clone() for key, _, p in _masked_modules(encoder)})
 
 
 def is_masked(model: nn.Module) -> bool:

@@ -14,7 +14,7 @@ from ..errors import ConfigError, MaskMismatchError
 from ..files import atomic_dir, atomic_write_json
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .io import MaskConfig
-from .mask import Mask
+from .mask import Mask, is_bias_key
 from .pattern import SEMI_STRUCTURED
 
 SEMI_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}  # what 2:4 sparse tensor cores take
@@ -38,8 +38,8 @@ def check_semi_structured(model: nn.Module, keys: Iterable[str], dtype: torch.dt
     from torch.sparse import to_sparse_semi_structured
 
     for key, module in resolve_modules(model, list(keys)).items():
-        if not isinstance(module, nn.Linear):  # embeddings are gathered, never multiplied as 2:4
-            continue
+        if not isinstance(module, nn.Linear) or is_bias_key(key):  # embeddings are gathered, never
+            continue  # multiplied as 2:4; a bias is added
         try:
             to_sparse_semi_structured(module.weight.detach().to("cuda", dtype))
         except (RuntimeError, ValueError) as e:

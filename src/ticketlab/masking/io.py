@@ -4,6 +4,11 @@ A mask file is the unit that travels between steps, like a PEFT adapter. It neve
 weights, only ~1 bit per target weight plus the provenance needed to reuse it safely: the base
 model, a hash of the base weights it was found on, the method and its settings, library versions.
 Nothing is unpickled: the config is JSON, the masks are safetensors (uint8, `numpy.packbits` order).
+
+A mask with bias entries (`X.bias`, the weight form of a unit mask with FFN sub-layers) is written
+as format version 2, so an older ticketlab refuses it in one line instead of failing to place the
+bias keys; every other file stays version 1, byte for byte. The hash and the sparsity are over the
+weights alone, as they always were (structured tickets keep their recorded hash).
 """
 
 from __future__ import annotations
@@ -29,16 +34,17 @@ from torch import nn
 from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ..files import atomic_dir, read_json
 from ..validation import check_fields
-from .apply import dense_weight, resolve_modules
+from .apply import dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
-from .mask import Mask
+from .mask import Mask, is_bias_key
 from .pattern import follows, parse_pattern
 from .units import weight_mask_of
 
 CONFIG_NAME = "mask_config.json"
 MASKS_NAME = "masks.safetensors"
 FORMAT = "ticketlab-mask"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # what a mask of weights is written as
+BIAS_FORMAT_VERSION = 2  # a mask with bias entries; also the newest this ticketlab reads
 RANKINGS = ("local", "global")
 
 
@@ -100,7 +106,7 @@ class MaskConfig:
             self._check_pattern()
         if self.format != FORMAT:
             raise ValueError(f"not a ticketlab mask (format {self.format!r})")
-        if self.format_version > FORMAT_VERSION:
+        if self.format_version > BIAS_FORMAT_VERSION:
             raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
 
     def _check_pattern(self) -> None:
@@ -175,9 +181,10 @@ def recorded_base(mask_dir: str | os.PathLike) -> str:
 
 
 def weights_hash(model: nn.Module, keys: list[str]) -> str:
-    """sha256 over the names, shapes and float32 values of the given (dense) target weights."""
+    """sha256 over the names, shapes and float32 values of the given (dense) target weights (bias
+    keys are left out: the hash names the weights a mask was found on, as before biases were masked)."""
     h = hashlib.sha256()
-    for key, module in sorted(resolve_modules(model, keys).items()):
+    for key, module in sorted(resolve_modules(model, [k for k in keys if not is_bias_key(k)]).items()):
         w = dense_weight(module).detach().to("cpu", torch.float32).contiguous()
         h.update(f"{key}:{tuple(w.shape)};".encode())
         h.update(w.numpy().tobytes())
@@ -223,6 +230,8 @@ def save_mask(
     """Write a mask directory atomically. `extra` adds safetensors files (e.g. a trained MLM head)."""
     if config.achieved_sparsity is None:
         config = dataclasses.replace(config, achieved_sparsity=round(mask.sparsity, 6))
+    if mask.biases() and config.format_version < BIAS_FORMAT_VERSION:
+        config = dataclasses.replace(config, format_version=BIAS_FORMAT_VERSION)
     out_dir = Path(out_dir)
     tensors, meta = pack(mask)
     with atomic_dir(out_dir, kind="mask") as tmp:
@@ -262,7 +271,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
         raise MaskFileError(f"{masks_path}: corrupt or truncated safetensors file ({e})") from None
     mask = unpack(tensors, meta, masks_path)
     nm = parse_pattern(config.pattern)  # checked with the config; older files have none: elementwise
-    if nm is not None and (bad := next((k for k, t in mask.items() if not follows(t, nm)), None)):
+    if nm is not None and (bad := next((k for k, t in mask.weights().items() if not follows(t, nm)), None)):
         raise MaskFileError(f"{masks_path}: '{bad}' does not keep {nm.n} of every {nm.m} weights ({nm})")
     if config.kind == "structured" and not as_units:
         mask = weight_mask_of(mask, config, path)
@@ -283,10 +292,11 @@ def check_fits(
     except MaskMismatchError as e:
         raise MaskMismatchError(f"{source}: {e} (mask found on {config.base_model})") from None
     for key, module in modules.items():
-        if tuple(module.weight.shape) != tuple(mask[key].shape):
+        have = tuple(masked_tensor(module, key).shape)
+        if have != tuple(mask[key].shape):
             raise MaskMismatchError(
                 f"{source}: {key} has shape {tuple(mask[key].shape)} in the mask but "
-                f"{tuple(module.weight.shape)} in the model (mask found on {config.base_model})"
+                f"{have} in the model (mask found on {config.base_model})"
             )
     if check_hash:
         have = weights_hash(model, list(mask))

@@ -1,4 +1,11 @@
-"""The Mask type: boolean tensors keyed by weight name, True where a weight is kept."""
+"""The Mask type: boolean tensors keyed by tensor name, True where an entry is kept.
+
+Keys name weights (`X.weight`) and, where a mask must cover a bias to compute what a unit mask
+means (a pruned FFN sub-layer takes FFN-out's bias with it: `masking.units`), biases (`X.bias`).
+Sparsity is a fraction of *weights* (DESIGN.md: biases are never pruned targets), so every count,
+per-matrix figure and similarity here runs over the weight entries only; bias entries ride along,
+are applied, saved, compared for equality and combined like the rest.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,16 @@ from torch import Tensor
 
 from ..errors import MaskMismatchError
 
+BIAS_SUFFIX = ".bias"
+
+
+def is_bias_key(key: str) -> bool:
+    """Whether a mask key names a bias (`X.bias`) rather than a weight (`X.weight`)."""
+    return key.endswith(BIAS_SUFFIX)
+
 
 class Mask(Mapping[str, Tensor]):
-    """An immutable mapping `weight key -> bool tensor` (True = kept, False = pruned).
+    """An immutable mapping `tensor key -> bool tensor` (True = kept, False = pruned).
 
     Similarity follows TAMT §4.2.5 / Chen et al.: masks are the sets of kept weights, the Jaccard
     similarity is |A ∩ B| / |A ∪ B| over all targets, and the mask distance is 1 - Jaccard.
@@ -37,14 +51,23 @@ class Mask(Mapping[str, Tensor]):
     def __repr__(self) -> str:
         return f"Mask({len(self)} tensors, {self.numel:,} weights, sparsity={self.sparsity:.4f})"
 
-    # Counts
+    # Views
+    def weights(self) -> Mask:
+        """The weight entries only (what sparsity and similarity count)."""
+        return Mask({n: t for n, t in self._t.items() if not is_bias_key(n)})
+
+    def biases(self) -> Mask:
+        """The bias entries only (empty for every mask but a unit mask's weight form)."""
+        return Mask({n: t for n, t in self._t.items() if is_bias_key(n)})
+
+    # Counts: weights only (a bias entry is not a weight; see the module docstring)
     @property
     def numel(self) -> int:
-        return sum(t.numel() for t in self._t.values())
+        return sum(t.numel() for n, t in self._t.items() if not is_bias_key(n))
 
     @property
     def kept(self) -> int:
-        return sum(int(t.sum()) for t in self._t.values())
+        return sum(int(t.sum()) for n, t in self._t.items() if not is_bias_key(n))
 
     @property
     def sparsity(self) -> float:
@@ -53,7 +76,7 @@ class Mask(Mapping[str, Tensor]):
         return 1.0 - self.kept / n if n else 0.0
 
     def per_matrix(self) -> dict[str, float]:
-        return {name: 1.0 - int(t.sum()) / t.numel() for name, t in self._t.items()}
+        return {name: 1.0 - int(t.sum()) / t.numel() for name, t in self.weights().items()}
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -89,10 +112,13 @@ class Mask(Mapping[str, Tensor]):
     __hash__ = None  # mutable-content tensors: not hashable
 
     def jaccard(self, other: Mask) -> float:
-        self.check_compatible(other)
+        """Over the weights: two tickets that differ only in whether they carry bias entries (FFN
+        sub-layers vs neurons) are compared on what they prune."""
+        mine, theirs = self.weights(), other.weights()
+        mine.check_compatible(theirs)
         inter = union = 0
-        for n, t in self._t.items():
-            o = other[n].to(t.device)
+        for n, t in mine.items():
+            o = theirs[n].to(t.device)
             inter += int(torch.logical_and(t, o).sum())
             union += int(torch.logical_or(t, o).sum())
         return inter / union if union else 1.0
@@ -112,13 +138,17 @@ class Mask(Mapping[str, Tensor]):
         return cls({n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()})
 
     def summary(self) -> str:
-        """A table with one row per matrix and the overall sparsity."""
+        """A table with one row per matrix and the overall sparsity (and a line for masked biases)."""
         rows = [
             (n, "x".join(map(str, t.shape)), t.numel(), 1.0 - int(t.sum()) / t.numel())
-            for n, t in self._t.items()
+            for n, t in self.weights().items()
         ]
         width = max([len(r[0]) for r in rows] + [len("overall")])
         lines = [f"{'weight':<{width}}  {'shape':>12}  {'params':>12}  {'sparsity':>8}"]
         lines += [f"{n:<{width}}  {s:>12}  {k:>12,}  {sp:>8.1%}" for n, s, k, sp in rows]
         lines.append(f"{'overall':<{width}}  {'':>12}  {self.numel:>12,}  {self.sparsity:>8.1%}")
+        biases = self.biases()
+        if biases:
+            zero = sum(int((~t).sum()) for t in biases.values())
+            lines.append(f"biases: {zero:,} entries zero in {len(biases)} masked bias vectors (not above)")
         return "\n".join(lines)

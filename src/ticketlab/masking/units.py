@@ -16,16 +16,23 @@ at one or both granularities, `ffn` [L] (whole sub-layers) and/or `neuron` [L, I
 
 `to_weight_mask(units, structure)` gives the equivalent unstructured `Mask` over the six matrices of
 every layer (keys relative to the encoder, like every mask file), so every verb that takes a weight
-mask takes a structured ticket. Weight masks never cover biases, so:
+mask takes a structured ticket. With FFN sub-layers (granularity "layer" or "both") it also covers
+FFN-out's bias of every layer (`...output.dense.bias`: all kept, or all pruned with its sub-layer),
+and the weight form computes exactly what the gates compute:
 
 - a pruned head's Q/K/V biases stay, but its attention-output columns are zero, so the head adds
-  nothing: the converted mask computes exactly what the gated model computes;
+  nothing: the same as its closed gate (no bias entry needed);
 - a pruned neuron's FFN-in bias stays (the neuron outputs act(b_i)), but its FFN-out column is zero:
-  again exactly the gated model;
-- a pruned FFN sub-layer's matrices are zero but FFN-out's bias b stays: the converted model computes
-  `LayerNorm(a + b)` where the gated (ν = 0) and the compacted model compute `LayerNorm(a)`. This is
-  what pruning every neuron of the layer gives, and b is one vector that fine-tuning adapts; where
-  the exact paper unit matters (importance scores, compaction) use gates or compaction.
+  again exactly its closed gate;
+- a pruned FFN sub-layer's matrices are zero *and* FFN-out's bias is masked: the layer computes
+  `LayerNorm(attention output)`, as the gated (ν = 0) and the compacted models do. (Before biases
+  could be masked it computed `LayerNorm(a + b)`; fine-tuning through the weight form now keeps that
+  bias at zero too.) A family whose FFN-out has no bias (ModernBERT by default) needs no entry: the
+  key is left out when the mask is applied.
+
+The bias entries are not weights: sparsity, the recorded hash and similarity count the weights only
+(`masking.mask`), so a structured ticket's `achieved_sparsity` and `base_model_hash` are what they
+were. Its file stores units, never these tensors, and reads unchanged.
 
 Which modules and rows these are in each family is the architecture map's (`ticketlab.arch`):
 separate Q/K/V or one fused QKV matrix (ModernBERT's `Wqkv`: a head owns one row block in each of
@@ -162,7 +169,8 @@ def _cols(flags: Tensor, height: int) -> Tensor:
 
 
 def to_weight_mask(units: UnitMask, structure: Structure) -> Mask:
-    """The unstructured weight mask equivalent to `units` (see the module docstring for biases)."""
+    """The weight mask equivalent to `units`: the six matrices of every layer and, with FFN
+    sub-layers, FFN-out's bias (see the module docstring)."""
     units.check_structure(structure)
     s, arch = structure, structure.arch
     out: dict[str, Tensor] = {}
@@ -181,6 +189,8 @@ def to_weight_mask(units: UnitMask, structure: Structure) -> Mask:
             keep = torch.ones(s.intermediate_size, dtype=torch.bool)
         out[arch.layer_key(l, arch.ffn_in)] = _rows(s.ffn_in_rows(keep), s.hidden_size)
         out[arch.layer_key(l, arch.ffn_out)] = _cols(keep, s.hidden_size)
+        if units.ffn is not None:  # ν = 0 also takes FFN-out's bias: the gate scales FFN(z) with it
+            out[arch.layer_key(l, arch.ffn_out, "bias")] = units.ffn[l].expand(s.hidden_size).clone()  # [d]
     return Mask(out)
 
 
