@@ -64,3 +64,20 @@ def test_finetune_stays_the_function_when_its_module_is_imported():
         check=True,
     ).stdout.split()
     assert out == ["True", "function"]
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m ticketlab` is the console script (where it is not on PATH): same parser, same exit
+    codes."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "ticketlab", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("ticketlab ")
+    bad = subprocess.run(
+        [sys.executable, "-m", "ticketlab", "info", "/no/such/mask"], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == "ticketlab info: error: /no/such/mask: mask directory not found"
+    )
