@@ -604,80 +604,17 @@ def spec_from_dict(
     for key in ("model", "tasks", "methods"):
         if key not in d:
             raise r.fail(key, "missing (required)")
-
-    tasks: dict[str, TaskEntry] = {}
-    for name, t in r.mapping(d["tasks"], "tasks").items():
-        t = r.mapping(t if t is not None else {}, f"tasks.{name}")
-        safe_component(name, f"{source}: tasks: label", ConfigError)  # it names run directories
-        if "data" not in t:
-            raise r.fail(f"tasks.{name}.data", "missing: the task's data directory (or `hub` to download it)")
-        task = str(t.pop("task", name))
-        data = t.pop("data")
-        data = None if data == "hub" else r.path(data, f"tasks.{name}.data")
-        r.task(task, data, f"tasks.{name}")
-        tasks[name] = TaskEntry(name=name, task=task, data=data, settings=t)
-
-    methods: dict[str, dict[str, Any]] = {}
-    raw_methods = d["methods"]
-    items = (
-        raw_methods.items()
-        if isinstance(raw_methods, dict)
-        else [(m, {}) for m in r.listing(raw_methods, "methods")]
-    )
-    for m, overrides in items:
-        if isinstance(m, dict) and len(m) == 1:  # list item written as {tamt-mlm: {lr: ...}}
-            ((m, overrides),) = m.items()
-        if not isinstance(m, str):
-            raise r.fail("methods", f"expected method names, got {m!r}")
-        if m in methods:
-            raise r.fail("methods", f"'{m}' is listed twice")
-        methods[m] = r.mapping(overrides, f"methods.{m}")
-        if "sparsities" in methods[m]:  # parsed as the top-level list ("70%" too)
-            key = f"methods.{m}.sparsities"
-            methods[m]["sparsities"] = [r.sparsity(s, key) for s in r.listing(methods[m]["sparsities"], key)]
-        if "search_seeds" in methods[m]:
-            key = f"methods.{m}.search_seeds"
-            methods[m]["search_seeds"] = r.ints(methods[m]["search_seeds"], key)
-        if "sources" in methods[m]:
-            methods[m]["sources"] = [str(t) for t in r.listing(methods[m]["sources"], f"methods.{m}.sources")]
-
+    tasks = _tasks(r, d["tasks"])
+    methods = _methods(r, d["methods"])
     seeds = r.mapping(d.get("seeds"), "seeds", ("search", "finetune"))
-    corpus = None
-    if d.get("corpus") is not None:
-        c = d["corpus"] if isinstance(d["corpus"], dict) else {"train": d["corpus"]}
-        c = r.mapping(c, "corpus", CORPUS_KEYS)
-        if "train" not in c:
-            raise r.fail("corpus.train", "missing: the text files (or saved datasets) to search masks on")
-        corpus = {
-            k: [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if k in ("train", "dev") else v
-            for k, v in c.items()
-        }
+    corpus = _corpus(r, d.get("corpus"))
     sparsities = [r.sparsity(s, "sparsities") for s in r.listing(d.get("sparsities"), "sparsities")]
-
-    def curve(key: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
-        if d.get(key) is None:
-            return None
-        c = r.mapping(d[key], key, (*kinds, "sparsities", "methods", "tasks"))
-        defaults_m = [
-            m for m in methods if key != "search_curve" or (registry or METHODS)[base_method(m)].curve
-        ]
-        first = r.listing(c.get(kinds[0]), f"{key}.{kinds[0]}")
-        return {
-            # `all` is the whole training set (train_size null): the curve's last point (Fig. 9)
-            kinds[0]: [None if x == ALL else x for x in first]
-            if key == "data_curve"
-            else r.ints(first, f"{key}.{kinds[0]}"),
-            "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
-            or sparsities,
-            "methods": [str(m) for m in r.listing(c.get("methods"), key)] or defaults_m,
-            "tasks": [str(t) for t in r.listing(c.get("tasks"), key)] or list(tasks),
-        }
-
     for m in methods:  # unknown methods must fail before the curves look them up
         if (why := unknown_method(m, registry or METHODS)) is not None:
             raise r.fail("methods", why)
-    search_curve = curve("search_curve", ("steps",))
-    data_curve = curve("data_curve", ("train_sizes",))
+    grid = (methods, tasks, sparsities, registry or METHODS)
+    search_curve = _curve(r, d, "search_curve", ("steps",), grid)
+    data_curve = _curve(r, d, "data_curve", ("train_sizes",), grid)
     pretrain_eval = d.get("pretrain_eval")
     return SweepSpec(
         model=r.path(d["model"], "model", hub_ok=True),
@@ -698,6 +635,80 @@ def spec_from_dict(
         source=source,
         registry=registry,
     )
+
+
+def _tasks(r: _Reader, raw: Any) -> dict[str, TaskEntry]:
+    """`tasks:`: label -> its task (the label unless `task:` says), data folder and own settings."""
+    tasks: dict[str, TaskEntry] = {}
+    for name, t in r.mapping(raw, "tasks").items():
+        t = r.mapping(t if t is not None else {}, f"tasks.{name}")
+        safe_component(name, f"{r.source}: tasks: label", ConfigError)  # it names run directories
+        if "data" not in t:
+            raise r.fail(f"tasks.{name}.data", "missing: the task's data directory (or `hub` to download it)")
+        task = str(t.pop("task", name))
+        data = t.pop("data")
+        data = None if data == "hub" else r.path(data, f"tasks.{name}.data")
+        r.task(task, data, f"tasks.{name}")
+        tasks[name] = TaskEntry(name=name, task=task, data=data, settings=t)
+    return tasks
+
+
+def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
+    """`methods:`: a list of names (an item may be `{name: {settings}}`) or a mapping name -> settings;
+    a method's own sparsities, search seeds and source tasks parsed like the top-level keys."""
+    methods: dict[str, dict[str, Any]] = {}
+    items = raw.items() if isinstance(raw, dict) else [(m, {}) for m in r.listing(raw, "methods")]
+    for m, overrides in items:
+        if isinstance(m, dict) and len(m) == 1:  # list item written as {tamt-mlm: {lr: ...}}
+            ((m, overrides),) = m.items()
+        if not isinstance(m, str):
+            raise r.fail("methods", f"expected method names, got {m!r}")
+        if m in methods:
+            raise r.fail("methods", f"'{m}' is listed twice")
+        own = methods[m] = r.mapping(overrides, f"methods.{m}")
+        if "sparsities" in own:  # parsed as the top-level list ("70%" too)
+            key = f"methods.{m}.sparsities"
+            own["sparsities"] = [r.sparsity(s, key) for s in r.listing(own["sparsities"], key)]
+        if "search_seeds" in own:
+            own["search_seeds"] = r.ints(own["search_seeds"], f"methods.{m}.search_seeds")
+        if "sources" in own:
+            own["sources"] = [str(t) for t in r.listing(own["sources"], f"methods.{m}.sources")]
+    return methods
+
+
+def _corpus(r: _Reader, raw: Any) -> dict[str, Any] | None:
+    """`corpus:` as a mapping (a bare path is its `train`), its train and dev as lists of paths."""
+    if raw is None:
+        return None
+    c = r.mapping(raw if isinstance(raw, dict) else {"train": raw}, "corpus", CORPUS_KEYS)
+    if "train" not in c:
+        raise r.fail("corpus.train", "missing: the text files (or saved datasets) to search masks on")
+    return {
+        k: [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if k in ("train", "dev") else v
+        for k, v in c.items()
+    }
+
+
+def _curve(
+    r: _Reader, d: dict[str, Any], key: str, kinds: tuple[str, ...], grid: tuple
+) -> dict[str, Any] | None:
+    """`search_curve:` (steps) or `data_curve:` (train sizes; `all` is the whole training set, the
+    curve's last point in Fig. 9), with the grid's sparsities, methods and tasks as defaults."""
+    if d.get(key) is None:
+        return None
+    methods, tasks, sparsities, registry = grid
+    c = r.mapping(d[key], key, (*kinds, "sparsities", "methods", "tasks"))
+    default_methods = [m for m in methods if key != "search_curve" or registry[base_method(m)].curve]
+    first = r.listing(c.get(kinds[0]), f"{key}.{kinds[0]}")
+    return {
+        kinds[0]: [None if x == ALL else x for x in first]
+        if key == "data_curve"
+        else r.ints(first, f"{key}.{kinds[0]}"),
+        "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
+        or sparsities,
+        "methods": [str(m) for m in r.listing(c.get("methods"), key)] or default_methods,
+        "tasks": [str(t) for t in r.listing(c.get("tasks"), key)] or list(tasks),
+    }
 
 
 def spec_json(spec: SweepSpec) -> dict[str, Any]:
