@@ -308,6 +308,16 @@ def _identity(
     return out | {k: v for k, v in keys.items() if v is not None}
 
 
+def _finished(out: Path, identity: dict[str, Any]) -> PretrainResult:
+    """The result of the pre-training finished in `out`, refused when it was made by other settings
+    or inputs (outputs from before identities were recorded have none to compare)."""
+    result = _read_result(out / RESULT_FILE)
+    saved = read_json(out / RESULT_FILE, "pre-training result").get("identity")
+    if isinstance(saved, dict):
+        check_same_run(out, "pre-training", saved, identity, PRETRAIN_INPUTS)
+    return result
+
+
 def _listed(paths: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str | os.PathLike]:
     return [] if paths is None else [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
@@ -333,12 +343,7 @@ def pretrain(
     started = time.monotonic()
     out = Path(out_dir)
     if (out / RESULT_FILE).is_file():  # finished: its result, if it is this run's
-        result = _read_result(out / RESULT_FILE)
-        saved = read_json(out / RESULT_FILE, "pre-training result").get("identity")
-        if isinstance(saved, dict):  # outputs from before identities were recorded have none
-            identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size)
-            check_same_run(out, "pre-training", saved, identity, PRETRAIN_INPUTS)
-        return result
+        return _finished(out, _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size))
     _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     reads = [
         *_listed(corpus),
