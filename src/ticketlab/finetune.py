@@ -52,7 +52,7 @@ from .masking.io import library_versions
 from .metrics import GLUE_METRICS, squad_metrics
 from .modeling import encoder_of, fit_max_length, load_config, load_model, load_tokenizer
 from .rundir import check_same_run
-from .tasks import TaskSpec, get_task, metric_key
+from .tasks import BUILTIN, TaskSpec, get_task, metric_key
 from .training import CollateFn, EvalFn, LossFn, TrainConfig, make_accelerator, train
 from .validation import (
     Fraction,
@@ -62,6 +62,7 @@ from .validation import (
     PositiveFloat,
     PositiveInt,
     check_config,
+    option,
 )
 
 log = logging.getLogger(__name__)
@@ -78,39 +79,49 @@ class FinetuneConfig:
     """One fine-tuning run. `None` hyper-parameters take the task's defaults (TAMT Table 1)."""
 
     model: str  # pre-trained model: local dir or hub id
-    task: str  # task id (`ticketlab.tasks`), or a task.json path
-    data_dir: str | None = None  # GLUE root or the task folder; None: the `datasets` hub (online)
-    mask: str | None = None  # mask directory; None: the full model
+    task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
+    data_dir: str | None = option(None, "GLUE root or task folder (default: the hub, online)", metavar="DIR")
+    mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
     seed: int = 1  # head init, dropout, data order
-    lr: PositiveFloat | None = None
-    batch_size: PositiveInt | None = None  # global batch
-    max_length: PositiveInt | None = None
-    epochs: PositiveFloat | None = None
-    max_steps: PositiveInt | None = None  # caps ceil(epochs * n_train / batch_size)
-    eval_every: PositiveInt | None = None
-    train_samples: PositiveInt | None = None  # seeded subset of the training set (data scarcity, TAMT Fig. 9)
-    data_seed: int | None = None  # seed of that subset (default: the run seed)
-    eval_samples: PositiveInt | None = None  # score only the first N dev examples (quick runs, not reports)
+    lr: PositiveFloat | None = option(None, "peak learning rate")
+    batch_size: PositiveInt | None = option(None, "global batch size")
+    max_length: PositiveInt | None = option(None, "tokens per example (SQuAD: per window)")
+    epochs: PositiveFloat | None = option(None, "passes over the training set")
+    max_steps: PositiveInt | None = option(  # caps ceil(epochs * n_train / batch_size)
+        None, "cap on the number of optimizer steps (quick runs)"
+    )
+    eval_every: PositiveInt | None = option(None, "steps between dev evaluations", metavar="STEPS")
+    train_samples: PositiveInt | None = option(  # data scarcity, TAMT Fig. 9
+        None, "seeded subset of N training examples", metavar="N"
+    )
+    data_seed: int | None = option(None, "seed of that subset (default: the run seed)")
+    eval_samples: PositiveInt | None = option(
+        None, "score only the first N dev examples (not for reporting)", metavar="N"
+    )
     # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
     # on 10% of dev and report the other 90%); None: the whole dev set does both.
     select_fraction: OpenFraction | None = None
     select_seed: int = 0
-    warmup_ratio: Fraction = 0.0
+    warmup_ratio: Fraction = option(0.0, "fraction of the steps with a linear warm-up")
     warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
-    weight_decay: NonNegFloat = 0.0
+    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
-    grad_accum: PositiveInt = 1
-    metric: str | None = None  # the metric that picks the best step (default: the task's main metric)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    doc_stride: PositiveInt = 128  # SQuAD windows
-    n_best: PositiveInt = 20  # SQuAD span candidates per window
-    max_answer_length: PositiveInt = 30  # SQuAD, in tokens
-    eval_batch_size: PositiveInt = 64
-    check_hash: bool = True  # refuse a mask found on other weights
-    save_model: bool = False  # also write the fine-tuned weights (squashed) to RUN_DIR/model
-    save_every: PositiveInt | None = 100  # checkpoint interval in steps (resume point)
-    keep_checkpoint: bool = False  # keep checkpoint.pt (optimizer state) after the run finishes
-    progress: bool = True
+    grad_accum: PositiveInt = option(1, "micro-batches per optimizer step")
+    metric: str | None = option(None, "metric that picks the best step (default: the task's main metric)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision")
+    doc_stride: PositiveInt = option(
+        128, "SQuAD: tokens shared by consecutive context windows (transformers run_qa convention)"
+    )
+    n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
+    max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
+    eval_batch_size: PositiveInt = option(64, "batch size of dev evaluations")
+    check_hash: bool = option(
+        True, "apply the mask even if it was found on other weights", flag="--ignore-hash"
+    )
+    save_model: bool = option(False, "also save the fine-tuned weights (zeros in place)")
+    save_every: PositiveInt | None = option(100, "checkpoint interval (resume point)", metavar="STEPS")
+    keep_checkpoint: bool = option(False, "keep checkpoint.pt when a run finishes")
+    progress: bool = option(True, "no progress bar")
 
     # Fields that do not change the result: left out of the fingerprint that guards a run directory.
     NON_RESULT = ("eval_batch_size", "check_hash", "save_model", "save_every", "keep_checkpoint", "progress")

@@ -54,6 +54,28 @@ class Range:
         return f"in {high}{low:g}, {top:g}{close}"
 
 
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",  # noqa: A002 - argparse's name for it
+    *,
+    factory: Any = dataclasses.MISSING,
+    flag: str | tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    choices: Sequence[Any] | None = None,
+    **more: Any,
+) -> Any:
+    """A config field with its command-line description, e.g.
+    `lr: PositiveFloat | None = option(None, "learning rate", metavar="LR")`.
+
+    `flag`: the option's spelling(s) when not `--field-name` (a bool field that defaults to True is
+    given as its negation, e.g. `progress` as `--no-progress`); `choices`: for a `str` field whose
+    values are checked in code rather than by a `Literal`; `more`: further metadata for other readers.
+    """
+    cli = {"help": help, "flag": flag, "metavar": metavar, "choices": choices}
+    metadata = {k: v for k, v in cli.items() if v} | more
+    return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
+
+
 # The ranges configs use (a field `x: PositiveInt | None = None` may also be null).
 PositiveInt = Annotated[int, Range(ge=1)]  # steps, sizes, counts, intervals
 NonNegInt = Annotated[int, Range(ge=0)]
@@ -77,6 +99,11 @@ class FieldError(ConfigError):
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved annotations of dataclass `cls`'s fields, `Annotated` ranges included."""
+    return _hints(cls)
 
 
 def _ok(value: Any, tp: Any) -> bool:

@@ -22,8 +22,11 @@ from pathlib import Path
 
 from ..experiments.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
 from ..finetune import FinetuneConfig
+from .common import add_config_arguments, config_from_args
+from .finetune import SCHEDULE, data_dir_of
 
 HELP = "domain adaptation: a super ticket and its full model from task A fine-tuned on fractions of B"
+ON_B = (*SCHEDULE, "progress")  # the `FinetuneConfig` options of task B's protocol
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,33 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fractions of B's training set (default: 0.001 0.01 0.1 1)",
     )
     g = p.add_argument_group("protocol on B (default: the task's TAMT Table 1 values)")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--max-length", type=int)
-    g.add_argument("--epochs", type=float)
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--eval-every", type=int, metavar="STEPS")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(g, FinetuneConfig, ON_B)
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     sources = super_sources(args.study)
-    data_dir = args.data_dir
-    if data_dir is None and args.task.endswith(".json"):
-        data_dir = str(Path(args.task).parent)  # a task.json sits with its data
-    protocol = FinetuneConfig(
-        model=sources[0].model,
-        task=args.task,
-        data_dir=data_dir,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        progress=not args.no_progress,
-    )
+    given = {"model": sources[0].model, "task": args.task, "data_dir": data_dir_of(args)}
+    protocol = config_from_args(FinetuneConfig, args, ON_B, **given)
     result = run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
     print((Path(args.out) / "adaptation.md").read_text())
     return 0 if result else 1

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
-from typing import TYPE_CHECKING
+import types
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from ..errors import TicketlabError
 from ..modeling import head_of, load_config, load_model, load_tokenizer
+from ..validation import field_types
 
 if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
     from torch import nn
     from transformers import PreTrainedTokenizerBase
+
+C = TypeVar("C")
 
 
 def add_model_argument(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -93,3 +99,97 @@ def sparsity_arg(value: str) -> float:
     if not 0.0 <= s < 1.0:
         raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1) (e.g. 0.7 for 70% zeros), got {value}")
     return s
+
+
+# --------------------------------------------------------------------------- config fields <-> options
+#
+# A verb declares the options of its config's fields with `add_config_arguments` and builds the
+# config with `config_from_args`, both from the same list of field names: the flag, type, choices,
+# help and default come from the dataclass (`validation.option`), so they are written once and the
+# Python API and the CLI cannot drift apart. Ranges are not checked by argparse: the config refuses a
+# bad value itself, with the message the API gives.
+
+
+def _negated(f: dataclasses.Field) -> bool:
+    """A bool that is on by default is switched off by its flag (`progress` by `--no-progress`)."""
+    return f.default is True
+
+
+def _flags(f: dataclasses.Field) -> list[str]:
+    flag = f.metadata.get("flag") or f"--{'no-' if _negated(f) else ''}{f.name.replace('_', '-')}"
+    return [flag] if isinstance(flag, str) else list(flag)
+
+
+def _dest(f: dataclasses.Field) -> str:
+    """The namespace attribute of a field's option: argparse's own, from its first spelling (so a
+    renamed field keeps the attribute its option always had, e.g. `--ignore-hash`: ignore_hash)."""
+    return _flags(f)[0].lstrip("-").replace("-", "_")
+
+
+def _shape(tp: Any) -> dict[str, Any]:
+    """argparse's type / nargs / choices / action for a field annotation: `X | None` is X, a range
+    (`Annotated`) is the config's to check, a Literal gives choices, a list nargs='+', a bool a
+    flag; str (or a path) is argparse's default type."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _shape(args[0])
+    if origin in (Union, types.UnionType):  # the first member that is not None is the option's
+        return _shape(next(a for a in args if a is not type(None)))
+    if origin is Literal:
+        return {**_shape(type(args[0])), "choices": list(args)}
+    if origin in (list, tuple, Sequence):
+        return {**_shape(args[0] if args else str), "nargs": "+"}
+    if tp is bool:
+        return {"action": "store_true"}
+    return {"type": tp if tp in (int, float) else None}
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _help(text: str | None, default: Any) -> str | None:
+    """The field's help with its default appended (unless the text already says what it is), and
+    `%` escaped: argparse would read it as a format."""
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    if default not in (None, dataclasses.MISSING) and not isinstance(default, bool) and default != []:
+        if not text:
+            text = f"default: {shown}"
+        elif "default" not in text:
+            text = f"{text} (default: {shown})"
+    return text.replace("%", "%%") if text else None
+
+
+def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrides: dict[str, Any]) -> None:
+    """Add an option for each of `fields` of config dataclass `cls` to `group` (a parser, argument
+    group or mutually exclusive group). `overrides[name]`: `add_argument` keywords of one verb where
+    it differs (its documented default, a parsing type such as '100,200'); a field without a default
+    is a required option."""
+    by_name, hints = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls)
+    for name in fields:
+        f = by_name[name]
+        kw = _shape(hints[name])
+        meta = {k: f.metadata[k] for k in ("metavar", "choices") if k in f.metadata}
+        kw.update(meta, dest=_dest(f), help=f.metadata.get("help"))
+        default = _field_default(f)
+        if default is dataclasses.MISSING:
+            kw["required"] = True
+        elif kw.get("action") != "store_true":  # a flag's value is False until given
+            kw["default"] = default
+        kw.update(overrides.get(name, {}))
+        kw["help"] = _help(kw["help"], kw.get("default"))
+        group.add_argument(*_flags(f), **kw)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, fields: Iterable[str], **given: Any) -> C:
+    """`cls` built from the parsed options of `fields` (declared by `add_config_arguments`, or by
+    hand under the field's name) and the `given` values, which the verb sets itself and which win."""
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for name in fields:
+        f = by_name[name]
+        value = getattr(args, _dest(f))
+        values[name] = (not value) if _negated(f) else value
+    return cls(**{**values, **given})

@@ -29,98 +29,45 @@ from pathlib import Path
 from typing import Any
 
 from ..finetune import FinetuneConfig, FinetuneResult, finetune_seeds, seed_dir
-from ..tasks import BUILTIN
-from .common import add_model_argument
+from .common import add_config_arguments, add_model_argument, config_from_args
 
 HELP = "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"
 
 
+# The `FinetuneConfig` fields each verb that fine-tunes offers, by option group (see `add_config_arguments`).
+SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every")
+PROTOCOL = (
+    *SCHEDULE,
+    *("train_samples", "data_seed", "eval_samples", "metric", "warmup_ratio", "weight_decay"),
+    *("grad_accum", "mixed_precision"),
+)
+SQUAD = ("doc_stride", "n_best", "max_answer_length")
+OUTPUT = ("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
-    p.add_argument("--mask", metavar="MASK_DIR", help="mask directory (default: the full model)")
-    p.add_argument(
-        "--task", required=True, metavar="TASK", help=f"{' '.join(BUILTIN)}, a custom task id or a task.json"
-    )
-    p.add_argument("--data-dir", metavar="DIR", help="GLUE root or task folder (default: the hub, online)")
+    add_config_arguments(p, FinetuneConfig, ["mask", "task", "data_dir"])
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
     p.add_argument(
         "--seeds", type=int, nargs="+", default=[1], metavar="S", help="one run per seed (default: 1)"
     )
     g = p.add_argument_group("protocol (default: the task's TAMT Table 1 values)")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=int, help="global batch size")
-    g.add_argument("--max-length", type=int, help="tokens per example (SQuAD: per window)")
-    g.add_argument("--epochs", type=float)
-    g.add_argument("--max-steps", type=int, help="cap on the number of optimizer steps (quick runs)")
-    g.add_argument("--eval-every", type=int, metavar="STEPS")
-    g.add_argument("--train-samples", type=int, metavar="N", help="seeded subset of N training examples")
-    g.add_argument("--data-seed", type=int, help="seed of that subset (default: the run seed)")
-    g.add_argument(
-        "--eval-samples",
-        type=int,
-        metavar="N",
-        help="score only the first N dev examples (not for reporting)",
-    )
-    g.add_argument("--metric", help="metric that picks the best step (default: the task's main metric)")
-    g.add_argument("--warmup-ratio", type=float, default=0.0)
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    g.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    q = p.add_argument_group("SQuAD")
-    q.add_argument(
-        "--doc-stride",
-        type=int,
-        default=128,
-        help="tokens shared by consecutive context windows (transformers run_qa convention)",
-    )
-    q.add_argument("--n-best", type=int, default=20)
-    q.add_argument("--max-answer-length", type=int, default=30)
-    o = p.add_argument_group("output")
-    o.add_argument(
-        "--save-model", action="store_true", help="also save the fine-tuned weights (zeros in place)"
-    )
-    o.add_argument("--eval-batch-size", type=int, default=64)
-    o.add_argument("--save-every", type=int, default=100, metavar="STEPS", help="checkpoint interval")
-    o.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt when a run finishes")
-    o.add_argument(
-        "--ignore-hash", action="store_true", help="apply the mask even if it was found on other weights"
-    )
-    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(g, FinetuneConfig, PROTOCOL)
+    add_config_arguments(p.add_argument_group("SQuAD"), FinetuneConfig, SQUAD)
+    add_config_arguments(p.add_argument_group("output"), FinetuneConfig, OUTPUT)
 
 
-def _config(args: argparse.Namespace) -> FinetuneConfig:
-    data_dir = args.data_dir
-    if data_dir is None and args.task.endswith(".json"):
-        data_dir = str(Path(args.task).parent)  # a task.json sits with its data
-    return FinetuneConfig(
-        model=args.model,
-        task=args.task,
-        data_dir=data_dir,
-        mask=args.mask,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        train_samples=args.train_samples,
-        data_seed=args.data_seed,
-        eval_samples=args.eval_samples,
-        metric=args.metric,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        grad_accum=args.grad_accum,
-        mixed_precision=args.mixed_precision,
-        doc_stride=args.doc_stride,
-        n_best=args.n_best,
-        max_answer_length=args.max_answer_length,
-        eval_batch_size=args.eval_batch_size,
-        check_hash=not args.ignore_hash,
-        save_model=args.save_model,
-        save_every=args.save_every,
-        keep_checkpoint=args.keep_checkpoint,
-        progress=not args.no_progress,
-    )
+def data_dir_of(args: argparse.Namespace) -> str | None:
+    """--data-dir, else the folder of a task.json (it sits with its data)."""
+    if args.data_dir is None and args.task.endswith(".json"):
+        return str(Path(args.task).parent)
+    return args.data_dir
+
+
+def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
+    fields = ("model", "task", "mask", *PROTOCOL, *SQUAD, *OUTPUT)
+    return config_from_args(FinetuneConfig, args, fields, data_dir=data_dir_of(args))
 
 
 def _scores(record: dict[str, Any]) -> str:
@@ -140,7 +87,7 @@ def _print_run(r: FinetuneResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    config = _config(args)
+    config = finetune_config(args)
     for s in args.seeds:
         if (seed_dir(args.out, s) / "checkpoint.pt").is_file():
             print(f"seed {s}: resuming from {seed_dir(args.out, s) / 'checkpoint.pt'}", flush=True)

@@ -25,74 +25,38 @@ import argparse
 import logging
 
 from ..experiments.mtl import MtlConfig, run_mtl
-from .common import add_model_argument
+from .common import add_config_arguments, add_model_argument, config_from_args
 
 HELP = "ticket sharing: multi-task learning where each task updates only its structured ticket"
 
 
+# The `MtlConfig` options, by group (--model is every verb's).
+SETUP = ("tasks", "tickets", "data_dir")
+PROTOCOL = (
+    *("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every", "warmup_ratio"),
+    *("weight_decay", "train_samples", "eval_samples", "select_fraction", "select_seed"),
+)
+AFTER = ("finetune_after", "finetune_lr", "finetune_epochs", "finetune_max_steps")
+OUTPUT = ("save_every", "check_hash", "progress")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
-    p.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="GLUE-style tasks")
-    p.add_argument("--tickets", nargs="+", metavar="TICKET", help="one structured ticket per task, in order")
-    p.add_argument("--data-dir", metavar="DIR", help="GLUE root holding every task")
+    add_config_arguments(p, MtlConfig, SETUP)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (resumed if it exists)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1], metavar="S")
-    g = p.add_argument_group("protocol")
-    g.add_argument("--lr", type=float, default=5e-5)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--max-length", type=int, help="default: each task's")
-    g.add_argument("--epochs", type=float, default=5.0)
-    g.add_argument("--max-steps", type=int, help="cap on the multi-task steps")
-    g.add_argument("--eval-every", type=int, default=100, metavar="STEPS")
-    g.add_argument("--warmup-ratio", type=float, default=0.1)
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--train-samples", type=int, metavar="N", help="seeded subset of each task's training set")
-    g.add_argument("--eval-samples", type=int, metavar="N", help="score only the first N dev examples")
-    g.add_argument("--select-fraction", type=float, help="pick best steps on this seeded part of dev")
-    g.add_argument("--select-seed", type=int, default=0)
-    f = p.add_argument_group("per-task fine-tuning afterwards")
-    f.add_argument("--finetune-after", action="store_true")
-    f.add_argument("--finetune-lr", type=float, help="default: --lr")
-    f.add_argument("--finetune-epochs", type=float, help="default: the task's")
-    f.add_argument("--finetune-max-steps", type=int)
-    o = p.add_argument_group("output")
-    o.add_argument("--save-every", type=int, default=100, metavar="STEPS", help="checkpoint interval")
-    o.add_argument("--ignore-hash", action="store_true", help="apply tickets found on other weights")
-    o.add_argument("--no-progress", action="store_true")
+    add_config_arguments(p, MtlConfig, ["seeds"])
+    add_config_arguments(p.add_argument_group("protocol"), MtlConfig, PROTOCOL)
+    add_config_arguments(p.add_argument_group("per-task fine-tuning afterwards"), MtlConfig, AFTER)
+    add_config_arguments(p.add_argument_group("output"), MtlConfig, OUTPUT)
 
 
-def config_from_args(args: argparse.Namespace) -> MtlConfig:
-    return MtlConfig(
-        model=args.model,
-        tasks=args.tasks,
-        tickets=args.tickets,
-        data_dir=args.data_dir,
-        seeds=args.seeds,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        eval_every=args.eval_every,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        train_samples=args.train_samples,
-        eval_samples=args.eval_samples,
-        select_fraction=args.select_fraction,
-        select_seed=args.select_seed,
-        finetune_after=args.finetune_after,
-        finetune_lr=args.finetune_lr,
-        finetune_epochs=args.finetune_epochs,
-        finetune_max_steps=args.finetune_max_steps,
-        check_hash=not args.ignore_hash,
-        save_every=args.save_every,
-        progress=not args.no_progress,
-    )
+def mtl_config(args: argparse.Namespace) -> MtlConfig:
+    return config_from_args(MtlConfig, args, ["model", *SETUP, "seeds", *PROTOCOL, *AFTER, *OUTPUT])
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    summary = run_mtl(config_from_args(args), args.out)
+    summary = run_mtl(mtl_config(args), args.out)
     for method, per_task in summary.items():
         cells = [
             f"{t} {v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["n"] > 1 else "") for t, v in per_task.items()

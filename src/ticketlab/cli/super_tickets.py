@@ -27,64 +27,28 @@ import logging
 
 from ..errors import ConfigError
 from ..experiments.supertickets import SuperConfig, SuperResult, run_super
-from ..structured.tickets import KINDS, LEVELS
 from . import finetune as finetune_cli
+from .common import add_config_arguments, config_from_args
+from .finetune import finetune_config
 
 VERB = "super"
 HELP = "super tickets: importance, winning/random/losing structured tickets, rewinding, selection"
+# The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
+STUDY = (
+    *("levels", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
+    *("importance", "keep_models"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     finetune_cli.add_arguments(p)
-    g = p.add_argument_group("super tickets")
-    g.add_argument(
-        "--levels",
-        type=float,
-        nargs="+",
-        default=list(LEVELS),
-        metavar="P",
-        help="fractions of heads and of FFN units pruned, in (0, 1) (default: 0.1 ... 0.8)",
-    )
-    g.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="tickets to build")
-    g.add_argument(
-        "--granularity",
-        choices=["layer", "neuron"],
-        default="layer",
-        help="FFN unit: the whole sub-layer (the paper's) or each neuron",
-    )
-    g.add_argument("--select-fraction", type=float, default=0.1, help="dev fraction that selects (0.1)")
-    g.add_argument("--select-seed", type=int, default=0, help="seed of that dev split")
-    g.add_argument("--importance-batch-size", type=int, help="default: the fine-tuning batch size")
-    g.add_argument(
-        "--importance",
-        choices=["example", "token", "batch"],
-        default="example",
-        help="|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
-        "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
-    )
-    g.add_argument(
-        "--keep-models",
-        action="store_true",
-        help="keep the fine-tuned weights of the full models and winning tickets (`ticketlab adapt` "
-        "starts from them)",
-    )
+    add_config_arguments(p.add_argument_group("super tickets"), SuperConfig, STUDY)
 
 
-def config_from_args(args: argparse.Namespace) -> SuperConfig:
+def super_config(args: argparse.Namespace) -> SuperConfig:
     if args.mask is not None:
         raise ConfigError("--mask: super tickets start from the full model")
-    return SuperConfig(
-        finetune=finetune_cli._config(args),
-        seeds=args.seeds,
-        levels=args.levels,
-        kinds=args.kinds,
-        granularity=args.granularity,
-        select_fraction=args.select_fraction,
-        select_seed=args.select_seed,
-        importance_batch_size=args.importance_batch_size,
-        importance=args.importance,
-        keep_models=args.keep_models,
-    )
+    return config_from_args(SuperConfig, args, ["seeds", *STUDY], finetune=finetune_config(args))
 
 
 def _cell(v: dict) -> str:
@@ -109,5 +73,5 @@ def print_result(r: SuperResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    print_result(run_super(config_from_args(args), args.out))
+    print_result(run_super(super_config(args), args.out))
     return 0

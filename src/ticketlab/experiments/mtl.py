@@ -68,7 +68,15 @@ from ..training import (
     seed_everything,
     train,
 )
-from ..validation import Fraction, NonNegFloat, OpenFraction, PositiveFloat, PositiveInt, check_config
+from ..validation import (
+    Fraction,
+    NonNegFloat,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+    option,
+)
 from .supertickets import record_study
 
 log = logging.getLogger(__name__)
@@ -79,30 +87,32 @@ CHECKPOINT, WEIGHTS, RESULT = "checkpoint.pt", "weights.safetensors", "result.js
 @dataclass
 class MtlConfig:
     model: str  # pre-trained model: local dir or hub id
-    tasks: list[str]  # task ids (`ticketlab.tasks`)
-    tickets: list[str] | None = None  # one structured ticket per task, same order; None: share everything
-    data_dir: str | None = None  # GLUE root holding every task
-    seeds: list[int] = field(default_factory=lambda: [1])
-    lr: PositiveFloat = 5e-5  # Liang et al. A.2.1 (MT-DNN's settings)
-    batch_size: PositiveInt = 32
-    max_length: PositiveInt | None = None  # default: each task's
-    epochs: PositiveFloat = 5.0
-    max_steps: PositiveInt | None = None  # cap on the multi-task steps
-    eval_every: PositiveInt = 100
-    warmup_ratio: Fraction = 0.1
-    weight_decay: NonNegFloat = 0.0
+    tasks: list[str] = option(help="GLUE-style tasks (`ticketlab.tasks` ids)", metavar="TASK")
+    tickets: list[str] | None = option(  # None: every task shares everything (plain multi-task learning)
+        None, "one structured ticket per task, in order", metavar="TICKET"
+    )
+    data_dir: str | None = option(None, "GLUE root holding every task", metavar="DIR")
+    seeds: list[int] = option(factory=lambda: [1], help="one run per seed", metavar="S")
+    lr: PositiveFloat = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
+    batch_size: PositiveInt = option(32, "global batch size")
+    max_length: PositiveInt | None = option(None, "tokens per example (default: each task's)")
+    epochs: PositiveFloat = option(5.0, "passes over the tasks' training sets")
+    max_steps: PositiveInt | None = option(None, "cap on the multi-task steps")
+    eval_every: PositiveInt = option(100, "steps between dev evaluations", metavar="STEPS")
+    warmup_ratio: Fraction = option(0.1, "fraction of the steps with a linear warm-up")
+    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
-    train_samples: PositiveInt | None = None  # seeded subset of each task's training set
-    eval_samples: PositiveInt | None = None
-    select_fraction: OpenFraction | None = None  # pick best steps on a seeded part of each dev set
-    select_seed: int = 0
-    finetune_after: bool = False  # then fine-tune each task alone from the multi-task weights
-    finetune_lr: PositiveFloat | None = None  # default: lr
-    finetune_epochs: PositiveFloat | None = None  # default: the task's
-    finetune_max_steps: PositiveInt | None = None
-    check_hash: bool = True
-    save_every: PositiveInt | None = 100
-    progress: bool = True
+    train_samples: PositiveInt | None = option(None, "seeded subset of each task's training set", metavar="N")
+    eval_samples: PositiveInt | None = option(None, "score only the first N dev examples", metavar="N")
+    select_fraction: OpenFraction | None = option(None, "pick best steps on this seeded part of each dev set")
+    select_seed: int = option(0, "seed of that part")
+    finetune_after: bool = option(False, "then fine-tune each task alone from the multi-task weights")
+    finetune_lr: PositiveFloat | None = option(None, "default: --lr")
+    finetune_epochs: PositiveFloat | None = option(None, "default: the task's")
+    finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps")
+    check_hash: bool = option(True, "apply tickets found on other weights", flag="--ignore-hash")
+    save_every: PositiveInt | None = option(100, "checkpoint interval", metavar="STEPS")
+    progress: bool = option(True, "no progress bar")
 
     NON_RESULT = ("check_hash", "save_every", "progress")
 

@@ -66,7 +66,7 @@ from ..structured.tickets import (
     select,
 )
 from ..tasks import get_task
-from ..validation import OpenFraction, PositiveInt, check_config
+from ..validation import OpenFraction, PositiveInt, check_config, option
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +82,36 @@ class SuperConfig:
     must be None and its `seed` is replaced by each of `seeds`)."""
 
     finetune: FinetuneConfig
-    seeds: list[int] = field(default_factory=lambda: [1])
-    levels: list[float] = field(default_factory=lambda: list(LEVELS))
-    kinds: list[str] = field(default_factory=lambda: list(KINDS))
-    granularity: str = "layer"  # FFN units: whole sub-layers (the paper's) or "neuron"
-    select_fraction: OpenFraction = 0.1  # of the dev set, seeded by select_seed, picks steps and levels
-    select_seed: int = 0
-    importance_batch_size: PositiveInt | None = None  # default: the fine-tuning batch size
-    # where |dL/dgate| is taken (`importance.py`): "example" (the paper's E_x), "token" (the reference
-    # code's) or "batch" (ticketlab's first version, which the committed super-ticket stores used)
-    importance: str = "example"
-    # keep the fine-tuned weights of the full model (after the importance pass) and of the winning
-    # tickets (`adaptation.py` starts from the super ticket's)
-    keep_models: bool = False
+    seeds: list[int] = option(factory=lambda: [1], help="one study per seed", metavar="S")
+    levels: list[float] = option(
+        factory=lambda: list(LEVELS),
+        help="fractions of heads and of FFN units pruned, in (0, 1) (default: 0.1 ... 0.8)",
+        metavar="P",
+    )
+    kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
+    granularity: str = option(
+        "layer",
+        "FFN unit: the whole sub-layer (the paper's) or each neuron",
+        choices=("layer", "neuron"),
+    )
+    select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
+        0.1, "dev fraction that selects"
+    )
+    select_seed: int = option(0, "seed of that dev split")
+    importance_batch_size: PositiveInt | None = option(None, "default: the fine-tuning batch size")
+    # where |dL/dgate| is taken (`importance.py`); "batch" is what the committed super-ticket stores used
+    importance: str = option(
+        "example",
+        "|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
+        "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
+        choices=PER,
+    )
+    # the full model's weights after the importance pass, and the winning tickets'
+    keep_models: bool = option(
+        False,
+        "keep the fine-tuned weights of the full models and winning tickets (`ticketlab adapt` "
+        "starts from them)",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
