@@ -53,6 +53,7 @@ from .validation import (
     PositiveFloat,
     PositiveInt,
     check_config,
+    option,
 )
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ class PruneConfig:
     method: str  # a key of `pruning.ONE_SHOT`: omp, random
     sparsity: Fraction | None  # None with a pattern: the one it implies
     out: str | os.PathLike
-    ranking: Literal["local", "global"] = "local"
-    seed: int = 0  # random pruning
+    ranking: Literal["local", "global"] = option(
+        "local", "rank weights per matrix (local, TAMT) or over all targets (global, Chen et al.)"
+    )
+    seed: int = option(0, "seed for random pruning")
     targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
 
@@ -139,34 +142,48 @@ class SearchConfig:
 
     model: str
     method: TamtConfig | ImpConfig
-    steps: PositiveInt
-    out: str | os.PathLike
-    corpus: Sequence[str | os.PathLike] | None = None  # text files or saved `datasets` directories
-    dev: Sequence[str | os.PathLike] | None = None  # default: the tail `dev_fraction` of each source
-    dev_fraction: Fraction = 0.05
-    text_column: str = "text"
-    max_length: BlockLength | None = None  # default: 512 for corpora (Table 1), the task's for a task
-    cache_dir: str | os.PathLike | None = None  # tokenized-corpus cache
-    task: str | None = None  # IMP only: a task id or task.json
-    data_dir: str | None = None
-    batch_size: PositiveInt = 16  # global
-    lr: PositiveFloat | None = None  # default: TAMT Table 1 (the method's, or the task's)
-    warmup_steps: NonNegInt = 0
-    weight_decay: NonNegFloat = 0.0
-    grad_accum: PositiveInt = 1
-    max_grad_norm: NonNegFloat = 1.0  # 0: no clipping
-    mixed_precision: Precision = "no"
-    optimizer_in_backward: bool = False  # less memory: each tensor steps in the backward, no clipping
-    seed: int = 0  # data order, corruption, a fresh MLM head
-    save_at: Sequence[PositiveInt] = ()  # also write the masks at these steps (search-cost curves)
-    save_every: PositiveInt = 100  # checkpoint interval
-    eval_every: PositiveInt | None = None  # dev evaluation interval (default: at the end only)
-    dev_blocks: PositiveInt = 256  # dev blocks evaluated during the search
-    eval_batch_size: PositiveInt = 32
-    no_eval: bool = False
-    keep_checkpoint: bool = False
-    log_every: PositiveInt = 10
-    progress: bool = True
+    steps: PositiveInt = option(help="optimizer steps of the search")
+    out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
+    corpus: Sequence[str | os.PathLike] | None = option(
+        None, "text files or saved `datasets` dirs to train on", metavar="PATH"
+    )
+    dev: Sequence[str | os.PathLike] | None = option(
+        None, "dev corpus (default: carved from --corpus)", metavar="PATH"
+    )
+    dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
+    text_column: str = option("text", "column of `datasets` sources")
+    max_length: BlockLength | None = option(
+        None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
+    )
+    cache_dir: str | os.PathLike | None = option(
+        None, "tokenized-corpus cache (default ~/.cache/ticketlab)", metavar="DIR"
+    )
+    task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
+    data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
+    batch_size: PositiveInt = option(16, "global batch size")
+    lr: PositiveFloat | None = option(None, "learning rate (default: TAMT Table 1)")
+    warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
+    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
+    max_grad_norm: NonNegFloat = option(1.0, "gradient clipping norm (0: none)")
+    mixed_precision: Precision = option("no", "autocast precision")
+    optimizer_in_backward: bool = option(
+        False,
+        "less memory: step each tensor inside the backward and free its gradient (no gradient "
+        "clipping; one process, no fp16, no --grad-accum)",
+    )
+    seed: int = option(0, "data order, corruption, random init")
+    save_at: Sequence[PositiveInt] = option(  # search-cost curves
+        (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
+    )
+    save_every: PositiveInt = option(100, "checkpoint every N steps")
+    eval_every: PositiveInt | None = option(None, "dev evaluation every N steps (default: at the end only)")
+    dev_blocks: PositiveInt = option(256, "dev blocks for evaluation during the search")
+    eval_batch_size: PositiveInt = option(32, "batch size of dev evaluations")
+    no_eval: bool = option(False, "skip dev evaluation entirely")
+    keep_checkpoint: bool = option(False, "keep run/checkpoint.pt after finishing")
+    log_every: PositiveInt = option(10, "steps between log lines")
+    progress: bool = option(True, "no progress bar")
 
     def __post_init__(self) -> None:
         check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5 (the method: TAMT or IMP)
@@ -402,20 +419,26 @@ class PretrainEvalConfig:
     every row sees the same masked positions. Without `model`, each mask is evaluated on the base
     model it records (e.g. IMP's rewound weights)."""
 
-    corpus: Sequence[str | os.PathLike]
+    corpus: Sequence[str | os.PathLike] = option(help="dev text files or datasets", metavar="PATH")
     model: str | None = None
-    masks: Sequence[str | os.PathLike] = ()
-    full: bool = False  # also the full model (always when no mask is given)
-    max_length: BlockLength | None = None  # default: 512 (Table 1), or the model's positions if fewer
-    max_blocks: PositiveInt | None = None  # only the first N blocks
-    batch_size: PositiveInt = 32
-    seed: int = 0  # of the corruption
-    no_kd: bool = False  # skip the KD loss (halves the time)
-    ignore_mlm_head: bool = False  # the base model's MLM head for every mask (not TAMT-MLM's trained one)
-    ignore_hash: bool = False  # apply masks found on other weights
-    text_column: str = "text"
-    cache_dir: str | os.PathLike | None = None
-    out: str | os.PathLike | None = None  # also write the rows as JSON here
+    masks: Sequence[str | os.PathLike] = option(
+        factory=list, help="mask directories to evaluate", flag="--mask", metavar="MASK_DIR"
+    )
+    full: bool = option(False, "also evaluate the full model (default without --mask)")
+    max_length: BlockLength | None = option(
+        None, "tokens per block (default 512, or the model's positions if fewer)"
+    )
+    max_blocks: PositiveInt | None = option(None, "evaluate only the first N blocks")
+    batch_size: PositiveInt = option(32, "blocks per forward pass")
+    seed: int = option(0, "seed of the corruption")
+    no_kd: bool = option(False, "skip the KD loss (halves the time)")
+    ignore_mlm_head: bool = option(
+        False, "use the base model's MLM head for every mask (not TAMT-MLM's trained one)"
+    )
+    ignore_hash: bool = option(False, "apply masks found on other weights")
+    text_column: str = option("text", "column of `datasets` sources")
+    cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
+    out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -81,6 +81,7 @@ from .validation import (
     PositiveInt,
     check_config,
     check_fields,
+    option,
 )
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
@@ -98,31 +99,43 @@ CALIBRATION_STEPS = 6
 
 @dataclass
 class PretrainConfig:
-    size: str = "tiny"
-    hidden: PositiveInt | None = None  # overrides of the size preset
-    layers: PositiveInt | None = None
-    heads: PositiveInt | None = None
-    intermediate: PositiveInt | None = None
-    max_length: BlockLength = 128  # block length
-    positions: PositiveInt | None = None  # position embeddings (default max_length; more for longer inputs)
-    steps: PositiveInt | None = None  # exactly one of steps / time_budget
-    time_budget: PositiveFloat | None = None  # seconds of optimisation, turned into steps by timing a few
-    batch_size: PositiveInt = 32
-    lr: PositiveFloat = 1e-3
-    warmup_steps: NonNegInt | None = None  # default: 6% of the steps
+    size: str = option("tiny", "model size preset", flag="--config-size", choices=tuple(SIZES))
+    hidden: PositiveInt | None = option(None, "override the preset's hidden size")
+    layers: PositiveInt | None = option(None, "override the preset's layers size")
+    heads: PositiveInt | None = option(None, "override the preset's heads size")
+    intermediate: PositiveInt | None = option(None, "override the preset's intermediate size")
+    max_length: BlockLength = option(128, "tokens per training block")
+    positions: PositiveInt | None = option(
+        None, "position embeddings (default: --max-length; more for longer inputs)"
+    )
+    steps: PositiveInt | None = option(None, "optimizer steps")  # exactly one of steps / time_budget
+    time_budget: PositiveFloat | None = option(
+        None, "training time; steps are set by timing a few", metavar="SECONDS"
+    )
+    batch_size: PositiveInt = option(32, "blocks per optimizer step")
+    lr: PositiveFloat = option(1e-3, "peak learning rate")
+    warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
     weight_decay: NonNegFloat = 0.01
-    dropout: Fraction = 0.1
+    dropout: Fraction = option(0.1, "dropout of hidden states and attention probabilities")
     mlm_probability: OpenFraction = 0.15
-    eval_every: PositiveInt | None = None  # default: 10 evaluations per run
+    eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")
     eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
     save_every: PositiveInt = 200
-    seed: int = 0
+    seed: int = option(0, "weight init, data order, masking")
     progress: bool = True
-    max_grad_norm: PositiveFloat | None = 1.0  # gradient clipping (None: none)
-    mixed_precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else no; or no / bf16
+    max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None
+    mixed_precision: str = option(
+        "auto",
+        "autocast (auto: bf16 on a GPU that has it, else none)",
+        flag="--precision",
+        choices=PRECISIONS,
+    )
     fused: bool | None = None  # torch's fused AdamW; None: on a GPU
-    compile: bool = False  # torch.compile the model and loss
-    max_minutes: PositiveFloat | None = None  # this piece's time; then checkpoint and stop (rerun: go on)
+    compile: bool = option(False, "torch.compile the model and loss")
+    max_minutes: PositiveFloat | None = option(
+        None,
+        "this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -18,53 +18,27 @@ import argparse
 import json
 
 from ..api import PretrainEvalConfig, evaluate_pretraining
-from .common import add_model_argument
+from .common import add_config_arguments, add_model_argument, config_from_args
 
 VERB = "evaluate-pretrain"
 HELP = "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks"
 
 
+# The `PretrainEvalConfig` options, in the order of `--help`.
+OPTIONS = (
+    *("masks", "full", "corpus", "max_length", "max_blocks", "batch_size", "seed", "no_kd"),
+    *("ignore_mlm_head", "ignore_hash", "text_column", "cache_dir", "out"),
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p, required=False)
-    p.add_argument("--mask", nargs="+", default=[], metavar="MASK_DIR", help="mask directories to evaluate")
-    p.add_argument(
-        "--full", action="store_true", help="also evaluate the full model (default without --mask)"
-    )
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="dev text files or datasets")
-    p.add_argument(
-        "--max-length", type=int, help="tokens per block (default 512, or the model's positions if fewer)"
-    )
-    p.add_argument("--max-blocks", type=int, help="evaluate only the first N blocks")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0, help="seed of the corruption (default 0)")
-    p.add_argument("--no-kd", action="store_true", help="skip the KD loss (halves the time)")
-    p.add_argument(
-        "--ignore-mlm-head", action="store_true", help="use the base model's MLM head for every mask"
-    )
-    p.add_argument("--ignore-hash", action="store_true", help="apply masks found on other weights")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--cache-dir", metavar="DIR")
+    add_config_arguments(p, PretrainEvalConfig, OPTIONS)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--out", metavar="FILE", help="also write the results as JSON to FILE")
 
 
 def pretrain_eval_config(args: argparse.Namespace) -> PretrainEvalConfig:
-    return PretrainEvalConfig(
-        corpus=args.corpus,
-        model=args.model,
-        masks=args.mask,
-        full=args.full,
-        max_length=args.max_length,
-        max_blocks=args.max_blocks,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        no_kd=args.no_kd,
-        ignore_mlm_head=args.ignore_mlm_head,
-        ignore_hash=args.ignore_hash,
-        text_column=args.text_column,
-        cache_dir=args.cache_dir,
-        out=args.out,
-    )
+    return config_from_args(PretrainEvalConfig, args, ["model", *OPTIONS])
 
 
 def run(args: argparse.Namespace) -> int:

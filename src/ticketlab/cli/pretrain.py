@@ -28,9 +28,16 @@ from __future__ import annotations
 import argparse
 
 from ..data.tokenizer import DEFAULT_KIND, KINDS
-from ..pretrain import SIZES, PretrainConfig, pretrain, write_tokens
+from ..pretrain import PretrainConfig, pretrain, write_tokens
+from .common import add_config_arguments, config_from_args
 
 HELP = "pre-train a small BERT from scratch with masked-LM (model + tokenizer checkpoint)"
+# The `PretrainConfig` options (--fused / --no-fused by hand: two flags for one field).
+SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
+TRAINING = (
+    *("batch_size", "lr", "warmup_steps", "dropout", "eval_every", "seed", "max_grad_norm"),
+    "mixed_precision",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,40 +55,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="train a tokenizer on the corpus: wordpiece (default) or word (its most frequent words)",
     )
     p.add_argument("--vocab-size", type=int, default=8192, help="with --build-tokenizer (default 8192)")
-    p.add_argument("--config-size", choices=list(SIZES), default="tiny", help="model size preset (tiny)")
-    for name in ("hidden", "layers", "heads", "intermediate"):
-        p.add_argument(f"--{name}", type=int, help=f"override the preset's {name} size")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per training block (128)")
-    p.add_argument(
-        "--positions", type=int, help="position embeddings (default: --max-length; more for longer inputs)"
-    )
+    add_config_arguments(p, PretrainConfig, SHAPE)
     budget = p.add_mutually_exclusive_group()  # one of them, unless --write-tokens
-    budget.add_argument("--steps", type=int, help="optimizer steps")
-    budget.add_argument(
-        "--time-budget", type=float, metavar="SECONDS", help="training time; steps are set by timing a few"
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-steps", type=int, help="default: 6%% of the steps")
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: 10 per run)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (1.0; 0: none)")
-    p.add_argument(
-        "--precision",
-        choices=["auto", "no", "bf16"],
-        default="auto",
-        help="autocast (auto: bf16 on a GPU that has it, else none)",
-    )
+    add_config_arguments(budget, PretrainConfig, ["steps", "time_budget"])
+    add_config_arguments(p, PretrainConfig, TRAINING)
     fused = p.add_mutually_exclusive_group()
     fused.add_argument("--fused", dest="fused", action="store_true", default=None, help="fused AdamW")
     fused.add_argument("--no-fused", dest="fused", action="store_false", help="(default: fused on a GPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model and loss")
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        help="this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
-    )
+    add_config_arguments(p, PretrainConfig, ["compile", "max_minutes"])
     p.add_argument(
         "--write-tokens",
         action="store_true",
@@ -94,28 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.write_tokens:
         return _write_tokens(args)
-    config = PretrainConfig(
-        size=args.config_size,
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        intermediate=args.intermediate,
-        max_length=args.max_length,
-        positions=args.positions,
-        steps=args.steps,
-        time_budget=args.time_budget,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        dropout=args.dropout,
-        eval_every=args.eval_every,
-        seed=args.seed,
-        max_grad_norm=args.max_grad_norm or None,
-        mixed_precision=args.precision,
-        fused=args.fused,
-        compile=args.compile,
-        max_minutes=args.max_minutes,
-    )
+    fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes"]
+    config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
     result = pretrain(
         config,
         args.corpus,

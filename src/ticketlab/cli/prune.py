@@ -11,10 +11,18 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from ..api import PruneConfig, prune
 from ..pruning import ONE_SHOT
-from .common import add_model_argument, add_pattern_argument, add_targets_argument, sparsity_arg
+from .common import (
+    add_config_arguments,
+    add_model_argument,
+    add_pattern_argument,
+    add_targets_argument,
+    config_from_args,
+    sparsity_arg,
+)
 
 HELP = "one-shot pruning (omp, random) of a pre-trained model into a mask file"
 
@@ -26,28 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sparsity", type=sparsity_arg, help="fraction of target weights set to zero (or give --pattern)"
     )
     add_pattern_argument(p)
-    p.add_argument(
-        "--ranking",
-        choices=["local", "global"],
-        default="local",
-        help="rank weights per matrix (local, TAMT) or over all targets (global, Chen et al.)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for random pruning")
+    add_config_arguments(p, PruneConfig, ["ranking", "seed"])
     add_targets_argument(p)
     p.add_argument("--out", required=True, metavar="DIR", help="mask directory to write")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = PruneConfig(
-        model=args.model,
-        method=args.method,
-        sparsity=args.sparsity,
-        out=args.out,
-        ranking=args.ranking,
-        seed=args.seed,
-        targets=args.targets,
-        pattern=args.pattern,
-    )
+    fields = [f.name for f in dataclasses.fields(PruneConfig)]  # every one is an option
+    config = config_from_args(PruneConfig, args, fields)
     mask = prune(config).mask
     shape = f" ({config.pattern})" if config.pattern else ""
     print(f"{args.method}: {mask.sparsity:.2%}{shape} of {mask.numel:,} target weights pruned -> {args.out}")

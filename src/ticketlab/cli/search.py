@@ -37,12 +37,17 @@ import argparse
 import json
 import logging
 
-from ..api import DEFAULT_MAX_LENGTH, SearchConfig, search
-from ..objectives import OBJECTIVES
+from ..api import SearchConfig, search
 from ..pruning import ImpConfig, SearchResult, TamtConfig
-from ..pruning.tamt import SCORE_DTYPES
 from ..training import make_accelerator
-from .common import add_model_argument, add_pattern_argument, add_targets_argument, sparsity_arg
+from .common import (
+    add_config_arguments,
+    add_model_argument,
+    add_pattern_argument,
+    add_targets_argument,
+    config_from_args,
+    sparsity_arg,
+)
 
 HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
 
@@ -58,7 +63,24 @@ def steps_list(value: str) -> list[int]:
     return out
 
 
-def _common(p: argparse.ArgumentParser, *, ranking: str | None, pattern: bool = False) -> None:
+# The `SearchConfig` options, by group (--model, --sparsity, --pattern and --targets are by hand:
+# shared with `prune`, and --sparsity takes '70%').
+CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "max_length", "cache_dir")
+TRAINING = (
+    *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm"),
+    *("mixed_precision", "optimizer_in_backward", "seed"),
+)
+SAVING = (
+    *("save_at", "save_every", "eval_every", "dev_blocks", "eval_batch_size", "no_eval"),
+    *("keep_checkpoint", "log_every", "progress"),
+)
+TASK = ("task", "data_dir")  # task-specific IMP
+# The options of each method's config; `seed` is `SearchConfig`'s too (TAMT's random init).
+TAMT = ("objective", "init", "threshold", "alpha", "train_head", "head_lr", "score_dtype")
+IMP = ("variant", "pooler", "prune_rate", "rewind_to")
+
+
+def _common(p: argparse.ArgumentParser, method: type, *, pattern: bool = False) -> None:
     add_model_argument(p)
     p.add_argument(
         "--sparsity",
@@ -68,58 +90,14 @@ def _common(p: argparse.ArgumentParser, *, ranking: str | None, pattern: bool = 
     )
     if pattern:  # exactly N of every M kept after every step
         add_pattern_argument(p)
-    p.add_argument("--steps", type=int, required=True, help="optimizer steps of the search")
-    p.add_argument(
-        "--out", required=True, metavar="DIR", help="output (mask) directory; resumed if it exists"
-    )
-    d = p.add_argument_group("corpus")
-    d.add_argument(
-        "--corpus", nargs="+", metavar="PATH", help="text files or saved `datasets` dirs to train on"
-    )
-    d.add_argument("--dev", nargs="+", metavar="PATH", help="dev corpus (default: carved from --corpus)")
-    d.add_argument("--dev-fraction", type=float, default=0.05, help="tail of each source used as dev")
-    d.add_argument("--text-column", default="text", help="column of `datasets` sources (default: text)")
-    d.add_argument(
-        "--max-length",
-        type=int,
-        help=f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)",
-    )
-    d.add_argument("--cache-dir", metavar="DIR", help="tokenized-corpus cache (default ~/.cache/ticketlab)")
+    add_config_arguments(p, SearchConfig, ["steps", "out"])
+    add_config_arguments(p.add_argument_group("corpus"), SearchConfig, CORPUS)
     t = p.add_argument_group("training")
-    t.add_argument("--batch-size", type=int, default=16, help="global batch size (default 16)")
-    t.add_argument("--lr", type=float, help="learning rate (default: TAMT Table 1)")
-    t.add_argument("--warmup-steps", type=int, default=0)
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation micro-steps")
-    t.add_argument("--max-grad-norm", type=float, default=1.0)
-    t.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    t.add_argument(
-        "--optimizer-in-backward",
-        action="store_true",
-        help="less memory: step each tensor inside the backward and free its gradient (no gradient "
-        "clipping; one process, no fp16, no --grad-accum)",
-    )
-    t.add_argument("--seed", type=int, default=0, help="data order, corruption, random init")
-    t.add_argument(
-        "--ranking",
-        choices=["local", "global"],
-        default=ranking,
-        help="rank per matrix (local) or over all targets (global); default "
-        + (ranking or "the variant's (chen: global, tamt: local)"),
-    )
+    add_config_arguments(t, SearchConfig, TRAINING)
+    add_config_arguments(t, method, ["ranking"])
     add_targets_argument(t)
     o = p.add_argument_group("saving and evaluation")
-    o.add_argument(
-        "--save-at", type=steps_list, default=[], metavar="STEPS", help="e.g. 100,200: masks on the way"
-    )
-    o.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps (default 100)")
-    o.add_argument("--eval-every", type=int, help="dev evaluation every N steps (default: at the end only)")
-    o.add_argument("--dev-blocks", type=int, default=256, help="dev blocks for evaluation during the search")
-    o.add_argument("--eval-batch-size", type=int, default=32)
-    o.add_argument("--no-eval", action="store_true", help="skip dev evaluation entirely")
-    o.add_argument("--keep-checkpoint", action="store_true", help="keep run/checkpoint.pt after finishing")
-    o.add_argument("--log-every", type=int, default=10)
-    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(o, SearchConfig, SAVING, save_at={"type": steps_list, "nargs": None, "default": []})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -130,94 +108,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         description=(__doc__ or "").split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(t, ranking="local", pattern=True)
-    g = t.add_argument_group("TAMT")
-    g.add_argument("--objective", choices=OBJECTIVES, default="mlm", help="training objective (default mlm)")
-    g.add_argument("--init", choices=["omp", "random"], default="omp", help="initial mask (default omp)")
-    g.add_argument("--threshold", type=float, default=0.01, help="φ of Eq. 3/5 (default 0.01)")
-    g.add_argument("--alpha", type=float, default=2.0, help="α of Eq. 5: initial score α·φ (default 2)")
-    g.add_argument("--freeze-head", action="store_true", help="TAMT-MLM: keep the MLM head frozen")
-    g.add_argument("--head-lr", type=float, help="TAMT-MLM: learning rate of the MLM head (default: --lr)")
-    g.add_argument(
-        "--score-dtype",
-        choices=list(SCORE_DTYPES),
-        default="float32",
-        help="bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
-        "(6 bytes less per target weight: less memory than dense training)",
-    )
+    _common(t, TamtConfig, pattern=True)
+    add_config_arguments(t.add_argument_group("TAMT"), TamtConfig, TAMT)
     i = sub.add_parser(
         "imp",
         help="iterative magnitude pruning with rewinding (IMP)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(i, ranking=None)
+    _common(i, ImpConfig)
     g = i.add_argument_group("IMP")
-    g.add_argument(
-        "--variant",
-        choices=["chen", "tamt", "legacy"],
-        default="chen",
-        help="chen (default): global ranking over the encoder's matrices, no word embeddings; "
-        "tamt: per-matrix ranking, word embeddings included; legacy: ticketlab's old IMP (global "
-        "over all targets, one optimizer across rounds)",
-    )
-    g.add_argument(
-        "--pooler", action="store_true", help="prune the pooler too, as both papers' code does (task models)"
-    )
-    g.add_argument("--prune-rate", type=float, default=0.1, help="sparsity added per round (default 0.1)")
-    g.add_argument(
-        "--rewind-to", type=float, metavar="FRAC", help="rewind to θ at FRAC of the run (default θ0)"
-    )
-    g.add_argument("--task", help="task-specific IMP: a task id or task.json (instead of --corpus)")
-    g.add_argument("--data-dir", metavar="DIR", help="GLUE root or task folder for --task")
+    add_config_arguments(g, ImpConfig, IMP)
+    add_config_arguments(g, SearchConfig, TASK)
 
 
 # --------------------------------------------------------------------------- arguments -> config
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
+    shared = ("sparsity", "ranking", "targets")
     if args.method == "tamt":
-        method: TamtConfig | ImpConfig = TamtConfig(
-            sparsity=args.sparsity,
-            objective=args.objective,
-            init=args.init,
-            ranking=args.ranking,
-            threshold=args.threshold,
-            alpha=args.alpha,
-            train_head=not args.freeze_head,
-            head_lr=args.head_lr,
-            seed=args.seed,
-            score_dtype=args.score_dtype,
-            targets=args.targets,
-            pattern=args.pattern,
+        method: TamtConfig | ImpConfig = config_from_args(
+            TamtConfig, args, [*shared, *TAMT, "seed", "pattern"]
         )
     else:
-        method = ImpConfig(
-            sparsity=args.sparsity,
-            prune_rate=args.prune_rate,
-            ranking=args.ranking,
-            rewind_to=args.rewind_to,
-            targets=args.targets,
-            variant=args.variant,
-            pooler=args.pooler,
-        )
-    return SearchConfig(
-        model=args.model,
-        method=method,
-        steps=args.steps,
-        out=args.out,
-        task=getattr(args, "task", None),
-        data_dir=getattr(args, "data_dir", None),
-        progress=not args.no_progress,
-        **{k: getattr(args, k) for k in SEARCH_OPTIONS},
-    )
-
-
-# Options that are fields of SearchConfig under the same name.
-SEARCH_OPTIONS = (
-    "corpus dev dev_fraction text_column max_length cache_dir batch_size lr warmup_steps weight_decay "
-    "grad_accum max_grad_norm mixed_precision optimizer_in_backward seed save_at save_every eval_every "
-    "dev_blocks eval_batch_size no_eval keep_checkpoint log_every"
-).split()
+        method = config_from_args(ImpConfig, args, [*shared, *IMP])
+    fields = ["model", "steps", "out", *CORPUS, *TRAINING, *SAVING, *(TASK if args.method == "imp" else ())]
+    return config_from_args(SearchConfig, args, fields, method=method)
 
 
 def run(args: argparse.Namespace) -> int:

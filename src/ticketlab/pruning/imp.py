@@ -60,7 +60,7 @@ from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_ha
 from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
 from ..training import TrainConfig, TrainState, restart_optimizer
-from ..validation import Fraction, OpenFraction, check_config
+from ..validation import Fraction, OpenFraction, check_config, option
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
@@ -74,13 +74,26 @@ VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local", "legac
 @dataclass
 class ImpConfig:
     sparsity: Fraction
-    prune_rate: OpenFraction = 0.1  # sparsity added per round (of all target weights)
-    ranking: Ranking | None = None  # None: the variant's (chen, legacy: global; tamt: local)
-    rewind_to: OpenFraction | None = None  # fraction k of the run: rewind to θ at step k·N; None: θ0
+    prune_rate: OpenFraction = option(0.1, "sparsity added per round (of all target weights)")
+    ranking: Ranking | None = option(  # None: the variant's
+        None,
+        "rank per matrix (local) or over all targets (global); default the variant's (chen: "
+        "global, tamt: local)",
+    )
+    rewind_to: OpenFraction | None = option(  # fraction k of the run: rewind to θ at step k·N
+        None, "rewind to θ at FRAC of the run (default θ0)", metavar="FRAC"
+    )
     rewind_head: bool = False  # rewind the head too (task-specific IMP)
     targets: Targets = None  # None: the variant's (see `variant_targets`)
-    variant: Variant = "chen"  # whose IMP (see the module docstring)
-    pooler: bool = False  # the pooler a target too, as in both papers' code (where the model has one)
+    variant: Variant = option(  # whose IMP (see the module docstring)
+        "chen",
+        "chen (default): global ranking over the encoder's matrices, no word embeddings; tamt: "
+        "per-matrix ranking, word embeddings included; legacy: ticketlab's old IMP (global over "
+        "all targets, one optimizer across rounds)",
+    )
+    pooler: bool = option(  # where the model has one
+        False, "prune the pooler too, as both papers' code does (task models)"
+    )
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -62,7 +62,7 @@ from ..masking.targets import Targets
 from ..objectives import Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
-from ..validation import Fraction, PositiveFloat, Range, check_config
+from ..validation import Fraction, PositiveFloat, Range, check_config, option
 from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .ranking import Ranking, check_sparsity
@@ -625,16 +625,24 @@ class TamtConfig:
     """Settings of one TAMT search (defaults: TAMT §4.1.3 and Table 1)."""
 
     sparsity: Fraction | None  # None with a pattern: the one it implies
-    objective: Objective = "mlm"
-    init: Init = "omp"
-    ranking: Ranking = "local"
-    threshold: PositiveFloat = 0.01  # φ of Eq. 3 / 5
-    alpha: Annotated[float, Range(ge=1)] = 2.0  # α of Eq. 5: scores start at α·φ, above the cut
-    train_head: bool = True  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
-    head_lr: PositiveFloat | None = None  # the head's learning rate (default: the scores' lr, as in TAMT)
+    objective: Objective = option("mlm", "training objective")
+    init: Init = option("omp", "initial mask")
+    ranking: Ranking = option("local", "rank per matrix (local) or over all targets (global)")
+    threshold: PositiveFloat = option(0.01, "φ of Eq. 3/5")
+    alpha: Annotated[float, Range(ge=1)] = option(2.0, "α of Eq. 5: initial score α·φ, above the cut")
+    train_head: bool = option(  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
+        True, "TAMT-MLM: keep the MLM head frozen", flag="--freeze-head"
+    )
+    head_lr: PositiveFloat | None = option(
+        None, "TAMT-MLM: learning rate of the MLM head (default: --lr, as in TAMT)"
+    )
     seed: int = 0  # for random init
     targets: Targets = None
-    score_dtype: ScoreDtype = "float32"  # bfloat16: 6 bytes less per target weight, stochastic rounding
+    score_dtype: ScoreDtype = option(
+        "float32",
+        "bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
+        "(6 bytes less per target weight: less memory than dense training)",
+    )
     pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
 
     def __post_init__(self) -> None:
