@@ -9,7 +9,9 @@ settings it reads (they become part of the run's identity, so changing TAMT's lr
 nothing else), and how a search-cost curve (TAMT Fig. 6) is obtained: masks saved along one run
 (`save_at`) or one run per budget (`budgets`, IMP).
 
-Adding a method to sweeps means one entry here.
+Adding a method to sweeps means one entry here (`register`); a method registered with a `color`
+also takes its place in reports: the tables and figures list such methods first, in the order they
+were registered, each in its colour (`report_order`, `method_color`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class MethodSpec:
     # The config `search` would build for a job, built without running it: the sweep's plan refuses
     # a bad setting as the run would (None: nothing to check before the run).
     configure: Callable[[SearchJob], Any] | None = None
+    # Its colour in figures (matplotlib's); the methods that have one lead every report, in the
+    # order they were registered. None: after them, in the order the store has them, coloured by
+    # position (st-random sits with `ticketlab super`'s st-winning / st-losing, which are not sweep
+    # methods; imp-task is reported per source task, `imp-task@sst2`).
+    color: str | None = None
 
 
 # --------------------------------------------------------------------------- one-shot methods
@@ -226,7 +233,12 @@ def trained_search(objective: str | None = None) -> SearchFn:
 
 
 def _trained(
-    name: str, description: str, settings: frozenset[str], curve: Curve, objective: str | None = None
+    name: str,
+    description: str,
+    settings: frozenset[str],
+    curve: Curve,
+    color: str,
+    objective: str | None = None,
 ) -> MethodSpec:
     return MethodSpec(
         name,
@@ -238,13 +250,14 @@ def _trained(
         non_result=NON_RESULT,
         curve=curve,
         configure=functools.partial(search_config, objective=objective),
+        color=color,
     )
 
 
 # --------------------------------------------------------------------------- registry
 
 METHODS: dict[str, MethodSpec] = {
-    "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False),
+    "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False, color="C0"),
     "omp": MethodSpec(
         "omp",
         one_shot_search,
@@ -252,6 +265,7 @@ METHODS: dict[str, MethodSpec] = {
         seeded=False,
         settings=ONE_SHOT_SETTINGS,
         configure=prune_config,
+        color="C1",
     ),
     "random": MethodSpec(
         "random",
@@ -259,6 +273,7 @@ METHODS: dict[str, MethodSpec] = {
         "random pruning at the same sparsity",
         settings=ONE_SHOT_SETTINGS,
         configure=prune_config,
+        color="C2",
     ),
     "st-random": MethodSpec(
         "st-random",
@@ -267,7 +282,9 @@ METHODS: dict[str, MethodSpec] = {
         settings=frozenset({"granularity"}),
     ),
     # IMP's masks along a run are at lower sparsities: its search-cost curve is one run per budget.
-    "imp": _trained("imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets"),
+    "imp": _trained(
+        "imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets", "C3"
+    ),
     # Chen et al. §5 Table 3: a ticket found on one task, fine-tuned on every task (no search-cost curve).
     "imp-task": MethodSpec(
         "imp-task",
@@ -279,18 +296,35 @@ METHODS: dict[str, MethodSpec] = {
         per_task=True,
         configure=search_config,
     ),
-    "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", objective="mlm"),
-    "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", objective="kd"),
+    "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", "C4", "mlm"),
+    "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", "C5", "kd"),
     "tamt-mlm+kd": _trained(
-        "tamt-mlm+kd", "mask training on MLM + KD", TAMT_SETTINGS, "save_at", objective="mlm+kd"
+        "tamt-mlm+kd", "mask training on MLM + KD", TAMT_SETTINGS, "save_at", "C6", "mlm+kd"
     ),
 }
 
 
 def register(spec: MethodSpec) -> MethodSpec:
-    """Add (or replace) a method; sweeps can name it from then on."""
+    """Add (or replace, in its place) a method; sweeps can name it from then on, and with a `color`
+    reports list it after the methods registered before it."""
     METHODS[spec.name] = spec
     return spec
+
+
+def report_order() -> list[str]:
+    """The methods every report lists first, in this order: those registered with a colour."""
+    return [name for name, spec in METHODS.items() if spec.color is not None]
+
+
+def method_color(method: str, methods: list[str]) -> str:
+    """`method`'s colour in figures: its registered one, else matplotlib's cycle by its position
+    after the registered ones among a report's `methods`."""
+    spec = METHODS.get(method)
+    if spec is not None and spec.color is not None:
+        return spec.color
+    order = report_order()
+    order += [m for m in methods if m not in order]
+    return f"C{order.index(method) % 10}"
 
 
 # A sweep may run one method twice with different settings: `BASE/VARIANT` is method BASE under its

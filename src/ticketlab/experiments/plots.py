@@ -19,15 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..files import atomic_write_bytes, atomic_write_csv
-from .results import AVG, CANONICAL, Cell, Score, SweepResults, method_label
+from .methods import method_color, report_order
+from .results import AVG, Cell, Score, SweepResults, method_label
 
 DPI = 100
 MARKERS = "osD^vP*Xh"
-
-
-def color(method: str, methods: list[str]) -> str:
-    order = CANONICAL + [m for m in methods if m not in CANONICAL]
-    return f"C{order.index(method) % 10}"
 
 
 def pct(s: float) -> str:
@@ -63,7 +59,7 @@ def _band(ax, xs, cells: list[Cell], c: str, label: str, marker: str = "o") -> N
 def _full_line(ax, full: Cell | None, methods: list[str]) -> None:
     if full is None:
         return
-    c = color("full", methods)
+    c = method_color("full", methods)
     ax.axhline(full.mean, ls="--", color=c, label="full", lw=1.2)
     if full.n > 1:
         ax.axhspan(full.mean - full.std, full.mean + full.std, color=c, alpha=0.1)
@@ -127,7 +123,13 @@ def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
         for m in pruned:
             xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
             if xs:
-                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], color(m, res.methods), m)
+                _band(
+                    ax,
+                    [100 * s for s in xs],
+                    [cells[(m, s, task)] for s in xs],
+                    method_color(m, res.methods),
+                    m,
+                )
                 drawn += [_series_row(m, task, s, cells[(m, s, task)]) for s in xs]
         ax.set(title=_task_title(res, task), xlabel="sparsity (%)", ylabel="dev score")
         ax.grid(alpha=0.3)
@@ -164,17 +166,23 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
             m = p["method"]
             marker = "*" if m == "full" else MARKERS[sparsities.index(p["sparsity"]) % len(MARKERS)]
             ax.scatter(
-                p[key], cell.mean, color=color(m, res.methods), marker=marker, s=60 if m == "full" else 25
+                p[key],
+                cell.mean,
+                color=method_color(m, res.methods),
+                marker=marker,
+                s=60 if m == "full" else 25,
             )
             if cell.n > 1:  # ± std over fine-tuning seeds of the mask's task average
-                ax.errorbar(p[key], cell.mean, yerr=cell.std, color=color(m, res.methods), lw=0.8, capsize=2)
+                ax.errorbar(
+                    p[key], cell.mean, yerr=cell.std, color=method_color(m, res.methods), lw=0.8, capsize=2
+                )
         _floor_line(ax, res.floor(res.tasks))
         ax.set(
             xlabel=f"{key.replace('_', ' ')} (dev)", ylabel="avg dev score", title=key.split("_")[0].upper()
         )
         ax.grid(alpha=0.3)
     handles = [
-        axes[0].scatter([], [], color=color(m, res.methods), marker="o", label=m)
+        axes[0].scatter([], [], color=method_color(m, res.methods), marker="o", label=m)
         for m in res.methods
         if any(p["method"] == m for p, _ in points)
     ]
@@ -232,12 +240,12 @@ def search_cost(res: SweepResults, path: Path) -> str | None:
             steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
             cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
             times = [sum(res.search_time(*x) or 0.0 for x in by_steps[k]) / len(by_steps[k]) for k in steps]
-            _band(ax_steps, steps, cells, color(m, res.methods), m)
-            _band(ax_time, times, cells, color(m, res.methods), m)
+            _band(ax_steps, steps, cells, method_color(m, res.methods), m)
+            _band(ax_time, times, cells, method_color(m, res.methods), m)
         for ax in (ax_steps, ax_time):
             omp = [per_mask[x].mean for x in per_mask if _method_of(res, x) == ("omp", sp)]
             if omp:
-                ax.axhline(omp[0], ls=":", color=color("omp", res.methods), label="omp")
+                ax.axhline(omp[0], ls=":", color=method_color("omp", res.methods), label="omp")
             _floor_line(ax, res.floor(tasks))
             ax.grid(alpha=0.3)
         ax_steps.set(
@@ -314,7 +322,7 @@ def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None
             ]
             pts.sort(key=lambda p: p[0])
             if pts:
-                _band(ax, [d for d, _ in pts], [c for _, c in pts], color(method, res.methods), method)
+                _band(ax, [d for d, _ in pts], [c for _, c in pts], method_color(method, res.methods), method)
         _floor_line(ax, res.floor(tasks))
         ax.set(
             title=f"{pct(sp)} sparsity",
@@ -343,7 +351,7 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
         sparsities = [
             sparsities[round(i * (len(sparsities) - 1) / (max_panels - 1))] for i in range(max_panels)
         ]
-    order = CANONICAL + res.methods
+    order = report_order() + res.methods
     fig, axes = _panels(len(sparsities), width=5.6, height=5.4)
     for ax, sp in zip(axes, sparsities, strict=True):
         items = sorted(finals[sp], key=lambda x: (order.index(x[0].split(" #")[0]), x[0]))
@@ -406,9 +414,8 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
     sizes_of: dict[tuple, set[int]] = defaultdict(set)
     for s in sized:
         sizes_of[(s.method, s.sparsity)].add(s.train_size)
-    lines = sorted(
-        (k for k, v in sizes_of.items() if len(v) >= 2), key=lambda k: (CANONICAL + res.methods).index(k[0])
-    )
+    order = report_order() + res.methods
+    lines = sorted((k for k, v in sizes_of.items() if len(v) >= 2), key=lambda k: order.index(k[0]))
     if not lines:
         return "no method was fine-tuned on two or more training-set sizes (add a `data_curve:` block)"
     tasks = [t for t in res.tasks if any(s.task == t for s in sized)]
@@ -430,7 +437,7 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
             if xs:
                 label = m if m == "full" else f"{m} {pct(sp)}"
                 marker = "*" if m == "full" else MARKERS[sparsities.index(sp) % len(MARKERS)]
-                _band(ax, xs, cells, color(m, res.methods), label, marker=marker)
+                _band(ax, xs, cells, method_color(m, res.methods), label, marker=marker)
         _floor_line(ax, res.floor(tasks if task == AVG else [task]))
         ax.set_xscale("log")
         ax.set(title=_task_title(res, task), xlabel="fine-tuning examples", ylabel="dev score")
@@ -555,7 +562,7 @@ def mask_init(res: SweepResults, path: Path) -> str | None:
     for i, (base, sp) in enumerate(panels):
         row_axes = axes[i * (1 + len(keys)) : (i + 1) * (1 + len(keys))]
         for m in groups[base]:
-            c = color(m, res.methods)
+            c = method_color(m, res.methods)
             by_steps = curves.get((m, sp), {})
             steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
             cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]

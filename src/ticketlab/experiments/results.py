@@ -34,9 +34,9 @@ from typing import Any
 from scipy import stats as sps
 
 from ..errors import TicketlabError
+from .methods import report_order
 from .store import DB_NAME, RunRecord, Store
 
-CANONICAL = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
 AVG = "avg"
 
 
@@ -740,7 +740,7 @@ def load_results(
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
     tasks = list(dict.fromkeys(s.task for s in scores))  # tasks with results (failures: see the report)
     methods = _ordered(
-        (method_label(r.config) for r in records.values() if r.kind != "pretrain-eval"), CANONICAL
+        (method_label(r.config) for r in records.values() if r.kind != "pretrain-eval"), report_order()
     )
     return SweepResults(
         sweep_dir=sweep_dir,
