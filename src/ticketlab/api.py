@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,7 @@ from .tasks import get_task
 from .training import TrainConfig, make_accelerator
 from .validation import (
     BlockLength,
+    FieldError,
     Fraction,
     NonNegFloat,
     NonNegInt,
@@ -141,7 +142,7 @@ class SearchConfig:
     at `save_at`, and a rerun with the same config resumes there."""
 
     model: str
-    method: TamtConfig | ImpConfig
+    method: Any  # a registered search method's config (`SEARCH_METHODS`): TamtConfig, ImpConfig
     steps: PositiveInt = option(help="optimizer steps of the search")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
@@ -186,10 +187,17 @@ class SearchConfig:
     progress: bool = option(True, "no progress bar")
 
     def __post_init__(self) -> None:
-        check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5 (the method: TAMT or IMP)
+        check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5
+        methods = SEARCH_METHODS.values()
+        if not any(isinstance(self.method, m.config) for m in methods):
+            names = " or ".join(m.config.__name__ for m in methods)
+            raise FieldError("method", f"must be {names}, got {self.method!r}", self.method)
         self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
-        if self.task is not None and not isinstance(self.method, ImpConfig):
-            raise ConfigError("a task objective is for IMP only (TAMT trains on a corpus)")
+        if self.task is not None and not SEARCH_METHODS[self.verb].task:
+            on_tasks = " / ".join(m.name.upper() for m in methods if m.task)
+            raise ConfigError(
+                f"a task objective is for {on_tasks} only ({self.verb.upper()} trains on a corpus)"
+            )
         if self.task is not None and self.corpus:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
@@ -201,7 +209,8 @@ class SearchConfig:
 
     @property
     def verb(self) -> str:
-        return "tamt" if isinstance(self.method, TamtConfig) else "imp"
+        """The name of the search method (`SEARCH_METHODS`) whose config `method` is."""
+        return next(name for name, m in SEARCH_METHODS.items() if isinstance(self.method, m.config))
 
     def settings(self, lr: float) -> dict[str, Any]:
         """What defines the search (a resumed run must match): the CLI's option names and values,
@@ -382,6 +391,27 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
     return search_imp(model, objective, imp, train_config, config.out, tokenizer=tokenizer, **options)
 
 
+@dataclass(frozen=True)
+class SearchMethod:
+    """A way to search a mask by training. Registered in `SEARCH_METHODS`, it is what `search` runs
+    for a `SearchConfig` whose `method` is a `config`, and `ticketlab search NAME`, whose options
+    are `SearchConfig`'s and the fields of `config` that carry help (`validation.option`)."""
+
+    name: str
+    config: type  # the method's settings (`TamtConfig`, `ImpConfig`)
+    run: Callable[[SearchConfig, Accelerator], SearchResult]
+    help: str  # its line in `ticketlab search --help`
+    task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
+
+
+SEARCH_METHODS: dict[str, SearchMethod] = {
+    "tamt": SearchMethod("tamt", TamtConfig, _search_tamt, "task-agnostic mask training (TAMT)"),
+    "imp": SearchMethod(
+        "imp", ImpConfig, _search_imp, "iterative magnitude pruning with rewinding (IMP)", task=True
+    ),
+}
+
+
 def _run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, Any]:
     """What `search_tamt` and `search_imp` both take besides the model, objective and configs."""
     return {
@@ -405,7 +435,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
         claim_dir(config.out, kind="search", inputs=reads)
     with exclusive(Path(config.out) / "run", "search") if acc.is_main_process else contextlib.nullcontext():
-        return _search_tamt(config, acc) if config.verb == "tamt" else _search_imp(config, acc)
+        return SEARCH_METHODS[config.verb].run(config, acc)
 
 
 # --------------------------------------------------------------------------- pre-training evaluation

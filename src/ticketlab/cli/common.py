@@ -162,6 +162,11 @@ def _help(text: str | None, default: Any) -> str | None:
     return text.replace("%", "%%") if text else None
 
 
+def documented_fields(cls: type) -> list[str]:
+    """The fields of config dataclass `cls` that carry help: the options a verb offers for it."""
+    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
 def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrides: dict[str, Any]) -> None:
     """Add an option for each of `fields` of config dataclass `cls` to `group` (a parser, argument
     group or mutually exclusive group). `overrides[name]`: `add_argument` keywords of one verb where

@@ -34,11 +34,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 
-from ..api import SearchConfig, search
-from ..pruning import ImpConfig, SearchResult, TamtConfig
+from ..api import SEARCH_METHODS, SearchConfig, SearchMethod, search
+from ..pruning import SearchResult
 from ..training import make_accelerator
 from .common import (
     add_config_arguments,
@@ -46,6 +47,7 @@ from .common import (
     add_pattern_argument,
     add_targets_argument,
     config_from_args,
+    documented_fields,
     sparsity_arg,
 )
 
@@ -64,7 +66,7 @@ def steps_list(value: str) -> list[int]:
 
 
 # The `SearchConfig` options, by group (--model, --sparsity, --pattern and --targets are by hand:
-# shared with `prune`, and --sparsity takes '70%').
+# shared with `prune`, and --sparsity takes '70%'); a method's own are its config's documented fields.
 CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "max_length", "cache_dir")
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm"),
@@ -75,64 +77,60 @@ SAVING = (
     *("keep_checkpoint", "log_every", "progress"),
 )
 TASK = ("task", "data_dir")  # task-specific IMP
-# The options of each method's config; `seed` is `SearchConfig`'s too (TAMT's random init).
-TAMT = ("objective", "init", "threshold", "alpha", "train_head", "head_lr", "score_dtype")
-IMP = ("variant", "pooler", "prune_rate", "rewind_to")
+# Options of a method's config that are given by hand above (`seed` is `SearchConfig`'s too:
+# TAMT's random init; --pattern where the method keeps N:M patterns).
+BY_HAND = ("sparsity", "targets", "seed", "pattern")
 
 
-def _common(p: argparse.ArgumentParser, method: type, *, pattern: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, method: SearchMethod) -> None:
     add_model_argument(p)
+    pattern = "pattern" in _fields(method.config)  # exactly N of every M kept after every step
     p.add_argument(
         "--sparsity",
         type=sparsity_arg,
         required=not pattern,
         help="fraction of target weights set to zero" + (" (or give --pattern)" if pattern else ""),
     )
-    if pattern:  # exactly N of every M kept after every step
+    if pattern:
         add_pattern_argument(p)
     add_config_arguments(p, SearchConfig, ["steps", "out"])
     add_config_arguments(p.add_argument_group("corpus"), SearchConfig, CORPUS)
     t = p.add_argument_group("training")
     add_config_arguments(t, SearchConfig, TRAINING)
-    add_config_arguments(t, method, ["ranking"])
     add_targets_argument(t)
     o = p.add_argument_group("saving and evaluation")
     add_config_arguments(o, SearchConfig, SAVING, save_at={"type": steps_list, "nargs": None, "default": []})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One sub-command per registered search method (`api.SEARCH_METHODS`)."""
     sub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
-    t = sub.add_parser(
-        "tamt",
-        help="task-agnostic mask training (TAMT)",
-        description=(__doc__ or "").split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(t, TamtConfig, pattern=True)
-    add_config_arguments(t.add_argument_group("TAMT"), TamtConfig, TAMT)
-    i = sub.add_parser(
-        "imp",
-        help="iterative magnitude pruning with rewinding (IMP)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(i, ImpConfig)
-    g = i.add_argument_group("IMP")
-    add_config_arguments(g, ImpConfig, IMP)
-    add_config_arguments(g, SearchConfig, TASK)
+    for name, method in SEARCH_METHODS.items():
+        m = sub.add_parser(
+            name,
+            help=method.help,
+            description=(__doc__ or "").split("\n\n")[1],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(m, method)
+        g = m.add_argument_group(name.upper())
+        add_config_arguments(g, method.config, documented_fields(method.config))
+        if method.task:
+            add_config_arguments(g, SearchConfig, TASK)
 
 
 # --------------------------------------------------------------------------- arguments -> config
 
 
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
 def search_config(args: argparse.Namespace) -> SearchConfig:
-    shared = ("sparsity", "ranking", "targets")
-    if args.method == "tamt":
-        method: TamtConfig | ImpConfig = config_from_args(
-            TamtConfig, args, [*shared, *TAMT, "seed", "pattern"]
-        )
-    else:
-        method = config_from_args(ImpConfig, args, [*shared, *IMP])
-    fields = ["model", "steps", "out", *CORPUS, *TRAINING, *SAVING, *(TASK if args.method == "imp" else ())]
+    m = SEARCH_METHODS[args.method]
+    own = [*(f for f in BY_HAND if f in _fields(m.config)), *documented_fields(m.config)]
+    method = config_from_args(m.config, args, own)
+    fields = ["model", "steps", "out", *CORPUS, *TRAINING, *SAVING, *(TASK if m.task else ())]
     return config_from_args(SearchConfig, args, fields, method=method)
 
 
