@@ -247,3 +247,23 @@ def test_float_options_refuse_nan_and_inf_when_parsed(capsys, value):
             main([*argv[:-1], f"{argv[-1]}={value}"])  # '-inf' alone would read as an option
         assert info.value.code == 2
         assert f"{argv[-1]}: expected a finite number, got '{value}'" in capsys.readouterr().err
+
+
+def test_choice_and_distinct_checks_are_one_pair_of_helpers():
+    """Settings checked in code (not by an annotation) are refused by the same two helpers, as
+    `FieldError`s naming the field (a sweep spec maps them back to its key)."""
+    from ticketlab.validation import FieldError
+
+    with pytest.raises(
+        FieldError, match=r"^size must be one of tiny, mini, small, medium, base, got 'huge'$"
+    ):
+        ticketlab.pretrain.PretrainConfig(steps=1, size="huge")
+    with pytest.raises(FieldError, match=r"^granularity must be one of layer, neuron, got 'unit'$") as e:
+        _module("experiments.supertickets").SuperConfig(
+            finetune=ticketlab.FinetuneConfig(model="m", task="sst2"), granularity="unit"
+        )
+    assert e.value.field == "granularity"
+    with pytest.raises(FieldError, match=r"^seeds must be distinct and non-empty, got \[1, 1\]$"):
+        _module("experiments.mtl").MtlConfig(model="m", tasks=["sst2"], seeds=[1, 1])
+    with pytest.raises(FieldError, match=r"^tasks must be distinct and non-empty, got \[\]$"):
+        _module("experiments.mtl").MtlConfig(model="m", tasks=[])

@@ -54,6 +54,7 @@ from .validation import (
     PositiveFloat,
     PositiveInt,
     check_config,
+    check_one_of,
     option,
 )
 
@@ -61,11 +62,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # TAMT Table 1
 Precision = Literal["no", "fp16", "bf16"]
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 # --------------------------------------------------------------------------- prune
@@ -88,7 +84,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
-        _check_choice("method", self.method, sorted(ONE_SHOT))
+        check_one_of("method", self.method, sorted(ONE_SHOT))
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 

@@ -62,6 +62,7 @@ from .validation import (
     PositiveFloat,
     PositiveInt,
     check_config,
+    check_distinct,
     option,
 )
 
@@ -908,8 +909,7 @@ def finetune_seeds(
     on_result: Callable[[FinetuneResult], None] | None = None,
 ) -> dict[str, Any]:
     """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct and non-empty, got {list(seeds)}")
+    check_distinct("seeds", seeds)
     if _is_main():
         claim_dir(out_dir, kind="fine-tuning output", inputs=_inputs(config))
     results = []

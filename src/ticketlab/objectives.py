@@ -39,6 +39,7 @@ from transformers import PreTrainedTokenizerBase
 from .errors import ConfigError
 from .masking import has_masks, masks_disabled
 from .modeling import encoder_of
+from .validation import check_one_of
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
@@ -330,8 +331,7 @@ def pretraining_loss(objective: Objective = "mlm", *, sync_counts: bool = True):
     of the per-process gradients equals the gradient of the global token-weighted mean; every
     process must then call the loss the same number of times (true inside `train`).
     """
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    check_one_of("objective", objective, OBJECTIVES)
     use_mlm, use_kd = "mlm" in objective, "kd" in objective
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

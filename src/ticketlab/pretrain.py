@@ -81,6 +81,7 @@ from .validation import (
     PositiveInt,
     check_config,
     check_fields,
+    check_one_of,
     option,
 )
 
@@ -139,8 +140,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
-        if self.size not in SIZES:
-            raise ConfigError(f"size must be one of {', '.join(SIZES)}, got {self.size!r}")
+        check_one_of("size", self.size, SIZES)
         if (self.steps is None) == (self.time_budget is None):
             raise ConfigError("give exactly one of steps and time_budget")
         hidden, _, heads, _ = self.shape
@@ -148,10 +148,7 @@ class PretrainConfig:
             raise ConfigError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
         if self.positions is not None and self.positions < self.max_length:
             raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
-        if self.mixed_precision not in PRECISIONS:
-            raise ConfigError(
-                f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}"
-            )
+        check_one_of("mixed_precision", self.mixed_precision, PRECISIONS)
 
     def precision(self) -> str:
         """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
@@ -538,8 +535,7 @@ def _check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> No
     """Refuse bad corpora and tokenizer settings before any work, so that no work folder is left
     behind by a run that could never start."""
     if tokenizer is None:
-        if kind not in KINDS:
-            raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        check_one_of("tokenizer kind", kind, KINDS)
         if vocab_size <= len(SPECIAL):
             raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
         for p in _listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead

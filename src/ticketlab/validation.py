@@ -20,7 +20,7 @@ import numbers
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -190,6 +190,19 @@ def check_fields(obj: Any) -> str | None:
     """The first field of dataclass `obj` whose value does not fit its annotation, as a message."""
     problem = field_problem(obj)
     return f"{problem[0]} {problem[1]}" if problem else None
+
+
+def check_one_of(name: str, value: Any, choices: Iterable[Any]) -> None:
+    """Refuse a value that is none of `choices` (a setting checked in code, not by a `Literal`)."""
+    choices = list(choices)
+    if value not in choices:
+        raise FieldError(name, f"must be one of {', '.join(map(str, choices))}, got {value!r}", value)
+
+
+def check_distinct(name: str, values: Sequence[Any]) -> None:
+    """Refuse an empty list, or one that names something twice (seeds, tasks, ticket kinds)."""
+    if not values or len(set(values)) != len(values):
+        raise FieldError(name, f"must be distinct and non-empty, got {list(values)}", values)
 
 
 def check_config(obj: Any) -> None:

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import ConfigError
+from ..validation import check_one_of
 from .corpus import read_text_file, text_files
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
@@ -77,8 +78,7 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """A `kind` tokenizer ("wordpiece" or "word") of `vocab_size` entries trained on text files or
     directories of them (read a line at a time, so a large corpus is never held whole)."""
-    if kind not in KINDS:
-        raise ConfigError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    check_one_of("tokenizer kind", kind, KINDS)
     if vocab_size <= len(SPECIAL):
         raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
     paths = text_files(files)

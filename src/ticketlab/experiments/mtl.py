@@ -75,6 +75,7 @@ from ..validation import (
     PositiveFloat,
     PositiveInt,
     check_config,
+    check_distinct,
     option,
 )
 from .supertickets import record_study
@@ -118,15 +119,13 @@ class MtlConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            raise ConfigError(f"tasks must be distinct and non-empty, got {list(self.tasks)}")
+        check_distinct("tasks", self.tasks)
         if self.tickets is not None and len(self.tickets) != len(self.tasks):
             raise ConfigError(
                 f"the task list does not match the tickets: {len(self.tasks)} tasks "
                 f"({', '.join(self.tasks)}) but {len(self.tickets)} tickets: one ticket per task, in order"
             )
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
+        check_distinct("seeds", self.seeds)
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
         if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front
             unit_arch(load_config(self.model).model_type)

@@ -66,7 +66,7 @@ from ..structured.tickets import (
     select,
 )
 from ..tasks import get_task
-from ..validation import OpenFraction, PositiveInt, check_config, option
+from ..validation import OpenFraction, PositiveInt, check_config, check_distinct, check_one_of, option
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +118,15 @@ class SuperConfig:
         if self.finetune.mask is not None:
             raise ConfigError("super tickets start from the full model: give no mask")
         refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct and non-empty, got {list(self.seeds)}")
+        check_distinct("seeds", self.seeds)
         self.levels = levels_arg(self.levels)
-        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
-            raise ConfigError(f"kinds must be distinct and non-empty, got {list(self.kinds)}")
+        check_distinct("kinds", self.kinds)
         for kind in self.kinds:
             check_kind(kind)
         if "winning" not in self.kinds:
             raise ConfigError("the super ticket is a winning ticket: kinds must include 'winning'")
-        if self.granularity not in ("layer", "neuron"):
-            raise ConfigError(f"granularity must be 'layer' or 'neuron', got {self.granularity!r}")
-        if self.importance not in PER:
-            raise ConfigError(f"importance must be one of {', '.join(PER)}, got {self.importance!r}")
+        check_one_of("granularity", self.granularity, ("layer", "neuron"))
+        check_one_of("importance", self.importance, PER)
         if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
             raise ConfigError(
                 "super tickets select on a split of a GLUE-style dev set; SQuAD is not supported"

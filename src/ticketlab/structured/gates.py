@@ -42,11 +42,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import ConfigError, MaskMismatchError
+from ..errors import MaskMismatchError
 from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving
 from ..masking.units import GRANULARITIES, UnitMask
 from ..modeling import encoder_of
 from ..structure import Structure, encoder_layers, structure_of
+from ..validation import check_one_of
 
 _ATTR = "_ticketlab_gates"
 
@@ -59,8 +60,7 @@ class Gates:
     """
 
     def __init__(self, structure: Structure, granularity: str, device: torch.device):
-        if granularity not in (*GRANULARITIES, "none"):
-            raise ConfigError(f"granularity must be one of {(*GRANULARITIES, 'none')}, got {granularity!r}")
+        check_one_of("granularity", granularity, (*GRANULARITIES, "none"))
         s = structure
         self.structure = structure
         self.granularity = granularity

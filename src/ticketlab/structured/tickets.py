@@ -24,6 +24,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..masking.units import UnitMask
 from ..structure import Structure
+from ..validation import check_one_of
 from .importance import Importance
 
 Kind = Literal["winning", "losing", "random"]
@@ -41,8 +42,7 @@ def check_level(level: float) -> float:
 
 
 def check_kind(kind: str) -> Kind:
-    if kind not in KINDS:
-        raise ConfigError(f"ticket kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    check_one_of("ticket kind", kind, KINDS)
     return kind  # type: ignore[return-value]
 
 
