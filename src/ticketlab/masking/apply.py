@@ -231,10 +231,21 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     stay valid.
     """
     for key, module, _ in list(_masked_modules(model)):
+        _own_class(module)
         parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
     encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
     return model
+
+
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own (same bases, same attributes). A deep copy of a
+    parametrized module shares torch's injected class with the original, and removing a
+    parametrization deletes its property from that class: without this, taking the masks off a
+    copy (`compact` of a masked model) would break the original."""
+    cls = type(module)
+    own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, own)
 
 
 def current_mask(model: nn.Module) -> Mask:
