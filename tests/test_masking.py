@@ -170,3 +170,30 @@ def test_applying_twice_or_to_wrong_shapes_fails_clearly():
         apply_mask(other, mask)
     with pytest.raises(MaskMismatchError, match="do not exist"):
         apply_mask(other, Mask({"encoder.layer.9.output.dense.weight": torch.ones(32, 64, dtype=torch.bool)}))
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_taking_masks_off_a_deep_copy_leaves_the_original_masked(named):
+    """A deep copy of a parametrized module shares torch's injected class; removing a parametrization
+    deletes its property from that class. `remove_mask` / `delete_mask` on the copy must not break
+    the original (`structured.compact` of a ticketed model copies it and squashes the copy)."""
+    import copy
+
+    from ticketlab.masking import add_mask, delete_mask
+
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    mask = omp_mask(model, 0.5)  # the word embeddings too: tied to the MLM decoder
+    if named:
+        add_mask(model, "a", mask)
+    else:
+        apply_mask(model, mask)
+    with torch.no_grad():
+        before = model(input_ids=ids()).logits
+    dup = copy.deepcopy(model)
+    if named:
+        delete_mask(dup, "a")
+    else:
+        remove_mask(dup, squash=True)
+    assert not is_masked(dup) and is_masked(model) and current_mask(model) == mask
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids()).logits, before)

@@ -180,7 +180,7 @@ def test_each_tasks_ticket_is_a_named_mask_computing_what_its_gates_compute(tiny
     """Per-task tickets are named masks on the shared encoder: bits, one in force; task i's forward
     is its ticket's (the gated model's, FFN-out's bias of a pruned sub-layer included)."""
     from ticketlab.masking import active_mask, mask_names
-    from ticketlab.structured import apply_unit_mask, load_unit_mask
+    from ticketlab.structured import attach_gates, load_unit_mask
 
     mt = build(_config(tiny_bert_dir, glue, tickets), seed=1, device=torch.device("cpu"))
     assert mask_names(mt.models["t0"]) == ["t0", "t1"]
@@ -189,7 +189,7 @@ def test_each_tasks_ticket_is_a_named_mask_computing_what_its_gates_compute(tiny
         model = mt.task_model(i)
         assert active_mask(model) == f"t{i}"
         gated = build(_config(tiny_bert_dir, glue, None), seed=1, device=torch.device("cpu")).models[f"t{i}"]
-        apply_unit_mask(gated, load_unit_mask(path)[0])
+        attach_gates(gated, units=load_unit_mask(path)[0])
         with torch.no_grad():
             torch.testing.assert_close(model(input_ids=ids).logits, gated(input_ids=ids).logits)
     named = mt.models["t0"].bert._ticketlab_named_masks

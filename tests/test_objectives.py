@@ -152,7 +152,7 @@ def test_the_kd_teacher_has_unit_gates_off_too(tok):
     one (which would make the KD loss of a structured ticket 0)."""
     from ticketlab.masking import masks_disabled
     from ticketlab.masking.units import UnitMask
-    from ticketlab.structured import apply_unit_mask, gates_disabled
+    from ticketlab.structured import attach_gates, gates_disabled
 
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)
     batch = MLMCollator(tok)(examples(tok), list(range(6)))
@@ -160,7 +160,7 @@ def test_the_kd_teacher_has_unit_gates_off_too(tok):
     dense = model.bert(**kw).last_hidden_state
     units = UnitMask(head=torch.ones(2, 2, dtype=torch.bool))
     units.head[0, 1] = False
-    apply_unit_mask(model, units)
+    attach_gates(model, units=units)  # gates (importance); a ticket in use is weights, switched alike
     assert not torch.allclose(model.bert(**kw).last_hidden_state, dense)
     with masks_disabled(model):
         torch.testing.assert_close(model.bert(**kw).last_hidden_state, dense)

@@ -12,7 +12,14 @@ from ticketlab.errors import TicketlabError
 from ticketlab.masking import Mask, apply_mask, find_targets, remove_mask
 from ticketlab.modeling import encoder_of
 from ticketlab.pruning.tamt import attach_scores
-from ticketlab.structured import UnitMask, apply_unit_mask, gates_disabled, remove_gates, structure_of
+from ticketlab.structured import (
+    UnitMask,
+    apply_unit_mask,
+    attach_gates,
+    gates_disabled,
+    remove_gates,
+    structure_of,
+)
 
 
 def masked_model() -> tuple[BertForMaskedLM, Mask]:
@@ -81,12 +88,25 @@ def test_trainer_save_model(tmp_path):
     assert_reloads_as_computed(model, tmp_path / "trainer")
 
 
+def test_a_structured_ticket_saves_as_weights(tmp_path):
+    """A ticket is applied as its weight form: saved like any masked model, zeros in place (a pruned
+    FFN sub-layer's FFN-out bias included)."""
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.head[0, 1], units.ffn[1] = False, False
+    apply_unit_mask(model, units)
+    model.save_pretrained(tmp_path / "ticket")
+    assert_reloads_as_computed(model, tmp_path / "ticket")
+    reloaded = BertForMaskedLM.from_pretrained(tmp_path / "ticket")
+    assert not reloaded.bert.encoder.layer[1].output.dense.bias.any()
+
+
 def test_closed_unit_gates_are_refused_in_one_line(tmp_path):
-    """Gates are hooks: saved as weights, a structured ticket would reload as the dense model."""
+    """Gates (importance) are hooks: saved as weights, they would reload as the dense model."""
     model = make_model(BertForMaskedLM, tiny_bert_config())
     units = UnitMask.ones(structure_of(model), "layer")
     units.head[0, 1] = False
-    apply_unit_mask(model, units)
+    attach_gates(model, units=units)
     with pytest.raises(TicketlabError, match="closed unit gates") as e:
         model.save_pretrained(tmp_path / "gated")
     assert "\n" not in str(e.value) and not (tmp_path / "gated").exists()

@@ -23,6 +23,7 @@ from ticketlab.masking import (
     MaskConfig,
     apply_mask,
     current_mask,
+    is_masked,
     load_mask,
     load_mask_onto,
     masks_disabled,
@@ -193,7 +194,7 @@ def test_gates_fit_any_head_and_refuse_twice():
 def test_converted_weight_mask_equals_the_gates(arch, granularity):
     units = random_units(tiny(arch), granularity, seed=3)
     gated, masked = tiny(arch), tiny(arch)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     weight_mask = to_weight_mask(units, structure_of(masked))
     apply_mask(masked, weight_mask)
     torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
@@ -212,7 +213,7 @@ def test_converted_ffn_layer_masks_the_ffn_output_bias():
     assert weights["encoder.layer.0.output.dense.bias"].all()
     masked, gated, every_neuron = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
     apply_mask(masked, weights)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     attach_gates(every_neuron, "neuron").neuron[1] = 0.0
     torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
     assert not torch.allclose(hidden(masked), hidden(every_neuron), atol=1e-3)
@@ -244,7 +245,7 @@ def test_masked_biases_squash_restore_and_save_as_plain_keys(tmp_path):
     units.ffn[2] = False
     weights = to_weight_mask(units, structure_of(model))
     gated = copy.deepcopy(model)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     apply_mask(model, weights)
     model.save_pretrained(tmp_path / "saved")  # b ⊙ m under the plain key `...output.dense.bias`
     reloaded = BertForMaskedLM.from_pretrained(tmp_path / "saved")
@@ -267,7 +268,7 @@ def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
     assert loaded == weights and saved.format_version == 2  # older ticketlabs refuse it in one line
     assert load_mask(tmp_path / "weights")[1].format_version == 1  # every other file as before
     gated, masked = tiny(), tiny()
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     load_mask_onto(masked, tmp_path / "with-bias")
     torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
     info = json.loads((tmp_path / "with-bias" / "mask_config.json").read_text())
@@ -324,11 +325,12 @@ def test_structured_file_round_trip_and_weight_mask_view(tmp_path):
 def test_structured_ticket_loads_onto_a_fresh_model_like_its_weight_mask(tmp_path):
     units = random_units(tiny(), "neuron", seed=2)
     path = ticket(tmp_path, tiny(), units)
-    gated, masked = tiny(), tiny()
-    gates, _ = load_unit_mask_onto(gated, path)  # checks structure, shapes and base-weights hash
-    assert gates.to_unit_mask() == units
-    load_mask_onto(masked, path)  # the unstructured route every existing verb takes
-    torch.testing.assert_close(hidden(masked), hidden(gated), atol=ATOL, rtol=0)
+    ticketed, masked = tiny(), tiny()
+    loaded, _ = load_unit_mask_onto(ticketed, path)  # checks structure, shapes and base-weights hash
+    assert loaded == units
+    load_mask_onto(masked, path)  # the unstructured route every existing verb takes: the same masks
+    assert current_mask(ticketed) == current_mask(masked)
+    torch.testing.assert_close(hidden(masked), hidden(ticketed), atol=0, rtol=0)
 
 
 def test_ticket_for_another_model_is_refused(tmp_path):
@@ -383,7 +385,7 @@ def hard_units(model, granularity="both") -> UnitMask:
 def test_compacted_outputs_equal_the_gated_ones(arch, granularity):
     units = hard_units(tiny(arch), granularity)
     gated = tiny(arch)
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     small = compact(tiny(arch), units)
     assert parameter_count(small) < parameter_count(tiny(arch))
     torch.testing.assert_close(hidden(small), hidden(gated), atol=ATOL, rtol=0)
@@ -397,7 +399,7 @@ def test_compacted_outputs_equal_the_gated_ones(arch, granularity):
 def test_compacted_model_saves_and_reloads_with_the_same_outputs(tmp_path, attn):
     units = hard_units(tiny())
     reference = tiny(attn=attn)
-    apply_unit_mask(reference, units)
+    attach_gates(reference, units=units)
     save_compacted(compact(tiny(attn=attn), units), tmp_path / "small")
     manifest = json.loads((tmp_path / "small" / "ticketlab_compact.json").read_text())
     assert manifest["layers"][0]["heads"] == [] and manifest["layers"][2]["ffn"] is False
@@ -453,7 +455,7 @@ def test_cli_info_compare_export_and_compact_take_structured_tickets(tiny_bert_d
     assert code == 0, err
     assert "3/4 heads" in out
     gated = BertForMaskedLM.from_pretrained(tiny_bert_dir).eval()
-    apply_unit_mask(gated, units)
+    attach_gates(gated, units=units)
     torch.testing.assert_close(hidden(load_compacted(tmp_path / "c")), hidden(gated), atol=ATOL, rtol=0)
 
 
@@ -472,7 +474,7 @@ def test_ticketlab_loaders_take_a_compacted_model(tmp_path):
     """`load_model` / `load_config` (every verb's loaders) rebuild a compacted directory."""
     units = hard_units(tiny())
     reference = tiny()
-    apply_unit_mask(reference, units)
+    attach_gates(reference, units=units)
     save_compacted(compact(tiny(), units), tmp_path / "small")
     assert load_config(tmp_path / "small").model_type == "bert"
     clf = load_model(tmp_path / "small", head="seq-cls", num_labels=3, ignore_mismatched_sizes=True)
@@ -506,3 +508,121 @@ def test_compaction_keeps_the_dtype_and_refuses_a_gated_model():
     attach_gates(gated)
     with pytest.raises(TicketlabError, match="remove the gates"):
         compact(gated, units)
+
+
+# ------------------------------------------------------------ a ticket in use: weights, not hooks
+
+
+def has_hooks(model) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def gated_copy(model, units: UnitMask):
+    """The model with the ticket's gates (hooks): what its weight form must compute."""
+    gated = copy.deepcopy(model)
+    attach_gates(gated, units.granularity, units=units)
+    return gated
+
+
+@pytest.mark.parametrize("granularity", ["layer", "neuron", "both"])
+def test_apply_unit_mask_is_a_parametrization_that_saves_with_zeros(tmp_path, granularity):
+    model = tiny()
+    units = hard_units(model, granularity)
+    gated = gated_copy(model, units)
+    assert apply_unit_mask(model, units) is model
+    assert get_gates(model) is None and not has_hooks(model)
+    assert current_mask(model) == to_weight_mask(units, structure_of(model))
+    torch.testing.assert_close(hidden(model), hidden(gated), atol=ATOL, rtol=0)
+    model.save_pretrained(tmp_path / "ticket")  # like any masked model: zeros in place
+    reloaded = BertForMaskedLM.from_pretrained(tmp_path / "ticket")
+    layers = reloaded.bert.encoder.layer
+    assert not layers[0].attention.self.query.weight.any()  # layer 0 keeps no head
+    assert not layers[0].attention.output.dense.weight.any()
+    if granularity != "neuron":  # a pruned FFN sub-layer: both matrices and FFN-out's bias
+        assert not layers[2].output.dense.weight.any() and not layers[2].output.dense.bias.any()
+    torch.testing.assert_close(hidden(reloaded), hidden(gated), atol=ATOL, rtol=0)
+    with masks_disabled(model):  # the one switch: the dense model
+        assert torch.equal(hidden(model), hidden(tiny()))
+
+
+def test_load_unit_mask_onto_masks_the_weights(tmp_path):
+    units = hard_units(tiny(), "both")
+    path = ticket(tmp_path, tiny(), units)
+    model = tiny()
+    loaded, config = load_unit_mask_onto(model, path)  # checks structure, shapes and base-weights hash
+    assert loaded == units and config.kind == "structured"
+    assert get_gates(model) is None and not has_hooks(model)
+    assert current_mask(model) == to_weight_mask(units, structure_of(model))
+    torch.testing.assert_close(hidden(model), hidden(gated_copy(tiny(), units)), atol=ATOL, rtol=0)
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = BertForMaskedLM.from_pretrained(tmp_path / "saved")
+    assert not reloaded.bert.encoder.layer[2].output.dense.bias.any()
+    torch.testing.assert_close(hidden(reloaded), hidden(model), atol=ATOL, rtol=0)
+
+
+def test_a_ticket_loaded_for_finetuning_is_weights_and_exports_with_zeros(tiny_bert_dir, tmp_path):
+    """`finetune` / `evaluate` put a ticket on the task model as its weight form (no hooks); the
+    fine-tuned model is saved as plain weights, zeros in place, and computes what the gates do."""
+    from ticketlab.finetune import load_task_model
+
+    base = BertForMaskedLM.from_pretrained(tiny_bert_dir)
+    units = UnitMask.ones(structure_of(base), "layer")
+    units.head[0, 1], units.ffn[1] = False, False
+    path = ticket(tmp_path, base, units, level=0.3)
+    model, config = load_task_model(tiny_bert_dir, "sst2", seed=1, mask=path)
+    assert config.kind == "structured" and get_gates(model) is None and not has_hooks(model)
+    reference, _ = load_task_model(tiny_bert_dir, "sst2", seed=1)
+    attach_gates(reference, units=units)
+    model.eval(), reference.eval()
+    x = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**x).logits, reference(**x).logits, atol=ATOL, rtol=0)
+    model.save_pretrained(tmp_path / "ft")
+    reloaded = BertForSequenceClassification.from_pretrained(tmp_path / "ft").eval()
+    assert not reloaded.bert.encoder.layer[1].output.dense.bias.any()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**x).logits, reference(**x).logits, atol=ATOL, rtol=0)
+
+
+def test_importance_gates_sit_on_a_ticket_in_weight_form():
+    """Importance needs gradients with respect to units: gates (hooks) on top of the weight form.
+    The pruned units score exactly 0 (nothing they gate reaches the output)."""
+    from ticketlab.structured.importance import compute_importance
+
+    model = tiny()
+    units = hard_units(model, "layer")
+    apply_unit_mask(model, units)
+    gates = attach_gates(model, "layer")
+    assert has_hooks(model)
+    data = [{"input_ids": inputs(s)["input_ids"][0]} for s in range(4)]
+
+    def collate(examples, seeds=None):
+        return {"input_ids": torch.stack([e["input_ids"] for e in examples])}
+
+    def loss(m, batch):
+        return m.base_model(**batch).last_hidden_state.pow(3).mean(dim=(1, 2)).mean()
+
+    imp = compute_importance(model, gates, data, collate, loss, batch_size=2, normalize=False)
+    assert (imp.head_raw[~units.head] == 0).all() and (imp.head_raw[units.head] > 0).all()
+    assert (imp.ffn[~units.ffn] == 0).all() and (imp.ffn[units.ffn] > 0).all()
+
+
+def test_one_switch_turns_a_ticket_and_gates_off():
+    model = tiny()
+    dense = hidden(model)
+    apply_unit_mask(model, hard_units(model))
+    gates = attach_gates(model, "layer")
+    gates.head[1, 0] = 0.0
+    for switch in (masks_disabled, gates_disabled):  # gates_disabled: the old name of the same switch
+        with switch(model):
+            assert torch.equal(hidden(model), dense)
+    assert not torch.allclose(hidden(model), dense, atol=1e-3)
+
+
+def test_a_ticketed_model_compacts_like_the_bare_one():
+    units = hard_units(tiny())
+    ticketed = apply_unit_mask(tiny(), units)
+    small = compact(ticketed, units)
+    assert is_masked(ticketed) and not is_masked(small)
+    torch.testing.assert_close(hidden(small), hidden(compact(tiny(), units)), atol=ATOL, rtol=0)
+    torch.testing.assert_close(hidden(small), hidden(ticketed), atol=ATOL, rtol=0)

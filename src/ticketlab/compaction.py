@@ -10,7 +10,7 @@ The model layer of compaction (`structured.compact(model, units)` is the call mo
 - a pruned FFN sub-layer (ν = 0): every neuron goes *and* FFN-out's bias is zeroed, so the layer
   computes `LayerNorm(attention output)`, as the gated model does.
 
-Its outputs equal the gated model's to float tolerance (the sums run over fewer terms). FFN units
+Its outputs equal the ticketed model's to float tolerance (the sums run over fewer terms). FFN units
 compact in every family of `ticketlab.arch`; heads where the map says how (`Arch.attention`: BERT and
 its relatives, DeBERTa v1-v3 with their relative-position projections, DistilBERT, ModernBERT's
 fused QKV). MPNet keeps per-head state outside its projections (a relative bias shared by every
@@ -124,13 +124,13 @@ def check_sliceable(model_type: str, structure: Structure, head: Tensor) -> None
     if pruned and not arch.compact_heads:
         raise TicketlabError(
             f"compaction of attention heads is not written for {model_type}: {arch.no_head_slicing}; "
-            "this ticket prunes heads, so use it gated or as a weight mask (same outputs), or compact a "
+            "this ticket prunes heads, so use it as a weight mask (apply_unit_mask, --mask), or compact a "
             "ticket of FFN units only"
         )
     if pruned and not arch.no_heads and not bool(head.any(dim=1).all()):
         raise TicketlabError(
             f"this ticket leaves a layer of {model_type} without heads, which its attention cannot run "
-            "with: use it gated or as a weight mask (same outputs)"
+            "with: use it as a weight mask (apply_unit_mask, --mask)"
         )
 
 

@@ -1,6 +1,6 @@
 """Compact a model with a structured ticket: remove its pruned heads, FFN neurons and FFN sub-layers.
 
-The result is a smaller, faster model whose outputs equal the gated model's (to float tolerance).
+The result is a smaller, faster model whose outputs equal the ticketed model's (to float tolerance).
 HF configs cannot express per-layer head counts, so the directory holds a manifest
 (`ticketlab_compact.json`) and is reloaded with `ticketlab.structured.load_compacted(DIR)`; a plain
 `from_pretrained` refuses it.

@@ -7,7 +7,9 @@ weights stay exactly zero through any later training, whatever the optimizer doe
 Biases are masked the same way when a mask has a `X.bias` key: the one injection for both, so a unit
 mask applied as tensors computes what its gates compute (a pruned FFN sub-layer takes FFN-out's bias
 with it; `masking.units`). A key for a bias the module does not have (ModernBERT's bias-free FFN) is
-left out when resolving: an absent bias adds nothing, which is what its mask says.
+left out when resolving: an absent bias adds nothing, which is what its mask says. This is how every
+mask is used, structured tickets included (`masking.units.apply_unit_mask`); forward-hook gates
+(`structured.gates`) exist only for gradients with respect to units (importance scores).
 
 Tied weights: BERT's MLM decoder shares its weight with the word embeddings. When the embeddings are
 masked, every module tied to the same Parameter gets the same parametrization, so the masked model
@@ -18,7 +20,11 @@ writes what the model computes, W ⊙ M, under the plain key names (`...weight`)
 parametrization's keys, which a plain `from_pretrained` would not know and silently replace with
 random weights. A transformers `Trainer` saves through `save_pretrained` too. `state_dict()` itself
 is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores. What cannot
-be written as weights (closed unit gates: forward hooks) is refused in one line (`SAVE_REFUSALS`).
+be written as weights (closed importance gates, which are forward hooks) is refused in one line
+(`SAVE_REFUSALS`); a ticket applied with `apply_unit_mask` is weights and saves with its zeros.
+
+One switch: `masks_disabled(model)` runs the dense model (the KD teacher), whatever masks it: every
+mask parametrization, named masks, and the kinds registered in `MASK_KINDS` (gates).
 """
 
 from __future__ import annotations
@@ -183,7 +189,7 @@ def _through(chain: nn.ModuleList, original: Tensor) -> Tensor:
 
 
 # Each returns why a model cannot be saved as plain weights, or None (registered by the modules
-# whose masks are not weights: `structured.gates`).
+# whose masks are not weights: `structured.gates`, importance gates; a ticket in use is weights).
 SAVE_REFUSALS: list[Callable[[nn.Module], str | None]] = []
 
 
@@ -231,10 +237,21 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     stay valid.
     """
     for key, module, _ in list(_masked_modules(model)):
+        _own_class(module)
         parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
     encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
     return model
+
+
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a class of its own (same bases, same attributes). A deep copy of a
+    parametrized module shares torch's injected class with the original, and removing a
+    parametrization deletes its property from that class: without this, taking the masks off a
+    copy (`compact` of a masked model) would break the original."""
+    cls = type(module)
+    own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, own)
 
 
 def current_mask(model: nn.Module) -> Mask:
@@ -247,9 +264,10 @@ def is_masked(model: nn.Module) -> bool:
     return any(True for _ in _masked_modules(model))
 
 
-# Other kinds of mask a model can carry (unit gates, `structured.gates`) register how to tell they are
-# there and how to switch them off, so that `masks_disabled` is the one switch (the KD teacher is the
-# dense model, whatever masks it) and `has_masks` the one question.
+# Other kinds of mask a model can carry (importance gates, `structured.gates`) register how to tell
+# they are there and how to switch them off, so that `masks_disabled` is the one switch (the KD teacher
+# is the dense model, whatever masks it; `structured.gates_disabled` is another name for it) and
+# `has_masks` the one question.
 @dataclasses.dataclass(frozen=True)
 class MaskKind:
     present: Callable[[nn.Module], bool]

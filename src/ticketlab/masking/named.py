@@ -36,6 +36,7 @@ from .apply import (
     BinaryMask,
     _mask_param,
     _masked_modules,
+    _own_class,
     attach,
     masked_tensor,
     resolve_modules,
@@ -187,6 +188,7 @@ def _take_off(model: nn.Module, named: NamedMasks) -> None:
     owned = {id(p) for p in named.buffers.values()}
     for key, module, p in list(_masked_modules(model)):
         if id(p) in owned:
+            _own_class(module)  # a deep copy's masks come off without touching the original's
             parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=False)
     delattr(encoder_of(model), NAMED_ATTR)
 

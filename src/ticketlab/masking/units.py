@@ -16,7 +16,11 @@ at one or both granularities, `ffn` [L] (whole sub-layers) and/or `neuron` [L, I
 
 `to_weight_mask(units, structure)` gives the equivalent unstructured `Mask` over the six matrices of
 every layer (keys relative to the encoder, like every mask file), so every verb that takes a weight
-mask takes a structured ticket. With FFN sub-layers (granularity "layer" or "both") it also covers
+mask takes a structured ticket. This weight form is how a ticket is *used*: `apply_unit_mask(model,
+units)` puts it on a model as `BinaryMask` parametrizations (`masking.apply`), like any mask, so the
+model fine-tunes with pruned weights held at zero, `save_pretrained` writes the zeros, and
+`masks_disabled` is the one switch. Gates (forward hooks, `structured.gates`) are for gradients with
+respect to units only (importance scores). With FFN sub-layers (granularity "layer" or "both") it also covers
 FFN-out's bias of every layer (`...output.dense.bias`: all kept, or all pruned with its sub-layer),
 and the weight form computes exactly what the gates compute:
 
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import MaskFileError, MaskMismatchError
 from ..structure import (  # noqa: F401 (re-exported: the units' vocabulary)
@@ -192,6 +196,17 @@ def to_weight_mask(units: UnitMask, structure: Structure) -> Mask:
         if units.ffn is not None:  # ν = 0 also takes FFN-out's bias: the gate scales FFN(z) with it
             out[arch.layer_key(l, arch.ffn_out, "bias")] = units.ffn[l].expand(s.hidden_size).clone()  # [d]
     return Mask(out)
+
+
+def apply_unit_mask(model: nn.Module, units: UnitMask) -> nn.Module:
+    """Put a structured ticket on `model` as its weight form (`to_weight_mask`: parametrizations of
+    the unit slices and, with FFN sub-layers, FFN-out's bias) and return the model. It computes what
+    the ticket's gates compute, with no hooks; `save_pretrained` writes the zeros; `remove_mask`
+    takes it off. (Before, this attached gates and returned them: `attach_gates(model, units=units)`
+    still does, where gradients with respect to units are wanted.)"""
+    from .apply import apply_mask
+
+    return apply_mask(model, to_weight_mask(units, structure_of(model)))
 
 
 def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[UnitMask, Structure]:

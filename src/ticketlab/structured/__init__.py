@@ -3,7 +3,11 @@
 - `UnitMask` (kept heads / FFN sub-layers / neurons) and its equivalent weight `Mask` live in the
   mask layer (`ticketlab.masking.units`), the encoder's unit `Structure` beside the architecture map
   (`ticketlab.structure`); both are re-exported here.
-- `gates`: gates ξ (heads), ν (FFN sub-layers), per-neuron gates, hooked onto an unmodified HF model.
+- A ticket is used as its weight form: `apply_unit_mask(model, units)` (and `load_unit_mask_onto`)
+  masks the unit slices by parametrizations, like any mask (`masking.apply`): no hooks, the same
+  outputs as the gates, `save_pretrained` writes the zeros, `masking.masks_disabled` switches it off.
+- `gates`: gates ξ (heads), ν (FFN sub-layers), per-neuron gates, hooked onto an unmodified HF model,
+  where gradients with respect to units are needed (importance).
 - `io`: structured ticket files (a mask directory of kind "structured"), loaded with the same checks.
 - `compact`: a physically smaller model without the pruned units; saved with a manifest, reloaded.
 - `importance`, `tickets`, `masked_adam`: unit importance scores, ticket selection, the optimizer of
@@ -11,10 +15,10 @@
   importance across tasks) are recipes in `ticketlab.experiments`, beside the sweep.
 """
 
-from ..masking.units import GRANULARITIES, UnitMask, to_weight_mask
+from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask, to_weight_mask
 from ..structure import Structure, encoder_layers, structure_of
 from .compact import compact, is_compacted, load_compacted, parameter_count, save_compacted
-from .gates import Gates, apply_unit_mask, attach_gates, gates_disabled, get_gates, remove_gates
+from .gates import Gates, attach_gates, gates_disabled, get_gates, remove_gates
 from .io import check_unit_fits, load_unit_mask, load_unit_mask_onto, save_unit_mask, unit_mask_config
 
 __all__ = [

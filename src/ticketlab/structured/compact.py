@@ -7,7 +7,10 @@ such a directory). `save_compacted(model, out_dir)` writes a Hugging Face checkp
 manifest, with the kept units and shapes of every layer, which HF configs cannot express (they have
 one head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a
 plain `AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes.
-Outputs equal the gated model's to float tolerance (the sums run over fewer terms).
+Outputs equal the ticket's (as weights or as gates) to float tolerance (the sums run over fewer
+terms). A model that carries masks (the ticket as weights, `apply_unit_mask`, or any other mask) is
+compacted with its masks squashed into its weights (`remove_mask(squash=True)`): what it computes,
+less the pruned units; the compacted model holds no parametrizations.
 
     from ticketlab.structured import compact, load_compacted, load_unit_mask, save_compacted
 
@@ -36,6 +39,7 @@ from ..compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFE
 )
 from ..errors import TicketlabError
 from ..files import atomic_dir, atomic_write_json, read_json
+from ..masking.apply import is_masked, remove_mask
 from ..masking.io import MaskConfig
 from ..masking.units import UnitMask
 from ..modeling import compacted_config, load_compacted  # noqa: F401 (known here too)
@@ -47,7 +51,8 @@ if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info`
 
 
 def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -> PreTrainedModel:
-    """A copy of `model` without the units `units` prunes; `model` is left as it was.
+    """A copy of `model` without the units `units` prunes; `model` is left as it was (its masks, if
+    any, squashed into the copy).
 
     `inplace=True` slices `model` itself and returns it (no second copy in memory: the CLI and
     `load_compacted`, which own the model they compact)."""
@@ -58,6 +63,8 @@ def compact(model: PreTrainedModel, units: UnitMask, *, inplace: bool = False) -
     check_sliceable(model.config.model_type, structure, units.head)
     if not inplace:
         model = copy.deepcopy(model)
+    if is_masked(model):  # zeros into the weights, then slicing (see the module docstring)
+        remove_mask(model, squash=True)
     return slice_units(model, structure, units.head, units.ffn_neurons(), units.ffn)
 
 

@@ -1,4 +1,12 @@
-"""Head and FFN gates on an unmodified Hugging Face model, through forward hooks.
+"""Head and FFN gates on an unmodified Hugging Face model, through forward hooks: for gradients with
+respect to units (importance scores), not for using a ticket.
+
+A structured ticket is *used* (fine-tuned, evaluated, saved, exported) as its weight form:
+`apply_unit_mask(model, units)` (`masking.units`) masks the unit slices of the weights, and FFN-out's
+bias with a pruned FFN sub-layer, by parametrizations like any mask; it computes exactly what the
+gates below compute, with no hooks, and `save_pretrained` writes the zeros. Gates stay where a
+gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`structured.importance`, the scoring
+step of the super-ticket study).
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
 transformers' code and for every attention backend (eager, sdpa, flash, flex), with hooks on the two
@@ -14,23 +22,31 @@ linear layers that see every unit separately (BERT's names here; every family's 
 
 Usage::
 
-    from ticketlab.structured import attach_gates, gates_disabled, remove_gates
+    from ticketlab.masking import masks_disabled
+    from ticketlab.structured import attach_gates, remove_gates
 
     gates = attach_gates(model, granularity="layer")  # heads [L, H] + one gate per FFN [L]; all ones
-    gates.head[3, 5] = 0.0                             # prune head 5 of layer 3 (gates are plain tensors)
     gates.requires_grad_()                             # importance: |gates.head.grad| after backward
-    with gates_disabled(model):                        # the ungated model, e.g. a teacher
+    gates.head[3, 5] = 0.0                             # gates are plain tensors
+    with masks_disabled(model):                        # the one switch: gates and weight masks off
         ...
+    units = gates.to_unit_mask()                       # which gates are open, as a UnitMask
     remove_gates(model)                                # hooks off; the model is untouched
 
 `granularity` chooses the FFN gates: "layer" (`.ffn` [L], the paper's unit), "neuron" (`.neuron`
 [L, I]), "both", or "none" (heads only). Head gates `.head` [L, H] are always there. Gates are float32
 on the device of the layer they gate and are cast to the activations' dtype in the hooks, so autograd
-reaches them under mixed precision too. `apply_unit_mask(model, units)` attaches gates with the 0/1
-values of a `UnitMask`; `Gates.to_unit_mask()` reads them back.
+reaches them under mixed precision too. `attach_gates(model, units=units)` attaches gates with the 0/1
+values of a `UnitMask` (at its granularity); `Gates.to_unit_mask()` reads them back. Gates compose
+with masks: importance on a model carrying a ticket as weights scores its pruned units 0.
 
 The gates object is kept on the encoder (`model.base_model`), so `remove_gates` and `get_gates`
 work from any head. A deep copy of a gated model shares the original's gates: attach after copying.
+Closed gates are hooks, not weights: `save_pretrained` refuses them in one line (`_closed_gates`);
+a ticket meant to be saved is applied with `apply_unit_mask`.
+
+Old names: `apply_unit_mask` is importable from here (it now applies the weight form and returns the
+model), and `gates_disabled` is `masking.masks_disabled`.
 """
 
 from __future__ import annotations
@@ -43,8 +59,8 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import MaskMismatchError
-from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving
-from ..masking.units import GRANULARITIES, UnitMask
+from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
+from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
 from ..modeling import encoder_of
 from ..structure import Structure, encoder_layers, structure_of
 from ..validation import check_one_of
@@ -152,10 +168,13 @@ def _ffn_hook(gates: Gates, layer: int):
     return hook
 
 
-def attach_gates(model: nn.Module, granularity: str = "layer", *, units: UnitMask | None = None) -> Gates:
-    """Hook gates (all ones, or the values of `units`) onto a model of a known family in place."""
+def attach_gates(model: nn.Module, granularity: str | None = None, *, units: UnitMask | None = None) -> Gates:
+    """Hook gates (all ones, or the 0/1 values of `units`) onto a model of a known family in place.
+    `granularity` defaults to that of `units`, else "layer"."""
     if get_gates(model) is not None:
         raise MaskMismatchError("the model already has gates; remove_gates(model) first")
+    if granularity is None:
+        granularity = units.granularity if units is not None else "layer"
     structure = structure_of(model)
     layers = encoder_layers(model)
     arch = structure.arch
@@ -182,17 +201,12 @@ def _closed_gates(model: nn.Module) -> str | None:
     if gates is None or not gates.enabled or all(bool((t == 1).all()) for t in gates.tensors().values()):
         return None
     return (
-        "it has closed unit gates (a structured ticket), which are forward hooks, not weights: "
-        "compact it (`ticketlab compact`, structured.save_compacted) or remove_gates(model) first"
+        "it has closed unit gates, which are forward hooks, not weights: apply a ticket as weights "
+        "(apply_unit_mask(model, units)), compact it (structured.compact), or remove_gates(model) first"
     )
 
 
 SAVE_REFUSALS.append(_closed_gates)
-
-
-def apply_unit_mask(model: nn.Module, units: UnitMask) -> Gates:
-    """Gate `model` with the kept units of `units` (0/1 gates of its granularity)."""
-    return attach_gates(model, units.granularity, units=units)
 
 
 def remove_gates(model: nn.Module) -> nn.Module:
@@ -207,8 +221,9 @@ def remove_gates(model: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def gates_disabled(model: nn.Module) -> Iterator[nn.Module]:
-    """Run the ungated model inside the block (no-op when the model has no gates)."""
+def _gates_off(model: nn.Module) -> Iterator[nn.Module]:
+    """The gates of `model` let everything through inside the block (no-op without gates); what
+    `masks_disabled` does to gates."""
     gates = get_gates(model)
     before = gates.enabled if gates is not None else None
     if gates is not None:
@@ -221,4 +236,7 @@ def gates_disabled(model: nn.Module) -> Iterator[nn.Module]:
 
 
 # `masking.masks_disabled` (the KD teacher) switches gates off too; `masking.has_masks` sees them
-MASK_KINDS.append(MaskKind(present=lambda model: get_gates(model) is not None, disabled=gates_disabled))
+MASK_KINDS.append(MaskKind(present=lambda model: get_gates(model) is not None, disabled=_gates_off))
+
+# The old name of the one switch: a ticket used to be gates, and "gates off" meant "the dense model".
+gates_disabled = masks_disabled

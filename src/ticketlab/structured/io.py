@@ -14,7 +14,11 @@ so every verb that takes `--mask` takes a structured ticket. This module reads i
     config = unit_mask_config(model, units, method="winning", level=0.3, base_model="bert-base-uncased")
     save_unit_mask(units, config, "tickets/winning30")
     units, config = load_unit_mask("tickets/winning30")
-    gates, config = load_unit_mask_onto(model, "tickets/winning30")   # checks shapes and hash, gates it
+    units, config = load_unit_mask_onto(model, "tickets/winning30")   # checks shapes and hash, masks it
+
+`load_unit_mask_onto` puts the ticket on the model as its weight form (`masking.units.apply_unit_mask`:
+parametrizations, no hooks), as `masking.load_mask_onto` does: the same model, the same outputs as
+its gates, and `save_pretrained` writes the zeros.
 """
 
 from __future__ import annotations
@@ -29,9 +33,8 @@ from torch import nn
 from ..errors import ConfigError, MaskFileError, MaskMismatchError
 from ..masking.io import MaskConfig, check_fits, load_mask, save_mask
 from ..masking.mask import Mask
-from ..masking.units import LAYER_MODULES, UnitMask, to_weight_mask, units_of
+from ..masking.units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of
 from ..structure import Structure, structure_of
-from .gates import Gates, apply_unit_mask
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;
@@ -127,11 +130,14 @@ def _describe(s: Structure) -> str:
 
 def load_unit_mask_onto(
     model: nn.Module, path: str | os.PathLike, *, check_hash: bool = True
-) -> tuple[Gates, MaskConfig]:
-    """Load a structured ticket, check that it fits `model`, and gate the model with it."""
+) -> tuple[UnitMask, MaskConfig]:
+    """Load a structured ticket, check that it fits `model`, and put it on the model as its weight
+    form (`apply_unit_mask`). Returns the ticket's units and its config. (Before, the first item
+    was the model's gates; `attach_gates(model, units=units)` gives those where they are wanted.)"""
     units, config = load_unit_mask(path)
     check_unit_fits(units, config, model, source=path, check_hash=check_hash)
-    return apply_unit_mask(model, units), config
+    apply_unit_mask(model, units)
+    return units, config
 
 
 def units_line(units_info: dict[str, Any]) -> str:
