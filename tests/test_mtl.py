@@ -325,6 +325,33 @@ def test_interrupted_sharing_resumes_to_the_same_weights(tiny_bert_dir, glue, ti
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_killed_after_the_loop_finished_ends_with_the_same_weights(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    """Killed between the loop's result and the weights file: the loop goes on from its final
+    checkpoint (no step, no evaluation again) and the weights are written from it."""
+    import importlib
+
+    from safetensors.torch import load_file
+
+    mtl = importlib.import_module("ticketlab.experiments.mtl")
+    config = _config(tiny_bert_dir, glue, tickets, seeds=[3])
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_mtl(config, whole)
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtl, "atomic_write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_mtl(config, cut)
+    assert (cut / "seed-3" / "mtl" / "train_result.json").is_file()
+    monkeypatch.undo()
+    assert run_mtl(config, cut) == run_mtl(config, whole)
+    a, b = (load_file(d / "seed-3" / "mtl" / "weights.safetensors") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
     """Checkpoints written before ticket sharing ran on `training.train` ("state", no "result")."""
     from ticketlab.experiments.mtl import train_shared
