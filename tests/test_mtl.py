@@ -1,4 +1,5 @@
-"""Ticket sharing for multi-task learning: the masked optimizer, the sharing step, errors, a tiny run."""
+"""Ticket sharing for multi-task learning: the masked optimizer, the sharing step, the multi-task
+batches, errors, tiny runs (one pinned against Algorithm 1 written out)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ import torch
 from torch import nn
 
 from test_finetune import sentiment_rows
-from ticketlab.errors import ConfigError, MaskMismatchError
+from ticketlab.batches import TASK, MultiTaskData, epoch_batches
+from ticketlab.errors import ConfigError, MaskMismatchError, TicketlabError
 from ticketlab.experiments.mtl import (
     MtlConfig,
     build,
-    epoch_batches,
     run_mtl,
-    sharing_step,
     task_objective,
     ticket_param_masks,
 )
@@ -137,23 +137,35 @@ def _config(tiny_bert_dir, glue, tickets, **kw) -> MtlConfig:
 # --------------------------------------------------------------------------- the sharing step
 
 
+def _objectives(model_dir, glue, tasks, seed: int = 0) -> list:
+    from ticketlab.modeling import load_tokenizer
+
+    tok = load_tokenizer(model_dir)
+    return [task_objective(t, tok, str(glue), max_length=32, data_seed=seed) for t in tasks]
+
+
+def sharing_step(mt, i: int, batch: dict, obj, optimizer: MaskedAdamW) -> None:
+    """A step as the training loop takes it: task i's loss through its model (its ticket in force),
+    then `optimizer.step()`, whose masks come from the model (`step_masks=mt.active_step_mask`)."""
+    obj.loss_fn(mt.task_model(i), batch).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tickets):
     config = _config(tiny_bert_dir, glue, tickets)
     mt = build(config, seed=1, device=torch.device("cpu"))
-    from ticketlab.modeling import load_tokenizer
-
-    tok = load_tokenizer(tiny_bert_dir)
-    objs = [task_objective(t, tok, str(glue), max_length=32) for t in config.tasks]
-    opt = MaskedAdamW(mt.models.parameters(), lr=1e-2, weight_decay=0.5)
+    objs = _objectives(tiny_bert_dir, glue, config.tasks)
+    opt = MaskedAdamW(mt.models.parameters(), lr=1e-2, weight_decay=0.5, step_masks=mt.active_step_mask)
 
     def batch(i: int) -> dict:
         return objs[i].collate_fn([objs[i].dataset[j] for j in range(4)], list(range(4)))
 
-    sharing_step(mt, 1, batch(1), objs[1], opt, 1.0)  # task 1 first: moments everywhere in its ticket
+    sharing_step(mt, 1, batch(1), objs[1], opt)  # task 1 first: moments everywhere in its ticket
     params = mt.named_parameters()
     before = {n: p.detach().clone() for n, p in params.items()}
     state = {n: {k: v.clone() for k, v in opt.state[p].items()} for n, p in params.items() if p in opt.state}
-    sharing_step(mt, 0, batch(0), objs[0], opt, 1.0)  # then a step of task 0
+    sharing_step(mt, 0, batch(0), objs[0], opt)  # then a step of task 0
 
     masks = mt.step_mask(0)
     moved_inside = 0
@@ -219,6 +231,24 @@ def test_batches_mix_tasks_and_cover_every_example():
     assert batches == epoch_batches([10, 7], batch_size=4, seed=1, epoch=0)
 
 
+def test_multi_task_data_samples_the_epoch_batches_and_collates_per_task():
+    """The flat view the training loop sees: step t's batch is `epoch_batches`' t-th (epochs on), its
+    examples are that task's, and its collate is that task's with the task recorded."""
+    sets = [[f"a{j}" for j in range(10)], [], [f"c{j}" for j in range(7)]]  # an empty task is skipped
+    collates = [lambda ex, seeds, t=t: {"examples": ex, "collated_by": t} for t in range(3)]
+    data = MultiTaskData(sets, collates, batch_size=4, seed=1)
+    assert len(data) == 17 and data.steps_per_epoch == 5
+    for step in (0, 4, 5, 12, 3):  # out of order too: a function of the step alone
+        epoch, k = divmod(step, 5)
+        task, idx = epoch_batches([10, 0, 7], 4, seed=1, epoch=epoch)[k]
+        flat, got_epoch = data.sample(step)
+        assert got_epoch == epoch
+        batch = data.collate([data[f] for f in flat], [0] * len(flat))
+        assert batch == {"examples": [sets[task][j] for j in idx], "collated_by": task, TASK: task}
+    with pytest.raises(ValueError, match="one task's examples"):
+        data.collate([data[0], data[16]], [0, 0])
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -268,32 +298,120 @@ def test_ticket_sharing_run_writes_rows_per_task(tiny_bert_dir, glue, tickets, t
 
 
 def test_interrupted_sharing_resumes_to_the_same_weights(tiny_bert_dir, glue, tickets, tmp_path, monkeypatch):
-    import importlib
-
     from safetensors.torch import load_file
 
-    mtl = importlib.import_module("ticketlab.experiments.mtl")
     config = _config(tiny_bert_dir, glue, tickets, save_every=2, seeds=[3])
     whole = tmp_path / "whole"
     run_mtl(config, whole)
 
-    calls, real = [], mtl.sharing_step
+    calls, real = [], MultiTaskData.collate
 
-    def dies_at_step_5(*a, **kw):
+    def dies_at_step_5(*a, **kw):  # one collate per step
         calls.append(1)
         if len(calls) == 5:
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(mtl, "sharing_step", dies_at_step_5)
+    monkeypatch.setattr(MultiTaskData, "collate", dies_at_step_5)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         run_mtl(config, cut)
-    assert (cut / "seed-3" / "mtl" / "checkpoint.pt").is_file()  # saved at step 4
-    monkeypatch.setattr(mtl, "sharing_step", real)
+    # saved at step 4, a step of task 1 (seed 3: tasks 0, 0, 0, 1, 1, ...): the ticket in force in
+    # the saved buffers is not the one a fresh build puts in force
+    assert (cut / "seed-3" / "mtl" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(MultiTaskData, "collate", real)
     assert run_mtl(config, cut) == run_mtl(config, whole)
     a, b = (load_file(d / "seed-3" / "mtl" / "weights.safetensors") for d in (whole, cut))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_after_the_loop_finished_ends_with_the_same_weights(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    """Killed between the loop's result and the weights file: the loop goes on from its final
+    checkpoint (no step, no evaluation again) and the weights are written from it."""
+    import importlib
+
+    from safetensors.torch import load_file
+
+    mtl = importlib.import_module("ticketlab.experiments.mtl")
+    config = _config(tiny_bert_dir, glue, tickets, seeds=[3])
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_mtl(config, whole)
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtl, "atomic_write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_mtl(config, cut)
+    assert (cut / "seed-3" / "mtl" / "train_result.json").is_file()
+    monkeypatch.undo()
+    assert run_mtl(config, cut) == run_mtl(config, whole)
+    a, b = (load_file(d / "seed-3" / "mtl" / "weights.safetensors") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
+    """Checkpoints written before ticket sharing ran on `training.train` ("state", no "result")."""
+    from ticketlab.experiments.mtl import train_shared
+
+    old = tmp_path / "checkpoint.pt"
+    state = {"step": 2, "history": [[], []], "best": [None, None], "train_time_s": 0.1}
+    torch.save(
+        {
+            "step": 2,
+            "model": {},
+            "optimizer": {},
+            "scheduler": {},
+            "rng": torch.get_rng_state(),
+            "state": state,
+        },
+        old,
+    )
+    with pytest.raises(TicketlabError, match="not a checkpoint of this training loop") as e:
+        train_shared(_config(tiny_bert_dir, glue, tickets), 1, tmp_path, torch.device("cpu"))
+    assert str(old) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sharing_is_algorithm_1_written_out(tiny_bert_dir, glue, tickets, tmp_path):
+    """Pins the run on the training loop bit for bit to Algorithm 1 as a plain loop (ticket
+    sharing's own loop before it ran on `training.train`): weights and every dev score. Over an
+    epoch boundary, with gradient clipping at work on every step (max norm 0.05)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from ticketlab.training import TrainConfig, make_scheduler
+
+    config = _config(tiny_bert_dir, glue, tickets, max_steps=15, eval_every=4, max_grad_norm=0.05, seeds=[2])
+    run_mtl(config, tmp_path)
+    got = load_file(tmp_path / "seed-2" / "mtl" / "weights.safetensors")
+    result = json.loads((tmp_path / "seed-2" / "mtl" / "result.json").read_text())
+
+    mt = build(config, seed=2, device=torch.device("cpu"))
+    objs = _objectives(tiny_bert_dir, glue, config.tasks, seed=2)
+    sizes = [len(o.dataset) for o in objs]
+    per_epoch = sum(-(-n // 4) for n in sizes)
+    opt = MaskedAdamW(mt.params, lr=1e-3, weight_decay=0.1)
+    sched = make_scheduler(opt, TrainConfig(max_steps=15, lr=1e-3, warmup_steps=round(0.1 * 15)))
+    history: list[list[dict]] = [[], []]
+    for step in range(1, 16):
+        epoch, k = divmod(step - 1, per_epoch)
+        i, idx = epoch_batches(sizes, 4, seed=2, epoch=epoch)[k]
+        batch = objs[i].collate_fn([objs[i].dataset[j] for j in idx], idx)
+        objs[i].loss_fn(mt.task_model(i).train(), batch).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in mt.models.parameters() if p.grad is not None], 0.05)
+        opt.step(mt.step_mask(i))
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if step % 4 == 0 or step == 15:
+            for t, obj in enumerate(objs):
+                history[t].append({"step": step, **obj.eval_fn(mt.task_model(t))})
+    assert result["steps"] == 15 and result["history"] == history
+    assert result["best"] == [max(h, key=lambda r: r["accuracy"]) for h in history]
+    want = {n: p.detach() for n, p in mt.named_parameters().items()}
+    assert got.keys() == want.keys() and all(torch.equal(got[n], want[n]) for n in want)
 
 
 def test_without_tickets_every_task_shares_everything(tiny_bert_dir, glue):

@@ -174,5 +174,35 @@ def test_bad_config_and_corrupt_checkpoint(tmp_path):
     model = fresh()
     with pytest.raises(TicketlabError, match="corrupt checkpoint"):
         train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
+    torch.save({"step": 3, "model": {}, "state": {}}, tmp_path / "checkpoint.pt")  # another loop's
+    with pytest.raises(TicketlabError, match="not a checkpoint of this training loop .no optimizer, result"):
+        train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
     with pytest.raises(TicketlabError, match="empty"):
         train(model, model.parameters(), [], collate, loss_fn, config())
+
+
+def test_the_callers_sampler_and_optimizer():
+    """`sampler(micro_step)` picks each batch (multi-task learning's order); `optimizer(params,
+    config)` builds the optimizer (ticket sharing's MaskedAdamW): here SGD at lr 0, so nothing moves."""
+    seen = []
+
+    def remember(examples, seeds):
+        seen.append([x for x, _ in examples])
+        return collate(examples, seeds)
+
+    model = fresh(None)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(
+        model,
+        model.parameters(),
+        DATASET,
+        remember,
+        loss_fn,
+        config(max_steps=3, save_every=None),
+        sampler=lambda step: ([step, 60 - step], 0),
+        optimizer=lambda params, c: torch.optim.SGD(params, lr=0.0),
+    )
+    assert [[x.tolist() for x in b] for b in seen] == [
+        [DATA[s].tolist(), DATA[60 - s].tolist()] for s in range(3)
+    ]
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

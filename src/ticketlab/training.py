@@ -69,6 +69,9 @@ Batch = dict[str, Tensor]
 LossFn = Callable[[nn.Module, Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
 CollateFn = Callable[[list[Any], list[int]], Batch]
 EvalFn = Callable[[nn.Module], dict[str, float]]
+# micro-step -> (dataset indices of its global micro-batch, its epoch): a function of the step alone
+Sampler = Callable[[int], tuple[list[int], int]]
+OptimizerFn = Callable[[Any, "TrainConfig"], torch.optim.Optimizer]  # (params, config) -> optimizer
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -247,6 +250,12 @@ def restart_optimizer(state: TrainState) -> None:
     sched._last_lr = [g["lr"] for g in inner.param_groups]
 
 
+def _adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
+    the others."""
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
+
+
 class _LossModule(nn.Module):
     """The loss computation as one module, so that DDP wraps *it*: a `loss_fn` may then call any part
     of the model (e.g. the encoder, then the MLM head on the masked positions only) and DDP still
@@ -303,12 +312,17 @@ def train(
     extra_state: tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], None]] | None = None,
     accelerator: Accelerator | None = None,
     resume: bool = True,
+    sampler: Sampler | None = None,
+    optimizer: OptimizerFn | None = None,
 ) -> TrainResult:
     """Optimise `params` of `model` on `dataset` for `config.max_steps` steps; see the module docstring.
 
     `loss_fn(model, batch)` returns the loss (optionally with a dict of numbers to log). `after_step`
     runs after every optimizer step (TAMT re-thresholds its masks there, IMP prunes and rewinds).
-    `extra_state` is a (get, set) pair for state outside the model that a resume must restore.
+    `extra_state` is a (get, set) pair for state outside the model that a resume must restore
+    (restored before the model's tensors). `sampler(micro_step)` gives the batches instead of the
+    loop's shuffled order (multi-task learning: each batch from one task; `batches.MultiTaskData`);
+    `optimizer(params, config)` builds the optimizer instead of AdamW (ticket sharing's MaskedAdamW).
     With `out_dir`, a finished run is not repeated: its saved result is returned.
     """
     if len(dataset) == 0:
@@ -326,9 +340,9 @@ def train(
     with exclusive(out, "run") if owner else contextlib.nullcontext():  # a second process is refused
         if owner:
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
-        hooks = (eval_fn, after_step, extra_state)
+        hooks = (eval_fn, after_step, extra_state, optimizer)
         with logs_above_bars():  # dev evaluations print above the bar
-            loop = _Loop(model, params, (dataset, collate_fn, loss_fn), config, out, hooks, acc)
+            loop = _Loop(model, params, (dataset, collate_fn, loss_fn, sampler), config, out, hooks, acc)
             if resume:
                 loop.resume()
             loop.open_log()
@@ -438,20 +452,19 @@ class _Loop:
         self,
         model: nn.Module,
         params: Iterable[Any],
-        data: tuple[Sequence[Any], CollateFn, LossFn],
+        data: tuple[Sequence[Any], CollateFn, LossFn, Sampler | None],
         config: TrainConfig,
         out: Path | None,
-        hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any],
+        hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any, OptimizerFn | None],
         acc: Accelerator,
     ):
-        self.dataset, self.collate_fn, loss_fn = data
-        self.eval_fn, self.after_step, self.extra_state = hooks
+        self.dataset, self.collate_fn, loss_fn, self.sampler = data
+        self.eval_fn, self.after_step, self.extra_state, make_optimizer = hooks
         self.config, self.out, self.acc = config, out, acc
         self.started = time.monotonic()
         seed_everything(config.seed)
         self.raw_model = model
-        # bf16 parameters: stochastic rounding; `fused` is torch's kernel for the others
-        optimizer = AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
+        optimizer = (make_optimizer or _adamw)(params, config)
         self.scheduler = make_scheduler(optimizer, config)
         loss_module = _LossModule(model, loss_fn)
         if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
@@ -474,12 +487,18 @@ class _Loop:
         if self.ckpt is None or not self.ckpt.is_file():
             return
         saved = load_checkpoint(self.ckpt)
+        missing = sorted({"step", "model", "optimizer", "scheduler", "rng", "result"} - set(saved))
+        if missing:  # e.g. one written by ticket sharing's own loop, before it ran on this one
+            raise TicketlabError(
+                f"{self.ckpt}: not a checkpoint of this training loop (no {', '.join(missing)}); "
+                "delete it to restart from scratch"
+            )
+        if self.extra_state is not None:  # first: it may say what the saved tensors are (which
+            self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
         load_trainable_state(self.raw_model, saved["model"], self.ckpt)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"])
-        if self.extra_state is not None:
-            self.extra_state[1](saved.get("extra", {}))
         self.result = TrainResult(**saved["result"])
         self.result.stopped = False  # a new piece
         self.result.resumed_from = self.state.step = saved["step"]
@@ -516,7 +535,10 @@ class _Loop:
         """This process's share of micro-batch `micro_step`, on the device."""
         config, n = self.config, len(self.dataset)
         rank, world = self.acc.process_index, self.acc.num_processes
-        idx, epoch = batch_indices(n, config.batch_size // config.grad_accum, micro_step, config.seed)
+        if self.sampler is not None:
+            idx, epoch = self.sampler(micro_step)
+        else:
+            idx, epoch = batch_indices(n, config.batch_size // config.grad_accum, micro_step, config.seed)
         mine = [idx[i] for i in range(len(idx)) if i * world // len(idx) == rank] if world > 1 else idx
         batch = self.collate_fn(
             [self.dataset[i] for i in mine], [example_seed(config.seed, epoch, i) for i in mine]

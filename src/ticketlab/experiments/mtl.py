@@ -6,10 +6,13 @@ ticket) as its subnetwork:
 * every task's ticket is a named mask on the shared encoder (`masking.named`, in its weight form,
   FFN-out's bias included: exactly what gates compute), kept as bits; the forward pass of task i
   runs with Ω^i in force (`set_active_mask`);
-* minibatches of all tasks are shuffled together every epoch (Algorithm 1, line 5);
+* minibatches of all tasks are shuffled together every epoch (Algorithm 1, line 5): the tasks'
+  training sets as one `batches.MultiTaskData`, whose sampler gives the one training loop
+  (`training.train`) that order;
 * a step on task i updates only the parameters inside Ω^i: the weight slices of the heads and FFN
   units Ω^i keeps, everything no unit owns (embeddings, LayerNorms, attention-output bias, pooler),
-  and task i's head. Nothing outside moves: `MaskedAdamW` leaves the entries, their Adam moments
+  and task i's head. Nothing outside moves: `MaskedAdamW` (asking the model for the step mask of
+  the task whose batch the step was on) leaves the entries, their Adam moments
   and their step counts bit-identical, and weight decay touches only updated entries (the reference
   code lets both moments and weight decay move parameters outside the ticket). Units kept by several
   tasks are updated by each of them; units no task keeps are pruned for all (every gate is 0).
@@ -23,20 +26,19 @@ or `mtl`, and `...+ft`), with the best dev score of the task's main metric (on t
 the dev set with `select_fraction`, at the step the selection part picked). Rerunning resumes from
 the last checkpoint; finished stages are not repeated.
 
-    OUT/seed-<s>/mtl/           checkpoint.pt while running, weights.safetensors, result.json
+    OUT/seed-<s>/mtl/           the loop's directory (checkpoint.pt while running, log.jsonl,
+                                train_result.json), weights.safetensors, result.json (per task)
     OUT/seed-<s>/ft-<task>/     per-task fine-tuning runs (`training.train` directories)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from ..batches import TASK, MultiTaskData
 from ..compaction import head_extras
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
@@ -53,21 +56,13 @@ from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
-from ..progress import progress_bar
 from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.io import check_unit_fits, load_unit_mask
-from ..structured.masked_adam import MaskedAdamW, StepMask
+from ..structured.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..tasks import get_task
-from ..training import (
-    TrainConfig,
-    TrainResult,
-    example_seed,
-    load_checkpoint,
-    make_scheduler,
-    seed_everything,
-    train,
-)
+from ..training import RESULT as TRAIN_RESULT
+from ..training import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
 from ..validation import (
     Fraction,
     NonNegFloat,
@@ -239,12 +234,18 @@ class MultiTask:
     params: list[nn.Parameter]  # every parameter once, in the order of the unmasked model (optimizer)
     heads: list[list[nn.Parameter]]  # per task: its own parameters outside the encoder
     structure: Structure | None = None
+    active: int = 0  # the task whose model ran last (its ticket in force; the first one after build)
 
     def task_model(self, i: int) -> nn.Module:
         """Task i's model, with its ticket in force."""
         if self.tickets:
             set_active_mask(self.models["t0"], f"t{i}")
+        self.active = i
         return self.models[f"t{i}"]
+
+    def active_step_mask(self) -> StepMasks:
+        """The step mask of the task whose model ran last: the optimizer's, after that task's batch."""
+        return self.step_mask(self.active)
 
     def step_mask(self, i: int) -> dict[nn.Parameter, StepMask]:
         """What a step of task i updates: its ticket's entries (the named mask in force, not a copy)
@@ -290,135 +291,110 @@ def build(config: MtlConfig, seed: int, device: torch.device) -> MultiTask:
 # --------------------------------------------------------------------------- the loop
 
 
-def epoch_batches(
-    sizes: Sequence[int], batch_size: int, seed: int, epoch: int
-) -> list[tuple[int, list[int]]]:
-    """(task, example indices) of every minibatch of one epoch: each task's data shuffled and cut
-    into batches, then all tasks' batches shuffled together (Algorithm 1, line 5)."""
-    batches = []
-    for i, n in enumerate(sizes):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch * 1_009 + i))
-        batches += [(i, order[k : k + batch_size].tolist()) for k in range(0, n, batch_size)]
-    mix = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed * 7_919 + epoch))
-    return [batches[j] for j in mix.tolist()]
-
-
-def sharing_step(
-    mt: MultiTask,
-    i: int,
-    batch: dict[str, Tensor],
-    obj: TaskObjective,
-    optimizer: MaskedAdamW,
-    max_grad_norm: float | None,
-) -> float:
-    """One step of task i: its loss through its ticket, then an update of what its ticket holds."""
-    model = mt.task_model(i)
-    model.train()
-    out = obj.loss_fn(model, batch)
-    loss = out[0] if isinstance(out, tuple) else out
-    loss.backward()
-    if max_grad_norm is not None:
-        params = [p for p in mt.models.parameters() if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step(mt.step_mask(i))
-    optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
-
-
-@dataclass
-class _State:
-    step: int = 0
-    history: list[list[dict[str, Any]]] = field(default_factory=list)  # per task
-    best: list[dict[str, Any] | None] = field(default_factory=list)
-    train_time_s: float = 0.0
-
-
-def _evaluate(mt: MultiTask, objs: list[TaskObjective], state: _State, metric_keys: list[str]) -> None:
-    for i, obj in enumerate(objs):
-        record = {"step": state.step, **obj.eval_fn(mt.task_model(i))}
-        state.history[i].append(record)
-        key = metric_keys[i]
-        if state.best[i] is None or record[key] > state.best[i][key]:
-            state.best[i] = record
-
-
-def _save_checkpoint(path: Path, mt: MultiTask, opt, sched, state: _State) -> None:
-    buf = io.BytesIO()
-    payload = {
-        "step": state.step,
-        "model": {n: p.detach().cpu() for n, p in mt.named_parameters().items()},
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "rng": torch.get_rng_state(),
-        "state": dataclasses.asdict(state),
-    }
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 @torch.no_grad()
 def _load_weights(mt: MultiTask, weights: dict[str, Tensor]) -> None:
     for name, p in mt.named_parameters().items():
         p.copy_(weights[name])
 
 
+def _selected(config: MtlConfig, obj: TaskObjective) -> str:
+    """The eval key that picks a task's best step (its selection part's score with select_fraction)."""
+    return (SELECT if config.select_fraction is not None else "") + obj.metric
+
+
+def _train_config(
+    config: MtlConfig, seed: int, steps: float, cap: int | None, lr: float, eval_every: int, **kw: Any
+) -> TrainConfig:
+    """What the multi-task run and the per-task fine-tunings share: `steps` rounded up, at most `cap`."""
+    total = min(math.ceil(steps), cap) if cap else math.ceil(steps)
+    return TrainConfig(
+        max_steps=total,
+        batch_size=config.batch_size,
+        lr=lr,
+        eval_every=eval_every,
+        weight_decay=config.weight_decay,
+        warmup_steps=round(config.warmup_ratio * total),
+        max_grad_norm=config.max_grad_norm,
+        save_every=config.save_every,
+        seed=seed,
+        progress=config.progress,
+        **kw,
+    )
+
+
+def _loss_fn(mt: MultiTask, objs: list[TaskObjective]) -> LossFn:
+    """The loss of the batch's task through that task's model, its ticket in force (and so the
+    ticket the optimizer's step mask then reads)."""
+
+    def loss(models: nn.Module, batch: Batch):
+        task = batch[TASK]
+        return objs[task].loss_fn(mt.task_model(task), {k: v for k, v in batch.items() if k != TASK})
+
+    return loss
+
+
+def _eval_fn(mt: MultiTask, objs: list[TaskObjective]) -> EvalFn:
+    """Every task's dev scores in one record, task i's keys prefixed `t<i>/` (`_per_task` splits them)."""
+
+    def evaluate(models: nn.Module) -> dict[str, float]:
+        return {f"t{i}/{k}": v for i, o in enumerate(objs) for k, v in o.eval_fn(mt.task_model(i)).items()}
+
+    return evaluate
+
+
+def _per_task(run: TrainResult, keys: list[str]) -> dict[str, Any]:
+    """The loop's result as each task's eval history and best record (the first with the top
+    `keys[i]` score)."""
+    history = [[_task_record(r, f"t{i}/") for r in run.history] for i in range(len(keys))]
+    best = [max(h, key=lambda r, key=key: r[key]) for h, key in zip(history, keys, strict=True)]
+    return {"steps": run.steps, "train_time_s": run.train_time_s, "history": history, "best": best}
+
+
+def _task_record(record: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """One task's part of an eval record: the step and its scores, under their own names."""
+    mine = {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
+    return {"step": record["step"], **mine}
+
+
 def train_shared(
     config: MtlConfig, seed: int, out: Path, device: torch.device
 ) -> tuple[MultiTask, list, dict]:
-    """Algorithm 1 for one seed (resumable in `out`); returns the model, the tasks and the result."""
+    """Algorithm 1 for one seed on the training loop (resumable in `out`); returns the model, the
+    tasks and the result. Each step is one task's batch (`MultiTaskData`), and MaskedAdamW updates
+    what that task's ticket holds (`MultiTask.active_step_mask`)."""
     tokenizer = load_tokenizer(config.model)
     objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
-    seed_everything(seed)
     mt = build(config, seed, device)
-    keys = [(SELECT if config.select_fraction is not None else "") + o.metric for o in objs]
     if (out / RESULT).is_file():
         _load_weights(mt, load_file(out / WEIGHTS))
         return mt, objs, read_json(out / RESULT, "multi-task result")
-    sizes = [len(o.dataset) for o in objs]
-    per_epoch = sum(math.ceil(n / config.batch_size) for n in sizes)
-    total = math.ceil(config.epochs * per_epoch)
-    total = min(total, config.max_steps) if config.max_steps is not None else total
-    optimizer = MaskedAdamW(mt.params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = TrainConfig(max_steps=total, lr=config.lr, warmup_steps=round(config.warmup_ratio * total))
-    scheduler = make_scheduler(optimizer, schedule)
-    state = _State(history=[[] for _ in objs], best=[None for _ in objs])
-    if (out / CHECKPOINT).is_file():
-        saved = load_checkpoint(out / CHECKPOINT)
-        _load_weights(mt, saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        state = _State(**saved["state"])
-    bar = progress_bar(total=total, initial=state.step, desc="ticket sharing", disable=not config.progress)
-    cache: dict[int, list] = {}
-    while state.step < total:
-        t0 = time.perf_counter()
-        epoch, k = divmod(state.step, per_epoch)
-        i, idx = cache.setdefault(epoch, epoch_batches(sizes, config.batch_size, seed, epoch))[k]
-        if len(cache) > 1:
-            cache = {epoch: cache[epoch]}
-        batch = objs[i].collate_fn(
-            [objs[i].dataset[j] for j in idx], [example_seed(seed, epoch, j) for j in idx]
-        )
-        batch = {n: v.to(device) if isinstance(v, Tensor) else v for n, v in batch.items()}
-        sharing_step(mt, i, batch, objs[i], optimizer, config.max_grad_norm)
-        scheduler.step()
-        state.step += 1
-        state.train_time_s += time.perf_counter() - t0
-        bar.update(1)
-        if state.step % config.eval_every == 0 or state.step == total:
-            _evaluate(mt, objs, state, keys)
-        if config.save_every and state.step % config.save_every == 0 and state.step < total:
-            _save_checkpoint(out / CHECKPOINT, mt, optimizer, scheduler, state)
-    bar.close()
+    data = MultiTaskData([o.dataset for o in objs], [o.collate_fn for o in objs], config.batch_size, seed)
+    # The loop finished but this function did not (killed before the weights file): without its
+    # result file the loop resumes from its last checkpoint, the final weights, and steps no more.
+    (out / TRAIN_RESULT).unlink(missing_ok=True)
+    steps = config.epochs * data.steps_per_epoch
+    tc = _train_config(
+        config, seed, steps, config.max_steps, config.lr, config.eval_every, desc="ticket sharing"
+    )
+    run = train(
+        mt.models,
+        mt.params,
+        data,
+        data.collate,
+        _loss_fn(mt, objs),
+        tc,
+        out_dir=out,
+        eval_fn=_eval_fn(mt, objs),
+        # the task in force when a checkpoint was written: its mask is what the saved buffers hold
+        extra_state=(lambda: {"task": mt.active}, lambda d: mt.task_model(int(d.get("task", 0)))),
+        sampler=data.sample,
+        optimizer=lambda params, tc: MaskedAdamW(
+            params, lr=tc.lr, weight_decay=tc.weight_decay, step_masks=mt.active_step_mask
+        ),
+    )
+    result = _per_task(run, [_selected(config, o) for o in objs])
     weights = {n: p.detach().cpu().contiguous() for n, p in mt.named_parameters().items()}
     atomic_write_bytes(out / WEIGHTS, save(weights))
-    result = {
-        "steps": state.step,
-        "train_time_s": state.train_time_s,
-        "history": state.history,
-        "best": state.best,
-    }
     atomic_write_json(out / RESULT, result)
     (out / CHECKPOINT).unlink(missing_ok=True)
     return mt, objs, result
@@ -445,21 +421,14 @@ def finetune_task(
     """Task i alone from the multi-task weights, its ticket in force (the paper's + ST fine-tuning)."""
     model = mt.task_model(i)
     spec = obj.spec
-    steps = math.ceil((config.finetune_epochs or spec.epochs) * len(obj.dataset) / config.batch_size)
-    steps = min(steps, config.finetune_max_steps) if config.finetune_max_steps else steps
-    selected = (SELECT if config.select_fraction is not None else "") + obj.metric
-    tc = TrainConfig(
-        max_steps=steps,
-        batch_size=config.batch_size,
-        lr=config.finetune_lr or config.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=round(config.warmup_ratio * steps),
-        max_grad_norm=config.max_grad_norm,
-        eval_every=spec.eval_every,
-        save_every=config.save_every,
-        seed=seed,
-        metric=selected,
-        progress=config.progress,
+    tc = _train_config(
+        config,
+        seed,
+        (config.finetune_epochs or spec.epochs) * len(obj.dataset) / config.batch_size,
+        config.finetune_max_steps,
+        config.finetune_lr or config.lr,
+        spec.eval_every,
+        metric=_selected(config, obj),
         desc=f"{spec.id} after sharing",
     )
     params = _params(model, config.weight_decay)

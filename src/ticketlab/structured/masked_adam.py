@@ -10,17 +10,22 @@ through `torch.where`, so entries outside are bit-identical before and after the
 Each entry keeps its own step count (a tensor shaped like the parameter): an entry updated by one
 task out of three sees its bias correction advance only on its own updates, as Adam on that entry
 alone would.
+
+A training loop that knows nothing of masks (`training.train`) calls `step()` without them: the
+masks then come from `step_masks()`, asked at every step (ticket sharing: the ticket of the task
+whose batch the step was on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 # A parameter's mask: a bool tensor of its shape, True (all of it), or False / absent (none of it).
 StepMask = Tensor | bool
+StepMasks = Mapping[nn.Parameter, StepMask]
 
 
 class MaskedAdamW(torch.optim.Optimizer):
@@ -31,16 +36,21 @@ class MaskedAdamW(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        step_masks: Callable[[], StepMasks] | None = None,
     ):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.step_masks = step_masks
 
     @torch.no_grad()
-    def step(self, masks: Mapping[nn.Parameter, StepMask] | None = None, closure=None):  # type: ignore[override]
+    def step(self, masks: StepMasks | None = None, closure=None):  # type: ignore[override]
         """One update of the masked entries; `masks` is keyed by the parameter object itself.
 
         A parameter without a gradient, or whose mask is False or absent, is not touched at all.
-        `masks=None` updates every entry (plain AdamW with per-entry step counts).
+        `masks=None` takes `step_masks()`, or without it updates every entry (plain AdamW with
+        per-entry step counts).
         """
+        if masks is None and self.step_masks is not None:
+            masks = self.step_masks()
         for group in self.param_groups:
             for p in group["params"]:
                 mask = True if masks is None else masks.get(p, False)
