@@ -267,3 +267,23 @@ def test_choice_and_distinct_checks_are_one_pair_of_helpers():
         _module("experiments.mtl").MtlConfig(model="m", tasks=["sst2"], seeds=[1, 1])
     with pytest.raises(FieldError, match=r"^tasks must be distinct and non-empty, got \[\]$"):
         _module("experiments.mtl").MtlConfig(model="m", tasks=[])
+
+
+def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
+    """What a run's identity leaves out is read from field metadata (`result=False`), one place per
+    field; these sets are pinned, as they decide the run ids of recorded runs and directories."""
+    from ticketlab.experiments.mtl import MtlConfig
+    from ticketlab.finetune import FinetuneConfig
+    from ticketlab.pretrain import PretrainConfig
+    from ticketlab.validation import not_result
+
+    assert not_result(FinetuneConfig) == (
+        "eval_batch_size",
+        "check_hash",
+        "save_model",
+        "save_every",
+        "keep_checkpoint",
+        "progress",
+    )
+    assert not_result(MtlConfig) == ("check_hash", "save_every", "progress")
+    assert set(not_result(PretrainConfig)) == {"progress", "max_minutes", "save_every", "compile"}

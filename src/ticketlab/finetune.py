@@ -63,6 +63,7 @@ from .validation import (
     PositiveInt,
     check_config,
     check_distinct,
+    not_result,
     option,
 )
 
@@ -115,17 +116,17 @@ class FinetuneConfig:
     )
     n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
     max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
-    eval_batch_size: PositiveInt = option(64, "batch size of dev evaluations")
+    # result=False: no change to what the run computes, so left out of its fingerprint (`not_result`)
+    eval_batch_size: PositiveInt = option(64, "batch size of dev evaluations", result=False)
     check_hash: bool = option(
-        True, "apply the mask even if it was found on other weights", flag="--ignore-hash"
+        True, "apply the mask even if it was found on other weights", flag="--ignore-hash", result=False
     )
-    save_model: bool = option(False, "also save the fine-tuned weights (zeros in place)")
-    save_every: PositiveInt | None = option(100, "checkpoint interval (resume point)", metavar="STEPS")
-    keep_checkpoint: bool = option(False, "keep checkpoint.pt when a run finishes")
-    progress: bool = option(True, "no progress bar")
-
-    # Fields that do not change the result: left out of the fingerprint that guards a run directory.
-    NON_RESULT = ("eval_batch_size", "check_hash", "save_model", "save_every", "keep_checkpoint", "progress")
+    save_model: bool = option(False, "also save the fine-tuned weights (zeros in place)", result=False)
+    save_every: PositiveInt | None = option(
+        100, "checkpoint interval (resume point)", metavar="STEPS", result=False
+    )
+    keep_checkpoint: bool = option(False, "keep checkpoint.pt when a run finishes", result=False)
+    progress: bool = option(True, "no progress bar", result=False)
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
@@ -185,7 +186,7 @@ def _fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> Fine
 
 def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
     """What determines a run's result: the config's result-affecting fields and the task spec."""
-    fields = {k: v for k, v in config.to_dict().items() if k not in FinetuneConfig.NON_RESULT}
+    fields = {k: v for k, v in config.to_dict().items() if k not in not_result(FinetuneConfig)}
     return {"config": fields, "task": spec.to_dict()}
 
 

@@ -82,6 +82,7 @@ from .validation import (
     check_config,
     check_fields,
     check_one_of,
+    not_result,
     option,
 )
 
@@ -121,9 +122,9 @@ class PretrainConfig:
     mlm_probability: OpenFraction = 0.15
     eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")
     eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
-    save_every: PositiveInt = 200
+    save_every: PositiveInt = field(default=200, metadata={"result": False})
     seed: int = option(0, "weight init, data order, masking")
-    progress: bool = True
+    progress: bool = field(default=True, metadata={"result": False})
     max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None
     mixed_precision: str = option(
         "auto",
@@ -132,10 +133,11 @@ class PretrainConfig:
         choices=PRECISIONS,
     )
     fused: bool | None = None  # torch's fused AdamW; None: on a GPU
-    compile: bool = option(False, "torch.compile the model and loss")
+    compile: bool = option(False, "torch.compile the model and loss", result=False)
     max_minutes: PositiveFloat | None = option(
         None,
         "this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
+        result=False,
     )
 
     def __post_init__(self) -> None:
@@ -289,7 +291,6 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
 
 SETTINGS = "settings.json"  # the work directory's identity (`rundir`)
 # Settings that do not change the weights a run ends with: a run goes on under new values of them.
-NOT_RESULT = ("progress", "max_minutes", "save_every", "compile")
 PRETRAIN_INPUTS = {
     "corpus content": "the corpus",
     "dev content": "the dev text",
@@ -307,7 +308,7 @@ def _identity(
 ) -> dict[str, Any]:
     """What a pre-training's weights depend on: its settings, the tokenizer it builds (when it builds
     one) and the content of its corpus, dev text and tokenizer folder."""
-    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_RESULT}
+    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in not_result(PretrainConfig)}
     if tokenizer is None:
         out |= {"tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
     keys = {

@@ -76,6 +76,13 @@ def option(
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
+def not_result(config_cls: type) -> tuple[str, ...]:
+    """The fields of a config dataclass marked `result=False` (`option(..., result=False)`): they do
+    not change what a run computes (a progress bar, a checkpoint interval), so a run's identity, which
+    guards its directory and names its row, leaves them out."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("result") is False)
+
+
 # The ranges configs use (a field `x: PositiveInt | None = None` may also be null).
 PositiveInt = Annotated[int, Range(ge=1)]  # steps, sizes, counts, intervals
 NonNegInt = Annotated[int, Range(ge=0)]

@@ -76,8 +76,9 @@ def finetune_settings() -> frozenset[str]:
 def finetune_non_result() -> frozenset[str]:
     """Fine-tuning settings that do not change the result (left out of a run's identity)."""
     from ..finetune import FinetuneConfig
+    from ..validation import not_result
 
-    return frozenset(FinetuneConfig.NON_RESULT)
+    return frozenset(not_result(FinetuneConfig))
 
 
 def finetune_unavailable() -> str | None:

@@ -71,6 +71,7 @@ from ..validation import (
     PositiveInt,
     check_config,
     check_distinct,
+    not_result,
     option,
 )
 from .supertickets import record_study
@@ -106,11 +107,11 @@ class MtlConfig:
     finetune_lr: PositiveFloat | None = option(None, "default: --lr")
     finetune_epochs: PositiveFloat | None = option(None, "default: the task's")
     finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps")
-    check_hash: bool = option(True, "apply tickets found on other weights", flag="--ignore-hash")
-    save_every: PositiveInt | None = option(100, "checkpoint interval", metavar="STEPS")
-    progress: bool = option(True, "no progress bar")
-
-    NON_RESULT = ("check_hash", "save_every", "progress")
+    check_hash: bool = option(
+        True, "apply tickets found on other weights", flag="--ignore-hash", result=False
+    )
+    save_every: PositiveInt | None = option(100, "checkpoint interval", metavar="STEPS", result=False)
+    progress: bool = option(True, "no progress bar", result=False)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -135,7 +136,7 @@ class MtlConfig:
         return "ticket-share" if self.tickets is not None else "mtl"
 
     def settings(self) -> dict[str, Any]:
-        skip = {"model", "tasks", "tickets", "data_dir", "seeds", *self.NON_RESULT}
+        skip = {"model", "tasks", "tickets", "data_dir", "seeds", *not_result(MtlConfig)}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 

@@ -66,7 +66,15 @@ from ..structured.tickets import (
     select,
 )
 from ..tasks import get_task
-from ..validation import OpenFraction, PositiveInt, check_config, check_distinct, check_one_of, option
+from ..validation import (
+    OpenFraction,
+    PositiveInt,
+    check_config,
+    check_distinct,
+    check_one_of,
+    not_result,
+    option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +168,7 @@ class _Study:
 
         ft = self.config.run_config(seed)
         settings = {
-            k: v for k, v in ft.to_dict().items() if k not in _OWN and k not in FinetuneConfig.NON_RESULT
+            k: v for k, v in ft.to_dict().items() if k not in _OWN and k not in not_result(FinetuneConfig)
         }
         spec = get_task(ft.task, ft.data_dir)
         config = {
