@@ -34,7 +34,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from .errors import TicketlabError
+from .errors import TicketlabError, unprintable
 
 
 def _umask() -> int:
@@ -271,17 +271,18 @@ def resolved(path: str | os.PathLike) -> Path:
 def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = TicketlabError) -> str:
     """`name` if it can be one path component; else one line. Any name read from a file (a task id,
     a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
-    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries)."""
+    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries),
+    and a control or line-separator character cannot break the one-line messages that name it."""
     text = str(name)
     if (
         not text
         or text.startswith(".")
-        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in text)  # NUL, newlines, escapes
+        or any(c in "/\\" or unprintable(c) for c in text)
         or len(text.encode("utf-8", "surrogateescape")) > 255
     ):
         raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters or "
-            "leading '.'; at most 255 bytes)"
+            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters, "
+            "line separators or bidi controls, no leading '.'; at most 255 bytes)"
         )
     return text
 
