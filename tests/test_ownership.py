@@ -125,6 +125,27 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
     assert "sweep name '../x'" in one_line_error(capsys, "sweep", named, "--dry-run")
     assert not (tmp_path / "x").exists()
 
+    # Characters that break a line (U+2028, NEL U+0085) or drive a terminal (CSI U+009B) in a name:
+    # refused as a path component, and the message quoting the name stays one line (escaped).
+    data = tmp_path / "data-sep"
+    data.mkdir()
+    (data / "task.json").write_text(json.dumps({"id": "sst2\u2028x", "dir_name": "sst2"}))
+    line = one_line_error(
+        capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", "ft"
+    )
+    assert "task id 'sst2\\u2028x': not usable as a file name" in line and not (tmp_path / "ft").exists()
+    for label, shown in (("omp/a\u2028b", "omp/a\\u2028b"), ("omp/x\x85y", "omp/x\\x85y")):
+        spec = _yaml(
+            tmp_path / "variant.yaml", {**fakes.spec_dict(tmp_path, tiny_bert_dir), "methods": [label]}
+        )
+        assert shown in one_line_error(capsys, "sweep", spec, "--out", "sw", "--dry-run")
+    raw = fakes.spec_dict(tmp_path, tiny_bert_dir)
+    raw["tasks"] = {"a\x9b2J": raw["tasks"]["a"]}
+    assert "label 'a\\x9b2J'" in one_line_error(
+        capsys, "sweep", _yaml(tmp_path / "csi.yaml", raw), "--dry-run"
+    )
+    assert not (tmp_path / "sw").exists() and not (tmp_path / "sweeps").exists()
+
 
 def _yaml(path: Path, raw: dict) -> Path:
     path.write_text(json.dumps(raw))  # JSON is YAML
