@@ -72,6 +72,30 @@ def test_an_output_directory_loses_only_files_ticketlab_wrote(tiny_bert_dir, tmp
     with refused, atomic_dir(out, kind="thing", writes=["b.txt"]):  # known before the work
         raise AssertionError("the work began")
 
+    # A file output (evaluate-pretrain --out FILE) has no marker: it replaces only an earlier output
+    # of its kind, recognised by its content, never a user's file (or the file a link points to).
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    evaluate = [
+        "evaluate-pretrain",
+        "--model",
+        tiny_bert_dir,
+        "--corpus",
+        corpus,
+        "--no-kd",
+        "--max-length",
+        32,
+    ]
+    user_files(tmp_path, {"thesis.tex": "\\begin", "rows.json": '[{"name": "mine"}]'})
+    (tmp_path / "link.json").symlink_to(tmp_path / "thesis.tex")
+    for theirs in ("thesis.tex", "rows.json", "link.json"):
+        line = one_line_error(capsys, *evaluate, "--out", tmp_path / theirs)
+        assert f"{theirs}: exists and is not a ticketlab evaluation" in line
+    assert_kept(tmp_path, {"thesis.tex": "\\begin", "rows.json": '[{"name": "mine"}]'})
+    for _ in range(2):  # new, then its own earlier output replaced
+        assert main([str(a) for a in [*evaluate, "--out", tmp_path / "eval.json"]]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())[0]["name"] == "full"
+
 
 def test_report_has_the_output_check_of_every_verb(tmp_path, tiny_bert_dir, capsys):
     """Class 1: `report --out` neither overwrites a user's results.csv nor writes into a sweep's input."""

@@ -28,7 +28,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,19 +295,27 @@ def check_output(
     inputs: Iterable[str | os.PathLike | None] = (),
     is_file: bool = False,
     joins: Iterable[str] = (),
+    ours: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse, in one line and before any work, an output path that would destroy something.
 
     A directory output may be an empty or new directory, or one that holds an output of the same
     `kind` (our marker says so) or of a kind it `joins` (a study writing into a sweep's store),
     where none of the files it `writes` (relative paths known before the work) may be a user's. A
-    file output may not be a directory. Neither may be, contain or lie inside one of `inputs`, nor
-    be the current directory or one above it, and its place must be writable.
+    file output may be new, or an existing file that `ours` recognises by its content as an earlier
+    output of this kind (a file has no marker; without `ours` no existing file is replaced), never
+    a directory. Neither may be, contain or lie inside one of `inputs`, nor be the current
+    directory or one above it, and its place must be writable.
     """
     path = Path(path).expanduser()
     here, target = Path.cwd().resolve(), resolved(path)
     if is_file and path.is_dir():
         raise TicketlabError(f"{path}: is a directory; give a file name")
+    if is_file and os.path.lexists(path) and not (path.is_file() and ours is not None and ours(path)):
+        raise TicketlabError(
+            f"{path}: exists and is not a ticketlab {kind} (refusing to overwrite it); "
+            "give a new file name or delete it"
+        )
     if not is_file and path.exists() and not path.is_dir():
         raise TicketlabError(f"{path}: exists and is not a directory; give a directory")
     if not is_file and (target == here or target in here.parents):
