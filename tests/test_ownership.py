@@ -222,11 +222,30 @@ def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path
     assert_kept(theirs, {"thesis.tex": "mine"})
 
 
-def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path):
-    """Class 1 through two more doors: the clean-up of temporaries takes only ticketlab's own (a
-    user's old `.backup.tmp` folder beside an output stays), and a folder of an output that the user
-    replaced by a link to their own files is never written or deleted through."""
+def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny_bert_dir):
+    """Class 1 through three more doors: the clean-up of temporaries takes only ticketlab's own (a
+    user's old `.backup.tmp` folder beside an output stays), a folder of an output that the user
+    replaced by a link to their own files is never written or deleted through, and a work folder
+    cleared at the end of a pre-training loses only what the training wrote there."""
     from ticketlab.files import atomic_write_text
+    from ticketlab.pretrain import PretrainConfig, pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 40)
+    tiny = dict(hidden=32, layers=1, heads=2, intermediate=64, max_length=32, batch_size=4, steps=3)
+    config = PretrainConfig(**tiny, max_minutes=1e-9, progress=False)  # one step a piece
+    assert pretrain(config, corpus, tmp_path / "model", tokenizer=tiny_bert_dir).stopped
+    user_files(tmp_path / "model.work", {"notes.txt": "lr too high?", "plots/loss.png": "png"})
+    for _ in range(3):  # the last two steps, then the finished model
+        pretrain(config, corpus, tmp_path / "model", tokenizer=tiny_bert_dir)
+    assert (tmp_path / "model" / "pretrain.json").is_file()
+    assert sorted(
+        str(p.relative_to(tmp_path / "model.work")) for p in (tmp_path / "model.work").rglob("*")
+    ) == [
+        "notes.txt",
+        "plots",
+        "plots/loss.png",
+    ]
 
     backup = tmp_path / ".thesis-backup.tmp"
     user_files(backup, {"chapter1.tex": "mine"})

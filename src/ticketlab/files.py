@@ -422,6 +422,36 @@ def _merge(tmp: Path, path: Path, kind: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_ours(path: str | os.PathLike, names: Iterable[str] = ()) -> list[str]:
+    """Delete what ticketlab wrote in the directory `path` (a work folder done with, a model not
+    kept): `names` (relative files, or folders that are outputs of ours in turn), every file its
+    marker lists, its marker, lock and our temporaries; then the folders left empty, `path` too.
+    Anything else (a note the user put there) stays, with the folders that hold it: an output
+    loses only our files. Returns what was kept (relative paths)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return []
+    for rel in sorted({*names, *(_manifest(path) or ())}):
+        target = path / rel
+        if target.is_dir() and not target.is_symlink():
+            remove_ours(target)
+        else:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                target.unlink()
+    for entry in path.iterdir():  # bookkeeping: the marker, a lock, a temporary named by us
+        if entry.name in (MARKER, ".lock") or _TEMP.search(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    for dirpath, _, _ in os.walk(path, topdown=False):  # empty folders, deepest first
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+    if not path.exists():
+        return []
+    return sorted((Path(d) / f).relative_to(path).as_posix() for d, _, fs in os.walk(path) for f in fs)
+
+
 @contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike,

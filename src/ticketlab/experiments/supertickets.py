@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, claim_dir
+from ..files import atomic_write_json, claim_dir, remove_ours
 from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..structure import structure_of, unit_arch
@@ -316,7 +315,7 @@ def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
         result = finetune(config.run_config(seed), run_dir)
         _importance(config, result, seed, run_dir / IMPORTANCE_DIR)
         if not config.keep_models and result.model_dir is not None:
-            shutil.rmtree(result.model_dir, ignore_errors=True)
+            remove_ours(result.model_dir)  # an exported model: its marker lists its files
         return {**_scores(result), "importance_dir": str((run_dir / IMPORTANCE_DIR).relative_to(study.out))}
 
     return run.id, study.execute(run, work)
