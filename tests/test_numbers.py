@@ -70,6 +70,36 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
     assert not (tmp_path / "run" / "train_result.json").exists()  # no "best" score of a nan run
 
 
+def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 1 through the data: a regression label 'nan' (Python's float() reads it) diverged the
+    loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
+    score. Each is one line naming the file and line; a metric never scores non-finite values."""
+    from ticketlab.errors import DataError
+    from ticketlab.metrics import GLUE_METRICS
+
+    task = tmp_path / "reg"
+    task.mkdir()
+    (task / "task.json").write_text(
+        json.dumps({"id": "reg", "kind": "regression", "label": "score", "metrics": ["pearson", "spearman"]})
+    )
+    rows = [f"the {w} sees the dog .\t{i % 5}.5" for i, w in enumerate(["cat", "man", "bird"] * 6)]
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", task / "task.json", "--max-length", 16]
+    for split, value in (("train", "nan"), ("dev", "inf"), ("dev", "-Infinity")):
+        for name in ("train", "dev"):
+            bad = [*rows[:3], f"the cat is good .\t{value}", *rows[3:]] if name == split else rows
+            (task / f"{name}.tsv").write_text("sentence\tscore\n" + "\n".join(bad) + "\n")
+        out = tmp_path / f"run-{split}-{value}"
+        line = error_line(capsys, *argv, "--max-steps", 2, "--no-progress", "--out", out)
+        assert f"{task / split}.tsv, line 5: label '{value}' is not a finite number" in line
+        assert not list(out.rglob("result.json"))
+    for metric in GLUE_METRICS.values():
+        finite = np.array([0.0, 1.0, 1.0, 0.0])
+        with pytest.raises(DataError, match="of the labels are not finite"):
+            metric(finite, np.array([0.0, 1.0, np.inf, 0.0]))
+        with pytest.raises(DataError, match="of the predictions are not finite"):
+            metric(np.array([0.0, np.nan, 1.0, 0.0]), finite)
+
+
 def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
     """Bullet 2: an MLM evaluation over zero predicted tokens is refused in one line naming the corpus
     (it reported loss 0.0, perplexity 1.0), in evaluate-pretrain and before a search's first step with
