@@ -190,6 +190,39 @@ def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, mo
         finetune(config, tmp_path / "half")
 
 
+def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 3 through the studies: a super-ticket or ticket-sharing study's finished rows record
+    the content of what they read; rerun onto new weights at the same model path (or edited task
+    data) it is refused in one line, not answered from the old rows."""
+    from transformers import BertForMaskedLM
+
+    from conftest import run
+
+    model_dir = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+    data = tmp_path / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = [f"the {w} is {'good' if i % 2 else 'bad'} .\t{i % 2}" for i, w in enumerate(["cat", "dog"] * 12)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    common = ["--model", model_dir, "--data-dir", data.parent, "--max-steps", 2, "--max-length", 16]
+    studies = {
+        "super": ["super", *common, "--task", "sst2", "--levels", 0.5, "--select-fraction", 0.25],
+        "mtl": ["mtl", *common, "--tasks", "sst2"],
+    }
+    for verb, argv in studies.items():
+        for _ in range(2):  # done, then answered from its store
+            code, _, err = run(capsys, *argv, "--out", tmp_path / verb)
+            assert code == 0, err
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=1).save_pretrained(model_dir)  # other weights
+    for verb, argv in studies.items():
+        line = error_line(capsys, *argv, "--out", tmp_path / verb)
+        assert f"{tmp_path / verb}: the model at {model_dir} changed since its run" in line
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model_dir)  # the old ones
+    (data / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[::-1]) + "\n")
+    for verb, argv in studies.items():
+        assert "the task data at" in error_line(capsys, *argv, "--out", tmp_path / verb)
+
+
 def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsys):
     """Bullet 4: against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
     that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,

@@ -101,6 +101,23 @@ class RunRecord:
         return cls(**d)
 
 
+def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], where: dict[str, str]) -> None:
+    """Refuse to reuse a finished row of a study whose inputs now hold other bytes (new weights at
+    the same model path, edited task data): its metrics belong to the old ones. `now` holds the
+    content keys of what the row reads, `where` their paths; the row recorded its own keys in its
+    provenance when it finished (rows from before that have none: not a difference)."""
+    saved = (record.provenance or {}).get("inputs")
+    if not isinstance(saved, dict):
+        return
+    changed = [k for k in now if k in saved and saved[k] != now[k]]
+    if changed:
+        what = " and ".join(f"{where.get(k, k)}" for k in changed)
+        raise TicketlabError(
+            f"{out}: {what} changed since its run {record.name} finished; pass another output "
+            "directory, or delete it to start over"
+        )
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -48,7 +48,17 @@ from torch import nn
 
 from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json, claim_dir, remove_ours
-from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
+from ..finetune import (
+    INPUT_NAMES,
+    SELECT,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    input_content,
+    input_paths,
+    mean_std,
+    task_objective,
+)
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..structure import structure_of, unit_arch
 from ..structured.compact import refuse_compacted
@@ -140,6 +150,8 @@ class _Study:
     out: Path
     store: Any
     plan: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # content keys of the model, task data, task file
+    where: dict[str, str] = field(default_factory=dict)  # what each of them is, for a message
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
         from .plan import make_run
@@ -184,12 +196,13 @@ class _Study:
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one row unless it is done (its metrics) or held by another live process (None)."""
         from .runner import code_version
-        from .store import HOST
+        from .store import HOST, refuse_changed_inputs
 
         self.plan.append(run.id)
         self.store.add_runs([run])
         record = self.store.get(run.id)
         if record.status == "done":
+            refuse_changed_inputs(self.out, record, self.inputs, self.where)
             return record.metrics
         if not self.store.claim(run.id):
             log.warning("%s: running in another process; skipped here", run.name)
@@ -204,7 +217,7 @@ class _Study:
             self.store.fail(run.id, str(e), {"code": code_version(), "host": HOST, "started": started})
             raise
         prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
-        self.store.finish(run.id, metrics, prov)
+        self.store.finish(run.id, metrics, {**prov, "inputs": self.inputs})
         return metrics
 
 
@@ -459,7 +472,9 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     )
     spec = get_task(config.finetune.task, config.finetune.data_dir)
     with Store(out) as store:
-        study = _Study(config, out, store)
+        ft = config.run_config(config.seeds[0])
+        where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
+        study = _Study(config, out, store, inputs=input_content(ft, spec), where=where)
         skipped = 0
         for seed in config.seeds:
             full = _full(study, seed)
