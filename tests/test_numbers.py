@@ -255,6 +255,9 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
         assert not out.exists()  # refused before any work
     with pytest.raises(ConfigError, match="levels must be distinct: 0.5 given twice"):
         SuperConfig(ft, levels=[0.5, 0.5])
+    with pytest.raises(ConfigError, match=r"levels 0.4 and 0.6 prune the same units of this model \(2 of 4"):
+        run_super(SuperConfig(ft, levels=[0.4, 0.6]), tmp_path / "same")  # one ticket, two labels
+    assert not (tmp_path / "same").exists()
     line = error_line(
         capsys,
         "super",
