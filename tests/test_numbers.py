@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertForSequenceClassification
 
-from conftest import error_line, make_model, tiny_bert_config
+from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.errors import TicketlabError
 from ticketlab.training import TrainConfig, train
 
@@ -42,6 +42,23 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
         line = error_line(capsys, "prune", "omp", "--model", bad, "--sparsity", 0.5, "--out", tmp_path / "m")
         assert str(bad) in line and "not finite" in line and "attention.self.query.weight" in line
         assert not (tmp_path / "m").exists()
+
+    # A mask's trained MLM head (TAMT-MLM's mlm_head.safetensors) is weights too.
+    from ticketlab.modeling import load_model
+    from ticketlab.pretrain_eval import HEAD_FILE, head_parameters
+
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    head = {k: v.detach().clone() for k, v in head_parameters(load_model(tiny_bert_dir)).items()}
+    name = next(k for k, v in head.items() if v.dim() == 1)
+    head[name][0] = float("nan")
+    save_file(head, mask / HEAD_FILE)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    line = error_line(
+        capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--no-kd", "--max-length", 32
+    )
+    assert f"{mask / HEAD_FILE}: {name} is not finite (1 nan/inf values)" in line
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
     data = [(torch.randint(5, 40, (8,)), i % 2) for i in range(32)]
@@ -195,8 +212,6 @@ def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, 
     the content of what they read; rerun onto new weights at the same model path (or edited task
     data) it is refused in one line, not answered from the old rows."""
     from transformers import BertForMaskedLM
-
-    from conftest import run
 
     model_dir = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
     data = tmp_path / "glue" / "SST-2"
