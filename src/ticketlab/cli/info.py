@@ -9,8 +9,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..files import to_json
 from ..masking import load_mask
 from ..masking.pattern import pattern_line
 from ..structured.io import summary as units_summary
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     mask, config = load_mask(args.mask)
     if args.json:
         print(
-            json.dumps(
+            to_json(
                 {"config": config.to_dict(), "sparsity": mask.sparsity, "per_matrix": mask.per_matrix()},
                 indent=2,
             )

@@ -34,10 +34,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from ..api import DEFAULT_MAX_LENGTH, SearchConfig, search
+from ..files import to_json
 from ..objectives import OBJECTIVES
 from ..pruning import ImpConfig, SearchResult, TamtConfig
 from ..pruning.tamt import SCORE_DTYPES
@@ -246,6 +246,6 @@ def _report(result: SearchResult) -> None:
     }
     others = {k: v for k, v in final.items() if k not in ("blocks", "tokens", "masked_tokens", "mlm_ppl")}
     if final:
-        print("dev: " + json.dumps(shown if shown.keys() - {"step"} else others))
+        print("dev: " + to_json(shown if shown.keys() - {"step"} else others))
     if not s.get("ranks_agree", True):
         print("warning: the processes ended with different masks (see run/log.jsonl)")
