@@ -98,7 +98,21 @@ class RunRecord:
             if not isinstance(d[k], kind):
                 what = f"{k} is not a JSON {kind.__name__}"
                 raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({what})")
+        wrong = _wrong_shape(d)
+        if wrong:
+            raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({wrong})")
         return cls(**d)
+
+
+def _wrong_shape(d: dict[str, Any]) -> str | None:
+    """Why a row whose JSON reads holds no run (a status no writer sets, a finished run without
+    metrics), or None. What a reader takes from a config is that reader's to check (the report's
+    `results.unusable`)."""
+    if d["status"] not in STATUSES:
+        return f"status {d['status']!r} is not one of {', '.join(STATUSES)}"
+    if d["status"] == "done" and d["metrics"] is None:
+        return "a finished run without metrics"
+    return None
 
 
 def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], where: dict[str, str]) -> None:
