@@ -153,7 +153,7 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
     row like unreadable JSON: `report` and `--status` leave it out with one warning each, naming
     the store and run, instead of a KeyError / TypeError traceback."""
     import sweep_fakes as fakes
-    from conftest import run
+    from conftest import error_line, run
     from ticketlab.experiments import run_sweep
 
     spec = fakes.make_spec(
@@ -168,6 +168,25 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
     with Store(tmp_path / "sweep") as st:
         ft = [r.id for r in st.runs(kind="finetune")]
         search = st.runs(kind="search")[0].id
+    # The meta entries the report reads, of the wrong shape: one line naming the store and entry.
+    for key, value, shape in (
+        ("studies", '{"x": 5}', "a mapping of study names to lists of run ids"),
+        ("plan", '{"a": 1}', "a list of run ids"),
+        ("spec", "[1, 2]", "a mapping"),
+        ("ids", '"x"', "an integer"),
+    ):
+        db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")
+        with db:
+            old = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        line = error_line(capsys, "report", tmp_path / "sweep", "--out", tmp_path / "report")
+        assert f"results.sqlite: corrupt entry {key!r} (not {shape})" in line
+        with db:
+            if old is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("UPDATE meta SET value = ? WHERE key = ?", (old[0], key))
+        db.close()
     edits = {
         search: ("status", "'weird'", "status 'weird' is not one of"),
         ft[0]: ("config", "'{}'", "config has no 'method'"),

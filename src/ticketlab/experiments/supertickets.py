@@ -237,8 +237,8 @@ def record_study(
         meta = dict(
             db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
         )
-        studies = json.loads(meta.get("studies", "{}"))
-        protocols = json.loads(meta.get("study_protocols", "{}"))
+        studies = store.parse_meta("studies", meta.get("studies", "{}"))
+        protocols = store.parse_meta("study_protocols", meta.get("study_protocols", "{}"))
         old = studies.get(name, []) if protocols.get(name) == digest else []
         studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), digest
         db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
