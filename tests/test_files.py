@@ -165,7 +165,12 @@ def test_names_from_files_with_control_characters_are_refused():
     from ticketlab.files import safe_component
 
     assert safe_component("sst2-ünïcode", "task id") == "sst2-ünïcode"
-    for bad in ("a\nb", "x\x1b[2J", "tab\there", "del\x7f", "nul\0", "../x", ".hidden", ""):
+    assert safe_component("مهمة-\u200d-日本", "task id") == "مهمة-\u200d-日本"  # joiners are text
+    c1 = ("nel\x85", "csi\x9b2J", "pad\x80")  # C1 controls: NEL breaks lines, CSI starts escapes
+    separators = ("line\u2028sep", "para\u2029sep")  # splitlines() and terminals break there
+    spoofs = ("evil\u202egnp.exe", "iso\u2066late", "lone\udc80")  # bidi override; a bad byte
+    c0 = ("a\nb", "x\x1b[2J", "tab\there", "del\x7f", "nul\0")
+    for bad in (*c0, *c1, *separators, *spoofs, "../x", ".hidden", ""):
         with pytest.raises(TicketlabError, match="not usable as a file name"):
             safe_component(bad, "task id")
 

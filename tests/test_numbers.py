@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertForSequenceClassification
 
-from conftest import error_line, make_model, tiny_bert_config
+from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.errors import TicketlabError
 from ticketlab.training import TrainConfig, train
 
@@ -43,6 +43,23 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
         assert str(bad) in line and "not finite" in line and "attention.self.query.weight" in line
         assert not (tmp_path / "m").exists()
 
+    # A mask's trained MLM head (TAMT-MLM's mlm_head.safetensors) is weights too.
+    from ticketlab.modeling import load_model
+    from ticketlab.pretrain_eval import HEAD_FILE, head_parameters
+
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    head = {k: v.detach().clone() for k, v in head_parameters(load_model(tiny_bert_dir)).items()}
+    name = next(k for k, v in head.items() if v.dim() == 1)
+    head[name][0] = float("nan")
+    save_file(head, mask / HEAD_FILE)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    line = error_line(
+        capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--no-kd", "--max-length", 32
+    )
+    assert f"{mask / HEAD_FILE}: {name} is not finite (1 nan/inf values)" in line
+
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
     data = [(torch.randint(5, 40, (8,)), i % 2) for i in range(32)]
 
@@ -68,6 +85,36 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
     records = [strict_json(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and all(r["ratio"] is None for r in records)
     assert not (tmp_path / "run" / "train_result.json").exists()  # no "best" score of a nan run
+
+
+def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 1 through the data: a regression label 'nan' (Python's float() reads it) diverged the
+    loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
+    score. Each is one line naming the file and line; a metric never scores non-finite values."""
+    from ticketlab.errors import DataError
+    from ticketlab.metrics import GLUE_METRICS
+
+    task = tmp_path / "reg"
+    task.mkdir()
+    (task / "task.json").write_text(
+        json.dumps({"id": "reg", "kind": "regression", "label": "score", "metrics": ["pearson", "spearman"]})
+    )
+    rows = [f"the {w} sees the dog .\t{i % 5}.5" for i, w in enumerate(["cat", "man", "bird"] * 6)]
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", task / "task.json", "--max-length", 16]
+    for split, value in (("train", "nan"), ("dev", "inf"), ("dev", "-Infinity")):
+        for name in ("train", "dev"):
+            bad = [*rows[:3], f"the cat is good .\t{value}", *rows[3:]] if name == split else rows
+            (task / f"{name}.tsv").write_text("sentence\tscore\n" + "\n".join(bad) + "\n")
+        out = tmp_path / f"run-{split}-{value}"
+        line = error_line(capsys, *argv, "--max-steps", 2, "--no-progress", "--out", out)
+        assert f"{task / split}.tsv, line 5: label '{value}' is not a finite number" in line
+        assert not list(out.rglob("result.json"))
+    for metric in GLUE_METRICS.values():
+        finite = np.array([0.0, 1.0, 1.0, 0.0])
+        with pytest.raises(DataError, match="of the labels are not finite"):
+            metric(finite, np.array([0.0, 1.0, np.inf, 0.0]))
+        with pytest.raises(DataError, match="of the predictions are not finite"):
+            metric(np.array([0.0, np.nan, 1.0, 0.0]), finite)
 
 
 def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
@@ -160,6 +207,37 @@ def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, mo
         finetune(config, tmp_path / "half")
 
 
+def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, capsys):
+    """Bullet 3 through the studies: a super-ticket or ticket-sharing study's finished rows record
+    the content of what they read; rerun onto new weights at the same model path (or edited task
+    data) it is refused in one line, not answered from the old rows."""
+    from transformers import BertForMaskedLM
+
+    model_dir = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+    data = tmp_path / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = [f"the {w} is {'good' if i % 2 else 'bad'} .\t{i % 2}" for i, w in enumerate(["cat", "dog"] * 12)]
+    for split in ("train", "dev"):
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    common = ["--model", model_dir, "--data-dir", data.parent, "--max-steps", 2, "--max-length", 16]
+    studies = {
+        "super": ["super", *common, "--task", "sst2", "--levels", 0.5, "--select-fraction", 0.25],
+        "mtl": ["mtl", *common, "--tasks", "sst2"],
+    }
+    for verb, argv in studies.items():
+        for _ in range(2):  # done, then answered from its store
+            code, _, err = run(capsys, *argv, "--out", tmp_path / verb)
+            assert code == 0, err
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=1).save_pretrained(model_dir)  # other weights
+    for verb, argv in studies.items():
+        line = error_line(capsys, *argv, "--out", tmp_path / verb)
+        assert f"{tmp_path / verb}: the model at {model_dir} changed since its run" in line
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model_dir)  # the old ones
+    (data / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[::-1]) + "\n")
+    for verb, argv in studies.items():
+        assert "the task data at" in error_line(capsys, *argv, "--out", tmp_path / verb)
+
+
 def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsys):
     """Bullet 4: against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
     that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,
@@ -192,6 +270,9 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
         assert not out.exists()  # refused before any work
     with pytest.raises(ConfigError, match="levels must be distinct: 0.5 given twice"):
         SuperConfig(ft, levels=[0.5, 0.5])
+    with pytest.raises(ConfigError, match=r"levels 0.4 and 0.6 prune the same units of this model \(2 of 4"):
+        run_super(SuperConfig(ft, levels=[0.4, 0.6]), tmp_path / "same")  # one ticket, two labels
+    assert not (tmp_path / "same").exists()
     line = error_line(
         capsys,
         "super",

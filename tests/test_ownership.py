@@ -72,6 +72,30 @@ def test_an_output_directory_loses_only_files_ticketlab_wrote(tiny_bert_dir, tmp
     with refused, atomic_dir(out, kind="thing", writes=["b.txt"]):  # known before the work
         raise AssertionError("the work began")
 
+    # A file output (evaluate-pretrain --out FILE) has no marker: it replaces only an earlier output
+    # of its kind, recognised by its content, never a user's file (or the file a link points to).
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    evaluate = [
+        "evaluate-pretrain",
+        "--model",
+        tiny_bert_dir,
+        "--corpus",
+        corpus,
+        "--no-kd",
+        "--max-length",
+        32,
+    ]
+    user_files(tmp_path, {"thesis.tex": "\\begin", "rows.json": '[{"name": "mine"}]'})
+    (tmp_path / "link.json").symlink_to(tmp_path / "thesis.tex")
+    for theirs in ("thesis.tex", "rows.json", "link.json"):
+        line = one_line_error(capsys, *evaluate, "--out", tmp_path / theirs)
+        assert f"{theirs}: exists and is not a ticketlab evaluation" in line
+    assert_kept(tmp_path, {"thesis.tex": "\\begin", "rows.json": '[{"name": "mine"}]'})
+    for _ in range(2):  # new, then its own earlier output replaced
+        assert main([str(a) for a in [*evaluate, "--out", tmp_path / "eval.json"]]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())[0]["name"] == "full"
+
 
 def test_report_has_the_output_check_of_every_verb(tmp_path, tiny_bert_dir, capsys):
     """Class 1: `report --out` neither overwrites a user's results.csv nor writes into a sweep's input."""
@@ -125,6 +149,27 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
     assert "sweep name '../x'" in one_line_error(capsys, "sweep", named, "--dry-run")
     assert not (tmp_path / "x").exists()
 
+    # Characters that break a line (U+2028, NEL U+0085) or drive a terminal (CSI U+009B) in a name:
+    # refused as a path component, and the message quoting the name stays one line (escaped).
+    data = tmp_path / "data-sep"
+    data.mkdir()
+    (data / "task.json").write_text(json.dumps({"id": "sst2\u2028x", "dir_name": "sst2"}))
+    line = one_line_error(
+        capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", "ft"
+    )
+    assert "task id 'sst2\\u2028x': not usable as a file name" in line and not (tmp_path / "ft").exists()
+    for label, shown in (("omp/a\u2028b", "omp/a\\u2028b"), ("omp/x\x85y", "omp/x\\x85y")):
+        spec = _yaml(
+            tmp_path / "variant.yaml", {**fakes.spec_dict(tmp_path, tiny_bert_dir), "methods": [label]}
+        )
+        assert shown in one_line_error(capsys, "sweep", spec, "--out", "sw", "--dry-run")
+    raw = fakes.spec_dict(tmp_path, tiny_bert_dir)
+    raw["tasks"] = {"a\x9b2J": raw["tasks"]["a"]}
+    assert "label 'a\\x9b2J'" in one_line_error(
+        capsys, "sweep", _yaml(tmp_path / "csi.yaml", raw), "--dry-run"
+    )
+    assert not (tmp_path / "sw").exists() and not (tmp_path / "sweeps").exists()
+
 
 def _yaml(path: Path, raw: dict) -> Path:
     path.write_text(json.dumps(raw))  # JSON is YAML
@@ -177,11 +222,30 @@ def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path
     assert_kept(theirs, {"thesis.tex": "mine"})
 
 
-def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path):
-    """Class 1 through two more doors: the clean-up of temporaries takes only ticketlab's own (a
-    user's old `.backup.tmp` folder beside an output stays), and a folder of an output that the user
-    replaced by a link to their own files is never written or deleted through."""
+def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny_bert_dir):
+    """Class 1 through three more doors: the clean-up of temporaries takes only ticketlab's own (a
+    user's old `.backup.tmp` folder beside an output stays), a folder of an output that the user
+    replaced by a link to their own files is never written or deleted through, and a work folder
+    cleared at the end of a pre-training loses only what the training wrote there."""
     from ticketlab.files import atomic_write_text
+    from ticketlab.pretrain import PretrainConfig, pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 40)
+    tiny = dict(hidden=32, layers=1, heads=2, intermediate=64, max_length=32, batch_size=4, steps=3)
+    config = PretrainConfig(**tiny, max_minutes=1e-9, progress=False)  # one step a piece
+    assert pretrain(config, corpus, tmp_path / "model", tokenizer=tiny_bert_dir).stopped
+    user_files(tmp_path / "model.work", {"notes.txt": "lr too high?", "plots/loss.png": "png"})
+    for _ in range(3):  # the last two steps, then the finished model
+        pretrain(config, corpus, tmp_path / "model", tokenizer=tiny_bert_dir)
+    assert (tmp_path / "model" / "pretrain.json").is_file()
+    assert sorted(
+        str(p.relative_to(tmp_path / "model.work")) for p in (tmp_path / "model.work").rglob("*")
+    ) == [
+        "notes.txt",
+        "plots",
+        "plots/loss.png",
+    ]
 
     backup = tmp_path / ".thesis-backup.tmp"
     user_files(backup, {"chapter1.tex": "mine"})

@@ -147,6 +147,69 @@ def test_processes_creating_one_store_at_once(tmp_path):
         assert st.db.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'opened-%'").fetchone()[0] == 8
 
 
+def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, capsys):
+    """Valid JSON of the wrong shape (a status no writer sets, a config without the fields its
+    readers take, a finished run without metrics or with a score that is not a number) is a corrupt
+    row like unreadable JSON: `report` and `--status` leave it out with one warning each, naming
+    the store and run, instead of a KeyError / TypeError traceback."""
+    import sweep_fakes as fakes
+    from conftest import error_line, run
+    from ticketlab.experiments import run_sweep
+
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        methods=["full", "omp"],
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
+    with Store(tmp_path / "sweep") as st:
+        ft = [r.id for r in st.runs(kind="finetune")]
+        search = st.runs(kind="search")[0].id
+    # The meta entries the report reads, of the wrong shape: one line naming the store and entry.
+    for key, value, shape in (
+        ("studies", '{"x": 5}', "a mapping of study names to lists of run ids"),
+        ("plan", '{"a": 1}', "a list of run ids"),
+        ("spec", "[1, 2]", "a mapping"),
+        ("ids", '"x"', "an integer"),
+    ):
+        db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")
+        with db:
+            old = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        line = error_line(capsys, "report", tmp_path / "sweep", "--out", tmp_path / "report")
+        assert f"results.sqlite: corrupt entry {key!r} (not {shape})" in line
+        with db:
+            if old is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("UPDATE meta SET value = ? WHERE key = ?", (old[0], key))
+        db.close()
+    edits = {
+        search: ("status", "'weird'", "status 'weird' is not one of"),
+        ft[0]: ("config", "'{}'", "config has no 'method'"),
+        ft[1]: ("metrics", "NULL", "a finished run without metrics"),
+        ft[2]: ("metrics", """'{"score": "high"}'""", "no metric name and finite score"),
+        ft[3]: ("metrics", """'{"metric": "accuracy", "score": 1e999}'""", "score inf"),
+        ft[4]: ("config", """'{"method": "omp", "sparsity": 0.5}'""", "config has no 'mask'"),
+    }
+    db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")
+    for run_id, (column, value, _) in edits.items():
+        db.execute(f"UPDATE runs SET {column} = {value} WHERE id = ?", (run_id,))
+    db.commit()
+    db.close()
+    code, _, err = run(capsys, "report", tmp_path / "sweep", "--out", tmp_path / "report")
+    assert code == 0 and "Traceback" not in err, err
+    for run_id, (_, _, why) in edits.items():
+        assert f"results.sqlite: run {run_id}: corrupt row (" in err and why in err, (run_id, why)
+    code, out, err = run(capsys, "sweep", "--status", tmp_path / "sweep")  # reads statuses only
+    assert code == 0 and "Traceback" not in err, err
+    for run_id in (search, ft[1]):
+        assert f"run {run_id}: corrupt row (" in err and edits[run_id][2] in err
+
+
 def test_corrupt_rows_and_a_full_disk_are_one_line_naming_the_store(tmp_path, capsys):
     """One reader/writer path: a row that is not JSON, or SQLite's 'disk is full', is a
     TicketlabError naming the store (and the run); reading every run leaves a corrupt one out."""

@@ -101,6 +101,10 @@ def test_a_typo_in_a_local_model_path_says_no_such_directory(tmp_path, capsys, m
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     line = error_line(capsys, "prune", "omp", "--model", "some-org/bret", "--sparsity", 0.5, "--out", "m")
     assert "hub ids need network access" in line
+    # A bare name may be a hub id (bert-base-uncased), so the hub is asked; its refusal names the
+    # local directory the typo was most likely meant for.
+    line = error_line(capsys, "prune", "omp", "--model", "modles", "--sparsity", 0.5, "--out", "m")
+    assert "modles: cannot load config" in line and "did you mean models?" in line
 
 
 def test_squad_windows_fit_the_model(tiny_bert_dir, tokenizer, tmp_path, capsys):

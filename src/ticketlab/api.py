@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -530,12 +531,29 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
     return {**row, **metrics}
 
 
+EVAL_KEYS = frozenset({"name", "mask", "model", "method", "sparsity", "max_length"})  # in every row
+
+
+def _is_evaluation(path: Path) -> bool:
+    """An earlier `evaluate_pretraining` output (its rows), which a new one may replace; any other
+    file at `--out` is the user's."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(rows, list)
+        and bool(rows)
+        and all(isinstance(r, dict) and set(r) >= EVAL_KEYS for r in rows)
+    )
+
+
 def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
     mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
     if config.out:
         reads = [config.model, *config.masks, *config.corpus]
-        check_output(config.out, kind="evaluation", is_file=True, inputs=reads)  # before any work
+        check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
     rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
     if config.out:

@@ -2,10 +2,13 @@
 
 Anything a user can cause (a wrong path, a corrupt file, a bad sparsity) raises a `TicketlabError`
 whose message names the file or value and the problem. The CLI prints that message alone, without a
-traceback, and exits non-zero. Programming errors stay ordinary exceptions.
+traceback, and exits non-zero: one line always (`one_line` escapes what would break it). Programming
+errors stay ordinary exceptions.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 
 class TicketlabError(Exception):
@@ -26,3 +29,23 @@ class DataError(TicketlabError):
 
 class ConfigError(TicketlabError):
     """A configuration value is out of range or inconsistent."""
+
+
+# Bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069): a name that displays as
+# another one ("evil\u202egnp.exe").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unprintable(c: str) -> bool:
+    """A character no name may show: C0 and C1 controls (NUL, newlines, escapes, NEL U+0085, CSI
+    U+009B), the line and paragraph separators U+2028/U+2029 (Python's `splitlines` and many
+    terminals break a line there), lone surrogates (an undecodable byte), and bidi controls."""
+    return c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs")
+
+
+def one_line(text: str) -> str:
+    """`text` with every character `unprintable` finds written as its escape (`\\n`, `\\u2028`): a
+    message that quotes a name read from a file stays one line and shows what the name holds."""
+    if not any(unprintable(c) for c in text):
+        return text
+    return "".join(ascii(c)[1:-1] if unprintable(c) else c for c in text)

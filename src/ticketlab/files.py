@@ -28,13 +28,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
 
-from .errors import TicketlabError
+from .errors import TicketlabError, unprintable
 
 
 def _umask() -> int:
@@ -271,17 +271,18 @@ def resolved(path: str | os.PathLike) -> Path:
 def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = TicketlabError) -> str:
     """`name` if it can be one path component; else one line. Any name read from a file (a task id,
     a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
-    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries)."""
+    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries),
+    and a control or line-separator character cannot break the one-line messages that name it."""
     text = str(name)
     if (
         not text
         or text.startswith(".")
-        or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in text)  # NUL, newlines, escapes
+        or any(c in "/\\" or unprintable(c) for c in text)
         or len(text.encode("utf-8", "surrogateescape")) > 255
     ):
         raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters or "
-            "leading '.'; at most 255 bytes)"
+            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters, "
+            "line separators or bidi controls, no leading '.'; at most 255 bytes)"
         )
     return text
 
@@ -294,19 +295,27 @@ def check_output(
     inputs: Iterable[str | os.PathLike | None] = (),
     is_file: bool = False,
     joins: Iterable[str] = (),
+    ours: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse, in one line and before any work, an output path that would destroy something.
 
     A directory output may be an empty or new directory, or one that holds an output of the same
     `kind` (our marker says so) or of a kind it `joins` (a study writing into a sweep's store),
     where none of the files it `writes` (relative paths known before the work) may be a user's. A
-    file output may not be a directory. Neither may be, contain or lie inside one of `inputs`, nor
-    be the current directory or one above it, and its place must be writable.
+    file output may be new, or an existing file that `ours` recognises by its content as an earlier
+    output of this kind (a file has no marker; without `ours` no existing file is replaced), never
+    a directory. Neither may be, contain or lie inside one of `inputs`, nor be the current
+    directory or one above it, and its place must be writable.
     """
     path = Path(path).expanduser()
     here, target = Path.cwd().resolve(), resolved(path)
     if is_file and path.is_dir():
         raise TicketlabError(f"{path}: is a directory; give a file name")
+    if is_file and os.path.lexists(path) and not (path.is_file() and ours is not None and ours(path)):
+        raise TicketlabError(
+            f"{path}: exists and is not a ticketlab {kind} (refusing to overwrite it); "
+            "give a new file name or delete it"
+        )
     if not is_file and path.exists() and not path.is_dir():
         raise TicketlabError(f"{path}: exists and is not a directory; give a directory")
     if not is_file and (target == here or target in here.parents):
@@ -411,6 +420,36 @@ def _merge(tmp: Path, path: Path, kind: str) -> None:
             parent = parent.parent
     _write_marker(path, kind, new)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_ours(path: str | os.PathLike, names: Iterable[str] = ()) -> list[str]:
+    """Delete what ticketlab wrote in the directory `path` (a work folder done with, a model not
+    kept): `names` (relative files, or folders that are outputs of ours in turn), every file its
+    marker lists, its marker, lock and our temporaries; then the folders left empty, `path` too.
+    Anything else (a note the user put there) stays, with the folders that hold it: an output
+    loses only our files. Returns what was kept (relative paths)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return []
+    for rel in sorted({*names, *(_manifest(path) or ())}):
+        target = path / rel
+        if target.is_dir() and not target.is_symlink():
+            remove_ours(target)
+        else:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                target.unlink()
+    for entry in path.iterdir():  # bookkeeping: the marker, a lock, a temporary named by us
+        if entry.name in (MARKER, ".lock") or _TEMP.search(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    for dirpath, _, _ in os.walk(path, topdown=False):  # empty folders, deepest first
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+    if not path.exists():
+        return []
+    return sorted((Path(d) / f).relative_to(path).as_posix() for d, _, fs in os.walk(path) for f in fs)
 
 
 @contextlib.contextmanager

@@ -25,13 +25,21 @@ from .errors import DataError
 
 
 def _scored(fn: Callable[..., float]) -> Callable[..., float]:
-    """Refuse a score over zero examples: numpy's mean of nothing is nan, and a fallback of 0 or
-    100 would be a number that was never measured."""
+    """Refuse a score over zero examples (numpy's mean of nothing is nan, and a fallback of 0 or
+    100 would be a number that was never measured) and over non-finite labels or predictions (a
+    correlation with one inf label is nan, which no best score may be)."""
 
     @functools.wraps(fn)
     def score(preds: np.ndarray, labels: np.ndarray) -> float:
         if len(labels) == 0:
             raise DataError(f"{fn.__name__}: no examples to score (the evaluation set is empty)")
+        for what, values in (("labels", labels), ("predictions", preds)):
+            values = np.asarray(values)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                raise DataError(
+                    f"{fn.__name__}: {(~np.isfinite(values)).sum()} of the {what} are not finite "
+                    f"(e.g. {values[~np.isfinite(values)][0]}); no score is a number over them"
+                )
         return fn(preds, labels)
 
     return score

@@ -84,10 +84,12 @@ def _did_you_mean(path: Path) -> str:
 def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
     first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for x:" + why
+    near = _did_you_mean(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
     hint = (
         ""
         if Path(name).exists()
-        else " (no local directory of that name; hub ids need network access: pass a local directory offline)"
+        else f" (no local directory of that name{near}; hub ids need network access: pass a local "
+        "directory offline)"
     )
     return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
 

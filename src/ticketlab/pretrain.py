@@ -33,6 +33,7 @@ is not trained again. A `time_budget` is turned into a step count by timing a fe
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import time
@@ -56,13 +57,14 @@ from .data.corpus import (
 )
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, check_output, claim_dir, content_key, read_json
+from .files import atomic_dir, atomic_write_json, check_output, claim_dir, content_key, read_json, remove_ours
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
 from .rundir import check_same_run, record_or_check
 from .training import (
     CHECKPOINT,
+    LOG,
     RESULT,
     TrainConfig,
     TrainResult,
@@ -97,6 +99,9 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
 RESULT_FILE = "pretrain.json"
 PRECISIONS = ("auto", "no", "bf16")
 CALIBRATION_STEPS = 6
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -464,8 +469,8 @@ def _write_output(
     with atomic_dir(out, kind="pre-trained model") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if (work / "log.jsonl").is_file():
-            shutil.copy(work / "log.jsonl", tmp / "pretrain_log.jsonl")
+        if (work / LOG).is_file():
+            shutil.copy(work / LOG, tmp / "pretrain_log.jsonl")
         record = asdict(summary)
         record.pop("cached")
         record.pop("stopped")
@@ -478,7 +483,10 @@ def _write_output(
                 "result": record,
             },
         )
-    shutil.rmtree(work, ignore_errors=True)  # checkpoints are no longer needed
+    # Checkpoints are no longer needed; a file the user put in the work folder stays.
+    kept = remove_ours(work, [CHECKPOINT, LOG, RESULT, "plan.json", "tokenizer"])
+    if kept:
+        log.warning("%s: kept %s (not written by ticketlab); delete the folder when done", work, kept[0])
 
 
 def _tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, work: Path | None):

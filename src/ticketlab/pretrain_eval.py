@@ -116,6 +116,9 @@ def load_head_state(model: nn.Module, path: str | os.PathLike) -> int:
             raise MaskFileError(
                 f"{path}: {name} has shape {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}"
             )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # as load_model's check
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise MaskFileError(f"{path}: {name} is not finite ({bad} nan/inf values); search again")
         with torch.no_grad():
             own[name].copy_(tensor.to(own[name].device, own[name].dtype))
     return len(state)

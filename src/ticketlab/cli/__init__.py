@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import TicketlabError
+from ..errors import TicketlabError, one_line
 from .common import finite_floats
 
 # Verbs in the order `--help` lists them; verbs not named here follow alphabetically.
@@ -134,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(only=_verb_of(argv)).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except TicketlabError as e:
-        print(f"ticketlab {args.verb}: error: {e}", file=sys.stderr)
+    except TicketlabError as e:  # one line, whatever a name quoted in it holds
+        print(one_line(f"ticketlab {args.verb}: error: {e}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `ticketlab info MASK | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # disk full, read-only, no permission where no writer said so itself
         if e.filename is None:
             raise
-        print(f"ticketlab {args.verb}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        print(one_line(f"ticketlab {args.verb}: error: {e.filename}: {e.strerror or e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -13,10 +13,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import TicketlabError
+from ..files import to_json
 from ..masking import load_mask
 from ..structured.io import unit_jaccard_matrices
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         units = {k: [[1.0 - v for v in row] for row in m] for k, m in units.items()}
     if args.json:
         print(
-            json.dumps(
+            to_json(
                 {
                     "labels": labels,
                     "sparsity": [m.sparsity for m in masks],

@@ -15,9 +15,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..api import PretrainEvalConfig, evaluate_pretraining
+from ..files import to_json
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 VERB = "evaluate-pretrain"
@@ -44,7 +44,7 @@ def pretrain_eval_config(args: argparse.Namespace) -> PretrainEvalConfig:
 def run(args: argparse.Namespace) -> int:
     rows = evaluate_pretraining(pretrain_eval_config(args))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(to_json(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
     print(f"{'subnetwork':<{width}}  {'sparsity':>8}  {'MLM loss':>8}  {'MLM acc':>7}  {'KD loss':>8}")

@@ -9,8 +9,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..files import to_json
 from ..masking import load_mask
 from ..masking.pattern import pattern_line
 from ..structured.io import summary as units_summary
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         shown = {"config": config.to_dict(), "sparsity": mask.sparsity, "per_matrix": mask.per_matrix()}
         if biases := mask.biases():  # masked biases (FFN sub-layers' weight form): not in the sparsity
             shown["biases"] = {n: 1.0 - int(t.sum()) / t.numel() for n, t in biases.items()}
-        print(json.dumps(shown, indent=2))
+        print(to_json(shown, indent=2))
         return 0
     print(f"mask:       {args.mask}")
     print(f"method:     {config.method} (ranking {config.ranking}, seed {config.seed})")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from ..errors import TicketlabError
 from ..experiments.report import write_report
 from ..experiments.results import load_results
+from ..files import to_json
 
 HELP = "write the markdown report, figures and CSV tables of a sweep"
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise TicketlabError(
                 f"{args.sweep_dir}: {'no run' if not matches else 'several runs'} with id {args.run!r}"
             )
-        print(json.dumps(dataclasses.asdict(matches[0]), indent=2))
+        print(to_json(dataclasses.asdict(matches[0]), indent=2))
         return 0
     report = write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=args.spec)
     print(f"report: {report.path}")

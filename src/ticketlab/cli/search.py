@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 
 from ..api import SEARCH_METHODS, SearchConfig, SearchMethod, search
+from ..files import to_json
 from ..pruning import SearchResult
 from ..training import make_accelerator
 from .common import (
@@ -160,6 +160,6 @@ def _report(result: SearchResult) -> None:
     }
     others = {k: v for k, v in final.items() if k not in ("blocks", "tokens", "masked_tokens", "mlm_ppl")}
     if final:
-        print("dev: " + json.dumps(shown if shown.keys() - {"step"} else others))
+        print("dev: " + to_json(shown if shown.keys() - {"step"} else others))
     if not s.get("ranks_agree", True):
         print("warning: the processes ended with different masks (see run/log.jsonl)")

@@ -14,6 +14,7 @@ missing file, a missing column or a label outside the task's label set, each nam
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,12 @@ def _label_value(spec: TaskSpec, raw: str, path: Path, line: int) -> int | float
     raw = raw.strip()
     if spec.kind == "regression":
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             raise DataError(f"{path}, line {line}: label '{raw}' is not a number") from None
+        if not math.isfinite(value):  # float() reads 'nan' and 'inf': a loss or score of nan follows
+            raise DataError(f"{path}, line {line}: label '{raw}' is not a finite number")
+        return value
     labels = spec.labels or ()
     if raw not in labels:
         what = "empty label" if not raw else f"label '{raw}'"
@@ -166,6 +170,9 @@ def read_hub(spec: TaskSpec, split: str) -> Examples:
     a, b = spec.hub_columns[0], (spec.hub_columns[1] if len(spec.hub_columns) > 1 else None)
     # Built-in label orders equal the hub's class ids (e.g. MNLI entailment, neutral, contradiction).
     labels = [float(x) for x in ds["label"]] if spec.kind == "regression" else [int(x) for x in ds["label"]]
+    bad = next((i for i, x in enumerate(labels) if not math.isfinite(x)), None)
+    if bad is not None:
+        raise DataError(f"hub:{name}/{config}/{split}, row {bad}: label {labels[bad]} is not a finite number")
     return Examples(list(ds[a]), list(ds[b]) if b else None, labels, f"hub:{name}/{config}/{split}")
 
 

@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, claim_dir, read_json
+from ..files import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    claim_dir,
+    read_json,
+    safe_component,
+)
 from ..finetune import FinetuneConfig, _subset, finetune, mean_std
 from ..validation import check_config
 
@@ -105,7 +112,8 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
 
 
 def _kept_model(root: Path, record: Any) -> str:
-    model = root / "runs" / f"{record.name}_{record.id[:8]}" / "model"
+    # The name is read from the study's store: one path component, as every run directory's.
+    model = root / "runs" / safe_component(f"{record.name}_{record.id[:8]}", f"{root}: run name") / "model"
     if not (model / "config.json").is_file():
         raise TicketlabError(
             f"{model}: no fine-tuned weights (the study ran without --keep-models); run "

@@ -48,8 +48,9 @@ from torch import Tensor, nn
 
 from ..batches import TASK, MultiTaskData
 from ..compaction import head_extras
+from ..data.glue import task_dir
 from ..errors import ConfigError
-from ..files import atomic_write_bytes, atomic_write_json, claim_dir, read_json
+from ..files import atomic_write_bytes, atomic_write_json, claim_dir, content_key, read_json
 from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
 from ..masking import MaskConfig
 from ..masking.apply import dense_tensor, plain_name
@@ -479,14 +480,41 @@ def _metrics(
     }
 
 
-def _record(store, run, metrics: dict[str, Any]) -> dict[str, Any]:
+def _inputs(config: MtlConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """Content keys of what every row reads (the model, each task's data folder and task file) and
+    what each of them is, for a message."""
+    paths: dict[str, str | os.PathLike] = {"model": config.model}
+    for task in config.tasks:
+        spec = get_task(task, config.data_dir)
+        if config.data_dir is not None:
+            paths[f"data {spec.id}"] = task_dir(spec, config.data_dir)
+        if task.endswith(".json"):
+            paths[f"task {spec.id}"] = task
+    keys = {k: content_key([p]) for k, p in paths.items()}
+    names = {"model": "the model", "data": "the task data", "task": "the task file"}
+    where = {k: f"{names[k.split()[0]]} at {p}" for k, p in paths.items()}
+    return {k: v for k, v in keys.items() if v is not None}, where
+
+
+def _done(store, run, out: Path, inputs: tuple[dict[str, str], dict[str, str]]):
+    """The finished row of `run`, or None; refused when its inputs changed since it finished."""
+    from .store import refuse_changed_inputs
+
+    record = store.get(run.id)
+    if record is None or record.status != "done":
+        return None
+    refuse_changed_inputs(out, record, *inputs)
+    return record
+
+
+def _record(store, run, metrics: dict[str, Any], out: Path, inputs: tuple[dict, dict]) -> dict[str, Any]:
     """Write a finished row (unless another process did); the metrics with the row's id."""
     from .runner import code_version
     from .store import HOST
 
     store.add_runs([run])
-    if store.get(run.id).status != "done" and store.claim(run.id):
-        store.finish(run.id, metrics, {"code": code_version(), "host": HOST})
+    if _done(store, run, out, inputs) is None and store.claim(run.id):
+        store.finish(run.id, metrics, {"code": code_version(), "host": HOST, "inputs": inputs[0]})
     return {**metrics, "run_id": run.id}
 
 
@@ -529,6 +557,7 @@ def _seed(
     config: MtlConfig, seed: int, out: Path, device: torch.device, store
 ) -> list[tuple[str, int, dict]]:
     """One seed: sharing, then each task alone if asked; (method, task index, metrics) per row."""
+    inputs, root = _inputs(config), out.parent
     mt, objs, result = train_shared(config, seed, out / "mtl", device)
     level = round(1.0 - shared_units(mt.tickets).head.float().mean().item(), 6) if mt.tickets else 0.0
     rows = []
@@ -539,7 +568,9 @@ def _seed(
             (
                 config.method,
                 i,
-                _record(store, _row(config, seed, config.tasks[i], config.method, level), metrics),
+                _record(
+                    store, _row(config, seed, config.tasks[i], config.method, level), metrics, root, inputs
+                ),
             )
         )
     if not config.finetune_after:
@@ -547,12 +578,12 @@ def _seed(
     weights = {n: p.detach().clone() for n, p in mt.named_parameters().items()}
     for i, obj in enumerate(objs):
         run = _row(config, seed, config.tasks[i], config.method + "+ft", level)
-        done = store.get(run.id)
-        if done is not None and done.status == "done":
+        done = _done(store, run, root, inputs)
+        if done is not None:
             rows.append((config.method + "+ft", i, {**done.metrics, "run_id": run.id}))
             continue
         _load_weights(mt, weights)  # every task starts from the multi-task weights
         r = finetune_task(config, mt, i, obj, seed, out / f"ft-{obj.spec.id}")
         metrics = _metrics(r.best, r.history, r.steps, r.train_time_s, obj)
-        rows.append((config.method + "+ft", i, _record(store, run, metrics)))
+        rows.append((config.method + "+ft", i, _record(store, run, metrics, root, inputs)))
     return rows

@@ -324,10 +324,12 @@ def rekey_store(store: Any) -> int:
             )
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('plan', 'studies')"))
         if "plan" in meta:
-            plan = [new.get(i, i) for i in json.loads(meta["plan"])]
+            plan = [new.get(i, i) for i in store.parse_meta("plan", meta["plan"])]
             db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(plan),))
         if "studies" in meta:
-            studies = {k: [new.get(i, i) for i in v] for k, v in json.loads(meta["studies"]).items()}
+            studies = {
+                k: [new.get(i, i) for i in v] for k, v in store.parse_meta("studies", meta["studies"]).items()
+            }
             db.execute("UPDATE meta SET value = ? WHERE key = 'studies'", (json.dumps(studies),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('ids', ?)", (json.dumps(IDS_VERSION),))
     return len(new)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -687,6 +688,52 @@ def _rekey(sweep_dir: Path) -> None:
         pass
 
 
+# What the report takes from a row's config, by kind (and from a finished fine-tuning's metrics).
+_NEEDS = {
+    "search": ("method", "sparsity", "seed", "steps", "model", "settings", "corpus"),
+    "pretrain-eval": ("method", "sparsity", "mask", "mask_seed", "search_steps"),
+    "finetune": ("method", "sparsity", "mask", "mask_seed", "search_steps", "task", "task_label", "data")
+    + ("seed", "train_size"),
+}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def unusable(r: Any) -> str | None:
+    """Why the report cannot read run `r` (a config without a field it takes, a finished
+    fine-tuning without a metric name and a finite score), or None. Such a row is a corrupt row:
+    left out with a warning, as one whose JSON does not read."""
+    config, metrics = r.config, r.metrics or {}
+    missing = [k for k in _NEEDS.get(r.kind, ()) if k not in config]
+    if missing:
+        return f"config has no {missing[0]!r}"
+    if r.kind in _NEEDS and (not isinstance(config["method"], str) or not _number(config["sparsity"])):
+        method, sparsity = config["method"], config["sparsity"]
+        return f"config holds no method name and sparsity (method {method!r}, sparsity {sparsity!r})"
+    mask = config.get("mask")
+    if mask is not None and not (isinstance(mask, dict) and {"search", "step"} <= mask.keys()):
+        return f"config's mask {mask!r} names no search and step"
+    done = r.kind == "finetune" and r.status == "done"
+    if done and (not isinstance(metrics.get("metric"), str) or not _number(metrics.get("score"))):
+        metric, score = metrics.get("metric"), metrics.get("score")
+        return f"metrics hold no metric name and finite score (metric {metric!r}, score {score!r})"
+    return None
+
+
+def _usable(records: list[Any], store: Path) -> dict[str, Any]:
+    """The records the report can read; each other one is named in a warning, once."""
+    out = {}
+    for r in records:
+        why = unusable(r)
+        if why is None:
+            out[r.id] = r
+        else:
+            print(f"warning: {store}: run {r.id}: corrupt row ({why}); left out", file=sys.stderr)
+    return out
+
+
 def load_results(
     sweep_dir: str | os.PathLike,
     *,
@@ -705,7 +752,7 @@ def load_results(
         )
     _rekey(sweep_dir)
     with Store(sweep_dir, readonly=True) as store:  # a report changes nothing else in the store
-        records = {r.id: r for r in store.runs()}
+        records = _usable(store.runs(), store.path)
         spec = store.get_meta("spec", {}) or {}
         plan_ids = store.get_meta("plan")
         studies = store.get_meta("studies") or {}  # `ticketlab super` / `mtl` runs: name -> run ids

@@ -98,7 +98,56 @@ class RunRecord:
             if not isinstance(d[k], kind):
                 what = f"{k} is not a JSON {kind.__name__}"
                 raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({what})")
+        wrong = _wrong_shape(d)
+        if wrong:
+            raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({wrong})")
         return cls(**d)
+
+
+def _ids(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(i, str) for i in v)
+
+
+# The meta entries ticketlab reads: what each must be, and its name in a message.
+_META: dict[str, tuple[Any, str]] = {
+    "spec": (lambda v: isinstance(v, dict), "a mapping"),
+    "plan": (_ids, "a list of run ids"),
+    "studies": (
+        lambda v: isinstance(v, dict) and all(_ids(ids) for ids in v.values()),
+        "a mapping of study names to lists of run ids",
+    ),
+    "study_protocols": (lambda v: isinstance(v, dict), "a mapping"),
+    "inputs": (lambda v: isinstance(v, dict), "a mapping"),
+    "ids": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+}
+
+
+def _wrong_shape(d: dict[str, Any]) -> str | None:
+    """Why a row whose JSON reads holds no run (a status no writer sets, a finished run without
+    metrics), or None. What a reader takes from a config is that reader's to check (the report's
+    `results.unusable`)."""
+    if d["status"] not in STATUSES:
+        return f"status {d['status']!r} is not one of {', '.join(STATUSES)}"
+    if d["status"] == "done" and d["metrics"] is None:
+        return "a finished run without metrics"
+    return None
+
+
+def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], where: dict[str, str]) -> None:
+    """Refuse to reuse a finished row of a study whose inputs now hold other bytes (new weights at
+    the same model path, edited task data): its metrics belong to the old ones. `now` holds the
+    content keys of what the row reads, `where` their paths; the row recorded its own keys in its
+    provenance when it finished (rows from before that have none: not a difference)."""
+    saved = (record.provenance or {}).get("inputs")
+    if not isinstance(saved, dict):
+        return
+    changed = [k for k in now if k in saved and saved[k] != now[k]]
+    if changed:
+        what = " and ".join(f"{where.get(k, k)}" for k in changed)
+        raise TicketlabError(
+            f"{out}: {what} changed since its run {record.name} finished; pass another output "
+            "directory, or delete it to start over"
+        )
 
 
 def pid_alive(pid: int) -> bool:
@@ -247,10 +296,19 @@ class Store:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         if not rows:
             return default
+        return self.parse_meta(key, rows[0][0])
+
+    def parse_meta(self, key: str, text: Any) -> Any:
+        """The value of meta entry `key` stored as `text`, or one `TicketlabError` naming the store
+        and the entry when it is not JSON or not of its shape (`plan` a list of run ids, ...)."""
         try:
-            return json.loads(rows[0][0])
+            value = json.loads(text)
         except (TypeError, ValueError, RecursionError):
             raise TicketlabError(f"{self.path}: corrupt entry {key!r} (not JSON)") from None
+        shape = _META.get(key)
+        if shape is not None and not shape[0](value):
+            raise TicketlabError(f"{self.path}: corrupt entry {key!r} (not {shape[1]})")
+        return value
 
     def add_runs(self, runs: Iterable[Any]) -> int:
         """Insert planned runs as `pending`; runs already in the store are left as they are."""

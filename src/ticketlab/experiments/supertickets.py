@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,8 +47,18 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, claim_dir
-from ..finetune import SELECT, FinetuneConfig, FinetuneResult, finetune, mean_std, task_objective
+from ..files import atomic_write_json, claim_dir, remove_ours
+from ..finetune import (
+    INPUT_NAMES,
+    SELECT,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    input_content,
+    input_paths,
+    mean_std,
+    task_objective,
+)
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
 from ..structure import structure_of, unit_arch
 from ..structured.compact import refuse_compacted
@@ -162,6 +171,8 @@ class _Study:
     out: Path
     store: Any
     plan: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # content keys of the model, task data, task file
+    where: dict[str, str] = field(default_factory=dict)  # what each of them is, for a message
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
         from .plan import make_run
@@ -206,12 +217,13 @@ class _Study:
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one row unless it is done (its metrics) or held by another live process (None)."""
         from .runner import code_version
-        from .store import HOST
+        from .store import HOST, refuse_changed_inputs
 
         self.plan.append(run.id)
         self.store.add_runs([run])
         record = self.store.get(run.id)
         if record.status == "done":
+            refuse_changed_inputs(self.out, record, self.inputs, self.where)
             return record.metrics
         if not self.store.claim(run.id):
             log.warning("%s: running in another process; skipped here", run.name)
@@ -226,7 +238,7 @@ class _Study:
             self.store.fail(run.id, str(e), {"code": code_version(), "host": HOST, "started": started})
             raise
         prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
-        self.store.finish(run.id, metrics, prov)
+        self.store.finish(run.id, metrics, {**prov, "inputs": self.inputs})
         return metrics
 
 
@@ -246,8 +258,8 @@ def record_study(
         meta = dict(
             db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
         )
-        studies = json.loads(meta.get("studies", "{}"))
-        protocols = json.loads(meta.get("study_protocols", "{}"))
+        studies = store.parse_meta("studies", meta.get("studies", "{}"))
+        protocols = store.parse_meta("study_protocols", meta.get("study_protocols", "{}"))
         old = studies.get(name, []) if protocols.get(name) == digest else []
         studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), digest
         db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
@@ -337,7 +349,7 @@ def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
         result = finetune(config.run_config(seed), run_dir)
         _importance(config, result, seed, run_dir / IMPORTANCE_DIR)
         if not config.keep_models and result.model_dir is not None:
-            shutil.rmtree(result.model_dir, ignore_errors=True)
+            remove_ours(result.model_dir)  # an exported model: its marker lists its files
         return {**_scores(result), "importance_dir": str((run_dir / IMPORTANCE_DIR).relative_to(study.out))}
 
     return run.id, study.execute(run, work)
@@ -481,7 +493,9 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     )
     spec = get_task(config.finetune.task, config.finetune.data_dir)
     with Store(out) as store:
-        study = _Study(config, out, store)
+        ft = config.run_config(config.seeds[0])
+        where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
+        study = _Study(config, out, store, inputs=input_content(ft, spec), where=where)
         skipped = 0
         for seed in config.seeds:
             full = _full(study, seed)

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ..files import atomic_dir, read_json
+from ..files import atomic_dir, read_json, to_json
 from ..validation import check_fields
 from .apply import dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
@@ -236,7 +236,7 @@ def save_mask(
     tensors, meta = pack(mask)
     with atomic_dir(out_dir, kind="mask") as tmp:
         save_file(tensors, str(tmp / MASKS_NAME), metadata=meta)
-        (tmp / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        (tmp / CONFIG_NAME).write_text(to_json(config.to_dict(), indent=2) + "\n")
         for fname, ts in (extra or {}).items():
             save_file({k: v.detach().cpu().contiguous() for k, v in ts.items()}, str(tmp / fname))
     return out_dir

@@ -103,7 +103,9 @@ def levels_arg(values: Sequence[float]) -> list[float]:
 def check_levels_fit(levels: Sequence[float], counts: dict[str, int]) -> None:
     """Every level must prune at least one and keep at least one unit of each kind (`counts`: e.g.
     {"attention heads": 144, "FFN sub-layers": 12}): otherwise a ticket labelled 1% is the full model,
-    or one labelled 99% has no head left, and its label is not what was pruned."""
+    or one labelled 99% has no head left, and its label is not what was pruned. Two levels may not
+    prune as many units of every kind (0.4, 0.5 and 0.6 of 4 heads and 2 FFN sub-layers all prune 2
+    and 1): they would be one ticket under two labels, a duplicate level in disguise."""
     if not counts:
         return
     fewest = min(counts.values())
@@ -117,3 +119,13 @@ def check_levels_fit(levels: Sequence[float], counts: dict[str, int]) -> None:
                     f"one and keep at least one of every kind (levels in "
                     f"[{lo:g}, {hi:g}] do for this model)"
                 )
+    seen: dict[tuple[int, ...], float] = {}
+    for level in levels:
+        ks = tuple(n_pruned(level, n) for n in counts.values())
+        if ks in seen:
+            pruned = ", ".join(f"{k} of {n} {what}" for k, (what, n) in zip(ks, counts.items(), strict=True))
+            raise ConfigError(
+                f"levels {seen[ks]:g} and {level:g} prune the same units of this model ({pruned}): "
+                "they would be one ticket under two labels; give levels further apart"
+            )
+        seen[ks] = level
