@@ -484,7 +484,7 @@ def _write_output(
             },
         )
     # Checkpoints are no longer needed; a file the user put in the work folder stays.
-    kept = remove_ours(work, [CHECKPOINT, LOG, RESULT, "plan.json", "tokenizer"])
+    kept = remove_ours(work, [CHECKPOINT, LOG, RESULT, SETTINGS, "plan.json", "tokenizer"])
     if kept:
         log.warning("%s: kept %s (not written by ticketlab); delete the folder when done", work, kept[0])
 
