@@ -667,6 +667,18 @@ def test_a_linear_in_row_blocks_computes_what_it_computes_whole(dtype, monkeypat
         torch.testing.assert_close(b.float(), w.float(), rtol=scale, atol=atol)
 
 
+def test_a_linear_given_no_rows_has_gradients_of_nothing():
+    """A batch with no masked position sends the MLM decoder zero rows: its input gradient is empty
+    and its score gradient zero (a sweep's TAMT-MLM search on a short corpus ended in a reshape
+    error, 'the unspecified dimension size -1 can be any value')."""
+    lin_model = nn.Sequential(nn.Linear(16, 50))
+    masks = attach_scores(lin_model, Mask({"0.weight": torch.rand(50, 16) > 0.5}))
+    x = torch.zeros(0, 16, requires_grad=True)
+    hidden = x * 2  # a non-leaf input, as the encoder's output is
+    lin_model(hidden).sum().backward()
+    assert x.grad.shape == (0, 16) and not masks["0.weight"].scores.grad.any()
+
+
 def _saved_masked_copies(model, masks, tok) -> int:
     """How many tensors equal to some W ⊙ M the graph holds between forward and backward."""
     encoder = model.bert

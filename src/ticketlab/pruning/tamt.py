@@ -224,7 +224,7 @@ class _MaskedLinear(torch.autograd.Function):
                 else:
                     torch.mul(g.T @ xs, weight[r], out=grad_s[r])
         if grad_x is not None:
-            grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], -1)
+            grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], x.shape[-1])  # no rows: -1 is ambiguous
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
         return grad_x, None, grad_s, None, grad_b, None
