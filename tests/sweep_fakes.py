@@ -173,6 +173,9 @@ def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
     for task in ("a", "b"):  # task.json: how a sweep names a task outside the built-in registry
         (root / "data" / task).mkdir(parents=True, exist_ok=True)
         (root / "data" / task / "task.json").write_text(json.dumps({"id": task, "text_a": "text"}))
+        rows = "".join(f"the {w} sees the dog .\t{i % 2}\n" for i, w in enumerate(["cat", "man"] * 4))
+        for split in ("train", "dev"):  # what a real fine-tuning reads (the dry run checks it is there)
+            (root / "data" / task / f"{split}.tsv").write_text("text\tlabel\n" + rows)
     (root / "corpus.txt").write_text("the cat sees the dog .\n")
     d = {
         "name": "fake",

@@ -235,6 +235,37 @@ def test_sweep_dry_run_refuses_a_model_without_tokenizer(tiny_bert_dir, tmp_path
     assert f"{spec}: model: {model}: not a tokenizer directory" in line
 
 
+def test_sweep_dry_run_refuses_a_task_folder_without_its_data(tiny_bert_dir, tmp_path, capsys):
+    """A task folder holding its task.json but not the files it names: every fine-tuning of the
+    sweep failed after the searches; the dry run refuses it, naming the spec, key and files."""
+    d = spec_dict(tmp_path, tiny_bert_dir)
+    (tmp_path / "data" / "b" / "dev.tsv").unlink()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(d))
+    for dry in (["--dry-run"], []):
+        line = _error_line(capsys, "sweep", spec, "--out", tmp_path / "sweep", *dry)
+        assert f"{spec}: tasks.b.data: " in line and "b dev file not found" in line
+        assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--jobs", "0", "an integer >= 1"),  # was taken as 1
+        ("--retries", "-1", "an integer >= 0"),
+        ("--max-runs", "0", "an integer >= 1"),
+        ("--cpus", "0", "an integer >= 1"),
+        ("--stale-after", "-5", "a number > 0"),  # every run held elsewhere was taken over
+    ],
+)
+def test_sweep_options_refuse_values_out_of_range_when_parsed(tmp_path, capsys, flag, value, expected):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "spec.yaml", "--out", str(tmp_path / "sweep"), flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: expected {expected}, got '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_float_options_refuse_nan_and_inf_when_parsed(capsys, value):
     """Every float option of every verb (here TAMT's --threshold, fine-tuning's --lr) is parsed as a

@@ -319,6 +319,7 @@ def test_no_winning_verdict_where_the_full_model_is_at_a_constant_predictors_sco
     assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
     rows = ["text\tlabel", *(f"sentence {i}\t{int(i > 0)}" for i in range(100))]
     (tmp_path / "data" / "a" / "dev.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "data" / "b" / "dev.tsv").unlink()
     res = load_results(tmp_path / "sweep")
     assert res.floors == {"a": pytest.approx(99.0)}
     wins = {(w.method, w.task): w for w in res.winning_tickets()}

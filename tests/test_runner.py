@@ -444,13 +444,15 @@ def write_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> None:
 
 def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     """`ticketlab sweep` with the shipped registry and fine-tuning: OMP and random masks of the tiny
-    model, a few fine-tuning steps on a toy SST-2, one task whose data is missing (its runs fail,
-    the others finish, exit 1), the report; a second sweep repeats nothing finished."""
+    model, a few fine-tuning steps on a toy SST-2, one task whose data files do not read (its runs
+    fail, the others finish, exit 1), the report; a second sweep repeats nothing finished."""
     from ticketlab.cli import main
 
     monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
     write_sst2(tmp_path / "glue")
-    (tmp_path / "empty" / "RTE").mkdir(parents=True)
+    (tmp_path / "empty" / "RTE").mkdir(parents=True)  # files there, but no row of them reads
+    for split in ("train", "dev"):
+        (tmp_path / "empty" / "RTE" / f"{split}.tsv").write_text("index\tsentence1\nnot a row\n")
     spec = {
         "name": "e2e",
         "model": str(tiny_bert_dir),

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import math
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from ..errors import TicketlabError
@@ -67,6 +67,30 @@ def finite_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid float value: {value!r}") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return v
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse type of an integer option with a floor (`--jobs 0` was taken as 1, `--retries -1`
+    and `--max-runs 0` as given): refused when parsed, before any work."""
+
+    def parse(value: str) -> int:
+        try:
+            v = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value!r}")
+        return v
+
+    return parse
+
+
+def positive_float(value: str) -> float:
+    """A finite number > 0 (a negative --stale-after took over every run another machine held)."""
+    v = finite_float(value)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
     return v
 
 

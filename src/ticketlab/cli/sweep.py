@@ -39,6 +39,7 @@ from ..experiments.store import DB_NAME, Store
 from ..files import MARKER, check_output, claim_dir, mark_output, safe_component
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config, load_tokenizer
+from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
 
@@ -59,11 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan and what is already done; run nothing"
     )
-    p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after N runs")
+    p.add_argument("--max-runs", type=at_least(1), default=None, metavar="N", help="stop after N runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument(
         "--stale-after",
-        type=float,
+        type=positive_float,
         default=600.0,
         metavar="SECONDS",
         help="a run claimed by a process on another machine that has not reported for this long is "
@@ -79,18 +80,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--jobs",
-        type=int,
+        type=at_least(1),
         default=None,
         metavar="N",
         help="local: N runs at once in subprocesses, each with its own GPU (CUDA_VISIBLE_DEVICES) when "
         "there are GPUs (default 1: in this process); slurm: at most N jobs queued at once",
     )
-    g.add_argument("--retries", type=int, default=2, metavar="N", help="resubmit a killed job N times")
+    g.add_argument(
+        "--retries", type=at_least(0), default=2, metavar="N", help="resubmit a killed job N times"
+    )
     r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
-    r.add_argument("--gpus", type=int, metavar="N", help="GPUs per run")
-    r.add_argument("--cpus", type=int, metavar="N", help="CPUs per run (Slurm)")
+    r.add_argument("--gpus", type=at_least(0), metavar="N", help="GPUs per run")
+    r.add_argument("--cpus", type=at_least(1), metavar="N", help="CPUs per run (Slurm)")
     r.add_argument("--mem", type=float, metavar="GB", help="memory per run (Slurm)")
-    r.add_argument("--time", type=int, metavar="MINUTES", help="time limit per run")
+    r.add_argument("--time", type=at_least(1), metavar="MINUTES", help="time limit per run")
     r.add_argument("--partition", metavar="NAME", help="Slurm partition")
 
 
@@ -120,8 +123,9 @@ def carried_store(out: Path) -> bool:
 def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
     ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
-    evaluation length beyond its positions. A dry run only checks the directory; a sweep makes and
-    marks it."""
+    evaluation length beyond its positions, a task folder without its data files. A dry run only
+    checks the directory; a sweep makes and marks it."""
+    _check_task_data(spec)  # before the directory is made
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
     carried = carried_store(out)
     if carried and not dry_run:
@@ -143,6 +147,25 @@ def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
         raise TicketlabError(
             f"model: {e} (every run tokenizes its text with the model's tokenizer)"
         ) from None
+
+
+def _check_task_data(spec) -> None:
+    """Every task's data folder holds the files its fine-tunings read (the train split and the
+    splits it scores): a folder holding only its task.json passed, and every run failed after."""
+    from ..data.glue import split_file
+    from ..tasks import get_task
+
+    for name, entry in spec.tasks.items():
+        if entry.data is None:
+            continue  # from the hub: checked when it is downloaded
+        task = get_task(entry.task, entry.data)
+        if task.kind == "squad":
+            continue  # its own layout, read by its loader
+        for split in dict.fromkeys(["train", *task.eval_splits]):
+            try:
+                split_file(task, entry.data, split)
+            except TicketlabError as e:
+                raise TicketlabError(f"tasks.{name}.data: {e}") from None
 
 
 def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:
