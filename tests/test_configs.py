@@ -139,6 +139,16 @@ def test_configs_refuse_bad_values_when_built(name, field, value):
     assert dataclasses.asdict(valid) == before
 
 
+def test_a_search_refuses_save_at_steps_past_its_end_when_built(tmp_path, capsys):
+    """save_at is checked against steps with the other values (a search made its directory, wrote
+    its settings, then refused it)."""
+    with pytest.raises(TicketlabError, match=r"save-at steps must be in \[1, 3\], got \[9\]"):
+        dataclasses.replace(FACTORIES["SearchConfig"](), save_at=[9])
+    argv = ["search", "tamt", "--model", "m", "--corpus", "c.txt", "--sparsity", "0.5", "--steps", "3"]
+    line = _error_line(capsys, *argv, "--save-at", "9", "--out", tmp_path / "s")
+    assert "save-at steps must be in [1, 3]" in line and not (tmp_path / "s").exists()
+
+
 def test_search_leaves_the_callers_config_alone(tiny_bert_dir, tmp_path):
     """The run fits max_length to the model's positions on its own copy of the config."""
     model = shutil.copytree(tiny_bert_dir, tmp_path / "model")  # its own name: its own length notice

@@ -196,6 +196,21 @@ def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path
         capsys, "finetune", "--model", tiny_bert_dir, "--task", "task.json", "--out", "ft"
     )
 
+    # The files transformers reads (a model's config.json, its tokenizer's), and a --model that is
+    # a link loop or a link to a deleted folder (it was asked of the hub): one line, no output.
+    import shutil
+
+    for name, what in (("config.json", "config"), ("tokenizer_config.json", "tokenizer")):
+        model = Path(shutil.copytree(tiny_bert_dir, tmp_path / f"deep-{name}"))
+        (model / name).write_text(deep)
+        line = one_line_error(capsys, "finetune", "--model", model, "--task", "sst2", "--out", "ft")
+        assert f"{model}: cannot load {what}: a JSON file there is nested too deeply" in line
+    os.symlink(tmp_path / "deleted", "dangling")
+    for link in ("a", "dangling"):
+        line = one_line_error(capsys, "prune", "omp", "--model", link, "--sparsity", "0.5", "--out", "m")
+        assert f"{link}: a symbolic link that leads to no directory" in line
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "m").exists()
+
 
 def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path, tiny_bert_dir, capsys):
     """The README's way to carry a sweep (copy results.sqlite into an empty directory, rerun) works:

@@ -43,6 +43,7 @@ from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig
 from .pruning.imp import imp_schedule, search_imp
+from .pruning.search import parse_steps
 from .pruning.tamt import search_tamt
 from .tasks import get_task
 from .training import TrainConfig, make_accelerator
@@ -201,6 +202,7 @@ class SearchConfig:
             raise ConfigError("give corpus (text files or saved datasets) to search on")
         if isinstance(self.method, ImpConfig):  # enough steps for its rounds: said before any work
             imp_schedule(self.method.sparsity, self.steps, self.method.prune_rate)
+        parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
 

@@ -911,12 +911,13 @@ def finetune_seeds(
 ) -> dict[str, Any]:
     """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
     check_distinct("seeds", seeds)
-    # The task file, its data folder and the model are checked before RUN_DIR is made: a refused
-    # input leaves no output directory behind.
+    # The task file, its data folder, the model and its tokenizer are checked before RUN_DIR is
+    # made: a refused input leaves no output directory behind.
     spec = get_task(config.task, config.data_dir)
     if config.data_dir is not None and spec.kind != "squad":
         task_dir(spec, config.data_dir)
     load_config(config.model)
+    load_tokenizer(config.model)
     if _is_main():
         claim_dir(out_dir, kind="fine-tuning output", inputs=_inputs(config))
     results = []

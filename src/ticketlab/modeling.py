@@ -50,6 +50,10 @@ def _check_source(name_or_path: str | os.PathLike, needs: str = "config.json") -
     """A local directory holding `needs` (a glob; '' for anything), or a hub id; else a clear error."""
     name = str(name_or_path)
     path = Path(name).expanduser()
+    if path.is_symlink() and not path.exists():  # not a hub id: a link to nothing, or a loop
+        raise TicketlabError(
+            f"{name}: a symbolic link that leads to no directory (a deleted target or a loop)"
+        )
     if path.exists():
         if not path.is_dir() or (needs and not any(path.glob(needs))):
             what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
@@ -84,6 +88,8 @@ def _did_you_mean(path: Path) -> str:
 def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
     first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for x:" + why
+    if isinstance(err, RecursionError):  # `[[[[...` a hundred thousand deep: json recurses per level
+        first = "a JSON file there is nested too deeply (corrupt)"
     near = _did_you_mean(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
     hint = (
         ""
@@ -103,7 +109,7 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
 
     try:
         config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as e:
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError, RecursionError) as e:
         raise _wrap_load_error(name, "config", e) from None
     _check_encoder(config, name)
     return config
@@ -138,7 +144,7 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     quiet_transformers()
     try:
         model = auto_class(head).from_pretrained(name, **kwargs)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RecursionError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
     except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
         if "state_dict" not in str(e) and "mismatched_sizes" not in str(e):
@@ -181,7 +187,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
 
     try:
         return AutoTokenizer.from_pretrained(name, **config)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise _wrap_load_error(name, "tokenizer", e) from None
 
 
