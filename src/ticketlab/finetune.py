@@ -382,19 +382,7 @@ def task_objective(
     metric = metric or spec.main
     if spec.kind == "squad" and select_fraction is not None:
         raise ConfigError("select_fraction is for GLUE-style tasks, not SQuAD")
-    if spec.kind == "squad":
-        squad = (doc_stride, n_best, max_answer_length)
-        return _squad_objective(
-            spec,
-            tokenizer,
-            data_dir,
-            max_length,
-            (train_samples, data_seed, eval_samples),
-            eval_batch_size,
-            metric,
-            squad,
-        )
-    return _glue_objective(
+    common = (
         spec,
         tokenizer,
         data_dir,
@@ -402,8 +390,10 @@ def task_objective(
         (train_samples, data_seed, eval_samples),
         eval_batch_size,
         metric,
-        (select_fraction, select_seed),
     )
+    if spec.kind == "squad":
+        return _squad_objective(*common, (doc_stride, n_best, max_answer_length))
+    return _glue_objective(*common, (select_fraction, select_seed))
 
 
 # --------------------------------------------------------------------------- the model
