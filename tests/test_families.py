@@ -201,6 +201,15 @@ def test_a_unit_mask_as_weights_equals_its_gates_ffn_bias_included(layout, kind)
         assert not ffn_out.bias.any() and f"{arch.layers}.1.{arch.ffn_out}.bias" in weights
 
 
+@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "camembert", "electra"])
+def test_bert_layout_families_keep_bert_structures_whatever_their_mlm_head(family):
+    """Their entries differ from BERT's in the MLM head only: their units are BERT's, and their ticket
+    files name no family, as they did when the head was kept elsewhere."""
+    assert ARCHS[family].mlm_heads != ARCHS["bert"].mlm_heads and ARCHS[family] == ARCHS["bert"]
+    s = structure_of(tiny(family))
+    assert s.family == "bert" and "family" not in s.to_dict()
+
+
 def test_albert_units_are_refused_in_one_line():
     with pytest.raises(MaskMismatchError, match="one shared layer"):
         structure_of(tiny("albert"))

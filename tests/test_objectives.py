@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,7 @@ from transformers import BertForMaskedLM, BertModel, ElectraForPreTraining, Robe
 from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab import objectives
+from ticketlab.arch import ARCHS, Arch, HeadLayout, register_arch
 from ticketlab.errors import ConfigError, MaskFileError
 from ticketlab.masking import apply_mask
 from ticketlab.objectives import (
@@ -314,18 +317,54 @@ def test_a_model_without_mlm_head_is_refused_in_one_line():
     assert float(kd.kd_sum) == 0.0
 
 
+def without_head(family: str) -> Arch:
+    """The family's entry with no MLM head named (as a family of your own registers it)."""
+    return replace(ARCHS[family], mlm_heads=())
+
+
 def test_a_head_in_several_modules_of_an_unknown_family_is_refused_not_guessed(monkeypatch):
     """Without its layout, a head spread over several modules cannot be ordered: refuse, never use the
     decoder alone (the silent error this lookup replaced)."""
-    monkeypatch.delitem(objectives.MLM_HEADS, "electra")
-    with pytest.raises(ConfigError, match="generator_predictions, generator_lm_head.*MLM_HEADS"):
+    monkeypatch.setitem(ARCHS, "electra", without_head("electra"))
+    with pytest.raises(ConfigError, match="generator_predictions, generator_lm_head.*register_arch"):
         mlm_head(family_model("electra"))
-    monkeypatch.delitem(objectives.MLM_HEADS, "bert")  # one head module: that module is the head
+    monkeypatch.setitem(ARCHS, "bert", without_head("bert"))  # one head module: that module is the head
     assert [name for name, _ in mlm_head(family_model("bert")).parts] == ["cls"]
 
 
+def test_a_family_registered_with_register_arch_alone_gets_its_whole_mlm_head(tok):
+    """The family's one entry says everything about it, its MLM head included: a model type of your
+    own whose head is spread over several modules (which no guess orders) gets its whole head, and the
+    loss is the model's own."""
+    model = family_model("electra", seed=1)
+    model.config.model_type = "my-encoder"
+    with pytest.raises(ConfigError, match="has no MLM head.*register_arch"):
+        mlm_head(model)  # unknown: refused, naming the way forward
+    names = ("embeddings", "layers", "qkv", "attn_out", "ffn_in", "ffn_out")  # ELECTRA has BERT's layout
+    head = HeadLayout(("generator_predictions", "generator_lm_head"))
+    register_arch("my-encoder", Arch(**{f: getattr(ARCHS["bert"], f) for f in names}, mlm_heads=(head,)))
+    try:
+        assert [name for name, _ in mlm_head(model).parts] == list(head.parts)
+        assert set(head_parameters(model)) == outside_encoder(model)
+        batch = family_batch(tok, model)
+        torch.testing.assert_close(mlm_loss(model, batch)[0], model(**batch).loss, rtol=1e-5, atol=1e-6)
+    finally:
+        del ARCHS["my-encoder"]
+
+
+def test_the_head_layout_has_one_place():
+    """`HeadLayout` is still importable from objectives; the old per-family table says where it went;
+    an entry's head must be HeadLayouts (module names alone would fail later, far from the mistake)."""
+    assert objectives.HeadLayout is HeadLayout
+    with pytest.raises(AttributeError, match="mlm_heads.*register_arch"):
+        objectives.MLM_HEADS  # noqa: B018
+    with pytest.raises(TypeError, match="tuple of HeadLayout"):
+        replace(ARCHS["bert"], mlm_heads=("cls",))
+
+
 def test_a_layout_that_leaves_a_parameter_out_is_refused(monkeypatch):
-    monkeypatch.setitem(objectives.MLM_HEADS, "electra", (objectives.HeadLayout(("generator_lm_head",)),))
+    decoder_only = (HeadLayout(("generator_lm_head",)),)
+    monkeypatch.setitem(ARCHS, "electra", replace(ARCHS["electra"], mlm_heads=decoder_only))
     with pytest.raises(
         ConfigError, match="generator_predictions.* is neither in the encoder nor in the head"
     ):

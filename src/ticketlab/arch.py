@@ -11,16 +11,19 @@ One entry per family (`ARCHS`, keyed by `config.model_type`), module names relat
   FFN-in an FFN neuron owns (one, or two in a gated FFN such as ModernBERT's `Wi`: input half, then
   gate half), with the same column of FFN-out;
 - `shared`: ALBERT applies one layer `num_hidden_layers` times, so a per-layer unit has no weights
-  of its own.
+  of its own;
+- `mlm_heads`: the whole MLM head of its *ForMaskedLM (transform, activation, norm, decoder), as
+  children of the model applied in order (`HeadLayout`); families of one unit layout may differ here
+  (BERT's `cls`, RoBERTa's `lm_head`). A family without one works when its head is one child.
 
 A family of your own: `register_arch("mytype", Arch(...))` before calling ticketlab (the CLI's
-`--targets` covers unstructured pruning without it).
+`--targets` covers unstructured pruning without it); this one entry is all ticketlab knows of it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
@@ -29,6 +32,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 SEPARATE, FUSED, INTERLEAVED = "separate", "fused", "interleaved"  # how heads own QKV rows
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """How a family's *ForMaskedLM turns the encoder's last hidden state into logits, as its own
+    `forward` does: children of the model (not of the encoder) applied in order; with
+    `with_embeddings` the last one also takes the encoder's word embeddings (DeBERTa-v2/v3 without
+    `legacy`: they are its decoder)."""
+
+    parts: tuple[str, ...]
+    with_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,11 +66,19 @@ class Arch:
     head_extras: tuple[str, ...] = ()  # other per-head rows [H·dh] (modules or 1-D parameters)
     no_heads: bool = False  # a layer left without heads: `attention` becomes an empty context
     encoder_pattern: str | None = None  # `encoder_targets` as mask files store it (else built)
+    # The MLM head: the first layout whose children the model has (DeBERTa's `cls`, or the newer
+    # `lm_predictions`). Not part of the unit layout (`compare=False`): BERT and RoBERTa are one
+    # layout, and mask files of BERT-layout families do not name their family (`Structure.to_dict`).
+    mlm_heads: tuple[HeadLayout, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         want = 3 if self.qkv_layout == SEPARATE else 1
         if len(self.qkv) != want:
             raise ValueError(f"qkv_layout {self.qkv_layout!r} needs {want} qkv module(s), got {self.qkv}")
+        if not isinstance(self.mlm_heads, tuple) or not all(
+            isinstance(h, HeadLayout) for h in self.mlm_heads
+        ):
+            raise TypeError(f"mlm_heads must be a tuple of HeadLayout, got {self.mlm_heads!r}")
 
     @property
     def layer_modules(self) -> tuple[str, ...]:
@@ -100,7 +122,11 @@ _BERT = Arch(
     head_attrs=(("num_attention_heads", "heads"), ("all_head_size", "width")),
     no_heads=True,
     encoder_pattern=BERT_LIKE_ENCODER,
+    mlm_heads=(HeadLayout(("cls",)),),
 )
+_LM_HEAD = (HeadLayout(("lm_head",)),)  # RoBERTa's and its descendants'
+# DeBERTa's head: `cls` (legacy) or `lm_predictions`, whose decoder is the word embeddings
+_DEBERTA_HEADS = (HeadLayout(("cls",)), HeadLayout(("lm_predictions",), with_embeddings=True))
 _DEBERTA_V2 = Arch(
     embeddings="embeddings.word_embeddings",
     layers="encoder.layer",
@@ -112,14 +138,15 @@ _DEBERTA_V2 = Arch(
     head_attrs=(("num_attention_heads", "heads"), ("all_head_size", "width")),
     head_extras=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),  # without share_att_key
     no_heads=True,
+    mlm_heads=_DEBERTA_HEADS,
 )
 
 ARCHS: dict[str, Arch] = {
     "bert": _BERT,
-    "roberta": _BERT,
-    "xlm-roberta": _BERT,
-    "camembert": _BERT,
-    "electra": _BERT,
+    "roberta": replace(_BERT, mlm_heads=_LM_HEAD),
+    "xlm-roberta": replace(_BERT, mlm_heads=_LM_HEAD),
+    "camembert": replace(_BERT, mlm_heads=_LM_HEAD),
+    "electra": replace(_BERT, mlm_heads=(HeadLayout(("generator_predictions", "generator_lm_head")),)),
     "deberta-v2": _DEBERTA_V2,  # DeBERTa-v2 and v3 (v3 is model_type deberta-v2)
     "deberta": Arch(
         embeddings="embeddings.word_embeddings",
@@ -138,6 +165,7 @@ ARCHS: dict[str, Arch] = {
             "attention.self.pos_q_proj",
         ),
         no_heads=True,
+        mlm_heads=_DEBERTA_HEADS,
     ),
     "distilbert": Arch(
         embeddings="embeddings.word_embeddings",
@@ -150,6 +178,7 @@ ARCHS: dict[str, Arch] = {
         # heads slice as BERT's do. `out_lin` lives inside `attention`, so a layer keeps a head.
         attention="attention",
         head_attrs=(("n_heads", "heads"), ("dim", "width")),
+        mlm_heads=(HeadLayout(("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),),
     ),
     "mpnet": Arch(
         embeddings="embeddings.word_embeddings",
@@ -160,6 +189,7 @@ ARCHS: dict[str, Arch] = {
         ffn_out="output.dense",
         no_head_slicing="its attention keeps per-head state outside its projections (a relative bias "
         "shared by every layer)",
+        mlm_heads=_LM_HEAD,
     ),
     "albert": Arch(
         embeddings="embeddings.word_embeddings",
@@ -169,6 +199,7 @@ ARCHS: dict[str, Arch] = {
         ffn_in="ffn",
         ffn_out="ffn_output",
         shared=True,
+        mlm_heads=(HeadLayout(("predictions",)),),
     ),
     "modernbert": Arch(
         embeddings="embeddings.tok_embeddings",
@@ -180,13 +211,15 @@ ARCHS: dict[str, Arch] = {
         ffn_out="mlp.Wo",
         gated_ffn=True,
         attention="attn",  # reads its head count from Wqkv's rows
+        mlm_heads=(HeadLayout(("head", "decoder")),),
     ),
 }
 
 
 def register_arch(model_type: str, arch: Arch) -> None:
-    """Make a family known to every verb (default targets, structured tickets), e.g. a model of your
-    own: `register_arch("mytype", Arch(embeddings=..., layers=..., qkv=(...), ...))`."""
+    """Make a family known to every verb (default targets, structured tickets, its MLM head), e.g. a
+    model of your own: `register_arch("mytype", Arch(embeddings=..., layers=..., qkv=(...), ...,
+    mlm_heads=(HeadLayout(("transform", "norm", "decoder")),)))`."""
     if not isinstance(arch, Arch):
         raise TypeError(f"register_arch needs an Arch, got {type(arch).__name__}")
     ARCHS[model_type] = arch

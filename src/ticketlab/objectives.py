@@ -4,9 +4,10 @@
   random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
   encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
   [tokens x vocab] product for nothing). The head is the family's whole head, transform and norm
-  included (`MLM_HEADS`), so the loss is the model's own `model(**batch, labels=...).loss`. The
-  corruption of each example is drawn from the seed the training loop hands to `collate_fn`, so it
-  does not depend on batch composition, process count or resumption.
+  included (its `Arch.mlm_heads` in the architecture map, `arch.ARCHS`), so the loss is the model's
+  own `model(**batch, labels=...).loss`. The corruption of each example is drawn from the seed the
+  training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
+  resumption.
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
+from .arch import ARCHS, HeadLayout
 from .errors import ConfigError
 from .masking import has_masks, masks_disabled
 from .modeling import encoder_of
@@ -124,35 +126,6 @@ class MLMCollator:
 
 
 @dataclass(frozen=True)
-class HeadLayout:
-    """How a family's *ForMaskedLM turns the encoder's last hidden state into logits, as its own
-    `forward` does: children of the model applied in order; with `with_embeddings` the last one also
-    takes the encoder's word embeddings (DeBERTa-v2/v3 without `legacy`: they are its decoder)."""
-
-    parts: tuple[str, ...]
-    with_embeddings: bool = False
-
-
-# The whole MLM head per model_type (transform, activation, norm, decoder): the first layout whose
-# children the model has. ELECTRA, DistilBERT and ModernBERT spread their head over several
-# children; the decoder child alone skips the transform and norm before it. A family not listed
-# works when its head is one child (BERT-style); otherwise `mlm_head` refuses rather than guess.
-MLM_HEADS: dict[str, tuple[HeadLayout, ...]] = {
-    "bert": (HeadLayout(("cls",)),),
-    "roberta": (HeadLayout(("lm_head",)),),
-    "xlm-roberta": (HeadLayout(("lm_head",)),),
-    "camembert": (HeadLayout(("lm_head",)),),
-    "mpnet": (HeadLayout(("lm_head",)),),
-    "albert": (HeadLayout(("predictions",)),),
-    "electra": (HeadLayout(("generator_predictions", "generator_lm_head")),),
-    "distilbert": (HeadLayout(("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),),
-    "modernbert": (HeadLayout(("head", "decoder")),),
-    "deberta": (HeadLayout(("cls",)), HeadLayout(("lm_predictions",), with_embeddings=True)),
-    "deberta-v2": (HeadLayout(("cls",)), HeadLayout(("lm_predictions",), with_embeddings=True)),
-}
-
-
-@dataclass(frozen=True)
 class MLMHead:
     """A model's whole MLM head: `head(hidden)` gives the logits; `parts` are (name, module) pairs."""
 
@@ -183,14 +156,19 @@ def _no_head(model: nn.Module, why: str) -> ConfigError:
 
 
 def _layout(model: nn.Module) -> HeadLayout:
-    """The model's head layout: from MLM_HEADS, else its one non-encoder child with parameters."""
+    """The model's head layout: the first of its family's (`Arch.mlm_heads`) whose children it has,
+    else its one non-encoder child with parameters. ELECTRA, DistilBERT and ModernBERT spread their
+    head over several children, whose order only the family's entry knows: the decoder child alone
+    would skip the transform and norm before it, so such a head is refused rather than guessed."""
     children = dict(model.named_children())
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for layout in MLM_HEADS.get(model_type, ()):
+    arch = ARCHS.get(model_type)
+    layouts = arch.mlm_heads if arch is not None else ()
+    for layout in layouts:
         if all(part in children for part in layout.parts):
             return layout
-    if model_type in MLM_HEADS:  # e.g. ELECTRA's discriminator (ElectraForPreTraining), a bare encoder
-        raise _no_head(model, f"no {'+'.join(MLM_HEADS[model_type][0].parts)} module")
+    if layouts:  # e.g. ELECTRA's discriminator (ElectraForPreTraining), a bare encoder
+        raise _no_head(model, f"no {'+'.join(layouts[0].parts)} module")
     get = getattr(model, "get_output_embeddings", None)
     if get is None or get() is None:
         raise _no_head(model, "no output embeddings")
@@ -200,9 +178,19 @@ def _layout(model: nn.Module) -> HeadLayout:
         raise _no_head(
             model,
             f"model_type {model_type!r} spreads it over {', '.join(owners)}: their order is unknown "
-            "(add a HeadLayout to ticketlab.objectives.MLM_HEADS)",
+            "(name it in its family's entry: Arch(mlm_heads=...), ticketlab.arch.register_arch)",
         )
     return HeadLayout((owners[0],))
+
+
+def __getattr__(name: str) -> Any:
+    # The per-family head table moved into the architecture map: say where, not a bare AttributeError.
+    if name == "MLM_HEADS":
+        raise AttributeError(
+            "ticketlab.objectives.MLM_HEADS is gone: a family's MLM head is its Arch's `mlm_heads` "
+            "(ticketlab.arch.ARCHS; a family of your own: ticketlab.arch.register_arch)"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def mlm_head(model: nn.Module) -> MLMHead:

@@ -23,7 +23,8 @@ MAX_HIDDEN = 2**15  # the widest encoders have 4096
 MAX_WEIGHTS = 2**35  # per structure: above the largest encoders' layer weights (XLM-R XXL: 9.7e9)
 
 # BERT's module names inside one layer (relative to `encoder.layer.{l}`); other families' are in their
-# `Arch` (`Structure.arch`).
+# `Arch` (`Structure.arch`). A family with BERT's unit layout compares equal to it (`==`: its MLM head
+# is not compared), as RoBERTa, XLM-R, CamemBERT and ELECTRA do.
 _B = ARCHS["bert"]
 QUERY, KEY, VALUE = _B.qkv
 ATTN_OUT, FFN_IN, FFN_OUT = _B.attn_out, _B.ffn_in, _B.ffn_out
@@ -58,7 +59,7 @@ class Structure:
 
     def to_dict(self) -> dict[str, Any]:
         sizes: dict[str, Any] = {k: getattr(self, k) for k in SIZES}
-        return sizes if self.arch is _B else {**sizes, "family": self.family}
+        return sizes if self.arch == _B else {**sizes, "family": self.family}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Structure:
@@ -174,7 +175,7 @@ def structure_of(model: nn.Module) -> Structure:
         head_size=all_head // heads,
         hidden_size=first.in_features,
         intermediate_size=layers[0].get_submodule(arch.ffn_out).in_features,
-        family="bert" if arch is _B else model_type,
+        family="bert" if arch == _B else model_type,  # BERT's layout, whatever its MLM head
     )
     shapes = s.weight_shapes()
     for l, layer in enumerate(layers):
