@@ -46,6 +46,7 @@ _LAZY = {
     "push_mask": "masking.hub",
     "register_arch": "arch",
     "Arch": "arch",
+    "HeadLayout": "arch",
 }
 
 
