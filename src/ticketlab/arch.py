@@ -47,7 +47,8 @@ class HeadLayout:
 
 @dataclass(frozen=True)
 class Arch:
-    """One family's layout (module names: `layers` relative to the encoder, the rest to a layer)."""
+    """One family's layout (module names: `layers` relative to the encoder, `mlm_heads` to the
+    model, the rest to a layer)."""
 
     embeddings: str  # the word embeddings
     layers: str  # the ModuleList of transformer layers
