@@ -180,7 +180,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`experiments.results.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`experiments.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     from ..metrics import no_verdict
 
@@ -198,7 +198,7 @@ def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[st
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
     from ..metrics import holm
-    from .results import Paired
+    from .paired import Paired
 
     rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):
