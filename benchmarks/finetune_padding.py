@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.finetune import load_task_model, task_objective
+from ticketlab.downstream import load_task_model, task_objective
 from ticketlab.modeling import load_tokenizer
 from ticketlab.training import batch_indices
 

@@ -15,17 +15,10 @@ from conftest import make_model, tiny_bert_config, write_tokenizer
 from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
+from ticketlab.downstream import load_task_model, reset_head, task_objective
 from ticketlab.errors import TicketlabError
-from ticketlab.finetune import (
-    FinetuneConfig,
-    FinetuneResult,
-    finetune,
-    load_task_model,
-    mean_std,
-    reset_head,
-    summarize,
-    task_objective,
-)
+from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
+from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masking import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.pruning import omp_mask
@@ -297,6 +290,20 @@ def test_mean_std_and_summary():
     s = summarize(runs)
     assert s["best"]["accuracy"]["mean"] == 72.0 and s["best"]["f1"]["std"] == pytest.approx(2**0.5 * 2)
     assert s["final"]["accuracy"]["values"] == [69.0, 73.0] and s["seeds"] == [1, 2]
+
+
+def test_the_pieces_still_import_from_finetune():
+    """`from ticketlab.finetune import X` (the README's task objectives, user code) keeps working for
+    the names that moved to `downstream`, `finetune_config` and `finetune_results`, as the same
+    objects."""
+    import ticketlab.downstream as downstream
+    import ticketlab.finetune_config as finetune_config
+    import ticketlab.finetune_results as finetune_results
+
+    for name in ft.__all__:
+        home = next((m for m in (downstream, finetune_config, finetune_results) if hasattr(m, name)), ft)
+        assert getattr(ft, name) is getattr(home, name), name
+    assert {"task_objective", "load_task_model", "TaskObjective", "mean_std", "Hyper"} <= set(ft.__all__)
 
 
 def test_cli_seeds_mean_std(tiny_bert_dir, glue_dir, tmp_path, capsys):

@@ -13,8 +13,8 @@ from conftest import make_model, tiny_bert_config
 from test_tamt import batch_of, search_args, tiny_run, tok  # noqa: F401 (tiny_run, tok: fixtures)
 from ticketlab.api import PruneConfig
 from ticketlab.cli import main
+from ticketlab.downstream import load_task_model
 from ticketlab.errors import ConfigError, MaskFileError
-from ticketlab.finetune import load_task_model
 from ticketlab.masking import current_mask, load_mask, save_mask
 from ticketlab.masking.io import CONFIG_NAME
 from ticketlab.masking.pattern import NM, parse_pattern
@@ -238,7 +238,7 @@ def test_search_cli_with_a_pattern(tiny_run, tmp_path, capsys):  # noqa: F811
 
 
 def test_fine_tuning_keeps_the_pattern(tiny_bert_dir, tmp_path):
-    from ticketlab.finetune import task_objective
+    from ticketlab.downstream import task_objective
     from ticketlab.modeling import load_tokenizer
 
     data = tmp_path / "glue" / "SST-2"

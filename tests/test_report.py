@@ -17,10 +17,11 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import Store, run_sweep, spec_from_dict
+from ticketlab.experiments.cells import AVG
 from ticketlab.experiments.plan import make_run
 from ticketlab.experiments.plots import FIGURES
 from ticketlab.experiments.report import write_report
-from ticketlab.experiments.results import AVG, load_results
+from ticketlab.experiments.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -427,7 +428,7 @@ def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
 
 def test_crossed_masks_by_seeds_standard_error_by_hand():
     """Masks x fine-tuning seeds: SE^2 = var(mask means)/K + var(seed means)/F, Satterthwaite's df."""
-    from ticketlab.experiments.results import Paired
+    from ticketlab.experiments.paired import Paired
 
     grid = [[1.0, 2.0, 3.0], [4.0, 6.0, 2.0], [0.0, 1.0, 5.0]]  # mask means 2, 4, 2; seed means 5/3, 3, 10/3
     p = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 4.0, 2.0], [], unit="mask", masks=(3, 1), grid=grid)
@@ -456,7 +457,7 @@ def test_a_one_mask_baseline_keeps_the_false_positive_rate_at_5_percent():
     difference, and rejects far more often than 5%; the crossed design does not."""
     import numpy as np
 
-    from ticketlab.experiments.results import Paired
+    from ticketlab.experiments.paired import Paired
 
     rng = np.random.default_rng(0)
     new = old = 0
@@ -488,7 +489,7 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 
 def test_verdict_reads_the_holm_adjusted_p():
-    from ticketlab.experiments.results import Paired
+    from ticketlab.experiments.paired import Paired
     from ticketlab.metrics import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
@@ -748,7 +749,7 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
-    from ticketlab.experiments.results import MAIN
+    from ticketlab.experiments.paired import MAIN
     from ticketlab.metrics import holm
 
     spec = fakes.make_spec(tmp_path, tiny_bert_dir)

@@ -365,7 +365,7 @@ def test_neuron_granularity_tickets():
     from transformers import BertForSequenceClassification
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.finetune import classification_loss
+    from ticketlab.downstream import classification_loss
     from ticketlab.structured import attach_gates
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))

@@ -360,7 +360,7 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
     imp: ImpConfig = config.method  # type: ignore[assignment]
     tokenizer = load_tokenizer(config.model)
     if config.task is not None:
-        from .finetune import load_task_model, task_objective
+        from .downstream import load_task_model, task_objective
 
         imp = dataclasses.replace(imp, rewind_head=True)  # the task head is rewound with the encoder
         with acc.main_process_first():

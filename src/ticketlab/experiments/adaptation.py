@@ -9,13 +9,13 @@ and SciTail. ticketlab adapts what a super-ticket study on task A kept (`ticketl
           on B (the ticket is applied as a mask; its hash check is off, the weights are A's);
   full    the full model fine-tuned on A with seed s.
 
-Both start B with a fresh task head seeded by s (`finetune.load_for_task`) and fine-tune with the
+Both start B with a fresh task head seeded by s (`downstream.load_task_model`) and fine-tune with the
 same protocol, seed and training subset, so the two differ only in where they start (a paired
 comparison per seed). Any model directory works as a source through `AdaptSource` (e.g. one a
 ticket-sharing run exported).
 
 Subsets: `train_samples` = round(fraction x n) (at least one) examples of B's n, drawn by the seed
-as a prefix of one seeded permutation (`finetune._subset`), so they are nested: the 1% set contains
+as a prefix of one seeded permutation (`downstream._subset`), so they are nested: the 1% set contains
 the 0.1% set, and every source sees the same examples at a fraction.
 
     OUT/runs/<source>_seed<s>_<fraction>/   fine-tuning runs (resumable: rerun the same command)
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..downstream import _subset
 from ..errors import ConfigError, TicketlabError
 from ..files import (
     atomic_write_csv,
@@ -40,7 +41,8 @@ from ..files import (
     read_json,
     safe_component,
 )
-from ..finetune import FinetuneConfig, _subset, finetune, mean_std
+from ..finetune import FinetuneConfig, finetune
+from ..finetune_results import mean_std
 from ..validation import check_config
 
 KIND = "domain adaptation"
@@ -178,7 +180,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`experiments.results.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`experiments.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     from ..metrics import no_verdict
 
@@ -196,7 +198,7 @@ def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[st
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
     from ..metrics import holm
-    from .results import Paired
+    from .paired import Paired
 
     rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):

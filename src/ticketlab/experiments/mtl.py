@@ -49,9 +49,11 @@ from torch import Tensor, nn
 from ..batches import TASK, MultiTaskData
 from ..compaction import head_extras
 from ..data.glue import task_dir
+from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, claim_dir, content_key, read_json
-from ..finetune import SELECT, TaskObjective, _params, load_task_model, mean_std, task_objective
+from ..finetune import _params
+from ..finetune_results import mean_std
 from ..masking import MaskConfig
 from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask

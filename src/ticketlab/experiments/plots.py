@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..files import atomic_write_bytes, atomic_write_csv
+from .cells import AVG, Cell, Score, method_label
 from .methods import method_color, report_order
-from .results import AVG, Cell, Score, SweepResults, method_label
+from .tables import SweepResults
 
 DPI = 100
 MARKERS = "osD^vP*Xh"

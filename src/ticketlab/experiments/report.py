@@ -29,10 +29,13 @@ from typing import Any
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_dir, atomic_write_csv, atomic_write_text, mark_output
 from . import plots
+from .cells import AVG, Cell, method_label, stats
+from .paired import MAIN, MASK, Paired
 from .plan import expand
-from .results import AVG, MAIN, MASK, Cell, Paired, SweepResults, load_results, method_label, stats
+from .results import load_results
 from .spec import load_spec, spec_json
 from .store import owner_gone
+from .tables import SweepResults
 
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running run counts as interrupted
 

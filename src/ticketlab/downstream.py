@@ -1,0 +1,398 @@
+"""A downstream task as a training objective: what fine-tuning trains and how it is scored.
+
+No run directory and no config of its own: `finetune` (the verb), task-specific IMP (`api.search`),
+ticket sharing (`experiments.mtl`) and super tickets build on it.
+
+* losses by task kind (`LOSSES`): classification, regression, SQuAD spans;
+* `predict` and the dev evaluation: the task's metrics on every eval split (GLUE style) or SQuAD's
+  best answer spans; `split_dev` cuts a dev set into a part that selects (scores `select_<name>`)
+  and a part that is reported;
+* `task_objective(task, tokenizer, data_dir)`: a task as (dataset, collate_fn, loss_fn, eval_fn,
+  metric), ready for `training.train`;
+* `load_task_model(model, task, seed, mask=...)`: the pre-trained encoder with a fresh seeded head
+  (`reset_head`) and the mask attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .data.features import Features, length_sorted_batches, pad_collate
+from .data.glue import load_features
+from .data.squad import SquadExamples, best_answers, load_squad_features
+from .errors import ConfigError, TicketlabError
+from .masking import MaskConfig, load_mask_onto
+from .metrics import GLUE_METRICS, squad_metrics
+from .modeling import encoder_of, load_model
+from .tasks import TaskSpec, get_task, metric_key
+from .training import CollateFn, EvalFn, LossFn
+
+log = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# --------------------------------------------------------------------------- the task as an objective
+
+
+def forward(model: nn.Module, batch: dict[str, Tensor]) -> Any:
+    """The model's output for the batch's model inputs (labels and bookkeeping columns left out)."""
+    return model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+
+
+def classification_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return F.cross_entropy(forward(model, batch).logits.float(), batch["labels"])
+
+
+def regression_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return F.mse_loss(forward(model, batch).logits.float().squeeze(-1), batch["labels"].float())
+
+
+def span_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    out = forward(model, batch)
+    start = F.cross_entropy(out.start_logits.float(), batch["start_positions"])
+    end = F.cross_entropy(out.end_logits.float(), batch["end_positions"])
+    return (start + end) / 2
+
+
+LOSSES: dict[str, LossFn] = {
+    "classification": classification_loss,
+    "regression": regression_loss,
+    "squad": span_loss,
+}
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    features: Features,
+    collate: CollateFn,
+    batch_size: int,
+    outputs: Callable[[Any], list[Tensor]],
+    per_token: bool = False,
+) -> list[list[np.ndarray]]:
+    """Per-example model outputs in dataset order: `outputs(model_output)` picks (B, ...) tensors.
+
+    With `per_token` they are (B, T) and each row is cut to the example's own length. Batches are
+    length-sorted so that little is spent on padding.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = features.lengths()
+    results: list[list[np.ndarray]] = [[] for _ in range(len(features))]
+    try:
+        for idx in length_sorted_batches(lengths, batch_size):
+            batch = collate([features[i] for i in idx], None)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            tensors = [t.float().cpu().numpy() for t in outputs(forward(model, batch))]
+            for row, i in enumerate(idx):
+                results[i] = [t[row, : lengths[i]] if per_token else t[row] for t in tensors]
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batch_size: int) -> EvalFn:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for split, feats in dev.items():
+            logits = np.stack(
+                [r[0] for r in predict(model, feats, collate, batch_size, lambda o: [o.logits])]
+            )
+            preds = logits[:, 0] if spec.kind == "regression" else logits.argmax(-1)  # (N,)
+            labels = feats.columns["labels"]
+            for m in spec.metrics:
+                out[metric_key(m, split, spec.eval_splits)] = GLUE_METRICS[m](preds, labels)
+        return out
+
+    return evaluate
+
+
+SELECT = "select_"  # prefix of the scores on the selection part of the dev set
+
+
+MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
+
+
+def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
+    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest.
+    Each part needs MIN_SPLIT examples: a score on one example is 0 or 100, and would pick a step or
+    a level (or be reported) on chance alone."""
+    n = len(features)
+    k = round(fraction * n)
+    if min(k, n - k) < MIN_SPLIT:
+        raise ConfigError(
+            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
+            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
+            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return features.subset(sorted(order[:k])), features.subset(sorted(order[k:]))
+
+
+def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
+
+    return evaluate
+
+
+def _squad_eval(
+    examples: SquadExamples,
+    feats: Features,
+    collate: CollateFn,
+    batch_size: int,
+    n_best: int,
+    max_answer_length: int,
+) -> EvalFn:
+    gold = dict(zip(examples.ids, examples.answers, strict=True))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        out = predict(model, feats, collate, batch_size, lambda o: [o.start_logits, o.end_logits], True)
+        answers = best_answers(
+            examples,
+            feats,
+            [r[0] for r in out],
+            [r[1] for r in out],
+            n_best=n_best,
+            max_answer_length=max_answer_length,
+        )
+        return squad_metrics(answers, gold)
+
+    return evaluate
+
+
+@dataclass
+class TaskObjective:
+    """A downstream task as what `training.train` consumes, plus what was read."""
+
+    spec: TaskSpec
+    dataset: Features  # training features (after any --train-samples subset)
+    collate_fn: CollateFn
+    loss_fn: LossFn
+    eval_fn: EvalFn  # model -> {metric key: score}, every eval split
+    metric: str
+    greater_is_better: bool = True
+    n_train: int = 0  # training examples (questions for SQuAD; its windows are len(dataset))
+    n_dev: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # malformed rows left out, per split
+
+
+def _subset(n: int, k: int | None, seed: int) -> list[int] | None:
+    """k of n indices chosen by `seed`, in file order; None when all are used. The first k of one
+    seeded permutation: a smaller k's subset lies inside a larger one's (`experiments.adaptation`)."""
+    if k is None or k >= n:
+        if k is not None:
+            log.warning("train_samples %d >= %d training examples: using all of them", k, n)
+        return None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+    return sorted(order.tolist())
+
+
+def task_objective(
+    task: str | TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    max_length: int | None = None,
+    train_samples: int | None = None,
+    data_seed: int = 0,
+    eval_samples: int | None = None,
+    eval_batch_size: int = 64,
+    metric: str | None = None,
+    doc_stride: int = 128,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    select_fraction: float | None = None,
+    select_seed: int = 0,
+) -> TaskObjective:
+    """Read, tokenize (cached) and wrap a task: train set, collate, loss and the dev evaluation.
+
+    With `select_fraction` the dev set is split (`split_dev`): `eval_fn` scores the rest under the
+    plain metric names and the selection part under `select_<name>`.
+
+    Use it with `load_task_model` and `training.train(model, params, obj.dataset, obj.collate_fn,
+    obj.loss_fn, TrainConfig(..., metric=obj.metric), eval_fn=obj.eval_fn)`.
+    """
+    spec = get_task(task, data_dir)
+    max_length = max_length or spec.max_length
+    metric = metric or spec.main
+    if spec.kind == "squad" and select_fraction is not None:
+        raise ConfigError("select_fraction is for GLUE-style tasks, not SQuAD")
+    common = (
+        spec,
+        tokenizer,
+        data_dir,
+        max_length,
+        (train_samples, data_seed, eval_samples),
+        eval_batch_size,
+        metric,
+    )
+    if spec.kind == "squad":
+        return _squad_objective(*common, (doc_stride, n_best, max_answer_length))
+    return _glue_objective(*common, (select_fraction, select_seed))
+
+
+Sizes = tuple[int | None, int, int | None]  # (train_samples, data_seed, eval_samples)
+
+
+def _squad_objective(
+    spec: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None,
+    max_length: int,
+    sizes: Sizes,
+    eval_batch_size: int,
+    metric: str,
+    squad: tuple[int, int, int],
+) -> TaskObjective:
+    """SQuAD: windows of `max_length` with `doc_stride`; a subset keeps every window of its questions."""
+    (train_samples, data_seed, eval_samples), (doc_stride, n_best, max_answer_length) = sizes, squad
+    train_set, train_ex = load_squad_features(
+        spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
+    )
+    chosen = _subset(len(train_ex), train_samples, data_seed)
+    if chosen is not None:  # keep every window of the chosen questions
+        keep = np.isin(train_set.columns["example_index"], chosen)
+        train_set = train_set.subset(np.flatnonzero(keep).tolist())
+    split = spec.eval_splits[0]
+    dev_set, dev_ex = load_squad_features(
+        spec, data_dir, split, tokenizer, max_length, doc_stride, train=False
+    )
+    if eval_samples is not None and eval_samples < len(dev_ex):
+        dev_ex = dev_ex.head(eval_samples)
+        keep = dev_set.columns["example_index"] < eval_samples
+        dev_set = dev_set.subset(np.flatnonzero(keep).tolist())
+    inputs = pad_collate(tokenizer, columns=MODEL_INPUTS)
+    return TaskObjective(
+        spec=spec,
+        dataset=train_set,
+        collate_fn=pad_collate(tokenizer, columns=(*MODEL_INPUTS, "start_positions", "end_positions")),
+        loss_fn=span_loss,
+        eval_fn=_squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
+        metric=metric,
+        n_train=len(chosen) if chosen is not None else len(train_ex),
+        n_dev={split: len(dev_ex)},
+        skipped={"train": train_ex.skipped, split: dev_ex.skipped},
+    )
+
+
+def _glue_objective(
+    spec: TaskSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: str | os.PathLike | None,
+    max_length: int,
+    sizes: Sizes,
+    eval_batch_size: int,
+    metric: str,
+    select: tuple[float | None, int],
+) -> TaskObjective:
+    """A classification or regression task; with a select fraction, the dev set split in two."""
+    (train_samples, data_seed, eval_samples), (select_fraction, select_seed) = sizes, select
+    train_set, train_ex = load_features(spec, data_dir, "train", tokenizer, max_length)
+    chosen = _subset(len(train_set), train_samples, data_seed)
+    if chosen is not None:
+        train_set = train_set.subset(chosen)
+    dev: dict[str, Features] = {}
+    skipped = {"train": train_ex.skipped}
+    for split in spec.eval_splits:
+        feats, ex = load_features(spec, data_dir, split, tokenizer, max_length)
+        dev[split] = (
+            feats.subset(range(eval_samples)) if eval_samples and eval_samples < len(feats) else feats
+        )
+        skipped[split] = ex.skipped
+    collate = pad_collate(tokenizer, float_labels=spec.kind == "regression")
+    eval_fn = _glue_eval(spec, dev, collate, eval_batch_size)
+    n_dev = {s: len(f) for s, f in dev.items()}
+    if select_fraction is not None:
+        parts = {s: split_dev(f, select_fraction, select_seed) for s, f in dev.items()}
+        eval_fn = _selected_eval(
+            _glue_eval(spec, {s: p[1] for s, p in parts.items()}, collate, eval_batch_size),
+            _glue_eval(spec, {s: p[0] for s, p in parts.items()}, collate, eval_batch_size),
+        )
+        n_dev = {s: len(p[1]) for s, p in parts.items()} | {SELECT + s: len(p[0]) for s, p in parts.items()}
+    return TaskObjective(
+        spec=spec,
+        dataset=train_set,
+        collate_fn=collate,
+        loss_fn=LOSSES[spec.kind],
+        eval_fn=eval_fn,
+        metric=metric,
+        n_train=len(train_set),
+        n_dev=n_dev,
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------- the model
+
+
+# Norm layers a task head may hold (ModernBERT's has a LayerNorm without bias): weight 1, bias 0.
+_NORMS = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
+
+def reset_head(model: nn.Module, seed: int) -> None:
+    """Re-initialise everything outside the encoder (the task head) from `seed`, BERT-style.
+
+    A checkpoint that already carries a head (e.g. one fine-tuned on another task) would otherwise
+    start from it; TAMT §3.3 fine-tunes with a randomly initialised classifier. Biases and norm
+    weights are optional (bias-free heads exist). A head module of another kind is refused: keeping
+    its trained weights would break that rule without a word.
+    """
+    inside = {id(m) for m in encoder_of(model).modules()}
+    gen = torch.Generator().manual_seed(seed)
+    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if id(module) in inside or not any(True for _ in module.parameters(recurse=False)):
+                continue
+            if isinstance(module, nn.Linear):
+                module.weight.copy_(torch.empty(module.weight.shape).normal_(0.0, std, generator=gen))
+            elif not isinstance(module, _NORMS):
+                raise TicketlabError(
+                    f"{type(model).__name__}: cannot re-initialise its task head's {name} "
+                    f"({type(module).__name__}): ticketlab resets Linear and norm layers only"
+                )
+            elif module.weight is not None:
+                module.weight.fill_(1.0)
+            if getattr(module, "bias", None) is not None:  # RMSNorm has none at all
+                module.bias.zero_()
+
+
+def load_task_model(
+    model: str | os.PathLike,
+    task: str | TaskSpec,
+    seed: int = 1,
+    *,
+    mask: str | os.PathLike | None = None,
+    check_hash: bool = True,
+) -> tuple[PreTrainedModel, MaskConfig | None]:
+    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any)."""
+    spec = get_task(task)
+    torch.manual_seed(seed)  # weights missing from the checkpoint (e.g. BERT's pooler after MLM)
+    if spec.kind == "squad":
+        net = load_model(model, head="qa")
+    else:
+        labels = list(spec.labels or ["score"])
+        net = load_model(
+            model,
+            head="seq-cls",
+            num_labels=spec.num_labels,
+            problem_type="regression" if spec.kind == "regression" else "single_label_classification",
+            id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a checkpoint with another task's head
+        )
+    reset_head(net, seed)
+    mask_config = load_mask_onto(net, mask, check_hash=check_hash) if mask is not None else None
+    return net, mask_config

@@ -1,0 +1,144 @@
+"""What one fine-tuning run is asked: its settings, as given and as resolved against the task.
+
+* `FinetuneConfig`: the settings (validated when built; field metadata carries the CLI's help text
+  and says which fields leave the result unchanged: `option(..., result=False)`).
+* `Hyper.of(config, spec)`: the hyper-parameters the run uses, the task's defaults (TAMT Table 1)
+  where the config leaves them open; `fit_doc_stride` fits SQuAD's window overlap to the length.
+* `fingerprint(config, spec)`: what determines the run's result, hashed into its id
+  (`finetune._write_config`) and compared on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .tasks import BUILTIN, TaskSpec
+from .validation import (
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+    not_result,
+    option,
+)
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run. `None` hyper-parameters take the task's defaults (TAMT Table 1)."""
+
+    model: str  # pre-trained model: local dir or hub id
+    task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
+    data_dir: str | None = option(None, "GLUE root or task folder (default: the hub, online)", metavar="DIR")
+    mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
+    seed: int = 1  # head init, dropout, data order
+    lr: PositiveFloat | None = option(None, "peak learning rate")
+    batch_size: PositiveInt | None = option(None, "global batch size")
+    max_length: PositiveInt | None = option(None, "tokens per example (SQuAD: per window)")
+    epochs: PositiveFloat | None = option(None, "passes over the training set")
+    max_steps: PositiveInt | None = option(  # caps ceil(epochs * n_train / batch_size)
+        None, "cap on the number of optimizer steps (quick runs)"
+    )
+    eval_every: PositiveInt | None = option(None, "steps between dev evaluations", metavar="STEPS")
+    train_samples: PositiveInt | None = option(  # data scarcity, TAMT Fig. 9
+        None, "seeded subset of N training examples", metavar="N"
+    )
+    data_seed: int | None = option(None, "seed of that subset (default: the run seed)")
+    eval_samples: PositiveInt | None = option(
+        None, "score only the first N dev examples (not for reporting)", metavar="N"
+    )
+    # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
+    # on 10% of dev and report the other 90%); None: the whole dev set does both.
+    select_fraction: OpenFraction | None = None
+    select_seed: int = 0
+    warmup_ratio: Fraction = option(0.0, "fraction of the steps with a linear warm-up")
+    warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
+    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    grad_accum: PositiveInt = option(1, "micro-batches per optimizer step")
+    metric: str | None = option(None, "metric that picks the best step (default: the task's main metric)")
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision")
+    doc_stride: PositiveInt = option(
+        128, "SQuAD: tokens shared by consecutive context windows (transformers run_qa convention)"
+    )
+    n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
+    max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
+    # result=False: no change to what the run computes, so left out of its fingerprint (`not_result`)
+    eval_batch_size: PositiveInt = option(64, "batch size of dev evaluations", result=False)
+    check_hash: bool = option(
+        True, "apply the mask even if it was found on other weights", flag="--ignore-hash", result=False
+    )
+    save_model: bool = option(False, "also save the fine-tuned weights (zeros in place)", result=False)
+    save_every: PositiveInt | None = option(
+        100, "checkpoint interval (resume point)", metavar="STEPS", result=False
+    )
+    keep_checkpoint: bool = option(False, "keep checkpoint.pt when a run finishes", result=False)
+    progress: bool = option(True, "no progress bar", result=False)
+
+    def __post_init__(self) -> None:
+        check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
+        if self.batch_size is not None and self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw: Any) -> FinetuneConfig:
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The hyper-parameters a run actually uses (config values, else the task's defaults)."""
+
+    lr: float
+    batch_size: int
+    max_length: int
+    epochs: float
+    eval_every: int
+    metric: str
+
+    @classmethod
+    def of(cls, config: FinetuneConfig, spec: TaskSpec) -> Hyper:
+        metric = config.metric or spec.main
+        if metric not in spec.metric_keys():
+            raise ConfigError(f"task '{spec.id}' has no metric '{metric}' (it has {spec.metric_keys()})")
+        return cls(
+            lr=config.lr or spec.lr,
+            batch_size=config.batch_size or spec.batch_size,
+            max_length=config.max_length or spec.max_length,
+            epochs=config.epochs or spec.epochs,
+            eval_every=config.eval_every or spec.eval_every,
+            metric=metric,
+        )
+
+
+def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> FinetuneConfig:
+    """SQuAD windows overlap by doc_stride tokens, which must be fewer than the window's. The default
+    stride (128 of the default 384 tokens) follows a length fitted to a smaller model: a third of it,
+    with one notice; a stride that does not fit a length the user gave is refused before any work."""
+    if spec.kind != "squad" or config.doc_stride < length:
+        return config
+    default = FinetuneConfig.__dataclass_fields__["doc_stride"].default
+    if config.max_length is None and config.doc_stride == default:
+        stride = max(1, length // 3)
+        print(f"note: max_length is {length}: doc_stride is {stride} (default {default})", file=sys.stderr)
+        return config.replace(doc_stride=stride)
+    raise ConfigError(
+        f"doc_stride {config.doc_stride} must be smaller than max_length {length} (SQuAD windows)"
+    )
+
+
+def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
+    """What determines a run's result: the config's result-affecting fields and the task spec."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in not_result(FinetuneConfig)}
+    return {"config": fields, "task": spec.to_dict()}

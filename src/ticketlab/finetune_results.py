@@ -1,0 +1,76 @@
+"""What a fine-tuning run answers: `FinetuneResult` (one seed) and its summary over seeds
+(`summarize`: mean ± std of every metric, by `mean_std`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class FinetuneResult:
+    task: str
+    metric: str  # the metric that picked `best`
+    seed: int
+    best: dict[str, Any]  # the eval record ({"step", every metric}) with the best `metric`
+    final: dict[str, Any]  # the last eval record
+    history: list[dict[str, Any]]
+    steps: int
+    epochs: float  # steps * batch / n_train
+    n_train: int
+    n_dev: dict[str, int]
+    skipped: dict[str, int]
+    sparsity: float  # of the mask's target weights (0 for the full model)
+    mask: str | None
+    train_time_s: float  # optimisation, summed over resumes
+    eval_time_s: float
+    wall_time_s: float  # this invocation
+    resumed_from: int = 0
+    out_dir: str | None = None
+    model_dir: str | None = None
+    selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
+
+    @property
+    def best_score(self) -> float:
+        return float(self.best[self.metric])
+
+    @property
+    def final_score(self) -> float:
+        return float(self.final[self.metric])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FinetuneResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (0 for a single run)."""
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+
+
+def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
+    """Mean ± std over seeds of every metric of the best and of the final eval records."""
+    if not results:
+        raise ValueError("no results to summarise")
+    keys = [k for k in results[0].best if k != "step"]
+    return {
+        "task": results[0].task,
+        "metric": results[0].metric,
+        "mask": results[0].mask,
+        "sparsity": results[0].sparsity,
+        "seeds": [r.seed for r in results],
+        "best": {k: mean_std([r.best[k] for r in results]) for k in keys},
+        "final": {k: mean_std([r.final[k] for r in results]) for k in keys},
+        "train_time_s": sum(r.train_time_s for r in results),
+        "eval_time_s": sum(r.eval_time_s for r in results),
+        "runs": [{k: v for k, v in r.to_dict().items() if k not in ("history",)} for r in results],
+    }
