@@ -90,7 +90,7 @@ class RunDir:
     what: str
     identity: str = "settings.json"
     result: str = "result.json"
-    checkpoint: str = CHECKPOINT
+    checkpoint: str | None = CHECKPOINT  # None: the run's checkpoints are its work's own (a sweep's run)
     lock_in: str = "."  # the folder whose `.lock` the run holds
 
     def __post_init__(self) -> None:
@@ -131,7 +131,7 @@ class RunDir:
     def finish(self, result: Any, *, keep_checkpoint: bool = False) -> None:
         """Write the finished result; its checkpoint is then no longer needed to resume."""
         atomic_write_json(self.file(self.result), result)
-        if not keep_checkpoint:
+        if self.checkpoint is not None and not keep_checkpoint:
             self.file(self.checkpoint).unlink(missing_ok=True)
 
     def forget(self) -> None:
@@ -141,4 +141,5 @@ class RunDir:
     def cleanup(self, names: Iterable[str] = ()) -> list[str]:
         """Delete what ticketlab wrote here (its identity, result, checkpoint and `names`; see
         `files.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
-        return remove_ours(self.path, [self.identity, self.result, self.checkpoint, *names])
+        ours = [self.identity, self.result, self.checkpoint, *names]
+        return remove_ours(self.path, [n for n in ours if n is not None])
