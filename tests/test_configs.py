@@ -328,3 +328,33 @@ def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
     )
     assert not_result(MtlConfig) == ("check_hash", "save_every", "progress")
     assert set(not_result(PretrainConfig)) == {"progress", "max_minutes", "save_every", "compile"}
+
+
+def test_the_sweeps_search_settings_agree_with_the_search_configs():
+    """The sweep's lists of search settings (experiments.methods: kept as lists, as deriving them
+    imports torch where `--help` must not) are the configs' fields: the ones a run's identity leaves
+    out are those marked `result=False` on `SearchConfig` (the sweep sets `progress` itself), and
+    every other one is a field of `SearchConfig` or of the method's config."""
+    import dataclasses
+
+    from ticketlab.api import SearchConfig
+    from ticketlab.experiments import methods
+    from ticketlab.pruning import ImpConfig, TamtConfig
+    from ticketlab.validation import not_result
+
+    names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS
+    assert non_result == set(not_result(SearchConfig)) - {"progress"}
+    assert non_result == {
+        "save_every",
+        "eval_every",
+        "dev_blocks",
+        "eval_batch_size",
+        "no_eval",
+        "keep_checkpoint",
+        "log_every",
+        "cache_dir",
+    }
+    assert training <= names(SearchConfig) | (names(TamtConfig) & names(ImpConfig))
+    assert methods.TAMT_SETTINGS - training <= names(TamtConfig) | {"freeze_head"}  # not train_head
+    assert methods.IMP_SETTINGS - training <= names(ImpConfig)

@@ -374,6 +374,107 @@ def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_d
     assert str(old) in str(e.value) and "\n" not in str(e.value)
 
 
+# --------------------------------------------------------------------------- the stages' run directories
+
+
+def _interrupted(config: MtlConfig, out: Path, monkeypatch) -> Path:
+    """Run the study into `out` and kill it at step 5 (a checkpoint at step 4); the shared stage's
+    directory."""
+    calls, real = [], MultiTaskData.collate
+
+    def dies_at_step_5(*a, **kw):  # one collate per step
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(MultiTaskData, "collate", dies_at_step_5)
+        with pytest.raises(KeyboardInterrupt):
+            run_mtl(config, out)
+    stage = out / f"seed-{config.seeds[0]}" / "mtl"
+    assert (stage / "checkpoint.pt").is_file()
+    return stage
+
+
+def test_interrupted_sharing_with_changed_task_data_is_refused(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    """New bytes at the same data path since the shared training started: its checkpoint was trained
+    on the old ones, so a resume is refused in one line naming the directory and what changed (it
+    went on silently)."""
+    import shutil
+
+    data = tmp_path / "glue"
+    shutil.copytree(glue, data)
+    config = _config(tiny_bert_dir, data, tickets, save_every=2, seeds=[3])
+    stage = _interrupted(config, tmp_path / "out", monkeypatch)
+    train = data / "SST-2" / "train.tsv"
+    train.write_text(train.read_text().replace("\t1\n", "\t0\n", 1))
+    with pytest.raises(ConfigError) as e:
+        run_mtl(config, tmp_path / "out")
+    msg = str(e.value)
+    assert msg.startswith(f"{stage}: the task data at {data / 'SST-2'} changed since this ticket-sharing run")
+    assert "\n" not in msg
+
+
+def test_interrupted_sharing_with_other_settings_is_refused(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    """Its checkpoint and result belong to the first settings (they were taken for the new ones)."""
+    config = _config(tiny_bert_dir, glue, tickets, save_every=2, seeds=[3])
+    stage = _interrupted(config, tmp_path, monkeypatch)
+    with pytest.raises(ConfigError, match="differs in: lr 0.001 -> 0.002") as e:
+        run_mtl(_config(tiny_bert_dir, glue, tickets, save_every=2, seeds=[3], lr=2e-3), tmp_path)
+    assert str(e.value).startswith(f"{stage} holds a ticket-sharing run with other settings")
+
+
+def test_fine_tuning_added_later_reuses_the_shared_stage(tiny_bert_dir, glue, tickets, tmp_path):
+    """The settings of the fine-tuning after sharing are not the shared stage's: adding that stage
+    (or changing its settings) reruns only it."""
+    from safetensors.torch import load_file
+
+    config = _config(tiny_bert_dir, glue, tickets, seeds=[3])
+    shared = run_mtl(config, tmp_path)["ticket-share"]
+    weights = tmp_path / "seed-3" / "mtl" / "weights.safetensors"
+    before = load_file(weights)
+    after = run_mtl(
+        _config(tiny_bert_dir, glue, tickets, seeds=[3], finetune_after=True, finetune_max_steps=2), tmp_path
+    )
+    assert after["ticket-share"] == shared and set(after) == {"ticket-share", "ticket-share+ft"}
+    assert all(torch.equal(before[k], v) for k, v in load_file(weights).items())
+    with pytest.raises(ConfigError, match="differs in: finetune_max_steps 2 -> 3"):
+        run_mtl(
+            _config(tiny_bert_dir, glue, tickets, seeds=[3], finetune_after=True, finetune_max_steps=3),
+            tmp_path,
+        )
+
+
+def test_directories_written_before_they_recorded_their_settings_resume(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    """The layout the code before `RunDir` wrote (no settings.json in a stage's directory; nothing
+    else differs): an interrupted one resumes to the same weights, a finished one returns its
+    result (and records its settings from then on)."""
+    from safetensors.torch import load_file
+
+    config = _config(
+        tiny_bert_dir, glue, tickets, save_every=2, seeds=[3], finetune_after=True, finetune_max_steps=2
+    )
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    summary = run_mtl(config, whole)
+    stage = _interrupted(config, cut, monkeypatch)
+    (stage / "settings.json").unlink()
+    assert run_mtl(config, cut) == summary
+    a, b = (load_file(d / "seed-3" / "mtl" / "weights.safetensors") for d in (whole, cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for old in (whole / "seed-3").glob("*/settings.json"):
+        old.unlink()
+    assert run_mtl(config, whole) == summary
+    # the shared stage's weights are read again; the fine-tunings' rows are done (not run)
+    assert [p.parent.name for p in (whole / "seed-3").glob("*/settings.json")] == ["mtl"]
+
+
 def test_sharing_is_algorithm_1_written_out(tiny_bert_dir, glue, tickets, tmp_path):
     """Pins the run on the training loop bit for bit to Algorithm 1 as a plain loop (ticket
     sharing's own loop before it ran on `training.train`): weights and every dev score. Over an

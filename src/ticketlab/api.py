@@ -155,7 +155,7 @@ class SearchConfig:
         None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
     )
     cache_dir: str | os.PathLike | None = option(
-        None, "tokenized-corpus cache (default ~/.cache/ticketlab)", metavar="DIR"
+        None, "tokenized-corpus cache (default ~/.cache/ticketlab)", metavar="DIR", result=False
     )
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
@@ -175,14 +175,16 @@ class SearchConfig:
     save_at: Sequence[PositiveInt] = option(  # search-cost curves
         (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
     )
-    save_every: PositiveInt = option(100, "checkpoint every N steps")
-    eval_every: PositiveInt | None = option(None, "dev evaluation every N steps (default: at the end only)")
-    dev_blocks: PositiveInt = option(256, "dev blocks for evaluation during the search")
-    eval_batch_size: PositiveInt = option(32, "batch size of dev evaluations")
-    no_eval: bool = option(False, "skip dev evaluation entirely")
-    keep_checkpoint: bool = option(False, "keep run/checkpoint.pt after finishing")
-    log_every: PositiveInt = option(10, "steps between log lines")
-    progress: bool = option(True, "no progress bar")
+    save_every: PositiveInt = option(100, "checkpoint every N steps", result=False)
+    eval_every: PositiveInt | None = option(
+        None, "dev evaluation every N steps (default: at the end only)", result=False
+    )
+    dev_blocks: PositiveInt = option(256, "dev blocks for evaluation during the search", result=False)
+    eval_batch_size: PositiveInt = option(32, "batch size of dev evaluations", result=False)
+    no_eval: bool = option(False, "skip dev evaluation entirely", result=False)
+    keep_checkpoint: bool = option(False, "keep run/checkpoint.pt after finishing", result=False)
+    log_every: PositiveInt = option(10, "steps between log lines", result=False)
+    progress: bool = option(True, "no progress bar", result=False)
 
     def __post_init__(self) -> None:
         check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5

@@ -56,7 +56,7 @@ from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
 from .modeling import fit_max_length, load_config, load_tokenizer
-from .rundir import check_same_run
+from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
 from .training import EvalFn, TrainConfig, make_accelerator, train
 from .validation import check_distinct
@@ -130,9 +130,13 @@ def _check_run_dir(
         _identity(print_, inputs),
         names,
     )
-    if (out / RESULT_FILE).is_file():
-        return FinetuneResult.from_dict(read_json(out / RESULT_FILE, "run result"))
-    return None
+    done = _run_dir(out).finished()
+    return FinetuneResult.from_dict(done) if done is not None else None
+
+
+def _run_dir(out: Path) -> RunDir:
+    """RUN_DIR: its identity is in `config.json` (`_check_run_dir` reads its nested record)."""
+    return RunDir(out, "run", identity=CONFIG_FILE, result=RESULT_FILE)
 
 
 def _identity(fingerprint: Any, inputs: Any) -> dict[str, Any]:
@@ -239,7 +243,7 @@ def _claim(
 ) -> FinetuneResult | None:
     """Claim the run directory; the saved result when this run finished there before."""
     if _is_main():
-        claim_dir(out, kind="fine-tuning run", inputs=_inputs(config))
+        _run_dir(out).claim("fine-tuning run", inputs=_inputs(config))
     done = _check_run_dir(out, print_, config, inputs)
     if done is not None and config.save_model and not (out / MODEL_DIR).is_dir():
         log.warning("%s: finished without --save-model; weights were not kept", out)
@@ -259,9 +263,7 @@ def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
 
 
 def _write_result(out: Path, result: FinetuneResult, *, keep_checkpoint: bool) -> None:
-    atomic_write_json(out / RESULT_FILE, result.to_dict())
-    if not keep_checkpoint:  # the result is written: the checkpoint is no longer needed to resume
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+    _run_dir(out).finish(result.to_dict(), keep_checkpoint=keep_checkpoint)
 
 
 def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:

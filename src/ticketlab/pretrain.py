@@ -57,11 +57,11 @@ from .data.corpus import (
 )
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, check_output, claim_dir, content_key, read_json, remove_ours
+from .files import atomic_dir, atomic_write_json, check_output, content_key, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .pretrain_eval import check_scorable, evaluate_pretraining
-from .rundir import check_same_run, record_or_check
+from .rundir import RunDir, check_same_run
 from .training import (
     CHECKPOINT,
     LOG,
@@ -369,9 +369,10 @@ def pretrain(
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
-    work = claim_dir(out.with_name(out.name + ".work"), kind="pre-training work directory")
+    work_dir = RunDir(out.with_name(out.name + ".work"), "pre-training", identity=SETTINGS, result=RESULT)
+    work = work_dir.claim("pre-training work directory")
     identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size)
-    record_or_check(work / SETTINGS, identity, out=work, kind="pre-training", inputs=PRETRAIN_INPUTS)
+    work_dir.check(identity, PRETRAIN_INPUTS)
     tok = _tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, config.max_length, work)
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
@@ -416,7 +417,7 @@ def pretrain(
     summary = _summary(result, out, steps, entropy, model)
     if result.stopped:  # the checkpoint in `work` is where the next piece starts
         return summary
-    _write_output(model, tok, out, (config, identity), data, summary, work)
+    _write_output(model, tok, out, (config, identity), data, summary, work_dir)
     return summary
 
 
@@ -462,15 +463,15 @@ def _summary(result: TrainResult, out: Path, steps: int, entropy: float, model: 
 
 
 def _write_output(
-    model, tok, out: Path, settings: tuple, data: LMCorpus, summary: PretrainResult, work: Path
+    model, tok, out: Path, settings: tuple, data: LMCorpus, summary: PretrainResult, work_dir: RunDir
 ) -> None:
     """The model, its tokenizer, the log and pretrain.json (config, identity, corpus, result)."""
     config, identity = settings
     with atomic_dir(out, kind="pre-trained model") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if (work / LOG).is_file():
-            shutil.copy(work / LOG, tmp / "pretrain_log.jsonl")
+        if work_dir.file(LOG).is_file():
+            shutil.copy(work_dir.file(LOG), tmp / "pretrain_log.jsonl")
         record = asdict(summary)
         record.pop("cached")
         record.pop("stopped")
@@ -484,9 +485,11 @@ def _write_output(
             },
         )
     # Checkpoints are no longer needed; a file the user put in the work folder stays.
-    kept = remove_ours(work, [CHECKPOINT, LOG, RESULT, SETTINGS, "plan.json", "tokenizer"])
+    kept = work_dir.cleanup([LOG, "plan.json", "tokenizer"])
     if kept:
-        log.warning("%s: kept %s (not written by ticketlab); delete the folder when done", work, kept[0])
+        log.warning(
+            "%s: kept %s (not written by ticketlab); delete the folder when done", work_dir.path, kept[0]
+        )
 
 
 def _tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, work: Path | None):

@@ -1,25 +1,35 @@
-"""A run directory's identity: what a resumable run records when it starts, checked when it is
-started again in the same place.
+"""The run directory: where one resumable run (a search, a fine-tuning, a pre-training, ticket
+sharing's shared training, a sweep's run) keeps its identity, lock, checkpoint and finished result.
 
-A run directory holds one run (a search, a fine-tuning, a pre-training). Started again with the same
-settings and inputs, the run resumes from its checkpoint, or returns its finished result. With other
-settings, or with inputs whose content changed at the same paths (new weights saved over the model),
-it is refused in one line before any work: its checkpoint and result belong to the other run.
+A run directory holds one run. Started again with the same settings and inputs, the run resumes from
+its checkpoint, or returns its finished result. With other settings, or with inputs whose content
+changed at the same paths (new weights saved over the model), it is refused in one line before any
+work: its checkpoint and result belong to the other run.
 
-The identity is a flat mapping: the result-affecting settings, plus the content key of every local
-input (`files.content_key`) under its own name. Directories written before an input's key was
-recorded lack it: not a difference.
+The identity is a flat mapping: the result-affecting settings (a config's fields less those marked
+`result=False`, `validation.not_result`), plus the content key of every local input
+(`files.content_key`) under its own name. Directories written before an input's key (or the whole
+identity) was recorded lack it: not a difference.
+
+`RunDir` is the one handle on such a directory: claim it (`files.claim_dir`), hold it against a
+second process (`files.exclusive`), record or check its identity, read and write its finished
+result, and remove what ticketlab wrote there (`files.remove_ours`). Each user names its own files,
+so the directories written before it keep their layout and resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json, claim_dir, exclusive, lock_holder, read_json, remove_ours
 
+CHECKPOINT = "checkpoint.pt"  # the training loop's (`training.train`)
 START_OVER = "pass another output directory, or delete it to start over"
 
 
@@ -69,3 +79,67 @@ def record_or_check(
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's directory. Its files are named relative to `path` (a search keeps its own under
+    `run/`), and messages name `path` and the run as `what` ("search", "ticket-sharing run")."""
+
+    path: Path
+    what: str
+    identity: str = "settings.json"
+    result: str = "result.json"
+    checkpoint: str | None = CHECKPOINT  # None: the run's checkpoints are its work's own (a sweep's run)
+    lock_in: str = "."  # the folder whose `.lock` the run holds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def claim(
+        self, kind: str, *, inputs: Iterable[str | os.PathLike | None] = (), joins: Iterable[str] = ()
+    ) -> Path:
+        """Refuse a place that is not ours to write (before any work), make it and mark it as an
+        output of `kind`: by the main process only, under several."""
+        return claim_dir(self.path, kind=kind, inputs=inputs, joins=joins)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[RunDir]:
+        """Hold the run's lock for the block: a second process on it is refused in one line."""
+        with exclusive(self.path / self.lock_in, self.what):
+            yield self
+
+    def holder(self) -> str | None:
+        """Who else holds the lock now ("pid N on HOST"), or None."""
+        return lock_holder(self.path / self.lock_in)
+
+    def check(self, now: Mapping[str, Any], inputs: Mapping[str, str], *, write: bool = True) -> None:
+        """The recorded identity checked against `now` (`check_same_run`), or recorded for a new run
+        (`write`: by the main process only, under several)."""
+        record_or_check(
+            self.file(self.identity), now, out=self.path, kind=self.what, inputs=inputs, write=write
+        )
+
+    def finished(self) -> Any | None:
+        """The finished run's result (parsed JSON), or None while there is none."""
+        path = self.file(self.result)
+        return read_json(path, f"{self.what} result") if path.is_file() else None
+
+    def finish(self, result: Any, *, keep_checkpoint: bool = False) -> None:
+        """Write the finished result; its checkpoint is then no longer needed to resume."""
+        atomic_write_json(self.file(self.result), result)
+        if self.checkpoint is not None and not keep_checkpoint:
+            self.file(self.checkpoint).unlink(missing_ok=True)
+
+    def forget(self) -> None:
+        """Drop the finished result, so that the run is done again (its inputs are gone)."""
+        self.file(self.result).unlink(missing_ok=True)
+
+    def cleanup(self, names: Iterable[str] = ()) -> list[str]:
+        """Delete what ticketlab wrote here (its identity, result, checkpoint and `names`; see
+        `files.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
+        ours = [self.identity, self.result, self.checkpoint, *names]
+        return remove_ours(self.path, [n for n in ours if n is not None])

@@ -61,6 +61,7 @@ from .files import (
 )
 from .optim import AdamW
 from .progress import logs_above_bars, progress_bar
+from .rundir import CHECKPOINT
 from .validation import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, check_config
 
 log_ = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ EvalFn = Callable[[nn.Module], dict[str, float]]
 Sampler = Callable[[int], tuple[list[int], int]]
 OptimizerFn = Callable[[Any, "TrainConfig"], torch.optim.Optimizer]  # (params, config) -> optimizer
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 RESULT = "train_result.json"
 

@@ -141,6 +141,8 @@ def structured_random_search(job: SearchJob) -> SearchOutput:
 # `ticketlab search tamt|imp` options a spec may set under `search:` or per method, by their names as
 # fields of `SearchConfig`, `TamtConfig` (freeze_head: not train_head) or `ImpConfig`. The sweep sets
 # the others itself (model, sparsity, steps, out, corpus, seed, save_at, objective, progress).
+# NON_RESULT: `SearchConfig`'s fields marked `result=False`, less `progress` (test_configs pins the
+# two equal; not read from the dataclass here, as `api` imports torch and a spec must not).
 NON_RESULT = frozenset(
     "save_every eval_every dev_blocks eval_batch_size no_eval keep_checkpoint log_every cache_dir".split()
 )

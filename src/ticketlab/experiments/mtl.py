@@ -24,11 +24,14 @@ Optionally each task is then fine-tuned alone from the multi-task weights, still
 Results go to a results store in OUT, one `finetune` row per task and stage (method `ticket-share`
 or `mtl`, and `...+ft`), with the best dev score of the task's main metric (on the report part of
 the dev set with `select_fraction`, at the step the selection part picked). Rerunning resumes from
-the last checkpoint; finished stages are not repeated.
+the last checkpoint; finished stages are not repeated. Each stage's directory is a `rundir.RunDir`
+that records what it depends on (`settings.json`: the settings it reads, the content of the model,
+the tickets and the task data): a rerun with other settings there, or after new bytes were written
+at the same paths, is refused in one line naming the directory and what changed.
 
-    OUT/seed-<s>/mtl/           the loop's directory (checkpoint.pt while running, log.jsonl,
-                                train_result.json), weights.safetensors, result.json (per task)
-    OUT/seed-<s>/ft-<task>/     per-task fine-tuning runs (`training.train` directories)
+    OUT/seed-<s>/mtl/           the loop's directory (settings.json, checkpoint.pt while running,
+                                log.jsonl, train_result.json), weights.safetensors, result.json
+    OUT/seed-<s>/ft-<task>/     per-task fine-tuning runs (`training.train` directories, settings.json)
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from ..compaction import head_extras
 from ..data.glue import task_dir
 from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..errors import ConfigError
-from ..files import atomic_write_bytes, atomic_write_json, claim_dir, content_key, read_json
+from ..files import atomic_write_bytes, atomic_write_json, claim_dir, content_key
 from ..finetune import _params
 from ..finetune_results import mean_std
 from ..masking import MaskConfig
@@ -59,6 +62,7 @@ from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..rundir import RunDir
 from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.io import check_unit_fits, load_unit_mask
@@ -81,7 +85,8 @@ from .supertickets import record_study
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT, WEIGHTS, RESULT = "checkpoint.pt", "weights.safetensors", "result.json"
+WEIGHTS, RESULT = "weights.safetensors", "result.json"
+AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
 
 
 @dataclass
@@ -106,10 +111,12 @@ class MtlConfig:
     eval_samples: PositiveInt | None = option(None, "score only the first N dev examples", metavar="N")
     select_fraction: OpenFraction | None = option(None, "pick best steps on this seeded part of each dev set")
     select_seed: int = option(0, "seed of that part")
-    finetune_after: bool = option(False, "then fine-tune each task alone from the multi-task weights")
-    finetune_lr: PositiveFloat | None = option(None, "default: --lr")
-    finetune_epochs: PositiveFloat | None = option(None, "default: the task's")
-    finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps")
+    finetune_after: bool = option(
+        False, "then fine-tune each task alone from the multi-task weights", **AFTER
+    )
+    finetune_lr: PositiveFloat | None = option(None, "default: --lr", **AFTER)
+    finetune_epochs: PositiveFloat | None = option(None, "default: the task's", **AFTER)
+    finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps", **AFTER)
     check_hash: bool = option(
         True, "apply tickets found on other weights", flag="--ignore-hash", result=False
     )
@@ -141,6 +148,18 @@ class MtlConfig:
     def settings(self) -> dict[str, Any]:
         skip = {"model", "tasks", "tickets", "data_dir", "seeds", *not_result(MtlConfig)}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def identity(self, seed: int, inputs: Mapping[str, str], *, after: bool = False) -> dict[str, Any]:
+        """What one seed's stage computes from (`rundir`): the settings it reads (the shared
+        training not those of the fine-tuning `after` it: adding that stage reuses it), what it
+        reads, and their content keys (`_inputs`)."""
+        later = set() if after else {f.name for f in dataclasses.fields(self) if f.metadata.get("after")}
+        tickets = [str(t) for t in self.tickets] if self.tickets is not None else None
+        reads = {"model": str(self.model), "tasks": list(self.tasks), "tickets": tickets}
+        data = str(self.data_dir) if self.data_dir is not None else None
+        settings = {k: v for k, v in self.settings().items() if k not in later}
+        keys = {f"{k} content": v for k, v in inputs.items()}
+        return {**reads, "data_dir": data, "seed": seed, **settings, **keys}
 
 
 # --------------------------------------------------------------------------- tickets
@@ -363,15 +382,31 @@ def _task_record(record: dict[str, Any], prefix: str) -> dict[str, Any]:
 def train_shared(
     config: MtlConfig, seed: int, out: Path, device: torch.device
 ) -> tuple[MultiTask, list, dict]:
-    """Algorithm 1 for one seed on the training loop (resumable in `out`); returns the model, the
-    tasks and the result. Each step is one task's batch (`MultiTaskData`), and MaskedAdamW updates
-    what that task's ticket holds (`MultiTask.active_step_mask`)."""
-    tokenizer = load_tokenizer(config.model)
-    objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
-    mt = build(config, seed, device)
-    if (out / RESULT).is_file():
-        _load_weights(mt, load_file(out / WEIGHTS))
-        return mt, objs, read_json(out / RESULT, "multi-task result")
+    """Algorithm 1 for one seed on the training loop (resumable in `out`, a `RunDir` of this seed's
+    settings and inputs); returns the model, the tasks and the result. Each step is one task's
+    batch (`MultiTaskData`), and MaskedAdamW updates what that task's ticket holds
+    (`MultiTask.active_step_mask`)."""
+    run_dir = RunDir(out, "ticket-sharing run", result=RESULT)
+    with run_dir.held():
+        _check_stage(run_dir, config, seed)
+        tokenizer = load_tokenizer(config.model)
+        objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
+        mt = build(config, seed, device)
+        if (done := run_dir.finished()) is not None:
+            _load_weights(mt, load_file(out / WEIGHTS))
+            return mt, objs, done
+        return mt, objs, _train_shared(config, seed, run_dir, mt, objs)
+
+
+def _check_stage(run_dir: RunDir, config: MtlConfig, seed: int, *, after: bool = False) -> None:
+    """Refuse a stage's directory that holds a run of other settings or inputs; record a new one's."""
+    keys, where = _inputs(config)
+    names = {f"{k} content": v for k, v in where.items()}
+    run_dir.check(config.identity(seed, keys, after=after), names)
+
+
+def _train_shared(config: MtlConfig, seed: int, run_dir: RunDir, mt: MultiTask, objs: list) -> dict:
+    out = run_dir.path
     data = MultiTaskData([o.dataset for o in objs], [o.collate_fn for o in objs], config.batch_size, seed)
     # The loop finished but this function did not (killed before the weights file): without its
     # result file the loop resumes from its last checkpoint, the final weights, and steps no more.
@@ -399,9 +434,8 @@ def train_shared(
     result = _per_task(run, [_selected(config, o) for o in objs])
     weights = {n: p.detach().cpu().contiguous() for n, p in mt.named_parameters().items()}
     atomic_write_bytes(out / WEIGHTS, save(weights))
-    atomic_write_json(out / RESULT, result)
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return mt, objs, result
+    run_dir.finish(result)
+    return result
 
 
 def _objective(config: MtlConfig, task: str, tokenizer, seed: int) -> TaskObjective:
@@ -422,7 +456,17 @@ def _objective(config: MtlConfig, task: str, tokenizer, seed: int) -> TaskObject
 def finetune_task(
     config: MtlConfig, mt: MultiTask, i: int, obj: TaskObjective, seed: int, out: Path
 ) -> TrainResult:
-    """Task i alone from the multi-task weights, its ticket in force (the paper's + ST fine-tuning)."""
+    """Task i alone from the multi-task weights, its ticket in force (the paper's + ST fine-tuning);
+    resumable in `out`, a `RunDir` of all the settings."""
+    run_dir = RunDir(out, f"fine-tuning of {obj.spec.id} after sharing", result=TRAIN_RESULT)
+    with run_dir.held():
+        _check_stage(run_dir, config, seed, after=True)
+        return _finetune_task(config, mt, i, obj, seed, out)
+
+
+def _finetune_task(
+    config: MtlConfig, mt: MultiTask, i: int, obj: TaskObjective, seed: int, out: Path
+) -> TrainResult:
     model = mt.task_model(i)
     spec = obj.spec
     tc = _train_config(
@@ -483,8 +527,8 @@ def _metrics(
 
 
 def _inputs(config: MtlConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """Content keys of what every row reads (the model, each task's data folder and task file) and
-    what each of them is, for a message."""
+    """Content keys of what every row reads (the model, each task's data folder, task file and
+    ticket) and what each of them is, for a message."""
     paths: dict[str, str | os.PathLike] = {"model": config.model}
     for task in config.tasks:
         spec = get_task(task, config.data_dir)
@@ -492,8 +536,10 @@ def _inputs(config: MtlConfig) -> tuple[dict[str, str], dict[str, str]]:
             paths[f"data {spec.id}"] = task_dir(spec, config.data_dir)
         if task.endswith(".json"):
             paths[f"task {spec.id}"] = task
+    for task, ticket in zip(config.tasks, config.tickets or [], strict=False):
+        paths[f"ticket {get_task(task, config.data_dir).id}"] = ticket
     keys = {k: content_key([p]) for k, p in paths.items()}
-    names = {"model": "the model", "data": "the task data", "task": "the task file"}
+    names = {"model": "the model", "data": "the task data", "task": "the task file", "ticket": "the ticket"}
     where = {k: f"{names[k.split()[0]]} at {p}" for k, p in paths.items()}
     return {k: v for k, v in keys.items() if v is not None}, where
 

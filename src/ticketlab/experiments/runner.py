@@ -13,7 +13,7 @@ keeps the heartbeats of what it submitted, and records what comes back; a worker
 only files. A job killed without a result is submitted again; a rerun adopts the Slurm jobs of a
 coordinator that died and resumes the rest.
 
-A run's directory (`runs/<run>/`) is held by whoever executes it (`exclusive`): a rerun that finds
+A run's directory (`runs/<run>/`, a `RunDir`) is held by whoever executes it: a rerun that finds
 it held by a live process (a worker of a killed coordinator that has not ended yet) waits for it
 instead of failing the run, and a run whose `sweep_result.json` is there (it finished, its
 coordinator died before recording it) is collected from that file, not run again.
@@ -44,7 +44,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, exclusive, lock_holder, read_json
+from ..files import atomic_write_json, read_json
+from ..rundir import RunDir
 from . import adapters
 from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
@@ -54,6 +55,14 @@ from .spec import SweepSpec, spec_json
 from .store import HOST, RunRecord, Store
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
+
+
+def run_dir(sweep_dir: Path, run: Run) -> RunDir:
+    """A run's work directory `runs/<run>/`: its result is `sweep_result.json` ({"id", "config",
+    "metrics"}); its checkpoints are those of the library function it calls, in the same folder."""
+    return RunDir(sweep_dir / "runs" / run.dirname, "sweep run", result=RESULT, checkpoint=None)
+
+
 Log = Callable[[str], None]
 
 
@@ -315,11 +324,12 @@ class Runner:
     def _busy(self, run: Run) -> bool:
         """Whether another live process holds the run's directory (a worker of a coordinator that
         was killed, still running): the run is waited for, not failed; said once."""
-        holder = lock_holder(self.dir / "runs" / run.dirname)
+        work = run_dir(self.dir, run)
+        holder = work.holder()
         if holder is not None and run.id not in self._told_busy:
             self._told_busy.add(run.id)
             self.log(
-                f"    {run.name}: {self.dir / 'runs' / run.dirname} is in use by {holder} (a worker of "
+                f"    {run.name}: {work.path} is in use by {holder} (a worker of "
                 "a sweep that was stopped?); waiting for it to end, then its result is collected "
                 "(end that process to run it here instead)"
             )
@@ -368,7 +378,7 @@ class Runner:
         by_id = {r.id: r for r in self.runs}
         for run_id, rec in self._lost_masks().items():
             run = by_id[run_id]
-            (self.dir / "runs" / run.dirname / RESULT).unlink(missing_ok=True)  # or Work returns it
+            run_dir(self.dir, run).forget()  # or Work returns it
             if self.store.reopen(run.id, finished=rec.finished):  # not if another sweep just re-ran it
                 self.log(f"note: masks of {run.name} are gone: it runs again for the runs that need them")
                 self._lost_hashes[run.id] = _mask_hashes(rec.provenance)
@@ -498,11 +508,12 @@ class Runner:
     def _collect_saved(self, run: Run, result: SweepResult) -> bool:
         """Record a claimed run whose result file is there (it finished, its coordinator died
         before recording it) without launching it again; False: nothing usable there."""
-        saved = self.dir / "runs" / run.dirname / RESULT
+        work = run_dir(self.dir, run)
+        saved = work.file(work.result)
         if not saved.is_file():
             return False
         try:
-            metrics = read_json(saved, "run result")["metrics"]
+            metrics = work.finished()["metrics"]
             provenance = {**self._provenance(run, metrics, 0.0, 0.0), "collected": str(saved)}
             metrics = {k: v for k, v in metrics.items() if k != "history"}
         except Exception:  # e.g. its mask is gone: a worker runs it and reports why
@@ -607,13 +618,12 @@ class Work:
         self.finetune_fn, self.pretrain_eval_fn = finetune_fn, pretrain_eval_fn
 
     def __call__(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
-        work = self.dir / "runs" / run.dirname
-        saved = work / RESULT
-        with exclusive(work, "sweep run"):  # a coordinator seeing it held waits (Runner._busy)
-            if saved.is_file():  # finished earlier but not recorded (killed in between)
-                return read_json(saved, "run result")["metrics"]
-            metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work, mask_dir)
-            atomic_write_json(saved, {"id": run.id, "config": run.config, "metrics": metrics})
+        with run_dir(self.dir, run).held() as work:  # a coordinator seeing it held waits (Runner._busy)
+            done = work.finished()
+            if done is not None:  # finished earlier but not recorded (killed in between)
+                return done["metrics"]
+            metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work.path, mask_dir)
+            work.finish({"id": run.id, "config": run.config, "metrics": metrics})
         return metrics
 
     def in_worker(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
@@ -621,7 +631,7 @@ class Work:
         (a run that raises is failed, not retried: a retry would raise again)."""
         t0, started = time.perf_counter(), time.time()
         where = {"host": HOST, "pid": os.getpid(), "started": started}
-        holder = lock_holder(self.dir / "runs" / run.dirname)
+        holder = run_dir(self.dir, run).holder()
         if holder is not None:  # another process runs it now: the coordinator waits for it
             return {"busy": holder, **where}
         try:

@@ -33,10 +33,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import MARKER, claim_dir, exclusive, temp_dir, to_json
+from ..files import MARKER, temp_dir, to_json
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
-from ..rundir import record_or_check
+from ..rundir import RunDir
 from ..training import (
     CHECKPOINT,
     LOG,
@@ -71,12 +71,15 @@ class SearchObjective:
 
 
 class SearchDir:
-    """Paths and bookkeeping of one search output directory."""
+    """Paths and bookkeeping of one search output directory: a `RunDir` whose own files (identity,
+    lock, checkpoint, training result) are under `run/`, beside the mask it publishes."""
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
         self.run = self.out / "run"
         self.steps = self.out / "steps"
+        files = {"identity": SETTINGS, "result": RESULT, "checkpoint": CHECKPOINT}
+        self.run_dir = RunDir(self.out, "search", **{k: f"run/{v}" for k, v in files.items()}, lock_in="run")
 
     @property
     def finished(self) -> bool:
@@ -84,9 +87,7 @@ class SearchDir:
 
     def check_settings(self, settings: dict[str, Any], is_main: bool = True) -> None:
         """Refuse to resume a run that was started with other settings; record them for a new run."""
-        record_or_check(
-            self.run / SETTINGS, settings, out=self.out, kind="search", inputs=INPUT_KEYS, write=is_main
-        )
+        self.run_dir.check(settings, INPUT_KEYS, write=is_main)
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
@@ -97,9 +98,8 @@ class SearchDir:
         return self.steps / f"step-{step:06d}"
 
     def cleanup(self, keep_checkpoint: bool) -> None:
-        ckpt = self.run / CHECKPOINT
-        if not keep_checkpoint and ckpt.is_file():
-            ckpt.unlink()
+        if not keep_checkpoint:
+            (self.run / CHECKPOINT).unlink(missing_ok=True)
 
 
 def publish_mask(
@@ -241,9 +241,9 @@ def run_search(
     sd = SearchDir(out)
     acc = accelerator or make_accelerator(train_config)
     if acc.is_main_process:
-        claim_dir(sd.out, kind="search", inputs=_inputs(spec, objective, sd.out))
+        sd.run_dir.claim("search", inputs=_inputs(spec, objective, sd.out))
     settings = {**spec.settings, **input_keys(model, objective, spec.targets)}
-    with exclusive(sd.run, "search") if acc.is_main_process else contextlib.nullcontext():
+    with sd.run_dir.held() if acc.is_main_process else contextlib.nullcontext():
         return _run_search(model, objective, spec, train_config, sd, settings, save_at, acc, keep_checkpoint)
 
 
