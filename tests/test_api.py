@@ -123,7 +123,7 @@ def test_configs_refuse_bad_values(tiny_bert_dir, corpus, tmp_path):
 def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
     """The spec's search settings (named as the CLI's options) map onto SearchConfig, TamtConfig
     and ImpConfig: none is dropped, none is unknown."""
-    from ticketlab.experiments.methods import IMP_SETTINGS, TAMT_SETTINGS, SearchJob, search_config
+    from ticketlab.experiments.methods import IMP_SETTINGS, METHODS, TAMT_SETTINGS, SearchJob
 
     given = {
         "max_length": 16, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.1,
@@ -135,11 +135,11 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
-    for objective, names in (("mlm", TAMT_SETTINGS), (None, IMP_SETTINGS)):
+    for method, names in (("tamt-mlm", TAMT_SETTINGS), ("imp", IMP_SETTINGS)):
         job = SearchJob(
             "m", "x", 0.5, 3, 10, [5], {k: given[k] for k in names}, corpus, tmp_path / "m", tmp_path
         )
-        config = search_config(job, objective)
+        config = METHODS[method].configure(job)
         for k in names:
             if k == "freeze_head":
                 assert config.method.train_head is False

@@ -366,7 +366,7 @@ def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path
     from pathlib import Path
 
     from ticketlab.experiments import expand, load_spec
-    from ticketlab.experiments.methods import SearchJob, search_config
+    from ticketlab.experiments.methods import METHODS, SearchJob
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
     with sqlite3.connect(root / "results.sqlite") as db:
@@ -393,6 +393,7 @@ def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path
         mask_dir=tmp_path / "m",
         work_dir=tmp_path / "w",
     )
+    search_config = METHODS["imp"].configure
     assert search_config(job).method.variant == "legacy"
     job.settings["variant"] = "tamt"
     assert search_config(job).method.variant == "tamt" and search_config(job).method.ranking == "local"

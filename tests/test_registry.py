@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import random
 
 import pytest
 from accelerate import Accelerator
 
-from ticketlab.api import SEARCH_METHODS, SearchConfig, SearchMethod, search
-from ticketlab.cli import build_parser
+from sweep_fakes import base_spec_dict
+from ticketlab.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
+from ticketlab.cli import build_parser, main
 from ticketlab.cli.search import search_config
 from ticketlab.errors import ConfigError
-from ticketlab.experiments.methods import METHODS, MethodSpec, method_color, report_order
+from ticketlab.experiments import expand, spec_from_dict
+from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
 from ticketlab.validation import option
 
 
@@ -52,5 +56,154 @@ def test_a_registered_search_method_is_a_search_subcommand(monkeypatch, tmp_path
     assert ran == [config.method]
     with pytest.raises(ConfigError, match="IMP only"):  # a task is for the methods that say so
         SearchConfig(model="m", method=ToyConfig(0.5), steps=3, out=tmp_path / "o", task="sst2")
-    with pytest.raises(ConfigError, match="method must be TamtConfig or ImpConfig or ToyConfig"):
+    with pytest.raises(ConfigError, match="method must be ImpConfig or TamtConfig or ToyConfig"):
         SearchConfig(model="m", method=5, steps=3, out=tmp_path / "o", corpus=["c.txt"])
+
+
+# --------------------------------------------------------------------------- a third search method
+
+WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
+
+
+@dataclasses.dataclass
+class KdMasksConfig:
+    """A third search method, registered by a test: mask training on KD from a random mask, under its
+    own config (TAMT underneath)."""
+
+    sparsity: float
+    targets: str | None = None
+    seed: int = 0
+    alpha: float = option(2.0, "initial score α·φ of the random mask's kept weights")
+
+
+def kd_masks(interrupt_at: list[int]) -> SearchMethod:
+    """The method; its loss raises KeyboardInterrupt at the call numbers in `interrupt_at`."""
+    from ticketlab import api
+    from ticketlab.modeling import load_tokenizer
+    from ticketlab.pruning import TamtConfig, search_tamt
+
+    calls = []
+
+    def run(config: SearchConfig, acc: Accelerator):
+        m = config.method
+        tamt = TamtConfig(
+            m.sparsity, objective="kd", init="random", alpha=m.alpha, seed=m.seed, targets=m.targets
+        )
+        model, _, _ = api._load_mlm_model(config, need_head=False)
+        objective = api._lm_objective(config, load_tokenizer(config.model), acc, "kd", mlm_eval=False)
+        loss = objective.loss_fn
+
+        def flaky(model, batch):
+            calls.append(1)
+            if len(calls) in interrupt_at:
+                raise KeyboardInterrupt
+            return loss(model, batch)
+
+        objective.loss_fn = flaky
+        lr = config.lr or 1e-2
+        options = api._run_options(config, lr, acc)
+        return search_tamt(model, objective, tamt, config.train_config(lr), config.out, **options)
+
+    return SearchMethod(
+        "kd-masks", KdMasksConfig, run, "KD mask training from a random mask", sparse_throughout=True
+    )
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    rng = random.Random(0)
+    path.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(60)) + "\n")
+    return path
+
+
+def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert_dir, corpus, capsys):
+    """Registering a search method is all it takes: `search` runs it, resumes it after an interrupt
+    (its own settings recorded and checked), `ticketlab search NAME` offers it, and a sweep plans,
+    configures and runs it under its name, reports listing it after TAMT in the cycle's next colour."""
+    cut = [5]  # during step 5 of 6: the last checkpoint is step 4
+    method = kd_masks(cut)
+    monkeypatch.setitem(SEARCH_METHODS, method.name, method)  # so that it is removed afterwards
+    assert register_search(method) is SEARCH_METHODS["kd-masks"]
+    common = dict(model=str(tiny_bert_dir), corpus=[corpus], steps=6, max_length=16, batch_size=4)
+    config = SearchConfig(
+        method=KdMasksConfig(0.5), out=tmp_path / "cut", save_every=2, **common, progress=False
+    )
+    with pytest.raises(KeyboardInterrupt):
+        search(config)
+    resumed = search(config)
+    assert resumed.train.resumed_from == 4
+    whole = search(dataclasses.replace(config, out=tmp_path / "whole"))
+    assert resumed.mask == whole.mask and resumed.mask.sparsity == pytest.approx(0.5, abs=1e-3)
+    recorded = json.loads((tmp_path / "cut/run/settings.json").read_text())
+    assert recorded["method"] == "kd-masks" and recorded["alpha"] == 2.0 and "objective" not in recorded
+    with pytest.raises(ConfigError, match="differs in: alpha 2.0 -> 3.0"):
+        search(dataclasses.replace(config, method=KdMasksConfig(0.5, alpha=3.0)))
+
+    # the command line: its options, and the finished search is not repeated
+    flags = ["--model", str(tiny_bert_dir), "--corpus", str(corpus), "--sparsity", "0.5", "--steps", "6"]
+    flags += ["--max-length", "16", "--batch-size", "4", "--no-progress", "--out", str(tmp_path / "cut")]
+    parsed = search_config(build_parser().parse_args(["search", "kd-masks", *flags, "--alpha", "3"]))
+    assert parsed.method == KdMasksConfig(0.5, alpha=3.0) and parsed.steps == 6
+    assert main(["search", "kd-masks", *flags, "--save-every", "2"]) == 0
+    assert "finished before" in capsys.readouterr().out
+
+    # a sweep: its name in a spec, its setting in the run's identity, its config built by the plan
+    assert report_order()[-1] == "kd-masks" and method_color("kd-masks", []) == "C7"
+    assert (
+        METHODS["kd-masks"].settings >= {"alpha", "lr", "targets"}
+        and "ranking" not in METHODS["kd-masks"].settings
+    )
+    d = base_spec_dict(tmp_path / "sweep")
+    d["methods"] = ["full", {"kd-masks": {"alpha": 3.0}}]
+    d["search_curve"] = {"steps": [2], "sparsities": [0.5]}
+    spec = spec_from_dict(d, base_dir=tmp_path / "sweep")
+    runs = [r for r in expand(spec) if r.kind == "search"]
+    assert {r.config["method"] for r in runs} == {"kd-masks"} and len(runs) == 2 * 3  # 2 sparsities, 3 seeds
+    assert all(r.config["settings"]["alpha"] == 3.0 and r.config["save_at"] in ([], [2]) for r in runs)
+    job = SearchJob(
+        str(tiny_bert_dir), "kd-masks", 0.5, 1, 3, [2], {"alpha": 3.0, "max_length": 16, "batch_size": 4},
+        {"train": [str(corpus)]}, tmp_path / "swept", tmp_path / "work",
+    )  # fmt: skip
+    assert METHODS["kd-masks"].configure(job).method == KdMasksConfig(0.5, seed=1, alpha=3.0)
+    cut.clear()
+    out = METHODS["kd-masks"].search(job)
+    assert out.steps == 3 and [i["step"] for i in out.intermediate] == [2]
+
+
+def test_resumable_directories_written_before_the_registry_still_resume():
+    """Search settings as `SearchConfig.settings` wrote them for TAMT and IMP (each with the other's
+    keys as null) are the same run as today's."""
+    from ticketlab.pruning import ImpConfig, TamtConfig
+    from ticketlab.rundir import check_same_run
+
+    tamt = {
+        "method": "tamt", "model": "m", "corpus": ["c.txt"], "dev": None, "dev_fraction": 0.05,
+        "text_column": "text", "max_length": 16, "sparsity": 0.5, "steps": 30, "batch_size": 16,
+        "lr": 2e-05, "warmup_steps": 0, "weight_decay": 0.0, "grad_accum": 1, "max_grad_norm": 1.0,
+        "mixed_precision": "no", "seed": 0, "ranking": "local", "targets": None, "objective": "kd",
+        "init": "omp", "threshold": 0.01, "alpha": 2.0, "freeze_head": False, "head_lr": None,
+        "prune_rate": None, "rewind_to": None, "task": None, "data_dir": None,
+    }  # fmt: skip
+    imp = {
+        "method": "imp", "model": "m", "corpus": None, "dev": None, "dev_fraction": 0.05,
+        "text_column": "text", "max_length": None, "sparsity": 0.5, "steps": 30, "batch_size": 16,
+        "lr": 5e-05, "warmup_steps": 0, "weight_decay": 0.0, "grad_accum": 1, "max_grad_norm": 1.0,
+        "mixed_precision": "no", "seed": 0, "ranking": "global", "targets": None, "objective": None,
+        "init": None, "threshold": None, "alpha": None, "freeze_head": None, "head_lr": None,
+        "prune_rate": 0.1, "rewind_to": None, "task": "sst2", "data_dir": "glue", "variant": "chen",
+        "pooler": False,
+    }  # fmt: skip
+    common = dict(model="m", steps=30, out="/nonexistent/out")
+    now_tamt = SearchConfig(method=TamtConfig(0.5, objective="kd"), corpus=["c.txt"], max_length=16, **common)
+    now_imp = SearchConfig(method=ImpConfig(0.5, variant="chen"), task="sst2", data_dir="glue", **common)
+    check_same_run("out", "search", tamt, now_tamt.settings(2e-5), {})
+    check_same_run("out", "search", imp, now_imp.settings(5e-5), {})
+    with pytest.raises(ConfigError, match="differs in: alpha"):
+        check_same_run(
+            "out",
+            "search",
+            tamt,
+            dataclasses.replace(now_tamt, method=TamtConfig(0.5, objective="kd", alpha=3.0)).settings(2e-5),
+            {},
+        )

@@ -186,7 +186,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from transformers import BertForMaskedLM
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.experiments.methods import SearchJob, search_config
+    from ticketlab.experiments.methods import METHODS, SearchJob
     from ticketlab.masking import current_mask
     from ticketlab.pruning import omp_mask
     from ticketlab.pruning.tamt import prepare_tamt
@@ -203,7 +203,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
         mask_dir=tmp_path / "m",
         work_dir=tmp_path / "w",
     )
-    config = search_config(job, "kd").method
+    config = METHODS["tamt-kd"].configure(job).method
     assert config.init == "random" and config.seed == 4
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     omp = omp_mask(make_model(BertForMaskedLM, tiny_bert_config(), seed=0), 0.7)

@@ -11,6 +11,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.write_report(sweep_dir)                       ticketlab report
     ticketlab.push_mask(mask_dir, "org/repo/sub")           ticketlab push
     ticketlab.register_arch(model_type, ticketlab.Arch(...))  (a family of your own; --targets)
+    ticketlab.register_search(ticketlab.SearchMethod(...))    (a search method of your own:
+                                                              ticketlab search NAME, sweeps, reports)
 
 `ticketlab.finetune` is the function; its module is `import ticketlab.finetune` /
 `importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
@@ -32,6 +34,9 @@ _LAZY = {
     "evaluate_pretraining": "api",
     "prune": "api",
     "search": "api",
+    "SearchMethod": "api",
+    "Preset": "api",
+    "register_search": "api",
     "FinetuneConfig": "finetune",
     "FinetuneResult": "finetune",
     "finetune": "finetune",
@@ -79,10 +84,12 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "ImpConfig",
+    "Preset",
     "PretrainEvalConfig",
     "PruneConfig",
     "PruneResult",
     "SearchConfig",
+    "SearchMethod",
     "SearchResult",
     "TamtConfig",
     "evaluate_pretraining",
@@ -90,6 +97,7 @@ __all__ = [
     "finetune_seeds",
     "load_spec",
     "prune",
+    "register_search",
     "run_sweep",
     "search",
     "spec_from_dict",

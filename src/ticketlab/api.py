@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -202,31 +202,37 @@ class SearchConfig:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
             raise ConfigError("give corpus (text files or saved datasets) to search on")
-        if isinstance(self.method, ImpConfig):  # enough steps for its rounds: said before any work
-            imp_schedule(self.method.sparsity, self.steps, self.method.prune_rate)
+        if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
+            self.search_method.check_steps(self.method, self.steps)
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
 
     @property
+    def search_method(self) -> SearchMethod:
+        """The registered search method (`SEARCH_METHODS`) whose config `method` is."""
+        return next(m for m in SEARCH_METHODS.values() if isinstance(self.method, m.config))
+
+    @property
     def verb(self) -> str:
         """The name of the search method (`SEARCH_METHODS`) whose config `method` is."""
-        return next(name for name, m in SEARCH_METHODS.items() if isinstance(self.method, m.config))
+        return self.search_method.name
 
     def settings(self, lr: float) -> dict[str, Any]:
         """What defines the search (a resumed run must match): the CLI's option names and values,
-        as directories written before this API recorded them."""
-        m, tamt = self.method, isinstance(self.method, TamtConfig)
+        as directories written before this API recorded them; the method's own from its registry
+        entry (`SearchMethod.settings`). A key left out reads as null in a recorded run (`rundir`),
+        so a method records none of another's (directories written then hold them as null)."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
+        method = self.search_method
         return {
-            "method": self.verb,
+            "method": method.name,
             "model": str(self.model),
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
             "dev_fraction": self.dev_fraction,
             "text_column": self.text_column,
             "max_length": self.max_length,
-            "sparsity": m.sparsity,
             "steps": self.steps,
             "batch_size": self.batch_size,
             "lr": lr,
@@ -236,24 +242,10 @@ class SearchConfig:
             "max_grad_norm": self.max_grad_norm,
             "mixed_precision": self.mixed_precision,
             "seed": self.seed,
-            "ranking": m.ranking,
-            "targets": m.targets,
-            "objective": m.objective if tamt else None,
-            "init": m.init if tamt else None,
-            "threshold": m.threshold if tamt else None,
-            "alpha": m.alpha if tamt else None,
-            "freeze_head": (not m.train_head) if tamt else None,
-            "head_lr": m.head_lr if tamt else None,
-            "prune_rate": None if tamt else m.prune_rate,
-            "rewind_to": None if tamt else m.rewind_to,
-            "task": None if tamt else self.task,
-            "data_dir": None if tamt else self.data_dir,
+            **({"task": self.task, "data_dir": self.data_dir} if method.task else {}),
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
-            **({"score_dtype": m.score_dtype} if tamt and m.score_dtype != "float32" else {}),
-            **({"pattern": m.pattern} if tamt and m.pattern is not None else {}),
-            **({"variant": m.variant, "pooler": m.pooler} if not tamt and m.variant != "legacy" else {}),
-            **({"pooler": True} if not tamt and m.variant == "legacy" and m.pooler else {}),
+            **method.settings(self.method),
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
@@ -393,24 +385,116 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 @dataclass(frozen=True)
+class Preset:
+    """A search method under fixed settings, by the name sweeps and reports know it: `tamt-kd` is
+    TAMT on the KD objective."""
+
+    name: str
+    help: str
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # fields of the method's config
+    color: str | None = None  # its colour in figures (matplotlib's); None: the next of the cycle
+
+
+def config_settings(method: Any) -> dict[str, Any]:
+    """A method config's part of a search's identity, by default: every field of it."""
+    return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
+
+
+# eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
+@dataclass(frozen=True, eq=False)
 class SearchMethod:
     """A way to search a mask by training. Registered in `SEARCH_METHODS`, it is what `search` runs
     for a `SearchConfig` whose `method` is a `config`, and `ticketlab search NAME`, whose options
-    are `SearchConfig`'s and the fields of `config` that carry help (`validation.option`)."""
+    are `SearchConfig`'s and the fields of `config` that carry help (`validation.option`). Sweeps
+    and reports know it by its presets' names, in the order of registration
+    (`experiments.methods`)."""
 
     name: str
     config: type  # the method's settings (`TamtConfig`, `ImpConfig`)
     run: Callable[[SearchConfig, Accelerator], SearchResult]
     help: str  # its line in `ticketlab search --help`
     task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
+    # Its config's part of `SearchConfig.settings` (a resumed search must match it).
+    settings: Callable[[Any], dict[str, Any]] = config_settings
+    # Refuses, before any work, a step budget its config cannot use (IMP: fewer steps than rounds).
+    check_steps: Callable[[Any, int], None] | None = None
+    # Its mask is at the target sparsity after every step (TAMT), so the masks saved along one run
+    # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
+    sparse_throughout: bool = False
+    presets: tuple[Preset, ...] = ()  # its names in sweeps; none: itself, under its name
+
+    @property
+    def named(self) -> tuple[Preset, ...]:
+        return self.presets or (Preset(self.name, self.help),)
 
 
+def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
+    return {
+        "sparsity": m.sparsity,
+        "ranking": m.ranking,
+        "targets": m.targets,
+        "objective": m.objective,
+        "init": m.init,
+        "threshold": m.threshold,
+        "alpha": m.alpha,
+        "freeze_head": not m.train_head,
+        "head_lr": m.head_lr,
+        # only when set: directories written before the option existed still resume
+        **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
+        **({"pattern": m.pattern} if m.pattern is not None else {}),
+    }
+
+
+def _imp_settings(m: ImpConfig) -> dict[str, Any]:
+    return {
+        "sparsity": m.sparsity,
+        "ranking": m.ranking,
+        "targets": m.targets,
+        "prune_rate": m.prune_rate,
+        "rewind_to": m.rewind_to,
+        # `legacy` (without `pooler`) is the IMP of directories written before variants existed
+        **({"variant": m.variant, "pooler": m.pooler} if m.variant != "legacy" else {}),
+        **({"pooler": True} if m.variant == "legacy" and m.pooler else {}),
+    }
+
+
+def _imp_steps(m: ImpConfig, steps: int) -> None:
+    imp_schedule(m.sparsity, steps, m.prune_rate)
+
+
+# In report order: IMP before TAMT's objectives, as reports listed them before this registry.
 SEARCH_METHODS: dict[str, SearchMethod] = {
-    "tamt": SearchMethod("tamt", TamtConfig, _search_tamt, "task-agnostic mask training (TAMT)"),
     "imp": SearchMethod(
-        "imp", ImpConfig, _search_imp, "iterative magnitude pruning with rewinding (IMP)", task=True
+        "imp",
+        ImpConfig,
+        _search_imp,
+        "iterative magnitude pruning with rewinding (IMP)",
+        task=True,
+        settings=_imp_settings,
+        check_steps=_imp_steps,
+        presets=(Preset("imp", "iterative magnitude pruning on MLM, rewinding to θ0", color="C3"),),
+    ),
+    "tamt": SearchMethod(
+        "tamt",
+        TamtConfig,
+        _search_tamt,
+        "task-agnostic mask training (TAMT)",
+        settings=_tamt_settings,
+        sparse_throughout=True,
+        presets=(
+            Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
+            Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),
+            Preset("tamt-mlm+kd", "mask training on MLM + KD", {"objective": "mlm+kd"}, "C6"),
+        ),
     ),
 }
+
+
+def register_search(method: SearchMethod) -> SearchMethod:
+    """Add (or replace, in its place) a search method: from then on `search` runs it for its config,
+    `ticketlab search NAME` offers it and sweeps and reports know it by its presets' names."""
+    SEARCH_METHODS[method.name] = method
+    return method
 
 
 def _run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, Any]:

@@ -76,6 +76,35 @@ def option(
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
+def negated(f: dataclasses.Field) -> bool:
+    """A bool that is on by default is switched off by its option (`progress` by `--no-progress`)."""
+    return f.default is True
+
+
+def option_flags(f: dataclasses.Field) -> list[str]:
+    """The command-line spellings of a config field's option, the first one its own."""
+    flag = f.metadata.get("flag") or f"--{'no-' if negated(f) else ''}{f.name.replace('_', '-')}"
+    return [flag] if isinstance(flag, str) else list(flag)
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The name of a field's option, as the CLI's namespace and a sweep spec know it: argparse's
+    own, from its first spelling (`train_head` is `freeze_head`; a renamed field keeps the name its
+    option always had)."""
+    return option_flags(f)[0].lstrip("-").replace("-", "_")
+
+
+def from_options(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `config_cls` given by option `values` (by `option_name`), as keyword arguments:
+    `{"freeze_head": True}` is `train_head=False`. A value that is not a bool is passed on for the
+    config to refuse by its field's name."""
+    fields = {option_name(f): f for f in dataclasses.fields(config_cls)}
+    return {
+        fields[k].name: (not v) if negated(fields[k]) and isinstance(v, bool) else v
+        for k, v in values.items()
+    }
+
+
 def not_result(config_cls: type) -> tuple[str, ...]:
     """The fields of a config dataclass marked `result=False` (`option(..., result=False)`): they do
     not change what a run computes (a progress bar, a checkpoint interval), so a run's identity, which

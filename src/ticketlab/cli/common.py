@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_a
 
 from ..errors import TicketlabError
 from ..modeling import head_of, load_config, load_model, load_tokenizer
-from ..validation import field_types
+from ..validation import field_types, from_options, option_flags, option_name
 
 if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
     from torch import nn
@@ -134,22 +134,6 @@ def sparsity_arg(value: str) -> float:
 # bad value itself, with the message the API gives.
 
 
-def _negated(f: dataclasses.Field) -> bool:
-    """A bool that is on by default is switched off by its flag (`progress` by `--no-progress`)."""
-    return f.default is True
-
-
-def _flags(f: dataclasses.Field) -> list[str]:
-    flag = f.metadata.get("flag") or f"--{'no-' if _negated(f) else ''}{f.name.replace('_', '-')}"
-    return [flag] if isinstance(flag, str) else list(flag)
-
-
-def _dest(f: dataclasses.Field) -> str:
-    """The namespace attribute of a field's option: argparse's own, from its first spelling (so a
-    renamed field keeps the attribute its option always had, e.g. `--ignore-hash`: ignore_hash)."""
-    return _flags(f)[0].lstrip("-").replace("-", "_")
-
-
 def _shape(tp: Any) -> dict[str, Any]:
     """argparse's type / nargs / choices / action for a field annotation: `X | None` is X, a range
     (`Annotated`) is the config's to check, a Literal gives choices, a list nargs='+', a bool a
@@ -201,7 +185,7 @@ def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrid
         f = by_name[name]
         kw = _shape(hints[name])
         meta = {k: f.metadata[k] for k in ("metavar", "choices") if k in f.metadata}
-        kw.update(meta, dest=_dest(f), help=f.metadata.get("help"))
+        kw.update(meta, dest=option_name(f), help=f.metadata.get("help"))
         default = _field_default(f)
         if default is dataclasses.MISSING:
             kw["required"] = True
@@ -209,16 +193,12 @@ def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrid
             kw["default"] = default
         kw.update(overrides.get(name, {}))
         kw["help"] = _help(kw["help"], kw.get("default"))
-        group.add_argument(*_flags(f), **kw)
+        group.add_argument(*option_flags(f), **kw)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, fields: Iterable[str], **given: Any) -> C:
     """`cls` built from the parsed options of `fields` (declared by `add_config_arguments`, or by
     hand under the field's name) and the `given` values, which the verb sets itself and which win."""
     by_name = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for name in fields:
-        f = by_name[name]
-        value = getattr(args, _dest(f))
-        values[name] = (not value) if _negated(f) else value
-    return cls(**{**values, **given})
+    values = {option_name(by_name[name]): getattr(args, option_name(by_name[name])) for name in fields}
+    return cls(**{**from_options(cls, values), **given})

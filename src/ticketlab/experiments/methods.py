@@ -9,24 +9,29 @@ settings it reads (they become part of the run's identity, so changing TAMT's lr
 nothing else), and how a search-cost curve (TAMT Fig. 6) is obtained: masks saved along one run
 (`save_at`) or one run per budget (`budgets`, IMP).
 
-Adding a method to sweeps means one entry here (`register`); a method registered with a `color`
-also takes its place in reports: the tables and figures list such methods first, in the order they
-were registered, each in its colour (`report_order`, `method_color`).
+A search method registered in the library (`api.SEARCH_METHODS`) is a sweep method already: one
+per preset (`tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), plus `NAME-task` where it may search
+on a task (`trained_methods`). Other methods are one entry here (`register`). A method with a
+`color` also takes its place in reports: the tables and figures list such methods first, in the
+order they were registered, each in its colour (`report_order`, `method_color`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError
+from ..validation import from_options, option_name
 
 if TYPE_CHECKING:
+    from ..api import Preset, SearchConfig, SearchMethod
     from ..pruning import ImpConfig
 
 
@@ -150,10 +155,18 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
     "targets".split()
 )
+# What TAMT's and IMP's settings were when they were listed here; `spec_settings` derives them now
+# from the methods' configs (tests pin that it gives these).
 TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
-# not rewind_to: its masks apply to other weights. `variant` absent is "legacy": the IMP the sweeps
-# written before variants existed ran, so their runs keep their ids and what those ids mean.
 IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate", "variant", "pooler"}
+# Options of a search method's config a spec may not give: rewind_to (its masks apply to rewound
+# weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
+# head follows lr, as in the paper).
+NOT_SWEPT = frozenset({"rewind_to", "head_lr"})
+# What a sweep gives a search method unless its spec says otherwise: IMP's `variant` absent is
+# "legacy", the IMP the sweeps written before variants existed ran, so their runs keep their ids
+# and what those ids mean.
+SWEEP_DEFAULTS: dict[str, dict[str, Any]] = {"imp": {"variant": "legacy"}}
 
 
 def _search_output(job: SearchJob) -> SearchOutput:
@@ -175,36 +188,54 @@ def _search_output(job: SearchJob) -> SearchOutput:
     )
 
 
+def _option_names(method: SearchMethod) -> set[str]:
+    return {option_name(f) for f in dataclasses.fields(method.config)}
+
+
+def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozenset[str]:
+    """The settings a spec may give `method` (under `preset`), by their option names: those of
+    TRAINING_SETTINGS it reads (`SearchConfig`'s, and `ranking` / `targets` where its config has
+    them) and its config's documented options, less what the preset fixes and NOT_SWEPT."""
+    from ..api import SearchConfig
+
+    fields = dataclasses.fields(method.config)
+    readers = _option_names(method) | {f.name for f in dataclasses.fields(SearchConfig)}
+    own = {option_name(f) for f in fields if "help" in f.metadata}
+    fixed = {option_name(f) for f in fields if preset is not None and f.name in preset.fixed}
+    return frozenset({n for n in TRAINING_SETTINGS if n in readers} | own) - fixed - NOT_SWEPT
+
+
+def method_config(
+    method: SearchMethod, preset: Preset | None, sparsity: float, seed: int | None, settings: dict[str, Any]
+) -> Any:
+    """`method`'s config in a sweep: its `settings` (option names: `freeze_head`), SWEEP_DEFAULTS
+    under them, the preset's fixed fields and, where the config has one, the search seed."""
+    kw = from_options(method.config, {**SWEEP_DEFAULTS.get(method.name, {}), **settings})
+    seeded = {"seed": seed} if seed is not None and "seed" in _option_names(method) else {}
+    return method.config(sparsity=sparsity, **kw, **seeded, **(preset.fixed if preset else {}))
+
+
 def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
     """A sweep's IMP: without `variant`, `legacy` (the IMP its stored runs were searched with)."""
-    from ..pruning import ImpConfig  # torch: only when a sweep has an IMP method
+    from ..api import SEARCH_METHODS  # torch: only when a sweep has an IMP method
 
-    return ImpConfig(sparsity, **{"variant": "legacy", **settings})
+    return method_config(SEARCH_METHODS["imp"], None, sparsity, None, settings)
 
 
-def search_config(job: SearchJob, objective: str | None = None):
-    """The `ticketlab.search` config of a TAMT (`objective` given) or IMP search job: the spec's
-    settings go to the method's config or to `SearchConfig`, under their CLI option names. A job
-    with a `source` is task-specific IMP (`ticketlab search imp --task`): it reads the task, not the
-    corpus."""
+def search_config(job: SearchJob, method: SearchMethod, preset: Preset | None = None) -> SearchConfig:
+    """The `ticketlab.search` config of a job of `method` (under `preset`): the spec's settings go
+    to the method's config or to `SearchConfig`, under their CLI option names. A job with a `source`
+    searches on that task (`ticketlab search imp --task`), not on the corpus."""
     from ..api import SearchConfig
-    from ..pruning import TamtConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
-    own = lambda *names: {k: settings.pop(k) for k in names if k in settings}  # noqa: E731
+    own = {k: settings.pop(k) for k in _option_names(method) if k in settings}
     seed = job.seed or 0
-    if objective is not None:
-        kw = own("ranking", "targets", "init", "threshold", "alpha", "freeze_head", "score_dtype")
-        freeze = kw.pop("freeze_head", False)  # 'no' is not a bool: TamtConfig refuses it, by name
-        kw["train_head"] = not freeze if isinstance(freeze, bool) else freeze
-        method: TamtConfig | ImpConfig = TamtConfig(job.sparsity, objective=objective, seed=seed, **kw)
-    else:
-        method = sweep_imp(job.sparsity, own("ranking", "targets", "prune_rate", "variant", "pooler"))
     corpus = job.corpus or {}
     task = {"task": job.source["task"], "data_dir": job.source["data"]} if job.source is not None else {}
     return SearchConfig(
         model=job.model,
-        method=method,
+        method=method_config(method, preset, job.sparsity, seed, own),
         steps=job.steps,
         out=job.mask_dir,
         corpus=corpus.get("train"),
@@ -218,15 +249,15 @@ def search_config(job: SearchJob, objective: str | None = None):
     )
 
 
-def trained_search(objective: str | None = None) -> SearchFn:
-    """A TAMT (`objective` given) or IMP search through `ticketlab.search` (resumable: the same OUT);
-    its messages go to `work_dir/search.log`."""
+def trained_search(configure: Callable[[SearchJob], SearchConfig]) -> SearchFn:
+    """A search through `ticketlab.search` of the config `configure` builds for a job (resumable:
+    the same OUT); its messages go to `work_dir/search.log`."""
 
     def run(job: SearchJob) -> SearchOutput:
         from ..api import search
         from .adapters import logged
 
-        config = search_config(job, objective)
+        config = configure(job)
         with logged(job.work_dir / "search.log", f"search {config.verb} -> {job.mask_dir}"):
             search(config)
         return _search_output(job)
@@ -234,76 +265,116 @@ def trained_search(objective: str | None = None) -> SearchFn:
     return run
 
 
-def _trained(
-    name: str,
-    description: str,
-    settings: frozenset[str],
-    curve: Curve,
-    color: str,
-    objective: str | None = None,
-) -> MethodSpec:
+def _trained(method: SearchMethod, preset: Preset | None, **kw: Any) -> MethodSpec:
+    configure = functools.partial(search_config, method=method, preset=preset)
     return MethodSpec(
-        name,
-        trained_search(objective),
-        description,
-        uses_corpus=True,
+        search=trained_search(configure),
         uses_steps=True,
-        settings=settings,
+        settings=spec_settings(method, preset),
         non_result=NON_RESULT,
-        curve=curve,
-        configure=functools.partial(search_config, objective=objective),
-        color=color,
+        configure=configure,
+        **kw,
     )
+
+
+@functools.cache  # per registered entry (identity): a sweep reads its methods often
+def trained_methods(method: SearchMethod) -> tuple[MethodSpec, ...]:
+    """A library search method as sweep methods: one per preset (searched on the corpus) and, where it
+    may search on a task, `NAME-task`, searched on each source task and fine-tuned on every task
+    (Chen et al. §5 Table 3; reported per source task, `imp-task@sst2`: no colour, no curve)."""
+    curve: Curve = "save_at" if method.sparse_throughout else "budgets"
+    specs = [
+        _trained(method, p, name=p.name, description=p.help, uses_corpus=True, curve=curve, color=p.color)
+        for p in method.named
+    ]
+    if method.task:
+        name, on_task = f"{method.name}-task", f"`ticketlab search {method.name} --task`"
+        specs.append(
+            _trained(
+                method,
+                None,
+                name=name,
+                description=f"{method.help} on a source task ({on_task})",
+                per_task=True,
+            )
+        )
+    return tuple(specs)
 
 
 # --------------------------------------------------------------------------- registry
 
-METHODS: dict[str, MethodSpec] = {
-    "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False, color="C0"),
-    "omp": MethodSpec(
-        "omp",
-        one_shot_search,
-        "one-shot magnitude pruning (deterministic: one mask)",
-        seeded=False,
-        settings=ONE_SHOT_SETTINGS,
-        configure=prune_config,
-        color="C1",
-    ),
-    "random": MethodSpec(
-        "random",
-        one_shot_search,
-        "random pruning at the same sparsity",
-        settings=ONE_SHOT_SETTINGS,
-        configure=prune_config,
-        color="C2",
-    ),
-    "st-random": MethodSpec(
-        "st-random",
-        structured_random_search,
-        "random structured ticket: the sparsity of heads and of FFN units pruned",
-        settings=frozenset({"granularity"}),
-    ),
-    # IMP's masks along a run are at lower sparsities: its search-cost curve is one run per budget.
-    "imp": _trained(
-        "imp", "iterative magnitude pruning on MLM, rewinding to θ0", IMP_SETTINGS, "budgets", "C3"
-    ),
-    # Chen et al. §5 Table 3: a ticket found on one task, fine-tuned on every task (no search-cost curve).
-    "imp-task": MethodSpec(
-        "imp-task",
-        trained_search(),
-        "iterative magnitude pruning on a source task (`ticketlab search imp --task`)",
-        uses_steps=True,
-        settings=IMP_SETTINGS,
-        non_result=NON_RESULT,
-        per_task=True,
-        configure=search_config,
-    ),
-    "tamt-mlm": _trained("tamt-mlm", "mask training on MLM", TAMT_SETTINGS, "save_at", "C4", "mlm"),
-    "tamt-kd": _trained("tamt-kd", "mask training on KD (Eq. 6)", TAMT_SETTINGS, "save_at", "C5", "kd"),
-    "tamt-mlm+kd": _trained(
-        "tamt-mlm+kd", "mask training on MLM + KD", TAMT_SETTINGS, "save_at", "C6", "mlm+kd"
-    ),
-}
+
+class Methods(MutableMapping[str, MethodSpec]):
+    """The sweep's methods by name, in report order: its own (the one-shot ones below), then those
+    of the library's search methods (`api.SEARCH_METHODS`, `trained_methods`), read from it on each
+    access so that a search method registered later is a sweep method too, then any `register`ed
+    since. An entry set under a derived name replaces it in its place."""
+
+    def __init__(self, own: dict[str, MethodSpec]):
+        self._own = own
+        self._first = tuple(own)
+
+    def _entries(self) -> dict[str, MethodSpec]:
+        from ..api import SEARCH_METHODS  # torch: only when a sweep or report reads its methods
+
+        own = dict(self._own)
+        found = {k: own.pop(k) for k in self._first if k in own}
+        for method in SEARCH_METHODS.values():
+            for spec in trained_methods(method):
+                if spec.color is None and not spec.per_task:  # a preset without one: the cycle's next
+                    spec = dataclasses.replace(
+                        spec, color=f"C{sum(bool(s.color) for s in found.values()) % 10}"
+                    )
+                found[spec.name] = own.pop(spec.name, spec)
+        return {**found, **own}
+
+    def __getitem__(self, name: str) -> MethodSpec:
+        return self._entries()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries())
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __setitem__(self, name: str, spec: MethodSpec) -> None:
+        self._own[name] = spec
+
+    def __delitem__(self, name: str) -> None:
+        del self._own[name]  # a derived method goes with its search method (`api.SEARCH_METHODS`)
+
+
+# The sweep's own methods, in the order reports list them: those that are not library search
+# methods (the dense model; `ticketlab prune`'s one-shot omp and random; `ticketlab super`'s random
+# structured ticket), so they have no entry in `api.SEARCH_METHODS` to be derived from.
+METHODS: MutableMapping[str, MethodSpec] = Methods(
+    {
+        "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False, color="C0"),
+        "omp": MethodSpec(
+            "omp",
+            one_shot_search,
+            "one-shot magnitude pruning (deterministic: one mask)",
+            seeded=False,
+            settings=ONE_SHOT_SETTINGS,
+            configure=prune_config,
+            color="C1",
+        ),
+        "random": MethodSpec(
+            "random",
+            one_shot_search,
+            "random pruning at the same sparsity",
+            settings=ONE_SHOT_SETTINGS,
+            configure=prune_config,
+            color="C2",
+        ),
+        "st-random": MethodSpec(
+            "st-random",
+            structured_random_search,
+            "random structured ticket: the sparsity of heads and of FFN units pruned",
+            settings=frozenset({"granularity"}),
+        ),
+    }
+)
 
 
 def register(spec: MethodSpec) -> MethodSpec:
