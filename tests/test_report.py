@@ -602,7 +602,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
 @pytest.fixture()
 def drawn(monkeypatch):
     """Every figure a plot function saves, by file name (and still written as a PNG)."""
-    from ticketlab.experiments import plots
+    from ticketlab.experiments import plots, study_figures
 
     figures, save = {}, plots._save
 
@@ -610,7 +610,8 @@ def drawn(monkeypatch):
         figures[path.name] = fig
         save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    for module in (plots, study_figures):  # TAMT's figures and the studies' each save their own
+        monkeypatch.setattr(module, "_save", keep)
     return figures
 
 

@@ -5,8 +5,9 @@ from .launchers import Resources, SubmititLauncher, resources
 from .methods import METHODS, MethodSpec, SearchJob, SearchOutput, register
 from .plan import Run, expand
 from .runner import SweepResult, run_sweep, sweep_status
-from .spec import SweepSpec, load_spec, spec_from_dict
+from .spec import load_spec, spec_from_dict
 from .store import Store
+from .sweep_spec import SweepSpec
 
 __all__ = [
     "METHODS",

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..files import content_key, safe_component
 from .adapters import finetune_non_result
-from .spec import SweepSpec
+from .sweep_spec import SweepSpec
 
 PLAN_VERSION = 1  # in every id's hash; ids without paths are told apart by the store's meta `ids`
 # 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`); 3: the corpus's

@@ -3,104 +3,66 @@
 Each function draws one PNG from a `SweepResults` and returns None, or returns the reason it drew
 nothing (the sweep has no data for it) so the report can say so instead of showing an empty plot.
 matplotlib's object API with the Agg canvas: no display, no global pyplot state.
+
+What the figures share (saving, panels, bands, the floor line) is `figure_kit.py`; the figures of
+the other studies (Liang et al. Fig. 4, Chen et al. Table 3, mask initialisation) are
+`study_figures.py`. `FIGURES` and `STUDY_FIGURES` list them all for the report.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import math
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..files import atomic_write_bytes, atomic_write_csv
-from .cells import AVG, Cell, Score, method_label
+from ..files import atomic_write_csv
+from .cells import AVG, Cell, method_label
+from .figure_kit import (
+    DPI,
+    FLOOR_LABEL,
+    MARKERS,
+    _at_main_size,
+    _band,
+    _common_tasks,
+    _curves,
+    _floor_line,
+    _full_line,
+    _legend,
+    _panels,
+    _save,
+    _series_row,
+    _task_floor,
+    _task_title,
+    pct,
+)
 from .methods import method_color, report_order
+from .study_figures import TICKET_COLORS, mask_init, phase_transition, transfer_matrix
 from .tables import SweepResults
 
-DPI = 100
-MARKERS = "osD^vP*Xh"
-
-
-def pct(s: float) -> str:
-    return f"{round(s * 100, 4):g}%"
-
-
-def _panels(n: int, width: float = 4.0, height: float = 3.2, ncols: int = 4):
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
-    return fig, axes
-
-
-def _save(fig: Figure, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _band(ax, xs, cells: list[Cell], c: str, label: str, marker: str = "o") -> None:
-    means = [x.mean for x in cells]
-    ax.plot(xs, means, marker=marker, color=c, label=label, ms=4)
-    if len(xs) == 1 and cells[0].n > 1:  # a band over one x has no width: a bar instead
-        ax.errorbar(xs, means, yerr=[cells[0].std], color=c, capsize=3, lw=1)
-    elif any(x.n > 1 for x in cells):
-        ax.fill_between(
-            xs, [x.mean - x.std for x in cells], [x.mean + x.std for x in cells], color=c, alpha=0.15
-        )
-
-
-def _full_line(ax, full: Cell | None, methods: list[str]) -> None:
-    if full is None:
-        return
-    c = method_color("full", methods)
-    ax.axhline(full.mean, ls="--", color=c, label="full", lw=1.2)
-    if full.n > 1:
-        ax.axhspan(full.mean - full.std, full.mean + full.std, color=c, alpha=0.1)
-
-
-FLOOR_LABEL = "constant predictor"
-
-
-def _floor_line(ax, floor: float | None) -> None:
-    """The score of predicting one label for every dev example: a method on this line learnt nothing."""
-    if floor is not None:
-        ax.axhline(floor, ls=":", color="dimgray", lw=1.2, label=FLOOR_LABEL)
-
-
-def _task_floor(res: SweepResults, task: str) -> float | None:
-    return res.floor(res.tasks) if task == AVG else res.floor([task])
-
-
-def _task_title(res: SweepResults, task: str) -> str:
-    return "average over tasks" if task == AVG else f"{task} ({res.metric_of.get(task, 'score')})"
-
-
-def _legend(fig: Figure, axes) -> None:
-    handles, labels = {}, []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    if handles:
-        fig.legend([handles[lab] for lab in labels], labels, loc="outside right upper", fontsize="small")
+__all__ = [
+    "DPI",
+    "FIGURES",
+    "FLOOR_LABEL",
+    "MARKERS",
+    "STUDY_FIGURES",
+    "TICKET_COLORS",
+    "distance_from_omp",
+    "mask_init",
+    "pct",
+    "phase_transition",
+    "pretrain_loss_vs_score",
+    "score_vs_sparsity",
+    "score_vs_train_size",
+    "search_cost",
+    "similarity",
+    "transfer_matrix",
+]
 
 
 # --------------------------------------------------------------------------- Fig. 3
-
-
-def _series_row(method: str, task: str, sparsity: float, c: Cell) -> dict:
-    """One drawn point and its band, mean ± sample std over the n runs (std 0 for one run)."""
-    what = {"method": method, "task": task, "sparsity": sparsity, "n": c.n}
-    return what | {"mean": c.mean, "std": c.std, "lower": c.mean - c.std, "upper": c.mean + c.std}
 
 
 def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
@@ -141,10 +103,6 @@ def score_vs_sparsity(res: SweepResults, path: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- Fig. 5
-
-
-def _at_main_size(res: SweepResults) -> list[Score]:
-    return [s for s in res.scores if s.train_size == res.main_size.get(s.task)]
 
 
 def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
@@ -199,24 +157,6 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- Fig. 6
-
-
-def _curves(res: SweepResults) -> dict[tuple[str, float], dict[int, list[tuple]]]:
-    """(method, sparsity) -> search steps -> masks (search id, step), where there are >=2 step counts."""
-    masks = {s.mask: s for s in _at_main_size(res) if s.search is not None and s.search_steps}
-    by: dict[tuple, dict[int, list[tuple]]] = defaultdict(lambda: defaultdict(list))
-    for mask, s in masks.items():
-        by[(s.method, s.sparsity)][s.search_steps].append(mask)
-    return {k: v for k, v in by.items() if len(v) >= 2}
-
-
-def _common_tasks(res: SweepResults, masks: set[tuple]) -> list[str]:
-    tasks_of: dict[tuple, set[str]] = defaultdict(set)
-    for s in _at_main_size(res):
-        if s.mask in masks:
-            tasks_of[s.mask].add(s.task)
-    common = set.intersection(*tasks_of.values()) if tasks_of else set()
-    return [t for t in res.tasks if t in common]
 
 
 def search_cost(res: SweepResults, path: Path) -> str | None:
@@ -445,152 +385,6 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
         ax.grid(alpha=0.3)
     _legend(fig, axes)
     _save(fig, path)
-    return None
-
-
-# --------------------------------------------------------------------------- Liang et al. Fig. 4
-
-TICKET_COLORS = {"st-winning": "C0", "st-random": "C1", "st-losing": "C2"}  # the paper's blue/orange/green
-
-
-def phase_transition(res: SweepResults, path: Path) -> str | None:
-    """Score vs level (fraction of heads and FFN units pruned) of winning, random and losing structured
-    tickets, mean ± std over seeds, with the full model's band and each seed's super ticket."""
-    from .supertickets import super_picks
-
-    cells = res.cells()
-    tasks = [t for t in res.tasks if any(m in TICKET_COLORS and k == t for m, _, k in cells)]
-    if not tasks:
-        return "no structured tickets in this store (`ticketlab super` makes them)"
-    picks = super_picks(list(res.records.values()))
-    fig, axes = _panels(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        full = cells.get(("full", 0.0, task))
-        if full is not None:  # black: blue is the winning tickets'
-            ax.axhline(full.mean, ls="--", color="black", lw=1.2, label="full model")
-            ax.axhspan(full.mean - full.std, full.mean + full.std, color="black", alpha=0.08)
-        for m, c in TICKET_COLORS.items():
-            xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
-            if xs:
-                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], c, m.removeprefix("st-"))
-        mine = [p for (t, _), p in picks.items() if t == task]
-        if mine:
-            xs, ys = [100 * p.level for p in mine], [p.score for p in mine]
-            star = {"marker": "*", "s": 140, "color": "gold", "edgecolor": "black", "zorder": 5}
-            ax.scatter(xs, ys, label="super ticket (per seed)", **star)
-        _floor_line(ax, res.floor([task]))
-        ax.set(title=_task_title(res, task), xlabel="heads and FFN units pruned (%)", ylabel="dev score")
-        ax.set_xlim(0, 100 * max(res.sparsities()) + 5)
-        ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    _save(fig, path)
-    return None
-
-
-# --------------------------------------------------------------------------- Chen et al. Table 3
-
-
-def transfer_matrix(res: SweepResults, path: Path) -> str | None:
-    """The transfer matrix per sparsity: a ticket found on each source task (rows; "mlm": the MLM-IMP
-    ticket) fine-tuned on each target (columns). Colour: the difference to the full model on the
-    target in units of the full model's std; text: mean ± std, n runs, a star where it wins."""
-    import numpy as np
-
-    cells = res.transfer()
-    if not cells:
-        return "no task-specific tickets (add `imp-task` to the methods)"
-    sparsities = sorted({c.sparsity for c in cells})
-    targets = [t for t in res.tasks if any(c.target == t for c in cells)]
-    sources = list(dict.fromkeys(c.source for c in cells))
-    fig, axes = _panels(len(sparsities), width=1.7 * len(targets) + 1.5, height=0.8 * len(sources) + 1.2)
-    for ax, sp in zip(axes, sparsities, strict=True):
-        at = {(c.source, c.target): c for c in cells if c.sparsity == sp}
-        rows = [src for src in sources if any(k[0] == src for k in at)]
-        grid = np.full((len(rows), len(targets)), np.nan)
-        for (src, tgt), c in at.items():
-            if c.delta_std is not None:
-                grid[rows.index(src), targets.index(tgt)] = c.delta_std
-        vmax = max(3.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 3.0
-        im = ax.imshow(grid, cmap="RdBu", vmin=-vmax, vmax=vmax, aspect="auto")
-        fig.colorbar(im, ax=ax, label="difference to the full model (its std)")
-        for (src, tgt), c in at.items():
-            star = " ★" if c.winning else ""
-            text = f"{c.cell.mean:.1f} ± {c.cell.std:.1f}{star}\nn={c.cell.n}"
-            dark = c.delta_std is not None and abs(c.delta_std) > 0.6 * vmax  # legible on deep colours
-            ax.text(targets.index(tgt), rows.index(src), text, ha="center", va="center", fontsize=8,
-                    color="white" if dark else "black")  # fmt: skip
-        ax.set_xticks(range(len(targets)), targets)
-        ax.set_yticks(range(len(rows)), rows)
-        ax.set(title=f"IMP tickets at {pct(sp)}: source (rows) → target", xlabel="target task")
-    _save(fig, path)
-    return None
-
-
-# --------------------------------------------------------------------------- mask initialisation
-
-
-def _variant_groups(res: SweepResults) -> dict[str, list[str]]:
-    """Base method -> its labels in the sweep, where a variant (`tamt-kd/random-init`) runs beside
-    another label of the same method."""
-    from .methods import base_method
-
-    groups: dict[str, list[str]] = defaultdict(list)
-    for m in res.methods:
-        groups[base_method(m)].append(m)
-    return {b: ms for b, ms in groups.items() if len(ms) > 1 and any(m != b for m in ms)}
-
-
-def mask_init(res: SweepResults, path: Path) -> str | None:
-    """Liu et al. §4.2.4: for a method run under two labels (TAMT from OMP and from a random mask),
-    the dev score (avg over tasks) and the pre-training losses vs search steps, mean ± std over masks
-    (n per point in the CSV)."""
-    groups = _variant_groups(res)
-    curves = {k: v for k, v in _curves(res).items() if any(k[0] in ms for ms in groups.values())}
-    losses: dict[tuple[str, float], dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for key, p in res.pretrain_losses().items():
-        if key[0] is not None and p["search_steps"]:
-            losses[(p["method"], p["sparsity"])][p["search_steps"]].append(p)
-    panels = sorted({(b, s) for b, ms in groups.items() for (m, s) in [*curves, *losses] if m in ms})
-    if not panels:
-        return "no method is swept under two labels (`tamt-kd` and `tamt-kd/random-init`)"
-    keys = sorted(
-        {k for v in losses.values() for ps in v.values() for p in ps for k in p if k.endswith("_loss")}
-    )
-    tasks = _common_tasks(res, {m for v in curves.values() for ms in v.values() for m in ms})
-    per_mask = res.mask_scores(_at_main_size(res), tasks) if tasks else {}
-    fig, axes = _panels(len(panels) * (1 + len(keys)), ncols=1 + len(keys))
-    rows = []
-    for i, (base, sp) in enumerate(panels):
-        row_axes = axes[i * (1 + len(keys)) : (i + 1) * (1 + len(keys))]
-        for m in groups[base]:
-            c = method_color(m, res.methods)
-            by_steps = curves.get((m, sp), {})
-            steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
-            cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
-            _band(row_axes[0], steps, cells, c, m)
-            rows += [
-                {**_series_row(m, AVG, sp, x), "y": "score", "search_steps": k}
-                for k, x in zip(steps, cells, strict=True)
-            ]
-            for ax, key in zip(row_axes[1:], keys, strict=True):
-                at = losses.get((m, sp), {})
-                ls = sorted(n for n in at if any(key in p for p in at[n]))
-                cells = [Cell([p[key] for p in at[n] if key in p], []) for n in ls]
-                _band(ax, ls, cells, c, m)
-                rows += [
-                    {**_series_row(m, AVG, sp, x), "y": key, "search_steps": n}
-                    for n, x in zip(ls, cells, strict=True)
-                ]
-        row_axes[0].set(
-            title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"avg score ({', '.join(tasks)})"
-        )
-        for ax, key in zip(row_axes[1:], keys, strict=True):
-            ax.set(title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"dev {key}")
-        for ax in row_axes:
-            ax.grid(alpha=0.3)
-    _legend(fig, axes)
-    _save(fig, path)
-    atomic_write_csv(path.with_suffix(".csv"), rows)
     return None
 
 

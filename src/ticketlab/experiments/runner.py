@@ -51,8 +51,9 @@ from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
 from .launchers import Handle, Outcome, SubmititLauncher
 from .methods import METHODS, MethodSpec, SearchJob, base_method
 from .plan import Run, expand, ids_outdated, input_keys, pct, rekey_store
-from .spec import SweepSpec, spec_json
+from .spec import spec_json
 from .store import HOST, RunRecord, Store
+from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
 

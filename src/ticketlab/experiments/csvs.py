@@ -1,0 +1,99 @@
+"""The report's CSV tables (`write_csvs`): results.csv (every cell, curves included, with run ids),
+winning_tickets.csv, transfer.csv (when there are task-specific tickets), paired.csv and
+pretrain_losses.csv, from a `SweepResults`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..files import atomic_write_csv
+from .cells import AVG, Cell
+from .paired import MAIN
+from .sections import size
+from .tables import SweepResults
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _cell_row(c: Cell) -> dict:
+    return {
+        "n": c.n,
+        "mean": _num(c.mean),
+        "std": _num(c.std),
+        "min": _num(min(c.values)),
+        "max": _num(max(c.values)),
+        "run_ids": " ".join(c.run_ids),
+    }
+
+
+def write_csvs(res: SweepResults, out: Path) -> None:
+    """results.csv (every cell, curves included), winning_tickets.csv, pretrain_losses.csv."""
+    groups: dict[tuple, list] = {}
+    for s in res.scores:
+        key = (s.method, s.sparsity, s.task, s.train_size, s.search_steps, res.is_main(s))
+        groups.setdefault(key, []).append(s)
+    rows = []
+    for (m, sp, t, n, steps, main), v in groups.items():
+        what = {"method": m, "sparsity": sp, "task": t, "metric": res.metric_of.get(t, "")}
+        what |= {"train_size": n, "search_steps": steps, "grid": "main" if main else "curve"}
+        rows.append(what | _cell_row(Cell([x.value for x in v], [x.id for x in v])))
+    for (m, sp, t), c in res.cells().items():
+        if t == AVG:
+            what = {"method": m, "sparsity": sp, "task": AVG, "metric": "", "train_size": None}
+            rows.append(what | {"search_steps": None, "grid": "main"} | _cell_row(c))
+    atomic_write_csv(out / "results.csv", rows)
+
+    wins = [
+        {
+            "method": x.method,
+            "task": x.task,
+            "winning_sparsity": x.reason if x.reason is not None else x.sparsity,
+            "mean": _num(x.cell and x.cell.mean),
+            "std": _num(x.cell and x.cell.std),
+            "full_mean": _num(x.full and x.full.mean),
+            "full_std": _num(x.full and x.full.std),
+            "constant_predictor": _num(res.floors.get(x.task)),
+            "run_ids": " ".join(x.cell.run_ids) if x.cell else "",
+        }
+        for x in res.winning_tickets()
+    ]
+    atomic_write_csv(out / "winning_tickets.csv", wins)
+
+    transfer = [
+        {"source": c.source, "target": c.target, "sparsity": c.sparsity}
+        | _cell_row(c.cell)
+        | {
+            "full_mean": _num(c.full and c.full.mean),
+            "full_std": _num(c.full and c.full.std),
+            "delta_std": _num(c.delta_std),
+            "winning": c.winning,
+        }
+        for c in res.transfer()
+    ]
+    if transfer:
+        atomic_write_csv(out / "transfer.csv", transfer)
+    comps = res.comparisons()
+    sized = any(c.train_size != MAIN for c in comps)  # a data curve's: a column for the size
+    paired = [
+        {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "unit": c.unit, "n": c.n}
+        | ({"train_size": c.train_size if c.train_size == MAIN else size(c.train_size)} if sized else {})
+        | {"masks_a": c.masks[0], "masks_b": c.masks[1]}
+        | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "se_diff": _num(c.se), "df": _num(c.df)}
+        | {"p_paired_t": _num(c.p)}
+        | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
+        | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
+        | {"verdict": c.verdict, "units": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
+        for c in comps
+    ]
+    atomic_write_csv(out / "paired.csv", paired)
+
+    losses = res.pretrain_losses().values()
+    keys = sorted({k for v in losses for k in v if k.endswith("_loss")})
+    fields = ("method", "sparsity", "achieved_sparsity", "mask_seed", "search_steps")
+    atomic_write_csv(
+        out / "pretrain_losses.csv",
+        [{k: p[k] for k in fields} | {k: p.get(k) for k in keys} | {"run_id": p["id"]} for p in losses],
+    )

@@ -1,0 +1,389 @@
+"""The report's markdown sections, one function per table of `report.md`: the main table (also as
+plain text for terminals), winning tickets, super tickets, the transfer matrix, paired comparisons,
+the data-scarcity table, pre-training losses, the loss along a search and the search cost.
+
+Each takes a `SweepResults` and, where its numbers get footnotes, a `Footnotes` (the run ids behind
+each number); `report._markdown` puts them together with the figures.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .cells import AVG, Cell, method_label, stats
+from .paired import MAIN, MASK, Paired
+from .tables import SweepResults
+
+
+def fmt(cell: Cell | None, digits: int = 1) -> str:
+    if cell is None:
+        return "—"
+    if cell.n > 1:
+        return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
+    return f"{cell.mean:.{digits}f}"
+
+
+def pct(s: float) -> str:
+    return f"{round(s * 100, 4):g}%"
+
+
+def size(n: int | None) -> str:
+    return "all" if n is None else str(n)
+
+
+class Footnotes:
+    """Markdown footnotes listing the run ids behind each number; the number says how many runs."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def __call__(self, cell: Cell | None, digits: int = 1) -> str:
+        if cell is None:
+            return "—"
+        self.notes.append(", ".join(cell.run_ids))
+        return f"{fmt(cell, digits)} (n={cell.n})[^{len(self.notes)}]"
+
+    def render(self) -> str:
+        return "\n".join(f"[^{i}]: runs {ids}" for i, ids in enumerate(self.notes, 1))
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def main_rows(res: SweepResults, cell_text) -> tuple[list[str], list[list[str]]]:
+    """The main table: one row per method and sparsity, one column per task and the average."""
+    cells = res.cells()
+    cols = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
+    header = ["method", "sparsity"] + [
+        "avg" if t == AVG else f"{t} ({res.metric_of.get(t, '?')})" for t in cols
+    ]
+    rows = []
+    for m in res.methods:
+        for s in [0.0] if m == "full" else res.sparsities(m):
+            if any((m, s, t) in cells for t in cols):
+                rows.append(
+                    [m, "0%" if m == "full" else pct(s), *(cell_text(cells.get((m, s, t))) for t in cols)]
+                )
+    return header, rows
+
+
+def main_table_text(res: SweepResults) -> str:
+    """The main table as aligned plain text, for terminals (`ticketlab demo` prints it)."""
+    header, rows = main_rows(res, fmt)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(
+            x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(r, widths, strict=True))
+        )
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def floor_note(res: SweepResults) -> list[str]:
+    """The constant predictor's score per task, and the tasks where the full model has not left it."""
+    tasks = [t for t in res.tasks if t in res.floors]
+    if not tasks:
+        return []
+    cells = res.cells()
+    flat = [t for t in res.tasks if res.at_floor(t, cells.get(("full", 0.0, t)))]
+    text = (
+        "A constant predictor (one label for every dev example, the best such label) scores "
+        + ", ".join(f"{t} {res.floors[t]:.1f}" for t in tasks)
+        + "."
+    )
+    if flat:
+        text += (
+            f" On {', '.join(flat)} the full model is within one std of that floor: it learnt (almost) "
+            "nothing at this budget, so these columns cannot rank the masks, and no ticket is called "
+            "winning there."
+        )
+    return [text, ""]
+
+
+def winning_section(res: SweepResults, note) -> str:
+    wins = res.winning_tickets()
+    if not wins:
+        return "_No pruned-model results yet._"
+    cols = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
+    by = {(w.method, w.task): w for w in wins}
+    rows = []
+    for m in [m for m in res.methods if m != "full"]:
+        row = [m]
+        for t in cols:
+            w = by.get((m, t))
+            if w is None or w.full is None:
+                row.append("n/a")
+            elif w.reason is not None:
+                row.append(w.reason)  # "floor" or "one run": no verdict
+            elif w.sparsity is None:
+                row.append("none")
+            else:
+                row.append(f"{pct(w.sparsity)} ({note(w.cell)})")
+        rows.append(row)
+    full = [note(by[(next(m for m in res.methods if m != "full"), t)].full) for t in cols]
+    return "\n".join(
+        [
+            "Highest sparsity at which each method still finds a winning ticket (Chen et al. 2020): its mean "
+            "score is at least the full model's mean minus one standard deviation of the full model's runs "
+            "(sample std over its fine-tuning seeds; for the average, over the per-seed task averages). "
+            "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with; "
+            "'floor': the full model is within one std of a constant predictor (no verdict; on the average "
+            "when any of its tasks is); 'one run': the full model or the ticket has a single run, so no std "
+            "to judge by (no verdict). "
+            "In brackets: the method's score there.",
+            "",
+            table(["method", *("avg" if t == AVG else t for t in cols)], [["full model", *full], *rows]),
+        ]
+    )
+
+
+def super_section(res: SweepResults, note) -> str | None:
+    """Super tickets (Liang et al. 2021), when the store has structured tickets: per task the full
+    model, the super ticket (mean ± std over seeds of each seed's pick) and the levels picked."""
+    from .supertickets import super_picks
+
+    picks = super_picks(list(res.records.values()))
+    if not picks:
+        return None
+    cells, rows = res.cells(), []
+    for task in dict.fromkeys(t for t, _ in picks):
+        mine = [p for (t, _), p in sorted(picks.items()) if t == task]
+        chosen = Cell([p.score for p in mine], [p.run_id or "?" for p in mine])
+        levels = ", ".join(f"{pct(p.level)} (seed {p.seed})" for p in mine)
+        rows.append([task, note(cells.get(("full", 0.0, task))), note(chosen), levels])
+    return "\n".join(
+        [
+            "The super ticket of a seed is its winning ticket with the best score on the selection part "
+            "of the dev set (a seeded 10%); every score here, the full model's included, is on the other "
+            "part, at the training step the selection part picked.",
+            "",
+            table(["task", "full model", "super ticket", "levels picked"], rows),
+        ]
+    )
+
+
+def _signed(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:+.{digits}f}"
+
+
+def transfer_section(res: SweepResults, note) -> str | None:
+    """Chen et al. Table 3: rows are the tasks a ticket was found on, columns the tasks it is
+    fine-tuned on; each cell with its difference to the full model in units of the full model's std."""
+    cells = res.transfer()
+    if not cells:
+        return None
+    parts = [
+        "A task-specific IMP ticket (`imp-task`) found on the row's task, fine-tuned on the column's task; "
+        "row `mlm` is the IMP ticket found on the MLM objective at the same sparsity. Each cell: mean ± "
+        "sample std over its runs (n), then the difference to the full model on that task in units of "
+        "the full model's std (σ); ★ marks a winning ticket (mean ≥ full mean − 1 std, Chen et al.), "
+        "never on a target where the full model is within one std of a constant predictor.",
+    ]
+    for sp in sorted({c.sparsity for c in cells}):
+        at = [c for c in cells if c.sparsity == sp]
+        targets = [t for t in res.tasks if any(c.target == t for c in at)]
+        rows = []
+        for src in dict.fromkeys(c.source for c in at):
+            row = [src]
+            for t in targets:
+                c = next((c for c in at if c.source == src and c.target == t), None)
+                star = " ★" if c is not None and c.winning else ""
+                row.append("—" if c is None else f"{note(c.cell)} ({_signed(c.delta_std)}σ){star}")
+            rows.append(row)
+        full = ["full model", *(note(next(c.full for c in at if c.target == t)) for t in targets)]
+        parts += ["", f"**Sparsity {pct(sp)}**", "", table(["source \\ target", *targets], [full, *rows])]
+    return "\n".join(parts)
+
+
+def _units(c: Paired) -> str:
+    """The n of a comparison and its unit: '3 masks' or '3 ft seeds (1 mask each)'."""
+    if c.unit == MASK:
+        return f"{c.n} mask{'s' if c.n != 1 else ''} ({c.masks[0]} vs {c.masks[1]})"
+    return f"{c.n} ft seed{'s' if c.n != 1 else ''} (1 mask each)"
+
+
+def _test_cells(c: Paired) -> list[str]:
+    """Δ ± SE, its 95% interval, p, Holm's p, the MDE and the verdict of one comparison."""
+    ci = c.ci95
+    return [
+        _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f}"),
+        "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
+        "—" if c.p is None else f"{c.p:.3f}",
+        "—" if c.p_holm is None else f"{c.p_holm:.3f}",
+        "—" if c.mde is None else f"{c.mde:.2f}",
+        c.verdict,
+    ]
+
+
+def paired_section(res: SweepResults) -> str:
+    family = res.comparisons()
+    comps = [c for c in family if c.train_size == MAIN]  # a data curve's are in its own section
+    if not comps:
+        return "_No two methods share a sparsity and fine-tuning seeds yet._"
+    rows = [[f"{c.a} − {c.b}", pct(c.sparsity), c.task, _units(c), *_test_cells(c)] for c in comps]
+    curve = len(family) - len(comps)
+    also = f" and the {curve} of the data-scarcity section" if curve else ""
+    one_mask = sum(c.unit != MASK for c in comps)
+    caveat = (
+        f" {one_mask} of the {len(comps)} comparisons have one mask per method: their n counts "
+        "fine-tuning seeds, so they measure fine-tuning noise around those two masks and say nothing of "
+        "how much another search (seed) would have moved the result (give `seeds.search` several seeds)."
+        if one_mask
+        else ""
+    )
+    intro = (
+        "Differences of dev scores between two methods, by a t-test whose unit is a mask: each mask's "
+        "difference is taken per fine-tuning seed, over the seeds every mask of both methods has (runs "
+        "of one seed share the data order and the head's initialisation, which so cancels), masks are "
+        "paired by mask seed, and a method with a single mask (OMP, the full model) is the baseline of "
+        "every mask of the other; n is the number of masks (in brackets: the masks of each method). The "
+        "standard error is that of a crossed masks × seeds design: the masks' spread over their number "
+        "plus the seeds' spread over theirs (the fine-tuning noise every mask shares, a one-mask "
+        "baseline's above all, which the masks' spread alone does not show), with Satterthwaite's "
+        "degrees of freedom; it is conservative. When each method has one mask the unit is the "
+        "fine-tuning seed (paired by seed) and the column says so."
+        + caveat
+        + " Δ is the mean difference ± its standard error (of this design), the interval a "
+        f"Student-t 95% interval, p a two-sided t-test and p (Holm) the same adjusted for the "
+        f"{sum(c.p is not None for c in family)} tests of this table{also} (Holm's step-down: the chance "
+        "of any false verdict among them stays below 5%). The verdict reads the adjusted p: 'within noise' "
+        "means p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
+        "constant predictor), no test, not counted in the correction. "
+        "MDE is the smallest true Δ this design would detect with 80% power at the observed noise (the "
+        "same t-test): 'within noise' says nothing about differences below it. "
+        "Every comparison with its run ids is in `paired.csv`."
+    )
+    header = [
+        "comparison",
+        "sparsity",
+        "task",
+        "n (unit)",
+        "Δ ± SE",
+        "95% CI",
+        "p",
+        "p (Holm)",
+        "MDE",
+        "verdict",
+    ]
+    return intro + "\n\n" + table(header, rows)
+
+
+def data_curve_section(res: SweepResults, note) -> list[str]:
+    """TAMT Fig. 9 as a table: per task and training-set size, each method's score (the main grid's
+    masks), and the report's paired comparisons at that size (Holm over the report's whole family)."""
+    tasks = [t for t in res.tasks if res.curve_sizes(t)]
+    if not tasks:
+        return []
+    tests: dict[tuple, list[Paired]] = defaultdict(list)
+    for c in res.comparisons():
+        tests[(c.a, c.sparsity, c.task, c.train_size)].append(c)
+    rows = []
+    for t in tasks:
+        main = res.main_size.get(t)
+        curves = {(s.method, s.sparsity) for n in res.curve_sizes(t) for s in res.sized_scores(t, n)}
+        for n in sorted({*res.curve_sizes(t), main}, key=lambda n: (n is None, n or 0)):
+            at = [s for s in res.sized_scores(t, n) if (s.method, s.sparsity) in curves]
+            for m in [m for m in res.methods if any(s.method == m for s in at)]:
+                for sp in sorted({s.sparsity for s in at if s.method == m}):
+                    cell = stats((s.value, s.id) for s in at if s.method == m and s.sparsity == sp)
+                    masks = len({s.mask_seed for s in at if s.method == m and s.sparsity == sp})
+                    # against a method of the curve (the main grid compares with more of them)
+                    ours = [c for c in tests[(m, sp, t, MAIN if n == main else n)] if (c.b, sp) in curves]
+                    c = ours[0] if ours else None
+                    test = [f"− {c.b}", _units(c), *_test_cells(c)] if c is not None else [""] * 8
+                    rows.append(
+                        [t, size(n), m, "0%" if m == "full" else pct(sp), str(masks), note(cell), *test]
+                    )
+    header = ["task", "examples", "method", "sparsity", "masks", "score (n runs)"]
+    header += ["vs", "n (unit)", "Δ ± SE", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    intro = (
+        "Each method's masks of the main grid (and the full model) fine-tuned on seeded subsets of each "
+        "size (TAMT §4.2.6; 'all': the whole training set): mean ± sample std over every run (masks × "
+        "fine-tuning seeds), with the number of masks; the main grid's size is the curve's last point. On "
+        "the right, the paired comparisons of the main table at that size, same test and the same Holm "
+        "family as the paired comparisons above."
+    )
+    return [intro, "", table(header, rows), ""]
+
+
+def _method_order(res: SweepResults, method: str) -> int:
+    return res.methods.index(method) if method in res.methods else len(res.methods)
+
+
+def pretrain_section(res: SweepResults, note) -> str:
+    losses = res.pretrain_losses()
+    if not losses:
+        return "_No pre-training evaluation in this sweep (add `pretrain_eval:` to the spec)._"
+    keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
+    groups: dict[tuple[str, float], dict[str, list]] = {}
+    for mask, p in losses.items():
+        if mask == (None, None) or mask in res.main_masks:  # masks along a search: see the CSV
+            g = groups.setdefault((p["method"], p["sparsity"]), {k: [] for k in keys})
+            for k in keys:
+                if k in p:
+                    g[k].append((p[k], p["id"]))
+    rows = []
+    for (m, s), g in sorted(groups.items(), key=lambda kv: (_method_order(res, kv[0][0]), kv[0][1])):
+        cells = [Cell([v for v, _ in g[k]], [i for _, i in g[k]]) if g[k] else None for k in keys]
+        rows.append([m, "0%" if m == "full" else pct(s), *(note(c, digits=3) for c in cells)])
+    intro = (
+        "Dev-set pre-training losses of the final masks (mean ± std over mask seeds; every mask, "
+        "including those saved along a search, is in `pretrain_losses.csv`):"
+    )
+    return intro + "\n\n" + table(["method", "sparsity", *keys], rows)
+
+
+def loss_along_search_section(res: SweepResults, note) -> str | None:
+    """Pre-training loss by search steps, for every (method, sparsity) evaluated at two or more
+    budgets (masks saved along a search, IMP re-run with smaller budgets): TAMT Fig. 6's question,
+    which method reaches a loss first, without fine-tuning."""
+    losses = {k: p for k, p in res.pretrain_losses().items() if k[0] is not None}
+    keys = sorted({k for p in losses.values() for k in p if k.endswith("_loss")})
+    groups: dict[tuple[str, float], dict[int, list[dict]]] = {}
+    for p in losses.values():
+        groups.setdefault((p["method"], p["sparsity"]), {}).setdefault(p["search_steps"], []).append(p)
+    groups = {g: v for g, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    steps = sorted({n for v in groups.values() for n in v})
+    order = sorted(groups, key=lambda g: (_method_order(res, g[0]), g[1]))
+    tables = []
+    for k in keys:
+        rows = []
+        for g in order:
+            cells = [stats((p[k], p["id"]) for p in groups[g].get(n, []) if k in p) for n in steps]
+            rows.append([g[0], pct(g[1]), *(note(c, digits=3) if c.n else "—" for c in cells)])
+        tables.append(f"`{k}`:\n\n" + table(["method", "sparsity", *(f"{n} steps" for n in steps)], rows))
+    intro = (
+        "Pre-training loss on the dev corpus of the masks a search reached after each number of steps "
+        "(masks saved along TAMT's run; IMP re-run with each budget), mean ± std over mask seeds:"
+    )
+    return "\n\n".join([intro, *tables])
+
+
+def search_cost_section(res: SweepResults) -> str:
+    rows = {}
+    for r in res.runs("search"):
+        if (r.id, None) not in res.main_masks:
+            continue
+        c, m = r.config, r.metrics
+        rows.setdefault((method_label(c), c["sparsity"]), []).append(
+            (m.get("steps") or 0, m.get("time_s") or 0.0)
+        )
+    if not rows:
+        return "_No searches in this sweep._"
+    out = []
+    for (method, s), v in sorted(rows.items(), key=lambda kv: (_method_order(res, kv[0][0]), kv[0][1])):
+        out.append(
+            [
+                method,
+                pct(s),
+                str(len(v)),
+                f"{sum(x for x, _ in v) / len(v):g}",
+                f"{sum(t for _, t in v) / len(v):.1f}",
+            ]
+        )
+    return table(["method", "sparsity", "masks", "search steps", "search time (s)"], out)
