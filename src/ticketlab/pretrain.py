@@ -361,11 +361,7 @@ def pretrain(
     if (out / RESULT_FILE).is_file():  # finished: its result, if it is this run's
         return _finished(out, _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size))
     _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
-    reads = [
-        *_listed(corpus),
-        *_listed(dev),
-        given_path(tokenizer),
-    ]
+    reads = [*_listed(corpus), *_listed(dev), given_path(tokenizer)]
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
