@@ -92,3 +92,24 @@ def test_studies(tiny_bert_dir, glue, tmp_path):
     unchanged(run_mtl, mtl, tmp_path / "mtl")
     sources = [AdaptSource("full", 1, str(tiny_bert_dir))]
     unchanged(run_adaptation, AdaptConfig(protocol, sources, [0.5, 1.0]), tmp_path / "adapt")
+
+
+def test_sweep_spec(tmp_path):
+    """A spec made in code keeps the dicts it was given: pretrain_eval takes search.max_length as its
+    own copy."""
+    from ticketlab.experiments.sweep_spec import SweepSpec, TaskEntry
+
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "wiki.txt").write_text("some text\n")
+    text = str(tmp_path / "wiki.txt")
+    given = {
+        "corpus": {"train": [text], "dev": [text]},
+        "search": {"steps": 20, "max_length": 64},
+        "pretrain_eval": {"max_blocks": 8},
+        "methods": {"full": {}, "omp": {}},
+    }
+    before = copy.deepcopy(given)
+    tasks = {"sst2": TaskEntry("sst2", "sst2", str(tmp_path / "SST-2"))}
+    spec = SweepSpec(model=str(tmp_path), tasks=tasks, sparsities=[0.5], **given)
+    assert given == before, "SweepSpec changed the dicts it was given"
+    assert spec.pretrain_eval == {"max_blocks": 8, "max_length": 64}  # what it scores with

@@ -21,6 +21,7 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from test_runner import write_sst2
+from ticketlab.api import SEARCH_METHODS
 from ticketlab.arch import ARCHS
 from ticketlab.cli import build_parser
 
@@ -73,16 +74,22 @@ def test_python_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     namespace: dict[str, object] = {"__name__": "readme"}
-    archs = dict(ARCHS)  # the examples register a family of their own: not for the tests after this
+    # the examples register a family and a search method of their own: not for the tests after this
+    archs, searches = dict(ARCHS), dict(SEARCH_METHODS)
+    assert any("register_search(" in b for b in code), "the README shows no search method of one's own"
     try:
         for i, block in enumerate(code):
             for name, stand_in in stand_ins.items():
                 block = block.replace(name, stand_in)
             assert "../shared" not in block, f"block {i + 1} names a file the test has no stand-in for"
-            exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)  # noqa: S102
+            # dont_inherit: run as a script would, not under this file's `from __future__ import annotations`
+            code_i = compile(block, f"README.md python block {i + 1}", "exec", dont_inherit=True)
+            exec(code_i, namespace)  # noqa: S102
     finally:
         ARCHS.clear()
         ARCHS.update(archs)
+        SEARCH_METHODS.clear()
+        SEARCH_METHODS.update(searches)
 
 
 def _commands() -> list[str]:

@@ -16,7 +16,7 @@ from ticketlab.cli.search import search_config
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import expand, spec_from_dict
 from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
-from ticketlab.validation import option
+from ticketlab.validation import FieldError, option
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
@@ -207,3 +207,30 @@ def test_resumable_directories_written_before_the_registry_still_resume():
             dataclasses.replace(now_tamt, method=TamtConfig(0.5, objective="kd", alpha=3.0)).settings(2e-5),
             {},
         )
+
+
+@dataclasses.dataclass
+class RenamedConfig:
+    """A method config whose option is not its field's name (as TAMT's `train_head` is `freeze_head`)."""
+
+    sparsity: float
+    rounds: int = option(1, "warm-up rounds", flag="--warmup-rounds")
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise FieldError("rounds", f"must be >= 1, got {self.rounds}", self.rounds)
+
+
+def test_a_spec_error_names_the_option_a_registered_method_renamed(monkeypatch, tmp_path):
+    """A bad value of a renamed option is refused naming the spec key that gave it (its option name,
+    `validation.option_name`), for a registered method as for TAMT's `freeze_head`."""
+    method = SearchMethod("renamed", RenamedConfig, lambda config, acc: None, "renamed option")
+    monkeypatch.setitem(SEARCH_METHODS, method.name, method)
+    d = base_spec_dict(tmp_path)
+    d["methods"] = ["full", {"renamed": {"warmup_rounds": 0}}]
+    with pytest.raises(ConfigError, match=r"methods\.renamed\.warmup_rounds: must be >= 1, got 0"):
+        spec_from_dict(d, base_dir=tmp_path)
+    d["methods"] = ["full", "tamt-mlm"]
+    d["search"]["freeze_head"] = "yes"  # TAMT's train_head, by its option's name
+    with pytest.raises(ConfigError, match=r"search\.freeze_head: "):
+        spec_from_dict(d, base_dir=tmp_path)

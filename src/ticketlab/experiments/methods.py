@@ -192,6 +192,21 @@ def _option_names(method: SearchMethod) -> set[str]:
     return {option_name(f) for f in dataclasses.fields(method.config)}
 
 
+def setting_name(method: str, field: str) -> str:
+    """The spec setting that gives config field `field` of sweep method `method`'s search: its option
+    name (`validation.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
+    else `SearchConfig`; `field` itself where neither has it."""
+    from ..api import SEARCH_METHODS, SearchConfig
+
+    base = base_method(method)
+    configs = [m.config for m in SEARCH_METHODS.values() if any(s.name == base for s in trained_methods(m))]
+    for config in (*configs, SearchConfig):
+        for f in dataclasses.fields(config):
+            if f.name == field:
+                return option_name(f)
+    return field
+
+
 def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozenset[str]:
     """The settings a spec may give `method` (under `preset`), by their option names: those of
     TRAINING_SETTINGS it reads (`SearchConfig`'s, and `ranking` / `targets` where its config has

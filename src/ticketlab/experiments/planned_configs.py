@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..validation import FieldError
-from .methods import base_method
+from .methods import base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.
 _PLAN_DIR = Path("<plan>")
@@ -58,7 +58,7 @@ class PlannedConfigs:
     def _search_key(self, method: str, field: str | None) -> str:
         if field in ("dev_fraction", "text_column"):  # the search reads them from the corpus block
             return f"corpus.{field}"
-        key = "freeze_head" if field == "train_head" else field
+        key = field and setting_name(method, field)  # its option's name: train_head is freeze_head
         own = self.methods[method]
         if key in own:
             return f"methods.{method}.{key}"

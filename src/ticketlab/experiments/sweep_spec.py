@@ -156,7 +156,8 @@ class SweepSpec(PlannedConfigs):
                 )
             self._check_keys(self.pretrain_eval, PRETRAIN_EVAL_SETTINGS, "pretrain_eval")
             if "max_length" not in self.pretrain_eval and "max_length" in self.search:
-                self.pretrain_eval["max_length"] = self.search["max_length"]  # score what was searched
+                # score what was searched, in a copy: the caller's dict is theirs
+                self.pretrain_eval = {**self.pretrain_eval, "max_length": self.search["max_length"]}
         if self.search_curve is not None:
             self._check_search_curve()
         if self.data_curve is not None:
