@@ -34,7 +34,8 @@ from ..errors import TicketlabError
 from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
-from ..experiments.runner import Runner, sweep_status
+from ..experiments.runner import Runner
+from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
 from ..files import MARKER, check_output, claim_dir, mark_output, safe_component
 from ..masking.targets import default_targets

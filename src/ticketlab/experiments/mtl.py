@@ -557,7 +557,7 @@ def _done(store, run, out: Path, inputs: tuple[dict[str, str], dict[str, str]]):
 
 def _record(store, run, metrics: dict[str, Any], out: Path, inputs: tuple[dict, dict]) -> dict[str, Any]:
     """Write a finished row (unless another process did); the metrics with the row's id."""
-    from .runner import code_version
+    from .provenance import code_version
     from .store import HOST
 
     store.add_runs([run])

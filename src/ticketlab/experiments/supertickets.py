@@ -209,7 +209,7 @@ class _Study:
 
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one row unless it is done (its metrics) or held by another live process (None)."""
-        from .runner import code_version
+        from .provenance import code_version
         from .store import HOST, refuse_changed_inputs
 
         self.plan.append(run.id)
