@@ -57,9 +57,10 @@ from .data.corpus import (
 )
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, check_output, content_key, read_json
+from .files import atomic_write_json, content_key, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
+from .outputs import atomic_dir, check_output
 from .pretrain_eval import check_scorable, evaluate_pretraining
 from .rundir import RunDir, check_same_run
 from .training import (
