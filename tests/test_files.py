@@ -162,7 +162,7 @@ def test_names_from_files_with_control_characters_are_refused():
     """A task id with a newline or an escape sequence would make a run directory no shell lists
     plainly (and a terminal may act on the escape): one line, like '../x'."""
     from ticketlab.errors import TicketlabError
-    from ticketlab.files import safe_component
+    from ticketlab.outputs import safe_component
 
     assert safe_component("sst2-ünïcode", "task id") == "sst2-ünïcode"
     assert safe_component("مهمة-\u200d-日本", "task id") == "مهمة-\u200d-日本"  # joiners are text

@@ -28,7 +28,7 @@ from ticketlab.experiments import Store, expand, load_spec, run_sweep
 from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.experiments.methods import MethodSpec
 from ticketlab.experiments.runner import sweep_status
-from ticketlab.files import claim_dir
+from ticketlab.outputs import claim_dir
 
 TESTS = Path(__file__).resolve().parent
 

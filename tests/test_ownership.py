@@ -16,7 +16,8 @@ from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
-from ticketlab.files import MARKER, atomic_dir, read_json
+from ticketlab.files import read_json
+from ticketlab.outputs import MARKER, atomic_dir
 from ticketlab.tasks import get_task
 
 

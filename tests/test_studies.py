@@ -18,7 +18,7 @@ from ticketlab.experiments.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_i
 from ticketlab.experiments.plan import FULL, make_run
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.store import Store
-from ticketlab.files import mark_output
+from ticketlab.outputs import mark_output
 from ticketlab.structured.importance import Importance
 
 

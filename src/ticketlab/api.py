@@ -31,7 +31,7 @@ from torch import nn
 
 from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
-from .files import atomic_write_json, check_output, claim_dir, exclusive
+from .files import atomic_write_json, exclusive
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
@@ -39,6 +39,7 @@ from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
+from .outputs import check_output, claim_dir
 from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig

@@ -4,12 +4,13 @@ Results are never half-written: every file goes to a temporary sibling first and
 place (`os.replace` is atomic on POSIX), and directories are built under a temporary name and renamed
 as a whole. Readers turn a missing or corrupt file into one `TicketlabError` that names it.
 
-Outputs never destroy what is not theirs: `check_output` refuses an existing directory that is not
-an output of the same kind (`atomic_dir` marks its outputs), a path that holds an input, and a place
-that cannot be written, before any work. An `OSError` while writing becomes one line naming the
-path (`writing`). Temporaries carry their writer's pid and host, so the next writer in the same
-directory removes those a killed process left (`remove_stale`). `exclusive` keeps a second process
-out of a directory a run is writing.
+Temporaries carry their writer's pid and host, so the next writer in the same directory removes
+those a killed process left (`remove_stale`). An `OSError` while writing becomes one line naming the
+path (`writing`). `exclusive` keeps a second process out of a directory a run is writing;
+`content_key` says what a run read.
+
+Output directories that never destroy what is not theirs (`check_output`, `atomic_dir`,
+`claim_dir`, `remove_ours`) are `outputs.py`, built on these.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
 
-from .errors import TicketlabError, unprintable
+from .errors import TicketlabError
 
 
 def _umask() -> int:
@@ -43,9 +44,8 @@ def _umask() -> int:
     return mask
 
 
-MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 _HOST = socket.gethostname()
-_TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
+TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
 STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
 
 
@@ -80,7 +80,7 @@ def temp_dir(parent: str | os.PathLike, name: str) -> Path:
     return tmp
 
 
-def _follow_umask(root: Path) -> None:
+def follow_umask(root: Path) -> None:
     """Give every file under `root` the user's umask (some writers, e.g. safetensors, make 0600 files:
     a colleague could not read a shared mask)."""
     mask = _umask()
@@ -104,7 +104,7 @@ def _pid_alive(pid: int) -> bool:
 def _is_stale(entry: Path, now: float) -> bool:
     """Only our own temporaries (named by `_temp_prefix`) are ever stale: a user's `.notes.tmp` is
     theirs, whatever its age."""
-    m = _TEMP.search(entry.name)
+    m = TEMP.search(entry.name)
     if m is None:
         return False
     if m.group(2) == _HOST:
@@ -141,10 +141,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     make_dir(path.parent)
     remove_stale(path.parent)
     with writing(path):
-        _replace_with(path, data)
+        replace_with(path, data)
 
 
-def _replace_with(path: Path, data: bytes) -> None:
+def replace_with(path: Path, data: bytes) -> None:
     """Write `data` to a temporary sibling and rename it to `path` (an `OSError` passes through)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
     try:
@@ -193,297 +193,6 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Non
         w.writeheader()
         w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
-
-
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _ours_by_name(name: str) -> bool:
-    """Our marker, lock and temporaries: never a user's file, never in a manifest."""
-    return name == MARKER or (name.startswith(".") and name.endswith((".tmp", ".lock")))
-
-
-def _holds_files(path: Path) -> bool:
-    """Anything besides our temporaries and lock (another process of the run may be marking it)."""
-    return any(not (e.name.startswith(".") and e.name.endswith((".tmp", ".lock"))) for e in path.iterdir())
-
-
-def _files(root: Path) -> set[str]:
-    """Relative paths of the files (and links) under `root`, our marker, lock and temporaries left out."""
-    found = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath).relative_to(root)
-        dirnames[:] = [d for d in dirnames if not _ours_by_name(d)]
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # not walked into
-        found |= {(here / f).as_posix() for f in [*filenames, *links] if not _ours_by_name(f)}
-    return found
-
-
-def _marker(path: Path) -> dict[str, Any] | None:
-    """The marker of a directory: None without one, {} when unreadable."""
-    if not (path / MARKER).is_file():
-        return None
-    with contextlib.suppress(OSError, ValueError, RecursionError):
-        marker = json.loads((path / MARKER).read_text())
-        return marker if isinstance(marker, dict) else {}
-    return {}
-
-
-def _manifest(path: Path) -> set[str] | None:
-    """The files ticketlab wrote into an output directory (the marker lists them); None when the
-    marker lists none (a resumable run's, or one from before manifests): then every file counts as
-    the user's unless the new output writes the same name."""
-    listed = (_marker(path) or {}).get("files")
-    if not isinstance(listed, list):
-        return None
-    return {f for f in listed if isinstance(f, str)}
-
-
-def _owned(path: Path, kind: str, joins: Iterable[str] = ()) -> bool:
-    """True when our marker says the directory is an output of `kind` (or of one of the kinds it
-    `joins`). File names are no proof: a user's folder may hold a `mask_config.json` (or a
-    `results.csv`) among their own files."""
-    return (_marker(path) or {}).get("kind") in {kind, *joins}
-
-
-def _theirs(path: Path, names: Iterable[str]) -> list[str]:
-    """Those of `names` that exist in `path` and are not ticketlab's (not in its manifest). Under a
-    marker from before manifests a file of the same name counts as ours: it was always replaced."""
-    ours = _manifest(path)
-    if ours is None:
-        return []
-    return sorted(n for n in names if n not in ours and os.path.lexists(path / n))
-
-
-def resolved(path: str | os.PathLike) -> Path:
-    """`Path.resolve()`, or one line when the path cannot be resolved (a symlink loop)."""
-    try:
-        return Path(path).expanduser().resolve()
-    except (OSError, RuntimeError) as e:  # RuntimeError: Python < 3.13 on a symlink loop
-        raise TicketlabError(
-            f"{path}: cannot resolve the path ({getattr(e, 'strerror', None) or e})"
-        ) from None
-
-
-def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = TicketlabError) -> str:
-    """`name` if it can be one path component; else one line. Any name read from a file (a task id,
-    a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
-    write outside the output, a leading dot cannot hide it (or pass for one of our temporaries),
-    and a control or line-separator character cannot break the one-line messages that name it."""
-    text = str(name)
-    if (
-        not text
-        or text.startswith(".")
-        or any(c in "/\\" or unprintable(c) for c in text)
-        or len(text.encode("utf-8", "surrogateescape")) > 255
-    ):
-        raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters, "
-            "line separators or bidi controls, no leading '.'; at most 255 bytes)"
-        )
-    return text
-
-
-def check_output(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    writes: Iterable[str] = (),
-    inputs: Iterable[str | os.PathLike | None] = (),
-    is_file: bool = False,
-    joins: Iterable[str] = (),
-    ours: Callable[[Path], bool] | None = None,
-) -> Path:
-    """Refuse, in one line and before any work, an output path that would destroy something.
-
-    A directory output may be an empty or new directory, or one that holds an output of the same
-    `kind` (our marker says so) or of a kind it `joins` (a study writing into a sweep's store),
-    where none of the files it `writes` (relative paths known before the work) may be a user's. A
-    file output may be new, or an existing file that `ours` recognises by its content as an earlier
-    output of this kind (a file has no marker; without `ours` no existing file is replaced), never
-    a directory. Neither may be, contain or lie inside one of `inputs`, nor be the current
-    directory or one above it, and its place must be writable.
-    """
-    path = Path(path).expanduser()
-    here, target = Path.cwd().resolve(), resolved(path)
-    if is_file and path.is_dir():
-        raise TicketlabError(f"{path}: is a directory; give a file name")
-    if is_file and os.path.lexists(path) and not (path.is_file() and ours is not None and ours(path)):
-        raise TicketlabError(
-            f"{path}: exists and is not a ticketlab {kind} (refusing to overwrite it); "
-            "give a new file name or delete it"
-        )
-    if not is_file and path.exists() and not path.is_dir():
-        raise TicketlabError(f"{path}: exists and is not a directory; give a directory")
-    if not is_file and (target == here or target in here.parents):
-        raise TicketlabError(f"{path}: is the current directory or above it; give a new directory")
-    for given in inputs:
-        if given is None or not Path(given).expanduser().exists():
-            continue
-        src = resolved(given)
-        if src == target or target in src.parents:
-            raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
-        # A file added to an input folder changes what runs read (its content key); the folder one
-        # works in (`--data-dir .`) holds outputs by choice.
-        if src in target.parents and not (src == here or src in here.parents):
-            raise TicketlabError(f"{path}: is inside the input {given}; give another output")
-    if not is_file and path.is_dir() and _holds_files(path):
-        if not _owned(path, kind, joins):
-            raise TicketlabError(
-                f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
-                "give a new directory or delete it"
-            )
-        _refuse_theirs(path, writes)
-    base = _nearest_existing(path if not is_file else path.parent)
-    if not base.is_dir():
-        raise TicketlabError(f"{path}: cannot write ({base} is not a directory)")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise TicketlabError(f"{path}: cannot write ({base} is not writable)")
-    return path
-
-
-def _refuse_theirs(path: Path, names: Iterable[str]) -> None:
-    theirs = _theirs(path, names)
-    if theirs:
-        more = f" (and {len(theirs) - 1} more)" if len(theirs) > 1 else ""
-        raise TicketlabError(
-            f"{path / theirs[0]}{more}: not written by ticketlab (refusing to overwrite it); "
-            "move it away or give another output directory"
-        )
-
-
-def _write_marker(path: Path, kind: str, files: Iterable[str] | None) -> None:
-    record: dict[str, Any] = {"kind": kind}
-    if files is not None:
-        record["files"] = sorted(files)
-    _replace_with(path / MARKER, (json.dumps(record) + "\n").encode())  # the caller names the output
-
-
-def mark_output(path: str | os.PathLike, kind: str) -> None:
-    """Mark a directory as a ticketlab output of `kind` (`check_output` lets it be reused)."""
-    if not (Path(path) / MARKER).is_file():
-        with writing(path):
-            _write_marker(Path(path), kind, None)
-
-
-def claim_dir(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    inputs: Iterable[str | os.PathLike | None] = (),
-    joins: Iterable[str] = (),
-) -> Path:
-    """A directory a resumable run writes into: checked (`check_output`), made and marked as `kind`
-    (unless it is already the output of a kind it `joins`)."""
-    path = check_output(path, kind=kind, inputs=inputs, joins=joins)
-    make_dir(path)
-    mark_output(path, kind)
-    return path
-
-
-def _refuse_linked(path: Path, rels: Iterable[str]) -> None:
-    """A folder of the output that the user replaced by a link (`figures` -> their paper): never
-    write or delete through it."""
-    real = os.path.realpath(path)
-    for rel in sorted(rels):
-        parent = os.path.realpath((path / rel).parent)
-        if parent != real and not parent.startswith(real + os.sep):
-            raise TicketlabError(
-                f"{path / rel}: lies behind a symbolic link out of {path}; refusing to write there"
-            )
-
-
-def _merge(tmp: Path, path: Path, kind: str) -> None:
-    """Move the new output `tmp` into the existing directory `path` file by file (each move atomic),
-    then delete the files of the previous output the new one lacks. Everything else in `path` (the
-    user's notes, a plot) stays. The marker lists old and new files while they mix, so a kill
-    half-way leaves no file of ours that the next run would take for the user's."""
-    new, old = _files(tmp), _manifest(path)
-    _refuse_linked(path, new | (old or set()))
-    _refuse_theirs(path, new)
-    _write_marker(path, kind, new | (old or set()))
-    for rel in sorted(new):
-        dest = path / rel
-        if dest.is_dir() and not dest.is_symlink():  # a folder where we now write a file: only if empty
-            dest.rmdir()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / rel, dest)
-    for rel in sorted((old or set()) - new):  # only files we wrote; then their emptied folders
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            (path / rel).unlink()
-        parent = (path / rel).parent
-        while parent != path and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-    _write_marker(path, kind, new)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_ours(path: str | os.PathLike, names: Iterable[str] = ()) -> list[str]:
-    """Delete what ticketlab wrote in the directory `path` (a work folder done with, a model not
-    kept): `names` (relative files, or folders that are outputs of ours in turn), every file its
-    marker lists, its marker, lock and our temporaries; then the folders left empty, `path` too.
-    Anything else (a note the user put there) stays, with the folders that hold it: an output
-    loses only our files. Returns what was kept (relative paths)."""
-    path = Path(path)
-    if not path.is_dir() or path.is_symlink():
-        return []
-    for rel in sorted({*names, *(_manifest(path) or ())}):
-        target = path / rel
-        if target.is_dir() and not target.is_symlink():
-            remove_ours(target)
-        else:
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                target.unlink()
-    for entry in path.iterdir():  # bookkeeping: the marker, a lock, a temporary named by us
-        if entry.name in (MARKER, ".lock") or _TEMP.search(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-    for dirpath, _, _ in os.walk(path, topdown=False):  # empty folders, deepest first
-        with contextlib.suppress(OSError):
-            os.rmdir(dirpath)
-    if not path.exists():
-        return []
-    return sorted((Path(d) / f).relative_to(path).as_posix() for d, _, fs in os.walk(path) for f in fs)
-
-
-@contextlib.contextmanager
-def atomic_dir(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    writes: Iterable[str] = (),
-    inputs: Iterable[str | os.PathLike | None] = (),
-) -> Iterator[Path]:
-    """Yield a temporary directory whose files replace those of `path` only if the block finishes
-    without error.
-
-    `path` may hold an earlier output of the same `kind` (see `check_output`); it loses only files
-    ticketlab wrote there (the marker lists them). A new directory appears whole, by one rename; an
-    existing one is updated file by file (`_merge`). A user's file the new output would overwrite
-    is refused before anything is moved.
-    """
-    path = check_output(path, kind=kind, writes=writes, inputs=inputs)
-    make_dir(path.parent)
-    remove_stale(path.parent)
-    tmp = temp_dir(path.parent, path.name)
-    try:
-        with writing(path):
-            yield tmp
-            _follow_umask(tmp)
-            if path.is_dir():
-                _merge(tmp, path, kind)
-            else:
-                _write_marker(tmp, kind, _files(tmp))
-                os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 _HELD: dict[Path, int] = {}

@@ -49,13 +49,14 @@ from .downstream import (
     split_dev,
     task_objective,
 )
-from .files import atomic_write_json, claim_dir, content_key, read_json
+from .files import atomic_write_json, content_key, read_json
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
 from .finetune_results import FinetuneResult, mean_std, summarize
 from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
 from .modeling import fit_max_length, load_config, load_tokenizer
+from .outputs import claim_dir
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
 from .training import EvalFn, TrainConfig, make_accelerator, train

@@ -46,20 +46,15 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
 
-from .data.corpus import (
-    TOKENS_SUFFIX,
-    BlockDataset,
-    LMCorpus,
-    is_dataset_dir,
-    load_lm_corpus,
-    resolve_sources,
-    write_token_file,
-)
+from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
+from .data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
+from .data.tokens import write_token_file
 from .errors import ConfigError, TicketlabError
-from .files import atomic_dir, atomic_write_json, check_output, content_key, read_json
+from .files import atomic_write_json, content_key, read_json
 from .modeling import load_tokenizer, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
+from .outputs import atomic_dir, check_output
 from .pretrain_eval import check_scorable, evaluate_pretraining
 from .rundir import RunDir, check_same_run
 from .training import (

@@ -11,9 +11,9 @@ The identity is a flat mapping: the result-affecting settings (a config's fields
 (`files.content_key`) under its own name. Directories written before an input's key (or the whole
 identity) was recorded lack it: not a difference.
 
-`RunDir` is the one handle on such a directory: claim it (`files.claim_dir`), hold it against a
+`RunDir` is the one handle on such a directory: claim it (`outputs.claim_dir`), hold it against a
 second process (`files.exclusive`), record or check its identity, read and write its finished
-result, and remove what ticketlab wrote there (`files.remove_ours`). Each user names its own files,
+result, and remove what ticketlab wrote there (`outputs.remove_ours`). Each user names its own files,
 so the directories written before it keep their layout and resume.
 """
 
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .files import atomic_write_json, claim_dir, exclusive, lock_holder, read_json, remove_ours
+from .files import atomic_write_json, exclusive, lock_holder, read_json
+from .outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`training.train`)
 START_OVER = "pass another output directory, or delete it to start over"
@@ -140,6 +141,6 @@ class RunDir:
 
     def cleanup(self, names: Iterable[str] = ()) -> list[str]:
         """Delete what ticketlab wrote here (its identity, result, checkpoint and `names`; see
-        `files.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
+        `outputs.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
         ours = [self.identity, self.result, self.checkpoint, *names]
         return remove_ours(self.path, [n for n in ours if n is not None])

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError, TicketlabError
-from .files import read_json, safe_component
+from .files import read_json
 from .metrics import GLUE_METRICS, SQUAD_METRICS
+from .outputs import safe_component
 from .validation import check_fields
 
 Kind = Literal["classification", "regression", "squad"]

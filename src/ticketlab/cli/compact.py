@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import check_output
 from ..modeling import load_config
+from ..outputs import check_output
 from ..structure import unit_arch
 from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
 from ..structured.compact import refuse_compacted

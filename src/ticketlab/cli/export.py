@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import check_output
 from ..masking import check_fits, export_pretrained, load_mask
 from ..masking.export import SEMI_DTYPES, require_semi_structured
+from ..outputs import check_output
 from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 

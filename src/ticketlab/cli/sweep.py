@@ -34,11 +34,12 @@ from ..errors import TicketlabError
 from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.report import write_report
-from ..experiments.runner import Runner, sweep_status
+from ..experiments.runner import Runner
+from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
-from ..files import MARKER, check_output, claim_dir, mark_output, safe_component
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config, load_tokenizer
+from ..outputs import MARKER, check_output, claim_dir, mark_output, safe_component
 from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"

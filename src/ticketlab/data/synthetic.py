@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
-from ..files import atomic_dir, atomic_write_json
+from ..files import atomic_write_json
+from ..outputs import atomic_dir
 from .grammar import (
     ADJECTIVES,
     ADVERBS,

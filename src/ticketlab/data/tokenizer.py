@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerFast
 
 from ..errors import ConfigError
 from ..validation import check_one_of
-from .corpus import read_text_file, text_files
+from .sources import read_text_file, text_files
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
 SPECIAL["mask_token"] = "[MASK]"

@@ -4,8 +4,9 @@ from .adapters import FinetuneJob, FinetuneOutput, PretrainEvalJob
 from .launchers import Resources, SubmititLauncher, resources
 from .methods import METHODS, MethodSpec, SearchJob, SearchOutput, register
 from .plan import Run, expand
-from .runner import SweepResult, run_sweep, sweep_status
+from .runner import SweepResult, run_sweep
 from .spec import load_spec, spec_from_dict
+from .status import sweep_status
 from .store import Store
 from .sweep_spec import SweepSpec
 

@@ -33,16 +33,10 @@ from typing import Any
 
 from ..downstream import _subset
 from ..errors import ConfigError, TicketlabError
-from ..files import (
-    atomic_write_csv,
-    atomic_write_json,
-    atomic_write_text,
-    claim_dir,
-    read_json,
-    safe_component,
-)
+from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from ..finetune import FinetuneConfig, finetune
 from ..finetune_results import mean_std
+from ..outputs import claim_dir, safe_component
 from ..validation import check_config
 
 KIND = "domain adaptation"

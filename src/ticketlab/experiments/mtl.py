@@ -54,7 +54,7 @@ from ..compaction import head_extras
 from ..data.glue import task_dir
 from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..errors import ConfigError
-from ..files import atomic_write_bytes, atomic_write_json, claim_dir, content_key
+from ..files import atomic_write_bytes, atomic_write_json, content_key
 from ..finetune import _params
 from ..finetune_results import mean_std
 from ..masking import MaskConfig
@@ -62,6 +62,7 @@ from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..outputs import claim_dir
 from ..rundir import RunDir
 from ..structure import Structure, structure_of, unit_arch
 from ..structured.compact import refuse_compacted
@@ -557,7 +558,7 @@ def _done(store, run, out: Path, inputs: tuple[dict[str, str], dict[str, str]]):
 
 def _record(store, run, metrics: dict[str, Any], out: Path, inputs: tuple[dict, dict]) -> dict[str, Any]:
     """Write a finished row (unless another process did); the metrics with the row's id."""
-    from .runner import code_version
+    from .provenance import code_version
     from .store import HOST
 
     store.add_runs([run])

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import content_key, safe_component
+from ..files import content_key
+from ..outputs import safe_component
 from .adapters import finetune_non_result
 from .sweep_spec import SweepSpec
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MaskFileError, TicketlabError
-from ..files import atomic_dir, atomic_write_text, mark_output
+from ..files import atomic_write_text
+from ..outputs import atomic_dir, mark_output
 from . import plots
 from .csvs import write_csvs
 from .plan import expand

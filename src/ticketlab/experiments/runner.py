@@ -7,11 +7,11 @@ same directory share the work. A failed run is recorded with its error and the s
 that need its mask are skipped); the result says what failed.
 
 Runs execute here, one at a time (`Runner._run_here`), or through a launcher (launchers.py: local
-subprocesses, Slurm jobs), this process then coordinating (`Runner._coordinate`): it alone writes
-the store (SQLite's locks are not safe on a cluster's network file system), submits what is ready,
-keeps the heartbeats of what it submitted, and records what comes back; a worker (`Work`) touches
-only files. A job killed without a result is submitted again; a rerun adopts the Slurm jobs of a
-coordinator that died and resumes the rest.
+subprocesses, Slurm jobs), this process then coordinating (`Runner._coordinate`, launched.py): it
+alone writes the store (SQLite's locks are not safe on a cluster's network file system), submits what
+is ready, keeps the heartbeats of what it submitted, and records what comes back; a worker (`Work`,
+work.py) touches only files. A job killed without a result is submitted again; a rerun adopts the
+Slurm jobs of a coordinator that died and resumes the rest.
 
 A run's directory (`runs/<run>/`, a `RunDir`) is held by whoever executes it: a rerun that finds
 it held by a live process (a worker of a killed coordinator that has not ended yet) waits for it
@@ -24,45 +24,49 @@ Layout of a sweep directory:
     masks/<run>/              final mask of each search run; masks/<run>.stepNNNNNN/ along the way
     runs/<run>/               work directory of each run (checkpoints, logs, sweep_result.json)
     jobs/                     launched runs: submitit's job files and logs (<job id>_0_log.out)
+
+The provenance recorded with each run (code version, mask hashes) is provenance.py; what
+`ticketlab sweep --status` prints, status.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import os
-import subprocess
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, read_json
-from ..rundir import RunDir
+from ..files import atomic_write_json
 from . import adapters
-from .adapters import FinetuneFn, FinetuneJob, PretrainEvalFn, PretrainEvalJob
-from .launchers import Handle, Outcome, SubmititLauncher
-from .methods import METHODS, MethodSpec, SearchJob, base_method
-from .plan import Run, expand, ids_outdated, input_keys, pct, rekey_store
+from .adapters import FinetuneFn, PretrainEvalFn
+from .launched import Launched
+from .launchers import SubmititLauncher
+from .methods import METHODS, MethodSpec, base_method
+from .plan import Run, expand, ids_outdated, input_keys, rekey_store
+from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .spec import spec_json
+from .status import sweep_status
 from .store import HOST, RunRecord, Store
 from .sweep_spec import SweepSpec
+from .work import RESULT, Work, error_text, run_dir, summary
 
-RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
-
-
-def run_dir(sweep_dir: Path, run: Run) -> RunDir:
-    """A run's work directory `runs/<run>/`: its result is `sweep_result.json` ({"id", "config",
-    "metrics"}); its checkpoints are those of the library function it calls, in the same folder."""
-    return RunDir(sweep_dir / "runs" / run.dirname, "sweep run", result=RESULT, checkpoint=None)
-
+__all__ = [
+    "MASK_HASH",
+    "RESULT",
+    "Runner",
+    "SweepResult",
+    "Work",
+    "code_version",
+    "mask_hash",
+    "run_dir",
+    "run_sweep",
+    "sweep_status",
+]
 
 Log = Callable[[str], None]
 
@@ -79,63 +83,6 @@ class SweepResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked and self.done == self.total
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-_CODE: dict[str, Any] | None = None
-
-
-def code_version() -> dict[str, Any]:
-    """ticketlab's version and, when it runs from a git checkout, the commit and whether it is dirty."""
-    global _CODE
-    if _CODE is None:
-        _CODE = {"ticketlab": __version__}
-        src = Path(__file__).resolve().parent
-        try:
-            commit = subprocess.run(
-                ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-            )
-            if commit.returncode == 0:
-                dirty = subprocess.run(
-                    ["git", "-C", str(src), "status", "--porcelain", "--", str(src.parent)],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                )
-                _CODE.update(git_commit=commit.stdout.strip(), git_dirty=bool(dirty.stdout.strip()))
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return _CODE
-
-
-MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes
-
-
-def _mask_hashes(provenance: dict[str, Any]) -> dict[str, str]:
-    """A search's mask hashes by where they were saved: 'final', or the step."""
-    out = {f"step {k}": v for k, v in (provenance.get("intermediate_hashes") or {}).items()}
-    return {"final": provenance["mask_hash"], **out} if provenance.get("mask_hash") else out
-
-
-def mask_hash(mask_dir: Path) -> str:
-    """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
-    Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
-    twice gives two files."""
-    from safetensors import safe_open
-
-    h = hashlib.sha256()
-    with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
-        h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())
-        for name in sorted(f.keys()):
-            h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
-    return MASK_HASH + h.hexdigest()
-
-
-def _mask_sparsity(mask_dir: Path) -> float | None:
-    cfg = read_json(mask_dir / "mask_config.json", "mask config")
-    return cfg.get("achieved_sparsity") if isinstance(cfg, dict) else None
 
 
 class _Heartbeat:
@@ -166,7 +113,7 @@ class _Heartbeat:
 # --------------------------------------------------------------------------- the runner
 
 
-class Runner:
+class Runner(Launched):
     def __init__(
         self,
         spec: SweepSpec,
@@ -382,14 +329,14 @@ class Runner:
             run_dir(self.dir, run).forget()  # or Work returns it
             if self.store.reopen(run.id, finished=rec.finished):  # not if another sweep just re-ran it
                 self.log(f"note: masks of {run.name} are gone: it runs again for the runs that need them")
-                self._lost_hashes[run.id] = _mask_hashes(rec.provenance)
+                self._lost_hashes[run.id] = mask_hashes(rec.provenance)
 
     def _check_refound(self, run: Run, provenance: dict[str, Any]) -> None:
         """Say so when a search re-run for lost masks made other masks than the done runs used."""
         old = self._lost_hashes.pop(run.id, None)
         if old is None:
             return
-        new = _mask_hashes(provenance)
+        new = mask_hashes(provenance)
         # Hashes of another kind (runs recorded before masks were hashed by content) say nothing.
         differ = [k for k, h in old.items() if h.startswith(MASK_HASH) and new.get(k) not in (None, h)]
         if differ:
@@ -411,169 +358,14 @@ class Runner:
             self.store.release(run.id)
             raise
         except Exception as e:  # record and go on: one bad run must not sink a sweep
-            msg = _error_text(e)
+            msg = error_text(e)
             self.store.fail(run.id, msg, {"code": code_version(), "host": HOST, "started": started})
             result.failed.append(run.id)
             first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
             self.log(f"    FAILED after {time.perf_counter() - t0:.1f}s: {first}")
             return
         result.ran.append(run.id)
-        self.log(f"    done in {time.perf_counter() - t0:.1f}s{_summary(run, metrics)}")
-
-    # ------------------------------------------------------------------ launched runs
-    def _coordinate(
-        self, launcher: SubmititLauncher, result: SweepResult, max_runs: int | None, retries: int
-    ) -> None:
-        """Submit every run whose masks are there, as many at once as the launcher takes; record
-        what comes back. Only this process writes the store: it claims the runs it submits and
-        keeps their heartbeats while they are queued or running."""
-        inflight: dict[str, tuple[Run, Handle, float]] = {}
-        tries: dict[str, int] = {}  # submissions per run in this sweep
-        beat = time.monotonic()
-        try:
-            while True:
-                self._collect(launcher, inflight, tries, retries, result)
-                waiting, busy = self._submit_ready(launcher, inflight, tries, max_runs, result)
-                elsewhere = waiting and (busy or any(self.store.held_elsewhere(r.id) for r in self.runs))
-                if not inflight and not elsewhere:
-                    break
-                if time.monotonic() - beat > self.heartbeat_every:
-                    for run_id in inflight:
-                        self.store.heartbeat(run_id)
-                    beat = time.monotonic()
-                time.sleep(self.poll)
-        except BaseException:  # Ctrl-C, or an error (a full disk): local workers end with us
-            for run, handle, _ in inflight.values():
-                if launcher.cluster == "local":  # Slurm jobs run on; the next sweep adopts them
-                    launcher.cancel(handle)
-                    with contextlib.suppress(TicketlabError):
-                        self.store.release(run.id)
-            raise
-        finally:
-            launcher.close()
-
-    def _collect(self, launcher, inflight: dict, tries: dict, retries: int, result: SweepResult) -> None:
-        """Record the jobs that ended; submit again those killed without a result."""
-        for run_id, (run, handle, t0) in list(inflight.items()):
-            outcome = launcher.poll(handle)
-            if outcome is None:
-                continue
-            del inflight[run_id]
-            if outcome.ok and "busy" in outcome.value:  # its directory was held: wait, do not fail
-                self.store.release(run_id)
-                del tries[run_id]
-                self._told_busy.discard(run_id)
-            elif outcome.killed and tries[run_id] <= retries:
-                self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
-                retry = self._submit(launcher, run, result, retry=True)
-                if retry is not None:
-                    inflight[run_id], tries[run_id] = (run, retry, t0), tries[run_id] + 1
-            else:
-                self._record(run, handle, outcome, result, t0)
-
-    def _submit_ready(
-        self, launcher, inflight: dict, tries: dict, max_runs: int | None, result: SweepResult
-    ) -> tuple[bool, bool]:
-        """Claim and submit the runs whose inputs are done, while the launcher takes more; collect
-        those finished but not recorded. Returns whether some wait for runs not done yet, and
-        whether some wait for a directory another process holds."""
-        statuses, waiting, busy = self.store.statuses(), False, False
-        for run in self.runs:
-            if launcher.free == 0 or (max_runs is not None and len(tries) >= max_runs):
-                break
-            if statuses[run.id] == "done" or run.id in tries:
-                continue
-            deps = [statuses[d] for d in run.deps]
-            if any(d == "failed" for d in deps):
-                continue
-            if any(d != "done" for d in deps):
-                waiting = True  # its mask is not there yet
-                continue
-            previous = self.store.get(run.id)
-            adoptable = launcher.cluster == "slurm" and previous is not None and previous.job
-            if not adoptable and self._busy(run):  # (a Slurm job of ours holding it is adopted)
-                waiting = busy = True
-                continue
-            if not self.store.claim(run.id):
-                waiting = True  # another coordinator has it
-                continue
-            tries[run.id] = 1
-            handle = self._adopt(launcher, run, previous)
-            if handle is None and self._collect_saved(run, result):
-                continue
-            handle = handle or self._submit(launcher, run, result)
-            if handle is not None:
-                inflight[run.id] = (run, handle, time.perf_counter())
-        return waiting, busy
-
-    def _collect_saved(self, run: Run, result: SweepResult) -> bool:
-        """Record a claimed run whose result file is there (it finished, its coordinator died
-        before recording it) without launching it again; False: nothing usable there."""
-        work = run_dir(self.dir, run)
-        saved = work.file(work.result)
-        if not saved.is_file():
-            return False
-        try:
-            metrics = work.finished()["metrics"]
-            provenance = {**self._provenance(run, metrics, 0.0, 0.0), "collected": str(saved)}
-            metrics = {k: v for k, v in metrics.items() if k != "history"}
-        except Exception:  # e.g. its mask is gone: a worker runs it and reports why
-            return False
-        self.store.finish(run.id, metrics, provenance)
-        result.ran.append(run.id)
-        self.log(f"    {run.name}: finished before, collected from {saved}{_summary(run, metrics)}")
-        return True
-
-    def _submit(
-        self, launcher: SubmititLauncher, run: Run, result: SweepResult, *, retry: bool = False
-    ) -> Handle | None:
-        """Submit one claimed run; a submission the scheduler refuses fails the run (the sweep goes on)."""
-        try:
-            handle = launcher.submit(run.kind, self.work.in_worker, run, self.mask_dir_of(run))
-        except Exception as e:  # e.g. sbatch: invalid partition
-            self.store.fail(run.id, f"submission failed: {_error_text(e)}", {"code": code_version()})
-            result.failed.append(run.id)
-            self.log(f"    {run.kind} {run.name}: submission FAILED: {_error_text(e).splitlines()[-1]}")
-            return None
-        self.store.set_job(run.id, handle.job_id, handle.log, retry=retry)
-        self.log(f"    {run.kind} {run.name} -> job {handle.job_id}")
-        return handle
-
-    def _adopt(self, launcher: SubmititLauncher, run: Run, previous) -> Handle | None:
-        """A job of an earlier coordinator of this sweep that is still queued or running (Slurm)."""
-        if previous is None or previous.status != "running" or not previous.job:
-            return None
-        handle = launcher.attach(run.kind, previous.job)
-        if handle is not None:
-            self.store.set_job(run.id, handle.job_id, handle.log)
-            self.log(f"    {run.kind} {run.name}: job {handle.job_id} still runs; waiting for it")
-        return handle
-
-    def _record(self, run: Run, handle: Handle, outcome: Outcome, result: SweepResult, t0: float) -> None:
-        """Store what a launched run handed back: its metrics, or its error and log."""
-        value = outcome.value if outcome.ok else {"error": outcome.value}
-        job = {
-            "job": handle.job_id,
-            "log": outcome.log,
-            "launcher": f"submitit-{handle.job.__class__.__name__}",
-        }
-        where = {k: value[k] for k in ("host", "pid", "started") if k in value}
-        if "metrics" in value:
-            try:
-                provenance = {**self._provenance(run, value["metrics"], 0.0, 0.0), **where, **job}
-                provenance["wall_s"] = value.get("wall_s")
-                metrics = {k: v for k, v in value["metrics"].items() if k != "history"}
-                self.store.finish(run.id, metrics, provenance)
-            except Exception as e:  # e.g. the mask it reports is not there
-                value = {"error": _error_text(e)}
-            else:
-                result.ran.append(run.id)
-                self.log(f"    {run.name} done in {time.perf_counter() - t0:.1f}s{_summary(run, metrics)}")
-                return
-        error = f"{value['error']}\n(log: {outcome.log})"
-        self.store.fail(run.id, error, {"code": code_version(), **where, **job})
-        result.failed.append(run.id)
-        self.log(f"    {run.name} FAILED: {value['error'].strip().splitlines()[-1]} (log: {outcome.log})")
+        self.log(f"    done in {time.perf_counter() - t0:.1f}s{summary(run, metrics)}")
 
     def _provenance(self, run: Run, metrics: dict[str, Any], started: float, wall: float) -> dict[str, Any]:
         prov: dict[str, Any] = {
@@ -608,131 +400,6 @@ class Runner:
         return self.dir / step["mask_dir"]
 
 
-class Work:
-    """What executes one run: no store, only files, so it runs in the sweep's process or, pickled, in
-    a worker's (a local subprocess, a Slurm job). It writes the run's artefacts into the sweep
-    directory (`masks/`, `runs/<run>/`) and last `runs/<run>/sweep_result.json`, atomically, and
-    returns the run's metrics; a run whose result file is there is not repeated."""
-
-    def __init__(self, spec: SweepSpec, sweep_dir: Path, methods, finetune_fn, pretrain_eval_fn):
-        self.spec, self.dir, self.methods = spec, sweep_dir, methods
-        self.finetune_fn, self.pretrain_eval_fn = finetune_fn, pretrain_eval_fn
-
-    def __call__(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
-        with run_dir(self.dir, run).held() as work:  # a coordinator seeing it held waits (Runner._busy)
-            done = work.finished()
-            if done is not None:  # finished earlier but not recorded (killed in between)
-                return done["metrics"]
-            metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work.path, mask_dir)
-            work.finish({"id": run.id, "config": run.config, "metrics": metrics})
-        return metrics
-
-    def in_worker(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
-        """The entry point of a launched job: the metrics and where they were made, or the error
-        (a run that raises is failed, not retried: a retry would raise again)."""
-        t0, started = time.perf_counter(), time.time()
-        where = {"host": HOST, "pid": os.getpid(), "started": started}
-        holder = run_dir(self.dir, run).holder()
-        if holder is not None:  # another process runs it now: the coordinator waits for it
-            return {"busy": holder, **where}
-        try:
-            metrics = self(run, mask_dir)
-        except Exception as e:
-            return {"error": _error_text(e), **where}
-        return {"metrics": metrics, "wall_s": round(time.perf_counter() - t0, 3), **where}
-
-    def _search(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
-        c = run.config
-        job = SearchJob(
-            model=c["model"],
-            method=base_method(c["method"]),  # what runs; a variant label only adds settings
-            sparsity=c["sparsity"],
-            seed=c["seed"],
-            steps=c["steps"],
-            save_at=list(c["save_at"]),
-            settings=self._settings(run),
-            corpus=c["corpus"],
-            mask_dir=self.dir / "masks" / run.dirname,
-            work_dir=work,
-            source=c.get("source"),
-        )
-        out = self.methods[job.method].search(job)
-        if not (job.mask_dir / "mask_config.json").is_file():
-            raise TicketlabError(f"{c['method']} finished without writing its mask to {job.mask_dir}")
-        intermediate = []
-        for i in sorted(out.intermediate, key=lambda i: i["step"]):
-            path = Path(i["mask_dir"])
-            intermediate.append(
-                {
-                    "step": int(i["step"]),
-                    "mask_dir": str(path.resolve().relative_to(self.dir)),
-                    "time_s": i.get("time_s"),
-                    "achieved_sparsity": _mask_sparsity(path),
-                }
-            )
-        missing = sorted(set(c["save_at"]) - {i["step"] for i in intermediate})
-        if missing:
-            raise TicketlabError(f"{c['method']} did not save the masks at steps {missing} it was asked for")
-        return {
-            "mask_dir": str(job.mask_dir.relative_to(self.dir)),
-            "achieved_sparsity": _mask_sparsity(job.mask_dir),
-            "steps": out.steps,
-            "time_s": out.time_s,
-            "intermediate": intermediate,
-            **{k: v for k, v in out.metrics.items() if k not in ("mask_dir", "intermediate")},
-        }
-
-    def _settings(self, run: Run) -> dict[str, Any]:
-        """The run's settings plus those of the spec left out of its identity (logging, checkpoints)."""
-        c = run.config
-        if run.kind == "search":
-            full = self.spec.search_settings(c["method"])
-            full.pop("steps", None)
-        else:
-            full = self.spec.finetune_settings(c["task_label"])
-            full.pop("train_size", None)
-        return {**full, **c["settings"]}
-
-    def _finetune(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
-        c = run.config
-        job = FinetuneJob(
-            model=c["model"],
-            mask_dir=mask_dir,
-            task=c["task"],
-            data=c["data"],
-            seed=c["seed"],
-            train_size=c["train_size"],
-            settings=self._settings(run),
-            out_dir=work,
-        )
-        return dataclasses.asdict(self.finetune_fn(job))
-
-    def _pretrain_eval(self, run: Run, work: Path, mask_dir: Path | None) -> dict[str, Any]:
-        c = run.config
-        job = PretrainEvalJob(
-            model=c["model"],
-            mask_dir=mask_dir,
-            corpus=c["corpus"],
-            settings=c["settings"],
-            out_dir=work,
-        )
-        return {k: float(v) for k, v in self.pretrain_eval_fn(job).items()}
-
-
-def _error_text(e: BaseException) -> str:
-    """A user error's message, or the traceback of anything else."""
-    return str(e) if isinstance(e, TicketlabError) else "".join(traceback.format_exception(e)).strip()
-
-
-def _summary(run: Run, m: dict[str, Any]) -> str:
-    if run.kind == "finetune":
-        return f" ({m['metric']} {m['score']:.4g})"
-    if run.kind == "search":
-        s = m.get("achieved_sparsity")
-        return f" (sparsity {pct(s)}%, {m['steps']} steps)" if s is not None else ""
-    return " (" + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.endswith(("_loss", "_acc"))) + ")"
-
-
 def run_sweep(
     spec: SweepSpec,
     sweep_dir: str | os.PathLike,
@@ -752,59 +419,3 @@ def run_sweep(
         return runner.run(max_runs=max_runs, launcher=launcher, retries=retries)
     finally:
         runner.store.close()
-
-
-def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
-    """What `ticketlab sweep --status DIR` prints: counts per run kind and status, then the running
-    and failed runs with their job ids and logs, and the next queued ones."""
-    from .store import DB_NAME
-
-    path = Path(sweep_dir)
-    if not (path / DB_NAME).is_file():
-        raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")
-    with Store(path, readonly=True) as store:
-        runs = store.runs()
-        plan = store.get_meta("plan")
-    if plan is not None:  # the runs of the last spec started here (older plans stay in the store)
-        wanted = set(plan)
-        runs = [r for r in runs if r.id in wanted]
-    shown = {"pending": "queued", "running": "running", "done": "done", "failed": "failed"}
-    counts = {s: sum(r.status == s for r in runs) for s in shown}
-    lines = [
-        f"sweep in {path.resolve()}: {len(runs)} runs: "
-        + ", ".join(f"{n} {shown[s]}" for s, n in counts.items())
-    ]
-    lines.append(f"  {'kind':<14} {'queued':>7} {'running':>8} {'done':>6} {'failed':>7}")
-    for kind in ("search", "pretrain-eval", "finetune"):
-        of_kind = [r for r in runs if r.kind == kind]
-        if of_kind:
-            n = [sum(r.status == s for r in of_kind) for s in shown]
-            lines.append(f"  {kind:<14} {n[0]:>7} {n[1]:>8} {n[2]:>6} {n[3]:>7}")
-    now = time.time()
-    for status, title in (("running", "running"), ("failed", "failed"), ("pending", "queued")):
-        chosen = [r for r in runs if r.status == status]
-        if not chosen:
-            continue
-        lines.append(f"\n{title}:")
-        for r in chosen[:limit]:
-            line = f"  {r.id}  {r.kind:<13} {r.name}"
-            if r.job:
-                line += f"  job {r.job}"
-            if r.attempts > 1:
-                line += f"  attempt {r.attempts}"
-            if status == "running" and r.started:
-                line += f"  for {_duration(now - r.started)} on {r.host}"
-            if r.log and status != "pending":
-                line += f"\n      log: {r.log}"
-            if status == "failed" and r.error:
-                line += f"\n      error: {r.error.strip().splitlines()[0][:200]}"
-            lines.append(line)
-        if len(chosen) > limit:
-            lines.append(f"  ... and {len(chosen) - limit} more")
-    return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

@@ -56,7 +56,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..files import read_text, safe_component
+from ..files import read_text
+from ..outputs import safe_component
 from .methods import METHODS, MethodSpec, base_method
 from .sweep_spec import (
     ALL,

@@ -48,11 +48,12 @@ from torch import nn
 
 from ..downstream import SELECT, task_objective
 from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json, claim_dir, remove_ours
+from ..files import atomic_write_json
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
 from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
+from ..outputs import claim_dir, remove_ours
 from ..structure import structure_of, unit_arch
 from ..structured.compact import refuse_compacted
 from ..structured.gates import attach_gates
@@ -209,7 +210,7 @@ class _Study:
 
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
         """Run one row unless it is done (its metrics) or held by another live process (None)."""
-        from .runner import code_version
+        from .provenance import code_version
         from .store import HOST, refuse_changed_inputs
 
         self.plan.append(run.id)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, MaskMismatchError
-from ..files import atomic_dir, atomic_write_json
+from ..files import atomic_write_json
+from ..outputs import atomic_dir
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .io import MaskConfig
 from .mask import Mask, is_bias_key

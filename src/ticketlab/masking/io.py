@@ -32,7 +32,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ..files import atomic_dir, read_json, to_json
+from ..files import read_json, to_json
+from ..outputs import atomic_dir
 from ..validation import check_fields
 from .apply import dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir

@@ -55,10 +55,10 @@ from torch import Tensor, nn
 
 from ..arch import arch_of
 from ..errors import ConfigError
-from ..files import atomic_dir
 from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
+from ..outputs import atomic_dir
 from ..training import TrainConfig, TrainState, restart_optimizer
 from ..validation import Fraction, OpenFraction, check_config, option
 from .ranking import Ranking, keep_top

@@ -33,9 +33,10 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import MARKER, temp_dir, to_json
+from ..files import temp_dir, to_json
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
+from ..outputs import MARKER
 from ..rundir import RunDir
 from ..training import (
     CHECKPOINT,

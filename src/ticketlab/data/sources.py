@@ -1,0 +1,209 @@
+"""Where a language-modelling corpus's text comes from: plain text files (UTF-8, with a cp1252
+fallback), folders of `*.txt` files, directories written by `datasets.Dataset.save_to_disk` (their
+`train` or dev split) and token files (`*.tokens.safetensors`, a corpus tokenized once; their format
+and index are read here, written by `tokens.write_token_file`). `resolve_sources` turns user paths
+into `Source`s; WikiText's tokenized markup is recognised and undone here (`clean_wikitext`).
+
+Tokenizing and its cache are `tokens.py`; blocks and the corpus, `corpus.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+
+from ..errors import ConfigError, DataError
+
+WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
+
+_WIKITEXT_JOINS = re.compile(r" @([-,.])@ ")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def looks_like_wikitext(text: str) -> bool:
+    return any(m in text for m in WIKITEXT_MARKERS)
+
+
+def clean_wikitext(line: str, unk_token: str | None) -> str:
+    """Undo WikiText's tokenized markup: `1 @,@ 000` -> `1,000`, `<unk>` -> the tokenizer's unk token."""
+    line = _WIKITEXT_JOINS.sub(r"\1", line)
+    if unk_token is not None:
+        line = line.replace("<unk>", unk_token)
+    return line
+
+
+def read_text_file(path: Path) -> tuple[str, str]:
+    """The file's text and the encoding used (UTF-8, else cp1252 as found in old Gutenberg files)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read corpus file ({e.strerror or e})") from None
+    if b"\x00" in data[:4096]:
+        raise DataError(f"{path}: looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), "cp1252"
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass
+class Source:
+    """One input of a corpus: a text file, or one split of a saved `datasets` dataset."""
+
+    path: Path
+    split: str | None = None  # for datasets directories
+    text_column: str = "text"
+    stream: dict[str, Any] | None = None  # for token files: the entry of one source's ids
+
+    @property
+    def name(self) -> str:
+        if self.stream is not None:
+            return f"{self.path}[{self.stream['source']}]"
+        return f"{self.path}[{self.split}]" if self.split else str(self.path)
+
+    def fingerprint(self) -> str:
+        if self.stream is not None:  # the text's own content: the same blocks, the same key
+            return self.stream["content"]
+        if self.split is None:
+            h = hashlib.sha256()
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            return "sha256:" + h.hexdigest()
+        return f"datasets:{_load_split(self)._fingerprint}:{self.text_column}"
+
+    def lines(self) -> tuple[list[str], str]:
+        """(lines, encoding) of the source's text, one paragraph/record per line."""
+        if self.split is None:
+            text, encoding = read_text_file(self.path)
+            return text.splitlines(), encoding
+        ds = _load_split(self)
+        if self.text_column not in ds.column_names:
+            raise DataError(
+                f"{self.name}: no column '{self.text_column}' (columns: {', '.join(ds.column_names)}); "
+                "pass text_column / --text-column"
+            )
+        return [str(t) if t is not None else "" for t in ds[self.text_column]], "datasets"
+
+
+def is_dataset_dir(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / f).is_file() for f in ("dataset_dict.json", "state.json", "dataset_info.json")
+    )
+
+
+def _load_split(source: Source):
+    import datasets
+
+    try:
+        obj = datasets.load_from_disk(str(source.path))
+    except Exception as e:  # datasets raises several types for foreign/corrupt directories
+        raise DataError(f"{source.path}: cannot load the saved dataset ({e})") from None
+    if isinstance(obj, datasets.DatasetDict):
+        if source.split not in obj:
+            raise DataError(f"{source.path}: no split '{source.split}' (splits: {', '.join(obj)})")
+        return obj[source.split]
+    return obj
+
+
+def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The text files of `paths`: a file is itself, a directory stands for its `*.txt` files in name
+    order (e.g. `wiki-2015/` for its shards)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            found = sorted(f for f in path.glob("*.txt") if f.is_file())
+            if not found:
+                raise DataError(f"{path}: a directory with no .txt files")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise DataError(f"{path}: corpus not found")
+    return out
+
+
+def resolve_sources(
+    paths: Sequence[str | os.PathLike], *, role: str = "train", text_column: str = "text"
+) -> list[Source]:
+    """Turn user paths into sources; a `datasets` directory contributes its `role` split."""
+    if not paths:
+        raise ConfigError(f"no {role} corpus given")
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: corpus not found")
+        if path.name.endswith(TOKENS_SUFFIX) and path.is_file():
+            out.extend(Source(path, stream=entry) for entry in read_token_index(path))
+        elif is_dataset_dir(path):
+            out.append(Source(path, split=dataset_split(path, role), text_column=text_column))
+        elif path.is_dir():  # a folder of text files: one source per file, so blocks stay within one
+            out.extend(Source(f, text_column=text_column) for f in text_files(path))
+        else:
+            out.append(Source(path, text_column=text_column))
+    return out
+
+
+def dataset_split(path: Path, role: str) -> str:
+    """The split a DatasetDict contributes for `role`; '' for a single Dataset."""
+    dd = path / "dataset_dict.json"
+    if not dd.is_file():
+        return ""
+    try:
+        splits = json.loads(dd.read_text())["splits"]
+    except (OSError, ValueError, KeyError, RecursionError):
+        raise DataError(f"{dd}: corrupt dataset_dict.json") from None
+    wanted = ["train"] if role == "train" else ["validation", "dev", "test"]
+    for s in wanted:
+        if s in splits:
+            return s
+    raise DataError(f"{path}: no {' or '.join(wanted)} split (splits: {', '.join(splits)})")
+
+
+# --------------------------------------------------------------------------- token files
+# A corpus tokenized once, to carry where the text is not (a GPU machine gets only the working
+# tree): one safetensors file, `<name>.tokens.safetensors`, holding each source's id stream (uint16
+# when the vocabulary fits, else int32) and, in its metadata, the tokenizer's fingerprint and each
+# source's name and content hash. `load_lm_corpus` accepts it as a corpus: the streams are cut into
+# the same blocks as the text gives, under the same content key.
+
+TOKENS_SUFFIX = ".tokens.safetensors"
+
+TOKENS_FORMAT = "ticketlab-tokens/1"
+
+
+def token_header(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{path}: not a readable token file ({e})") from None
+    if meta.get("format") != TOKENS_FORMAT:
+        raise DataError(f"{path}: not a ticketlab token file (see pretrain --write-tokens)")
+    return meta
+
+
+def read_token_index(path: Path) -> list[dict[str, Any]]:
+    """The sources of a token file: key, source name, content hash, token count."""
+    try:
+        index = json.loads(token_header(path)["sources"])
+        return [{k: e[k] for k in ("key", "source", "content", "tokens")} for e in index]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        raise DataError(f"{path}: corrupt token file index") from None

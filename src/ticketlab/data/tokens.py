@@ -1,0 +1,155 @@
+"""Text to token ids, once: a source (`sources.py`) is tokenized into one stream of ids (lines in
+order, no special tokens), cached as safetensors under `cache_dir`, keyed by the source's content
+hash and the tokenizer's identity (`tokenizer_fingerprint`), so a second run, or a run with another
+`max_length`, does not re-tokenize (`token_stream`). `write_token_file` writes a corpus's streams
+into one token file to carry where the text is not; a token file's streams are read back here.
+
+Blocks and the corpus are `corpus.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from ..errors import ConfigError, DataError, TicketlabError
+from ..files import atomic_write_bytes, default_cache_dir
+from ..progress import progress_bar
+from .sources import (
+    TOKENS_FORMAT,
+    TOKENS_SUFFIX,
+    Source,
+    clean_wikitext,
+    looks_like_wikitext,
+    resolve_sources,
+    token_header,
+)
+
+CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of everything that decides how text becomes ids (the full tokenizer definition)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = backend.to_str()
+    else:
+        spec = json.dumps(sorted(tokenizer.get_vocab().items())) + json.dumps(
+            {k: str(v) for k, v in sorted(tokenizer.init_kwargs.items()) if k != "name_or_path"}
+        )
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{spec}".encode()).hexdigest()[:16]
+
+
+def _tokenize(source: Source, tokenizer: PreTrainedTokenizerBase, wikitext: bool | None, progress: bool):
+    lines, encoding = source.lines()
+    lines = [line.strip() for line in lines]
+    lines = [line for line in lines if line]
+    if wikitext is None:  # decide from the first few thousand paragraphs
+        wikitext = looks_like_wikitext("\n".join(lines[:5000]))
+    if wikitext:
+        lines = [clean_wikitext(line, tokenizer.unk_token) for line in lines]
+    parts: list[Tensor] = []  # one tensor per chunk: a Python int per token would take 36 bytes
+    step = 2048
+    bar = progress_bar(
+        total=len(lines), desc=f"tokenize {source.path.name}", unit="line", disable=not progress
+    )
+    for i in range(0, len(lines), step):
+        chunk = lines[i : i + step]
+        enc = tokenizer(chunk, add_special_tokens=False, return_attention_mask=False, verbose=False)
+        parts.append(torch.tensor([t for row in enc["input_ids"] for t in row], dtype=torch.int32))
+        bar.update(len(chunk))
+    bar.close()
+    return (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int32)), encoding, wikitext
+
+
+def token_stream(
+    source: Source,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    cache_dir: Path | None,
+    wikitext: bool | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, dict[str, Any]]:
+    """All token ids of a source (int32, no special tokens), from the cache when possible."""
+    if source.stream is not None:
+        return _token_file_stream(source, tokenizer)
+    key_data = {
+        "source": source.fingerprint(),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "wikitext": wikitext,
+        "version": CACHE_VERSION,
+    }
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
+    cached = cache_dir / f"{source.path.name}-{key}.safetensors" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        try:
+            data = st_load(cached.read_bytes())
+            info = {"source": source.name, "tokens": data["ids"].numel(), "cache": "hit"}
+            return data["ids"], {**info, "content": key_data["source"]}
+        except (SafetensorError, KeyError, OSError):
+            pass  # a corrupt cache entry is rebuilt below
+    ids, encoding, detected = _tokenize(source, tokenizer, wikitext, progress)
+    if ids.numel() == 0:
+        raise DataError(f"{source.name}: no text found")
+    info = {"source": source.name, "tokens": ids.numel(), "cache": "miss", "encoding": encoding}
+    info["content"] = key_data["source"]
+    info["wikitext"] = detected
+    if cached is not None:
+        meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
+        with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
+            atomic_write_bytes(cached, st_save({"ids": ids}, metadata=meta))
+    return ids, info
+
+
+def write_token_file(
+    path: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    wikitext: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize `paths` (as a training corpus reads them) into the token file `path`; its summary."""
+    path = Path(path).expanduser()
+    if not path.name.endswith(TOKENS_SUFFIX):
+        raise ConfigError(f"{path}: a token file's name must end in {TOKENS_SUFFIX}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+    dtype = torch.uint16 if len(tokenizer) <= 1 << 16 else torch.int32
+    tensors, index = {}, []
+    for i, src in enumerate(resolve_sources(paths, role="train")):
+        ids, info = token_stream(src, tokenizer, cache_dir=cache, wikitext=wikitext, progress=progress)
+        tensors[f"ids.{i}"] = ids.to(dtype)
+        entry = {"key": f"ids.{i}", "source": src.name, "content": info["content"]}
+        index.append({**entry, "tokens": ids.numel()})
+    meta = {"format": TOKENS_FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer)}
+    meta["sources"] = json.dumps(index)
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    return {"file": str(path), "sources": len(index), "tokens": sum(e["tokens"] for e in index)}
+
+
+def _token_file_stream(source: Source, tokenizer: PreTrainedTokenizerBase) -> tuple[Tensor, dict[str, Any]]:
+    meta = token_header(source.path)
+    if meta.get("tokenizer") != tokenizer_fingerprint(tokenizer):
+        raise DataError(
+            f"{source.path}: was tokenized with another tokenizer; pass the one it was written with"
+        )
+    try:
+        with safe_open(str(source.path), "pt") as f:
+            ids = f.get_tensor(source.stream["key"]).to(torch.int32)
+    except (SafetensorError, OSError, KeyError) as e:
+        raise DataError(f"{source.path}: corrupt token file ({e})") from None
+    info = {"source": source.name, "tokens": ids.numel(), "cache": "token file"}
+    return ids, {**info, "content": source.stream["content"]}

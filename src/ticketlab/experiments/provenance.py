@@ -1,0 +1,65 @@
+"""Provenance of a sweep's runs: which code made them (`code_version`: ticketlab's version and git
+commit) and which mask exactly a result came from (`mask_hash`, of the mask's content). The runner
+records both with every finished run; super tickets and ticket sharing record the code version too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+
+# --------------------------------------------------------------------------- provenance
+
+
+_CODE: dict[str, Any] | None = None
+
+
+def code_version() -> dict[str, Any]:
+    """ticketlab's version and, when it runs from a git checkout, the commit and whether it is dirty."""
+    global _CODE
+    if _CODE is None:
+        _CODE = {"ticketlab": __version__}
+        src = Path(__file__).resolve().parent
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            )
+            if commit.returncode == 0:
+                dirty = subprocess.run(
+                    ["git", "-C", str(src), "status", "--porcelain", "--", str(src.parent)],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                _CODE.update(git_commit=commit.stdout.strip(), git_dirty=bool(dirty.stdout.strip()))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return _CODE
+
+
+MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes
+
+
+def mask_hashes(provenance: dict[str, Any]) -> dict[str, str]:
+    """A search's mask hashes by where they were saved: 'final', or the step."""
+    out = {f"step {k}": v for k, v in (provenance.get("intermediate_hashes") or {}).items()}
+    return {"final": provenance["mask_hash"], **out} if provenance.get("mask_hash") else out
+
+
+def mask_hash(mask_dir: Path) -> str:
+    """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
+    Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
+    twice gives two files."""
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
+        h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())
+        for name in sorted(f.keys()):
+            h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
+    return MASK_HASH + h.hexdigest()

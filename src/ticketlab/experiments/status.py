@@ -1,0 +1,68 @@
+"""`ticketlab sweep --status DIR`: what a sweep directory's store says, read only (counts per run kind
+and status, the running and failed runs with their jobs and logs, the next queued ones).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import TicketlabError
+from .store import Store
+
+
+def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
+    """What `ticketlab sweep --status DIR` prints: counts per run kind and status, then the running
+    and failed runs with their job ids and logs, and the next queued ones."""
+    from .store import DB_NAME
+
+    path = Path(sweep_dir)
+    if not (path / DB_NAME).is_file():
+        raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")
+    with Store(path, readonly=True) as store:
+        runs = store.runs()
+        plan = store.get_meta("plan")
+    if plan is not None:  # the runs of the last spec started here (older plans stay in the store)
+        wanted = set(plan)
+        runs = [r for r in runs if r.id in wanted]
+    shown = {"pending": "queued", "running": "running", "done": "done", "failed": "failed"}
+    counts = {s: sum(r.status == s for r in runs) for s in shown}
+    lines = [
+        f"sweep in {path.resolve()}: {len(runs)} runs: "
+        + ", ".join(f"{n} {shown[s]}" for s, n in counts.items())
+    ]
+    lines.append(f"  {'kind':<14} {'queued':>7} {'running':>8} {'done':>6} {'failed':>7}")
+    for kind in ("search", "pretrain-eval", "finetune"):
+        of_kind = [r for r in runs if r.kind == kind]
+        if of_kind:
+            n = [sum(r.status == s for r in of_kind) for s in shown]
+            lines.append(f"  {kind:<14} {n[0]:>7} {n[1]:>8} {n[2]:>6} {n[3]:>7}")
+    now = time.time()
+    for status, title in (("running", "running"), ("failed", "failed"), ("pending", "queued")):
+        chosen = [r for r in runs if r.status == status]
+        if not chosen:
+            continue
+        lines.append(f"\n{title}:")
+        for r in chosen[:limit]:
+            line = f"  {r.id}  {r.kind:<13} {r.name}"
+            if r.job:
+                line += f"  job {r.job}"
+            if r.attempts > 1:
+                line += f"  attempt {r.attempts}"
+            if status == "running" and r.started:
+                line += f"  for {_duration(now - r.started)} on {r.host}"
+            if r.log and status != "pending":
+                line += f"\n      log: {r.log}"
+            if status == "failed" and r.error:
+                line += f"\n      error: {r.error.strip().splitlines()[0][:200]}"
+            lines.append(line)
+        if len(chosen) > limit:
+            lines.append(f"  ... and {len(chosen) - limit} more")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
