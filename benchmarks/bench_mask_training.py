@@ -12,7 +12,9 @@ train on MLM (masked positions only, the same loss code). TAMT-MLM trains the sc
 head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head).
 `tamt-mlm-ib` is TAMT-MLM with the optimizer stepped inside the backward (`--optimizer-in-backward`:
 no clipping, less memory); `-bf16` rows keep the scores, their gradients and moments in bf16
-(`--score-dtype bfloat16`: stochastic rounding, 6 bytes less per target weight). The peer rows
+(`--score-dtype bfloat16`: stochastic rounding, 6 bytes less per target weight); `-flat` rows keep
+all scores in one buffer (issue 25: `tamt.FlatScores`, the same bits, one optimizer step and one
+count over all scores instead of one per matrix; not yet the default). The peer rows
 are TAMT as its reference implementation does it (`peer_tamt.py`: clone-and-index binariser, MLM
 head over every position, threshold by a full kthvalue every step, or every 1000 steps as the
 reference does, so not inside the timed window).
@@ -69,6 +71,8 @@ METHODS = (
     "tamt-mlm-ib",
     "tamt-mlm-bf16",
     "tamt-mlm-ib-bf16",
+    "tamt-mlm-flat",
+    "tamt-kd-flat",
     "peer-mlm",
     "peer-mlm-1000",
 )
@@ -143,9 +147,10 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
         every = 1000 if method.endswith("-1000") else 1
         after = lambda step: step % every == 0 and peer_tamt.rethreshold(masks, 0.7)  # noqa: E731
         return Runner(model, groups, peer_tamt.peer_loss("mlm"), lr or 5e-5, after)
-    _, objective, *flags = method.split("-")  # tamt-OBJECTIVE[-ib][-bf16]
+    _, objective, *flags = method.split("-")  # tamt-OBJECTIVE[-ib][-bf16][-flat]
     config = TamtConfig(0.7, objective=objective, score_dtype="bfloat16" if "bf16" in flags else "float32")
-    masks, groups = prepare_tamt(model, config)
+    # as `search_tamt` does it: stepped inside the backward, no flat gradient
+    masks, groups = prepare_tamt(model, config, flat="flat" in flags, flat_grads="ib" not in flags)
     thresholders = make_thresholders(masks, 0.7)
     after = lambda step: rethreshold(thresholders)  # noqa: E731
     lr = lr or config.default_lr

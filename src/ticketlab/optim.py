@@ -17,12 +17,27 @@ are updated in chunks too: the float32 copies of parameter, gradient and moments
 its chunks are 16 times larger. The moments are rounded stochastically too: with β2 = 0.999 the
 second moment changes by 0.1% a step, below half a bf16 ulp (0.2-0.4%), so round-to-nearest would
 freeze it. The state has torch's AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
+
+Float32 parameters that lie end to end in one memory, in their group's order, and whose gradients do
+too (TAMT's scores, `pruning.tamt.FlatScores`: a view per matrix of one buffer) are stepped as one
+tensor (a "run"): their moments are made views of one buffer as well, and the step runs once over
+all of them: on a CPU a chunk at a time, as above; elsewhere torch's own step (foreach or fused, as
+the group says) over the one tensor. The operations per entry are those of the separate steps, in
+the same order: the same bits, with one kernel launch per operation instead of one per parameter.
+The state stays one entry per parameter (checkpoints of either layout load into either). bfloat16
+runs are not joined: the stochastic rounding draws its noise per parameter and chunk, so a joined
+step would round other entries up.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+from torch.optim.adam import adam
+from torch.optim.optimizer import _get_scalar_dtype
 
 CHUNK = 1 << 20
 GPU_CHUNK = 1 << 24  # 256 MB of float32 temporaries at most
@@ -67,6 +82,11 @@ class AdamW(torch.optim.AdamW):
                 loss = closure()
         held = []  # parameters stepped here and hidden from torch's step
         for group in self.param_groups:
+            for run in _runs(group):
+                if self._step_run(run, group):
+                    held += [(p, p.grad) for p in run]
+                    for p in run:
+                        p.grad = None
             for p in group["params"]:
                 if p.grad is not None and _chunked(p, group):
                     self._step_chunked(p, group)
@@ -79,6 +99,75 @@ class AdamW(torch.optim.AdamW):
                 p.grad = grad
         return loss
 
+    def _step_run(self, run: list[Tensor], group: dict) -> bool:
+        """Step the parameters of `run` (see `_runs`) as one tensor; False when their states differ
+        (e.g. one of them had no gradient at an earlier step): then each takes its own step."""
+        moments = self._run_moments(run, group)
+        if moments is None:
+            return False
+        steps = [self.state[p]["step"] for p in run]
+        p, g = _joined(run), _joined([q.grad for q in run])
+        m, v = moments
+        if _on_cpu(p):  # chunked, as the large parameters are (no temporary as large as p)
+            torch._foreach_add_(steps, 1.0)
+            _adam_chunks(p, g, m, v, float(steps[0]), group)
+            return True
+        b1, b2 = group["betas"]
+        adam(  # what torch's step would run over the separate tensors, over the one
+            [p],
+            [g],
+            [m],
+            [v],
+            [],
+            steps[:1],
+            amsgrad=False,
+            has_complex=False,
+            beta1=b1,
+            beta2=b2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            foreach=group["foreach"],
+            capturable=group["capturable"],
+            differentiable=False,
+            fused=group["fused"],
+            grad_scale=getattr(self, "grad_scale", None),
+            found_inf=getattr(self, "found_inf", None),
+            decoupled_weight_decay=True,
+        )
+        if len(steps) > 1:
+            torch._foreach_copy_(steps[1:], steps[:1] * (len(steps) - 1))
+        return True
+
+    def _run_moments(self, run: list[Tensor], group: dict) -> tuple[Tensor, Tensor] | None:
+        """The moments of `run` as two flat tensors, each parameter's state a view of its part: made
+        at the first step, joined into one buffer once after a checkpoint was loaded (which gives
+        each its own tensor). None when the states differ (a step count, or one has none)."""
+        states = [self.state[p] for p in run]
+        if not any(states):  # the first step: torch's layout and initial values
+            scalar = {"dtype": _get_scalar_dtype(is_fused=group["fused"]), "device": run[0].device}
+            on_device = group["capturable"] or group["fused"]
+            for st in states:
+                st["step"] = (
+                    torch.zeros((), **scalar) if on_device else torch.tensor(0.0, dtype=scalar["dtype"])
+                )
+            total = sum(p.numel() for p in run)
+            joined = [torch.zeros(total, dtype=run[0].dtype, device=run[0].device) for _ in range(2)]
+            _split_into(joined, run, states)
+            return joined[0], joined[1]
+        if not all(states):
+            return None
+        steps = torch.stack([st["step"] for st in states])  # one host read, wherever they are
+        if not bool((steps == steps[0]).all()):
+            return None
+        moments = [[st[k] for st in states] for k in ("exp_avg", "exp_avg_sq")]
+        if not all(_adjacent(a, b) for ts in moments for a, b in itertools.pairwise(ts)):
+            joined = [torch.cat([t.reshape(-1) for t in ts]) for ts in moments]
+            _split_into(joined, run, states)
+            return joined[0], joined[1]
+        return _joined(moments[0]), _joined(moments[1])
+
     def _step_chunked(self, p: Tensor, group: dict) -> None:
         if p.grad.is_sparse or group["amsgrad"] or group["maximize"]:
             raise NotImplementedError(f"{p.dtype} parameters: dense gradients, no amsgrad, no maximize")
@@ -88,31 +177,97 @@ class AdamW(torch.optim.AdamW):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["step"] += 1
-        t = float(state["step"])
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        lr = float(lr)
-        step_size, bc2_sqrt = lr / (1 - b1**t), (1 - b2**t) ** 0.5
         flat = [x.view(-1) for x in (p, p.grad, state["exp_avg"], state["exp_avg_sq"])]
-        chunk = CHUNK if p.device.type == "cpu" else GPU_CHUNK
-        for i in range(0, p.numel(), chunk):
-            p_c, g_c, m_c, v_c = (x[i : i + chunk] for x in flat)
-            if p.dtype == torch.float32:  # torch's single-tensor step, its operations in its order
-                if wd:
-                    p_c.mul_(1 - lr * wd)
-                m_c.lerp_(g_c, 1 - b1)
-                v_c.mul_(b2).addcmul_(g_c, g_c, value=1 - b2)
-                p_c.addcdiv_(m_c, v_c.sqrt().div_(bc2_sqrt).add_(eps), value=-step_size)
-                continue
-            g = g_c.float()
-            m = m_c.float().lerp_(g, 1 - b1)
-            v = v_c.float().mul_(b2).addcmul_(g, g, value=1 - b2)
-            round_stochastic_(m_c, m)
-            round_stochastic_(v_c, v)
-            x = p_c.float()
+        _adam_chunks(*flat, float(state["step"]), group)
+
+
+def _adam_chunks(p: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, t: float, group: dict) -> None:
+    """AdamW's step `t` over flat tensors, a chunk at a time: float32 with torch's single-tensor
+    operations in its order, bfloat16 in float32 and rounded back stochastically (see the module)."""
+    lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    lr = float(lr)
+    step_size, bc2_sqrt = lr / (1 - b1**t), (1 - b2**t) ** 0.5
+    flat = (p, grad, exp_avg, exp_avg_sq)
+    chunk = CHUNK if p.device.type == "cpu" else GPU_CHUNK
+    for i in range(0, p.numel(), chunk):
+        p_c, g_c, m_c, v_c = (x[i : i + chunk] for x in flat)
+        if p.dtype == torch.float32:  # torch's single-tensor step, its operations in its order
             if wd:
-                x.mul_(1 - lr * wd)
-            x.addcdiv_(m, v.sqrt_().div_(bc2_sqrt).add_(eps), value=-step_size)
-            round_stochastic_(p_c, x)
+                p_c.mul_(1 - lr * wd)
+            m_c.lerp_(g_c, 1 - b1)
+            v_c.mul_(b2).addcmul_(g_c, g_c, value=1 - b2)
+            p_c.addcdiv_(m_c, v_c.sqrt().div_(bc2_sqrt).add_(eps), value=-step_size)
+            continue
+        g = g_c.float()
+        m = m_c.float().lerp_(g, 1 - b1)
+        v = v_c.float().mul_(b2).addcmul_(g, g, value=1 - b2)
+        round_stochastic_(m_c, m)
+        round_stochastic_(v_c, v)
+        x = p_c.float()
+        if wd:
+            x.mul_(1 - lr * wd)
+        x.addcdiv_(m, v.sqrt_().div_(bc2_sqrt).add_(eps), value=-step_size)
+        round_stochastic_(p_c, x)
+
+
+def _on_cpu(t: Tensor) -> bool:
+    return t.device.type == "cpu"
+
+
+def _runs(group: dict) -> list[list[Tensor]]:
+    """Runs of two or more consecutive float32 parameters of `group` that lie end to end in one
+    memory, with their gradients end to end too (and nothing that the joined step lacks: amsgrad,
+    maximize, a differentiable step, sparse gradients)."""
+    if group["amsgrad"] or group["maximize"] or group["differentiable"]:
+        return []
+    runs: list[list[Tensor]] = []
+    run: list[Tensor] = []
+    for p in group["params"]:
+        if run and _joinable(p) and p.device == run[-1].device and _follows(run[-1], p):
+            run.append(p)
+            continue
+        if len(run) > 1:
+            runs.append(run)
+        run = [p] if _joinable(p) else []
+    return runs + [run] if len(run) > 1 else runs
+
+
+def _joinable(p: Tensor) -> bool:
+    g = p.grad
+    return (
+        g is not None
+        and p.dtype == torch.float32
+        and not g.is_sparse
+        and p.is_contiguous()
+        and g.is_contiguous()
+    )
+
+
+def _follows(a: Tensor, b: Tensor) -> bool:
+    """Whether parameter `b` and its gradient start where `a` and its gradient end."""
+    return _adjacent(a, b) and _adjacent(a.grad, b.grad)
+
+
+def _adjacent(a: Tensor, b: Tensor) -> bool:
+    """Whether `b` starts where `a` ends, in the same memory."""
+    return (
+        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        and b.data_ptr() == a.data_ptr() + a.numel() * a.element_size()
+    )
+
+
+def _joined(ts: Sequence[Tensor]) -> Tensor:
+    """Tensors that lie end to end (`_adjacent`) as one flat view."""
+    total = sum(t.numel() for t in ts)
+    return ts[0].detach().as_strided((total,), (1,), ts[0].storage_offset())
+
+
+def _split_into(joined: list[Tensor], run: list[Tensor], states: list[dict]) -> None:
+    """Make each parameter's `exp_avg` and `exp_avg_sq` its part of the flat `joined` pair."""
+    offset = 0
+    for p, st in zip(run, states, strict=True):
+        st["exp_avg"], st["exp_avg_sq"] = (j[offset : offset + p.numel()].view_as(p) for j in joined)
+        offset += p.numel()
 
 
 def _chunked(p: Tensor, group: dict) -> bool:

@@ -40,6 +40,7 @@ that mask training holds less than dense training: a flag, since it changes the 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -52,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import Tensor, nn
+from torch.autograd import Variable
 from torch.nn.utils import parametrize
 
 from ..errors import ConfigError, TicketlabError
@@ -155,15 +157,17 @@ class _StraightThrough(torch.autograd.Function):
     The generic path, taken by `module.weight` (modules without a fused forward, export)."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
+    def forward(ctx, weight: Tensor, scores: Tensor, threshold: Tensor, owner: ScoreMask) -> Tensor:
         ctx.save_for_backward(weight)
-        ctx.score_dtype = scores.dtype
+        ctx.score_dtype, ctx.owner = scores.dtype, owner
         return weight * at_least(scores, threshold)  # a fresh tensor: the caller keeps it
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (weight,) = ctx.saved_tensors
-        return None, (grad * weight).to(ctx.score_dtype), None
+        slot = ctx.owner.grad_slot()
+        grad_s = (grad * weight).to(ctx.score_dtype) if slot is None else slot.copy_(grad * weight)
+        return None, ctx.owner.settle_grad(grad_s), None, None
 
 
 class _MaskedLinear(torch.autograd.Function):
@@ -185,9 +189,10 @@ class _MaskedLinear(torch.autograd.Function):
         threshold: Tensor,
         bias: Tensor | None,
         scratch: Scratch,
+        owner: ScoreMask,
     ):
         ctx.save_for_backward(x, weight, scores, threshold)
-        ctx.scratch = scratch
+        ctx.scratch, ctx.owner = scratch, owner
         blocks = row_blocks(weight)
         if len(blocks) == 1:
             return F.linear(x, scratch.masked(weight, scores, threshold), bias)  # [..., out]
@@ -207,7 +212,9 @@ class _MaskedLinear(torch.autograd.Function):
         flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
         if ctx.needs_input_grad[2]:
             xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
-            grad_s = torch.empty(weight.shape, dtype=scores.dtype, device=weight.device)  # [out, in]
+            grad_s = ctx.owner.grad_slot()  # [out, in], in the flat gradient where there is one
+            if grad_s is None:
+                grad_s = torch.empty(weight.shape, dtype=scores.dtype, device=weight.device)
         blocks = row_blocks(weight)
         for r in blocks:
             g = flat[:, r]  # [n, rows]
@@ -227,7 +234,9 @@ class _MaskedLinear(torch.autograd.Function):
             grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], x.shape[-1])  # no rows: -1 is ambiguous
         if ctx.needs_input_grad[4]:
             grad_b = flat.sum(0)
-        return grad_x, None, grad_s, None, grad_b, None
+        if grad_s is not None:
+            grad_s = ctx.owner.settle_grad(grad_s)
+        return grad_x, None, grad_s, None, grad_b, None, None
 
 
 class _MaskedEmbedding(torch.autograd.Function):
@@ -235,9 +244,17 @@ class _MaskedEmbedding(torch.autograd.Function):
     with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`."""
 
     @staticmethod
-    def forward(ctx, ids: Tensor, weight: Tensor, scores: Tensor, threshold: Tensor, padding_idx: int | None):
+    def forward(
+        ctx,
+        ids: Tensor,
+        weight: Tensor,
+        scores: Tensor,
+        threshold: Tensor,
+        padding_idx: int | None,
+        owner: ScoreMask,
+    ):
         ctx.save_for_backward(ids, weight)
-        ctx.padding_idx, ctx.score_dtype = padding_idx, scores.dtype
+        ctx.padding_idx, ctx.score_dtype, ctx.owner = padding_idx, scores.dtype, owner
         t = F.embedding(ids, threshold) if threshold.ndim else threshold  # per-group cuts: their rows
         return F.embedding(ids, weight) * at_least(F.embedding(ids, scores), t)  # [..., H]
 
@@ -246,26 +263,35 @@ class _MaskedEmbedding(torch.autograd.Function):
         ids, weight = ctx.saved_tensors
         grad_s = None
         if ctx.needs_input_grad[2]:
-            grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)  # [V, H]
+            slot = ctx.owner.grad_slot()  # float32 scores: summed in place, in the flat gradient
+            if slot is not None and slot.dtype == torch.float32:
+                grad_wm = slot.zero_()  # [V, H]
+            else:
+                grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
             if ctx.padding_idx is not None:
                 grad_wm[ctx.padding_idx] = 0
-            grad_s = grad_wm.mul_(weight).to(ctx.score_dtype)
-        return None, None, grad_s, None, None
+            grad_s = grad_wm.mul_(weight)
+            if grad_s.dtype != ctx.score_dtype:
+                grad_s = grad_s.to(ctx.score_dtype) if slot is None else slot.copy_(grad_s)
+            grad_s = ctx.owner.settle_grad(grad_s)
+        return None, None, grad_s, None, None, None
 
 
 def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.linear(x, weight, module.bias)
-    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p.scratch)
+    p.gather()
+    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p.scratch, p)
 
 
 def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
     p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
     if not p.enabled:
         return F.embedding(ids, weight, module.padding_idx)
-    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx)
+    p.gather()
+    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx, p)
 
 
 def _fuse(module: nn.Module) -> None:
@@ -289,12 +315,26 @@ class ScoreMask(MaskParametrization):
     """
 
     def __init__(
-        self, scores: Tensor, threshold: float, dtype: torch.dtype = torch.float32, nm: NM | None = None
+        self,
+        scores: Tensor,
+        threshold: float,
+        dtype: torch.dtype = torch.float32,
+        nm: NM | None = None,
+        *,
+        storage: Tensor | None = None,
     ):
         super().__init__()
         if dtype not in SCORE_DTYPES.values():
             raise ConfigError(f"scores must be float32 or bfloat16, got {dtype}")
-        self.scores = nn.Parameter(scores.detach().to(dtype).clone())
+        if storage is None:  # a tensor of its own
+            self.scores = nn.Parameter(scores.detach().to(dtype).clone())
+        else:  # a view of a model's flat buffer (`FlatScores`): a leaf parameter sharing its memory
+            self.scores = nn.Parameter(torch.empty(0, dtype=dtype, device=storage.device))
+            # `.data =` keeps the parameter's own version counter (a view would share the buffer's,
+            # and stepping one matrix inside the backward would invalidate every other one's)
+            self.scores.data = storage.view(scores.shape).copy_(scores.detach())
+        self.flat: FlatScores | None = None  # set by `FlatScores`
+        self.index = 0  # its segment there
         # in the scores' dtype, as a comparison with them rounds it; on their device, so that no
         # use reads it back to the host (a stall on a GPU). An N:M pattern has one per group.
         shape = () if nm is None else (*scores.shape[:-1], scores.shape[-1] // nm.m)
@@ -304,7 +344,22 @@ class ScoreMask(MaskParametrization):
     def forward(self, weight: Tensor) -> Tensor:
         if not self.enabled:
             return weight
-        return _StraightThrough.apply(weight, self.scores, self.threshold)
+        self.gather()
+        return _StraightThrough.apply(weight, self.scores, self.threshold, self)
+
+    def gather(self) -> None:
+        """Before a forward: the scores back into the model's flat buffer if a move took them out."""
+        if self.flat is not None:
+            self.flat.ensure(self.index)
+
+    def grad_slot(self) -> Tensor | None:
+        """Where the backward may write ∂L/∂S: its segment of the model's flat gradient (`FlatScores`),
+        or None (then a tensor of its own, as autograd's accumulation needs when S has a gradient)."""
+        return None if self.flat is None else self.flat.slot(self.index)
+
+    def settle_grad(self, grad: Tensor) -> Tensor | None:
+        """What the backward returns as ∂L/∂S, given the gradient it made (`FlatScores.settle`)."""
+        return grad if self.flat is None else self.flat.settle(self.index, grad)
 
     @property
     def mask(self) -> Tensor:
@@ -313,6 +368,126 @@ class ScoreMask(MaskParametrization):
 
     def current_mask(self) -> Tensor:
         return self.mask
+
+
+class FlatScores:
+    """All score tensors of a model in one flat buffer, each ScoreMask's `scores` a view of its own
+    segment: a leaf parameter sharing the buffer's memory, so that state dicts, checkpoints and the
+    optimizer's parameter groups still hold one tensor per matrix, while whatever runs over all
+    scores can run once instead of once per matrix (73 at BERT-base), which on a GPU is a kernel
+    launch per matrix and operation:
+
+    * the gradients: the fused backward writes ∂L/∂S into its segment of one flat gradient, and
+      autograd keeps that view as the parameter's `.grad` (it adopts a fresh gradient as it is), so
+      the gradients are adjacent in memory as the scores are, and `optim.AdamW` steps all of them
+      as one tensor (the same operations per score, in the same order: the same bits);
+    * the re-threshold: global ranking counts and ranks the one flat tensor; local ranking counts
+      all matrices in a few launches on a GPU (`_segment_counts`).
+
+    The flat gradient is made at the first score gradient of a backward, and this object holds it
+    only until that backward ends: then the parameters' `.grad` views do, and `zero_grad` frees it
+    as it freed the separate gradients (on a CPU its pages are touched, hence resident, only as the
+    backward writes them). A segment is offered only to a parameter without a gradient: with one
+    (gradient accumulation) autograd adds the new gradient into it, and a segment aliasing it would
+    be added to itself. A matrix used twice in one backward (BERT's word embeddings, tied to the MLM
+    decoder) gets the segment at its first use, and its second use adds into that segment (the
+    sum autograd would make: the same bits) and returns no gradient. Moving the model (`model.to`)
+    gives every parameter a tensor of its own; the next forward gathers them into a new buffer
+    (`ensure`). `grads=False` leaves gradients separate (the optimizer stepped inside the backward
+    frees each one at once: a flat gradient would hold them all)."""
+
+    def __init__(self, masks: Sequence[ScoreMask], data: Tensor, *, grads: bool = True):
+        self.masks, self.data, self.grads = list(masks), data, grads
+        self.offsets = [0, *itertools.accumulate(p.scores.numel() for p in self.masks)]
+        self._grad: Tensor | None = None  # this backward's flat gradient, [total]
+        self._given: set[int] = set()  # the matrices given their segment of it
+        self._task = -1  # the backward they belong to (one that raised never reached `_end_backward`)
+        self._rows: tuple[int, Tensor] | None = None  # `_segment_counts`' rows: (width, matrix of each)
+        for i, p in enumerate(self.masks):
+            p.flat, p.index = self, i
+
+    def segment(self, i: int, flat: Tensor) -> Tensor:
+        """Matrix i's part of a flat tensor laid out as the buffer, in the matrix's shape (a view)."""
+        return flat[self.offsets[i] : self.offsets[i + 1]].view(self.masks[i].scores.shape)
+
+    def bound(self, i: int) -> bool:
+        """Whether matrix i's scores are still its segment of the buffer."""
+        s, d = self.masks[i].scores, self.data
+        return (
+            s.device == d.device
+            and s.dtype == d.dtype
+            and s.data_ptr() == d.data_ptr() + self.offsets[i] * d.element_size()
+        )
+
+    @torch.no_grad()
+    def ensure(self, i: int | None = None) -> bool:
+        """Make the scores (matrix i's, or all) segments of one buffer again where they left it (a
+        move of the model copies each parameter); False when they cannot be one (several devices
+        or dtypes: they are then used where they are)."""
+        if all(self.bound(j) for j in (range(len(self.masks)) if i is None else [i])):
+            return True
+        scores = [p.scores for p in self.masks]
+        if len({(s.device, s.dtype) for s in scores}) > 1:
+            return False
+        self.data, self._grad, self._rows = torch.cat([s.detach().reshape(-1) for s in scores]), None, None
+        for j, s in enumerate(scores):
+            s.data = self.segment(j, self.data)
+        return True
+
+    def slot(self, i: int) -> Tensor | None:
+        """Matrix i's segment of this backward's flat gradient (made by the first call of a backward),
+        or None when its gradient must be a tensor of its own (see the class)."""
+        s = self.masks[i].scores
+        task = torch._C._current_graph_task_id()
+        if self._grad is not None and task != self._task:  # left over by a backward that raised
+            self._grad, self._given = None, set()
+        if not self.grads or s.grad is not None or i in self._given or not self.bound(i):
+            return None
+        if self._grad is None:
+            self._grad, self._task = torch.empty_like(self.data), task
+            Variable._execution_engine.queue_callback(self._end_backward)
+        self._given.add(i)
+        return self.segment(i, self._grad)  # a fresh view, which autograd adopts as `.grad`
+
+    @torch.no_grad()
+    def settle(self, i: int, grad: Tensor) -> Tensor | None:
+        """What matrix i's backward returns, given the gradient it made: that gradient, unless the
+        matrix's segment went to an earlier use in this backward; then `grad` is added into the
+        segment (as autograd would add the two) and nothing is returned for this use."""
+        if i not in self._given or self._grad is None or torch._C._current_graph_task_id() != self._task:
+            return grad
+        slot = self.segment(i, self._grad)
+        if grad.data_ptr() == slot.data_ptr() or self.masks[i].scores.grad is not None:
+            return grad
+        slot.add_(grad)
+        return None
+
+    @torch.no_grad()
+    def _end_backward(self) -> None:
+        """Put the gradients that autograd kept elsewhere (a copy it made; gradients accumulated
+        over micro-batches before) into their segments, so that all of them form one flat tensor,
+        and let go of the flat gradient: the `.grad` views hold it now."""
+        flat, self._grad, self._given = self._grad, None, set()
+        if flat is None:
+            return
+        for i, p in enumerate(self.masks):
+            g = p.scores.grad
+            if g is not None and g.data_ptr() != flat.data_ptr() + self.offsets[i] * flat.element_size():
+                p.scores.grad = self.segment(i, flat).copy_(g)
+
+    def rows(self) -> tuple[int, Tensor] | None:
+        """The buffer as rows of `width` scores, width dividing every matrix (BERT-base: 768), and
+        the matrix of each row ([rows], on the buffer's device); None when the widest such row is
+        too narrow to be worth it."""
+        if self._rows is None:
+            sizes = [b - a for a, b in itertools.pairwise(self.offsets)]
+            width = math.gcd(*sizes)
+            which = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes) // width)
+            self._rows = (width, which.to(self.data.device))
+        return self._rows if self._rows[0] >= _MIN_ROW else None
+
+
+_MIN_ROW = 64  # scores per row of `_segment_counts`: its per-row thresholds cost 4/64 B per score
 
 
 def attach_scores(
@@ -324,13 +499,18 @@ def attach_scores(
     fused: bool = True,
     dtype: torch.dtype = torch.float32,
     pattern: str | None = None,
+    flat: bool = False,
+    flat_grads: bool = True,
 ) -> dict[str, ScoreMask]:
     """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0
     elsewhere, and t = φ (Eq. 3 and 5); with an N:M `pattern`, one t per group of M.
 
     `fused` routes masked linear and embedding modules (tied ones included) through the fused
     functions; False leaves every module on the generic `module.weight` path (same values and
-    gradients, more memory: kept for tests and other module types). `dtype` is the scores' own."""
+    gradients, more memory: kept for tests and other module types). `dtype` is the scores' own.
+    `flat` keeps all scores in one buffer (`FlatScores`; with `flat_grads`, their gradients too):
+    the same masks, scores and thresholds, bit for bit, as one tensor per matrix (the default). It
+    is off by default until a GPU measures it (issue 25): on a loaded CPU its step was not faster."""
     if threshold <= 0 or alpha < 1:
         raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")
     for p in model.parameters():
@@ -338,11 +518,19 @@ def attach_scores(
     modules = resolve_modules(model, list(init))
     if (nm := parse_pattern(pattern)) is not None:
         check_divisible(init.shapes, nm)
+    devices = {m.weight.device for m in modules.values()}
+    data, offset = None, 0  # [all target weights], one segment per matrix in `init`'s order
+    if flat and len(devices) == 1 and modules:
+        data = torch.empty(sum(m.weight.numel() for m in modules.values()), dtype=dtype, device=devices.pop())
     params = {}
     for key, m in modules.items():
         keep = init[key].to(m.weight.device)
         scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
-        params[key] = ScoreMask(scores, threshold, dtype, nm)
+        storage = None if data is None else data[offset : offset + scores.numel()]
+        params[key] = ScoreMask(scores, threshold, dtype, nm, storage=storage)
+        offset += scores.numel()
+    if data is not None:
+        FlatScores(list(params.values()), data, grads=flat_grads)
     attach(model, params)
     scratch = Scratch()  # one set of buffers for all
     for p in params.values():
@@ -481,6 +669,12 @@ class Thresholder:
         rethreshold([self])
 
     def _scores(self) -> list[Tensor]:
+        """The group's scores as flat tensors: the model's one buffer when the group is all of it
+        (global ranking: one count, one ranking, instead of one per matrix), else one per matrix.
+        Both give the same selection: every step concatenates the matrices in this order."""
+        flat = self.params[0].flat
+        if flat is not None and len(self.params) > 1 and flat.masks == self.params and flat.ensure():
+            return [flat.data]
         return [p.scores.detach().reshape(-1) for p in self.params]
 
     def _publish(self, t: float) -> None:
@@ -611,10 +805,42 @@ def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
         else:
             todo.append(t)
     if todo:
-        counts = [t._count() for t in todo]
-        kept = torch.stack([c.to(counts[0].device) for c in counts]).tolist()
-        for t, k in zip(todo, kept, strict=True):
+        counts = _segment_counts(todo)
+        if counts is None:
+            counts = [t._count() for t in todo]
+            counts = torch.stack([c.to(counts[0].device) for c in counts])
+        for t, k in zip(todo, counts.tolist(), strict=True):
             t._settle(k)
+
+
+SEGMENTED_ON_CPU = False  # a CPU counts faster per matrix (`Scratch.count_at_least`); tests set it
+
+
+def _segment_counts(todo: Sequence[Thresholder]) -> Tensor | None:
+    """#{S >= t} of every matrix of `todo` (local ranking: one matrix each, all of one `FlatScores`),
+    in a few passes over the flat buffer instead of two launches per matrix: the buffer as rows,
+    each compared with its matrix's threshold, the rows' counts summed per matrix. None where it
+    does not apply (then each thresholder counts its own)."""
+    flat = todo[0].params[0].flat
+    if flat is None or any(len(t.params) != 1 or t.params[0].flat is not flat for t in todo):
+        return None
+    if (flat.data.device.type == "cpu" and not SEGMENTED_ON_CPU) or not flat.ensure():
+        return None
+    layout = flat.rows()
+    if layout is None:
+        return None
+    width, which = layout
+    data = flat.data.view(-1, width)  # [rows, width]
+    cut = torch.full((len(flat.masks),), math.inf, dtype=data.dtype)  # exact: t is a value of the dtype
+    cut[[t.params[0].index for t in todo]] = torch.tensor([t.threshold for t in todo], dtype=data.dtype)
+    cut = cut.to(data.device, non_blocking=True)[which]  # [rows]
+    per_row = torch.empty(data.shape[0], dtype=torch.int64, device=data.device)
+    step = max(1, (16 << 20) // width)  # rows per pass: a bool temporary of at most 16 MB
+    for i in range(0, data.shape[0], step):
+        torch.sum(data[i : i + step] >= cut[i : i + step, None], dim=1, out=per_row[i : i + step])
+    counts = torch.zeros(len(flat.masks), dtype=torch.int64, device=data.device)
+    counts.index_add_(0, which, per_row)
+    return counts[[t.params[0].index for t in todo]]
 
 
 # --------------------------------------------------------------------------- setup
@@ -667,12 +893,15 @@ def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
     return random_mask(model, config.sparsity, seed=config.seed, **kw)
 
 
-def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreMask], list[dict]]:
+def prepare_tamt(
+    model: nn.Module, config: TamtConfig, *, flat: bool = False, flat_grads: bool = True
+) -> tuple[dict[str, ScoreMask], list[dict]]:
     """Freeze `model`, attach trainable masks initialised per `config`, and return (masks, param groups).
 
     The parameter groups are the scores and, for the MLM objectives with `train_head`, the MLM
     head's own parameters (transform, LayerNorm, output bias; the decoder weight is the masked
-    word-embedding matrix and stays frozen).
+    word-embedding matrix and stays frozen). `flat`, `flat_grads`: see `attach_scores` (give the
+    optimizer stepped inside the backward no flat gradient).
     """
     masks = attach_scores(
         model,
@@ -681,6 +910,8 @@ def prepare_tamt(model: nn.Module, config: TamtConfig) -> tuple[dict[str, ScoreM
         alpha=config.alpha,
         dtype=SCORE_DTYPES[config.score_dtype],
         pattern=config.pattern,
+        flat=flat,
+        flat_grads=flat_grads,
     )
     groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
     if config.trains_head:
@@ -740,7 +971,8 @@ def search_tamt(
     """
     if message := frozen_mask_warning(config, train_config):
         log.warning(message)
-    masks, groups = prepare_tamt(model, config)
+    # stepped inside the backward, each gradient is freed at once: a flat one would hold them all
+    masks, groups = prepare_tamt(model, config, flat_grads=not train_config.optimizer_in_backward)
     thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
     spec = SearchSpec(
         method=f"tamt-{config.objective}",
