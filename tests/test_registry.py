@@ -16,6 +16,7 @@ from ticketlab.cli.search import search_config
 from ticketlab.errors import ConfigError
 from ticketlab.experiments import expand, spec_from_dict
 from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
+from ticketlab.pruning import TamtConfig
 from ticketlab.validation import FieldError, option
 
 
@@ -234,3 +235,26 @@ def test_a_spec_error_names_the_option_a_registered_method_renamed(monkeypatch, 
     d["search"]["freeze_head"] = "yes"  # TAMT's train_head, by its option's name
     with pytest.raises(ConfigError, match=r"search\.freeze_head: "):
         spec_from_dict(d, base_dir=tmp_path)
+
+
+@dataclasses.dataclass
+class TamtVariantConfig(TamtConfig):
+    """A registered method's config that subclasses TAMT's."""
+
+    extra: int = option(1, "a setting of its own")
+
+
+def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_path):
+    """`SearchConfig` picks the method registered for its config's own type, not the first whose
+    config it is an instance of (TAMT for a `TamtConfig` subclass)."""
+    ran = []
+    variant = SearchMethod("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
+    monkeypatch.setitem(SEARCH_METHODS, variant.name, variant)
+    config = SearchConfig(
+        model="m", method=TamtVariantConfig(0.5), steps=3, out=tmp_path / "o", corpus=["c.txt"]
+    )
+    assert config.search_method is variant and config.verb == "tamt-variant"
+    search(config, accelerator=Accelerator(cpu=True))
+    assert ran == ["tamt-variant"]
+    tamt = SearchConfig(model="m", method=TamtConfig(0.5), steps=3, out=tmp_path / "t", corpus=["c.txt"])
+    assert tamt.verb == "tamt"

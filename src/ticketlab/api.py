@@ -211,8 +211,12 @@ class SearchConfig:
 
     @property
     def search_method(self) -> SearchMethod:
-        """The registered search method (`SEARCH_METHODS`) whose config `method` is."""
-        return next(m for m in SEARCH_METHODS.values() if isinstance(self.method, m.config))
+        """The registered search method (`SEARCH_METHODS`) whose config `method` is: the one whose
+        config is `method`'s own type, else the most derived of those it is an instance of (a method
+        whose config subclasses `TamtConfig` is that method, not TAMT)."""
+        mro = type(self.method).__mro__
+        matches = [m for m in SEARCH_METHODS.values() if isinstance(self.method, m.config)]
+        return min(matches, key=lambda m: mro.index(m.config) if m.config in mro else len(mro))
 
     @property
     def verb(self) -> str:
