@@ -258,3 +258,60 @@ def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_pa
     assert ran == ["tamt-variant"]
     tamt = SearchConfig(model="m", method=TamtConfig(0.5), steps=3, out=tmp_path / "t", corpus=["c.txt"])
     assert tamt.verb == "tamt"
+
+
+WORKER_METHOD = """
+import dataclasses
+from ticketlab.api import SearchMethod
+
+
+@dataclasses.dataclass
+class CarriedConfig:
+    sparsity: float
+
+
+def run(config, acc):
+    raise AssertionError("not run here")
+
+
+METHOD = SearchMethod("carried", CarriedConfig, run, "a method registered by the coordinator only")
+"""
+
+
+def test_a_pickled_sweep_work_carries_the_registered_search_methods(monkeypatch, tmp_path):
+    """A launched worker (a fresh interpreter unpickling the sweep's `Work`) knows a search method
+    the coordinator registered with `register_search`, though importing its module does not
+    register it: the pickled methods carry it (its functions importable by module path)."""
+    import importlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cloudpickle  # submitit's: what launchers send a worker
+
+    from ticketlab.experiments.work import Work
+
+    (tmp_path / "carried_method.py").write_text(WORKER_METHOD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("carried_method")
+    monkeypatch.setitem(SEARCH_METHODS, "carried", module.METHOD)  # removed afterwards
+    assert register_search(module.METHOD) is SEARCH_METHODS["carried"]
+    spec = spec_from_dict(base_spec_dict(tmp_path / "sweep"), base_dir=tmp_path / "sweep")
+    (tmp_path / "work.pkl").write_bytes(
+        cloudpickle.dumps(Work(spec, tmp_path / "sweep", METHODS, None, None))
+    )
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
+    code = (
+        "import pickle, sys; from ticketlab.api import SEARCH_METHODS; "
+        "assert 'carried' not in SEARCH_METHODS; "
+        "work = pickle.load(open(sys.argv[1], 'rb')); spec = work.methods['carried']; "
+        "print(spec.name, SEARCH_METHODS['carried'].config.__module__, list(work.methods)[0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "work.pkl")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["carried", "carried_method", "full"]

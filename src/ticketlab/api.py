@@ -495,6 +495,11 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
 }
 
 
+# The library's own entries: what a worker process has without being told (`experiments.methods`
+# carries the others to it when a sweep's work is pickled).
+BUILTIN_SEARCH_METHODS: tuple[SearchMethod, ...] = tuple(SEARCH_METHODS.values())
+
+
 def register_search(method: SearchMethod) -> SearchMethod:
     """Add (or replace, in its place) a search method: from then on `search` runs it for its config,
     `ticketlab search NAME` offers it and sweeps and reports know it by its presets' names."""

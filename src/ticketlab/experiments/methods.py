@@ -323,7 +323,16 @@ class Methods(MutableMapping[str, MethodSpec]):
     """The sweep's methods by name, in report order: its own (the one-shot ones below), then those
     of the library's search methods (`api.SEARCH_METHODS`, `trained_methods`), read from it on each
     access so that a search method registered later is a sweep method too, then any `register`ed
-    since. An entry set under a derived name replaces it in its place."""
+    since. An entry set under a derived name replaces it in its place.
+
+    Pickled (a sweep's `Work`, sent to a local subprocess or a Slurm job), it carries its own
+    entries and the search methods registered besides the library's (`api.register_search`), which
+    unpickling registers in the worker's `api.SEARCH_METHODS` where it lacks them: a method the
+    coordinator registered is one in the worker too. Pickling (submitit's cloudpickle) stores the
+    classes and functions of an importable module by module path, so such a method's config, `run`
+    and other functions are best defined at module level in a module the worker can import under
+    the same name (on its path); registering the method at import of that module is then not
+    required."""
 
     def __init__(self, own: dict[str, MethodSpec]):
         self._own = own
@@ -357,6 +366,27 @@ class Methods(MutableMapping[str, MethodSpec]):
 
     def __delitem__(self, name: str) -> None:
         del self._own[name]  # a derived method goes with its search method (`api.SEARCH_METHODS`)
+
+    def __reduce__(self):
+        from ..api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
+
+        added = [m for m in SEARCH_METHODS.values() if not any(m is b for b in BUILTIN_SEARCH_METHODS)]
+        return _unpickle_methods, (self._own, self._first, added)
+
+
+def _unpickle_methods(own: dict[str, MethodSpec], first: tuple[str, ...], added: list) -> Methods:
+    """A pickled `Methods` in a worker: the search methods the coordinator had registered are
+    registered here too, where this process lacks them (or has only the library's entry by that
+    name, which the coordinator had replaced)."""
+    from ..api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
+
+    for method in added:
+        present = SEARCH_METHODS.get(method.name)
+        if present is None or any(present is b for b in BUILTIN_SEARCH_METHODS):
+            SEARCH_METHODS[method.name] = method
+    methods = Methods(own)
+    methods._first = first
+    return methods
 
 
 # The sweep's own methods, in the order reports list them: those that are not library search

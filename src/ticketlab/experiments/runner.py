@@ -35,7 +35,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,9 @@ class Runner(Launched):
     ):
         """`dry_run`: plan and describe only; nothing is written (the store is read, if any)."""
         self.spec, self.dir = spec, Path(sweep_dir).resolve()
-        self.methods: dict[str, MethodSpec] = spec.registry if spec.registry is not None else METHODS
+        self.methods: MutableMapping[str, MethodSpec] = (
+            spec.registry if spec.registry is not None else METHODS
+        )
         self.finetune_fn = finetune or adapters.real_finetune
         self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval
         self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
