@@ -44,7 +44,9 @@ def _state(masks, thresholders) -> dict[str, torch.Tensor]:
     return out
 
 
-def _search(tok, flat: bool, *, objective="mlm", ranking="local", score_dtype="float32", pattern=None):
+def _search(
+    tok, flat: bool, *, objective="mlm", ranking="local", score_dtype="float32", pattern=None, fused=None
+):
     """STEPS steps of TAMT on a tiny random BERT as `training.train` takes them (clipping included);
     the state after every step, and whether each step's score gradients formed one flat tensor that
     the optimizer stepped as one."""
@@ -55,7 +57,8 @@ def _search(tok, flat: bool, *, objective="mlm", ranking="local", score_dtype="f
     )
     masks, groups = prepare_tamt(model, config, flat=flat)
     thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
-    opt = AdamW(groups, lr=1e-2)  # Adam moves a score by about lr per step: masks change every step
+    # Adam moves a score by about lr per step: masks change every step
+    opt = AdamW(groups, lr=1e-2, fused=fused)
     loss_fn = pretraining_loss(objective)
     params = [p for g in groups for p in g["params"]]
     states, joined = [], []
@@ -102,6 +105,15 @@ def test_flat_scores_train_the_masks_of_one_tensor_per_matrix(tok, kw):
     expected = [] if kw.get("score_dtype") == "bfloat16" else [n]
     assert all(j == expected for j in flat_joined), flat_joined
     assert any(not torch.equal(ref[0][k], ref[-1][k]) for k in ref[0] if k.endswith("/mask"))  # it moved
+
+
+def test_fused_adamw_on_the_cpu_steps_the_flat_layout_as_the_per_matrix_one(tok):
+    """With `fused=True` torch's fused CPU step steps every tensor, joined or not: a flat layout's
+    run is not stepped as one by the chunked step, so both layouts give the same bits."""
+    ref, _ = _search(tok, False, fused=True)
+    flat, joined = _search(tok, True, fused=True)
+    _assert_equal(ref, flat)
+    assert all(j == [] for j in joined)
 
 
 def test_local_counts_in_one_segmented_pass_equal_the_counts_per_matrix(tok, monkeypatch):

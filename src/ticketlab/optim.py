@@ -217,18 +217,21 @@ def _on_cpu(t: Tensor) -> bool:
 def _runs(group: dict) -> list[list[Tensor]]:
     """Runs of two or more consecutive float32 parameters of `group` that lie end to end in one
     memory, with their gradients end to end too (and nothing that the joined step lacks: amsgrad,
-    maximize, a differentiable step, sparse gradients)."""
+    maximize, a differentiable step, sparse gradients). None on a CPU under `fused=True`: there
+    torch's fused step steps each tensor, which the joined (chunked) step would not match in bits."""
     if group["amsgrad"] or group["maximize"] or group["differentiable"]:
         return []
+    fused = bool(group["fused"])
+    joinable = lambda p: _joinable(p) and not (fused and _on_cpu(p))  # noqa: E731
     runs: list[list[Tensor]] = []
     run: list[Tensor] = []
     for p in group["params"]:
-        if run and _joinable(p) and p.device == run[-1].device and _follows(run[-1], p):
+        if run and joinable(p) and p.device == run[-1].device and _follows(run[-1], p):
             run.append(p)
             continue
         if len(run) > 1:
             runs.append(run)
-        run = [p] if _joinable(p) else []
+        run = [p] if joinable(p) else []
     return runs + [run] if len(run) > 1 else runs
 
 
