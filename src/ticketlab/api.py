@@ -31,7 +31,7 @@ from torch import nn
 
 from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
-from .files import atomic_write_json, exclusive
+from .files import atomic_write_json
 from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
 from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
@@ -39,12 +39,12 @@ from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
-from .outputs import check_output, claim_dir
+from .outputs import check_output
 from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig
 from .pruning.imp import imp_schedule, search_imp
-from .pruning.search import parse_steps
+from .pruning.search import SearchDir, parse_steps
 from .pruning.tamt import search_tamt
 from .tasks import get_task
 from .training import TrainConfig, make_accelerator
@@ -527,9 +527,10 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
+    run_dir = SearchDir(config.out).run_dir  # its lock is run/.lock
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
-        claim_dir(config.out, kind="search", inputs=reads)
-    with exclusive(Path(config.out) / "run", "search") if acc.is_main_process else contextlib.nullcontext():
+        run_dir.claim("search", inputs=reads)
+    with run_dir.held() if acc.is_main_process else contextlib.nullcontext():
         return SEARCH_METHODS[config.verb].run(config, acc)
 
 
