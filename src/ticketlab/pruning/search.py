@@ -79,12 +79,20 @@ class SearchDir:
         self.out = Path(out)
         self.run = self.out / "run"
         self.steps = self.out / "steps"
-        files = {"identity": SETTINGS, "result": RESULT, "checkpoint": CHECKPOINT}
-        self.run_dir = RunDir(self.out, "search", **{k: f"run/{v}" for k, v in files.items()}, lock_in="run")
+        files = {
+            k: f"run/{v}"
+            for k, v in {"identity": SETTINGS, "result": RESULT, "checkpoint": CHECKPOINT}.items()
+        }
+        self.run_dir = RunDir(self.out, "search", **files, lock_in="run")
+        # the training summary, written once the search has trained; the training loop's checkpoint
+        self.result_file, self.checkpoint_file = (
+            self.run_dir.file(files["result"]),
+            self.run_dir.file(files["checkpoint"]),
+        )
 
     @property
     def finished(self) -> bool:
-        return (self.out / CONFIG_NAME).is_file() and (self.run / RESULT).is_file()
+        return (self.out / CONFIG_NAME).is_file() and self.result_file.is_file()
 
     def check_settings(self, settings: dict[str, Any], is_main: bool = True) -> None:
         """Refuse to resume a run that was started with other settings; record them for a new run."""
@@ -100,7 +108,7 @@ class SearchDir:
 
     def cleanup(self, keep_checkpoint: bool) -> None:
         if not keep_checkpoint:
-            (self.run / CHECKPOINT).unlink(missing_ok=True)
+            self.checkpoint_file.unlink(missing_ok=True)
 
 
 def publish_mask(
@@ -379,9 +387,9 @@ class _Search:
         """Train (or resume) the search; None when it had trained before and only the mask was
         left to write (its weights and clock are restored from the checkpoint)."""
         sd = self.sd
-        if (sd.run / RESULT).is_file():  # trained, but stopped before the mask was written
+        if sd.result_file.is_file():  # trained, but stopped before the mask was written
             restore_checkpoint(self.model, sd.run)
-            self.set_state(load_checkpoint(sd.run / CHECKPOINT).get("extra", {}))
+            self.set_state(load_checkpoint(sd.checkpoint_file).get("extra", {}))
             return None
         return train(
             self.model,
