@@ -971,7 +971,9 @@ def search_tamt(
     """
     if message := frozen_mask_warning(config, train_config):
         log.warning(message)
-    # stepped inside the backward, each gradient is freed at once: a flat one would hold them all
+    # The flat score buffer is opt-in (`flat=True` to `prepare_tamt`, until a GPU measures it), so
+    # this applies only where it is on: an optimizer stepped inside the backward frees each gradient
+    # at once, and a flat gradient would hold them all.
     masks, groups = prepare_tamt(model, config, flat_grads=not train_config.optimizer_in_backward)
     thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
     spec = SearchSpec(
