@@ -13,7 +13,7 @@ head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no 
 `tamt-mlm-ib` is TAMT-MLM with the optimizer stepped inside the backward (`--optimizer-in-backward`:
 no clipping, less memory); `-bf16` rows keep the scores, their gradients and moments in bf16
 (`--score-dtype bfloat16`: stochastic rounding, 6 bytes less per target weight); `-flat` rows keep
-all scores in one buffer (issue 25: `tamt.FlatScores`, the same bits, one optimizer step and one
+all scores in one buffer (issue 25: `scores.FlatScores`, the same bits, one optimizer step and one
 count over all scores instead of one per matrix; not yet the default). The peer rows
 are TAMT as its reference implementation does it (`peer_tamt.py`: clone-and-index binariser, MLM
 head over every position, threshold by a full kthvalue every step, or every 1000 steps as the

@@ -13,7 +13,7 @@ from ticketlab import optim
 from ticketlab.masking import current_mask
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.optim import AdamW, _runs
-from ticketlab.pruning import tamt
+from ticketlab.pruning import scores, tamt, thresholds
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.training import RESULT, TrainConfig, train
 
@@ -119,11 +119,11 @@ def test_fused_adamw_on_the_cpu_steps_the_flat_layout_as_the_per_matrix_one(tok)
 def test_local_counts_in_one_segmented_pass_equal_the_counts_per_matrix(tok, monkeypatch):
     """The GPU's segmented count (`_segment_counts`), run on the CPU, gives the same selection."""
     ref, _ = _search(tok, True)
-    monkeypatch.setattr(tamt, "SEGMENTED_ON_CPU", True)
-    monkeypatch.setattr(tamt, "_MIN_ROW", 1)  # the tiny model's matrices share rows of 32
+    monkeypatch.setattr(thresholds, "SEGMENTED_ON_CPU", True)
+    monkeypatch.setattr(scores, "_MIN_ROW", 1)  # the tiny model's matrices share rows of 32
     calls = []
-    real = tamt._segment_counts
-    monkeypatch.setattr(tamt, "_segment_counts", lambda todo: calls.append(1) or real(todo))
+    real = thresholds._segment_counts
+    monkeypatch.setattr(thresholds, "_segment_counts", lambda todo: calls.append(1) or real(todo))
     segmented, _ = _search(tok, True)
     _assert_equal(ref, segmented)
     assert len(calls) == STEPS - 1  # every re-threshold after the first selection

@@ -34,7 +34,6 @@ from ticketlab.pruning.tamt import (
     Scratch,
     TamtConfig,
     Thresholder,
-    _rank,
     attach_scores,
     frozen_mask_warning,
     initial_mask,
@@ -42,6 +41,7 @@ from ticketlab.pruning.tamt import (
     prepare_tamt,
     rethreshold,
 )
+from ticketlab.pruning.thresholds import _rank
 from ticketlab.training import CHECKPOINT
 
 

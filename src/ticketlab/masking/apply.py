@@ -239,7 +239,7 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
     for key, module, _ in list(_masked_modules(model)):
         _own_class(module)
         parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
-        module.__dict__.pop("forward", None)  # a fused forward (pruning.tamt) goes with its mask
+        module.__dict__.pop("forward", None)  # a fused forward (pruning.scores) goes with its mask
     encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
     return model
 

@@ -1,7 +1,8 @@
 """Pruning methods. One-shot methods map (model, sparsity) to a Mask; search methods train first.
 
 Adding a one-shot method means one module and one entry in `ONE_SHOT`. The search methods, TAMT
-(`tamt.py`) and IMP (`imp.py`), share the resumable runner of `search.py`.
+(`tamt.py`; its scores and masked layers in `scores.py`, its exact thresholds in `thresholds.py`)
+and IMP (`imp.py`), share the resumable runner of `search.py`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from .imp import ImpConfig, imp_schedule, search_imp
 from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .ranking import Ranking, check_sparsity, keep_top
+from .scores import ScoreMask
 from .search import SearchObjective, SearchResult
-from .tamt import ScoreMask, TamtConfig, prepare_tamt, search_tamt
+from .tamt import TamtConfig, prepare_tamt, search_tamt
 
 OneShot = Callable[..., Mask]  # (model, sparsity, *, ranking, targets, seed, pattern) -> Mask
 ONE_SHOT: dict[str, OneShot] = {"omp": omp_mask, "random": random_mask}

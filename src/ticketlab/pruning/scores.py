@@ -1,0 +1,502 @@
+"""The scores of TAMT (`tamt.py`) and the masked layers that compute with them.
+
+Every target weight W gets a real-valued score S (`ScoreMask`). The forward pass uses W ⊙ M with
+the binary mask M = 1[S ≥ t] (Eq. 3); the backward pass sends the gradient straight through the
+binarisation to the scores (Eq. 4): ∂L/∂S = ∂L/∂(W⊙M) ⊙ W. The weights are frozen. Linear and
+embedding modules compute through fused functions (`_MaskedLinear`, `_MaskedEmbedding`) that keep
+no W ⊙ M; all scores of a model may live in one buffer (`FlatScores`). `thresholds.py` keeps t.
+
+Scores are float32 by default. `TamtConfig.score_dtype = "bfloat16"` halves them, their gradients
+and their Adam moments (the optimizer rounds bf16 parameters stochastically, `optim.AdamW`), so
+that mask training holds less than dense training: a flag, since it changes the search's arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import types
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd import Variable
+from torch.nn.utils import parametrize
+
+from ..errors import ConfigError
+from ..masking import Mask, MaskParametrization, attach
+from ..masking.apply import resolve_modules
+from ..masking.pattern import NM, check_divisible, parse_pattern
+
+SCORE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+# --------------------------------------------------------------------------- the masked layers
+
+
+class Scratch:
+    """Buffers per device, grown to the largest use, for what a step needs one at a time and never
+    keeps: W ⊙ M for one matmul (in the forward and again in the backward), and on a CPU a chunk of
+    comparisons S ≥ t. Reuse spares a large allocation (and its page faults) per layer and pass. A
+    matrix of more than BLOCK weights (the tied MLM decoder: BERT-base's 23M word embeddings) is
+    multiplied in blocks of rows (`row_blocks`), so the buffer holds W ⊙ M for at most BLOCK weights."""
+
+    # On CPU, comparisons and products between two float tensors are vectorised; with a bool or
+    # uint8 operand or result they run 3-4x slower (S >= t into bools: 88 us per 256K scores; into
+    # floats: 19 us). So M is made as 0./1. floats, a CHUNK at a time, which stays in cache.
+    CHUNK = 1 << 18
+    BLOCK = 1 << 22  # 16 MB of fp32 W ⊙ M, not 94 MB, at BERT-base
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[torch.device, str], Tensor] = {}
+
+    def _get(self, kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """n elements of `dtype` in the buffer `kind` of `device` (valid until its next use)."""
+        nbytes = n * dtype.itemsize
+        buf = self._bufs.get((device, kind))
+        if buf is None or buf.numel() < nbytes:
+            buf = self._bufs[device, kind] = torch.empty(
+                -(-nbytes // 8) * 8, dtype=torch.uint8, device=device
+            )
+        return buf[:nbytes].view(dtype)
+
+    def masked(self, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
+        """W ⊙ 1[S ≥ t] in the buffer: valid until the next call."""
+        n = weight.numel()
+        out = self._get("product", n, weight.dtype, weight.device)
+        # elementwise kernels on a GPU take mixed types at full speed; per-group cuts (N:M) broadcast
+        if weight.device.type != "cpu" or threshold.ndim:
+            return torch.mul(weight, at_least(scores, threshold), out=out.view(weight.shape))
+        w, s, c = weight.reshape(-1), scores.reshape(-1), min(n, self.CHUNK) or 1
+        m = self._get("chunk", c, weight.dtype, weight.device)
+        for i in range(0, n, c):
+            k = min(c, n - i)
+            torch.ge(s[i : i + k], threshold, out=m[:k])
+            torch.mul(w[i : i + k], m[:k], out=out[i : i + k])
+        return out.view(weight.shape)
+
+    def count_at_least(self, x: Tensor, threshold: float) -> Tensor:
+        """#{x >= threshold} over the flat `x`, as a 0-d tensor on its device (not read here)."""
+        if x.device.type != "cpu":
+            return torch.count_nonzero(x >= threshold)
+        c = min(x.numel(), self.CHUNK) or 1
+        m = self._get("chunk", c, torch.float32, x.device)
+        counts = []
+        for i in range(0, x.numel(), c):  # exact: a float32 sum of at most 2^18 ones
+            k = min(c, x.numel() - i)
+            counts.append(torch.ge(x[i : i + k], threshold, out=m[:k]).sum())
+        return torch.stack(counts).long().sum() if counts else torch.tensor(0)
+
+
+def at_least(scores: Tensor, threshold: Tensor) -> Tensor:
+    """M = 1[S ≥ t]: one threshold (0-d), or one per group of consecutive scores along the last
+    dimension (N:M: t has that dimension divided by M)."""
+    if threshold.ndim == 0:
+        return scores >= threshold
+    return (scores.unflatten(-1, (threshold.shape[-1], -1)) >= threshold.unsqueeze(-1)).flatten(-2)
+
+
+def _rows(threshold: Tensor, r: slice) -> Tensor:
+    """The thresholds of rows `r` of a matrix (all of them share a 0-d one)."""
+    return threshold[r] if threshold.ndim else threshold
+
+
+def row_blocks(weight: Tensor) -> list[slice]:
+    """Slices of rows of `weight` ([out, in]) with at most Scratch.BLOCK weights each (one if it fits)."""
+    rows = max(1, Scratch.BLOCK // max(1, weight[0].numel()))
+    return [slice(i, i + rows) for i in range(0, weight.shape[0], rows)]
+
+
+class _StraightThrough(torch.autograd.Function):
+    """(W, S, t) -> W ⊙ 1[S ≥ t]; backward: ∂L/∂S = ∂L/∂(W⊙M) ⊙ W (Eq. 4), nothing for the frozen W.
+    The generic path, taken by `module.weight` (modules without a fused forward, export)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, scores: Tensor, threshold: Tensor, owner: ScoreMask) -> Tensor:
+        ctx.save_for_backward(weight)
+        ctx.score_dtype, ctx.owner = scores.dtype, owner
+        return weight * at_least(scores, threshold)  # a fresh tensor: the caller keeps it
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        slot = ctx.owner.grad_slot()
+        grad_s = (grad * weight).to(ctx.score_dtype) if slot is None else slot.copy_(grad * weight)
+        return None, ctx.owner.settle_grad(grad_s), None, None
+
+
+class _MaskedLinear(torch.autograd.Function):
+    """y = x (W ⊙ M)ᵀ + b over a frozen W, M = 1[S ≥ t], with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W.
+
+    It saves x, W and S (references, no copies) and makes W ⊙ M (into the model's `Scratch`) again
+    in the backward, so nothing per weight outlives the layer: a plain linear saves its weight too,
+    and W ⊙ M would be a copy. A large matrix goes through in blocks of rows (`row_blocks`), each
+    block's W ⊙ M made, used and overwritten by the next.
+    ∂L/∂(W⊙M) is the same matmul as a dense layer's weight gradient, turned into ∂L/∂S in place.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        weight: Tensor,
+        scores: Tensor,
+        threshold: Tensor,
+        bias: Tensor | None,
+        scratch: Scratch,
+        owner: ScoreMask,
+    ):
+        ctx.save_for_backward(x, weight, scores, threshold)
+        ctx.scratch, ctx.owner = scratch, owner
+        blocks = row_blocks(weight)
+        if len(blocks) == 1:
+            return F.linear(x, scratch.masked(weight, scores, threshold), bias)  # [..., out]
+        y = None  # [..., out], filled block by block (in the dtype autocast gives the first)
+        for r in blocks:
+            wm = scratch.masked(weight[r], scores[r], _rows(threshold, r))
+            part = F.linear(x, wm, None if bias is None else bias[r])
+            if y is None:
+                y = part.new_empty(*part.shape[:-1], weight.shape[0])
+            y[..., r] = part
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [..., out]
+        x, weight, scores, threshold = ctx.saved_tensors
+        grad_x = grad_s = grad_b = None
+        flat = grad.reshape(-1, grad.shape[-1])  # [n, out]
+        if ctx.needs_input_grad[2]:
+            xs = x.reshape(-1, x.shape[-1]).to(grad.dtype)  # [n, in]
+            grad_s = ctx.owner.grad_slot()  # [out, in], in the flat gradient where there is one
+            if grad_s is None:
+                grad_s = torch.empty(weight.shape, dtype=scores.dtype, device=weight.device)
+        blocks = row_blocks(weight)
+        for r in blocks:
+            g = flat[:, r]  # [n, rows]
+            if ctx.needs_input_grad[0]:  # 2-D: a strided [B, T, out] grad would send matmul to bmm
+                wm = ctx.scratch.masked(weight[r], scores[r], _rows(threshold, r))
+                part = g @ wm.to(grad.dtype)  # [n, in]
+                if grad_x is None:  # several blocks are summed in fp32
+                    grad_x = part.float() if len(blocks) > 1 else part
+                else:
+                    grad_x.add_(part)
+            if grad_s is not None:  # ∂L/∂(W⊙M) for these rows, then ⊙ W (in fp32, then stored)
+                if grad.dtype == grad_s.dtype == torch.float32:
+                    torch.mm(g.T, xs, out=grad_s[r]).mul_(weight[r])
+                else:
+                    torch.mul(g.T @ xs, weight[r], out=grad_s[r])
+        if grad_x is not None:
+            grad_x = grad_x.to(grad.dtype).view(*grad.shape[:-1], x.shape[-1])  # no rows: -1 is ambiguous
+        if ctx.needs_input_grad[4]:
+            grad_b = flat.sum(0)
+        if grad_s is not None:
+            grad_s = ctx.owner.settle_grad(grad_s)
+        return grad_x, None, grad_s, None, grad_b, None, None
+
+
+class _MaskedEmbedding(torch.autograd.Function):
+    """Rows of W ⊙ M for token ids, gathered as W[ids] ⊙ 1[S[ids] ≥ t] (never the whole product),
+    with ∂L/∂S = ∂L/∂(W⊙M) ⊙ W; the padding row gets no gradient, as in `nn.Embedding`."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        ids: Tensor,
+        weight: Tensor,
+        scores: Tensor,
+        threshold: Tensor,
+        padding_idx: int | None,
+        owner: ScoreMask,
+    ):
+        ctx.save_for_backward(ids, weight)
+        ctx.padding_idx, ctx.score_dtype, ctx.owner = padding_idx, scores.dtype, owner
+        t = F.embedding(ids, threshold) if threshold.ndim else threshold  # per-group cuts: their rows
+        return F.embedding(ids, weight) * at_least(F.embedding(ids, scores), t)  # [..., H]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad [..., H]
+        ids, weight = ctx.saved_tensors
+        grad_s = None
+        if ctx.needs_input_grad[2]:
+            slot = ctx.owner.grad_slot()  # float32 scores: summed in place, in the flat gradient
+            if slot is not None and slot.dtype == torch.float32:
+                grad_wm = slot.zero_()  # [V, H]
+            else:
+                grad_wm = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            grad_wm.index_add_(0, ids.reshape(-1), grad.reshape(-1, grad.shape[-1]).to(torch.float32))
+            if ctx.padding_idx is not None:
+                grad_wm[ctx.padding_idx] = 0
+            grad_s = grad_wm.mul_(weight)
+            if grad_s.dtype != ctx.score_dtype:
+                grad_s = grad_s.to(ctx.score_dtype) if slot is None else slot.copy_(grad_s)
+            grad_s = ctx.owner.settle_grad(grad_s)
+        return None, None, grad_s, None, None, None
+
+
+def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
+    p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
+    if not p.enabled:
+        return F.linear(x, weight, module.bias)
+    p.gather()
+    return _MaskedLinear.apply(x, weight, p.scores, p.threshold, module.bias, p.scratch, p)
+
+
+def _embedding_forward(module: nn.Embedding, ids: Tensor) -> Tensor:
+    p, weight = module.parametrizations.weight[0], module.parametrizations.weight.original
+    if not p.enabled:
+        return F.embedding(ids, weight, module.padding_idx)
+    p.gather()
+    return _MaskedEmbedding.apply(ids, weight, p.scores, p.threshold, module.padding_idx, p)
+
+
+def _fuse(module: nn.Module) -> None:
+    """Route a masked linear or embedding through its fused function. The module keeps its type;
+    the override is an instance attribute that `remove_mask` takes off with the mask."""
+    if isinstance(module, nn.Linear):
+        module.forward = types.MethodType(_linear_forward, module)
+    elif isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
+        module.forward = types.MethodType(_embedding_forward, module)
+    # anything else computes through `module.weight`, i.e. `_StraightThrough`
+
+
+class ScoreMask(MaskParametrization):
+    """W -> W ⊙ M with trainable scores S and M = 1[S ≥ t] (straight-through); t is a buffer.
+
+    The mask is not stored: it is read off the scores wherever it is used, which is as fast as
+    reading a stored one on a CPU (`Scratch.masked`). W ⊙ M is made where it is used and dropped, in
+    the forward and again in the backward (`_MaskedLinear`, `_MaskedEmbedding`), so mask training
+    holds what dense training holds plus the scores (4 bytes per target weight; 2 with bf16 scores).
+    A `Thresholder` keeps t where exactly the wanted number of scores is >= t.
+    """
+
+    def __init__(
+        self,
+        scores: Tensor,
+        threshold: float,
+        dtype: torch.dtype = torch.float32,
+        nm: NM | None = None,
+        *,
+        storage: Tensor | None = None,
+    ):
+        super().__init__()
+        if dtype not in SCORE_DTYPES.values():
+            raise ConfigError(f"scores must be float32 or bfloat16, got {dtype}")
+        if storage is None:  # a tensor of its own
+            self.scores = nn.Parameter(scores.detach().to(dtype).clone())
+        else:  # a view of a model's flat buffer (`FlatScores`): a leaf parameter sharing its memory
+            self.scores = nn.Parameter(torch.empty(0, dtype=dtype, device=storage.device))
+            # `.data =` keeps the parameter's own version counter (a view would share the buffer's,
+            # and stepping one matrix inside the backward would invalidate every other one's)
+            self.scores.data = storage.view(scores.shape).copy_(scores.detach())
+        self.flat: FlatScores | None = None  # set by `FlatScores`
+        self.index = 0  # its segment there
+        # in the scores' dtype, as a comparison with them rounds it; on their device, so that no
+        # use reads it back to the host (a stall on a GPU). An N:M pattern has one per group.
+        shape = () if nm is None else (*scores.shape[:-1], scores.shape[-1] // nm.m)
+        self.register_buffer("threshold", torch.full(shape, threshold, dtype=dtype, device=scores.device))
+        self.scratch = Scratch()  # `attach_scores` gives all masks of a model one
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if not self.enabled:
+            return weight
+        self.gather()
+        return _StraightThrough.apply(weight, self.scores, self.threshold, self)
+
+    def gather(self) -> None:
+        """Before a forward: the scores back into the model's flat buffer if a move took them out."""
+        if self.flat is not None:
+            self.flat.ensure(self.index)
+
+    def grad_slot(self) -> Tensor | None:
+        """Where the backward may write ∂L/∂S: its segment of the model's flat gradient (`FlatScores`),
+        or None (then a tensor of its own, as autograd's accumulation needs when S has a gradient)."""
+        return None if self.flat is None else self.flat.slot(self.index)
+
+    def settle_grad(self, grad: Tensor) -> Tensor | None:
+        """What the backward returns as ∂L/∂S, given the gradient it made (`FlatScores.settle`)."""
+        return grad if self.flat is None else self.flat.settle(self.index, grad)
+
+    @property
+    def mask(self) -> Tensor:
+        """M = 1[S ≥ t] (a new bool tensor)."""
+        return at_least(self.scores.detach(), self.threshold)
+
+    def current_mask(self) -> Tensor:
+        return self.mask
+
+
+class FlatScores:
+    """All score tensors of a model in one flat buffer, each ScoreMask's `scores` a view of its own
+    segment: a leaf parameter sharing the buffer's memory, so that state dicts, checkpoints and the
+    optimizer's parameter groups still hold one tensor per matrix, while whatever runs over all
+    scores can run once instead of once per matrix (73 at BERT-base), which on a GPU is a kernel
+    launch per matrix and operation:
+
+    * the gradients: the fused backward writes ∂L/∂S into its segment of one flat gradient, and
+      autograd keeps that view as the parameter's `.grad` (it adopts a fresh gradient as it is), so
+      the gradients are adjacent in memory as the scores are, and `optim.AdamW` steps all of them
+      as one tensor (the same operations per score, in the same order: the same bits);
+    * the re-threshold: global ranking counts and ranks the one flat tensor; local ranking counts
+      all matrices in a few launches on a GPU (`_segment_counts`).
+
+    The flat gradient is made at the first score gradient of a backward, and this object holds it
+    only until that backward ends: then the parameters' `.grad` views do, and `zero_grad` frees it
+    as it freed the separate gradients (on a CPU its pages are touched, hence resident, only as the
+    backward writes them). A segment is offered only to a parameter without a gradient: with one
+    (gradient accumulation) autograd adds the new gradient into it, and a segment aliasing it would
+    be added to itself. A matrix used twice in one backward (BERT's word embeddings, tied to the MLM
+    decoder) gets the segment at its first use, and its second use adds into that segment (the
+    sum autograd would make: the same bits) and returns no gradient. Moving the model (`model.to`)
+    gives every parameter a tensor of its own; the next forward gathers them into a new buffer
+    (`ensure`). `grads=False` leaves gradients separate (the optimizer stepped inside the backward
+    frees each one at once: a flat gradient would hold them all)."""
+
+    def __init__(self, masks: Sequence[ScoreMask], data: Tensor, *, grads: bool = True):
+        self.masks, self.data, self.grads = list(masks), data, grads
+        self.offsets = [0, *itertools.accumulate(p.scores.numel() for p in self.masks)]
+        self._grad: Tensor | None = None  # this backward's flat gradient, [total]
+        self._given: set[int] = set()  # the matrices given their segment of it
+        self._task = -1  # the backward they belong to (one that raised never reached `_end_backward`)
+        self._rows: tuple[int, Tensor] | None = None  # `_segment_counts`' rows: (width, matrix of each)
+        for i, p in enumerate(self.masks):
+            p.flat, p.index = self, i
+
+    def segment(self, i: int, flat: Tensor) -> Tensor:
+        """Matrix i's part of a flat tensor laid out as the buffer, in the matrix's shape (a view)."""
+        return flat[self.offsets[i] : self.offsets[i + 1]].view(self.masks[i].scores.shape)
+
+    def bound(self, i: int) -> bool:
+        """Whether matrix i's scores are still its segment of the buffer."""
+        s, d = self.masks[i].scores, self.data
+        return (
+            s.device == d.device
+            and s.dtype == d.dtype
+            and s.data_ptr() == d.data_ptr() + self.offsets[i] * d.element_size()
+        )
+
+    @torch.no_grad()
+    def ensure(self, i: int | None = None) -> bool:
+        """Make the scores (matrix i's, or all) segments of one buffer again where they left it (a
+        move of the model copies each parameter); False when they cannot be one (several devices
+        or dtypes: they are then used where they are)."""
+        if all(self.bound(j) for j in (range(len(self.masks)) if i is None else [i])):
+            return True
+        scores = [p.scores for p in self.masks]
+        if len({(s.device, s.dtype) for s in scores}) > 1:
+            return False
+        self.data, self._grad, self._rows = torch.cat([s.detach().reshape(-1) for s in scores]), None, None
+        for j, s in enumerate(scores):
+            s.data = self.segment(j, self.data)
+        return True
+
+    def slot(self, i: int) -> Tensor | None:
+        """Matrix i's segment of this backward's flat gradient (made by the first call of a backward),
+        or None when its gradient must be a tensor of its own (see the class)."""
+        s = self.masks[i].scores
+        task = torch._C._current_graph_task_id()
+        if self._grad is not None and task != self._task:  # left over by a backward that raised
+            self._grad, self._given = None, set()
+        if not self.grads or s.grad is not None or i in self._given or not self.bound(i):
+            return None
+        if self._grad is None:
+            self._grad, self._task = torch.empty_like(self.data), task
+            Variable._execution_engine.queue_callback(self._end_backward)
+        self._given.add(i)
+        return self.segment(i, self._grad)  # a fresh view, which autograd adopts as `.grad`
+
+    @torch.no_grad()
+    def settle(self, i: int, grad: Tensor) -> Tensor | None:
+        """What matrix i's backward returns, given the gradient it made: that gradient, unless the
+        matrix's segment went to an earlier use in this backward; then `grad` is added into the
+        segment (as autograd would add the two) and nothing is returned for this use."""
+        if i not in self._given or self._grad is None or torch._C._current_graph_task_id() != self._task:
+            return grad
+        slot = self.segment(i, self._grad)
+        if grad.data_ptr() == slot.data_ptr() or self.masks[i].scores.grad is not None:
+            return grad
+        slot.add_(grad)
+        return None
+
+    @torch.no_grad()
+    def _end_backward(self) -> None:
+        """Put the gradients that autograd kept elsewhere (a copy it made; gradients accumulated
+        over micro-batches before) into their segments, so that all of them form one flat tensor,
+        and let go of the flat gradient: the `.grad` views hold it now."""
+        flat, self._grad, self._given = self._grad, None, set()
+        if flat is None:
+            return
+        for i, p in enumerate(self.masks):
+            g = p.scores.grad
+            if g is not None and g.data_ptr() != flat.data_ptr() + self.offsets[i] * flat.element_size():
+                p.scores.grad = self.segment(i, flat).copy_(g)
+
+    def rows(self) -> tuple[int, Tensor] | None:
+        """The buffer as rows of `width` scores, width dividing every matrix (BERT-base: 768), and
+        the matrix of each row ([rows], on the buffer's device); None when the widest such row is
+        too narrow to be worth it."""
+        if self._rows is None:
+            sizes = [b - a for a, b in itertools.pairwise(self.offsets)]
+            width = math.gcd(*sizes)
+            which = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes) // width)
+            self._rows = (width, which.to(self.data.device))
+        return self._rows if self._rows[0] >= _MIN_ROW else None
+
+
+_MIN_ROW = 64  # scores per row of `_segment_counts`: its per-row thresholds cost 4/64 B per score
+
+
+def attach_scores(
+    model: nn.Module,
+    init: Mask,
+    *,
+    threshold: float = 0.01,
+    alpha: float = 2.0,
+    fused: bool = True,
+    dtype: torch.dtype = torch.float32,
+    pattern: str | None = None,
+    flat: bool = False,
+    flat_grads: bool = True,
+) -> dict[str, ScoreMask]:
+    """Freeze the model and put a ScoreMask on every weight of `init`: S = α·φ where kept, 0
+    elsewhere, and t = φ (Eq. 3 and 5); with an N:M `pattern`, one t per group of M.
+
+    `fused` routes masked linear and embedding modules (tied ones included) through the fused
+    functions; False leaves every module on the generic `module.weight` path (same values and
+    gradients, more memory: kept for tests and other module types). `dtype` is the scores' own.
+    `flat` keeps all scores in one buffer (`FlatScores`; with `flat_grads`, their gradients too):
+    the same masks, scores and thresholds, bit for bit, as one tensor per matrix (the default). It
+    is off by default until a GPU measures it (issue 25): on a loaded CPU its step was not faster."""
+    if threshold <= 0 or alpha < 1:
+        raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    modules = resolve_modules(model, list(init))
+    if (nm := parse_pattern(pattern)) is not None:
+        check_divisible(init.shapes, nm)
+    devices = {m.weight.device for m in modules.values()}
+    data, offset = None, 0  # [all target weights], one segment per matrix in `init`'s order
+    if flat and len(devices) == 1 and modules:
+        data = torch.empty(sum(m.weight.numel() for m in modules.values()), dtype=dtype, device=devices.pop())
+    params = {}
+    for key, m in modules.items():
+        keep = init[key].to(m.weight.device)
+        scores = torch.where(keep, alpha * threshold, 0.0).to(device=m.weight.device, dtype=torch.float32)
+        storage = None if data is None else data[offset : offset + scores.numel()]
+        params[key] = ScoreMask(scores, threshold, dtype, nm, storage=storage)
+        offset += scores.numel()
+    if data is not None:
+        FlatScores(list(params.values()), data, grads=flat_grads)
+    attach(model, params)
+    scratch = Scratch()  # one set of buffers for all
+    for p in params.values():
+        p.scratch = scratch
+    if fused:
+        owned = {id(p) for p in params.values()}
+        for module in model.modules():
+            if (
+                parametrize.is_parametrized(module, "weight")
+                and id(module.parametrizations.weight[0]) in owned
+            ):
+                _fuse(module)
+    return params
