@@ -174,6 +174,21 @@ def test_a_random_init_variant_is_its_own_method_label_with_a_figure(tmp_path, t
     assert {r["search_steps"] for r in rows} == {"6", "10", "20"} and {r["n"] for r in rows} == {"2"}
 
 
+def test_labels_searched_at_one_budget_draw_no_mask_init_curve(tmp_path, tiny_bert_dir):
+    """Two labels of one method searched once each (IMP's paper variants) are no curve over search
+    steps: the mask-initialisation figure is skipped (it drew empty score panels and single points)."""
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, sparsities=[0.7], data_curve=None, search_curve=None)
+    d["methods"] = {"full": {}, "omp": {}, "tamt-kd": {}, "tamt-kd/random-init": {"init": "random"}}
+    spec = spec_from_dict(d, base_dir=tmp_path, registry=_init_registry())
+    out = tmp_path / "sweep"
+    assert run_sweep(
+        spec, out, finetune=fakes.fake_finetune, pretrain_eval=fakes.fake_pretrain_eval, log=lambda s: None
+    ).ok
+    report = write_report(out)  # a study figure that does not apply is left out, not listed as skipped
+    assert "fig_mask_init.png" not in report.figures and "fig_mask_init" not in report.path.read_text()
+    assert not (out / "report" / "figures" / "fig_mask_init.png").exists()
+
+
 @pytest.mark.parametrize("label", ["tamt-kd/", "tamt-kd/a b", "tamt-kd/../x", "nope/random-init"])
 def test_bad_variant_labels_are_one_config_error(tmp_path, tiny_bert_dir, label):
     from ticketlab.errors import ConfigError

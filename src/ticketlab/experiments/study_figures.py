@@ -129,9 +129,25 @@ def mask_init(res: SweepResults, path: Path) -> str | None:
     for key, p in res.pretrain_losses().items():
         if key[0] is not None and p["search_steps"]:
             losses[(p["method"], p["sparsity"])][p["search_steps"]].append(p)
-    panels = sorted({(b, s) for b, ms in groups.items() for (m, s) in [*curves, *losses] if m in ms})
+
+    def budgets(base: str, sp: float) -> set[int]:  # search steps with a point of any of base's labels
+        return {n for m in groups[base] for n in [*curves.get((m, sp), {}), *losses.get((m, sp), {})]}
+
+    # a curve needs two budgets: labels searched once each (`imp/chen`, `imp/tamt`) are no curve
+    panels = sorted(
+        {
+            (b, s)
+            for b, ms in groups.items()
+            for (m, s) in [*curves, *losses]
+            if m in ms
+            if len(budgets(b, s)) > 1
+        }
+    )
     if not panels:
-        return "no method is swept under two labels (`tamt-kd` and `tamt-kd/random-init`)"
+        return (
+            "no method is swept under two labels (`tamt-kd` and `tamt-kd/random-init`) with masks from two "
+            "or more search budgets (`search_curve:` or `save_at`)"
+        )
     keys = sorted(
         {k for v in losses.values() for ps in v.values() for p in ps for k in p if k.endswith("_loss")}
     )
