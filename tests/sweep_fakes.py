@@ -168,6 +168,20 @@ def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     return {"mlm_loss": mlm, "kd_loss": 0.1 + s, "sparsity": achieved}
 
 
+# The settings a spec may give TAMT's and IMP's sweep methods, as they were listed by hand before
+# `methods.spec_settings` derived them from the configs (test_api pins the derived sets to these).
+def tamt_settings() -> frozenset[str]:
+    from ticketlab.experiments.methods import TRAINING_SETTINGS
+
+    return TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
+
+
+def imp_settings() -> frozenset[str]:
+    from ticketlab.experiments.methods import TRAINING_SETTINGS
+
+    return TRAINING_SETTINGS | {"prune_rate", "variant", "pooler"}
+
+
 def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
     """A small sweep over the tiny model: 2 tasks, full/omp/random + fake TAMT and IMP, all studies."""
     for task in ("a", "b"):  # task.json: how a sweep names a task outside the built-in registry

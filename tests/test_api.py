@@ -123,7 +123,14 @@ def test_configs_refuse_bad_values(tiny_bert_dir, corpus, tmp_path):
 def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
     """The spec's search settings (named as the CLI's options) map onto SearchConfig, TamtConfig
     and ImpConfig: none is dropped, none is unknown."""
-    from ticketlab.experiments.methods import IMP_SETTINGS, METHODS, TAMT_SETTINGS, SearchJob
+    from sweep_fakes import imp_settings, tamt_settings
+    from ticketlab.experiments.methods import METHODS, SearchJob
+
+    TAMT_SETTINGS, IMP_SETTINGS = tamt_settings(), imp_settings()
+    for method in ("tamt-mlm", "tamt-kd", "tamt-mlm+kd"):  # derived from the configs: the listed sets
+        assert METHODS[method].settings == TAMT_SETTINGS, method
+    for method in ("imp", "imp-task"):
+        assert METHODS[method].settings == IMP_SETTINGS, method
 
     given = {
         "max_length": 16, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.1,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import ticketlab
-from sweep_fakes import spec_dict
+from sweep_fakes import imp_settings, spec_dict, tamt_settings
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.validation import Range, _hints
@@ -356,5 +356,5 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
         "cache_dir",
     }
     assert training <= names(SearchConfig) | (names(TamtConfig) & names(ImpConfig))
-    assert methods.TAMT_SETTINGS - training <= names(TamtConfig) | {"freeze_head"}  # not train_head
-    assert methods.IMP_SETTINGS - training <= names(ImpConfig)
+    assert tamt_settings() - training <= names(TamtConfig) | {"freeze_head"}  # not train_head
+    assert imp_settings() - training <= names(ImpConfig)

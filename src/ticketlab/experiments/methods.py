@@ -155,10 +155,6 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
     "targets".split()
 )
-# What TAMT's and IMP's settings were when they were listed here; `spec_settings` derives them now
-# from the methods' configs (tests pin that it gives these).
-TAMT_SETTINGS = TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
-IMP_SETTINGS = TRAINING_SETTINGS | {"prune_rate", "variant", "pooler"}
 # Options of a search method's config a spec may not give: rewind_to (its masks apply to rewound
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
 # head follows lr, as in the paper).
