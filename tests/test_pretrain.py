@@ -411,3 +411,129 @@ def test_a_run_goes_on_only_with_its_own_settings_and_inputs(synth, tmp_path):
     assert run(synth, tmp_path / "out", steps=4).cached
     with pytest.raises(ConfigError, match="other settings"):
         run(synth, tmp_path / "out", steps=4, seed=1)
+
+
+# Continued pre-training (`init`): a checkpoint trains on from its own weights, with its tokenizer.
+
+
+@pytest.fixture(scope="module")
+def start(synth, tmp_path_factory):
+    """A tiny pre-trained BERT with its MLM head, and the same body saved without a head."""
+    root = tmp_path_factory.mktemp("init")
+    config = PretrainConfig(**{**TINY, "lr": 3e-3, "steps": 20, "progress": False})
+    cache = root / "cache"
+    pretrain(
+        config, synth / "corpus" / "train.txt", root / "mlm", tokenizer=synth / "tokenizer", cache_dir=cache
+    )
+    body = load_model(root / "mlm", head="base")
+    body.save_pretrained(root / "body")
+    load_tokenizer(root / "mlm").save_pretrained(root / "body")
+    return root
+
+
+def go_on(synth, init, out, **kw):
+    config = PretrainConfig(
+        **{"max_length": 32, "batch_size": 16, "lr": 3e-3, "steps": 12, "progress": False, **kw}
+    )
+    return pretrain(
+        config,
+        synth / "corpus" / "train.txt",
+        out,
+        tokenizer=None,
+        init=init,
+        dev=synth / "corpus" / "dev.txt",
+    )
+
+
+def _weights(path, head="mlm"):
+    return {k: v.clone() for k, v in load_model(path, head=head).state_dict().items()}
+
+
+def test_continued_pretraining_starts_from_the_checkpoint_and_trains_every_parameter(synth, start, tmp_path):
+    before = _weights(start / "mlm")
+    # A learning rate of ~0 leaves every weight where the checkpoint had it: nothing was re-initialised.
+    still = go_on(synth, start / "mlm", tmp_path / "still", lr=1e-12, dropout=0.0)
+    for k, v in _weights(tmp_path / "still").items():
+        torch.testing.assert_close(v, before[k], atol=1e-6, rtol=0)
+    moved = go_on(synth, start / "mlm", tmp_path / "moved", lr=3e-3)
+    after = _weights(tmp_path / "moved")
+    body = [k for k in before if k.startswith("bert.encoder.") and k.endswith("weight")]
+    assert body and all(not torch.equal(after[k], before[k]) for k in body)  # the body trains too
+    assert moved.dev["mlm_loss"] < still.dev["mlm_loss"]
+    assert load_tokenizer(tmp_path / "moved").get_vocab() == load_tokenizer(start / "mlm").get_vocab()
+
+
+def test_a_checkpoint_without_mlm_head_gets_a_fresh_seeded_one_said_in_one_line(
+    synth, start, tmp_path, caplog
+):
+    with caplog.at_level("WARNING"):
+        go_on(synth, start / "body", tmp_path / "a", lr=1e-12, dropout=0.0)
+    notes = [r.getMessage() for r in caplog.records if "no MLM head" in r.getMessage()]
+    assert len(notes) == 1 and str(start / "body") in notes[0]
+    a = _weights(tmp_path / "a")
+    body = _weights(start / "body", head="base")
+    for k, v in body.items():  # the body is the checkpoint's (an MLM model has no pooler)
+        if k.startswith("pooler."):
+            continue
+        torch.testing.assert_close(a["bert." + k], v, atol=1e-6, rtol=0)
+    from transformers import AutoModelForMaskedLM
+
+    assert type(AutoModelForMaskedLM.from_pretrained(tmp_path / "a")).__name__ == "BertForMaskedLM"
+    go_on(synth, start / "body", tmp_path / "b", lr=1e-12, dropout=0.0)  # the head is seeded
+    b = _weights(tmp_path / "b")
+    head = [k for k in a if k.startswith("cls.")]
+    assert head and all(torch.equal(a[k], b[k]) for k in head)
+    go_on(synth, start / "body", tmp_path / "c", lr=1e-12, dropout=0.0, seed=1)
+    c = _weights(tmp_path / "c")
+    assert not torch.equal(
+        a["cls.predictions.transform.dense.weight"], c["cls.predictions.transform.dense.weight"]
+    )
+
+
+def test_continued_pretraining_in_pieces_gives_the_weights_of_one_run(synth, start, tmp_path):
+    whole = go_on(synth, start / "mlm", tmp_path / "whole", save_every=3)
+    piece = go_on(synth, start / "mlm", tmp_path / "pieces", save_every=3, max_minutes=1e-9)
+    assert piece.stopped and not (tmp_path / "pieces").exists()
+    while piece.stopped:
+        piece = go_on(synth, start / "mlm", tmp_path / "pieces", save_every=3, max_minutes=1e-9)
+    assert piece.steps == whole.steps == 12
+    w, p = _weights(tmp_path / "whole"), _weights(tmp_path / "pieces")
+    assert all(torch.equal(w[k], p[k]) for k in w)
+    # The run is tied to its checkpoint: the same out over another init is refused.
+    with pytest.raises(ConfigError, match="other settings|changed"):
+        go_on(synth, start / "body", tmp_path / "whole", save_every=3)
+
+
+def test_continued_pretraining_saves_float16_and_ticketlab_loads_it_in_float32(synth, start, tmp_path):
+    from safetensors import safe_open
+
+    go_on(synth, start / "mlm", tmp_path / "half", steps=2, save_dtype="float16")
+    with safe_open(str(tmp_path / "half" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert {p.dtype for p in load_model(tmp_path / "half").parameters()} == {torch.float32}
+
+
+def test_continued_pretraining_refuses_what_cannot_run_before_any_folder(synth, start, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="keeps the checkpoint's shape; drop --hidden"):
+        go_on(synth, start / "mlm", tmp_path / "x", hidden=64)
+    with pytest.raises(ConfigError, match="max_length 64 exceeds the model's 32 positions"):
+        go_on(synth, start / "mlm", tmp_path / "x", max_length=64)
+    assert not list(tmp_path.iterdir())
+    corpus = str(synth / "corpus" / "train.txt")
+    common = ["pretrain", "--corpus", corpus, "--steps", "2", "--out", str(tmp_path / "y")]
+    assert main([*common, "--init", str(start / "mlm"), "--build-tokenizer"]) == 2
+    assert "--init brings its own tokenizer" in capsys.readouterr().err
+    assert main(common) == 2
+    assert "give --tokenizer DIR, --build-tokenizer or --init MODEL" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_pretrain_init(synth, start, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["pretrain", "--init", str(start / "body"), "--corpus", str(synth / "corpus" / "train.txt")]
+    args += ["--max-length", "32", "--batch-size", "8", "--steps", "3", "--out", "m"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "3 steps" in out and "model -> m" in out
+    saved = json.loads((tmp_path / "m" / "pretrain.json").read_text())
+    assert saved["identity"]["init content"].startswith("sha256:")

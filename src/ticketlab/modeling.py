@@ -142,6 +142,11 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
         return check_finite(load_compacted(name, head, **kwargs), name)
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     quiet_transformers()
+    # transformers 5 loads in the file's dtype ("auto"): a float16 checkpoint would train and
+    # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
+    import torch  # with the model: start-up of the CLI stays fast
+
+    kwargs.setdefault("dtype", torch.float32)
     try:
         model = auto_class(head).from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError, RecursionError) as e:

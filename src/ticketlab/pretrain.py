@@ -1,8 +1,11 @@
-"""Masked-LM pre-training of a small BERT from scratch: the demo's base model, or your own.
+"""Masked-LM pre-training of a small BERT from scratch (the demo's base model, or your own), or
+continued MLM pre-training of an existing checkpoint (`init=`: a new domain, or a model shipped
+without an MLM head).
 
     config = PretrainConfig(size="tiny", steps=2000, max_length=64)
     result = pretrain(config, ["corpus.txt"], "out/model", tokenizer="tok/")   # or tokenizer=None
     result.dev["mlm_loss"], result.unigram_entropy                             # nats per masked token
+    pretrain(PretrainConfig(steps=3000, lr=2e-4), "wiki/", "out/m2", tokenizer=None, init="model/")
 
 Sizes follow the BERT miniatures of Turc et al. (2019): tiny (L2/H128), mini (L4/H256), small
 (L4/H512), medium (L8/H512), base (L12/H768); any of hidden/layers/heads/intermediate can be
@@ -28,6 +31,12 @@ no-context baseline, history, time), written atomically. Training state lives in
 while it runs, so an interrupted run resumes where its last checkpoint left it; a finished output
 is not trained again. A `time_budget` is turned into a step count by timing a few steps first
 (the count is then fixed in `<out>.work/plan.json`, so a resume keeps the same schedule).
+
+With `init` (a model directory or hub id of any family in `arch`), every parameter of that
+checkpoint trains on, with its own tokenizer unless one is given; a checkpoint without an MLM head
+(e.g. a sentence encoder) gets a fresh one, seeded by `seed` and said in one line. Its shape is its
+own (the size options are refused), `dropout` replaces its dropout, and the output is that family's
+`*ForMaskedLM`, saved in `save_dtype` (float16 halves the file; ticketlab loads it back in float32).
 """
 
 from __future__ import annotations
@@ -44,7 +53,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from .data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
@@ -52,7 +67,7 @@ from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .data.tokens import write_token_file
 from .errors import ConfigError, TicketlabError
 from .files import atomic_write_json, content_key, read_json
-from .modeling import load_tokenizer, quiet_transformers
+from .modeling import head_of, load_config, load_model, load_tokenizer, max_positions, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
 from .outputs import atomic_dir, check_output
 from .pretrain_eval import check_scorable, evaluate_pretraining
@@ -93,6 +108,8 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
 }
 RESULT_FILE = "pretrain.json"
 PRECISIONS = ("auto", "no", "bf16")
+SAVE_DTYPES = ("float32", "float16", "bfloat16")
+SHAPE_OVERRIDES = ("hidden", "layers", "heads", "intermediate", "positions")
 CALIBRATION_STEPS = 6
 
 
@@ -139,6 +156,12 @@ class PretrainConfig:
         "this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
         result=False,
     )
+    save_dtype: str = option(
+        "float32",
+        "dtype of the written weights (float16/bfloat16 halve the file)",
+        choices=SAVE_DTYPES,
+        result=False,  # in the identity by hand, only when not float32: older outputs keep theirs
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -151,6 +174,7 @@ class PretrainConfig:
         if self.positions is not None and self.positions < self.max_length:
             raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
         check_one_of("mixed_precision", self.mixed_precision, PRECISIONS)
+        check_one_of("save_dtype", self.save_dtype, SAVE_DTYPES)
 
     def precision(self) -> str:
         """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
@@ -295,6 +319,7 @@ PRETRAIN_INPUTS = {
     "corpus content": "the corpus",
     "dev content": "the dev text",
     "tokenizer content": "the tokenizer",
+    "init content": "the initial checkpoint",
 }
 
 
@@ -305,16 +330,22 @@ def _identity(
     tokenizer: Any,
     tokenizer_kind: str,
     vocab_size: int,
+    init: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """What a pre-training's weights depend on: its settings, the tokenizer it builds (when it builds
-    one) and the content of its corpus, dev text and tokenizer folder."""
+    one), the checkpoint it starts from, and the content of its corpus, dev text, tokenizer folder
+    and initial checkpoint. (The keys a from-scratch float32 run had before `init` and `save_dtype`
+    existed are unchanged, so its finished outputs stay valid.)"""
     out = {k: v for k, v in dataclasses.asdict(config).items() if k not in not_result(PretrainConfig)}
-    if tokenizer is None:
+    if tokenizer is None and init is None:
         out |= {"tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
+    if config.save_dtype != "float32":
+        out |= {"save_dtype": config.save_dtype}
     keys = {
         "corpus content": content_key(_listed(corpus)),
         "dev content": content_key(_listed(dev)) if dev is not None else None,
         "tokenizer content": content_key([tokenizer]) if isinstance(tokenizer, (str, os.PathLike)) else None,
+        "init content": (content_key([init]) or f"hub id {init}") if init is not None else None,
     }
     return out | {k: v for k, v in keys.items() if v is not None}
 
@@ -343,28 +374,34 @@ def pretrain(
     dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     cache_dir: str | os.PathLike | None = None,
     tokenizer_kind: str = DEFAULT_KIND,
+    init: str | os.PathLike | None = None,
 ) -> PretrainResult:
-    """Pre-train a BERT with MLM from scratch on `corpus`; write a checkpoint to `out_dir` (see module doc).
+    """Pre-train a BERT with MLM from scratch on `corpus`, or go on pre-training the checkpoint `init`;
+    write a checkpoint to `out_dir` (see module doc).
 
     `tokenizer`: a tokenizer or its directory; None trains a `tokenizer_kind` one ("wordpiece" or
     "word") of `vocab_size` entries on the corpus text (kept in the work directory, so a resumed
-    run uses the same one). With `config.max_minutes`, a piece that runs out of time returns a
-    result with `stopped` set and writes no output.
+    run uses the same one), or with `init` uses that checkpoint's. With `config.max_minutes`, a
+    piece that runs out of time returns a result with `stopped` set and writes no output.
     """
     started = time.monotonic()
     out = Path(out_dir)
+    identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size, init)
     if (out / RESULT_FILE).is_file():  # finished: its result, if it is this run's
-        return _finished(out, _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size))
-    _check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
-    reads = [*_listed(corpus), *_listed(dev), given_path(tokenizer)]
+        return _finished(out, identity)
+    # With init and no tokenizer, init's own is used: nothing is built, so nothing to check for it.
+    _check_inputs(corpus, dev, tokenizer if init is None else tokenizer or init, tokenizer_kind, vocab_size)
+    if init is not None:
+        _check_init(init, config, tokenizer)
+    reads = [*_listed(corpus), *_listed(dev), given_path(tokenizer), given_path(init)]
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
     work_dir = RunDir(out.with_name(out.name + ".work"), "pre-training", identity=SETTINGS, result=RESULT)
     work = work_dir.claim("pre-training work directory")
-    identity = _identity(config, corpus, dev, tokenizer, tokenizer_kind, vocab_size)
     work_dir.check(identity, PRETRAIN_INPUTS)
-    tok = _tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, config.max_length, work)
+    given = init if tokenizer is None and init is not None else tokenizer  # init's own tokenizer
+    tok = _tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
     if tok.mask_token_id is None:
         raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
     data = load_lm_corpus(
@@ -372,9 +409,11 @@ def pretrain(
     )
     collator = MLMCollator(tok, config.mlm_probability)
 
-    def build_model() -> BertForMaskedLM:
-        seed_everything(config.seed)
-        return BertForMaskedLM(config.model_config(tok))
+    def build_model() -> PreTrainedModel:
+        seed_everything(config.seed)  # the weights from scratch, or init's fresh MLM head
+        if init is None:
+            return BertForMaskedLM(config.model_config(tok))
+        return load_model(init, head="mlm", **_dropout(load_config(init), config.dropout))
 
     steps = _plan(config, work, build_model, data, collator)
     model = build_model()
@@ -459,7 +498,7 @@ def _write_output(
     """The model, its tokenizer, the log and pretrain.json (config, identity, corpus, result)."""
     config, identity = settings
     with atomic_dir(out, kind="pre-trained model") as tmp:
-        model.save_pretrained(tmp)
+        model.to(getattr(torch, config.save_dtype)).save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if work_dir.file(LOG).is_file():
             shutil.copy(work_dir.file(LOG), tmp / "pretrain_log.jsonl")
@@ -532,6 +571,40 @@ def write_tokens(
                 info[name]["file"] = file.name
         atomic_write_json(tmp / "tokens.json", info)
     return info
+
+
+# Each family's names for its dropout probabilities (BERT-likes, DistilBERT, ModernBERT).
+DROPOUT_NAMES = (
+    *("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"),
+    *("mlp_dropout", "embedding_dropout"),
+)
+
+
+def _dropout(model_config: PretrainedConfig, p: float) -> dict[str, float]:
+    """`from_pretrained` overrides that set every dropout probability the family has to `p`."""
+    return {k: p for k in DROPOUT_NAMES if isinstance(getattr(model_config, k, None), float)}
+
+
+def _check_init(init: str | os.PathLike, config: PretrainConfig, tokenizer: Any) -> None:
+    """Refuse a continued pre-training that cannot run, before any folder is made; say in one line
+    when the checkpoint brings no MLM head (a fresh one is trained with the body)."""
+    model_config = load_config(init)  # a missing folder, a decoder, a corrupt config: one line
+    given = [k for k in SHAPE_OVERRIDES if getattr(config, k) is not None]
+    if given:
+        flags = ", ".join(f"--{k}" for k in given)
+        raise ConfigError(f"{init}: a continued pre-training keeps the checkpoint's shape; drop {flags}")
+    positions = max_positions(model_config)
+    if positions is not None and config.max_length > positions:
+        raise ConfigError(f"{init}: max_length {config.max_length} exceeds the model's {positions} positions")
+    if tokenizer is not None:
+        size = len(tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer))
+        if size > model_config.vocab_size:
+            raise ConfigError(
+                f"{given_path(tokenizer) or 'the tokenizer'}: {size} tokens, more than the "
+                f"{model_config.vocab_size} embeddings of {init}; use the checkpoint's own tokenizer"
+            )
+    if head_of(model_config) != "mlm":
+        log.warning(f"note: {init} has no MLM head; a fresh one (seeded by --seed) trains with the body")
 
 
 def _check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> None:

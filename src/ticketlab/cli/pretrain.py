@@ -14,6 +14,11 @@ logged. An interrupted run resumes from its last checkpoint when the same comman
 --write-tokens tokenizes the corpus (and --dev) into --out as token files with the tokenizer,
 for a machine that gets only the working tree.
 
+--init MODEL continues MLM pre-training of an existing checkpoint instead (any supported family;
+all its parameters train; its tokenizer and shape are kept; a checkpoint without an MLM head, such
+as a sentence encoder, gets a fresh one, said in one line): do this before searching tickets on a
+new domain. --save-dtype float16 halves the written file.
+
 Examples:
   ticketlab pretrain --corpus books/ --build-tokenizer --config-size mini --time-budget 600 --out my-bert
   ticketlab pretrain --corpus train.txt --dev dev.txt --tokenizer tok/ --steps 2000 --max-length 64 --out m
@@ -21,6 +26,8 @@ Examples:
       --write-tokens --out tokens/wiki
   ticketlab pretrain --corpus tokens/wiki/corpus.tokens.safetensors --dev tokens/wiki/dev.tokens.safetensors \
       --tokenizer tokens/wiki --config-size mini --steps 20000 --max-minutes 9 --out models/wiki-mini
+  ticketlab pretrain --init sentence-transformers/all-MiniLM-L6-v2 --corpus wiki-2015/wiki-00.txt \
+      --dev wikitext-2/test.txt --steps 3000 --lr 2e-4 --max-minutes 60 --save-dtype float16 --out minilm-mlm
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ import argparse
 
 from ..data.tokenizer import DEFAULT_KIND, KINDS
 from ..pretrain import PretrainConfig, pretrain, write_tokens
+from ..errors import ConfigError
 from .common import add_config_arguments, config_from_args
 
-HELP = "pre-train a small BERT from scratch with masked-LM (model + tokenizer checkpoint)"
+HELP = "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)"
 # The `PretrainConfig` options (--fused / --no-fused by hand: two flags for one field).
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
 TRAINING = (
@@ -45,7 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dev", nargs="+", metavar="PATH", help="dev text (default: the tail of each corpus file)"
     )
-    tok = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="continue MLM pre-training of this checkpoint (directory or hub id; its tokenizer unless "
+        "--tokenizer; a fresh MLM head when it has none) instead of starting from scratch",
+    )
+    tok = p.add_mutually_exclusive_group()  # one of them, or --init
     tok.add_argument("--tokenizer", metavar="DIR", help="an existing tokenizer (e.g. a model directory)")
     tok.add_argument(
         "--build-tokenizer",
@@ -62,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fused = p.add_mutually_exclusive_group()
     fused.add_argument("--fused", dest="fused", action="store_true", default=None, help="fused AdamW")
     fused.add_argument("--no-fused", dest="fused", action="store_false", help="(default: fused on a GPU)")
-    add_config_arguments(p, PretrainConfig, ["compile", "max_minutes"])
+    add_config_arguments(p, PretrainConfig, ["compile", "max_minutes", "save_dtype"])
     p.add_argument(
         "--write-tokens",
         action="store_true",
@@ -73,9 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.init is not None and args.build_tokenizer:
+        raise ConfigError("--init brings its own tokenizer: drop --build-tokenizer")
+    if args.init is None and not args.tokenizer and not args.build_tokenizer:
+        raise ConfigError("give --tokenizer DIR, --build-tokenizer or --init MODEL")
     if args.write_tokens:
         return _write_tokens(args)
-    fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes"]
+    fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes", "save_dtype"]
     config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
     result = pretrain(
         config,
@@ -86,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         dev=args.dev,
         cache_dir=args.cache_dir,
         tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
+        init=args.init,
     )
     print(("already trained: " if result.cached else "") + result.summary())
     if not result.stopped:
@@ -97,7 +116,7 @@ def _write_tokens(args: argparse.Namespace) -> int:
     info = write_tokens(
         args.corpus,
         args.out,
-        tokenizer=args.tokenizer,
+        tokenizer=args.tokenizer or args.init,
         tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
         vocab_size=args.vocab_size,
         max_length=args.max_length,
