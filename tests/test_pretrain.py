@@ -509,7 +509,7 @@ def test_continued_pretraining_saves_float16_and_ticketlab_loads_it_in_float32(s
 
     go_on(synth, start / "mlm", tmp_path / "half", steps=2, save_dtype="float16")
     with safe_open(str(tmp_path / "half" / "model.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118 (no __iter__)
     assert {p.dtype for p in load_model(tmp_path / "half").parameters()} == {torch.float32}
 
 

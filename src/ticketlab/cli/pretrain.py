@@ -35,8 +35,8 @@ from __future__ import annotations
 import argparse
 
 from ..data.tokenizer import DEFAULT_KIND, KINDS
-from ..pretrain import PretrainConfig, pretrain, write_tokens
 from ..errors import ConfigError
+from ..pretrain import PretrainConfig, pretrain, write_tokens
 from .common import add_config_arguments, config_from_args
 
 HELP = "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)"
