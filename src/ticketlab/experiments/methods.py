@@ -137,7 +137,8 @@ def structured_random_search(job: SearchJob) -> SearchOutput:
 
     t0 = time.perf_counter()
     granularity = job.settings.get("granularity") or "layer"
-    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir)
+    units = job.settings.get("units") or "liang"  # rows from before `units` were re-keyed to "round"
+    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir, units)
     return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
 
 
@@ -412,7 +413,7 @@ METHODS: MutableMapping[str, MethodSpec] = Methods(
             "st-random",
             structured_random_search,
             "random structured ticket: the sparsity of heads and of FFN units pruned",
-            settings=frozenset({"granularity"}),
+            settings=frozenset({"granularity", "units"}),
         ),
     }
 )
