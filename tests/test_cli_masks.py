@@ -61,6 +61,10 @@ def test_prune_info_compare_export(tiny_bert_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "compare", omp, rnd, "--json")
     matrix = json.loads(out)["jaccard"]
     assert matrix[0][0] == 1.0 and matrix[0][1] == matrix[1][0] and 0.05 < matrix[0][1] < 0.35
+    code, out, _ = run(capsys, "compare", omp, rnd, "--json", "--per-matrix")  # TAMT's compare_mask.py
+    per = [mask_of(omp)[k] for k in mask_of(omp)], [mask_of(rnd)[k] for k in mask_of(omp)]
+    mean = sum(int((a & b).sum()) / int((a | b).sum()) for a, b in zip(*per, strict=True)) / len(per[0])
+    assert code == 0 and json.loads(out)["jaccard"][0][1] == pytest.approx(mean)
 
     code, out, _ = run(capsys, "export", "--model", tiny_bert_dir, "--mask", omp, "--out", tmp_path / "exp")
     assert code == 0 and "mlm" in out

@@ -212,3 +212,10 @@ def test_jaccard_of_masks_over_different_targets_counts_the_uncovered_as_kept():
     assert chen.jaccard(tamt) == tamt.jaccard(chen) == pytest.approx(3 / 6)
     with pytest.raises(MaskMismatchError, match="differ in shape"):
         chen.jaccard(Mask({"layer.weight": torch.ones(3, dtype=torch.bool)}))
+
+
+def test_per_matrix_mean_jaccard_is_tamts_compare_mask():
+    a = Mask({"big": torch.tensor([True] * 8 + [False] * 8), "small": torch.tensor([True, False])})
+    b = Mask({"big": torch.tensor([True] * 8 + [False] * 8), "small": torch.tensor([False, True])})
+    assert a.matrix_mean_jaccard(b) == pytest.approx((1.0 + 0.0) / 2)  # each matrix weighs the same
+    assert a.jaccard(b) == pytest.approx(8 / 10)  # pooled: the big matrix weighs by its size

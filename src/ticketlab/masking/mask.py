@@ -132,6 +132,18 @@ class Mask(Mapping[str, Tensor]):
             union += int(torch.logical_or(t, o).sum())
         return inter / union if union else 1.0
 
+    def matrix_mean_jaccard(self, other: Mask) -> float:
+        """The unweighted mean of the per-matrix Jaccard similarities, as TAMT's `compare_mask.py`
+        computes it (a small matrix weighs as much as the word embeddings); the same targets only."""
+        mine, theirs = self.weights(), other.weights()
+        mine.check_compatible(theirs)
+        sims = []
+        for n, t in mine.items():
+            o = theirs[n].to(t.device)
+            union = int(torch.logical_or(t, o).sum())
+            sims.append(int(torch.logical_and(t, o).sum()) / union if union else 1.0)
+        return sum(sims) / len(sims) if sims else 1.0
+
     def distance(self, other: Mask) -> float:
         return 1.0 - self.jaccard(other)
 
