@@ -137,6 +137,7 @@ def test_liang_guard_protects_each_layers_last_head_in_the_ranking():
     lose = keep_units(scores, 0.8, "losing")
     assert lose.tolist() == [[True, False], [True, False]]  # the lowest of each layer is kept
     assert unit_count(0.8, "head", (2, 2), "round") == 3
+    assert unit_count(0.9, "head", (10,)) == 9  # a flat tensor of heads: one layer, one head kept
     assert keep_units(scores, 0.8, "winning", units="round").sum() == 1  # no guard
 
 

@@ -85,8 +85,8 @@ def unit_count(level: float, unit: str, shape: Sequence[int], units: Units = "li
     if units == "round":
         return n_pruned(level, n)
     level = check_level(level)
-    if unit == "head":
-        return min(_floor(level * n), n - shape[0])  # every layer keeps one head
+    if unit == "head":  # [L, H]; a flat tensor of heads is one layer
+        return min(_floor(level * n), n - (shape[0] if len(shape) == 2 else 1))  # every layer keeps one
     if unit == "ffn":
         return _floor(10 * level * shape[0] / 12)  # k of 12 at level k/10, as a proportion
     return _floor(level * n)
