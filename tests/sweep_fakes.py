@@ -179,7 +179,14 @@ def tamt_settings() -> frozenset[str]:
 def imp_settings() -> frozenset[str]:
     from ticketlab.experiments.methods import TRAINING_SETTINGS
 
-    return TRAINING_SETTINGS | {"prune_rate", "variant", "pooler"}
+    return TRAINING_SETTINGS | {
+        "prune_rate",
+        "variant",
+        "pooler",
+        "rewind_head",
+        "first_pruning",
+        "schedule_steps",
+    }
 
 
 def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:

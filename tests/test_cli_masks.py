@@ -28,7 +28,9 @@ def test_every_verb_has_help(capsys):
 
 def test_prune_info_compare_export(tiny_bert_dir, tmp_path, capsys):
     omp, rnd = tmp_path / "omp", tmp_path / "rand"
-    code, out, _ = run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.7", "--out", omp)
+    # both global (Chen et al.'s one-shot pruning): the same targets, the word embeddings dense
+    prune_omp = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.7", "--ranking", "global"]
+    code, out, _ = run(capsys, *prune_omp, "--out", omp)
     assert code == 0 and "70.0" in out
     code, _, _ = run(
         capsys,
@@ -59,11 +61,15 @@ def test_prune_info_compare_export(tiny_bert_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "compare", omp, rnd, "--json")
     matrix = json.loads(out)["jaccard"]
     assert matrix[0][0] == 1.0 and matrix[0][1] == matrix[1][0] and 0.05 < matrix[0][1] < 0.35
+    code, out, _ = run(capsys, "compare", omp, rnd, "--json", "--per-matrix")  # TAMT's compare_mask.py
+    per = [mask_of(omp)[k] for k in mask_of(omp)], [mask_of(rnd)[k] for k in mask_of(omp)]
+    mean = sum(int((a & b).sum()) / int((a | b).sum()) for a, b in zip(*per, strict=True)) / len(per[0])
+    assert code == 0 and json.loads(out)["jaccard"][0][1] == pytest.approx(mean)
 
     code, out, _ = run(capsys, "export", "--model", tiny_bert_dir, "--mask", omp, "--out", tmp_path / "exp")
     assert code == 0 and "mlm" in out
     reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "exp")
-    for key, module in find_targets(reloaded).items():
+    for key, module in find_targets(reloaded, [k.removesuffix(".weight") for k in mask_of(omp)]).items():
         assert torch.all(module.weight[~mask_of(omp)[key]] == 0)
     assert (tmp_path / "exp" / "tokenizer.json").is_file() or (tmp_path / "exp" / "vocab.txt").is_file()
 

@@ -357,7 +357,7 @@ def test_every_verb_works_or_refuses_in_one_line_on_every_family(family, verb_da
     task = ["--task", "sst2", "--data-dir", glue, "--max-steps", 2, "--eval-every", 2, "--batch-size", 4]
     task += ["--max-length", 32, "--lr", 1e-3, "--no-progress"]
     verb("finetune", "finetune", "--model", model, "--mask", omp, *task, out=tmp_path / "finetune")
-    winning = ["--levels", 0.5, "--kinds", "winning", "--select-fraction", 0.25]
+    winning = ["--levels", 0.6, "--kinds", "winning", "--select-fraction", 0.25]
     verb("super", "super", "--model", model, *task, *winning, out=tmp_path / "super")
     tickets = sorted((tmp_path / "super" / "masks").glob("*"))
     ticket = tickets[0] if tickets else omp  # ALBERT has none: its weight mask is given

@@ -33,6 +33,13 @@ def test_schedule_follows_chen_et_al():
     assert imp_schedule(0.5, 8, prune_rate=0.25) == [(0, 0.25), (8, 0.5)]
     with pytest.raises(ConfigError, match="at least 6 steps"):
         imp_schedule(0.7, 5)
+    # LT_glue.py (task IMP): training first, each pruning after a full round: one round more to 70%
+    after = imp_schedule(0.7, 70, first_pruning="after-round")
+    assert after == [(10 * r, round(0.1 * r, 9)) for r in range(1, 8)]
+    rounds = lambda sched: len([s for s, _ in sched if s > 0])  # noqa: E731 - prunings after training
+    assert rounds(after) == 7 == rounds(imp_schedule(0.7, 60)) + 1
+    with pytest.raises(ConfigError, match="at least 7 steps for 7 pruning rounds after full training"):
+        imp_schedule(0.7, 6, first_pruning="after-round")
     with pytest.raises(ConfigError, match="one-shot magnitude pruning"):
         ImpConfig(0.1)
     with pytest.raises(ConfigError, match="rewind_to"):
@@ -125,7 +132,7 @@ def test_rewind_to_k_saves_theta_k_and_points_the_mask_at_it(corpus, tmp_path):
         key = name.replace(".weight", ".parametrizations.weight.original")
         mine = dict(model.bert.named_parameters()).get(key, dict(model.bert.named_parameters()).get(name))
         assert torch.equal(mine.cpu(), p), name
-    with pytest.raises(ConfigError, match="after the second pruning"):
+    with pytest.raises(ConfigError, match="after the first training round's pruning"):
         search_imp(
             make_model(BertForMaskedLM, tiny_bert_config(), seed=0),
             mlm_objective(tok, data),
@@ -136,9 +143,7 @@ def test_rewind_to_k_saves_theta_k_and_points_the_mask_at_it(corpus, tmp_path):
         )
 
 
-def test_task_objective_is_pluggable_and_rewinds_the_head(tmp_path):
-    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
-    head0 = model.classifier.weight.detach().clone()
+def _toy_task():
     g = torch.Generator().manual_seed(0)
     data = [{"input_ids": torch.randint(5, 60, (10,), generator=g), "label": i % 2} for i in range(32)]
 
@@ -151,13 +156,82 @@ def test_task_objective_is_pluggable_and_rewinds_the_head(tmp_path):
     def loss(m, batch):
         return m(**batch).loss
 
-    objective = SearchObjective("toy", data, collate, loss, info={"task": "toy"})
+    return SearchObjective("toy", data, collate, loss, info={"task": "toy"})
+
+
+def test_task_imp_is_lt_glue_by_default(tmp_path):
+    """BERT-Tickets' LT_glue.py: no pruning on θ0 at step 0 (each pruning after a full round: 3
+    rounds to 30%), and only `bert.*` rewound: the classifier keeps its training."""
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
+    theta0 = {n: p.detach().clone() for n, p in model.bert.named_parameters()}
+    head0 = model.classifier.weight.detach().clone()
+    out = tmp_path / "t"
     result = search_imp(
-        model, objective, ImpConfig(0.3, rewind_head=True), train_config(4), tmp_path / "t", base_model="tiny"
+        model, _toy_task(), ImpConfig(0.3), train_config(6), out, base_model="tiny", save_at=[1]
     )
     assert result.config.method == "imp-toy" and result.config.search["task"] == "toy"
+    assert result.config.search["schedule"] == [[2, 0.1], [4, 0.2], [6, 0.3]]  # after 2, 4, 6 steps
+    assert result.config.search["first_pruning"] == "after-round" and not result.config.search["rewind_head"]
+    assert load_mask(out / "steps" / "step-000001")[0].sparsity == 0  # nothing pruned before round 1
+    assert abs(current_mask(model).sparsity - 0.3) < 1e-3
+    assert not torch.equal(model.classifier.weight.cpu(), head0)  # the head was not rewound
+    dense = {
+        n.replace(".parametrizations.weight.original", ".weight"): p for n, p in model.bert.named_parameters()
+    }
+    assert all(torch.equal(dense[k].cpu(), v.cpu()) for k, v in theta0.items())  # bert.* (pooler too) at θ0
+
+
+def test_task_imp_today_is_a_named_option(tmp_path):
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
+    head0 = model.classifier.weight.detach().clone()
+    config = ImpConfig(0.3, rewind_head=True, first_pruning="start")
+    result = search_imp(model, _toy_task(), config, train_config(4), tmp_path / "t", base_model="tiny")
+    assert result.config.search["schedule"] == [[0, 0.1], [2, 0.2], [4, 0.3]]  # θ0 pruned at step 0
     assert torch.equal(model.classifier.weight.cpu(), head0)  # the classifier was rewound to C0 as well
     assert abs(current_mask(model).sparsity - 0.3) < 1e-3
+
+
+def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
+    from ticketlab.api import SearchConfig
+    from ticketlab.training import make_scheduler
+
+    on_task = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "a", task="sst2")
+    on_mlm = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "b", corpus=["c.txt"])
+    assert on_task.method.first_pruning == "after-round" and on_mlm.method.first_pruning == "start"
+    assert on_task.settings(1e-3)["first_pruning"] == "after-round" and "rewind_head" not in on_task.settings(
+        1
+    )
+    assert "first_pruning" not in on_mlm.settings(1e-3)  # MLM IMP directories written before resume
+    with pytest.raises(ConfigError, match="at least 3 steps for 3 pruning rounds after full"):
+        SearchConfig("m", ImpConfig(0.3), steps=2, out=tmp_path / "c", task="sst2")
+    # each round decays towards 0 at `schedule_steps` (the references' t_total), not at --steps
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, TrainConfig(max_steps=10, lr=1.0, schedule_steps=40))
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.75)  # 1 - 10/40, where --steps alone gives 0
+    assert on_mlm.settings(1)["steps"] == 6 and "schedule_steps" not in on_mlm.settings(1)
+    with_horizon = SearchConfig(
+        "m", ImpConfig(0.3, schedule_steps=40), steps=6, out=tmp_path / "d", corpus=["c"]
+    )
+    assert with_horizon.settings(1)["schedule_steps"] == 40
+
+
+def test_global_omp_leaves_word_embeddings_dense_as_chen(tiny_bert_dir, tmp_path):
+    from ticketlab.api import PruneConfig, prune
+
+    chen = prune(PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "g", ranking="global"))
+    assert not any("word_embeddings" in k for k in chen.mask) and len(chen.mask) == 12  # 6 x 2 layers
+    assert chen.mask.sparsity == pytest.approx(0.5, abs=1e-3) and "word_embeddings" not in chen.config.targets
+    tamt = prune(PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "l"))
+    assert "embeddings.word_embeddings.weight" in tamt.mask  # local (TAMT's OMP): embeddings ranked too
+    explicit = prune(
+        PruneConfig(
+            str(tiny_bert_dir), "omp", 0.5, tmp_path / "e", ranking="global", targets=tamt.config.targets
+        )
+    )
+    assert "embeddings.word_embeddings.weight" in explicit.mask  # ticketlab's earlier global OMP, by name
 
 
 def test_cli_imp_and_task_imp(tmp_path, capsys):
@@ -301,8 +375,9 @@ def test_tamt_variant_prunes_every_matrix_to_the_target(corpus, tmp_path):
 def test_variant_ranking_conflict_and_pooler_are_said():
     with pytest.raises(ConfigError, match="variant 'tamt' ranks per matrix"):
         ImpConfig(0.5, variant="tamt", ranking="global")
-    with pytest.raises(ConfigError, match="variant must be one of .chen., .tamt., .legacy., got .lth."):
-        ImpConfig(0.5, variant="lth")  # type: ignore[arg-type]
+    for retired in ("lth", "legacy"):  # ticketlab's first IMP is no variant any more
+        with pytest.raises(ConfigError, match=f"variant must be one of .chen., .tamt., got .{retired}."):
+            ImpConfig(0.5, variant=retired)  # type: ignore[arg-type]
     from ticketlab.pruning.imp import variant_targets
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
@@ -313,105 +388,69 @@ def test_variant_ranking_conflict_and_pooler_are_said():
 
 
 def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, monkeypatch):
-    """Both reference codes rebuild AdamW and the linear schedule after each pruning; legacy did not."""
+    """Both reference codes rebuild AdamW and the linear schedule after each pruning."""
     from ticketlab.pruning import imp as imp_module
 
-    seen: dict[str, dict[int, tuple[int, float, float]]] = {}
+    seen: dict[int, tuple[int, float, float]] = {}
     original = imp_module._Imp.on_step
 
     def spy(self, state, sd, save_rewound):
         original(self, state, sd, save_rewound)
         inner = getattr(state.optimizer, "optimizer", state.optimizer)
         steps = [float(s["step"]) for s in inner.state.values()]
-        seen[self.config.variant][state.step] = (
-            len(steps),
-            max(steps, default=0.0),
-            inner.param_groups[0]["lr"],
-        )
+        seen[state.step] = (len(steps), max(steps, default=0.0), inner.param_groups[0]["lr"])
 
     monkeypatch.setattr(imp_module._Imp, "on_step", spy)
     tok, data = corpus
-    for variant in ("chen", "legacy"):
-        seen[variant] = {}
-        model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
-        # 0.4 in 6 steps: prunings at steps 0, 2, 4, 6
-        search_imp(
-            model,
-            mlm_objective(tok, data),
-            ImpConfig(0.4, variant=variant),
-            train_config(6),
-            tmp_path / variant,
-            base_model="t",
-        )
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    # 0.4 in 6 steps: prunings at steps 0, 2, 4, 6
+    search_imp(
+        model, mlm_objective(tok, data), ImpConfig(0.4), train_config(6), tmp_path / "c", base_model="t"
+    )
     lr = 1e-3
-    fresh, kept = seen["chen"], seen["legacy"]
     for step in (2, 4):  # right after a pruning: no moments, the schedule at its first step
-        assert fresh[step][0] == 0 and fresh[step][2] == pytest.approx(lr)
-        assert (
-            kept[step][0] > 0
-            and kept[step][1] == step
-            and kept[step][2] == pytest.approx(lr * (6 - step) / 6)
-        )
+        assert seen[step][0] == 0 and seen[step][2] == pytest.approx(lr)
     # the step after a pruning is the new optimizer's first, at the schedule's second value
-    assert fresh[3][1] == 1.0 and fresh[3][2] == pytest.approx(lr * 5 / 6)
-    assert fresh[1][1] == 1.0 and fresh[1][2] == pytest.approx(lr * 5 / 6)  # the first round as before
+    assert seen[3][1] == 1.0 and seen[3][2] == pytest.approx(lr * 5 / 6)
+    assert seen[1][1] == 1.0 and seen[1][2] == pytest.approx(lr * 5 / 6)  # the first round as before
 
 
 @pytest.mark.shared
-def test_committed_sweeps_keep_their_imp_run_ids_and_old_imp(bert_mini, tmp_path):
-    """A sweep's `imp` without `variant:` is the legacy IMP its stored runs ran, under the same ids;
-    naming a variant makes new runs."""
+def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path):
+    """ticketlab's first IMP (`legacy`) is retired: the committed store's runs of it were re-keyed
+    once (`rekey_store`) with `variant: legacy` under the label `imp/legacy`, which the committed spec
+    plans (every run done, so reports show them); `imp` without a variant is Chen et al.'s and makes
+    new runs; a legacy run that is missing is refused, not run."""
     import json
+    import shutil
     import sqlite3
     from pathlib import Path
 
-    from ticketlab.experiments import expand, load_spec
-    from ticketlab.experiments.methods import METHODS, SearchJob
+    from ticketlab.experiments import expand, load_spec, run_sweep
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
     with sqlite3.connect(root / "results.sqlite") as db:
         stored = {
-            i: json.loads(c)
-            for i, c in db.execute("SELECT id, config FROM runs WHERE kind = 'search' AND status = 'done'")
+            i: (json.loads(c), s)
+            for i, c, s in db.execute("SELECT id, config, status FROM runs WHERE kind = 'search'")
         }
-    stored_imp = {i for i, c in stored.items() if c["method"] in ("imp", "imp-task")}
-    assert len(stored_imp) >= 3
+        assert json.loads(dict(db.execute("SELECT key, value FROM meta"))["ids"]) == 4
+    legacy = {i for i, (c, _) in stored.items() if c["settings"].get("variant") == "legacy"}
+    assert {stored[i][0]["method"] for i in legacy} == {"imp/legacy", "imp-task/legacy"} and len(legacy) >= 3
     planned = {r.id: r for r in expand(load_spec(root / "spec.yaml"))}
-    assert stored_imp <= set(planned)
+    assert legacy <= set(planned) and all(stored[i][1] == "done" for i in legacy)
 
-    imp_ids = {i for i in stored_imp if stored[i]["method"] == "imp"}
-    run = planned[sorted(imp_ids)[0]]
-    job = SearchJob(
-        model=str(bert_mini),
-        method=run.config["method"],
-        sparsity=run.config["sparsity"],
-        seed=0,
-        steps=10,
-        save_at=[],
-        settings=dict(run.config["settings"]),
-        corpus=run.config["corpus"],
-        mask_dir=tmp_path / "m",
-        work_dir=tmp_path / "w",
-    )
-    search_config = METHODS["imp"].configure
-    assert search_config(job).method.variant == "legacy"
-    job.settings["variant"] = "tamt"
-    assert search_config(job).method.variant == "tamt" and search_config(job).method.ranking == "local"
-
-    text = (
-        (root / "spec.yaml")
-        .read_text()
-        .replace("imp: {sparsities: [0.5, 0.7]}", "imp: {sparsities: [0.5, 0.7], variant: tamt}")
-    )
-    (tmp_path / "spec.yaml").write_text(text.replace("../../../../shared", str(bert_mini.parents[1])))
-    ids = {r.id for r in expand(load_spec(tmp_path / "spec.yaml"))}
-    assert imp_ids and not imp_ids & ids  # new runs, not the stored legacy ones
+    text = (root / "spec.yaml").read_text().replace("../../../../shared", str(bert_mini.parents[1]))
+    old = "imp/legacy: {sparsities: [0.5, 0.7], variant: legacy}"
+    (tmp_path / "spec.yaml").write_text(text.replace(old, "imp: {}").replace("[imp/legacy,", "[imp,"))
+    chen = {r.id: r for r in expand(load_spec(tmp_path / "spec.yaml")) if r.config["method"] == "imp"}
+    assert chen and not chen.keys() & stored.keys()  # Chen et al.'s IMP: new runs
     (tmp_path / "spec.yaml").write_text(
-        (tmp_path / "spec.yaml").read_text().replace("variant: tamt", "variant: lth")
+        text.replace(old, "imp/legacy: {sparsities: [0.6, 0.7], variant: legacy}")
     )
-    with pytest.raises(ConfigError, match=r"methods.imp.variant: must be one of .chen., .tamt., .legacy."):
-        load_spec(tmp_path / "spec.yaml")
-    spec = (tmp_path / "spec.yaml").read_text().replace("variant: lth", "variant: tamt, ranking: global")
-    (tmp_path / "spec.yaml").write_text(spec)
-    with pytest.raises(ConfigError, match=r"spec.yaml: methods.imp: IMP variant 'tamt' ranks per matrix"):
-        load_spec(tmp_path / "spec.yaml")
+    (tmp_path / "sw").mkdir()
+    shutil.copy(root / "results.sqlite", tmp_path / "sw" / "results.sqlite")
+    with pytest.raises(
+        ConfigError, match=r"imp/legacy: IMP variant 'legacy' .* is retired: 1 of its searches"
+    ):
+        run_sweep(load_spec(tmp_path / "spec.yaml"), tmp_path / "sw", log=lambda s: None)

@@ -87,7 +87,9 @@ def test_mask_counts_similarity_and_algebra():
     assert a == Mask({k: v.clone() for k, v in a.items()}) and a != b
     assert "overall" in a.summary() and "50.0%" in a.summary()
     with pytest.raises(MaskMismatchError):
-        a.jaccard(Mask({"w": torch.ones(4, dtype=torch.bool)}))
+        a.jaccard(Mask({"w": torch.ones(3, dtype=torch.bool)}))
+    with pytest.raises(MaskMismatchError):  # set algebra needs the same targets
+        a & Mask({"w": torch.ones(4, dtype=torch.bool)})
 
 
 def test_applied_mask_zeroes_weights_and_keeps_module_types():
@@ -197,3 +199,23 @@ def test_taking_masks_off_a_deep_copy_leaves_the_original_masked(named):
     assert not is_masked(dup) and is_masked(model) and current_mask(model) == mask
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids()).logits, before)
+
+
+def test_jaccard_of_masks_over_different_targets_counts_the_uncovered_as_kept():
+    """Chen et al.'s masks leave the word embeddings dense: against a mask that prunes them, the
+    embeddings count as all kept on Chen's side (a mask is what it leaves of the weights)."""
+    layer = torch.tensor([True, False, True, False])
+    emb = torch.tensor([True, False, False, False])
+    chen = Mask({"layer.weight": layer})
+    tamt = Mask({"layer.weight": layer, "emb.weight": emb})
+    # kept: chen {l0, l2} + all 4 embeddings; tamt {l0, l2, e0}: 3 in common out of 6
+    assert chen.jaccard(tamt) == tamt.jaccard(chen) == pytest.approx(3 / 6)
+    with pytest.raises(MaskMismatchError, match="differ in shape"):
+        chen.jaccard(Mask({"layer.weight": torch.ones(3, dtype=torch.bool)}))
+
+
+def test_per_matrix_mean_jaccard_is_tamts_compare_mask():
+    a = Mask({"big": torch.tensor([True] * 8 + [False] * 8), "small": torch.tensor([True, False])})
+    b = Mask({"big": torch.tensor([True] * 8 + [False] * 8), "small": torch.tensor([False, True])})
+    assert a.matrix_mean_jaccard(b) == pytest.approx((1.0 + 0.0) / 2)  # each matrix weighs the same
+    assert a.jaccard(b) == pytest.approx(8 / 10)  # pooled: the big matrix weighs by its size

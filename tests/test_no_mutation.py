@@ -79,7 +79,7 @@ def test_pretrain(tiny_bert_dir, corpus, tmp_path):
 def test_studies(tiny_bert_dir, glue, tmp_path):
     protocol = quick_finetune(tiny_bert_dir, glue, max_steps=4)
     unchanged(
-        run_super, SuperConfig(protocol, seeds=[1], levels=[0.5], kinds=["winning"]), tmp_path / "super"
+        run_super, SuperConfig(protocol, seeds=[1], levels=[0.6], kinds=["winning"]), tmp_path / "super"
     )
     mtl = MtlConfig(
         model=str(tiny_bert_dir),

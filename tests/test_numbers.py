@@ -221,7 +221,7 @@ def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, 
         (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     common = ["--model", model_dir, "--data-dir", data.parent, "--max-steps", 2, "--max-length", 16]
     studies = {
-        "super": ["super", *common, "--task", "sst2", "--levels", 0.5, "--select-fraction", 0.25],
+        "super": ["super", *common, "--task", "sst2", "--levels", 0.6, "--select-fraction", 0.25],
         "mtl": ["mtl", *common, "--tasks", "sst2"],
     }
     for verb, argv in studies.items():
@@ -264,18 +264,19 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
         max_length=16,
         progress=False,
     )
-    for level, what in (
-        (0.01, "prunes 0 of the model's 4 attention heads"),
-        (0.8, "prunes 2 of the model's 2 FFN sub-layers"),
+    for level, what, units in (
+        (0.01, "prunes 0 of the model's 4 attention heads", "liang"),
+        (0.5, "prunes 0 of the model's 2 FFN sub-layers", "liang"),  # int(10 · 0.5 · 2 / 12) = 0
+        (0.8, "prunes 2 of the model's 2 FFN sub-layers", "round"),  # Liang's counts never prune all
     ):
         out = tmp_path / f"super-{level}"
         with pytest.raises(ConfigError, match=what):
-            run_super(SuperConfig(ft, levels=[0.5, level]), out)
+            run_super(SuperConfig(ft, levels=[0.6, level], units=units), out)
         assert not out.exists()  # refused before any work
     with pytest.raises(ConfigError, match="levels must be distinct: 0.5 given twice"):
         SuperConfig(ft, levels=[0.5, 0.5])
-    with pytest.raises(ConfigError, match=r"levels 0.4 and 0.6 prune the same units of this model \(2 of 4"):
-        run_super(SuperConfig(ft, levels=[0.4, 0.6]), tmp_path / "same")  # one ticket, two labels
+    with pytest.raises(ConfigError, match=r"levels 0.6 and 0.7 prune the same units of this model \(2 of 4"):
+        run_super(SuperConfig(ft, levels=[0.6, 0.7]), tmp_path / "same")  # one ticket, two labels
     assert not (tmp_path / "same").exists()
     line = error_line(
         capsys,
@@ -287,7 +288,7 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
         "--data-dir",
         data.parent,
         "--levels",
-        0.5,
+        0.6,
         "--select-fraction",
         0.99,
         "--max-steps",

@@ -233,7 +233,10 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(tiny_bert_dir, a / "model")
-    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
+    # no IMP: a store of before ran the legacy IMP, which re-keying labels (test_retired_defaults...)
+    kw = dict(
+        data_curve=None, pretrain_eval=None, search_curve=None, methods=["full", "omp", "random", "tamt-mlm"]
+    )
     spec = fakes.make_spec(a, a / "model", **kw)
     assert sweep(a, spec).ok
     ids = [r.id for r in expand(spec)]
@@ -264,6 +267,33 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     changed = set(ids) - {r.id for r in expand(fakes.make_spec(b, b / "model", **kw))}
     assert changed
     assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "a")}
+
+
+def test_retired_defaults_are_named_when_a_store_is_re_keyed(tiny_bert_dir):
+    """Issue 34: a search stored before ids version 4 ran the defaults of its time; re-keying names
+    them in its settings, so a run under today's defaults (the papers') never reuses it."""
+    from ticketlab.experiments.plan import _retired_defaults
+
+    def search(method, **settings):
+        return {"kind": "search", "method": method, "model": str(tiny_bert_dir), "settings": settings}
+
+    assert _retired_defaults(search("imp", batch_size=16)) == {"variant": "legacy"}
+    assert _retired_defaults(search("imp-task", lr=1e-4)) == {"variant": "legacy"}
+    assert _retired_defaults(search("imp/chen", variant="chen")) == {}  # MLM IMP as Chen: unchanged
+    assert _retired_defaults(search("imp-task", variant="chen")) == {
+        "first_pruning": "start",
+        "rewind_head": True,
+    }
+    assert _retired_defaults(search("st-random")) == {"units": "round"}
+    assert _retired_defaults(search("st-random", units="liang")) == {}
+    targets = _retired_defaults(search("omp", ranking="global"))["targets"]
+    assert targets.startswith("embeddings\\.word_embeddings|")  # the word embeddings, ranked then
+    assert (
+        _retired_defaults(search("omp"))
+        == {}
+        == _retired_defaults(search("omp", ranking="global", targets="x"))
+    )
+    assert _retired_defaults({**search("imp"), "kind": "finetune"}) == {}
 
 
 def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):

@@ -8,7 +8,7 @@ from torch import nn
 
 from ticketlab.errors import ConfigError, TicketlabError
 from ticketlab.structured.importance import Importance, compute_importance, normalize_heads
-from ticketlab.structured.tickets import LEVELS, check_level, keep_units, n_pruned, select
+from ticketlab.structured.tickets import LEVELS, check_level, keep_units, n_pruned, select, unit_count
 
 # --------------------------------------------------------------------------- importance, hand-built
 
@@ -106,12 +106,47 @@ def _importance(heads: torch.Tensor, ffn: torch.Tensor) -> Importance:
     return Importance(heads, heads, ffn=ffn, n_examples=1)
 
 
+# Liang et al.'s scripts on BERT-base (12 layers x 12 heads): mask_{heads}_heads / mask_{k}_ffn at 0.1 ... 0.8
+LIANG_BERT_BASE = [(14, 1), (28, 2), (43, 3), (57, 4), (72, 5), (86, 6), (100, 7), (115, 8)]
+
+
+@pytest.mark.parametrize("kind", ["winning", "losing", "random"])
+def test_liang_counts_on_bert_base_and_no_layer_loses_all_heads(kind):
+    gen = torch.Generator().manual_seed(0)
+    # the least important head of every layer in layer 0: a ranking alone would empty layer 0 first
+    heads = torch.rand(12, 12, generator=gen) + torch.arange(12).repeat_interleave(12).view(12, 12)
+    imp = _importance(heads, torch.rand(12, generator=gen))
+    got = []
+    for level in LEVELS:
+        ticket = select(imp, level, kind, seed=3)  # the default: Liang's counts
+        got.append((int((~ticket.head).sum()), int((~ticket.ffn).sum())))
+        assert ticket.head.any(dim=1).all(), (level, kind)  # every layer keeps a head
+    assert got == LIANG_BERT_BASE
+    # ticketlab's first counts, kept as units="round"
+    old = [
+        (int((~t.head).sum()), int((~t.ffn).sum()))
+        for t in (select(imp, v, kind, 3, "round") for v in LEVELS)
+    ]
+    assert old == [(round(v * 144), round(v * 12)) for v in LEVELS] != LIANG_BERT_BASE
+
+
+def test_liang_guard_protects_each_layers_last_head_in_the_ranking():
+    scores = torch.tensor([[0.1, 0.2], [0.3, 0.9]])
+    keep = keep_units(scores, 0.8, "winning")  # int(3.2) = 3 capped at 4 - 2 layers = 2
+    assert keep.tolist() == [[False, True], [False, True]]  # 0.2 protects layer 0, 0.9 layer 1
+    lose = keep_units(scores, 0.8, "losing")
+    assert lose.tolist() == [[True, False], [True, False]]  # the lowest of each layer is kept
+    assert unit_count(0.8, "head", (2, 2), "round") == 3
+    assert unit_count(0.9, "head", (10,)) == 9  # a flat tensor of heads: one layer, one head kept
+    assert keep_units(scores, 0.8, "winning", units="round").sum() == 1  # no guard
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("kind", ["winning", "losing", "random"])
-def test_exact_counts(level, kind):
+def test_exact_counts_round(level, kind):
     gen = torch.Generator().manual_seed(0)
     imp = _importance(torch.rand(12, 12, generator=gen), torch.rand(12, generator=gen))
-    ticket = select(imp, level, kind, seed=3)
+    ticket = select(imp, level, kind, seed=3, units="round")
     assert (~ticket.head).sum().item() == round(level * 144) == n_pruned(level, 144)
     assert (~ticket.ffn).sum().item() == round(level * 12) and ticket.neuron is None
 
@@ -125,14 +160,16 @@ def test_winning_prunes_lowest_losing_highest():
 
 
 def test_ties_keep_exact_counts():
-    keep = keep_units(torch.zeros(4, 4), 0.3, "winning")
+    keep = keep_units(torch.zeros(4, 4), 0.3, "winning", units="round")
     assert (~keep).sum().item() == 5 and not keep.view(-1)[:5].any()  # index order among ties
+    keep = keep_units(torch.zeros(4, 4), 0.3, "winning")  # int(4.8) = 4 in index order, but layer 0
+    assert (~keep).view(-1).nonzero().view(-1).tolist() == [0, 1, 2, 4]  # keeps its last head (3)
 
 
 def test_random_tickets_are_seeded():
     s = torch.rand(6, 4)
     a, b, c = (keep_units(s, 0.5, "random", seed) for seed in (1, 1, 2))
-    assert torch.equal(a, b) and not torch.equal(a, c) and (~a).sum() == 12
+    assert torch.equal(a, b) and not torch.equal(a, c) and (~a).sum() == 12 and a.any(dim=1).all()
     with pytest.raises(ConfigError, match="seed"):
         keep_units(s, 0.5, "random")
 
@@ -244,7 +281,29 @@ def _super_config(tiny_bert_dir, root, **kw):
         lr=1e-3,
         progress=False,
     )
-    return SuperConfig(ft, **{"seeds": [1, 2], "levels": [0.5], **kw})
+    return SuperConfig(ft, **{"seeds": [1, 2], "levels": [0.6], **kw})
+
+
+def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
+    """Issue 33: the default levels ran into "level 0.1 prunes 0 of the model's 2 FFN sub-layers"."""
+    from ticketlab.experiments.supertickets import study_levels
+
+    default = _super_config(tiny_bert_dir, sst2_root, levels=None)
+    with caplog.at_level("WARNING"):
+        assert study_levels(default) == [0.6]  # 2 of 4 heads (one per layer kept), 1 of 2 FFN
+    (note,) = [r.getMessage() for r in caplog.records]
+    assert note == (
+        "note: default levels dropped for this model (0.1, 0.2: each prunes 0 of the model's 4 attention "
+        "heads; 0.3, 0.4, 0.5: each prunes 0 of the model's 2 FFN sub-layers; 0.7, 0.8: each prunes what "
+        "0.6 prunes); running 0.6"
+    )
+    caplog.clear()
+    rounded = _super_config(tiny_bert_dir, sst2_root, levels=None, units="round")
+    assert study_levels(rounded) == [0.3, 0.4, 0.7]  # round(p · 4) heads, round(p · 2) FFN
+    with pytest.raises(
+        ConfigError, match=r"level 0.1 prunes 0 of the model's 4 attention heads.*\[0.6, 0.999\]"
+    ):
+        study_levels(_super_config(tiny_bert_dir, sst2_root, levels=[0.1, 0.6]))  # given: refused
 
 
 def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch):
@@ -278,7 +337,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
         store.set_meta("plan", [])
     result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
 
-    # per seed: the full model, then winning, random and losing at 50%
+    # per seed: the full model, then winning, random and losing at 60%
     assert len(starts) == 8
     with Store(out) as store:
         rows = store.runs()
@@ -287,7 +346,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     for r in rows:
         if r.kind == "finetune":
             assert r.metrics["n_dev"] == {"dev": 36, "select_dev": 4}  # 10% of 40 selects
-    assert [p.level for p in result.picks] == [0.5, 0.5] and result.super["n"] == 2
+    assert [p.level for p in result.picks] == [0.6, 0.6] and result.super["n"] == 2
     assert result.full["n"] == 2 and set(result.tickets) == {"st-winning", "st-random", "st-losing"}
     full_dir = next(r for r in rows if r.config["method"] == "full").metrics["importance_dir"]
     assert (out / full_dir / "importance.safetensors").is_file()
@@ -299,7 +358,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     # weights (pruned ones zero) and the same seeded task head
     pretrained = dict(load_model(tiny_bert_dir, head="base").named_modules())
     full_start, rewind_start = starts[0], starts[1]
-    units, _ = load_unit_mask(next(out.glob("masks/st-winning_l50_seed1_*")))
+    units, _ = load_unit_mask(next(out.glob("masks/st-winning_l60_seed1_*")))
     assert (~units.head).sum() == 2 and (~units.ffn).sum() == 1
     zeros = 0
     for name, w in rewind_start.items():
@@ -378,7 +437,7 @@ def test_neuron_granularity_tickets():
     imp = compute_importance(model, gates, data, collate, classification_loss, batch_size=2)
     assert imp.ffn is None and imp.neuron.shape == (2, 64) and imp.granularity == "neuron"
     ticket = select(imp, 0.3, "winning")
-    assert ticket.granularity == "neuron" and (~ticket.neuron).sum() == round(0.3 * 128)
+    assert ticket.granularity == "neuron" and (~ticket.neuron).sum() == int(0.3 * 128)
     assert imp.neuron[ticket.neuron].min() >= imp.neuron[~ticket.neuron].max()  # the lowest went
 
 
@@ -403,9 +462,9 @@ def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path
     assert len(tickets) == 4  # 2 levels x 2 search seeds
     for d in tickets:
         units, config = load_unit_mask(d)
-        assert (~units.head).sum() == round(config.sparsity * 4) and (~units.ffn).sum() == round(
-            config.sparsity * 2
-        )
+        # Liang's counts (the default): int(p · 4) heads, at most one per layer; int(10p · 2 / 12) FFN
+        assert (~units.head).sum() == {0.25: 1, 0.5: 2}[config.sparsity] and units.head.any(dim=1).all()
+        assert (~units.ffn).sum() == 0 and config.search["units"] == "liang"
     report = write_report(tmp_path / "sweep")
     assert "fig4_phase_transition.png" in report.figures
     assert "](figures/fig4_phase_transition.png)" in report.path.read_text()

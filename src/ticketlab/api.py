@@ -29,6 +29,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
+from .arch import arch_of
 from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
 from .files import atomic_write_json
@@ -79,10 +80,14 @@ class PruneConfig:
     sparsity: Fraction | None  # None with a pattern: the one it implies
     out: str | os.PathLike
     ranking: Literal["local", "global"] = option(
-        "local", "rank weights per matrix (local, TAMT) or over all targets (global, Chen et al.)"
+        "local",
+        "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
+        "pruning: without --targets, the layers' matrices only, the word embeddings left dense)",
     )
     seed: int = option(0, "seed for random pruning")
-    targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
+    # regexes over module names (default: TAMT §3.2's weights; with global ranking Chen et al.'s, the
+    # layers' six matrices without the word embeddings, `one_shot_targets`)
+    targets: Targets = None
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
 
     def __post_init__(self) -> None:
@@ -100,16 +105,27 @@ class PruneResult:
     time_s: float  # the pruning itself, loading and saving excluded
 
 
+def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
+    """The weights one-shot pruning ranks: `config.targets` when given; under global ranking Chen et
+    al.'s (BERT-Tickets' `pruning_model`: the layers' Q, K, V, attention-output and FFN matrices,
+    the word embeddings dense, whose 7.8M weights would otherwise spare the encoder of a small model
+    or take most of the pruning); else None, the family's default (TAMT §3.2: word embeddings too)."""
+    if config.targets is not None or config.ranking != "global":
+        return config.targets
+    return arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
+
+
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
+    targets = one_shot_targets(model, config)
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
         model,
         config.sparsity,
         ranking=config.ranking,
-        targets=config.targets,
+        targets=targets,
         seed=config.seed,
         pattern=config.pattern,
     )
@@ -120,7 +136,7 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
         method=config.method,
         sparsity=config.sparsity,
         base_model=str(config.model),
-        targets=config.targets,
+        targets=targets,
         ranking=config.ranking,
         seed=config.seed if config.method == "random" else None,
         pattern=config.pattern,
@@ -203,6 +219,8 @@ class SearchConfig:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
             raise ConfigError("give corpus (text files or saved datasets) to search on")
+        if self.search_method.resolve is not None:
+            self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
             self.search_method.check_steps(self.method, self.steps)
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
@@ -361,7 +379,6 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
     if config.task is not None:
         from .downstream import load_task_model, task_objective
 
-        imp = dataclasses.replace(imp, rewind_head=True)  # the task head is rewound with the encoder
         with acc.main_process_first():
             default = get_task(config.task, config.data_dir).max_length
             length = fit_max_length(load_config(config.model), config.max_length, default)
@@ -423,6 +440,9 @@ class SearchMethod:
     settings: Callable[[Any], dict[str, Any]] = config_settings
     # Refuses, before any work, a step budget its config cannot use (IMP: fewer steps than rounds).
     check_steps: Callable[[Any, int], None] | None = None
+    # Fills in the defaults of its config that depend on the search (IMP: where the first pruning
+    # falls, by objective), before the checks and the recorded settings see it.
+    resolve: Callable[[Any, SearchConfig], Any] | None = None
     # Its mask is at the target sparsity after every step (TAMT), so the masks saved along one run
     # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
     sparse_throughout: bool = False
@@ -457,14 +477,23 @@ def _imp_settings(m: ImpConfig) -> dict[str, Any]:
         "targets": m.targets,
         "prune_rate": m.prune_rate,
         "rewind_to": m.rewind_to,
-        # `legacy` (without `pooler`) is the IMP of directories written before variants existed
-        **({"variant": m.variant, "pooler": m.pooler} if m.variant != "legacy" else {}),
-        **({"pooler": True} if m.variant == "legacy" and m.pooler else {}),
+        "variant": m.variant,
+        "pooler": m.pooler,
+        # only where they differ from what directories written before them did (the first pruning
+        # at step 0, the task head not rewound on MLM): those resume; a task IMP under LT_glue.py's
+        # defaults records "after-round" and does not resume one written before it
+        **({"first_pruning": m.first_pruning} if m.first_pruning not in (None, "start") else {}),
+        **({"rewind_head": True} if m.rewind_head else {}),
+        **({"schedule_steps": m.schedule_steps} if m.schedule_steps is not None else {}),
     }
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
-    imp_schedule(m.sparsity, steps, m.prune_rate)
+    imp_schedule(m.sparsity, steps, m.prune_rate, m.first_pruning or "start")
+
+
+def _imp_resolve(m: ImpConfig, search: SearchConfig) -> ImpConfig:
+    return m.resolved(on_task=search.task is not None)
 
 
 # In report order: IMP before TAMT's objectives, as reports listed them before this registry.
@@ -477,6 +506,7 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         task=True,
         settings=_imp_settings,
         check_steps=_imp_steps,
+        resolve=_imp_resolve,
         presets=(Preset("imp", "iterative magnitude pruning on MLM, rewinding to θ0", color="C3"),),
     ),
     "tamt": SearchMethod(

@@ -86,6 +86,7 @@ class TrainConfig:
     weight_decay: NonNegFloat = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
+    schedule_steps: PositiveInt | None = None  # where the linear decay reaches 0; None: max_steps
     grad_accum: PositiveInt = 1
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
@@ -223,7 +224,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    warm, total = config.warmup_steps, config.max_steps
+    warm, total = config.warmup_steps, config.schedule_steps or config.max_steps
 
     def factor(step: int) -> float:
         if step < warm:

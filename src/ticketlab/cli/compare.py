@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import TicketlabError
 from ..files import to_json
-from ..masking import load_mask
+from ..masking import Mask, load_mask
 from ..structured.io import unit_jaccard_matrices
 
 HELP = "Jaccard similarity matrix between mask files"
@@ -26,6 +26,12 @@ HELP = "Jaccard similarity matrix between mask files"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("masks", nargs="+", metavar="MASK_DIR")
     p.add_argument("--distance", action="store_true", help="print 1 - Jaccard instead")
+    p.add_argument(
+        "--per-matrix",
+        action="store_true",
+        help="the mean of per-matrix Jaccard similarities, as TAMT's compare_mask.py (default: one "
+        "Jaccard pooled over all weights)",
+    )
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
 
 
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         except TicketlabError as e:
             raise TicketlabError(f"{path} vs {args.masks[0]}: {e}") from None
     n = len(masks)
-    sim = [[1.0 if i == j else masks[i].jaccard(masks[j]) for j in range(n)] for i in range(n)]
+    similarity = Mask.matrix_mean_jaccard if args.per_matrix else Mask.jaccard
+    sim = [[1.0 if i == j else similarity(masks[i], masks[j]) for j in range(n)] for i in range(n)]
     if args.distance:
         sim = [[1.0 - v for v in row] for row in sim]
     labels = [label(m) for m in args.masks]

@@ -5,9 +5,10 @@
         sparsity after every step (--pattern 2:4: exactly 2 of every 4 consecutive weights kept);
         initialised from OMP (default) or a random mask.
   imp   iterative magnitude pruning with rewinding (Chen et al. 2020): train the weights on MLM
-        (or on a downstream task with --task), prune 10% more by magnitude every 1/(R-1) of the
-        run starting at step 0, rewind the survivors to θ0 (or θ at --rewind-to) and start the
-        optimizer and schedule afresh. --variant chen (default): one global ranking over the
+        (or on a downstream task with --task), prune 10% more by magnitude every round, rewind the
+        encoder to θ0 (or θ at --rewind-to) and start the optimizer and schedule afresh. On MLM the
+        first pruning is at step 0 (LT_pretrain.py); with --task only after each full round, the
+        task head training on (LT_glue.py). --variant chen (default): one global ranking over the
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
         matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
 

@@ -35,7 +35,7 @@ VERB = "super"
 HELP = "super tickets: importance, winning/random/losing structured tickets, rewinding, selection"
 # The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
 STUDY = (
-    *("levels", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
+    *("levels", "units", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
     *("importance", "keep_models"),
 )
 

@@ -137,7 +137,8 @@ def structured_random_search(job: SearchJob) -> SearchOutput:
 
     t0 = time.perf_counter()
     granularity = job.settings.get("granularity") or "layer"
-    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir)
+    units = job.settings.get("units") or "liang"  # rows from before `units` were re-keyed to "round"
+    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir, units)
     return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
 
 
@@ -159,10 +160,11 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
 # head follows lr, as in the paper).
 NOT_SWEPT = frozenset({"rewind_to", "head_lr"})
-# What a sweep gives a search method unless its spec says otherwise: IMP's `variant` absent is
-# "legacy", the IMP the sweeps written before variants existed ran, so their runs keep their ids
-# and what those ids mean.
-SWEEP_DEFAULTS: dict[str, dict[str, Any]] = {"imp": {"variant": "legacy"}}
+# The IMP `variant` of the runs stored before ids version 4 that ran ticketlab's first IMP (global over
+# all targets, word embeddings included, one optimizer across rounds: neither paper's). Retired: a
+# spec may name it to plan those runs' ids (reports read them, labelled `imp/legacy`); the runner
+# refuses to run one (`runner.refuse_retired`), and `ImpConfig` has no such variant.
+LEGACY_IMP = "legacy"
 
 
 def _search_output(job: SearchJob) -> SearchOutput:
@@ -219,15 +221,15 @@ def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozens
 def method_config(
     method: SearchMethod, preset: Preset | None, sparsity: float, seed: int | None, settings: dict[str, Any]
 ) -> Any:
-    """`method`'s config in a sweep: its `settings` (option names: `freeze_head`), SWEEP_DEFAULTS
-    under them, the preset's fixed fields and, where the config has one, the search seed."""
-    kw = from_options(method.config, {**SWEEP_DEFAULTS.get(method.name, {}), **settings})
+    """`method`'s config in a sweep: its `settings` (option names: `freeze_head`), the preset's fixed
+    fields and, where the config has one, the search seed."""
+    kw = from_options(method.config, settings)
     seeded = {"seed": seed} if seed is not None and "seed" in _option_names(method) else {}
     return method.config(sparsity=sparsity, **kw, **seeded, **(preset.fixed if preset else {}))
 
 
 def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
-    """A sweep's IMP: without `variant`, `legacy` (the IMP its stored runs were searched with)."""
+    """A sweep's IMP config at `sparsity` (without `variant`: Chen et al.'s, `ImpConfig`'s default)."""
     from ..api import SEARCH_METHODS  # torch: only when a sweep has an IMP method
 
     return method_config(SEARCH_METHODS["imp"], None, sparsity, None, settings)
@@ -412,7 +414,7 @@ METHODS: MutableMapping[str, MethodSpec] = Methods(
             "st-random",
             structured_random_search,
             "random structured ticket: the sparsity of heads and of FFN units pruned",
-            settings=frozenset({"granularity"}),
+            settings=frozenset({"granularity", "units"}),
         ),
     }
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..validation import FieldError
-from .methods import base_method, setting_name
+from .methods import LEGACY_IMP, base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.
 _PLAN_DIR = Path("<plan>")
@@ -90,6 +90,8 @@ class PlannedConfigs:
             if spec.configure is None:
                 continue
             settings = self.search_settings(m)
+            if settings.get("variant") == LEGACY_IMP:  # stored runs' label: planned, never run (`runner`)
+                continue
             budget = settings.pop("steps", None)
             runs = [(budget, s) for s in self.method_sparsities(m)]
             c = self.search_curve

@@ -46,7 +46,7 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Launched
 from .launchers import SubmititLauncher
-from .methods import METHODS, MethodSpec, base_method
+from .methods import LEGACY_IMP, METHODS, MethodSpec, base_method
 from .plan import Run, expand, ids_outdated, input_keys, rekey_store
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .spec import spec_json
@@ -141,7 +141,10 @@ class Runner(Launched):
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
         if n := rekey_store(self.store):
-            log(f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie")
+            log(
+                f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie, "
+                "and name the old defaults they ran under"
+            )
         elif ids_outdated(self.store) and self.store.statuses():
             why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
             log(
@@ -170,6 +173,19 @@ class Runner(Launched):
                     problems.append(reason)
         if problems:
             raise ConfigError(f"{self.spec.source}: cannot run this sweep here: " + "; ".join(problems))
+
+    def refuse_retired(self) -> None:
+        """Runs of a retired method (IMP `variant: legacy`) are history: a spec may plan them to
+        report the stored ones, never to run one that is missing."""
+        missing = [
+            r for r in self.todo() if r.kind == "search" and r.config["settings"].get("variant") == LEGACY_IMP
+        ]
+        if missing:
+            raise ConfigError(
+                f"{self.spec.source}: {missing[0].config['method']}: IMP variant '{LEGACY_IMP}' (ticketlab's "
+                f"first IMP, neither paper's) is retired: {len(missing)} of its searches are not in "
+                f"{self.store.path}, and none can be run; name variant chen or tamt"
+            )
 
     def todo(self) -> list[Run]:
         statuses = self.store.statuses()
@@ -211,6 +227,7 @@ class Runner(Launched):
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
+        self.refuse_retired()
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)

@@ -34,9 +34,11 @@ more seeds add runs.
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
 
-IMP's `variant` names whose IMP runs (`pruning.imp`): `chen` (global over the encoder's matrices, no
-word embeddings) or `tamt` (per matrix, embeddings included). Left out, it is `legacy`, ticketlab's
-IMP before the variants (neither paper's), so that sweeps written then keep their runs.
+IMP's `variant` names whose IMP runs (`pruning.imp`): `chen` (the default: global over the encoder's
+matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
+papers' methods became the defaults are re-keyed once (`plan.rekey_store`): their runs of
+ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a
+spec may name to plan and report them; the runner refuses to run one.
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.

@@ -62,8 +62,12 @@ from ..structured.io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..structured.tickets import (
     KINDS,
     LEVELS,
+    UNITS,
+    Shapes,
+    Units,
     check_kind,
     check_levels_fit,
+    fit_levels,
     levels_arg,
     random_ticket,
     select,
@@ -94,10 +98,18 @@ class SuperConfig:
 
     finetune: FinetuneConfig
     seeds: list[int] = option(factory=lambda: [1], help="one study per seed", metavar="S")
-    levels: list[float] = option(
-        factory=lambda: list(LEVELS),
-        help="fractions of heads and of FFN units pruned, in (0, 1) (default: 0.1 ... 0.8)",
+    levels: list[float] | None = option(  # None: the paper's eight, those that fit the model
+        None,
+        "fractions of heads and of FFN units pruned, in (0, 1) (default: the paper's 0.1 ... 0.8, "
+        "less those that prune none or all of a kind of unit of this model, with a note)",
         metavar="P",
+    )
+    units: Units = option(
+        "liang",
+        "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
+        "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round (ticketlab's first "
+        "counts: round(p·n) of each kind, no per-layer guard)",
+        choices=UNITS,
     )
     kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
     granularity: str = option(
@@ -130,7 +142,9 @@ class SuperConfig:
             raise ConfigError("super tickets start from the full model: give no mask")
         refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
         check_distinct("seeds", self.seeds)
-        self.levels = levels_arg(self.levels)
+        if self.levels is not None:
+            self.levels = levels_arg(self.levels)
+        check_one_of("units", self.units, UNITS)
         check_distinct("kinds", self.kinds)
         for kind in self.kinds:
             check_kind(kind)
@@ -203,7 +217,11 @@ class _Study:
             "steps": None,
             "save_at": [],
             # winning / losing tickets come from the importance of the seed's full model
-            "settings": {"granularity": self.config.granularity, "importance_of": full_id},
+            "settings": {
+                "granularity": self.config.granularity,
+                "importance_of": full_id,
+                **_units_key(self.config.units),
+            },
             "corpus": None,
         }
         return make_run("search", f"{METHOD[kind]}_l{round(level * 100)}_seed{seed}", config, (full_id,))
@@ -327,6 +345,12 @@ def _base_model(name: str) -> nn.Module:
     return load_model(name, head="base")
 
 
+def _units_key(units: str) -> dict[str, str]:
+    """The unit counts in a ticket's identity: "round" (ticketlab's first counts) adds nothing, so
+    the rows of stores written before `units` keep their ids, and Liang's counts make new rows."""
+    return {"units": units} if units != "round" else {}
+
+
 def _importance_key(config: SuperConfig) -> dict[str, str]:
     """The importance kind, in a full-model row's identity and the study's protocol: new rows for
     the new kinds, the rows of stores written with batch-mean scores keep their ids."""
@@ -357,9 +381,10 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     def work(run_dir: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         imp = Importance.load(study.out / full[1]["importance_dir"])
-        units = select(imp, level, kind, seed=seed)
+        units = select(imp, level, kind, seed=seed, units=config.units)
         model = _base_model(config.finetune.model)
         found = {"task": get_task(config.finetune.task, config.finetune.data_dir).id, "kind": kind}
+        found["units"] = config.units
         found["importance"] = full[1]["importance_dir"]  # relative to the study directory
         cfg = unit_mask_config(
             model,
@@ -399,12 +424,22 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
 
 
-def save_random_ticket(model: str, level: float, seed: int, granularity: str, out: Path) -> Path:
+def save_random_ticket(
+    model: str, level: float, seed: int, granularity: str, out: Path, units: Units = "liang"
+) -> Path:
     """A random structured ticket of `model` written to `out` (the sweep's `st-random` method)."""
     base = _base_model(model)
-    units = random_ticket(structure_of(base), level, seed, granularity)
-    cfg = unit_mask_config(base, units, method=METHOD["random"], level=level, base_model=model, seed=seed)
-    return save_unit_mask(units, cfg, out)
+    ticket = random_ticket(structure_of(base), level, seed, granularity, units)
+    cfg = unit_mask_config(
+        base,
+        ticket,
+        method=METHOD["random"],
+        level=level,
+        base_model=model,
+        seed=seed,
+        search={"units": units},
+    )
+    return save_unit_mask(ticket, cfg, out)
 
 
 # --------------------------------------------------------------------------- selection
@@ -459,16 +494,29 @@ class SuperResult:
         return dataclasses.asdict(self)
 
 
-def _unit_counts(config: SuperConfig) -> dict[str, int]:
-    """How many units of each kind the levels prune from (`tickets.select` ranks each kind model-wide)."""
+def _unit_shapes(config: SuperConfig) -> Shapes:
+    """The units of each kind the levels prune from (`tickets.select` ranks each kind model-wide)."""
     c = load_config(config.finetune.model)
     inner = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None)  # DistilBERT: hidden_dim
     layers, heads = c.num_hidden_layers, c.num_attention_heads
     if not all(isinstance(v, int) for v in (layers, heads, inner)):  # per-layer sizes (compacted)
         return {}
     if config.granularity == "neuron":
-        return {"attention heads": layers * heads, "FFN neurons": layers * inner}
-    return {"attention heads": layers * heads, "FFN sub-layers": layers}
+        return {"attention heads": ("head", (layers, heads)), "FFN neurons": ("neuron", (layers, inner))}
+    return {"attention heads": ("head", (layers, heads)), "FFN sub-layers": ("ffn", (layers,))}
+
+
+def study_levels(config: SuperConfig) -> list[float]:
+    """The levels the study runs: those given (each must fit the model, else one clear error), or
+    the paper's eight less those this model cannot take (said in a one-line note)."""
+    shapes = _unit_shapes(config)
+    if config.levels is not None:
+        check_levels_fit(config.levels, shapes, config.units)  # type: ignore[arg-type]
+        return list(config.levels)
+    levels, note = fit_levels(LEVELS, shapes, config.units)  # type: ignore[arg-type]
+    if note:
+        log.warning(note)
+    return levels
 
 
 def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
@@ -477,7 +525,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
 
     # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
     unit_arch(load_config(config.finetune.model).model_type)
-    check_levels_fit(config.levels, _unit_counts(config))
+    levels = study_levels(config)
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,
@@ -497,12 +545,12 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
                 skipped += 1
                 continue
             for kind in config.kinds:
-                for level in config.levels:
+                for level in levels:
                     skipped += _ticket(study, kind, level, seed, full) is None
         info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
         shared = study.finetune_row(config.seeds[0], {"method": "full", "mask": None}).config
         protocol = {k: shared[k] for k in ("model", "task", "data", "train_size", "settings")}
-        protocol.update(granularity=config.granularity, **_importance_key(config))
+        protocol.update(granularity=config.granularity, **_importance_key(config), **_units_key(config.units))
         record_study(store, info["name"], study.plan, info, protocol)
         ids = store.get_meta("studies")[info["name"]]  # this call's rows and earlier ones of its protocol
         records = [r for r in map(store.get, ids) if r is not None]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
-from .methods import METHODS, VARIANT, MethodSpec, base_method, sweep_imp
+from .methods import LEGACY_IMP, METHODS, VARIANT, MethodSpec, base_method, sweep_imp
 from .planned_configs import PlannedConfigs
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
@@ -248,6 +248,8 @@ class SweepSpec(PlannedConfigs):
         """IMP's own settings (variant, ranking, pooler, prune_rate) at each of the method's sparsities,
         as `ImpConfig` checks them; an error names the spec's key."""
         given = self.search_settings(method)
+        if given.get("variant") == LEGACY_IMP:  # the label of stored runs (history): never run (`runner`)
+            return
         own = {
             k: given[k] for k in ("variant", "ranking", "pooler", "prune_rate") if given.get(k) is not None
         }

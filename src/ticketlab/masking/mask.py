@@ -113,15 +113,36 @@ class Mask(Mapping[str, Tensor]):
 
     def jaccard(self, other: Mask) -> float:
         """Over the weights: two tickets that differ only in whether they carry bias entries (FFN
-        sub-layers vs neurons) are compared on what they prune."""
+        sub-layers vs neurons) are compared on what they prune. A weight matrix only one mask covers
+        is kept, dense, by the other (Chen et al.'s masks leave the word embeddings unpruned), so masks
+        of different targets compare over the union of the weights they cover."""
         mine, theirs = self.weights(), other.weights()
-        mine.check_compatible(theirs)
+        common = mine.shapes.keys() & theirs.shapes.keys()
+        Mask({n: mine[n] for n in common}).check_compatible(Mask({n: theirs[n] for n in common}))
         inter = union = 0
-        for n, t in mine.items():
-            o = theirs[n].to(t.device)
+        for n in mine.shapes.keys() | theirs.shapes.keys():
+            t = mine._t.get(n)
+            o = theirs._t.get(n)
+            if t is None or o is None:  # covered by one mask: the other keeps all of it
+                covered = t if t is not None else o
+                inter, union = inter + int(covered.sum()), union + covered.numel()
+                continue
+            o = o.to(t.device)
             inter += int(torch.logical_and(t, o).sum())
             union += int(torch.logical_or(t, o).sum())
         return inter / union if union else 1.0
+
+    def matrix_mean_jaccard(self, other: Mask) -> float:
+        """The unweighted mean of the per-matrix Jaccard similarities, as TAMT's `compare_mask.py`
+        computes it (a small matrix weighs as much as the word embeddings); the same targets only."""
+        mine, theirs = self.weights(), other.weights()
+        mine.check_compatible(theirs)
+        sims = []
+        for n, t in mine.items():
+            o = theirs[n].to(t.device)
+            union = int(torch.logical_or(t, o).sum())
+            sims.append(int(torch.logical_and(t, o).sum()) / union if union else 1.0)
+        return sum(sims) / len(sims) if sims else 1.0
 
     def distance(self, other: Mask) -> float:
         return 1.0 - self.jaccard(other)

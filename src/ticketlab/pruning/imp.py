@@ -1,14 +1,22 @@
 """Iterative magnitude pruning with rewinding (IMP; Chen et al. 2020, as run in TAMT §4.1.3 and §B.2).
 
 The weights train on an objective (MLM by default; any downstream task's loss for task-specific IMP)
-while the sparsity rises in equal steps: `prune_rate` (10%) more of the target weights are pruned
-by magnitude at steps 0, N/(R-1), 2N/(R-1), ..., N, where R = ceil(sparsity / prune_rate)
-rounds reach the target exactly at the last step N. The first pruning happens at step 0, before any
-training (as Chen et al.'s code does, TAMT §B.2): with 10% per round, 70% takes 7 rounds and N steps
-are 6 intervals (TAMT Table 2: 16.75K iterations = 6 × 2.79K). After every pruning, the surviving
-weights are rewound to θ0, the pre-trained weights, or with `rewind_to=k` to θ at k·N steps
-(Chen et al. Fig. 7; k·N must not be later than the second pruning). Pruned weights stay exactly zero
-while training (they are masked by a `BinaryMask` parametrization).
+while the sparsity rises in equal steps of `prune_rate` (10%) of the target weights, pruned by
+magnitude; R = ceil(sparsity / prune_rate) prunings reach the target exactly at the last step N.
+Where the first one falls (`first_pruning`) is where the two reference scripts differ:
+
+  start        on MLM (the default there), as BERT-Tickets' `LT_pretrain.py` and TAMT's IMP do: the
+               first pruning at step 0, on θ0 before any training, then at N/(R-1), 2N/(R-1), ..., N;
+               with 10% per round, 70% takes 7 prunings and N steps are 6 training rounds (TAMT
+               Table 2: 16.75K iterations = 6 × 2.79K).
+  after-round  on a task (the default there), as BERT-Tickets' `LT_glue.py`: training first, every
+               pruning after a full round, at N/R, 2N/R, ..., N; 70% takes 7 training rounds (one
+               more than `start`).
+
+After every pruning, the surviving weights are rewound to θ0, the pre-trained weights, or with
+`rewind_to=k` to θ at k·N steps (Chen et al. Fig. 7; k·N must not be later than the end of the first
+training round). Pruned weights stay exactly zero while training (they are masked by a `BinaryMask`
+parametrization).
 
 What is pruned and how it is ranked: the two papers' IMPs differ, and `variant` names each.
   chen    Chen et al. 2020 (BERT-Tickets, `LT_pretrain.py::pruning_model`): one *global* magnitude
@@ -18,23 +26,23 @@ What is pruned and how it is ranked: the two papers' IMPs differ, and `variant` 
   tamt    TAMT's IMP baseline (its `imp_and_fine_tune/LT_pretrain.py::pruning_model`): each matrix
           pruned to the target by its own magnitudes (*per matrix*), the word embeddings included.
           Use it where IMP is compared with TAMT's masks (same targets, same per-matrix sparsity).
-  legacy  what ticketlab did before the variants: global ranking over the default targets, word
-          embeddings included (which spares the 7.8M embedding weights of a small model and prunes
-          its encoder far beyond the target), and one optimizer and schedule across all rounds. Kept
-          only so that sweeps written before the variants keep their run ids and meaning: a sweep's
-          `imp` without `variant:` is this one. Not either paper's method.
+(ticketlab's first IMP, `legacy` — global over all targets with the word embeddings, one optimizer
+across rounds, neither paper's — is retired: the committed stores' runs of it were re-keyed with
+`variant: legacy` and stay readable by reports; no code path runs it.)
 Both papers' code also masks the pooler; transformers' *ForMaskedLM models have none, and a masked
 pooler would not fit the MLM model used for pre-training losses, so it is a target only with
 `pooler=True` (and only where the model has one, i.e. task-specific IMP).
 
-What is rewound: the encoder's weights. The MLM head keeps training across rounds and is not part of
-the result, as in the reference code (it rewinds only `bert.*`); for a task objective the whole model
-including the task head is rewound (the ticket is f(x; m ⊙ θ0, C0)). After every pruning the
-optimizer and its learning-rate schedule start afresh (Adam's moments and step counts dropped, the
-schedule back to its first step, warm-up included), as both reference codes rebuild AdamW and
+What is rewound: the encoder's weights (`bert.*`: embeddings, layers, pooler), as both reference
+codes rewind only the keys holding 'bert'. The head — the MLM head, or a task's classifier — keeps
+training across rounds; `rewind_head=True` rewinds a task head too (ticketlab's task IMP before it
+followed LT_glue.py: the ticket f(x; m ⊙ θ0, C0)). After every pruning the optimizer and its
+learning-rate schedule start afresh (Adam's moments and step counts dropped, the schedule back to its
+first step, warm-up included), as both reference codes rebuild AdamW and
 `get_linear_schedule_with_warmup(..., num_training_steps=t_total)` after each pruning: every round
-starts at the peak learning rate and decays over the run's length. (`legacy` keeps one AdamW and one
-schedule across rounds.)
+starts at the peak learning rate and decays linearly towards 0 at `schedule_steps` (default N, the
+search's steps; the references' t_total is their whole epoch budget, which also holds the rounds past
+the target: give it as `schedule_steps` to decay as slowly as they do).
 
 The mask applies to the rewind point: θ0 is the base model itself; θ_k is written as a Hugging Face
 checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash name it.
@@ -42,6 +50,7 @@ checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash na
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -60,15 +69,16 @@ from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
 from ..outputs import atomic_dir
 from ..training import TrainConfig, TrainState, restart_optimizer
-from ..validation import Fraction, OpenFraction, check_config, option
+from ..validation import Fraction, OpenFraction, PositiveInt, check_config, option
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
 
 
-Variant = Literal["chen", "tamt", "legacy"]
-VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local", "legacy": "global"}
+Variant = Literal["chen", "tamt"]
+VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local"}
+FirstPruning = Literal["start", "after-round"]
 
 
 @dataclass
@@ -83,16 +93,31 @@ class ImpConfig:
     rewind_to: OpenFraction | None = option(  # fraction k of the run: rewind to θ at step k·N
         None, "rewind to θ at FRAC of the run (default θ0)", metavar="FRAC"
     )
-    rewind_head: bool = False  # rewind the head too (task-specific IMP)
+    rewind_head: bool = option(  # task-specific IMP
+        False,
+        "rewind the task head too (ticketlab's earlier task IMP; default: only the encoder, bert.*, "
+        "as BERT-Tickets' LT_glue.py)",
+    )
     targets: Targets = None  # None: the variant's (see `variant_targets`)
     variant: Variant = option(  # whose IMP (see the module docstring)
         "chen",
-        "chen (default): global ranking over the encoder's matrices, no word embeddings; tamt: "
-        "per-matrix ranking, word embeddings included; legacy: ticketlab's old IMP (global over "
-        "all targets, one optimizer across rounds)",
+        "chen (default, Chen et al.'s BERT-Tickets): global ranking over the encoder's matrices, no "
+        "word embeddings; tamt (TAMT's IMP baseline): per-matrix ranking, word embeddings included",
     )
     pooler: bool = option(  # where the model has one
         False, "prune the pooler too, as both papers' code does (task models)"
+    )
+    first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
+        None,
+        "start: prune θ0 at step 0, then after each round (BERT-Tickets' LT_pretrain.py, the default "
+        "on MLM); after-round: only after each full training round, one round more (LT_glue.py, the "
+        "default with --task)",
+    )
+    schedule_steps: PositiveInt | None = option(
+        None,
+        "horizon of each round's linear learning-rate decay (the references' t_total, their whole "
+        "epoch budget; default: --steps)",
+        metavar="N",
     )
 
     def __post_init__(self) -> None:
@@ -100,7 +125,7 @@ class ImpConfig:
         own = VARIANT_RANKING[self.variant]
         if self.ranking is None:
             self.ranking = own
-        elif self.variant != "legacy" and self.ranking != own:
+        elif self.ranking != own:
             raise ConfigError(
                 f"IMP variant {self.variant!r} ranks {'per matrix' if own == 'local' else 'globally'} "
                 f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
@@ -108,31 +133,45 @@ class ImpConfig:
             )
         if self.sparsity <= self.prune_rate:
             raise ConfigError(
-                f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
+                f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning: "
                 f"use one-shot magnitude pruning (`ticketlab prune omp --ranking {self.ranking}`)"
             )
+
+    def resolved(self, on_task: bool) -> ImpConfig:
+        """This config with the defaults that depend on the objective filled in: where the first
+        pruning falls (LT_glue.py on a task, LT_pretrain.py on MLM)."""
+        if self.first_pruning is not None:
+            return self
+        return dataclasses.replace(self, first_pruning="after-round" if on_task else "start")
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
     """The weights IMP prunes: `config.targets` when given, else the variant's set for the model."""
     if config.targets is not None:
         return config.targets
-    if config.variant == "legacy" and not config.pooler:
-        return None  # the default targets, stored as before
     arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
     pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets()
     return f"{pattern}|{POOLER}" if config.pooler else pattern
 
 
-def imp_schedule(sparsity: float, steps: int, prune_rate: float = 0.1) -> list[tuple[int, float]]:
-    """[(step, sparsity after pruning at that step)]: equal rounds from step 0 to the last step."""
+def imp_schedule(
+    sparsity: float, steps: int, prune_rate: float = 0.1, first_pruning: FirstPruning = "start"
+) -> list[tuple[int, float]]:
+    """[(step, sparsity after pruning at that step)]: equal rounds up to the last step, the first
+    pruning at step 0 (`start`) or after the first of R full rounds (`after-round`)."""
     rounds = math.ceil(round(sparsity / prune_rate, 9))
-    if rounds < 2:
+    at_start = first_pruning == "start"
+    if rounds < 2 and at_start:
         return [(0, sparsity)]
-    if steps < rounds - 1:
-        raise ConfigError(f"IMP needs at least {rounds - 1} steps for {rounds} pruning rounds, got {steps}")
+    intervals = rounds - 1 if at_start else rounds
+    if steps < intervals:
+        raise ConfigError(
+            f"IMP needs at least {intervals} steps for {rounds} pruning rounds"
+            f"{'' if at_start else ' after full training rounds'}, got {steps}"
+        )
     levels = [min(round(prune_rate * (r + 1), 9), sparsity) for r in range(rounds)]
-    return [(round(r * steps / (rounds - 1)), level) for r, level in enumerate(levels)]
+    first = 0 if at_start else 1
+    return [(round((r + first) * steps / intervals), level) for r, level in enumerate(levels)]
 
 
 @torch.no_grad()
@@ -152,8 +191,10 @@ class _Imp:
     """The state of one IMP run: masks, schedule, rewind point."""
 
     def __init__(self, model: nn.Module, config: ImpConfig, steps: int):
+        assert config.first_pruning is not None, "ImpConfig.resolved first"
         self.model, self.config = model, config
-        self.schedule = imp_schedule(config.sparsity, steps, config.prune_rate)
+        self.schedule = imp_schedule(config.sparsity, steps, config.prune_rate, config.first_pruning)
+        self.at_start = config.first_pruning == "start"
         self.targets = variant_targets(model, config)
         self.modules = find_targets(model, self.targets)
         self.masks = {
@@ -165,15 +206,17 @@ class _Imp:
         inside = {id(p) for p in encoder_of(model).parameters()}
         self.rewind_names = [n for n, p in model.named_parameters() if config.rewind_head or id(p) in inside]
         self.rewind_step = round(config.rewind_to * steps) if config.rewind_to is not None else 0
-        if self.rewind_step and self.rewind_step > self.schedule[1][0]:
+        first_round_end = self.schedule[1 if self.at_start else 0][0]
+        if self.rewind_step and self.rewind_step > first_round_end:
             raise ConfigError(
-                f"rewind_to={config.rewind_to} is step {self.rewind_step}, after the second pruning "
-                f"(step {self.schedule[1][0]}): rewind to an earlier point or train longer"
+                f"rewind_to={config.rewind_to} is step {self.rewind_step}, after the first training "
+                f"round's pruning (step {first_round_end}): rewind to an earlier point or train longer"
             )
         self.theta = self.snapshot()  # θ0; replaced by θ_k at the rewind step
         self.hash = weights_hash(model, list(self.masks))
         self.level = 0.0
-        self.prune(self.schedule[0][1])  # the first pruning, at step 0
+        if self.at_start:
+            self.prune(self.schedule[0][1])  # the first pruning, at step 0 on θ0
 
     def snapshot(self) -> dict[str, Tensor]:
         params = dict(self.model.named_parameters())
@@ -195,12 +238,11 @@ class _Imp:
             self.theta = self.snapshot()
             self.hash = weights_hash(self.model, list(self.masks))
             save_rewound(state.accelerator)
-        for s, level in self.schedule[1:]:
+        for s, level in self.schedule[1:] if self.at_start else self.schedule:
             if s == step:
                 self.prune(level)
                 self.rewind()
-                if self.config.variant != "legacy":
-                    restart_optimizer(state)
+                restart_optimizer(state)
                 if state.accelerator.is_main_process:
                     sd.log(
                         {"event": "pruned", "step": step, "sparsity": level, "rewound_to": self.rewind_step}
@@ -261,6 +303,9 @@ def search_imp(
     tokenizer=None,
 ) -> SearchResult:
     """IMP on `objective` (MLM, or a task's loss): masks at `out` and at `out/steps/step-N` on the way."""
+    config = config.resolved(on_task=objective.name != "mlm")
+    if config.schedule_steps is not None:
+        train_config = dataclasses.replace(train_config, schedule_steps=config.schedule_steps)
     imp = _Imp(model, config, train_config.max_steps)
     sd = SearchDir(out)
     rewound = sd.out / REWOUND_DIR
@@ -283,8 +328,11 @@ def search_imp(
             "objective": objective.name,
             "variant": config.variant,
             "pooler": any(k.startswith("pooler.") for k in imp.modules),  # masked here (MLM models: none)
-            "fresh_optimizer": config.variant != "legacy",
+            "fresh_optimizer": True,
             "prune_rate": config.prune_rate,
+            "first_pruning": config.first_pruning,
+            "rewind_head": config.rewind_head,
+            "schedule_steps": config.schedule_steps or train_config.max_steps,
             "schedule": [[s, level] for s, level in imp.schedule],
             "level": imp.level,
             "rewind_to": config.rewind_to,
