@@ -45,9 +45,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -60,57 +59,11 @@ from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
 from ..outputs import atomic_dir
 from ..training import TrainConfig, TrainState, restart_optimizer
-from ..validation import Fraction, OpenFraction, check_config, option
+from .configs import VARIANT_RANKING, ImpConfig, Variant  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
-
-
-Variant = Literal["chen", "tamt", "legacy"]
-VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local", "legacy": "global"}
-
-
-@dataclass
-class ImpConfig:
-    sparsity: Fraction
-    prune_rate: OpenFraction = option(0.1, "sparsity added per round (of all target weights)")
-    ranking: Ranking | None = option(  # None: the variant's
-        None,
-        "rank per matrix (local) or over all targets (global); default the variant's (chen: "
-        "global, tamt: local)",
-    )
-    rewind_to: OpenFraction | None = option(  # fraction k of the run: rewind to θ at step k·N
-        None, "rewind to θ at FRAC of the run (default θ0)", metavar="FRAC"
-    )
-    rewind_head: bool = False  # rewind the head too (task-specific IMP)
-    targets: Targets = None  # None: the variant's (see `variant_targets`)
-    variant: Variant = option(  # whose IMP (see the module docstring)
-        "chen",
-        "chen (default): global ranking over the encoder's matrices, no word embeddings; tamt: "
-        "per-matrix ranking, word embeddings included; legacy: ticketlab's old IMP (global over "
-        "all targets, one optimizer across rounds)",
-    )
-    pooler: bool = option(  # where the model has one
-        False, "prune the pooler too, as both papers' code does (task models)"
-    )
-
-    def __post_init__(self) -> None:
-        check_config(self)
-        own = VARIANT_RANKING[self.variant]
-        if self.ranking is None:
-            self.ranking = own
-        elif self.variant != "legacy" and self.ranking != own:
-            raise ConfigError(
-                f"IMP variant {self.variant!r} ranks {'per matrix' if own == 'local' else 'globally'} "
-                f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
-                f"variant that ranks so ({'chen' if own == 'local' else 'tamt'})"
-            )
-        if self.sparsity <= self.prune_rate:
-            raise ConfigError(
-                f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning at step 0: "
-                f"use one-shot magnitude pruning (`ticketlab prune omp --ranking {self.ranking}`)"
-            )
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
