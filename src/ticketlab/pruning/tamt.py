@@ -8,7 +8,8 @@ where OMP keeps a weight, 0 elsewhere; φ = 0.01, α = 2) or from a random mask 
 that the sparsity is *exactly* the target, per matrix (default) or over all targets (`thresholds.py`).
 
 This module is the search: its settings (`TamtConfig`, in the torch-free `configs.py` that `--help`
-reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of `scores.py` and `thresholds.py` are re-exported.
+reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
+`scores.py` and `thresholds.py` are re-exported.
 
 Two differences from TAMT's code, by choice (issue 24): (1) its masker also masks the pooler;
 transformers' *ForMaskedLM models have none, the MLM and KD losses never reach it (its scores would
