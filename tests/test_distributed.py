@@ -121,3 +121,16 @@ def test_gradient_accumulation_runs(setup):
     assert main([*search_args(setup, out), "--grad-accum", "2"]) == 0
     mask, config = load_mask(out)
     assert config.search["grad_accum"] == 2 and mask.sparsity == pytest.approx(0.7, abs=1e-3)
+
+
+def test_dropout_is_the_condition_of_one_process_s_mask():
+    """The README's condition: several processes give one process's mask for a model without dropout
+    (the model above); with dropout each process draws its own dropout masks, and a search run by
+    several processes says so in one line."""
+    from ticketlab.pruning.search import dropout_note
+
+    plain = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+    dropped = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=0)
+    assert dropout_note(plain, 2) is None and dropout_note(dropped, 1) is None
+    note = dropout_note(dropped, 2)
+    assert note is not None and "dropout 0.1" in note and "\n" not in note

@@ -91,3 +91,17 @@ def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch,
     with pytest.raises(MaskFileError):
         push_mask(tmp_path / "broken", "me/tickets")
     assert calls == []
+
+
+@pytest.mark.parametrize("network", ["offline", "unreachable"])
+def test_push_without_the_hub_is_one_line_and_exit_2(omp, monkeypatch, capsys, network):
+    """HF_HUB_OFFLINE, or a hub that cannot be reached (a closed local port): one line naming the
+    repo and why, exit 2 (was a 25-line traceback, exit 1)."""
+    if network == "offline":
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    else:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    code, out, err = run(capsys, "push", omp, "me/tickets/omp50", "--token", "hf_x")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("ticketlab push: error: me/tickets/omp50: the hub did not take the mask (")

@@ -1,15 +1,22 @@
 """The README's examples run as written.
 
 Every ```python block runs, in order, in one namespace, in a fresh working directory, against a tiny
-model. The blocks name the reproduction's files (`../shared/...` and `examples/sweep.yaml`); the
-`stand_ins` fixture replaces exactly those strings with a tiny random BERT (with the positions a
-128-token example needs), a small corpus, a toy SST-2 and a sweep spec of five runs, and nothing
-else in the code. Every `ticketlab ...` line of a ```bash block must name a verb and flags the
-command line has; a complete line (without `...`) must parse.
+model; then every command of the ```bash blocks runs there, in order (they read what the Python
+examples write: `tickets/r50`), but those `SKIPPED` says why not. The blocks name the reproduction's
+files (`../shared/...` and `examples/sweep.yaml`); the `stand_ins` fixture replaces exactly those
+strings with a tiny random BERT (with the positions a 128-token example needs), a small corpus, a
+toy SST-2 and MRPC and a sweep spec of five runs, and nothing else: the model is the one variable
+the README names for it (`M=` in the shell, `M = ` in Python). What a command's shown output says
+("`ticketlab info masks/omp70` prints:") is compared with what it prints, line by line, where a
+line does not depend on the model's size (the headers; not the per-matrix tables). Every
+`ticketlab ...` line must also name a verb and flags the command line has, and parse when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
 import random
 import re
 import shlex
@@ -23,7 +30,7 @@ from conftest import make_model, tiny_bert_config, write_tokenizer
 from test_runner import write_sst2
 from ticketlab.api import SEARCH_METHODS
 from ticketlab.arch import ARCHS
-from ticketlab.cli import build_parser
+from ticketlab.cli import build_parser, main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
@@ -42,6 +49,7 @@ def stand_ins(tmp_path) -> dict[str, str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(60)) for _ in range(40)) + "\n")
     write_sst2(tmp_path / "glue", n_train=64, n_dev=16)
+    write_mrpc(tmp_path / "glue", n=16)
     spec = tmp_path / "sweep.yaml"
     spec.write_text(
         yaml.safe_dump(
@@ -67,29 +75,154 @@ def stand_ins(tmp_path) -> dict[str, str]:
     }
 
 
-def test_python_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
-    code = blocks("python")
-    assert len(code) >= 3, "the README's Python examples were not found"
+def write_mrpc(root: Path, n: int) -> None:
+    (root / "MRPC").mkdir(parents=True)
+    rows = [
+        f"{i % 2}\t{i}\t{i + 1}\tthe cat is {WORDS[i % 9]} .\tthe dog is {WORDS[i % 7]} ." for i in range(n)
+    ]
+    for split in ("train", "dev"):
+        (root / "MRPC" / f"{split}.tsv").write_text(
+            "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n" + "\n".join(rows) + "\n"
+        )
+
+
+def examples() -> list[tuple[str, str]]:
+    """The ```python and ```bash blocks, (language, code), in the README's order; a shell block whose
+    first line says it reads what "the Python example below" writes runs after that example."""
+    text = README.read_text(encoding="utf-8")
+    found, waiting = [], []
+    for language, code in re.findall(r"^```(python|bash)\n(.*?)^```", text, flags=re.M | re.S):
+        if language == "bash" and "the Python example below" in code.split("\n", 1)[0]:
+            waiting.append(code)
+            continue
+        found.append((language, code))
+        if language == "python":
+            found += [("bash", c) for c in waiting]
+            waiting = []
+    assert not waiting, "a shell block waits for a Python example that does not follow it"
+    return found
+
+
+@pytest.mark.slow
+def test_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
+    monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
     namespace: dict[str, object] = {"__name__": "readme"}
+    env: dict[str, str] = {}
+    printed: dict[str, str] = {}
     # the examples register a family and a search method of their own: not for the tests after this
     archs, searches = dict(ARCHS), dict(SEARCH_METHODS)
-    assert any("register_search(" in b for b in code), "the README shows no search method of one's own"
+    python = [code for language, code in examples() if language == "python"]
+    assert len(python) >= 3, "the README's Python examples were not found"
+    assert any("register_search(" in b for b in python), "the README shows no search method of one's own"
     try:
-        for i, block in enumerate(code):
-            for name, stand_in in stand_ins.items():
-                block = block.replace(name, stand_in)
-            assert "../shared" not in block, f"block {i + 1} names a file the test has no stand-in for"
-            # dont_inherit: run as a script would, not under this file's `from __future__ import annotations`
-            code_i = compile(block, f"README.md python block {i + 1}", "exec", dont_inherit=True)
-            exec(code_i, namespace)  # noqa: S102
+        for i, (language, code) in enumerate(examples()):
+            if language == "python":
+                run_python_block(code, i, namespace, stand_ins)
+            else:
+                printed.update(run_shell_block(code, env, stand_ins))
     finally:
         ARCHS.clear()
         ARCHS.update(archs)
         SEARCH_METHODS.clear()
         SEARCH_METHODS.update(searches)
+    assert len(printed) >= 10, f"only {len(printed)} README commands ran"
+    shown = shown_outputs()
+    assert len(shown) >= 2, "the README's shown outputs were not found"
+    for command, output in shown.items():
+        assert command in printed, f"`{command}`: shown in the README, not run"
+        check_shown(command, output, printed[command], stand_ins)
+
+
+def run_python_block(code: str, i: int, namespace: dict[str, object], stand_ins: dict[str, str]) -> None:
+    for name, stand_in in stand_ins.items():
+        code = code.replace(name, stand_in)
+    assert "../shared" not in code, f"block {i + 1} names a file the test has no stand-in for"
+    # dont_inherit: run as a script would, not under this file's `from __future__ import annotations`
+    compiled = compile(code, f"README.md block {i + 1} (python)", "exec", dont_inherit=True)
+    exec(compiled, namespace)  # noqa: S102
+
+
+# Commands of the README's shell blocks the test does not run (a fragment of the command -> why). A
+# command added to the README runs unless it is listed here.
+SKIPPED = {
+    "make ": "sets up .venv, or runs this suite",
+    "accelerate launch": "several processes: tests/test_distributed.py launches them",
+    "python benchmarks/": "a benchmark: minutes, and timings are never tested",
+    "ticketlab search ": "500-2,000 optimizer steps (tests/test_tamt.py, test_imp.py search tiny models)",
+    "ticketlab evaluate-pretrain ": "reads the masks of the searches above",
+    "ticketlab super ": "8 levels x 3 tickets per seed, each fine-tuned (tests/test_super.py)",
+    "ticketlab report super/": "reads the super-ticket study above",
+    "ticketlab mtl ": "reads the super tickets above (tests/test_mtl.py)",
+    "ticketlab pretrain ": "a corpus of your own (books/, wiki-2015/) and minutes of training",
+    "--launcher slurm": "needs Slurm (sbatch, srun)",
+    "/shared/sweeps/": "the directory of the Slurm sweep above",
+    "--jobs 4": "4 worker processes (tests/test_launchers.py)",
+    "--run 3f2a9c0d1e4b5a69": "a run id of the reproduction's sweep, not of the stand-in's",
+    " ...": "an elided command (its options left to the reader)",
+}
+
+
+def shell_commands(block: str) -> list[str]:
+    """The commands of a bash block, in order: continuation lines joined, comments dropped."""
+    lines = (line.split(" #")[0].strip() for line in block.replace("\\\n", " ").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def run_shell_block(block: str, env: dict[str, str], stand_ins: dict[str, str]) -> dict[str, str]:
+    """Run a shell example (`M=` set to the tiny model, the shared files to their stand-ins) with the
+    command line's `main`; what each command printed, by its README text."""
+    printed = {}
+    for command in shell_commands(block):
+        if any(fragment in command for fragment in SKIPPED):
+            continue
+        if m := re.fullmatch(r"(\w+)=(\S+)", command):  # `M=../shared/models/bert-mini-ref`
+            env[m[1]] = stand_ins.get(f'"{m[2]}"', m[2]).strip("'")
+            continue
+        assert command.startswith("ticketlab "), f"`{command}`: not a ticketlab command (add it to SKIPPED)"
+        line = command
+        for name, stand_in in stand_ins.items():
+            line = line.replace(name.strip('"'), stand_in.strip("'"))
+        for name, value in env.items():
+            line = line.replace(f"${name}", value)
+        argv = [w for word in shlex.split(line)[1:] for w in (sorted(glob.glob(word)) or [word])]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(argv)
+        assert code == 0, f"`{command}` exited {code}"
+        printed[command] = out.getvalue()
+    return printed
+
+
+def shown_outputs() -> dict[str, str]:
+    """What the README says a command prints: "`ticketlab ...` (...) prints:" and the block after it."""
+    found = re.findall(
+        r"`(ticketlab [^`]+)`[^`\n]*prints:\n\n```\n(.*?)^```",
+        README.read_text(encoding="utf-8"),
+        re.M | re.S,
+    )
+    return dict(found)
+
+
+# The lines of `info` that do not depend on the model's size, by their label.
+MODEL_FREE = ("mask:", "method:", "sparsity:", "pattern:", "units:", "level:")
+BASE = re.compile(r"base model: (/\S+) \[bert\] sha256:[0-9a-f]{12}")
+
+
+def check_shown(command: str, shown: str, printed: str, stand_ins: dict[str, str]) -> None:
+    """Each model-free line the README shows is printed as shown; its `base model:` line has the form
+    printed (an absolute path, the family, the hash)."""
+    lines = printed.splitlines()
+    for want in shown.splitlines():
+        if want.startswith(MODEL_FREE):
+            assert want in lines, f"`{command}`: the README shows {want!r}; it printed:\n{printed}"
+        elif want.startswith("base model:"):
+            got = next((g for g in lines if g.startswith("base model:")), "")
+            assert BASE.fullmatch(want) and BASE.fullmatch(got), f"`{command}`: {want!r} vs {got!r}"
+            model = stand_ins['"../shared/models/bert-mini-ref"'].strip("'")
+            assert BASE.fullmatch(got)[1] == str(Path(model).resolve()), got
 
 
 def _commands() -> list[str]:

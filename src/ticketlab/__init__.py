@@ -18,9 +18,7 @@ One call per verb, each taking a config dataclass that is validated when it is b
 `importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
 """
 
-import importlib
-import sys
-import types
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -55,29 +53,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # found once; later look-ups do not come here
-        return value
-    raise AttributeError(f"module 'ticketlab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-class _Package(types.ModuleType):
-    """Keeps `ticketlab.finetune` the function: importing the submodule `ticketlab.finetune` binds it
-    on the package (the import system's setattr), which would otherwise shadow the exported function."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY:
-            return  # the module stays in sys.modules; the name resolves lazily to the export
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # also keeps `ticketlab.finetune` the function
 
 
 __all__ = [

@@ -23,32 +23,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from accelerate import Accelerator
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from .arch import arch_of
-from .data.corpus import load_lm_blocks, load_lm_corpus
 from .errors import ConfigError
 from .files import atomic_write_json
-from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_mask
-from .masking.hub import mask_dir as hub_mask_dir
-from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
-from .objectives import MLMCollator, pretraining_loss
 from .outputs import check_output
-from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
-from .pretrain_eval import evaluate_pretraining as evaluate_blocks
-from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig
-from .pruning.imp import imp_schedule, search_imp
-from .pruning.search import SearchDir, parse_steps
-from .pruning.tamt import search_tamt
+from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig
 from .tasks import get_task
-from .training import TrainConfig, make_accelerator
 from .validation import (
     BlockLength,
     FieldError,
@@ -61,6 +46,17 @@ from .validation import (
     check_one_of,
     option,
 )
+
+# The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
+# `--help` is parsed: torch, transformers and the methods are imported by the functions that run
+# (lazy start-up; tests/test_startup.py pins it).
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from torch import nn
+
+    from .masking import Mask, MaskConfig
+    from .pruning.search import SearchObjective, SearchResult
+    from .training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +88,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
-        check_one_of("method", self.method, sorted(ONE_SHOT))
+        check_one_of("method", self.method, sorted(ONE_SHOT_METHODS))
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 
@@ -117,6 +113,9 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
 
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
+    from .masking import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
+    from .pruning import ONE_SHOT
+
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
     targets = one_shot_targets(model, config)
@@ -223,6 +222,8 @@ class SearchConfig:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
             self.search_method.check_steps(self.method, self.steps)
+        from .pruning.search import parse_steps  # lazy start-up (see the imports)
+
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
@@ -272,6 +273,8 @@ class SearchConfig:
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
+        from .training import TrainConfig  # lazy start-up (see the imports)
+
         return TrainConfig(
             max_steps=self.steps,
             batch_size=self.batch_size,
@@ -297,6 +300,8 @@ class SearchConfig:
 
 def _load_mlm_model(config: SearchConfig, need_head: bool):
     """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
+    import torch  # lazy start-up (see the imports)
+
     model_config = load_config(config.model)
     has_head = head_of(model_config) == "mlm"
     torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
@@ -307,6 +312,12 @@ def _load_mlm_model(config: SearchConfig, need_head: bool):
 def _lm_objective(
     config: SearchConfig, tokenizer, acc: Accelerator, name: str, *, mlm_eval: bool
 ) -> SearchObjective:
+    from .data.corpus import load_lm_corpus  # lazy start-up (see the imports)
+    from .objectives import MLMCollator, pretraining_loss
+    from .pretrain_eval import check_scorable
+    from .pretrain_eval import evaluate_pretraining as evaluate_blocks
+    from .pruning.search import SearchObjective
+
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -350,6 +361,8 @@ def _lm_objective(
 
 
 def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    from .pruning.tamt import search_tamt  # lazy start-up (see the imports)
+
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = _load_mlm_model(config, need_head)
@@ -374,6 +387,9 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    from .pruning.imp import search_imp  # lazy start-up (see the imports)
+    from .pruning.search import SearchObjective
+
     imp: ImpConfig = config.method  # type: ignore[assignment]
     tokenizer = load_tokenizer(config.model)
     if config.task is not None:
@@ -489,6 +505,8 @@ def _imp_settings(m: ImpConfig) -> dict[str, Any]:
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
+    from .pruning.imp import imp_schedule  # lazy start-up (see the imports)
+
     imp_schedule(m.sparsity, steps, m.prune_rate, m.first_pruning or "start")
 
 
@@ -553,6 +571,9 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
+    from .pruning.search import SearchDir  # lazy start-up (see the imports)
+    from .training import make_accelerator
+
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
@@ -611,6 +632,14 @@ class PretrainEvalConfig:
 
 
 def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
+    from .data.corpus import load_lm_blocks  # lazy start-up (see the imports)
+    from .masking import apply_mask, check_fits, load_mask
+    from .masking.hub import mask_dir as hub_mask_dir
+    from .masking.io import recorded_base
+    from .objectives import MLMCollator
+    from .pretrain_eval import HEAD_FILE, load_head_state
+    from .pretrain_eval import evaluate_pretraining as evaluate_blocks
+
     base = config.model or recorded_base(mask_dir)
     model_config = load_config(base)
     has_head = head_of(model_config) == "mlm"

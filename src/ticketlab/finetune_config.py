@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .tasks import BUILTIN, TaskSpec
+from .tasks import BUILTIN, TaskSpec, get_task
 from .validation import (
     Fraction,
     NonNegFloat,
@@ -84,6 +84,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
+        # a task that does not exist ("sst-2") is refused now, naming the known ones, not at the run
+        get_task(self.task, self.data_dir)
         if self.batch_size is not None and self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"

@@ -1,4 +1,5 @@
-"""Downstream metrics: the GLUE ones (sklearn / scipy) and SQuAD v1.1 exact match and F1.
+"""Downstream metrics: the GLUE ones (sklearn / scipy, imported when scored) and SQuAD v1.1 exact
+match and F1.
 
 Every score is on the 0-100 scale the papers print (accuracy 91.3, Matthews 0.54 -> 54.0), so
 best / final / mean ± std read the same everywhere. The SQuAD functions follow the official v1.1
@@ -16,8 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from .errors import DataError
 
@@ -53,12 +52,16 @@ def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
 @_scored
 def f1(preds: np.ndarray, labels: np.ndarray) -> float:
     """Binary F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
+    from sklearn.metrics import f1_score  # lazy start-up: the task registry (`--help`) reads this module
+
     return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0) * 100)
 
 
 @_scored
 def mcc(preds: np.ndarray, labels: np.ndarray) -> float:
     """Matthews correlation (CoLA); 0 when the predictions are constant."""
+    from sklearn.metrics import matthews_corrcoef  # lazy start-up, as in `f1`
+
     return float(matthews_corrcoef(labels, preds) * 100)
 
 
@@ -71,11 +74,15 @@ def _correlation(fn: Callable, preds: np.ndarray, labels: np.ndarray) -> float:
 
 @_scored
 def pearson(preds: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import pearsonr  # lazy start-up, as in `f1`
+
     return _correlation(pearsonr, preds, labels)
 
 
 @_scored
 def spearman(preds: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import spearmanr  # lazy start-up, as in `f1`
+
     return _correlation(spearmanr, preds, labels)
 
 

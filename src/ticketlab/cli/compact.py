@@ -15,9 +15,6 @@ import argparse
 
 from ..modeling import load_config
 from ..outputs import check_output
-from ..structure import unit_arch
-from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
@@ -37,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..structure import unit_arch  # lazy start-up: torch only when the verb runs
+    from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
+    from ..structured.compact import refuse_compacted
+
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
     refuse_compacted(args.model, "a structured ticket is compacted from")

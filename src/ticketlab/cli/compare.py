@@ -17,8 +17,6 @@ from pathlib import Path
 
 from ..errors import TicketlabError
 from ..files import to_json
-from ..masking import Mask, load_mask
-from ..structured.io import unit_jaccard_matrices
 
 HELP = "Jaccard similarity matrix between mask files"
 
@@ -40,6 +38,9 @@ def label(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..masking import Mask, load_mask  # lazy start-up: torch only when the verb runs
+    from ..structured.io import unit_jaccard_matrices
+
     if len(args.masks) < 2:
         raise TicketlabError("compare needs at least two mask directories")
     masks = [load_mask(m)[0].weights() for m in args.masks]  # similarity is over weights (no biases)

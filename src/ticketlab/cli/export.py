@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..masking import check_fits, export_pretrained, load_mask
-from ..masking.export import SEMI_DTYPES, require_semi_structured
+from ..masking.pattern import SEMI_DTYPE_NAMES
 from ..outputs import check_output
-from ..structured.compact import refuse_compacted
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
@@ -35,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--semi-structured",
         nargs="?",
         const="fp16",
-        choices=sorted(SEMI_DTYPES),
+        choices=sorted(SEMI_DTYPE_NAMES),
         metavar="DTYPE",
         help="a 2:4 mask's checkpoint in fp16 (default) or bf16, every linear target checked with "
         "torch.sparse.to_sparse_semi_structured (needs a CUDA GPU)",
@@ -43,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy start-up: torch only when the verb runs
+    from ..masking import check_fits, export_pretrained, load_mask
+    from ..masking.export import SEMI_DTYPES, require_semi_structured
+    from ..structured.compact import refuse_compacted
+
     inputs = [args.model, args.mask]
     check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
     # per-layer head and FFN sizes do not fit a plain HF config: the checkpoint would not load

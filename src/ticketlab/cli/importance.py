@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..experiments.across import default_dominant, write_importance_across
-
 HELP = "ticket importance across tasks and each task's share per unit, from super-ticket studies"
 
 
@@ -37,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy start-up: torch only when the verb runs
+    from ..experiments.across import default_dominant, write_importance_across
+
     rows = write_importance_across(args.studies, args.out, dominant=args.dominant, top=args.top)
     threshold = args.dominant if args.dominant is not None else default_dominant(len(rows[0].score))
     dominated = sum(r.dominant(threshold) is not None for r in rows)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..files import to_json
-from ..masking import load_mask
 from ..masking.pattern import pattern_line
-from ..structured.io import summary as units_summary
-from ..structured.io import units_line
 
 HELP = "summarise a mask file (method, base model, per-matrix sparsity)"
 
@@ -25,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..masking import load_mask  # lazy start-up: torch only when the verb runs
+    from ..structured.io import summary as units_summary
+    from ..structured.io import units_line
+
     mask, config = load_mask(args.mask)
     if args.json:
         shown = {"config": config.to_dict(), "sparsity": mask.sparsity, "per_matrix": mask.per_matrix()}

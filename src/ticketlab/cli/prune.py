@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 from ..api import PruneConfig, prune
-from ..pruning import ONE_SHOT
+from ..pruning.configs import ONE_SHOT_METHODS
 from .common import (
     add_config_arguments,
     add_model_argument,
@@ -28,7 +28,7 @@ HELP = "one-shot pruning (omp, random) of a pre-trained model into a mask file"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("method", choices=sorted(ONE_SHOT), help="pruning method")
+    p.add_argument("method", choices=sorted(ONE_SHOT_METHODS), help="pruning method")
     add_model_argument(p)
     p.add_argument(
         "--sparsity", type=sparsity_arg, help="fraction of target weights set to zero (or give --pattern)"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..masking.hub import push_mask
-
 HELP = "upload a mask directory to the hub (org/repo or org/repo/sub/folder)"
 
 
@@ -26,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..masking.hub import push_mask  # lazy start-up: torch only when the verb runs
+
     url = push_mask(args.mask, args.repo, private=args.private, token=args.token, commit_message=args.message)
     print(f"pushed {args.mask} to {args.repo}: {url}")
     return 0

@@ -22,8 +22,6 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import TicketlabError
-from ..experiments.report import write_report
-from ..experiments.results import load_results
 from ..files import to_json
 
 HELP = "write the markdown report, figures and CSV tables of a sweep"
@@ -48,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy start-up: scipy and matplotlib only when the verb runs
+    from ..experiments.report import write_report
+    from ..experiments.results import load_results
+
     if args.run is not None:
         res = load_results(args.sweep_dir, all_runs=True)
         matches = [r for i, r in res.records.items() if i.startswith(args.run)]

@@ -37,11 +37,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from ..api import SEARCH_METHODS, SearchConfig, SearchMethod, search
 from ..files import to_json
-from ..pruning import SearchResult
-from ..training import make_accelerator
 from .common import (
     add_config_arguments,
     add_model_argument,
@@ -51,6 +50,9 @@ from .common import (
     documented_fields,
     sparsity_arg,
 )
+
+if TYPE_CHECKING:
+    from ..pruning import SearchResult
 
 HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
 
@@ -138,6 +140,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
+    from ..training import make_accelerator  # lazy start-up: torch only when the verb runs
+
     config = search_config(args)
     acc = make_accelerator(config.mixed_precision)
     result = search(config, accelerator=acc)

@@ -33,7 +33,6 @@ from pathlib import Path
 from ..errors import TicketlabError
 from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
-from ..experiments.report import write_report
 from ..experiments.runner import Runner
 from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
@@ -223,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"
     )
     if not args.no_report:
+        from ..experiments.report import write_report  # lazy start-up: scipy, matplotlib
+
         report = write_report(out)
         print(f"\nreport: {report.path}\n\n{report.main_table}")
     if result.failed:

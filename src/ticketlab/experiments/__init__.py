@@ -1,14 +1,32 @@
 """Experiments: sweep specs, the results store, the runner, reports and figures."""
 
-from .adapters import FinetuneJob, FinetuneOutput, PretrainEvalJob
-from .launchers import Resources, SubmititLauncher, resources
-from .methods import METHODS, MethodSpec, SearchJob, SearchOutput, register
-from .plan import Run, expand
-from .runner import SweepResult, run_sweep
-from .spec import load_spec, spec_from_dict
-from .status import sweep_status
-from .store import Store
-from .sweep_spec import SweepSpec
+from ..lazy import lazy_exports
+
+# Imported on first use (`ticketlab.lazy`): the studies' configs (`super_config`, `mtl_config`) are
+# read when a verb's `--help` is parsed, and need neither the runner nor YAML.
+_WHERE = {
+    "FinetuneJob": "adapters",
+    "FinetuneOutput": "adapters",
+    "METHODS": "methods",
+    "MethodSpec": "methods",
+    "PretrainEvalJob": "adapters",
+    "Resources": "launchers",
+    "Run": "plan",
+    "SearchJob": "methods",
+    "SearchOutput": "methods",
+    "Store": "store",
+    "SubmititLauncher": "launchers",
+    "SweepResult": "runner",
+    "SweepSpec": "sweep_spec",
+    "expand": "plan",
+    "load_spec": "spec",
+    "register": "methods",
+    "resources": "launchers",
+    "run_sweep": "runner",
+    "spec_from_dict": "spec",
+    "sweep_status": "status",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "METHODS",

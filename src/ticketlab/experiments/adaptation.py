@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..downstream import _subset
 from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
-from ..finetune import FinetuneConfig, finetune
+from ..finetune_config import FinetuneConfig
 from ..finetune_results import mean_std
 from ..outputs import claim_dir, safe_component
 from ..validation import check_config
@@ -68,6 +67,8 @@ def subset_size(n: int, fraction: float) -> int | None:
 
 def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[int]]:
     """The indices fine-tuning trains on at each fraction (nested, seeded: see the module docstring)."""
+    from ..downstream import _subset  # lazy start-up: `ticketlab adapt --help` reads AdaptConfig here
+
     out = {}
     for f in check_fractions(fractions):
         chosen = _subset(n, subset_size(n, f), seed)
@@ -244,6 +245,8 @@ def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float |
 
 def run_adaptation(config: AdaptConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Every (source, fraction) fine-tuning into OUT (resumable), then the table."""
+    from ..finetune import finetune  # lazy start-up, as in `subsets`
+
     n = _n_train(config.finetune)
     out = claim_dir(out_dir, kind=KIND, inputs=[s.model for s in config.sources] + [config.finetune.data_dir])
     scores = []

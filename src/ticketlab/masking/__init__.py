@@ -1,23 +1,41 @@
 """Masks over pre-trained weights: targets, the Mask type, applying/removing, mask files, export."""
 
-from .apply import (
-    BinaryMask,
-    MaskParametrization,
-    apply_mask,
-    attach,
-    current_mask,
-    dense_weight,
-    has_masks,
-    is_masked,
-    masks_disabled,
-    remove_mask,
-)
-from .export import export_pretrained
-from .hub import mask_dir, push_mask
-from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
-from .mask import Mask
-from .named import active_mask, add_mask, delete_mask, mask_names, named_mask, set_active_mask
-from .targets import default_targets, find_targets, targets_repr
+from ..lazy import lazy_exports
+
+# Imported on first use (`ticketlab.lazy`): `masking.targets` and `masking.pattern` are read when a
+# verb's options are parsed, and must not bring torch with the rest of the package.
+_WHERE = {
+    "BinaryMask": "apply",
+    "Mask": "mask",
+    "MaskConfig": "io",
+    "MaskParametrization": "apply",
+    "active_mask": "named",
+    "add_mask": "named",
+    "apply_mask": "apply",
+    "attach": "apply",
+    "check_fits": "io",
+    "current_mask": "apply",
+    "default_targets": "targets",
+    "delete_mask": "named",
+    "dense_weight": "apply",
+    "export_pretrained": "export",
+    "find_targets": "targets",
+    "has_masks": "apply",
+    "is_masked": "apply",
+    "load_mask": "io",
+    "load_mask_onto": "io",
+    "mask_dir": "hub",
+    "mask_names": "named",
+    "masks_disabled": "apply",
+    "named_mask": "named",
+    "push_mask": "hub",
+    "remove_mask": "apply",
+    "save_mask": "io",
+    "set_active_mask": "named",
+    "targets_repr": "targets",
+    "weights_hash": "io",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "BinaryMask",

@@ -16,9 +16,10 @@ from ..outputs import atomic_dir
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .io import MaskConfig
 from .mask import Mask, is_bias_key
-from .pattern import SEMI_STRUCTURED
+from .pattern import SEMI_DTYPE_NAMES, SEMI_STRUCTURED
 
-SEMI_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}  # what 2:4 sparse tensor cores take
+# what 2:4 sparse tensor cores take (their names without torch: `pattern.SEMI_DTYPE_NAMES`)
+SEMI_DTYPES = dict(zip(SEMI_DTYPE_NAMES, (torch.float16, torch.bfloat16), strict=True))
 
 
 def require_semi_structured(config: MaskConfig, source: str | os.PathLike) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import MaskFileError
+from ..errors import MaskFileError, TicketlabError
 
 
 def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
@@ -26,6 +26,12 @@ def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
     if len(parts) < 2 or any(p in (".", "..") for p in parts):
         raise MaskFileError(f"{name}: not a hub mask (org/repo, or org/repo/sub/folder)")
     return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
+
+
+def _why(e: Exception) -> str:
+    """The first line of a hub error (huggingface_hub's messages run to several, with a traceback's
+    worth of context), or its type where it says nothing."""
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _looks_local(name: str) -> bool:
@@ -47,9 +53,8 @@ def mask_dir(name: str | os.PathLike) -> Path:
     try:
         root = snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
     except Exception as e:  # offline and not cached, no such repo, no access: huggingface_hub's own types
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MaskFileError(
-            f"{name}: no local mask directory of that name, and the hub did not give it ({why})"
+            f"{name}: no local mask directory of that name, and the hub did not give it ({_why(e)})"
         ) from None
     found = Path(root) / sub if sub else Path(root)
     if not found.is_dir():
@@ -75,13 +80,18 @@ def push_mask(
     config = load_mask(local)[1]
     repo_id, sub, revision = split_hub_name(repo)
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(local),
-        path_in_repo=sub,
-        revision=revision,
-        commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
-        ignore_patterns=[".*"],  # ticketlab's output marker, temporaries
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(local),
+            path_in_repo=sub,
+            revision=revision,
+            commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
+            ignore_patterns=[".*"],  # ticketlab's output marker, temporaries
+        )
+    # No network, HF_HUB_OFFLINE, no login, no write access: huggingface_hub's own types (OSError
+    # subclasses, httpx transport errors, HTTP errors; they change between its versions), one line.
+    except Exception as e:
+        raise TicketlabError(f"{repo}: the hub did not take the mask ({_why(e)})") from None
     return str(getattr(info, "commit_url", info))

@@ -17,14 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:  # configs check their pattern with this module when a verb's options are parsed
+    from torch import Tensor
+
 _FORM = re.compile(r"(\d+):(\d+)")
 SEMI_STRUCTURED = "2:4"  # the one pattern sparse tensor cores run
+SEMI_DTYPE_NAMES = ("fp16", "bf16")  # the dtypes they take (`export.SEMI_DTYPES`)
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,15 @@ def groups(t: Tensor, nm: NM) -> Tensor:
 
 def group_order(x: Tensor) -> Tensor:
     """Indices of each row of `x` ([groups, M]), highest value first, ties by lower position."""
+    import torch  # lazy start-up: configs import this module when `--help` is parsed
+
     return torch.argsort(x, dim=1, descending=True, stable=True)
 
 
 def keep_top_groups(scores: Tensor, nm: NM) -> Tensor:
     """A bool mask of `scores`' shape keeping the N highest of every group of M."""
+    import torch  # lazy start-up: configs import this module when `--help` is parsed
+
     order = group_order(groups(scores.detach(), nm))
     keep = torch.zeros(order.shape, dtype=torch.bool, device=scores.device)
     keep.scatter_(1, order[:, : nm.n], True)

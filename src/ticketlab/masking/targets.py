@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..arch import ARCHS, BERT_LIKE_ENCODER, arch_of
 from ..errors import ConfigError
 from ..modeling import encoder_of
+
+if TYPE_CHECKING:  # `Targets` is a config field's type: read when a verb's `--help` is parsed
+    from torch import nn
 
 __all__ = ["BERT_LIKE_ENCODER", "BERT_LIKE_TARGETS", "POOLER", "default_targets", "find_targets"]
 
@@ -50,6 +52,8 @@ def find_targets(model: nn.Module, targets: Targets = None) -> dict[str, nn.Modu
     model's layer without heads or FFN neurons holds 0-row matrices, nothing to prune or to count.
     Raises if nothing matches.
     """
+    from torch import nn  # lazy start-up: `Targets` is read when a verb's `--help` is parsed
+
     encoder = encoder_of(model)
     if targets is None:
         targets = default_targets(getattr(getattr(model, "config", None), "model_type", "unknown"))

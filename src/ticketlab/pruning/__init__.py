@@ -1,25 +1,34 @@
 """Pruning methods. One-shot methods map (model, sparsity) to a Mask; search methods train first.
 
-Adding a one-shot method means one module and one entry in `ONE_SHOT`. The search methods, TAMT
-(`tamt.py`; its scores and masked layers in `scores.py`, its exact thresholds in `thresholds.py`)
-and IMP (`imp.py`), share the resumable runner of `search.py`.
+Adding a one-shot method means one module, its name in `configs.ONE_SHOT_METHODS` and its function
+in `one_shot.ONE_SHOT`. The search methods, TAMT (`tamt.py`; its scores and masked layers in
+`scores.py`, its exact thresholds in `thresholds.py`) and IMP (`imp.py`), share the resumable runner
+of `search.py`; their settings are `configs.py` (no torch: a verb's `--help` reads them).
 """
 
-from __future__ import annotations
+from ..lazy import lazy_exports
 
-from collections.abc import Callable
-
-from ..masking import Mask
-from .imp import ImpConfig, imp_schedule, search_imp
-from .magnitude import omp_mask
-from .random_pruning import random_mask
-from .ranking import Ranking, check_sparsity, keep_top
-from .scores import ScoreMask
-from .search import SearchObjective, SearchResult
-from .tamt import TamtConfig, prepare_tamt, search_tamt
-
-OneShot = Callable[..., Mask]  # (model, sparsity, *, ranking, targets, seed, pattern) -> Mask
-ONE_SHOT: dict[str, OneShot] = {"omp": omp_mask, "random": random_mask}
+# Imported on first use (`ticketlab.lazy`): `pruning.configs` is read when `ticketlab search --help`
+# is parsed, and must not bring torch with the methods.
+_WHERE = {
+    "ONE_SHOT": "one_shot",
+    "OneShot": "one_shot",
+    "ImpConfig": "configs",
+    "Ranking": "configs",
+    "TamtConfig": "configs",
+    "ScoreMask": "scores",
+    "SearchObjective": "search",
+    "SearchResult": "search",
+    "check_sparsity": "ranking",
+    "imp_schedule": "imp",
+    "keep_top": "ranking",
+    "omp_mask": "magnitude",
+    "prepare_tamt": "tamt",
+    "random_mask": "random_pruning",
+    "search_imp": "imp",
+    "search_tamt": "tamt",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "ONE_SHOT",

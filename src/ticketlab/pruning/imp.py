@@ -54,9 +54,8 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -69,80 +68,11 @@ from ..masking.targets import POOLER, Targets
 from ..modeling import encoder_of
 from ..outputs import atomic_dir
 from ..training import TrainConfig, TrainState, restart_optimizer
-from ..validation import Fraction, OpenFraction, PositiveInt, check_config, option
+from .configs import VARIANT_RANKING, FirstPruning, ImpConfig, Variant  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
 
 REWOUND_DIR = "rewound_model"
-
-
-Variant = Literal["chen", "tamt"]
-VARIANT_RANKING: dict[str, Ranking] = {"chen": "global", "tamt": "local"}
-FirstPruning = Literal["start", "after-round"]
-
-
-@dataclass
-class ImpConfig:
-    sparsity: Fraction
-    prune_rate: OpenFraction = option(0.1, "sparsity added per round (of all target weights)")
-    ranking: Ranking | None = option(  # None: the variant's
-        None,
-        "rank per matrix (local) or over all targets (global); default the variant's (chen: "
-        "global, tamt: local)",
-    )
-    rewind_to: OpenFraction | None = option(  # fraction k of the run: rewind to θ at step k·N
-        None, "rewind to θ at FRAC of the run (default θ0)", metavar="FRAC"
-    )
-    rewind_head: bool = option(  # task-specific IMP
-        False,
-        "rewind the task head too (ticketlab's earlier task IMP; default: only the encoder, bert.*, "
-        "as BERT-Tickets' LT_glue.py)",
-    )
-    targets: Targets = None  # None: the variant's (see `variant_targets`)
-    variant: Variant = option(  # whose IMP (see the module docstring)
-        "chen",
-        "chen (default, Chen et al.'s BERT-Tickets): global ranking over the encoder's matrices, no "
-        "word embeddings; tamt (TAMT's IMP baseline): per-matrix ranking, word embeddings included",
-    )
-    pooler: bool = option(  # where the model has one
-        False, "prune the pooler too, as both papers' code does (task models)"
-    )
-    first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
-        None,
-        "start: prune θ0 at step 0, then after each round (BERT-Tickets' LT_pretrain.py, the default "
-        "on MLM); after-round: only after each full training round, one round more (LT_glue.py, the "
-        "default with --task)",
-    )
-    schedule_steps: PositiveInt | None = option(
-        None,
-        "horizon of each round's linear learning-rate decay (the references' t_total, their whole "
-        "epoch budget; default: --steps)",
-        metavar="N",
-    )
-
-    def __post_init__(self) -> None:
-        check_config(self)
-        own = VARIANT_RANKING[self.variant]
-        if self.ranking is None:
-            self.ranking = own
-        elif self.ranking != own:
-            raise ConfigError(
-                f"IMP variant {self.variant!r} ranks {'per matrix' if own == 'local' else 'globally'} "
-                f"({own}); ranking {self.ranking!r} contradicts it: leave ranking out, or choose the "
-                f"variant that ranks so ({'chen' if own == 'local' else 'tamt'})"
-            )
-        if self.sparsity <= self.prune_rate:
-            raise ConfigError(
-                f"IMP to {self.sparsity:.0%} with {self.prune_rate:.0%} per round is one pruning: "
-                f"use one-shot magnitude pruning (`ticketlab prune omp --ranking {self.ranking}`)"
-            )
-
-    def resolved(self, on_task: bool) -> ImpConfig:
-        """This config with the defaults that depend on the objective filled in: where the first
-        pruning falls (LT_glue.py on a task, LT_pretrain.py on MLM)."""
-        if self.first_pruning is not None:
-            return self
-        return dataclasses.replace(self, first_pruning="after-round" if on_task else "start")
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:

@@ -10,7 +10,6 @@ never change the count. An N:M `pattern` ranks inside each group of M instead (`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -18,8 +17,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..masking import Mask
 from ..masking.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
-
-Ranking = Literal["local", "global"]
+from .configs import Ranking
 
 
 def check_sparsity(sparsity: float) -> float:

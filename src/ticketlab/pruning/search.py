@@ -20,6 +20,7 @@ last, so OUT only looks like a mask once it is complete.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -57,6 +58,8 @@ from ..training import (
 SETTINGS = "settings.json"
 # Settings that record what the search reads, by content: a change is named as such on a resume.
 INPUT_KEYS = {"model_weights": "the base model's weights", "corpus_content": "the corpus"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -176,6 +179,19 @@ def parse_steps(values: Iterable[int] | None, max_steps: int) -> list[int]:
     return steps
 
 
+def dropout_note(model: nn.Module, processes: int) -> str | None:
+    """Several processes find exactly the mask one process finds only without dropout: the data
+    order, the corruption and the loss normalisation do not depend on the process count, but each
+    process draws its own dropout masks for its share of the batch (README, "Several processes")."""
+    p = max((m.p for m in model.modules() if isinstance(m, nn.Dropout)), default=0.0)
+    if processes < 2 or p == 0:
+        return None
+    return (
+        f"note: the model has dropout {p:g}: each of the {processes} processes draws its own dropout "
+        "masks, so the mask is close to, not exactly, the one a single process finds"
+    )
+
+
 def ranks_agree(accelerator, mask: Mask) -> bool:
     """True when every process holds the same mask (checked with one small gather of digests)."""
     import hashlib
@@ -284,6 +300,8 @@ def _run_search(
     if sd.finished:
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None)
+    if acc.is_main_process and (note := dropout_note(model, acc.num_processes)):
+        log.warning(note)
     run = _Search(model, objective, spec, train_config, sd, parse_steps(save_at, train_config.max_steps), acc)
     result = run.train()
     if spec.finish is not None:

@@ -7,8 +7,9 @@ where OMP keeps a weight, 0 elsewhere; φ = 0.01, α = 2) or from a random mask 
 (§4.2.4). After every optimizer step the threshold φ is re-derived from the ranking of the scores so
 that the sparsity is *exactly* the target, per matrix (default) or over all targets (`thresholds.py`).
 
-This module is the search: its settings (`TamtConfig`), its setup (`initial_mask`, `prepare_tamt`)
-and its run (`search_tamt`). The public names of `scores.py` and `thresholds.py` are re-exported.
+This module is the search: its settings (`TamtConfig`, in the torch-free `configs.py` that `--help`
+reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
+`scores.py` and `thresholds.py` are re-exported.
 
 Two differences from TAMT's code, by choice (issue 24): (1) its masker also masks the pooler;
 transformers' *ForMaskedLM models have none, the MLM and KD losses never reach it (its scores would
@@ -24,22 +25,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..masking import Mask
-from ..masking.pattern import parse_pattern, pattern_sparsity
-from ..masking.targets import Targets
-from ..objectives import Objective, head_parameters
+from ..objectives import head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
-from ..validation import Fraction, PositiveFloat, Range, check_config, option
+from .configs import Init, ScoreDtype, TamtConfig
 from .magnitude import omp_mask
 from .random_pruning import random_mask
-from .ranking import Ranking
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores, row_blocks
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold
@@ -67,51 +64,10 @@ __all__ = [
     "search_tamt",
 ]
 
-Init = Literal["omp", "random"]
-ScoreDtype = Literal["float32", "bfloat16"]
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- setup
-
-
-@dataclass
-class TamtConfig:
-    """Settings of one TAMT search (defaults: TAMT §4.1.3 and Table 1)."""
-
-    sparsity: Fraction | None  # None with a pattern: the one it implies
-    objective: Objective = option("mlm", "training objective")
-    init: Init = option("omp", "initial mask")
-    ranking: Ranking = option("local", "rank per matrix (local) or over all targets (global)")
-    threshold: PositiveFloat = option(0.01, "φ of Eq. 3/5")
-    alpha: Annotated[float, Range(ge=1)] = option(2.0, "α of Eq. 5: initial score α·φ, above the cut")
-    train_head: bool = option(  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
-        True, "TAMT-MLM: keep the MLM head frozen", flag="--freeze-head"
-    )
-    head_lr: PositiveFloat | None = option(
-        None, "TAMT-MLM: learning rate of the MLM head (default: --lr, as in TAMT)"
-    )
-    seed: int = 0  # for random init
-    targets: Targets = None
-    score_dtype: ScoreDtype = option(
-        "float32",
-        "bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
-        "(6 bytes less per target weight: less memory than dense training)",
-    )
-    pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
-
-    def __post_init__(self) -> None:
-        check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
-        self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
-        self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
-
-    @property
-    def trains_head(self) -> bool:
-        return self.train_head and "mlm" in self.objective
-
-    @property
-    def default_lr(self) -> float:
-        return 2e-5 if self.objective == "kd" else 5e-5  # Table 1
 
 
 def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:

@@ -15,11 +15,35 @@
   importance across tasks) are recipes in `ticketlab.experiments`, beside the sweep.
 """
 
-from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask, to_weight_mask
-from ..structure import Structure, encoder_layers, structure_of
-from .compact import compact, is_compacted, load_compacted, parameter_count, save_compacted
-from .gates import Gates, attach_gates, gates_disabled, get_gates, remove_gates
-from .io import check_unit_fits, load_unit_mask, load_unit_mask_onto, save_unit_mask, unit_mask_config
+from ..lazy import lazy_exports
+
+# Imported on first use (`ticketlab.lazy`): `structured.levels` is read when `ticketlab super --help`
+# is parsed, and must not bring torch with the rest of the package.
+_WHERE = {
+    "GRANULARITIES": "..masking.units",
+    "Gates": "gates",
+    "Structure": "..structure",
+    "UnitMask": "..masking.units",
+    "apply_unit_mask": "..masking.units",
+    "attach_gates": "gates",
+    "check_unit_fits": "io",
+    "compact": "compact",
+    "encoder_layers": "..structure",
+    "gates_disabled": "gates",
+    "get_gates": "gates",
+    "is_compacted": "compact",
+    "load_compacted": "compact",
+    "load_unit_mask": "io",
+    "load_unit_mask_onto": "io",
+    "parameter_count": "compact",
+    "remove_gates": "gates",
+    "save_compacted": "compact",
+    "save_unit_mask": "io",
+    "structure_of": "..structure",
+    "to_weight_mask": "..masking.units",
+    "unit_mask_config": "io",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
     "GRANULARITIES",

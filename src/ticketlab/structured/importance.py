@@ -38,7 +38,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
@@ -48,11 +48,10 @@ from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_write_bytes, atomic_write_json, read_json
 from ..progress import progress_bar
 from ..training import Batch, CollateFn, LossFn
+from .levels import PER, Per
 
 TENSORS_FILE, META_FILE = "importance.safetensors", "importance.json"
 UNIT_NAMES = ("head", "ffn", "neuron")  # as in `UnitMask` and `Gates`
-PER = ("example", "token", "batch")  # where |·| is taken (see the module docstring)
-Per = Literal["example", "token", "batch"]
 
 
 @dataclass

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -43,27 +42,9 @@ from ..masking.units import UnitMask
 from ..structure import Structure
 from ..validation import check_one_of
 from .importance import Importance
+from .levels import KINDS, LEVELS, UNITS, Kind, Units, check_kind, check_level, levels_arg  # noqa: F401 (also here)
 
-Kind = Literal["winning", "losing", "random"]
-KINDS: tuple[Kind, ...] = ("winning", "random", "losing")
-Units = Literal["liang", "round"]
-UNITS: tuple[Units, ...] = ("liang", "round")  # how many units a level prunes (module docstring)
 UNIT_KINDS = ("head", "ffn", "neuron")  # as in `UnitMask`
-LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 9))  # 10% ... 80%, the paper's 8 levels
-
-
-def check_level(level: float) -> float:
-    """A level is the fraction of heads (and of FFN units) pruned, strictly between 0 and 1."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-        raise ConfigError(
-            f"level must be a fraction in (0, 1) (0.3 = 30% of heads and FFN units pruned), got {level!r}"
-        )
-    return float(level)
-
-
-def check_kind(kind: str) -> Kind:
-    check_one_of("ticket kind", kind, KINDS)
-    return kind  # type: ignore[return-value]
 
 
 def n_pruned(level: float, n: int) -> int:
@@ -158,17 +139,6 @@ def random_ticket(
     scores = {n: torch.zeros(shape) for n, shape in shapes.items()}
     zeros = Importance(scores["head"], scores["head"], ffn=scores.get("ffn"), neuron=scores.get("neuron"))
     return select(zeros, level, "random", seed, units)
-
-
-def levels_arg(values: Sequence[float]) -> list[float]:
-    """Sorted levels, each checked; a level given twice is refused (it would be run and counted once)."""
-    given = [round(check_level(v), 6) for v in values]
-    if not given:
-        raise ConfigError("at least one level is required")
-    twice = sorted({v for v in given if given.count(v) > 1})
-    if twice:
-        raise ConfigError(f"levels must be distinct: {', '.join(f'{v:g}' for v in twice)} given twice")
-    return sorted(given)
 
 
 # What a model has of each kind of unit a level prunes: {"attention heads": ("head", (L, H)), ...}

@@ -1,0 +1,103 @@
+"""The settings of multi-task learning and ticket sharing (`mtl.py` runs them), in a module that
+imports no torch: `ticketlab mtl --help` builds its options from `MtlConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..modeling import load_config
+from ..tasks import get_task
+from ..validation import (
+    Fraction,
+    NonNegFloat,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    check_config,
+    check_distinct,
+    not_result,
+    option,
+)
+
+AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
+
+
+@dataclass
+class MtlConfig:
+    model: str  # pre-trained model: local dir or hub id
+    tasks: list[str] = option(help="GLUE-style tasks (`ticketlab.tasks` ids)", metavar="TASK")
+    tickets: list[str] | None = option(  # None: every task shares everything (plain multi-task learning)
+        None, "one structured ticket per task, in order", metavar="TICKET"
+    )
+    data_dir: str | None = option(None, "GLUE root holding every task", metavar="DIR")
+    seeds: list[int] = option(factory=lambda: [1], help="one run per seed", metavar="S")
+    lr: PositiveFloat = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
+    batch_size: PositiveInt = option(32, "global batch size")
+    max_length: PositiveInt | None = option(None, "tokens per example (default: each task's)")
+    epochs: PositiveFloat = option(5.0, "passes over the tasks' training sets")
+    max_steps: PositiveInt | None = option(None, "cap on the multi-task steps")
+    eval_every: PositiveInt = option(100, "steps between dev evaluations", metavar="STEPS")
+    warmup_ratio: Fraction = option(0.1, "fraction of the steps with a linear warm-up")
+    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    train_samples: PositiveInt | None = option(None, "seeded subset of each task's training set", metavar="N")
+    eval_samples: PositiveInt | None = option(None, "score only the first N dev examples", metavar="N")
+    select_fraction: OpenFraction | None = option(None, "pick best steps on this seeded part of each dev set")
+    select_seed: int = option(0, "seed of that part")
+    finetune_after: bool = option(
+        False, "then fine-tune each task alone from the multi-task weights", **AFTER
+    )
+    finetune_lr: PositiveFloat | None = option(None, "default: --lr", **AFTER)
+    finetune_epochs: PositiveFloat | None = option(None, "default: the task's", **AFTER)
+    finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps", **AFTER)
+    check_hash: bool = option(
+        True, "apply tickets found on other weights", flag="--ignore-hash", result=False
+    )
+    save_every: PositiveInt | None = option(100, "checkpoint interval", metavar="STEPS", result=False)
+    progress: bool = option(True, "no progress bar", result=False)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        check_distinct("tasks", self.tasks)
+        if self.tickets is not None and len(self.tickets) != len(self.tasks):
+            raise ConfigError(
+                f"the task list does not match the tickets: {len(self.tasks)} tasks "
+                f"({', '.join(self.tasks)}) but {len(self.tickets)} tickets: one ticket per task, in order"
+            )
+        check_distinct("seeds", self.seeds)
+        # lazy start-up: torch only when a config is built, not when `ticketlab mtl --help` is parsed
+        from ..structure import unit_arch
+        from ..structured.compact import refuse_compacted
+
+        refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
+        if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front
+            unit_arch(load_config(self.model).model_type)
+        for task in self.tasks:
+            if get_task(task, self.data_dir).kind == "squad":
+                raise ConfigError(
+                    "ticket sharing covers GLUE-style tasks (one classifier head each), not SQuAD"
+                )
+
+    @property
+    def method(self) -> str:
+        return "ticket-share" if self.tickets is not None else "mtl"
+
+    def settings(self) -> dict[str, Any]:
+        skip = {"model", "tasks", "tickets", "data_dir", "seeds", *not_result(MtlConfig)}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def identity(self, seed: int, inputs: Mapping[str, str], *, after: bool = False) -> dict[str, Any]:
+        """What one seed's stage computes from (`rundir`): the settings it reads (the shared
+        training not those of the fine-tuning `after` it: adding that stage reuses it), what it
+        reads, and their content keys (`_inputs`)."""
+        later = set() if after else {f.name for f in dataclasses.fields(self) if f.metadata.get("after")}
+        tickets = [str(t) for t in self.tickets] if self.tickets is not None else None
+        reads = {"model": str(self.model), "tasks": list(self.tasks), "tickets": tickets}
+        data = str(self.data_dir) if self.data_dir is not None else None
+        settings = {k: v for k, v in self.settings().items() if k not in later}
+        keys = {f"{k} content": v for k, v in inputs.items()}
+        return {**reads, "data_dir": data, "seed": seed, **settings, **keys}

@@ -1,0 +1,92 @@
+"""The settings of a super-ticket study (`supertickets.py` runs it), in a module that imports no
+torch: `ticketlab super --help` builds its options from `SuperConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..finetune_config import FinetuneConfig
+from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
+from ..tasks import get_task
+from ..validation import OpenFraction, PositiveInt, check_config, check_distinct, check_one_of, option
+
+
+@dataclass
+class SuperConfig:
+    """A super-ticket study of one task. `finetune` is the protocol of every fine-tuning (its `mask`
+    must be None and its `seed` is replaced by each of `seeds`)."""
+
+    finetune: FinetuneConfig
+    seeds: list[int] = option(factory=lambda: [1], help="one study per seed", metavar="S")
+    levels: list[float] | None = option(  # None: the paper's eight, those that fit the model
+        None,
+        "fractions of heads and of FFN units pruned, in (0, 1) (default: the paper's 0.1 ... 0.8, "
+        "less those that prune none or all of a kind of unit of this model, with a note)",
+        metavar="P",
+    )
+    units: Units = option(
+        "liang",
+        "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
+        "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round (ticketlab's first "
+        "counts: round(p·n) of each kind, no per-layer guard)",
+        choices=UNITS,
+    )
+    kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
+    granularity: str = option(
+        "layer",
+        "FFN unit: the whole sub-layer (the paper's) or each neuron",
+        choices=("layer", "neuron"),
+    )
+    select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
+        0.1, "dev fraction that selects"
+    )
+    select_seed: int = option(0, "seed of that dev split")
+    importance_batch_size: PositiveInt | None = option(None, "default: the fine-tuning batch size")
+    # where |dL/dgate| is taken (`importance.py`); "batch" is what the committed super-ticket stores used
+    importance: str = option(
+        "example",
+        "|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
+        "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
+        choices=PER,
+    )
+    # the full model's weights after the importance pass, and the winning tickets'
+    keep_models: bool = option(
+        False,
+        "keep the fine-tuned weights of the full models and winning tickets (`ticketlab adapt` "
+        "starts from them)",
+    )
+
+    def __post_init__(self) -> None:
+        # lazy start-up: torch only when a config is built, not when `ticketlab super --help` is parsed
+        from ..structured.compact import refuse_compacted
+
+        check_config(self)
+        if self.finetune.mask is not None:
+            raise ConfigError("super tickets start from the full model: give no mask")
+        refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
+        check_distinct("seeds", self.seeds)
+        if self.levels is not None:
+            self.levels = levels_arg(self.levels)
+        check_one_of("units", self.units, UNITS)
+        check_distinct("kinds", self.kinds)
+        for kind in self.kinds:
+            check_kind(kind)
+        if "winning" not in self.kinds:
+            raise ConfigError("the super ticket is a winning ticket: kinds must include 'winning'")
+        check_one_of("granularity", self.granularity, ("layer", "neuron"))
+        check_one_of("importance", self.importance, PER)
+        if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
+            raise ConfigError(
+                "super tickets select on a split of a GLUE-style dev set; SQuAD is not supported"
+            )
+
+    def run_config(self, seed: int, mask: str | None = None) -> FinetuneConfig:
+        """The fine-tuning config of one run: the protocol, the seed, the dev split, the ticket."""
+        return self.finetune.replace(
+            seed=seed,
+            mask=mask,
+            select_fraction=self.select_fraction,
+            select_seed=self.select_seed,
+            save_model=mask is None,  # the full model's weights feed the importance pass
+        )

@@ -1,0 +1,42 @@
+"""Package exports imported on first use (PEP 562): a package's `__init__` names where each public
+name lives, and importing the package imports none of them. A verb's `--help` imports the config
+modules it parses into; with eager `__init__`s, reaching one of them (`ticketlab.masking.targets`)
+would import its siblings and torch with them (seconds, where the parser takes milliseconds)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Exports = tuple[Callable[[str], Any], Callable[[], list[str]]]  # a package's __getattr__, __dir__
+
+
+def lazy_exports(package: str, where: Mapping[str, str]) -> Exports:
+    """`(__getattr__, __dir__)` for `package`, whose public name N lives in the module `where[N]`
+    (a submodule, "apply", or relative to the package, "..structure").
+
+    An export named like its submodule (`structured.compact`, the function in `compact.py`) stays
+    the export: importing the submodule binds it on the package, which would shadow the function."""
+
+    def __getattr__(name: str) -> Any:
+        if name in where:
+            module = where[name] if where[name].startswith(".") else f".{where[name]}"
+            value = getattr(importlib.import_module(module, package), name)
+            setattr(sys.modules[package], name, value)  # found once; later look-ups do not come here
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *where})
+
+    class Package(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            if isinstance(value, types.ModuleType) and name in where:
+                return  # the submodule stays in sys.modules; the name resolves to the export
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = Package
+    return __getattr__, __dir__

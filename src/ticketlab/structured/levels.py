@@ -1,0 +1,46 @@
+"""The names and checks of structured-ticket settings, in a module that imports no torch:
+`ticketlab super --help` offers them (`experiments.super_config`). Their meaning is `tickets.py`'s
+(ticket kinds and levels) and `importance.py`'s (where |dL/dgate| is taken)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from ..errors import ConfigError
+from ..validation import check_one_of
+
+Kind = Literal["winning", "losing", "random"]
+KINDS: tuple[Kind, ...] = ("winning", "random", "losing")
+Units = Literal["liang", "round"]
+UNITS: tuple[Units, ...] = ("liang", "round")  # how many units a level prunes (`tickets.py`'s docstring)
+LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 9))  # 10% ... 80%, the paper's 8 levels
+
+
+def check_level(level: float) -> float:
+    """A level is the fraction of heads (and of FFN units) pruned, strictly between 0 and 1."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise ConfigError(
+            f"level must be a fraction in (0, 1) (0.3 = 30% of heads and FFN units pruned), got {level!r}"
+        )
+    return float(level)
+
+
+def check_kind(kind: str) -> Kind:
+    check_one_of("ticket kind", kind, KINDS)
+    return kind  # type: ignore[return-value]
+
+
+def levels_arg(values: Sequence[float]) -> list[float]:
+    """Sorted levels, each checked; a level given twice is refused (it would be run and counted once)."""
+    given = [round(check_level(v), 6) for v in values]
+    if not given:
+        raise ConfigError("at least one level is required")
+    twice = sorted({v for v in given if given.count(v) > 1})
+    if twice:
+        raise ConfigError(f"levels must be distinct: {', '.join(f'{v:g}' for v in twice)} given twice")
+    return sorted(given)
+
+
+PER = ("example", "token", "batch")  # where |·| is taken (see `importance.py`'s docstring)
+Per = Literal["example", "token", "batch"]
