@@ -79,6 +79,10 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
+# Compacted models load with transformers' Auto classes (`ticketlab.hf_auto`: registered when
+# transformers' auto modules are imported, so this costs no import here).
+importlib.import_module(".hf_auto", __name__).install()
+
 
 __all__ = [
     "FinetuneConfig",
