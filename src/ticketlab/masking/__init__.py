@@ -17,6 +17,7 @@ from .hub import mask_dir, push_mask
 from .io import MaskConfig, check_fits, load_mask, load_mask_onto, save_mask, weights_hash
 from .mask import Mask
 from .named import active_mask, add_mask, delete_mask, mask_names, named_mask, set_active_mask
+from .peft_tickets import get_peft_model, load_peft_model, merge_under_mask, ticket_record
 from .targets import default_targets, find_targets, targets_repr
 
 __all__ = [
@@ -35,18 +36,22 @@ __all__ = [
     "dense_weight",
     "export_pretrained",
     "find_targets",
+    "get_peft_model",
     "has_masks",
     "is_masked",
     "load_mask",
     "load_mask_onto",
+    "load_peft_model",
     "mask_names",
     "mask_dir",
     "masks_disabled",
+    "merge_under_mask",
     "named_mask",
     "push_mask",
     "remove_mask",
     "save_mask",
     "set_active_mask",
     "targets_repr",
+    "ticket_record",
     "weights_hash",
 ]
