@@ -104,3 +104,32 @@ def test_without_peft_one_line_says_how_to_install(monkeypatch):
     with pytest.raises(TicketlabError, match=r"pip install 'ticketlab\[peft\]'") as e:
         get_peft_model(ticketed(), object())
     assert "\n" not in str(e.value)
+
+
+def test_a_layer_initialised_anew_on_each_load_is_named(tmp_path):
+    """The issue's reload onto the ticketed base moved logits by 0.088: an MLM checkpoint has no
+    pooler, so each `from_pretrained` of a classifier draws a new one, which LoRA does not save."""
+    from transformers import BertForMaskedLM
+
+    from ticketlab.modeling import load_model
+
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(tmp_path / "base")
+
+    def base(seed: int):
+        torch.manual_seed(seed)
+        model = load_model(tmp_path / "base", "seq-cls", num_labels=2)
+        g = torch.Generator().manual_seed(1)
+        params = dict(encoder_of(model).named_parameters())
+        return apply_mask(
+            model, Mask({k: torch.rand(params[k].shape, generator=g) > 0.7 for k in find_targets(model)})
+        )
+
+    config = dict(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], init_lora_weights=False)
+    get_peft_model(base(0), peft.LoraConfig(**config)).save_pretrained(tmp_path / "lora")
+    with pytest.raises(MaskMismatchError, match="base's bert.pooler.dense.weight differs") as e:
+        load_peft_model(base(1), tmp_path / "lora")
+    assert "modules_to_save" in str(e.value) and "\n" not in str(e.value)
+    adapted = get_peft_model(base(0), peft.LoraConfig(**config, modules_to_save=["pooler"])).eval()
+    adapted.save_pretrained(tmp_path / "lora2")
+    reloaded = load_peft_model(base(1), tmp_path / "lora2").eval()
+    assert (logits(reloaded) - logits(adapted)).abs().max().item() == 0.0

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..errors import MaskMismatchError, TicketlabError
 from ..files import atomic_write_json, read_json
-from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, split_key
+from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
 
 RECORD = "ticketlab_ticket.json"
 PEFT_MISSING = "this needs PEFT, which is not installed: pip install 'ticketlab[peft]' (or pip install peft)"
@@ -60,9 +60,11 @@ def _encoder(model: nn.Module) -> nn.Module:
 
 
 def ticket_record(model: nn.Module) -> dict[str, Any]:
-    """What identifies the ticket a model carries: {"ticket": sha256 over each masked tensor's name,
-    mask bits and computed weights (W ⊙ M), "sparsity", "masked": how many tensors}; "ticket" is
-    None for a model without masks. Under PEFT the names are the base model's (no `.base_layer`)."""
+    """What identifies the base an adapter trains on: {"ticket": sha256 over each masked tensor's
+    name, mask bits and computed weights (W ⊙ M), None without masks; "sparsity"; "masked": how many
+    tensors; "tensors": a short sha256 of every other tensor of the base, by name; "adapter_saves":
+    the modules the adapter saves itself (PEFT's `modules_to_save`, left out of "tensors")}. Under
+    PEFT the names are the base model's (no `.base_layer`, `.original_module`)."""
     found = {
         key.replace(".base_layer.", "."): (module, p) for key, module, p in _masked_modules(_encoder(model))
     }
@@ -75,9 +77,32 @@ def ticket_record(model: nn.Module) -> dict[str, Any]:
         h.update(np.packbits(bits.numpy().ravel()).tobytes())
         h.update(value.numpy().tobytes())
         kept, total = kept + int(bits.sum()), total + bits.numel()
-    if not found:
-        return {"ticket": None, "sparsity": 0.0, "masked": 0}
-    return {"ticket": "sha256:" + h.hexdigest(), "sparsity": round(1 - kept / total, 6), "masked": len(found)}
+    saves, tensors = _base_tensors(model)
+    return {
+        "ticket": "sha256:" + h.hexdigest() if found else None,
+        "sparsity": round(1 - kept / total, 6) if found else 0.0,
+        "masked": len(found),
+        "tensors": tensors,
+        "adapter_saves": saves,
+    }
+
+
+def _base_tensors(model: nn.Module) -> tuple[list[str], dict[str, str]]:
+    """(the modules a PEFT wrapper saves itself, a short hash of every other tensor of the base as
+    it computes it, by its name without PEFT's wrappers)."""
+    get = getattr(model, "get_base_model", None)
+    state = masked_state_dict(get() if callable(get) else model)
+    saves = sorted({k.split(".modules_to_save.")[0] for k in state if ".modules_to_save." in k})
+    out = {}
+    for name, t in state.items():
+        if ".lora_" in name or ".modules_to_save." in name:
+            continue  # the adapter's own
+        name = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        t = t.detach().cpu().contiguous()
+        out[name] = hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()[
+            :16
+        ]
+    return saves, out
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -87,8 +112,9 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def check_adapter_ticket(model: nn.Module, adapter_dir: str | os.PathLike) -> None:
-    """Refuse in one line an adapter recorded on another ticket than `model` carries; warn in one
-    line about an adapter without a record going onto a ticketed model."""
+    """Refuse in one line an adapter recorded on another ticket than `model` carries, or on a base
+    with other weights outside the ticket (a layer the checkpoint lacks, initialised anew on each
+    load); warn in one line about an adapter without a record going onto a ticketed model."""
     path = Path(adapter_dir) / RECORD
     mine = ticket_record(model)
     if not path.is_file():
@@ -105,6 +131,13 @@ def check_adapter_ticket(model: nn.Module, adapter_dir: str | os.PathLike) -> No
             f"{adapter_dir}: the adapter was trained on {_describe(recorded)}, this model carries "
             f"{_describe(mine)}; put that ticket on the base first (or check_ticket=False)"
         )
+    saves = tuple(f"{m}." for m in recorded.get("adapter_saves") or [])
+    for name, digest in (recorded.get("tensors") or {}).items():
+        if not name.startswith(saves) and mine["tensors"].get(name) != digest:
+            raise MaskMismatchError(
+                f"{adapter_dir}: the base's {name} differs from the one the adapter was trained with (a "
+                "layer the checkpoint lacks, initialised anew? save it with the adapter: modules_to_save)"
+            )
 
 
 def get_peft_model(model: nn.Module, peft_config: Any, **kwargs: Any) -> nn.Module:
