@@ -19,6 +19,7 @@ from .mask import Mask
 from .named import active_mask, add_mask, delete_mask, mask_names, named_mask, set_active_mask
 from .peft_tickets import get_peft_model, load_peft_model, merge_under_mask, ticket_record
 from .targets import default_targets, find_targets, targets_repr
+from .ticket import load_ticket, save_ticket
 
 __all__ = [
     "BinaryMask",
@@ -42,6 +43,7 @@ __all__ = [
     "load_mask",
     "load_mask_onto",
     "load_peft_model",
+    "load_ticket",
     "mask_names",
     "mask_dir",
     "masks_disabled",
@@ -50,6 +52,7 @@ __all__ = [
     "push_mask",
     "remove_mask",
     "save_mask",
+    "save_ticket",
     "set_active_mask",
     "targets_repr",
     "ticket_record",
