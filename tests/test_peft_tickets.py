@@ -133,3 +133,22 @@ def test_a_layer_initialised_anew_on_each_load_is_named(tmp_path):
     adapted.save_pretrained(tmp_path / "lora2")
     reloaded = load_peft_model(base(1), tmp_path / "lora2").eval()
     assert (logits(reloaded) - logits(adapted)).abs().max().item() == 0.0
+
+
+def test_trainer_checkpoints_of_an_adapter_record_the_ticket(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    adapted = lora(ticketed())
+    data = [{"input_ids": X[i], "labels": i % 2} for i in range(len(X))]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        report_to=[],
+        use_cpu=True,
+        max_steps=1,
+        save_steps=1,
+        logging_strategy="no",
+    )
+    Trainer(model=adapted, args=args, train_dataset=data).train()
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    assert (checkpoint / RECORD).is_file()
+    load_peft_model(ticketed(), checkpoint)  # the same ticket: accepted

@@ -196,6 +196,8 @@ def _changed(
     mine: dict[str, Tensor], base: dict[str, Tensor], model: nn.Module, mask: Mask
 ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The stored tensors and each one's form, for every tensor of `mine` that differs from `base`."""
+    from ..modeling import _encoder_prefix
+
     prefix = _encoder_prefix(model)
     tensors, forms, seen = {}, {}, set()
     for key, t in mine.items():
@@ -211,11 +213,6 @@ def _changed(
             forms[key], parts = encoded
             tensors.update({key + suffix: v for suffix, v in parts.items()})
     return tensors, forms
-
-
-def _encoder_prefix(model: nn.Module) -> str:
-    """'bert.' for a model with a head, '' for the bare encoder (mask keys are relative to it)."""
-    return "" if model.base_model is model else f"{model.base_model_prefix}."
 
 
 def load_ticket(
