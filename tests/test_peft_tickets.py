@@ -152,3 +152,11 @@ def test_trainer_checkpoints_of_an_adapter_record_the_ticket(tmp_path):
     checkpoint = tmp_path / "run" / "checkpoint-1"
     assert (checkpoint / RECORD).is_file()
     load_peft_model(ticketed(), checkpoint)  # the same ticket: accepted
+
+
+def test_an_adapter_of_the_dense_model_is_refused_on_a_ticket(tmp_path):
+    lora(ticketed(mask_seed=None)).save_pretrained(tmp_path / "lora")
+    with pytest.raises(
+        MaskMismatchError, match=r"trained on no mask \(the dense model\), this model carries a"
+    ):
+        load_peft_model(ticketed(), tmp_path / "lora")

@@ -15,10 +15,14 @@ weights still exactly zero. That is not what the adapter computed, W ⊙ M + Δ 
 dense): outputs move by the pruned part of the update, Δ ⊙ (1 − M). Keeping them means giving up
 the ticket: `remove_mask(model)` on the base first, then PEFT's merge (a dense model).
 
-The record (`ticketlab_ticket.json` beside the adapter) is `ticket_record(model)`: a sha256 over the
-mask bits and the weights the model computes under them, and the ticket's sparsity. An adapter
-loaded with `load_peft_model` onto a model whose ticket differs (the dense base, another ticket,
-other weights) is refused in one line; one without a record onto a ticketed model, warned about.
+The record (`ticketlab_ticket.json` beside the adapter) is `ticket_record(model)` of the base it was
+wrapped around: a sha256 over the mask bits and the weights the model computes under them, the
+ticket's sparsity, and a short hash of every other tensor of the base (those the adapter saves
+itself, PEFT's `modules_to_save`, left out). An adapter loaded with `load_peft_model` onto a model
+whose ticket differs (the dense base, another ticket, other weights) is refused in one line, and so
+is one whose base has another tensor elsewhere: a layer the checkpoint lacks, which `from_pretrained`
+draws anew on each load (an MLM checkpoint's missing pooler under a classifier), unless the adapter
+saves it. An adapter without a record going onto a ticketed model is warned about in one line.
 PEFT is optional (`pip install 'ticketlab[peft]'`) and imported here only when used.
 """
 
@@ -170,7 +174,7 @@ def guard(peft_model: nn.Module) -> nn.Module:
 def _saver(record: dict[str, Any]) -> Any:
     def save_pretrained(self: nn.Module, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
         out = type(self).save_pretrained(self, str(save_directory), *args, **kwargs)
-        if kwargs.get("is_main_process", True) and record["ticket"] is not None:
+        if kwargs.get("is_main_process", True):
             atomic_write_json(Path(save_directory) / RECORD, record)
         return out
 
@@ -199,6 +203,10 @@ def merge_under_mask(peft_model: nn.Module) -> nn.Module:
     """Merge the active LoRA adapters and unload PEFT: a masked base weight becomes (W + Δ) ⊙ M (the
     update under the mask; pruned weights stay zero), an unmasked one W + Δ as PEFT merges it.
     Returns the base model, still ticketed. See the module docstring for what this changes."""
+    if not is_masked(peft_model.get_base_model()):
+        raise TicketlabError(
+            "merge_under_mask: the base model carries no ticket (PEFT's merge_and_unload merges)"
+        )
     for name, layer, masked in _lora_layers(peft_model):
         adapters = [a for a in layer.active_adapters if a in layer.lora_A or a in layer.lora_embedding_A]
         if not masked:
@@ -212,10 +220,7 @@ def merge_under_mask(peft_model: nn.Module) -> nn.Module:
             weight = dense_tensor(layer.get_base_layer(), "weight")
             with torch.no_grad():
                 weight.add_(layer.get_delta_weight(adapter).to(weight.dtype))
-    model = peft_model.unload()  # the LoRA layers go; their updates are in the weights now
-    if not is_masked(model):
-        raise TicketlabError("merge_under_mask: the base model carries no ticket")
-    return model
+    return peft_model.unload()  # the LoRA layers go; their updates are in the weights now
 
 
 __all__ = [
