@@ -42,6 +42,7 @@ from torch import nn
 from ..errors import MaskMismatchError, TicketlabError
 from ..files import atomic_write_json, read_json
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
+from .ticket import tensor_digests
 
 RECORD = "ticketlab_ticket.json"
 PEFT_MISSING = "this needs PEFT, which is not installed: pip install 'ticketlab[peft]' (or pip install peft)"
@@ -97,16 +98,12 @@ def _base_tensors(model: nn.Module) -> tuple[list[str], dict[str, str]]:
     get = getattr(model, "get_base_model", None)
     state = masked_state_dict(get() if callable(get) else model)
     saves = sorted({k.split(".modules_to_save.")[0] for k in state if ".modules_to_save." in k})
-    out = {}
-    for name, t in state.items():
-        if ".lora_" in name or ".modules_to_save." in name:
-            continue  # the adapter's own
-        name = name.replace(".base_layer.", ".").replace(".original_module.", ".")
-        t = t.detach().cpu().contiguous()
-        out[name] = hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()[
-            :16
-        ]
-    return saves, out
+    base = {  # without the adapter's own tensors, under the base's names
+        k.replace(".base_layer.", ".").replace(".original_module.", "."): t
+        for k, t in state.items()
+        if ".lora_" not in k and ".modules_to_save." not in k
+    }
+    return saves, tensor_digests(base)
 
 
 def _describe(record: dict[str, Any]) -> str:

@@ -11,12 +11,14 @@ base (path or hub id, and a sha256 of the weights it was saved against). The dir
   for a masked one), in the cheapest exact form: `kept` (a masked tensor's surviving values, in the
   mask's order), `rows` (the changed rows of a matrix and their indices: embeddings that training
   touched in a few rows) or `dense`. A tensor equal to the base's is not stored;
-- `ticket.json`: the base, its hash, the model's config (head, labels), each stored tensor's form.
+- `ticket.json`: the base, a short sha256 of each of its tensors, the model's config (head, labels),
+  each stored tensor's form.
 
 Values are stored as they are (no delta, no lower precision), so the reloaded model computes exactly
 what the saved one did. The base is loaded with a fixed seed, so a tensor the base checkpoint lacks
-(a new task head) that training left as initialised comes back the same; the hash covers every
-tensor of the loaded base, that head included, and a base that differs is refused in one line.
+(a new task head) that training left as initialised comes back the same; the hashes cover every
+tensor of the loaded base, that head included, and a base that differs is refused in one line
+naming the first tensor that does.
 Where the bound lies: the surviving weights of every changed masked matrix are stored at 4 bytes
 each, so an artefact is at least 4·(1 − sparsity) bytes per target weight that training touched,
 plus every other tensor it changed (biases, LayerNorm, the head; embeddings by the rows it touched).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,14 +75,27 @@ def head_of_model(model: nn.Module) -> str:
     return head_of(SimpleNamespace(architectures=[type(model).__name__]))
 
 
-def state_hash(model: nn.Module) -> str:
-    """sha256 over the names, shapes, dtypes and bytes of every tensor of `model`'s state."""
-    h = hashlib.sha256()
-    for key, t in sorted(model.state_dict().items()):
+def tensor_digests(state: Mapping[str, Tensor]) -> dict[str, str]:
+    """A short sha256 of each tensor's shape, dtype and bytes, by name: what a base is checked by
+    (a mismatch names the tensor)."""
+    out = {}
+    for key, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
-        h.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
+        h = hashlib.sha256(f"{tuple(t.shape)}:{t.dtype};".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return "sha256:" + h.hexdigest()
+        out[key] = h.hexdigest()[:16]
+    return out
+
+
+def _check_base(recorded: Mapping[str, str], base: nn.Module, source: str) -> None:
+    mine = tensor_digests(base.state_dict())
+    wrong = next((k for k, d in recorded.items() if mine.get(k) != d), None)
+    if wrong is not None or set(mine) != set(recorded):
+        name = wrong or sorted(set(mine) ^ set(recorded))[0]
+        raise MaskMismatchError(
+            f"{source}: the base's {name} differs from the one the ticket was saved against (another "
+            "base, or its new head initialised otherwise); check_hash=False loads it anyway"
+        )
 
 
 def _selected(shape: tuple[int, ...], rows: Tensor | None, kept: Tensor | None) -> Tensor:
@@ -159,7 +175,7 @@ def save_ticket(
         raise MaskMismatchError(
             f"{base}: its weights differ from those the ticket was found on (check_hash=False)"
         )
-    record = {"base_hash": state_hash(base_model)}
+    record = {"base_tensors": tensor_digests(base_model.state_dict())}
     apply_mask(base_model, mask)
     tensors, forms = _changed(masked_state_dict(model), masked_state_dict(base_model), model, mask)
     record = {
@@ -228,10 +244,8 @@ def load_ticket(
     config = AutoConfig.for_model(config.pop("model_type"), **config)
     base = str(base or record["base_model"])
     model = _load_base(base, record["head"], config)
-    if check_hash and state_hash(model) != record["base_hash"]:
-        raise MaskMismatchError(
-            f"{path}: {base}'s weights differ from those the ticket was saved against (check_hash=False)"
-        )
+    if check_hash:
+        _check_base(record["base_tensors"], model, f"{path} on {base}")
     mask, _ = load_mask(path)
     apply_mask(model, mask)
     _write(model, _read_weights(path), record["forms"], path)
@@ -246,7 +260,7 @@ def _read_record(path: Path) -> dict[str, Any]:
         raise MaskFileError(f"{path / TICKET_NAME}: not a ticketlab ticket record")
     if record.get("format_version", 0) > FORMAT_VERSION:
         raise MaskFileError(f"{path / TICKET_NAME}: format version is newer than this ticketlab reads")
-    missing = [k for k in ("base_model", "base_hash", "head", "config", "forms") if k not in record]
+    missing = [k for k in ("base_model", "base_tensors", "head", "config", "forms") if k not in record]
     if missing or not isinstance(record["config"], dict) or "model_type" not in record["config"]:
         raise MaskFileError(
             f"{path / TICKET_NAME}: invalid ticket record (missing {missing or ['model_type']})"
