@@ -79,7 +79,7 @@ def test_only_the_rows_training_touched_are_stored(base, tmp_path):
     fine_tune(model, frozen=None, x=X[:, :3])  # a few tokens: a few rows of the word embeddings
     save_ticket(model, tmp_path / "ticket", base=base)
     form = json.loads((tmp_path / "ticket" / TICKET_NAME).read_text())["forms"]
-    assert form["bert.embeddings.word_embeddings.weight"] == {"rows": True, "kept": True, "codec": "xor-xz"}
+    assert form["bert.embeddings.word_embeddings.weight"] == {"rows": True, "kept": True, "codec": "diff-xz"}
     assert (logits(load_ticket(tmp_path / "ticket")) - logits(model)).abs().max().item() == 0.0
 
 
@@ -162,3 +162,16 @@ def test_a_70_ticket_of_bert_mini_is_under_a_tenth_of_its_checkpoint(bert_mini, 
     assert small < 0.1 * dense, (small, dense)
     with torch.no_grad():
         assert (load_ticket(tmp_path / "ticket")(x).logits - want).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
+def test_the_difference_codec_is_exact(dtype):
+    from ticketlab.masking.ticket import _diff_pack, _diff_unpack
+
+    g = torch.Generator().manual_seed(0)
+    ref = (torch.randn(1000, generator=g) * 3).to(dtype)
+    values = (ref.float() + torch.randn(1000, generator=g)).to(dtype)  # sign flips, far moves
+    if dtype.is_floating_point:
+        values[:4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -0.0])
+    out = _diff_unpack(_diff_pack(values, ref), ref)
+    assert out.dtype == dtype and torch.equal(out.view(torch.uint8), values.view(torch.uint8))

@@ -109,41 +109,49 @@ def _selected(shape: tuple[int, ...], rows: Tensor | None, kept: Tensor | None) 
     return sel
 
 
-def _xor_pack(values: Tensor, ref: Tensor) -> Tensor:
-    """`values` as the bytes that differ from `ref`'s (XOR), byte plane by byte plane, compressed (xz):
-    fine-tuned weights share sign, exponent and leading mantissa bits with the base's, so those
-    planes are nearly all zeros. Exact: `_xor_unpack` gives the same bits back."""
-    size = values.element_size()
-    planes = (_bytes(values) ^ _bytes(ref)).reshape(-1, size).T  # [size, n]: byte k of every value
-    return torch.frombuffer(
-        bytearray(lzma.compress(np.ascontiguousarray(planes).tobytes())), dtype=torch.uint8
-    )
+CODECS = ("raw", "diff-xz")
+INTS = {2: np.int16, 4: np.int32, 8: np.int64}  # a value's bits as an integer, by its size in bytes
 
 
-def _xor_unpack(blob: Tensor, ref: Tensor) -> Tensor:
-    size = ref.element_size()
-    planes = np.frombuffer(lzma.decompress(blob.numpy().tobytes()), dtype=np.uint8).reshape(size, -1)
-    flat = np.ascontiguousarray(planes.T).reshape(-1) ^ _bytes(ref)
-    return torch.from_numpy(flat.copy()).view(ref.dtype).reshape(ref.shape)
+def _diff_pack(values: Tensor, ref: Tensor) -> Tensor:
+    """`values` as the difference of their bit patterns from `ref`'s, as integers (zigzag: small
+    either way), byte plane by byte plane, xz-compressed. Fine-tuning moves a float by a few units
+    in its last place relative to its size, so the difference is a small integer and its high byte
+    planes are nearly all zeros. Exact: `_diff_unpack` gives the same bits back (integer arithmetic
+    wraps, both ways)."""
+    ints = INTS[values.element_size()]
+    d = _ints(values, ints) - _ints(ref, ints)
+    zigzag = (d << 1) ^ (d >> (8 * d.itemsize - 1))
+    planes = np.ascontiguousarray(zigzag.view(np.uint8).reshape(-1, d.itemsize).T)  # [size, n]
+    return torch.frombuffer(bytearray(lzma.compress(planes.tobytes())), dtype=torch.uint8)
 
 
-def _bytes(t: Tensor) -> np.ndarray:
-    return t.detach().cpu().contiguous().view(torch.uint8).numpy().reshape(-1)
+def _diff_unpack(blob: Tensor, ref: Tensor) -> Tensor:
+    ints = INTS[ref.element_size()]
+    planes = np.frombuffer(lzma.decompress(blob.numpy().tobytes()), dtype=np.uint8)
+    zigzag = np.ascontiguousarray(planes.reshape(ref.element_size(), -1).T).view(ints).reshape(-1)
+    unsigned = zigzag.view(np.dtype(ints).str.replace("i", "u"))
+    d = (unsigned >> 1).view(ints) ^ -(zigzag & 1)
+    return torch.from_numpy((_ints(ref, ints) + d).copy()).view(ref.dtype).reshape(ref.shape)
+
+
+def _ints(t: Tensor, ints: type) -> np.ndarray:
+    return t.detach().cpu().contiguous().view(torch.uint8).numpy().view(ints).reshape(-1)
 
 
 def _encode(t: Tensor, was: Tensor, kept: Tensor | None) -> tuple[dict[str, Any], dict[str, Tensor]] | None:
     """How `t` is stored given the base's `was` (None: unchanged); `kept`: its mask, if masked."""
     if t.shape == was.shape and torch.equal(t, was):
         return None
-    if t.shape != was.shape or t.dtype != was.dtype:
-        return {"rows": False, "kept": False, "codec": "raw"}, {"": t}  # another shape: written whole
+    if t.shape != was.shape or t.dtype != was.dtype or t.element_size() not in INTS:
+        return {"rows": False, "kept": False, "codec": "raw"}, {"": t}  # written whole
     rows = None
     if t.ndim >= 2:
         changed = torch.nonzero((t != was).reshape(t.shape[0], -1).any(dim=1)).flatten().int()
         rows = changed if changed.numel() < t.shape[0] else None
     sel = _selected(tuple(t.shape), rows, kept)
-    form = {"rows": rows is not None, "kept": kept is not None, "codec": "xor-xz"}
-    return form, {"": _xor_pack(t[sel], was[sel]), **({ROWS: rows} if rows is not None else {})}
+    form = {"rows": rows is not None, "kept": kept is not None, "codec": "diff-xz"}
+    return form, {"": _diff_pack(t[sel], was[sel]), **({ROWS: rows} if rows is not None else {})}
 
 
 def save_ticket(
@@ -285,6 +293,8 @@ def _write(model: nn.Module, tensors: dict[str, Tensor], forms: dict[str, Any], 
         target = dense_tensor(module, name) if module is not None else None
         if target is None or key not in tensors or not isinstance(form, dict):
             raise MaskFileError(f"{path / WEIGHTS_NAME}: {key} is not in the model or the file")
+        if form.get("codec") not in CODECS:
+            raise MaskFileError(f"{path / TICKET_NAME}: {key} has an unknown codec {form.get('codec')!r}")
         with torch.no_grad():
             if form.get("codec") == "raw":
                 target.copy_(tensors[key])
@@ -292,8 +302,8 @@ def _write(model: nn.Module, tensors: dict[str, Tensor], forms: dict[str, Any], 
             rows = tensors.get(key + ROWS) if form.get("rows") else None
             kept = _kept(module, name) if form.get("kept") else None
             sel = _selected(tuple(target.shape), rows, kept).to(target.device)
-            computed = getattr(module, name).detach()  # what the base computes: the XOR's reference
-            target[sel] = _xor_unpack(tensors[key], computed[sel].cpu()).to(target.device)
+            computed = getattr(module, name).detach()  # what the base computes: the reference
+            target[sel] = _diff_unpack(tensors[key], computed[sel].cpu()).to(target.device)
 
 
 def _kept(module: nn.Module, name: str) -> Tensor:
