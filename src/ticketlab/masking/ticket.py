@@ -4,24 +4,25 @@
     model = load_ticket("tickets/sst2-omp70")      # the base, the mask, the changed weights
 
 PEFT's shape, for tickets: the artefact holds only what the base model does not, and records the
-base (path or hub id, and a sha256 of the weights it was saved against). The directory is
+base (path or hub id, and a short sha256 of each tensor it was saved against). The directory is
 
 - a mask directory (`mask_config.json`, bit-packed `masks.safetensors`), so `--mask DIR` takes it;
-- `ticket_weights.safetensors`: each tensor the fine-tuning changed (what the model computes, W ⊙ M
-  for a masked one), in the cheapest exact form: `kept` (a masked tensor's surviving values, in the
-  mask's order), `rows` (the changed rows of a matrix and their indices: embeddings that training
-  touched in a few rows) or `dense`. A tensor equal to the base's is not stored;
-- `ticket.json`: the base, a short sha256 of each of its tensors, the model's config (head, labels),
-  each stored tensor's form.
+- `ticket_weights.safetensors`: each tensor fine-tuning changed (what the model computes, W ⊙ M for
+  a masked one), only at the positions that can differ: a masked tensor's surviving weights, and of
+  a matrix only the rows training changed (embeddings: the tokens seen; their indices beside). The
+  values are stored exactly, as the difference of their bits from the base's (`_diff_pack`: small
+  integers, xz-compressed). A tensor equal to the base's (frozen) is not stored;
+- `ticket.json`: the base, its tensors' hashes, the model's config (head, labels), each stored
+  tensor's form.
 
-Values are stored as they are (no delta, no lower precision), so the reloaded model computes exactly
-what the saved one did. The base is loaded with a fixed seed, so a tensor the base checkpoint lacks
-(a new task head) that training left as initialised comes back the same; the hashes cover every
-tensor of the loaded base, that head included, and a base that differs is refused in one line
-naming the first tensor that does.
-Where the bound lies: the surviving weights of every changed masked matrix are stored at 4 bytes
-each, so an artefact is at least 4·(1 − sparsity) bytes per target weight that training touched,
-plus every other tensor it changed (biases, LayerNorm, the head; embeddings by the rows it touched).
+The reloaded model computes exactly what the saved one did. The base is loaded with a fixed seed, so
+a tensor the base checkpoint lacks (a new task head) that training left as initialised comes back
+the same; the hashes cover every tensor of the loaded base, that head included, and a base that
+differs is refused in one line naming the first tensor that does.
+Where the bound lies: one bit per target weight (the mask), and per surviving weight training moved
+about 16 bits (a few fine-tuning steps move a float32 by ~2^16 units in its last place, which do not
+compress: ~2.2 bytes each on bert-mini-ref), plus every other tensor training changed (biases,
+LayerNorm, the new head; embeddings by the rows it touched).
 """
 
 from __future__ import annotations
