@@ -72,13 +72,20 @@ def test_an_adapter_refuses_another_base_in_one_line(tmp_path, other):
     load_peft_model(base, tmp_path / "lora", check_ticket=False)  # asked for: loaded
 
 
-def test_peft_merge_on_a_ticket_is_refused_in_one_line():
+@pytest.mark.parametrize("wrapper", ["ticketlab", "plain peft"])
+def test_peft_merge_on_a_ticket_is_refused_in_one_line(wrapper):
     """PEFT adds the update to `base_layer.weight.data`, a temporary on a parametrized layer: before,
-    merge_and_unload merged nothing and said nothing."""
-    adapted = lora(ticketed())
+    merge_and_unload merged nothing and said nothing, with ticketlab's wrapper or PEFT's own."""
+    config = peft.LoraConfig(
+        task_type="SEQ_CLS", r=4, target_modules=["query", "value"], init_lora_weights=False
+    )
+    adapted = lora(ticketed()) if wrapper == "ticketlab" else peft.get_peft_model(ticketed(), config)
     with pytest.raises(TicketlabError, match="cannot merge into a ticketed") as e:
         adapted.merge_and_unload()
     assert "\n" not in str(e.value)
+    dense = peft.get_peft_model(ticketed(mask_seed=None), config).eval()  # unmasked: PEFT's merge
+    want = logits(dense)
+    torch.testing.assert_close(logits(dense.merge_and_unload()), want, rtol=0, atol=1e-5)
 
 
 def test_merge_under_mask_keeps_the_ticket():

@@ -1,5 +1,5 @@
 """Compacted models in transformers' Auto classes: `AutoModel*.from_pretrained(compacted_dir)` after
-`import ticketlab`.
+`import ticketlab`; and PEFT's LoRA merge refused on a ticketed layer (`_guard_lora_merge`).
 
 A compacted model's `config.json` says `model_type: "ticketlab-compact"` (its per-layer head and FFN
 sizes fit no HF config; `ticketlab.compaction`). `import ticketlab` registers that type with
@@ -8,10 +8,11 @@ sizes fit no HF config; `ticketlab.compaction`). `import ticketlab` registers th
 `ticketlab.modeling.load_compacted` with the head the Auto class names. What it returns is the
 family's own class (a `BertForMaskedLM` with sliced layers), as `load_compacted` gives it.
 
-`import ticketlab` stays light (no transformers, no torch): the registration is a post-import hook
-that runs when transformers' auto modules are imported, or at once when they already are. It uses
-only the module just imported (`configuration_auto`, `modeling_auto`), never `import transformers`,
-which may be half-initialised at that moment.
+`import ticketlab` stays light (no transformers, no torch, no PEFT): the registration is a
+post-import hook that runs when transformers' auto modules (or PEFT's LoRA layers) are imported, or
+at once when they already are. It uses only the module just imported (`configuration_auto`,
+`modeling_auto`, `peft.tuners.lora.layer`), never `import transformers`, which may be
+half-initialised at that moment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 MODEL_TYPE = "ticketlab-compact"  # as `ticketlab.compaction.MODEL_TYPE` (which imports torch)
 CONFIGS = "transformers.models.auto.configuration_auto"
 MODELS = "transformers.models.auto.modeling_auto"
+LORA = "peft.tuners.lora.layer"  # PEFT's LoRA layers, whose merge is guarded
 HEADS = {  # Auto class -> ticketlab's head (`modeling.Head`)
     "AutoModel": "base",
     "AutoModelForMaskedLM": "mlm",
@@ -90,7 +92,28 @@ def _register_models(module: ModuleType) -> None:
         getattr(module, auto).register(TicketlabCompactConfig, entry, exist_ok=True)
 
 
-_AFTER = {CONFIGS: _register_config, MODELS: _register_models}
+def _guard_lora_merge(module: ModuleType) -> None:
+    """PEFT's LoRA merge adds the update to `base_layer.weight.data`, which on a ticketed layer (a
+    parametrization: the weight is computed, W ⊙ M) is a temporary: it merged nothing and said
+    nothing. Wrapped to refuse in one line where the base layer is masked (`masking.peft_tickets`:
+    `merge_under_mask` merges under the mask); every other layer merges as PEFT does."""
+    for cls in (module.Linear, module.Embedding):
+        if not getattr(cls.merge, "_ticketlab_guard", False):
+            cls.merge = _guarded(cls.merge)
+
+
+def _guarded(merge: Any) -> Any:
+    def guarded_merge(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from .masking.peft_tickets import refuse_masked_merge
+
+        refuse_masked_merge(self)
+        return merge(self, *args, **kwargs)
+
+    guarded_merge._ticketlab_guard = True  # type: ignore[attr-defined]
+    return guarded_merge
+
+
+_AFTER = {CONFIGS: _register_config, MODELS: _register_models, LORA: _guard_lora_merge}
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -114,9 +137,9 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Register now where transformers' auto modules are loaded, and when they are, where not."""
+    """Register now where the watched modules are loaded, and when they are, where not."""
     for name, register in _AFTER.items():
         if name in sys.modules:
             register(sys.modules[name])
-    if not any(isinstance(f, _AfterImport) for f in sys.meta_path) and MODELS not in sys.modules:
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path) and not set(_AFTER) <= set(sys.modules):
         sys.meta_path.insert(0, _AfterImport())

@@ -8,9 +8,10 @@ that ticket, and merges under the mask or not at all.
 
 The base layers of a ticketed model are parametrized (`masking.apply`): their `weight` is computed,
 W ⊙ M, on every access. PEFT's own merge adds the update to `base_layer.weight.data`, a temporary, so
-`merge_and_unload` silently merged nothing; on the models these functions return it is refused in
-one line for every masked layer. Merging under the mask is `merge_under_mask`: the update goes into
-the dense weight under the parametrization, so the merged model computes (W + Δ) ⊙ M, its pruned
+`merge_and_unload` silently merged nothing; once ticketlab is imported it is refused in one line on
+every masked layer, of any PEFT model (`ticketlab.hf_auto` guards PEFT's LoRA merge). Merging under
+the mask is `merge_under_mask`: the update goes into the dense weight under the parametrization, so
+the merged model computes (W + Δ) ⊙ M, its pruned
 weights still exactly zero. That is not what the adapter computed, W ⊙ M + Δ (a LoRA update is
 dense): outputs move by the pruned part of the update, Δ ⊙ (1 − M). Keeping them means giving up
 the ticket: `remove_mask(model)` on the base first, then PEFT's merge (a dense model).
@@ -158,13 +159,11 @@ def load_peft_model(
 
 
 def guard(peft_model: nn.Module) -> nn.Module:
-    """Give `peft_model` a `save_pretrained` that also writes the ticket record, and refuse PEFT's
-    merge on every masked layer (instance attributes, as `masking.apply.guard_saving` does)."""
+    """Give `peft_model` a `save_pretrained` that also writes the ticket record (an instance
+    attribute, as `masking.apply.guard_saving` does). PEFT's merge on a masked layer is refused for
+    every PEFT model once ticketlab is imported (`ticketlab.hf_auto`)."""
     record = ticket_record(peft_model)
     peft_model.__dict__["save_pretrained"] = types.MethodType(_saver(record), peft_model)
-    for _, layer, masked in _lora_layers(peft_model):
-        if masked:
-            layer.__dict__["merge"] = types.MethodType(_refuse_merge, layer)
     return peft_model
 
 
@@ -178,7 +177,10 @@ def _saver(record: dict[str, Any]) -> Any:
     return save_pretrained
 
 
-def _refuse_merge(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+def refuse_masked_merge(layer: nn.Module) -> None:
+    """One line where PEFT would merge into a masked weight (it would merge nothing)."""
+    if _mask_param(layer.get_base_layer(), "weight") is None:
+        return
     raise TicketlabError(
         "PEFT cannot merge into a ticketed (masked) weight: it would silently merge nothing; "
         "merge_under_mask(peft_model) merges (W + Δ) ⊙ M, or remove_mask the base for a dense merge"
