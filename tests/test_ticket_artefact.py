@@ -10,7 +10,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from conftest import error_line, make_model, run, tiny_bert_config
-from ticketlab.errors import MaskMismatchError
+from ticketlab.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import Mask, apply_mask, export_pretrained, find_targets, load_mask, save_mask
 from ticketlab.masking.io import MaskConfig
 from ticketlab.masking.ticket import TICKET_NAME, WEIGHTS_NAME, load_ticket, save_ticket
@@ -175,3 +175,14 @@ def test_the_difference_codec_is_exact(dtype):
         values[:4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -0.0])
     out = _diff_unpack(_diff_pack(values, ref), ref)
     assert out.dtype == dtype and torch.equal(out.view(torch.uint8), values.view(torch.uint8))
+
+
+def test_a_ticket_is_not_written_over_a_users_files(base, tmp_path):
+    model = ticketed(base)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(TicketlabError):
+        save_ticket(model, tmp_path / "mine", base=base)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    with pytest.raises(TicketlabError, match="input"):
+        save_ticket(model, base, base=base)  # the base itself

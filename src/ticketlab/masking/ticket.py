@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from ..errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..files import read_json, to_json
-from ..outputs import atomic_dir
+from ..outputs import atomic_dir, check_output
 from .apply import apply_mask, current_mask, dense_tensor, is_masked, masked_state_dict
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask
@@ -167,6 +167,7 @@ def save_ticket(
     """Write `model` (fine-tuned, carrying its ticket, or squashed with `mask` given) as a small
     artefact against `base`; see the module docstring. `mask_config`, when given, is the ticket's
     (its hash is checked against `base` unless `check_hash=False`)."""
+    check_output(out_dir, kind="ticket", inputs=[base])  # before any work
     if mask is not None and not is_masked(model):
         _check_squashed(model, mask)
         apply_mask(model, mask)
