@@ -1,15 +1,24 @@
 """A masked model saved with `save_pretrained` (or a transformers `Trainer`) reloads with a plain
-`from_pretrained`: pruned weights exactly zero, every other tensor as it was."""
+`from_pretrained`: pruned weights exactly zero, every other tensor as it was; and such a checkpoint
+loads back onto a ticketed model (`Trainer.train(resume_from_checkpoint=...)`), its mask kept."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForMaskedLM, BertForMaskedLM, Trainer, TrainingArguments
+from safetensors.torch import load_file
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    Trainer,
+    TrainingArguments,
+)
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.errors import TicketlabError
-from ticketlab.masking import Mask, apply_mask, find_targets, remove_mask
+from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, is_masked, remove_mask
 from ticketlab.modeling import encoder_of
 from ticketlab.pruning.tamt import attach_scores
 from ticketlab.structured import (
@@ -115,3 +124,80 @@ def test_closed_unit_gates_are_refused_in_one_line(tmp_path):
     remove_gates(model)
     model.save_pretrained(tmp_path / "removed")
     assert_reloads_as_computed(model, tmp_path / "removed")
+
+
+# --------------------------------------------------------------------------- resuming onto a ticket
+
+
+def ticketed_classifier() -> BertForSequenceClassification:
+    """A tiny classifier with a fixed 70% ticket (the same every call: a fresh model to resume onto)."""
+    model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    params = dict(encoder_of(model).named_parameters())
+    g = torch.Generator().manual_seed(1)
+    return apply_mask(
+        model, Mask({k: torch.rand(params[k].shape, generator=g) > 0.7 for k in find_targets(model)})
+    )
+
+
+def train_ticket(out, steps: int, resume=None) -> BertForSequenceClassification:
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(5, 40, (12,), generator=g), "labels": i % 2} for i in range(32)]
+    args = TrainingArguments(
+        output_dir=str(out),
+        report_to=[],
+        use_cpu=True,
+        max_steps=steps,
+        save_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        logging_strategy="no",
+        seed=0,
+    )
+    model = ticketed_classifier()
+    Trainer(model=model, args=args, train_dataset=data).train(resume_from_checkpoint=resume)
+    return model
+
+
+def test_trainer_resumes_exactly_onto_a_ticketed_model(tmp_path):
+    """The checkpoint holds plain keys (save_pretrained); before the load hook, the fresh ticketed model
+    kept its pre-trained weights and the resumed run differed from the uninterrupted one (by 0.034)."""
+    whole = computed(train_ticket(tmp_path / "a", steps=6))
+    ckpt = tmp_path / "a" / "checkpoint-3"
+    resumed = train_ticket(tmp_path / "c", steps=6, resume=ckpt)
+    assert is_masked(resumed)
+    for key, t in computed(resumed).items():
+        assert torch.equal(whole[key], t), key
+    for key, keep in current_mask(resumed).items():
+        w = encoder_of(resumed).get_submodule(key.rpartition(".")[0]).weight
+        assert (w[~keep] == 0).all() and w[keep].count_nonzero() > 0, key
+
+
+def test_a_plain_checkpoint_loads_strictly_onto_a_ticket(tmp_path):
+    model = ticketed_classifier()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    model.save_pretrained(tmp_path / "ckpt")
+    fresh = ticketed_classifier()
+    state = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    fresh.load_state_dict(state)  # strict: the mask's own tensors are kept, not missing
+    assert torch.equal(
+        current_mask(fresh)["encoder.layer.0.output.dense.weight"],
+        current_mask(model)["encoder.layer.0.output.dense.weight"],
+    )
+    for key, t in computed(model).items():
+        assert torch.equal(computed(fresh)[key], t), key
+    fresh.load_state_dict(model.state_dict())  # its own parametrized keys load as before
+
+
+def test_a_checkpoint_of_another_ticket_warns_in_one_line(tmp_path):
+    dense = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
+    model = ticketed_classifier()
+    with pytest.warns(UserWarning, match="non-zero weights where the mask prunes") as caught:
+        model.load_state_dict(dense.state_dict())
+    assert all("\n" not in str(w.message) for w in caught)
+    assert not (
+        model.bert.encoder.layer[0].output.dense.weight[
+            ~current_mask(model)["encoder.layer.0.output.dense.weight"]
+        ]
+    ).any()

@@ -10,6 +10,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.run_sweep(ticketlab.load_spec(path), out)     ticketlab sweep
     ticketlab.write_report(sweep_dir)                       ticketlab report
     ticketlab.push_mask(mask_dir, "org/repo/sub")           ticketlab push
+    ticketlab.save_ticket(model, out, base=...)              ticketlab export --base (a fine-tuned
+    ticketlab.load_ticket(out)                                 ticket beside its base; one call back)
     ticketlab.register_arch(model_type, ticketlab.Arch(...))  (a family of your own; --targets)
     ticketlab.register_search(ticketlab.SearchMethod(...))    (a search method of your own:
                                                               ticketlab search NAME, sweeps, reports)
@@ -47,6 +49,8 @@ _LAZY = {
     "spec_from_dict": "experiments",
     "write_report": "experiments.report",
     "push_mask": "masking.hub",
+    "save_ticket": "masking.ticket",
+    "load_ticket": "masking.ticket",
     "register_arch": "arch",
     "Arch": "arch",
     "HeadLayout": "arch",
@@ -54,6 +58,10 @@ _LAZY = {
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # also keeps `ticketlab.finetune` the function
+
+# Compacted models load with transformers' Auto classes (`ticketlab.hf_auto`: registered when
+# transformers' auto modules are imported, so this costs no import here).
+importlib.import_module(".hf_auto", __name__).install()
 
 
 __all__ = [
@@ -72,9 +80,11 @@ __all__ = [
     "finetune",
     "finetune_seeds",
     "load_spec",
+    "load_ticket",
     "prune",
     "register_search",
     "run_sweep",
+    "save_ticket",
     "search",
     "spec_from_dict",
     "write_report",

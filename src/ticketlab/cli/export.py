@@ -6,6 +6,10 @@ Example:
   ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp70 --out exported/omp70
   ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp-2-4 --out exported/omp-2-4 \
       --semi-structured bf16      (a 2:4 mask, on a CUDA GPU: weights torch.sparse takes as 2:4)
+  ticketlab export --model runs/sst2-omp70/seed-1/model --mask masks/omp70 --head seq-cls \
+      --base ../shared/models/bert-mini-ref --out tickets/sst2-omp70
+                                  (a fine-tuned ticket as a small artefact beside its base:
+                                   ticketlab.masking.load_ticket("tickets/sst2-omp70") reloads it)
 """
 
 from __future__ import annotations
@@ -38,9 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a 2:4 mask's checkpoint in fp16 (default) or bf16, every linear target checked with "
         "torch.sparse.to_sparse_semi_structured (needs a CUDA GPU)",
     )
+    p.add_argument(
+        "--base",
+        metavar="PATH_OR_ID",
+        help="write a small artefact instead of a checkpoint: the mask and the weights of --model (a "
+        "fine-tuned ticket) that differ from this base model, which it records with a hash",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.base is not None:
+        return _export_ticket(args)
     # lazy start-up: torch only when the verb runs
     from ..masking import check_fits, export_pretrained, load_mask
     from ..masking.export import SEMI_DTYPES, require_semi_structured
@@ -61,4 +73,32 @@ def run(args: argparse.Namespace) -> int:
     )
     kind = f" ({config.pattern}, {args.semi_structured})" if args.semi_structured else ""
     print(f"exported {head} model{kind} with {mask.sparsity:.1%} of target weights zero -> {args.out}")
+    return 0
+
+
+def _export_ticket(args: argparse.Namespace) -> int:
+    """`--base`: the fine-tuned ticket in --model as an artefact against --base (`masking.ticket`)."""
+    # lazy start-up: torch only when the verb runs
+    from ..errors import ConfigError
+    from ..masking import check_fits, load_mask
+    from ..masking.ticket import WEIGHTS_NAME, save_ticket
+    from ..structured.compact import refuse_compacted
+
+    if args.semi_structured:
+        raise ConfigError("--semi-structured writes a checkpoint; --base writes a ticket artefact: not both")
+    inputs = [args.model, args.mask, args.base]
+    check_output(args.out, kind="ticket", inputs=inputs)
+    refuse_compacted(args.model, "a ticket artefact is written from")
+    mask, config = load_mask(args.mask)
+    model, head, _ = load_with_head(args.model, args.head)
+    check_fits(mask, config, model, source=args.mask, check_hash=False)  # fine-tuned: the base is checked
+    out = save_ticket(
+        model, args.out, base=args.base, mask=mask, mask_config=config, check_hash=not args.ignore_hash
+    )
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    stored = (out / WEIGHTS_NAME).stat().st_size
+    print(
+        f"wrote the {head} ticket ({mask.sparsity:.1%} of target weights zero) against {args.base}: "
+        f"{size / 1e6:.2f} MB ({stored / 1e6:.2f} MB of weights) -> {args.out}"
+    )
     return 0

@@ -19,7 +19,15 @@ Saving: `attach` also gives the model (and each `PreTrainedModel` inside it) a `
 writes what the model computes, W ⊙ M, under the plain key names (`...weight`), not the
 parametrization's keys, which a plain `from_pretrained` would not know and silently replace with
 random weights. A transformers `Trainer` saves through `save_pretrained` too. `state_dict()` itself
-is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores. What cannot
+is left as torch makes it, so checkpoints and `load_state_dict` keep masks and scores.
+
+Loading: a masked module also takes the plain keys back (a load-state-dict pre-hook): `X.weight` of a
+checkpoint written by `save_pretrained` or a `Trainer` goes into `X.parametrizations.weight.original`,
+and the mask in force stays, so `Trainer.train(resume_from_checkpoint=...)` on a ticketed model
+resumes from the checkpoint's weights instead of silently keeping the pre-trained ones. Under the
+mask those are the checkpoint's zeros, which the mask hides anyway; a checkpoint with non-zero
+weights where the mask prunes (the dense model's, another ticket's) is loaded masked, with one
+warning line. What cannot
 be written as weights (closed importance gates, which are forward hooks) is refused in one line
 (`SAVE_REFUSALS`); a ticket applied with `apply_unit_mask` is weights and saves with its zeros.
 
@@ -33,6 +41,7 @@ import contextlib
 import dataclasses
 import inspect
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -152,8 +161,36 @@ def attach(model: nn.Module, parametrizations: Mapping[str, MaskParametrization]
             )
         for m in tied.get(id(tensor), [module]):
             parametrize.register_parametrization(m, tensor_name, p)
+            if not m.__dict__.get(LOAD_HOOK_ATTR):
+                m.register_load_state_dict_pre_hook(_load_plain_keys)
+                m.__dict__[LOAD_HOOK_ATTR] = True
     guard_saving(model)
     return model
+
+
+LOAD_HOOK_ATTR = "_ticketlab_load_hook"  # set once the module takes plain keys back (`_load_plain_keys`)
+PLAIN_UNDER_MASK = (
+    "a checkpoint loaded onto a masked model has non-zero weights where the mask prunes (the dense "
+    "model's, or another ticket's?): they are loaded masked, so the model does not compute the checkpoint"
+)
+
+
+def _load_plain_keys(module: nn.Module, state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Load-state-dict pre-hook of a masked module: a plain `X.weight` / `X.bias` (what
+    `save_pretrained` writes) loads into the parametrization's `original`; the mask's own tensors,
+    which such a checkpoint lacks, stay as they are (see the module docstring)."""
+    for tensor in MASKABLE:
+        mask = _mask_param(module, tensor)  # None: unmasked now (the hook outlives `remove_mask`)
+        plain, base = prefix + tensor, f"{prefix}parametrizations.{tensor}."
+        if mask is None or plain not in state or base + "original" in state:
+            continue
+        value = state.pop(plain)
+        state[base + "original"] = value
+        for name, t in getattr(module.parametrizations, tensor).state_dict().items():
+            state.setdefault(base + name, t)  # "0.mask": the mask in force
+        m = mask.current_mask()
+        if tuple(value.shape) == tuple(m.shape) and bool((value.to(m.device) != 0).logical_and(~m).any()):
+            warnings.warn(PLAIN_UNDER_MASK, stacklevel=2)
 
 
 def masked_state_dict(model: nn.Module, state: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:

@@ -229,18 +229,23 @@ def save_mask(
     extra: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write a mask directory atomically. `extra` adds safetensors files (e.g. a trained MLM head)."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, kind="mask") as tmp:
+        write_mask_files(mask, config, tmp)
+        for fname, ts in (extra or {}).items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in ts.items()}, str(tmp / fname))
+    return out_dir
+
+
+def write_mask_files(mask: Mask, config: MaskConfig, directory: Path) -> None:
+    """The two files of a mask directory, into `directory` (which the caller writes atomically)."""
     if config.achieved_sparsity is None:
         config = dataclasses.replace(config, achieved_sparsity=round(mask.sparsity, 6))
     if mask.biases() and config.format_version < BIAS_FORMAT_VERSION:
         config = dataclasses.replace(config, format_version=BIAS_FORMAT_VERSION)
-    out_dir = Path(out_dir)
     tensors, meta = pack(mask)
-    with atomic_dir(out_dir, kind="mask") as tmp:
-        save_file(tensors, str(tmp / MASKS_NAME), metadata=meta)
-        (tmp / CONFIG_NAME).write_text(to_json(config.to_dict(), indent=2) + "\n")
-        for fname, ts in (extra or {}).items():
-            save_file({k: v.detach().cpu().contiguous() for k, v in ts.items()}, str(tmp / fname))
-    return out_dir
+    save_file(tensors, str(directory / MASKS_NAME), metadata=meta)
+    (directory / CONFIG_NAME).write_text(to_json(config.to_dict(), indent=2) + "\n")
 
 
 def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask, MaskConfig]:

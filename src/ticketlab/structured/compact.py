@@ -6,7 +6,8 @@ loading a compacted checkpoint (`ticketlab.modeling.load_compacted`, which `load
 such a directory). `save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus the
 manifest, with the kept units and shapes of every layer, which HF configs cannot express (they have
 one head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a
-plain `AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes.
+plain `AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes,
+until `import ticketlab` registers the type (`ticketlab.hf_auto`: the Auto classes then rebuild it).
 Outputs equal the ticket's (as weights or as gates) to float tolerance (the sums run over fewer
 terms). A model that carries masks (the ticket as weights, `apply_unit_mask`, or any other mask) is
 compacted with its masks squashed into its weights (`remove_mask(squash=True)`): what it computes,

@@ -1,0 +1,70 @@
+"""A compacted model loads with transformers' Auto classes once ticketlab is imported
+(`ticketlab.hf_auto`), and `import ticketlab` still imports no transformers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertModel,
+)
+
+import ticketlab  # noqa: F401 (registers the compacted model type)
+from conftest import make_model, tiny_bert_config
+from ticketlab.errors import TicketlabError
+from ticketlab.structured import UnitMask, compact, save_compacted, structure_of
+
+
+@pytest.fixture(scope="module")
+def compacted(tmp_path_factory):
+    model = make_model(BertForMaskedLM, tiny_bert_config())
+    units = UnitMask.ones(structure_of(model), "layer")
+    units.head[0, 1], units.ffn[1] = False, False
+    small = compact(model, units)
+    return small, save_compacted(small, tmp_path_factory.mktemp("c") / "compact")
+
+
+def test_auto_classes_load_a_compacted_model(compacted):
+    small, path = compacted
+    assert AutoConfig.from_pretrained(path).model_type == "ticketlab-compact"
+    reloaded = AutoModelForMaskedLM.from_pretrained(path)
+    assert type(reloaded) is BertForMaskedLM
+    assert reloaded.bert.encoder.layer[0].attention.self.query.out_features == 16  # one head of two
+    x = torch.randint(5, 40, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(reloaded(x).logits, small(x).logits)
+    assert type(AutoModel.from_pretrained(path)) is BertModel
+    cls = AutoModelForSequenceClassification.from_pretrained(path, num_labels=3)
+    assert type(cls) is BertForSequenceClassification and cls.classifier.out_features == 3
+    assert AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float16).dtype == torch.float16
+
+
+def test_what_a_compacted_model_cannot_take_is_one_line(compacted):
+    _, path = compacted
+    with pytest.raises(TicketlabError, match="config overrides only, not device_map") as e:
+        AutoModelForMaskedLM.from_pretrained(path, device_map="cpu")
+    assert "\n" not in str(e.value)
+    with pytest.raises(TicketlabError, match="rebuilt from its folder"):
+        AutoModel.from_config(AutoConfig.from_pretrained(path))
+
+
+def test_registration_waits_for_transformers(compacted):
+    """`import ticketlab` first (no transformers yet), then the Auto classes: the hook registers."""
+    _, path = compacted
+    code = (
+        "import sys, ticketlab\n"
+        "assert 'transformers' not in sys.modules\n"
+        "from transformers import AutoModelForMaskedLM\n"
+        f"print(type(AutoModelForMaskedLM.from_pretrained({str(path)!r})).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["BertForMaskedLM"]
