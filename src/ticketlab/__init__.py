@@ -20,6 +20,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
 `importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
 """
 
+import importlib
+
 from .lazy import lazy_exports
 
 __version__ = "0.1.0"
