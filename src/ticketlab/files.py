@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from safetensors import SafetensorError
 
@@ -160,6 +160,17 @@ def replace_with(path: Path, data: bytes) -> None:
         raise
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def open_append(path: str | os.PathLike) -> TextIO:
+    """`path` opened to append text (a log), never through a symbolic link: a link in an output is
+    the user's, and so is the file behind it. One line when it cannot be opened."""
+    with writing(path):
+        return open(path, "a", encoding="utf-8", opener=_no_follow)  # noqa: SIM115 (the caller closes it)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -215,7 +226,8 @@ def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]
         return
     lock = directory / ".lock"
     with writing(lock):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        # Never through a link: truncating it would empty the user's file it points to.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,0 +1,168 @@
+"""Nothing outside --out is deleted or overwritten, and a refused input leaves no output (issue 33,
+"files outside --out" items 1-6 and the two late refusals).
+
+One function (`outputs.place`) decides where ticketlab may write or delete: inside the output,
+never through a symbolic link (ticketlab makes none), never a file its marker does not list; a
+results store, a report folder and a task id are ticketlab's only when they show it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import sweep_fakes as fakes
+from conftest import error_line
+from ticketlab.errors import TicketlabError
+from ticketlab.experiments import run_sweep
+from ticketlab.experiments.report import write_report
+from ticketlab.outputs import MARKER, claim_dir, mark_output, remove_ours
+
+
+def user_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def assert_kept(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        assert (root / rel).read_text() == text, rel
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.fixture()
+def swept(tmp_path, tiny_bert_dir) -> Path:
+    """A finished (fake) sweep with its report: SW/results.sqlite, SW/runs, SW/report."""
+    spec = fakes.make_spec(
+        tmp_path, tiny_bert_dir, methods=["full"], pretrain_eval=None, search_curve=None, data_curve=None
+    )
+    (tmp_path / "SW").mkdir()
+    mark_output(tmp_path / "SW", "sweep")  # as `ticketlab sweep` claims its directory
+    run_sweep(spec, tmp_path / "SW", finetune=fakes.fake_finetune, log=lambda s: None)
+    write_report(tmp_path / "SW")
+    return tmp_path / "SW"
+
+
+# --------------------------------------------------------------------------- 1. a marker's paths
+
+
+def test_a_marker_listing_paths_outside_its_folder_deletes_nothing(tmp_path, tiny_bert_dir, capsys):
+    """Item 1: `model.work/.ticketlab-output` listing `../victims/thesis.tex` and an absolute path
+    made `pretrain --out model` delete both when it cleared its work folder. The marker is refused
+    in one line before any work, and the clean-up itself never leaves the folder."""
+    victims = {"victims/thesis.tex": "\\begin{document}", "abs/notes.txt": "mine"}
+    user_files(tmp_path, victims)
+    work = tmp_path / "model.work"
+    work.mkdir()
+    listed = ["../victims/thesis.tex", str(tmp_path / "abs" / "notes.txt")]
+    (work / MARKER).write_text(json.dumps({"kind": "pre-training work directory", "files": listed}))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 40)
+    shape = "--hidden 32 --layers 1 --heads 2 --intermediate 64 --max-length 32 --batch-size 4".split()
+    line = error_line(
+        capsys,
+        "pretrain",
+        "--corpus",
+        corpus,
+        "--tokenizer",
+        tiny_bert_dir,
+        *shape,
+        "--steps",
+        2,
+        "--out",
+        tmp_path / "model",
+    )
+    assert f"{work / MARKER}: lists '../victims/thesis.tex'" in line and "outside" in line
+    assert_kept(tmp_path, victims)
+    assert not (tmp_path / "model").exists()
+
+    # The clean-up on its own (a marker edited after the claim): only entries inside the folder.
+    remove_ours(work)
+    assert_kept(tmp_path, victims)
+
+
+def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
+    """Item 1, through a link inside the folder: `link/thesis.tex` with `link -> ../victims`."""
+    user_files(tmp_path, {"victims/thesis.tex": "mine"})
+    out = claim_dir(tmp_path / "out", kind="thing")
+    (out / "link").symlink_to(tmp_path / "victims")
+    (out / MARKER).write_text(json.dumps({"kind": "thing", "files": ["link/thesis.tex"]}))
+    with pytest.raises(TicketlabError, match="symbolic link"):
+        remove_ours(out)
+    assert_kept(tmp_path, {"victims/thesis.tex": "mine"})
+    with pytest.raises(TicketlabError, match=r"out/link: a symbolic link"):
+        claim_dir(out, kind="thing")
+
+
+# --------------------------------------------------------------------------- 4. links in a run folder
+
+
+def test_a_linked_spec_or_runs_folder_of_a_sweep_is_refused(
+    swept, tmp_path, tiny_bert_dir, capsys, monkeypatch
+):
+    """Item 4: `SW/spec.yaml` a link to the user's keep.yaml was written through (`shutil.copyfile`
+    follows links); `SW/runs` linked elsewhere received the new runs."""
+    import ticketlab.cli.sweep as sweep_cli
+
+    def no_runs(*args, **kwargs):  # the runs themselves are not what is tried here
+        raise TicketlabError("the sweep ran")
+
+    monkeypatch.setattr(sweep_cli, "run_sweep", no_runs)
+    spec = tmp_path / "new.yaml"
+    small = dict(methods=["full", "omp"], pretrain_eval=None, search_curve=None, data_curve=None)
+    spec.write_text(json.dumps(fakes.spec_dict(tmp_path, tiny_bert_dir, **small)))
+    keep = tmp_path / "keep.yaml"
+    keep.write_text("mine: true\n")
+    (swept / "spec.yaml").unlink(missing_ok=True)
+    (swept / "spec.yaml").symlink_to(keep)
+    line = error_line(capsys, "sweep", spec, "--out", swept, "--no-report")
+    assert f"{swept / 'spec.yaml'}: a symbolic link" in line
+    assert keep.read_text() == "mine: true\n"
+
+    (swept / "spec.yaml").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    (swept / "runs").rename(elsewhere)
+    (swept / "runs").symlink_to(elsewhere)
+    before = tree(elsewhere)
+    line = error_line(capsys, "sweep", spec, "--out", swept, "--no-report")
+    assert f"{swept / 'runs'}: a symbolic link" in line and tree(elsewhere) == before
+    library = fakes.make_spec(tmp_path, tiny_bert_dir, **small)  # the library's sweep: the same
+    with pytest.raises(TicketlabError, match=r"SW/runs: a symbolic link"):
+        run_sweep(library, swept, finetune=fakes.fake_finetune, log=lambda s: None)
+    assert tree(elsewhere) == before
+
+
+def test_a_search_whose_run_folder_is_a_link_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """Item 4: a search's `run/` linked to a user folder got `.lock` and `settings.json`, and the
+    `checkpoint.pt` there was read as a resume checkpoint."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", "0.3"]
+    search += "--steps 2 --lr 3e-3 --max-length 16 --batch-size 4 --no-progress --out".split()
+    out = tmp_path / "s"
+    claim_dir(out, kind="search")
+    theirs = {"checkpoint.pt": "not a checkpoint", "notes.txt": "mine"}
+    user_files(tmp_path / "mine", theirs)
+    (out / "run").symlink_to(tmp_path / "mine")
+    line = error_line(capsys, *search, out)
+    assert f"{out / 'run'}: a symbolic link" in line
+    assert tree(tmp_path / "mine") == sorted(theirs)
+    assert_kept(tmp_path / "mine", theirs)
+
+
+def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
+    """Item 4 at the lowest level: a `.lock` that is a link is not created or truncated through."""
+    from ticketlab.files import exclusive
+
+    user_files(tmp_path, {"thesis.tex": "mine"})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(tmp_path / "thesis.tex")
+    with pytest.raises(TicketlabError, match="cannot write"), exclusive(tmp_path / "run"):
+        pass
+    assert_kept(tmp_path, {"thesis.tex": "mine"})
