@@ -100,6 +100,40 @@ def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
         claim_dir(out, kind="thing")
 
 
+# --------------------------------------------------------------------------- 2-3. the report folder
+
+
+def test_an_unmarked_report_folder_is_refused_not_adopted(swept, capsys):
+    """Item 2: `SW/report/` without our marker, holding the user's report.md and results.csv, was
+    taken for a report "from before markers" and its files replaced."""
+    report = swept / "report"
+    for p in report.rglob("*"):  # the user's own folder of that name
+        if p.is_file():
+            p.unlink()
+    theirs = {"report.md": "# my own report\n", "results.csv": "my,table\n"}
+    user_files(report, theirs)
+    line = error_line(capsys, "report", swept)
+    assert f"{report}: exists and is not a ticketlab report" in line
+    assert_kept(report, theirs)
+    assert not (report / MARKER).exists()
+
+
+def test_a_linked_report_folder_is_refused(swept, tmp_path, capsys):
+    """Item 3: `SW/report` a link to the user's paper folder: the report was written there."""
+    paper = tmp_path / "paper"
+    user_files(paper, {"report.md": "# my paper\n"})
+    for p in sorted((swept / "report").rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    (swept / "report").rmdir()
+    (swept / "report").symlink_to(paper)
+    line = error_line(capsys, "report", swept)
+    assert f"{swept / 'report'}: a symbolic link" in line
+    assert tree(paper) == ["report.md"] and (paper / "report.md").read_text() == "# my paper\n"
+    # An explicit --out that is a link: the same line (ticketlab writes through no link).
+    line = error_line(capsys, "report", swept, "--out", swept / "report")
+    assert "a symbolic link" in line and tree(paper) == ["report.md"]
+
+
 # --------------------------------------------------------------------------- 4. links in a run folder
 
 
