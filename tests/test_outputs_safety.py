@@ -9,6 +9,7 @@ results store, a report folder and a task id are ticketlab's only when they show
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,31 @@ def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
     with pytest.raises(TicketlabError, match="cannot write"), exclusive(tmp_path / "run"):
         pass
     assert_kept(tmp_path, {"thesis.tex": "mine"})
+
+
+# --------------------------------------------------------------------------- 5. a user's database
+
+
+def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_dir, capsys):
+    """Item 5: `sweep --out mydb` adopted a folder whose results.sqlite was the user's own database
+    with a `meta` table: rows went into it, a `runs` table, a marker, masks/ and runs/."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(fakes.spec_dict(tmp_path, tiny_bert_dir)))
+    mydb = tmp_path / "mydb"
+    mydb.mkdir()
+    with sqlite3.connect(mydb / "results.sqlite") as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('owner', 'me')")
+    db.close()
+    before = (mydb / "results.sqlite").read_bytes()
+    for dry in ([], ["--dry-run"]):
+        line = error_line(capsys, "sweep", spec, "--out", mydb, "--max-runs", 1, *dry)
+        assert f"{mydb}: exists and is not a ticketlab sweep" in line
+        assert tree(mydb) == ["results.sqlite"] and (mydb / "results.sqlite").read_bytes() == before
+
+    from ticketlab.experiments import Store
+
+    for readonly in (True, False):  # the store itself never writes into another program's database
+        with pytest.raises(TicketlabError, match=r"results.sqlite: not a ticketlab results store"):
+            Store(mydb, readonly=readonly)
+    assert (mydb / "results.sqlite").read_bytes() == before
