@@ -229,3 +229,25 @@ def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_di
         with pytest.raises(TicketlabError, match=r"results.sqlite: not a ticketlab results store"):
             Store(mydb, readonly=readonly)
     assert (mydb / "results.sqlite").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- 6. a task id
+
+
+def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, capsys):
+    """Item 6: a task.json with `"id": "sst2"` replaced the built-in SST-2 for the whole process (a
+    sweep scored the real SST-2 runs with the other file's labels and metrics)."""
+    from ticketlab.tasks import BUILTIN, TASKS, get_task
+
+    sst2 = TASKS["sst2"]
+    data = tmp_path / "flipped"
+    data.mkdir()
+    (data / "task.json").write_text(json.dumps({"id": "sst2", "labels": ["1", "0"], "metrics": ["f1"]}))
+    with pytest.raises(TicketlabError, match=r"flipped/task.json: task id 'sst2' is a built-in task"):
+        get_task(str(data / "task.json"))
+    assert TASKS["sst2"] is sst2 and "sst2" in BUILTIN
+    line = error_line(
+        capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", tmp_path / "ft"
+    )
+    assert "task id 'sst2' is a built-in task" in line and not (tmp_path / "ft").exists()
+    assert get_task("sst2") is sst2
