@@ -16,6 +16,7 @@ import pytest
 
 import sweep_fakes as fakes
 from conftest import error_line
+from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import run_sweep
 from ticketlab.experiments.report import write_report
@@ -251,3 +252,61 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
     )
     assert "task id 'sst2' is a built-in task" in line and not (tmp_path / "ft").exists()
     assert get_task("sst2") is sst2
+
+
+# --------------------------------------------------------------------------- 7-8. late refusals
+
+
+def _sst2(root: Path, train: str) -> Path:
+    (root / "SST-2").mkdir(parents=True)
+    (root / "SST-2" / "train.tsv").write_text(train)
+    (root / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nthe cat is good .\t1\nthe dog is bad .\t0\n")
+    return root
+
+
+GOOD = "sentence\tlabel\n" + "the cat is good .\t1\nthe dog is bad .\t0\n" * 8
+
+
+def test_refused_finetune_inputs_leave_no_output_folder(tmp_path, tiny_bert_dir, capsys):
+    """A corrupt mask, a NaN label and an empty training file are refused in one line, and leave
+    neither `OUT/.ticketlab-output` nor `OUT/seed-1/` behind."""
+    stsb = tmp_path / "nan" / "STS-B"
+    stsb.mkdir(parents=True)
+    rows = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    (stsb / "train.tsv").write_text(rows + "0\tg\tf\t2012\t0\ts\ts\tthe cat .\ta cat .\tnan\n")
+    (stsb / "dev.tsv").write_text(rows + "0\tg\tf\t2012\t0\ts\ts\tthe cat .\ta cat .\t2.5\n")
+    mask = tmp_path / "mask"
+    assert main(["prune", "omp", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--out", str(mask)]) == 0
+    (mask / "mask_config.json").write_text("{")
+    base = ["finetune", "--model", tiny_bert_dir, "--max-length", 32, "--max-steps", 2, "--no-progress"]
+    cases = {
+        "corrupt mask": [*base, "--task", "sst2", "--data-dir", _sst2(tmp_path / "ok", GOOD), "--mask", mask],
+        "NaN label": [*base, "--task", "stsb", "--data-dir", tmp_path / "nan"],
+        "empty file": [*base, "--task", "sst2", "--data-dir", _sst2(tmp_path / "empty", "")],
+    }
+    for what, argv in cases.items():
+        out = tmp_path / f"out-{what.replace(' ', '-')}"
+        error_line(capsys, *argv, "--seeds", 1, "--out", out)
+        assert not out.exists(), what
+
+
+def test_finetune_seeds_checks_every_seed_folder_before_training_any(tmp_path, tiny_bert_dir, capsys):
+    """`finetune --seeds 1 2` trained seed 1 before refusing seed 2's folder (a user's folder, or a
+    run with other settings, inside an earlier fine-tuning output)."""
+    data = _sst2(tmp_path / "data", GOOD)
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", "sst2", "--data-dir", data, "--max-length", 32]
+    argv += ["--no-progress", "--out", tmp_path / "out", "--max-steps"]
+    assert main([str(a) for a in [*argv, 2, "--seeds", 2]]) == 0  # an output whose seed 2 took 2 steps
+    capsys.readouterr()
+    out = tmp_path / "out"
+    ran = tree(out)
+    line = error_line(capsys, *argv, 3, "--seeds", 1, 2)
+    assert f"{out / 'seed-2'} holds a run with other settings" in line
+    assert tree(out) == ran  # seed 1 was not trained
+
+    for p in sorted((out / "seed-2").rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    user_files(out / "seed-2", {"notes.txt": "mine"})
+    line = error_line(capsys, *argv, 2, "--seeds", 1, 2)
+    assert f"{out / 'seed-2'}: exists and is not a ticketlab fine-tuning run" in line
+    assert not (out / "seed-1").exists()
