@@ -310,3 +310,33 @@ def test_finetune_seeds_checks_every_seed_folder_before_training_any(tmp_path, t
     line = error_line(capsys, *argv, 2, "--seeds", 1, 2)
     assert f"{out / 'seed-2'}: exists and is not a ticketlab fine-tuning run" in line
     assert not (out / "seed-1").exists()
+
+
+def test_a_finished_runs_recorded_model_folder_is_not_trusted(tmp_path, tiny_bert_dir):
+    """A finished run's result.json edited (or carried) to name another folder as its `model_dir`:
+    the result read back names the run's own `model/`, so a study that deletes the weights it no
+    longer needs (`remove_ours(result.model_dir)`) never reaches outside the run."""
+    from ticketlab.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        model=str(tiny_bert_dir),
+        task="sst2",
+        data_dir=str(_sst2(tmp_path / "data", GOOD)),
+        max_length=32,
+        max_steps=2,
+        save_model=True,
+        progress=False,
+    )
+    run = tmp_path / "run"
+    first = finetune(config, run)
+    assert first.model_dir == str(run / "model")
+    other = tmp_path / "other-model"  # another ticketlab output, not this run's
+    assert (
+        main(["prune", "omp", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--out", str(other)]) == 0
+    )
+    saved = json.loads((run / "result.json").read_text())
+    (run / "result.json").write_text(json.dumps({**saved, "model_dir": str(other), "out_dir": "/elsewhere"}))
+    again = finetune(config, run)
+    assert again.model_dir == str(run / "model") and again.out_dir == str(run)
+    remove_ours(again.model_dir)
+    assert (other / "mask_config.json").is_file() and not (run / "model").exists()
