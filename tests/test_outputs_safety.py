@@ -340,3 +340,16 @@ def test_a_finished_runs_recorded_model_folder_is_not_trusted(tmp_path, tiny_ber
     assert again.model_dir == str(run / "model") and again.out_dir == str(run)
     remove_ours(again.model_dir)
     assert (other / "mask_config.json").is_file() and not (run / "model").exists()
+
+
+def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
+    """The search's form of the late refusal: an empty corpus left a marked `OUT/` with `run/`."""
+    (tmp_path / "empty.txt").write_text("")
+    out = tmp_path / "s"
+    line = error_line(
+        capsys,
+        *["search", "tamt", "--model", tiny_bert_dir, "--corpus", tmp_path / "empty.txt", "--sparsity", 0.3],
+        *"--steps 2 --max-length 16 --batch-size 4 --no-progress --out".split(),
+        out,
+    )
+    assert "empty.txt: no text found" in line and not out.exists()

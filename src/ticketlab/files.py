@@ -209,6 +209,14 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Non
 _HELD: dict[Path, int] = {}
 
 
+def busy(directory: str | os.PathLike, holder: str, what: str) -> TicketlabError:
+    """The one line for a directory whose `exclusive` lock `holder` ("pid N on HOST") holds."""
+    return TicketlabError(
+        f"{directory}: another process ({holder}) is running this {what}; "
+        "wait for it to finish (run the same command again afterwards to resume)"
+    )
+
+
 @contextlib.contextmanager
 def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]:
     """Hold `directory/.lock` for the block; a second process on it is refused in one line.
@@ -233,10 +241,7 @@ def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise TicketlabError(
-                f"{directory}: another process ({holder}) is running this {what}; "
-                "wait for it to finish (run the same command again afterwards to resume)"
-            ) from None
+            raise busy(directory, holder, what) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {_HOST}".encode(), 0)
         _HELD[directory] = 1
