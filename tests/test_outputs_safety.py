@@ -353,3 +353,19 @@ def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_
         out,
     )
     assert "empty.txt: no text found" in line and not out.exists()
+
+
+def test_a_study_refused_for_its_task_data_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
+    """The studies' form of the late refusal: `super` and `mtl` with an empty training file left a
+    marked `OUT/` behind."""
+    data = _sst2(tmp_path / "data", "")
+    (data / "RTE").mkdir()
+    (data / "RTE" / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta .\tb .\tentailment\n")
+    (data / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta .\tb .\tentailment\n")
+    for verb, args in (
+        ("super", ["--task", "sst2", "--levels", 0.5, "--max-steps", 2]),
+        ("mtl", ["--tasks", "rte", "sst2"]),
+    ):
+        out = tmp_path / verb
+        line = error_line(capsys, verb, "--model", tiny_bert_dir, *args, "--data-dir", data, "--out", out)
+        assert "SST-2/train.tsv" in line and not out.exists(), verb
