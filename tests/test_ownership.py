@@ -276,6 +276,9 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     (out / "figures" / "fig.png").unlink()
     (out / "figures").rmdir()
     (out / "figures").symlink_to(paper)
-    with pytest.raises(TicketlabError, match="behind a symbolic link"), atomic_dir(out, kind="report") as tmp:
+    with (
+        pytest.raises(TicketlabError, match="figures: a symbolic link"),
+        atomic_dir(out, kind="report") as tmp,
+    ):
         user_files(tmp, {"report.md": "new"})  # fig.png is no longer drawn: it would be deleted
     assert_kept(paper, {"fig.png": "my figure"})

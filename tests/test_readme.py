@@ -44,7 +44,9 @@ def blocks(language: str) -> list[str]:
 def stand_ins(tmp_path) -> dict[str, str]:
     model = tmp_path / "model"
     # bert-mini-ref's units (4 layers of 4 heads, FFN 4x hidden): a ticket's counts are the README's
-    layout = dict(num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, max_position_embeddings=130)
+    layout = dict(
+        num_hidden_layers=4, num_attention_heads=4, intermediate_size=128, max_position_embeddings=130
+    )
     make_model(BertForMaskedLM, tiny_bert_config(**layout), seed=0).save_pretrained(model)
     write_tokenizer(model)
     rng = random.Random(0)

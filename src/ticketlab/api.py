@@ -14,7 +14,6 @@ on blocks) stay available for custom loops.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -578,11 +577,11 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
     acc = accelerator or make_accelerator(config.mixed_precision)
-    run_dir = SearchDir(config.out).run_dir  # its lock is run/.lock
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
-        run_dir.claim("search", inputs=reads)
-    with run_dir.held() if acc.is_main_process else contextlib.nullcontext():
-        return SEARCH_METHODS[config.verb].run(config, acc)
+        SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock
+    # The directory is claimed and locked by `run_search` once the model and corpus are read: a
+    # refused input (an empty corpus) leaves no output behind.
+    return SEARCH_METHODS[config.verb].run(config, acc)
 
 
 # --------------------------------------------------------------------------- pre-training evaluation

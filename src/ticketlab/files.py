@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from safetensors import SafetensorError
 
@@ -160,6 +160,17 @@ def replace_with(path: Path, data: bytes) -> None:
         raise
 
 
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def open_append(path: str | os.PathLike) -> TextIO:
+    """`path` opened to append text (a log), never through a symbolic link: a link in an output is
+    the user's, and so is the file behind it. One line when it cannot be opened."""
+    with writing(path):
+        return open(path, "a", encoding="utf-8", opener=_no_follow)  # noqa: SIM115 (the caller closes it)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -198,6 +209,14 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Non
 _HELD: dict[Path, int] = {}
 
 
+def busy(directory: str | os.PathLike, holder: str, what: str) -> TicketlabError:
+    """The one line for a directory whose `exclusive` lock `holder` ("pid N on HOST") holds."""
+    return TicketlabError(
+        f"{directory}: another process ({holder}) is running this {what}; "
+        "wait for it to finish (run the same command again afterwards to resume)"
+    )
+
+
 @contextlib.contextmanager
 def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]:
     """Hold `directory/.lock` for the block; a second process on it is refused in one line.
@@ -215,16 +234,14 @@ def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]
         return
     lock = directory / ".lock"
     with writing(lock):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        # Never through a link: truncating it would empty the user's file it points to.
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise TicketlabError(
-                f"{directory}: another process ({holder}) is running this {what}; "
-                "wait for it to finish (run the same command again afterwards to resume)"
-            ) from None
+            raise busy(directory, holder, what) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {_HOST}".encode(), 0)
         _HELD[directory] = 1

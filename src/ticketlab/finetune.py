@@ -56,7 +56,7 @@ from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
 from .modeling import fit_max_length, load_config, load_tokenizer
-from .outputs import claim_dir
+from .outputs import check_output, claim_dir
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
 from .training import EvalFn, TrainConfig, make_accelerator, train
@@ -132,7 +132,16 @@ def _check_run_dir(
         names,
     )
     done = _run_dir(out).finished()
-    return FinetuneResult.from_dict(done) if done is not None else None
+    if done is None:
+        return None
+    # Where its files are is `out`, not what result.json says: an edited or moved file must not make
+    # a caller (a study deleting the weights it no longer needs) act on a folder outside the run.
+    result, model = FinetuneResult.from_dict(done), out / MODEL_DIR
+    kept = result.model_dir is not None and model.is_dir()
+    return dataclasses.replace(result, out_dir=str(out), model_dir=str(model) if kept else None)
+
+
+RUN_KIND, OUTPUT_KIND = "fine-tuning run", "fine-tuning output"  # one seed's directory; RUN_DIR
 
 
 def _run_dir(out: Path) -> RunDir:
@@ -239,18 +248,6 @@ def _write_config(out: Path, record: dict[str, Any], config: FinetuneConfig, mas
     )
 
 
-def _claim(
-    out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
-) -> FinetuneResult | None:
-    """Claim the run directory; the saved result when this run finished there before."""
-    if _is_main():
-        _run_dir(out).claim("fine-tuning run", inputs=_inputs(config))
-    done = _check_run_dir(out, print_, config, inputs)
-    if done is not None and config.save_model and not (out / MODEL_DIR).is_dir():
-        log.warning("%s: finished without --save-model; weights were not kept", out)
-    return done
-
-
 def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
     """`eval_fn`, adding its time to `timing["eval_time_s"]` (kept across a resume as extra state)."""
 
@@ -267,13 +264,36 @@ def _write_result(out: Path, result: FinetuneResult, *, keep_checkpoint: bool) -
     _run_dir(out).finish(result.to_dict(), keep_checkpoint=keep_checkpoint)
 
 
-def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
-    """Fine-tune one (model, mask) on one task with one seed; see the module docstring.
+@dataclasses.dataclass
+class _Run:
+    """One fine-tuning, resolved and checked before anything is read or made: its settings, its
+    output directory (None: none), its identity, and its saved result when it finished before."""
 
-    With `out_dir` the run writes `config.json`, `log.jsonl` (losses and evals), `result.json`
-    (this `FinetuneResult`) and, with `save_model`, `model/` (a plain HF checkpoint, zeros in place).
-    """
-    t_start = time.perf_counter()
+    config: FinetuneConfig
+    spec: TaskSpec
+    hyper: Hyper
+    out: Path | None
+    fingerprint: dict[str, Any]
+    inputs: dict[str, str]
+    done: FinetuneResult | None
+
+
+@dataclasses.dataclass
+class _Loaded:
+    """What a run reads, read: a refused input (a corrupt mask, a NaN label, an empty file) is
+    refused while loading, before the run's directory is made."""
+
+    tokenizer: Any
+    obj: TaskObjective
+    train_config: TrainConfig
+    model: nn.Module
+    mask_config: Any
+    started: float  # perf_counter() when the run began: its wall time counts from here
+
+
+def _plan(config: FinetuneConfig, out_dir: str | os.PathLike | None) -> _Run:
+    """The run `config` describes in `out_dir`: its settings resolved against the task and model, its
+    directory checked (a user's folder, or a run with other settings, refused) without making it."""
     spec = get_task(config.task, config.data_dir)
     hyper = Hyper.of(config, spec)
     length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
@@ -282,26 +302,57 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     out = Path(out_dir) if out_dir is not None else None
     print_ = json.loads(json.dumps(fingerprint(config, spec), default=str))
     inputs = input_content(config, spec) if out is not None else {}
-    if out is not None and (done := _claim(out, print_, config, inputs)) is not None:
-        return done
+    done = None
+    if out is not None:
+        check_output(out, kind=RUN_KIND, inputs=_inputs(config))
+        done = _check_run_dir(out, print_, config, inputs)
+        if done is not None and config.save_model and not (out / MODEL_DIR).is_dir():
+            log.warning("%s: finished without --save-model; weights were not kept", out)
+    return _Run(config, spec, hyper, out, print_, inputs, done)
 
+
+def _load(run: _Run) -> _Loaded:
+    """Read the run's tokenizer, task data, model and mask (nothing is written)."""
+    started = time.perf_counter()
+    config, hyper = run.config, run.hyper
     tokenizer = load_tokenizer(config.model)
-    obj = _objective(config, spec, hyper, tokenizer)
+    obj = _objective(config, run.spec, hyper, tokenizer)
     selected_by = SELECT + hyper.metric if config.select_fraction is not None else None
     steps = _steps(config, hyper, len(obj.dataset))
-    train_config = _train_config(config, hyper, spec, steps, selected_by)
+    train_config = _train_config(config, hyper, run.spec, steps, selected_by)
     model, mask_config = load_task_model(
-        config.model, spec, config.seed, mask=config.mask, check_hash=config.check_hash
+        config.model, run.spec, config.seed, mask=config.mask, check_hash=config.check_hash
     )
-    sparsity = current_mask(model).sparsity if mask_config is not None else 0.0
+    return _Loaded(tokenizer, obj, train_config, model, mask_config, started)
+
+
+def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
+    """Fine-tune one (model, mask) on one task with one seed; see the module docstring.
+
+    With `out_dir` the run writes `config.json`, `log.jsonl` (losses and evals), `result.json`
+    (this `FinetuneResult`) and, with `save_model`, `model/` (a plain HF checkpoint, zeros in place).
+    Every input is read before `out_dir` is made: a refused one leaves nothing behind.
+    """
+    run = _plan(config, out_dir)
+    return run.done if run.done is not None else _train(run, _load(run))
+
+
+def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
+    """Claim the run's directory, record its config, train (resuming from a checkpoint) and write its
+    result."""
+    config, spec, hyper, out = run.config, run.spec, run.hyper, run.out
+    obj, model, train_config = loaded.obj, loaded.model, loaded.train_config
+    if out is not None and _is_main():
+        _run_dir(out).claim(RUN_KIND, inputs=_inputs(config))
+    sparsity = current_mask(model).sparsity if loaded.mask_config is not None else 0.0
     acc = make_accelerator(train_config)
     if out is not None and acc.is_main_process:
         record = {
-            "fingerprint": print_,
-            "inputs": inputs,
-            "resolved": {**dataclasses.asdict(hyper), "max_steps": steps},
+            "fingerprint": run.fingerprint,
+            "inputs": run.inputs,
+            "resolved": {**dataclasses.asdict(hyper), "max_steps": train_config.max_steps},
         }
-        _write_config(out, record, config, mask_config)
+        _write_config(out, record, config, loaded.mask_config)
 
     timing = {"eval_time_s": 0.0}
     timed_eval = _timed(obj.eval_fn, timing)
@@ -319,7 +370,9 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     )
     model_dir = None
     if config.save_model and out is not None and acc.is_main_process:
-        model_dir = str(export_pretrained(model, out / MODEL_DIR, config=mask_config, tokenizer=tokenizer))
+        model_dir = str(
+            export_pretrained(model, out / MODEL_DIR, config=loaded.mask_config, tokenizer=loaded.tokenizer)
+        )
     result = FinetuneResult(
         task=spec.id,
         metric=hyper.metric,
@@ -336,11 +389,11 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
         mask=config.mask,
         train_time_s=round(tr.train_time_s, 3),
         eval_time_s=round(timing["eval_time_s"], 3),
-        wall_time_s=round(time.perf_counter() - t_start, 3),
+        wall_time_s=round(time.perf_counter() - loaded.started, 3),
         resumed_from=tr.resumed_from,
         out_dir=str(out) if out is not None else None,
         model_dir=model_dir,
-        selected_by=selected_by,
+        selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
     )
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
@@ -381,18 +434,25 @@ def finetune_seeds(
 ) -> dict[str, Any]:
     """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
     check_distinct("seeds", seeds)
-    # The task file, its data folder, the model and its tokenizer are checked before RUN_DIR is
-    # made: a refused input leaves no output directory behind.
+    # The task file, its data folder, the model and its tokenizer, every seed's folder, then the
+    # inputs the first run reads, are checked before RUN_DIR is made: a refused input or folder
+    # leaves no output directory behind, and no seed trains before another's folder is refused.
     spec = get_task(config.task, config.data_dir)
     if config.data_dir is not None and spec.kind != "squad":
         task_dir(spec, config.data_dir)
     load_config(config.model)
     load_tokenizer(config.model)
+    check_output(out_dir, kind=OUTPUT_KIND, inputs=_inputs(config))
+    runs = [_plan(config.replace(seed=s), seed_dir(out_dir, s)) for s in seeds]
+    todo = [r for r in runs if r.done is None]
+    loaded = _load(todo[0]) if todo else None
     if _is_main():
-        claim_dir(out_dir, kind="fine-tuning output", inputs=_inputs(config))
+        claim_dir(out_dir, kind=OUTPUT_KIND, inputs=_inputs(config))
     results = []
-    for s in seeds:
-        r = finetune(config.replace(seed=s), seed_dir(out_dir, s))
+    for run in runs:
+        r = run.done
+        if r is None:
+            r, loaded = _train(run, loaded or _load(run)), None  # the first run's inputs, read above
         results.append(r)
         if on_result is not None:
             on_result(r)

@@ -7,6 +7,10 @@ that cannot be written. `atomic_dir` builds an output under a temporary name and
 new directory) or file by file (an existing one); `remove_ours` deletes only what ticketlab wrote.
 `safe_component` checks a name read from a file before it becomes part of a path.
 
+`place` is the one rule for where ticketlab writes or deletes: inside the output, never through a
+symbolic link (ticketlab makes none, so a link in an output is the user's, and so is what lies
+behind it), never a file a marker names outside its folder.
+
 The atomic writes, temporaries and locks underneath are `files.py`.
 """
 
@@ -53,6 +57,55 @@ def _files(root: Path) -> set[str]:
     return found
 
 
+def _inside(rel: Any) -> bool:
+    """`rel` can name an entry inside a folder: a relative POSIX path without empty, `.` or `..`
+    parts (what ticketlab writes in a marker; anything else was not written by ticketlab)."""
+    return (
+        isinstance(rel, str)
+        and bool(rel)
+        and not rel.startswith("/")
+        and "\\" not in rel
+        and "\0" not in rel
+        and all(part not in ("", ".", "..") for part in rel.split("/"))
+    )
+
+
+def _link_line(link: Path) -> str:
+    return (
+        f"{link}: a symbolic link, which ticketlab did not make (refusing to write or delete through "
+        "it); replace it by a folder or give another output directory"
+    )
+
+
+def place(root: str | os.PathLike, rel: str | os.PathLike = "") -> Path:
+    """`root/rel` where ticketlab may write or delete it, or one line why not: `rel` must stay inside
+    `root`, and no entry from `root` down to `root/rel` may be a symbolic link (ticketlab makes
+    none: a link there leads to the user's files). Every write and delete inside an output goes
+    through here, and `check_output` applies it to a whole existing output before any work."""
+    root, rel = Path(root), os.fspath(rel)
+    if rel and not _inside(rel):
+        raise TicketlabError(f"{root}: {rel!r} is not a path inside it (refusing to write or delete there)")
+    here = root
+    for part in ["", *(rel.split("/") if rel else [])]:
+        here = here / part if part else here
+        if here.is_symlink():
+            raise TicketlabError(_link_line(here))
+        if not here.exists():  # nothing below a missing entry exists, links included
+            break
+    return root / rel if rel else root
+
+
+def refuse_links(path: str | os.PathLike) -> None:
+    """`place` for a whole existing output: refuse, in one line, a symbolic link that `path` is or
+    holds anywhere (links are not walked into): a run's `run/`, a sweep's `runs/` or `spec.yaml`,
+    a `.lock` or a log replaced by a link would be written through."""
+    path = place(path)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in sorted([*dirnames, *filenames]):
+            if os.path.islink(os.path.join(dirpath, name)):
+                raise TicketlabError(_link_line(Path(dirpath) / name))
+
+
 def _marker(path: Path) -> dict[str, Any] | None:
     """The marker of a directory: None without one, {} when unreadable."""
     if not (path / MARKER).is_file():
@@ -70,7 +123,19 @@ def _manifest(path: Path) -> set[str] | None:
     listed = (_marker(path) or {}).get("files")
     if not isinstance(listed, list):
         return None
-    return {f for f in listed if isinstance(f, str)}
+    return {f for f in listed if _inside(f)}  # never a path out of the folder (`_refuse_marker`)
+
+
+def _refuse_marker(path: Path) -> None:
+    """A marker whose file list names a path out of its folder (`../thesis.tex`, `/home/...`) was
+    not written by ticketlab: the clean-up would delete what it names."""
+    listed = (_marker(path) or {}).get("files", [])
+    bad = next((f for f in listed if not _inside(f)), None) if isinstance(listed, list) else listed
+    if bad is not None:
+        raise TicketlabError(
+            f"{path / MARKER}: lists {str(bad)[:80]!r}, a path outside {path} (not a marker ticketlab "
+            "wrote; refusing to use the folder); give another output directory or delete the folder"
+        )
 
 
 def _owned(path: Path, kind: str, joins: Iterable[str] = ()) -> bool:
@@ -140,6 +205,8 @@ def check_output(
     """
     path = Path(path).expanduser()
     here, target = Path.cwd().resolve(), resolved(path)
+    if not is_file:
+        place(path)  # a link as the output: its target is not ticketlab's (first: no other message)
     if is_file and path.is_dir():
         raise TicketlabError(f"{path}: is a directory; give a file name")
     if is_file and os.path.lexists(path) and not (path.is_file() and ours is not None and ours(path)):
@@ -167,7 +234,12 @@ def check_output(
                 f"{path}: exists and is not a ticketlab {kind} (refusing to replace its files); "
                 "give a new directory or delete it"
             )
+        _refuse_marker(path)
         _refuse_theirs(path, writes)
+    if not is_file and path.is_dir():
+        refuse_links(path)
+    if is_file and path.is_symlink():  # an earlier output of ours replaced by a link to the user's
+        raise TicketlabError(_link_line(path))
     base = _nearest_existing(path if not is_file else path.parent)
     if not base.is_dir():
         raise TicketlabError(f"{path}: cannot write ({base} is not a directory)")
@@ -215,25 +287,14 @@ def claim_dir(
     return path
 
 
-def _refuse_linked(path: Path, rels: Iterable[str]) -> None:
-    """A folder of the output that the user replaced by a link (`figures` -> their paper): never
-    write or delete through it."""
-    real = os.path.realpath(path)
-    for rel in sorted(rels):
-        parent = os.path.realpath((path / rel).parent)
-        if parent != real and not parent.startswith(real + os.sep):
-            raise TicketlabError(
-                f"{path / rel}: lies behind a symbolic link out of {path}; refusing to write there"
-            )
-
-
 def _merge(tmp: Path, path: Path, kind: str) -> None:
     """Move the new output `tmp` into the existing directory `path` file by file (each move atomic),
     then delete the files of the previous output the new one lacks. Everything else in `path` (the
     user's notes, a plot) stays. The marker lists old and new files while they mix, so a kill
     half-way leaves no file of ours that the next run would take for the user's."""
     new, old = _files(tmp), _manifest(path)
-    _refuse_linked(path, new | (old or set()))
+    for rel in sorted(new | (old or set())):  # a folder the user replaced by a link: not through it
+        place(path, rel)
     _refuse_theirs(path, new)
     _write_marker(path, kind, new | (old or set()))
     for rel in sorted(new):
@@ -263,7 +324,7 @@ def remove_ours(path: str | os.PathLike, names: Iterable[str] = ()) -> list[str]
     if not path.is_dir() or path.is_symlink():
         return []
     for rel in sorted({*names, *(_manifest(path) or ())}):
-        target = path / rel
+        target = place(path, rel)
         if target.is_dir() and not target.is_symlink():
             remove_ours(target)
         else:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .files import atomic_write_json, exclusive, lock_holder, read_json
+from .files import atomic_write_json, busy, exclusive, lock_holder, read_json
 from .outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`training.train`)
@@ -116,6 +116,13 @@ class RunDir:
     def holder(self) -> str | None:
         """Who else holds the lock now ("pid N on HOST"), or None."""
         return lock_holder(self.path / self.lock_in)
+
+    def refuse_held(self) -> None:
+        """Refuse, in one line and creating nothing, a run another process holds now: a second
+        process is turned away before it reads its inputs, and before the directory is claimed."""
+        holder = self.holder()
+        if holder is not None:
+            raise busy((self.path / self.lock_in).resolve(), holder, self.what)
 
     def check(self, now: Mapping[str, Any], inputs: Mapping[str, str], *, write: bool = True) -> None:
         """The recorded identity checked against `now` (`check_same_run`), or recorded for a new run

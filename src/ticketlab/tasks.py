@@ -231,6 +231,20 @@ def read_task_file(path: str | os.PathLike) -> TaskSpec:
     return TaskSpec.from_dict(read_json(path, "task spec"), source=str(path))
 
 
+_FROM_FILES: set[str] = set()  # ids registered from a task.json (a later one may replace them)
+
+
+def _register_file(spec: TaskSpec, path: Path) -> TaskSpec:
+    """Register the task a task.json describes. Its id may not be a built-in task's or one registered
+    in code: that task would be replaced for the whole process (a sweep's real SST-2 runs scored with
+    another file's labels)."""
+    if spec.id in TASKS and spec.id not in _FROM_FILES and TASKS[spec.id] != spec:
+        where = "a built-in task" if spec.id in BUILTIN else "a task registered in code"
+        raise ConfigError(f"{path}: task id {spec.id!r} is {where}; give the file another id")
+    _FROM_FILES.add(spec.id)
+    return register_task(spec, overwrite=True)
+
+
 def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
     """A spec by id (registry, then `task.json` in the data dir) or by the path of a task.json."""
     if isinstance(task, TaskSpec):
@@ -245,7 +259,7 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
         if path.is_file():
             spec = read_task_file(path)
             if not must_match or spec.id == task:
-                return register_task(spec, overwrite=True)
+                return _register_file(spec, path)
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
     raise TicketlabError(

@@ -55,6 +55,7 @@ from .files import (
     atomic_write_text,
     exclusive,
     make_dir,
+    open_append,
     read_json,
     remove_stale,
     to_json,
@@ -507,7 +508,7 @@ class _Loop:
     def open_log(self) -> None:
         if self.out is not None and self.acc.is_main_process:
             _truncate_log(self.out / LOG, self.state.step)
-            self.log_file = open(self.out / LOG, "a")  # noqa: SIM115 (closed by run)
+            self.log_file = open_append(self.out / LOG)  # closed by run
 
     def save_checkpoint(self) -> None:
         if self.ckpt is None or not self.acc.is_main_process:

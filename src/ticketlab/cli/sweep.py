@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from ..errors import TicketlabError
@@ -36,9 +35,10 @@ from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.runner import Runner
 from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
+from ..files import atomic_write_text, read_text
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config, load_tokenizer
-from ..outputs import MARKER, check_output, claim_dir, mark_output, safe_component
+from ..outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
 from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
@@ -111,6 +111,8 @@ def carried_store(out: Path) -> bool:
     if not out.is_dir() or (out / MARKER).exists():
         return False
     names = {p.name for p in out.iterdir()}
+    if any((out / n).is_symlink() for n in names):  # a link to someone's database is theirs
+        return False
     if names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"} or DB_NAME not in names:
         return False
     try:
@@ -206,9 +208,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             runner.store.close()
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    if Path(args.spec).resolve() != (out / "spec.yaml").resolve():
-        shutil.copyfile(args.spec, out / "spec.yaml")
+    if Path(args.spec).resolve() != (out / "spec.yaml").resolve():  # replaced, never written through
+        atomic_write_text(place(out, "spec.yaml"), read_text(args.spec, "sweep spec"))
     result = run_sweep(
         spec,
         out,

@@ -182,6 +182,16 @@ def load_examples(spec: TaskSpec, data_dir: str | os.PathLike | None, split: str
     return read_tsv(spec, split_file(spec, data_dir, split))
 
 
+def check_task_data(spec: TaskSpec, data_dir: str | os.PathLike | None) -> None:
+    """Read every local split a fine-tuning of `spec` reads (its train split and those it scores),
+    so that an empty file or a bad label is refused before a study makes its output folder. The hub
+    is read when a run loads it; SQuAD's layout is its loader's to check."""
+    if data_dir is None or spec.kind == "squad":
+        return
+    for split in dict.fromkeys(["train", *spec.eval_splits]):
+        load_examples(spec, data_dir, split)
+
+
 # --------------------------------------------------------------------------- tokenizing
 
 

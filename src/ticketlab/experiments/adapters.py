@@ -173,9 +173,11 @@ def logged(log_path: Path, what: str) -> Iterator[None]:
     terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
     import sys
 
+    from ..files import open_append
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ticketlab")
-    with open(log_path, "a") as f, contextlib.redirect_stdout(f):
+    with open_append(log_path) as f, contextlib.redirect_stdout(f):
         handler = logging.StreamHandler(f)
         level = logger.level
         logger.addHandler(handler)

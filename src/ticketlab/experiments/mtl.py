@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from ..batches import TASK, MultiTaskData
 from ..compaction import head_extras
-from ..data.glue import task_dir
+from ..data.glue import check_task_data, task_dir
 from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json, content_key
@@ -485,6 +485,8 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     and stage in OUT's results store. Returns {method: {task: mean_std of the scores over seeds}}."""
     from .store import Store
 
+    for task in config.tasks:  # a bad data file is refused before the directory is made
+        check_task_data(get_task(task, config.data_dir), config.data_dir)
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

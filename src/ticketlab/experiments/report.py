@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import MaskFileError, TicketlabError
 from ..files import atomic_write_text
-from ..outputs import atomic_dir, mark_output
+from ..outputs import atomic_dir
 from . import plots
 from .csvs import write_csvs
 from .plan import expand
@@ -102,8 +102,7 @@ def write_report(
         )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     # Checked before drawing: a user's results.csv is not overwritten, nor a sweep input written into.
-    if out_dir is None and out.is_dir():
-        mark_output(out, "report")  # the sweep's own report folder, from before markers: ours
+    # A `report/` folder without our marker is the user's, even in a sweep's directory.
     with atomic_dir(out, kind="report", writes=report_files(), inputs=sweep_inputs(res)) as tmp:
         drawn = _render(res, tmp)
     # Files of an earlier report the new one lacks (a figure no longer drawn) went with the swap.

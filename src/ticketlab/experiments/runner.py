@@ -42,6 +42,7 @@ from typing import Any
 
 from ..errors import ConfigError, TicketlabError
 from ..files import atomic_write_json
+from ..outputs import refuse_links
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Launched
@@ -136,7 +137,8 @@ class Runner(Launched):
         self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval
         self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
         self.heartbeat_every, self.poll, self.log = heartbeat_every, poll, log
-        if not dry_run:
+        if not dry_run:  # a link in the sweep (`runs/` elsewhere) would take the runs out of it
+            refuse_links(sweep_dir)
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)

@@ -60,6 +60,14 @@ CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# The tables a store holds and the columns each has had since the first schema: a database with any
+# other table, or without these, is not ticketlab's (`Store._check_ours`).
+OWN_TABLES = {
+    "runs": {"id", "kind", "name", "config", "deps", "status", "metrics", "provenance", "error", "attempts"}
+    | {"host", "pid", "created", "started", "heartbeat", "finished"},
+    "meta": {"key", "value"},
+}
+
 HOST = socket.gethostname()
 
 
@@ -197,6 +205,8 @@ class Store:
             )
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if path.is_file():
+                self._check_ours()
             if readonly and path.is_file():
                 self.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
                 self._check_version()
@@ -256,6 +266,24 @@ class Store:
         """Every read: its rows, or one line naming the store."""
         with self._errors():
             return self.db.execute(sql, args).fetchall()
+
+    def _check_ours(self) -> None:
+        """An existing database is a ticketlab store only when its tables are the store's own: a
+        user's `results.sqlite` (their own `meta` table, say) is never written into. A new, empty
+        database is ours to make."""
+        tables = {
+            r[0]: r[1]
+            for r in self.db.execute("SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            if r[1] in ("table", "view", "trigger")
+        }
+        if not tables:
+            return
+        columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in OWN_TABLES}
+        foreign = sorted(set(tables) - set(OWN_TABLES))
+        wrong = [t for t, need in OWN_TABLES.items() if tables.get(t) != "table" or not need <= columns[t]]
+        if foreign or wrong:
+            what = f"a table {foreign[0]!r}" if foreign else f"its table {wrong[0]!r}"
+            raise TicketlabError(f"{self.path}: not a ticketlab results store ({what} is not ticketlab's)")
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

@@ -46,6 +46,7 @@ from typing import Any
 
 from torch import nn
 
+from ..data.glue import check_task_data
 from ..downstream import SELECT, task_objective
 from ..errors import TicketlabError
 from ..files import atomic_write_json
@@ -440,6 +441,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
     unit_arch(load_config(config.finetune.model).model_type)
     levels = study_levels(config)
+    check_task_data(get_task(config.finetune.task, config.finetune.data_dir), config.finetune.data_dir)
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

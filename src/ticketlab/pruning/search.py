@@ -34,7 +34,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..errors import ConfigError, TicketlabError
-from ..files import temp_dir, to_json
+from ..files import open_append, temp_dir, to_json
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
 from ..outputs import MARKER
@@ -103,7 +103,7 @@ class SearchDir:
 
     def log(self, record: dict[str, Any]) -> None:
         self.run.mkdir(parents=True, exist_ok=True)
-        with open(self.run / LOG, "a") as f:
+        with open_append(self.run / LOG) as f:
             f.write(to_json(record) + "\n")
 
     def step_dir(self, step: int) -> Path:
