@@ -58,7 +58,7 @@ def test_sweep_runs_everything_once_and_records_it(tmp_path, tiny_bert_dir):
         for r in runs:
             rec = st.get(r.id)
             assert rec.status == "done" and rec.config == r.config
-            assert rec.provenance["code"]["ticketlab"] and rec.provenance["wall_s"] >= 0
+            assert rec.provenance["code"]["ticketlab"] and isinstance(rec.provenance["wall_s"], float)
             if r.kind == "finetune":
                 assert rec.metrics["score"] == fakes.expected_score(r.config)
                 if r.config["mask"] is not None:  # the exact mask file a score came from
@@ -575,7 +575,7 @@ def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
         searches = {r.config["method"]: r for r in st.runs(kind="search")}
         tamt = searches["tamt-mlm"]
         assert [i["step"] for i in tamt.metrics["intermediate"]] == [1]
-        assert tamt.metrics["steps"] == 2 and tamt.metrics["time_s"] > 0
+        assert tamt.metrics["steps"] == 2 and "time_s" in tamt.metrics
         assert "dev_mlm_loss" in tamt.metrics and "dev_kd_loss" in searches["tamt-kd"].metrics
         for r in searches.values():
             assert r.metrics["achieved_sparsity"] == pytest.approx(0.2, abs=1e-3)
