@@ -52,10 +52,11 @@ from .validation import (
     BlockLength,
     FieldError,
     Fraction,
+    LearningRate,
     NonNegFloat,
     NonNegInt,
-    PositiveFloat,
     PositiveInt,
+    Seed,
     check_config,
     check_one_of,
     option,
@@ -81,7 +82,7 @@ class PruneConfig:
     ranking: Literal["local", "global"] = option(
         "local", "rank weights per matrix (local, TAMT) or over all targets (global, Chen et al.)"
     )
-    seed: int = option(0, "seed for random pruning")
+    seed: Seed = option(0, "seed for random pruning")
     targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
 
@@ -161,7 +162,7 @@ class SearchConfig:
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
-    lr: PositiveFloat | None = option(None, "learning rate (default: TAMT Table 1)")
+    lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
@@ -172,7 +173,7 @@ class SearchConfig:
         "less memory: step each tensor inside the backward and free its gradient (no gradient "
         "clipping; one process, no fp16, no --grad-accum)",
     )
-    seed: int = option(0, "data order, corruption, random init")
+    seed: Seed = option(0, "data order, corruption, random init")
     save_at: Sequence[PositiveInt] = option(  # search-cost curves
         (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
     )
@@ -556,7 +557,7 @@ class PretrainEvalConfig:
     )
     max_blocks: PositiveInt | None = option(None, "evaluate only the first N blocks")
     batch_size: PositiveInt = option(32, "blocks per forward pass")
-    seed: int = option(0, "seed of the corruption")
+    seed: Seed = option(0, "seed of the corruption")
     no_kd: bool = option(False, "skip the KD loss (halves the time)")
     ignore_mlm_head: bool = option(
         False, "use the base model's MLM head for every mask (not TAMT-MLM's trained one)"

@@ -381,6 +381,7 @@ def finetune_seeds(
 ) -> dict[str, Any]:
     """`finetune` once per seed into `out_dir/seed-<s>/`; the summary goes to `out_dir/results.json`."""
     check_distinct("seeds", seeds)
+    configs = [config.replace(seed=s) for s in seeds]  # a seed a run would refuse: before RUN_DIR
     # The task file, its data folder, the model and its tokenizer are checked before RUN_DIR is
     # made: a refused input leaves no output directory behind.
     spec = get_task(config.task, config.data_dir)
@@ -391,8 +392,8 @@ def finetune_seeds(
     if _is_main():
         claim_dir(out_dir, kind="fine-tuning output", inputs=_inputs(config))
     results = []
-    for s in seeds:
-        r = finetune(config.replace(seed=s), seed_dir(out_dir, s))
+    for s, seed_config in zip(seeds, configs, strict=True):
+        r = finetune(seed_config, seed_dir(out_dir, s))
         results.append(r)
         if on_result is not None:
             on_result(r)

@@ -62,7 +62,7 @@ from .files import (
 from .optim import AdamW
 from .progress import logs_above_bars, progress_bar
 from .rundir import CHECKPOINT
-from .validation import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, check_config
+from .validation import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
 
 log_ = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ RESULT = "train_result.json"
 class TrainConfig:
     max_steps: PositiveInt  # optimizer steps
     batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
-    lr: PositiveFloat = 5e-5
+    lr: LearningRate = 5e-5
     weight_decay: NonNegFloat = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
@@ -91,7 +91,7 @@ class TrainConfig:
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
     save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
     log_every: PositiveInt = 10
-    seed: int = 0
+    seed: Seed = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Step each parameter inside the backward, as soon as its gradient is complete, and free that
     # gradient: the gradients never exist all at once (less peak memory), at the price of gradient

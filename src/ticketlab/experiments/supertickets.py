@@ -72,6 +72,7 @@ from ..tasks import get_task
 from ..validation import (
     OpenFraction,
     PositiveInt,
+    Seed,
     check_config,
     check_distinct,
     check_one_of,
@@ -93,7 +94,7 @@ class SuperConfig:
     must be None and its `seed` is replaced by each of `seeds`)."""
 
     finetune: FinetuneConfig
-    seeds: list[int] = option(factory=lambda: [1], help="one study per seed", metavar="S")
+    seeds: list[Seed] = option(factory=lambda: [1], help="one study per seed", metavar="S")
     levels: list[float] = option(
         factory=lambda: list(LEVELS),
         help="fractions of heads and of FFN units pruned, in (0, 1) (default: 0.1 ... 0.8)",
@@ -108,7 +109,7 @@ class SuperConfig:
     select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
         0.1, "dev fraction that selects"
     )
-    select_seed: int = option(0, "seed of that dev split")
+    select_seed: Seed = option(0, "seed of that dev split")
     importance_batch_size: PositiveInt | None = option(None, "default: the fine-tuning batch size")
     # where |dL/dgate| is taken (`importance.py`); "batch" is what the committed super-ticket stores used
     importance: str = option(

@@ -36,7 +36,7 @@ from ..masking.targets import Targets
 from ..objectives import Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
-from ..validation import Fraction, PositiveFloat, Range, check_config, option
+from ..validation import Fraction, LearningRate, PositiveFloat, Range, Seed, check_config, option
 from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .ranking import Ranking
@@ -88,10 +88,10 @@ class TamtConfig:
     train_head: bool = option(  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
         True, "TAMT-MLM: keep the MLM head frozen", flag="--freeze-head"
     )
-    head_lr: PositiveFloat | None = option(
+    head_lr: LearningRate | None = option(
         None, "TAMT-MLM: learning rate of the MLM head (default: --lr, as in TAMT)"
     )
-    seed: int = 0  # for random init
+    seed: Seed = 0  # for random init
     targets: Targets = None
     score_dtype: ScoreDtype = option(
         "float32",

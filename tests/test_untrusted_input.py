@@ -1,0 +1,111 @@
+"""Issue 33, loaders and spec reader: what a file or a flag holds can make ticketlab neither unpickle,
+allocate beyond what the model has, nor fail in a traceback. Every case is one line naming the file
+and the problem, before anything is created. One test per item."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import sweep_fakes as fakes
+from conftest import error_line
+from test_runner import write_sst2
+from ticketlab.experiments import run_sweep
+from ticketlab.experiments.report import write_report
+
+# --------------------------------------------------------------------------- the spec reader
+
+
+def _spec(root: Path, model: Path, extra: str = "", **overrides) -> Path:
+    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended."""
+    d = fakes.spec_dict(root, model, pretrain_eval=None, search_curve=None, data_curve=None, **overrides)
+    d.pop("name")
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(d) + extra)
+    return path
+
+
+# Aliases of aliases: nine levels of nine make 9**9 names (80 s, then MemoryError); three here, harmless
+# to the old reader, which took them as the sweep's name.
+BOMB = ", ".join(
+    ["&b0 [lol, lol, lol]", *(f"&b{i} [*b{i - 1}, *b{i - 1}, *b{i - 1}]" for i in (1, 2)), "*b2"]
+)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        f"name: [{BOMB}]\n",  # a name
+        "finetune: {steps: 5, lr: &lr 1.0e-3}\nsearch: {steps: 20, lr: *lr}\n",  # a learning rate
+        "resources: {default: {slurm: &s {qos: high}}, search: {slurm: *s}}\n",  # Slurm options
+    ],
+    ids=["name", "lr", "slurm"],
+)
+def test_yaml_anchors_and_aliases_are_refused_when_the_spec_is_read(where, tiny_bert_dir, tmp_path, capsys):
+    spec = _spec(tmp_path, tiny_bert_dir, where)  # a key given twice: the alias is refused first
+    for dry in ([], ["--dry-run"]):
+        line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", *dry)
+        assert f"{spec}: invalid YAML at line" in line and "anchors and aliases" in line
+        assert not (tmp_path / "out").exists()
+
+
+def test_numbers_beyond_what_a_setting_holds_are_one_line(tiny_bert_dir, tmp_path, capsys):
+    """A 5000-digit seed in a spec, a seed of 10**20 on the command line, a learning rate of 1e38."""
+    spec = _spec(tmp_path, tiny_bert_dir, f"seeds: {{search: [0], finetune: [{'9' * 5000}]}}\n")
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "a number of 5000 digits" in line and str(spec) in line
+    spec = _spec(tmp_path / "s2", tiny_bert_dir, seeds={"search": [0], "finetune": [10**20]})
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "seeds.finetune: 100000000000000000000 is out of range: must be in [0, 4294967296)" in line
+
+    data = tmp_path / "glue"
+    write_sst2(data)
+    finetune = [
+        "finetune",
+        "--model",
+        tiny_bert_dir,
+        "--task",
+        "sst2",
+        "--data-dir",
+        data,
+        "--max-length",
+        32,
+    ]
+    line = error_line(capsys, *finetune, "--seeds", "100000000000000000000", "--out", tmp_path / "f1")
+    assert "seed must be in [0, 4294967296), got 100000000000000000000" in line
+    line = error_line(capsys, *finetune, "--lr", "1e38", "--out", tmp_path / "f2")
+    assert "lr must be in (0, 10], got 1e+38" in line
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    line = error_line(capsys, *search, "--lr", "1e38", "--out", tmp_path / "s")
+    assert "lr must be in (0, 10], got 1e+38" in line
+    assert not any((tmp_path / d).exists() for d in ("f1", "f2", "s"))
+
+
+@pytest.mark.parametrize("steps", ["0", "-3", "1e30", "1.0e+30", "100000000000000000000000000000"])
+def test_the_dry_run_refuses_the_step_counts_a_run_refuses(steps, tiny_bert_dir, tmp_path, capsys):
+    spec = _spec(tmp_path, tiny_bert_dir, f"search: {{steps: {steps}}}\n", search=None)
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "search.steps" in line and not (tmp_path / "out").exists()
+
+
+def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):
+    """`sst$x^^y$` is a valid file name; mathtext cannot parse it: the report draws it as text."""
+    label = "sst$x^^y$"
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        tasks={label: {"task": "a", "data": "data/a"}},
+        methods=["full", "omp"],
+        sparsities=[0.5],
+        seeds={"search": [0], "finetune": [0]},
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    report = write_report(tmp_path / "sweep")
+    assert "fig3_score_vs_sparsity.png" in report.figures and label in report.path.read_text()
