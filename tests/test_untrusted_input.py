@@ -4,13 +4,16 @@ and the problem, before anything is created. One test per item."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 import sweep_fakes as fakes
-from conftest import error_line
+from conftest import error_line, run
 from test_runner import write_sst2
 from ticketlab.experiments import run_sweep
 from ticketlab.experiments.report import write_report
@@ -109,3 +112,63 @@ def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp
     assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
     report = write_report(tmp_path / "sweep")
     assert "fig3_score_vs_sparsity.png" in report.figures and label in report.path.read_text()
+
+
+# --------------------------------------------------------------------------- the loaders
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _pickle_weights(model_dir: Path) -> Path:
+    """The folder as an older `save_pretrained` left it: pytorch_model.bin, no safetensors."""
+    state = load_file(model_dir / "model.safetensors")
+    torch.save(state, model_dir / "pytorch_model.bin")
+    (model_dir / "model.safetensors").unlink()
+    return model_dir / "pytorch_model.bin"
+
+
+def test_pickled_weights_are_refused_with_the_command_that_converts_them(tiny_bert_dir, tmp_path, capsys):
+    """Directly and through a mask's recorded base model; the command in the line converts the folder."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    mask = tmp_path / "omp"
+    assert run(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", mask)[0] == 0
+    pickled = _pickle_weights(model)
+    line = error_line(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", tmp_path / "m")
+    assert (
+        line.startswith(f"ticketlab prune: error: {pickled}: pickled weights")
+        and not (tmp_path / "m").exists()
+    )
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    line = error_line(capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--max-length", 32)
+    assert f"{pickled}: pickled weights" in line  # the base model the mask records
+    command = line.split("convert it once: python -c ")[1].strip('"')
+    exec(command)  # noqa: S102 (the line's own command, on our own file)
+    code, _, err = run(capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--max-length", 32)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("verb", ["prune", "search", "finetune", "evaluate-pretrain", "export", "super"])
+def test_a_truncated_safetensors_file_is_one_line_from_every_verb(verb, tiny_bert_dir, tmp_path, capsys):
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    mask = tmp_path / "omp"
+    assert run(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", mask)[0] == 0
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    write_sst2(tmp_path / "glue")
+    task = ["--task", "sst2", "--data-dir", tmp_path / "glue", "--max-length", 32]
+    argv = {
+        "prune": ["prune", "omp", "--sparsity", 0.5],
+        "search": ["search", "tamt", "--corpus", corpus, "--sparsity", 0.5, "--steps", 1, "--max-length", 32],
+        "finetune": ["finetune", *task, "--max-steps", 1],
+        "evaluate-pretrain": ["evaluate-pretrain", "--corpus", corpus, "--max-length", 32],
+        "export": ["export", "--mask", mask],
+        "super": ["super", *task, "--max-steps", 1, "--levels", 0.5, "--select-fraction", 0.5],
+    }[verb]
+    line = error_line(capsys, *argv, "--model", model, "--out", tmp_path / "out")
+    assert f"{weights}: corrupt or truncated safetensors file" in line and not (tmp_path / "out").exists()

@@ -37,7 +37,7 @@ from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
-from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
+from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import MLMCollator, pretraining_loss
 from .outputs import check_output
 from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
@@ -527,6 +527,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
+    check_model(config.model)  # its config and weights' files, before the search directory is made
     acc = accelerator or make_accelerator(config.mixed_precision)
     run_dir = SearchDir(config.out).run_dir  # its lock is run/.lock
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
