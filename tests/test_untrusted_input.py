@@ -4,6 +4,7 @@ and the problem, before anything is created. One test per item."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from conftest import error_line, run
 from test_runner import write_sst2
 from ticketlab.experiments import run_sweep
 from ticketlab.experiments.report import write_report
+from ticketlab.masking.units import UnitMask
+from ticketlab.modeling import load_model
+from ticketlab.structured import save_unit_mask, unit_mask_config
 
 # --------------------------------------------------------------------------- the spec reader
 
@@ -172,3 +176,29 @@ def test_a_truncated_safetensors_file_is_one_line_from_every_verb(verb, tiny_ber
     }[verb]
     line = error_line(capsys, *argv, "--model", model, "--out", tmp_path / "out")
     assert f"{weights}: corrupt or truncated safetensors file" in line and not (tmp_path / "out").exists()
+
+
+def test_a_ticket_allocates_no_more_than_its_model_has(tiny_bert_dir, tmp_path, capsys):
+    """`units.structure` decides how large a ticket's weight form is: it must be its base model's (by
+    its config.json), and without the base model here it may describe at most 2**29 weights."""
+    model = load_model(tiny_bert_dir)
+    units = UnitMask(head=torch.tensor([[True, False], [True, True]]), ffn=torch.tensor([True, False]))
+    config = unit_mask_config(model, units, method="winning", level=0.5, base_model=str(tiny_bert_dir))
+    ticket = save_unit_mask(units, config, tmp_path / "ticket")
+    assert run(capsys, "info", ticket)[0] == 0
+    path = ticket / "mask_config.json"
+    raw = json.loads(path.read_text())
+    # The same unit tensors over 4096-wide layers: 2e8 weights (0.2 GB of flags) for a 32-wide model.
+    raw["units"]["structure"].update(hidden_size=4096, head_size=2048, intermediate_size=4096)
+    path.write_text(json.dumps(raw))
+    line = error_line(capsys, "info", ticket)
+    assert f"{ticket}: its units.structure gives hidden_size 4096, but its base model has 32" in line
+    # Its base model moved away: only as much as no model needs to confirm (here 3.2e9 weights).
+    raw["base_model"] = str(tmp_path / "gone")
+    raw["units"]["structure"].update(hidden_size=16384, head_size=8192, intermediate_size=16384)
+    path.write_text(json.dumps(raw))
+    line = error_line(capsys, "info", ticket)
+    assert "describes 3.2e+09 weights and its base model" in line and "(at most 5.4e+08 without it)" in line
+    raw["units"]["structure"].update(hidden_size=32, head_size=16, intermediate_size=64)  # the tiny one's
+    path.write_text(json.dumps(raw))
+    assert run(capsys, "info", ticket)[0] == 0
