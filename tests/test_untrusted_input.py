@@ -202,3 +202,26 @@ def test_a_ticket_allocates_no_more_than_its_model_has(tiny_bert_dir, tmp_path, 
     raw["units"]["structure"].update(hidden_size=32, head_size=16, intermediate_size=64)  # the tiny one's
     path.write_text(json.dumps(raw))
     assert run(capsys, "info", ticket)[0] == 0
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_dir, tmp_path, capsys):
+    """A search stopped after its last checkpoint resumes from it; a Python RNG state that is no
+    state (a list too short, of the wrong types) is one line naming the checkpoint file."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    out = tmp_path / "s"
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
+    assert run(capsys, *search)[0] == 0
+    for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
+        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
+    ckpt = out / "run" / "checkpoint.pt"
+    for state in [(3, (1, 2), None), (3, (), None), "not a state"]:
+        saved = torch.load(ckpt, weights_only=True)
+        saved["rng"]["python"] = repr(state)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart from scratch" in line

@@ -210,6 +210,21 @@ def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path)
     model.load_state_dict(state, strict=False)
 
 
+@contextlib.contextmanager
+def restoring(path: Path) -> Any:
+    """Restoring what checkpoint `path` holds: a value of the wrong kind or shape in it (a Python
+    RNG state that is no state, an optimizer state of other tensors) is one line naming the file."""
+    try:
+        yield
+    except TicketlabError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, SyntaxError, AttributeError) as e:
+        what = (str(e).splitlines() or [""])[0][:200]
+        raise TicketlabError(
+            f"{path}: corrupt checkpoint ({type(e).__name__}: {what}); delete it to restart from scratch"
+        ) from None
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -493,13 +508,14 @@ class _Loop:
                 f"{self.ckpt}: not a checkpoint of this training loop (no {', '.join(missing)}); "
                 "delete it to restart from scratch"
             )
-        if self.extra_state is not None:  # first: it may say what the saved tensors are (which
-            self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
-        load_trainable_state(self.raw_model, saved["model"], self.ckpt)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"])
-        self.result = TrainResult(**saved["result"])
+        with restoring(self.ckpt):
+            if self.extra_state is not None:  # first: it may say what the saved tensors are (which
+                self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
+            load_trainable_state(self.raw_model, saved["model"], self.ckpt)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            _set_rng_state(saved["rng"])
+            self.result = TrainResult(**saved["result"])
         self.result.stopped = False  # a new piece
         self.result.resumed_from = self.state.step = saved["step"]
 
