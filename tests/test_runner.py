@@ -333,7 +333,7 @@ import sweep_fakes as fakes
 from pathlib import Path
 from ticketlab.experiments import run_sweep
 root = Path({root!r})
-spec = fakes.make_spec(root, Path({model!r}), data_curve=None, pretrain_eval=None)
+spec = fakes.make_spec(root, Path({model!r}), **fakes.SMALL)
 ft = functools.partial(fakes.fake_finetune, sleep=float(sys.argv[1]))
 run_sweep(spec, root / "sweep", finetune=ft, log=lambda s: None)
 """
@@ -351,7 +351,7 @@ def test_kill_inside_a_run_then_resume(tmp_path, tiny_bert_dir):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     (entered,) = sweep_dir.glob("runs/*/entered")
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **fakes.SMALL)
     runs = expand(spec)
     killed = next(r for r in runs if r.dirname == entered.parent.name)
     with Store(sweep_dir) as st:
@@ -371,7 +371,9 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):
 
     registry = fakes.fake_registry()
     registry["imp"] = type(registry["imp"])(**{**registry["imp"].__dict__, "search": broken_search})
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    # IMP's masks and its search curve (at 70%) beside methods that do not fail: not the whole grid
+    grid = dict(methods=["full", "omp", "random", "imp"], sparsities=[0.7])
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **grid, data_curve=None, pretrain_eval=None)
     spec.registry = registry
     runs = expand(spec)
     result = sweep(tmp_path, spec, finetune=functools.partial(fakes.fake_finetune, fail_task="b"))
