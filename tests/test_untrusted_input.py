@@ -97,6 +97,10 @@ def test_the_dry_run_refuses_the_step_counts_a_run_refuses(steps, tiny_bert_dir,
     spec = _spec(tmp_path, tiny_bert_dir, f"search: {{steps: {steps}}}\n", search=None)
     line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
     assert "search.steps" in line and not (tmp_path / "out").exists()
+    # given for one method: the refusal names the method's key
+    spec = _spec(tmp_path / "m", tiny_bert_dir, methods={"omp": {}, "tamt-mlm": {"steps": 0}})
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "methods.tamt-mlm.steps: a positive step budget is required by tamt-mlm, got 0" in line
 
 
 def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):
