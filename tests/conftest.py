@@ -6,12 +6,15 @@ is absent.
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
+from ticketlab.masking import io as mask_io
 from ticketlab.modeling import quiet_transformers
 
 quiet_transformers()  # no per-load progress bars in test output
@@ -63,6 +66,27 @@ def write_tokenizer(path: Path) -> BertTokenizerFast:
     tok = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True, model_max_length=64)
     tok.save_pretrained(path)
     return tok
+
+
+# Fields that hold the wall clock: a record's creation time, run times. No test compares them
+# (tests/test_wall_clock.py reads every test for it); `record` gives a config without them.
+WALL_CLOCK = ("created",)
+
+
+def record(config) -> dict:
+    """A config's fields (`to_dict`) without its wall-clock stamps: what two runs can agree on."""
+    return {k: v for k, v in config.to_dict().items() if k not in WALL_CLOCK}
+
+
+@pytest.fixture(autouse=True)
+def _every_stamp_in_its_own_second(monkeypatch):
+    """Every mask config made in a test is stamped one second after the one before, as on a machine
+    so busy that no two calls share a second: a test comparing two records with their `created`
+    fails every time, not once in a while on someone's first `make test`."""
+    seconds = itertools.count()
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    stamp = lambda: (start + timedelta(seconds=next(seconds))).isoformat(timespec="seconds")  # noqa: E731
+    monkeypatch.setattr(mask_io, "created_stamp", stamp)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -216,6 +216,18 @@ def spec_dict(root: Path, model_dir: Path, **overrides) -> dict:
     return d
 
 
+# A small sweep (3 searches, 8 fine-tunings) for tests that need searches finished before something
+# and fine-tunings after it, not the whole grid (the kill test took 25 s with it, about half without).
+SMALL = dict(
+    methods=["full", "omp", "random"],
+    sparsities=[0.5],
+    seeds={"search": [0, 1], "finetune": [0]},
+    search_curve=None,
+    data_curve=None,
+    pretrain_eval=None,
+)
+
+
 def make_spec(root: Path, model_dir: Path, **overrides):
     from ticketlab.experiments import spec_from_dict
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 from PIL import Image
 
 from ticketlab.cli import main
-from ticketlab.demo import BUDGETS, METHODS, run_demo
+from ticketlab.demo import BUDGETS, METHODS, demo_threads, run_demo
 from ticketlab.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -55,10 +56,31 @@ def test_cli_prints_report_path_and_table(demo, capsys):
     assert f"report: {result.report}" in printed and result.table in printed and "done in" in printed
 
 
+def test_torch_threads_come_from_the_free_cores():
+    """torch's default (a thread per core) beside other work oversubscribes the cores (issue 33: 43
+    minutes instead of 6): the demo takes the cores the load leaves, and says what a busy one costs."""
+    assert demo_threads(2, 0.3) == (2, None)
+    threads, note = demo_threads(2, 7.9)
+    assert threads == 1 and note == (
+        "note: the machine is busy (load 7.9 on 2 cores): the demo uses 1 torch thread, and may take "
+        "up to 9x as long as on an idle machine"
+    )
+    assert demo_threads(16, 6.2)[0] == 10 and "up to 2x" in demo_threads(16, 6.2)[1]
+    assert demo_threads(4, 40.0)[0] == 1
+
+
 def test_given_model_skips_pretraining(tiny_bert_dir, tmp_path, monkeypatch):
     budget = replace(BUDGETS["test"], methods=("full", "omp"), sparsities=(0.5,), pretrain_eval=None)
     monkeypatch.chdir(tiny_bert_dir.parent)  # a relative model path is resolved against the cwd
-    result = run_demo(tmp_path / "given", budget, model=tiny_bert_dir.name, log=lambda _: None)
+    # ... on a busy machine (load 7.9 on 2 cores): one torch thread while it runs, then torch's own
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.getloadavg", lambda: (7.9, 7.0, 6.0))
+    monkeypatch.setattr("ticketlab.experiments.launchers.usable_cores", lambda: 2)
+    set_to: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    lines: list[str] = []
+    result = run_demo(tmp_path / "given", budget, model=tiny_bert_dir.name, log=lines.append)
+    assert set_to == [1, torch.get_num_threads()] and "the machine is busy (load 7.9 on 2 cores)" in lines[0]
     assert result.pretrain is None and result.model == str(tiny_bert_dir.resolve()) and result.ok
     assert not (tmp_path / "given" / "models").exists()
     assert {r.split()[0] for r in result.table.splitlines()[2:]} == {"full", "omp"}

@@ -58,7 +58,7 @@ def test_sweep_runs_everything_once_and_records_it(tmp_path, tiny_bert_dir):
         for r in runs:
             rec = st.get(r.id)
             assert rec.status == "done" and rec.config == r.config
-            assert rec.provenance["code"]["ticketlab"] and rec.provenance["wall_s"] >= 0
+            assert rec.provenance["code"]["ticketlab"] and isinstance(rec.provenance["wall_s"], float)
             if r.kind == "finetune":
                 assert rec.metrics["score"] == fakes.expected_score(r.config)
                 if r.config["mask"] is not None:  # the exact mask file a score came from
@@ -363,7 +363,7 @@ import sweep_fakes as fakes
 from pathlib import Path
 from ticketlab.experiments import run_sweep
 root = Path({root!r})
-spec = fakes.make_spec(root, Path({model!r}), data_curve=None, pretrain_eval=None)
+spec = fakes.make_spec(root, Path({model!r}), **fakes.SMALL)
 ft = functools.partial(fakes.fake_finetune, sleep=float(sys.argv[1]))
 run_sweep(spec, root / "sweep", finetune=ft, log=lambda s: None)
 """
@@ -381,7 +381,7 @@ def test_kill_inside_a_run_then_resume(tmp_path, tiny_bert_dir):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     (entered,) = sweep_dir.glob("runs/*/entered")
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **fakes.SMALL)
     runs = expand(spec)
     killed = next(r for r in runs if r.dirname == entered.parent.name)
     with Store(sweep_dir) as st:
@@ -401,7 +401,9 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):
 
     registry = fakes.fake_registry()
     registry["imp"] = type(registry["imp"])(**{**registry["imp"].__dict__, "search": broken_search})
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None)
+    # IMP's masks and its search curve (at 70%) beside methods that do not fail: not the whole grid
+    grid = dict(methods=["full", "omp", "random", "imp"], sparsities=[0.7])
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **grid, data_curve=None, pretrain_eval=None)
     spec.registry = registry
     runs = expand(spec)
     result = sweep(tmp_path, spec, finetune=functools.partial(fakes.fake_finetune, fail_task="b"))
@@ -605,7 +607,7 @@ def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
         searches = {r.config["method"]: r for r in st.runs(kind="search")}
         tamt = searches["tamt-mlm"]
         assert [i["step"] for i in tamt.metrics["intermediate"]] == [1]
-        assert tamt.metrics["steps"] == 2 and tamt.metrics["time_s"] > 0
+        assert tamt.metrics["steps"] == 2 and "time_s" in tamt.metrics
         assert "dev_mlm_loss" in tamt.metrics and "dev_kd_loss" in searches["tamt-kd"].metrics
         for r in searches.values():
             assert r.metrics["achieved_sparsity"] == pytest.approx(0.2, abs=1e-3)

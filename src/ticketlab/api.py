@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .files import atomic_write_json
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
-from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
+from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .outputs import check_output
 from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig
 from .tasks import get_task
@@ -37,10 +37,11 @@ from .validation import (
     BlockLength,
     FieldError,
     Fraction,
+    LearningRate,
     NonNegFloat,
     NonNegInt,
-    PositiveFloat,
     PositiveInt,
+    Seed,
     check_config,
     check_one_of,
     option,
@@ -79,7 +80,7 @@ class PruneConfig:
         "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
         "pruning: without --targets, the layers' matrices only, the word embeddings left dense)",
     )
-    seed: int = option(0, "seed for random pruning")
+    seed: Seed = option(0, "seed for random pruning")
     # regexes over module names (default: TAMT §3.2's weights; with global ranking Chen et al.'s, the
     # layers' six matrices without the word embeddings, `one_shot_targets`)
     targets: Targets = None
@@ -175,7 +176,7 @@ class SearchConfig:
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
-    lr: PositiveFloat | None = option(None, "learning rate (default: TAMT Table 1)")
+    lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
@@ -186,7 +187,7 @@ class SearchConfig:
         "less memory: step each tensor inside the backward and free its gradient (no gradient "
         "clipping; one process, no fp16, no --grad-accum)",
     )
-    seed: int = option(0, "data order, corruption, random init")
+    seed: Seed = option(0, "data order, corruption, random init")
     save_at: Sequence[PositiveInt] = option(  # search-cost curves
         (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
     )
@@ -576,6 +577,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
+    check_model(config.model)  # its config and weights' files, before the search directory is made
     acc = accelerator or make_accelerator(config.mixed_precision)
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
         SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock
@@ -606,7 +608,7 @@ class PretrainEvalConfig:
     )
     max_blocks: PositiveInt | None = option(None, "evaluate only the first N blocks")
     batch_size: PositiveInt = option(32, "blocks per forward pass")
-    seed: int = option(0, "seed of the corruption")
+    seed: Seed = option(0, "seed of the corruption")
     no_kd: bool = option(False, "skip the KD loss (halves the time)")
     ignore_mlm_head: bool = option(
         False, "use the base model's MLM head for every mask (not TAMT-MLM's trained one)"

@@ -55,7 +55,7 @@ from .finetune_results import FinetuneResult, mean_std, summarize
 from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
-from .modeling import fit_max_length, load_config, load_tokenizer
+from .modeling import check_model, fit_max_length, load_config, load_tokenizer
 from .outputs import check_output, claim_dir
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
@@ -440,7 +440,7 @@ def finetune_seeds(
     spec = get_task(config.task, config.data_dir)
     if config.data_dir is not None and spec.kind != "squad":
         task_dir(spec, config.data_dir)
-    load_config(config.model)
+    check_model(config.model)
     load_tokenizer(config.model)
     check_output(out_dir, kind=OUTPUT_KIND, inputs=_inputs(config))
     runs = [_plan(config.replace(seed=s), seed_dir(out_dir, s)) for s in seeds]

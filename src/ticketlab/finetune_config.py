@@ -19,11 +19,13 @@ from .errors import ConfigError
 from .tasks import BUILTIN, TaskSpec, get_task
 from .validation import (
     Fraction,
+    LearningRate,
     NonNegFloat,
     NonNegInt,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
+    Seed,
     check_config,
     not_result,
     option,
@@ -38,8 +40,8 @@ class FinetuneConfig:
     task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
     data_dir: str | None = option(None, "GLUE root or task folder (default: the hub, online)", metavar="DIR")
     mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
-    seed: int = 1  # head init, dropout, data order
-    lr: PositiveFloat | None = option(None, "peak learning rate")
+    seed: Seed = 1  # head init, dropout, data order
+    lr: LearningRate | None = option(None, "peak learning rate")
     batch_size: PositiveInt | None = option(None, "global batch size")
     max_length: PositiveInt | None = option(None, "tokens per example (SQuAD: per window)")
     epochs: PositiveFloat | None = option(None, "passes over the training set")
@@ -50,14 +52,14 @@ class FinetuneConfig:
     train_samples: PositiveInt | None = option(  # data scarcity, TAMT Fig. 9
         None, "seeded subset of N training examples", metavar="N"
     )
-    data_seed: int | None = option(None, "seed of that subset (default: the run seed)")
+    data_seed: Seed | None = option(None, "seed of that subset (default: the run seed)")
     eval_samples: PositiveInt | None = option(
         None, "score only the first N dev examples (not for reporting)", metavar="N"
     )
     # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
     # on 10% of dev and report the other 90%); None: the whole dev set does both.
     select_fraction: OpenFraction | None = None
-    select_seed: int = 0
+    select_seed: Seed = 0
     warmup_ratio: Fraction = option(0.0, "fraction of the steps with a linear warm-up")
     warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
     weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")

@@ -4,6 +4,10 @@ Every command takes `--model PATH_OR_ID`. A local directory is used as it is; an
 passed to the hub (which works only online). One mask fits every head: masks are keyed relative to
 the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads onto
 `BertForSequenceClassification` of the same checkpoint.
+
+Weights are read from safetensors only (`check_weights`, `use_safetensors=True`): unpickling a file
+can run its code, so a pickled `pytorch_model.bin` is refused in one line with the command that
+converts it; a truncated safetensors file is one line too.
 """
 
 from __future__ import annotations
@@ -141,14 +145,16 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     if _is_compacted(name):
         return check_finite(load_compacted(name, head, **kwargs), name)
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
+    if Path(name).expanduser().is_dir():
+        check_weights(Path(name).expanduser())
     quiet_transformers()
     # transformers 5 loads in the file's dtype ("auto"): a float16 checkpoint would train and
     # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
     import torch  # with the model: start-up of the CLI stays fast
 
     kwargs.setdefault("dtype", torch.float32)
-    try:
-        model = auto_class(head).from_pretrained(name, **kwargs)
+    try:  # a hub repository with pickled weights only: refused by transformers, as OSError
+        model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError, RecursionError) as e:
         raise _wrap_load_error(name, f"model ({head} head)", e) from None
     except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
@@ -158,6 +164,45 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
             f"{name}: cannot load model ({head} head): its weights' shapes do not match its config.json"
         ) from None
     return check_finite(model, name)
+
+
+def check_model(name_or_path: str | os.PathLike) -> None:
+    """What `load_model` refuses in a model's files (its config, its weights' format and integrity),
+    refused without loading the weights: verbs call it before they make their output directory."""
+    load_config(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not _is_compacted(str(path)):
+        check_weights(path)
+
+
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle files
+
+
+def check_weights(path: Path) -> list[Path]:
+    """The safetensors files of model directory `path`, each whole (its header read and its data
+    the size the header says), or one error: weights in pickled files only are refused with the
+    command that converts them."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p for pattern in PICKLED for p in path.glob(pattern))
+        if not pickled:
+            raise TicketlabError(f"{path}: no model.safetensors (the model's weights) in the directory")
+        bin_, out = pickled[0], path / "model.safetensors"
+        raise TicketlabError(
+            f"{bin_}: pickled weights (unpickling can run code), and ticketlab reads safetensors only; "
+            'if you trust the file, convert it once: python -c "import torch, safetensors.torch as st; '
+            f"st.save_file({{k: v.contiguous().clone() for k, v in torch.load('{bin_}', "
+            f"weights_only=True).items()}}, '{out}', metadata={{'format': 'pt'}})\""
+        )
+    for f in files:
+        try:
+            with safe_open(str(f), "pt") as opened:
+                opened.keys()
+        except (SafetensorError, OSError) as e:  # safetensors checks the data covers what the header says
+            raise TicketlabError(f"{f}: corrupt or truncated safetensors file ({e})") from None
+    return files
 
 
 def check_finite(model: nn.Module, name: str) -> nn.Module:

@@ -86,11 +86,13 @@ from .training import (
 from .validation import (
     BlockLength,
     Fraction,
+    LearningRate,
     NonNegFloat,
     NonNegInt,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
+    Seed,
     check_config,
     check_fields,
     check_one_of,
@@ -132,7 +134,7 @@ class PretrainConfig:
         None, "training time; steps are set by timing a few", metavar="SECONDS"
     )
     batch_size: PositiveInt = option(32, "blocks per optimizer step")
-    lr: PositiveFloat = option(1e-3, "peak learning rate")
+    lr: LearningRate = option(1e-3, "peak learning rate")
     warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
     weight_decay: NonNegFloat = 0.01
     dropout: Fraction = option(0.1, "dropout of hidden states and attention probabilities")
@@ -140,7 +142,7 @@ class PretrainConfig:
     eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")
     eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
     save_every: PositiveInt = field(default=200, metadata={"result": False})
-    seed: int = option(0, "weight init, data order, masking")
+    seed: Seed = option(0, "weight init, data order, masking")
     progress: bool = field(default=True, metadata={"result": False})
     max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None
     mixed_precision: str = option(

@@ -30,7 +30,7 @@ from .errors import ConfigError, TicketlabError
 from .files import read_json
 from .metrics import GLUE_METRICS, SQUAD_METRICS
 from .outputs import safe_component
-from .validation import check_fields
+from .validation import LearningRate, check_fields
 
 Kind = Literal["classification", "regression", "squad"]
 Column = str | int  # a header name, or a 0-based field index for files without a header
@@ -53,7 +53,7 @@ class TaskSpec:
     metrics: tuple[str, ...] = ("accuracy",)
     main_metric: str | None = None  # decides the best dev score (default: the first metric)
     # fine-tuning defaults (TAMT Table 1)
-    lr: float = 2e-5
+    lr: LearningRate = 2e-5
     batch_size: int = 32
     max_length: int = 128
     epochs: float = 3.0

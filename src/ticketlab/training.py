@@ -63,7 +63,7 @@ from .files import (
 from .optim import AdamW
 from .progress import logs_above_bars, progress_bar
 from .rundir import CHECKPOINT
-from .validation import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, check_config
+from .validation import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
 
 log_ = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ RESULT = "train_result.json"
 class TrainConfig:
     max_steps: PositiveInt  # optimizer steps
     batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
-    lr: PositiveFloat = 5e-5
+    lr: LearningRate = 5e-5
     weight_decay: NonNegFloat = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
@@ -93,7 +93,7 @@ class TrainConfig:
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
     save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
     log_every: PositiveInt = 10
-    seed: int = 0
+    seed: Seed = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Step each parameter inside the backward, as soon as its gradient is complete, and free that
     # gradient: the gradients never exist all at once (less peak memory), at the price of gradient
@@ -210,6 +210,21 @@ def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path)
             "delete it to restart from scratch"
         )
     model.load_state_dict(state, strict=False)
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Any:
+    """Restoring what checkpoint `path` holds: a value of the wrong kind or shape in it (a Python
+    RNG state that is no state, an optimizer state of other tensors) is one line naming the file."""
+    try:
+        yield
+    except TicketlabError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, SyntaxError, AttributeError) as e:
+        what = (str(e).splitlines() or [""])[0][:200]
+        raise TicketlabError(
+            f"{path}: corrupt checkpoint ({type(e).__name__}: {what}); delete it to restart from scratch"
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -495,13 +510,14 @@ class _Loop:
                 f"{self.ckpt}: not a checkpoint of this training loop (no {', '.join(missing)}); "
                 "delete it to restart from scratch"
             )
-        if self.extra_state is not None:  # first: it may say what the saved tensors are (which
-            self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
-        load_trainable_state(self.raw_model, saved["model"], self.ckpt)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"])
-        self.result = TrainResult(**saved["result"])
+        with restoring(self.ckpt):
+            if self.extra_state is not None:  # first: it may say what the saved tensors are (which
+                self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
+            load_trainable_state(self.raw_model, saved["model"], self.ckpt)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            _set_rng_state(saved["rng"])
+            self.result = TrainResult(**saved["result"])
         self.result.stopped = False  # a new piece
         self.result.resumed_from = self.state.step = saved["step"]
 

@@ -48,10 +48,15 @@ class Range:
         low, high = (self.ge, "[") if self.ge is not None else (self.gt, "(")
         top, close = (self.le, "]") if self.le is not None else (self.lt, ")")
         if top is None:
-            return f"{'>=' if high == '[' else '>'} {low:g}"
+            return f"{'>=' if high == '[' else '>'} {_num(low)}"
         if low is None:
-            return f"{'<=' if close == ']' else '<'} {top:g}"
-        return f"in {high}{low:g}, {top:g}{close}"
+            return f"{'<=' if close == ']' else '<'} {_num(top)}"
+        return f"in {high}{_num(low)}, {_num(top)}{close}"
+
+
+def _num(x: float | None) -> str:
+    """A bound as written: 4294967296 whole, 0.001 short."""
+    return str(int(x)) if isinstance(x, int) else f"{x:g}"
 
 
 def option(
@@ -121,6 +126,12 @@ Fraction = Annotated[float, Range(ge=0, lt=1)]  # [0, 1): sparsity, warm-up rati
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]  # (0, 1): a part that leaves something on both sides
 Probability = Annotated[float, Range(ge=0, le=1)]
 BlockLength = Annotated[int, Range(ge=8)]  # tokens per block: [CLS], [SEP] and a few words
+SEED_RANGE = Range(ge=0, lt=2**32)  # what numpy's generator takes (torch's take more)
+Seed = Annotated[int, SEED_RANGE]
+# A learning rate: 10 is far above any the papers use (scores: 1e-2 at most; weights: 1e-3) and far
+# below what overflows float32 in an optimizer step (`--lr 1e38`: a RuntimeError mid-run).
+LearningRate = Annotated[float, Range(gt=0, le=10)]
+INT64 = 2**63  # every integer a config holds fits torch's, numpy's and SQLite's 64-bit integers
 
 
 class FieldError(ConfigError):
@@ -215,11 +226,31 @@ def field_problem(obj: Any) -> tuple[str, str, Any] | None:
             continue
         value, tp = getattr(obj, f.name), hints[f.name]
         if not _ok(value, tp):
-            return f.name, f"must be {describe(tp)}, got {value!r}", value
+            return f.name, f"must be {describe(tp)}, got {_short(value)}", value
         bound = _out_of_range(value, tp)
         if bound is not None:
-            return f.name, f"must be {bound}, got {value!r}", value
+            return f.name, f"must be {bound}, got {_short(value)}", value
+        if (big := _too_big(value)) is not None:
+            return f.name, f"must fit in 64 bits (below 2**63), got {_short(big)}", value
     return None
+
+
+def _too_big(value: Any) -> int | None:
+    """An integer in `value` (or in its lists and mappings) beyond 64 bits, if any: a step count or
+    a seed of 10**20 would pass a `>= 1` check and fail in torch or SQLite mid-run."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if not -INT64 <= value < INT64 else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((big for v in items if (big := _too_big(v)) is not None), None)
+
+
+def _short(value: Any) -> str:
+    """`repr(value)`, a 5000-digit number cut to a readable length."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more than 4300 digits: Python refuses to write it out
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def check_fields(obj: Any) -> str | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
-from ..validation import BlockLength, PositiveInt, Probability, check_config
+from ..validation import BlockLength, PositiveInt, Probability, Seed, check_config
 
 GENERATOR_VERSION = 2  # bump when the language or the tasks change: it is part of every cache key
 
@@ -138,7 +138,7 @@ LEXICON = Lexicon()
 class SyntheticConfig:
     """Everything that determines the generated corpus and tasks (and so the cache key)."""
 
-    seed: int = 0
+    seed: Seed = 0
     corpus_sentences: PositiveInt = 60_000  # MLM pre-training corpus
     block_length: BlockLength = 32  # corpus lines hold block_length - 2 words (see `corpus_lines`)
     dev_sentences: PositiveInt = 2_000  # held-out corpus text for MLM dev loss

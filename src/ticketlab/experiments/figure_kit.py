@@ -9,11 +9,14 @@ mask initialisation).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -24,6 +27,14 @@ from .tables import SweepResults
 
 DPI = 100
 MARKERS = "osD^vP*Xh"
+
+
+@contextlib.contextmanager
+def plain_text() -> Iterator[None]:
+    """Draw every label as written: a task label or a task id may hold '$' (`sst$x^^y$` is a valid
+    file name), which matplotlib would parse as mathtext and refuse, and with it every later report."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
 
 
 def pct(s: float) -> str:

@@ -13,10 +13,12 @@ from ..modeling import load_config
 from ..tasks import get_task
 from ..validation import (
     Fraction,
+    LearningRate,
     NonNegFloat,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
+    Seed,
     check_config,
     check_distinct,
     not_result,
@@ -34,8 +36,8 @@ class MtlConfig:
         None, "one structured ticket per task, in order", metavar="TICKET"
     )
     data_dir: str | None = option(None, "GLUE root holding every task", metavar="DIR")
-    seeds: list[int] = option(factory=lambda: [1], help="one run per seed", metavar="S")
-    lr: PositiveFloat = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
+    seeds: list[Seed] = option(factory=lambda: [1], help="one run per seed", metavar="S")
+    lr: LearningRate = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
     batch_size: PositiveInt = option(32, "global batch size")
     max_length: PositiveInt | None = option(None, "tokens per example (default: each task's)")
     epochs: PositiveFloat = option(5.0, "passes over the tasks' training sets")
@@ -47,11 +49,11 @@ class MtlConfig:
     train_samples: PositiveInt | None = option(None, "seeded subset of each task's training set", metavar="N")
     eval_samples: PositiveInt | None = option(None, "score only the first N dev examples", metavar="N")
     select_fraction: OpenFraction | None = option(None, "pick best steps on this seeded part of each dev set")
-    select_seed: int = option(0, "seed of that part")
+    select_seed: Seed = option(0, "seed of that part")
     finetune_after: bool = option(
         False, "then fine-tune each task alone from the multi-task weights", **AFTER
     )
-    finetune_lr: PositiveFloat | None = option(None, "default: --lr", **AFTER)
+    finetune_lr: LearningRate | None = option(None, "default: --lr", **AFTER)
     finetune_epochs: PositiveFloat | None = option(None, "default: the task's", **AFTER)
     finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps", **AFTER)
     check_hash: bool = option(

@@ -33,6 +33,7 @@ from ..files import atomic_write_text
 from ..outputs import atomic_dir
 from . import plots
 from .csvs import write_csvs
+from .figure_kit import plain_text
 from .plan import expand
 from .results import load_results
 from .sections import (
@@ -141,7 +142,8 @@ def _render(res: SweepResults, out: Path) -> Report:
         path = out / "figures" / fname
         kw = {"masks": masks} if fn in (plots.distance_from_omp, plots.similarity) else {}
         try:
-            reason = fn(res, path, **kw)
+            with plain_text():
+                reason = fn(res, path, **kw)
         except MaskFileError as e:  # e.g. a store copied without its masks/
             reason = f"a mask file is missing or unreadable ({e})"
         if reason is None:

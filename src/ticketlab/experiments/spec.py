@@ -60,6 +60,7 @@ import yaml
 from ..errors import ConfigError
 from ..files import read_text
 from ..outputs import safe_component
+from ..validation import SEED_RANGE, Range
 from .methods import METHODS, MethodSpec, base_method
 from .sweep_spec import (
     ALL,
@@ -93,6 +94,42 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- reading YAML
+
+MAX_DIGITS = 30  # no setting needs a longer number; Python refuses to read one of 4300 digits
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases, and without numbers no setting needs.
+
+    An alias (`*x`) repeats what its anchor (`&x`) names wherever it is used: a few hundred bytes
+    of aliases of aliases expand to gigabytes (a 'billion laughs'), in a name, a learning rate or a
+    Slurm option alike. A spec has no need of them, so the first anchor or alias is refused, before
+    anything is built from the file.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"anchors and aliases ({sign}{anchor}) are not allowed: write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {digits} digits (at most {MAX_DIGITS})", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
 
 
 class _Reader:
@@ -131,12 +168,17 @@ class _Reader:
             raise self.fail(key, f"{v!r} is not a number")
         return round(float(v), 6)
 
-    def ints(self, v: Any, key: str) -> list[int]:
+    def ints(self, v: Any, key: str, bound: Range | None = None) -> list[int]:
         out = self.listing(v, key)
         for x in out:
             if isinstance(x, bool) or not isinstance(x, int):
                 raise self.fail(key, f"{x!r} is not an integer")
+            if bound is not None and not bound.holds(x):
+                raise self.fail(key, f"{x} is out of range: must be {bound}")
         return out
+
+    def seeds(self, v: Any, key: str) -> list[int]:
+        return self.ints(v, key, SEED_RANGE)
 
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
@@ -166,7 +208,7 @@ def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None
     path = Path(path)
     text = read_text(path, "sweep spec", ConfigError)
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader, stricter still)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -208,8 +250,8 @@ def spec_from_dict(
         tasks=tasks,
         methods=methods,
         sparsities=sparsities,
-        search_seeds=r.ints(seeds.get("search", list(DEFAULT_SEARCH_SEEDS)), "seeds.search"),
-        finetune_seeds=r.ints(seeds.get("finetune", [0]), "seeds.finetune"),
+        search_seeds=r.seeds(seeds.get("search", list(DEFAULT_SEARCH_SEEDS)), "seeds.search"),
+        finetune_seeds=r.seeds(seeds.get("finetune", [0]), "seeds.finetune"),
         corpus=corpus,
         search=r.mapping(d.get("search"), "search"),
         finetune=r.mapping(d.get("finetune"), "finetune"),
@@ -257,7 +299,7 @@ def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
             key = f"methods.{m}.sparsities"
             own["sparsities"] = [r.sparsity(s, key) for s in r.listing(own["sparsities"], key)]
         if "search_seeds" in own:
-            own["search_seeds"] = r.ints(own["search_seeds"], f"methods.{m}.search_seeds")
+            own["search_seeds"] = r.seeds(own["search_seeds"], f"methods.{m}.search_seeds")
         if "sources" in own:
             own["sources"] = [str(t) for t in r.listing(own["sources"], f"methods.{m}.sources")]
     return methods

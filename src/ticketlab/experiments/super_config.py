@@ -9,7 +9,15 @@ from ..errors import ConfigError
 from ..finetune_config import FinetuneConfig
 from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
 from ..tasks import get_task
-from ..validation import OpenFraction, PositiveInt, check_config, check_distinct, check_one_of, option
+from ..validation import (
+    OpenFraction,
+    PositiveInt,
+    Seed,
+    check_config,
+    check_distinct,
+    check_one_of,
+    option,
+)
 
 
 @dataclass
@@ -18,7 +26,7 @@ class SuperConfig:
     must be None and its `seed` is replaced by each of `seeds`)."""
 
     finetune: FinetuneConfig
-    seeds: list[int] = option(factory=lambda: [1], help="one study per seed", metavar="S")
+    seeds: list[Seed] = option(factory=lambda: [1], help="one study per seed", metavar="S")
     levels: list[float] | None = option(  # None: the paper's eight, those that fit the model
         None,
         "fractions of heads and of FFN units pruned, in (0, 1) (default: the paper's 0.1 ... 0.8, "
@@ -41,7 +49,7 @@ class SuperConfig:
     select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
         0.1, "dev fraction that selects"
     )
-    select_seed: int = option(0, "seed of that dev split")
+    select_seed: Seed = option(0, "seed of that dev split")
     importance_batch_size: PositiveInt | None = option(None, "default: the fine-tuning batch size")
     # where |dL/dgate| is taken (`importance.py`); "batch" is what the committed super-ticket stores used
     importance: str = option(

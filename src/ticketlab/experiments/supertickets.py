@@ -53,7 +53,7 @@ from ..files import atomic_write_json
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
-from ..modeling import fit_max_length, load_config, load_model, load_tokenizer
+from ..modeling import check_model, fit_max_length, load_config, load_model, load_tokenizer
 from ..outputs import claim_dir, remove_ours
 from ..structure import structure_of, unit_arch
 from ..structured.gates import attach_gates
@@ -438,6 +438,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
     from .store import Store
 
+    check_model(config.finetune.model)  # its files (pickled or truncated weights), before its folder
     # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
     unit_arch(load_config(config.finetune.model).model_type)
     levels = study_levels(config)

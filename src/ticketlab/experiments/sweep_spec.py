@@ -240,9 +240,8 @@ class SweepSpec(PlannedConfigs):
             if overrides.uses_steps:
                 steps = self.search_settings(m).get("steps")
                 if not _positive_int(steps):
-                    raise self._fail(
-                        "search.steps", f"a positive step budget is required by {m}, got {steps!r}"
-                    )
+                    key = f"methods.{m}.steps" if "steps" in self.methods[m] else "search.steps"
+                    raise self._fail(key, f"a positive step budget is required by {m}, got {steps!r}")
 
     def _check_imp_settings(self, method: str) -> None:
         """IMP's own settings (variant, ranking, pooler, prune_rate) at each of the method's sparsities,

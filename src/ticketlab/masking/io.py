@@ -62,6 +62,12 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def created_stamp() -> str:
+    """When a mask config is made (UTC, to the second). Looked up at each call, so that the test suite
+    can give every stamp its own second, as a busy machine may (tests/conftest.py)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 @dataclass
 class MaskConfig:
     """What a mask is and where it came from. Validated on creation and on load."""
@@ -80,7 +86,7 @@ class MaskConfig:
     units: dict[str, Any] | None = None  # structured: granularity, structure, kept units per layer
     pattern: str | None = None  # "N:M": N kept of every M along the input dim; None: elementwise
     versions: dict[str, str] = field(default_factory=library_versions)
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: created_stamp())  # provenance, not what the mask is
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 

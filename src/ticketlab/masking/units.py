@@ -47,15 +47,17 @@ units are refused in one line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import MaskFileError, MaskMismatchError
+from ..errors import MaskFileError, MaskMismatchError, TicketlabError
+from ..files import read_json
 from ..structure import (  # noqa: F401 (re-exported: the units' vocabulary)
     ATTN_OUT,
     FFN_IN,
@@ -218,6 +220,7 @@ def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[Un
         structure = Structure.from_dict(info["structure"])
     except (KeyError, TypeError, ValueError) as e:
         raise MaskFileError(f"{where}: invalid 'units.structure' in the mask config ({e})") from None
+    check_structure_bound(structure, config.base_model, where)
     if set(raw) - {"head", "ffn", "neuron"} or "head" not in raw:
         raise MaskFileError(
             f"{where}: a structured mask holds 'head' and 'ffn'/'neuron' tensors, got {sorted(raw)}"
@@ -230,6 +233,63 @@ def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[Un
     if info.get("granularity") != units.granularity or info.get("kept") != units.kept_per_layer():
         raise MaskFileError(f"{where}: the kept units in the mask config disagree with its tensors")
     return units, structure
+
+
+# The weights a structure may describe when no base model is here to compare it with: BERT-large's
+# layers hold 3.0e8, so a ticket of any model up to that size reads anywhere; larger ones need their
+# base model (its config.json) here, so a file cannot make ticketlab allocate what no model has.
+UNVOUCHED_WEIGHTS = 2**29
+_SIZE_KEYS = {  # a Structure size and the config.json keys families give it under
+    "num_layers": ("num_hidden_layers", "n_layers"),
+    "num_heads": ("num_attention_heads", "n_heads"),
+    "hidden_size": ("hidden_size", "dim"),
+    "intermediate_size": ("intermediate_size", "hidden_dim"),
+}
+
+
+def check_structure_bound(structure: Structure, base_model: str, where: Path) -> None:
+    """Refuse (one line) a recorded structure its base model does not have. The weight form of a
+    ticket is as large as its structure says (`units.structure` of hidden 32768 and 16384 heads: 13 GB
+    for a 210-byte file), so the structure must be the base model's, by its config.json (a local
+    folder, or the hub's cache); without one, it may describe at most `UNVOUCHED_WEIGHTS`."""
+    found = _base_config(base_model)
+    if found is None:
+        n = sum(math.prod(shape) for shape in structure.weight_shapes().values())
+        if n > UNVOUCHED_WEIGHTS:
+            raise MaskFileError(
+                f"{where}: its units.structure describes {n:.2g} weights and its base model {base_model} "
+                f"is not here to confirm them (at most {UNVOUCHED_WEIGHTS:.2g} without it)"
+            )
+        return
+    path, raw = found
+    for size, keys in _SIZE_KEYS.items():
+        want = next((raw[k] for k in keys if isinstance(raw.get(k), int)), None)
+        if want is not None and getattr(structure, size) != want:
+            raise MaskFileError(
+                f"{where}: its units.structure gives {size} {getattr(structure, size)}, but its base "
+                f"model has {want} ({path}): not a ticket of that model"
+            )
+
+
+def _base_config(base_model: str) -> tuple[Path, dict[str, Any]] | None:
+    """(path, contents) of the base model's config.json, from its folder or the hub's cache; None
+    when neither has it or it does not read."""
+    path = Path(base_model).expanduser() / "config.json"
+    if not path.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache  # no network: the cache alone
+
+            cached = try_to_load_from_cache(base_model, "config.json")
+        except Exception:  # not a hub id (a moved folder's path): nothing to read
+            cached = None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        raw = read_json(path, "model config")
+    except TicketlabError:
+        return None
+    return (path, raw) if isinstance(raw, dict) else None
 
 
 def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:

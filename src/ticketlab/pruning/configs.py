@@ -18,7 +18,17 @@ from typing import Annotated, Literal
 from ..errors import ConfigError
 from ..masking.pattern import parse_pattern, pattern_sparsity
 from ..masking.targets import Targets
-from ..validation import Fraction, OpenFraction, PositiveFloat, PositiveInt, Range, check_config, option
+from ..validation import (
+    Fraction,
+    LearningRate,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Seed,
+    check_config,
+    option,
+)
 
 Ranking = Literal["local", "global"]
 # `objectives.Objective` (the losses), spelt out here: objectives.py imports torch and transformers
@@ -42,10 +52,10 @@ class TamtConfig:
     train_head: bool = option(  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
         True, "TAMT-MLM: keep the MLM head frozen", flag="--freeze-head"
     )
-    head_lr: PositiveFloat | None = option(
+    head_lr: LearningRate | None = option(
         None, "TAMT-MLM: learning rate of the MLM head (default: --lr, as in TAMT)"
     )
-    seed: int = 0  # for random init
+    seed: Seed = 0  # for random init
     targets: Targets = None
     score_dtype: ScoreDtype = option(
         "float32",

@@ -52,6 +52,7 @@ from ..training import (
     load_checkpoint,
     load_trainable_state,
     make_accelerator,
+    restoring,
     train,
 )
 
@@ -145,8 +146,9 @@ def restore_checkpoint(model: nn.Module, run_dir: Path) -> int:
             "delete the directory and run again"
         )
     saved = load_checkpoint(ckpt)
-    load_trainable_state(model, saved["model"], ckpt)
-    return int(saved["step"])
+    with restoring(ckpt):
+        load_trainable_state(model, saved["model"], ckpt)
+        return int(saved["step"])
 
 
 class StepClock:
@@ -407,7 +409,8 @@ class _Search:
         sd = self.sd
         if sd.result_file.is_file():  # trained, but stopped before the mask was written
             restore_checkpoint(self.model, sd.run)
-            self.set_state(load_checkpoint(sd.checkpoint_file).get("extra", {}))
+            with restoring(sd.checkpoint_file):
+                self.set_state(load_checkpoint(sd.checkpoint_file).get("extra", {}))
             return None
         return train(
             self.model,

@@ -1,0 +1,231 @@
+"""Issue 33, loaders and spec reader: what a file or a flag holds can make ticketlab neither unpickle,
+allocate beyond what the model has, nor fail in a traceback. Every case is one line naming the file
+and the problem, before anything is created. One test per item."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import sweep_fakes as fakes
+from conftest import error_line, run
+from test_runner import write_sst2
+from ticketlab.experiments import run_sweep
+from ticketlab.experiments.report import write_report
+from ticketlab.masking.units import UnitMask
+from ticketlab.modeling import load_model
+from ticketlab.structured import save_unit_mask, unit_mask_config
+
+# --------------------------------------------------------------------------- the spec reader
+
+
+def _spec(root: Path, model: Path, extra: str = "", **overrides) -> Path:
+    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended."""
+    d = fakes.spec_dict(root, model, pretrain_eval=None, search_curve=None, data_curve=None, **overrides)
+    d.pop("name")
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(d) + extra)
+    return path
+
+
+# Aliases of aliases: nine levels of nine make 9**9 names (80 s, then MemoryError); three here, harmless
+# to the old reader, which took them as the sweep's name.
+BOMB = ", ".join(
+    ["&b0 [lol, lol, lol]", *(f"&b{i} [*b{i - 1}, *b{i - 1}, *b{i - 1}]" for i in (1, 2)), "*b2"]
+)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        f"name: [{BOMB}]\n",  # a name
+        "finetune: {steps: 5, lr: &lr 1.0e-3}\nsearch: {steps: 20, lr: *lr}\n",  # a learning rate
+        "resources: {default: {slurm: &s {qos: high}}, search: {slurm: *s}}\n",  # Slurm options
+    ],
+    ids=["name", "lr", "slurm"],
+)
+def test_yaml_anchors_and_aliases_are_refused_when_the_spec_is_read(where, tiny_bert_dir, tmp_path, capsys):
+    spec = _spec(tmp_path, tiny_bert_dir, where)  # a key given twice: the alias is refused first
+    for dry in ([], ["--dry-run"]):
+        line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", *dry)
+        assert f"{spec}: invalid YAML at line" in line and "anchors and aliases" in line
+        assert not (tmp_path / "out").exists()
+
+
+def test_numbers_beyond_what_a_setting_holds_are_one_line(tiny_bert_dir, tmp_path, capsys):
+    """A 5000-digit seed in a spec, a seed of 10**20 on the command line, a learning rate of 1e38."""
+    spec = _spec(tmp_path, tiny_bert_dir, f"seeds: {{search: [0], finetune: [{'9' * 5000}]}}\n")
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "a number of 5000 digits" in line and str(spec) in line
+    spec = _spec(tmp_path / "s2", tiny_bert_dir, seeds={"search": [0], "finetune": [10**20]})
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "seeds.finetune: 100000000000000000000 is out of range: must be in [0, 4294967296)" in line
+
+    data = tmp_path / "glue"
+    write_sst2(data)
+    finetune = [
+        "finetune",
+        "--model",
+        tiny_bert_dir,
+        "--task",
+        "sst2",
+        "--data-dir",
+        data,
+        "--max-length",
+        32,
+    ]
+    line = error_line(capsys, *finetune, "--seeds", "100000000000000000000", "--out", tmp_path / "f1")
+    assert "seed must be in [0, 4294967296), got 100000000000000000000" in line
+    line = error_line(capsys, *finetune, "--lr", "1e38", "--out", tmp_path / "f2")
+    assert "lr must be in (0, 10], got 1e+38" in line
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    line = error_line(capsys, *search, "--lr", "1e38", "--out", tmp_path / "s")
+    assert "lr must be in (0, 10], got 1e+38" in line
+    assert not any((tmp_path / d).exists() for d in ("f1", "f2", "s"))
+
+
+@pytest.mark.parametrize("steps", ["0", "-3", "1e30", "1.0e+30", "100000000000000000000000000000"])
+def test_the_dry_run_refuses_the_step_counts_a_run_refuses(steps, tiny_bert_dir, tmp_path, capsys):
+    spec = _spec(tmp_path, tiny_bert_dir, f"search: {{steps: {steps}}}\n", search=None)
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "search.steps" in line and not (tmp_path / "out").exists()
+    # given for one method: the refusal names the method's key
+    spec = _spec(tmp_path / "m", tiny_bert_dir, methods={"omp": {}, "tamt-mlm": {"steps": 0}})
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "methods.tamt-mlm.steps: a positive step budget is required by tamt-mlm, got 0" in line
+
+
+def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):
+    """`sst$x^^y$` is a valid file name; mathtext cannot parse it: the report draws it as text."""
+    label = "sst$x^^y$"
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        tasks={label: {"task": "a", "data": "data/a"}},
+        methods=["full", "omp"],
+        sparsities=[0.5],
+        seeds={"search": [0], "finetune": [0]},
+        pretrain_eval=None,
+        search_curve=None,
+        data_curve=None,
+    )
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    report = write_report(tmp_path / "sweep")
+    assert "fig3_score_vs_sparsity.png" in report.figures and label in report.path.read_text()
+
+
+# --------------------------------------------------------------------------- the loaders
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _pickle_weights(model_dir: Path) -> Path:
+    """The folder as an older `save_pretrained` left it: pytorch_model.bin, no safetensors."""
+    state = load_file(model_dir / "model.safetensors")
+    torch.save(state, model_dir / "pytorch_model.bin")
+    (model_dir / "model.safetensors").unlink()
+    return model_dir / "pytorch_model.bin"
+
+
+def test_pickled_weights_are_refused_with_the_command_that_converts_them(tiny_bert_dir, tmp_path, capsys):
+    """Directly and through a mask's recorded base model; the command in the line converts the folder."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    mask = tmp_path / "omp"
+    assert run(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", mask)[0] == 0
+    pickled = _pickle_weights(model)
+    line = error_line(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", tmp_path / "m")
+    assert (
+        line.startswith(f"ticketlab prune: error: {pickled}: pickled weights")
+        and not (tmp_path / "m").exists()
+    )
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    line = error_line(capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--max-length", 32)
+    assert f"{pickled}: pickled weights" in line  # the base model the mask records
+    command = line.split("convert it once: python -c ")[1].strip('"')
+    exec(command)  # noqa: S102 (the line's own command, on our own file)
+    code, _, err = run(capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--max-length", 32)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("verb", ["prune", "search", "finetune", "evaluate-pretrain", "export", "super"])
+def test_a_truncated_safetensors_file_is_one_line_from_every_verb(verb, tiny_bert_dir, tmp_path, capsys):
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    mask = tmp_path / "omp"
+    assert run(capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", mask)[0] == 0
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 20)
+    write_sst2(tmp_path / "glue")
+    task = ["--task", "sst2", "--data-dir", tmp_path / "glue", "--max-length", 32]
+    argv = {
+        "prune": ["prune", "omp", "--sparsity", 0.5],
+        "search": ["search", "tamt", "--corpus", corpus, "--sparsity", 0.5, "--steps", 1, "--max-length", 32],
+        "finetune": ["finetune", *task, "--max-steps", 1],
+        "evaluate-pretrain": ["evaluate-pretrain", "--corpus", corpus, "--max-length", 32],
+        "export": ["export", "--mask", mask],
+        "super": ["super", *task, "--max-steps", 1, "--levels", 0.5, "--select-fraction", 0.5],
+    }[verb]
+    line = error_line(capsys, *argv, "--model", model, "--out", tmp_path / "out")
+    assert f"{weights}: corrupt or truncated safetensors file" in line and not (tmp_path / "out").exists()
+
+
+def test_a_ticket_allocates_no_more_than_its_model_has(tiny_bert_dir, tmp_path, capsys):
+    """`units.structure` decides how large a ticket's weight form is: it must be its base model's (by
+    its config.json), and without the base model here it may describe at most 2**29 weights."""
+    model = load_model(tiny_bert_dir)
+    units = UnitMask(head=torch.tensor([[True, False], [True, True]]), ffn=torch.tensor([True, False]))
+    config = unit_mask_config(model, units, method="winning", level=0.5, base_model=str(tiny_bert_dir))
+    ticket = save_unit_mask(units, config, tmp_path / "ticket")
+    assert run(capsys, "info", ticket)[0] == 0
+    path = ticket / "mask_config.json"
+    raw = json.loads(path.read_text())
+    # The same unit tensors over 4096-wide layers: 2e8 weights (0.2 GB of flags) for a 32-wide model.
+    raw["units"]["structure"].update(hidden_size=4096, head_size=2048, intermediate_size=4096)
+    path.write_text(json.dumps(raw))
+    line = error_line(capsys, "info", ticket)
+    assert f"{ticket}: its units.structure gives hidden_size 4096, but its base model has 32" in line
+    # Its base model moved away: only as much as no model needs to confirm (here 3.2e9 weights).
+    raw["base_model"] = str(tmp_path / "gone")
+    raw["units"]["structure"].update(hidden_size=16384, head_size=8192, intermediate_size=16384)
+    path.write_text(json.dumps(raw))
+    line = error_line(capsys, "info", ticket)
+    assert "describes 3.2e+09 weights and its base model" in line and "(at most 5.4e+08 without it)" in line
+    raw["units"]["structure"].update(hidden_size=32, head_size=16, intermediate_size=64)  # the tiny one's
+    path.write_text(json.dumps(raw))
+    assert run(capsys, "info", ticket)[0] == 0
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_dir, tmp_path, capsys):
+    """A search stopped after its last checkpoint resumes from it; a Python RNG state that is no
+    state (a list too short, of the wrong types) is one line naming the checkpoint file."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    out = tmp_path / "s"
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
+    assert run(capsys, *search)[0] == 0
+    for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
+        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
+    ckpt = out / "run" / "checkpoint.pt"
+    for state in [(3, (1, 2), None), (3, (), None), "not a state"]:
+        saved = torch.load(ckpt, weights_only=True)
+        saved["rng"]["python"] = repr(state)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart from scratch" in line
