@@ -466,6 +466,21 @@ def test_evaluate_pretraining_is_token_weighted_and_reproducible(tiny_run):
     assert other_seed["mlm_loss"] != pytest.approx(one["mlm_loss"])
 
 
+def _mlm_loss_with_original_head(tiny_run, mask_dir, cache):
+    """A mask's MLM dev loss computed here: the base model as saved (its pre-trained head), the mask
+    on its encoder, a dense decoder; the same blocks and corruption as `evaluate-pretrain`."""
+    from ticketlab.data.corpus import load_lm_blocks
+    from ticketlab.masking import load_mask
+    from ticketlab.modeling import load_tokenizer
+    from ticketlab.pretrain_eval import evaluate_pretraining
+
+    tok = load_tokenizer(tiny_run / "model")
+    blocks, _ = load_lm_blocks([tiny_run / "corpus.txt"], tok, 32, cache_dir=cache, progress=False)
+    model = BertForMaskedLM.from_pretrained(tiny_run / "model")
+    apply_mask(model, load_mask(mask_dir)[0])
+    return evaluate_pretraining(model, blocks, MLMCollator(tok), kd=False)["mlm_loss"]
+
+
 def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     out = tmp_path / "tamt"
     assert main(search_args(tiny_run, out, "--sparsity", "0.6", "--steps", "4", "--lr", "3e-3")) == 0
@@ -480,17 +495,22 @@ def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     ]
     model = ["--model", str(tiny_run / "model")]
     assert main(["evaluate-pretrain", *model, "--full", "--mask", str(out), *common, "--json"]) == 0
-    full, masked = json.loads(capsys.readouterr().out)
+    full, plain = json.loads(capsys.readouterr().out)
     assert full["name"] == "full" and full["kd_loss"] == 0.0 and full["sparsity"] == 0.0
-    assert (
-        masked["mlm_head"] == "trained"
-        and masked["kd_loss"] > 0
-        and masked["sparsity"] == pytest.approx(0.6, abs=1e-3)
-    )
-    assert main(["evaluate-pretrain", "--mask", str(out), "--ignore-mlm-head", *common, "--json"]) == 0
-    [plain] = json.loads(capsys.readouterr().out)  # the base model comes from the mask's config
-    assert "mlm_head" not in plain and plain["mlm_loss"] != pytest.approx(masked["mlm_loss"])
+    # TAMT's evaluation (--load_mlm_head false): the original head, whatever the mask's directory holds
+    assert "mlm_head" not in plain and plain["kd_loss"] > 0
+    assert plain["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    by_hand = _mlm_loss_with_original_head(tiny_run, out, tmp_path / "c")
+    assert plain["mlm_loss"] == pytest.approx(by_hand, rel=1e-5)
+    trained = ["--mlm-head", "trained"]
+    assert main(["evaluate-pretrain", "--mask", str(out), *trained, *common, "--json"]) == 0
+    [masked] = json.loads(capsys.readouterr().out)  # the base model comes from the mask's config
+    assert masked["mlm_head"] == "trained" and plain["mlm_loss"] != pytest.approx(masked["mlm_loss"])
     assert plain["kd_loss"] == pytest.approx(masked["kd_loss"])  # KD does not involve the head
+    assert (
+        main(["evaluate-pretrain", "--mask", str(out), *trained, "--ignore-mlm-head", *common, "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)[0]["mlm_loss"] == pytest.approx(plain["mlm_loss"])
     other = tmp_path / "other-model"
     make_model(BertForMaskedLM, tiny_bert_config(), seed=7).save_pretrained(other)
     write_tokenizer(other)

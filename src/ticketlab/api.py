@@ -38,7 +38,7 @@ from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import Targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
-from .objectives import MLMCollator, pretraining_loss
+from .objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, MLMCollator, pretraining_loss
 from .outputs import check_output
 from .pretrain_eval import HEAD_FILE, check_scorable, load_head_state
 from .pretrain_eval import evaluate_pretraining as evaluate_blocks
@@ -287,8 +287,18 @@ def _load_mlm_model(config: SearchConfig, need_head: bool):
 
 
 def _lm_objective(
-    config: SearchConfig, tokenizer, acc: Accelerator, name: str, *, mlm_eval: bool
+    config: SearchConfig,
+    tokenizer,
+    acc: Accelerator,
+    name: str,
+    *,
+    mlm_eval: bool,
+    decoder: Decoder,
+    kd_input: KdInput,
+    eval_kd_input: KdInput,
 ) -> SearchObjective:
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
+    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -302,7 +312,7 @@ def _lm_objective(
         )
     if acc.is_main_process:
         log.info(f"corpus: {corpus.summary()}")
-    collator = MLMCollator(tokenizer)
+    collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
     dev = corpus.dev.take(config.dev_blocks)
     source = ", ".join(map(str, config.dev or config.corpus))
     if not config.no_eval:  # before the search, not at its first evaluation
@@ -310,7 +320,15 @@ def _lm_objective(
 
     def eval_fn(model):
         return evaluate_blocks(
-            model, dev, collator, batch_size=config.eval_batch_size, mlm=mlm_eval, kd=True, source=source
+            model,
+            dev,
+            collator,
+            batch_size=config.eval_batch_size,
+            mlm=mlm_eval,
+            kd=True,
+            source=source,
+            decoder=decoder,
+            kd_input=eval_kd_input,
         )
 
     info = {
@@ -325,7 +343,7 @@ def _lm_objective(
         name=name,
         dataset=corpus.train,
         collate_fn=collator,
-        loss_fn=pretraining_loss(name),
+        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
         eval_fn=None if config.no_eval else eval_fn,
         info=info,
     )
@@ -347,7 +365,16 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     tokenizer = load_tokenizer(config.model)
     # TAMT-KD on a model without an MLM head: no MLM loss to report
     mlm_eval = tamt.objective != "kd" or has_head
-    objective = _lm_objective(config, tokenizer, acc, tamt.objective, mlm_eval=mlm_eval)
+    objective = _lm_objective(
+        config,
+        tokenizer,
+        acc,
+        tamt.objective,
+        mlm_eval=mlm_eval,
+        decoder=tamt.decoder,
+        kd_input=tamt.kd_reads or "clean",
+        eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
+    )
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr
     return search_tamt(
@@ -382,7 +409,17 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
         if not has_head and acc.is_main_process:
             log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
         config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-        objective = _lm_objective(config, tokenizer, acc, "mlm", mlm_eval=True)
+        # IMP as before issue 34 (its decoder and dev KD input are h34b's / Chen et al.'s to settle)
+        objective = _lm_objective(
+            config,
+            tokenizer,
+            acc,
+            "mlm",
+            mlm_eval=True,
+            decoder="masked",
+            kd_input="corrupted",
+            eval_kd_input="corrupted",
+        )
         lr = config.lr or 5e-5  # Table 1
         train_config = config.train_config(lr)
     options = _run_options(config, lr, acc)
@@ -447,7 +484,20 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
         # only when set: directories written before the option existed still resume
         **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
         **({"pattern": m.pattern} if m.pattern is not None else {}),
+        **_issue34_settings(m),
     }
+
+
+def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
+    """TAMT's settings of issue 34, where they differ from what ticketlab did before (a masked decoder,
+    KD on the corrupted input): a directory written then has none of them, so it resumes only under
+    that behaviour, and a search under TAMT's defaults never takes it for its own."""
+    out: dict[str, Any] = {}
+    if "mlm" in m.objective and m.decoder != "masked":
+        out["decoder"] = m.decoder
+    if m.kd_reads == "clean":
+        out["kd_input"] = m.kd_reads
+    return out
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
@@ -558,9 +608,17 @@ class PretrainEvalConfig:
     batch_size: PositiveInt = option(32, "blocks per forward pass")
     seed: int = option(0, "seed of the corruption")
     no_kd: bool = option(False, "skip the KD loss (halves the time)")
-    ignore_mlm_head: bool = option(
-        False, "use the base model's MLM head for every mask (not TAMT-MLM's trained one)"
+    mlm_head: Literal["original", "trained"] = option(
+        "original",
+        "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
+        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
+        "where its mask directory has one (ticketlab before issue 34)",
     )
+    ignore_mlm_head: bool = option(
+        False, "the original MLM head for every mask: what --mlm-head original (the default) gives"
+    )
+    decoder: Decoder = option("dense", DECODER_HELP)
+    kd_input: KdInput = option("clean", KD_INPUT_HELP)
     ignore_hash: bool = option(False, "apply masks found on other weights")
     text_column: str = option("text", "column of `datasets` sources")
     cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
@@ -573,6 +631,11 @@ class PretrainEvalConfig:
             raise ConfigError("give a corpus to evaluate on")
         if self.model is None and not self.masks:
             raise ConfigError("give model (or masks, whose base model is used)")
+
+    @property
+    def uses_trained_head(self) -> bool:
+        """Whether a TAMT-MLM mask is scored with the head it trained (`mlm_head="trained"`)."""
+        return self.mlm_head == "trained" and not self.ignore_mlm_head
 
     @property
     def targets(self) -> list[str | None]:
@@ -596,7 +659,7 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         apply_mask(model, mask)
         row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
         head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
-        if has_head and head.is_file() and not config.ignore_mlm_head:
+        if has_head and head.is_file() and config.uses_trained_head:
             load_head_state(model, head)
             row["mlm_head"] = "trained"
     else:
@@ -626,6 +689,8 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         kd=not config.no_kd,
         progress=config.progress,
         source=", ".join(map(str, config.corpus)),
+        decoder=config.decoder,
+        kd_input=config.kd_input,
     )
     return {**row, **metrics}
 

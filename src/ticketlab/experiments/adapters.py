@@ -59,6 +59,7 @@ _FINETUNE_OWN = frozenset(
 # `ticketlab evaluate-pretrain` options a spec may set in `pretrain_eval:` (`PretrainEvalConfig` fields).
 PRETRAIN_EVAL_SETTINGS = frozenset(
     {"max_length", "max_blocks", "batch_size", "seed", "no_kd", "ignore_mlm_head", "cache_dir"}
+    | {"mlm_head", "decoder", "kd_input"}
 )
 
 

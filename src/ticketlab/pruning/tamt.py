@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ..masking import Mask
 from ..masking.pattern import parse_pattern, pattern_sparsity
 from ..masking.targets import Targets
-from ..objectives import Objective, head_parameters
+from ..objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
 from ..validation import Fraction, PositiveFloat, Range, check_config, option
@@ -99,6 +99,12 @@ class TamtConfig:
         "(6 bytes less per target weight: less memory than dense training)",
     )
     pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
+    decoder: Decoder = option("dense", DECODER_HELP)
+    kd_input: KdInput | None = option(
+        None,
+        KD_INPUT_HELP + " (default: clean for TAMT-KD; TAMT-MLM+KD distils on its MLM batch, as TAMT's "
+        "train_mlm.py --use_kd does)",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
@@ -108,6 +114,13 @@ class TamtConfig:
     @property
     def trains_head(self) -> bool:
         return self.train_head and "mlm" in self.objective
+
+    @property
+    def kd_reads(self) -> KdInput | None:
+        """What the KD loss reads (None: no KD loss): `kd_input`, else TAMT's code's choice per objective."""
+        if "kd" not in self.objective:
+            return None
+        return self.kd_input or ("clean" if self.objective == "kd" else "corrupted")
 
     @property
     def default_lr(self) -> float:
@@ -223,6 +236,8 @@ def search_tamt(
             "train_head": config.trains_head,
             "head_lr": config.head_lr if config.trains_head else None,
             "mlm_head": HEAD_FILE if config.trains_head else None,
+            "decoder": config.decoder if "mlm" in config.objective else None,
+            "kd_input": config.kd_reads,
             **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},
