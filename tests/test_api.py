@@ -138,7 +138,8 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "targets": "query", "save_every": 7, "eval_every": 5, "dev_blocks": 8, "eval_batch_size": 3,
         "no_eval": True, "keep_checkpoint": True, "log_every": 2, "cache_dir": str(tmp_path),
         "init": "random", "threshold": 0.02, "alpha": 3.0, "freeze_head": True, "prune_rate": 0.2,
-        "score_dtype": "bfloat16", "variant": "chen", "pooler": True,
+        "score_dtype": "bfloat16", "variant": "chen", "pooler": True, "decoder": "masked",
+        "kd_input": "corrupted", "schedule_steps": 20,
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
@@ -151,7 +152,8 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
             if k == "freeze_head":
                 assert config.method.train_head is False
             else:
-                own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler".split()
+                own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler decoder kd_input"
+                own = own.split()
                 owner = config.method if k in own else config
                 assert getattr(owner, k) == given[k], k
         assert (

@@ -174,7 +174,7 @@ def _train(tok, tmp_path, flat: bool, steps: int, grad_accum: int = 1):
         model,
         groups,
         data,
-        MLMCollator(tok),
+        MLMCollator(tok, keep_clean=True),
         pretraining_loss("mlm"),
         config,
         out_dir=tmp_path,

@@ -45,7 +45,7 @@ from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 from .pruning import ONE_SHOT, ImpConfig, SearchObjective, SearchResult, TamtConfig
 from .pruning.imp import imp_schedule, search_imp
 from .pruning.search import SearchDir, parse_steps
-from .pruning.tamt import search_tamt
+from .pruning.tamt import paper_budget, paper_schedule_steps, search_tamt
 from .tasks import get_task
 from .training import TrainConfig, make_accelerator
 from .validation import (
@@ -142,7 +142,7 @@ class SearchConfig:
 
     model: str
     method: Any  # a registered search method's config (`SEARCH_METHODS`): TamtConfig, ImpConfig
-    steps: PositiveInt = option(help="optimizer steps of the search")
+    steps: PositiveInt | None = option(help="optimizer steps of the search (with --paper: TAMT Tab. 2's)")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
         None, "text files or saved `datasets` dirs to train on", metavar="PATH"
@@ -173,6 +173,20 @@ class SearchConfig:
         "clipping; one process, no fp16, no --grad-accum)",
     )
     seed: int = option(0, "data order, corruption, random init")
+    schedule_steps: PositiveInt | None = option(
+        None,
+        "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
+        "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
+        "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
+        "itself for a schedule that ends at the stop (ticketlab before issue 34; IMP always)",
+        metavar="N",
+    )
+    paper: bool = option(
+        False,
+        "TAMT's own budget (Liu et al. 2022, App. B.2): the 27,920-step schedule (2 WikiText-103 epochs "
+        "at batch 16 x 512), stopped at Tab. 2's step for --sparsity (11,000 at 50%, 17,000 at 70%, "
+        "22,000 at 90%): one run per sparsity, as the paper's masker holds one target",
+    )
     save_at: Sequence[PositiveInt] = option(  # search-cost curves
         (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
     )
@@ -193,6 +207,7 @@ class SearchConfig:
         if not any(isinstance(self.method, m.config) for m in methods):
             names = " or ".join(m.config.__name__ for m in methods)
             raise FieldError("method", f"must be {names}, got {self.method!r}", self.method)
+        self._paper_budget()
         self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
         if self.task is not None and not SEARCH_METHODS[self.verb].task:
             on_tasks = " / ".join(m.name.upper() for m in methods if m.task)
@@ -208,6 +223,30 @@ class SearchConfig:
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
+
+    def _paper_budget(self) -> None:
+        """`paper`: the steps and the schedule of the method's paper (TAMT Tab. 2), else steps are required."""
+        if self.paper:
+            budget = self.search_method.paper_budget
+            if budget is None:
+                raise FieldError("paper", f"{self.verb.upper()} has no paper budget to take", True)
+            steps, horizon = budget(self.method)
+            if self.steps not in (None, steps) or self.schedule_steps not in (None, horizon):
+                raise ConfigError(
+                    f"paper: the paper's budget is {steps} steps of a {horizon}-step schedule; "
+                    "leave steps and schedule_steps out, or leave paper out"
+                )
+            self.steps, self.schedule_steps = steps, horizon
+        elif self.steps is None:
+            raise FieldError("steps", "required (or paper, for TAMT's own budget)", None)
+
+    @property
+    def horizon(self) -> int:
+        """The lr schedule's horizon: `schedule_steps`, else the method's default for `steps`."""
+        if self.schedule_steps is not None:
+            return self.schedule_steps
+        default = self.search_method.schedule
+        return default(self.method, self.steps) if default is not None else self.steps
 
     @property
     def search_method(self) -> SearchMethod:
@@ -250,12 +289,15 @@ class SearchConfig:
             **({"task": self.task, "data_dir": self.data_dir} if method.task else {}),
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
+            # only when the schedule goes on past the stop: before issue 34 it always ended there
+            **({"schedule_steps": self.horizon} if self.horizon != self.steps else {}),
             **method.settings(self.method),
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
         return TrainConfig(
             max_steps=self.steps,
+            schedule_steps=self.horizon if self.horizon != self.steps else None,
             batch_size=self.batch_size,
             lr=lr,
             weight_decay=self.weight_decay,
@@ -464,6 +506,11 @@ class SearchMethod:
     # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
     sparse_throughout: bool = False
     presets: tuple[Preset, ...] = ()  # its names in sweeps; none: itself, under its name
+    # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
+    # (None: the budget itself, the schedule ends at the stop).
+    schedule: Callable[[Any, int], int] | None = None
+    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
+    paper_budget: Callable[[Any], tuple[int, int]] | None = None
 
     @property
     def named(self) -> tuple[Preset, ...]:
@@ -536,6 +583,8 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         "task-agnostic mask training (TAMT)",
         settings=_tamt_settings,
         sparse_throughout=True,
+        schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
+        paper_budget=lambda m: paper_budget(m.sparsity),
         presets=(
             Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
             Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),

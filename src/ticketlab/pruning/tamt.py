@@ -36,6 +36,7 @@ from ..masking.targets import Targets
 from ..objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
+from ..errors import ConfigError
 from ..validation import Fraction, PositiveFloat, Range, check_config, option
 from .magnitude import omp_mask
 from .random_pruning import random_mask
@@ -47,6 +48,8 @@ from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholde
 __all__ = [
     "DIVERGED",
     "SCORE_DTYPES",
+    "PAPER_SCHEDULE_STEPS",
+    "PAPER_STEPS",
     "FlatScores",
     "GroupThresholder",
     "Init",
@@ -61,11 +64,23 @@ __all__ = [
     "head_state",
     "initial_mask",
     "make_thresholders",
+    "paper_budget",
+    "paper_fraction",
+    "paper_schedule_steps",
     "prepare_tamt",
     "rethreshold",
     "row_blocks",
     "search_tamt",
 ]
+
+# TAMT's budget (App. B.2): one linearly decaying schedule over 2 epochs of WikiText-103 at batch 16
+# x 512 tokens, 27,920 steps, and the mask of each sparsity is a checkpoint taken part-way through it
+# (Tab. 2: `checkpoint-11000` for 50%, ... ; its run_glue scripts load e.g. checkpoint-17000/mask.pt).
+# A run trains one sparsity (its masker starts from OMP at the target and holds it): the 50/70/90%
+# masks are three runs, each stopped at its own step of the same schedule.
+PAPER_SCHEDULE_STEPS = 27920
+PAPER_STEPS = {0.2: 3000, 0.3: 6000, 0.4: 8000, 0.5: 11000, 0.6: 14000, 0.7: 17000, 0.8: 20000, 0.9: 22000}
+PAPER_TOKENS_PER_STEP = 16 * 512  # TAMT Table 1: batch 16, length 512
 
 Init = Literal["omp", "random"]
 ScoreDtype = Literal["float32", "bfloat16"]
@@ -127,6 +142,37 @@ class TamtConfig:
         return 2e-5 if self.objective == "kd" else 5e-5  # Table 1
 
 
+def paper_fraction(sparsity: float) -> float:
+    """How far into its 27,920-step schedule TAMT took the mask of `sparsity` (Tab. 2 / 27,920):
+    linear between the table's sparsities, its first and last value outside them."""
+    points = sorted(PAPER_STEPS.items())
+    if sparsity <= points[0][0]:
+        return points[0][1] / PAPER_SCHEDULE_STEPS
+    for (s0, n0), (s1, n1) in zip(points, points[1:], strict=False):
+        if sparsity <= s1:
+            return (n0 + (n1 - n0) * (sparsity - s0) / (s1 - s0)) / PAPER_SCHEDULE_STEPS
+    return points[-1][1] / PAPER_SCHEDULE_STEPS
+
+
+def paper_schedule_steps(steps: int, sparsity: float) -> int:
+    """The schedule horizon TAMT's default gives a search of `steps` at `sparsity`: the search stops
+    where the paper's run of that sparsity stopped in its own schedule (17,000 of 27,920 at 70%:
+    the lr has decayed to 39% of its peak, the scores have had ~0.70·lr·N of learning rate in all
+    rather than the 0.5·lr·N of a schedule that ends at the stop)."""
+    return max(steps, round(steps / paper_fraction(sparsity)))
+
+
+def paper_budget(sparsity: float) -> tuple[int, int]:
+    """(steps, schedule steps) of the paper's run of `sparsity` (Tab. 2), or one error naming the table."""
+    step = next((n for s, n in PAPER_STEPS.items() if abs(s - sparsity) < 1e-9), None)
+    if step is None:
+        raise ConfigError(
+            f"TAMT's Tab. 2 gives steps for sparsities {', '.join(f'{s:g}' for s in PAPER_STEPS)}, "
+            f"not {sparsity:g}: give --steps (the schedule follows the paper's at any sparsity)"
+        )
+    return step, PAPER_SCHEDULE_STEPS
+
+
 def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
     """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking)."""
     kw = {"ranking": config.ranking, "targets": config.targets, "pattern": config.pattern}
@@ -181,7 +227,9 @@ def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | 
     ones: a kept and a pruned score can swap only once their travel together covers that gap. The
     paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
     steps = train_config.max_steps
-    travel = train_config.lr * steps * (0.5 if train_config.schedule == "linear" else 1.0)
+    horizon = train_config.schedule_steps or steps
+    linear = train_config.schedule == "linear"
+    travel = train_config.lr * steps * ((1 - steps / (2 * horizon)) if linear else 1.0)
     gap = config.alpha * config.threshold
     if 2 * travel >= gap:
         return None
