@@ -152,8 +152,8 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
             if k == "freeze_head":
                 assert config.method.train_head is False
             else:
-                own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler decoder kd_input"
-                own = own.split()
+                own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler".split()
+                own += ["decoder", "kd_input"]
                 owner = config.method if k in own else config
                 assert getattr(owner, k) == given[k], k
         assert (

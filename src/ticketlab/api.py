@@ -225,7 +225,7 @@ class SearchConfig:
             raise ConfigError(f"{self.out}: exists and is not a directory")
 
     def _paper_budget(self) -> None:
-        """`paper`: the steps and the schedule of the method's paper (TAMT Tab. 2), else steps are required."""
+        """`paper`: the steps and schedule of the method's paper (TAMT Tab. 2); else steps are required."""
         if self.paper:
             budget = self.search_method.paper_budget
             if budget is None:

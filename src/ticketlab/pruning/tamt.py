@@ -30,13 +30,13 @@ from typing import Annotated, Any, Literal
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..masking import Mask
 from ..masking.pattern import parse_pattern, pattern_sparsity
 from ..masking.targets import Targets
 from ..objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
-from ..errors import ConfigError
 from ..validation import Fraction, PositiveFloat, Range, check_config, option
 from .magnitude import omp_mask
 from .random_pruning import random_mask
