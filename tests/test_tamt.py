@@ -413,6 +413,38 @@ def test_the_schedule_goes_on_past_the_stop_as_tamts(tiny_run, tmp_path, capsys)
     assert "other settings" in capsys.readouterr().err
 
 
+def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, capsys):
+    """Both papers prune the pooler. TAMT's masker holds it at its OMP start (no pre-training loss reads
+    it); an MLM model is built without it, so the search and the evaluation take the checkpoint's. A
+    checkpoint saved without a pooler (from *ForMaskedLM) has none to prune: a random one is no target."""
+    from transformers import BertForPreTraining
+
+    from ticketlab.masking import find_targets
+    from ticketlab.modeling import load_model
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "corpus.txt").write_text((tiny_run / "corpus.txt").read_text())
+    make_model(BertForPreTraining, tiny_bert_config(), seed=0).save_pretrained(run / "model")
+    write_tokenizer(run / "model")
+    base = load_model(run / "model", head="base")
+    assert "pooler.dense.weight" in find_targets(base)
+    assert "pooler.dense.weight" not in find_targets(load_model(tiny_run / "model", head="base"))
+    out = tmp_path / "tamt"
+    args = ["--sparsity", "0.7", "--steps", "6", "--lr", "3e-2", "--save-at", "2"]
+    assert main(search_args(run, out, *args)) == 0
+    mask = load_mask(out)[0]
+    omp = omp_mask(base, 0.7)
+    assert torch.equal(mask["pooler.dense.weight"], omp["pooler.dense.weight"])  # held at its OMP start
+    assert not torch.equal(
+        mask["encoder.layer.0.output.dense.weight"], omp["encoder.layer.0.output.dense.weight"]
+    )
+    common = ["--corpus", str(run / "corpus.txt"), "--max-length", "32", "--cache-dir", str(tmp_path / "c")]
+    capsys.readouterr()
+    assert main(["evaluate-pretrain", "--mask", str(out), *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["kd_loss"] > 0
+
+
 def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
     from ticketlab.api import SearchConfig
     from ticketlab.pruning import ImpConfig

@@ -36,7 +36,7 @@ from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_m
 from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
-from .masking.targets import Targets
+from .masking.targets import Targets, attach_pooler
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, MLMCollator, pretraining_loss
 from .outputs import check_output
@@ -395,6 +395,8 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = _load_mlm_model(config, need_head)
+    if tamt.targets is None:  # TAMT's masker masks the pooler too: the checkpoint's, where it has one
+        attach_pooler(model, config.model)
     if need_head and not has_head:
         if not tamt.train_head:
             raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
@@ -704,6 +706,8 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
     }
     if mask_dir is not None:
         mask, mc = load_mask(mask_dir)
+        if any(k.startswith("pooler") for k in mask):  # an MLM model is built without the pooler
+            attach_pooler(model, base)
         check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
         apply_mask(model, mask)
         row.update(method=mc.method, sparsity=round(mask.sparsity, 6))

@@ -117,10 +117,11 @@ def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
     """The weights IMP prunes: `config.targets` when given, else the variant's set for the model."""
     if config.targets is not None:
         return config.targets
-    if config.variant == "legacy" and not config.pooler:
-        return None  # the default targets, stored as before
     arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
-    pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets()
+    if config.variant == "legacy" and not config.pooler:
+        return arch.targets(pooler=False)  # the default targets before issue 34, stored as before
+    # the pooler as `pooler` says (issue 34 put it in the default targets; IMP's own flag decides here)
+    pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets(pooler=False)
     return f"{pattern}|{POOLER}" if config.pooler else pattern
 
 

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..arch import ARCHS
 from ..errors import ConfigError
 from ..masking import Mask
 from ..masking.pattern import parse_pattern, pattern_sparsity
@@ -201,7 +202,9 @@ def prepare_tamt(
         flat=flat,
         flat_grads=flat_grads,
     )
-    groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
+    for key in _unreached(model, masks):  # the pooler: held at its start, as TAMT's masker holds it
+        masks[key].scores.requires_grad_(False)
+    groups = [{"params": [p.scores for p in masks.values() if p.scores.requires_grad], "name": "scores"}]
     if config.trains_head:
         head = list(head_parameters(model).values())
         for p in head:
@@ -211,6 +214,15 @@ def prepare_tamt(
             group["lr"] = config.head_lr
         groups.append(group)
     return masks, groups
+
+
+def _unreached(model: nn.Module, masks: dict[str, ScoreMask]) -> list[str]:
+    """Mask keys no pre-training loss reaches: the family's pooler (only the pooled output reads it).
+    Their scores get no gradient and stay where they start (TAMT's masker masks the pooler, at its OMP
+    start throughout); frozen, they are no parameter a DDP reducer would wait for."""
+    arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
+    key = f"{arch.pooler}.weight" if arch is not None and arch.pooler else None
+    return [key] if key in masks else []
 
 
 def head_state(model: nn.Module) -> dict[str, Tensor]:
