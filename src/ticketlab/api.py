@@ -36,7 +36,7 @@ from .masking import Mask, MaskConfig, apply_mask, check_fits, load_mask, save_m
 from .masking.hub import mask_dir as hub_mask_dir
 from .masking.io import recorded_base
 from .masking.pattern import parse_pattern, pattern_sparsity
-from .masking.targets import Targets, attach_pooler
+from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
 from .modeling import fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, MLMCollator, pretraining_loss
 from .outputs import check_output
@@ -82,8 +82,9 @@ class PruneConfig:
         "local", "rank weights per matrix (local, TAMT) or over all targets (global, Chen et al.)"
     )
     seed: int = option(0, "seed for random pruning")
-    targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights)
+    targets: Targets = None  # regexes over module names (default: TAMT §3.2's weights and the pooler)
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
+    pooler: bool = option(True, POOLER_HELP)
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
@@ -104,12 +105,13 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
+    targets = resolve_targets(model, config.targets, config.pooler)
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
         model,
         config.sparsity,
         ranking=config.ranking,
-        targets=config.targets,
+        targets=targets,
         seed=config.seed,
         pattern=config.pattern,
     )
@@ -120,7 +122,7 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
         method=config.method,
         sparsity=config.sparsity,
         base_model=str(config.model),
-        targets=config.targets,
+        targets=targets,
         ranking=config.ranking,
         seed=config.seed if config.method == "random" else None,
         pattern=config.pattern,
@@ -395,8 +397,9 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = _load_mlm_model(config, need_head)
-    if tamt.targets is None:  # TAMT's masker masks the pooler too: the checkpoint's, where it has one
+    if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
         attach_pooler(model, config.model)
+    tamt = dataclasses.replace(tamt, targets=resolve_targets(model, tamt.targets, tamt.pooler))
     if need_head and not has_head:
         if not tamt.train_head:
             raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
@@ -513,6 +516,12 @@ class SearchMethod:
     schedule: Callable[[Any, int], int] | None = None
     # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
     paper_budget: Callable[[Any], tuple[int, int]] | None = None
+    # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
+    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
+    # whether the checkpoint holds a pooler (`experiments.plan`). None: no default changed.
+    changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
+        lambda fixed, settings, pooler: {}
+    )
 
     @property
     def named(self) -> tuple[Preset, ...]:
@@ -547,6 +556,22 @@ def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
     if m.kd_reads == "clean":
         out["kd_input"] = m.kd_reads
     return out
+
+
+def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
+    """TAMT's defaults of issue 34 in force in a sweep's search (see `SearchMethod.changed_defaults`):
+    the dense decoder (MLM objectives), KD on clean text (TAMT-KD), Tab. 2's schedule and the pooler."""
+    objective = {**fixed, **settings}.get("objective", "mlm")
+    changed: dict[str, Any] = {}
+    if "mlm" in objective and settings.get("decoder") is None:
+        changed["decoder"] = "dense"
+    if objective == "kd" and settings.get("kd_input") is None:
+        changed["kd_input"] = "clean"
+    if settings.get("schedule_steps") is None:
+        changed["schedule_steps"] = "tab2"
+    if pooler and settings.get("targets") is None and settings.get("pooler") is not False:
+        changed["pooler"] = True
+    return changed
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
@@ -587,6 +612,7 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         sparse_throughout=True,
         schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
         paper_budget=lambda m: paper_budget(m.sparsity),
+        changed_defaults=_tamt_changed,
         presets=(
             Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
             Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),
@@ -706,8 +732,6 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
     }
     if mask_dir is not None:
         mask, mc = load_mask(mask_dir)
-        if any(k.startswith("pooler") for k in mask):  # an MLM model is built without the pooler
-            attach_pooler(model, base)
         check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
         apply_mask(model, mask)
         row.update(method=mc.method, sparsity=round(mask.sparsity, 6))

@@ -55,7 +55,8 @@ def add_targets_argument(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="REGEX",
         help="prunable weights as a regex over module names relative to the encoder "
-        "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer)",
+        "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer, and the "
+        "pooler where the checkpoint has one)",
     )
 
 

@@ -34,6 +34,20 @@ def default_targets(model_type: str, pooler: bool = True) -> str:
     return arch_of(model_type).targets(pooler)
 
 
+POOLER_HELP = (
+    "prune the pooler too where the checkpoint has one, as both papers' code does (TAMT, Liu et al. "
+    "2022; BERT-Tickets, Chen et al. 2020); --no-pooler: leave it dense (ticketlab before issue 34)"
+)
+
+
+def resolve_targets(model: nn.Module, targets: Targets, pooler: bool) -> Targets:
+    """`targets`, or with none given the default targets without the pooler when `pooler` is False
+    (written out, as mask files of before issue 34 store them)."""
+    if targets is not None or pooler:
+        return targets
+    return default_targets(getattr(getattr(model, "config", None), "model_type", "unknown"), pooler=False)
+
+
 def fresh_pooler(model: nn.Module) -> str | None:
     """The name of the family's pooler when the model has one its checkpoint did not hold (transformers
     initialised it at random: a model saved from *ForMaskedLM, e.g. bert-mini-ref), else None. Such a

@@ -34,7 +34,7 @@ from ..arch import ARCHS
 from ..errors import ConfigError
 from ..masking import Mask
 from ..masking.pattern import parse_pattern, pattern_sparsity
-from ..masking.targets import Targets
+from ..masking.targets import POOLER_HELP, Targets
 from ..objectives import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput, Objective, head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
@@ -115,6 +115,7 @@ class TamtConfig:
         "(6 bytes less per target weight: less memory than dense training)",
     )
     pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
+    pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
     decoder: Decoder = option("dense", DECODER_HELP)
     kd_input: KdInput | None = option(
         None,
