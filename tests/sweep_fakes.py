@@ -181,6 +181,7 @@ def tamt_settings() -> frozenset[str]:
         "score_dtype",
         "decoder",
         "kd_input",
+        "no_pooler",
     }
 
 

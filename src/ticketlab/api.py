@@ -569,7 +569,7 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
         changed["kd_input"] = "clean"
     if settings.get("schedule_steps") is None:
         changed["schedule_steps"] = "tab2"
-    if pooler and settings.get("targets") is None and settings.get("pooler") is not False:
+    if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
         changed["pooler"] = True
     return changed
 

@@ -101,7 +101,7 @@ class MethodSpec:
 
 # --------------------------------------------------------------------------- one-shot methods
 
-ONE_SHOT_SETTINGS = frozenset({"ranking", "targets", "pooler"})
+ONE_SHOT_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,7 +122,9 @@ def prune_config(job: SearchJob):
         sparsity=job.sparsity,
         out=job.mask_dir,
         seed=job.seed or 0,
-        **{k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None},
+        **from_options(
+            PruneConfig, {k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None}
+        ),
     )
 
 
@@ -297,7 +299,7 @@ def _trained(method: SearchMethod, preset: Preset | None, **kw: Any) -> MethodSp
 def pooler_default(settings: dict[str, Any], pooler: bool) -> dict[str, Any]:
     """A one-shot method's change of issue 34: the pooler among the default targets (where the checkpoint
     holds one and the spec names no targets)."""
-    given = settings.get("targets") is not None or settings.get("pooler") is False
+    given = settings.get("targets") is not None or settings.get("no_pooler") is True
     return {"pooler": True} if pooler and not given else {}
 
 

@@ -86,11 +86,11 @@ FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "sea
 
 
 # The settings of issue 34 at the values that give ticketlab's behaviour before it (a masked MLM
-# decoder, KD on the corrupted input, a mask's trained MLM head): a run that names them computes
-# what a run without them computed then, so its id leaves them out and a store written then keeps
-# its rows (a committed spec names them: docs/results/*/spec.yaml). Runs under the new defaults
-# carry them in `defaults` instead (`MethodSpec.changed_defaults`), and never share an id with those.
-BEFORE_34 = {"decoder": "masked", "kd_input": "corrupted", "mlm_head": "trained"}
+# decoder, KD on the corrupted input, a mask's trained MLM head, the pooler dense): a run that names
+# them computes what a run without them computed then, so its id leaves them out and a store written
+# then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
+# defaults carries them in `defaults` instead (`MethodSpec.changed_defaults`): never an old row's id.
+BEFORE_34 = {"decoder": "masked", "kd_input": "corrupted", "mlm_head": "trained", "no_pooler": True}
 
 
 def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
@@ -102,7 +102,10 @@ def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
         from ..arch import ARCHS
 
         return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
-    return key in BEFORE_34 and BEFORE_34[key] == value
+    if key not in BEFORE_34:
+        return False
+    old = BEFORE_34[key]
+    return value is old if isinstance(old, bool) else value == old  # `no_pooler: 1` is no True
 
 
 def checkpoint_has_pooler(model: str) -> bool:

@@ -10,13 +10,18 @@ that the sparsity is *exactly* the target, per matrix (default) or over all targ
 This module is the search: its settings (`TamtConfig`), its setup (`initial_mask`, `prepare_tamt`)
 and its run (`search_tamt`). The public names of `scores.py` and `thresholds.py` are re-exported.
 
-Two differences from TAMT's code, by choice (issue 24): (1) its masker also masks the pooler;
-transformers' *ForMaskedLM models have none, the MLM and KD losses never reach it (its scores would
-keep their OMP start), and ticketlab's targets leave it dense (to mask it in a model that has one,
-add `masking.targets.POOLER` to `targets`). (2) Its trainer keeps the mask of the best dev loss seen during
-the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the step budget,
-so that a search's cost is its budget and no dev set picks the mask (masks along the way are kept
-with `save_at`, each with its dev loss in the log when `eval_every` is set).
+As TAMT's code (issue 34): its masker masks the pooler too; transformers' *ForMaskedLM models have
+none, so the checkpoint's pooler is taken into the MLM model (`masking.targets.attach_pooler`, where
+the checkpoint has one) and, as no MLM or KD loss reaches it, its scores stay at their OMP start
+(frozen: `--no-pooler` leaves it dense). The tied MLM decoder stays dense (`decoder`), the KD loss of
+TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's schedule: a search stops
+part-way down a longer linear schedule, where Tab. 2 took the mask of its sparsity in a 27,920-step
+run (`paper_schedule_steps`; `SearchConfig.schedule_steps`, `SearchConfig.paper`).
+
+One difference from TAMT's code, by choice (issue 24): its trainer keeps the mask of the best dev
+loss seen during the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the
+step budget, so that a search's cost is its budget and no dev set picks the mask (masks along the way
+are kept with `save_at`, each with its dev loss in the log when `eval_every` is set).
 """
 
 from __future__ import annotations
