@@ -337,9 +337,9 @@ def _lm_objective(
     name: str,
     *,
     mlm_eval: bool,
-    decoder: Decoder,
-    kd_input: KdInput,
-    eval_kd_input: KdInput,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
+    eval_kd_input: KdInput = "clean",
 ) -> SearchObjective:
     """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
     given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
