@@ -78,7 +78,7 @@ def evaluate_pretraining(
     `source` names the corpus in the error when there is nothing to score (`check_scorable`).
     `decoder`, `kd_input`: see `objectives.pretraining_sums` (TAMT's by default)."""
     check_scorable(dev, collator, mlm=mlm, seed=seed, source=source)
-    if kd and kd_input == "clean" and not collator.keep_clean:  # the clean ids beside the corrupted
+    if kd and kd_input == "clean" and not getattr(collator, "keep_clean", True):  # clean ids beside
         collator = copy.copy(collator)
         collator.keep_clean = True
     device = next(model.parameters()).device

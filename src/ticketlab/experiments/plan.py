@@ -112,6 +112,15 @@ def checkpoint_has_pooler(model: str) -> bool:
     """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
     index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
     that a run under the default targets of issue 34 is never taken for one from before."""
+    from ..arch import ARCHS
+
+    try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
+        model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+        arch = ARCHS.get(model_type.get("model_type")) if isinstance(model_type, dict) else None
+    except (OSError, ValueError):
+        arch = None
+    if arch is not None and arch.pooler is None:
+        return False
     names = _weight_names(str(model))
     return names is None or any("pooler." in n for n in names)
 

@@ -241,7 +241,8 @@ def head_state(model: nn.Module) -> dict[str, Tensor]:
 
 def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | None:
     """Why a search would end with its initial mask, or None. AdamW moves a score by about lr per
-    step (half that on average under linear decay), and Eq. 5 starts kept scores α·φ above pruned
+    step (under linear decay, the schedule's mean over the steps searched: 1 - N/2H of it for N steps
+    of an H-step schedule, a half when it ends at the stop), and Eq. 5 starts kept scores α·φ above pruned
     ones: a kept and a pruned score can swap only once their travel together covers that gap. The
     paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
     steps = train_config.max_steps
