@@ -173,7 +173,16 @@ def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
 def tamt_settings() -> frozenset[str]:
     from ticketlab.experiments.methods import TRAINING_SETTINGS
 
-    return TRAINING_SETTINGS | {"init", "threshold", "alpha", "freeze_head", "score_dtype"}
+    return TRAINING_SETTINGS | {
+        "init",
+        "threshold",
+        "alpha",
+        "freeze_head",
+        "score_dtype",
+        "decoder",
+        "kd_input",
+        "no_pooler",
+    }
 
 
 def imp_settings() -> frozenset[str]:

@@ -140,7 +140,8 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "no_eval": True, "keep_checkpoint": True, "log_every": 2, "cache_dir": str(tmp_path),
         "init": "random", "threshold": 0.02, "alpha": 3.0, "freeze_head": True, "prune_rate": 0.2,
         "score_dtype": "bfloat16", "variant": "chen", "pooler": True, "rewind_head": True,
-        "first_pruning": "after-round", "schedule_steps": 40,
+        "first_pruning": "after-round", "decoder": "masked", "kd_input": "corrupted", "schedule_steps": 40,
+        "no_pooler": True,
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
@@ -152,9 +153,11 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         for k in names:
             if k == "freeze_head":
                 assert config.method.train_head is False
+            elif k == "no_pooler":
+                assert config.method.pooler is False
             else:
                 own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler".split()
-                own += ["rewind_head", "first_pruning", "schedule_steps"]
+                own += ["rewind_head", "first_pruning", "decoder", "kd_input"]
                 owner = config.method if k in own else config
                 assert getattr(owner, k) == given[k], k
         assert (

@@ -81,6 +81,31 @@ def test_default_targets_are_the_word_embeddings_and_every_layers_matrices(famil
     assert all(k == f"{arch.embeddings}.weight" or k.startswith(arch.layers + ".") for k in found)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_pooler_is_a_default_target_of_every_family_that_has_one(family):
+    """Both papers prune `pooler.dense` (TAMT's maskers, BERT-Tickets' IMP and OMP): the default
+    targets of a family's base model hold its pooler wherever the model has one."""
+    import transformers
+
+    config = family_config(family)
+    base = getattr(transformers, FAMILIES[family][1].removesuffix("ForMaskedLM") + "Model")
+    torch.manual_seed(0)
+    model = base(config)
+    poolers = {
+        f"{name}.weight"
+        for name, m in model.named_modules()
+        if name.split(".")[0] == "pooler" and isinstance(m, torch.nn.Linear)
+    }
+    found = find_targets(model)
+    assert poolers <= set(found)
+    assert (ARCHS[config.model_type].pooler is not None) == bool(poolers)
+    assert set(found) - poolers == set(find_targets(tiny(family)))  # the rest as the MLM model's
+    # before issue 34: without it (the flag that gives ticketlab's old set)
+    from ticketlab.masking.targets import default_targets
+
+    assert not poolers & set(find_targets(model, default_targets(config.model_type, pooler=False)))
+
+
 @pytest.mark.parametrize("family", STRUCTURED)
 def test_a_closed_head_gate_is_the_head_without_its_values(family):
     model = tiny(family)
@@ -350,7 +375,10 @@ def test_every_verb_works_or_refuses_in_one_line_on_every_family(family, verb_da
     evaluate = ["evaluate-pretrain", "--model", model, "--corpus", corpus, "--max-length", 16]
     evaluate += ["--max-blocks", 2, "--json"]
     full = json.loads(verb("evaluate-pretrain", *evaluate))
-    masked = json.loads(verb("evaluate-pretrain --mask", *evaluate, "--mask", omp, tmp_path / "mlm"))
+    trained = ["--mlm-head", "trained"]  # TAMT-MLM's trained head loads on every family
+    masked = json.loads(
+        verb("evaluate-pretrain --mask", *evaluate, *trained, "--mask", omp, tmp_path / "mlm")
+    )
     assert all(math.isfinite(r["mlm_loss"]) for r in full + masked)
     assert [r["name"] for r in masked] == ["omp", "mlm"] and masked[1]["mlm_head"] == "trained"
 

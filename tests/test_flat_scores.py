@@ -28,7 +28,7 @@ def tok(tmp_path_factory):
 def _batch(tok, seed: int, n: int = 4, length: int = 24) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     ex = [{"input_ids": torch.randint(5, len(tok), (length,), generator=g)} for _ in range(n)]
-    return MLMCollator(tok, mlm_probability=0.3)(ex, [seed * 10 + i for i in range(n)])
+    return MLMCollator(tok, mlm_probability=0.3, keep_clean=True)(ex, [seed * 10 + i for i in range(n)])
 
 
 def _state(masks, thresholders) -> dict[str, torch.Tensor]:
@@ -174,7 +174,7 @@ def _train(tok, tmp_path, flat: bool, steps: int, grad_accum: int = 1):
         model,
         groups,
         data,
-        MLMCollator(tok),
+        MLMCollator(tok, keep_clean=True),
         pretraining_loss("mlm"),
         config,
         out_dir=tmp_path,

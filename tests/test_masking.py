@@ -53,12 +53,38 @@ def test_default_targets_are_embeddings_and_six_matrices_per_layer(cfg):
 
 
 def test_one_mask_fits_every_head():
+    """The same keys under every head, the pooler's where the model has one (a default target since
+    issue 34): a mask that prunes it fits a model built without one (*ForMaskedLM), checked against
+    the hash of its other weights."""
+    from ticketlab.masking import MaskConfig, check_fits
+
     config = tiny_bert_config()
-    heads = [BertForMaskedLM, BertForSequenceClassification, BertForQuestionAnswering, BertModel]
+    heads = [BertForSequenceClassification, BertModel]  # with a pooler; *ForQuestionAnswering has none
+    mlm_keys = set(find_targets(make_model(BertForMaskedLM, config)))
+    assert set(find_targets(make_model(BertForQuestionAnswering, config))) == mlm_keys
     key_sets = [set(find_targets(make_model(cls, config))) for cls in heads]
-    assert all(k == key_sets[0] for k in key_sets)
+    assert all(k == mlm_keys | {"pooler.dense.weight"} for k in key_sets)
     roberta = make_model(RobertaForSequenceClassification, tiny_roberta_config())
-    assert set(find_targets(roberta)) == key_sets[0]  # same module names: a BERT mask layout fits
+    assert set(find_targets(roberta)) == mlm_keys  # same names (a BERT mask layout fits); no pooler
+    base = make_model(BertModel, config)
+    mask = omp_mask(base, 0.5)
+    mc = MaskConfig.for_model(base, mask, method="omp", sparsity=0.5, base_model="m")
+    mlm = make_model(BertForMaskedLM, config)
+    mlm.bert.load_state_dict(base.state_dict(), strict=False)  # the base model's encoder, no pooler
+    check_fits(mask, mc, mlm)
+    apply_mask(mlm, mask)
+    assert set(current_mask(mlm)) == mlm_keys
+    assert (
+        "encoder_hash"
+        not in MaskConfig.for_model(
+            mlm, current_mask(mlm), method="omp", sparsity=0.5, base_model="m"
+        ).to_dict()
+    )
+    old = MaskConfig.from_dict({k: v for k, v in mc.to_dict().items() if k != "encoder_hash"})
+    with pytest.raises(MaskMismatchError, match="prunes the pooler, which this model lacks"):
+        check_fits(mask, old, mlm)
+    with pytest.raises(MaskMismatchError, match="weights differ"):  # the check is made, not skipped
+        check_fits(mask, mc, make_model(BertForMaskedLM, config, seed=1))
 
 
 def test_targets_by_list_and_regex():

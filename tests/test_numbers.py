@@ -55,8 +55,18 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
     save_file(head, mask / HEAD_FILE)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
+    trained = ["--mlm-head", "trained"]  # read only when asked for (the original head is TAMT's)
     line = error_line(
-        capsys, "evaluate-pretrain", "--mask", mask, "--corpus", corpus, "--no-kd", "--max-length", 32
+        capsys,
+        "evaluate-pretrain",
+        "--mask",
+        mask,
+        *trained,
+        "--corpus",
+        corpus,
+        "--no-kd",
+        "--max-length",
+        32,
     )
     assert f"{mask / HEAD_FILE}: {name} is not finite (1 nan/inf values)" in line
 

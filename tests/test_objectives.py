@@ -132,8 +132,11 @@ def test_head_parameters_of_bert_exclude_the_tied_decoder():
 
 
 def test_kd_loss_is_zero_without_mask_and_positive_with_one(tok):
+    """KD reads the clean text by default (TAMT's KD data, masked_lm_prob 0): teacher and student on the
+    uncorrupted ids, computed here by hand; `kd_input="corrupted"` on the MLM-corrupted ones."""
     model = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=3)
-    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    batch = MLMCollator(tok, keep_clean=True)(examples(tok), list(range(6)))
+    assert not torch.equal(batch["input_ids"], batch["clean_input_ids"])  # 15% corrupted
     assert float(kd_loss(model, batch)[0]) == 0.0
     assert kd_loss(model, batch)[1]["kd_loss"] == 0.0
     apply_mask(model, omp_mask(model, 0.5))
@@ -142,12 +145,52 @@ def test_kd_loss_is_zero_without_mask_and_positive_with_one(tok):
     assert loss > 0.01 and logs["kd_loss"] == pytest.approx(float(loss.detach()))
     # the teacher is the same model with the masks off: in eval mode, exactly the dense forward
     dense = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=3)
-    kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
-    t = dense.bert(**kw, output_hidden_states=True).hidden_states[1:]
-    s = model.bert(**kw, output_hidden_states=True).hidden_states[1:]
-    ref, n = kd_sums(s, t, batch["attention_mask"])
-    torch.testing.assert_close(loss, ref / n)
+
+    def by_hand(ids):
+        kw = {"input_ids": ids, "attention_mask": batch["attention_mask"]}
+        t = dense.bert(**kw, output_hidden_states=True).hidden_states[1:]
+        s = model.bert(**kw, output_hidden_states=True).hidden_states[1:]
+        ref, n = kd_sums(s, t, batch["attention_mask"])
+        return ref / n
+
+    torch.testing.assert_close(loss, by_hand(batch["clean_input_ids"]))
+    corrupted = pretraining_loss("kd", kd_input="corrupted")(model, batch)[0]
+    torch.testing.assert_close(corrupted, by_hand(batch["input_ids"]))
+    assert abs(float(corrupted.detach()) - float(loss.detach())) > 1e-4
     assert model.training is False  # eval_mode restored the caller's mode
+    # a corrupted batch without its clean ids is refused, not distilled on the corrupted text
+    plain = {k: v for k, v in batch.items() if k != "clean_input_ids"}
+    with pytest.raises(ConfigError, match="keep_clean"):
+        kd_loss(model, plain)
+
+
+def test_mlm_loss_uses_the_dense_decoder(tok):
+    """TAMT masks the input word embeddings only: the MLM logits come from the pre-trained (dense)
+    decoder, computed here by hand; `decoder="masked"` uses the masked shared matrix."""
+    model = make_model(BertForMaskedLM, tiny_bert_config(), seed=6).eval()
+    words = model.bert.embeddings.word_embeddings.weight.detach().clone()  # the dense matrix
+    mask = omp_mask(model, 0.9)
+    apply_mask(model, mask)
+    batch = MLMCollator(tok, mlm_probability=0.3)(examples(tok), list(range(6)))
+    kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    hidden = model.bert(**kw).last_hidden_state  # the encoder reads the masked embeddings
+    chosen = batch["labels"] != IGNORE_INDEX
+    head = model.cls.predictions
+
+    def by_hand(decoder_weight):
+        h = head.transform(hidden[chosen])
+        logits = h @ decoder_weight.T + head.bias
+        return F.cross_entropy(logits, batch["labels"][chosen])
+
+    dense = mlm_loss(model, batch)[0]
+    torch.testing.assert_close(dense, by_hand(words))
+    masked = pretraining_loss("mlm", decoder="masked")(model, batch)[0]
+    torch.testing.assert_close(masked, by_hand(words * mask["embeddings.word_embeddings.weight"]))
+    assert abs(float(masked.detach()) - float(dense.detach())) > 0.01
+    # the embeddings stay masked in the encoder (the dense decoder is the head's only)
+    assert torch.equal(
+        model.bert.embeddings.word_embeddings.weight, words * mask["embeddings.word_embeddings.weight"]
+    )
 
 
 def test_the_kd_teacher_has_unit_gates_off_too(tok):
@@ -158,7 +201,7 @@ def test_the_kd_teacher_has_unit_gates_off_too(tok):
     from ticketlab.structured import attach_gates, gates_disabled
 
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)
-    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    batch = MLMCollator(tok, mlm_probability=0.0)(examples(tok), list(range(6)))  # clean: what KD reads
     kw = {k: batch[k] for k in ("input_ids", "attention_mask")}
     dense = model.bert(**kw).last_hidden_state
     units = UnitMask(head=torch.ones(2, 2, dtype=torch.bool))
@@ -203,7 +246,7 @@ def test_kd_excludes_padding_in_a_real_batch(tok):
 def test_mlm_plus_kd_is_the_sum_and_grads_reach_the_student(tok):
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=5)
     apply_mask(model, omp_mask(model, 0.5))
-    batch = MLMCollator(tok)(examples(tok), list(range(6)))
+    batch = MLMCollator(tok, keep_clean=True)(examples(tok), list(range(6)))
     both, logs = mlm_kd_loss(model, batch)
     torch.testing.assert_close(both, mlm_loss(model, batch)[0] + kd_loss(model, batch)[0])
     assert set(logs) == {"mlm_loss", "mlm_acc", "kd_loss"}

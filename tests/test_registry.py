@@ -174,7 +174,8 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
 
 def test_resumable_directories_written_before_the_registry_still_resume():
     """Search settings as `SearchConfig.settings` wrote them for TAMT and IMP (each with the other's
-    keys as null) are the same run as today's."""
+    keys as null) are the same run as today's under the behaviour of then (issue 34: KD on the
+    corrupted input, the schedule ending at the stop), and another run under TAMT's defaults."""
     from ticketlab.pruning import ImpConfig, TamtConfig
     from ticketlab.rundir import check_same_run
 
@@ -196,7 +197,8 @@ def test_resumable_directories_written_before_the_registry_still_resume():
         "pooler": False,
     }  # fmt: skip
     common = dict(model="m", steps=30, out="/nonexistent/out")
-    now_tamt = SearchConfig(method=TamtConfig(0.5, objective="kd"), corpus=["c.txt"], max_length=16, **common)
+    then = TamtConfig(0.5, objective="kd", kd_input="corrupted")
+    now_tamt = SearchConfig(method=then, corpus=["c.txt"], max_length=16, schedule_steps=30, **common)
     now_imp = SearchConfig(method=ImpConfig(0.5, variant="chen"), task="sst2", data_dir="glue", **common)
     check_same_run("out", "search", tamt, now_tamt.settings(2e-5), {})
     # a task IMP written before LT_glue.py's schedule became the default is another run (it pruned θ0
@@ -211,9 +213,12 @@ def test_resumable_directories_written_before_the_registry_still_resume():
             "out",
             "search",
             tamt,
-            dataclasses.replace(now_tamt, method=TamtConfig(0.5, objective="kd", alpha=3.0)).settings(2e-5),
+            dataclasses.replace(now_tamt, method=dataclasses.replace(then, alpha=3.0)).settings(2e-5),
             {},
         )
+    tamts = SearchConfig(method=TamtConfig(0.5, objective="kd"), corpus=["c.txt"], max_length=16, **common)
+    with pytest.raises(ConfigError, match="differs in: kd_input None -> 'clean', schedule_steps None -> 76"):
+        check_same_run("out", "search", tamt, tamts.settings(2e-5), {})
 
 
 @dataclasses.dataclass

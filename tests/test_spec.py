@@ -279,3 +279,38 @@ def test_committed_stores_keep_every_run_id(bert_mini, name):
     # outside its plan before this test existed, at 92415b4 too): pinned, so no new one may leave it
     outside = {"bert-mini-ref": 0, "all-minilm-l6-v2": 9}[name]
     assert len(done - {r.id for r in expand(spec)}) == outside
+
+
+@pytest.mark.shared
+def test_runs_under_the_new_defaults_never_take_a_committed_row(bert_mini):
+    """bert-mini-ref's committed spec names the behaviour before issue 34 (masked decoder, KD on the
+    corrupted input, a schedule that ends at the stop, the trained head), which keeps its rows. Without
+    those names (TAMT's defaults) its TAMT searches and its masks' pre-training evaluations are new
+    runs; what issue 34 did not change (the dense model, OMP, random, IMP on a checkpoint without a
+    pooler) keeps its rows."""
+    import sqlite3
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
+    with sqlite3.connect(root / "results.sqlite") as db:
+        done = {i for (i,) in db.execute("SELECT id FROM runs WHERE status = 'done'")}
+    data = yaml.safe_load((root / "spec.yaml").read_text())
+    named = {"decoder", "kd_input", "schedule_steps", "mlm_head"}
+    for entry in data["methods"]:
+        for settings in entry.values() if isinstance(entry, dict) else ():
+            assert "schedule_steps" not in settings or settings["schedule_steps"] == data["search"]["steps"]
+            for k in named & set(settings):
+                del settings[k]
+    data["pretrain_eval"] = {k: v for k, v in data["pretrain_eval"].items() if k not in named}
+    runs = expand(spec_from_dict(data, base_dir=root))
+    tamt = [r for r in runs if r.kind == "search" and r.config["method"].startswith("tamt")]
+    evals = [r for r in runs if r.kind == "pretrain-eval" and r.config["mask"] is not None]
+    assert tamt and evals and not {r.id for r in tamt + evals} & done
+    assert all(r.config["defaults"]["schedule_steps"] == "tab2" for r in tamt)
+    assert {r.config["method"]: r.config["defaults"].get("decoder") for r in tamt} == {
+        "tamt-mlm": "dense",
+        "tamt-kd": None,
+        "tamt-mlm+kd": "dense",
+    }
+    kept = [r for r in runs if r.kind == "search" and r.config["method"] in ("omp", "random", "imp")]
+    full_eval = [r for r in runs if r.kind == "pretrain-eval" and r.config["mask"] is None]
+    assert kept and {r.id for r in kept + full_eval} <= done

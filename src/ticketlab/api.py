@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from .arch import arch_of
 from .errors import ConfigError
 from .files import atomic_write_json
+from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from .masking.pattern import parse_pattern, pattern_sparsity
-from .masking.targets import Targets
+from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
 from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .outputs import check_output
-from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig
+from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
 from .tasks import get_task
 from .validation import (
     BlockLength,
@@ -81,10 +82,11 @@ class PruneConfig:
         "pruning: without --targets, the layers' matrices only, the word embeddings left dense)",
     )
     seed: Seed = option(0, "seed for random pruning")
-    # regexes over module names (default: TAMT §3.2's weights; with global ranking Chen et al.'s, the
-    # layers' six matrices without the word embeddings, `one_shot_targets`)
+    # regexes over module names (default: TAMT §3.2's weights and the pooler; with global ranking
+    # Chen et al.'s, the layers' six matrices without the word embeddings, `one_shot_targets`)
     targets: Targets = None
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
+    pooler: bool = option(True, POOLER_HELP)
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
@@ -118,7 +120,7 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
 
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
-    targets = one_shot_targets(model, config)
+    targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
     t0 = time.perf_counter()
     mask = ONE_SHOT[config.method](
         model,
@@ -157,7 +159,7 @@ class SearchConfig:
 
     model: str
     method: Any  # a registered search method's config (`SEARCH_METHODS`): TamtConfig, ImpConfig
-    steps: PositiveInt = option(help="optimizer steps of the search")
+    steps: PositiveInt | None = option(help="optimizer steps of the search (with --paper: TAMT Tab. 2's)")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
         None, "text files or saved `datasets` dirs to train on", metavar="PATH"
@@ -188,6 +190,21 @@ class SearchConfig:
         "clipping; one process, no fp16, no --grad-accum)",
     )
     seed: Seed = option(0, "data order, corruption, random init")
+    schedule_steps: PositiveInt | None = option(
+        None,
+        "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
+        "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
+        "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
+        "itself for a schedule that ends at the stop (ticketlab before issue 34); IMP: each round decays "
+        "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
+        metavar="N",
+    )
+    paper: bool = option(
+        False,
+        "TAMT's own budget (Liu et al. 2022, App. B.2): the 27,920-step schedule (2 WikiText-103 epochs "
+        "at batch 16 x 512), stopped at Tab. 2's step for --sparsity (11,000 at 50%, 17,000 at 70%, "
+        "22,000 at 90%): one run per sparsity, as the paper's masker holds one target",
+    )
     save_at: Sequence[PositiveInt] = option(  # search-cost curves
         (), "also write the masks at these steps, e.g. 100,200", metavar="STEPS"
     )
@@ -208,6 +225,7 @@ class SearchConfig:
         if not any(isinstance(self.method, m.config) for m in methods):
             names = " or ".join(m.config.__name__ for m in methods)
             raise FieldError("method", f"must be {names}, got {self.method!r}", self.method)
+        self._paper_budget()
         self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
         if self.task is not None and not SEARCH_METHODS[self.verb].task:
             on_tasks = " / ".join(m.name.upper() for m in methods if m.task)
@@ -227,6 +245,30 @@ class SearchConfig:
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
+
+    def _paper_budget(self) -> None:
+        """`paper`: the steps and schedule of the method's paper (TAMT Tab. 2); else steps are required."""
+        if self.paper:
+            budget = self.search_method.paper_budget
+            if budget is None:
+                raise FieldError("paper", f"{self.verb.upper()} has no paper budget to take", True)
+            steps, horizon = budget(self.method)
+            if self.steps not in (None, steps) or self.schedule_steps not in (None, horizon):
+                raise ConfigError(
+                    f"paper: the paper's budget is {steps} steps of a {horizon}-step schedule; "
+                    "leave steps and schedule_steps out, or leave paper out"
+                )
+            self.steps, self.schedule_steps = steps, horizon
+        elif self.steps is None:
+            raise FieldError("steps", "required (or paper, for TAMT's own budget)", None)
+
+    @property
+    def horizon(self) -> int:
+        """The lr schedule's horizon: `schedule_steps`, else the method's default for `steps`."""
+        if self.schedule_steps is not None:
+            return self.schedule_steps
+        default = self.search_method.schedule
+        return default(self.method, self.steps) if default is not None else self.steps
 
     @property
     def search_method(self) -> SearchMethod:
@@ -269,6 +311,8 @@ class SearchConfig:
             **({"task": self.task, "data_dir": self.data_dir} if method.task else {}),
             # only when set: directories written before the option existed still resume
             **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
+            # only when the schedule goes on past the stop: before issue 34 it always ended there
+            **({"schedule_steps": self.horizon} if self.horizon != self.steps else {}),
             **method.settings(self.method),
         }
 
@@ -277,6 +321,7 @@ class SearchConfig:
 
         return TrainConfig(
             max_steps=self.steps,
+            schedule_steps=self.horizon if self.horizon != self.steps else None,
             batch_size=self.batch_size,
             lr=lr,
             weight_decay=self.weight_decay,
@@ -310,8 +355,18 @@ def _load_mlm_model(config: SearchConfig, need_head: bool):
 
 
 def _lm_objective(
-    config: SearchConfig, tokenizer, acc: Accelerator, name: str, *, mlm_eval: bool
+    config: SearchConfig,
+    tokenizer,
+    acc: Accelerator,
+    name: str,
+    *,
+    mlm_eval: bool,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
+    eval_kd_input: KdInput = "clean",
 ) -> SearchObjective:
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
+    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
     from .data.corpus import load_lm_corpus  # lazy start-up (see the imports)
     from .objectives import MLMCollator, pretraining_loss
     from .pretrain_eval import check_scorable
@@ -331,7 +386,7 @@ def _lm_objective(
         )
     if acc.is_main_process:
         log.info(f"corpus: {corpus.summary()}")
-    collator = MLMCollator(tokenizer)
+    collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
     dev = corpus.dev.take(config.dev_blocks)
     source = ", ".join(map(str, config.dev or config.corpus))
     if not config.no_eval:  # before the search, not at its first evaluation
@@ -339,7 +394,15 @@ def _lm_objective(
 
     def eval_fn(model):
         return evaluate_blocks(
-            model, dev, collator, batch_size=config.eval_batch_size, mlm=mlm_eval, kd=True, source=source
+            model,
+            dev,
+            collator,
+            batch_size=config.eval_batch_size,
+            mlm=mlm_eval,
+            kd=True,
+            source=source,
+            decoder=decoder,
+            kd_input=eval_kd_input,
         )
 
     info = {
@@ -354,7 +417,7 @@ def _lm_objective(
         name=name,
         dataset=corpus.train,
         collate_fn=collator,
-        loss_fn=pretraining_loss(name),
+        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
         eval_fn=None if config.no_eval else eval_fn,
         info=info,
     )
@@ -366,6 +429,9 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = _load_mlm_model(config, need_head)
+    if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
+        attach_pooler(model, config.model)
+    tamt = dataclasses.replace(tamt, targets=resolve_targets(model, tamt.targets, tamt.pooler))
     if need_head and not has_head:
         if not tamt.train_head:
             raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
@@ -378,7 +444,16 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
     tokenizer = load_tokenizer(config.model)
     # TAMT-KD on a model without an MLM head: no MLM loss to report
     mlm_eval = tamt.objective != "kd" or has_head
-    objective = _lm_objective(config, tokenizer, acc, tamt.objective, mlm_eval=mlm_eval)
+    objective = _lm_objective(
+        config,
+        tokenizer,
+        acc,
+        tamt.objective,
+        mlm_eval=mlm_eval,
+        decoder=tamt.decoder,
+        kd_input=tamt.kd_reads or "clean",
+        eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
+    )
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr
     return search_tamt(
@@ -415,7 +490,17 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
         if not has_head and acc.is_main_process:
             log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
         config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-        objective = _lm_objective(config, tokenizer, acc, "mlm", mlm_eval=True)
+        # IMP as before issue 34 (its decoder and dev KD input are h34b's / Chen et al.'s to settle)
+        objective = _lm_objective(
+            config,
+            tokenizer,
+            acc,
+            "mlm",
+            mlm_eval=True,
+            decoder="masked",
+            kd_input="corrupted",
+            eval_kd_input="corrupted",
+        )
         lr = config.lr or 5e-5  # Table 1
         train_config = config.train_config(lr)
     options = _run_options(config, lr, acc)
@@ -463,6 +548,17 @@ class SearchMethod:
     # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
     sparse_throughout: bool = False
     presets: tuple[Preset, ...] = ()  # its names in sweeps; none: itself, under its name
+    # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
+    # (None: the budget itself, the schedule ends at the stop).
+    schedule: Callable[[Any, int], int] | None = None
+    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
+    paper_budget: Callable[[Any], tuple[int, int]] | None = None
+    # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
+    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
+    # whether the checkpoint holds a pooler (`experiments.plan`). None: no default changed.
+    changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
+        lambda fixed, settings, pooler: {}
+    )
 
     @property
     def named(self) -> tuple[Preset, ...]:
@@ -483,7 +579,36 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
         # only when set: directories written before the option existed still resume
         **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
         **({"pattern": m.pattern} if m.pattern is not None else {}),
+        **_issue34_settings(m),
     }
+
+
+def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
+    """TAMT's settings of issue 34, where they differ from what ticketlab did before (a masked decoder,
+    KD on the corrupted input): a directory written then has none of them, so it resumes only under
+    that behaviour, and a search under TAMT's defaults never takes it for its own."""
+    out: dict[str, Any] = {}
+    if "mlm" in m.objective and m.decoder != "masked":
+        out["decoder"] = m.decoder
+    if m.kd_reads == "clean":
+        out["kd_input"] = m.kd_reads
+    return out
+
+
+def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
+    """TAMT's defaults of issue 34 in force in a sweep's search (see `SearchMethod.changed_defaults`):
+    the dense decoder (MLM objectives), KD on clean text (TAMT-KD), Tab. 2's schedule and the pooler."""
+    objective = {**fixed, **settings}.get("objective", "mlm")
+    changed: dict[str, Any] = {}
+    if "mlm" in objective and settings.get("decoder") is None:
+        changed["decoder"] = "dense"
+    if objective == "kd" and settings.get("kd_input") is None:
+        changed["kd_input"] = "clean"
+    if settings.get("schedule_steps") is None:
+        changed["schedule_steps"] = "tab2"
+    if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
+        changed["pooler"] = True
+    return changed
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
@@ -500,7 +625,6 @@ def _imp_settings(m: ImpConfig) -> dict[str, Any]:
         # defaults records "after-round" and does not resume one written before it
         **({"first_pruning": m.first_pruning} if m.first_pruning not in (None, "start") else {}),
         **({"rewind_head": True} if m.rewind_head else {}),
-        **({"schedule_steps": m.schedule_steps} if m.schedule_steps is not None else {}),
     }
 
 
@@ -534,6 +658,9 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         "task-agnostic mask training (TAMT)",
         settings=_tamt_settings,
         sparse_throughout=True,
+        schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
+        paper_budget=lambda m: paper_budget(m.sparsity),
+        changed_defaults=_tamt_changed,
         presets=(
             Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
             Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),
@@ -610,9 +737,17 @@ class PretrainEvalConfig:
     batch_size: PositiveInt = option(32, "blocks per forward pass")
     seed: Seed = option(0, "seed of the corruption")
     no_kd: bool = option(False, "skip the KD loss (halves the time)")
-    ignore_mlm_head: bool = option(
-        False, "use the base model's MLM head for every mask (not TAMT-MLM's trained one)"
+    mlm_head: Literal["original", "trained"] = option(
+        "original",
+        "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
+        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
+        "where its mask directory has one (ticketlab before issue 34)",
     )
+    ignore_mlm_head: bool = option(
+        False, "the original MLM head for every mask: what --mlm-head original (the default) gives"
+    )
+    decoder: Decoder = option("dense", DECODER_HELP)
+    kd_input: KdInput = option("clean", KD_INPUT_HELP)
     ignore_hash: bool = option(False, "apply masks found on other weights")
     text_column: str = option("text", "column of `datasets` sources")
     cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
@@ -625,6 +760,11 @@ class PretrainEvalConfig:
             raise ConfigError("give a corpus to evaluate on")
         if self.model is None and not self.masks:
             raise ConfigError("give model (or masks, whose base model is used)")
+
+    @property
+    def uses_trained_head(self) -> bool:
+        """Whether a TAMT-MLM mask is scored with the head it trained (`mlm_head="trained"`)."""
+        return self.mlm_head == "trained" and not self.ignore_mlm_head
 
     @property
     def targets(self) -> list[str | None]:
@@ -656,7 +796,7 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         apply_mask(model, mask)
         row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
         head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
-        if has_head and head.is_file() and not config.ignore_mlm_head:
+        if has_head and head.is_file() and config.uses_trained_head:
             load_head_state(model, head)
             row["mlm_head"] = "trained"
     else:
@@ -686,6 +826,8 @@ def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache
         kd=not config.no_kd,
         progress=config.progress,
         source=", ".join(map(str, config.corpus)),
+        decoder=config.decoder,
+        kd_input=config.kd_input,
     )
     return {**row, **metrics}
 

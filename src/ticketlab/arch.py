@@ -3,8 +3,10 @@
 One entry per family (`ARCHS`, keyed by `config.model_type`), module names relative to the encoder
 (`model.base_model`) and to one transformer layer:
 
-- the word embeddings and the six matrices of every layer (Q, K, V, attention output, FFN in, FFN
-  out): the default prunable targets (TAMT §3.2; `default_targets`);
+- the word embeddings, the six matrices of every layer (Q, K, V, attention output, FFN in, FFN
+  out) and the pooler where the family's base model has one: the default prunable targets (TAMT §3.2;
+  both papers' code prunes `pooler.dense` too: TAMT's maskers, BERT-Tickets' IMP and OMP;
+  `default_targets`);
 - the unit layout: which rows of the attention projections a head owns (separate Q/K/V; one fused
   QKV matrix laid out [3, H, dh] as ModernBERT's `Wqkv`, or [H, 3, dh] as DeBERTa's `in_proj`), the
   columns of the attention output (per-head contexts concatenated head by head), and which rows of
@@ -67,6 +69,9 @@ class Arch:
     head_extras: tuple[str, ...] = ()  # other per-head rows [H·dh] (modules or 1-D parameters)
     no_heads: bool = False  # a layer left without heads: `attention` becomes an empty context
     encoder_pattern: str | None = None  # `encoder_targets` as mask files store it (else built)
+    # The pooler's matrix where the base model has one (BERT's `pooler.dense`, ALBERT's `pooler`),
+    # relative to the encoder; a default target (`targets`). Not part of the unit layout.
+    pooler: str | None = field(default=None, compare=False)
     # The MLM head: the first layout whose children the model has (DeBERTa's `cls`, or the newer
     # `lm_predictions`). Not part of the unit layout (`compare=False`): BERT and RoBERTa are one
     # layout, and mask files of BERT-layout families do not name their family (`Structure.to_dict`).
@@ -101,9 +106,11 @@ class Arch:
             return self.encoder_pattern
         return rf"{re.escape(self.layers)}\.\d+\.({'|'.join(map(re.escape, self.layer_modules))})"
 
-    def targets(self) -> str:
-        """The default targets (TAMT §3.2): the word embeddings and `encoder_targets`."""
-        return f"{re.escape(self.embeddings)}|{self.encoder_targets()}"
+    def targets(self, pooler: bool = True) -> str:
+        """The default targets (TAMT §3.2): the word embeddings, `encoder_targets` and, with `pooler`,
+        the family's pooler (both papers' code prunes it; `pooler=False`: ticketlab before issue 34)."""
+        pattern = f"{re.escape(self.embeddings)}|{self.encoder_targets()}"
+        return f"{pattern}|{re.escape(self.pooler)}" if pooler and self.pooler else pattern
 
 
 # Q, K, V, attention output, FFN in, FFN out of every layer (Chen et al.'s IMP prunes these), written
@@ -124,6 +131,7 @@ _BERT = Arch(
     no_heads=True,
     encoder_pattern=BERT_LIKE_ENCODER,
     mlm_heads=(HeadLayout(("cls",)),),
+    pooler="pooler.dense",
 )
 _LM_HEAD = (HeadLayout(("lm_head",)),)  # RoBERTa's and its descendants'
 # DeBERTa's head: `cls` (legacy) or `lm_predictions`, whose decoder is the word embeddings
@@ -147,7 +155,9 @@ ARCHS: dict[str, Arch] = {
     "roberta": replace(_BERT, mlm_heads=_LM_HEAD),
     "xlm-roberta": replace(_BERT, mlm_heads=_LM_HEAD),
     "camembert": replace(_BERT, mlm_heads=_LM_HEAD),
-    "electra": replace(_BERT, mlm_heads=(HeadLayout(("generator_predictions", "generator_lm_head")),)),
+    "electra": replace(  # ElectraModel has no pooler
+        _BERT, mlm_heads=(HeadLayout(("generator_predictions", "generator_lm_head")),), pooler=None
+    ),
     "deberta-v2": _DEBERTA_V2,  # DeBERTa-v2 and v3 (v3 is model_type deberta-v2)
     "deberta": Arch(
         embeddings="embeddings.word_embeddings",
@@ -191,6 +201,7 @@ ARCHS: dict[str, Arch] = {
         no_head_slicing="its attention keeps per-head state outside its projections (a relative bias "
         "shared by every layer)",
         mlm_heads=_LM_HEAD,
+        pooler="pooler.dense",
     ),
     "albert": Arch(
         embeddings="embeddings.word_embeddings",
@@ -201,6 +212,7 @@ ARCHS: dict[str, Arch] = {
         ffn_out="ffn_output",
         shared=True,
         mlm_heads=(HeadLayout(("predictions",)),),
+        pooler="pooler",
     ),
     "modernbert": Arch(
         embeddings="embeddings.tok_embeddings",

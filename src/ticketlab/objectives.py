@@ -11,9 +11,19 @@
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
-  (`masks_disabled`), in eval mode (no dropout), under no_grad: no second copy in memory. The student
-  sees the same (MLM-corrupted) input, as in TAMT's KD data. A model without masks has KD loss 0.
+  (`masks_disabled`), in eval mode (no dropout), under no_grad: no second copy in memory. Teacher and
+  student read the *clean* text by default (`kd_input="clean"`): TAMT's KD data is generated with
+  `masked_lm_prob 0` (its `generate_kd_data.sh`), for training and for the KD dev loss alike. A batch
+  then carries the uncorrupted ids beside the corrupted ones (`MLMCollator(keep_clean=True)`).
+  `kd_input="corrupted"` distils on the MLM-corrupted input (ticketlab before issue 34; TAMT-MLM+KD's
+  own choice, whose one forward serves both losses, as `train_mlm.py --use_kd` does). A model without
+  masks has KD loss 0.
 * **MLM+KD**: their equal sum (TAMT §4.1.2).
+* **The MLM decoder** (tied to the word embeddings) is *dense* by default (`decoder="dense"`): TAMT
+  masks the input word embeddings only, in mask training and in the MLM dev loss; the encoder reads the
+  masked embeddings and the head's decoder the pre-trained matrix. `decoder="masked"` makes the logits
+  with the masked matrix too (what the exported checkpoint, one shared matrix with zeros, computes;
+  ticketlab before issue 34).
 
 Losses are token-weighted means. Under DDP the token counts of all processes are summed first (one
 small all-reduce per micro-batch), so the averaged gradient is exactly the gradient of the global
@@ -39,6 +49,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .arch import ARCHS, HeadLayout
 from .errors import ConfigError
+from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
 from .masking import has_masks, masks_disabled
 from .modeling import encoder_of
 from .validation import check_one_of
@@ -46,7 +57,7 @@ from .validation import check_one_of
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
 OBJECTIVES: tuple[str, ...] = ("mlm", "kd", "mlm+kd")
-
+CLEAN_IDS = "clean_input_ids"  # a batch's uncorrupted ids (`MLMCollator(keep_clean=True)`)
 
 # --------------------------------------------------------------------------- MLM corruption
 
@@ -56,7 +67,8 @@ class MLMCollator:
 
     `collator(examples, seeds)` takes examples `{"input_ids": ...}` (tensors or lists) and returns
     `input_ids`, `attention_mask` and `labels` ([B, T] long; labels are IGNORE_INDEX except at the
-    chosen positions). Without `seeds`, they are drawn from torch's global RNG.
+    chosen positions), and with `keep_clean` the uncorrupted ids as `clean_input_ids` (for KD on clean
+    text beside MLM). Without `seeds`, they are drawn from torch's global RNG.
     `mlm_probability=0` gives a plain padding collator.
     """
 
@@ -68,6 +80,7 @@ class MLMCollator:
         mask_fraction: float = 0.8,
         random_fraction: float = 0.1,
         pad_to_multiple_of: int | None = None,
+        keep_clean: bool = False,
     ):
         if not 0.0 <= mlm_probability < 1.0:
             raise ConfigError(f"mlm_probability must be in [0, 1), got {mlm_probability}")
@@ -79,6 +92,7 @@ class MLMCollator:
         self.mask_fraction = mask_fraction
         self.random_fraction = random_fraction
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.keep_clean = keep_clean
         self.mask_id = tokenizer.mask_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.vocab_size = len(tokenizer)
@@ -98,11 +112,15 @@ class MLMCollator:
         input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
         labels = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
+        clean = input_ids.clone() if self.keep_clean else None
         for i, (x, seed) in enumerate(zip(ids, seeds, strict=True)):
             n = x.numel()
             attention_mask[i, :n] = 1
             input_ids[i, :n], labels[i, :n] = self.corrupt(x, int(seed))
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+            if clean is not None:
+                clean[i, :n] = x
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return batch if clean is None else {**batch, CLEAN_IDS: clean}
 
     def corrupt(self, ids: Tensor, seed: int) -> tuple[Tensor, Tensor]:
         """(corrupted ids, labels) of one example [n]; the same seed gives the same corruption."""
@@ -234,6 +252,20 @@ def _encode(model: nn.Module, batch: dict[str, Tensor], hidden_states: bool):
     return encoder_of(model)(**kwargs, output_hidden_states=hidden_states, return_dict=True)
 
 
+def clean_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`batch` with its uncorrupted ids as `input_ids`: what the KD loss reads on clean text. A batch
+    that predicts nothing (no labels, or none set: `mlm_probability=0`) is clean already; a corrupted
+    one without its clean ids is refused, not distilled on the corrupted text without a word."""
+    if CLEAN_IDS in batch:
+        return {**batch, "input_ids": batch[CLEAN_IDS]}
+    if "labels" in batch and bool((batch["labels"] != IGNORE_INDEX).any()):
+        raise ConfigError(
+            "KD on clean inputs needs the uncorrupted ids beside an MLM batch: collate with "
+            "MLMCollator(keep_clean=True), or pass kd_input='corrupted'"
+        )
+    return batch
+
+
 def teacher_hidden_states(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
     """Hidden states of layers 1..L of the dense model (masks off, eval mode, no grad)."""
     with torch.no_grad(), masks_disabled(model), eval_mode(model):
@@ -254,11 +286,20 @@ class LossSums:
     kd_count: Tensor | None = None  # layers x non-padding tokens
 
 
-def mlm_sums(model: nn.Module, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(sum of CE, correct, count) of the MLM head on the masked positions of `hidden` [B, T, H]."""
+def mlm_sums(
+    model: nn.Module, hidden: Tensor, labels: Tensor, decoder: Decoder = "dense"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(sum of CE, correct, count) of the MLM head on the masked positions of `hidden` [B, T, H].
+
+    `decoder="dense"`: the head runs with the masks off. The encoder has already read the masked word
+    embeddings; in the head the only masked tensor is the decoder tied to them (a head module is
+    never a target), so this is TAMT's dense decoder; "masked" keeps its mask on."""
+    check_one_of("decoder", decoder, ("dense", "masked"))
     chosen = labels != IGNORE_INDEX  # [B, T]
     where = chosen.reshape(-1).nonzero().squeeze(1)  # [n]: the one host read (n sets the head's shape)
-    logits = mlm_head(model)(hidden.reshape(-1, hidden.shape[-1])[where])  # [n, V]
+    dense = masks_disabled(model) if decoder == "dense" else contextlib.nullcontext()
+    with dense:
+        logits = mlm_head(model)(hidden.reshape(-1, hidden.shape[-1])[where])  # [n, V]
     target = labels.reshape(-1)[where]  # [n]
     loss_sum = F.cross_entropy(logits.float(), target, reduction="sum")
     correct = (logits.detach().argmax(-1) == target).sum()
@@ -280,20 +321,33 @@ def kd_sums(
 
 
 def pretraining_sums(
-    model: nn.Module, batch: dict[str, Tensor], *, mlm: bool = True, kd: bool = False
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    *,
+    mlm: bool = True,
+    kd: bool = False,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
 ) -> LossSums:
-    """One student forward (plus one teacher forward for KD) and the raw sums of the objectives."""
+    """One student forward (plus one teacher forward for KD, and a second student forward when KD
+    reads the clean text beside MLM) and the raw sums of the objectives."""
     if not (mlm or kd):
         raise ConfigError("nothing to compute: enable mlm and/or kd")
-    out = _encode(model, batch, hidden_states=kd)
+    check_one_of("kd_input", kd_input, ("clean", "corrupted"))
+    kd_batch = clean_batch(batch) if kd and kd_input == "clean" else batch
+    same = kd_batch["input_ids"] is batch["input_ids"]  # one student forward serves both losses
+    out = _encode(model, batch, hidden_states=kd and same) if mlm or same else None
     sums = LossSums()
     if mlm:
         if "labels" not in batch:
             raise ConfigError("the MLM objective needs a batch with labels (use MLMCollator)")
         sums.mlm_sum, sums.mlm_correct, sums.mlm_count = mlm_sums(
-            model, out.last_hidden_state, batch["labels"]
+            model, out.last_hidden_state, batch["labels"], decoder
         )
     if kd:
+        batch = kd_batch
+        if not same:
+            out = _encode(model, batch, hidden_states=True)
         mask = batch.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
@@ -312,18 +366,27 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def pretraining_loss(objective: Objective = "mlm", *, sync_counts: bool = True):
-    """A `loss_fn(model, batch) -> (loss, logs)` for `training.train`: MLM, KD or their sum.
+def pretraining_loss(
+    objective: Objective = "mlm",
+    *,
+    sync_counts: bool = True,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
+):
+    """A `loss_fn(model, batch) -> (loss, logs)` for `training.train`: MLM, KD or their sum, with the
+    MLM decoder and the KD input as `pretraining_sums` takes them (TAMT's by default).
 
     With `sync_counts` and several processes, the token counts are all-reduced so that DDP's average
     of the per-process gradients equals the gradient of the global token-weighted mean; every
     process must then call the loss the same number of times (true inside `train`).
     """
     check_one_of("objective", objective, OBJECTIVES)
+    check_one_of("decoder", decoder, ("dense", "masked"))
+    check_one_of("kd_input", kd_input, ("clean", "corrupted"))
     use_mlm, use_kd = "mlm" in objective, "kd" in objective
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        s = pretraining_sums(model, batch, mlm=use_mlm, kd=use_kd)
+        s = pretraining_sums(model, batch, mlm=use_mlm, kd=use_kd, decoder=decoder, kd_input=kd_input)
         zero = torch.zeros((), device=batch["input_ids"].device)
         parts = [
             s.mlm_sum.detach() if use_mlm else zero,

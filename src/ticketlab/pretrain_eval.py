@@ -2,12 +2,15 @@
 
 The dev blocks are corrupted with fixed per-block seeds, so every model and mask is scored on the
 same masked positions and the numbers are comparable across methods and runs. The KD loss compares
-the masked model with itself unmasked (TAMT Eq. 6); it is 0 for a model without masks. All numbers
+the masked model with itself unmasked (TAMT Eq. 6) on the clean blocks (TAMT's KD eval data; or on
+the corrupted ones, `kd_input="corrupted"`); it is 0 for a model without masks. The MLM loss is made
+with a dense decoder by default, as TAMT's `eval_mlm.py` does (`decoder`, `objectives`). All numbers
 are token-weighted means over the whole dev set.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -19,7 +22,15 @@ from torch import nn
 
 from .data.corpus import BlockDataset
 from .errors import DataError, MaskFileError
-from .objectives import IGNORE_INDEX, MLMCollator, eval_mode, head_parameters, pretraining_sums
+from .objectives import (
+    IGNORE_INDEX,
+    Decoder,
+    KdInput,
+    MLMCollator,
+    eval_mode,
+    head_parameters,
+    pretraining_sums,
+)
 from .progress import progress_bar
 from .training import example_seed
 
@@ -60,10 +71,16 @@ def evaluate_pretraining(
     kd: bool = True,
     progress: bool = False,
     source: str = "the dev blocks",
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
 ) -> dict[str, float]:
     """Dev `mlm_loss`, `mlm_acc`, `mlm_ppl` and/or `kd_loss`, with the token counts behind them.
-    `source` names the corpus in the error when there is nothing to score (`check_scorable`)."""
+    `source` names the corpus in the error when there is nothing to score (`check_scorable`).
+    `decoder`, `kd_input`: see `objectives.pretraining_sums` (TAMT's by default)."""
     check_scorable(dev, collator, mlm=mlm, seed=seed, source=source)
+    if kd and kd_input == "clean" and not getattr(collator, "keep_clean", True):  # clean ids beside
+        collator = copy.copy(collator)
+        collator.keep_clean = True
     device = next(model.parameters()).device
     totals = {"mlm_sum": 0.0, "mlm_correct": 0.0, "mlm_count": 0.0, "kd_sum": 0.0, "kd_count": 0.0}
     starts = range(0, len(dev), batch_size)
@@ -72,7 +89,7 @@ def evaluate_pretraining(
             idx = range(start, min(start + batch_size, len(dev)))
             batch = collator([dev[i] for i in idx], [example_seed(seed, 0, i) for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            sums = pretraining_sums(model, batch, mlm=mlm, kd=kd)
+            sums = pretraining_sums(model, batch, mlm=mlm, kd=kd, decoder=decoder, kd_input=kd_input)
             for k in totals:
                 v = getattr(sums, k)
                 if v is not None:

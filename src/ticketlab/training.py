@@ -87,7 +87,10 @@ class TrainConfig:
     weight_decay: NonNegFloat = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
-    schedule_steps: PositiveInt | None = None  # where the linear decay reaches 0; None: max_steps
+    # The linear schedule's horizon: the lr reaches 0 at this step (None: at max_steps). Beyond
+    # max_steps, training stops part-way down one longer schedule, as TAMT's masks are checkpoints
+    # of its 27,920-step run (`pruning.tamt.paper_schedule_steps`).
+    schedule_steps: PositiveInt | None = None
     grad_accum: PositiveInt = 1
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
@@ -109,6 +112,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges, and no nan / inf (AdamW would raise a ValueError)
+        if self.schedule_steps is not None and self.schedule_steps < self.max_steps:
+            raise ConfigError(
+                f"schedule_steps {self.schedule_steps} ends before max_steps {self.max_steps}: the "
+                "schedule's horizon is at or after the last step"
+            )
         if self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"

@@ -55,8 +55,9 @@ def add_targets_argument(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="REGEX",
         help="prunable weights as a regex over module names relative to the encoder "
-        "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer, as TAMT; "
-        "with --ranking global the layers' matrices only, as Chen et al.)",
+        "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer and the "
+        "pooler where the checkpoint has one, as TAMT; with --ranking global the layers' matrices "
+        "only, as Chen et al.)",
     )
 
 

@@ -2,9 +2,13 @@
 
 Every block of the --corpus files is scored (no split). 15% of the tokens are corrupted (80/10/10)
 with a fixed seed per block, so all models and masks see the same masked positions. KD is TAMT
-Eq. 6 between the subnetwork and its own dense model (0 without a mask). A mask found by TAMT-MLM
-carries its trained MLM head (mlm_head.safetensors), which is used unless --ignore-mlm-head.
-Without --model, each mask is evaluated on the base model recorded in it.
+Eq. 6 between the subnetwork and its own dense model (0 without a mask), on the clean blocks
+(TAMT's KD dev data; --kd-input corrupted: on the corrupted ones). As TAMT's eval_mlm.py, the MLM
+loss is made with the original pre-trained MLM head for every method (--load_mlm_head false) and a
+dense decoder: only the input word embeddings are masked. A mask found by TAMT-MLM carries its
+trained MLM head (mlm_head.safetensors): --mlm-head trained scores it with that head instead, and
+--decoder masked with the masked decoder (ticketlab before issue 34). Without --model, each mask is
+evaluated on the base model recorded in it.
 
 Examples:
   ticketlab evaluate-pretrain --model ../shared/models/bert-mini-ref --full \\
@@ -27,7 +31,7 @@ HELP = "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks"
 # The `PretrainEvalConfig` options, in the order of `--help`.
 OPTIONS = (
     *("masks", "full", "corpus", "max_length", "max_blocks", "batch_size", "seed", "no_kd"),
-    *("ignore_mlm_head", "ignore_hash", "text_column", "cache_dir", "out"),
+    *("mlm_head", "decoder", "kd_input", "ignore_mlm_head", "ignore_hash", "text_column", "cache_dir", "out"),
 )
 
 

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sparsity", type=sparsity_arg, help="fraction of target weights set to zero (or give --pattern)"
     )
     add_pattern_argument(p)
-    add_config_arguments(p, PruneConfig, ["ranking", "seed"])
+    add_config_arguments(p, PruneConfig, ["ranking", "seed", "pooler"])
     add_targets_argument(p)
     p.add_argument("--out", required=True, metavar="DIR", help="mask directory to write")
 

@@ -12,7 +12,11 @@
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
         matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay.
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
+and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
+of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
+the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
+tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
 search log), steps/step-N/ (masks saved with --save-at), mlm_head.safetensors (TAMT-MLM's trained
 head) and rewound_model/ (IMP --rewind-to). Interrupted? Run the same command again: it resumes
@@ -96,7 +100,8 @@ def _common(p: argparse.ArgumentParser, method: SearchMethod) -> None:
     )
     if pattern:
         add_pattern_argument(p)
-    add_config_arguments(p, SearchConfig, ["steps", "out"])
+    add_config_arguments(p, SearchConfig, ["steps", "out"], steps={"required": False, "default": None})
+    add_config_arguments(p, SearchConfig, ["schedule_steps", *(("paper",) if method.paper_budget else ())])
     add_config_arguments(p.add_argument_group("corpus"), SearchConfig, CORPUS)
     t = p.add_argument_group("training")
     add_config_arguments(t, SearchConfig, TRAINING)
@@ -133,7 +138,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     m = SEARCH_METHODS[args.method]
     own = [*(f for f in BY_HAND if f in _fields(m.config)), *documented_fields(m.config)]
     method = config_from_args(m.config, args, own)
-    fields = ["model", "steps", "out", *CORPUS, *TRAINING, *SAVING, *(TASK if m.task else ())]
+    budget = ["schedule_steps", *(("paper",) if m.paper_budget else ())]
+    fields = ["model", "steps", "out", *budget, *CORPUS, *TRAINING, *SAVING, *(TASK if m.task else ())]
     return config_from_args(SearchConfig, args, fields, method=method)
 
 
@@ -157,7 +163,8 @@ def _report(result: SearchResult) -> None:
     s = mc.search
     line = f"{mc.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned"
     if "train_time_s" in s:
-        line += f" in {s['steps']} steps ({s['train_time_s']:.0f} s)"
+        tokens = f"{s['search_tokens']:,} tokens, " if "search_tokens" in s else ""
+        line += f" in {s['steps']} steps ({tokens}{s['train_time_s']:.0f} s)"
     print(f"{line} -> {result.out}")
     final = s.get("final_eval") or {}
     shown = {

@@ -59,7 +59,22 @@ _FINETUNE_OWN = frozenset(
 # `ticketlab evaluate-pretrain` options a spec may set in `pretrain_eval:` (`PretrainEvalConfig` fields).
 PRETRAIN_EVAL_SETTINGS = frozenset(
     {"max_length", "max_blocks", "batch_size", "seed", "no_kd", "ignore_mlm_head", "cache_dir"}
+    | {"mlm_head", "decoder", "kd_input"}
 )
+
+
+def pretrain_eval_changed(settings: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of issue 34 a mask's pre-training evaluation runs under that differ from ticketlab's
+    before (dense decoder, KD on clean text, the original MLM head), unless the spec names them: part
+    of the run's identity (`plan`)."""
+    changed: dict[str, Any] = {}
+    if settings.get("decoder") is None:
+        changed["decoder"] = "dense"
+    if settings.get("kd_input") is None and not settings.get("no_kd"):
+        changed["kd_input"] = "clean"
+    if settings.get("mlm_head") is None and not settings.get("ignore_mlm_head"):
+        changed["mlm_head"] = "original"
+    return changed
 
 
 def finetune_settings() -> frozenset[str]:

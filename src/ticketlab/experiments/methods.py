@@ -93,11 +93,15 @@ class MethodSpec:
     # position (st-random sits with `ticketlab super`'s st-winning / st-losing, which are not sweep
     # methods; imp-task is reported per source task, `imp-task@sst2`).
     color: str | None = None
+    # The defaults of issue 34 its search runs under that differ from ticketlab's before, for the
+    # spec's settings and whether the base checkpoint holds a pooler: part of a run's identity
+    # (`plan`), so a run under them never takes a row computed before them for its own.
+    changed_defaults: Callable[[dict[str, Any], bool], dict[str, Any]] = lambda settings, pooler: {}
 
 
 # --------------------------------------------------------------------------- one-shot methods
 
-ONE_SHOT_SETTINGS = frozenset({"ranking", "targets"})
+ONE_SHOT_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,7 +122,9 @@ def prune_config(job: SearchJob):
         sparsity=job.sparsity,
         out=job.mask_dir,
         seed=job.seed or 0,
-        **{k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None},
+        **from_options(
+            PruneConfig, {k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None}
+        ),
     )
 
 
@@ -154,7 +160,7 @@ NON_RESULT = frozenset(
 )
 TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
-    "targets".split()
+    "targets schedule_steps".split()
 )
 # Options of a search method's config a spec may not give: rewind_to (its masks apply to rewound
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
@@ -280,14 +286,23 @@ def trained_search(configure: Callable[[SearchJob], SearchConfig]) -> SearchFn:
 
 def _trained(method: SearchMethod, preset: Preset | None, **kw: Any) -> MethodSpec:
     configure = functools.partial(search_config, method=method, preset=preset)
+    fixed = dict(preset.fixed) if preset is not None else {}
     return MethodSpec(
         search=trained_search(configure),
         uses_steps=True,
         settings=spec_settings(method, preset),
         non_result=NON_RESULT,
         configure=configure,
+        changed_defaults=lambda settings, pooler: method.changed_defaults(fixed, settings, pooler),
         **kw,
     )
+
+
+def pooler_default(settings: dict[str, Any], pooler: bool) -> dict[str, Any]:
+    """A one-shot method's change of issue 34: the pooler among the default targets (where the checkpoint
+    holds one and the spec names no targets)."""
+    given = settings.get("targets") is not None or settings.get("no_pooler") is True
+    return {"pooler": True} if pooler and not given else {}
 
 
 @functools.cache  # per registered entry (identity): a sweep reads its methods often
@@ -401,6 +416,7 @@ METHODS: MutableMapping[str, MethodSpec] = Methods(
             settings=ONE_SHOT_SETTINGS,
             configure=prune_config,
             color="C1",
+            changed_defaults=pooler_default,
         ),
         "random": MethodSpec(
             "random",
@@ -409,6 +425,7 @@ METHODS: MutableMapping[str, MethodSpec] = Methods(
             settings=ONE_SHOT_SETTINGS,
             configure=prune_config,
             color="C2",
+            changed_defaults=pooler_default,
         ),
         "st-random": MethodSpec(
             "st-random",

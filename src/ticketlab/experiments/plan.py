@@ -21,6 +21,7 @@ re-keyed once (`rekey_store`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -30,7 +31,7 @@ from typing import Any
 
 from ..files import content_key
 from ..outputs import safe_component
-from .adapters import finetune_non_result
+from .adapters import finetune_non_result, pretrain_eval_changed
 from .methods import LEGACY_IMP
 from .sweep_spec import SweepSpec
 
@@ -87,13 +88,70 @@ class MaskRef:
 FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
 
 
+# The settings of issue 34 at the values that give ticketlab's behaviour before it (a masked MLM
+# decoder, KD on the corrupted input, a mask's trained MLM head, the pooler dense): a run that names
+# them computes what a run without them computed then, so its id leaves them out and a store written
+# then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
+# defaults carries them in `defaults` instead (`MethodSpec.changed_defaults`): never an old row's id.
+BEFORE_34 = {"decoder": "masked", "kd_input": "corrupted", "mlm_head": "trained", "no_pooler": True}
+
+
+def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
+    """Whether a setting names ticketlab's behaviour before issue 34: one of BEFORE_34, a schedule that
+    ends at the stop, or a family's default targets of then (without the pooler)."""
+    if key == "schedule_steps":
+        return value is not None and value == config.get("steps")
+    if key == "targets":
+        from ..arch import ARCHS
+
+        return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
+    if key not in BEFORE_34:
+        return False
+    old = BEFORE_34[key]
+    return value is old if isinstance(old, bool) else value == old  # `no_pooler: 1` is no True
+
+
+def checkpoint_has_pooler(model: str) -> bool:
+    """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
+    index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
+    that a run under the default targets of issue 34 is never taken for one from before."""
+    from ..arch import ARCHS
+
+    try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
+        model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+        arch = ARCHS.get(model_type.get("model_type")) if isinstance(model_type, dict) else None
+    except (OSError, ValueError):
+        arch = None
+    if arch is not None and arch.pooler is None:
+        return False
+    names = _weight_names(str(model))
+    return names is None or any("pooler." in n for n in names)
+
+
+@functools.lru_cache(maxsize=8)
+def _weight_names(model: str) -> frozenset[str] | None:
+    root = Path(model).expanduser()
+    try:
+        index = root / "model.safetensors.index.json"
+        if index.is_file():
+            return frozenset(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+        with open(root / "model.safetensors", "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            return frozenset(k for k in json.loads(f.read(size)) if k != "__metadata__")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What a run's id hashes: its config, with the paths of the inputs whose content key it holds
-    (`inputs`) left out. A corpus keeps its other settings (text column, dev fraction) and its files'
-    names per split (a file moved from train to dev changes what each split reads); a hub id, or a
-    config without keys (a super-ticket study's rows), keeps its names."""
+    (`inputs`) left out, and the settings that name ticketlab's behaviour before issue 34 (`BEFORE_34`).
+    A corpus keeps its other settings (text column, dev fraction) and its files' names per split (a file
+    moved from train to dev changes what each split reads); a hub id, or a config without keys (a
+    super-ticket study's rows), keeps its names."""
     keys = config.get("inputs") or {}
     out = {k: v for k, v in config.items() if not (k in LOCATED and keys.get(k) is not None)}
+    if isinstance(out.get("settings"), dict):
+        out["settings"] = {k: v for k, v in out["settings"].items() if not _before_34(k, v, config)}
     corpus = config.get("corpus")
     if keys.get("corpus") is not None and isinstance(corpus, dict):
         out["corpus"] = {k: _names(v) if k in ("train", "dev") else v for k, v in corpus.items()}
@@ -173,6 +231,9 @@ def _search_run(
     if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
+    changed = m.changed_defaults(settings, checkpoint_has_pooler(spec.model))
+    if changed:  # only then: a run whose behaviour issue 34 did not change keeps its id
+        config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
 
 
@@ -221,6 +282,9 @@ def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
     what = ref.describe() if ref is not None else FULL
     config = {"model": spec.model, "corpus": spec.corpus, "settings": spec.pretrain_eval, **what}
     config["inputs"] = input_keys(spec, corpus="dev")
+    changed = pretrain_eval_changed(spec.pretrain_eval or {}) if ref is not None else {}
+    if changed:  # the dense model's row is what it was: no mask, no decoder or head to choose
+        config["defaults"] = changed
     name = "pe_" + (ref.search.name if ref is not None else "full")
     if ref is not None and ref.step is not None:
         name += f"_at{ref.step}"

@@ -42,7 +42,7 @@ import dataclasses
 import inspect
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -114,10 +114,26 @@ def dense_tensor(module: nn.Module, tensor: str) -> Tensor | None:
     return getattr(module, tensor, None)
 
 
+def absent_pooler(model: nn.Module, keys: Iterable[str]) -> set[str]:
+    """The keys of `keys` that name the family's pooler (`arch.Arch.pooler`) where `model` was built
+    without one (transformers' *ForMaskedLM): nothing it computes reads a pooler, so a mask's pooler
+    keys are left out there, as a bias key of a module without a bias is."""
+    from ..arch import ARCHS
+
+    arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
+    if arch is None or arch.pooler is None:
+        return set()
+    if getattr(encoder_of(model), arch.pooler.split(".")[0], False) is not None:
+        return set()
+    return {k for k in keys if split_key(k)[0] == arch.pooler}
+
+
 def resolve_modules(model: nn.Module, keys: list[str] | Mapping[str, object]) -> dict[str, nn.Module]:
     """Find the encoder module behind each key (`X.weight` or `X.bias`), or raise one error listing
-    what is missing. Bias keys of modules without a bias are left out (see the module docstring)."""
+    what is missing. Bias keys of modules without a bias, and pooler keys where the model has no pooler
+    (`absent_pooler`), are left out (see the module docstring)."""
     modules = dict(encoder_of(model).named_modules())
+    keys = [k for k in keys if k not in absent_pooler(model, keys)]
     missing = [k for k in keys if split_key(k)[1] not in MASKABLE or split_key(k)[0] not in modules]
     if missing:
         raise MaskMismatchError(

@@ -35,7 +35,7 @@ from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabErr
 from ..files import read_json, to_json
 from ..outputs import atomic_dir
 from ..validation import check_fields
-from .apply import dense_weight, masked_tensor, resolve_modules
+from .apply import absent_pooler, dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
 from .mask import Mask, is_bias_key
 from .pattern import follows, parse_pattern
@@ -85,6 +85,9 @@ class MaskConfig:
     kind: Literal["weights", "structured"] = "weights"  # structured: a ticket of heads / FFN units
     units: dict[str, Any] | None = None  # structured: granularity, structure, kept units per layer
     pattern: str | None = None  # "N:M": N kept of every M along the input dim; None: elementwise
+    # `weights_hash` without the pooler's keys, for a mask that prunes a pooler: what a model built
+    # without one (*ForMaskedLM, `apply.absent_pooler`) is checked against. Written only when set.
+    encoder_hash: str | None = None
     versions: dict[str, str] = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: created_stamp())  # provenance, not what the mask is
     format: str = FORMAT
@@ -139,8 +142,12 @@ class MaskConfig:
         **kw: Any,
     ) -> MaskConfig:
         """The config of `mask`, found on `model` (loaded from `base_model`): hash and targets filled in."""
+        from ..arch import ARCHS
         from .targets import targets_repr
 
+        arch = ARCHS.get(model.config.model_type)
+        pooler = [k for k in mask if arch is not None and arch.pooler and k.rpartition(".")[0] == arch.pooler]
+        encoder = weights_hash(model, [k for k in mask if k not in pooler]) if pooler else None
         return cls(
             method=method,
             sparsity=sparsity,
@@ -148,11 +155,15 @@ class MaskConfig:
             base_model_hash=weights_hash(model, list(mask)),
             model_type=model.config.model_type,
             targets=targets_repr(targets, model),
+            encoder_hash=encoder,
             **kw,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["encoder_hash"] is None:  # as files before it (a mask without a pooler)
+            del d["encoder_hash"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MaskConfig:
@@ -312,7 +323,16 @@ def check_fits(
             )
     if check_hash:
         have = weights_hash(model, list(mask))
-        if have != config.base_model_hash:
+        want = config.base_model_hash
+        if absent_pooler(model, list(mask)):  # a model without the pooler the mask prunes
+            if config.encoder_hash is None:
+                raise MaskMismatchError(
+                    f"{source}: prunes the pooler, which this model lacks (built without one, as "
+                    "*ForMaskedLM), and records no hash without it; load the model with its pooler, or "
+                    "pass --ignore-hash (check_hash=False)"
+                )
+            want = config.encoder_hash
+        if have != want:
             raise MaskMismatchError(
                 f"{source}: the model's weights differ from those the mask was found on "
                 f"({config.base_model}); pass --ignore-hash (check_hash=False) to apply it anyway"

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from ..errors import ConfigError
+from ..lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from ..masking.pattern import parse_pattern, pattern_sparsity
-from ..masking.targets import Targets
+from ..masking.targets import POOLER_HELP, Targets
 from ..validation import (
     Fraction,
     LearningRate,
     OpenFraction,
     PositiveFloat,
-    PositiveInt,
     Range,
     Seed,
     check_config,
@@ -63,6 +63,13 @@ class TamtConfig:
         "(6 bytes less per target weight: less memory than dense training)",
     )
     pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
+    pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
+    decoder: Decoder = option("dense", DECODER_HELP)
+    kd_input: KdInput | None = option(
+        None,
+        KD_INPUT_HELP + " (default: clean for TAMT-KD; TAMT-MLM+KD distils on its MLM batch, as TAMT's "
+        "train_mlm.py --use_kd does)",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
@@ -72,6 +79,13 @@ class TamtConfig:
     @property
     def trains_head(self) -> bool:
         return self.train_head and "mlm" in self.objective
+
+    @property
+    def kd_reads(self) -> KdInput | None:
+        """What the KD loss reads (None: no KD loss): `kd_input`, else TAMT's code's choice per objective."""
+        if "kd" not in self.objective:
+            return None
+        return self.kd_input or ("clean" if self.objective == "kd" else "corrupted")
 
     @property
     def default_lr(self) -> float:
@@ -115,12 +129,6 @@ class ImpConfig:
         "on MLM); after-round: only after each full training round, one round more (LT_glue.py, the "
         "default with --task)",
     )
-    schedule_steps: PositiveInt | None = option(
-        None,
-        "horizon of each round's linear learning-rate decay (the references' t_total, their whole "
-        "epoch budget; default: --steps)",
-        metavar="N",
-    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -145,3 +153,44 @@ class ImpConfig:
         if self.first_pruning is not None:
             return self
         return dataclasses.replace(self, first_pruning="after-round" if on_task else "start")
+
+
+# TAMT's budget (App. B.2): one linearly decaying schedule over 2 epochs of WikiText-103 at batch 16
+# x 512 tokens, 27,920 steps, and the mask of each sparsity is a checkpoint taken part-way through it
+# (Tab. 2: `checkpoint-11000` for 50%, ... ; its run_glue scripts load e.g. checkpoint-17000/mask.pt).
+# A run trains one sparsity (its masker starts from OMP at the target and holds it): the 50/70/90%
+# masks are three runs, each stopped at its own step of the same schedule.
+PAPER_SCHEDULE_STEPS = 27920
+PAPER_STEPS = {0.2: 3000, 0.3: 6000, 0.4: 8000, 0.5: 11000, 0.6: 14000, 0.7: 17000, 0.8: 20000, 0.9: 22000}
+PAPER_TOKENS_PER_STEP = 16 * 512  # TAMT Table 1: batch 16, length 512
+
+
+def paper_fraction(sparsity: float) -> float:
+    """How far into its 27,920-step schedule TAMT took the mask of `sparsity` (Tab. 2 / 27,920):
+    linear between the table's sparsities, its first and last value outside them."""
+    points = sorted(PAPER_STEPS.items())
+    if sparsity <= points[0][0]:
+        return points[0][1] / PAPER_SCHEDULE_STEPS
+    for (s0, n0), (s1, n1) in zip(points, points[1:], strict=False):
+        if sparsity <= s1:
+            return (n0 + (n1 - n0) * (sparsity - s0) / (s1 - s0)) / PAPER_SCHEDULE_STEPS
+    return points[-1][1] / PAPER_SCHEDULE_STEPS
+
+
+def paper_schedule_steps(steps: int, sparsity: float) -> int:
+    """The schedule horizon TAMT's default gives a search of `steps` at `sparsity`: the search stops
+    where the paper's run of that sparsity stopped in its own schedule (17,000 of 27,920 at 70%:
+    the lr has decayed to 39% of its peak, the scores have had ~0.70·lr·N of learning rate in all
+    rather than the 0.5·lr·N of a schedule that ends at the stop)."""
+    return max(steps, round(steps / paper_fraction(sparsity)))
+
+
+def paper_budget(sparsity: float) -> tuple[int, int]:
+    """(steps, schedule steps) of the paper's run of `sparsity` (Tab. 2), or one error naming the table."""
+    step = next((n for s, n in PAPER_STEPS.items() if abs(s - sparsity) < 1e-9), None)
+    if step is None:
+        raise ConfigError(
+            f"TAMT's Tab. 2 gives steps for sparsities {', '.join(f'{s:g}' for s in PAPER_STEPS)}, "
+            f"not {sparsity:g}: give --steps (the schedule follows the paper's at any sparsity)"
+        )
+    return step, PAPER_SCHEDULE_STEPS

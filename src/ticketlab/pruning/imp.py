@@ -50,7 +50,6 @@ checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash na
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -80,7 +79,10 @@ def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
     if config.targets is not None:
         return config.targets
     arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
-    pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets()
+    if config.variant == "legacy" and not config.pooler:
+        return arch.targets(pooler=False)  # the default targets before issue 34, stored as before
+    # the pooler as `pooler` says (issue 34 put it in the default targets; IMP's own flag decides here)
+    pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets(pooler=False)
     return f"{pattern}|{POOLER}" if config.pooler else pattern
 
 
@@ -234,8 +236,6 @@ def search_imp(
 ) -> SearchResult:
     """IMP on `objective` (MLM, or a task's loss): masks at `out` and at `out/steps/step-N` on the way."""
     config = config.resolved(on_task=objective.name != "mlm")
-    if config.schedule_steps is not None:
-        train_config = dataclasses.replace(train_config, schedule_steps=config.schedule_steps)
     imp = _Imp(model, config, train_config.max_steps)
     sd = SearchDir(out)
     rewound = sd.out / REWOUND_DIR
@@ -262,7 +262,7 @@ def search_imp(
             "prune_rate": config.prune_rate,
             "first_pruning": config.first_pruning,
             "rewind_head": config.rewind_head,
-            "schedule_steps": config.schedule_steps or train_config.max_steps,
+            "schedule_steps": train_config.schedule_steps or train_config.max_steps,
             "schedule": [[s, level] for s, level in imp.schedule],
             "level": imp.level,
             "rewind_to": config.rewind_to,

@@ -11,13 +11,18 @@ This module is the search: its settings (`TamtConfig`, in the torch-free `config
 reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
 `scores.py` and `thresholds.py` are re-exported.
 
-Two differences from TAMT's code, by choice (issue 24): (1) its masker also masks the pooler;
-transformers' *ForMaskedLM models have none, the MLM and KD losses never reach it (its scores would
-keep their OMP start), and ticketlab's targets leave it dense (to mask it in a model that has one,
-add `masking.targets.POOLER` to `targets`). (2) Its trainer keeps the mask of the best dev loss seen during
-the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the step budget,
-so that a search's cost is its budget and no dev set picks the mask (masks along the way are kept
-with `save_at`, each with its dev loss in the log when `eval_every` is set).
+As TAMT's code (issue 34): its masker masks the pooler too; transformers' *ForMaskedLM models have
+none, so the checkpoint's pooler is taken into the MLM model (`masking.targets.attach_pooler`, where
+the checkpoint has one) and, as no MLM or KD loss reaches it, its scores stay at their OMP start
+(frozen: `--no-pooler` leaves it dense). The tied MLM decoder stays dense (`decoder`), the KD loss of
+TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's schedule: a search stops
+part-way down a longer linear schedule, where Tab. 2 took the mask of its sparsity in a 27,920-step
+run (`paper_schedule_steps`; `SearchConfig.schedule_steps`, `SearchConfig.paper`).
+
+One difference from TAMT's code, by choice (issue 24): its trainer keeps the mask of the best dev
+loss seen during the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the
+step budget, so that a search's cost is its budget and no dev set picks the mask (masks along the way
+are kept with `save_at`, each with its dev loss in the log when `eval_every` is set).
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..arch import ARCHS
 from ..masking import Mask
 from ..objectives import head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig
-from .configs import Init, ScoreDtype, TamtConfig
+from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
+    PAPER_SCHEDULE_STEPS,
+    PAPER_STEPS,
+    PAPER_TOKENS_PER_STEP,
+    Init,
+    ScoreDtype,
+    TamtConfig,
+    paper_budget,
+    paper_fraction,
+    paper_schedule_steps,
+)
 from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores, row_blocks
@@ -44,6 +60,8 @@ from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholde
 __all__ = [
     "DIVERGED",
     "SCORE_DTYPES",
+    "PAPER_SCHEDULE_STEPS",
+    "PAPER_STEPS",
     "FlatScores",
     "GroupThresholder",
     "Init",
@@ -58,11 +76,15 @@ __all__ = [
     "head_state",
     "initial_mask",
     "make_thresholders",
+    "paper_budget",
+    "paper_fraction",
+    "paper_schedule_steps",
     "prepare_tamt",
     "rethreshold",
     "row_blocks",
     "search_tamt",
 ]
+
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +120,9 @@ def prepare_tamt(
         flat=flat,
         flat_grads=flat_grads,
     )
-    groups = [{"params": [p.scores for p in masks.values()], "name": "scores"}]
+    for key in _unreached(model, masks):  # the pooler: held at its start, as TAMT's masker holds it
+        masks[key].scores.requires_grad_(False)
+    groups = [{"params": [p.scores for p in masks.values() if p.scores.requires_grad], "name": "scores"}]
     if config.trains_head:
         head = list(head_parameters(model).values())
         for p in head:
@@ -108,6 +132,15 @@ def prepare_tamt(
             group["lr"] = config.head_lr
         groups.append(group)
     return masks, groups
+
+
+def _unreached(model: nn.Module, masks: dict[str, ScoreMask]) -> list[str]:
+    """Mask keys no pre-training loss reaches: the family's pooler (only the pooled output reads it).
+    Their scores get no gradient and stay where they start (TAMT's masker masks the pooler, at its OMP
+    start throughout); frozen, they are no parameter a DDP reducer would wait for."""
+    arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
+    key = f"{arch.pooler}.weight" if arch is not None and arch.pooler else None
+    return [key] if key in masks else []
 
 
 def head_state(model: nn.Module) -> dict[str, Tensor]:
@@ -120,11 +153,14 @@ def head_state(model: nn.Module) -> dict[str, Tensor]:
 
 def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | None:
     """Why a search would end with its initial mask, or None. AdamW moves a score by about lr per
-    step (half that on average under linear decay), and Eq. 5 starts kept scores α·φ above pruned
+    step (under linear decay, the schedule's mean over the steps searched: 1 - N/2H of it for N steps
+    of an H-step schedule, a half when it ends at the stop), and Eq. 5 starts kept scores α·φ above pruned
     ones: a kept and a pruned score can swap only once their travel together covers that gap. The
     paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
     steps = train_config.max_steps
-    travel = train_config.lr * steps * (0.5 if train_config.schedule == "linear" else 1.0)
+    horizon = train_config.schedule_steps or steps
+    linear = train_config.schedule == "linear"
+    travel = train_config.lr * steps * ((1 - steps / (2 * horizon)) if linear else 1.0)
     gap = config.alpha * config.threshold
     if 2 * travel >= gap:
         return None
@@ -179,6 +215,8 @@ def search_tamt(
             "train_head": config.trains_head,
             "head_lr": config.head_lr if config.trains_head else None,
             "mlm_head": HEAD_FILE if config.trains_head else None,
+            "decoder": config.decoder if "mlm" in config.objective else None,
+            "kd_input": config.kd_reads,
             **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},

@@ -1,0 +1,19 @@
+"""The choices of the LM objectives' options, in a module that imports no torch: the configs a
+verb's `--help` offers read them (`pruning.configs`, `api`), and parsing must not wait for torch.
+`objectives.py` computes what they mean."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Decoder = Literal["dense", "masked"]  # the tied MLM decoder under a word-embedding mask
+KdInput = Literal["clean", "corrupted"]  # what teacher and student read for the KD loss
+# Help of the options that choose them, for every verb that has them.
+DECODER_HELP = (
+    "the tied MLM decoder: dense (TAMT, Liu et al. 2022: only the input word embeddings are masked) "
+    "or masked (the exported checkpoint's shared matrix; ticketlab before issue 34)"
+)
+KD_INPUT_HELP = (
+    "what the KD loss reads: clean text (TAMT's KD data, masked_lm_prob 0) or the MLM-corrupted "
+    "input (ticketlab before issue 34)"
+)
