@@ -37,6 +37,7 @@ from .plan import expand
 from .results import load_results
 from .sections import (
     Footnotes,
+    budget_section,
     data_curve_section,
     floor_note,
     fmt,
@@ -46,6 +47,7 @@ from .sections import (
     paired_section,
     pct,
     pretrain_section,
+    protocol_note,
     search_cost_section,
     size,
     super_section,
@@ -214,6 +216,7 @@ def _heading(res: SweepResults, spec: dict[str, Any]) -> list[str]:
         f"`{res.sweep_dir / 'results.sqlite'}`.  ",
         f"Base model: `{spec.get('model', '?')}`. Runs: {counts}.{left_out}",
         "",
+        *budget_section(res),
     ]
 
 
@@ -250,10 +253,10 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *_heading(res, spec),
         "## Main results",
         "",
-        "Best dev score during fine-tuning of each task's main metric (0-100; "
-        f"{metric_note or 'no tasks yet'}), mean ± sample std over all runs of a cell (mask seeds × "
-        f"fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks per seed pair "
-        "first. Each footnote lists the run ids behind a number.",
+        "Dev score of each task's main metric (0-100; "
+        f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a cell "
+        f"(mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks "
+        "per seed pair first. Each footnote lists the run ids behind a number. " + protocol_note(res),
         "",
         table(header, rows) if rows else "_No finished fine-tuning runs yet._",
         "",
