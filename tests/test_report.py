@@ -773,3 +773,30 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     assert "| b | all | full | 0% | 1 |" in section
     rows = list(csv.DictReader((tmp_path / "sweep" / "report" / "paired.csv").open()))
     assert {r["train_size"] for r in rows} == {"main", "10", "100"}
+
+
+def test_budgets_as_a_fraction_of_the_papers():
+    """TAMT Table 2's steps by sparsity (linear between its points), IMP's 2.792K per 10%, at batch
+    16 × 512; fine-tuning: 3 epochs of the whole GLUE training set at batch 32."""
+    from types import SimpleNamespace
+
+    from ticketlab.experiments.budgets import finetune_rows, paper_search_steps, search_rows
+
+    assert paper_search_steps("tamt-kd", 0.7) == 17000 and paper_search_steps("tamt-mlm/x", 0.5) == 11000
+    assert paper_search_steps("tamt-kd", 0.75) == pytest.approx(18500)
+    assert (
+        paper_search_steps("imp/chen", 0.5) == pytest.approx(4 * 2792)
+        and paper_search_steps("omp", 0.5) is None
+    )
+    settings = {"batch_size": 16, "max_length": 128}
+    search = SimpleNamespace(
+        config={"method": "tamt-kd", "sparsity": 0.7, "settings": settings}, metrics={"steps": 200}
+    )
+    assert search_rows([search]) == [
+        ["tamt-kd", "70%", "200 × 16 × 128", "17.0K × 16 × 512", "1/85", "1/340"]
+    ]
+    config = {"task_label": "sst2", "task": "sst2", "train_size": 5000, "settings": {"batch_size": 32}}
+    tuned = SimpleNamespace(config=config, metrics={"steps": 100})
+    assert finetune_rows([tuned]) == [
+        ["sst2", "5000", "100 × 32", "0.64", "6,314 × 32 (3 epochs of 67,349)", "1/63"]
+    ]

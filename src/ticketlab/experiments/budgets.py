@@ -103,6 +103,7 @@ def finetune_rows(finetunes: list[Any]) -> list[list[str]]:
                 label,
                 "all" if size is None else str(size),
                 f"{steps} × {batch}",
+                f"{steps * batch / (size or full):.2g}",
                 f"{paper_steps:,.0f} × {FINETUNE_BATCH} (3 epochs of {full:,})",
                 _ratio(steps * batch, paper_steps * FINETUNE_BATCH),
             ]

@@ -302,7 +302,7 @@ def budget_section(res: SweepResults) -> list[str]:
         header = ["search", "sparsity", "steps × batch × tokens", "paper", "steps", "tokens"]
         out += [table(header, found), ""]
     if tuned:
-        header = ["fine-tuning", "examples", "steps × batch", "paper", "fraction"]
+        header = ["fine-tuning", "examples", "steps × batch", "epochs", "paper", "fraction"]
         out += [table(header, tuned), ""]
     return out
 
