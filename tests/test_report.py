@@ -800,3 +800,16 @@ def test_budgets_as_a_fraction_of_the_papers():
     assert finetune_rows([tuned]) == [
         ["sst2", "5000", "100 × 32", "0.64", "6,314 × 32 (3 epochs of 67,349)", "1/63"]
     ]
+
+
+def test_a_report_drawn_again_from_the_same_store_is_the_same_file(tmp_path, monkeypatch):
+    """The header says when the store's last run finished, not when the report was drawn, and names
+    the store relative to the working directory: re-rendering a committed report changes nothing."""
+    fill(
+        tmp_path / "sweep",
+        {("omp", 0.5, "x"): [80.0, 82.0, 84.0], ("omp/global", 0.5, "x"): [81.0, 83.0, 84.0]},
+    )
+    monkeypatch.chdir(tmp_path)
+    first = write_report("sweep").path.read_bytes()
+    assert write_report("sweep").path.read_bytes() == first
+    assert b"From `sweep/results.sqlite` as of its last finished run (" in first

@@ -212,12 +212,27 @@ def _heading(res: SweepResults, spec: dict[str, Any]) -> list[str]:
     return [
         f"# Sweep report: {spec.get('name') or res.sweep_dir.name}",
         "",
-        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
-        f"`{res.sweep_dir / 'results.sqlite'}`.  ",
+        f"From `{_shown(res.sweep_dir / 'results.sqlite')}` as of its last finished run ({_as_of(res)}).  ",
         f"Base model: `{spec.get('model', '?')}`. Runs: {counts}.{left_out}",
         "",
         *budget_section(res),
     ]
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it (a committed store's report
+    then reads the same from every checkout), else as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _as_of(res: SweepResults) -> str:
+    """When the store's last run finished (not when the report was drawn: a report drawn again from
+    the same store is the same file)."""
+    times = [r.finished for r in res.records.values() if r.finished]
+    return datetime.fromtimestamp(max(times), UTC).isoformat(timespec="seconds") if times else "no run yet"
 
 
 def _failed_part(res: SweepResults) -> list[str]:
