@@ -5,9 +5,11 @@
                                           search steps): n, mean, std, min, max and the run ids
     SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
     SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
-    SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, paired by
-                                          mask (or by fine-tuning seed when each method has one
-                                          mask): unit, n, masks, mean, std, t-interval, p, verdict
+    SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, masks as the
+                                          unit (Welch on the means of per-mask means): masks and
+                                          seeds of each side, means, SE, df, t-interval, p, Holm's
+                                          p, MDE, verdict (no test for a stochastic method's one
+                                          mask), labels ("unequal sparsity")
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
     SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
