@@ -138,7 +138,28 @@ def test_finetune_learns_and_reports_best_and_final(tiny_bert_dir, glue_dir, tmp
     assert r.epochs == pytest.approx(30 * 16 / 96)
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["best"] == r.best and not (tmp_path / "run" / "checkpoint.pt").exists()
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["max_steps"] == 30
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["resolved"]["max_steps"] == 30
+    # the held-out protocol by default, in the fingerprint: the score no dev step was chosen for
+    assert recorded["fingerprint"]["config"]["checkpoint"] == "held-out" and r.checkpoint == "held-out"
+    assert r.reported_score == r.final_score
+
+
+def test_the_reported_score_is_never_chosen_on_the_data_that_scores_it():
+    """held-out: the last evaluation, or the step a selection part of dev picked (scored on the rest);
+    best-dev: the papers' best dev score; a result.json from before the field reads as best-dev."""
+    from ticketlab.finetune_results import FinetuneResult
+
+    base = dict(task="sst2", metric="accuracy", seed=1, history=[], steps=2, epochs=1.0, n_train=8)
+    base |= dict(n_dev={}, skipped={}, sparsity=0.0, mask=None, train_time_s=0, eval_time_s=0, wall_time_s=0)
+    best, final = {"step": 1, "accuracy": 80.0}, {"step": 2, "accuracy": 70.0}
+    assert FinetuneResult(**base, best=best, final=final, checkpoint="held-out").reported_score == 70.0
+    assert FinetuneResult(**base, best=best, final=final, checkpoint="best-dev").reported_score == 80.0
+    selected = FinetuneResult(
+        **base, best=best, final=final, selected_by="select_accuracy", checkpoint="held-out"
+    )
+    assert selected.reported_score == 80.0  # the step the selection part picked, scored on the rest
+    assert FinetuneResult.from_dict({**base, "best": best, "final": final}).reported_score == 80.0
 
 
 def test_epochs_give_the_step_count(tiny_bert_dir, glue_dir, tmp_path):

@@ -349,58 +349,60 @@ def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):
     assert all(r["achieved_sparsity"] for r in csv_rows)
 
 
-def test_paired_comparison_by_hand(tmp_path):
+def test_welch_over_mask_means_by_hand(tmp_path):
+    """A deterministic one-mask method (OMP) against another (its global variant): Welch over their
+    fine-tuning seeds; a stochastic method with one mask (TAMT, random) gets no test and says why."""
     fill(
         tmp_path / "sweep",
         {
-            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],
-            # one mask each: paired by fine-tuning seed, differences 1, 3, 5 to omp
-            ("tamt-mlm", 0.5, "x"): [81.0, 85.0, 89.0],
-            ("random", 0.5, "x"): [78.0, 79.8, 82.2],  # differences -2, -2.2, -1.8
+            ("omp", 0.5, "x"): [80.0, 82.0, 84.0],  # mean 82, var 4
+            ("omp/global", 0.5, "x"): [81.0, 85.0, 89.0],  # mean 85, var 16
+            ("tamt-mlm", 0.5, "x"): [81.0, 85.0, 89.0],  # one searched mask
+            ("random", 0.5, "x"): [78.0, 79.8, 82.2],
         },
-        masks={"tamt-mlm": 1, "random": 1},
+        masks={"tamt-mlm": 1, "random": 1, "omp/global": 1},
     )
     res = load_results(tmp_path / "sweep")
-    p = res.paired("tamt-mlm", "omp", 0.5, "x")
-    assert p.unit == "fine-tuning seed" and p.masks == (1, 1)
-    assert p.seeds == [0, 1, 2] and p.diffs == pytest.approx([1.0, 3.0, 5.0])
-    assert (p.mean, p.std) == pytest.approx((3.0, 2.0))
-    # t = 3 / (2 / sqrt 3) = 2.598 with 2 degrees of freedom, where the t distribution's tail is
-    # closed-form: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2.
-    t = 3 / (2 / 3**0.5)
-    assert p.p == pytest.approx(1 - t / (t * t + 2) ** 0.5)  # 0.1217
-    half = 4.302652729911275 * 2 / 3**0.5  # t_{0.975, 2} x standard error
+    p = res.paired("omp/global", "omp", 0.5, "x")
+    assert p.masks == (1, 1) and p.seeds == (3, 3) and p.mean == pytest.approx(3.0)
+    va, vb = 16 / 3, 4 / 3
+    assert p.se == pytest.approx((va + vb) ** 0.5)
+    assert p.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))  # Satterthwaite: 2.94
+    from scipy import stats
+
+    assert p.p == pytest.approx(2 * stats.t.sf(3 / p.se, p.df))
+    half = stats.t.ppf(0.975, p.df) * p.se
     assert p.ci95 == pytest.approx((3 - half, 3 + half))
-    assert p.verdict == "within noise"
-    q = res.paired("random", "omp", 0.5, "x")
-    assert q.diffs == pytest.approx([-2.0, -2.2, -1.8])
-    tq = 2 / (0.2 / 3**0.5)
-    assert q.p == pytest.approx(1 - tq / (tq * tq + 2) ** 0.5) and q.verdict == "random < omp"
-    comps = {(c.a, c.b): c for c in res.comparisons()}
-    assert set(comps) == {("tamt-mlm", "omp"), ("random", "omp")}
-    # Holm over the two: the smaller p doubled, the larger one max(that, itself)
-    assert comps[("random", "omp")].p_holm == pytest.approx(2 * q.p)
-    assert comps[("tamt-mlm", "omp")].p_holm == pytest.approx(max(2 * q.p, p.p))
+    for method in ("tamt-mlm", "random"):
+        q = res.paired(method, "omp", 0.5, "x")
+        assert q.p is None and q.se is None and q.mde is None and q.ci95 is None
+        assert q.verdict == "search variance not estimated (1 mask)"
+    comps = {(c.a.method, c.b.method): c for c in res.comparisons()}
+    assert {k for k, c in comps.items() if c.p is not None} == {("omp/global", "omp")}
+    assert comps[("omp/global", "omp")].p_holm == pytest.approx(p.p)  # a family of one test
     write_report(tmp_path / "sweep")
     rows = list(csv.DictReader((tmp_path / "sweep/report/paired.csv").open()))
-    row = next(r for r in rows if r["a"] == "tamt-mlm")
-    assert row["mean_diff"] == "3.0000" and row["p_paired_t"] == f"{p.p:.4f}" and row["units"] == "0 1 2"
-    assert row["p_holm"] == f"{p.p:.4f}" and float(row["mde80"]) == pytest.approx(3.2640 * 2, abs=1e-3)
-    assert row["unit"] == "fine-tuning seed" and (row["masks_a"], row["masks_b"]) == ("1", "1")
-    assert len(row["run_ids"].split()) == 6  # 3 tamt runs and 3 omp runs
+    row = next(r for r in rows if r["a"] == "omp/global")
+    assert row["mean_diff"] == "3.0000" and row["p_welch"] == f"{p.p:.4f}" and row["p_holm"] == f"{p.p:.4f}"
+    assert (row["masks_a"], row["seeds_a"], row["masks_b"], row["seeds_b"]) == ("1", "3", "1", "3")
+    assert len(row["run_ids"].split()) == 6
+    for r in rows:
+        if r["a"] in ("tamt-mlm", "random"):
+            assert r["p_welch"] == r["p_holm"] == r["mde80"] == ""
+            assert r["verdict"] == "search variance not estimated (1 mask)"
     text = (tmp_path / "sweep/report/report.md").read_text()
-    assert "| tamt-mlm − omp | 50% | x | 3 ft seeds (1 mask each) | +3.00 ± 1.15 |" in text
-    assert "2 of the 2 comparisons have one mask per method" in text
+    assert f"| omp/global − omp | 50% | x | 1×3 vs 1×3 | +3.00 ± {p.se:.2f} SE |" in text
+    assert "Holm family: the 1 tests of this report" in text
+    assert "2 search variance not estimated (1 mask)" in text
 
 
-def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
-    """Fine-tuning noise is tiny but TAMT's three masks differ by 20 points: pairing by fine-tuning seed
-    (each seed's mean over the masks) would see three equal differences and call TAMT better; with
-    masks as the unit the test sees their spread. Two methods with masks of the same seeds pair them."""
+def test_masks_are_the_unit_and_no_mask_is_paired_with_another(tmp_path):
+    """Fine-tuning noise is tiny but TAMT's three masks differ by 20 points: the test sees their
+    spread. Two methods with three masks each: Welch over the mask means, whatever their seeds."""
     fill(
         tmp_path / "sweep",
         {
-            ("omp", 0.5, "x"): [80.0, 80.1, 80.2],  # one mask: mean 80.1
+            ("omp", 0.5, "x"): [80.0, 80.1, 80.2],  # one mask: mean 80.1, seed variance 0.01
             ("tamt-mlm", 0.5, "x"): [70.0, 70.1, 70.2, 90.0, 90.1, 90.2, 81.0, 81.1, 81.2],
             ("random", 0.5, "x"): [60.0, 60.1, 60.2, 75.0, 75.1, 75.2, 70.0, 70.1, 70.2],
         },
@@ -408,68 +410,57 @@ def test_masks_are_the_unit_of_a_paired_comparison(tmp_path):
     )
     res = load_results(tmp_path / "sweep")
     p = res.paired("tamt-mlm", "omp", 0.5, "x")
-    assert p.unit == "mask" and p.masks == (3, 1) and p.seeds == [0, 1, 2] and p.n == 3
-    assert p.diffs == pytest.approx([-10.0, 10.0, 1.0])  # each mask's mean over seeds - omp's mean
-    sd = (((-10 - 1 / 3) ** 2 + (10 - 1 / 3) ** 2 + (1 - 1 / 3) ** 2) / 2) ** 0.5
-    assert (p.mean, p.std) == pytest.approx((1 / 3, sd))
-    t = (1 / 3) / (sd / 3**0.5)
-    assert p.p == pytest.approx(1 - t / (t * t + 2) ** 0.5) and p.p > 0.9 and p.verdict == "within noise"
-    q = res.paired("tamt-mlm", "random", 0.5, "x")  # paired by mask seed: 70.1-60.1, 90.1-75.1, 81.1-70.1
-    assert q.unit == "mask" and q.masks == (3, 3) and q.diffs == pytest.approx([10.0, 15.0, 11.0])
-    assert len(q.run_ids) == 18
-    write_report(tmp_path / "sweep")
-    rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "sweep/report/paired.csv").open())}
-    assert rows[("tamt-mlm", "omp")]["unit"] == "mask" and rows[("tamt-mlm", "omp")]["n"] == "3"
-    assert (rows[("tamt-mlm", "omp")]["masks_a"], rows[("tamt-mlm", "omp")]["masks_b"]) == ("3", "1")
-    text = (tmp_path / "sweep/report/report.md").read_text()
-    assert "| tamt-mlm − omp | 50% | x | 3 masks (3 vs 1) | +0.33 ± 5.78 |" in text
-    assert "by a t-test whose unit is a mask" in text and "have one mask per method" not in text
+    assert p.masks == (3, 1) and p.seeds == (3, 3) and p.a.means == pytest.approx([70.1, 90.1, 81.1])
+    va = sum((m - 241.3 / 3) ** 2 for m in (70.1, 90.1, 81.1)) / 2 / 3
+    assert p.mean == pytest.approx(241.3 / 3 - 80.1) and p.se == pytest.approx((va + 0.01 / 3) ** 0.5)
+    assert p.p > 0.9 and p.verdict == "within noise"
+    q = res.paired("tamt-mlm", "random", 0.5, "x")
+    vb = sum((m - 205.3 / 3) ** 2 for m in (60.1, 75.1, 70.1)) / 2 / 3
+    assert q.masks == (3, 3) and q.se == pytest.approx((va + vb) ** 0.5)
+    assert q.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
+    # reordering one method's masks (another "pairing") changes nothing: no pairing
+    assert q.mean == pytest.approx(36 / 3) and len(q.run_ids) == 18
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert f"| tamt-mlm − omp | 50% | x | 3×3 vs 1×3 | +0.33 ± {p.se:.2f} SE |" in text
 
 
-def test_crossed_masks_by_seeds_standard_error_by_hand():
-    """Masks x fine-tuning seeds: SE^2 = var(mask means)/K + var(seed means)/F, Satterthwaite's df."""
-    from ticketlab.experiments.paired import Paired
-
-    grid = [[1.0, 2.0, 3.0], [4.0, 6.0, 2.0], [0.0, 1.0, 5.0]]  # mask means 2, 4, 2; seed means 5/3, 3, 10/3
-    p = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 4.0, 2.0], [], unit="mask", masks=(3, 1), grid=grid)
-    rows, cols = (4 / 3) / 3, (7 / 9) / 3  # var(2, 4, 2) = 4/3; var(5/3, 3, 10/3) = 7/9
-    assert p.se == pytest.approx((rows + cols) ** 0.5)
-    assert p.df == pytest.approx((rows + cols) ** 2 / (rows**2 / 2 + cols**2 / 2))  # 3.74
-    t = (8 / 3) / p.se
-    from scipy import stats
-
-    assert p.p == pytest.approx(2 * stats.t.sf(t, p.df))
-    one_seed = [[r[0]] for r in grid]  # one fine-tuning seed against a one-mask baseline: no test
-    q = Paired("a", "b", 0.5, "x", [0, 1, 2], [1.0, 4.0, 0.0], [], unit="mask", masks=(3, 1), grid=one_seed)
-    assert q.p is None and q.ci95 is None and q.mde is None
-    both = Paired(
-        "a", "b", 0.5, "x", [0, 1, 2], [1.0, 4.0, 0.0], [], unit="mask", masks=(3, 3), grid=one_seed
-    )
-    assert both.p is not None and both.df == 2  # masks on both sides: their spread holds both noises
-    grid = [[1.0, -1.0], [1.0, -1.0]]  # mask means equal, the seeds not: a test, not "identical"
-    cancel = Paired("a", "b", 0.5, "x", [0, 1], [0.0, 0.0], [], unit="mask", masks=(2, 1), grid=grid)
-    assert not cancel.identical and cancel.p is not None
-
-
-def test_a_one_mask_baseline_keeps_the_false_positive_rate_at_5_percent():
-    """Under the null (3 masks of a method whose mean equals OMP's one mask; 3 fine-tuning seeds),
-    a t-test on the mask means alone ignores the baseline's fine-tuning noise, shared by every
-    difference, and rejects far more often than 5%; the crossed design does not."""
+def test_null_rejection_rate_by_simulation():
+    """The size of the comparison's design (`paired.welch`, `paired.t_test`: Welch on the means of
+    per-mask means, Satterthwaite's df) under the null, by simulation: 3 masks × 3 fine-tuning seeds
+    of a stochastic method against OMP's one mask × 3 seeds, and against another 3 × 3 method, for
+    mask-to-seed variance ratios from 0.1 to 10: at most 5% within Monte-Carlo error. A naive design
+    that takes the 9 runs as independent (ignores the masks) rejects far more where the masks vary,
+    and treating one searched mask as fixed (the old one-mask test) more still: the check can fail."""
     import numpy as np
 
-    from ticketlab.experiments.paired import Paired
+    from ticketlab.experiments.paired import t_test, welch
 
-    rng = np.random.default_rng(0)
-    new = old = 0
-    reps = 1000
-    for _ in range(reps):
-        a = rng.normal(0, 0.3, (3, 1)) + rng.normal(0, 1, (3, 3))  # small mask spread, seed noise 1
-        grid = (a - rng.normal(0, 1, (1, 3))).tolist()
-        diffs = [sum(r) / 3 for r in grid]
-        kw = dict(unit="mask", masks=(3, 1))
-        new += Paired("a", "b", 0.5, "x", [0, 1, 2], diffs, [], grid=grid, **kw).p < 0.05
-        old += Paired("a", "b", 0.5, "x", [0, 1, 2], diffs, [], **kw).p < 0.05
-    assert old / reps > 0.10 and new / reps <= 0.05  # measured: 0.15 and 0.03
+    rng = np.random.default_rng(35)
+    reps = 4000
+    bound = 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5  # 5% plus two Monte-Carlo standard errors
+    naive = {}
+    for ratio in (0.1, 0.3, 1.0, 3.0, 10.0):
+        for b_masks in (1, 3):
+            a = rng.normal(0, ratio**0.5, (reps, 3, 1)) + rng.normal(0, 1, (reps, 3, 3))
+            b = rng.normal(0, ratio**0.5 if b_masks > 1 else 0, (reps, b_masks, 1))
+            b = b + rng.normal(0, 1, (reps, b_masks, 3))
+            ma = a.mean(2)
+            vb = b.mean(2).var(1, ddof=1) / b_masks if b_masks > 1 else b[:, 0].var(1, ddof=1) / 3
+            diff = ma.mean(1) - b.mean((1, 2))
+            p = t_test(diff, *welch([(ma.var(1, ddof=1) / 3, 2), (vb, 2)]))
+            assert (p < 0.05).mean() <= bound, (ratio, b_masks, (p < 0.05).mean())
+            runs = a.reshape(reps, 9)  # naive: nine independent runs against b's
+            flat = b.reshape(reps, -1)
+            n_b = flat.shape[1]
+            parts = [(runs.var(1, ddof=1) / 9, 8), (flat.var(1, ddof=1) / n_b, n_b - 1)]
+            naive[(ratio, b_masks)] = (t_test(runs.mean(1) - flat.mean(1), *welch(parts)) < 0.05).mean()
+        one = rng.normal(0, ratio**0.5, (reps, 1)) + rng.normal(0, 1, (reps, 3))  # one searched mask
+        base = rng.normal(0, 1, (reps, 3))
+        d = one - base  # the old test: paired over fine-tuning seeds, the mask taken as fixed
+        fixed = (t_test(d.mean(1), d.std(1, ddof=1) / 3**0.5, 2) < 0.05).mean()
+        if ratio >= 1:  # measured: 0.11 at 1, 0.49 at 10
+            assert fixed > bound + 0.04, (ratio, fixed)
+    assert naive[(10.0, 1)] > 0.15 and naive[(10.0, 3)] > 0.15, naive
 
 
 def test_masks_as_the_unit_on_the_task_average(tmp_path):
@@ -485,7 +476,9 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
     )
     p = load_results(tmp_path / "sweep").paired("random", "omp", 0.5, AVG)
     # omp: (80 + 61) / 2 = 70.5; random's masks: (71 + 50) / 2 = 60.5 and (90 + 61) / 2 = 75.5
-    assert p.unit == "mask" and p.diffs == pytest.approx([-10.0, 5.0])
+    assert p.a.means == pytest.approx([60.5, 75.5]) and p.b.means == pytest.approx([70.5])
+    assert p.b.within == pytest.approx([70.0, 71.0])  # OMP's per-seed task averages
+    assert p.mean == pytest.approx(-2.5)
 
 
 def test_verdict_reads_the_holm_adjusted_p():
@@ -693,7 +686,7 @@ def test_tamt_is_compared_with_every_imp_variant(tmp_path):
             ("tamt-kd", 0.5, "x"): [82.0, 83.0, 84.0] * 2,
         },
     )
-    pairs = {(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons()}
+    pairs = set(load_results(tmp_path / "sweep").pairs())
     assert {("tamt-kd", "imp/chen"), ("tamt-kd", "imp/tamt")} <= pairs
     assert not any(b == "imp" for _, b in pairs)  # no `imp` here to compare its variants with
 
@@ -704,14 +697,16 @@ def test_a_variant_of_omp_is_compared_with_omp_once(tmp_path):
         {("omp", 0.5, "x"): [80.0, 82.0, 84.0], ("omp/global", 0.5, "x"): [81.0, 83.0, 84.0]},
         masks={"omp/global": 1},
     )
-    comps = [(c.a, c.b) for c in load_results(tmp_path / "sweep").comparisons() if c.task == "x"]
+    comps = [
+        (c.a.method, c.b.method) for c in load_results(tmp_path / "sweep").comparisons() if c.task == "x"
+    ]
     assert comps == [("omp/global", "omp")]
 
 
-def test_super_tickets_are_compared_by_seed(tmp_path):
+def test_super_tickets_are_compared_over_their_masks(tmp_path):
     """A super-ticket study: seed s's tickets come from seed s's full model and are fine-tuned with
-    seed s only, so no fine-tuning seed is shared across masks; winning and random (and losing)
-    tickets of one level pair by seed: a paired t-test over seeds."""
+    seed s only; winning tickets (importance-ranked: deterministic given the seed) against random
+    and losing ones of one level: Welch over the three masks of each, no pairing by seed."""
     fill(
         tmp_path / "sweep",
         {
@@ -723,12 +718,13 @@ def test_super_tickets_are_compared_by_seed(tmp_path):
         masks={"st-winning": 3, "st-random": 3, "st-losing": 3},
         per_seed=True,
     )
-    comps = {(c.a, c.b): c for c in load_results(tmp_path / "sweep").comparisons()}
+    comps = {(c.a.method, c.b.method): c for c in load_results(tmp_path / "sweep").comparisons()}
     assert set(comps) == {("st-winning", "st-random"), ("st-winning", "st-losing")}
     c = comps[("st-winning", "st-random")]
-    assert c.unit == "mask" and c.seeds == [0, 1, 2] and c.diffs == pytest.approx([3.0, 0.5, 3.0])
-    t = (6.5 / 3) / (((3 - 13 / 6) ** 2 * 2 + (0.5 - 13 / 6) ** 2) / 2 / 3) ** 0.5  # mean / (sd / sqrt 3)
-    assert c.df == 2 and c.p == pytest.approx(1 - t / (t * t + 2) ** 0.5)
+    assert c.masks == (3, 3) and c.seeds == (1, 1) and c.mean == pytest.approx(179 / 3 - 57.5)
+    va, vb = (7 / 3) / 3, 0.25 / 3  # var(60, 58, 61) = 7/3, var(57, 57.5, 58) = 0.25
+    assert c.se == pytest.approx((va + vb) ** 0.5)
+    assert c.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
 
 
 def test_a_variant_is_compared_with_its_own_method(tmp_path):
@@ -741,9 +737,9 @@ def test_a_variant_is_compared_with_its_own_method(tmp_path):
             ("tamt-kd/random-init", 0.5, "x"): [80.0, 81.0, 83.0] * 2,
         },
     )
-    comps = {(c.a, c.b): c for c in load_results(tmp_path / "sweep").comparisons()}
+    comps = {(c.a.method, c.b.method): c for c in load_results(tmp_path / "sweep").comparisons()}
     c = comps[("tamt-kd/random-init", "tamt-kd")]
-    assert c.unit == "mask" and c.masks == (2, 2) and c.mean == pytest.approx(-5 / 3)
+    assert c.masks == (2, 2) and c.mean == pytest.approx(-5 / 3)
 
 
 def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_dir):
@@ -760,20 +756,61 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     res = load_results(tmp_path / "sweep")
     comps = res.comparisons()
     curve = [c for c in comps if c.train_size != MAIN]
-    assert {(c.a, c.b, c.task, c.train_size) for c in curve} == {
+    assert {(c.a.method, c.b.method, c.task, c.train_size) for c in curve} == {
         ("tamt-mlm", "omp", t, n) for t in ("a", "b") for n in (10, 100)
     }
     # each mask's difference: the method's bonus at 70%, its 20 search steps' cost and its mask seed's
     # offset (the size's cost cancels)
     bonus = 100 * (fakes.BONUS["tamt-mlm"] * 0.7 - 0.1 / 21)
     for c in curve:
-        assert c.sparsity == 0.7 and c.unit == "mask" and c.masks == (2, 1)
-        assert c.diffs == pytest.approx([bonus + 0.3 * k for k in (0, 1)])
+        assert c.sparsity == 0.7 and c.masks == (2, 1)
+        omp = c.b.means[0]
+        assert [m - omp for m in c.a.means] == pytest.approx([bonus + 0.3 * k for k in (0, 1)])
     assert [c.p_holm for c in comps] == pytest.approx(holm([c.p for c in comps]))
     text = write_report(tmp_path / "sweep").path.read_text()
     section = text.split("## Data scarcity")[1]
-    row = r"\| a \| 10 \| tamt-mlm \| 70% \| 2 \| [\d.]+ ± [\d.]+ \(n=4\)\[\^\d+\] \| − omp \| 2 "
+    row = r"\| a \| 10 \| tamt-mlm \| 70% \| 2 \| [\d.]+ ± [\d.]+ \(n=4\)\[\^\d+\] \| − omp \| 2×2 vs 1×2 \| "
     assert re.search(row, section), section
     assert "| b | all | full | 0% | 1 |" in section
     rows = list(csv.DictReader((tmp_path / "sweep" / "report" / "paired.csv").open()))
     assert {r["train_size"] for r in rows} == {"main", "10", "100"}
+
+
+def test_budgets_as_a_fraction_of_the_papers():
+    """TAMT Table 2's steps by sparsity (linear between its points), IMP's 2.792K per 10%, at batch
+    16 × 512; fine-tuning: 3 epochs of the whole GLUE training set at batch 32."""
+    from types import SimpleNamespace
+
+    from ticketlab.experiments.budgets import finetune_rows, paper_search_steps, search_rows
+
+    assert paper_search_steps("tamt-kd", 0.7) == 17000 and paper_search_steps("tamt-mlm/x", 0.5) == 11000
+    assert paper_search_steps("tamt-kd", 0.75) == pytest.approx(18500)
+    assert (
+        paper_search_steps("imp/chen", 0.5) == pytest.approx(4 * 2792)
+        and paper_search_steps("omp", 0.5) is None
+    )
+    settings = {"batch_size": 16, "max_length": 128}
+    search = SimpleNamespace(
+        config={"method": "tamt-kd", "sparsity": 0.7, "settings": settings}, metrics={"steps": 200}
+    )
+    assert search_rows([search]) == [
+        ["tamt-kd", "70%", "200 × 16 × 128", "17.0K × 16 × 512", "1/85", "1/340"]
+    ]
+    config = {"task_label": "sst2", "task": "sst2", "train_size": 5000, "settings": {"batch_size": 32}}
+    tuned = SimpleNamespace(config=config, metrics={"steps": 100})
+    assert finetune_rows([tuned]) == [
+        ["sst2", "5000", "100 × 32", "0.64", "6,314 × 32 (3 epochs of 67,349)", "1/63"]
+    ]
+
+
+def test_a_report_drawn_again_from_the_same_store_is_the_same_file(tmp_path, monkeypatch):
+    """The header says when the store's last run finished, not when the report was drawn, and names
+    the store relative to the working directory: re-rendering a committed report changes nothing."""
+    fill(
+        tmp_path / "sweep",
+        {("omp", 0.5, "x"): [80.0, 82.0, 84.0], ("omp/global", 0.5, "x"): [81.0, 83.0, 84.0]},
+    )
+    monkeypatch.chdir(tmp_path)
+    first = write_report("sweep").path.read_bytes()
+    assert write_report("sweep").path.read_bytes() == first
+    assert b"From `sweep/results.sqlite` as of its last finished run (" in first

@@ -237,3 +237,34 @@ def test_corrupt_rows_and_a_full_disk_are_one_line_naming_the_store(tmp_path, ca
     ro = Store(tmp_path, readonly=True)  # what --status and the report open: no writes
     with ro, pytest.raises(TicketlabError, match="cannot use the results store"):
         ro.set_meta("x", 1)
+
+
+def test_reading_a_store_leaves_no_files_beside_it(tmp_path):
+    """A finished store (WAL mode, closed) read by the report leaves its folder as it was, during the
+    read too (a plain or `mode=ro` connection creates -wal and -shm files: a committed store's checkout
+    shows changes); with a writer at work (its -wal there) a reader sees its committed rows."""
+    with Store(tmp_path) as st:
+        st.add_runs(runs(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+    with Store(tmp_path, readonly=True) as ro:
+        assert len(ro.runs()) == 3 and ro.get_meta("plan") is None
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+    with Store(tmp_path) as writer:  # a sweep at work: its log beside the store
+        writer.add_runs(runs(5)[3:])
+        assert (tmp_path / "results.sqlite-wal").exists()
+        with Store(tmp_path, readonly=True) as ro:
+            assert len(ro.runs()) == 5
+
+
+def test_a_committed_store_reads_without_a_trace(tmp_path):
+    """`load_results` (what `ticketlab report` reads) on a copy of a committed store: no new file."""
+    import shutil
+    from pathlib import Path
+
+    from ticketlab.experiments.results import load_results
+
+    committed = Path(__file__).parent.parent / "docs" / "results" / "mask-init" / "results.sqlite"
+    shutil.copy(committed, tmp_path / "results.sqlite")
+    res = load_results(tmp_path)
+    assert res.comparisons() and sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]

@@ -3,8 +3,10 @@
 The mask is applied as a fixed `BinaryMask` parametrization and stays on during fine-tuning, so
 pruned weights are exactly zero at every step while all unpruned weights and a freshly initialised
 task head train (AdamW, linear decay; defaults from TAMT Table 1 via the task's `TaskSpec`). The
-dev set is scored every `eval_every` steps and the *best* dev score is reported, as the papers do,
-together with the final one. Without a mask the same code fine-tunes the full model (the baseline).
+dev set is scored every `eval_every` steps; the best and the final scores are kept, and the run
+reports one that no data it is scored on chose (`FinetuneConfig.checkpoint`: the final one, or with
+`select_fraction` the best step by a selection part of the dev set, scored on the rest; "best-dev"
+reports the papers' best dev score). Without a mask the same code fine-tunes the full model (the baseline).
 
 * `finetune(FinetuneConfig(...), out_dir)`: one run, resumable and idempotent: a finished run
   directory returns its saved `FinetuneResult`, an interrupted one resumes from its checkpoint, and
@@ -394,6 +396,7 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         out_dir=str(out) if out is not None else None,
         model_dir=model_dir,
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
+        checkpoint=config.checkpoint,
     )
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)

@@ -60,6 +60,14 @@ class FinetuneConfig:
     # on 10% of dev and report the other 90%); None: the whole dev set does both.
     select_fraction: OpenFraction | None = None
     select_seed: Seed = 0
+    # Which score a run reports (`FinetuneResult.reported_score`), part of its fingerprint. "held-out"
+    # never reports a score from a step the same data chose: with `select_fraction`, the step its
+    # selection part picked, scored on the rest of the dev set; without, the last evaluation (the
+    # fixed schedule's end). "best-dev" is the papers' best dev score, chosen and reported on one dev
+    # set (optimistic).
+    checkpoint: Literal["held-out", "best-dev"] = option(
+        "held-out", "which score is reported: held-out (never one the same data chose) or best-dev"
+    )
     warmup_ratio: Fraction = option(0.0, "fraction of the steps with a linear warm-up")
     warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
     weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")

@@ -32,6 +32,7 @@ class FinetuneResult:
     out_dir: str | None = None
     model_dir: str | None = None
     selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
+    checkpoint: str = "best-dev"  # `FinetuneConfig.checkpoint`; results written before it: the old protocol
 
     @property
     def best_score(self) -> float:
@@ -40,6 +41,14 @@ class FinetuneResult:
     @property
     def final_score(self) -> float:
         return float(self.final[self.metric])
+
+    @property
+    def reported_score(self) -> float:
+        """The score the run reports (`FinetuneConfig.checkpoint`): the best step's when a selection
+        part of the dev set picked it (scored on the rest) or under "best-dev", else the last one's."""
+        if self.selected_by is not None or self.checkpoint == "best-dev":
+            return self.best_score
+        return self.final_score
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +79,8 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
         "seeds": [r.seed for r in results],
         "best": {k: mean_std([r.best[k] for r in results]) for k in keys},
         "final": {k: mean_std([r.final[k] for r in results]) for k in keys},
+        "reported": mean_std([r.reported_score for r in results]),  # `FinetuneConfig.checkpoint`
+        "checkpoint": results[0].checkpoint,
         "train_time_s": sum(r.train_time_s for r in results),
         "eval_time_s": sum(r.eval_time_s for r in results),
         "runs": [{k: v for k, v in r.to_dict().items() if k not in ("history",)} for r in results],

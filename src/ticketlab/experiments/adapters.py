@@ -31,7 +31,7 @@ class FinetuneJob:
 @dataclass
 class FinetuneOutput:
     metric: str  # the task's main metric
-    score: float  # its best dev value during fine-tuning (what the papers report)
+    score: float  # the score the run reports (`FinetuneResult.reported_score`)
     final_score: float | None = None  # its value at the last evaluation
     best: dict[str, Any] = field(default_factory=dict)  # every metric at the best evaluation
     final: dict[str, Any] = field(default_factory=dict)
@@ -142,7 +142,7 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
         metric=r.metric,
-        score=r.best_score,
+        score=r.reported_score,
         final_score=r.final_score,
         best=r.best,
         final=r.final,

@@ -78,14 +78,19 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     comps = res.comparisons()
     sized = any(c.train_size != MAIN for c in comps)  # a data curve's: a column for the size
     paired = [
-        {"a": c.a, "b": c.b, "sparsity": c.sparsity, "task": c.task, "unit": c.unit, "n": c.n}
+        {"a": c.a.method, "b": c.b.method, "sparsity": c.sparsity, "task": c.task}
         | ({"train_size": c.train_size if c.train_size == MAIN else size(c.train_size)} if sized else {})
-        | {"masks_a": c.masks[0], "masks_b": c.masks[1]}
-        | {"mean_diff": _num(c.mean), "std_diff": _num(c.std), "se_diff": _num(c.se), "df": _num(c.df)}
-        | {"p_paired_t": _num(c.p)}
-        | {"p_holm": _num(c.p_holm), "mde80": _num(c.mde)}
-        | {"ci95_low": _num(c.ci95 and c.ci95[0]), "ci95_high": _num(c.ci95 and c.ci95[1])}
-        | {"verdict": c.verdict, "units": " ".join(map(str, c.seeds)), "run_ids": " ".join(c.run_ids)}
+        | {"masks_a": c.masks[0], "seeds_a": c.seeds[0], "masks_b": c.masks[1], "seeds_b": c.seeds[1]}
+        | {"mean_a": _num(c.a.mean), "mean_b": _num(c.b.mean), "mean_diff": _num(c.mean)}
+        | {"se_diff": _num(c.se), "df": _num(c.df), "p_welch": _num(c.p), "p_holm": _num(c.p_holm)}
+        | {
+            "mde80": _num(c.mde),
+            "ci95_low": _num(c.ci95 and c.ci95[0]),
+            "ci95_high": _num(c.ci95 and c.ci95[1]),
+        }
+        | {"verdict": c.verdict, "labels": "; ".join(c.labels)}
+        | {"masks_a_seeds": " ".join(map(str, c.a.masks)), "masks_b_seeds": " ".join(map(str, c.b.masks))}
+        | {"run_ids": " ".join(c.run_ids)}
         for c in comps
     ]
     atomic_write_csv(out / "paired.csv", paired)

@@ -1,53 +1,209 @@
-"""Paired comparisons of two methods in a sweep's results: which runs pair up (the design) and the
-t-test on their differences (`Paired`), in one Holm family over every comparison a report prints.
+"""Comparisons of two methods in a sweep's results (`Comparison`), in one Holm family over every
+comparison a report prints, and a plain paired t-test (`Paired`) for designs whose pairs mean something
+(a super ticket and the full model it came from, fine-tuned with one seed).
 
-`SweepResults.paired()` compares two methods with a t-test whose unit is a mask whenever either
-method has several (a crossed masks x fine-tuning seeds design: see `Paired`), and the fine-tuning
-seed only when each has one mask: then the test measures the fine-tuning noise of those two masks,
-not how much another search would have moved the result. The design is `Comparisons`, a part of
-`tables.SweepResults` (it reads that class's fields and selections).
+A comparison's unit is a mask. The design is two-level: masks are nested in methods and fine-tuning
+seeds in masks. Each mask's score is its mean over its fine-tuning seeds (on the task average: the mean
+over tasks of its per-task means); a method's score is the mean of its masks' scores, whose variance is
+the spread of those mask means over their number. Two methods are compared by Welch's t-test on
+those method means with Satterthwaite's degrees of freedom. Nothing pairs a mask of one method with a
+mask of the other: a search seed means nothing across methods, and a test whose p depends on which
+mask is matched with which is no test (issue 35: the six pairings of one comparison gave p from 0.10
+to 0.25). A deterministic method (the full model, OMP, importance-ranked super tickets) has one
+mask, which is no sample of a search: its variance is its fine-tuning seeds' spread over their number.
+A stochastic method (random, IMP, TAMT, random tickets) with one mask has no estimate of how much
+another search would move it: no test ("search variance not estimated (1 mask)").
+`tests/test_report.py` measures the size of this design by simulation.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from scipy import stats as sps
 
 from .cells import AVG, Cell, Score
 
-MASK, FT_SEED = "mask", "fine-tuning seed"  # the unit of a paired comparison
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
+# Masks of these are not a search's draw: one mask, whose only noise is its fine-tuning's.
+DETERMINISTIC = ("full", "st-winning", "st-losing")
+ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
+
+
+def stochastic(label: str) -> bool:
+    """Whether a method's mask is a draw of a seeded search (random, IMP, TAMT, random tickets): its
+    registry entry's `seeded`; importance tickets and the full model are not; unknown labels are."""
+    from .methods import METHODS, base_method
+
+    name = base_method(label.split("@", 1)[0])
+    if name in DETERMINISTIC:
+        return False
+    spec = METHODS.get(name)
+    return spec.seeded if spec is not None else True
+
+
+@dataclass
+class Side:
+    """One method's masks in a comparison: each mask's mean score (over its fine-tuning seeds) and, for
+    one mask, its per-seed values (the variance of a deterministic mask's mean)."""
+
+    method: str
+    masks: list[int | None]  # mask seeds (None: one deterministic mask)
+    means: list[float]  # per mask
+    seeds: list[int]  # fine-tuning seeds per mask (the fewest any mask has)
+    within: list[float]  # one mask's values per fine-tuning seed ([] with several masks)
+    values: list[float]  # every run's score (or per-seed task average)
+    run_ids: list[str]
+    stochastic: bool = True
+
+    @property
+    def mean(self) -> float:
+        return sum(self.means) / len(self.means)
+
+    def noise(self) -> tuple[float, int] | None:
+        """(variance of `mean`, its degrees of freedom), or None: not estimated."""
+        if len(self.means) >= 2:
+            return Cell(self.means, []).std ** 2 / len(self.means), len(self.means) - 1
+        if self.stochastic or len(self.within) < 2:
+            return None
+        return Cell(self.within, []).std ** 2 / len(self.within), len(self.within) - 1
+
+    def why_not(self) -> str | None:
+        if len(self.means) >= 2:
+            return None
+        if self.stochastic:
+            return ONE_STOCHASTIC_MASK
+        return None if len(self.within) >= 2 else "one run"
+
+
+def welch(parts: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """(standard error, Satterthwaite's degrees of freedom) of a difference of independent means,
+    given each one's (variance, degrees of freedom); numbers or numpy arrays of them (a simulation)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts)
+    fallback = float(sum(np.max(d) for _, d in parts))  # no spread at all: the degrees of freedom
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denom > 0, total * total / np.where(denom > 0, denom, 1), fallback)
+    return np.sqrt(total), df
+
+
+def t_test(diff: Any, se: Any, df: Any) -> Any:
+    """Two-sided p of the t statistic diff / se on df degrees of freedom (se 0: 0, or 1 if diff is 0
+    too); numbers or numpy arrays."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * sps.t.sf(np.abs(diff / np.where(se == 0, 1, se)), df)
+    return np.where(se == 0, np.where(diff == 0, 1.0, 0.0), p)
+
+
+@dataclass
+class Comparison:
+    """Method `a` minus method `b` at one sparsity and task (and training-set size): Welch's test on
+    the means of per-mask means (see the module's docstring)."""
+
+    a: Side
+    b: Side
+    sparsity: float
+    task: str
+    train_size: int | str | None = MAIN
+    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
+    labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
+
+    @property
+    def run_ids(self) -> list[str]:
+        return list(dict.fromkeys([*self.a.run_ids, *self.b.run_ids]))
+
+    @property
+    def masks(self) -> tuple[int, int]:
+        return len(self.a.means), len(self.b.means)
+
+    @property
+    def seeds(self) -> tuple[int, int]:
+        """Fine-tuning seeds per mask of each side."""
+        return len(self.a.seeds), len(self.b.seeds)
+
+    @property
+    def mean(self) -> float:
+        return self.a.mean - self.b.mean
+
+    @property
+    def identical(self) -> bool:
+        """Every run of both methods scored the same (typically both at a constant predictor)."""
+        return len({*self.a.values, *self.b.values}) == 1
+
+    @property
+    def why_not(self) -> str | None:
+        """Why there is no test (a stochastic method's single mask first), or None."""
+        if self.identical:
+            return "identical"
+        return self.a.why_not() or self.b.why_not()
+
+    def _design(self) -> tuple[float, float] | None:
+        parts = [self.a.noise(), self.b.noise()]
+        if self.why_not is not None or any(p is None for p in parts):
+            return None
+        se, df = welch([p for p in parts if p is not None])
+        return float(se), float(df)
+
+    @property
+    def se(self) -> float | None:
+        d = self._design()
+        return None if d is None else d[0]
+
+    @property
+    def df(self) -> float | None:
+        d = self._design()
+        return None if d is None else d[1]
+
+    @property
+    def p(self) -> float | None:
+        """Welch's two-sided p (None where there is no test: see `why_not`)."""
+        d = self._design()
+        return None if d is None else float(t_test(self.mean, *d))
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        d = self._design()
+        if d is None:
+            return None
+        half = float(sps.t.ppf(0.975, d[1])) * d[0]
+        return (self.mean - half, self.mean + half)
+
+    @property
+    def mde(self) -> float | None:
+        """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
+        Holm-corrected), given its observed noise (`metrics.detectable_effect`)."""
+        from ..metrics import detectable_effect  # scipy.optimize: only when asked
+
+        d = self._design()
+        return None if d is None else detectable_effect(*d)
+
+    @property
+    def verdict(self) -> str:
+        """From the Holm-adjusted p (the report's family); why there is no test otherwise."""
+        if self.why_not is not None:
+            return self.why_not
+        if self.p_holm is None or self.p_holm >= 0.05:
+            return "within noise"
+        return f"{self.a.method} > {self.b.method}" if self.mean > 0 else f"{self.a.method} < {self.b.method}"
 
 
 @dataclass
 class Paired:
-    """Method `a` minus method `b` at one sparsity and task: one difference per unit, a mask (`unit`
-    MASK: `seeds` are mask seeds) or a fine-tuning seed (FT_SEED: each method has one mask).
-
-    Masks as the unit, `grid` holds each mask's difference per fine-tuning seed (rows: `seeds`;
-    columns: the fine-tuning seeds every mask has) and the test is that of a crossed design: the
-    standard error is var(mask means)/K + var(seed means)/F under a square root, with
-    Satterthwaite's degrees of freedom. The seed term is the fine-tuning noise every mask shares: a
-    one-mask baseline's (OMP, `full`) enters every difference alike, so the spread of the mask
-    means alone does not show it, and a t-test on them alone rejects a true null far more often than
-    5% (tests/test_report.py measures it). Conservative: the masks x seeds interaction counts in
-    both terms."""
+    """A paired t-test on `diffs`, one per unit in `seeds` (a design whose pairs mean something: a
+    super ticket and the full model it came from, fine-tuned with the same seed)."""
 
     a: str
     b: str
     sparsity: float
     task: str
-    seeds: list[int | None]  # the units: mask seeds (None: one deterministic mask) or fine-tuning seeds
-    diffs: list[float]  # a - b, one per unit in `seeds`
+    seeds: list[int | None]
+    diffs: list[float]  # a - b per unit
     run_ids: list[str]
-    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
-    unit: str = FT_SEED
-    masks: tuple[int, int] = (1, 1)  # masks of a and of b behind the differences
-    grid: list[list[float]] | None = None  # masks as the unit: a - b per mask (row) and seed (column)
-    train_size: int | str | None = MAIN  # a data curve's size (None: the whole set), or the main grid
+    p_holm: float | None = None
 
     @property
     def n(self) -> int:
@@ -61,76 +217,18 @@ class Paired:
     def std(self) -> float:
         return Cell(self.diffs, []).std
 
-    def _noise(self) -> list[tuple[float, int]] | None:
-        """(variance of the mean, its degrees of freedom) per source of noise; None: no test."""
-        if self.n < 2:
-            return None
-        if self.grid is None:
-            return [(self.std**2 / self.n, self.n - 1)]
-        k, f = len(self.grid), len(self.grid[0])
-        seed_means = [sum(col) / k for col in zip(*self.grid, strict=True)]
-        terms = [(self.std**2 / k, k - 1)]
-        if f >= 2:
-            terms.append((Cell(seed_means, []).std ** 2 / f, f - 1))
-        elif 1 in self.masks:  # one seed: the baseline's fine-tuning noise cannot be estimated
-            return None
-        return terms
-
     @property
-    def se(self) -> float | None:
-        """Standard error of `mean` (None: no test)."""
-        noise = self._noise()
-        return None if noise is None else math.sqrt(sum(v for v, _ in noise))
-
-    @property
-    def df(self) -> float | None:
-        """Degrees of freedom of the t-test (Satterthwaite's where there are two sources of noise)."""
-        noise = self._noise()
-        if noise is None:
-            return None
-        total, parts = sum(v for v, _ in noise), sum(v * v / d for v, d in noise)
-        return total * total / parts if parts > 0 else float(sum(d for _, d in noise))
-
-    @property
-    def ci95(self) -> tuple[float, float] | None:
-        """Student-t 95% interval of the mean difference (None where there is no test)."""
-        se, df = self.se, self.df
-        if se is None or df is None:
-            return None
-        half = float(sps.t.ppf(0.975, df)) * se
-        return (self.mean - half, self.mean + half)
+    def identical(self) -> bool:
+        return all(d == 0 for d in self.diffs)
 
     @property
     def p(self) -> float | None:
-        """Two-sided t-test p-value (None where there is no test: below two units, one seed against a
-        one-mask baseline, and when every difference is zero: both methods scored the same on every
-        seed, typically both at a constant predictor, which is no test and must not count in a
-        family's correction; identical non-zero diffs: 0)."""
-        se, df = self.se, self.df
-        if se is None or df is None or self.identical:
+        if self.n < 2 or self.identical:
             return None
-        if se == 0:
-            return 0.0
-        return float(2 * sps.t.sf(abs(self.mean / se), df))
-
-    @property
-    def identical(self) -> bool:
-        """Both methods scored exactly the same on every seed (every cell of the grid): nothing to test."""
-        cells = [d for row in self.grid for d in row] if self.grid is not None else self.diffs
-        return all(d == 0 for d in cells)
-
-    @property
-    def mde(self) -> float | None:
-        """The smallest true difference this design finds with 80% power at α = 0.05, given the
-        observed noise of the design (`metrics.detectable_effect`; None where there is no test)."""
-        from ..metrics import detectable_effect  # scipy.optimize: only when asked
-
-        se, df = self.se, self.df
-        return None if self.identical or se is None or df is None else detectable_effect(se, df)
+        return float(t_test(self.mean, self.std / math.sqrt(self.n), self.n - 1))
 
     @property
     def verdict(self) -> str:
-        """From the Holm-adjusted p-value when the comparison is one of a family, else the raw one."""
         if self.identical and self.n:
             return "identical"
         p = self.p_holm if self.p_holm is not None else self.p
@@ -144,8 +242,8 @@ def _seed_order(seed: int | None) -> tuple[bool, int]:
 
 
 class Comparisons:
-    """The paired comparisons of a sweep's results, mixed into `tables.SweepResults`: they read its
-    fields (`scores`, `tasks`, `methods`, `main_masks`, `main_size`) and selections (`main_scores`,
+    """The comparisons of a sweep's results, mixed into `tables.SweepResults`: they read its fields
+    (`scores`, `tasks`, `methods`, `main_masks`, `main_size`) and selections (`main_scores`,
     `sparsities`)."""
 
     def _runs(self, method: str, sparsity: float, task: str, size: int | str | None = MAIN) -> list[Score]:
@@ -174,21 +272,15 @@ class Comparisons:
         return sorted(sizes, key=lambda n: (n is None, n or 0))
 
     def _per_mask(
-        self,
-        method: str,
-        sparsity: float,
-        task: str,
-        ft_seeds: set[int] | None = None,
-        size: int | str | None = MAIN,
+        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN
     ) -> dict[int | None, dict[int, list[Score]]]:
-        """Mask seed -> fine-tuning seed -> its runs (the seeds in `ft_seeds` only, if given); task
-        AVG: the per-task runs of every task, for the fine-tuning seeds every task has."""
+        """Mask seed -> fine-tuning seed -> its runs; task AVG: the per-task runs of every task, for
+        the fine-tuning seeds every task has."""
         tasks = self.tasks if task == AVG else [task]
         out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for t in tasks:
             for s in self._runs(method, sparsity, t, size):
-                if ft_seeds is None or s.seed in ft_seeds:
-                    out[s.mask_seed][s.seed].append(s)
+                out[s.mask_seed][s.seed].append(s)
         if task == AVG:  # a seed counts only where every task has a run
             for per_seed in out.values():
                 for f in [f for f, v in per_seed.items() if {s.task for s in v} != set(tasks)]:
@@ -203,84 +295,54 @@ class Comparisons:
             by_task[s.task].append(s.value)
         return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
+    def side(self, method: str, sparsity: float, task: str, size: int | str | None = MAIN) -> Side | None:
+        """`method`'s masks at `sparsity` on `task` (or AVG): each mask's mean over its fine-tuning
+        seeds (None: no runs)."""
+        per_mask = self._per_mask(method, sparsity, task, size)
+        if not per_mask:
+            return None
+        masks = sorted(per_mask, key=_seed_order)
+        per_seed = {k: [self._mean(per_mask[k][f]) for f in sorted(per_mask[k])] for k in masks}
+        runs = [s for k in masks for v in per_mask[k].values() for s in v]
+        return Side(
+            method,
+            masks,
+            [sum(v) / len(v) for v in per_seed.values()],
+            sorted(min((per_mask[k] for k in masks), key=len)),
+            per_seed[masks[0]] if len(masks) == 1 else [],
+            [x for v in per_seed.values() for x in v],
+            list(dict.fromkeys(s.id for s in runs)),
+            stochastic(method),
+        )
+
     def paired(
         self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN
-    ) -> Paired | None:
-        """`a` - `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
-        curve's runs of that many training examples; see `_paired`."""
-        p = self._paired(a, b, sparsity, task, size)
-        if p is not None:
-            p.train_size = size
-        return p
-
-    def _paired(self, a: str, b: str, sparsity: float, task: str, size: int | str | None) -> Paired | None:
-        """`a` - `b` at `sparsity` on `task` (or AVG): a t-test whose unit is a mask when either
-        method has several, else a fine-tuning seed.
-
-        Masks as the unit: each mask's difference is taken per fine-tuning seed, over the seeds that
-        every mask of both methods has (so the seeds' shared data order and head initialisation
-        cancel in each difference), and masks are paired by mask seed; a method with one mask (OMP,
-        `full`, or a search run with one seed) is the baseline of every mask of the other. Why not
-        Welch's test on the two sets of mask means: the usual comparison is against OMP, one
-        deterministic mask, which has no mask-to-mask spread to estimate, and Welch would also lose
-        the fine-tuning pairing. The masks x seeds grid goes to `Paired`, whose standard error holds
-        both the masks' spread and the fine-tuning noise they share; n is the number of masks, and a
-        method's luck with one mask no longer passes for a method effect.
-        With one mask each, the runs of one fine-tuning seed are paired (n: fine-tuning seeds): the
-        test is about these two masks, and the report says so."""
-        ma, mb = self._per_mask(a, sparsity, task, size=size), self._per_mask(b, sparsity, task, size=size)
-        if not ma or not mb:
+    ) -> Comparison | None:
+        """`a` − `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
+        curve's runs of that many training examples: Welch's test on the means of per-mask means."""
+        sa, sb = self.side(a, sparsity, task, size), self.side(b, sparsity, task, size)
+        if sa is None or sb is None:
             return None
-        shared = set.intersection(*(set(v) for v in [*ma.values(), *mb.values()]))
-        if not shared:
-            return self._per_seed(a, b, sparsity, task, ma, mb)
-        ma, mb = (self._per_mask(m, sparsity, task, shared, size) for m in (a, b))
-        if len(ma) == 1 and len(mb) == 1:
-            (ra,), (rb,) = ma.values(), mb.values()
-            units = sorted(shared)
-            pairs = [(ra[f], rb[f]) for f in units]
-            diffs = [self._mean(x) - self._mean(y) for x, y in pairs]
-            ids = list(dict.fromkeys(s.id for x, y in pairs for s in (*x, *y)))
-            return Paired(a, b, sparsity, task, units, diffs, ids, unit=FT_SEED)
-        if len(ma) == 1 or len(mb) == 1:
-            units = sorted(mb if len(ma) == 1 else ma, key=_seed_order)
-        else:
-            units = sorted(ma.keys() & mb.keys(), key=_seed_order)
-        if not units:
-            return None
-        one = lambda per, k: per[k] if len(per) > 1 else next(iter(per.values()))  # noqa: E731
-        seeds = sorted(shared)
-        # masks x fine-tuning seeds: a - b of mask k on seed f (a one-mask side enters every row)
-        grid = [[self._mean(one(ma, k)[f]) - self._mean(one(mb, k)[f]) for f in seeds] for k in units]
-        ids = list(
-            dict.fromkeys(s.id for k in units for side in (ma, mb) for v in one(side, k).values() for s in v)
-        )
-        diffs = [sum(row) / len(row) for row in grid]
-        return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
+        return Comparison(sa, sb, sparsity, task, size, labels=self.comparison_labels(a, b, sparsity))
 
-    def _per_seed(self, a: str, b: str, sparsity: float, task: str, ma: dict, mb: dict) -> Paired | None:
-        """Masks that share no fine-tuning seed: a per-seed design (a super ticket of seed s comes from
-        seed s's full model and is fine-tuned with seed s only), so the masks of one seed pair, and
-        the test is over seeds, each difference holding both masks' and fine-tunings' noise."""
-        units = sorted(ma.keys() & mb.keys(), key=_seed_order)
-        if len(ma) < 2 or len(mb) < 2 or not units:
-            return None
-        grid = [[self._mean(ma[k][f]) - self._mean(mb[k][g])] for k in units for f in ma[k] for g in mb[k]]
-        if len(grid) != len(units):  # a mask fine-tuned with several seeds: not this design
-            return None
-        runs = (s for k in units for side in (ma, mb) for v in side[k].values() for s in v)
-        ids = list(dict.fromkeys(s.id for s in runs))
-        diffs = [row[0] for row in grid]
-        return Paired(a, b, sparsity, task, units, diffs, ids, unit=MASK, masks=(len(ma), len(mb)), grid=grid)
+    def comparison_labels(self, a: str, b: str, sparsity: float) -> list[str]:
+        """ "unequal sparsity (x% vs y% of all targets)" where the two methods' masks prune different
+        shares of the model's default targets (Chen's IMP keeps the word embeddings dense)."""
+        if "full" in (a, b):
+            return []
+        x, y = (self.target_share(m, sparsity) for m in (a, b))
+        if x is None or y is None:
+            return [] if x is None and y is None else ["unequal sparsity (targets differ)"]
+        return [] if abs(x - y) < 0.005 else [f"unequal sparsity ({x:.1%} vs {y:.1%} of all targets)"]
 
-    def comparisons(self) -> list[Paired]:
-        """The comparisons the papers make: every pruned method against OMP, each TAMT variant against
-        IMP, a method variant (`base/name`) against its base, and winning super tickets against
-        random and losing ones, at every sparsity both were run at, per task and on the average."""
-        pruned = [m for m in self.methods if m != "full" and "@" not in m]
-        pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
+    def pairs(self) -> list[tuple[str, str]]:
+        """The pairs of methods the papers compare: every pruned method against OMP, each TAMT variant
+        against IMP, a method variant (`base/name`) against its base, and winning super tickets
+        against random and losing ones."""
         from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
 
+        pruned = [m for m in self.methods if m != "full" and "@" not in m]
+        pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
         imps = [m for m in pruned if base_method(m) == "imp"]
         pairs += [(m, i) for m in pruned if base_method(m).startswith("tamt") for i in imps]
         # a variant against its own method (TAMT from a random mask vs from OMP's, Liu et al. §4.2.4)
@@ -288,14 +350,18 @@ class Comparisons:
         # winning tickets against random and losing ones of the same level (Liang et al. Fig. 4)
         if "st-winning" in pruned:
             pairs += [("st-winning", m) for m in ("st-random", "st-losing") if m in pruned]
-        pairs = list(dict.fromkeys(pairs))  # `omp/x` is both a pruned method and OMP's variant
-        out = []
+        return list(dict.fromkeys(pairs))  # `omp/x` is both a pruned method and OMP's variant
+
+    def comparisons(self) -> list[Comparison]:
+        """Every pair of `pairs()` at every sparsity both were run at, per task and on the average,
+        and on each data curve's sizes; Holm-adjusted as one family (every test a report prints)."""
+        pairs, out = self.pairs(), []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
                 for task in [*self.tasks, *([AVG] if len(self.tasks) > 1 else [])]:
-                    p = self.paired(a, b, s, task)
-                    if p is not None:
-                        out.append(p)
+                    c = self.paired(a, b, s, task)
+                    if c is not None:
+                        out.append(c)
         out += self._curve_comparisons(pairs)
         from ..metrics import holm
 
@@ -304,7 +370,7 @@ class Comparisons:
             c.p_holm = adjusted
         return out
 
-    def _curve_comparisons(self, pairs: list[tuple[str, str]]) -> list[Paired]:
+    def _curve_comparisons(self, pairs: list[tuple[str, str]]) -> list[Comparison]:
         """The same pairs on each data curve's sizes (TAMT Fig. 9), per task (the curves' sizes differ
         between tasks, so no average)."""
         out = []
@@ -312,7 +378,7 @@ class Comparisons:
             for size in self.curve_sizes(task):
                 for a, b in pairs:
                     for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
-                        p = self.paired(a, b, s, task, size)
-                        if p is not None:
-                            out.append(p)
+                        c = self.paired(a, b, s, task, size)
+                        if c is not None:
+                            out.append(c)
         return out

@@ -5,9 +5,11 @@
                                           search steps): n, mean, std, min, max and the run ids
     SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
     SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
-    SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, paired by
-                                          mask (or by fine-tuning seed when each method has one
-                                          mask): unit, n, masks, mean, std, t-interval, p, verdict
+    SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, masks as the
+                                          unit (Welch on the means of per-mask means): masks and
+                                          seeds of each side, means, SE, df, t-interval, p, Holm's
+                                          p, MDE, verdict (no test for a stochastic method's one
+                                          mask), labels ("unequal sparsity")
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
     SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
@@ -38,6 +40,7 @@ from .plan import expand
 from .results import load_results
 from .sections import (
     Footnotes,
+    budget_section,
     data_curve_section,
     floor_note,
     fmt,
@@ -47,6 +50,7 @@ from .sections import (
     paired_section,
     pct,
     pretrain_section,
+    protocol_note,
     search_cost_section,
     size,
     super_section,
@@ -211,11 +215,27 @@ def _heading(res: SweepResults, spec: dict[str, Any]) -> list[str]:
     return [
         f"# Sweep report: {spec.get('name') or res.sweep_dir.name}",
         "",
-        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from "
-        f"`{res.sweep_dir / 'results.sqlite'}`.  ",
+        f"From `{_shown(res.sweep_dir / 'results.sqlite')}` as of its last finished run ({_as_of(res)}).  ",
         f"Base model: `{spec.get('model', '?')}`. Runs: {counts}.{left_out}",
         "",
+        *budget_section(res),
     ]
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies below it (a committed store's report
+    then reads the same from every checkout), else as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _as_of(res: SweepResults) -> str:
+    """When the store's last run finished (not when the report was drawn: a report drawn again from
+    the same store is the same file)."""
+    times = [r.finished for r in res.records.values() if r.finished]
+    return datetime.fromtimestamp(max(times), UTC).isoformat(timespec="seconds") if times else "no run yet"
 
 
 def _failed_part(res: SweepResults) -> list[str]:
@@ -251,10 +271,10 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *_heading(res, spec),
         "## Main results",
         "",
-        "Best dev score during fine-tuning of each task's main metric (0-100; "
-        f"{metric_note or 'no tasks yet'}), mean ± sample std over all runs of a cell (mask seeds × "
-        f"fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks per seed pair "
-        "first. Each footnote lists the run ids behind a number.",
+        "Dev score of each task's main metric (0-100; "
+        f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a cell "
+        f"(mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks "
+        "per seed pair first. Each footnote lists the run ids behind a number. " + protocol_note(res),
         "",
         table(header, rows) if rows else "_No finished fine-tuning runs yet._",
         "",

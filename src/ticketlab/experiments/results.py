@@ -1,9 +1,9 @@
 """Reading a sweep's store back as tables: every number a report prints comes from here, with the
 ids of the runs behind it. `load_results` reads the store's rows into a `tables.SweepResults`.
 
-Scores are each fine-tuning run's best dev score of its task's main metric (what the papers report),
-on the 0-100 scale of `ticketlab.metrics`, pooled into cells (`tables.py`) and compared in pairs
-(`paired.py`).
+Scores are each fine-tuning run's score of its task's main metric on the 0-100 scale of
+`ticketlab.metrics`, on data that did not choose the checkpoint (`reported_score`), pooled into cells
+(`tables.py`) and compared (`paired.py`).
 
 Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
 seed, settings) — smaller budgets and masks saved along a search are the search-cost curve — and,
@@ -108,6 +108,30 @@ _NEEDS = {
 }
 
 
+# How a reported score's checkpoint was chosen (`reported_score`), as the report words it.
+PROTOCOLS = {
+    "held-out": "the checkpoint is the step with the best score on a seeded selection part of the dev set "
+    "(`select_fraction`), and the score is on the rest of the dev set",
+    "last": "the score is the last evaluation's (the end of the fixed schedule): no checkpoint was chosen "
+    "on the dev set (these runs predate held-out selection; their best-of-dev scores, chosen and "
+    "reported on the same dev set, are not used)",
+    "best": "old protocol: the best of the dev evaluations, chosen and reported on the same dev set "
+    "(optimistic)",
+}
+
+
+def reported_score(metrics: dict[str, Any]) -> tuple[float, str]:
+    """A finished fine-tuning's score on data that did not select it, and its protocol: the report
+    part of the dev set at the step the selection part picked ("held-out"), else the last evaluation
+    ("last": no selection), else, for a row that holds neither, its best dev score ("best")."""
+    best, metric = metrics.get("best") or {}, metrics["metric"]
+    if "select_score" in metrics or f"select_{metric}" in best:
+        return float(metrics["score"]), "held-out"
+    if _number(metrics.get("final_score")):
+        return float(metrics["final_score"]), "last"
+    return float(metrics["score"]), "best"
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -179,6 +203,7 @@ def load_results(
         if r.kind != "finetune" or r.status != "done":
             continue
         c = r.config
+        value, protocol = reported_score(r.metrics)
         scores.append(
             Score(
                 id=r.id,
@@ -192,7 +217,8 @@ def load_results(
                 search=c["mask"]["search"] if c["mask"] else None,
                 step=c["mask"]["step"] if c["mask"] else None,
                 search_steps=c["search_steps"],
-                value=float(r.metrics["score"]),
+                value=value,
+                protocol=protocol,
             )
         )
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .cells import AVG, Cell, method_label, stats
-from .paired import MAIN, MASK, Paired
+from .paired import MAIN, ONE_STOCHASTIC_MASK, Comparison
 from .tables import SweepResults
 
 
@@ -198,77 +198,113 @@ def transfer_section(res: SweepResults, note) -> str | None:
     return "\n".join(parts)
 
 
-def _units(c: Paired) -> str:
-    """The n of a comparison and its unit: '3 masks' or '3 ft seeds (1 mask each)'."""
-    if c.unit == MASK:
-        return f"{c.n} mask{'s' if c.n != 1 else ''} ({c.masks[0]} vs {c.masks[1]})"
-    return f"{c.n} ft seed{'s' if c.n != 1 else ''} (1 mask each)"
+def _units(c: Comparison) -> str:
+    """Masks × fine-tuning seeds of each side: '3×3 vs 1×3'."""
+    return f"{c.masks[0]}×{c.seeds[0]} vs {c.masks[1]}×{c.seeds[1]}"
 
 
-def _test_cells(c: Paired) -> list[str]:
-    """Δ ± SE, its 95% interval, p, Holm's p, the MDE and the verdict of one comparison."""
+def verdict(c: Comparison) -> str:
+    """The verdict, with its labels ('unequal sparsity ...': not a comparison of equal budgets)."""
+    return "; ".join([c.verdict, *c.labels])
+
+
+def _test_cells(c: Comparison) -> list[str]:
+    """Δ ± SE, its 95% interval, Holm's p, the MDE and the verdict of one comparison (the raw p is
+    in paired.csv only: the report's prose reads corrected p-values)."""
     ci = c.ci95
     return [
-        _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f}"),
+        _signed(c.mean, 2) + ("" if c.se is None else f" ± {c.se:.2f} SE"),
         "—" if ci is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
-        "—" if c.p is None else f"{c.p:.3f}",
         "—" if c.p_holm is None else f"{c.p_holm:.3f}",
         "—" if c.mde is None else f"{c.mde:.2f}",
-        c.verdict,
+        verdict(c),
     ]
+
+
+def family_note(family: list[Comparison]) -> str:
+    """The report's Holm family: how many tests, and the comparisons that are none."""
+    tests = sum(c.p is not None for c in family)
+    why: dict[str, int] = defaultdict(int)
+    for c in family:
+        if c.why_not is not None:
+            why[c.why_not] += 1
+    out = (
+        f"Holm family: the {tests} tests of this report (the comparisons below"
+        + (" and the data-scarcity section's" if any(c.train_size != MAIN for c in family) else "")
+        + "); p (Holm) is adjusted over all of them"
+    )
+    if why:
+        out += "; no test, so not in it: " + ", ".join(f"{n} {w}" for w, n in sorted(why.items()))
+    return out + "."
 
 
 def paired_section(res: SweepResults) -> str:
     family = res.comparisons()
     comps = [c for c in family if c.train_size == MAIN]  # a data curve's are in its own section
     if not comps:
-        return "_No two methods share a sparsity and fine-tuning seeds yet._"
-    rows = [[f"{c.a} − {c.b}", pct(c.sparsity), c.task, _units(c), *_test_cells(c)] for c in comps]
-    curve = len(family) - len(comps)
-    also = f" and the {curve} of the data-scarcity section" if curve else ""
-    one_mask = sum(c.unit != MASK for c in comps)
-    caveat = (
-        f" {one_mask} of the {len(comps)} comparisons have one mask per method: their n counts "
-        "fine-tuning seeds, so they measure fine-tuning noise around those two masks and say nothing of "
-        "how much another search (seed) would have moved the result (give `seeds.search` several seeds)."
-        if one_mask
-        else ""
-    )
-    intro = (
-        "Differences of dev scores between two methods, by a t-test whose unit is a mask: each mask's "
-        "difference is taken per fine-tuning seed, over the seeds every mask of both methods has (runs "
-        "of one seed share the data order and the head's initialisation, which so cancels), masks are "
-        "paired by mask seed, and a method with a single mask (OMP, the full model) is the baseline of "
-        "every mask of the other; n is the number of masks (in brackets: the masks of each method). The "
-        "standard error is that of a crossed masks × seeds design: the masks' spread over their number "
-        "plus the seeds' spread over theirs (the fine-tuning noise every mask shares, a one-mask "
-        "baseline's above all, which the masks' spread alone does not show), with Satterthwaite's "
-        "degrees of freedom; it is conservative. When each method has one mask the unit is the "
-        "fine-tuning seed (paired by seed) and the column says so."
-        + caveat
-        + " Δ is the mean difference ± its standard error (of this design), the interval a "
-        f"Student-t 95% interval, p a two-sided t-test and p (Holm) the same adjusted for the "
-        f"{sum(c.p is not None for c in family)} tests of this table{also} (Holm's step-down: the chance "
-        "of any false verdict among them stays below 5%). The verdict reads the adjusted p: 'within noise' "
-        "means p (Holm) ≥ 0.05; 'identical': both methods scored the same on every unit (typically both at a "
-        "constant predictor), no test, not counted in the correction. "
-        "MDE is the smallest true Δ this design would detect with 80% power at the observed noise (the "
-        "same t-test): 'within noise' says nothing about differences below it. "
-        "Every comparison with its run ids is in `paired.csv`."
-    )
-    header = [
-        "comparison",
-        "sparsity",
-        "task",
-        "n (unit)",
-        "Δ ± SE",
-        "95% CI",
-        "p",
-        "p (Holm)",
-        "MDE",
-        "verdict",
+        return "_No two methods share a sparsity yet._"
+    rows = [
+        [f"{c.a.method} − {c.b.method}", pct(c.sparsity), c.task, _units(c), *_test_cells(c)] for c in comps
     ]
-    return intro + "\n\n" + table(header, rows)
+    intro = (
+        "Differences of scores between two methods, masks as the unit. Each mask's score is its mean "
+        "over its fine-tuning seeds (on 'avg': over tasks of its per-task means); a method's is the mean "
+        "of its masks'. Δ is the difference of the two method means ± its standard error (SE), from "
+        "Welch's test with Satterthwaite's degrees of freedom: each side's variance is the spread of its "
+        "mask means over their number, or, for the one mask of a deterministic method (the full model, "
+        "OMP, importance-ranked super tickets), its fine-tuning seeds' spread over their number. No mask "
+        "of one method is paired with a mask of the other (a search seed means nothing across methods). "
+        f"A stochastic method (random, IMP, TAMT, random tickets) with one mask gets no test: "
+        f"'{ONE_STOCHASTIC_MASK}'. 'n' is masks × fine-tuning seeds per mask of each side. "
+        + family_note(family)
+        + " Holm's step-down keeps the chance of any false verdict among them below 5%; the verdict "
+        "reads p (Holm), and 'within noise' (p (Holm) ≥ 0.05) says nothing of differences below the MDE, "
+        "the smallest true Δ this design detects with 80% power at α = 0.05 (uncorrected) at its observed "
+        "noise. 'identical': every run of both methods scored the same (no test). 'unequal sparsity': "
+        "the two methods' masks prune different shares of the model's targets (Chen et al.'s IMP keeps "
+        "the word embeddings dense), so the comparison is not one of equal budgets. Each comparison's "
+        "uncorrected p, degrees of freedom and run ids are in `paired.csv`."
+    )
+    header = ["comparison", "sparsity", "task", "n (masks×seeds)", "Δ ± SE", "95% CI", "p (Holm)", "MDE"]
+    return intro + "\n\n" + table([*header, "verdict"], rows)
+
+
+def protocol_note(res: SweepResults) -> str:
+    """Which data chose each score's checkpoint and which data scored it (`results.reported_score`)."""
+    from .results import PROTOCOLS
+
+    counts: dict[str, int] = defaultdict(int)
+    for s in res.scores:
+        counts[s.protocol] += 1
+    if not counts:
+        return ""
+    parts = [f"{n} of {len(res.scores)} runs: {PROTOCOLS[p]}" for p, n in sorted(counts.items())]
+    return "Checkpoint selection and reporting: " + "; ".join(parts) + "."
+
+
+def budget_section(res: SweepResults) -> list[str]:
+    """The sweep's search and fine-tuning budgets as a fraction of the papers' (`budgets`)."""
+    from .budgets import finetune_rows, search_rows
+
+    searches = [r for r in res.runs("search") if (r.id, None) in res.main_masks]
+    finetunes = [r for r in res.runs("finetune") if r.config.get("task_label") in res.tasks]
+    found, tuned = search_rows(searches), finetune_rows(finetunes)
+    if not found and not tuned:
+        return []
+    out = [
+        "Budgets as a fraction of the papers' (Liu et al. 2022, Tables 1-2: TAMT searched 11K, 17K and "
+        "22K steps for 50%, 70% and 90%, IMP 2.79K steps per 10% of sparsity, at batch 16 × 512 tokens; "
+        "fine-tuning is 3 epochs of the whole training set at batch 32). A difference not found at a "
+        "small fraction is not shown at this budget, not refuted.",
+        "",
+    ]
+    if found:
+        header = ["search", "sparsity", "steps × batch × tokens", "paper", "steps", "tokens"]
+        out += [table(header, found), ""]
+    if tuned:
+        header = ["fine-tuning", "examples", "steps × batch", "epochs", "paper", "fraction"]
+        out += [table(header, tuned), ""]
+    return out
 
 
 def data_curve_section(res: SweepResults, note) -> list[str]:
@@ -277,9 +313,9 @@ def data_curve_section(res: SweepResults, note) -> list[str]:
     tasks = [t for t in res.tasks if res.curve_sizes(t)]
     if not tasks:
         return []
-    tests: dict[tuple, list[Paired]] = defaultdict(list)
+    tests: dict[tuple, list[Comparison]] = defaultdict(list)
     for c in res.comparisons():
-        tests[(c.a, c.sparsity, c.task, c.train_size)].append(c)
+        tests[(c.a.method, c.sparsity, c.task, c.train_size)].append(c)
     rows = []
     for t in tasks:
         main = res.main_size.get(t)
@@ -291,20 +327,22 @@ def data_curve_section(res: SweepResults, note) -> list[str]:
                     cell = stats((s.value, s.id) for s in at if s.method == m and s.sparsity == sp)
                     masks = len({s.mask_seed for s in at if s.method == m and s.sparsity == sp})
                     # against a method of the curve (the main grid compares with more of them)
-                    ours = [c for c in tests[(m, sp, t, MAIN if n == main else n)] if (c.b, sp) in curves]
+                    ours = [
+                        c for c in tests[(m, sp, t, MAIN if n == main else n)] if (c.b.method, sp) in curves
+                    ]
                     c = ours[0] if ours else None
-                    test = [f"− {c.b}", _units(c), *_test_cells(c)] if c is not None else [""] * 8
+                    test = [f"− {c.b.method}", _units(c), *_test_cells(c)] if c is not None else [""] * 7
                     rows.append(
                         [t, size(n), m, "0%" if m == "full" else pct(sp), str(masks), note(cell), *test]
                     )
     header = ["task", "examples", "method", "sparsity", "masks", "score (n runs)"]
-    header += ["vs", "n (unit)", "Δ ± SE", "95% CI", "p", "p (Holm)", "MDE", "verdict"]
+    header += ["vs", "n (masks×seeds)", "Δ ± SE", "95% CI", "p (Holm)", "MDE", "verdict"]
     intro = (
         "Each method's masks of the main grid (and the full model) fine-tuned on seeded subsets of each "
-        "size (TAMT §4.2.6; 'all': the whole training set): mean ± sample std over every run (masks × "
-        "fine-tuning seeds), with the number of masks; the main grid's size is the curve's last point. On "
-        "the right, the paired comparisons of the main table at that size, same test and the same Holm "
-        "family as the paired comparisons above."
+        "size (TAMT §4.2.6; 'all': the whole training set): mean ± SD (sample standard deviation) over "
+        "every run (masks × fine-tuning seeds), with the number of masks; the main grid's size is the "
+        "curve's last point. On the right, the comparisons of the main table at that size: the same "
+        "test, in the same Holm family as the comparisons above."
     )
     return [intro, "", table(header, rows), ""]
 

@@ -177,6 +177,16 @@ def owner_gone(row: Any, now: float, stale_after: float) -> bool:
     return get("heartbeat") is None or now - get("heartbeat") > stale_after
 
 
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` and writes nothing beside it. A store in WAL mode read with a
+    plain or even a `mode=ro` connection leaves `-wal` and `-shm` files beside it (a committed store in
+    a checkout would show as changed); with no `-wal` file there, no writer is at work and the file is
+    read as immutable: no locks, no side files. With one there (a sweep running), `mode=ro` reads
+    through the writer's log as SQLite's readers do."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    return uri if Path(f"{path}-wal").exists() else uri + "&immutable=1"
+
+
 class Store:
     """A sweep's results database. Each process (and thread) opens its own `Store`."""
 
@@ -199,9 +209,10 @@ class Store:
             raise TicketlabError(f"{path.parent}: sweep directory not found")
         try:
             self.db = sqlite3.connect(
-                path if path.is_file() or not readonly else ":memory:",
+                _read_only_uri(path) if readonly and path.is_file() else path if not readonly else ":memory:",
                 timeout=timeout,
                 isolation_level=None,
+                uri=readonly and path.is_file(),
             )
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")

@@ -13,6 +13,7 @@ A ticket found on one task (`imp-task`, Chen et al. §5) is grouped as `imp-task
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,25 @@ class SweepResults(Comparisons):
         return sorted(
             {s.sparsity for s in self.main_scores() if s.method != "full" and method in (None, s.method)}
         )
+
+    def target_share(self, method: str, sparsity: float) -> float | None:
+        """The fraction of the model's default targets (word embeddings and encoder matrices) the
+        main grid's masks of `method` at `sparsity` prune: `sparsity`, except for a search that pruned
+        the encoder only (Chen et al.'s IMP keeps the word embeddings dense), where it is `sparsity`
+        times the encoder's share of those weights (None: the model's config.json is not readable)."""
+        if method == "full":
+            return 0.0
+        found = [
+            r
+            for r in self.runs("search")
+            if (r.id, None) in self.main_masks
+            and method_label(r.config) == method
+            and r.config.get("sparsity") == sparsity
+        ]
+        if not any((r.config.get("settings") or {}).get("variant") == "chen" for r in found):
+            return sparsity
+        share = encoder_share(found[0].config.get("model"))
+        return None if share is None else sparsity * share
 
     # ------------------------------------------------------------------ cells
     def cells(self, scores: list[Score] | None = None) -> dict[tuple[str, float, str], Cell]:
@@ -243,3 +263,18 @@ class SweepResults(Comparisons):
         if step is None:
             return m.get("time_s")
         return next((i.get("time_s") for i in m["intermediate"] if i["step"] == step), None)
+
+
+def encoder_share(model: str | None) -> float | None:
+    """The encoder matrices' share of a BERT-style model's word embeddings plus encoder matrices (Q, K,
+    V, attention output, FFN in and out), from its config.json; None where that does not read."""
+    try:
+        with open(Path(str(model)) / "config.json") as f:
+            c = json.load(f)
+        h, layers, ffn, vocab = (
+            int(c[k]) for k in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size")
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    encoder = layers * (4 * h * h + 2 * h * ffn)
+    return encoder / (encoder + vocab * h)
