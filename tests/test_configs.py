@@ -366,7 +366,8 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
         "cache_dir",
     }
     assert training <= names(SearchConfig) | (names(TamtConfig) & names(ImpConfig))
-    assert tamt_settings() - training <= names(TamtConfig) | {"freeze_head"}  # not train_head
+    # options that negate a field: freeze_head (train_head), no_pooler (pooler)
+    assert tamt_settings() - training <= names(TamtConfig) | {"freeze_head", "no_pooler"}
     assert imp_settings() - training <= names(ImpConfig)
 
 

@@ -213,7 +213,7 @@ def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
     assert sched.get_last_lr()[0] == pytest.approx(0.75)  # 1 - 10/40, where --steps alone gives 0
     assert on_mlm.settings(1)["steps"] == 6 and "schedule_steps" not in on_mlm.settings(1)
     with_horizon = SearchConfig(
-        "m", ImpConfig(0.3, schedule_steps=40), steps=6, out=tmp_path / "d", corpus=["c"]
+        "m", ImpConfig(0.3), steps=6, schedule_steps=40, out=tmp_path / "d", corpus=["c"]
     )
     assert with_horizon.settings(1)["schedule_steps"] == 40
 

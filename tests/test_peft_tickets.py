@@ -65,7 +65,7 @@ def test_an_adapter_over_a_ticket_reloads_exactly(tmp_path):
 def test_an_adapter_refuses_another_base_in_one_line(tmp_path, other):
     lora(ticketed()).save_pretrained(tmp_path / "lora")
     base = ticketed(mask_seed=None if other == "dense" else 2)
-    with pytest.raises(MaskMismatchError, match="the adapter was trained on a 69.9% ticket") as e:
+    with pytest.raises(MaskMismatchError, match=r"the adapter was trained on a \d+\.\d% ticket") as e:
         load_peft_model(base, tmp_path / "lora")
     assert "\n" not in str(e.value)
     assert ("no mask" in str(e.value)) == (other == "dense")

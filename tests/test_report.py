@@ -5,6 +5,7 @@ every number traceable to run ids in the store."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.errors import TicketlabError
 from ticketlab.experiments import Store, run_sweep, spec_from_dict
-from ticketlab.experiments.cells import AVG
+from ticketlab.experiments.cells import AVG, method_label
 from ticketlab.experiments.plan import make_run
 from ticketlab.experiments.plots import FIGURES
 from ticketlab.experiments.report import write_report
@@ -814,3 +815,31 @@ def test_a_report_drawn_again_from_the_same_store_is_the_same_file(tmp_path, mon
     first = write_report("sweep").path.read_bytes()
     assert write_report("sweep").path.read_bytes() == first
     assert b"From `sweep/results.sqlite` as of its last finished run (" in first
+
+
+def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_named(tmp_path):
+    """Chen's IMP keeps the word embeddings dense: its "70%" prunes 70% of the encoder only. Since
+    run ids version 4 a spec that names no variant runs Chen's, so its rows are labelled too; TAMT's
+    variant and the re-keyed `legacy` runs prune every target."""
+    from types import SimpleNamespace
+
+    from ticketlab.experiments.tables import SweepResults, encoder_share
+
+    model = tmp_path / "m"
+    model.mkdir()
+    sizes = {"hidden_size": 8, "num_hidden_layers": 2, "intermediate_size": 32, "vocab_size": 100}
+    (model / "config.json").write_text(json.dumps(sizes))
+    share = encoder_share(str(model))
+    assert share == pytest.approx(2 * (4 * 64 + 2 * 8 * 32) / (2 * (4 * 64 + 2 * 8 * 32) + 800))
+
+    def search(i, method, settings):
+        config = {"method": method, "sparsity": 0.7, "model": str(model), "settings": settings}
+        return SimpleNamespace(id=f"s{i}", kind="search", status="done", config=config)
+
+    runs = [search(0, "imp", {}), search(1, "imp/tamt", {"variant": "tamt"}), search(2, "omp", {})]
+    runs.append(search(3, "imp/legacy", {"variant": "legacy"}))
+    records = {r.id: r for r in runs}
+    results = SweepResults(tmp_path, records, [], [], [], {}, {(r.id, None) for r in runs}, {})
+    labels = {method_label(r.config): results.target_share(method_label(r.config), 0.7) for r in runs}
+    assert labels["imp"] == pytest.approx(0.7 * share)  # no variant named: Chen's
+    assert labels["imp/tamt"] == labels["omp"] == labels["imp/legacy"] == 0.7

@@ -105,7 +105,7 @@ class SweepResults(Comparisons):
             and method_label(r.config) == method
             and r.config.get("sparsity") == sparsity
         ]
-        if not any((r.config.get("settings") or {}).get("variant") == "chen" for r in found):
+        if not any(_imp_variant(r.config) == "chen" for r in found):
             return sparsity
         share = encoder_share(found[0].config.get("model"))
         return None if share is None else sparsity * share
@@ -278,3 +278,11 @@ def encoder_share(model: str | None) -> float | None:
         return None
     encoder = layers * (4 * h * h + 2 * h * ffn)
     return encoder / (encoder + vocab * h)
+
+
+def _imp_variant(config: dict) -> str | None:
+    """An IMP search's variant: its setting, else Chen et al.'s, the default since run ids version 4
+    (the runs of ticketlab's first IMP were re-keyed then with `variant: legacy`); None: not IMP."""
+    if method_label(config).split("/")[0] not in ("imp", "imp-task"):
+        return None
+    return (config.get("settings") or {}).get("variant", "chen")
