@@ -73,6 +73,20 @@ def test_loss_decreases_and_history_is_logged(tmp_path):
     assert (tmp_path / "train_result.json").is_file()
 
 
+def test_a_process_other_than_the_main_writes_nothing(tmp_path, monkeypatch):
+    """Under several processes only the main one makes and writes `out`: another making it first
+    made the main's claim refuse its own output ("exists and is not a ticketlab search")."""
+    from accelerate import Accelerator
+
+    from ticketlab.training import make_accelerator
+
+    acc = make_accelerator("no")
+    monkeypatch.setattr(Accelerator, "is_main_process", property(lambda self: False))
+    model = fresh()
+    train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path / "out", accelerator=acc)
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     straight = fresh()
     train(straight, straight.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path / "a")

@@ -355,13 +355,13 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     if config.time_limit_s is not None and out is None:
         raise ConfigError("a time limit needs an out_dir: the checkpoint the next piece goes on from")
-    if out is not None:
-        make_dir(out)
     if out is not None and resume and (out / RESULT).is_file():
         return TrainResult(**read_json(out / RESULT, "training result"))
 
     acc = accelerator or make_accelerator(config)
     owner = out is not None and acc.is_main_process
+    if owner:  # only the main process writes: another one making `out` first races its claim
+        make_dir(out)
     with exclusive(out, "run") if owner else contextlib.nullcontext():  # a second process is refused
         if owner:
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted

@@ -279,6 +279,7 @@ def run_search(
     acc = accelerator or make_accelerator(train_config)
     if acc.is_main_process:
         sd.run_dir.claim("search", inputs=_inputs(spec, objective, sd.out))
+    acc.wait_for_everyone()  # the others read from `out` only once it is claimed (or refused)
     settings = {**spec.settings, **input_keys(model, objective, spec.targets)}
     with sd.run_dir.held() if acc.is_main_process else contextlib.nullcontext():
         return _run_search(model, objective, spec, train_config, sd, settings, save_at, acc, keep_checkpoint)
