@@ -7,6 +7,7 @@ is absent.
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,10 +15,32 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
+from ticketlab.demo import demo_threads
+from ticketlab.experiments.launchers import usable_cores
 from ticketlab.masking import io as mask_io
 from ticketlab.modeling import quiet_transformers
 
 quiet_transformers()  # no per-load progress bars in test output
+
+
+def _suite_threads() -> str:
+    """Torch threads from the free cores, as the demo picks them, unless OMP_NUM_THREADS says: a
+    thread per core beside other torch work oversubscribes the cores and made the suite ~10x slower
+    (issue 33). The CLI processes some tests start inherit the choice."""
+    if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
+        return f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS)"
+    threads, note = demo_threads(usable_cores(), os.getloadavg()[0], what="the test suite")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    return note or f"torch threads: {threads}"
+
+
+THREADS = _suite_threads()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(THREADS)  # at the end: `-q` hides the header
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BERT_MINI = SHARED / "models" / "bert-mini-ref"

@@ -83,7 +83,16 @@ def test_a_process_other_than_the_main_writes_nothing(tmp_path, monkeypatch):
     acc = make_accelerator("no")
     monkeypatch.setattr(Accelerator, "is_main_process", property(lambda self: False))
     model = fresh()
-    train(model, model.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path / "out", accelerator=acc)
+    train(
+        model,
+        model.parameters(),
+        DATASET,
+        collate,
+        loss_fn,
+        config(),
+        out_dir=tmp_path / "out",
+        accelerator=acc,
+    )
     assert not (tmp_path / "out").exists()
 
 

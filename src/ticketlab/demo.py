@@ -132,17 +132,18 @@ class DemoResult:
     ran: int  # runs done by this call (0 when everything was cached)
 
 
-def demo_threads(cores: int, load: float) -> tuple[int, str | None]:
-    """Torch threads for the demo on `cores` usable cores while other processes keep `load` of them
-    busy (the 1-minute load average), and the line that says what the busy machine costs (None when
-    it is idle). torch's default, a thread per core, beside other work oversubscribes the cores:
-    pre-training ran at 1.4-2.9 steps/s instead of ~30, 43 minutes in all instead of 6 (issue 33)."""
+def demo_threads(cores: int, load: float, what: str = "the demo") -> tuple[int, str | None]:
+    """Torch threads for `what` (the demo, the test suite) on `cores` usable cores while other
+    processes keep `load` of them busy (the 1-minute load average), and the line that says what the
+    busy machine costs (None when it is idle). torch's default, a thread per core, beside other work
+    oversubscribes the cores: pre-training ran at 1.4-2.9 steps/s instead of ~30, 43 minutes in all
+    instead of 6 (issue 33)."""
     threads = max(1, min(cores, math.floor(cores - load + 0.5)))
     if threads == cores:
         return threads, None
     share = threads * min(1.0, cores / (load + threads))  # the cores our threads get, shared fairly
     return threads, (
-        f"note: the machine is busy (load {load:.1f} on {cores} cores): the demo uses {threads} torch "
+        f"note: the machine is busy (load {load:.1f} on {cores} cores): {what} uses {threads} torch "
         f"thread{'s' if threads > 1 else ''}, and may take up to {cores / share:.0f}x as long as on an "
         "idle machine"
     )
