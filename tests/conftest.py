@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,8 +153,11 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+_PROGRESS = re.compile(r"%\||\[\d+:\d+(:\d+)?, ")  # tqdm's bars, with a total or without one
+
+
 def error_line(capsys, *argv) -> str:
     code, _, err = run(capsys, *argv)
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # no progress bars
+    lines = [line for line in err.splitlines() if line.strip() and not _PROGRESS.search(line)]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]

@@ -355,6 +355,42 @@ def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_
     assert "empty.txt: no text found" in line and not out.exists()
 
 
+def test_a_pretraining_refused_for_its_corpus_leaves_no_work_folder(tmp_path, capsys):
+    """Pre-training's form: the work folder is claimed before the corpus is read (its tokenizer is
+    built there), and an empty corpus left `OUT.work/` behind."""
+    (tmp_path / "empty.txt").write_text("\n")
+    out = tmp_path / "m"
+    line = error_line(
+        capsys,
+        *[
+            "pretrain",
+            "--corpus",
+            tmp_path / "empty.txt",
+            "--steps",
+            2,
+            "--max-length",
+            16,
+            "--build-tokenizer",
+        ],
+        *["--out", out],
+    )
+    assert "empty.txt" in line and not out.exists() and not (tmp_path / "m.work").exists()
+    (tmp_path / "m.work").mkdir()  # a folder that was there before is not this call's to delete
+    (tmp_path / "m.work" / ".ticketlab-output").write_text('{"kind": "pre-training work directory"}\n')
+    error_line(
+        capsys,
+        "pretrain",
+        "--corpus",
+        tmp_path / "empty.txt",
+        "--steps",
+        2,
+        "--build-tokenizer",
+        "--out",
+        out,
+    )
+    assert (tmp_path / "m.work").is_dir()
+
+
 def test_a_study_refused_for_its_task_data_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
     """The studies' form of the late refusal: `super` and `mtl` with an empty training file left a
     marked `OUT/` behind."""

@@ -41,12 +41,13 @@ own (the size options are refused), `dropout` replaces its dropout, and the outp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -400,28 +401,30 @@ def pretrain(
     quiet_transformers()
     # Deleted at the end: claimed first, so a user's own `<out>.work` is refused, never deleted.
     work_dir = RunDir(out.with_name(out.name + ".work"), "pre-training", identity=SETTINGS, result=RESULT)
+    fresh = not work_dir.path.exists()
     work = work_dir.claim("pre-training work directory")
-    work_dir.check(identity, PRETRAIN_INPUTS)
-    given = init if tokenizer is None and init is not None else tokenizer  # init's own tokenizer
-    tok = _tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
-    if tok.mask_token_id is None:
-        raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
-    data = load_lm_corpus(
-        corpus, tok, config.max_length, dev=dev, cache_dir=cache_dir, progress=config.progress
-    )
-    collator = MLMCollator(tok, config.mlm_probability)
+    with _removed_if_refused(work, fresh):  # the inputs are read in the work directory (its tokenizer)
+        work_dir.check(identity, PRETRAIN_INPUTS)
+        given = init if tokenizer is None and init is not None else tokenizer  # init's own tokenizer
+        tok = _tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
+        if tok.mask_token_id is None:
+            raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
+        data = load_lm_corpus(
+            corpus, tok, config.max_length, dev=dev, cache_dir=cache_dir, progress=config.progress
+        )
+        collator = MLMCollator(tok, config.mlm_probability)
 
-    def build_model() -> PreTrainedModel:
-        seed_everything(config.seed)  # the weights from scratch, or init's fresh MLM head
-        if init is None:
-            return BertForMaskedLM(config.model_config(tok))
-        return load_model(init, head="mlm", **_dropout(load_config(init), config.dropout))
+        def build_model() -> PreTrainedModel:
+            seed_everything(config.seed)  # the weights from scratch, or init's fresh MLM head
+            if init is None:
+                return BertForMaskedLM(config.model_config(tok))
+            return load_model(init, head="mlm", **_dropout(load_config(init), config.dropout))
 
-    steps = _plan(config, work, build_model, data, collator)
-    model = build_model()
-    dev_blocks = data.dev.take(config.eval_blocks)
-    source = ", ".join(map(str, _listed(dev) or _listed(corpus)))
-    check_scorable(dev_blocks, collator, mlm=True, seed=config.seed, source=source)  # before training
+        steps = _plan(config, work, build_model, data, collator)
+        model = build_model()
+        dev_blocks = data.dev.take(config.eval_blocks)
+        source = ", ".join(map(str, _listed(dev) or _listed(corpus)))
+        check_scorable(dev_blocks, collator, mlm=True, seed=config.seed, source=source)  # before training
     entropy = unigram_entropy(data.train, tok.all_special_ids)
 
     def eval_fn(m) -> dict[str, float]:
@@ -630,3 +633,15 @@ def _check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> No
 
 def given_path(tokenizer: Any) -> str | os.PathLike | None:
     return tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None
+
+
+@contextlib.contextmanager
+def _removed_if_refused(work: Path, fresh: bool) -> Iterator[None]:
+    """A work directory this call made goes again when an input is refused before training (an empty
+    corpus, a dev text too short to score): a refused input leaves nothing behind, as a search's."""
+    try:
+        yield
+    except TicketlabError:
+        if fresh:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
