@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.tokenizer import DEFAULT_KIND, KINDS
+from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..errors import ConfigError
-from ..pretrain import PretrainConfig, pretrain, write_tokens
+from ..pretrain_config import PretrainConfig
 from .common import add_config_arguments, config_from_args
 
 HELP = "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)"
@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         return _write_tokens(args)
     fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes", "save_dtype"]
     config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
+    from ..pretrain import pretrain  # lazy start-up: torch only when the verb runs
+
     result = pretrain(
         config,
         args.corpus,
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_tokens(args: argparse.Namespace) -> int:
+    from ..pretrain import write_tokens  # lazy start-up, as in `run`
+
     info = write_tokens(
         args.corpus,
         args.out,

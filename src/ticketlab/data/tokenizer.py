@@ -20,11 +20,10 @@ from transformers import PreTrainedTokenizerFast
 from ..errors import ConfigError
 from ..validation import check_one_of
 from .sources import read_text_file, text_files
+from .tokenizer_kinds import DEFAULT_KIND, KINDS  # noqa: F401 (known here as before)
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
 SPECIAL["mask_token"] = "[MASK]"
-KINDS = ("wordpiece", "word")  # what `train_tokenizer` builds
-DEFAULT_KIND = "wordpiece"  # BERT's; the one default of `pretrain`, `write_tokens` and the CLI
 
 
 def _pipeline(model: models.Model, strip_accents: bool = False) -> Tokenizer:

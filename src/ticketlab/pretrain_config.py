@@ -1,0 +1,134 @@
+"""The settings of `pretrain` (masked-LM pre-training), in a module that imports neither torch nor
+transformers: `ticketlab pretrain --help` and `ticketlab demo --help` build on `PretrainConfig`
+(its field metadata is the CLI's help text, `validation.option`), and parsing must not wait seconds
+for those imports. `pretrain.py` trains; it re-exports these names (`ticketlab.pretrain.PretrainConfig`
+is this class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+from .validation import (
+    BlockLength,
+    Fraction,
+    LearningRate,
+    NonNegFloat,
+    NonNegInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    check_config,
+    check_one_of,
+    option,
+)
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, PreTrainedTokenizerBase
+
+# (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
+SIZES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (128, 2, 2, 512),
+    "mini": (256, 4, 4, 1024),
+    "small": (512, 4, 8, 2048),
+    "medium": (512, 8, 8, 2048),
+    "base": (768, 12, 12, 3072),
+}
+PRECISIONS = ("auto", "no", "bf16")
+SAVE_DTYPES = ("float32", "float16", "bfloat16")
+SHAPE_OVERRIDES = ("hidden", "layers", "heads", "intermediate", "positions")
+
+
+@dataclass
+class PretrainConfig:
+    size: str = option("tiny", "model size preset", flag="--config-size", choices=tuple(SIZES))
+    hidden: PositiveInt | None = option(None, "override the preset's hidden size")
+    layers: PositiveInt | None = option(None, "override the preset's layers size")
+    heads: PositiveInt | None = option(None, "override the preset's heads size")
+    intermediate: PositiveInt | None = option(None, "override the preset's intermediate size")
+    max_length: BlockLength = option(128, "tokens per training block")
+    positions: PositiveInt | None = option(
+        None, "position embeddings (default: --max-length; more for longer inputs)"
+    )
+    steps: PositiveInt | None = option(None, "optimizer steps")  # exactly one of steps / time_budget
+    time_budget: PositiveFloat | None = option(
+        None, "training time; steps are set by timing a few", metavar="SECONDS"
+    )
+    batch_size: PositiveInt = option(32, "blocks per optimizer step")
+    lr: LearningRate = option(1e-3, "peak learning rate")
+    warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
+    weight_decay: NonNegFloat = 0.01
+    dropout: Fraction = option(0.1, "dropout of hidden states and attention probabilities")
+    mlm_probability: OpenFraction = 0.15
+    eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")
+    eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
+    save_every: PositiveInt = field(default=200, metadata={"result": False})
+    seed: Seed = option(0, "weight init, data order, masking")
+    progress: bool = field(default=True, metadata={"result": False})
+    max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None
+    mixed_precision: str = option(
+        "auto",
+        "autocast (auto: bf16 on a GPU that has it, else none)",
+        flag="--precision",
+        choices=PRECISIONS,
+    )
+    fused: bool | None = None  # torch's fused AdamW; None: on a GPU
+    compile: bool = option(False, "torch.compile the model and loss", result=False)
+    max_minutes: PositiveFloat | None = option(
+        None,
+        "this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
+        result=False,
+    )
+    save_dtype: str = option(
+        "float32",
+        "dtype of the written weights (float16/bfloat16 halve the file)",
+        choices=SAVE_DTYPES,
+        result=False,  # in the identity by hand, only when not float32: older outputs keep theirs
+    )
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        check_one_of("size", self.size, SIZES)
+        if (self.steps is None) == (self.time_budget is None):
+            raise ConfigError("give exactly one of steps and time_budget")
+        hidden, _, heads, _ = self.shape
+        if hidden % heads:
+            raise ConfigError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
+        if self.positions is not None and self.positions < self.max_length:
+            raise ConfigError(f"positions ({self.positions}) must be >= max_length ({self.max_length})")
+        check_one_of("mixed_precision", self.mixed_precision, PRECISIONS)
+        check_one_of("save_dtype", self.save_dtype, SAVE_DTYPES)
+
+    def precision(self) -> str:
+        """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        import torch  # lazy start-up: `--help` builds its options from this class without torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(hidden, layers, heads, intermediate) after the overrides."""
+        base = SIZES[self.size]
+        given = (self.hidden, self.layers, self.heads, self.intermediate)
+        return tuple(g if g is not None else b for g, b in zip(given, base, strict=True))  # type: ignore[return-value]
+
+    def model_config(self, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
+        from transformers import BertConfig  # lazy start-up, as above
+
+        hidden, layers, heads, intermediate = self.shape
+        return BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=intermediate,
+            max_position_embeddings=self.positions or self.max_length,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        )
