@@ -566,6 +566,23 @@ def test_transfer_matrix_by_hand(tmp_path):
     assert "83.0 ± 0.0 (n=4)[^" in text and "(+0.5σ) ★" in text and "(-1.5σ) |" in text
 
 
+def test_transfer_matrix_of_legacy_imp_has_its_mlm_ticket(tmp_path):
+    """A store re-keyed with run ids version 4 labels the first IMP `imp/legacy` and its task tickets
+    `imp-task/legacy@x`: the MLM row is `imp/legacy` (the committed bert-mini-ref report lost it)."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0, 84.0],
+            ("imp-task/legacy@x", 0.5, "x"): [83.0] * 4,
+            ("imp/legacy", 0.5, "x"): [81.0] * 4,
+            ("imp", 0.5, "x"): [70.0] * 4,  # another variant's MLM ticket: not this matrix's
+        },
+    )
+    got = {(c.source, c.target): c for c in load_results(tmp_path / "sweep").transfer()}
+    assert set(got) == {("x", "x"), ("mlm", "x")}
+    assert got[("mlm", "x")].cell.mean == pytest.approx(81.0)
+
+
 def test_pretraining_loss_along_the_search(full_sweep, full_report):
     """Fig. 6 without fine-tuning: one row per method and sparsity searched at several budgets, one
     column per budget, each number the pre-training loss of that budget's masks (two mask seeds)."""
