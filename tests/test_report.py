@@ -583,6 +583,18 @@ def test_transfer_matrix_of_legacy_imp_has_its_mlm_ticket(tmp_path):
     assert got[("mlm", "x")].cell.mean == pytest.approx(81.0)
 
 
+def test_a_missing_mask_is_named_from_the_working_directory(tmp_path, monkeypatch):
+    """A store without its masks (a committed one) draws no Fig. 8 and names the missing mask as the
+    header names the store, relative to the working directory: the report is the same file from every
+    checkout (it once held the absolute path of the checkout that drew it)."""
+    fill(tmp_path / "sweep", {("omp", 0.5, "x"): [80.0, 81.0], ("random", 0.5, "x"): [70.0] * 4})
+    monkeypatch.chdir(tmp_path)
+    text = write_report("sweep").path.read_text()
+    assert "From `sweep/results.sqlite`" in text
+    assert "a mask file is missing or unreadable (sweep/masks/none: mask directory not found)" in text
+    assert str(tmp_path) not in text
+
+
 def test_pretraining_loss_along_the_search(full_sweep, full_report):
     """Fig. 6 without fine-tuning: one row per method and sparsity searched at several budgets, one
     column per budget, each number the pre-training loss of that budget's masks (two mask seeds)."""
