@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import yaml
+from matplotlib.text import Text
 from PIL import Image
 
 import sweep_fakes as fakes
@@ -669,6 +670,11 @@ def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny
     assert bars and all(b.has_yerr for b in bars)
     for f in report.figures.values():
         assert_png(f)
+    # Labels are drawn as written (no mathtext), so no figure may hold a label in mathtext: Fig. 9's
+    # log axis once read "$\\mathdefault{10^{3}}$"
+    for name, fig in drawn.items():
+        fig.canvas.draw()
+        assert not [t.get_text() for t in fig.findobj(Text) if "$" in t.get_text()], name
     rows = list(csv.DictReader((tmp_path / "sweep/report/figures/fig3_score_vs_sparsity.csv").open()))
     floors = {r["task"]: float(r["mean"]) for r in rows if r["method"] == "constant predictor"}
     assert floors == pytest.approx({"a": 60.0, "b": 70.0, "avg": 65.0})
