@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import yaml
+from matplotlib.text import Text
 from PIL import Image
 
 import sweep_fakes as fakes
@@ -566,6 +567,35 @@ def test_transfer_matrix_by_hand(tmp_path):
     assert "83.0 ± 0.0 (n=4)[^" in text and "(+0.5σ) ★" in text and "(-1.5σ) |" in text
 
 
+def test_transfer_matrix_of_legacy_imp_has_its_mlm_ticket(tmp_path):
+    """A store re-keyed with run ids version 4 labels the first IMP `imp/legacy` and its task tickets
+    `imp-task/legacy@x`: the MLM row is `imp/legacy` (the committed bert-mini-ref report lost it)."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [80.0, 82.0, 84.0],
+            ("imp-task/legacy@x", 0.5, "x"): [83.0] * 4,
+            ("imp/legacy", 0.5, "x"): [81.0] * 4,
+            ("imp", 0.5, "x"): [70.0] * 4,  # another variant's MLM ticket: not this matrix's
+        },
+    )
+    got = {(c.source, c.target): c for c in load_results(tmp_path / "sweep").transfer()}
+    assert set(got) == {("x", "x"), ("mlm", "x")}
+    assert got[("mlm", "x")].cell.mean == pytest.approx(81.0)
+
+
+def test_a_missing_mask_is_named_from_the_working_directory(tmp_path, monkeypatch):
+    """A store without its masks (a committed one) draws no Fig. 8 and names the missing mask as the
+    header names the store, relative to the working directory: the report is the same file from every
+    checkout (it once held the absolute path of the checkout that drew it)."""
+    fill(tmp_path / "sweep", {("omp", 0.5, "x"): [80.0, 81.0], ("random", 0.5, "x"): [70.0] * 4})
+    monkeypatch.chdir(tmp_path)
+    text = write_report("sweep").path.read_text()
+    assert "From `sweep/results.sqlite`" in text
+    assert "a mask file is missing or unreadable (sweep/masks/none: mask directory not found)" in text
+    assert str(tmp_path) not in text
+
+
 def test_pretraining_loss_along_the_search(full_sweep, full_report):
     """Fig. 6 without fine-tuning: one row per method and sparsity searched at several budgets, one
     column per budget, each number the pre-training loss of that budget's masks (two mask seeds)."""
@@ -640,6 +670,11 @@ def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny
     assert bars and all(b.has_yerr for b in bars)
     for f in report.figures.values():
         assert_png(f)
+    # Labels are drawn as written (no mathtext), so no figure may hold a label in mathtext: Fig. 9's
+    # log axis once read "$\\mathdefault{10^{3}}$"
+    for name, fig in drawn.items():
+        fig.canvas.draw()
+        assert not [t.get_text() for t in fig.findobj(Text) if "$" in t.get_text()], name
     rows = list(csv.DictReader((tmp_path / "sweep/report/figures/fig3_score_vs_sparsity.csv").open()))
     floors = {r["task"]: float(r["mean"]) for r in rows if r["method"] == "constant predictor"}
     assert floors == pytest.approx({"a": 60.0, "b": 70.0, "avg": 65.0})

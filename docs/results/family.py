@@ -29,7 +29,8 @@ KEEP = ("a", "b", "sparsity", "task", "train_size", "masks_a", "seeds_a", "masks
 NUMBERS = ("mean_diff", "se_diff", "p_welch", "p_holm", "mde80", "verdict", "labels")
 
 
-def main() -> None:
+def family() -> list[dict]:
+    """Every distinct test of the `REPORTS`' paired.csv, with its p Holm-corrected over all of them."""
     rows, seen = [], set()
     for study in REPORTS:
         with open(HERE / study / "paired.csv") as f:
@@ -44,10 +45,19 @@ def main() -> None:
     for r, p in zip(rows, holm([float(r["p_welch"]) for r in rows]), strict=True):
         r["p_holm_readme"] = f"{p:.4f}"
         r["holds"] = p < 0.05
-    with open(HERE / "family.csv", "w", newline="") as f:
+    return rows
+
+
+def write(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def main() -> None:
+    rows = family()
+    write(rows, HERE / "family.csv")
     print(f"{len(rows)} tests, {sum(r['holds'] for r in rows)} hold after Holm over all of them")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from matplotlib.lines import Line2D
+from matplotlib.ticker import LogFormatter
 
 from ..files import atomic_write_csv
 from .cells import AVG, Cell, method_label
@@ -381,6 +382,9 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
                 _band(ax, xs, cells, method_color(m, res.methods), label, marker=marker)
         _floor_line(ax, res.floor(tasks if task == AVG else [task]))
         ax.set_xscale("log")
+        # matplotlib's default log labels are mathtext ($10^{3}$), which `plain_text` draws as written
+        ax.xaxis.set_major_formatter(LogFormatter())
+        ax.xaxis.set_minor_formatter(LogFormatter())
         ax.set(title=_task_title(res, task), xlabel="fine-tuning examples", ylabel="dev score")
         ax.grid(alpha=0.3)
     _legend(fig, axes)

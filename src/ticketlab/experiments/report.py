@@ -149,7 +149,9 @@ def _render(res: SweepResults, out: Path) -> Report:
             with plain_text():
                 reason = fn(res, path, **kw)
         except MaskFileError as e:  # e.g. a store copied without its masks/
-            reason = f"a mask file is missing or unreadable ({e})"
+            # named as `_shown` names the store: a committed report reads the same from every checkout
+            shown = str(e).replace(str(res.sweep_dir), str(_shown(res.sweep_dir)))
+            reason = f"a mask file is missing or unreadable ({shown})"
         if reason is None:
             report.figures[fname] = path
         elif fname not in {f for f, _, _ in plots.STUDY_FIGURES}:

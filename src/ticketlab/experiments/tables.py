@@ -216,13 +216,16 @@ class SweepResults(Comparisons):
     # ------------------------------------------------------------------ transfer (Chen et al. Table 3)
     def transfer(self) -> list[TransferCell]:
         """Tickets found on each source task (and the MLM-IMP ticket at the same sparsity, source
-        "mlm") fine-tuned on every target task; empty when the sweep has no task-specific tickets."""
+        "mlm") fine-tuned on every target task; empty when the sweep has no task-specific tickets.
+        The MLM ticket is IMP under the task tickets' variant: `imp-task/legacy@sst2` beside
+        `imp/legacy` (a legacy search re-keyed with run ids version 4), `imp-task@sst2` beside `imp`."""
         cells = self.cells()
         found = [m for m in self.methods if "@" in m]
+        mlm = sorted({"imp" + m.split("@", 1)[0].removeprefix("imp-task") for m in found} & set(self.methods))
         out = []
         for s in sorted({s for m in found for s in self.sparsities(m)}):
             rows = [(m.split("@", 1)[1], m) for m in found if s in self.sparsities(m)]
-            rows += [("mlm", "imp")] if s in self.sparsities("imp") else []
+            rows += [("mlm", m) for m in mlm if s in self.sparsities(m)]
             for source, m in rows:
                 for target in self.tasks:
                     if (m, s, target) in cells:

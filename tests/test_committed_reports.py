@@ -1,0 +1,61 @@
+"""The committed reports under docs/results are what their committed stores give today: every table a
+report writes (results, winning tickets, transfer, paired tests, pre-training losses) is rebuilt from
+the store and compared byte for byte, and `family.csv` from the committed `paired.csv` files. A change
+in how a number is computed or labelled then fails here until the reports are re-rendered (README
+"What reproduces" cites them).
+
+Only the tables: the figures and the markdown take the whole report (10-20 s a study on a loaded
+machine). all-MiniLM-L6-v2 is left out: its store's last swept plan is a later stage, so its report
+needs `--spec`, whose run ids hash the model and data by content (about 8 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+from ticketlab.experiments.csvs import write_csvs
+from ticketlab.experiments.results import load_results
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+# store directory -> the directory its report was written into
+STUDIES = {
+    "bert-mini-ref": "bert-mini-ref",
+    "imp-variants": "imp-variants",
+    "imp-variants-minilm": "imp-variants-minilm",
+    "mask-init": "mask-init",
+    "data-scarcity": "data-scarcity",
+    "super-tickets/minilm-sst2-3seeds": "super-tickets/minilm-sst2-3seeds/sst2",
+}
+TABLES = ("results.csv", "winning_tickets.csv", "transfer.csv", "paired.csv", "pretrain_losses.csv")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_committed_tables_are_what_their_store_gives(study, tmp_path):
+    if not (SHARED / "data" / "glue").is_dir():
+        pytest.skip("../shared/data/glue is absent (the constant predictor's floors read its dev sets)")
+    res = load_results(RESULTS / study)  # read-only: tests/test_store.py checks that it leaves no file
+    write_csvs(res, tmp_path)
+    committed = RESULTS / STUDIES[study]
+    written = sorted(p.name for p in tmp_path.glob("*.csv"))
+    assert written == sorted(t for t in TABLES if (committed / t).exists())
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), (
+            f"docs/results/{STUDIES[study]}/{name} differs from its store: re-render it "
+            f"(ticketlab report docs/results/{study} --spec ... --out docs/results/{STUDIES[study]})"
+        )
+
+
+def test_family_csv_is_the_committed_paired_tests(tmp_path):
+    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    family = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(family)
+    assert set(family.REPORTS) <= set(STUDIES.values()) | {"all-minilm-l6-v2"}
+    family.write(family.family(), tmp_path / "family.csv")
+    assert (tmp_path / "family.csv").read_bytes() == (RESULTS / "family.csv").read_bytes(), (
+        "docs/results/family.csv: rebuild it with `python docs/results/family.py`"
+    )
