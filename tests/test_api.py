@@ -12,7 +12,7 @@ import ticketlab
 from conftest import record
 from test_runner import write_sst2
 from ticketlab.cli import main
-from ticketlab.errors import ConfigError
+from ticketlab.core.errors import ConfigError
 from ticketlab.masking import load_mask
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()

@@ -16,7 +16,7 @@ import pytest
 
 from ticketlab.cli import build_parser
 from ticketlab.cli.common import add_config_arguments, config_from_args
-from ticketlab.validation import option
+from ticketlab.core.checks import option
 
 PINNED: dict[str, dict] = json.loads((Path(__file__).parent / "cli_options.json").read_text())
 

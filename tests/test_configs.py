@@ -18,8 +18,8 @@ import yaml
 import ticketlab
 from sweep_fakes import imp_settings, spec_dict, tamt_settings
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
-from ticketlab.validation import Range, _hints
+from ticketlab.core.checks import Range, _hints
+from ticketlab.core.errors import TicketlabError
 
 # A valid instance of every config class (the checks below change one field at a time).
 FACTORIES = {
@@ -296,7 +296,7 @@ def test_float_options_refuse_nan_and_inf_when_parsed(capsys, value):
 def test_choice_and_distinct_checks_are_one_pair_of_helpers():
     """Settings checked in code (not by an annotation) are refused by the same two helpers, as
     `FieldError`s naming the field (a sweep spec maps them back to its key)."""
-    from ticketlab.validation import FieldError
+    from ticketlab.core.checks import FieldError
 
     with pytest.raises(
         FieldError, match=r"^size must be one of tiny, mini, small, medium, base, got 'huge'$"
@@ -316,10 +316,10 @@ def test_choice_and_distinct_checks_are_one_pair_of_helpers():
 def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
     """What a run's identity leaves out is read from field metadata (`result=False`), one place per
     field; these sets are pinned, as they decide the run ids of recorded runs and directories."""
+    from ticketlab.core.checks import not_result
     from ticketlab.experiments.mtl import MtlConfig
     from ticketlab.finetune import FinetuneConfig
     from ticketlab.pretrain import PretrainConfig
-    from ticketlab.validation import not_result
 
     assert not_result(FinetuneConfig) == (
         "eval_batch_size",
@@ -348,9 +348,9 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
     import dataclasses
 
     from ticketlab.api import SearchConfig
+    from ticketlab.core.checks import not_result
     from ticketlab.experiments import methods
     from ticketlab.pruning import ImpConfig, TamtConfig
-    from ticketlab.validation import not_result
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS

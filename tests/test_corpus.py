@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import SHARED, write_tokenizer
+from ticketlab.core.errors import DataError
 from ticketlab.data.corpus import (
     BlockDataset,
     clean_wikitext,
@@ -13,7 +14,6 @@ from ticketlab.data.corpus import (
     make_blocks,
     special_affixes,
 )
-from ticketlab.errors import DataError
 
 TEXT = "the cat sees the dog . the dog runs to the river .\n\na big red bird sings .\n" * 30
 

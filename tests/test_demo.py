@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from ticketlab.cli import main
+from ticketlab.core.errors import ConfigError
 from ticketlab.demo import BUDGETS, METHODS, demo_threads, run_demo
-from ticketlab.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

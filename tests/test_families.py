@@ -21,7 +21,7 @@ import torch
 from conftest import error_line, run, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
-from ticketlab.errors import MaskMismatchError, TicketlabError
+from ticketlab.core.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import apply_mask, find_targets
 from ticketlab.masking.units import UnitMask, to_weight_mask
 from ticketlab.modeling import load_model

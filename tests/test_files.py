@@ -14,8 +14,8 @@ import pytest
 from safetensors import SafetensorError
 
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
-from ticketlab.files import atomic_write_bytes, exclusive, remove_stale
+from ticketlab.core.errors import TicketlabError
+from ticketlab.core.files import atomic_write_bytes, exclusive, remove_stale
 from ticketlab.masking import io as mask_io
 from ticketlab.masking import load_mask
 
@@ -145,8 +145,8 @@ def test_one_process_per_run_directory(tmp_path):
     """Class 10: a second process on a directory a run holds is refused in one line; re-entrant."""
     with exclusive(tmp_path, "search"), exclusive(tmp_path, "search"):
         code = (
-            "import sys; from ticketlab.files import exclusive\n"
-            "from ticketlab.errors import TicketlabError\n"
+            "import sys; from ticketlab.core.files import exclusive\n"
+            "from ticketlab.core.errors import TicketlabError\n"
             f"try:\n    exclusive({str(tmp_path)!r}, 'search').__enter__()\n"
             "except TicketlabError as e:\n    print(e); sys.exit(3)\n"
         )
@@ -161,8 +161,8 @@ def test_one_process_per_run_directory(tmp_path):
 def test_names_from_files_with_control_characters_are_refused():
     """A task id with a newline or an escape sequence would make a run directory no shell lists
     plainly (and a terminal may act on the escape): one line, like '../x'."""
-    from ticketlab.errors import TicketlabError
-    from ticketlab.outputs import safe_component
+    from ticketlab.core.errors import TicketlabError
+    from ticketlab.core.outputs import safe_component
 
     assert safe_component("sst2-ünïcode", "task id") == "sst2-ünïcode"
     assert safe_component("مهمة-\u200d-日本", "task id") == "مهمة-\u200d-日本"  # joiners are text
@@ -176,8 +176,8 @@ def test_names_from_files_with_control_characters_are_refused():
 
 
 def test_a_json_file_with_a_huge_integer_is_one_line(tmp_path):
-    from ticketlab.errors import TicketlabError
-    from ticketlab.files import read_json
+    from ticketlab.core.errors import TicketlabError
+    from ticketlab.core.files import read_json
 
     (tmp_path / "c.json").write_text('{"steps": ' + "9" * 5000 + "}")
     with pytest.raises(TicketlabError, match=r"c\.json: corrupt config"):

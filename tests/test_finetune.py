@@ -15,8 +15,8 @@ from conftest import make_model, tiny_bert_config, write_tokenizer
 from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
+from ticketlab.core.errors import TicketlabError
 from ticketlab.downstream import load_task_model, reset_head, task_objective
-from ticketlab.errors import TicketlabError
 from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masking import MaskConfig, current_mask, load_mask, save_mask

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import error_line, run
 from sweep_fakes import make_spec, spec_dict
-from ticketlab.errors import ConfigError, MaskFileError
+from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.experiments import expand
 from ticketlab.finetune import FinetuneConfig
 from ticketlab.masking import load_mask

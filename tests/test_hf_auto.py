@@ -20,7 +20,7 @@ from transformers import (
 
 import ticketlab  # noqa: F401 (registers the compacted model type)
 from conftest import make_model, tiny_bert_config
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
 from ticketlab.structured import UnitMask, compact, save_compacted, structure_of
 
 

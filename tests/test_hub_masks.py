@@ -9,7 +9,7 @@ import huggingface_hub
 import pytest
 
 from conftest import run
-from ticketlab.errors import MaskFileError
+from ticketlab.core.errors import MaskFileError
 from ticketlab.masking import load_mask, push_mask
 from ticketlab.masking.hub import split_hub_name
 

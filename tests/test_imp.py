@@ -11,7 +11,7 @@ from transformers import BertForMaskedLM, BertForSequenceClassification
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
-from ticketlab.errors import ConfigError
+from ticketlab.core.errors import ConfigError
 from ticketlab.masking import current_mask, load_mask, weights_hash
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp

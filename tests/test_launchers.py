@@ -23,12 +23,12 @@ import yaml
 import sweep_fakes as fakes
 from ticketlab.cli import build_parser, main
 from ticketlab.cli.sweep import launcher as launcher_from_flags
-from ticketlab.errors import ConfigError
+from ticketlab.core.errors import ConfigError
+from ticketlab.core.outputs import claim_dir
 from ticketlab.experiments import Store, expand, load_spec, run_sweep
 from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.experiments.methods import MethodSpec
 from ticketlab.experiments.runner import sweep_status
-from ticketlab.outputs import claim_dir
 
 TESTS = Path(__file__).resolve().parent
 
@@ -306,7 +306,7 @@ def test_a_refused_submission_fails_its_run_and_the_sweep_goes_on(tmp_path, tiny
 
 HOLD = """
 import sys, time
-from ticketlab.files import exclusive
+from ticketlab.core.files import exclusive
 with exclusive(sys.argv[1], "sweep run"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

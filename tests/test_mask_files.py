@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, BertForSequenceClassification
 
 from conftest import make_model, tiny_bert_config
-from ticketlab.errors import MaskFileError, MaskMismatchError
+from ticketlab.core.errors import MaskFileError, MaskMismatchError
 from ticketlab.masking import (
     MaskConfig,
     apply_mask,

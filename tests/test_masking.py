@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
-from ticketlab.errors import ConfigError, MaskMismatchError
+from ticketlab.core.errors import ConfigError, MaskMismatchError
 from ticketlab.masking import (
     Mask,
     apply_mask,

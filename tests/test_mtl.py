@@ -11,7 +11,7 @@ from torch import nn
 
 from test_finetune import sentiment_rows
 from ticketlab.batches import TASK, MultiTaskData, epoch_batches
-from ticketlab.errors import ConfigError, MaskMismatchError, TicketlabError
+from ticketlab.core.errors import ConfigError, MaskMismatchError, TicketlabError
 from ticketlab.experiments.mtl import (
     MtlConfig,
     build,

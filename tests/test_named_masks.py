@@ -9,7 +9,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config
-from ticketlab.errors import MaskMismatchError
+from ticketlab.core.errors import MaskMismatchError
 from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, masks_disabled, remove_mask
 from ticketlab.masking.named import (
     active_mask,

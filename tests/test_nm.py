@@ -13,8 +13,8 @@ from conftest import make_model, tiny_bert_config
 from test_tamt import batch_of, search_args, tiny_run, tok  # noqa: F401 (tiny_run, tok: fixtures)
 from ticketlab.api import PruneConfig
 from ticketlab.cli import main
+from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.downstream import load_task_model
-from ticketlab.errors import ConfigError, MaskFileError
 from ticketlab.masking import current_mask, load_mask, save_mask
 from ticketlab.masking.io import CONFIG_NAME
 from ticketlab.masking.pattern import NM, parse_pattern

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertForSequenceClassification
 
 from conftest import error_line, make_model, run, tiny_bert_config
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
 from ticketlab.training import TrainConfig, train
 
 
@@ -101,7 +101,7 @@ def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_pa
     """Bullet 1 through the data: a regression label 'nan' (Python's float() reads it) diverged the
     loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
     score. Each is one line naming the file and line; a metric never scores non-finite values."""
-    from ticketlab.errors import DataError
+    from ticketlab.core.errors import DataError
     from ticketlab.metrics import GLUE_METRICS
 
     task = tmp_path / "reg"
@@ -153,7 +153,7 @@ def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
     assert str(unknown) in line and "zero tokens" in line
     assert not list(out.rglob("log.jsonl")) and not list(out.rglob("checkpoint.pt"))  # no step was taken
 
-    from ticketlab.errors import DataError
+    from ticketlab.core.errors import DataError
     from ticketlab.metrics import GLUE_METRICS, squad_metrics
 
     empty = np.array([], dtype=np.int64)
@@ -256,7 +256,7 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
     """Bullet 4: against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
     that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,
     and a selection split leaving too few dev examples on either side (the minimum and why)."""
-    from ticketlab.errors import ConfigError
+    from ticketlab.core.errors import ConfigError
     from ticketlab.experiments.supertickets import SuperConfig, run_super
     from ticketlab.finetune import FinetuneConfig
 

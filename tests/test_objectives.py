@@ -14,7 +14,7 @@ from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, w
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab import objectives
 from ticketlab.arch import ARCHS, Arch, HeadLayout, register_arch
-from ticketlab.errors import ConfigError, MaskFileError
+from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.masking import apply_mask
 from ticketlab.objectives import (
     IGNORE_INDEX,

@@ -1,7 +1,7 @@
 """Nothing outside --out is deleted or overwritten, and a refused input leaves no output (issue 33,
 "files outside --out" items 1-6 and the two late refusals).
 
-One function (`outputs.place`) decides where ticketlab may write or delete: inside the output,
+One function (`core.outputs.place`) decides where ticketlab may write or delete: inside the output,
 never through a symbolic link (ticketlab makes none), never a file its marker does not list; a
 results store, a report folder and a task id are ticketlab's only when they show it.
 """
@@ -17,10 +17,10 @@ import pytest
 import sweep_fakes as fakes
 from conftest import error_line
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
+from ticketlab.core.outputs import MARKER, claim_dir, mark_output, remove_ours
 from ticketlab.experiments import run_sweep
 from ticketlab.experiments.report import write_report
-from ticketlab.outputs import MARKER, claim_dir, mark_output, remove_ours
 
 
 def user_files(root: Path, files: dict[str, str]) -> None:
@@ -194,7 +194,7 @@ def test_a_search_whose_run_folder_is_a_link_is_refused(tmp_path, tiny_bert_dir,
 
 def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
     """Item 4 at the lowest level: a `.lock` that is a link is not created or truncated through."""
-    from ticketlab.files import exclusive
+    from ticketlab.core.files import exclusive
 
     user_files(tmp_path, {"thesis.tex": "mine"})
     (tmp_path / "run").mkdir()

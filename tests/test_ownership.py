@@ -13,11 +13,11 @@ import pytest
 import sweep_fakes as fakes
 from conftest import error_line as one_line_error
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
+from ticketlab.core.files import read_json
+from ticketlab.core.outputs import MARKER, atomic_dir
 from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
-from ticketlab.files import read_json
-from ticketlab.outputs import MARKER, atomic_dir
 from ticketlab.tasks import get_task
 
 
@@ -243,7 +243,7 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     user's old `.backup.tmp` folder beside an output stays), a folder of an output that the user
     replaced by a link to their own files is never written or deleted through, and a work folder
     cleared at the end of a pre-training loses only what the training wrote there."""
-    from ticketlab.files import atomic_write_text
+    from ticketlab.core.files import atomic_write_text
     from ticketlab.pretrain import PretrainConfig, pretrain
 
     corpus = tmp_path / "corpus.txt"

@@ -10,7 +10,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from conftest import make_model, tiny_bert_config
-from ticketlab.errors import MaskMismatchError, TicketlabError
+from ticketlab.core.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, is_masked
 from ticketlab.masking.peft_tickets import (
     RECORD,

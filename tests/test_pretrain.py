@@ -10,9 +10,9 @@ import torch
 
 from ticketlab import pretrain as pretrain_mod
 from ticketlab.cli import main
+from ticketlab.core.errors import ConfigError, DataError
 from ticketlab.data import synthetic as syn
 from ticketlab.data.corpus import BlockDataset
-from ticketlab.errors import ConfigError, DataError
 from ticketlab.modeling import load_model, load_tokenizer
 from ticketlab.pretrain import PretrainConfig, pretrain, unigram_entropy
 

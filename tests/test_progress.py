@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import ticketlab
-from ticketlab.progress import QUIET_INTERVAL_S, progress_bar
+from ticketlab.core.progress import QUIET_INTERVAL_S, progress_bar
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
 

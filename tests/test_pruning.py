@@ -8,7 +8,7 @@ from torch import nn
 from transformers import BertForMaskedLM, RobertaForMaskedLM
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
-from ticketlab.errors import ConfigError
+from ticketlab.core.errors import ConfigError
 from ticketlab.pruning import keep_top, omp_mask, random_mask
 
 

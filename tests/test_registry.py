@@ -13,11 +13,11 @@ from sweep_fakes import base_spec_dict
 from ticketlab.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
 from ticketlab.cli import build_parser, main
 from ticketlab.cli.search import search_config
-from ticketlab.errors import ConfigError
+from ticketlab.core.checks import FieldError, option
+from ticketlab.core.errors import ConfigError
 from ticketlab.experiments import expand, spec_from_dict
 from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
 from ticketlab.pruning import TamtConfig
-from ticketlab.validation import FieldError, option
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
@@ -236,7 +236,7 @@ class RenamedConfig:
 
 def test_a_spec_error_names_the_option_a_registered_method_renamed(monkeypatch, tmp_path):
     """A bad value of a renamed option is refused naming the spec key that gave it (its option name,
-    `validation.option_name`), for a registered method as for TAMT's `freeze_head`."""
+    `core.checks.option_name`), for a registered method as for TAMT's `freeze_head`."""
     method = SearchMethod("renamed", RenamedConfig, lambda config, acc: None, "renamed option")
     monkeypatch.setitem(SEARCH_METHODS, method.name, method)
     d = base_spec_dict(tmp_path)

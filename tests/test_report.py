@@ -17,7 +17,7 @@ from PIL import Image
 
 import sweep_fakes as fakes
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
 from ticketlab.experiments import Store, run_sweep, spec_from_dict
 from ticketlab.experiments.cells import AVG, method_label
 from ticketlab.experiments.plan import make_run

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.rundir import RunDir
 
 INPUTS = {"corpus content": "the corpus at c.txt"}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sweep_fakes import base_spec_dict, fake_registry
-from ticketlab.errors import ConfigError
+from ticketlab.core.errors import ConfigError
 from ticketlab.experiments import expand, load_spec, spec_from_dict
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ticketlab.core.errors import ConfigError, DataError
 from ticketlab.data.squad import best_answers, eval_features, load_squad_examples, read_squad, train_features
-from ticketlab.errors import ConfigError, DataError
 from ticketlab.tasks import TASKS
 
 CONTEXT = (

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
 from ticketlab.experiments.plan import make_run
 from ticketlab.experiments.store import Store
 

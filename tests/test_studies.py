@@ -12,13 +12,13 @@ import torch
 
 import sweep_fakes as fakes
 from ticketlab.cli import main
-from ticketlab.errors import TicketlabError
+from ticketlab.core.errors import TicketlabError
+from ticketlab.core.outputs import mark_output
 from ticketlab.experiments import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
 from ticketlab.experiments.plan import FULL, make_run
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.store import Store
-from ticketlab.outputs import mark_output
 from ticketlab.structured.importance import Importance
 
 
@@ -191,7 +191,7 @@ def test_labels_searched_at_one_budget_draw_no_mask_init_curve(tmp_path, tiny_be
 
 @pytest.mark.parametrize("label", ["tamt-kd/", "tamt-kd/a b", "tamt-kd/../x", "nope/random-init"])
 def test_bad_variant_labels_are_one_config_error(tmp_path, tiny_bert_dir, label):
-    from ticketlab.errors import ConfigError
+    from ticketlab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="methods"):
         _init_spec(tmp_path, tiny_bert_dir, {"full": {}, label: {"init": "random"}})
@@ -378,7 +378,7 @@ def test_data_curve_end_to_end_with_the_whole_training_set(tiny_bert_dir, tmp_pa
 
 
 def test_data_curve_sizes_are_checked(tmp_path, tiny_bert_dir):
-    from ticketlab.errors import ConfigError
+    from ticketlab.core.errors import ConfigError
 
     base, registry = fakes.spec_dict(tmp_path, tiny_bert_dir), fakes.fake_registry()
     for bad in ([8, 8], [0], ["half"], []):

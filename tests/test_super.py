@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.structured.importance import Importance, compute_importance, normalize_heads
 from ticketlab.structured.tickets import LEVELS, check_level, keep_units, n_pruned, select, unit_count
 
@@ -309,12 +309,12 @@ def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
 def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch):
     import importlib
 
+    from ticketlab.core.outputs import claim_dir
     from ticketlab.experiments.report import write_report
     from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
     from ticketlab.experiments.supertickets import run_super
     from ticketlab.modeling import load_model
-    from ticketlab.outputs import claim_dir
     from ticketlab.structured.io import load_unit_mask
 
     ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)

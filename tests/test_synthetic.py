@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 from transformers import AutoTokenizer
 
+from ticketlab.core.errors import ConfigError, DataError
 from ticketlab.data import synthetic as syn
 from ticketlab.data.tokenizer import train_word_level_tokenizer, word_level_tokenizer
-from ticketlab.errors import ConfigError, DataError
 
 SMALL = syn.SyntheticConfig(corpus_sentences=400, dev_sentences=50, train_examples=300, dev_examples=200)
 

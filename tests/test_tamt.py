@@ -14,7 +14,7 @@ from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
-from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masking import (
     BinaryMask,
     Mask,

@@ -10,7 +10,7 @@ import torch
 from transformers import BertForMaskedLM
 
 from conftest import error_line, make_model, run, tiny_bert_config
-from ticketlab.errors import MaskMismatchError, TicketlabError
+from ticketlab.core.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import Mask, apply_mask, export_pretrained, find_targets, load_mask, save_mask
 from ticketlab.masking.io import MaskConfig
 from ticketlab.masking.ticket import TICKET_NAME, WEIGHTS_NAME, load_ticket, save_ticket

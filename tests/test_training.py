@@ -9,7 +9,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from conftest import make_model, tiny_bert_config
-from ticketlab.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masking import apply_mask
 from ticketlab.pruning import omp_mask
 from ticketlab.training import TrainConfig, batch_indices, example_seed, train

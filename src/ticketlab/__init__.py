@@ -22,7 +22,7 @@ One call per verb, each taking a config dataclass that is validated when it is b
 
 import importlib
 
-from .lazy import lazy_exports
+from .core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 

@@ -25,16 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .arch import arch_of
-from .errors import ConfigError
-from .files import atomic_write_json
-from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from .masking.pattern import parse_pattern, pattern_sparsity
-from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
-from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
-from .outputs import check_output
-from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
-from .tasks import get_task
-from .validation import (
+from .core.checks import (
     BlockLength,
     FieldError,
     Fraction,
@@ -47,6 +38,15 @@ from .validation import (
     check_one_of,
     option,
 )
+from .core.errors import ConfigError
+from .core.files import atomic_write_json
+from .core.outputs import check_output
+from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from .masking.pattern import parse_pattern, pattern_sparsity
+from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
+from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
+from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
+from .tasks import get_task
 
 # The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
 # `--help` is parsed: torch, transformers and the methods are imported by the functions that run
@@ -528,7 +528,7 @@ def config_settings(method: Any) -> dict[str, Any]:
 class SearchMethod:
     """A way to search a mask by training. Registered in `SEARCH_METHODS`, it is what `search` runs
     for a `SearchConfig` whose `method` is a `config`, and `ticketlab search NAME`, whose options
-    are `SearchConfig`'s and the fields of `config` that carry help (`validation.option`). Sweeps
+    are `SearchConfig`'s and the fields of `config` that carry help (`core.checks.option`). Sweeps
     and reports know it by its presets' names, in the order of registration
     (`experiments.methods`)."""
 

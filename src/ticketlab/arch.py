@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import MaskFileError, TicketlabError
-from .files import read_json
+from .core.errors import MaskFileError, TicketlabError
+from .core.files import read_json
 from .structure import Structure, encoder_layers
 
 MANIFEST = "ticketlab_compact.json"

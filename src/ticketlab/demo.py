@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .core.errors import ConfigError
+from .core.files import read_json
 from .data import synthetic
 from .demo_config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
-from .errors import ConfigError
-from .files import read_json
 from .pretrain import PretrainResult, pretrain
 
 Log = Callable[[str], None]

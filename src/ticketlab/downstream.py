@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .core.errors import ConfigError, TicketlabError
 from .data.features import Features, length_sorted_batches, pad_collate
 from .data.glue import load_features
 from .data.squad import SquadExamples, best_answers, load_squad_features
-from .errors import ConfigError, TicketlabError
 from .masking import MaskConfig, load_mask_onto
 from .metrics import GLUE_METRICS, squad_metrics
 from .modeling import encoder_of, load_model

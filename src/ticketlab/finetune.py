@@ -36,6 +36,9 @@ from typing import Any
 
 from torch import nn
 
+from .core.checks import check_distinct
+from .core.files import atomic_write_json, content_key, read_json
+from .core.outputs import check_output, claim_dir
 from .data.glue import task_dir
 from .downstream import (
     LOSSES,
@@ -51,18 +54,15 @@ from .downstream import (
     split_dev,
     task_objective,
 )
-from .files import atomic_write_json, content_key, read_json
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
 from .finetune_results import FinetuneResult, mean_std, summarize
 from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
 from .modeling import check_model, fit_max_length, load_config, load_tokenizer
-from .outputs import check_output, claim_dir
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
 from .training import EvalFn, TrainConfig, make_accelerator, train
-from .validation import check_distinct
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "LOSSES",

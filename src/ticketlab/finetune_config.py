@@ -15,9 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .tasks import BUILTIN, TaskSpec, get_task
-from .validation import (
+from .core.checks import (
     Fraction,
     LearningRate,
     NonNegFloat,
@@ -30,6 +28,8 @@ from .validation import (
     not_result,
     option,
 )
+from .core.errors import ConfigError
+from .tasks import BUILTIN, TaskSpec, get_task
 
 
 @dataclass

@@ -58,7 +58,7 @@ class CompactedAuto:
 
     @classmethod
     def from_pretrained(cls, path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
-        from .errors import TicketlabError
+        from .core.errors import TicketlabError
         from .modeling import load_compacted
 
         dtype = kwargs.pop("dtype", None)
@@ -78,7 +78,7 @@ class CompactedAuto:
 
     @classmethod
     def _from_config(cls, *args: Any, **kwargs: Any) -> Any:
-        from .errors import TicketlabError
+        from .core.errors import TicketlabError
 
         raise TicketlabError("a compacted model is rebuilt from its folder: AutoModel*.from_pretrained(dir)")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .arch import encoder_of  # noqa: F401 (one definition, known here as before)
-from .errors import ConfigError, MaskFileError, TicketlabError
-from .files import read_json
+from .core.errors import ConfigError, MaskFileError, TicketlabError
+from .core.files import read_json
 
 if TYPE_CHECKING:  # transformers is imported where a model is loaded: start-up stays fast
     from torch import Tensor, nn

@@ -48,11 +48,11 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from .arch import ARCHS, HeadLayout
-from .errors import ConfigError
+from .core.checks import check_one_of
+from .core.errors import ConfigError
 from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
 from .masking import has_masks, masks_disabled
 from .modeling import encoder_of
-from .validation import check_one_of
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]

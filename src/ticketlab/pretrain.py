@@ -64,15 +64,20 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .core.checks import (
+    check_fields,
+    check_one_of,
+    not_result,
+)
+from .core.errors import ConfigError, TicketlabError
+from .core.files import atomic_write_json, content_key, read_json
+from .core.outputs import atomic_dir, check_output
 from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from .data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from .data.tokens import write_token_file
-from .errors import ConfigError, TicketlabError
-from .files import atomic_write_json, content_key, read_json
 from .modeling import head_of, load_config, load_model, load_tokenizer, max_positions, quiet_transformers
 from .objectives import MLMCollator, pretraining_loss
-from .outputs import atomic_dir, check_output
 from .pretrain_config import (  # noqa: F401 (the settings, known here as before)
     PRECISIONS,
     SAVE_DTYPES,
@@ -92,11 +97,6 @@ from .training import (
     make_accelerator,
     seed_everything,
     train,
-)
-from .validation import (
-    check_fields,
-    check_one_of,
-    not_result,
 )
 
 RESULT_FILE = "pretrain.json"

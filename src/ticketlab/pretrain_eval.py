@@ -20,8 +20,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from .core.errors import DataError, MaskFileError
+from .core.progress import progress_bar
 from .data.corpus import BlockDataset
-from .errors import DataError, MaskFileError
 from .objectives import (
     IGNORE_INDEX,
     Decoder,
@@ -31,7 +32,6 @@ from .objectives import (
     head_parameters,
     pretraining_sums,
 )
-from .progress import progress_bar
 from .training import example_seed
 
 HEAD_FILE = "mlm_head.safetensors"

@@ -7,13 +7,13 @@ changed at the same paths (new weights saved over the model), it is refused in o
 work: its checkpoint and result belong to the other run.
 
 The identity is a flat mapping: the result-affecting settings (a config's fields less those marked
-`result=False`, `validation.not_result`), plus the content key of every local input
-(`files.content_key`) under its own name. Directories written before an input's key (or the whole
+`result=False`, `core.checks.not_result`), plus the content key of every local input
+(`core.files.content_key`) under its own name. Directories written before an input's key (or the whole
 identity) was recorded lack it: not a difference.
 
-`RunDir` is the one handle on such a directory: claim it (`outputs.claim_dir`), hold it against a
-second process (`files.exclusive`), record or check its identity, read and write its finished
-result, and remove what ticketlab wrote there (`outputs.remove_ours`). Each user names its own files,
+`RunDir` is the one handle on such a directory: claim it (`core.outputs.claim_dir`), hold it against a
+second process (`core.files.exclusive`), record or check its identity, read and write its finished
+result, and remove what ticketlab wrote there (`core.outputs.remove_ours`). Each user names its own files,
 so the directories written before it keep their layout and resume.
 """
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .files import atomic_write_json, busy, exclusive, lock_holder, read_json
-from .outputs import claim_dir, remove_ours
+from .core.errors import ConfigError
+from .core.files import atomic_write_json, busy, exclusive, lock_holder, read_json
+from .core.outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`training.train`)
 START_OVER = "pass another output directory, or delete it to start over"
@@ -148,6 +148,6 @@ class RunDir:
 
     def cleanup(self, names: Iterable[str] = ()) -> list[str]:
         """Delete what ticketlab wrote here (its identity, result, checkpoint and `names`; see
-        `outputs.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
+        `core.outputs.remove_ours`), the folder too once empty; returns what was kept (a user's files)."""
         ours = [self.identity, self.result, self.checkpoint, *names]
         return remove_ours(self.path, [n for n in ours if n is not None])

@@ -17,7 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .arch import ARCHS, FUSED, INTERLEAVED, SEPARATE, Arch, encoder_of
-from .errors import MaskMismatchError
+from .core.errors import MaskMismatchError
 
 MAX_HIDDEN = 2**15  # the widest encoders have 4096
 MAX_WEIGHTS = 2**35  # per structure: above the largest encoders' layer weights (XLM-R XXL: 9.7e9)

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError, TicketlabError
-from .files import read_json
+from .core.checks import LearningRate, check_fields
+from .core.errors import ConfigError, TicketlabError
+from .core.files import read_json
+from .core.outputs import safe_component
 from .metrics import GLUE_METRICS, SQUAD_METRICS
-from .outputs import safe_component
-from .validation import LearningRate, check_fields
 
 Kind = Literal["classification", "regression", "squad"]
 Column = str | int  # a header name, or a 0-based field index for files without a header

@@ -48,8 +48,9 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
 
-from .errors import ConfigError, TicketlabError
-from .files import (
+from .core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
+from .core.errors import ConfigError, TicketlabError
+from .core.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -60,10 +61,9 @@ from .files import (
     remove_stale,
     to_json,
 )
+from .core.progress import logs_above_bars, progress_bar
 from .optim import AdamW
-from .progress import logs_above_bars, progress_bar
 from .rundir import CHECKPOINT
-from .validation import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
 
 log_ = logging.getLogger(__name__)
 

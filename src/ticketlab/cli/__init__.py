@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import TicketlabError, one_line
+from ..core.errors import TicketlabError, one_line
 from .common import finite_floats
 
 # Verbs in the order `--help` lists them; verbs not named here follow alphabetically.

@@ -10,9 +10,9 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from ..errors import TicketlabError
+from ..core.checks import field_types, from_options, option_flags, option_name
+from ..core.errors import TicketlabError
 from ..modeling import head_of, load_config, load_model, load_tokenizer
-from ..validation import field_types, from_options, option_flags, option_name
 
 if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
     from torch import nn
@@ -131,7 +131,7 @@ def sparsity_arg(value: str) -> float:
 #
 # A verb declares the options of its config's fields with `add_config_arguments` and builds the
 # config with `config_from_args`, both from the same list of field names: the flag, type, choices,
-# help and default come from the dataclass (`validation.option`), so they are written once and the
+# help and default come from the dataclass (`core.checks.option`), so they are written once and the
 # Python API and the CLI cannot drift apart. Ranges are not checked by argparse: the config refuses a
 # bad value itself, with the message the API gives.
 

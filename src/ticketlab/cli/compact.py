@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.outputs import check_output
 from ..modeling import load_config
-from ..outputs import check_output
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"

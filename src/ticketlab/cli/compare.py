@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import TicketlabError
-from ..files import to_json
+from ..core.errors import TicketlabError
+from ..core.files import to_json
 
 HELP = "Jaccard similarity matrix between mask files"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import PretrainEvalConfig, evaluate_pretraining
-from ..files import to_json
+from ..core.files import to_json
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 VERB = "evaluate-pretrain"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.outputs import check_output
 from ..masking.pattern import SEMI_DTYPE_NAMES
-from ..outputs import check_output
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def _export_ticket(args: argparse.Namespace) -> int:
     """`--base`: the fine-tuned ticket in --model as an artefact against --base (`masking.ticket`)."""
     # lazy start-up: torch only when the verb runs
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
     from ..masking import check_fits, load_mask
     from ..masking.ticket import WEIGHTS_NAME, save_ticket
     from ..structured.compact import refuse_compacted

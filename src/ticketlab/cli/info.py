@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import to_json
+from ..core.files import to_json
 from ..masking.pattern import pattern_line
 
 HELP = "summarise a mask file (method, base model, per-matrix sparsity)"

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.errors import ConfigError
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
-from ..errors import ConfigError
 from ..pretrain_config import PretrainConfig
 from .common import add_config_arguments, config_from_args
 

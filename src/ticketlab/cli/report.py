@@ -21,8 +21,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..errors import TicketlabError
-from ..files import to_json
+from ..core.errors import TicketlabError
+from ..core.files import to_json
 
 HELP = "write the markdown report, figures and CSV tables of a sweep"
 

@@ -44,7 +44,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..api import SEARCH_METHODS, SearchConfig, SearchMethod, search
-from ..files import to_json
+from ..core.files import to_json
 from .common import (
     add_config_arguments,
     add_model_argument,

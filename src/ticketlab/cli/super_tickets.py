@@ -26,7 +26,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..experiments.super_config import SuperConfig
 from . import finetune as finetune_cli
 from .common import add_config_arguments, config_from_args

@@ -29,16 +29,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import TicketlabError
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_text, read_text
+from ..core.outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
 from ..experiments import load_spec, run_sweep
 from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.runner import Runner
 from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
-from ..files import atomic_write_text, read_text
 from ..masking.targets import default_targets
 from ..modeling import fit_max_length, load_config, load_tokenizer
-from ..outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
 from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"

@@ -40,8 +40,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import ConfigError, DataError
-from ..files import default_cache_dir
+from ..core.errors import ConfigError, DataError
+from ..core.files import default_cache_dir
 from .sources import (
     TOKENS_SUFFIX,
     Source,

@@ -2,7 +2,7 @@
 
 A tokenized split is a handful of columns: ragged ones (`input_ids`, one list per example) stored as
 one flat array plus offsets, and scalar ones (`labels`). That keeps 400k MNLI pairs in a few MB, and
-the cache file (`<cache>/features/<key hash>.safetensors`, `files.default_cache_dir`) is
+the cache file (`<cache>/features/<key hash>.safetensors`, `core.files.default_cache_dir`) is
 plain safetensors: nothing is unpickled. The key covers the data file's bytes, the tokenizer and
 every tokenization setting, so a stale cache is never read.
 
@@ -27,8 +27,8 @@ from safetensors.numpy import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import TicketlabError
-from ..files import atomic_write_bytes, default_cache_dir
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_bytes, default_cache_dir
 
 
 class Ragged:

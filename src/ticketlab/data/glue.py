@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import DataError
+from ..core.errors import DataError
 from ..tasks import Column, TaskSpec
 from .features import Features, Ragged, cached, file_digest, tokenizer_digest
 

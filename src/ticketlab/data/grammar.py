@@ -16,8 +16,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from ..errors import ConfigError
-from ..validation import BlockLength, PositiveInt, Probability, Seed, check_config
+from ..core.checks import BlockLength, PositiveInt, Probability, Seed, check_config
+from ..core.errors import ConfigError
 
 GENERATOR_VERSION = 2  # bump when the language or the tasks change: it is part of every cache key
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import ConfigError, DataError, TicketlabError
-from ..files import read_json
+from ..core.errors import ConfigError, DataError, TicketlabError
+from ..core.files import read_json
 from ..tasks import TaskSpec
 from .features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .glue import split_file

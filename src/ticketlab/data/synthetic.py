@@ -56,9 +56,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ConfigError
-from ..files import atomic_write_json
-from ..outputs import atomic_dir
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_json
+from ..core.outputs import atomic_dir
 from .grammar import (
     ADJECTIVES,
     ADVERBS,

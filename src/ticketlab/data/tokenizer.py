@@ -17,8 +17,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from ..errors import ConfigError
-from ..validation import check_one_of
+from ..core.checks import check_one_of
+from ..core.errors import ConfigError
 from .sources import read_text_file, text_files
 from .tokenizer_kinds import DEFAULT_KIND, KINDS  # noqa: F401 (known here as before)
 

@@ -24,9 +24,9 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from ..errors import ConfigError, DataError, TicketlabError
-from ..files import atomic_write_bytes, default_cache_dir
-from ..progress import progress_bar
+from ..core.errors import ConfigError, DataError, TicketlabError
+from ..core.files import atomic_write_bytes, default_cache_dir
+from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,
     TOKENS_SUFFIX,

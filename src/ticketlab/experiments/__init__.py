@@ -1,8 +1,8 @@
 """Experiments: sweep specs, the results store, the runner, reports and figures."""
 
-from ..lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.lazy`): the studies' configs (`super_config`, `mtl_config`) are
+# Imported on first use (`ticketlab.core.lazy`): the studies' configs (`super_config`, `mtl_config`) are
 # read when a verb's `--help` is parsed, and need neither the runner nor YAML.
 _WHERE = {
     "FinetuneJob": "adapters",

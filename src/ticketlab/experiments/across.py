@@ -36,12 +36,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TicketlabError
-from ..files import atomic_write_bytes, atomic_write_csv, atomic_write_text
-from ..outputs import atomic_dir
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_bytes, atomic_write_csv, atomic_write_text
+from ..core.outputs import atomic_dir
 from ..structured.importance import Importance
 
-KIND = "ticket importance"  # the output kind (`outputs.check_output`)
+KIND = "ticket importance"  # the output kind (`core.outputs.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"
 FILES = (CSV_FILE, FIGURE_FILE, MD_FILE)
 _UNIT_KINDS = ("head", "ffn", "neuron")

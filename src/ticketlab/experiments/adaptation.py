@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from ..core.checks import check_config
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from ..core.outputs import claim_dir, safe_component
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import mean_std
-from ..outputs import claim_dir, safe_component
-from ..validation import check_config
 
 KIND = "domain adaptation"
 FRACTIONS = (0.001, 0.01, 0.1, 1.0)

@@ -90,8 +90,8 @@ def finetune_settings() -> frozenset[str]:
 
 def finetune_non_result() -> frozenset[str]:
     """Fine-tuning settings that do not change the result (left out of a run's identity)."""
+    from ..core.checks import not_result
     from ..finetune import FinetuneConfig
-    from ..validation import not_result
 
     return frozenset(not_result(FinetuneConfig))
 
@@ -188,7 +188,7 @@ def logged(log_path: Path, what: str) -> Iterator[None]:
     terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
     import sys
 
-    from ..files import open_append
+    from ..core.files import open_append
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ticketlab")

@@ -20,7 +20,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..files import atomic_write_bytes
+from ..core.files import atomic_write_bytes
 from .cells import AVG, Cell, Score
 from .methods import method_color
 from .tables import SweepResults

@@ -15,7 +15,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import TicketlabError
+from ..core.errors import TicketlabError
 from .launchers import Handle, Outcome, SubmititLauncher
 from .plan import Run
 from .provenance import code_version

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import ConfigError
-from ..validation import from_options, option_name
+from ..core.checks import from_options, option_name
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
     from ..api import Preset, SearchConfig, SearchMethod
@@ -198,7 +198,7 @@ def _option_names(method: SearchMethod) -> set[str]:
 
 def setting_name(method: str, field: str) -> str:
     """The spec setting that gives config field `field` of sweep method `method`'s search: its option
-    name (`validation.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
+    name (`core.checks.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
     else `SearchConfig`; `field` itself where neither has it."""
     from ..api import SEARCH_METHODS, SearchConfig
 

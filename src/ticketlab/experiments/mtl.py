@@ -51,10 +51,11 @@ from torch import Tensor, nn
 
 from ..batches import TASK, MultiTaskData
 from ..compaction import head_extras
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_bytes, atomic_write_json, content_key
+from ..core.outputs import claim_dir
 from ..data.glue import check_task_data, task_dir
 from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
-from ..errors import ConfigError
-from ..files import atomic_write_bytes, atomic_write_json, content_key
 from ..finetune import _params
 from ..finetune_results import mean_std
 from ..masking import MaskConfig
@@ -62,7 +63,6 @@ from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
 from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
-from ..outputs import claim_dir
 from ..rundir import RunDir
 from ..structure import Structure, structure_of
 from ..structured.io import check_unit_fits, load_unit_mask

@@ -8,10 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from ..modeling import load_config
-from ..tasks import get_task
-from ..validation import (
+from ..core.checks import (
     Fraction,
     LearningRate,
     NonNegFloat,
@@ -24,6 +21,9 @@ from ..validation import (
     not_result,
     option,
 )
+from ..core.errors import ConfigError
+from ..modeling import load_config
+from ..tasks import get_task
 
 AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import content_key
-from ..outputs import safe_component
+from ..core.files import content_key
+from ..core.outputs import safe_component
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .methods import LEGACY_IMP
 from .sweep_spec import SweepSpec

@@ -19,7 +19,7 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
-from ..files import atomic_write_csv
+from ..core.files import atomic_write_csv
 from .cells import AVG, Cell, method_label
 from .figure_kit import (
     DPI,

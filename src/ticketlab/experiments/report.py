@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import MaskFileError, TicketlabError
-from ..files import atomic_write_text
-from ..outputs import atomic_dir
+from ..core.errors import MaskFileError, TicketlabError
+from ..core.files import atomic_write_text
+from ..core.outputs import atomic_dir
 from . import plots
 from .csvs import write_csvs
 from .figure_kit import plain_text

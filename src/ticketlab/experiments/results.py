@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import TicketlabError
+from ..core.errors import TicketlabError
 from .cells import AVG, Score, method_label
 from .methods import report_order
 from .store import DB_NAME, RunRecord, Store

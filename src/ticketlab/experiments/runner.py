@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, TicketlabError
-from ..files import atomic_write_json
-from ..outputs import refuse_links
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import atomic_write_json
+from ..core.outputs import refuse_links
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Launched

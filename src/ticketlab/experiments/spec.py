@@ -57,10 +57,10 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
-from ..files import read_text
-from ..outputs import safe_component
-from ..validation import SEED_RANGE, Range
+from ..core.checks import SEED_RANGE, Range
+from ..core.errors import ConfigError
+from ..core.files import read_text
+from ..core.outputs import safe_component
 from .methods import METHODS, MethodSpec, base_method
 from .sweep_spec import (
     ALL,
@@ -182,7 +182,7 @@ class _Reader:
 
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
-        from ..errors import TicketlabError
+        from ..core.errors import TicketlabError
         from ..tasks import get_task
 
         try:

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import TicketlabError
+from ..core.errors import TicketlabError
 from .store import Store
 
 

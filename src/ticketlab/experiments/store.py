@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import TicketlabError
-from ..files import to_json
+from ..core.errors import TicketlabError
+from ..core.files import to_json
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run

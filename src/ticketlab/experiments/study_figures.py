@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ..files import atomic_write_csv
+from ..core.files import atomic_write_csv
 from .cells import AVG, Cell
 from .figure_kit import (
     _at_main_size,

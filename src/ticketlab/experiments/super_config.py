@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
-from ..finetune_config import FinetuneConfig
-from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
-from ..tasks import get_task
-from ..validation import (
+from ..core.checks import (
     OpenFraction,
     PositiveInt,
     Seed,
@@ -18,6 +14,10 @@ from ..validation import (
     check_one_of,
     option,
 )
+from ..core.errors import ConfigError
+from ..finetune_config import FinetuneConfig
+from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
+from ..tasks import get_task
 
 
 @dataclass

@@ -46,15 +46,18 @@ from typing import Any
 
 from torch import nn
 
+from ..core.checks import (
+    not_result,
+)
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_json
+from ..core.outputs import claim_dir, remove_ours
 from ..data.glue import check_task_data
 from ..downstream import SELECT, task_objective
-from ..errors import TicketlabError
-from ..files import atomic_write_json
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
 from ..modeling import check_model, fit_max_length, load_config, load_model, load_tokenizer
-from ..outputs import claim_dir, remove_ours
 from ..structure import structure_of, unit_arch
 from ..structured.gates import attach_gates
 from ..structured.importance import Importance, compute_importance
@@ -70,9 +73,6 @@ from ..structured.tickets import (
     select,
 )
 from ..tasks import get_task
-from ..validation import (
-    not_result,
-)
 from .super_config import SuperConfig
 
 log = logging.getLogger(__name__)

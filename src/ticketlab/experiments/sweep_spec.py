@@ -14,7 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import LEGACY_IMP, METHODS, VARIANT, MethodSpec, base_method, sweep_imp
 from .planned_configs import PlannedConfigs

@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..errors import TicketlabError
-from ..files import read_json
+from ..core.errors import TicketlabError
+from ..core.files import read_json
 from ..rundir import RunDir
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method

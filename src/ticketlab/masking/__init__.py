@@ -1,8 +1,8 @@
 """Masks over pre-trained weights: targets, the Mask type, applying/removing, mask files, export."""
 
-from ..lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.lazy`): `masking.targets` and `masking.pattern` are read when a
+# Imported on first use (`ticketlab.core.lazy`): `masking.targets` and `masking.pattern` are read when a
 # verb's options are parsed, and must not bring torch with the rest of the package.
 _WHERE = {
     "BinaryMask": "apply",

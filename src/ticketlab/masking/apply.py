@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import MaskMismatchError, TicketlabError
+from ..core.errors import MaskMismatchError, TicketlabError
 from ..modeling import encoder_of
 from .mask import Mask, is_bias_key
 

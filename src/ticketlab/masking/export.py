@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..errors import ConfigError, MaskMismatchError
-from ..files import atomic_write_json
-from ..outputs import atomic_dir
+from ..core.errors import ConfigError, MaskMismatchError
+from ..core.files import atomic_write_json
+from ..core.outputs import atomic_dir
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .io import MaskConfig
 from .mask import Mask, is_bias_key

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import MaskFileError, TicketlabError
+from ..core.errors import MaskFileError, TicketlabError
 
 
 def split_hub_name(name: str) -> tuple[str, str | None, str | None]:

@@ -31,10 +31,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ..files import read_json, to_json
-from ..outputs import atomic_dir
-from ..validation import check_fields
+from ..core.checks import check_fields
+from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
+from ..core.files import read_json, to_json
+from ..core.outputs import atomic_dir
 from .apply import absent_pooler, dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
 from .mask import Mask, is_bias_key

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import MaskMismatchError
+from ..core.errors import MaskMismatchError
 
 BIAS_SUFFIX = ".bias"
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..errors import MaskMismatchError
+from ..core.errors import MaskMismatchError
 from ..modeling import encoder_of
 from .apply import (
     NAMED_ATTR,

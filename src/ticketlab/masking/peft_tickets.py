@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MaskMismatchError, TicketlabError
-from ..files import atomic_write_json, read_json
+from ..core.errors import MaskMismatchError, TicketlabError
+from ..core.files import atomic_write_json, read_json
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
 from .ticket import tensor_digests
 

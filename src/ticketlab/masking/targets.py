@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..arch import ARCHS, BERT_LIKE_ENCODER, arch_of
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..modeling import encoder_of
 
 if TYPE_CHECKING:  # `Targets` is a config field's type: read when a verb's `--help` is parsed

@@ -42,9 +42,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..files import read_json, to_json
-from ..outputs import atomic_dir, check_output
+from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
+from ..core.files import read_json, to_json
+from ..core.outputs import atomic_dir, check_output
 from .apply import apply_mask, current_mask, dense_tensor, is_masked, masked_state_dict
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask

@@ -56,8 +56,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..files import read_json
+from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
+from ..core.files import read_json
 from ..structure import (  # noqa: F401 (re-exported: the units' vocabulary)
     ATTN_OUT,
     FFN_IN,

@@ -6,9 +6,9 @@ in `one_shot.ONE_SHOT`. The search methods, TAMT (`tamt.py`; its scores and mask
 of `search.py`; their settings are `configs.py` (no torch: a verb's `--help` reads them).
 """
 
-from ..lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.lazy`): `pruning.configs` is read when `ticketlab search --help`
+# Imported on first use (`ticketlab.core.lazy`): `pruning.configs` is read when `ticketlab search --help`
 # is parsed, and must not bring torch with the methods.
 _WHERE = {
     "ONE_SHOT": "one_shot",

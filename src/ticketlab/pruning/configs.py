@@ -1,5 +1,5 @@
 """The settings of the pruning methods, in a module that imports no torch: a verb's `--help` builds
-its options from these dataclasses (`validation.option`), and parsing must not wait seconds for
+its options from these dataclasses (`core.checks.option`), and parsing must not wait seconds for
 torch and transformers. The methods themselves are `tamt.py`, `imp.py` and the one-shot modules,
 which import these names from here (they are also theirs: `pruning.tamt.TamtConfig`).
 
@@ -15,11 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from ..errors import ConfigError
-from ..lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from ..masking.pattern import parse_pattern, pattern_sparsity
-from ..masking.targets import POOLER_HELP, Targets
-from ..validation import (
+from ..core.checks import (
     Fraction,
     LearningRate,
     OpenFraction,
@@ -29,6 +25,10 @@ from ..validation import (
     check_config,
     option,
 )
+from ..core.errors import ConfigError
+from ..lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..masking.pattern import parse_pattern, pattern_sparsity
+from ..masking.targets import POOLER_HELP, Targets
 
 Ranking = Literal["local", "global"]
 # `objectives.Objective` (the losses), spelt out here: objectives.py imports torch and transformers

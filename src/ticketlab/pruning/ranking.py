@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..masking import Mask
 from ..masking.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
 from .configs import Ranking

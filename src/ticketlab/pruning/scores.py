@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.autograd import Variable
 from torch.nn.utils import parametrize
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..masking import Mask, MaskParametrization, attach
 from ..masking.apply import resolve_modules
 from ..masking.pattern import NM, check_divisible, parse_pattern

@@ -33,11 +33,11 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from ..errors import ConfigError, TicketlabError
-from ..files import open_append, temp_dir, to_json
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import open_append, temp_dir, to_json
+from ..core.outputs import MARKER
 from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masking.io import CONFIG_NAME, weights_hash
-from ..outputs import MARKER
 from ..rundir import RunDir
 from ..training import (
     CHECKPOINT,

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, TicketlabError
+from ..core.errors import ConfigError, TicketlabError
 from ..masking.pattern import NM, group_order, groups, parse_pattern
 from .ranking import Ranking, check_sparsity
 from .scores import ScoreMask, row_blocks

@@ -15,9 +15,9 @@
   importance across tasks) are recipes in `ticketlab.experiments`, beside the sweep.
 """
 
-from ..lazy import lazy_exports
+from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.lazy`): `structured.levels` is read when `ticketlab super --help`
+# Imported on first use (`ticketlab.core.lazy`): `structured.levels` is read when `ticketlab super --help`
 # is parsed, and must not bring torch with the rest of the package.
 _WHERE = {
     "GRANULARITIES": "..masking.units",

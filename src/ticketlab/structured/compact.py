@@ -38,13 +38,13 @@ from ..compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFE
     refuse_compacted,
     slice_units,
 )
-from ..errors import TicketlabError
-from ..files import atomic_write_json, read_json
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_json, read_json
+from ..core.outputs import atomic_dir
 from ..masking.apply import is_masked, remove_mask
 from ..masking.io import MaskConfig
 from ..masking.units import UnitMask
 from ..modeling import compacted_config, load_compacted  # noqa: F401 (known here too)
-from ..outputs import atomic_dir
 from ..structure import structure_of
 from .gates import get_gates
 

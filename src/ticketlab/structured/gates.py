@@ -58,12 +58,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import MaskMismatchError
+from ..core.checks import check_one_of
+from ..core.errors import MaskMismatchError
 from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
 from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
 from ..modeling import encoder_of
 from ..structure import Structure, encoder_layers, structure_of
-from ..validation import check_one_of
 
 _ATTR = "_ticketlab_gates"
 

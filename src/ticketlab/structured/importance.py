@@ -44,9 +44,9 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
-from ..errors import MaskFileError, TicketlabError
-from ..files import atomic_write_bytes, atomic_write_json, read_json
-from ..progress import progress_bar
+from ..core.errors import MaskFileError, TicketlabError
+from ..core.files import atomic_write_bytes, atomic_write_json, read_json
+from ..core.progress import progress_bar
 from ..training import Batch, CollateFn, LossFn
 from .levels import PER, Per
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ConfigError, MaskFileError, MaskMismatchError
+from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
 from ..masking.io import MaskConfig, check_fits, load_mask, save_mask
 from ..masking.mask import Mask
 from ..masking.units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of

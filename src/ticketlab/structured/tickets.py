@@ -37,10 +37,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.checks import check_one_of
+from ..core.errors import ConfigError
 from ..masking.units import UnitMask
 from ..structure import Structure
-from ..validation import check_one_of
 from .importance import Importance
 from .levels import KINDS, LEVELS, UNITS, Kind, Units, check_kind, check_level, levels_arg  # noqa: F401 (also here)
 

@@ -10,7 +10,7 @@ path (`writing`). `exclusive` keeps a second process out of a directory a run is
 `content_key` says what a run read.
 
 Output directories that never destroy what is not theirs (`check_output`, `atomic_dir`,
-`claim_dir`, `remove_ours`) are `outputs.py`, built on these.
+`claim_dir`, `remove_ours`) are `core/outputs.py`, built on these.
 """
 
 from __future__ import annotations

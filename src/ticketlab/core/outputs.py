@@ -11,7 +11,7 @@ new directory) or file by file (an existing one); `remove_ours` deletes only wha
 symbolic link (ticketlab makes none, so a link in an output is the user's, and so is what lies
 behind it), never a file a marker names outside its folder.
 
-The atomic writes, temporaries and locks underneath are `files.py`.
+The atomic writes, temporaries and locks underneath are `core/files.py`.
 """
 
 from __future__ import annotations
