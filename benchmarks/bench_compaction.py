@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel
 
-from ticketlab.modeling import load_model
+from ticketlab.models.load import load_model
 from ticketlab.structured import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from ticketlab.modeling import load_model, load_tokenizer
+from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.optim import AdamW
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold

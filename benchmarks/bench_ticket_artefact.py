@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from ticketlab.masking import MaskConfig, export_pretrained, load_mask_onto, save_mask
 from ticketlab.masking.ticket import load_ticket, save_ticket
-from ticketlab.modeling import load_model
+from ticketlab.models.load import load_model
 from ticketlab.pruning import omp_mask
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

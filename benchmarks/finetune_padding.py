@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ticketlab.downstream import load_task_model, task_objective
-from ticketlab.modeling import load_tokenizer
+from ticketlab.models.load import load_tokenizer
 from ticketlab.training import batch_indices
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

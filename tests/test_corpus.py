@@ -165,7 +165,7 @@ def test_block_dataset_take_and_concat():
 
 
 def test_real_wikitext_with_bert_mini_tokenizer(bert_mini, tmp_path):
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
 
     tok = load_tokenizer(bert_mini)
     assert special_affixes(tok) == ([tok.cls_token_id], [tok.sep_token_id])

@@ -1,4 +1,4 @@
-"""Every encoder family of `ticketlab.arch` on tiny random models of its own config class: default
+"""Every encoder family of `ticketlab.models.arch` on tiny random models of its own config class: default
 targets, units (gates, their weight-mask equivalent, compaction), and every verb a new user tries on a
 saved model of each family: each works or refuses in one line, as README's families x verbs table
 (`families_table`) says.
@@ -20,12 +20,12 @@ import torch
 
 from conftest import error_line, run, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
-from ticketlab.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.core.errors import MaskMismatchError, TicketlabError
 from ticketlab.masking import apply_mask, find_targets
 from ticketlab.masking.units import UnitMask, to_weight_mask
-from ticketlab.modeling import load_model
-from ticketlab.structure import structure_of
+from ticketlab.models.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
+from ticketlab.models.load import load_model
+from ticketlab.models.structure import structure_of
 from ticketlab.structured import (
     attach_gates,
     compact,

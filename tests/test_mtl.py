@@ -20,7 +20,7 @@ from ticketlab.experiments.mtl import (
     ticket_param_masks,
 )
 from ticketlab.masking.apply import dense_tensor
-from ticketlab.modeling import load_model
+from ticketlab.models.load import load_model
 from ticketlab.structured import UnitMask, structure_of
 from ticketlab.structured.io import save_unit_mask, unit_mask_config
 from ticketlab.structured.masked_adam import MaskedAdamW
@@ -138,7 +138,7 @@ def _config(tiny_bert_dir, glue, tickets, **kw) -> MtlConfig:
 
 
 def _objectives(model_dir, glue, tasks, seed: int = 0) -> list:
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
 
     tok = load_tokenizer(model_dir)
     return [task_objective(t, tok, str(glue), max_length=32, data_seed=seed) for t in tasks]

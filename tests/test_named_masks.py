@@ -23,7 +23,7 @@ from ticketlab.masking.named import (
     unpack_bits,
 )
 from ticketlab.masking.units import UnitMask, to_weight_mask
-from ticketlab.structure import structure_of
+from ticketlab.models.structure import structure_of
 
 
 def tiny(seed: int = 0) -> BertForMaskedLM:

@@ -239,7 +239,7 @@ def test_search_cli_with_a_pattern(tiny_run, tmp_path, capsys):  # noqa: F811
 
 def test_fine_tuning_keeps_the_pattern(tiny_bert_dir, tmp_path):
     from ticketlab.downstream import task_objective
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
 
     data = tmp_path / "glue" / "SST-2"
     data.mkdir(parents=True)

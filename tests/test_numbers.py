@@ -44,7 +44,7 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
         assert not (tmp_path / "m").exists()
 
     # A mask's trained MLM head (TAMT-MLM's mlm_head.safetensors) is weights too.
-    from ticketlab.modeling import load_model
+    from ticketlab.models.load import load_model
     from ticketlab.pretrain_eval import HEAD_FILE, head_parameters
 
     mask = tmp_path / "mask"

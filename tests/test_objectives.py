@@ -13,9 +13,9 @@ from transformers import BertForMaskedLM, BertModel, ElectraForPreTraining, Robe
 from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab import objectives
-from ticketlab.arch import ARCHS, Arch, HeadLayout, register_arch
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.masking import apply_mask
+from ticketlab.models.arch import ARCHS, Arch, HeadLayout, register_arch
 from ticketlab.objectives import (
     IGNORE_INDEX,
     MLMCollator,

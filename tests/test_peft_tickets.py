@@ -19,7 +19,7 @@ from ticketlab.masking.peft_tickets import (
     merge_under_mask,
     ticket_record,
 )
-from ticketlab.modeling import encoder_of
+from ticketlab.models.load import encoder_of
 
 peft = pytest.importorskip("peft")
 X = torch.randint(5, 40, (3, 9), generator=torch.Generator().manual_seed(3))
@@ -118,7 +118,7 @@ def test_a_layer_initialised_anew_on_each_load_is_named(tmp_path):
     pooler, so each `from_pretrained` of a classifier draws a new one, which LoRA does not save."""
     from transformers import BertForMaskedLM
 
-    from ticketlab.modeling import load_model
+    from ticketlab.models.load import load_model
 
     make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(tmp_path / "base")
 

@@ -13,7 +13,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, DataError
 from ticketlab.data import synthetic as syn
 from ticketlab.data.corpus import BlockDataset
-from ticketlab.modeling import load_model, load_tokenizer
+from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.pretrain import PretrainConfig, pretrain, unigram_entropy
 
 DATA = syn.SyntheticConfig(corpus_sentences=1500, dev_sentences=100, train_examples=10, dev_examples=10)

@@ -81,7 +81,7 @@ class KdMasksConfig:
 def kd_masks(interrupt_at: list[int]) -> SearchMethod:
     """The method; its loss raises KeyboardInterrupt at the call numbers in `interrupt_at`."""
     from ticketlab import api
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
     from ticketlab.pruning import TamtConfig, search_tamt
 
     calls = []

@@ -32,7 +32,7 @@ from ticketlab.masking import (
     save_mask,
     weights_hash,
 )
-from ticketlab.modeling import load_config, load_model
+from ticketlab.models.load import load_config, load_model
 from ticketlab.structured import (
     UnitMask,
     apply_unit_mask,

@@ -314,7 +314,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
     from ticketlab.experiments.supertickets import run_super
-    from ticketlab.modeling import load_model
+    from ticketlab.models.load import load_model
     from ticketlab.structured.io import load_unit_mask
 
     ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)

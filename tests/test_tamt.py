@@ -420,7 +420,7 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
     from transformers import BertForPreTraining
 
     from ticketlab.masking import find_targets
-    from ticketlab.modeling import load_model
+    from ticketlab.models.load import load_model
 
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
@@ -543,7 +543,7 @@ def test_binary_masks_are_not_score_masks():
 
 def test_evaluate_pretraining_is_token_weighted_and_reproducible(tiny_run):
     from ticketlab.data.corpus import load_lm_blocks
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
     from ticketlab.pretrain_eval import evaluate_pretraining
 
     tok = load_tokenizer(tiny_run / "model")
@@ -564,7 +564,7 @@ def _mlm_loss_with_original_head(tiny_run, mask_dir, cache):
     on its encoder, a dense decoder; the same blocks and corruption as `evaluate-pretrain`."""
     from ticketlab.data.corpus import load_lm_blocks
     from ticketlab.masking import load_mask
-    from ticketlab.modeling import load_tokenizer
+    from ticketlab.models.load import load_tokenizer
     from ticketlab.pretrain_eval import evaluate_pretraining
 
     tok = load_tokenizer(tiny_run / "model")

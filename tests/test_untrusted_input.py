@@ -19,7 +19,7 @@ from test_runner import write_sst2
 from ticketlab.experiments import run_sweep
 from ticketlab.experiments.report import write_report
 from ticketlab.masking.units import UnitMask
-from ticketlab.modeling import load_model
+from ticketlab.models.load import load_model
 from ticketlab.structured import save_unit_mask, unit_mask_config
 
 # --------------------------------------------------------------------------- the spec reader

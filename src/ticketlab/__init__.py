@@ -53,9 +53,9 @@ _LAZY = {
     "push_mask": "masking.hub",
     "save_ticket": "masking.ticket",
     "load_ticket": "masking.ticket",
-    "register_arch": "arch",
-    "Arch": "arch",
-    "HeadLayout": "arch",
+    "register_arch": "models.arch",
+    "Arch": "models.arch",
+    "HeadLayout": "models.arch",
 }
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .arch import arch_of
 from .core.checks import (
     BlockLength,
     FieldError,
@@ -44,7 +43,8 @@ from .core.outputs import check_output
 from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from .masking.pattern import parse_pattern, pattern_sparsity
 from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
-from .modeling import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
+from .models.arch import arch_of
+from .models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
 from .tasks import get_task
 

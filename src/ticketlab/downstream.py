@@ -33,7 +33,7 @@ from .data.glue import load_features
 from .data.squad import SquadExamples, best_answers, load_squad_features
 from .masking import MaskConfig, load_mask_onto
 from .metrics import GLUE_METRICS, squad_metrics
-from .modeling import encoder_of, load_model
+from .models.load import encoder_of, load_model
 from .tasks import TaskSpec, get_task, metric_key
 from .training import CollateFn, EvalFn, LossFn
 

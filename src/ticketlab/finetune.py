@@ -59,7 +59,7 @@ from .finetune_results import FinetuneResult, mean_std, summarize
 from .masking import current_mask, export_pretrained
 from .masking.apply import plain_name
 from .masking.io import library_versions
-from .modeling import check_model, fit_max_length, load_config, load_tokenizer
+from .models.load import check_model, fit_max_length, load_config, load_tokenizer
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
 from .training import EvalFn, TrainConfig, make_accelerator, train

@@ -2,10 +2,10 @@
 `import ticketlab`; and PEFT's LoRA merge refused on a ticketed layer (`_guard_lora_merge`).
 
 A compacted model's `config.json` says `model_type: "ticketlab-compact"` (its per-layer head and FFN
-sizes fit no HF config; `ticketlab.compaction`). `import ticketlab` registers that type with
+sizes fit no HF config; `ticketlab.models.compaction`). `import ticketlab` registers that type with
 `AutoConfig` and an entry for it with `AutoModel`, `AutoModelForMaskedLM`,
 `AutoModelForSequenceClassification` and `AutoModelForQuestionAnswering`, whose `from_pretrained` is
-`ticketlab.modeling.load_compacted` with the head the Auto class names. What it returns is the
+`ticketlab.models.load.load_compacted` with the head the Auto class names. What it returns is the
 family's own class (a `BertForMaskedLM` with sliced layers), as `load_compacted` gives it.
 
 `import ticketlab` stays light (no transformers, no torch, no PEFT): the registration is a
@@ -23,11 +23,11 @@ import sys
 from types import ModuleType
 from typing import Any
 
-MODEL_TYPE = "ticketlab-compact"  # as `ticketlab.compaction.MODEL_TYPE` (which imports torch)
+MODEL_TYPE = "ticketlab-compact"  # as `ticketlab.models.compaction.MODEL_TYPE` (which imports torch)
 CONFIGS = "transformers.models.auto.configuration_auto"
 MODELS = "transformers.models.auto.modeling_auto"
 LORA = "peft.tuners.lora.layer"  # PEFT's LoRA layers, whose merge is guarded
-HEADS = {  # Auto class -> ticketlab's head (`modeling.Head`)
+HEADS = {  # Auto class -> ticketlab's head (`models.load.Head`)
     "AutoModel": "base",
     "AutoModelForMaskedLM": "mlm",
     "AutoModelForSequenceClassification": "seq-cls",
@@ -59,7 +59,7 @@ class CompactedAuto:
     @classmethod
     def from_pretrained(cls, path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
         from .core.errors import TicketlabError
-        from .modeling import load_compacted
+        from .models.load import load_compacted
 
         dtype = kwargs.pop("dtype", None)
         dtype = kwargs.pop("torch_dtype", None) if dtype is None else dtype

@@ -4,7 +4,7 @@
   random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
   encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
   [tokens x vocab] product for nothing). The head is the family's whole head, transform and norm
-  included (its `Arch.mlm_heads` in the architecture map, `arch.ARCHS`), so the loss is the model's
+  included (its `Arch.mlm_heads` in the architecture map, `models.arch.ARCHS`), so the loss is the model's
   own `model(**batch, labels=...).loss`. The corruption of each example is drawn from the seed the
   training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
   resumption.
@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from .arch import ARCHS, HeadLayout
 from .core.checks import check_one_of
 from .core.errors import ConfigError
 from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
 from .masking import has_masks, masks_disabled
-from .modeling import encoder_of
+from .models.arch import ARCHS, HeadLayout
+from .models.load import encoder_of
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
@@ -196,7 +196,7 @@ def _layout(model: nn.Module) -> HeadLayout:
         raise _no_head(
             model,
             f"model_type {model_type!r} spreads it over {', '.join(owners)}: their order is unknown "
-            "(name it in its family's entry: Arch(mlm_heads=...), ticketlab.arch.register_arch)",
+            "(name it in its family's entry: Arch(mlm_heads=...), ticketlab.models.arch.register_arch)",
         )
     return HeadLayout((owners[0],))
 
@@ -206,7 +206,7 @@ def __getattr__(name: str) -> Any:
     if name == "MLM_HEADS":
         raise AttributeError(
             "ticketlab.objectives.MLM_HEADS is gone: a family's MLM head is its Arch's `mlm_heads` "
-            "(ticketlab.arch.ARCHS; a family of your own: ticketlab.arch.register_arch)"
+            "(ticketlab.models.arch.ARCHS; a family of your own: ticketlab.models.arch.register_arch)"
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.outputs import check_output
-from ..modeling import load_config
+from ..models.load import load_config
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..structure import unit_arch  # lazy start-up: torch only when the verb runs
+    from ..models.structure import unit_arch  # lazy start-up: torch only when the verb runs
     from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
     from ..structured.compact import refuse_compacted
 

@@ -38,7 +38,7 @@ from ..experiments.runner import Runner
 from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
 from ..masking.targets import default_targets
-from ..modeling import fit_max_length, load_config, load_tokenizer
+from ..models.load import fit_max_length, load_config, load_tokenizer
 from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"

@@ -107,7 +107,7 @@ ONE_SHOT_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler:
 @functools.lru_cache(maxsize=1)
 def _base_model(name: str):
     """The dense base model, loaded once per process for all one-shot masks (they do not modify it)."""
-    from ..modeling import load_model
+    from ..models.load import load_model
 
     return load_model(name, head="base")
 

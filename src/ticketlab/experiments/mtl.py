@@ -50,7 +50,6 @@ from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from ..batches import TASK, MultiTaskData
-from ..compaction import head_extras
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_bytes, atomic_write_json, content_key
 from ..core.outputs import claim_dir
@@ -62,9 +61,10 @@ from ..masking import MaskConfig
 from ..masking.apply import dense_tensor, plain_name
 from ..masking.named import active_tensors, add_mask, set_active_mask
 from ..masking.units import UnitMask, to_weight_mask
-from ..modeling import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..models.compaction import head_extras
+from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..models.structure import Structure, structure_of
 from ..rundir import RunDir
-from ..structure import Structure, structure_of
 from ..structured.io import check_unit_fits, load_unit_mask
 from ..structured.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..tasks import get_task
@@ -144,7 +144,7 @@ def ticket_param_masks(
 
 
 def _head_extras(encoder: nn.Module, arch, layer: int, heads: Tensor, head_size: int) -> dict:
-    """The per-head rows outside Q/K/V a pruned head also owns (`compaction.head_extras`), by
+    """The per-head rows outside Q/K/V a pruned head also owns (`models.compaction.head_extras`), by
     parameter."""
     rows = heads.repeat_interleave(head_size)  # [H·dh]
     out: dict[nn.Parameter, StepMask] = {}

@@ -22,7 +22,7 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..modeling import load_config
+from ..models.load import load_config
 from ..tasks import get_task
 
 AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
@@ -72,7 +72,7 @@ class MtlConfig:
             )
         check_distinct("seeds", self.seeds)
         # lazy start-up: torch only when a config is built, not when `ticketlab mtl --help` is parsed
-        from ..structure import unit_arch
+        from ..models.structure import unit_arch
         from ..structured.compact import refuse_compacted
 
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")

@@ -102,7 +102,7 @@ def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
     if key == "schedule_steps":
         return value is not None and value == config.get("steps")
     if key == "targets":
-        from ..arch import ARCHS
+        from ..models.arch import ARCHS
 
         return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
     if key not in BEFORE_34:
@@ -115,7 +115,7 @@ def checkpoint_has_pooler(model: str) -> bool:
     """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
     index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
     that a run under the default targets of issue 34 is never taken for one from before."""
-    from ..arch import ARCHS
+    from ..models.arch import ARCHS
 
     try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
         model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
@@ -382,7 +382,7 @@ def _retired_defaults(config: dict[str, Any]) -> dict[str, Any]:
 def _family_targets(model: Any) -> str | None:
     """The default targets (word embeddings included) of the model family at `model`, or None where
     its config cannot be read here (the run keeps its id, and shows as pending)."""
-    from ..arch import ARCHS
+    from ..models.arch import ARCHS
 
     try:
         model_type = json.loads((Path(model) / "config.json").read_text())["model_type"]

@@ -57,8 +57,8 @@ from ..downstream import SELECT, task_objective
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
-from ..modeling import check_model, fit_max_length, load_config, load_model, load_tokenizer
-from ..structure import structure_of, unit_arch
+from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.structure import structure_of, unit_arch
 from ..structured.gates import attach_gates
 from ..structured.importance import Importance, compute_importance
 from ..structured.io import load_unit_mask, save_unit_mask, unit_mask_config

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..core.errors import MaskMismatchError, TicketlabError
-from ..modeling import encoder_of
+from ..models.load import encoder_of
 from .mask import Mask, is_bias_key
 
 MASKABLE = ("weight", "bias")  # the tensors a mask key may name: `X.weight`, `X.bias`
@@ -115,10 +115,10 @@ def dense_tensor(module: nn.Module, tensor: str) -> Tensor | None:
 
 
 def absent_pooler(model: nn.Module, keys: Iterable[str]) -> set[str]:
-    """The keys of `keys` that name the family's pooler (`arch.Arch.pooler`) where `model` was built
+    """The keys of `keys` that name the family's pooler (`models.arch.Arch.pooler`) where `model` was built
     without one (transformers' *ForMaskedLM): nothing it computes reads a pooler, so a mask's pooler
     keys are left out there, as a bias key of a module without a bias is."""
-    from ..arch import ARCHS
+    from ..models.arch import ARCHS
 
     arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
     if arch is None or arch.pooler is None:

@@ -142,7 +142,7 @@ class MaskConfig:
         **kw: Any,
     ) -> MaskConfig:
         """The config of `mask`, found on `model` (loaded from `base_model`): hash and targets filled in."""
-        from ..arch import ARCHS
+        from ..models.arch import ARCHS
         from .targets import targets_repr
 
         arch = ARCHS.get(model.config.model_type)

@@ -59,7 +59,7 @@ def _peft() -> types.ModuleType:
 
 def _encoder(model: nn.Module) -> nn.Module:
     """The encoder of a model, under a PEFT wrapper or not (masks are keyed relative to it)."""
-    from ..modeling import encoder_of
+    from ..models.load import encoder_of
 
     get = getattr(model, "get_base_model", None)
     return encoder_of(get() if callable(get) else model)

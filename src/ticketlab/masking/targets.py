@@ -14,9 +14,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..arch import ARCHS, BERT_LIKE_ENCODER, arch_of
 from ..core.errors import ConfigError
-from ..modeling import encoder_of
+from ..models.arch import ARCHS, BERT_LIKE_ENCODER, arch_of
+from ..models.load import encoder_of
 
 if TYPE_CHECKING:  # `Targets` is a config field's type: read when a verb's `--help` is parsed
     from torch import nn
@@ -31,7 +31,7 @@ Targets = str | Sequence[str] | None
 
 
 def default_targets(model_type: str, pooler: bool = True) -> str:
-    """The family's word embeddings, six matrices per layer and pooler (`arch.ARCHS`; `pooler=False`:
+    """The family's word embeddings, six matrices per layer and pooler (`models.arch.ARCHS`; `pooler=False`:
     without it, as before issue 34), or one clear error."""
     return arch_of(model_type).targets(pooler)
 
@@ -120,7 +120,7 @@ def attach_pooler(model: nn.Module, name: str) -> bool:
     pooler too, and a mask with a pooler key fits the MLM model it is scored on. Nothing is attached
     when the checkpoint holds no pooler (`fresh_pooler`). The encoder then computes the pooled output
     too (one matrix on [CLS]), which no pre-training loss reads. Returns whether one was attached."""
-    from ..modeling import load_model
+    from ..models.load import load_model
 
     arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
     if arch is None or arch.pooler is None:

@@ -62,7 +62,7 @@ def is_ticket(path: str | os.PathLike) -> bool:
 
 def _load_base(base: str, head: str, config: Any) -> nn.Module:
     """The base model with `head` and `config`'s labels, its new tensors from a fixed seed."""
-    from ..modeling import load_model
+    from ..models.load import load_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
@@ -71,7 +71,7 @@ def _load_base(base: str, head: str, config: Any) -> nn.Module:
 
 def head_of_model(model: nn.Module) -> str:
     """The head of a loaded model, from its class (its config names the checkpoint's it came from)."""
-    from ..modeling import head_of
+    from ..models.load import head_of
 
     return head_of(SimpleNamespace(architectures=[type(model).__name__]))
 
@@ -222,7 +222,7 @@ def _changed(
     mine: dict[str, Tensor], base: dict[str, Tensor], model: nn.Module, mask: Mask
 ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The stored tensors and each one's form, for every tensor of `mine` that differs from `base`."""
-    from ..modeling import _encoder_prefix
+    from ..models.load import _encoder_prefix
 
     prefix = _encoder_prefix(model)
     tensors, forms, seen = {}, {}, set()

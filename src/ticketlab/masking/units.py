@@ -38,7 +38,7 @@ The bias entries are not weights: sparsity, the recorded hash and similarity cou
 (`masking.mask`), so a structured ticket's `achieved_sparsity` and `base_model_hash` are what they
 were. Its file stores units, never these tensors, and reads unchanged.
 
-Which modules and rows these are in each family is the architecture map's (`ticketlab.arch`):
+Which modules and rows these are in each family is the architecture map's (`ticketlab.models.arch`):
 separate Q/K/V or one fused QKV matrix (ModernBERT's `Wqkv`: a head owns one row block in each of
 Q, K and V; DeBERTa's `in_proj`: one block of its own), and a gated FFN-in (ModernBERT's `Wi`: a
 neuron owns its input row and its gate row). ALBERT's one shared layer has no per-layer weights: its
@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files import read_json
-from ..structure import (  # noqa: F401 (re-exported: the units' vocabulary)
+from ..models.structure import (  # noqa: F401 (re-exported: the units' vocabulary)
     ATTN_OUT,
     FFN_IN,
     FFN_OUT,

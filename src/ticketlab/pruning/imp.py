@@ -60,12 +60,12 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..arch import arch_of
 from ..core.errors import ConfigError
 from ..core.outputs import atomic_dir
 from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masking.targets import POOLER, Targets
-from ..modeling import encoder_of
+from ..models.arch import arch_of
+from ..models.load import encoder_of
 from ..training import TrainConfig, TrainState, restart_optimizer
 from .configs import VARIANT_RANKING, FirstPruning, ImpConfig, Variant  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top

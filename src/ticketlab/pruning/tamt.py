@@ -35,8 +35,8 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..arch import ARCHS
 from ..masking import Mask
+from ..models.arch import ARCHS
 from ..objectives import head_parameters
 from ..pretrain_eval import HEAD_FILE
 from ..training import TrainConfig

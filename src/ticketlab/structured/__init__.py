@@ -2,7 +2,7 @@
 
 - `UnitMask` (kept heads / FFN sub-layers / neurons) and its equivalent weight `Mask` live in the
   mask layer (`ticketlab.masking.units`), the encoder's unit `Structure` beside the architecture map
-  (`ticketlab.structure`); both are re-exported here.
+  (`ticketlab.models.structure`); both are re-exported here.
 - A ticket is used as its weight form: `apply_unit_mask(model, units)` (and `load_unit_mask_onto`)
   masks the unit slices by parametrizations, like any mask (`masking.apply`): no hooks, the same
   outputs as the gates, `save_pretrained` writes the zeros, `masking.masks_disabled` switches it off.
@@ -22,13 +22,13 @@ from ..core.lazy import lazy_exports
 _WHERE = {
     "GRANULARITIES": "..masking.units",
     "Gates": "gates",
-    "Structure": "..structure",
+    "Structure": "..models.structure",
     "UnitMask": "..masking.units",
     "apply_unit_mask": "..masking.units",
     "attach_gates": "gates",
     "check_unit_fits": "io",
     "compact": "compact",
-    "encoder_layers": "..structure",
+    "encoder_layers": "..models.structure",
     "gates_disabled": "gates",
     "get_gates": "gates",
     "is_compacted": "compact",
@@ -39,7 +39,7 @@ _WHERE = {
     "remove_gates": "gates",
     "save_compacted": "compact",
     "save_unit_mask": "io",
-    "structure_of": "..structure",
+    "structure_of": "..models.structure",
     "to_weight_mask": "..masking.units",
     "unit_mask_config": "io",
 }

@@ -1,8 +1,8 @@
 """Compaction of a structured ticket: a physically smaller model without its pruned units.
 
 `compact(model, units)` returns a sliced copy of the model (`inplace=True`: slices the model itself);
-the slicing, per family, and the manifest are the model layer's (`ticketlab.compaction`), and so is
-loading a compacted checkpoint (`ticketlab.modeling.load_compacted`, which `load_model` calls for
+the slicing, per family, and the manifest are the model layer's (`ticketlab.models.compaction`), and so is
+loading a compacted checkpoint (`ticketlab.models.load.load_compacted`, which `load_model` calls for
 such a directory). `save_compacted(model, out_dir)` writes a Hugging Face checkpoint plus the
 manifest, with the kept units and shapes of every layer, which HF configs cannot express (they have
 one head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a
@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from ..compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFEST: known here too)
+from ..core.errors import TicketlabError
+from ..core.files import atomic_write_json, read_json
+from ..core.outputs import atomic_dir
+from ..masking.apply import is_masked, remove_mask
+from ..masking.io import MaskConfig
+from ..masking.units import UnitMask
+from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFEST: known here too)
     MANIFEST,
     MANIFEST_ATTR,
     MODEL_TYPE,
@@ -38,14 +44,8 @@ from ..compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFE
     refuse_compacted,
     slice_units,
 )
-from ..core.errors import TicketlabError
-from ..core.files import atomic_write_json, read_json
-from ..core.outputs import atomic_dir
-from ..masking.apply import is_masked, remove_mask
-from ..masking.io import MaskConfig
-from ..masking.units import UnitMask
-from ..modeling import compacted_config, load_compacted  # noqa: F401 (known here too)
-from ..structure import structure_of
+from ..models.load import compacted_config, load_compacted  # noqa: F401 (known here too)
+from ..models.structure import structure_of
 from .gates import get_gates
 
 if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it

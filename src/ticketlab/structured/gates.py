@@ -10,7 +10,7 @@ step of the super-ticket study).
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
 transformers' code and for every attention backend (eager, sdpa, flash, flex), with hooks on the two
-linear layers that see every unit separately (BERT's names here; every family's are in `ticketlab.arch`):
+linear layers that see every unit separately (BERT's names here; every family's are in `ticketlab.models.arch`):
 
 - `attention.output.dense`, forward **pre**-hook: its input is the per-head contexts concatenated head
   by head, [..., H·dh]; viewed as [..., H, dh] it is multiplied by ξ[l] [H]. ξ_h = 0 is exactly the
@@ -62,8 +62,8 @@ from ..core.checks import check_one_of
 from ..core.errors import MaskMismatchError
 from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
 from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
-from ..modeling import encoder_of
-from ..structure import Structure, encoder_layers, structure_of
+from ..models.load import encoder_of
+from ..models.structure import Structure, encoder_layers, structure_of
 
 _ATTR = "_ticketlab_gates"
 

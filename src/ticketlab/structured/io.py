@@ -34,7 +34,7 @@ from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
 from ..masking.io import MaskConfig, check_fits, load_mask, save_mask
 from ..masking.mask import Mask
 from ..masking.units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of
-from ..structure import Structure, structure_of
+from ..models.structure import Structure, structure_of
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;

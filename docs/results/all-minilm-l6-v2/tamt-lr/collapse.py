@@ -10,7 +10,7 @@ import sys
 import torch
 
 from ticketlab.masking import apply_mask, load_mask, remove_mask
-from ticketlab.modeling import load_model, load_tokenizer
+from ticketlab.models.load import load_model, load_tokenizer
 
 model_dir, glue, *masks = sys.argv[1:]
 torch.set_num_threads(1)

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..core.errors import ConfigError, MaskFileError, TicketlabError
+from ..core.files import read_json
 from .arch import encoder_of  # noqa: F401 (one definition, known here as before)
-from .core.errors import ConfigError, MaskFileError, TicketlabError
-from .core.files import read_json
 
 if TYPE_CHECKING:  # transformers is imported where a model is loaded: start-up stays fast
     from torch import Tensor, nn

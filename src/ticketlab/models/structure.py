@@ -1,5 +1,5 @@
 """The shape of an encoder as far as units are concerned: layers, heads, head size, hidden and FFN
-sizes, and its family's layout (`ticketlab.arch`), read from a model (`structure_of`).
+sizes, and its family's layout (`ticketlab.models.arch`), read from a model (`structure_of`).
 
 `Structure` says which weight rows and columns a head or an FFN neuron owns in its family
 (`head_rows`, `ffn_in_rows`, `weight_shapes`); the unit masks over it (`masking.units.UnitMask`) and
@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..core.errors import MaskMismatchError
 from .arch import ARCHS, FUSED, INTERLEAVED, SEPARATE, Arch, encoder_of
-from .core.errors import MaskMismatchError
 
 MAX_HIDDEN = 2**15  # the widest encoders have 4096
 MAX_WEIGHTS = 2**35  # per structure: above the largest encoders' layer weights (XLM-R XXL: 9.7e9)
@@ -40,7 +40,7 @@ def layer_key(layer: int, module: str) -> str:
 @dataclass(frozen=True)
 class Structure:
     """The shape of an encoder as far as units are concerned, and its family's layout (`family`: a
-    key of `arch.ARCHS`; files of BERT-layout families do not name it, as before)."""
+    key of `models.arch.ARCHS`; files of BERT-layout families do not name it, as before)."""
 
     num_layers: int
     num_heads: int
@@ -123,7 +123,7 @@ def unit_arch(model_type: str) -> Arch:
     if arch is None:
         raise MaskMismatchError(
             f"structured tickets: unknown model family '{model_type}' (known: {', '.join(sorted(ARCHS))}); "
-            "register its layout with ticketlab.arch.register_arch"
+            "register its layout with ticketlab.models.arch.register_arch"
         )
     if arch.shared:
         raise MaskMismatchError(

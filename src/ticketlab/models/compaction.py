@@ -11,7 +11,7 @@ The model layer of compaction (`structured.compact(model, units)` is the call mo
   computes `LayerNorm(attention output)`, as the gated model does.
 
 Its outputs equal the ticketed model's to float tolerance (the sums run over fewer terms). FFN units
-compact in every family of `ticketlab.arch`; heads where the map says how (`Arch.attention`: BERT and
+compact in every family of `ticketlab.models.arch`; heads where the map says how (`Arch.attention`: BERT and
 its relatives, DeBERTa v1-v3 with their relative-position projections, DistilBERT, ModernBERT's
 fused QKV). MPNet keeps per-head state outside its projections (a relative bias shared by every
 layer): a ticket that prunes a head there is refused in one line, and its gated or weight-masked
@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .core.errors import MaskFileError, TicketlabError
-from .core.files import read_json
+from ..core.errors import MaskFileError, TicketlabError
+from ..core.files import read_json
 from .structure import Structure, encoder_layers
 
 MANIFEST = "ticketlab_compact.json"

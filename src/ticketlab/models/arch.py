@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .core.errors import ConfigError
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -246,7 +246,7 @@ def arch_of(model_type: str) -> Arch:
         raise ConfigError(
             f"unknown model family '{model_type}' (known: {', '.join(sorted(ARCHS))}): pass --targets "
             "(a regex or module names) for unstructured pruning, or register its layout from Python "
-            "with ticketlab.arch.register_arch"
+            "with ticketlab.models.arch.register_arch"
         ) from None
 
 

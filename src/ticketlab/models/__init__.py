@@ -1,0 +1,1 @@
+"""Models: the architecture map, unit structure, loading checkpoints, compaction."""
