@@ -6,7 +6,7 @@
 
 For every model and level, a seeded random ticket prunes that fraction of the heads and of the FFN
 neurons of every layer (exact counts per layer: heads and neurons at the same level); the model is
-compacted (`ticketlab.structured.compact`) and its encoder forward on one batch (default 8 x 128
+compacted (`ticketlab.masks.compact`) and its encoder forward on one batch (default 8 x 128
 tokens, no padding) is timed against the dense model's, interleaved in one process (median and
 minimum of --reps after one warm-up each), so a busy machine slows both alike; on a shared machine
 the minimum is the steadier estimate (contention only ever adds time). The process CPU time of the

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from ticketlab.masking import MaskConfig, export_pretrained, load_mask_onto, save_mask
-from ticketlab.masking.ticket import load_ticket, save_ticket
+from ticketlab.masks import MaskConfig, export_pretrained, load_mask_onto, save_mask
+from ticketlab.masks.ticket import load_ticket, save_ticket
 from ticketlab.models.load import load_model
 from ticketlab.pruning import omp_mask
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ticketlab.masking import MaskParametrization, attach
+from ticketlab.masks import MaskParametrization, attach
 from ticketlab.objectives import IGNORE_INDEX, head_parameters, pretraining_sums
 from ticketlab.pruning.magnitude import omp_mask
 

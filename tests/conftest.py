@@ -18,7 +18,7 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, Roberta
 
 from ticketlab.demo import demo_threads
 from ticketlab.experiments.launchers import usable_cores
-from ticketlab.masking import io as mask_io
+from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
 
 quiet_transformers()  # no per-load progress bars in test output

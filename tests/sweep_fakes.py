@@ -19,7 +19,7 @@ import torch
 
 from ticketlab.experiments import FinetuneJob, FinetuneOutput, MethodSpec, PretrainEvalJob, SearchJob
 from ticketlab.experiments.methods import METHODS, SearchOutput
-from ticketlab.masking import Mask, MaskConfig, load_mask, save_mask
+from ticketlab.masks import Mask, MaskConfig, load_mask, save_mask
 
 BONUS = {"full": 0.0, "omp": 0.0, "random": -0.15, "imp": 0.02, "tamt-mlm": 0.04, "tamt-kd": 0.03}
 

@@ -13,7 +13,7 @@ from conftest import record
 from test_runner import write_sst2
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
-from ticketlab.masking import load_mask
+from ticketlab.masks import load_mask
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
 

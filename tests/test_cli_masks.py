@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from ticketlab.cli import _verb_modules, main
-from ticketlab.masking import find_targets, load_mask
+from ticketlab.masks import find_targets, load_mask
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

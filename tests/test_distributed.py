@@ -25,7 +25,7 @@ from transformers import BertForMaskedLM
 
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
-from ticketlab.masking import load_mask
+from ticketlab.masks import load_mask
 
 pytestmark = pytest.mark.slow
 

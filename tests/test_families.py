@@ -21,8 +21,8 @@ import torch
 from conftest import error_line, run, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.core.errors import MaskMismatchError, TicketlabError
-from ticketlab.masking import apply_mask, find_targets
-from ticketlab.masking.units import UnitMask, to_weight_mask
+from ticketlab.masks import apply_mask, find_targets
+from ticketlab.masks.units import UnitMask, to_weight_mask
 from ticketlab.models.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.models.load import load_model
 from ticketlab.models.structure import structure_of
@@ -101,7 +101,7 @@ def test_the_pooler_is_a_default_target_of_every_family_that_has_one(family):
     assert (ARCHS[config.model_type].pooler is not None) == bool(poolers)
     assert set(found) - poolers == set(find_targets(tiny(family)))  # the rest as the MLM model's
     # before issue 34: without it (the flag that gives ticketlab's old set)
-    from ticketlab.masking.targets import default_targets
+    from ticketlab.masks.targets import default_targets
 
     assert not poolers & set(find_targets(model, default_targets(config.model_type, pooler=False)))
 
@@ -243,7 +243,7 @@ def test_albert_units_are_refused_in_one_line():
 def test_a_family_of_your_own_is_registered_from_python():
     """A model type ticketlab does not know: refused naming --targets and register_arch; registered,
     every default works."""
-    from ticketlab.masking.targets import default_targets
+    from ticketlab.masks.targets import default_targets
 
     with pytest.raises(TicketlabError, match="--targets.*register_arch"):
         default_targets("mybert")

@@ -16,8 +16,8 @@ from safetensors import SafetensorError
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.files import atomic_write_bytes, exclusive, remove_stale
-from ticketlab.masking import io as mask_io
-from ticketlab.masking import load_mask
+from ticketlab.masks import io as mask_io
+from ticketlab.masks import load_mask
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

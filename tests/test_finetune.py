@@ -19,7 +19,7 @@ from ticketlab.core.errors import TicketlabError
 from ticketlab.downstream import load_task_model, reset_head, task_objective
 from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.finetune_results import mean_std, summarize
-from ticketlab.masking import MaskConfig, current_mask, load_mask, save_mask
+from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.pruning import omp_mask
 from ticketlab.training import TrainConfig, train

@@ -10,7 +10,7 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from ticketlab import optim
-from ticketlab.masking import current_mask
+from ticketlab.masks import current_mask
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.optim import AdamW, _runs
 from ticketlab.pruning import scores, tamt, thresholds

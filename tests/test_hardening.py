@@ -18,7 +18,7 @@ from sweep_fakes import make_spec, spec_dict
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.experiments import expand
 from ticketlab.finetune import FinetuneConfig
-from ticketlab.masking import load_mask
+from ticketlab.masks import load_mask
 from ticketlab.tasks import TaskSpec
 from ticketlab.training import TrainConfig
 

@@ -1,5 +1,5 @@
 """A compacted model loads with transformers' Auto classes once ticketlab is imported
-(`ticketlab.hf_auto`), and `import ticketlab` still imports no transformers."""
+(`ticketlab.masks.hf_auto`), and `import ticketlab` still imports no transformers."""
 
 from __future__ import annotations
 

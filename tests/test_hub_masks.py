@@ -10,8 +10,8 @@ import pytest
 
 from conftest import run
 from ticketlab.core.errors import MaskFileError
-from ticketlab.masking import load_mask, push_mask
-from ticketlab.masking.hub import split_hub_name
+from ticketlab.masks import load_mask, push_mask
+from ticketlab.masks.hub import split_hub_name
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -12,7 +12,7 @@ from transformers import BertForMaskedLM, BertForSequenceClassification
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
-from ticketlab.masking import current_mask, load_mask, weights_hash
+from ticketlab.masks import current_mask, load_mask, weights_hash
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
 from ticketlab.pruning.search import SearchObjective
@@ -381,7 +381,7 @@ def test_variant_ranking_conflict_and_pooler_are_said():
     from ticketlab.pruning.imp import variant_targets
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
-    from ticketlab.masking import find_targets
+    from ticketlab.masks import find_targets
 
     keys = set(find_targets(model, variant_targets(model, ImpConfig(0.5, pooler=True))))
     assert keys == ENCODER_KEYS | {"pooler.dense.weight"}

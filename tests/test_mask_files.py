@@ -12,7 +12,7 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM, BertForSequenceC
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import MaskFileError, MaskMismatchError
-from ticketlab.masking import (
+from ticketlab.masks import (
     MaskConfig,
     apply_mask,
     check_fits,
@@ -23,7 +23,7 @@ from ticketlab.masking import (
     save_mask,
     weights_hash,
 )
-from ticketlab.masking.io import CONFIG_NAME, MASKS_NAME
+from ticketlab.masks.io import CONFIG_NAME, MASKS_NAME
 from ticketlab.pruning import omp_mask, random_mask
 
 

@@ -16,7 +16,7 @@ from transformers import (
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.core.errors import ConfigError, MaskMismatchError
-from ticketlab.masking import (
+from ticketlab.masks import (
     Mask,
     apply_mask,
     current_mask,
@@ -56,7 +56,7 @@ def test_one_mask_fits_every_head():
     """The same keys under every head, the pooler's where the model has one (a default target since
     issue 34): a mask that prunes it fits a model built without one (*ForMaskedLM), checked against
     the hash of its other weights."""
-    from ticketlab.masking import MaskConfig, check_fits
+    from ticketlab.masks import MaskConfig, check_fits
 
     config = tiny_bert_config()
     heads = [BertForSequenceClassification, BertModel]  # with a pooler; *ForQuestionAnswering has none
@@ -204,10 +204,10 @@ def test_applying_twice_or_to_wrong_shapes_fails_clearly():
 def test_taking_masks_off_a_deep_copy_leaves_the_original_masked(named):
     """A deep copy of a parametrized module shares torch's injected class; removing a parametrization
     deletes its property from that class. `remove_mask` / `delete_mask` on the copy must not break
-    the original (`structured.compact` of a ticketed model copies it and squashes the copy)."""
+    the original (`masks.compact` of a ticketed model copies it and squashes the copy)."""
     import copy
 
-    from ticketlab.masking import add_mask, delete_mask
+    from ticketlab.masks import add_mask, delete_mask
 
     model = make_model(BertForMaskedLM, tiny_bert_config())
     mask = omp_mask(model, 0.5)  # the word embeddings too: tied to the MLM decoder

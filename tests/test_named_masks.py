@@ -10,8 +10,8 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import MaskMismatchError
-from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, masks_disabled, remove_mask
-from ticketlab.masking.named import (
+from ticketlab.masks import Mask, apply_mask, current_mask, find_targets, masks_disabled, remove_mask
+from ticketlab.masks.named import (
     active_mask,
     active_tensors,
     add_mask,
@@ -22,7 +22,7 @@ from ticketlab.masking.named import (
     set_active_mask,
     unpack_bits,
 )
-from ticketlab.masking.units import UnitMask, to_weight_mask
+from ticketlab.masks.units import UnitMask, to_weight_mask
 from ticketlab.models.structure import structure_of
 
 

@@ -14,7 +14,7 @@ from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, w
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab import objectives
 from ticketlab.core.errors import ConfigError, MaskFileError
-from ticketlab.masking import apply_mask
+from ticketlab.masks import apply_mask
 from ticketlab.models.arch import ARCHS, Arch, HeadLayout, register_arch
 from ticketlab.objectives import (
     IGNORE_INDEX,
@@ -196,8 +196,8 @@ def test_mlm_loss_uses_the_dense_decoder(tok):
 def test_the_kd_teacher_has_unit_gates_off_too(tok):
     """One switch turns every mask off: a gated model's KD teacher is the dense model, not the gated
     one (which would make the KD loss of a structured ticket 0)."""
-    from ticketlab.masking import masks_disabled
-    from ticketlab.masking.units import UnitMask
+    from ticketlab.masks import masks_disabled
+    from ticketlab.masks.units import UnitMask
     from ticketlab.structured import attach_gates, gates_disabled
 
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)

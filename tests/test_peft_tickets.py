@@ -1,4 +1,4 @@
-"""A LoRA adapter over a ticket (`ticketlab.masking.peft_tickets`): exact save/reload onto the
+"""A LoRA adapter over a ticket (`ticketlab.masks.peft_tickets`): exact save/reload onto the
 ticket, refusal on another base, PEFT's merge refused on masked layers, merging under the mask."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from transformers import BertForSequenceClassification
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import MaskMismatchError, TicketlabError
-from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, is_masked
-from ticketlab.masking.peft_tickets import (
+from ticketlab.masks import Mask, apply_mask, current_mask, find_targets, is_masked
+from ticketlab.masks.peft_tickets import (
     RECORD,
     get_peft_model,
     load_peft_model,

@@ -70,7 +70,7 @@ def test_bad_sparsity_and_ranking_are_rejected():
 def test_omp_on_a_parametrized_model_ranks_the_dense_weights():
     model = make_model(BertForMaskedLM, tiny_bert_config())
     first = omp_mask(model, 0.5)
-    from ticketlab.masking import apply_mask
+    from ticketlab.masks import apply_mask
 
     apply_mask(model, first)
     assert omp_mask(model, 0.5) == first  # not confused by the zeros the mask puts in `weight`

@@ -25,7 +25,7 @@ from ticketlab.experiments import Store, expand, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.runner import Runner, mask_hash
 from ticketlab.experiments.store import HOST
-from ticketlab.masking import load_mask
+from ticketlab.masks import load_mask
 
 TESTS = Path(__file__).resolve().parent
 
@@ -113,7 +113,7 @@ def test_transfer_sweep_fine_tunes_each_source_ticket_on_every_task(tmp_path, ti
 def test_mask_hash_names_the_mask_not_the_file(tmp_path):
     """safetensors writes its metadata in no fixed order: one mask saved 8 times is 2 different files
     in all likelihood, but one hash; one bit flipped is another hash."""
-    from ticketlab.masking import Mask, MaskConfig, save_mask
+    from ticketlab.masks import Mask, MaskConfig, save_mask
 
     gen = torch.Generator().manual_seed(0)
     mask = Mask(

@@ -18,7 +18,7 @@ from transformers import (
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.masking import Mask, apply_mask, current_mask, find_targets, is_masked, remove_mask
+from ticketlab.masks import Mask, apply_mask, current_mask, find_targets, is_masked, remove_mask
 from ticketlab.models.load import encoder_of
 from ticketlab.pruning.tamt import attach_scores
 from ticketlab.structured import (

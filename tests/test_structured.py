@@ -20,7 +20,7 @@ from transformers.pytorch_utils import prune_linear_layer
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ticketlab.masking import (
+from ticketlab.masks import (
     MaskConfig,
     apply_mask,
     current_mask,

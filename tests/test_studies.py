@@ -202,7 +202,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
 
     from conftest import make_model, tiny_bert_config
     from ticketlab.experiments.methods import METHODS, SearchJob
-    from ticketlab.masking import current_mask
+    from ticketlab.masks import current_mask
     from ticketlab.pruning import omp_mask
     from ticketlab.pruning.tamt import prepare_tamt
 

@@ -314,8 +314,8 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.experiments.results import load_results
     from ticketlab.experiments.store import Store
     from ticketlab.experiments.supertickets import run_super
+    from ticketlab.masks.unit_io import load_unit_mask
     from ticketlab.models.load import load_model
-    from ticketlab.structured.io import load_unit_mask
 
     ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)
     starts = []  # the weights every fine-tuning starts from
@@ -445,7 +445,7 @@ def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path
     import sweep_fakes as fakes
     from ticketlab.experiments import run_sweep
     from ticketlab.experiments.report import write_report
-    from ticketlab.structured.io import load_unit_mask
+    from ticketlab.masks.unit_io import load_unit_mask
 
     spec = fakes.make_spec(
         tmp_path,

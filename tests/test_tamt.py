@@ -15,7 +15,7 @@ from transformers import BertForMaskedLM
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.masking import (
+from ticketlab.masks import (
     BinaryMask,
     Mask,
     apply_mask,
@@ -419,7 +419,7 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
     checkpoint saved without a pooler (from *ForMaskedLM) has none to prune: a random one is no target."""
     from transformers import BertForPreTraining
 
-    from ticketlab.masking import find_targets
+    from ticketlab.masks import find_targets
     from ticketlab.models.load import load_model
 
     run = tmp_path / "run"
@@ -563,7 +563,7 @@ def _mlm_loss_with_original_head(tiny_run, mask_dir, cache):
     """A mask's MLM dev loss computed here: the base model as saved (its pre-trained head), the mask
     on its encoder, a dense decoder; the same blocks and corruption as `evaluate-pretrain`."""
     from ticketlab.data.corpus import load_lm_blocks
-    from ticketlab.masking import load_mask
+    from ticketlab.masks import load_mask
     from ticketlab.models.load import load_tokenizer
     from ticketlab.pretrain_eval import evaluate_pretraining
 

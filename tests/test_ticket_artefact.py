@@ -1,4 +1,4 @@
-"""A fine-tuned ticket as a small artefact beside its base (`ticketlab.masking.ticket`): it reloads
+"""A fine-tuned ticket as a small artefact beside its base (`ticketlab.masks.ticket`): it reloads
 exactly in one call, records its base, stores only what changed, and is refused on another base."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from transformers import BertForMaskedLM
 
 from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.core.errors import MaskMismatchError, TicketlabError
-from ticketlab.masking import Mask, apply_mask, export_pretrained, find_targets, load_mask, save_mask
-from ticketlab.masking.io import MaskConfig
-from ticketlab.masking.ticket import TICKET_NAME, WEIGHTS_NAME, load_ticket, save_ticket
+from ticketlab.masks import Mask, apply_mask, export_pretrained, find_targets, load_mask, save_mask
+from ticketlab.masks.io import MaskConfig
+from ticketlab.masks.ticket import TICKET_NAME, WEIGHTS_NAME, load_ticket, save_ticket
 from ticketlab.models.load import encoder_of, load_model
 
 X = torch.randint(5, 40, (4, 9), generator=torch.Generator().manual_seed(3))
@@ -166,7 +166,7 @@ def test_a_70_ticket_of_bert_mini_is_under_a_tenth_of_its_checkpoint(bert_mini, 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
 def test_the_difference_codec_is_exact(dtype):
-    from ticketlab.masking.ticket import _diff_pack, _diff_unpack
+    from ticketlab.masks.ticket import _diff_pack, _diff_unpack
 
     g = torch.Generator().manual_seed(0)
     ref = (torch.randn(1000, generator=g) * 3).to(dtype)

@@ -10,7 +10,7 @@ from transformers import BertForSequenceClassification
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.masking import apply_mask
+from ticketlab.masks import apply_mask
 from ticketlab.pruning import omp_mask
 from ticketlab.training import TrainConfig, batch_indices, example_seed, train
 

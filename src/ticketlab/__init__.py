@@ -50,9 +50,9 @@ _LAZY = {
     "load_spec": "experiments",
     "spec_from_dict": "experiments",
     "write_report": "experiments.report",
-    "push_mask": "masking.hub",
-    "save_ticket": "masking.ticket",
-    "load_ticket": "masking.ticket",
+    "push_mask": "masks.hub",
+    "save_ticket": "masks.ticket",
+    "load_ticket": "masks.ticket",
     "register_arch": "models.arch",
     "Arch": "models.arch",
     "HeadLayout": "models.arch",
@@ -61,9 +61,9 @@ _LAZY = {
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # also keeps `ticketlab.finetune` the function
 
-# Compacted models load with transformers' Auto classes (`ticketlab.hf_auto`: registered when
+# Compacted models load with transformers' Auto classes (`ticketlab.masks.hf_auto`: registered when
 # transformers' auto modules are imported, so this costs no import here).
-importlib.import_module(".hf_auto", __name__).install()
+importlib.import_module(".masks.hf_auto", __name__).install()
 
 
 __all__ = [

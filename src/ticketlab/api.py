@@ -41,8 +41,8 @@ from .core.errors import ConfigError
 from .core.files import atomic_write_json
 from .core.outputs import check_output
 from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from .masking.pattern import parse_pattern, pattern_sparsity
-from .masking.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
+from .masks.pattern import parse_pattern, pattern_sparsity
+from .masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
 from .models.arch import arch_of
 from .models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch import nn
 
-    from .masking import Mask, MaskConfig
+    from .masks import Mask, MaskConfig
     from .pruning.search import SearchObjective, SearchResult
     from .training import TrainConfig
 
@@ -115,7 +115,7 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
 
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
-    from .masking import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
+    from .masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
     from .pruning import ONE_SHOT
 
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
@@ -774,9 +774,9 @@ class PretrainEvalConfig:
 
 def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
     from .data.corpus import load_lm_blocks  # lazy start-up (see the imports)
-    from .masking import apply_mask, check_fits, load_mask
-    from .masking.hub import mask_dir as hub_mask_dir
-    from .masking.io import recorded_base
+    from .masks import apply_mask, check_fits, load_mask
+    from .masks.hub import mask_dir as hub_mask_dir
+    from .masks.io import recorded_base
     from .objectives import MLMCollator
     from .pretrain_eval import HEAD_FILE, load_head_state
     from .pretrain_eval import evaluate_pretraining as evaluate_blocks

@@ -31,7 +31,7 @@ from .core.errors import ConfigError, TicketlabError
 from .data.features import Features, length_sorted_batches, pad_collate
 from .data.glue import load_features
 from .data.squad import SquadExamples, best_answers, load_squad_features
-from .masking import MaskConfig, load_mask_onto
+from .masks import MaskConfig, load_mask_onto
 from .metrics import GLUE_METRICS, squad_metrics
 from .models.load import encoder_of, load_model
 from .tasks import TaskSpec, get_task, metric_key

@@ -56,9 +56,9 @@ from .downstream import (
 )
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
 from .finetune_results import FinetuneResult, mean_std, summarize
-from .masking import current_mask, export_pretrained
-from .masking.apply import plain_name
-from .masking.io import library_versions
+from .masks import current_mask, export_pretrained
+from .masks.apply import plain_name
+from .masks.io import library_versions
 from .models.load import check_model, fit_max_length, load_config, load_tokenizer
 from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task

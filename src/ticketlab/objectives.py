@@ -50,7 +50,7 @@ from transformers import PreTrainedTokenizerBase
 from .core.checks import check_one_of
 from .core.errors import ConfigError
 from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
-from .masking import has_masks, masks_disabled
+from .masks import has_masks, masks_disabled
 from .models.arch import ARCHS, HeadLayout
 from .models.load import encoder_of
 

@@ -1,7 +1,7 @@
 """How alike are the fp32-score and bf16-score masks: Jaccard of kept sets, and of the changes from OMP."""
 import sys
 import torch
-from ticketlab.masking import load_mask
+from ticketlab.masks import load_mask
 
 omp, a, b = (load_mask(p)[0] for p in sys.argv[1:4])
 def flat(m): return torch.cat([m[k].reshape(-1) for k in sorted(m)])

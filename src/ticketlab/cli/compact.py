@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..masks.compact import refuse_compacted
     from ..models.structure import unit_arch  # lazy start-up: torch only when the verb runs
     from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-    from ..structured.compact import refuse_compacted
 
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything

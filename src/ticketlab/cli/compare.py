@@ -38,8 +38,8 @@ def label(path: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..masking import Mask, load_mask  # lazy start-up: torch only when the verb runs
-    from ..structured.io import unit_jaccard_matrices
+    from ..masks import Mask, load_mask  # lazy start-up: torch only when the verb runs
+    from ..masks.unit_io import unit_jaccard_matrices
 
     if len(args.masks) < 2:
         raise TicketlabError("compare needs at least two mask directories")

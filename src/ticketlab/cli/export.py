@@ -9,7 +9,7 @@ Example:
   ticketlab export --model runs/sst2-omp70/seed-1/model --mask masks/omp70 --head seq-cls \
       --base ../shared/models/bert-mini-ref --out tickets/sst2-omp70
                                   (a fine-tuned ticket as a small artefact beside its base:
-                                   ticketlab.masking.load_ticket("tickets/sst2-omp70") reloads it)
+                                   ticketlab.masks.load_ticket("tickets/sst2-omp70") reloads it)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.outputs import check_output
-from ..masking.pattern import SEMI_DTYPE_NAMES
+from ..masks.pattern import SEMI_DTYPE_NAMES
 from .common import add_head_argument, add_model_argument, load_with_head
 
 HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.base is not None:
         return _export_ticket(args)
     # lazy start-up: torch only when the verb runs
-    from ..masking import check_fits, export_pretrained, load_mask
-    from ..masking.export import SEMI_DTYPES, require_semi_structured
-    from ..structured.compact import refuse_compacted
+    from ..masks import check_fits, export_pretrained, load_mask
+    from ..masks.compact import refuse_compacted
+    from ..masks.export import SEMI_DTYPES, require_semi_structured
 
     inputs = [args.model, args.mask]
     check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export_ticket(args: argparse.Namespace) -> int:
-    """`--base`: the fine-tuned ticket in --model as an artefact against --base (`masking.ticket`)."""
+    """`--base`: the fine-tuned ticket in --model as an artefact against --base (`masks.ticket`)."""
     # lazy start-up: torch only when the verb runs
     from ..core.errors import ConfigError
-    from ..masking import check_fits, load_mask
-    from ..masking.ticket import WEIGHTS_NAME, save_ticket
-    from ..structured.compact import refuse_compacted
+    from ..masks import check_fits, load_mask
+    from ..masks.compact import refuse_compacted
+    from ..masks.ticket import WEIGHTS_NAME, save_ticket
 
     if args.semi_structured:
         raise ConfigError("--semi-structured writes a checkpoint; --base writes a ticket artefact: not both")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.files import to_json
-from ..masking.pattern import pattern_line
+from ..masks.pattern import pattern_line
 
 HELP = "summarise a mask file (method, base model, per-matrix sparsity)"
 
@@ -22,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..masking import load_mask  # lazy start-up: torch only when the verb runs
-    from ..structured.io import summary as units_summary
-    from ..structured.io import units_line
+    from ..masks import load_mask  # lazy start-up: torch only when the verb runs
+    from ..masks.unit_io import summary as units_summary
+    from ..masks.unit_io import units_line
 
     mask, config = load_mask(args.mask)
     if args.json:

@@ -37,7 +37,7 @@ from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
 from ..experiments.runner import Runner
 from ..experiments.status import sweep_status
 from ..experiments.store import DB_NAME, Store
-from ..masking.targets import default_targets
+from ..masks.targets import default_targets
 from ..models.load import fit_max_length, load_config, load_tokenizer
 from .common import at_least, positive_float
 

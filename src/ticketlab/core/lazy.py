@@ -1,6 +1,6 @@
 """Package exports imported on first use (PEP 562): a package's `__init__` names where each public
 name lives, and importing the package imports none of them. A verb's `--help` imports the config
-modules it parses into; with eager `__init__`s, reaching one of them (`ticketlab.masking.targets`)
+modules it parses into; with eager `__init__`s, reaching one of them (`ticketlab.masks.targets`)
 would import its siblings and torch with them (seconds, where the parser takes milliseconds)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def lazy_exports(package: str, where: Mapping[str, str]) -> Exports:
     """`(__getattr__, __dir__)` for `package`, whose public name N lives in the module `where[N]`
     (a submodule, "apply", or relative to the package, "..structure").
 
-    An export named like its submodule (`structured.compact`, the function in `compact.py`) stays
+    An export named like its submodule (`masks.compact`, the function in `compact.py`) stays
     the export: importing the submodule binds it on the package, which would shadow the function."""
 
     def __getattr__(name: str) -> Any:

@@ -175,7 +175,7 @@ LEGACY_IMP = "legacy"
 
 def _search_output(job: SearchJob) -> SearchOutput:
     """Cost, final dev losses and masks along the way, read back from the search's mask files."""
-    from ..masking import load_mask
+    from ..masks import load_mask
 
     search = load_mask(job.mask_dir)[1].search
     intermediate = []

@@ -3,7 +3,7 @@
 One encoder shared by all tasks, one head per task, and task i's structured ticket Ω^i (its super
 ticket) as its subnetwork:
 
-* every task's ticket is a named mask on the shared encoder (`masking.named`, in its weight form,
+* every task's ticket is a named mask on the shared encoder (`masks.named`, in its weight form,
   FFN-out's bias included: exactly what gates compute), kept as bits; the forward pass of task i
   runs with Ω^i in force (`set_active_mask`);
 * minibatches of all tasks are shuffled together every epoch (Algorithm 1, line 5): the tasks'
@@ -57,15 +57,15 @@ from ..data.glue import check_task_data, task_dir
 from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..finetune import _params
 from ..finetune_results import mean_std
-from ..masking import MaskConfig
-from ..masking.apply import dense_tensor, plain_name
-from ..masking.named import active_tensors, add_mask, set_active_mask
-from ..masking.units import UnitMask, to_weight_mask
+from ..masks import MaskConfig
+from ..masks.apply import dense_tensor, plain_name
+from ..masks.named import active_tensors, add_mask, set_active_mask
+from ..masks.unit_io import check_unit_fits, load_unit_mask
+from ..masks.units import UnitMask, to_weight_mask
 from ..models.compaction import head_extras
 from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..models.structure import Structure, structure_of
 from ..rundir import RunDir
-from ..structured.io import check_unit_fits, load_unit_mask
 from ..structured.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..tasks import get_task
 from ..training import RESULT as TRAIN_RESULT

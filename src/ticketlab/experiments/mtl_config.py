@@ -72,8 +72,8 @@ class MtlConfig:
             )
         check_distinct("seeds", self.seeds)
         # lazy start-up: torch only when a config is built, not when `ticketlab mtl --help` is parsed
+        from ..masks.compact import refuse_compacted
         from ..models.structure import unit_arch
-        from ..structured.compact import refuse_compacted
 
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
         if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front

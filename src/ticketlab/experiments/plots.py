@@ -216,7 +216,7 @@ class _Masks:
         self.res, self.cache = res, {}
 
     def __call__(self, mask: tuple):
-        from ..masking import load_mask
+        from ..masks import load_mask
 
         if mask not in self.cache:
             self.cache[mask] = load_mask(self.res.mask_dir(*mask))[0]

@@ -14,9 +14,9 @@ For every seed s:
 Every fine-tuning, the full model's included, picks its best step on the 10% part and reports the
 90% part at that step, so nothing reported was seen by a choice. Scores are mean ± std over seeds.
 
-Rewound tickets are fine-tuned through their equivalent weight mask (`masking.load_mask` reads a
+Rewound tickets are fine-tuned through their equivalent weight mask (`masks.load_mask` reads a
 structured ticket as one): a pruned head, neuron or FFN sub-layer (its FFN-out bias masked with it)
-computes exactly what the gated model computes (see `masking/units.py`).
+computes exactly what the gated model computes (see `masks/units.py`).
 
 Everything goes into a results store (`experiments.store`) in OUT: a `finetune` row per fine-tuning
 and a `search` row per ticket (method `st-winning`, `st-random`, `st-losing`; its `sparsity` is the
@@ -57,11 +57,11 @@ from ..downstream import SELECT, task_objective
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
+from ..masks.gates import attach_gates
+from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
 from ..models.structure import structure_of, unit_arch
-from ..structured.gates import attach_gates
 from ..structured.importance import Importance, compute_importance
-from ..structured.io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..structured.tickets import (
     KINDS,
     LEVELS,

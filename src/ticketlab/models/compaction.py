@@ -21,7 +21,7 @@ model computes the same.
 manifest with the kept units and shapes of every layer, which HF configs cannot express (they have one
 head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a plain
 `AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes (after
-`import ticketlab` the Auto classes rebuild it: `ticketlab.hf_auto`), and a `BertFor*.from_pretrained`
+`import ticketlab` the Auto classes rebuild it: `ticketlab.masks.hf_auto`), and a `BertFor*.from_pretrained`
 fails on the mismatched shapes. `load_compacted(dir)` rebuilds it: the
 original config, the per-layer shapes from the manifest, then the weights (strict: every tensor must
 be there, with its shape).

@@ -2,7 +2,7 @@
 sizes, and its family's layout (`ticketlab.models.arch`), read from a model (`structure_of`).
 
 `Structure` says which weight rows and columns a head or an FFN neuron owns in its family
-(`head_rows`, `ffn_in_rows`, `weight_shapes`); the unit masks over it (`masking.units.UnitMask`) and
+(`head_rows`, `ffn_in_rows`, `weight_shapes`); the unit masks over it (`masks.units.UnitMask`) and
 the slicing of units (`compaction`) build on it. ALBERT's one shared layer has no per-layer weights:
 `unit_arch` refuses it in one line.
 """

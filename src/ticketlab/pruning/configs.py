@@ -27,8 +27,8 @@ from ..core.checks import (
 )
 from ..core.errors import ConfigError
 from ..lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from ..masking.pattern import parse_pattern, pattern_sparsity
-from ..masking.targets import POOLER_HELP, Targets
+from ..masks.pattern import parse_pattern, pattern_sparsity
+from ..masks.targets import POOLER_HELP, Targets
 
 Ranking = Literal["local", "global"]
 # `objectives.Objective` (the losses), spelt out here: objectives.py imports torch and transformers

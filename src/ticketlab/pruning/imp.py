@@ -62,8 +62,8 @@ from torch import Tensor, nn
 
 from ..core.errors import ConfigError
 from ..core.outputs import atomic_dir
-from ..masking import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masking.targets import POOLER, Targets
+from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
+from ..masks.targets import POOLER, Targets
 from ..models.arch import arch_of
 from ..models.load import encoder_of
 from ..training import TrainConfig, TrainState, restart_optimizer

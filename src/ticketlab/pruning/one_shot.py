@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..masking import Mask
+from ..masks import Mask
 from .configs import ONE_SHOT_METHODS
 from .magnitude import omp_mask
 from .random_pruning import random_mask

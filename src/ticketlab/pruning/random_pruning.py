@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..masking import Mask, find_targets
-from ..masking.targets import Targets
+from ..masks import Mask, find_targets
+from ..masks.targets import Targets
 from .ranking import Ranking, keep_top
 
 

@@ -4,7 +4,7 @@ Every unstructured method reduces to this: OMP ranks |W|, random pruning ranks r
 ranks its learned scores, IMP ranks |W| with the already-pruned weights at -inf. `local` ranking
 prunes round(s·n) weights of each matrix; `global` prunes round(s·N) over all targets together.
 Selection is by `topk` indices, not by a threshold, so ties (e.g. TAMT's two-valued initial scores)
-never change the count. An N:M `pattern` ranks inside each group of M instead (`masking.pattern`).
+never change the count. An N:M `pattern` ranks inside each group of M instead (`masks.pattern`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ..core.errors import ConfigError
-from ..masking import Mask
-from ..masking.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
+from ..masks import Mask
+from ..masks.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
 from .configs import Ranking
 
 

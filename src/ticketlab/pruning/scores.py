@@ -25,9 +25,9 @@ from torch.autograd import Variable
 from torch.nn.utils import parametrize
 
 from ..core.errors import ConfigError
-from ..masking import Mask, MaskParametrization, attach
-from ..masking.apply import resolve_modules
-from ..masking.pattern import NM, check_divisible, parse_pattern
+from ..masks import Mask, MaskParametrization, attach
+from ..masks.apply import resolve_modules
+from ..masks.pattern import NM, check_divisible, parse_pattern
 
 SCORE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -36,8 +36,8 @@ from torch import nn
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import open_append, temp_dir, to_json
 from ..core.outputs import MARKER
-from ..masking import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
-from ..masking.io import CONFIG_NAME, weights_hash
+from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
+from ..masks.io import CONFIG_NAME, weights_hash
 from ..rundir import RunDir
 from ..training import (
     CHECKPOINT,

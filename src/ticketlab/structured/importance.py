@@ -2,7 +2,7 @@
 
     I_h = E_x |∂L(x)/∂ξ_h|        I_ffn = E_x |∂L(x)/∂ν|
 
-where ξ_h and ν are the gates of `structured.gates` (1 = kept). The expectation is an average over
+where ξ_h and ν are the gates of `masks.gates` (1 = kept). The expectation is an average over
 the training set in one pass at the end of fine-tuning, model in eval mode (no dropout), with the
 training loss. `per` chooses where the absolute value is taken:
 

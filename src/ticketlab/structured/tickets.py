@@ -39,7 +39,7 @@ from torch import Tensor
 
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
-from ..masking.units import UnitMask
+from ..masks.units import UnitMask
 from ..models.structure import Structure
 from .importance import Importance
 from .levels import KINDS, LEVELS, UNITS, Kind, Units, check_kind, check_level, levels_arg  # noqa: F401 (also here)

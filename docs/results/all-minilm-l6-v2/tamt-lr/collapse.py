@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from ticketlab.masking import apply_mask, load_mask, remove_mask
+from ticketlab.masks import apply_mask, load_mask, remove_mask
 from ticketlab.models.load import load_model, load_tokenizer
 
 model_dir, glue, *masks = sys.argv[1:]

@@ -269,8 +269,8 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     """Read a mask directory, or raise `MaskFileError` naming the file and the problem.
 
     A structured ticket (`kind` "structured") loads as its equivalent weight mask, so every verb
-    takes one; `as_units=True` gives its unit tensors instead (see `ticketlab.structured.io`). A hub
-    mask (`org/repo/sub/folder`) is fetched through the hub's cache (`masking.hub`).
+    takes one; `as_units=True` gives its unit tensors instead (see `ticketlab.masks.unit_io`). A hub
+    mask (`org/repo/sub/folder`) is fetched through the hub's cache (`masks.hub`).
     """
     path = mask_dir(path)
     if not path.is_dir():

@@ -1,7 +1,7 @@
 """The Mask type: boolean tensors keyed by tensor name, True where an entry is kept.
 
 Keys name weights (`X.weight`) and, where a mask must cover a bias to compute what a unit mask
-means (a pruned FFN sub-layer takes FFN-out's bias with it: `masking.units`), biases (`X.bias`).
+means (a pruned FFN sub-layer takes FFN-out's bias with it: `masks.units`), biases (`X.bias`).
 Sparsity is a fraction of *weights* (DESIGN.md: biases are never pruned targets), so every count,
 per-matrix figure and similarity here runs over the weight entries only; bias entries ride along,
 are applied, saved, compared for equality and combined like the rest.

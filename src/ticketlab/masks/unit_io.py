@@ -1,14 +1,14 @@
 """Structured ticket files: a mask directory whose config has `kind: "structured"`.
 
-The directory is the one of `masking.io` (`mask_config.json` + bit-packed `masks.safetensors`); the
+The directory is the one of `masks.io` (`mask_config.json` + bit-packed `masks.safetensors`); the
 tensors are the unit masks `head` [L, H], `ffn` [L] and/or `neuron` [L, I] (True = kept) instead of
 one tensor per weight, and the config's `units` object records the granularity, the encoder's unit
 structure (layers, heads, head size, hidden and intermediate size) and the kept units per layer
 (head indices, FFN sub-layers, neuron counts), so `ticketlab info` can show them. `base_model_hash`
-is `masking.weights_hash` over the six matrices of every layer, exactly as for the equivalent weight
+is `masks.weights_hash` over the six matrices of every layer, exactly as for the equivalent weight
 mask, so the same checks apply.
 
-`masking.load_mask` reads a structured ticket as its equivalent weight mask (`units.to_weight_mask`),
+`masks.load_mask` reads a structured ticket as its equivalent weight mask (`units.to_weight_mask`),
 so every verb that takes `--mask` takes a structured ticket. This module reads it as units:
 
     config = unit_mask_config(model, units, method="winning", level=0.3, base_model="bert-base-uncased")
@@ -16,8 +16,8 @@ so every verb that takes `--mask` takes a structured ticket. This module reads i
     units, config = load_unit_mask("tickets/winning30")
     units, config = load_unit_mask_onto(model, "tickets/winning30")   # checks shapes and hash, masks it
 
-`load_unit_mask_onto` puts the ticket on the model as its weight form (`masking.units.apply_unit_mask`:
-parametrizations, no hooks), as `masking.load_mask_onto` does: the same model, the same outputs as
+`load_unit_mask_onto` puts the ticket on the model as its weight form (`masks.units.apply_unit_mask`:
+parametrizations, no hooks), as `masks.load_mask_onto` does: the same model, the same outputs as
 its gates, and `save_pretrained` writes the zeros.
 """
 
@@ -31,10 +31,10 @@ from typing import Any
 from torch import nn
 
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
-from ..masking.io import MaskConfig, check_fits, load_mask, save_mask
-from ..masking.mask import Mask
-from ..masking.units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of
 from ..models.structure import Structure, structure_of
+from .io import MaskConfig, check_fits, load_mask, save_mask
+from .mask import Mask
+from .units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;

@@ -2,7 +2,7 @@
 
 from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.core.lazy`): `masking.targets` and `masking.pattern` are read when a
+# Imported on first use (`ticketlab.core.lazy`): `masks.targets` and `masks.pattern` are read when a
 # verb's options are parsed, and must not bring torch with the rest of the package.
 _WHERE = {
     "BinaryMask": "apply",

@@ -17,9 +17,9 @@ at one or both granularities, `ffn` [L] (whole sub-layers) and/or `neuron` [L, I
 `to_weight_mask(units, structure)` gives the equivalent unstructured `Mask` over the six matrices of
 every layer (keys relative to the encoder, like every mask file), so every verb that takes a weight
 mask takes a structured ticket. This weight form is how a ticket is *used*: `apply_unit_mask(model,
-units)` puts it on a model as `BinaryMask` parametrizations (`masking.apply`), like any mask, so the
+units)` puts it on a model as `BinaryMask` parametrizations (`masks.apply`), like any mask, so the
 model fine-tunes with pruned weights held at zero, `save_pretrained` writes the zeros, and
-`masks_disabled` is the one switch. Gates (forward hooks, `structured.gates`) are for gradients with
+`masks_disabled` is the one switch. Gates (forward hooks, `masks.gates`) are for gradients with
 respect to units only (importance scores). With FFN sub-layers (granularity "layer" or "both") it also covers
 FFN-out's bias of every layer (`...output.dense.bias`: all kept, or all pruned with its sub-layer),
 and the weight form computes exactly what the gates compute:
@@ -35,7 +35,7 @@ and the weight form computes exactly what the gates compute:
   key is left out when the mask is applied.
 
 The bias entries are not weights: sparsity, the recorded hash and similarity count the weights only
-(`masking.mask`), so a structured ticket's `achieved_sparsity` and `base_model_hash` are what they
+(`masks.mask`), so a structured ticket's `achieved_sparsity` and `base_model_hash` are what they
 were. Its file stores units, never these tensors, and reads unchanged.
 
 Which modules and rows these are in each family is the architecture map's (`ticketlab.models.arch`):
@@ -293,6 +293,6 @@ def _base_config(base_model: str) -> tuple[Path, dict[str, Any]] | None:
 
 
 def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:
-    """The weight mask of a structured file's unit tensors (used by `masking.load_mask`)."""
+    """The weight mask of a structured file's unit tensors (used by `masks.load_mask`)."""
     units, structure = units_of(raw, config, path)
     return to_weight_mask(units, structure)

@@ -7,7 +7,7 @@ records its base model as the hub id it was loaded from (`MaskConfig.base_model`
 on one machine loads on another.
 
     ticketlab finetune --model bert-base-uncased --mask someone/tickets/omp70 ...
-    from ticketlab.masking import push_mask
+    from ticketlab.masks import push_mask
     push_mask("masks/omp70", "me/tickets/omp70")     # creates me/tickets if needed
 """
 

@@ -6,10 +6,10 @@ that ticket, and merges under the mask or not at all.
     peft_model = load_peft_model(ticketed, "lora/sst2")      # refuses another base in one line
     merged = merge_under_mask(peft_model)                     # (W + Δ) ⊙ M: still the ticket
 
-The base layers of a ticketed model are parametrized (`masking.apply`): their `weight` is computed,
+The base layers of a ticketed model are parametrized (`masks.apply`): their `weight` is computed,
 W ⊙ M, on every access. PEFT's own merge adds the update to `base_layer.weight.data`, a temporary, so
 `merge_and_unload` silently merged nothing; once ticketlab is imported it is refused in one line on
-every masked layer, of any PEFT model (`ticketlab.hf_auto` guards PEFT's LoRA merge). Merging under
+every masked layer, of any PEFT model (`ticketlab.masks.hf_auto` guards PEFT's LoRA merge). Merging under
 the mask is `merge_under_mask`: the update goes into the dense weight under the parametrization, so
 the merged model computes (W + Δ) ⊙ M, its pruned
 weights still exactly zero. That is not what the adapter computed, W ⊙ M + Δ (a LoRA update is
@@ -160,8 +160,8 @@ def load_peft_model(
 
 def guard(peft_model: nn.Module) -> nn.Module:
     """Give `peft_model` a `save_pretrained` that also writes the ticket record (an instance
-    attribute, as `masking.apply.guard_saving` does). PEFT's merge on a masked layer is refused for
-    every PEFT model once ticketlab is imported (`ticketlab.hf_auto`)."""
+    attribute, as `masks.apply.guard_saving` does). PEFT's merge on a masked layer is refused for
+    every PEFT model once ticketlab is imported (`ticketlab.masks.hf_auto`)."""
     record = ticket_record(peft_model)
     peft_model.__dict__["save_pretrained"] = types.MethodType(_saver(record), peft_model)
     return peft_model

@@ -7,7 +7,7 @@ such a directory). `save_compacted(model, out_dir)` writes a Hugging Face checkp
 manifest, with the kept units and shapes of every layer, which HF configs cannot express (they have
 one head count and one FFN size). Its `config.json` says `model_type: "ticketlab-compact"`, so a
 plain `AutoModel*.from_pretrained` refuses it (unknown model type) instead of loading wrong shapes,
-until `import ticketlab` registers the type (`ticketlab.hf_auto`: the Auto classes then rebuild it).
+until `import ticketlab` registers the type (`ticketlab.masks.hf_auto`: the Auto classes then rebuild it).
 Outputs equal the ticket's (as weights or as gates) to float tolerance (the sums run over fewer
 terms). A model that carries masks (the ticket as weights, `apply_unit_mask`, or any other mask) is
 compacted with its masks squashed into its weights (`remove_mask(squash=True)`): what it computes,
@@ -32,9 +32,6 @@ from torch import nn
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json, read_json
 from ..core.outputs import atomic_dir
-from ..masking.apply import is_masked, remove_mask
-from ..masking.io import MaskConfig
-from ..masking.units import UnitMask
 from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFEST: known here too)
     MANIFEST,
     MANIFEST_ATTR,
@@ -46,7 +43,10 @@ from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted,
 )
 from ..models.load import compacted_config, load_compacted  # noqa: F401 (known here too)
 from ..models.structure import structure_of
+from .apply import is_masked, remove_mask
 from .gates import get_gates
+from .io import MaskConfig
+from .units import UnitMask
 
 if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

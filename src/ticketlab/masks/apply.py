@@ -6,10 +6,10 @@ weights stay exactly zero through any later training, whatever the optimizer doe
 
 Biases are masked the same way when a mask has a `X.bias` key: the one injection for both, so a unit
 mask applied as tensors computes what its gates compute (a pruned FFN sub-layer takes FFN-out's bias
-with it; `masking.units`). A key for a bias the module does not have (ModernBERT's bias-free FFN) is
+with it; `masks.units`). A key for a bias the module does not have (ModernBERT's bias-free FFN) is
 left out when resolving: an absent bias adds nothing, which is what its mask says. This is how every
-mask is used, structured tickets included (`masking.units.apply_unit_mask`); forward-hook gates
-(`structured.gates`) exist only for gradients with respect to units (importance scores).
+mask is used, structured tickets included (`masks.units.apply_unit_mask`); forward-hook gates
+(`masks.gates`) exist only for gradients with respect to units (importance scores).
 
 Tied weights: BERT's MLM decoder shares its weight with the word embeddings. When the embeddings are
 masked, every module tied to the same Parameter gets the same parametrization, so the masked model
@@ -54,7 +54,7 @@ from ..models.load import encoder_of
 from .mask import Mask, is_bias_key
 
 MASKABLE = ("weight", "bias")  # the tensors a mask key may name: `X.weight`, `X.bias`
-NAMED_ATTR = "_ticketlab_named_masks"  # the named masks of a model (`masking.named`), on its encoder
+NAMED_ATTR = "_ticketlab_named_masks"  # the named masks of a model (`masks.named`), on its encoder
 
 
 class MaskParametrization(nn.Module):
@@ -242,7 +242,7 @@ def _through(chain: nn.ModuleList, original: Tensor) -> Tensor:
 
 
 # Each returns why a model cannot be saved as plain weights, or None (registered by the modules
-# whose masks are not weights: `structured.gates`, importance gates; a ticket in use is weights).
+# whose masks are not weights: `masks.gates`, importance gates; a ticket in use is weights).
 SAVE_REFUSALS: list[Callable[[nn.Module], str | None]] = []
 
 
@@ -293,7 +293,7 @@ def remove_mask(model: nn.Module, squash: bool = True) -> nn.Module:
         _own_class(module)
         parametrize.remove_parametrizations(module, split_key(key)[1], leave_parametrized=squash)
         module.__dict__.pop("forward", None)  # a fused forward (pruning.scores) goes with its mask
-    encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masking.named`) go with them
+    encoder_of(model).__dict__.pop(NAMED_ATTR, None)  # named masks (`masks.named`) go with them
     return model
 
 
@@ -317,7 +317,7 @@ def is_masked(model: nn.Module) -> bool:
     return any(True for _ in _masked_modules(model))
 
 
-# Other kinds of mask a model can carry (importance gates, `structured.gates`) register how to tell
+# Other kinds of mask a model can carry (importance gates, `masks.gates`) register how to tell
 # they are there and how to switch them off, so that `masks_disabled` is the one switch (the KD teacher
 # is the dense model, whatever masks it; `structured.gates_disabled` is another name for it) and
 # `has_masks` the one question.

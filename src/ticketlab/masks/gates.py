@@ -2,7 +2,7 @@
 respect to units (importance scores), not for using a ticket.
 
 A structured ticket is *used* (fine-tuned, evaluated, saved, exported) as its weight form:
-`apply_unit_mask(model, units)` (`masking.units`) masks the unit slices of the weights, and FFN-out's
+`apply_unit_mask(model, units)` (`masks.units`) masks the unit slices of the weights, and FFN-out's
 bias with a pruned FFN sub-layer, by parametrizations like any mask; it computes exactly what the
 gates below compute, with no hooks, and `save_pretrained` writes the zeros. Gates stay where a
 gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`structured.importance`, the scoring
@@ -22,7 +22,7 @@ linear layers that see every unit separately (BERT's names here; every family's 
 
 Usage::
 
-    from ticketlab.masking import masks_disabled
+    from ticketlab.masks import masks_disabled
     from ticketlab.structured import attach_gates, remove_gates
 
     gates = attach_gates(model, granularity="layer")  # heads [L, H] + one gate per FFN [L]; all ones
@@ -46,7 +46,7 @@ Closed gates are hooks, not weights: `save_pretrained` refuses them in one line 
 a ticket meant to be saved is applied with `apply_unit_mask`.
 
 Old names: `apply_unit_mask` is importable from here (it now applies the weight form and returns the
-model), and `gates_disabled` is `masking.masks_disabled`.
+model), and `gates_disabled` is `masks.masks_disabled`.
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ from torch.utils.hooks import RemovableHandle
 
 from ..core.checks import check_one_of
 from ..core.errors import MaskMismatchError
-from ..masking.apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
-from ..masking.units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
 from ..models.load import encoder_of
 from ..models.structure import Structure, encoder_layers, structure_of
+from .apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
+from .units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
 
 _ATTR = "_ticketlab_gates"
 
@@ -235,7 +235,7 @@ def _gates_off(model: nn.Module) -> Iterator[nn.Module]:
             gates.enabled = before
 
 
-# `masking.masks_disabled` (the KD teacher) switches gates off too; `masking.has_masks` sees them
+# `masks.masks_disabled` (the KD teacher) switches gates off too; `masks.has_masks` sees them
 MASK_KINDS.append(MaskKind(present=lambda model: get_gates(model) is not None, disabled=_gates_off))
 
 # The old name of the one switch: a ticket used to be gates, and "gates off" meant "the dense model".

@@ -58,8 +58,8 @@ class CompactedAuto:
 
     @classmethod
     def from_pretrained(cls, path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
-        from .core.errors import TicketlabError
-        from .models.load import load_compacted
+        from ..core.errors import TicketlabError
+        from ..models.load import load_compacted
 
         dtype = kwargs.pop("dtype", None)
         dtype = kwargs.pop("torch_dtype", None) if dtype is None else dtype
@@ -78,7 +78,7 @@ class CompactedAuto:
 
     @classmethod
     def _from_config(cls, *args: Any, **kwargs: Any) -> Any:
-        from .core.errors import TicketlabError
+        from ..core.errors import TicketlabError
 
         raise TicketlabError("a compacted model is rebuilt from its folder: AutoModel*.from_pretrained(dir)")
 
@@ -95,7 +95,7 @@ def _register_models(module: ModuleType) -> None:
 def _guard_lora_merge(module: ModuleType) -> None:
     """PEFT's LoRA merge adds the update to `base_layer.weight.data`, which on a ticketed layer (a
     parametrization: the weight is computed, W ⊙ M) is a temporary: it merged nothing and said
-    nothing. Wrapped to refuse in one line where the base layer is masked (`masking.peft_tickets`:
+    nothing. Wrapped to refuse in one line where the base layer is masked (`masks.peft_tickets`:
     `merge_under_mask` merges under the mask); every other layer merges as PEFT does."""
     for cls in (module.Linear, module.Embedding):
         if not getattr(cls.merge, "_ticketlab_guard", False):
@@ -104,7 +104,7 @@ def _guard_lora_merge(module: ModuleType) -> None:
 
 def _guarded(merge: Any) -> Any:
     def guarded_merge(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from .masking.peft_tickets import refuse_masked_merge
+        from .peft_tickets import refuse_masked_merge
 
         refuse_masked_merge(self)
         return merge(self, *args, **kwargs)

@@ -9,7 +9,7 @@
     delete_mask(model, "sst2")
 
 One injection: every tensor some named mask covers carries one `BinaryMask` parametrization
-(`masking.apply`), whose buffer holds the *active* mask (one byte per entry, once). The masks not in
+(`masks.apply`), whose buffer holds the *active* mask (one byte per entry, once). The masks not in
 force are kept bit-packed (1/8 byte per entry and mask, on the tensor's device), so a model with
 one mask per task holds no byte per weight per task. Switching unpacks the new mask into the
 buffers; a mask whose buffer was edited in place while active (IMP prunes that way) is packed back
