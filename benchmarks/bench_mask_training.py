@@ -6,7 +6,7 @@
     python benchmarks/bench_mask_training.py --model bert-base --batch-size 32 --autocast bfloat16  # GPU
     ... --syncs / --profile                                        # host syncs by line / top operators
 
-A step is what `training.train` does per optimizer step: forward + backward of the loss, gradient
+A step is what `train.loop.train` does per optimizer step: forward + backward of the loss, gradient
 clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Dense = all weights
 train on MLM (masked positions only, the same loss code). TAMT-MLM trains the scores and the MLM
 head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no MLM head).
@@ -54,9 +54,9 @@ from transformers import BertConfig, BertForMaskedLM
 
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.objectives import MLMCollator, pretraining_loss
-from ticketlab.optim import AdamW
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
-from ticketlab.training import step_in_backward
+from ticketlab.train.loop import step_in_backward
+from ticketlab.train.optim import AdamW
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_tamt  # noqa: E402  (the benchmark's own peer, beside this file)

@@ -29,7 +29,7 @@ FACTORIES = {
     ),
     "PretrainEvalConfig": lambda: ticketlab.PretrainEvalConfig(corpus=["c.txt"], model="m"),
     "FinetuneConfig": lambda: ticketlab.FinetuneConfig(model="m", task="sst2"),
-    "TrainConfig": lambda: ticketlab.training.TrainConfig(max_steps=3),
+    "TrainConfig": lambda: ticketlab.train.loop.TrainConfig(max_steps=3),
     "TamtConfig": lambda: ticketlab.TamtConfig(0.5),
     "ImpConfig": lambda: ticketlab.ImpConfig(0.5),
     "PretrainConfig": lambda: ticketlab.pretrain.PretrainConfig(steps=3),

@@ -22,7 +22,7 @@ from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.pruning import omp_mask
-from ticketlab.training import TrainConfig, train
+from ticketlab.train.loop import TrainConfig, train
 
 ft = importlib.import_module("ticketlab.finetune")  # the module: `ticketlab.finetune` is the function
 

@@ -9,13 +9,13 @@ import torch
 from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
-from ticketlab import optim
 from ticketlab.masks import current_mask
 from ticketlab.objectives import MLMCollator, pretraining_loss
-from ticketlab.optim import AdamW, _runs
 from ticketlab.pruning import scores, tamt, thresholds
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
-from ticketlab.training import RESULT, TrainConfig, train
+from ticketlab.train import optim
+from ticketlab.train.loop import RESULT, TrainConfig, train
+from ticketlab.train.optim import AdamW, _runs
 
 STEPS = 6
 
@@ -47,7 +47,7 @@ def _state(masks, thresholders) -> dict[str, torch.Tensor]:
 def _search(
     tok, flat: bool, *, objective="mlm", ranking="local", score_dtype="float32", pattern=None, fused=None
 ):
-    """STEPS steps of TAMT on a tiny random BERT as `training.train` takes them (clipping included);
+    """STEPS steps of TAMT on a tiny random BERT as `train.loop.train` takes them (clipping included);
     the state after every step, and whether each step's score gradients formed one flat tensor that
     the optimizer stepped as one."""
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
@@ -155,7 +155,7 @@ def test_a_model_moved_after_attaching_gathers_its_scores_again(tok):
 
 
 def _train(tok, tmp_path, flat: bool, steps: int, grad_accum: int = 1):
-    """`training.train` with a checkpoint in tmp_path (resumed when there is one)."""
+    """`train.loop.train` with a checkpoint in tmp_path (resumed when there is one)."""
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     masks, groups = prepare_tamt(model, TamtConfig(0.5, objective="mlm"), flat=flat)
     thresholders = make_thresholders(masks, 0.5)

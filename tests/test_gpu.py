@@ -10,8 +10,8 @@ import warnings
 import pytest
 import torch
 
-from ticketlab.optim import AdamW
 from ticketlab.pruning.tamt import ScoreMask, Scratch, Thresholder, rethreshold
+from ticketlab.train.optim import AdamW
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SHAPES = [(300, 200), (64, 100), (128, 128), (30, 170), (300, 200)]

@@ -20,7 +20,7 @@ from ticketlab.experiments import expand
 from ticketlab.finetune import FinetuneConfig
 from ticketlab.masks import load_mask
 from ticketlab.tasks import TaskSpec
-from ticketlab.training import TrainConfig
+from ticketlab.train.loop import TrainConfig
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from ticketlab.masks import current_mask, load_mask, weights_hash
 from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
 from ticketlab.pruning.search import SearchObjective
-from ticketlab.training import TrainConfig
+from ticketlab.train.loop import TrainConfig
 
 
 def test_schedule_follows_chen_et_al():
@@ -193,7 +193,7 @@ def test_task_imp_today_is_a_named_option(tmp_path):
 
 def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
     from ticketlab.api import SearchConfig
-    from ticketlab.training import make_scheduler
+    from ticketlab.train.loop import make_scheduler
 
     on_task = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "a", task="sst2")
     on_mlm = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "b", corpus=["c.txt"])

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from test_finetune import sentiment_rows
-from ticketlab.batches import TASK, MultiTaskData, epoch_batches
 from ticketlab.core.errors import ConfigError, MaskMismatchError, TicketlabError
 from ticketlab.experiments.mtl import (
     MtlConfig,
@@ -23,7 +22,8 @@ from ticketlab.masks.apply import dense_tensor
 from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
 from ticketlab.models.load import load_model
 from ticketlab.structured import UnitMask, structure_of
-from ticketlab.structured.masked_adam import MaskedAdamW
+from ticketlab.train.batches import TASK, MultiTaskData, epoch_batches
+from ticketlab.train.masked_adam import MaskedAdamW
 
 # --------------------------------------------------------------------------- MaskedAdamW
 
@@ -353,7 +353,7 @@ def test_killed_after_the_loop_finished_ends_with_the_same_weights(
 
 
 def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
-    """Checkpoints written before ticket sharing ran on `training.train` ("state", no "result")."""
+    """Checkpoints written before ticket sharing ran on `train.loop.train` ("state", no "result")."""
     from ticketlab.experiments.mtl import train_shared
 
     old = tmp_path / "checkpoint.pt"
@@ -477,7 +477,7 @@ def test_directories_written_before_they_recorded_their_settings_resume(
 
 def test_sharing_is_algorithm_1_written_out(tiny_bert_dir, glue, tickets, tmp_path):
     """Pins the run on the training loop bit for bit to Algorithm 1 as a plain loop (ticket
-    sharing's own loop before it ran on `training.train`): weights and every dev score. Over an
+    sharing's own loop before it ran on `train.loop.train`): weights and every dev score. Over an
     epoch boundary, with gradient clipping at work on every step (max norm 0.05)."""
     # One intra-op thread: with two, a reduction's split differs between the loop's and this plain
     # loop's calls in the last bits (bit-for-bit holds on one thread; the scores agree either way).
@@ -494,7 +494,7 @@ def _check_algorithm_1(tiny_bert_dir, glue, tickets, tmp_path) -> None:
 
     from safetensors.torch import load_file
 
-    from ticketlab.training import TrainConfig, make_scheduler
+    from ticketlab.train.loop import TrainConfig, make_scheduler
 
     config = _config(tiny_bert_dir, glue, tickets, max_steps=15, eval_every=4, max_grad_norm=0.05, seeds=[2])
     run_mtl(config, tmp_path)

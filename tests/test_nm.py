@@ -29,7 +29,7 @@ from ticketlab.pruning.tamt import (
     prepare_tamt,
     rethreshold,
 )
-from ticketlab.training import TrainConfig, train
+from ticketlab.train.loop import TrainConfig, train
 
 
 def tiny():

@@ -16,7 +16,7 @@ from transformers import BertForSequenceClassification
 
 from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.training import TrainConfig, train
+from ticketlab.train.loop import TrainConfig, train
 
 
 def strict_json(line: str):

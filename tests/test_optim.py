@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ticketlab import optim
-from ticketlab.optim import AdamW, round_stochastic_
+from ticketlab.train import optim
+from ticketlab.train.optim import AdamW, round_stochastic_
 
 ULP_AT_1 = 2.0**-7  # bf16 keeps 7 mantissa bits
 

@@ -178,7 +178,7 @@ def test_resumable_directories_written_before_the_registry_still_resume():
     keys as null) are the same run as today's under the behaviour of then (issue 34: KD on the
     corrupted input, the schedule ending at the stop), and another run under TAMT's defaults."""
     from ticketlab.pruning import ImpConfig, TamtConfig
-    from ticketlab.rundir import check_same_run
+    from ticketlab.train.run_dir import check_same_run
 
     tamt = {
         "method": "tamt", "model": "m", "corpus": ["c.txt"], "dev": None, "dev_fraction": 0.05,

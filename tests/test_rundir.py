@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.rundir import RunDir
+from ticketlab.train.run_dir import RunDir
 
 INPUTS = {"corpus content": "the corpus at c.txt"}
 
@@ -97,7 +97,7 @@ def test_held_keeps_a_second_process_out(tmp_path):
         code = textwrap.dedent(
             f"""
             import sys
-            from ticketlab.rundir import RunDir
+            from ticketlab.train.run_dir import RunDir
             run = RunDir({str(tmp_path)!r}, "ticket-sharing run")
             print(run.holder())
             try:

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from .masks import Mask, MaskConfig
     from .pruning.search import SearchObjective, SearchResult
-    from .training import TrainConfig
+    from .train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class SearchConfig:
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
-        from .training import TrainConfig  # lazy start-up (see the imports)
+        from .train.loop import TrainConfig  # lazy start-up (see the imports)
 
         return TrainConfig(
             max_steps=self.steps,
@@ -699,7 +699,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
     from .pruning.search import SearchDir  # lazy start-up (see the imports)
-    from .training import make_accelerator
+    from .train.loop import make_accelerator
 
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]

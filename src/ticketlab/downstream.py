@@ -8,7 +8,7 @@ ticket sharing (`experiments.mtl`) and super tickets build on it.
   best answer spans; `split_dev` cuts a dev set into a part that selects (scores `select_<name>`)
   and a part that is reported;
 * `task_objective(task, tokenizer, data_dir)`: a task as (dataset, collate_fn, loss_fn, eval_fn,
-  metric), ready for `training.train`;
+  metric), ready for `train.loop.train`;
 * `load_task_model(model, task, seed, mask=...)`: the pre-trained encoder with a fresh seeded head
   (`reset_head`) and the mask attached.
 """
@@ -35,7 +35,7 @@ from .masks import MaskConfig, load_mask_onto
 from .metrics import GLUE_METRICS, squad_metrics
 from .models.load import encoder_of, load_model
 from .tasks import TaskSpec, get_task, metric_key
-from .training import CollateFn, EvalFn, LossFn
+from .train.loop import CollateFn, EvalFn, LossFn
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _squad_eval(
 
 @dataclass
 class TaskObjective:
-    """A downstream task as what `training.train` consumes, plus what was read."""
+    """A downstream task as what `train.loop.train` consumes, plus what was read."""
 
     spec: TaskSpec
     dataset: Features  # training features (after any --train-samples subset)

@@ -17,7 +17,7 @@ reports the papers' best dev score). Without a mask the same code fine-tunes the
 This module is the verb and its run directory. The pieces it is made of live beside it, and their
 names import from here as well: the settings in `finetune_config` (`FinetuneConfig`, `Hyper`,
 `fingerprint`); the task as an objective in `downstream` (`task_objective`: dataset, collate_fn,
-loss_fn, eval_fn, metric for `training.train`; `load_task_model`: the encoder with a fresh seeded
+loss_fn, eval_fn, metric for `train.loop.train`; `load_task_model`: the encoder with a fresh seeded
 head and the mask attached); the results in `finetune_results` (`FinetuneResult`, `summarize`).
 """
 
@@ -60,9 +60,9 @@ from .masks import current_mask, export_pretrained
 from .masks.apply import plain_name
 from .masks.io import library_versions
 from .models.load import check_model, fit_max_length, load_config, load_tokenizer
-from .rundir import RunDir, check_same_run
 from .tasks import TaskSpec, get_task
-from .training import EvalFn, TrainConfig, make_accelerator, train
+from .train.loop import EvalFn, TrainConfig, make_accelerator, train
+from .train.run_dir import RunDir, check_same_run
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "LOSSES",
@@ -118,7 +118,7 @@ def _check_run_dir(
     out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
 ) -> FinetuneResult | None:
     """The saved result of the same finished run, None to (re)start, or an error for another config
-    or changed inputs (`rundir.check_same_run`)."""
+    or changed inputs (`train.run_dir.check_same_run`)."""
     cfg_path = out / CONFIG_FILE
     if not cfg_path.is_file():
         return None

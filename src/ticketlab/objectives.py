@@ -373,7 +373,7 @@ def pretraining_loss(
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
 ):
-    """A `loss_fn(model, batch) -> (loss, logs)` for `training.train`: MLM, KD or their sum, with the
+    """A `loss_fn(model, batch) -> (loss, logs)` for `train.loop.train`: MLM, KD or their sum, with the
     MLM decoder and the KD input as `pretraining_sums` takes them (TAMT's by default).
 
     With `sync_counts` and several processes, the token counts are all-reduced so that DDP's average

@@ -14,7 +14,7 @@ overridden. The corpus goes through `data.corpus` (text files, folders of them s
 source's token stream is cut into `[CLS] ... [SEP]` blocks of exactly `max_length` tokens, only a
 source's last block may be shorter) and the loss is `objectives.pretraining_loss("mlm")` (BERT's
 80/10/10 corruption of 15% of the tokens, the head applied to the masked positions only), trained
-by `training.train`. The masking is dynamic: each example's corruption is drawn from (seed, epoch,
+by `train.loop.train`. The masking is dynamic: each example's corruption is drawn from (seed, epoch,
 block), so a block is masked afresh in every epoch. Without a tokenizer, one is trained on the
 corpus: WordPiece (BERT's, `tokenizer_kind="wordpiece"`) or the most frequent words ("word").
 
@@ -86,8 +86,7 @@ from .pretrain_config import (  # noqa: F401 (the settings, known here as before
     PretrainConfig,
 )
 from .pretrain_eval import check_scorable, evaluate_pretraining
-from .rundir import RunDir, check_same_run
-from .training import (
+from .train.loop import (
     CHECKPOINT,
     LOG,
     RESULT,
@@ -98,6 +97,7 @@ from .training import (
     seed_everything,
     train,
 )
+from .train.run_dir import RunDir, check_same_run
 
 RESULT_FILE = "pretrain.json"
 CALIBRATION_STEPS = 6

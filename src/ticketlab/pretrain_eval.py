@@ -32,7 +32,7 @@ from .objectives import (
     head_parameters,
     pretraining_sums,
 )
-from .training import example_seed
+from .train.loop import example_seed
 
 HEAD_FILE = "mlm_head.safetensors"
 

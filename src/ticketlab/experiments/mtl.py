@@ -7,8 +7,8 @@ ticket) as its subnetwork:
   FFN-out's bias included: exactly what gates compute), kept as bits; the forward pass of task i
   runs with Ω^i in force (`set_active_mask`);
 * minibatches of all tasks are shuffled together every epoch (Algorithm 1, line 5): the tasks'
-  training sets as one `batches.MultiTaskData`, whose sampler gives the one training loop
-  (`training.train`) that order;
+  training sets as one `train.batches.MultiTaskData`, whose sampler gives the one training loop
+  (`train.loop.train`) that order;
 * a step on task i updates only the parameters inside Ω^i: the weight slices of the heads and FFN
   units Ω^i keeps, everything no unit owns (embeddings, LayerNorms, attention-output bias, pooler),
   and task i's head. Nothing outside moves: `MaskedAdamW` (asking the model for the step mask of
@@ -24,14 +24,14 @@ Optionally each task is then fine-tuned alone from the multi-task weights, still
 Results go to a results store in OUT, one `finetune` row per task and stage (method `ticket-share`
 or `mtl`, and `...+ft`), with the best dev score of the task's main metric (on the report part of
 the dev set with `select_fraction`, at the step the selection part picked). Rerunning resumes from
-the last checkpoint; finished stages are not repeated. Each stage's directory is a `rundir.RunDir`
+the last checkpoint; finished stages are not repeated. Each stage's directory is a `train.run_dir.RunDir`
 that records what it depends on (`settings.json`: the settings it reads, the content of the model,
 the tickets and the task data): a rerun with other settings there, or after new bytes were written
 at the same paths, is refused in one line naming the directory and what changed.
 
     OUT/seed-<s>/mtl/           the loop's directory (settings.json, checkpoint.pt while running,
                                 log.jsonl, train_result.json), weights.safetensors, result.json
-    OUT/seed-<s>/ft-<task>/     per-task fine-tuning runs (`training.train` directories, settings.json)
+    OUT/seed-<s>/ft-<task>/     per-task fine-tuning runs (`train.loop.train` directories, settings.json)
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
-from ..batches import TASK, MultiTaskData
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_bytes, atomic_write_json, content_key
 from ..core.outputs import claim_dir
@@ -65,11 +64,12 @@ from ..masks.units import UnitMask, to_weight_mask
 from ..models.compaction import head_extras
 from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..models.structure import Structure, structure_of
-from ..rundir import RunDir
-from ..structured.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..tasks import get_task
-from ..training import RESULT as TRAIN_RESULT
-from ..training import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
+from ..train.batches import TASK, MultiTaskData
+from ..train.loop import RESULT as TRAIN_RESULT
+from ..train.loop import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
+from ..train.masked_adam import MaskedAdamW, StepMask, StepMasks
+from ..train.run_dir import RunDir
 from .mtl_config import MtlConfig
 from .supertickets import record_study
 

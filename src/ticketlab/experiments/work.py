@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core.errors import TicketlabError
 from ..core.files import read_json
-from ..rundir import RunDir
+from ..train.run_dir import RunDir
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
 from .plan import Run, pct

@@ -7,7 +7,7 @@ embedding modules compute through fused functions (`_MaskedLinear`, `_MaskedEmbe
 no W ⊙ M; all scores of a model may live in one buffer (`FlatScores`). `thresholds.py` keeps t.
 
 Scores are float32 by default. `TamtConfig.score_dtype = "bfloat16"` halves them, their gradients
-and their Adam moments (the optimizer rounds bf16 parameters stochastically, `optim.AdamW`), so
+and their Adam moments (the optimizer rounds bf16 parameters stochastically, `train.optim.AdamW`), so
 that mask training holds less than dense training: a flag, since it changes the search's arithmetic.
 """
 
@@ -335,7 +335,7 @@ class FlatScores:
 
     * the gradients: the fused backward writes ∂L/∂S into its segment of one flat gradient, and
       autograd keeps that view as the parameter's `.grad` (it adopts a fresh gradient as it is), so
-      the gradients are adjacent in memory as the scores are, and `optim.AdamW` steps all of them
+      the gradients are adjacent in memory as the scores are, and `train.optim.AdamW` steps all of them
       as one tensor (the same operations per score, in the same order: the same bits);
     * the re-threshold: global ranking counts and ranks the one flat tensor; local ranking counts
       all matrices in a few launches on a GPU (`_segment_counts`).

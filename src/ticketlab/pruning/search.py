@@ -38,8 +38,7 @@ from ..core.files import open_append, temp_dir, to_json
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masks.io import CONFIG_NAME, weights_hash
-from ..rundir import RunDir
-from ..training import (
+from ..train.loop import (
     CHECKPOINT,
     LOG,
     RESULT,
@@ -55,6 +54,7 @@ from ..training import (
     restoring,
     train,
 )
+from ..train.run_dir import RunDir
 
 SETTINGS = "settings.json"
 # Settings that record what the search reads, by content: a change is named as such on a resume.

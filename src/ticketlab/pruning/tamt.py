@@ -39,7 +39,7 @@ from ..masks import Mask
 from ..models.arch import ARCHS
 from ..objectives import head_parameters
 from ..pretrain_eval import HEAD_FILE
-from ..training import TrainConfig
+from ..train.loop import TrainConfig
 from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,

@@ -11,7 +11,7 @@ Each entry keeps its own step count (a tensor shaped like the parameter): an ent
 task out of three sees its bias correction advance only on its own updates, as Adam on that entry
 alone would.
 
-A training loop that knows nothing of masks (`training.train`) calls `step()` without them: the
+A training loop that knows nothing of masks (`train.loop.train`) calls `step()` without them: the
 masks then come from `step_masks()`, asked at every step (ticket sharing: the ticket of the task
 whose batch the step was on).
 """

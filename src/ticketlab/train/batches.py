@@ -1,4 +1,4 @@
-"""Several tasks' training sets as one dataset for the one training loop (`training.train`).
+"""Several tasks' training sets as one dataset for the one training loop (`train.loop.train`).
 
 Multi-task learning (MT-DNN; ticket sharing, Liang et al. 2021 Algorithm 1, line 5) takes every
 minibatch from one task: each epoch, each task's data is shuffled and cut into batches, then all

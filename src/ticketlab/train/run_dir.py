@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ConfigError
-from .core.files import atomic_write_json, busy, exclusive, lock_holder, read_json
-from .core.outputs import claim_dir, remove_ours
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_json, busy, exclusive, lock_holder, read_json
+from ..core.outputs import claim_dir, remove_ours
 
-CHECKPOINT = "checkpoint.pt"  # the training loop's (`training.train`)
+CHECKPOINT = "checkpoint.pt"  # the training loop's (`train.loop.train`)
 START_OVER = "pass another output directory, or delete it to start over"
 
 

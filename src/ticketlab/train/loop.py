@@ -48,9 +48,9 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
 from torch import Tensor, nn
 
-from .core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
-from .core.errors import ConfigError, TicketlabError
-from .core.files import (
+from ..core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -61,9 +61,9 @@ from .core.files import (
     remove_stale,
     to_json,
 )
-from .core.progress import logs_above_bars, progress_bar
+from ..core.progress import logs_above_bars, progress_bar
 from .optim import AdamW
-from .rundir import CHECKPOINT
+from .run_dir import CHECKPOINT
 
 log_ = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def train(
     runs after every optimizer step (TAMT re-thresholds its masks there, IMP prunes and rewinds).
     `extra_state` is a (get, set) pair for state outside the model that a resume must restore
     (restored before the model's tensors). `sampler(micro_step)` gives the batches instead of the
-    loop's shuffled order (multi-task learning: each batch from one task; `batches.MultiTaskData`);
+    loop's shuffled order (multi-task learning: each batch from one task; `train.batches.MultiTaskData`);
     `optimizer(params, config)` builds the optimizer instead of AdamW (ticket sharing's MaskedAdamW).
     With `out_dir`, a finished run is not repeated: its saved result is returned.
     """
