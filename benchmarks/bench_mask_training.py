@@ -52,8 +52,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
+from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.models.load import load_model, load_tokenizer
-from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train.loop import step_in_backward
 from ticketlab.train.optim import AdamW

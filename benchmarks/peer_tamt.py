@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ticketlab.lm.objectives import IGNORE_INDEX, head_parameters, pretraining_sums
 from ticketlab.masks import MaskParametrization, attach
-from ticketlab.objectives import IGNORE_INDEX, head_parameters, pretraining_sums
 from ticketlab.pruning.magnitude import omp_mask
 
 

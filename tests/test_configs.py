@@ -32,7 +32,7 @@ FACTORIES = {
     "TrainConfig": lambda: ticketlab.train.loop.TrainConfig(max_steps=3),
     "TamtConfig": lambda: ticketlab.TamtConfig(0.5),
     "ImpConfig": lambda: ticketlab.ImpConfig(0.5),
-    "PretrainConfig": lambda: ticketlab.pretrain.PretrainConfig(steps=3),
+    "PretrainConfig": lambda: ticketlab.lm.pretrain.PretrainConfig(steps=3),
     "SuperConfig": lambda: _module("experiments.supertickets").SuperConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2")
     ),
@@ -301,7 +301,7 @@ def test_choice_and_distinct_checks_are_one_pair_of_helpers():
     with pytest.raises(
         FieldError, match=r"^size must be one of tiny, mini, small, medium, base, got 'huge'$"
     ):
-        ticketlab.pretrain.PretrainConfig(steps=1, size="huge")
+        ticketlab.lm.pretrain.PretrainConfig(steps=1, size="huge")
     with pytest.raises(FieldError, match=r"^granularity must be one of layer, neuron, got 'unit'$") as e:
         _module("experiments.supertickets").SuperConfig(
             finetune=ticketlab.FinetuneConfig(model="m", task="sst2"), granularity="unit"
@@ -319,7 +319,7 @@ def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
     from ticketlab.core.checks import not_result
     from ticketlab.experiments.mtl import MtlConfig
     from ticketlab.finetune import FinetuneConfig
-    from ticketlab.pretrain import PretrainConfig
+    from ticketlab.lm.pretrain import PretrainConfig
 
     assert not_result(FinetuneConfig) == (
         "eval_batch_size",

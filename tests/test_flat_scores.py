@@ -9,8 +9,8 @@ import torch
 from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
+from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
-from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning import scores, tamt, thresholds
 from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train import optim

@@ -12,8 +12,8 @@ from transformers import BertForMaskedLM, BertForSequenceClassification
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
+from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask, load_mask, weights_hash
-from ticketlab.objectives import MLMCollator, pretraining_loss
 from ticketlab.pruning.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
 from ticketlab.pruning.search import SearchObjective
 from ticketlab.train.loop import TrainConfig

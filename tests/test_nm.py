@@ -15,10 +15,10 @@ from ticketlab.api import PruneConfig
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.downstream import load_task_model
+from ticketlab.lm.objectives import pretraining_loss
 from ticketlab.masks import current_mask, load_mask, save_mask
 from ticketlab.masks.io import CONFIG_NAME
 from ticketlab.masks.pattern import NM, parse_pattern
-from ticketlab.objectives import pretraining_loss
 from ticketlab.pruning import keep_top, omp_mask, random_mask
 from ticketlab.pruning.tamt import (
     Scratch,

@@ -16,7 +16,7 @@ from ticketlab.experiments.adaptation import AdaptConfig, AdaptSource, run_adapt
 from ticketlab.experiments.mtl import MtlConfig, run_mtl
 from ticketlab.experiments.supertickets import SuperConfig, run_super
 from ticketlab.finetune import FinetuneConfig, finetune_seeds
-from ticketlab.pretrain import PretrainConfig, pretrain
+from ticketlab.lm.pretrain import PretrainConfig, pretrain
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
 

@@ -44,8 +44,8 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
         assert not (tmp_path / "m").exists()
 
     # A mask's trained MLM head (TAMT-MLM's mlm_head.safetensors) is weights too.
+    from ticketlab.lm.evaluation import HEAD_FILE, head_parameters
     from ticketlab.models.load import load_model
-    from ticketlab.pretrain_eval import HEAD_FILE, head_parameters
 
     mask = tmp_path / "mask"
     assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0

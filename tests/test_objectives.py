@@ -12,11 +12,10 @@ from transformers import BertForMaskedLM, BertModel, ElectraForPreTraining, Robe
 
 from conftest import VOCAB, make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
-from ticketlab import objectives
 from ticketlab.core.errors import ConfigError, MaskFileError
-from ticketlab.masks import apply_mask
-from ticketlab.models.arch import ARCHS, Arch, HeadLayout, register_arch
-from ticketlab.objectives import (
+from ticketlab.lm import objectives
+from ticketlab.lm.evaluation import HEAD_FILE, load_head_state
+from ticketlab.lm.objectives import (
     IGNORE_INDEX,
     MLMCollator,
     head_parameters,
@@ -28,7 +27,8 @@ from ticketlab.objectives import (
     pretraining_loss,
     pretraining_sums,
 )
-from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
+from ticketlab.masks import apply_mask
+from ticketlab.models.arch import ARCHS, Arch, HeadLayout, register_arch
 from ticketlab.pruning import omp_mask
 
 

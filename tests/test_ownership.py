@@ -244,7 +244,7 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     replaced by a link to their own files is never written or deleted through, and a work folder
     cleared at the end of a pre-training loses only what the training wrote there."""
     from ticketlab.core.files import atomic_write_text
-    from ticketlab.pretrain import PretrainConfig, pretrain
+    from ticketlab.lm.pretrain import PretrainConfig, pretrain
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 40)

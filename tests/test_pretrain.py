@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from ticketlab import pretrain as pretrain_mod
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, DataError
 from ticketlab.data import synthetic as syn
 from ticketlab.data.corpus import BlockDataset
+from ticketlab.lm import pretrain as pretrain_mod
+from ticketlab.lm.pretrain import PretrainConfig, pretrain, unigram_entropy
 from ticketlab.models.load import load_model, load_tokenizer
-from ticketlab.pretrain import PretrainConfig, pretrain, unigram_entropy
 
 DATA = syn.SyntheticConfig(corpus_sentences=1500, dev_sentences=100, train_examples=10, dev_examples=10)
 TINY = dict(hidden=32, layers=1, heads=2, intermediate=64, max_length=32, batch_size=16, dropout=0.1)

@@ -111,7 +111,7 @@ def test_tamt_objectives_are_the_losses():
     losses of `objectives`."""
     from typing import get_args
 
-    from ticketlab import objectives
+    from ticketlab.lm import objectives
     from ticketlab.pruning import configs
 
     assert get_args(configs.Objective) == get_args(objectives.Objective) == objectives.OBJECTIVES
@@ -120,12 +120,13 @@ def test_tamt_objectives_are_the_losses():
 def test_torch_free_settings_are_the_old_names():
     """`PretrainConfig`, the demo's budgets and the tokenizer kinds live in torch-free modules that
     `pretrain --help` and `demo --help` read; the old modules re-export the same objects."""
-    from ticketlab import demo, demo_config, pretrain, pretrain_config
+    from ticketlab import demo, demo_config
     from ticketlab.data import tokenizer, tokenizer_kinds
+    from ticketlab.lm import pretrain, pretrain_config
 
     for name in ("PretrainConfig", "SIZES", "PRECISIONS", "SAVE_DTYPES", "SHAPE_OVERRIDES"):
         assert getattr(pretrain, name) is getattr(pretrain_config, name), name
     for name in ("BUDGETS", "Budget", "METHODS", "METHOD_SETTINGS", "SPARSITIES"):
         assert getattr(demo, name) is getattr(demo_config, name), name
     assert (tokenizer.KINDS, tokenizer.DEFAULT_KIND) == (tokenizer_kinds.KINDS, tokenizer_kinds.DEFAULT_KIND)
-    assert loaded_after("import ticketlab.pretrain_config, ticketlab.demo_config") == set()
+    assert loaded_after("import ticketlab.lm.pretrain_config, ticketlab.demo_config") == set()

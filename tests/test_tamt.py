@@ -15,6 +15,8 @@ from transformers import BertForMaskedLM
 from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, TicketlabError
+from ticketlab.lm.evaluation import HEAD_FILE, load_head_state
+from ticketlab.lm.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
 from ticketlab.masks import (
     BinaryMask,
     Mask,
@@ -24,8 +26,6 @@ from ticketlab.masks import (
     masks_disabled,
     remove_mask,
 )
-from ticketlab.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
-from ticketlab.pretrain_eval import HEAD_FILE, load_head_state
 from ticketlab.pruning import omp_mask, random_mask
 from ticketlab.pruning.search import restore_checkpoint
 from ticketlab.pruning.tamt import (
@@ -543,8 +543,8 @@ def test_binary_masks_are_not_score_masks():
 
 def test_evaluate_pretraining_is_token_weighted_and_reproducible(tiny_run):
     from ticketlab.data.corpus import load_lm_blocks
+    from ticketlab.lm.evaluation import evaluate_pretraining
     from ticketlab.models.load import load_tokenizer
-    from ticketlab.pretrain_eval import evaluate_pretraining
 
     tok = load_tokenizer(tiny_run / "model")
     blocks, _ = load_lm_blocks([tiny_run / "corpus.txt"], tok, 32, use_cache=False, progress=False)
@@ -563,9 +563,9 @@ def _mlm_loss_with_original_head(tiny_run, mask_dir, cache):
     """A mask's MLM dev loss computed here: the base model as saved (its pre-trained head), the mask
     on its encoder, a dense decoder; the same blocks and corruption as `evaluate-pretrain`."""
     from ticketlab.data.corpus import load_lm_blocks
+    from ticketlab.lm.evaluation import evaluate_pretraining
     from ticketlab.masks import load_mask
     from ticketlab.models.load import load_tokenizer
-    from ticketlab.pretrain_eval import evaluate_pretraining
 
     tok = load_tokenizer(tiny_run / "model")
     blocks, _ = load_lm_blocks([tiny_run / "corpus.txt"], tok, 32, cache_dir=cache, progress=False)

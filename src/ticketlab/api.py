@@ -8,7 +8,7 @@
 Each does everything its verb does (loading the model and its MLM head, the corpus or task, the
 accelerator), so the command line is argument parsing -> config -> call, and the sweep calls the
 same functions. Messages go to the `ticketlab` logger (the CLI shows them; a sweep writes them to
-the run's log). The lower-level pieces (`pruning.search_tamt`, `pretrain_eval.evaluate_pretraining`
+the run's log). The lower-level pieces (`pruning.search_tamt`, `lm.evaluation.evaluate_pretraining`
 on blocks) stay available for custom loops.
 """
 
@@ -40,7 +40,7 @@ from .core.checks import (
 from .core.errors import ConfigError
 from .core.files import atomic_write_json
 from .core.outputs import check_output
-from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from .lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from .masks.pattern import parse_pattern, pattern_sparsity
 from .masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
 from .models.arch import arch_of
@@ -368,9 +368,9 @@ def _lm_objective(
     """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
     given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
     from .data.corpus import load_lm_corpus  # lazy start-up (see the imports)
-    from .objectives import MLMCollator, pretraining_loss
-    from .pretrain_eval import check_scorable
-    from .pretrain_eval import evaluate_pretraining as evaluate_blocks
+    from .lm.evaluation import check_scorable
+    from .lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from .lm.objectives import MLMCollator, pretraining_loss
     from .pruning.search import SearchObjective
 
     with acc.main_process_first():
@@ -774,12 +774,12 @@ class PretrainEvalConfig:
 
 def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
     from .data.corpus import load_lm_blocks  # lazy start-up (see the imports)
+    from .lm.evaluation import HEAD_FILE, load_head_state
+    from .lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from .lm.objectives import MLMCollator
     from .masks import apply_mask, check_fits, load_mask
     from .masks.hub import mask_dir as hub_mask_dir
     from .masks.io import recorded_base
-    from .objectives import MLMCollator
-    from .pretrain_eval import HEAD_FILE, load_head_state
-    from .pretrain_eval import evaluate_pretraining as evaluate_blocks
 
     base = config.model or recorded_base(mask_dir)
     model_config = load_config(base)

@@ -38,7 +38,7 @@ from .core.errors import ConfigError
 from .core.files import read_json
 from .data import synthetic
 from .demo_config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
-from .pretrain import PretrainResult, pretrain
+from .lm.pretrain import PretrainResult, pretrain
 
 Log = Callable[[str], None]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data.grammar import SyntheticConfig
-from .pretrain_config import PretrainConfig
+from .lm.pretrain_config import PretrainConfig
 
 # IMP under the label of its paper variant, so the demo's table says which IMP it ran
 METHODS = ("full", "omp", "random", "imp/chen", "tamt-mlm", "tamt-kd")

@@ -36,7 +36,7 @@ import argparse
 
 from ..core.errors import ConfigError
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
-from ..pretrain_config import PretrainConfig
+from ..lm.pretrain_config import PretrainConfig
 from .common import add_config_arguments, config_from_args
 
 HELP = "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)"
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return _write_tokens(args)
     fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes", "save_dtype"]
     config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
-    from ..pretrain import pretrain  # lazy start-up: torch only when the verb runs
+    from ..lm.pretrain import pretrain  # lazy start-up: torch only when the verb runs
 
     result = pretrain(
         config,
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_tokens(args: argparse.Namespace) -> int:
-    from ..pretrain import write_tokens  # lazy start-up, as in `run`
+    from ..lm.pretrain import write_tokens  # lazy start-up, as in `run`
 
     info = write_tokens(
         args.corpus,

@@ -106,7 +106,7 @@ def finetune_unavailable() -> str | None:
 
 def pretrain_eval_unavailable() -> str | None:
     try:
-        import ticketlab.pretrain_eval  # noqa: F401
+        import ticketlab.lm.evaluation  # noqa: F401
     except ImportError as e:
         return f"pre-training evaluation is not available ({e})"
     return None

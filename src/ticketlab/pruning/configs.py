@@ -26,12 +26,12 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
 
 Ranking = Literal["local", "global"]
-# `objectives.Objective` (the losses), spelt out here: objectives.py imports torch and transformers
+# `lm.objectives.Objective` (the losses), spelt out here: objectives.py imports torch and transformers
 # (tests/test_startup.py pins the two to the same names).
 Objective = Literal["mlm", "kd", "mlm+kd"]
 Init = Literal["omp", "random"]

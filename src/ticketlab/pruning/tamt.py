@@ -35,10 +35,10 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..lm.evaluation import HEAD_FILE
+from ..lm.objectives import head_parameters
 from ..masks import Mask
 from ..models.arch import ARCHS
-from ..objectives import head_parameters
-from ..pretrain_eval import HEAD_FILE
 from ..train.loop import TrainConfig
 from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
     PAPER_SCHEDULE_STEPS,

@@ -64,29 +64,20 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .core.checks import (
+from ..core.checks import (
     check_fields,
     check_one_of,
     not_result,
 )
-from .core.errors import ConfigError, TicketlabError
-from .core.files import atomic_write_json, content_key, read_json
-from .core.outputs import atomic_dir, check_output
-from .data.corpus import BlockDataset, LMCorpus, load_lm_corpus
-from .data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
-from .data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
-from .data.tokens import write_token_file
-from .models.load import head_of, load_config, load_model, load_tokenizer, max_positions, quiet_transformers
-from .objectives import MLMCollator, pretraining_loss
-from .pretrain_config import (  # noqa: F401 (the settings, known here as before)
-    PRECISIONS,
-    SAVE_DTYPES,
-    SHAPE_OVERRIDES,
-    SIZES,
-    PretrainConfig,
-)
-from .pretrain_eval import check_scorable, evaluate_pretraining
-from .train.loop import (
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import atomic_write_json, content_key, read_json
+from ..core.outputs import atomic_dir, check_output
+from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
+from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
+from ..data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
+from ..data.tokens import write_token_file
+from ..models.load import head_of, load_config, load_model, load_tokenizer, max_positions, quiet_transformers
+from ..train.loop import (
     CHECKPOINT,
     LOG,
     RESULT,
@@ -97,7 +88,16 @@ from .train.loop import (
     seed_everything,
     train,
 )
-from .train.run_dir import RunDir, check_same_run
+from ..train.run_dir import RunDir, check_same_run
+from .evaluation import check_scorable, evaluate_pretraining
+from .objectives import MLMCollator, pretraining_loss
+from .pretrain_config import (  # noqa: F401 (the settings, known here as before)
+    PRECISIONS,
+    SAVE_DTYPES,
+    SHAPE_OVERRIDES,
+    SIZES,
+    PretrainConfig,
+)
 
 RESULT_FILE = "pretrain.json"
 CALIBRATION_STEPS = 6

@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from .core.checks import check_one_of
-from .core.errors import ConfigError
-from .lm_options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
-from .masks import has_masks, masks_disabled
-from .models.arch import ARCHS, HeadLayout
-from .models.load import encoder_of
+from ..core.checks import check_one_of
+from ..core.errors import ConfigError
+from ..masks import has_masks, masks_disabled
+from ..models.arch import ARCHS, HeadLayout
+from ..models.load import encoder_of
+from .options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
@@ -205,7 +205,7 @@ def __getattr__(name: str) -> Any:
     # The per-family head table moved into the architecture map: say where, not a bare AttributeError.
     if name == "MLM_HEADS":
         raise AttributeError(
-            "ticketlab.objectives.MLM_HEADS is gone: a family's MLM head is its Arch's `mlm_heads` "
+            "ticketlab.lm.objectives.MLM_HEADS is gone: a family's MLM head is its Arch's `mlm_heads` "
             "(ticketlab.models.arch.ARCHS; a family of your own: ticketlab.models.arch.register_arch)"
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The settings of `pretrain` (masked-LM pre-training), in a module that imports neither torch nor
 transformers: `ticketlab pretrain --help` and `ticketlab demo --help` build on `PretrainConfig`
 (its field metadata is the CLI's help text, `core.checks.option`), and parsing must not wait seconds
-for those imports. `pretrain.py` trains; it re-exports these names (`ticketlab.pretrain.PretrainConfig`
+for those imports. `lm/pretrain.py` trains; it re-exports these names (`ticketlab.lm.pretrain.PretrainConfig`
 is this class).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .core.checks import (
+from ..core.checks import (
     BlockLength,
     Fraction,
     LearningRate,
@@ -24,7 +24,7 @@ from .core.checks import (
     check_one_of,
     option,
 )
-from .core.errors import ConfigError
+from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
     from transformers import BertConfig, PreTrainedTokenizerBase

@@ -20,9 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from .core.errors import DataError, MaskFileError
-from .core.progress import progress_bar
-from .data.corpus import BlockDataset
+from ..core.errors import DataError, MaskFileError
+from ..core.progress import progress_bar
+from ..data.corpus import BlockDataset
+from ..train.loop import example_seed
 from .objectives import (
     IGNORE_INDEX,
     Decoder,
@@ -32,7 +33,6 @@ from .objectives import (
     head_parameters,
     pretraining_sums,
 )
-from .train.loop import example_seed
 
 HEAD_FILE = "mlm_head.safetensors"
 
@@ -76,7 +76,7 @@ def evaluate_pretraining(
 ) -> dict[str, float]:
     """Dev `mlm_loss`, `mlm_acc`, `mlm_ppl` and/or `kd_loss`, with the token counts behind them.
     `source` names the corpus in the error when there is nothing to score (`check_scorable`).
-    `decoder`, `kd_input`: see `objectives.pretraining_sums` (TAMT's by default)."""
+    `decoder`, `kd_input`: see `lm.objectives.pretraining_sums` (TAMT's by default)."""
     check_scorable(dev, collator, mlm=mlm, seed=seed, source=source)
     if kd and kd_input == "clean" and not getattr(collator, "keep_clean", True):  # clean ids beside
         collator = copy.copy(collator)

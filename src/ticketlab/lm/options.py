@@ -1,6 +1,6 @@
 """The choices of the LM objectives' options, in a module that imports no torch: the configs a
 verb's `--help` offers read them (`pruning.configs`, `api`), and parsing must not wait for torch.
-`objectives.py` computes what they mean."""
+`lm/objectives.py` computes what they mean."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Language modelling: MLM and KD objectives, pre-training, pre-training evaluation."""
