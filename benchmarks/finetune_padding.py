@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.downstream import load_task_model, task_objective
 from ticketlab.models.load import load_tokenizer
+from ticketlab.tasks.objective import load_task_model, task_objective
 from ticketlab.train.loop import batch_indices
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -122,7 +122,7 @@ def expected_score(config: dict) -> float:
         score -= 0.1 / (1 + config["search_steps"])
     if config["train_size"] is not None:
         score -= 5.0 / config["train_size"]
-    return round(100 * score, 6)  # the 0-100 scale of ticketlab.metrics
+    return round(100 * score, 6)  # the 0-100 scale of ticketlab.tasks.metrics
 
 
 def mask_facts(mask_dir: Path | None) -> dict:

@@ -16,12 +16,12 @@ from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.downstream import load_task_model, reset_head, task_objective
 from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.pruning import omp_mask
+from ticketlab.tasks.objective import load_task_model, reset_head, task_objective
 from ticketlab.train.loop import TrainConfig, train
 
 ft = importlib.import_module("ticketlab.finetune")  # the module: `ticketlab.finetune` is the function
@@ -317,9 +317,9 @@ def test_the_pieces_still_import_from_finetune():
     """`from ticketlab.finetune import X` (the README's task objectives, user code) keeps working for
     the names that moved to `downstream`, `finetune_config` and `finetune_results`, as the same
     objects."""
-    import ticketlab.downstream as downstream
     import ticketlab.finetune_config as finetune_config
     import ticketlab.finetune_results as finetune_results
+    import ticketlab.tasks.objective as downstream
 
     for name in ft.__all__:
         home = next((m for m in (downstream, finetune_config, finetune_results) if hasattr(m, name)), ft)

@@ -11,8 +11,8 @@ import pytest
 from conftest import SHARED
 from ticketlab.core.errors import ConfigError, DataError, TicketlabError
 from ticketlab.data.features import Features, Ragged, cached, pad_collate
-from ticketlab.data.glue import load_examples, load_features, task_dir
-from ticketlab.tasks import BUILTIN, TASKS, TaskSpec, get_task, register_task
+from ticketlab.tasks.glue import load_examples, load_features, task_dir
+from ticketlab.tasks.registry import BUILTIN, TASKS, TaskSpec, get_task, register_task
 
 GLUE = SHARED / "data" / "glue"
 

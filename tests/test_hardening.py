@@ -19,7 +19,7 @@ from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.experiments import expand
 from ticketlab.finetune import FinetuneConfig
 from ticketlab.masks import load_mask
-from ticketlab.tasks import TaskSpec
+from ticketlab.tasks.registry import TaskSpec
 from ticketlab.train.loop import TrainConfig
 
 

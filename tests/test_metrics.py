@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ticketlab.metrics import (
+from ticketlab.tasks.metrics import (
     accuracy,
     constant_score,
     exact_match_score,
@@ -91,7 +91,7 @@ def test_squad_em_and_f1_by_hand():
 
 
 def test_holm_against_hand_computed_values():
-    from ticketlab.metrics import holm
+    from ticketlab.tasks.metrics import holm
 
     # sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1); then the running maximum
     assert holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02], abs=0)
@@ -102,7 +102,7 @@ def test_holm_against_hand_computed_values():
 def test_min_detectable_effect_has_80_percent_power():
     from scipy import stats
 
-    from ticketlab.metrics import min_detectable_effect
+    from ticketlab.tasks.metrics import min_detectable_effect
 
     assert min_detectable_effect(1.0, 1) is None and min_detectable_effect(0.0, 3) == 0.0
     d3 = min_detectable_effect(1.0, 3)
@@ -117,7 +117,7 @@ def test_min_detectable_effect_has_80_percent_power():
 def test_no_verdict_at_the_floor_or_from_one_run():
     import math
 
-    from ticketlab.metrics import floor_of_average, no_verdict
+    from ticketlab.tasks.metrics import floor_of_average, no_verdict
 
     assert no_verdict(70.0, 1.0, 3, 68.3) is None
     assert no_verdict(69.0, 1.0, 3, 68.3) == "floor"  # 69 - 1 <= 68.3

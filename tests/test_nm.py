@@ -14,7 +14,6 @@ from test_tamt import batch_of, search_args, tiny_run, tok  # noqa: F401 (tiny_r
 from ticketlab.api import PruneConfig
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError
-from ticketlab.downstream import load_task_model
 from ticketlab.lm.objectives import pretraining_loss
 from ticketlab.masks import current_mask, load_mask, save_mask
 from ticketlab.masks.io import CONFIG_NAME
@@ -29,6 +28,7 @@ from ticketlab.pruning.tamt import (
     prepare_tamt,
     rethreshold,
 )
+from ticketlab.tasks.objective import load_task_model
 from ticketlab.train.loop import TrainConfig, train
 
 
@@ -238,8 +238,8 @@ def test_search_cli_with_a_pattern(tiny_run, tmp_path, capsys):  # noqa: F811
 
 
 def test_fine_tuning_keeps_the_pattern(tiny_bert_dir, tmp_path):
-    from ticketlab.downstream import task_objective
     from ticketlab.models.load import load_tokenizer
+    from ticketlab.tasks.objective import task_objective
 
     data = tmp_path / "glue" / "SST-2"
     data.mkdir(parents=True)

@@ -238,7 +238,7 @@ def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_di
 def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, capsys):
     """Item 6: a task.json with `"id": "sst2"` replaced the built-in SST-2 for the whole process (a
     sweep scored the real SST-2 runs with the other file's labels and metrics)."""
-    from ticketlab.tasks import BUILTIN, TASKS, get_task
+    from ticketlab.tasks.registry import BUILTIN, TASKS, get_task
 
     sst2 = TASKS["sst2"]
     data = tmp_path / "flipped"

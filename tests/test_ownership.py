@@ -18,7 +18,7 @@ from ticketlab.core.files import read_json
 from ticketlab.core.outputs import MARKER, atomic_dir
 from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
 from ticketlab.experiments.report import write_report
-from ticketlab.tasks import get_task
+from ticketlab.tasks.registry import get_task
 
 
 def user_files(root: Path, files: dict[str, str]) -> None:

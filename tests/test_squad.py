@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ticketlab.core.errors import ConfigError, DataError
-from ticketlab.data.squad import best_answers, eval_features, load_squad_examples, read_squad, train_features
-from ticketlab.tasks import TASKS
+from ticketlab.tasks.registry import TASKS
+from ticketlab.tasks.squad import best_answers, eval_features, load_squad_examples, read_squad, train_features
 
 CONTEXT = (
     "The Big Dog runs to the river . A bird sings in the tree . The cat sees the king . "
@@ -180,7 +180,7 @@ def test_stride_must_be_below_length(tokenizer, tmp_path):
 
 def test_oracle_logits_score_100(tokenizer, tmp_path):
     """Windows, labels and post-processing agree: logits peaked at the training labels give EM = F1 = 100."""
-    from ticketlab.metrics import squad_metrics
+    from ticketlab.tasks.metrics import squad_metrics
 
     ex = read_squad(write_squad(tmp_path) / "dev-v1.1.json")
     train = train_features(ex, tokenizer, max_length=20, doc_stride=6)

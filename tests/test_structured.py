@@ -567,7 +567,7 @@ def test_load_unit_mask_onto_masks_the_weights(tmp_path):
 def test_a_ticket_loaded_for_finetuning_is_weights_and_exports_with_zeros(tiny_bert_dir, tmp_path):
     """`finetune` / `evaluate` put a ticket on the task model as its weight form (no hooks); the
     fine-tuned model is saved as plain weights, zeros in place, and computes what the gates do."""
-    from ticketlab.downstream import load_task_model
+    from ticketlab.tasks.objective import load_task_model
 
     base = BertForMaskedLM.from_pretrained(tiny_bert_dir)
     units = UnitMask.ones(structure_of(base), "layer")

@@ -253,9 +253,9 @@ def test_adaptation_subsets_are_seeded_and_nested():
 def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
     from test_finetune import sentiment_rows
     from test_super import _super_config
-    from ticketlab.downstream import _subset
     from ticketlab.experiments.adaptation import AdaptConfig, run_adaptation, super_sources
     from ticketlab.experiments.supertickets import run_super
+    from ticketlab.tasks.objective import _subset
 
     root = tmp_path / "glue"
     (root / "SST-2").mkdir(parents=True)

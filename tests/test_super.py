@@ -424,8 +424,8 @@ def test_neuron_granularity_tickets():
     from transformers import BertForSequenceClassification
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.downstream import classification_loss
     from ticketlab.structured import attach_gates
+    from ticketlab.tasks.objective import classification_loss
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))
     gates = attach_gates(model, granularity="neuron")

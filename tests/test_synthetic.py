@@ -238,7 +238,7 @@ def test_corpus_blocks_start_at_sentence_starts(tmp_path):
 
 
 def test_synthetic_tasks_load_through_the_task_registry(tmp_path):
-    from ticketlab.tasks import get_task
+    from ticketlab.tasks.registry import get_task
 
     out = syn.write_dataset(SMALL, tmp_path / "synth")
     spec = get_task(syn.task_id("paraphrase"), data_dir=out / "tasks")

@@ -111,7 +111,7 @@ def test_squad_windows_fit_the_model(tiny_bert_dir, tokenizer, tmp_path, capsys)
     """The default doc_stride (128) follows the length fitted to a model of 64 positions (the run
     records the stride used); a stride that leaves the context no room is one line, not a Rust panic."""
     from test_squad import QUESTIONS, squad_json, write_squad
-    from ticketlab.data.squad import eval_features, read_squad
+    from ticketlab.tasks.squad import eval_features, read_squad
 
     write_squad(tmp_path / "data")
     argv = ["finetune", "--model", tiny_bert_dir, "--task", "squad", "--data-dir", tmp_path / "data"]

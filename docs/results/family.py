@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ticketlab.metrics import holm
+from ticketlab.tasks.metrics import holm
 
 HERE = Path(__file__).parent
 REPORTS = [

@@ -46,7 +46,7 @@ from .masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
 from .models.arch import arch_of
 from .models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
 from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
-from .tasks import get_task
+from .tasks.registry import get_task
 
 # The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
 # `--help` is parsed: torch, transformers and the methods are imported by the functions that run
@@ -468,7 +468,7 @@ def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
     imp: ImpConfig = config.method  # type: ignore[assignment]
     tokenizer = load_tokenizer(config.model)
     if config.task is not None:
-        from .downstream import load_task_model, task_objective
+        from .tasks.objective import load_task_model, task_objective
 
         with acc.main_process_first():
             default = get_task(config.task, config.data_dir).max_length

@@ -39,8 +39,14 @@ from torch import nn
 from .core.checks import check_distinct
 from .core.files import atomic_write_json, content_key, read_json
 from .core.outputs import check_output, claim_dir
-from .data.glue import task_dir
-from .downstream import (
+from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
+from .finetune_results import FinetuneResult, mean_std, summarize
+from .masks import current_mask, export_pretrained
+from .masks.apply import plain_name
+from .masks.io import library_versions
+from .models.load import check_model, fit_max_length, load_config, load_tokenizer
+from .tasks.glue import task_dir
+from .tasks.objective import (
     LOSSES,
     MODEL_INPUTS,
     SELECT,
@@ -54,13 +60,7 @@ from .downstream import (
     split_dev,
     task_objective,
 )
-from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
-from .finetune_results import FinetuneResult, mean_std, summarize
-from .masks import current_mask, export_pretrained
-from .masks.apply import plain_name
-from .masks.io import library_versions
-from .models.load import check_model, fit_max_length, load_config, load_tokenizer
-from .tasks import TaskSpec, get_task
+from .tasks.registry import TaskSpec, get_task
 from .train.loop import EvalFn, TrainConfig, make_accelerator, train
 from .train.run_dir import RunDir, check_same_run
 

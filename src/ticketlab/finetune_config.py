@@ -29,7 +29,7 @@ from .core.checks import (
     option,
 )
 from .core.errors import ConfigError
-from .tasks import BUILTIN, TaskSpec, get_task
+from .tasks.registry import BUILTIN, TaskSpec, get_task
 
 
 @dataclass

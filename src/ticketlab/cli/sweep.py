@@ -154,8 +154,8 @@ def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
 def _check_task_data(spec) -> None:
     """Every task's data folder holds the files its fine-tunings read (the train split and the
     splits it scores): a folder holding only its task.json passed, and every run failed after."""
-    from ..data.glue import split_file
-    from ..tasks import get_task
+    from ..tasks.glue import split_file
+    from ..tasks.registry import get_task
 
     for name, entry in spec.tasks.items():
         if entry.data is None:

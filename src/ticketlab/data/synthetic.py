@@ -296,7 +296,7 @@ TASK_BUILDERS = {
     "acceptability": acceptability_examples,
     "paraphrase": paraphrase_examples,
 }
-# What each task looks like to the fine-tuning code: its `task.json` (a `ticketlab.tasks.TaskSpec`).
+# What each task looks like to the fine-tuning code: its `task.json` (a `ticketlab.tasks.registry.TaskSpec`).
 TASK_INFO = {
     "sentiment": {"text_columns": ["sentence"], "metrics": ["accuracy"], "like": "SST-2"},
     "acceptability": {"text_columns": ["sentence"], "metrics": ["mcc"], "like": "CoLA"},

@@ -9,13 +9,13 @@ and SciTail. ticketlab adapts what a super-ticket study on task A kept (`ticketl
           on B (the ticket is applied as a mask; its hash check is off, the weights are A's);
   full    the full model fine-tuned on A with seed s.
 
-Both start B with a fresh task head seeded by s (`downstream.load_task_model`) and fine-tune with the
+Both start B with a fresh task head seeded by s (`tasks.objective.load_task_model`) and fine-tune with the
 same protocol, seed and training subset, so the two differ only in where they start (a paired
 comparison per seed). Any model directory works as a source through `AdaptSource` (e.g. one a
 ticket-sharing run exported).
 
 Subsets: `train_samples` = round(fraction x n) (at least one) examples of B's n, drawn by the seed
-as a prefix of one seeded permutation (`downstream._subset`), so they are nested: the 1% set contains
+as a prefix of one seeded permutation (`tasks.objective._subset`), so they are nested: the 1% set contains
 the 0.1% set, and every source sees the same examples at a fraction.
 
     OUT/runs/<source>_seed<s>_<fraction>/   fine-tuning runs (resumable: rerun the same command)
@@ -67,7 +67,7 @@ def subset_size(n: int, fraction: float) -> int | None:
 
 def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[int]]:
     """The indices fine-tuning trains on at each fraction (nested, seeded: see the module docstring)."""
-    from ..downstream import _subset  # lazy start-up: `ticketlab adapt --help` reads AdaptConfig here
+    from ..tasks.objective import _subset  # lazy start-up: `ticketlab adapt --help` reads AdaptConfig here
 
     out = {}
     for f in check_fractions(fractions):
@@ -151,8 +151,8 @@ class AdaptConfig:
 
 
 def _n_train(config: FinetuneConfig) -> int:
-    from ..data.glue import load_examples
-    from ..tasks import get_task
+    from ..tasks.glue import load_examples
+    from ..tasks.registry import get_task
 
     spec = get_task(config.task, config.data_dir)
     if spec.kind == "squad":
@@ -162,9 +162,9 @@ def _n_train(config: FinetuneConfig) -> int:
 
 def _floor(config: FinetuneConfig, metric: str) -> float | None:
     """A constant predictor's score on B's dev set: no verdict where the full model is at it."""
-    from ..data.glue import load_examples
-    from ..metrics import constant_score
-    from ..tasks import get_task
+    from ..tasks.glue import load_examples
+    from ..tasks.metrics import constant_score
+    from ..tasks.registry import get_task
 
     spec = get_task(config.task, config.data_dir)
     return constant_score(metric, load_examples(spec, config.data_dir, spec.eval_splits[0]).labels)
@@ -177,7 +177,7 @@ def pct(f: float) -> str:
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
     """The paired t-test's verdict (`experiments.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
-    from ..metrics import no_verdict
+    from ..tasks.metrics import no_verdict
 
     if paired is None or full is None:
         return "—"
@@ -192,7 +192,7 @@ def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
 def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[str, Any]]:
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
-    from ..metrics import holm
+    from ..tasks.metrics import holm
     from .paired import Paired
 
     rows, tests = [], []

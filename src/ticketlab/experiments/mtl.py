@@ -52,8 +52,6 @@ from torch import Tensor, nn
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_bytes, atomic_write_json, content_key
 from ..core.outputs import claim_dir
-from ..data.glue import check_task_data, task_dir
-from ..downstream import SELECT, TaskObjective, load_task_model, task_objective
 from ..finetune import _params
 from ..finetune_results import mean_std
 from ..masks import MaskConfig
@@ -64,7 +62,9 @@ from ..masks.units import UnitMask, to_weight_mask
 from ..models.compaction import head_extras
 from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
 from ..models.structure import Structure, structure_of
-from ..tasks import get_task
+from ..tasks.glue import check_task_data, task_dir
+from ..tasks.objective import SELECT, TaskObjective, load_task_model, task_objective
+from ..tasks.registry import get_task
 from ..train.batches import TASK, MultiTaskData
 from ..train.loop import RESULT as TRAIN_RESULT
 from ..train.loop import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train

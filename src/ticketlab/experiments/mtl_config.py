@@ -23,7 +23,7 @@ from ..core.checks import (
 )
 from ..core.errors import ConfigError
 from ..models.load import load_config
-from ..tasks import get_task
+from ..tasks.registry import get_task
 
 AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
 
@@ -31,7 +31,7 @@ AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning
 @dataclass
 class MtlConfig:
     model: str  # pre-trained model: local dir or hub id
-    tasks: list[str] = option(help="GLUE-style tasks (`ticketlab.tasks` ids)", metavar="TASK")
+    tasks: list[str] = option(help="GLUE-style tasks (`ticketlab.tasks.registry` ids)", metavar="TASK")
     tickets: list[str] | None = option(  # None: every task shares everything (plain multi-task learning)
         None, "one structured ticket per task, in order", metavar="TICKET"
     )

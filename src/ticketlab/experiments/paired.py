@@ -175,8 +175,8 @@ class Comparison:
     @property
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
-        Holm-corrected), given its observed noise (`metrics.detectable_effect`)."""
-        from ..metrics import detectable_effect  # scipy.optimize: only when asked
+        Holm-corrected), given its observed noise (`tasks.metrics.detectable_effect`)."""
+        from ..tasks.metrics import detectable_effect  # scipy.optimize: only when asked
 
         d = self._design()
         return None if d is None else detectable_effect(*d)
@@ -363,7 +363,7 @@ class Comparisons:
                     if c is not None:
                         out.append(c)
         out += self._curve_comparisons(pairs)
-        from ..metrics import holm
+        from ..tasks.metrics import holm
 
         # one family: every comparison a report prints (Holm: no dependence assumed between them)
         for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):

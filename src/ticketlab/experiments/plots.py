@@ -322,8 +322,8 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
 def _whole_sizes(res: SweepResults) -> dict[str, int]:
     """Task label -> the number of training examples, for tasks whose data is here (the x of runs
     on the whole training set, `train_size` null)."""
-    from ..data.glue import load_examples
-    from ..tasks import get_task
+    from ..tasks.glue import load_examples
+    from ..tasks.registry import get_task
 
     out: dict[str, int] = {}
     for r in res.runs("finetune"):

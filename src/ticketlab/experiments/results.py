@@ -2,7 +2,7 @@
 ids of the runs behind it. `load_results` reads the store's rows into a `tables.SweepResults`.
 
 Scores are each fine-tuning run's score of its task's main metric on the 0-100 scale of
-`ticketlab.metrics`, on data that did not choose the checkpoint (`reported_score`), pooled into cells
+`ticketlab.tasks.metrics`, on data that did not choose the checkpoint (`reported_score`), pooled into cells
 (`tables.py`) and compared (`paired.py`).
 
 Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
@@ -58,9 +58,9 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
 def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
     """Each task's constant-predictor score on the split its main metric is read on, from the data
     its fine-tunings read (a task whose data is not here gets none); AVG when every task has one."""
-    from ..data.glue import load_examples
-    from ..metrics import constant_score
-    from ..tasks import get_task
+    from ..tasks.glue import load_examples
+    from ..tasks.metrics import constant_score
+    from ..tasks.registry import get_task
 
     out: dict[str, float] = {}
     tried: set[str] = set()  # each task's data is read once, found or not

@@ -183,7 +183,7 @@ class _Reader:
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
         from ..core.errors import TicketlabError
-        from ..tasks import get_task
+        from ..tasks.registry import get_task
 
         try:
             get_task(task, data)

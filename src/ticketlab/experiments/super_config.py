@@ -17,7 +17,7 @@ from ..core.checks import (
 from ..core.errors import ConfigError
 from ..finetune_config import FinetuneConfig
 from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
-from ..tasks import get_task
+from ..tasks.registry import get_task
 
 
 @dataclass

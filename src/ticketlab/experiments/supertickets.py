@@ -52,8 +52,6 @@ from ..core.checks import (
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
-from ..data.glue import check_task_data
-from ..downstream import SELECT, task_objective
 from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
@@ -72,7 +70,9 @@ from ..structured.tickets import (
     random_ticket,
     select,
 )
-from ..tasks import get_task
+from ..tasks.glue import check_task_data
+from ..tasks.objective import SELECT, task_objective
+from ..tasks.registry import get_task
 from .super_config import SuperConfig
 
 log = logging.getLogger(__name__)

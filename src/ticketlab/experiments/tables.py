@@ -35,7 +35,7 @@ class TransferCell:
     cell: Cell
     full: Cell | None  # the full model on the target
     at_floor: bool = False  # the full model on the target is within one std of a constant predictor
-    reason: str | None = None  # why no verdict: "floor", "one run" (`metrics.no_verdict`)
+    reason: str | None = None  # why no verdict: "floor", "one run" (`tasks.metrics.no_verdict`)
 
     @property
     def delta_std(self) -> float | None:
@@ -57,7 +57,7 @@ class WinningTicket:
     cell: Cell | None  # the method's cell there
     full: Cell | None  # the full model's cell (its mean and std set the bar)
     at_floor: bool = False  # the full model is within one std of a constant predictor: no verdict
-    reason: str | None = None  # why no verdict: "floor", "one run" (`metrics.no_verdict`)
+    reason: str | None = None  # why no verdict: "floor", "one run" (`tasks.metrics.no_verdict`)
 
 
 @dataclass
@@ -177,8 +177,8 @@ class SweepResults(Comparisons):
 
     def no_verdict(self, task: str, full: Cell, ticket: Cell | None = None) -> str | None:
         """Why no winning-ticket verdict on `task` (or AVG) against `full` (and `ticket`): "floor",
-        "one run", or None (`metrics.no_verdict`)."""
-        from ..metrics import floor_of_average, no_verdict
+        "one run", or None (`tasks.metrics.no_verdict`)."""
+        from ..tasks.metrics import floor_of_average, no_verdict
 
         if task == AVG:
             cells = self.cells()

@@ -5,7 +5,7 @@ the text(s) and the label, the label set (or regression), the metrics and the ma
 fine-tuning defaults of TAMT Table 1. The nine GLUE tasks and SQuAD v1.1 are built in. Adding a task
 is one entry, in code:
 
-    from ticketlab.tasks import TaskSpec, register_task
+    from ticketlab.tasks.registry import TaskSpec, register_task
     register_task(TaskSpec(id="sentiment", text_a="text", label="label", labels=("neg", "pos")))
 
 or as a `task.json` with the same fields in the task's data folder, found by
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .core.checks import LearningRate, check_fields
-from .core.errors import ConfigError, TicketlabError
-from .core.files import read_json
-from .core.outputs import safe_component
+from ..core.checks import LearningRate, check_fields
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import read_json
+from ..core.outputs import safe_component
 from .metrics import GLUE_METRICS, SQUAD_METRICS
 
 Kind = Literal["classification", "regression", "squad"]

@@ -27,15 +27,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .core.errors import ConfigError, TicketlabError
-from .data.features import Features, length_sorted_batches, pad_collate
-from .data.glue import load_features
-from .data.squad import SquadExamples, best_answers, load_squad_features
-from .masks import MaskConfig, load_mask_onto
+from ..core.errors import ConfigError, TicketlabError
+from ..data.features import Features, length_sorted_batches, pad_collate
+from ..masks import MaskConfig, load_mask_onto
+from ..models.load import encoder_of, load_model
+from ..train.loop import CollateFn, EvalFn, LossFn
+from .glue import load_features
 from .metrics import GLUE_METRICS, squad_metrics
-from .models.load import encoder_of, load_model
-from .tasks import TaskSpec, get_task, metric_key
-from .train.loop import CollateFn, EvalFn, LossFn
+from .registry import TaskSpec, get_task, metric_key
+from .squad import SquadExamples, best_answers, load_squad_features
 
 log = logging.getLogger(__name__)
 

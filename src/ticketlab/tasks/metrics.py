@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .core.errors import DataError
+from ..core.errors import DataError
 
 # --------------------------------------------------------------------------- GLUE
 

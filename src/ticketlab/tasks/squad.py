@@ -24,9 +24,9 @@ from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files import read_json
-from ..tasks import TaskSpec
-from .features import Features, Ragged, cached, file_digest, tokenizer_digest
+from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .glue import split_file
+from .registry import TaskSpec
 
 log = logging.getLogger(__name__)
 

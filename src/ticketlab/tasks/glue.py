@@ -23,8 +23,8 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
-from ..tasks import Column, TaskSpec
-from .features import Features, Ragged, cached, file_digest, tokenizer_digest
+from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
+from .registry import Column, TaskSpec
 
 log = logging.getLogger(__name__)
 MAX_MALFORMED = 0.5  # fraction of malformed rows above which a file is rejected outright

@@ -1,0 +1,1 @@
+"""Downstream tasks: the registry, GLUE and SQuAD readers, the task objective, metrics."""
