@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertModel
 
+from ticketlab.masks import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
 from ticketlab.models.load import load_model
-from ticketlab.structured import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = ("bert-mini-ref", "minilm", "bert-base", "deberta-v3-base", "modernbert-base")

@@ -53,8 +53,8 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
+from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.models.load import load_model, load_tokenizer
-from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train.loop import step_in_backward
 from ticketlab.train.optim import AdamW
 

@@ -56,7 +56,7 @@ def bert_base(dtype: torch.dtype) -> nn.Module:
 def sparsify(model: nn.Module) -> dict[str, nn.Linear]:
     """Prune every target linear 2:4 by magnitude (in place); the linears, by weight key."""
     from ticketlab.masks import find_targets
-    from ticketlab.pruning import omp_mask
+    from ticketlab.methods import omp_mask
 
     linears = {k: m for k, m in find_targets(model).items() if isinstance(m, nn.Linear)}
     mask = omp_mask(model, None, pattern="2:4", targets=[k.removesuffix(".weight") for k in linears])

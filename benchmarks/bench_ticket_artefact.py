@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 
 from ticketlab.masks import MaskConfig, export_pretrained, load_mask_onto, save_mask
 from ticketlab.masks.ticket import load_ticket, save_ticket
+from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model
-from ticketlab.pruning import omp_mask
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BASE = SHARED / "models" / "bert-mini-ref"

@@ -1,7 +1,7 @@
 """TAMT as its reference implementation does it, written here from the paper's description, for the
 side-by-side row of `bench_mask_training.py` (not part of ticketlab: only the benchmark imports it).
 
-What differs from ticketlab's mask training (`ticketlab.pruning.tamt`):
+What differs from ticketlab's mask training (`ticketlab.methods.tamt`):
 * the binariser clones the scores and writes 0/1 into the clone by boolean indexing, every forward,
   and autograd keeps the float mask and W for the product W ⊙ M (a plain parametrization);
 * the threshold is re-derived by a full `kthvalue` over each matrix's scores, every step (`every=1`)
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ticketlab.lm.objectives import IGNORE_INDEX, head_parameters, pretraining_sums
 from ticketlab.masks import MaskParametrization, attach
-from ticketlab.pruning.magnitude import omp_mask
+from ticketlab.methods.magnitude import omp_mask
 
 
 class _Binarizer(torch.autograd.Function):

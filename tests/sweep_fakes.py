@@ -58,7 +58,7 @@ def _perturbed(base: Mask, share: float, seed: int) -> Mask:
 def fake_search(job: SearchJob) -> SearchOutput:
     """A 'mask training' that drifts away from OMP with every step; saves masks at job.save_at."""
     from ticketlab.experiments.methods import _base_model
-    from ticketlab.pruning import omp_mask
+    from ticketlab.methods import omp_mask
 
     source = f" {job.source['label']}" if job.source is not None else ""
     record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}{source}")

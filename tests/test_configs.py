@@ -350,7 +350,7 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
     from ticketlab.api import SearchConfig
     from ticketlab.core.checks import not_result
     from ticketlab.experiments import methods
-    from ticketlab.pruning import ImpConfig, TamtConfig
+    from ticketlab.methods import ImpConfig, TamtConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS

@@ -127,7 +127,7 @@ def test_dropout_is_the_condition_of_one_process_s_mask():
     """The README's condition: several processes give one process's mask for a model without dropout
     (the model above); with dropout each process draws its own dropout masks, and a search run by
     several processes says so in one line."""
-    from ticketlab.pruning.search import dropout_note
+    from ticketlab.methods.search import dropout_note
 
     plain = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     dropped = make_model(BertForMaskedLM, tiny_bert_config(hidden_dropout_prob=0.1), seed=0)

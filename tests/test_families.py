@@ -21,20 +21,21 @@ import torch
 from conftest import error_line, run, write_tokenizer
 from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.core.errors import MaskMismatchError, TicketlabError
-from ticketlab.masks import apply_mask, find_targets
-from ticketlab.masks.units import UnitMask, to_weight_mask
-from ticketlab.models.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
-from ticketlab.models.load import load_model
-from ticketlab.models.structure import structure_of
-from ticketlab.structured import (
+from ticketlab.masks import (
+    apply_mask,
     attach_gates,
     compact,
+    find_targets,
     load_compacted,
     remove_gates,
     save_compacted,
     save_unit_mask,
     unit_mask_config,
 )
+from ticketlab.masks.units import UnitMask, to_weight_mask
+from ticketlab.models.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
+from ticketlab.models.load import load_model
+from ticketlab.models.structure import structure_of
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

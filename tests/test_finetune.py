@@ -19,8 +19,8 @@ from ticketlab.core.errors import TicketlabError
 from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
+from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model, load_tokenizer
-from ticketlab.pruning import omp_mask
 from ticketlab.tasks.objective import load_task_model, reset_head, task_objective
 from ticketlab.train.loop import TrainConfig, train
 

@@ -11,8 +11,8 @@ from transformers import BertForMaskedLM
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
-from ticketlab.pruning import scores, tamt, thresholds
-from ticketlab.pruning.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
+from ticketlab.methods import scores, tamt, thresholds
+from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train import optim
 from ticketlab.train.loop import RESULT, TrainConfig, train
 from ticketlab.train.optim import AdamW, _runs

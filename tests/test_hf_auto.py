@@ -21,7 +21,7 @@ from transformers import (
 import ticketlab  # noqa: F401 (registers the compacted model type)
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.structured import UnitMask, compact, save_compacted, structure_of
+from ticketlab.masks import UnitMask, compact, save_compacted, structure_of
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask, load_mask, weights_hash
-from ticketlab.pruning.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
-from ticketlab.pruning.search import SearchObjective
+from ticketlab.methods.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
+from ticketlab.methods.search import SearchObjective
 from ticketlab.train.loop import TrainConfig
 
 
@@ -378,7 +378,7 @@ def test_variant_ranking_conflict_and_pooler_are_said():
     for retired in ("lth", "legacy"):  # ticketlab's first IMP is no variant any more
         with pytest.raises(ConfigError, match=f"variant must be one of .chen., .tamt., got .{retired}."):
             ImpConfig(0.5, variant=retired)  # type: ignore[arg-type]
-    from ticketlab.pruning.imp import variant_targets
+    from ticketlab.methods.imp import variant_targets
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
     from ticketlab.masks import find_targets
@@ -389,7 +389,7 @@ def test_variant_ranking_conflict_and_pooler_are_said():
 
 def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, monkeypatch):
     """Both reference codes rebuild AdamW and the linear schedule after each pruning."""
-    from ticketlab.pruning import imp as imp_module
+    from ticketlab.methods import imp as imp_module
 
     seen: dict[int, tuple[int, float, float]] = {}
     original = imp_module._Imp.on_step

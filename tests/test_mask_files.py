@@ -24,7 +24,7 @@ from ticketlab.masks import (
     weights_hash,
 )
 from ticketlab.masks.io import CONFIG_NAME, MASKS_NAME
-from ticketlab.pruning import omp_mask, random_mask
+from ticketlab.methods import omp_mask, random_mask
 
 
 def config_for(model, mask, **kw) -> MaskConfig:

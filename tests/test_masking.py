@@ -25,7 +25,7 @@ from ticketlab.masks import (
     masks_disabled,
     remove_mask,
 )
-from ticketlab.pruning import omp_mask, random_mask
+from ticketlab.methods import omp_mask, random_mask
 
 LAYER_TARGETS = {
     "attention.self.query",

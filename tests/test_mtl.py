@@ -18,10 +18,10 @@ from ticketlab.experiments.mtl import (
     task_objective,
     ticket_param_masks,
 )
+from ticketlab.masks import UnitMask, structure_of
 from ticketlab.masks.apply import dense_tensor
 from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
 from ticketlab.models.load import load_model
-from ticketlab.structured import UnitMask, structure_of
 from ticketlab.train.batches import TASK, MultiTaskData, epoch_batches
 from ticketlab.train.masked_adam import MaskedAdamW
 
@@ -191,8 +191,7 @@ def test_sharing_step_moves_nothing_outside_the_ticket(tiny_bert_dir, glue, tick
 def test_each_tasks_ticket_is_a_named_mask_computing_what_its_gates_compute(tiny_bert_dir, glue, tickets):
     """Per-task tickets are named masks on the shared encoder: bits, one in force; task i's forward
     is its ticket's (the gated model's, FFN-out's bias of a pruned sub-layer included)."""
-    from ticketlab.masks import active_mask, mask_names
-    from ticketlab.structured import attach_gates, load_unit_mask
+    from ticketlab.masks import active_mask, attach_gates, load_unit_mask, mask_names
 
     mt = build(_config(tiny_bert_dir, glue, tickets), seed=1, device=torch.device("cpu"))
     assert mask_names(mt.models["t0"]) == ["t0", "t1"]

@@ -18,8 +18,8 @@ from ticketlab.lm.objectives import pretraining_loss
 from ticketlab.masks import current_mask, load_mask, save_mask
 from ticketlab.masks.io import CONFIG_NAME
 from ticketlab.masks.pattern import NM, parse_pattern
-from ticketlab.pruning import keep_top, omp_mask, random_mask
-from ticketlab.pruning.tamt import (
+from ticketlab.methods import keep_top, omp_mask, random_mask
+from ticketlab.methods.tamt import (
     Scratch,
     TamtConfig,
     attach_scores,

@@ -28,8 +28,8 @@ from ticketlab.lm.objectives import (
     pretraining_sums,
 )
 from ticketlab.masks import apply_mask
+from ticketlab.methods import omp_mask
 from ticketlab.models.arch import ARCHS, Arch, HeadLayout, register_arch
-from ticketlab.pruning import omp_mask
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +196,8 @@ def test_mlm_loss_uses_the_dense_decoder(tok):
 def test_the_kd_teacher_has_unit_gates_off_too(tok):
     """One switch turns every mask off: a gated model's KD teacher is the dense model, not the gated
     one (which would make the KD loss of a structured ticket 0)."""
-    from ticketlab.masks import masks_disabled
+    from ticketlab.masks import attach_gates, gates_disabled, masks_disabled
     from ticketlab.masks.units import UnitMask
-    from ticketlab.structured import attach_gates, gates_disabled
 
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)
     batch = MLMCollator(tok, mlm_probability=0.0)(examples(tok), list(range(6)))  # clean: what KD reads

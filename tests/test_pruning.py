@@ -9,7 +9,7 @@ from transformers import BertForMaskedLM, RobertaForMaskedLM
 
 from conftest import make_model, tiny_bert_config, tiny_roberta_config
 from ticketlab.core.errors import ConfigError
-from ticketlab.pruning import keep_top, omp_mask, random_mask
+from ticketlab.methods import keep_top, omp_mask, random_mask
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.7, 0.9, 0.99])

@@ -17,7 +17,7 @@ from ticketlab.core.checks import FieldError, option
 from ticketlab.core.errors import ConfigError
 from ticketlab.experiments import expand, spec_from_dict
 from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
-from ticketlab.pruning import TamtConfig
+from ticketlab.methods import TamtConfig
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
@@ -81,8 +81,8 @@ class KdMasksConfig:
 def kd_masks(interrupt_at: list[int]) -> SearchMethod:
     """The method; its loss raises KeyboardInterrupt at the call numbers in `interrupt_at`."""
     from ticketlab import api
+    from ticketlab.methods import TamtConfig, search_tamt
     from ticketlab.models.load import load_tokenizer
-    from ticketlab.pruning import TamtConfig, search_tamt
 
     calls = []
 
@@ -177,7 +177,7 @@ def test_resumable_directories_written_before_the_registry_still_resume():
     """Search settings as `SearchConfig.settings` wrote them for TAMT and IMP (each with the other's
     keys as null) are the same run as today's under the behaviour of then (issue 34: KD on the
     corrupted input, the schedule ending at the stop), and another run under TAMT's defaults."""
-    from ticketlab.pruning import ImpConfig, TamtConfig
+    from ticketlab.methods import ImpConfig, TamtConfig
     from ticketlab.train.run_dir import check_same_run
 
     tamt = {

@@ -18,17 +18,22 @@ from transformers import (
 
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.masks import Mask, apply_mask, current_mask, find_targets, is_masked, remove_mask
-from ticketlab.models.load import encoder_of
-from ticketlab.pruning.tamt import attach_scores
-from ticketlab.structured import (
+from ticketlab.masks import (
+    Mask,
     UnitMask,
+    apply_mask,
     apply_unit_mask,
     attach_gates,
+    current_mask,
+    find_targets,
     gates_disabled,
+    is_masked,
     remove_gates,
+    remove_mask,
     structure_of,
 )
+from ticketlab.methods.tamt import attach_scores
+from ticketlab.models.load import encoder_of
 
 
 def masked_model() -> tuple[BertForMaskedLM, Mask]:

@@ -50,7 +50,7 @@ def test_verb_help_imports_no_heavy_package(argv):
 
 def test_verb_help_probe_sees_a_heavy_import():
     """The probe above would see torch if a verb's parser imported it."""
-    assert loaded_after("import ticketlab.pruning.tamt") >= {"torch"}
+    assert loaded_after("import ticketlab.methods.tamt") >= {"torch"}
 
 
 def test_import_ticketlab_imports_no_heavy_package():
@@ -107,12 +107,12 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_tamt_objectives_are_the_losses():
-    """`TamtConfig.objective` is spelt out in the torch-free `pruning.configs`: the same names as the
+    """`TamtConfig.objective` is spelt out in the torch-free `methods.configs`: the same names as the
     losses of `objectives`."""
     from typing import get_args
 
     from ticketlab.lm import objectives
-    from ticketlab.pruning import configs
+    from ticketlab.methods import configs
 
     assert get_args(configs.Objective) == get_args(objectives.Objective) == objectives.OBJECTIVES
 

@@ -22,35 +22,33 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ticketlab.masks import (
     MaskConfig,
-    apply_mask,
-    current_mask,
-    is_masked,
-    load_mask,
-    load_mask_onto,
-    masks_disabled,
-    remove_mask,
-    save_mask,
-    weights_hash,
-)
-from ticketlab.models.load import load_config, load_model
-from ticketlab.structured import (
     UnitMask,
+    apply_mask,
     apply_unit_mask,
     attach_gates,
     compact,
+    current_mask,
     gates_disabled,
     get_gates,
+    is_masked,
     load_compacted,
+    load_mask,
+    load_mask_onto,
     load_unit_mask,
     load_unit_mask_onto,
+    masks_disabled,
     parameter_count,
     remove_gates,
+    remove_mask,
     save_compacted,
+    save_mask,
     save_unit_mask,
     structure_of,
     to_weight_mask,
     unit_mask_config,
+    weights_hash,
 )
+from ticketlab.models.load import load_config, load_model
 
 ATOL = 1e-5
 MODELS = {
@@ -591,7 +589,7 @@ def test_a_ticket_loaded_for_finetuning_is_weights_and_exports_with_zeros(tiny_b
 def test_importance_gates_sit_on_a_ticket_in_weight_form():
     """Importance needs gradients with respect to units: gates (hooks) on top of the weight form.
     The pruned units score exactly 0 (nothing they gate reaches the output)."""
-    from ticketlab.structured.importance import compute_importance
+    from ticketlab.methods.importance import compute_importance
 
     model = tiny()
     units = hard_units(model, "layer")

@@ -19,7 +19,7 @@ from ticketlab.experiments.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_i
 from ticketlab.experiments.plan import FULL, make_run
 from ticketlab.experiments.report import write_report
 from ticketlab.experiments.store import Store
-from ticketlab.structured.importance import Importance
+from ticketlab.methods.importance import Importance
 
 
 def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):
@@ -203,8 +203,8 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from conftest import make_model, tiny_bert_config
     from ticketlab.experiments.methods import METHODS, SearchJob
     from ticketlab.masks import current_mask
-    from ticketlab.pruning import omp_mask
-    from ticketlab.pruning.tamt import prepare_tamt
+    from ticketlab.methods import omp_mask
+    from ticketlab.methods.tamt import prepare_tamt
 
     job = SearchJob(
         model=str(tiny_bert_dir),

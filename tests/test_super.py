@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.structured.importance import Importance, compute_importance, normalize_heads
-from ticketlab.structured.tickets import LEVELS, check_level, keep_units, n_pruned, select, unit_count
+from ticketlab.methods.importance import Importance, compute_importance, normalize_heads
+from ticketlab.methods.tickets import LEVELS, check_level, keep_units, n_pruned, select, unit_count
 
 # --------------------------------------------------------------------------- importance, hand-built
 
@@ -192,7 +192,7 @@ def test_importance_on_gated_bert_matches_finite_differences():
     from transformers import BertForSequenceClassification
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.structured import attach_gates
+    from ticketlab.masks import attach_gates
 
     def classification_loss(model, batch):  # in float64 throughout (finetune's casts logits to float32)
         return torch.nn.functional.cross_entropy(model(input_ids=batch["input_ids"]).logits, batch["labels"])
@@ -424,7 +424,7 @@ def test_neuron_granularity_tickets():
     from transformers import BertForSequenceClassification
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.structured import attach_gates
+    from ticketlab.masks import attach_gates
     from ticketlab.tasks.objective import classification_loss
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2))

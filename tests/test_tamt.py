@@ -26,9 +26,9 @@ from ticketlab.masks import (
     masks_disabled,
     remove_mask,
 )
-from ticketlab.pruning import omp_mask, random_mask
-from ticketlab.pruning.search import restore_checkpoint
-from ticketlab.pruning.tamt import (
+from ticketlab.methods import omp_mask, random_mask
+from ticketlab.methods.search import restore_checkpoint
+from ticketlab.methods.tamt import (
     ScoreMask,
     Scratch,
     TamtConfig,
@@ -40,7 +40,7 @@ from ticketlab.pruning.tamt import (
     prepare_tamt,
     rethreshold,
 )
-from ticketlab.pruning.thresholds import _rank
+from ticketlab.methods.thresholds import _rank
 from ticketlab.train.loop import CHECKPOINT
 from ticketlab.train.optim import AdamW
 
@@ -447,8 +447,8 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
 
 def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
     from ticketlab.api import SearchConfig
-    from ticketlab.pruning import ImpConfig
-    from ticketlab.pruning.tamt import PAPER_STEPS, paper_fraction, paper_schedule_steps
+    from ticketlab.methods import ImpConfig
+    from ticketlab.methods.tamt import PAPER_STEPS, paper_fraction, paper_schedule_steps
 
     def config(method, **kw):
         return SearchConfig(model="m", method=method, out=tmp_path / "o", corpus=["c.txt"], **kw)
@@ -493,7 +493,7 @@ def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monke
     )
     assert main(search_args(tiny_run, tmp_path / "whole", *common)) == 0
 
-    import ticketlab.pruning.tamt as tamt_module
+    import ticketlab.methods.tamt as tamt_module
 
     real, calls = tamt_module.rethreshold, []
 

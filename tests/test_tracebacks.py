@@ -13,9 +13,9 @@ from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditional
 
 from conftest import error_line, make_model, run, tiny_bert_config, write_tokenizer
 from ticketlab.core.errors import ConfigError
+from ticketlab.masks import save_unit_mask, unit_mask_config
 from ticketlab.masks.units import UnitMask
 from ticketlab.models.load import load_model
-from ticketlab.structured import save_unit_mask, unit_mask_config
 
 
 def _sst2(root):

@@ -11,7 +11,7 @@ from transformers import BertForSequenceClassification
 from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import apply_mask
-from ticketlab.pruning import omp_mask
+from ticketlab.methods import omp_mask
 from ticketlab.train.loop import TrainConfig, batch_indices, example_seed, train
 
 # A learnable toy task: label 1 iff token 7 occurs in the sequence.

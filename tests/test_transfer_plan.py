@@ -251,7 +251,7 @@ def test_imp_task_sources_default_to_every_task_and_need_no_corpus(tmp_path, bas
 
 
 def test_imp_task_search_config_reads_the_task(tmp_path):
-    from ticketlab.pruning import ImpConfig
+    from ticketlab.methods import ImpConfig
 
     job = SearchJob(
         model="bert-base-uncased",

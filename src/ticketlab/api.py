@@ -8,7 +8,7 @@
 Each does everything its verb does (loading the model and its MLM head, the corpus or task, the
 accelerator), so the command line is argument parsing -> config -> call, and the sweep calls the
 same functions. Messages go to the `ticketlab` logger (the CLI shows them; a sweep writes them to
-the run's log). The lower-level pieces (`pruning.search_tamt`, `lm.evaluation.evaluate_pretraining`
+the run's log). The lower-level pieces (`methods.search_tamt`, `lm.evaluation.evaluate_pretraining`
 on blocks) stay available for custom loops.
 """
 
@@ -43,9 +43,9 @@ from .core.outputs import check_output
 from .lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from .masks.pattern import parse_pattern, pattern_sparsity
 from .masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
+from .methods.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
 from .models.arch import arch_of
 from .models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
-from .pruning.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
 from .tasks.registry import get_task
 
 # The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .masks import Mask, MaskConfig
-    from .pruning.search import SearchObjective, SearchResult
+    from .methods.search import SearchObjective, SearchResult
     from .train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class PruneConfig:
     """One-shot pruning of `model` into the mask directory `out`."""
 
     model: str  # local directory or hub id
-    method: str  # a key of `pruning.ONE_SHOT`: omp, random
+    method: str  # a key of `methods.ONE_SHOT`: omp, random
     sparsity: Fraction | None  # None with a pattern: the one it implies
     out: str | os.PathLike
     ranking: Literal["local", "global"] = option(
@@ -116,7 +116,7 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
     from .masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
-    from .pruning import ONE_SHOT
+    from .methods import ONE_SHOT
 
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
@@ -240,7 +240,7 @@ class SearchConfig:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
             self.search_method.check_steps(self.method, self.steps)
-        from .pruning.search import parse_steps  # lazy start-up (see the imports)
+        from .methods.search import parse_steps  # lazy start-up (see the imports)
 
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -371,7 +371,7 @@ def _lm_objective(
     from .lm.evaluation import check_scorable
     from .lm.evaluation import evaluate_pretraining as evaluate_blocks
     from .lm.objectives import MLMCollator, pretraining_loss
-    from .pruning.search import SearchObjective
+    from .methods.search import SearchObjective
 
     with acc.main_process_first():
         corpus = load_lm_corpus(
@@ -424,7 +424,7 @@ def _lm_objective(
 
 
 def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from .pruning.tamt import search_tamt  # lazy start-up (see the imports)
+    from .methods.tamt import search_tamt  # lazy start-up (see the imports)
 
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
@@ -462,8 +462,8 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from .pruning.imp import search_imp  # lazy start-up (see the imports)
-    from .pruning.search import SearchObjective
+    from .methods.imp import search_imp  # lazy start-up (see the imports)
+    from .methods.search import SearchObjective
 
     imp: ImpConfig = config.method  # type: ignore[assignment]
     tokenizer = load_tokenizer(config.model)
@@ -629,7 +629,7 @@ def _imp_settings(m: ImpConfig) -> dict[str, Any]:
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
-    from .pruning.imp import imp_schedule  # lazy start-up (see the imports)
+    from .methods.imp import imp_schedule  # lazy start-up (see the imports)
 
     imp_schedule(m.sparsity, steps, m.prune_rate, m.first_pruning or "start")
 
@@ -698,7 +698,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
-    from .pruning.search import SearchDir  # lazy start-up (see the imports)
+    from .methods.search import SearchDir  # lazy start-up (see the imports)
     from .train.loop import make_accelerator
 
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy

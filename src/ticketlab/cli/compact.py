@@ -2,7 +2,7 @@
 
 The result is a smaller, faster model whose outputs equal the ticketed model's (to float tolerance).
 HF configs cannot express per-layer head counts, so the directory holds a manifest
-(`ticketlab_compact.json`) and is reloaded with `ticketlab.structured.load_compacted(DIR)`; a plain
+(`ticketlab_compact.json`) and is reloaded with `ticketlab.masks.load_compacted(DIR)`; a plain
 `from_pretrained` refuses it.
 
 Example:
@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..masks import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
     from ..masks.compact import refuse_compacted
     from ..models.structure import unit_arch  # lazy start-up: torch only when the verb runs
-    from ..structured import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
 
     inputs = (args.model, args.mask)
     check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 from ..api import PruneConfig, prune
-from ..pruning.configs import ONE_SHOT_METHODS
+from ..methods.configs import ONE_SHOT_METHODS
 from .common import (
     add_config_arguments,
     add_model_argument,

@@ -56,7 +56,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..pruning import SearchResult
+    from ..methods import SearchResult
 
 HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
 

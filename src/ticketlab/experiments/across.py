@@ -39,7 +39,7 @@ import torch
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
-from ..structured.importance import Importance
+from ..methods.importance import Importance
 
 KIND = "ticket importance"  # the output kind (`core.outputs.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"

@@ -32,7 +32,7 @@ from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
     from ..api import Preset, SearchConfig, SearchMethod
-    from ..pruning import ImpConfig
+    from ..methods import ImpConfig
 
 
 @dataclass

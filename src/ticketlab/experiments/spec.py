@@ -34,7 +34,7 @@ more seeds add runs.
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
 
-IMP's `variant` names whose IMP runs (`pruning.imp`): `chen` (the default: global over the encoder's
+IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
 matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
 papers' methods became the defaults are re-keyed once (`plan.rekey_store`): their runs of
 ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a

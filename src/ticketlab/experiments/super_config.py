@@ -16,7 +16,7 @@ from ..core.checks import (
 )
 from ..core.errors import ConfigError
 from ..finetune_config import FinetuneConfig
-from ..structured.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
+from ..methods.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
 from ..tasks.registry import get_task
 
 

@@ -57,10 +57,8 @@ from ..finetune_config import FinetuneConfig
 from ..finetune_results import FinetuneResult, mean_std
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
-from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
-from ..models.structure import structure_of, unit_arch
-from ..structured.importance import Importance, compute_importance
-from ..structured.tickets import (
+from ..methods.importance import Importance, compute_importance
+from ..methods.tickets import (
     KINDS,
     LEVELS,
     Shapes,
@@ -70,6 +68,8 @@ from ..structured.tickets import (
     random_ticket,
     select,
 )
+from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.structure import structure_of, unit_arch
 from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task

@@ -13,7 +13,7 @@ terms). A model that carries masks (the ticket as weights, `apply_unit_mask`, or
 compacted with its masks squashed into its weights (`remove_mask(squash=True)`): what it computes,
 less the pruned units; the compacted model holds no parametrizations.
 
-    from ticketlab.structured import compact, load_compacted, load_unit_mask, save_compacted
+    from ticketlab.masks import compact, load_compacted, load_unit_mask, save_compacted
 
     units, config = load_unit_mask("tickets/winning50")
     save_compacted(compact(model, units), "compact/winning50", mask_config=config)

@@ -5,7 +5,7 @@ A structured ticket is *used* (fine-tuned, evaluated, saved, exported) as its we
 `apply_unit_mask(model, units)` (`masks.units`) masks the unit slices of the weights, and FFN-out's
 bias with a pruned FFN sub-layer, by parametrizations like any mask; it computes exactly what the
 gates below compute, with no hooks, and `save_pretrained` writes the zeros. Gates stay where a
-gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`structured.importance`, the scoring
+gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`methods.importance`, the scoring
 step of the super-ticket study).
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
@@ -23,7 +23,7 @@ linear layers that see every unit separately (BERT's names here; every family's 
 Usage::
 
     from ticketlab.masks import masks_disabled
-    from ticketlab.structured import attach_gates, remove_gates
+    from ticketlab.masks import attach_gates, remove_gates
 
     gates = attach_gates(model, granularity="layer")  # heads [L, H] + one gate per FFN [L]; all ones
     gates.requires_grad_()                             # importance: |gates.head.grad| after backward

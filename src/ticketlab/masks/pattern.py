@@ -1,6 +1,6 @@
 """N:M patterns: keep exactly N of every M consecutive weights along the input dimension.
 
-A pattern is a parameter of the one selection (`pruning.ranking.keep_top`, TAMT's thresholds), the
+A pattern is a parameter of the one selection (`methods.ranking.keep_top`, TAMT's thresholds), the
 way `torch.ao.pruning` treats N:M as a parameter of its one sparsifier: the scores are ranked inside
 each group of M instead of per matrix or over all targets. Groups run along the last dimension of a
 weight (the input dimension of `nn.Linear.weight` [out, in], the hidden size of an embedding), which

@@ -26,7 +26,7 @@ fails on the mismatched shapes. `load_compacted(dir)` rebuilds it: the
 original config, the per-layer shapes from the manifest, then the weights (strict: every tensor must
 be there, with its shape).
 
-    from ticketlab.structured import compact, load_compacted, load_unit_mask, save_compacted
+    from ticketlab.masks import compact, load_compacted, load_unit_mask, save_compacted
 
     units, config = load_unit_mask("tickets/winning50")
     save_compacted(compact(model, units), "compact/winning50", mask_config=config)

@@ -1,12 +1,12 @@
 """The settings of the pruning methods, in a module that imports no torch: a verb's `--help` builds
 its options from these dataclasses (`core.checks.option`), and parsing must not wait seconds for
 torch and transformers. The methods themselves are `tamt.py`, `imp.py` and the one-shot modules,
-which import these names from here (they are also theirs: `pruning.tamt.TamtConfig`).
+which import these names from here (they are also theirs: `methods.tamt.TamtConfig`).
 
 * `TamtConfig`: one TAMT search (mask training; `tamt.py`).
 * `ImpConfig`: one IMP search (iterative magnitude pruning with rewinding; `imp.py` explains the
   variants).
-* `ONE_SHOT_METHODS`: the names of the one-shot methods (`pruning.ONE_SHOT` maps them to functions).
+* `ONE_SHOT_METHODS`: the names of the one-shot methods (`methods.ONE_SHOT` maps them to functions).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ Ranking = Literal["local", "global"]
 Objective = Literal["mlm", "kd", "mlm+kd"]
 Init = Literal["omp", "random"]
 ScoreDtype = Literal["float32", "bfloat16"]
-ONE_SHOT_METHODS = ("omp", "random")  # `pruning.ONE_SHOT`: omp_mask, random_mask
+ONE_SHOT_METHODS = ("omp", "random")  # `methods.ONE_SHOT`: omp_mask, random_mask
 
 
 @dataclass

@@ -8,7 +8,7 @@ of `search.py`; their settings are `configs.py` (no torch: a verb's `--help` rea
 
 from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.core.lazy`): `pruning.configs` is read when `ticketlab search --help`
+# Imported on first use (`ticketlab.core.lazy`): `methods.configs` is read when `ticketlab search --help`
 # is parsed, and must not bring torch with the methods.
 _WHERE = {
     "ONE_SHOT": "one_shot",

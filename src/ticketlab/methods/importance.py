@@ -167,7 +167,7 @@ def compute_importance(
     """E|∂L/∂gate| for every head and FFN unit over `dataset`, in one pass (see the module docstring:
     `per` is "example", "token" or "batch").
 
-    `gates`: a `structured.Gates` (or any object with leaf tensors `head` [L, H] and `ffn` [L] and/or
+    `gates`: a `masks.Gates` (or any object with leaf tensors `head` [L, H] and `ffn` [L] and/or
     `neuron` [L, I] that the model's forward multiplies in, reading them at every forward and
     broadcasting a [B, T, ...] gate over its activations). Gate values are left as they are
     (normally all ones: the full fine-tuned model); the model's weights are not changed.
