@@ -318,8 +318,8 @@ def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
     field; these sets are pinned, as they decide the run ids of recorded runs and directories."""
     from ticketlab.core.checks import not_result
     from ticketlab.experiments.mtl import MtlConfig
-    from ticketlab.finetune import FinetuneConfig
     from ticketlab.lm.pretrain import PretrainConfig
+    from ticketlab.verbs.finetune import FinetuneConfig
 
     assert not_result(FinetuneConfig) == (
         "eval_batch_size",
@@ -347,10 +347,10 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
     every other one is a field of `SearchConfig` or of the method's config."""
     import dataclasses
 
-    from ticketlab.api import SearchConfig
     from ticketlab.core.checks import not_result
     from ticketlab.experiments import methods
     from ticketlab.methods import ImpConfig, TamtConfig
+    from ticketlab.verbs.api import SearchConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS

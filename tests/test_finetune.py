@@ -16,15 +16,15 @@ from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.finetune import FinetuneConfig, FinetuneResult, finetune
-from ticketlab.finetune_results import mean_std, summarize
 from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.tasks.objective import load_task_model, reset_head, task_objective
 from ticketlab.train.loop import TrainConfig, train
+from ticketlab.verbs.finetune import FinetuneConfig, FinetuneResult, finetune
+from ticketlab.verbs.finetune_results import mean_std, summarize
 
-ft = importlib.import_module("ticketlab.finetune")  # the module: `ticketlab.finetune` is the function
+ft = importlib.import_module("ticketlab.verbs.finetune")  # the module: `ticketlab.finetune` is the function
 
 NOUNS = "cat dog bird fish man woman child king queen".split()
 POS, NEG = ["good", "great", "happy"], ["bad", "awful", "sad"]
@@ -148,7 +148,7 @@ def test_finetune_learns_and_reports_best_and_final(tiny_bert_dir, glue_dir, tmp
 def test_the_reported_score_is_never_chosen_on_the_data_that_scores_it():
     """held-out: the last evaluation, or the step a selection part of dev picked (scored on the rest);
     best-dev: the papers' best dev score; a result.json from before the field reads as best-dev."""
-    from ticketlab.finetune_results import FinetuneResult
+    from ticketlab.verbs.finetune_results import FinetuneResult
 
     base = dict(task="sst2", metric="accuracy", seed=1, history=[], steps=2, epochs=1.0, n_train=8)
     base |= dict(n_dev={}, skipped={}, sparsity=0.0, mask=None, train_time_s=0, eval_time_s=0, wall_time_s=0)
@@ -314,12 +314,12 @@ def test_mean_std_and_summary():
 
 
 def test_the_pieces_still_import_from_finetune():
-    """`from ticketlab.finetune import X` (the README's task objectives, user code) keeps working for
+    """`from ticketlab.verbs.finetune import X` (the README's task objectives, user code) keeps working for
     the names that moved to `downstream`, `finetune_config` and `finetune_results`, as the same
     objects."""
-    import ticketlab.finetune_config as finetune_config
-    import ticketlab.finetune_results as finetune_results
     import ticketlab.tasks.objective as downstream
+    import ticketlab.verbs.finetune_config as finetune_config
+    import ticketlab.verbs.finetune_results as finetune_results
 
     for name in ft.__all__:
         home = next((m for m in (downstream, finetune_config, finetune_results) if hasattr(m, name)), ft)

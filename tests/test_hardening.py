@@ -17,10 +17,10 @@ from conftest import error_line, run
 from sweep_fakes import make_spec, spec_dict
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.experiments import expand
-from ticketlab.finetune import FinetuneConfig
 from ticketlab.masks import load_mask
 from ticketlab.tasks.registry import TaskSpec
 from ticketlab.train.loop import TrainConfig
+from ticketlab.verbs.finetune import FinetuneConfig
 
 
 @pytest.fixture()

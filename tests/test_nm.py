@@ -11,7 +11,6 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config
 from test_tamt import batch_of, search_args, tiny_run, tok  # noqa: F401 (tiny_run, tok: fixtures)
-from ticketlab.api import PruneConfig
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.lm.objectives import pretraining_loss
@@ -30,6 +29,7 @@ from ticketlab.methods.tamt import (
 )
 from ticketlab.tasks.objective import load_task_model
 from ticketlab.train.loop import TrainConfig, train
+from ticketlab.verbs.api import PruneConfig
 
 
 def tiny():

@@ -15,8 +15,8 @@ from test_finetune import sentiment_rows
 from ticketlab.experiments.adaptation import AdaptConfig, AdaptSource, run_adaptation
 from ticketlab.experiments.mtl import MtlConfig, run_mtl
 from ticketlab.experiments.supertickets import SuperConfig, run_super
-from ticketlab.finetune import FinetuneConfig, finetune_seeds
 from ticketlab.lm.pretrain import PretrainConfig, pretrain
+from ticketlab.verbs.finetune import FinetuneConfig, finetune_seeds
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
 

@@ -172,9 +172,9 @@ def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, mo
 
     from transformers import BertForMaskedLM
 
-    from ticketlab.finetune import FinetuneConfig, finetune
+    from ticketlab.verbs.finetune import FinetuneConfig, finetune
 
-    ft = importlib.import_module("ticketlab.finetune")
+    ft = importlib.import_module("ticketlab.verbs.finetune")
     model_dir = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
     data = tmp_path / "glue" / "SST-2"
     data.mkdir(parents=True)
@@ -258,7 +258,7 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
     and a selection split leaving too few dev examples on either side (the minimum and why)."""
     from ticketlab.core.errors import ConfigError
     from ticketlab.experiments.supertickets import SuperConfig, run_super
-    from ticketlab.finetune import FinetuneConfig
+    from ticketlab.verbs.finetune import FinetuneConfig
 
     data = tmp_path / "glue" / "SST-2"
     data.mkdir(parents=True)

@@ -316,7 +316,7 @@ def test_a_finished_runs_recorded_model_folder_is_not_trusted(tmp_path, tiny_ber
     """A finished run's result.json edited (or carried) to name another folder as its `model_dir`:
     the result read back names the run's own `model/`, so a study that deletes the weights it no
     longer needs (`remove_ours(result.model_dir)`) never reaches outside the run."""
-    from ticketlab.finetune import FinetuneConfig, finetune
+    from ticketlab.verbs.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         model=str(tiny_bert_dir),

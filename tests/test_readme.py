@@ -28,9 +28,9 @@ from transformers import BertForMaskedLM
 
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from test_runner import write_sst2
-from ticketlab.api import SEARCH_METHODS
 from ticketlab.cli import build_parser, main
 from ticketlab.models.arch import ARCHS
+from ticketlab.verbs.api import SEARCH_METHODS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()

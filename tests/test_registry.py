@@ -10,7 +10,6 @@ import pytest
 from accelerate import Accelerator
 
 from sweep_fakes import base_spec_dict
-from ticketlab.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
 from ticketlab.cli import build_parser, main
 from ticketlab.cli.search import search_config
 from ticketlab.core.checks import FieldError, option
@@ -18,6 +17,7 @@ from ticketlab.core.errors import ConfigError
 from ticketlab.experiments import expand, spec_from_dict
 from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
 from ticketlab.methods import TamtConfig
+from ticketlab.verbs.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
@@ -44,7 +44,7 @@ class ToyConfig:
 def test_a_registered_search_method_is_a_search_subcommand(monkeypatch, tmp_path):
     """`ticketlab search NAME` for every registered search method, its options its config's
     documented fields; `search()` runs the method's function."""
-    monkeypatch.setattr("ticketlab.api.check_model", lambda model: None)  # the toys read no model
+    monkeypatch.setattr("ticketlab.verbs.api.check_model", lambda model: None)  # the toys read no model
     ran = []
     toy = SearchMethod("toy", ToyConfig, lambda config, acc: ran.append(config.method), "a toy search")
     monkeypatch.setitem(SEARCH_METHODS, "toy", toy)
@@ -80,9 +80,9 @@ class KdMasksConfig:
 
 def kd_masks(interrupt_at: list[int]) -> SearchMethod:
     """The method; its loss raises KeyboardInterrupt at the call numbers in `interrupt_at`."""
-    from ticketlab import api
     from ticketlab.methods import TamtConfig, search_tamt
     from ticketlab.models.load import load_tokenizer
+    from ticketlab.verbs import api
 
     calls = []
 
@@ -259,7 +259,7 @@ class TamtVariantConfig(TamtConfig):
 def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_path):
     """`SearchConfig` picks the method registered for its config's own type, not the first whose
     config it is an instance of (TAMT for a `TamtConfig` subclass)."""
-    monkeypatch.setattr("ticketlab.api.check_model", lambda model: None)  # the toys read no model
+    monkeypatch.setattr("ticketlab.verbs.api.check_model", lambda model: None)  # the toys read no model
     ran = []
     variant = SearchMethod("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
     monkeypatch.setitem(SEARCH_METHODS, variant.name, variant)
@@ -275,7 +275,7 @@ def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_pa
 
 WORKER_METHOD = """
 import dataclasses
-from ticketlab.api import SearchMethod
+from ticketlab.verbs.api import SearchMethod
 
 
 @dataclasses.dataclass
@@ -318,7 +318,7 @@ def test_a_pickled_sweep_work_carries_the_registered_search_methods(monkeypatch,
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
     code = (
-        "import pickle, sys; from ticketlab.api import SEARCH_METHODS; "
+        "import pickle, sys; from ticketlab.verbs.api import SEARCH_METHODS; "
         "assert 'carried' not in SEARCH_METHODS; "
         "work = pickle.load(open(sys.argv[1], 'rb')); spec = work.methods['carried']; "
         "print(spec.name, SEARCH_METHODS['carried'].config.__module__, list(work.methods)[0])"

@@ -79,7 +79,7 @@ def test_finetune_stays_the_function_when_its_module_is_imported():
         [
             sys.executable,
             "-c",
-            "import ticketlab, importlib; importlib.import_module('ticketlab.finetune');"
+            "import ticketlab, importlib; importlib.import_module('ticketlab.verbs.finetune');"
             "print(callable(ticketlab.finetune), type(ticketlab.finetune).__name__)",
         ],
         capture_output=True,

@@ -278,7 +278,7 @@ def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
 
 
 def test_a_masked_bias_gets_no_weight_decay():
-    from ticketlab.finetune import _params
+    from ticketlab.verbs.finetune import _params
 
     model = tiny()
     apply_mask(model, to_weight_mask(UnitMask.ones(structure_of(model), "layer"), structure_of(model)))

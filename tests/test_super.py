@@ -269,7 +269,7 @@ def sst2_root(tmp_path_factory):
 
 def _super_config(tiny_bert_dir, root, **kw):
     from ticketlab.experiments.supertickets import SuperConfig
-    from ticketlab.finetune import FinetuneConfig
+    from ticketlab.verbs.finetune import FinetuneConfig
 
     ft = FinetuneConfig(
         model=str(tiny_bert_dir),
@@ -317,7 +317,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.masks.unit_io import load_unit_mask
     from ticketlab.models.load import load_model
 
-    ft = importlib.import_module("ticketlab.finetune")  # the module (the package exports a function)
+    ft = importlib.import_module("ticketlab.verbs.finetune")  # the module (the package exports a function)
     starts = []  # the weights every fine-tuning starts from
     real_train = ft.train
 

@@ -16,8 +16,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.register_search(ticketlab.SearchMethod(...))    (a search method of your own:
                                                               ticketlab search NAME, sweeps, reports)
 
-`ticketlab.finetune` is the function; its module is `import ticketlab.finetune` /
-`importlib.import_module("ticketlab.finetune")`, and `from ticketlab.finetune import X` works as usual.
+`ticketlab.finetune` is the function; its module is `import ticketlab.verbs.finetune` /
+`importlib.import_module("ticketlab.verbs.finetune")`, and `from ticketlab.verbs.finetune import X` works as usual.
 """
 
 import importlib
@@ -29,20 +29,20 @@ __version__ = "0.1.0"
 # Every public name is imported on first use (PEP 562), so `import ticketlab` and `ticketlab --help`
 # do not pay for torch, transformers and scikit-learn before a verb needs them.
 _LAZY = {
-    "PretrainEvalConfig": "api",
-    "PruneConfig": "api",
-    "PruneResult": "api",
-    "SearchConfig": "api",
-    "evaluate_pretraining": "api",
-    "prune": "api",
-    "search": "api",
-    "SearchMethod": "api",
-    "Preset": "api",
-    "register_search": "api",
-    "FinetuneConfig": "finetune",
-    "FinetuneResult": "finetune",
-    "finetune": "finetune",
-    "finetune_seeds": "finetune",
+    "PretrainEvalConfig": "verbs.api",
+    "PruneConfig": "verbs.api",
+    "PruneResult": "verbs.api",
+    "SearchConfig": "verbs.api",
+    "evaluate_pretraining": "verbs.api",
+    "prune": "verbs.api",
+    "search": "verbs.api",
+    "SearchMethod": "verbs.api",
+    "Preset": "verbs.api",
+    "register_search": "verbs.api",
+    "FinetuneConfig": "verbs.finetune",
+    "FinetuneResult": "verbs.finetune",
+    "finetune": "verbs.finetune",
+    "finetune_seeds": "verbs.finetune",
     "ImpConfig": "methods",
     "SearchResult": "methods",
     "TamtConfig": "methods",

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from ..experiments.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
-from ..finetune_config import FinetuneConfig
+from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
 from .finetune import SCHEDULE, data_dir_of
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..api import PretrainEvalConfig, evaluate_pretraining
 from ..core.files import to_json
+from ..verbs.api import PretrainEvalConfig, evaluate_pretraining
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 VERB = "evaluate-pretrain"

@@ -28,8 +28,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..finetune_config import FinetuneConfig
-from ..finetune_results import FinetuneResult
+from ..verbs.finetune_config import FinetuneConfig
+from ..verbs.finetune_results import FinetuneResult
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 HELP = "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"
@@ -87,7 +87,7 @@ def _print_run(r: FinetuneResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..finetune import finetune_seeds, seed_dir  # lazy start-up: torch only when the verb runs
+    from ..verbs.finetune import finetune_seeds, seed_dir  # lazy start-up: torch only when the verb runs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     config = finetune_config(args)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..api import PruneConfig, prune
 from ..methods.configs import ONE_SHOT_METHODS
+from ..verbs.api import PruneConfig, prune
 from .common import (
     add_config_arguments,
     add_model_argument,

@@ -43,8 +43,8 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from ..api import SEARCH_METHODS, SearchConfig, SearchMethod, search
 from ..core.files import to_json
+from ..verbs.api import SEARCH_METHODS, SearchConfig, SearchMethod, search
 from .common import (
     add_config_arguments,
     add_model_argument,
@@ -111,7 +111,7 @@ def _common(p: argparse.ArgumentParser, method: SearchMethod) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One sub-command per registered search method (`api.SEARCH_METHODS`)."""
+    """One sub-command per registered search method (`verbs.api.SEARCH_METHODS`)."""
     sub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, method in SEARCH_METHODS.items():
         m = sub.add_parser(

@@ -35,8 +35,8 @@ from ..core.checks import check_config
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from ..core.outputs import claim_dir, safe_component
-from ..finetune_config import FinetuneConfig
-from ..finetune_results import mean_std
+from ..verbs.finetune_config import FinetuneConfig
+from ..verbs.finetune_results import mean_std
 
 KIND = "domain adaptation"
 FRACTIONS = (0.001, 0.01, 0.1, 1.0)
@@ -245,7 +245,7 @@ def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float |
 
 def run_adaptation(config: AdaptConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Every (source, fraction) fine-tuning into OUT (resumable), then the table."""
-    from ..finetune import finetune  # lazy start-up, as in `subsets`
+    from ..verbs.finetune import finetune  # lazy start-up, as in `subsets`
 
     n = _n_train(config.finetune)
     out = claim_dir(out_dir, kind=KIND, inputs=[s.model for s in config.sources] + [config.finetune.data_dir])

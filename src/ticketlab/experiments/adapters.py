@@ -79,10 +79,10 @@ def pretrain_eval_changed(settings: dict[str, Any]) -> dict[str, Any]:
 
 def finetune_settings() -> frozenset[str]:
     """Keys a spec may give in `finetune:` or per task: `steps` (a cap on the task's default epochs),
-    `train_size`, and every field of `ticketlab.finetune.FinetuneConfig` the sweep does not set."""
+    `train_size`, and every field of `ticketlab.verbs.finetune.FinetuneConfig` the sweep does not set."""
     import dataclasses
 
-    from ..finetune import FinetuneConfig
+    from ..verbs.finetune import FinetuneConfig
 
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     return frozenset({"steps", "train_size"} | (fields - _FINETUNE_OWN))
@@ -91,14 +91,14 @@ def finetune_settings() -> frozenset[str]:
 def finetune_non_result() -> frozenset[str]:
     """Fine-tuning settings that do not change the result (left out of a run's identity)."""
     from ..core.checks import not_result
-    from ..finetune import FinetuneConfig
+    from ..verbs.finetune import FinetuneConfig
 
     return frozenset(not_result(FinetuneConfig))
 
 
 def finetune_unavailable() -> str | None:
     try:
-        import ticketlab.finetune  # noqa: F401
+        import ticketlab.verbs.finetune  # noqa: F401
     except ImportError as e:
         return f"fine-tuning is not available ({e})"
     return None
@@ -117,7 +117,7 @@ def finetune_config(job: FinetuneJob):
     `train_samples`): what the run uses, and what the dry run builds to refuse bad values early."""
     import sys
 
-    from ..finetune import FinetuneConfig
+    from ..verbs.finetune import FinetuneConfig
 
     settings = dict(job.settings)
     steps = settings.pop("steps", None)
@@ -135,9 +135,9 @@ def finetune_config(job: FinetuneJob):
 
 
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
-    """One run of `ticketlab.finetune.finetune` (resumable: an interrupted run continues from its
+    """One run of `ticketlab.verbs.finetune.finetune` (resumable: an interrupted run continues from its
     checkpoint in `job.out_dir`, a finished one returns its saved result)."""
-    from ..finetune import finetune
+    from ..verbs.finetune import finetune
 
     r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
@@ -156,7 +156,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
     """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
     import sys
 
-    from ..api import PretrainEvalConfig
+    from ..verbs.api import PretrainEvalConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     if job.corpus.get("text_column") is not None:
@@ -174,7 +174,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
-    from ..api import evaluate_pretraining
+    from ..verbs.api import evaluate_pretraining
 
     config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):

@@ -9,7 +9,7 @@ settings it reads (they become part of the run's identity, so changing TAMT's lr
 nothing else), and how a search-cost curve (TAMT Fig. 6) is obtained: masks saved along one run
 (`save_at`) or one run per budget (`budgets`, IMP).
 
-A search method registered in the library (`api.SEARCH_METHODS`) is a sweep method already: one
+A search method registered in the library (`verbs.api.SEARCH_METHODS`) is a sweep method already: one
 per preset (`tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), plus `NAME-task` where it may search
 on a task (`trained_methods`). Other methods are one entry here (`register`). A method with a
 `color` also takes its place in reports: the tables and figures list such methods first, in the
@@ -31,8 +31,8 @@ from ..core.checks import from_options, option_name
 from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..api import Preset, SearchConfig, SearchMethod
     from ..methods import ImpConfig
+    from ..verbs.api import Preset, SearchConfig, SearchMethod
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _base_model(name: str):
 
 def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of an OMP / random pruning job."""
-    from ..api import PruneConfig
+    from ..verbs.api import PruneConfig
 
     return PruneConfig(
         model=job.model,
@@ -130,7 +130,7 @@ def prune_config(job: SearchJob):
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
     """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
-    from ..api import prune
+    from ..verbs.api import prune
 
     config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
@@ -200,7 +200,7 @@ def setting_name(method: str, field: str) -> str:
     """The spec setting that gives config field `field` of sweep method `method`'s search: its option
     name (`core.checks.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
     else `SearchConfig`; `field` itself where neither has it."""
-    from ..api import SEARCH_METHODS, SearchConfig
+    from ..verbs.api import SEARCH_METHODS, SearchConfig
 
     base = base_method(method)
     configs = [m.config for m in SEARCH_METHODS.values() if any(s.name == base for s in trained_methods(m))]
@@ -215,7 +215,7 @@ def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozens
     """The settings a spec may give `method` (under `preset`), by their option names: those of
     TRAINING_SETTINGS it reads (`SearchConfig`'s, and `ranking` / `targets` where its config has
     them) and its config's documented options, less what the preset fixes and NOT_SWEPT."""
-    from ..api import SearchConfig
+    from ..verbs.api import SearchConfig
 
     fields = dataclasses.fields(method.config)
     readers = _option_names(method) | {f.name for f in dataclasses.fields(SearchConfig)}
@@ -236,7 +236,7 @@ def method_config(
 
 def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
     """A sweep's IMP config at `sparsity` (without `variant`: Chen et al.'s, `ImpConfig`'s default)."""
-    from ..api import SEARCH_METHODS  # torch: only when a sweep has an IMP method
+    from ..verbs.api import SEARCH_METHODS  # torch: only when a sweep has an IMP method
 
     return method_config(SEARCH_METHODS["imp"], None, sparsity, None, settings)
 
@@ -245,7 +245,7 @@ def search_config(job: SearchJob, method: SearchMethod, preset: Preset | None = 
     """The `ticketlab.search` config of a job of `method` (under `preset`): the spec's settings go
     to the method's config or to `SearchConfig`, under their CLI option names. A job with a `source`
     searches on that task (`ticketlab search imp --task`), not on the corpus."""
-    from ..api import SearchConfig
+    from ..verbs.api import SearchConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     own = {k: settings.pop(k) for k in _option_names(method) if k in settings}
@@ -273,7 +273,7 @@ def trained_search(configure: Callable[[SearchJob], SearchConfig]) -> SearchFn:
     the same OUT); its messages go to `work_dir/search.log`."""
 
     def run(job: SearchJob) -> SearchOutput:
-        from ..api import search
+        from ..verbs.api import search
         from .adapters import logged
 
         config = configure(job)
@@ -334,13 +334,13 @@ def trained_methods(method: SearchMethod) -> tuple[MethodSpec, ...]:
 
 class Methods(MutableMapping[str, MethodSpec]):
     """The sweep's methods by name, in report order: its own (the one-shot ones below), then those
-    of the library's search methods (`api.SEARCH_METHODS`, `trained_methods`), read from it on each
+    of the library's search methods (`verbs.api.SEARCH_METHODS`, `trained_methods`), read from it on each
     access so that a search method registered later is a sweep method too, then any `register`ed
     since. An entry set under a derived name replaces it in its place.
 
     Pickled (a sweep's `Work`, sent to a local subprocess or a Slurm job), it carries its own
-    entries and the search methods registered besides the library's (`api.register_search`), which
-    unpickling registers in the worker's `api.SEARCH_METHODS` where it lacks them: a method the
+    entries and the search methods registered besides the library's (`verbs.api.register_search`), which
+    unpickling registers in the worker's `verbs.api.SEARCH_METHODS` where it lacks them: a method the
     coordinator registered is one in the worker too. Pickling (submitit's cloudpickle) stores the
     classes and functions of an importable module by module path, so such a method's config, `run`
     and other functions are best defined at module level in a module the worker can import under
@@ -352,7 +352,7 @@ class Methods(MutableMapping[str, MethodSpec]):
         self._first = tuple(own)
 
     def _entries(self) -> dict[str, MethodSpec]:
-        from ..api import SEARCH_METHODS  # torch: only when a sweep or report reads its methods
+        from ..verbs.api import SEARCH_METHODS  # torch: only when a sweep or report reads its methods
 
         own = dict(self._own)
         found = {k: own.pop(k) for k in self._first if k in own}
@@ -378,10 +378,10 @@ class Methods(MutableMapping[str, MethodSpec]):
         self._own[name] = spec
 
     def __delitem__(self, name: str) -> None:
-        del self._own[name]  # a derived method goes with its search method (`api.SEARCH_METHODS`)
+        del self._own[name]  # a derived method goes with its search method (`verbs.api.SEARCH_METHODS`)
 
     def __reduce__(self):
-        from ..api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
+        from ..verbs.api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
 
         added = [m for m in SEARCH_METHODS.values() if not any(m is b for b in BUILTIN_SEARCH_METHODS)]
         return _unpickle_methods, (self._own, self._first, added)
@@ -391,7 +391,7 @@ def _unpickle_methods(own: dict[str, MethodSpec], first: tuple[str, ...], added:
     """A pickled `Methods` in a worker: the search methods the coordinator had registered are
     registered here too, where this process lacks them (or has only the library's entry by that
     name, which the coordinator had replaced)."""
-    from ..api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
+    from ..verbs.api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
 
     for method in added:
         present = SEARCH_METHODS.get(method.name)
@@ -404,7 +404,7 @@ def _unpickle_methods(own: dict[str, MethodSpec], first: tuple[str, ...], added:
 
 # The sweep's own methods, in the order reports list them: those that are not library search
 # methods (the dense model; `ticketlab prune`'s one-shot omp and random; `ticketlab super`'s random
-# structured ticket), so they have no entry in `api.SEARCH_METHODS` to be derived from.
+# structured ticket), so they have no entry in `verbs.api.SEARCH_METHODS` to be derived from.
 METHODS: MutableMapping[str, MethodSpec] = Methods(
     {
         "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False, color="C0"),

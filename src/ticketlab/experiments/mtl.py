@@ -52,8 +52,6 @@ from torch import Tensor, nn
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_bytes, atomic_write_json, content_key
 from ..core.outputs import claim_dir
-from ..finetune import _params
-from ..finetune_results import mean_std
 from ..masks import MaskConfig
 from ..masks.apply import dense_tensor, plain_name
 from ..masks.named import active_tensors, add_mask, set_active_mask
@@ -70,6 +68,8 @@ from ..train.loop import RESULT as TRAIN_RESULT
 from ..train.loop import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
 from ..train.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..train.run_dir import RunDir
+from ..verbs.finetune import _params
+from ..verbs.finetune_results import mean_std
 from .mtl_config import MtlConfig
 from .supertickets import record_study
 

@@ -15,9 +15,9 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..finetune_config import FinetuneConfig
 from ..methods.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
 from ..tasks.registry import get_task
+from ..verbs.finetune_config import FinetuneConfig
 
 
 @dataclass

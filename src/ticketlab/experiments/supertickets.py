@@ -52,9 +52,6 @@ from ..core.checks import (
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
-from ..finetune import INPUT_NAMES, finetune, input_content, input_paths
-from ..finetune_config import FinetuneConfig
-from ..finetune_results import FinetuneResult, mean_std
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..methods.importance import Importance, compute_importance
@@ -73,6 +70,9 @@ from ..models.structure import structure_of, unit_arch
 from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
+from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
+from ..verbs.finetune_config import FinetuneConfig
+from ..verbs.finetune_results import FinetuneResult, mean_std
 from .super_config import SuperConfig
 
 log = logging.getLogger(__name__)

@@ -36,17 +36,15 @@ from typing import Any
 
 from torch import nn
 
-from .core.checks import check_distinct
-from .core.files import atomic_write_json, content_key, read_json
-from .core.outputs import check_output, claim_dir
-from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
-from .finetune_results import FinetuneResult, mean_std, summarize
-from .masks import current_mask, export_pretrained
-from .masks.apply import plain_name
-from .masks.io import library_versions
-from .models.load import check_model, fit_max_length, load_config, load_tokenizer
-from .tasks.glue import task_dir
-from .tasks.objective import (
+from ..core.checks import check_distinct
+from ..core.files import atomic_write_json, content_key, read_json
+from ..core.outputs import check_output, claim_dir
+from ..masks import current_mask, export_pretrained
+from ..masks.apply import plain_name
+from ..masks.io import library_versions
+from ..models.load import check_model, fit_max_length, load_config, load_tokenizer
+from ..tasks.glue import task_dir
+from ..tasks.objective import (
     LOSSES,
     MODEL_INPUTS,
     SELECT,
@@ -60,9 +58,11 @@ from .tasks.objective import (
     split_dev,
     task_objective,
 )
-from .tasks.registry import TaskSpec, get_task
-from .train.loop import EvalFn, TrainConfig, make_accelerator, train
-from .train.run_dir import RunDir, check_same_run
+from ..tasks.registry import TaskSpec, get_task
+from ..train.loop import EvalFn, TrainConfig, make_accelerator, train
+from ..train.run_dir import RunDir, check_same_run
+from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
+from .finetune_results import FinetuneResult, mean_std, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "LOSSES",

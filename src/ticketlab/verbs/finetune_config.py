@@ -5,7 +5,7 @@
 * `Hyper.of(config, spec)`: the hyper-parameters the run uses, the task's defaults (TAMT Table 1)
   where the config leaves them open; `fit_doc_stride` fits SQuAD's window overlap to the length.
 * `fingerprint(config, spec)`: what determines the run's result, hashed into its id
-  (`finetune._write_config`) and compared on resume.
+  (`verbs.finetune._write_config`) and compared on resume.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .core.checks import (
+from ..core.checks import (
     Fraction,
     LearningRate,
     NonNegFloat,
@@ -28,8 +28,8 @@ from .core.checks import (
     not_result,
     option,
 )
-from .core.errors import ConfigError
-from .tasks.registry import BUILTIN, TaskSpec, get_task
+from ..core.errors import ConfigError
+from ..tasks.registry import BUILTIN, TaskSpec, get_task
 
 
 @dataclass

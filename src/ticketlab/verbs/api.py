@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .core.checks import (
+from ..core.checks import (
     BlockLength,
     FieldError,
     Fraction,
@@ -37,16 +37,16 @@ from .core.checks import (
     check_one_of,
     option,
 )
-from .core.errors import ConfigError
-from .core.files import atomic_write_json
-from .core.outputs import check_output
-from .lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from .masks.pattern import parse_pattern, pattern_sparsity
-from .masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
-from .methods.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
-from .models.arch import arch_of
-from .models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
-from .tasks.registry import get_task
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_json
+from ..core.outputs import check_output
+from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..masks.pattern import parse_pattern, pattern_sparsity
+from ..masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
+from ..methods.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
+from ..models.arch import arch_of
+from ..models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
+from ..tasks.registry import get_task
 
 # The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
 # `--help` is parsed: torch, transformers and the methods are imported by the functions that run
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch import nn
 
-    from .masks import Mask, MaskConfig
-    from .methods.search import SearchObjective, SearchResult
-    from .train.loop import TrainConfig
+    from ..masks import Mask, MaskConfig
+    from ..methods.search import SearchObjective, SearchResult
+    from ..train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
 
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
-    from .masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
-    from .methods import ONE_SHOT
+    from ..masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
+    from ..methods import ONE_SHOT
 
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
@@ -240,7 +240,7 @@ class SearchConfig:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
             self.search_method.check_steps(self.method, self.steps)
-        from .methods.search import parse_steps  # lazy start-up (see the imports)
+        from ..methods.search import parse_steps  # lazy start-up (see the imports)
 
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -317,7 +317,7 @@ class SearchConfig:
         }
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
-        from .train.loop import TrainConfig  # lazy start-up (see the imports)
+        from ..train.loop import TrainConfig  # lazy start-up (see the imports)
 
         return TrainConfig(
             max_steps=self.steps,
@@ -367,11 +367,11 @@ def _lm_objective(
 ) -> SearchObjective:
     """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
     given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
-    from .data.corpus import load_lm_corpus  # lazy start-up (see the imports)
-    from .lm.evaluation import check_scorable
-    from .lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from .lm.objectives import MLMCollator, pretraining_loss
-    from .methods.search import SearchObjective
+    from ..data.corpus import load_lm_corpus  # lazy start-up (see the imports)
+    from ..lm.evaluation import check_scorable
+    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from ..lm.objectives import MLMCollator, pretraining_loss
+    from ..methods.search import SearchObjective
 
     with acc.main_process_first():
         corpus = load_lm_corpus(
@@ -424,7 +424,7 @@ def _lm_objective(
 
 
 def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from .methods.tamt import search_tamt  # lazy start-up (see the imports)
+    from ..methods.tamt import search_tamt  # lazy start-up (see the imports)
 
     tamt: TamtConfig = config.method  # type: ignore[assignment]
     need_head = "mlm" in tamt.objective
@@ -462,13 +462,13 @@ def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from .methods.imp import search_imp  # lazy start-up (see the imports)
-    from .methods.search import SearchObjective
+    from ..methods.imp import search_imp  # lazy start-up (see the imports)
+    from ..methods.search import SearchObjective
 
     imp: ImpConfig = config.method  # type: ignore[assignment]
     tokenizer = load_tokenizer(config.model)
     if config.task is not None:
-        from .tasks.objective import load_task_model, task_objective
+        from ..tasks.objective import load_task_model, task_objective
 
         with acc.main_process_first():
             default = get_task(config.task, config.data_dir).max_length
@@ -629,7 +629,7 @@ def _imp_settings(m: ImpConfig) -> dict[str, Any]:
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
-    from .methods.imp import imp_schedule  # lazy start-up (see the imports)
+    from ..methods.imp import imp_schedule  # lazy start-up (see the imports)
 
     imp_schedule(m.sparsity, steps, m.prune_rate, m.first_pruning or "start")
 
@@ -698,8 +698,8 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
-    from .methods.search import SearchDir  # lazy start-up (see the imports)
-    from .train.loop import make_accelerator
+    from ..methods.search import SearchDir  # lazy start-up (see the imports)
+    from ..train.loop import make_accelerator
 
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
@@ -773,13 +773,13 @@ class PretrainEvalConfig:
 
 
 def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
-    from .data.corpus import load_lm_blocks  # lazy start-up (see the imports)
-    from .lm.evaluation import HEAD_FILE, load_head_state
-    from .lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from .lm.objectives import MLMCollator
-    from .masks import apply_mask, check_fits, load_mask
-    from .masks.hub import mask_dir as hub_mask_dir
-    from .masks.io import recorded_base
+    from ..data.corpus import load_lm_blocks  # lazy start-up (see the imports)
+    from ..lm.evaluation import HEAD_FILE, load_head_state
+    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from ..lm.objectives import MLMCollator
+    from ..masks import apply_mask, check_fits, load_mask
+    from ..masks.hub import mask_dir as hub_mask_dir
+    from ..masks.io import recorded_base
 
     base = config.model or recorded_base(mask_dir)
     model_config = load_config(base)

@@ -1,0 +1,1 @@
+"""The verbs' configs and functions: the Python API (`ticketlab.prune`, `ticketlab.finetune`, ...)."""
