@@ -17,9 +17,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
 from ticketlab.demo import demo_threads
-from ticketlab.experiments.launchers import usable_cores
 from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
+from ticketlab.studies.launchers import usable_cores
 
 quiet_transformers()  # no per-load progress bars in test output
 

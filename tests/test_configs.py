@@ -33,14 +33,14 @@ FACTORIES = {
     "TamtConfig": lambda: ticketlab.TamtConfig(0.5),
     "ImpConfig": lambda: ticketlab.ImpConfig(0.5),
     "PretrainConfig": lambda: ticketlab.lm.pretrain.PretrainConfig(steps=3),
-    "SuperConfig": lambda: _module("experiments.supertickets").SuperConfig(
+    "SuperConfig": lambda: _module("studies.supertickets").SuperConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2")
     ),
-    "MtlConfig": lambda: _module("experiments.mtl").MtlConfig(model="m", tasks=["sst2"]),
+    "MtlConfig": lambda: _module("studies.mtl").MtlConfig(model="m", tasks=["sst2"]),
     "SyntheticConfig": lambda: _module("data.synthetic").SyntheticConfig(),
-    "AdaptConfig": lambda: _module("experiments.adaptation").AdaptConfig(
+    "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
-        sources=[_module("experiments.adaptation").AdaptSource("full", 1, "m")],
+        sources=[_module("studies.adaptation").AdaptSource("full", 1, "m")],
     ),
 }
 NOT_CONFIGS = {
@@ -303,22 +303,22 @@ def test_choice_and_distinct_checks_are_one_pair_of_helpers():
     ):
         ticketlab.lm.pretrain.PretrainConfig(steps=1, size="huge")
     with pytest.raises(FieldError, match=r"^granularity must be one of layer, neuron, got 'unit'$") as e:
-        _module("experiments.supertickets").SuperConfig(
+        _module("studies.supertickets").SuperConfig(
             finetune=ticketlab.FinetuneConfig(model="m", task="sst2"), granularity="unit"
         )
     assert e.value.field == "granularity"
     with pytest.raises(FieldError, match=r"^seeds must be distinct and non-empty, got \[1, 1\]$"):
-        _module("experiments.mtl").MtlConfig(model="m", tasks=["sst2"], seeds=[1, 1])
+        _module("studies.mtl").MtlConfig(model="m", tasks=["sst2"], seeds=[1, 1])
     with pytest.raises(FieldError, match=r"^tasks must be distinct and non-empty, got \[\]$"):
-        _module("experiments.mtl").MtlConfig(model="m", tasks=[])
+        _module("studies.mtl").MtlConfig(model="m", tasks=[])
 
 
 def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
     """What a run's identity leaves out is read from field metadata (`result=False`), one place per
     field; these sets are pinned, as they decide the run ids of recorded runs and directories."""
     from ticketlab.core.checks import not_result
-    from ticketlab.experiments.mtl import MtlConfig
     from ticketlab.lm.pretrain import PretrainConfig
+    from ticketlab.studies.mtl import MtlConfig
     from ticketlab.verbs.finetune import FinetuneConfig
 
     assert not_result(FinetuneConfig) == (
@@ -348,8 +348,8 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
     import dataclasses
 
     from ticketlab.core.checks import not_result
-    from ticketlab.experiments import methods
     from ticketlab.methods import ImpConfig, TamtConfig
+    from ticketlab.studies import methods
     from ticketlab.verbs.api import SearchConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from conftest import error_line, run
 from sweep_fakes import make_spec, spec_dict
 from ticketlab.core.errors import ConfigError, MaskFileError
-from ticketlab.experiments import expand
 from ticketlab.masks import load_mask
+from ticketlab.studies import expand
 from ticketlab.tasks.registry import TaskSpec
 from ticketlab.train.loop import TrainConfig
 from ticketlab.verbs.finetune import FinetuneConfig

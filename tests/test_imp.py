@@ -426,7 +426,7 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
     import sqlite3
     from pathlib import Path
 
-    from ticketlab.experiments import expand, load_spec, run_sweep
+    from ticketlab.studies import expand, load_spec, run_sweep
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
     with sqlite3.connect(root / "results.sqlite") as db:

@@ -25,10 +25,10 @@ from ticketlab.cli import build_parser, main
 from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.core.errors import ConfigError
 from ticketlab.core.outputs import claim_dir
-from ticketlab.experiments import Store, expand, load_spec, run_sweep
-from ticketlab.experiments.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
-from ticketlab.experiments.methods import MethodSpec
-from ticketlab.experiments.runner import sweep_status
+from ticketlab.studies import Store, expand, load_spec, run_sweep
+from ticketlab.studies.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
+from ticketlab.studies.methods import MethodSpec
+from ticketlab.studies.runner import sweep_status
 
 TESTS = Path(__file__).resolve().parent
 
@@ -382,8 +382,8 @@ import functools, sys
 from pathlib import Path
 import sweep_fakes as fakes
 from test_launchers import tiny_spec
-from ticketlab.experiments import run_sweep
-from ticketlab.experiments.launchers import SubmititLauncher
+from ticketlab.studies import run_sweep
+from ticketlab.studies.launchers import SubmititLauncher
 root, model = Path(sys.argv[1]), Path(sys.argv[2])
 ft = functools.partial(fakes.fake_finetune, sleep=120)
 launcher = SubmititLauncher(root / "sweep" / "jobs", cluster="local", jobs=2)

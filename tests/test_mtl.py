@@ -11,17 +11,17 @@ from torch import nn
 
 from test_finetune import sentiment_rows
 from ticketlab.core.errors import ConfigError, MaskMismatchError, TicketlabError
-from ticketlab.experiments.mtl import (
+from ticketlab.masks import UnitMask, structure_of
+from ticketlab.masks.apply import dense_tensor
+from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
+from ticketlab.models.load import load_model
+from ticketlab.studies.mtl import (
     MtlConfig,
     build,
     run_mtl,
     task_objective,
     ticket_param_masks,
 )
-from ticketlab.masks import UnitMask, structure_of
-from ticketlab.masks.apply import dense_tensor
-from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
-from ticketlab.models.load import load_model
 from ticketlab.train.batches import TASK, MultiTaskData, epoch_batches
 from ticketlab.train.masked_adam import MaskedAdamW
 
@@ -275,7 +275,7 @@ def test_ticket_for_another_model(tiny_bert_dir, glue, tickets, tmp_path):
 
 
 def test_ticket_sharing_run_writes_rows_per_task(tiny_bert_dir, glue, tickets, tmp_path):
-    from ticketlab.experiments.results import load_results
+    from ticketlab.studies.results import load_results
 
     out = tmp_path / "mtl"
     config = _config(
@@ -333,7 +333,7 @@ def test_killed_after_the_loop_finished_ends_with_the_same_weights(
 
     from safetensors.torch import load_file
 
-    mtl = importlib.import_module("ticketlab.experiments.mtl")
+    mtl = importlib.import_module("ticketlab.studies.mtl")
     config = _config(tiny_bert_dir, glue, tickets, seeds=[3])
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     run_mtl(config, whole)
@@ -353,7 +353,7 @@ def test_killed_after_the_loop_finished_ends_with_the_same_weights(
 
 def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
     """Checkpoints written before ticket sharing ran on `train.loop.train` ("state", no "result")."""
-    from ticketlab.experiments.mtl import train_shared
+    from ticketlab.studies.mtl import train_shared
 
     old = tmp_path / "checkpoint.pt"
     state = {"step": 2, "history": [[], []], "best": [None, None], "train_time_s": 0.1}

@@ -12,10 +12,10 @@ import pytest
 
 import ticketlab
 from test_finetune import sentiment_rows
-from ticketlab.experiments.adaptation import AdaptConfig, AdaptSource, run_adaptation
-from ticketlab.experiments.mtl import MtlConfig, run_mtl
-from ticketlab.experiments.supertickets import SuperConfig, run_super
 from ticketlab.lm.pretrain import PretrainConfig, pretrain
+from ticketlab.studies.adaptation import AdaptConfig, AdaptSource, run_adaptation
+from ticketlab.studies.mtl import MtlConfig, run_mtl
+from ticketlab.studies.supertickets import SuperConfig, run_super
 from ticketlab.verbs.finetune import FinetuneConfig, finetune_seeds
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
@@ -97,7 +97,7 @@ def test_studies(tiny_bert_dir, glue, tmp_path):
 def test_sweep_spec(tmp_path):
     """A spec made in code keeps the dicts it was given: pretrain_eval takes search.max_length as its
     own copy."""
-    from ticketlab.experiments.sweep_spec import SweepSpec, TaskEntry
+    from ticketlab.studies.sweep_spec import SweepSpec, TaskEntry
 
     (tmp_path / "SST-2").mkdir()
     (tmp_path / "wiki.txt").write_text("some text\n")

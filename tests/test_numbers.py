@@ -257,7 +257,7 @@ def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsy
     that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,
     and a selection split leaving too few dev examples on either side (the minimum and why)."""
     from ticketlab.core.errors import ConfigError
-    from ticketlab.experiments.supertickets import SuperConfig, run_super
+    from ticketlab.studies.supertickets import SuperConfig, run_super
     from ticketlab.verbs.finetune import FinetuneConfig
 
     data = tmp_path / "glue" / "SST-2"

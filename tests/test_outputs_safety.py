@@ -19,8 +19,8 @@ from conftest import error_line
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.outputs import MARKER, claim_dir, mark_output, remove_ours
-from ticketlab.experiments import run_sweep
-from ticketlab.experiments.report import write_report
+from ticketlab.studies import run_sweep
+from ticketlab.studies.report import write_report
 
 
 def user_files(root: Path, files: dict[str, str]) -> None:
@@ -224,7 +224,7 @@ def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_di
         assert f"{mydb}: exists and is not a ticketlab sweep" in line
         assert tree(mydb) == ["results.sqlite"] and (mydb / "results.sqlite").read_bytes() == before
 
-    from ticketlab.experiments import Store
+    from ticketlab.studies import Store
 
     for readonly in (True, False):  # the store itself never writes into another program's database
         with pytest.raises(TicketlabError, match=r"results.sqlite: not a ticketlab results store"):

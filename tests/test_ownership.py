@@ -16,8 +16,8 @@ from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.files import read_json
 from ticketlab.core.outputs import MARKER, atomic_dir
-from ticketlab.experiments import load_spec, run_sweep, spec_from_dict
-from ticketlab.experiments.report import write_report
+from ticketlab.studies import load_spec, run_sweep, spec_from_dict
+from ticketlab.studies.report import write_report
 from ticketlab.tasks.registry import get_task
 
 
@@ -216,7 +216,7 @@ def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path
 def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path, tiny_bert_dir, capsys):
     """The README's way to carry a sweep (copy results.sqlite into an empty directory, rerun) works:
     the store is ours by its content, not its name; the same file beside a user's file is not."""
-    from ticketlab.experiments import Store
+    from ticketlab.studies import Store
 
     spec = _yaml(tmp_path / "spec.yaml", fakes.spec_dict(tmp_path, tiny_bert_dir))
     (tmp_path / "made").mkdir()

@@ -14,9 +14,9 @@ from ticketlab.cli import build_parser, main
 from ticketlab.cli.search import search_config
 from ticketlab.core.checks import FieldError, option
 from ticketlab.core.errors import ConfigError
-from ticketlab.experiments import expand, spec_from_dict
-from ticketlab.experiments.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
 from ticketlab.methods import TamtConfig
+from ticketlab.studies import expand, spec_from_dict
+from ticketlab.studies.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
 from ticketlab.verbs.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
 
 
@@ -303,7 +303,7 @@ def test_a_pickled_sweep_work_carries_the_registered_search_methods(monkeypatch,
 
     import cloudpickle  # submitit's: what launchers send a worker
 
-    from ticketlab.experiments.work import Work
+    from ticketlab.studies.work import Work
 
     (tmp_path / "carried_method.py").write_text(WORKER_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -11,7 +11,7 @@ import yaml
 
 from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.core.errors import ConfigError
-from ticketlab.experiments import expand, load_spec, spec_from_dict
+from ticketlab.studies import expand, load_spec, spec_from_dict
 
 
 @pytest.fixture()

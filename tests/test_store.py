@@ -12,8 +12,8 @@ import time
 import pytest
 
 from ticketlab.core.errors import TicketlabError
-from ticketlab.experiments.plan import make_run
-from ticketlab.experiments.store import Store
+from ticketlab.studies.plan import make_run
+from ticketlab.studies.store import Store
 
 
 def runs(n: int):
@@ -154,7 +154,7 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
     the store and run, instead of a KeyError / TypeError traceback."""
     import sweep_fakes as fakes
     from conftest import error_line, run
-    from ticketlab.experiments import run_sweep
+    from ticketlab.studies import run_sweep
 
     spec = fakes.make_spec(
         tmp_path,
@@ -262,7 +262,7 @@ def test_a_committed_store_reads_without_a_trace(tmp_path):
     import shutil
     from pathlib import Path
 
-    from ticketlab.experiments.results import load_results
+    from ticketlab.studies.results import load_results
 
     committed = Path(__file__).parent.parent / "docs" / "results" / "mask-init" / "results.sqlite"
     shutil.copy(committed, tmp_path / "results.sqlite")

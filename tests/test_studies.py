@@ -14,12 +14,12 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.outputs import mark_output
-from ticketlab.experiments import MethodSpec, expand, run_sweep, spec_from_dict
-from ticketlab.experiments.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
-from ticketlab.experiments.plan import FULL, make_run
-from ticketlab.experiments.report import write_report
-from ticketlab.experiments.store import Store
 from ticketlab.methods.importance import Importance
+from ticketlab.studies import MethodSpec, expand, run_sweep, spec_from_dict
+from ticketlab.studies.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
+from ticketlab.studies.plan import FULL, make_run
+from ticketlab.studies.report import write_report
+from ticketlab.studies.store import Store
 
 
 def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):
@@ -201,10 +201,10 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from transformers import BertForMaskedLM
 
     from conftest import make_model, tiny_bert_config
-    from ticketlab.experiments.methods import METHODS, SearchJob
     from ticketlab.masks import current_mask
     from ticketlab.methods import omp_mask
     from ticketlab.methods.tamt import prepare_tamt
+    from ticketlab.studies.methods import METHODS, SearchJob
 
     job = SearchJob(
         model=str(tiny_bert_dir),
@@ -234,7 +234,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
 
 
 def test_adaptation_subsets_are_seeded_and_nested():
-    from ticketlab.experiments.adaptation import FRACTIONS, subset_size, subsets
+    from ticketlab.studies.adaptation import FRACTIONS, subset_size, subsets
 
     a, again, other = (
         subsets(5000, FRACTIONS, seed=3),
@@ -253,8 +253,8 @@ def test_adaptation_subsets_are_seeded_and_nested():
 def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
     from test_finetune import sentiment_rows
     from test_super import _super_config
-    from ticketlab.experiments.adaptation import AdaptConfig, run_adaptation, super_sources
-    from ticketlab.experiments.supertickets import run_super
+    from ticketlab.studies.adaptation import AdaptConfig, run_adaptation, super_sources
+    from ticketlab.studies.supertickets import run_super
     from ticketlab.tasks.objective import _subset
 
     root = tmp_path / "glue"
@@ -358,8 +358,8 @@ def test_data_curve_end_to_end_with_the_whole_training_set(tiny_bert_dir, tmp_pa
     assert run_sweep(spec, tmp_path / "sweep", log=lambda s: None).ok
     report = write_report(tmp_path / "sweep")
     assert "fig9_train_size.png" in report.figures, report.skipped
-    from ticketlab.experiments import plots
-    from ticketlab.experiments.results import load_results
+    from ticketlab.studies import plots
+    from ticketlab.studies.results import load_results
 
     res = load_results(tmp_path / "sweep")
     drawn = {}
@@ -401,7 +401,7 @@ def test_adapt_refuses_a_study_without_a_super_ticket(tmp_path, capsys):
 def test_adaptation_verdict_is_a_paired_t_test_holm_adjusted_over_fractions():
     """super - full per seed, by hand: a t interval (not a normal one, far too narrow at n = 3) and
     Holm over the fractions; no verdict with the full model at the constant predictor."""
-    from ticketlab.experiments.adaptation import summarise
+    from ticketlab.studies.adaptation import summarise
 
     def scores(fraction, full, sup):
         return [

@@ -268,7 +268,7 @@ def sst2_root(tmp_path_factory):
 
 
 def _super_config(tiny_bert_dir, root, **kw):
-    from ticketlab.experiments.supertickets import SuperConfig
+    from ticketlab.studies.supertickets import SuperConfig
     from ticketlab.verbs.finetune import FinetuneConfig
 
     ft = FinetuneConfig(
@@ -286,7 +286,7 @@ def _super_config(tiny_bert_dir, root, **kw):
 
 def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
     """Issue 33: the default levels ran into "level 0.1 prunes 0 of the model's 2 FFN sub-layers"."""
-    from ticketlab.experiments.supertickets import study_levels
+    from ticketlab.studies.supertickets import study_levels
 
     default = _super_config(tiny_bert_dir, sst2_root, levels=None)
     with caplog.at_level("WARNING"):
@@ -310,12 +310,12 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     import importlib
 
     from ticketlab.core.outputs import claim_dir
-    from ticketlab.experiments.report import write_report
-    from ticketlab.experiments.results import load_results
-    from ticketlab.experiments.store import Store
-    from ticketlab.experiments.supertickets import run_super
     from ticketlab.masks.unit_io import load_unit_mask
     from ticketlab.models.load import load_model
+    from ticketlab.studies.report import write_report
+    from ticketlab.studies.results import load_results
+    from ticketlab.studies.store import Store
+    from ticketlab.studies.supertickets import run_super
 
     ft = importlib.import_module("ticketlab.verbs.finetune")  # the module (the package exports a function)
     starts = []  # the weights every fine-tuning starts from
@@ -384,7 +384,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
     """Scores saved before `per` existed are batch means: never reused as per-example scores."""
-    from ticketlab.experiments.supertickets import _importance, _importance_key
+    from ticketlab.studies.supertickets import _importance, _importance_key
 
     old = Importance(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4, {"task": "sst2"})
     old.save(tmp_path / "imp")
@@ -407,7 +407,7 @@ def test_super_config_errors(tiny_bert_dir, sst2_root):
 
 
 def test_pick_super_per_seed_on_selection_scores():
-    from ticketlab.experiments.supertickets import pick_super
+    from ticketlab.studies.supertickets import pick_super
 
     rows = [
         (1, 0.1, 70.0, 60.0, "a"),
@@ -443,9 +443,9 @@ def test_neuron_granularity_tickets():
 
 def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path):
     import sweep_fakes as fakes
-    from ticketlab.experiments import run_sweep
-    from ticketlab.experiments.report import write_report
     from ticketlab.masks.unit_io import load_unit_mask
+    from ticketlab.studies import run_sweep
+    from ticketlab.studies.report import write_report
 
     spec = fakes.make_spec(
         tmp_path,
@@ -471,8 +471,8 @@ def test_sweep_method_st_random_and_its_phase_transition(tiny_bert_dir, tmp_path
 
 
 def test_record_study_extends_the_same_protocol_and_replaces_another(tmp_path):
-    from ticketlab.experiments.store import Store
-    from ticketlab.experiments.supertickets import record_study
+    from ticketlab.studies.store import Store
+    from ticketlab.studies.supertickets import record_study
 
     with Store(tmp_path) as store:
         record_study(store, "super-mrpc", ["a", "b"], {"name": "super-mrpc"}, {"lr": 1})

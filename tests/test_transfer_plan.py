@@ -14,9 +14,9 @@ import yaml
 
 from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.core.errors import ConfigError
-from ticketlab.experiments import expand, load_spec, spec_from_dict
-from ticketlab.experiments.methods import METHODS, SearchJob
-from ticketlab.experiments.runner import Runner
+from ticketlab.studies import expand, load_spec, spec_from_dict
+from ticketlab.studies.methods import METHODS, SearchJob
+from ticketlab.studies.runner import Runner
 
 
 @pytest.fixture()

@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 import sweep_fakes as fakes
 from conftest import error_line, run
 from test_runner import write_sst2
-from ticketlab.experiments import run_sweep
-from ticketlab.experiments.report import write_report
 from ticketlab.masks import save_unit_mask, unit_mask_config
 from ticketlab.masks.units import UnitMask
 from ticketlab.models.load import load_model
+from ticketlab.studies import run_sweep
+from ticketlab.studies.report import write_report
 
 # --------------------------------------------------------------------------- the spec reader
 

@@ -4,9 +4,9 @@
    (sentiment, acceptability, paraphrase) and a word-level tokenizer;
 2. **pre-training** — a tiny BERT trained from scratch with MLM on that corpus (`pretrain`);
 3. **sweep** — full, OMP, random, IMP (Chen et al.'s, `imp/chen`), TAMT-MLM, TAMT-KD at 50/70/90%
-   sparsity, every mask fine-tuned on every task (`experiments.run_sweep`), plus the pre-training
+   sparsity, every mask fine-tuned on every task (`studies.run_sweep`), plus the pre-training
    loss of every mask;
-4. **report** — markdown, CSV and figures (`experiments.report.write_report`); the main table is
+4. **report** — markdown, CSV and figures (`studies.report.write_report`); the main table is
    printed.
 
 Everything is cached under `out` (default `./demo-out`), keyed by what determines it: the data by
@@ -77,7 +77,7 @@ def _threads(log: Log) -> Iterator[None]:
     """The demo's torch threads from the free cores (`demo_threads`), unless OMP_NUM_THREADS says."""
     import torch
 
-    from .experiments.launchers import usable_cores
+    from .studies.launchers import usable_cores
 
     before = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
@@ -154,8 +154,8 @@ def _run_stages(
     log: Log,
 ) -> DemoResult:
     """`run_demo`'s four stages, each timed."""
-    from .experiments import run_sweep, spec_from_dict
-    from .experiments.report import write_report
+    from .studies import run_sweep, spec_from_dict
+    from .studies.report import write_report
 
     seconds: dict[str, float] = {}
 

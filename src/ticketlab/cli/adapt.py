@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..experiments.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
+from ..studies.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
 from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
 from .finetune import SCHEDULE, data_dir_of

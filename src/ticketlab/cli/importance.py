@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy start-up: torch only when the verb runs
-    from ..experiments.across import default_dominant, write_importance_across
+    from ..studies.across import default_dominant, write_importance_across
 
     rows = write_importance_across(args.studies, args.out, dominant=args.dominant, top=args.top)
     threshold = args.dominant if args.dominant is not None else default_dominant(len(rows[0].score))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..experiments.mtl_config import MtlConfig
+from ..studies.mtl_config import MtlConfig
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 HELP = "ticket sharing: multi-task learning where each task updates only its structured ticket"
@@ -55,7 +55,7 @@ def mtl_config(args: argparse.Namespace) -> MtlConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.mtl import run_mtl  # lazy start-up: torch only when the verb runs
+    from ..studies.mtl import run_mtl  # lazy start-up: torch only when the verb runs
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     summary = run_mtl(mtl_config(args), args.out)

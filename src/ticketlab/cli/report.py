@@ -47,8 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy start-up: scipy and matplotlib only when the verb runs
-    from ..experiments.report import write_report
-    from ..experiments.results import load_results
+    from ..studies.report import write_report
+    from ..studies.results import load_results
 
     if args.run is not None:
         res = load_results(args.sweep_dir, all_runs=True)

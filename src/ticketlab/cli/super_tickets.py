@@ -27,13 +27,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
-from ..experiments.super_config import SuperConfig
+from ..studies.super_config import SuperConfig
 from . import finetune as finetune_cli
 from .common import add_config_arguments, config_from_args
 from .finetune import finetune_config
 
 if TYPE_CHECKING:
-    from ..experiments.supertickets import SuperResult
+    from ..studies.supertickets import SuperResult
 
 VERB = "super"
 HELP = "super tickets: importance, winning/random/losing structured tickets, rewinding, selection"
@@ -77,7 +77,7 @@ def print_result(r: SuperResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from ..experiments.supertickets import run_super  # lazy start-up: torch only when the verb runs
+    from ..studies.supertickets import run_super  # lazy start-up: torch only when the verb runs
 
     print_result(run_super(super_config(args), args.out))
     return 0

@@ -32,13 +32,13 @@ from pathlib import Path
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
-from ..experiments import load_spec, run_sweep
-from ..experiments.launchers import SubmititLauncher, resources, visible_gpus
-from ..experiments.runner import Runner
-from ..experiments.status import sweep_status
-from ..experiments.store import DB_NAME, Store
 from ..masks.targets import default_targets
 from ..models.load import fit_max_length, load_config, load_tokenizer
+from ..studies import load_spec, run_sweep
+from ..studies.launchers import SubmititLauncher, resources, visible_gpus
+from ..studies.runner import Runner
+from ..studies.status import sweep_status
+from ..studies.store import DB_NAME, Store
 from .common import at_least, positive_float
 
 HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"
     )
     if not args.no_report:
-        from ..experiments.report import write_report  # lazy start-up: scipy, matplotlib
+        from ..studies.report import write_report  # lazy start-up: scipy, matplotlib
 
         report = write_report(out)
         print(f"\nreport: {report.path}\n\n{report.main_table}")

@@ -1,5 +1,5 @@
 """The names and checks of structured-ticket settings, in a module that imports no torch:
-`ticketlab super --help` offers them (`experiments.super_config`). Their meaning is `tickets.py`'s
+`ticketlab super --help` offers them (`studies.super_config`). Their meaning is `tickets.py`'s
 (ticket kinds and levels) and `importance.py`'s (where |dL/dgate| is taken)."""
 
 from __future__ import annotations

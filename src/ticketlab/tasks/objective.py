@@ -1,7 +1,7 @@
 """A downstream task as a training objective: what fine-tuning trains and how it is scored.
 
 No run directory and no config of its own: `finetune` (the verb), task-specific IMP (`verbs.api.search`),
-ticket sharing (`experiments.mtl`) and super tickets build on it.
+ticket sharing (`studies.mtl`) and super tickets build on it.
 
 * losses by task kind (`LOSSES`): classification, regression, SQuAD spans;
 * `predict` and the dev evaluation: the task's metrics on every eval split (GLUE style) or SQuAD's
@@ -190,7 +190,7 @@ class TaskObjective:
 
 def _subset(n: int, k: int | None, seed: int) -> list[int] | None:
     """k of n indices chosen by `seed`, in file order; None when all are used. The first k of one
-    seeded permutation: a smaller k's subset lies inside a larger one's (`experiments.adaptation`)."""
+    seeded permutation: a smaller k's subset lies inside a larger one's (`studies.adaptation`)."""
     if k is None or k >= n:
         if k is not None:
             log.warning("train_samples %d >= %d training examples: using all of them", k, n)

@@ -530,7 +530,7 @@ class SearchMethod:
     for a `SearchConfig` whose `method` is a `config`, and `ticketlab search NAME`, whose options
     are `SearchConfig`'s and the fields of `config` that carry help (`core.checks.option`). Sweeps
     and reports know it by its presets' names, in the order of registration
-    (`experiments.methods`)."""
+    (`studies.methods`)."""
 
     name: str
     config: type  # the method's settings (`TamtConfig`, `ImpConfig`)
@@ -555,7 +555,7 @@ class SearchMethod:
     paper_budget: Callable[[Any], tuple[int, int]] | None = None
     # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
     # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
-    # whether the checkpoint holds a pooler (`experiments.plan`). None: no default changed.
+    # whether the checkpoint holds a pooler (`studies.plan`). None: no default changed.
     changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
         lambda fixed, settings, pooler: {}
     )
@@ -670,7 +670,7 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
 }
 
 
-# The library's own entries: what a worker process has without being told (`experiments.methods`
+# The library's own entries: what a worker process has without being told (`studies.methods`
 # carries the others to it when a sweep's work is pickled).
 BUILTIN_SEARCH_METHODS: tuple[SearchMethod, ...] = tuple(SEARCH_METHODS.values())
 

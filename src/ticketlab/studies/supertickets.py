@@ -18,7 +18,7 @@ Rewound tickets are fine-tuned through their equivalent weight mask (`masks.load
 structured ticket as one): a pruned head, neuron or FFN sub-layer (its FFN-out bias masked with it)
 computes exactly what the gated model computes (see `masks/units.py`).
 
-Everything goes into a results store (`experiments.store`) in OUT: a `finetune` row per fine-tuning
+Everything goes into a results store (`studies.store`) in OUT: a `finetune` row per fine-tuning
 and a `search` row per ticket (method `st-winning`, `st-random`, `st-losing`; its `sparsity` is the
 level), so `ticketlab report OUT` draws the phase transition (Liang et al. Fig. 4). Rerunning the
 same command resumes: finished rows are skipped, an interrupted fine-tuning continues from its
@@ -88,7 +88,7 @@ _OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_mode
 
 @dataclass
 class _Study:
-    """The store of OUT and what a row needs: config blocks in the layout of `experiments.plan`."""
+    """The store of OUT and what a row needs: config blocks in the layout of `studies.plan`."""
 
     config: SuperConfig
     out: Path

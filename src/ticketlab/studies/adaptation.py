@@ -175,7 +175,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`experiments.paired.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`studies.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     from ..tasks.metrics import no_verdict
 
