@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
-from ticketlab.demo import demo_threads
+from ticketlab.demo.pipeline import demo_threads
 from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
 from ticketlab.studies.launchers import usable_cores

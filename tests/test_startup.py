@@ -120,8 +120,9 @@ def test_tamt_objectives_are_the_losses():
 def test_torch_free_settings_are_the_old_names():
     """`PretrainConfig`, the demo's budgets and the tokenizer kinds live in torch-free modules that
     `pretrain --help` and `demo --help` read; the old modules re-export the same objects."""
-    from ticketlab import demo, demo_config
     from ticketlab.data import tokenizer, tokenizer_kinds
+    from ticketlab.demo import config as demo_config
+    from ticketlab.demo import pipeline as demo
     from ticketlab.lm import pretrain, pretrain_config
 
     for name in ("PretrainConfig", "SIZES", "PRECISIONS", "SAVE_DTYPES", "SHAPE_OVERRIDES"):
@@ -129,4 +130,4 @@ def test_torch_free_settings_are_the_old_names():
     for name in ("BUDGETS", "Budget", "METHODS", "METHOD_SETTINGS", "SPARSITIES"):
         assert getattr(demo, name) is getattr(demo_config, name), name
     assert (tokenizer.KINDS, tokenizer.DEFAULT_KIND) == (tokenizer_kinds.KINDS, tokenizer_kinds.DEFAULT_KIND)
-    assert loaded_after("import ticketlab.lm.pretrain_config, ticketlab.demo_config") == set()
+    assert loaded_after("import ticketlab.lm.pretrain_config, ticketlab.demo.config") == set()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..demo_config import BUDGETS
+from ..demo.config import BUDGETS
 
 HELP = "run the whole pipeline offline on a synthetic language and print the report's main table"
 
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo  # lazy start-up: torch only when the verb runs
+    from ..demo.pipeline import run_demo  # lazy start-up: torch only when the verb runs
 
     t0 = time.perf_counter()
     result = run_demo(

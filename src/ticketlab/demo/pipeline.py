@@ -34,11 +34,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ConfigError
-from .core.files import read_json
-from .data import synthetic
-from .demo_config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
-from .lm.pretrain import PretrainResult, pretrain
+from ..core.errors import ConfigError
+from ..core.files import read_json
+from ..data import synthetic
+from ..lm.pretrain import PretrainResult, pretrain
+from .config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
 
 Log = Callable[[str], None]
 
@@ -77,7 +77,7 @@ def _threads(log: Log) -> Iterator[None]:
     """The demo's torch threads from the free cores (`demo_threads`), unless OMP_NUM_THREADS says."""
     import torch
 
-    from .studies.launchers import usable_cores
+    from ..studies.launchers import usable_cores
 
     before = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
@@ -154,8 +154,8 @@ def _run_stages(
     log: Log,
 ) -> DemoResult:
     """`run_demo`'s four stages, each timed."""
-    from .studies import run_sweep, spec_from_dict
-    from .studies.report import write_report
+    from ..studies import run_sweep, spec_from_dict
+    from ..studies.report import write_report
 
     seconds: dict[str, float] = {}
 

@@ -1,7 +1,7 @@
 """What one `ticketlab demo` run does (its budgets: data, pre-training, search and fine-tuning
 settings), in a module that imports neither torch nor transformers: `ticketlab demo --help` offers
-the budgets' names, and parsing must not wait seconds for those imports. `demo.py` runs them and
-re-exports these names (`ticketlab.demo.BUDGETS` is this dict).
+the budgets' names, and parsing must not wait seconds for those imports. `demo/pipeline.py` runs them and
+re-exports these names (`ticketlab.demo.pipeline.BUDGETS` is this dict).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data.grammar import SyntheticConfig
-from .lm.pretrain_config import PretrainConfig
+from ..data.grammar import SyntheticConfig
+from ..lm.pretrain_config import PretrainConfig
 
 # IMP under the label of its paper variant, so the demo's table says which IMP it ran
 METHODS = ("full", "omp", "random", "imp/chen", "tamt-mlm", "tamt-kd")
