@@ -16,8 +16,8 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.register_search(ticketlab.SearchMethod(...))    (a search method of your own:
                                                               ticketlab search NAME, sweeps, reports)
 
-`ticketlab.finetune` is the function; its module is `import ticketlab.verbs.finetune` /
-`importlib.import_module("ticketlab.verbs.finetune")`, and `from ticketlab.verbs.finetune import X` works as usual.
+`ticketlab.finetune` is the function; its module is `ticketlab.verbs.finetune`
+(`from ticketlab.verbs.finetune import X`, `importlib.import_module("ticketlab.verbs.finetune")`).
 """
 
 import importlib

@@ -10,7 +10,8 @@ step of the super-ticket study).
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
 transformers' code and for every attention backend (eager, sdpa, flash, flex), with hooks on the two
-linear layers that see every unit separately (BERT's names here; every family's are in `ticketlab.models.arch`):
+linear layers that see every unit separately (BERT's names here; every family's
+are in `ticketlab.models.arch`):
 
 - `attention.output.dense`, forward **pre**-hook: its input is the per-head contexts concatenated head
   by head, [..., H·dh]; viewed as [..., H, dh] it is multiplied by ξ[l] [H]. ξ_h = 0 is exactly the
