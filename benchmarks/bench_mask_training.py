@@ -98,7 +98,9 @@ def make_batch(tokenizer, batch_size: int, length: int) -> dict[str, torch.Tenso
             {"input_ids": torch.randint(1000, len(tokenizer), (length,), generator=g)}
             for _ in range(batch_size)
         ]
-    return MLMCollator(tokenizer)(examples, list(range(batch_size)))
+    return MLMCollator(tokenizer, keep_clean=True)(
+        examples, list(range(batch_size))
+    )  # KD on clean ids (TAMT)
 
 
 class Runner:
