@@ -380,3 +380,17 @@ def test_max_length_beyond_positions_is_refused(tiny_bert_dir, glue_dir, tmp_pat
     with pytest.raises(TicketlabError, match="max_length 128 exceeds the model.s 64 positions"):
         finetune(quick(tiny_bert_dir, glue_dir, max_length=128), tmp_path / "long")
     assert not (tmp_path / "long" / "log.jsonl").exists()
+
+
+def test_the_reported_score_is_chosen_from_the_cli_too():
+    """A CLI user can do what a Python user can: `--checkpoint` and `--select-fraction` reach the
+    config (they were Python-only); `super` keeps its own selection fraction."""
+    from ticketlab.cli import build_parser
+    from ticketlab.cli.finetune import finetune_config
+
+    argv = ["finetune", "--model", "m", "--task", "sst2", "--out", "o", "--checkpoint", "best-dev"]
+    args = build_parser(only="finetune").parse_args([*argv, "--select-fraction", "0.1", "--select-seed", "3"])
+    config = finetune_config(args)
+    assert (config.checkpoint, config.select_fraction, config.select_seed) == ("best-dev", 0.1, 3)
+    default = finetune_config(build_parser(only="finetune").parse_args(argv[:7]))
+    assert (default.checkpoint, default.select_fraction) == ("held-out", None)

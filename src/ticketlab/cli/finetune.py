@@ -3,7 +3,10 @@
 The mask stays on: pruned weights are exactly zero at every step; all other weights and a fresh
 task head train. Defaults follow TAMT Table 1 (GLUE: lr 2e-5, batch 32, length 128, 3 epochs, eval
 every 50 steps, 500 for MNLI; SQuAD: lr 3e-5, batch 16, length 384, 2 epochs, eval every 1000).
-The best dev score during training is reported, with the final one; with several seeds, mean ± std.
+The reported dev score is never one the same data chose (`--checkpoint held-out`): the last
+evaluation, or with `--select-fraction F` the step a seeded fraction F of dev picked, scored on the
+rest (super tickets: 0.1); `--checkpoint best-dev` reports the papers' best dev score, chosen and
+scored on one dev set (optimistic). With several seeds, mean ± std.
 
 Tasks: cola sst2 mrpc stsb qqp mnli qnli rte wnli squad, or a custom one (`task.json` in its data
 folder, or `--task path/to/task.json`). --data-dir is a GLUE root (DIR/SST-2/train.tsv) or the task
@@ -42,11 +45,13 @@ PROTOCOL = (
     *("train_samples", "data_seed", "eval_samples", "metric", "warmup_ratio", "weight_decay"),
     *("grad_accum", "mixed_precision"),
 )
+# Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
+SELECTION = ("checkpoint", "select_fraction", "select_seed")
 SQUAD = ("doc_stride", "n_best", "max_answer_length")
 OUTPUT = ("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None:
     add_model_argument(p)
     add_config_arguments(p, FinetuneConfig, ["mask", "task", "data_dir"])
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
@@ -55,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("protocol (default: the task's TAMT Table 1 values)")
     add_config_arguments(g, FinetuneConfig, PROTOCOL)
+    if selection:
+        add_config_arguments(g, FinetuneConfig, SELECTION)
     add_config_arguments(p.add_argument_group("SQuAD"), FinetuneConfig, SQUAD)
     add_config_arguments(p.add_argument_group("output"), FinetuneConfig, OUTPUT)
 
@@ -66,8 +73,8 @@ def data_dir_of(args: argparse.Namespace) -> str | None:
     return args.data_dir
 
 
-def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
-    fields = ("model", "task", "mask", *PROTOCOL, *SQUAD, *OUTPUT)
+def finetune_config(args: argparse.Namespace, *, selection: bool = True) -> FinetuneConfig:
+    fields = ("model", "task", "mask", *PROTOCOL, *(SELECTION if selection else ()), *SQUAD, *OUTPUT)
     return config_from_args(FinetuneConfig, args, fields, data_dir=data_dir_of(args))
 
 

@@ -45,14 +45,16 @@ STUDY = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    finetune_cli.add_arguments(p)
+    finetune_cli.add_arguments(p, selection=False)
     add_config_arguments(p.add_argument_group("super tickets"), SuperConfig, STUDY)
 
 
 def super_config(args: argparse.Namespace) -> SuperConfig:
     if args.mask is not None:
         raise ConfigError("--mask: super tickets start from the full model")
-    return config_from_args(SuperConfig, args, ["seeds", *STUDY], finetune=finetune_config(args))
+    return config_from_args(
+        SuperConfig, args, ["seeds", *STUDY], finetune=finetune_config(args, selection=False)
+    )
 
 
 def _cell(v: dict) -> str:

@@ -58,8 +58,10 @@ class FinetuneConfig:
     )
     # Pick the best step on a seeded fraction of the dev set and report the rest (super tickets select
     # on 10% of dev and report the other 90%); None: the whole dev set does both.
-    select_fraction: OpenFraction | None = None
-    select_seed: Seed = 0
+    select_fraction: OpenFraction | None = option(
+        None, "pick the reported step on this seeded fraction of dev and score it on the rest", metavar="F"
+    )
+    select_seed: Seed = option(0, "seed of that split of dev")
     # Which score a run reports (`FinetuneResult.reported_score`), part of its fingerprint. "held-out"
     # never reports a score from a step the same data chose: with `select_fraction`, the step its
     # selection part picked, scored on the rest of the dev set; without, the last evaluation (the
