@@ -405,3 +405,35 @@ def test_a_study_refused_for_its_task_data_leaves_no_output_folder(tmp_path, tin
         out = tmp_path / verb
         line = error_line(capsys, verb, "--model", tiny_bert_dir, *args, "--data-dir", data, "--out", out)
         assert "SST-2/train.tsv" in line and not out.exists(), verb
+
+
+def test_mtl_refused_for_its_model_or_tickets_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
+    """`mtl` checked its model's files and its tickets after making OUT: a truncated or pickled
+    model, or a corrupt ticket, was one line but left a marked `OUT/` with results.sqlite and seed-1/."""
+    import shutil
+
+    import torch
+
+    from ticketlab.masks import save_unit_mask, unit_mask_config
+    from ticketlab.masks.units import UnitMask
+    from ticketlab.models.load import load_model
+
+    data = _sst2(tmp_path / "data", GOOD)
+    units = UnitMask(head=torch.tensor([[True, False], [True, True]]), ffn=torch.tensor([True, False]))
+    config = unit_mask_config(
+        load_model(tiny_bert_dir), units, method="winning", level=0.5, base_model=str(tiny_bert_dir)
+    )
+    ticket = save_unit_mask(units, config, tmp_path / "ticket")
+    (ticket / "mask_config.json").write_text("{")
+    truncated = shutil.copytree(tiny_bert_dir, tmp_path / "truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    cases = {
+        "truncated model": ([truncated], f"{weights}: corrupt or truncated safetensors file"),
+        "corrupt ticket": ([tiny_bert_dir, "--tickets", ticket], f"{ticket / 'mask_config.json'}: corrupt"),
+    }
+    rest = ["--data-dir", data, "--max-length", 32]
+    for what, (args, says) in cases.items():
+        out = tmp_path / f"out-{what.replace(' ', '-')}"
+        line = error_line(capsys, "mtl", "--model", *args, "--tasks", "sst2", *rest, "--out", out)
+        assert says in line and not out.exists(), what
