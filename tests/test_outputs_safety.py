@@ -249,6 +249,9 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
     with pytest.raises(TicketlabError, match=r"flipped/task.json: task id 'sst2' is a built-in task"):
         get_task(str(data / "task.json"))
     assert TASKS["sst2"] is sst2 and "sst2" in BUILTIN
+    # asked for by another id (a sweep's task label): the line names the file and the id it holds
+    with pytest.raises(TicketlabError, match=r"flipped/task.json describes task 'sst2', not 'other'"):
+        get_task("other", data)
     line = error_line(
         capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", tmp_path / "ft"
     )
