@@ -227,8 +227,10 @@ def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_di
     from ticketlab.studies import Store
 
     for readonly in (True, False):  # the store itself never writes into another program's database
-        with pytest.raises(TicketlabError, match=r"results.sqlite: not a ticketlab results store"):
-            Store(mydb, readonly=readonly)
+        with pytest.raises(
+            TicketlabError, match=r"results.sqlite: not a ticketlab results store \(no table 'runs'\)"
+        ):
+            Store(mydb, readonly=readonly)  # `meta` is a store's table: the line names what is missing
     assert (mydb / "results.sqlite").read_bytes() == before
 
 
@@ -247,6 +249,9 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
     with pytest.raises(TicketlabError, match=r"flipped/task.json: task id 'sst2' is a built-in task"):
         get_task(str(data / "task.json"))
     assert TASKS["sst2"] is sst2 and "sst2" in BUILTIN
+    # asked for by another id (a sweep's task label): the line names the file and the id it holds
+    with pytest.raises(TicketlabError, match=r"flipped/task.json describes task 'sst2', not 'other'"):
+        get_task("other", data)
     line = error_line(
         capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", tmp_path / "ft"
     )
@@ -405,3 +410,35 @@ def test_a_study_refused_for_its_task_data_leaves_no_output_folder(tmp_path, tin
         out = tmp_path / verb
         line = error_line(capsys, verb, "--model", tiny_bert_dir, *args, "--data-dir", data, "--out", out)
         assert "SST-2/train.tsv" in line and not out.exists(), verb
+
+
+def test_mtl_refused_for_its_model_or_tickets_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
+    """`mtl` checked its model's files and its tickets after making OUT: a truncated or pickled
+    model, or a corrupt ticket, was one line but left a marked `OUT/` with results.sqlite and seed-1/."""
+    import shutil
+
+    import torch
+
+    from ticketlab.masks import save_unit_mask, unit_mask_config
+    from ticketlab.masks.units import UnitMask
+    from ticketlab.models.load import load_model
+
+    data = _sst2(tmp_path / "data", GOOD)
+    units = UnitMask(head=torch.tensor([[True, False], [True, True]]), ffn=torch.tensor([True, False]))
+    config = unit_mask_config(
+        load_model(tiny_bert_dir), units, method="winning", level=0.5, base_model=str(tiny_bert_dir)
+    )
+    ticket = save_unit_mask(units, config, tmp_path / "ticket")
+    (ticket / "mask_config.json").write_text("{")
+    truncated = shutil.copytree(tiny_bert_dir, tmp_path / "truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    cases = {
+        "truncated model": ([truncated], f"{weights}: corrupt or truncated safetensors file"),
+        "corrupt ticket": ([tiny_bert_dir, "--tickets", ticket], f"{ticket / 'mask_config.json'}: corrupt"),
+    }
+    rest = ["--data-dir", data, "--max-length", 32]
+    for what, (args, says) in cases.items():
+        out = tmp_path / f"out-{what.replace(' ', '-')}"
+        line = error_line(capsys, "mtl", "--model", *args, "--tasks", "sst2", *rest, "--out", out)
+        assert says in line and not out.exists(), what

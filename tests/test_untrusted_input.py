@@ -101,6 +101,10 @@ def test_the_dry_run_refuses_the_step_counts_a_run_refuses(steps, tiny_bert_dir,
     spec = _spec(tmp_path / "m", tiny_bert_dir, methods={"omp": {}, "tamt-mlm": {"steps": 0}})
     line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
     assert "methods.tamt-mlm.steps: a positive step budget is required by tamt-mlm, got 0" in line
+    # and where no method of the sweep searches with steps, a step count is still a step count
+    spec = _spec(tmp_path / "n", tiny_bert_dir, f"search: {{steps: {steps}}}\n", search=None, methods=["omp"])
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert "search.steps: a positive step budget or null" in line and not (tmp_path / "out").exists()
 
 
 def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):

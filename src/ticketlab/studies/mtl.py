@@ -58,7 +58,7 @@ from ..masks.named import active_tensors, add_mask, set_active_mask
 from ..masks.unit_io import check_unit_fits, load_unit_mask
 from ..masks.units import UnitMask, to_weight_mask
 from ..models.compaction import head_extras
-from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..models.load import check_model, encoder_of, fit_max_length, load_config, load_model, load_tokenizer
 from ..models.structure import Structure, structure_of
 from ..tasks.glue import check_task_data, task_dir
 from ..tasks.objective import SELECT, TaskObjective, load_task_model, task_objective
@@ -487,6 +487,9 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
 
     for task in config.tasks:  # a bad data file is refused before the directory is made
         check_task_data(get_task(task, config.data_dir), config.data_dir)
+    check_model(config.model)  # so are its files (pickled or truncated weights) ...
+    if config.tickets is not None:  # ... and the tickets, checked against the model as `build` does
+        load_tickets(config, load_model(config.model))
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

@@ -292,9 +292,17 @@ class Store:
         columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in OWN_TABLES}
         foreign = sorted(set(tables) - set(OWN_TABLES))
         wrong = [t for t, need in OWN_TABLES.items() if tables.get(t) != "table" or not need <= columns[t]]
-        if foreign or wrong:
-            what = f"a table {foreign[0]!r}" if foreign else f"its table {wrong[0]!r}"
-            raise TicketlabError(f"{self.path}: not a ticketlab results store ({what} is not ticketlab's)")
+        if foreign:
+            what = f"a table {foreign[0]!r} is not ticketlab's"
+        elif wrong:  # a user's own `meta` table and no `runs`: say what is missing, not that it is wrong
+            what = (
+                f"its table {wrong[0]!r} is not ticketlab's"
+                if wrong[0] in tables
+                else f"no table {wrong[0]!r}"
+            )
+        else:
+            return
+        raise TicketlabError(f"{self.path}: not a ticketlab results store ({what})")
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

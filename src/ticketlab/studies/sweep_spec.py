@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.checks import INT64
 from ..core.errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import LEGACY_IMP, METHODS, VARIANT, MethodSpec, base_method, sweep_imp
@@ -232,6 +233,9 @@ class SweepSpec(PlannedConfigs):
     def _check_search_settings(self, registry: dict[str, MethodSpec]) -> None:
         known = {"steps"}.union(*(s.settings for s in registry.values()))
         self._check_keys(self.search, known, "search")
+        steps = self.search.get("steps")  # bounded even where no method of this sweep uses it
+        if steps is not None and not _positive_int(steps):
+            raise self._fail("search.steps", f"a positive step budget or null, got {steps!r}")
         for m, overrides in self.method_specs.items():
             allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
             self._check_keys(self.methods[m], allowed | set(GRID_KEYS), f"methods.{m}")
@@ -355,4 +359,5 @@ class SweepSpec(PlannedConfigs):
 
 
 def _positive_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    """A count the runs can hold: torch, numpy and SQLite take 64-bit integers."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < INT64

@@ -255,13 +255,17 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
     candidates = [(Path(task), False)] if task.endswith(".json") else []
     if data_dir is not None:
         candidates += [(Path(data_dir) / task / TASK_FILE, False), (Path(data_dir) / TASK_FILE, True)]
+    other = None  # a task.json found that describes another task: the refusal names it
     for path, must_match in candidates:
         if path.is_file():
             spec = read_task_file(path)
             if not must_match or spec.id == task:
                 return _register_file(spec, path)
+            other = f"{path} describes task {spec.id!r}, not {task!r}"
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
+    if other is not None:
+        raise TicketlabError(f"{other}: give its id as the task, or the file this id")
     raise TicketlabError(
         f"unknown task '{task}': choose one of {', '.join(sorted(TASKS))}, register one in code, "
         f"or put a {TASK_FILE} in its data folder"
