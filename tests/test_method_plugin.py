@@ -47,11 +47,12 @@ register_method(
 def toy_file(monkeypatch):
     """The toy's module in the package of registered methods; the registry reads the package again."""
     path = Path(ticketlab.methods.registered.__path__[0]) / f"{MODULE}.py"
-    path.write_text(TOY)
+    path.unlink(missing_ok=True)  # left by a run of this test that was killed
     full = f"{registry.PACKAGE}.{MODULE}"
-    monkeypatch.setitem(registry.load(), NAME, None)  # registered while the test runs, not after
+    monkeypatch.setitem(registry.load(), NAME, None)  # the registry as it was before: after the test too
     monkeypatch.setitem(sys.modules, full, None)  # its module forgotten after the test
-    del sys.modules[full]
+    del sys.modules[full], registry.load()[NAME]
+    path.write_text(TOY)
     monkeypatch.setattr(registry, "_loaded", False)  # the registry's next use imports the new module
     try:
         yield path
