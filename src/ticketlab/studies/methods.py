@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.checks import from_options, option_name
 from ..core.errors import ConfigError
+from ..methods import registry as library
+from ..methods.registry import Method, Preset
 
 if TYPE_CHECKING:
     from ..methods import ImpConfig
-    from ..methods.registry import Method, Preset
     from ..verbs.api import SearchConfig
 
 
@@ -201,11 +202,10 @@ def setting_name(method: str, field: str) -> str:
     """The spec setting that gives config field `field` of sweep method `method`'s search: its option
     name (`core.checks.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
     else `SearchConfig`; `field` itself where neither has it."""
-    from ..methods.registry import methods
     from ..verbs.api import SearchConfig
 
     base = base_method(method)
-    searches = methods("search").values()
+    searches = library.methods("search").values()
     configs = [m.config for m in searches if any(s.name == base for s in trained_methods(m))]
     for config in (*configs, SearchConfig):
         for f in dataclasses.fields(config):
@@ -239,9 +239,7 @@ def method_config(
 
 def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
     """A sweep's IMP config at `sparsity` (without `variant`: Chen et al.'s, `ImpConfig`'s default)."""
-    from ..methods.registry import get_method
-
-    return method_config(get_method("imp", "search"), None, sparsity, None, settings)
+    return method_config(library.get_method("imp", "search"), None, sparsity, None, settings)
 
 
 def search_config(job: SearchJob, method: Method, preset: Preset | None = None) -> SearchConfig:
@@ -365,10 +363,8 @@ def sweep_methods() -> dict[str, MethodSpec]:
     """The sweep's methods by name, in report order: those of every registered method, in the
     registry's order (`method_specs`); a search method's preset without a colour takes the cycle's
     next after the coloured ones before it."""
-    from ..methods.registry import methods
-
     found: dict[str, MethodSpec] = {}
-    for method in methods().values():
+    for method in library.methods().values():
         for spec in method_specs(method):
             if method.verb == "search" and spec.color is None and not spec.per_task:
                 spec = dataclasses.replace(spec, color=f"C{sum(bool(s.color) for s in found.values()) % 10}")
