@@ -341,19 +341,9 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
     if method.verb == "search":
         return trained_methods(method)
     kw = {"seeded": method.seeded, "color": method.color}
-    if method.verb == "prune":
-        settings, changed = PRUNE_SETTINGS, pooler_default
-        return (
-            MethodSpec(
-                method.name,
-                one_shot_search,
-                method.help,
-                settings=settings,
-                configure=prune_config,
-                changed_defaults=changed,
-                **kw,
-            ),
-        )
+    if method.verb == "prune":  # through `ticketlab.prune`, its options the spec's settings
+        one_shot = {"settings": PRUNE_SETTINGS, "configure": prune_config, "changed_defaults": pooler_default}
+        return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **kw),)
     if method.run is None:
         return (MethodSpec(method.name, None, method.help, **kw),)
     return (MethodSpec(method.name, unit_search(method), method.help, settings=method.sweep_settings, **kw),)
