@@ -19,7 +19,7 @@ import torch
 
 from ticketlab.masks import Mask, MaskConfig, load_mask, save_mask
 from ticketlab.studies import FinetuneJob, FinetuneOutput, MethodSpec, PretrainEvalJob, SearchJob
-from ticketlab.studies.methods import METHODS, SearchOutput
+from ticketlab.studies.methods import SearchOutput, sweep_methods
 
 BONUS = {"full": 0.0, "omp": 0.0, "random": -0.15, "imp": 0.02, "tamt-mlm": 0.04, "tamt-kd": 0.03}
 
@@ -97,7 +97,7 @@ def fake_registry(**extra) -> dict[str, MethodSpec]:
     """The real full/omp/random plus fake imp (budgets), task IMP (per task) and TAMT (save_at) entries."""
     fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
     return {
-        **METHODS,
+        **sweep_methods(),
         "imp": MethodSpec("imp", fake_search, "fake IMP", curve="budgets", **fake),
         "imp-task": MethodSpec(
             "imp-task",

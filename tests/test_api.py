@@ -125,13 +125,13 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
     """The spec's search settings (named as the CLI's options) map onto SearchConfig, TamtConfig
     and ImpConfig: none is dropped, none is unknown."""
     from sweep_fakes import imp_settings, tamt_settings
-    from ticketlab.studies.methods import METHODS, SearchJob
+    from ticketlab.studies.methods import SearchJob, sweep_methods
 
     TAMT_SETTINGS, IMP_SETTINGS = tamt_settings(), imp_settings()
     for method in ("tamt-mlm", "tamt-kd", "tamt-mlm+kd"):  # derived from the configs: the listed sets
-        assert METHODS[method].settings == TAMT_SETTINGS, method
+        assert sweep_methods()[method].settings == TAMT_SETTINGS, method
     for method in ("imp", "imp-task"):
-        assert METHODS[method].settings == IMP_SETTINGS, method
+        assert sweep_methods()[method].settings == IMP_SETTINGS, method
 
     given = {
         "max_length": 16, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.1,
@@ -149,7 +149,7 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         job = SearchJob(
             "m", "x", 0.5, 3, 10, [5], {k: given[k] for k in names}, corpus, tmp_path / "m", tmp_path
         )
-        config = METHODS[method].configure(job)
+        config = sweep_methods()[method].configure(job)
         for k in names:
             if k == "freeze_head":
                 assert config.method.train_head is False

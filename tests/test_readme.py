@@ -29,8 +29,8 @@ from transformers import BertForMaskedLM
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from test_runner import write_sst2
 from ticketlab.cli import build_parser, main
+from ticketlab.methods.registry import load as registry
 from ticketlab.models.arch import ARCHS
-from ticketlab.verbs.api import SEARCH_METHODS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
@@ -117,10 +117,10 @@ def test_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
     env: dict[str, str] = {}
     printed: dict[str, str] = {}
     # the examples register a family and a search method of their own: not for the tests after this
-    archs, searches = dict(ARCHS), dict(SEARCH_METHODS)
+    archs, methods = dict(ARCHS), dict(registry())
     python = [code for language, code in examples() if language == "python"]
     assert len(python) >= 3, "the README's Python examples were not found"
-    assert any("register_search(" in b for b in python), "the README shows no search method of one's own"
+    assert any("register_method(" in b for b in python), "the README shows no method of one's own"
     try:
         for i, (language, code) in enumerate(examples()):
             if language == "python":
@@ -130,8 +130,8 @@ def test_examples_run_as_written(stand_ins, tmp_path, monkeypatch):
     finally:
         ARCHS.clear()
         ARCHS.update(archs)
-        SEARCH_METHODS.clear()
-        SEARCH_METHODS.update(searches)
+        registry().clear()
+        registry().update(methods)
     assert len(printed) >= 10, f"only {len(printed)} README commands ran"
     shown = shown_outputs()
     assert len(shown) >= 2, "the README's shown outputs were not found"

@@ -15,9 +15,10 @@ from ticketlab.cli.search import search_config
 from ticketlab.core.checks import FieldError, option
 from ticketlab.core.errors import ConfigError
 from ticketlab.methods import TamtConfig
+from ticketlab.methods.registry import Method, load, register_method
 from ticketlab.studies import expand, spec_from_dict
-from ticketlab.studies.methods import METHODS, MethodSpec, SearchJob, method_color, report_order
-from ticketlab.verbs.api import SEARCH_METHODS, SearchConfig, SearchMethod, register_search, search
+from ticketlab.studies.methods import SearchJob, method_color, report_order, sweep_methods
+from ticketlab.verbs.api import SearchConfig, search
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
@@ -28,7 +29,8 @@ def test_report_order_and_colours_come_from_the_registry(monkeypatch):
     assert method_color("st-random", ["full", "st-winning", "st-random"]) == "C8"
     assert method_color("tamt-kd/random-init", ["tamt-kd/random-init"]) == "C7"
 
-    monkeypatch.setitem(METHODS, "mine", MethodSpec("mine", None, "a registered method", color="C9"))
+    mine = Method("mine", None, None, "a registered method", verb=None, color="C9")
+    monkeypatch.setitem(load(), "mine", mine)
     assert report_order()[-1] == "mine" and method_color("mine", []) == "C9"
     assert method_color("tamt-kd/random-init", ["tamt-kd/random-init"]) == "C8"  # after the 8 with one
 
@@ -46,8 +48,8 @@ def test_a_registered_search_method_is_a_search_subcommand(monkeypatch, tmp_path
     documented fields; `search()` runs the method's function."""
     monkeypatch.setattr("ticketlab.verbs.api.check_model", lambda model: None)  # the toys read no model
     ran = []
-    toy = SearchMethod("toy", ToyConfig, lambda config, acc: ran.append(config.method), "a toy search")
-    monkeypatch.setitem(SEARCH_METHODS, "toy", toy)
+    toy = Method("toy", ToyConfig, lambda config, acc: ran.append(config.method), "a toy search")
+    monkeypatch.setitem(load(), "toy", toy)
     argv = ["search", "toy", "--model", "m", "--sparsity", "40%", "--steps", "3", "--corpus", "c.txt"]
     args = build_parser().parse_args([*argv, "--out", str(tmp_path / "out"), "--depth", "5", "--greedy"])
     config = search_config(args)
@@ -78,11 +80,11 @@ class KdMasksConfig:
     alpha: float = option(2.0, "initial score α·φ of the random mask's kept weights")
 
 
-def kd_masks(interrupt_at: list[int]) -> SearchMethod:
+def kd_masks(interrupt_at: list[int]) -> Method:
     """The method; its loss raises KeyboardInterrupt at the call numbers in `interrupt_at`."""
     from ticketlab.methods import TamtConfig, search_tamt
+    from ticketlab.methods import search_inputs as api
     from ticketlab.models.load import load_tokenizer
-    from ticketlab.verbs import api
 
     calls = []
 
@@ -91,8 +93,8 @@ def kd_masks(interrupt_at: list[int]) -> SearchMethod:
         tamt = TamtConfig(
             m.sparsity, objective="kd", init="random", alpha=m.alpha, seed=m.seed, targets=m.targets
         )
-        model, _, _ = api._load_mlm_model(config, need_head=False)
-        objective = api._lm_objective(config, load_tokenizer(config.model), acc, "kd", mlm_eval=False)
+        model, _, _ = api.load_mlm_model(config, need_head=False)
+        objective = api.lm_objective(config, load_tokenizer(config.model), acc, "kd", mlm_eval=False)
         loss = objective.loss_fn
 
         def flaky(model, batch):
@@ -103,10 +105,10 @@ def kd_masks(interrupt_at: list[int]) -> SearchMethod:
 
         objective.loss_fn = flaky
         lr = config.lr or 1e-2
-        options = api._run_options(config, lr, acc)
+        options = api.run_options(config, lr, acc)
         return search_tamt(model, objective, tamt, config.train_config(lr), config.out, **options)
 
-    return SearchMethod(
+    return Method(
         "kd-masks", KdMasksConfig, run, "KD mask training from a random mask", sparse_throughout=True
     )
 
@@ -125,8 +127,8 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
     configures and runs it under its name, reports listing it after TAMT in the cycle's next colour."""
     cut = [5]  # during step 5 of 6: the last checkpoint is step 4
     method = kd_masks(cut)
-    monkeypatch.setitem(SEARCH_METHODS, method.name, method)  # so that it is removed afterwards
-    assert register_search(method) is SEARCH_METHODS["kd-masks"]
+    monkeypatch.setitem(load(), method.name, method)  # so that it is removed afterwards
+    assert register_method(method) is load()["kd-masks"]
     common = dict(model=str(tiny_bert_dir), corpus=[corpus], steps=6, max_length=16, batch_size=4)
     config = SearchConfig(
         method=KdMasksConfig(0.5), out=tmp_path / "cut", save_every=2, **common, progress=False
@@ -153,8 +155,8 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
     # a sweep: its name in a spec, its setting in the run's identity, its config built by the plan
     assert report_order()[-1] == "kd-masks" and method_color("kd-masks", []) == "C7"
     assert (
-        METHODS["kd-masks"].settings >= {"alpha", "lr", "targets"}
-        and "ranking" not in METHODS["kd-masks"].settings
+        sweep_methods()["kd-masks"].settings >= {"alpha", "lr", "targets"}
+        and "ranking" not in sweep_methods()["kd-masks"].settings
     )
     d = base_spec_dict(tmp_path / "sweep")
     d["methods"] = ["full", {"kd-masks": {"alpha": 3.0}}]
@@ -167,9 +169,9 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
         str(tiny_bert_dir), "kd-masks", 0.5, 1, 3, [2], {"alpha": 3.0, "max_length": 16, "batch_size": 4},
         {"train": [str(corpus)]}, tmp_path / "swept", tmp_path / "work",
     )  # fmt: skip
-    assert METHODS["kd-masks"].configure(job).method == KdMasksConfig(0.5, seed=1, alpha=3.0)
+    assert sweep_methods()["kd-masks"].configure(job).method == KdMasksConfig(0.5, seed=1, alpha=3.0)
     cut.clear()
-    out = METHODS["kd-masks"].search(job)
+    out = sweep_methods()["kd-masks"].search(job)
     assert out.steps == 3 and [i["step"] for i in out.intermediate] == [2]
 
 
@@ -237,8 +239,8 @@ class RenamedConfig:
 def test_a_spec_error_names_the_option_a_registered_method_renamed(monkeypatch, tmp_path):
     """A bad value of a renamed option is refused naming the spec key that gave it (its option name,
     `core.checks.option_name`), for a registered method as for TAMT's `freeze_head`."""
-    method = SearchMethod("renamed", RenamedConfig, lambda config, acc: None, "renamed option")
-    monkeypatch.setitem(SEARCH_METHODS, method.name, method)
+    method = Method("renamed", RenamedConfig, lambda config, acc: None, "renamed option")
+    monkeypatch.setitem(load(), method.name, method)
     d = base_spec_dict(tmp_path)
     d["methods"] = ["full", {"renamed": {"warmup_rounds": 0}}]
     with pytest.raises(ConfigError, match=r"methods\.renamed\.warmup_rounds: must be >= 1, got 0"):
@@ -261,8 +263,8 @@ def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_pa
     config it is an instance of (TAMT for a `TamtConfig` subclass)."""
     monkeypatch.setattr("ticketlab.verbs.api.check_model", lambda model: None)  # the toys read no model
     ran = []
-    variant = SearchMethod("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
-    monkeypatch.setitem(SEARCH_METHODS, variant.name, variant)
+    variant = Method("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
+    monkeypatch.setitem(load(), variant.name, variant)
     config = SearchConfig(
         model="m", method=TamtVariantConfig(0.5), steps=3, out=tmp_path / "o", corpus=["c.txt"]
     )
@@ -275,7 +277,7 @@ def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_pa
 
 WORKER_METHOD = """
 import dataclasses
-from ticketlab.verbs.api import SearchMethod
+from ticketlab.methods.registry import Method, register_method
 
 
 @dataclasses.dataclass
@@ -287,14 +289,14 @@ def run(config, acc):
     raise AssertionError("not run here")
 
 
-METHOD = SearchMethod("carried", CarriedConfig, run, "a method registered by the coordinator only")
+METHOD = register_method(Method("carried", CarriedConfig, run, "a method registered at import of its module"))
 """
 
 
-def test_a_pickled_sweep_work_carries_the_registered_search_methods(monkeypatch, tmp_path):
+def test_a_pickled_sweep_work_has_a_method_its_module_registers(tmp_path, monkeypatch):
     """A launched worker (a fresh interpreter unpickling the sweep's `Work`) knows a search method
-    the coordinator registered with `register_search`, though importing its module does not
-    register it: the pickled methods carry it (its functions importable by module path)."""
+    registered at import of its module: unpickling imports the module (its config and function are
+    pickled by module path), and importing it registers the method. No pickling machinery."""
     import importlib
     import os
     import subprocess
@@ -307,21 +309,23 @@ def test_a_pickled_sweep_work_carries_the_registered_search_methods(monkeypatch,
 
     (tmp_path / "carried_method.py").write_text(WORKER_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(load(), "carried", None)  # the module's registration is undone afterwards
+    monkeypatch.setitem(sys.modules, "carried_method", None)  # and the module forgotten
+    del sys.modules["carried_method"]
     module = importlib.import_module("carried_method")
-    monkeypatch.setitem(SEARCH_METHODS, "carried", module.METHOD)  # removed afterwards
-    assert register_search(module.METHOD) is SEARCH_METHODS["carried"]
+    assert load()["carried"] is module.METHOD and "carried" in sweep_methods()
     spec = spec_from_dict(base_spec_dict(tmp_path / "sweep"), base_dir=tmp_path / "sweep")
     (tmp_path / "work.pkl").write_bytes(
-        cloudpickle.dumps(Work(spec, tmp_path / "sweep", METHODS, None, None))
+        cloudpickle.dumps(Work(spec, tmp_path / "sweep", sweep_methods(), None, None))
     )
 
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(tmp_path)])}
     code = (
-        "import pickle, sys; from ticketlab.verbs.api import SEARCH_METHODS; "
-        "assert 'carried' not in SEARCH_METHODS; "
+        "import pickle, sys; from ticketlab.methods.registry import methods; "
+        "assert 'carried' not in methods(); "
         "work = pickle.load(open(sys.argv[1], 'rb')); spec = work.methods['carried']; "
-        "print(spec.name, SEARCH_METHODS['carried'].config.__module__, list(work.methods)[0])"
+        "print(spec.name, methods()['carried'].config.__module__, list(work.methods)[0])"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "work.pkl")], env=env, capture_output=True, text=True

@@ -528,7 +528,7 @@ def test_registry_settings_are_options_of_the_verbs():
     """The settings a spec may give a method are options of the verb the sweep runs for it."""
     from ticketlab.cli import build_parser
     from ticketlab.studies.adapters import PRETRAIN_EVAL_SETTINGS
-    from ticketlab.studies.methods import METHODS
+    from ticketlab.studies.methods import sweep_methods
 
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # argparse keeps sub-parsers here
@@ -538,7 +538,7 @@ def test_registry_settings_are_options_of_the_verbs():
 
     search = verbs["search"]._subparsers._group_actions[0].choices
     for name in ("imp", "imp-task", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"):
-        m = METHODS[name]
+        m = sweep_methods()[name]
         assert m.settings <= dests(search[name.split("-")[0]]), name
         assert m.non_result <= m.settings
     assert dests(verbs["evaluate-pretrain"]) >= PRETRAIN_EVAL_SETTINGS

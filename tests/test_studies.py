@@ -204,7 +204,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from ticketlab.masks import current_mask
     from ticketlab.methods import omp_mask
     from ticketlab.methods.tamt import prepare_tamt
-    from ticketlab.studies.methods import METHODS, SearchJob
+    from ticketlab.studies.methods import SearchJob, sweep_methods
 
     job = SearchJob(
         model=str(tiny_bert_dir),
@@ -218,7 +218,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
         mask_dir=tmp_path / "m",
         work_dir=tmp_path / "w",
     )
-    config = METHODS["tamt-kd"].configure(job).method
+    config = sweep_methods()["tamt-kd"].configure(job).method
     assert config.init == "random" and config.seed == 4
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     omp = omp_mask(make_model(BertForMaskedLM, tiny_bert_config(), seed=0), 0.7)

@@ -15,7 +15,7 @@ import yaml
 from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import expand, load_spec, spec_from_dict
-from ticketlab.studies.methods import METHODS, SearchJob
+from ticketlab.studies.methods import SearchJob, sweep_methods
 from ticketlab.studies.runner import Runner
 
 
@@ -266,7 +266,7 @@ def test_imp_task_search_config_reads_the_task(tmp_path):
         work_dir=tmp_path / "work",
         source={"label": "sst2-again", "task": "sst2", "data": str(tmp_path / "glue")},
     )
-    config = METHODS["imp-task"].configure(job)
+    config = sweep_methods()["imp-task"].configure(job)
     assert config.verb == "imp" and config.task == "sst2" and config.data_dir == str(tmp_path / "glue")
     assert config.corpus is None and config.dev is None
     assert isinstance(config.method, ImpConfig) and config.method.prune_rate == 0.2

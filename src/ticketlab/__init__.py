@@ -13,8 +13,9 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.save_ticket(model, out, base=...)              ticketlab export --base (a fine-tuned
     ticketlab.load_ticket(out)                                 ticket beside its base; one call back)
     ticketlab.register_arch(model_type, ticketlab.Arch(...))  (a family of your own; --targets)
-    ticketlab.register_search(ticketlab.SearchMethod(...))    (a search method of your own:
-                                                              ticketlab search NAME, sweeps, reports)
+    ticketlab.register_method(ticketlab.Method(...))          (a method of your own: ticketlab
+                                                              prune|search NAME, sweeps, reports;
+                                                              built in: ticketlab/methods/registered/)
 
 `ticketlab.finetune` is the function; its module is `ticketlab.verbs.finetune`
 (`from ticketlab.verbs.finetune import X`, `importlib.import_module("ticketlab.verbs.finetune")`).
@@ -36,9 +37,11 @@ _LAZY = {
     "evaluate_pretraining": "verbs.api",
     "prune": "verbs.api",
     "search": "verbs.api",
-    "SearchMethod": "verbs.api",
-    "Preset": "verbs.api",
-    "register_search": "verbs.api",
+    "Method": "methods.registry",
+    "SearchMethod": "methods.registry",
+    "Preset": "methods.registry",
+    "register_method": "methods.registry",
+    "register_search": "methods.registry",
     "FinetuneConfig": "verbs.finetune",
     "FinetuneResult": "verbs.finetune",
     "finetune": "verbs.finetune",
@@ -70,6 +73,7 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "ImpConfig",
+    "Method",
     "Preset",
     "PretrainEvalConfig",
     "PruneConfig",
@@ -84,6 +88,7 @@ __all__ = [
     "load_spec",
     "load_ticket",
     "prune",
+    "register_method",
     "register_search",
     "run_sweep",
     "save_ticket",

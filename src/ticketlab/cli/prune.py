@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..methods.configs import ONE_SHOT_METHODS
+from ..methods.registry import methods
 from ..verbs.api import PruneConfig, prune
 from .common import (
     add_config_arguments,
@@ -28,7 +28,9 @@ HELP = "one-shot pruning (omp, random) of a pre-trained model into a mask file"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("method", choices=sorted(ONE_SHOT_METHODS), help="pruning method")
+    one_shot = methods("prune")
+    listed = "; ".join(f"{name}: {m.help}" for name, m in one_shot.items())
+    p.add_argument("method", choices=sorted(one_shot), help=f"pruning method ({listed})")
     add_model_argument(p)
     p.add_argument(
         "--sparsity", type=sparsity_arg, help="fraction of target weights set to zero (or give --pattern)"

@@ -44,7 +44,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..core.files import to_json
-from ..verbs.api import SEARCH_METHODS, SearchConfig, SearchMethod, search
+from ..methods.registry import Method, methods
+from ..verbs.api import SearchConfig, search
 from .common import (
     add_config_arguments,
     add_model_argument,
@@ -89,7 +90,7 @@ TASK = ("task", "data_dir")  # task-specific IMP
 BY_HAND = ("sparsity", "targets", "seed", "pattern")
 
 
-def _common(p: argparse.ArgumentParser, method: SearchMethod) -> None:
+def _common(p: argparse.ArgumentParser, method: Method) -> None:
     add_model_argument(p)
     pattern = "pattern" in _fields(method.config)  # exactly N of every M kept after every step
     p.add_argument(
@@ -111,9 +112,9 @@ def _common(p: argparse.ArgumentParser, method: SearchMethod) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One sub-command per registered search method (`verbs.api.SEARCH_METHODS`)."""
+    """One sub-command per registered search method (`methods.registry`, verb "search")."""
     sub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
-    for name, method in SEARCH_METHODS.items():
+    for name, method in methods("search").items():
         m = sub.add_parser(
             name,
             help=method.help,
@@ -135,7 +136,7 @@ def _fields(cls: type) -> list[str]:
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:
-    m = SEARCH_METHODS[args.method]
+    m = methods("search")[args.method]
     own = [*(f for f in BY_HAND if f in _fields(m.config)), *documented_fields(m.config)]
     method = config_from_args(m.config, args, own)
     budget = ["schedule_steps", *(("paper",) if m.paper_budget else ())]

@@ -1,7 +1,7 @@
 """Pruning methods. One-shot methods map (model, sparsity) to a Mask; search methods train first.
 
-Adding a one-shot method means one module, its name in `configs.ONE_SHOT_METHODS` and its function
-in `one_shot.ONE_SHOT`. The search methods, TAMT (`tamt.py`; its scores and masked layers in
+Every method is registered in `registry` (`register_method`) by one module of `registered/`: adding a
+method is adding a module there. The search methods, TAMT (`tamt.py`; its scores and masked layers in
 `scores.py`, its exact thresholds in `thresholds.py`) and IMP (`imp.py`), share the resumable runner
 of `search.py`; their settings are `configs.py` (no torch: a verb's `--help` reads them).
 """
@@ -11,8 +11,8 @@ from ..core.lazy import lazy_exports
 # Imported on first use (`ticketlab.core.lazy`): `methods.configs` is read when `ticketlab search --help`
 # is parsed, and must not bring torch with the methods.
 _WHERE = {
-    "ONE_SHOT": "one_shot",
-    "OneShot": "one_shot",
+    "Method": "registry",
+    "register_method": "registry",
     "ImpConfig": "configs",
     "Ranking": "configs",
     "TamtConfig": "configs",
@@ -31,8 +31,8 @@ _WHERE = {
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
-    "ONE_SHOT",
     "ImpConfig",
+    "Method",
     "Ranking",
     "ScoreMask",
     "SearchObjective",
@@ -44,6 +44,7 @@ __all__ = [
     "omp_mask",
     "prepare_tamt",
     "random_mask",
+    "register_method",
     "search_imp",
     "search_tamt",
 ]

@@ -6,7 +6,6 @@ which import these names from here (they are also theirs: `methods.tamt.TamtConf
 * `TamtConfig`: one TAMT search (mask training; `tamt.py`).
 * `ImpConfig`: one IMP search (iterative magnitude pruning with rewinding; `imp.py` explains the
   variants).
-* `ONE_SHOT_METHODS`: the names of the one-shot methods (`methods.ONE_SHOT` maps them to functions).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ Ranking = Literal["local", "global"]
 Objective = Literal["mlm", "kd", "mlm+kd"]
 Init = Literal["omp", "random"]
 ScoreDtype = Literal["float32", "bfloat16"]
-ONE_SHOT_METHODS = ("omp", "random")  # `methods.ONE_SHOT`: omp_mask, random_mask
+DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
 
 @dataclass

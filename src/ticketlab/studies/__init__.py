@@ -7,7 +7,6 @@ from ..core.lazy import lazy_exports
 _WHERE = {
     "FinetuneJob": "adapters",
     "FinetuneOutput": "adapters",
-    "METHODS": "methods",
     "MethodSpec": "methods",
     "PretrainEvalJob": "adapters",
     "Resources": "launchers",
@@ -20,16 +19,15 @@ _WHERE = {
     "SweepSpec": "sweep_spec",
     "expand": "plan",
     "load_spec": "spec",
-    "register": "methods",
     "resources": "launchers",
     "run_sweep": "runner",
     "spec_from_dict": "spec",
+    "sweep_methods": "methods",
     "sweep_status": "status",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
-    "METHODS",
     "FinetuneJob",
     "FinetuneOutput",
     "MethodSpec",
@@ -44,9 +42,9 @@ __all__ = [
     "SweepSpec",
     "expand",
     "load_spec",
-    "register",
     "resources",
     "run_sweep",
     "spec_from_dict",
+    "sweep_methods",
     "sweep_status",
 ]

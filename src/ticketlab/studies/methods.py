@@ -1,6 +1,6 @@
 """The method registry: how a sweep turns a method name into a mask directory.
 
-Every pruning method a sweep can run is one `MethodSpec` in `METHODS`: a `search` callable that
+Every pruning method a sweep can run is one `MethodSpec` of `sweep_methods()`: a `search` callable that
 writes a mask directory for a (model, sparsity, seed, budget), plus what the sweep needs to know to
 expand and cache it: whether the seed matters (OMP is deterministic: one mask, not one per seed),
 whether it reads the corpus and a step budget, whether it searches on a task instead (`per_task`:
@@ -9,11 +9,12 @@ settings it reads (they become part of the run's identity, so changing TAMT's lr
 nothing else), and how a search-cost curve (TAMT Fig. 6) is obtained: masks saved along one run
 (`save_at`) or one run per budget (`budgets`, IMP).
 
-A search method registered in the library (`verbs.api.SEARCH_METHODS`) is a sweep method already: one
-per preset (`tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), plus `NAME-task` where it may search
-on a task (`trained_methods`). Other methods are one entry here (`register`). A method with a
-`color` also takes its place in reports: the tables and figures list such methods first, in the
-order they were registered, each in its colour (`report_order`, `method_color`).
+Every method registered in the library (`methods.registry`) is a sweep method: a search method one
+per preset (`tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), plus `NAME-task` where it may search on
+a task (`trained_methods`); a one-shot method (`ticketlab prune NAME`) and a unit method (`st-random`)
+under its name; the dense model is `full`. `sweep_methods()` reads them from the registry, so a
+method registered later is a sweep method too. Reports list the methods with a colour first, in the
+registry's order, each in its colour (`report_order`, `method_color`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import dataclasses
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..core.checks import from_options, option_name
 from ..core.errors import ConfigError
+from ..methods import registry as library
+from ..methods.registry import Method, Preset
 
 if TYPE_CHECKING:
     from ..methods import ImpConfig
-    from ..verbs.api import Preset, SearchConfig, SearchMethod
+    from ..verbs.api import SearchConfig
 
 
 @dataclass
@@ -101,7 +104,7 @@ class MethodSpec:
 
 # --------------------------------------------------------------------------- one-shot methods
 
-ONE_SHOT_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
+PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,7 +126,7 @@ def prune_config(job: SearchJob):
         out=job.mask_dir,
         seed=job.seed or 0,
         **from_options(
-            PruneConfig, {k: v for k, v in job.settings.items() if k in ONE_SHOT_SETTINGS and v is not None}
+            PruneConfig, {k: v for k, v in job.settings.items() if k in PRUNE_SETTINGS and v is not None}
         ),
     )
 
@@ -136,16 +139,15 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
     return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
 
 
-def structured_random_search(job: SearchJob) -> SearchOutput:
-    """A random structured ticket (Liang et al.): the sparsity is the fraction of heads and of FFN units
-    pruned. Winning and losing tickets need a task's importance scores: `ticketlab super`."""
-    from .supertickets import save_random_ticket
+def unit_search(method: Method) -> SearchFn:
+    """A unit method's search (`st-random`): its function writes the unit mask directory."""
 
-    t0 = time.perf_counter()
-    granularity = job.settings.get("granularity") or "layer"
-    units = job.settings.get("units") or "liang"  # rows from before `units` were re-keyed to "round"
-    save_random_ticket(job.model, job.sparsity, job.seed or 0, granularity, job.mask_dir, units)
-    return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
+    def run(job: SearchJob) -> SearchOutput:
+        t0 = time.perf_counter()
+        method.run(job.model, job.sparsity, job.seed or 0, job.settings, job.mask_dir)
+        return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
+
+    return run
 
 
 # --------------------------------------------------------------------------- searches by training
@@ -192,7 +194,7 @@ def _search_output(job: SearchJob) -> SearchOutput:
     )
 
 
-def _option_names(method: SearchMethod) -> set[str]:
+def _option_names(method: Method) -> set[str]:
     return {option_name(f) for f in dataclasses.fields(method.config)}
 
 
@@ -200,10 +202,11 @@ def setting_name(method: str, field: str) -> str:
     """The spec setting that gives config field `field` of sweep method `method`'s search: its option
     name (`core.checks.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
     else `SearchConfig`; `field` itself where neither has it."""
-    from ..verbs.api import SEARCH_METHODS, SearchConfig
+    from ..verbs.api import SearchConfig
 
     base = base_method(method)
-    configs = [m.config for m in SEARCH_METHODS.values() if any(s.name == base for s in trained_methods(m))]
+    searches = library.methods("search").values()
+    configs = [m.config for m in searches if any(s.name == base for s in trained_methods(m))]
     for config in (*configs, SearchConfig):
         for f in dataclasses.fields(config):
             if f.name == field:
@@ -211,7 +214,7 @@ def setting_name(method: str, field: str) -> str:
     return field
 
 
-def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozenset[str]:
+def spec_settings(method: Method, preset: Preset | None = None) -> frozenset[str]:
     """The settings a spec may give `method` (under `preset`), by their option names: those of
     TRAINING_SETTINGS it reads (`SearchConfig`'s, and `ranking` / `targets` where its config has
     them) and its config's documented options, less what the preset fixes and NOT_SWEPT."""
@@ -225,7 +228,7 @@ def spec_settings(method: SearchMethod, preset: Preset | None = None) -> frozens
 
 
 def method_config(
-    method: SearchMethod, preset: Preset | None, sparsity: float, seed: int | None, settings: dict[str, Any]
+    method: Method, preset: Preset | None, sparsity: float, seed: int | None, settings: dict[str, Any]
 ) -> Any:
     """`method`'s config in a sweep: its `settings` (option names: `freeze_head`), the preset's fixed
     fields and, where the config has one, the search seed."""
@@ -236,12 +239,10 @@ def method_config(
 
 def sweep_imp(sparsity: float, settings: dict[str, Any]) -> ImpConfig:
     """A sweep's IMP config at `sparsity` (without `variant`: Chen et al.'s, `ImpConfig`'s default)."""
-    from ..verbs.api import SEARCH_METHODS  # torch: only when a sweep has an IMP method
-
-    return method_config(SEARCH_METHODS["imp"], None, sparsity, None, settings)
+    return method_config(library.get_method("imp", "search"), None, sparsity, None, settings)
 
 
-def search_config(job: SearchJob, method: SearchMethod, preset: Preset | None = None) -> SearchConfig:
+def search_config(job: SearchJob, method: Method, preset: Preset | None = None) -> SearchConfig:
     """The `ticketlab.search` config of a job of `method` (under `preset`): the spec's settings go
     to the method's config or to `SearchConfig`, under their CLI option names. A job with a `source`
     searches on that task (`ticketlab search imp --task`), not on the corpus."""
@@ -284,7 +285,7 @@ def trained_search(configure: Callable[[SearchJob], SearchConfig]) -> SearchFn:
     return run
 
 
-def _trained(method: SearchMethod, preset: Preset | None, **kw: Any) -> MethodSpec:
+def _trained(method: Method, preset: Preset | None, **kw: Any) -> MethodSpec:
     configure = functools.partial(search_config, method=method, preset=preset)
     fixed = dict(preset.fixed) if preset is not None else {}
     return MethodSpec(
@@ -306,7 +307,7 @@ def pooler_default(settings: dict[str, Any], pooler: bool) -> dict[str, Any]:
 
 
 @functools.cache  # per registered entry (identity): a sweep reads its methods often
-def trained_methods(method: SearchMethod) -> tuple[MethodSpec, ...]:
+def trained_methods(method: Method) -> tuple[MethodSpec, ...]:
     """A library search method as sweep methods: one per preset (searched on the corpus) and, where it
     may search on a task, `NAME-task`, searched on each source task and fine-tuned on every task
     (Chen et al. §5 Table 3; reported per source task, `imp-task@sst2`: no colour, no curve)."""
@@ -332,127 +333,44 @@ def trained_methods(method: SearchMethod) -> tuple[MethodSpec, ...]:
 # --------------------------------------------------------------------------- registry
 
 
-class Methods(MutableMapping[str, MethodSpec]):
-    """The sweep's methods by name, in report order: its own (the one-shot ones below), then those
-    of the library's search methods (`verbs.api.SEARCH_METHODS`, `trained_methods`), read from it on each
-    access so that a search method registered later is a sweep method too, then any `register`ed
-    since. An entry set under a derived name replaces it in its place.
-
-    Pickled (a sweep's `Work`, sent to a local subprocess or a Slurm job), it carries its own
-    entries and the search methods registered besides the library's (`verbs.api.register_search`), which
-    unpickling registers in the worker's `verbs.api.SEARCH_METHODS` where it lacks them: a method the
-    coordinator registered is one in the worker too. Pickling (submitit's cloudpickle) stores the
-    classes and functions of an importable module by module path, so such a method's config, `run`
-    and other functions are best defined at module level in a module the worker can import under
-    the same name (on its path); registering the method at import of that module is then not
-    required."""
-
-    def __init__(self, own: dict[str, MethodSpec]):
-        self._own = own
-        self._first = tuple(own)
-
-    def _entries(self) -> dict[str, MethodSpec]:
-        from ..verbs.api import SEARCH_METHODS  # torch: only when a sweep or report reads its methods
-
-        own = dict(self._own)
-        found = {k: own.pop(k) for k in self._first if k in own}
-        for method in SEARCH_METHODS.values():
-            for spec in trained_methods(method):
-                if spec.color is None and not spec.per_task:  # a preset without one: the cycle's next
-                    spec = dataclasses.replace(
-                        spec, color=f"C{sum(bool(s.color) for s in found.values()) % 10}"
-                    )
-                found[spec.name] = own.pop(spec.name, spec)
-        return {**found, **own}
-
-    def __getitem__(self, name: str) -> MethodSpec:
-        return self._entries()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries())
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def __setitem__(self, name: str, spec: MethodSpec) -> None:
-        self._own[name] = spec
-
-    def __delitem__(self, name: str) -> None:
-        del self._own[name]  # a derived method goes with its search method (`verbs.api.SEARCH_METHODS`)
-
-    def __reduce__(self):
-        from ..verbs.api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
-
-        added = [m for m in SEARCH_METHODS.values() if not any(m is b for b in BUILTIN_SEARCH_METHODS)]
-        return _unpickle_methods, (self._own, self._first, added)
+@functools.cache  # per registered entry (identity)
+def method_specs(method: Method) -> tuple[MethodSpec, ...]:
+    """A registered method (`methods.registry`) as the sweep's methods: a search method's presets
+    (`trained_methods`); a one-shot method through `ticketlab.prune`; a unit method's function; the
+    dense model (no `run`)."""
+    if method.verb == "search":
+        return trained_methods(method)
+    kw = {"seeded": method.seeded, "color": method.color}
+    if method.verb == "prune":  # through `ticketlab.prune`, its options the spec's settings
+        one_shot = {"settings": PRUNE_SETTINGS, "configure": prune_config, "changed_defaults": pooler_default}
+        return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **kw),)
+    if method.run is None:
+        return (MethodSpec(method.name, None, method.help, **kw),)
+    return (MethodSpec(method.name, unit_search(method), method.help, settings=method.sweep_settings, **kw),)
 
 
-def _unpickle_methods(own: dict[str, MethodSpec], first: tuple[str, ...], added: list) -> Methods:
-    """A pickled `Methods` in a worker: the search methods the coordinator had registered are
-    registered here too, where this process lacks them (or has only the library's entry by that
-    name, which the coordinator had replaced)."""
-    from ..verbs.api import BUILTIN_SEARCH_METHODS, SEARCH_METHODS
-
-    for method in added:
-        present = SEARCH_METHODS.get(method.name)
-        if present is None or any(present is b for b in BUILTIN_SEARCH_METHODS):
-            SEARCH_METHODS[method.name] = method
-    methods = Methods(own)
-    methods._first = first
-    return methods
-
-
-# The sweep's own methods, in the order reports list them: those that are not library search
-# methods (the dense model; `ticketlab prune`'s one-shot omp and random; `ticketlab super`'s random
-# structured ticket), so they have no entry in `verbs.api.SEARCH_METHODS` to be derived from.
-METHODS: MutableMapping[str, MethodSpec] = Methods(
-    {
-        "full": MethodSpec("full", None, "the dense pre-trained model (no mask)", seeded=False, color="C0"),
-        "omp": MethodSpec(
-            "omp",
-            one_shot_search,
-            "one-shot magnitude pruning (deterministic: one mask)",
-            seeded=False,
-            settings=ONE_SHOT_SETTINGS,
-            configure=prune_config,
-            color="C1",
-            changed_defaults=pooler_default,
-        ),
-        "random": MethodSpec(
-            "random",
-            one_shot_search,
-            "random pruning at the same sparsity",
-            settings=ONE_SHOT_SETTINGS,
-            configure=prune_config,
-            color="C2",
-            changed_defaults=pooler_default,
-        ),
-        "st-random": MethodSpec(
-            "st-random",
-            structured_random_search,
-            "random structured ticket: the sparsity of heads and of FFN units pruned",
-            settings=frozenset({"granularity", "units"}),
-        ),
-    }
-)
-
-
-def register(spec: MethodSpec) -> MethodSpec:
-    """Add (or replace, in its place) a method; sweeps can name it from then on, and with a `color`
-    reports list it after the methods registered before it."""
-    METHODS[spec.name] = spec
-    return spec
+def sweep_methods() -> dict[str, MethodSpec]:
+    """The sweep's methods by name, in report order: those of every registered method, in the
+    registry's order (`method_specs`); a search method's preset without a colour takes the cycle's
+    next after the coloured ones before it."""
+    found: dict[str, MethodSpec] = {}
+    for method in library.methods().values():
+        for spec in method_specs(method):
+            if method.verb == "search" and spec.color is None and not spec.per_task:
+                spec = dataclasses.replace(spec, color=f"C{sum(bool(s.color) for s in found.values()) % 10}")
+            found[spec.name] = spec
+    return found
 
 
 def report_order() -> list[str]:
     """The methods every report lists first, in this order: those registered with a colour."""
-    return [name for name, spec in METHODS.items() if spec.color is not None]
+    return [name for name, spec in sweep_methods().items() if spec.color is not None]
 
 
 def method_color(method: str, methods: list[str]) -> str:
     """`method`'s colour in figures: its registered one, else matplotlib's cycle by its position
     after the registered ones among a report's `methods`."""
-    spec = METHODS.get(method)
+    spec = sweep_methods().get(method)
     if spec is not None and spec.color is not None:
         return spec.color
     order = report_order()
@@ -473,7 +391,7 @@ def base_method(label: str) -> str:
 
 
 def get_method(name: str, methods: dict[str, MethodSpec] | None = None) -> MethodSpec:
-    registry = METHODS if methods is None else methods
+    registry = sweep_methods() if methods is None else methods
     if base_method(name) not in registry:
         raise ConfigError(f"unknown method '{name}' (known: {', '.join(registry)})")
     return registry[base_method(name)]

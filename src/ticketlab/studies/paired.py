@@ -37,12 +37,12 @@ ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
 def stochastic(label: str) -> bool:
     """Whether a method's mask is a draw of a seeded search (random, IMP, TAMT, random tickets): its
     registry entry's `seeded`; importance tickets and the full model are not; unknown labels are."""
-    from .methods import METHODS, base_method
+    from .methods import base_method, sweep_methods
 
     name = base_method(label.split("@", 1)[0])
     if name in DETERMINISTIC:
         return False
-    spec = METHODS.get(name)
+    spec = sweep_methods().get(name)
     return spec.seeded if spec is not None else True
 
 

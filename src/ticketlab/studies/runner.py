@@ -47,7 +47,7 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Launched
 from .launchers import SubmititLauncher
-from .methods import LEGACY_IMP, METHODS, MethodSpec, base_method
+from .methods import LEGACY_IMP, MethodSpec, base_method, sweep_methods
 from .plan import Run, expand, ids_outdated, input_keys, rekey_store
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .spec import spec_json
@@ -131,7 +131,7 @@ class Runner(Launched):
         """`dry_run`: plan and describe only; nothing is written (the store is read, if any)."""
         self.spec, self.dir = spec, Path(sweep_dir).resolve()
         self.methods: MutableMapping[str, MethodSpec] = (
-            spec.registry if spec.registry is not None else METHODS
+            spec.registry if spec.registry is not None else sweep_methods()
         )
         self.finetune_fn = finetune or adapters.real_finetune
         self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval

@@ -61,7 +61,7 @@ from ..core.checks import SEED_RANGE, Range
 from ..core.errors import ConfigError
 from ..core.files import read_text
 from ..core.outputs import safe_component
-from .methods import METHODS, MethodSpec, base_method
+from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
     CORPUS_KEYS,
@@ -239,9 +239,9 @@ def spec_from_dict(
     corpus = _corpus(r, d.get("corpus"))
     sparsities = [r.sparsity(s, "sparsities") for s in r.listing(d.get("sparsities"), "sparsities")]
     for m in methods:  # unknown methods must fail before the curves look them up
-        if (why := unknown_method(m, registry or METHODS)) is not None:
+        if (why := unknown_method(m, registry or sweep_methods())) is not None:
             raise r.fail("methods", why)
-    grid = (methods, tasks, sparsities, registry or METHODS)
+    grid = (methods, tasks, sparsities, registry or sweep_methods())
     search_curve = _curve(r, d, "search_curve", ("steps",), grid)
     data_curve = _curve(r, d, "data_curve", ("train_sizes",), grid)
     pretrain_eval = d.get("pretrain_eval")

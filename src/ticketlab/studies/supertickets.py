@@ -59,14 +59,12 @@ from ..methods.tickets import (
     KINDS,
     LEVELS,
     Shapes,
-    Units,
     check_levels_fit,
     fit_levels,
-    random_ticket,
     select,
 )
 from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
-from ..models.structure import structure_of, unit_arch
+from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
@@ -337,24 +335,6 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     # the super ticket (a winning level) fine-tuned on this task is where domain adaptation starts
     ft = ft.replace(save_model=config.keep_models and kind == "winning")
     return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
-
-
-def save_random_ticket(
-    model: str, level: float, seed: int, granularity: str, out: Path, units: Units = "liang"
-) -> Path:
-    """A random structured ticket of `model` written to `out` (the sweep's `st-random` method)."""
-    base = _base_model(model)
-    ticket = random_ticket(structure_of(base), level, seed, granularity, units)
-    cfg = unit_mask_config(
-        base,
-        ticket,
-        method=METHOD["random"],
-        level=level,
-        base_model=model,
-        seed=seed,
-        search={"units": units},
-    )
-    return save_unit_mask(ticket, cfg, out)
 
 
 # --------------------------------------------------------------------------- selection

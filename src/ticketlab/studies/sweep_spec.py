@@ -17,7 +17,7 @@ from typing import Any
 from ..core.checks import INT64
 from ..core.errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
-from .methods import LEGACY_IMP, METHODS, VARIANT, MethodSpec, base_method, sweep_imp
+from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
 from .planned_configs import PlannedConfigs
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
@@ -119,11 +119,11 @@ class SweepSpec(PlannedConfigs):
 
     @property
     def method_specs(self) -> dict[str, MethodSpec]:
-        registry = METHODS if self.registry is None else self.registry
+        registry = sweep_methods() if self.registry is None else self.registry
         return {m: registry[base_method(m)] for m in self.methods}
 
     def __post_init__(self) -> None:
-        registry = METHODS if self.registry is None else self.registry
+        registry = sweep_methods() if self.registry is None else self.registry
         if not self.model:
             raise self._fail("model", "a base model (local directory or hub id) is required")
         if self.resources is not None:
@@ -222,7 +222,7 @@ class SweepSpec(PlannedConfigs):
                 continue
             key = f"methods.{m}.sources"
             if not spec.per_task:
-                per_task = [n for n, s in (self.registry or METHODS).items() if s.per_task]
+                per_task = [n for n, s in (self.registry or sweep_methods()).items() if s.per_task]
                 raise self._fail(
                     key, f"{m} does not search on a task (per-task methods: {', '.join(per_task)})"
                 )

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,11 +42,11 @@ from ..core.files import atomic_write_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from ..masks.pattern import parse_pattern, pattern_sparsity
-from ..masks.targets import POOLER_HELP, Targets, attach_pooler, resolve_targets
-from ..methods.configs import ONE_SHOT_METHODS, ImpConfig, TamtConfig, paper_budget, paper_schedule_steps
+from ..masks.targets import POOLER_HELP, Targets, resolve_targets
+from ..methods.configs import DEFAULT_MAX_LENGTH
+from ..methods.registry import Method, method_of_config, methods
 from ..models.arch import arch_of
 from ..models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
-from ..tasks.registry import get_task
 
 # The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
 # `--help` is parsed: torch, transformers and the methods are imported by the functions that run
@@ -56,12 +56,11 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..masks import Mask, MaskConfig
-    from ..methods.search import SearchObjective, SearchResult
+    from ..methods.search import SearchResult
     from ..train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LENGTH = 512  # TAMT Table 1
 Precision = Literal["no", "fp16", "bf16"]
 
 
@@ -73,7 +72,7 @@ class PruneConfig:
     """One-shot pruning of `model` into the mask directory `out`."""
 
     model: str  # local directory or hub id
-    method: str  # a key of `methods.ONE_SHOT`: omp, random
+    method: str  # a registered one-shot method (`methods.registry`, verb prune): omp, random
     sparsity: Fraction | None  # None with a pattern: the one it implies
     out: str | os.PathLike
     ranking: Literal["local", "global"] = option(
@@ -90,7 +89,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
-        check_one_of("method", self.method, sorted(ONE_SHOT_METHODS))
+        check_one_of("method", self.method, sorted(methods("prune")))
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 
@@ -116,13 +115,13 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
     from ..masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
-    from ..methods import ONE_SHOT
 
     check_output(config.out, kind="mask", inputs=[config.model])  # before any work
     model = model if model is not None else load_model(config.model, head="base")
     targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
     t0 = time.perf_counter()
-    mask = ONE_SHOT[config.method](
+    method = methods("prune")[config.method]
+    mask = method.run(
         model,
         config.sparsity,
         ranking=config.ranking,
@@ -139,7 +138,7 @@ def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult
         base_model=str(config.model),
         targets=targets,
         ranking=config.ranking,
-        seed=config.seed if config.method == "random" else None,
+        seed=config.seed if method.seeded else None,
         pattern=config.pattern,
     )
     save_mask(mask, mc, config.out)
@@ -158,7 +157,7 @@ class SearchConfig:
     at `save_at`, and a rerun with the same config resumes there."""
 
     model: str
-    method: Any  # a registered search method's config (`SEARCH_METHODS`): TamtConfig, ImpConfig
+    method: Any  # a registered search method's config (`methods.registry`): TamtConfig, ImpConfig
     steps: PositiveInt | None = option(help="optimizer steps of the search (with --paper: TAMT Tab. 2's)")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
@@ -221,14 +220,14 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # e.g. batch_size "16", lr nan, dev_fraction 5
-        methods = SEARCH_METHODS.values()
-        if not any(isinstance(self.method, m.config) for m in methods):
-            names = " or ".join(m.config.__name__ for m in methods)
+        searches = methods("search").values()
+        if not any(isinstance(self.method, m.config) for m in searches):
+            names = " or ".join(m.config.__name__ for m in searches if m.config is not None)
             raise FieldError("method", f"must be {names}, got {self.method!r}", self.method)
         self._paper_budget()
         self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
-        if self.task is not None and not SEARCH_METHODS[self.verb].task:
-            on_tasks = " / ".join(m.name.upper() for m in methods if m.task)
+        if self.task is not None and not self.search_method.task:
+            on_tasks = " / ".join(m.name.upper() for m in searches if m.task)
             raise ConfigError(
                 f"a task objective is for {on_tasks} only ({self.verb.upper()} trains on a corpus)"
             )
@@ -271,23 +270,19 @@ class SearchConfig:
         return default(self.method, self.steps) if default is not None else self.steps
 
     @property
-    def search_method(self) -> SearchMethod:
-        """The registered search method (`SEARCH_METHODS`) whose config `method` is: the one whose
-        config is `method`'s own type, else the most derived of those it is an instance of (a method
-        whose config subclasses `TamtConfig` is that method, not TAMT)."""
-        mro = type(self.method).__mro__
-        matches = [m for m in SEARCH_METHODS.values() if isinstance(self.method, m.config)]
-        return min(matches, key=lambda m: mro.index(m.config) if m.config in mro else len(mro))
+    def search_method(self) -> Method:
+        """The registered search method whose config `method` is (`methods.registry.method_of_config`)."""
+        return method_of_config(self.method)
 
     @property
     def verb(self) -> str:
-        """The name of the search method (`SEARCH_METHODS`) whose config `method` is."""
+        """The name of the search method whose config `method` is."""
         return self.search_method.name
 
     def settings(self, lr: float) -> dict[str, Any]:
         """What defines the search (a resumed run must match): the CLI's option names and values,
         as directories written before this API recorded them; the method's own from its registry
-        entry (`SearchMethod.settings`). A key left out reads as null in a recorded run (`rundir`),
+        entry (`methods.registry.Method.settings`). A key left out reads as null in a recorded run (`rundir`),
         so a method records none of another's (directories written then hold them as null)."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
         method = self.search_method
@@ -343,356 +338,6 @@ class SearchConfig:
         )
 
 
-def _load_mlm_model(config: SearchConfig, need_head: bool):
-    """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
-    import torch  # lazy start-up (see the imports)
-
-    model_config = load_config(config.model)
-    has_head = head_of(model_config) == "mlm"
-    torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
-    model = load_model(config.model, head="mlm" if need_head or has_head else "base")
-    return model, model_config, has_head
-
-
-def _lm_objective(
-    config: SearchConfig,
-    tokenizer,
-    acc: Accelerator,
-    name: str,
-    *,
-    mlm_eval: bool,
-    decoder: Decoder = "dense",
-    kd_input: KdInput = "clean",
-    eval_kd_input: KdInput = "clean",
-) -> SearchObjective:
-    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
-    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
-    from ..data.corpus import load_lm_corpus  # lazy start-up (see the imports)
-    from ..lm.evaluation import check_scorable
-    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from ..lm.objectives import MLMCollator, pretraining_loss
-    from ..methods.search import SearchObjective
-
-    with acc.main_process_first():
-        corpus = load_lm_corpus(
-            config.corpus,
-            tokenizer,
-            config.max_length,
-            dev=config.dev,
-            dev_fraction=config.dev_fraction,
-            cache_dir=config.cache_dir,
-            text_column=config.text_column,
-            progress=acc.is_main_process and config.progress,
-        )
-    if acc.is_main_process:
-        log.info(f"corpus: {corpus.summary()}")
-    collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
-    dev = corpus.dev.take(config.dev_blocks)
-    source = ", ".join(map(str, config.dev or config.corpus))
-    if not config.no_eval:  # before the search, not at its first evaluation
-        check_scorable(dev, collator, mlm=mlm_eval, source=source)
-
-    def eval_fn(model):
-        return evaluate_blocks(
-            model,
-            dev,
-            collator,
-            batch_size=config.eval_batch_size,
-            mlm=mlm_eval,
-            kd=True,
-            source=source,
-            decoder=decoder,
-            kd_input=eval_kd_input,
-        )
-
-    info = {
-        "corpus": [str(p) for p in config.corpus],
-        "dev": [str(p) for p in config.dev] if config.dev else corpus.info["dev_split"],
-        "max_length": config.max_length,
-        "train_blocks": len(corpus.train),
-        "train_tokens": corpus.train.num_tokens,
-        "eval_dev_blocks": len(dev),
-    }
-    return SearchObjective(
-        name=name,
-        dataset=corpus.train,
-        collate_fn=collator,
-        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
-        eval_fn=None if config.no_eval else eval_fn,
-        info=info,
-    )
-
-
-def _search_tamt(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from ..methods.tamt import search_tamt  # lazy start-up (see the imports)
-
-    tamt: TamtConfig = config.method  # type: ignore[assignment]
-    need_head = "mlm" in tamt.objective
-    model, model_config, has_head = _load_mlm_model(config, need_head)
-    if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
-        attach_pooler(model, config.model)
-    tamt = dataclasses.replace(tamt, targets=resolve_targets(model, tamt.targets, tamt.pooler))
-    if need_head and not has_head:
-        if not tamt.train_head:
-            raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
-        if acc.is_main_process:
-            log.warning(
-                f"note: {config.model} has no MLM head; "
-                "a fresh one (transform, bias) is trained with the masks"
-            )
-    config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-    tokenizer = load_tokenizer(config.model)
-    # TAMT-KD on a model without an MLM head: no MLM loss to report
-    mlm_eval = tamt.objective != "kd" or has_head
-    objective = _lm_objective(
-        config,
-        tokenizer,
-        acc,
-        tamt.objective,
-        mlm_eval=mlm_eval,
-        decoder=tamt.decoder,
-        kd_input=tamt.kd_reads or "clean",
-        eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
-    )
-    objective.info["fresh_mlm_head"] = need_head and not has_head
-    lr = config.lr or tamt.default_lr
-    return search_tamt(
-        model, objective, tamt, config.train_config(lr), config.out, **_run_options(config, lr, acc)
-    )
-
-
-def _search_imp(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from ..methods.imp import search_imp  # lazy start-up (see the imports)
-    from ..methods.search import SearchObjective
-
-    imp: ImpConfig = config.method  # type: ignore[assignment]
-    tokenizer = load_tokenizer(config.model)
-    if config.task is not None:
-        from ..tasks.objective import load_task_model, task_objective
-
-        with acc.main_process_first():
-            default = get_task(config.task, config.data_dir).max_length
-            length = fit_max_length(load_config(config.model), config.max_length, default)
-            task = task_objective(config.task, tokenizer, config.data_dir, max_length=length)
-        model, _ = load_task_model(config.model, task.spec, seed=config.seed)
-        objective = SearchObjective(
-            name=task.spec.id,
-            dataset=task.dataset,
-            collate_fn=task.collate_fn,
-            loss_fn=task.loss_fn,
-            eval_fn=None if config.no_eval else task.eval_fn,
-            info={"task": task.spec.id, "data_dir": config.data_dir, "n_train": task.n_train},
-        )
-        lr = config.lr or task.spec.lr
-        train_config = config.train_config(lr, metric=task.metric, greater=task.greater_is_better)
-    else:
-        model, model_config, has_head = _load_mlm_model(config, need_head=True)
-        if not has_head and acc.is_main_process:
-            log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
-        config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-        # IMP as before issue 34 (its decoder and dev KD input are h34b's / Chen et al.'s to settle)
-        objective = _lm_objective(
-            config,
-            tokenizer,
-            acc,
-            "mlm",
-            mlm_eval=True,
-            decoder="masked",
-            kd_input="corrupted",
-            eval_kd_input="corrupted",
-        )
-        lr = config.lr or 5e-5  # Table 1
-        train_config = config.train_config(lr)
-    options = _run_options(config, lr, acc)
-    return search_imp(model, objective, imp, train_config, config.out, tokenizer=tokenizer, **options)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A search method under fixed settings, by the name sweeps and reports know it: `tamt-kd` is
-    TAMT on the KD objective."""
-
-    name: str
-    help: str
-    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # fields of the method's config
-    color: str | None = None  # its colour in figures (matplotlib's); None: the next of the cycle
-
-
-def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: every field of it."""
-    return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
-
-
-# eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
-@dataclass(frozen=True, eq=False)
-class SearchMethod:
-    """A way to search a mask by training. Registered in `SEARCH_METHODS`, it is what `search` runs
-    for a `SearchConfig` whose `method` is a `config`, and `ticketlab search NAME`, whose options
-    are `SearchConfig`'s and the fields of `config` that carry help (`core.checks.option`). Sweeps
-    and reports know it by its presets' names, in the order of registration
-    (`studies.methods`)."""
-
-    name: str
-    config: type  # the method's settings (`TamtConfig`, `ImpConfig`)
-    run: Callable[[SearchConfig, Accelerator], SearchResult]
-    help: str  # its line in `ticketlab search --help`
-    task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
-    # Its config's part of `SearchConfig.settings` (a resumed search must match it).
-    settings: Callable[[Any], dict[str, Any]] = config_settings
-    # Refuses, before any work, a step budget its config cannot use (IMP: fewer steps than rounds).
-    check_steps: Callable[[Any, int], None] | None = None
-    # Fills in the defaults of its config that depend on the search (IMP: where the first pruning
-    # falls, by objective), before the checks and the recorded settings see it.
-    resolve: Callable[[Any, SearchConfig], Any] | None = None
-    # Its mask is at the target sparsity after every step (TAMT), so the masks saved along one run
-    # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
-    sparse_throughout: bool = False
-    presets: tuple[Preset, ...] = ()  # its names in sweeps; none: itself, under its name
-    # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
-    # (None: the budget itself, the schedule ends at the stop).
-    schedule: Callable[[Any, int], int] | None = None
-    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
-    paper_budget: Callable[[Any], tuple[int, int]] | None = None
-    # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
-    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
-    # whether the checkpoint holds a pooler (`studies.plan`). None: no default changed.
-    changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
-        lambda fixed, settings, pooler: {}
-    )
-
-    @property
-    def named(self) -> tuple[Preset, ...]:
-        return self.presets or (Preset(self.name, self.help),)
-
-
-def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "objective": m.objective,
-        "init": m.init,
-        "threshold": m.threshold,
-        "alpha": m.alpha,
-        "freeze_head": not m.train_head,
-        "head_lr": m.head_lr,
-        # only when set: directories written before the option existed still resume
-        **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
-        **({"pattern": m.pattern} if m.pattern is not None else {}),
-        **_issue34_settings(m),
-    }
-
-
-def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
-    """TAMT's settings of issue 34, where they differ from what ticketlab did before (a masked decoder,
-    KD on the corrupted input): a directory written then has none of them, so it resumes only under
-    that behaviour, and a search under TAMT's defaults never takes it for its own."""
-    out: dict[str, Any] = {}
-    if "mlm" in m.objective and m.decoder != "masked":
-        out["decoder"] = m.decoder
-    if m.kd_reads == "clean":
-        out["kd_input"] = m.kd_reads
-    return out
-
-
-def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """TAMT's defaults of issue 34 in force in a sweep's search (see `SearchMethod.changed_defaults`):
-    the dense decoder (MLM objectives), KD on clean text (TAMT-KD), Tab. 2's schedule and the pooler."""
-    objective = {**fixed, **settings}.get("objective", "mlm")
-    changed: dict[str, Any] = {}
-    if "mlm" in objective and settings.get("decoder") is None:
-        changed["decoder"] = "dense"
-    if objective == "kd" and settings.get("kd_input") is None:
-        changed["kd_input"] = "clean"
-    if settings.get("schedule_steps") is None:
-        changed["schedule_steps"] = "tab2"
-    if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
-        changed["pooler"] = True
-    return changed
-
-
-def _imp_settings(m: ImpConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "prune_rate": m.prune_rate,
-        "rewind_to": m.rewind_to,
-        "variant": m.variant,
-        "pooler": m.pooler,
-        # only where they differ from what directories written before them did (the first pruning
-        # at step 0, the task head not rewound on MLM): those resume; a task IMP under LT_glue.py's
-        # defaults records "after-round" and does not resume one written before it
-        **({"first_pruning": m.first_pruning} if m.first_pruning not in (None, "start") else {}),
-        **({"rewind_head": True} if m.rewind_head else {}),
-    }
-
-
-def _imp_steps(m: ImpConfig, steps: int) -> None:
-    from ..methods.imp import imp_schedule  # lazy start-up (see the imports)
-
-    imp_schedule(m.sparsity, steps, m.prune_rate, m.first_pruning or "start")
-
-
-def _imp_resolve(m: ImpConfig, search: SearchConfig) -> ImpConfig:
-    return m.resolved(on_task=search.task is not None)
-
-
-# In report order: IMP before TAMT's objectives, as reports listed them before this registry.
-SEARCH_METHODS: dict[str, SearchMethod] = {
-    "imp": SearchMethod(
-        "imp",
-        ImpConfig,
-        _search_imp,
-        "iterative magnitude pruning with rewinding (IMP)",
-        task=True,
-        settings=_imp_settings,
-        check_steps=_imp_steps,
-        resolve=_imp_resolve,
-        presets=(Preset("imp", "iterative magnitude pruning on MLM, rewinding to θ0", color="C3"),),
-    ),
-    "tamt": SearchMethod(
-        "tamt",
-        TamtConfig,
-        _search_tamt,
-        "task-agnostic mask training (TAMT)",
-        settings=_tamt_settings,
-        sparse_throughout=True,
-        schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
-        paper_budget=lambda m: paper_budget(m.sparsity),
-        changed_defaults=_tamt_changed,
-        presets=(
-            Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
-            Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),
-            Preset("tamt-mlm+kd", "mask training on MLM + KD", {"objective": "mlm+kd"}, "C6"),
-        ),
-    ),
-}
-
-
-# The library's own entries: what a worker process has without being told (`studies.methods`
-# carries the others to it when a sweep's work is pickled).
-BUILTIN_SEARCH_METHODS: tuple[SearchMethod, ...] = tuple(SEARCH_METHODS.values())
-
-
-def register_search(method: SearchMethod) -> SearchMethod:
-    """Add (or replace, in its place) a search method: from then on `search` runs it for its config,
-    `ticketlab search NAME` offers it and sweeps and reports know it by its presets' names."""
-    SEARCH_METHODS[method.name] = method
-    return method
-
-
-def _run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, Any]:
-    """What `search_tamt` and `search_imp` both take besides the model, objective and configs."""
-    return {
-        "base_model": str(config.model),
-        "save_at": config.save_at,
-        "settings": config.settings(lr),
-        "accelerator": acc,
-        "keep_checkpoint": config.keep_checkpoint,
-    }
-
-
 def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> SearchResult:
     """Run (or resume, or return the finished) mask search `config` describes; see `SearchConfig`.
 
@@ -710,7 +355,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
         SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock
     # The directory is claimed and locked by `run_search` once the model and corpus are read: a
     # refused input (an empty corpus) leaves no output behind.
-    return SEARCH_METHODS[config.verb].run(config, acc)
+    return config.search_method.run(config, acc)
 
 
 # --------------------------------------------------------------------------- pre-training evaluation

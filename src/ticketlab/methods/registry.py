@@ -1,0 +1,156 @@
+"""The one front door for a pruning method: `register_method(Method(...))`.
+
+Every method ticketlab knows is one entry here, from which everything else derives: the CLI's
+sub-commands (`ticketlab prune NAME`, `ticketlab search NAME`), the sweep's method names (one per
+preset: `tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), the order in which reports list methods and
+their colours. A method is one module of the package `ticketlab.methods.registered` that calls
+`register_method` when imported; the registry imports them all on its first use, so adding a method
+is adding one file there (a Slurm worker that imports ticketlab has it too). A method may also be
+registered from any module of one's own (`register_method`, at import of that module).
+
+The registered modules import no torch at module level: `ticketlab prune --help` and `ticketlab search
+--help` list the methods without it (tests/test_startup.py). Their functions import what they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..core.errors import ConfigError
+
+Verb = Literal["prune", "search"]
+Pattern = Literal["weights", "units"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A search method under fixed settings, by the name sweeps and reports know it: `tamt-kd` is
+    TAMT on the KD objective."""
+
+    name: str
+    help: str
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # fields of the method's config
+    color: str | None = None  # its colour in figures (matplotlib's); None: the next of the cycle
+
+
+def config_settings(method: Any) -> dict[str, Any]:
+    """A method config's part of a search's identity, by default: every field of it."""
+    return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
+
+
+# eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
+@dataclass(frozen=True, eq=False)
+class Method:
+    """A pruning method. What `run` is depends on `verb` and `pattern`:
+
+    * verb "search" (`ticketlab search NAME`, whose options are `SearchConfig`'s and the fields of
+      `config` that carry help): `run(search_config, accelerator) -> SearchResult`, for a
+      `SearchConfig` whose `method` is a `config`;
+    * verb "prune" (`ticketlab prune NAME`): `run(model, sparsity, *, ranking, targets, seed, pattern)
+      -> Mask`, a one-shot mask of the weights;
+    * no verb, pattern "units" (a sweep method only): `run(model_name, sparsity, seed, settings, out)`
+      writes a unit mask directory (`settings`: the spec's, of `sweep_settings`);
+    * no verb and no `run`: the dense model (the sweep's `full`).
+
+    Sweeps know a method by its presets' names (its own name without presets); reports list the
+    methods with a colour first, by `order` then registration, each in its colour."""
+
+    name: str
+    config: type | None  # a search method's settings (`TamtConfig`, `ImpConfig`); None for the others
+    run: Callable[..., Any] | None
+    help: str  # its line in `ticketlab search --help` / `ticketlab prune --help`
+    task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
+    # Its config's part of `SearchConfig.settings` (a resumed search must match it).
+    settings: Callable[[Any], dict[str, Any]] = config_settings
+    # Refuses, before any work, a step budget its config cannot use (IMP: fewer steps than rounds).
+    check_steps: Callable[[Any, int], None] | None = None
+    # Fills in the defaults of its config that depend on the search (IMP: where the first pruning
+    # falls, by objective), before the checks and the recorded settings see it.
+    resolve: Callable[[Any, Any], Any] | None = None
+    # Its mask is at the target sparsity after every step (TAMT), so the masks saved along one run
+    # (`save_at`) are the search at smaller budgets; IMP's sparsity grows round by round.
+    sparse_throughout: bool = False
+    presets: tuple[Preset, ...] = ()  # its names in sweeps; none: itself, under its name
+    # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
+    # (None: the budget itself, the schedule ends at the stop).
+    schedule: Callable[[Any, int], int] | None = None
+    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
+    paper_budget: Callable[[Any], tuple[int, int]] | None = None
+    # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
+    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
+    # whether the checkpoint holds a pooler (`studies.plan`). None: no default changed.
+    changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
+        lambda fixed, settings, pooler: {}
+    )
+    verb: Verb | None = "search"  # the CLI verb that offers it; None: a sweep method only
+    pattern: Pattern = "weights"  # what its masks prune: weights, or units (heads, FFN units)
+    seeded: bool = True  # False: one mask whatever the seed (OMP)
+    color: str | None = None  # its colour in reports (a search method's: its presets')
+    order: int = 100  # its place in reports and the CLI among the registered methods (then registration)
+    sweep_settings: frozenset[str] = frozenset()  # a unit method's settings in a sweep spec
+
+    @property
+    def named(self) -> tuple[Preset, ...]:
+        return self.presets or (Preset(self.name, self.help, color=self.color),)
+
+
+SearchMethod = Method  # its name in the Python API before the registry was one (`ticketlab.SearchMethod`)
+
+# The registered methods by name, in registration order (read them with `methods()`).
+_REGISTRY: dict[str, Method] = {}
+# Where the built-in methods are: every module of this package registers one when imported.
+PACKAGE = f"{__package__}.registered"
+_loaded = False
+
+
+def register_method(method: Method) -> Method:
+    """Add (or replace, in its place) a method: from then on the CLI offers it under its verb, sweeps
+    know it by its presets' names and reports list it (with a colour: after those ordered before it)."""
+    _REGISTRY[method.name] = method
+    return method
+
+
+register_search = register_method  # its name in the Python API before the registry was one
+
+
+def load() -> dict[str, Method]:
+    """The registry, its modules imported (once: the first use of the registry imports them)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True  # first: a module that reads the registry while it registers sees it as it is
+        package = importlib.import_module(PACKAGE)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            importlib.import_module(f"{PACKAGE}.{info.name}")
+    return _REGISTRY
+
+
+def methods(verb: Verb | None | Literal["any"] = "any") -> dict[str, Method]:
+    """The registered methods (those of `verb`, if given) by name, by `order` then registration."""
+    ranked = sorted(enumerate(load().values()), key=lambda im: (im[1].order, im[0]))
+    return {m.name: m for _, m in ranked if verb == "any" or m.verb == verb}
+
+
+def get_method(name: str, verb: Verb | None | Literal["any"] = "any") -> Method:
+    """The method registered under `name` (of `verb`, if given); a ConfigError naming those there are."""
+    known = methods(verb)
+    if name not in known:
+        raise ConfigError(f"unknown method '{name}' (known: {', '.join(known)})")
+    return known[name]
+
+
+def method_of_config(config: Any) -> Method:
+    """The search method whose config `config` is: the one whose config is `config`'s own type, else
+    the most derived of those it is an instance of (a method whose config subclasses `TamtConfig` is
+    that method, not TAMT). A ConfigError where none is."""
+    mro = type(config).__mro__
+    searches = methods("search").values()
+    matches = [m for m in searches if m.config is not None and isinstance(config, m.config)]
+    if not matches:
+        names = " or ".join(m.config.__name__ for m in searches if m.config is not None)
+        raise ConfigError(f"method: must be {names}, got {config!r}")
+    return min(matches, key=lambda m: mro.index(m.config) if m.config in mro else len(mro))

@@ -1,0 +1,111 @@
+"""What the search methods (TAMT, IMP and one's own) share to set up a search from a `SearchConfig`:
+the model with its MLM head, the corpus objective, the options of the resumable runner. The
+functions import torch, transformers and the data when called (lazy start-up: the registered
+methods' modules name them without importing them)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..lm.options import Decoder, KdInput
+from ..models.load import head_of, load_config, load_model
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from .search import SearchObjective
+
+log = logging.getLogger(__name__)
+SearchConfig = Any  # `verbs.api.SearchConfig`, a layer above: read here by its fields only
+
+
+def load_mlm_model(config: SearchConfig, need_head: bool):
+    """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
+    import torch  # lazy start-up (see the imports)
+
+    model_config = load_config(config.model)
+    has_head = head_of(model_config) == "mlm"
+    torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
+    model = load_model(config.model, head="mlm" if need_head or has_head else "base")
+    return model, model_config, has_head
+
+
+def lm_objective(
+    config: SearchConfig,
+    tokenizer,
+    acc: Accelerator,
+    name: str,
+    *,
+    mlm_eval: bool,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
+    eval_kd_input: KdInput = "clean",
+) -> SearchObjective:
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
+    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
+    from ..data.corpus import load_lm_corpus  # lazy start-up (see the imports)
+    from ..lm.evaluation import check_scorable
+    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from ..lm.objectives import MLMCollator, pretraining_loss
+    from .search import SearchObjective
+
+    with acc.main_process_first():
+        corpus = load_lm_corpus(
+            config.corpus,
+            tokenizer,
+            config.max_length,
+            dev=config.dev,
+            dev_fraction=config.dev_fraction,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            progress=acc.is_main_process and config.progress,
+        )
+    if acc.is_main_process:
+        log.info(f"corpus: {corpus.summary()}")
+    collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
+    dev = corpus.dev.take(config.dev_blocks)
+    source = ", ".join(map(str, config.dev or config.corpus))
+    if not config.no_eval:  # before the search, not at its first evaluation
+        check_scorable(dev, collator, mlm=mlm_eval, source=source)
+
+    def eval_fn(model):
+        return evaluate_blocks(
+            model,
+            dev,
+            collator,
+            batch_size=config.eval_batch_size,
+            mlm=mlm_eval,
+            kd=True,
+            source=source,
+            decoder=decoder,
+            kd_input=eval_kd_input,
+        )
+
+    info = {
+        "corpus": [str(p) for p in config.corpus],
+        "dev": [str(p) for p in config.dev] if config.dev else corpus.info["dev_split"],
+        "max_length": config.max_length,
+        "train_blocks": len(corpus.train),
+        "train_tokens": corpus.train.num_tokens,
+        "eval_dev_blocks": len(dev),
+    }
+    return SearchObjective(
+        name=name,
+        dataset=corpus.train,
+        collate_fn=collator,
+        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
+        eval_fn=None if config.no_eval else eval_fn,
+        info=info,
+    )
+
+
+def run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, Any]:
+    """What `search_tamt` and `search_imp` both take besides the model, objective and configs."""
+    return {
+        "base_model": str(config.model),
+        "save_at": config.save_at,
+        "settings": config.settings(lr),
+        "accelerator": acc,
+        "keep_checkpoint": config.keep_checkpoint,
+    }
