@@ -1,0 +1,184 @@
+"""Issue 38: run identity computed in one function (`core.digest`). Each of the five places that name
+a run (a search's settings, a fine-tuning's fingerprint and id, a pre-training's identity, a ticket-
+sharing stage's identity, a sweep's run ids) is pinned here at the values main computed before they
+were moved onto it: a change that moves any of them fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ticketlab
+from ticketlab.methods.configs import ImpConfig, TamtConfig
+
+
+def _inputs(root: Path) -> dict[str, Path]:
+    """Small local inputs with fixed bytes, so that their content keys are fixed too."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.txt").write_text("the cat sat on the mat\n" * 3)
+    (root / "dev.txt").write_text("a dog ran\n")
+    for name in ("tok", "init", "data"):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "file.json").write_text(json.dumps({"name": name}))
+    return {p.name: p for p in root.iterdir()}
+
+
+def _search(method: Any, **kw: Any) -> ticketlab.SearchConfig:
+    given = {"model": "m", "method": method, "steps": 30, "out": "o", "corpus": ["c.txt"], **kw}
+    return ticketlab.SearchConfig(**given)
+
+
+def _search_cases() -> dict[str, Callable[[Path], Any]]:
+    tamt_set = TamtConfig(
+        0.7, objective="kd", init="random", train_head=False, score_dtype="bfloat16", kd_input="clean"
+    )
+    return {
+        "search tamt default": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
+        "search tamt set": lambda _: _search(
+            tamt_set, optimizer_in_backward=True, schedule_steps=30, dev=["d.txt"], max_length=64
+        ).settings(2e-3),
+        "search tamt mlm masked": lambda _: _search(
+            TamtConfig(0.5, decoder="masked", pattern="2:4", seed=5), schedule_steps=90
+        ).settings(1e-4),
+        "search imp mlm": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
+        "search imp task": lambda _: _search(
+            ImpConfig(0.5, rewind_head=True, variant="tamt"), corpus=None, task="sst2", data_dir="glue"
+        ).settings(1e-4),
+    }
+
+
+def _finetune(config: ticketlab.FinetuneConfig) -> dict[str, Any]:
+    from ticketlab.tasks.registry import get_task
+    from ticketlab.verbs.finetune import _digest, fingerprint
+
+    print_ = json.loads(json.dumps(fingerprint(config, get_task(config.task, config.data_dir)), default=str))
+    return {"fingerprint": print_, "id": _digest(print_)}
+
+
+def _finetune_cases() -> dict[str, Callable[[Path], Any]]:
+    ft = ticketlab.FinetuneConfig
+    return {
+        "finetune default": lambda _: _finetune(ft(model="m", task="sst2")),
+        "finetune set": lambda _: _finetune(
+            ft(model="m", task="rte", mask="k", lr=3e-5, seed=4, select_fraction=0.1, save_model=True)
+        ),
+        "finetune id": lambda _: _finetune(ft(model="m", task="sst2"))["id"],
+    }
+
+
+def _pretrain(root: Path, **kw: Any) -> dict[str, Any]:
+    from ticketlab.lm.pretrain import PretrainConfig, _identity
+
+    files = _inputs(root)
+    given = {"tokenizer": None, "init": None, **kw}
+    config = PretrainConfig(steps=3, **given.pop("config", {}))
+    tokenizer, init = (files[given[k]] if given[k] else None for k in ("tokenizer", "init"))
+    dev = [files["dev.txt"]] if given.get("dev") else None
+    return _identity(config, [files["corpus.txt"]], dev, tokenizer, "wordpiece", 1000, init)
+
+
+def _pretrain_cases() -> dict[str, Callable[[Path], Any]]:
+    return {
+        "pretrain default": lambda root: _pretrain(root),
+        "pretrain set": lambda root: _pretrain(
+            root, dev=True, tokenizer="tok", config={"save_dtype": "float16", "lr": 5e-4, "seed": 2}
+        ),
+        "pretrain init": lambda root: _pretrain(root, init="init", config={"compile": True}),
+    }
+
+
+def _mtl_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.mtl import MtlConfig
+
+    keys = {"model": "sha256:m", "data sst2": "sha256:d"}
+    plain = MtlConfig(model="m", tasks=["sst2", "rte"])
+    share = MtlConfig(model="m", tasks=["sst2", "rte"], finetune_after=True, lr=1e-4)
+    share.tickets = ["t1", "t2"]  # set after the checks, which would read the model's config
+    return {
+        "mtl settings": lambda _: plain.settings(),
+        "mtl identity": lambda _: plain.identity(3, keys),
+        "mtl share identity": lambda _: share.identity(1, keys),
+        "mtl share after": lambda _: share.identity(1, keys, after=True),
+    }
+
+
+def _plan_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.plan import run_id
+
+    search = {
+        "kind": "search",
+        "model": "/models/bert",
+        "method": "tamt-kd",
+        "sparsity": 0.5,
+        "seed": 0,
+        "steps": 100,
+        "save_at": [],
+        "settings": {"decoder": "masked", "schedule_steps": 100, "lr": 1e-4},
+        "corpus": {"train": ["/c/train.txt"], "dev": ["/c/dev.txt"], "text_column": "text"},
+        "inputs": {"model": "sha256:m", "corpus": "sha256:c"},
+        "defaults": {"kd_input": "clean"},
+    }
+    finetune = {
+        "kind": "finetune",
+        "model": "bert-base-uncased",
+        "task": "sst2",
+        "task_label": "sst2",
+        "data": "/glue/SST-2",
+        "seed": 1,
+        "train_size": None,
+        "settings": {"lr": 2e-5},
+        "inputs": {"model": None, "data": "sha256:d"},
+        "mask": "abc",
+        "method": "imp",
+        "sparsity": 0.5,
+        "mask_seed": 0,
+        "search_steps": 100,
+    }
+    return {"plan search": lambda _: run_id(search), "plan finetune": lambda _: run_id(finetune)}
+
+
+CASES: dict[str, Callable[[Path], Any]] = {
+    **_search_cases(),
+    **_finetune_cases(),
+    **_pretrain_cases(),
+    **_mtl_cases(),
+    **_plan_cases(),
+}
+
+# Computed on main (9e3a4b4) before run identity moved to `core.digest`: a hex id as it is, a
+# mapping as the first 16 hex digits of the sha256 of its sorted JSON.
+PINNED = {
+    "finetune default": "26d496ab12d7c369",
+    "finetune id": "9d21830f703d1eeb",
+    "finetune set": "7d2f6f9653102a95",
+    "mtl identity": "51bc9c46f3eeecb7",
+    "mtl settings": "dd37f94281581fcd",
+    "mtl share after": "fbb0d25f3273a804",
+    "mtl share identity": "fc768c569cd59eec",
+    "plan finetune": "d4b11b2a040b9381",
+    "plan search": "2a6909d979eef410",
+    "pretrain default": "383fb8e23a41f084",
+    "pretrain init": "3b7b785f0052a753",
+    "pretrain set": "47a409f84da6d4f1",
+    "search imp mlm": "83645b11854509ee",
+    "search imp task": "268b9b5727c89bf0",
+    "search tamt default": "2de67a4e69c46df7",
+    "search tamt mlm masked": "34234a87c5806cdb",
+    "search tamt set": "39eb69c97495ca98",
+}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_run_identity_is_what_it_was(name: str, tmp_path: Path) -> None:
+    assert _short(CASES[name](tmp_path / "inputs")) == PINNED[name]
