@@ -54,10 +54,10 @@ def _search_cases() -> dict[str, Callable[[Path], Any]]:
 
 def _finetune(config: ticketlab.FinetuneConfig) -> dict[str, Any]:
     from ticketlab.tasks.registry import get_task
-    from ticketlab.verbs.finetune import _digest, fingerprint
+    from ticketlab.verbs.finetune import digest, fingerprint
 
     print_ = json.loads(json.dumps(fingerprint(config, get_task(config.task, config.data_dir)), default=str))
-    return {"fingerprint": print_, "id": _digest(print_)}
+    return {"fingerprint": print_, "id": digest(print_)}
 
 
 def _finetune_cases() -> dict[str, Callable[[Path], Any]]:
