@@ -37,6 +37,7 @@ from ..core.checks import (
     check_one_of,
     option,
 )
+from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_json
 from ..core.outputs import check_output
@@ -188,6 +189,7 @@ class SearchConfig:
         False,
         "less memory: step each tensor inside the backward and free its gradient (no gradient "
         "clipping; one process, no fp16, no --grad-accum)",
+        compat=(False,),  # a search's identity has it only when set: directories written before resume
     )
     seed: Seed = option(0, "data order, corruption, random init")
     schedule_steps: PositiveInt | None = option(
@@ -291,30 +293,19 @@ class SearchConfig:
         so a method records none of another's (directories written then hold them as null)."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
         method = self.search_method
-        return {
-            "method": method.name,
+        resolved = {
             "model": str(self.model),
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
-            "dev_fraction": self.dev_fraction,
-            "text_column": self.text_column,
-            "max_length": self.max_length,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
             "lr": lr,
-            "warmup_steps": self.warmup_steps,
-            "weight_decay": self.weight_decay,
-            "grad_accum": self.grad_accum,
-            "max_grad_norm": self.max_grad_norm,
-            "mixed_precision": self.mixed_precision,
-            "seed": self.seed,
-            **({"task": self.task, "data_dir": self.data_dir} if method.task else {}),
-            # only when set: directories written before the option existed still resume
-            **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
             # only when the schedule goes on past the stop: before issue 34 it always ended there
-            **({"schedule_steps": self.horizon} if self.horizon != self.steps else {}),
-            **method.settings(self.method),
+            "schedule_steps": self.horizon if self.horizon != self.steps else OMIT,
+            **({} if method.task else {"task": OMIT, "data_dir": OMIT}),
         }
+        # the method by its name and its config's own part; paper by the steps and schedule it sets
+        skip = ("method", "out", "paper", "save_at")
+        own = run_identity(self, leave_out=skip, values=resolved, options=True)
+        return {"method": method.name, **own, **method.settings(self.method)}
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
         from ..train.loop import TrainConfig  # lazy start-up (see the imports)
@@ -519,8 +510,9 @@ class Preset:
 
 
 def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: every field of it."""
-    return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
+    """A method config's part of a search's identity, by default: its result-affecting fields
+    (`core.digest.run_identity`) by their option names."""
+    return run_identity(method, options=True)
 
 
 # eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
@@ -566,21 +558,11 @@ class SearchMethod:
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "objective": m.objective,
-        "init": m.init,
-        "threshold": m.threshold,
-        "alpha": m.alpha,
-        "freeze_head": not m.train_head,
-        "head_lr": m.head_lr,
-        # only when set: directories written before the option existed still resume
-        **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
-        **({"pattern": m.pattern} if m.pattern is not None else {}),
-        **_issue34_settings(m),
-    }
+    # Left out as directories written before recorded none of them: the seed (the search's own), the
+    # pooler (held at its start), and the settings of issue 34, whose "only when set" depends on the
+    # objective (`_issue34_settings`).
+    skip = ("seed", "pooler", "decoder", "kd_input")
+    return {**run_identity(m, leave_out=skip, options=True), **_issue34_settings(m)}
 
 
 def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
@@ -611,23 +593,6 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
     return changed
 
 
-def _imp_settings(m: ImpConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "prune_rate": m.prune_rate,
-        "rewind_to": m.rewind_to,
-        "variant": m.variant,
-        "pooler": m.pooler,
-        # only where they differ from what directories written before them did (the first pruning
-        # at step 0, the task head not rewound on MLM): those resume; a task IMP under LT_glue.py's
-        # defaults records "after-round" and does not resume one written before it
-        **({"first_pruning": m.first_pruning} if m.first_pruning not in (None, "start") else {}),
-        **({"rewind_head": True} if m.rewind_head else {}),
-    }
-
-
 def _imp_steps(m: ImpConfig, steps: int) -> None:
     from ..methods.imp import imp_schedule  # lazy start-up (see the imports)
 
@@ -646,7 +611,6 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         _search_imp,
         "iterative magnitude pruning with rewinding (IMP)",
         task=True,
-        settings=_imp_settings,
         check_steps=_imp_steps,
         resolve=_imp_resolve,
         presets=(Preset("imp", "iterative magnitude pruning on MLM, rewinding to θ0", color="C3"),),
