@@ -142,12 +142,22 @@ def _plan_cases() -> dict[str, Callable[[Path], Any]]:
     return {"plan search": lambda _: run_id(search), "plan finetune": lambda _: run_id(finetune)}
 
 
+def _super_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.supertickets import SuperConfig, _Study
+
+    ft = ticketlab.FinetuneConfig(model="m", task="sst2", lr=3e-5, eval_batch_size=8)
+    study = _Study(SuperConfig(finetune=ft), Path("o"), None)
+    ticket = {"mask": "k", "method": "st-winning", "sparsity": 0.3, "mask_seed": 2, "search_steps": None}
+    return {"super finetune row": lambda _: study.finetune_row(2, ticket).id}
+
+
 CASES: dict[str, Callable[[Path], Any]] = {
     **_search_cases(),
     **_finetune_cases(),
     **_pretrain_cases(),
     **_mtl_cases(),
     **_plan_cases(),
+    **_super_cases(),
 }
 
 # Computed on main (9e3a4b4) before run identity moved to `core.digest`: a hex id as it is, a
@@ -162,6 +172,7 @@ PINNED = {
     "mtl share identity": "fc768c569cd59eec",
     "plan finetune": "d4b11b2a040b9381",
     "plan search": "2a6909d979eef410",
+    "super finetune row": "c3ee09d3a63e1ee7",
     "pretrain default": "383fb8e23a41f084",
     "pretrain init": "3b7b785f0052a753",
     "pretrain set": "47a409f84da6d4f1",
