@@ -193,3 +193,44 @@ def _short(value: Any) -> str:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_run_identity_is_what_it_was(name: str, tmp_path: Path) -> None:
     assert _short(CASES[name](tmp_path / "inputs")) == PINNED[name]
+
+
+def test_run_identity_reads_the_field_metadata():
+    """`result=False` leaves a field out; `compat` leaves it out only at the values runs recorded
+    before it existed computed under; `values` resolves or omits; `options` names fields as the CLI
+    does, a negated bool as its option's value."""
+    from dataclasses import dataclass, field
+
+    from ticketlab.core.checks import option
+    from ticketlab.core.digest import OMIT, run_identity
+
+    @dataclass
+    class Config:
+        lr: float | None = None
+        train_head: bool = option(True, "keep the head frozen", flag="--freeze-head")
+        dtype: str = field(default="float32", metadata={"compat": ("float32",)})
+        first: str | None = field(default=None, metadata={"compat": (None, "start")})
+        progress: bool = field(default=True, metadata={"result": False})
+        tags: list[str] = field(default_factory=lambda: ["a"])
+
+    plain = run_identity(Config())
+    assert plain == {"lr": None, "train_head": True, "tags": ["a"]}
+    plain["tags"].append("b")  # the identity shares no list with its config
+    assert Config().tags == ["a"]
+    set_ = run_identity(Config(dtype="bfloat16", first="after-round", progress=False))
+    assert set_["dtype"] == "bfloat16" and set_["first"] == "after-round" and "progress" not in set_
+    assert "first" not in run_identity(Config(first="start"))
+    resolved = run_identity(Config(), values={"lr": 1e-3, "tags": OMIT}, options=True, leave_out={"dtype"})
+    assert resolved == {"lr": 1e-3, "freeze_head": False}
+
+
+def test_content_keys_and_digest(tmp_path: Path):
+    from ticketlab.core.digest import content_keys, digest
+
+    (tmp_path / "a.txt").write_text("x")
+    keys = content_keys({"model": "hub/id-not-local", "data": tmp_path / "a.txt", "task": None})
+    assert list(keys) == ["data"] and keys["data"].startswith("sha256:")
+    obj = {"b": [1, 2], "a": "x"}
+    assert digest(obj) == hashlib.sha256(b'{"a": "x", "b": [1, 2]}').hexdigest()[:16]
+    assert digest(obj, compact=True) == hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()[:16]
+    assert len(digest(obj, length=12)) == 12
