@@ -45,6 +45,10 @@ def _search_cases() -> dict[str, Callable[[Path], Any]]:
         "search tamt mlm masked": lambda _: _search(
             TamtConfig(0.5, decoder="masked", pattern="2:4", seed=5), schedule_steps=90
         ).settings(1e-4),
+        "search tamt mlm+kd": lambda _: _search(TamtConfig(0.5, objective="mlm+kd")).settings(1e-4),
+        "search tamt kd corrupted": lambda _: _search(
+            TamtConfig(0.5, objective="kd", kd_input="corrupted", decoder="masked")
+        ).settings(1e-4),
         "search imp mlm": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
         "search imp task": lambda _: _search(
             ImpConfig(0.5, rewind_head=True, variant="tamt"), corpus=None, task="sst2", data_dir="glue"
@@ -179,7 +183,9 @@ PINNED = {
     "search imp mlm": "83645b11854509ee",
     "search imp task": "268b9b5727c89bf0",
     "search tamt default": "2de67a4e69c46df7",
+    "search tamt kd corrupted": "b7e3da35b54673f2",
     "search tamt mlm masked": "34234a87c5806cdb",
+    "search tamt mlm+kd": "2d2fb02dcc166e80",
     "search tamt set": "39eb69c97495ca98",
 }
 
