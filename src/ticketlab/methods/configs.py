@@ -66,11 +66,13 @@ class TamtConfig:
     # "N:M": exactly N of every M kept after every step (per-group cuts); in a run's identity when set
     pattern: str | None = dataclasses.field(default=None, metadata={"compat": (None,)})
     pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
-    decoder: Decoder = option("dense", DECODER_HELP)
+    # compat: ticketlab's behaviour before issue 34 (a search's identity leaves it out, `core.digest`)
+    decoder: Decoder = option("dense", DECODER_HELP, compat=("masked",))
     kd_input: KdInput | None = option(
         None,
         KD_INPUT_HELP + " (default: clean for TAMT-KD; TAMT-MLM+KD distils on its MLM batch, as TAMT's "
         "train_mlm.py --use_kd does)",
+        compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
 
     def __post_init__(self) -> None:

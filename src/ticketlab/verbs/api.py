@@ -510,9 +510,10 @@ class Preset:
 
 
 def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: its result-affecting fields
-    (`core.digest.run_identity`) by their option names."""
-    return run_identity(method, options=True)
+    """A method config's part of a search's identity, by default: every field of it, by name. (Not
+    `core.digest.run_identity`: a config that subclasses TAMT's would lose its fields at their
+    `compat` values, and searches of a method registered before would not resume.)"""
+    return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
 # eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
@@ -558,23 +559,14 @@ class SearchMethod:
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
-    # Left out as directories written before recorded none of them: the seed (the search's own), the
-    # pooler (held at its start), and the settings of issue 34, whose "only when set" depends on the
-    # objective (`_issue34_settings`).
-    skip = ("seed", "pooler", "decoder", "kd_input")
-    return {**run_identity(m, leave_out=skip, options=True), **_issue34_settings(m)}
-
-
-def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
-    """TAMT's settings of issue 34, where they differ from what ticketlab did before (a masked decoder,
-    KD on the corrupted input): a directory written then has none of them, so it resumes only under
-    that behaviour, and a search under TAMT's defaults never takes it for its own."""
-    out: dict[str, Any] = {}
-    if "mlm" in m.objective and m.decoder != "masked":
-        out["decoder"] = m.decoder
-    if m.kd_reads == "clean":
-        out["kd_input"] = m.kd_reads
-    return out
+    """TAMT's part of a search's identity. Left out as directories written before recorded neither:
+    the seed (the search's own) and the pooler (held at its start). The settings of issue 34 are in
+    only where they differ from what ticketlab did before (their fields' `compat`: a masked decoder,
+    KD on the corrupted input), as the decoder an MLM loss uses and the input KD reads: a directory
+    written then resumes only under that behaviour, and a search under TAMT's defaults never takes it
+    for its own."""
+    resolved = {"decoder": m.decoder if "mlm" in m.objective else OMIT, "kd_input": m.kd_reads}
+    return run_identity(m, leave_out=("seed", "pooler"), values=resolved, options=True)
 
 
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
@@ -591,6 +583,10 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
         changed["pooler"] = True
     return changed
+
+
+def _imp_settings(m: ImpConfig) -> dict[str, Any]:
+    return run_identity(m, options=True)  # first_pruning, rewind_head: only when set (their `compat`)
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
@@ -611,6 +607,7 @@ SEARCH_METHODS: dict[str, SearchMethod] = {
         _search_imp,
         "iterative magnitude pruning with rewinding (IMP)",
         task=True,
+        settings=_imp_settings,
         check_steps=_imp_steps,
         resolve=_imp_resolve,
         presets=(Preset("imp", "iterative magnitude pruning on MLM, rewinding to θ0", color="C3"),),
