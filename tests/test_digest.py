@@ -236,6 +236,10 @@ def test_content_keys_and_digest(tmp_path: Path):
     (tmp_path / "a.txt").write_text("x")
     keys = content_keys({"model": "hub/id-not-local", "data": tmp_path / "a.txt", "task": None})
     assert list(keys) == ["data"] and keys["data"].startswith("sha256:")
+    from ticketlab.core.files import content_key
+
+    listed = content_keys({"corpus": [tmp_path / "a.txt", tmp_path / "a.txt"], "dev": [tmp_path / "gone"]})
+    assert listed == {"corpus": content_key([tmp_path / "a.txt", tmp_path / "a.txt"])}
     obj = {"b": [1, 2], "a": "x"}
     assert digest(obj) == hashlib.sha256(b'{"a": "x", "b": [1, 2]}').hexdigest()[:16]
     assert digest(obj, compact=True) == hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()[:16]

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .checks import negated, option_name
@@ -63,10 +63,14 @@ def _before_field(f: dataclasses.Field, value: Any) -> bool:
     )
 
 
-def content_keys(paths: Mapping[str, str | os.PathLike | None]) -> dict[str, str]:
-    """The content key of each named local input (`core.files.content_key`); a path that is None or
-    not local (a hub id) has none and is left out."""
-    keys = {name: content_key([p]) for name, p in paths.items() if p is not None}
+Paths = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def content_keys(paths: Mapping[str, Paths | None]) -> dict[str, str]:
+    """The content key of each named local input, a path or a list of them (`core.files.content_key`);
+    an input that is None or not local (a hub id) has none and is left out."""
+    listed = {name: [p] if isinstance(p, (str, os.PathLike)) else p for name, p in paths.items()}
+    keys = {name: content_key(p) for name, p in listed.items() if p is not None}
     return {name: key for name, key in keys.items() if key is not None}
 
 
