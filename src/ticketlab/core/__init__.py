@@ -1,1 +1,2 @@
-"""Core: errors, checks of config fields, atomic files and outputs, progress, lazy exports."""
+"""Core: errors, checks of config fields, the run identity (digest), atomic files and outputs, progress,
+lazy exports."""

@@ -113,7 +113,7 @@ def from_options(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
 def not_result(config_cls: type) -> tuple[str, ...]:
     """The fields of a config dataclass marked `result=False` (`option(..., result=False)`): they do
     not change what a run computes (a progress bar, a checkpoint interval), so a run's identity, which
-    guards its directory and names its row, leaves them out."""
+    guards its directory and names its row, leaves them out (`core.digest.run_identity`)."""
     return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("result") is False)
 
 

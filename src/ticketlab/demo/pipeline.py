@@ -24,8 +24,6 @@ plain English words, so any tokenizer reads it):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import os
 import time
@@ -34,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..core.digest import digest
 from ..core.errors import ConfigError
 from ..core.files import read_json
 from ..data import synthetic
@@ -94,7 +93,7 @@ def _threads(log: Log) -> Iterator[None]:
 
 
 def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return digest(obj, length=12)
 
 
 def _stage(log: Log, n: int, what: str) -> float:

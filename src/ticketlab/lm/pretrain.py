@@ -67,8 +67,8 @@ from transformers import (
 from ..core.checks import (
     check_fields,
     check_one_of,
-    not_result,
 )
+from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_json, content_key, read_json
 from ..core.outputs import atomic_dir, check_output
@@ -237,18 +237,19 @@ def _identity(
     one), the checkpoint it starts from, and the content of its corpus, dev text, tokenizer folder
     and initial checkpoint. (The keys a from-scratch float32 run had before `init` and `save_dtype`
     existed are unchanged, so its finished outputs stay valid.)"""
-    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in not_result(PretrainConfig)}
+    out = run_identity(config)
     if tokenizer is None and init is None:
         out |= {"tokenizer_kind": tokenizer_kind, "vocab_size": vocab_size}
-    if config.save_dtype != "float32":
-        out |= {"save_dtype": config.save_dtype}
-    keys = {
-        "corpus content": content_key(_listed(corpus)),
-        "dev content": content_key(_listed(dev)) if dev is not None else None,
-        "tokenizer content": content_key([tokenizer]) if isinstance(tokenizer, (str, os.PathLike)) else None,
-        "init content": (content_key([init]) or f"hub id {init}") if init is not None else None,
-    }
-    return out | {k: v for k, v in keys.items() if v is not None}
+    keys = content_keys(
+        {
+            "corpus content": _listed(corpus),
+            "dev content": _listed(dev) if dev is not None else None,
+            "tokenizer content": tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None,
+        }
+    )
+    if init is not None:  # a hub id is named by itself: another id is another start
+        keys["init content"] = content_key([init]) or f"hub id {init}"
+    return out | keys
 
 
 def _finished(out: Path, identity: dict[str, Any]) -> PretrainResult:

@@ -86,7 +86,7 @@ class PretrainConfig:
         "float32",
         "dtype of the written weights (float16/bfloat16 halve the file)",
         choices=SAVE_DTYPES,
-        result=False,  # in the identity by hand, only when not float32: older outputs keep theirs
+        compat=("float32",),  # in the identity only when not float32: older outputs keep theirs
     )
 
     def __post_init__(self) -> None:

@@ -60,14 +60,18 @@ class TamtConfig:
         "float32",
         "bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
         "(6 bytes less per target weight: less memory than dense training)",
+        compat=("float32",),  # a run's identity has it only when set (`core.digest`): older ones resume
     )
-    pattern: str | None = None  # "N:M": exactly N of every M kept after every step (per-group cuts)
+    # "N:M": exactly N of every M kept after every step (per-group cuts); in a run's identity when set
+    pattern: str | None = dataclasses.field(default=None, metadata={"compat": (None,)})
     pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
-    decoder: Decoder = option("dense", DECODER_HELP)
+    # compat: ticketlab's behaviour before issue 34 (a search's identity leaves it out, `core.digest`)
+    decoder: Decoder = option("dense", DECODER_HELP, compat=("masked",))
     kd_input: KdInput | None = option(
         None,
         KD_INPUT_HELP + " (default: clean for TAMT-KD; TAMT-MLM+KD distils on its MLM batch, as TAMT's "
         "train_mlm.py --use_kd does)",
+        compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
 
     def __post_init__(self) -> None:
@@ -112,6 +116,7 @@ class ImpConfig:
         False,
         "rewind the task head too (ticketlab's earlier task IMP; default: only the encoder, bert.*, "
         "as BERT-Tickets' LT_glue.py)",
+        compat=(False,),  # a run's identity has it only when set: directories written before resume
     )
     targets: Targets = None  # None: the variant's (see `variant_targets`)
     variant: Variant = option(  # whose IMP (see the module docstring)
@@ -127,6 +132,10 @@ class ImpConfig:
         "start: prune θ0 at step 0, then after each round (BERT-Tickets' LT_pretrain.py, the default "
         "on MLM); after-round: only after each full training round, one round more (LT_glue.py, the "
         "default with --task)",
+        # in a run's identity only where it differs from what directories written before it did (the
+        # first pruning at step 0): those resume; a task IMP under LT_glue.py's defaults records
+        # "after-round" and does not resume one written before it
+        compat=(None, "start"),
     )
 
     def __post_init__(self) -> None:

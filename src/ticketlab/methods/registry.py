@@ -39,7 +39,9 @@ class Preset:
 
 
 def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: every field of it."""
+    """A method config's part of a search's identity, by default: every field of it, by name. (Not
+    `core.digest.run_identity`: a config that subclasses TAMT's would lose its fields at their
+    `compat` values, and searches of a method registered before would not resume.)"""
     return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 

@@ -49,8 +49,9 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
+from ..core.digest import content_keys
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_bytes, atomic_write_json, content_key
+from ..core.files import atomic_write_bytes, atomic_write_json
 from ..core.outputs import claim_dir
 from ..masks import MaskConfig
 from ..masks.apply import dense_tensor, plain_name
@@ -452,10 +453,9 @@ def _inputs(config: MtlConfig) -> tuple[dict[str, str], dict[str, str]]:
             paths[f"task {spec.id}"] = task
     for task, ticket in zip(config.tasks, config.tickets or [], strict=False):
         paths[f"ticket {get_task(task, config.data_dir).id}"] = ticket
-    keys = {k: content_key([p]) for k, p in paths.items()}
     names = {"model": "the model", "data": "the task data", "task": "the task file", "ticket": "the ticket"}
     where = {k: f"{names[k.split()[0]]} at {p}" for k, p in paths.items()}
-    return {k: v for k, v in keys.items() if v is not None}, where
+    return content_keys(paths), where
 
 
 def _done(store, run, out: Path, inputs: tuple[dict[str, str], dict[str, str]]):

@@ -4,7 +4,7 @@ imports no torch: `ticketlab mtl --help` builds its options from `MtlConfig`."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +18,9 @@ from ..core.checks import (
     Seed,
     check_config,
     check_distinct,
-    not_result,
     option,
 )
+from ..core.digest import run_identity
 from ..core.errors import ConfigError
 from ..models.load import load_config
 from ..tasks.registry import get_task
@@ -88,9 +88,10 @@ class MtlConfig:
     def method(self) -> str:
         return "ticket-share" if self.tickets is not None else "mtl"
 
-    def settings(self) -> dict[str, Any]:
-        skip = {"model", "tasks", "tickets", "data_dir", "seeds", *not_result(MtlConfig)}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+    def settings(self, leave_out: Collection[str] = ()) -> dict[str, Any]:
+        """The settings a run computes by (`core.digest.run_identity`), less what it reads (a stage's
+        identity names those by path and content key) and the seeds (each stage has its one)."""
+        return run_identity(self, leave_out={"model", "tasks", "tickets", "data_dir", "seeds", *leave_out})
 
     def identity(self, seed: int, inputs: Mapping[str, str], *, after: bool = False) -> dict[str, Any]:
         """What one seed's stage computes from (`rundir`): the settings it reads (the shared
@@ -100,6 +101,6 @@ class MtlConfig:
         tickets = [str(t) for t in self.tickets] if self.tickets is not None else None
         reads = {"model": str(self.model), "tasks": list(self.tasks), "tickets": tickets}
         data = str(self.data_dir) if self.data_dir is not None else None
-        settings = {k: v for k, v in self.settings().items() if k not in later}
+        settings = self.settings(leave_out=later)
         keys = {f"{k} content": v for k, v in inputs.items()}
         return {**reads, "data_dir": data, "seed": seed, **settings, **keys}

@@ -22,13 +22,13 @@ re-keyed once (`rekey_store`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.digest import digest
 from ..core.files import content_key
 from ..core.outputs import safe_component
 from .adapters import finetune_non_result, pretrain_eval_changed
@@ -166,10 +166,7 @@ def _names(paths: Any) -> Any:
 
 
 def run_id(config: dict[str, Any]) -> str:
-    blob = json.dumps(
-        {"plan_version": PLAN_VERSION, **identity(config)}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest({"plan_version": PLAN_VERSION, **identity(config)}, compact=True)
 
 
 def make_run(kind: str, name: str, config: dict[str, Any], deps: tuple[str, ...] = ()) -> Run:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -46,9 +45,7 @@ from typing import Any
 
 from torch import nn
 
-from ..core.checks import (
-    not_result,
-)
+from ..core.digest import digest, run_identity
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
@@ -69,7 +66,6 @@ from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
-from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import FinetuneResult, mean_std
 from .super_config import SuperConfig
 
@@ -99,9 +95,7 @@ class _Study:
         from .plan import make_run
 
         ft = self.config.run_config(seed)
-        settings = {
-            k: v for k, v in ft.to_dict().items() if k not in _OWN and k not in not_result(FinetuneConfig)
-        }
+        settings = run_identity(ft, leave_out=_OWN)
         spec = get_task(ft.task, ft.data_dir)
         config = {
             "model": ft.model,
@@ -178,15 +172,15 @@ def record_study(
     as they are and its report gains the study; in a store of its own, `spec` names it. One
     transaction, so studies written at once all stay.
     """
-    digest = hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    protocol_id = digest(protocol)
     with store.transaction() as db:
         meta = dict(
             db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
         )
         studies = store.parse_meta("studies", meta.get("studies", "{}"))
         protocols = store.parse_meta("study_protocols", meta.get("study_protocols", "{}"))
-        old = studies.get(name, []) if protocols.get(name) == digest else []
-        studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), digest
+        old = studies.get(name, []) if protocols.get(name) == protocol_id else []
+        studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), protocol_id
         db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('study_protocols', ?)", (json.dumps(protocols),))
         if "spec" not in meta:

@@ -6,10 +6,11 @@ its checkpoint, or returns its finished result. With other settings, or with inp
 changed at the same paths (new weights saved over the model), it is refused in one line before any
 work: its checkpoint and result belong to the other run.
 
-The identity is a flat mapping: the result-affecting settings (a config's fields less those marked
-`result=False`, `core.checks.not_result`), plus the content key of every local input
-(`core.files.content_key`) under its own name. Directories written before an input's key (or the whole
-identity) was recorded lack it: not a difference.
+The identity is a flat mapping: the result-affecting settings (`core.digest.run_identity`: a
+config's fields less those marked `result=False`, and less those at a `compat` value, which runs
+recorded before the field existed computed under), plus the content key of every local input
+(`core.digest.content_keys`) under its own name. Directories written before an input's key (or the
+whole identity) was recorded lack it: not a difference.
 
 `RunDir` is the one handle on such a directory: claim it (`core.outputs.claim_dir`), hold it against a
 second process (`core.files.exclusive`), record or check its identity, read and write its finished

@@ -37,6 +37,7 @@ from ..core.checks import (
     check_one_of,
     option,
 )
+from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files import atomic_write_json
 from ..core.outputs import check_output
@@ -187,6 +188,7 @@ class SearchConfig:
         False,
         "less memory: step each tensor inside the backward and free its gradient (no gradient "
         "clipping; one process, no fp16, no --grad-accum)",
+        compat=(False,),  # a search's identity has it only when set: directories written before resume
     )
     seed: Seed = option(0, "data order, corruption, random init")
     schedule_steps: PositiveInt | None = option(
@@ -286,30 +288,19 @@ class SearchConfig:
         so a method records none of another's (directories written then hold them as null)."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
         method = self.search_method
-        return {
-            "method": method.name,
+        resolved = {
             "model": str(self.model),
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
-            "dev_fraction": self.dev_fraction,
-            "text_column": self.text_column,
-            "max_length": self.max_length,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
             "lr": lr,
-            "warmup_steps": self.warmup_steps,
-            "weight_decay": self.weight_decay,
-            "grad_accum": self.grad_accum,
-            "max_grad_norm": self.max_grad_norm,
-            "mixed_precision": self.mixed_precision,
-            "seed": self.seed,
-            **({"task": self.task, "data_dir": self.data_dir} if method.task else {}),
-            # only when set: directories written before the option existed still resume
-            **({"optimizer_in_backward": True} if self.optimizer_in_backward else {}),
             # only when the schedule goes on past the stop: before issue 34 it always ended there
-            **({"schedule_steps": self.horizon} if self.horizon != self.steps else {}),
-            **method.settings(self.method),
+            "schedule_steps": self.horizon if self.horizon != self.steps else OMIT,
+            **({} if method.task else {"task": OMIT, "data_dir": OMIT}),
         }
+        # the method by its name and its config's own part; paper by the steps and schedule it sets
+        skip = ("method", "out", "paper", "save_at")
+        own = run_identity(self, leave_out=skip, values=resolved, options=True)
+        return {"method": method.name, **own, **method.settings(self.method)}
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
         from ..train.loop import TrainConfig  # lazy start-up (see the imports)

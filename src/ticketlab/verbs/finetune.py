@@ -24,7 +24,6 @@ head and the mask attached); the results in `finetune_results` (`FinetuneResult`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -37,7 +36,8 @@ from typing import Any
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.files import atomic_write_json, content_key, read_json
+from ..core.digest import content_keys, digest
+from ..core.files import atomic_write_json, read_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
@@ -93,10 +93,6 @@ log = logging.getLogger(__name__)
 CONFIG_FILE, RESULT_FILE, MODEL_DIR, SUMMARY_FILE = "config.json", "result.json", "model", "results.json"
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -110,8 +106,7 @@ def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
     paths = input_paths(config)
     if config.data_dir is not None:
         paths["data"] = task_dir(spec, config.data_dir)  # the task's own folder, not the whole GLUE root
-    keys = {k: content_key([p]) for k, p in paths.items() if p is not None}
-    return {k: v for k, v in keys.items() if v is not None}
+    return content_keys(paths)
 
 
 def _check_run_dir(
@@ -240,7 +235,7 @@ def _write_config(out: Path, record: dict[str, Any], config: FinetuneConfig, mas
         out / CONFIG_FILE,
         {
             "fingerprint": print_,
-            "id": _digest(print_),
+            "id": digest(print_),
             "inputs": record["inputs"],
             "resolved": record["resolved"],
             "config": config.to_dict(),

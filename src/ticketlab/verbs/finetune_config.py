@@ -25,9 +25,9 @@ from ..core.checks import (
     PositiveInt,
     Seed,
     check_config,
-    not_result,
     option,
 )
+from ..core.digest import run_identity
 from ..core.errors import ConfigError
 from ..tasks.registry import BUILTIN, TaskSpec, get_task
 
@@ -82,7 +82,7 @@ class FinetuneConfig:
     )
     n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
     max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
-    # result=False: no change to what the run computes, so left out of its fingerprint (`not_result`)
+    # result=False: no change to what the run computes, so left out of its fingerprint (`run_identity`)
     eval_batch_size: PositiveInt = option(64, "batch size of dev evaluations", result=False)
     check_hash: bool = option(
         True, "apply the mask even if it was found on other weights", flag="--ignore-hash", result=False
@@ -154,5 +154,4 @@ def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> Finet
 
 def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
     """What determines a run's result: the config's result-affecting fields and the task spec."""
-    fields = {k: v for k, v in config.to_dict().items() if k not in not_result(FinetuneConfig)}
-    return {"config": fields, "task": spec.to_dict()}
+    return {"config": run_identity(config), "task": spec.to_dict()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ...core.digest import run_identity
 from ...models.load import fit_max_length, load_config, load_tokenizer
 from ...tasks.registry import get_task
 from ..configs import DEFAULT_MAX_LENGTH, ImpConfig
@@ -68,20 +69,7 @@ def search(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "prune_rate": m.prune_rate,
-        "rewind_to": m.rewind_to,
-        "variant": m.variant,
-        "pooler": m.pooler,
-        # only where they differ from what directories written before them did (the first pruning
-        # at step 0, the task head not rewound on MLM): those resume; a task IMP under LT_glue.py's
-        # defaults records "after-round" and does not resume one written before it
-        **({"first_pruning": m.first_pruning} if m.first_pruning not in (None, "start") else {}),
-        **({"rewind_head": True} if m.rewind_head else {}),
-    }
+    return run_identity(m, options=True)  # first_pruning, rewind_head: only when set (their `compat`)
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ...core.digest import OMIT, run_identity
 from ...core.errors import ConfigError
 from ...masks.targets import attach_pooler, resolve_targets
 from ...models.load import fit_max_length, load_tokenizer
@@ -64,33 +65,14 @@ def search(config: SearchConfig, acc: Accelerator) -> SearchResult:
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
-    return {
-        "sparsity": m.sparsity,
-        "ranking": m.ranking,
-        "targets": m.targets,
-        "objective": m.objective,
-        "init": m.init,
-        "threshold": m.threshold,
-        "alpha": m.alpha,
-        "freeze_head": not m.train_head,
-        "head_lr": m.head_lr,
-        # only when set: directories written before the option existed still resume
-        **({"score_dtype": m.score_dtype} if m.score_dtype != "float32" else {}),
-        **({"pattern": m.pattern} if m.pattern is not None else {}),
-        **_issue34_settings(m),
-    }
-
-
-def _issue34_settings(m: TamtConfig) -> dict[str, Any]:
-    """TAMT's settings of issue 34, where they differ from what ticketlab did before (a masked decoder,
-    KD on the corrupted input): a directory written then has none of them, so it resumes only under
-    that behaviour, and a search under TAMT's defaults never takes it for its own."""
-    out: dict[str, Any] = {}
-    if "mlm" in m.objective and m.decoder != "masked":
-        out["decoder"] = m.decoder
-    if m.kd_reads == "clean":
-        out["kd_input"] = m.kd_reads
-    return out
+    """TAMT's part of a search's identity. Left out as directories written before recorded neither:
+    the seed (the search's own) and the pooler (held at its start). The settings of issue 34 are in
+    only where they differ from what ticketlab did before (their fields' `compat`: a masked decoder,
+    KD on the corrupted input), as the decoder an MLM loss uses and the input KD reads: a directory
+    written then resumes only under that behaviour, and a search under TAMT's defaults never takes it
+    for its own."""
+    resolved = {"decoder": m.decoder if "mlm" in m.objective else OMIT, "kd_input": m.kd_reads}
+    return run_identity(m, leave_out=("seed", "pooler"), values=resolved, options=True)
 
 
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:

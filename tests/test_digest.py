@@ -1,0 +1,246 @@
+"""Issue 38: run identity computed in one function (`core.digest`). Each of the five places that name
+a run (a search's settings, a fine-tuning's fingerprint and id, a pre-training's identity, a ticket-
+sharing stage's identity, a sweep's run ids) is pinned here at the values main computed before they
+were moved onto it: a change that moves any of them fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ticketlab
+from ticketlab.methods.configs import ImpConfig, TamtConfig
+
+
+def _inputs(root: Path) -> dict[str, Path]:
+    """Small local inputs with fixed bytes, so that their content keys are fixed too."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.txt").write_text("the cat sat on the mat\n" * 3)
+    (root / "dev.txt").write_text("a dog ran\n")
+    for name in ("tok", "init", "data"):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "file.json").write_text(json.dumps({"name": name}))
+    return {p.name: p for p in root.iterdir()}
+
+
+def _search(method: Any, **kw: Any) -> ticketlab.SearchConfig:
+    given = {"model": "m", "method": method, "steps": 30, "out": "o", "corpus": ["c.txt"], **kw}
+    return ticketlab.SearchConfig(**given)
+
+
+def _search_cases() -> dict[str, Callable[[Path], Any]]:
+    tamt_set = TamtConfig(
+        0.7, objective="kd", init="random", train_head=False, score_dtype="bfloat16", kd_input="clean"
+    )
+    return {
+        "search tamt default": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
+        "search tamt set": lambda _: _search(
+            tamt_set, optimizer_in_backward=True, schedule_steps=30, dev=["d.txt"], max_length=64
+        ).settings(2e-3),
+        "search tamt mlm masked": lambda _: _search(
+            TamtConfig(0.5, decoder="masked", pattern="2:4", seed=5), schedule_steps=90
+        ).settings(1e-4),
+        "search tamt mlm+kd": lambda _: _search(TamtConfig(0.5, objective="mlm+kd")).settings(1e-4),
+        "search tamt kd corrupted": lambda _: _search(
+            TamtConfig(0.5, objective="kd", kd_input="corrupted", decoder="masked")
+        ).settings(1e-4),
+        "search imp mlm": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
+        "search imp task": lambda _: _search(
+            ImpConfig(0.5, rewind_head=True, variant="tamt"), corpus=None, task="sst2", data_dir="glue"
+        ).settings(1e-4),
+    }
+
+
+def _finetune(config: ticketlab.FinetuneConfig) -> dict[str, Any]:
+    from ticketlab.tasks.registry import get_task
+    from ticketlab.verbs.finetune import digest, fingerprint
+
+    print_ = json.loads(json.dumps(fingerprint(config, get_task(config.task, config.data_dir)), default=str))
+    return {"fingerprint": print_, "id": digest(print_)}
+
+
+def _finetune_cases() -> dict[str, Callable[[Path], Any]]:
+    ft = ticketlab.FinetuneConfig
+    return {
+        "finetune default": lambda _: _finetune(ft(model="m", task="sst2")),
+        "finetune set": lambda _: _finetune(
+            ft(model="m", task="rte", mask="k", lr=3e-5, seed=4, select_fraction=0.1, save_model=True)
+        ),
+        "finetune id": lambda _: _finetune(ft(model="m", task="sst2"))["id"],
+    }
+
+
+def _pretrain(root: Path, **kw: Any) -> dict[str, Any]:
+    from ticketlab.lm.pretrain import PretrainConfig, _identity
+
+    files = _inputs(root)
+    given = {"tokenizer": None, "init": None, **kw}
+    config = PretrainConfig(steps=3, **given.pop("config", {}))
+    tokenizer, init = (files[given[k]] if given[k] else None for k in ("tokenizer", "init"))
+    dev = [files["dev.txt"]] if given.get("dev") else None
+    return _identity(config, [files["corpus.txt"]], dev, tokenizer, "wordpiece", 1000, init)
+
+
+def _pretrain_cases() -> dict[str, Callable[[Path], Any]]:
+    return {
+        "pretrain default": lambda root: _pretrain(root),
+        "pretrain set": lambda root: _pretrain(
+            root, dev=True, tokenizer="tok", config={"save_dtype": "float16", "lr": 5e-4, "seed": 2}
+        ),
+        "pretrain init": lambda root: _pretrain(root, init="init", config={"compile": True}),
+    }
+
+
+def _mtl_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.mtl import MtlConfig
+
+    keys = {"model": "sha256:m", "data sst2": "sha256:d"}
+    plain = MtlConfig(model="m", tasks=["sst2", "rte"])
+    share = MtlConfig(model="m", tasks=["sst2", "rte"], finetune_after=True, lr=1e-4)
+    share.tickets = ["t1", "t2"]  # set after the checks, which would read the model's config
+    return {
+        "mtl settings": lambda _: plain.settings(),
+        "mtl identity": lambda _: plain.identity(3, keys),
+        "mtl share identity": lambda _: share.identity(1, keys),
+        "mtl share after": lambda _: share.identity(1, keys, after=True),
+    }
+
+
+def _plan_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.plan import run_id
+
+    search = {
+        "kind": "search",
+        "model": "/models/bert",
+        "method": "tamt-kd",
+        "sparsity": 0.5,
+        "seed": 0,
+        "steps": 100,
+        "save_at": [],
+        "settings": {"decoder": "masked", "schedule_steps": 100, "lr": 1e-4},
+        "corpus": {"train": ["/c/train.txt"], "dev": ["/c/dev.txt"], "text_column": "text"},
+        "inputs": {"model": "sha256:m", "corpus": "sha256:c"},
+        "defaults": {"kd_input": "clean"},
+    }
+    finetune = {
+        "kind": "finetune",
+        "model": "bert-base-uncased",
+        "task": "sst2",
+        "task_label": "sst2",
+        "data": "/glue/SST-2",
+        "seed": 1,
+        "train_size": None,
+        "settings": {"lr": 2e-5},
+        "inputs": {"model": None, "data": "sha256:d"},
+        "mask": "abc",
+        "method": "imp",
+        "sparsity": 0.5,
+        "mask_seed": 0,
+        "search_steps": 100,
+    }
+    return {"plan search": lambda _: run_id(search), "plan finetune": lambda _: run_id(finetune)}
+
+
+def _super_cases() -> dict[str, Callable[[Path], Any]]:
+    from ticketlab.studies.supertickets import SuperConfig, _Study
+
+    ft = ticketlab.FinetuneConfig(model="m", task="sst2", lr=3e-5, eval_batch_size=8)
+    study = _Study(SuperConfig(finetune=ft), Path("o"), None)
+    ticket = {"mask": "k", "method": "st-winning", "sparsity": 0.3, "mask_seed": 2, "search_steps": None}
+    return {"super finetune row": lambda _: study.finetune_row(2, ticket).id}
+
+
+CASES: dict[str, Callable[[Path], Any]] = {
+    **_search_cases(),
+    **_finetune_cases(),
+    **_pretrain_cases(),
+    **_mtl_cases(),
+    **_plan_cases(),
+    **_super_cases(),
+}
+
+# Computed on main (9e3a4b4) before run identity moved to `core.digest`: a hex id as it is, a
+# mapping as the first 16 hex digits of the sha256 of its sorted JSON.
+PINNED = {
+    "finetune default": "26d496ab12d7c369",
+    "finetune id": "9d21830f703d1eeb",
+    "finetune set": "7d2f6f9653102a95",
+    "mtl identity": "51bc9c46f3eeecb7",
+    "mtl settings": "dd37f94281581fcd",
+    "mtl share after": "fbb0d25f3273a804",
+    "mtl share identity": "fc768c569cd59eec",
+    "plan finetune": "d4b11b2a040b9381",
+    "plan search": "2a6909d979eef410",
+    "super finetune row": "c3ee09d3a63e1ee7",
+    "pretrain default": "383fb8e23a41f084",
+    "pretrain init": "3b7b785f0052a753",
+    "pretrain set": "47a409f84da6d4f1",
+    "search imp mlm": "83645b11854509ee",
+    "search imp task": "268b9b5727c89bf0",
+    "search tamt default": "2de67a4e69c46df7",
+    "search tamt kd corrupted": "b7e3da35b54673f2",
+    "search tamt mlm masked": "34234a87c5806cdb",
+    "search tamt mlm+kd": "2d2fb02dcc166e80",
+    "search tamt set": "39eb69c97495ca98",
+}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_run_identity_is_what_it_was(name: str, tmp_path: Path) -> None:
+    assert _short(CASES[name](tmp_path / "inputs")) == PINNED[name]
+
+
+def test_run_identity_reads_the_field_metadata():
+    """`result=False` leaves a field out; `compat` leaves it out only at the values runs recorded
+    before it existed computed under; `values` resolves or omits; `options` names fields as the CLI
+    does, a negated bool as its option's value."""
+    from dataclasses import dataclass, field
+
+    from ticketlab.core.checks import option
+    from ticketlab.core.digest import OMIT, run_identity
+
+    @dataclass
+    class Config:
+        lr: float | None = None
+        train_head: bool = option(True, "keep the head frozen", flag="--freeze-head")
+        dtype: str = field(default="float32", metadata={"compat": ("float32",)})
+        first: str | None = field(default=None, metadata={"compat": (None, "start")})
+        progress: bool = field(default=True, metadata={"result": False})
+        tags: list[str] = field(default_factory=lambda: ["a"])
+
+    plain = run_identity(Config())
+    assert plain == {"lr": None, "train_head": True, "tags": ["a"]}
+    plain["tags"].append("b")  # the identity shares no list with its config
+    assert Config().tags == ["a"]
+    set_ = run_identity(Config(dtype="bfloat16", first="after-round", progress=False))
+    assert set_["dtype"] == "bfloat16" and set_["first"] == "after-round" and "progress" not in set_
+    assert "first" not in run_identity(Config(first="start"))
+    resolved = run_identity(Config(), values={"lr": 1e-3, "tags": OMIT}, options=True, leave_out={"dtype"})
+    assert resolved == {"lr": 1e-3, "freeze_head": False}
+
+
+def test_content_keys_and_digest(tmp_path: Path):
+    from ticketlab.core.digest import content_keys, digest
+
+    (tmp_path / "a.txt").write_text("x")
+    keys = content_keys({"model": "hub/id-not-local", "data": tmp_path / "a.txt", "task": None})
+    assert list(keys) == ["data"] and keys["data"].startswith("sha256:")
+    from ticketlab.core.files import content_key
+
+    listed = content_keys({"corpus": [tmp_path / "a.txt", tmp_path / "a.txt"], "dev": [tmp_path / "gone"]})
+    assert listed == {"corpus": content_key([tmp_path / "a.txt", tmp_path / "a.txt"])}
+    obj = {"b": [1, 2], "a": "x"}
+    assert digest(obj) == hashlib.sha256(b'{"a": "x", "b": [1, 2]}').hexdigest()[:16]
+    assert digest(obj, compact=True) == hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()[:16]
+    assert len(digest(obj, length=12)) == 12
