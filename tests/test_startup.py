@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 
@@ -87,6 +88,28 @@ def test_finetune_stays_the_function_when_its_module_is_imported():
         check=True,
     ).stdout.split()
     assert out == ["True", "function"]
+
+
+def test_no_lazy_export_is_named_like_a_submodule():
+    """Importing `pkg.x` binds the module `x` on `pkg`: an export named `x` would turn into the
+    module (`masks.compact` did, until its module became `masks/compacted.py`)."""
+    lazy = {"ticketlab": ticketlab._LAZY}
+    for name in ("masks", "methods", "studies"):
+        lazy[f"ticketlab.{name}"] = importlib.import_module(f"ticketlab.{name}")._WHERE
+    for package, where in lazy.items():
+        submodules = {info.name for info in pkgutil.iter_modules(importlib.import_module(package).__path__)}
+        assert not submodules & set(where), package
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ticketlab.masks.compacted as m, ticketlab.masks as p; print(p.compact is m.compact)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["True"]
 
 
 def test_python_dash_m_runs_the_cli():

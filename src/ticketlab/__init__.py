@@ -62,7 +62,7 @@ _LAZY = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)  # also keeps `ticketlab.finetune` the function
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 # Compacted models load with transformers' Auto classes (`ticketlab.masks.hf_auto`: registered when
 # transformers' auto modules are imported, so this costs no import here).

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..masks import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-    from ..masks.compact import refuse_compacted
+    from ..models.compaction import refuse_compacted
     from ..models.structure import unit_arch  # lazy start-up: torch only when the verb runs
 
     inputs = (args.model, args.mask)

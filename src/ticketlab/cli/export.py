@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return _export_ticket(args)
     # lazy start-up: torch only when the verb runs
     from ..masks import check_fits, export_pretrained, load_mask
-    from ..masks.compact import refuse_compacted
     from ..masks.export import SEMI_DTYPES, require_semi_structured
+    from ..models.compaction import refuse_compacted
 
     inputs = [args.model, args.mask]
     check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
@@ -81,8 +81,8 @@ def _export_ticket(args: argparse.Namespace) -> int:
     # lazy start-up: torch only when the verb runs
     from ..core.errors import ConfigError
     from ..masks import check_fits, load_mask
-    from ..masks.compact import refuse_compacted
     from ..masks.ticket import WEIGHTS_NAME, save_ticket
+    from ..models.compaction import refuse_compacted
 
     if args.semi_structured:
         raise ConfigError("--semi-structured writes a checkpoint; --base writes a ticket artefact: not both")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,8 +17,8 @@ def lazy_exports(package: str, where: Mapping[str, str]) -> Exports:
     """`(__getattr__, __dir__)` for `package`, whose public name N lives in the module `where[N]`
     (a submodule, "apply", or relative to the package, "..structure").
 
-    An export named like its submodule (`masks.compact`, the function in `compact.py`) stays
-    the export: importing the submodule binds it on the package, which would shadow the function."""
+    No export is named like a submodule of its package (tests/test_startup.py checks): importing
+    the submodule would bind the module on the package in the export's place."""
 
     def __getattr__(name: str) -> Any:
         if name in where:
@@ -32,11 +31,4 @@ def lazy_exports(package: str, where: Mapping[str, str]) -> Exports:
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *where})
 
-    class Package(types.ModuleType):
-        def __setattr__(self, name: str, value: object) -> None:
-            if isinstance(value, types.ModuleType) and name in where:
-                return  # the submodule stays in sys.modules; the name resolves to the export
-            super().__setattr__(name, value)
-
-    sys.modules[package].__class__ = Package
     return __getattr__, __dir__

@@ -61,7 +61,7 @@ class Arch:
     qkv_layout: str = SEPARATE  # SEPARATE, FUSED ([3, H, dh] rows) or INTERLEAVED ([H, 3, dh] rows)
     gated_ffn: bool = False  # FFN-in holds [2, I] rows: a neuron owns row i and row I + i
     shared: bool = False  # one layer applied num_hidden_layers times (ALBERT)
-    # Compaction of heads (`masks.compact`); None: this family's heads are not sliced (its
+    # Compaction of heads (`masks.compacted`); None: this family's heads are not sliced (its
     # attention keeps per-head state elsewhere, e.g. MPNet's relative bias shared by every layer).
     attention: str | None = None  # the module whose head count attributes follow the slicing
     no_head_slicing: str = "its entry names no `attention` module"  # why heads are not sliced (None above)

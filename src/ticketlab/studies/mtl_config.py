@@ -72,7 +72,7 @@ class MtlConfig:
             )
         check_distinct("seeds", self.seeds)
         # lazy start-up: torch only when a config is built, not when `ticketlab mtl --help` is parsed
-        from ..masks.compact import refuse_compacted
+        from ..models.compaction import refuse_compacted
         from ..models.structure import unit_arch
 
         refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")

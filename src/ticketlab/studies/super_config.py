@@ -67,7 +67,7 @@ class SuperConfig:
 
     def __post_init__(self) -> None:
         # lazy start-up: torch only when a config is built, not when `ticketlab super --help` is parsed
-        from ..masks.compact import refuse_compacted
+        from ..models.compaction import refuse_compacted
 
         check_config(self)
         if self.finetune.mask is not None:
