@@ -112,6 +112,14 @@ def test_no_lazy_export_is_named_like_a_submodule():
     assert out == ["True"]
 
 
+def test_every_verb_module_is_in_the_verb_table():
+    """`ticketlab.cli.VERBS` names the verbs (no discovery): a module of the package without a row
+    would be a verb no command line reaches."""
+    modules = {info.name for info in pkgutil.iter_modules(ticketlab.cli.__path__)} - {"common"}
+    assert {verb.module_name for verb in ticketlab.cli.VERBS.values()} == modules
+    assert list(ticketlab.cli.VERBS)[:3] == ["prune", "search", "finetune"]  # `--help` lists them first
+
+
 def test_python_dash_m_runs_the_cli():
     """`python -m ticketlab` is the console script (where it is not on PATH): same parser, same exit
     codes."""

@@ -1,10 +1,8 @@
-"""`ticketlab <verb>`: one module per verb in this package, discovered automatically.
+"""`ticketlab <verb>`: one module per verb in this package, named with its help line in `VERBS`.
 
-A verb module defines `HELP` (one line, a string literal), `add_arguments(parser)` and
-`run(args) -> int`; `VERB` (a string literal) when its name is not the module's. Only the module of
-the verb being run is imported: the verb list of `ticketlab --help` is read from the modules' sources
-(their `VERB` and `HELP`), so it costs milliseconds, not the seconds torch and transformers take to
-import. User errors
+A verb module defines `add_arguments(parser)` and `run(args) -> int`. Only the module of the verb
+being run is imported (`ticketlab --help` lists the table), so it costs milliseconds, not the seconds
+torch and transformers take to import. User errors
 (`TicketlabError`), and file-system errors that name their path, print one line to stderr and exit 2;
 Ctrl-C exits 130 and says how to resume.
 """
@@ -12,11 +10,8 @@ Ctrl-C exits 130 and says how to resume.
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
-import importlib.util
 import os
-import pkgutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,74 +20,75 @@ from types import ModuleType
 from ..core.errors import TicketlabError, one_line
 from .common import finite_floats
 
-# Verbs in the order `--help` lists them; verbs not named here follow alphabetically.
-ORDER = [
-    "prune",
-    "search",
-    "finetune",
-    "super",
-    "mtl",
-    "importance",
-    "adapt",
-    "evaluate-pretrain",
-    "info",
-    "compare",
-    "export",
-    "push",
-    "compact",
-    "sweep",
-    "report",
-    "pretrain",
-    "demo",
-]
-
 
 @dataclass(frozen=True)
 class Verb:
-    """A verb as its module's source declares it, found without importing the module."""
+    """A verb: its name, its line in `ticketlab --help`, and its module in this package."""
 
     name: str
     help: str
     module_name: str
 
     def module(self) -> ModuleType:
-        return importlib.import_module(self.module_name)
+        return importlib.import_module(f"{__name__}.{self.module_name}")
 
 
-def _literals(module_name: str) -> dict[str, str]:
-    """The module-level `NAME = "string"` assignments of a module's source (not executed)."""
-    spec = importlib.util.find_spec(module_name)
-    source = spec.loader.get_source(module_name) if spec and spec.loader else None
-    found = {}
-    for node in ast.parse(source or "").body:
-        if (
-            isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            found.update({t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)})
-    return found
+# verb: (its module in this package, its line in `ticketlab --help`), in the order `--help` lists them.
+# A new verb is a module here and a row here.
+_TABLE = {
+    "prune": ("prune", "one-shot pruning (omp, random) of a pre-trained model into a mask file"),
+    "search": (
+        "search",
+        "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)",
+    ),
+    "finetune": ("finetune", "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"),
+    "super": (
+        "super_tickets",
+        "super tickets: importance, winning/random/losing structured tickets, rewinding, selection",
+    ),
+    "mtl": ("mtl", "ticket sharing: multi-task learning where each task updates only its structured ticket"),
+    "importance": (
+        "importance",
+        "ticket importance across tasks and each task's share per unit, from super-ticket studies",
+    ),
+    "adapt": (
+        "adapt",
+        "domain adaptation: a super ticket and its full model from task A fine-tuned on fractions of B",
+    ),
+    "evaluate-pretrain": (
+        "evaluate_pretrain",
+        "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks",
+    ),
+    "info": ("info", "summarise a mask file (method, base model, per-matrix sparsity)"),
+    "compare": ("compare", "Jaccard similarity matrix between mask files"),
+    "export": ("export", "write a plain HF checkpoint of a masked model (zeros in place)"),
+    "push": ("push", "upload a mask directory to the hub (org/repo or org/repo/sub/folder)"),
+    "compact": ("compact", "remove a structured ticket's pruned heads and FFN units: a smaller model"),
+    "sweep": (
+        "sweep",
+        "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store",
+    ),
+    "report": ("report", "write the markdown report, figures and CSV tables of a sweep"),
+    "pretrain": (
+        "pretrain",
+        "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)",
+    ),
+    "demo": (
+        "demo",
+        "run the whole pipeline offline on a synthetic language and print the report's main table",
+    ),
+}
+VERBS = {name: Verb(name, help, module) for name, (module, help) in _TABLE.items()}
 
 
 def verbs() -> dict[str, Verb]:
-    """Every verb module of this package with a `HELP`, in `--help` order."""
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name == "common":
-            continue
-        module_name = f"{__name__}.{info.name}"
-        literals = _literals(module_name)
-        if "HELP" in literals:
-            name = literals.get("VERB", info.name.replace("_", "-"))
-            found[name] = Verb(name, literals["HELP"], module_name)
-    return dict(
-        sorted(found.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
-    )
+    """Every verb, in `--help` order."""
+    return dict(VERBS)
 
 
 def _verb_modules() -> dict[str, ModuleType]:
     """Every verb's module, imported (for tests and tools that inspect them all)."""
-    return {name: verb.module() for name, verb in verbs().items()}
+    return {name: verb.module() for name, verb in VERBS.items()}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -106,7 +102,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ticketlab {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name, verb in verbs().items():
+    for name, verb in VERBS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=verb.help)
             continue

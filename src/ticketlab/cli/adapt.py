@@ -25,7 +25,6 @@ from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
 from .finetune import SCHEDULE, data_dir_of
 
-HELP = "domain adaptation: a super ticket and its full model from task A fine-tuned on fractions of B"
 ON_B = (*SCHEDULE, "progress")  # the `FinetuneConfig` options of task B's protocol
 
 

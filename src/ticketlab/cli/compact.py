@@ -17,8 +17,6 @@ from ..core.outputs import check_output
 from ..models.load import load_config
 from .common import add_head_argument, add_model_argument, load_with_head
 
-HELP = "remove a structured ticket's pruned heads and FFN units: a smaller model"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)

@@ -18,8 +18,6 @@ from pathlib import Path
 from ..core.errors import TicketlabError
 from ..core.files import to_json
 
-HELP = "Jaccard similarity matrix between mask files"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("masks", nargs="+", metavar="MASK_DIR")

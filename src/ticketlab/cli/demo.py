@@ -20,8 +20,6 @@ import time
 
 from ..demo.config import BUDGETS
 
-HELP = "run the whole pipeline offline on a synthetic language and print the report's main table"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", metavar="DIR", help="cache and output directory (demo-out)")

@@ -24,10 +24,6 @@ from ..core.files import to_json
 from ..verbs.api import PretrainEvalConfig, evaluate_pretraining
 from .common import add_config_arguments, add_model_argument, config_from_args
 
-VERB = "evaluate-pretrain"
-HELP = "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks"
-
-
 # The `PretrainEvalConfig` options, in the order of `--help`.
 OPTIONS = (
     *("masks", "full", "corpus", "max_length", "max_blocks", "batch_size", "seed", "no_kd"),

@@ -20,8 +20,6 @@ from ..core.outputs import check_output
 from ..masks.pattern import SEMI_DTYPE_NAMES
 from .common import add_head_argument, add_model_argument, load_with_head
 
-HELP = "write a plain HF checkpoint of a masked model (zeros in place)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)

@@ -35,9 +35,6 @@ from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import FinetuneResult
 from .common import add_config_arguments, add_model_argument, config_from_args
 
-HELP = "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"
-
-
 # The `FinetuneConfig` fields each verb that fine-tunes offers, by option group (see `add_config_arguments`).
 SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every")
 PROTOCOL = (

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "ticket importance across tasks and each task's share per unit, from super-ticket studies"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("studies", nargs="+", metavar="STUDY", help="super-ticket study directories")

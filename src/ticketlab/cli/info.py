@@ -13,8 +13,6 @@ import argparse
 from ..core.files import to_json
 from ..masks.pattern import pattern_line
 
-HELP = "summarise a mask file (method, base model, per-matrix sparsity)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mask", metavar="MASK_DIR")

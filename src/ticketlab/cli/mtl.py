@@ -27,9 +27,6 @@ import logging
 from ..studies.mtl_config import MtlConfig
 from .common import add_config_arguments, add_model_argument, config_from_args
 
-HELP = "ticket sharing: multi-task learning where each task updates only its structured ticket"
-
-
 # The `MtlConfig` options, by group (--model is every verb's).
 SETUP = ("tasks", "tickets", "data_dir")
 PROTOCOL = (

@@ -39,7 +39,6 @@ from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
 from .common import add_config_arguments, config_from_args
 
-HELP = "pre-train a small BERT with masked-LM from scratch, or go on pre-training a checkpoint (--init)"
 # The `PretrainConfig` options (--fused / --no-fused by hand: two flags for one field).
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
 TRAINING = (

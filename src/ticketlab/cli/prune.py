@@ -24,8 +24,6 @@ from .common import (
     sparsity_arg,
 )
 
-HELP = "one-shot pruning (omp, random) of a pre-trained model into a mask file"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     one_shot = methods("prune")

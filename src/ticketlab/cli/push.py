@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "upload a mask directory to the hub (org/repo or org/repo/sub/folder)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mask", metavar="MASK_DIR")

@@ -24,8 +24,6 @@ from pathlib import Path
 from ..core.errors import TicketlabError
 from ..core.files import to_json
 
-HELP = "write the markdown report, figures and CSV tables of a sweep"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", metavar="SWEEP_DIR")

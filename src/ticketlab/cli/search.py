@@ -59,8 +59,6 @@ from .common import (
 if TYPE_CHECKING:
     from ..methods import SearchResult
 
-HELP = "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)"
-
 
 def steps_list(value: str) -> list[int]:
     """argparse type: '100,200,300' -> [100, 200, 300]."""

@@ -35,8 +35,6 @@ from .finetune import finetune_config
 if TYPE_CHECKING:
     from ..studies.supertickets import SuperResult
 
-VERB = "super"
-HELP = "super tickets: importance, winning/random/losing structured tickets, rewinding, selection"
 # The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
 STUDY = (
     *("levels", "units", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),

@@ -41,8 +41,6 @@ from ..studies.status import sweep_status
 from ..studies.store import DB_NAME, Store
 from .common import at_least, positive_float
 
-HELP = "run a sweep spec (methods x sparsities x seeds x tasks), resumable, into a results store"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC.yaml", nargs="?", help="the sweep spec")
