@@ -96,22 +96,6 @@ def finetune_non_result() -> frozenset[str]:
     return frozenset(not_result(FinetuneConfig))
 
 
-def finetune_unavailable() -> str | None:
-    try:
-        import ticketlab.verbs.finetune  # noqa: F401
-    except ImportError as e:
-        return f"fine-tuning is not available ({e})"
-    return None
-
-
-def pretrain_eval_unavailable() -> str | None:
-    try:
-        import ticketlab.lm.evaluation  # noqa: F401
-    except ImportError as e:
-        return f"pre-training evaluation is not available ({e})"
-    return None
-
-
 def finetune_config(job: FinetuneJob):
     """The `FinetuneConfig` of a job (the spec's `steps` is its `max_steps`, `train_size` its
     `train_samples`): what the run uses, and what the dry run builds to refuse bad values early."""

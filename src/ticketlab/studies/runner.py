@@ -135,7 +135,6 @@ class Runner(Launched):
         )
         self.finetune_fn = finetune or adapters.real_finetune
         self.pretrain_eval_fn = pretrain_eval or adapters.real_pretrain_eval
-        self._injected = {"finetune": finetune is not None, "pretrain-eval": pretrain_eval is not None}
         self.heartbeat_every, self.poll, self.log = heartbeat_every, poll, log
         if not dry_run:  # a link in the sweep (`runs/` elsewhere) would take the runs out of it
             refuse_links(sweep_dir)
@@ -159,20 +158,12 @@ class Runner(Launched):
 
     # ------------------------------------------------------------------ planning
     def check_available(self, todo: list[Run]) -> None:
-        """Fail before starting anything if a method or step this sweep needs is not installed."""
+        """Fail before starting anything if a method this sweep needs cannot run here (its `available`)."""
         problems = []
         for method in {r.config["method"] for r in todo if r.kind == "search"}:
             reason = self.methods[base_method(method)].available()
             if reason:
                 problems.append(f"{method}: {reason}")
-        for kind, check in (
-            ("finetune", adapters.finetune_unavailable),
-            ("pretrain-eval", adapters.pretrain_eval_unavailable),
-        ):
-            if not self._injected[kind] and any(r.kind == kind for r in todo):
-                reason = check()
-                if reason:
-                    problems.append(reason)
         if problems:
             raise ConfigError(f"{self.spec.source}: cannot run this sweep here: " + "; ".join(problems))
 
