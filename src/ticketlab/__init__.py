@@ -53,7 +53,7 @@ _LAZY = {
     "load_spec": "studies",
     "spec_from_dict": "studies",
     "write_report": "studies.report",
-    "push_mask": "masks.hub",
+    "push_mask": "masks.push",
     "save_ticket": "masks.ticket",
     "load_ticket": "masks.ticket",
     "register_arch": "models.arch",

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..masks.hub import push_mask  # lazy start-up: torch only when the verb runs
+    from ..masks.push import push_mask  # lazy start-up: torch only when the verb runs
 
     url = push_mask(args.mask, args.repo, private=args.private, token=args.token, commit_message=args.message)
     print(f"pushed {args.mask} to {args.repo}: {url}")

@@ -28,7 +28,7 @@ _WHERE = {
     "mask_names": "named",
     "masks_disabled": "apply",
     "named_mask": "named",
-    "push_mask": "hub",
+    "push_mask": "push",
     "remove_mask": "apply",
     "save_mask": "io",
     "set_active_mask": "named",

@@ -1,4 +1,5 @@
-"""Masks beside hub models, the way PEFT adapters are: fetched by repo id, pushed by one call.
+"""Masks beside hub models, the way PEFT adapters are: fetched by repo id, pushed by one call
+(`push_mask`, in `masks.push`: it reads the mask first, with `masks.io`, which reads through here).
 
 A mask argument that names no local directory and reads as `org/repo`, `org/repo/sub/folder` or
 either with `@revision` is fetched through `huggingface_hub` (its cache: offline, a mask fetched
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..core.errors import MaskFileError, TicketlabError
+from ..core.errors import MaskFileError
 
 
 def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
@@ -28,7 +29,7 @@ def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
 
 
-def _why(e: Exception) -> str:
+def hub_error(e: Exception) -> str:
     """The first line of a hub error (huggingface_hub's messages run to several, with a traceback's
     worth of context), or its type where it says nothing."""
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -54,44 +55,9 @@ def mask_dir(name: str | os.PathLike) -> Path:
         root = snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
     except Exception as e:  # offline and not cached, no such repo, no access: huggingface_hub's own types
         raise MaskFileError(
-            f"{name}: no local mask directory of that name, and the hub did not give it ({_why(e)})"
+            f"{name}: no local mask directory of that name, and the hub did not give it ({hub_error(e)})"
         ) from None
     found = Path(root) / sub if sub else Path(root)
     if not found.is_dir():
         raise MaskFileError(f"{name}: the hub repo {repo} has no folder {sub}")
     return found
-
-
-def push_mask(
-    mask: str | os.PathLike,
-    repo: str,
-    *,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
-) -> str:
-    """Upload a mask directory to the hub as `org/repo` or into `org/repo/sub/folder`, creating the
-    repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    from .io import load_mask
-
-    local = Path(mask).expanduser()
-    config = load_mask(local)[1]
-    repo_id, sub, revision = split_hub_name(repo)
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(local),
-            path_in_repo=sub,
-            revision=revision,
-            commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
-            ignore_patterns=[".*"],  # ticketlab's output marker, temporaries
-        )
-    # No network, HF_HUB_OFFLINE, no login, no write access: huggingface_hub's own types (OSError
-    # subclasses, httpx transport errors, HTTP errors; they change between its versions), one line.
-    except Exception as e:
-        raise TicketlabError(f"{repo}: the hub did not take the mask ({_why(e)})") from None
-    return str(getattr(info, "commit_url", info))
