@@ -15,7 +15,7 @@ _WHERE = {
     "SearchOutput": "methods",
     "Store": "store",
     "SubmititLauncher": "launchers",
-    "SweepResult": "runner",
+    "SweepResult": "status",
     "SweepSpec": "sweep_spec",
     "expand": "plan",
     "load_spec": "spec",

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING
 
 from ..core.errors import TicketlabError
 from .launchers import Handle, Outcome, SubmititLauncher
 from .plan import Run
 from .provenance import code_version
+from .status import SweepResult
 from .work import error_text, run_dir, summary
-
-if TYPE_CHECKING:
-    from .runner import SweepResult
 
 
 class Launched:

@@ -36,7 +36,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from .methods import LEGACY_IMP, MethodSpec, base_method, sweep_methods
 from .plan import Run, expand, ids_outdated, input_keys, rekey_store
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .spec import spec_json
-from .status import sweep_status
+from .status import SweepResult, sweep_status
 from .store import HOST, RunRecord, Store
 from .sweep_spec import SweepSpec
 from .work import RESULT, Work, error_text, run_dir, summary
@@ -70,20 +69,6 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class SweepResult:
-    total: int
-    done: int  # done at the end (this sweep or before)
-    ran: list[str] = field(default_factory=list)  # run ids finished by this sweep
-    failed: list[str] = field(default_factory=list)  # failed in this sweep
-    blocked: list[str] = field(default_factory=list)  # not run: a run they need failed
-    names: dict[str, str] = field(default_factory=dict)  # run id -> readable name
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.blocked and self.done == self.total
 
 
 class _Heartbeat:

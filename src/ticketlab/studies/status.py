@@ -1,15 +1,31 @@
 """`ticketlab sweep --status DIR`: what a sweep directory's store says, read only (counts per run kind
-and status, the running and failed runs with their jobs and logs, the next queued ones).
+and status, the running and failed runs with their jobs and logs, the next queued ones), and
+`SweepResult`, what a sweep that ran says of them (`run_sweep` returns it; `launched` fills it too).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import TicketlabError
 from .store import Store
+
+
+@dataclass
+class SweepResult:
+    total: int
+    done: int  # done at the end (this sweep or before)
+    ran: list[str] = field(default_factory=list)  # run ids finished by this sweep
+    failed: list[str] = field(default_factory=list)  # failed in this sweep
+    blocked: list[str] = field(default_factory=list)  # not run: a run they need failed
+    names: dict[str, str] = field(default_factory=dict)  # run id -> readable name
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked and self.done == self.total
 
 
 def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
