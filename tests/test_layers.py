@@ -4,10 +4,10 @@ independent siblings never import each other (../shared/DESIGN.md, "Layers of th
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import subprocess
 import sys
+from importlib.util import resolve_name
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,25 +22,23 @@ def test_layers_call_downward_only():
 
 
 def _imports() -> dict[str, set[str]]:
-    """Each ticketlab module's ticketlab imports, top-level and inside functions (not those under
-    `if TYPE_CHECKING:`, which never run); `from pkg import Name` of a lazy package (`_WHERE`,
+    """Each ticketlab module's ticketlab imports, top-level, inside functions and under `if
+    TYPE_CHECKING:` (a reader follows those too); `from pkg import Name` of a lazy package (`_WHERE`,
     `_LAZY`: `ticketlab.core.lazy`) is an import of the module that defines Name."""
     src = ROOT / "src"
-    files = {".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (src / "ticketlab").rglob("*.py")}  # fmt: skip
+    paths = (src / "ticketlab").rglob("*.py")
+    files = {".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__"): p for p in paths}
     trees = {name: ast.parse(path.read_text()) for name, path in files.items()}
     lazy = {}
     for name, tree in trees.items():
         for node in tree.body:
             if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) in ("_WHERE", "_LAZY"):
                 where = ast.literal_eval(node.value)
-                lazy[name] = {k: importlib.util.resolve_name(v if v[0] == "." else "." + v, name)
-                              for k, v in where.items()}  # fmt: skip
+                lazy[name] = {k: resolve_name(v if v[0] == "." else "." + v, name) for k, v in where.items()}
 
     def targets(name: str, node: ast.ImportFrom) -> set[str]:
         package = name if files[name].name == "__init__.py" else name.rpartition(".")[0]
-        base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
-            else node.module or ""  # fmt: skip
+        base = resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
         found = set()
         for alias in node.names:
             whole = f"{base}.{alias.name}"
@@ -52,8 +50,6 @@ def _imports() -> dict[str, set[str]]:
         todo, found = list(ast.iter_child_nodes(tree)), set()
         while todo:
             node = todo.pop()
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
             if isinstance(node, ast.ImportFrom):
                 found |= targets(name, node)
             elif isinstance(node, ast.Import):

@@ -39,7 +39,7 @@ from .apply import absent_pooler, dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
 from .mask import Mask, is_bias_key
 from .pattern import follows, parse_pattern
-from .units import weight_mask_of
+from .units import Structure, UnitMask, check_structure_bound, to_weight_mask
 
 CONFIG_NAME = "mask_config.json"
 MASKS_NAME = "masks.safetensors"
@@ -177,6 +177,36 @@ class MaskConfig:
         if missing:
             raise ValueError(f"missing field(s): {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[UnitMask, Structure]:
+    """The units and structure of a structured file: its unit tensors checked against its config
+    (`MaskFileError` when they disagree)."""
+    where = Path(path)
+    info = config.units or {}
+    try:
+        structure = Structure.from_dict(info["structure"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MaskFileError(f"{where}: invalid 'units.structure' in the mask config ({e})") from None
+    check_structure_bound(structure, config.base_model, where)
+    if set(raw) - {"head", "ffn", "neuron"} or "head" not in raw:
+        raise MaskFileError(
+            f"{where}: a structured mask holds 'head' and 'ffn'/'neuron' tensors, got {sorted(raw)}"
+        )
+    try:
+        units = UnitMask(**dict(raw.items()))
+        units.check_structure(structure, str(where))
+    except (ValueError, MaskMismatchError) as e:
+        raise MaskFileError(f"{where}: unit tensors do not fit the recorded structure ({e})") from None
+    if info.get("granularity") != units.granularity or info.get("kept") != units.kept_per_layer():
+        raise MaskFileError(f"{where}: the kept units in the mask config disagree with its tensors")
+    return units, structure
+
+
+def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:
+    """The weight mask of a structured file's unit tensors (used by `masks.load_mask`)."""
+    units, structure = units_of(raw, config, path)
+    return to_weight_mask(units, structure)
 
 
 def portable_path(name_or_path: str | os.PathLike) -> str:

@@ -32,9 +32,9 @@ from torch import nn
 
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
 from ..models.structure import Structure, structure_of
-from .io import MaskConfig, check_fits, load_mask, save_mask
+from .io import MaskConfig, check_fits, load_mask, save_mask, units_of
 from .mask import Mask
-from .units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask, units_of
+from .units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;

@@ -48,10 +48,9 @@ units are refused in one line.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -73,9 +72,6 @@ from ..models.structure import (  # noqa: F401 (re-exported: the units' vocabula
     structure_of,
 )
 from .mask import Mask
-
-if TYPE_CHECKING:
-    from .io import MaskConfig
 
 GRANULARITIES = ("layer", "neuron", "both")
 
@@ -211,30 +207,6 @@ def apply_unit_mask(model: nn.Module, units: UnitMask) -> nn.Module:
     return apply_mask(model, to_weight_mask(units, structure_of(model)))
 
 
-def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[UnitMask, Structure]:
-    """The units and structure of a structured file: its unit tensors checked against its config
-    (`MaskFileError` when they disagree)."""
-    where = Path(path)
-    info = config.units or {}
-    try:
-        structure = Structure.from_dict(info["structure"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise MaskFileError(f"{where}: invalid 'units.structure' in the mask config ({e})") from None
-    check_structure_bound(structure, config.base_model, where)
-    if set(raw) - {"head", "ffn", "neuron"} or "head" not in raw:
-        raise MaskFileError(
-            f"{where}: a structured mask holds 'head' and 'ffn'/'neuron' tensors, got {sorted(raw)}"
-        )
-    try:
-        units = UnitMask(**dict(raw.items()))
-        units.check_structure(structure, str(where))
-    except (ValueError, MaskMismatchError) as e:
-        raise MaskFileError(f"{where}: unit tensors do not fit the recorded structure ({e})") from None
-    if info.get("granularity") != units.granularity or info.get("kept") != units.kept_per_layer():
-        raise MaskFileError(f"{where}: the kept units in the mask config disagree with its tensors")
-    return units, structure
-
-
 # The weights a structure may describe when no base model is here to compare it with: BERT-large's
 # layers hold 3.0e8, so a ticket of any model up to that size reads anywhere; larger ones need their
 # base model (its config.json) here, so a file cannot make ticketlab allocate what no model has.
@@ -290,9 +262,3 @@ def _base_config(base_model: str) -> tuple[Path, dict[str, Any]] | None:
     except TicketlabError:
         return None
     return (path, raw) if isinstance(raw, dict) else None
-
-
-def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:
-    """The weight mask of a structured file's unit tensors (used by `masks.load_mask`)."""
-    units, structure = units_of(raw, config, path)
-    return to_weight_mask(units, structure)
