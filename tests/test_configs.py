@@ -344,7 +344,7 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
     from ticketlab.core.checks import not_result
     from ticketlab.methods import ImpConfig, TamtConfig
     from ticketlab.studies import methods
-    from ticketlab.verbs.api import SearchConfig
+    from ticketlab.verbs.search import SearchConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS

@@ -193,7 +193,7 @@ def test_task_imp_today_is_a_named_option(tmp_path):
 
 def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
     from ticketlab.train.loop import make_scheduler
-    from ticketlab.verbs.api import SearchConfig
+    from ticketlab.verbs.search import SearchConfig
 
     on_task = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "a", task="sst2")
     on_mlm = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "b", corpus=["c.txt"])
@@ -219,7 +219,7 @@ def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
 
 
 def test_global_omp_leaves_word_embeddings_dense_as_chen(tiny_bert_dir, tmp_path):
-    from ticketlab.verbs.api import PruneConfig, prune
+    from ticketlab.verbs.prune import PruneConfig, prune
 
     chen = prune(PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "g", ranking="global"))
     assert not any("word_embeddings" in k for k in chen.mask) and len(chen.mask) == 12  # 6 x 2 layers

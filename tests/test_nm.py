@@ -29,7 +29,7 @@ from ticketlab.methods.tamt import (
 )
 from ticketlab.tasks.objective import load_task_model
 from ticketlab.train.loop import TrainConfig, train
-from ticketlab.verbs.api import PruneConfig
+from ticketlab.verbs.prune import PruneConfig
 
 
 def tiny():

@@ -448,7 +448,7 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
 def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
     from ticketlab.methods import ImpConfig
     from ticketlab.methods.tamt import PAPER_STEPS, paper_fraction, paper_schedule_steps
-    from ticketlab.verbs.api import SearchConfig
+    from ticketlab.verbs.search import SearchConfig
 
     def config(method, **kw):
         return SearchConfig(model="m", method=method, out=tmp_path / "o", corpus=["c.txt"], **kw)

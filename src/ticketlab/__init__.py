@@ -30,13 +30,13 @@ __version__ = "0.1.0"
 # Every public name is imported on first use (PEP 562), so `import ticketlab` and `ticketlab --help`
 # do not pay for torch, transformers and scikit-learn before a verb needs them.
 _LAZY = {
-    "PretrainEvalConfig": "verbs.api",
-    "PruneConfig": "verbs.api",
-    "PruneResult": "verbs.api",
-    "SearchConfig": "verbs.api",
-    "evaluate_pretraining": "verbs.api",
-    "prune": "verbs.api",
-    "search": "verbs.api",
+    "PretrainEvalConfig": "verbs.evaluate_pretrain",
+    "PruneConfig": "verbs.prune",
+    "PruneResult": "verbs.prune",
+    "SearchConfig": "verbs.search",
+    "evaluate_pretraining": "verbs.evaluate_pretrain",
+    "prune": "verbs.prune",
+    "search": "verbs.search",
     "Method": "methods.registry",
     "SearchMethod": "methods.registry",
     "Preset": "methods.registry",

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 from ..methods.registry import methods
-from ..verbs.api import PruneConfig, prune
+from ..verbs.prune import PruneConfig, prune
 from .common import (
     add_config_arguments,
     add_model_argument,

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from ..core.files import to_json
 from ..methods.registry import Method, methods
-from ..verbs.api import SearchConfig, search
+from ..verbs.search import SearchConfig, search
 from .common import (
     add_config_arguments,
     add_model_argument,

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .search import SearchObjective
 
 log = logging.getLogger(__name__)
-SearchConfig = Any  # `verbs.api.SearchConfig`, a layer above: read here by its fields only
+SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 
 
 def load_mlm_model(config: SearchConfig, need_head: bool):

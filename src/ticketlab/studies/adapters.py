@@ -140,7 +140,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
     """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
     import sys
 
-    from ..verbs.api import PretrainEvalConfig
+    from ..verbs.evaluate_pretrain import PretrainEvalConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     if job.corpus.get("text_column") is not None:
@@ -158,7 +158,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
-    from ..verbs.api import evaluate_pretraining
+    from ..verbs.evaluate_pretrain import evaluate_pretraining
 
     config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):

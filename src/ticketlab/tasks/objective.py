@@ -1,6 +1,6 @@
 """A downstream task as a training objective: what fine-tuning trains and how it is scored.
 
-No run directory and no config of its own: `finetune` (the verb), task-specific IMP (`verbs.api.search`),
+No run directory and no config of its own: `finetune` (the verb), task-specific IMP (`verbs.search.search`),
 ticket sharing (`studies.mtl`) and super tickets build on it.
 
 * losses by task kind (`LOSSES`): classification, regression, SQuAD spans;

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..search import SearchResult
 
 log = logging.getLogger(__name__)
-SearchConfig = Any  # `verbs.api.SearchConfig`, a layer above: read here by its fields only
+SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 
 
 def search(config: SearchConfig, acc: Accelerator) -> SearchResult:

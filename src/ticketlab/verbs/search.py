@@ -1,9 +1,9 @@
 """One library call per verb: a config dataclass, validated when it is built, and one function.
 
-    prune(PruneConfig)                        `ticketlab prune`              -> PruneResult
-    search(SearchConfig)                      `ticketlab search tamt|imp`    -> SearchResult
-    evaluate_pretraining(PretrainEvalConfig)  `ticketlab evaluate-pretrain`  -> one row per subnetwork
-    finetune / finetune_seeds(FinetuneConfig) `ticketlab finetune`           (in `ticketlab.finetune`)
+    prune(PruneConfig)                        `ticketlab prune`              (in `verbs.prune`)
+    search(SearchConfig)                      `ticketlab search tamt|imp`    -> SearchResult (here)
+    evaluate_pretraining(PretrainEvalConfig)  `ticketlab evaluate-pretrain`  (in `verbs.evaluate_pretrain`)
+    finetune / finetune_seeds(FinetuneConfig) `ticketlab finetune`           (in `verbs.finetune`)
 
 Each does everything its verb does (loading the model and its MLM head, the corpus or task, the
 accelerator), so the command line is argument parsing -> config -> call, and the sweep calls the
@@ -15,10 +15,8 @@ on blocks) stay available for custom loops.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,119 +32,26 @@ from ..core.checks import (
     PositiveInt,
     Seed,
     check_config,
-    check_one_of,
     option,
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json
 from ..core.outputs import check_output
-from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from ..masks.pattern import parse_pattern, pattern_sparsity
-from ..masks.targets import POOLER_HELP, Targets, resolve_targets
 from ..methods.configs import DEFAULT_MAX_LENGTH
 from ..methods.registry import Method, method_of_config, methods
-from ..models.arch import arch_of
-from ..models.load import check_model, fit_max_length, head_of, load_config, load_model, load_tokenizer
+from ..models.load import check_model
 
-# The configs of `prune`, `search` and `evaluate-pretrain` are this module's, read when their
-# `--help` is parsed: torch, transformers and the methods are imported by the functions that run
-# (lazy start-up; tests/test_startup.py pins it).
+# The config of `search` is read when its `--help` is parsed: torch, transformers and the methods
+# are imported by the functions that run (lazy start-up; tests/test_startup.py pins it).
 if TYPE_CHECKING:
     from accelerate import Accelerator
-    from torch import nn
 
-    from ..masks import Mask, MaskConfig
     from ..methods.search import SearchResult
     from ..train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
 Precision = Literal["no", "fp16", "bf16"]
-
-
-# --------------------------------------------------------------------------- prune
-
-
-@dataclass
-class PruneConfig:
-    """One-shot pruning of `model` into the mask directory `out`."""
-
-    model: str  # local directory or hub id
-    method: str  # a registered one-shot method (`methods.registry`, verb prune): omp, random
-    sparsity: Fraction | None  # None with a pattern: the one it implies
-    out: str | os.PathLike
-    ranking: Literal["local", "global"] = option(
-        "local",
-        "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
-        "pruning: without --targets, the layers' matrices only, the word embeddings left dense)",
-    )
-    seed: Seed = option(0, "seed for random pruning")
-    # regexes over module names (default: TAMT §3.2's weights and the pooler; with global ranking
-    # Chen et al.'s, the layers' six matrices without the word embeddings, `one_shot_targets`)
-    targets: Targets = None
-    pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
-    pooler: bool = option(True, POOLER_HELP)
-
-    def __post_init__(self) -> None:
-        check_config(self)  # types, sparsity in [0, 1), ranking
-        check_one_of("method", self.method, sorted(methods("prune")))
-        self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
-        self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
-
-
-@dataclass
-class PruneResult:
-    mask: Mask
-    config: MaskConfig
-    out: Path
-    time_s: float  # the pruning itself, loading and saving excluded
-
-
-def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
-    """The weights one-shot pruning ranks: `config.targets` when given; under global ranking Chen et
-    al.'s (BERT-Tickets' `pruning_model`: the layers' Q, K, V, attention-output and FFN matrices,
-    the word embeddings dense, whose 7.8M weights would otherwise spare the encoder of a small model
-    or take most of the pruning); else None, the family's default (TAMT §3.2: word embeddings too)."""
-    if config.targets is not None or config.ranking != "global":
-        return config.targets
-    return arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
-
-
-def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
-    """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
-    from ..masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
-
-    check_output(config.out, kind="mask", inputs=[config.model])  # before any work
-    model = model if model is not None else load_model(config.model, head="base")
-    targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
-    t0 = time.perf_counter()
-    method = methods("prune")[config.method]
-    mask = method.run(
-        model,
-        config.sparsity,
-        ranking=config.ranking,
-        targets=targets,
-        seed=config.seed,
-        pattern=config.pattern,
-    )
-    elapsed = time.perf_counter() - t0
-    mc = MaskConfig.for_model(
-        model,
-        mask,
-        method=config.method,
-        sparsity=config.sparsity,
-        base_model=str(config.model),
-        targets=targets,
-        ranking=config.ranking,
-        seed=config.seed if method.seeded else None,
-        pattern=config.pattern,
-    )
-    save_mask(mask, mc, config.out)
-    return PruneResult(mask, load_mask(config.out)[1], Path(config.out), elapsed)  # config as saved
-
-
-# --------------------------------------------------------------------------- search
 
 
 @dataclass
@@ -347,152 +252,3 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     # The directory is claimed and locked by `run_search` once the model and corpus are read: a
     # refused input (an empty corpus) leaves no output behind.
     return config.search_method.run(config, acc)
-
-
-# --------------------------------------------------------------------------- pre-training evaluation
-
-
-@dataclass
-class PretrainEvalConfig:
-    """MLM dev loss / accuracy and KD dev loss of the full model and of subnetworks (TAMT Fig. 5).
-
-    Every block of `corpus` is scored, 15% of its tokens corrupted with a fixed seed per block, so
-    every row sees the same masked positions. Without `model`, each mask is evaluated on the base
-    model it records (e.g. IMP's rewound weights)."""
-
-    corpus: Sequence[str | os.PathLike] = option(help="dev text files or datasets", metavar="PATH")
-    model: str | None = None
-    masks: Sequence[str | os.PathLike] = option(
-        factory=list, help="mask directories to evaluate", flag="--mask", metavar="MASK_DIR"
-    )
-    full: bool = option(False, "also evaluate the full model (default without --mask)")
-    max_length: BlockLength | None = option(
-        None, "tokens per block (default 512, or the model's positions if fewer)"
-    )
-    max_blocks: PositiveInt | None = option(None, "evaluate only the first N blocks")
-    batch_size: PositiveInt = option(32, "blocks per forward pass")
-    seed: Seed = option(0, "seed of the corruption")
-    no_kd: bool = option(False, "skip the KD loss (halves the time)")
-    mlm_head: Literal["original", "trained"] = option(
-        "original",
-        "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
-        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
-        "where its mask directory has one (ticketlab before issue 34)",
-    )
-    ignore_mlm_head: bool = option(
-        False, "the original MLM head for every mask: what --mlm-head original (the default) gives"
-    )
-    decoder: Decoder = option("dense", DECODER_HELP)
-    kd_input: KdInput = option("clean", KD_INPUT_HELP)
-    ignore_hash: bool = option(False, "apply masks found on other weights")
-    text_column: str = option("text", "column of `datasets` sources")
-    cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
-    out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self)
-        if not self.corpus:
-            raise ConfigError("give a corpus to evaluate on")
-        if self.model is None and not self.masks:
-            raise ConfigError("give model (or masks, whose base model is used)")
-
-    @property
-    def uses_trained_head(self) -> bool:
-        """Whether a TAMT-MLM mask is scored with the head it trained (`mlm_head="trained"`)."""
-        return self.mlm_head == "trained" and not self.ignore_mlm_head
-
-    @property
-    def targets(self) -> list[str | None]:
-        """None (the full model) and the mask directories, in the order of the rows."""
-        return ([None] if self.full or not self.masks else []) + [str(m) for m in self.masks]
-
-
-def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
-    from ..data.corpus import load_lm_blocks  # lazy start-up (see the imports)
-    from ..lm.evaluation import HEAD_FILE, load_head_state
-    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from ..lm.objectives import MLMCollator
-    from ..masks import apply_mask, check_fits, load_mask
-    from ..masks.hub import mask_dir as hub_mask_dir
-    from ..masks.io import recorded_base
-
-    base = config.model or recorded_base(mask_dir)
-    model_config = load_config(base)
-    has_head = head_of(model_config) == "mlm"
-    model = load_model(base, head="mlm" if has_head else "base")
-    row: dict[str, Any] = {
-        "name": Path(mask_dir).name if mask_dir else "full",
-        "mask": mask_dir,
-        "model": base,
-    }
-    if mask_dir is not None:
-        mask, mc = load_mask(mask_dir)
-        check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
-        apply_mask(model, mask)
-        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
-        head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
-        if has_head and head.is_file() and config.uses_trained_head:
-            load_head_state(model, head)
-            row["mlm_head"] = "trained"
-    else:
-        row.update(method="full", sparsity=0.0)
-    length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-    row["max_length"] = length
-    key = (base, length)
-    if key not in blocks_cache:
-        tokenizer = load_tokenizer(base)
-        blocks, _ = load_lm_blocks(
-            config.corpus,
-            tokenizer,
-            length,
-            cache_dir=config.cache_dir,
-            text_column=config.text_column,
-            progress=config.progress,
-        )
-        blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
-    blocks, collator = blocks_cache[key]
-    metrics = evaluate_blocks(
-        model,
-        blocks,
-        collator,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        mlm=has_head,
-        kd=not config.no_kd,
-        progress=config.progress,
-        source=", ".join(map(str, config.corpus)),
-        decoder=config.decoder,
-        kd_input=config.kd_input,
-    )
-    return {**row, **metrics}
-
-
-EVAL_KEYS = frozenset({"name", "mask", "model", "method", "sparsity", "max_length"})  # in every row
-
-
-def _is_evaluation(path: Path) -> bool:
-    """An earlier `evaluate_pretraining` output (its rows), which a new one may replace; any other
-    file at `--out` is the user's."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return (
-        isinstance(rows, list)
-        and bool(rows)
-        and all(isinstance(r, dict) and set(r) >= EVAL_KEYS for r in rows)
-    )
-
-
-def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
-    """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
-    mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
-    if config.out:
-        reads = [config.model, *config.masks, *config.corpus]
-        check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
-    blocks_cache: dict = {}  # the corpus is tokenized once per base model
-    rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
-    if config.out:
-        atomic_write_json(config.out, rows)
-    return rows

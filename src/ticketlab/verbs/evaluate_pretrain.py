@@ -1,0 +1,168 @@
+"""`ticketlab evaluate-pretrain`: `evaluate_pretraining(PretrainEvalConfig)`, one row per subnetwork.
+
+The config is read when `ticketlab evaluate-pretrain --help` is parsed: torch, transformers and the
+evaluation are imported by the functions that run (lazy start-up; tests/test_startup.py pins it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..core.checks import BlockLength, PositiveInt, Seed, check_config, option
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_json
+from ..core.outputs import check_output
+from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..methods.configs import DEFAULT_MAX_LENGTH
+from ..models.load import fit_max_length, head_of, load_config, load_model, load_tokenizer
+
+
+@dataclass
+class PretrainEvalConfig:
+    """MLM dev loss / accuracy and KD dev loss of the full model and of subnetworks (TAMT Fig. 5).
+
+    Every block of `corpus` is scored, 15% of its tokens corrupted with a fixed seed per block, so
+    every row sees the same masked positions. Without `model`, each mask is evaluated on the base
+    model it records (e.g. IMP's rewound weights)."""
+
+    corpus: Sequence[str | os.PathLike] = option(help="dev text files or datasets", metavar="PATH")
+    model: str | None = None
+    masks: Sequence[str | os.PathLike] = option(
+        factory=list, help="mask directories to evaluate", flag="--mask", metavar="MASK_DIR"
+    )
+    full: bool = option(False, "also evaluate the full model (default without --mask)")
+    max_length: BlockLength | None = option(
+        None, "tokens per block (default 512, or the model's positions if fewer)"
+    )
+    max_blocks: PositiveInt | None = option(None, "evaluate only the first N blocks")
+    batch_size: PositiveInt = option(32, "blocks per forward pass")
+    seed: Seed = option(0, "seed of the corruption")
+    no_kd: bool = option(False, "skip the KD loss (halves the time)")
+    mlm_head: Literal["original", "trained"] = option(
+        "original",
+        "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
+        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
+        "where its mask directory has one (ticketlab before issue 34)",
+    )
+    ignore_mlm_head: bool = option(
+        False, "the original MLM head for every mask: what --mlm-head original (the default) gives"
+    )
+    decoder: Decoder = option("dense", DECODER_HELP)
+    kd_input: KdInput = option("clean", KD_INPUT_HELP)
+    ignore_hash: bool = option(False, "apply masks found on other weights")
+    text_column: str = option("text", "column of `datasets` sources")
+    cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
+    out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if not self.corpus:
+            raise ConfigError("give a corpus to evaluate on")
+        if self.model is None and not self.masks:
+            raise ConfigError("give model (or masks, whose base model is used)")
+
+    @property
+    def uses_trained_head(self) -> bool:
+        """Whether a TAMT-MLM mask is scored with the head it trained (`mlm_head="trained"`)."""
+        return self.mlm_head == "trained" and not self.ignore_mlm_head
+
+    @property
+    def targets(self) -> list[str | None]:
+        """None (the full model) and the mask directories, in the order of the rows."""
+        return ([None] if self.full or not self.masks else []) + [str(m) for m in self.masks]
+
+
+def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
+    from ..data.corpus import load_lm_blocks  # lazy start-up (see the imports)
+    from ..lm.evaluation import HEAD_FILE, load_head_state
+    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+    from ..lm.objectives import MLMCollator
+    from ..masks import apply_mask, check_fits, load_mask
+    from ..masks.hub import mask_dir as hub_mask_dir
+    from ..masks.io import recorded_base
+
+    base = config.model or recorded_base(mask_dir)
+    model_config = load_config(base)
+    has_head = head_of(model_config) == "mlm"
+    model = load_model(base, head="mlm" if has_head else "base")
+    row: dict[str, Any] = {
+        "name": Path(mask_dir).name if mask_dir else "full",
+        "mask": mask_dir,
+        "model": base,
+    }
+    if mask_dir is not None:
+        mask, mc = load_mask(mask_dir)
+        check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
+        apply_mask(model, mask)
+        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
+        head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
+        if has_head and head.is_file() and config.uses_trained_head:
+            load_head_state(model, head)
+            row["mlm_head"] = "trained"
+    else:
+        row.update(method="full", sparsity=0.0)
+    length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
+    row["max_length"] = length
+    key = (base, length)
+    if key not in blocks_cache:
+        tokenizer = load_tokenizer(base)
+        blocks, _ = load_lm_blocks(
+            config.corpus,
+            tokenizer,
+            length,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            progress=config.progress,
+        )
+        blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
+    blocks, collator = blocks_cache[key]
+    metrics = evaluate_blocks(
+        model,
+        blocks,
+        collator,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        mlm=has_head,
+        kd=not config.no_kd,
+        progress=config.progress,
+        source=", ".join(map(str, config.corpus)),
+        decoder=config.decoder,
+        kd_input=config.kd_input,
+    )
+    return {**row, **metrics}
+
+
+EVAL_KEYS = frozenset({"name", "mask", "model", "method", "sparsity", "max_length"})  # in every row
+
+
+def _is_evaluation(path: Path) -> bool:
+    """An earlier `evaluate_pretraining` output (its rows), which a new one may replace; any other
+    file at `--out` is the user's."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(rows, list)
+        and bool(rows)
+        and all(isinstance(r, dict) and set(r) >= EVAL_KEYS for r in rows)
+    )
+
+
+def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
+    """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
+    mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
+    if config.out:
+        reads = [config.model, *config.masks, *config.corpus]
+        check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
+    blocks_cache: dict = {}  # the corpus is tokenized once per base model
+    rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
+    if config.out:
+        atomic_write_json(config.out, rows)
+    return rows
