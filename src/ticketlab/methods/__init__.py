@@ -20,7 +20,7 @@ _WHERE = {
     "SearchObjective": "search",
     "SearchResult": "search",
     "check_sparsity": "ranking",
-    "imp_schedule": "imp",
+    "imp_schedule": "configs",
     "keep_top": "ranking",
     "omp_mask": "magnitude",
     "prepare_tamt": "tamt",

@@ -11,6 +11,8 @@ which import these names from here (they are also theirs: `methods.tamt.TamtConf
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -202,3 +204,31 @@ def paper_budget(sparsity: float) -> tuple[int, int]:
             f"not {sparsity:g}: give --steps (the schedule follows the paper's at any sparsity)"
         )
     return step, PAPER_SCHEDULE_STEPS
+
+
+def imp_schedule(
+    sparsity: float, steps: int, prune_rate: float = 0.1, first_pruning: FirstPruning = "start"
+) -> list[tuple[int, float]]:
+    """[(step, sparsity after pruning at that step)]: equal rounds up to the last step, the first
+    pruning at step 0 (`start`) or after the first of R full rounds (`after-round`)."""
+    rounds = math.ceil(round(sparsity / prune_rate, 9))
+    at_start = first_pruning == "start"
+    if rounds < 2 and at_start:
+        return [(0, sparsity)]
+    intervals = rounds - 1 if at_start else rounds
+    if steps < intervals:
+        raise ConfigError(
+            f"IMP needs at least {intervals} steps for {rounds} pruning rounds"
+            f"{'' if at_start else ' after full training rounds'}, got {steps}"
+        )
+    levels = [min(round(prune_rate * (r + 1), 9), sparsity) for r in range(rounds)]
+    first = 0 if at_start else 1
+    return [(round((r + first) * steps / intervals), level) for r, level in enumerate(levels)]
+
+
+def parse_steps(values: Iterable[int] | None, max_steps: int) -> list[int]:
+    steps = sorted(set(values or []))
+    bad = [s for s in steps if not 1 <= s <= max_steps]
+    if bad:
+        raise ConfigError(f"save-at steps must be in [1, {max_steps}], got {bad[:3]}")
+    return steps

@@ -50,6 +50,7 @@ checkpoint to `OUT/rewound_model/`, and the mask file's `base_model` and hash na
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -65,13 +66,17 @@ from ..core.outputs import atomic_dir
 from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masks.targets import POOLER, Targets
 from ..models.arch import arch_of
-from ..models.load import encoder_of
+from ..models.load import encoder_of, fit_max_length, load_config, load_tokenizer
+from ..tasks.objective import load_task_model, task_objective
+from ..tasks.registry import get_task
 from ..train.loop import TrainConfig, TrainState, restart_optimizer
-from .configs import VARIANT_RANKING, FirstPruning, ImpConfig, Variant  # noqa: F401 (known here as before)
+from .configs import DEFAULT_MAX_LENGTH, VARIANT_RANKING, FirstPruning, ImpConfig, Variant, imp_schedule  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
+from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 
 REWOUND_DIR = "rewound_model"
+log = logging.getLogger(__name__)
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
@@ -84,26 +89,6 @@ def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
     # the pooler as `pooler` says (issue 34 put it in the default targets; IMP's own flag decides here)
     pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets(pooler=False)
     return f"{pattern}|{POOLER}" if config.pooler else pattern
-
-
-def imp_schedule(
-    sparsity: float, steps: int, prune_rate: float = 0.1, first_pruning: FirstPruning = "start"
-) -> list[tuple[int, float]]:
-    """[(step, sparsity after pruning at that step)]: equal rounds up to the last step, the first
-    pruning at step 0 (`start`) or after the first of R full rounds (`after-round`)."""
-    rounds = math.ceil(round(sparsity / prune_rate, 9))
-    at_start = first_pruning == "start"
-    if rounds < 2 and at_start:
-        return [(0, sparsity)]
-    intervals = rounds - 1 if at_start else rounds
-    if steps < intervals:
-        raise ConfigError(
-            f"IMP needs at least {intervals} steps for {rounds} pruning rounds"
-            f"{'' if at_start else ' after full training rounds'}, got {steps}"
-        )
-    levels = [min(round(prune_rate * (r + 1), 9), sparsity) for r in range(rounds)]
-    first = 0 if at_start else 1
-    return [(round((r + first) * steps / intervals), level) for r, level in enumerate(levels)]
 
 
 @torch.no_grad()
@@ -284,3 +269,46 @@ def search_imp(
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
     )
+
+
+def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    """`ticketlab search imp`: the model, objective and training settings a `SearchConfig` describes,
+    on MLM or on its task, searched by `search_imp`."""
+    imp: ImpConfig = config.method  # type: ignore[assignment]
+    tokenizer = load_tokenizer(config.model)
+    if config.task is not None:
+        with acc.main_process_first():
+            default = get_task(config.task, config.data_dir).max_length
+            length = fit_max_length(load_config(config.model), config.max_length, default)
+            task = task_objective(config.task, tokenizer, config.data_dir, max_length=length)
+        model, _ = load_task_model(config.model, task.spec, seed=config.seed)
+        objective = SearchObjective(
+            name=task.spec.id,
+            dataset=task.dataset,
+            collate_fn=task.collate_fn,
+            loss_fn=task.loss_fn,
+            eval_fn=None if config.no_eval else task.eval_fn,
+            info={"task": task.spec.id, "data_dir": config.data_dir, "n_train": task.n_train},
+        )
+        lr = config.lr or task.spec.lr
+        train_config = config.train_config(lr, metric=task.metric, greater=task.greater_is_better)
+    else:
+        model, model_config, has_head = load_mlm_model(config, need_head=True)
+        if not has_head and acc.is_main_process:
+            log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
+        config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
+        # IMP as before issue 34 (its decoder and dev KD input are h34b's / Chen et al.'s to settle)
+        objective = lm_objective(
+            config,
+            tokenizer,
+            acc,
+            "mlm",
+            mlm_eval=True,
+            decoder="masked",
+            kd_input="corrupted",
+            eval_kd_input="corrupted",
+        )
+        lr = config.lr or 5e-5  # Table 1
+        train_config = config.train_config(lr)
+    options = run_options(config, lr, acc)
+    return search_imp(model, objective, imp, train_config, config.out, tokenizer=tokenizer, **options)

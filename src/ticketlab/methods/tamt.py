@@ -27,6 +27,7 @@ are kept with `save_at`, each with its dev loss in the log when `eval_every` is 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -35,12 +36,16 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
+from ..core.errors import ConfigError
 from ..lm.evaluation import HEAD_FILE
 from ..lm.objectives import head_parameters
 from ..masks import Mask
+from ..masks.targets import attach_pooler, resolve_targets
 from ..models.arch import ARCHS
+from ..models.load import fit_max_length, load_tokenizer
 from ..train.loop import TrainConfig
 from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
+    DEFAULT_MAX_LENGTH,
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
     PAPER_TOKENS_PER_STEP,
@@ -55,6 +60,7 @@ from .magnitude import omp_mask
 from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores, row_blocks
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
+from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold
 
 __all__ = [
@@ -231,4 +237,42 @@ def search_tamt(
         save_at=save_at,
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
+    )
+
+
+def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    """`ticketlab search tamt`: the model (with its MLM head and the checkpoint's pooler), the corpus
+    objective and the training settings a `SearchConfig` describes, searched by `search_tamt`."""
+    tamt: TamtConfig = config.method  # type: ignore[assignment]
+    need_head = "mlm" in tamt.objective
+    model, model_config, has_head = load_mlm_model(config, need_head)
+    if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
+        attach_pooler(model, config.model)
+    tamt = dataclasses.replace(tamt, targets=resolve_targets(model, tamt.targets, tamt.pooler))
+    if need_head and not has_head:
+        if not tamt.train_head:
+            raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
+        if acc.is_main_process:
+            log.warning(
+                f"note: {config.model} has no MLM head; "
+                "a fresh one (transform, bias) is trained with the masks"
+            )
+    config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
+    tokenizer = load_tokenizer(config.model)
+    # TAMT-KD on a model without an MLM head: no MLM loss to report
+    mlm_eval = tamt.objective != "kd" or has_head
+    objective = lm_objective(
+        config,
+        tokenizer,
+        acc,
+        tamt.objective,
+        mlm_eval=mlm_eval,
+        decoder=tamt.decoder,
+        kd_input=tamt.kd_reads or "clean",
+        eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
+    )
+    objective.info["fresh_mlm_head"] = need_head and not has_head
+    lr = config.lr or tamt.default_lr
+    return search_tamt(
+        model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)
     )

@@ -31,16 +31,21 @@ scores are pruned in index order (lower layers and heads first for winning ticke
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
+from ..masks.unit_io import save_unit_mask, unit_mask_config
 from ..masks.units import UnitMask
-from ..models.structure import Structure
+from ..models.load import load_model
+from ..models.structure import Structure, structure_of
 from .importance import Importance
 from .levels import KINDS, LEVELS, UNITS, Kind, Units, check_kind, check_level, levels_arg  # noqa: F401 (also here)
 
@@ -218,3 +223,23 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
     running = ", ".join(f"{v:g}" for v in kept)
     note = f"note: default levels dropped for this model ({reasons}); running {running}"
     return kept, note if why else ""
+
+
+@functools.lru_cache(maxsize=1)
+def _base_model(name: str) -> nn.Module:
+    """The pre-trained encoder, loaded once for every ticket (its weights hash in the ticket's config)."""
+    return load_model(name, head="base")
+
+
+def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
+    """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
+    the spec's `granularity` (default "layer") and `units` (default "liang"; rows from before `units`
+    were re-keyed to "round")."""
+    granularity = settings.get("granularity") or "layer"
+    units = settings.get("units") or "liang"
+    base = _base_model(model)
+    ticket = random_ticket(structure_of(base), level, seed, granularity, units)
+    cfg = unit_mask_config(
+        base, ticket, method="st-random", level=level, base_model=model, seed=seed, search={"units": units}
+    )
+    return save_unit_mask(ticket, cfg, out)

@@ -1,67 +1,15 @@
 """TAMT: task-agnostic mask training (Liu et al. 2022), `ticketlab search tamt`: its scores and masked
-layers are `methods.scores`, its exact thresholds `methods.thresholds`, the search `methods.tamt`;
-sweeps know it by its objectives, `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`."""
+layers are `methods.scores`, its exact thresholds `methods.thresholds`, the search `methods.tamt`
+(`search_from_config`); sweeps know it by its objectives, `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...core.digest import OMIT, run_identity
-from ...core.errors import ConfigError
-from ...masks.targets import attach_pooler, resolve_targets
-from ...models.load import fit_max_length, load_tokenizer
-from ..configs import DEFAULT_MAX_LENGTH, TamtConfig, paper_budget, paper_schedule_steps
+from ..configs import TamtConfig, paper_budget, paper_schedule_steps
 from ..registry import Method, Preset, register_method
-from ..search_inputs import lm_objective, load_mlm_model, run_options
-
-if TYPE_CHECKING:
-    from accelerate import Accelerator
-
-    from ..search import SearchResult
-
-log = logging.getLogger(__name__)
-SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
-
-
-def search(config: SearchConfig, acc: Accelerator) -> SearchResult:
-    from ..tamt import search_tamt  # lazy start-up (see the imports)
-
-    tamt: TamtConfig = config.method  # type: ignore[assignment]
-    need_head = "mlm" in tamt.objective
-    model, model_config, has_head = load_mlm_model(config, need_head)
-    if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
-        attach_pooler(model, config.model)
-    tamt = dataclasses.replace(tamt, targets=resolve_targets(model, tamt.targets, tamt.pooler))
-    if need_head and not has_head:
-        if not tamt.train_head:
-            raise ConfigError(f"{config.model} has no MLM head: a frozen random head cannot be used for MLM")
-        if acc.is_main_process:
-            log.warning(
-                f"note: {config.model} has no MLM head; "
-                "a fresh one (transform, bias) is trained with the masks"
-            )
-    config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-    tokenizer = load_tokenizer(config.model)
-    # TAMT-KD on a model without an MLM head: no MLM loss to report
-    mlm_eval = tamt.objective != "kd" or has_head
-    objective = lm_objective(
-        config,
-        tokenizer,
-        acc,
-        tamt.objective,
-        mlm_eval=mlm_eval,
-        decoder=tamt.decoder,
-        kd_input=tamt.kd_reads or "clean",
-        eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
-    )
-    objective.info["fresh_mlm_head"] = need_head and not has_head
-    lr = config.lr or tamt.default_lr
-    return search_tamt(
-        model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)
-    )
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
@@ -95,7 +43,7 @@ register_method(
     Method(
         "tamt",
         TamtConfig,
-        search,
+        "ticketlab.methods.tamt:search_from_config",
         "task-agnostic mask training (TAMT)",
         settings=_tamt_settings,
         sparse_throughout=True,
