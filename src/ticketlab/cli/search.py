@@ -43,9 +43,11 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
+import ticketlab as tl
+
 from ..core.files import to_json
 from ..methods.registry import Method, methods
-from ..verbs.search import SearchConfig, search
+from ..verbs.search import SearchConfig
 from .common import (
     add_config_arguments,
     add_model_argument,
@@ -145,12 +147,8 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
-    from ..train.loop import make_accelerator  # lazy start-up: torch only when the verb runs
-
-    config = search_config(args)
-    acc = make_accelerator(config.mixed_precision)
-    result = search(config, accelerator=acc)
-    if acc.is_main_process:
+    result = tl.search(search_config(args))
+    if result.main_process:
         _report(result)
     return 0
 

@@ -20,20 +20,22 @@ last, so OUT only looks like a mask once it is complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch import nn
 
-from ..core.errors import ConfigError, TicketlabError
+from ..core.errors import TicketlabError
 from ..core.files import open_append, temp_dir, to_json
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
@@ -55,6 +57,7 @@ from ..train.loop import (
     train,
 )
 from ..train.run_dir import RunDir
+from .configs import parse_steps
 
 SETTINGS = "settings.json"
 # Settings that record what the search reads, by content: a change is named as such on a resume.
@@ -173,14 +176,6 @@ class StepClock:
             self._start = None
 
 
-def parse_steps(values: Iterable[int] | None, max_steps: int) -> list[int]:
-    steps = sorted(set(values or []))
-    bad = [s for s in steps if not 1 <= s <= max_steps]
-    if bad:
-        raise ConfigError(f"save-at steps must be in [1, {max_steps}], got {bad[:3]}")
-    return steps
-
-
 def dropout_note(model: nn.Module, processes: int) -> str | None:
     """Several processes find exactly the mask one process finds only without dropout: the data
     order, the corruption and the loss normalisation do not depend on the process count, but each
@@ -206,10 +201,6 @@ def search_cost(step: int, batch_size: int, length: int | None) -> dict[str, int
 
 def ranks_agree(accelerator, mask: Mask) -> bool:
     """True when every process holds the same mask (checked with one small gather of digests)."""
-    import hashlib
-
-    from accelerate.utils import gather_object
-
     h = hashlib.sha256()
     for k in sorted(mask):
         h.update(k.encode())
@@ -250,6 +241,7 @@ class SearchResult:
     config: MaskConfig
     out: Path
     train: TrainResult | None  # None when the search had finished before
+    main_process: bool = True  # False in the other processes of a distributed search (they report nothing)
 
 
 def input_keys(model: nn.Module, objective: SearchObjective, targets: Any) -> dict[str, Any]:
@@ -312,7 +304,7 @@ def _run_search(
     sd.check_settings(settings, acc.is_main_process)
     if sd.finished:
         mask, mc = load_mask(sd.out)
-        return SearchResult(mask, mc, sd.out, None)
+        return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and (note := dropout_note(model, acc.num_processes)):
         log.warning(note)
     run = _Search(model, objective, spec, train_config, sd, parse_steps(save_at, train_config.max_steps), acc)
@@ -329,7 +321,7 @@ def _run_search(
         sd.log({"event": "mask_saved", "step": train_config.max_steps, "dir": str(sd.out), **final})
         sd.cleanup(keep_checkpoint)
     acc.wait_for_everyone()
-    return SearchResult(mask, mc, sd.out, result)
+    return SearchResult(mask, mc, sd.out, result, acc.is_main_process)
 
 
 class _Search:

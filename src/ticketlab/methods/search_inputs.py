@@ -1,20 +1,25 @@
 """What the search methods (TAMT, IMP and one's own) share to set up a search from a `SearchConfig`:
-the model with its MLM head, the corpus objective, the options of the resumable runner. The
-functions import torch, transformers and the data when called (lazy start-up: the registered
-methods' modules name them without importing them)."""
+the model with its MLM head, the corpus objective, the options of the resumable runner, the training
+settings; and the search verb's run (`verbs.search.search`, whose module `--help` reads, runs it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from accelerate import Accelerator
+
+from ..core.outputs import check_output
+from ..data.corpus import load_lm_corpus
+from ..lm.evaluation import check_scorable
+from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput
-from ..models.load import head_of, load_config, load_model
-
-if TYPE_CHECKING:
-    from accelerate import Accelerator
-
-    from .search import SearchObjective
+from ..models.load import check_model, head_of, load_config, load_model
+from ..train.loop import TrainConfig, make_accelerator
+from .search import SearchDir, SearchObjective, SearchResult
 
 log = logging.getLogger(__name__)
 SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
@@ -22,8 +27,6 @@ SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by i
 
 def load_mlm_model(config: SearchConfig, need_head: bool):
     """The model with its MLM head (a fresh, seeded one if the checkpoint has none and it is needed)."""
-    import torch  # lazy start-up (see the imports)
-
     model_config = load_config(config.model)
     has_head = head_of(model_config) == "mlm"
     torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
@@ -44,12 +47,6 @@ def lm_objective(
 ) -> SearchObjective:
     """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
     given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
-    from ..data.corpus import load_lm_corpus  # lazy start-up (see the imports)
-    from ..lm.evaluation import check_scorable
-    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from ..lm.objectives import MLMCollator, pretraining_loss
-    from .search import SearchObjective
-
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -109,3 +106,46 @@ def run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, 
         "accelerator": acc,
         "keep_checkpoint": config.keep_checkpoint,
     }
+
+
+def train_config(
+    config: SearchConfig, lr: float, *, metric: str | None = None, greater: bool = True
+) -> TrainConfig:
+    """The training loop's settings of the search `config` at learning rate `lr` (`metric`: a task's
+    dev metric for the best checkpoint); `SearchConfig.train_config`."""
+    return TrainConfig(
+        max_steps=config.steps,
+        schedule_steps=config.horizon if config.horizon != config.steps else None,
+        batch_size=config.batch_size,
+        lr=lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        grad_accum=config.grad_accum,
+        max_grad_norm=config.max_grad_norm
+        if config.max_grad_norm > 0 and not config.optimizer_in_backward
+        else None,
+        optimizer_in_backward=config.optimizer_in_backward,
+        eval_every=config.eval_every,
+        save_every=config.save_every,
+        log_every=config.log_every,
+        seed=config.seed,
+        mixed_precision=config.mixed_precision,
+        metric=metric,
+        greater_is_better=greater,
+        progress=config.progress,
+        desc=f"search {config.verb}",
+    )
+
+
+def run_search_config(config: SearchConfig, accelerator: Accelerator | None) -> SearchResult:
+    """`verbs.search.search`: check the output and the model, then run the config's method."""
+    config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
+    reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
+    check_output(config.out, kind="search", inputs=reads)  # before any work
+    check_model(config.model)  # its config and weights' files, before the search directory is made
+    acc = accelerator or make_accelerator(config.mixed_precision)
+    if acc.is_main_process:  # a second process on this search is refused before it loads anything
+        SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock
+    # The directory is claimed and locked by `run_search` once the model and corpus are read: a
+    # refused input (an empty corpus) leaves no output behind.
+    return config.search_method.run(config, acc)

@@ -1,7 +1,8 @@
 """`ticketlab evaluate-pretrain`: `evaluate_pretraining(PretrainEvalConfig)`, one row per subnetwork.
 
 The config is read when `ticketlab evaluate-pretrain --help` is parsed: torch, transformers and the
-evaluation are imported by the functions that run (lazy start-up; tests/test_startup.py pins it).
+evaluation are imported when the function runs, from `verbs.evaluate_subnetwork` (tests/test_startup.py
+pins it).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from ..core.errors import ConfigError
 from ..core.files import atomic_write_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
-from ..methods.configs import DEFAULT_MAX_LENGTH
-from ..models.load import fit_max_length, head_of, load_config, load_model, load_tokenizer
 
 
 @dataclass
@@ -78,66 +77,6 @@ class PretrainEvalConfig:
         return ([None] if self.full or not self.masks else []) + [str(m) for m in self.masks]
 
 
-def _evaluate_one(config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict) -> dict[str, Any]:
-    from ..data.corpus import load_lm_blocks  # lazy start-up (see the imports)
-    from ..lm.evaluation import HEAD_FILE, load_head_state
-    from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
-    from ..lm.objectives import MLMCollator
-    from ..masks import apply_mask, check_fits, load_mask
-    from ..masks.hub import mask_dir as hub_mask_dir
-    from ..masks.io import recorded_base
-
-    base = config.model or recorded_base(mask_dir)
-    model_config = load_config(base)
-    has_head = head_of(model_config) == "mlm"
-    model = load_model(base, head="mlm" if has_head else "base")
-    row: dict[str, Any] = {
-        "name": Path(mask_dir).name if mask_dir else "full",
-        "mask": mask_dir,
-        "model": base,
-    }
-    if mask_dir is not None:
-        mask, mc = load_mask(mask_dir)
-        check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
-        apply_mask(model, mask)
-        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
-        head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
-        if has_head and head.is_file() and config.uses_trained_head:
-            load_head_state(model, head)
-            row["mlm_head"] = "trained"
-    else:
-        row.update(method="full", sparsity=0.0)
-    length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-    row["max_length"] = length
-    key = (base, length)
-    if key not in blocks_cache:
-        tokenizer = load_tokenizer(base)
-        blocks, _ = load_lm_blocks(
-            config.corpus,
-            tokenizer,
-            length,
-            cache_dir=config.cache_dir,
-            text_column=config.text_column,
-            progress=config.progress,
-        )
-        blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
-    blocks, collator = blocks_cache[key]
-    metrics = evaluate_blocks(
-        model,
-        blocks,
-        collator,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        mlm=has_head,
-        kd=not config.no_kd,
-        progress=config.progress,
-        source=", ".join(map(str, config.corpus)),
-        decoder=config.decoder,
-        kd_input=config.kd_input,
-    )
-    return {**row, **metrics}
-
-
 EVAL_KEYS = frozenset({"name", "mask", "model", "method", "sparsity", "max_length"})  # in every row
 
 
@@ -161,8 +100,10 @@ def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     if config.out:
         reads = [config.model, *config.masks, *config.corpus]
         check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
+    from .evaluate_subnetwork import evaluate_subnetwork  # lazy: this config is read by `--help`
+
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
-    rows = [_evaluate_one(config, m, blocks_cache) for m in config.targets]
+    rows = [evaluate_subnetwork(config, m, blocks_cache) for m in config.targets]
     if config.out:
         atomic_write_json(config.out, rows)
     return rows

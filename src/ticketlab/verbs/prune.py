@@ -1,24 +1,20 @@
 """`ticketlab prune`: one-shot pruning, `prune(PruneConfig) -> PruneResult`.
 
 The config is read when `ticketlab prune --help` is parsed: torch, transformers and the methods are
-imported by the function that runs (lazy start-up; tests/test_startup.py pins it).
+imported by the function that runs, from `methods.one_shot` (tests/test_startup.py pins it).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..core.checks import Fraction, Seed, check_config, check_one_of, option
-from ..core.outputs import check_output
 from ..masks.pattern import parse_pattern, pattern_sparsity
-from ..masks.targets import POOLER_HELP, Targets, resolve_targets
+from ..masks.targets import POOLER_HELP, Targets
 from ..methods.registry import methods
-from ..models.arch import arch_of
-from ..models.load import load_model
 
 if TYPE_CHECKING:
     from torch import nn
@@ -61,44 +57,9 @@ class PruneResult:
     time_s: float  # the pruning itself, loading and saving excluded
 
 
-def one_shot_targets(model: nn.Module, config: PruneConfig) -> Targets:
-    """The weights one-shot pruning ranks: `config.targets` when given; under global ranking Chen et
-    al.'s (BERT-Tickets' `pruning_model`: the layers' Q, K, V, attention-output and FFN matrices,
-    the word embeddings dense, whose 7.8M weights would otherwise spare the encoder of a small model
-    or take most of the pruning); else None, the family's default (TAMT §3.2: word embeddings too)."""
-    if config.targets is not None or config.ranking != "global":
-        return config.targets
-    return arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
-
-
 def prune(config: PruneConfig, *, model: nn.Module | None = None) -> PruneResult:
     """Prune and write the mask directory. `model`: the already loaded base model (not modified)."""
-    from ..masks import MaskConfig, load_mask, save_mask  # lazy start-up (see the imports)
+    from ..methods.one_shot import prune_into  # lazy: PruneConfig is read by `ticketlab prune --help`
 
-    check_output(config.out, kind="mask", inputs=[config.model])  # before any work
-    model = model if model is not None else load_model(config.model, head="base")
-    targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
-    t0 = time.perf_counter()
-    method = methods("prune")[config.method]
-    mask = method.run(
-        model,
-        config.sparsity,
-        ranking=config.ranking,
-        targets=targets,
-        seed=config.seed,
-        pattern=config.pattern,
-    )
-    elapsed = time.perf_counter() - t0
-    mc = MaskConfig.for_model(
-        model,
-        mask,
-        method=config.method,
-        sparsity=config.sparsity,
-        base_model=str(config.model),
-        targets=targets,
-        ranking=config.ranking,
-        seed=config.seed if method.seeded else None,
-        pattern=config.pattern,
-    )
-    save_mask(mask, mc, config.out)
-    return PruneResult(mask, load_mask(config.out)[1], Path(config.out), elapsed)  # config as saved
+    mask, saved, elapsed = prune_into(config, model)
+    return PruneResult(mask, saved, Path(config.out), elapsed)

@@ -14,7 +14,6 @@ on blocks) stay available for custom loops.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -36,13 +35,11 @@ from ..core.checks import (
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..core.outputs import check_output
-from ..methods.configs import DEFAULT_MAX_LENGTH
+from ..methods.configs import DEFAULT_MAX_LENGTH, parse_steps
 from ..methods.registry import Method, method_of_config, methods
-from ..models.load import check_model
 
 # The config of `search` is read when its `--help` is parsed: torch, transformers and the methods
-# are imported by the functions that run (lazy start-up; tests/test_startup.py pins it).
+# are imported by the functions that run, from `methods.search_inputs` (tests/test_startup.py pins it).
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
@@ -146,8 +143,6 @@ class SearchConfig:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
             self.search_method.check_steps(self.method, self.steps)
-        from ..methods.search import parse_steps  # lazy start-up (see the imports)
-
         parse_steps(self.save_at, self.steps)  # a step past the end: refused before the directory is made
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"{self.out}: exists and is not a directory")
@@ -208,30 +203,10 @@ class SearchConfig:
         return {"method": method.name, **own, **method.settings(self.method)}
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
-        from ..train.loop import TrainConfig  # lazy start-up (see the imports)
+        """The training loop's settings of this search at learning rate `lr` (`metric`: a task's)."""
+        from ..methods.search_inputs import train_config  # lazy: this config is read by `search --help`
 
-        return TrainConfig(
-            max_steps=self.steps,
-            schedule_steps=self.horizon if self.horizon != self.steps else None,
-            batch_size=self.batch_size,
-            lr=lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            grad_accum=self.grad_accum,
-            max_grad_norm=self.max_grad_norm
-            if self.max_grad_norm > 0 and not self.optimizer_in_backward
-            else None,
-            optimizer_in_backward=self.optimizer_in_backward,
-            eval_every=self.eval_every,
-            save_every=self.save_every,
-            log_every=self.log_every,
-            seed=self.seed,
-            mixed_precision=self.mixed_precision,
-            metric=metric,
-            greater_is_better=greater,
-            progress=self.progress,
-            desc=f"search {self.verb}",
-        )
+        return train_config(self, lr, metric=metric, greater=greater)
 
 
 def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> SearchResult:
@@ -239,16 +214,6 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
 
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
-    from ..methods.search import SearchDir  # lazy start-up (see the imports)
-    from ..train.loop import make_accelerator
+    from ..methods.search_inputs import run_search_config  # lazy: SearchConfig is read by `search --help`
 
-    config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
-    reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
-    check_output(config.out, kind="search", inputs=reads)  # before any work
-    check_model(config.model)  # its config and weights' files, before the search directory is made
-    acc = accelerator or make_accelerator(config.mixed_precision)
-    if acc.is_main_process:  # a second process on this search is refused before it loads anything
-        SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock
-    # The directory is claimed and locked by `run_search` once the model and corpus are read: a
-    # refused input (an empty corpus) leaves no output behind.
-    return config.search_method.run(config, acc)
+    return run_search_config(config, accelerator)

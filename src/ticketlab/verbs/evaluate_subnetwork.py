@@ -1,0 +1,79 @@
+"""One subnetwork's pre-training performance, what `verbs.evaluate_pretrain.evaluate_pretraining` runs
+for each of its rows (its module is read by `ticketlab evaluate-pretrain --help`; this one imports
+torch and transformers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data.corpus import load_lm_blocks
+from ..lm.evaluation import HEAD_FILE, load_head_state
+from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
+from ..lm.objectives import MLMCollator
+from ..masks import apply_mask, check_fits, load_mask
+from ..masks.hub import mask_dir as hub_mask_dir
+from ..masks.io import recorded_base
+from ..methods.configs import DEFAULT_MAX_LENGTH
+from ..models.load import fit_max_length, head_of, load_config, load_model, load_tokenizer
+
+# `verbs.evaluate_pretrain.PretrainEvalConfig`, read here by its fields only: that module imports this
+# one when its function runs, and no import goes back (no circle).
+PretrainEvalConfig = Any
+
+
+def evaluate_subnetwork(
+    config: PretrainEvalConfig, mask_dir: str | None, blocks_cache: dict
+) -> dict[str, Any]:
+    """One row of `evaluate_pretraining`: the full model (`mask_dir` None) or the subnetwork of the
+    mask in `mask_dir`, on the blocks of `config.corpus` (tokenized once per base model and length,
+    in `blocks_cache`)."""
+    base = config.model or recorded_base(mask_dir)
+    model_config = load_config(base)
+    has_head = head_of(model_config) == "mlm"
+    model = load_model(base, head="mlm" if has_head else "base")
+    row: dict[str, Any] = {
+        "name": Path(mask_dir).name if mask_dir else "full",
+        "mask": mask_dir,
+        "model": base,
+    }
+    if mask_dir is not None:
+        mask, mc = load_mask(mask_dir)
+        check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
+        apply_mask(model, mask)
+        row.update(method=mc.method, sparsity=round(mask.sparsity, 6))
+        head = hub_mask_dir(mask_dir) / HEAD_FILE  # a hub mask: its cached folder
+        if has_head and head.is_file() and config.uses_trained_head:
+            load_head_state(model, head)
+            row["mlm_head"] = "trained"
+    else:
+        row.update(method="full", sparsity=0.0)
+    length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
+    row["max_length"] = length
+    key = (base, length)
+    if key not in blocks_cache:
+        tokenizer = load_tokenizer(base)
+        blocks, _ = load_lm_blocks(
+            config.corpus,
+            tokenizer,
+            length,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            progress=config.progress,
+        )
+        blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
+    blocks, collator = blocks_cache[key]
+    metrics = evaluate_blocks(
+        model,
+        blocks,
+        collator,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        mlm=has_head,
+        kd=not config.no_kd,
+        progress=config.progress,
+        source=", ".join(map(str, config.corpus)),
+        decoder=config.decoder,
+        kd_input=config.kd_input,
+    )
+    return {**row, **metrics}
