@@ -7,6 +7,11 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.evaluate_pretraining(PretrainEvalConfig(...)) ticketlab evaluate-pretrain
     ticketlab.finetune(FinetuneConfig(...), out_dir)        ticketlab finetune (one seed;
     ticketlab.finetune_seeds(config, seeds, out_dir)          several, with mean ± std)
+    ticketlab.pretrain(PretrainConfig(...), corpus, out)    ticketlab pretrain
+    ticketlab.compact(CompactConfig(...))                   ticketlab compact
+    ticketlab.export(ExportConfig(...))                     ticketlab export
+    ticketlab.info(InfoConfig(mask))                        ticketlab info
+    ticketlab.compare(CompareConfig([mask, ...]))           ticketlab compare
     ticketlab.run_sweep(ticketlab.load_spec(path), out)     ticketlab sweep
     ticketlab.write_report(sweep_dir)                       ticketlab report
     ticketlab.push_mask(mask_dir, "org/repo/sub")           ticketlab push
@@ -46,6 +51,18 @@ _LAZY = {
     "FinetuneResult": "verbs.finetune",
     "finetune": "verbs.finetune",
     "finetune_seeds": "verbs.finetune",
+    "CompactConfig": "verbs.compact",
+    "compact": "verbs.compact",
+    "CompareConfig": "verbs.compare",
+    "compare": "verbs.compare",
+    "ExportConfig": "verbs.export",
+    "export": "verbs.export",
+    "InfoConfig": "verbs.info",
+    "info": "verbs.info",
+    "PretrainConfig": "lm.pretrain_config",
+    "pretrain": "lm.pretrain",
+    "write_tokens": "lm.pretrain",
+    "run_demo": "demo.pipeline",
     "ImpConfig": "methods",
     "SearchResult": "methods",
     "TamtConfig": "methods",
@@ -70,7 +87,12 @@ importlib.import_module(".masks.hf_auto", __name__).install()
 
 
 __all__ = [
+    "CompactConfig",
+    "CompareConfig",
+    "ExportConfig",
     "FinetuneConfig",
+    "InfoConfig",
+    "PretrainConfig",
     "FinetuneResult",
     "ImpConfig",
     "Method",
@@ -82,17 +104,24 @@ __all__ = [
     "SearchMethod",
     "SearchResult",
     "TamtConfig",
+    "compact",
+    "compare",
     "evaluate_pretraining",
+    "export",
     "finetune",
     "finetune_seeds",
+    "info",
     "load_spec",
     "load_ticket",
+    "pretrain",
     "prune",
     "register_method",
     "register_search",
+    "run_demo",
     "run_sweep",
     "save_ticket",
     "search",
     "spec_from_dict",
     "write_report",
+    "write_tokens",
 ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.outputs import check_output
-from ..models.load import load_config
-from .common import add_head_argument, add_model_argument, load_with_head
+import ticketlab as tl
+
+from .common import add_head_argument, add_model_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,24 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..masks import check_unit_fits, compact, load_unit_mask, parameter_count, save_compacted
-    from ..models.compaction import refuse_compacted
-    from ..models.structure import unit_arch  # lazy start-up: torch only when the verb runs
-
-    inputs = (args.model, args.mask)
-    check_output(args.out, kind="compacted model", inputs=inputs)  # before loading anything
-    refuse_compacted(args.model, "a structured ticket is compacted from")
-    unit_arch(load_config(args.model).model_type)  # a family without units (ALBERT), whatever the mask
-    units, config = load_unit_mask(args.mask)
-    model, head, tokenizer = load_with_head(args.model, args.head)
-    check_unit_fits(units, config, model, source=args.mask, check_hash=not args.ignore_hash)
-    before = parameter_count(model)
-    compact(model, units, inplace=True)  # the model is ours: no second copy
-    save_compacted(model, args.out, tokenizer=tokenizer, mask_config=config, inputs=inputs)
-    kept = units.kept_per_layer()
-    heads = sum(len(h) for h in kept["heads"])
+    fields = ("model", "mask", "out", "head", "ignore_hash")
+    done = tl.compact(tl.CompactConfig(**{f: getattr(args, f) for f in fields}))
     print(
-        f"compacted {head} model: {heads}/{units.head.numel()} heads, "
-        f"{parameter_count(model) / 1e6:.2f}M of {before / 1e6:.2f}M parameters -> {args.out}"
+        f"compacted {done.head} model: {done.heads}/{done.all_heads} heads, "
+        f"{done.parameters / 1e6:.2f}M of {done.parameters_before / 1e6:.2f}M parameters -> {args.out}"
     )
     return 0

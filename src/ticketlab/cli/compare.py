@@ -13,9 +13,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..core.errors import TicketlabError
+import ticketlab as tl
+
 from ..core.files import to_json
 
 
@@ -31,50 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
 
 
-def label(path: str) -> str:
-    return Path(path).name or path
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..masks import Mask, load_mask  # lazy start-up: torch only when the verb runs
-    from ..masks.unit_io import unit_jaccard_matrices
-
-    if len(args.masks) < 2:
-        raise TicketlabError("compare needs at least two mask directories")
-    masks = [load_mask(m)[0].weights() for m in args.masks]  # similarity is over weights (no biases)
-    for path, m in zip(args.masks[1:], masks[1:], strict=True):
-        try:
-            masks[0].check_compatible(m)
-        except TicketlabError as e:
-            raise TicketlabError(f"{path} vs {args.masks[0]}: {e}") from None
-    n = len(masks)
-    similarity = Mask.matrix_mean_jaccard if args.per_matrix else Mask.jaccard
-    sim = [[1.0 if i == j else similarity(masks[i], masks[j]) for j in range(n)] for i in range(n)]
-    if args.distance:
-        sim = [[1.0 - v for v in row] for row in sim]
-    labels = [label(m) for m in args.masks]
-    units = unit_jaccard_matrices(args.masks)  # {} unless every mask is a structured ticket
-    if args.distance:
-        units = {k: [[1.0 - v for v in row] for row in m] for k, m in units.items()}
+    done = tl.compare(tl.CompareConfig(args.masks, distance=args.distance, per_matrix=args.per_matrix))
     if args.json:
-        print(
-            to_json(
-                {
-                    "labels": labels,
-                    "sparsity": [m.sparsity for m in masks],
-                    "distance" if args.distance else "jaccard": sim,
-                    **({"units": units} if units else {}),
-                },
-                indent=2,
-            )
-        )
+        print(to_json(done.to_dict(), indent=2))
         return 0
-    title = "distance" if args.distance else "jaccard"
-    print_matrix(title, labels, sim)
-    for kind, matrix in units.items():
+    print_matrix("distance" if args.distance else "jaccard", done.labels, done.matrix)
+    for kind, matrix in done.units.items():
         print()
-        print_matrix(f"{kind} units", labels, matrix)
-    print("\nsparsity: " + ", ".join(f"{lab} {m.sparsity:.1%}" for lab, m in zip(labels, masks, strict=True)))
+        print_matrix(f"{kind} units", done.labels, matrix)
+    shown = zip(done.labels, done.sparsity, strict=True)
+    print("\nsparsity: " + ", ".join(f"{lab} {s:.1%}" for lab, s in shown))
     return 0
 
 

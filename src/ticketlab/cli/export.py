@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.outputs import check_output
+import ticketlab as tl
+
 from ..masks.pattern import SEMI_DTYPE_NAMES
-from .common import add_head_argument, add_model_argument, load_with_head
+from .common import add_head_argument, add_model_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,54 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    fields = ("model", "mask", "out", "head", "ignore_hash", "semi_structured", "base")
+    done = tl.export(tl.ExportConfig(**{f: getattr(args, f) for f in fields}))
     if args.base is not None:
-        return _export_ticket(args)
-    # lazy start-up: torch only when the verb runs
-    from ..masks import check_fits, export_pretrained, load_mask
-    from ..masks.export import SEMI_DTYPES, require_semi_structured
-    from ..models.compaction import refuse_compacted
-
-    inputs = [args.model, args.mask]
-    check_output(args.out, kind="exported model", inputs=inputs)  # before loading anything
-    # per-layer head and FFN sizes do not fit a plain HF config: the checkpoint would not load
-    refuse_compacted(args.model, "a plain HF checkpoint (one head count, one FFN size) is exported from")
-    mask, config = load_mask(args.mask)
-    if args.semi_structured:
-        require_semi_structured(config, args.mask)  # before loading the model
-    model, head, tokenizer = load_with_head(args.model, args.head)
-    check_fits(mask, config, model, source=args.mask, check_hash=not args.ignore_hash)
-    dtype = SEMI_DTYPES[args.semi_structured] if args.semi_structured else None
-    export_pretrained(
-        model, args.out, mask=mask, config=config, tokenizer=tokenizer, inputs=inputs, semi_structured=dtype
-    )
-    kind = f" ({config.pattern}, {args.semi_structured})" if args.semi_structured else ""
-    print(f"exported {head} model{kind} with {mask.sparsity:.1%} of target weights zero -> {args.out}")
-    return 0
-
-
-def _export_ticket(args: argparse.Namespace) -> int:
-    """`--base`: the fine-tuned ticket in --model as an artefact against --base (`masks.ticket`)."""
-    # lazy start-up: torch only when the verb runs
-    from ..core.errors import ConfigError
-    from ..masks import check_fits, load_mask
-    from ..masks.ticket import WEIGHTS_NAME, save_ticket
-    from ..models.compaction import refuse_compacted
-
-    if args.semi_structured:
-        raise ConfigError("--semi-structured writes a checkpoint; --base writes a ticket artefact: not both")
-    inputs = [args.model, args.mask, args.base]
-    check_output(args.out, kind="ticket", inputs=inputs)
-    refuse_compacted(args.model, "a ticket artefact is written from")
-    mask, config = load_mask(args.mask)
-    model, head, _ = load_with_head(args.model, args.head)
-    check_fits(mask, config, model, source=args.mask, check_hash=False)  # fine-tuned: the base is checked
-    out = save_ticket(
-        model, args.out, base=args.base, mask=mask, mask_config=config, check_hash=not args.ignore_hash
-    )
-    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    stored = (out / WEIGHTS_NAME).stat().st_size
-    print(
-        f"wrote the {head} ticket ({mask.sparsity:.1%} of target weights zero) against {args.base}: "
-        f"{size / 1e6:.2f} MB ({stored / 1e6:.2f} MB of weights) -> {args.out}"
-    )
+        print(
+            f"wrote the {done.head} ticket ({done.sparsity:.1%} of target weights zero) against {args.base}: "
+            f"{done.size / 1e6:.2f} MB ({done.stored / 1e6:.2f} MB of weights) -> {args.out}"
+        )
+        return 0
+    kind = f" ({done.pattern}, {args.semi_structured})" if args.semi_structured else ""
+    print(f"exported {done.head} model{kind} with {done.sparsity:.1%} of target weights zero -> {args.out}")
     return 0

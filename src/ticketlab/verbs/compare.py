@@ -1,0 +1,73 @@
+"""`ticketlab compare`: `compare(CompareConfig) -> Comparison`, the matrix of Jaccard similarities
+|A∩B|/|A∪B| of the kept weights of mask files (TAMT §4.2.5's mask distance is 1 - Jaccard); when
+every mask is a structured ticket, also the Jaccard similarities of their kept heads and FFN units.
+
+The command line declares its options itself (`cli/compare.py`), so this module is read only when the
+verb runs and imports what it runs at the top.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import TicketlabError
+from ..masks import Mask, load_mask
+from ..masks.unit_io import unit_jaccard_matrices
+
+Matrix = list[list[float]]
+
+
+@dataclass
+class CompareConfig:
+    masks: Sequence[str | os.PathLike]  # two or more mask directories
+    distance: bool = False  # 1 - Jaccard instead
+    per_matrix: bool = False  # the mean of per-matrix Jaccards (TAMT's compare_mask.py), not one pooled
+
+    def __post_init__(self) -> None:
+        if len(self.masks) < 2:
+            raise TicketlabError("compare needs at least two mask directories")
+
+
+@dataclass
+class Comparison:
+    labels: list[str]  # each mask's folder name
+    sparsity: list[float]
+    matrix: Matrix  # Jaccard similarities, or distances with `distance`
+    distance: bool
+    units: dict[str, Matrix] = field(default_factory=dict)  # by unit kind; {} unless all are tickets
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `ticketlab compare --json` prints."""
+        return {
+            "labels": self.labels,
+            "sparsity": self.sparsity,
+            "distance" if self.distance else "jaccard": self.matrix,
+            **({"units": self.units} if self.units else {}),
+        }
+
+
+def label(path: str | os.PathLike) -> str:
+    return Path(path).name or str(path)
+
+
+def compare(config: CompareConfig) -> Comparison:
+    paths = [str(m) for m in config.masks]
+    masks = [load_mask(m)[0].weights() for m in paths]  # similarity is over weights (no biases)
+    for path, m in zip(paths[1:], masks[1:], strict=True):
+        try:
+            masks[0].check_compatible(m)
+        except TicketlabError as e:
+            raise TicketlabError(f"{path} vs {paths[0]}: {e}") from None
+    n = len(masks)
+    similarity = Mask.matrix_mean_jaccard if config.per_matrix else Mask.jaccard
+    sim = [[1.0 if i == j else similarity(masks[i], masks[j]) for j in range(n)] for i in range(n)]
+    units = unit_jaccard_matrices(paths)  # {} unless every mask is a structured ticket
+    if config.distance:
+        sim = [[1.0 - v for v in row] for row in sim]
+        units = {k: [[1.0 - v for v in row] for row in m] for k, m in units.items()}
+    labels = [label(m) for m in paths]
+    return Comparison(labels, [m.sparsity for m in masks], sim, config.distance, units)
