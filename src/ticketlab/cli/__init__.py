@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+from .. import __version__
 from ..core.errors import TicketlabError, one_line
 from .common import finite_floats
 
@@ -94,8 +95,6 @@ def _verb_modules() -> dict[str, ModuleType]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every verb, or with `only`, one where only that verb's module is imported and
     its options added (the others are listed with their help line: all `--help` needs)."""
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="ticketlab",
         description="Find, train and transfer lottery tickets (sparse subnetworks) in pre-trained models.",

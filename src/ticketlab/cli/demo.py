@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import ticketlab as tl
+
 from ..demo.config import BUDGETS
 
 
@@ -41,10 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo.pipeline import run_demo  # lazy start-up: torch only when the verb runs
-
     t0 = time.perf_counter()
-    result = run_demo(
+    result = tl.run_demo(
         args.out,
         args.budget,
         model=args.model,

@@ -31,8 +31,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import ticketlab as tl
+
 from ..verbs.finetune_config import FinetuneConfig
-from ..verbs.finetune_results import FinetuneResult
+from ..verbs.finetune_results import FinetuneResult, seed_dir
 from .common import add_config_arguments, add_model_argument, config_from_args
 
 # The `FinetuneConfig` fields each verb that fine-tunes offers, by option group (see `add_config_arguments`).
@@ -91,14 +93,12 @@ def _print_run(r: FinetuneResult) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..verbs.finetune import finetune_seeds, seed_dir  # lazy start-up: torch only when the verb runs
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     config = finetune_config(args)
     for s in args.seeds:
         if (seed_dir(args.out, s) / "checkpoint.pt").is_file():
             print(f"seed {s}: resuming from {seed_dir(args.out, s) / 'checkpoint.pt'}", flush=True)
-    summary = finetune_seeds(config, args.seeds, args.out, on_result=_print_run)
+    summary = tl.finetune_seeds(config, args.seeds, args.out, on_result=_print_run)
     what = f"mask {args.mask} ({summary['sparsity']:.1%} sparse)" if args.mask else "full model"
     n = len(args.seeds)
     for kind in ("best", "final"):

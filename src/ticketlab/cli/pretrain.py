@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 
+import ticketlab as tl
+
 from ..core.errors import ConfigError
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
@@ -94,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return _write_tokens(args)
     fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes", "save_dtype"]
     config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
-    from ..lm.pretrain import pretrain  # lazy start-up: torch only when the verb runs
-
-    result = pretrain(
+    result = tl.pretrain(
         config,
         args.corpus,
         args.out,
@@ -114,9 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_tokens(args: argparse.Namespace) -> int:
-    from ..lm.pretrain import write_tokens  # lazy start-up, as in `run`
-
-    info = write_tokens(
+    info = tl.write_tokens(
         args.corpus,
         args.out,
         tokenizer=args.tokenizer or args.init,

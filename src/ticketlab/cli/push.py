@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+import ticketlab as tl
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mask", metavar="MASK_DIR")
@@ -22,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..masks.push import push_mask  # lazy start-up: torch only when the verb runs
-
-    url = push_mask(args.mask, args.repo, private=args.private, token=args.token, commit_message=args.message)
+    url = tl.push_mask(
+        args.mask, args.repo, private=args.private, token=args.token, commit_message=args.message
+    )
     print(f"pushed {args.mask} to {args.repo}: {url}")
     return 0

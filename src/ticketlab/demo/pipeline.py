@@ -32,11 +32,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..core.digest import digest
 from ..core.errors import ConfigError
 from ..core.files import read_json
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
+from ..studies import run_sweep, spec_from_dict
+from ..studies.launchers import usable_cores
+from ..studies.report import write_report
 from .config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
 
 Log = Callable[[str], None]
@@ -74,10 +79,6 @@ def demo_threads(cores: int, load: float, what: str = "the demo") -> tuple[int, 
 @contextlib.contextmanager
 def _threads(log: Log) -> Iterator[None]:
     """The demo's torch threads from the free cores (`demo_threads`), unless OMP_NUM_THREADS says."""
-    import torch
-
-    from ..studies.launchers import usable_cores
-
     before = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
         yield
@@ -153,9 +154,6 @@ def _run_stages(
     log: Log,
 ) -> DemoResult:
     """`run_demo`'s four stages, each timed."""
-    from ..studies import run_sweep, spec_from_dict
-    from ..studies.report import write_report
-
     seconds: dict[str, float] = {}
 
     t = _stage(log, 1, "data")

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
@@ -62,7 +63,7 @@ from ..tasks.registry import TaskSpec, get_task
 from ..train.loop import EvalFn, TrainConfig, make_accelerator, train
 from ..train.run_dir import RunDir, check_same_run
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
-from .finetune_results import FinetuneResult, mean_std, summarize
+from .finetune_results import FinetuneResult, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "LOSSES",
@@ -401,10 +402,6 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
 # --------------------------------------------------------------------------- several seeds
 
 
-def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
-    return Path(out_dir) / f"seed-{seed}"
-
-
 def _is_main() -> bool:
     """The main process (under `accelerate launch`, before the accelerator exists): it owns RUN_DIR."""
     return os.environ.get("RANK", "0") == "0"
@@ -455,8 +452,6 @@ def finetune_seeds(
         if on_result is not None:
             on_result(r)
     summary = summarize(results)
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         atomic_write_json(Path(out_dir) / SUMMARY_FILE, summary)
     return summary

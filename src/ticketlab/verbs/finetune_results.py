@@ -1,12 +1,14 @@
 """What a fine-tuning run answers: `FinetuneResult` (one seed) and its summary over seeds
-(`summarize`: mean ± std of every metric, by `mean_std`)."""
+(`summarize`: mean ± std of every metric, by `mean_std`), and where each seed's run is (`seed_dir`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -85,3 +87,8 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
         "eval_time_s": sum(r.eval_time_s for r in results),
         "runs": [{k: v for k, v in r.to_dict().items() if k not in ("history",)} for r in results],
     }
+
+
+def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
+    """The run directory of one seed of `finetune_seeds` in RUN_DIR `out_dir`."""
+    return Path(out_dir) / f"seed-{seed}"
