@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from ticketlab.cli import _verb_modules, main
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import find_targets, load_mask
 
 
@@ -96,3 +97,34 @@ def test_user_errors_are_one_line_and_exit_2(tiny_bert_dir, tmp_path, capsys):
     assert "sparsity must be in [0, 1)" in capsys.readouterr().err
     code, _, err = run(capsys, "compare", tmp_path / "one")
     assert code == 2
+
+
+def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
+    """`ticketlab info / compare / export / compact` are `ticketlab.info(InfoConfig)` ... : what the
+    command lines print is what the functions return."""
+    import ticketlab as tl
+    from ticketlab.masks import UnitMask, structure_of
+    from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
+
+    omp, rnd = tmp_path / "omp", tmp_path / "rand"
+    tl.prune(tl.PruneConfig(str(tiny_bert_dir), "omp", 0.5, omp))
+    tl.prune(tl.PruneConfig(str(tiny_bert_dir), "random", 0.5, rnd))
+    shown = tl.info(tl.InfoConfig(omp))
+    assert shown.to_dict()["config"]["method"] == "omp" and shown.lines()[0] == f"mask:       {omp}"
+    done = tl.compare(tl.CompareConfig([omp, rnd], distance=True))
+    assert done.labels == ["omp", "rand"] and done.matrix[0][0] == 0.0 and "distance" in done.to_dict()
+    with pytest.raises(TicketlabError, match="at least two"):
+        tl.CompareConfig([omp])
+    exported = tl.export(tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "exp"))
+    assert exported.head == "mlm" and exported.sparsity == pytest.approx(load_mask(omp)[0].sparsity)
+    with pytest.raises(ConfigError, match="not both"):
+        tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "x", semi_structured="fp16", base="b")
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
+    units = UnitMask.ones(structure_of(model))
+    units.head[0, 0] = False  # one head of the first layer pruned
+    config = unit_mask_config(model, units, method="manual", level=0.1, base_model=str(tiny_bert_dir))
+    save_unit_mask(units, config, tmp_path / "ticket")
+    done = tl.compact(tl.CompactConfig(str(tiny_bert_dir), tmp_path / "ticket", tmp_path / "small"))
+    assert (done.heads, done.all_heads) == (units.head.numel() - 1, units.head.numel())
+    assert done.parameters < done.parameters_before and (tmp_path / "small").is_dir()

@@ -336,3 +336,23 @@ def test_a_pickled_sweep_work_has_a_method_its_module_registers(tmp_path, monkey
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["carried", "carried_method", "full"]
+
+
+def test_a_method_named_by_reference_is_imported_on_its_first_call():
+    """A registered module stays light (`--help` reads it): it names its function "module:function"
+    and the registry imports it when the method first runs; a malformed reference is refused."""
+    import subprocess
+    import sys
+
+    from ticketlab.methods.registry import FunctionRef
+
+    ref = Method("by-ref", None, "json:dumps", "a function by reference", verb="prune").run
+    assert isinstance(ref, FunctionRef) and ref([1]) == "[1]" and ref.resolve() is json.dumps
+    with pytest.raises(ConfigError, match="package.module:function"):
+        Method("bad", None, "json.dumps", "no function named", verb="prune")
+    code = (
+        "import sys; from ticketlab.methods.registry import methods; m = methods();"
+        "print('torch' in sys.modules, type(m['tamt'].run).__name__, m['omp'].run.resolve().__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "FunctionRef", "omp_mask"]  # registered without torch; resolved

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import math
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from ..core.checks import field_types, from_options, option_flags, option_name
-from ..core.errors import TicketlabError
-from ..models.load import head_of, load_config, load_model, load_tokenizer
-
-if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
-    from torch import nn
-    from transformers import PreTrainedTokenizerBase
 
 C = TypeVar("C")
 
@@ -37,16 +30,6 @@ def add_head_argument(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="head to load the model with (auto: the one in its config)",
     )
-
-
-def load_with_head(model: str, head: str) -> tuple[nn.Module, str, PreTrainedTokenizerBase | None]:
-    """(model, the head it was loaded with, its tokenizer or None) for `--model` and `--head`
-    (auto: the head in its config); a directory without a tokenizer is written without one."""
-    head = head_of(load_config(model)) if head == "auto" else head
-    tokenizer = None
-    with contextlib.suppress(TicketlabError):
-        tokenizer = load_tokenizer(model)
-    return load_model(model, head=head), head, tokenizer
 
 
 def add_targets_argument(p: argparse.ArgumentParser) -> None:
