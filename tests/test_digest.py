@@ -57,8 +57,9 @@ def _search_cases() -> dict[str, Callable[[Path], Any]]:
 
 
 def _finetune(config: ticketlab.FinetuneConfig) -> dict[str, Any]:
+    from ticketlab.core.digest import digest
     from ticketlab.tasks.registry import get_task
-    from ticketlab.verbs.finetune import digest, fingerprint
+    from ticketlab.verbs.finetune import fingerprint
 
     print_ = json.loads(json.dumps(fingerprint(config, get_task(config.task, config.data_dir)), default=str))
     return {"fingerprint": print_, "id": digest(print_)}

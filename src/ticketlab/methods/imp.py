@@ -72,7 +72,8 @@ from ..tasks.registry import get_task
 from ..train.loop import TrainConfig, TrainState, restart_optimizer
 from .configs import DEFAULT_MAX_LENGTH, VARIANT_RANKING, FirstPruning, ImpConfig, Variant, imp_schedule  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top
-from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search
+from .search import SearchObjective, SearchResult, SearchSpec, run_search
+from .search_dir import SearchDir
 from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 
 REWOUND_DIR = "rewound_model"

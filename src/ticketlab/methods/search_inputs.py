@@ -19,7 +19,8 @@ from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput
 from ..models.load import check_model, head_of, load_config, load_model
 from ..train.loop import TrainConfig, make_accelerator
-from .search import SearchDir, SearchObjective, SearchResult
+from .search import SearchObjective, SearchResult
+from .search_dir import SearchDir
 
 log = logging.getLogger(__name__)
 SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only

@@ -14,11 +14,12 @@ reports the papers' best dev score). Without a mask the same code fine-tunes the
 * `finetune_seeds(config, seeds, out_dir)`: one run per seed in `out_dir/seed-<s>/`, mean ± std in
   `out_dir/results.json`.
 
-This module is the verb and its run directory. The pieces it is made of live beside it, and their
-names import from here as well: the settings in `finetune_config` (`FinetuneConfig`, `Hyper`,
-`fingerprint`); the task as an objective in `downstream` (`task_objective`: dataset, collate_fn,
-loss_fn, eval_fn, metric for `train.loop.train`; `load_task_model`: the encoder with a fresh seeded
-head and the mask attached); the results in `finetune_results` (`FinetuneResult`, `summarize`).
+This module is the verb. The pieces it is made of live beside it, and their names import from here
+as well: the settings in `finetune_config` (`FinetuneConfig`, `Hyper`, `fingerprint`); the run
+directories in `finetune_dirs` (`input_paths`, `input_content`); the task as an objective in
+`tasks.objective` (`task_objective`: dataset, collate_fn, loss_fn, eval_fn, metric for
+`train.loop.train`; `load_task_model`: the encoder with a fresh seeded head and the mask attached);
+the results in `finetune_results` (`FinetuneResult`, `summarize`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.digest import content_keys, digest
-from ..core.files import atomic_write_json, read_json
+from ..core.files import atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
-from ..masks.io import library_versions
 from ..models.load import check_model, fit_max_length, load_config, load_tokenizer
 from ..tasks.glue import task_dir
 from ..tasks.objective import (
@@ -61,11 +60,26 @@ from ..tasks.objective import (
 )
 from ..tasks.registry import TaskSpec, get_task
 from ..train.loop import EvalFn, TrainConfig, make_accelerator, train
-from ..train.run_dir import RunDir, check_same_run
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
+from .finetune_dirs import (
+    INPUT_NAMES,
+    MODEL_DIR,
+    OUTPUT_KIND,
+    RUN_KIND,
+    SUMMARY_FILE,
+    _check_run_dir,
+    _inputs,
+    _is_main,
+    _run_dir,
+    _write_config,
+    _write_result,
+    input_content,
+    input_paths,
+)
 from .finetune_results import FinetuneResult, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
+    "INPUT_NAMES",
     "LOSSES",
     "MODEL_INPUTS",
     "SELECT",
@@ -77,6 +91,8 @@ __all__ = [  # the verb, and the names of its pieces that users import from here
     "fingerprint",
     "finetune",
     "finetune_seeds",
+    "input_content",
+    "input_paths",
     "load_task_model",
     "mean_std",
     "predict",
@@ -91,68 +107,7 @@ __all__ = [  # the verb, and the names of its pieces that users import from here
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE, RESULT_FILE, MODEL_DIR, SUMMARY_FILE = "config.json", "result.json", "model", "results.json"
-
-
 # --------------------------------------------------------------------------- one run
-
-
-INPUT_NAMES = {"model": "the model", "mask": "the mask", "data": "the task data", "task": "the task file"}
-
-
-def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
-    """Content keys of the local files a run reads (model weights, mask, task data, task file): the
-    config names paths, and a path may get other bytes. Hub ids have none. Kept beside the
-    fingerprint, not in it, so the ids of recorded runs stay as they are."""
-    paths = input_paths(config)
-    if config.data_dir is not None:
-        paths["data"] = task_dir(spec, config.data_dir)  # the task's own folder, not the whole GLUE root
-    return content_keys(paths)
-
-
-def _check_run_dir(
-    out: Path, print_: dict[str, Any], config: FinetuneConfig, inputs: dict[str, str]
-) -> FinetuneResult | None:
-    """The saved result of the same finished run, None to (re)start, or an error for another config
-    or changed inputs (`train.run_dir.check_same_run`)."""
-    cfg_path = out / CONFIG_FILE
-    if not cfg_path.is_file():
-        return None
-    recorded = read_json(cfg_path, "run config")
-    recorded = recorded if isinstance(recorded, dict) else {}
-    where = input_paths(config)
-    names = {f"{k} content": f"{v} at {where[k]}" if where.get(k) else v for k, v in INPUT_NAMES.items()}
-    check_same_run(
-        out,
-        "run",
-        _identity(recorded.get("fingerprint"), recorded.get("inputs")),
-        _identity(print_, inputs),
-        names,
-    )
-    done = _run_dir(out).finished()
-    if done is None:
-        return None
-    # Where its files are is `out`, not what result.json says: an edited or moved file must not make
-    # a caller (a study deleting the weights it no longer needs) act on a folder outside the run.
-    result, model = FinetuneResult.from_dict(done), out / MODEL_DIR
-    kept = result.model_dir is not None and model.is_dir()
-    return dataclasses.replace(result, out_dir=str(out), model_dir=str(model) if kept else None)
-
-
-RUN_KIND, OUTPUT_KIND = "fine-tuning run", "fine-tuning output"  # one seed's directory; RUN_DIR
-
-
-def _run_dir(out: Path) -> RunDir:
-    """RUN_DIR: its identity is in `config.json` (`_check_run_dir` reads its nested record)."""
-    return RunDir(out, "run", identity=CONFIG_FILE, result=RESULT_FILE)
-
-
-def _identity(fingerprint: Any, inputs: Any) -> dict[str, Any]:
-    """A fine-tuning's identity as one flat mapping: its settings, its task's spec, its inputs' keys."""
-    fp = fingerprint if isinstance(fingerprint, dict) else {}
-    config = fp.get("config") if isinstance(fp.get("config"), dict) else {}
-    keys = inputs if isinstance(inputs, dict) else {}
-    return {**config, "task spec": fp.get("task"), **{f"{k} content": v for k, v in keys.items()}}
 
 
 def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -228,24 +183,6 @@ def _train_config(
     )
 
 
-def _write_config(out: Path, record: dict[str, Any], config: FinetuneConfig, mask_config: Any) -> None:
-    """`config.json`: the fingerprint and its id, the content keys of the inputs, the resolved
-    protocol, the whole config, the mask's config and the library versions."""
-    print_ = record["fingerprint"]
-    atomic_write_json(
-        out / CONFIG_FILE,
-        {
-            "fingerprint": print_,
-            "id": digest(print_),
-            "inputs": record["inputs"],
-            "resolved": record["resolved"],
-            "config": config.to_dict(),
-            "mask": mask_config.to_dict() if mask_config is not None else None,
-            "versions": library_versions(),
-        },
-    )
-
-
 def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
     """`eval_fn`, adding its time to `timing["eval_time_s"]` (kept across a resume as extra state)."""
 
@@ -256,10 +193,6 @@ def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
         return scores
 
     return timed_eval
-
-
-def _write_result(out: Path, result: FinetuneResult, *, keep_checkpoint: bool) -> None:
-    _run_dir(out).finish(result.to_dict(), keep_checkpoint=keep_checkpoint)
 
 
 @dataclasses.dataclass
@@ -400,25 +333,6 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
 
 
 # --------------------------------------------------------------------------- several seeds
-
-
-def _is_main() -> bool:
-    """The main process (under `accelerate launch`, before the accelerator exists): it owns RUN_DIR."""
-    return os.environ.get("RANK", "0") == "0"
-
-
-def input_paths(config: FinetuneConfig) -> dict[str, str | None]:
-    """What a fine-tuning reads, by `INPUT_NAMES` key: its model, mask, data folder and task file."""
-    return {
-        "model": config.model,
-        "mask": config.mask,
-        "data": config.data_dir,
-        "task": config.task if config.task.endswith(".json") else None,
-    }
-
-
-def _inputs(config: FinetuneConfig) -> list[str | None]:
-    return list(input_paths(config).values())
 
 
 def finetune_seeds(
