@@ -38,6 +38,10 @@ FACTORIES = {
     ),
     "MtlConfig": lambda: _module("studies.mtl").MtlConfig(model="m", tasks=["sst2"]),
     "SyntheticConfig": lambda: _module("data.synthetic").SyntheticConfig(),
+    "ExportConfig": lambda: ticketlab.ExportConfig(model="m", mask="k", out="o"),
+    "CompactConfig": lambda: ticketlab.CompactConfig(model="m", mask="k", out="o"),
+    "InfoConfig": lambda: ticketlab.InfoConfig(mask="k"),
+    "CompareConfig": lambda: ticketlab.CompareConfig(masks=["k1", "k2"]),
     "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
         sources=[_module("studies.adaptation").AdaptSource("full", 1, "m")],

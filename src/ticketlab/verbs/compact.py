@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.checks import check_config
 from ..core.outputs import check_output
 from ..masks import check_unit_fits, load_unit_mask, parameter_count, save_compacted
 from ..masks import compact as compact_model
@@ -30,6 +31,9 @@ class CompactConfig:
     out: str | os.PathLike
     head: Head = "auto"  # the head to load the model with (auto: the one in its config)
     ignore_hash: bool = False  # apply the ticket even if the weights differ (e.g. fine-tuned with it)
+
+    def __post_init__(self) -> None:
+        check_config(self)  # types and choices (head)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.checks import check_config
 from ..core.errors import TicketlabError
 from ..masks import Mask, load_mask
 from ..masks.unit_io import unit_jaccard_matrices
@@ -28,6 +29,7 @@ class CompareConfig:
     per_matrix: bool = False  # the mean of per-matrix Jaccards (TAMT's compare_mask.py), not one pooled
 
     def __post_init__(self) -> None:
+        check_config(self)  # its fields' types
         if len(self.masks) < 2:
             raise TicketlabError("compare needs at least two mask directories")
 

@@ -17,6 +17,7 @@ from typing import Literal
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..core.checks import check_config
 from ..core.errors import ConfigError, TicketlabError
 from ..core.outputs import check_output
 from ..masks import check_fits, export_pretrained, load_mask, save_ticket
@@ -41,6 +42,7 @@ class ExportConfig:
     base: str | None = None  # write a ticket artefact against this base model instead of a checkpoint
 
     def __post_init__(self) -> None:
+        check_config(self)  # types and choices (head)
         if self.semi_structured and self.base is not None:
             raise ConfigError(
                 "--semi-structured writes a checkpoint; --base writes a ticket artefact: not both"

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.checks import check_config
 from ..masks import Mask, MaskConfig, load_mask
 from ..masks.pattern import pattern_line
 from ..masks.unit_io import summary as units_summary
@@ -20,6 +21,9 @@ from ..masks.unit_io import units_line
 @dataclass
 class InfoConfig:
     mask: str | os.PathLike  # a mask directory (or a hub mask)
+
+    def __post_init__(self) -> None:
+        check_config(self)  # its fields' types
 
 
 @dataclass
