@@ -19,11 +19,11 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
-from ticketlab.studies.cells import AVG, method_label
 from ticketlab.studies.plan import make_run
-from ticketlab.studies.plots import FIGURES
 from ticketlab.studies.report import write_report
-from ticketlab.studies.results import load_results
+from ticketlab.studies.report.cells import AVG, method_label
+from ticketlab.studies.report.plots import FIGURES
+from ticketlab.studies.report.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -435,7 +435,7 @@ def test_null_rejection_rate_by_simulation():
     and treating one searched mask as fixed (the old one-mask test) more still: the check can fail."""
     import numpy as np
 
-    from ticketlab.studies.paired import t_test, welch
+    from ticketlab.studies.report.paired import t_test, welch
 
     rng = np.random.default_rng(35)
     reps = 4000
@@ -484,7 +484,7 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 
 def test_verdict_reads_the_holm_adjusted_p():
-    from ticketlab.studies.paired import Paired
+    from ticketlab.studies.report.paired import Paired
     from ticketlab.tasks.metrics import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
@@ -626,7 +626,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
 @pytest.fixture()
 def drawn(monkeypatch):
     """Every figure a plot function saves, by file name (and still written as a PNG)."""
-    from ticketlab.studies import plots, study_figures
+    from ticketlab.studies.report import plots, study_figures
 
     figures, save = {}, plots._save
 
@@ -681,7 +681,7 @@ def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny
 
 
 def test_phase_transition_draws_the_floor_and_the_transfer_matrix_a_colour_bar(tmp_path, drawn):
-    from ticketlab.studies import plots
+    from ticketlab.studies.report import plots
 
     fill(
         tmp_path / "super",
@@ -782,7 +782,7 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
-    from ticketlab.studies.paired import MAIN
+    from ticketlab.studies.report.paired import MAIN
     from ticketlab.tasks.metrics import holm
 
     # the data curve's methods at its sparsity, not the whole grid (10 s with it)
@@ -817,7 +817,7 @@ def test_budgets_as_a_fraction_of_the_papers():
     16 × 512; fine-tuning: 3 epochs of the whole GLUE training set at batch 32."""
     from types import SimpleNamespace
 
-    from ticketlab.studies.budgets import finetune_rows, paper_search_steps, search_rows
+    from ticketlab.studies.report.budgets import finetune_rows, paper_search_steps, search_rows
 
     assert paper_search_steps("tamt-kd", 0.7) == 17000 and paper_search_steps("tamt-mlm/x", 0.5) == 11000
     assert paper_search_steps("tamt-kd", 0.75) == pytest.approx(18500)
@@ -858,7 +858,7 @@ def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_name
     variant and the re-keyed `legacy` runs prune every target."""
     from types import SimpleNamespace
 
-    from ticketlab.studies.tables import SweepResults, encoder_share
+    from ticketlab.studies.report.tables import SweepResults, encoder_share
 
     model = tmp_path / "m"
     model.mkdir()

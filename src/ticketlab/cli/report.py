@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # lazy start-up: scipy and matplotlib only when the verb runs
     from ..studies.report import write_report
-    from ..studies.results import load_results
+    from ..studies.report.results import load_results
 
     if args.run is not None:
         res = load_results(args.sweep_dir, all_runs=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
-from ..core.files import atomic_write_csv
+from ...core.files import atomic_write_csv
+from ..methods import method_color, report_order
 from .cells import AVG, Cell, method_label
 from .figure_kit import (
     DPI,
@@ -39,7 +40,6 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .methods import method_color, report_order
 from .study_figures import TICKET_COLORS, mask_init, phase_transition, transfer_matrix
 from .tables import SweepResults
 
@@ -216,7 +216,7 @@ class _Masks:
         self.res, self.cache = res, {}
 
     def __call__(self, mask: tuple):
-        from ..masks import load_mask
+        from ...masks import load_mask
 
         if mask not in self.cache:
             self.cache[mask] = load_mask(self.res.mask_dir(*mask))[0]
@@ -322,8 +322,8 @@ def similarity(res: SweepResults, path: Path, masks: _Masks | None = None, max_p
 def _whole_sizes(res: SweepResults) -> dict[str, int]:
     """Task label -> the number of training examples, for tasks whose data is here (the x of runs
     on the whole training set, `train_size` null)."""
-    from ..tasks.glue import load_examples
-    from ..tasks.registry import get_task
+    from ...tasks.glue import load_examples
+    from ...tasks.registry import get_task
 
     out: dict[str, int] = {}
     for r in res.runs("finetune"):

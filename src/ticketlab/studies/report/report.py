@@ -30,13 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import atomic_write_text
-from ..core.outputs import atomic_dir
+from ...core.errors import MaskFileError, TicketlabError
+from ...core.files import atomic_write_text
+from ...core.outputs import atomic_dir
+from ..plan import expand
+from ..spec import load_spec, spec_json
+from ..store import owner_gone
 from . import plots
 from .csvs import write_csvs
 from .figure_kit import plain_text
-from .plan import expand
 from .results import load_results
 from .sections import (
     Footnotes,
@@ -58,8 +60,6 @@ from .sections import (
     transfer_section,
     winning_section,
 )
-from .spec import load_spec, spec_json
-from .store import owner_gone
 from .tables import SweepResults
 
 __all__ = [

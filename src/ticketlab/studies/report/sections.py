@@ -143,7 +143,7 @@ def winning_section(res: SweepResults, note) -> str:
 def super_section(res: SweepResults, note) -> str | None:
     """Super tickets (Liang et al. 2021), when the store has structured tickets: per task the full
     model, the super ticket (mean ± std over seeds of each seed's pick) and the levels picked."""
-    from .supertickets import super_picks
+    from ..supertickets import super_picks
 
     picks = super_picks(list(res.records.values()))
     if not picks:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ..core.files import atomic_write_csv
+from ...core.files import atomic_write_csv
+from ..methods import method_color
 from .cells import AVG, Cell
 from .figure_kit import (
     _at_main_size,
@@ -24,7 +25,6 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .methods import method_color
 from .tables import SweepResults
 
 # --------------------------------------------------------------------------- Liang et al. Fig. 4
@@ -35,7 +35,7 @@ TICKET_COLORS = {"st-winning": "C0", "st-random": "C1", "st-losing": "C2"}  # th
 def phase_transition(res: SweepResults, path: Path) -> str | None:
     """Score vs level (fraction of heads and FFN units pruned) of winning, random and losing structured
     tickets, mean ± std over seeds, with the full model's band and each seed's super ticket."""
-    from .supertickets import super_picks
+    from ..supertickets import super_picks
 
     cells = res.cells()
     tasks = [t for t in res.tasks if any(m in TICKET_COLORS and k == t for m, _, k in cells)]
@@ -111,7 +111,7 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
 def _variant_groups(res: SweepResults) -> dict[str, list[str]]:
     """Base method -> its labels in the sweep, where a variant (`tamt-kd/random-init`) runs beside
     another label of the same method."""
-    from .methods import base_method
+    from ..methods import base_method
 
     groups: dict[str, list[str]] = defaultdict(list)
     for m in res.methods:
