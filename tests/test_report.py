@@ -5,6 +5,7 @@ every number traceable to run ids in the store."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -761,6 +762,57 @@ def test_super_tickets_are_compared_over_their_masks(tmp_path):
     va, vb = (7 / 3) / 3, 0.25 / 3  # var(60, 58, 61) = 7/3, var(57, 57.5, 58) = 0.25
     assert c.se == pytest.approx((va + vb) ** 0.5)
     assert c.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
+
+
+def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, monkeypatch, drawn):
+    """A unit method registered in a test (deterministic: one mask; tested against random tickets) is
+    compared over its one mask's fine-tuning seeds, drawn in the phase transition in its colour; and
+    st-winning is deterministic because its registry entry says so (no list of names in the report)."""
+    from matplotlib.colors import to_rgba
+
+    from ticketlab.methods.registry import Method, load
+    from ticketlab.studies.report import plots
+    from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
+
+    toy = Method("toy-ticket", None, None, "a toy ticket", verb=None, pattern="units", seeded=False)
+    toy = dataclasses.replace(toy, color="C9", order=6, against=("st-random",))
+    monkeypatch.setitem(load(), toy.name, toy)
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [60.0, 59.0, 62.0],
+            ("toy-ticket", 0.5, "x"): [61.0, 60.0, 62.0],  # one mask, fine-tuning seeds 0, 1, 2
+            ("st-random", 0.5, "x"): [57.0, 57.5, 58.0],
+            ("st-winning", 0.5, "x"): [59.0, 58.0, 60.0],
+        },
+        masks={"toy-ticket": 1, "st-winning": 1, "st-random": 3},
+    )
+    res = load_results(tmp_path / "sweep")
+    comps = {(c.a.method, c.b.method): c for c in res.comparisons()}
+    c = comps[("toy-ticket", "st-random")]
+    assert c.masks == (1, 3) and not c.a.stochastic and c.why_not is None and c.p is not None
+    assert c.se == pytest.approx((1 / 3 + 0.25 / 3) ** 0.5)  # var(61, 60, 62) = 1 over 3 seeds
+    assert comps[("st-winning", "st-random")].why_not is None  # one deterministic mask: a test
+    assert plots.phase_transition(res, tmp_path / "fig4.png") is None
+    lines = {ln.get_label(): ln.get_color() for ln in drawn["fig4.png"].axes[0].get_lines()}
+    assert to_rgba(lines["toy-ticket"]) == to_rgba("C9") and to_rgba(lines["st-winning"]) == to_rgba("navy")
+
+    # st-winning registered as a seeded search: its one mask estimates no search variance
+    monkeypatch.setitem(load(), "st-winning", dataclasses.replace(load()["st-winning"], seeded=True))
+    comps = {(c.a.method, c.b.method): c for c in load_results(tmp_path / "sweep").comparisons()}
+    assert comps[("st-winning", "st-random")].why_not == ONE_STOCHASTIC_MASK
+
+
+def test_a_sweep_that_names_a_ticket_of_ticketlab_super_fails_it_with_one_line(tmp_path, tiny_bert_dir):
+    """st-winning is registered (for the report) but made only by `ticketlab super`: a sweep that names
+    it fails that search, saying so, instead of planning it as a model it is not."""
+    small = {**fakes.SMALL, "methods": ["full", "st-winning"]}
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    log: list[str] = []
+    kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval, "log": log.append}
+    result = run_sweep(spec, tmp_path / "sweep", **kw)
+    assert [result.names[i] for i in result.failed] == ["st-winning_s50"] and len(result.blocked) == 2
+    assert any("`ticketlab super` makes it" in line for line in log), log
 
 
 def test_a_variant_is_compared_with_its_own_method(tmp_path):

@@ -40,7 +40,7 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .study_figures import TICKET_COLORS, mask_init, phase_transition, transfer_matrix
+from .study_figures import mask_init, phase_transition, transfer_matrix
 from .tables import SweepResults
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "FLOOR_LABEL",
     "MARKERS",
     "STUDY_FIGURES",
-    "TICKET_COLORS",
     "distance_from_omp",
     "mask_init",
     "pct",
