@@ -627,7 +627,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
 @pytest.fixture()
 def drawn(monkeypatch):
     """Every figure a plot function saves, by file name (and still written as a PNG)."""
-    from ticketlab.studies.report import plots, study_figures
+    from ticketlab.studies.report import mask_figures, plots, study_figures
 
     figures, save = {}, plots._save
 
@@ -635,7 +635,7 @@ def drawn(monkeypatch):
         figures[path.name] = fig
         save(fig, path)
 
-    for module in (plots, study_figures):  # TAMT's figures and the studies' each save their own
+    for module in (plots, mask_figures, study_figures):  # each module of figures saves its own
         monkeypatch.setattr(module, "_save", keep)
     return figures
 
