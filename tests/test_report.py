@@ -21,7 +21,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.plan import make_run
-from ticketlab.studies.report import write_report
+from ticketlab.studies.report import run_record, write_report
 from ticketlab.studies.report.cells import AVG, method_label
 from ticketlab.studies.report.plots import FIGURES
 from ticketlab.studies.report.results import load_results
@@ -111,6 +111,7 @@ def test_cli_report_and_run_lookup(full_sweep, capsys):
     assert main(["report", str(full_sweep), "--run", some[:10]]) == 0
     assert f'"id": "{some}"' in capsys.readouterr().out
     assert main(["report", str(full_sweep), "--run", "zzzz"]) == 2
+    assert run_record(full_sweep, some[:10]).id == some  # the Python API's look-up, as the CLI's
     assert main(["report", str(full_sweep.parent / "nothing")]) == 2
     assert "not a sweep directory" in capsys.readouterr().err
 

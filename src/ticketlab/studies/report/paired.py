@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
+from ...tasks.metrics import detectable_effect, holm
 from ..methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
@@ -180,8 +181,6 @@ class Comparison:
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
         Holm-corrected), given its observed noise (`tasks.metrics.detectable_effect`)."""
-        from ...tasks.metrics import detectable_effect  # scipy.optimize: only when asked
-
         d = self._design()
         return None if d is None else detectable_effect(*d)
 
@@ -362,8 +361,6 @@ class Comparisons:
                     if c is not None:
                         out.append(c)
         out += self._curve_comparisons(pairs)
-        from ...tasks.metrics import holm
-
         # one family: every comparison a report prints (Holm: no dependence assumed between them)
         for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
             c.p_holm = adjusted

@@ -21,6 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
 from ...core.files import atomic_write_csv
+from ...tasks.glue import load_examples
+from ...tasks.registry import get_task
 from ..methods import method_color, report_order
 from .cells import AVG, Cell, method_label
 from .figure_kit import (
@@ -214,9 +216,6 @@ def _method_of(res: SweepResults, mask: tuple) -> tuple[str, float] | None:
 def _whole_sizes(res: SweepResults) -> dict[str, int]:
     """Task label -> the number of training examples, for tasks whose data is here (the x of runs
     on the whole training set, `train_size` null)."""
-    from ...tasks.glue import load_examples
-    from ...tasks.registry import get_task
-
     out: dict[str, int] = {}
     for r in res.runs("finetune"):
         c = r.config
