@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
-from ticketlab.studies.csvs import write_csvs
-from ticketlab.studies.results import load_results
+from ticketlab.studies.report.csvs import write_csvs
+from ticketlab.studies.report.results import load_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # store directory -> the directory its report was written into

@@ -275,7 +275,7 @@ def test_ticket_for_another_model(tiny_bert_dir, glue, tickets, tmp_path):
 
 
 def test_ticket_sharing_run_writes_rows_per_task(tiny_bert_dir, glue, tickets, tmp_path):
-    from ticketlab.studies.results import load_results
+    from ticketlab.studies.report.results import load_results
 
     out = tmp_path / "mtl"
     config = _config(

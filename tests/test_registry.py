@@ -22,12 +22,14 @@ from ticketlab.verbs.search import SearchConfig, search
 
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
-    # the order and colours reports had before they were read from the registry
-    assert report_order() == ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
-    assert [method_color(m, []) for m in report_order()] == [f"C{i}" for i in range(7)]
-    # a method without a colour follows by position, as a variant label does
-    assert method_color("st-random", ["full", "st-winning", "st-random"]) == "C8"
-    assert method_color("tamt-kd/random-init", ["tamt-kd/random-init"]) == "C7"
+    # the order and colours reports had before they were read from the registry, then the structured
+    # tickets (winning, random, losing) in named colours outside matplotlib's cycle
+    paper = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
+    assert report_order() == [*paper, "st-winning", "st-random", "st-losing"]
+    assert [method_color(m, []) for m in paper] == [f"C{i}" for i in range(7)]
+    assert [method_color(m, []) for m in report_order()[7:]] == ["navy", "goldenrod", "darkgreen"]
+    # a label without a colour follows by position in the cycle (the named colours take no place in it)
+    assert method_color("tamt-kd/random-init", ["full", "st-winning", "tamt-kd/random-init"]) == "C7"
 
     mine = Method("mine", None, None, "a registered method", verb=None, color="C9")
     monkeypatch.setitem(load(), "mine", mine)

@@ -5,6 +5,7 @@ every number traceable to run ids in the store."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -19,11 +20,11 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
-from ticketlab.studies.cells import AVG, method_label
 from ticketlab.studies.plan import make_run
-from ticketlab.studies.plots import FIGURES
-from ticketlab.studies.report import write_report
-from ticketlab.studies.results import load_results
+from ticketlab.studies.report import run_record, write_report
+from ticketlab.studies.report.cells import AVG, method_label
+from ticketlab.studies.report.plots import FIGURES
+from ticketlab.studies.report.results import load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -110,6 +111,7 @@ def test_cli_report_and_run_lookup(full_sweep, capsys):
     assert main(["report", str(full_sweep), "--run", some[:10]]) == 0
     assert f'"id": "{some}"' in capsys.readouterr().out
     assert main(["report", str(full_sweep), "--run", "zzzz"]) == 2
+    assert run_record(full_sweep, some[:10]).id == some  # the Python API's look-up, as the CLI's
     assert main(["report", str(full_sweep.parent / "nothing")]) == 2
     assert "not a sweep directory" in capsys.readouterr().err
 
@@ -435,7 +437,7 @@ def test_null_rejection_rate_by_simulation():
     and treating one searched mask as fixed (the old one-mask test) more still: the check can fail."""
     import numpy as np
 
-    from ticketlab.studies.paired import t_test, welch
+    from ticketlab.studies.report.paired import t_test, welch
 
     rng = np.random.default_rng(35)
     reps = 4000
@@ -484,7 +486,7 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 
 def test_verdict_reads_the_holm_adjusted_p():
-    from ticketlab.studies.paired import Paired
+    from ticketlab.studies.report.paired import Paired
     from ticketlab.tasks.metrics import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
@@ -626,7 +628,7 @@ def test_pretraining_loss_along_the_search(full_sweep, full_report):
 @pytest.fixture()
 def drawn(monkeypatch):
     """Every figure a plot function saves, by file name (and still written as a PNG)."""
-    from ticketlab.studies import plots, study_figures
+    from ticketlab.studies.report import mask_figures, plots, study_figures
 
     figures, save = {}, plots._save
 
@@ -634,7 +636,7 @@ def drawn(monkeypatch):
         figures[path.name] = fig
         save(fig, path)
 
-    for module in (plots, study_figures):  # TAMT's figures and the studies' each save their own
+    for module in (plots, mask_figures, study_figures):  # each module of figures saves its own
         monkeypatch.setattr(module, "_save", keep)
     return figures
 
@@ -681,7 +683,7 @@ def test_score_figures_draw_the_constant_predictor_and_error_bars(tmp_path, tiny
 
 
 def test_phase_transition_draws_the_floor_and_the_transfer_matrix_a_colour_bar(tmp_path, drawn):
-    from ticketlab.studies import plots
+    from ticketlab.studies.report import plots
 
     fill(
         tmp_path / "super",
@@ -763,6 +765,57 @@ def test_super_tickets_are_compared_over_their_masks(tmp_path):
     assert c.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
 
 
+def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, monkeypatch, drawn):
+    """A unit method registered in a test (deterministic: one mask; tested against random tickets) is
+    compared over its one mask's fine-tuning seeds, drawn in the phase transition in its colour; and
+    st-winning is deterministic because its registry entry says so (no list of names in the report)."""
+    from matplotlib.colors import to_rgba
+
+    from ticketlab.methods.registry import Method, load
+    from ticketlab.studies.report import plots
+    from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
+
+    toy = Method("toy-ticket", None, None, "a toy ticket", verb=None, pattern="units", seeded=False)
+    toy = dataclasses.replace(toy, color="C9", order=6, against=("st-random",))
+    monkeypatch.setitem(load(), toy.name, toy)
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [60.0, 59.0, 62.0],
+            ("toy-ticket", 0.5, "x"): [61.0, 60.0, 62.0],  # one mask, fine-tuning seeds 0, 1, 2
+            ("st-random", 0.5, "x"): [57.0, 57.5, 58.0],
+            ("st-winning", 0.5, "x"): [59.0, 58.0, 60.0],
+        },
+        masks={"toy-ticket": 1, "st-winning": 1, "st-random": 3},
+    )
+    res = load_results(tmp_path / "sweep")
+    comps = {(c.a.method, c.b.method): c for c in res.comparisons()}
+    c = comps[("toy-ticket", "st-random")]
+    assert c.masks == (1, 3) and not c.a.stochastic and c.why_not is None and c.p is not None
+    assert c.se == pytest.approx((1 / 3 + 0.25 / 3) ** 0.5)  # var(61, 60, 62) = 1 over 3 seeds
+    assert comps[("st-winning", "st-random")].why_not is None  # one deterministic mask: a test
+    assert plots.phase_transition(res, tmp_path / "fig4.png") is None
+    lines = {ln.get_label(): ln.get_color() for ln in drawn["fig4.png"].axes[0].get_lines()}
+    assert to_rgba(lines["toy-ticket"]) == to_rgba("C9") and to_rgba(lines["st-winning"]) == to_rgba("navy")
+
+    # st-winning registered as a seeded search: its one mask estimates no search variance
+    monkeypatch.setitem(load(), "st-winning", dataclasses.replace(load()["st-winning"], seeded=True))
+    comps = {(c.a.method, c.b.method): c for c in load_results(tmp_path / "sweep").comparisons()}
+    assert comps[("st-winning", "st-random")].why_not == ONE_STOCHASTIC_MASK
+
+
+def test_a_sweep_that_names_a_ticket_of_ticketlab_super_fails_it_with_one_line(tmp_path, tiny_bert_dir):
+    """st-winning is registered (for the report) but made only by `ticketlab super`: a sweep that names
+    it fails that search, saying so, instead of planning it as a model it is not."""
+    small = {**fakes.SMALL, "methods": ["full", "st-winning"]}
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    log: list[str] = []
+    kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval, "log": log.append}
+    result = run_sweep(spec, tmp_path / "sweep", **kw)
+    assert [result.names[i] for i in result.failed] == ["st-winning_s50"] and len(result.blocked) == 2
+    assert any("`ticketlab super` makes it" in line for line in log), log
+
+
 def test_a_variant_is_compared_with_its_own_method(tmp_path):
     """TAMT from a random mask against TAMT from OMP's (Liu et al. §4.2.4): masks paired by seed."""
     fill(
@@ -782,7 +835,7 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
-    from ticketlab.studies.paired import MAIN
+    from ticketlab.studies.report.paired import MAIN
     from ticketlab.tasks.metrics import holm
 
     # the data curve's methods at its sparsity, not the whole grid (10 s with it)
@@ -817,7 +870,7 @@ def test_budgets_as_a_fraction_of_the_papers():
     16 × 512; fine-tuning: 3 epochs of the whole GLUE training set at batch 32."""
     from types import SimpleNamespace
 
-    from ticketlab.studies.budgets import finetune_rows, paper_search_steps, search_rows
+    from ticketlab.studies.report.budgets import finetune_rows, paper_search_steps, search_rows
 
     assert paper_search_steps("tamt-kd", 0.7) == 17000 and paper_search_steps("tamt-mlm/x", 0.5) == 11000
     assert paper_search_steps("tamt-kd", 0.75) == pytest.approx(18500)
@@ -858,7 +911,7 @@ def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_name
     variant and the re-keyed `legacy` runs prune every target."""
     from types import SimpleNamespace
 
-    from ticketlab.studies.tables import SweepResults, encoder_share
+    from ticketlab.studies.report.tables import SweepResults, encoder_share
 
     model = tmp_path / "m"
     model.mkdir()

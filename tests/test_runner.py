@@ -229,7 +229,7 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     """A sweep moved to other paths (the store carried to another machine) keeps its run ids; a
     store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a
     task's data gives its runs new ids."""
-    from ticketlab.studies.results import load_results
+    from ticketlab.studies.report.results import load_results
 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(tiny_bert_dir, a / "model")

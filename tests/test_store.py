@@ -262,7 +262,7 @@ def test_a_committed_store_reads_without_a_trace(tmp_path):
     import shutil
     from pathlib import Path
 
-    from ticketlab.studies.results import load_results
+    from ticketlab.studies.report.results import load_results
 
     committed = Path(__file__).parent.parent / "docs" / "results" / "mask-init" / "results.sqlite"
     shutil.copy(committed, tmp_path / "results.sqlite")

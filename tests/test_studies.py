@@ -358,8 +358,8 @@ def test_data_curve_end_to_end_with_the_whole_training_set(tiny_bert_dir, tmp_pa
     assert run_sweep(spec, tmp_path / "sweep", log=lambda s: None).ok
     report = write_report(tmp_path / "sweep")
     assert "fig9_train_size.png" in report.figures, report.skipped
-    from ticketlab.studies import plots
-    from ticketlab.studies.results import load_results
+    from ticketlab.studies.report import plots
+    from ticketlab.studies.report.results import load_results
 
     res = load_results(tmp_path / "sweep")
     drawn = {}

@@ -313,7 +313,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     from ticketlab.masks.unit_io import load_unit_mask
     from ticketlab.models.load import load_model
     from ticketlab.studies.report import write_report
-    from ticketlab.studies.results import load_results
+    from ticketlab.studies.report.results import load_results
     from ticketlab.studies.store import Store
     from ticketlab.studies.supertickets import run_super
 

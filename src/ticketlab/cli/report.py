@@ -21,8 +21,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..core.errors import TicketlabError
 from ..core.files import to_json
+from ..studies import report as sweep_report
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,20 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy start-up: scipy and matplotlib only when the verb runs
-    from ..studies.report import write_report
-    from ..studies.results import load_results
-
+    # `sweep_report`'s names are lazy exports: scipy and matplotlib are imported when the verb runs
     if args.run is not None:
-        res = load_results(args.sweep_dir, all_runs=True)
-        matches = [r for i, r in res.records.items() if i.startswith(args.run)]
-        if len(matches) != 1:
-            raise TicketlabError(
-                f"{args.sweep_dir}: {'no run' if not matches else 'several runs'} with id {args.run!r}"
-            )
-        print(to_json(dataclasses.asdict(matches[0]), indent=2))
+        print(to_json(dataclasses.asdict(sweep_report.run_record(args.sweep_dir, args.run)), indent=2))
         return 0
-    report = write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=args.spec)
+    report = sweep_report.write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=args.spec)
     print(f"report: {report.path}")
     for fname, reason in report.skipped.items():
         print(f"  not drawn: {Path(fname).stem}: {reason}")

@@ -122,10 +122,16 @@ class Method:
     )
     verb: Verb | None = "search"  # the CLI verb that offers it; None: a sweep method only
     pattern: Pattern = "weights"  # what its masks prune: weights, or units (heads, FFN units)
-    seeded: bool = True  # False: one mask whatever the seed (OMP)
+    # False: deterministic, one mask whatever the seed (OMP, the full model, importance-ranked tickets):
+    # reports take a single mask's fine-tuning seeds as its noise, where a seeded search's one mask
+    # estimates no search variance.
+    seeded: bool = True
     color: str | None = None  # its colour in reports (a search method's: its presets')
     order: int = 100  # its place in reports and the CLI among the registered methods (then registration)
     sweep_settings: frozenset[str] = frozenset()  # a unit method's settings in a sweep spec
+    # The methods reports test it against, by their sweep names (a variant label of one too: `imp/chen`):
+    # TAMT against IMP (Liu et al.), winning super tickets against random and losing ones (Liang et al.).
+    against: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.run, str):

@@ -206,7 +206,7 @@ def csv_rows(rows: list[UnitRow], threshold: float) -> list[dict]:
 def draw(rows: list[UnitRow], path: Path, top: int = 40) -> None:
     """Stacked bars, one panel per unit kind: the `top` most important units, each bar's height its
     ticket importance, split into the tasks' parts (share x importance)."""
-    from .figure_kit import plain_text  # matplotlib: imported only when a figure is drawn
+    from .report.figure_kit import plain_text  # matplotlib: imported only when a figure is drawn
 
     with plain_text():
         _draw(rows, path, top)

@@ -193,7 +193,7 @@ def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[st
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
     from ..tasks.metrics import holm
-    from .paired import Paired
+    from .report.paired import Paired
 
     rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):

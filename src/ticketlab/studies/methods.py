@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -92,9 +93,8 @@ class MethodSpec:
     # a bad setting as the run would (None: nothing to check before the run).
     configure: Callable[[SearchJob], Any] | None = None
     # Its colour in figures (matplotlib's); the methods that have one lead every report, in the
-    # order they were registered. None: after them, in the order the store has them, coloured by
-    # position (st-random sits with `ticketlab super`'s st-winning / st-losing, which are not sweep
-    # methods; imp-task is reported per source task, `imp-task@sst2`).
+    # registry's order. None: after them, in the order the store has them, coloured by position
+    # (imp-task is reported per source task, `imp-task@sst2`).
     color: str | None = None
     # The defaults of issue 34 its search runs under that differ from ticketlab's before, for the
     # spec's settings and whether the base checkpoint holds a pooler: part of a run's identity
@@ -349,6 +349,12 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
     return (MethodSpec(method.name, unit_search(method), method.help, settings=method.sweep_settings, **kw),)
 
 
+def in_cycle(color: str | None) -> bool:
+    """Whether a registered colour is a place in matplotlib's cycle ("C3"); named colours (the
+    structured tickets') are not, and leave the cycle's places to the methods without one."""
+    return color is not None and re.fullmatch(r"C\d", color) is not None
+
+
 def sweep_methods() -> dict[str, MethodSpec]:
     """The sweep's methods by name, in report order: those of every registered method, in the
     registry's order (`method_specs`); a search method's preset without a colour takes the cycle's
@@ -357,7 +363,8 @@ def sweep_methods() -> dict[str, MethodSpec]:
     for method in library.methods().values():
         for spec in method_specs(method):
             if method.verb == "search" and spec.color is None and not spec.per_task:
-                spec = dataclasses.replace(spec, color=f"C{sum(bool(s.color) for s in found.values()) % 10}")
+                place = sum(in_cycle(s.color) for s in found.values())
+                spec = dataclasses.replace(spec, color=f"C{place % 10}")
             found[spec.name] = spec
     return found
 
@@ -369,12 +376,13 @@ def report_order() -> list[str]:
 
 def method_color(method: str, methods: list[str]) -> str:
     """`method`'s colour in figures: its registered one, else matplotlib's cycle by its position
-    after the registered ones among a report's `methods`."""
+    after the registered ones among a report's `methods`. Registered colours outside the cycle (named
+    ones: the structured tickets') take no place in it."""
     spec = sweep_methods().get(method)
     if spec is not None and spec.color is not None:
         return spec.color
-    order = report_order()
-    order += [m for m in methods if m not in order]
+    order = [m for m in report_order() if in_cycle(sweep_methods()[m].color)]
+    order += [m for m in methods if m not in report_order()]
     return f"C{order.index(method) % 10}"
 
 

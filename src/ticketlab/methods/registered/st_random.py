@@ -14,6 +14,7 @@ register_method(
         verb=None,
         pattern="units",
         sweep_settings=frozenset({"granularity", "units"}),
-        order=5,
+        color="goldenrod",  # Liang et al. Fig. 4's orange, not OMP's (C1)
+        order=6,  # between the winning and the losing tickets (`st_winning`, `st_losing`)
     )
 )

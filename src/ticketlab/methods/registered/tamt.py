@@ -56,5 +56,6 @@ register_method(
             Preset("tamt-mlm+kd", "mask training on MLM + KD", {"objective": "mlm+kd"}, "C6"),
         ),
         order=4,  # reports list IMP before TAMT's objectives, as they did before this registry
+        against=("imp",),  # each objective against IMP and its variants (Liu et al.)
     )
 )

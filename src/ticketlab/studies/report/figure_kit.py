@@ -20,9 +20,9 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..core.files import atomic_write_bytes
+from ...core.files import atomic_write_bytes
+from ..methods import method_color
 from .cells import AVG, Cell, Score
-from .methods import method_color
 from .tables import SweepResults
 
 DPI = 100

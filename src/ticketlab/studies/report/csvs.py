@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.files import atomic_write_csv
+from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
 from .paired import MAIN
 from .sections import size

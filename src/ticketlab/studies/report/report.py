@@ -17,7 +17,7 @@ Every number in the markdown tables has a footnote with the ids of the runs it a
 up with `ticketlab report --run ID` or in `results.sqlite`).
 
 This module writes the report's directory and puts `report.md` together; its tables are written by
-`sections.py` (markdown) and `csvs.py` (CSV), its figures by `plots.py`.
+`sections.py` and `search_sections.py` (markdown) and `csvs.py` (CSV), its figures by `plots.py`.
 """
 
 from __future__ import annotations
@@ -30,36 +30,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import atomic_write_text
-from ..core.outputs import atomic_dir
+from ...core.errors import MaskFileError, TicketlabError
+from ...core.files import atomic_write_text
+from ...core.outputs import atomic_dir
+from ..plan import expand
+from ..spec import load_spec, spec_json
+from ..store import owner_gone
 from . import plots
 from .csvs import write_csvs
 from .figure_kit import plain_text
-from .plan import expand
 from .results import load_results
+from .search_sections import budget_section, loss_along_search_section, pretrain_section, search_cost_section
 from .sections import (
     Footnotes,
-    budget_section,
     data_curve_section,
     floor_note,
     fmt,
-    loss_along_search_section,
     main_rows,
     main_table_text,
     paired_section,
     pct,
-    pretrain_section,
     protocol_note,
-    search_cost_section,
     size,
     super_section,
     table,
     transfer_section,
     winning_section,
 )
-from .spec import load_spec, spec_json
-from .store import owner_gone
 from .tables import SweepResults
 
 __all__ = [

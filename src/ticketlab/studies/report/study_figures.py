@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from ..core.files import atomic_write_csv
+import numpy as np
+
+from ...core.files import atomic_write_csv
+from ...methods.registry import methods as registered_methods
+from ..methods import base_method, method_color
+from ..supertickets import super_picks
 from .cells import AVG, Cell
 from .figure_kit import (
     _at_main_size,
@@ -24,34 +29,39 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .methods import method_color
 from .tables import SweepResults
 
 # --------------------------------------------------------------------------- Liang et al. Fig. 4
 
-TICKET_COLORS = {"st-winning": "C0", "st-random": "C1", "st-losing": "C2"}  # the paper's blue/orange/green
+
+def unit_methods(res: SweepResults) -> list[str]:
+    """The methods of `res` whose masks prune units (heads, FFN units: the registry's pattern
+    "units"), in report order: winning, random and losing structured tickets."""
+    units = {n for n, m in registered_methods().items() if m.pattern == "units"}
+    return [m for m in res.methods if base_method(m) in units]
 
 
 def phase_transition(res: SweepResults, path: Path) -> str | None:
     """Score vs level (fraction of heads and FFN units pruned) of winning, random and losing structured
-    tickets, mean ± std over seeds, with the full model's band and each seed's super ticket."""
-    from .supertickets import super_picks
-
+    tickets (each method that prunes units), mean ± std over seeds, with the full model's band and each
+    seed's super ticket."""
     cells = res.cells()
-    tasks = [t for t in res.tasks if any(m in TICKET_COLORS and k == t for m, _, k in cells)]
+    tickets = unit_methods(res)
+    tasks = [t for t in res.tasks if any(m in tickets and k == t for m, _, k in cells)]
     if not tasks:
         return "no structured tickets in this store (`ticketlab super` makes them)"
     picks = super_picks(list(res.records.values()))
     fig, axes = _panels(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
         full = cells.get(("full", 0.0, task))
-        if full is not None:  # black: blue is the winning tickets'
+        if full is not None:  # black: beside the tickets' colours, as in Liang et al. Fig. 4
             ax.axhline(full.mean, ls="--", color="black", lw=1.2, label="full model")
             ax.axhspan(full.mean - full.std, full.mean + full.std, color="black", alpha=0.08)
-        for m, c in TICKET_COLORS.items():
+        for m in tickets:
             xs = [s for s in res.sparsities(m) if (m, s, task) in cells]
             if xs:
-                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], c, m.removeprefix("st-"))
+                c = method_color(m, res.methods)
+                _band(ax, [100 * s for s in xs], [cells[(m, s, task)] for s in xs], c, m)
         mine = [p for (t, _), p in picks.items() if t == task]
         if mine:
             xs, ys = [100 * p.level for p in mine], [p.score for p in mine]
@@ -73,8 +83,6 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
     """The transfer matrix per sparsity: a ticket found on each source task (rows; "mlm": the MLM-IMP
     ticket) fine-tuned on each target (columns). Colour: the difference to the full model on the
     target in units of the full model's std; text: mean ± std, n runs, a star where it wins."""
-    import numpy as np
-
     cells = res.transfer()
     if not cells:
         return "no task-specific tickets (add `imp-task` to the methods)"
@@ -111,8 +119,6 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
 def _variant_groups(res: SweepResults) -> dict[str, list[str]]:
     """Base method -> its labels in the sweep, where a variant (`tamt-kd/random-init`) runs beside
     another label of the same method."""
-    from .methods import base_method
-
     groups: dict[str, list[str]] = defaultdict(list)
     for m in res.methods:
         groups[base_method(m)].append(m)

@@ -26,24 +26,29 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from ...methods.registry import methods as registered_methods
+from ...tasks.metrics import detectable_effect, holm
+from ..methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
-# Masks of these are not a search's draw: one mask, whose only noise is its fine-tuning's.
-DETERMINISTIC = ("full", "st-winning", "st-losing")
 ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
 
 
 def stochastic(label: str) -> bool:
     """Whether a method's mask is a draw of a seeded search (random, IMP, TAMT, random tickets): its
-    registry entry's `seeded`; importance tickets and the full model are not; unknown labels are."""
-    from .methods import base_method, sweep_methods
-
-    name = base_method(label.split("@", 1)[0])
-    if name in DETERMINISTIC:
-        return False
-    spec = sweep_methods().get(name)
+    registry entry's `seeded` (the full model, OMP and importance tickets are not, their one mask's
+    only noise is its fine-tuning's); labels the registry does not know are."""
+    spec = sweep_methods().get(base_method(label.split("@", 1)[0]))
     return spec.seeded if spec is not None else True
+
+
+def against(label: str) -> tuple[str, ...]:
+    """The methods a sweep's method label is tested against (its registry entry's `against`; a
+    preset's are its method's, a variant label's its base's)."""
+    named = {p.name: m for m in registered_methods().values() for p in m.named}
+    method = named.get(base_method(label))
+    return method.against if method is not None else ()
 
 
 @dataclass
@@ -176,8 +181,6 @@ class Comparison:
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
         Holm-corrected), given its observed noise (`tasks.metrics.detectable_effect`)."""
-        from ..tasks.metrics import detectable_effect  # scipy.optimize: only when asked
-
         d = self._design()
         return None if d is None else detectable_effect(*d)
 
@@ -336,20 +339,15 @@ class Comparisons:
         return [] if abs(x - y) < 0.005 else [f"unequal sparsity ({x:.1%} vs {y:.1%} of all targets)"]
 
     def pairs(self) -> list[tuple[str, str]]:
-        """The pairs of methods the papers compare: every pruned method against OMP, each TAMT variant
-        against IMP, a method variant (`base/name`) against its base, and winning super tickets
-        against random and losing ones."""
-        from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
-
+        """The pairs of methods the papers compare: every pruned method against OMP, a method variant
+        (`base/name`) against its base, and each method against those its registry entry names
+        (`Method.against`: TAMT against IMP and its variants, winning super tickets against random
+        and losing ones); `imp/tamt`, `tamt-kd/random-init` are variants of a method."""
         pruned = [m for m in self.methods if m != "full" and "@" not in m]
         pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]
-        imps = [m for m in pruned if base_method(m) == "imp"]
-        pairs += [(m, i) for m in pruned if base_method(m).startswith("tamt") for i in imps]
+        pairs += [(m, o) for m in pruned for o in pruned if base_method(o) in against(m)]
         # a variant against its own method (TAMT from a random mask vs from OMP's, Liu et al. §4.2.4)
         pairs += [(m, base_method(m)) for m in pruned if base_method(m) != m and base_method(m) in pruned]
-        # winning tickets against random and losing ones of the same level (Liang et al. Fig. 4)
-        if "st-winning" in pruned:
-            pairs += [("st-winning", m) for m in ("st-random", "st-losing") if m in pruned]
         return list(dict.fromkeys(pairs))  # `omp/x` is both a pruned method and OMP's variant
 
     def comparisons(self) -> list[Comparison]:
@@ -363,8 +361,6 @@ class Comparisons:
                     if c is not None:
                         out.append(c)
         out += self._curve_comparisons(pairs)
-        from ..tasks.metrics import holm
-
         # one family: every comparison a report prints (Holm: no dependence assumed between them)
         for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
             c.p_holm = adjusted

@@ -25,10 +25,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import TicketlabError
+from ...core.errors import TicketlabError
+from ...tasks.glue import load_examples
+from ...tasks.metrics import constant_score
+from ...tasks.registry import get_task
+from ..methods import report_order
+from ..plan import ids_outdated, rekey_store
+from ..store import DB_NAME, RunRecord, Store
 from .cells import AVG, Score, method_label
-from .methods import report_order
-from .store import DB_NAME, RunRecord, Store
 from .tables import SweepResults
 
 
@@ -58,10 +62,6 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
 def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
     """Each task's constant-predictor score on the split its main metric is read on, from the data
     its fine-tunings read (a task whose data is not here gets none); AVG when every task has one."""
-    from ..tasks.glue import load_examples
-    from ..tasks.metrics import constant_score
-    from ..tasks.registry import get_task
-
     out: dict[str, float] = {}
     tried: set[str] = set()  # each task's data is read once, found or not
     for r in records:
@@ -87,8 +87,6 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 def _rekey(sweep_dir: Path) -> None:
     """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
     plan finds its runs; a store that cannot be written is read as it is."""
-    from .plan import ids_outdated, rekey_store
-
     with Store(sweep_dir, readonly=True) as store:
         if not ids_outdated(store) or not store.statuses():
             return
@@ -240,3 +238,14 @@ def load_results(
         floors=_floors(records.values(), tasks),
         left_out=left_out,
     )
+
+
+def run_record(sweep_dir: str | os.PathLike, run_id: str) -> RunRecord:
+    """The run of a sweep's store whose id starts with `run_id` (any run in the store): its config,
+    metrics and provenance (`ticketlab report DIR --run ID`). A TicketlabError where no run or
+    several runs match."""
+    res = load_results(sweep_dir, all_runs=True)
+    matches = [r for i, r in res.records.items() if i.startswith(run_id)]
+    if len(matches) != 1:
+        raise TicketlabError(f"{sweep_dir}: {'no run' if not matches else 'several runs'} with id {run_id!r}")
+    return matches[0]

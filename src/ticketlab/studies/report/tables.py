@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...tasks.metrics import floor_of_average, no_verdict
+from ..store import RunRecord
 from .cells import AVG, Cell, Score, method_label, stats, wins
 from .paired import Comparisons
-from .store import RunRecord
 
 
 @dataclass
@@ -178,8 +179,6 @@ class SweepResults(Comparisons):
     def no_verdict(self, task: str, full: Cell, ticket: Cell | None = None) -> str | None:
         """Why no winning-ticket verdict on `task` (or AVG) against `full` (and `ticket`): "floor",
         "one run", or None (`tasks.metrics.no_verdict`)."""
-        from ..tasks.metrics import floor_of_average, no_verdict
-
         if task == AVG:
             cells = self.cells()
             floor = floor_of_average([self.at_floor(t, cells.get(("full", 0.0, t))) for t in self.tasks])
