@@ -71,8 +71,9 @@ from ..train.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..train.run_dir import RunDir
 from ..verbs.finetune import _params
 from ..verbs.finetune_results import mean_std
+from . import rows
 from .mtl_config import MtlConfig
-from .supertickets import record_study
+from .rows import record_study
 
 log = logging.getLogger(__name__)
 
@@ -458,26 +459,14 @@ def _inputs(config: MtlConfig) -> tuple[dict[str, str], dict[str, str]]:
     return content_keys(paths), where
 
 
-def _done(store, run, out: Path, inputs: tuple[dict[str, str], dict[str, str]]):
-    """The finished row of `run`, or None; refused when its inputs changed since it finished."""
-    from .store import refuse_changed_inputs
-
-    record = store.get(run.id)
-    if record is None or record.status != "done":
+def _record(store, run, work: rows.Work, inputs: rows.Inputs) -> dict[str, Any] | None:
+    """A row's metrics with its id: `work`'s (`rows.execute`), those it recorded when it was done
+    already, or None when another live process runs it."""
+    outcome = rows.execute(store, run, work, inputs=inputs)
+    if outcome.status == "busy":
+        log.warning("%s: running in another process; skipped here", run.name)
         return None
-    refuse_changed_inputs(out, record, *inputs)
-    return record
-
-
-def _record(store, run, metrics: dict[str, Any], out: Path, inputs: tuple[dict, dict]) -> dict[str, Any]:
-    """Write a finished row (unless another process did); the metrics with the row's id."""
-    from .provenance import code_version
-    from .store import HOST
-
-    store.add_runs([run])
-    if _done(store, run, out, inputs) is None and store.claim(run.id):
-        store.finish(run.id, metrics, {"code": code_version(), "host": HOST, "inputs": inputs[0]})
-    return {**metrics, "run_id": run.id}
+    return {**outcome.metrics, "run_id": run.id}
 
 
 def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -524,33 +513,31 @@ def _seed(
     config: MtlConfig, seed: int, out: Path, device: torch.device, store
 ) -> list[tuple[str, int, dict]]:
     """One seed: sharing, then each task alone if asked; (method, task index, metrics) per row."""
-    inputs, root = _inputs(config), out.parent
+    keys, where = _inputs(config)
+    inputs = rows.Inputs(out.parent, keys, where)
     mt, objs, result = train_shared(config, seed, out / "mtl", device)
     level = round(1.0 - shared_units(mt.tickets).head.float().mean().item(), 6) if mt.tickets else 0.0
-    rows = []
+    out_rows = []
     for i, obj in enumerate(objs):
         best, history = result["best"][i], result["history"][i]
         metrics = _metrics(best, history, result["steps"], result["train_time_s"], obj)
-        rows.append(
-            (
-                config.method,
-                i,
-                _record(
-                    store, _row(config, seed, config.tasks[i], config.method, level), metrics, root, inputs
-                ),
-            )
-        )
+        run = _row(config, seed, config.tasks[i], config.method, level)
+        # the shared stage's scores are this seed's whatever the row says (another process's
+        # finished row holds the same): the row only records them
+        _record(store, run, lambda metrics=metrics: metrics, inputs)
+        out_rows.append((config.method, i, {**metrics, "run_id": run.id}))
     if not config.finetune_after:
-        return rows
+        return out_rows
     weights = {n: p.detach().clone() for n, p in mt.named_parameters().items()}
     for i, obj in enumerate(objs):
         run = _row(config, seed, config.tasks[i], config.method + "+ft", level)
-        done = _done(store, run, root, inputs)
-        if done is not None:
-            rows.append((config.method + "+ft", i, {**done.metrics, "run_id": run.id}))
-            continue
-        _load_weights(mt, weights)  # every task starts from the multi-task weights
-        r = finetune_task(config, mt, i, obj, seed, out / f"ft-{obj.spec.id}")
-        metrics = _metrics(r.best, r.history, r.steps, r.train_time_s, obj)
-        rows.append((config.method + "+ft", i, _record(store, run, metrics, root, inputs)))
-    return rows
+
+        def work(i: int = i, obj: TaskObjective = obj) -> dict[str, Any]:
+            _load_weights(mt, weights)  # every task starts from the multi-task weights
+            r = finetune_task(config, mt, i, obj, seed, out / f"ft-{obj.spec.id}")
+            return _metrics(r.best, r.history, r.steps, r.train_time_s, obj)
+
+        metrics = _record(store, run, work, inputs)
+        if metrics is not None:
+            out_rows.append((config.method + "+ft", i, metrics))
+    return out_rows

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -45,7 +44,7 @@ from typing import Any
 
 from torch import nn
 
-from ..core.digest import digest, run_identity
+from ..core.digest import run_identity
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
@@ -67,6 +66,8 @@ from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..verbs.finetune_results import FinetuneResult, mean_std
+from . import rows
+from .rows import record_study
 from .super_config import SuperConfig
 
 log = logging.getLogger(__name__)
@@ -134,57 +135,19 @@ class _Study:
         return make_run("search", f"{METHOD[kind]}_l{round(level * 100)}_seed{seed}", config, (full_id,))
 
     def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
-        """Run one row unless it is done (its metrics) or held by another live process (None)."""
-        from .provenance import code_version
-        from .store import HOST, refuse_changed_inputs
-
+        """Run one row in its directory `runs/<run>/` (`rows.execute`) unless it is done (its
+        metrics) or held by another live process (None)."""
         self.plan.append(run.id)
-        self.store.add_runs([run])
-        record = self.store.get(run.id)
-        if record.status == "done":
-            refuse_changed_inputs(self.out, record, self.inputs, self.where)
-            return record.metrics
-        if not self.store.claim(run.id):
+        outcome = rows.execute(
+            self.store,
+            run,
+            lambda: work(self.out / "runs" / run.dirname),
+            inputs=rows.Inputs(self.out, self.inputs, self.where),
+        )
+        if outcome.status == "busy":
             log.warning("%s: running in another process; skipped here", run.name)
             return None
-        t0, started = time.perf_counter(), time.time()
-        try:
-            metrics = work(self.out / "runs" / run.dirname)
-        except KeyboardInterrupt:
-            self.store.release(run.id)
-            raise
-        except Exception as e:
-            self.store.fail(run.id, str(e), {"code": code_version(), "host": HOST, "started": started})
-            raise
-        prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
-        self.store.finish(run.id, metrics, {**prov, "inputs": self.inputs})
-        return metrics
-
-
-def record_study(
-    store: Any, name: str, run_ids: Sequence[str], spec: dict[str, Any], protocol: dict[str, Any]
-) -> None:
-    """Make a study's rows the ones `ticketlab report` shows for it (meta `studies`: name -> ids).
-
-    Runs of the same `protocol` (the settings every row shares) add up: a second call with more
-    levels, kinds or seeds extends the study. Another protocol replaces the study's rows, so a
-    report never pools, say, two learning rates. In a sweep's store the sweep's spec and plan stay
-    as they are and its report gains the study; in a store of its own, `spec` names it. One
-    transaction, so studies written at once all stay.
-    """
-    protocol_id = digest(protocol)
-    with store.transaction() as db:
-        meta = dict(
-            db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
-        )
-        studies = store.parse_meta("studies", meta.get("studies", "{}"))
-        protocols = store.parse_meta("study_protocols", meta.get("study_protocols", "{}"))
-        old = studies.get(name, []) if protocols.get(name) == protocol_id else []
-        studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), protocol_id
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('study_protocols', ?)", (json.dumps(protocols),))
-        if "spec" not in meta:
-            db.execute("INSERT INTO meta VALUES ('spec', ?)", (json.dumps(spec),))
+        return outcome.metrics
 
 
 def _scores(r: FinetuneResult) -> dict[str, Any]:
