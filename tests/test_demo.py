@@ -75,7 +75,7 @@ def test_given_model_skips_pretraining(tiny_bert_dir, tmp_path, monkeypatch):
     # ... on a busy machine (load 7.9 on 2 cores): one torch thread while it runs, then torch's own
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.getloadavg", lambda: (7.9, 7.0, 6.0))
-    monkeypatch.setattr("ticketlab.studies.launchers.usable_cores", lambda: 2)
+    monkeypatch.setattr("ticketlab.studies.sweep.launchers.usable_cores", lambda: 2)
     set_to: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", set_to.append)
     lines: list[str] = []

@@ -112,7 +112,7 @@ def _mtl_cases() -> dict[str, Callable[[Path], Any]]:
 
 
 def _plan_cases() -> dict[str, Callable[[Path], Any]]:
-    from ticketlab.studies.plan import run_id
+    from ticketlab.studies.sweep.plan import run_id
 
     search = {
         "kind": "search",

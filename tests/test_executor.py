@@ -41,9 +41,9 @@ def test_a_sweep_executes_every_run_through_the_one_executor(tmp_path, tiny_bert
 
 def test_super_tickets_execute_every_row_through_the_one_executor(
     tiny_bert_dir,
-    sst2_root,
+    sst2_root,  # noqa: F811  (the fixture imported above)
     tmp_path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     from ticketlab.studies.supertickets import run_super
 
@@ -56,10 +56,10 @@ def test_super_tickets_execute_every_row_through_the_one_executor(
 
 def test_ticket_sharing_executes_every_row_through_the_one_executor(
     tiny_bert_dir,
-    glue,
-    tickets,
+    glue,  # noqa: F811  (the fixtures imported above)
+    tickets,  # noqa: F811
     tmp_path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     from ticketlab.studies.mtl import run_mtl
 

@@ -20,10 +20,10 @@ from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.cells import AVG, method_label
-from ticketlab.studies.plan import make_run
 from ticketlab.studies.plots import FIGURES
 from ticketlab.studies.report import write_report
 from ticketlab.studies.results import load_results
+from ticketlab.studies.sweep.plan import make_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

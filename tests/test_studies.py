@@ -17,9 +17,9 @@ from ticketlab.core.outputs import mark_output
 from ticketlab.methods.importance import Importance
 from ticketlab.studies import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.studies.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
-from ticketlab.studies.plan import FULL, make_run
 from ticketlab.studies.report import write_report
 from ticketlab.studies.store import Store
+from ticketlab.studies.sweep.plan import FULL, make_run
 
 
 def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):
@@ -204,7 +204,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from ticketlab.masks import current_mask
     from ticketlab.methods import omp_mask
     from ticketlab.methods.tamt import prepare_tamt
-    from ticketlab.studies.methods import SearchJob, sweep_methods
+    from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 
     job = SearchJob(
         model=str(tiny_bert_dir),

@@ -35,10 +35,10 @@ from ..core.outputs import MARKER, check_output, claim_dir, mark_output, place, 
 from ..masks.targets import default_targets
 from ..models.load import fit_max_length, load_config, load_tokenizer
 from ..studies import load_spec, run_sweep
-from ..studies.launchers import SubmititLauncher, resources, visible_gpus
-from ..studies.runner import Runner
-from ..studies.status import sweep_status
 from ..studies.store import DB_NAME, Store
+from ..studies.sweep.launchers import SubmititLauncher, resources, visible_gpus
+from ..studies.sweep.runner import Runner
+from ..studies.sweep.status import sweep_status
 from .common import at_least, positive_float
 
 

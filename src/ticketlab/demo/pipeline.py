@@ -76,7 +76,7 @@ def _threads(log: Log) -> Iterator[None]:
     """The demo's torch threads from the free cores (`demo_threads`), unless OMP_NUM_THREADS says."""
     import torch
 
-    from ..studies.launchers import usable_cores
+    from ..studies.sweep.launchers import usable_cores
 
     before = torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):

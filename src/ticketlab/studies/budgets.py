@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from .cells import method_label
-from .methods import base_method
+from .sweep.methods import base_method
 
 PAPER_BATCH, PAPER_LENGTH = 16, 512  # search: sequences per step, tokens per sequence
 TAMT_STEPS = {0.2: 3000, 0.3: 6000, 0.4: 8000, 0.5: 11000, 0.6: 14000, 0.7: 17000, 0.8: 20000, 0.9: 22000}

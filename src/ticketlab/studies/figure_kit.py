@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from ..core.files import atomic_write_bytes
 from .cells import AVG, Cell, Score
-from .methods import method_color
+from .sweep.methods import method_color
 from .tables import SweepResults
 
 DPI = 100

@@ -405,7 +405,7 @@ def _finetune_task(
 
 
 def _row(config: MtlConfig, seed: int, task: str, method: str, level: float):
-    from .plan import make_run
+    from .sweep.plan import make_run
 
     spec = get_task(task, config.data_dir)
     c = {

@@ -37,7 +37,7 @@ ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
 def stochastic(label: str) -> bool:
     """Whether a method's mask is a draw of a seeded search (random, IMP, TAMT, random tickets): its
     registry entry's `seeded`; importance tickets and the full model are not; unknown labels are."""
-    from .methods import base_method, sweep_methods
+    from .sweep.methods import base_method, sweep_methods
 
     name = base_method(label.split("@", 1)[0])
     if name in DETERMINISTIC:
@@ -339,7 +339,7 @@ class Comparisons:
         """The pairs of methods the papers compare: every pruned method against OMP, each TAMT variant
         against IMP, a method variant (`base/name`) against its base, and winning super tickets
         against random and losing ones."""
-        from .methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
+        from .sweep.methods import base_method  # `imp/tamt`, `tamt-kd/random-init`: variants of a method
 
         pruned = [m for m in self.methods if m != "full" and "@" not in m]
         pairs = [(m, "omp") for m in pruned if m != "omp" and "omp" in pruned]

@@ -39,8 +39,8 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .methods import method_color, report_order
 from .study_figures import TICKET_COLORS, mask_init, phase_transition, transfer_matrix
+from .sweep.methods import method_color, report_order
 from .tables import SweepResults
 
 __all__ = [

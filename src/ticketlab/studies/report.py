@@ -36,7 +36,6 @@ from ..core.outputs import atomic_dir
 from . import plots
 from .csvs import write_csvs
 from .figure_kit import plain_text
-from .plan import expand
 from .results import load_results
 from .sections import (
     Footnotes,
@@ -58,8 +57,9 @@ from .sections import (
     transfer_section,
     winning_section,
 )
-from .spec import load_spec, spec_json
 from .store import owner_gone
+from .sweep.plan import expand
+from .sweep.spec import load_spec, spec_json
 from .tables import SweepResults
 
 __all__ = [

@@ -27,8 +27,8 @@ from typing import Any
 
 from ..core.errors import TicketlabError
 from .cells import AVG, Score, method_label
-from .methods import report_order
 from .store import DB_NAME, RunRecord, Store
+from .sweep.methods import report_order
 from .tables import SweepResults
 
 
@@ -87,7 +87,7 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 def _rekey(sweep_dir: Path) -> None:
     """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
     plan finds its runs; a store that cannot be written is read as it is."""
-    from .plan import ids_outdated, rekey_store
+    from .sweep.plan import ids_outdated, rekey_store
 
     with Store(sweep_dir, readonly=True) as store:
         if not ids_outdated(store) or not store.statuses():

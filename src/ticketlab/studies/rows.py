@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from .provenance import code_version
 from .store import HOST, Store, refuse_changed_inputs
+from .sweep.provenance import code_version
 
 if TYPE_CHECKING:
-    from .plan import Run
+    from .sweep.plan import Run
 
 Work = Callable[[], dict[str, Any]]  # runs the row; its metrics
 

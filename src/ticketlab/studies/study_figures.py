@@ -24,7 +24,7 @@ from .figure_kit import (
     _task_title,
     pct,
 )
-from .methods import method_color
+from .sweep.methods import method_color
 from .tables import SweepResults
 
 # --------------------------------------------------------------------------- Liang et al. Fig. 4
@@ -111,7 +111,7 @@ def transfer_matrix(res: SweepResults, path: Path) -> str | None:
 def _variant_groups(res: SweepResults) -> dict[str, list[str]]:
     """Base method -> its labels in the sweep, where a variant (`tamt-kd/random-init`) runs beside
     another label of the same method."""
-    from .methods import base_method
+    from .sweep.methods import base_method
 
     groups: dict[str, list[str]] = defaultdict(list)
     for m in res.methods:

@@ -83,7 +83,7 @@ _OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_mode
 
 @dataclass
 class _Study:
-    """The store of OUT and what a row needs: config blocks in the layout of `studies.plan`."""
+    """The store of OUT and what a row needs: config blocks in the layout of `studies.sweep.plan`."""
 
     config: SuperConfig
     out: Path
@@ -93,7 +93,7 @@ class _Study:
     where: dict[str, str] = field(default_factory=dict)  # what each of them is, for a message
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
-        from .plan import make_run
+        from .sweep.plan import make_run
 
         ft = self.config.run_config(seed)
         settings = run_identity(ft, leave_out=_OWN)
@@ -115,7 +115,7 @@ class _Study:
         return make_run("finetune", f"{name}_ft{seed}", config, deps)
 
     def ticket_row(self, kind: str, level: float, seed: int, full_id: str):
-        from .plan import make_run
+        from .sweep.plan import make_run
 
         config = {
             "model": self.config.finetune.model,
@@ -228,7 +228,7 @@ def _importance_key(config: SuperConfig) -> dict[str, str]:
 
 
 def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
-    from .plan import FULL
+    from .sweep.plan import FULL
 
     config = study.config
     run = study.finetune_row(seed, {**FULL, **_importance_key(config)})

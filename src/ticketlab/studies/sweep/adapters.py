@@ -82,7 +82,7 @@ def finetune_settings() -> frozenset[str]:
     `train_size`, and every field of `ticketlab.verbs.finetune.FinetuneConfig` the sweep does not set."""
     import dataclasses
 
-    from ..verbs.finetune import FinetuneConfig
+    from ...verbs.finetune import FinetuneConfig
 
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     return frozenset({"steps", "train_size"} | (fields - _FINETUNE_OWN))
@@ -90,8 +90,8 @@ def finetune_settings() -> frozenset[str]:
 
 def finetune_non_result() -> frozenset[str]:
     """Fine-tuning settings that do not change the result (left out of a run's identity)."""
-    from ..core.checks import not_result
-    from ..verbs.finetune import FinetuneConfig
+    from ...core.checks import not_result
+    from ...verbs.finetune import FinetuneConfig
 
     return frozenset(not_result(FinetuneConfig))
 
@@ -101,7 +101,7 @@ def finetune_config(job: FinetuneJob):
     `train_samples`): what the run uses, and what the dry run builds to refuse bad values early."""
     import sys
 
-    from ..verbs.finetune import FinetuneConfig
+    from ...verbs.finetune import FinetuneConfig
 
     settings = dict(job.settings)
     steps = settings.pop("steps", None)
@@ -121,7 +121,7 @@ def finetune_config(job: FinetuneJob):
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     """One run of `ticketlab.verbs.finetune.finetune` (resumable: an interrupted run continues from its
     checkpoint in `job.out_dir`, a finished one returns its saved result)."""
-    from ..verbs.finetune import finetune
+    from ...verbs.finetune import finetune
 
     r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
@@ -140,7 +140,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
     """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
     import sys
 
-    from ..verbs.evaluate_pretrain import PretrainEvalConfig
+    from ...verbs.evaluate_pretrain import PretrainEvalConfig
 
     settings = {k: v for k, v in job.settings.items() if v is not None}
     if job.corpus.get("text_column") is not None:
@@ -158,7 +158,7 @@ def pretrain_eval_config(job: PretrainEvalJob):
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
-    from ..verbs.evaluate_pretrain import evaluate_pretraining
+    from ...verbs.evaluate_pretrain import evaluate_pretraining
 
     config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):
@@ -172,7 +172,7 @@ def logged(log_path: Path, what: str) -> Iterator[None]:
     terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
     import sys
 
-    from ..core.files import open_append
+    from ...core.files import open_append
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ticketlab")

@@ -14,26 +14,43 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-from ..core.errors import TicketlabError
-from . import rows
+from ...core.errors import TicketlabError
+from .. import rows
+from ..rows import error_text
+from ..store import Store
 from .launchers import Handle, Outcome, SubmititLauncher
 from .plan import Run
 from .provenance import code_version
-from .rows import error_text
 from .status import SweepResult
-from .work import run_dir, summary
+from .work import Work, run_dir, summary
 
-if TYPE_CHECKING:
-    from .runner import Runner
+
+class Sweep(Protocol):
+    """What a coordinator uses of the sweep it serves (runner.py's `Runner`)."""
+
+    store: Store
+    runs: list[Run]
+    dir: Path
+    work: Work
+    log: Callable[[str], None]
+    heartbeat_every: float
+    poll: float
+
+    def busy(self, run: Run) -> bool: ...
+    def forget_busy(self, run_id: str) -> None: ...
+    def mask_provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]: ...
+    def mask_dir_of(self, run: Run) -> Path | None: ...
 
 
 class Coordinator:
     """Runs submitted through a launcher for a sweep's runner, this process coordinating (see the
     module docstring)."""
 
-    def __init__(self, runner: Runner, launcher: SubmititLauncher, retries: int):
+    def __init__(self, runner: Sweep, launcher: SubmititLauncher, retries: int):
         self.runner, self.launcher, self.retries = runner, launcher, retries
         self.store, self.runs, self.log = runner.store, runner.runs, runner.log
         self.inflight: dict[str, tuple[Run, Handle, float]] = {}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
+from ...core.errors import ConfigError
 
 KINDS = ("search", "pretrain-eval", "finetune")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.digest import digest
-from ..core.files import content_key
-from ..core.outputs import safe_component
+from ...core.digest import digest
+from ...core.files import content_key
+from ...core.outputs import safe_component
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .methods import LEGACY_IMP
 from .sweep_spec import SweepSpec
@@ -102,7 +102,7 @@ def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
     if key == "schedule_steps":
         return value is not None and value == config.get("steps")
     if key == "targets":
-        from ..models.arch import ARCHS
+        from ...models.arch import ARCHS
 
         return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
     if key not in BEFORE_34:
@@ -115,7 +115,7 @@ def checkpoint_has_pooler(model: str) -> bool:
     """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
     index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
     that a run under the default targets of issue 34 is never taken for one from before."""
-    from ..models.arch import ARCHS
+    from ...models.arch import ARCHS
 
     try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
         model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
@@ -379,7 +379,7 @@ def _retired_defaults(config: dict[str, Any]) -> dict[str, Any]:
 def _family_targets(model: Any) -> str | None:
     """The default targets (word embeddings included) of the model family at `model`, or None where
     its config cannot be read here (the run keeps its id, and shows as pending)."""
-    from ..models.arch import ARCHS
+    from ...models.arch import ARCHS
 
     try:
         model_type = json.loads((Path(model) / "config.json").read_text())["model_type"]
@@ -405,7 +405,7 @@ def rekey_store(store: Any) -> int:
     runs got a new id."""
     if store.readonly or not ids_outdated(store):
         return 0
-    from .store import owner_gone
+    from ..store import owner_gone
 
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()

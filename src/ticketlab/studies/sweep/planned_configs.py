@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import FieldError
-from ..core.errors import ConfigError
+from ...core.checks import FieldError
+from ...core.errors import ConfigError
 from .methods import LEGACY_IMP, base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.

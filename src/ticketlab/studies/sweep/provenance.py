@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ... import __version__
 
 # --------------------------------------------------------------------------- provenance
 

@@ -38,10 +38,12 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_json
-from ..core.outputs import refuse_links
-from . import adapters, rows
+from ...core.errors import ConfigError, TicketlabError
+from ...core.files import atomic_write_json
+from ...core.outputs import refuse_links
+from .. import rows
+from ..store import RunRecord, Store
+from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Coordinator
 from .launchers import SubmititLauncher
@@ -50,7 +52,6 @@ from .plan import Run, expand, ids_outdated, input_keys, rekey_store
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .spec import spec_json
 from .status import SweepResult, sweep_status
-from .store import RunRecord, Store
 from .sweep_spec import SweepSpec
 from .work import RESULT, Work, run_dir, summary
 

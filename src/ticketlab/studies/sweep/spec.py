@@ -57,10 +57,10 @@ from typing import Any
 
 import yaml
 
-from ..core.checks import SEED_RANGE, Range
-from ..core.errors import ConfigError
-from ..core.files import read_text
-from ..core.outputs import safe_component
+from ...core.checks import SEED_RANGE, Range
+from ...core.errors import ConfigError
+from ...core.files import read_text
+from ...core.outputs import safe_component
 from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
@@ -182,8 +182,8 @@ class _Reader:
 
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
-        from ..core.errors import TicketlabError
-        from ..tasks.registry import get_task
+        from ...core.errors import TicketlabError
+        from ...tasks.registry import get_task
 
         try:
             get_task(task, data)

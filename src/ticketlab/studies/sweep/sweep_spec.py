@@ -14,8 +14,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.checks import INT64
-from ..core.errors import ConfigError
+from ...core.checks import INT64
+from ...core.errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
 from .planned_configs import PlannedConfigs

@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import TicketlabError
-from ..core.files import read_json
-from ..train.run_dir import RunDir
+from ...core.errors import TicketlabError
+from ...core.files import read_json
+from ...train.run_dir import RunDir
+from ..rows import error_text
+from ..store import HOST
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
 from .plan import Run, pct
-from .rows import error_text
-from .store import HOST
 from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
