@@ -23,7 +23,7 @@ from ticketlab.studies.cells import AVG, method_label
 from ticketlab.studies.plots import FIGURES
 from ticketlab.studies.report import write_report
 from ticketlab.studies.results import load_results
-from ticketlab.studies.sweep.plan import make_run
+from ticketlab.studies.run_ids import make_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -272,7 +272,7 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
 def test_retired_defaults_are_named_when_a_store_is_re_keyed(tiny_bert_dir):
     """Issue 34: a search stored before ids version 4 ran the defaults of its time; re-keying names
     them in its settings, so a run under today's defaults (the papers') never reuses it."""
-    from ticketlab.studies.sweep.plan import _retired_defaults
+    from ticketlab.studies.sweep.rekey import _retired_defaults
 
     def search(method, **settings):
         return {"kind": "search", "method": method, "model": str(tiny_bert_dir), "settings": settings}
@@ -302,7 +302,8 @@ def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):
     settings and its files' split stay in the identity."""
     import os
 
-    from ticketlab.studies.sweep.plan import IDS_VERSION, rekey_store, run_id
+    from ticketlab.studies.run_ids import IDS_VERSION, run_id
+    from ticketlab.studies.sweep.rekey import rekey_store
 
     kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, **kw)

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from ticketlab.core.errors import TicketlabError
+from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.store import Store
-from ticketlab.studies.sweep.plan import make_run
 
 
 def runs(n: int):

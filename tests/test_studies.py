@@ -18,8 +18,9 @@ from ticketlab.methods.importance import Importance
 from ticketlab.studies import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.studies.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
 from ticketlab.studies.report import write_report
+from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.store import Store
-from ticketlab.studies.sweep.plan import FULL, make_run
+from ticketlab.studies.sweep.plan import FULL
 
 
 def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):

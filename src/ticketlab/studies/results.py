@@ -85,9 +85,9 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 
 
 def _rekey(sweep_dir: Path) -> None:
-    """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
+    """Re-key a store whose ids hashed its inputs' paths (`sweep.rekey.rekey_store`), so that a spec's
     plan finds its runs; a store that cannot be written is read as it is."""
-    from .sweep.plan import ids_outdated, rekey_store
+    from .sweep.rekey import ids_outdated, rekey_store
 
     with Store(sweep_dir, readonly=True) as store:
         if not ids_outdated(store) or not store.statuses():

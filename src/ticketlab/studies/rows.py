@@ -22,15 +22,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from .store import HOST, Store, refuse_changed_inputs
+from .records import HOST, RunRecord
+from .run_ids import Run
+from .store import Store
 from .sweep.provenance import code_version
-
-if TYPE_CHECKING:
-    from .sweep.plan import Run
 
 Work = Callable[[], dict[str, Any]]  # runs the row; its metrics
 
@@ -103,6 +102,23 @@ def finish(store: Store, run_id: str, metrics: dict[str, Any], provenance: dict[
 def fail(store: Store, run_id: str, error: str, provenance: dict[str, Any]) -> None:
     """Record a failed row with its error."""
     store.fail(run_id, error, provenance)
+
+
+def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], where: dict[str, str]) -> None:
+    """Refuse to reuse a finished row of a study whose inputs now hold other bytes (new weights at
+    the same model path, edited task data): its metrics belong to the old ones. `now` holds the
+    content keys of what the row reads, `where` their paths; the row recorded its own keys in its
+    provenance when it finished (rows from before that have none: not a difference)."""
+    saved = (record.provenance or {}).get("inputs")
+    if not isinstance(saved, dict):
+        return
+    changed = [k for k in now if k in saved and saved[k] != now[k]]
+    if changed:
+        what = " and ".join(f"{where.get(k, k)}" for k in changed)
+        raise TicketlabError(
+            f"{out}: {what} changed since its run {record.name} finished; pass another output "
+            "directory, or delete it to start over"
+        )
 
 
 def execute(

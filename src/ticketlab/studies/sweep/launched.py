@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from ...core.errors import TicketlabError
 from .. import rows
 from ..rows import error_text
+from ..run_ids import Run
 from ..store import Store
 from .launchers import Handle, Outcome, SubmititLauncher
-from .plan import Run
 from .provenance import code_version
 from .status import SweepResult
 from .work import Work, run_dir, summary

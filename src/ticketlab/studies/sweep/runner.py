@@ -42,14 +42,16 @@ from ...core.errors import ConfigError, TicketlabError
 from ...core.files import atomic_write_json
 from ...core.outputs import refuse_links
 from .. import rows
+from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Coordinator
 from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, base_method, sweep_methods
-from .plan import Run, expand, ids_outdated, input_keys, rekey_store
+from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
+from .rekey import ids_outdated, rekey_store
 from .spec import spec_json
 from .status import SweepResult, sweep_status
 from .sweep_spec import SweepSpec

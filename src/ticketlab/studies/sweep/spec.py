@@ -36,7 +36,7 @@ more seeds add runs.
 
 IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
 matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
-papers' methods became the defaults are re-keyed once (`plan.rekey_store`): their runs of
+papers' methods became the defaults are re-keyed once (`rekey.rekey_store`): their runs of
 ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a
 spec may name to plan and report them; the runner refuses to run one.
 

@@ -19,10 +19,11 @@ from ...core.errors import TicketlabError
 from ...core.files import read_json
 from ...train.run_dir import RunDir
 from ..rows import error_text
+from ..run_ids import Run
 from ..store import HOST
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
-from .plan import Run, pct
+from .plan import pct
 from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
