@@ -1,50 +1,75 @@
-"""Experiments: sweep specs, the results store, the runner, reports and figures."""
+"""Studies above the library: the sweep engine (`sweep/`), the results store and its one row
+executor (`store.py`, `records.py`, `run_ids.py`, `rows.py`), super tickets, ticket sharing, domain
+adaptation, importance across tasks, and the report (`report/`)."""
 
 from ..core.lazy import lazy_exports
 
-# Imported on first use (`ticketlab.core.lazy`): the studies' configs (`super_config`, `mtl_config`) are
-# read when a verb's `--help` is parsed, and need neither the runner nor YAML.
+# Imported on first use (`ticketlab.core.lazy`): the studies' configs (`super_config`, `mtl_config`,
+# `adapt_config`) are read when a verb's `--help` is parsed, and need neither torch nor YAML; the
+# command line reaches the studies themselves through these names when it runs.
 _WHERE = {
+    "AdaptConfig": "adapt_config",
+    "AdaptSource": "adapt_config",
     "FinetuneJob": "sweep.adapters",
     "FinetuneOutput": "sweep.adapters",
     "MethodSpec": "sweep.methods",
     "PretrainEvalJob": "sweep.adapters",
     "Resources": "sweep.launchers",
-    "Run": "sweep.plan",
+    "Run": "run_ids",
+    "Runner": "sweep.runner",
     "SearchJob": "sweep.methods",
     "SearchOutput": "sweep.methods",
     "Store": "store",
     "SubmititLauncher": "sweep.launchers",
     "SweepResult": "sweep.status",
     "SweepSpec": "sweep.sweep_spec",
+    "check_sweep_inputs": "sweep.inputs",
+    "default_dominant": "across",
     "expand": "sweep.plan",
     "load_spec": "sweep.spec",
     "resources": "sweep.launchers",
+    "run_adaptation": "adaptation",
+    "run_mtl": "mtl",
+    "run_super": "supertickets",
     "run_sweep": "sweep.runner",
     "spec_from_dict": "sweep.spec",
+    "super_sources": "adaptation",
     "sweep_methods": "sweep.methods",
     "sweep_status": "sweep.status",
+    "visible_gpus": "sweep.launchers",
+    "write_importance_across": "across",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 __all__ = [
+    "AdaptConfig",
+    "AdaptSource",
     "FinetuneJob",
     "FinetuneOutput",
     "MethodSpec",
     "PretrainEvalJob",
     "Resources",
     "Run",
+    "Runner",
     "SearchJob",
     "SearchOutput",
     "Store",
     "SubmititLauncher",
     "SweepResult",
     "SweepSpec",
+    "check_sweep_inputs",
+    "default_dominant",
     "expand",
     "load_spec",
     "resources",
+    "run_adaptation",
+    "run_mtl",
+    "run_super",
     "run_sweep",
     "spec_from_dict",
+    "super_sources",
     "sweep_methods",
     "sweep_status",
+    "visible_gpus",
+    "write_importance_across",
 ]

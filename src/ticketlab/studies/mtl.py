@@ -50,7 +50,9 @@ from torch import Tensor, nn
 from ..core.digest import content_keys
 from ..core.files import atomic_write_bytes, atomic_write_json
 from ..core.outputs import claim_dir
+from ..models.compaction import refuse_compacted
 from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data, task_dir
 from ..tasks.objective import SELECT, TaskObjective, task_objective
 from ..tasks.registry import get_task
@@ -66,6 +68,7 @@ from .mtl_config import MtlConfig
 from .mtl_model import MultiTask, build, load_tickets, shared_units
 from .rows import record_study
 from .run_ids import make_run
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +316,11 @@ def _record(store, run, work: rows.Work, inputs: rows.Inputs) -> dict[str, Any] 
 def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Ticket sharing (or plain MTL) for every seed, then optional per-task fine-tuning; rows per task
     and stage in OUT's results store. Returns {method: {task: mean_std of the scores over seeds}}."""
-    from .store import Store
-
+    # the model first: uncompacted, and with units of its own per layer when tickets gate them
+    # (ALBERT's shared layer is refused up front)
+    refuse_compacted(config.model, "multi-task learning gates every head and FFN unit of")
+    if config.tickets is not None:
+        unit_arch(load_config(config.model).model_type)
     for task in config.tasks:  # a bad data file is refused before the directory is made
         check_task_data(get_task(task, config.data_dir), config.data_dir)
     check_model(config.model)  # so are its files (pickled or truncated weights) ...

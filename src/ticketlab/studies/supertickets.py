@@ -56,6 +56,7 @@ from ..methods.tickets import (
     fit_levels,
     select,
 )
+from ..models.compaction import refuse_compacted
 from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
 from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data
@@ -64,6 +65,7 @@ from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..verbs.finetune_results import FinetuneResult, mean_std
 from .rows import record_study
+from .store import Store
 from .super_config import SuperConfig
 from .super_rows import (
     IMPORTANCE_DIR,
@@ -257,8 +259,8 @@ def study_levels(config: SuperConfig) -> list[float]:
 
 def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
-    from .store import Store
-
+    # what the model must be, before any directory or work: uncompacted, ...
+    refuse_compacted(config.finetune.model, "super tickets score every head and FFN unit of")
     check_model(config.finetune.model)  # its files (pickled or truncated weights), before its folder
     # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
     unit_arch(load_config(config.finetune.model).model_type)

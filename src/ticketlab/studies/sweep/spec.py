@@ -58,9 +58,10 @@ from typing import Any
 import yaml
 
 from ...core.checks import SEED_RANGE, Range
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, TicketlabError
 from ...core.files import read_text
 from ...core.outputs import safe_component
+from ...tasks.registry import get_task
 from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
@@ -182,9 +183,6 @@ class _Reader:
 
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
-        from ...core.errors import TicketlabError
-        from ...tasks.registry import get_task
-
         try:
             get_task(task, data)
         except TicketlabError as e:
