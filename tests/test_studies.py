@@ -235,7 +235,8 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
 
 
 def test_adaptation_subsets_are_seeded_and_nested():
-    from ticketlab.studies.adaptation import FRACTIONS, subset_size, subsets
+    from ticketlab.studies.adapt_config import FRACTIONS, subset_size
+    from ticketlab.studies.adaptation import subsets
 
     a, again, other = (
         subsets(5000, FRACTIONS, seed=3),
