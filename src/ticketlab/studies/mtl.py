@@ -370,8 +370,8 @@ def _seed(
         metrics = _metrics(best, history, result["steps"], result["train_time_s"], obj)
         run = _row(config, seed, config.tasks[i], config.method, level)
         # the shared stage's scores are this seed's whatever the row says (another process's
-        # finished row holds the same): the row only records them
-        _record(store, run, lambda metrics=metrics: metrics, inputs)
+        # finished or running row holds the same): the row only records them
+        rows.execute(store, run, lambda metrics=metrics: metrics, inputs=inputs)
         out_rows.append((config.method, i, {**metrics, "run_id": run.id}))
     if not config.finetune_after:
         return out_rows
