@@ -19,7 +19,7 @@ from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, Roberta
 from ticketlab.demo.pipeline import demo_threads
 from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
-from ticketlab.studies.launchers import usable_cores
+from ticketlab.studies.sweep.launchers import usable_cores
 
 quiet_transformers()  # no per-load progress bars in test output
 

@@ -19,7 +19,7 @@ import torch
 
 from ticketlab.masks import Mask, MaskConfig, load_mask, save_mask
 from ticketlab.studies import FinetuneJob, FinetuneOutput, MethodSpec, PretrainEvalJob, SearchJob
-from ticketlab.studies.methods import SearchOutput, sweep_methods
+from ticketlab.studies.sweep.methods import SearchOutput, sweep_methods
 
 BONUS = {"full": 0.0, "omp": 0.0, "random": -0.15, "imp": 0.02, "tamt-mlm": 0.04, "tamt-kd": 0.03}
 
@@ -58,7 +58,7 @@ def _perturbed(base: Mask, share: float, seed: int) -> Mask:
 def fake_search(job: SearchJob) -> SearchOutput:
     """A 'mask training' that drifts away from OMP with every step; saves masks at job.save_at."""
     from ticketlab.methods import omp_mask
-    from ticketlab.studies.methods import _base_model
+    from ticketlab.studies.sweep.methods import _base_model
 
     source = f" {job.source['label']}" if job.source is not None else ""
     record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}{source}")
@@ -173,7 +173,7 @@ def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
 # The settings a spec may give TAMT's and IMP's sweep methods, as they were listed by hand before
 # `methods.spec_settings` derived them from the configs (test_api pins the derived sets to these).
 def tamt_settings() -> frozenset[str]:
-    from ticketlab.studies.methods import TRAINING_SETTINGS
+    from ticketlab.studies.sweep.methods import TRAINING_SETTINGS
 
     return TRAINING_SETTINGS | {
         "init",
@@ -188,7 +188,7 @@ def tamt_settings() -> frozenset[str]:
 
 
 def imp_settings() -> frozenset[str]:
-    from ticketlab.studies.methods import TRAINING_SETTINGS
+    from ticketlab.studies.sweep.methods import TRAINING_SETTINGS
 
     return TRAINING_SETTINGS | {
         "prune_rate",

@@ -347,7 +347,7 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
 
     from ticketlab.core.checks import not_result
     from ticketlab.methods import ImpConfig, TamtConfig
-    from ticketlab.studies import methods
+    from ticketlab.studies.sweep import methods
     from ticketlab.verbs.search import SearchConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731

@@ -113,7 +113,7 @@ def _mtl_cases() -> dict[str, Callable[[Path], Any]]:
 
 
 def _plan_cases() -> dict[str, Callable[[Path], Any]]:
-    from ticketlab.studies.plan import run_id
+    from ticketlab.studies.run_ids import run_id
 
     search = {
         "kind": "search",
@@ -148,10 +148,11 @@ def _plan_cases() -> dict[str, Callable[[Path], Any]]:
 
 
 def _super_cases() -> dict[str, Callable[[Path], Any]]:
-    from ticketlab.studies.supertickets import SuperConfig, _Study
+    from ticketlab.studies.super_config import SuperConfig
+    from ticketlab.studies.super_rows import Study
 
     ft = ticketlab.FinetuneConfig(model="m", task="sst2", lr=3e-5, eval_batch_size=8)
-    study = _Study(SuperConfig(finetune=ft), Path("o"), None)
+    study = Study(SuperConfig(finetune=ft), Path("o"), None)
     ticket = {"mask": "k", "method": "st-winning", "sparsity": 0.3, "mask_seed": 2, "search_steps": None}
     return {"super finetune row": lambda _: study.finetune_row(2, ticket).id}
 

@@ -458,7 +458,7 @@ def test_an_unregistered_family_prunes_with_targets(verb_data, tmp_path, capsys)
 def test_ticket_sharing_keeps_a_pruned_heads_relative_position_rows(family):
     """A task's step may not touch the rows of heads its ticket prunes, DeBERTa's relative-position
     projections and split biases included (`Arch.head_extras`)."""
-    from ticketlab.studies.mtl import ticket_param_masks
+    from ticketlab.studies.mtl_model import ticket_param_masks
 
     model = tiny(family)
     s, arch = structure_of(model), ARCHS[model.config.model_type]

@@ -26,9 +26,9 @@ from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.core.errors import ConfigError
 from ticketlab.core.outputs import claim_dir
 from ticketlab.studies import Store, expand, load_spec, run_sweep
-from ticketlab.studies.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
-from ticketlab.studies.methods import MethodSpec
-from ticketlab.studies.runner import sweep_status
+from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
+from ticketlab.studies.sweep.methods import MethodSpec
+from ticketlab.studies.sweep.runner import sweep_status
 
 TESTS = Path(__file__).resolve().parent
 
@@ -383,7 +383,7 @@ from pathlib import Path
 import sweep_fakes as fakes
 from test_launchers import tiny_spec
 from ticketlab.studies import run_sweep
-from ticketlab.studies.launchers import SubmititLauncher
+from ticketlab.studies.sweep.launchers import SubmititLauncher
 root, model = Path(sys.argv[1]), Path(sys.argv[2])
 ft = functools.partial(fakes.fake_finetune, sleep=120)
 launcher = SubmititLauncher(root / "sweep" / "jobs", cluster="local", jobs=2)

@@ -16,8 +16,8 @@ import ticketlab.methods.registered
 from ticketlab.cli import main
 from ticketlab.methods import registry
 from ticketlab.studies import expand, run_sweep
-from ticketlab.studies.methods import method_color, report_order, sweep_methods
 from ticketlab.studies.report import write_report
+from ticketlab.studies.sweep.methods import method_color, report_order, sweep_methods
 
 NAME = "anti-omp"  # the toy method
 MODULE = "test_made_anti_omp"  # its file, written by this test and removed after it

@@ -15,13 +15,8 @@ from ticketlab.masks import UnitMask, structure_of
 from ticketlab.masks.apply import dense_tensor
 from ticketlab.masks.unit_io import save_unit_mask, unit_mask_config
 from ticketlab.models.load import load_model
-from ticketlab.studies.mtl import (
-    MtlConfig,
-    build,
-    run_mtl,
-    task_objective,
-    ticket_param_masks,
-)
+from ticketlab.studies.mtl import MtlConfig, run_mtl, task_objective
+from ticketlab.studies.mtl_model import build, ticket_param_masks
 from ticketlab.train.batches import TASK, MultiTaskData, epoch_batches
 from ticketlab.train.masked_adam import MaskedAdamW
 

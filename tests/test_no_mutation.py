@@ -97,7 +97,7 @@ def test_studies(tiny_bert_dir, glue, tmp_path):
 def test_sweep_spec(tmp_path):
     """A spec made in code keeps the dicts it was given: pretrain_eval takes search.max_length as its
     own copy."""
-    from ticketlab.studies.sweep_spec import SweepSpec, TaskEntry
+    from ticketlab.studies.sweep.sweep_spec import SweepSpec, TaskEntry
 
     (tmp_path / "SST-2").mkdir()
     (tmp_path / "wiki.txt").write_text("some text\n")

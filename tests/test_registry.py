@@ -17,7 +17,7 @@ from ticketlab.core.errors import ConfigError
 from ticketlab.methods import TamtConfig
 from ticketlab.methods.registry import Method, load, register_method
 from ticketlab.studies import expand, spec_from_dict
-from ticketlab.studies.methods import SearchJob, method_color, report_order, sweep_methods
+from ticketlab.studies.sweep.methods import SearchJob, method_color, report_order, sweep_methods
 from ticketlab.verbs.search import SearchConfig, search
 
 
@@ -311,7 +311,7 @@ def test_a_pickled_sweep_work_has_a_method_its_module_registers(tmp_path, monkey
 
     import cloudpickle  # submitit's: what launchers send a worker
 
-    from ticketlab.studies.work import Work
+    from ticketlab.studies.sweep.work import Work
 
     (tmp_path / "carried_method.py").write_text(WORKER_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -20,11 +20,11 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
-from ticketlab.studies.plan import make_run
 from ticketlab.studies.report import run_record, write_report
 from ticketlab.studies.report.cells import AVG, method_label
 from ticketlab.studies.report.plots import FIGURES
 from ticketlab.studies.report.results import load_results
+from ticketlab.studies.run_ids import make_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -24,8 +24,8 @@ import sweep_fakes as fakes
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
-from ticketlab.studies.runner import Runner, mask_hash
 from ticketlab.studies.store import HOST
+from ticketlab.studies.sweep.runner import Runner, mask_hash
 
 TESTS = Path(__file__).resolve().parent
 
@@ -272,7 +272,7 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
 def test_retired_defaults_are_named_when_a_store_is_re_keyed(tiny_bert_dir):
     """Issue 34: a search stored before ids version 4 ran the defaults of its time; re-keying names
     them in its settings, so a run under today's defaults (the papers') never reuses it."""
-    from ticketlab.studies.plan import _retired_defaults
+    from ticketlab.studies.sweep.rekey import _retired_defaults
 
     def search(method, **settings):
         return {"kind": "search", "method": method, "model": str(tiny_bert_dir), "settings": settings}
@@ -302,7 +302,8 @@ def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):
     settings and its files' split stay in the identity."""
     import os
 
-    from ticketlab.studies.plan import IDS_VERSION, rekey_store, run_id
+    from ticketlab.studies.run_ids import IDS_VERSION, run_id
+    from ticketlab.studies.sweep.rekey import rekey_store
 
     kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, **kw)
@@ -527,8 +528,8 @@ def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_be
 def test_registry_settings_are_options_of_the_verbs():
     """The settings a spec may give a method are options of the verb the sweep runs for it."""
     from ticketlab.cli import build_parser
-    from ticketlab.studies.adapters import PRETRAIN_EVAL_SETTINGS
-    from ticketlab.studies.methods import sweep_methods
+    from ticketlab.studies.sweep.adapters import PRETRAIN_EVAL_SETTINGS
+    from ticketlab.studies.sweep.methods import sweep_methods
 
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # argparse keeps sub-parsers here

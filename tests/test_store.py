@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ticketlab.core.errors import TicketlabError
-from ticketlab.studies.plan import make_run
+from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.store import Store
 
 

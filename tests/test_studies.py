@@ -17,9 +17,10 @@ from ticketlab.core.outputs import mark_output
 from ticketlab.methods.importance import Importance
 from ticketlab.studies import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.studies.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
-from ticketlab.studies.plan import FULL, make_run
 from ticketlab.studies.report import write_report
+from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.store import Store
+from ticketlab.studies.sweep.plan import FULL
 
 
 def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):
@@ -204,7 +205,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from ticketlab.masks import current_mask
     from ticketlab.methods import omp_mask
     from ticketlab.methods.tamt import prepare_tamt
-    from ticketlab.studies.methods import SearchJob, sweep_methods
+    from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 
     job = SearchJob(
         model=str(tiny_bert_dir),
@@ -234,7 +235,8 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
 
 
 def test_adaptation_subsets_are_seeded_and_nested():
-    from ticketlab.studies.adaptation import FRACTIONS, subset_size, subsets
+    from ticketlab.studies.adapt_config import FRACTIONS, subset_size
+    from ticketlab.studies.adaptation import subsets
 
     a, again, other = (
         subsets(5000, FRACTIONS, seed=3),

@@ -384,7 +384,8 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
     """Scores saved before `per` existed are batch means: never reused as per-example scores."""
-    from ticketlab.studies.supertickets import _importance, _importance_key
+    from ticketlab.studies.super_rows import importance_key
+    from ticketlab.studies.supertickets import _importance
 
     old = Importance(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4, {"task": "sst2"})
     old.save(tmp_path / "imp")
@@ -392,7 +393,7 @@ def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, 
         _importance(_super_config(tiny_bert_dir, sst2_root), None, 1, tmp_path / "imp")
     batch = _super_config(tiny_bert_dir, sst2_root, importance="batch")
     assert _importance(batch, None, 1, tmp_path / "imp").n_examples == 4
-    assert _importance_key(batch) == {}  # rows of stores written with batch means keep their ids
+    assert importance_key(batch) == {}  # rows of stores written with batch means keep their ids
     with pytest.raises(ConfigError, match="importance must be one of example, token, batch"):
         _super_config(tiny_bert_dir, sst2_root, importance="mean")
 
@@ -407,7 +408,7 @@ def test_super_config_errors(tiny_bert_dir, sst2_root):
 
 
 def test_pick_super_per_seed_on_selection_scores():
-    from ticketlab.studies.supertickets import pick_super
+    from ticketlab.studies.super_rows import pick_super
 
     rows = [
         (1, 0.1, 70.0, 60.0, "a"),

@@ -20,7 +20,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..studies.adaptation import FRACTIONS, AdaptConfig, run_adaptation, super_sources
+from .. import studies
+from ..studies.adapt_config import FRACTIONS, AdaptConfig
 from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
 from .finetune import SCHEDULE, data_dir_of
@@ -49,9 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    sources = super_sources(args.study)
+    sources = studies.super_sources(args.study)
     given = {"model": sources[0].model, "task": args.task, "data_dir": data_dir_of(args)}
     protocol = config_from_args(FinetuneConfig, args, ON_B, **given)
-    result = run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
+    result = studies.run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
     print((Path(args.out) / "adaptation.md").read_text())
     return 0 if result else 1

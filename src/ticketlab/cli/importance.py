@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import studies
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("studies", nargs="+", metavar="STUDY", help="super-ticket study directories")
@@ -33,11 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # lazy start-up: torch only when the verb runs
-    from ..studies.across import default_dominant, write_importance_across
-
-    rows = write_importance_across(args.studies, args.out, dominant=args.dominant, top=args.top)
-    threshold = args.dominant if args.dominant is not None else default_dominant(len(rows[0].score))
+    rows = studies.write_importance_across(args.studies, args.out, dominant=args.dominant, top=args.top)
+    threshold = args.dominant if args.dominant is not None else studies.default_dominant(len(rows[0].score))
     dominated = sum(r.dominant(threshold) is not None for r in rows)
     print(f"{len(rows)} units, {dominated} dominated by one task: {args.out}/importance_across.md")
     return 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .. import studies
 from ..studies.mtl_config import MtlConfig
 from .common import add_config_arguments, add_model_argument, config_from_args
 
@@ -52,10 +53,8 @@ def mtl_config(args: argparse.Namespace) -> MtlConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..studies.mtl import run_mtl  # lazy start-up: torch only when the verb runs
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    summary = run_mtl(mtl_config(args), args.out)
+    summary = studies.run_mtl(mtl_config(args), args.out)
     for method, per_task in summary.items():
         cells = [
             f"{t} {v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["n"] > 1 else "") for t, v in per_task.items()

@@ -26,6 +26,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from .. import studies
 from ..core.errors import ConfigError
 from ..studies.super_config import SuperConfig
 from . import finetune as finetune_cli
@@ -77,7 +78,5 @@ def print_result(r: SuperResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from ..studies.supertickets import run_super  # lazy start-up: torch only when the verb runs
-
-    print_result(run_super(super_config(args), args.out))
+    print_result(studies.run_super(super_config(args), args.out))
     return 0

@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import ticketlab as tl
+
+from .. import studies
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
-from ..core.outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
-from ..masks.targets import default_targets
-from ..models.load import fit_max_length, load_config, load_tokenizer
-from ..studies import load_spec, run_sweep
-from ..studies.launchers import SubmititLauncher, resources, visible_gpus
-from ..studies.runner import Runner
-from ..studies.status import sweep_status
-from ..studies.store import DB_NAME, Store
+from ..core.outputs import place, safe_component
 from .common import at_least, positive_float
+
+if TYPE_CHECKING:
+    from ..studies.sweep.launchers import SubmititLauncher
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,101 +101,36 @@ def sweep_dir(args: argparse.Namespace, spec) -> Path:
     return Path(spec.output) if spec.output else Path("sweeps") / safe_component(spec.name, "sweep name")
 
 
-def carried_store(out: Path) -> bool:
-    """`out` holds a ticketlab results store and nothing else, without our marker: a store copied
-    into an empty directory to carry a sweep to another machine (the README's way to resume). Its
-    one file is ours by its content (it opens as a ticketlab store), not by its name; anything
-    beside it makes the directory the user's."""
-    if not out.is_dir() or (out / MARKER).exists():
-        return False
-    names = {p.name for p in out.iterdir()}
-    if any((out / n).is_symlink() for n in names):  # a link to someone's database is theirs
-        return False
-    if names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"} or DB_NAME not in names:
-        return False
-    try:
-        Store(out, readonly=True).db.close()
-    except TicketlabError:
-        return False
-    return True
-
-
-def check_inputs(spec, out: Path, *, dry_run: bool = False) -> None:
-    """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
-    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
-    evaluation length beyond its positions, a task folder without its data files. A dry run only
-    checks the directory; a sweep makes and marks it."""
-    _check_task_data(spec)  # before the directory is made
-    corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
-    carried = carried_store(out)
-    if carried and not dry_run:
-        mark_output(out, "sweep")
-    if not (carried and dry_run):
-        (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
-    if not Path(spec.model).expanduser().exists():
-        return  # a hub id: checked when it is loaded
-    config = load_config(spec.model)
-    searched = [m for m in spec.methods if spec.method_specs[m].search is not None]
-    if any("targets" not in spec.search_settings(m) for m in searched):
-        default_targets(config.model_type)
-    length = (spec.pretrain_eval or {}).get("max_length")
-    if length is not None:
-        fit_max_length(config, length, length, what="pretrain_eval.max_length")
-    try:
-        load_tokenizer(spec.model)  # the vocabulary files only, no weights
-    except TicketlabError as e:
-        raise TicketlabError(
-            f"model: {e} (every run tokenizes its text with the model's tokenizer)"
-        ) from None
-
-
-def _check_task_data(spec) -> None:
-    """Every task's data folder holds the files its fine-tunings read (the train split and the
-    splits it scores): a folder holding only its task.json passed, and every run failed after."""
-    from ..tasks.glue import split_file
-    from ..tasks.registry import get_task
-
-    for name, entry in spec.tasks.items():
-        if entry.data is None:
-            continue  # from the hub: checked when it is downloaded
-        task = get_task(entry.task, entry.data)
-        if task.kind == "squad":
-            continue  # its own layout, read by its loader
-        for split in dict.fromkeys(["train", *task.eval_splits]):
-            try:
-                split_file(task, entry.data, split)
-            except TicketlabError as e:
-                raise TicketlabError(f"tasks.{name}.data: {e}") from None
-
-
 def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:
     """None: runs here, one at a time; else the submitit launcher the flags ask for."""
     if args.launcher == "local" and (args.jobs or 1) == 1:
         return None
     flags = {"gpus": args.gpus, "cpus": args.cpus, "mem_gb": args.mem, "time_min": args.time}
-    res = resources(spec.resources, {**flags, "partition": args.partition})
-    gpus = visible_gpus() if args.launcher == "local" else None
-    return SubmititLauncher(out / "jobs", cluster=args.launcher, jobs=args.jobs, resources=res, gpus=gpus)
+    res = studies.resources(spec.resources, {**flags, "partition": args.partition})
+    gpus = studies.visible_gpus() if args.launcher == "local" else None
+    return studies.SubmititLauncher(
+        out / "jobs", cluster=args.launcher, jobs=args.jobs, resources=res, gpus=gpus
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.status is not None:
-        print(sweep_status(args.status))
+        print(studies.sweep_status(args.status))
         return 0
     if args.spec is None:
         raise TicketlabError("give a sweep spec (or --status DIR)")
-    spec = load_spec(args.spec)
+    spec = studies.load_spec(args.spec)
     out = sweep_dir(args, spec)
     launched = launcher(args, spec, out.resolve())
     reason = launched.unavailable() if launched is not None and not args.dry_run else None
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
     try:
-        check_inputs(spec, out, dry_run=args.dry_run)
+        studies.check_sweep_inputs(spec, out, dry_run=args.dry_run)
     except TicketlabError as e:
         raise TicketlabError(f"{args.spec}: {e}") from None
     if args.dry_run:  # writes nothing: the store, if there is one, is only read
-        runner = Runner(spec, out, log=print, dry_run=True)
+        runner = studies.Runner(spec, out, log=print, dry_run=True)
         try:
             print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
             print(runner.describe())
@@ -208,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if Path(args.spec).resolve() != (out / "spec.yaml").resolve():  # replaced, never written through
         atomic_write_text(place(out, "spec.yaml"), read_text(args.spec, "sweep spec"))
-    result = run_sweep(
+    result = studies.run_sweep(
         spec,
         out,
         max_runs=args.max_runs,
@@ -221,9 +156,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"
     )
     if not args.no_report:
-        from ..studies.report import write_report  # lazy start-up: scipy, matplotlib
-
-        report = write_report(out)
+        report = tl.write_report(out)
         print(f"\nreport: {report.path}\n\n{report.main_table}")
     if result.failed:
         print(f"\nfailed runs (errors in {out / 'results.sqlite'}; `ticketlab report {out} --run ID`):")

@@ -40,8 +40,8 @@ from ..core.files import read_json
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
-from ..studies.launchers import usable_cores
 from ..studies.report import write_report
+from ..studies.sweep.launchers import usable_cores
 from .config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
 
 Log = Callable[[str], None]

@@ -35,11 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
 from ..methods.importance import Importance
+from .report.figure_kit import plain_text
+from .store import DB_NAME, Store
 
 KIND = "ticket importance"  # the output kind (`core.outputs.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"
@@ -76,8 +80,6 @@ class UnitRow:
 def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     """Task -> its full-model runs' importance directories, from the results stores of `studies`
     (super-ticket study directories, or sweeps that super-ticket studies joined)."""
-    from .store import DB_NAME, Store
-
     found: dict[str, TaskScores] = {}
     where: dict[tuple[str, int], Path] = {}
     for study in studies:
@@ -206,15 +208,11 @@ def csv_rows(rows: list[UnitRow], threshold: float) -> list[dict]:
 def draw(rows: list[UnitRow], path: Path, top: int = 40) -> None:
     """Stacked bars, one panel per unit kind: the `top` most important units, each bar's height its
     ticket importance, split into the tasks' parts (share x importance)."""
-    from .report.figure_kit import plain_text  # matplotlib: imported only when a figure is drawn
-
     with plain_text():
         _draw(rows, path, top)
 
 
 def _draw(rows: list[UnitRow], path: Path, top: int) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     kinds = [k for k in _UNIT_KINDS if any(r.kind == k for r in rows)]
     tasks = list(rows[0].score)

@@ -27,48 +27,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import check_config
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from ..core.outputs import claim_dir, safe_component
+from ..tasks.glue import load_examples
+from ..tasks.metrics import constant_score, holm, no_verdict
+from ..tasks.objective import _subset
+from ..tasks.registry import get_task
+from ..verbs.finetune import finetune
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std
+from .adapt_config import AdaptConfig, AdaptSource, check_fractions, subset_size
+from .report.paired import Paired
+from .store import Store
+from .super_rows import SUMMARY_FILE
 
 KIND = "domain adaptation"
-FRACTIONS = (0.001, 0.01, 0.1, 1.0)
 JSON_FILE, CSV_FILE, MD_FILE = "adaptation.json", "adaptation.csv", "adaptation.md"
-
-
-@dataclass(frozen=True)
-class AdaptSource:
-    """A model fine-tuned on task A: where B's fine-tuning starts."""
-
-    label: str  # "super", "full", or the user's
-    seed: int  # B's fine-tuning seed (head, order, subset): the seed of A's run
-    model: str  # the fine-tuned weights (a HF model directory)
-    mask: str | None = None  # units kept pruned on B (the ticket)
-
-
-def check_fractions(fractions: Sequence[float]) -> list[float]:
-    fractions = sorted(set(float(f) for f in fractions))
-    if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
-        raise ConfigError(f"fractions must be in (0, 1], got {list(fractions)}")
-    return fractions
-
-
-def subset_size(n: int, fraction: float) -> int | None:
-    """Training examples at `fraction` of n (None: all of them)."""
-    return None if fraction >= 1.0 else max(1, round(fraction * n))
 
 
 def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[int]]:
     """The indices fine-tuning trains on at each fraction (nested, seeded: see the module docstring)."""
-    from ..tasks.objective import _subset  # lazy start-up: `ticketlab adapt --help` reads AdaptConfig here
-
     out = {}
     for f in check_fractions(fractions):
         chosen = _subset(n, subset_size(n, f), seed)
@@ -81,9 +63,6 @@ def subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, list[i
 
 def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
     """Per seed of a super-ticket study, its super ticket and its full model (kept weights)."""
-    from .store import Store
-    from .supertickets import SUMMARY_FILE
-
     root = Path(study)
     summary = read_json(root / SUMMARY_FILE, "super-ticket summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("picks"), list):
@@ -122,37 +101,7 @@ def _kept_model(root: Path, record: Any) -> str:
 # --------------------------------------------------------------------------- the study
 
 
-@dataclass
-class AdaptConfig:
-    """`finetune` is task B's protocol (its model, mask, seed and train_samples are set per run)."""
-
-    finetune: FinetuneConfig
-    sources: list[AdaptSource]
-    fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
-
-    def __post_init__(self) -> None:
-        check_config(self)
-        self.fractions = check_fractions(self.fractions)
-        if not self.sources:
-            raise ConfigError("domain adaptation needs at least one source model")
-        keys = [(s.label, s.seed) for s in self.sources]
-        if len(set(keys)) != len(keys):
-            raise ConfigError("each source label may have each seed once")
-
-    def run_config(self, source: AdaptSource, n_train: int, fraction: float) -> FinetuneConfig:
-        return self.finetune.replace(
-            model=source.model,
-            mask=source.mask,
-            check_hash=False,  # the ticket was found on the pre-trained weights, these are A's
-            seed=source.seed,
-            data_seed=source.seed,  # one subset per seed, whatever the source: a paired comparison
-            train_samples=subset_size(n_train, fraction),
-        )
-
-
 def _n_train(config: FinetuneConfig) -> int:
-    from ..tasks.glue import load_examples
-    from ..tasks.registry import get_task
 
     spec = get_task(config.task, config.data_dir)
     if spec.kind == "squad":
@@ -162,10 +111,6 @@ def _n_train(config: FinetuneConfig) -> int:
 
 def _floor(config: FinetuneConfig, metric: str) -> float | None:
     """A constant predictor's score on B's dev set: no verdict where the full model is at it."""
-    from ..tasks.glue import load_examples
-    from ..tasks.metrics import constant_score
-    from ..tasks.registry import get_task
-
     spec = get_task(config.task, config.data_dir)
     return constant_score(metric, load_examples(spec, config.data_dir, spec.eval_splits[0]).labels)
 
@@ -177,8 +122,6 @@ def pct(f: float) -> str:
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
     """The paired t-test's verdict (`studies.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
-    from ..tasks.metrics import no_verdict
-
     if paired is None or full is None:
         return "—"
     why = no_verdict(full["mean"], full["std"], full["n"], floor, paired.n)
@@ -192,9 +135,6 @@ def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
 def summarise(scores: list[dict[str, Any]], floor: float | None) -> list[dict[str, Any]]:
     """Per (source, fraction) mean ± std (n); per fraction super - full paired by seed, tested with a
     paired t-test (the report's `Paired`), Holm-adjusted over the fractions, and a verdict."""
-    from ..tasks.metrics import holm
-    from .report.paired import Paired
-
     rows, tests = [], []
     for f in sorted({s["fraction"] for s in scores}):
         at = [s for s in scores if s["fraction"] == f]
@@ -245,8 +185,6 @@ def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float |
 
 def run_adaptation(config: AdaptConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Every (source, fraction) fine-tuning into OUT (resumable), then the table."""
-    from ..verbs.finetune import finetune  # lazy start-up, as in `subsets`
-
     n = _n_train(config.finetune)
     out = claim_dir(out_dir, kind=KIND, inputs=[s.model for s in config.sources] + [config.finetune.data_dir])
     scores = []

@@ -22,7 +22,6 @@ from ..core.checks import (
 )
 from ..core.digest import run_identity
 from ..core.errors import ConfigError
-from ..models.load import load_config
 from ..tasks.registry import get_task
 
 AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
@@ -71,13 +70,6 @@ class MtlConfig:
                 f"({', '.join(self.tasks)}) but {len(self.tickets)} tickets: one ticket per task, in order"
             )
         check_distinct("seeds", self.seeds)
-        # lazy start-up: torch only when a config is built, not when `ticketlab mtl --help` is parsed
-        from ..models.compaction import refuse_compacted
-        from ..models.structure import unit_arch
-
-        refuse_compacted(self.model, "multi-task learning gates every head and FFN unit of")
-        if self.tickets is not None:  # tickets need units: ALBERT's shared layer is refused up front
-            unit_arch(load_config(self.model).model_type)
         for task in self.tasks:
             if get_task(task, self.data_dir).kind == "squad":
                 raise ConfigError(

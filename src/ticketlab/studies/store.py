@@ -19,21 +19,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
 from ..core.files import to_json
+from .records import HOST, META_SHAPES, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run
-STATUSES = ("pending", "running", "done", "failed")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,114 +65,6 @@ OWN_TABLES = {
     | {"host", "pid", "created", "started", "heartbeat", "finished"},
     "meta": {"key", "value"},
 }
-
-HOST = socket.gethostname()
-
-
-@dataclass
-class RunRecord:
-    id: str
-    kind: str
-    name: str
-    config: dict[str, Any]
-    deps: list[str]
-    status: str
-    metrics: dict[str, Any] | None
-    provenance: dict[str, Any] | None
-    error: str | None
-    attempts: int
-    host: str | None
-    pid: int | None
-    created: float
-    started: float | None
-    heartbeat: float | None
-    finished: float | None
-    job: str | None = None
-    log: str | None = None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row, store: Path) -> RunRecord:
-        """The record of a row, or one `TicketlabError` naming the store, the run and the column."""
-        d = dict(row)
-        for k, kind in (("config", dict), ("deps", list), ("metrics", dict), ("provenance", dict)):
-            if d[k] is None and k in ("metrics", "provenance"):
-                continue
-            try:
-                d[k] = json.loads(d[k])
-            except (TypeError, ValueError, RecursionError):
-                d[k] = None
-            if not isinstance(d[k], kind):
-                what = f"{k} is not a JSON {kind.__name__}"
-                raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({what})")
-        wrong = _wrong_shape(d)
-        if wrong:
-            raise TicketlabError(f"{store}: run {d['id']}: corrupt row ({wrong})")
-        return cls(**d)
-
-
-def _ids(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(i, str) for i in v)
-
-
-# The meta entries ticketlab reads: what each must be, and its name in a message.
-_META: dict[str, tuple[Any, str]] = {
-    "spec": (lambda v: isinstance(v, dict), "a mapping"),
-    "plan": (_ids, "a list of run ids"),
-    "studies": (
-        lambda v: isinstance(v, dict) and all(_ids(ids) for ids in v.values()),
-        "a mapping of study names to lists of run ids",
-    ),
-    "study_protocols": (lambda v: isinstance(v, dict), "a mapping"),
-    "inputs": (lambda v: isinstance(v, dict), "a mapping"),
-    "ids": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-}
-
-
-def _wrong_shape(d: dict[str, Any]) -> str | None:
-    """Why a row whose JSON reads holds no run (a status no writer sets, a finished run without
-    metrics), or None. What a reader takes from a config is that reader's to check (the report's
-    `results.unusable`)."""
-    if d["status"] not in STATUSES:
-        return f"status {d['status']!r} is not one of {', '.join(STATUSES)}"
-    if d["status"] == "done" and d["metrics"] is None:
-        return "a finished run without metrics"
-    return None
-
-
-def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], where: dict[str, str]) -> None:
-    """Refuse to reuse a finished row of a study whose inputs now hold other bytes (new weights at
-    the same model path, edited task data): its metrics belong to the old ones. `now` holds the
-    content keys of what the row reads, `where` their paths; the row recorded its own keys in its
-    provenance when it finished (rows from before that have none: not a difference)."""
-    saved = (record.provenance or {}).get("inputs")
-    if not isinstance(saved, dict):
-        return
-    changed = [k for k in now if k in saved and saved[k] != now[k]]
-    if changed:
-        what = " and ".join(f"{where.get(k, k)}" for k in changed)
-        raise TicketlabError(
-            f"{out}: {what} changed since its run {record.name} finished; pass another output "
-            "directory, or delete it to start over"
-        )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def owner_gone(row: Any, now: float, stale_after: float) -> bool:
-    """Whether the process that claimed a running run is gone: a dead pid on this machine, or no
-    heartbeat for `stale_after` seconds (`row`: a database row or a `RunRecord`)."""
-    get = row.__getitem__ if isinstance(row, sqlite3.Row) else lambda k: getattr(row, k)
-    if get("host") == HOST and get("pid") is not None and not pid_alive(get("pid")):
-        return True
-    return get("heartbeat") is None or now - get("heartbeat") > stale_after
 
 
 def _read_only_uri(path: Path) -> str:
@@ -352,7 +242,7 @@ class Store:
             value = json.loads(text)
         except (TypeError, ValueError, RecursionError):
             raise TicketlabError(f"{self.path}: corrupt entry {key!r} (not JSON)") from None
-        shape = _META.get(key)
+        shape = META_SHAPES.get(key)
         if shape is not None and not shape[0](value):
             raise TicketlabError(f"{self.path}: corrupt entry {key!r} (not {shape[1]})")
         return value

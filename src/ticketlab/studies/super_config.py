@@ -66,13 +66,9 @@ class SuperConfig:
     )
 
     def __post_init__(self) -> None:
-        # lazy start-up: torch only when a config is built, not when `ticketlab super --help` is parsed
-        from ..models.compaction import refuse_compacted
-
         check_config(self)
         if self.finetune.mask is not None:
             raise ConfigError("super tickets start from the full model: give no mask")
-        refuse_compacted(self.finetune.model, "super tickets score every head and FFN unit of")
         check_distinct("seeds", self.seeds)
         if self.levels is not None:
             self.levels = levels_arg(self.levels)

@@ -34,18 +34,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..core.digest import digest, run_identity
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
@@ -53,13 +50,13 @@ from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..methods.importance import Importance, compute_importance
 from ..methods.tickets import (
-    KINDS,
     LEVELS,
     Shapes,
     check_levels_fit,
     fit_levels,
     select,
 )
+from ..models.compaction import refuse_compacted
 from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
 from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data
@@ -67,124 +64,24 @@ from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..verbs.finetune_results import FinetuneResult, mean_std
+from .rows import record_study
+from .store import Store
 from .super_config import SuperConfig
+from .super_rows import (
+    IMPORTANCE_DIR,
+    METHOD,
+    SUMMARY_FILE,
+    Study,
+    SuperPick,
+    importance_key,
+    super_picks,
+    units_key,
+)
+from .sweep.plan import FULL
 
 log = logging.getLogger(__name__)
 
-METHOD = {kind: f"st-{kind}" for kind in KINDS}  # the method names in the results store
-IMPORTANCE_DIR, SUMMARY_FILE = "importance", "super.json"
-# FinetuneConfig fields the pipeline sets itself, or that are not part of a run's identity
-_OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_model"}
-
-
-# --------------------------------------------------------------------------- the store
-
-
-@dataclass
-class _Study:
-    """The store of OUT and what a row needs: config blocks in the layout of `studies.plan`."""
-
-    config: SuperConfig
-    out: Path
-    store: Any
-    plan: list[str] = field(default_factory=list)
-    inputs: dict[str, str] = field(default_factory=dict)  # content keys of the model, task data, task file
-    where: dict[str, str] = field(default_factory=dict)  # what each of them is, for a message
-
-    def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
-        from .plan import make_run
-
-        ft = self.config.run_config(seed)
-        settings = run_identity(ft, leave_out=_OWN)
-        spec = get_task(ft.task, ft.data_dir)
-        config = {
-            "model": ft.model,
-            "task": ft.task,
-            "task_label": spec.id,
-            "data": ft.data_dir,
-            "seed": seed,
-            "train_size": ft.train_samples,
-            "settings": settings,
-            "study": "super",
-            **what,
-        }
-        name = f"ft_{spec.id}_{what['method']}" + (
-            f"_l{round(what['sparsity'] * 100)}" if what["mask"] else ""
-        )
-        return make_run("finetune", f"{name}_ft{seed}", config, deps)
-
-    def ticket_row(self, kind: str, level: float, seed: int, full_id: str):
-        from .plan import make_run
-
-        config = {
-            "model": self.config.finetune.model,
-            "method": METHOD[kind],
-            "sparsity": level,
-            "seed": seed,
-            "steps": None,
-            "save_at": [],
-            # winning / losing tickets come from the importance of the seed's full model
-            "settings": {
-                "granularity": self.config.granularity,
-                "importance_of": full_id,
-                **_units_key(self.config.units),
-            },
-            "corpus": None,
-        }
-        return make_run("search", f"{METHOD[kind]}_l{round(level * 100)}_seed{seed}", config, (full_id,))
-
-    def execute(self, run, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
-        """Run one row unless it is done (its metrics) or held by another live process (None)."""
-        from .provenance import code_version
-        from .store import HOST, refuse_changed_inputs
-
-        self.plan.append(run.id)
-        self.store.add_runs([run])
-        record = self.store.get(run.id)
-        if record.status == "done":
-            refuse_changed_inputs(self.out, record, self.inputs, self.where)
-            return record.metrics
-        if not self.store.claim(run.id):
-            log.warning("%s: running in another process; skipped here", run.name)
-            return None
-        t0, started = time.perf_counter(), time.time()
-        try:
-            metrics = work(self.out / "runs" / run.dirname)
-        except KeyboardInterrupt:
-            self.store.release(run.id)
-            raise
-        except Exception as e:
-            self.store.fail(run.id, str(e), {"code": code_version(), "host": HOST, "started": started})
-            raise
-        prov = {"code": code_version(), "host": HOST, "started": started, "wall_s": time.perf_counter() - t0}
-        self.store.finish(run.id, metrics, {**prov, "inputs": self.inputs})
-        return metrics
-
-
-def record_study(
-    store: Any, name: str, run_ids: Sequence[str], spec: dict[str, Any], protocol: dict[str, Any]
-) -> None:
-    """Make a study's rows the ones `ticketlab report` shows for it (meta `studies`: name -> ids).
-
-    Runs of the same `protocol` (the settings every row shares) add up: a second call with more
-    levels, kinds or seeds extends the study. Another protocol replaces the study's rows, so a
-    report never pools, say, two learning rates. In a sweep's store the sweep's spec and plan stay
-    as they are and its report gains the study; in a store of its own, `spec` names it. One
-    transaction, so studies written at once all stay.
-    """
-    protocol_id = digest(protocol)
-    with store.transaction() as db:
-        meta = dict(
-            db.execute("SELECT key, value FROM meta WHERE key IN ('studies', 'study_protocols', 'spec')")
-        )
-        studies = store.parse_meta("studies", meta.get("studies", "{}"))
-        protocols = store.parse_meta("study_protocols", meta.get("study_protocols", "{}"))
-        old = studies.get(name, []) if protocols.get(name) == protocol_id else []
-        studies[name], protocols[name] = list(dict.fromkeys([*old, *run_ids])), protocol_id
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('studies', ?)", (json.dumps(studies),))
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('study_protocols', ?)", (json.dumps(protocols),))
-        if "spec" not in meta:
-            db.execute("INSERT INTO meta VALUES ('spec', ?)", (json.dumps(spec),))
+# --------------------------------------------------------------------------- the rows' metrics
 
 
 def _scores(r: FinetuneResult) -> dict[str, Any]:
@@ -252,23 +149,9 @@ def _base_model(name: str) -> nn.Module:
     return load_model(name, head="base")
 
 
-def _units_key(units: str) -> dict[str, str]:
-    """The unit counts in a ticket's identity: "round" (ticketlab's first counts) adds nothing, so
-    the rows of stores written before `units` keep their ids, and Liang's counts make new rows."""
-    return {"units": units} if units != "round" else {}
-
-
-def _importance_key(config: SuperConfig) -> dict[str, str]:
-    """The importance kind, in a full-model row's identity and the study's protocol: new rows for
-    the new kinds, the rows of stores written with batch-mean scores keep their ids."""
-    return {"importance": config.importance} if config.importance != "batch" else {}
-
-
-def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
-    from .plan import FULL
-
+def _full(study: Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     config = study.config
-    run = study.finetune_row(seed, {**FULL, **_importance_key(config)})
+    run = study.finetune_row(seed, {**FULL, **importance_key(config)})
 
     def work(run_dir: Path) -> dict[str, Any]:
         result = finetune(config.run_config(seed), run_dir)
@@ -280,7 +163,7 @@ def _full(study: _Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     return run.id, study.execute(run, work)
 
 
-def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, dict]) -> dict | None:
+def _ticket(study: Study, kind: str, level: float, seed: int, full: tuple[str, dict]) -> dict | None:
     config = study.config
     run = study.ticket_row(kind, level, seed, full[0])
     mask_dir = study.out / "masks" / run.dirname
@@ -331,40 +214,6 @@ def _ticket(study: _Study, kind: str, level: float, seed: int, full: tuple[str, 
     return study.execute(rewind, lambda run_dir: _scores(finetune(ft, run_dir)))
 
 
-# --------------------------------------------------------------------------- selection
-
-
-@dataclass
-class SuperPick:
-    seed: int
-    level: float  # the winning level with the best selection-part score
-    score: float  # its score on the report part
-    select_score: float
-    run_id: str | None = None
-
-
-def pick_super(rows: Sequence[tuple[int, float, float, float, str | None]]) -> dict[int, SuperPick]:
-    """Per seed, the winning ticket with the best selection score from rows (seed, level,
-    select score, report score, run id); ties go to the lower level (the larger ticket)."""
-    best: dict[int, SuperPick] = {}
-    for seed, level, sel, score, run_id in sorted(rows, key=lambda r: (r[0], r[1])):
-        if seed not in best or sel > best[seed].select_score:
-            best[seed] = SuperPick(seed, level, score, sel, run_id)
-    return best
-
-
-def super_picks(records: Sequence[Any]) -> dict[tuple[str, int], SuperPick]:
-    """(task, seed) -> super ticket, from the finished `finetune` rows of a results store."""
-    by_task: dict[str, list] = {}
-    for r in records:
-        c = r.config
-        winning = r.kind == "finetune" and r.status == "done" and c.get("method") == METHOD["winning"]
-        if winning and r.metrics.get("select_score") is not None:
-            row = (c["seed"], c["sparsity"], r.metrics["select_score"], r.metrics["score"], r.id)
-            by_task.setdefault(c["task_label"], []).append(row)
-    return {(t, s): p for t, rows in by_task.items() for s, p in pick_super(rows).items()}
-
-
 # --------------------------------------------------------------------------- the study
 
 
@@ -410,8 +259,8 @@ def study_levels(config: SuperConfig) -> list[float]:
 
 def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     """The whole study of `config` into `out_dir` (resumable); see the module docstring."""
-    from .store import Store
-
+    # what the model must be, before any directory or work: uncompacted, ...
+    refuse_compacted(config.finetune.model, "super tickets score every head and FFN unit of")
     check_model(config.finetune.model)  # its files (pickled or truncated weights), before its folder
     # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
     unit_arch(load_config(config.finetune.model).model_type)
@@ -428,7 +277,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     with Store(out) as store:
         ft = config.run_config(config.seeds[0])
         where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
-        study = _Study(config, out, store, inputs=input_content(ft, spec), where=where)
+        study = Study(config, out, store, inputs=input_content(ft, spec), where=where)
         skipped = 0
         for seed in config.seeds:
             full = _full(study, seed)
@@ -441,7 +290,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
         shared = study.finetune_row(config.seeds[0], {"method": "full", "mask": None}).config
         protocol = {k: shared[k] for k in ("model", "task", "data", "train_size", "settings")}
-        protocol.update(granularity=config.granularity, **_importance_key(config), **_units_key(config.units))
+        protocol.update(granularity=config.granularity, **importance_key(config), **units_key(config.units))
         record_study(store, info["name"], study.plan, info, protocol)
         ids = store.get_meta("studies")[info["name"]]  # this call's rows and earlier ones of its protocol
         records = [r for r in map(store.get, ids) if r is not None]

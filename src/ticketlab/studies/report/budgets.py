@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..methods import base_method
+from ..sweep.methods import base_method
 from .cells import method_label
 
 PAPER_BATCH, PAPER_LENGTH = 16, 512  # search: sequences per step, tokens per sequence

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ...core.files import atomic_write_bytes
-from ..methods import method_color
+from ..sweep.methods import method_color
 from .cells import AVG, Cell, Score
 from .tables import SweepResults
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ...masks import load_mask
-from ..methods import method_color, report_order
+from ..sweep.methods import method_color, report_order
 from .cells import Cell, method_label
 from .figure_kit import _at_main_size, _band, _common_tasks, _floor_line, _legend, _panels, _save, pct
 from .tables import SweepResults

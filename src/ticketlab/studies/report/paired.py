@@ -28,7 +28,7 @@ from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
 from ...tasks.metrics import detectable_effect, holm
-from ..methods import base_method, sweep_methods
+from ..sweep.methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)

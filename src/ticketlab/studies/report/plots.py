@@ -23,7 +23,7 @@ from matplotlib.ticker import LogFormatter
 from ...core.files import atomic_write_csv
 from ...tasks.glue import load_examples
 from ...tasks.registry import get_task
-from ..methods import method_color, report_order
+from ..sweep.methods import method_color, report_order
 from .cells import AVG, Cell, method_label
 from .figure_kit import (
     DPI,

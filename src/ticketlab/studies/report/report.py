@@ -33,9 +33,9 @@ from typing import Any
 from ...core.errors import MaskFileError, TicketlabError
 from ...core.files import atomic_write_text
 from ...core.outputs import atomic_dir
-from ..plan import expand
-from ..spec import load_spec, spec_json
 from ..store import owner_gone
+from ..sweep.plan import expand
+from ..sweep.spec import load_spec, spec_json
 from . import plots
 from .csvs import write_csvs
 from .figure_kit import plain_text

@@ -29,9 +29,9 @@ from ...core.errors import TicketlabError
 from ...tasks.glue import load_examples
 from ...tasks.metrics import constant_score
 from ...tasks.registry import get_task
-from ..methods import report_order
-from ..plan import ids_outdated, rekey_store
 from ..store import DB_NAME, RunRecord, Store
+from ..sweep.methods import report_order
+from ..sweep.rekey import ids_outdated, rekey_store
 from .cells import AVG, Score, method_label
 from .tables import SweepResults
 
@@ -85,7 +85,7 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 
 
 def _rekey(sweep_dir: Path) -> None:
-    """Re-key a store whose ids hashed its inputs' paths (`plan.rekey_store`), so that a spec's
+    """Re-key a store whose ids hashed its inputs' paths (`sweep.rekey.rekey_store`), so that a spec's
     plan finds its runs; a store that cannot be written is read as it is."""
     with Store(sweep_dir, readonly=True) as store:
         if not ids_outdated(store) or not store.statuses():

@@ -13,8 +13,8 @@ import numpy as np
 
 from ...core.files import atomic_write_csv
 from ...methods.registry import methods as registered_methods
-from ..methods import base_method, method_color
 from ..supertickets import super_picks
+from ..sweep.methods import base_method, method_color
 from .cells import AVG, Cell
 from .figure_kit import (
     _at_main_size,

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import FieldError
-from ..core.errors import ConfigError
-from .methods import LEGACY_IMP, base_method, setting_name
+from ...core.checks import FieldError
+from ...core.errors import ConfigError
+from .adapters import FinetuneJob, PretrainEvalJob, finetune_config, pretrain_eval_config
+from .methods import LEGACY_IMP, SearchJob, base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.
 _PLAN_DIR = Path("<plan>")
@@ -69,8 +70,6 @@ class PlannedConfigs:
     def _check_finetune_configs(self, task: str) -> None:
         """Build the `FinetuneConfig` of every fine-tuning of `task` the sweep plans (each seed and
         training-set size), with the code the runs use: the dry run refuses what a run would."""
-        from .adapters import FinetuneJob, finetune_config
-
         settings = self.finetune_settings(task)
         sizes = [settings.pop("train_size", None)]
         if self.data_curve is not None and task in self.data_curve.tasks:
@@ -84,8 +83,6 @@ class PlannedConfigs:
     def _check_search_configs(self) -> None:
         """Build the config of every search the sweep plans (each sparsity, seed, source task and
         step budget) through its method's `configure`: the one its run builds."""
-        from .methods import SearchJob
-
         for m, spec in self.method_specs.items():
             if spec.configure is None:
                 continue
@@ -119,7 +116,6 @@ class PlannedConfigs:
                     spec.configure(job)
 
     def _check_pretrain_eval_config(self) -> None:
-        from .adapters import PretrainEvalJob, pretrain_eval_config
 
         job = PretrainEvalJob(self.model, None, self.corpus or {}, self.pretrain_eval or {}, _PLAN_DIR)
         key = lambda field: "corpus.text_column" if field == "text_column" else f"pretrain_eval.{field}"  # noqa: E731

@@ -9,11 +9,18 @@ shipped runner calls the library's verb functions (`ticketlab.finetune`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ...core.checks import not_result
+from ...core.files import open_append
+from ...verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
+from ...verbs.finetune import FinetuneConfig, finetune
 
 
 @dataclass
@@ -80,29 +87,18 @@ def pretrain_eval_changed(settings: dict[str, Any]) -> dict[str, Any]:
 def finetune_settings() -> frozenset[str]:
     """Keys a spec may give in `finetune:` or per task: `steps` (a cap on the task's default epochs),
     `train_size`, and every field of `ticketlab.verbs.finetune.FinetuneConfig` the sweep does not set."""
-    import dataclasses
-
-    from ..verbs.finetune import FinetuneConfig
-
     fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
     return frozenset({"steps", "train_size"} | (fields - _FINETUNE_OWN))
 
 
 def finetune_non_result() -> frozenset[str]:
     """Fine-tuning settings that do not change the result (left out of a run's identity)."""
-    from ..core.checks import not_result
-    from ..verbs.finetune import FinetuneConfig
-
     return frozenset(not_result(FinetuneConfig))
 
 
 def finetune_config(job: FinetuneJob):
     """The `FinetuneConfig` of a job (the spec's `steps` is its `max_steps`, `train_size` its
     `train_samples`): what the run uses, and what the dry run builds to refuse bad values early."""
-    import sys
-
-    from ..verbs.finetune import FinetuneConfig
-
     settings = dict(job.settings)
     steps = settings.pop("steps", None)
     settings.setdefault("progress", sys.stderr.isatty())
@@ -121,8 +117,6 @@ def finetune_config(job: FinetuneJob):
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     """One run of `ticketlab.verbs.finetune.finetune` (resumable: an interrupted run continues from its
     checkpoint in `job.out_dir`, a finished one returns its saved result)."""
-    from ..verbs.finetune import finetune
-
     r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
         metric=r.metric,
@@ -138,10 +132,6 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
 
 def pretrain_eval_config(job: PretrainEvalJob):
     """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
-    import sys
-
-    from ..verbs.evaluate_pretrain import PretrainEvalConfig
-
     settings = {k: v for k, v in job.settings.items() if v is not None}
     if job.corpus.get("text_column") is not None:
         settings["text_column"] = job.corpus["text_column"]
@@ -158,8 +148,6 @@ def pretrain_eval_config(job: PretrainEvalJob):
 
 def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     """`ticketlab.evaluate_pretraining` on the corpus's dev text: MLM loss/accuracy, KD loss."""
-    from ..verbs.evaluate_pretrain import evaluate_pretraining
-
     config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):
         (row,) = evaluate_pretraining(config)
@@ -170,10 +158,6 @@ def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
 def logged(log_path: Path, what: str) -> Iterator[None]:
     """Append a library call's messages (the `ticketlab` logger, stdout, and stderr when it is not a
     terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
-    import sys
-
-    from ..core.files import open_append
-
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger("ticketlab")
     with open_append(log_path) as f, contextlib.redirect_stdout(f):

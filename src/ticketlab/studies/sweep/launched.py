@@ -5,47 +5,74 @@ the heartbeats of what it submitted, records what comes back, submits again a jo
 result, adopts the Slurm jobs of a coordinator that died and collects a run that finished before its
 coordinator could record it.
 
-`Launched` is a mixin of `Runner`: it uses the runner's store, plan (`runs`), log, `work`,
-`_busy`, `_provenance` and `mask_dir_of`.
+A `Coordinator` serves one sweep's `Runner` (runner.py) through its public face: its store, plan
+(`runs`), log, `work`, `busy`, `mask_provenance` and `mask_dir_of`; rows are recorded as
+`rows.execute` records them (`rows.finish`, `rows.fail`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-from ..core.errors import TicketlabError
+from ...core.errors import TicketlabError
+from .. import rows
+from ..rows import error_text
+from ..run_ids import Run
+from ..store import Store
 from .launchers import Handle, Outcome, SubmititLauncher
-from .plan import Run
 from .provenance import code_version
 from .status import SweepResult
-from .work import error_text, run_dir, summary
+from .work import Work, run_dir, summary
 
 
-class Launched:
-    """Runs submitted through a launcher, this process coordinating (see the module docstring)."""
+class Sweep(Protocol):
+    """What a coordinator uses of the sweep it serves (runner.py's `Runner`)."""
 
-    def _coordinate(
-        self, launcher: SubmititLauncher, result: SweepResult, max_runs: int | None, retries: int
-    ) -> None:
+    store: Store
+    runs: list[Run]
+    dir: Path
+    work: Work
+    log: Callable[[str], None]
+    heartbeat_every: float
+    poll: float
+
+    def busy(self, run: Run) -> bool: ...
+    def forget_busy(self, run_id: str) -> None: ...
+    def mask_provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]: ...
+    def mask_dir_of(self, run: Run) -> Path | None: ...
+
+
+class Coordinator:
+    """Runs submitted through a launcher for a sweep's runner, this process coordinating (see the
+    module docstring)."""
+
+    def __init__(self, runner: Sweep, launcher: SubmititLauncher, retries: int):
+        self.runner, self.launcher, self.retries = runner, launcher, retries
+        self.store, self.runs, self.log = runner.store, runner.runs, runner.log
+        self.inflight: dict[str, tuple[Run, Handle, float]] = {}
+        self.tries: dict[str, int] = {}  # submissions per run in this sweep
+
+    def run(self, result: SweepResult, max_runs: int | None) -> None:
         """Submit every run whose masks are there, as many at once as the launcher takes; record
         what comes back. Only this process writes the store: it claims the runs it submits and
         keeps their heartbeats while they are queued or running."""
-        inflight: dict[str, tuple[Run, Handle, float]] = {}
-        tries: dict[str, int] = {}  # submissions per run in this sweep
-        beat = time.monotonic()
+        launcher, inflight, beat = self.launcher, self.inflight, time.monotonic()
         try:
             while True:
-                self._collect(launcher, inflight, tries, retries, result)
-                waiting, busy = self._submit_ready(launcher, inflight, tries, max_runs, result)
+                self._collect(result)
+                waiting, busy = self._submit_ready(max_runs, result)
                 elsewhere = waiting and (busy or any(self.store.held_elsewhere(r.id) for r in self.runs))
                 if not inflight and not elsewhere:
                     break
-                if time.monotonic() - beat > self.heartbeat_every:
+                if time.monotonic() - beat > self.runner.heartbeat_every:
                     for run_id in inflight:
                         self.store.heartbeat(run_id)
                     beat = time.monotonic()
-                time.sleep(self.poll)
+                time.sleep(self.runner.poll)
         except BaseException:  # Ctrl-C, or an error (a full disk): local workers end with us
             for run, handle, _ in inflight.values():
                 if launcher.cluster == "local":  # Slurm jobs run on; the next sweep adopts them
@@ -56,8 +83,9 @@ class Launched:
         finally:
             launcher.close()
 
-    def _collect(self, launcher, inflight: dict, tries: dict, retries: int, result: SweepResult) -> None:
+    def _collect(self, result: SweepResult) -> None:
         """Record the jobs that ended; submit again those killed without a result."""
+        launcher, inflight, tries = self.launcher, self.inflight, self.tries
         for run_id, (run, handle, t0) in list(inflight.items()):
             outcome = launcher.poll(handle)
             if outcome is None:
@@ -66,21 +94,20 @@ class Launched:
             if outcome.ok and "busy" in outcome.value:  # its directory was held: wait, do not fail
                 self.store.release(run_id)
                 del tries[run_id]
-                self._told_busy.discard(run_id)
-            elif outcome.killed and tries[run_id] <= retries:
+                self.runner.forget_busy(run_id)
+            elif outcome.killed and tries[run_id] <= self.retries:
                 self.log(f"    {run.name}: job {handle.job_id} ended without a result; retrying")
-                retry = self._submit(launcher, run, result, retry=True)
+                retry = self._submit(run, result, retry=True)
                 if retry is not None:
                     inflight[run_id], tries[run_id] = (run, retry, t0), tries[run_id] + 1
             else:
                 self._record(run, handle, outcome, result, t0)
 
-    def _submit_ready(
-        self, launcher, inflight: dict, tries: dict, max_runs: int | None, result: SweepResult
-    ) -> tuple[bool, bool]:
+    def _submit_ready(self, max_runs: int | None, result: SweepResult) -> tuple[bool, bool]:
         """Claim and submit the runs whose inputs are done, while the launcher takes more; collect
         those finished but not recorded. Returns whether some wait for runs not done yet, and
         whether some wait for a directory another process holds."""
+        launcher, inflight, tries = self.launcher, self.inflight, self.tries
         statuses, waiting, busy = self.store.statuses(), False, False
         for run in self.runs:
             if launcher.free == 0 or (max_runs is not None and len(tries) >= max_runs):
@@ -95,17 +122,17 @@ class Launched:
                 continue
             previous = self.store.get(run.id)
             adoptable = launcher.cluster == "slurm" and previous is not None and previous.job
-            if not adoptable and self._busy(run):  # (a Slurm job of ours holding it is adopted)
+            if not adoptable and self.runner.busy(run):  # (a Slurm job of ours holding it is adopted)
                 waiting = busy = True
                 continue
             if not self.store.claim(run.id):
                 waiting = True  # another coordinator has it
                 continue
             tries[run.id] = 1
-            handle = self._adopt(launcher, run, previous)
+            handle = self._adopt(run, previous)
             if handle is None and self._collect_saved(run, result):
                 continue
-            handle = handle or self._submit(launcher, run, result)
+            handle = handle or self._submit(run, result)
             if handle is not None:
                 inflight[run.id] = (run, handle, time.perf_counter())
         return waiting, busy
@@ -113,29 +140,32 @@ class Launched:
     def _collect_saved(self, run: Run, result: SweepResult) -> bool:
         """Record a claimed run whose result file is there (it finished, its coordinator died
         before recording it) without launching it again; False: nothing usable there."""
-        work = run_dir(self.dir, run)
+        work = run_dir(self.runner.dir, run)
         saved = work.file(work.result)
         if not saved.is_file():
             return False
         try:
             metrics = work.finished()["metrics"]
-            provenance = {**self._provenance(run, metrics, 0.0, 0.0), "collected": str(saved)}
-            metrics = {k: v for k, v in metrics.items() if k != "history"}
+            provenance = {**self._provenance(run, metrics), "collected": str(saved)}
         except Exception:  # e.g. its mask is gone: a worker runs it and reports why
             return False
-        self.store.finish(run.id, metrics, provenance)
+        metrics = rows.finish(self.store, run.id, metrics, provenance)
         result.ran.append(run.id)
         self.log(f"    {run.name}: finished before, collected from {saved}{summary(run, metrics)}")
         return True
 
-    def _submit(
-        self, launcher: SubmititLauncher, run: Run, result: SweepResult, *, retry: bool = False
-    ) -> Handle | None:
+    def _provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+        """A launched run's provenance as `rows.execute` records a run's, made here (the worker's
+        host, pid, start and wall time replace this process's where it reported them)."""
+        return {**rows.ran_here(0.0, 0.0), **self.runner.mask_provenance(run, metrics)}
+
+    def _submit(self, run: Run, result: SweepResult, *, retry: bool = False) -> Handle | None:
         """Submit one claimed run; a submission the scheduler refuses fails the run (the sweep goes on)."""
+        runner = self.runner
         try:
-            handle = launcher.submit(run.kind, self.work.in_worker, run, self.mask_dir_of(run))
+            handle = self.launcher.submit(run.kind, runner.work.in_worker, run, runner.mask_dir_of(run))
         except Exception as e:  # e.g. sbatch: invalid partition
-            self.store.fail(run.id, f"submission failed: {error_text(e)}", {"code": code_version()})
+            rows.fail(self.store, run.id, f"submission failed: {error_text(e)}", {"code": code_version()})
             result.failed.append(run.id)
             self.log(f"    {run.kind} {run.name}: submission FAILED: {error_text(e).splitlines()[-1]}")
             return None
@@ -143,11 +173,11 @@ class Launched:
         self.log(f"    {run.kind} {run.name} -> job {handle.job_id}")
         return handle
 
-    def _adopt(self, launcher: SubmititLauncher, run: Run, previous) -> Handle | None:
+    def _adopt(self, run: Run, previous) -> Handle | None:
         """A job of an earlier coordinator of this sweep that is still queued or running (Slurm)."""
         if previous is None or previous.status != "running" or not previous.job:
             return None
-        handle = launcher.attach(run.kind, previous.job)
+        handle = self.launcher.attach(run.kind, previous.job)
         if handle is not None:
             self.store.set_job(run.id, handle.job_id, handle.log)
             self.log(f"    {run.kind} {run.name}: job {handle.job_id} still runs; waiting for it")
@@ -164,10 +194,9 @@ class Launched:
         where = {k: value[k] for k in ("host", "pid", "started") if k in value}
         if "metrics" in value:
             try:
-                provenance = {**self._provenance(run, value["metrics"], 0.0, 0.0), **where, **job}
+                provenance = {**self._provenance(run, value["metrics"]), **where, **job}
                 provenance["wall_s"] = value.get("wall_s")
-                metrics = {k: v for k, v in value["metrics"].items() if k != "history"}
-                self.store.finish(run.id, metrics, provenance)
+                metrics = rows.finish(self.store, run.id, value["metrics"], provenance)
             except Exception as e:  # e.g. the mask it reports is not there
                 value = {"error": error_text(e)}
             else:
@@ -175,6 +204,6 @@ class Launched:
                 self.log(f"    {run.name} done in {time.perf_counter() - t0:.1f}s{summary(run, metrics)}")
                 return
         error = f"{value['error']}\n(log: {outcome.log})"
-        self.store.fail(run.id, error, {"code": code_version(), **where, **job})
+        rows.fail(self.store, run.id, error, {"code": code_version(), **where, **job})
         result.failed.append(run.id)
         self.log(f"    {run.name} FAILED: {value['error'].strip().splitlines()[-1]} (log: {outcome.log})")

@@ -6,8 +6,9 @@ only then is marked done, so a sweep killed at any moment resumes where it was, 
 same directory share the work. A failed run is recorded with its error and the sweep goes on (runs
 that need its mask are skipped); the result says what failed.
 
-Runs execute here, one at a time (`Runner._run_here`), or through a launcher (launchers.py: local
-subprocesses, Slurm jobs), this process then coordinating (`Runner._coordinate`, launched.py): it
+Runs execute here, one at a time (`Runner._run_here`, each through `rows.execute`, the executor the
+studies share), or through a launcher (launchers.py: local
+subprocesses, Slurm jobs), this process then coordinating (`Coordinator`, launched.py): it
 alone writes the store (SQLite's locks are not safe on a cluster's network file system), submits what
 is ready, keeps the heartbeats of what it submitted, and records what comes back; a worker (`Work`,
 work.py) touches only files. A job killed without a result is submitted again; a rerun adopts the
@@ -31,29 +32,30 @@ The provenance recorded with each run (code version, mask hashes) is provenance.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_json
-from ..core.outputs import refuse_links
+from ...core.errors import ConfigError, TicketlabError
+from ...core.files import atomic_write_json
+from ...core.outputs import refuse_links
+from .. import rows
+from ..run_ids import Run
+from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
-from .launched import Launched
+from .launched import Coordinator
 from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, base_method, sweep_methods
-from .plan import Run, expand, ids_outdated, input_keys, rekey_store
+from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
+from .rekey import ids_outdated, rekey_store
 from .spec import spec_json
 from .status import SweepResult, sweep_status
-from .store import HOST, RunRecord, Store
 from .sweep_spec import SweepSpec
-from .work import RESULT, Work, error_text, run_dir, summary
+from .work import RESULT, Work, run_dir, summary
 
 __all__ = [
     "MASK_HASH",
@@ -71,35 +73,10 @@ __all__ = [
 Log = Callable[[str], None]
 
 
-class _Heartbeat:
-    """Refreshes a claimed run's heartbeat from a thread (with its own connection) while it runs."""
-
-    def __init__(self, db_path: Path, run_id: str, every: float):
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, args=(db_path, run_id, every), daemon=True)
-
-    def _beat(self, db_path: Path, run_id: str, every: float) -> None:
-        store = Store(db_path)
-        try:
-            while not self.stop.wait(every):
-                with contextlib.suppress(TicketlabError):  # a full disk: the run's own write says so
-                    store.heartbeat(run_id)
-        finally:
-            store.close()
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 # --------------------------------------------------------------------------- the runner
 
 
-class Runner(Launched):
+class Runner:
     def __init__(
         self,
         spec: SweepSpec,
@@ -222,7 +199,7 @@ class Runner(Launched):
         )
         result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
         if launcher is not None:
-            self._coordinate(launcher, result, max_runs, retries)
+            Coordinator(self, launcher, retries).run(result, max_runs)
         else:
             self._run_here(result, max_runs)
         statuses = self.store.statuses()
@@ -248,15 +225,14 @@ class Runner(Launched):
                 if any(d != "done" for d in deps):
                     waiting = True
                     continue
-                if self._busy(run):
+                if self.busy(run):
                     waiting = busy = True
                     continue
-                if not self.store.claim(run.id):
-                    waiting = True
+                n = sum(statuses[r.id] == "done" for r in self.runs) + len(result.failed) + 1
+                if not self.execute(run, result, f"[{n}/{total}]"):
+                    waiting = True  # another process has it, or has just finished it
                     continue
                 attempted.add(run.id)
-                n = sum(statuses[r.id] == "done" for r in self.runs) + len(result.failed) + 1
-                self._execute(run, result, f"[{n}/{total}]")
                 progressed = True
                 break  # re-read the store: other processes may have finished runs meanwhile
             if progressed:
@@ -266,7 +242,7 @@ class Runner(Launched):
                 continue
             break
 
-    def _busy(self, run: Run) -> bool:
+    def busy(self, run: Run) -> bool:
         """Whether another live process holds the run's directory (a worker of a coordinator that
         was killed, still running): the run is waited for, not failed; said once."""
         work = run_dir(self.dir, run)
@@ -342,36 +318,33 @@ class Runner(Launched):
                 "the runs done before used the old ones (their provenance's mask_hash tells which)"
             )
 
-    def _execute(self, run: Run, result: SweepResult, counter: str) -> None:
-        self.log(f"{counter} {run.kind} {run.name} ...")
-        t0, started = time.perf_counter(), time.time()
-        try:
-            with _Heartbeat(self.store.path, run.id, self.heartbeat_every):
-                metrics = self.work(run, self.mask_dir_of(run))
-                provenance = self._provenance(run, metrics, started, time.perf_counter() - t0)
-                metrics = {k: v for k, v in metrics.items() if k != "history"}
-            self.store.finish(run.id, metrics, provenance)
-        except KeyboardInterrupt:
-            self.store.release(run.id)
-            raise
-        except Exception as e:  # record and go on: one bad run must not sink a sweep
-            msg = error_text(e)
-            self.store.fail(run.id, msg, {"code": code_version(), "host": HOST, "started": started})
+    def execute(self, run: Run, result: SweepResult, counter: str) -> bool:
+        """Run one row here (`rows.execute`); False: another process holds it or has finished it."""
+        outcome = rows.execute(
+            self.store,
+            run,
+            lambda: self.work(run, self.mask_dir_of(run)),
+            provenance=lambda metrics: self.mask_provenance(run, metrics),
+            on_start=lambda: self.log(f"{counter} {run.kind} {run.name} ..."),
+            heartbeat_every=self.heartbeat_every,
+            keep_going=True,  # one bad run must not sink a sweep
+        )
+        if outcome.status == "failed":
             result.failed.append(run.id)
-            first = msg.strip().splitlines()[-1] if msg.strip() else type(e).__name__
-            self.log(f"    FAILED after {time.perf_counter() - t0:.1f}s: {first}")
-            return
-        result.ran.append(run.id)
-        self.log(f"    done in {time.perf_counter() - t0:.1f}s{summary(run, metrics)}")
+            first = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else "error"
+            self.log(f"    FAILED after {outcome.wall_s:.1f}s: {first}")
+        elif outcome.status == "ran":
+            result.ran.append(run.id)
+            self.log(f"    done in {outcome.wall_s:.1f}s{summary(run, outcome.metrics)}")
+        return outcome.status in ("ran", "failed")
 
-    def _provenance(self, run: Run, metrics: dict[str, Any], started: float, wall: float) -> dict[str, Any]:
-        prov: dict[str, Any] = {
-            "code": code_version(),
-            "host": HOST,
-            "pid": os.getpid(),
-            "started": started,
-            "wall_s": round(wall, 3),
-        }
+    def forget_busy(self, run_id: str) -> None:
+        """Say it again when the run's directory is found held once more."""
+        self._told_busy.discard(run_id)
+
+    def mask_provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Which masks exactly a finished run made (a search) or used: their content hashes."""
+        prov: dict[str, Any] = {}
         if run.kind == "search":
             prov["mask_hash"] = mask_hash(self.dir / metrics["mask_dir"])
             prov["intermediate_hashes"] = {

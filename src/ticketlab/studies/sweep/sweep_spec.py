@@ -14,9 +14,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.checks import INT64
-from ..core.errors import ConfigError
+from ...core.checks import INT64
+from ...core.errors import ConfigError
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
+from .launchers import resources
 from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
 from .planned_configs import PlannedConfigs
 
@@ -127,8 +128,6 @@ class SweepSpec(PlannedConfigs):
         if not self.model:
             raise self._fail("model", "a base model (local directory or hub id) is required")
         if self.resources is not None:
-            from .launchers import resources
-
             try:
                 resources(self.resources)
             except ConfigError as e:

@@ -3,8 +3,8 @@ from its planned config to its metrics. It touches only files, no store, so it r
 process or, pickled, in a launched worker's; `runner.py` decides what runs and records it.
 
 A run's directory is `runs/<run>/` (`run_dir`, a `RunDir`): its result `sweep_result.json` is
-written last, so a run whose result is there is collected, not repeated. `error_text` and `summary`
-are how a run's failure and its metrics read in the sweep's log.
+written last, so a run whose result is there is collected, not repeated. `summary` is how a run's
+metrics read in the sweep's log (`rows.error_text`, how its failure does).
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import TicketlabError
-from ..core.files import read_json
-from ..train.run_dir import RunDir
+from ...core.errors import TicketlabError
+from ...core.files import read_json
+from ...train.run_dir import RunDir
+from ..rows import error_text
+from ..run_ids import Run
+from ..store import HOST
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
-from .plan import Run, pct
-from .store import HOST
+from .plan import pct
 from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
@@ -50,7 +51,7 @@ class Work:
         self.finetune_fn, self.pretrain_eval_fn = finetune_fn, pretrain_eval_fn
 
     def __call__(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
-        with run_dir(self.dir, run).held() as work:  # a coordinator seeing it held waits (Runner._busy)
+        with run_dir(self.dir, run).held() as work:  # a coordinator seeing it held waits (Runner.busy)
             done = work.finished()
             if done is not None:  # finished earlier but not recorded (killed in between)
                 return done["metrics"]
@@ -148,11 +149,6 @@ class Work:
             out_dir=work,
         )
         return {k: float(v) for k, v in self.pretrain_eval_fn(job).items()}
-
-
-def error_text(e: BaseException) -> str:
-    """A user error's message, or the traceback of anything else."""
-    return str(e) if isinstance(e, TicketlabError) else "".join(traceback.format_exception(e)).strip()
 
 
 def summary(run: Run, m: dict[str, Any]) -> str:

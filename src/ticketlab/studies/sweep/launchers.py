@@ -27,7 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
+import submitit
+import torch
+from submitit.core.utils import FailedJobError, UncompletedJobError
+
+from ...core.errors import ConfigError
 
 KINDS = ("search", "pretrain-eval", "finetune")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
@@ -185,7 +189,6 @@ class SubmititLauncher:
 
     # ------------------------------------------------------------------ executors
     def executor(self, kind: str, slot: int | None = None):
-        import submitit
 
         res = self.resources[kind]
         if self.cluster == "slurm":
@@ -232,8 +235,6 @@ class SubmititLauncher:
 
     def poll(self, handle: Handle) -> Outcome | None:
         """None while the job is queued or running; then what became of it."""
-        from submitit.core.utils import FailedJobError, UncompletedJobError
-
         if not handle.job.done():
             return None
         self._release(handle)
@@ -252,7 +253,6 @@ class SubmititLauncher:
         """A Slurm job a previous coordinator submitted, if it is still queued or running."""
         if self.cluster != "slurm" or not job_id:
             return None
-        import submitit
 
         job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
         if job.state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"):
@@ -272,8 +272,6 @@ def usable_cores() -> int:
 
 def _with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
     """Run `fn` in a worker with `threads` torch threads (its share of this machine's cores)."""
-    import torch
-
     torch.set_num_threads(threads)
     return fn(*args)
 
@@ -312,8 +310,6 @@ def visible_gpus() -> list[int]:
     if env is not None:
         return [int(g) for g in env.split(",") if g.strip().isdigit()]
     try:
-        import torch
-
         return list(range(torch.cuda.device_count()))
     except Exception:  # no CUDA build: no GPUs
         return []

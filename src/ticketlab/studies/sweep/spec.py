@@ -36,7 +36,7 @@ more seeds add runs.
 
 IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
 matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
-papers' methods became the defaults are re-keyed once (`plan.rekey_store`): their runs of
+papers' methods became the defaults are re-keyed once (`rekey.rekey_store`): their runs of
 ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a
 spec may name to plan and report them; the runner refuses to run one.
 
@@ -57,10 +57,11 @@ from typing import Any
 
 import yaml
 
-from ..core.checks import SEED_RANGE, Range
-from ..core.errors import ConfigError
-from ..core.files import read_text
-from ..core.outputs import safe_component
+from ...core.checks import SEED_RANGE, Range
+from ...core.errors import ConfigError, TicketlabError
+from ...core.files import read_text
+from ...core.outputs import safe_component
+from ...tasks.registry import get_task
 from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
@@ -182,9 +183,6 @@ class _Reader:
 
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
-        from ..core.errors import TicketlabError
-        from ..tasks.registry import get_task
-
         try:
             get_task(task, data)
         except TicketlabError as e:

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import TicketlabError
-from .store import Store
+from ...core.errors import TicketlabError
+from ..store import DB_NAME, Store
 
 
 @dataclass
@@ -31,8 +31,6 @@ class SweepResult:
 def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
     """What `ticketlab sweep --status DIR` prints: counts per run kind and status, then the running
     and failed runs with their job ids and logs, and the next queued ones."""
-    from .store import DB_NAME
-
     path = Path(sweep_dir)
     if not (path / DB_NAME).is_file():
         raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")

@@ -29,14 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core.checks import from_options, option_name
-from ..core.errors import ConfigError
-from ..methods import registry as library
-from ..methods.registry import Method, Preset
+from ...core.checks import from_options, option_name
+from ...core.errors import ConfigError
+from ...masks import load_mask
+from ...methods import registry as library
+from ...methods.registry import Method, Preset
+from ...models.load import load_model
+from ...verbs.prune import PruneConfig, prune
+from ...verbs.search import SearchConfig, search
+from .adapters import logged
 
 if TYPE_CHECKING:
-    from ..methods import ImpConfig
-    from ..verbs.search import SearchConfig
+    from ...methods import ImpConfig
+    from ...verbs.search import SearchConfig
 
 
 @dataclass
@@ -110,15 +115,11 @@ PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `-
 @functools.lru_cache(maxsize=1)
 def _base_model(name: str):
     """The dense base model, loaded once per process for all one-shot masks (they do not modify it)."""
-    from ..models.load import load_model
-
     return load_model(name, head="base")
 
 
 def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of an OMP / random pruning job."""
-    from ..verbs.prune import PruneConfig
-
     return PruneConfig(
         model=job.model,
         method=job.method,
@@ -133,8 +134,6 @@ def prune_config(job: SearchJob):
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
     """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
-    from ..verbs.prune import prune
-
     config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
 
@@ -177,8 +176,6 @@ LEGACY_IMP = "legacy"
 
 def _search_output(job: SearchJob) -> SearchOutput:
     """Cost, final dev losses and masks along the way, read back from the search's mask files."""
-    from ..masks import load_mask
-
     search = load_mask(job.mask_dir)[1].search
     intermediate = []
     for step in job.save_at:
@@ -202,8 +199,6 @@ def setting_name(method: str, field: str) -> str:
     """The spec setting that gives config field `field` of sweep method `method`'s search: its option
     name (`core.checks.option_name`: TAMT's `train_head` is `freeze_head`), from the method's config,
     else `SearchConfig`; `field` itself where neither has it."""
-    from ..verbs.search import SearchConfig
-
     base = base_method(method)
     searches = library.methods("search").values()
     configs = [m.config for m in searches if any(s.name == base for s in trained_methods(m))]
@@ -218,8 +213,6 @@ def spec_settings(method: Method, preset: Preset | None = None) -> frozenset[str
     """The settings a spec may give `method` (under `preset`), by their option names: those of
     TRAINING_SETTINGS it reads (`SearchConfig`'s, and `ranking` / `targets` where its config has
     them) and its config's documented options, less what the preset fixes and NOT_SWEPT."""
-    from ..verbs.search import SearchConfig
-
     fields = dataclasses.fields(method.config)
     readers = _option_names(method) | {f.name for f in dataclasses.fields(SearchConfig)}
     own = {option_name(f) for f in fields if "help" in f.metadata}
@@ -246,8 +239,6 @@ def search_config(job: SearchJob, method: Method, preset: Preset | None = None) 
     """The `ticketlab.search` config of a job of `method` (under `preset`): the spec's settings go
     to the method's config or to `SearchConfig`, under their CLI option names. A job with a `source`
     searches on that task (`ticketlab search imp --task`), not on the corpus."""
-    from ..verbs.search import SearchConfig
-
     settings = {k: v for k, v in job.settings.items() if v is not None}
     own = {k: settings.pop(k) for k in _option_names(method) if k in settings}
     seed = job.seed or 0
@@ -274,8 +265,6 @@ def trained_search(configure: Callable[[SearchJob], SearchConfig]) -> SearchFn:
     the same OUT); its messages go to `work_dir/search.log`."""
 
     def run(job: SearchJob) -> SearchOutput:
-        from ..verbs.search import search
-        from .adapters import logged
 
         config = configure(job)
         with logged(job.work_dir / "search.log", f"search {config.verb} -> {job.mask_dir}"):

@@ -11,7 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from safetensors import safe_open
+
+from ... import __version__
 
 # --------------------------------------------------------------------------- provenance
 
@@ -55,8 +57,6 @@ def mask_hash(mask_dir: Path) -> str:
     """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
     Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
     twice gives two files."""
-    from safetensors import safe_open
-
     h = hashlib.sha256()
     with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
         h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())

@@ -1,0 +1,81 @@
+"""What a sweep would refuse, refused before it starts (`ticketlab sweep`, its dry run included): the
+sweep directory (a new or empty one, the sweep's own, or a store carried alone into an empty one), a
+model ticketlab cannot prune by default or tokenize, a pre-training evaluation longer than the model's
+positions, a task folder without its data files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...core.errors import TicketlabError
+from ...core.outputs import MARKER, check_output, claim_dir, mark_output
+from ...masks.targets import default_targets
+from ...models.load import fit_max_length, load_config, load_tokenizer
+from ...tasks.glue import split_file
+from ...tasks.registry import get_task
+from ..store import DB_NAME, Store
+from .sweep_spec import SweepSpec
+
+
+def carried_store(out: Path) -> bool:
+    """`out` holds a ticketlab results store and nothing else, without our marker: a store copied
+    into an empty directory to carry a sweep to another machine (the README's way to resume). Its
+    one file is ours by its content (it opens as a ticketlab store), not by its name; anything
+    beside it makes the directory the user's."""
+    if not out.is_dir() or (out / MARKER).exists():
+        return False
+    names = {p.name for p in out.iterdir()}
+    if any((out / n).is_symlink() for n in names):  # a link to someone's database is theirs
+        return False
+    if names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"} or DB_NAME not in names:
+        return False
+    try:
+        Store(out, readonly=True).db.close()
+    except TicketlabError:
+        return False
+    return True
+
+
+def check_sweep_inputs(spec: SweepSpec, out: Path, *, dry_run: bool = False) -> None:
+    """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
+    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
+    evaluation length beyond its positions, a task folder without its data files. A dry run only
+    checks the directory; a sweep makes and marks it."""
+    _check_task_data(spec)  # before the directory is made
+    corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
+    carried = carried_store(out)
+    if carried and not dry_run:
+        mark_output(out, "sweep")
+    if not (carried and dry_run):
+        (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
+    if not Path(spec.model).expanduser().exists():
+        return  # a hub id: checked when it is loaded
+    config = load_config(spec.model)
+    searched = [m for m in spec.methods if spec.method_specs[m].search is not None]
+    if any("targets" not in spec.search_settings(m) for m in searched):
+        default_targets(config.model_type)
+    length = (spec.pretrain_eval or {}).get("max_length")
+    if length is not None:
+        fit_max_length(config, length, length, what="pretrain_eval.max_length")
+    try:
+        load_tokenizer(spec.model)  # the vocabulary files only, no weights
+    except TicketlabError as e:
+        raise TicketlabError(
+            f"model: {e} (every run tokenizes its text with the model's tokenizer)"
+        ) from None
+
+
+def _check_task_data(spec: SweepSpec) -> None:
+    """Every task's data folder holds the files its fine-tunings read (the train split and the
+    splits it scores): a folder holding only its task.json passed, and every run failed after."""
+    for name, entry in spec.tasks.items():
+        if entry.data is None:
+            continue  # from the hub: checked when it is downloaded
+        task = get_task(entry.task, entry.data)
+        if task.kind == "squad":
+            continue  # its own layout, read by its loader
+        for split in dict.fromkeys(["train", *task.eval_splits]):
+            try:
+                split_file(task, entry.data, split)
+            except TicketlabError as e:
+                raise TicketlabError(f"tasks.{name}.data: {e}") from None

@@ -1,0 +1,231 @@
+"""Expanding a sweep spec into runs, deterministically.
+
+Three kinds of run:
+  search         (method, sparsity, search seed, step budget) -> a mask directory (and masks saved
+                 along the way for search-cost curves); OMP has one run per sparsity, `full` none;
+                 a per-task method (`imp-task`) one per source task too
+  pretrain-eval  MLM / KD dev loss of one mask (or of the dense model)
+  finetune       (mask, task, fine-tuning seed, training-set size) -> dev scores
+
+A mask is searched once and fine-tuned on every task (a per-task method's too: its source task is one
+of them, the others are its transfer targets). A run's id is a content hash of its resolved
+config, which for a fine-tuning run includes the id of the search that made its mask: editing one
+sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
+result (logging, checkpoint intervals) are passed to the run but left out of its identity. What a
+run reads is part of its identity by content (`input_keys`): replacing the model's weights or editing
+the corpus in place makes new runs instead of reporting the old ones as done. Where its content is
+known, a local input enters the id by its content alone, not by its path (`identity`): a store carried
+to a machine where the data lives elsewhere keeps its ids. Stores whose ids hashed the paths are
+re-keyed once (`rekey.rekey_store`). Run ids are `studies/run_ids.py`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...core.files import content_key
+from ..run_ids import Run, checkpoint_has_pooler, make_run
+from .adapters import finetune_non_result, pretrain_eval_changed
+from .sweep_spec import SweepSpec
+
+KINDS = ("search", "pretrain-eval", "finetune")
+
+
+@dataclass(frozen=True)
+class MaskRef:
+    """One mask a search run produces: its final mask (step None) or one saved at `step`."""
+
+    search: Run
+    step: int | None
+
+    @property
+    def steps(self) -> int | None:
+        """Search steps behind this mask (None for one-shot methods)."""
+        return self.step if self.step is not None else self.search.config["steps"]
+
+    def describe(self) -> dict[str, Any]:
+        c = self.search.config
+        what = {
+            "mask": {"search": self.search.id, "step": self.step},
+            "method": c["method"],
+            "sparsity": c["sparsity"],
+            "mask_seed": c["seed"],
+            "search_steps": self.steps,
+        }
+        if "source" in c:  # only then: the runs of masks without a source keep their ids
+            what["source"] = c["source"]["label"]
+        return what
+
+
+FULL = {"mask": None, "method": "full", "sparsity": 0.0, "mask_seed": None, "search_steps": None}
+
+
+def input_keys(
+    spec: SweepSpec, *, corpus: str | None = None, task: str | None = None
+) -> dict[str, str | None]:
+    """Content keys of what runs read: the base model, the corpus (`corpus`: "all" for searches,
+    "dev" for pre-training evaluation) and the data folder of the task labelled `task` (its
+    task.json included). A hub id has none: its name is the key."""
+    keys = {"model": content_key([spec.model])}
+    if corpus is not None and spec.corpus is not None:
+        parts = ("train", "dev") if corpus == "all" else ("dev",)
+        keys["corpus"] = content_key([p for k in parts for p in spec.corpus.get(k) or []])
+    if task is not None:
+        data = spec.tasks[task].data
+        keys["data"] = content_key([data]) if data is not None else None
+    return keys
+
+
+def pct(s: float) -> str:
+    return f"{round(s * 100, 4):g}"
+
+
+def _search_run(
+    spec: SweepSpec,
+    method: str,
+    sparsity: float,
+    seed: int | None,
+    steps: int | None,
+    source: str | None = None,
+) -> Run:
+    m = spec.method_specs[method]
+    settings = {k: v for k, v in spec.search_settings(method).items() if k not in m.non_result}
+    budget = settings.pop("steps", None)
+    save_at: list[int] = []
+    curve = spec.search_curve
+    in_curve = curve is not None and method in curve.methods and sparsity in curve.sparsities
+    if in_curve and m.curve == "save_at" and steps == budget:
+        save_at = sorted({s for s in curve.steps if s < budget})
+    name = method + (f"-{source}" if source is not None else "") + f"_s{pct(sparsity)}"
+    name += f"_seed{seed}" if seed is not None else ""
+    if steps is not None and steps != budget:
+        name += f"_{steps}steps"
+    config = {
+        "model": spec.model,
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "steps": steps,
+        "save_at": save_at,
+        "settings": settings,
+        "corpus": spec.corpus if m.uses_corpus else None,
+        "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None, task=source),
+    }
+    if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
+        t = spec.tasks[source]
+        config["source"] = {"label": source, "task": t.task, "data": t.data}
+    changed = m.changed_defaults(settings, checkpoint_has_pooler(spec.model))
+    if changed:  # only then: a run whose behaviour issue 34 did not change keeps its id
+        config["defaults"] = changed
+    return make_run("search", name.replace("+", "-").replace("/", "-"), config)
+
+
+def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
+    """(main search runs, extra runs with smaller budgets for the search-cost curve)."""
+    main, extra = [], []
+    curve = spec.search_curve
+    for method, m in spec.method_specs.items():
+        if m.search is None:
+            continue
+        budget = spec.search_settings(method).get("steps") if m.uses_steps else None
+        for source in spec.sources(method) if m.per_task else [None]:
+            for s in spec.method_sparsities(method):
+                for seed in spec.method_seeds(method):
+                    main.append(_search_run(spec, method, s, seed, budget, source))
+                    if curve and m.curve == "budgets" and method in curve.methods and s in curve.sparsities:
+                        extra += [_search_run(spec, method, s, seed, b) for b in curve.steps if b != budget]
+    return main, extra
+
+
+def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None, ref: MaskRef | None) -> Run:
+    t = spec.tasks[task]
+    settings = {k: v for k, v in spec.finetune_settings(task).items() if k not in finetune_non_result()}
+    settings.pop("train_size", None)
+    what = ref.describe() if ref is not None else FULL
+    config = {
+        "model": spec.model,
+        "task": t.task,
+        "task_label": task,
+        "data": t.data,
+        "seed": seed,
+        "train_size": train_size,
+        "settings": settings,
+        "inputs": input_keys(spec, task=task),
+        **what,
+    }
+    name = f"ft_{task}_" + (ref.search.name if ref is not None else "full")
+    if ref is not None and ref.step is not None:
+        name += f"_at{ref.step}"
+    name += f"_ft{seed}" + (f"_n{train_size}" if train_size is not None else "")
+    deps = (ref.search.id,) if ref is not None else ()
+    return make_run("finetune", name.replace("+", "-").replace("/", "-"), config, deps)
+
+
+def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
+    what = ref.describe() if ref is not None else FULL
+    config = {"model": spec.model, "corpus": spec.corpus, "settings": spec.pretrain_eval, **what}
+    config["inputs"] = input_keys(spec, corpus="dev")
+    changed = pretrain_eval_changed(spec.pretrain_eval or {}) if ref is not None else {}
+    if changed:  # the dense model's row is what it was: no mask, no decoder or head to choose
+        config["defaults"] = changed
+    name = "pe_" + (ref.search.name if ref is not None else "full")
+    if ref is not None and ref.step is not None:
+        name += f"_at{ref.step}"
+    deps = (ref.search.id,) if ref is not None else ()
+    return make_run("pretrain-eval", name.replace("+", "-").replace("/", "-"), config, deps)
+
+
+def expand(spec: SweepSpec) -> list[Run]:
+    """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings, seed by
+    seed."""
+    main, extra = _searches(spec)
+    finals = {r.id: MaskRef(r, None) for r in main}
+    curve_masks = [MaskRef(r, None) for r in extra] + [
+        MaskRef(r, step) for r in main for step in r.config["save_at"]
+    ]
+
+    def main_size(task: str) -> int | None:
+        return spec.finetune_settings(task).get("train_size")
+
+    def refs(method: str, sparsities) -> list[MaskRef | None]:
+        if spec.method_specs[method].search is None:
+            return [None]
+        return [
+            ref
+            for ref in finals.values()
+            if ref.search.config["method"] == method and ref.search.config["sparsity"] in sparsities
+        ]
+
+    fts: list[Run] = []
+    for method in spec.methods:
+        for ref in refs(method, spec.method_sparsities(method)):
+            fts += [
+                _finetune_run(spec, t, f, main_size(t), ref) for t in spec.tasks for f in spec.finetune_seeds
+            ]
+    if spec.search_curve is not None:
+        tasks = spec.search_curve.tasks
+        for ref in curve_masks:
+            fts += [_finetune_run(spec, t, f, main_size(t), ref) for t in tasks for f in spec.finetune_seeds]
+    if spec.data_curve is not None:
+        c = spec.data_curve
+        for method in c.methods:
+            for ref in refs(method, c.sparsities):
+                for n in c.train_sizes:
+                    fts += [_finetune_run(spec, t, f, n, ref) for t in c.tasks for f in spec.finetune_seeds]
+
+    evals: list[Run] = []
+    if spec.pretrain_eval is not None:
+        evals = [_pretrain_eval_run(spec, None)]
+        evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
+
+    # Seed-major fine-tunings: a sweep stopped part-way has every cell at its first seeds rather
+    # than some cells complete and others empty (stable sort keeps the method/task order).
+    seeds = {f: i for i, f in enumerate(spec.finetune_seeds)}
+    fts.sort(key=lambda r: seeds[r.config["seed"]])
+    runs, seen = [], set()
+    for r in [*main, *extra, *evals, *fts]:
+        if r.id not in seen:
+            seen.add(r.id)
+            runs.append(r)
+    return runs
