@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_a
 
 from ..core.checks import field_types, from_options, option_flags, option_name
 from ..core.errors import TicketlabError
-from ..models.load import head_of, load_config, load_model, load_tokenizer
+from ..models.load import load_config, load_model, load_tokenizer
+from ..models.source import head_of
 
 if TYPE_CHECKING:  # kept out of `ticketlab --help`, which imports this module
     from torch import nn

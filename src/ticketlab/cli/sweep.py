@@ -33,7 +33,8 @@ from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import MARKER, check_output, claim_dir, mark_output, place, safe_component
 from ..masks.targets import default_targets
-from ..models.load import fit_max_length, load_config, load_tokenizer
+from ..models.load import load_config, load_tokenizer
+from ..models.source import fit_max_length
 from ..studies import load_spec, run_sweep
 from ..studies.launchers import SubmititLauncher, resources, visible_gpus
 from ..studies.runner import Runner

@@ -76,7 +76,8 @@ from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from ..data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
 from ..data.tokens import write_token_file
-from ..models.load import head_of, load_config, load_model, load_tokenizer, max_positions, quiet_transformers
+from ..models.load import load_config, load_model, load_tokenizer, quiet_transformers
+from ..models.source import head_of, max_positions
 from ..train.loop import (
     CHECKPOINT,
     LOG,

@@ -71,7 +71,7 @@ def _load_base(base: str, head: str, config: Any) -> nn.Module:
 
 def head_of_model(model: nn.Module) -> str:
     """The head of a loaded model, from its class (its config names the checkpoint's it came from)."""
-    from ..models.load import head_of
+    from ..models.source import head_of
 
     return head_of(SimpleNamespace(architectures=[type(model).__name__]))
 

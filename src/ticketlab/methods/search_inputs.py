@@ -9,7 +9,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..lm.options import Decoder, KdInput
-from ..models.load import head_of, load_config, load_model
+from ..models.load import load_config, load_model
+from ..models.source import head_of
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

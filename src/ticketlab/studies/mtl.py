@@ -59,7 +59,8 @@ from ..masks.named import active_tensors, add_mask, set_active_mask
 from ..masks.unit_io import check_unit_fits, load_unit_mask
 from ..masks.units import UnitMask, to_weight_mask
 from ..models.compaction import head_extras
-from ..models.load import check_model, encoder_of, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.load import check_model, encoder_of, load_config, load_model, load_tokenizer
+from ..models.source import fit_max_length
 from ..models.structure import Structure, structure_of
 from ..tasks.glue import check_task_data, task_dir
 from ..tasks.objective import SELECT, TaskObjective, load_task_model, task_objective

@@ -19,7 +19,8 @@ from ..core.files import atomic_write_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 from ..methods.configs import DEFAULT_MAX_LENGTH
-from ..models.load import fit_max_length, head_of, load_config, load_model, load_tokenizer
+from ..models.load import load_config, load_model, load_tokenizer
+from ..models.source import fit_max_length, head_of
 
 
 @dataclass

@@ -42,7 +42,8 @@ from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
 from ..masks.io import library_versions
-from ..models.load import check_model, fit_max_length, load_config, load_tokenizer
+from ..models.load import check_model, load_config, load_tokenizer
+from ..models.source import fit_max_length
 from ..tasks.glue import task_dir
 from ..tasks.objective import (
     LOSSES,

@@ -7,7 +7,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ...core.digest import run_identity
-from ...models.load import fit_max_length, load_config, load_tokenizer
+from ...models.load import load_config, load_tokenizer
+from ...models.source import fit_max_length
 from ...tasks.registry import get_task
 from ..configs import DEFAULT_MAX_LENGTH, ImpConfig
 from ..registry import Method, Preset, register_method

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ...core.digest import OMIT, run_identity
 from ...core.errors import ConfigError
 from ...masks.targets import attach_pooler, resolve_targets
-from ...models.load import fit_max_length, load_tokenizer
+from ...models.load import load_tokenizer
+from ...models.source import fit_max_length
 from ..configs import DEFAULT_MAX_LENGTH, TamtConfig, paper_budget, paper_schedule_steps
 from ..registry import Method, Preset, register_method
 from ..search_inputs import lm_objective, load_mlm_model, run_options
