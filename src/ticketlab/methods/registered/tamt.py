@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.digest import OMIT, run_identity
 from ...core.errors import ConfigError
-from ...masks.targets import attach_pooler, resolve_targets
+from ...masks.prunable import attach_pooler
+from ...masks.targets import resolve_targets
 from ...models.load import load_tokenizer
 from ...models.source import fit_max_length
 from ..configs import DEFAULT_MAX_LENGTH, TamtConfig, paper_budget, paper_schedule_steps
