@@ -102,7 +102,7 @@ def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_pa
     loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
     score. Each is one line naming the file and line; a metric never scores non-finite values."""
     from ticketlab.core.errors import DataError
-    from ticketlab.tasks.metrics import GLUE_METRICS
+    from ticketlab.tasks.scores import GLUE_METRICS
 
     task = tmp_path / "reg"
     task.mkdir()
@@ -154,7 +154,8 @@ def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
     assert not list(out.rglob("log.jsonl")) and not list(out.rglob("checkpoint.pt"))  # no step was taken
 
     from ticketlab.core.errors import DataError
-    from ticketlab.tasks.metrics import GLUE_METRICS, squad_metrics
+    from ticketlab.tasks.metrics import squad_metrics
+    from ticketlab.tasks.scores import GLUE_METRICS
 
     empty = np.array([], dtype=np.int64)
     for metric in GLUE_METRICS.values():

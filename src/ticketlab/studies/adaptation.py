@@ -163,8 +163,8 @@ def _n_train(config: FinetuneConfig) -> int:
 def _floor(config: FinetuneConfig, metric: str) -> float | None:
     """A constant predictor's score on B's dev set: no verdict where the full model is at it."""
     from ..tasks.glue import load_examples
-    from ..tasks.metrics import constant_score
     from ..tasks.registry import get_task
+    from ..tasks.scores import constant_score
 
     spec = get_task(config.task, config.data_dir)
     return constant_score(metric, load_examples(spec, config.data_dir, spec.eval_splits[0]).labels)

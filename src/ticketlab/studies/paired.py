@@ -176,7 +176,7 @@ class Comparison:
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
         Holm-corrected), given its observed noise (`tasks.metrics.detectable_effect`)."""
-        from ..tasks.metrics import detectable_effect  # scipy.optimize: only when asked
+        from ..tasks.scores import detectable_effect  # scipy.optimize: only when asked
 
         d = self._design()
         return None if d is None else detectable_effect(*d)

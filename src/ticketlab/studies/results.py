@@ -59,8 +59,8 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
     """Each task's constant-predictor score on the split its main metric is read on, from the data
     its fine-tunings read (a task whose data is not here gets none); AVG when every task has one."""
     from ..tasks.glue import load_examples
-    from ..tasks.metrics import constant_score
     from ..tasks.registry import get_task
+    from ..tasks.scores import constant_score
 
     out: dict[str, float] = {}
     tried: set[str] = set()  # each task's data is read once, found or not
