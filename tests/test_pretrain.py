@@ -255,7 +255,7 @@ def test_clipping_precision_fused_and_compile_reach_the_loop(synth, tmp_path, mo
     assert seen["clip"] == [0.25] * 3 and len(compiled) == 1 and compiled[0][1] == {"dynamic": True}
     saved = json.loads((tmp_path / "m" / "pretrain.json").read_text())["config"]
     assert saved["max_grad_norm"] == 0.25 and saved["mixed_precision"] == "bf16"
-    assert PretrainConfig(steps=1).precision() == ("bf16" if torch.cuda.is_available() else "no")
+    assert pretrain_mod.precision(PretrainConfig(steps=1)) == ("bf16" if torch.cuda.is_available() else "no")
 
 
 def test_time_limited_pieces_give_the_weights_of_one_run(synth, tmp_path):
