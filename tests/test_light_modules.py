@@ -32,6 +32,7 @@ LIGHT = (
     "models.source",
     "tasks.metrics",
     "tasks.registry",
+    "train.config",
     "train.run_dir",
 )
 

@@ -16,7 +16,8 @@ from transformers import BertForSequenceClassification
 
 from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.train.loop import TrainConfig, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.loop import train
 
 
 def strict_json(line: str):

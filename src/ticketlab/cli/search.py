@@ -145,7 +145,7 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
-    from ..train.loop import make_accelerator  # lazy start-up: torch only when the verb runs
+    from ..train.processes import make_accelerator  # lazy start-up: torch only when the verb runs
 
     config = search_config(args)
     acc = make_accelerator(config.mixed_precision)

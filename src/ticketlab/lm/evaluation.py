@@ -23,7 +23,7 @@ from torch import nn
 from ..core.errors import DataError, MaskFileError
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
-from ..train.loop import example_seed
+from ..train.determinism import example_seed
 from .objectives import (
     IGNORE_INDEX,
     Decoder,

@@ -58,15 +58,11 @@ from ..core.files import atomic_write_json, read_json
 from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from ..data.tokenizer import DEFAULT_KIND
 from ..models.load import load_config, load_model, quiet_transformers
-from ..train.loop import (
-    CHECKPOINT,
-    RESULT,
-    TrainConfig,
-    load_checkpoint,
-    make_accelerator,
-    seed_everything,
-    train,
-)
+from ..train.checkpoint import load_checkpoint
+from ..train.config import TrainConfig
+from ..train.determinism import seed_everything
+from ..train.loop import CHECKPOINT, RESULT, train
+from ..train.processes import make_accelerator
 from ..train.run_dir import RunDir
 from .evaluation import check_scorable, evaluate_pretraining
 from .objectives import MLMCollator, pretraining_loss

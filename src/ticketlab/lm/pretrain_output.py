@@ -20,7 +20,8 @@ from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json, read_json
 from ..core.outputs import atomic_dir
 from ..data.corpus import LMCorpus
-from ..train.loop import LOG, TrainResult
+from ..train.config import TrainResult
+from ..train.loop import LOG
 from ..train.run_dir import RunDir, check_same_run
 from .pretrain_inputs import PRETRAIN_INPUTS
 

@@ -66,7 +66,8 @@ from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masks.targets import POOLER, Targets
 from ..models.arch import arch_of
 from ..models.load import encoder_of
-from ..train.loop import TrainConfig, TrainState, restart_optimizer
+from ..train.config import TrainConfig, TrainState
+from ..train.schedule import restart_optimizer
 from .configs import VARIANT_RANKING, FirstPruning, ImpConfig, Variant  # noqa: F401 (known here as before)
 from .ranking import Ranking, keep_top
 from .search import SearchDir, SearchObjective, SearchResult, SearchSpec, run_search

@@ -38,22 +38,10 @@ from ..core.files import open_append, temp_dir, to_json
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask, save_mask
 from ..masks.io import CONFIG_NAME, weights_hash
-from ..train.loop import (
-    CHECKPOINT,
-    LOG,
-    RESULT,
-    CollateFn,
-    EvalFn,
-    LossFn,
-    TrainConfig,
-    TrainResult,
-    TrainState,
-    load_checkpoint,
-    load_trainable_state,
-    make_accelerator,
-    restoring,
-    train,
-)
+from ..train.checkpoint import load_checkpoint, load_trainable_state, restoring
+from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, TrainState
+from ..train.loop import CHECKPOINT, LOG, RESULT, train
+from ..train.processes import make_accelerator
 from ..train.run_dir import RunDir
 
 SETTINGS = "settings.json"

@@ -39,7 +39,7 @@ from ..lm.evaluation import HEAD_FILE
 from ..lm.objectives import head_parameters
 from ..masks import Mask
 from ..models.arch import ARCHS
-from ..train.loop import TrainConfig
+from ..train.config import TrainConfig
 from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,

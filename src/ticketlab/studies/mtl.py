@@ -66,8 +66,9 @@ from ..tasks.glue import check_task_data, task_dir
 from ..tasks.objective import SELECT, TaskObjective, load_task_model, task_objective
 from ..tasks.registry import get_task
 from ..train.batches import TASK, MultiTaskData
+from ..train.config import Batch, EvalFn, LossFn, TrainConfig, TrainResult
 from ..train.loop import RESULT as TRAIN_RESULT
-from ..train.loop import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
+from ..train.loop import train
 from ..train.masked_adam import MaskedAdamW, StepMask, StepMasks
 from ..train.run_dir import RunDir
 from ..verbs.finetune import _params

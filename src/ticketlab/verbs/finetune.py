@@ -60,7 +60,9 @@ from ..tasks.objective import (
     task_objective,
 )
 from ..tasks.registry import TaskSpec, get_task
-from ..train.loop import EvalFn, TrainConfig, make_accelerator, train
+from ..train.config import EvalFn, TrainConfig
+from ..train.loop import train
+from ..train.processes import make_accelerator
 from ..train.run_dir import RunDir, check_same_run
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
 from .finetune_results import FinetuneResult, mean_std, summarize

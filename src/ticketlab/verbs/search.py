@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from ..methods.search import SearchResult
-    from ..train.loop import TrainConfig
+    from ..train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class SearchConfig:
         return {"method": method.name, **own, **method.settings(self.method)}
 
     def train_config(self, lr: float, *, metric: str | None = None, greater: bool = True) -> TrainConfig:
-        from ..train.loop import TrainConfig  # lazy start-up (see the imports)
+        from ..train.config import TrainConfig  # lazy start-up (see the imports)
 
         return TrainConfig(
             max_steps=self.steps,
@@ -240,7 +240,7 @@ def search(config: SearchConfig, *, accelerator: Accelerator | None = None) -> S
     Under `accelerate launch` every process calls it; the global batch is split between them and
     the mask is the one a single process finds."""
     from ..methods.search import SearchDir  # lazy start-up (see the imports)
-    from ..train.loop import make_accelerator
+    from ..train.processes import make_accelerator
 
     config = dataclasses.replace(config)  # the run fits max_length to the model: not the caller's copy
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
