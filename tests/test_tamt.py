@@ -16,7 +16,8 @@ from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.lm.evaluation import HEAD_FILE, load_head_state
-from ticketlab.lm.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
+from ticketlab.lm.mlm_head import head_parameters
+from ticketlab.lm.objectives import MLMCollator, mlm_loss, pretraining_loss
 from ticketlab.masks import (
     BinaryMask,
     Mask,

@@ -24,13 +24,13 @@ from ..core.errors import DataError, MaskFileError
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
 from ..train.determinism import example_seed
+from .mlm_head import head_parameters
 from .objectives import (
     IGNORE_INDEX,
     Decoder,
     KdInput,
     MLMCollator,
     eval_mode,
-    head_parameters,
     pretraining_sums,
 )
 

@@ -36,7 +36,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..lm.evaluation import HEAD_FILE
-from ..lm.objectives import head_parameters
+from ..lm.mlm_head import head_parameters
 from ..masks import Mask
 from ..models.arch import ARCHS
 from ..train.config import TrainConfig
