@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_tokens(args: argparse.Namespace) -> int:
-    from ..lm.pretrain_inputs import write_tokens  # lazy start-up, as in `run`
+    from ..lm.pretrain import write_tokens  # lazy start-up, as in `run`
 
     info = write_tokens(
         args.corpus,

@@ -22,9 +22,8 @@ On a GPU the defaults turn on bf16 autocast and torch's fused AdamW (`mixed_prec
 `fused=None`); `compile=True` adds `torch.compile`; gradients are clipped to `max_grad_norm`. All
 of these run on a CPU too. `max_minutes` cuts a run into pieces: when a piece's time is up the run
 checkpoints and returns `stopped`, and the same call goes on from there (the output is written
-only when the last step is done). `write_tokens` (`lm.pretrain_inputs`, with the checks of the
-inputs) tokenizes a corpus into a compact token file (with its tokenizer) that a machine without
-the text can train on.
+only when the last step is done). `write_tokens` tokenizes a corpus into a compact token file
+(with its tokenizer) that a machine without the text can train on.
 
 The settings (`PretrainConfig`, `SIZES`, ...) live in the torch-free `pretrain_config` (so that
 `--help` parses without torch) and are re-exported here.
@@ -49,14 +48,18 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_json, read_json
+from ..core.outputs import atomic_dir, check_output
 from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
+from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer import DEFAULT_KIND
+from ..data.tokens import write_token_file
 from ..models.load import load_config, load_model, quiet_transformers
 from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
@@ -76,8 +79,10 @@ from .pretrain_config import (  # noqa: F401 (the settings, known here as before
 from .pretrain_inputs import (
     PRETRAIN_INPUTS,
     check_before_work,
+    check_inputs,
     dropout_overrides,
     get_tokenizer,
+    given_path,
     listed,
     pretrain_identity,
     removed_if_refused,
@@ -284,3 +289,38 @@ def _train_config(config: PretrainConfig, steps: int, limit: float | None) -> Tr
         progress=config.progress,
         desc="pretrain",
     )
+
+
+def write_tokens(
+    corpus: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None,
+    tokenizer_kind: str = DEFAULT_KIND,
+    vocab_size: int = 8192,
+    max_length: int = 128,
+    dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Tokenize `corpus` (and `dev`) into `out_dir`: `corpus.tokens.safetensors` (and
+    `dev.tokens.safetensors`) with the tokenizer's files beside them, so that
+    `pretrain(..., corpus=out_dir/corpus.tokens.safetensors, tokenizer=out_dir)` trains on exactly
+    these blocks on a machine that has neither the text nor the time to tokenize it."""
+    check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
+    reads = [*listed(corpus), *listed(dev), given_path(tokenizer)]
+    check_output(out_dir, kind="token files", inputs=reads)  # before the work
+    quiet_transformers()
+    tok = get_tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, max_length, None)
+    info: dict[str, Any] = {"tokenizer": type(tok).__name__, "vocab_size": len(tok)}
+    with atomic_dir(out_dir, kind="token files", inputs=reads) as tmp:
+        tok.save_pretrained(tmp)
+        for name, paths in (("corpus", corpus), ("dev", dev)):
+            if paths is not None:
+                file = tmp / f"{name}{TOKENS_SUFFIX}"
+                info[name] = write_token_file(
+                    file, listed(paths), tok, cache_dir=cache_dir, progress=progress
+                )
+                info[name]["file"] = file.name
+        atomic_write_json(tmp / "tokens.json", info)
+    return info

@@ -1,7 +1,6 @@
 """What a pre-training reads, checked before any work, and what names it: the corpus and tokenizer
 checks, the checkpoint to go on from (`init`), the run's identity, the tokenizer (given, or trained on
-the corpus), and `write_tokens`, which tokenizes a corpus once for a machine without the text.
-`lm.pretrain` trains.
+the corpus). `lm.pretrain` trains (and `write_tokens` tokenizes a corpus once).
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from ..core.checks import check_one_of
 from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_json, content_key
+from ..core.files import content_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
-from ..data.tokenizer import DEFAULT_KIND, KINDS, SPECIAL, train_tokenizer
-from ..data.tokens import write_token_file
-from ..models.load import load_config, load_tokenizer, quiet_transformers
+from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
+from ..models.load import load_config, load_tokenizer
 from ..models.source import head_of, max_positions
 from .pretrain_config import SHAPE_OVERRIDES, PretrainConfig
 
@@ -86,41 +84,6 @@ def get_tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, wo
         with atomic_dir(saved, kind="tokenizer") as tmp:
             tok.save_pretrained(tmp)
     return load_tokenizer(saved)
-
-
-def write_tokens(
-    corpus: str | os.PathLike | Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    *,
-    tokenizer: str | os.PathLike | PreTrainedTokenizerBase | None,
-    tokenizer_kind: str = DEFAULT_KIND,
-    vocab_size: int = 8192,
-    max_length: int = 128,
-    dev: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Tokenize `corpus` (and `dev`) into `out_dir`: `corpus.tokens.safetensors` (and
-    `dev.tokens.safetensors`) with the tokenizer's files beside them, so that
-    `pretrain(..., corpus=out_dir/corpus.tokens.safetensors, tokenizer=out_dir)` trains on exactly
-    these blocks on a machine that has neither the text nor the time to tokenize it."""
-    check_inputs(corpus, dev, tokenizer, tokenizer_kind, vocab_size)
-    reads = [*listed(corpus), *listed(dev), given_path(tokenizer)]
-    check_output(out_dir, kind="token files", inputs=reads)  # before the work
-    quiet_transformers()
-    tok = get_tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, max_length, None)
-    info: dict[str, Any] = {"tokenizer": type(tok).__name__, "vocab_size": len(tok)}
-    with atomic_dir(out_dir, kind="token files", inputs=reads) as tmp:
-        tok.save_pretrained(tmp)
-        for name, paths in (("corpus", corpus), ("dev", dev)):
-            if paths is not None:
-                file = tmp / f"{name}{TOKENS_SUFFIX}"
-                info[name] = write_token_file(
-                    file, listed(paths), tok, cache_dir=cache_dir, progress=progress
-                )
-                info[name]["file"] = file.name
-        atomic_write_json(tmp / "tokens.json", info)
-    return info
 
 
 # Each family's names for its dropout probabilities (BERT-likes, DistilBERT, ModernBERT).
