@@ -37,14 +37,24 @@ LIGHT = (
 )
 
 
-def test_light_modules_import_no_heavy_package():
+def heavy_after(modules: tuple[str, ...]) -> list[str]:
+    """The heavy packages a fresh interpreter holds after importing `modules` (of ticketlab)."""
     code = (
         "import importlib, json, sys\n"
-        f"for m in {LIGHT!r}: importlib.import_module('ticketlab.' + m)\n"
+        f"for m in {modules!r}: importlib.import_module('ticketlab.' + m)\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out.splitlines()[-1]) == []
+    return json.loads(out.splitlines()[-1])
+
+
+def test_light_modules_import_no_heavy_package():
+    assert heavy_after(LIGHT) == []
+
+
+def test_reading_a_mask_file_needs_no_transformers():
+    """`ticketlab info MASK` reads a mask's tensors: torch, not transformers (tests/test_startup.py)."""
+    assert heavy_after(("masks.io",)) == ["torch"]
 
 
 def _imports_inside_functions(path: Path) -> list[tuple[int, str]]:

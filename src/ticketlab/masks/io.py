@@ -22,12 +22,12 @@ import platform
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -58,7 +58,7 @@ def library_versions() -> dict[str, str]:
     return {
         "ticketlab": __version__,
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": metadata.version("transformers"),  # not imported: `info` reads a mask without it
         "python": platform.python_version(),
     }
 
