@@ -8,6 +8,9 @@ the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads ont
 Weights are read from safetensors only (`check_weights`, `use_safetensors=True`): unpickling a file
 can run its code, so a pickled `pytorch_model.bin` is refused in one line with the command that
 converts it; a truncated safetensors file is one line too.
+
+The checks of a `--model` argument before anything loads, and what a config says of its head and
+positions, are torch-free: `models.source`.
 """
 
 from __future__ import annotations
