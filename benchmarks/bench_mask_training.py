@@ -55,8 +55,8 @@ from transformers import BertConfig, BertForMaskedLM
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.models.load import load_model, load_tokenizer
-from ticketlab.train.loop import step_in_backward
 from ticketlab.train.optim import AdamW
+from ticketlab.train.schedule import step_in_backward
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_tamt  # noqa: E402  (the benchmark's own peer, beside this file)

@@ -17,7 +17,7 @@ import torch
 
 from ticketlab.models.load import load_tokenizer
 from ticketlab.tasks.objective import load_task_model, task_objective
-from ticketlab.train.loop import batch_indices
+from ticketlab.train.determinism import batch_indices
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ticketlab.lm.objectives import IGNORE_INDEX, head_parameters, pretraining_sums
+from ticketlab.lm.mlm_head import head_parameters
+from ticketlab.lm.objectives import IGNORE_INDEX, pretraining_sums
 from ticketlab.masks import MaskParametrization, attach
 from ticketlab.methods.magnitude import omp_mask
 

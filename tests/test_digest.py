@@ -77,14 +77,15 @@ def _finetune_cases() -> dict[str, Callable[[Path], Any]]:
 
 
 def _pretrain(root: Path, **kw: Any) -> dict[str, Any]:
-    from ticketlab.lm.pretrain import PretrainConfig, _identity
+    from ticketlab.lm.pretrain import PretrainConfig
+    from ticketlab.lm.pretrain_inputs import pretrain_identity
 
     files = _inputs(root)
     given = {"tokenizer": None, "init": None, **kw}
     config = PretrainConfig(steps=3, **given.pop("config", {}))
     tokenizer, init = (files[given[k]] if given[k] else None for k in ("tokenizer", "init"))
     dev = [files["dev.txt"]] if given.get("dev") else None
-    return _identity(config, [files["corpus.txt"]], dev, tokenizer, "wordpiece", 1000, init)
+    return pretrain_identity(config, [files["corpus.txt"]], dev, tokenizer, "wordpiece", 1000, init)
 
 
 def _pretrain_cases() -> dict[str, Callable[[Path], Any]]:

@@ -20,7 +20,8 @@ from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.tasks.objective import load_task_model, reset_head, task_objective
-from ticketlab.train.loop import TrainConfig, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.loop import train
 from ticketlab.verbs.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.verbs.finetune_results import mean_std, summarize
 

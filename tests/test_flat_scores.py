@@ -14,7 +14,8 @@ from ticketlab.masks import current_mask
 from ticketlab.methods import scores, tamt, thresholds
 from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train import optim
-from ticketlab.train.loop import RESULT, TrainConfig, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.loop import RESULT, train
 from ticketlab.train.optim import AdamW, _runs
 
 STEPS = 6

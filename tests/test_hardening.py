@@ -19,7 +19,7 @@ from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.masks import load_mask
 from ticketlab.studies import expand
 from ticketlab.tasks.registry import TaskSpec
-from ticketlab.train.loop import TrainConfig
+from ticketlab.train.config import TrainConfig
 from ticketlab.verbs.finetune import FinetuneConfig
 
 

@@ -16,7 +16,7 @@ from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask, load_mask, weights_hash
 from ticketlab.methods.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
 from ticketlab.methods.search import SearchObjective
-from ticketlab.train.loop import TrainConfig
+from ticketlab.train.config import TrainConfig
 
 
 def test_schedule_follows_chen_et_al():
@@ -192,7 +192,7 @@ def test_task_imp_today_is_a_named_option(tmp_path):
 
 
 def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
-    from ticketlab.train.loop import make_scheduler
+    from ticketlab.train.schedule import make_scheduler
     from ticketlab.verbs.search import SearchConfig
 
     on_task = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "a", task="sst2")

@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 
 from ticketlab.tasks.metrics import (
+    GLUE_METRIC_NAMES,
     accuracy,
-    constant_score,
     exact_match_score,
-    f1,
     f1_tokens_score,
-    glue_metrics,
-    mcc,
     normalize_answer,
-    pearson,
-    spearman,
     squad_metrics,
 )
+from ticketlab.tasks.scores import GLUE_METRICS, constant_score, f1, glue_metrics, mcc, pearson, spearman
 
 PREDS = np.array([1, 0, 1, 1])
 LABELS = np.array([1, 0, 0, 1])  # TP 2, TN 1, FP 1, FN 0
@@ -102,7 +98,7 @@ def test_holm_against_hand_computed_values():
 def test_min_detectable_effect_has_80_percent_power():
     from scipy import stats
 
-    from ticketlab.tasks.metrics import min_detectable_effect
+    from ticketlab.tasks.scores import min_detectable_effect
 
     assert min_detectable_effect(1.0, 1) is None and min_detectable_effect(0.0, 3) == 0.0
     d3 = min_detectable_effect(1.0, 3)
@@ -127,3 +123,9 @@ def test_no_verdict_at_the_floor_or_from_one_run():
     )
     assert floor_of_average([False, True, False]) == math.inf and floor_of_average([False, False]) is None
     assert no_verdict(90.0, 1.0, 3, floor_of_average([True, False])) == "floor"
+
+
+def test_the_registry_names_every_glue_metric_there_is():
+    """`tasks.metrics` (torch- and scipy-free: the task registry checks a task's metrics against it
+    when `--help` is parsed) names exactly the metrics `tasks.scores` computes, in the same order."""
+    assert tuple(GLUE_METRICS) == GLUE_METRIC_NAMES

@@ -488,7 +488,8 @@ def _check_algorithm_1(tiny_bert_dir, glue, tickets, tmp_path) -> None:
 
     from safetensors.torch import load_file
 
-    from ticketlab.train.loop import TrainConfig, make_scheduler
+    from ticketlab.train.config import TrainConfig
+    from ticketlab.train.schedule import make_scheduler
 
     config = _config(tiny_bert_dir, glue, tickets, max_steps=15, eval_every=4, max_grad_norm=0.05, seeds=[2])
     run_mtl(config, tmp_path)

@@ -28,7 +28,8 @@ from ticketlab.methods.tamt import (
     rethreshold,
 )
 from ticketlab.tasks.objective import load_task_model
-from ticketlab.train.loop import TrainConfig, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.loop import train
 from ticketlab.verbs.prune import PruneConfig
 
 

@@ -16,7 +16,8 @@ from transformers import BertForSequenceClassification
 
 from conftest import error_line, make_model, run, tiny_bert_config
 from ticketlab.core.errors import TicketlabError
-from ticketlab.train.loop import TrainConfig, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.loop import train
 
 
 def strict_json(line: str):
@@ -102,7 +103,7 @@ def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_pa
     loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
     score. Each is one line naming the file and line; a metric never scores non-finite values."""
     from ticketlab.core.errors import DataError
-    from ticketlab.tasks.metrics import GLUE_METRICS
+    from ticketlab.tasks.scores import GLUE_METRICS
 
     task = tmp_path / "reg"
     task.mkdir()
@@ -154,7 +155,8 @@ def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
     assert not list(out.rglob("log.jsonl")) and not list(out.rglob("checkpoint.pt"))  # no step was taken
 
     from ticketlab.core.errors import DataError
-    from ticketlab.tasks.metrics import GLUE_METRICS, squad_metrics
+    from ticketlab.tasks.metrics import squad_metrics
+    from ticketlab.tasks.scores import GLUE_METRICS
 
     empty = np.array([], dtype=np.int64)
     for metric in GLUE_METRICS.values():

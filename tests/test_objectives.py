@@ -15,13 +15,12 @@ from families import FAMILIES, family_config, family_mlm_class
 from ticketlab.core.errors import ConfigError, MaskFileError
 from ticketlab.lm import objectives
 from ticketlab.lm.evaluation import HEAD_FILE, load_head_state
+from ticketlab.lm.mlm_head import head_parameters, mlm_head
 from ticketlab.lm.objectives import (
     IGNORE_INDEX,
     MLMCollator,
-    head_parameters,
     kd_loss,
     kd_sums,
-    mlm_head,
     mlm_kd_loss,
     mlm_loss,
     pretraining_loss,

@@ -201,7 +201,8 @@ def test_packed_blocks_are_full_length(synth, tmp_path):
 
 
 def test_masking_is_drawn_afresh_each_epoch(synth):
-    from ticketlab.train.loop import TrainConfig, train
+    from ticketlab.train.config import TrainConfig
+    from ticketlab.train.loop import train
 
     tok = load_tokenizer(synth / "tokenizer")
     collator = pretrain_mod.MLMCollator(tok)
@@ -255,7 +256,7 @@ def test_clipping_precision_fused_and_compile_reach_the_loop(synth, tmp_path, mo
     assert seen["clip"] == [0.25] * 3 and len(compiled) == 1 and compiled[0][1] == {"dynamic": True}
     saved = json.loads((tmp_path / "m" / "pretrain.json").read_text())["config"]
     assert saved["max_grad_norm"] == 0.25 and saved["mixed_precision"] == "bf16"
-    assert PretrainConfig(steps=1).precision() == ("bf16" if torch.cuda.is_available() else "no")
+    assert pretrain_mod.precision(PretrainConfig(steps=1)) == ("bf16" if torch.cuda.is_available() else "no")
 
 
 def test_time_limited_pieces_give_the_weights_of_one_run(synth, tmp_path):
@@ -367,7 +368,7 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
 
 
 def test_a_process_may_train_in_bf16_then_in_fp32():
-    from ticketlab.train.loop import make_accelerator
+    from ticketlab.train.processes import make_accelerator
 
     assert make_accelerator("bf16").mixed_precision == "bf16"
     assert make_accelerator("no").mixed_precision == "no"  # the demo: bf16 pre-training, then searches

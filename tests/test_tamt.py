@@ -16,7 +16,8 @@ from conftest import WORDS, make_model, tiny_bert_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.lm.evaluation import HEAD_FILE, load_head_state
-from ticketlab.lm.objectives import MLMCollator, head_parameters, mlm_loss, pretraining_loss
+from ticketlab.lm.mlm_head import head_parameters
+from ticketlab.lm.objectives import MLMCollator, mlm_loss, pretraining_loss
 from ticketlab.masks import (
     BinaryMask,
     Mask,
@@ -825,7 +826,8 @@ def test_fused_layers_save_no_masked_copy_of_a_weight(tok):
 def test_optimizer_in_backward_trains_the_same_masks(tok):
     """Stepping each score tensor inside the backward (memory flag) is the same AdamW, bit for bit
     (on a CPU: on a GPU two runs of the same step already differ in the last bits)."""
-    from ticketlab.train.loop import TrainConfig, train
+    from ticketlab.train.config import TrainConfig
+    from ticketlab.train.loop import train
 
     data = [{"input_ids": batch_of(tok, n=1, seed=s)["input_ids"][0]} for s in range(8)]
     runs = []
@@ -885,7 +887,7 @@ def test_search_with_bf16_scores_stepped_in_the_backward(tiny_run, tmp_path):
 
 def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
     """The paper's lr over 200 steps moves a score ~0.005 in all: the Eq. 5 gap of 0.02 is never crossed."""
-    from ticketlab.train.loop import TrainConfig
+    from ticketlab.train.config import TrainConfig
 
     def warning(lr: float, steps: int, **kw) -> str | None:
         return frozen_mask_warning(TamtConfig(0.7, **kw), TrainConfig(max_steps=steps, batch_size=4, lr=lr))

@@ -12,7 +12,9 @@ from conftest import make_model, tiny_bert_config
 from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import apply_mask
 from ticketlab.methods import omp_mask
-from ticketlab.train.loop import TrainConfig, batch_indices, example_seed, train
+from ticketlab.train.config import TrainConfig
+from ticketlab.train.determinism import batch_indices, example_seed
+from ticketlab.train.loop import train
 
 # A learnable toy task: label 1 iff token 7 occurs in the sequence.
 GEN = torch.Generator().manual_seed(0)
@@ -78,7 +80,7 @@ def test_a_process_other_than_the_main_writes_nothing(tmp_path, monkeypatch):
     made the main's claim refuse its own output ("exists and is not a ticketlab search")."""
     from accelerate import Accelerator
 
-    from ticketlab.train.loop import make_accelerator
+    from ticketlab.train.processes import make_accelerator
 
     acc = make_accelerator("no")
     monkeypatch.setattr(Accelerator, "is_main_process", property(lambda self: False))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 from safetensors import SafetensorError, safe_open
 
 from ..core.errors import ConfigError, DataError
@@ -106,8 +107,6 @@ def is_dataset_dir(path: Path) -> bool:
 
 
 def _load_split(source: Source):
-    import datasets
-
     try:
         obj = datasets.load_from_disk(str(source.path))
     except Exception as e:  # datasets raises several types for foreign/corrupt directories

@@ -89,6 +89,7 @@ from .grammar import (
     topic,
     words,
 )
+from .tokenizer import word_level_tokenizer
 
 __all__ = [  # the language's names stay importable from here
     "ADJECTIVES",
@@ -355,8 +356,6 @@ def write_dataset(config: SyntheticConfig, out_dir: str | Path, **finetune: floa
         out_dir/tokenizer/                                word-level tokenizer (PreTrainedTokenizerFast)
         out_dir/synthetic.json                            settings, generator version, cache key
     """
-    from .tokenizer import word_level_tokenizer
-
     out = Path(out_dir)
     if (out / "synthetic.json").is_file():
         return out

@@ -23,14 +23,14 @@ from torch import nn
 from ..core.errors import DataError, MaskFileError
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
-from ..train.loop import example_seed
+from ..train.determinism import example_seed
+from .mlm_head import head_parameters
 from .objectives import (
     IGNORE_INDEX,
     Decoder,
     KdInput,
     MLMCollator,
     eval_mode,
-    head_parameters,
     pretraining_sums,
 )
 

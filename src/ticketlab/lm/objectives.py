@@ -4,10 +4,10 @@
   random token, 10% stay. The loss is the cross-entropy of the model's own MLM head applied to the
   encoder's hidden states *at the chosen positions only* (BERT's head on all positions costs a
   [tokens x vocab] product for nothing). The head is the family's whole head, transform and norm
-  included (its `Arch.mlm_heads` in the architecture map, `models.arch.ARCHS`), so the loss is the model's
-  own `model(**batch, labels=...).loss`. The corruption of each example is drawn from the seed the
-  training loop hands to `collate_fn`, so it does not depend on batch composition, process count or
-  resumption.
+  included (its `Arch.mlm_heads` in the architecture map, `models.arch.ARCHS`; `lm.mlm_head` finds
+  it), so the loss is the model's own `model(**batch, labels=...).loss`. The corruption of each
+  example is drawn from the seed the training loop hands to `collate_fn`, so it does not depend on
+  batch composition, process count or resumption.
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
@@ -50,8 +50,11 @@ from transformers import PreTrainedTokenizerBase
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
 from ..masks import has_masks, masks_disabled
-from ..models.arch import ARCHS, HeadLayout
-from ..models.load import encoder_of
+from ..models.arch import (
+    HeadLayout,  # noqa: F401 (importable here, as before the architecture map)
+    encoder_of,
+)
+from .mlm_head import mlm_head
 from .options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
 
 IGNORE_INDEX = -100
@@ -143,64 +146,6 @@ class MLMCollator:
 # --------------------------------------------------------------------------- model parts
 
 
-@dataclass(frozen=True)
-class MLMHead:
-    """A model's whole MLM head: `head(hidden)` gives the logits; `parts` are (name, module) pairs."""
-
-    parts: tuple[tuple[str, nn.Module], ...]
-    embeddings: nn.Module | None = None  # passed to the last part (DeBERTa-v2/v3 without legacy)
-
-    def __call__(self, hidden: Tensor) -> Tensor:
-        *first, (_, last) = self.parts
-        for _, module in first:
-            hidden = module(hidden)
-        return last(hidden) if self.embeddings is None else last(hidden, self.embeddings)
-
-    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        """Each parameter once, named relative to the model (`cls.predictions.bias`)."""
-        seen: set[int] = set()
-        for prefix, module in self.parts:
-            for name, p in module.named_parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield f"{prefix}.{name}", p
-
-
-def _no_head(model: nn.Module, why: str) -> ConfigError:
-    return ConfigError(
-        f"{type(model).__name__} has no MLM head ({why}); MLM losses and TAMT-MLM need one: load the "
-        "model with its MLM head (head='mlm'), or use the KD objective, which needs none"
-    )
-
-
-def _layout(model: nn.Module) -> HeadLayout:
-    """The model's head layout: the first of its family's (`Arch.mlm_heads`) whose children it has,
-    else its one non-encoder child with parameters. ELECTRA, DistilBERT and ModernBERT spread their
-    head over several children, whose order only the family's entry knows: the decoder child alone
-    would skip the transform and norm before it, so such a head is refused rather than guessed."""
-    children = dict(model.named_children())
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    arch = ARCHS.get(model_type)
-    layouts = arch.mlm_heads if arch is not None else ()
-    for layout in layouts:
-        if all(part in children for part in layout.parts):
-            return layout
-    if layouts:  # e.g. ELECTRA's discriminator (ElectraForPreTraining), a bare encoder
-        raise _no_head(model, f"no {'+'.join(layouts[0].parts)} module")
-    get = getattr(model, "get_output_embeddings", None)
-    if get is None or get() is None:
-        raise _no_head(model, "no output embeddings")
-    base = getattr(model, "base_model_prefix", None)
-    owners = [n for n, c in children.items() if n != base and any(True for _ in c.parameters())]
-    if len(owners) != 1:
-        raise _no_head(
-            model,
-            f"model_type {model_type!r} spreads it over {', '.join(owners)}: their order is unknown "
-            "(name it in its family's entry: Arch(mlm_heads=...), ticketlab.models.arch.register_arch)",
-        )
-    return HeadLayout((owners[0],))
-
-
 def __getattr__(name: str) -> Any:
     # The per-family head table moved into the architecture map: say where, not a bare AttributeError.
     if name == "MLM_HEADS":
@@ -209,32 +154,6 @@ def __getattr__(name: str) -> Any:
             "(ticketlab.models.arch.ARCHS; a family of your own: ticketlab.models.arch.register_arch)"
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def mlm_head(model: nn.Module) -> MLMHead:
-    """The model's whole MLM head (`cls` for BERT, `generator_predictions` then `generator_lm_head`
-    for ELECTRA, ...). Every parameter outside the encoder must be in it: a head that skipped one
-    (e.g. the transform before the decoder) would give a wrong loss without a word."""
-    layout = _layout(model)
-    children = dict(model.named_children())
-    parts = tuple((name, children[name]) for name in layout.parts)
-    encoder = encoder_of(model)
-    covered = {id(p) for _, m in parts for p in m.parameters()} | {id(p) for p in encoder.parameters()}
-    left = [n for n, p in model.named_parameters() if id(p) not in covered]
-    if left:
-        raise _no_head(model, f"{left[0]} is neither in the encoder nor in the head {'+'.join(layout.parts)}")
-    embeddings = encoder.get_input_embeddings() if layout.with_embeddings else None
-    return MLMHead(parts, embeddings)
-
-
-def head_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The MLM head's own parameters (transform, LayerNorm, output bias), named relative to the model.
-
-    Parameters shared with the encoder (the decoder weight tied to the word embeddings) are left out:
-    they belong to the encoder and its mask.
-    """
-    shared = {id(p) for p in encoder_of(model).parameters()}
-    return {n: p for n, p in mlm_head(model).named_parameters() if id(p) not in shared}
 
 
 @contextlib.contextmanager

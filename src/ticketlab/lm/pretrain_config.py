@@ -8,7 +8,6 @@ is this class).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ..core.checks import (
     BlockLength,
@@ -25,9 +24,6 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from transformers import BertConfig, PreTrainedTokenizerBase
 
 # (hidden, layers, heads, intermediate): Turc et al. 2019, "Well-Read Students Learn Better".
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -102,33 +98,9 @@ class PretrainConfig:
         check_one_of("mixed_precision", self.mixed_precision, PRECISIONS)
         check_one_of("save_dtype", self.save_dtype, SAVE_DTYPES)
 
-    def precision(self) -> str:
-        """The autocast actually used: "auto" is bf16 on a GPU that supports it."""
-        if self.mixed_precision != "auto":
-            return self.mixed_precision
-        import torch  # lazy start-up: `--help` builds its options from this class without torch
-
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(hidden, layers, heads, intermediate) after the overrides."""
         base = SIZES[self.size]
         given = (self.hidden, self.layers, self.heads, self.intermediate)
         return tuple(g if g is not None else b for g, b in zip(given, base, strict=True))  # type: ignore[return-value]
-
-    def model_config(self, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
-        from transformers import BertConfig  # lazy start-up, as above
-
-        hidden, layers, heads, intermediate = self.shape
-        return BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=intermediate,
-            max_position_embeddings=self.positions or self.max_length,
-            hidden_dropout_prob=self.dropout,
-            attention_probs_dropout_prob=self.dropout,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-        )

@@ -19,7 +19,7 @@ _WHERE = {
     "delete_mask": "named",
     "dense_weight": "apply",
     "export_pretrained": "export",
-    "find_targets": "targets",
+    "find_targets": "prunable",
     "has_masks": "apply",
     "is_masked": "apply",
     "load_mask": "io",

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..core.errors import MaskMismatchError, TicketlabError
-from ..models.load import encoder_of
+from ..models.arch import ARCHS, encoder_of
 from .mask import Mask, is_bias_key
 
 MASKABLE = ("weight", "bias")  # the tensors a mask key may name: `X.weight`, `X.bias`
@@ -118,8 +118,6 @@ def absent_pooler(model: nn.Module, keys: Iterable[str]) -> set[str]:
     """The keys of `keys` that name the family's pooler (`models.arch.Arch.pooler`) where `model` was built
     without one (transformers' *ForMaskedLM): nothing it computes reads a pooler, so a mask's pooler
     keys are left out there, as a bias key of a module without a bias is."""
-    from ..models.arch import ARCHS
-
     arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
     if arch is None or arch.pooler is None:
         return set()

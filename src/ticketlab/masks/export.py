@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from torch.sparse import to_sparse_semi_structured
 
 from ..core.errors import ConfigError, MaskMismatchError
 from ..core.files import atomic_write_json
@@ -37,8 +38,6 @@ def require_semi_structured(config: MaskConfig, source: str | os.PathLike) -> No
 def check_semi_structured(model: nn.Module, keys: Iterable[str], dtype: torch.dtype) -> None:
     """Convert every linear target to a 2:4 sparse tensor on the GPU, as a user of the export will:
     one line naming the first weight `torch.sparse.to_sparse_semi_structured` refuses."""
-    from torch.sparse import to_sparse_semi_structured
-
     for key, module in resolve_modules(model, list(keys)).items():
         if not isinstance(module, nn.Linear) or is_bias_key(key):  # embeddings are gathered, never
             continue  # multiplied as 2:4; a bias is added

@@ -23,6 +23,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from ..core.errors import TicketlabError
+
 MODEL_TYPE = "ticketlab-compact"  # as `ticketlab.models.compaction.MODEL_TYPE` (which imports torch)
 CONFIGS = "transformers.models.auto.configuration_auto"
 MODELS = "transformers.models.auto.modeling_auto"
@@ -41,8 +43,8 @@ def _register_config(module: ModuleType) -> None:
     """`AutoConfig.register` the compacted type: its config keeps every field of config.json."""
     global TicketlabCompactConfig
     if TicketlabCompactConfig is None:
-        from transformers.configuration_utils import PretrainedConfig  # loaded by `configuration_auto`
-
+        # loaded by `configuration_auto` (this hook runs as it is imported: no `import` of transformers)
+        PretrainedConfig = sys.modules["transformers.configuration_utils"].PretrainedConfig
         TicketlabCompactConfig = type(
             "TicketlabCompactConfig", (PretrainedConfig,), {"model_type": MODEL_TYPE, "__module__": __name__}
         )
@@ -58,7 +60,7 @@ class CompactedAuto:
 
     @classmethod
     def from_pretrained(cls, path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
-        from ..core.errors import TicketlabError
+        # lazy: `import ticketlab` registers this entry without torch; the model loads when it is asked for
         from ..models.load import load_compacted
 
         dtype = kwargs.pop("dtype", None)
@@ -78,8 +80,6 @@ class CompactedAuto:
 
     @classmethod
     def _from_config(cls, *args: Any, **kwargs: Any) -> Any:
-        from ..core.errors import TicketlabError
-
         raise TicketlabError("a compacted model is rebuilt from its folder: AutoModel*.from_pretrained(dir)")
 
 
@@ -102,11 +102,16 @@ def _guard_lora_merge(module: ModuleType) -> None:
             cls.merge = _guarded(cls.merge)
 
 
+def _refuse_masked_merge(layer: Any) -> None:
+    # lazy: `import ticketlab` installs the guard without torch; this runs inside PEFT's merge
+    from .peft_tickets import refuse_masked_merge
+
+    refuse_masked_merge(layer)
+
+
 def _guarded(merge: Any) -> Any:
     def guarded_merge(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from .peft_tickets import refuse_masked_merge
-
-        refuse_masked_merge(self)
+        _refuse_masked_merge(self)
         return merge(self, *args, **kwargs)
 
     guarded_merge._ticketlab_guard = True  # type: ignore[attr-defined]

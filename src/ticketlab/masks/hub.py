@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+
 from ..core.errors import MaskFileError
 
 
@@ -49,8 +51,6 @@ def mask_dir(name: str | os.PathLike) -> Path:
     if path.exists() or _looks_local(str(name)):
         return path
     repo, sub, revision = split_hub_name(str(name))
-    from huggingface_hub import snapshot_download
-
     try:
         root = snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
     except Exception as e:  # offline and not cached, no such repo, no access: huggingface_hub's own types

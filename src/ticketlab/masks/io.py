@@ -22,6 +22,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,14 +32,18 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files import read_json, to_json
 from ..core.outputs import atomic_dir
-from .apply import absent_pooler, dense_weight, masked_tensor, resolve_modules
+from ..models.arch import ARCHS
+from .apply import absent_pooler, apply_mask, dense_weight, masked_tensor, resolve_modules
 from .hub import mask_dir
 from .mask import Mask, is_bias_key
-from .pattern import follows, parse_pattern
+from .nm import follows
+from .pattern import parse_pattern
+from .targets import targets_repr
 from .units import Structure, UnitMask, check_structure_bound, to_weight_mask
 
 CONFIG_NAME = "mask_config.json"
@@ -50,14 +55,10 @@ RANKINGS = ("local", "global")
 
 
 def library_versions() -> dict[str, str]:
-    import transformers
-
-    from .. import __version__
-
     return {
         "ticketlab": __version__,
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "transformers": metadata.version("transformers"),  # not imported: `info` reads a mask without it
         "python": platform.python_version(),
     }
 
@@ -142,9 +143,6 @@ class MaskConfig:
         **kw: Any,
     ) -> MaskConfig:
         """The config of `mask`, found on `model` (loaded from `base_model`): hash and targets filled in."""
-        from ..models.arch import ARCHS
-        from .targets import targets_repr
-
         arch = ARCHS.get(model.config.model_type)
         pooler = [k for k in mask if arch is not None and arch.pooler and k.rpartition(".")[0] == arch.pooler]
         encoder = weights_hash(model, [k for k in mask if k not in pooler]) if pooler else None
@@ -371,8 +369,6 @@ def check_fits(
 
 def load_mask_onto(model: nn.Module, path: str | os.PathLike, *, check_hash: bool = True) -> MaskConfig:
     """Load a mask directory, check that it fits `model`, and apply it in place. Returns its config."""
-    from .apply import apply_mask
-
     mask, config = load_mask(path)
     check_fits(mask, config, model, source=path, check_hash=check_hash)
     apply_mask(model, mask)

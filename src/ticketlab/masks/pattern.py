@@ -10,6 +10,9 @@ Ties inside a group keep the lower position, as the unstructured selection does.
 A matrix whose last dimension is not a multiple of M is refused, not left dense: a mask that says
 "2:4" then holds for every target, its sparsity is exactly 1 - N/M, and the export to 2:4 tensors
 never meets a dense matrix it cannot take.
+
+This module is torch-free: configs check their pattern with it when a verb's options are parsed.
+The selection on tensors is `masks.nm`'s.
 """
 
 from __future__ import annotations
@@ -17,12 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError
-
-if TYPE_CHECKING:  # configs check their pattern with this module when a verb's options are parsed
-    from torch import Tensor
 
 _FORM = re.compile(r"(\d+):(\d+)")
 SEMI_STRUCTURED = "2:4"  # the one pattern sparse tensor cores run
@@ -88,32 +87,3 @@ def check_divisible(shapes: Mapping[str, tuple[int, ...]], nm: NM) -> None:
                 f"pattern {nm}: {name} has {shape[-1]} inputs per row, not a multiple of {nm.m}; "
                 "leave it out of the targets"
             )
-
-
-def groups(t: Tensor, nm: NM) -> Tensor:
-    """`t` as [groups, M] (a view of a contiguous tensor)."""
-    return t.reshape(-1, nm.m)
-
-
-def group_order(x: Tensor) -> Tensor:
-    """Indices of each row of `x` ([groups, M]), highest value first, ties by lower position."""
-    import torch  # lazy start-up: configs import this module when `--help` is parsed
-
-    return torch.argsort(x, dim=1, descending=True, stable=True)
-
-
-def keep_top_groups(scores: Tensor, nm: NM) -> Tensor:
-    """A bool mask of `scores`' shape keeping the N highest of every group of M."""
-    import torch  # lazy start-up: configs import this module when `--help` is parsed
-
-    order = group_order(groups(scores.detach(), nm))
-    keep = torch.zeros(order.shape, dtype=torch.bool, device=scores.device)
-    keep.scatter_(1, order[:, : nm.n], True)
-    return keep.reshape(scores.shape)
-
-
-def follows(mask: Tensor, nm: NM) -> bool:
-    """True when `mask` keeps exactly N of every M along its last dimension."""
-    if mask.shape[-1] % nm.m:
-        return False
-    return bool((groups(mask, nm).sum(1) == nm.n).all())

@@ -42,6 +42,7 @@ from torch import nn
 
 from ..core.errors import MaskMismatchError, TicketlabError
 from ..core.files import atomic_write_json, read_json
+from ..models.arch import encoder_of
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
 from .ticket import tensor_digests
 
@@ -51,7 +52,7 @@ PEFT_MISSING = "this needs PEFT, which is not installed: pip install 'ticketlab[
 
 def _peft() -> types.ModuleType:
     try:
-        import peft
+        import peft  # lazy: an optional dependency (`pip install 'ticketlab[peft]'`), imported here only
     except ImportError:
         raise TicketlabError(PEFT_MISSING) from None
     return peft
@@ -59,8 +60,6 @@ def _peft() -> types.ModuleType:
 
 def _encoder(model: nn.Module) -> nn.Module:
     """The encoder of a model, under a PEFT wrapper or not (masks are keyed relative to it)."""
-    from ..models.load import encoder_of
-
     get = getattr(model, "get_base_model", None)
     return encoder_of(get() if callable(get) else model)
 
@@ -189,11 +188,10 @@ def refuse_masked_merge(layer: nn.Module) -> None:
 
 def _lora_layers(peft_model: nn.Module) -> list[tuple[str, nn.Module, bool]]:
     """(name, LoRA layer, whether its base layer's weight is masked) of every LoRA layer."""
-    from peft.tuners.lora import LoraLayer
-
+    lora_layer = _peft().tuners.lora.LoraLayer
     out = []
     for name, module in peft_model.named_modules():
-        if isinstance(module, LoraLayer):
+        if isinstance(module, lora_layer):
             out.append((name, module, _mask_param(module.get_base_layer(), "weight") is not None))
     return out
 

@@ -41,11 +41,23 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
+from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files import read_json, to_json
 from ..core.outputs import atomic_dir, check_output
-from .apply import apply_mask, current_mask, dense_tensor, is_masked, masked_state_dict
+from ..models.load import _encoder_prefix, load_model
+from ..models.source import head_of
+from .apply import (
+    _mask_param,
+    apply_mask,
+    current_mask,
+    dense_tensor,
+    is_masked,
+    masked_state_dict,
+    resolve_modules,
+    split_key,
+)
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask
 
@@ -62,8 +74,6 @@ def is_ticket(path: str | os.PathLike) -> bool:
 
 def _load_base(base: str, head: str, config: Any) -> nn.Module:
     """The base model with `head` and `config`'s labels, its new tensors from a fixed seed."""
-    from ..models.load import load_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         return load_model(base, head, config=config)
@@ -71,8 +81,6 @@ def _load_base(base: str, head: str, config: Any) -> nn.Module:
 
 def head_of_model(model: nn.Module) -> str:
     """The head of a loaded model, from its class (its config names the checkpoint's it came from)."""
-    from ..models.load import head_of
-
     return head_of(SimpleNamespace(architectures=[type(model).__name__]))
 
 
@@ -209,8 +217,6 @@ def save_ticket(
 def _check_squashed(model: nn.Module, mask: Mask) -> None:
     """A model saved with its ticket squashed has zeros wherever `mask` prunes; one that does not is
     another model (the dense one, another ticket's), which masking would silently change."""
-    from .apply import resolve_modules, split_key
-
     for key, module in resolve_modules(model, list(mask)).items():
         if getattr(module, split_key(key)[1]).detach()[~mask[key].to(module.weight.device)].any():
             raise MaskMismatchError(
@@ -222,8 +228,6 @@ def _changed(
     mine: dict[str, Tensor], base: dict[str, Tensor], model: nn.Module, mask: Mask
 ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The stored tensors and each one's form, for every tensor of `mine` that differs from `base`."""
-    from ..models.load import _encoder_prefix
-
     prefix = _encoder_prefix(model)
     tensors, forms, seen = {}, {}, set()
     for key, t in mine.items():
@@ -248,8 +252,6 @@ def load_ticket(
     weights; it computes exactly what the saved model did. A base whose weights differ is refused."""
     path = Path(path).expanduser()
     record = _read_record(path)
-    from transformers import AutoConfig
-
     config = dict(record["config"])
     config = AutoConfig.for_model(config.pop("model_type"), **config)
     base = str(base or record["base_model"])
@@ -309,8 +311,6 @@ def _write(model: nn.Module, tensors: dict[str, Tensor], forms: dict[str, Any], 
 
 
 def _kept(module: nn.Module, name: str) -> Tensor:
-    from .apply import _mask_param
-
     p = _mask_param(module, name)
     if p is None:
         raise MaskFileError(f"{name}: stored as kept values of a mask, but not masked")

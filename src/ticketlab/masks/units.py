@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from torch import Tensor, nn
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
@@ -71,6 +72,7 @@ from ..models.structure import (  # noqa: F401 (re-exported: the units' vocabula
     model_arch,
     structure_of,
 )
+from .apply import apply_mask
 from .mask import Mask
 
 GRANULARITIES = ("layer", "neuron", "both")
@@ -202,8 +204,6 @@ def apply_unit_mask(model: nn.Module, units: UnitMask) -> nn.Module:
     the ticket's gates compute, with no hooks; `save_pretrained` writes the zeros; `remove_mask`
     takes it off. (Before, this attached gates and returned them: `attach_gates(model, units=units)`
     still does, where gradients with respect to units are wanted.)"""
-    from .apply import apply_mask
-
     return apply_mask(model, to_weight_mask(units, structure_of(model)))
 
 
@@ -248,9 +248,7 @@ def _base_config(base_model: str) -> tuple[Path, dict[str, Any]] | None:
     when neither has it or it does not read."""
     path = Path(base_model).expanduser() / "config.json"
     if not path.is_file():
-        try:
-            from huggingface_hub import try_to_load_from_cache  # no network: the cache alone
-
+        try:  # no network: the cache alone
             cached = try_to_load_from_cache(base_model, "config.json")
         except Exception:  # not a hub id (a moved folder's path): nothing to read
             cached = None

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ..core.errors import MaskFileError, TicketlabError
 from ..core.files import atomic_write_bytes, atomic_write_json, read_json
 from ..core.progress import progress_bar
-from ..train.loop import Batch, CollateFn, LossFn
+from ..train.config import Batch, CollateFn, LossFn
 from .levels import PER, Per
 
 TENSORS_FILE, META_FILE = "importance.safetensors", "importance.json"

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from ..core.errors import ConfigError
 from ..masks import Mask
-from ..masks.pattern import check_divisible, keep_top_groups, parse_pattern, pattern_sparsity
+from ..masks.nm import keep_top_groups
+from ..masks.pattern import check_divisible, parse_pattern, pattern_sparsity
 from .configs import Ranking
 
 

@@ -22,18 +22,10 @@ from torch import nn
 
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
 from ..masks.io import weights_hash
-from ..train.loop import (
-    CollateFn,
-    EvalFn,
-    LossFn,
-    TrainConfig,
-    TrainResult,
-    TrainState,
-    load_checkpoint,
-    make_accelerator,
-    restoring,
-    train,
-)
+from ..train.checkpoint import load_checkpoint, restoring
+from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, TrainState
+from ..train.loop import train
+from ..train.processes import make_accelerator
 from .configs import parse_steps
 from .search_dir import (  # noqa: F401 (known here as before)
     INPUT_KEYS,

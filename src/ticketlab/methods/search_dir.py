@@ -32,7 +32,8 @@ from ..core.files import open_append, temp_dir, to_json
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, save_mask
 from ..masks.io import CONFIG_NAME
-from ..train.loop import CHECKPOINT, LOG, RESULT, load_checkpoint, load_trainable_state, restoring
+from ..train.checkpoint import load_checkpoint, load_trainable_state, restoring
+from ..train.loop import CHECKPOINT, LOG, RESULT
 from ..train.run_dir import RunDir
 
 SETTINGS = "settings.json"

@@ -17,8 +17,10 @@ from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput
-from ..models.load import check_model, head_of, load_config, load_model
-from ..train.loop import TrainConfig, make_accelerator
+from ..models.load import check_model, load_config, load_model
+from ..models.source import head_of
+from ..train.config import TrainConfig
+from ..train.processes import make_accelerator
 from .search import SearchObjective, SearchResult
 from .search_dir import SearchDir
 

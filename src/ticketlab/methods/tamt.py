@@ -38,12 +38,14 @@ from torch import Tensor, nn
 
 from ..core.errors import ConfigError
 from ..lm.evaluation import HEAD_FILE
-from ..lm.objectives import head_parameters
+from ..lm.mlm_head import head_parameters
 from ..masks import Mask
-from ..masks.targets import attach_pooler, resolve_targets
+from ..masks.prunable import attach_pooler
+from ..masks.targets import resolve_targets
 from ..models.arch import ARCHS
-from ..models.load import fit_max_length, load_tokenizer
-from ..train.loop import TrainConfig
+from ..models.load import load_tokenizer
+from ..models.source import fit_max_length
+from ..train.config import TrainConfig
 from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
     DEFAULT_MAX_LENGTH,
     PAPER_SCHEDULE_STEPS,

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from ..core.errors import ConfigError, TicketlabError
-from ..masks.pattern import NM, group_order, groups, parse_pattern
+from ..masks.nm import group_order, groups
+from ..masks.pattern import NM, parse_pattern
 from .ranking import Ranking, check_sparsity
 from .scores import ScoreMask, row_blocks
 

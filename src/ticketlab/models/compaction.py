@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from transformers.pytorch_utils import prune_linear_layer
 
 from ..core.errors import MaskFileError, TicketlabError
 from ..core.files import read_json
@@ -63,8 +64,6 @@ class NoHeads(nn.Module):
 
 def _slice(linear: nn.Linear, index: Tensor, dim: int) -> nn.Linear:
     """`prune_linear_layer`, keeping the layer's dtype (it builds the new layer in the default one)."""
-    from transformers.pytorch_utils import prune_linear_layer
-
     with warnings.catch_warnings():  # an empty layer (no heads, no neurons left) is fine here
         warnings.filterwarnings("ignore", "Initializing zero-element tensors")
         return prune_linear_layer(linear, index, dim).to(linear.weight.dtype)

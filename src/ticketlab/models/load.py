@@ -8,25 +8,43 @@ the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads ont
 Weights are read from safetensors only (`check_weights`, `use_safetensors=True`): unpickling a file
 can run its code, so a pickled `pytorch_model.bin` is refused in one line with the command that
 converts it; a truncated safetensors file is one line too.
+
+The checks of a `--model` argument before anything loads, and what a config says of its head and
+positions, are torch-free: `models.source`.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from ..core.errors import ConfigError, MaskFileError, TicketlabError
+import torch
+import transformers
+from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from transformers import (
+    CONFIG_MAPPING,
+    AutoConfig,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers.utils import logging as hf_logging
+
+from ..core.errors import MaskFileError, TicketlabError
 from ..core.files import read_json
-from .arch import encoder_of  # noqa: F401 (one definition, known here as before)
+from .arch import (
+    ARCHS,
+    encoder_of,  # noqa: F401 (one definition, known here as before)
+)
+from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
+from .source import Head, check_source, head_of, wrap_load_error
 
-if TYPE_CHECKING:  # transformers is imported where a model is loaded: start-up stays fast
-    from torch import Tensor, nn
-    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
-
-Head = Literal["mlm", "seq-cls", "qa", "base"]
 _AUTO = {
     "mlm": "AutoModelForMaskedLM",
     "seq-cls": "AutoModelForSequenceClassification",
@@ -36,85 +54,24 @@ _AUTO = {
 
 
 def auto_class(head: Head) -> type:
-    """transformers' Auto class of a head (imported on first use)."""
-    import transformers
-
+    """transformers' Auto class of a head."""
     return getattr(transformers, _AUTO[head])
 
 
 def quiet_transformers() -> None:
     """Silence transformers' per-load progress bars and 'newly initialised head' warnings."""
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
 
-def _check_source(name_or_path: str | os.PathLike, needs: str = "config.json") -> str:
-    """A local directory holding `needs` (a glob; '' for anything), or a hub id; else a clear error."""
-    name = str(name_or_path)
-    path = Path(name).expanduser()
-    if path.is_symlink() and not path.exists():  # not a hub id: a link to nothing, or a loop
-        raise TicketlabError(
-            f"{name}: a symbolic link that leads to no directory (a deleted target or a loop)"
-        )
-    if path.exists():
-        if not path.is_dir() or (needs and not any(path.glob(needs))):
-            what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
-            raise TicketlabError(f"{path}: not a {what}")
-        return str(path)
-    if _looks_local(name, path):
-        raise TicketlabError(f"{name}: model directory not found (no such directory{_did_you_mean(path)})")
-    return name  # a hub id
-
-
-def _looks_local(name: str, path: Path) -> bool:
-    """A name that does not exist but is meant as a local path, not a hub id ("name" or "org/name").
-
-    "org/name" whose "org" is a local directory (`models/bret` beside `models/bert`) is a typo'd
-    path: the hub's network or offline message would only mislead.
-    """
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        return True
-    return "/" in name and path.parent.is_dir()
-
-
-def _did_you_mean(path: Path) -> str:
-    """'; did you mean DIR?' for the nearest sibling directory of a missing path, else ''."""
-    try:
-        siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
-    except OSError:
-        return ""
-    close = difflib.get_close_matches(path.name, siblings, n=1)
-    return f"; did you mean {path.parent / close[0]}?" if close else ""
-
-
-def _wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
-    first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for x:" + why
-    if isinstance(err, RecursionError):  # `[[[[...` a hundred thousand deep: json recurses per level
-        first = "a JSON file there is nested too deeply (corrupt)"
-    near = _did_you_mean(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
-    hint = (
-        ""
-        if Path(name).exists()
-        else f" (no local directory of that name{near}; hub ids need network access: pass a local "
-        "directory offline)"
-    )
-    return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
-
-
 def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
-    name = _check_source(name_or_path)
-    if _is_compacted(name):
+    name = check_source(name_or_path)
+    if is_compacted(name):
         return compacted_config(name)
-    from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
-    from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError, KeyError, TypeError, StrictDataclassError, RecursionError) as e:
-        raise _wrap_load_error(name, "config", e) from None
+        raise wrap_load_error(name, "config", e) from None
     _check_encoder(config, name)
     return config
 
@@ -122,8 +79,6 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
 def _check_encoder(config: PretrainedConfig, name: str) -> None:
     """Refuse decoders and encoder-decoders (GPT-2, T5, BART) before any work: every verb assumes a
     BERT-like encoder with a masked-LM head, and they would fail late in a traceback."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
     model_type = getattr(config, "model_type", "")
     if (
         model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -141,8 +96,8 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
 
     A model compacted by `ticketlab compact` (per-layer head and FFN sizes) loads too.
     """
-    name = _check_source(name_or_path)
-    if _is_compacted(name):
+    name = check_source(name_or_path)
+    if is_compacted(name):
         return check_finite(load_compacted(name, head, **kwargs), name)
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     if Path(name).expanduser().is_dir():
@@ -150,13 +105,11 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     quiet_transformers()
     # transformers 5 loads in the file's dtype ("auto"): a float16 checkpoint would train and
     # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
-    import torch  # with the model: start-up of the CLI stays fast
-
     kwargs.setdefault("dtype", torch.float32)
     try:  # a hub repository with pickled weights only: refused by transformers, as OSError
         model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError, RecursionError) as e:
-        raise _wrap_load_error(name, f"model ({head} head)", e) from None
+        raise wrap_load_error(name, f"model ({head} head)", e) from None
     except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
         if "state_dict" not in str(e) and "mismatched_sizes" not in str(e):
             raise
@@ -171,7 +124,7 @@ def check_model(name_or_path: str | os.PathLike) -> None:
     refused without loading the weights: verbs call it before they make their output directory."""
     load_config(name_or_path)
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and not _is_compacted(str(path)):
+    if path.is_dir() and not is_compacted(str(path)):
         check_weights(path)
 
 
@@ -182,8 +135,6 @@ def check_weights(path: Path) -> list[Path]:
     """The safetensors files of model directory `path`, each whole (its header read and its data
     the size the header says), or one error: weights in pickled files only are refused with the
     command that converts them."""
-    from safetensors import SafetensorError, safe_open
-
     files = sorted(path.glob("*.safetensors"))
     if not files:
         pickled = sorted(p for pattern in PICKLED for p in path.glob(pattern))
@@ -209,8 +160,6 @@ def check_finite(model: nn.Module, name: str) -> nn.Module:
     """`model`, or one error when a float parameter or buffer holds nan or inf: such weights rank as
     kept by magnitude and make every loss nan, so nothing computed from them would be a result.
     One pass over the weights per load (a reduction per tensor, no copies)."""
-    import torch
-
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for key, t in tensors:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -222,76 +171,21 @@ def check_finite(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
-def _is_compacted(name: str) -> bool:
-    from .compaction import is_compacted  # torch: imported only when a model is loaded
-
-    return is_compacted(name)
-
-
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     """A tokenizer from a model directory, a tokenizer-only directory, or a hub id."""
-    name = _check_source(name_or_path, needs="*token*")
+    name = check_source(name_or_path, needs="*token*")
     # a compacted model's config.json names no transformers type: give its original config instead
-    config = {"config": load_config(name)} if _is_compacted(name) else {}
-    from transformers import AutoTokenizer
-
+    config = {"config": load_config(name)} if is_compacted(name) else {}
     try:
         return AutoTokenizer.from_pretrained(name, **config)
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
-        raise _wrap_load_error(name, "tokenizer", e) from None
-
-
-def head_of(config: PretrainedConfig) -> Head:
-    """The head a checkpoint was saved with, from `config.architectures` ('base' when unknown)."""
-    arch = (getattr(config, "architectures", None) or [""])[0]
-    for suffix, head in (
-        ("ForMaskedLM", "mlm"),
-        ("ForSequenceClassification", "seq-cls"),
-        ("ForQuestionAnswering", "qa"),
-    ):
-        if arch.endswith(suffix):
-            return head
-    return "base"
-
-
-def max_positions(config: PretrainedConfig) -> int | None:
-    """Tokens the model's position embeddings hold (RoBERTa's start after the padding index)."""
-    n = getattr(config, "max_position_embeddings", None)
-    if n is not None and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        n -= (config.pad_token_id if config.pad_token_id is not None else 1) + 1
-    return n
-
-
-_NOTED: set[tuple[str, int, int]] = set()
-
-
-def fit_max_length(
-    config: PretrainedConfig, requested: int | None, default: int, *, what: str = "max_length"
-) -> int:
-    """The sequence length to use, one rule for every verb: an explicit value above the model's
-    positions is refused (before any work); the default is min(default, positions), with one notice."""
-    limit = max_positions(config)
-    name = getattr(config, "_name_or_path", "") or config.model_type
-    if requested is not None:
-        if limit is not None and requested > limit:
-            raise ConfigError(
-                f"{what} {requested} exceeds the model's {limit} positions ({name}); pass at most {limit}"
-            )
-        return requested
-    if limit is None or default <= limit:
-        return default
-    if (name, default, limit) not in _NOTED:
-        _NOTED.add((name, default, limit))
-        print(f"note: {name} has {limit} positions: {what} is {limit} (default {default})", file=sys.stderr)
-    return limit
+        raise wrap_load_error(name, "tokenizer", e) from None
 
 
 # --------------------------------------------------------------------------- compacted checkpoints
 
 
 def _config(path: Path, manifest: dict[str, Any], **overrides: Any) -> PretrainedConfig:
-    from transformers import CONFIG_MAPPING
-
     raw = read_json(path / "config.json", "model config")
     model_type = manifest.get("model_type")
     if model_type not in CONFIG_MAPPING:
@@ -301,8 +195,6 @@ def _config(path: Path, manifest: dict[str, Any], **overrides: Any) -> Pretraine
 
 
 def _state_dict(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
-
     files = sorted(path.glob("model*.safetensors"))
     if not files:
         raise MaskFileError(f"{path}: no model*.safetensors weights")
@@ -318,8 +210,6 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
 def compacted_config(path: str | os.PathLike, **overrides: Any) -> PretrainedConfig:
     """The config of a compacted model with its original model type (its head counts are the original's)."""
     path = Path(path).expanduser()
-    from .compaction import MANIFEST, is_compacted, read_manifest
-
     if not is_compacted(path):
         raise MaskFileError(f"{path}: not a compacted model (no {MANIFEST})")
     return _config(path, read_manifest(path), **overrides)
@@ -340,10 +230,6 @@ def load_compacted(
     """
     path = Path(path).expanduser()
     config = compacted_config(path, **config_overrides)
-    import torch
-
-    from .compaction import MANIFEST_ATTR, flags_from_manifest, read_manifest, slice_units
-
     quiet_transformers()
     manifest = read_manifest(path)
     head = head or head_of(config)
@@ -398,8 +284,6 @@ def _encoder_prefix(model: PreTrainedModel) -> str:
 def _body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
     """State-dict prefixes of the embeddings and layers (where the family keeps them: DistilBERT's
     `transformer.`, ModernBERT's `layers.`): what must always load."""
-    from .arch import ARCHS
-
     arch = ARCHS.get(model.config.model_type)
     parts = (arch.embeddings, arch.layers) if arch is not None else ("embeddings", "encoder")
     return tuple(f"{_encoder_prefix(model)}{part.split('.')[0]}." for part in parts)

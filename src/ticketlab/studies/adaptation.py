@@ -34,9 +34,10 @@ from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from ..core.outputs import claim_dir, safe_component
 from ..tasks.glue import load_examples
-from ..tasks.metrics import constant_score, holm, no_verdict
+from ..tasks.metrics import holm, no_verdict
 from ..tasks.objective import _subset
 from ..tasks.registry import get_task
+from ..tasks.scores import constant_score
 from ..verbs.finetune import finetune
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std

@@ -51,14 +51,16 @@ from ..core.digest import content_keys
 from ..core.files import atomic_write_bytes, atomic_write_json
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
-from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.load import check_model, load_config, load_model, load_tokenizer
+from ..models.source import fit_max_length
 from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data, task_dir
 from ..tasks.objective import SELECT, TaskObjective, task_objective
 from ..tasks.registry import get_task
 from ..train.batches import TASK, MultiTaskData
+from ..train.config import Batch, EvalFn, LossFn, TrainConfig, TrainResult
 from ..train.loop import RESULT as TRAIN_RESULT
-from ..train.loop import Batch, EvalFn, LossFn, TrainConfig, TrainResult, train
+from ..train.loop import train
 from ..train.masked_adam import MaskedAdamW
 from ..train.run_dir import RunDir
 from ..verbs.finetune import _params

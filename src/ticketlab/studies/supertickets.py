@@ -57,7 +57,8 @@ from ..methods.tickets import (
     select,
 )
 from ..models.compaction import refuse_compacted
-from ..models.load import check_model, fit_max_length, load_config, load_model, load_tokenizer
+from ..models.load import check_model, load_config, load_model, load_tokenizer
+from ..models.source import fit_max_length
 from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective

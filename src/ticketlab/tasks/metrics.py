@@ -1,5 +1,6 @@
-"""Downstream metrics: the GLUE ones (sklearn / scipy, imported when scored) and SQuAD v1.1 exact
-match and F1.
+"""Downstream metrics: their names, accuracy, SQuAD v1.1 exact match and F1, and the verdicts of
+comparing methods. Torch-free, without scikit-learn and scipy: the task registry (`--help`) reads it;
+the GLUE scores that need them are `tasks.scores`.
 
 Every score is on the 0-100 scale the papers print (accuracy 91.3, Matthews 0.54 -> 54.0), so
 best / final / mean ± std read the same everywhere. The SQuAD functions follow the official v1.1
@@ -23,7 +24,7 @@ from ..core.errors import DataError
 # --------------------------------------------------------------------------- GLUE
 
 
-def _scored(fn: Callable[..., float]) -> Callable[..., float]:
+def scored(fn: Callable[..., float]) -> Callable[..., float]:
     """Refuse a score over zero examples (numpy's mean of nothing is nan, and a fallback of 0 or
     100 would be a number that was never measured) and over non-finite labels or predictions (a
     correlation with one inf label is nan, which no best score may be)."""
@@ -44,74 +45,15 @@ def _scored(fn: Callable[..., float]) -> Callable[..., float]:
     return score
 
 
-@_scored
+@scored
 def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(preds) == np.asarray(labels)).mean() * 100)
 
 
-@_scored
-def f1(preds: np.ndarray, labels: np.ndarray) -> float:
-    """Binary F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
-    from sklearn.metrics import f1_score  # lazy start-up: the task registry (`--help`) reads this module
-
-    return float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0) * 100)
-
-
-@_scored
-def mcc(preds: np.ndarray, labels: np.ndarray) -> float:
-    """Matthews correlation (CoLA); 0 when the predictions are constant."""
-    from sklearn.metrics import matthews_corrcoef  # lazy start-up, as in `f1`
-
-    return float(matthews_corrcoef(labels, preds) * 100)
-
-
-def _correlation(fn: Callable, preds: np.ndarray, labels: np.ndarray) -> float:
-    preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    if preds.std() == 0 or labels.std() == 0:
-        return 0.0  # undefined for a constant predictor; scipy would warn and return nan
-    return float(fn(preds, labels)[0] * 100)
-
-
-@_scored
-def pearson(preds: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import pearsonr  # lazy start-up, as in `f1`
-
-    return _correlation(pearsonr, preds, labels)
-
-
-@_scored
-def spearman(preds: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import spearmanr  # lazy start-up, as in `f1`
-
-    return _correlation(spearmanr, preds, labels)
-
-
-# name -> fn(predictions, labels). Classification tasks pass argmax ids, regression raw scores.
-GLUE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "mcc": mcc,
-    "pearson": pearson,
-    "spearman": spearman,
-}
+# classification tasks score argmax ids, regression raw scores (`tasks.scores.GLUE_METRICS`: the functions)
+GLUE_METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
 SQUAD_METRICS = ("exact_match", "f1")
-METRIC_NAMES = frozenset(GLUE_METRICS) | frozenset(SQUAD_METRICS)
-
-
-def glue_metrics(names: Sequence[str], preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {name: GLUE_METRICS[name](preds, labels) for name in names}
-
-
-def constant_score(metric: str, labels: Sequence[int] | Sequence[float]) -> float | None:
-    """The best score of a predictor that gives every example one and the same label: the majority
-    class's share for accuracy, 0 for MCC and the correlations. A fine-tuning at this score learnt
-    nothing from the text. None for metrics without one (SQuAD) or no labels."""
-    if metric not in GLUE_METRICS or len(labels) == 0:
-        return None
-    if metric in ("pearson", "spearman"):
-        return 0.0
-    y = np.asarray(labels)
-    return max(GLUE_METRICS[metric](np.full_like(y, c), y) for c in np.unique(y))
+METRIC_NAMES = frozenset(GLUE_METRIC_NAMES) | frozenset(SQUAD_METRICS)
 
 
 # --------------------------------------------------------------------------- comparing methods
@@ -130,37 +72,6 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (len(order) - rank) * p))
         out[i] = running
     return out
-
-
-def min_detectable_effect(std: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
-    """The smallest true mean difference a two-sided paired t-test of `n` pairs finds at level
-    `alpha` with probability `power`, if the differences spread with standard deviation `std`
-    (the noncentral t: no normal approximation, which is far off at n = 3). None below two pairs:
-    no test. "Within noise" then has a size: effects under this one were not looked for."""
-    if n < 2:
-        return None
-    return detectable_effect(std / math.sqrt(n), n - 1, alpha=alpha, power=power)
-
-
-def detectable_effect(se: float, df: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
-    """`min_detectable_effect` of a t-test whose mean has standard error `se` on `df` degrees of
-    freedom (a crossed masks x seeds design's Satterthwaite df, say)."""
-    from scipy.optimize import brentq
-    from scipy.stats import nct, t
-
-    if se == 0:
-        return 0.0
-    crit = float(t.ppf(1 - alpha / 2, df))
-
-    def short(d: float) -> float:  # power at effect d (in units of se), minus the goal
-        # the far tail (a significant result of the wrong sign) is tiny, and NaN in scipy at times
-        wrong_sign = float(np.nan_to_num(nct.cdf(-crit, df, d)))
-        return float(nct.sf(crit, df, d)) + wrong_sign - power
-
-    hi = 1.0
-    while short(hi) < 0:  # widen until the power is reached
-        hi *= 2
-    return float(brentq(short, 0.0, hi)) * se
 
 
 def no_verdict(

@@ -31,10 +31,11 @@ from ..core.errors import ConfigError, TicketlabError
 from ..data.features import Features, length_sorted_batches, pad_collate
 from ..masks import MaskConfig, load_mask_onto
 from ..models.load import encoder_of, load_model
-from ..train.loop import CollateFn, EvalFn, LossFn
+from ..train.config import CollateFn, EvalFn, LossFn
 from .glue import load_features
-from .metrics import GLUE_METRICS, squad_metrics
+from .metrics import squad_metrics
 from .registry import TaskSpec, get_task, metric_key
+from .scores import GLUE_METRICS
 from .squad import SquadExamples, best_answers, load_squad_features
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from ..core.checks import LearningRate, check_fields
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import read_json
 from ..core.outputs import safe_component
-from .metrics import GLUE_METRICS, SQUAD_METRICS
+from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
 
 Kind = Literal["classification", "regression", "squad"]
 Column = str | int  # a header name, or a 0-based field index for files without a header
@@ -83,7 +83,7 @@ class TaskSpec:
         missing = [s for s in self.eval_splits if s not in self.files]
         if missing:
             raise bad(f"eval split(s) {missing} have no entry in files {sorted(self.files)}")
-        known = set(SQUAD_METRICS) if self.kind == "squad" else set(GLUE_METRICS)
+        known = set(SQUAD_METRICS) if self.kind == "squad" else set(GLUE_METRIC_NAMES)
         unknown = [m for m in self.metrics if m not in known]
         if not self.metrics or unknown:
             raise bad(f"unknown metric(s) {unknown or '(none given)'}; choose from {sorted(known)}")

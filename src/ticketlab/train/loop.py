@@ -21,39 +21,28 @@ best and final scores. What the loop owns:
 * A time limit per piece (`time_limit_s`): when it is up, the loop saves a checkpoint and returns
   with `stopped` set, writing no result; the same call later goes on from there, to the weights an
   uninterrupted run gives (a long run in pieces on a machine lent for minutes at a time).
+
+Here: `train` and `_Loop`. Beside it: `config` (TrainConfig, TrainState, TrainResult), `schedule`,
+`checkpoint`, `processes` (accelerate, DDP) and `determinism` (seeds, batch order).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import hashlib
-import io
-import json
 import logging
-import math
-import os
-import random
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list
+from accelerate.utils import broadcast_object_list
 from torch import Tensor, nn
 
-from ..core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import (
-    atomic_write_bytes,
     atomic_write_json,
-    atomic_write_text,
     exclusive,
     make_dir,
     open_append,
@@ -62,265 +51,39 @@ from ..core.files import (
     to_json,
 )
 from ..core.progress import logs_above_bars, progress_bar
-from .optim import AdamW
+from .checkpoint import (
+    load_loop_checkpoint,
+    load_trainable_state,
+    restoring,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state,
+    truncate_log,
+)
+from .config import (
+    Batch,
+    CollateFn,
+    EvalFn,
+    LossFn,
+    OptimizerFn,
+    Sampler,
+    TrainConfig,
+    TrainResult,
+    TrainState,
+)
+from .determinism import batch_indices, example_seed, seed_everything
+from .processes import LossModule, check_finite_loss, make_accelerator, time_up
 from .run_dir import CHECKPOINT
+from .schedule import adamw, make_scheduler, step_in_backward
 
 log_ = logging.getLogger(__name__)
-
-Batch = dict[str, Tensor]
-LossFn = Callable[[nn.Module, Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
-CollateFn = Callable[[list[Any], list[int]], Batch]
-EvalFn = Callable[[nn.Module], dict[str, float]]
-# micro-step -> (dataset indices of its global micro-batch, its epoch): a function of the step alone
-Sampler = Callable[[int], tuple[list[int], int]]
-OptimizerFn = Callable[[Any, "TrainConfig"], torch.optim.Optimizer]  # (params, config) -> optimizer
 
 LOG = "log.jsonl"
 RESULT = "train_result.json"
 
 
-@dataclass
-class TrainConfig:
-    max_steps: PositiveInt  # optimizer steps
-    batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
-    lr: LearningRate = 5e-5
-    weight_decay: NonNegFloat = 0.0
-    warmup_steps: NonNegInt = 0
-    schedule: Literal["linear", "constant"] = "linear"
-    # The linear schedule's horizon: the lr reaches 0 at this step (None: at max_steps). Beyond
-    # max_steps, training stops part-way down one longer schedule, as TAMT's masks are checkpoints
-    # of its 27,920-step run (`methods.tamt.paper_schedule_steps`).
-    schedule_steps: PositiveInt | None = None
-    grad_accum: PositiveInt = 1
-    max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
-    eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
-    save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
-    log_every: PositiveInt = 10
-    seed: Seed = 0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    # Step each parameter inside the backward, as soon as its gradient is complete, and free that
-    # gradient: the gradients never exist all at once (less peak memory), at the price of gradient
-    # clipping (the global norm is not known yet), accumulation, fp16 loss scaling and DDP.
-    optimizer_in_backward: bool = False
-    fused: bool = False  # torch's fused AdamW kernel (one launch for all parameters: GPU speed)
-    compile: bool = False  # torch.compile the loss computation (model + loss), in place
-    time_limit_s: PositiveFloat | None = None  # seconds of this piece: then checkpoint and stop (see module)
-    metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
-    greater_is_better: bool = True
-    progress: bool = True
-    desc: str = "train"
-
-    def __post_init__(self) -> None:
-        check_config(self)  # types and ranges, and no nan / inf (AdamW would raise a ValueError)
-        if self.schedule_steps is not None and self.schedule_steps < self.max_steps:
-            raise ConfigError(
-                f"schedule_steps {self.schedule_steps} ends before max_steps {self.max_steps}: the "
-                "schedule's horizon is at or after the last step"
-            )
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(
-                f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
-            )
-        if self.optimizer_in_backward and (
-            self.max_grad_norm is not None or self.grad_accum > 1 or self.mixed_precision == "fp16"
-        ):
-            raise ConfigError(
-                "optimizer_in_backward steps each parameter before the others have gradients: it needs "
-                "max_grad_norm None (no clipping), grad_accum 1 and no fp16 loss scaling"
-            )
-
-
-@dataclass
-class TrainState:
-    """What hooks see. `step` counts finished optimizer steps."""
-
-    step: int
-    model: nn.Module  # unwrapped (not the DDP wrapper)
-    optimizer: torch.optim.Optimizer
-    accelerator: Accelerator
-    config: TrainConfig
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    history: list[dict[str, Any]] = field(default_factory=list)  # [{"step": s, **metrics}]
-    best: dict[str, Any] | None = None
-    final: dict[str, Any] | None = None
-    train_time_s: float = 0.0  # optimisation only, evaluation excluded
-    resumed_from: int = 0
-    tokens: int = 0  # non-padding input tokens trained on (this process's share times the processes)
-    stopped: bool = False  # the piece's time limit came first: checkpointed, not finished
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------- determinism
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def example_seed(seed: int, epoch: int, index: int) -> int:
-    """A per-example seed that depends only on (run seed, epoch, example index)."""
-    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
-
-
-def batch_indices(n: int, batch_size: int, micro_step: int, seed: int) -> tuple[list[int], int]:
-    """Example indices of global micro-batch `micro_step` and its epoch: reshuffled every epoch."""
-    per_epoch = max(1, math.ceil(n / batch_size))
-    epoch, k = divmod(micro_step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[k * batch_size : (k + 1) * batch_size].tolist(), epoch
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _trainable_state(model: nn.Module) -> dict[str, Tensor]:
-    state = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    state.update({n: b.detach().cpu() for n, b in model.named_buffers()})
-    return state
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": repr(random.getstate()),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(ast.literal_eval(state["python"]))
-
-
-def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
-    """Load a checkpoint's trainable parameters and buffers into `model`, refusing names it does not
-    have (e.g. the stored masks of TAMT checkpoints written before the masks became thresholds)."""
-    missing = set(state) - set(dict(model.named_parameters())) - set(dict(model.named_buffers()))
-    if missing:
-        raise TicketlabError(
-            f"{path}: checkpoint does not match this model (e.g. {sorted(missing)[0]}); "
-            "delete it to restart from scratch"
-        )
-    model.load_state_dict(state, strict=False)
-
-
-@contextlib.contextmanager
-def restoring(path: Path) -> Any:
-    """Restoring what checkpoint `path` holds: a value of the wrong kind or shape in it (a Python
-    RNG state that is no state, an optimizer state of other tensors) is one line naming the file."""
-    try:
-        yield
-    except TicketlabError:
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, SyntaxError, AttributeError) as e:
-        what = (str(e).splitlines() or [""])[0][:200]
-        raise TicketlabError(
-            f"{path}: corrupt checkpoint ({type(e).__name__}: {what}); delete it to restart from scratch"
-        ) from None
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or foreign file: say which one
-        raise TicketlabError(f"{path}: corrupt checkpoint, delete it to restart from scratch ({e})") from None
-
-
 # --------------------------------------------------------------------------- the loop
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LambdaLR:
-    warm, total = config.warmup_steps, config.schedule_steps or config.max_steps
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if config.schedule == "constant":
-            return 1.0
-        return max(0.0, (total - step) / max(1, total - warm))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def restart_optimizer(state: TrainState) -> None:
-    """Make the optimizer and schedule what a newly built pair would be, from the next step on:
-    moments and step counts dropped, the schedule at its first step (IMP after each pruning, as
-    its reference codes rebuild both). In place, so checkpoints and the loop's references hold."""
-    inner = getattr(state.optimizer, "optimizer", state.optimizer)  # accelerate's wrapper
-    inner.state.clear()
-    sched = state.scheduler
-    if sched is None:
-        raise RuntimeError("restart_optimizer needs the TrainState's scheduler")
-    sched.last_epoch = 0  # as a new LambdaLR after its constructor's first step
-    for group, base, fn in zip(inner.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
-        group["lr"] = base * fn(0)
-    sched._last_lr = [g["lr"] for g in inner.param_groups]
-
-
-def _adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
-    """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
-    the others."""
-    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
-
-
-class _LossModule(nn.Module):
-    """The loss computation as one module, so that DDP wraps *it*: a `loss_fn` may then call any part
-    of the model (e.g. the encoder, then the MLM head on the masked positions only) and DDP still
-    synchronises the gradients. `loss_fn` receives the unwrapped model."""
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn):
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-
-    def forward(self, batch: Batch):
-        return self.loss_fn(self.model, batch)
-
-
-def make_accelerator(config: TrainConfig | str = "no") -> Accelerator:
-    """The one accelerator every training path uses (`config`: a TrainConfig or its mixed_precision).
-
-    Every process derives the same masks from the same synchronised weights and scores, and
-    BERT-like models keep no running statistics, so DDP need not re-broadcast the buffers (masks,
-    thresholds, position ids) before every forward (a search checks at the end that the ranks agree). torch
-    calls that option deprecated in favour of one accelerate cannot pass yet."""
-    warnings.filterwarnings("ignore", message=".*broadcast_buffers. is deprecated", category=FutureWarning)
-    precision = config if isinstance(config, str) else config.mixed_precision
-    # accelerate keeps one mixed-precision setting per process and refuses another; a process that
-    # trains twice (the demo: a bf16 pre-training, then fp32 searches) resets it. The process group
-    # (PartialState) is kept.
-    if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
-    acc = Accelerator(
-        mixed_precision=precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != acc.num_processes:  # e.g. CPU processes that accelerate did not join into one group
-        raise ConfigError(
-            f"{launched} processes were launched but accelerate sees {acc.num_processes}: on CPUs set "
-            "ACCELERATE_USE_CPU=true (`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu "
-            "--num_processes 2 --no_python ticketlab ...`)"
-        )
-    return acc
 
 
 def train(
@@ -374,58 +137,6 @@ def train(
             return loop.run()
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the records of steps after `step` (the resumed run logs them again): each step once."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError, AttributeError, RecursionError):
-            record = json.loads(line)
-            at = record.get("step", record.get("eval", {}).get("step"))
-            if isinstance(at, int) and at > step:
-                continue
-        keep.append(line)
-    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
-
-
-def step_in_backward(optimizer: torch.optim.Optimizer) -> list[Any]:
-    """Make every parameter of `optimizer` take its step the moment its gradient is complete (once
-    per backward: the gradients of a tied weight's uses are summed first) and drop that gradient.
-
-    The step is the optimizer's own (its state, its param group's current learning rate), so
-    checkpoints and schedulers are unchanged; the loop's `optimizer.step()` then finds no gradient
-    left and does nothing. Returns the hook handles (`.remove()` undoes it).
-    """
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
-
-    def hook(param: Tensor) -> None:
-        inner.step()  # `param` is the only one holding a gradient: the others were stepped and freed
-        param.grad = None
-
-    return [p.register_post_accumulate_grad_hook(hook) for g in inner.param_groups for p in g["params"]]
-
-
-def _check_finite_loss(
-    losses: list[float], step: int, config: TrainConfig, acc: Accelerator, ckpt: Path | None
-) -> None:
-    """Stop before the optimizer step when a loss is nan or inf: the step would write non-finite
-    weights, and every later step would train a constant predictor whose score looks like a result.
-    All processes agree first (one of them alone raising would leave the others in an all-reduce)."""
-    bad = next((v for v in losses if not math.isfinite(v)), None)
-    if acc.num_processes > 1:
-        flag = torch.tensor([0.0 if bad is None else 1.0], device=acc.device)
-        if float(acc.reduce(flag, reduction="sum")) and bad is None:
-            bad = float("nan")  # another process saw it
-    if bad is None:
-        return
-    kept = f"; the checkpoint in {ckpt.parent} is kept" if ckpt is not None and ckpt.is_file() else ""
-    raise TicketlabError(
-        f"{config.desc}: the training loss is {bad} at step {step} (lr {config.lr:g}): the run diverged; "
-        f"try a lower --lr, or check the model and data for non-finite values{kept}"
-    )
-
-
 def _eval_line(desc: str, record: dict[str, Any], max_steps: int, tokens_per_s: float | None = None) -> str:
     """One short line per dev evaluation: `search tamt step 50/300 dev: mlm_loss 6.712, kd_loss 0.0612`
     (and the training throughput so far, e.g. `; 51,200 tokens/s`)."""
@@ -441,16 +152,6 @@ def _batch_tokens(batch: Batch) -> int:
         return int(mask.sum())
     ids = batch.get("input_ids")
     return ids.numel() if isinstance(ids, Tensor) else 0
-
-
-def _time_up(started: float, config: TrainConfig, acc: Accelerator) -> bool:
-    """Whether this piece's time limit has passed; every process follows the main one's clock."""
-    if config.time_limit_s is None:
-        return False
-    up = [time.monotonic() - started >= config.time_limit_s]
-    if acc.num_processes > 1:
-        broadcast_object_list(up)
-    return bool(up[0])
 
 
 @dataclass
@@ -489,9 +190,9 @@ class _Loop:
         self.started = time.monotonic()
         seed_everything(config.seed)
         self.raw_model = model
-        optimizer = (make_optimizer or _adamw)(params, config)
+        optimizer = (make_optimizer or adamw)(params, config)
         self.scheduler = make_scheduler(optimizer, config)
-        loss_module = _LossModule(model, loss_fn)
+        loss_module = LossModule(model, loss_fn)
         if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
             loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
         self.model, self.optimizer = acc.prepare(loss_module, optimizer)
@@ -511,27 +212,21 @@ class _Loop:
         """Go on from the checkpoint, if there is one: weights, optimizer, schedule, RNG, result."""
         if self.ckpt is None or not self.ckpt.is_file():
             return
-        saved = load_checkpoint(self.ckpt)
-        missing = sorted({"step", "model", "optimizer", "scheduler", "rng", "result"} - set(saved))
-        if missing:  # e.g. one written by ticket sharing's own loop, before it ran on this one
-            raise TicketlabError(
-                f"{self.ckpt}: not a checkpoint of this training loop (no {', '.join(missing)}); "
-                "delete it to restart from scratch"
-            )
+        saved = load_loop_checkpoint(self.ckpt)
         with restoring(self.ckpt):
             if self.extra_state is not None:  # first: it may say what the saved tensors are (which
                 self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
             load_trainable_state(self.raw_model, saved["model"], self.ckpt)
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
-            _set_rng_state(saved["rng"])
+            set_rng_state(saved["rng"])
             self.result = TrainResult(**saved["result"])
         self.result.stopped = False  # a new piece
         self.result.resumed_from = self.state.step = saved["step"]
 
     def open_log(self) -> None:
         if self.out is not None and self.acc.is_main_process:
-            _truncate_log(self.out / LOG, self.state.step)
+            truncate_log(self.out / LOG, self.state.step)
             self.log_file = open_append(self.out / LOG)  # closed by run
 
     def save_checkpoint(self) -> None:
@@ -539,16 +234,14 @@ class _Loop:
             return
         payload = {
             "step": self.state.step,
-            "model": _trainable_state(self.raw_model),
+            "model": trainable_state(self.raw_model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "extra": self.extra_state[0]() if self.extra_state is not None else {},
             "result": self.result.to_dict(),
         }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write_bytes(self.ckpt, buf.getvalue())
+        save_checkpoint(self.ckpt, payload)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.log_file is not None:
@@ -590,7 +283,7 @@ class _Loop:
 
     def optimizer_step(self) -> None:
         config = self.config
-        _check_finite_loss(
+        check_finite_loss(
             self.window.values["loss"][-config.grad_accum :], self.state.step + 1, config, self.acc, self.ckpt
         )
         if config.max_grad_norm is not None:
@@ -667,7 +360,7 @@ class _Loop:
             self.after_eval(bar, self.evaluate())
         if config.save_every and state.step % config.save_every == 0 and state.step < config.max_steps:
             self.save_checkpoint()
-        if state.step < config.max_steps and _time_up(self.started, config, self.acc):
+        if state.step < config.max_steps and time_up(self.started, config, self.acc):
             result.stopped = True  # the next call goes on from this checkpoint
             self.save_checkpoint()
             return False

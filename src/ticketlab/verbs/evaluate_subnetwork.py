@@ -15,7 +15,8 @@ from ..masks import apply_mask, check_fits, load_mask
 from ..masks.hub import mask_dir as hub_mask_dir
 from ..masks.io import recorded_base
 from ..methods.configs import DEFAULT_MAX_LENGTH
-from ..models.load import fit_max_length, head_of, load_config, load_model, load_tokenizer
+from ..models.load import load_config, load_model, load_tokenizer
+from ..models.source import fit_max_length, head_of
 
 # `verbs.evaluate_pretrain.PretrainEvalConfig`, read here by its fields only: that module imports this
 # one when its function runs, and no import goes back (no circle).

@@ -24,7 +24,8 @@ from ..masks import check_fits, export_pretrained, load_mask, save_ticket
 from ..masks.export import SEMI_DTYPES, require_semi_structured
 from ..masks.ticket import WEIGHTS_NAME
 from ..models.compaction import refuse_compacted
-from ..models.load import head_of, load_config, load_model, load_tokenizer
+from ..models.load import load_config, load_model, load_tokenizer
+from ..models.source import head_of
 
 Head = Literal["auto", "mlm", "seq-cls", "qa", "base"]
 

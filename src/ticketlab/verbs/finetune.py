@@ -42,7 +42,8 @@ from ..core.files import atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
-from ..models.load import check_model, fit_max_length, load_config, load_tokenizer
+from ..models.load import check_model, load_config, load_tokenizer
+from ..models.source import fit_max_length
 from ..tasks.glue import task_dir
 from ..tasks.objective import (
     LOSSES,
@@ -59,7 +60,9 @@ from ..tasks.objective import (
     task_objective,
 )
 from ..tasks.registry import TaskSpec, get_task
-from ..train.loop import EvalFn, TrainConfig, make_accelerator, train
+from ..train.config import EvalFn, TrainConfig
+from ..train.loop import train
+from ..train.processes import make_accelerator
 from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
 from .finetune_dirs import (
     INPUT_NAMES,

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from ..methods.search import SearchResult
-    from ..train.loop import TrainConfig
+    from ..train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

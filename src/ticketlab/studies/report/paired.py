@@ -27,7 +27,8 @@ import numpy as np
 from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
-from ...tasks.metrics import detectable_effect, holm
+from ...tasks.metrics import holm
+from ...tasks.scores import detectable_effect
 from ..sweep.methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from ...core.errors import TicketlabError
 from ...tasks.glue import load_examples
-from ...tasks.metrics import constant_score
 from ...tasks.registry import get_task
+from ...tasks.scores import constant_score
 from ..store import DB_NAME, RunRecord, Store
 from ..sweep.methods import report_order
 from ..sweep.rekey import ids_outdated, rekey_store

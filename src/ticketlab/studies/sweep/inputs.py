@@ -10,7 +10,8 @@ from pathlib import Path
 from ...core.errors import TicketlabError
 from ...core.outputs import MARKER, check_output, claim_dir, mark_output
 from ...masks.targets import default_targets
-from ...models.load import fit_max_length, load_config, load_tokenizer
+from ...models.load import load_config, load_tokenizer
+from ...models.source import fit_max_length
 from ...tasks.glue import split_file
 from ...tasks.registry import get_task
 from ..store import DB_NAME, Store

@@ -1,0 +1,67 @@
+"""The training loop's optimizer and schedule: AdamW (`train.optim`), linear decay after a warm-up
+(or constant), both restarted in place (IMP after each pruning), and stepping each parameter inside
+the backward (`TrainConfig.optimizer_in_backward`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import TrainConfig, TrainState
+from .optim import AdamW
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warm, total = config.warmup_steps, config.schedule_steps or config.max_steps
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if config.schedule == "constant":
+            return 1.0
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restart_optimizer(state: TrainState) -> None:
+    """Make the optimizer and schedule what a newly built pair would be, from the next step on:
+    moments and step counts dropped, the schedule at its first step (IMP after each pruning, as
+    its reference codes rebuild both). In place, so checkpoints and the loop's references hold."""
+    inner = getattr(state.optimizer, "optimizer", state.optimizer)  # accelerate's wrapper
+    inner.state.clear()
+    sched = state.scheduler
+    if sched is None:
+        raise RuntimeError("restart_optimizer needs the TrainState's scheduler")
+    sched.last_epoch = 0  # as a new LambdaLR after its constructor's first step
+    for group, base, fn in zip(inner.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+        group["lr"] = base * fn(0)
+    sched._last_lr = [g["lr"] for g in inner.param_groups]
+
+
+def adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
+    the others."""
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
+
+
+def step_in_backward(optimizer: torch.optim.Optimizer) -> list[Any]:
+    """Make every parameter of `optimizer` take its step the moment its gradient is complete (once
+    per backward: the gradients of a tied weight's uses are summed first) and drop that gradient.
+
+    The step is the optimizer's own (its state, its param group's current learning rate), so
+    checkpoints and schedulers are unchanged; the loop's `optimizer.step()` then finds no gradient
+    left and does nothing. Returns the hook handles (`.remove()` undoes it).
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the torch optimizer
+
+    def hook(param: Tensor) -> None:
+        inner.step()  # `param` is the only one holding a gradient: the others were stepped and freed
+        param.grad = None
+
+    return [p.register_post_accumulate_grad_hook(hook) for g in inner.param_groups for p in g["params"]]

@@ -1,0 +1,85 @@
+"""Issue 38's import rule for the lower packages (core, models, masks, data, train, lm, tasks): the
+modules `--help` reads stay torch-free, and every other module imports what it needs at the top. An
+import inside a function is one of the few lazy boundaries, each saying why (`# lazy: ...`)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
+LOWER = ("core", "models", "masks", "data", "train", "lm", "tasks")
+HEAVY = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "accelerate", "datasets")
+# What verbs' configs, the task registry and `import ticketlab` read when options are parsed.
+LIGHT = (
+    "core.checks",
+    "core.digest",
+    "core.errors",
+    "core.files",
+    "core.lazy",
+    "core.outputs",
+    "data.grammar",
+    "data.tokenizer_kinds",
+    "lm.options",
+    "lm.pretrain_config",
+    "masks.hf_auto",
+    "masks.pattern",
+    "masks.targets",
+    "models.arch",
+    "models.source",
+    "tasks.metrics",
+    "tasks.registry",
+    "train.config",
+    "train.run_dir",
+)
+
+
+def heavy_after(modules: tuple[str, ...]) -> list[str]:
+    """The heavy packages a fresh interpreter holds after importing `modules` (of ticketlab)."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}: importlib.import_module('ticketlab.' + m)\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_light_modules_import_no_heavy_package():
+    assert heavy_after(LIGHT) == []
+
+
+def test_reading_a_mask_file_needs_no_transformers():
+    """`ticketlab info MASK` reads a mask's tensors: torch, not transformers (tests/test_startup.py)."""
+    assert heavy_after(("masks.io",)) == ["torch"]
+
+
+def _imports_inside_functions(path: Path) -> list[tuple[int, str]]:
+    """(line, the line and the one above it) of each import statement inside a function of `path`."""
+    lines = path.read_text().splitlines()
+    found = set()
+    for fn in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found |= {n.lineno for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return [(n, "\n".join(lines[max(0, n - 2) : n])) for n in sorted(found)]
+
+
+def test_imports_inside_functions_are_the_few_lazy_boundaries():
+    found = {
+        f"{path.relative_to(SRC)}:{line}": text
+        for package in LOWER
+        for path in sorted((SRC / package).rglob("*.py"))
+        for line, text in _imports_inside_functions(path)
+    }
+    assert len(found) <= 3, sorted(found)
+    assert all("# lazy: " in text for text in found.values()), found
+
+
+def test_the_lazy_boundaries_are_seen():
+    """The walk above finds an import inside a function, and the comment beside it."""
+    probe = SRC / "masks" / "peft_tickets.py"
+    (line, text), *_ = _imports_inside_functions(probe)
+    assert "import peft" in text and "# lazy: " in text
