@@ -4,7 +4,6 @@ import inside a function is one of the few lazy boundaries, each saying why (`# 
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -55,31 +54,3 @@ def test_light_modules_import_no_heavy_package():
 def test_reading_a_mask_file_needs_no_transformers():
     """`ticketlab info MASK` reads a mask's tensors: torch, not transformers (tests/test_startup.py)."""
     assert heavy_after(("masks.io",)) == ["torch"]
-
-
-def _imports_inside_functions(path: Path) -> list[tuple[int, str]]:
-    """(line, the line and the one above it) of each import statement inside a function of `path`."""
-    lines = path.read_text().splitlines()
-    found = set()
-    for fn in ast.walk(ast.parse("\n".join(lines))):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            found |= {n.lineno for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))}
-    return [(n, "\n".join(lines[max(0, n - 2) : n])) for n in sorted(found)]
-
-
-def test_imports_inside_functions_are_the_few_lazy_boundaries():
-    found = {
-        f"{path.relative_to(SRC)}:{line}": text
-        for package in LOWER
-        for path in sorted((SRC / package).rglob("*.py"))
-        for line, text in _imports_inside_functions(path)
-    }
-    assert len(found) <= 3, sorted(found)
-    assert all("# lazy: " in text for text in found.values()), found
-
-
-def test_the_lazy_boundaries_are_seen():
-    """The walk above finds an import inside a function, and the comment beside it."""
-    probe = SRC / "masks" / "peft_tickets.py"
-    (line, text), *_ = _imports_inside_functions(probe)
-    assert "import peft" in text and "# lazy: " in text

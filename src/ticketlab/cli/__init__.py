@@ -31,6 +31,7 @@ class Verb:
     module_name: str
 
     def module(self) -> ModuleType:
+        # lazy: only the verb being run is imported, so `ticketlab --help` costs no torch
         return importlib.import_module(f"{__name__}.{self.module_name}")
 
 

@@ -23,6 +23,7 @@ def lazy_exports(package: str, where: Mapping[str, str]) -> Exports:
     def __getattr__(name: str) -> Any:
         if name in where:
             module = where[name] if where[name].startswith(".") else f".{where[name]}"
+            # lazy: PEP 562, a public name's module is imported on first use (`import ticketlab` stays light)
             value = getattr(importlib.import_module(module, package), name)
             setattr(sys.modules[package], name, value)  # found once; later look-ups do not come here
             return value

@@ -166,9 +166,10 @@ def load() -> dict[str, Method]:
     global _loaded
     if not _loaded:
         _loaded = True  # first: a module that reads the registry while it registers sees it as it is
+        # lazy: the built-in methods, one module each (registered/), register on the registry's first use
         package = importlib.import_module(PACKAGE)
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            importlib.import_module(f"{PACKAGE}.{info.name}")
+            importlib.import_module(f"{PACKAGE}.{info.name}")  # lazy: each method's module, as above
     return _REGISTRY
 
 
