@@ -1,4 +1,4 @@
-"""A sweep's view of the method registry (`methods.registry`): how a sweep turns a method name into a mask directory.
+"""A sweep's view of the one method registry: how a sweep turns a method name into a mask directory.
 
 Every pruning method a sweep can run is one `MethodSpec` of `sweep_methods()`: a `search` callable that
 writes a mask directory for a (model, sparsity, seed, budget), plus what the sweep needs to know to
