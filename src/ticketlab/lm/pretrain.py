@@ -12,7 +12,7 @@ Sizes follow the BERT miniatures of Turc et al. (2019): tiny (L2/H128), mini (L4
 overridden. The corpus goes through `data.corpus` (text files, folders of them such as
 `wiki-2015/`, or a token file; tokenized once, cached by content, packed into full blocks: each
 source's token stream is cut into `[CLS] ... [SEP]` blocks of exactly `max_length` tokens, only a
-source's last block may be shorter) and the loss is `objectives.pretraining_loss("mlm")` (BERT's
+source's last block may be shorter) and the loss is `lm.objectives.pretraining_loss("mlm")` (BERT's
 80/10/10 corruption of 15% of the tokens, the head applied to the masked positions only), trained
 by `train.loop.train`. The masking is dynamic: each example's corruption is drawn from (seed, epoch,
 block), so a block is masked afresh in every epoch. Without a tokenizer, one is trained on the

@@ -12,7 +12,7 @@ reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). 
 `scores.py` and `thresholds.py` are re-exported.
 
 As TAMT's code (issue 34): its masker masks the pooler too; transformers' *ForMaskedLM models have
-none, so the checkpoint's pooler is taken into the MLM model (`masks.targets.attach_pooler`, where
+none, so the checkpoint's pooler is taken into the MLM model (`masks.prunable.attach_pooler`, where
 the checkpoint has one) and, as no MLM or KD loss reaches it, its scores stay at their OMP start
 (frozen: `--no-pooler` leaves it dense). The tied MLM decoder stays dense (`decoder`), the KD loss of
 TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's schedule: a search stops

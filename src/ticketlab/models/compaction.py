@@ -1,6 +1,6 @@
 """Compaction: slicing pruned heads, FFN neurons and FFN sub-layers out of a model, and its manifest.
 
-The model layer of compaction (`structured.compact(model, units)` is the call most users want):
+The model layer of compaction (`masks.compacted.compact(model, units)` is the call most users want):
 `slice_units` slices a model in place, with `transformers.pytorch_utils.prune_linear_layer`:
 
 - pruned heads: their Q/K/V rows (weights and biases) and attention-output columns go; the attention

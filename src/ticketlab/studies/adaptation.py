@@ -121,7 +121,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`studies.paired.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`studies.report.paired.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     if paired is None or full is None:
         return "—"

@@ -222,7 +222,7 @@ def task_objective(
     With `select_fraction` the dev set is split (`split_dev`): `eval_fn` scores the rest under the
     plain metric names and the selection part under `select_<name>`.
 
-    Use it with `load_task_model` and `training.train(model, params, obj.dataset, obj.collate_fn,
+    Use it with `load_task_model` and `train.loop.train(model, params, obj.dataset, obj.collate_fn,
     obj.loss_fn, TrainConfig(..., metric=obj.metric), eval_fn=obj.eval_fn)`.
     """
     spec = get_task(task, data_dir)

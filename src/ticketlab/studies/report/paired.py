@@ -181,7 +181,7 @@ class Comparison:
     @property
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
-        Holm-corrected), given its observed noise (`tasks.metrics.detectable_effect`)."""
+        Holm-corrected), given its observed noise (`tasks.scores.detectable_effect`)."""
         d = self._design()
         return None if d is None else detectable_effect(*d)
 
