@@ -1,10 +1,11 @@
 """Adding a method is adding one file: a module written into `ticketlab/methods/registered/` (and no
-other file edited) is a `ticketlab prune` sub-command, a sweep method that plans and runs, and a
-method the report lists in its colour."""
+other file edited) is a `ticketlab prune` or `ticketlab search` sub-command (a search method with
+options of its own), a sweep method that plans and runs, and a method the report lists in its colour."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,21 +44,59 @@ register_method(
 '''
 
 
-@pytest.fixture()
-def toy_file(monkeypatch):
-    """The toy's module in the package of registered methods; the registry reads the package again."""
-    path = Path(ticketlab.methods.registered.__path__[0]) / f"{MODULE}.py"
+def _installed(monkeypatch, name: str, module: str, text: str):
+    """`text` as the module `module` of the package of registered methods, registering `name`; the
+    registry reads the package again, and is as it was after the test."""
+    path = Path(ticketlab.methods.registered.__path__[0]) / f"{module}.py"
     path.unlink(missing_ok=True)  # left by a run of this test that was killed
-    full = f"{registry.PACKAGE}.{MODULE}"
-    monkeypatch.setitem(registry.load(), NAME, None)  # the registry as it was before: after the test too
+    full = f"{registry.PACKAGE}.{module}"
+    monkeypatch.setitem(registry.load(), name, None)  # the registry as it was before: after the test too
     monkeypatch.setitem(sys.modules, full, None)  # its module forgotten after the test
-    del sys.modules[full], registry.load()[NAME]
-    path.write_text(TOY)
+    del sys.modules[full], registry.load()[name]
+    path.write_text(text)
     monkeypatch.setattr(registry, "_loaded", False)  # the registry's next use imports the new module
     try:
         yield path
     finally:
         path.unlink()
+
+
+@pytest.fixture()
+def toy_file(monkeypatch):
+    yield from _installed(monkeypatch, NAME, MODULE, TOY)
+
+
+SEARCH_NAME = "toy-search"  # a toy search method: a config of its own, TAMT's search function
+SEARCH_MODULE = "test_made_toy_search"
+TOY_SEARCH = '''"""A toy search method: TAMT under another name, with one setting of its own."""
+
+from dataclasses import dataclass
+
+from ticketlab.core.checks import option
+from ticketlab.methods.configs import TamtConfig
+from ticketlab.methods.registry import Method, register_method
+
+
+@dataclass
+class ToySearchConfig(TamtConfig):
+    toy_knob: int = option(3, "a setting only this method has")
+
+
+register_method(
+    Method(
+        "toy-search",
+        ToySearchConfig,
+        "ticketlab.methods.tamt:search_from_config",
+        "a toy search method (TAMT under another name)",
+        color="C8",
+    )
+)
+'''
+
+
+@pytest.fixture()
+def toy_search_file(monkeypatch):
+    yield from _installed(monkeypatch, SEARCH_NAME, SEARCH_MODULE, TOY_SEARCH)
 
 
 def test_a_method_in_one_new_file_is_everywhere(toy_file, tmp_path, tiny_bert_dir, capsys):
@@ -100,3 +139,52 @@ def test_a_method_in_one_new_file_is_everywhere(toy_file, tmp_path, tiny_bert_di
     report = write_report(tmp_path / "sweep")
     table = report.main_table
     assert NAME in table and table.index("omp") < table.index(NAME)
+
+
+def test_a_search_method_in_one_new_file_is_everywhere(toy_search_file, tmp_path, tiny_bert_dir, capsys):
+    # `ticketlab search --help` lists it and its sub-command has its own option, torch-free
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src), "COLUMNS": "200"}
+    probe = "from ticketlab.cli import main; import sys\ntry: main()\n"
+    probe += "except SystemExit: print('torch' in sys.modules)"
+    listed = subprocess.run(
+        [sys.executable, "-c", probe, "search", "--help"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        re.search(rf"{SEARCH_NAME}\s+a toy search method", listed.stdout)
+        and listed.stdout.split()[-1] == "False"
+    )
+    own = subprocess.run(
+        [sys.executable, "-c", probe, "search", SEARCH_NAME, "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "--toy-knob TOY_KNOB" in own.stdout and "a setting only this method has" in own.stdout
+
+    # the CLI runs it: a mask at the sparsity asked for
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat and the dog ran to the park\n" * 40)
+    out = tmp_path / "toy"
+    argv = [
+        "search",
+        SEARCH_NAME,
+        "--model",
+        str(tiny_bert_dir),
+        "--corpus",
+        str(corpus),
+        "--sparsity",
+        "0.5",
+    ]
+    argv += ["--steps", "2", "--max-length", "16", "--batch-size", "4", "--dev-blocks", "1", "--no-progress"]
+    assert main([*argv, "--toy-knob", "5", "--out", str(out)]) == 0
+    assert (out / "masks.safetensors").is_file()
+
+    # a sweep: one search per seed (a search method is seeded), listed after the built-in ones
+    assert sweep_methods()[SEARCH_NAME].seeded and sweep_methods()[SEARCH_NAME].uses_corpus
+    small = {**fakes.SMALL, "methods": ["full", "omp", SEARCH_NAME]}
+    spec = fakes.make_spec(tmp_path / "spec", tiny_bert_dir, **small)
+    searches = [r for r in expand(spec) if r.kind == "search" and r.config.get("method") == SEARCH_NAME]
+    assert sorted(r.config["seed"] for r in searches) == [0, 1]
+    assert report_order()[-1] == SEARCH_NAME and method_color(SEARCH_NAME, []) == "C8"
