@@ -10,7 +10,8 @@ from PIL import Image
 
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
-from ticketlab.demo.pipeline import BUDGETS, METHODS, demo_threads, run_demo
+from ticketlab.demo.config import METHODS
+from ticketlab.demo.pipeline import BUDGETS, demo_threads, run_demo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -19,7 +19,7 @@ from ticketlab.masks.peft_tickets import (
     merge_under_mask,
     ticket_record,
 )
-from ticketlab.models.load import encoder_of
+from ticketlab.models.arch import encoder_of
 
 peft = pytest.importorskip("peft")
 X = torch.randint(5, 40, (3, 9), generator=torch.Generator().manual_seed(3))

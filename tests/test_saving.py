@@ -33,7 +33,7 @@ from ticketlab.masks import (
     structure_of,
 )
 from ticketlab.methods.tamt import attach_scores
-from ticketlab.models.load import encoder_of
+from ticketlab.models.arch import encoder_of
 
 
 def masked_model() -> tuple[BertForMaskedLM, Mask]:

@@ -8,7 +8,8 @@ from torch import nn
 
 from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.methods.importance import Importance, compute_importance, normalize_heads
-from ticketlab.methods.tickets import LEVELS, check_level, keep_units, n_pruned, select, unit_count
+from ticketlab.methods.levels import LEVELS
+from ticketlab.methods.tickets import check_level, keep_units, n_pruned, select, unit_count
 
 # --------------------------------------------------------------------------- importance, hand-built
 

@@ -14,7 +14,8 @@ from ticketlab.core.errors import MaskMismatchError, TicketlabError
 from ticketlab.masks import Mask, apply_mask, export_pretrained, find_targets, load_mask, save_mask
 from ticketlab.masks.io import MaskConfig
 from ticketlab.masks.ticket import TICKET_NAME, WEIGHTS_NAME, load_ticket, save_ticket
-from ticketlab.models.load import encoder_of, load_model
+from ticketlab.models.arch import encoder_of
+from ticketlab.models.load import load_model
 
 X = torch.randint(5, 40, (4, 9), generator=torch.Generator().manual_seed(3))
 

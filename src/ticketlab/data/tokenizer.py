@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerFast
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
 from .sources import read_text_file, text_files
-from .tokenizer_kinds import DEFAULT_KIND, KINDS  # noqa: F401 (known here as before)
+from .tokenizer_kinds import KINDS
 
 SPECIAL = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
 SPECIAL["mask_token"] = "[MASK]"

@@ -42,7 +42,7 @@ from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
 from ..studies.report import write_report
 from ..studies.sweep.launchers import usable_cores
-from .config import BUDGETS, METHOD_SETTINGS, METHODS, SPARSITIES, Budget  # noqa: F401 (known here)
+from .config import BUDGETS, METHOD_SETTINGS, Budget
 
 Log = Callable[[str], None]
 

@@ -50,12 +50,9 @@ from transformers import PreTrainedTokenizerBase
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
 from ..masks import has_masks, masks_disabled
-from ..models.arch import (
-    HeadLayout,  # noqa: F401 (importable here, as before the architecture map)
-    encoder_of,
-)
+from ..models.arch import encoder_of
 from .mlm_head import mlm_head
-from .options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput  # noqa: F401 (also known here)
+from .options import Decoder, KdInput
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]

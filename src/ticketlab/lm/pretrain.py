@@ -58,7 +58,7 @@ from ..core.files import atomic_write_json, read_json
 from ..core.outputs import atomic_dir, check_output
 from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from ..data.sources import TOKENS_SUFFIX
-from ..data.tokenizer import DEFAULT_KIND
+from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
 from ..models.load import load_config, load_model, quiet_transformers
 from ..train.checkpoint import load_checkpoint
@@ -69,13 +69,7 @@ from ..train.processes import make_accelerator
 from ..train.run_dir import RunDir
 from .evaluation import check_scorable, evaluate_pretraining
 from .objectives import MLMCollator, pretraining_loss
-from .pretrain_config import (  # noqa: F401 (the settings, known here as before)
-    PRECISIONS,
-    SAVE_DTYPES,
-    SHAPE_OVERRIDES,
-    SIZES,
-    PretrainConfig,
-)
+from .pretrain_config import PretrainConfig
 from .pretrain_inputs import (
     PRETRAIN_INPUTS,
     check_before_work,

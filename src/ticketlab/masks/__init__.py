@@ -53,7 +53,7 @@ _WHERE = {
     "gates_disabled": "gates",
     "get_gates": "gates",
     "is_compacted": "compacted",
-    "load_compacted": "compacted",
+    "load_compacted": "..models.load",
     "load_unit_mask": "unit_io",
     "load_unit_mask_onto": "unit_io",
     "parameter_count": "compacted",

@@ -41,7 +41,6 @@ from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted,
     refuse_compacted,
     slice_units,
 )
-from ..models.load import compacted_config, load_compacted  # noqa: F401 (known here too)
 from ..models.structure import structure_of
 from .apply import is_masked, remove_mask
 from .gates import get_gates

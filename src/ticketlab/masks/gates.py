@@ -61,7 +61,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..core.checks import check_one_of
 from ..core.errors import MaskMismatchError
-from ..models.load import encoder_of
+from ..models.arch import encoder_of
 from ..models.structure import Structure, encoder_layers, structure_of
 from .apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
 from .units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..core.errors import MaskMismatchError
-from ..models.load import encoder_of
+from ..models.arch import encoder_of
 from .apply import (
     NAMED_ATTR,
     BinaryMask,

@@ -31,10 +31,10 @@ from typing import Any
 from torch import nn
 
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
-from ..models.structure import Structure, structure_of
+from ..models.structure import LAYER_MODULES, Structure, structure_of
 from .io import MaskConfig, check_fits, load_mask, save_mask, units_of
 from .mask import Mask
-from .units import LAYER_MODULES, UnitMask, apply_unit_mask, to_weight_mask
+from .units import UnitMask, apply_unit_mask, to_weight_mask
 
 KIND = "structured"
 # The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;

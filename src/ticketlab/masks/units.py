@@ -58,20 +58,7 @@ from torch import Tensor, nn
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files import read_json
-from ..models.structure import (  # noqa: F401 (re-exported: the units' vocabulary)
-    ATTN_OUT,
-    FFN_IN,
-    FFN_OUT,
-    KEY,
-    LAYER_MODULES,
-    QUERY,
-    VALUE,
-    Structure,
-    encoder_layers,
-    layer_key,
-    model_arch,
-    structure_of,
-)
+from ..models.structure import Structure, structure_of
 from .apply import apply_mask
 from .mask import Mask
 

@@ -65,14 +65,14 @@ from ..core.errors import ConfigError
 from ..core.outputs import atomic_dir
 from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
 from ..masks.targets import POOLER, Targets
-from ..models.arch import arch_of
-from ..models.load import encoder_of, load_config, load_tokenizer
+from ..models.arch import arch_of, encoder_of
+from ..models.load import load_config, load_tokenizer
 from ..models.source import fit_max_length
 from ..tasks.objective import load_task_model, task_objective
 from ..tasks.registry import get_task
 from ..train.config import TrainConfig, TrainState
 from ..train.schedule import restart_optimizer
-from .configs import DEFAULT_MAX_LENGTH, VARIANT_RANKING, FirstPruning, ImpConfig, Variant, imp_schedule  # noqa: F401 (known here as before)
+from .configs import DEFAULT_MAX_LENGTH, ImpConfig, imp_schedule
 from .ranking import Ranking, keep_top
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .search_dir import SearchDir

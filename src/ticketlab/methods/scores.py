@@ -27,7 +27,7 @@ from ..core.errors import ConfigError
 from ..masks import Mask, MaskParametrization, attach
 from ..masks.apply import resolve_modules
 from ..masks.pattern import NM, check_divisible, parse_pattern
-from .masked_layers import Scratch, _fuse, _StraightThrough, at_least, row_blocks  # noqa: F401 (known here)
+from .masked_layers import Scratch, _fuse, _StraightThrough, at_least
 
 SCORE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -27,13 +27,7 @@ from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, 
 from ..train.loop import train
 from ..train.processes import make_accelerator
 from .configs import parse_steps
-from .search_dir import (  # noqa: F401 (known here as before)
-    INPUT_KEYS,
-    SETTINGS,
-    SearchDir,
-    publish_mask,
-    restore_checkpoint,
-)
+from .search_dir import SearchDir, publish_mask, restore_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -46,11 +46,10 @@ from ..models.arch import ARCHS
 from ..models.load import load_tokenizer
 from ..models.source import fit_max_length
 from ..train.config import TrainConfig
-from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
+from .configs import (
     DEFAULT_MAX_LENGTH,
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
-    PAPER_TOKENS_PER_STEP,
     Init,
     ScoreDtype,
     TamtConfig,
@@ -59,8 +58,9 @@ from .configs import (  # noqa: F401 (TAMT's budget, known here as before)
     paper_schedule_steps,
 )
 from .magnitude import omp_mask
+from .masked_layers import row_blocks
 from .random_pruning import random_mask
-from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores, row_blocks
+from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold

@@ -31,8 +31,9 @@ from torch import Tensor
 from ..core.errors import ConfigError, TicketlabError
 from ..masks.nm import group_order, groups
 from ..masks.pattern import NM, parse_pattern
+from .masked_layers import row_blocks
 from .ranking import Ranking, check_sparsity
-from .scores import ScoreMask, row_blocks
+from .scores import ScoreMask
 
 # --------------------------------------------------------------------------- exact selection
 

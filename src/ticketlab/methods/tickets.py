@@ -47,7 +47,7 @@ from ..masks.units import UnitMask
 from ..models.load import load_model
 from ..models.structure import Structure, structure_of
 from .importance import Importance
-from .levels import KINDS, LEVELS, UNITS, Kind, Units, check_kind, check_level, levels_arg  # noqa: F401 (also here)
+from .levels import UNITS, Kind, Units, check_kind, check_level
 
 UNIT_KINDS = ("head", "ffn", "neuron")  # as in `UnitMask`
 

@@ -38,10 +38,7 @@ from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
 from ..core.files import read_json
-from .arch import (
-    ARCHS,
-    encoder_of,  # noqa: F401 (one definition, known here as before)
-)
+from .arch import ARCHS
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
 

@@ -18,8 +18,8 @@ from ..masks.apply import dense_tensor, plain_name
 from ..masks.named import active_tensors, add_mask, set_active_mask
 from ..masks.unit_io import check_unit_fits, load_unit_mask
 from ..masks.units import UnitMask, to_weight_mask
+from ..models.arch import encoder_of
 from ..models.compaction import head_extras
-from ..models.load import encoder_of
 from ..models.structure import Structure, structure_of
 from ..tasks.objective import load_task_model
 from ..tasks.registry import get_task

@@ -49,13 +49,8 @@ from ..core.outputs import claim_dir, remove_ours
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
 from ..methods.importance import Importance, compute_importance
-from ..methods.tickets import (
-    LEVELS,
-    Shapes,
-    check_levels_fit,
-    fit_levels,
-    select,
-)
+from ..methods.levels import LEVELS
+from ..methods.tickets import Shapes, check_levels_fit, fit_levels, select
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import fit_max_length

@@ -30,7 +30,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..core.errors import ConfigError, TicketlabError
 from ..data.features import Features, length_sorted_batches, pad_collate
 from ..masks import MaskConfig, load_mask_onto
-from ..models.load import encoder_of, load_model
+from ..models.arch import encoder_of
+from ..models.load import load_model
 from ..train.config import CollateFn, EvalFn, LossFn
 from .glue import load_features
 from .metrics import squad_metrics
