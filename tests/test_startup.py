@@ -73,6 +73,7 @@ def test_every_public_name_resolves():
             importlib.import_module(f"ticketlab.{ticketlab._LAZY[name]}"), name
         ), name
     assert set(dir(ticketlab)) >= set(ticketlab.__all__)
+    assert set(ticketlab.__all__) == set(ticketlab._LAZY)  # every lazy export is public, and listed
 
 
 def test_finetune_stays_the_function_when_its_module_is_imported():

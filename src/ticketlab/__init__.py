@@ -87,6 +87,7 @@ importlib.import_module(".masks.hf_auto", __name__).install()
 
 
 __all__ = [
+    "Arch",
     "CompactConfig",
     "CompareConfig",
     "ExportConfig",
@@ -94,6 +95,7 @@ __all__ = [
     "InfoConfig",
     "PretrainConfig",
     "FinetuneResult",
+    "HeadLayout",
     "ImpConfig",
     "Method",
     "Preset",
@@ -115,6 +117,8 @@ __all__ = [
     "load_ticket",
     "pretrain",
     "prune",
+    "push_mask",
+    "register_arch",
     "register_method",
     "register_search",
     "run_demo",

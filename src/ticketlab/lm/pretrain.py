@@ -168,7 +168,7 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
     return steps
 
 
-SETTINGS = "settings.json"  # the work directory's identity (`rundir`)
+SETTINGS = "settings.json"  # the work directory's identity (`train.run_dir`)
 
 
 def pretrain(

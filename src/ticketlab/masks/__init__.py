@@ -1,4 +1,10 @@
-"""Masks over pre-trained weights: targets, the Mask type, applying/removing, mask files, export."""
+"""Masks over pre-trained weights, the one mask layer: which weights may be pruned (`targets`,
+`prunable`), masks as weight parametrizations (`mask`, `apply`), N:M patterns (`pattern`, `nm`),
+named masks with an active one (`named`), unit masks of heads and FFN units (`units`) and their gates
+(`gates`), the mask files (`io`; structured tickets: `unit_io`) and the hub (`hub`, `push`), tickets
+saved beside their base (`ticket`), export (`export`), compaction of a unit mask (`compacted`),
+PEFT adapters over a ticket (`peft_tickets`), and transformers' Auto classes for compacted models
+(`hf_auto`)."""
 
 from ..core.lazy import lazy_exports
 

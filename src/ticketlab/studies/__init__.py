@@ -1,6 +1,16 @@
-"""Studies above the library: the sweep engine (`sweep/`), the results store and its one row
-executor (`store.py`, `records.py`, `run_ids.py`, `rows.py`), super tickets, ticket sharing, domain
-adaptation, importance across tasks, and the report (`report/`)."""
+"""Studies: recipes above the library, each a store of runs and a report.
+
+- `sweep/`: a spec (YAML) of methods x sparsities x seeds x tasks, its plan, the runner and its
+  launchers (local processes, Slurm through submitit);
+- `report/`: tables, figures and the statistical tests of a sweep's store;
+- the store kit: `store.py` (SQLite), `records.py`, `run_ids.py` (a run's identity) and `rows.py`,
+  whose one `execute(store, run, work)` adds, claims, runs and records a row;
+- the studies beside TAMT's: super tickets (`supertickets.py`), ticket sharing (`mtl.py`), domain
+  adaptation (`adaptation.py`), importance across tasks (`across.py`).
+
+Where a study goes: a torch-free config module (`*_config.py`, read by its `--help`), a module whose
+function plans its runs with `run_ids.make_run` and runs each through `rows.execute`, an export in
+the table below, and a module in `cli/`. Studies call the library, never the CLI."""
 
 from ..core.lazy import lazy_exports
 

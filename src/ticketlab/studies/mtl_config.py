@@ -86,7 +86,7 @@ class MtlConfig:
         return run_identity(self, leave_out={"model", "tasks", "tickets", "data_dir", "seeds", *leave_out})
 
     def identity(self, seed: int, inputs: Mapping[str, str], *, after: bool = False) -> dict[str, Any]:
-        """What one seed's stage computes from (`rundir`): the settings it reads (the shared
+        """What one seed's stage computes from (`train.run_dir`): the settings it reads (the shared
         training not those of the fine-tuning `after` it: adding that stage reuses it), what it
         reads, and their content keys (`_inputs`)."""
         later = set() if after else {f.name for f in dataclasses.fields(self) if f.metadata.get("after")}

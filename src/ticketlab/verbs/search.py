@@ -184,8 +184,9 @@ class SearchConfig:
     def settings(self, lr: float) -> dict[str, Any]:
         """What defines the search (a resumed run must match): the CLI's option names and values,
         as directories written before this API recorded them; the method's own from its registry
-        entry (`methods.registry.Method.settings`). A key left out reads as null in a recorded run (`rundir`),
-        so a method records none of another's (directories written then hold them as null)."""
+        entry (`methods.registry.Method.settings`). A key left out reads as null in a recorded run
+        (`train.run_dir`), so a method records none of another's (directories written then hold
+        them as null)."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
         method = self.search_method
         resolved = {

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ...core.checks import from_options, option_name
+from ...core.checks import from_options, not_result, option_name
 from ...core.errors import ConfigError
 from ...masks import load_mask
 from ...methods import registry as library
@@ -41,7 +41,6 @@ from .adapters import logged
 
 if TYPE_CHECKING:
     from ...methods import ImpConfig
-    from ...verbs.search import SearchConfig
 
 
 @dataclass
@@ -154,11 +153,8 @@ def unit_search(method: Method) -> SearchFn:
 # `ticketlab search tamt|imp` options a spec may set under `search:` or per method, by their names as
 # fields of `SearchConfig`, `TamtConfig` (freeze_head: not train_head) or `ImpConfig`. The sweep sets
 # the others itself (model, sparsity, steps, out, corpus, seed, save_at, objective, progress).
-# NON_RESULT: `SearchConfig`'s fields marked `result=False`, less `progress` (test_configs pins the
-# two equal; not read from the dataclass here, as `api` imports torch and a spec must not).
-NON_RESULT = frozenset(
-    "save_every eval_every dev_blocks eval_batch_size no_eval keep_checkpoint log_every cache_dir".split()
-)
+# NON_RESULT: `SearchConfig`'s fields marked `result=False`, less `progress` (the sweep's own).
+NON_RESULT = frozenset(not_result(SearchConfig)) - {"progress"}
 TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
     "targets schedule_steps".split()
