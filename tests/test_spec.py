@@ -83,6 +83,7 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
         (lambda d: d.update(search_curve={"steps": [10], "methods": ["omp"]}), "omp has no search budget"),
         (lambda d: d.update(data_curve={"train_sizes": [0]}), "data_curve.train_sizes: a non-empty list"),
         (lambda d: d.update(data_curve={"train_sizes": [8], "tasks": ["rte"]}), "data_curve.tasks: 'rte'"),
+        (lambda d: d.update(data_curve={"train_sizes": [8], "tasks": []}), "data_curve.tasks: empty"),
         (lambda d: d.update(model="./missing-model"), "model: ./missing-model: not found"),
         (lambda d: d.pop("tasks"), "tasks: missing (required)"),
     ],
@@ -213,6 +214,22 @@ def test_search_curve_save_at_and_budgets(tmp_path, base):
     assert {r.config["task_label"] for r in curve_ft} == {"sst2"}
     at = sorted((r.config["method"], r.config["mask"]["step"]) for r in curve_ft)
     assert at[0] == ("imp", None) and ("tamt-mlm", 5) in at and ("tamt-mlm", 10) in at
+
+
+def test_a_search_curve_with_no_tasks_is_its_pre_training_losses_alone(tmp_path, base):
+    """`tasks: []` (issue 36's search-cost curve): the masks along TAMT's run get their MLM / KD dev
+    losses and no fine-tuning; with `tasks` left out, every task fine-tunes them."""
+    base["methods"] = ["full", "omp", "tamt-mlm"]
+    base["seeds"] = {"search": [0, 1], "finetune": [0, 1]}
+    base["pretrain_eval"] = {"max_blocks": 16}
+    base["search_curve"] = {"steps": [5, 10], "sparsities": [0.7], "tasks": []}
+    runs = expand(load(tmp_path, base))
+    along = lambda kind: [r for r in runs if r.kind == kind and (r.config.get("mask") or {}).get("step")]  # noqa: E731
+    assert along("finetune") == []
+    assert sorted(r.config["mask"]["step"] for r in along("pretrain-eval")) == [5, 5, 10, 10]  # 2 seeds
+    del base["search_curve"]["tasks"]
+    runs = expand(load(tmp_path, base))
+    assert len(along("finetune")) == 2 * 2 * 2 * 2  # 2 steps x 2 masks x 2 tasks x 2 seeds
 
 
 def test_data_curve_and_pretrain_eval(tmp_path, base):

@@ -320,7 +320,8 @@ def _curve(
     r: _Reader, d: dict[str, Any], key: str, kinds: tuple[str, ...], grid: tuple
 ) -> dict[str, Any] | None:
     """`search_curve:` (steps) or `data_curve:` (train sizes; `all` is the whole training set, the
-    curve's last point in Fig. 9), with the grid's sparsities, methods and tasks as defaults."""
+    curve's last point in Fig. 9), with the grid's sparsities, methods and tasks as defaults. A search
+    curve with `tasks: []` fine-tunes none of its masks: their MLM / KD dev losses are the curve."""
     if d.get(key) is None:
         return None
     methods, tasks, sparsities, registry = grid
@@ -334,7 +335,8 @@ def _curve(
         "sparsities": [r.sparsity(s, f"{key}.sparsities") for s in r.listing(c.get("sparsities"), key)]
         or sparsities,
         "methods": [str(m) for m in r.listing(c.get("methods"), key)] or default_methods,
-        "tasks": [str(t) for t in r.listing(c.get("tasks"), key)] or list(tasks),
+        # absent: every task; an explicit [] (search_curve): the masks' pre-training losses alone
+        "tasks": list(tasks) if c.get("tasks") is None else [str(t) for t in r.listing(c["tasks"], key)],
     }
 
 

@@ -324,6 +324,8 @@ class SweepSpec(PlannedConfigs):
             )
         self._check_subset("data_curve.methods", c.methods, list(self.methods))
         self._check_subset("data_curve.tasks", c.tasks, list(self.tasks))
+        if not c.tasks:
+            raise self._fail("data_curve.tasks", "empty: a data curve fine-tunes on fewer examples of a task")
         self._check_curve_sparsities("data_curve.sparsities", c.sparsities, c.methods)
 
     # ------------------------------------------------------------------ resolved settings
