@@ -58,11 +58,11 @@ def _perturbed(base: Mask, share: float, seed: int) -> Mask:
 def fake_search(job: SearchJob) -> SearchOutput:
     """A 'mask training' that drifts away from OMP with every step; saves masks at job.save_at."""
     from ticketlab.methods import omp_mask
-    from ticketlab.studies.sweep.methods import _base_model
+    from ticketlab.models.load import shared_base_model
 
     source = f" {job.source['label']}" if job.source is not None else ""
     record(_sweep_dir(job.mask_dir), f"search {job.method} {job.sparsity} {job.seed} {job.steps}{source}")
-    model = _base_model(job.model)
+    model = shared_base_model(job.model)
     omp = omp_mask(model, job.sparsity)
     seed = 1000 * (job.seed or 0) + len(job.method) + sum(map(ord, source))  # a mask per source task
     intermediate = []

@@ -31,20 +31,19 @@ scores are pruned in index order (lower layers and heads first for winning ticke
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..core.checks import check_one_of
 from ..core.errors import ConfigError
 from ..masks.unit_io import save_unit_mask, unit_mask_config
 from ..masks.units import UnitMask
-from ..models.load import load_model
+from ..models.load import shared_base_model
 from ..models.structure import Structure, structure_of
 from .importance import Importance
 from .levels import UNITS, Kind, Units, check_kind, check_level
@@ -225,19 +224,13 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
     return kept, note if why else ""
 
 
-@functools.lru_cache(maxsize=1)
-def _base_model(name: str) -> nn.Module:
-    """The pre-trained encoder, loaded once for every ticket (its weights hash in the ticket's config)."""
-    return load_model(name, head="base")
-
-
 def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
     """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
     the spec's `granularity` (default "layer") and `units` (default "liang"; rows from before `units`
     were re-keyed to "round")."""
     granularity = settings.get("granularity") or "layer"
     units = settings.get("units") or "liang"
-    base = _base_model(model)
+    base = shared_base_model(model)
     ticket = random_ticket(structure_of(base), level, seed, granularity, units)
     cfg = unit_mask_config(
         base, ticket, method="st-random", level=level, base_model=model, seed=seed, search={"units": units}

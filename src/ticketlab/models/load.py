@@ -15,6 +15,7 @@ positions, are torch-free: `models.source`.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,14 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
             f"{name}: cannot load model ({head} head): its weights' shapes do not match its config.json"
         ) from None
     return check_finite(model, name)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_base_model(name: str) -> PreTrainedModel:
+    """The dense encoder of `name` (no head), loaded once per process and shared by callers that only
+    read it: one-shot pruning in a sweep, and the weights hash of structured tickets. Not to be
+    modified: a caller that trains loads its own copy (`load_model`)."""
+    return load_model(name, head="base")
 
 
 def check_model(name_or_path: str | os.PathLike) -> None:

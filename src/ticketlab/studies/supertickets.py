@@ -33,15 +33,12 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_json
@@ -52,7 +49,7 @@ from ..methods.importance import Importance, compute_importance
 from ..methods.levels import LEVELS
 from ..methods.tickets import Shapes, check_levels_fit, fit_levels, select
 from ..models.compaction import refuse_compacted
-from ..models.load import check_model, load_config, load_model, load_tokenizer
+from ..models.load import check_model, load_config, load_model, load_tokenizer, shared_base_model
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
 from ..tasks.glue import check_task_data
@@ -139,12 +136,6 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
     return Importance.load(imp.save(out))
 
 
-@functools.lru_cache(maxsize=1)
-def _base_model(name: str) -> nn.Module:
-    """The pre-trained encoder, loaded once for every ticket's config (its weights hash)."""
-    return load_model(name, head="base")
-
-
 def _full(study: Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     config = study.config
     run = study.finetune_row(seed, {**FULL, **importance_key(config)})
@@ -168,7 +159,7 @@ def _ticket(study: Study, kind: str, level: float, seed: int, full: tuple[str, d
         t0 = time.perf_counter()
         imp = Importance.load(study.out / full[1]["importance_dir"])
         units = select(imp, level, kind, seed=seed, units=config.units)
-        model = _base_model(config.finetune.model)
+        model = shared_base_model(config.finetune.model)
         found = {"task": get_task(config.finetune.task, config.finetune.data_dir).id, "kind": kind}
         found["units"] = config.units
         found["importance"] = full[1]["importance_dir"]  # relative to the study directory

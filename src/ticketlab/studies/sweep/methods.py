@@ -34,7 +34,7 @@ from ...core.errors import ConfigError
 from ...masks import load_mask
 from ...methods import registry as library
 from ...methods.registry import Method, Preset
-from ...models.load import load_model
+from ...models.load import shared_base_model
 from ...verbs.prune import PruneConfig, prune
 from ...verbs.search import SearchConfig, search
 from .adapters import logged
@@ -111,12 +111,6 @@ class MethodSpec:
 PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
 
 
-@functools.lru_cache(maxsize=1)
-def _base_model(name: str):
-    """The dense base model, loaded once per process for all one-shot masks (they do not modify it)."""
-    return load_model(name, head="base")
-
-
 def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of an OMP / random pruning job."""
     return PruneConfig(
@@ -134,7 +128,7 @@ def prune_config(job: SearchJob):
 def one_shot_search(job: SearchJob) -> SearchOutput:
     """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
     config = prune_config(job)
-    return SearchOutput(steps=0, time_s=prune(config, model=_base_model(job.model)).time_s)
+    return SearchOutput(steps=0, time_s=prune(config, model=shared_base_model(job.model)).time_s)
 
 
 def unit_search(method: Method) -> SearchFn:
