@@ -92,7 +92,6 @@ class MethodSpec:
     non_result: frozenset[str] = frozenset()  # of those, the ones that do not change the mask (logging...)
     curve: Curve | None = None  # how `search_curve` is realised; None: no curve for this method
     per_task: bool = False  # searched on each source task (`SearchJob.source`), not on the corpus
-    available: Callable[[], str | None] = lambda: None  # a reason why it cannot run here, or None
     # The config `search` would build for a job, built without running it: the sweep's plan refuses
     # a bad setting as the run would (None: nothing to check before the run).
     configure: Callable[[SearchJob], Any] | None = None

@@ -48,7 +48,7 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Coordinator
 from .launchers import SubmititLauncher
-from .methods import LEGACY_IMP, MethodSpec, base_method, sweep_methods
+from .methods import LEGACY_IMP, MethodSpec, sweep_methods
 from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
 from .rekey import ids_outdated, rekey_store
@@ -119,16 +119,6 @@ class Runner:
         self._told_busy: set[str] = set()  # runs whose busy directory was reported
 
     # ------------------------------------------------------------------ planning
-    def check_available(self, todo: list[Run]) -> None:
-        """Fail before starting anything if a method this sweep needs cannot run here (its `available`)."""
-        problems = []
-        for method in {r.config["method"] for r in todo if r.kind == "search"}:
-            reason = self.methods[base_method(method)].available()
-            if reason:
-                problems.append(f"{method}: {reason}")
-        if problems:
-            raise ConfigError(f"{self.spec.source}: cannot run this sweep here: " + "; ".join(problems))
-
     def refuse_retired(self) -> None:
         """Runs of a retired method (IMP `variant: legacy`) are history: a spec may plan them to
         report the stored ones, never to run one that is missing."""
@@ -191,7 +181,6 @@ class Runner:
         self._note_changed_inputs()
         self._reopen_lost_masks()
         todo = self.todo()
-        self.check_available(todo)
         total = len(self.runs)
         self.log(
             f"sweep '{self.spec.name}' in {self.dir}: {total} runs, {total - len(todo)} already done, "
