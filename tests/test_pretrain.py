@@ -137,6 +137,20 @@ def test_cli_pretrain_builds_a_tokenizer(synth, tmp_path, capsys):
     assert "already trained" in capsys.readouterr().out
 
 
+def test_cli_pretrain_no_progress_reaches_the_config(synth, tmp_path, monkeypatch):
+    """`--no-progress` (as the other training verbs have it): no progress bar in a log file."""
+    import ticketlab
+
+    seen = []
+    monkeypatch.setattr(ticketlab, "pretrain", lambda config, *a, **kw: seen.append(config.progress) or 1 / 0)
+    args = ["pretrain", "--corpus", str(synth / "corpus" / "train.txt"), "--build-tokenizer", "word"]
+    args += ["--steps", "3", "--out", str(tmp_path / "m")]
+    for flag, progress in (([], True), (["--no-progress"], False)):
+        with pytest.raises(ZeroDivisionError):
+            main([*args, *flag])
+        assert seen.pop() is progress
+
+
 def test_cli_pretrain_user_errors(tmp_path, capsys):
     rc = main(["pretrain", "--corpus", str(tmp_path / "nope.txt"), "--build-tokenizer", "--steps", "3"] + [
         "--out", str(tmp_path / "m")

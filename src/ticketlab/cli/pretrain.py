@@ -77,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fused = p.add_mutually_exclusive_group()
     fused.add_argument("--fused", dest="fused", action="store_true", default=None, help="fused AdamW")
     fused.add_argument("--no-fused", dest="fused", action="store_false", help="(default: fused on a GPU)")
-    add_config_arguments(p, PretrainConfig, ["compile", "max_minutes", "save_dtype"])
+    add_config_arguments(p, PretrainConfig, ["compile", "max_minutes", "save_dtype", "progress"])
     p.add_argument(
         "--write-tokens",
         action="store_true",
@@ -94,7 +94,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --tokenizer DIR, --build-tokenizer or --init MODEL")
     if args.write_tokens:
         return _write_tokens(args)
-    fields = [*SHAPE, "steps", "time_budget", *TRAINING, "fused", "compile", "max_minutes", "save_dtype"]
+    fields = [
+        *SHAPE,
+        "steps",
+        "time_budget",
+        *TRAINING,
+        "fused",
+        "compile",
+        "max_minutes",
+        "save_dtype",
+        "progress",
+    ]
     config = config_from_args(PretrainConfig, args, fields, max_grad_norm=args.max_grad_norm or None)
     result = tl.pretrain(
         config,

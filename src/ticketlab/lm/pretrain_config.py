@@ -63,7 +63,7 @@ class PretrainConfig:
     eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
     save_every: PositiveInt = field(default=200, metadata={"result": False})
     seed: Seed = option(0, "weight init, data order, masking")
-    progress: bool = field(default=True, metadata={"result": False})
+    progress: bool = option(True, "no progress bar", result=False)
     max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None
     mixed_precision: str = option(
         "auto",
