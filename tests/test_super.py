@@ -294,7 +294,7 @@ def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
         assert study_levels(default) == [0.6]  # 2 of 4 heads (one per layer kept), 1 of 2 FFN
     (note,) = [r.getMessage() for r in caplog.records]
     assert note == (
-        "note: default levels dropped for this model (0.1, 0.2: each prunes 0 of the model's 4 attention "
+        "default levels dropped for this model (0.1, 0.2: each prunes 0 of the model's 4 attention "
         "heads; 0.3, 0.4, 0.5: each prunes 0 of the model's 2 FFN sub-layers; 0.7, 0.8: each prunes what "
         "0.6 prunes); running 0.6"
     )

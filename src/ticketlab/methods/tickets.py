@@ -220,7 +220,7 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
     if not kept:
         raise ConfigError(f"no default level fits this model ({reasons}); {_fitting_range(shapes, units)}")
     running = ", ".join(f"{v:g}" for v in kept)
-    note = f"note: default levels dropped for this model ({reasons}); running {running}"
+    note = f"default levels dropped for this model ({reasons}); running {running}"
     return kept, note if why else ""
 
 
