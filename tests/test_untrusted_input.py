@@ -107,6 +107,23 @@ def test_the_dry_run_refuses_the_step_counts_a_run_refuses(steps, tiny_bert_dir,
     assert "search.steps: a positive step budget or null" in line and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("batch_size: 0", "search.batch_size: must be >= 1, got 0"),
+        ("max_length: -4", "search.max_length: must be >= 8, got -4"),
+        ("lr: fast", "search.lr: must be a number or null, got 'fast'"),
+    ],
+)
+def test_a_search_setting_no_method_of_the_sweep_reads_is_still_checked(
+    setting, message, tiny_bert_dir, tmp_path, capsys
+):
+    """A sweep of OMP alone refuses `search: {batch_size: 0}` as a sweep that searches would."""
+    spec = _spec(tmp_path, tiny_bert_dir, f"search: {{{setting}}}\n", search=None, methods=["full", "omp"])
+    line = error_line(capsys, "sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    assert message in line and not (tmp_path / "out").exists()
+
+
 def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):
     """`sst$x^^y$` is a valid file name; mathtext cannot parse it: the report draws it as text."""
     label = "sst$x^^y$"

@@ -218,20 +218,25 @@ def _out_of_range(value: Any, tp: Any) -> Range | None:
     return None
 
 
+def value_problem(cls: type, name: str, value: Any) -> str | None:
+    """Why `value` cannot be field `name` of dataclass `cls` (its annotation, range, 64 bits), or None."""
+    tp = _hints(cls)[name]
+    if not _ok(value, tp):
+        return f"must be {describe(tp)}, got {_short(value)}"
+    bound = _out_of_range(value, tp)
+    if bound is not None:
+        return f"must be {bound}, got {_short(value)}"
+    if (big := _too_big(value)) is not None:
+        return f"must fit in 64 bits (below 2**63), got {_short(big)}"
+    return None
+
+
 def field_problem(obj: Any) -> tuple[str, str, Any] | None:
     """(name, problem, value) of the first field of dataclass `obj` that does not fit its annotation."""
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
-        if f.name not in hints:
-            continue
-        value, tp = getattr(obj, f.name), hints[f.name]
-        if not _ok(value, tp):
-            return f.name, f"must be {describe(tp)}, got {_short(value)}", value
-        bound = _out_of_range(value, tp)
-        if bound is not None:
-            return f.name, f"must be {bound}, got {_short(value)}", value
-        if (big := _too_big(value)) is not None:
-            return f.name, f"must fit in 64 bits (below 2**63), got {_short(big)}", value
+        if f.name in hints and (problem := value_problem(type(obj), f.name, getattr(obj, f.name))):
+            return f.name, problem, getattr(obj, f.name)
     return None
 
 

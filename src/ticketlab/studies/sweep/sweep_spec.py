@@ -14,8 +14,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.checks import INT64
+from ...core.checks import INT64, field_types, value_problem
 from ...core.errors import ConfigError
+from ...methods import registry as library
+from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .launchers import resources
 from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
@@ -235,6 +237,9 @@ class SweepSpec(PlannedConfigs):
         steps = self.search.get("steps")  # bounded even where no method of this sweep uses it
         if steps is not None and not _positive_int(steps):
             raise self._fail("search.steps", f"a positive step budget or null, got {steps!r}")
+        for key, value in self.search.items():  # every setting fits its field, used here or not
+            if (problem := _setting_problem(key, value)) is not None:
+                raise self._fail(f"search.{key}", problem)
         for m, overrides in self.method_specs.items():
             allowed = overrides.settings | ({"steps"} if overrides.uses_steps else set())
             self._check_keys(self.methods[m], allowed | set(GRID_KEYS), f"methods.{m}")
@@ -362,3 +367,12 @@ class SweepSpec(PlannedConfigs):
 def _positive_int(v: Any) -> bool:
     """A count the runs can hold: torch, numpy and SQLite take 64-bit integers."""
     return isinstance(v, int) and not isinstance(v, bool) and 0 < v < INT64
+
+
+def _setting_problem(key: str, value: Any) -> str | None:
+    """Why `value` cannot be the search setting `key`, read against the field of that name of
+    `SearchConfig` or of a registered search method's config (the first that has it), or None: a
+    sweep of OMP alone refuses `batch_size: 0` as a search of TAMT would."""
+    configs = [SearchConfig, *(m.config for m in library.methods("search").values() if m.config)]
+    cls = next((c for c in configs if key in field_types(c)), None)
+    return None if cls is None or value is None else value_problem(cls, key, value)
