@@ -1,6 +1,7 @@
 """The report's CSV tables (`write_csvs`): results.csv (every cell, curves included, with run ids),
-winning_tickets.csv, transfer.csv (when there are task-specific tickets), paired.csv and
-pretrain_losses.csv, from a `SweepResults`.
+winning_tickets.csv, transfer.csv (when there are task-specific tickets), paired.csv,
+pretrain_losses.csv and pretrain_tests.csv (when TAMT's claims on pre-training loss have tests), from a
+`SweepResults`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
+from .claims import Correlation, LossTest
 from .paired import MAIN
 from .sections import size
 from .tables import SweepResults
@@ -27,6 +29,32 @@ def _cell_row(c: Cell) -> dict:
         "max": _num(max(c.values)),
         "run_ids": " ".join(c.run_ids),
     }
+
+
+def _claim_row(t: LossTest | Correlation) -> dict:
+    """One test of TAMT's claims on pre-training loss: a loss difference (`estimate` = mean_a − mean_b,
+    with SE, df, MDE) or Spearman's rho over `masks_a` masks (`estimate` = rho, MDE in |rho|)."""
+    if isinstance(t, Correlation):
+        what = {"part": t.part, "loss": t.loss, "task": t.task, "a": "every final mask", "b": ""}
+        what |= {"sparsity": "", "steps_a": "", "steps_b": "", "masks_a": t.n, "masks_b": ""}
+        numbers = {"mean_a": "", "mean_b": "", "statistic": "spearman_rho", "estimate": _num(t.rho)}
+        numbers |= {"se": "", "df": "", "p": _num(t.p), "p_holm": _num(t.p_holm), "mde80": _num(t.mde)}
+        seeds = {"masks_a_seeds": " ".join(t.methods), "masks_b_seeds": ""}
+    else:
+        what = {"part": t.part, "loss": t.loss, "task": "", "a": t.a.method, "b": t.b.method}
+        what |= {"sparsity": t.sparsity, "steps_a": t.a.steps, "steps_b": t.b.steps}
+        what |= {"masks_a": t.masks[0], "masks_b": t.masks[1]}
+        numbers = {"mean_a": _num(t.a.mean, 6), "mean_b": _num(t.b.mean, 6), "statistic": "mean_diff"}
+        numbers |= {"estimate": _num(t.mean, 6), "se": _num(t.se, 6), "df": _num(t.df), "p": _num(t.p)}
+        numbers |= {"p_holm": _num(t.p_holm), "mde80": _num(t.mde, 6)}
+        seeds = {
+            "masks_a_seeds": " ".join(map(str, t.a.masks)),
+            "masks_b_seeds": " ".join(map(str, t.b.masks)),
+        }
+    labels = "" if isinstance(t, Correlation) else "; ".join(t.labels)
+    return (
+        what | numbers | {"verdict": t.verdict, "labels": labels} | seeds | {"run_ids": " ".join(t.run_ids)}
+    )
 
 
 def write_csvs(res: SweepResults, out: Path) -> None:
@@ -75,7 +103,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     ]
     if transfer:
         atomic_write_csv(out / "transfer.csv", transfer)
-    comps = res.comparisons()
+    comps, claims = res.family()
     sized = any(c.train_size != MAIN for c in comps)  # a data curve's: a column for the size
     paired = [
         {"a": c.a.method, "b": c.b.method, "sparsity": c.sparsity, "task": c.task}
@@ -94,6 +122,8 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         for c in comps
     ]
     atomic_write_csv(out / "paired.csv", paired)
+    if claims:  # as transfer.csv: only where there is something (a report without stays as it was)
+        atomic_write_csv(out / "pretrain_tests.csv", [_claim_row(t) for t in claims])
 
     losses = res.pretrain_losses().values()
     keys = sorted({k for v in losses for k in v if k.endswith("_loss")})

@@ -115,7 +115,7 @@ class Comparison:
     sparsity: float
     task: str
     train_size: int | str | None = MAIN
-    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`comparisons()`)
+    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`family()`)
     labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
 
     @property
@@ -353,7 +353,25 @@ class Comparisons:
 
     def comparisons(self) -> list[Comparison]:
         """Every pair of `pairs()` at every sparsity both were run at, per task and on the average,
-        and on each data curve's sizes; Holm-adjusted as one family (every test a report prints)."""
+        and on each data curve's sizes; Holm-adjusted as one family with the report's other tests
+        (`family`)."""
+        return self.family()[0]
+
+    def other_tests(self) -> list[Any]:
+        """The report's tests besides the comparisons of scores, in the same Holm family: none here
+        (`claims.Claims` adds those of TAMT's claims on pre-training loss). Each has `p` and `p_holm`."""
+        return []
+
+    def family(self) -> tuple[list[Comparison], list[Any]]:
+        """The report's one Holm family: (the comparisons, `other_tests()`), every `p_holm` set over
+        all of them (Holm: no dependence assumed between them)."""
+        comps, others = self._comparisons(), self.other_tests()
+        tests = [*comps, *others]
+        for c, adjusted in zip(tests, holm([c.p for c in tests]), strict=True):
+            c.p_holm = adjusted
+        return comps, others
+
+    def _comparisons(self) -> list[Comparison]:
         pairs, out = self.pairs(), []
         for a, b in pairs:
             for s in sorted(set(self.sparsities(a)) & set(self.sparsities(b))):
@@ -361,11 +379,7 @@ class Comparisons:
                     c = self.paired(a, b, s, task)
                     if c is not None:
                         out.append(c)
-        out += self._curve_comparisons(pairs)
-        # one family: every comparison a report prints (Holm: no dependence assumed between them)
-        for c, adjusted in zip(out, holm([c.p for c in out]), strict=True):
-            c.p_holm = adjusted
-        return out
+        return out + self._curve_comparisons(pairs)
 
     def _curve_comparisons(self, pairs: list[tuple[str, str]]) -> list[Comparison]:
         """The same pairs on each data curve's sizes (TAMT Fig. 9), per task (the curves' sizes differ

@@ -10,6 +10,9 @@
                                           seeds of each side, means, SE, df, t-interval, p, Holm's
                                           p, MDE, verdict (no test for a stochastic method's one
                                           mask), labels ("unequal sparsity")
+    SWEEP_DIR/report/pretrain_tests.csv   the tests of TAMT's claims on pre-training loss (if any,
+                                          `claims.py`): loss at equal steps, Spearman's rho of loss
+                                          and score, loss along the search; in paired.csv's Holm family
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
     SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
@@ -17,7 +20,8 @@ Every number in the markdown tables has a footnote with the ids of the runs it a
 up with `ticketlab report --run ID` or in `results.sqlite`).
 
 This module writes the report's directory and puts `report.md` together; its tables are written by
-`sections.py` and `search_sections.py` (markdown) and `csvs.py` (CSV), its figures by `plots.py`.
+`sections.py`, `search_sections.py` and `claim_sections.py` (markdown) and `csvs.py` (CSV), its figures
+by `plots.py`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ..store import owner_gone
 from ..sweep.plan import expand
 from ..sweep.spec import load_spec, spec_json
 from . import plots
+from .claim_sections import claims_section
 from .csvs import write_csvs
 from .figure_kit import plain_text
 from .results import load_results
@@ -115,6 +120,7 @@ def write_report(
 def report_files() -> list[str]:
     """Every file a report may write (relative to its directory)."""
     tables = ["results.csv", "winning_tickets.csv", "transfer.csv", "paired.csv", "pretrain_losses.csv"]
+    tables.append("pretrain_tests.csv")  # the tests of TAMT's claims (`claims.py`), where there are any
     figures = [
         f
         for fname, _, _ in [*plots.FIGURES, *plots.STUDY_FIGURES]
@@ -303,6 +309,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *([along, ""] if (along := loss_along_search_section(res, note)) else []),
         figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
         "",
+        *claims_section(res),
         *_mask_init_part(report, figure),
         "## Mask similarity",
         "",

@@ -10,6 +10,7 @@ each number); `report._markdown` puts them together with the figures.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from ..supertickets import super_picks
 from .cells import AVG, Cell, stats
@@ -222,9 +223,10 @@ def _test_cells(c: Comparison) -> list[str]:
     ]
 
 
-def family_note(family: list[Comparison]) -> str:
-    """The report's Holm family: how many tests, and the comparisons that are none."""
-    tests = sum(c.p is not None for c in family)
+def family_note(family: list[Comparison], others: list[Any] | None = None) -> str:
+    """The report's Holm family: how many tests (the comparisons and the `others`, those of TAMT's
+    claims on pre-training loss), and the comparisons that are none."""
+    tests = sum(c.p is not None for c in [*family, *(others or [])])
     why: dict[str, int] = defaultdict(int)
     for c in family:
         if c.why_not is not None:
@@ -232,6 +234,11 @@ def family_note(family: list[Comparison]) -> str:
     out = (
         f"Holm family: the {tests} tests of this report (the comparisons below"
         + (" and the data-scarcity section's" if any(c.train_size != MAIN for c in family) else "")
+        + (
+            " and those of TAMT's claims on pre-training loss"
+            if any(t.p is not None for t in others or [])
+            else ""
+        )
         + "); p (Holm) is adjusted over all of them"
     )
     if why:
@@ -240,7 +247,7 @@ def family_note(family: list[Comparison]) -> str:
 
 
 def paired_section(res: SweepResults) -> str:
-    family = res.comparisons()
+    family, others = res.family()
     comps = [c for c in family if c.train_size == MAIN]  # a data curve's are in its own section
     if not comps:
         return "_No two methods share a sparsity yet._"
@@ -257,7 +264,7 @@ def paired_section(res: SweepResults) -> str:
         "of one method is paired with a mask of the other (a search seed means nothing across methods). "
         f"A stochastic method (random, IMP, TAMT, random tickets) with one mask gets no test: "
         f"'{ONE_STOCHASTIC_MASK}'. 'n' is masks × fine-tuning seeds per mask of each side. "
-        + family_note(family)
+        + family_note(family, others)
         + " Holm's step-down keeps the chance of any false verdict among them below 5%; the verdict "
         "reads p (Holm), and 'within noise' (p (Holm) ≥ 0.05) says nothing of differences below the MDE, "
         "the smallest true Δ this design detects with 80% power at α = 0.05 (uncorrected) at its observed "

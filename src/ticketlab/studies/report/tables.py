@@ -1,6 +1,7 @@
 """A sweep's results as tables: `SweepResults` (made by `results.load_results`) holds every finished
 fine-tuning's `Score` and lays them out as cells per (method, sparsity, task), winning tickets, the
-transfer matrix and pre-training losses per mask; paired tests come from `paired.Comparisons`.
+transfer matrix and pre-training losses per mask; paired tests come from `paired.Comparisons`, and
+the tests of TAMT's claims on pre-training loss from `claims.Claims`, in one Holm family.
 
 A cell (method, sparsity, task, training-set size) pools every run on it, i.e. mask seeds x
 fine-tuning seeds (TAMT §4.1.3: 3 x 3 = 9 runs; OMP 1 x 3); its std is the sample standard
@@ -22,7 +23,7 @@ from typing import Any
 from ...tasks.metrics import floor_of_average, no_verdict
 from ..store import RunRecord
 from .cells import AVG, Cell, Score, method_label, stats, wins
-from .paired import Comparisons
+from .claims import Claims
 
 
 @dataclass
@@ -62,7 +63,7 @@ class WinningTicket:
 
 
 @dataclass
-class SweepResults(Comparisons):
+class SweepResults(Claims):
     sweep_dir: Path
     records: dict[str, RunRecord]
     scores: list[Score]
