@@ -303,3 +303,16 @@ def test_no_correlation_from_constant_scores_or_two_masks():
     two = Correlation("mlm_loss", "x", ["omp"] * 2, [1.0, 2.0], [50.0, 40.0], [])
     for t, why in ((flat, "constant loss or score"), (two, "fewer than 3 masks")):
         assert (t.rho, t.p, t.mde, t.verdict) == (None, None, None, why)
+
+
+def test_a_mask_saved_at_the_last_step_is_the_final_masks_test(tmp_path):
+    """A search saving its last step too (save_at [100, 200] of 200 steps): one test at 200 steps, the
+    equal-steps one, not a second one on the same data in the family."""
+    along = [{100: (5.3, 0.3), 200: (TAMT_MLM[k], TAMT_KD[k])} for k in range(3)]
+    masks = [M("tamt-kd", k, TAMT_MLM[k], TAMT_KD[k], along=along[k]) for k in range(3)]
+    fill(tmp_path / "sweep", masks + [M("imp", k, IMP_MLM[k], IMP_KD[k]) for k in range(3)])
+    tests = load_results(tmp_path / "sweep").family()[1]
+    assert sorted((t.part, t.a.steps) for t in tests if t.loss == "mlm_loss") == [
+        (EQUAL_STEPS, 200),
+        (SEARCH_COST, 100),
+    ]

@@ -282,10 +282,16 @@ class Claims(Comparisons):
 
     def cost_tests(self) -> list[LossTest]:
         """Claim 3: the masks saved along the search of a method tested against others, at each saved
-        step, against the final masks of those others (not OMP: it has no search to be faster than)."""
+        step, against the final masks of those others (not OMP: it has no search to be faster than). A
+        mask saved at the search's last step is its final mask, whose test is claim 1's."""
         final, along, out = self._losses_by(final=True), self._losses_by(final=False), []
+
+        def before_last(m: str, s: float, k: int) -> bool:
+            return all(k < (p["search_steps"] or 0) for p in final.get((m, s, None), []))
+
         for a, b in self._loss_pairs(with_omp=False):
-            for m, s, k in sorted(g for g in along if g[0] == a and (b, g[1], None) in final):
+            groups = [g for g in along if g[0] == a and (b, g[1], None) in final and before_last(*g)]
+            for m, s, k in sorted(groups):
                 for loss in LOSSES:
                     out.append(self._loss_test(along[(m, s, k)], final[(b, s, None)], loss, s, SEARCH_COST))
         return [t for t in out if t is not None]
