@@ -235,9 +235,13 @@ class Claims(Comparisons):
         saved along a search (and of smaller budgets' final masks), by (method, sparsity, steps)."""
         out: dict[tuple, list[dict]] = defaultdict(list)
         for key, p in self.pretrain_losses().items():
-            if (key == (None, None) or key in self.main_masks) == final:
+            if self._final(key) == final:
                 out[(p["method"], p["sparsity"], None if final else p["search_steps"])].append(p)
         return out
+
+    def _final(self, mask: tuple[str | None, int | None]) -> bool:
+        """A final mask of the main grid, or the full model ((None, None))."""
+        return mask == (None, None) or mask in self.main_masks
 
     def _loss_pairs(self, with_omp: bool) -> list[tuple[str, str]]:
         """`pairs()` of a method tested against others (TAMT): against those, and OMP `with_omp`."""
@@ -286,8 +290,8 @@ class Claims(Comparisons):
         mask saved at the search's last step is its final mask, whose test is claim 1's."""
         final, along, out = self._losses_by(final=True), self._losses_by(final=False), []
 
-        def before_last(m: str, s: float, k: int) -> bool:
-            return all(k < (p["search_steps"] or 0) for p in final.get((m, s, None), []))
+        def before_last(m: str, s: float, k: int | None) -> bool:
+            return k is not None and all(k < (p["search_steps"] or 0) for p in final.get((m, s, None), []))
 
         for a, b in self._loss_pairs(with_omp=False):
             groups = [g for g in along if g[0] == a and (b, g[1], None) in final and before_last(*g)]
@@ -299,7 +303,7 @@ class Claims(Comparisons):
     def correlations(self) -> list[Correlation]:
         """Claim 2: per task (and on the average of several), per loss, over every final mask with
         both a pre-training evaluation and fine-tunings on the main grid."""
-        final = {k: p for k, p in self.pretrain_losses().items() if k == (None, None) or k in self.main_masks}
+        final = {k: p for k, p in self.pretrain_losses().items() if self._final(k)}
         scores = [s for s in self.main_scores() if s.mask in final and s.method == final[s.mask]["method"]]
         out = []
         for task in [*self.tasks, *([AVG] if len(self.tasks) > 1 else [])]:
