@@ -226,18 +226,23 @@ def ranked_masks(n_tamt: int, scores: bool = True) -> list[M]:
 
 
 def test_spearman_exact_for_few_masks_and_one_holm_family(tmp_path):
-    """Five masks in perfect reverse order: ρ = -1, whose p is 2 / 5! over every ordering (scipy's t
-    approximation says 0); its tests and the downstream comparison are one Holm family."""
+    """The four masks at 70% (the full model is no mask of that sparsity) in perfect reverse order:
+    ρ = -1, whose p is 2 / 4! over every ordering (scipy's t approximation says 0); one sparsity, so
+    no pooled ρ; its tests and the downstream comparison are one Holm family."""
     fill(tmp_path / "sweep", ranked_masks(3))
     res = load_results(tmp_path / "sweep")
     comps, tests = res.family()
     corr = [t for t in tests if t.part == PREDICTS]
-    assert [(t.loss, t.task, t.n) for t in corr] == [("mlm_loss", "x", 5), ("kd_loss", "x", 5)]
+    assert [(t.loss, t.task, t.sparsity, t.n) for t in corr] == [
+        ("mlm_loss", "x", 0.7, 4),
+        ("kd_loss", "x", 0.7, 4),
+    ]
     for t in corr:
-        assert t.rho == pytest.approx(-1.0) and t.p == pytest.approx(2 / 120)
+        assert "full" not in t.methods
+        assert t.rho == pytest.approx(-1.0) and t.p == pytest.approx(2 / 24)
         assert stats.spearmanr(t.losses, t.scores).pvalue < 1e-6  # what the approximation would say
         assert t.mde == pytest.approx(
-            math.tanh((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * (1.06 / 2) ** 0.5)
+            math.tanh((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * (1.06 / 1) ** 0.5)
         )
     # the family: the comparison tamt-kd − omp, the two loss tests against OMP and the two ρ
     (c,) = comps
@@ -253,8 +258,9 @@ def test_spearman_exact_for_few_masks_and_one_holm_family(tmp_path):
 
 
 def test_spearman_by_hand_per_task_and_on_the_average(tmp_path):
-    """Eleven final masks: each one's score is its mean over fine-tuning seeds ('avg': over both
-    tasks), and ρ and p are scipy's over them; masks saved along a search are not in it."""
+    """Ten final masks at 70% (and the full model, not of that sparsity): each one's score is its mean
+    over fine-tuning seeds ('avg': over both tasks), and ρ and p are scipy's over them; masks saved
+    along a search are not in it."""
     masks, k = [], 0
     for method, n in (("full", 1), ("omp", 1), ("random", 3), ("imp", 3), ("tamt-kd", 3)):
         for seed in [None] if n == 1 else range(n):
@@ -267,6 +273,7 @@ def test_spearman_by_hand_per_task_and_on_the_average(tmp_path):
     fill(tmp_path / "sweep", masks)
     corr = {(t.loss, t.task): t for t in load_results(tmp_path / "sweep").family()[1] if t.part == PREDICTS}
     assert set(corr) == {(loss, task) for loss in ("mlm_loss", "kd_loss") for task in ("x", "y", "avg")}
+    masks = [m for m in masks if m.method != "full"]
     for (loss, task), t in corr.items():
         values = [m.mlm if loss == "mlm_loss" else m.kd for m in masks]
         per_task = {k: [sum(m.scores[k]) / 2 for m in masks] for k in ("x", "y")}
@@ -276,7 +283,7 @@ def test_spearman_by_hand_per_task_and_on_the_average(tmp_path):
             else [(a + b) / 2 for a, b in zip(*per_task.values(), strict=True)]
         )
         hand = stats.spearmanr(values, score)
-        assert t.n == 11 and sorted(t.losses) == pytest.approx(sorted(values))
+        assert t.n == 10 and t.sparsity == 0.7 and sorted(t.losses) == pytest.approx(sorted(values))
         assert sorted(t.scores) == pytest.approx(sorted(score))
         assert (t.rho, t.p) == pytest.approx((hand.statistic, hand.pvalue), rel=1e-9)
 
@@ -291,10 +298,44 @@ def test_a_report_has_the_section_only_with_pretraining_evaluations(tmp_path):
     fill(tmp_path / "evals", ranked_masks(3))
     text = write_report(tmp_path / "evals").path.read_text()
     assert HEADING in text and (tmp_path / "evals/report/pretrain_tests.csv").is_file()
-    # ρ = -1 of 5 masks: p = 1/60, Holm over 5 tests makes it 0.05: not below it
-    assert "| mlm_loss | x | 5 | -1.00 | 0.050 | 0.97 | not shown at this budget (MDE 0.97) |" in text
+    # ρ = -1 of the 4 masks at 70%: p = 1/12 (2 of 4! orderings), twice that after Holm over 5
+    assert "| mlm_loss | x | 70% | 4 | -1.00 | 0.167 | 0.99 | not shown at this budget (MDE 0.99) |" in text
     assert "**Verdict (2):** holds in 0 of 2 tests; not shown at this budget in 2." in text
     assert "Holm family: the 5 tests of this report (the comparisons below and those of TAMT's claims" in text
+
+
+def test_spearman_at_each_sparsity_and_pooled_with_the_full_model(tmp_path):
+    """Masks at 50% and 90%: a ρ over each sparsity's masks (does the loss tell masks of one sparsity
+    apart?) and one pooled over both with the full model (the paper's figures), each scipy's/exact."""
+    masks = [M("full", None, 4.0, 0.0, {"x": [90.0, 90.0]})]
+    for sparsity, base in ((0.5, 5.0), (0.9, 7.0)):
+        masks += [M("omp", None, base, 0.3, {"x": [80.0 - base, 80.0 - base]}, sparsity=sparsity)]
+        masks += [
+            M(
+                "tamt-kd",
+                k,
+                base + k / 10,
+                0.2 + k / 100,
+                {"x": [70.0 - base + k, 72.0 - base - k]},
+                sparsity=sparsity,
+            )
+            for k in range(3)
+        ]
+    fill(tmp_path / "sweep", masks)
+    corr = [t for t in load_results(tmp_path / "sweep").family()[1] if t.part == PREDICTS]
+    by = {(t.loss, t.sparsity): t for t in corr}
+    assert set(by) == {(loss, s) for loss in ("mlm_loss", "kd_loss") for s in (0.5, 0.9, None)}
+    for loss in ("mlm_loss", "kd_loss"):
+        for s in (0.5, 0.9, None):
+            kept = [m for m in masks if s is None or (m.method != "full" and m.sparsity == s)]
+            values = [m.mlm if loss == "mlm_loss" else m.kd for m in kept]
+            scores = [sum(m.scores["x"]) / 2 for m in kept]
+            t = by[(loss, s)]
+            assert t.n == len(kept) == (9 if s is None else 4)
+            assert t.rho == pytest.approx(stats.spearmanr(values, scores).statistic)
+    write_csvs(load_results(tmp_path / "sweep"), tmp_path)
+    rows = [r for r in csv.DictReader((tmp_path / "pretrain_tests.csv").open()) if r["part"] == PREDICTS]
+    assert [r["sparsity"] for r in rows] == ["0.5", "0.9", "all"] * 2
 
 
 def test_no_correlation_from_constant_scores_or_two_masks():

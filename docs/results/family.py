@@ -1,5 +1,7 @@
 """The README's one family of tests: every test of the committed reports re-rendered under issue 35's
-rules (Welch on the means of per-mask means), Holm-corrected together. Writes `family.csv`.
+rules, Holm-corrected together: the downstream comparisons (`paired.csv`: Welch on the means of
+per-mask means) and the tests of TAMT's claims on pre-training loss (`pretrain_tests.csv`: loss at
+equal steps, Spearman's rho of loss and score, loss along a search). Writes `family.csv`.
 
     PYTHONPATH=src python docs/results/family.py
 
@@ -27,21 +29,46 @@ REPORTS = [
 ]
 KEEP = ("a", "b", "sparsity", "task", "train_size", "masks_a", "seeds_a", "masks_b", "seeds_b")
 NUMBERS = ("mean_diff", "se_diff", "p_welch", "p_holm", "mde80", "verdict", "labels")
+# pretrain_tests.csv's columns under paired.csv's names (a Spearman row: estimate = rho, no b, no SE)
+CLAIM_COLUMNS = {"mean_diff": "estimate", "se_diff": "se", "p_welch": "p"}
+
+
+def _downstream(study: str, r: dict) -> dict:
+    return (
+        {"study": study, "test": "downstream", "loss": ""}
+        | {k: r.get(k, "main") for k in KEEP}
+        | {k: r[k] for k in NUMBERS}
+    )
+
+
+def _claim(study: str, r: dict) -> dict:
+    kept = {k: r.get(k, "") for k in KEEP} | {"train_size": "main"}
+    return (
+        {"study": study, "test": r["part"], "loss": r["loss"]}
+        | kept
+        | {k: r[CLAIM_COLUMNS.get(k, k)] for k in NUMBERS}
+    )
 
 
 def family() -> list[dict]:
-    """Every distinct test of the `REPORTS`' paired.csv, with its p Holm-corrected over all of them."""
+    """Every distinct test of the `REPORTS`' paired.csv and pretrain_tests.csv, with its p
+    Holm-corrected over all of them; a test two studies share (the same runs) counts once."""
     rows, seen = [], set()
     for study in REPORTS:
-        with open(HERE / study / "paired.csv") as f:
-            for r in csv.DictReader(f):
-                key = frozenset(r["run_ids"].split())
-                if not r["p_welch"] or key in seen:
-                    continue
-                seen.add(key)
-                rows.append(
-                    {"study": study} | {k: r.get(k, "main") for k in KEEP} | {k: r[k] for k in NUMBERS}
-                )
+        for name, p_column, row in (
+            ("paired.csv", "p_welch", _downstream),
+            ("pretrain_tests.csv", "p", _claim),
+        ):
+            if not (HERE / study / name).is_file():
+                continue
+            with open(HERE / study / name) as f:
+                for r in csv.DictReader(f):
+                    what = (r.get("part", ""), r.get("loss", ""), r.get("task", ""), r.get("sparsity", ""))
+                    key = (name, what, frozenset(r["run_ids"].split()))
+                    if not r[p_column] or key in seen:
+                        continue
+                    seen.add(key)
+                    rows.append(row(study, r))
     for r, p in zip(rows, holm([float(r["p_welch"]) for r in rows]), strict=True):
         r["p_holm_readme"] = f"{p:.4f}"
         r["holds"] = p < 0.05
@@ -58,7 +85,13 @@ def write(rows: list[dict], path: Path) -> None:
 def main() -> None:
     rows = family()
     write(rows, HERE / "family.csv")
-    print(f"{len(rows)} tests, {sum(r['holds'] for r in rows)} hold after Holm over all of them")
+    held = [r for r in rows if r["holds"]]
+    print(f"{len(rows)} tests, {len(held)} hold after Holm over all of them")
+    for r in held:
+        print(
+            f"  {r['study']}: {r['test']} {r['loss']} {r['a']} {r['b']} {r['sparsity']} {r['task']}: "
+            f"{r['mean_diff']} (p Holm {r['p_holm_readme']})"
+        )
 
 
 if __name__ == "__main__":

@@ -172,6 +172,7 @@ class Correlation:
     losses: list[float]
     scores: list[float]
     run_ids: list[str]
+    sparsity: float | None = None  # the masks' one sparsity; None: every sparsity pooled, full model too
     p_holm: float | None = None
     part: str = PREDICTS
 
@@ -301,24 +302,40 @@ class Claims(Comparisons):
         return [t for t in out if t is not None]
 
     def correlations(self) -> list[Correlation]:
-        """Claim 2: per task (and on the average of several), per loss, over every final mask with
-        both a pre-training evaluation and fine-tunings on the main grid."""
+        """Claim 2: per task (and on the average of several), per loss, over the final masks with both a
+        pre-training evaluation and fine-tunings on the main grid: at each sparsity (does the loss tell
+        masks of one sparsity apart?) and, where the masks span several, pooled over all of them with
+        the full model, as the paper's figures pool them (the trend with sparsity is then part of ρ)."""
         final = {k: p for k, p in self.pretrain_losses().items() if self._final(k)}
         scores = [s for s in self.main_scores() if s.mask in final and s.method == final[s.mask]["method"]]
+        sparsities = sorted({final[k]["sparsity"] for k in final if k != (None, None)})
+        groups: list[float | None] = [*sparsities, *([None] if len(sparsities) > 1 else [])]
         out = []
         for task in [*self.tasks, *([AVG] if len(self.tasks) > 1 else [])]:
             per_mask = self.mask_scores(scores, self.tasks if task == AVG else [task])
             for loss in LOSSES:
-                keys = [k for k in final if k in per_mask and loss in final[k]]
-                if keys:
-                    out.append(
-                        Correlation(
-                            loss,
-                            task,
-                            [final[k]["method"] for k in keys],
-                            [float(final[k][loss]) for k in keys],
-                            [per_mask[k].mean for k in keys],
-                            [i for k in keys for i in (final[k]["id"], *per_mask[k].run_ids)],
-                        )
-                    )
+                for sparsity in groups:
+                    keys = [
+                        k
+                        for k in final
+                        if k in per_mask
+                        and loss in final[k]
+                        and (sparsity is None or (k != (None, None) and final[k]["sparsity"] == sparsity))
+                    ]
+                    if keys:
+                        out.append(self._correlation(final, per_mask, keys, loss, task, sparsity))
         return out
+
+    @staticmethod
+    def _correlation(
+        final: dict, per_mask: dict, keys: list, loss: str, task: str, sparsity: float | None
+    ) -> Correlation:
+        return Correlation(
+            loss,
+            task,
+            [final[k]["method"] for k in keys],
+            [float(final[k][loss]) for k in keys],
+            [per_mask[k].mean for k in keys],
+            [i for k in keys for i in (final[k]["id"], *per_mask[k].run_ids)],
+            sparsity,
+        )

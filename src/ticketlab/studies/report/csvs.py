@@ -36,7 +36,8 @@ def _claim_row(t: LossTest | Correlation) -> dict:
     with SE, df, MDE) or Spearman's rho over `masks_a` masks (`estimate` = rho, MDE in |rho|)."""
     if isinstance(t, Correlation):
         what = {"part": t.part, "loss": t.loss, "task": t.task, "a": "every final mask", "b": ""}
-        what |= {"sparsity": "", "steps_a": "", "steps_b": "", "masks_a": t.n, "masks_b": ""}
+        pooled = "all" if t.sparsity is None else t.sparsity  # all: every sparsity and the full model
+        what |= {"sparsity": pooled, "steps_a": "", "steps_b": "", "masks_a": t.n, "masks_b": ""}
         numbers = {"mean_a": "", "mean_b": "", "statistic": "spearman_rho", "estimate": _num(t.rho)}
         numbers |= {"se": "", "df": "", "p": _num(t.p), "p_holm": _num(t.p_holm), "mde80": _num(t.mde)}
         seeds = {"masks_a_seeds": " ".join(t.methods), "masks_b_seeds": ""}
