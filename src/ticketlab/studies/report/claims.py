@@ -6,8 +6,9 @@ random downstream, Fig. 3) being `paired`'s comparisons; all of them are one Hol
    entry names methods it is tested against (`paired.against`: TAMT against IMP) against those and
    OMP, on each dev loss (`mlm_loss`, `kd_loss`) of the final masks: Δ = its mean loss − the other's.
 2. Pre-training loss predicts downstream (§1 and §4.2.2, Figs. 1 and 5; `PREDICTS`): Spearman's ρ
-   over every final mask with a pre-training evaluation and fine-tunings, between its loss and its
-   score per task and on the task average (`Correlation`).
+   over the final masks with a pre-training evaluation and fine-tunings, between a mask's loss and
+   its score per task and on the task average, at each sparsity and, where there are several, pooled
+   over them with the full model as the paper's figures are (`Correlation`).
 3. Search cost (§4.2.3, Fig. 6, there on scores, here on the loss; `SEARCH_COST`): the masks such a
    method saved along its search, at each saved step k, against the final masks of the methods it is
    tested against (TAMT@k − IMP at its budget).
