@@ -264,6 +264,19 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
     assert "fig3_score_vs_sparsity.png" in report.figures
 
 
+def test_pre_training_evaluations_the_spec_asks_for_are_pending_not_missing(tmp_path, tiny_bert_dir):
+    """A partial store of a spec with `pretrain_eval:` must not tell the user to add that block."""
+    small = dict(methods=["full", "omp"], sparsities=[0.5], search_curve=None, data_curve=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    assert spec.pretrain_eval is not None
+    run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=1, log=lambda s: None)
+    report = write_report(tmp_path / "sweep")
+    assert report.skipped["fig5_pretrain_loss_vs_score.png"] == "no pre-training evaluation has finished yet"
+    text = report.path.read_text()
+    assert "_No pre-training evaluation has finished yet._" in text
+    assert "add a `pretrain_eval:`" not in text and "add `pretrain_eval:`" not in text
+
+
 def test_report_shows_the_last_spec_not_earlier_versions(tmp_path, tiny_bert_dir):
     """Re-sweeping with another fine-tuning lr adds runs; the report must not pool old and new."""
     small = dict(

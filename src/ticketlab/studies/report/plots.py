@@ -115,6 +115,8 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
     (± std over fine-tuning seeds), and the constant predictor's average."""
     losses = res.pretrain_losses()
     if not losses:
+        if res.pretrain_pending():
+            return "no pre-training evaluation has finished yet"
         return "no pre-training evaluation runs (add a `pretrain_eval:` block to the spec)"
     per_mask = res.mask_scores(_at_main_size(res), res.tasks)
     keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})

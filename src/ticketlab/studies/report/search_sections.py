@@ -40,6 +40,8 @@ def _method_order(res: SweepResults, method: str) -> int:
 def pretrain_section(res: SweepResults, note) -> str:
     losses = res.pretrain_losses()
     if not losses:
+        if res.pretrain_pending():
+            return "_No pre-training evaluation has finished yet._"
         return "_No pre-training evaluation in this sweep (add `pretrain_eval:` to the spec)._"
     keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
     groups: dict[tuple[str, float], dict[str, list]] = {}

@@ -255,6 +255,10 @@ class SweepResults(Claims):
             }
         return out
 
+    def pretrain_pending(self) -> bool:
+        """Whether the spec asks for pre-training evaluations (`pretrain_eval:`), none finished yet."""
+        return bool((self.spec or {}).get("pretrain_eval")) and not self.pretrain_losses()
+
     def mask_dir(self, search_id: str, step: int | None) -> Path:
         m = self.records[search_id].metrics
         if step is None:
