@@ -247,3 +247,59 @@ def test_content_keys_and_digest(tmp_path: Path):
     assert digest(obj) == hashlib.sha256(b'{"a": "x", "b": [1, 2]}').hexdigest()[:16]
     assert digest(obj, compact=True) == hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()[:16]
     assert len(digest(obj, length=12)) == 12
+
+
+def test_a_model_key_is_what_loading_reads(tmp_path: Path):
+    """A model's key leaves out its card, licence and scripts (loading reads none of them), keeps
+    its config, weights and tokenizer, and keeps Python files where the config maps code
+    (`auto_map`); its `legacy` is the key of every file, what runs recorded before; a recorded
+    legacy key is the same content (`same_content`), another key is not."""
+    from ticketlab.core.digest import content_keys
+    from ticketlab.core.files import content_key, model_key, same_content
+
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "config.json").write_text('{"model_type": "bert"}')
+    (model / "model.safetensors").write_bytes(b"w" * 10)
+    (model / "vocab.txt").write_text("[PAD]\n")
+    (model / "1_Pooling" / "config.json").write_text("{}")
+    key = model_key(model)
+    assert key is not None and key.legacy == content_key([model]) == key  # nothing to leave out
+    (model / "README.md").write_text("card")
+    (model / "LICENSE").write_text("Apache-2.0")
+    (model / "check_accuracy.py").write_text("print(1)")
+    (model / "figure.png").write_bytes(b"png")
+    edited = model_key(model)
+    assert edited == key and edited.legacy == content_key([model]) != key
+    assert content_keys({"model": model}) == {"model": key}  # the name "model" is a model's key
+    assert same_content(edited.legacy, edited) and same_content(key, edited)
+    assert not same_content(content_key([model / "vocab.txt"]), edited) and not same_content(None, edited)
+    for name, data in [("vocab.txt", "[PAD]\n[UNK]\n"), ("1_Pooling/config.json", '{"x": 1}')]:
+        (model / name).write_text(data)
+        assert model_key(model) != key  # the tokenizer and a module's config are read
+    now = model_key(model)
+    (model / "config.json").write_text('{"model_type": "bert", "auto_map": {"AutoModel": "m.Model"}}')
+    remote = model_key(model)
+    (model / "check_accuracy.py").write_text("print(2)")
+    assert model_key(model) != remote != now  # remote code is read: its Python files count
+    assert model_key(tmp_path / "not-here") is None and model_key("org/hub-id") is None
+
+
+def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_path: Path):
+    """A fine-tuning or pre-training directory that recorded the key of every file in the model's
+    folder (before `model_key`) resumes; one recorded on other weights is refused in one line."""
+    from ticketlab.core.errors import ConfigError
+    from ticketlab.core.files import model_key
+    from ticketlab.train.run_dir import check_same_run
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "README.md").write_text("card")
+    now = {"lr": 1e-3, "model content": model_key(model)}
+    names = {"model content": f"the model at {model}"}
+    check_same_run(tmp_path, "run", {**now, "model content": now["model content"].legacy}, now, names)
+    with pytest.raises(ConfigError, match="the model at .* changed since this run started"):
+        check_same_run(tmp_path, "run", {**now, "model content": "sha256:other"}, now, names)
+    with pytest.raises(ConfigError, match="other settings"):
+        check_same_run(tmp_path, "run", {**now, "lr": 1e-4}, now, names)

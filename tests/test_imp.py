@@ -434,7 +434,7 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
             i: (json.loads(c), s)
             for i, c, s in db.execute("SELECT id, config, status FROM runs WHERE kind = 'search'")
         }
-        assert json.loads(dict(db.execute("SELECT key, value FROM meta"))["ids"]) == 4
+        assert json.loads(dict(db.execute("SELECT key, value FROM meta"))["ids"]) == 5
     legacy = {i for i, (c, _) in stored.items() if c["settings"].get("variant") == "legacy"}
     assert {stored[i][0]["method"] for i in legacy} == {"imp/legacy", "imp-task/legacy"} and len(legacy) >= 3
     planned = {r.id: r for r in expand(load_spec(root / "spec.yaml"))}

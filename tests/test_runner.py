@@ -225,6 +225,49 @@ def _old_ids(sweep_dir: Path) -> dict[str, str]:
     return old
 
 
+def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_path, tiny_bert_dir):
+    """Editing the card beside a model's weights, or adding a script, runs nothing again (run ids
+    version 5: `core.files.model_key`); a store whose ids hashed every file of the model's folder
+    (version 4) is re-keyed once where the folder is as it was, losing and repeating nothing."""
+    import json
+
+    from ticketlab.core.files import content_key
+    from ticketlab.studies.run_ids import IDS_VERSION, run_id
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "README.md").write_text("the card, first version")
+    spec = fakes.make_spec(tmp_path, model, data_curve=None, pretrain_eval=None, search_curve=None)
+    assert sweep(tmp_path, spec).ok
+    before = fakes.calls(tmp_path / "sweep")
+    (model / "README.md").write_text("the card, edited")
+    (model / "check_accuracy.py").write_text("print('a script beside the weights')")
+    assert sweep(tmp_path, spec).ran == [] and fakes.calls(tmp_path / "sweep") == before
+    # As version 4 wrote the store: the model keyed by every file in its folder.
+    legacy, old = content_key([model]), {}
+    with Store(tmp_path / "sweep") as st:
+        rows = st.db.execute("SELECT id, kind, config, deps FROM runs").fetchall()
+        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
+            c = json.loads(row["config"])
+            c["inputs"]["model"] = legacy
+            if c.get("mask"):
+                c["mask"]["search"] = old[c["mask"]["search"]]
+            old[row["id"]] = run_id(c)
+            deps = [old[d] for d in json.loads(row["deps"])]
+            st.db.execute(
+                "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
+                (old[row["id"]], json.dumps(c), json.dumps(deps), row["id"]),
+            )
+        st.db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(list(old.values())),))
+        st.db.execute("UPDATE meta SET value = '4' WHERE key = 'ids'")
+    assert set(old.values()).isdisjoint(old)  # every id moved: the card was in each
+    log: list[str] = []
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
+    assert any("re-keyed" in line for line in log) and fakes.calls(tmp_path / "sweep") == before
+    with Store(tmp_path / "sweep") as st:
+        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 5
+
+
 def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_dir):
     """A sweep moved to other paths (the store carried to another machine) keeps its run ids; a
     store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .checks import negated, option_name
-from .files import content_key
+from .files import content_key, model_key
 
 COMPAT = "compat"  # the field metadata key of the "only when set" rule (see the module docstring)
 OMIT = object()  # a value in `run_identity(values=...)` that leaves its field out
@@ -66,11 +66,16 @@ def _before_field(f: dataclasses.Field, value: Any) -> bool:
 Paths = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-def content_keys(paths: Mapping[str, Paths | None]) -> dict[str, str]:
-    """The content key of each named local input, a path or a list of them (`core.files.content_key`);
-    an input that is None or not local (a hub id) has none and is left out."""
+def content_keys(paths: Mapping[str, Paths | None], models: Collection[str] = ("model",)) -> dict[str, str]:
+    """The content key of each named local input, a path or a list of them (`core.files.content_key`;
+    `models`: the names of model folders, keyed by what loading reads, `core.files.model_key`); an
+    input that is None or not local (a hub id) has none and is left out."""
     listed = {name: [p] if isinstance(p, (str, os.PathLike)) else p for name, p in paths.items()}
-    keys = {name: content_key(p) for name, p in listed.items() if p is not None}
+    keys = {
+        name: model_key(p[0]) if name in models and len(p) == 1 else content_key(p)
+        for name, p in listed.items()
+        if p is not None
+    }
     return {name: key for name, key in keys.items() if key is not None}
 
 

@@ -7,7 +7,7 @@ as a whole. Readers turn a missing or corrupt file into one `TicketlabError` tha
 Temporaries carry their writer's pid and host, so the next writer in the same directory removes
 those a killed process left (`remove_stale`). An `OSError` while writing becomes one line naming the
 path (`writing`). `exclusive` keeps a second process out of a directory a run is writing;
-`content_key` says what a run read.
+`content_key` says what a run read; `model_key` what loading a model reads of its folder.
 
 Output directories that never destroy what is not theirs (`check_output`, `atomic_dir`,
 `claim_dir`, `remove_ours`) are `core/outputs.py`, built on these.
@@ -29,7 +29,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -284,10 +284,10 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime:
     return h.hexdigest()
 
 
-def content_key(paths: Iterable[str | os.PathLike]) -> str | None:
+def content_key(paths: Iterable[str | os.PathLike], keep: Callable[[Path], bool] | None = None) -> str | None:
     """sha256 over the bytes of every file under `paths` (directories walked, hidden entries left
-    out): what a run read, so a result is not reused once its inputs changed. None for a path that
-    is not local (a hub id)."""
+    out; `keep`: which files count, by their path relative to the given one): what a run read, so
+    a result is not reused once its inputs changed. None for a path that is not local (a hub id)."""
     h = hashlib.sha256()
     for given in paths:
         root = Path(given).expanduser()
@@ -296,11 +296,62 @@ def content_key(paths: Iterable[str | os.PathLike]) -> str | None:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
             rel = f.relative_to(root) if f != root else Path(f.name)
-            if any(part.startswith(".") for part in rel.parts):
+            if any(part.startswith(".") for part in rel.parts) or (keep is not None and not keep(rel)):
                 continue
             st = f.stat()
             h.update(f"{rel}\0{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}\0".encode())
     return "sha256:" + h.hexdigest()
+
+
+class ModelKey(str):
+    """A model's content key (`model_key`), with the key its folder had when every file counted
+    (`legacy`): what run directories and stores recorded before the card was left out."""
+
+    legacy: str | None
+
+
+# What loading a model never reads: its card, licence, pictures and notebooks.
+_DOC_SUFFIXES = frozenset({".md", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf", ".ipynb"})
+_DOC_NAMES = ("readme", "license", "licence", "notice", "citation")
+
+
+def model_key(path: str | os.PathLike) -> ModelKey | None:
+    """The content key of a local model (`content_key`) over the files loading it reads: not its
+    documentation (card, licence, pictures), nor Python files unless its config maps an auto class
+    to them (`auto_map`: remote code), so that editing a model card or adding a script beside the
+    weights does not make every run on the model new. None for a hub id."""
+    root = Path(path).expanduser()
+    code = _remote_code(root)
+
+    def read(rel: Path) -> bool:
+        if rel.suffix.lower() in _DOC_SUFFIXES or rel.name.lower().startswith(_DOC_NAMES):
+            return False
+        return rel.suffix != ".py" or code
+
+    key = content_key([root], keep=read)
+    if key is None:
+        return None
+    out = ModelKey(key)
+    out.legacy = content_key([root])
+    return out
+
+
+def _remote_code(root: Path) -> bool:
+    """Whether a model folder's config maps an auto class to its own code (True where it cannot be
+    read: then its Python files count)."""
+    try:
+        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return not isinstance(config, dict) or "auto_map" in config
+
+
+def same_content(saved: Any, now: str) -> bool:
+    """Whether a recorded content key is `now`'s, or, for a model, the key its folder had when every
+    file counted (`ModelKey.legacy`), so that a run recorded then is not taken for another."""
+    return saved == now or (saved is not None and saved == getattr(now, "legacy", None))
 
 
 def default_cache_dir() -> Path:

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from ..core.checks import check_one_of
 from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import content_key
+from ..core.files import model_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
@@ -62,7 +62,7 @@ def pretrain_identity(
         }
     )
     if init is not None:  # a hub id is named by itself: another id is another start
-        keys["init content"] = content_key([init]) or f"hub id {init}"
+        keys["init content"] = model_key(init) or f"hub id {init}"
     return out | keys
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
+from ..core.files import same_content
 from .records import HOST, RunRecord
 from .run_ids import Run
 from .store import Store
@@ -112,7 +113,7 @@ def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], whe
     saved = (record.provenance or {}).get("inputs")
     if not isinstance(saved, dict):
         return
-    changed = [k for k in now if k in saved and saved[k] != now[k]]
+    changed = [k for k in now if k in saved and not same_content(saved[k], now[k])]
     if changed:
         what = " and ".join(f"{where.get(k, k)}" for k in changed)
         raise TicketlabError(

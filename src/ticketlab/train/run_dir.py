@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json, busy, exclusive, lock_holder, read_json
+from ..core.files import atomic_write_json, busy, exclusive, lock_holder, read_json, same_content
 from ..core.outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`train.loop.train`)
@@ -43,13 +43,14 @@ def check_same_run(
     `inputs` names the keys that are content keys of inputs, with how to call each in a message
     ("the corpus", "the model at m/"): a changed input is said first, as it is what a user did not
     change on purpose."""
-    changed = [k for k in inputs if k in saved and k in now and saved[k] != now[k]]
+    changed = [k for k in inputs if k in saved and k in now and not same_content(saved[k], now[k])]
     if changed:
         what = " and ".join(inputs[k] for k in changed)
         shown = ", ".join(f"{k}: {str(saved[k])[:19]} -> {str(now[k])[:19]}" for k in changed)
         raise ConfigError(f"{out}: {what} changed since this {kind} started ({shown}); {START_OVER}")
     unrecorded = inputs.keys() - set(saved)  # a directory from before its inputs were recorded
-    diff = sorted(k for k in (set(saved) | set(now)) - unrecorded if saved.get(k) != now.get(k))
+    compared = {k for k in inputs if k in saved and k in now}  # above: the same content
+    diff = sorted(k for k in (set(saved) | set(now)) - unrecorded - compared if saved.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k} {_short(saved.get(k))} -> {_short(now.get(k))}" for k in diff[:4])
         more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""

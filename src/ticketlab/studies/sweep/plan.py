@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.files import content_key
+from ...core.files import content_key, model_key
 from ..run_ids import Run, checkpoint_has_pooler, make_run
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .sweep_spec import SweepSpec
@@ -67,7 +67,7 @@ def input_keys(
     """Content keys of what runs read: the base model, the corpus (`corpus`: "all" for searches,
     "dev" for pre-training evaluation) and the data folder of the task labelled `task` (its
     task.json included). A hub id has none: its name is the key."""
-    keys = {"model": content_key([spec.model])}
+    keys: dict[str, str | None] = {"model": model_key(spec.model)}
     if corpus is not None and spec.corpus is not None:
         parts = ("train", "dev") if corpus == "all" else ("dev",)
         keys["corpus"] = content_key([p for k in parts for p in spec.corpus.get(k) or []])

@@ -1,16 +1,21 @@
 """Re-keying a store whose run ids an earlier identity made (meta `ids` below `IDS_VERSION`):
 version 1 hashed the inputs' absolute paths; version 4 names in a search's settings the retired
-defaults it ran under (`_retired_defaults`), so a run under today's defaults never reuses it.
+defaults it ran under (`_retired_defaults`), so a run under today's defaults never reuses it; version
+5 keys a model by what loading it reads (`core.files.model_key`: not its card), so a run recorded
+under its folder's whole content (`_model_keys`) gets the model's key where the folder is unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ...core.files import content_key
+from ...core.files import content_key, model_key
 from ...models.arch import ARCHS
 from ..records import owner_gone
 from ..run_ids import IDS_VERSION, run_id
@@ -64,20 +69,34 @@ def ids_outdated(store: Any) -> bool:
     return (store.get_meta("ids") or 1) < IDS_VERSION
 
 
-def rekey_store(store: Any) -> int:
+def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """Each model folder's key from before version 5 (every file in it) -> its key now, for `models`
+    (the spec's: where the model is here) and the folders the runs name, where they still are."""
+    paths = {str(m) for m in models}
+    for row in rows:
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            if isinstance(model := json.loads(row["config"]).get("model"), str):
+                paths.add(model)
+    keys = (model_key(p) for p in paths)
+    return {k.legacy: str(k) for k in keys if k is not None and k.legacy is not None}
+
+
+def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
     """Re-key the runs of a store whose ids an earlier identity made (meta `ids` below
     `IDS_VERSION`; version 1 hashed the inputs' absolute paths): each id becomes `run_id` of its
     config (the task data's content key, which version-1 runs did not record, read from the data at
     the recorded path now; the retired defaults a search ran under, `_retired_defaults`, named in its
-    settings), and every reference follows (a fine-tuning's mask, deps, the plan, the
-    studies). All or nothing, in one transaction: not while a live process runs one of its runs (it
-    would finish under its old id), and not when a run's data is gone (its dependents would point at
-    a renamed search; a store carried elsewhere is re-keyed where its data is). Returns how many
+    settings; the model's key by what loading reads, `_model_keys`, for `models` and the folders the
+    runs name), and every reference follows (a fine-tuning's mask, deps, the plan, the studies). All
+    or nothing, in one transaction: not while a live process runs one of its runs (it would finish
+    under its old id), and not when a run's data or model is gone (its dependents would point at a
+    renamed search; a store carried elsewhere is re-keyed where its inputs are). Returns how many
     runs got a new id."""
     if store.readonly or not ids_outdated(store):
         return 0
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()
+        before, keys = store.get_meta("ids") or 1, _model_keys(rows, models)
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
             return 0
@@ -87,7 +106,7 @@ def rekey_store(store: Any) -> int:
         # Searches first: the other runs name them.
         for row in sorted(rows, key=lambda r: r["kind"] != "search"):
             try:
-                moved = _rekeyed(row, new, labels)
+                moved = _rekeyed(row, new, labels, before, keys)
             except _Unkeyable:
                 return 0
             if moved is not None:
@@ -116,15 +135,16 @@ def rekey_store(store: Any) -> int:
 
 
 class _Unkeyable(Exception):
-    """A run whose new id cannot be computed here (its data is gone)."""
+    """A run whose new id cannot be computed here (its data or model is gone)."""
 
 
 def _rekeyed(
-    row: Any, new: dict[str, str], labels: dict[str, str]
+    row: Any, new: dict[str, str], labels: dict[str, str], before: int, models: dict[str, str]
 ) -> tuple[str, dict[str, Any], list[str]] | None:
-    """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id. A
-    legacy IMP search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports,
-    and so are the runs of its masks (`labels`: old search id -> label)."""
+    """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id; the
+    store's ids were made by version `before`, `models` maps model keys (`_model_keys`). A legacy IMP
+    search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are
+    the runs of its masks (`labels`: old search id -> label)."""
     try:
         config, deps = json.loads(row["config"]), json.loads(row["deps"])
     except (TypeError, ValueError):
@@ -132,6 +152,25 @@ def _rekeyed(
     if not isinstance(config, dict) or not isinstance(config.get("inputs"), dict):
         return None  # no content keys (a study's row, a run from before them): hashed by its paths
     config = {**config, "inputs": dict(config["inputs"])}
+    if before < 4:
+        _retired_and_data(row, config, labels)
+    if before < 5 and (old := config["inputs"].get("model")) is not None:
+        if old in models:
+            config["inputs"]["model"] = models[old]
+        elif not Path(str(config.get("model"))).expanduser().exists():
+            raise _Unkeyable(row["id"])  # the model is not here: its key now cannot be told
+    if isinstance(config.get("mask"), dict):
+        search = config["mask"]["search"]
+        config["mask"] = {**config["mask"], "search": new.get(search, search)}
+        config["method"] = labels.get(search, config.get("method"))
+    deps = [new.get(d, d) for d in deps]
+    run_id_ = run_id(config)
+    return (run_id_, config, deps) if run_id_ != row["id"] else None
+
+
+def _retired_and_data(row: Any, config: dict[str, Any], labels: dict[str, str]) -> None:
+    """Version 4 (in place): the retired defaults a search ran under in its settings, and the task
+    data's content key, which version-1 runs did not record, read from the data at its path now."""
     if retired := _retired_defaults(config):
         config["settings"] = {**config["settings"], **retired}
         if retired.get("variant") == LEGACY_IMP and "/" not in config["method"]:
@@ -143,10 +182,3 @@ def _rekeyed(
         if data is not None and key is None:
             raise _Unkeyable(row["id"])  # the data is not here any more
         config["inputs"]["data"] = key
-    if isinstance(config.get("mask"), dict):
-        search = config["mask"]["search"]
-        config["mask"] = {**config["mask"], "search": new.get(search, search)}
-        config["method"] = labels.get(search, config.get("method"))
-    deps = [new.get(d, d) for d in deps]
-    run_id_ = run_id(config)
-    return (run_id_, config, deps) if run_id_ != row["id"] else None

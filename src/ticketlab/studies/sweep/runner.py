@@ -103,10 +103,10 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
-        if n := rekey_store(self.store):
+        if n := rekey_store(self.store, models=[spec.model]):
             log(
-                f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie, "
-                "and name the old defaults they ran under"
+                f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie "
+                "or the model's card, and name the old defaults they ran under"
             )
         elif ids_outdated(self.store) and self.store.statuses():
             why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
