@@ -205,15 +205,26 @@ def _old_ids(sweep_dir: Path) -> dict[str, str]:
         blob = json.dumps({"plan_version": 1, **config}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def without_data(config: dict) -> dict:
+        config["inputs"].pop("data", None)
+        return config
+
+    return _rewrite_ids(sweep_dir, without_data, old_id, ids=None)
+
+
+def _rewrite_ids(sweep_dir: Path, change, id_of, ids: int | None) -> dict[str, str]:
+    """Rewrite every run of a store as an earlier ticketlab wrote it: its config `change`d, its id
+    `id_of` that config, references following; meta `ids` set (None: absent). New id -> old id."""
+    import json
+
     old: dict[str, str] = {}
     with Store(sweep_dir) as st:
         rows = st.db.execute("SELECT id, kind, config, deps FROM runs").fetchall()
         for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            c = json.loads(row["config"])
-            c["inputs"].pop("data", None)
+            c = change(json.loads(row["config"]))
             if c.get("mask"):
                 c["mask"]["search"] = old[c["mask"]["search"]]
-            old[row["id"]] = old_id(c)
+            old[row["id"]] = id_of(c)
             deps = [old[d] for d in json.loads(row["deps"])]
             st.db.execute(
                 "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
@@ -222,6 +233,8 @@ def _old_ids(sweep_dir: Path) -> dict[str, str]:
         plan = [old[i] for i in st.get_meta("plan")]
         st.db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(plan),))
         st.db.execute("DELETE FROM meta WHERE key = 'ids'")
+        if ids is not None:
+            st.db.execute("INSERT INTO meta VALUES ('ids', ?)", (json.dumps(ids),))
     return old
 
 
@@ -229,8 +242,6 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     """Editing the card beside a model's weights, or adding a script, runs nothing again (run ids
     version 5: `core.files.model_key`); a store whose ids hashed every file of the model's folder
     (version 4) is re-keyed once where the folder is as it was, losing and repeating nothing."""
-    import json
-
     from ticketlab.core.files import content_key
     from ticketlab.studies.run_ids import IDS_VERSION, run_id
 
@@ -244,22 +255,10 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     (model / "check_accuracy.py").write_text("print('a script beside the weights')")
     assert sweep(tmp_path, spec).ran == [] and fakes.calls(tmp_path / "sweep") == before
     # As version 4 wrote the store: the model keyed by every file in its folder.
-    legacy, old = content_key([model]), {}
-    with Store(tmp_path / "sweep") as st:
-        rows = st.db.execute("SELECT id, kind, config, deps FROM runs").fetchall()
-        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            c = json.loads(row["config"])
-            c["inputs"]["model"] = legacy
-            if c.get("mask"):
-                c["mask"]["search"] = old[c["mask"]["search"]]
-            old[row["id"]] = run_id(c)
-            deps = [old[d] for d in json.loads(row["deps"])]
-            st.db.execute(
-                "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
-                (old[row["id"]], json.dumps(c), json.dumps(deps), row["id"]),
-            )
-        st.db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(list(old.values())),))
-        st.db.execute("UPDATE meta SET value = '4' WHERE key = 'ids'")
+    legacy = content_key([model])
+    old = _rewrite_ids(
+        tmp_path / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4
+    )
     assert set(old.values()).isdisjoint(old)  # every id moved: the card was in each
     log: list[str] = []
     assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
