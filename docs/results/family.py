@@ -1,7 +1,9 @@
 """The README's one family of tests: every test of the committed reports re-rendered under issue 35's
 rules, Holm-corrected together: the downstream comparisons (`paired.csv`: Welch on the means of
 per-mask means) and the tests of TAMT's claims on pre-training loss (`pretrain_tests.csv`: loss at
-equal steps, Spearman's rho of loss and score, loss along a search). Writes `family.csv`.
+equal steps, Spearman's rho of loss and score, loss along a search). Writes `family.csv`:
+`significant` where p (Holm over the family) < 0.05, and its `direction` (a loss claim as claimed or
+against it; a downstream difference `a > b` or `a < b`).
 
     PYTHONPATH=src python docs/results/family.py
 
@@ -71,8 +73,18 @@ def family() -> list[dict]:
                     rows.append(row(study, r))
     for r, p in zip(rows, holm([float(r["p_welch"]) for r in rows]), strict=True):
         r["p_holm_readme"] = f"{p:.4f}"
-        r["holds"] = p < 0.05
+        r["significant"], r["direction"] = p < 0.05, _direction(r) if p < 0.05 else ""
     return rows
+
+
+def _direction(r: dict) -> str:
+    """Which way a test went: a loss claim (a negative estimate: lower loss, rho < 0) as claimed or
+    against it; a downstream difference by its sign (some pairs have no claimed order: a variant
+    against its method, random against OMP)."""
+    x = float(r["mean_diff"])
+    if r["test"] != "downstream":
+        return "as claimed" if x < 0 else "against the claim"
+    return f"{r['a']} {'>' if x > 0 else '<'} {r['b']}"
 
 
 def write(rows: list[dict], path: Path) -> None:
@@ -85,12 +97,12 @@ def write(rows: list[dict], path: Path) -> None:
 def main() -> None:
     rows = family()
     write(rows, HERE / "family.csv")
-    held = [r for r in rows if r["holds"]]
-    print(f"{len(rows)} tests, {len(held)} hold after Holm over all of them")
-    for r in held:
+    found = [r for r in rows if r["significant"]]
+    print(f"{len(rows)} tests, {len(found)} with p (Holm over all of them) < 0.05")
+    for r in found:
         print(
             f"  {r['study']}: {r['test']} {r['loss']} {r['a']} {r['b']} {r['sparsity']} {r['task']}: "
-            f"{r['mean_diff']} (p Holm {r['p_holm_readme']})"
+            f"{r['mean_diff']} (p Holm {r['p_holm_readme']}; {r['direction']})"
         )
 
 
