@@ -62,12 +62,25 @@ def assert_png(path: Path) -> None:
 def test_every_figure_is_drawn_as_a_png(full_sweep, full_report):
     report = full_report
     assert report.skipped == {}
-    assert sorted(report.figures) == sorted(f for f, _, _ in FIGURES)
+    # and the loss along the searches (pre-training evaluations of masks at several budgets)
+    assert sorted(report.figures) == sorted([*(f for f, _, _ in FIGURES), "fig6_loss_vs_search_steps.png"])
     for path in report.figures.values():
         assert_png(path)
     text = report.path.read_text()
     for fname in report.figures:
         assert f"](figures/{fname})" in text
+    with open(full_sweep / "report" / "figures" / "fig6_loss_vs_search_steps.csv") as f:
+        drawn = list(csv.DictReader(f))
+    curve = {(r["method"], r["sparsity"], r["y"], int(r["search_steps"])): int(r["n"]) for r in drawn}
+    losses = load_results(full_sweep).pretrain_losses().values()
+    for (method, sparsity, key, steps), n in curve.items():  # every point is its masks' evaluations
+        at = {
+            p["id"]
+            for p in losses
+            if (p["method"], str(p["sparsity"]), p["search_steps"]) == (method, sparsity, steps)
+        }
+        assert n == len(at) > 0 and key.endswith("_loss")
+    assert {m for m, *_ in curve} >= {"tamt-mlm", "tamt-kd", "imp"}
     for name in ("results.csv", "winning_tickets.csv", "pretrain_losses.csv"):
         assert (full_sweep / "report" / name).is_file()
 

@@ -44,7 +44,7 @@ from .figure_kit import (
     pct,
 )
 from .mask_figures import _Masks, distance_from_omp, similarity
-from .study_figures import mask_init, phase_transition, transfer_matrix
+from .study_figures import loss_vs_search_steps, mask_init, phase_transition, transfer_matrix
 from .tables import SweepResults
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "MARKERS",
     "STUDY_FIGURES",
     "distance_from_omp",
+    "loss_vs_search_steps",
     "mask_init",
     "pct",
     "phase_transition",
@@ -315,5 +316,10 @@ STUDY_FIGURES: list[tuple[str, str, Callable[..., str | None]]] = [
         "fig_mask_init.png",
         "Mask initialisation: score and pre-training loss vs search steps (Liu et al. §4.2.4)",
         mask_init,
+    ),
+    (
+        "fig6_loss_vs_search_steps.png",
+        "Pre-training loss vs search steps: the search-cost claim on the loss (TAMT §4.2.3)",
+        loss_vs_search_steps,
     ),
 ]

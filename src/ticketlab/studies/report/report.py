@@ -188,13 +188,13 @@ def _super_part(res: SweepResults, report: Report, note, figure) -> list[str]:
     return ["## Super tickets", "", section, "", drawn, ""]
 
 
-def _mask_init_part(report: Report, figure) -> list[str]:
-    """A method swept under two labels (`tamt-kd` and `tamt-kd/random-init`): Liu et al. §4.2.4."""
-    fname = "fig_mask_init.png"
+def _study_figure(report: Report, figure, fname: str) -> list[str]:
+    """A figure of `plots.STUDY_FIGURES` where the store had its runs (mask initialisation, Liu et al.
+    §4.2.4: a method swept under two labels; the loss along a search), with where its points are."""
     if fname not in report.figures:
         return []
     caption = next(c for f, c, _ in plots.STUDY_FIGURES if f == fname)
-    return [figure(fname, caption) + " Every point with its n: `figures/fig_mask_init.csv`.", ""]
+    return [figure(fname, caption) + f" Every point with its n: `figures/{Path(fname).stem}.csv`.", ""]
 
 
 def _statuses(res: SweepResults) -> dict[str, int]:
@@ -307,10 +307,11 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         search_cost_section(res),
         "",
         *([along, ""] if (along := loss_along_search_section(res, note)) else []),
+        *_study_figure(report, figure, "fig6_loss_vs_search_steps.png"),
         figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
         "",
         *claims_section(res),
-        *_mask_init_part(report, figure),
+        *_study_figure(report, figure, "fig_mask_init.png"),
         "## Mask similarity",
         "",
         "Mask distance is 1 - Jaccard similarity |A∩B| / |A∪B| of the kept weights (TAMT §4.2.5).",

@@ -1,6 +1,7 @@
 """The figures of the studies beside TAMT's, drawn when a store has their runs: Liang et al.'s phase
 transition of structured tickets (Fig. 4), Chen et al.'s transfer matrix of task-specific IMP tickets
-(Table 3) and Liu et al.'s mask initialisation (§4.2.4). Each draws one PNG from a `SweepResults` and
+(Table 3), Liu et al.'s mask initialisation (§4.2.4) and their search-cost claim on pre-training
+loss (§4.2.3: TAMT reaches IMP's loss in fewer steps). Each draws one PNG from a `SweepResults` and
 returns None, or the reason it drew nothing; `plots.STUDY_FIGURES` lists them for the report.
 """
 
@@ -188,6 +189,78 @@ def mask_init(res: SweepResults, path: Path) -> str | None:
         for ax, key in zip(row_axes[1:], keys, strict=True):
             ax.set(title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"dev {key}")
         for ax in row_axes:
+            ax.grid(alpha=0.3)
+    _legend(fig, axes)
+    _save(fig, path)
+    atomic_write_csv(path.with_suffix(".csv"), rows)
+    return None
+
+
+# --------------------------------------------------------------------------- search cost on the loss
+
+
+def _losses_by_steps(res: SweepResults) -> dict[tuple[str, float], dict[int, dict[str, dict]]]:
+    """(method, sparsity) -> search steps -> search id -> the pre-training evaluation of its mask at
+    those steps (a mask saved at the last step and the final mask count once)."""
+    out: dict[tuple[str, float], dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for (search, _), p in res.pretrain_losses().items():
+        if search is not None and p["search_steps"]:
+            out[(p["method"], p["sparsity"])][p["search_steps"]][search] = p
+    return out
+
+
+def loss_vs_search_steps(res: SweepResults, path: Path) -> str | None:
+    """Liu et al.'s search-cost claim on the pre-training loss: each dev loss of the masks saved along
+    a search (`search_curve:`) vs its steps, mean ± std over masks, with the final masks of the
+    methods searched to one budget (IMP: a point at its steps and a dashed line across) and OMP's
+    (dotted) as references, at each sparsity with such a curve. n per point in the CSV."""
+    losses = _losses_by_steps(res)
+    curves = {k for k, v in losses.items() if len(v) > 1}
+    if not curves:
+        return "no method has pre-training evaluations of masks from two or more search budgets"
+    keys = sorted(
+        {
+            k
+            for v in losses.values()
+            for ps in v.values()
+            for p in ps.values()
+            for k in p
+            if k.endswith("_loss")
+        }
+    )
+    omp = {(p["sparsity"]): p for p in res.pretrain_losses().values() if p["method"] == "omp"}
+    sparsities = sorted({s for _, s in curves})
+    fig, axes = _panels(len(sparsities) * len(keys), ncols=len(keys))
+    rows = []
+    for i, sp in enumerate(sparsities):
+        for ax, key in zip(axes[i * len(keys) : (i + 1) * len(keys)], keys, strict=True):
+            for (m, s), by_steps in sorted(
+                losses.items(), key=lambda kv: res.methods.index(kv[0][0]) if kv[0][0] in res.methods else 99
+            ):
+                steps = sorted(n for n in by_steps if any(key in p for p in by_steps[n].values()))
+                if s != sp or not steps:
+                    continue
+                cells = [
+                    Cell(
+                        [p[key] for p in by_steps[n].values() if key in p],
+                        [p["id"] for p in by_steps[n].values() if key in p],
+                    )
+                    for n in steps
+                ]
+                c = method_color(m, res.methods)
+                _band(ax, steps, cells, c, m)
+                if (m, s) not in curves:  # one budget: a reference the curves are read against
+                    ax.axhline(cells[0].mean, ls="--", color=c, lw=1)
+                rows += [
+                    {**_series_row(m, AVG, sp, x), "y": key, "search_steps": n}
+                    for n, x in zip(steps, cells, strict=True)
+                ]
+            if sp in omp and key in omp[sp]:
+                ax.axhline(omp[sp][key], ls=":", color=method_color("omp", res.methods), label="omp")
+            ax.set(title=f"{pct(sp)} sparsity", xlabel="search steps", ylabel=f"dev {key}", xscale="log")
+            ticks = sorted({n for (_, s), v in losses.items() if s == sp for n in v})
+            ax.set_xticks(ticks, [str(n) for n in ticks])  # the budgets themselves, not powers of ten
+            ax.minorticks_off()
             ax.grid(alpha=0.3)
     _legend(fig, axes)
     _save(fig, path)
