@@ -303,3 +303,44 @@ def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_pat
         check_same_run(tmp_path, "run", {**now, "model content": "sha256:other"}, now, names)
     with pytest.raises(ConfigError, match="other settings"):
         check_same_run(tmp_path, "run", {**now, "lr": 1e-4}, now, names)
+    # A run directory's record is rewritten with the key: a later edit of the card still matches it.
+    from ticketlab.train.run_dir import record_or_check
+
+    record = tmp_path / "settings.json"
+    record.write_text(json.dumps({**now, "model content": now["model content"].legacy}))
+    record_or_check(record, now, out=tmp_path, kind="run", inputs=names)
+    assert json.loads(record.read_text()) == {**now, "model content": str(now["model content"])}
+    (model / "README.md").write_text("the card, edited")
+    edited = {**now, "model content": model_key(model)}
+    record_or_check(record, edited, out=tmp_path, kind="run", inputs=names)
+
+
+def test_a_study_row_recorded_under_a_model_folder_s_old_key_is_reused_and_re_recorded(tmp_path: Path):
+    """A finished row of a study (`ticketlab super`, `mtl`) recorded the key of every file in the
+    model's folder: it is reused, its provenance gets the model's key, and a later card edit still
+    reuses it; other weights are refused."""
+    from ticketlab.core.errors import TicketlabError
+    from ticketlab.core.files import model_key
+    from ticketlab.studies import Store
+    from ticketlab.studies import rows as study_rows
+    from ticketlab.studies.run_ids import make_run
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "README.md").write_text("card")
+    key = model_key(model)
+    run = make_run("finetune", "row", {"model": str(model), "seed": 0})
+    with Store(tmp_path / "study") as store:
+        old = study_rows.Inputs(tmp_path, {"model": key.legacy}, {"model": "the model"})
+        assert study_rows.execute(store, run, lambda: {"score": 1.0}, inputs=old).status == "ran"
+        now = study_rows.Inputs(tmp_path, {"model": key}, {"model": "the model"})
+        assert study_rows.execute(store, run, lambda: {"score": 2.0}, inputs=now).metrics == {"score": 1.0}
+        assert store.get(run.id).provenance["inputs"] == {"model": str(key)}
+        (model / "README.md").write_text("the card, edited")
+        edited = study_rows.Inputs(tmp_path, {"model": model_key(model)}, {"model": "the model"})
+        assert study_rows.execute(store, run, lambda: {"score": 3.0}, inputs=edited).status == "done"
+        (model / "config.json").write_text('{"hidden_size": 8}')
+        other = study_rows.Inputs(tmp_path, {"model": model_key(model)}, {"model": "the model"})
+        with pytest.raises(TicketlabError, match="the model changed since its run row finished"):
+            study_rows.execute(store, run, lambda: {"score": 4.0}, inputs=other)

@@ -277,10 +277,11 @@ def test_winning_tickets_and_averages_by_hand(tmp_path):
     assert "fig3_score_vs_sparsity.png" in report.figures
 
 
-def test_pre_training_evaluations_the_spec_asks_for_are_pending_not_missing(tmp_path, tiny_bert_dir):
+@pytest.mark.parametrize("block", [{"max_blocks": 8}, {}])  # {}: every default
+def test_pre_training_evaluations_the_spec_asks_for_are_pending_not_missing(tmp_path, tiny_bert_dir, block):
     """A partial store of a spec with `pretrain_eval:` must not tell the user to add that block."""
     small = dict(methods=["full", "omp"], sparsities=[0.5], search_curve=None, data_curve=None)
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small, pretrain_eval=block)
     assert spec.pretrain_eval is not None
     run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=1, log=lambda s: None)
     report = write_report(tmp_path / "sweep")

@@ -263,8 +263,17 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     log: list[str] = []
     assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
     assert any("re-keyed" in line for line in log) and fakes.calls(tmp_path / "sweep") == before
+    assert not any("changed since the last sweep" in line for line in log)  # the same model
     with Store(tmp_path / "sweep") as st:
         assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 5
+    # Runs recorded on other weights (a folder changed since) keep their ids: never taken for the
+    # plan's, whose results come back from their own run directories (`runs/<name>_<id>/`).
+    other = _rewrite_ids(
+        tmp_path / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": "sha256:other"}}, run_id, 4
+    )
+    assert sweep(tmp_path, spec).ok
+    with Store(tmp_path / "sweep") as st:
+        assert set(other.values()) | set(old) == set(st.statuses())  # the old rows kept, the plan's new
 
 
 def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_dir):

@@ -29,7 +29,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -352,6 +352,16 @@ def same_content(saved: Any, now: str) -> bool:
     """Whether a recorded content key is `now`'s, or, for a model, the key its folder had when every
     file counted (`ModelKey.legacy`), so that a run recorded then is not taken for another."""
     return saved == now or (saved is not None and saved == getattr(now, "legacy", None))
+
+
+def upgraded_keys(saved: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`saved` with each key that matched `now` by its legacy value (`same_content`) replaced by
+    `now`'s, for the record to be rewritten (a later edit of the card must still match it); None
+    where nothing matched that way."""
+    legacy = {
+        k: now[k] for k in saved.keys() & now.keys() if saved[k] != now[k] and same_content(saved[k], now[k])
+    }
+    return {**saved, **{k: str(v) for k, v in legacy.items()}} if legacy else None
 
 
 def default_cache_dir() -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files import same_content
+from ..core.files import same_content, upgraded_keys
 from .records import HOST, RunRecord
 from .run_ids import Run
 from .store import Store
@@ -144,6 +144,9 @@ def execute(
     if record is not None and record.status == "done":
         if inputs is not None:
             refuse_changed_inputs(inputs.out, record, inputs.keys, inputs.where)
+            saved = (record.provenance or {}).get("inputs")
+            if isinstance(saved, dict) and (upgraded := upgraded_keys(saved, inputs.keys)) is not None:
+                store.set_provenance(run.id, {**record.provenance, "inputs": upgraded})
         return Executed("done", record.metrics)
     if not store.claim(run.id):
         return Executed("busy")

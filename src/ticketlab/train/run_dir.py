@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json, busy, exclusive, lock_holder, read_json, same_content
+from ..core.files import (
+    atomic_write_json,
+    busy,
+    exclusive,
+    lock_holder,
+    read_json,
+    same_content,
+    upgraded_keys,
+)
 from ..core.outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`train.loop.train`)
@@ -75,6 +83,8 @@ def record_or_check(
         if not isinstance(saved, dict):
             raise ConfigError(f"{path}: not a settings record (a JSON object); {START_OVER}")
         check_same_run(out, kind, saved, now, inputs)
+        if write and (upgraded := upgraded_keys(saved, {k: now[k] for k in inputs if k in now})) is not None:
+            atomic_write_json(path, upgraded)  # recorded under a model folder's old key: now its key
     elif write:
         atomic_write_json(path, dict(now))
 

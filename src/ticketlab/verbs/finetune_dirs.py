@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import content_keys, digest
-from ..core.files import atomic_write_json, read_json
+from ..core.files import atomic_write_json, read_json, upgraded_keys
 from ..masks.io import library_versions
 from ..tasks.glue import task_dir
 from ..tasks.registry import TaskSpec
@@ -53,6 +53,9 @@ def _check_run_dir(
         _identity(print_, inputs),
         names,
     )
+    saved = recorded.get("inputs")
+    if isinstance(saved, dict) and (upgraded := upgraded_keys(saved, inputs)) is not None:
+        atomic_write_json(cfg_path, {**recorded, "inputs": upgraded})  # recorded under a model's old key
     done = _run_dir(out).finished()
     if done is None:
         return None

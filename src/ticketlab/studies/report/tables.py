@@ -257,7 +257,7 @@ class SweepResults(Claims):
 
     def pretrain_pending(self) -> bool:
         """Whether the spec asks for pre-training evaluations (`pretrain_eval:`), none finished yet."""
-        return bool((self.spec or {}).get("pretrain_eval")) and not self.pretrain_losses()
+        return (self.spec or {}).get("pretrain_eval") is not None and not self.pretrain_losses()
 
     def mask_dir(self, search_id: str, step: int | None) -> Path:
         m = self.records[search_id].metrics

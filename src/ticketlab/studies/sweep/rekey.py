@@ -89,14 +89,16 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
     settings; the model's key by what loading reads, `_model_keys`, for `models` and the folders the
     runs name), and every reference follows (a fine-tuning's mask, deps, the plan, the studies). All
     or nothing, in one transaction: not while a live process runs one of its runs (it would finish
-    under its old id), and not when a run's data or model is gone (its dependents would point at a
-    renamed search; a store carried elsewhere is re-keyed where its inputs are). Returns how many
-    runs got a new id."""
+    under its old id), and not when a run's data is gone (its dependents would point at a renamed
+    search; a store carried elsewhere is re-keyed where its data is). A run whose model folder is gone
+    or changed keeps its key. Returns how many runs got a new id."""
     if store.readonly or not ids_outdated(store):
         return 0
+    # The folders are hashed before the store is locked (a model's weights take a while to read).
+    keys = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()
-        before, keys = store.get_meta("ids") or 1, _model_keys(rows, models)
+        before = store.get_meta("ids") or 1
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
             return 0
@@ -135,7 +137,7 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
 
 
 class _Unkeyable(Exception):
-    """A run whose new id cannot be computed here (its data or model is gone)."""
+    """A run whose new id cannot be computed here (its data is gone)."""
 
 
 def _rekeyed(
@@ -154,11 +156,10 @@ def _rekeyed(
     config = {**config, "inputs": dict(config["inputs"])}
     if before < 4:
         _retired_and_data(row, config, labels)
-    if before < 5 and (old := config["inputs"].get("model")) is not None:
-        if old in models:
-            config["inputs"]["model"] = models[old]
-        elif not Path(str(config.get("model"))).expanduser().exists():
-            raise _Unkeyable(row["id"])  # the model is not here: its key now cannot be told
+    # A model folder changed or gone since the run keeps its old key: never another folder's key, so
+    # it is never reused, and it blocks no other run's re-key.
+    if before < 5 and config["inputs"].get("model") in models:
+        config["inputs"]["model"] = models[config["inputs"]["model"]]
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]
         config["mask"] = {**config["mask"], "search": new.get(search, search)}
