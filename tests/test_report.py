@@ -71,15 +71,15 @@ def test_every_figure_is_drawn_as_a_png(full_sweep, full_report):
         assert f"](figures/{fname})" in text
     with open(full_sweep / "report" / "figures" / "fig6_loss_vs_search_steps.csv") as f:
         drawn = list(csv.DictReader(f))
-    curve = {(r["method"], r["sparsity"], r["y"], int(r["search_steps"])): int(r["n"]) for r in drawn}
+    curve = {(r["method"], r["sparsity"], r["y"], int(r["search_steps"])): r for r in drawn}
     losses = load_results(full_sweep).pretrain_losses().values()
-    for (method, sparsity, key, steps), n in curve.items():  # every point is its masks' evaluations
-        at = {
-            p["id"]
+    for (method, sparsity, key, steps), r in curve.items():  # every point is its masks' evaluations
+        at = [
+            p[key]
             for p in losses
             if (p["method"], str(p["sparsity"]), p["search_steps"]) == (method, sparsity, steps)
-        }
-        assert n == len(at) > 0 and key.endswith("_loss")
+        ]
+        assert int(r["n"]) == len(at) > 0 and float(r["mean"]) == pytest.approx(sum(at) / len(at))
     assert {m for m, *_ in curve} >= {"tamt-mlm", "tamt-kd", "imp"}
     for name in ("results.csv", "winning_tickets.csv", "pretrain_losses.csv"):
         assert (full_sweep / "report" / name).is_file()
