@@ -6,6 +6,7 @@ parameters a spec asks for are the ones submitted."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -259,6 +260,18 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--dry-run"]) == 0
     assert "finetune          12 runs  12 pending" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # read, not written
+    # A running search shows the last step its log holds, of its steps (a log's torn last line skipped).
+    search = next(r for r in expand(spec) if r.kind == "search")
+    with Store(out) as st:
+        assert st.claim(search.id)
+        config = json.dumps({**search.config, "steps": 40})  # an iterative search's budget
+        st.db.execute("UPDATE runs SET config = ? WHERE id = ?", (config, search.id))
+    log = out / "masks" / search.dirname / "run" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text('{"step": 10, "loss": 5.0}\n{"step": 20, "loss": 4.0}\n{"step": 3')
+    assert main(["sweep", "--status", str(out)]) == 0
+    assert f"{search.name}  for " in (text := capsys.readouterr().out)
+    assert ", step 20 of 40\n" in text
 
 
 def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_dir):

@@ -5,12 +5,14 @@ and status, the running and failed runs with their jobs and logs, the next queue
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import TicketlabError
+from ...core.outputs import safe_component
 from ..store import DB_NAME, Store
 
 
@@ -65,7 +67,7 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
             if r.attempts > 1:
                 line += f"  attempt {r.attempts}"
             if status == "running" and r.started:
-                line += f"  for {_duration(now - r.started)} on {r.host}"
+                line += f"  for {_duration(now - r.started)} on {r.host}{_progress(path, r)}"
             if r.log and status != "pending":
                 line += f"\n      log: {r.log}"
             if status == "failed" and r.error:
@@ -74,6 +76,41 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
         if len(chosen) > limit:
             lines.append(f"  ... and {len(chosen) - limit} more")
     return "\n".join(lines)
+
+
+def _progress(sweep_dir: Path, r) -> str:
+    """ ", step N of M": the last step a running run logged (the newest `log.jsonl` under its mask or
+    run directory; a search's steps from its config), or "" where it has logged none yet. Read only."""
+    name = safe_component(f"{r.name}_{r.id[:8]}", "run name")
+    found = [
+        p
+        for d in (sweep_dir / "masks" / name, sweep_dir / "runs" / name)
+        if d.is_dir()
+        for p in d.rglob("log.jsonl")
+    ]
+    step = _last_step(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+    if step is None:
+        return ""
+    total = r.config.get("steps") if isinstance(r.config, dict) else None
+    return f", step {step}" + (f" of {total}" if isinstance(total, int) else "")
+
+
+def _last_step(log: Path) -> int | None:
+    """The `step` of the last complete line of a JSON-lines log (its tail only: logs grow long)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(step, int):
+            return step
+    return None
 
 
 def _duration(seconds: float) -> str:
