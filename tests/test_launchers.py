@@ -272,6 +272,15 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert main(["sweep", "--status", str(out)]) == 0
     assert f"{search.name}  for " in (text := capsys.readouterr().out)
     assert ", step 20 of 40\n" in text
+    # A running fine-tuning: its steps are in the config.json the fine-tuning wrote beside its log.
+    ft = next(r for r in expand(spec) if r.kind == "finetune")
+    with Store(out) as st:
+        assert st.claim(ft.id)
+    (out / "runs" / ft.dirname).mkdir(parents=True)
+    (out / "runs" / ft.dirname / "log.jsonl").write_text('{"step": 7, "loss": 0.6}\n')
+    (out / "runs" / ft.dirname / "config.json").write_text('{"resolved": {"max_steps": 115}}')
+    assert main(["sweep", "--status", str(out)]) == 0
+    assert f"{ft.name}  for " in (text := capsys.readouterr().out) and ", step 7 of 115\n" in text
 
 
 def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_dir):

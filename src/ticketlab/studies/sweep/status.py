@@ -5,6 +5,7 @@ and status, the running and failed runs with their jobs and logs, the next queue
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -79,8 +80,9 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
 
 
 def _progress(sweep_dir: Path, r) -> str:
-    """ ", step N of M": the last step a running run logged (the newest `log.jsonl` under its mask or
-    run directory; a search's steps from its config), or "" where it has logged none yet. Read only."""
+    """What a running run has done: ", step N of M", N the last step it logged (the newest `log.jsonl`
+    under its mask or run directory), M a search's steps (its config) or a fine-tuning's (the
+    `config.json` beside its log: `resolved.max_steps`); "" where it has logged none yet. Read only."""
     name = safe_component(f"{r.name}_{r.id[:8]}", "run name")
     found = [
         p
@@ -88,10 +90,14 @@ def _progress(sweep_dir: Path, r) -> str:
         if d.is_dir()
         for p in d.rglob("log.jsonl")
     ]
-    step = _last_step(max(found, key=lambda p: p.stat().st_mtime)) if found else None
-    if step is None:
+    log = max(found, key=lambda p: p.stat().st_mtime) if found else None
+    step = _last_step(log) if log is not None else None
+    if log is None or step is None:
         return ""
     total = r.config.get("steps") if isinstance(r.config, dict) else None
+    if total is None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            total = json.loads((log.parent / "config.json").read_text())["resolved"]["max_steps"]
     return f", step {step}" + (f" of {total}" if isinstance(total, int) else "")
 
 
