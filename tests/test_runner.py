@@ -21,6 +21,7 @@ import torch
 import yaml
 
 import sweep_fakes as fakes
+from ticketlab.core.errors import ConfigError
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -389,6 +390,26 @@ def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):
     last = sweep(tmp_path, spec)
     assert last.ok and last.done == total and len(last.ran) == total - 17
     no_repeats(tmp_path / "sweep")
+
+
+def test_kinds_run_only_their_runs_and_the_rest_later_repeats_nothing(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
+    runs = expand(spec)
+    searches = sweep(tmp_path, spec, kinds=["search"])
+    with Store(tmp_path / "sweep") as st:
+        statuses = st.statuses()
+    assert {r.kind for r in runs if statuses[r.id] == "done"} == {"search"}
+    assert len(searches.ran) == sum(r.kind == "search" for r in runs)
+    rest = sweep(tmp_path, spec, kinds=["pretrain-eval", "finetune"])
+    assert rest.ok and rest.done == len(runs) and len(rest.ran) == len(runs) - len(searches.ran)
+    no_repeats(tmp_path / "sweep")
+
+
+def test_an_unknown_kind_is_refused_before_any_run(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
+    with pytest.raises(ConfigError, match="unknown run kind.*'searches'"):
+        sweep(tmp_path, spec, kinds=["searches"])
+    assert not fakes.calls(tmp_path / "sweep")
 
 
 def test_result_written_but_not_recorded_is_not_redone(tmp_path, tiny_bert_dir):

@@ -61,6 +61,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-runs", type=at_least(1), default=None, metavar="N", help="stop after N runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument(
+        "--only",
+        action="append",
+        choices=["search", "pretrain-eval", "finetune"],
+        metavar="KIND",
+        help="run only runs of this kind (search, pretrain-eval, finetune; repeatable): e.g. the searches "
+        "where the GPUs are, or, on a machine that stops before a search would end, only what finishes "
+        "(a search resumes from its checkpoints only where they are)",
+    )
+    p.add_argument(
         "--stale-after",
         type=positive_float,
         default=600.0,
@@ -150,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         stale_after=args.stale_after,
         launcher=launched,
         retries=args.retries,
+        kinds=args.only,
     )
     print(
         f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
@@ -163,4 +173,4 @@ def run(args: argparse.Namespace) -> int:
         for run_id in result.failed:
             print(f"  {run_id}  {result.names[run_id]}")
         return 1
-    return 0 if result.done == result.total or args.max_runs else 1
+    return 0 if result.done == result.total or args.max_runs or args.only else 1

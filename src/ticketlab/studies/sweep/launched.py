@@ -50,9 +50,13 @@ class Coordinator:
     """Runs submitted through a launcher for a sweep's runner, this process coordinating (see the
     module docstring)."""
 
-    def __init__(self, runner: Sweep, launcher: SubmititLauncher, retries: int):
+    def __init__(
+        self, runner: Sweep, launcher: SubmititLauncher, retries: int, runs: list[Run] | None = None
+    ):
+        """`runs`: those this coordinator may submit (default: all of the runner's)."""
         self.runner, self.launcher, self.retries = runner, launcher, retries
-        self.store, self.runs, self.log = runner.store, runner.runs, runner.log
+        self.store, self.log = runner.store, runner.log
+        self.runs = runner.runs if runs is None else runs
         self.inflight: dict[str, tuple[Run, Handle, float]] = {}
         self.tries: dict[str, int] = {}  # submissions per run in this sweep
 

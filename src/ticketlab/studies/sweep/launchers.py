@@ -33,7 +33,8 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from ...core.errors import ConfigError
 
-KINDS = ("search", "pretrain-eval", "finetune")
+KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep
+
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
 
 

@@ -29,8 +29,6 @@ from ..run_ids import Run, checkpoint_has_pooler, make_run
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .sweep_spec import SweepSpec
 
-KINDS = ("search", "pretrain-eval", "finetune")
-
 
 @dataclass(frozen=True)
 class MaskRef:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Coordinator
-from .launchers import SubmititLauncher
+from .launchers import KINDS, SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, sweep_methods
 from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
@@ -140,7 +140,7 @@ class Runner:
         """The plan: how many runs of each kind, and how many are done."""
         statuses = self.store.statuses()
         lines = []
-        for kind in ("search", "pretrain-eval", "finetune"):
+        for kind in KINDS:
             have = [statuses.get(r.id, "pending") for r in self.runs if r.kind == kind]
             if have:
                 counts = ", ".join(
@@ -164,11 +164,20 @@ class Runner:
 
     # ------------------------------------------------------------------ the loop
     def run(
-        self, *, max_runs: int | None = None, launcher: SubmititLauncher | None = None, retries: int = 2
+        self,
+        *,
+        max_runs: int | None = None,
+        launcher: SubmititLauncher | None = None,
+        retries: int = 2,
+        kinds: Collection[str] | None = None,
     ) -> SweepResult:
         """Run what is missing: here, one run at a time, or through `launcher` (local subprocesses,
         Slurm), this process coordinating; a launched run killed without a result is retried
-        `retries` times."""
+        `retries` times. `kinds` (search, pretrain-eval, finetune): run only runs of these kinds,
+        e.g. the searches where GPUs are, or on a machine that stops before a search would end, only
+        what finishes (a search's checkpoints do not outlive the machine)."""
+        if kinds is not None and (unknown := set(kinds) - set(KINDS)):
+            raise ConfigError(f"unknown run kind(s) {sorted(unknown)}: choose from {', '.join(KINDS)}")
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
@@ -187,10 +196,11 @@ class Runner:
             f"{len(todo)} to run"
         )
         result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
+        chosen = [r for r in self.runs if kinds is None or r.kind in kinds]
         if launcher is not None:
-            Coordinator(self, launcher, retries).run(result, max_runs)
+            Coordinator(self, launcher, retries, runs=chosen).run(result, max_runs)
         else:
-            self._run_here(result, max_runs)
+            self._run_here(result, max_runs, chosen)
         statuses = self.store.statuses()
         result.done = sum(statuses[r.id] == "done" for r in self.runs)
         result.blocked = [
@@ -200,12 +210,12 @@ class Runner:
         ]
         return result
 
-    def _run_here(self, result: SweepResult, max_runs: int | None) -> None:
+    def _run_here(self, result: SweepResult, max_runs: int | None, chosen: list[Run]) -> None:
         total, attempted = len(self.runs), set()
         while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
             statuses = self.store.statuses()
             progressed = waiting = busy = False
-            for run in self.runs:
+            for run in chosen:
                 if statuses[run.id] == "done" or run.id in attempted:
                     continue
                 deps = [statuses[d] for d in run.deps]
@@ -368,6 +378,7 @@ def run_sweep(
     max_runs: int | None = None,
     launcher: SubmititLauncher | None = None,
     retries: int = 2,
+    kinds: Collection[str] | None = None,
     log: Log = print,
     **kw,
 ) -> SweepResult:
@@ -375,6 +386,6 @@ def run_sweep(
     subprocesses, Slurm jobs); see the module docstring."""
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
-        return runner.run(max_runs=max_runs, launcher=launcher, retries=retries)
+        return runner.run(max_runs=max_runs, launcher=launcher, retries=retries, kinds=kinds)
     finally:
         runner.store.close()
