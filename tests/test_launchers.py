@@ -281,6 +281,13 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     (out / "runs" / ft.dirname / "config.json").write_text('{"resolved": {"max_steps": 115}}')
     assert main(["sweep", "--status", str(out)]) == 0
     assert f"{ft.name}  for " in (text := capsys.readouterr().out) and ", step 7 of 115\n" in text
+    # A claim whose process is gone (another machine's, silent since 1970) is said to be taken over.
+    with Store(out) as st:
+        st.db.execute("UPDATE runs SET host = 'gone-host', heartbeat = 0 WHERE id = ?", (ft.id,))
+    assert main(["sweep", "--status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{ft.name}  claimed on gone-host, its process gone (heartbeat " in text
+    assert "a sweep takes it over" in text and f"{search.name}  for " in text
 
 
 def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_dir):

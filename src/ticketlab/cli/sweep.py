@@ -36,6 +36,7 @@ from .. import studies
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import place, safe_component
+from ..studies.records import STALE_AFTER
 from .common import at_least, positive_float
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stale-after",
         type=positive_float,
-        default=600.0,
+        default=STALE_AFTER,
         metavar="SECONDS",
         help="a run claimed by a process on another machine that has not reported for this long is "
         "taken over (on this machine, a dead process's runs are taken over at once)",

@@ -16,6 +16,7 @@ from ..core.errors import TicketlabError
 
 STATUSES = ("pending", "running", "done", "failed")
 HOST = socket.gethostname()
+STALE_AFTER = 600.0  # seconds without a heartbeat after which a running row's process counts as gone
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core.errors import TicketlabError
 from ..core.files import to_json
-from .records import HOST, META_SHAPES, RunRecord, owner_gone
+from .records import HOST, META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run
@@ -84,7 +84,7 @@ class Store:
         self,
         path: str | os.PathLike,
         *,
-        stale_after: float = 600.0,
+        stale_after: float = STALE_AFTER,
         timeout: float = 120.0,
         readonly: bool = False,
     ):

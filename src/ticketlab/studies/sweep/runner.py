@@ -42,6 +42,7 @@ from ...core.errors import ConfigError, TicketlabError
 from ...core.files import atomic_write_json, same_content
 from ...core.outputs import refuse_links
 from .. import rows
+from ..records import STALE_AFTER
 from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
@@ -84,7 +85,7 @@ class Runner:
         *,
         finetune: FinetuneFn | None = None,
         pretrain_eval: PretrainEvalFn | None = None,
-        stale_after: float = 600.0,
+        stale_after: float = STALE_AFTER,
         heartbeat_every: float = 30.0,
         poll: float = 5.0,
         log: Log = print,

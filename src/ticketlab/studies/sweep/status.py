@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ...core.errors import TicketlabError
 from ...core.outputs import safe_component
+from ..records import STALE_AFTER, owner_gone
 from ..store import DB_NAME, Store
 
 
@@ -67,7 +68,10 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
                 line += f"  job {r.job}"
             if r.attempts > 1:
                 line += f"  attempt {r.attempts}"
-            if status == "running" and r.started:
+            if status == "running" and owner_gone(r, now, STALE_AFTER):
+                beat = f"{_duration(now - r.heartbeat)} ago" if r.heartbeat else "never"
+                line += f"  claimed on {r.host}, its process gone (heartbeat {beat}): a sweep takes it over"
+            elif status == "running" and r.started:
                 line += f"  for {_duration(now - r.started)} on {r.host}{_progress(path, r)}"
             if r.log and status != "pending":
                 line += f"\n      log: {r.log}"
