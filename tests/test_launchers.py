@@ -456,3 +456,31 @@ def test_workers_die_with_a_killed_coordinator_and_the_rerun_finishes(tmp_path, 
         launcher=InlineLauncher(tmp_path / "sweep" / "jobs2"),
     )
     assert again.ok and not again.failed and not again.blocked and again.done == 3
+
+
+def test_status_of_a_running_run_never_fails_on_what_its_directory_holds(tmp_path):
+    """`sweep --status` reads a running run's newest log: a log that vanished between listing and
+    reading (a link to nowhere stands for one), a directory named like a log, or a run name that is
+    no file name (a corrupt row) shows no step; the status is still printed, never a traceback."""
+    from ticketlab.studies.run_ids import make_run
+
+    out = tmp_path / "sweep"
+    claim_dir(out, kind="sweep")
+    search = make_run("search", "tamt-mlm_s70_seed0", {"method": "tamt-mlm", "steps": 40})
+    odd = make_run("search", "../odd", {"method": "tamt-kd", "steps": 40})
+    with Store(out) as st:
+        st.add_runs([search, odd])
+        assert st.claim(search.id) and st.claim(odd.id)
+    run = out / "masks" / search.dirname / "run"
+    run.mkdir(parents=True)
+    (run / "log.jsonl").write_text('{"step": 10}\n')
+    (run / "old").mkdir()
+    (run / "old" / "log.jsonl").symlink_to(tmp_path / "gone.jsonl")  # newer, and not there
+    text = sweep_status(out)
+    assert f"{search.name}  for " in text and ", step 10 of 40" in text  # the log that is there
+    assert f"{odd.name}  for " in text and text.count("step") == 1
+    (run / "log.jsonl").write_text('{"step": 20}\n' + "[" * 3000 + "\n")  # nested past json's depth
+    assert ", step 20 of 40" in sweep_status(out)
+    (run / "old" / "log.jsonl").unlink()
+    (run / "old" / "log.jsonl").mkdir()  # a directory is no log: the file is read
+    assert ", step 20 of 40" in sweep_status(out)

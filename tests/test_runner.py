@@ -277,6 +277,36 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
         assert set(other.values()) | set(old) == set(st.statuses())  # the old rows kept, the plan's new
 
 
+def test_a_report_where_the_model_is_not_leaves_a_version_4_store_to_a_sweep(tmp_path, tiny_bert_dir):
+    """A version-4 store carried to another machine (its results.sqlite alone), the model elsewhere
+    there: a report opened first, where the folder its runs name is gone, cannot tell the model's
+    key, so it leaves the store at version 4 (it used to mark it version 5 with the old keys kept,
+    and the sweep then ran every run again); the sweep, which knows where the model is, re-keys it
+    and runs nothing."""
+    from ticketlab.core.files import content_key
+    from ticketlab.studies.report.results import load_results
+    from ticketlab.studies.run_ids import run_id
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_bert_dir, a / "model")
+    (a / "model" / "README.md").write_text("the card")
+    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None, methods=["full", "omp"])
+    assert sweep(a, fakes.make_spec(a, a / "model", **kw)).ok
+    legacy = content_key([a / "model"])
+    _rewrite_ids(a / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4)
+    shutil.copytree(a, b, ignore=lambda d, names: ["sweep"] if Path(d) == a else [])
+    (b / "sweep").mkdir()
+    shutil.copy(a / "sweep" / "results.sqlite", b / "sweep")
+    shutil.rmtree(a)
+    load_results(b / "sweep")
+    with Store(b / "sweep") as st:
+        assert st.get_meta("ids") == 4
+    moved = fakes.make_spec(b, b / "model", **kw)
+    log: list[str] = []
+    assert run_sweep(moved, b / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
+    assert any("re-keyed" in line for line in log)
+
+
 def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_dir):
     """A sweep moved to other paths (the store carried to another machine) keeps its run ids; a
     store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,18 @@ def ids_outdated(store: Any) -> bool:
     return (store.get_meta("ids") or 1) < IDS_VERSION
 
 
-def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> dict[str, str]:
+def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> tuple[dict[str, str], set[str]]:
     """Each model folder's key from before version 5 (every file in it) -> its key now, for `models`
-    (the spec's: where the model is here) and the folders the runs name, where they still are."""
+    (the spec's: where the model is here) and the folders the runs name, where they still are; and
+    the folders the runs name that are not here (their keys now cannot be told)."""
     paths = {str(m) for m in models}
     for row in rows:
         with contextlib.suppress(TypeError, ValueError, AttributeError):
             if isinstance(model := json.loads(row["config"]).get("model"), str):
                 paths.add(model)
-    keys = (model_key(p) for p in paths)
-    return {k.legacy: str(k) for k in keys if k is not None and k.legacy is not None}
+    keys = {p: model_key(p) for p in paths}
+    known = {k.legacy: str(k) for k in keys.values() if k is not None and k.legacy is not None}
+    return known, {p for p, k in keys.items() if k is None}
 
 
 def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
@@ -90,12 +92,18 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
     runs name), and every reference follows (a fine-tuning's mask, deps, the plan, the studies). All
     or nothing, in one transaction: not while a live process runs one of its runs (it would finish
     under its old id), and not when a run's data is gone (its dependents would point at a renamed
-    search; a store carried elsewhere is re-keyed where its data is). A run whose model folder is gone
-    or changed keeps its key. Returns how many runs got a new id."""
+    search; a store carried elsewhere is re-keyed where its data is). A run whose model folder
+    changed keeps its key, and so does one whose folder is gone where `models` are given (a sweep:
+    its own runs' model is here, by key); without them (a report), a folder a version-4 run names
+    that is not here leaves the store to be re-keyed where it is (its key cannot be told, and a
+    store marked version 5 with the old key would run that run again). Returns how many runs got a
+    new id."""
     if store.readonly or not ids_outdated(store):
         return 0
     # The folders are hashed before the store is locked (a model's weights take a while to read).
-    keys = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
+    keys, gone = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
+    if models:
+        gone = set()
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()
         before = store.get_meta("ids") or 1
@@ -108,7 +116,7 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
         # Searches first: the other runs name them.
         for row in sorted(rows, key=lambda r: r["kind"] != "search"):
             try:
-                moved = _rekeyed(row, new, labels, before, keys)
+                moved = _rekeyed(row, new, labels, before, keys, gone)
             except _Unkeyable:
                 return 0
             if moved is not None:
@@ -137,16 +145,22 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
 
 
 class _Unkeyable(Exception):
-    """A run whose new id cannot be computed here (its data is gone)."""
+    """A run whose new id cannot be computed here (its data is gone, or a report's model folder)."""
 
 
 def _rekeyed(
-    row: Any, new: dict[str, str], labels: dict[str, str], before: int, models: dict[str, str]
+    row: Any,
+    new: dict[str, str],
+    labels: dict[str, str],
+    before: int,
+    models: dict[str, str],
+    gone: Collection[str] = (),
 ) -> tuple[str, dict[str, Any], list[str]] | None:
     """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id; the
-    store's ids were made by version `before`, `models` maps model keys (`_model_keys`). A legacy IMP
-    search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are
-    the runs of its masks (`labels`: old search id -> label)."""
+    store's ids were made by version `before`, `models` maps model keys (`_model_keys`), `gone`: the
+    model folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP search
+    (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are the
+    runs of its masks (`labels`: old search id -> label)."""
     try:
         config, deps = json.loads(row["config"]), json.loads(row["deps"])
     except (TypeError, ValueError):
@@ -156,10 +170,13 @@ def _rekeyed(
     config = {**config, "inputs": dict(config["inputs"])}
     if before < 4:
         _retired_and_data(row, config, labels)
-    # A model folder changed or gone since the run keeps its old key: never another folder's key, so
-    # it is never reused, and it blocks no other run's re-key.
-    if before < 5 and config["inputs"].get("model") in models:
-        config["inputs"]["model"] = models[config["inputs"]["model"]]
+    # A model folder changed since the run (or gone, in a sweep: `gone` empty) keeps its old key:
+    # never another folder's key, so it is never reused, and it blocks no other run's re-key.
+    if before < 5 and (key := config["inputs"].get("model")) is not None:
+        if key in models:
+            config["inputs"]["model"] = models[key]
+        elif config.get("model") in gone:
+            raise _Unkeyable(row["id"])  # the model is not here: re-keyed where it is
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]
         config["mask"] = {**config["mask"], "search": new.get(search, search)}

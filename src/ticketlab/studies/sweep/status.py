@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,14 +88,11 @@ def _progress(sweep_dir: Path, r) -> str:
     """What a running run has done: ", step N of M", N the last step it logged (the newest `log.jsonl`
     under its mask or run directory), M a search's steps (its config) or a fine-tuning's (the
     `config.json` beside its log: `resolved.max_steps`); "" where it has logged none yet. Read only."""
-    name = safe_component(f"{r.name}_{r.id[:8]}", "run name")
-    found = [
-        p
-        for d in (sweep_dir / "masks" / name, sweep_dir / "runs" / name)
-        if d.is_dir()
-        for p in d.rglob("log.jsonl")
-    ]
-    log = max(found, key=lambda p: p.stat().st_mtime) if found else None
+    try:
+        name = safe_component(f"{r.name}_{r.id[:8]}", "run name")
+    except TicketlabError:  # a corrupt row: its directory cannot be named
+        return ""
+    log = _newest_log([sweep_dir / "masks" / name, sweep_dir / "runs" / name])
     step = _last_step(log) if log is not None else None
     if log is None or step is None:
         return ""
@@ -103,6 +101,19 @@ def _progress(sweep_dir: Path, r) -> str:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             total = json.loads((log.parent / "config.json").read_text())["resolved"]["max_steps"]
     return f", step {step}" + (f" of {total}" if isinstance(total, int) else "")
+
+
+def _newest_log(dirs: list[Path]) -> Path | None:
+    """The newest `log.jsonl` file under `dirs`: what cannot be read (a file or directory removed
+    while it is listed, a link to nowhere) and what is no file are passed over."""
+    found: list[tuple[float, Path]] = []
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            for p in d.rglob("log.jsonl"):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISREG((st := p.stat()).st_mode):
+                        found.append((st.st_mtime, p))
+    return max(found)[1] if found else None
 
 
 def _last_step(log: Path) -> int | None:
@@ -116,9 +127,9 @@ def _last_step(log: Path) -> int | None:
     for line in reversed(lines):
         try:
             step = json.loads(line).get("step")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             continue
-        if isinstance(step, int):
+        if isinstance(step, int) and not isinstance(step, bool):
             return step
     return None
 
