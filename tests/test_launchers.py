@@ -333,6 +333,37 @@ def test_a_refused_submission_fails_its_run_and_the_sweep_goes_on(tmp_path, tiny
         assert "submission failed" in st.get(omp.id).error and "invalid partition" in st.get(omp.id).error
 
 
+@pytest.mark.parametrize("launched", [False, True])
+def test_start_for_zero_starts_nothing_and_the_next_sweep_runs_it_all(tmp_path, tiny_bert_dir, launched):
+    """`start_for`: no run starts once its time is up (0 s: none; `<` on a clock that never goes
+    back), the sweep returns, and a later sweep runs everything once."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    sweep = functools.partial(
+        run_sweep, spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None, poll=0.01
+    )
+    launcher = (lambda: InlineLauncher(tmp_path / "jobs")) if launched else (lambda: None)
+    first = sweep(launcher=launcher(), start_for=0.0)
+    assert first.ran == [] and first.done == 0 and not first.failed
+    assert sweep(launcher=launcher(), start_for=3600.0).ok
+    assert not [c for c, n in Counter(fakes.calls(tmp_path / "sweep")).items() if n > 1]
+
+
+def test_cli_only_and_start_for(tmp_path, tiny_bert_dir, capsys):
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full", "omp"])
+    d.update(pretrain_eval=None, search_curve=None, data_curve=None)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    out, spec = tmp_path / "sweep", str(tmp_path / "spec.yaml")
+    args = ["sweep", spec, "--out", str(out), "--no-report", "--only", "search", "--start-for", "60"]
+    assert main(args) == 0  # part of the sweep, as asked: not a failure
+    with Store(out) as st:
+        done = {r.kind for r in expand(load_spec(spec)) if st.statuses()[r.id] == "done"}
+    assert done == {"search"}
+    with pytest.raises(SystemExit) as e:  # argparse's one line, exit 2
+        main(["sweep", spec, "--out", str(out), "--only", "searches"])
+    assert e.value.code == 2
+    assert "invalid choice: 'searches'" in capsys.readouterr().err
+
+
 HOLD = """
 import sys, time
 from ticketlab.core.files import exclusive

@@ -71,6 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(a search resumes from its checkpoints only where they are)",
     )
     p.add_argument(
+        "--start-for",
+        type=positive_float,
+        default=None,
+        metavar="MINUTES",
+        help="start runs for this many minutes only, then let those under way finish and stop (a "
+        "machine or allocation with a fixed end: no run is cut off half-way)",
+    )
+    p.add_argument(
         "--stale-after",
         type=positive_float,
         default=STALE_AFTER,
@@ -161,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         launcher=launched,
         retries=args.retries,
         kinds=args.only,
+        start_for=None if args.start_for is None else args.start_for * 60,
     )
     print(
         f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
@@ -174,4 +183,5 @@ def run(args: argparse.Namespace) -> int:
         for run_id in result.failed:
             print(f"  {run_id}  {result.names[run_id]}")
         return 1
-    return 0 if result.done == result.total or args.max_runs or args.only else 1
+    partial = args.max_runs or args.only or args.start_for  # asked for part of the sweep
+    return 0 if result.done == result.total or partial else 1

@@ -39,6 +39,7 @@ class Sweep(Protocol):
     log: Callable[[str], None]
     heartbeat_every: float
     poll: float
+    may_start: Callable[[], bool]
 
     def busy(self, run: Run) -> bool: ...
     def forget_busy(self, run_id: str) -> None: ...
@@ -68,7 +69,9 @@ class Coordinator:
         try:
             while True:
                 self._collect(result)
-                waiting, busy = self._submit_ready(max_runs, result)
+                waiting = busy = False  # past `start_for`: only what is under way is waited for
+                if self.runner.may_start():
+                    waiting, busy = self._submit_ready(max_runs, result)
                 elsewhere = waiting and (busy or any(self.store.held_elsewhere(r.id) for r in self.runs))
                 if not inflight and not elsewhere:
                     break

@@ -118,6 +118,7 @@ class Runner:
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
         self._told_busy: set[str] = set()  # runs whose busy directory was reported
+        self.may_start: Callable[[], bool] = lambda: True  # False: start no more runs (`run`'s start_for)
 
     # ------------------------------------------------------------------ planning
     def refuse_retired(self) -> None:
@@ -171,12 +172,17 @@ class Runner:
         launcher: SubmititLauncher | None = None,
         retries: int = 2,
         kinds: Collection[str] | None = None,
+        start_for: float | None = None,
     ) -> SweepResult:
         """Run what is missing: here, one run at a time, or through `launcher` (local subprocesses,
         Slurm), this process coordinating; a launched run killed without a result is retried
         `retries` times. `kinds` (search, pretrain-eval, finetune): run only runs of these kinds,
         e.g. the searches where GPUs are, or on a machine that stops before a search would end, only
-        what finishes (a search's checkpoints do not outlive the machine)."""
+        what finishes (a search's checkpoints do not outlive the machine). `start_for`: start runs
+        for this many seconds only, then let those under way finish and return (a machine with a
+        fixed end: no run is cut off half-way)."""
+        until = None if start_for is None else time.monotonic() + start_for
+        self.may_start = lambda: until is None or time.monotonic() < until
         if kinds is not None and (unknown := set(kinds) - set(KINDS)):
             raise ConfigError(f"unknown run kind(s) {sorted(unknown)}: choose from {', '.join(KINDS)}")
         reason = launcher.unavailable() if launcher is not None else None
@@ -213,7 +219,7 @@ class Runner:
 
     def _run_here(self, result: SweepResult, max_runs: int | None, chosen: list[Run]) -> None:
         total, attempted = len(self.runs), set()
-        while max_runs is None or len(result.ran) + len(result.failed) < max_runs:
+        while (max_runs is None or len(result.ran) + len(result.failed) < max_runs) and self.may_start():
             statuses = self.store.statuses()
             progressed = waiting = busy = False
             for run in chosen:
@@ -380,6 +386,7 @@ def run_sweep(
     launcher: SubmititLauncher | None = None,
     retries: int = 2,
     kinds: Collection[str] | None = None,
+    start_for: float | None = None,
     log: Log = print,
     **kw,
 ) -> SweepResult:
@@ -387,6 +394,8 @@ def run_sweep(
     subprocesses, Slurm jobs); see the module docstring."""
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
-        return runner.run(max_runs=max_runs, launcher=launcher, retries=retries, kinds=kinds)
+        return runner.run(
+            max_runs=max_runs, launcher=launcher, retries=retries, kinds=kinds, start_for=start_for
+        )
     finally:
         runner.store.close()
