@@ -2,9 +2,10 @@
 
 A machine's files end with its session: a search's checkpoints (300 MB) cannot be kept, but its
 mask (2.8 MB) can. This copies `results.sqlite` (SQLite's backup API: consistent while sweeps write)
-and, under `masks/`, every finished search's final mask plus each intermediate mask (a search-cost
-checkpoint) whose pre-training evaluation is not done yet. To resume on a new machine, from the
-study's worktree:
+and, under `masks/`, every mask (final, or a search-cost checkpoint's) that a run of the plan not
+done yet reads; a mask no run needs any more leaves the folder (git history keeps it, and each run's
+provenance its content hash), so the working tree stays small (the device tool carries 64 MiB). To
+resume on a new machine, from the study's worktree:
 
     mkdir -p sweeps/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite sweeps/minilm-mlm/
     cp -r docs/results/minilm-mlm/masks sweeps/minilm-mlm/
@@ -25,23 +26,24 @@ FILES = (".ticketlab-output", "mask_config.json", "masks.safetensors")  # not ru
 
 
 def needed_masks(db: sqlite3.Connection) -> set[str]:
-    """The mask directories (relative to the sweep) to keep: final masks of the plan's done searches,
-    and the intermediate ones a run of the plan not done yet reads (rows of earlier run ids are
-    history: their masks went with an earlier machine)."""
+    """The mask directories (relative to the sweep) that a run of the plan not done yet reads, of
+    searches that are done (rows of earlier run ids are history: their masks went with an earlier
+    machine)."""
     plan = set(json.loads(db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]))
     rows = db.execute("SELECT id, kind, status, config, metrics FROM runs")
     runs = {i: (k, s, json.loads(c), json.loads(m or "null")) for i, k, s, c, m in rows if i in plan}
     keep: set[str] = set()
-    for kind, status, _, metrics in runs.values():
-        if kind == "search" and status == "done":
-            keep.add(metrics["mask_dir"])
     for _, status, config, _ in runs.values():
         ref = config.get("mask")
-        if status == "done" or not ref or ref.get("step") is None or ref["search"] not in runs:
+        if status == "done" or not ref or ref["search"] not in runs:
             continue
-        search = runs[ref["search"]]
-        if search[1] == "done":
-            keep.update(i["mask_dir"] for i in search[3]["intermediate"] if i["step"] == ref["step"])
+        _, search_status, _, metrics = runs[ref["search"]]
+        if search_status != "done":
+            continue
+        if ref.get("step") is None:
+            keep.add(metrics["mask_dir"])
+        else:
+            keep.update(i["mask_dir"] for i in metrics["intermediate"] if i["step"] == ref["step"])
     return keep
 
 
@@ -69,6 +71,10 @@ def main(sweep: Path) -> None:
         for name in FILES:
             shutil.copy2(sweep / rel / name, part / name)
         part.replace(target)
+    for old in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
+        if old.name not in {Path(rel).name for rel in keep}:
+            shutil.rmtree(old)  # no run needs it any more: git history has it
+            print(f"note: {old.name}: every run that reads it is done; removed from {out}")
     print(f"{HERE / 'results.sqlite'}: store copied; {len(keep)} masks kept under {out}")
 
 
