@@ -397,17 +397,114 @@ def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):
             "UPDATE runs SET status = 'running', host = ?, pid = ?, heartbeat = ? WHERE id = ?",
             (HOST, os.getpid(), time.time(), some),
         )
-        assert rekey_store(st) == 0 and st.get(some) is not None and not st.get_meta("ids")
+        assert rekey_store(st).count == 0 and st.get(some) is not None and not st.get_meta("ids")
         st.db.execute("UPDATE runs SET status = 'done' WHERE id = ?", (some,))
     shutil.move(tmp_path / "data" / "a", tmp_path / "gone")
     with Store(tmp_path / "sweep") as st:
-        assert rekey_store(st) == 0 and set(st.statuses()) == set(old.values())
+        assert rekey_store(st).count == 0 and set(st.statuses()) == set(old.values())
     shutil.move(tmp_path / "gone", tmp_path / "data" / "a")
     with Store(tmp_path / "sweep") as st:
-        assert rekey_store(st) == len(old) and st.get_meta("ids") == IDS_VERSION
+        assert rekey_store(st).count == len(old) and st.get_meta("ids") == IDS_VERSION
     search = next(r for r in expand(spec) if r.kind == "search" and r.config["corpus"])
     other_column = {**search.config, "corpus": {**search.config["corpus"], "text_column": "body"}}
     assert run_id(other_column) != search.id  # same files, another column: another run
+
+
+def test_re_keying_moves_the_directories_of_runs_under_way(tmp_path, tiny_bert_dir):
+    """A search part-way through when its store is re-keyed (version 4 -> 5: the model's card left
+    out of its key) keeps its work: its directories (`runs/<name>_<id8>/`, `masks/<name>_<id8>/`
+    with its checkpoint in `run/`, the masks it saved on the way) take the new id's names, and the
+    next sweep resumes it instead of starting it at step 0; a done search's stay where its recorded
+    `mask_dir` names them."""
+    import json
+
+    from ticketlab.core.files import content_key
+    from ticketlab.studies import MethodSpec
+    from ticketlab.studies.run_ids import run_id
+
+    resumed: list[str | None] = []
+
+    def resuming(job):  # a search that resumes from `run/checkpoint.pt`, deleted once its mask is out
+        checkpoint = job.mask_dir / "run" / "checkpoint.pt"
+        resumed.append(checkpoint.read_text() if checkpoint.is_file() else None)
+        shutil.rmtree(job.mask_dir / "run", ignore_errors=True)
+        return fakes.fake_search(job)
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "README.md").write_text("the card")
+    fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
+    registry = fakes.fake_registry(
+        **{"tamt-mlm": MethodSpec("tamt-mlm", resuming, "fake TAMT-MLM", curve="save_at", **fake)}
+    )
+    spec = spec_from_dict(
+        fakes.spec_dict(
+            tmp_path,
+            model,
+            methods=["omp", "tamt-mlm"],
+            sparsities=[0.5],
+            seeds={"search": [0], "finetune": [0]},
+            search_curve={"steps": [6], "sparsities": [0.5], "tasks": ["a"]},
+            data_curve=None,
+            pretrain_eval=None,
+        ),
+        base_dir=tmp_path,
+        registry=registry,
+    )
+    sweep_dir = tmp_path / "sweep"
+    assert sweep(tmp_path, spec).ok and resumed == [None]
+    runs = expand(spec)
+    search = next(r for r in runs if r.kind == "search" and r.config["method"] == "tamt-mlm")
+    done = next(r for r in runs if r.kind == "search" and r.config["method"] == "omp")
+    # The TAMT search part-way through: a checkpoint and the mask of step 6, no final mask, no result;
+    # the runs of its masks not run yet.
+    (sweep_dir / "runs" / search.dirname / "sweep_result.json").unlink()
+    for name in ("mask_config.json", "masks.safetensors"):
+        (sweep_dir / "masks" / search.dirname / name).unlink()
+    (sweep_dir / "masks" / search.dirname / "run").mkdir()
+    (sweep_dir / "masks" / search.dirname / "run" / "checkpoint.pt").write_text("step 8")
+    users = [r for r in runs if search.id in r.deps]
+    with Store(sweep_dir) as st:
+        for r in [search, *users]:
+            st.db.execute("UPDATE runs SET status = 'failed', metrics = NULL WHERE id = ?", (r.id,))
+    for r in users:
+        shutil.rmtree(sweep_dir / "runs" / r.dirname)
+    # As version 4 wrote the store, and named the directories: by the ids of the model's every file.
+    legacy = content_key([model])
+    old = _rewrite_ids(sweep_dir, lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4)
+    renamed = {}
+    for r in (search, done):
+        was = f"{r.name}_{old[r.id][:8]}"
+        renamed[r.id] = was
+        for d in ("runs", "masks"):
+            (sweep_dir / d / r.dirname).rename(sweep_dir / d / was)
+    (sweep_dir / "masks" / f"{search.dirname}.step000006").rename(
+        sweep_dir / "masks" / f"{renamed[search.id]}.step000006"
+    )
+    with Store(sweep_dir) as st:
+        metrics = {**st.get(old[done.id]).metrics, "mask_dir": f"masks/{renamed[done.id]}"}
+        st.db.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics), old[done.id]))
+    log: list[str] = []
+    Runner(spec, sweep_dir, log=log.append).store.close()
+    assert any("re-keyed" in line for line in log)
+    assert (sweep_dir / "masks" / search.dirname / "run" / "checkpoint.pt").read_text() == "step 8"
+    assert (sweep_dir / "masks" / f"{search.dirname}.step000006" / "masks.safetensors").is_file()
+    assert (sweep_dir / "runs" / search.dirname).is_dir()
+    assert not (sweep_dir / "masks" / renamed[search.id]).exists()
+    assert not (sweep_dir / "runs" / renamed[search.id]).exists()
+    # The done search's directories stay where its record names them.
+    with Store(sweep_dir) as st:
+        assert st.get(done.id).metrics["mask_dir"] == f"masks/{renamed[done.id]}"
+    assert (sweep_dir / "masks" / renamed[done.id] / "masks.safetensors").is_file()
+    assert not (sweep_dir / "masks" / done.dirname).exists()
+    # The next sweep resumes the search from its checkpoint, and runs what needs its mask.
+    before = Counter(fakes.calls(sweep_dir))
+    again = sweep(tmp_path, spec)
+    assert again.ok and resumed == [None, "step 8"]
+    assert sorted(again.ran) == sorted(r.id for r in [search, *users])
+    ran = Counter(fakes.calls(sweep_dir)) - before
+    assert sum(n for c, n in ran.items() if c.startswith("search")) == 1
+    assert {c for c in ran if c.startswith("finetune")} == {f"finetune {r.dirname}" for r in users}
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):

@@ -12,10 +12,13 @@ import json
 import os
 import time
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...core.files import content_key, model_key
+from ...core.errors import TicketlabError
+from ...core.files import busy, content_key, exclusive, lock_holder, model_key
+from ...core.outputs import safe_component
 from ...models.arch import ARCHS
 from ..records import owner_gone
 from ..run_ids import IDS_VERSION, run_id
@@ -83,7 +86,18 @@ def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> tuple[d
     return known, {p for p, k in keys.items() if k is None}
 
 
-def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
+@dataclass
+class Rekeyed:
+    """What `rekey_store` did. `count`: the runs that got a new id (0: the store was left as it
+    was, or needed nothing); `moved`: the directories of the runs under way moved to their new id's
+    names; `held`: those left where they were (a live process holds them)."""
+
+    count: int = 0
+    moved: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+
+
+def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> Rekeyed:
     """Re-key the runs of a store whose ids an earlier identity made (meta `ids` below
     `IDS_VERSION`; version 1 hashed the inputs' absolute paths): each id becomes `run_id` of its
     config (the task data's content key, which version-1 runs did not record, read from the data at
@@ -96,10 +110,12 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
     changed keeps its key, and so does one whose folder is gone where `models` are given (a sweep:
     its own runs' model is here, by key); without them (a report), a folder a version-4 run names
     that is not here leaves the store to be re-keyed where it is (its key cannot be told, and a
-    store marked version 5 with the old key would run that run again). Returns how many runs got a
-    new id."""
+    store marked version 5 with the old key would run that run again). Then the directories of each
+    re-keyed run not done (`runs/<name>_<id8>/`, a search's `masks/<name>_<id8>/` and its
+    `.stepNNNNNN` ones) take the new id's names, so that a search or fine-tuning under way resumes
+    from its checkpoint (`_move_dirs`); a done run's stay, as its recorded `mask_dir` names them."""
     if store.readonly or not ids_outdated(store):
-        return 0
+        return Rekeyed()
     # The folders are hashed before the store is locked (a model's weights take a while to read).
     keys, gone = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
     if models:
@@ -109,7 +125,7 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
         before = store.get_meta("ids") or 1
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
-            return 0
+            return Rekeyed()
         new: dict[str, str] = {}  # old id -> new id
         labels: dict[str, str] = {}  # old id of a search -> its new method label
         updates = []
@@ -118,12 +134,12 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
             try:
                 moved = _rekeyed(row, new, labels, before, keys, gone)
             except _Unkeyable:
-                return 0
+                return Rekeyed()
             if moved is not None:
                 new[row["id"]] = moved[0]
                 updates.append((row["id"], *moved))
         if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
-            return 0  # two runs would become one: leave the store as it is rather than guess
+            return Rekeyed()  # two runs would become one: leave the store as it is rather than guess
         for old, *_ in updates:  # two steps: a new id may be another run's old one
             db.execute("UPDATE runs SET id = ? WHERE id = ?", (f"rekey:{old}", old))
         for old, run_id_, config, deps in updates:
@@ -141,7 +157,56 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> int:
             }
             db.execute("UPDATE meta SET value = ? WHERE key = 'studies'", (json.dumps(studies),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('ids', ?)", (json.dumps(IDS_VERSION),))
-    return len(new)
+    out = Rekeyed(count=len(new))
+    by_id = {r["id"]: r for r in rows}
+    under_way = [(by_id[old]["name"], old, new[old]) for old in new if by_id[old]["status"] != "done"]
+    _move_dirs(Path(store.path).parent, under_way, out)
+    return out
+
+
+def _move_dirs(sweep_dir: Path, runs: list[tuple[str, str, str]], out: Rekeyed) -> None:
+    """Give the directories of re-keyed runs not done (`runs`: name, old id, new id) their new id's
+    names (`Run.dirname`): `runs/<name>_<id8>/` and a search's `masks/<name>_<id8>/` with the masks it
+    saved on the way (`.stepNNNNNN`), each renamed at once and only where the new name is free, so a
+    search or fine-tuning that was under way resumes from its checkpoint instead of from step 0.
+
+    A directory a live process holds is not moved. `rekey_store` refuses while a run of the store is
+    live, but the store knows only who claimed a run: a launched worker (a Slurm job) of a
+    coordinator that died runs on, holding `runs/<dir>/.lock`, after its row's heartbeat went stale
+    (`owner_gone`). So each run's lock is taken while its directories move (a worker starting now is
+    turned away: `Work.in_worker` sees it held), and one held elsewhere is left where it is
+    (`out.held`), as is a search whose own `masks/<dir>/run/.lock` is held; that run's work is then
+    not resumed under its new id (flock: not seen across machines on every network file system)."""
+    masks = sweep_dir / "masks"
+    steps = sorted(p.name for p in masks.iterdir()) if masks.is_dir() else []
+    for name, old, new in runs:
+        try:
+            was, now = safe_component(f"{name}_{old[:8]}"), safe_component(f"{name}_{new[:8]}")
+        except TicketlabError:
+            continue  # a name no sweep made a directory of
+        if was == now:
+            continue
+        pairs = [(sweep_dir / "runs" / was, sweep_dir / "runs" / now), (masks / was, masks / now)]
+        pairs += [
+            (masks / s, masks / f"{now}{s[len(was) :]}")
+            for s in steps
+            if s.startswith(f"{was}.step") and s[len(was) + 5 :].isdigit()
+        ]
+        pairs = [(a, b) for a, b in pairs if a.is_dir() and not a.is_symlink() and not os.path.lexists(b)]
+        if not pairs:
+            continue
+        work = sweep_dir / "runs" / was
+        try:
+            with contextlib.ExitStack() as held:
+                if work.is_dir() and not work.is_symlink():
+                    held.enter_context(exclusive(work, "sweep run"))
+                if (masks / was / "run").is_dir() and (holder := lock_holder(masks / was / "run")):
+                    raise busy(masks / was / "run", holder, "search")
+                for a, b in pairs:
+                    os.rename(a, b)
+                    out.moved.append(str(b.relative_to(sweep_dir)))
+        except TicketlabError:
+            out.held.append(str(work.relative_to(sweep_dir)))
 
 
 class _Unkeyable(Exception):

@@ -104,16 +104,27 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
-        if n := rekey_store(self.store, models=[spec.model]):
+        rekeyed = rekey_store(self.store, models=[spec.model])
+        if rekeyed.count:
             log(
-                f"note: {n} runs of {self.store.path} re-keyed: ids no longer hash where the inputs lie "
-                "or the model's card, and name the old defaults they ran under"
+                f"note: {rekeyed.count} runs of {self.store.path} re-keyed: ids no longer hash where the "
+                "inputs lie or the model's card, and name the old defaults they ran under"
+                + (
+                    f"; {len(rekeyed.moved)} directories of runs under way moved with them"
+                    if rekeyed.moved
+                    else ""
+                )
             )
         elif ids_outdated(self.store) and self.store.statuses():
             why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
             log(
                 f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
                 "its finished runs show as pending until a sweep re-keys them"
+            )
+        if rekeyed.held:
+            log(
+                f"note: {', '.join(rekeyed.held)} in use by a live process: left under the old id "
+                "(the run starts again under its new one)"
             )
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
