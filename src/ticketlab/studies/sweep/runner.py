@@ -116,7 +116,11 @@ class Runner:
                 )
             )
         elif ids_outdated(self.store) and self.store.statuses():
-            why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
+            why = (
+                "a dry run writes nothing"
+                if dry_run
+                else "a run of it is live, its data is gone, or two of its runs would become one"
+            )
             log(
                 f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
                 "its finished runs show as pending until a sweep re-keys them"
