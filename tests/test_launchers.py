@@ -413,6 +413,34 @@ def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_p
             assert st.get(r.id).provenance["collected"].endswith("sweep_result.json")
 
 
+def test_a_run_another_live_sweep_holds_is_waited_for_without_a_word(tmp_path, tiny_bert_dir):
+    """Two sweep processes share the work: a run the other one has claimed (its pid alive, its
+    heartbeat fresh) and holds is left to it quietly; "in use by" is for a directory held by a
+    process the store does not name as running it (an orphaned worker, above)."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    sweep_dir = tmp_path / "sweep"
+    search = next(r for r in expand(spec) if r.kind == "search")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    logged: list[str] = []
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with Store(sweep_dir) as st:
+            st.add_runs(expand(spec))
+            st.claim(search.id)  # as the other sweep does, then its pid
+            st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, search.id))
+        run_sweep(spec, sweep_dir, finetune=fakes.fake_finetune, log=logged.append, poll=0.01, start_for=1.0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not any("in use by" in line for line in logged), logged
+    with Store(sweep_dir) as st:
+        assert st.get(search.id).status == "running"  # still the other process's
+
+
 def test_slurm_without_slurm_is_refused_before_any_work(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"], pretrain_eval=None)
     d.update(search_curve=None, data_curve=None)

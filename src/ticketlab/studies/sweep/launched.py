@@ -127,6 +127,9 @@ class Coordinator:
             if any(d != "done" for d in deps):
                 waiting = True  # its mask is not there yet
                 continue
+            if statuses[run.id] == "running" and self.store.held_elsewhere(run.id):
+                waiting = True  # another coordinator has it
+                continue
             previous = self.store.get(run.id)
             adoptable = launcher.cluster == "slurm" and previous is not None and previous.job
             if not adoptable and self.runner.busy(run):  # (a Slurm job of ours holding it is adopted)

@@ -246,6 +246,9 @@ class Runner:
                 if any(d != "done" for d in deps):
                     waiting = True
                     continue
+                if statuses[run.id] == "running" and self.store.held_elsewhere(run.id):
+                    waiting = True  # another sweep process has it: left to it, without a word
+                    continue
                 if self.busy(run):
                     waiting = busy = True
                     continue
