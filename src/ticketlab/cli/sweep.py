@@ -36,7 +36,7 @@ from .. import studies
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import place, safe_component
-from ..studies.records import STALE_AFTER
+from ..studies.records import KINDS, STALE_AFTER
 from .common import at_least, positive_float
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--only",
         action="append",
-        choices=["search", "pretrain-eval", "finetune"],
+        choices=KINDS,
         metavar="KIND",
         help="run only runs of this kind (search, pretrain-eval, finetune; repeatable): e.g. the searches "
         "where the GPUs are, or, on a machine that stops before a search would end, only what finishes "

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
-from ..core.outputs import claim_dir, safe_component
+from ..core.outputs import claim_dir
 from ..tasks.glue import load_examples
 from ..tasks.metrics import holm, no_verdict
 from ..tasks.objective import _subset
@@ -43,6 +43,7 @@ from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std
 from .adapt_config import AdaptConfig, AdaptSource, check_fractions, subset_size
 from .report.paired import Paired
+from .run_ids import run_dirname
 from .store import Store
 from .super_rows import SUMMARY_FILE
 
@@ -90,7 +91,7 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
 
 def _kept_model(root: Path, record: Any) -> str:
     # The name is read from the study's store: one path component, as every run directory's.
-    model = root / "runs" / safe_component(f"{record.name}_{record.id[:8]}", f"{root}: run name") / "model"
+    model = root / "runs" / run_dirname(record.name, record.id, f"{root}: run name") / "model"
     if not (model / "config.json").is_file():
         raise TicketlabError(
             f"{model}: no fine-tuned weights (the study ran without --keep-models); run "

@@ -15,6 +15,7 @@ from typing import Any
 from ..core.errors import TicketlabError
 
 STATUSES = ("pending", "running", "done", "failed")
+KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep
 HOST = socket.gethostname()
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running row's process counts as gone
 

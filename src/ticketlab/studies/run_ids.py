@@ -38,8 +38,14 @@ class Run:
 
     @property
     def dirname(self) -> str:
-        # The name holds labels of the spec (a task's, a method's): one component, never `../x`.
-        return safe_component(f"{self.name}_{self.id[:8]}", "run name")
+        return run_dirname(self.name, self.id)
+
+
+def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
+    """A run's directory name, `<name>_<id8>`, under a sweep's `runs/` and `masks/`. The name holds
+    labels of the spec (a task's, a method's): one component, never `../x` (`what` names it in the
+    error)."""
+    return safe_component(f"{name}_{run_id_[:8]}", what)
 
 
 # The settings of issue 34 at the values that give ticketlab's behaviour before it (a masked MLM

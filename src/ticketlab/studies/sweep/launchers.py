@@ -32,8 +32,7 @@ import torch
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from ...core.errors import ConfigError
-
-KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep
+from ..records import KINDS
 
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
 

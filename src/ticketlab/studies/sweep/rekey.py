@@ -18,10 +18,9 @@ from typing import Any
 
 from ...core.errors import TicketlabError
 from ...core.files import busy, content_key, exclusive, lock_holder, model_key
-from ...core.outputs import safe_component
 from ...models.arch import ARCHS
 from ..records import owner_gone
-from ..run_ids import IDS_VERSION, run_id
+from ..run_ids import IDS_VERSION, run_dirname, run_id
 from .methods import LEGACY_IMP
 
 
@@ -181,7 +180,7 @@ def _move_dirs(sweep_dir: Path, runs: list[tuple[str, str, str]], out: Rekeyed) 
     steps = sorted(p.name for p in masks.iterdir()) if masks.is_dir() else []
     for name, old, new in runs:
         try:
-            was, now = safe_component(f"{name}_{old[:8]}"), safe_component(f"{name}_{new[:8]}")
+            was, now = run_dirname(name, old), run_dirname(name, new)
         except TicketlabError:
             continue  # a name no sweep made a directory of
         if was == now:

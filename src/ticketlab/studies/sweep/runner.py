@@ -42,13 +42,13 @@ from ...core.errors import ConfigError, TicketlabError
 from ...core.files import atomic_write_json, same_content
 from ...core.outputs import refuse_links
 from .. import rows
-from ..records import STALE_AFTER
+from ..records import KINDS, STALE_AFTER
 from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .launched import Coordinator
-from .launchers import KINDS, SubmititLauncher
+from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, sweep_methods
 from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes

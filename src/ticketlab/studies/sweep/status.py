@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import TicketlabError
-from ...core.outputs import safe_component
-from ..records import STALE_AFTER, owner_gone
+from ..records import KINDS, STALE_AFTER, owner_gone
+from ..run_ids import run_dirname
 from ..store import DB_NAME, Store
 
 
@@ -52,7 +52,7 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
         + ", ".join(f"{n} {shown[s]}" for s, n in counts.items())
     ]
     lines.append(f"  {'kind':<14} {'queued':>7} {'running':>8} {'done':>6} {'failed':>7}")
-    for kind in ("search", "pretrain-eval", "finetune"):
+    for kind in KINDS:
         of_kind = [r for r in runs if r.kind == kind]
         if of_kind:
             n = [sum(r.status == s for r in of_kind) for s in shown]
@@ -89,7 +89,7 @@ def _progress(sweep_dir: Path, r) -> str:
     under its mask or run directory), M a search's steps (its config) or a fine-tuning's (the
     `config.json` beside its log: `resolved.max_steps`); "" where it has logged none yet. Read only."""
     try:
-        name = safe_component(f"{r.name}_{r.id[:8]}", "run name")
+        name = run_dirname(r.name, r.id)
     except TicketlabError:  # a corrupt row: its directory cannot be named
         return ""
     log = _newest_log([sweep_dir / "masks" / name, sweep_dir / "runs" / name])
