@@ -369,6 +369,55 @@ def test_no_winning_verdict_where_the_full_model_is_at_a_constant_predictors_sco
     assert table["a"]["winning_sparsity"] == "floor" and table["a"]["constant_predictor"] == "99.0000"
 
 
+def test_the_floor_is_scored_on_the_dev_part_the_scores_are_read_on(tmp_path, tiny_bert_dir):
+    """With `select_fraction` a run's score is read on the report part of dev (the other part picks
+    its step): the constant predictor is scored there too, cut as the fine-tuning cuts it. On the
+    whole dev set below, class 1 is 60%; on the report part of the seeded half it is not."""
+    import numpy as np
+
+    from ticketlab.data.features import Features
+    from ticketlab.tasks.objective import split_dev
+
+    small = dict(methods=["full"], sparsities=[0.5], pretrain_eval=None, search_curve=None, data_curve=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, finetune={"steps": 5, "select_fraction": 0.5}, **small)
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    labels = [1, 1, 1, 0, 0, 0, 1, 0, 1, 1]  # 60% class 1; all of the report part (seed 0) is 1
+    rows = ["text\tlabel", *(f"sentence {i}\t{y}" for i, y in enumerate(labels))]
+    (tmp_path / "data" / "a" / "dev.tsv").write_text("\n".join(rows) + "\n")
+    # the report part as the fine-tuning's objective cuts it (select_seed 0, the default)
+    _, report = split_dev(Features({"labels": np.asarray(labels)}), 0.5, 0)
+    shown = report.columns["labels"].tolist()
+    want = 100 * max(shown.count(0), shown.count(1)) / len(shown)
+    assert want != 60.0  # this seed's report part is not the whole set's mix (else the test shows nothing)
+    assert load_results(tmp_path / "sweep").floors["a"] == pytest.approx(want)
+
+
+def test_no_comparison_or_correlation_on_a_task_where_the_full_model_is_at_its_floor(tmp_path, tiny_bert_dir):
+    """Task a's dev set is 99% one class (the fake full model scores 90-91, below it): the task was
+    not learnt, so random − omp and loss ↔ score on a get 'floor' and no p (out of the Holm family);
+    task b and the average over tasks keep their tests."""
+    small = dict(
+        methods=["full", "omp", "random"],
+        sparsities=[0.5],
+        seeds={"search": [0, 1, 2], "finetune": [0, 1]},
+        search_curve=None,
+        data_curve=None,
+    )
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    rows = ["text\tlabel", *(f"sentence {i}\t{int(i > 0)}" for i in range(100))]
+    (tmp_path / "data" / "a" / "dev.tsv").write_text("\n".join(rows) + "\n")
+    res = load_results(tmp_path / "sweep")
+    comps = {c.task: c for c in res.comparisons()}
+    assert comps["a"].verdict == "floor" and comps["a"].p is None and comps["a"].p_holm is None
+    assert comps["b"].p is not None and comps[AVG].p is not None
+    corr = {(c.task, c.loss): c for c in res.correlations()}
+    assert corr[("a", "mlm_loss")].verdict == "floor" and corr[("a", "mlm_loss")].p is None
+    assert corr[("b", "mlm_loss")].why_not is None
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert "| random − omp | 50% | a |" in text and "| floor |" in text
+
+
 def test_pretraining_losses_group_by_target_sparsity(full_sweep, full_report):
     """Masks of two seeds reach 70.0000% and 70.0010%: one row per (method, target sparsity)."""
     text = full_report.path.read_text()

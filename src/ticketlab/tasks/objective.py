@@ -127,10 +127,16 @@ MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in step
 
 
 def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
-    """(selection part, report part) of a dev set: round(fraction · n) seeded examples, and the rest.
-    Each part needs MIN_SPLIT examples: a score on one example is 0 or 100, and would pick a step or
-    a level (or be reported) on chance alone."""
-    n = len(features)
+    """(selection part, report part) of a dev set (`split_indices`)."""
+    select, report = split_indices(len(features), fraction, seed)
+    return features.subset(select), features.subset(report)
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(selection part, report part) of a dev set of `n` examples, as sorted indices: round(fraction
+    · n) seeded examples, and the rest. Each part needs MIN_SPLIT examples: a score on one example is
+    0 or 100, and would pick a step or a level (or be reported) on chance alone. The report reads it
+    too: a task's constant predictor is scored on the part its scores are read on."""
     k = round(fraction * n)
     if min(k, n - k) < MIN_SPLIT:
         raise ConfigError(
@@ -139,7 +145,7 @@ def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features,
             f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return features.subset(sorted(order[:k])), features.subset(sorted(order[k:]))
+    return sorted(order[:k]), sorted(order[k:])
 
 
 def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:

@@ -87,7 +87,8 @@ def _predicts_part(tests: list[Correlation]) -> list[str]:
         "drives both, so a pooled ρ says little beyond it). Lower loss should go with a higher score: the "
         "claim is ρ < 0. p is scipy's (`spearmanr`), exact over every ordering of up to 8 masks; the MDE "
         "is the smallest ρ of either sign found with 80% power at α = 0.05 (Fisher's z, variance "
-        "1.06 / (n − 3))."
+        "1.06 / (n − 3)). 'floor': the full model is within one std of the task's constant predictor, "
+        "so its masks' scores rank noise (no test)."
     )
     rows = [
         [

@@ -39,7 +39,7 @@ from scipy import stats as sps
 from ...tasks.scores import detectable_effect
 from ..sweep.methods import base_method
 from .cells import AVG, Cell
-from .paired import ONE_STOCHASTIC_MASK, Comparisons, against, stochastic, t_test, welch
+from .paired import FLOOR, ONE_STOCHASTIC_MASK, Comparisons, against, stochastic, t_test, welch
 
 EQUAL_STEPS = "equal steps"
 PREDICTS = "loss predicts score"
@@ -176,6 +176,7 @@ class Correlation:
     sparsity: float | None = None  # the masks' one sparsity; None: every sparsity pooled, full model too
     p_holm: float | None = None
     part: str = PREDICTS
+    floor: bool = False  # the full model is at the task's constant predictor: the scores rank noise
 
     @property
     def n(self) -> int:
@@ -183,6 +184,8 @@ class Correlation:
 
     @property
     def why_not(self) -> str | None:
+        if self.floor:
+            return FLOOR
         if self.n < 3:
             return "fewer than 3 masks"
         if len(set(self.losses)) == 1 or len(set(self.scores)) == 1:
@@ -324,7 +327,9 @@ class Claims(Comparisons):
                         and (sparsity is None or (k != (None, None) and final[k]["sparsity"] == sparsity))
                     ]
                     if keys:
-                        out.append(self._correlation(final, per_mask, keys, loss, task, sparsity))
+                        c = self._correlation(final, per_mask, keys, loss, task, sparsity)
+                        c.floor = self.full_at_floor(task)
+                        out.append(c)
         return out
 
     @staticmethod

@@ -34,6 +34,7 @@ from .cells import AVG, Cell, Score
 
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
 ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
+FLOOR = "floor"  # the full model is within one std of the task's constant predictor: no test on it
 
 
 def stochastic(label: str) -> bool:
@@ -117,6 +118,7 @@ class Comparison:
     train_size: int | str | None = MAIN
     p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`family()`)
     labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
+    floor: bool = False  # the full model is at the task's constant predictor (`SweepResults.at_floor`)
 
     @property
     def run_ids(self) -> list[str]:
@@ -142,7 +144,11 @@ class Comparison:
 
     @property
     def why_not(self) -> str | None:
-        """Why there is no test (a stochastic method's single mask first), or None."""
+        """Why there is no test (the full model at the task's floor, then identical scores, then a
+        stochastic method's single mask), or None. At the floor the task was not learnt at this
+        budget: a difference of two methods there is one of noise around a constant predictor."""
+        if self.floor:
+            return FLOOR
         if self.identical:
             return "identical"
         return self.a.why_not() or self.b.why_not()
@@ -327,7 +333,17 @@ class Comparisons:
         sa, sb = self.side(a, sparsity, task, size), self.side(b, sparsity, task, size)
         if sa is None or sb is None:
             return None
-        return Comparison(sa, sb, sparsity, task, size, labels=self.comparison_labels(a, b, sparsity))
+        labels = self.comparison_labels(a, b, sparsity)
+        return Comparison(sa, sb, sparsity, task, size, labels=labels, floor=self.full_at_floor(task, size))
+
+    def full_at_floor(self, task: str, size: int | str | None = MAIN) -> bool:
+        """The full model's runs on `task` (at training-set size `size`) are within one std of the
+        task's constant predictor (`SweepResults.at_floor`). Never on the average: a task at its floor
+        adds about the same constant to both methods' averages, so it dilutes a difference of them
+        rather than making one (the winning-ticket criterion, which it would make every mask pass,
+        takes the average at the floor when any task is)."""
+        runs = self._runs("full", 0.0, task, size) if task != AVG else []
+        return bool(runs) and self.at_floor(task, Cell([s.value for s in runs], [s.id for s in runs]))
 
     def comparison_labels(self, a: str, b: str, sparsity: float) -> list[str]:
         """ "unequal sparsity (x% vs y% of all targets)" where the two methods' masks prune different

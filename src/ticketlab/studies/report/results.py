@@ -16,6 +16,7 @@ read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -27,8 +28,10 @@ from typing import Any
 
 from ...core.errors import TicketlabError
 from ...tasks.glue import load_examples
+from ...tasks.objective import split_indices
 from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
+from ...verbs.finetune_config import FinetuneConfig
 from ..store import DB_NAME, RunRecord, Store
 from ..sweep.methods import report_order
 from ..sweep.rekey import ids_outdated, rekey_store
@@ -59,9 +62,23 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
     return out
 
 
+def _reported_labels(labels: list[Any], settings: dict[str, Any]) -> list[Any]:
+    """The labels of the dev examples a fine-tuning's score is read on: the first `eval_samples`,
+    and of those the report part of its `select_fraction` split (`split_indices`, as the run cut it)."""
+    default = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    if (n := settings.get("eval_samples", default["eval_samples"])) is not None:
+        labels = labels[:n]
+    if (fraction := settings.get("select_fraction", default["select_fraction"])) is not None:
+        _, report = split_indices(len(labels), fraction, settings.get("select_seed", default["select_seed"]))
+        labels = [labels[i] for i in report]
+    return labels
+
+
 def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
-    """Each task's constant-predictor score on the split its main metric is read on, from the data
-    its fine-tunings read (a task whose data is not here gets none); AVG when every task has one."""
+    """Each task's constant-predictor score on the examples its main metric is read on (the report
+    part of a `select_fraction` split: on MRPC's 80% "all paraphrase" scores 67.8, on its whole dev
+    set 68.4), from the data its fine-tunings read (a task whose data is not here gets none); AVG
+    when every task has one."""
     out: dict[str, float] = {}
     tried: set[str] = set()  # each task's data is read once, found or not
     for r in records:
@@ -76,7 +93,9 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
             dev = load_examples(spec, r.config["data"], spec.eval_splits[0])
         except Exception:  # moved or missing data: the report goes on without this floor
             continue
-        floor = constant_score(r.metrics["metric"], dev.labels)
+        floor = constant_score(
+            r.metrics["metric"], _reported_labels(dev.labels, r.config.get("settings", {}))
+        )
         if floor is not None:
             out[label] = floor
     if tasks and all(t in out for t in tasks):
