@@ -880,16 +880,22 @@ def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, mo
     assert comps[("st-winning", "st-random")].why_not == ONE_STOCHASTIC_MASK
 
 
-def test_a_sweep_that_names_a_ticket_of_ticketlab_super_fails_it_with_one_line(tmp_path, tiny_bert_dir):
-    """st-winning is registered (for the report) but made only by `ticketlab super`: a sweep that names
-    it fails that search, saying so, instead of planning it as a model it is not."""
-    small = {**fakes.SMALL, "methods": ["full", "st-winning"]}
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **small)
-    log: list[str] = []
-    kw = {"finetune": fakes.fake_finetune, "pretrain_eval": fakes.fake_pretrain_eval, "log": log.append}
-    result = run_sweep(spec, tmp_path / "sweep", **kw)
-    assert [result.names[i] for i in result.failed] == ["st-winning_s50"] and len(result.blocked) == 2
-    assert any("`ticketlab super` makes it" in line for line in log), log
+@pytest.mark.parametrize("ticket", ["st-winning", "st-losing"])
+def test_a_spec_that_names_a_ticket_of_ticketlab_super_is_refused_with_one_line(
+    tmp_path, tiny_bert_dir, ticket
+):
+    """st-winning and st-losing are registered (for the report) but made only by `ticketlab super`:
+    a spec that names one is refused before any run (the dry run included), saying so, instead of
+    failing its search part-way through a sweep; the list of known methods leaves them out."""
+    small = {**fakes.SMALL, "methods": ["full", ticket]}
+    with pytest.raises(
+        TicketlabError,
+        match=f"methods: '{ticket}' is no sweep's method: it needs a task's importance scores from a fine-tuned model: `ticketlab super` makes it",
+    ):
+        fakes.make_spec(tmp_path, tiny_bert_dir, **small)
+    with pytest.raises(TicketlabError, match="unknown method 'st-winer'") as e:
+        fakes.make_spec(tmp_path, tiny_bert_dir, **{**small, "methods": ["full", "st-winer"]})
+    assert "st-random" in str(e.value) and "st-winning" not in str(e.value).split("known:")[1]
 
 
 def test_a_variant_is_compared_with_its_own_method(tmp_path):

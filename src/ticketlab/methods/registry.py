@@ -129,6 +129,9 @@ class Method:
     color: str | None = None  # its colour in reports (a search method's: its presets')
     order: int = 100  # its place in reports and the CLI among the registered methods (then registration)
     sweep_settings: frozenset[str] = frozenset()  # a unit method's settings in a sweep spec
+    # Why no sweep can make its masks (None: a sweep can): a spec naming it is refused with this,
+    # before any run (st-winning / st-losing need a fine-tuned model's importance: `ticketlab super`).
+    not_swept: str | None = None
     # The methods reports test it against, by their sweep names (a variant label of one too: `imp/chen`):
     # TAMT against IMP (Liu et al.), winning super tickets against random and losing ones (Liang et al.).
     against: tuple[str, ...] = ()

@@ -3,7 +3,7 @@ importance on a task pruned; deterministic given the fine-tuned model its import
 by `ticketlab super` (see `st_winning`)."""
 
 from ..registry import Method, register_method
-from .st_winning import made_by_super
+from .st_winning import MADE_BY_SUPER, made_by_super
 
 register_method(
     Method(
@@ -16,5 +16,6 @@ register_method(
         seeded=False,
         color="darkgreen",  # Liang et al. Fig. 4's green, not random pruning's (C2)
         order=7,
+        not_swept=MADE_BY_SUPER,
     )
 )

@@ -15,14 +15,17 @@ from ...core.errors import ConfigError
 from ..registry import Method, register_method
 
 
+# Why a sweep cannot make the tickets of `ticketlab super` (`Method.not_swept`: a spec naming one is
+# refused with it before any run).
+MADE_BY_SUPER = "needs a task's importance scores from a fine-tuned model: `ticketlab super` makes it"
+
+
 def made_by_super(name: str) -> Callable[..., Path]:
-    """A unit method's `run` for the tickets only `ticketlab super` makes: a sweep that names one
-    fails with this line instead of planning it as something it is not."""
+    """A unit method's `run` for the tickets only `ticketlab super` makes, for a caller that reaches
+    it past the spec's check: it fails with the same line instead of making something it is not."""
 
     def run(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
-        raise ConfigError(
-            f"{name}: needs a task's importance scores from a fine-tuned model: `ticketlab super` makes it"
-        )
+        raise ConfigError(f"{name}: {MADE_BY_SUPER}")
 
     return run
 
@@ -39,5 +42,6 @@ register_method(
         color="navy",  # Liang et al. Fig. 4's blue, not the full model's (C0)
         order=5,
         against=("st-random", "st-losing"),
+        not_swept=MADE_BY_SUPER,
     )
 )

@@ -103,6 +103,7 @@ class MethodSpec:
     # spec's settings and whether the base checkpoint holds a pooler: part of a run's identity
     # (`plan`), so a run under them never takes a row computed before them for its own.
     changed_defaults: Callable[[dict[str, Any], bool], dict[str, Any]] = lambda settings, pooler: {}
+    not_swept: str | None = None  # why no sweep can make its masks (`Method.not_swept`): refused
 
 
 # --------------------------------------------------------------------------- one-shot methods
@@ -318,7 +319,7 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
     dense model (no `run`)."""
     if method.verb == "search":
         return trained_methods(method)
-    kw = {"seeded": method.seeded, "color": method.color}
+    kw = {"seeded": method.seeded, "color": method.color, "not_swept": method.not_swept}
     if method.verb == "prune":  # through `ticketlab.prune`, its options the spec's settings
         one_shot = {"settings": PRUNE_SETTINGS, "configure": prune_config, "changed_defaults": pooler_default}
         return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **kw),)

@@ -79,11 +79,15 @@ class DataCurve:
 
 
 def unknown_method(label: str, registry: dict[str, MethodSpec]) -> str | None:
-    """Why a method label cannot be swept, or None: its base must be registered and a variant
-    (`BASE/VARIANT`) named by letters, digits, '-' and '_' (it names run directories)."""
+    """Why a method label cannot be swept, or None: its base must be registered, a sweep must be able
+    to make its masks (`MethodSpec.not_swept`), and a variant (`BASE/VARIANT`) be named by letters,
+    digits, '-' and '_' (it names run directories)."""
     base, _, variant = label.partition(VARIANT)
     if base not in registry:
-        return f"unknown method '{base}'{near(base, registry)} (known: {', '.join(registry)})"
+        known = [name for name, spec in registry.items() if spec.not_swept is None]
+        return f"unknown method '{base}'{near(base, known)} (known: {', '.join(known)})"
+    if (why := registry[base].not_swept) is not None:
+        return f"'{base}' is no sweep's method: it {why}"
     if VARIANT in label and not (variant and variant.replace("-", "").replace("_", "").isalnum()):
         return f"'{label}': a variant is BASE/NAME, NAME of letters, digits, '-' and '_'"
     return None
