@@ -890,7 +890,8 @@ def test_a_spec_that_names_a_ticket_of_ticketlab_super_is_refused_with_one_line(
     small = {**fakes.SMALL, "methods": ["full", ticket]}
     with pytest.raises(
         TicketlabError,
-        match=f"methods: '{ticket}' is no sweep's method: it needs a task's importance scores from a fine-tuned model: `ticketlab super` makes it",
+        match=f"methods: '{ticket}' is no sweep's method: it needs a task's importance scores from a "
+        "fine-tuned model: `ticketlab super` makes it",
     ):
         fakes.make_spec(tmp_path, tiny_bert_dir, **small)
     with pytest.raises(TicketlabError, match="unknown method 'st-winer'") as e:

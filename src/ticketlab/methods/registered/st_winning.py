@@ -14,7 +14,6 @@ from typing import Any
 from ...core.errors import ConfigError
 from ..registry import Method, register_method
 
-
 # Why a sweep cannot make the tickets of `ticketlab super` (`Method.not_swept`: a spec naming one is
 # refused with it before any run).
 MADE_BY_SUPER = "needs a task's importance scores from a fine-tuned model: `ticketlab super` makes it"
