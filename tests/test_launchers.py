@@ -272,6 +272,13 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert main(["sweep", "--status", str(out)]) == 0
     assert f"{search.name}  for " in (text := capsys.readouterr().out)
     assert ", step 20 of 40\n" in text
+    with Store(out) as st:  # a budget that is no count (a bool is an int to Python) is left unsaid
+        st.db.execute(
+            "UPDATE runs SET config = ? WHERE id = ?",
+            (json.dumps({**search.config, "steps": True}), search.id),
+        )
+    assert main(["sweep", "--status", str(out)]) == 0
+    assert ", step 20\n" in capsys.readouterr().out
     # A running fine-tuning: its steps are in the config.json the fine-tuning wrote beside its log.
     ft = next(r for r in expand(spec) if r.kind == "finetune")
     with Store(out) as st:

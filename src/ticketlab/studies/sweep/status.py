@@ -100,7 +100,8 @@ def _progress(sweep_dir: Path, r) -> str:
     if total is None:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             total = json.loads((log.parent / "config.json").read_text())["resolved"]["max_steps"]
-    return f", step {step}" + (f" of {total}" if isinstance(total, int) else "")
+    count = isinstance(total, int) and not isinstance(total, bool)  # `steps: true` is no budget
+    return f", step {step}" + (f" of {total}" if count else "")
 
 
 def _newest_log(dirs: list[Path]) -> Path | None:
