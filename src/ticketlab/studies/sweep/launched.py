@@ -119,16 +119,10 @@ class Coordinator:
         for run in self.runs:
             if launcher.free == 0 or (max_runs is not None and len(tries) >= max_runs):
                 break
-            if statuses[run.id] == "done" or run.id in tries:
+            if run.id in tries or (ready := self.runner.ready(run, statuses)) is None:
                 continue
-            deps = [statuses[d] for d in run.deps]
-            if any(d == "failed" for d in deps):
-                continue
-            if any(d != "done" for d in deps):
-                waiting = True  # its mask is not there yet
-                continue
-            if statuses[run.id] == "running" and self.store.held_elsewhere(run.id):
-                waiting = True  # another coordinator has it
+            if not ready:
+                waiting = True  # its mask is not there yet, or another coordinator has it
                 continue
             previous = self.store.get(run.id)
             adoptable = launcher.cluster == "slurm" and previous is not None and previous.job

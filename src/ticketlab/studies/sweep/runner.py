@@ -238,16 +238,10 @@ class Runner:
             statuses = self.store.statuses()
             progressed = waiting = busy = False
             for run in chosen:
-                if statuses[run.id] == "done" or run.id in attempted:
+                if run.id in attempted or (ready := self.ready(run, statuses)) is None:
                     continue
-                deps = [statuses[d] for d in run.deps]
-                if any(d == "failed" for d in deps):
-                    continue
-                if any(d != "done" for d in deps):
+                if not ready:
                     waiting = True
-                    continue
-                if statuses[run.id] == "running" and self.store.held_elsewhere(run.id):
-                    waiting = True  # another sweep process has it: left to it, without a word
                     continue
                 if self.busy(run):
                     waiting = busy = True
@@ -265,6 +259,18 @@ class Runner:
                 time.sleep(self.poll)  # another process is running what we need: wait for it
                 continue
             break
+
+    def ready(self, run: Run, statuses: dict[str, str]) -> bool | None:
+        """Whether `run` may be taken now, as far as the store says (this process's loop and a
+        launcher's coordinator ask alike): True; False, not yet (an input is not done, or another live
+        sweep process holds it: left to it without a word); None, not in this sweep (done, or an input
+        failed)."""
+        deps = [statuses[d] for d in run.deps]
+        if statuses[run.id] == "done" or "failed" in deps:
+            return None
+        if any(d != "done" for d in deps):
+            return False
+        return not (statuses[run.id] == "running" and self.store.held_elsewhere(run.id))
 
     def busy(self, run: Run) -> bool:
         """Whether another live process holds the run's directory (a worker of a coordinator that
