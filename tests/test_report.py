@@ -899,6 +899,41 @@ def test_a_spec_that_names_a_ticket_of_ticketlab_super_is_refused_with_one_line(
     assert "st-random" in str(e.value) and "st-winning" not in str(e.value).split("known:")[1]
 
 
+def test_the_papers_downstream_orders_get_one_verdict_per_comparison(tmp_path):
+    """Verdict (4): each comparison whose order the papers claim (TAMT ≥ IMP > OMP > random; winning
+    super tickets above random and losing ones) holds, is contradicted or is not shown, in that
+    claimed direction (random − omp is read as omp > random); a variant against its base is no claim."""
+    from types import SimpleNamespace
+
+    from ticketlab.studies.report.sections import claimed_higher, order_verdict
+
+    omp, random = [80.0, 80.1, 80.2], [50.0, 50.2, 50.4, 50.6, 50.1, 50.3]
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): omp,
+            ("random", 0.5, "x"): random,
+            ("imp", 0.5, "x"): [90.0, 90.1, 90.2, 90.3, 90.1, 90.2],
+            ("tamt-kd", 0.5, "x"): [90.0, 91.0, 89.0, 92.0, 90.5, 89.5],
+            ("tamt-kd/random-init", 0.5, "x"): [88.0, 89.0, 87.0, 90.0, 88.5, 87.5],
+            ("omp", 0.5, "y"): omp,
+            ("random", 0.5, "y"): random,
+            ("imp", 0.5, "y"): [60.0, 60.1, 60.2, 60.3, 60.1, 60.2],
+            ("tamt-kd", 0.5, "y"): [60.0, 61.0, 59.0, 62.0, 60.5, 59.5],
+            ("tamt-kd/random-init", 0.5, "y"): [58.0, 59.0, 57.0, 60.0, 58.5, 57.5],
+        },
+        masks={"random": 3, "imp": 3, "tamt-kd": 3, "tamt-kd/random-init": 3},
+    )
+    line = order_verdict(load_results(tmp_path / "sweep").comparisons())
+    assert "omp > random at 50% on x: holds" in line and "imp > omp at 50% on x: holds" in line
+    assert "imp > omp at 50% on y: contradicted" in line
+    assert re.search(r"tamt-kd > imp at 50% on x: not shown \(MDE \d+\.\d\d\)", line)
+    assert "tamt-kd/random-init > tamt-kd" not in line and "tamt-kd > tamt-kd/random-init" not in line
+    side = lambda m: SimpleNamespace(method=m)  # noqa: E731
+    assert claimed_higher(SimpleNamespace(a=side("st-losing"), b=side("st-winning"))) is False
+    assert claimed_higher(SimpleNamespace(a=side("st-random"), b=side("st-losing"))) is None
+
+
 def test_a_variant_is_compared_with_its_own_method(tmp_path):
     """TAMT from a random mask against TAMT from OMP's (Liu et al. §4.2.4): masks paired by seed."""
     fill(
