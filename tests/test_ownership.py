@@ -213,9 +213,10 @@ def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path
     assert not (tmp_path / "ft").exists() and not (tmp_path / "m").exists()
 
 
-def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path, tiny_bert_dir, capsys):
-    """The README's way to carry a sweep (copy results.sqlite into an empty directory, rerun) works:
-    the store is ours by its content, not its name; the same file beside a user's file is not."""
+def test_a_store_carried_with_its_masks_resumes_beside_user_files_not(tmp_path, tiny_bert_dir, capsys):
+    """The README's way to carry a sweep (copy results.sqlite, and its masks/, into an empty
+    directory, rerun) works: the store is ours by its content, not its name, each mask by its
+    marker; the same file beside a user's file is not."""
     from ticketlab.studies import Store
 
     spec = _yaml(tmp_path / "spec.yaml", fakes.spec_dict(tmp_path, tiny_bert_dir))
@@ -227,6 +228,14 @@ def test_a_store_carried_alone_resumes_but_beside_user_files_is_refused(tmp_path
     (carried / "results.sqlite").write_bytes((tmp_path / "made" / "results.sqlite").read_bytes())
     assert main(["sweep", str(spec), "--out", str(carried), "--dry-run"]) == 0
     assert sorted(p.name for p in carried.iterdir()) == ["results.sqlite"]  # the dry run wrote nothing
+    # ... and with the masks its pending runs read (a search's mask outlives its machine): a real
+    # mask passes; a folder beside them that no marker calls a mask is the user's.
+    assert main(["prune", "omp", "--model", str(tiny_bert_dir), "--sparsity", "0.5",
+                 "--out", str(carried / "masks" / "omp_s50_0123abcd")]) == 0  # fmt: skip
+    assert main(["sweep", str(spec), "--out", str(carried), "--dry-run"]) == 0
+    user_files(carried / "masks" / "notes", {"todo.txt": "mine"})
+    assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", carried, "--dry-run")
+    assert_kept(carried / "masks" / "notes", {"todo.txt": "mine"})
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "results.sqlite").write_bytes((carried / "results.sqlite").read_bytes())

@@ -145,6 +145,12 @@ def _owned(path: Path, kind: str, joins: Iterable[str] = ()) -> bool:
     return (_marker(path) or {}).get("kind") in {kind, *joins}
 
 
+def is_output(path: str | os.PathLike, kind: str) -> bool:
+    """`path` is a real directory (no link) that our marker calls an output of `kind`."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and _owned(path, kind)
+
+
 def _theirs(path: Path, names: Iterable[str]) -> list[str]:
     """Those of `names` that exist in `path` and are not ticketlab's (not in its manifest). Under a
     marker from before manifests a file of the same name counts as ours: it was always replaced."""

@@ -1,14 +1,14 @@
 """What a sweep would refuse, refused before it starts (`ticketlab sweep`, its dry run included): the
-sweep directory (a new or empty one, the sweep's own, or a store carried alone into an empty one), a
-model ticketlab cannot prune by default or tokenize, a pre-training evaluation longer than the model's
-positions, a task folder without its data files."""
+sweep directory (a new or empty one, the sweep's own, or a store carried into an empty one, alone or
+with its masks), a model ticketlab cannot prune by default or tokenize, a pre-training evaluation
+longer than the model's positions, a task folder without its data files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...core.errors import TicketlabError
-from ...core.outputs import MARKER, check_output, claim_dir, mark_output
+from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output
 from ...masks.targets import default_targets
 from ...models.load import load_config, load_tokenizer
 from ...models.source import fit_max_length
@@ -19,16 +19,23 @@ from .sweep_spec import SweepSpec
 
 
 def carried_store(out: Path) -> bool:
-    """`out` holds a ticketlab results store and nothing else, without our marker: a store copied
-    into an empty directory to carry a sweep to another machine (the README's way to resume). Its
-    one file is ours by its content (it opens as a ticketlab store), not by its name; anything
-    beside it makes the directory the user's."""
+    """`out` holds a ticketlab results store, without our marker, and beside it at most the sweep's
+    `masks/` folder holding only ticketlab masks: a store copied into an empty directory to carry a
+    sweep to another machine (the README's way to resume), with the masks its pending runs read (a
+    search's mask outlives the machine that made it). The store is ours by its content (it opens as
+    a ticketlab store), not by its name, and each mask by its marker; anything else beside them
+    makes the directory the user's."""
     if not out.is_dir() or (out / MARKER).exists():
         return False
     names = {p.name for p in out.iterdir()}
     if any((out / n).is_symlink() for n in names):  # a link to someone's database is theirs
         return False
-    if names - {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"} or DB_NAME not in names:
+    store = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"}
+    if names - store - {"masks"} or DB_NAME not in names:
+        return False
+    if "masks" in names and not (
+        (out / "masks").is_dir() and all(is_output(m, "mask") for m in (out / "masks").iterdir())
+    ):
         return False
     try:
         Store(out, readonly=True).db.close()
