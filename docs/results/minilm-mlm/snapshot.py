@@ -10,7 +10,13 @@ resume on a new machine, from the study's worktree:
     mkdir -p sweeps/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite sweeps/minilm-mlm/
     cp -r docs/results/minilm-mlm/masks sweeps/minilm-mlm/
 
-Usage (from the worktree's root): python docs/results/minilm-mlm/snapshot.py [SWEEP_DIR]
+The report needs every final mask (its mask-similarity figures read them) long after their runs are
+done and the masks have left this folder; `--restore` brings each done search's final mask back into
+the sweep from git history (the last commit that held it), before `ticketlab report`.
+
+Usage (from the worktree's root):
+    python docs/results/minilm-mlm/snapshot.py [SWEEP_DIR]              # before a stop
+    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore [SWEEP_DIR]  # before the report
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,9 +36,7 @@ def needed_masks(db: sqlite3.Connection) -> set[str]:
     """The mask directories (relative to the sweep) that a run of the plan not done yet reads, of
     searches that are done (rows of earlier run ids are history: their masks went with an earlier
     machine)."""
-    plan = set(json.loads(db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]))
-    rows = db.execute("SELECT id, kind, status, config, metrics FROM runs")
-    runs = {i: (k, s, json.loads(c), json.loads(m or "null")) for i, k, s, c, m in rows if i in plan}
+    runs = _plan_runs(db)
     keep: set[str] = set()
     for _, status, config, _ in runs.values():
         ref = config.get("mask")
@@ -45,6 +50,68 @@ def needed_masks(db: sqlite3.Connection) -> set[str]:
         else:
             keep.update(i["mask_dir"] for i in metrics["intermediate"] if i["step"] == ref["step"])
     return keep
+
+
+def _plan_runs(db: sqlite3.Connection, provenance: bool = False) -> dict[str, tuple]:
+    """id -> (kind, status, config, metrics[, provenance]) of the runs of the store's current plan."""
+    plan = set(json.loads(db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]))
+    rows = db.execute("SELECT id, kind, status, config, metrics, provenance FROM runs")
+    return {
+        i: (k, s, json.loads(c), json.loads(m or "null"), *([json.loads(p or "{}")] if provenance else []))
+        for i, k, s, c, m, p in rows
+        if i in plan
+    }
+
+
+def restore(sweep: Path) -> None:
+    """Bring back into `sweep` the final mask of every done search that is missing there, from the
+    newest commit (on any branch) whose tree holds it under this folder's `masks/`, checked against
+    the content hash its search recorded (ticketlab's `mask_hash`; needs the study's environment)."""
+    from ticketlab.studies.sweep.provenance import mask_hash
+
+    db = sqlite3.connect(f"file:{sweep / 'results.sqlite'}?mode=ro", uri=True)
+    runs = _plan_runs(db, provenance=True)
+    db.close()
+    root = Path(subprocess.check_output(["git", "rev-parse", "--show-toplevel"], cwd=HERE, text=True).strip())
+    folder = HERE.relative_to(root) / "masks"
+    missing = 0
+    for kind, status, _, metrics, prov in runs.values():
+        if kind != "search" or status != "done" or not metrics.get("mask_dir"):
+            continue
+        target = sweep / metrics["mask_dir"]
+        if (target / "masks.safetensors").is_file():
+            continue
+        path = f"{folder}/{target.name}"
+        # The newest commit touching it added it (still held) or removed it (its parent held it).
+        last = subprocess.check_output(
+            ["git", "log", "-1", "--all", "--format=%H", "--", path], cwd=root, text=True
+        )
+        held = [c for c in (last.strip(), last.strip() + "^") if c and _holds(root, c, path)]
+        if not held:
+            print(f"note: {target.name}: in no commit; not restored")
+            missing += 1
+            continue
+        part = target.with_name(target.name + ".tmp")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        for name in FILES:
+            blob = subprocess.check_output(["git", "show", f"{held[0]}:{path}/{name}"], cwd=root)
+            (part / name).write_bytes(blob)
+        if prov.get("mask_hash") and mask_hash(part) != prov["mask_hash"]:
+            shutil.rmtree(part)
+            print(f"note: {target.name} in {held[0][:12]} is not the mask its search saved; not restored")
+            missing += 1
+            continue
+        part.replace(target)
+        print(f"{target}: restored from {held[0][:12]}")
+    print(f"{sweep}: every done search's final mask is there" + (f" but {missing}" if missing else ""))
+
+
+def _holds(root: Path, commit: str, path: str) -> bool:
+    test = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}:{path}/masks.safetensors"], cwd=root, stderr=subprocess.DEVNULL
+    )
+    return test.returncode == 0
 
 
 def main(sweep: Path) -> None:
@@ -79,4 +146,8 @@ def main(sweep: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "sweeps/minilm-mlm").resolve())
+    args = sys.argv[1:]
+    action = main
+    if args[:1] == ["--restore"]:
+        action, args = restore, args[1:]
+    action(Path(args[0] if args else "sweeps/minilm-mlm").resolve())
