@@ -228,10 +228,15 @@ def test_a_store_carried_with_its_masks_resumes_beside_user_files_not(tmp_path, 
     (carried / "results.sqlite").write_bytes((tmp_path / "made" / "results.sqlite").read_bytes())
     assert main(["sweep", str(spec), "--out", str(carried), "--dry-run"]) == 0
     assert sorted(p.name for p in carried.iterdir()) == ["results.sqlite"]  # the dry run wrote nothing
-    # ... and with the masks its pending runs read (a search's mask outlives its machine): a real
-    # mask passes; a folder beside them that no marker calls a mask is the user's.
+    # ... and with the masks its pending runs read (a search's mask outlives its machine): a pruned
+    # and a searched mask pass; a folder beside them that no marker calls a mask is the user's.
     assert main(["prune", "omp", "--model", str(tiny_bert_dir), "--sparsity", "0.5",
                  "--out", str(carried / "masks" / "omp_s50_0123abcd")]) == 0  # fmt: skip
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sees the dog .\n" * 40)
+    assert main(["search", "tamt", "--model", str(tiny_bert_dir), "--sparsity", "0.5", "--steps", "1",
+                 "--corpus", str(corpus), "--max-length", "16",
+                 "--out", str(carried / "masks" / "tamt-mlm_s50_seed0_4567ef01")]) == 0  # fmt: skip
     assert main(["sweep", str(spec), "--out", str(carried), "--dry-run"]) == 0
     user_files(carried / "masks" / "notes", {"todo.txt": "mine"})
     assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", carried, "--dry-run")

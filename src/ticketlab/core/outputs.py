@@ -145,10 +145,10 @@ def _owned(path: Path, kind: str, joins: Iterable[str] = ()) -> bool:
     return (_marker(path) or {}).get("kind") in {kind, *joins}
 
 
-def is_output(path: str | os.PathLike, kind: str) -> bool:
-    """`path` is a real directory (no link) that our marker calls an output of `kind`."""
+def is_output(path: str | os.PathLike, kind: str, *kinds: str) -> bool:
+    """`path` is a real directory (no link) that our marker calls an output of `kind` (or `kinds`)."""
     path = Path(path)
-    return path.is_dir() and not path.is_symlink() and _owned(path, kind)
+    return path.is_dir() and not path.is_symlink() and _owned(path, kind, kinds)
 
 
 def _theirs(path: Path, names: Iterable[str]) -> list[str]:

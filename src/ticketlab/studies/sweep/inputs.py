@@ -23,8 +23,9 @@ def carried_store(out: Path) -> bool:
     `masks/` folder holding only ticketlab masks: a store copied into an empty directory to carry a
     sweep to another machine (the README's way to resume), with the masks its pending runs read (a
     search's mask outlives the machine that made it). The store is ours by its content (it opens as
-    a ticketlab store), not by its name, and each mask by its marker; anything else beside them
-    makes the directory the user's."""
+    a ticketlab store), not by its name, and each mask by its marker (a pruner's `mask`, or the
+    `search` a searched mask was saved by); anything else beside them makes the directory the
+    user's."""
     if not out.is_dir() or (out / MARKER).exists():
         return False
     names = {p.name for p in out.iterdir()}
@@ -34,7 +35,7 @@ def carried_store(out: Path) -> bool:
     if names - store - {"masks"} or DB_NAME not in names:
         return False
     if "masks" in names and not (
-        (out / "masks").is_dir() and all(is_output(m, "mask") for m in (out / "masks").iterdir())
+        (out / "masks").is_dir() and all(is_output(m, "mask", "search") for m in (out / "masks").iterdir())
     ):
         return False
     try:
