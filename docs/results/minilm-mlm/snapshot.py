@@ -38,11 +38,11 @@ def needed_masks(db: sqlite3.Connection) -> set[str]:
     machine)."""
     runs = _plan_runs(db)
     keep: set[str] = set()
-    for _, status, config, _ in runs.values():
+    for _, status, config, _, _ in runs.values():
         ref = config.get("mask")
         if status == "done" or not ref or ref["search"] not in runs:
             continue
-        _, search_status, _, metrics = runs[ref["search"]]
+        _, search_status, _, metrics, _ = runs[ref["search"]]
         if search_status != "done":
             continue
         if ref.get("step") is None:
@@ -52,15 +52,26 @@ def needed_masks(db: sqlite3.Connection) -> set[str]:
     return keep
 
 
-def _plan_runs(db: sqlite3.Connection, provenance: bool = False) -> dict[str, tuple]:
-    """id -> (kind, status, config, metrics[, provenance]) of the runs of the store's current plan."""
+def _plan_runs(db: sqlite3.Connection) -> dict[str, tuple[str, str, dict, dict | None, dict]]:
+    """id -> (kind, status, config, metrics, provenance) of the runs of the store's current plan."""
     plan = set(json.loads(db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]))
     rows = db.execute("SELECT id, kind, status, config, metrics, provenance FROM runs")
     return {
-        i: (k, s, json.loads(c), json.loads(m or "null"), *([json.loads(p or "{}")] if provenance else []))
+        i: (k, s, json.loads(c), json.loads(m or "null"), json.loads(p or "{}"))
         for i, k, s, c, m, p in rows
         if i in plan
     }
+
+
+def _write_mask(target: Path, files: dict[str, bytes]) -> Path:
+    """A mask folder's `files` written beside `target` (`<name>.tmp`, returned) for the caller to
+    move into place: a stop half-way leaves no half mask under its name."""
+    part = target.with_name(target.name + ".tmp")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    for name, data in files.items():
+        (part / name).write_bytes(data)
+    return part
 
 
 def restore(sweep: Path) -> None:
@@ -70,7 +81,7 @@ def restore(sweep: Path) -> None:
     from ticketlab.studies.sweep.provenance import mask_hash
 
     db = sqlite3.connect(f"file:{sweep / 'results.sqlite'}?mode=ro", uri=True)
-    runs = _plan_runs(db, provenance=True)
+    runs = _plan_runs(db)
     db.close()
     root = Path(subprocess.check_output(["git", "rev-parse", "--show-toplevel"], cwd=HERE, text=True).strip())
     folder = HERE.relative_to(root) / "masks"
@@ -91,20 +102,23 @@ def restore(sweep: Path) -> None:
             print(f"note: {target.name}: in no commit; not restored")
             missing += 1
             continue
-        part = target.with_name(target.name + ".tmp")
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        for name in FILES:
-            blob = subprocess.check_output(["git", "show", f"{held[0]}:{path}/{name}"], cwd=root)
-            (part / name).write_bytes(blob)
+        commit = held[0]
+        git_file = {
+            n: subprocess.check_output(["git", "show", f"{commit}:{path}/{n}"], cwd=root) for n in FILES
+        }
+        part = _write_mask(target, git_file)
         if prov.get("mask_hash") and mask_hash(part) != prov["mask_hash"]:
             shutil.rmtree(part)
-            print(f"note: {target.name} in {held[0][:12]} is not the mask its search saved; not restored")
+            print(f"note: {target.name} in {commit[:12]} is not the mask its search saved; not restored")
             missing += 1
             continue
         part.replace(target)
-        print(f"{target}: restored from {held[0][:12]}")
-    print(f"{sweep}: every done search's final mask is there" + (f" but {missing}" if missing else ""))
+        print(f"{target}: restored from {commit[:12]}")
+    print(
+        f"{sweep}: {missing} done searches' final masks missing"
+        if missing
+        else f"{sweep}: every done search's final mask is there"
+    )
 
 
 def _holds(root: Path, commit: str, path: str) -> bool:
@@ -132,12 +146,7 @@ def main(sweep: Path) -> None:
         if not (sweep / rel / "masks.safetensors").is_file():
             print(f"note: {sweep / rel} has no mask (a search re-run for lost masks?): not copied")
             continue
-        part = target.with_name(target.name + ".tmp")
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        for name in FILES:
-            shutil.copy2(sweep / rel / name, part / name)
-        part.replace(target)
+        _write_mask(target, {name: (sweep / rel / name).read_bytes() for name in FILES}).replace(target)
     for old in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
         if old.name not in {Path(rel).name for rel in keep}:
             shutil.rmtree(old)  # no run needs it any more: git history has it
