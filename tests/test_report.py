@@ -610,6 +610,26 @@ def test_no_winning_verdict_from_one_run(tmp_path):
     assert "| omp | one run |" in text
 
 
+def test_a_method_with_nothing_fine_tuned_on_a_task_is_no_runs_not_none(tmp_path):
+    """A partial sweep: random has runs on y only. On x it neither wins nor loses ('none' would say
+    it lost at every sparsity); its x column says 'no runs'."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("full", 0.0, "x"): [80.0, 81.0, 82.0],
+            ("full", 0.0, "y"): [70.0, 71.0, 72.0],
+            ("omp", 0.5, "x"): [60.0, 61.0],  # loses on x: 'none'
+            ("random", 0.5, "y"): [71.0, 71.5],
+        },
+    )
+    w = {(w.method, w.task): w for w in load_results(tmp_path / "sweep").winning_tickets()}
+    assert w[("random", "x")].reason == "no runs" and w[("random", "x")].sparsity is None
+    assert w[("omp", "x")].reason is None and w[("omp", "x")].sparsity is None
+    assert w[("random", "y")].sparsity == 0.5
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert "| random | no runs | 50% (" in text and "| omp | none |" in text
+
+
 def test_transfer_matrix_by_hand(tmp_path):
     fill(
         tmp_path / "sweep",

@@ -119,7 +119,9 @@ def winning_section(res: SweepResults, note) -> str:
         row = [m]
         for t in cols:
             w = by.get((m, t))
-            if w is None or w.full is None:
+            if w is not None and w.reason == "no runs":
+                row.append("no runs")
+            elif w is None or w.full is None:
                 row.append("n/a")
             elif w.reason is not None:
                 row.append(w.reason)  # "floor" or "one run": no verdict
@@ -137,7 +139,7 @@ def winning_section(res: SweepResults, note) -> str:
             "'none': not even the lowest sparsity wins; 'n/a': no full-model runs to compare with; "
             "'floor': the full model is within one std of a constant predictor (no verdict; on the average "
             "when any of its tasks is); 'one run': the full model or the ticket has a single run, so no std "
-            "to judge by (no verdict). "
+            "to judge by (no verdict); 'no runs': the method has no fine-tuning on the task yet. "
             "In brackets: the method's score there.",
             "",
             table(["method", *("avg" if t == AVG else t for t in cols)], [["full model", *full], *rows]),

@@ -59,7 +59,7 @@ class WinningTicket:
     cell: Cell | None  # the method's cell there
     full: Cell | None  # the full model's cell (its mean and std set the bar)
     at_floor: bool = False  # the full model is within one std of a constant predictor: no verdict
-    reason: str | None = None  # why no verdict: "floor", "one run" (`tasks.metrics.no_verdict`)
+    reason: str | None = None  # why no verdict: "floor", "one run" (`tasks.metrics.no_verdict`), "no runs"
 
 
 @dataclass
@@ -200,7 +200,9 @@ class SweepResults(Claims):
                 if method == "full":
                     continue
                 best, why = None, reason
-                if full is not None and reason is None:
+                if not any((method, s, task) in cells for s in self.sparsities(method)):
+                    why = "no runs"  # nothing fine-tuned on it yet: neither a verdict nor 'none'
+                elif full is not None and reason is None:
                     for s in self.sparsities(method):
                         c = cells.get((method, s, task))
                         if c is None:
