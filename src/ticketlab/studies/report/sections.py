@@ -119,12 +119,10 @@ def winning_section(res: SweepResults, note) -> str:
         row = [m]
         for t in cols:
             w = by.get((m, t))
-            if w is not None and w.reason == "no runs":
-                row.append("no runs")
+            if w is not None and w.reason is not None:
+                row.append(w.reason)  # "floor", "one run" or "no runs": no verdict
             elif w is None or w.full is None:
                 row.append("n/a")
-            elif w.reason is not None:
-                row.append(w.reason)  # "floor" or "one run": no verdict
             elif w.sparsity is None:
                 row.append("none")
             else:
