@@ -27,6 +27,7 @@ from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.core.errors import ConfigError
 from ticketlab.core.outputs import claim_dir
 from ticketlab.studies import Store, expand, load_spec, run_sweep
+from ticketlab.studies.sweep import runner as runner_module
 from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.studies.sweep.methods import MethodSpec
 from ticketlab.studies.sweep.runner import sweep_status
@@ -444,6 +445,46 @@ def test_a_run_another_live_sweep_holds_is_waited_for_without_a_word(tmp_path, t
         holder.kill()
         holder.wait()
     assert not any("in use by" in line for line in logged), logged
+    with Store(sweep_dir) as st:
+        assert st.get(search.id).status == "running"  # still the other process's
+
+
+def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, tiny_bert_dir, monkeypatch):
+    """`--only search --max-runs 1` where the one search left is another live sweep's: nothing here
+    needs its result, so this process returns without waiting for it (a wait fails this test) and
+    leaves the search to its process."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    sweep_dir = tmp_path / "sweep"
+    search = next(r for r in expand(spec) if r.kind == "search")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def refuse(_seconds: float) -> None:
+        raise AssertionError("waited for a run another process holds, which nothing here needs")
+
+    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=refuse))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with Store(sweep_dir) as st:
+            st.add_runs(expand(spec))
+            st.claim(search.id)
+            st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, search.id))
+        result = run_sweep(
+            spec,
+            sweep_dir,
+            finetune=fakes.fake_finetune,
+            log=lambda _: None,
+            poll=0.01,
+            kinds=["search"],
+            max_runs=1,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.ran == [] and not result.failed
     with Store(sweep_dir) as st:
         assert st.get(search.id).status == "running"  # still the other process's
 

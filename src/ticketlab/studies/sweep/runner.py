@@ -222,7 +222,8 @@ class Runner:
         if launcher is not None:
             Coordinator(self, launcher, retries, runs=chosen).run(result, max_runs)
         else:
-            self._run_here(result, max_runs, chosen)
+            whole = kinds is None and max_runs is None and start_for is None
+            self._run_here(result, max_runs, chosen, whole)
         statuses = self.store.statuses()
         result.done = sum(statuses[r.id] == "done" for r in self.runs)
         result.blocked = [
@@ -232,16 +233,22 @@ class Runner:
         ]
         return result
 
-    def _run_here(self, result: SweepResult, max_runs: int | None, chosen: list[Run]) -> None:
+    def _run_here(self, result: SweepResult, max_runs: int | None, chosen: list[Run], whole: bool) -> None:
+        """Run `chosen` one at a time. A run another live process holds is waited for only where this
+        process needs it: a chosen run depends on it, or the whole sweep was asked for (and is said to
+        be done at the end). Part of a sweep (`--only`, `--max-runs`, `--start-for`) leaves the other
+        process's runs to it and returns, not idling a core until they end."""
         total, attempted = len(self.runs), set()
         while (max_runs is None or len(result.ran) + len(result.failed) < max_runs) and self.may_start():
             statuses = self.store.statuses()
+            needed = {d for r in chosen if statuses[r.id] != "done" for d in r.deps}
             progressed = waiting = busy = False
             for run in chosen:
                 if run.id in attempted or (ready := self.ready(run, statuses)) is None:
                     continue
                 if not ready:
-                    waiting = True
+                    held = statuses[run.id] == "running"  # by another live process (ready() said so)
+                    waiting = waiting or not held or whole or run.id in needed
                     continue
                 if self.busy(run):
                     waiting = busy = True
