@@ -5,6 +5,7 @@ parameters a spec asks for are the ones submitted."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -381,6 +382,27 @@ with exclusive(sys.argv[1], "sweep run"):
 """
 
 
+@contextlib.contextmanager
+def another_sweep_holds(spec, sweep_dir: Path, run):
+    """`run` claimed in the store by a live process that holds its directory, as a second sweep
+    process running it does (claim, then its pid); the process is ended on the way out."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / run.dirname), "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with Store(sweep_dir) as st:
+            st.add_runs(expand(spec))
+            st.claim(run.id)
+            st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, run.id))
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_path, tiny_bert_dir):
     """The coordinator died: one run had finished (its result file is there, the store says
     running), another one's directory is still held by a live process (its orphaned worker). The
@@ -428,22 +450,9 @@ def test_a_run_another_live_sweep_holds_is_waited_for_without_a_word(tmp_path, t
     spec = tiny_spec(tmp_path, tiny_bert_dir)
     sweep_dir = tmp_path / "sweep"
     search = next(r for r in expand(spec) if r.kind == "search")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "60"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     logged: list[str] = []
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with Store(sweep_dir) as st:
-            st.add_runs(expand(spec))
-            st.claim(search.id)  # as the other sweep does, then its pid
-            st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, search.id))
+    with another_sweep_holds(spec, sweep_dir, search):
         run_sweep(spec, sweep_dir, finetune=fakes.fake_finetune, log=logged.append, poll=0.01, start_for=1.0)
-    finally:
-        holder.kill()
-        holder.wait()
     assert not any("in use by" in line for line in logged), logged
     with Store(sweep_dir) as st:
         assert st.get(search.id).status == "running"  # still the other process's
@@ -456,22 +465,12 @@ def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, ti
     spec = tiny_spec(tmp_path, tiny_bert_dir)
     sweep_dir = tmp_path / "sweep"
     search = next(r for r in expand(spec) if r.kind == "search")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "60"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
 
     def refuse(_seconds: float) -> None:
         raise AssertionError("waited for a run another process holds, which nothing here needs")
 
     monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=refuse))
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with Store(sweep_dir) as st:
-            st.add_runs(expand(spec))
-            st.claim(search.id)
-            st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, search.id))
+    with another_sweep_holds(spec, sweep_dir, search):
         result = run_sweep(
             spec,
             sweep_dir,
@@ -481,9 +480,6 @@ def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, ti
             kinds=["search"],
             max_runs=1,
         )
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.ran == [] and not result.failed
     with Store(sweep_dir) as st:
         assert st.get(search.id).status == "running"  # still the other process's
