@@ -597,6 +597,31 @@ def test_identical_scores_are_no_test_and_leave_the_holm_family(tmp_path):
     assert comps["x"].p_holm == pytest.approx(by_hand)
 
 
+def test_two_sides_without_spread_are_no_test_not_a_p_of_zero(tmp_path):
+    """minilm-mlm's MRPC after its first fine-tuning seeds: three TAMT masks at 69.02 each, OMP's
+    seeds at 67.79 each. Welch's SE is 0 there and its p was 0, printed as 'tamt-mlm > omp' (holds):
+    a verdict from two near-constant predictors 4 dev examples apart. Now no test ('no spread'),
+    outside the Holm family; one side with spread is still a test."""
+    fill(
+        tmp_path / "sweep",
+        {
+            ("omp", 0.5, "x"): [67.79, 67.79],
+            ("tamt-mlm", 0.5, "x"): [69.02] * 3,
+            ("omp", 0.5, "y"): [67.79, 67.79],
+            ("tamt-mlm", 0.5, "y"): [69.02, 68.4, 69.3],
+        },
+        masks={"tamt-mlm": 3},
+    )
+    res = load_results(tmp_path / "sweep")
+    comps = {c.task: c for c in res.comparisons() if c.a.method == "tamt-mlm" and c.b.method == "omp"}
+    flat, spread = comps["x"], comps["y"]
+    assert flat.why_not == "no spread" and flat.verdict == "no spread"
+    assert flat.p is None and flat.se is None and flat.mde is None and flat.p_holm is None
+    assert spread.why_not is None and spread.se > 0 and spread.p is not None and spread.p_holm is not None
+    text = write_report(tmp_path / "sweep").path.read_text()
+    assert "no test (no spread)" in text and "tamt-mlm > omp at 50% on x: holds" not in text
+
+
 def test_no_winning_verdict_from_one_run(tmp_path):
     """One fine-tuning of the full model has no std: 'mean >= full - 1 std' is noise; one of the
     ticket likewise."""

@@ -34,6 +34,7 @@ from .cells import AVG, Cell, Score
 
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
 ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
+NO_SPREAD = "no spread"  # each side's runs agree within it, the sides differ: SE 0, no test
 FLOOR = "floor"  # the full model is within one std of the task's constant predictor: no test on it
 
 
@@ -78,6 +79,13 @@ class Side:
         if self.stochastic or len(self.within) < 2:
             return None
         return Cell(self.within, []).std ** 2 / len(self.within), len(self.within) - 1
+
+    def flat(self) -> bool:
+        """Nothing to estimate its noise from: its mask means agree (several masks), or its one
+        deterministic mask's fine-tuning seeds do (to rounding: a mean of the same scores in another
+        order may differ in the last bit)."""
+        values = self.means if len(self.means) >= 2 else self.within
+        return len(values) >= 2 and max(values) - min(values) <= 1e-9 * max(1.0, abs(self.mean))
 
     def why_not(self) -> str | None:
         if len(self.means) >= 2:
@@ -145,13 +153,19 @@ class Comparison:
     @property
     def why_not(self) -> str | None:
         """Why there is no test (the full model at the task's floor, then identical scores, then a
-        stochastic method's single mask), or None. At the floor the task was not learnt at this
-        budget: a difference of two methods there is one of noise around a constant predictor."""
+        stochastic method's single mask, then no spread on either side), or None. At the floor the
+        task was not learnt at this budget: a difference of two methods there is one of noise around
+        a constant predictor. With no spread on either side Welch's SE is 0 and its p 0 whatever the
+        difference: scores on a few hundred dev examples move in steps of one example, and two sides
+        that each repeat one near-constant prediction differ by rounding, not by a tested effect."""
         if self.floor:
             return FLOOR
         if self.identical:
             return "identical"
-        return self.a.why_not() or self.b.why_not()
+        why = self.a.why_not() or self.b.why_not()
+        if why is None and self.a.flat() and self.b.flat():
+            return NO_SPREAD
+        return why
 
     def _design(self) -> tuple[float, float] | None:
         parts = [self.a.noise(), self.b.noise()]

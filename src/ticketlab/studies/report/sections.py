@@ -15,7 +15,7 @@ from typing import Any
 from ..supertickets import super_picks
 from ..sweep.methods import base_method
 from .cells import AVG, Cell, stats
-from .paired import MAIN, ONE_STOCHASTIC_MASK, Comparison
+from .paired import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
 from .results import PROTOCOLS
 from .tables import SweepResults
 
@@ -269,7 +269,10 @@ def paired_section(res: SweepResults) -> str:
         + " Holm's step-down keeps the chance of any false verdict among them below 5%; the verdict "
         "reads p (Holm), and 'within noise' (p (Holm) ≥ 0.05) says nothing of differences below the MDE, "
         "the smallest true Δ this design detects with 80% power at α = 0.05 (uncorrected) at its observed "
-        "noise. 'identical': every run of both methods scored the same (no test). 'floor': the full "
+        "noise. 'identical': every run of both methods scored the same (no test). "
+        f"'{NO_SPREAD}': each "
+        "side's mask means (a deterministic mask's seeds) agree and the sides differ, so the SE is 0 "
+        "and no p can be read (no test). 'floor': the full "
         "model is within one std of the task's constant predictor (the task was not learnt at this "
         "budget), so no comparison on it is tested (the average over tasks keeps its test: a task at "
         "its floor dilutes a difference of averages, it does not make one). 'unequal sparsity': "
