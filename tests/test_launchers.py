@@ -383,24 +383,30 @@ with exclusive(sys.argv[1], "sweep run"):
 
 
 @contextlib.contextmanager
-def another_sweep_holds(spec, sweep_dir: Path, run):
-    """`run` claimed in the store by a live process that holds its directory, as a second sweep
-    process running it does (claim, then its pid); the process is ended on the way out."""
+def holding(run_dir: Path, seconds: float):
+    """A live process holding `run_dir` as a sweep's worker does, for at most `seconds`; it is
+    ended on the way out."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / run.dirname), "60"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", HOLD, str(run_dir), str(seconds)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@contextlib.contextmanager
+def another_sweep_holds(spec, sweep_dir: Path, run):
+    """`run` claimed in the store by a live process that holds its directory, as a second sweep
+    process running it does (claim, then its pid); the process is ended on the way out."""
+    with holding(sweep_dir / "runs" / run.dirname, 60) as holder:
         with Store(sweep_dir) as st:
             st.add_runs(expand(spec))
             st.claim(run.id)
             st.db.execute("UPDATE runs SET pid = ? WHERE id = ?", (holder.pid, run.id))
         yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_path, tiny_bert_dir):
@@ -422,18 +428,9 @@ def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_p
         # The search's worker is still running: its result is not written yet.
         (sweep_dir / "runs" / search.dirname / "sweep_result.json").unlink()
     before = fakes.calls(sweep_dir)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(sweep_dir / "runs" / search.dirname), "3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with holding(sweep_dir / "runs" / search.dirname, 3) as holder:
         launcher = InlineLauncher(sweep_dir / "jobs2")
         again = sweep(launcher=launcher)
-    finally:
-        holder.kill()
-        holder.wait()
     assert again.ok and not again.failed and set(again.ran) == {r.id for r in runs}
     assert launcher.n == 1  # the search, once its directory was free; the fine-tunings collected
     assert any(f"in use by pid {holder.pid}" in line for line in logged)
