@@ -129,6 +129,18 @@ def test_cli_report_and_run_lookup(full_sweep, capsys):
     assert "not a sweep directory" in capsys.readouterr().err
 
 
+def test_tasks_of_different_sizes_are_no_data_scarcity_curve(tmp_path, tiny_bert_dir):
+    """Fig. 9 needs one task fine-tuned on two or more sizes. A subset of one task and all of another
+    (minilm-mlm: SST-2 on 10,000 examples, MRPC and CoLA on all) are two sizes of the method, not a
+    curve: the figure was drawn, one point per task and an empty average panel."""
+    tasks = {"a": {"data": "data/a", "train_size": 4}, "b": {"data": "data/b"}}
+    kw = dict(methods=["full", "omp"], pretrain_eval=None, search_curve=None, data_curve=None)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, tasks=tasks, **kw)
+    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None).ok
+    report = write_report(tmp_path / "sweep")
+    assert "training-set sizes" in report.skipped["fig9_train_size.png"]
+
+
 def test_figures_without_data_are_skipped_with_a_reason(tmp_path, tiny_bert_dir):
     spec = fakes.make_spec(
         tmp_path,

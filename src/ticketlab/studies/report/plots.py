@@ -248,10 +248,13 @@ def score_vs_train_size(res: SweepResults, path: Path) -> str | None:
         if (s.method, s.sparsity) in curves and (s.train_size is not None or s.task in whole)
     ]
     sizes_of: dict[tuple, set[int]] = defaultdict(set)
+    by_task: dict[tuple, set[int]] = defaultdict(set)  # tasks of different sizes are no curve
     for s in sized:
         sizes_of[(s.method, s.sparsity)].add(s.train_size)
+        by_task[(s.method, s.sparsity, s.task)].add(s.train_size)
     order = report_order() + res.methods
-    lines = sorted((k for k, v in sizes_of.items() if len(v) >= 2), key=lambda k: order.index(k[0]))
+    curved = {(m, sp) for (m, sp, _), v in by_task.items() if len(v) >= 2}
+    lines = sorted(curved, key=lambda k: (order.index(k[0]), k[1]))
     if not lines:
         return "no method was fine-tuned on two or more training-set sizes (add a `data_curve:` block)"
     tasks = [t for t in res.tasks if any(s.task == t for s in sized)]
