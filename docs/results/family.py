@@ -28,8 +28,11 @@ REPORTS = [
     "mask-init",
     "data-scarcity",
     "super-tickets/minilm-sst2-3seeds/sst2",
+    "minilm-mlm",
 ]
 KEEP = ("a", "b", "sparsity", "task", "train_size", "masks_a", "seeds_a", "masks_b", "seeds_b")
+# a loss test's search steps per side: the search-cost rows of one pair differ only in them
+STEPS = ("steps_a", "steps_b")
 NUMBERS = ("mean_diff", "se_diff", "p_welch", "p_holm", "mde80", "verdict", "labels")
 # pretrain_tests.csv's columns under paired.csv's names (a Spearman row: estimate = rho, no b, no SE)
 CLAIM_COLUMNS = {"mean_diff": "estimate", "se_diff": "se", "p_welch": "p"}
@@ -39,6 +42,7 @@ def _downstream(study: str, r: dict) -> dict:
     return (
         {"study": study, "test": "downstream", "loss": ""}
         | {k: r.get(k, "main") for k in KEEP}
+        | dict.fromkeys(STEPS, "")
         | {k: r[k] for k in NUMBERS}
     )
 
@@ -48,6 +52,7 @@ def _claim(study: str, r: dict) -> dict:
     return (
         {"study": study, "test": r["part"], "loss": r["loss"]}
         | kept
+        | {k: r.get(k, "") for k in STEPS}
         | {k: r[CLAIM_COLUMNS.get(k, k)] for k in NUMBERS}
     )
 
@@ -101,7 +106,8 @@ def main() -> None:
     print(f"{len(rows)} tests, {len(found)} with p (Holm over all of them) < 0.05")
     for r in found:
         print(
-            f"  {r['study']}: {r['test']} {r['loss']} {r['a']} {r['b']} {r['sparsity']} {r['task']}: "
+            f"  {r['study']}: {r['test']} {r['loss']} {r['a']} {r['b']} {r['sparsity']} {r['task']} "
+            f"{r['steps_a']}: "
             f"{r['mean_diff']} (p Holm {r['p_holm_readme']}; {r['direction']})"
         )
 
