@@ -102,7 +102,7 @@ def restore(sweep: Path) -> None:
             print(f"note: {target.name}: in no commit; not restored")
             missing += 1
             continue
-        commit = held[0]
+        commit = subprocess.check_output(["git", "rev-parse", held[0]], cwd=root, text=True).strip()
         git_file = {
             n: subprocess.check_output(["git", "show", f"{commit}:{path}/{n}"], cwd=root) for n in FILES
         }
