@@ -25,8 +25,8 @@ def user_pages() -> list[Path]:
 
 
 def offending_lines(path: Path, pattern: re.Pattern[str]) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [f"{path.relative_to(ROOT)}:{i}: {line.strip()}" for i, line in enumerate(lines, 1) if pattern.search(line)]
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+    return [f"{path.relative_to(ROOT)}:{i}: {line.strip()}" for i, line in lines if pattern.search(line)]
 
 
 def help_texts() -> dict[str, str]:

@@ -23,8 +23,9 @@ def section_code() -> str:
 
 
 def test_the_lora_section_runs_as_written(tmp_path, monkeypatch, capsys):
-    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(tmp_path / "models" / "minilm-mlm")
-    write_tokenizer(tmp_path / "models" / "minilm-mlm")
+    model = tmp_path / "models" / "minilm-mlm"
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model)
+    write_tokenizer(model)
     code = section_code()
     assert code.count('"models/minilm-mlm"') == 1 and "merge_under_mask(" in code
     monkeypatch.chdir(tmp_path)
