@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mkdocs.structure.files import File, Files
+
+# The site documents this checkout's code, whichever ticketlab the environment has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 CLI_DIR = "reference/cli"
 WIDTH = "100"  # argparse wraps help text to $COLUMNS: a fixed width gives the same pages everywhere
@@ -75,7 +80,7 @@ def on_config(config):
     def expand(items: list) -> list:
         for i, item in enumerate(items):
             if isinstance(item, dict):
-                (title, value), = item.items()
+                ((title, value),) = item.items()
                 if value == f"{CLI_DIR}/index.md":
                     verbs = [{f"ticketlab {name}": f"{CLI_DIR}/{name}.md"} for name in VERBS]
                     items[i] = {title: [{"Overview": value}, *verbs]}
