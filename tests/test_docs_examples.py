@@ -122,8 +122,8 @@ def test_examples_run_as_written(tmp_path, monkeypatch):
         TASKS.update(tasks)
     assert len(printed) >= 20, f"only {len(printed)} commands of the pages ran"
     shown = shown_outputs()
-    assert len(shown) >= 2, "the pages' shown outputs were not found"
-    for command, output in shown.items():
+    assert len({command for command, _ in shown}) >= 2, "the pages' shown outputs were not found"
+    for command, output in shown:
         assert command in printed, f"`{command}`: its output is shown, but it did not run"
         check_shown(command, output, printed[command], work)
 
@@ -206,12 +206,13 @@ def run_shell_block(block: str, env: dict[str, str], skipped_outputs: list[str])
     return printed
 
 
-def shown_outputs() -> dict[str, str]:
-    """What the pages say a command prints: "`ticketlab ...` (...) prints:" and the block after it."""
-    found = {}
+def shown_outputs() -> list[tuple[str, str]]:
+    """What the pages say a command prints, (command, output): "`ticketlab ...` (...) prints:" and the
+    block after it (a command may be shown on several pages)."""
+    found = []
     for page in pages():
         text = page.read_text(encoding="utf-8")
-        found.update(re.findall(r"`(ticketlab [^`]+)`[^`\n]*prints:\n\n```\n(.*?)^```", text, re.M | re.S))
+        found += re.findall(r"`(ticketlab [^`]+)`[^`\n]*prints:\n\n```\n(.*?)^```", text, re.M | re.S)
     return found
 
 
