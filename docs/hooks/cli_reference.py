@@ -14,11 +14,19 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
-# The site documents this checkout's code, whichever ticketlab the environment has installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _this_checkout() -> None:
+    """Import ticketlab from this checkout, whichever one the environment has installed: the site
+    documents the code beside it. (MkDocs restores `sys.path` after loading a hook, so this runs
+    in each event, before the first import.)"""
+    if sys.path[0] != SRC:
+        sys.path.insert(0, SRC)
+
 
 CLI_DIR = "reference/cli"
-WIDTH = "100"  # argparse wraps help text to $COLUMNS: a fixed width gives the same pages everywhere
+WIDTH = "110"  # argparse wraps help to $COLUMNS: the same pages everywhere, as wide as the docstrings
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -43,6 +51,7 @@ def verb_page(name: str, parser: argparse.ArgumentParser, summary: str) -> str:
 def cli_pages() -> dict[str, str]:
     """Page path (relative to the docs folder) -> markdown, for the index and every verb."""
     os.environ["COLUMNS"] = WIDTH
+    _this_checkout()
     from ticketlab.cli import VERBS, build_parser
 
     parser = build_parser()
@@ -75,6 +84,7 @@ def on_files(files: Files, config) -> Files:
 
 def on_config(config):
     """List every verb's page under the nav's "Command line" entry, so a new verb needs no nav edit."""
+    _this_checkout()
     from ticketlab.cli import VERBS
 
     def expand(items: list) -> list:
