@@ -37,7 +37,15 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def _help(parser: argparse.ArgumentParser) -> str:
-    return "```text\n" + parser.format_help().rstrip() + "\n```\n"
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = WIDTH
+    try:
+        return "```text\n" + parser.format_help().rstrip() + "\n```\n"
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
 
 
 def verb_page(name: str, parser: argparse.ArgumentParser, summary: str) -> str:
@@ -50,7 +58,6 @@ def verb_page(name: str, parser: argparse.ArgumentParser, summary: str) -> str:
 
 def cli_pages() -> dict[str, str]:
     """Page path (relative to the docs folder) -> markdown, for the index and every verb."""
-    os.environ["COLUMNS"] = WIDTH
     _this_checkout()
     from ticketlab.cli import VERBS, build_parser
 
