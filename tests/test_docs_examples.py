@@ -157,7 +157,8 @@ SKIPPED = {
     " ...": "an elided command (its options left to the reader)",
 }
 # Searches and pre-training longer than this many steps are not run (tests/test_tamt.py,
-# test_imp.py and test_pretrain.py cover them on tiny models); the tutorial's are shorter.
+# test_imp.py and test_pretrain.py cover them on tiny models), nor fine-tunings without --max-steps;
+# the tutorial's are shorter.
 MAX_STEPS = 50
 
 
@@ -172,6 +173,8 @@ def skip_reason(command: str, skipped_outputs: list[str]) -> str | None:
         steps = re.search(r"--steps (\d+)", command)
         if steps is None or int(steps[1]) > MAX_STEPS:
             return f"longer than {MAX_STEPS} steps"
+    if words[1] == "finetune" and "--max-steps" not in words:
+        return "the task's whole schedule (tests/test_finetune.py fine-tunes tiny models)"
     return None
 
 
