@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -275,3 +276,15 @@ def test_shipped_sweep_spec_names_what_ships():
     assert (ROOT / "examples" / spec["model"]).resolve() == (ROOT / MODEL).resolve()
     for path in [*spec["corpus"].values(), *(t["data"] for t in spec["tasks"].values())]:
         assert (ROOT / "examples" / path).resolve().is_relative_to(ROOT / "data"), path
+
+
+def test_data_examples_parse():
+    """The pages' ```json and ```yaml blocks (a task.json, a sweep spec's part) are what they say."""
+    found = 0
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        for language, block in re.findall(r"^```(json|yaml)\n(.*?)^```", text, flags=re.M | re.S):
+            parsed = json.loads(block) if language == "json" else yaml.safe_load(block)
+            assert isinstance(parsed, dict), f"{page.name}: a {language} block is no mapping"
+            found += 1
+    assert found >= 2
