@@ -1,7 +1,7 @@
 """Every encoder family of `ticketlab.models.arch` on tiny random models of its own config class: default
 targets, units (gates, their weight-mask equivalent, compaction), and every verb a new user tries on a
-saved model of each family: each works or refuses in one line, as README's families x verbs table
-(`families_table`) says.
+saved model of each family: each works or refuses in one line, as the families x verbs table of
+docs/how-to/own-model.md (`families_table`) says.
 
 The unit layout is checked against an independent computation: a pruned head's value rows (where
 the family keeps them: separate V, the third block of ModernBERT's Wqkv, the third of each head's
@@ -37,7 +37,7 @@ from ticketlab.models.arch import ARCHS, FUSED, INTERLEAVED, Arch, register_arch
 from ticketlab.models.load import load_model
 from ticketlab.models.structure import structure_of
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+FAMILIES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "own-model.md"
 
 STRUCTURED = [f for f in FAMILIES if f != "albert"]  # ALBERT's one shared layer: refused
 
@@ -270,7 +270,7 @@ def test_a_family_of_your_own_is_registered_from_python():
 
 # --------------------------------------------------------------------------- every verb, every family
 
-# The verbs a new user tries, in the order the test runs them (README "Encoder families" has the table).
+# The verbs a new user tries, in the order the test runs them (docs/how-to/own-model.md has the table).
 VERBS = (
     "prune omp",
     "prune random",
@@ -307,7 +307,7 @@ def cell(family: str, verb: str) -> str:
 
 
 def families_table() -> str:
-    """The README's families x verbs table, from the cells the test below checks."""
+    """The families x verbs table of docs/how-to/own-model.md, from the cells the test below checks."""
     rows = [
         "| family | " + " | ".join(f"`{v}`" for v in VERBS) + " |",
         "|---" * (len(VERBS) + 1) + "|",
@@ -408,9 +408,10 @@ def test_every_verb_works_or_refuses_in_one_line_on_every_family(family, verb_da
         assert run(capsys, *argv)[0] == 0
 
 
-def test_the_readme_table_is_the_one_measured():
-    """README's families x verbs table is `families_table()`, whose cells the test above checks."""
-    assert families_table() in README.read_text(encoding="utf-8")
+def test_the_documented_table_is_the_one_measured():
+    """The families x verbs table of docs/how-to/own-model.md is `families_table()`, whose cells the test
+    above checks."""
+    assert families_table() in FAMILIES_PAGE.read_text(encoding="utf-8")
 
 
 def test_an_unregistered_family_prunes_with_targets(verb_data, tmp_path, capsys):

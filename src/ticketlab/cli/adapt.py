@@ -9,9 +9,9 @@ and adaptation.md (mean ± std over seeds with n; super - full paired per seed; 
 full model is at a constant predictor's score).
 
 Example:
-  ticketlab super --model ../shared/models/bert-mini-ref --task sst2 --data-dir ../shared/data/glue \\
+  ticketlab super --model models/minilm-mlm --task sst2 --data-dir path/to/glue \\
       --seeds 1 2 3 --keep-models --out super/sst2
-  ticketlab adapt super/sst2 --task mrpc --data-dir ../shared/data/glue --out adapt/sst2-mrpc
+  ticketlab adapt super/sst2 --task mrpc --data-dir path/to/glue --out adapt/sst2-mrpc
 """
 
 from __future__ import annotations

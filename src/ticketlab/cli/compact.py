@@ -6,7 +6,7 @@ HF configs cannot express per-layer head counts, so the directory holds a manife
 `from_pretrained` refuses it.
 
 Example:
-  ticketlab compact --model ../shared/models/bert-mini-ref --mask tickets/winning50 --out compact/w50
+  ticketlab compact --model models/minilm-mlm --mask tickets/winning50 --out compact/w50
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ its figures and print the main table. About 6 minutes on 2 idle CPU cores the fi
 machine is named in one line, with what it costs).
 
 --model, --corpus and --tasks swap in real ones, each on its own (the rest stays synthetic):
-  ticketlab demo --model ../shared/models/bert-mini-ref --corpus ../shared/data/wikitext-2/valid.txt \\
-      --tasks sst2 cola --data-dir ../shared/data/glue --out demo-real
+  ticketlab demo --model models/minilm-mlm --corpus data/corpus/train.txt \\
+      --tasks sst2 cola --data-dir path/to/glue --out demo-real
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ Eq. 6 between the subnetwork and its own dense model (0 without a mask), on the 
 loss is made with the original pre-trained MLM head for every method (--load_mlm_head false) and a
 dense decoder: only the input word embeddings are masked. A mask found by TAMT-MLM carries its
 trained MLM head (mlm_head.safetensors): --mlm-head trained scores it with that head instead, and
---decoder masked with the masked decoder (ticketlab before issue 34). Without --model, each mask is
+--decoder masked with the masked decoder (ticketlab's earlier default). Without --model, each mask is
 evaluated on the base model recorded in it.
 
 Examples:
-  ticketlab evaluate-pretrain --model ../shared/models/bert-mini-ref --full \\
-      --mask masks/omp70 masks/tamt-mlm70 --corpus ../shared/data/wikitext-2/test.txt --max-length 128
+  ticketlab evaluate-pretrain --model models/minilm-mlm --full \\
+      --mask masks/omp70 masks/tamt-mlm70 --corpus data/corpus/dev.txt --max-length 128
   ticketlab evaluate-pretrain --mask masks/imp70 --corpus test.txt --max-length 128 --json
 """
 

@@ -3,11 +3,11 @@
 `AutoModel*.from_pretrained(OUT)` reloads it with the zeros intact; no ticketlab needed to use it.
 
 Example:
-  ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp70 --out exported/omp70
-  ticketlab export --model ../shared/models/bert-mini-ref --mask masks/omp-2-4 --out exported/omp-2-4 \
+  ticketlab export --model models/minilm-mlm --mask masks/omp70 --out exported/omp70
+  ticketlab export --model models/minilm-mlm --mask masks/omp-2-4 --out exported/omp-2-4 \
       --semi-structured bf16      (a 2:4 mask, on a CUDA GPU: weights torch.sparse takes as 2:4)
   ticketlab export --model runs/sst2-omp70/seed-1/model --mask masks/omp70 --head seq-cls \
-      --base ../shared/models/bert-mini-ref --out tickets/sst2-omp70
+      --base models/minilm-mlm --out tickets/sst2-omp70
                                   (a fine-tuned ticket as a small artefact beside its base:
                                    ticketlab.masks.load_ticket("tickets/sst2-omp70") reloads it)
 """

@@ -18,10 +18,10 @@ Run the same command again to resume an interrupted run; a finished one is not r
 Several GPUs: accelerate launch --no_python ticketlab finetune ...
 
 Examples:
-  ticketlab finetune --model ../shared/models/bert-mini-ref --task mrpc \\
-      --data-dir ../shared/data/glue --out runs/mrpc-full
-  ticketlab finetune --model ../shared/models/bert-mini-ref --mask masks/omp70 --task sst2 \\
-      --data-dir ../shared/data/glue --seeds 1 2 3 --train-samples 1000 --out runs/sst2-omp70-1k
+  ticketlab finetune --model models/minilm-mlm --task mrpc \\
+      --data-dir path/to/glue --out runs/mrpc-full
+  ticketlab finetune --model models/minilm-mlm --mask masks/omp70 --task sst2 \\
+      --data-dir path/to/glue --seeds 1 2 3 --train-samples 1000 --out runs/sst2-omp70-1k
 """
 
 from __future__ import annotations

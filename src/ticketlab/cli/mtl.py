@@ -14,7 +14,7 @@ OUT`), mtl.json (mean ± std over seeds) and seed-<s>/ (the multi-task weights, 
 Rerun the same command to resume.
 
 Example:
-  ticketlab mtl --model ../shared/models/bert-mini-ref --tasks mrpc sst2 --data-dir ../shared/data/glue \\
+  ticketlab mtl --model models/minilm-mlm --tasks mrpc sst2 --data-dir path/to/glue \\
       --tickets super/mrpc/masks/st-winning_l30_seed1_* super/sst2/masks/st-winning_l20_seed1_* \\
       --out mtl/mrpc-sst2
 """

@@ -4,8 +4,8 @@
   random  random pruning with the same per-matrix (local) or overall (global) sparsity
 
 Example:
-  ticketlab prune omp --model ../shared/models/bert-mini-ref --sparsity 0.7 --out masks/omp70
-  ticketlab prune omp --model ../shared/models/bert-mini-ref --pattern 2:4 --out masks/omp-2-4
+  ticketlab prune omp --model models/minilm-mlm --sparsity 0.7 --out masks/omp70
+  ticketlab prune omp --model models/minilm-mlm --pattern 2:4 --out masks/omp-2-4
 """
 
 from __future__ import annotations

@@ -27,13 +27,13 @@ batch is split between them and the result is the same):
       ticketlab search tamt ...                                                        (CPUs, gloo)
 
 Examples:
-  ticketlab search tamt --model ../shared/models/bert-mini-ref \\
-      --corpus ../shared/data/wikitext-2/valid.txt --dev ../shared/data/wikitext-2/test.txt \\
+  ticketlab search tamt --model models/minilm-mlm \\
+      --corpus data/corpus/train.txt --dev data/corpus/dev.txt \\
       --max-length 128 --sparsity 0.7 --objective mlm --steps 300 --save-at 100,200 --out masks/tamt-mlm70
-  ticketlab search imp --model ../shared/models/bert-mini-ref --corpus wiki.txt --sparsity 0.7 \\
+  ticketlab search imp --model models/minilm-mlm --corpus wiki.txt --sparsity 0.7 \\
       --steps 600 --out masks/imp70
-  ticketlab search imp --model ../shared/models/bert-mini-ref --task sst2 \\
-      --data-dir ../shared/data/glue --sparsity 0.5 --steps 500 --out masks/imp-sst2-50
+  ticketlab search imp --model models/minilm-mlm --task sst2 \\
+      --data-dir path/to/glue --sparsity 0.5 --steps 500 --out masks/imp-sst2-50
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ to resume.
 Fine-tuning options are those of `ticketlab finetune` (defaults: the task's TAMT Table 1 values).
 
 Example:
-  ticketlab super --model ../shared/models/bert-mini-ref --task mrpc --data-dir ../shared/data/glue \\
+  ticketlab super --model models/minilm-mlm --task mrpc --data-dir path/to/glue \\
       --seeds 1 2 3 --levels 0.1 0.3 0.5 --out super/mrpc
 """
 

@@ -17,8 +17,8 @@ The budgets (`BUDGETS`) live in the torch-free `demo_config`, re-exported here. 
 and `tasks` swap in real ones, each independently (the synthetic language is
 plain English words, so any tokenizer reads it):
 
-    run_demo(model="../shared/models/bert-mini-ref", corpus=["../shared/data/wikitext-2/valid.txt"],
-             tasks=["sst2", "cola"], data_dir="../shared/data/glue")
+    run_demo(model="models/minilm-mlm", corpus=["data/corpus/train.txt"],
+             tasks=["sst2", "cola"], data_dir="path/to/glue")
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def demo_threads(cores: int, load: float, what: str = "the demo") -> tuple[int, 
     processes keep `load` of them busy (the 1-minute load average), and the line that says what the
     busy machine costs (None when it is idle). torch's default, a thread per core, beside other work
     oversubscribes the cores: pre-training ran at 1.4-2.9 steps/s instead of ~30, 43 minutes in all
-    instead of 6 (issue 33)."""
+    instead of 6 on a shared machine."""
     threads = max(1, min(cores, math.floor(cores - load + 0.5)))
     if threads == cores:
         return threads, None

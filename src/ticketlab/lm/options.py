@@ -11,9 +11,9 @@ KdInput = Literal["clean", "corrupted"]  # what teacher and student read for the
 # Help of the options that choose them, for every verb that has them.
 DECODER_HELP = (
     "the tied MLM decoder: dense (TAMT, Liu et al. 2022: only the input word embeddings are masked) "
-    "or masked (the exported checkpoint's shared matrix; ticketlab before issue 34)"
+    "or masked (the exported checkpoint's shared matrix; ticketlab's earlier default)"
 )
 KD_INPUT_HELP = (
     "what the KD loss reads: clean text (TAMT's KD data, masked_lm_prob 0) or the MLM-corrupted "
-    "input (ticketlab before issue 34)"
+    "input (ticketlab's earlier default)"
 )

@@ -14,7 +14,7 @@ linear layers that see every unit separately (BERT's names here; every family's
 are in `ticketlab.models.arch`):
 
 - `attention.output.dense`, forward **pre**-hook: its input is the per-head contexts concatenated head
-  by head, [..., H·dh]; viewed as [..., H, dh] it is multiplied by ξ[l] [H]. ξ_h = 0 is exactly the
+  by head, [..., H·dh]; viewed as [..., H, dh] it is multiplied by ξ[l] (shape [H]). ξ_h = 0 is exactly the
   model with head h sliced out (its Q/K/V rows and attention-output columns removed).
 - `output.dense` (FFN-out), forward **pre**-hook: its input is the intermediate activations [..., I],
   multiplied by the neuron gates [I]. A zero gate is the neuron sliced out (FFN-in row, FFN-out column).

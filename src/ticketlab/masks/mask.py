@@ -2,7 +2,7 @@
 
 Keys name weights (`X.weight`) and, where a mask must cover a bias to compute what a unit mask
 means (a pruned FFN sub-layer takes FFN-out's bias with it: `masks.units`), biases (`X.bias`).
-Sparsity is a fraction of *weights* (DESIGN.md: biases are never pruned targets), so every count,
+Sparsity is a fraction of *weights* (biases are never pruned targets), so every count,
 per-matrix figure and similarity here runs over the weight entries only; bias entries ride along,
 are applied, saved, compared for equality and combined like the rest.
 """

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # `Targets` is a config field's type: read when a verb's `--h
 
 __all__ = ["BERT_LIKE_ENCODER", "BERT_LIKE_TARGETS", "POOLER", "default_targets"]
 
-# TAMT §3.2 on BERT: word embeddings + six per layer (+ the pooler since issue 34: `default_targets`)
+# TAMT §3.2 on BERT: word embeddings + six per layer (+ the pooler, as the papers' code: `default_targets`)
 BERT_LIKE_TARGETS = ARCHS["bert"].targets(pooler=False)
 POOLER = r"pooler\.dense"  # only task models have one (transformers' *ForMaskedLM have none)
 
@@ -32,19 +32,19 @@ Targets = str | Sequence[str] | None
 
 def default_targets(model_type: str, pooler: bool = True) -> str:
     """The family's word embeddings, six matrices per layer and pooler (`models.arch.ARCHS`; `pooler=False`:
-    without it, as before issue 34), or one clear error."""
+    without it, as before the reference defaults), or one clear error."""
     return arch_of(model_type).targets(pooler)
 
 
 POOLER_HELP = (
     "prune the pooler too where the checkpoint has one, as both papers' code does (TAMT, Liu et al. "
-    "2022; BERT-Tickets, Chen et al. 2020); --no-pooler: leave it dense (ticketlab before issue 34)"
+    "2022; BERT-Tickets, Chen et al. 2020); --no-pooler: leave it dense (ticketlab's earlier default)"
 )
 
 
 def resolve_targets(model: nn.Module, targets: Targets, pooler: bool) -> Targets:
     """`targets`, or with none given the default targets without the pooler when `pooler` is False
-    (written out, as mask files of before issue 34 store them)."""
+    (written out, as mask files of before the reference defaults store them)."""
     if targets is not None or pooler:
         return targets
     return default_targets(getattr(getattr(model, "config", None), "model_type", "unknown"), pooler=False)

@@ -1,6 +1,6 @@
 """A fine-tuned ticket as a small artefact beside its base model, loaded back in one call.
 
-    save_ticket(model, "tickets/sst2-omp70", base="../shared/models/bert-mini-ref")
+    save_ticket(model, "tickets/sst2-omp70", base="models/minilm-mlm")
     model = load_ticket("tickets/sst2-omp70")      # the base, the mask, the changed weights
 
 PEFT's shape, for tickets: the artefact holds only what the base model does not, and records the

@@ -67,7 +67,7 @@ class TamtConfig:
     # "N:M": exactly N of every M kept after every step (per-group cuts); in a run's identity when set
     pattern: str | None = dataclasses.field(default=None, metadata={"compat": (None,)})
     pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
-    # compat: ticketlab's behaviour before issue 34 (a search's identity leaves it out, `core.digest`)
+    # compat: ticketlab's earlier default (a search's identity leaves it out, `core.digest`)
     decoder: Decoder = option("dense", DECODER_HELP, compat=("masked",))
     kd_input: KdInput | None = option(
         None,

@@ -88,8 +88,8 @@ def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
         return config.targets
     arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
     if config.variant == "legacy" and not config.pooler:
-        return arch.targets(pooler=False)  # the default targets before issue 34, stored as before
-    # the pooler as `pooler` says (issue 34 put it in the default targets; IMP's own flag decides here)
+        return arch.targets(pooler=False)  # the earlier default targets, stored as before
+    # the pooler as `pooler` says (a default target now; IMP's own flag decides here)
     pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets(pooler=False)
     return f"{pattern}|{POOLER}" if config.pooler else pattern
 
@@ -300,7 +300,7 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         if not has_head and acc.is_main_process:
             log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
         config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-        # IMP as before issue 34 (its decoder and dev KD input are h34b's / Chen et al.'s to settle)
+        # IMP keeps its earlier decoder and dev KD input: moving them to Chen et al.'s changes IMP's run ids
         objective = lm_objective(
             config,
             tokenizer,

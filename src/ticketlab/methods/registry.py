@@ -114,7 +114,7 @@ class Method:
     schedule: Callable[[Any, int], int] | None = None
     # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
     paper_budget: Callable[[Any], tuple[int, int]] | None = None
-    # For a sweep's run identity: the defaults of issue 34 a search runs under that differ from
+    # For a sweep's run identity: the reference defaults a search runs under that differ from
     # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
     # whether the checkpoint holds a pooler (`studies.run_ids`). None: no default changed.
     changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (

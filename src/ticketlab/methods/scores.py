@@ -238,7 +238,7 @@ def attach_scores(
     gradients, more memory: kept for tests and other module types). `dtype` is the scores' own.
     `flat` keeps all scores in one buffer (`FlatScores`; with `flat_grads`, their gradients too):
     the same masks, scores and thresholds, bit for bit, as one tensor per matrix (the default). It
-    is off by default until a GPU measures it (issue 25): on a CPU its step is slower (1.24x a
+    is off by default until a GPU measures it: on a CPU its step is slower (1.24x a
     dense step against 1.09x, bert-base shape)."""
     if threshold <= 0 or alpha < 1:
         raise ConfigError(f"need threshold > 0 and alpha >= 1 (TAMT Eq. 5), got {threshold}, {alpha}")

@@ -11,7 +11,7 @@ This module is the search: its settings (`TamtConfig`, in the torch-free `config
 reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
 `scores.py` and `thresholds.py` are re-exported.
 
-As TAMT's code (issue 34): its masker masks the pooler too; transformers' *ForMaskedLM models have
+As TAMT's code: its masker masks the pooler too; transformers' *ForMaskedLM models have
 none, so the checkpoint's pooler is taken into the MLM model (`masks.prunable.attach_pooler`, where
 the checkpoint has one) and, as no MLM or KD loss reaches it, its scores stay at their OMP start
 (frozen: `--no-pooler` leaves it dense). The tied MLM decoder stays dense (`decoder`), the KD loss of
@@ -19,7 +19,7 @@ TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's sche
 part-way down a longer linear schedule, where Tab. 2 took the mask of its sparsity in a 27,920-step
 run (`paper_schedule_steps`; `SearchConfig.schedule_steps`, `SearchConfig.paper`).
 
-One difference from TAMT's code, by choice (issue 24): its trainer keeps the mask of the best dev
+One difference from TAMT's code, by choice: its trainer keeps the mask of the best dev
 loss seen during the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the
 step budget, so that a search's cost is its budget and no dev set picks the mask (masks along the way
 are kept with `save_at`, each with its dev loss in the log when `eval_every` is set).

@@ -1,5 +1,5 @@
 """A run's id: the content hash of its resolved config (`run_id`), minus the paths of the inputs
-whose content key it holds and the settings that name ticketlab's behaviour before issue 34
+whose content key it holds and the settings that name ticketlab's behaviour before the reference defaults
 (`identity`), so a store carried to another machine keeps its ids and old rows are never reused under
 new defaults. Every row of a results store is made here (`make_run`): a sweep's runs (`sweep/plan.py`),
 a super-ticket study's and ticket sharing's rows. Stores of an earlier identity are re-keyed once
@@ -48,7 +48,7 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
     return safe_component(f"{name}_{run_id_[:8]}", what)
 
 
-# The settings of issue 34 at the values that give ticketlab's behaviour before it (a masked MLM
+# The settings of the reference defaults at the values that give ticketlab's behaviour before it (a masked MLM
 # decoder, KD on the corrupted input, a mask's trained MLM head, the pooler dense): a run that names
 # them computes what a run without them computed then, so its id leaves them out and a store written
 # then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
@@ -57,7 +57,7 @@ BEFORE_34 = {"decoder": "masked", "kd_input": "corrupted", "mlm_head": "trained"
 
 
 def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
-    """Whether a setting names ticketlab's behaviour before issue 34: one of BEFORE_34, a schedule that
+    """Whether a setting names ticketlab's earlier behaviour: one of BEFORE_34, a schedule that
     ends at the stop, or a family's default targets of then (without the pooler)."""
     if key == "schedule_steps":
         return value is not None and value == config.get("steps")
@@ -72,7 +72,7 @@ def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
 def checkpoint_has_pooler(model: str) -> bool:
     """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
     index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
-    that a run under the default targets of issue 34 is never taken for one from before."""
+    that a run under the default targets that follow the reference code is never taken for one from before."""
     try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
         model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
         arch = ARCHS.get(model_type.get("model_type")) if isinstance(model_type, dict) else None
@@ -100,7 +100,7 @@ def _weight_names(model: str) -> frozenset[str] | None:
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What a run's id hashes: its config, with the paths of the inputs whose content key it holds
-    (`inputs`) left out, and the settings that name ticketlab's behaviour before issue 34 (`BEFORE_34`).
+    (`inputs`) left out, and the settings that name ticketlab's earlier behaviour (`BEFORE_34`).
     A corpus keeps its other settings (text column, dev fraction) and its files' names per split (a file
     moved from train to dev changes what each split reads); a hub id, or a config without keys (a
     super-ticket study's rows), keeps its names."""

@@ -46,7 +46,7 @@ class PretrainEvalConfig:
         "original",
         "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
         "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
-        "where its mask directory has one (ticketlab before issue 34)",
+        "where its mask directory has one (ticketlab's earlier default)",
     )
     ignore_mlm_head: bool = option(
         False, "the original MLM head for every mask: what --mlm-head original (the default) gives"

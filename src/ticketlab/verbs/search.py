@@ -98,7 +98,7 @@ class SearchConfig:
         "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
         "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
         "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
-        "itself for a schedule that ends at the stop (ticketlab before issue 34); IMP: each round decays "
+        "itself for a schedule that ends at the stop (ticketlab's earlier default); IMP: each round decays "
         "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
         metavar="N",
     )
@@ -194,7 +194,7 @@ class SearchConfig:
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
             "lr": lr,
-            # only when the schedule goes on past the stop: before issue 34 it always ended there
+            # only when the schedule goes on past the stop: it used to end there always
             "schedule_steps": self.horizon if self.horizon != self.steps else OMIT,
             **({} if method.task else {"task": OMIT, "data_dir": OMIT}),
         }

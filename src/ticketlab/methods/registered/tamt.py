@@ -14,7 +14,7 @@ from ..registry import Method, Preset, register_method
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
     """TAMT's part of a search's identity. Left out as directories written before recorded neither:
-    the seed (the search's own) and the pooler (held at its start). The settings of issue 34 are in
+    the seed (the search's own) and the pooler (held at its start). The reference defaults are in
     only where they differ from what ticketlab did before (their fields' `compat`: a masked decoder,
     KD on the corrupted input), as the decoder an MLM loss uses and the input KD reads: a directory
     written then resumes only under that behaviour, and a search under TAMT's defaults never takes it
@@ -24,7 +24,7 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
 
 
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """TAMT's defaults of issue 34 in force in a sweep's search (see `SearchMethod.changed_defaults`):
+    """TAMT's reference defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), Tab. 2's schedule and the pooler."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}

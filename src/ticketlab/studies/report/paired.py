@@ -8,7 +8,7 @@ over tasks of its per-task means); a method's score is the mean of its masks' sc
 the spread of those mask means over their number. Two methods are compared by Welch's t-test on
 those method means with Satterthwaite's degrees of freedom. Nothing pairs a mask of one method with a
 mask of the other: a search seed means nothing across methods, and a test whose p depends on which
-mask is matched with which is no test (issue 35: the six pairings of one comparison gave p from 0.10
+mask is matched with which is no test (in one study the six pairings of one comparison gave p from 0.10
 to 0.25). A deterministic method (the full model, OMP, importance-ranked super tickets) has one
 mask, which is no sample of a search: its variance is its fine-tuning seeds' spread over their number.
 A stochastic method (random, IMP, TAMT, random tickets) with one mask has no estimate of how much

@@ -71,7 +71,7 @@ PRETRAIN_EVAL_SETTINGS = frozenset(
 
 
 def pretrain_eval_changed(settings: dict[str, Any]) -> dict[str, Any]:
-    """The defaults of issue 34 a mask's pre-training evaluation runs under that differ from ticketlab's
+    """The reference defaults a mask's pre-training evaluation runs under that differ from ticketlab's
     before (dense decoder, KD on clean text, the original MLM head), unless the spec names them: part
     of the run's identity (`plan`)."""
     changed: dict[str, Any] = {}

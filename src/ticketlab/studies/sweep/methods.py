@@ -99,7 +99,7 @@ class MethodSpec:
     # registry's order. None: after them, in the order the store has them, coloured by position
     # (imp-task is reported per source task, `imp-task@sst2`).
     color: str | None = None
-    # The defaults of issue 34 its search runs under that differ from ticketlab's before, for the
+    # The reference defaults its search runs under that differ from ticketlab's before, for the
     # spec's settings and whether the base checkpoint holds a pooler: part of a run's identity
     # (`plan`), so a run under them never takes a row computed before them for its own.
     changed_defaults: Callable[[dict[str, Any], bool], dict[str, Any]] = lambda settings, pooler: {}
@@ -279,7 +279,7 @@ def _trained(method: Method, preset: Preset | None, **kw: Any) -> MethodSpec:
 
 
 def pooler_default(settings: dict[str, Any], pooler: bool) -> dict[str, Any]:
-    """A one-shot method's change of issue 34: the pooler among the default targets (where the checkpoint
+    """A one-shot method's reference default: the pooler among the default targets (where the checkpoint
     holds one and the spec names no targets)."""
     given = settings.get("targets") is not None or settings.get("no_pooler") is True
     return {"pooler": True} if pooler and not given else {}

@@ -114,7 +114,7 @@ def _search_run(
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
     changed = m.changed_defaults(settings, checkpoint_has_pooler(spec.model))
-    if changed:  # only then: a run whose behaviour issue 34 did not change keeps its id
+    if changed:  # only then: a run whose behaviour the reference defaults did not change keeps its id
         config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
 

@@ -26,7 +26,7 @@ from .methods import LEGACY_IMP
 
 def _retired_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """The settings that name, in a search run stored before ids version 4, the defaults it was
-    searched under and that are no longer the defaults (issue 34):
+    searched under and that are no longer the defaults (the reference code's defaults replaced them):
 
     - IMP without `variant` ran `legacy` (ticketlab's first IMP, now retired: readable, never run);
     - IMP on a task pruned θ0 at step 0 and rewound the task head (now LT_glue.py's: after each

@@ -1,10 +1,10 @@
 """Sweep specs: one YAML file describing a grid of mask searches and fine-tunings.
 
-    model: ../shared/models/bert-mini-ref      # base model: local directory or hub id
+    model: models/minilm-mlm      # base model: local directory or hub id
     corpus: {train: wiki/train.txt, dev: wiki/dev.txt}   # for imp / tamt-* and pre-training eval
     tasks:
-      sst2: {data: ../shared/data/glue}                    # a GLUE root or the task's folder
-      cola: {data: ../shared/data/glue, steps: 400}        # per-task fine-tuning overrides
+      sst2: {data: path/to/glue}                    # a GLUE root or the task's folder
+      cola: {data: path/to/glue, steps: 400}        # per-task fine-tuning overrides
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
     sparsities: [0.5, 0.7, 0.9]                            # per method: {imp: {sparsities: [0.5, 0.7]}}
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings

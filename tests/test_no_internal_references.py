@@ -1,0 +1,74 @@
+"""What a user reads names nothing only the project's own history explains: no issue numbers, and no
+paths outside the repository (`../shared/...`), in the README, the site's pages (the study records
+under docs/results keep theirs: they are records of their runs), the source's strings and comments,
+and every `--help` text."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from ticketlab.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+ISSUE = re.compile(r"issue [0-9]", re.IGNORECASE)
+OUTSIDE = re.compile(r"\.\./shared\b")
+
+
+def user_pages() -> list[Path]:
+    """README.md and the site's markdown pages, study records under docs/results left out."""
+    docs = [p for p in (ROOT / "docs").rglob("*.md") if "results" not in p.relative_to(ROOT / "docs").parts]
+    return [ROOT / "README.md", *sorted(docs)]
+
+
+def offending_lines(path: Path, pattern: re.Pattern[str]) -> list[str]:
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+    return [f"{path.relative_to(ROOT)}:{i}: {line.strip()}" for i, line in lines if pattern.search(line)]
+
+
+def help_texts() -> dict[str, str]:
+    """`ticketlab --help`, every verb's, and every sub-command's (`search tamt`), by command."""
+    texts = {}
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        texts[name] = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, sub_parser in action.choices.items():
+                    walk(f"{name} {sub}", sub_parser)
+
+    walk("ticketlab", build_parser())
+    return texts
+
+
+@pytest.mark.parametrize("pattern", [ISSUE, OUTSIDE], ids=["issue-numbers", "outside-paths"])
+def test_pages_name_no_internal_references(pattern):
+    pages = user_pages()
+    assert ROOT / "docs" / "tutorials" / "first-ticket.md" in pages
+    found = [line for page in pages for line in offending_lines(page, pattern)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("pattern", [ISSUE, OUTSIDE], ids=["issue-numbers", "outside-paths"])
+def test_source_names_no_internal_references(pattern):
+    sources = sorted((ROOT / "src").rglob("*.py"))
+    assert len(sources) > 100
+    found = [line for source in sources for line in offending_lines(source, pattern)]
+    assert not found, "\n".join(found)
+
+
+def test_help_names_no_internal_references():
+    texts = help_texts()
+    assert {"ticketlab search tamt", "ticketlab finetune", "ticketlab demo"} <= set(texts)
+    found = [f"{command}: {m[0]!r}" for command, text in texts.items() for m in [ISSUE.search(text)] if m]
+    found += [f"{command}: {m[0]!r}" for command, text in texts.items() for m in [OUTSIDE.search(text)] if m]
+    assert not found, "\n".join(found)
+
+
+def test_the_patterns_find_what_they_look_for():
+    """The patterns themselves: a line with an issue number or a path outside is found, others not."""
+    assert ISSUE.search("ticketlab before Issue 34") and OUTSIDE.search("--model ../shared/models/x")
+    assert not ISSUE.search("an issue of taste, 34 runs") and not OUTSIDE.search("models/minilm-mlm")
