@@ -3,6 +3,7 @@ multi-process claim as it holds, and a negated flag's help saying what the flag 
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from test_cli_options import parsers
@@ -42,3 +43,25 @@ def test_no_pooler_help_says_what_the_flag_does():
     for name in ("prune", "search tamt"):
         action = next(a for a in parsers()[name]._actions if "--no-pooler" in a.option_strings)
         assert action.help.startswith("leave the pooler dense (not pruned)"), (name, action.help)
+
+
+def test_autocast_is_mixed_precision_in_every_verb_and_pretrains_old_name_still_parses(capsys):
+    shown = {
+        (name, s)
+        for name, p in parsers().items()
+        for a in p._actions
+        if a.help != argparse.SUPPRESS
+        for s in a.option_strings
+        if "precision" in s
+    }
+    assert {s for _, s in shown} == {"--mixed-precision"} and ("pretrain", "--mixed-precision") in shown
+    argv = ["pretrain", "--corpus", "c.txt", "--steps", "3", "--out", "o"]
+    assert build_parser(only="pretrain").parse_args([*argv, "--precision", "bf16"]).mixed_precision == "bf16"
+    assert (
+        capsys.readouterr().err.strip()
+        == "ticketlab pretrain: note: --precision is deprecated, write --mixed-precision"
+    )
+    assert (
+        build_parser(only="pretrain").parse_args([*argv, "--mixed-precision", "no"]).mixed_precision == "no"
+    )
+    assert "--precision" not in parsers()["pretrain"].format_help() and not capsys.readouterr().err
