@@ -65,3 +65,25 @@ def test_autocast_is_mixed_precision_in_every_verb_and_pretrains_old_name_still_
         build_parser(only="pretrain").parse_args([*argv, "--mixed-precision", "no"]).mixed_precision == "no"
     )
     assert "--precision" not in parsers()["pretrain"].format_help() and not capsys.readouterr().err
+
+
+def test_finetune_help_documents_the_task_json_format_it_reads(tmp_path):
+    """The task.json example and the field names in `finetune --help` are what the reader takes."""
+    import dataclasses
+    import json
+
+    from ticketlab.tasks.metrics import GLUE_METRIC_NAMES
+    from ticketlab.tasks.registry import TaskSpec, read_task_file
+
+    text = _help("finetune")
+    start = text.index("Your own task:")
+    example = text[text.index("{", start) : text.index("}}", start) + 2]
+    (tmp_path / "task.json").write_text(example)
+    spec = read_task_file(tmp_path / "task.json")
+    assert spec.files["train"] == "train.csv" and spec.labels == ("neg", "pos")
+    paragraph = text[start : text.index("\n\n", start)]
+    named = {"text_b", "kind", "labels", "metrics", "main_metric", "header", "lr", "batch_size"}
+    named |= {"max_length", "epochs", "eval_every", "files", "text_a", "label", "id"}
+    assert named <= {f.name for f in dataclasses.fields(TaskSpec)}
+    assert all(name in paragraph for name in named) and json.loads(example)["id"] == "reviews"
+    assert all(metric in paragraph for metric in GLUE_METRIC_NAMES)
