@@ -510,6 +510,9 @@ def test_cli_compact_times_ones_own_ticket_against_its_dense_model(tiny_bert_dir
     )
     with pytest.raises(ConfigError, match="device: not a torch device"):
         ticketlab.CompactConfig(model="m", mask="k", out="o", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device: cuda, but torch sees no CUDA GPU here"):
+            ticketlab.CompactConfig(model="m", mask="k", out="o", device="cuda")
 
 
 def test_forward_times_interleave_the_models_after_one_warm_up_each():

@@ -52,9 +52,11 @@ class CompactConfig:
     def __post_init__(self) -> None:
         check_config(self)  # types, ranges and choices (head)
         try:
-            torch.device(self.device)
+            device = torch.device(self.device)
         except RuntimeError:
             raise ConfigError(f"device: not a torch device, got {self.device!r} (e.g. cpu, cuda)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device: {self.device}, but torch sees no CUDA GPU here")
 
 
 @dataclass
