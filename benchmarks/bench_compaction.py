@@ -7,7 +7,8 @@
 For every model and level, a seeded random ticket prunes that fraction of the heads and of the FFN
 neurons of every layer (exact counts per layer: heads and neurons at the same level); the model is
 compacted (`ticketlab.masks.compact`) and its encoder forward on one batch (default 8 x 128
-tokens, no padding) is timed against the dense model's, interleaved in one process (median and
+tokens, no padding) is timed against the dense model's (`ticketlab.models.timing`, which
+`ticketlab compact --time` uses to time a ticket of your own), interleaved in one process (median and
 minimum of --reps after one warm-up each), so a busy machine slows both alike; on a shared machine
 the minimum is the steadier estimate (contention only ever adds time). The process CPU time of the
 forwards is compared too (`cpu-time`; with --threads 1 it is free of waiting). Before timing, the compacted
@@ -31,7 +32,6 @@ import copy
 import importlib.util
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -39,6 +39,7 @@ from transformers import BertConfig, BertModel
 
 from ticketlab.masks import UnitMask, apply_unit_mask, compact, parameter_count, structure_of
 from ticketlab.models.load import load_model
+from ticketlab.models.timing import forward_times, random_batch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = ("bert-mini-ref", "minilm", "bert-base", "deberta-v3-base", "modernbert-base")
@@ -93,20 +94,6 @@ def ticket(model: torch.nn.Module, level: float, seed: int = 0) -> UnitMask:
     return units
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def forward_s(model, batch, device) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of one forward."""
-    sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
-    model(**batch)
-    sync(device)
-    return time.perf_counter() - start, time.process_time() - cpu
-
-
 @torch.inference_mode()
 def max_difference(dense, small, units, batch) -> float:
     ticketed = apply_unit_mask(copy.deepcopy(dense), units)
@@ -116,30 +103,16 @@ def max_difference(dense, small, units, batch) -> float:
 @torch.inference_mode()
 def measure(name: str, levels: list[float], args, device: torch.device, dtype: torch.dtype) -> list[dict]:
     dense = build(name).eval().to(device, dtype)
-    g = torch.Generator().manual_seed(0)
-    vocab = dense.config.vocab_size
-    batch = {
-        "input_ids": torch.randint(1000, vocab, (args.batch_size, args.seq_len), generator=g).to(device),
-        "attention_mask": torch.ones(args.batch_size, args.seq_len, dtype=torch.long, device=device),
-    }
+    batch = random_batch(dense.config.vocab_size, args.batch_size, args.seq_len, device)
     rows = []
     for level in levels:
         units = ticket(dense, level)
         small = compact(dense, units).eval()
         diff = max_difference(dense, small, units, batch)
-        times: dict[str, list[float]] = {"dense": [], "compact": []}
-        cpu: dict[str, list[float]] = {"dense": [], "compact": []}
-        for model in (dense, small):  # warm-up
-            forward_s(model, batch, device)
-        for rep in range(args.reps):
-            order = [("dense", dense), ("compact", small)]
-            for key, model in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
-                wall, used = forward_s(model, batch, device)
-                times[key].append(wall)
-                cpu[key].append(used)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        low = {k: min(v) for k, v in times.items()}
-        cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+        found = forward_times({"dense": dense, "compact": small}, batch, args.reps)  # interleaved
+        med = {k: statistics.median(v.wall) for k, v in found.items()}
+        low = {k: min(v.wall) for k, v in found.items()}
+        cpu_med = {k: statistics.median(v.cpu) for k, v in found.items()}
         rows.append(
             {
                 "model": name,

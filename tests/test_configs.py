@@ -378,3 +378,13 @@ def test_finetune_config_refuses_an_unknown_task_when_built(capsys):
     assert "'sst-2'" in message and "sst2, stsb" in message and "\n" not in message
     assert main(["finetune", "--model", "m", "--task", "sst-2", "--out", "o"]) == 2
     assert capsys.readouterr().err.strip() == f"ticketlab finetune: error: {message}"
+
+
+def test_evaluate_pretrain_full_without_a_model_is_refused_in_one_line(tmp_path, capsys):
+    """--full names no model when --model is absent (each mask records its own base, not always the
+    same one): refused when the config is built, not a TypeError once the work has begun."""
+    with pytest.raises(TicketlabError, match="full: give the full model to evaluate") as info:
+        ticketlab.PretrainEvalConfig(corpus=["c.txt"], masks=["k"], full=True)
+    argv = ["evaluate-pretrain", "--full", "--mask", str(tmp_path / "k"), "--corpus", "c.txt"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"ticketlab evaluate-pretrain: error: {info.value}"

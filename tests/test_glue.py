@@ -169,6 +169,35 @@ def test_custom_task_in_code_and_in_json(tmp_path, tokenizer):
     assert int(np.asarray(feats[0]["token_type_ids"]).max()) == 1
 
 
+def test_a_csv_under_a_tsv_name_says_tab_separated_is_read_and_a_csv_name_is_read_as_csv(tmp_path):
+    """Own data is often a CSV: under the default train.tsv it is refused with the reason (its header
+    has commas, no tab) and the way out; named train.csv in the task's `files` it is read, quoted
+    commas, quotes and line breaks included."""
+    d = tmp_path / "reviews"
+    d.mkdir()
+    (d / "task.json").write_text(json.dumps({"id": "reviews", "label": "sentiment", "text_a": "text"}))
+    (d / "train.tsv").write_text("text,sentiment\nfine,1\n")
+    spec = get_task(str(d / "task.json"))
+    with pytest.raises(
+        DataError, match=r"train.tsv: no column 'text' in the header \(columns: text,sentiment\)"
+    ) as e:
+        load_examples(spec, d, "train")
+    assert "read as tab-separated" in str(e.value) and "ends in .csv" in str(e.value)
+
+    files = {"train": "train.csv", "dev": "dev.csv"}
+    (d / "task.json").write_text(
+        json.dumps({"id": "reviews", "label": "sentiment", "text_a": "text", "files": files})
+    )
+    (d / "train.csv").write_text(
+        'text,sentiment\r\n"good, really",1\r\nbad,0\n"said ""no""\nthen left",0\n\n'
+    )
+    ex = load_examples(get_task(str(d / "task.json")), d, "train")
+    assert ex.text_a == ["good, really", "bad", 'said "no"\nthen left'] and ex.labels == [1, 0, 0]
+    (d / "dev.csv").write_text("text,sentiment\nfine,2\n")
+    with pytest.raises(DataError, match=r"dev.csv, line 2: label '2' is not one of"):
+        load_examples(get_task(str(d / "task.json")), d, "dev")
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -506,6 +506,25 @@ def test_slurm_without_slurm_is_refused_before_any_work(tmp_path, tiny_bert_dir,
         assert st.statuses() == {}
 
 
+def test_without_submitit_a_launched_sweep_says_which_extra_to_install(
+    tmp_path, tiny_bert_dir, monkeypatch, capsys
+):
+    """submitit is the `slurm` extra: missing, --jobs N is refused in one line naming it, before any
+    work, and a sweep that runs here one run at a time does not need it."""
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"], pretrain_eval=None)
+    d.update(search_curve=None, data_curve=None)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(d))
+    monkeypatch.setitem(sys.modules, "submitit", None)  # what an environment without submitit imports
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(tmp_path / "spec.yaml"), "--out", str(out), "--jobs", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs submitit, which is not installed: pip install 'ticketlab[slurm]'" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+    here = build_parser().parse_args(argv[:4])  # one run at a time, here: no launcher, no submitit
+    assert launcher_from_flags(here, load_spec(tmp_path / "spec.yaml"), out) is None
+
+
 COORDINATOR = """
 import functools, sys
 from pathlib import Path

@@ -263,7 +263,7 @@ def test_clipping_precision_fused_and_compile_reach_the_loop(synth, tmp_path, mo
     corpus = str(synth / "corpus" / "train.txt")
     args = ["pretrain", "--corpus", corpus, "--tokenizer", str(synth / "tokenizer"), "--steps", "3"]
     args += ["--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64", "--max-length", "32"]
-    args += ["--max-grad-norm", "0.25", "--precision", "bf16", "--fused", "--compile"]
+    args += ["--max-grad-norm", "0.25", "--mixed-precision", "bf16", "--fused", "--compile"]
     assert main([*args, "--out", str(tmp_path / "m")]) == 0  # bf16 autocast and fused AdamW run on a CPU
     c = seen["config"]
     assert (c.max_grad_norm, c.mixed_precision, c.fused, c.compile) == (0.25, "bf16", True, True)

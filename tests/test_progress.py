@@ -8,6 +8,8 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 import ticketlab
 from ticketlab.core.progress import QUIET_INTERVAL_S, progress_bar
 
@@ -35,8 +37,10 @@ def test_every_bar_is_made_in_one_place():
     assert offenders == []
 
 
-def test_search_reports_dev_evaluations_on_the_console(tiny_bert_dir, tmp_path, caplog):
-    """Each dev evaluation of a search is one line on the `ticketlab` logger (the CLI prints it)."""
+@pytest.mark.parametrize("progress", [True, False])
+def test_search_reports_dev_evaluations_on_the_console(tiny_bert_dir, tmp_path, caplog, progress):
+    """Each dev evaluation of a search is one line on the `ticketlab` logger (the CLI prints it),
+    with or without a progress bar (`--no-progress` hides the bar only)."""
     rng = random.Random(0)
     words = "the a cat dog bird man woman king queen runs sees likes good bad big small .".split()
     corpus = tmp_path / "corpus.txt"
@@ -51,6 +55,7 @@ def test_search_reports_dev_evaluations_on_the_console(tiny_bert_dir, tmp_path, 
         max_length=16,
         batch_size=4,
         out=tmp_path / "mask",
+        progress=progress,
     )
     ticketlab.search(config)
     lines = [r.getMessage() for r in caplog.records if " dev: " in r.getMessage()]

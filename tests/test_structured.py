@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 from transformers import (
     BertForMaskedLM,
@@ -17,7 +18,8 @@ from transformers import (
 )
 from transformers.pytorch_utils import prune_linear_layer
 
-from conftest import make_model, tiny_bert_config, tiny_roberta_config
+import ticketlab
+from conftest import make_model, tiny_bert_config, tiny_roberta_config, write_tokenizer
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
 from ticketlab.masks import (
@@ -459,6 +461,76 @@ def test_cli_info_compare_export_and_compact_take_structured_tickets(tiny_bert_d
     gated = BertForMaskedLM.from_pretrained(tiny_bert_dir).eval()
     attach_gates(gated, units=units)
     torch.testing.assert_close(hidden(load_compacted(tmp_path / "c")), hidden(gated), atol=ATOL, rtol=0)
+
+
+def test_cli_compact_writes_the_dtype_of_its_base_and_loaders_compute_in_float32(
+    tiny_bert_dir, tmp_path, capsys
+):
+    """A float16 base gives a float16 compacted model (a float32 one was larger than its base), with
+    the same values; ticketlab's loaders cast it to float32, as they cast the base."""
+    BertForMaskedLM.from_pretrained(tiny_bert_dir).half().save_pretrained(tmp_path / "fp16")
+    write_tokenizer(tmp_path / "fp16")
+    model = load_model(tmp_path / "fp16")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    units = UnitMask.ones(structure_of(model), "both")
+    units.head[1, 0], units.neuron[1, :16] = False, False
+    a = ticket(tmp_path, model, units, "a", level=0.25)
+    code, _, err = cli(capsys, "compact", "--model", tmp_path / "fp16", "--mask", a, "--out", tmp_path / "c")
+    assert code == 0, err
+    assert {t.dtype for t in load_file(tmp_path / "c" / "model.safetensors").values()} == {torch.float16}
+    assert {p.dtype for p in load_compacted(tmp_path / "c").parameters()} == {torch.float16}
+    loaded = load_model(tmp_path / "c")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    gated = load_model(tmp_path / "fp16").eval()
+    attach_gates(gated, units=units)
+    torch.testing.assert_close(hidden(loaded), hidden(gated), atol=ATOL, rtol=0)
+    argv = ("compact", "--model", tiny_bert_dir, "--mask", a, "--out", tmp_path / "d", "--ignore-hash")
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err  # a float32 base stays float32
+    assert {t.dtype for t in load_file(tmp_path / "d" / "model.safetensors").values()} == {torch.float32}
+
+
+def test_cli_compact_times_ones_own_ticket_against_its_dense_model(tiny_bert_dir, tmp_path, capsys):
+    """`compact --time`: the encoder's forward, dense and compacted, interleaved on one random batch
+    (what is timed and how often; no assertion on the durations themselves)."""
+    model = BertForMaskedLM.from_pretrained(tiny_bert_dir).eval()
+    units = UnitMask.ones(structure_of(model), "both")
+    units.head[1, 0], units.neuron[1, :16] = False, False
+    a = ticket(tmp_path, model, units, "a", level=0.25)
+    argv = ("compact", "--model", tiny_bert_dir, "--mask", a, "--out", tmp_path / "c", "--time")
+    code, out, err = cli(capsys, *argv, "--time-reps", "3", "--time-batch-size", "2", "--time-length", "8")
+    assert code == 0, err
+    assert "encoder forward, 2 x 8 tokens on cpu, median (min) of 3: dense " in out and " ms (" in out
+    done = ticketlab.compact(ticketlab.CompactConfig(model=str(tiny_bert_dir), mask=a, out=tmp_path / "d"))
+    assert done.timing is None  # timed only when asked
+    config = ticketlab.CompactConfig(model=str(tiny_bert_dir), mask=a, out=tmp_path / "e", time_reps=2)
+    timing = ticketlab.compact(config).timing
+    assert set(timing) == {"dense", "compacted"} and all(
+        len(t.wall) == len(t.cpu) == 2 for t in timing.values()
+    )
+    with pytest.raises(ConfigError, match="device: not a torch device"):
+        ticketlab.CompactConfig(model="m", mask="k", out="o", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device: cuda, but torch sees no CUDA GPU here"):
+            ticketlab.CompactConfig(model="m", mask="k", out="o", device="cuda")
+
+
+def test_forward_times_interleave_the_models_after_one_warm_up_each():
+    from ticketlab.models.timing import forward_times
+
+    calls = []
+
+    class Named(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, input_ids, attention_mask):
+            calls.append(self.name)
+
+    batch = {"input_ids": torch.zeros(1, 2, dtype=torch.long), "attention_mask": torch.ones(1, 2)}
+    found = forward_times({"a": Named("a"), "b": Named("b")}, batch, reps=3)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"] and [len(found[k].wall) for k in "ab"] == [3, 3]
 
 
 def test_cli_compact_errors_are_one_line(tiny_bert_dir, tmp_path, capsys):

@@ -484,3 +484,32 @@ def test_record_study_extends_the_same_protocol_and_replaces_another(tmp_path):
         record_study(store, "super-mrpc", ["d"], {}, {"lr": 2})  # another protocol
         assert store.get_meta("studies")["super-mrpc"] == ["d"]
         assert store.get_meta("spec") == {"name": "super-mrpc"}  # the first spec stays
+
+
+def test_importance_only_scores_heads_and_units_and_the_full_study_goes_on_from_it(
+    tiny_bert_dir, sst2_root, tmp_path, capsys, monkeypatch
+):
+    """`super --importance-only`: each seed's full model fine-tuned and scored, no ticket; the same
+    command without the flag reuses both (one fine-tuning per ticket, none for the full model)."""
+    import importlib
+
+    from ticketlab.cli import main
+
+    ft = importlib.import_module("ticketlab.verbs.finetune")
+    runs, real_train = [], ft.train
+    monkeypatch.setattr(ft, "train", lambda *a, **kw: runs.append(1) or real_train(*a, **kw))
+    out = tmp_path / "study"
+    argv = ["super", "--model", str(tiny_bert_dir), "--task", "sst2", "--data-dir", str(sst2_root)]
+    argv += ["--max-steps", "4", "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--seeds", "1"]
+    argv += ["--levels", "0.6", "--kinds", "winning", "--out", str(out)]
+    assert main([*argv, "--importance-only"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert (
+        len(printed) == 1
+        and printed[0].startswith(f"seed 1: {out}/runs/")
+        and "least important heads: L" in printed[0]
+    )
+    where = printed[0].split(": ", 1)[1].split(" (")[0]
+    assert Importance.load(where).head.shape == (2, 2) and not list(out.glob("masks/*")) and len(runs) == 1
+    assert main(argv) == 0
+    assert len(runs) == 2 and len(list(out.glob("masks/*"))) == 1  # the ticket's fine-tuning only

@@ -4,6 +4,7 @@ incremental thresholding equal to a fresh selection, the search (head delta, sav
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 
@@ -477,7 +478,7 @@ def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
 
 
 @pytest.mark.parametrize("score_dtype", ["float32", "bfloat16"])  # bf16: the rounding's RNG resumes too
-def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch, score_dtype):
+def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch, score_dtype, caplog):
     common = (
         "--score-dtype",
         score_dtype,
@@ -509,7 +510,9 @@ def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monke
     assert main(search_args(tiny_run, out, *common)) == 130
     assert (out / "run" / "checkpoint.pt").is_file() and not (out / "mask_config.json").exists()
     monkeypatch.setattr(tamt_module, "rethreshold", real)
+    caplog.clear()
     assert main(search_args(tiny_run, out, *common)) == 0
+    assert f"resuming from {out / 'run' / 'checkpoint.pt'}" in caplog.messages  # as finetune says it
     result = json.loads((out / "run" / "train_result.json").read_text())
     assert result["resumed_from"] == 4 and result["steps"] == 6
     assert load_mask(out)[0] == load_mask(tmp_path / "whole")[0]
@@ -907,3 +910,41 @@ def test_a_checkpoint_with_stored_masks_is_refused_by_name(tmp_path):
     torch.save({"step": 3, "model": {key: torch.ones(1, dtype=torch.bool)}}, ckpt)
     with pytest.raises(TicketlabError, match=f"{ckpt}: checkpoint does not match this model .*{key}"):
         restore_checkpoint(model, tmp_path)
+
+
+def test_a_search_that_ends_worse_on_its_objective_than_its_initial_mask_says_so(
+    tiny_run, tmp_path, monkeypatch, caplog
+):
+    """The initial mask is scored before the first step; a search whose final dev objective (KD loss
+    for TAMT-KD) is worse gets one warning line, also in its mask config's record. The dev scores
+    are scripted here (the initial 0.284, then 0.718: what a too-high lr gave on minilm-mlm)."""
+    import ticketlab.methods.search_inputs as inputs
+
+    scripted = iter([0.284, 0.5, 0.718])
+    monkeypatch.setattr(inputs, "evaluate_blocks", lambda *a, **k: {"kd_loss": next(scripted)})
+    caplog.set_level(logging.INFO, logger="ticketlab")
+    out = tmp_path / "kd"
+    argv = search_args(
+        tiny_run, out, "--objective", "kd", "--sparsity", "0.5", "--steps", "4", "--eval-every", "2"
+    )
+    assert main(argv) == 0
+    search = load_mask(out)[1].search
+    assert (
+        search["initial_eval"] == {"step": 0, "kd_loss": 0.284} and search["final_eval"]["kd_loss"] == 0.718
+    )
+    warning = search["objective_warning"]
+    assert "dev kd_loss 0.718 at step 4 against 0.284 at step 0" in warning and "\n" not in warning
+    assert [r.getMessage() for r in caplog.records if "ended worse" in r.getMessage()] == [warning]
+
+
+def test_a_search_that_ends_better_than_its_initial_mask_records_both_and_says_nothing(
+    tiny_run, tmp_path, caplog
+):
+    out = tmp_path / "mlm"
+    caplog.set_level(logging.INFO, logger="ticketlab")
+    argv = search_args(tiny_run, out, "--sparsity", "0.5", "--steps", "2", "--lr", "1e-9", "--threshold", "1")
+    assert main(argv) == 0  # so small an lr that the mask cannot move: the same loss at both ends
+    search = load_mask(out)[1].search
+    assert search["initial_eval"]["step"] == 0 and search["initial_eval"]["mlm_loss"] > 0
+    assert search["initial_eval"]["mlm_loss"] == pytest.approx(search["final_eval"]["mlm_loss"], rel=1e-6)
+    assert "objective_warning" not in search and "ended worse" not in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -88,6 +89,28 @@ def finite_floats(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 finite_floats(sub)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str) -> None:
+    """`old`, a former spelling of the option `new` of `p`: still parsed as `new` (scripts keep
+    working), left out of --help, and each use says in one line on stderr to write `new`."""
+    target = next(a for a in p._actions if new in a.option_strings)
+
+    class Alias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"{parser.prog}: note: {old} is deprecated, write {new}", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    p.add_argument(
+        old,
+        action=Alias,
+        dest=target.dest,
+        default=target.default,
+        type=target.type,
+        choices=target.choices,
+        metavar=target.metavar,
+        help=argparse.SUPPRESS,
+    )
 
 
 def add_pattern_argument(p: argparse.ArgumentParser) -> None:

@@ -5,8 +5,13 @@ HF configs cannot express per-layer head counts, so the directory holds a manife
 (`ticketlab_compact.json`) and is reloaded with `ticketlab.masks.load_compacted(DIR)`; a plain
 `from_pretrained` refuses it.
 
+--time also times the encoder's forward, dense and compacted, on a random batch (float32, interleaved,
+median and minimum of --time-reps after a warm-up each): how much faster your ticket runs on your
+machine. A busy machine slows both alike; the minimum is the steadier figure there.
+
 Example:
   ticketlab compact --model models/minilm-mlm --mask tickets/winning50 --out compact/w50
+  ticketlab compact --model models/minilm-mlm --mask tickets/winning50 --out compact/w50 --time
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import argparse
 
 import ticketlab as tl
 
-from .common import add_head_argument, add_model_argument
+from .common import add_head_argument, add_model_argument, at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,13 +34,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="apply the ticket even if the model's weights differ from those it was found on "
         "(e.g. the model fine-tuned with the ticket)",
     )
+    t = p.add_argument_group("timing")
+    t.add_argument("--time", action="store_true", help="time the dense and the compacted encoder's forward")
+    t.add_argument(
+        "--time-reps", type=at_least(1), default=5, metavar="N", help="timed forwards of each (default: 5)"
+    )
+    t.add_argument(
+        "--time-batch-size", type=at_least(1), default=8, metavar="B", help="sequences (default: 8)"
+    )
+    t.add_argument(
+        "--time-length",
+        type=at_least(1),
+        metavar="L",
+        help="tokens each (default: 128, or the model's positions if fewer)",
+    )
+    t.add_argument("--device", default="cpu", help="where to time: cpu (default), cuda, cuda:1, ...")
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = ("model", "mask", "out", "head", "ignore_hash")
-    done = tl.compact(tl.CompactConfig(**{f: getattr(args, f) for f in fields}))
+    fields = ("model", "mask", "out", "head", "ignore_hash", "time_batch_size", "time_length", "device")
+    given = {f: getattr(args, f) for f in fields}
+    done = tl.compact(tl.CompactConfig(**given, time_reps=args.time_reps if args.time else 0))
     print(
         f"compacted {done.head} model: {done.heads}/{done.all_heads} heads, "
         f"{done.parameters / 1e6:.2f}M of {done.parameters_before / 1e6:.2f}M parameters -> {args.out}"
     )
+    if done.timing is not None:
+        dense, small = done.timing["dense"], done.timing["compacted"]
+        sequences, length = done.timed_batch or (0, 0)
+        batch = f"{sequences} x {length} tokens on {args.device}"
+        print(
+            f"encoder forward, {batch}, median (min) of {args.time_reps}: "
+            f"dense {dense.median_ms:.1f} ms ({dense.min_ms:.1f}), compacted "
+            f"{small.median_ms:.1f} ms ({small.min_ms:.1f}): {dense.median_ms / small.median_ms:.2f}x "
+            f"({dense.min_ms / small.min_ms:.2f}x)"
+        )
     return 0

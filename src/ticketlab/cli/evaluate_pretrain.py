@@ -8,7 +8,7 @@ loss is made with the original pre-trained MLM head for every method (--load_mlm
 dense decoder: only the input word embeddings are masked. A mask found by TAMT-MLM carries its
 trained MLM head (mlm_head.safetensors): --mlm-head trained scores it with that head instead, and
 --decoder masked with the masked decoder (ticketlab's earlier default). Without --model, each mask is
-evaluated on the base model recorded in it.
+evaluated on the base model recorded in it (--full then needs --model: which full model is meant).
 
 Examples:
   ticketlab evaluate-pretrain --model models/minilm-mlm --full \\

@@ -12,6 +12,17 @@ Tasks: cola sst2 mrpc stsb qqp mnli qnli rte wnli squad, or a custom one (`task.
 folder, or `--task path/to/task.json`). --data-dir is a GLUE root (DIR/SST-2/train.tsv) or the task
 folder; without it the data comes from the `datasets` hub (online only).
 
+Your own task: a folder with its train and dev files and a task.json naming their columns, e.g.
+  {"id": "reviews", "text_a": "text", "label": "sentiment", "labels": ["neg", "pos"],
+   "files": {"train": "train.csv", "dev": "dev.csv"}}
+then `--task reviews --data-dir FOLDER`. The files are tab-separated with a header row (default
+names train.tsv, dev.tsv), or comma-separated when a name ends in .csv (quoted as spreadsheets and
+pandas write them). Other fields: text_b (the second text of a pair task), kind ("classification",
+or "regression": a number as the label), labels (the label strings as in the files; default "0",
+"1"), metrics (accuracy, f1, mcc, pearson, spearman) and main_metric (the one that picks the best
+step), header (false: no header row, columns as 0-based indices), and the task's defaults lr,
+batch_size, max_length, epochs, eval_every.
+
 RUN_DIR gets results.json (best and final scores, mean ± std over seeds) and one folder per seed
 (seed-1/: config.json, log.jsonl, result.json with the eval history, model/ with --save-model).
 Run the same command again to resume an interrupted run; a finished one is not repeated.

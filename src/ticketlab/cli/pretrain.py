@@ -39,7 +39,7 @@ import ticketlab as tl
 from ..core.errors import ConfigError
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
-from .common import add_config_arguments, config_from_args
+from .common import add_config_arguments, add_deprecated_alias, config_from_args
 
 # The `PretrainConfig` options (--fused / --no-fused by hand: two flags for one field).
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
@@ -74,6 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()  # one of them, unless --write-tokens
     add_config_arguments(budget, PretrainConfig, ["steps", "time_budget"])
     add_config_arguments(p, PretrainConfig, TRAINING)
+    add_deprecated_alias(p, "--precision", "--mixed-precision")  # the name every other verb uses
     fused = p.add_mutually_exclusive_group()
     fused.add_argument("--fused", dest="fused", action="store_true", default=None, help="fused AdamW")
     fused.add_argument("--no-fused", dest="fused", action="store_false", help="(default: fused on a GPU)")

@@ -20,10 +20,14 @@ tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
 search log), steps/step-N/ (masks saved with --save-at), mlm_head.safetensors (TAMT-MLM's trained
 head) and rewound_model/ (IMP --rewind-to). Interrupted? Run the same command again: it resumes
-from the last checkpoint; a finished search is not repeated. Several processes (DDP; the global
-batch is split between them and the result is the same):
+from the last checkpoint; a finished search is not repeated.
+
+Several processes (DDP) split the global batch between them. A model without dropout gives the mask
+one process finds; with dropout (BERT's 0.1) each process draws its own dropout masks for its share
+of the batch, so the mask is close to one process's but not the same (the search says so when it
+starts):
   accelerate launch --num_processes 4 --no_python ticketlab search tamt ...            (GPUs)
-  ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \
+  ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \\
       ticketlab search tamt ...                                                        (CPUs, gloo)
 
 Examples:
@@ -41,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import textwrap
 from typing import TYPE_CHECKING
 
 import ticketlab as tl
@@ -111,6 +116,34 @@ def _common(p: argparse.ArgumentParser, method: Method) -> None:
     add_config_arguments(o, SearchConfig, SAVING, save_at={"type": steps_list, "nargs": None, "default": []})
 
 
+def _entries(paragraph: str, start: str) -> dict[str, str]:
+    """The entries of an indented list in this module's docstring, by their first word: an entry is
+    a line that begins with `start` (two spaces, or "  ticketlab search ") and the more deeply
+    indented lines after it."""
+    found: dict[str, list[str]] = {}
+    key = None
+    for line in paragraph.splitlines():
+        if line.startswith(start) and not line.startswith(start + " "):
+            key = line[len(start) :].split()[0]
+            found.setdefault(key, [])
+        if key is not None:
+            found[key].append(line)
+    return {k: "\n".join(v) for k, v in found.items()}
+
+
+def method_description(name: str, help: str) -> str:
+    """`ticketlab search NAME --help`'s description: the method's own entry of this module's
+    docstring (its help line for a method registered elsewhere), what every search shares, and the
+    method's examples."""
+    first, methods_list, *shared, examples = (__doc__ or "").strip().split("\n\n")
+    own = _entries(methods_list, "  ").get(name, f"  {name}  {help}")
+    words = " ".join(own.split()[1:])  # the entry's text as one paragraph, without the method's name
+    head = textwrap.fill(f"ticketlab search {name}: {words}", width=100)
+    runs = _entries(examples, "  ticketlab search ").get(name)
+    tail = [f"Examples:\n{runs}"] if runs else []
+    return "\n\n".join([head, *shared, *tail])
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """One sub-command per registered search method (`methods.registry`, verb "search")."""
     sub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
@@ -118,7 +151,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         m = sub.add_parser(
             name,
             help=method.help,
-            description=(__doc__ or "").split("\n\n")[1],
+            description=method_description(name, method.help),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _common(m, method)

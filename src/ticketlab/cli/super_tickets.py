@@ -15,6 +15,12 @@ to resume.
 
 Fine-tuning options are those of `ticketlab finetune` (defaults: the task's TAMT Table 1 values).
 
+--importance-only stops after the importance scores: each seed's full model is fine-tuned and its
+heads and FFN units scored (OUT/runs/<run>/importance/: importance.json and .safetensors, read by
+`ticketlab.methods.importance.Importance.load(DIR)`), and no ticket is made. The same command without it goes
+on from there. (`ticketlab importance` is another thing: importance across tasks, from finished
+super-ticket studies.)
+
 Example:
   ticketlab super --model models/minilm-mlm --task mrpc --data-dir path/to/glue \\
       --seeds 1 2 3 --levels 0.1 0.3 0.5 --out super/mrpc
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
 # The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
 STUDY = (
     *("levels", "units", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
-    *("importance", "keep_models"),
+    *("importance", "keep_models", "importance_only"),
 )
 
 
@@ -76,7 +82,19 @@ def print_result(r: SuperResult) -> None:
     print(f"results: {r.out_dir}/super.json, {r.out_dir}/results.sqlite (ticketlab report {r.out_dir})")
 
 
+def print_importance(r: SuperResult) -> None:
+    """Where each seed's importance scores are, and its least and most important heads."""
+    for seed, where in sorted(r.importance.items()):
+        name = studies.head_ranking(where)
+        least, most = ", ".join(name[:3]), ", ".join(name[-3:])
+        print(f"seed {seed}: {where} (least important heads: {least}; most: {most})")
+    if r.skipped:
+        print(f"{r.skipped} runs are running in another process; rerun when they finish")
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    print_result(studies.run_super(super_config(args), args.out))
+    config = super_config(args)
+    result = studies.run_super(config, args.out)
+    (print_importance if config.importance_only else print_result)(result)
     return 0

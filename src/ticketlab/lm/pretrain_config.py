@@ -68,7 +68,6 @@ class PretrainConfig:
     mixed_precision: str = option(
         "auto",
         "autocast (auto: bf16 on a GPU that has it, else none)",
-        flag="--precision",
         choices=PRECISIONS,
     )
     fused: bool | None = None  # torch's fused AdamW; None: on a GPU

@@ -42,20 +42,17 @@ from torch import nn
 
 from ..core.errors import MaskMismatchError, TicketlabError
 from ..core.files import atomic_write_json, read_json
+from ..core.optional import missing, optional_module
 from ..models.arch import encoder_of
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
 from .ticket import tensor_digests
 
 RECORD = "ticketlab_ticket.json"
-PEFT_MISSING = "this needs PEFT, which is not installed: pip install 'ticketlab[peft]' (or pip install peft)"
+PEFT_MISSING = missing("peft", "peft", "an adapter over a ticket")
 
 
 def _peft() -> types.ModuleType:
-    try:
-        import peft  # lazy: an optional dependency (`pip install 'ticketlab[peft]'`), imported here only
-    except ImportError:
-        raise TicketlabError(PEFT_MISSING) from None
-    return peft
+    return optional_module("peft", "peft", "an adapter over a ticket")
 
 
 def _encoder(model: nn.Module) -> nn.Module:

@@ -36,9 +36,10 @@ def default_targets(model_type: str, pooler: bool = True) -> str:
     return arch_of(model_type).targets(pooler)
 
 
+# The help of `--no-pooler` (a field that is on by default): what the flag does, then the default.
 POOLER_HELP = (
-    "prune the pooler too where the checkpoint has one, as both papers' code does (TAMT, Liu et al. "
-    "2022; BERT-Tickets, Chen et al. 2020); --no-pooler: leave it dense (ticketlab's earlier default)"
+    "leave the pooler dense (not pruned); by default it is pruned where the checkpoint has one, as "
+    "both papers' code does (TAMT, Liu et al. 2022; BERT-Tickets, Chen et al. 2020)"
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
 
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
@@ -123,6 +123,10 @@ class SearchSpec:
     finish: Callable[[Any], None] | None = None  # runs on every process once training is over
     sparsity_now: Callable[[], float] | None = None  # for the progress bar (default: the target)
     pattern: str | None = None  # N:M, recorded in the mask config
+    # The dev losses whose sum is the search's own objective (TAMT-KD: kd_loss). With them, the initial
+    # mask is evaluated before the first step, and a search that ends worse than it on that sum says so
+    # (`worse_than_start`): a mask search starts from a mask (OMP), which the search should improve.
+    objective_losses: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,6 +136,24 @@ class SearchResult:
     out: Path
     train: TrainResult | None  # None when the search had finished before
     main_process: bool = True  # False in the other processes of a distributed search (they report nothing)
+
+
+def worse_than_start(
+    keys: Sequence[str], initial: dict[str, Any] | None, final: dict[str, Any] | None
+) -> str | None:
+    """One line when the final dev value of the objective (the sum of `keys`) is worse than the
+    initial mask's; None when it is not, or when either evaluation lacks one of them."""
+    if not keys or not initial or not final or any(k not in initial or k not in final for k in keys):
+        return None
+    start, end = sum(initial[k] for k in keys), sum(final[k] for k in keys)
+    if end <= start:
+        return None
+    what = " + ".join(keys)
+    return (
+        f"warning: the search ended worse on its own objective than the mask it started from: dev "
+        f"{what} {end:.4g} at step {final.get('step')} against {start:.4g} at step 0; its initial mask "
+        "is the better one (a lower --lr may help)"
+    )
 
 
 def input_keys(model: nn.Module, objective: SearchObjective, targets: Any) -> dict[str, Any]:
@@ -195,6 +217,8 @@ def _run_search(
     if sd.finished:
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
+    if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
+        log.info(f"resuming from {sd.checkpoint_file}")
     if acc.is_main_process and (note := dropout_note(model, acc.num_processes)):
         log.warning(note)
     run = _Search(model, objective, spec, train_config, sd, parse_steps(save_at, train_config.max_steps), acc)
@@ -204,6 +228,12 @@ def _run_search(
     final: dict[str, Any] = {"ranks_agree": ranks_agree(acc, current_mask(model))}
     if result is not None:
         final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
+        if run.initial is not None:
+            final["initial_eval"] = run.initial
+        if warning := worse_than_start(spec.objective_losses, run.initial, result.final):
+            final["objective_warning"] = warning
+            if acc.is_main_process:
+                log.warning(warning)
     mask, mc = run.write(sd.out, train_config.max_steps, final)
     if acc.is_main_process:
         if train_config.max_steps in run.steps:
@@ -231,6 +261,7 @@ class _Search:
         self.model, self.objective, self.spec, self.config = model, objective, spec, train_config
         self.sd, self.steps, self.acc = sd, steps, acc
         self.clock = StepClock(objective.collate_fn)
+        self.initial: dict[str, Any] | None = None  # the initial mask's dev scores (objective_losses)
 
     def _sparsity(self) -> float:
         spec = self.spec
@@ -286,10 +317,12 @@ class _Search:
 
     def get_state(self) -> dict[str, Any]:
         extra = self.spec.extra_state
-        return {"search_time_s": self.clock.seconds, **(extra[0]() if extra else {})}
+        initial = {"initial_eval": self.initial} if self.initial is not None else {}
+        return {"search_time_s": self.clock.seconds, **initial, **(extra[0]() if extra else {})}
 
     def set_state(self, d: dict[str, Any]) -> None:
         self.clock.seconds = float(d.get("search_time_s", 0.0))
+        self.initial = d.get("initial_eval")
         if self.spec.extra_state:
             self.spec.extra_state[1](d)
 
@@ -297,6 +330,19 @@ class _Search:
         out = self.objective.loss_fn(m, batch)
         loss, logs = out if isinstance(out, tuple) else (out, {})
         return loss, {**logs, "sparsity": round(self._sparsity(), 6)}
+
+    def evaluate_initial(self) -> None:
+        """The dev scores of the mask the search starts from (step 0), on every process (the main
+        one evaluates); a resumed search has them from its checkpoint instead."""
+        eval_fn = self.objective.eval_fn
+        if not self.spec.objective_losses or eval_fn is None or self.sd.checkpoint_file.is_file():
+            return
+        self.model.to(self.acc.device).eval()
+        scores = [{"step": 0, **eval_fn(self.model)} if self.acc.is_main_process else None]
+        self.model.train()
+        if self.acc.num_processes > 1:
+            broadcast_object_list(scores)
+        self.initial = scores[0]
 
     def train(self) -> TrainResult | None:
         """Train (or resume) the search; None when it had trained before and only the mask was
@@ -307,6 +353,7 @@ class _Search:
             with restoring(sd.checkpoint_file):
                 self.set_state(load_checkpoint(sd.checkpoint_file).get("extra", {}))
             return None
+        self.evaluate_initial()
         return train(
             self.model,
             self.spec.params,

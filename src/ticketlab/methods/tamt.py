@@ -229,6 +229,7 @@ def search_tamt(
         },
         settings=settings or {},
         extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,
+        objective_losses=tuple(f"{part}_loss" for part in config.objective.split("+")),
     )
     return run_search(
         model,

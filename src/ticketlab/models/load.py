@@ -95,15 +95,16 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     A model compacted by `ticketlab compact` (per-layer head and FFN sizes) loads too.
     """
     name = check_source(name_or_path)
-    if is_compacted(name):
-        return check_finite(load_compacted(name, head, **kwargs), name)
+    # transformers 5 loads in the file's dtype ("auto"): a float16 checkpoint would train and
+    # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
+    kwargs.setdefault("dtype", torch.float32)
+    if is_compacted(name):  # written in its base's dtype (`compact`): cast as from_pretrained does
+        dtype = kwargs.pop("dtype")
+        return check_finite(load_compacted(name, head, **kwargs).to(dtype), name)
     load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     if Path(name).expanduser().is_dir():
         check_weights(Path(name).expanduser())
     quiet_transformers()
-    # transformers 5 loads in the file's dtype ("auto"): a float16 checkpoint would train and
-    # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
-    kwargs.setdefault("dtype", torch.float32)
     try:  # a hub repository with pickled weights only: refused by transformers, as OSError
         model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError, RecursionError) as e:

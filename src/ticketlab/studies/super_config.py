@@ -65,6 +65,15 @@ class SuperConfig:
         "starts from them)",
     )
 
+    # importance alone: `ticketlab importance` is the cross-task study, and these scores need the study's
+    # fine-tuned full model, its protocol and its directory (a later run without it goes on from them)
+    importance_only: bool = option(
+        False,
+        "stop after the importance scores: fine-tune the full model of each seed and score its heads "
+        "and FFN units, no tickets; the same command without it goes on from there",
+        result=False,
+    )
+
     def __post_init__(self) -> None:
         check_config(self)
         if self.finetune.mask is not None:

@@ -136,6 +136,13 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
     return Importance.load(imp.save(out))
 
 
+def head_ranking(importance_dir: str | os.PathLike) -> list[str]:
+    """The heads of saved importance scores from least to most important, as "L<layer>H<head>"
+    (0-based; scores l2-normalised per layer, as tickets rank them)."""
+    heads = Importance.load(importance_dir).head
+    return [f"L{i // heads.shape[1]}H{i % heads.shape[1]}" for i in heads.flatten().argsort().tolist()]
+
+
 def _full(study: Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     config = study.config
     run = study.finetune_row(seed, {**FULL, **importance_key(config)})
@@ -214,6 +221,7 @@ class SuperResult:
     tickets: dict[str, dict[str, dict[str, Any]]]  # method -> level (str) -> mean_std
     out_dir: str
     skipped: int = 0  # rows held by another process
+    importance: dict[int, str] = dataclasses.field(default_factory=dict)  # seed -> its scores' directory
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -265,13 +273,14 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         ft = config.run_config(config.seeds[0])
         where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
         study = Study(config, out, store, inputs=input_content(ft, spec), where=where)
-        skipped = 0
+        skipped, importance = 0, {}
         for seed in config.seeds:
             full = _full(study, seed)
             if full[1] is None:
                 skipped += 1
                 continue
-            for kind in config.kinds:
+            importance[seed] = str(out / full[1]["importance_dir"])
+            for kind in [] if config.importance_only else config.kinds:
                 for level in levels:
                     skipped += _ticket(study, kind, level, seed, full) is None
         info = {"name": f"super-{spec.id}", "model": config.finetune.model, "study": "super"}
@@ -281,7 +290,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         record_study(store, info["name"], study.plan, info, protocol)
         ids = store.get_meta("studies")[info["name"]]  # this call's rows and earlier ones of its protocol
         records = [r for r in map(store.get, ids) if r is not None]
-    result = _summary(config, records, spec.id, out, skipped)
+    result = dataclasses.replace(_summary(config, records, spec.id, out, skipped), importance=importance)
     atomic_write_json(out / SUMMARY_FILE, result.to_dict())
     return result
 

@@ -7,12 +7,18 @@ text, which QQP and a few other files contain, are skipped and counted; when mor
 file is malformed it is not that task's file and reading stops with a `DataError`. So does a
 missing file, a missing column or a label outside the task's label set, each naming the file.
 
+A file whose name ends in `.csv` is read as comma-separated instead, with the quoting of Python's
+`csv` module (a text holding commas or quotes is quoted, as spreadsheets and pandas write it); a
+task's `files` name them (`{"train": "train.csv", "dev": "dev.csv"}` in its task.json).
+
 `--data-dir` is either a GLUE root (`DIR/SST-2/train.tsv`) or the task's own folder
 (`DIR/train.tsv`). Without a data dir, `load_examples` falls back to the `datasets` hub (online).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 import os
@@ -82,7 +88,13 @@ def _column_index(spec: TaskSpec, header: list[str] | None, col: Column, path: P
     assert header is not None
     names = [h.strip() for h in header]
     if col not in names:
-        raise DataError(f"{path}: no column '{col}' in the header (columns: {', '.join(names)})")
+        hint = ""
+        if len(names) == 1 and "," in names[0] and path.suffix != ".csv":  # a CSV under a .tsv name
+            hint = (
+                "; this file is read as tab-separated and its header has commas, not tabs: a "
+                "comma-separated file is read as CSV when its name ends in .csv (the task's `files`)"
+            )
+        raise DataError(f"{path}: no column '{col}' in the header (columns: {', '.join(names)}){hint}")
     return names.index(col)
 
 
@@ -103,8 +115,21 @@ def _label_value(spec: TaskSpec, raw: str, path: Path, line: int) -> int | float
     return labels.index(raw)
 
 
+def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every line of a file's `text`: split at tabs as GLUE's files are
+    (no quoting), or for a `.csv` file by the `csv` module (a quoted field may span lines)."""
+    if path.suffix != ".csv":
+        return [(i, ln.removesuffix("\r").split("\t")) for i, ln in enumerate(text.split("\n"), start=1)]
+    reader = csv.reader(io.StringIO(text, newline=""))  # the csv module sees the line ends itself
+    try:
+        return [(reader.line_num, row) for row in reader]
+    except csv.Error as e:
+        raise DataError(f"{path}, line {reader.line_num}: not valid CSV ({e})") from None
+
+
 def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
-    """Read one GLUE-style TSV file of `spec`; see the module docstring for what is skipped or refused."""
+    """Read one GLUE-style TSV file of `spec` (or a CSV file, by its `.csv` name); see the module
+    docstring for what is skipped or refused."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: MRPC starts with a byte-order mark
@@ -112,8 +137,8 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
         raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read as UTF-8 text ({e})") from None
-    lines = [ln.removesuffix("\r") for ln in text.split("\n")]
-    header = lines[0].split("\t") if spec.header and lines else None
+    records = _records(text, path)
+    header = (records[0][1] if records else []) if spec.header else None
     first = 1 if spec.header else 0
     cols = [c for c in (spec.text_a, spec.text_b, spec.label) if c is not None]
     idx = [_column_index(spec, header, c, path) for c in cols]
@@ -125,11 +150,10 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
     text_b: list[str] = []
     labels: list[int | float] = []
     rows = skipped = 0
-    for line_no, line in enumerate(lines[first:], start=first + 1):
-        if not line.strip():
+    for line_no, fields in records[first:]:
+        if not "".join(fields).strip():
             continue
         rows += 1
-        fields = line.split("\t")
         if (n_fields is not None and len(fields) != n_fields) or len(fields) < need:
             skipped += 1
             continue
@@ -144,7 +168,8 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
     if rows == 0:
         raise DataError(f"{path}: no data rows")
     if skipped > MAX_MALFORMED * rows:
-        want = f"{n_fields} tab-separated fields" if n_fields else f"at least {need} fields"
+        sep = "comma" if path.suffix == ".csv" else "tab"
+        want = f"{n_fields} {sep}-separated fields" if n_fields else f"at least {need} fields"
         raise DataError(f"{path}: {skipped} of {rows} rows are malformed (expected {want}); wrong file?")
     if skipped:
         log.warning("%s: skipped %d malformed row(s) of %d", path, skipped, rows)

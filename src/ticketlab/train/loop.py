@@ -329,7 +329,9 @@ class _Loop:
             if result.best is None or better(record[config.metric], result.best[config.metric]):
                 result.best = record
         self.log({"eval": record})
-        if config.progress and self.acc.is_main_process:  # on the console too, not only in the log file
+        # on the console too, not only in the log file; without a progress bar as well (--no-progress
+        # hides the bar, not the evaluations: a log of a run in the background keeps them)
+        if self.acc.is_main_process:
             log_.info(_eval_line(config.desc, record, config.max_steps, self.piece.tokens_per_s()))
         return record
 

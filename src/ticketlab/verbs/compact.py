@@ -1,6 +1,8 @@
 """`ticketlab compact`: `compact(CompactConfig) -> Compacted`, a model with a structured ticket's pruned
 heads, FFN neurons and FFN sub-layers removed: a smaller model whose outputs equal the ticketed
-model's (reloaded with `ticketlab.masks.load_compacted(DIR)`).
+model's (reloaded with `ticketlab.masks.load_compacted(DIR)`), written in the dtype its base is stored in
+(a float16 base gives a float16 model: half the bytes of float32, the same values; ticketlab's
+loaders cast it to float32 to compute).
 
 The command line declares its options itself (`cli/compact.py`), so this module is read only when the
 verb runs and imports what it runs at the top.
@@ -8,18 +10,27 @@ verb runs and imports what it runs at the top.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.checks import check_config
+import torch
+
+from ..core.checks import NonNegInt, PositiveInt, check_config
+from ..core.errors import ConfigError
 from ..core.outputs import check_output
 from ..masks import check_unit_fits, load_unit_mask, parameter_count, save_compacted
 from ..masks import compact as compact_model
+from ..models.arch import encoder_of
 from ..models.compaction import refuse_compacted
 from ..models.load import load_config
+from ..models.source import fit_max_length
 from ..models.structure import unit_arch
+from ..models.timing import Times, forward_times, random_batch
 from .export import Head, load_with_head
+
+TIME_LENGTH = 128  # tokens per sequence timed, by default
 
 
 @dataclass
@@ -31,9 +42,21 @@ class CompactConfig:
     out: str | os.PathLike
     head: Head = "auto"  # the head to load the model with (auto: the one in its config)
     ignore_hash: bool = False  # apply the ticket even if the weights differ (e.g. fine-tuned with it)
+    # Timing (`time_reps` > 0): the encoder's forward, dense and compacted, in float32 on `device`, on
+    # a random batch of `time_batch_size` x `time_length` tokens; median and minimum of the repetitions.
+    time_reps: NonNegInt = 0
+    time_batch_size: PositiveInt = 8
+    time_length: PositiveInt | None = None  # default: TIME_LENGTH, or the model's positions if fewer
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        check_config(self)  # types and choices (head)
+        check_config(self)  # types, ranges and choices (head)
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise ConfigError(f"device: not a torch device, got {self.device!r} (e.g. cpu, cuda)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device: {self.device}, but torch sees no CUDA GPU here")
 
 
 @dataclass
@@ -44,6 +67,17 @@ class Compacted:
     all_heads: int
     parameters: int  # of the compacted model, and of the model before
     parameters_before: int
+    timing: dict[str, Times] | None = None  # "dense" and "compacted", with `time_reps`
+    timed_batch: tuple[int, int] | None = None  # (sequences, tokens each) of the timed batch
+
+
+def stored_dtype(model: str) -> torch.dtype:
+    """The floating dtype a checkpoint's config records for its weights (float32 where it records
+    none, or one that is not floating: transformers' default)."""
+    dtype = load_config(model).dtype
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
 
 
 def compact(config: CompactConfig) -> Compacted:
@@ -51,12 +85,38 @@ def compact(config: CompactConfig) -> Compacted:
     inputs = (config.model, config.mask)
     check_output(config.out, kind="compacted model", inputs=inputs)  # before loading anything
     refuse_compacted(config.model, "a structured ticket is compacted from")
-    unit_arch(load_config(config.model).model_type)  # a family without units (ALBERT), whatever the mask
+    model_config = load_config(config.model)
+    unit_arch(model_config.model_type)  # a family without units (ALBERT), whatever the mask
+    timed_batch = None
+    if config.time_reps:  # a length past the model's positions is refused before any work
+        length = fit_max_length(model_config, config.time_length, TIME_LENGTH, what="time_length")
+        timed_batch = (config.time_batch_size, length)
     units, mc = load_unit_mask(config.mask)
     model, head, tokenizer = load_with_head(config.model, config.head)
     check_unit_fits(units, mc, model, source=config.mask, check_hash=not config.ignore_hash)
     before = parameter_count(model)
+    dense = copy.deepcopy(model) if timed_batch else None  # the compaction is in place
     compact_model(model, units, inplace=True)  # the model is ours: no second copy
+    timing = None
+    if dense is not None and timed_batch:
+        timing = time_against_dense(dense, model, timed_batch, config)
+    model.to(stored_dtype(config.model))  # loaded in float32: a smaller model, not a wider one
     save_compacted(model, config.out, tokenizer=tokenizer, mask_config=mc, inputs=inputs)
     heads = sum(len(h) for h in units.kept_per_layer()["heads"])
-    return Compacted(Path(config.out), head, heads, units.head.numel(), parameter_count(model), before)
+    return Compacted(
+        Path(config.out), head, heads, units.head.numel(), parameter_count(model), before, timing, timed_batch
+    )
+
+
+def time_against_dense(
+    dense: torch.nn.Module, small: torch.nn.Module, shape: tuple[int, int], config: CompactConfig
+) -> dict[str, Times]:
+    """The encoders' forward times, dense and compacted (the head is the same in both, and an MLM
+    head's decoder would hide the difference), interleaved on one random batch."""
+    device = torch.device(config.device)
+    models = {"dense": encoder_of(dense), "compacted": encoder_of(small)}
+    for m in models.values():
+        m.to(device).eval()
+    vocab = dense.config.vocab_size
+    batch = random_batch(vocab, *shape, device)
+    return forward_times(models, batch, config.time_reps)

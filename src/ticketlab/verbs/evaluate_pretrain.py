@@ -65,6 +65,11 @@ class PretrainEvalConfig:
             raise ConfigError("give a corpus to evaluate on")
         if self.model is None and not self.masks:
             raise ConfigError("give model (or masks, whose base model is used)")
+        if self.model is None and self.full:  # masks may record different bases: which one is "full"?
+            raise ConfigError(
+                "full: give the full model to evaluate (--model); without it each mask is evaluated "
+                "on the base model it records"
+            )
 
     @property
     def uses_trained_head(self) -> bool:

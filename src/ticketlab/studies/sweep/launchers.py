@@ -13,6 +13,9 @@ run's directory, and the rerun would find it busy. Its parent is submitit's cont
 outlives the coordinator, so Linux's parent-death signal would not fire; the worker waits instead
 on a lock file its coordinator holds (`.coordinator-<pid>.lock` in the jobs folder), which the
 kernel releases when the coordinator ends, however it ends.
+
+submitit is an extra (`pip install 'ticketlab[slurm]'`): a sweep that runs here, one run at a time,
+needs none; a launcher refuses to be made without it, in one line, before any work.
 """
 
 from __future__ import annotations
@@ -27,12 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import submitit
 import torch
-from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from ...core.errors import ConfigError
+from ...core.optional import optional_module
 from ..records import KINDS
+
+
+def _submitit() -> Any:
+    """The submitit module (a launcher's runs are its jobs), or one line saying how to install it."""
+    return optional_module("submitit", "slurm", "a sweep with --launcher slurm or --jobs N")
+
 
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
 
@@ -140,6 +148,7 @@ class SubmititLauncher:
     ):
         if cluster not in ("slurm", "local"):
             raise ConfigError(f"cluster must be slurm or local, got {cluster!r}")
+        self._submitit = _submitit()
         if jobs is not None and jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}")
         self.folder, self.cluster = Path(folder), cluster
@@ -192,10 +201,10 @@ class SubmititLauncher:
 
         res = self.resources[kind]
         if self.cluster == "slurm":
-            ex = submitit.SlurmExecutor(folder=self.folder)
+            ex = self._submitit.SlurmExecutor(folder=self.folder)
             ex.update_parameters(**res.sbatch(kind))
             return ex
-        ex = submitit.LocalExecutor(folder=self.folder)
+        ex = self._submitit.LocalExecutor(folder=self.folder)
         want = 1 if res.gpus is None else res.gpus  # slot i sees GPUs i*want .. (i+1)*want-1
         visible = (
             [self.gpus[((slot or 0) * want + k) % len(self.gpus)] for k in range(want)] if self.gpus else []
@@ -238,11 +247,12 @@ class SubmititLauncher:
         if not handle.job.done():
             return None
         self._release(handle)
+        errors = self._submitit.core.utils
         try:
             return Outcome(True, handle.job.result(), False, handle.log)
-        except UncompletedJobError as e:
+        except errors.UncompletedJobError as e:
             return Outcome(False, _first_line(e), True, handle.log)
-        except FailedJobError as e:
+        except errors.FailedJobError as e:
             return Outcome(False, str(e), False, handle.log)
 
     def cancel(self, handle: Handle) -> None:
@@ -254,7 +264,7 @@ class SubmititLauncher:
         if self.cluster != "slurm" or not job_id:
             return None
 
-        job = submitit.SlurmJob(folder=self.folder, job_id=job_id)
+        job = self._submitit.SlurmJob(folder=self.folder, job_id=job_id)
         if job.state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"):
             return Handle(job, kind)
         return None

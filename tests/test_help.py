@@ -1,0 +1,89 @@
+"""What `--help` says: each search method's own description, examples that print as they run, the
+multi-process claim as it holds, and a negated flag's help saying what the flag does."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from test_cli_options import parsers
+from ticketlab.cli import build_parser
+
+
+def _help(name: str) -> str:
+    return parsers()[name].format_help()
+
+
+def test_each_search_method_has_its_own_description():
+    tamt, imp = _help("search tamt"), _help("search imp")
+    assert "ticketlab search tamt: task-agnostic mask training" in tamt and "iterative magnitude" not in tamt
+    assert "ticketlab search imp: iterative magnitude pruning" in imp and "task-agnostic mask" not in imp
+    assert "ticketlab search imp --model" in imp and "ticketlab search tamt --model" not in imp
+    assert "Run the same command again" in tamt and "Run the same command again" in imp  # what they share
+
+
+def test_no_help_wraps_a_command_line_into_a_run_of_spaces():
+    """A backslash at a line's end in a docstring joins the lines: the command printed as
+    `--no_python       ticketlab`."""
+    helps = {name: p.format_help() for name, p in parsers().items()}
+    helps["search"] = build_parser()._subparsers._group_actions[0].choices["search"].format_help()
+    wrapped = {n: m.group(0) for n, h in helps.items() if (m := re.search(r"--no_python {2,}\S+", h))}
+    assert not wrapped
+
+
+def test_search_help_does_not_promise_the_same_mask_from_several_processes_with_dropout():
+    for name in ("search tamt", "search imp"):
+        text = " ".join(_help(name).split())
+        assert "the result is the same" not in text
+        assert "with dropout (BERT's 0.1) each process draws its own dropout masks" in text
+        assert "close to one process's but not the same" in text
+
+
+def test_no_pooler_help_says_what_the_flag_does():
+    for name in ("prune", "search tamt"):
+        action = next(a for a in parsers()[name]._actions if "--no-pooler" in a.option_strings)
+        assert action.help.startswith("leave the pooler dense (not pruned)"), (name, action.help)
+
+
+def test_autocast_is_mixed_precision_in_every_verb_and_pretrains_old_name_still_parses(capsys):
+    shown = {
+        (name, s)
+        for name, p in parsers().items()
+        for a in p._actions
+        if a.help != argparse.SUPPRESS
+        for s in a.option_strings
+        if "precision" in s
+    }
+    assert {s for _, s in shown} == {"--mixed-precision"} and ("pretrain", "--mixed-precision") in shown
+    argv = ["pretrain", "--corpus", "c.txt", "--steps", "3", "--out", "o"]
+    assert build_parser(only="pretrain").parse_args([*argv, "--precision", "bf16"]).mixed_precision == "bf16"
+    assert (
+        capsys.readouterr().err.strip()
+        == "ticketlab pretrain: note: --precision is deprecated, write --mixed-precision"
+    )
+    assert (
+        build_parser(only="pretrain").parse_args([*argv, "--mixed-precision", "no"]).mixed_precision == "no"
+    )
+    assert "--precision" not in parsers()["pretrain"].format_help() and not capsys.readouterr().err
+
+
+def test_finetune_help_documents_the_task_json_format_it_reads(tmp_path):
+    """The task.json example and the field names in `finetune --help` are what the reader takes."""
+    import dataclasses
+    import json
+
+    from ticketlab.tasks.metrics import GLUE_METRIC_NAMES
+    from ticketlab.tasks.registry import TaskSpec, read_task_file
+
+    text = _help("finetune")
+    start = text.index("Your own task:")
+    example = text[text.index("{", start) : text.index("}}", start) + 2]
+    (tmp_path / "task.json").write_text(example)
+    spec = read_task_file(tmp_path / "task.json")
+    assert spec.files["train"] == "train.csv" and spec.labels == ("neg", "pos")
+    paragraph = text[start : text.index("\n\n", start)]
+    named = {"text_b", "kind", "labels", "metrics", "main_metric", "header", "lr", "batch_size"}
+    named |= {"max_length", "epochs", "eval_every", "files", "text_a", "label", "id"}
+    assert named <= {f.name for f in dataclasses.fields(TaskSpec)}
+    assert all(name in paragraph for name in named) and json.loads(example)["id"] == "reviews"
+    assert all(metric in paragraph for metric in GLUE_METRIC_NAMES)
