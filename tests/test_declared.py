@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -261,3 +262,23 @@ def test_a_sweep_records_its_declaration_before_its_first_run_and_refuses_an_unp
         run_sweep(bad, tmp_path / "b" / "sweep", finetune=fakes.fake_finetune, log=lambda line: None)
     with Store(tmp_path / "b" / "sweep") as st:
         assert st.statuses() == {}  # refused before the plan was recorded
+
+
+@pytest.mark.parametrize(
+    "finetune, key",
+    [
+        (
+            {"steps": 5, "select_fraction": 0.2},
+            "finetune.select_fraction: 0.2: a declared claim's checkpoint",
+        ),
+        ({"steps": 5, "checkpoint": "best-dev"}, "finetune.checkpoint: a declared claim reads held-out"),
+    ],
+)
+def test_a_declared_claim_reads_the_last_evaluation_or_a_step_chosen_on_half_of_dev(tmp_path, finetune, key):
+    claims = [{"compare": "imp > omp", "endpoint": "fig5", "sparsity": 0.7}]
+    with pytest.raises(ConfigError, match=re.escape(f"s.yaml: {key}")):
+        spec(tmp_path, claims=claims, finetune=finetune, **AVG)
+    half = spec(tmp_path / "b", claims=claims, finetune={"steps": 5, "select_fraction": 0.5}, **AVG)
+    assert half.finetune_settings("cola")["select_fraction"] == 0.5
+    # without claims the reading stays the study's choice (the committed studies chose on 20%)
+    assert spec(tmp_path / "c", finetune=finetune).claims == ()
