@@ -147,6 +147,12 @@ def _cost_part(along: list[LossTest], final: list[LossTest]) -> list[str]:
     return [intro, "", table(LOSS_HEADER, rows), "", *verdict]
 
 
+READING = (
+    "'holds': p (Holm) < 0.05 in the claimed direction; 'contradicted': p (Holm) < 0.05 in the other; "
+    "otherwise 'not shown at this budget', with the MDE (80% power at α = 0.05, uncorrected). "
+)
+
+
 def claims_section(res: SweepResults) -> list[str]:
     """The section (heading included), or [] where the sweep has no data for any of the claims."""
     comps, tests = res.family()
@@ -155,14 +161,15 @@ def claims_section(res: SweepResults) -> list[str]:
     along = [t for t in tests if t.part == SEARCH_COST]
     if not tests:
         return []
-    if any(t.exploratory for t in tests):
+    exploratory = any(t.exploratory for t in tests)
+    if exploratory:
         family = (
             "). Exploratory here: this study declared its claims (section 'Declared claims'), its one "
             "Holm family; these tests are estimates, with no corrected p and no verdict. "
         )
     else:
         family = (
-            ", each test in the report's one Holm family with those comparisons "
+            "), each test in the report's one Holm family with those comparisons "
             f"({sum(t.p is not None for t in [*comps, *tests])} tests in all). "
         )
     out = [
@@ -171,9 +178,9 @@ def claims_section(res: SweepResults) -> list[str]:
         "Three claims of Liu et al. (2022) tested (the fourth, TAMT ≥ IMP > OMP > random downstream, is the "
         "paired comparisons above"
         + family
-        + "Masks are the unit. 'holds': p (Holm) < 0.05 in the claimed direction; 'contradicted': p (Holm) "
-        "< 0.05 in the other; otherwise 'not shown at this budget', with the MDE (80% power at α = 0.05, "
-        "uncorrected). Uncorrected p, degrees of freedom and run ids: `pretrain_tests.csv`.",
+        + "Masks are the unit. "
+        + ("" if exploratory else READING)
+        + "Uncorrected p, degrees of freedom and run ids: `pretrain_tests.csv`.",
         "",
     ]
     out += _equal_steps_part(final) if final else []
