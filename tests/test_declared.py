@@ -11,10 +11,12 @@ import re
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 import sweep_fakes as fakes
 from sweep_fakes import base_spec_dict, fake_registry
 from test_report_claims import M, fill
+from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -282,3 +284,32 @@ def test_a_declared_claim_reads_the_last_evaluation_or_a_step_chosen_on_half_of_
     assert half.finetune_settings("cola")["select_fraction"] == 0.5
     # without claims the reading stays the study's choice (the committed studies chose on 20%)
     assert spec(tmp_path / "c", finetune=finetune).claims == ()
+
+
+def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_cannot_pass(
+    tmp_path, tiny_bert_dir, capsys
+):
+    """4 method means at 70% (omp, random, imp, tamt-mlm): 2 / 4! × 2 claims = 0.17, one line, exit 2."""
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, search_curve=None, data_curve=None)
+    d["endpoint"] = {"name": "ab", "tasks": ["a", "b"]}
+    d["claims"] = [
+        {"compare": "tamt-mlm > imp", "endpoint": "ab", "sparsity": 0.7, "pilot_sd": 1.0},
+        {"correlate": "mlm_loss", "endpoint": "ab", "sparsity": 0.7, "unit": "method-means"},
+    ]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    code = main(["sweep", str(path), "--out", str(tmp_path / "sweep"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "claims[1]: mlm_loss predicts ab at 70% (ρ < 0, over method-means) cannot pass by design" in err
+    se = math.sqrt(2 / 2)  # 2 masks a side, SD 1
+    mde = detectable_effect(se, 2.0, alpha=0.025)
+    assert (
+        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (Welch's t), "
+        f"MDE {mde:.3g}" in out
+    )
+    assert (
+        "mlm_loss predicts ab at 70% (ρ < 0, over method-means): 4 method means; smallest corrected p 0.167"
+        in out
+    )
+    assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
