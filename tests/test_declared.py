@@ -61,6 +61,9 @@ def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
     as_json = spec_json(s)
     assert as_json["endpoints"] == [{"name": "fig5", "tasks": ["sst2", "cola"]}]
     assert declaration(as_json["claims"]) == declaration(s.claims)  # the report reads the same hash
+    # a pilot's SDs plan the power of a claim, they are not part of what it declares
+    again = spec(tmp_path / "b", claims=[claims[0] | {"pilot_sd": 2.0}, *claims[1:]], **AVG)
+    assert declaration(again.claims) == declaration(s.claims)
 
 
 @pytest.mark.parametrize(
@@ -191,6 +194,10 @@ def test_a_declaration_changed_after_runs_began_is_reported_as_amended(tmp_path)
     assert (
         "## Declared claims" in report
         and "amended: declared before any run, changed with 12 runs done" in report
+    )
+    withdrawn = declared_store(tmp_path / "d", [], [(CLAIMS, 0), ([], 20)])
+    assert "None now: amended: declared before any run, changed with 20 runs done." in (
+        write_report(withdrawn).path.read_text()
     )
     # a spec whose claims the store never recorded (edited after the sweep): amended now
     unrecorded = declared_store(tmp_path / "c", changed, [(CLAIMS, 0)])

@@ -11,6 +11,7 @@ difference it expected says the design could not see it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,8 @@ def _units(t: DeclaredTest) -> str:
 def declared_section(res: SweepResults) -> list[str]:
     """The section (heading included), or [] where the spec declares no claims."""
     tests = declared_tests(res)
+    if not tests and any(json.loads(h["text"]) for h in res.declarations):  # claims withdrawn
+        return ["## Declared claims", "", f"None now: {declaration_status(res)}.", ""]
     if not tests:
         return []
     m = len(tests)

@@ -243,8 +243,10 @@ def _names(values: list[str]) -> str:
 
 
 def declaration(claims: tuple[Claim, ...] | list[dict]) -> tuple[str, str]:
-    """(canonical text, its SHA-256): the claims as sorted JSON, as the store and the report see them."""
-    items = [asdict(c) if isinstance(c, Claim) else c for c in claims]
+    """(canonical text, its SHA-256): the claims as sorted JSON, as the store and the report see them.
+    A pilot's SDs are left out: they plan the claim's power, they are not what it claims."""
+    items = [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]
+    items = [{k: v for k, v in c.items() if k != "pilot_sd"} for c in items]
     text = json.dumps(json.loads(json.dumps(items)), sort_keys=True, separators=(",", ":"))
     return text, hashlib.sha256(text.encode()).hexdigest()
 
