@@ -20,6 +20,7 @@ from conftest import SHARED
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.report.tables import _imp_variant
+from ticketlab.tasks.metrics import holm
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # store directory -> the directory its report was written into
@@ -76,3 +77,15 @@ def test_family_csv_is_the_committed_paired_tests(tmp_path):
     assert (tmp_path / "family.csv").read_bytes() == (RESULTS / "family.csv").read_bytes(), (
         "docs/results/family.csv: rebuild it with `python docs/results/family.py`"
     )
+
+
+def test_family_holm_reads_each_test_unrounded():
+    """The reports write p in full and family.py Holm-adjusts those: p rounded to 4 places first made
+    a Spearman p of 2e-6 a 0 and its Holm p 0.0000 in place of 0.0003."""
+    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    family = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(family)
+    rows = family.family()
+    p = [float(r["p_welch"]) for r in rows]
+    assert sum(x != round(x, 4) for x in p) > len(p) // 2
+    assert [r["p_holm_readme"] for r in rows] == [f"{x:.4f}" for x in holm(p)]

@@ -1,9 +1,12 @@
-"""The README's one family of tests: every test of the committed reports re-rendered under issue 35's
-rules, Holm-corrected together: the downstream comparisons (`paired.csv`: Welch on the means of
+"""An exploratory family of every test of the committed reports, Holm-corrected together: a reading
+across studies, not a test of any one's claims. A study states its own family, the claims its spec
+declared before its runs (`ticketlab.studies.sweep.declared`); this one grows with every study and
+so weakens all of them, which is why it decides nothing. It holds: the downstream comparisons (`paired.csv`: Welch on the means of
 per-mask means) and the tests of TAMT's claims on pre-training loss (`pretrain_tests.csv`: loss at
 equal steps, Spearman's rho of loss and score, loss along a search). Writes `family.csv`:
 `significant` where p (Holm over the family) < 0.05, and its `direction` (a loss claim as claimed or
-against it; a downstream difference `a > b` or `a < b`).
+against it; a downstream difference `a > b` or `a < b`). Holm reads each test's unrounded p (the
+reports write it in full: p rounded to 4 places can cross a Holm threshold).
 
     PYTHONPATH=src python docs/results/family.py
 
@@ -103,7 +106,7 @@ def main() -> None:
     rows = family()
     write(rows, HERE / "family.csv")
     found = [r for r in rows if r["significant"]]
-    print(f"{len(rows)} tests, {len(found)} with p (Holm over all of them) < 0.05")
+    print(f"exploratory: {len(rows)} tests, {len(found)} with p (Holm over all of them) < 0.05")
     for r in found:
         print(
             f"  {r['study']}: {r['test']} {r['loss']} {r['a']} {r['b']} {r['sparsity']} {r['task']} "

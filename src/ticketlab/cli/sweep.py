@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"launcher {args.launcher}, per run:")
                 for kind, res in launched.resources.items():
                     print(f"  {kind:<14} {res.sbatch(kind) if args.launcher == 'slurm' else res}")
+            runner.refuse_unpassable()  # after the plan: its lines say what each claim can reach
         finally:
             runner.store.close()
         return 0

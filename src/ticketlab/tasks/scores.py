@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import nct, pearsonr, spearmanr, t
+from scipy.stats import nct, norm, pearsonr, spearmanr, t
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from .metrics import accuracy, scored
@@ -102,3 +103,41 @@ def detectable_effect(se: float, df: float, *, alpha: float = 0.05, power: float
     while short(hi) < 0:  # widen until the power is reached
         hi *= 2
     return float(brentq(short, 0.0, hi)) * se
+
+
+def welch(parts: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """(standard error, Satterthwaite's degrees of freedom) of a difference of independent means,
+    given each one's (variance, degrees of freedom); numbers or numpy arrays of them (a simulation)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts)
+    fallback = float(sum(np.max(d) for _, d in parts))  # no spread at all: the degrees of freedom
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denom > 0, total * total / np.where(denom > 0, denom, 1), fallback)
+    return np.sqrt(total), df
+
+
+def t_test(diff: Any, se: Any, df: Any) -> Any:
+    """Two-sided p of the t statistic diff / se on df degrees of freedom (se 0: 0, or 1 if diff is 0
+    too); numbers or numpy arrays."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * t.sf(np.abs(diff / np.where(se == 0, 1, se)), df)
+    return np.where(se == 0, np.where(diff == 0, 1.0, 0.0), p)
+
+
+# The variance of Fisher's z of Spearman's rho is about 1.06 / (n - 3) (Fieller et al. 1957).
+FIELLER = 1.06
+
+
+def detectable_rho(n: int, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest |Spearman's rho| over `n` independent units found with `power` at two-sided
+    `alpha`, by Fisher's z with Fieller's variance; None below 4 units (no variance)."""
+    if n <= 3:
+        return None
+    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    return math.tanh(z * math.sqrt(FIELLER / (n - 3)))
+
+
+def smallest_spearman_p(n: int) -> float:
+    """The smallest two-sided exact p Spearman's rho over `n` units can have: a perfect order, one
+    of the n! equally likely orderings, or its reverse (2 / n!; 1 for fewer than 2 units)."""
+    return 1.0 if n < 2 else min(1.0, 2 / math.factorial(n))

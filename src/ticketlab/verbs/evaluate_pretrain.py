@@ -45,7 +45,7 @@ class PretrainEvalConfig:
     mlm_head: Literal["original", "trained"] = option(
         "original",
         "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
-        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its Fig. 4/5) or TAMT-MLM's trained head "
+        "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its §4.2.2, Fig. 5) or TAMT-MLM's trained head "
         "where its mask directory has one (ticketlab's earlier default)",
     )
     ignore_mlm_head: bool = option(

@@ -59,6 +59,14 @@ def _summary(tests: list[Any], what) -> str:
     return "; ".join(parts) + "."
 
 
+def _verdict_line(n: str, tests: list[Any], what) -> list[str]:
+    """The claim's verdict line and a blank, or nothing where its tests are exploratory (the study
+    declared its claims: those are its verdicts)."""
+    if tests and tests[0].exploratory:
+        return []
+    return [f"**Verdict ({n}):** " + _summary(tests, what), ""]
+
+
 def _equal_steps_part(tests: list[LossTest]) -> list[str]:
     intro = (
         "**1. TAMT lowers the pre-training loss below OMP's and IMP's at equal steps (§4.2.2, Fig. 5).** "
@@ -68,8 +76,8 @@ def _equal_steps_part(tests: list[LossTest]) -> list[str]:
         "An evaluation is deterministic (fixed corruption seeds), so OMP's one mask is an exact value "
         "and the test against it is a one-sample t on the other method's masks (df = n − 1)."
     )
-    verdict = "**Verdict (1):** " + _summary(tests, _what)
-    return [intro, "", table(LOSS_HEADER, [_loss_row(t) for t in tests]), "", verdict, ""]
+    verdict = _verdict_line("1", tests, _what)
+    return [intro, "", table(LOSS_HEADER, [_loss_row(t) for t in tests]), "", *verdict]
 
 
 def _where(t: Correlation) -> str:
@@ -104,8 +112,8 @@ def _predicts_part(tests: list[Correlation]) -> list[str]:
         for t in tests
     ]
     header = ["loss", "task", "sparsity", "n (masks)", "ρ", "p (Holm)", "MDE (ρ)", "verdict"]
-    verdict = "**Verdict (2):** " + _summary(tests, _where)
-    return [intro, "", table(header, rows), "", verdict, ""]
+    verdict = _verdict_line("2", tests, _where)
+    return [intro, "", table(header, rows), "", *verdict]
 
 
 def _cost_part(along: list[LossTest], final: list[LossTest]) -> list[str]:
@@ -135,8 +143,14 @@ def _cost_part(along: list[LossTest], final: list[LossTest]) -> list[str]:
         reached = "not shown" if first is None else f"from {first.a.steps} of its {tests[-1].a.steps} steps"
         found.append(f"{a}'s {loss} below {b}'s ({tests[0].b.steps} steps) at {pct(s)}: {reached}")
     found += [f"not shown in {n} curve(s) without a test ({why})" for why, n in sorted(untested.items())]
-    verdict = "**Verdict (3):** " + "; ".join(found) + "."
-    return [intro, "", table(LOSS_HEADER, rows), "", verdict, ""]
+    verdict = [] if along and along[0].exploratory else ["**Verdict (3):** " + "; ".join(found) + ".", ""]
+    return [intro, "", table(LOSS_HEADER, rows), "", *verdict]
+
+
+READING = (
+    "'holds': p (Holm) < 0.05 in the claimed direction; 'contradicted': p (Holm) < 0.05 in the other; "
+    "otherwise 'not shown at this budget', with the MDE (80% power at α = 0.05, uncorrected). "
+)
 
 
 def claims_section(res: SweepResults) -> list[str]:
@@ -147,15 +161,26 @@ def claims_section(res: SweepResults) -> list[str]:
     along = [t for t in tests if t.part == SEARCH_COST]
     if not tests:
         return []
+    exploratory = any(t.exploratory for t in tests)
+    if exploratory:
+        family = (
+            "). Exploratory here: this study declared its claims (section 'Declared claims'), its one "
+            "Holm family; these tests are estimates, with no corrected p and no verdict. "
+        )
+    else:
+        family = (
+            "), each test in the report's one Holm family with those comparisons "
+            f"({sum(t.p is not None for t in [*comps, *tests])} tests in all). "
+        )
     out = [
         "## TAMT's claims on pre-training loss",
         "",
         "Three claims of Liu et al. (2022) tested (the fourth, TAMT ≥ IMP > OMP > random downstream, is the "
-        "paired comparisons above), each test in the report's one Holm family with those comparisons "
-        f"({sum(t.p is not None for t in [*comps, *tests])} tests in all). "
-        "Masks are the unit. 'holds': p (Holm) < 0.05 in the claimed direction; 'contradicted': p (Holm) "
-        "< 0.05 in the other; otherwise 'not shown at this budget', with the MDE (80% power at α = 0.05, "
-        "uncorrected). Uncorrected p, degrees of freedom and run ids: `pretrain_tests.csv`.",
+        "paired comparisons above"
+        + family
+        + "Masks are the unit. "
+        + ("" if exploratory else READING)
+        + "Uncorrected p, degrees of freedom and run ids: `pretrain_tests.csv`.",
         "",
     ]
     out += _equal_steps_part(final) if final else []

@@ -27,7 +27,6 @@ other, and otherwise "not shown at this budget" with the MDE.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,26 +35,34 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from ...tasks.scores import detectable_effect
+from ...tasks.scores import detectable_effect, detectable_rho, t_test, welch
 from ..sweep.methods import base_method
 from .cells import AVG, Cell
-from .paired import FLOOR, ONE_STOCHASTIC_MASK, Comparisons, against, stochastic, t_test, welch
+from .paired import EXPLORATORY, FLOOR, ONE_STOCHASTIC_MASK, Comparisons, against, stochastic
 
 EQUAL_STEPS = "equal steps"
 PREDICTS = "loss predicts score"
 SEARCH_COST = "search cost"
 LOSSES = ("mlm_loss", "kd_loss")
 EXACT_UP_TO = 8  # Spearman's p by enumerating every ordering up to this many masks (8! = 40,320)
-FIELLER = 1.06  # variance of Fisher's z of Spearman's ρ is about 1.06 / (n − 3) (Fieller et al. 1957)
 
 
 def claim_verdict(
-    why_not: str | None, p_holm: float | None, estimate: float, mde: str, lower: str, higher: str
+    why_not: str | None,
+    p_holm: float | None,
+    estimate: float,
+    mde: str,
+    lower: str,
+    higher: str,
+    exploratory: bool = False,
 ) -> str:
     """A claim of a negative `estimate`: "holds (`lower`)" where Holm's p < 0.05 and it is negative,
-    "contradicted (`higher`)" where p < 0.05 and it is positive, else not shown, with the MDE."""
+    "contradicted (`higher`)" where p < 0.05 and it is positive, else not shown, with the MDE; no
+    verdict for an `exploratory` test (a study that declared other claims)."""
     if why_not is not None:
         return why_not
+    if exploratory:
+        return EXPLORATORY
     if p_holm is not None and p_holm < 0.05:
         return f"holds ({lower})" if estimate < 0 else f"contradicted ({higher})"
     return f"not shown at this budget (MDE {mde})"
@@ -103,6 +110,7 @@ class LossTest:
     part: str = EQUAL_STEPS
     p_holm: float | None = None
     labels: list[str] = field(default_factory=list)  # "unequal sparsity ..." (`comparison_labels`)
+    exploratory: bool = False  # the study declared other claims (`paired.EXPLORATORY`)
 
     @property
     def mean(self) -> float:
@@ -157,7 +165,8 @@ class LossTest:
     def verdict(self) -> str:
         mde = "—" if self.mde is None else f"{self.mde:.3g}"
         a = self.a.method
-        return claim_verdict(self.why_not, self.p_holm, self.mean, mde, f"{a} lower", f"{a} higher")
+        lower, higher = f"{a} lower", f"{a} higher"
+        return claim_verdict(self.why_not, self.p_holm, self.mean, mde, lower, higher, self.exploratory)
 
 
 @dataclass
@@ -177,6 +186,7 @@ class Correlation:
     p_holm: float | None = None
     part: str = PREDICTS
     floor: bool = False  # the full model is at the task's constant predictor: the scores rank noise
+    exploratory: bool = False  # the study declared other claims (`paired.EXPLORATORY`)
 
     @property
     def n(self) -> int:
@@ -212,10 +222,7 @@ class Correlation:
     def mde(self) -> float | None:
         """The smallest |ρ| found with 80% power at α = 0.05 (uncorrected), by Fisher's z with
         Fieller's variance 1.06 / (n − 3); None below 4 masks or without a test."""
-        if self.n <= 3 or self.why_not is not None:
-            return None
-        z = float(sps.norm.ppf(0.975) + sps.norm.ppf(0.8))
-        return math.tanh(z * math.sqrt(FIELLER / (self.n - 3)))
+        return None if self.why_not is not None else detectable_rho(self.n)
 
     @property
     def holds(self) -> bool:
@@ -224,7 +231,8 @@ class Correlation:
     @property
     def verdict(self) -> str:
         mde = "—" if self.mde is None else f"{self.mde:.2f}"  # no '|': a markdown table's cell
-        return claim_verdict(self.why_not, self.p_holm, self.rho or 0.0, mde, "ρ < 0", "ρ > 0")
+        rho = self.rho or 0.0
+        return claim_verdict(self.why_not, self.p_holm, rho, mde, "ρ < 0", "ρ > 0", self.exploratory)
 
 
 class Claims(Comparisons):

@@ -1,7 +1,7 @@
 """The report's CSV tables (`write_csvs`): results.csv (every cell, curves included, with run ids),
 winning_tickets.csv, transfer.csv (when there are task-specific tickets), paired.csv,
-pretrain_losses.csv and pretrain_tests.csv (when TAMT's claims on pre-training loss have tests), from a
-`SweepResults`.
+pretrain_losses.csv, pretrain_tests.csv (when TAMT's claims on pre-training loss have tests) and
+declared.csv (when the spec declares its claims), from a `SweepResults`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
 from .claims import Correlation, LossTest
+from .declared import declared_rows
 from .paired import MAIN
 from .sections import size
 from .tables import SweepResults
@@ -18,6 +19,12 @@ from .tables import SweepResults
 
 def _num(x: float | None, digits: int = 4) -> str:
     return "" if x is None else f"{x:.{digits}f}"
+
+
+def _exact(x: float | None) -> str:
+    """An unrounded p (the shortest text that reads back as the same float): a family Holm-adjusts
+    it again (docs/results/family.py), and p rounded to 4 places can cross a Holm threshold."""
+    return "" if x is None else repr(float(x))
 
 
 def _cell_row(c: Cell) -> dict:
@@ -39,14 +46,14 @@ def _claim_row(t: LossTest | Correlation) -> dict:
         pooled = "all" if t.sparsity is None else t.sparsity  # all: every sparsity and the full model
         what |= {"sparsity": pooled, "steps_a": "", "steps_b": "", "masks_a": t.n, "masks_b": ""}
         numbers = {"mean_a": "", "mean_b": "", "statistic": "spearman_rho", "estimate": _num(t.rho)}
-        numbers |= {"se": "", "df": "", "p": _num(t.p), "p_holm": _num(t.p_holm), "mde80": _num(t.mde)}
+        numbers |= {"se": "", "df": "", "p": _exact(t.p), "p_holm": _num(t.p_holm), "mde80": _num(t.mde)}
         seeds = {"masks_a_seeds": " ".join(t.methods), "masks_b_seeds": ""}
     else:
         what = {"part": t.part, "loss": t.loss, "task": "", "a": t.a.method, "b": t.b.method}
         what |= {"sparsity": t.sparsity, "steps_a": t.a.steps, "steps_b": t.b.steps}
         what |= {"masks_a": t.masks[0], "masks_b": t.masks[1]}
         numbers = {"mean_a": _num(t.a.mean, 6), "mean_b": _num(t.b.mean, 6), "statistic": "mean_diff"}
-        numbers |= {"estimate": _num(t.mean, 6), "se": _num(t.se, 6), "df": _num(t.df), "p": _num(t.p)}
+        numbers |= {"estimate": _num(t.mean, 6), "se": _num(t.se, 6), "df": _num(t.df), "p": _exact(t.p)}
         numbers |= {"p_holm": _num(t.p_holm), "mde80": _num(t.mde, 6)}
         seeds = {
             "masks_a_seeds": " ".join(map(str, t.a.masks)),
@@ -111,7 +118,7 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         | ({"train_size": c.train_size if c.train_size == MAIN else size(c.train_size)} if sized else {})
         | {"masks_a": c.masks[0], "seeds_a": c.seeds[0], "masks_b": c.masks[1], "seeds_b": c.seeds[1]}
         | {"mean_a": _num(c.a.mean), "mean_b": _num(c.b.mean), "mean_diff": _num(c.mean)}
-        | {"se_diff": _num(c.se), "df": _num(c.df), "p_welch": _num(c.p), "p_holm": _num(c.p_holm)}
+        | {"se_diff": _num(c.se), "df": _num(c.df), "p_welch": _exact(c.p), "p_holm": _num(c.p_holm)}
         | {
             "mde80": _num(c.mde),
             "ci95_low": _num(c.ci95 and c.ci95[0]),
@@ -125,6 +132,8 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     atomic_write_csv(out / "paired.csv", paired)
     if claims:  # as transfer.csv: only where there is something (a report without stays as it was)
         atomic_write_csv(out / "pretrain_tests.csv", [_claim_row(t) for t in claims])
+    if declared := declared_rows(res):  # a study that declared its claims (`declared.py`)
+        atomic_write_csv(out / "declared.csv", declared)
 
     losses = res.pretrain_losses().values()
     keys = sorted({k for v in losses for k in v if k.endswith("_loss")})

@@ -23,12 +23,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
 from ...tasks.metrics import holm
-from ...tasks.scores import detectable_effect
+from ...tasks.scores import detectable_effect, t_test, welch
 from ..sweep.methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
@@ -36,6 +35,8 @@ MAIN = "main"  # the training-set size of the main grid (a data curve's sizes ar
 ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
 NO_SPREAD = "no spread"  # each side's runs agree within it, the sides differ: SE 0, no test
 FLOOR = "floor"  # the full model is within one std of the task's constant predictor: no test on it
+# A study that declared its claims (`declared`) tests those alone: every other test is an estimate
+EXPLORATORY = "exploratory"
 
 
 def stochastic(label: str) -> bool:
@@ -95,25 +96,6 @@ class Side:
         return None if len(self.within) >= 2 else "one run"
 
 
-def welch(parts: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    """(standard error, Satterthwaite's degrees of freedom) of a difference of independent means,
-    given each one's (variance, degrees of freedom); numbers or numpy arrays of them (a simulation)."""
-    total = sum(v for v, _ in parts)
-    denom = sum(v * v / d for v, d in parts)
-    fallback = float(sum(np.max(d) for _, d in parts))  # no spread at all: the degrees of freedom
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(denom > 0, total * total / np.where(denom > 0, denom, 1), fallback)
-    return np.sqrt(total), df
-
-
-def t_test(diff: Any, se: Any, df: Any) -> Any:
-    """Two-sided p of the t statistic diff / se on df degrees of freedom (se 0: 0, or 1 if diff is 0
-    too); numbers or numpy arrays."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * sps.t.sf(np.abs(diff / np.where(se == 0, 1, se)), df)
-    return np.where(se == 0, np.where(diff == 0, 1.0, 0.0), p)
-
-
 @dataclass
 class Comparison:
     """Method `a` minus method `b` at one sparsity and task (and training-set size): Welch's test on
@@ -127,6 +109,7 @@ class Comparison:
     p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`family()`)
     labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
     floor: bool = False  # the full model is at the task's constant predictor (`SweepResults.at_floor`)
+    exploratory: bool = False  # the study declared its claims and this is none of them: no verdict
 
     @property
     def run_ids(self) -> list[str]:
@@ -210,6 +193,8 @@ class Comparison:
         """From the Holm-adjusted p (the report's family); why there is no test otherwise."""
         if self.why_not is not None:
             return self.why_not
+        if self.exploratory:
+            return EXPLORATORY
         if self.p_holm is None or self.p_holm >= 0.05:
             return "within noise"
         return f"{self.a.method} > {self.b.method}" if self.mean > 0 else f"{self.a.method} < {self.b.method}"
@@ -300,12 +285,12 @@ class Comparisons:
     ) -> dict[int | None, dict[int, list[Score]]]:
         """Mask seed -> fine-tuning seed -> its runs; task AVG: the per-task runs of every task, for
         the fine-tuning seeds every task has."""
-        tasks = self.tasks if task == AVG else [task]
+        tasks = self.score_tasks(task)
         out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for t in tasks:
             for s in self._runs(method, sparsity, t, size):
                 out[s.mask_seed][s.seed].append(s)
-        if task == AVG:  # a seed counts only where every task has a run
+        if len(tasks) > 1:  # an average: a seed counts only where every task has a run
             for per_seed in out.values():
                 for f in [f for f, v in per_seed.items() if {s.task for s in v} != set(tasks)]:
                     del per_seed[f]
@@ -392,11 +377,28 @@ class Comparisons:
         (`claims.Claims` adds those of TAMT's claims on pre-training loss). Each has `p` and `p_holm`."""
         return []
 
+    def score_tasks(self, task: str) -> list[str]:
+        """The tasks a score on `task` averages: every task (AVG), a named endpoint's (the spec's
+        `endpoint:`), or the task itself."""
+        if task == AVG:
+            return list(self.tasks)
+        named = {e["name"]: list(e["tasks"]) for e in self.spec.get("endpoints") or []}
+        return named.get(task, [task])
+
+    def declared_claims(self) -> list[dict[str, Any]]:
+        """The claims the study's spec declares (`sweep.declared`), as its JSON holds them."""
+        return list(self.spec.get("claims") or [])
+
     def family(self) -> tuple[list[Comparison], list[Any]]:
         """The report's one Holm family: (the comparisons, `other_tests()`), every `p_holm` set over
-        all of them (Holm: no dependence assumed between them)."""
+        all of them (Holm: no dependence assumed between them). A study that declared its claims has
+        those as its family (`declared.declared_tests`): these are then exploratory, with no `p_holm`."""
         comps, others = self._comparisons(), self.other_tests()
         tests = [*comps, *others]
+        if self.declared_claims():
+            for c in tests:
+                c.exploratory = True
+            return comps, others
         for c, adjusted in zip(tests, holm([c.p for c in tests]), strict=True):
             c.p_holm = adjusted
         return comps, others

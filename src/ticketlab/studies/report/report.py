@@ -13,6 +13,8 @@
     SWEEP_DIR/report/pretrain_tests.csv   the tests of TAMT's claims on pre-training loss (if any,
                                           `claims.py`): loss at equal steps, Spearman's rho of loss
                                           and score, loss along the search; in paired.csv's Holm family
+    SWEEP_DIR/report/declared.csv         the claims the spec declared, tested as the study's one
+                                          Holm family (`declared.py`; the other tests exploratory)
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
     SWEEP_DIR/report/figures/*.png        (fig3 also as .csv: every point and band drawn)
 
@@ -43,6 +45,7 @@ from ..sweep.spec import load_spec, spec_json
 from . import plots
 from .claim_sections import claims_section
 from .csvs import write_csvs
+from .declared import declared_section
 from .figure_kit import plain_text
 from .results import load_results
 from .search_sections import budget_section, loss_along_search_section, pretrain_section, search_cost_section
@@ -121,6 +124,7 @@ def report_files() -> list[str]:
     """Every file a report may write (relative to its directory)."""
     tables = ["results.csv", "winning_tickets.csv", "transfer.csv", "paired.csv", "pretrain_losses.csv"]
     tables.append("pretrain_tests.csv")  # the tests of TAMT's claims (`claims.py`), where there are any
+    tables.append("declared.csv")  # the study's declared claims (`declared.py`), where it has any
     figures = [
         f
         for fname, _, _ in [*plots.FIGURES, *plots.STUDY_FIGURES]
@@ -274,6 +278,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     captions = {f: c for f, c, _ in plots.FIGURES}
     parts = [
         *_heading(res, spec),
+        *declared_section(res),
         "## Main results",
         "",
         "Dev score of each task's main metric (0-100; "

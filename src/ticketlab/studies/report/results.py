@@ -33,6 +33,7 @@ from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
 from ..store import DB_NAME, RunRecord, Store
+from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order
 from ..sweep.rekey import ids_outdated, rekey_store
 from .cells import AVG, Score, method_label
@@ -208,8 +209,10 @@ def load_results(
         spec = store.get_meta("spec", {}) or {}
         plan_ids = store.get_meta("plan")
         studies = store.get_meta("studies") or {}  # `ticketlab super` / `mtl` runs: name -> run ids
+        declarations = store.get_meta(CLAIMS_META, []) or []  # `sweep.declared.record_declaration`
     if plan is not None:
         plan_ids, spec = plan
+    done_in_store = sum(r.status == "done" for r in records.values())  # as the declarations count them
     left_out, not_swept = 0, len(set(plan_ids or []) - records.keys())
     if (plan_ids is not None or studies) and not all_runs:
         keep = set(plan_ids or []).union(*studies.values())
@@ -256,6 +259,8 @@ def load_results(
         not_swept=not_swept,
         floors=_floors(records.values(), tasks),
         left_out=left_out,
+        declarations=declarations,
+        runs_done=done_in_store,
     )
 
 

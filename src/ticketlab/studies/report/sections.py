@@ -228,6 +228,12 @@ def family_note(family: list[Comparison], others: list[Any] | None = None) -> st
     """The report's Holm family: how many tests (the comparisons and the `others`, those of TAMT's
     claims on pre-training loss), and the comparisons that are none."""
     tests = sum(c.p is not None for c in [*family, *(others or [])])
+    if any(c.exploratory for c in family):
+        return (
+            f"Exploratory: this study declared its claims before its runs, and those alone are its Holm "
+            f"family (section 'Declared claims'); these {tests} tests are estimates, Δ ± SE with its 95% "
+            "CI and the MDE, without a verdict or a corrected p."
+        )
     why: dict[str, int] = defaultdict(int)
     for c in family:
         if c.why_not is not None:
@@ -266,10 +272,16 @@ def paired_section(res: SweepResults) -> str:
         f"A stochastic method (random, IMP, TAMT, random tickets) with one mask gets no test: "
         f"'{ONE_STOCHASTIC_MASK}'. 'n' is masks × fine-tuning seeds per mask of each side. "
         + family_note(family, others)
-        + " Holm's step-down keeps the chance of any false verdict among them below 5%; the verdict "
-        "reads p (Holm), and 'within noise' (p (Holm) ≥ 0.05) says nothing of differences below the MDE, "
-        "the smallest true Δ this design detects with 80% power at α = 0.05 (uncorrected) at its observed "
-        "noise. 'identical': every run of both methods scored the same (no test). "
+        + (
+            " The MDE is the smallest true Δ this design detects with 80% power at α = 0.05 at its "
+            "observed noise."
+            if any(c.exploratory for c in family)
+            else " Holm's step-down keeps the chance of any false verdict among them below 5%; the verdict "
+            "reads p (Holm), and 'within noise' (p (Holm) ≥ 0.05) says nothing of differences below the "
+            "MDE, the smallest true Δ this design detects with 80% power at α = 0.05 (uncorrected) at its "
+            "observed noise."
+        )
+        + " 'identical': every run of both methods scored the same (no test). "
         f"'{NO_SPREAD}': each "
         "side's mask means (a deterministic mask's seeds) agree and the sides differ, so the SE is 0 "
         "and no p can be read (no test). 'floor': the full "
@@ -307,6 +319,8 @@ def order_verdict(comps: list[Comparison]) -> str:
     """One line per claimed order: for each comparison the papers claim a direction of, on which
     tasks it holds (p (Holm) < 0.05 that way), is contradicted (the other way), is not shown (with the
     MDE), or has no test (why)."""
+    if any(c.exploratory for c in comps):  # a study's declared claims are its verdicts
+        return ""
     parts = []
     for c in comps:
         higher = claimed_higher(c)

@@ -76,6 +76,9 @@ class SweepResults(Claims):
     left_out: int = 0  # runs in the store but not in the last spec's plan
     not_swept: int = 0  # runs of the plan not in the store yet (the later stages of a staged sweep)
     floors: dict[str, float] = field(default_factory=dict)  # task -> a constant predictor's dev score
+    # every declaration of claims the store recorded ({hash, text, runs_done}, `sweep.declared`)
+    declarations: list[dict[str, Any]] = field(default_factory=list)
+    runs_done: int = 0  # the store's finished runs (every plan's), as a declaration counts them
 
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:

@@ -47,6 +47,7 @@ from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
+from .declared import describe_plans, plan_claims, record_declaration, refuse_unpassable
 from .launched import Coordinator
 from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, sweep_methods
@@ -149,6 +150,10 @@ class Runner:
                 f"{self.store.path}, and none can be run; name variant chen or tamt"
             )
 
+    def refuse_unpassable(self) -> None:
+        """A declared claim its planned units cannot pass (`declared.plan_claims`) is refused."""
+        refuse_unpassable(self.spec)
+
     def todo(self) -> list[Run]:
         statuses = self.store.statuses()
         return [r for r in self.runs if statuses.get(r.id) != "done"]
@@ -177,6 +182,7 @@ class Runner:
                     f"  {method}: {n} searches on source tasks {', '.join(sources)}, each mask fine-tuned "
                     f"on every task ({', '.join(self.spec.tasks)})"
                 )
+        lines += describe_plans(plan_claims(self.spec))
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ the loop
@@ -204,10 +210,12 @@ class Runner:
         if reason:
             raise ConfigError(reason)
         self.refuse_retired()
+        self.refuse_unpassable()  # a declared claim no run could answer: before any run
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
         self.store.set_meta("spec", as_json)
+        record_declaration(self.store, self.spec.claims)  # before this sweep's first run
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
         self._reopen_lost_masks()

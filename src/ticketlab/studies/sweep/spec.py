@@ -14,6 +14,13 @@
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
     search_curve: {steps: [50, 100], sparsities: [0.7]}    # score vs search steps/time (Fig. 6, 8)
     data_curve: {train_sizes: [64, 256, all], sparsities: [0.7]}    # score vs #examples (Fig. 9)
+    endpoint: {name: fig5-average, tasks: [sst2, cola]}    # a named average over tasks
+    claims:                                                # declared before the runs (at most 4)
+      - {compare: tamt-kd > imp, endpoint: fig5-average, sparsity: 0.7}
+      - {correlate: mlm_loss, endpoint: fig5-average, sparsity: 0.7, unit: method-means}
+
+`claims:` are the study's confirmatory tests, its one Holm family; every other comparison the report
+prints is exploratory. `declared.py` says what a claim holds and why the store records each version.
 
 Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
 may then be left out), and a per-task method (`imp-task`: `ticketlab search imp --task`) searches one
@@ -62,6 +69,7 @@ from ...core.errors import ConfigError, TicketlabError
 from ...core.files import read_text
 from ...core.outputs import safe_component
 from ...tasks.registry import get_task
+from .declared import claims_from, endpoints_from
 from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
@@ -259,6 +267,8 @@ def spec_from_dict(
         name=str(d.get("name") or Path(source).stem),
         output=str((r.base_dir / d["output"]).resolve()) if d.get("output") else None,
         resources=r.mapping(d.get("resources"), "resources") or None,
+        endpoints=endpoints_from(d.get("endpoint"), r.fail),
+        claims=claims_from(d.get("claims"), r.fail, r.sparsity),
         source=source,
         registry=registry,
     )

@@ -19,6 +19,7 @@ from ...core.errors import ConfigError
 from ...methods import registry as library
 from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
+from .declared import Claim, Endpoint, check_claims
 from .launchers import resources
 from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
 from .planned_configs import PlannedConfigs
@@ -41,6 +42,8 @@ TOP_KEYS = (
     "search_curve",
     "data_curve",
     "resources",
+    "endpoint",
+    "claims",
 )
 ALL = "all"  # data_curve.train_sizes: the whole training set
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
@@ -117,6 +120,10 @@ class SweepSpec(PlannedConfigs):
     output: str | None = None  # default sweep directory (absolute)
     # What a launched run asks for, per run kind (launchers.resources); not part of any run's identity.
     resources: dict[str, Any] | None = None
+    # Named averages over tasks and the study's declared confirmatory claims (`declared.py`): not part
+    # of any run's identity; the store records each declaration (`declared.record_declaration`).
+    endpoints: tuple[Endpoint, ...] = ()
+    claims: tuple[Claim, ...] = ()
     source: str = "<spec>"  # the YAML file, for error messages
     registry: dict[str, MethodSpec] | None = field(default=None, repr=False, compare=False)
 
@@ -173,6 +180,7 @@ class SweepSpec(PlannedConfigs):
         self._check_search_configs()  # before pretrain_eval's: a search.max_length it took is named so
         if self.pretrain_eval is not None:
             self._check_pretrain_eval_config()
+        check_claims(self, self._fail)
 
     def _check_keys(self, d: dict[str, Any], allowed, where: str) -> None:
         for k in d:

@@ -1,0 +1,234 @@
+"""The study's declared claims (`sweep.declared`), tested as its one Holm family: each claim's test
+(`DeclaredTest`: Welch on a task, a named endpoint or a dev loss; Spearman over its declared units),
+Holm-adjusted over the declared claims alone on unrounded p, its verdict in the claimed direction,
+and its MDE at the corrected α; and whether the declaration is the one the store recorded before the
+runs (`declaration_status`), or was amended after some of them.
+
+Holm's first step compares the smallest p with α / m, so the MDE printed beside each claim is at
+α / m (m: the number of declared claims), 80% power: a claim "not shown" with an MDE above the
+difference it expected says the design could not see it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ...tasks.metrics import holm
+from ...tasks.scores import detectable_effect, detectable_rho
+from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict, declaration
+from .claims import Correlation, LossTest
+from .paired import Comparison
+from .sections import pct, table
+from .tables import SweepResults
+
+NO_DATA = "no runs yet"
+
+
+@dataclass
+class DeclaredTest:
+    """One declared claim and its test (None: no runs of it yet)."""
+
+    claim: Claim
+    test: Comparison | LossTest | Correlation | None
+    family: int  # the number of declared claims (m)
+    p_holm: float | None = None
+
+    @property
+    def why_not(self) -> str | None:
+        return NO_DATA if self.test is None else self.test.why_not
+
+    @property
+    def estimate(self) -> float | None:
+        if self.test is None:
+            return None
+        return self.test.rho if isinstance(self.test, Correlation) else self.test.mean
+
+    @property
+    def p(self) -> float | None:
+        return None if self.test is None else self.test.p
+
+    @property
+    def alpha(self) -> float:
+        """Holm's strictest level: α over the family's size."""
+        return ALPHA / self.family
+
+    @property
+    def mde(self) -> float | None:
+        """The smallest true effect (Δ, or |ρ|) found with 80% power at α / m."""
+        t = self.test
+        if t is None or t.why_not is not None:
+            return None
+        if isinstance(t, Correlation):
+            return detectable_rho(t.n, alpha=self.alpha)
+        return None if t.se is None else detectable_effect(t.se, t.df, alpha=self.alpha)
+
+    @property
+    def verdict(self) -> str:
+        if self.why_not is not None:
+            return f"no test ({self.why_not})"
+        if self.p_holm is not None and self.p_holm < ALPHA:
+            return "holds" if (self.estimate or 0) * self.claim.sign > 0 else "contradicted"
+        mde = "—" if self.mde is None else f"{self.mde:.3g}"
+        return f"not shown (MDE {mde} at α = {self.alpha:.3g})"
+
+
+def declared_tests(res: SweepResults) -> list[DeclaredTest]:
+    """The spec's declared claims, each with its test, Holm-adjusted over them alone (unrounded p)."""
+    claims = [claim_from_dict(c) for c in res.declared_claims()]
+    return holm_family([DeclaredTest(c, _test(res, c), len(claims)) for c in claims])
+
+
+def holm_family(tests: list[DeclaredTest]) -> list[DeclaredTest]:
+    """Set each test's `p_holm`: Holm over the declared family, on p as computed (never rounded: p
+    rounded to 4 places can cross a threshold, 0.012499 × 4 < 0.05 but 0.0125 × 4 is not)."""
+    for t, adjusted in zip(tests, holm([t.p for t in tests]), strict=True):
+        t.p_holm = adjusted
+    return tests
+
+
+def _test(res: SweepResults, c: Claim) -> Comparison | LossTest | Correlation | None:
+    if c.kind == "correlate":
+        return _correlation(res, c)
+    if c.endpoint in LOSSES:
+        final = res._losses_by(final=True)
+        a, b = (final.get((m, 0.0 if m == "full" else c.sparsity, None)) for m in (c.a, c.b))
+        return None if not a or not b else res._loss_test(a, b, c.endpoint, c.sparsity, "declared")
+    return res.paired(c.a, c.b, c.sparsity, c.endpoint)
+
+
+def _correlation(res: SweepResults, c: Claim) -> Correlation | None:
+    """Spearman's ρ of `c.loss` and the score on `c.endpoint` over the final masks at `c.sparsity`:
+    per mask, or over the methods' means of their masks' losses and scores (`c.unit`)."""
+    final = {k: p for k, p in res.pretrain_losses().items() if k in res.main_masks}
+    per_mask = res.mask_scores(res.main_scores(), res.score_tasks(c.endpoint))
+    keys = [k for k in final if k in per_mask and c.loss in final[k] and final[k]["sparsity"] == c.sparsity]
+    if not keys:
+        return None
+    if c.unit == "masks":
+        return res._correlation(final, per_mask, keys, c.loss, c.endpoint, c.sparsity)
+    methods = list(dict.fromkeys(final[k]["method"] for k in keys))
+    groups = {m: [k for k in keys if final[k]["method"] == m] for m in methods}
+    return Correlation(
+        c.loss,
+        c.endpoint,
+        methods,
+        [sum(float(final[k][c.loss]) for k in g) / len(g) for g in groups.values()],
+        [sum(per_mask[k].mean for k in g) / len(g) for g in groups.values()],
+        [i for k in keys for i in (final[k]["id"], *per_mask[k].run_ids)],
+        c.sparsity,
+    )
+
+
+def declaration_status(res: SweepResults) -> str:
+    """Whether the report's declaration is the one the store recorded before its runs: 'declared
+    before any run', or 'amended' with the number of runs done at each change (a declaration the
+    store never recorded: amended now, at the runs done now)."""
+    history = res.declarations
+    text, digest = declaration(res.declared_claims())
+    if len(history) == 1 and history[0]["hash"] == digest and history[0]["runs_done"] == 0:
+        return "declared before any run (the store's record of it matches)"
+    if not history:
+        return f"amended: the store records no declaration; {res.runs_done} runs were done before this one"
+    changes = [f"{h['runs_done']} runs done" for h in history]
+    current = history[-1]["hash"] == digest
+    done = "" if current else f", and again now (not recorded in the store) with {res.runs_done} runs done"
+    first = "declared before any run" if history[0]["runs_done"] == 0 else f"first declared with {changes[0]}"
+    later = ", ".join(f"changed with {c}" for c in changes[1:])
+    return f"amended: {first}" + (f", {later}" if later else "") + done
+
+
+def _value(t: DeclaredTest) -> str:
+    if t.estimate is None:
+        return "—"
+    if isinstance(t.test, Correlation):
+        return f"ρ = {t.estimate:+.2f}"
+    se = "" if t.test.se is None else f" ± {t.test.se:.3g} SE"
+    return f"{t.estimate:+.3g}{se}"
+
+
+def _units(t: DeclaredTest) -> str:
+    x = t.test
+    if x is None:
+        return "—"
+    if isinstance(x, Correlation):
+        return f"{x.n} {'masks' if t.claim.unit == 'masks' else 'method means'}"
+    if isinstance(x, LossTest):
+        return f"{x.masks[0]} vs {x.masks[1]} masks"
+    return " vs ".join(
+        f"{len(s.means)} masks" if len(s.means) > 1 else f"1 mask × {len(s.within)} seeds" for s in (x.a, x.b)
+    )
+
+
+def declared_section(res: SweepResults) -> list[str]:
+    """The section (heading included), or [] where the spec declares no claims."""
+    tests = declared_tests(res)
+    if not tests and any(json.loads(h["text"]) for h in res.declarations):  # claims withdrawn
+        return ["## Declared claims", "", f"None now: {declaration_status(res)}.", ""]
+    if not tests:
+        return []
+    m = len(tests)
+    intro = (
+        f"The {m} claim{'s' if m > 1 else ''} this study declared in its spec, its one Holm family "
+        f"({declaration_status(res)}). Holm's adjustment is over these {m} tests alone, on their "
+        f"unrounded p; every other test of this report is exploratory (an estimate with its SE and "
+        f"95% CI, no verdict). 'holds': p (Holm) < {ALPHA} in the declared direction; 'contradicted': "
+        f"< {ALPHA} in the other; otherwise 'not shown', with the MDE at Holm's strictest level "
+        f"α = {ALPHA} / {m} (80% power): the smallest true effect this design would have found. "
+        "A difference is Welch's on the means of per-mask means (a loss: on per-mask losses); a "
+        "correlation is Spearman's ρ over the declared units."
+    )
+    header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
+    rows = [
+        [
+            t.claim.text,
+            _units(t),
+            _value(t),
+            "—" if t.p is None else f"{t.p:.3g}",
+            "—" if t.p_holm is None else f"{t.p_holm:.3g}",
+            "—" if t.mde is None else f"{t.mde:.3g}",
+            t.verdict,
+        ]
+        for t in tests
+    ]
+    return ["## Declared claims", "", intro, "", table(header, rows), "", *_endpoints(res)]
+
+
+def _endpoints(res: SweepResults) -> list[str]:
+    """Each named endpoint's tasks, and each method's mean on it at each sparsity (masks the unit)."""
+    out = []
+    for e in res.spec.get("endpoints") or []:
+        cells = []
+        for m in res.methods:
+            for s in [0.0] if m == "full" else res.sparsities(m):
+                side = res.side(m, s, e["name"])
+                if side is not None:
+                    at = "" if m == "full" else f" at {pct(s)}"
+                    n = len(side.means)
+                    cells.append(f"{m}{at} {side.mean:.2f} ({n} mask{'s' if n > 1 else ''})")
+        tasks = ", ".join(e["tasks"])
+        out += [
+            f"Endpoint '{e['name']}': the mean over {tasks} of each mask's per-task means. "
+            + ("; ".join(cells) or "No mask has runs on every one of its tasks yet.")
+            + ".",
+            "",
+        ]
+    return out
+
+
+def declared_rows(res: SweepResults) -> list[dict[str, Any]]:
+    """declared.csv: one row per declared claim, p and Holm's p unrounded."""
+
+    def num(x: float | None) -> str:
+        return "" if x is None else repr(float(x))
+
+    rows = []
+    for t in declared_tests(res):
+        se = None if t.test is None or isinstance(t.test, Correlation) else t.test.se
+        rows.append(
+            {"claim": t.claim.text, "units": _units(t), "estimate": num(t.estimate), "se": num(se)}
+            | {"p": num(t.p), "p_holm": num(t.p_holm), "alpha": num(t.alpha), "mde": num(t.mde)}
+            | {"verdict": t.verdict, "run_ids": "" if t.test is None else " ".join(t.test.run_ids)}
+        )
+    return rows

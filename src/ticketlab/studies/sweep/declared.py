@@ -1,0 +1,364 @@
+"""A study's declared claims: the confirmatory tests a sweep spec names before its runs, and the
+named endpoints (averages over tasks) they may be made on.
+
+    endpoint: {name: fig5-average, tasks: [sst2, cola, stsb]}   # TAMT Fig. 5's average, where it exists
+    claims:                                                      # at most 4: one Holm family
+      - {compare: tamt-kd > imp, endpoint: fig5-average, sparsity: 0.7, pilot_sd: 1.2}
+      - {compare: tamt-mlm < imp, endpoint: mlm_loss, sparsity: 0.7}        # a pre-training loss
+      - {correlate: mlm_loss, endpoint: fig5-average, sparsity: 0.7, unit: method-means}
+
+A comparison is Welch's test of the report's paired comparisons (masks the unit), on a task, a named
+endpoint or a dev loss of the final masks; a correlation is Spearman's rho of a loss and a score over
+units that are independent: the methods' means (`method-means`) or the masks (`masks`, which a
+reader must then know sit in method clusters). The report tests exactly these as the study's family
+(`report.declared`), every other comparison being exploratory, and a claim no planned design can pass
+is refused before any run (`plan_claims`).
+
+`sweep` records each declaration in the store (`record_declaration`: its canonical text, hash and the
+number of runs done then), so a declaration changed after runs began is reported as amended, with
+that number, rather than refused: refusing would leave a study that found a mistake in its claims no
+way to say so, while the record shows every reader when the change came.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ...core.errors import ConfigError
+from ...tasks.scores import detectable_effect, detectable_rho, smallest_spearman_p, welch
+
+MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
+LOSSES = ("mlm_loss", "kd_loss")  # the pre-training evaluation's dev losses (lower is better)
+UNITS = ("method-means", "masks")
+ALPHA = 0.05
+# A declared claim's checkpoint is chosen on at least this share of dev (or none is: the last
+# evaluation). On 20% of dev (82-209 examples) the choice moved TAMT-MLM − IMP on SST-2 from −1.53 to
+# −0.91 points against reading the last evaluation, as much as the differences a claim is about.
+MIN_SELECT = 0.5
+CLAIMS_META = "claims"  # the store's meta entry: every declaration, in order
+_COMPARE = re.compile(r"^\s*(\S+)\s*([<>])\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named average over tasks, reported as one score (each mask's mean over the tasks of its
+    per-task means, as the report's 'avg')."""
+
+    name: str = field(metadata={"help": "the endpoint's name, usable as a claim's endpoint"})
+    tasks: tuple[str, ...] = field(metadata={"help": "the task labels it averages (at least 2)"})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One declared confirmatory test (see the module's docstring)."""
+
+    kind: str = field(metadata={"help": "'compare' (method a vs b) or 'correlate' (a loss vs a score)"})
+    endpoint: str = field(metadata={"help": "a task label, a named endpoint, or mlm_loss / kd_loss"})
+    sparsity: float = field(metadata={"help": "the sparsity the methods' masks are compared at"})
+    a: str = field(default="", metadata={"help": "compare: the method claimed higher (or lower)"})
+    b: str = field(default="", metadata={"help": "compare: the method it is compared with"})
+    sign: int = field(
+        default=1,
+        metadata={"help": "+1: a > b (rho > 0); -1: a < b (rho < 0, e.g. lower loss, higher score)"},
+    )
+    loss: str = field(default="", metadata={"help": "correlate: the dev loss (mlm_loss or kd_loss)"})
+    unit: str = field(default="", metadata={"help": "correlate: method-means or masks"})
+    pilot_sd: tuple[tuple[str, float], ...] = field(
+        default=(),
+        metadata={
+            "help": "compare: a pilot's SD of one unit's score (a mask's mean over its fine-tuning seeds; "
+            "a deterministic method's fine-tuning seed) per method, for the planned MDE"
+        },
+    )
+
+    @property
+    def text(self) -> str:
+        """The claim as a reader writes it: `tamt-kd > imp on fig5-average at 70%`."""
+        at = f"at {self.sparsity:.0%}"
+        if self.kind == "compare":
+            return f"{self.a} {'>' if self.sign > 0 else '<'} {self.b} on {self.endpoint} {at}"
+        rho = "ρ > 0" if self.sign > 0 else "ρ < 0"
+        return f"{self.loss} predicts {self.endpoint} {at} ({rho}, over {self.unit})"
+
+
+# --------------------------------------------------------------------------- reading the YAML
+
+
+def endpoints_from(raw: Any, fail) -> tuple[Endpoint, ...]:
+    """`endpoint:` as a mapping or a list of them; `fail(key, msg)` makes the spec's error."""
+    items = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    out = []
+    for i, e in enumerate(items):
+        key = f"endpoint[{i}]" if isinstance(raw, list) else "endpoint"
+        if not isinstance(e, dict) or set(e) != {"name", "tasks"}:
+            raise fail(key, "expected {name: NAME, tasks: [TASK, ...]}")
+        tasks = e["tasks"] if isinstance(e["tasks"], list) else [e["tasks"]]
+        out.append(Endpoint(str(e["name"]), tuple(str(t) for t in tasks)))
+    return tuple(out)
+
+
+def claims_from(raw: Any, fail, sparsity) -> tuple[Claim, ...]:
+    """`claims:`, a list of mappings; `sparsity(value, key)` reads a sparsity as the spec does."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise fail("claims", f"expected a list of claims, got {type(raw).__name__}")
+    return tuple(_claim(c, f"claims[{i}]", fail, sparsity) for i, c in enumerate(raw))
+
+
+def _claim(c: Any, key: str, fail, sparsity) -> Claim:
+    allowed = {"compare", "correlate", "endpoint", "sparsity", "direction", "unit", "pilot_sd"}
+    if not isinstance(c, dict):
+        raise fail(key, "expected a mapping ({compare: A > B, endpoint: ..., sparsity: ...})")
+    if unknown := sorted(set(c) - allowed):
+        raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    if ("compare" in c) == ("correlate" in c):
+        raise fail(key, "give exactly one of compare (A > B) and correlate (a loss)")
+    for k in ("endpoint", "sparsity"):
+        if k not in c:
+            raise fail(f"{key}.{k}", "missing (required)")
+    common = {"endpoint": str(c["endpoint"]), "sparsity": sparsity(c["sparsity"], f"{key}.sparsity")}
+    if "compare" in c:
+        for k in ("direction", "unit"):
+            if k in c:
+                raise fail(f"{key}.{k}", "a comparison's direction is its sign and its unit the mask")
+        m = _COMPARE.match(str(c["compare"]))
+        if m is None:
+            raise fail(f"{key}.compare", f"{c['compare']!r}: expected 'A > B' or 'A < B'")
+        a, op, b = m.groups()
+        return Claim("compare", a=a, b=b, sign=1 if op == ">" else -1, **common, pilot_sd=_sds(c, key, fail))
+    if "pilot_sd" in c:
+        raise fail(f"{key}.pilot_sd", "a correlation's MDE needs no pilot (it is in units of rho)")
+    direction = c.get("direction", "negative")
+    if direction not in ("negative", "positive"):
+        raise fail(f"{key}.direction", f"{direction!r}: negative (lower loss, higher score) or positive")
+    if c.get("unit") not in UNITS:
+        raise fail(f"{key}.unit", f"{c.get('unit')!r}: say which units are independent: {' or '.join(UNITS)}")
+    sign = -1 if direction == "negative" else 1
+    return Claim("correlate", loss=str(c["correlate"]), unit=c["unit"], sign=sign, **common)
+
+
+def _sds(c: dict, key: str, fail) -> tuple[tuple[str, float], ...]:
+    """`pilot_sd`: one number (both sides) or {method: sd}."""
+    raw = c.get("pilot_sd")
+    if raw is None:
+        return ()
+    pairs = raw.items() if isinstance(raw, dict) else [("*", raw)]
+    out = []
+    for m, v in pairs:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise fail(f"{key}.pilot_sd", f"{v!r} is not a positive number")
+        out.append((str(m), float(v)))
+    return tuple(sorted(out))
+
+
+# --------------------------------------------------------------------------- checks against the grid
+
+
+def check_claims(spec, fail) -> None:
+    """The declared claims and endpoints name the spec's methods, sparsities, tasks and losses; at most
+    `MAX_CLAIMS`, no two alike. `spec` is a `SweepSpec`."""
+    names = [e.name for e in spec.endpoints]
+    for i, e in enumerate(spec.endpoints):
+        key = "endpoint" if len(spec.endpoints) == 1 else f"endpoint[{i}]"
+        if e.name in spec.tasks or e.name in LOSSES or names.count(e.name) > 1 or e.name == "avg":
+            raise fail(f"{key}.name", f"{e.name!r} is already a task, a loss, 'avg' or another endpoint")
+        if len(e.tasks) < 2 or len(set(e.tasks)) < len(e.tasks):
+            raise fail(f"{key}.tasks", f"at least 2 distinct task labels, got {list(e.tasks)}")
+        for t in e.tasks:
+            if t not in spec.tasks:
+                raise fail(f"{key}.tasks", f"{t!r} is not in the sweep's tasks {list(spec.tasks)}")
+    _check_reading(spec, fail)
+    if len(spec.claims) > MAX_CLAIMS:
+        raise fail("claims", f"{len(spec.claims)} claims: at most {MAX_CLAIMS} (each one divides α)")
+    for i, c in enumerate(spec.claims):
+        _check_claim(spec, c, f"claims[{i}]", fail, names)
+        if c in spec.claims[:i]:
+            raise fail(f"claims[{i}]", f"declared twice: {c.text}")
+
+
+def _check_reading(spec, fail) -> None:
+    """A declared claim's scores are read where choosing the checkpoint adds little noise: the last
+    evaluation (no `select_fraction`), or the step chosen on at least half of dev (`MIN_SELECT`) and
+    scored on the rest; never the best dev score chosen on the dev set it reports (`best-dev`)."""
+    named = {e.name: e.tasks for e in spec.endpoints}
+    read = {t for c in spec.claims for t in named.get(c.endpoint, (c.endpoint,)) if t in spec.tasks}
+    for t in sorted(read):
+        settings = spec.finetune_settings(t)
+        where = (
+            "tasks." + t if {"select_fraction", "checkpoint"} & spec.tasks[t].settings.keys() else "finetune"
+        )
+        if settings.get("checkpoint", "held-out") != "held-out":
+            raise fail(
+                f"{where}.checkpoint", "a declared claim reads held-out scores (best-dev is optimistic)"
+            )
+        fraction = settings.get("select_fraction")
+        if fraction is not None and fraction < MIN_SELECT:
+            raise fail(
+                f"{where}.select_fraction",
+                f"{fraction}: a declared claim's checkpoint is chosen on at least {MIN_SELECT:.0%} of dev, "
+                "or none is (the last evaluation): a step chosen on a few hundred examples moves a "
+                "method's mean by as much as the differences claimed",
+            )
+
+
+def _check_claim(spec, c: Claim, key: str, fail, endpoints: list[str]) -> None:
+    scores = [*spec.tasks, *endpoints]
+    if c.kind == "compare":
+        for m in (c.a, c.b):
+            if m not in spec.methods:
+                raise fail(f"{key}.compare", f"{m!r} is not in the sweep's methods {list(spec.methods)}")
+            if m != "full" and c.sparsity not in spec.method_sparsities(m):
+                raise fail(f"{key}.sparsity", f"{m} is not searched at {c.sparsity}")
+        if c.a == c.b:
+            raise fail(f"{key}.compare", f"{c.a} against itself")
+        if c.endpoint in LOSSES and spec.pretrain_eval is None:
+            raise fail(f"{key}.endpoint", f"{c.endpoint} needs `pretrain_eval:` (the masks' dev losses)")
+        if c.endpoint not in [*scores, *LOSSES]:
+            raise fail(f"{key}.endpoint", f"{c.endpoint!r}: a task, an endpoint or a loss ({_names(scores)})")
+        for m, _ in c.pilot_sd:
+            if m != "*" and m not in (c.a, c.b):
+                raise fail(f"{key}.pilot_sd", f"{m!r} is neither side of {c.text}")
+        return
+    if c.loss not in LOSSES:
+        raise fail(f"{key}.correlate", f"{c.loss!r}: one of {', '.join(LOSSES)}")
+    if spec.pretrain_eval is None:
+        raise fail(f"{key}.correlate", "needs `pretrain_eval:` (the masks' dev losses)")
+    if c.endpoint not in scores:
+        raise fail(f"{key}.endpoint", f"{c.endpoint!r}: a task or an endpoint ({_names(scores)})")
+    if not any(m != "full" and c.sparsity in spec.method_sparsities(m) for m in spec.methods):
+        raise fail(f"{key}.sparsity", f"no method is searched at {c.sparsity}")
+
+
+def _names(values: list[str]) -> str:
+    return ", ".join(values) or "none"
+
+
+# --------------------------------------------------------------------------- the declaration
+
+
+def declaration(claims: tuple[Claim, ...] | list[dict]) -> tuple[str, str]:
+    """(canonical text, its SHA-256): the claims as sorted JSON, as the store and the report see them.
+    A pilot's SDs are left out: they plan the claim's power, they are not what it claims."""
+    items = [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]
+    items = [{k: v for k, v in c.items() if k != "pilot_sd"} for c in items]
+    text = json.dumps(json.loads(json.dumps(items)), sort_keys=True, separators=(",", ":"))
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_declaration(store, claims: tuple[Claim, ...]) -> None:
+    """Append the spec's declaration to the store's record when it differs from the last one recorded
+    (a study's first with its first sweep, even an empty one once claims were declared), with the
+    number of runs done at that moment."""
+    history = store.get_meta(CLAIMS_META, []) or []
+    text, digest = declaration(claims)
+    if (history and history[-1]["hash"] == digest) or (not history and not claims):
+        return
+    done = sum(s == "done" for s in store.statuses().values())
+    store.set_meta(CLAIMS_META, [*history, {"hash": digest, "text": text, "runs_done": done}])
+
+
+def claim_from_dict(d: dict[str, Any]) -> Claim:
+    """A claim as `asdict` wrote it into the spec's JSON."""
+    known = {f.name for f in fields(Claim)}
+    d = {k: v for k, v in d.items() if k in known}
+    d["pilot_sd"] = tuple(tuple(p) for p in d.get("pilot_sd") or ())
+    return Claim(**d)
+
+
+# --------------------------------------------------------------------------- what a design can reach
+
+
+@dataclass
+class PlannedClaim:
+    """What a declared claim's planned units can give: the smallest p after Holm's correction (its
+    first step: × the family's size), and given a pilot's SDs the MDE at the corrected α (α / m)."""
+
+    claim: Claim
+    units: str  # e.g. "5 masks vs 1 mask × 3 seeds", "5 method means"
+    smallest_p: float  # the smallest p the units allow, × m (Holm's strictest step), capped at 1
+    mde: float | None  # at α / m with 80% power; None: no pilot SDs, or no variance
+    why_not: str | None = None  # the design has no test at all
+
+    @property
+    def passable(self) -> bool:
+        return self.why_not is None and self.smallest_p < ALPHA
+
+
+def plan_claims(spec) -> list[PlannedClaim]:
+    """Each declared claim of `spec` (a `SweepSpec`) with what its planned units can reach."""
+    m = len(spec.claims)
+    return [_plan(spec, c, m) for c in spec.claims]
+
+
+def _side_units(spec, method: str, loss: bool) -> tuple[int, int, bool]:
+    """(masks, fine-tuning seeds per mask, stochastic) of `method` in the plan."""
+    seeded = method != "full" and spec.method_specs[method].seeded
+    masks = len(spec.method_seeds(method)) if seeded else 1
+    return masks, 1 if loss else len(spec.finetune_seeds), seeded
+
+
+def _plan(spec, c: Claim, m: int) -> PlannedClaim:
+    alpha = ALPHA / m
+    if c.kind == "correlate":
+        methods = [x for x in spec.methods if x != "full" and c.sparsity in spec.method_sparsities(x)]
+        n = len(methods) if c.unit == "method-means" else sum(len(spec.method_seeds(x)) for x in methods)
+        units = f"{n} {'method means' if c.unit == 'method-means' else 'masks'}"
+        why = "fewer than 3 units" if n < 3 else None
+        smallest = min(1.0, m * smallest_spearman_p(n))
+        return PlannedClaim(c, units, smallest, detectable_rho(n, alpha=alpha), why)
+    loss = c.endpoint in LOSSES
+    sides = [_side_units(spec, x, loss) for x in (c.a, c.b)]
+    parts, why = [], None
+    sds = dict(c.pilot_sd)
+    for method, (masks, seeds, seeded) in zip((c.a, c.b), sides, strict=True):
+        n = masks if masks > 1 or loss else seeds  # a deterministic mask: its seeds' spread
+        if seeded and masks < 2:
+            why = f"{method}: search variance not estimated (1 mask)"
+        elif n < 2 and not loss:
+            why = f"{method}: one run"
+        elif n >= 2 and (sd := sds.get(method, sds.get("*"))) is not None:
+            parts.append((sd * sd / n, n - 1))
+    if loss and all(not seeded for _, _, seeded in sides):
+        why = "both sides exact (deterministic masks, deterministic losses)"
+    units = " vs ".join(
+        f"{masks} mask{'s' if masks > 1 else ''}" + ("" if loss or masks > 1 else f" × {seeds} seeds")
+        for masks, seeds, _ in sides
+    )
+    mde = None
+    if why is None and parts and len(parts) == sum(s[0] > 1 or not loss for s in sides):
+        se, df = welch(parts)
+        mde = detectable_effect(float(se), float(df), alpha=alpha)
+    # Welch's t over two samples of 2 or more has no floor under p: its smallest reachable p is 0
+    return PlannedClaim(c, units, 1.0 if why else 0.0, mde, why)
+
+
+def describe_plans(plans: list[PlannedClaim]) -> list[str]:
+    """One line per declared claim for a dry run: its units, the smallest corrected p they allow and
+    the MDE at the corrected α (given pilot SDs)."""
+    if not plans:
+        return []
+    m = len(plans)
+    out = [f"  declared claims ({m}; Holm within them, the MDE at α = {ALPHA} / {m}, 80% power):"]
+    for p in plans:
+        mde = "no pilot SDs" if p.mde is None else f"{p.mde:.3g}"
+        floor = "none (Welch's t)" if p.smallest_p == 0 else f"{p.smallest_p:.3g}"
+        where = p.why_not or f"smallest corrected p {floor}, MDE {mde}"
+        out.append(f"    {p.claim.text}: {p.units}; {where}")
+    return out
+
+
+def refuse_unpassable(spec) -> None:
+    """One `ConfigError` naming the spec and the first declared claim its planned units cannot pass."""
+    for i, p in enumerate(plan_claims(spec)):
+        if not p.passable:
+            why = p.why_not or (
+                f"its {p.units} cannot give a corrected p below {ALPHA} "
+                f"(at best {p.smallest_p:.3g} in a family of {len(spec.claims)})"
+            )
+            raise ConfigError(f"{spec.source}: claims[{i}]: {p.claim.text} cannot pass by design: {why}")

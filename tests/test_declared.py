@@ -1,0 +1,322 @@
+"""Declared claims: the spec's `claims:` and `endpoint:` checked where the spec is read, the store's
+record of each declaration, the report's family of exactly those claims (Holm on unrounded p, the MDE
+at the corrected α, every other test exploratory), an amended declaration said so, and a claim that
+cannot pass refused before any run."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+import sweep_fakes as fakes
+from sweep_fakes import base_spec_dict, fake_registry
+from test_report_claims import M, fill
+from ticketlab.cli import main
+from ticketlab.core.errors import ConfigError
+from ticketlab.studies import Store, run_sweep, spec_from_dict
+from ticketlab.studies.report import write_report
+from ticketlab.studies.report.declared import DeclaredTest, declaration_status, declared_tests, holm_family
+from ticketlab.studies.report.results import load_results
+from ticketlab.studies.sweep.declared import (
+    CLAIMS_META,
+    claim_from_dict,
+    declaration,
+    plan_claims,
+    record_declaration,
+    refuse_unpassable,
+)
+from ticketlab.studies.sweep.spec import spec_json
+from ticketlab.tasks.metrics import holm
+from ticketlab.tasks.scores import detectable_effect, detectable_rho
+
+
+def spec(tmp_path, **extra):
+    d = base_spec_dict(tmp_path) | {"pretrain_eval": {}}
+    d["methods"] = ["full", "omp", "random", "imp", "tamt-mlm"]
+    d["seeds"] = {"search": [0, 1, 2, 3, 4], "finetune": [0, 1]}
+    return spec_from_dict(d | extra, source="s.yaml", base_dir=tmp_path, registry=fake_registry())
+
+
+AVG = {"endpoint": {"name": "fig5", "tasks": ["sst2", "cola"]}}
+AVG_T = ("sst2", "cola", "fig5")  # 2 methods x 3 endpoints: 6 claims
+
+
+def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
+    claims = [
+        {"compare": "tamt-mlm > imp", "endpoint": "fig5", "sparsity": "70%", "pilot_sd": 1.0},
+        {"compare": "tamt-mlm < omp", "endpoint": "mlm_loss", "sparsity": 0.7},
+        {"correlate": "mlm_loss", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"},
+    ]
+    s = spec(tmp_path, claims=claims, **AVG)
+    assert [c.text for c in s.claims] == [
+        "tamt-mlm > imp on fig5 at 70%",
+        "tamt-mlm < omp on mlm_loss at 70%",
+        "mlm_loss predicts sst2 at 70% (ρ < 0, over masks)",
+    ]
+    as_json = spec_json(s)
+    assert as_json["endpoints"] == [{"name": "fig5", "tasks": ["sst2", "cola"]}]
+    assert declaration(as_json["claims"]) == declaration(s.claims)  # the report reads the same hash
+    # a pilot's SDs plan the power of a claim, they are not part of what it declares
+    again = spec(tmp_path / "b", claims=[claims[0] | {"pilot_sd": 2.0}, *claims[1:]], **AVG)
+    assert declaration(again.claims) == declaration(s.claims)
+
+
+@pytest.mark.parametrize(
+    "claims, message",
+    [
+        ([{"compare": "tamt-mlm >> imp", "endpoint": "sst2", "sparsity": 0.7}], "expected 'A > B'"),
+        ([{"compare": "tamt-kd > imp", "endpoint": "sst2", "sparsity": 0.7}], "'tamt-kd' is not in the"),
+        ([{"compare": "imp > omp", "endpoint": "qnli", "sparsity": 0.7}], "claims[0].endpoint: 'qnli'"),
+        ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.9}], "imp is not searched at 0.9"),
+        ([{"correlate": "mlm_loss", "endpoint": "sst2", "sparsity": 0.7}], "claims[0].unit: None"),
+        ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"}], "claims[0].unit"),
+        ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}] * 2, "claims[1]: declared twice"),
+        (
+            [
+                {"compare": f"{a} > omp", "endpoint": t, "sparsity": 0.7}
+                for a in ("imp", "random")
+                for t in AVG_T
+            ],
+            "s.yaml: claims: 6 claims: at most 4",
+        ),
+    ],
+)
+def test_a_bad_claim_is_one_error_naming_the_spec_and_key(tmp_path, claims, message):
+    with pytest.raises(ConfigError) as e:
+        spec(tmp_path, claims=claims, **AVG)
+    assert str(e.value).startswith("s.yaml: ") and message in str(e.value)
+
+
+def test_an_endpoint_names_tasks_of_the_sweep(tmp_path):
+    with pytest.raises(ConfigError, match=r"s.yaml: endpoint.tasks: 'stsb' is not in the sweep's tasks"):
+        spec(tmp_path, endpoint={"name": "fig5", "tasks": ["sst2", "stsb"]})
+
+
+def test_dry_run_bounds_a_spearman_over_method_means_and_the_mde_at_the_corrected_alpha(tmp_path):
+    """Spearman over 4 method means (omp, random, imp, tamt-mlm) cannot go below 2/4! = 0.083: it
+    cannot pass, whatever the data, and is refused before any run; over the 16 masks it can."""
+    by_means = {"correlate": "mlm_loss", "endpoint": "fig5", "sparsity": 0.7, "unit": "method-means"}
+    compare = {"compare": "tamt-mlm > imp", "endpoint": "fig5", "sparsity": 0.7, "pilot_sd": 1.5}
+    s = spec(tmp_path, claims=[compare, by_means], **AVG)
+    diff, corr = plan_claims(s)
+    assert corr.smallest_p == pytest.approx(2 * 2 / math.factorial(4)) and not corr.passable
+    assert corr.units == "4 method means"
+    se = math.sqrt(2 * 1.5**2 / 5)
+    assert diff.mde == pytest.approx(detectable_effect(se, 8.0, alpha=0.025)) and diff.passable
+    with pytest.raises(
+        ConfigError, match=r"s.yaml: claims\[1\]: mlm_loss predicts fig5 .* cannot pass by design"
+    ):
+        refuse_unpassable(s)
+    by_masks = spec(tmp_path / "b", claims=[compare, by_means | {"unit": "masks"}], **AVG)
+    (corr,) = plan_claims(by_masks)[1:]
+    assert (
+        corr.units == "16 masks"
+        and corr.passable
+        and corr.mde == pytest.approx(detectable_rho(16, alpha=0.025))
+    )
+
+
+def test_a_stochastic_method_with_one_mask_cannot_be_a_claim(tmp_path):
+    s = spec(
+        tmp_path,
+        seeds={"search": [0], "finetune": [0, 1]},
+        claims=[{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}],
+    )
+    with pytest.raises(ConfigError, match=r"imp: search variance not estimated \(1 mask\)"):
+        refuse_unpassable(s)
+
+
+def test_the_store_records_each_declaration_with_the_runs_done_then(tmp_path):
+    s1 = spec(tmp_path, claims=[{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}])
+    s2 = spec(tmp_path / "b", claims=[{"compare": "imp > random", "endpoint": "sst2", "sparsity": 0.7}])
+    fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
+    with Store(tmp_path / "sweep") as st:
+        record_declaration(st, s1.claims)
+        record_declaration(st, s1.claims)  # the same again: nothing new
+        record_declaration(st, s2.claims)
+        history = st.get_meta(CLAIMS_META)
+    assert [h["runs_done"] for h in history] == [4, 4]  # OMP: search, pre-training eval, 2 fine-tunings
+    assert [h["hash"] for h in history] == [declaration(s1.claims)[1], declaration(s2.claims)[1]]
+
+
+# -------------------------------------------------------------------------------- the report
+
+IMP = [70.0, 71.0, 70.5, 69.5, 70.2]
+TAMT = [72.0, 72.6, 71.9, 72.4, 72.8]
+
+
+def declared_store(tmp_path, claims: list[dict], recorded: list[tuple[list[dict], int]]):
+    """Five masks each of IMP and TAMT-MLM, OMP's one, with MLM losses and SST-2 / CoLA scores; the
+    spec's claims as the report reads them, and the declarations the store recorded (claims, runs done)."""
+    masks = [M("omp", None, 5.3, 0.5, {"sst2": [68.0, 68.4], "cola": [20.0, 21.0]})]
+    for k in range(5):
+        masks.append(
+            M("imp", k, 5.2 + 0.01 * k, 0.4, {"sst2": [IMP[k], IMP[k] + 0.2], "cola": [22.0, 22.4 + k]})
+        )
+        masks.append(
+            M("tamt-mlm", k, 5.0 + 0.01 * k, 0.4, {"sst2": [TAMT[k], TAMT[k]], "cola": [23.0 + k, 23.0]})
+        )
+    sweep = tmp_path / "sweep"
+    tmp_path.mkdir(exist_ok=True)
+    fill(sweep, masks)
+    endpoint = [{"name": "fig5", "tasks": ["sst2", "cola"]}]
+    history = [{"hash": declaration(c)[1], "text": declaration(c)[0], "runs_done": n} for c, n in recorded]
+    with Store(sweep) as st:
+        st.set_meta("spec", {"name": "declared", "claims": claims, "endpoints": endpoint})
+        if history:
+            st.set_meta(CLAIMS_META, history)
+    return sweep
+
+
+def claim(text: str, endpoint: str, **kw) -> dict:
+    a, op, b = text.split()
+    sign = 1 if op == ">" else -1
+    what = {"kind": "compare", "endpoint": endpoint, "sparsity": 0.7, "a": a, "b": b, "sign": sign}
+    return what | {"loss": "", "unit": "", "pilot_sd": []} | kw
+
+
+CLAIMS = [claim("tamt-mlm > imp", "fig5"), claim("imp > omp", "sst2"), claim("tamt-mlm < imp", "mlm_loss")]
+
+
+def test_a_declaration_changed_after_runs_began_is_reported_as_amended(tmp_path):
+    before = declared_store(tmp_path / "a", CLAIMS, [(CLAIMS, 0)])
+    assert declaration_status(load_results(before)).startswith("declared before any run")
+    changed = [*CLAIMS[:2], claim("tamt-mlm > omp", "sst2")]
+    amended = declared_store(tmp_path / "b", changed, [(CLAIMS, 0), (changed, 12)])
+    status = declaration_status(load_results(amended))
+    assert status == "amended: declared before any run, changed with 12 runs done"
+    report = write_report(amended).path.read_text()
+    assert (
+        "## Declared claims" in report
+        and "amended: declared before any run, changed with 12 runs done" in report
+    )
+    withdrawn = declared_store(tmp_path / "d", [], [(CLAIMS, 0), ([], 20)])
+    assert "None now: amended: declared before any run, changed with 20 runs done." in (
+        write_report(withdrawn).path.read_text()
+    )
+    # a spec whose claims the store never recorded (edited after the sweep): amended now
+    unrecorded = declared_store(tmp_path / "c", changed, [(CLAIMS, 0)])
+    with Store(unrecorded) as st:
+        done = sum(x == "done" for x in st.statuses().values())
+    assert declaration_status(load_results(unrecorded)).endswith(
+        f"and again now (not recorded in the store) with {done} runs done"
+    )
+
+
+def test_the_declared_family_is_holm_over_unrounded_p_with_the_mde_at_the_corrected_alpha(tmp_path):
+    sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
+    res = load_results(sweep)
+    tests = declared_tests(res)
+    assert [t.claim.text for t in tests] == [
+        "tamt-mlm > imp on fig5 at 70%",
+        "imp > omp on sst2 at 70%",
+        "tamt-mlm < imp on mlm_loss at 70%",
+    ]
+    p = [t.p for t in tests]
+    assert all(x is not None and x != round(x, 4) for x in p)  # unrounded
+    assert [t.p_holm for t in tests] == holm(p)
+    assert [t.verdict for t in tests][0] == "holds" and tests[2].verdict == "holds"
+    fig5 = tests[0].test
+    # each mask's endpoint score: the mean over SST-2 and CoLA of its per-task means over seeds
+    imp = [((IMP[k] + IMP[k] + 0.2) / 2 + (22.0 + 22.4 + k) / 2) / 2 for k in range(5)]
+    assert fig5.b.means == pytest.approx(imp)
+    assert tests[1].mde == pytest.approx(
+        detectable_effect(tests[1].test.se, tests[1].test.df, alpha=0.05 / 3)
+    )
+    with open(write_report(sweep).path.parent / "declared.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["p"]) for r in rows] == p and [float(r["p_holm"]) for r in rows] == holm(p)
+
+
+def test_holm_of_the_declared_family_reads_p_unrounded():
+    """p = 0.012499 in a family of 4: Holm's 0.049996 < 0.05, the claim holds; rounded to 4 places
+    first (0.0125) it would be 0.05 and not shown."""
+    stub = lambda p: SimpleNamespace(p=p, mean=1.0, why_not=None, se=1.0, df=4.0)  # noqa: E731
+    claims = [claim_from_dict(claim("tamt-mlm > imp", t)) for t in ("sst2", "cola", "fig5", "mrpc")]
+    tests = [DeclaredTest(c, stub(p), 4) for c, p in zip(claims, [0.012499, 0.9, 0.9, 0.9], strict=True)]
+    holm_family(tests)
+    assert tests[0].p_holm == pytest.approx(0.049996) and tests[0].verdict == "holds"
+    assert round(0.012499, 4) * 4 >= 0.05  # what rounding first would have decided
+
+
+def test_every_other_comparison_of_a_declared_study_is_exploratory(tmp_path):
+    sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
+    report = write_report(sweep).path
+    text = report.read_text()
+    assert "Exploratory: this study declared its claims" in text and "within noise" not in text
+    with open(report.parent / "paired.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["p_welch"]]
+    assert rows and all(r["verdict"] == "exploratory" and r["p_holm"] == "" for r in rows)
+    assert "Verdict (1)" not in text  # the loss claims' tests: estimates, no verdict
+
+
+def test_a_sweep_records_its_declaration_before_its_first_run_and_refuses_an_unpassable_one(
+    tmp_path, tiny_bert_dir
+):
+    compare = {"compare": "random > omp", "endpoint": "a", "sparsity": 0.5}
+    small = fakes.SMALL | {"seeds": {"search": [0, 1], "finetune": [0, 1]}}
+    s = fakes.make_spec(tmp_path, tiny_bert_dir, **small, claims=[compare])
+    run_sweep(s, tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=1, log=lambda line: None)
+    with Store(tmp_path / "sweep") as st:
+        (first,) = st.get_meta(CLAIMS_META)
+    assert first["runs_done"] == 0 and first["hash"] == declaration(s.claims)[1]
+    one_seed = fakes.SMALL | {"seeds": {"search": [0, 1], "finetune": [0]}}
+    bad = fakes.make_spec(tmp_path / "b", tiny_bert_dir, **one_seed, claims=[compare])
+    with pytest.raises(ConfigError, match="random > omp on a at 50% cannot pass by design: omp: one run"):
+        run_sweep(bad, tmp_path / "b" / "sweep", finetune=fakes.fake_finetune, log=lambda line: None)
+    with Store(tmp_path / "b" / "sweep") as st:
+        assert st.statuses() == {}  # refused before the plan was recorded
+
+
+@pytest.mark.parametrize(
+    "finetune, key",
+    [
+        (
+            {"steps": 5, "select_fraction": 0.2},
+            "finetune.select_fraction: 0.2: a declared claim's checkpoint",
+        ),
+        ({"steps": 5, "checkpoint": "best-dev"}, "finetune.checkpoint: a declared claim reads held-out"),
+    ],
+)
+def test_a_declared_claim_reads_the_last_evaluation_or_a_step_chosen_on_half_of_dev(tmp_path, finetune, key):
+    claims = [{"compare": "imp > omp", "endpoint": "fig5", "sparsity": 0.7}]
+    with pytest.raises(ConfigError, match=re.escape(f"s.yaml: {key}")):
+        spec(tmp_path, claims=claims, finetune=finetune, **AVG)
+    half = spec(tmp_path / "b", claims=claims, finetune={"steps": 5, "select_fraction": 0.5}, **AVG)
+    assert half.finetune_settings("cola")["select_fraction"] == 0.5
+    # without claims the reading stays the study's choice (the committed studies chose on 20%)
+    assert spec(tmp_path / "c", finetune=finetune).claims == ()
+
+
+def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_cannot_pass(
+    tmp_path, tiny_bert_dir, capsys
+):
+    """4 method means at 70% (omp, random, imp, tamt-mlm): 2 / 4! × 2 claims = 0.17, one line, exit 2."""
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, search_curve=None, data_curve=None)
+    d["endpoint"] = {"name": "ab", "tasks": ["a", "b"]}
+    d["claims"] = [
+        {"compare": "tamt-mlm > imp", "endpoint": "ab", "sparsity": 0.7, "pilot_sd": 1.0},
+        {"correlate": "mlm_loss", "endpoint": "ab", "sparsity": 0.7, "unit": "method-means"},
+    ]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    code = main(["sweep", str(path), "--out", str(tmp_path / "sweep"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "claims[1]: mlm_loss predicts ab at 70% (ρ < 0, over method-means) cannot pass by design" in err
+    se = math.sqrt(2 / 2)  # 2 masks a side, SD 1
+    mde = detectable_effect(se, 2.0, alpha=0.025)
+    assert (
+        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (Welch's t), "
+        f"MDE {mde:.3g}" in out
+    )
+    assert (
+        "mlm_loss predicts ab at 70% (ρ < 0, over method-means): 4 method means; smallest corrected p 0.167"
+        in out
+    )
+    assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
