@@ -161,3 +161,40 @@ def error_line(capsys, *argv) -> str:
     lines = [line for line in err.splitlines() if line.strip() and not _PROGRESS.search(line)]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+@pytest.fixture
+def recorded_inputs(monkeypatch):
+    """Plan a committed study against the data its store recorded. A task's data key hashes the whole
+    data folder it names (`sweep.plan.input_keys`), so a task folder added beside the study's (STS-B
+    beside CoLA, SST-2 and MRPC in the shared GLUE folder) changes the key of every task's runs: the
+    plan then rightly re-runs them, but a test of whether the *code* still gives a committed run its id
+    must hold the inputs fixed. Call it with a store; each data folder its runs read is keyed as the
+    store recorded it."""
+    import json
+    import sqlite3
+
+    from ticketlab.studies.sweep import plan
+
+    def pin(store: Path) -> None:
+        with sqlite3.connect(store) as db:
+            configs = [json.loads(c) for (c,) in db.execute("SELECT config FROM runs")]
+        recorded: dict[str, set[str]] = {}  # a data folder's name -> the keys the store recorded for it
+        for c in configs:
+            source = c.get("source") if isinstance(c.get("source"), dict) else {}
+            data, key = c.get("data") or source.get("data"), (c.get("inputs") or {}).get("data")
+            if data and key:
+                recorded.setdefault(Path(data).name, set()).add(key)
+        real = plan.content_key
+
+        def content_key(paths, keep=None):
+            paths = list(paths)
+            key = real(paths, keep)
+            known = recorded.get(Path(paths[0]).name, set()) if keep is None and len(paths) == 1 else set()
+            # absolute paths differ between machines, so a folder is matched by its name, and only
+            # where the store recorded one key for it
+            return next(iter(known)) if key not in known and len(known) == 1 else key
+
+        monkeypatch.setattr(plan, "content_key", content_key)
+
+    return pin

@@ -416,7 +416,7 @@ def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, 
 
 
 @pytest.mark.shared
-def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path):
+def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path, recorded_inputs):
     """ticketlab's first IMP (`legacy`) is retired: the committed store's runs of it were re-keyed
     once (`rekey_store`) with `variant: legacy` under the label `imp/legacy`, which the committed spec
     plans (every run done, so reports show them); `imp` without a variant is Chen et al.'s and makes
@@ -429,6 +429,7 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
     from ticketlab.studies import expand, load_spec, run_sweep
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
+    recorded_inputs(root / "results.sqlite")
     with sqlite3.connect(root / "results.sqlite") as db:
         stored = {
             i: (json.loads(c), s)

@@ -279,12 +279,13 @@ def test_example_spec_expands(bert_mini):
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["bert-mini-ref", "all-minilm-l6-v2"])
-def test_committed_stores_keep_every_run_id(bert_mini, name):
+def test_committed_stores_keep_every_run_id(bert_mini, name, recorded_inputs):
     """Every finished run of a committed store (docs/results/*/results.sqlite) is still in the plan of
     its committed spec: a new default (three mask seeds, per-method seeds) must not rename them."""
     import sqlite3
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / name
+    recorded_inputs(root / "results.sqlite")
     try:
         spec = load_spec(root / "spec.yaml")
     except ConfigError as e:  # all-MiniLM's model lives in the project's .venv, absent in a worktree
