@@ -9,6 +9,7 @@ import ast
 import contextlib
 import io
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text
+from ..core.files import atomic_write_bytes, atomic_write_text, open_own
 
 
 def trainable_state(model: nn.Module) -> dict[str, Tensor]:
@@ -93,8 +94,13 @@ def load_loop_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:  # never a FIFO or a device planted there
+        fd = open_own(path, os.O_RDONLY, "checkpoint")
+    except OSError as e:
+        raise TicketlabError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with os.fdopen(fd, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say which one
         raise TicketlabError(f"{path}: corrupt checkpoint, delete it to restart from scratch ({e})") from None
 

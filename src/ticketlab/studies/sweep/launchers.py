@@ -32,6 +32,7 @@ import torch
 from submitit.core.utils import FailedJobError, UncompletedJobError
 
 from ...core.errors import ConfigError
+from ...core.files import open_own
 from ..records import KINDS
 
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
@@ -182,7 +183,7 @@ class SubmititLauncher:
         if self._guard is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f".coordinator-{os.getpid()}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_own(path, os.O_RDWR | os.O_CREAT, "coordinator lock", 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone: the file is named by our pid
             self._guard = (path, fd)
         return self._guard[0]
