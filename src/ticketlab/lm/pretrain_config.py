@@ -13,12 +13,12 @@ from ..core.checks import (
     BlockLength,
     Fraction,
     LearningRate,
-    NonNegFloat,
     NonNegInt,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
     Seed,
+    WeightDecay,
     check_config,
     check_one_of,
     option,
@@ -56,7 +56,7 @@ class PretrainConfig:
     batch_size: PositiveInt = option(32, "blocks per optimizer step")
     lr: LearningRate = option(1e-3, "peak learning rate")
     warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
-    weight_decay: NonNegFloat = 0.01
+    weight_decay: WeightDecay = 0.01
     dropout: Fraction = option(0.1, "dropout of hidden states and attention probabilities")
     mlm_probability: OpenFraction = 0.15
     eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
+from ..core.checks import (
+    LearningRate,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    WeightDecay,
+    check_config,
+)
 from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +40,7 @@ class TrainConfig:
     max_steps: PositiveInt  # optimizer steps
     batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
     lr: LearningRate = 5e-5
-    weight_decay: NonNegFloat = 0.0
+    weight_decay: WeightDecay = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
     # The linear schedule's horizon: the lr reaches 0 at this step (None: at max_steps). Beyond
