@@ -250,3 +250,41 @@ def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_
         torch.save(saved, ckpt)
         line = error_line(capsys, *search)
         assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart from scratch" in line
+
+
+def test_a_tampered_checkpoint_step_or_generator_state_is_refused_before_resuming(
+    tiny_bert_dir, tmp_path, capsys
+):
+    """A step past the run's end made a resumed search publish a mask 'of 200 steps' trained for 12;
+    a generator state of the wrong type or size (a 2 MB string parsed as Python) ran out of memory.
+    Each is one line naming the checkpoint, and the search resumes once it is put back."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    out = tmp_path / "s"
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
+    assert run(capsys, *search)[0] == 0
+    for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
+        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
+    ckpt = out / "run" / "checkpoint.pt"
+    good = torch.load(ckpt, weights_only=True)
+    tampered = {
+        "step past the end": lambda c: c.update(step=10**12),
+        "negative step": lambda c: c.update(step=-7),
+        "step as text": lambda c: c.update(step="2"),
+        "python state of 2 MB": lambda c: c["rng"].update(python="(" * 2_000_000),
+        "torch state of other size": lambda c: c["rng"].update(torch=torch.zeros(7, dtype=torch.uint8)),
+        "numpy state of other size": lambda c: c["rng"]["numpy"].__setitem__(
+            1, torch.zeros(3, dtype=torch.int64)
+        ),
+    }
+    for what, tamper in tampered.items():
+        saved = torch.load(ckpt, weights_only=True)
+        tamper(saved)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart" in line, (what, line)
+        assert not (out / "masks.safetensors").exists()
+    torch.save(good, ckpt)
+    assert run(capsys, *search)[0] == 0
+    assert json.loads((out / "run" / "train_result.json").read_text())["steps"] == 2
