@@ -81,6 +81,16 @@ def temp_dir(parent: str | os.PathLike, name: str) -> Path:
     return tmp
 
 
+def temp_file(parent: str | os.PathLike, name: str) -> Path:
+    """A new empty temporary file in `parent` for a writer that fills it by path (SQLite), which
+    `remove_stale` recognises once its writer is gone; the caller renames it into place."""
+    with writing(Path(parent) / name):
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+    return Path(tmp)
+
+
 def follow_umask(root: Path) -> None:
     """Give every file under `root` the user's umask (some writers, e.g. safetensors, make 0600 files:
     a colleague could not read a shared mask)."""
