@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import BertTokenizerFast
 
 import sweep_fakes as fakes
-from conftest import error_line, run
+from conftest import VOCAB, error_line, run
 from test_runner import write_sst2
 from ticketlab.masks import save_unit_mask, unit_mask_config
 from ticketlab.masks.units import UnitMask
@@ -227,6 +228,62 @@ def test_a_ticket_allocates_no_more_than_its_model_has(tiny_bert_dir, tmp_path, 
     raw["units"]["structure"].update(hidden_size=32, head_size=16, intermediate_size=64)  # the tiny one's
     path.write_text(json.dumps(raw))
     assert run(capsys, "info", ticket)[0] == 0
+
+
+@pytest.mark.parametrize("verb", ["search", "finetune", "evaluate-pretrain", "pretrain --init"])
+def test_a_tokenizer_past_the_models_embeddings_is_refused_before_any_work(
+    verb, tiny_bert_dir, tmp_path, capsys
+):
+    """A model folder whose tokenizer has 500 more words than its embeddings: the first such word
+    stopped each verb midway (an index out of range) with its work folder left behind."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).unlink()
+    (model / "vocab.txt").write_text("\n".join([*VOCAB, *(f"w{i}" for i in range(500))]) + "\n")
+    BertTokenizerFast(vocab=str(model / "vocab.txt"), do_lower_case=True).save_pretrained(model)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat w7 sees the dog w499 .\n" * 40)
+    write_sst2(tmp_path / "glue")
+    task = ["--task", "sst2", "--data-dir", tmp_path / "glue", "--max-length", 32]
+    out = tmp_path / "out"
+    argv = {
+        "search": ["search", "tamt", "--corpus", corpus, "--sparsity", 0.5, "--steps", 1, "--max-length", 32],
+        "finetune": ["finetune", *task, "--max-steps", 1],
+        "evaluate-pretrain": ["evaluate-pretrain", "--corpus", corpus, "--max-length", 32],
+        "pretrain --init": [
+            "pretrain",
+            "--corpus",
+            corpus,
+            "--dev",
+            corpus,
+            "--steps",
+            1,
+            "--max-length",
+            32,
+        ],
+    }[verb]
+    model_flag = ["--init", model] if verb.startswith("pretrain") else ["--model", model]
+    line = error_line(capsys, *argv, *model_flag, "--out", out)
+    assert (
+        f"{model}: the tokenizer gives ids up to {len(VOCAB) + 499}, past the {len(VOCAB)} embeddings" in line
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "glue", "model"]  # no out, no work
+
+
+def test_a_vocabulary_listing_a_word_twice_sizes_the_embeddings_by_its_largest_id(tmp_path, capsys):
+    """`vocab.txt` with a word twice: 108 words, ids up to 108. `pretrain --tokenizer` made 108
+    embeddings and stopped at the last word's id; the embeddings hold every id the tokenizer gives."""
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "vocab.txt").write_text("\n".join([*VOCAB, "cat", "zebra"]) + "\n")
+    BertTokenizerFast(vocab=str(tok / "vocab.txt"), do_lower_case=True).save_pretrained(tok)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the zebra sees the cat .\n" * 60)
+    shape = ["--hidden", 16, "--heads", 2, "--layers", 1, "--intermediate", 32, "--max-length", 16]
+    argv = ["pretrain", "--tokenizer", tok, "--corpus", corpus, "--dev", corpus, "--steps", 1, *shape]
+    code, _, err = run(capsys, *argv, "--batch-size", 4, "--out", tmp_path / "p")
+    assert code == 0, err
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["vocab_size"] == len(VOCAB) + 2
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -60,7 +60,7 @@ from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
-from ..models.load import load_config, load_model, quiet_transformers
+from ..models.load import load_config, load_model, quiet_transformers, token_id_bound
 from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
 from ..train.determinism import seed_everything
@@ -97,7 +97,7 @@ def bert_config(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> B
     """The shape of a BERT pre-trained from scratch (`PretrainConfig.shape`), for `tokenizer`."""
     hidden, layers, heads, intermediate = config.shape
     return BertConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=token_id_bound(tokenizer),  # a word listed twice in vocab.txt still has its id
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,

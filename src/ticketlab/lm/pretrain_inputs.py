@@ -22,7 +22,7 @@ from ..core.files import model_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
-from ..models.load import load_config, load_tokenizer
+from ..models.load import check_token_ids, load_config, load_tokenizer
 from ..models.source import head_of, max_positions
 from .pretrain_config import SHAPE_OVERRIDES, PretrainConfig
 
@@ -109,13 +109,9 @@ def check_init(init: str | os.PathLike, config: PretrainConfig, tokenizer: Any) 
     positions = max_positions(model_config)
     if positions is not None and config.max_length > positions:
         raise ConfigError(f"{init}: max_length {config.max_length} exceeds the model's {positions} positions")
-    if tokenizer is not None:
-        size = len(tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer))
-        if size > model_config.vocab_size:
-            raise ConfigError(
-                f"{given_path(tokenizer) or 'the tokenizer'}: {size} tokens, more than the "
-                f"{model_config.vocab_size} embeddings of {init}; use the checkpoint's own tokenizer"
-            )
+    # The checkpoint's own tokenizer is checked as it loads; a separate one here (ids, not its length).
+    tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer or init)
+    check_token_ids(tok, given_path(tokenizer) or ("the tokenizer" if tokenizer is not None else init), init)
     if head_of(model_config) != "mlm":
         log.warning(f"note: {init} has no MLM head; a fresh one (seeded by --seed) trains with the body")
 
