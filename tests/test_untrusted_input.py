@@ -286,6 +286,23 @@ def test_a_vocabulary_listing_a_word_twice_sizes_the_embeddings_by_its_largest_i
     assert json.loads((tmp_path / "p" / "config.json").read_text())["vocab_size"] == len(VOCAB) + 2
 
 
+def test_a_model_from_scratch_has_a_stated_ceiling_checked_before_any_work(tmp_path, capsys):
+    """`pretrain --build-tokenizer --vocab-size 1e12` aborted on a 72 TB allocation and left `o.work/`;
+    `--hidden 4096 --layers 100000` was an allocation traceback. Each size has a ceiling and so has
+    the whole (`MAX_SCRATCH_PARAMETERS`): one line, nothing made."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 40)
+    base = ["pretrain", "--build-tokenizer", "--corpus", corpus, "--dev", corpus, "--steps", 1]
+    for flags, said in (
+        (["--vocab-size", 10**12], "vocab_size must be in (5, 1048576], got 1000000000000"),
+        (["--hidden", 4096, "--heads", 32, "--layers", 100_000], "layers must be in [1, 1024], got 100000"),
+        (["--hidden", 4096, "--heads", 32, "--layers", 1000], "a model of 7.1e+10 parameters"),
+    ):
+        line = error_line(capsys, *base, *flags, "--out", tmp_path / "o")
+        assert said in line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # no o/, no o.work/
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 

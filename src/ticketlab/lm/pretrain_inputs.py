@@ -24,7 +24,7 @@ from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
 from ..models.load import check_token_ids, load_config, load_tokenizer
 from ..models.source import head_of, max_positions
-from .pretrain_config import SHAPE_OVERRIDES, PretrainConfig
+from .pretrain_config import MAX_VOCAB, SHAPE_OVERRIDES, PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> Non
     behind by a run that could never start."""
     if tokenizer is None:
         check_one_of("tokenizer kind", kind, KINDS)
-        if vocab_size <= len(SPECIAL):
-            raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
+        if not len(SPECIAL) < vocab_size <= MAX_VOCAB:
+            raise ConfigError(f"vocab_size must be in ({len(SPECIAL)}, {MAX_VOCAB}], got {vocab_size}")
         for p in listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
             if str(p).endswith(TOKENS_SUFFIX):
                 raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
@@ -150,6 +150,8 @@ def check_before_work(
     check_inputs(corpus, dev, tokenizer if init is None else tokenizer or init, tokenizer_kind, vocab_size)
     if init is not None:
         check_init(init, config, tokenizer)
+    elif tokenizer is None:  # the tokenizer built here has vocab_size ids (a given one's: `bert_config`)
+        config.check_size(vocab_size)
     reads = [*listed(corpus), *listed(dev), given_path(tokenizer), given_path(init)]
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
 
