@@ -27,9 +27,13 @@ from ticketlab.studies.report import write_report
 
 
 def _spec(root: Path, model: Path, extra: str = "", **overrides) -> Path:
-    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended."""
+    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended; a top-level
+    key `extra` sets is left out of the rest (a key given twice is refused)."""
     d = fakes.spec_dict(root, model, pretrain_eval=None, search_curve=None, data_curve=None, **overrides)
     d.pop("name")
+    for line in extra.splitlines():
+        if line[:1].isalpha():
+            d.pop(line.split(":")[0], None)
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(d) + extra)
     return path
