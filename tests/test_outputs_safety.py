@@ -91,6 +91,26 @@ def test_a_marker_listing_paths_outside_its_folder_deletes_nothing(tmp_path, tin
     assert_kept(tmp_path, victims)
 
 
+def test_a_marker_planted_in_a_users_folder_does_not_make_it_ours(tmp_path, tiny_bert_dir, capsys):
+    """A user's folder whose marker is a link (symbolic or hard) to a real output's marker, or a
+    FIFO: the folder is not ticketlab's, so `--out` there is refused and its files are kept."""
+    prune = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out"]
+    assert main([str(a) for a in [*prune, tmp_path / "real"]]) == 0
+    capsys.readouterr()
+    theirs = {"results.json": "mine", "notes.txt": "mine too"}
+    for planted in ("symlink", "hardlink", "fifo"):
+        folder = tmp_path / planted
+        user_files(folder, theirs)
+        {
+            "symlink": lambda m: m.symlink_to(tmp_path / "real" / MARKER),
+            "hardlink": lambda m: os.link(tmp_path / "real" / MARKER, m),
+            "fifo": os.mkfifo,
+        }[planted](folder / MARKER)
+        line = error_line(capsys, *prune, folder)
+        assert str(folder) in line, line
+        assert_kept(folder, theirs)
+
+
 def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
     """Item 1, through a link inside the folder: `link/thesis.tex` with `link -> ../victims`."""
     user_files(tmp_path, {"victims/thesis.tex": "mine"})
