@@ -133,6 +133,10 @@ Seed = Annotated[int, SEED_RANGE]
 LearningRate = Annotated[float, Range(gt=0, le=10)]
 # AdamW's decay: 1 is a hundred times the papers' 0.01; `1e308` times a learning rate overflowed.
 WeightDecay = Annotated[float, Range(ge=0, le=1)]
+# A duration of one run or piece: a year is more than any (`--time-budget 1e308` overflowed the step
+# count it sets).
+Seconds = Annotated[float, Range(gt=0, le=366 * 24 * 3600)]
+Minutes = Annotated[float, Range(gt=0, le=366 * 24 * 60)]
 # Passes over a training set: 10000 is far beyond any fine-tuning (the papers: 3-20); 1e300 passes
 # made a step count no integer of the loop holds.
 Epochs = Annotated[float, Range(gt=0, le=10_000)]

@@ -14,11 +14,13 @@ from ..core.checks import (
     BlockLength,
     Fraction,
     LearningRate,
+    Minutes,
     NonNegInt,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
     Range,
+    Seconds,
     Seed,
     WeightDecay,
     check_config,
@@ -61,7 +63,7 @@ class PretrainConfig:
         None, "position embeddings (default: --max-length; more for longer inputs)"
     )
     steps: PositiveInt | None = option(None, "optimizer steps")  # exactly one of steps / time_budget
-    time_budget: PositiveFloat | None = option(
+    time_budget: Seconds | None = option(
         None, "training time; steps are set by timing a few", metavar="SECONDS"
     )
     batch_size: PositiveInt = option(32, "blocks per optimizer step")
@@ -84,7 +86,7 @@ class PretrainConfig:
     )
     fused: bool | None = None  # torch's fused AdamW; None: on a GPU
     compile: bool = option(False, "torch.compile the model and loss", result=False)
-    max_minutes: PositiveFloat | None = option(
+    max_minutes: Minutes | None = option(
         None,
         "this piece's time: checkpoint and stop; the same command goes on (e.g. 9 for 10-minute slots)",
         result=False,

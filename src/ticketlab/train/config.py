@@ -15,6 +15,7 @@ from ..core.checks import (
     NonNegInt,
     PositiveFloat,
     PositiveInt,
+    Seconds,
     Seed,
     WeightDecay,
     check_config,
@@ -60,7 +61,7 @@ class TrainConfig:
     optimizer_in_backward: bool = False
     fused: bool = False  # torch's fused AdamW kernel (one launch for all parameters: GPU speed)
     compile: bool = False  # torch.compile the loss computation (model + loss), in place
-    time_limit_s: PositiveFloat | None = None  # seconds of this piece: then checkpoint and stop (see module)
+    time_limit_s: Seconds | None = None  # seconds of this piece: then checkpoint and stop (see module)
     metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
     greater_is_better: bool = True
     progress: bool = True
