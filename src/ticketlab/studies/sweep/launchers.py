@@ -184,6 +184,8 @@ class SubmititLauncher:
         if jobs is not None and jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}")
         self.folder, self.cluster = Path(folder), cluster
+        if cluster == "slurm":  # its logs' paths are written into every job script
+            _job_script_safe("the sweep's jobs folder", str(self.folder))
         self.resources = resources or {k: Resources() for k in KINDS}
         self.gpus = list(gpus or [])
         if cluster == "slurm":
