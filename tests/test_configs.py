@@ -283,6 +283,29 @@ def test_sweep_options_refuse_values_out_of_range_when_parsed(tmp_path, capsys, 
     assert not (tmp_path / "sweep").exists()
 
 
+def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_path, capsys):
+    """`search tamt --alpha 1e308` overflowed mid-search, `pretrain --time-budget 1e308` too: the
+    configs state ceilings (α, φ, weight decay, epochs, durations), refused in one line before
+    anything is written."""
+    base = ["search", "tamt", "--model", tmp_path / "m", "--sparsity", "0.5", "--steps", "3"]
+    for flag, named in (("--alpha", "alpha must be in [1, 10000]"), ("--weight-decay", "weight_decay")):
+        line = _error_line(capsys, *base, "--out", tmp_path / "s", flag, "1e308")
+        assert named in line
+    assert not (tmp_path / "s").exists()
+    pretrain = [
+        "pretrain",
+        "--tokenizer",
+        tmp_path / "t",
+        "--corpus",
+        tmp_path / "c.txt",
+        "--out",
+        tmp_path / "p",
+    ]
+    line = _error_line(capsys, *pretrain, "--time-budget", "1e308")  # overflowed the steps it sets
+    assert "time_budget must be in (0, 31622400], got 1e+308" in line
+    assert not any(p.name.startswith("p") for p in tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_float_options_refuse_nan_and_inf_when_parsed(capsys, value):
     """Every float option of every verb (here TAMT's --threshold, fine-tuning's --lr) is parsed as a

@@ -68,3 +68,26 @@ def test_registration_waits_for_transformers(compacted):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["BertForMaskedLM"]
+
+
+def test_a_config_its_weights_do_not_hold_is_refused_before_any_allocation(compacted, tmp_path):
+    """A compacted model's `config.json` says how large the model built from it is: a `vocab_size` of
+    4e8 was a 51 GB allocation (a traceback, or the machine's memory) before its weights were read.
+    Each size is checked against the manifest and the safetensors headers first, in one line."""
+    import json
+    import shutil
+
+    _, path = compacted
+    for field, value, said in (
+        ("vocab_size", 400_000_000, r"word_embeddings.weight the shape \(400000000, 32\)"),
+        ("max_position_embeddings", 10**9, r"position_embeddings.weight the shape \(1000000000, 32\)"),
+        ("num_hidden_layers", 100_000, "num_hidden_layers 100000, but its ticketlab_compact.json gives 2"),
+        ("intermediate_size", 10**12, "intermediate_size 1000000000000, but"),
+    ):
+        bad = tmp_path / field
+        shutil.copytree(path, bad)
+        raw = json.loads((bad / "config.json").read_text())
+        (bad / "config.json").write_text(json.dumps({**raw, field: value}))
+        with pytest.raises(TicketlabError, match=f"config.json: .*{said}") as e:
+            AutoModelForMaskedLM.from_pretrained(bad)
+        assert "\n" not in str(e.value) and str(e.value).startswith(str(bad / "config.json"))

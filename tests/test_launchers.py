@@ -238,6 +238,59 @@ def test_sbatch_parameters_are_the_ones_asked_for(tmp_path, tiny_bert_dir, monke
         load_spec(tmp_path / "spec.yaml")
 
 
+def test_nothing_breaks_out_of_its_line_in_a_slurm_job_script(tmp_path, tiny_bert_dir, monkeypatch, capsys):
+    """A newline in a partition, an account or an sbatch option's name started a new line of the
+    job script, which every job ran as a shell command; shell lines come only from `setup:` or
+    --setup, and the dry run shows them."""
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # no srun here
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full", "omp"])
+    d.update(pretrain_eval=None, search_curve=None, data_curve=None)
+    spec_file = tmp_path / "spec.yaml"
+    dry = ["sweep", str(spec_file), "--out", str(tmp_path / "sw"), "--dry-run", "--launcher", "slurm"]
+    injected = {
+        "partition": ({"partition": "gpu\ntouch INJECTED"}, "partition"),
+        "account": ({"slurm": {"account": "lab\ntouch INJECTED"}}, "slurm.account"),
+        "key": ({"slurm": {"additional_parameters": {"x\ntouch INJECTED": 1}}}, "additional_parameters"),
+        "setup": ({"slurm": {"setup": ["touch INJECTED"]}}, "slurm.setup: shell lines"),
+        "a setup line": ({"setup": ["module load x\rtouch INJECTED"]}, "setup[0]"),
+    }
+    for given, named in injected.values():
+        spec_file.write_text(yaml.safe_dump({**d, "resources": {"default": given}}))
+        assert main(dry) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1, err
+    spec_file.write_text(yaml.safe_dump(d))
+    assert main([*dry, "--partition", "gpu\ntouch INJECTED"]) == 2
+    assert "newline or control character" in capsys.readouterr().err
+    assert main([*dry, "--out", str(tmp_path / "sw\ntouch INJECTED")]) == 2  # the logs' paths
+    assert "the sweep's jobs folder" in capsys.readouterr().err
+    # A setup line asked for by name is written into the script and shown by the dry run.
+    spec_file.write_text(yaml.safe_dump({**d, "resources": {"default": {"setup": ["module load cuda"]}}}))
+    assert main(dry) == 0
+    assert "setup line run in every job: module load cuda" in capsys.readouterr().out
+    spec = load_spec(spec_file)
+    script = SubmititLauncher(tmp_path / "jobs", cluster="slurm", resources=resources(spec.resources))
+    assert "\n# setup\nmodule load cuda\n" in script.sbatch_script("search")
+    assert main([*dry, "--setup", "module load gcc"]) == 0  # the flag replaces the spec's lines
+    printed = capsys.readouterr().out
+    assert "module load gcc" in printed and "module load cuda" not in printed
+
+
+def test_slurm_resources_have_ceilings(tmp_path, tiny_bert_dir, capsys):
+    """`--mem 1e30` was planned as `1e+30GB`: memory and time have stated ceilings, flag and spec."""
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"])
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(d))
+    dry = ["sweep", str(spec_file), "--dry-run", "--launcher", "slurm"]
+    for flag in (["--mem", "1e30"], ["--time", "10000000"]):
+        with pytest.raises(SystemExit) as e:  # argparse's refusal: usage and one line, exit 2
+            main([*dry, *flag])
+        assert e.value.code == 2
+        assert f"argument {flag[0]}: expected a number in" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"mem_gb must be in \(0, 65536\]"):
+        resources({"default": {"mem_gb": 1e30}})
+
+
 def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert_dir, capsys):
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, resources=SPEC_RESOURCES, methods=["full", "omp"])
     d.update(pretrain_eval=None, search_curve=None, data_curve=None)

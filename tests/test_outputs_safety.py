@@ -9,6 +9,8 @@ results store, a report folder and a task id are ticketlab's only when they show
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -87,6 +89,26 @@ def test_a_marker_listing_paths_outside_its_folder_deletes_nothing(tmp_path, tin
     # The clean-up on its own (a marker edited after the claim): only entries inside the folder.
     remove_ours(work)
     assert_kept(tmp_path, victims)
+
+
+def test_a_marker_planted_in_a_users_folder_does_not_make_it_ours(tmp_path, tiny_bert_dir, capsys):
+    """A user's folder whose marker is a link (symbolic or hard) to a real output's marker, or a
+    FIFO: the folder is not ticketlab's, so `--out` there is refused and its files are kept."""
+    prune = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out"]
+    assert main([str(a) for a in [*prune, tmp_path / "real"]]) == 0
+    capsys.readouterr()
+    theirs = {"results.json": "mine", "notes.txt": "mine too"}
+    for planted in ("symlink", "hardlink", "fifo"):
+        folder = tmp_path / planted
+        user_files(folder, theirs)
+        {
+            "symlink": lambda m: m.symlink_to(tmp_path / "real" / MARKER),
+            "hardlink": lambda m: os.link(tmp_path / "real" / MARKER, m),
+            "fifo": os.mkfifo,
+        }[planted](folder / MARKER)
+        line = error_line(capsys, *prune, folder)
+        assert str(folder) in line, line
+        assert_kept(folder, theirs)
 
 
 def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
@@ -202,6 +224,45 @@ def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
     with pytest.raises(TicketlabError, match="cannot write"), exclusive(tmp_path / "run"):
         pass
     assert_kept(tmp_path, {"thesis.tex": "mine"})
+
+
+def test_a_lock_hard_linked_to_a_users_file_is_refused_and_kept(tmp_path):
+    """A `.lock` replaced by a hard link to the user's file (`ln notes.txt run/.lock`) is refused
+    before anything is truncated or written: `O_NOFOLLOW` stops symbolic links only."""
+    from ticketlab.core.files import exclusive
+
+    user_files(tmp_path, {"notes.txt": "mine"})
+    (tmp_path / "run").mkdir()
+    os.link(tmp_path / "notes.txt", tmp_path / "run" / ".lock")
+    with pytest.raises(TicketlabError, match="hard link to another file"), exclusive(tmp_path / "run"):
+        pass
+    assert_kept(tmp_path, {"notes.txt": "mine"})
+
+
+def test_a_fifo_planted_as_a_lock_or_checkpoint_is_refused_without_waiting(tmp_path):
+    """A FIFO at `.lock` (or at a checkpoint) would block its open or first read forever: it is
+    refused in one line by every reader, at once (a hang would time the test out)."""
+    from ticketlab.core.files import exclusive, lock_holder
+    from ticketlab.train.checkpoint import load_checkpoint
+
+    def hung(*_):
+        raise AssertionError("blocked on the FIFO")
+
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / ".lock")
+    os.mkfifo(tmp_path / "run" / "checkpoint.pt")
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a generous bound: the refusal takes no time, a hang takes forever
+    try:
+        with pytest.raises(TicketlabError, match="not a regular file"):
+            lock_holder(tmp_path / "run")
+        with pytest.raises(TicketlabError, match="not a regular file"), exclusive(tmp_path / "run"):
+            pass
+        with pytest.raises(TicketlabError, match="not a regular file"):
+            load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
 
 
 # --------------------------------------------------------------------------- 5. a user's database

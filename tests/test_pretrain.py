@@ -362,7 +362,7 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
         )
         == 2
     )
-    assert "vocab_size must be > 5, got 3" in capsys.readouterr().err
+    assert "vocab_size must be in (5, 1048576], got 3" in capsys.readouterr().err
     assert not (tmp_path / "m.work").exists()  # refused before any work
     corpus = str(synth / "corpus" / "train.txt")
     for flag, value, msg in [

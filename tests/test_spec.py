@@ -106,6 +106,19 @@ def test_yaml_syntax_and_missing_file(tmp_path):
         load_spec(tmp_path / "nope.yaml")
 
 
+def test_a_key_given_twice_is_refused_not_replaced(tmp_path, base):
+    """YAML keeps the last of two equal keys: a second `methods:` (or a repeated key deeper down)
+    would silently replace the first, so the file is refused at the second."""
+    text = yaml.safe_dump(base)
+    path = tmp_path / "twice.yaml"
+    path.write_text(text + "methods: [omp]\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: invalid YAML at line \d+: duplicate key 'methods'"):
+        load_spec(path, registry=fake_registry())
+    path.write_text(text + "resources:\n  search: {gpus: 1, gpus: 2}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'gpus'"):
+        load_spec(path, registry=fake_registry())
+
+
 def test_hub_id_model_passes_through(tmp_path, base):
     base["model"] = "bert-base-uncased"
     assert load(tmp_path, base).model == "bert-base-uncased"

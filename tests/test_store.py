@@ -268,3 +268,38 @@ def test_a_committed_store_reads_without_a_trace(tmp_path):
     shutil.copy(committed, tmp_path / "results.sqlite")
     res = load_results(tmp_path)
     assert res.comparisons() and sorted(p.name for p in tmp_path.iterdir()) == ["results.sqlite"]
+
+
+def test_a_store_copy_is_one_file_with_every_row_even_mid_write(tmp_path):
+    """A snapshot to commit is one file: rows still in a writer's `-wal` are in it, and the copy is
+    out of WAL mode, so opening it with any SQLite client makes no side files to commit by mistake."""
+    from ticketlab.studies.store import copy_store
+
+    live, kept = tmp_path / "live", tmp_path / "kept"
+    live.mkdir()
+    kept.mkdir()
+    with Store(live) as writer:
+        writer.add_runs(runs(4))
+        assert (live / "results.sqlite-wal").stat().st_size > 0  # rows not yet in the main file
+        copy_store(live / "results.sqlite", kept / "results.sqlite")
+    db = sqlite3.connect(kept / "results.sqlite")  # a plain client, as `sqlite3 results.sqlite` is
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 4
+    db.close()
+    assert sorted(p.name for p in kept.iterdir()) == ["results.sqlite"]
+
+
+def test_no_sqlite_side_file_is_committed():
+    """`-wal`, `-shm` and `-journal` files are a store's state mid-use: git ignores them, and none is
+    tracked (a store committed mid-transaction would hold half of it there)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    side = [f for f in listed.stdout.splitlines() if f.endswith(("-wal", "-shm", "-journal"))]
+    assert side == []
+    names = [f"docs/results/x/results.sqlite{s}" for s in ("-wal", "-shm", "-journal")]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True)
+    assert ignored.stdout.decode().split() == names

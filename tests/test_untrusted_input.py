@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import BertTokenizerFast
 
 import sweep_fakes as fakes
-from conftest import error_line, run
+from conftest import VOCAB, error_line, run
 from test_runner import write_sst2
 from ticketlab.masks import save_unit_mask, unit_mask_config
 from ticketlab.masks.units import UnitMask
@@ -26,9 +27,13 @@ from ticketlab.studies.report import write_report
 
 
 def _spec(root: Path, model: Path, extra: str = "", **overrides) -> Path:
-    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended."""
+    """A valid spec file (fake tasks over the tiny model) with `extra` YAML text appended; a top-level
+    key `extra` sets is left out of the rest (a key given twice is refused)."""
     d = fakes.spec_dict(root, model, pretrain_eval=None, search_curve=None, data_curve=None, **overrides)
     d.pop("name")
+    for line in extra.splitlines():
+        if line[:1].isalpha():
+            d.pop(line.split(":")[0], None)
     path = root / "spec.yaml"
     path.write_text(yaml.safe_dump(d) + extra)
     return path
@@ -229,6 +234,79 @@ def test_a_ticket_allocates_no_more_than_its_model_has(tiny_bert_dir, tmp_path, 
     assert run(capsys, "info", ticket)[0] == 0
 
 
+@pytest.mark.parametrize("verb", ["search", "finetune", "evaluate-pretrain", "pretrain --init"])
+def test_a_tokenizer_past_the_models_embeddings_is_refused_before_any_work(
+    verb, tiny_bert_dir, tmp_path, capsys
+):
+    """A model folder whose tokenizer has 500 more words than its embeddings: the first such word
+    stopped each verb midway (an index out of range) with its work folder left behind."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).unlink()
+    (model / "vocab.txt").write_text("\n".join([*VOCAB, *(f"w{i}" for i in range(500))]) + "\n")
+    BertTokenizerFast(vocab=str(model / "vocab.txt"), do_lower_case=True).save_pretrained(model)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat w7 sees the dog w499 .\n" * 40)
+    write_sst2(tmp_path / "glue")
+    task = ["--task", "sst2", "--data-dir", tmp_path / "glue", "--max-length", 32]
+    out = tmp_path / "out"
+    argv = {
+        "search": ["search", "tamt", "--corpus", corpus, "--sparsity", 0.5, "--steps", 1, "--max-length", 32],
+        "finetune": ["finetune", *task, "--max-steps", 1],
+        "evaluate-pretrain": ["evaluate-pretrain", "--corpus", corpus, "--max-length", 32],
+        "pretrain --init": [
+            "pretrain",
+            "--corpus",
+            corpus,
+            "--dev",
+            corpus,
+            "--steps",
+            1,
+            "--max-length",
+            32,
+        ],
+    }[verb]
+    model_flag = ["--init", model] if verb.startswith("pretrain") else ["--model", model]
+    line = error_line(capsys, *argv, *model_flag, "--out", out)
+    assert (
+        f"{model}: the tokenizer gives ids up to {len(VOCAB) + 499}, past the {len(VOCAB)} embeddings" in line
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "glue", "model"]  # no out, no work
+
+
+def test_a_vocabulary_listing_a_word_twice_sizes_the_embeddings_by_its_largest_id(tmp_path, capsys):
+    """`vocab.txt` with a word twice: 108 words, ids up to 108. `pretrain --tokenizer` made 108
+    embeddings and stopped at the last word's id; the embeddings hold every id the tokenizer gives."""
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "vocab.txt").write_text("\n".join([*VOCAB, "cat", "zebra"]) + "\n")
+    BertTokenizerFast(vocab=str(tok / "vocab.txt"), do_lower_case=True).save_pretrained(tok)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the zebra sees the cat .\n" * 60)
+    shape = ["--hidden", 16, "--heads", 2, "--layers", 1, "--intermediate", 32, "--max-length", 16]
+    argv = ["pretrain", "--tokenizer", tok, "--corpus", corpus, "--dev", corpus, "--steps", 1, *shape]
+    code, _, err = run(capsys, *argv, "--batch-size", 4, "--out", tmp_path / "p")
+    assert code == 0, err
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["vocab_size"] == len(VOCAB) + 2
+
+
+def test_a_model_from_scratch_has_a_stated_ceiling_checked_before_any_work(tmp_path, capsys):
+    """`pretrain --build-tokenizer --vocab-size 1e12` aborted on a 72 TB allocation and left `o.work/`;
+    `--hidden 4096 --layers 100000` was an allocation traceback. Each size has a ceiling and so has
+    the whole (`MAX_SCRATCH_PARAMETERS`): one line, nothing made."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog .\n" * 40)
+    base = ["pretrain", "--build-tokenizer", "--corpus", corpus, "--dev", corpus, "--steps", 1]
+    for flags, said in (
+        (["--vocab-size", 10**12], "vocab_size must be in (5, 1048576], got 1000000000000"),
+        (["--hidden", 4096, "--heads", 32, "--layers", 100_000], "layers must be in [1, 1024], got 100000"),
+        (["--hidden", 4096, "--heads", 32, "--layers", 1000], "a model of 7.1e+10 parameters"),
+    ):
+        line = error_line(capsys, *base, *flags, "--out", tmp_path / "o")
+        assert said in line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]  # no o/, no o.work/
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -250,3 +328,41 @@ def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_
         torch.save(saved, ckpt)
         line = error_line(capsys, *search)
         assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart from scratch" in line
+
+
+def test_a_tampered_checkpoint_step_or_generator_state_is_refused_before_resuming(
+    tiny_bert_dir, tmp_path, capsys
+):
+    """A step past the run's end made a resumed search publish a mask 'of 200 steps' trained for 12;
+    a generator state of the wrong type or size (a 2 MB string parsed as Python) ran out of memory.
+    Each is one line naming the checkpoint, and the search resumes once it is put back."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
+    out = tmp_path / "s"
+    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
+    assert run(capsys, *search)[0] == 0
+    for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
+        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
+    ckpt = out / "run" / "checkpoint.pt"
+    good = torch.load(ckpt, weights_only=True)
+    tampered = {
+        "step past the end": lambda c: c.update(step=10**12),
+        "negative step": lambda c: c.update(step=-7),
+        "step as text": lambda c: c.update(step="2"),
+        "python state of 2 MB": lambda c: c["rng"].update(python="(" * 2_000_000),
+        "torch state of other size": lambda c: c["rng"].update(torch=torch.zeros(7, dtype=torch.uint8)),
+        "numpy state of other size": lambda c: c["rng"]["numpy"].__setitem__(
+            1, torch.zeros(3, dtype=torch.int64)
+        ),
+    }
+    for what, tamper in tampered.items():
+        saved = torch.load(ckpt, weights_only=True)
+        tamper(saved)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint (" in line and "delete it to restart" in line, (what, line)
+        assert not (out / "masks.safetensors").exists()
+    torch.save(good, ckpt)
+    assert run(capsys, *search)[0] == 0
+    assert json.loads((out / "run" / "train_result.json").read_text())["steps"] == 2

@@ -1,9 +1,10 @@
 """Copy the study's live store and the masks it still needs into this folder, to commit before a stop.
 
 A machine's files end with its session: a search's checkpoints (300 MB) cannot be kept, but its
-mask (2.8 MB) can. This copies `results.sqlite` (SQLite's backup API: consistent while sweeps write)
-and, under `masks/`, every mask (final, or a search-cost checkpoint's) that a run of the plan not
-done yet reads; a mask no run needs any more leaves the folder (git history keeps it, and each run's
+mask (2.8 MB) can. This copies `results.sqlite` (SQLite's backup API: consistent while sweeps write;
+one file, out of WAL mode, so that reading it leaves no `-wal`/`-shm` files to commit) and, under
+`masks/`, every mask (final, or a search-cost checkpoint's) that a run of the plan not done yet
+reads; a mask no run needs any more leaves the folder (git history keeps it, and each run's
 provenance its content hash), so the working tree stays small (the device tool carries 64 MiB). To
 resume on a new machine, from the study's worktree:
 
@@ -15,12 +16,13 @@ done and the masks have left this folder; `--restore` brings each done search's 
 the sweep from git history (the last commit that held it), before `ticketlab report`.
 
 Usage (from the worktree's root):
-    python docs/results/minilm-mlm/snapshot.py [SWEEP_DIR]              # before a stop
+    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py [SWEEP_DIR]              # before a stop
     PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore [SWEEP_DIR]  # before the report
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -129,15 +131,11 @@ def _holds(root: Path, commit: str, path: str) -> bool:
 
 
 def main(sweep: Path) -> None:
-    src = sqlite3.connect(f"file:{sweep / 'results.sqlite'}?mode=ro", uri=True)
-    tmp = HERE / "results.sqlite.tmp"
-    tmp.unlink(missing_ok=True)
-    dst = sqlite3.connect(tmp)
-    src.backup(dst)
-    keep = needed_masks(dst)
-    dst.close()
-    src.close()
-    tmp.replace(HERE / "results.sqlite")
+    from ticketlab.studies.store import copy_store
+
+    copy_store(sweep / "results.sqlite", HERE / "results.sqlite")
+    with contextlib.closing(sqlite3.connect(f"{(HERE / 'results.sqlite').as_uri()}?mode=ro", uri=True)) as db:
+        keep = needed_masks(db)
     out = HERE / "masks"
     for rel in sorted(keep):
         target = out / Path(rel).name

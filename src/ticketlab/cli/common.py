@@ -10,7 +10,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from ..core.checks import field_types, from_options, option_flags, option_name
+from ..core.checks import Range, field_types, from_options, option_flags, option_name
 
 C = TypeVar("C")
 
@@ -56,15 +56,20 @@ def finite_float(value: str) -> float:
     return v
 
 
+def int_value(value: str) -> int:
+    """argparse type of an integer option (the parse that `at_least` and `within` build on)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+
+
 def at_least(low: int) -> Callable[[str], int]:
     """argparse type of an integer option with a floor (`--jobs 0` was taken as 1, `--retries -1`
     and `--max-runs 0` as given): refused when parsed, before any work."""
 
     def parse(value: str) -> int:
-        try:
-            v = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+        v = int_value(value)
         if v < low:
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value!r}")
         return v
@@ -78,6 +83,19 @@ def positive_float(value: str) -> float:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {value!r}")
     return v
+
+
+def within(rng: Range, kind: Callable[[str], Any] = finite_float) -> Callable[[str], Any]:
+    """argparse type of a number option with the bounds `rng` states (`--mem 1e30` was planned as
+    asked): refused when parsed, before any work."""
+
+    def parse(value: str) -> Any:
+        v = kind(value)
+        if not rng.holds(v):
+            raise argparse.ArgumentTypeError(f"expected a number {rng}, got {value!r}")
+        return v
+
+    return parse
 
 
 def finite_floats(parser: argparse.ArgumentParser) -> None:

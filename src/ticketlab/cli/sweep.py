@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING
 import ticketlab as tl
 
 from .. import studies
+from ..core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import place, safe_component
 from ..studies.records import KINDS, STALE_AFTER
-from .common import at_least, positive_float
+from .common import at_least, int_value, positive_float, within
 
 if TYPE_CHECKING:
     from ..studies.sweep.launchers import SubmititLauncher
@@ -108,9 +109,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
     r.add_argument("--gpus", type=at_least(0), metavar="N", help="GPUs per run")
     r.add_argument("--cpus", type=at_least(1), metavar="N", help="CPUs per run (Slurm)")
-    r.add_argument("--mem", type=float, metavar="GB", help="memory per run (Slurm)")
-    r.add_argument("--time", type=at_least(1), metavar="MINUTES", help="time limit per run")
+    r.add_argument(
+        "--mem", type=within(MEM_GB_RANGE), metavar="GB", help=f"memory per run (Slurm; {MEM_GB_RANGE})"
+    )
+    r.add_argument(
+        "--time",
+        type=within(TIME_MIN_RANGE, int_value),
+        metavar="MINUTES",
+        help=f"time limit per run ({TIME_MIN_RANGE})",
+    )
     r.add_argument("--partition", metavar="NAME", help="Slurm partition")
+    r.add_argument(
+        "--setup",
+        action="append",
+        metavar="LINE",
+        help="a shell line every Slurm job runs before its run (e.g. 'module load cuda'); repeat for "
+        "more; replaces the spec's `setup:`; --dry-run shows them",
+    )
 
 
 def sweep_dir(args: argparse.Namespace, spec) -> Path:
@@ -124,7 +139,7 @@ def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | No
     if args.launcher == "local" and (args.jobs or 1) == 1:
         return None
     flags = {"gpus": args.gpus, "cpus": args.cpus, "mem_gb": args.mem, "time_min": args.time}
-    res = studies.resources(spec.resources, {**flags, "partition": args.partition})
+    res = studies.resources(spec.resources, {**flags, "partition": args.partition, "setup": args.setup})
     gpus = studies.visible_gpus() if args.launcher == "local" else None
     return studies.SubmititLauncher(
         out / "jobs", cluster=args.launcher, jobs=args.jobs, resources=res, gpus=gpus
@@ -156,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"launcher {args.launcher}, per run:")
                 for kind, res in launched.resources.items():
                     print(f"  {kind:<14} {res.sbatch(kind) if args.launcher == 'slurm' else res}")
+                    for line in res.setup if args.launcher == "slurm" else ():  # shell: shown as run
+                        print(f"  {'':<14} setup line run in every job: {line}")
             runner.refuse_unpassable()  # after the plan: its lines say what each claim can reach
         finally:
             runner.store.close()

@@ -131,6 +131,20 @@ Seed = Annotated[int, SEED_RANGE]
 # A learning rate: 10 is far above any the papers use (scores: 1e-2 at most; weights: 1e-3) and far
 # below what overflows float32 in an optimizer step (`--lr 1e38`: a RuntimeError mid-run).
 LearningRate = Annotated[float, Range(gt=0, le=10)]
+# AdamW's decay: 1 is a hundred times the papers' 0.01; `1e308` times a learning rate overflowed.
+WeightDecay = Annotated[float, Range(ge=0, le=1)]
+# A duration of one run or piece: a year is more than any (`--time-budget 1e308` overflowed the step
+# count it sets).
+Seconds = Annotated[float, Range(gt=0, le=366 * 24 * 3600)]
+Minutes = Annotated[float, Range(gt=0, le=366 * 24 * 60)]
+# Passes over a training set: 10000 is far beyond any fine-tuning (the papers: 3-20); 1e300 passes
+# made a step count no integer of the loop holds.
+Epochs = Annotated[float, Range(gt=0, le=10_000)]
+# What one run may ask a scheduler for (a sweep's resources, its --mem and --time): the largest nodes
+# hold a few TB, and Slurm's longest limits are counted in days. Above them a typo (`--mem 1e30`)
+# would be asked for, not refused.
+MEM_GB_RANGE = Range(gt=0, le=65536)
+TIME_MIN_RANGE = Range(ge=1, le=366 * 24 * 60)
 INT64 = 2**63  # every integer a config holds fits torch's, numpy's and SQLite's 64-bit integers
 
 

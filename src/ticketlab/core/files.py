@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -78,6 +79,16 @@ def temp_dir(parent: str | os.PathLike, name: str) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+def temp_file(parent: str | os.PathLike, name: str) -> Path:
+    """A new empty temporary file in `parent` for a writer that fills it by path (SQLite), which
+    `remove_stale` recognises once its writer is gone; the caller renames it into place."""
+    with writing(Path(parent) / name):
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(name), suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+    return Path(tmp)
 
 
 def follow_umask(root: Path) -> None:
@@ -160,6 +171,27 @@ def replace_with(path: Path, data: bytes) -> None:
         raise
 
 
+def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) -> int:
+    """A file descriptor on `path`, a file ticketlab made there (a lock, a checkpoint): opened never
+    through a symbolic link and never waiting (`O_NONBLOCK`: a FIFO planted there would block the
+    open or the first read forever), then refused in one line unless it is a regular file with one
+    link. A hard link to a user's file would otherwise be truncated and written, and a device read.
+    Nothing is truncated or read before that check; the caller closes the descriptor."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            kind = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise TicketlabError(
+                f"{path}: {kind}, not a {what} ticketlab made; remove it (ticketlab writes its own there)"
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
@@ -234,8 +266,8 @@ def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]
         return
     lock = directory / ".lock"
     with writing(lock):
-        # Never through a link: truncating it would empty the user's file it points to.
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_umask())
+        # Never a user's file planted there: truncating it would empty that file (`open_own`).
+        fd = open_own(lock, os.O_RDWR | os.O_CREAT, "lock", 0o666 & ~_umask())
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -260,10 +292,12 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
     directory = Path(directory).resolve()
     if directory in _HELD:
         return None
-    try:
-        fd = os.open(directory / ".lock", os.O_RDONLY)
-    except OSError:  # no lock file: nobody ever ran here
+    try:  # a FIFO planted there is refused before anything waits on it (`open_own`)
+        fd = open_own(directory / ".lock", os.O_RDONLY, "lock")
+    except FileNotFoundError:  # no lock file: nobody ever ran here
         return None
+    except OSError as e:
+        raise TicketlabError(f"{directory / '.lock'}: cannot read the lock ({e.strerror or e})") from None
     try:
         try:  # taken and given back at once: a probe keeps nobody out for longer than this call
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

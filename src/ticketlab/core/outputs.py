@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TicketlabError, unprintable
-from .files import TEMP, follow_umask, make_dir, remove_stale, replace_with, temp_dir, writing
+from .files import TEMP, follow_umask, make_dir, open_own, remove_stale, replace_with, temp_dir, writing
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 
@@ -106,12 +106,21 @@ def refuse_links(path: str | os.PathLike) -> None:
                 raise TicketlabError(_link_line(Path(dirpath) / name))
 
 
+MARKER_BYTES = 1 << 20  # ours are a few hundred bytes (a file list of a few thousand names at most)
+
+
 def _marker(path: Path) -> dict[str, Any] | None:
-    """The marker of a directory: None without one, {} when unreadable."""
-    if not (path / MARKER).is_file():
+    """The marker of a directory: None without one, {} when unreadable or not one ticketlab wrote
+    (a link, a FIFO, a hard link to another file: `open_own`), so the folder does not count as ours."""
+    try:
+        fd = open_own(path / MARKER, os.O_RDONLY, "marker")
+    except FileNotFoundError:
         return None
-    with contextlib.suppress(OSError, ValueError, RecursionError):
-        marker = json.loads((path / MARKER).read_text())
+    except (OSError, TicketlabError):
+        return {}
+    with contextlib.suppress(OSError, ValueError, RecursionError), os.fdopen(fd, "rb") as f:
+        data = f.read(MARKER_BYTES + 1)
+        marker = json.loads(data) if len(data) <= MARKER_BYTES else None
         return marker if isinstance(marker, dict) else {}
     return {}
 

@@ -60,7 +60,7 @@ from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
 from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
-from ..models.load import load_config, load_model, quiet_transformers
+from ..models.load import load_config, load_model, quiet_transformers, token_id_bound
 from ..train.checkpoint import load_checkpoint
 from ..train.config import TrainConfig
 from ..train.determinism import seed_everything
@@ -96,8 +96,10 @@ def precision(config: PretrainConfig) -> str:
 def bert_config(config: PretrainConfig, tokenizer: PreTrainedTokenizerBase) -> BertConfig:
     """The shape of a BERT pre-trained from scratch (`PretrainConfig.shape`), for `tokenizer`."""
     hidden, layers, heads, intermediate = config.shape
+    vocab = token_id_bound(tokenizer)  # a word listed twice in vocab.txt still has its id
+    config.check_size(vocab)  # the API's callers too: bounded before anything is made
     return BertConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -208,6 +210,8 @@ def pretrain(
         tok = get_tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
         if tok.mask_token_id is None:
             raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
+        if init is None:  # a given tokenizer's ids size the embeddings: bounded before the corpus is read
+            config.check_size(token_id_bound(tok))
         data = load_lm_corpus(
             corpus, tok, config.max_length, dev=dev, cache_dir=cache_dir, progress=config.progress
         )

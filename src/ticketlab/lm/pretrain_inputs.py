@@ -22,9 +22,9 @@ from ..core.files import model_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
-from ..models.load import load_config, load_tokenizer
+from ..models.load import check_token_ids, load_config, load_tokenizer
 from ..models.source import head_of, max_positions
-from .pretrain_config import SHAPE_OVERRIDES, PretrainConfig
+from .pretrain_config import MAX_VOCAB, SHAPE_OVERRIDES, PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +109,9 @@ def check_init(init: str | os.PathLike, config: PretrainConfig, tokenizer: Any) 
     positions = max_positions(model_config)
     if positions is not None and config.max_length > positions:
         raise ConfigError(f"{init}: max_length {config.max_length} exceeds the model's {positions} positions")
-    if tokenizer is not None:
-        size = len(tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer))
-        if size > model_config.vocab_size:
-            raise ConfigError(
-                f"{given_path(tokenizer) or 'the tokenizer'}: {size} tokens, more than the "
-                f"{model_config.vocab_size} embeddings of {init}; use the checkpoint's own tokenizer"
-            )
+    # The checkpoint's own tokenizer is checked as it loads; a separate one here (ids, not its length).
+    tok = tokenizer if isinstance(tokenizer, PreTrainedTokenizerBase) else load_tokenizer(tokenizer or init)
+    check_token_ids(tok, given_path(tokenizer) or ("the tokenizer" if tokenizer is not None else init), init)
     if head_of(model_config) != "mlm":
         log.warning(f"note: {init} has no MLM head; a fresh one (seeded by --seed) trains with the body")
 
@@ -125,8 +121,8 @@ def check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> Non
     behind by a run that could never start."""
     if tokenizer is None:
         check_one_of("tokenizer kind", kind, KINDS)
-        if vocab_size <= len(SPECIAL):
-            raise ConfigError(f"vocab_size must be > {len(SPECIAL)}, got {vocab_size}")
+        if not len(SPECIAL) < vocab_size <= MAX_VOCAB:
+            raise ConfigError(f"vocab_size must be in ({len(SPECIAL)}, {MAX_VOCAB}], got {vocab_size}")
         for p in listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
             if str(p).endswith(TOKENS_SUFFIX):
                 raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
@@ -154,6 +150,8 @@ def check_before_work(
     check_inputs(corpus, dev, tokenizer if init is None else tokenizer or init, tokenizer_kind, vocab_size)
     if init is not None:
         check_init(init, config, tokenizer)
+    elif tokenizer is None:  # the tokenizer built here has vocab_size ids (a given one's: `bert_config`)
+        config.check_size(vocab_size)
     reads = [*listed(corpus), *listed(dev), given_path(tokenizer), given_path(init)]
     check_output(out, kind="pre-trained model", inputs=reads)  # before any work
 

@@ -20,7 +20,6 @@ from ..core.checks import (
     Fraction,
     LearningRate,
     OpenFraction,
-    PositiveFloat,
     Range,
     Seed,
     check_config,
@@ -48,8 +47,10 @@ class TamtConfig:
     objective: Objective = option("mlm", "training objective")
     init: Init = option("omp", "initial mask")
     ranking: Ranking = option("local", "rank per matrix (local) or over all targets (global)")
-    threshold: PositiveFloat = option(0.01, "φ of Eq. 3/5")
-    alpha: Annotated[float, Range(ge=1)] = option(2.0, "α of Eq. 5: initial score α·φ, above the cut")
+    # Scores are float32 and move about lr per step: a start α·φ of 1e8 is a mask no search changes,
+    # and `--alpha 1e308` overflowed. The paper's are φ = 0.01, α = 2.
+    threshold: Annotated[float, Range(gt=0, le=1e4)] = option(0.01, "φ of Eq. 3/5")
+    alpha: Annotated[float, Range(ge=1, le=1e4)] = option(2.0, "α of Eq. 5: initial score α·φ, above the cut")
     train_head: bool = option(  # TAMT-MLM trains the MLM head's transform and bias too (§3.4.3)
         True, "TAMT-MLM: keep the MLM head frozen", flag="--freeze-head"
     )

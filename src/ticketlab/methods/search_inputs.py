@@ -17,7 +17,7 @@ from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput
-from ..models.load import check_model, load_config, load_model
+from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
 from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
@@ -146,6 +146,7 @@ def run_search_config(config: SearchConfig, accelerator: Accelerator | None) -> 
     reads = [config.model, *(config.corpus or []), *(config.dev or []), config.data_dir]
     check_output(config.out, kind="search", inputs=reads)  # before any work
     check_model(config.model)  # its config and weights' files, before the search directory is made
+    load_tokenizer(config.model)  # and its tokenizer's ids against its embeddings
     acc = accelerator or make_accelerator(config.mixed_precision)
     if acc.is_main_process:  # a second process on this search is refused before it loads anything
         SearchDir(config.out).run_dir.refuse_held()  # its lock is run/.lock

@@ -179,14 +179,36 @@ def check_finite(model: nn.Module, name: str) -> nn.Module:
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """A tokenizer from a model directory, a tokenizer-only directory, or a hub id."""
+    """A tokenizer from a model directory, a tokenizer-only directory, or a hub id; from a model
+    directory, refused in one line unless its ids fit the model's embeddings (`check_token_ids`)."""
     name = check_source(name_or_path, needs="*token*")
     # a compacted model's config.json names no transformers type: give its original config instead
     config = {"config": load_config(name)} if is_compacted(name) else {}
     try:
-        return AutoTokenizer.from_pretrained(name, **config)
+        tokenizer = AutoTokenizer.from_pretrained(name, **config)
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise wrap_load_error(name, "tokenizer", e) from None
+    if (Path(name).expanduser() / "config.json").is_file():  # a model's folder, not a tokenizer's only
+        check_token_ids(tokenizer, name, name)
+    return tokenizer
+
+
+def token_id_bound(tokenizer: PreTrainedTokenizerBase) -> int:
+    """One more than the largest id `tokenizer` gives: the embeddings a model needs for it. Not
+    `len(tokenizer)`: a `vocab.txt` that lists a word twice has 108 words of ids up to 108."""
+    ids = tokenizer.get_vocab().values()
+    return max(len(tokenizer), max(ids, default=-1) + 1)
+
+
+def check_token_ids(tokenizer: PreTrainedTokenizerBase, tokenizer_name: Any, model: Any) -> None:
+    """Refuse, before any work, a tokenizer whose ids reach past model `model`'s embeddings: the
+    first such token would stop a run midway (an index out of range)."""
+    need, rows = token_id_bound(tokenizer), load_config(model).vocab_size
+    if need > rows:
+        raise TicketlabError(
+            f"{tokenizer_name}: the tokenizer gives ids up to {need - 1}, past the {rows} embeddings "
+            f"of {model}; use the tokenizer the model was trained with"
+        )
 
 
 # --------------------------------------------------------------------------- compacted checkpoints
@@ -240,11 +262,12 @@ def load_compacted(
     quiet_transformers()
     manifest = read_manifest(path)
     head = head or head_of(config)
+    flags = flags_from_manifest(manifest, path)
+    _check_sizes(path, config, head, flags, body_only=ignore_mismatched_sizes)  # before any allocation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = auto_class(head).from_config(config)
-    structure, head_flags, neuron, ffn = flags_from_manifest(manifest, path)
-    slice_units(model, structure, head_flags, neuron, ffn)
+    slice_units(model, *flags)
     state = _rekey(_state_dict(path), model)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
         own = model.state_dict()
@@ -260,6 +283,52 @@ def load_compacted(
         model.to(dtypes.pop())
     setattr(model, MANIFEST_ATTR, {k: v for k, v in manifest.items() if k != "mask"})
     return model.eval()
+
+
+# A structure's sizes, and the config fields that give them (other families' names map onto these).
+_STRUCTURE_FIELDS = {
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "hidden_size": "hidden_size",
+    "intermediate_size": "intermediate_size",
+}
+
+
+def _check_sizes(path: Path, config: PretrainedConfig, head: Head, flags: tuple, body_only: bool) -> None:
+    """Refuse, in one line and before any allocation, a compacted model's config.json whose sizes its
+    weights do not hold (a `vocab_size` of 4e8 was a 51 GB allocation): the layer sizes must be the
+    manifest's (bounded when it was read), and the model they make, built on the meta device (no
+    memory) and sliced, must have the shape of every tensor the safetensors headers list (`body_only`:
+    of the encoder's, when a task head of another shape is to be replaced)."""
+    structure = flags[0]
+    for size, field in _STRUCTURE_FIELDS.items():
+        if getattr(config, field, getattr(structure, size)) != getattr(structure, size):
+            raise MaskFileError(
+                f"{path / 'config.json'}: {field} {getattr(config, field)!r}, but its "
+                f"{MANIFEST} gives {getattr(structure, size)}"
+            )
+    with torch.device("meta"):
+        meta = auto_class(head).from_config(config)
+    slice_units(meta, *flags)
+    body = _body_prefixes(meta) if body_only else ("",)
+    own = {k: tuple(t.shape) for k, t in meta.state_dict().items() if k.startswith(body)}
+    for key, shape in _rekey(_disk_shapes(path), meta).items():
+        if key in own and own[key] != shape:
+            raise MaskFileError(
+                f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
+            )
+
+
+def _disk_shapes(path: Path) -> dict[str, Any]:
+    """Each tensor's shape in a folder's safetensors files, from their headers (no data read)."""
+    shapes: dict[str, Any] = {}
+    for f in sorted(path.glob("model*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as opened:
+                shapes.update({k: tuple(opened.get_slice(k).get_shape()) for k in opened.keys()})  # noqa: SIM118
+        except (SafetensorError, OSError) as e:
+            raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
+    return shapes
 
 
 def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_missing: bool) -> None:

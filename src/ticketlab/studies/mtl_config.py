@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.checks import (
+    Epochs,
     Fraction,
     LearningRate,
-    NonNegFloat,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
     Seed,
+    WeightDecay,
     check_config,
     check_distinct,
     option,
@@ -39,11 +40,11 @@ class MtlConfig:
     lr: LearningRate = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
     batch_size: PositiveInt = option(32, "global batch size")
     max_length: PositiveInt | None = option(None, "tokens per example (default: each task's)")
-    epochs: PositiveFloat = option(5.0, "passes over the tasks' training sets")
+    epochs: Epochs = option(5.0, "passes over the tasks' training sets")
     max_steps: PositiveInt | None = option(None, "cap on the multi-task steps")
     eval_every: PositiveInt = option(100, "steps between dev evaluations", metavar="STEPS")
     warmup_ratio: Fraction = option(0.1, "fraction of the steps with a linear warm-up")
-    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
     train_samples: PositiveInt | None = option(None, "seeded subset of each task's training set", metavar="N")
     eval_samples: PositiveInt | None = option(None, "score only the first N dev examples", metavar="N")
@@ -53,7 +54,7 @@ class MtlConfig:
         False, "then fine-tune each task alone from the multi-task weights", **AFTER
     )
     finetune_lr: LearningRate | None = option(None, "default: --lr", **AFTER)
-    finetune_epochs: PositiveFloat | None = option(None, "default: the task's", **AFTER)
+    finetune_epochs: Epochs | None = option(None, "default: the task's", **AFTER)
     finetune_max_steps: PositiveInt | None = option(None, "cap on each task's fine-tuning steps", **AFTER)
     check_hash: bool = option(
         True, "apply tickets found on other weights", flag="--ignore-hash", result=False

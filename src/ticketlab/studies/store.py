@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
-from ..core.files import to_json
+from ..core.files import temp_file, to_json, writing
 from .records import HOST, META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
@@ -75,6 +75,25 @@ def _read_only_uri(path: Path) -> str:
     through the writer's log as SQLite's readers do."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
     return uri if Path(f"{path}-wal").exists() else uri + "&immutable=1"
+
+
+def copy_store(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy the store `source` (consistent while sweeps write it: SQLite's backup API reads through
+    their log) to `target` as one file: the copy leaves WAL mode, so reading it later makes no `-wal`
+    and `-shm` files beside it (what a store committed to git must be). Written atomically."""
+    source, target = Path(source), Path(target)
+    tmp = temp_file(target.parent, target.name)
+    try:
+        src = contextlib.closing(sqlite3.connect(_read_only_uri(source), uri=True))
+        with src as reader, contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
+            reader.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE")  # the copy's header says WAL until now
+        with writing(target):
+            os.replace(tmp, target)
+    except sqlite3.Error as e:
+        raise TicketlabError(f"{source}: cannot copy the results store ({e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Store:

@@ -9,6 +9,7 @@ import ast
 import contextlib
 import io
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text
+from ..core.files import atomic_write_bytes, atomic_write_text, open_own
 
 
 def trainable_state(model: nn.Module) -> dict[str, Tensor]:
@@ -37,13 +38,63 @@ def rng_state() -> dict[str, Any]:
     }
 
 
+# Python's Mersenne Twister state as `repr` writes it: (3, (625 integers below 2**32), None) is
+# about 7000 characters; anything much longer is not one (and parsing a huge string runs out of memory).
+_PYTHON_STATE_CHARS = 16_000
+_MT_WORDS = 624  # the Mersenne Twister's state, in numpy's and Python's generators alike
+
+
+class CorruptCheckpoint(ValueError):
+    """A value of a checkpoint that is not what this run saves (`restoring` names the file)."""
+
+
+def _tensor_like(value: Any, like: Tensor, what: str) -> Tensor:
+    if not isinstance(value, Tensor) or value.dtype != like.dtype or value.shape != like.shape:
+        raise CorruptCheckpoint(f"{what} is not a generator state ({_described(value)})")
+    return value
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _python_state(text: Any) -> tuple:
+    """Python's generator state from its `repr`, parsed only once it has the size and shape of one."""
+    if not isinstance(text, str) or len(text) > _PYTHON_STATE_CHARS:
+        size = f" of {len(text)} characters" if isinstance(text, str) else ""
+        raise CorruptCheckpoint(f"the Python generator state is {_described(text)}{size}")
+    state = ast.literal_eval(text)
+    ok = isinstance(state, tuple) and len(state) == 3 and isinstance(state[1], tuple)
+    if not ok or len(state[1]) != _MT_WORDS + 1 or not all(type(w) is int for w in state[1]):
+        raise CorruptCheckpoint("the Python generator state is not one")
+    return state
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore what `rng_state` saved, each part checked to be a state of its generator first."""
+    torch.set_rng_state(_tensor_like(state["torch"], torch.get_rng_state(), "the torch state"))
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        now = torch.cuda.get_rng_state_all()  # a checkpoint of fewer GPUs sets those it has
+        if not isinstance(state["cuda"], list) or len(state["cuda"]) > len(now):
+            raise CorruptCheckpoint(f"the CUDA states are {_described(state['cuda'])}, not one per GPU")
+        torch.cuda.set_rng_state_all([_tensor_like(c, now[0], "a CUDA state") for c in state["cuda"]])
     kind, keys, *rest = state["numpy"]
+    _tensor_like(keys, torch.zeros(_MT_WORDS, dtype=torch.int64), "the numpy state")
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(ast.literal_eval(state["python"]))
+    random.setstate(_python_state(state["python"]))
+
+
+def check_step(step: Any, path: Path, steps: int) -> int:
+    """A checkpoint's step, refused in one line unless it is a step of this run (0 to `steps`): a
+    larger one made a resumed run publish a result of steps it never trained."""
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= steps:
+        raise TicketlabError(
+            f"{path}: corrupt checkpoint (step {str(step)[:40]!r}, not in [0, {steps}] as this run's "
+            "settings say); delete it to restart from scratch"
+        )
+    return step
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
@@ -93,8 +144,13 @@ def load_loop_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:  # never a FIFO or a device planted there
+        fd = open_own(path, os.O_RDONLY, "checkpoint")
+    except OSError as e:
+        raise TicketlabError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with os.fdopen(fd, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say which one
         raise TicketlabError(f"{path}: corrupt checkpoint, delete it to restart from scratch ({e})") from None
 

@@ -10,7 +10,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core.checks import LearningRate, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Seed, check_config
+from ..core.checks import (
+    LearningRate,
+    NonNegInt,
+    PositiveFloat,
+    PositiveInt,
+    Seconds,
+    Seed,
+    WeightDecay,
+    check_config,
+)
 from ..core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +41,7 @@ class TrainConfig:
     max_steps: PositiveInt  # optimizer steps
     batch_size: PositiveInt = 16  # global batch per optimizer step (split over processes and accumulation)
     lr: LearningRate = 5e-5
-    weight_decay: NonNegFloat = 0.0
+    weight_decay: WeightDecay = 0.0
     warmup_steps: NonNegInt = 0
     schedule: Literal["linear", "constant"] = "linear"
     # The linear schedule's horizon: the lr reaches 0 at this step (None: at max_steps). Beyond
@@ -52,7 +61,7 @@ class TrainConfig:
     optimizer_in_backward: bool = False
     fused: bool = False  # torch's fused AdamW kernel (one launch for all parameters: GPU speed)
     compile: bool = False  # torch.compile the loss computation (model + loss), in place
-    time_limit_s: PositiveFloat | None = None  # seconds of this piece: then checkpoint and stop (see module)
+    time_limit_s: Seconds | None = None  # seconds of this piece: then checkpoint and stop (see module)
     metric: str | None = None  # key of eval_fn's dict that decides the best checkpoint
     greater_is_better: bool = True
     progress: bool = True

@@ -52,6 +52,7 @@ from ..core.files import (
 )
 from ..core.progress import logs_above_bars, progress_bar
 from .checkpoint import (
+    check_step,
     load_loop_checkpoint,
     load_trainable_state,
     restoring,
@@ -213,6 +214,7 @@ class _Loop:
         if self.ckpt is None or not self.ckpt.is_file():
             return
         saved = load_loop_checkpoint(self.ckpt)
+        step = check_step(saved["step"], self.ckpt, self.config.max_steps)  # before restoring
         with restoring(self.ckpt):
             if self.extra_state is not None:  # first: it may say what the saved tensors are (which
                 self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)
@@ -222,7 +224,7 @@ class _Loop:
             set_rng_state(saved["rng"])
             self.result = TrainResult(**saved["result"])
         self.result.stopped = False  # a new piece
-        self.result.resumed_from = self.state.step = saved["step"]
+        self.result.resumed_from = self.state.step = step
 
     def open_log(self) -> None:
         if self.out is not None and self.acc.is_main_process:

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.checks import (
+    Epochs,
     Fraction,
     LearningRate,
-    NonNegFloat,
     NonNegInt,
     OpenFraction,
     PositiveFloat,
     PositiveInt,
     Seed,
+    WeightDecay,
     check_config,
     option,
 )
@@ -44,7 +45,7 @@ class FinetuneConfig:
     lr: LearningRate | None = option(None, "peak learning rate")
     batch_size: PositiveInt | None = option(None, "global batch size")
     max_length: PositiveInt | None = option(None, "tokens per example (SQuAD: per window)")
-    epochs: PositiveFloat | None = option(None, "passes over the training set")
+    epochs: Epochs | None = option(None, "passes over the training set")
     max_steps: PositiveInt | None = option(  # caps ceil(epochs * n_train / batch_size)
         None, "cap on the number of optimizer steps (quick runs)"
     )
@@ -72,7 +73,7 @@ class FinetuneConfig:
     )
     warmup_ratio: Fraction = option(0.0, "fraction of the steps with a linear warm-up")
     warmup_steps: NonNegInt | None = None  # overrides warmup_ratio
-    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
     grad_accum: PositiveInt = option(1, "micro-batches per optimizer step")
     metric: str | None = option(None, "metric that picks the best step (default: the task's main metric)")

@@ -30,6 +30,7 @@ from ..core.checks import (
     NonNegInt,
     PositiveInt,
     Seed,
+    WeightDecay,
     check_config,
     option,
 )
@@ -82,7 +83,7 @@ class SearchConfig:
     batch_size: PositiveInt = option(16, "global batch size")
     lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
-    weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
+    weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
     max_grad_norm: NonNegFloat = option(1.0, "gradient clipping norm (0: none)")
     mixed_precision: Precision = option("no", "autocast precision")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import sys
 import threading
@@ -32,7 +33,9 @@ from typing import Any
 
 import torch
 
-from ...core.errors import ConfigError
+from ...core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
+from ...core.errors import ConfigError, one_line, unprintable
+from ...core.files import open_own
 from ...core.optional import optional_module
 from ..records import KINDS
 
@@ -42,7 +45,11 @@ def _submitit() -> Any:
     return optional_module("submitit", "slurm", "a sweep with --launcher slurm or --jobs N")
 
 
-RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "slurm")
+RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min", "partition", "setup", "slurm")
+# sbatch option names are words with dashes; submitit writes a key unquoted after `#SBATCH --`.
+_SBATCH_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# What runs as shell in a job: only from `setup:` (or --setup), which the dry run shows line by line.
+_SHELL_KEYS = ("setup", "teardown", "command")
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Resources:
     mem_gb: float | None = None
     time_min: int = 24 * 60
     partition: str | None = None
+    setup: list[str] = field(default_factory=list)  # shell lines every Slurm job runs before its run
     slurm: dict[str, Any] = field(default_factory=dict)  # other sbatch options: account, qos, constraint...
 
     def __post_init__(self) -> None:
@@ -61,12 +69,26 @@ class Resources:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
-        if self.time_min < 1:
-            raise ConfigError(f"time_min must be >= 1, got {self.time_min}")
-        if self.mem_gb is not None and (not isinstance(self.mem_gb, (int, float)) or self.mem_gb <= 0):
-            raise ConfigError(f"mem_gb must be a positive number, got {self.mem_gb!r}")
+        if not TIME_MIN_RANGE.holds(self.time_min):
+            raise ConfigError(f"time_min must be {TIME_MIN_RANGE}, got {self.time_min}")
+        mem = self.mem_gb
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float))):
+            raise ConfigError(f"mem_gb must be a number, got {mem!r}")
+        if mem is not None and not MEM_GB_RANGE.holds(mem):
+            raise ConfigError(f"mem_gb must be {MEM_GB_RANGE} (GB), got {mem!r}")
         if not isinstance(self.slurm, dict):
             raise ConfigError(f"slurm must be a mapping of sbatch options, got {self.slurm!r}")
+        if not isinstance(self.setup, list) or not all(isinstance(x, str) for x in self.setup):
+            raise ConfigError(f"setup must be a list of shell lines, got {self.setup!r}")
+        for key in _SHELL_KEYS:
+            if key in self.slurm:
+                raise ConfigError(
+                    f"slurm.{key}: shell lines for every job go in `setup:` (or --setup), which "
+                    "--dry-run shows; not among the sbatch options"
+                )
+        _job_script_safe("partition", self.partition)
+        _job_script_safe("setup", self.setup)
+        _job_script_safe("slurm", self.slurm)
 
     def sbatch(self, kind: str) -> dict[str, Any]:
         """submitit.SlurmExecutor parameters: one task on one node, stdout and stderr in one log."""
@@ -83,7 +105,26 @@ class Resources:
             params["mem"] = f"{self.mem_gb:g}GB"
         if self.partition:
             params["partition"] = self.partition
+        if self.setup:
+            params["setup"] = list(self.setup)
         return {**params, **self.slurm}
+
+
+def _job_script_safe(where: str, value: Any) -> None:
+    """Refuse what would break out of its line in a job script: submitit quotes an sbatch value for
+    the shell, but a newline in it (or in an option's name, written unquoted) starts a new line of
+    the script, which the job runs as a command. Names must be sbatch option words."""
+    if isinstance(value, str):
+        if any(unprintable(c) for c in value):
+            raise ConfigError(f"{where}: {one_line(value)!r} holds a newline or control character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or not _SBATCH_KEY.fullmatch(k):
+                raise ConfigError(f"{where}: {one_line(str(k))!r} is not an sbatch option name")
+            _job_script_safe(f"{where}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _job_script_safe(f"{where}[{i}]", v)
 
 
 def resources(
@@ -152,6 +193,8 @@ class SubmititLauncher:
         if jobs is not None and jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {jobs}")
         self.folder, self.cluster = Path(folder), cluster
+        if cluster == "slurm":  # its logs' paths are written into every job script
+            _job_script_safe("the sweep's jobs folder", str(self.folder))
         self.resources = resources or {k: Resources() for k in KINDS}
         self.gpus = list(gpus or [])
         if cluster == "slurm":
@@ -191,7 +234,7 @@ class SubmititLauncher:
         if self._guard is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f".coordinator-{os.getpid()}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_own(path, os.O_RDWR | os.O_CREAT, "coordinator lock", 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone: the file is named by our pid
             self._guard = (path, fd)
         return self._guard[0]

@@ -64,10 +64,10 @@ class Work:
         (a run that raises is failed, not retried: a retry would raise again)."""
         t0, started = time.perf_counter(), time.time()
         where = {"host": HOST, "pid": os.getpid(), "started": started}
-        holder = run_dir(self.dir, run).holder()
-        if holder is not None:  # another process runs it now: the coordinator waits for it
-            return {"busy": holder, **where}
-        try:
+        try:  # a lock that is no lock ticketlab made (a FIFO planted there) fails the run in one line
+            holder = run_dir(self.dir, run).holder()
+            if holder is not None:  # another process runs it now: the coordinator waits for it
+                return {"busy": holder, **where}
             metrics = self(run, mask_dir)
         except Exception as e:
             return {"error": error_text(e), **where}
