@@ -48,9 +48,8 @@ class ToyConfig:
 def test_a_registered_search_method_is_a_search_subcommand(monkeypatch, tmp_path):
     """`ticketlab search NAME` for every registered search method, its options its config's
     documented fields; `search()` runs the method's function."""
-    monkeypatch.setattr(
-        "ticketlab.methods.search_inputs.check_model", lambda model: None
-    )  # the toys read no model
+    for check in ("check_model", "load_tokenizer"):  # the toys read no model and no tokenizer
+        monkeypatch.setattr(f"ticketlab.methods.search_inputs.{check}", lambda model: None)
     ran = []
     toy = Method("toy", ToyConfig, lambda config, acc: ran.append(config.method), "a toy search")
     monkeypatch.setitem(load(), "toy", toy)
@@ -265,9 +264,8 @@ class TamtVariantConfig(TamtConfig):
 def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_path):
     """`SearchConfig` picks the method registered for its config's own type, not the first whose
     config it is an instance of (TAMT for a `TamtConfig` subclass)."""
-    monkeypatch.setattr(
-        "ticketlab.methods.search_inputs.check_model", lambda model: None
-    )  # the toys read no model
+    for check in ("check_model", "load_tokenizer"):  # the toys read no model and no tokenizer
+        monkeypatch.setattr(f"ticketlab.methods.search_inputs.{check}", lambda model: None)
     ran = []
     variant = Method("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
     monkeypatch.setitem(load(), variant.name, variant)
