@@ -27,7 +27,7 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..lm.options import DECODER_HELP, KD_INPUT_HELP, TEACHER_HELP, Decoder, KdInput, Teacher
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
 
@@ -75,6 +75,9 @@ class TamtConfig:
         "train_mlm.py --use_kd does)",
         compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
+    # TAMT's train_kd.py leaves its teacher in train mode (dropout on); "eval" is what ticketlab did
+    # before it followed that, so a search's identity leaves "eval" out and directories written then resume
+    kd_teacher: Teacher = option("train", TEACHER_HELP, compat=("eval",))
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)

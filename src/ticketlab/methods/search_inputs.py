@@ -16,7 +16,7 @@ from ..data.corpus import load_lm_corpus
 from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator, pretraining_loss
-from ..lm.options import Decoder, KdInput
+from ..lm.options import Decoder, KdInput, Teacher
 from ..models.load import check_model, load_config, load_model
 from ..models.source import head_of
 from ..train.config import TrainConfig
@@ -47,9 +47,11 @@ def lm_objective(
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
     eval_kd_input: KdInput = "clean",
+    teacher: Teacher = "eval",
 ) -> SearchObjective:
-    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
-    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder, the KD input and
+    the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
+    `eval_kd_input`, its teacher in eval mode)."""
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -94,7 +96,7 @@ def lm_objective(
         name=name,
         dataset=corpus.train,
         collate_fn=collator,
-        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
+        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input, teacher=teacher),
         eval_fn=None if config.no_eval else eval_fn,
         info=info,
     )
