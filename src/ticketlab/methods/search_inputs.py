@@ -129,6 +129,8 @@ def train_config(
         max_grad_norm=config.max_grad_norm
         if config.max_grad_norm > 0 and not config.optimizer_in_backward
         else None,
+        clip="per-tensor" if config.clip_per_tensor else "global",
+        adam_eps=config.adam_eps,
         optimizer_in_backward=config.optimizer_in_backward,
         eval_every=config.eval_every,
         save_every=config.save_every,

@@ -28,6 +28,7 @@ from ..core.checks import (
     LearningRate,
     NonNegFloat,
     NonNegInt,
+    PositiveFloat,
     PositiveInt,
     Seed,
     check_config,
@@ -85,6 +86,17 @@ class SearchConfig:
     weight_decay: NonNegFloat = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
     max_grad_norm: NonNegFloat = option(1.0, "gradient clipping norm (0: none)")
+    # TAMT's train_kd.py steps with BertAdam (per-tensor clipping, eps 1e-6); TAMT's Tab. 1 names
+    # AdamW, which is the default. In a search's identity only when set: directories written before resume
+    clip_per_tensor: bool = option(
+        False,
+        "clip each tensor's gradient to --max-grad-norm on its own, as BertAdam (TAMT's train_kd.py) "
+        "does; default: one global norm",
+        compat=(False,),
+    )
+    adam_eps: PositiveFloat = option(
+        1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", compat=(1e-8,), metavar="EPS"
+    )
     mixed_precision: Precision = option("no", "autocast precision")
     optimizer_in_backward: bool = option(
         False,
