@@ -47,9 +47,8 @@ def restart_optimizer(state: TrainState) -> None:
 def adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
     the others."""
-    return AdamW(
-        params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps, fused=config.fused or None
-    )
+    fused = config.fused or None
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps, fused=fused)
 
 
 def clip_gradients(acc: Any, optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
