@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
 STUDY = (
     *("levels", "units", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
-    *("importance", "keep_models"),
+    *("importance", "keep_models", "random_draw"),
 )
 
 

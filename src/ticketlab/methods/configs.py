@@ -36,6 +36,9 @@ Ranking = Literal["local", "global"]
 # (tests/test_startup.py pins the two to the same names).
 Objective = Literal["mlm", "kd", "mlm+kd"]
 Init = Literal["omp", "random"]
+# How many of n weights a sparsity s prunes: round(s·n) (torch's pruning, which Chen et al.'s code
+# calls), or int(s·n) (TAMT's masker, `controlled_init` in its masking/maskers.py): `ranking.pruned_count`
+Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
@@ -78,6 +81,14 @@ class TamtConfig:
     # TAMT's train_kd.py leaves its teacher in train mode (dropout on); "eval" is what ticketlab did
     # before it followed that, so a search's identity leaves "eval" out and directories written then resume
     kd_teacher: Teacher = option("train", TEACHER_HELP, compat=("eval",))
+    # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count); "round" is what
+    # ticketlab did before it followed that (a search's identity leaves it out: those directories resume)
+    count: Count = option(
+        "floor",
+        "weights pruned per matrix (or over all targets with --ranking global): floor, int(s·n) as "
+        "TAMT's masker, or round(s·n) as torch's pruning and `prune omp`",
+        compat=("round",),
+    )
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)

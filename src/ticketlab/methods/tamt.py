@@ -101,8 +101,10 @@ log = logging.getLogger(__name__)
 
 
 def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
-    """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking)."""
+    """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking and count
+    of pruned weights)."""
     kw = {"ranking": config.ranking, "targets": config.targets, "pattern": config.pattern}
+    kw["count"] = config.count
     if config.init == "omp":
         return omp_mask(model, config.sparsity, **kw)
     return random_mask(model, config.sparsity, seed=config.seed, **kw)
@@ -204,7 +206,7 @@ def search_tamt(
     # this applies only where it is on: an optimizer stepped inside the backward frees each gradient
     # at once, and a flat gradient would hold them all.
     masks, groups = prepare_tamt(model, config, flat_grads=not train_config.optimizer_in_backward)
-    thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
+    thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern, config.count)
     spec = SearchSpec(
         method=f"tamt-{config.objective}",
         sparsity=config.sparsity,

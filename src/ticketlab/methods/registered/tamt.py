@@ -30,7 +30,7 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
     """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode (the
-    KD objectives), Tab. 2's schedule and the pooler."""
+    KD objectives), the masker's int(s·n) count, Tab. 2's schedule and the pooler."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
@@ -39,6 +39,8 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
         changed["kd_input"] = "clean"
     if "kd" in objective and settings.get("kd_teacher") is None:
         changed["kd_teacher"] = "train"
+    if settings.get("count") is None:
+        changed["count"] = "floor"
     if settings.get("schedule_steps") is None:
         changed["schedule_steps"] = "tab2"
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
