@@ -61,6 +61,7 @@ def lm_objective(
             dev_fraction=config.dev_fraction,
             cache_dir=config.cache_dir,
             text_column=config.text_column,
+            wikitext=False if config.wikitext_markup == "keep" else None,  # None: detect and undo
             progress=acc.is_main_process and config.progress,
         )
     if acc.is_main_process:

@@ -72,6 +72,15 @@ class SearchConfig:
     )
     dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
     text_column: str = option("text", "column of `datasets` sources")
+    # TAMT tokenizes WikiText-103's wiki.*.raw as it is (its " @-@ " markup included); ticketlab undoes
+    # the markup where it finds it (`data.sources.clean_wikitext`). In the identity only when kept
+    wikitext_markup: Literal["undo", "keep"] = option(
+        "undo",
+        "WikiText's tokenized markup (' @-@ ', ' @,@ ', '<unk>'): undo it where a corpus has it (default: "
+        "'1 @,@ 000' reads '1,000', '<unk>' the tokenizer's unknown token) or keep it, as TAMT's code "
+        "tokenizes wiki.*.raw as it is",
+        compat=("undo",),
+    )
     max_length: BlockLength | None = option(
         None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
     )
