@@ -193,8 +193,8 @@ def test_mlm_loss_uses_the_dense_decoder(tok):
 
 
 def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(tok):
-    """TAMT's train_kd.py never puts its teacher in eval mode: `teacher="train"` (a TAMT search's
-    default, `TamtConfig.kd_teacher`) runs the teacher forward in the training model's mode, so its
+    """TAMT's train_kd.py never puts its teacher in eval mode: `teacher="train"` (TAMT-KD's default,
+    `TamtConfig.teacher_mode`) runs the teacher forward in the training model's mode, so its
     dropout draws what a separate dense model in train mode draws after the student (by hand here);
     the library's default, an eval-mode teacher, gives another loss on the same draws."""
     from ticketlab.methods.configs import TamtConfig
@@ -222,9 +222,12 @@ def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(to
     with pytest.raises(ConfigError, match="teacher"):
         pretraining_loss("kd", teacher="dropout")
     # TAMT's default, in a KD search's identity only (an eval-mode teacher: directories written before)
-    assert TamtConfig(sparsity=0.5, objective="kd").kd_teacher == "train"
+    # (TAMT-MLM+KD's train_mlm.py teacher comes from transformers' from_pretrained: eval mode)
+    assert TamtConfig(sparsity=0.5, objective="kd").teacher_mode == "train"
+    assert TamtConfig(sparsity=0.5, objective="mlm+kd").teacher_mode == "eval"
     assert _tamt_settings(TamtConfig(sparsity=0.5, objective="kd"))["kd_teacher"] == "train"
     assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="kd", kd_teacher="eval"))
+    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm+kd"))
     assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm"))
 
 

@@ -78,9 +78,14 @@ class TamtConfig:
         "train_mlm.py --use_kd does)",
         compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
-    # TAMT's train_kd.py leaves its teacher in train mode (dropout on); "eval" is what ticketlab did
-    # before it followed that, so a search's identity leaves "eval" out and directories written then resume
-    kd_teacher: Teacher = option("train", TEACHER_HELP, compat=("eval",))
+    # None: TAMT's per objective (`teacher_mode`). "eval" is what ticketlab did before it followed
+    # train_kd.py, so a search's identity leaves it out and directories written then resume
+    kd_teacher: Teacher | None = option(
+        None,
+        TEACHER_HELP + " (default: train for TAMT-KD, as train_kd.py; eval for TAMT-MLM+KD, whose "
+        "train_mlm.py loads its teacher with transformers' from_pretrained, which sets eval mode)",
+        compat=(None, "eval"),
+    )
     # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count); "round" is what
     # ticketlab did before it followed that (a search's identity leaves it out: those directories resume)
     count: Count = option(
@@ -105,6 +110,11 @@ class TamtConfig:
         if "kd" not in self.objective:
             return None
         return self.kd_input or ("clean" if self.objective == "kd" else "corrupted")
+
+    @property
+    def teacher_mode(self) -> Teacher:
+        """The KD teacher's mode in training: `kd_teacher`, else TAMT's code's per objective."""
+        return self.kd_teacher or ("train" if self.objective == "kd" else "eval")
 
     @property
     def default_lr(self) -> float:

@@ -227,7 +227,7 @@ def search_tamt(
             "mlm_head": HEAD_FILE if config.trains_head else None,
             "decoder": config.decoder if "mlm" in config.objective else None,
             "kd_input": config.kd_reads,
-            "kd_teacher": config.kd_teacher if config.kd_reads else None,
+            "kd_teacher": config.teacher_mode if config.kd_reads else None,
             **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},
@@ -275,7 +275,7 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         decoder=tamt.decoder,
         kd_input=tamt.kd_reads or "clean",
         eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
-        teacher=tamt.kd_teacher,
+        teacher=tamt.teacher_mode,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr
