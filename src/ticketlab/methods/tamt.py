@@ -19,10 +19,12 @@ TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's sche
 part-way down a longer linear schedule, where Tab. 2 took the mask of its sparsity in a 27,920-step
 run (`paper_schedule_steps`; `SearchConfig.schedule_steps`, `SearchConfig.paper`).
 
-One difference from TAMT's code, by choice (issue 24): its trainer keeps the mask of the best dev
-loss seen during the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the
-step budget, so that a search's cost is its budget and no dev set picks the mask (masks along the way
-are kept with `save_at`, each with its dev loss in the log when `eval_every` is set).
+The mask kept is the one at the step budget, as TAMT's main results load its budget checkpoints
+(`checkpoint-17000/mask.pt` at 70%; its trainer also saves a `best_eval_mask`, which they do not
+use): a search's cost is its budget and no dev set picks the mask (masks along the way are kept with
+`save_at`, each with its dev loss in the log when `eval_every` is set). TAMT-KD's teacher trains in
+train mode (`TamtConfig.kd_teacher`) and TAMT's masks prune int(s·n) weights per matrix
+(`TamtConfig.count`), as its code does.
 """
 
 from __future__ import annotations
