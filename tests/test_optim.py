@@ -118,3 +118,22 @@ def test_clipping_is_global_by_default_and_per_tensor_as_bertadam(tmp_path):
     bert_adam = SearchConfig(**search, clip_per_tensor=True, adam_eps=1e-6).train_config(1e-3)
     assert (bert_adam.clip, bert_adam.adam_eps) == ("per-tensor", 1e-6)
     assert adamw([torch.nn.Parameter(torch.zeros(1))], bert_adam).param_groups[0]["eps"] == 1e-6
+
+
+def test_the_reference_optimiser_and_corpus_flags_reach_the_search_config():
+    """`search tamt --clip-per-tensor --adam-eps 1e-6 --wikitext-markup keep --kd-teacher eval --count
+    round` reaches the search's config; without them, TAMT's Tab. 1 AdamW and ticketlab's corpus."""
+    from ticketlab.cli import build_parser
+    from ticketlab.cli.search import search_config
+
+    base = ["search", "tamt", "--model", "m", "--sparsity", "0.7", "--steps", "2", "--corpus", "c.txt"]
+    default = search_config(build_parser().parse_args([*base, "--out", "o"]))
+    assert (default.clip_per_tensor, default.adam_eps, default.wikitext_markup) == (False, 1e-8, "undo")
+    assert (default.method.teacher_mode, default.method.count) == ("eval", "floor")  # TAMT-MLM's teacher
+    flags = ["--clip-per-tensor", "--adam-eps", "1e-6", "--wikitext-markup", "keep", "--objective", "kd"]
+    flags += ["--kd-teacher", "eval", "--count", "round", "--out", "o"]
+    given = search_config(build_parser().parse_args([*base, *flags]))
+    assert (given.clip_per_tensor, given.adam_eps, given.wikitext_markup) == (True, 1e-6, "keep")
+    assert (given.method.teacher_mode, given.method.count) == ("eval", "round")
+    kd = search_config(build_parser().parse_args([*base, "--objective", "kd", "--out", "o"]))
+    assert kd.method.teacher_mode == "train"  # TAMT-KD's default, as train_kd.py
