@@ -34,21 +34,36 @@ def _search(method: Any, **kw: Any) -> ticketlab.SearchConfig:
 
 
 def _search_cases() -> dict[str, Callable[[Path], Any]]:
+    # The pinned TAMT cases name the kept count and KD teacher they were computed under (round, eval):
+    # a search under the earlier behaviour keeps its identity; today's defaults have cases of their own.
     tamt_set = TamtConfig(
-        0.7, objective="kd", init="random", train_head=False, score_dtype="bfloat16", kd_input="clean"
+        0.7,
+        objective="kd",
+        init="random",
+        train_head=False,
+        score_dtype="bfloat16",
+        kd_input="clean",
+        count="round",
+        kd_teacher="eval",
     )
     return {
-        "search tamt default": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
+        "search tamt default": lambda _: _search(TamtConfig(0.5, count="round")).settings(1e-4),
         "search tamt set": lambda _: _search(
             tamt_set, optimizer_in_backward=True, schedule_steps=30, dev=["d.txt"], max_length=64
         ).settings(2e-3),
         "search tamt mlm masked": lambda _: _search(
-            TamtConfig(0.5, decoder="masked", pattern="2:4", seed=5), schedule_steps=90
+            TamtConfig(0.5, decoder="masked", pattern="2:4", seed=5, count="round"), schedule_steps=90
         ).settings(1e-4),
-        "search tamt mlm+kd": lambda _: _search(TamtConfig(0.5, objective="mlm+kd")).settings(1e-4),
+        "search tamt mlm+kd": lambda _: _search(TamtConfig(0.5, objective="mlm+kd", count="round")).settings(
+            1e-4
+        ),
         "search tamt kd corrupted": lambda _: _search(
-            TamtConfig(0.5, objective="kd", kd_input="corrupted", decoder="masked")
+            TamtConfig(
+                0.5, objective="kd", kd_input="corrupted", decoder="masked", count="round", kd_teacher="eval"
+            )
         ).settings(1e-4),
+        "search tamt mlm today": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
+        "search tamt kd today": lambda _: _search(TamtConfig(0.5, objective="kd")).settings(1e-4),
         "search imp mlm": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
         "search imp task": lambda _: _search(
             ImpConfig(0.5, rewind_head=True, variant="tamt"), corpus=None, task="sst2", data_dir="glue"
@@ -186,6 +201,8 @@ PINNED = {
     "search imp mlm": "83645b11854509ee",
     "search imp task": "268b9b5727c89bf0",
     "search tamt default": "2de67a4e69c46df7",
+    "search tamt mlm today": "67d37b932eb0b269",  # int(s·n) count (TAMT's masker)
+    "search tamt kd today": "c7964a36cbd7cc99",  # and the KD teacher in train mode (train_kd.py)
     "search tamt kd corrupted": "b7e3da35b54673f2",
     "search tamt mlm masked": "34234a87c5806cdb",
     "search tamt mlm+kd": "2d2fb02dcc166e80",
