@@ -2,10 +2,11 @@
 # One piece of the minilm-mlm-v2 study (README "How it runs"), from its worktree: two processes, one
 # torch thread each (one per core). SEARCHES N (default 1): on one core N searches, one after the
 # other (those left), the other core fine-tuning meanwhile; 0: both cores on pre-training evaluations
-# and fine-tunings;
-# `pilot`: both cores on the protocol pilot (pilot.yaml). Runs are started until LAST (UTC, HH:MM);
-# a run under way at LAST finishes (a fine-tuning takes up to ~10 min at the planned protocol), so
-# set LAST ~20 min before the machine stops, then snapshot.py (the pilot: snapshot.py --pilot) and commit.
+# and fine-tunings; `pilot`: both cores on the protocol pilot (pilot.yaml). Runs are started until
+# LAST (UTC, HH:MM);
+# a run under way at LAST finishes (a fine-tuning takes up to ~10 min at the planned protocol, a
+# pilot's 3L run up to ~25), so set LAST ~20 min (the pilot: ~30) before the machine stops, then
+# snapshot.py (the pilot: snapshot.py --pilot) and commit.
 #
 #   docs/results/minilm-mlm-v2/piece.sh 08:40 [SEARCHES|pilot]     # SEARCHES: 0, 1 (default), 2, ...
 #
