@@ -184,6 +184,8 @@ def tamt_settings() -> frozenset[str]:
         "decoder",
         "kd_input",
         "no_pooler",
+        "kd_teacher",
+        "count",
     }
 
 

@@ -175,3 +175,31 @@ def test_real_wikitext_with_bert_mini_tokenizer(bert_mini, tmp_path):
     assert 200_000 < corpus.info["train_sources"][0]["tokens"] < 260_000
     text = tok.decode(corpus.train[0]["input_ids"])
     assert text.startswith("[CLS] = homarus gammarus =") and "<" not in text and "@" not in text
+
+
+def test_a_search_undoes_wikitext_markup_unless_told_to_keep_it_as_tamt(tok, tmp_path):
+    """TAMT's code tokenizes wiki.*.raw as it is, its ' @,@ ' markup included; a search undoes the
+    markup by default (`wikitext_markup="undo"`: '1 @,@ 000' reads '1,000') and keeps it with "keep":
+    the corpus it trains on is then the file's text tokenized as it is (by hand: load_lm_corpus)."""
+    from accelerate import Accelerator
+
+    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.methods.search_inputs import lm_objective
+    from ticketlab.verbs.search import SearchConfig
+
+    f = tmp_path / "wiki.txt"
+    f.write_text(" The 1 @,@ 000 km state @-@ of @-@ the @-@ art road . \n" * 60)
+
+    def trained_on(**kw) -> int:
+        config = SearchConfig(
+            model="m", method=TamtConfig(0.5), steps=2, out=tmp_path / "o", corpus=[f], dev=[f],
+            max_length=16, cache_dir=tmp_path / "c", no_eval=True, progress=False, **kw,
+        )  # fmt: skip
+        return lm_objective(config, tok, Accelerator(cpu=True), "mlm", mlm_eval=False).dataset.num_tokens
+
+    def by_hand(wikitext: bool | None) -> int:
+        return load_lm_corpus(
+            [f], tok, max_length=16, dev=f, use_cache=False, wikitext=wikitext
+        ).train.num_tokens
+
+    assert trained_on() == by_hand(None) < trained_on(wikitext_markup="keep") == by_hand(False)

@@ -279,3 +279,24 @@ def test_hub_fallback_maps_columns_and_labels(monkeypatch):
     assert TASKS["mnli"].labels[2] == "contradiction"  # the hub's class order
     with pytest.raises(DataError, match="cannot load nyu-mll/glue/qnli from the hub .*pass --data-dir"):
         load_examples(TASKS["qnli"], None, "train")
+
+
+def test_mnli_selects_and_reports_matched_accuracy_unless_told_mismatched():
+    """TAMT's Tab. 1 names MNLI's metric "Matched Acc"; its glue_trans.py writes matched and mismatched
+    accuracy under one key, `acc`, the mismatched last, so its selection and report read mismatched.
+    ticketlab's default is matched (`accuracy`, the first eval split's); `--metric accuracy_mm` selects
+    and reports mismatched, as that code ends up doing."""
+    from ticketlab.verbs.finetune_config import FinetuneConfig, Hyper
+    from ticketlab.verbs.finetune_results import FinetuneResult
+
+    spec = TASKS["mnli"]
+    assert Hyper.of(FinetuneConfig(model="m", task="mnli"), spec).metric == "accuracy"
+    assert (
+        Hyper.of(FinetuneConfig(model="m", task="mnli", metric="accuracy_mm"), spec).metric == "accuracy_mm"
+    )
+    evals = {"step": 500, "accuracy": 0.61, "accuracy_mm": 0.64}
+    common = dict(task="mnli", seed=1, steps=500, history=[evals], best=evals, final=evals, epochs=1.0)
+    common.update(n_train=8, n_dev={}, skipped={}, sparsity=0.0, mask=None)
+    common.update(train_time_s=1.0, eval_time_s=1.0, wall_time_s=2.0, checkpoint="held-out")
+    assert FinetuneResult(metric="accuracy", **common).reported_score == 0.61
+    assert FinetuneResult(metric="accuracy_mm", **common).reported_score == 0.64

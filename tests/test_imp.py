@@ -234,6 +234,37 @@ def test_global_omp_leaves_word_embeddings_dense_as_chen(tiny_bert_dir, tmp_path
     assert "embeddings.word_embeddings.weight" in explicit.mask  # ticketlab's earlier global OMP, by name
 
 
+def test_global_omp_ranks_the_pooler_with_the_layers_as_bert_tickets_oneshot(tmp_path):
+    """BERT-Tickets' oneshot.py `pruning_model` ranks the pooler with the layers' six matrices
+    (torch's `global_unstructured`, the reference's own call, run here on the same modules); the
+    default `--pooler` does so where the checkpoint has one, `--no-pooler` leaves it dense."""
+    import torch.nn.utils.prune as torch_prune
+    from transformers import BertForPreTraining, BertModel
+
+    from ticketlab.verbs.prune import PruneConfig, prune
+
+    model_dir = tmp_path / "model"
+    make_model(BertForPreTraining, tiny_bert_config(), seed=0).save_pretrained(model_dir)
+    write_tokenizer(model_dir)
+    ours = prune(PruneConfig(str(model_dir), "omp", 0.5, tmp_path / "g", ranking="global"))
+    assert "pooler.dense.weight" in ours.mask and "embeddings.word_embeddings.weight" not in ours.mask
+    ref = BertModel.from_pretrained(model_dir)
+    layers = [(m, "weight") for layer in ref.encoder.layer for m in (
+        layer.attention.self.query, layer.attention.self.key, layer.attention.self.value,
+        layer.attention.output.dense, layer.intermediate.dense, layer.output.dense,
+    )]  # fmt: skip
+    torch_prune.global_unstructured(
+        [*layers, (ref.pooler.dense, "weight")], torch_prune.L1Unstructured, amount=0.5
+    )
+    expected = {
+        f"{n}.weight": m.weight_mask.bool() for n, m in ref.named_modules() if hasattr(m, "weight_mask")
+    }
+    assert set(expected) == set(ours.mask)
+    assert all(torch.equal(ours.mask[k], expected[k]) for k in expected)
+    dense = prune(PruneConfig(str(model_dir), "omp", 0.5, tmp_path / "n", ranking="global", pooler=False))
+    assert "pooler.dense.weight" not in dense.mask
+
+
 def test_cli_imp_and_task_imp(tmp_path, capsys):
     model_dir = tmp_path / "model"
     make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model_dir)

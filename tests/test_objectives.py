@@ -192,6 +192,45 @@ def test_mlm_loss_uses_the_dense_decoder(tok):
     )
 
 
+def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(tok):
+    """TAMT's train_kd.py never puts its teacher in eval mode: `teacher="train"` (TAMT-KD's default,
+    `TamtConfig.teacher_mode`) runs the teacher forward in the training model's mode, so its
+    dropout draws what a separate dense model in train mode draws after the student (by hand here);
+    the library's default, an eval-mode teacher, gives another loss on the same draws."""
+    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.methods.registered.tamt import _tamt_settings
+
+    config = tiny_bert_config(hidden_dropout_prob=0.3)
+    model = make_model(BertForMaskedLM, config, seed=3)
+    apply_mask(model, omp_mask(model, 0.5))
+    model.train()
+    batch = MLMCollator(tok, keep_clean=True)(examples(tok), list(range(6)))
+    torch.manual_seed(7)
+    loss = pretraining_loss("kd", teacher="train")(model, batch)[0]
+    dense = make_model(BertForMaskedLM, config, seed=3).train()
+    kw = {"input_ids": batch["clean_input_ids"], "attention_mask": batch["attention_mask"]}
+    torch.manual_seed(7)
+    with torch.no_grad():
+        student = model.bert(**kw, output_hidden_states=True).hidden_states[1:]
+        teacher = dense.bert(**kw, output_hidden_states=True).hidden_states[1:]
+    total, n = kd_sums(student, teacher, batch["attention_mask"])
+    torch.testing.assert_close(loss.detach(), total / n)
+    torch.manual_seed(7)
+    in_eval = pretraining_loss("kd")(model, batch)[0]
+    assert abs(float(in_eval.detach()) - float(loss.detach())) > 1e-3
+    assert model.training  # the mode is the model's own, untouched
+    with pytest.raises(ConfigError, match="teacher"):
+        pretraining_loss("kd", teacher="dropout")
+    # TAMT's default, in a KD search's identity only (an eval-mode teacher: directories written before)
+    # (TAMT-MLM+KD's train_mlm.py teacher comes from transformers' from_pretrained: eval mode)
+    assert TamtConfig(sparsity=0.5, objective="kd").teacher_mode == "train"
+    assert TamtConfig(sparsity=0.5, objective="mlm+kd").teacher_mode == "eval"
+    assert _tamt_settings(TamtConfig(sparsity=0.5, objective="kd"))["kd_teacher"] == "train"
+    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="kd", kd_teacher="eval"))
+    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm+kd"))
+    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm"))
+
+
 def test_the_kd_teacher_has_unit_gates_off_too(tok):
     """One switch turns every mask off: a gated model's KD teacher is the dense model, not the gated
     one (which would make the KD loss of a structured ticket 0)."""

@@ -88,3 +88,52 @@ def test_bf16_steps_below_half_an_ulp_move_the_parameter_in_expectation():
     assert torch.all(nearest == torch.tensor(start).bfloat16().float())  # round-to-nearest: stuck
     bf16_start = float(torch.tensor(start).bfloat16())  # 0.020020
     assert float(ours.mean()) == pytest.approx(bf16_start - steps * lr, abs=1e-6)  # unbiased on average
+
+
+def test_clipping_is_global_by_default_and_per_tensor_as_bertadam(tmp_path):
+    """The default clips one global norm (torch's clip_grad_norm_), with AdamW's eps 1e-8 (TAMT's
+    Tab. 1 names AdamW); `clip_per_tensor` clips each tensor alone to the norm, and `adam_eps` sets eps,
+    as BertAdam in TAMT's train_kd.py (per-tensor, 1e-6). By hand: gradients of norm 5 and 0.5."""
+    from accelerate import Accelerator
+
+    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.train.config import TrainConfig
+    from ticketlab.train.schedule import adamw, clip_gradients
+    from ticketlab.verbs.search import SearchConfig
+
+    def clipped(clip: str) -> list[float]:
+        a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+        a.grad, b.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])
+        config = TrainConfig(max_steps=1, clip=clip, max_grad_norm=1.0)
+        clip_gradients(Accelerator(cpu=True), torch.optim.SGD([a, b], lr=1.0), config)
+        return a.grad.tolist() + b.grad.tolist()
+
+    whole = 1.0 / (25.25**0.5)  # one norm over both tensors
+    assert clipped("global") == pytest.approx([3 * whole, 4 * whole, 0.3 * whole, 0.4 * whole])
+    assert clipped("per-tensor") == pytest.approx([0.6, 0.8, 0.3, 0.4])
+    search = dict(model="m", method=TamtConfig(sparsity=0.5), steps=2, out=tmp_path, corpus=["c.txt"])
+    default = SearchConfig(**search).train_config(1e-3)
+    assert (default.clip, default.adam_eps) == ("global", 1e-8)
+    assert adamw([torch.nn.Parameter(torch.zeros(1))], default).param_groups[0]["eps"] == 1e-8
+    bert_adam = SearchConfig(**search, clip_per_tensor=True, adam_eps=1e-6).train_config(1e-3)
+    assert (bert_adam.clip, bert_adam.adam_eps) == ("per-tensor", 1e-6)
+    assert adamw([torch.nn.Parameter(torch.zeros(1))], bert_adam).param_groups[0]["eps"] == 1e-6
+
+
+def test_the_reference_optimiser_and_corpus_flags_reach_the_search_config():
+    """`search tamt --clip-per-tensor --adam-eps 1e-6 --wikitext-markup keep --kd-teacher eval --count
+    round` reaches the search's config; without them, TAMT's Tab. 1 AdamW and ticketlab's corpus."""
+    from ticketlab.cli import build_parser
+    from ticketlab.cli.search import search_config
+
+    base = ["search", "tamt", "--model", "m", "--sparsity", "0.7", "--steps", "2", "--corpus", "c.txt"]
+    default = search_config(build_parser().parse_args([*base, "--out", "o"]))
+    assert (default.clip_per_tensor, default.adam_eps, default.wikitext_markup) == (False, 1e-8, "undo")
+    assert (default.method.teacher_mode, default.method.count) == ("eval", "floor")  # TAMT-MLM's teacher
+    flags = ["--clip-per-tensor", "--adam-eps", "1e-6", "--wikitext-markup", "keep", "--objective", "kd"]
+    flags += ["--kd-teacher", "eval", "--count", "round", "--out", "o"]
+    given = search_config(build_parser().parse_args([*base, *flags]))
+    assert (given.clip_per_tensor, given.adam_eps, given.wikitext_markup) == (True, 1e-6, "keep")
+    assert (given.method.teacher_mode, given.method.count) == ("eval", "round")
+    kd = search_config(build_parser().parse_args([*base, "--objective", "kd", "--out", "o"]))
+    assert kd.method.teacher_mode == "train"  # TAMT-KD's default, as train_kd.py

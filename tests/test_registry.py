@@ -48,9 +48,8 @@ class ToyConfig:
 def test_a_registered_search_method_is_a_search_subcommand(monkeypatch, tmp_path):
     """`ticketlab search NAME` for every registered search method, its options its config's
     documented fields; `search()` runs the method's function."""
-    monkeypatch.setattr(
-        "ticketlab.methods.search_inputs.check_model", lambda model: None
-    )  # the toys read no model
+    for check in ("check_model", "load_tokenizer"):  # the toys read no model and no tokenizer
+        monkeypatch.setattr(f"ticketlab.methods.search_inputs.{check}", lambda model: None)
     ran = []
     toy = Method("toy", ToyConfig, lambda config, acc: ran.append(config.method), "a toy search")
     monkeypatch.setitem(load(), "toy", toy)
@@ -181,8 +180,9 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
 
 def test_resumable_directories_written_before_the_registry_still_resume():
     """Search settings as `SearchConfig.settings` wrote them for TAMT and IMP (each with the other's
-    keys as null) are the same run as today's under the behaviour of then (issue 34: KD on the
-    corrupted input, the schedule ending at the stop), and another run under TAMT's defaults."""
+    keys as null) are the same run as today's under the behaviour of then (KD on the corrupted input,
+    the schedule ending at the stop, the KD teacher in eval mode, round(s·n) pruned), and another run
+    under TAMT's defaults."""
     from ticketlab.methods import ImpConfig, TamtConfig
     from ticketlab.train.run_dir import check_same_run
 
@@ -204,7 +204,7 @@ def test_resumable_directories_written_before_the_registry_still_resume():
         "pooler": False,
     }  # fmt: skip
     common = dict(model="m", steps=30, out="/nonexistent/out")
-    then = TamtConfig(0.5, objective="kd", kd_input="corrupted")
+    then = TamtConfig(0.5, objective="kd", kd_input="corrupted", kd_teacher="eval", count="round")
     now_tamt = SearchConfig(method=then, corpus=["c.txt"], max_length=16, schedule_steps=30, **common)
     now_imp = SearchConfig(method=ImpConfig(0.5, variant="chen"), task="sst2", data_dir="glue", **common)
     check_same_run("out", "search", tamt, now_tamt.settings(2e-5), {})
@@ -224,7 +224,9 @@ def test_resumable_directories_written_before_the_registry_still_resume():
             {},
         )
     tamts = SearchConfig(method=TamtConfig(0.5, objective="kd"), corpus=["c.txt"], max_length=16, **common)
-    with pytest.raises(ConfigError, match="differs in: kd_input None -> 'clean', schedule_steps None -> 76"):
+    changed = "count None -> 'floor', kd_input None -> 'clean', kd_teacher None -> 'train', "
+    changed += "schedule_steps None -> 76"
+    with pytest.raises(ConfigError, match=f"differs in: {changed}"):
         check_same_run("out", "search", tamt, tamts.settings(2e-5), {})
 
 
@@ -265,9 +267,8 @@ class TamtVariantConfig(TamtConfig):
 def test_a_method_whose_config_subclasses_another_is_its_own(monkeypatch, tmp_path):
     """`SearchConfig` picks the method registered for its config's own type, not the first whose
     config it is an instance of (TAMT for a `TamtConfig` subclass)."""
-    monkeypatch.setattr(
-        "ticketlab.methods.search_inputs.check_model", lambda model: None
-    )  # the toys read no model
+    for check in ("check_model", "load_tokenizer"):  # the toys read no model and no tokenizer
+        monkeypatch.setattr(f"ticketlab.methods.search_inputs.{check}", lambda model: None)
     ran = []
     variant = Method("tamt-variant", TamtVariantConfig, lambda c, acc: ran.append(c.verb), "a variant")
     monkeypatch.setitem(load(), variant.name, variant)

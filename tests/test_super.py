@@ -175,6 +175,32 @@ def test_random_tickets_are_seeded():
         keep_units(s, 0.5, "random")
 
 
+def test_random_tickets_draw_exact_counts_by_default_or_with_replacement_as_the_reference():
+    """The paper's random tickets are "of the same size" as the winning ones: by default a random
+    ticket prunes the winning ticket's 100 of BERT-base's 144 heads (0.7), one kept in every layer.
+    Liang et al.'s gen_random_head / gen_random_ffn draw that count with replacement and no guard
+    (`draw="replacement"`): the heads pruned are the distinct draws (by hand), 144·(1 - (143/144)^100)
+    = 72.3 on average, and 12·(1 - (11/12)^7) = 5.5 of the 7 FFN sub-layers."""
+
+    heads = torch.zeros(12, 12)
+    exact = keep_units(heads, 0.7, "random", 5)
+    assert int((~exact).sum()) == int((~keep_units(torch.rand(12, 12), 0.7, "winning")).sum()) == 100
+    assert exact.any(dim=1).all()
+    drawn = keep_units(heads, 0.7, "random", 5, draw="replacement")
+    by_hand = torch.randint(144, (100,), generator=torch.Generator().manual_seed(5))
+    assert set((~drawn).view(-1).nonzero().view(-1).tolist()) == set(by_hand.tolist())
+    n_heads = [int((~keep_units(heads, 0.7, "random", k, draw="replacement")).sum()) for k in range(300)]
+    assert sum(n_heads) / 300 == pytest.approx(144 * (1 - (143 / 144) ** 100), abs=1.0)
+    ffn = torch.zeros(12)
+    n_ffn = [
+        int((~keep_units(ffn, 0.7, "random", k, unit="ffn", draw="replacement")).sum()) for k in range(300)
+    ]
+    assert int((~keep_units(ffn, 0.7, "random", 0, unit="ffn")).sum()) == 7
+    assert sum(n_ffn) / 300 == pytest.approx(12 * (1 - (11 / 12) ** 7), abs=0.25)
+    with pytest.raises(ConfigError, match="draw"):
+        keep_units(heads, 0.7, "random", 5, draw="twice")
+
+
 @pytest.mark.parametrize("level", [0, 0.0, 1, 1.0, -0.1, 1.5, True, "0.3"])
 def test_level_outside_open_interval_is_one_clear_error(level):
     with pytest.raises(ConfigError, match=r"level must be a fraction in \(0, 1\)"):

@@ -83,12 +83,13 @@ def tamt_model(sparsity=0.7, **kw):
 def test_omp_init_equals_omp_and_random_init_equals_random_mask():
     ref = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
     model, masks, _ = tamt_model(0.7)
-    assert current_mask(model) == omp_mask(ref, 0.7)
+    assert current_mask(model) == omp_mask(ref, 0.7, count="floor")  # TAMT's masker: int(s·n) pruned
+    assert current_mask(tamt_model(0.7, count="round")[0]) == omp_mask(ref, 0.7)
     p = masks["encoder.layer.0.intermediate.dense.weight"]
     assert p.scores.unique().tolist() == pytest.approx([0.0, 0.02])  # α·φ where kept, 0 elsewhere
     assert torch.equal(p.scores > 0, p.mask)
     rmodel, _, _ = tamt_model(0.5, init="random", seed=3)
-    assert current_mask(rmodel) == random_mask(ref, 0.5, seed=3)
+    assert current_mask(rmodel) == random_mask(ref, 0.5, seed=3, count="floor")
 
 
 def test_forward_is_w_times_m_and_teacher_is_dense(tok):
@@ -436,7 +437,7 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
     args = ["--sparsity", "0.7", "--steps", "6", "--lr", "3e-2", "--save-at", "2"]
     assert main(search_args(run, out, *args)) == 0
     mask = load_mask(out)[0]
-    omp = omp_mask(base, 0.7)
+    omp = omp_mask(base, 0.7, count="floor")  # TAMT's OMP start prunes int(s·n), as its masker
     assert torch.equal(mask["pooler.dense.weight"], omp["pooler.dense.weight"])  # held at its OMP start
     assert not torch.equal(
         mask["encoder.layer.0.output.dense.weight"], omp["encoder.layer.0.output.dense.weight"]
@@ -948,3 +949,31 @@ def test_a_search_that_ends_better_than_its_initial_mask_records_both_and_says_n
     assert search["initial_eval"]["step"] == 0 and search["initial_eval"]["mlm_loss"] > 0
     assert search["initial_eval"]["mlm_loss"] == pytest.approx(search["final_eval"]["mlm_loss"], rel=1e-6)
     assert "objective_warning" not in search and "ended worse" not in caplog.text
+
+
+def test_tamt_prunes_int_of_s_n_as_its_masker_and_round_on_request():
+    """TAMT's masker prunes int(s·n) weights of a matrix (`controlled_init` in its masking/maskers.py):
+    a TAMT search's default (`count="floor"`), from its OMP start through every re-threshold; 70% of a
+    32x32 matrix is 716 pruned (0.6992), where round(s·n) prunes 717 (0.7002, torch's pruning and
+    `prune omp`). By hand on one linear layer."""
+    from ticketlab.methods.ranking import pruned_count
+    from ticketlab.methods.registered.tamt import _tamt_settings
+
+    assert (pruned_count(0.7, 1024, "floor"), pruned_count(0.7, 1024, "round")) == (716, 717)
+    assert pruned_count(0.7, 1024) == 717  # the library's default: torch's pruning
+    with pytest.raises(ConfigError, match="count"):
+        pruned_count(0.7, 1024, "ceil")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 32))
+    weight = model[0].weight.detach().abs().reshape(-1)
+    for count, pruned in (("floor", 716), ("round", 717)):
+        config = TamtConfig(sparsity=0.7, objective="kd", targets=["0"], count=count)
+        start = initial_mask(model, config)["0.weight"].reshape(-1)
+        assert int((~start).sum()) == pruned
+        assert set(torch.nonzero(~start).reshape(-1).tolist()) == set(weight.argsort()[:pruned].tolist())
+        masks, _ = prepare_tamt(nn.Sequential(nn.Linear(32, 32)), config)
+        rethreshold(make_thresholders(masks, 0.7, "local", None, count))
+        assert int((~masks["0.weight"].mask).sum()) == pruned
+    assert TamtConfig(sparsity=0.7).count == "floor"
+    assert _tamt_settings(TamtConfig(sparsity=0.7))["count"] == "floor"
+    assert "count" not in _tamt_settings(TamtConfig(sparsity=0.7, count="round"))  # runs written before

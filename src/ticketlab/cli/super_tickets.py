@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # The `SuperConfig` options besides the fine-tuning protocol (and --seeds, which is `finetune`'s).
 STUDY = (
     *("levels", "units", "kinds", "granularity", "select_fraction", "select_seed", "importance_batch_size"),
-    *("importance", "keep_models", "importance_only"),
+    *("importance", "keep_models", "importance_only", "random_draw"),
 )
 
 

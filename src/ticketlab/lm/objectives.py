@@ -11,7 +11,10 @@
 * **KD** (TAMT Eq. 6): mean over the L transformer layers and the non-padding tokens of
   1 - cos(teacher hidden, student hidden). The embedding output is not a term (Eq. 6 sums l = 1..L,
   and TAMT's code drops it too). The teacher is the same model with its masks switched off
-  (`masks_disabled`), in eval mode (no dropout), under no_grad: no second copy in memory. Teacher and
+  (`masks_disabled`), under no_grad: no second copy in memory. Its mode is `teacher`: "eval" (no
+  dropout; every evaluation, and the library's default) or "train" (the model's own mode, dropout on
+  while it trains: TAMT's `train_kd.py` never puts its teacher in eval mode, and a TAMT search does
+  as it does). Teacher and
   student read the *clean* text by default (`kd_input="clean"`): TAMT's KD data is generated with
   `masked_lm_prob 0` (its `generate_kd_data.sh`), for training and for the KD dev loss alike. A batch
   then carries the uncorrupted ids beside the corrupted ones (`MLMCollator(keep_clean=True)`).
@@ -52,7 +55,7 @@ from ..core.errors import ConfigError
 from ..masks import has_masks, masks_disabled
 from ..models.arch import encoder_of
 from .mlm_head import mlm_head
-from .options import Decoder, KdInput
+from .options import Decoder, KdInput, Teacher
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
@@ -182,9 +185,14 @@ def clean_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return batch
 
 
-def teacher_hidden_states(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, ...]:
-    """Hidden states of layers 1..L of the dense model (masks off, eval mode, no grad)."""
-    with torch.no_grad(), masks_disabled(model), eval_mode(model):
+def teacher_hidden_states(
+    model: nn.Module, batch: dict[str, Tensor], teacher: Teacher = "eval"
+) -> tuple[Tensor, ...]:
+    """Hidden states of layers 1..L of the dense model (masks off, no grad), in eval mode or, with
+    `teacher="train"`, in the model's own mode (a training model's dropout draws the teacher's too)."""
+    check_one_of("teacher", teacher, ("train", "eval"))
+    mode = eval_mode(model) if teacher == "eval" else contextlib.nullcontext()
+    with torch.no_grad(), masks_disabled(model), mode:
         return _encode(model, batch, hidden_states=True).hidden_states[1:]
 
 
@@ -244,9 +252,11 @@ def pretraining_sums(
     kd: bool = False,
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
+    teacher: Teacher = "eval",
 ) -> LossSums:
     """One student forward (plus one teacher forward for KD, and a second student forward when KD
-    reads the clean text beside MLM) and the raw sums of the objectives."""
+    reads the clean text beside MLM) and the raw sums of the objectives (`teacher`: its mode, see
+    `teacher_hidden_states`)."""
     if not (mlm or kd):
         raise ConfigError("nothing to compute: enable mlm and/or kd")
     check_one_of("kd_input", kd_input, ("clean", "corrupted"))
@@ -269,8 +279,8 @@ def pretraining_sums(
             mask = torch.ones_like(batch["input_ids"])
         student = out.hidden_states[1:]
         if has_masks(model):
-            teacher = teacher_hidden_states(model, batch)
-            sums.kd_sum, sums.kd_count = kd_sums(student, teacher, mask)
+            target = teacher_hidden_states(model, batch, teacher)
+            sums.kd_sum, sums.kd_count = kd_sums(student, target, mask)
         else:  # teacher == student: Eq. 6 is exactly 0 (and no second forward is needed)
             sums.kd_sum = student[0].new_zeros((), dtype=torch.float32)
             sums.kd_count = mask.bool().sum() * len(student)
@@ -288,9 +298,10 @@ def pretraining_loss(
     sync_counts: bool = True,
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
+    teacher: Teacher = "eval",
 ):
     """A `loss_fn(model, batch) -> (loss, logs)` for `train.loop.train`: MLM, KD or their sum, with the
-    MLM decoder and the KD input as `pretraining_sums` takes them (TAMT's by default).
+    MLM decoder, the KD input and the teacher's mode as `pretraining_sums` takes them.
 
     With `sync_counts` and several processes, the token counts are all-reduced so that DDP's average
     of the per-process gradients equals the gradient of the global token-weighted mean; every
@@ -299,10 +310,13 @@ def pretraining_loss(
     check_one_of("objective", objective, OBJECTIVES)
     check_one_of("decoder", decoder, ("dense", "masked"))
     check_one_of("kd_input", kd_input, ("clean", "corrupted"))
+    check_one_of("teacher", teacher, ("train", "eval"))
     use_mlm, use_kd = "mlm" in objective, "kd" in objective
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        s = pretraining_sums(model, batch, mlm=use_mlm, kd=use_kd, decoder=decoder, kd_input=kd_input)
+        s = pretraining_sums(
+            model, batch, mlm=use_mlm, kd=use_kd, decoder=decoder, kd_input=kd_input, teacher=teacher
+        )
         zero = torch.zeros((), device=batch["input_ids"].device)
         parts = [
             s.mlm_sum.detach() if use_mlm else zero,

@@ -26,7 +26,7 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+from ..lm.options import DECODER_HELP, KD_INPUT_HELP, TEACHER_HELP, Decoder, KdInput, Teacher
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
 
@@ -35,6 +35,9 @@ Ranking = Literal["local", "global"]
 # (tests/test_startup.py pins the two to the same names).
 Objective = Literal["mlm", "kd", "mlm+kd"]
 Init = Literal["omp", "random"]
+# How many of n weights a sparsity s prunes: round(s·n) (torch's pruning, which Chen et al.'s code
+# calls), or int(s·n) (TAMT's masker, `controlled_init` in its masking/maskers.py): `ranking.pruned_count`
+Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
@@ -76,6 +79,22 @@ class TamtConfig:
         "train_mlm.py --use_kd does)",
         compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
+    # None: TAMT's per objective (`teacher_mode`). "eval" is what ticketlab did before it followed
+    # train_kd.py, so a search's identity leaves it out and directories written then resume
+    kd_teacher: Teacher | None = option(
+        None,
+        TEACHER_HELP + " (default: train for TAMT-KD, as train_kd.py; eval for TAMT-MLM+KD, whose "
+        "train_mlm.py loads its teacher with transformers' from_pretrained, which sets eval mode)",
+        compat=(None, "eval"),
+    )
+    # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count); "round" is what
+    # ticketlab did before it followed that (a search's identity leaves it out: those directories resume)
+    count: Count = option(
+        "floor",
+        "weights pruned per matrix (or over all targets with --ranking global): floor, int(s·n) as "
+        "TAMT's masker, or round(s·n) as torch's pruning and `prune omp`",
+        compat=("round",),
+    )
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
@@ -92,6 +111,11 @@ class TamtConfig:
         if "kd" not in self.objective:
             return None
         return self.kd_input or ("clean" if self.objective == "kd" else "corrupted")
+
+    @property
+    def teacher_mode(self) -> Teacher:
+        """The KD teacher's mode in training: `kd_teacher`, else TAMT's code's per objective."""
+        return self.kd_teacher or ("train" if self.objective == "kd" else "eval")
 
     @property
     def default_lr(self) -> float:

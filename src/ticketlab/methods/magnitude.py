@@ -7,7 +7,7 @@ from torch import nn
 
 from ..masks import Mask, dense_weight, find_targets
 from ..masks.targets import Targets
-from .ranking import Ranking, keep_top
+from .ranking import Count, Ranking, keep_top
 
 
 @torch.no_grad()
@@ -19,8 +19,9 @@ def omp_mask(
     targets: Targets = None,
     seed: int | None = None,
     pattern: str | None = None,
+    count: Count = "round",
 ) -> Mask:
     """Prune the `sparsity` fraction of smallest-|W| target weights (deterministic: `seed` is unused)."""
     del seed
     scores = {k: dense_weight(m).abs() for k, m in find_targets(model, targets).items()}
-    return keep_top(scores, sparsity, ranking, pattern).cpu()
+    return keep_top(scores, sparsity, ranking, pattern, count).cpu()

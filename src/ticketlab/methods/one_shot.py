@@ -4,6 +4,7 @@ method is a registered one-shot method (`methods.registry`, verb prune: omp, ran
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -11,8 +12,9 @@ from torch import nn
 
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
+from ..masks.prunable import fresh_pooler
 from ..masks.targets import resolve_targets
-from ..models.arch import arch_of
+from ..models.arch import arch_of, encoder_of
 from ..models.load import load_model
 from .registry import methods
 
@@ -21,12 +23,16 @@ PruneConfig = Any  # `verbs.prune.PruneConfig`, a layer above: read here by its 
 
 def one_shot_targets(model: nn.Module, config: PruneConfig) -> Any:
     """The weights one-shot pruning ranks: `config.targets` when given; under global ranking Chen et
-    al.'s (BERT-Tickets' `pruning_model`: the layers' Q, K, V, attention-output and FFN matrices,
-    the word embeddings dense, whose 7.8M weights would otherwise spare the encoder of a small model
-    or take most of the pruning); else None, the family's default (TAMT §3.2: word embeddings too)."""
+    al.'s (BERT-Tickets' `pruning_model` in oneshot.py: the layers' Q, K, V, attention-output and FFN
+    matrices and, with `pooler`, the pooler ranked with them; the word embeddings dense, whose 7.8M
+    weights would otherwise spare the encoder of a small model or take most of the pruning); else
+    None, the family's default (TAMT §3.2: word embeddings too)."""
     if config.targets is not None or config.ranking != "global":
         return config.targets
-    return arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
+    arch = arch_of(getattr(model.config, "model_type", "unknown"))
+    has_pooler = config.pooler and arch.pooler and fresh_pooler(model) is None  # none the checkpoint lacked
+    has_pooler = has_pooler and any(n == arch.pooler for n, _ in encoder_of(model).named_modules())
+    return f"{arch.encoder_targets()}|{re.escape(arch.pooler)}" if has_pooler else arch.encoder_targets()
 
 
 def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, MaskConfig, float]:

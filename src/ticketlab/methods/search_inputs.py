@@ -16,7 +16,7 @@ from ..data.corpus import load_lm_corpus
 from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator, pretraining_loss
-from ..lm.options import Decoder, KdInput
+from ..lm.options import Decoder, KdInput, Teacher
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
 from ..train.config import TrainConfig
@@ -47,9 +47,11 @@ def lm_objective(
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
     eval_kd_input: KdInput = "clean",
+    teacher: Teacher = "eval",
 ) -> SearchObjective:
-    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder and the KD input
-    given (the training loss's), and the dev evaluation (its KD loss reads `eval_kd_input`)."""
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder, the KD input and
+    the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
+    `eval_kd_input`, its teacher in eval mode)."""
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -59,6 +61,7 @@ def lm_objective(
             dev_fraction=config.dev_fraction,
             cache_dir=config.cache_dir,
             text_column=config.text_column,
+            wikitext=False if config.wikitext_markup == "keep" else None,  # None: detect and undo
             progress=acc.is_main_process and config.progress,
         )
     if acc.is_main_process:
@@ -94,7 +97,7 @@ def lm_objective(
         name=name,
         dataset=corpus.train,
         collate_fn=collator,
-        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input),
+        loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input, teacher=teacher),
         eval_fn=None if config.no_eval else eval_fn,
         info=info,
     )
@@ -127,6 +130,8 @@ def train_config(
         max_grad_norm=config.max_grad_norm
         if config.max_grad_norm > 0 and not config.optimizer_in_backward
         else None,
+        clip="per-tensor" if config.clip_per_tensor else "global",
+        adam_eps=config.adam_eps,
         optimizer_in_backward=config.optimizer_in_backward,
         eval_every=config.eval_every,
         save_every=config.save_every,

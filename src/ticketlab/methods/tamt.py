@@ -19,10 +19,12 @@ TAMT-KD reads clean text (`kd_input`), and the learning rate follows TAMT's sche
 part-way down a longer linear schedule, where Tab. 2 took the mask of its sparsity in a 27,920-step
 run (`paper_schedule_steps`; `SearchConfig.schedule_steps`, `SearchConfig.paper`).
 
-One difference from TAMT's code, by choice: its trainer keeps the mask of the best dev
-loss seen during the search (`results_at_best_score`); ticketlab keeps the final mask, the one at the
-step budget, so that a search's cost is its budget and no dev set picks the mask (masks along the way
-are kept with `save_at`, each with its dev loss in the log when `eval_every` is set).
+The mask kept is the one at the step budget, as TAMT's main results load its budget checkpoints
+(`checkpoint-17000/mask.pt` at 70%; its trainer also saves a `best_eval_mask`, which they do not
+use): a search's cost is its budget and no dev set picks the mask (masks along the way are kept with
+`save_at`, each with its dev loss in the log when `eval_every` is set). TAMT-KD's teacher trains in
+train mode (`TamtConfig.kd_teacher`) and TAMT's masks prune int(s·n) weights per matrix
+(`TamtConfig.count`), as its code does.
 """
 
 from __future__ import annotations
@@ -101,8 +103,10 @@ log = logging.getLogger(__name__)
 
 
 def initial_mask(model: nn.Module, config: TamtConfig) -> Mask:
-    """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking)."""
+    """The mask TAMT starts from: OMP, or random at the same sparsity (with the same ranking and count
+    of pruned weights)."""
     kw = {"ranking": config.ranking, "targets": config.targets, "pattern": config.pattern}
+    kw["count"] = config.count
     if config.init == "omp":
         return omp_mask(model, config.sparsity, **kw)
     return random_mask(model, config.sparsity, seed=config.seed, **kw)
@@ -204,7 +208,7 @@ def search_tamt(
     # this applies only where it is on: an optimizer stepped inside the backward frees each gradient
     # at once, and a flat gradient would hold them all.
     masks, groups = prepare_tamt(model, config, flat_grads=not train_config.optimizer_in_backward)
-    thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern)
+    thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern, config.count)
     spec = SearchSpec(
         method=f"tamt-{config.objective}",
         sparsity=config.sparsity,
@@ -225,6 +229,7 @@ def search_tamt(
             "mlm_head": HEAD_FILE if config.trains_head else None,
             "decoder": config.decoder if "mlm" in config.objective else None,
             "kd_input": config.kd_reads,
+            "kd_teacher": config.teacher_mode if config.kd_reads else None,
             **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},
@@ -273,6 +278,7 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         decoder=tamt.decoder,
         kd_input=tamt.kd_reads or "clean",
         eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
+        teacher=tamt.teacher_mode,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr

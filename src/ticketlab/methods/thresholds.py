@@ -32,7 +32,7 @@ from ..core.errors import ConfigError, TicketlabError
 from ..masks.nm import group_order, groups
 from ..masks.pattern import NM, parse_pattern
 from .masked_layers import row_blocks
-from .ranking import Ranking, check_sparsity
+from .ranking import Count, Ranking, check_sparsity, pruned_count
 from .scores import ScoreMask
 
 # --------------------------------------------------------------------------- exact selection
@@ -262,19 +262,21 @@ def make_thresholders(
     sparsity: float,
     ranking: Ranking = "local",
     pattern: str | None = None,
+    count: Count = "round",
 ) -> list[Thresholder | GroupThresholder]:
-    """One Thresholder per matrix (local ranking) or one for all of them (global); with an N:M
-    `pattern`, one GroupThresholder per matrix."""
+    """One Thresholder per matrix (local ranking) or one for all of them (global), each keeping what
+    `count` leaves (`ranking.pruned_count`); with an N:M `pattern`, one GroupThresholder per matrix."""
     check_sparsity(sparsity)
     if (nm := parse_pattern(pattern)) is not None:
         return [GroupThresholder(p, nm) for p in params.values()]
     if ranking == "local":
         return [
-            Thresholder([p], p.scores.numel() - round(sparsity * p.scores.numel())) for p in params.values()
+            Thresholder([p], p.scores.numel() - pruned_count(sparsity, p.scores.numel(), count))
+            for p in params.values()
         ]
     if ranking == "global":
         total = sum(p.scores.numel() for p in params.values())
-        return [Thresholder(list(params.values()), total - round(sparsity * total))]
+        return [Thresholder(list(params.values()), total - pruned_count(sparsity, total, count))]
     raise ConfigError(f"ranking must be 'local' or 'global', got {ranking!r}")
 
 

@@ -21,9 +21,12 @@ How many (`units`):
   with no per-layer guard (at 30-80% it prunes 4/5/6/7/8/10 of BERT-base's FFN sub-layers where the
   reference prunes 3-8).
 
-Random tickets: the reference code publishes no random-ticket script; ticketlab draws a uniform
-random order of the units (seeded) and applies the same counts and the same one-head-per-layer guard
-to it, so a random ticket prunes exactly what the winning ticket of its level prunes, in number.
+Random tickets (`draw`): by default ticketlab draws a uniform random order of the units (seeded) and
+applies the same counts and the same one-head-per-layer guard to it, so a random ticket prunes exactly
+what the winning ticket of its level prunes, in number (the paper's random tickets "of the same
+size"). The reference code (`data_utils/mask_utils.py`, `gen_random_head` / `gen_random_ffn`, called by
+`train_rewind.py --random_rewind`) draws the winning ticket's count *with replacement* and no guard:
+repeats collapse, so it prunes fewer units (`draw="replacement"` does the same).
 
 Counts are exact whatever the ties: selection is by a stable sort on (score, unit index), so equal
 scores are pruned in index order (lower layers and heads first for winning tickets).
@@ -46,7 +49,7 @@ from ..masks.units import UnitMask
 from ..models.load import shared_base_model
 from ..models.structure import Structure, structure_of
 from .importance import Importance
-from .levels import UNITS, Kind, Units, check_kind, check_level
+from .levels import DRAWS, UNITS, Draw, Kind, Units, check_kind, check_level
 
 UNIT_KINDS = ("head", "ffn", "neuron")  # as in `UnitMask`
 
@@ -99,15 +102,23 @@ def keep_units(
     *,
     unit: str = "head",
     units: Units = "liang",
+    draw: Draw = "exact",
 ) -> Tensor:
-    """A bool tensor shaped like `scores` (True = kept) that prunes exactly `unit_count` units."""
+    """A bool tensor shaped like `scores` (True = kept) that prunes exactly `unit_count` units (a random
+    ticket with `draw="replacement"`: that many draws with replacement, repeats collapsing)."""
     check_kind(kind)
+    check_one_of("draw", draw, DRAWS)
     flat = scores.detach().reshape(-1).double().cpu()
     k = unit_count(level, unit, tuple(scores.shape), units)
     if kind == "random":
         if seed is None:
             raise ConfigError("random tickets need a seed")
-        order = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        if draw == "replacement":  # the reference's np.random.choice(n, k): no guard either
+            keep = torch.ones(flat.numel(), dtype=torch.bool)
+            keep[torch.randint(flat.numel(), (k,), generator=gen)] = False
+            return keep.reshape(scores.shape)
+        order = torch.randperm(flat.numel(), generator=gen)
     else:
         # stable: equal scores keep their index order, so the count and the choice are deterministic
         order = torch.sort(flat if kind == "winning" else -flat, stable=True).indices
@@ -119,16 +130,28 @@ def keep_units(
 
 
 def select(
-    importance: Importance, level: float, kind: Kind, seed: int | None = None, units: Units = "liang"
+    importance: Importance,
+    level: float,
+    kind: Kind,
+    seed: int | None = None,
+    units: Units = "liang",
+    draw: Draw = "exact",
 ) -> UnitMask:
-    """One ticket at `level`: `unit_count` heads and FFN units of each kind pruned (`units`).
+    """One ticket at `level`: `unit_count` heads and FFN units of each kind pruned (`units`; a random
+    ticket's `draw`, see `keep_units`).
 
     Random tickets draw heads, FFN sub-layers and neurons with generators derived from `seed`, so
     the heads drawn do not depend on the FFN granularity.
     """
     kept = {
         name: keep_units(
-            scores, level, kind, None if seed is None else seed + 1_000_003 * i, unit=name, units=units
+            scores,
+            level,
+            kind,
+            None if seed is None else seed + 1_000_003 * i,
+            unit=name,
+            units=units,
+            draw=draw,
         )
         for i, (name, scores) in enumerate(importance.tensors().items())
     }
@@ -136,13 +159,18 @@ def select(
 
 
 def random_ticket(
-    structure: Structure, level: float, seed: int, granularity: str = "layer", units: Units = "liang"
+    structure: Structure,
+    level: float,
+    seed: int,
+    granularity: str = "layer",
+    units: Units = "liang",
+    draw: Draw = "exact",
 ) -> UnitMask:
     """A random ticket of a model's units; it needs no importance scores (no task either)."""
     shapes = UnitMask.ones(structure, granularity).shapes
     scores = {n: torch.zeros(shape) for n, shape in shapes.items()}
     zeros = Importance(scores["head"], scores["head"], ffn=scores.get("ffn"), neuron=scores.get("neuron"))
-    return select(zeros, level, "random", seed, units)
+    return select(zeros, level, "random", seed, units, draw)
 
 
 # What a model has of each kind of unit a level prunes: {"attention heads": ("head", (L, H)), ...}
@@ -226,13 +254,15 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
 
 def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
     """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
-    the spec's `granularity` (default "layer") and `units` (default "liang"; rows from before `units`
-    were re-keyed to "round")."""
+    the spec's `granularity` (default "layer"), `units` (default "liang"; rows from before `units`
+    were re-keyed to "round") and `random_draw` (default "exact", `keep_units`)."""
     granularity = settings.get("granularity") or "layer"
     units = settings.get("units") or "liang"
+    draw = settings.get("random_draw") or "exact"
     base = shared_base_model(model)
-    ticket = random_ticket(structure_of(base), level, seed, granularity, units)
+    ticket = random_ticket(structure_of(base), level, seed, granularity, units, draw)
+    found = {"units": units, **({"random_draw": draw} if draw != "exact" else {})}
     cfg = unit_mask_config(
-        base, ticket, method="st-random", level=level, base_model=model, seed=seed, search={"units": units}
+        base, ticket, method="st-random", level=level, base_model=model, seed=seed, search=found
     )
     return save_unit_mask(ticket, cfg, out)

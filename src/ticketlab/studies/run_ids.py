@@ -53,7 +53,16 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
 # them computes what a run without them computed then, so its id leaves them out and a store written
 # then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
 # defaults carries them in `defaults` instead (`MethodSpec.changed_defaults`): never an old row's id.
-BEFORE_34 = {"decoder": "masked", "kd_input": "corrupted", "mlm_head": "trained", "no_pooler": True}
+# `kd_teacher: eval` and `count: round` joined them when TAMT's teacher in train mode and its masker's
+# int(s·n) count became the defaults.
+BEFORE_34 = {
+    "decoder": "masked",
+    "kd_input": "corrupted",
+    "mlm_head": "trained",
+    "no_pooler": True,
+    "kd_teacher": "eval",
+    "count": "round",
+}
 
 
 def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:

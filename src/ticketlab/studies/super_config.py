@@ -15,7 +15,7 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..methods.levels import KINDS, PER, UNITS, Units, check_kind, levels_arg
+from ..methods.levels import DRAW_HELP, DRAWS, KINDS, PER, UNITS, Draw, Units, check_kind, levels_arg
 from ..tasks.registry import get_task
 from ..verbs.finetune_config import FinetuneConfig
 
@@ -40,6 +40,7 @@ class SuperConfig:
         "counts: round(p·n) of each kind, no per-layer guard)",
         choices=UNITS,
     )
+    random_draw: Draw = option("exact", DRAW_HELP, choices=DRAWS)
     kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
     granularity: str = option(
         "layer",
@@ -82,6 +83,7 @@ class SuperConfig:
         if self.levels is not None:
             self.levels = levels_arg(self.levels)
         check_one_of("units", self.units, UNITS)
+        check_one_of("random_draw", self.random_draw, DRAWS)
         check_distinct("kinds", self.kinds)
         for kind in self.kinds:
             check_kind(kind)

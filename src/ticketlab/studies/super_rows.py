@@ -72,6 +72,7 @@ class Study:
                 "granularity": self.config.granularity,
                 "importance_of": full_id,
                 **units_key(self.config.units),
+                **draw_key(kind, self.config.random_draw),
             },
             "corpus": None,
         }
@@ -91,6 +92,12 @@ class Study:
             log.warning("%s: running in another process; skipped here", run.name)
             return None
         return outcome.metrics
+
+
+def draw_key(kind: str, draw: str) -> dict[str, str]:
+    """A random ticket's draw in its identity: "exact" adds nothing (the rows of stores written before
+    the draw was a setting), the reference's draw with replacement makes new rows."""
+    return {"random_draw": draw} if kind == "random" and draw != "exact" else {}
 
 
 def units_key(units: str) -> dict[str, str]:

@@ -66,6 +66,7 @@ from .super_rows import (
     SUMMARY_FILE,
     Study,
     SuperPick,
+    draw_key,
     importance_key,
     super_picks,
     units_key,
@@ -165,10 +166,10 @@ def _ticket(study: Study, kind: str, level: float, seed: int, full: tuple[str, d
     def work(run_dir: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         imp = Importance.load(study.out / full[1]["importance_dir"])
-        units = select(imp, level, kind, seed=seed, units=config.units)
+        units = select(imp, level, kind, seed=seed, units=config.units, draw=config.random_draw)
         model = shared_base_model(config.finetune.model)
         found = {"task": get_task(config.finetune.task, config.finetune.data_dir).id, "kind": kind}
-        found["units"] = config.units
+        found.update(units=config.units, **draw_key(kind, config.random_draw))
         found["importance"] = full[1]["importance_dir"]  # relative to the study directory
         cfg = unit_mask_config(
             model,

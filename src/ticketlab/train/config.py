@@ -50,6 +50,10 @@ class TrainConfig:
     schedule_steps: PositiveInt | None = None
     grad_accum: PositiveInt = 1
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)
+    # "global": one norm over all parameters (torch's clip_grad_norm_); "per-tensor": each tensor
+    # clipped to max_grad_norm on its own, as BertAdam does (TAMT's train_kd.py optimizer)
+    clip: Literal["global", "per-tensor"] = "global"
+    adam_eps: PositiveFloat = 1e-8  # AdamW's eps (torch's default; BertAdam's is 1e-6)
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
     save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
     log_every: PositiveInt = 10

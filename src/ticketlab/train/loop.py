@@ -76,7 +76,7 @@ from .config import (
 from .determinism import batch_indices, example_seed, seed_everything
 from .processes import LossModule, check_finite_loss, make_accelerator, time_up
 from .run_dir import CHECKPOINT
-from .schedule import adamw, make_scheduler, step_in_backward
+from .schedule import adamw, clip_gradients, make_scheduler, step_in_backward
 
 log_ = logging.getLogger(__name__)
 
@@ -289,8 +289,7 @@ class _Loop:
             self.window.values["loss"][-config.grad_accum :], self.state.step + 1, config, self.acc, self.ckpt
         )
         if config.max_grad_norm is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            self.acc.clip_grad_norm_(params, config.max_grad_norm)
+            clip_gradients(self.acc, self.optimizer, config)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

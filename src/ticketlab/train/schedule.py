@@ -47,7 +47,22 @@ def restart_optimizer(state: TrainState) -> None:
 def adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
     """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
     the others."""
-    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused or None)
+    fused = config.fused or None
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps, fused=fused)
+
+
+def clip_gradients(acc: Any, optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:
+    """Clip the gradients to `config.max_grad_norm`: their global norm (`clip="global"`), or each
+    tensor's own (`"per-tensor"`, BertAdam's clipping in TAMT's train_kd.py: a tensor with a large
+    gradient is scaled down alone, the others keep theirs). fp16 gradients are unscaled first."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if config.clip == "global":
+        acc.clip_grad_norm_(params, config.max_grad_norm)
+        return
+    acc.unscale_gradients()
+    for p in params:
+        if p.grad is not None:
+            torch.nn.utils.clip_grad_norm_(p, config.max_grad_norm)
 
 
 def step_in_backward(optimizer: torch.optim.Optimizer) -> list[Any]:

@@ -33,11 +33,11 @@ class PruneConfig:
     ranking: Literal["local", "global"] = option(
         "local",
         "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
-        "pruning: without --targets, the layers' matrices only, the word embeddings left dense)",
+        "pruning: without --targets, the layers' matrices and the pooler, the word embeddings left dense)",
     )
     seed: Seed = option(0, "seed for random pruning")
     # regexes over module names (default: TAMT §3.2's weights and the pooler; with global ranking
-    # Chen et al.'s, the layers' six matrices without the word embeddings, `one_shot_targets`)
+    # Chen et al.'s, the layers' six matrices and the pooler without the word embeddings, `one_shot_targets`)
     targets: Targets = None
     pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
     pooler: bool = option(True, POOLER_HELP)

@@ -13,7 +13,7 @@ register_method(
         "random structured ticket: the sparsity of heads and of FFN units pruned",
         verb=None,
         pattern="units",
-        sweep_settings=frozenset({"granularity", "units"}),
+        sweep_settings=frozenset({"granularity", "units", "random_draw"}),
         color="goldenrod",  # Liang et al. Fig. 4's orange, not OMP's (C1)
         order=6,  # between the winning and the losing tickets (`st_winning`, `st_losing`)
     )

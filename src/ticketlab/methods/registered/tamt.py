@@ -19,19 +19,28 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
     KD on the corrupted input), as the decoder an MLM loss uses and the input KD reads: a directory
     written then resumes only under that behaviour, and a search under TAMT's defaults never takes it
     for its own."""
-    resolved = {"decoder": m.decoder if "mlm" in m.objective else OMIT, "kd_input": m.kd_reads}
+    resolved = {
+        "decoder": m.decoder if "mlm" in m.objective else OMIT,
+        "kd_input": m.kd_reads,
+        "kd_teacher": m.teacher_mode if m.kd_reads else OMIT,  # no KD loss: no teacher
+    }
     return run_identity(m, leave_out=("seed", "pooler"), values=resolved, options=True)
 
 
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """TAMT's reference defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
-    the dense decoder (MLM objectives), KD on clean text (TAMT-KD), Tab. 2's schedule and the pooler."""
+    """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
+    the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
+    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule and the pooler."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
         changed["decoder"] = "dense"
     if objective == "kd" and settings.get("kd_input") is None:
         changed["kd_input"] = "clean"
+    if objective == "kd" and settings.get("kd_teacher") is None:
+        changed["kd_teacher"] = "train"
+    if settings.get("count") is None:
+        changed["count"] = "floor"
     if settings.get("schedule_steps") is None:
         changed["schedule_steps"] = "tab2"
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
