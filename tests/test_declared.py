@@ -320,3 +320,18 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
         in out
     )
     assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
+
+
+def test_a_study_reusing_runs_counts_its_plans_and_is_declared_once_after_them_not_amended(tmp_path):
+    """A store carried over from another study holds runs outside this plan: the declaration counts
+    only the plan's finished runs, and one declaration made after reused runs reads 'declared once,
+    after N runs', not 'amended'."""
+    s1 = spec(tmp_path, claims=[{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}])
+    fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
+    with Store(tmp_path / "sweep") as st:
+        ids = sorted(st.statuses())
+        record_declaration(st, s1.claims, plan=[*ids[:2], "not-in-the-store"])
+        assert [h["runs_done"] for h in st.get_meta(CLAIMS_META)] == [2]  # 2 of the store's 4
+    reused = declared_store(tmp_path / "r", CLAIMS, [(CLAIMS, 9)])
+    status = declaration_status(load_results(reused))
+    assert status.startswith("declared once, after 9 runs of its plan") and "amended" not in status

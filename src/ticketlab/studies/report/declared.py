@@ -123,12 +123,19 @@ def _correlation(res: SweepResults, c: Claim) -> Correlation | None:
 
 def declaration_status(res: SweepResults) -> str:
     """Whether the report's declaration is the one the store recorded before its runs: 'declared
-    before any run', or 'amended' with the number of runs done at each change (a declaration the
+    before any run'; 'declared once, after N runs' (a study that reuses runs done before its claims,
+    N of its plan's); or 'amended' with the number of runs done at each change (a declaration the
     store never recorded: amended now, at the runs done now)."""
     history = res.declarations
     text, digest = declaration(res.declared_claims())
-    if len(history) == 1 and history[0]["hash"] == digest and history[0]["runs_done"] == 0:
-        return "declared before any run (the store's record of it matches)"
+    if len(history) == 1 and history[0]["hash"] == digest:
+        if history[0]["runs_done"] == 0:
+            return "declared before any run (the store's record of it matches)"
+        # a study that reuses another's runs declares once, after them: said, never called amended
+        return (
+            f"declared once, after {history[0]['runs_done']} runs of its plan were done (the store's "
+            "record of it matches)"
+        )
     if not history:
         return f"amended: the store records no declaration; {res.runs_done} runs were done before this one"
     changes = [f"{h['runs_done']} runs done" for h in history]

@@ -212,7 +212,9 @@ def load_results(
         declarations = store.get_meta(CLAIMS_META, []) or []  # `sweep.declared.record_declaration`
     if plan is not None:
         plan_ids, spec = plan
-    done_in_store = sum(r.status == "done" for r in records.values())  # as the declarations count them
+    # as the declarations count them: the plan's finished runs, or the store's where no plan is known
+    counted = records.values() if not plan_ids else [records[i] for i in plan_ids if i in records]
+    done_in_store = sum(r.status == "done" for r in counted)
     left_out, not_swept = 0, len(set(plan_ids or []) - records.keys())
     if (plan_ids is not None or studies) and not all_runs:
         keep = set(plan_ids or []).union(*studies.values())

@@ -78,7 +78,7 @@ class SweepResults(Claims):
     floors: dict[str, float] = field(default_factory=dict)  # task -> a constant predictor's dev score
     # every declaration of claims the store recorded ({hash, text, runs_done}, `sweep.declared`)
     declarations: list[dict[str, Any]] = field(default_factory=list)
-    runs_done: int = 0  # the store's finished runs (every plan's), as a declaration counts them
+    runs_done: int = 0  # the plan's finished runs (the store's without a plan), as a declaration counts them
 
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:

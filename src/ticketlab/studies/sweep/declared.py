@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -251,15 +252,18 @@ def declaration(claims: tuple[Claim, ...] | list[dict]) -> tuple[str, str]:
     return text, hashlib.sha256(text.encode()).hexdigest()
 
 
-def record_declaration(store, claims: tuple[Claim, ...]) -> None:
+def record_declaration(store, claims: tuple[Claim, ...], plan: Iterable[str] | None = None) -> None:
     """Append the spec's declaration to the store's record when it differs from the last one recorded
     (a study's first with its first sweep, even an empty one once claims were declared), with the
-    number of runs done at that moment."""
+    number of runs done at that moment: of the plan's runs (`plan`, their ids) where given, so that a
+    store carried over from another study counts only the runs this one reuses."""
     history = store.get_meta(CLAIMS_META, []) or []
     text, digest = declaration(claims)
     if (history and history[-1]["hash"] == digest) or (not history and not claims):
         return
-    done = sum(s == "done" for s in store.statuses().values())
+    statuses = store.statuses()
+    ids = statuses if plan is None else [i for i in plan if i in statuses]
+    done = sum(statuses[i] == "done" for i in ids)
     store.set_meta(CLAIMS_META, [*history, {"hash": digest, "text": text, "runs_done": done}])
 
 

@@ -215,7 +215,7 @@ class Runner:
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
         self.store.set_meta("spec", as_json)
-        record_declaration(self.store, self.spec.claims)  # before this sweep's first run
+        record_declaration(self.store, self.spec.claims, [r.id for r in self.runs])  # before its first run
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
         self._reopen_lost_masks()

@@ -1,0 +1,39 @@
+"""minilm-mlm's `snapshot.py`, for this study's folder: copy the live store and the masks its pending
+runs read here before a stop (`masks/`), or bring each done search's final mask back from git history
+(`--restore`). The code is minilm-mlm's (one copy of it); only the folder it writes and reads differs.
+
+Usage (from the worktree's root):
+    PYTHONPATH=src python docs/results/minilm-mlm-v2/snapshot.py [SWEEP_DIR]              # before a stop
+    PYTHONPATH=src python docs/results/minilm-mlm-v2/snapshot.py --restore [SWEEP_DIR]  # before the report
+
+The pilot's store (no masks) is copied alone: `--pilot [SWEEP_DIR]` writes `pilot/results.sqlite`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location(
+    "minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py"
+)
+snapshot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(snapshot)
+snapshot.HERE = HERE  # its functions read the folder from this global
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args[:1] == ["--pilot"]:
+        from ticketlab.studies.store import copy_store
+
+        sweep = Path(args[1] if len(args) > 1 else "sweeps/minilm-mlm-v2-pilot").resolve()
+        (HERE / "pilot").mkdir(exist_ok=True)
+        copy_store(sweep / "results.sqlite", HERE / "pilot" / "results.sqlite")
+        print(f"{HERE / 'pilot' / 'results.sqlite'}: the pilot's store copied")
+        sys.exit(0)
+    action = snapshot.main
+    if args[:1] == ["--restore"]:
+        action, args = snapshot.restore, args[1:]
+    action(Path(args[0] if args else "sweeps/minilm-mlm-v2").resolve())
