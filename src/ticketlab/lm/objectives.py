@@ -70,8 +70,9 @@ class MLMCollator:
 
     `collator(examples, seeds)` takes examples `{"input_ids": ...}` (tensors or lists) and returns
     `input_ids`, `attention_mask` and `labels` ([B, T] long; labels are IGNORE_INDEX except at the
-    chosen positions), and with `keep_clean` the uncorrupted ids as `clean_input_ids` (for KD on clean
-    text beside MLM). Without `seeds`, they are drawn from torch's global RNG.
+    chosen positions), `token_type_ids` where the examples have them (0 on padding), and with
+    `keep_clean` the uncorrupted ids as `clean_input_ids` (for KD on clean text beside MLM).
+    Without `seeds`, they are drawn from torch's global RNG.
     `mlm_probability=0` gives a plain padding collator.
     """
 
@@ -123,6 +124,11 @@ class MLMCollator:
             if clean is not None:
                 clean[i, :n] = x
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if isinstance(examples[0], dict) and "token_type_ids" in examples[0]:  # sentence pairs: 0 past them
+            batch["token_type_ids"] = torch.zeros_like(input_ids)
+            for i, e in enumerate(examples):
+                types = torch.as_tensor(e["token_type_ids"], dtype=torch.long)
+                batch["token_type_ids"][i, : types.numel()] = types
         return batch if clean is None else {**batch, CLEAN_IDS: clean}
 
     def corrupt(self, ids: Tensor, seed: int) -> tuple[Tensor, Tensor]:
@@ -233,7 +239,8 @@ def mlm_sums(
 def kd_sums(
     student: Sequence[Tensor], teacher: Sequence[Tensor], attention_mask: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """(sum, count) of 1 - cos(teacher, student) over layers and non-padding tokens (TAMT Eq. 6)."""
+    """(sum, count) of 1 - cos(teacher, student) over layers and the positions `attention_mask` counts
+    (the non-padding tokens: TAMT Eq. 6; all ones: every position, as `train_kd.py`'s CosineLoss)."""
     if len(student) != len(teacher):
         raise ValueError(f"{len(student)} student layers vs {len(teacher)} teacher layers")
     valid = attention_mask.bool()  # [B, T]
@@ -253,10 +260,12 @@ def pretraining_sums(
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
     teacher: Teacher = "eval",
+    count_padding: bool = False,
 ) -> LossSums:
     """One student forward (plus one teacher forward for KD, and a second student forward when KD
     reads the clean text beside MLM) and the raw sums of the objectives (`teacher`: its mode, see
-    `teacher_hidden_states`)."""
+    `teacher_hidden_states`; `count_padding`: the KD sums cover padding positions too, as TAMT's
+    `train_kd.py` averages its cosine loss over all of them)."""
     if not (mlm or kd):
         raise ConfigError("nothing to compute: enable mlm and/or kd")
     check_one_of("kd_input", kd_input, ("clean", "corrupted"))
@@ -278,6 +287,8 @@ def pretraining_sums(
         if mask is None:
             mask = torch.ones_like(batch["input_ids"])
         student = out.hidden_states[1:]
+        if count_padding:  # the forwards above read the real mask; only the mean counts padding
+            mask = torch.ones_like(mask)
         if has_masks(model):
             target = teacher_hidden_states(model, batch, teacher)
             sums.kd_sum, sums.kd_count = kd_sums(student, target, mask)
@@ -299,9 +310,11 @@ def pretraining_loss(
     decoder: Decoder = "dense",
     kd_input: KdInput = "clean",
     teacher: Teacher = "eval",
+    count_padding: bool = False,
 ):
     """A `loss_fn(model, batch) -> (loss, logs)` for `train.loop.train`: MLM, KD or their sum, with the
-    MLM decoder, the KD input and the teacher's mode as `pretraining_sums` takes them.
+    MLM decoder, the KD input, the teacher's mode and the KD mean's positions as `pretraining_sums`
+    takes them.
 
     With `sync_counts` and several processes, the token counts are all-reduced so that DDP's average
     of the per-process gradients equals the gradient of the global token-weighted mean; every
@@ -315,7 +328,14 @@ def pretraining_loss(
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         s = pretraining_sums(
-            model, batch, mlm=use_mlm, kd=use_kd, decoder=decoder, kd_input=kd_input, teacher=teacher
+            model,
+            batch,
+            mlm=use_mlm,
+            kd=use_kd,
+            decoder=decoder,
+            kd_input=kd_input,
+            teacher=teacher,
+            count_padding=count_padding,
         )
         zero = torch.zeros((), device=batch["input_ids"].device)
         parts = [

@@ -39,6 +39,8 @@ Init = Literal["omp", "random"]
 # calls), or int(s·n) (TAMT's masker, `controlled_init` in its masking/maskers.py): `ranking.pruned_count`
 Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
+# TAMT-KD's training data: the corpus's blocks (the MLM data), or TAMT's own KD data (`data.kd_chunks`)
+KdData = Literal["blocks", "reference"]
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
 
@@ -87,6 +89,16 @@ class TamtConfig:
         "train_mlm.py loads its teacher with transformers' from_pretrained, which sets eval mode)",
         compat=(None, "eval"),
     )
+    # "blocks" is what every search did before the reference's data could be had: left out of the identity
+    kd_data: KdData = option(
+        "blocks",
+        "TAMT-KD's training data: blocks (the corpus's max-length blocks, the MLM data; KD averaged over "
+        "real tokens) or reference (TAMT's pregenerate_training_data.py --one_seq: [CLS] A [SEP] B [SEP] "
+        "chunks of the corpus's documents with segment ids and one token corrupted per sequence, padded "
+        "to --max-length, KD averaged over every position, padding included, as its train_kd.py; needs "
+        "--dev)",
+        compat=("blocks",),
+    )
     # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count); "round" is what
     # ticketlab did before it followed that (a search's identity leaves it out: those directories resume)
     count: Count = option(
@@ -100,6 +112,16 @@ class TamtConfig:
         check_config(self)  # types and ranges (a nan threshold is refused here, not as a diverged search)
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
+        self._check_kd_data()
+
+    def _check_kd_data(self) -> None:
+        """TAMT's KD data are TAMT-KD's alone, and read as they are: no MLM corruption to distil on."""
+        if self.kd_data != "reference":
+            return
+        if self.objective != "kd":
+            raise ConfigError(f"kd_data 'reference' is TAMT-KD's data: objective kd, not {self.objective!r}")
+        if self.kd_input == "corrupted":
+            raise ConfigError("kd_data 'reference' has no MLM corruption to distil on: leave kd_input out")
 
     @property
     def trains_head(self) -> bool:

@@ -11,8 +11,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from ..core.errors import ConfigError
 from ..core.outputs import check_output
-from ..data.corpus import load_lm_corpus
+from ..data.corpus import load_lm_corpus, resolve_sources
+from ..data.kd_chunks import reference_kd_chunks
 from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator, pretraining_loss
@@ -48,10 +50,12 @@ def lm_objective(
     kd_input: KdInput = "clean",
     eval_kd_input: KdInput = "clean",
     teacher: Teacher = "eval",
+    kd_data: str = "blocks",
 ) -> SearchObjective:
     """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder, the KD input and
     the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
-    `eval_kd_input`, its teacher in eval mode)."""
+    `eval_kd_input`, its teacher in eval mode). `kd_data="reference"`: TAMT-KD trains on TAMT's own KD
+    data (`reference_kd_data`); the dev evaluation stays on the dev blocks."""
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -93,12 +97,47 @@ def lm_objective(
         "train_tokens": corpus.train.num_tokens,
         "eval_dev_blocks": len(dev),
     }
-    return SearchObjective(
+    objective = SearchObjective(
         name=name,
         dataset=corpus.train,
         collate_fn=collator,
         loss_fn=pretraining_loss(name, decoder=decoder, kd_input=kd_input, teacher=teacher),
         eval_fn=None if config.no_eval else eval_fn,
+        info=info,
+    )
+    if kd_data == "reference":
+        with acc.main_process_first():
+            objective = reference_kd_data(config, tokenizer, objective, corpus, teacher, acc.is_main_process)
+    return objective
+
+
+def reference_kd_data(config: SearchConfig, tokenizer, objective: SearchObjective, corpus, teacher, main):
+    """`objective` training on TAMT-KD's reference data (`data.kd_chunks`): sequences of the training
+    corpus's documents padded to max_length, the KD loss averaged over every position. The chunks are
+    drawn from the whole training text, so the dev text must be a split of its own."""
+    if corpus.info["dev_split"] not in ("separate", "dataset split"):
+        raise ConfigError(
+            "--kd-data reference draws its sequences from all of the training text: give a dev corpus "
+            "(--dev), or a saved dataset with a validation split"
+        )
+    chunks = reference_kd_chunks(
+        resolve_sources(config.corpus, role="train", text_column=config.text_column),
+        tokenizer,
+        config.max_length,
+        seed=config.seed,
+        content_key=corpus.train.content_key,
+        wikitext=False if config.wikitext_markup == "keep" else None,
+        progress=main and config.progress,
+    )
+    if main:
+        log.info(f"TAMT-KD reference data: {len(chunks):,} sequences ({chunks.num_tokens:,} tokens)")
+    info = {**objective.info, "kd_data": "reference", "train_sequences": len(chunks)}
+    info["train_tokens"] = chunks.num_tokens  # real tokens, not the padding the mean counts
+    return dataclasses.replace(
+        objective,
+        dataset=chunks,
+        collate_fn=MLMCollator(tokenizer, mlm_probability=0, pad_to_multiple_of=config.max_length),
+        loss_fn=pretraining_loss("kd", kd_input="clean", teacher=teacher, count_padding=True),
         info=info,
     )
 

@@ -230,6 +230,7 @@ def search_tamt(
             "decoder": config.decoder if "mlm" in config.objective else None,
             "kd_input": config.kd_reads,
             "kd_teacher": config.teacher_mode if config.kd_reads else None,
+            **({"kd_data": config.kd_data} if config.kd_data != "blocks" else {}),
             **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
         },
         settings=settings or {},
@@ -279,6 +280,7 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_input=tamt.kd_reads or "clean",
         eval_kd_input=tamt.kd_input or "clean",  # TAMT's KD dev data is clean text, whatever the objective
         teacher=tamt.teacher_mode,
+        kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
     lr = config.lr or tamt.default_lr
