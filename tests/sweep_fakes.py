@@ -186,6 +186,7 @@ def tamt_settings() -> frozenset[str]:
         "no_pooler",
         "kd_teacher",
         "count",
+        "kd_data",
     }
 
 
