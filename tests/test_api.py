@@ -142,7 +142,7 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "score_dtype": "bfloat16", "variant": "chen", "pooler": True, "rewind_head": True,
         "first_pruning": "after-round", "decoder": "masked", "kd_input": "corrupted", "schedule_steps": 40,
         "no_pooler": True, "kd_teacher": "eval", "count": "round", "clip_per_tensor": True,
-        "adam_eps": 1e-6, "wikitext_markup": "keep",
+        "adam_eps": 1e-6, "wikitext_markup": "keep", "kd_data": "blocks",  # reference: TAMT-KD's alone
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
@@ -159,6 +159,7 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
             else:
                 own = "ranking targets init threshold alpha prune_rate score_dtype variant pooler".split()
                 own += ["rewind_head", "first_pruning", "decoder", "kd_input", "kd_teacher", "count"]
+                own += ["kd_data"]
                 owner = config.method if k in own else config
                 assert getattr(owner, k) == given[k], k
         assert (

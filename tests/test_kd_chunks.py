@@ -28,6 +28,7 @@ from ticketlab.masks import apply_mask, load_mask
 from ticketlab.methods import omp_mask
 from ticketlab.methods.registered.tamt import _tamt_settings
 from ticketlab.methods.tamt import TamtConfig
+from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 
 LINE1, LINE2, LINE3 = " ".join(WORDS[:20]), " ".join(WORDS[20:25]), " ".join(WORDS[25:31])
 # Documents are runs of lines between blank lines. The heading's and the short first line's
@@ -167,6 +168,7 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     lines = [" ".join(random.Random(i).choices(WORDS[:31], k=24)) for i in range(12)]
     (tmp_path / "docs.txt").write_text("\n\n".join(lines) + "\n")
     (tmp_path / "dev.txt").write_text("\n".join(lines[:4]) + "\n")
+    corpus = {"train": [str(tmp_path / "docs.txt")], "dev": [str(tmp_path / "dev.txt")]}
 
     def search(out, *extra):
         args = ["search", "tamt", "--model", str(model), "--corpus", str(tmp_path / "docs.txt")]
@@ -179,5 +181,7 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     assert config.search["kd_data"] == "reference" and config.search["train_sequences"] == 12
     settings = json.loads((tmp_path / "kd" / "run" / "settings.json").read_text())
     assert "reference" in json.dumps(settings)
+    job = SearchJob("m", "x", 0.5, 0, 10, [], {"kd_data": "reference"}, corpus, tmp_path / "m", tmp_path)
+    assert sweep_methods()["tamt-kd"].configure(job).method.kd_data == "reference"  # a sweep's setting
     assert search(tmp_path / "carved") == 2  # the dev text carved from the training text: refused
     assert "--kd-data reference draws its sequences from all of the training text" in capsys.readouterr().err
