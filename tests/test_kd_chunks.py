@@ -28,6 +28,7 @@ from ticketlab.masks import apply_mask, load_mask
 from ticketlab.methods import omp_mask
 from ticketlab.methods.registered.tamt import _tamt_settings
 from ticketlab.methods.tamt import TamtConfig
+from ticketlab.studies.run_ids import run_id
 from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 
 LINE1, LINE2, LINE3 = " ".join(WORDS[:20]), " ".join(WORDS[20:25]), " ".join(WORDS[25:31])
@@ -183,5 +184,8 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     assert "reference" in json.dumps(settings)
     job = SearchJob("m", "x", 0.5, 0, 10, [], {"kd_data": "reference"}, corpus, tmp_path / "m", tmp_path)
     assert sweep_methods()["tamt-kd"].configure(job).method.kd_data == "reference"  # a sweep's setting
+    plain = {"kind": "search", "settings": {"objective": "kd"}}  # a spec naming the default: the same run
+    assert run_id(plain) == run_id({**plain, "settings": {"objective": "kd", "kd_data": "blocks"}})
+    assert run_id(plain) != run_id({**plain, "settings": {"objective": "kd", "kd_data": "reference"}})
     assert search(tmp_path / "carved") == 2  # the dev text carved from the training text: refused
     assert "--kd-data reference draws its sequences from all of the training text" in capsys.readouterr().err

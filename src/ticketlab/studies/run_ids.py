@@ -54,7 +54,8 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
 # then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
 # defaults carries them in `defaults` instead (`MethodSpec.changed_defaults`): never an old row's id.
 # `kd_teacher: eval` and `count: round` joined them when TAMT's teacher in train mode and its masker's
-# int(s·n) count became the defaults.
+# int(s·n) count became the defaults; `kd_data: blocks` names what every TAMT-KD run trained on before
+# TAMT's own KD data could be chosen.
 BEFORE_34 = {
     "decoder": "masked",
     "kd_input": "corrupted",
@@ -62,6 +63,7 @@ BEFORE_34 = {
     "no_pooler": True,
     "kd_teacher": "eval",
     "count": "round",
+    "kd_data": "blocks",
 }
 
 
