@@ -181,6 +181,7 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     assert search(tmp_path / "kd", "--dev", str(tmp_path / "dev.txt")) == 0
     config = load_mask(tmp_path / "kd")[1]
     assert config.search["kd_data"] == "reference" and config.search["train_sequences"] == 12
+    assert "train_blocks" not in config.search
     settings = json.loads((tmp_path / "kd" / "run" / "settings.json").read_text())
     assert "reference" in json.dumps(settings)
     job = SearchJob("m", "x", 0.5, 0, 10, [], {"kd_data": "reference"}, corpus, tmp_path / "m", tmp_path)

@@ -89,7 +89,7 @@ def pair_layout(tokenizer: PreTrainedTokenizerBase) -> PairLayout:
     i, n = _find(one, a), len(a)
     j = _find(ids, a)
     k = j + n + _find(ids[j + n :], b)
-    if min(i, j, k - j - n) < 0 or len(a) != 1 or len(b) != 1:
+    if min(i, j, k - j - n) < 0 or len(a) != 1 or len(b) != 1 or one[:i] != ids[:j]:
         raise ConfigError(f"cannot find where {type(tokenizer).__name__} puts its special tokens in a pair")
     return PairLayout(
         prefix=ids[:j],

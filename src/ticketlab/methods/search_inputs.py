@@ -131,8 +131,8 @@ def reference_kd_data(config: SearchConfig, tokenizer, objective: SearchObjectiv
     )
     if main:
         log.info(f"TAMT-KD reference data: {len(chunks):,} sequences ({chunks.num_tokens:,} tokens)")
-    info = {**objective.info, "kd_data": "reference", "train_sequences": len(chunks)}
-    info["train_tokens"] = chunks.num_tokens  # real tokens, not the padding the mean counts
+    info = {k: v for k, v in objective.info.items() if k != "train_blocks"}  # not what it trains on
+    info.update(kd_data="reference", train_sequences=len(chunks), train_tokens=chunks.num_tokens)
     return dataclasses.replace(
         objective,
         dataset=chunks,
