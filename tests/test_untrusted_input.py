@@ -310,18 +310,24 @@ def test_a_model_from_scratch_has_a_stated_ceiling_checked_before_any_work(tmp_p
 # --------------------------------------------------------------------------- checkpoints
 
 
-def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_dir, tmp_path, capsys):
-    """A search stopped after its last checkpoint resumes from it; a Python RNG state that is no
-    state (a list too short, of the wrong types) is one line naming the checkpoint file."""
+def _search_stopped_after_its_checkpoint(model, tmp_path, capsys) -> tuple[list, Path]:
+    """A 2-step search's command and its checkpoint, as if killed after the checkpoint and before
+    the mask was written: the same command resumes from it."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
     out = tmp_path / "s"
-    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
+    search = ["search", "tamt", "--model", model, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
     search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
     assert run(capsys, *search)[0] == 0
     for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
-        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
-    ckpt = out / "run" / "checkpoint.pt"
+        (out / name).unlink()
+    return search, out / "run" / "checkpoint.pt"
+
+
+def test_a_checkpoint_with_an_invalid_rng_state_is_one_line_naming_it(tiny_bert_dir, tmp_path, capsys):
+    """A search stopped after its last checkpoint resumes from it; a Python RNG state that is no
+    state (a list too short, of the wrong types) is one line naming the checkpoint file."""
+    search, ckpt = _search_stopped_after_its_checkpoint(tiny_bert_dir, tmp_path, capsys)
     for state in [(3, (1, 2), None), (3, (), None), "not a state"]:
         saved = torch.load(ckpt, weights_only=True)
         saved["rng"]["python"] = repr(state)
@@ -336,15 +342,8 @@ def test_a_tampered_checkpoint_step_or_generator_state_is_refused_before_resumin
     """A step past the run's end made a resumed search publish a mask 'of 200 steps' trained for 12;
     a generator state of the wrong type or size (a 2 MB string parsed as Python) ran out of memory.
     Each is one line naming the checkpoint, and the search resumes once it is put back."""
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 30)
-    out = tmp_path / "s"
-    search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", 0.5, "--steps", 2]
-    search += ["--max-length", 16, "--no-eval", "--no-progress", "--keep-checkpoint", "--out", out]
-    assert run(capsys, *search)[0] == 0
-    for name in ("mask_config.json", "masks.safetensors", "mlm_head.safetensors", "run/train_result.json"):
-        (out / name).unlink()  # as if killed after the checkpoint, before the mask was written
-    ckpt = out / "run" / "checkpoint.pt"
+    search, ckpt = _search_stopped_after_its_checkpoint(tiny_bert_dir, tmp_path, capsys)
+    out = ckpt.parents[1]
     good = torch.load(ckpt, weights_only=True)
     tampered = {
         "step past the end": lambda c: c.update(step=10**12),
