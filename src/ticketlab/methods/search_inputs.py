@@ -13,7 +13,7 @@ from accelerate import Accelerator
 
 from ..core.errors import ConfigError
 from ..core.outputs import check_output
-from ..data.corpus import load_lm_corpus, resolve_sources
+from ..data.corpus import LMCorpus, load_lm_corpus, resolve_sources
 from ..data.kd_chunks import reference_kd_chunks
 from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
@@ -65,7 +65,7 @@ def lm_objective(
             dev_fraction=config.dev_fraction,
             cache_dir=config.cache_dir,
             text_column=config.text_column,
-            wikitext=False if config.wikitext_markup == "keep" else None,  # None: detect and undo
+            wikitext=wikitext_cleanup(config),
             progress=acc.is_main_process and config.progress,
         )
     if acc.is_main_process:
@@ -111,7 +111,20 @@ def lm_objective(
     return objective
 
 
-def reference_kd_data(config: SearchConfig, tokenizer, objective: SearchObjective, corpus, teacher, main):
+def wikitext_cleanup(config: SearchConfig) -> bool | None:
+    """The corpus readers' `wikitext`: None detects WikiText's markup and undoes it; False keeps it
+    (`--wikitext-markup keep`, as TAMT's code reads the files)."""
+    return False if config.wikitext_markup == "keep" else None
+
+
+def reference_kd_data(
+    config: SearchConfig,
+    tokenizer,
+    objective: SearchObjective,
+    corpus: LMCorpus,
+    teacher: Teacher,
+    main: bool,
+) -> SearchObjective:
     """`objective` training on TAMT-KD's reference data (`data.kd_chunks`): sequences of the training
     corpus's documents padded to max_length, the KD loss averaged over every position. The chunks are
     drawn from the whole training text, so the dev text must be a split of its own."""
@@ -126,7 +139,7 @@ def reference_kd_data(config: SearchConfig, tokenizer, objective: SearchObjectiv
         config.max_length,
         seed=config.seed,
         content_key=corpus.train.content_key,
-        wikitext=False if config.wikitext_markup == "keep" else None,
+        wikitext=wikitext_cleanup(config),
         progress=main and config.progress,
     )
     if main:
