@@ -335,3 +335,80 @@ def test_a_study_reusing_runs_counts_its_plans_and_is_declared_once_after_them_n
     reused = declared_store(tmp_path / "r", CLAIMS, [(CLAIMS, 9)])
     status = declaration_status(load_results(reused))
     assert status.startswith("declared once, after 9 runs of its plan") and "amended" not in status
+
+
+def _within_by_hand(methods: list[str], losses: list[float], scores: list[float]) -> tuple[float, float]:
+    """(ρ, two-sided p) of a within-methods correlation, from scratch: ranks within each method of 2
+    or more masks, the pooled correlation of the centred ranks, and p over every combination of
+    within-method orderings of the scores."""
+    import itertools
+
+    from scipy.stats import rankdata
+
+    groups = [[i for i, m in enumerate(methods) if m == g] for g in dict.fromkeys(methods)]
+    groups = [g for g in groups if len(g) > 1]
+    xs = [rankdata([losses[i] for i in g]) for g in groups]
+    ys = [rankdata([scores[i] for i in g]) for g in groups]
+    xs, ys = [x - x.mean() for x in xs], [y - y.mean() for y in ys]
+    norm = math.sqrt(sum((x * x).sum() for x in xs) * sum((y * y).sum() for y in ys))
+    rho = sum((x * y).sum() for x, y in zip(xs, ys, strict=True)) / norm
+    combos = list(itertools.product(*(itertools.permutations(y) for y in ys)))
+    hits = sum(
+        abs(sum((x * list(o)).sum() for x, o in zip(xs, c, strict=True))) / norm >= abs(rho) - 1e-9
+        for c in combos
+    )
+    return rho, hits / len(combos)
+
+
+def test_a_within_methods_correlation_ranks_masks_inside_their_method_not_the_clusters(tmp_path):
+    """TAMT-MLM's masks have the lowest losses and the highest scores, so over the 11 masks pooled
+    the MLM loss 'predicts' fig5 (ρ < 0) by the clusters' order alone; within each method a mask's
+    loss rises with its seed and so, mostly, does its score: ranked within methods the correlation is
+    positive, and OMP's one mask carries nothing. ρ and the exact stratified-permutation p (5! × 5!
+    orderings) match a computation from scratch."""
+    within = claim("x < y", "fig5") | {"kind": "correlate", "a": "", "b": "", "sign": -1}
+    within |= {"loss": "mlm_loss", "unit": "within-methods"}
+    pooled = within | {"unit": "masks"}
+    sweep = declared_store(tmp_path, [within, pooled], [([within, pooled], 0)])
+    w, p = (t.test for t in declared_tests(load_results(sweep)))
+    assert w.within and not p.within and w.n == 10 and p.n == 11 and len(w.groups) == 2
+    assert p.rho < -0.5 < 0 < w.rho  # the clusters' order, against the masks' within their method
+    rho, exact = _within_by_hand(w.methods, w.losses, w.scores)
+    assert w.rho == pytest.approx(rho) and w.p == pytest.approx(exact)
+    assert w.mde == pytest.approx(detectable_rho(9))  # 10 masks, less 1 for the second method's mean
+    assert declared_tests(load_results(sweep))[0].verdict.startswith(("not shown", "contradicted"))
+    report = write_report(sweep).path.read_text()
+    assert "mlm_loss predicts fig5 at 70% (ρ < 0, over masks within methods)" in report
+    assert "10 masks within 2 methods" in report
+
+
+def test_a_within_methods_p_beyond_its_enumeration_is_drawn_seeded_and_near_the_exact_one(monkeypatch):
+    """Past `WITHIN_DRAWS` orderings the p is a seeded Monte Carlo estimate: the same twice, within
+    its sampling error of the exact p, and never 0."""
+    from ticketlab.studies.report import claims as report_claims
+
+    methods = ["a"] * 4 + ["b"] * 4 + ["c"] * 3
+    losses = [1.0, 2.0, 3.0, 4.0, 5.0, 6.1, 6.0, 8.0, 9.0, 10.0, 11.0]
+    scores = [3.0, 2.0, 1.0, 0.5, 9.0, 8.0, 8.5, 7.0, 4.0, 3.0, 3.5]
+    make = lambda: report_claims.Correlation("kd_loss", "avg", methods, losses, scores, [], within=True)  # noqa: E731
+    exact = make().p  # 4! × 4! × 3! = 3,456 orderings: enumerated
+    assert exact == pytest.approx(_within_by_hand(methods, losses, scores)[1])
+    monkeypatch.setattr(report_claims, "WITHIN_DRAWS", 2000)
+    drawn = make().p
+    assert drawn == make().p and drawn > 0
+    assert abs(drawn - exact) < 4 * math.sqrt(exact * (1 - exact) / 2000) + 1 / 2001
+
+
+def test_dry_run_plans_a_within_methods_correlation_with_its_draws_floor(tmp_path):
+    """Random, IMP and TAMT-MLM at 5 masks each (OMP's one carries nothing within): 15 masks within 3
+    methods, 120³ orderings (past the enumeration), so the floor is the draws' 1 / 200,001 (× 2
+    claims); the MDE is Fisher's at 15 − 2 units and α / 2. It passes by design."""
+    within = {"correlate": "kd_loss", "endpoint": "fig5", "sparsity": 0.7, "unit": "within-methods"}
+    compare = {"compare": "tamt-mlm > imp", "endpoint": "fig5", "sparsity": 0.7, "pilot_sd": 1.5}
+    s = spec(tmp_path, claims=[compare, within], **AVG)
+    corr = plan_claims(s)[1]
+    assert corr.units == "15 masks within 3 methods" and corr.passable
+    assert corr.smallest_p == pytest.approx(2 / 200_001)
+    assert corr.mde == pytest.approx(detectable_rho(13, alpha=0.025))
+    assert s.claims[1].text == "kd_loss predicts fig5 at 70% (ρ < 0, over masks within methods)"
+    refuse_unpassable(s)  # nothing to refuse

@@ -27,6 +27,7 @@ other, and otherwise "not shown at this budget" with the MDE.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,6 +37,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ...tasks.scores import detectable_effect, detectable_rho, t_test, welch
+from ..sweep.declared import WITHIN_DRAWS
 from ..sweep.methods import base_method
 from .cells import AVG, Cell
 from .paired import EXPLORATORY, FLOOR, ONE_STOCHASTIC_MASK, Comparisons, against, stochastic
@@ -174,7 +176,14 @@ class Correlation:
     """Spearman's ρ between the final masks' dev loss `loss` and their score on `task` (or AVG); the
     claim: ρ < 0 (lower loss, higher score). p: scipy's `spearmanr` (its t approximation), exact by
     enumerating every ordering of up to `EXACT_UP_TO` masks (the approximation gives p = 0 to any
-    perfect order, even of 3 masks)."""
+    perfect order, even of 3 masks).
+
+    `within`: masks nested in methods (a declared claim's `within-methods` unit). The masks of one
+    method sit in a tight cluster, so a ρ over all of them is mostly the order of the clusters; here
+    each method's masks are ranked among themselves, ρ is the pooled correlation of those centred ranks
+    (the methods' Spearman ρs weighted by their rank variance), and p is a stratified permutation test
+    (scores permuted within each method: under the null the masks of a method, different search
+    seeds, are exchangeable). A method with one mask (OMP) carries no within-method information."""
 
     loss: str
     task: str
@@ -187,29 +196,58 @@ class Correlation:
     part: str = PREDICTS
     floor: bool = False  # the full model is at the task's constant predictor: the scores rank noise
     exploratory: bool = False  # the study declared other claims (`paired.EXPLORATORY`)
+    within: bool = False  # ranks and permutations within each method (see above)
+
+    @cached_property
+    def groups(self) -> list[np.ndarray]:
+        """The masks' indices per method: all masks as one group, or (`within`) each method with 2 or
+        more masks as its own."""
+        if not self.within:
+            return [np.arange(len(self.losses))]
+        by: dict[str, list[int]] = defaultdict(list)
+        for i, m in enumerate(self.methods):
+            by[m].append(i)
+        return [np.array(g) for g in by.values() if len(g) > 1]
 
     @property
     def n(self) -> int:
-        return len(self.losses)
+        return sum(len(g) for g in self.groups)
+
+    @cached_property
+    def _centred_ranks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per group, the losses' and the scores' average ranks minus their mean."""
+        losses, scores = np.asarray(self.losses, float), np.asarray(self.scores, float)
+        xs = [sps.rankdata(losses[g]) for g in self.groups]
+        ys = [sps.rankdata(scores[g]) for g in self.groups]
+        return [x - x.mean() for x in xs], [y - y.mean() for y in ys]
 
     @property
     def why_not(self) -> str | None:
         if self.floor:
             return FLOOR
         if self.n < 3:
-            return "fewer than 3 masks"
-        if len(set(self.losses)) == 1 or len(set(self.scores)) == 1:
-            return "constant loss or score"
+            return "fewer than 3 masks" + (" in methods with 2 or more" if self.within else "")
+        xs, ys = self._centred_ranks
+        if not any(x.any() for x in xs) or not any(y.any() for y in ys):
+            return "constant loss or score" + (" within every method" if self.within else "")
         return None
 
     @cached_property
     def rho(self) -> float | None:
-        return None if self.why_not is not None else float(sps.spearmanr(self.losses, self.scores).statistic)
+        if self.why_not is not None:
+            return None
+        if not self.within:
+            return float(sps.spearmanr(self.losses, self.scores).statistic)
+        xs, ys = self._centred_ranks
+        cov = sum(float(x @ y) for x, y in zip(xs, ys, strict=True))
+        return cov / np.sqrt(sum(float(x @ x) for x in xs) * sum(float(y @ y) for y in ys))
 
     @cached_property
     def p(self) -> float | None:
         if self.rho is None:
             return None
+        if self.within:
+            return self._within_p()
         if self.n > EXACT_UP_TO:
             return float(sps.spearmanr(self.losses, self.scores).pvalue)
         x, y = sps.rankdata(self.losses), sps.rankdata(self.scores)
@@ -218,11 +256,38 @@ class Correlation:
         rhos = xc @ yc / np.sqrt((xc**2).sum(1) * (yc**2).sum())
         return float(np.mean(np.abs(rhos) >= abs(self.rho) - 1e-12))
 
+    def _within_p(self) -> float:
+        """Two-sided stratified permutation p: the share of within-method orderings of the scores whose
+        |Σ x·y| (ρ's numerator; its denominator does not change) reaches the observed one. Every
+        ordering where there are at most `WITHIN_DRAWS`, else that many seeded draws (p = (1 + hits) /
+        (1 + draws), never 0)."""
+        xs, ys = self._centred_ranks
+        observed = abs(sum(float(x @ y) for x, y in zip(xs, ys, strict=True))) - 1e-9
+        orderings = math.prod(math.factorial(len(g)) for g in self.groups)
+        if orderings <= WITHIN_DRAWS:
+            total = np.zeros(1)
+            for x, y in zip(xs, ys, strict=True):  # every combination: an outer sum over the groups
+                sums = np.array(list(itertools.permutations(y))) @ x  # (n_g!,)
+                total = (total[:, None] + sums[None, :]).ravel()
+            return float(np.mean(np.abs(total) >= observed))
+        rng = np.random.default_rng(0)
+        total = np.zeros(WITHIN_DRAWS)
+        for x, y in zip(xs, ys, strict=True):
+            order = rng.permuted(np.tile(np.arange(len(y)), (WITHIN_DRAWS, 1)), axis=1)  # (draws, n_g)
+            total += y[order] @ x
+        return float((1 + np.sum(np.abs(total) >= observed)) / (1 + WITHIN_DRAWS))
+
+    @property
+    def effective_n(self) -> int:
+        """Units for the MDE: the masks, less one per method beyond the first where ranked within methods
+        (a partial correlation's Fisher z loses a degree of freedom per method mean it removes)."""
+        return self.n - (len(self.groups) - 1 if self.within else 0)
+
     @property
     def mde(self) -> float | None:
         """The smallest |ρ| found with 80% power at α = 0.05 (uncorrected), by Fisher's z with
-        Fieller's variance 1.06 / (n − 3); None below 4 masks or without a test."""
-        return None if self.why_not is not None else detectable_rho(self.n)
+        Fieller's variance 1.06 / (n − 3) (`effective_n`); None below 4 units or without a test."""
+        return None if self.why_not is not None else detectable_rho(self.effective_n)
 
     @property
     def holds(self) -> bool:

@@ -61,7 +61,7 @@ class DeclaredTest:
         if t is None or t.why_not is not None:
             return None
         if isinstance(t, Correlation):
-            return detectable_rho(t.n, alpha=self.alpha)
+            return detectable_rho(t.effective_n, alpha=self.alpha)
         return None if t.se is None else detectable_effect(t.se, t.df, alpha=self.alpha)
 
     @property
@@ -100,14 +100,17 @@ def _test(res: SweepResults, c: Claim) -> Comparison | LossTest | Correlation | 
 
 def _correlation(res: SweepResults, c: Claim) -> Correlation | None:
     """Spearman's ρ of `c.loss` and the score on `c.endpoint` over the final masks at `c.sparsity`:
-    per mask, or over the methods' means of their masks' losses and scores (`c.unit`)."""
+    per mask, within methods (masks ranked and permuted within their method), or over the methods'
+    means of their masks' losses and scores (`c.unit`)."""
     final = {k: p for k, p in res.pretrain_losses().items() if k in res.main_masks}
     per_mask = res.mask_scores(res.main_scores(), res.score_tasks(c.endpoint))
     keys = [k for k in final if k in per_mask and c.loss in final[k] and final[k]["sparsity"] == c.sparsity]
     if not keys:
         return None
-    if c.unit == "masks":
-        return res._correlation(final, per_mask, keys, c.loss, c.endpoint, c.sparsity)
+    if c.unit in ("masks", "within-methods"):
+        test = res._correlation(final, per_mask, keys, c.loss, c.endpoint, c.sparsity)
+        test.within = c.unit == "within-methods"
+        return test
     methods = list(dict.fromkeys(final[k]["method"] for k in keys))
     groups = {m: [k for k in keys if final[k]["method"] == m] for m in methods}
     return Correlation(
@@ -160,6 +163,8 @@ def _units(t: DeclaredTest) -> str:
     if x is None:
         return "—"
     if isinstance(x, Correlation):
+        if t.claim.unit == "within-methods":
+            return f"{x.n} masks within {len(x.groups)} methods"
         return f"{x.n} {'masks' if t.claim.unit == 'masks' else 'method means'}"
     if isinstance(x, LossTest):
         return f"{x.masks[0]} vs {x.masks[1]} masks"
@@ -184,7 +189,8 @@ def declared_section(res: SweepResults) -> list[str]:
         f"< {ALPHA} in the other; otherwise 'not shown', with the MDE at Holm's strictest level "
         f"α = {ALPHA} / {m} (80% power): the smallest true effect this design would have found. "
         "A difference is Welch's on the means of per-mask means (a loss: on per-mask losses); a "
-        "correlation is Spearman's ρ over the declared units."
+        "correlation is Spearman's ρ over the declared units (within methods: each method's masks "
+        "ranked among themselves, p from permuting scores within methods)."
     )
     header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
     rows = [

@@ -5,12 +5,14 @@ named endpoints (averages over tasks) they may be made on.
     claims:                                                      # at most 4: one Holm family
       - {compare: tamt-kd > imp, endpoint: fig5-average, sparsity: 0.7, pilot_sd: 1.2}
       - {compare: tamt-mlm < imp, endpoint: mlm_loss, sparsity: 0.7}        # a pre-training loss
-      - {correlate: mlm_loss, endpoint: fig5-average, sparsity: 0.7, unit: method-means}
+      - {correlate: kd_loss, endpoint: fig5-average, sparsity: 0.7, unit: within-methods}
 
 A comparison is Welch's test of the report's paired comparisons (masks the unit), on a task, a named
 endpoint or a dev loss of the final masks; a correlation is Spearman's rho of a loss and a score over
-units that are independent: the methods' means (`method-means`) or the masks (`masks`, which a
-reader must then know sit in method clusters). The report tests exactly these as the study's family
+units that are independent: the methods' means (`method-means`), the masks nested in their methods
+(`within-methods`: ranked within each method, a stratified permutation test, so that the methods'
+clusters do not make the correlation), or the masks pooled (`masks`, which a reader must then know
+sit in method clusters). The report tests exactly these as the study's family
 (`report.declared`), every other comparison being exploratory, and a claim no planned design can pass
 is refused before any run (`plan_claims`).
 
@@ -35,7 +37,10 @@ from ...tasks.scores import detectable_effect, detectable_rho, smallest_spearman
 
 MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
 LOSSES = ("mlm_loss", "kd_loss")  # the pre-training evaluation's dev losses (lower is better)
-UNITS = ("method-means", "masks")
+UNITS = ("method-means", "within-methods", "masks")
+# A within-methods test enumerates every within-method ordering up to this many; beyond, it draws this
+# many at random (seeded: the same store gives the same p), so its p has a floor of 1 / (draws + 1).
+WITHIN_DRAWS = 200_000
 ALPHA = 0.05
 # A declared claim's checkpoint is chosen on at least this share of dev (or none is: the last
 # evaluation). On 20% of dev (82-209 examples) the choice moved TAMT-MLM − IMP on SST-2 from −1.53 to
@@ -68,7 +73,10 @@ class Claim:
         metadata={"help": "+1: a > b (rho > 0); -1: a < b (rho < 0, e.g. lower loss, higher score)"},
     )
     loss: str = field(default="", metadata={"help": "correlate: the dev loss (mlm_loss or kd_loss)"})
-    unit: str = field(default="", metadata={"help": "correlate: method-means or masks"})
+    unit: str = field(
+        default="",
+        metadata={"help": "correlate: method-means, within-methods (masks nested in methods) or masks"},
+    )
     pilot_sd: tuple[tuple[str, float], ...] = field(
         default=(),
         metadata={
@@ -84,7 +92,8 @@ class Claim:
         if self.kind == "compare":
             return f"{self.a} {'>' if self.sign > 0 else '<'} {self.b} on {self.endpoint} {at}"
         rho = "ρ > 0" if self.sign > 0 else "ρ < 0"
-        return f"{self.loss} predicts {self.endpoint} {at} ({rho}, over {self.unit})"
+        over = "masks within methods" if self.unit == "within-methods" else self.unit
+        return f"{self.loss} predicts {self.endpoint} {at} ({rho}, over {over})"
 
 
 # --------------------------------------------------------------------------- reading the YAML
@@ -311,7 +320,10 @@ def _plan(spec, c: Claim, m: int) -> PlannedClaim:
     alpha = ALPHA / m
     if c.kind == "correlate":
         methods = [x for x in spec.methods if x != "full" and c.sparsity in spec.method_sparsities(x)]
-        n = len(methods) if c.unit == "method-means" else sum(len(spec.method_seeds(x)) for x in methods)
+        masks = [len(spec.method_seeds(x)) if spec.method_specs[x].seeded else 1 for x in methods]
+        if c.unit == "within-methods":
+            return _plan_within(c, [k for k in masks if k > 1], m)
+        n = len(methods) if c.unit == "method-means" else sum(masks)
         units = f"{n} {'method means' if c.unit == 'method-means' else 'masks'}"
         why = "fewer than 3 units" if n < 3 else None
         smallest = min(1.0, m * smallest_spearman_p(n))
@@ -340,6 +352,19 @@ def _plan(spec, c: Claim, m: int) -> PlannedClaim:
         mde = detectable_effect(float(se), float(df), alpha=alpha)
     # Welch's t over two samples of 2 or more has no floor under p: its smallest reachable p is 0
     return PlannedClaim(c, units, 1.0 if why else 0.0, mde, why)
+
+
+def _plan_within(c: Claim, sizes: list[int], m: int) -> PlannedClaim:
+    """A within-methods correlation over methods of `sizes` masks (those with 2 or more): its p has the
+    floor of a perfect order in every method (2 / Π n!) or of the permutation draws, whichever is
+    higher; its MDE loses one unit per method mean removed (`report.claims.Correlation`)."""
+    n, orderings = sum(sizes), math.prod(math.factorial(k) for k in sizes)
+    exact = 2 / orderings if orderings else 1.0
+    floor = exact if orderings <= WITHIN_DRAWS else max(exact, 1 / (WITHIN_DRAWS + 1))
+    units = f"{n} masks within {len(sizes)} methods"
+    why = "fewer than 3 masks in methods with 2 or more" if n < 3 else None
+    effective = n - max(len(sizes) - 1, 0)
+    return PlannedClaim(c, units, min(1.0, m * floor), detectable_rho(effective, alpha=ALPHA / m), why)
 
 
 def describe_plans(plans: list[PlannedClaim]) -> list[str]:
