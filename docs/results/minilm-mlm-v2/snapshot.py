@@ -1,6 +1,9 @@
 """minilm-mlm's `snapshot.py`, for this study's folder: copy the live store and the masks its pending
 runs read here before a stop (`masks/`), or bring each done search's final mask back from git history
 (`--restore`). The code is minilm-mlm's (one copy of it); only the folder it writes and reads differs.
+Before a stop it first records, in `curve_similarity.csv`, the Jaccard with OMP's mask of every mask
+saved along a search that is still on this machine (`curve_similarity.py`): those masks are not
+committed, and leave with the machine.
 
 Usage (from the worktree's root):
     PYTHONPATH=src python docs/results/minilm-mlm-v2/snapshot.py [SWEEP_DIR]              # before a stop
@@ -16,11 +19,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-spec = importlib.util.spec_from_file_location(
-    "minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py"
-)
-snapshot = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(snapshot)
+
+
+def _module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+snapshot = _module("minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py")
 snapshot.HERE = HERE  # its functions read the folder from this global
 
 if __name__ == "__main__":
@@ -33,7 +41,10 @@ if __name__ == "__main__":
         copy_store(sweep / "results.sqlite", HERE / "pilot" / "results.sqlite")
         print(f"{HERE / 'pilot' / 'results.sqlite'}: the pilot's store copied")
         sys.exit(0)
-    action = snapshot.main
     if args[:1] == ["--restore"]:
-        action, args = snapshot.restore, args[1:]
-    action(Path(args[0] if args else "sweeps/minilm-mlm-v2").resolve())
+        snapshot.restore(Path(args[1] if len(args) > 1 else "sweeps/minilm-mlm-v2").resolve())
+        sys.exit(0)
+    sweep = Path(args[0] if args else "sweeps/minilm-mlm-v2").resolve()
+    # First, while the masks along the searches are here (needs ticketlab: imported only now).
+    _module("minilm_mlm_v2_curve_similarity", HERE / "curve_similarity.py").main(sweep)
+    snapshot.main(sweep)
