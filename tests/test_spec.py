@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -72,6 +74,26 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
             "methods.random.search_seeds: a non-empty list of distinct integers",
         ),
         (lambda d: d.update(methods={"random": {"search_seeds": [0, "1"]}}), "'1' is not an integer"),
+        (
+            lambda d: d.update(methods={"omp": {"finetune_seeds": []}}),
+            "methods.omp.finetune_seeds: a non-empty list of distinct integers",
+        ),
+        (
+            lambda d: d.update(methods={"full": {"finetune_seeds": [0, 1, 1]}}),
+            "methods.full.finetune_seeds: a non-empty list of distinct integers",
+        ),
+        (
+            lambda d: d.update(methods={"omp": {"finetune_seeds": [0, "1"]}}),
+            "methods.omp.finetune_seeds: '1' is not an integer",
+        ),
+        (
+            lambda d: d.update(methods={"omp": {"finetune_seeds": [-1]}}),
+            "methods.omp.finetune_seeds: -1 is out of range",
+        ),
+        (
+            lambda d: d.update(methods={"omp": {"finetune_seed": [0, 1]}}),
+            "methods.omp.finetune_seed: unknown setting (did you mean 'finetune_seeds'?)",
+        ),
         (
             lambda d: d.update(search_curve={"steps": [10, 40]}),
             "search_curve.steps: 40 is beyond the search budget",
@@ -207,6 +229,62 @@ def test_a_method_may_have_its_own_search_seeds(tmp_path, base):
     assert {r.config.get("method") for r in added} == {"random"} and all(
         (r.config.get("seed") if r.kind == "search" else r.config["mask_seed"]) in (1, 2) for r in added
     )
+
+
+def test_a_method_may_have_its_own_finetune_seeds(tmp_path, base):
+    """`methods.omp.finetune_seeds` (and `full`'s): 5 fine-tunings of each of their masks on every
+    task beside the sweep's 2 of the others'. The seeds both lists hold are the runs planned without
+    them, under the same ids; the key enters no run's config; a searched method may have its own
+    (fewer, here); the data curve keeps the sweep's seeds; the extra seeds come after every cell's
+    first ones."""
+    base["methods"] = ["full", "omp", "random", "tamt-mlm"]
+    base["data_curve"] = {"train_sizes": [8], "sparsities": [0.7], "methods": ["full", "omp"]}
+    before = {r.id: r for r in expand(load(tmp_path, base))}
+    five = list(range(5))
+    base["methods"] = [
+        {"full": {"finetune_seeds": list(five)}},  # two lists: YAML would write one as an alias
+        {"omp": {"finetune_seeds": list(five)}},
+        {"random": {"finetune_seeds": [1]}},
+        "tamt-mlm",
+    ]
+    spec = load(tmp_path, base)
+    assert spec.method_finetune_seeds("omp") == five and spec.method_finetune_seeds("tamt-mlm") == [0, 1]
+    runs = expand(spec)
+    fts = [r for r in runs if r.kind == "finetune"]
+    main = Counter((r.config["method"], r.config["seed"]) for r in fts if r.config["train_size"] is None)
+    # full: 2 tasks per seed; omp: 2 masks x 2 tasks; random, tamt-mlm: 6 masks x 2 tasks
+    assert main == {("full", f): 2 for f in five} | {("omp", f): 4 for f in five} | {
+        ("random", 1): 12,
+        **{("tamt-mlm", f): 12 for f in (0, 1)},
+    }
+    curve = Counter((r.config["method"], r.config["seed"]) for r in fts if r.config["train_size"] == 8)
+    assert curve == {("full", 0): 2, ("full", 1): 2, ("omp", 0): 2, ("omp", 1): 2}  # the sweep's seeds
+    after = {r.id for r in runs}
+    added, gone = after - before.keys(), before.keys() - after
+    assert {by.config["seed"] for by in (before[i] for i in gone)} == {0} and all(
+        before[i].config["method"] == "random" for i in gone
+    )
+    assert {(r.config["method"], r.config["seed"]) for r in runs if r.id in added} == {
+        (m, f) for m in ("full", "omp") for f in (2, 3, 4)
+    }
+    assert [r.id for r in runs if r.kind == "search"] == [i for i, r in before.items() if r.kind == "search"]
+    assert not any("finetune_seeds" in json.dumps(r.config) for r in runs)
+    # seed-major: every cell's first two seeds before OMP's and the full model's third to fifth
+    order = [r.config["seed"] >= 2 for r in fts]
+    assert order == sorted(order)
+
+
+def test_a_spec_without_its_own_finetune_seeds_plans_the_runs_it_planned(tmp_path, base):
+    """Every run of a spec with every optional grid (curves, pre-training losses), in its order, under
+    the ids main planned before methods could have their own fine-tuning seeds: the count and a hash
+    of the ids in plan order, computed then."""
+    base["methods"] = ["full", "omp", "random", "imp", "tamt-mlm"]
+    base["pretrain_eval"] = {"max_blocks": 16}
+    base["search_curve"] = {"steps": [5, 10], "sparsities": [0.7], "tasks": ["sst2"]}
+    base["data_curve"] = {"train_sizes": [8, "all"], "sparsities": [0.7]}
+    ids = [r.id for r in expand(load(tmp_path, base))]
+    assert len(ids) == 211
+    assert hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16] == "0ea199938aa4524e"
 
 
 def test_search_curve_save_at_and_budgets(tmp_path, base):

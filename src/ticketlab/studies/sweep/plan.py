@@ -5,7 +5,9 @@ Three kinds of run:
                  along the way for search-cost curves); OMP has one run per sparsity, `full` none;
                  a per-task method (`imp-task`) one per source task too
   pretrain-eval  MLM / KD dev loss of one mask (or of the dense model)
-  finetune       (mask, task, fine-tuning seed, training-set size) -> dev scores
+  finetune       (mask, task, fine-tuning seed, training-set size) -> dev scores; the main grid's
+                 with the method's own fine-tuning seeds where it has them, the curves' with the
+                 sweep's
 
 A mask is searched once and fine-tuned on every task (a per-task method's too: its source task is one
 of them, the others are its transfer targets). A run's id is a content hash of its resolved
@@ -176,7 +178,7 @@ def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
 
 def expand(spec: SweepSpec) -> list[Run]:
     """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings, seed by
-    seed."""
+    seed (the i-th seed of each list together: a method's own fine-tuning seeds are its list)."""
     main, extra = _searches(spec)
     finals = {r.id: MaskRef(r, None) for r in main}
     curve_masks = [MaskRef(r, None) for r in extra] + [
@@ -195,22 +197,24 @@ def expand(spec: SweepSpec) -> list[Run]:
             if ref.search.config["method"] == method and ref.search.config["sparsity"] in sparsities
         ]
 
-    fts: list[Run] = []
-    for method in spec.methods:
+    # (the seed's place in the list it comes from, the run): the sort below is seed-major on it
+    fts: list[tuple[int, Run]] = []
+
+    def tune(ref: MaskRef | None, tasks, seeds: list[int], size_of=main_size) -> list[tuple[int, Run]]:
+        return [(i, _finetune_run(spec, t, f, size_of(t), ref)) for t in tasks for i, f in enumerate(seeds)]
+
+    for method in spec.methods:  # the main grid: each method's own fine-tuning seeds, else the sweep's
         for ref in refs(method, spec.method_sparsities(method)):
-            fts += [
-                _finetune_run(spec, t, f, main_size(t), ref) for t in spec.tasks for f in spec.finetune_seeds
-            ]
-    if spec.search_curve is not None:
-        tasks = spec.search_curve.tasks
+            fts += tune(ref, spec.tasks, spec.method_finetune_seeds(method))
+    if spec.search_curve is not None:  # the curves: the sweep's seeds (`SweepSpec.method_finetune_seeds`)
         for ref in curve_masks:
-            fts += [_finetune_run(spec, t, f, main_size(t), ref) for t in tasks for f in spec.finetune_seeds]
+            fts += tune(ref, spec.search_curve.tasks, spec.finetune_seeds)
     if spec.data_curve is not None:
         c = spec.data_curve
         for method in c.methods:
             for ref in refs(method, c.sparsities):
                 for n in c.train_sizes:
-                    fts += [_finetune_run(spec, t, f, n, ref) for t in c.tasks for f in spec.finetune_seeds]
+                    fts += tune(ref, c.tasks, spec.finetune_seeds, lambda t, n=n: n)
 
     evals: list[Run] = []
     if spec.pretrain_eval is not None:
@@ -218,11 +222,11 @@ def expand(spec: SweepSpec) -> list[Run]:
         evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
 
     # Seed-major fine-tunings: a sweep stopped part-way has every cell at its first seeds rather
-    # than some cells complete and others empty (stable sort keeps the method/task order).
-    seeds = {f: i for i, f in enumerate(spec.finetune_seeds)}
-    fts.sort(key=lambda r: seeds[r.config["seed"]])
+    # than some cells complete and others empty (stable sort keeps the method/task order); a
+    # method's own seeds beyond the sweep's number come after every other cell's.
+    fts.sort(key=lambda p: p[0])
     runs, seen = [], set()
-    for r in [*main, *extra, *evals, *fts]:
+    for r in [*main, *extra, *evals, *(r for _, r in fts)]:
         if r.id not in seen:
             seen.add(r.id)
             runs.append(r)

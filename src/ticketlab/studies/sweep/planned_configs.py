@@ -68,14 +68,15 @@ class PlannedConfigs:
         return f"methods.{method}" if own else "search"
 
     def _check_finetune_configs(self, task: str) -> None:
-        """Build the `FinetuneConfig` of every fine-tuning of `task` the sweep plans (each seed and
-        training-set size), with the code the runs use: the dry run refuses what a run would."""
+        """Build the `FinetuneConfig` of every fine-tuning of `task` the sweep plans (each seed, the
+        methods' own included, and training-set size), with the code the runs use: the dry run refuses
+        what a run would."""
         settings = self.finetune_settings(task)
         sizes = [settings.pop("train_size", None)]
         if self.data_curve is not None and task in self.data_curve.tasks:
             sizes += self.data_curve.train_sizes
         t = self.tasks[task]
-        for size, seed in itertools.product(sizes, self.finetune_seeds):
+        for size, seed in itertools.product(sizes, self.all_finetune_seeds()):
             job = FinetuneJob(self.model, None, t.task, t.data, seed, size, settings, _PLAN_DIR)
             with self._naming(lambda field: self._finetune_key(task, field)):
                 finetune_config(job)

@@ -41,6 +41,24 @@ more seeds add runs.
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
 
+A method's own `finetune_seeds` replace the sweep's `seeds.finetune` for its fine-tunings on every
+task of the main grid. A deterministic method's spread in a comparison is its fine-tuning seeds'
+alone (its one mask is no sample of a search), so with the sweep's three seeds a claim against OMP or
+`full` has a far larger MDE than one between two searched methods; more fine-tuning seeds for that
+side alone are the remedy, at few runs (one mask per sparsity), and the dry run's MDE counts them.
+Any method may have them (each of a searched method's masks is then fine-tuned with these seeds).
+The search and data curves keep the sweep's seeds for every method: no declared claim reads a curve,
+its points then compare methods at equal seeds, and extra seeds there would be multiplied by every
+budget or training-set size. The key enters no run's config (a fine-tuning's id hashes its own
+seed): a method without it plans the runs it planned before, under the same ids, and below, OMP's
+seeds 0-2 are the runs the sweep's seeds gave it, seeds 3-9 new ones:
+
+    methods:
+      - full: {finetune_seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+      - omp: {finetune_seeds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+      - imp: {variant: tamt}
+    seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}
+
 IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
 matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
 papers' methods became the defaults are re-keyed once (`rekey.rekey_store`): their runs of
@@ -307,7 +325,8 @@ def _tasks(r: _Reader, raw: Any) -> dict[str, TaskEntry]:
 
 def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
     """`methods:`: a list of names (an item may be `{name: {settings}}`) or a mapping name -> settings;
-    a method's own sparsities, search seeds and source tasks parsed like the top-level keys."""
+    a method's own sparsities, search and fine-tuning seeds and source tasks parsed like the top-level
+    keys."""
     methods: dict[str, dict[str, Any]] = {}
     items = raw.items() if isinstance(raw, dict) else [(m, {}) for m in r.listing(raw, "methods")]
     for m, overrides in items:
@@ -321,8 +340,9 @@ def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
         if "sparsities" in own:  # parsed as the top-level list ("70%" too)
             key = f"methods.{m}.sparsities"
             own["sparsities"] = [r.sparsity(s, key) for s in r.listing(own["sparsities"], key)]
-        if "search_seeds" in own:
-            own["search_seeds"] = r.seeds(own["search_seeds"], f"methods.{m}.search_seeds")
+        for name in ("search_seeds", "finetune_seeds"):
+            if name in own:
+                own[name] = r.seeds(own[name], f"methods.{m}.{name}")
         if "sources" in own:
             own["sources"] = [str(t) for t in r.listing(own["sources"], f"methods.{m}.sources")]
     return methods

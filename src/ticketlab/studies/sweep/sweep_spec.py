@@ -46,8 +46,9 @@ TOP_KEYS = (
     "claims",
 )
 ALL = "all"  # data_curve.train_sizes: the whole training set
-# Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings`.
-GRID_KEYS = ("sparsities", "sources", "search_seeds")
+# Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings` (a run
+# names its own seed; `finetune_seeds` only chooses which fine-tunings are planned).
+GRID_KEYS = ("sparsities", "sources", "search_seeds", "finetune_seeds")
 # Masks per seeded method when a spec names no search seeds: three, as TAMT §4.1.3 (one mask would
 # make every comparison one of fine-tuning noise around that mask).
 DEFAULT_SEARCH_SEEDS = (0, 1, 2)
@@ -105,7 +106,7 @@ def near(word: str, options) -> str:
 class SweepSpec(PlannedConfigs):
     model: str
     tasks: dict[str, TaskEntry]
-    # method -> its search-setting overrides, and its own `sparsities` / `sources` (GRID_KEYS)
+    # method -> its search-setting overrides, and its own `sparsities` / `sources` / seeds (GRID_KEYS)
     methods: dict[str, dict[str, Any]]
     sparsities: list[float]  # of every method that does not give its own
     search_seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEARCH_SEEDS))
@@ -219,14 +220,17 @@ class SweepSpec(PlannedConfigs):
             raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
 
     def _check_method_seeds(self) -> None:
+        """A method's own `search_seeds` (a seeded search's only: a deterministic method has one mask
+        whatever the seed) and `finetune_seeds` (any method's, `full` and OMP's first)."""
         for m, spec in self.method_specs.items():
-            own = self.methods[m].get("search_seeds")
-            if own is None:
-                continue
-            key = f"methods.{m}.search_seeds"
-            if spec.search is None or not spec.seeded:
-                raise self._fail(key, f"{m} is deterministic: one mask whatever the seed")
-            self._check_seeds(key, own)
+            for name in ("search_seeds", "finetune_seeds"):
+                own = self.methods[m].get(name)
+                if own is None:
+                    continue
+                key = f"methods.{m}.{name}"
+                if name == "search_seeds" and (spec.search is None or not spec.seeded):
+                    raise self._fail(key, f"{m} is deterministic: one mask whatever the seed")
+                self._check_seeds(key, own)
 
     def _check_sources(self) -> None:
         for m, spec in self.method_specs.items():
@@ -365,6 +369,22 @@ class SweepSpec(PlannedConfigs):
             return [None]
         own = self.methods[method].get("search_seeds")
         return list(own) if own is not None else list(self.search_seeds)
+
+    def method_finetune_seeds(self, method: str) -> list[int]:
+        """The seeds each of `method`'s masks (or the full model) is fine-tuned with on every task of
+        the main grid: its own `finetune_seeds`, else the sweep's `seeds.finetune`. A deterministic
+        method's spread is its fine-tuning seeds' alone, so a study gives it more of them (the
+        declared claims' planner counts them: `declared._side_units`). The curves (`search_curve`,
+        `data_curve`) keep the sweep's seeds for every method: no declared claim reads them (a claim
+        is made on the main grid), their points then compare methods at equal seeds, and a method's
+        extra seeds there would be multiplied by every budget or training-set size."""
+        own = self.methods[method].get("finetune_seeds")
+        return list(own) if own is not None else list(self.finetune_seeds)
+
+    def all_finetune_seeds(self) -> list[int]:
+        """Every fine-tuning seed the plan uses: the sweep's, then the methods' own beyond them."""
+        own = [f for m in self.methods for f in self.method_finetune_seeds(m)]
+        return list(dict.fromkeys([*self.finetune_seeds, *own]))
 
     def sources(self, method: str) -> list[str]:
         """The task labels a per-task method searches on (default: every task); [] for the others."""
