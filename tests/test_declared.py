@@ -20,7 +20,13 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
-from ticketlab.studies.report.declared import DeclaredTest, declaration_status, declared_tests, holm_family
+from ticketlab.studies.report.declared import (
+    DeclaredTest,
+    declaration_status,
+    declared_rows,
+    declared_tests,
+    holm_family,
+)
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.sweep.declared import (
     CLAIMS_META,
@@ -32,7 +38,7 @@ from ticketlab.studies.sweep.declared import (
 )
 from ticketlab.studies.sweep.spec import spec_json
 from ticketlab.tasks.metrics import holm
-from ticketlab.tasks.scores import detectable_effect, detectable_rho
+from ticketlab.tasks.scores import detectable_effect, detectable_rho, welch
 
 
 def spec(tmp_path, **extra):
@@ -412,3 +418,56 @@ def test_dry_run_plans_a_within_methods_correlation_with_its_draws_floor(tmp_pat
     assert corr.mde == pytest.approx(detectable_rho(13, alpha=0.025))
     assert s.claims[1].text == "kd_loss predicts fig5 at 70% (ρ < 0, over masks within methods)"
     refuse_unpassable(s)  # nothing to refuse
+
+
+# --------------------------------------------------------------------------- a method's own seeds
+
+
+def test_the_dry_run_counts_a_methods_own_finetune_seeds_in_its_side(tmp_path):
+    """OMP's one mask is its side's only unit, its spread its fine-tuning seeds': with
+    `methods.omp.finetune_seeds` of 10 seeds the planned MDE of `imp > omp` is Welch's over IMP's 5
+    masks and OMP's 10 seeds, not over the sweep's 2."""
+    claim = {"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "pilot_sd": 1.0}
+    two = plan_claims(spec(tmp_path, claims=[claim]))[0]
+    methods = ["full", {"omp": {"finetune_seeds": list(range(10))}}, "random", "imp", "tamt-mlm"]
+    ten = plan_claims(spec(tmp_path / "b", methods=methods, claims=[claim]))[0]
+    assert (two.units, ten.units) == ("5 masks vs 1 mask × 2 seeds", "5 masks vs 1 mask × 10 seeds")
+    se, df = welch([(1.0 / 5, 4), (1.0 / 10, 9)])
+    assert ten.mde == pytest.approx(detectable_effect(float(se), float(df), alpha=0.05))
+    assert ten.mde < two.mde
+
+
+def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_claim(
+    tmp_path, tiny_bert_dir, capsys
+):
+    """The sweep's one fine-tuning seed would leave `random > omp` no test (OMP: one run, refused);
+    OMP's own 4 seeds add its 6 runs to the plan and make the claim's OMP side 4 seeds."""
+    methods = ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **(fakes.SMALL | {"methods": methods}))
+    d["claims"] = [{"compare": "random > omp", "endpoint": "a", "sparsity": 0.5, "pilot_sd": 1.0}]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    code = main(["sweep", str(path), "--out", str(tmp_path / "sweep"), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # full: 2 tasks x 1 seed; omp: 1 mask x 2 tasks x 4 seeds; random: 2 masks x 2 tasks x 1 seed
+    assert re.search(r"finetune\s+14 runs", out)
+    se, df = welch([(1.0 / 2, 1), (1.0 / 4, 3)])
+    mde = detectable_effect(float(se), float(df), alpha=0.05)
+    line = "random > omp on a at 50%: 2 masks vs 1 mask × 4 seeds; smallest corrected p none (Welch's t)"
+    assert f"{line}, MDE {mde:.3g}" in out
+
+
+def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):
+    """The report reads a side's seeds from its runs, not from the spec: OMP fine-tuned with 10 seeds
+    beside IMP's 2 per mask is tested with its 10 seeds as its sample."""
+    omp = [68.0 + 0.1 * f for f in range(10)]
+    masks = [M("omp", None, 5.3, 0.5, {"sst2": omp})]
+    masks += [M("imp", k, 5.2, 0.4, {"sst2": [IMP[k], IMP[k] + 0.2]}) for k in range(5)]
+    fill(tmp_path / "sweep", masks)
+    with Store(tmp_path / "sweep") as st:
+        st.set_meta("spec", {"name": "seeds", "claims": [claim("imp > omp", "sst2")]})
+    res = load_results(tmp_path / "sweep")
+    (test,) = declared_tests(res)
+    assert test.test.b.within == pytest.approx(omp) and test.test.df is not None
+    assert declared_rows(res)[0]["units"] == "5 masks vs 1 mask × 10 seeds"

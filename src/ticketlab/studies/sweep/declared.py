@@ -310,10 +310,11 @@ def plan_claims(spec) -> list[PlannedClaim]:
 
 
 def _side_units(spec, method: str, loss: bool) -> tuple[int, int, bool]:
-    """(masks, fine-tuning seeds per mask, stochastic) of `method` in the plan."""
+    """(masks, fine-tuning seeds per mask, stochastic) of `method` in the plan: its own fine-tuning
+    seeds where it has them (a deterministic side's sample: `SweepSpec.method_finetune_seeds`)."""
     seeded = method != "full" and spec.method_specs[method].seeded
     masks = len(spec.method_seeds(method)) if seeded else 1
-    return masks, 1 if loss else len(spec.finetune_seeds), seeded
+    return masks, 1 if loss else len(spec.method_finetune_seeds(method)), seeded
 
 
 def _plan(spec, c: Claim, m: int) -> PlannedClaim:
