@@ -8,20 +8,32 @@ STS-B) has variance (SST-2 + 2 x CoLA) / 9 per component. A unit's SD is that of
 k fine-tuning seeds (mask + seed / k); OMP's (one mask) is one seed's. Then the MDE (80% power) at
 α = 0.05 / 4 of each declared comparison for masks x seeds.
 
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py
+At the pilot's protocol (`--pilot STORE`, default the committed `pilot/results.sqlite`): each
+method's seed component on a task is scaled by the ratio of the full model's seed variance at the
+pilot (pooled within its settings, `pilot_choice.seed_sd`) to the full model's at minilm-mlm's
+protocol (its 3 seeds); STS-B's by the pilot's STS-B against minilm-mlm's CoLA. The mask components
+are kept as measured (how a longer fine-tuning moves the spread between masks is not known before
+the study's own masks are fine-tuned). Designs then give OMP and `full` their own fine-tuning seeds
+(`methods.<m>.finetune_seeds`), and each line its fine-tuning core-hours at the pilot's per-run
+times at the chosen protocol.
+
+    PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py [--pilot STORE]
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import statistics as st
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from ticketlab.tasks.scores import detectable_effect, welch
 
-STORE = Path(__file__).resolve().parent.parent / "minilm-mlm" / "results.sqlite"
+HERE = Path(__file__).resolve().parent
+STORE = HERE.parent / "minilm-mlm" / "results.sqlite"
 ALPHA = 0.05 / 4
 CLAIMS = (("tamt-kd", "imp"), ("tamt-mlm", "imp"), ("imp", "omp"))
 
@@ -47,29 +59,90 @@ def components(runs, method: str, task: str) -> tuple[float, float]:
     return max(0.0, between - seed / 3), seed
 
 
-def main() -> None:
-    runs = scores()
-    endpoint = {}
+def full_seed_var(runs, task: str) -> float:
+    """The full model's fine-tuning-seed variance on `task` at minilm-mlm's protocol (3 seeds)."""
+    return st.variance(v[(task, s)] for (m, _), v in runs.items() if m == "full" for s in (0, 1, 2))
+
+
+def pilot_scale(runs, store: Path) -> dict[str, float] | None:
+    """Per task of the endpoint, the factor on a seed variance from minilm-mlm's protocol to the
+    pilot's (None: the pilot has no SD for a task yet)."""
+    choice = _module("pilot_choice", HERE / "pilot_choice.py")
+    by = choice.runs(store)
+    out = {}
+    for task, old in (("sst2", "sst2"), ("cola", "cola"), ("stsb", "cola")):
+        sd = choice.seed_sd(by, task)
+        if sd is None:
+            return None
+        out[task] = sd[0] ** 2 / full_seed_var(runs, old)
+        print(
+            f"{task}: the full model's seed SD {sd[0]:.2f} at the pilot ({sd[1]} df), "
+            f"{full_seed_var(runs, old) ** 0.5:.2f} at minilm-mlm's protocol ({old}): "
+            f"x {out[task]:.3f} on a seed variance"
+        )
+    return out
+
+
+def _module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def endpoint_components(runs, scale: dict[str, float] | None) -> dict[str, tuple[float, float]]:
+    """method -> (mask variance, seed variance) of its endpoint score (the mean of 3 tasks)."""
+    out = {}
     for method in ("omp", "random", "imp", "tamt-mlm", "tamt-kd"):
         (ms, ss), (mc, sc) = components(runs, method, "sst2"), components(runs, method, "cola")
-        endpoint[method] = ((ms + 2 * mc) / 9, (ss + 2 * sc) / 9)
+        k = scale or {"sst2": 1.0, "cola": 1.0, "stsb": 1.0}
+        out[method] = ((ms + 2 * mc) / 9, (ss * k["sst2"] + sc * k["cola"] + sc * k["stsb"]) / 9)
         print(
-            f"{method:9s} SD mask / seed: SST-2 {ms**0.5:.2f} / {ss**0.5:.2f}, "
-            f"CoLA {mc**0.5:.2f} / {sc**0.5:.2f}; "
-            f"endpoint {endpoint[method][0] ** 0.5:.2f} / {endpoint[method][1] ** 0.5:.2f}; "
-            f"a unit at 3 seeds {(endpoint[method][0] + endpoint[method][1] / 3) ** 0.5:.2f}"
+            f"{method:9s} SD mask / seed: SST-2 {ms**0.5:.2f} / {(ss * k['sst2']) ** 0.5:.2f}, "
+            f"CoLA {mc**0.5:.2f} / {(sc * k['cola']) ** 0.5:.2f}; "
+            f"endpoint {out[method][0] ** 0.5:.2f} / {out[method][1] ** 0.5:.2f}; "
+            f"a unit at 3 seeds {(out[method][0] + out[method][1] / 3) ** 0.5:.2f}"
         )
+    return out
+
+
+def mdes(endpoint, masks: int, seeds: int, omp_seeds: int) -> list[float]:
+    """MDE at α = 0.05 / 4 (80% power) of claims 1-3 at `masks` x `seeds` (OMP: 1 x `omp_seeds`)."""
+    row = []
+    for a, b in CLAIMS:
+        parts = []
+        for m in (a, b):
+            mask, seed = endpoint[m]
+            n = omp_seeds if m == "omp" else masks
+            parts.append(((seed if m == "omp" else mask + seed / seeds) / n, n - 1))
+        se, df = welch(parts)
+        row.append(detectable_effect(float(se), float(df), alpha=ALPHA))
+    return row
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    pilot = Path(args[1]) if args[:1] == ["--pilot"] and len(args) > 1 else HERE / "pilot" / "results.sqlite"
+    runs = scores()
+    print("At minilm-mlm's protocol:")
+    endpoint = endpoint_components(runs, None)
     for masks, seeds in ((5, 2), (5, 3), (6, 2), (6, 3), (8, 2), (10, 3)):
-        row = []
-        for a, b in CLAIMS:
-            parts = []
-            for m in (a, b):
-                mask, seed = endpoint[m]
-                n = seeds if m == "omp" else masks
-                parts.append(((seed if m == "omp" else mask + seed / seeds) / n, n - 1))
-            se, df = welch(parts)
-            row.append(f"{a} > {b} {detectable_effect(float(se), float(df), alpha=ALPHA):.2f}")
-        print(f"{masks} masks x {seeds} seeds: MDE " + ", ".join(row))
+        row = mdes(endpoint, masks, seeds, seeds)
+        print(
+            f"{masks} masks x {seeds} seeds: MDE "
+            + ", ".join(f"{a} > {b} {x:.2f}" for (a, b), x in zip(CLAIMS, row, strict=True))
+        )
+    scale = pilot_scale(runs, pilot) if pilot.is_file() else None
+    if scale is None:
+        return
+    print("At the pilot's protocol (seed components scaled, mask components as measured):")
+    endpoint = endpoint_components(runs, scale)
+    for masks, seeds, omp_seeds in ((6, 2, 10), (6, 3, 10), (8, 2, 10), (8, 3, 10), (10, 2, 10), (12, 2, 10)):
+        row = mdes(endpoint, masks, seeds, omp_seeds)
+        print(
+            f"{masks} masks x {seeds} seeds, OMP {omp_seeds} seeds: MDE "
+            + ", ".join(f"{a} > {b} {x:.2f}" for (a, b), x in zip(CLAIMS, row, strict=True))
+        )
 
 
 if __name__ == "__main__":
