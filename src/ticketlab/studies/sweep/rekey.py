@@ -3,6 +3,8 @@ version 1 hashed the inputs' absolute paths; version 4 names in a search's setti
 defaults it ran under (`_retired_defaults`), so a run under today's defaults never reuses it; version
 5 keys a model by what loading it reads (`core.files.model_key`: not its card), so a run recorded
 under its folder's whole content (`_model_keys`) gets the model's key where the folder is unchanged.
+A report re-keys nothing: it finds a spec's runs in a store of before by the ids a re-key would
+give them (`rekeyed_ids`), and a store committed with its report stays as it is.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,58 @@ def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> tuple[d
 
 
 @dataclass
+class _Keys:
+    """What re-keying reads of the inputs, hashed before the store is locked (a model's weights take
+    a while to read): each model folder's key from before version 5 -> its key now (`_model_keys`),
+    and the folders the runs name that are not here and so leave the store to be re-keyed where they
+    are (`gone`: none where the spec's `models` are given)."""
+
+    models: dict[str, str]
+    gone: set[str]
+
+    @classmethod
+    def read(cls, rows: list[Any], models: Iterable[str | os.PathLike]) -> _Keys:
+        models = list(models)
+        model_keys, gone = _model_keys(rows, models)
+        return cls(model_keys, set() if models else gone)
+
+
+Update = tuple[str, str, dict[str, Any], list[str]]  # old id, new id, config, deps
+
+
+def _new_ids(rows: list[Any], before: int, keys: _Keys) -> list[Update] | None:
+    """(old id, new id, config, deps) of each run of a store whose ids version `before` made that
+    gets a new id (`_rekeyed`); None where the store cannot be re-keyed here (`_Unkeyable`), or two
+    runs would become one (rather than guess)."""
+    new: dict[str, str] = {}  # old id -> new id
+    labels: dict[str, str] = {}  # old id of a search -> its new method label
+    updates: list[Update] = []
+    # Searches first: the other runs name them.
+    for row in sorted(rows, key=lambda r: r["kind"] != "search"):
+        try:
+            moved = _rekeyed(row, new, labels, before, keys)
+        except _Unkeyable:
+            return None
+        if moved is not None:
+            new[row["id"]] = moved[0]
+            updates.append((row["id"], *moved))
+    if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
+        return None
+    return updates
+
+
+def rekeyed_ids(store: Any, models: Iterable[str | os.PathLike] = ()) -> dict[str, str]:
+    """Old id -> new id of each run `rekey_store` would give a new id (with the same `models`), told
+    without writing the store: how a report of a spec finds its runs in a store of before (a store
+    committed with its report stays as it is). {} where nothing would be re-keyed."""
+    if not ids_outdated(store):
+        return {}
+    rows = store.db.execute("SELECT * FROM runs").fetchall()
+    updates = _new_ids(rows, store.get_meta("ids") or 1, _Keys.read(rows, models))
+    return {old: new for old, new, *_ in updates or ()}
+
+
+@dataclass
 class Rekeyed:
     """What `rekey_store` did. `count`: the runs that got a new id (0: the store was left as it
     was, or needed nothing); `moved`: the directories of the runs under way moved to their new id's
@@ -116,29 +170,17 @@ def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> Rekeyed
     if store.readonly or not ids_outdated(store):
         return Rekeyed()
     # The folders are hashed before the store is locked (a model's weights take a while to read).
-    keys, gone = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
-    if models:
-        gone = set()
+    keys = _Keys.read(store.db.execute("SELECT config FROM runs").fetchall(), models)
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()
         before = store.get_meta("ids") or 1
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
             return Rekeyed()
-        new: dict[str, str] = {}  # old id -> new id
-        labels: dict[str, str] = {}  # old id of a search -> its new method label
-        updates = []
-        # Searches first: the other runs name them.
-        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            try:
-                moved = _rekeyed(row, new, labels, before, keys, gone)
-            except _Unkeyable:
-                return Rekeyed()
-            if moved is not None:
-                new[row["id"]] = moved[0]
-                updates.append((row["id"], *moved))
-        if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
-            return Rekeyed()  # two runs would become one: leave the store as it is rather than guess
+        updates = _new_ids(rows, before, keys)
+        if updates is None:
+            return Rekeyed()
+        new = {old: run_id_ for old, run_id_, *_ in updates}
         for old, *_ in updates:  # two steps: a new id may be another run's old one
             db.execute("UPDATE runs SET id = ? WHERE id = ?", (f"rekey:{old}", old))
         for old, run_id_, config, deps in updates:
@@ -209,22 +251,18 @@ def _move_dirs(sweep_dir: Path, runs: list[tuple[str, str, str]], out: Rekeyed) 
 
 
 class _Unkeyable(Exception):
-    """A run whose new id cannot be computed here (its data is gone, or a report's model folder)."""
+    """A run whose new id cannot be computed here (its data is gone, or, without the spec's model,
+    the model folder it names)."""
 
 
 def _rekeyed(
-    row: Any,
-    new: dict[str, str],
-    labels: dict[str, str],
-    before: int,
-    models: dict[str, str],
-    gone: Collection[str] = (),
+    row: Any, new: dict[str, str], labels: dict[str, str], before: int, keys: _Keys
 ) -> tuple[str, dict[str, Any], list[str]] | None:
     """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id; the
-    store's ids were made by version `before`, `models` maps model keys (`_model_keys`), `gone`: the
-    model folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP search
-    (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are the
-    runs of its masks (`labels`: old search id -> label)."""
+    store's ids were made by version `before`, `keys` maps the model keys of before (`_Keys`)
+    and names the folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP
+    search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are
+    the runs of its masks (`labels`: old search id -> label)."""
     try:
         config, deps = json.loads(row["config"]), json.loads(row["deps"])
     except (TypeError, ValueError):
@@ -237,9 +275,9 @@ def _rekeyed(
     # A model folder changed since the run (or gone, in a sweep: `gone` empty) keeps its old key:
     # never another folder's key, so it is never reused, and it blocks no other run's re-key.
     if before < 5 and (key := config["inputs"].get("model")) is not None:
-        if key in models:
-            config["inputs"]["model"] = models[key]
-        elif config.get("model") in gone:
+        if key in keys.models:
+            config["inputs"]["model"] = keys.models[key]
+        elif config.get("model") in keys.gone:
             raise _Unkeyable(row["id"])  # the model is not here: re-keyed where it is
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]
