@@ -266,7 +266,7 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     assert any("re-keyed" in line for line in log) and fakes.calls(tmp_path / "sweep") == before
     assert not any("changed since the last sweep" in line for line in log)  # the same model
     with Store(tmp_path / "sweep") as st:
-        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 5
+        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 6
     # Runs recorded on other weights (a folder changed since) keep their ids: never taken for the
     # plan's, whose results come back from their own run directories (`runs/<name>_<id>/`).
     other = _rewrite_ids(

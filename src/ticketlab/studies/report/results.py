@@ -108,11 +108,13 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
 def _as_stored(store: Store, ids: list[str], spec: dict[str, Any]) -> list[str]:
     """A plan made under today's run ids (`ids`, of the spec `spec`: `--spec`) as the ids a store of
     before holds them (`sweep.rekey.rekeyed_ids`: those a sweep re-keying it would rename, told with
-    the spec's model), so that the report finds the spec's runs there. The store is
+    the spec's model and task data), so that the report finds the spec's runs there. The store is
     read as it is, never re-keyed here: a store committed beside its report (whose tables cite its
     ids) stays as it is, and a sweep re-keys it when it next runs there."""
+    tasks = spec.get("tasks") if isinstance(spec.get("tasks"), dict) else {}
+    data = [t["data"] for t in tasks.values() if isinstance(t, dict) and isinstance(t.get("data"), str)]
     model = spec.get("model")
-    renamed = rekeyed_ids(store, models=[model] if isinstance(model, str) else [])
+    renamed = rekeyed_ids(store, models=[model] if isinstance(model, str) else [], data=data)
     stored = {new: old for old, new in renamed.items()}
     return [stored.get(i, i) for i in ids]
 
