@@ -302,6 +302,25 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
     assert model_key(tmp_path / "not-here") is None and model_key("org/hub-id") is None
 
 
+def test_entry_keys_are_content_keys_over_some_entries(tmp_path: Path):
+    """`entry_keys`: for each set of a folder's entries holding a file, the key `content_key` gives
+    the folder with a `keep` of just those (hidden and empty entries left out); None past `most`."""
+    from ticketlab.core.files import content_key, entry_keys
+
+    for file in ("A/f.tsv", "A/deeper/g.tsv", "B-x/f.tsv", "b/f.tsv", "c.txt"):  # B-x sorts before b
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file).write_text(file)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "h").write_text("h")
+    keys = entry_keys(tmp_path)
+    assert len(keys) == 2**4 and set(keys.values()) >= {frozenset(), frozenset({"A", "B-x", "b", "c.txt"})}
+    for key, entries in keys.items():
+        assert key == content_key([tmp_path], keep=lambda rel, s=entries: rel.parts[0] in s)
+    assert content_key([tmp_path]) in keys and entry_keys(tmp_path, most=3) is None
+    assert entry_keys(tmp_path / "c.txt") == {} == entry_keys(tmp_path / "gone")
+
+
 def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_path: Path):
     """A fine-tuning or pre-training directory that recorded the key of every file in the model's
     folder (before `model_key`) resumes; one recorded on other weights is refused in one line."""

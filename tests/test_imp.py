@@ -447,7 +447,7 @@ def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, 
 
 
 @pytest.mark.shared
-def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path, recorded_inputs):
+def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path):
     """ticketlab's first IMP (`legacy`) is retired: the committed store's runs of it were re-keyed
     once (`rekey_store`) with `variant: legacy` under the label `imp/legacy`, which the committed spec
     plans (every run done, so reports show them); `imp` without a variant is Chen et al.'s and makes
@@ -457,10 +457,10 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
     import sqlite3
     from pathlib import Path
 
-    from ticketlab.studies import expand, load_spec, run_sweep
+    from ticketlab.studies import Store, expand, load_spec, run_sweep
+    from ticketlab.studies.sweep.rekey import rekeyed_ids
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
-    recorded_inputs(root / "results.sqlite")
     with sqlite3.connect(root / "results.sqlite") as db:
         stored = {
             i: (json.loads(c), s)
@@ -469,8 +469,12 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
         assert json.loads(dict(db.execute("SELECT key, value FROM meta"))["ids"]) == 5
     legacy = {i for i, (c, _) in stored.items() if c["settings"].get("variant") == "legacy"}
     assert {stored[i][0]["method"] for i in legacy} == {"imp/legacy", "imp-task/legacy"} and len(legacy) >= 3
-    planned = {r.id: r for r in expand(load_spec(root / "spec.yaml"))}
-    assert legacy <= set(planned) and all(stored[i][1] == "done" for i in legacy)
+    spec = load_spec(root / "spec.yaml")
+    planned = {r.id: r for r in expand(spec)}
+    # ids version 5: a per-task search's data keyed by the whole GLUE folder, as a sweep re-keys it
+    with Store(root, readonly=True) as st:
+        renamed = rekeyed_ids(st, models=[spec.model], data=[t.data for t in spec.tasks.values() if t.data])
+    assert {renamed.get(i, i) for i in legacy} <= set(planned) and all(stored[i][1] == "done" for i in legacy)
 
     text = (root / "spec.yaml").read_text().replace("../../../../shared", str(bert_mini.parents[1]))
     old = "imp/legacy: {sparsities: [0.5, 0.7], variant: legacy}"

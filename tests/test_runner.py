@@ -266,7 +266,7 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     assert any("re-keyed" in line for line in log) and fakes.calls(tmp_path / "sweep") == before
     assert not any("changed since the last sweep" in line for line in log)  # the same model
     with Store(tmp_path / "sweep") as st:
-        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 5
+        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 6
     # Runs recorded on other weights (a folder changed since) keep their ids: never taken for the
     # plan's, whose results come back from their own run directories (`runs/<name>_<id>/`).
     other = _rewrite_ids(
@@ -312,6 +312,7 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a
     task's data gives its runs new ids."""
     from ticketlab.studies.report.results import load_results
+    from ticketlab.studies.sweep.spec import spec_json
 
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(tiny_bert_dir, a / "model")
@@ -338,11 +339,15 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     assert any("re-keyed" in line for line in log) and fakes.calls(a / "sweep") == before
     with Store(a / "sweep") as st:
         assert set(st.statuses()) == set(ids) and st.get_meta("plan") == ids
-    # The report re-keys too.
-    _old_ids(b / "sweep")
-    assert {s.id for s in load_results(b / "sweep").scores} == {
-        r.id for r in expand(moved) if r.kind == "finetune"
-    }
+    # The report writes nothing: it reads the store under the ids it holds, and finds a spec's runs
+    # there by the ids a sweep re-keying it would give them.
+    was = _old_ids(b / "sweep")
+    finetunes = {r.id for r in expand(moved) if r.kind == "finetune"}
+    assert {s.id for s in load_results(b / "sweep").scores} == {was[i] for i in finetunes}
+    res = load_results(b / "sweep", plan=(ids, spec_json(moved)))
+    assert res.not_swept == 0 and {s.id for s in res.scores} == {was[i] for i in finetunes}
+    with Store(b / "sweep", readonly=True) as st:
+        assert set(st.statuses()) == set(was.values()) and not st.get_meta("ids")
     # Other data for task a: its fine-tunings are new runs; task b's and the searches keep theirs.
     by_id = {r.id: r for r in expand(moved)}
     (b / "data" / "a" / "train.jsonl").write_text('{"text": "more"}\n')

@@ -7,7 +7,8 @@ as a whole. Readers turn a missing or corrupt file into one `TicketlabError` tha
 Temporaries carry their writer's pid and host, so the next writer in the same directory removes
 those a killed process left (`remove_stale`). An `OSError` while writing becomes one line naming the
 path (`writing`). `exclusive` keeps a second process out of a directory a run is writing;
-`content_key` says what a run read; `model_key` what loading a model reads of its folder.
+`content_key` says what a run read; `model_key` what loading a model reads of its folder;
+`entry_keys` which of a folder's entries a key recorded earlier covered.
 
 Output directories that never destroy what is not theirs (`check_output`, `atomic_dir`,
 `claim_dir`, `remove_ours`) are `core/outputs.py`, built on these.
@@ -318,6 +319,18 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime:
     return h.hexdigest()
 
 
+def _key_lines(root: Path, keep: Callable[[Path], bool] | None) -> Iterator[tuple[Path, bytes]]:
+    """What `content_key` hashes of one given path, file by file in its order: (the file's path
+    relative to `root`, its line: that path and the sha256 of its bytes)."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for f in files:
+        rel = f.relative_to(root) if f != root else Path(f.name)
+        if any(part.startswith(".") for part in rel.parts) or (keep is not None and not keep(rel)):
+            continue
+        st = f.stat()
+        yield rel, f"{rel}\0{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}\0".encode()
+
+
 def content_key(paths: Iterable[str | os.PathLike], keep: Callable[[Path], bool] | None = None) -> str | None:
     """sha256 over the bytes of every file under `paths` (directories walked, hidden entries left
     out; `keep`: which files count, by their path relative to the given one): what a run read, so
@@ -327,14 +340,45 @@ def content_key(paths: Iterable[str | os.PathLike], keep: Callable[[Path], bool]
         root = Path(given).expanduser()
         if not root.exists():
             return None
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for f in files:
-            rel = f.relative_to(root) if f != root else Path(f.name)
-            if any(part.startswith(".") for part in rel.parts) or (keep is not None and not keep(rel)):
-                continue
-            st = f.stat()
-            h.update(f"{rel}\0{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}\0".encode())
+        for _, line in _key_lines(root, keep):
+            h.update(line)
     return "sha256:" + h.hexdigest()
+
+
+def entry_keys(path: str | os.PathLike, most: int = 16) -> dict[str, frozenset[str]] | None:
+    """The content key of the folder `path` restricted to each set of its top-level entries, as
+    `content_key([path], keep=...)` gives it for a `keep` of just those entries: key -> the entries
+    (only those holding a file that counts: an empty one changes no key). What tells which of a
+    folder's entries a key recorded earlier covered (a data folder that gained a task folder since).
+    None where it has more than `most` such entries (2**most keys); {} where it is not a folder."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        return {}
+    segments: dict[str, list[bytes]] = {}
+    last = None
+    for rel, line in _key_lines(root, None):
+        name = rel.parts[0]
+        if name != last and name in segments:
+            return None  # an entry's files apart (never, walked in sorted order): no key to tell
+        segments.setdefault(name, []).append(line)
+        last = name
+    names = list(segments)
+    if len(names) > most:
+        return None
+    out: dict[str, frozenset[str]] = {}
+
+    def walk(i: int, h: Any, chosen: tuple[str, ...]) -> None:  # `h` is copied, never updated
+        if i == len(names):
+            out["sha256:" + h.hexdigest()] = frozenset(chosen)
+            return
+        walk(i + 1, h, chosen)
+        with_entry = h.copy()
+        for line in segments[names[i]]:
+            with_entry.update(line)
+        walk(i + 1, with_entry, (*chosen, names[i]))
+
+    walk(0, hashlib.sha256(), ())
+    return out
 
 
 class ModelKey(str):

@@ -12,7 +12,8 @@ A file whose name ends in `.csv` is read as comma-separated instead, with the qu
 task's `files` name them (`{"train": "train.csv", "dev": "dev.csv"}` in its task.json).
 
 `--data-dir` is either a GLUE root (`DIR/SST-2/train.tsv`) or the task's own folder
-(`DIR/train.tsv`). Without a data dir, `load_examples` falls back to the `datasets` hub (online).
+(`DIR/train.tsv`); of a GLUE root a task reads only its folder (`task_data`). Without a data dir,
+`load_examples` falls back to the `datasets` hub (online).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
-from .registry import Column, TaskSpec
+from .registry import Column, TaskSpec, get_task, task_file
 
 log = logging.getLogger(__name__)
 MAX_MALFORMED = 0.5  # fraction of malformed rows above which a file is rejected outright
@@ -68,6 +69,21 @@ def task_dir(spec: TaskSpec, data_dir: str | os.PathLike) -> Path:
     raise DataError(
         f"{root}: no {spec.id} data: expected {wanted} in {root / spec.folder} (a GLUE root) or in {root}"
     )
+
+
+def task_data(task: str, data_dir: str | os.PathLike) -> list[Path]:
+    """What loading the task `task` (a registry id or a task.json) reads of the data folder
+    `data_dir`: the task's own folder (`task_dir`: a GLUE root's `<folder>`, or `data_dir` itself)
+    and its task.json where that lies in `data_dir` outside the folder. Not the other tasks' folders
+    beside it: a sweep keys a task's runs by the content of these (`sweep.plan.input_keys`)."""
+    folder = task_dir(get_task(task, data_dir), data_dir)
+    paths = [folder]
+    described = task_file(task, data_dir)
+    if described is not None:
+        where, root = described.expanduser().resolve(), Path(data_dir).expanduser().resolve()
+        if where.is_relative_to(root) and not where.is_relative_to(folder.resolve()):
+            paths.append(described)
+    return paths
 
 
 def split_file(spec: TaskSpec, data_dir: str | os.PathLike, split: str) -> Path:

@@ -245,18 +245,34 @@ def _register_file(spec: TaskSpec, path: Path) -> TaskSpec:
     return register_task(spec, overwrite=True)
 
 
+def _task_files(task: str, data_dir: str | os.PathLike | None) -> list[tuple[Path, bool]]:
+    """Where a task.json describing `task` is looked for, in order: (path, whether the spec found
+    there must carry this id: DATA/task.json may describe another task)."""
+    candidates = [(Path(task), False)] if task.endswith(".json") else []
+    if data_dir is not None:
+        candidates += [(Path(data_dir) / task / TASK_FILE, False), (Path(data_dir) / TASK_FILE, True)]
+    return candidates
+
+
+def task_file(task: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The task.json that describes `task` (`get_task` reads it), or None: a task built in or
+    registered in code, or no such file."""
+    if task in TASKS and task not in _FROM_FILES:
+        return None
+    for path, must_match in _task_files(task, data_dir):
+        if path.is_file() and (not must_match or read_task_file(path).id == task):
+            return path
+    return None
+
+
 def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
     """A spec by id (registry, then `task.json` in the data dir) or by the path of a task.json."""
     if isinstance(task, TaskSpec):
         return task
     if task in TASKS:
         return TASKS[task]
-    # (path, whether the spec found there must carry this id: DATA/task.json may describe another task)
-    candidates = [(Path(task), False)] if task.endswith(".json") else []
-    if data_dir is not None:
-        candidates += [(Path(data_dir) / task / TASK_FILE, False), (Path(data_dir) / TASK_FILE, True)]
     other = None  # a task.json found that describes another task: the refusal names it
-    for path, must_match in candidates:
+    for path, must_match in _task_files(task, data_dir):
         if path.is_file():
             spec = read_task_file(path)
             if not must_match or spec.id == task:

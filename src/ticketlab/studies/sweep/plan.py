@@ -15,18 +15,23 @@ config, which for a fine-tuning run includes the id of the search that made its 
 sparsity (or one method's lr) adds runs without redoing the others. Settings that do not change a
 result (logging, checkpoint intervals) are passed to the run but left out of its identity. What a
 run reads is part of its identity by content (`input_keys`): replacing the model's weights or editing
-the corpus in place makes new runs instead of reporting the old ones as done. Where its content is
-known, a local input enters the id by its content alone, not by its path (`identity`): a store carried
-to a machine where the data lives elsewhere keeps its ids. Stores whose ids hashed the paths are
-re-keyed once (`rekey.rekey_store`). Run ids are `studies/run_ids.py`'s.
+the corpus in place makes new runs instead of reporting the old ones as done. Of a model folder and
+of a task's data only what loading reads counts: editing a model card, or adding a task folder
+beside a task's in a GLUE root, runs nothing again. Where its content is known, a local input enters
+the id by its content alone, not by its path (`identity`): a store carried to a machine where the
+data lives elsewhere keeps its ids. Stores of an earlier identity are re-keyed once
+(`rekey.rekey_store`). Run ids are `studies/run_ids.py`'s.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from ...core.errors import TicketlabError
 from ...core.files import content_key, model_key
+from ...tasks.glue import task_data
 from ..run_ids import Run, checkpoint_has_pooler, make_run
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .sweep_spec import SweepSpec
@@ -65,16 +70,28 @@ def input_keys(
     spec: SweepSpec, *, corpus: str | None = None, task: str | None = None
 ) -> dict[str, str | None]:
     """Content keys of what runs read: the base model, the corpus (`corpus`: "all" for searches,
-    "dev" for pre-training evaluation) and the data folder of the task labelled `task` (its
-    task.json included). A hub id has none: its name is the key."""
+    "dev" for pre-training evaluation) and the data of the task labelled `task` (`data_key`). A hub
+    id has none: its name is the key."""
     keys: dict[str, str | None] = {"model": model_key(spec.model)}
     if corpus is not None and spec.corpus is not None:
         parts = ("train", "dev") if corpus == "all" else ("dev",)
         keys["corpus"] = content_key([p for k in parts for p in spec.corpus.get(k) or []])
     if task is not None:
-        data = spec.tasks[task].data
-        keys["data"] = content_key([data]) if data is not None else None
+        t = spec.tasks[task]
+        keys["data"] = data_key(t.task, t.data) if t.data is not None else None
     return keys
+
+
+def data_key(task: str, data: str | os.PathLike) -> str | None:
+    """The content key of what loading the task `task` reads of its data folder `data`
+    (`tasks.glue.task_data`: of a GLUE root the task's own folder, its task.json included), so that
+    a task folder added beside it changes no run's id; of a folder that is the task's own, the
+    folder's key as ever. Where the task's files cannot be found there, the whole folder's (its runs
+    are refused before they start: `inputs.check_sweep_inputs`). None where `data` is not here."""
+    try:
+        return content_key(task_data(task, data))
+    except TicketlabError:
+        return content_key([data])
 
 
 def pct(s: float) -> str:

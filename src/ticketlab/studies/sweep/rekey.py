@@ -2,7 +2,12 @@
 version 1 hashed the inputs' absolute paths; version 4 names in a search's settings the retired
 defaults it ran under (`_retired_defaults`), so a run under today's defaults never reuses it; version
 5 keys a model by what loading it reads (`core.files.model_key`: not its card), so a run recorded
-under its folder's whole content (`_model_keys`) gets the model's key where the folder is unchanged.
+under its folder's whole content (`_model_keys`) gets the model's key where the folder is unchanged;
+version 6 keys a task's data by what loading it reads (`plan.data_key`: of a GLUE root the task's
+own folder, not the task folders beside it), so a run recorded under its data folder's whole content
+(`_data_keys`) gets the task's key where it is proven that the task's files are the ones it read.
+A report re-keys nothing: it finds a spec's runs in a store of before by the ids a re-key would
+give them (`rekeyed_ids`), and a store committed with its report stays as it is.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files import busy, content_key, exclusive, lock_holder, model_key
+from ...core.files import busy, content_key, entry_keys, exclusive, lock_holder, model_key
 from ...models.arch import ARCHS
+from ...tasks.glue import task_data
 from ..records import owner_gone
 from ..run_ids import IDS_VERSION, run_dirname, run_id
 from .methods import LEGACY_IMP
@@ -85,6 +91,130 @@ def _model_keys(rows: list[Any], models: Iterable[str | os.PathLike]) -> tuple[d
     return known, {p for p, k in keys.items() if k is None}
 
 
+def _task_data(config: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(task, data folder, data key) a run recorded: a fine-tuning's, a per-task search's (its
+    source task's); None for a run that reads no task's data, or from the hub."""
+    source = config.get("source")
+    of = source if isinstance(source, dict) else config
+    task, data = of.get("task"), of.get("data")
+    key = config["inputs"].get("data") if isinstance(config.get("inputs"), dict) else None
+    return (task, data, key) if isinstance(task, str) and isinstance(data, str) else None
+
+
+DataKeys = dict[tuple[str, str], str]  # (data key of before, task) -> its key now
+
+
+def _data_keys(rows: list[Any], data: Iterable[str | os.PathLike]) -> tuple[DataKeys, set[str]]:
+    """Each task's data key from before version 6 (its data folder's whole content: of a GLUE root
+    every task's folder) -> its key now (`plan.data_key`), by (old key, task), where it is proven
+    that the task's files the run read are the ones here: the old key is the content key of a data
+    folder here over some of its entries (`core.files.entry_keys`: the folder gained others since,
+    as a GLUE root gains a task), the task's own among them (its folder, and its task.json where that
+    lies outside it). Tried on the folder the run names, where it still is, then on `data` (the
+    spec's folders: the proof is by content, wherever they lie); and the folders the runs name that
+    are not here. A run whose task's files changed since keeps its key, and so does one whose data
+    folder was the task's own (its whole content is the key now too)."""
+    read: dict[tuple[str, str], str] = {}  # (old key, task) -> the data folder the run names
+    for row in rows:
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            found = _task_data(json.loads(row["config"]))
+            if found is not None:
+                task, where, key = found
+                # version 1 recorded no key: the folder's now, as `_retired_and_data` gives it
+                key = key if key is not None else content_key([where])
+                if key is not None:
+                    read.setdefault((key, task), where)
+    here = [str(d) for d in dict.fromkeys([*read.values(), *map(str, data)]) if Path(d).expanduser().is_dir()]
+    entries: dict[str, dict[str, frozenset[str]]] = {}  # a folder's `entry_keys`, once
+    known: DataKeys = {}
+    for (old, task), where in read.items():
+        for root in dict.fromkeys([where, *here]):
+            new = _proven(old, task, root, entries)
+            if new is not None:
+                known[(old, task)] = new
+                break
+    return known, {w for w in read.values() if not Path(w).expanduser().exists()}
+
+
+def _proven(old: str, task: str, root: str, entries: dict[str, dict[str, frozenset[str]]]) -> str | None:
+    """The data key of `task` at the data folder `root` now, where `old`, the key of a data folder a
+    run read, is proven to hold the same files of the task (`_data_keys`); else None."""
+    try:
+        paths = task_data(task, root)
+    except (TicketlabError, OSError):
+        return None  # not the task's data (another task's folder, a task.json gone)
+    new = content_key(paths)
+    if new is None or new == old:
+        return new
+    base = Path(root).expanduser().resolve()
+    own = [Path(p).expanduser().resolve().relative_to(base).parts for p in paths]
+    if any(not parts for parts in own):
+        return None  # the folder is the task's own: its whole content is the key, and it changed
+    if root not in entries:
+        entries[root] = entry_keys(root) or {}  # None: too many entries to tell which (no proof)
+    covered = entries[root].get(old)
+    return new if covered is not None and {parts[0] for parts in own} <= covered else None
+
+
+@dataclass
+class _Keys:
+    """What re-keying reads of the inputs, hashed before the store is locked (a model's weights take
+    a while to read): each model folder's key from before version 5 -> its key now (`_model_keys`),
+    each task's data key from before version 6 -> its key now (`_data_keys`), and the folders the
+    runs name that are not here and so leave the store to be re-keyed where they are (`gone`: none
+    where the spec's inputs are given)."""
+
+    models: dict[str, str]
+    data: DataKeys
+    gone: set[str]
+
+    @classmethod
+    def read(
+        cls, rows: list[Any], models: Iterable[str | os.PathLike], data: Iterable[str | os.PathLike]
+    ) -> _Keys:
+        models, data = list(models), list(data)
+        model_keys, gone_models = _model_keys(rows, models)
+        data_keys, gone_data = _data_keys(rows, data)
+        return cls(model_keys, data_keys, set() if models or data else gone_models | gone_data)
+
+
+Update = tuple[str, str, dict[str, Any], list[str]]  # old id, new id, config, deps
+
+
+def _new_ids(rows: list[Any], before: int, keys: _Keys) -> list[Update] | None:
+    """(old id, new id, config, deps) of each run of a store whose ids version `before` made that
+    gets a new id (`_rekeyed`); None where the store cannot be re-keyed here (`_Unkeyable`), or two
+    runs would become one (rather than guess)."""
+    new: dict[str, str] = {}  # old id -> new id
+    labels: dict[str, str] = {}  # old id of a search -> its new method label
+    updates: list[Update] = []
+    # Searches first: the other runs name them.
+    for row in sorted(rows, key=lambda r: r["kind"] != "search"):
+        try:
+            moved = _rekeyed(row, new, labels, before, keys)
+        except _Unkeyable:
+            return None
+        if moved is not None:
+            new[row["id"]] = moved[0]
+            updates.append((row["id"], *moved))
+    if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
+        return None
+    return updates
+
+
+def rekeyed_ids(
+    store: Any, models: Iterable[str | os.PathLike] = (), data: Iterable[str | os.PathLike] = ()
+) -> dict[str, str]:
+    """Old id -> new id of each run `rekey_store` would give a new id (with the same `models` and
+    `data`), told without writing the store: how a report of a spec finds its runs in a store of
+    before (a store committed with its report stays as it is). {} where nothing would be re-keyed."""
+    if not ids_outdated(store):
+        return {}
+    rows = store.db.execute("SELECT * FROM runs").fetchall()
+    updates = _new_ids(rows, store.get_meta("ids") or 1, _Keys.read(rows, models, data))
+    return {old: new for old, new, *_ in updates or ()}
+
+
 @dataclass
 class Rekeyed:
     """What `rekey_store` did. `count`: the runs that got a new id (0: the store was left as it
@@ -96,49 +226,41 @@ class Rekeyed:
     held: list[str] = field(default_factory=list)
 
 
-def rekey_store(store: Any, models: Iterable[str | os.PathLike] = ()) -> Rekeyed:
+def rekey_store(
+    store: Any, models: Iterable[str | os.PathLike] = (), data: Iterable[str | os.PathLike] = ()
+) -> Rekeyed:
     """Re-key the runs of a store whose ids an earlier identity made (meta `ids` below
     `IDS_VERSION`; version 1 hashed the inputs' absolute paths): each id becomes `run_id` of its
     config (the task data's content key, which version-1 runs did not record, read from the data at
     the recorded path now; the retired defaults a search ran under, `_retired_defaults`, named in its
     settings; the model's key by what loading reads, `_model_keys`, for `models` and the folders the
-    runs name), and every reference follows (a fine-tuning's mask, deps, the plan, the studies). All
-    or nothing, in one transaction: not while a live process runs one of its runs (it would finish
-    under its old id), and not when a run's data is gone (its dependents would point at a renamed
-    search; a store carried elsewhere is re-keyed where its data is). A run whose model folder
-    changed keeps its key, and so does one whose folder is gone where `models` are given (a sweep:
-    its own runs' model is here, by key); without them (a report), a folder a version-4 run names
-    that is not here leaves the store to be re-keyed where it is (its key cannot be told, and a
-    store marked version 5 with the old key would run that run again). Then the directories of each
-    re-keyed run not done (`runs/<name>_<id8>/`, a search's `masks/<name>_<id8>/` and its
-    `.stepNNNNNN` ones) take the new id's names, so that a search or fine-tuning under way resumes
-    from its checkpoint (`_move_dirs`); a done run's stay, as its recorded `mask_dir` names them."""
+    runs name; the task data's key by what loading reads, `_data_keys`, for `data` and the folders
+    the runs name), and every reference follows (a fine-tuning's mask, deps, the plan, the studies).
+    All or nothing, in one transaction: not while a live process runs one of its runs (it would
+    finish under its old id), and not when a run's data is gone (its dependents would point at a
+    renamed search; a store carried elsewhere is re-keyed where its data is). A run whose model
+    folder or task files changed keeps its key, and so does one whose folder is gone where the
+    spec's `models` and `data` are given (a sweep: its own runs' inputs are here, by key); without
+    them, a folder a run of before names that is not here leaves the store to be re-keyed where it
+    is (its key cannot be told, and a store marked with today's version and the old key would run
+    that run again). Then the directories of each re-keyed run not done (`runs/<name>_<id8>/`, a
+    search's `masks/<name>_<id8>/` and its `.stepNNNNNN` ones) take the new id's names, so that a
+    search or fine-tuning under way resumes from its checkpoint (`_move_dirs`); a done run's stay,
+    as its recorded `mask_dir` names them."""
     if store.readonly or not ids_outdated(store):
         return Rekeyed()
     # The folders are hashed before the store is locked (a model's weights take a while to read).
-    keys, gone = _model_keys(store.db.execute("SELECT config FROM runs").fetchall(), models)
-    if models:
-        gone = set()
+    keys = _Keys.read(store.db.execute("SELECT config FROM runs").fetchall(), models, data)
     with store.transaction() as db:
         rows = db.execute("SELECT * FROM runs").fetchall()
         before = store.get_meta("ids") or 1
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
             return Rekeyed()
-        new: dict[str, str] = {}  # old id -> new id
-        labels: dict[str, str] = {}  # old id of a search -> its new method label
-        updates = []
-        # Searches first: the other runs name them.
-        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            try:
-                moved = _rekeyed(row, new, labels, before, keys, gone)
-            except _Unkeyable:
-                return Rekeyed()
-            if moved is not None:
-                new[row["id"]] = moved[0]
-                updates.append((row["id"], *moved))
-        if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
-            return Rekeyed()  # two runs would become one: leave the store as it is rather than guess
+        updates = _new_ids(rows, before, keys)
+        if updates is None:
+            return Rekeyed()
+        new = {old: run_id_ for old, run_id_, *_ in updates}
         for old, *_ in updates:  # two steps: a new id may be another run's old one
             db.execute("UPDATE runs SET id = ? WHERE id = ?", (f"rekey:{old}", old))
         for old, run_id_, config, deps in updates:
@@ -209,22 +331,18 @@ def _move_dirs(sweep_dir: Path, runs: list[tuple[str, str, str]], out: Rekeyed) 
 
 
 class _Unkeyable(Exception):
-    """A run whose new id cannot be computed here (its data is gone, or a report's model folder)."""
+    """A run whose new id cannot be computed here (its data is gone, or, without the spec's inputs,
+    the model or data folder it names)."""
 
 
 def _rekeyed(
-    row: Any,
-    new: dict[str, str],
-    labels: dict[str, str],
-    before: int,
-    models: dict[str, str],
-    gone: Collection[str] = (),
+    row: Any, new: dict[str, str], labels: dict[str, str], before: int, keys: _Keys
 ) -> tuple[str, dict[str, Any], list[str]] | None:
     """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id; the
-    store's ids were made by version `before`, `models` maps model keys (`_model_keys`), `gone`: the
-    model folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP search
-    (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are the
-    runs of its masks (`labels`: old search id -> label)."""
+    store's ids were made by version `before`, `keys` maps the model and data keys of before
+    (`_Keys`) and names the folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP
+    search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are
+    the runs of its masks (`labels`: old search id -> label)."""
     try:
         config, deps = json.loads(row["config"]), json.loads(row["deps"])
     except (TypeError, ValueError):
@@ -237,10 +355,16 @@ def _rekeyed(
     # A model folder changed since the run (or gone, in a sweep: `gone` empty) keeps its old key:
     # never another folder's key, so it is never reused, and it blocks no other run's re-key.
     if before < 5 and (key := config["inputs"].get("model")) is not None:
-        if key in models:
-            config["inputs"]["model"] = models[key]
-        elif config.get("model") in gone:
+        if key in keys.models:
+            config["inputs"]["model"] = keys.models[key]
+        elif config.get("model") in keys.gone:
             raise _Unkeyable(row["id"])  # the model is not here: re-keyed where it is
+    # So does a task whose files changed since, or are not here (in a sweep).
+    if before < 6 and (key := config["inputs"].get("data")) is not None and (read := _task_data(config)):
+        if (key, read[0]) in keys.data:
+            config["inputs"]["data"] = keys.data[(key, read[0])]
+        elif read[1] in keys.gone:
+            raise _Unkeyable(row["id"])  # the data is not here: re-keyed where it is
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]
         config["mask"] = {**config["mask"], "search": new.get(search, search)}

@@ -105,11 +105,13 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
-        rekeyed = rekey_store(self.store, models=[spec.model])
+        data = [t.data for t in spec.tasks.values() if t.data is not None]
+        rekeyed = rekey_store(self.store, models=[spec.model], data=data)
         if rekeyed.count:
             log(
                 f"note: {rekeyed.count} runs of {self.store.path} re-keyed: ids no longer hash where the "
-                "inputs lie or the model's card, and name the old defaults they ran under"
+                "inputs lie, the model's card or the task folders beside a task's, and name the old "
+                "defaults they ran under"
                 + (
                     f"; {len(rekeyed.moved)} directories of runs under way moved with them"
                     if rekeyed.moved
