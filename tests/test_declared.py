@@ -402,19 +402,25 @@ def test_a_within_methods_p_beyond_its_enumeration_is_drawn_seeded_and_near_the_
     monkeypatch.setattr(report_claims, "WITHIN_DRAWS", 2000)
     drawn = make().p
     assert drawn == make().p and drawn > 0
+    order = [10, 3, 7, 0, 5, 9, 1, 8, 2, 6, 4]  # the same masks listed in another order: the same p
+    shuffled = report_claims.Correlation(
+        "kd_loss", "avg", *([x[i] for i in order] for x in (methods, losses, scores)), [], within=True
+    )
+    assert shuffled.p == drawn and shuffled.rho == pytest.approx(make().rho)
     assert abs(drawn - exact) < 4 * math.sqrt(exact * (1 - exact) / 2000) + 1 / 2001
 
 
 def test_dry_run_plans_a_within_methods_correlation_with_its_draws_floor(tmp_path):
     """Random, IMP and TAMT-MLM at 5 masks each (OMP's one carries nothing within): 15 masks within 3
-    methods, 120³ orderings (past the enumeration), so the floor is the draws' 1 / 200,001 (× 2
-    claims); the MDE is Fisher's at 15 − 2 units and α / 2. It passes by design."""
+    methods, 120³ orderings (past the enumeration), so the floor is the draws' 1 / 200,001 plus a
+    perfect order's 2 / 120³ (× 2 claims); the MDE is Fisher's at 15 − 2 units and α / 2. It passes
+    by design."""
     within = {"correlate": "kd_loss", "endpoint": "fig5", "sparsity": 0.7, "unit": "within-methods"}
     compare = {"compare": "tamt-mlm > imp", "endpoint": "fig5", "sparsity": 0.7, "pilot_sd": 1.5}
     s = spec(tmp_path, claims=[compare, within], **AVG)
     corr = plan_claims(s)[1]
     assert corr.units == "15 masks within 3 methods" and corr.passable
-    assert corr.smallest_p == pytest.approx(2 / 200_001)
+    assert corr.smallest_p == pytest.approx(2 * (1 / 200_001 + 2 / 120**3))
     assert corr.mde == pytest.approx(detectable_rho(13, alpha=0.025))
     assert s.claims[1].text == "kd_loss predicts fig5 at 70% (ρ < 0, over masks within methods)"
     refuse_unpassable(s)  # nothing to refuse

@@ -201,13 +201,15 @@ class Correlation:
     @cached_property
     def groups(self) -> list[np.ndarray]:
         """The masks' indices per method: all masks as one group, or (`within`) each method with 2 or
-        more masks as its own."""
+        more masks as its own, the methods by name and each one's masks by (loss, score), so that the
+        seeded draws of `_within_p` do not depend on the order the store lists the masks in."""
         if not self.within:
             return [np.arange(len(self.losses))]
         by: dict[str, list[int]] = defaultdict(list)
         for i, m in enumerate(self.methods):
             by[m].append(i)
-        return [np.array(g) for g in by.values() if len(g) > 1]
+        order = lambda i: (self.losses[i], self.scores[i])  # noqa: E731
+        return [np.array(sorted(by[m], key=order)) for m in sorted(by) if len(by[m]) > 1]
 
     @property
     def n(self) -> int:

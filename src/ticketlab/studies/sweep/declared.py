@@ -357,11 +357,12 @@ def _plan(spec, c: Claim, m: int) -> PlannedClaim:
 
 def _plan_within(c: Claim, sizes: list[int], m: int) -> PlannedClaim:
     """A within-methods correlation over methods of `sizes` masks (those with 2 or more): its p has the
-    floor of a perfect order in every method (2 / Π n!) or of the permutation draws, whichever is
-    higher; its MDE loses one unit per method mean removed (`report.claims.Correlation`)."""
+    floor of a perfect order in every method (2 / Π n!), and where the orderings are drawn rather
+    than enumerated the draws' own 1 / (draws + 1) on top (a perfect order's expected drawn p is about
+    their sum); its MDE loses one unit per method mean removed (`report.claims.Correlation`)."""
     n, orderings = sum(sizes), math.prod(math.factorial(k) for k in sizes)
-    exact = 2 / orderings if orderings else 1.0
-    floor = exact if orderings <= WITHIN_DRAWS else max(exact, 1 / (WITHIN_DRAWS + 1))
+    exact = 2 / orderings
+    floor = exact if orderings <= WITHIN_DRAWS else exact + 1 / (WITHIN_DRAWS + 1)
     units = f"{n} masks within {len(sizes)} methods"
     why = "fewer than 3 masks in methods with 2 or more" if n < 3 else None
     effective = n - max(len(sizes) - 1, 0)
