@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,17 +104,29 @@ def _task_data(config: dict[str, Any]) -> tuple[str, str, str | None] | None:
 
 DataKeys = dict[tuple[str, str], str]  # (data key of before, task) -> its key now
 
+# Why a run that reads task data keeps its id (`_proven`), most telling first: the note a sweep
+# prints names the first that applies to each run.
+SYMLINK = "their task's folder is a symbolic link, which the old key did not read through"
+CROWDED = "their data folder has more than 16 entries (which of them the old key covered cannot be told)"
+CHANGED = "their task's files changed since"
+MISSING = "their task's files are not here"
+MASKED = "the mask they start from was searched on such a run"  # a search's dependents
+_WHY = (SYMLINK, CROWDED, CHANGED, MISSING, MASKED)
 
-def _data_keys(rows: list[Any], data: Iterable[str | os.PathLike]) -> tuple[DataKeys, set[str]]:
+
+def _data_keys(
+    rows: list[Any], data: Iterable[str | os.PathLike]
+) -> tuple[DataKeys, set[str], dict[tuple[str, str], str]]:
     """Each task's data key from before version 6 (its data folder's whole content: of a GLUE root
     every task's folder) -> its key now (`plan.data_key`), by (old key, task), where it is proven
     that the task's files the run read are the ones here: the old key is the content key of a data
     folder here over some of its entries (`core.files.entry_keys`: the folder gained others since,
     as a GLUE root gains a task), the task's own among them (its folder, and its task.json where that
     lies outside it). Tried on the folder the run names, where it still is, then on `data` (the
-    spec's folders: the proof is by content, wherever they lie); and the folders the runs name that
-    are not here. A run whose task's files changed since keeps its key, and so does one whose data
-    folder was the task's own (its whole content is the key now too)."""
+    spec's folders: the proof is by content, wherever they lie); the folders the runs name that
+    are not here; and why each (old key, task) not proven is not (`_WHY`). A run whose task's files
+    changed since keeps its key, and so does one whose data folder was the task's own (its whole
+    content is the key now too)."""
     read: dict[tuple[str, str], str] = {}  # (old key, task) -> the data folder the run names
     for row in rows:
         with contextlib.suppress(TypeError, ValueError, AttributeError):
@@ -125,48 +138,69 @@ def _data_keys(rows: list[Any], data: Iterable[str | os.PathLike]) -> tuple[Data
                 if key is not None:
                     read.setdefault((key, task), where)
     here = [str(d) for d in dict.fromkeys([*read.values(), *map(str, data)]) if Path(d).expanduser().is_dir()]
-    entries: dict[str, dict[str, frozenset[str]]] = {}  # a folder's `entry_keys`, once
+    entries: dict[str, dict[str, frozenset[str]] | None] = {}  # a folder's `entry_keys`, once
     known: DataKeys = {}
+    unproven: dict[tuple[str, str], str] = {}
     for (old, task), where in read.items():
+        why = []
         for root in dict.fromkeys([where, *here]):
-            new = _proven(old, task, root, entries)
+            new, reason = _proven(old, task, root, entries)
             if new is not None:
                 known[(old, task)] = new
                 break
-    return known, {w for w in read.values() if not Path(w).expanduser().exists()}
+            why.append(reason)
+        else:
+            unproven[(old, task)] = min(why or [MISSING], key=_WHY.index)
+    return known, {w for w in read.values() if not Path(w).expanduser().exists()}, unproven
 
 
-def _proven(old: str, task: str, root: str, entries: dict[str, dict[str, frozenset[str]]]) -> str | None:
-    """The data key of `task` at the data folder `root` now, where `old`, the key of a data folder a
-    run read, is proven to hold the same files of the task (`_data_keys`); else None."""
+def _proven(
+    old: str, task: str, root: str, entries: dict[str, dict[str, frozenset[str]] | None]
+) -> tuple[str, None] | tuple[None, str]:
+    """(the data key of `task` at the data folder `root` now, None) where `old`, the key of a data
+    folder a run read, is proven to hold the same files of the task (`_data_keys`); else (None, why:
+    `_WHY`). Never raises: what cannot be told proves nothing (the run keeps its id).
+
+    The task's entries are told as the old key saw the folder (`content_key` over `root`): by their
+    names in it, symbolic links not followed (`root / "a"`, a link, is the entry `a`, wherever it
+    points). That key walked no linked folder (`Path.rglob` does not descend into one), so a task
+    whose folder is a link was never in it: no proof, whatever the entry keys say."""
     try:
         paths = task_data(task, root)
-    except (TicketlabError, OSError):
-        return None  # not the task's data (another task's folder, a task.json gone)
-    new = content_key(paths)
-    if new is None or new == old:
-        return new
-    base = Path(root).expanduser().resolve()
-    own = [Path(p).expanduser().resolve().relative_to(base).parts for p in paths]
-    if any(not parts for parts in own):
-        return None  # the folder is the task's own: its whole content is the key, and it changed
-    if root not in entries:
-        entries[root] = entry_keys(root) or {}  # None: too many entries to tell which (no proof)
-    covered = entries[root].get(old)
-    return new if covered is not None and {parts[0] for parts in own} <= covered else None
+        new = content_key(paths)
+        if new is None:
+            return None, MISSING
+        if new == old:
+            return new, None
+        base = Path(os.path.abspath(Path(root).expanduser()))
+        own = [Path(os.path.abspath(Path(p).expanduser())).relative_to(base).parts for p in paths]
+        if any(not parts for parts in own):
+            return None, CHANGED  # the folder is the task's own: its whole content is the key
+        if any((base / parts[0]).is_symlink() and (base / parts[0]).is_dir() for parts in own):
+            return None, SYMLINK
+        if root not in entries:
+            entries[root] = entry_keys(root)  # None: too many entries to tell which (no proof)
+        found = entries[root]
+        if found is None:
+            return None, CROWDED
+        covered = found.get(old)
+    except (TicketlabError, OSError, ValueError):
+        return None, MISSING  # not the task's data (another task's folder, a task.json gone, a file outside)
+    return (new, None) if covered is not None and {parts[0] for parts in own} <= covered else (None, CHANGED)
 
 
 @dataclass
 class _Keys:
     """What re-keying reads of the inputs, hashed before the store is locked (a model's weights take
     a while to read): each model folder's key from before version 5 -> its key now (`_model_keys`),
-    each task's data key from before version 6 -> its key now (`_data_keys`), and the folders the
-    runs name that are not here and so leave the store to be re-keyed where they are (`gone`: none
-    where the spec's inputs are given)."""
+    each task's data key from before version 6 -> its key now (`_data_keys`) and why the others are
+    not (`unproven`), and the folders the runs name that are not here and so leave the store to be
+    re-keyed where they are (`gone`: none where the spec's inputs are given)."""
 
     models: dict[str, str]
     data: DataKeys
     gone: set[str]
+    unproven: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def read(
@@ -174,32 +208,79 @@ class _Keys:
     ) -> _Keys:
         models, data = list(models), list(data)
         model_keys, gone_models = _model_keys(rows, models)
-        data_keys, gone_data = _data_keys(rows, data)
-        return cls(model_keys, data_keys, set() if models or data else gone_models | gone_data)
+        data_keys, gone_data, unproven = _data_keys(rows, data)
+        return cls(model_keys, data_keys, set() if models or data else gone_models | gone_data, unproven)
 
 
 Update = tuple[str, str, dict[str, Any], list[str]]  # old id, new id, config, deps
 
 
-def _new_ids(rows: list[Any], before: int, keys: _Keys) -> list[Update] | None:
-    """(old id, new id, config, deps) of each run of a store whose ids version `before` made that
-    gets a new id (`_rekeyed`); None where the store cannot be re-keyed here (`_Unkeyable`), or two
-    runs would become one (rather than guess)."""
+@dataclass
+class _NewIds:
+    """What re-keying a store does (`_new_ids`): `updates`, (old id, new id, config, deps) of each
+    run that gets a new id; `kept`, the runs that keep their old ids beside the run that has the id
+    they would get (earlier generations of one run: history); `unproven`, how many runs that read
+    task data keep their old data key, by why (`_WHY`; `stuck`: their ids), and the runs of masks
+    searched on such a run (which name it still)."""
+
+    updates: list[Update] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    unproven: Counter[str] = field(default_factory=Counter)
+    stuck: set[str] = field(default_factory=set)
+
+
+def _first(row: Any) -> tuple[bool, float]:
+    """Which of the runs that would get one id takes it (the least first): a done run, the most
+    recent to finish; else the one last at work. The others keep their old ids as history."""
+    done = row["status"] == "done"
+    when = [row["finished"]] if done else [row["heartbeat"], row["started"], row["created"]]
+    return not done, -max((t for t in when if t is not None), default=0.0)
+
+
+def _new_ids(rows: list[Any], before: int, keys: _Keys) -> _NewIds | None:
+    """The new ids of a store whose ids version `before` made (`_rekeyed`, `_NewIds`); None where
+    the store cannot be re-keyed here (`_Unkeyable`). Where runs would get one id (two generations of
+    one run: recorded before and after a task folder was added beside theirs, or under a spec naming
+    the task's folder and one naming the GLUE root), or a run keeps that id already, one has it: the
+    run there already, else `_first`'s; the others keep their old ids (history, never lost), and so
+    do the runs whose new id one of them keeps, and the runs of a search's mask kept as history (a
+    run of another search's mask than today's). A done run is kept over one not done: never re-run
+    what is done. Searches first: the other runs name them."""
+    out = _NewIds()
+    by_id = {r["id"]: r for r in rows}
     new: dict[str, str] = {}  # old id -> new id
     labels: dict[str, str] = {}  # old id of a search -> its new method label
-    updates: list[Update] = []
-    # Searches first: the other runs name them.
-    for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-        try:
-            moved = _rekeyed(row, new, labels, before, keys)
-        except _Unkeyable:
-            return None
-        if moved is not None:
-            new[row["id"]] = moved[0]
-            updates.append((row["id"], *moved))
-    if len(set(new.values())) < len(new) or set(new.values()) & ({r["id"] for r in rows} - set(new)):
-        return None
-    return updates
+    kept: set[str] = set()
+    for group in ([r for r in rows if r["kind"] == "search"], [r for r in rows if r["kind"] != "search"]):
+        moved: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+        for row in group:
+            try:
+                found = _rekeyed(row, new, labels, before, keys, out)
+            except _Unkeyable:
+                return None
+            if found is not None:
+                moved[row["id"]] = found
+        while True:
+            taken = (set(by_id) - set(new) - set(moved)) | set(new.values())  # ids runs keep or got
+            claims: dict[str, list[str]] = {}
+            for old, (to, *_) in moved.items():
+                claims.setdefault(to, []).append(old)
+            history = [
+                old
+                for to, olds in claims.items()
+                for old in (olds if to in taken else sorted(olds, key=lambda i: (*_first(by_id[i]), i))[1:])
+            ]
+            history += [old for old, (*_, deps) in moved.items() if old not in history and set(deps) & kept]
+            if not history:
+                break
+            for old in history:
+                del moved[old]
+            out.kept += history
+            kept.update(history)
+        for old, found in moved.items():
+            new[old] = found[0]
+            out.updates.append((old, *found))
+    return out
 
 
 def rekeyed_ids(
@@ -211,19 +292,25 @@ def rekeyed_ids(
     if not ids_outdated(store):
         return {}
     rows = store.db.execute("SELECT * FROM runs").fetchall()
-    updates = _new_ids(rows, store.get_meta("ids") or 1, _Keys.read(rows, models, data))
-    return {old: new for old, new, *_ in updates or ()}
+    found = _new_ids(rows, store.get_meta("ids") or 1, _Keys.read(rows, models, data))
+    return {old: new for old, new, *_ in found.updates} if found is not None else {}
 
 
 @dataclass
 class Rekeyed:
     """What `rekey_store` did. `count`: the runs that got a new id (0: the store was left as it
     was, or needed nothing); `moved`: the directories of the runs under way moved to their new id's
-    names; `held`: those left where they were (a live process holds them)."""
+    names; `held`: those left where they were (a live process holds them); `kept`: the runs that
+    kept their old ids beside a run that has the id they would get (earlier generations of one run,
+    kept as history: `_new_ids`); `unproven`: how many runs that read task data keep their old data
+    key (it is not proven that their task's files are the ones here), by why (`_WHY`): today's runs
+    do not take them, and run again."""
 
     count: int = 0
     moved: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+    kept: int = 0
+    unproven: dict[str, int] = field(default_factory=dict)
 
 
 def rekey_store(
@@ -243,7 +330,8 @@ def rekey_store(
     spec's `models` and `data` are given (a sweep: its own runs' inputs are here, by key); without
     them, a folder a run of before names that is not here leaves the store to be re-keyed where it
     is (its key cannot be told, and a store marked with today's version and the old key would run
-    that run again). Then the directories of each re-keyed run not done (`runs/<name>_<id8>/`, a
+    that run again). Where runs would get one id, one does and the others keep their old ids
+    (`_new_ids`). Then the directories of each re-keyed run not done (`runs/<name>_<id8>/`, a
     search's `masks/<name>_<id8>/` and its `.stepNNNNNN` ones) take the new id's names, so that a
     search or fine-tuning under way resumes from its checkpoint (`_move_dirs`); a done run's stay,
     as its recorded `mask_dir` names them."""
@@ -257,9 +345,10 @@ def rekey_store(
         now = time.time()
         if any(r["status"] == "running" and not owner_gone(r, now, store.stale_after) for r in rows):
             return Rekeyed()
-        updates = _new_ids(rows, before, keys)
-        if updates is None:
+        found = _new_ids(rows, before, keys)
+        if found is None:
             return Rekeyed()
+        updates = found.updates
         new = {old: run_id_ for old, run_id_, *_ in updates}
         for old, *_ in updates:  # two steps: a new id may be another run's old one
             db.execute("UPDATE runs SET id = ? WHERE id = ?", (f"rekey:{old}", old))
@@ -278,7 +367,8 @@ def rekey_store(
             }
             db.execute("UPDATE meta SET value = ? WHERE key = 'studies'", (json.dumps(studies),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('ids', ?)", (json.dumps(IDS_VERSION),))
-    out = Rekeyed(count=len(new))
+    why = dict(sorted(found.unproven.items(), key=lambda n: _WHY.index(n[0])))
+    out = Rekeyed(count=len(new), kept=len(found.kept), unproven=why)
     by_id = {r["id"]: r for r in rows}
     under_way = [(by_id[old]["name"], old, new[old]) for old in new if by_id[old]["status"] != "done"]
     _move_dirs(Path(store.path).parent, under_way, out)
@@ -336,13 +426,15 @@ class _Unkeyable(Exception):
 
 
 def _rekeyed(
-    row: Any, new: dict[str, str], labels: dict[str, str], before: int, keys: _Keys
+    row: Any, new: dict[str, str], labels: dict[str, str], before: int, keys: _Keys, out: _NewIds
 ) -> tuple[str, dict[str, Any], list[str]] | None:
     """(new id, config, deps) of one stored run under `identity`, or None where it keeps its id; the
     store's ids were made by version `before`, `keys` maps the model and data keys of before
     (`_Keys`) and names the folders whose absence blocks the re-key (`_Unkeyable`). A legacy IMP
     search (`_retired_defaults`) is labelled `imp/legacy` (`imp-task/legacy`) in reports, and so are
-    the runs of its masks (`labels`: old search id -> label)."""
+    the runs of its masks (`labels`: old search id -> label). A run whose task data's key is not
+    proven, or whose mask was searched on such a run, is counted in `out.unproven` by why
+    (`_Keys.unproven`)."""
     try:
         config, deps = json.loads(row["config"]), json.loads(row["deps"])
     except (TypeError, ValueError):
@@ -365,8 +457,13 @@ def _rekeyed(
             config["inputs"]["data"] = keys.data[(key, read[0])]
         elif read[1] in keys.gone:
             raise _Unkeyable(row["id"])  # the data is not here: re-keyed where it is
+        else:
+            out.unproven[keys.unproven.get((key, read[0]), MISSING)] += 1
+            out.stuck.add(row["id"])
     if isinstance(config.get("mask"), dict):
         search = config["mask"]["search"]
+        if search in out.stuck and row["id"] not in out.stuck:
+            out.unproven[MASKED] += 1
         config["mask"] = {**config["mask"], "search": new.get(search, search)}
         config["method"] = labels.get(search, config.get("method"))
     deps = [new.get(d, d) for d in deps]

@@ -119,14 +119,22 @@ class Runner:
                 )
             )
         elif ids_outdated(self.store) and self.store.statuses():
-            why = (
-                "a dry run writes nothing"
-                if dry_run
-                else "a run of it is live, its data is gone, or two of its runs would become one"
-            )
+            why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
             log(
                 f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
                 "its finished runs show as pending until a sweep re-keys them"
+            )
+        if rekeyed.kept:
+            log(
+                f"note: {rekeyed.kept} runs of {self.store.path} keep their old ids beside a run of the "
+                "same config that has the new one (an earlier generation of it, or the same run under a "
+                "spec naming its data otherwise): kept as history, not reported"
+            )
+        if rekeyed.unproven:
+            log(
+                f"note: {sum(rekeyed.unproven.values())} runs of {self.store.path} that read task data "
+                "are not taken for today's runs, as it is not proven that they read the task files here, "
+                "and run again: " + "; ".join(f"{n} because {why}" for why, n in rekeyed.unproven.items())
             )
         if rekeyed.held:
             log(
