@@ -37,9 +37,11 @@ if __name__ == "__main__":
         from ticketlab.studies.store import copy_store
 
         sweep = Path(args[1] if len(args) > 1 else "sweeps/minilm-mlm-v2-pilot").resolve()
-        (HERE / "pilot").mkdir(exist_ok=True)
-        copy_store(sweep / "results.sqlite", HERE / "pilot" / "results.sqlite")
-        print(f"{HERE / 'pilot' / 'results.sqlite'}: the pilot's store copied")
+        # sweeps/minilm-mlm-v2-pilot -> pilot/, sweeps/minilm-mlm-v2-pilot-9L -> pilot-9L/
+        folder = HERE / sweep.name.removeprefix("minilm-mlm-v2-")
+        folder.mkdir(exist_ok=True)
+        copy_store(sweep / "results.sqlite", folder / "results.sqlite")
+        print(f"{folder / 'results.sqlite'}: the pilot's store copied")
         sys.exit(0)
     if args[:1] == ["--restore"]:
         snapshot.restore(Path(args[1] if len(args) > 1 else "sweeps/minilm-mlm-v2").resolve())
