@@ -22,7 +22,6 @@ times at the chosen protocol.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 import statistics as st
@@ -67,7 +66,8 @@ def full_seed_var(runs, task: str) -> float:
 def pilot_scale(runs, store: Path) -> dict[str, float] | None:
     """Per task of the endpoint, the factor on a seed variance from minilm-mlm's protocol to the
     pilot's (None: the pilot has no SD for a task yet)."""
-    choice = _module("pilot_choice", HERE / "pilot_choice.py")
+    import pilot_choice as choice  # beside this script (its folder is the first on sys.path)
+
     by = choice.runs(store)
     out = {}
     for task, old in (("sst2", "sst2"), ("cola", "cola"), ("stsb", "cola")):
@@ -81,13 +81,6 @@ def pilot_scale(runs, store: Path) -> dict[str, float] | None:
             f"x {out[task]:.3f} on a seed variance"
         )
     return out
-
-
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def endpoint_components(runs, scale: dict[str, float] | None) -> dict[str, tuple[float, float]]:
@@ -120,29 +113,32 @@ def mdes(endpoint, masks: int, seeds: int, omp_seeds: int) -> list[float]:
     return row
 
 
+def print_designs(endpoint, designs) -> None:
+    """One line per (masks, seeds, OMP's seeds): the MDE of each declared comparison."""
+    for masks, seeds, omp_seeds in designs:
+        row = mdes(endpoint, masks, seeds, omp_seeds)
+        omp = "" if omp_seeds == seeds else f", OMP {omp_seeds} seeds"
+        print(
+            f"{masks} masks x {seeds} seeds{omp}: MDE "
+            + ", ".join(f"{a} > {b} {x:.2f}" for (a, b), x in zip(CLAIMS, row, strict=True))
+        )
+
+
 def main() -> None:
     args = sys.argv[1:]
     pilot = Path(args[1]) if args[:1] == ["--pilot"] and len(args) > 1 else HERE / "pilot" / "results.sqlite"
     runs = scores()
     print("At minilm-mlm's protocol:")
-    endpoint = endpoint_components(runs, None)
-    for masks, seeds in ((5, 2), (5, 3), (6, 2), (6, 3), (8, 2), (10, 3)):
-        row = mdes(endpoint, masks, seeds, seeds)
-        print(
-            f"{masks} masks x {seeds} seeds: MDE "
-            + ", ".join(f"{a} > {b} {x:.2f}" for (a, b), x in zip(CLAIMS, row, strict=True))
-        )
+    print_designs(
+        endpoint_components(runs, None),
+        [(m, k, k) for m, k in ((5, 2), (5, 3), (6, 2), (6, 3), (8, 2), (10, 3))],
+    )
     scale = pilot_scale(runs, pilot) if pilot.is_file() else None
     if scale is None:
         return
     print("At the pilot's protocol (seed components scaled, mask components as measured):")
-    endpoint = endpoint_components(runs, scale)
-    for masks, seeds, omp_seeds in ((6, 2, 10), (6, 3, 10), (8, 2, 10), (8, 3, 10), (10, 2, 10), (12, 2, 10)):
-        row = mdes(endpoint, masks, seeds, omp_seeds)
-        print(
-            f"{masks} masks x {seeds} seeds, OMP {omp_seeds} seeds: MDE "
-            + ", ".join(f"{a} > {b} {x:.2f}" for (a, b), x in zip(CLAIMS, row, strict=True))
-        )
+    designs = ((6, 2, 10), (6, 3, 10), (8, 2, 10), (8, 3, 10), (10, 2, 10), (12, 2, 10))
+    print_designs(endpoint_components(runs, scale), designs)
 
 
 if __name__ == "__main__":

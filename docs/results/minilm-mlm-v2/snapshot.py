@@ -19,16 +19,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-
-
-def _module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-snapshot = _module("minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py")
+spec = importlib.util.spec_from_file_location(
+    "minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py"
+)
+snapshot = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(snapshot)
 snapshot.HERE = HERE  # its functions read the folder from this global
 
 if __name__ == "__main__":
@@ -47,6 +42,9 @@ if __name__ == "__main__":
         snapshot.restore(Path(args[1] if len(args) > 1 else "sweeps/minilm-mlm-v2").resolve())
         sys.exit(0)
     sweep = Path(args[0] if args else "sweeps/minilm-mlm-v2").resolve()
-    # First, while the masks along the searches are here (needs ticketlab: imported only now).
-    _module("minilm_mlm_v2_curve_similarity", HERE / "curve_similarity.py").main(sweep)
+    # First, while the masks along the searches are here (beside this script; needs ticketlab,
+    # so imported only now).
+    import curve_similarity
+
+    curve_similarity.main(sweep)
     snapshot.main(sweep)
