@@ -1106,3 +1106,34 @@ def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_name
     labels = {method_label(r.config): results.target_share(method_label(r.config), 0.7) for r in runs}
     assert labels["imp"] == pytest.approx(0.7 * share)  # no variant named: Chen's
     assert labels["imp/tamt"] == labels["omp"] == labels["imp/legacy"] == 0.7
+
+
+def test_a_study_of_masks_alone_plans_no_fine_tuning_and_is_reported(tmp_path, tiny_bert_dir):
+    """`tasks: {}`: searches, masks along them and their pre-training losses, nothing fine-tuned
+    (a mask-similarity or loss study); the report draws the losses along the search and skips the
+    downstream figures with a reason."""
+    spec = fakes.make_spec(
+        tmp_path,
+        tiny_bert_dir,
+        tasks={},
+        methods=["omp", "tamt-mlm"],
+        sparsities=[0.7],
+        search_curve={"steps": [6, 10], "sparsities": [0.7], "tasks": []},
+        data_curve=None,
+    )
+    sweep = tmp_path / "sweep"
+    result = run_sweep(
+        spec, sweep, finetune=fakes.fake_finetune, pretrain_eval=fakes.fake_pretrain_eval, log=lambda s: None
+    )
+    assert result.ok
+    assert {r.kind for r in Store(sweep).runs()} == {"search", "pretrain-eval"}
+    report = write_report(sweep)
+    text = report.path.read_text()
+    assert "reached after each number of steps" in text
+    figures = report.path.parent / "figures"
+    for drawn in ("fig6_loss_vs_search_steps.png", "fig8_similarity.png"):
+        assert_png(figures / drawn)
+    # Fig. 5 lacks scores, not losses
+    assert "pretrain_eval" not in report.skipped["fig5_pretrain_loss_vs_score.png"]
+    assert "fine-tuning" in report.skipped["fig3_score_vs_sparsity.png"]
+    assert "this study fine-tunes nothing" in text and "## Winning tickets" not in text

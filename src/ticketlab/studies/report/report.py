@@ -279,26 +279,40 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     parts = [
         *_heading(res, spec),
         *declared_section(res),
-        "## Main results",
-        "",
-        "Dev score of each task's main metric (0-100; "
-        f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a cell "
-        f"(mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages the tasks "
-        "per seed pair first. Each footnote lists the run ids behind a number. " + protocol_note(res),
-        "",
-        table(header, rows) if rows else "_No finished fine-tuning runs yet._",
-        "",
-        *floor_note(res),
-        figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
-        "",
-        "## Winning tickets",
-        "",
-        winning_section(res, note),
-        "",
-        "## Paired comparisons",
-        "",
-        paired_section(res),
-        "",
+    ]
+    if spec.get("tasks", True) == {}:  # a study of masks alone: no downstream section has a cell
+        parts += [
+            "## Downstream results",
+            "",
+            "None: this study fine-tunes nothing (`tasks: {}`). Its masks are compared by their "
+            "pre-training losses and their similarity, below.",
+            "",
+        ]
+    else:
+        parts += [
+            "## Main results",
+            "",
+            "Dev score of each task's main metric (0-100; "
+            f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a "
+            f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
+            "the tasks per seed pair first. Each footnote lists the run ids behind a number. "
+            + protocol_note(res),
+            "",
+            table(header, rows) if rows else "_No finished fine-tuning runs yet._",
+            "",
+            *floor_note(res),
+            figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
+            "",
+            "## Winning tickets",
+            "",
+            winning_section(res, note),
+            "",
+            "## Paired comparisons",
+            "",
+            paired_section(res),
+            "",
+        ]
+    parts += [
         *_transfer_part(res, report, note, figure),
         *_super_part(res, report, note, figure),
         "## Pre-training loss and downstream score",

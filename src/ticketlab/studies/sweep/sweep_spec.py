@@ -146,8 +146,6 @@ class SweepSpec(PlannedConfigs):
                 resources(self.resources)
             except ConfigError as e:
                 raise self._fail("resources", str(e).removeprefix("resources: ")) from None
-        if not self.tasks:
-            raise self._fail("tasks", "at least one task is required")
         if not self.methods:
             raise self._fail("methods", "at least one method is required")
         for m in self.methods:
