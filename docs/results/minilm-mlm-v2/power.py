@@ -17,7 +17,16 @@ the study's own masks are fine-tuned). Designs then give OMP and `full` their ow
 (`methods.<m>.finetune_seeds`), and each line its fine-tuning core-hours at the pilot's per-run
 times at the chosen protocol.
 
+At the study's own masks (`--study STORE`, the SD check of README "Power"): each method's
+components measured on this study's store, the endpoint of a fine-tuning seed being the mean of its
+three tasks' last evaluations (a mask counts once all three are done for a seed): the mask component
+from the spread of the masks' means less their seed component / k, the seed component from the
+spread within a mask; OMP's and the full model's from their seeds alone. SDs only: no difference
+between methods is printed. Then the MDEs at 6-20 masks x 2 seeds (OMP at 10), and the fewest masks
+a side that give claim 1 an MDE <= 1.5.
+
     PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py [--pilot STORE]
+    PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py --study sweeps/minilm-mlm-v2/results.sqlite
 """
 
 from __future__ import annotations
@@ -37,9 +46,9 @@ ALPHA = 0.05 / 4
 CLAIMS = (("tamt-kd", "imp"), ("tamt-mlm", "imp"), ("imp", "omp"))
 
 
-def scores() -> dict[tuple[str, int | None], dict[tuple[str, int], float]]:
+def scores(store: Path = STORE) -> dict[tuple[str, int | None], dict[tuple[str, int], float]]:
     """(method, mask seed) -> {(task, fine-tuning seed): last evaluation} of the store's plan."""
-    db = sqlite3.connect(f"file:{STORE}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     plan = set(json.loads(db.execute("SELECT value FROM meta WHERE key = 'plan'").fetchone()[0]))
     out: dict = defaultdict(dict)
     done = "SELECT id, config, metrics FROM runs WHERE kind = 'finetune' AND status = 'done'"
@@ -124,8 +133,56 @@ def print_designs(endpoint, designs) -> None:
         )
 
 
+TASKS = ("sst2", "cola", "stsb")
+
+
+def study_components(runs) -> dict[str, tuple[float, float, int]]:
+    """method -> (mask variance, seed variance, masks) of the endpoint, from the study's own store:
+    per mask, the endpoint of each fine-tuning seed whose three tasks are done."""
+    per: dict[str, list[list[float]]] = defaultdict(list)
+    for (method, _), v in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, kv[0][1] or 0)):
+        seeds = sorted({s for _, s in v})
+        ends = [st.mean(v[(t, s)] for t in TASKS) for s in seeds if all((t, s) in v for t in TASKS)]
+        if ends:
+            per[method].append(ends)
+    out = {}
+    for method, masks in per.items():
+        if method in ("omp", "full"):  # one mask: its spread is its seeds'
+            seeds = masks[0]
+            if len(seeds) > 1:
+                out[method] = (0.0, st.variance(seeds), len(seeds))
+            continue
+        masks = [e for e in masks if len(e) > 1]
+        if len(masks) < 2:
+            continue
+        k = st.mean(len(e) for e in masks)
+        seed = st.mean(st.variance(e) for e in masks)
+        between = st.variance([st.mean(e) for e in masks])
+        out[method] = (max(0.0, between - seed / k), seed, len(masks))
+    return out
+
+
+def study_check(store: Path) -> None:
+    """The SD check: each method's components on the study's own masks, the MDEs they give, and the
+    fewest masks a side for an MDE <= 1.5 on claim 1."""
+    comps = study_components(scores(store))
+    for method, (mask, seed, n) in sorted(comps.items()):
+        unit = "seeds" if method in ("omp", "full") else "masks"
+        print(f"{method:9s} endpoint SD mask / seed: {mask**0.5:.2f} / {seed**0.5:.2f} ({n} {unit})")
+    endpoint = {m: (mask, seed) for m, (mask, seed, _) in comps.items()}
+    if not all(m in endpoint for c in CLAIMS for m in c):
+        print("not every claim's methods have two units yet: no MDE")
+        return
+    print_designs(endpoint, [(m, 2, 10) for m in (6, 8, 10, 12, 16, 20)])
+    enough = next((m for m in range(6, 41) if mdes(endpoint, m, 2, 10)[0] <= 1.5), None)
+    print(f"claim 1 (tamt-kd > imp) MDE <= 1.5 at 2 seeds: {enough or 'more than 40'} masks a side")
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args[:1] == ["--study"] and len(args) > 1:
+        study_check(Path(args[1]))
+        return
     pilot = Path(args[1]) if args[:1] == ["--pilot"] and len(args) > 1 else HERE / "pilot" / "results.sqlite"
     runs = scores()
     print("At minilm-mlm's protocol:")
