@@ -19,6 +19,7 @@ from types import ModuleType
 
 from .. import __version__
 from ..core.errors import TicketlabError, one_line
+from ..core.memory import keep_freed_memory
 from .common import finite_floats
 
 
@@ -128,6 +129,7 @@ def _verb_of(argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(only=_verb_of(argv)).parse_args(argv)
+    keep_freed_memory()  # this process is ours: large tensors freed each step stay for the next
     try:
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds

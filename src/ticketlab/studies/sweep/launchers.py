@@ -36,6 +36,7 @@ import torch
 from ...core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
 from ...core.errors import ConfigError, one_line, unprintable
 from ...core.files import open_own
+from ...core.memory import keep_freed_memory
 from ...core.optional import optional_module
 from ..records import KINDS
 
@@ -324,7 +325,9 @@ def usable_cores() -> int:
 
 
 def _with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run `fn` in a worker with `threads` torch threads (its share of this machine's cores)."""
+    """Run `fn` in a worker with `threads` torch threads (its share of this machine's cores), its
+    freed memory kept for the next step as in the `ticketlab` process (`core.memory`)."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
     return fn(*args)
 
