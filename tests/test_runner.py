@@ -537,6 +537,30 @@ def test_kinds_run_only_their_runs_and_the_rest_later_repeats_nothing(tmp_path, 
     no_repeats(tmp_path / "sweep")
 
 
+def test_name_patterns_run_those_runs_first_and_the_rest_later_repeats_nothing(tmp_path, tiny_bert_dir):
+    """`names`: the searches of seed 1 before the plan's order reaches them; their fine-tunings
+    (another pattern) once their masks exist; the rest afterwards, nothing run twice."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+    runs = expand(spec)
+    first = sweep(tmp_path, spec, names=["*_seed1"])
+    picked = {r.id for r in runs if r.name.endswith("_seed1")}
+    assert picked and set(first.ran) == picked
+    assert {r.kind for r in runs if r.id in picked} == {"search"}
+    tuned = sweep(tmp_path, spec, names=["ft_*_seed1_*"], kinds=["finetune"])
+    seed1_ft = {r.id for r in runs if r.kind == "finetune" and "_seed1_" in r.name}
+    assert seed1_ft and set(tuned.ran) == seed1_ft
+    rest = sweep(tmp_path, spec)
+    assert rest.ok and set(rest.ran) == {r.id for r in runs} - picked - seed1_ft
+    no_repeats(tmp_path / "sweep")
+
+
+def test_a_name_pattern_that_matches_no_run_is_refused_before_any_run(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
+    with pytest.raises(ConfigError, match="no run of this sweep is named like 'tamt_kd_\\*'"):
+        sweep(tmp_path, spec, names=["tamt_kd_*"])
+    assert not fakes.calls(tmp_path / "sweep")
+
+
 def test_an_unknown_kind_is_refused_before_any_run(tmp_path, tiny_bert_dir):
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
     with pytest.raises(ConfigError, match="unknown run kind.*'searches'"):

@@ -72,6 +72,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(a search resumes from its checkpoints only where they are)",
     )
     p.add_argument(
+        "--runs",
+        action="append",
+        metavar="PATTERN",
+        help="run only runs whose name (as --dry-run lists them) matches this shell pattern "
+        "(repeatable; with --only, both must hold): e.g. 'tamt-kd_s70_seed[0-2]', three searches before "
+        "the plan's order reaches them; their fine-tunings are 'ft_*_tamt-kd_s70_seed[0-2]*'",
+    )
+    p.add_argument(
         "--start-for",
         type=positive_float,
         default=None,
@@ -188,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         kinds=args.only,
         start_for=None if args.start_for is None else args.start_for * 60,
+        names=args.runs,
     )
     print(
         f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
@@ -201,5 +210,5 @@ def run(args: argparse.Namespace) -> int:
         for run_id in result.failed:
             print(f"  {run_id}  {result.names[run_id]}")
         return 1
-    partial = args.max_runs or args.only or args.start_for  # asked for part of the sweep
+    partial = args.max_runs or args.only or args.runs or args.start_for  # asked for part of the sweep
     return 0 if result.done == result.total or partial else 1

@@ -32,6 +32,7 @@ The provenance recorded with each run (code version, mask hashes) is provenance.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from collections.abc import Callable, Collection, MutableMapping
@@ -204,18 +205,27 @@ class Runner:
         retries: int = 2,
         kinds: Collection[str] | None = None,
         start_for: float | None = None,
+        names: Collection[str] | None = None,
     ) -> SweepResult:
         """Run what is missing: here, one run at a time, or through `launcher` (local subprocesses,
         Slurm), this process coordinating; a launched run killed without a result is retried
         `retries` times. `kinds` (search, pretrain-eval, finetune): run only runs of these kinds,
         e.g. the searches where GPUs are, or on a machine that stops before a search would end, only
-        what finishes (a search's checkpoints do not outlive the machine). `start_for`: start runs
-        for this many seconds only, then let those under way finish and return (a machine with a
-        fixed end: no run is cut off half-way)."""
+        what finishes (a search's checkpoints do not outlive the machine). `names`: run only runs
+        whose name (as the dry run lists them) matches one of these shell patterns, e.g.
+        `tamt-kd_s70_seed[0-2]`: some runs before the plan's order reaches them. `start_for`: start
+        runs for this many seconds only, then let those under way finish and return (a machine with
+        a fixed end: no run is cut off half-way)."""
         until = None if start_for is None else time.monotonic() + start_for
         self.may_start = lambda: until is None or time.monotonic() < until
         if kinds is not None and (unknown := set(kinds) - set(KINDS)):
             raise ConfigError(f"unknown run kind(s) {sorted(unknown)}: choose from {', '.join(KINDS)}")
+        for pattern in names or ():
+            if not any(fnmatch.fnmatchcase(r.name, pattern) for r in self.runs):
+                raise ConfigError(
+                    f"no run of this sweep is named like {pattern!r} (names as --dry-run lists them, "
+                    f"e.g. {self.runs[0].name!r})"
+                )
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
@@ -236,11 +246,16 @@ class Runner:
             f"{len(todo)} to run"
         )
         result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
-        chosen = [r for r in self.runs if kinds is None or r.kind in kinds]
+        chosen = [
+            r
+            for r in self.runs
+            if (kinds is None or r.kind in kinds)
+            and (names is None or any(fnmatch.fnmatchcase(r.name, p) for p in names))
+        ]
         if launcher is not None:
             Coordinator(self, launcher, retries, runs=chosen).run(result, max_runs)
         else:
-            whole = kinds is None and max_runs is None and start_for is None
+            whole = kinds is None and names is None and max_runs is None and start_for is None
             self._run_here(result, max_runs, chosen, whole)
         statuses = self.store.statuses()
         result.done = sum(statuses[r.id] == "done" for r in self.runs)
@@ -436,6 +451,7 @@ def run_sweep(
     retries: int = 2,
     kinds: Collection[str] | None = None,
     start_for: float | None = None,
+    names: Collection[str] | None = None,
     log: Log = print,
     **kw,
 ) -> SweepResult:
@@ -444,7 +460,12 @@ def run_sweep(
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
         return runner.run(
-            max_runs=max_runs, launcher=launcher, retries=retries, kinds=kinds, start_for=start_for
+            max_runs=max_runs,
+            launcher=launcher,
+            retries=retries,
+            kinds=kinds,
+            start_for=start_for,
+            names=names,
         )
     finally:
         runner.store.close()
