@@ -1,84 +1,93 @@
 #!/bin/bash
-# One piece of the minilm-mlm-v2 study (README "How it runs"), from its worktree: two processes, one
-# torch thread each (one per core).
+# One piece of the minilm-mlm-v2 study (README "How it runs"), from its worktree: one process per
+# core, one torch thread each.
 #
-#   docs/results/minilm-mlm-v2/piece.sh LAST [SEARCHES [pilot-9L]]
-#   docs/results/minilm-mlm-v2/piece.sh LAST pilot|pilot-9L
+#   docs/results/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
 #
-# SEARCHES N (default 1): on core 1, N of the study's searches, one after the other (those left),
-# then its fine-tunings; on core 2 the study's pre-training evaluations and fine-tunings, or with
-# `pilot-9L` after N, that pilot's runs (pilot-9L.yaml). N = 0: no search. `pilot` / `pilot-9L`
-# alone: both cores on that pilot. Runs are started until LAST (UTC, HH:MM); a run under way at LAST
-# finishes (a fine-tuning at the protocol takes up to ~25 min, a 9L one up to ~65), so set LAST
-# ~25 min (9L: ~65) before the machine stops, then snapshot.py (a pilot: snapshot.py --pilot
-# sweeps/minilm-mlm-v2-<pilot>) and commit. A search takes ~60-95 min of one core: ask for N only
-# where N of them end before the machine stops (its checkpoints do not outlive the machine).
+# Each CORE is what that core does first, then the study's pre-training evaluations and
+# fine-tunings (those whose masks exist) until the machine stops or --until:
+#   searches    the study's searches still to do, in the order of SEARCH_ORDER below (a search
+#               another core has taken is skipped)
+#   pilot-9L    the protocol at 3x its steps (pilot-9L.yaml)
+#   similarity  the optimiser test of README "Mask similarity" (similarity.yaml)
+#   finetune    nothing first
+# Every run checkpoints (fine-tunings and searches every 100 steps) and resumes where it stopped, so
+# a run cut off by the machine's stop goes on in the next piece if this worktree's sweeps/ is still
+# there; on a new machine it starts again. --until HH:MM (UTC): start no run after it (a run under
+# way finishes: a fine-tuning takes up to ~25 min, a search 60-95, a 9L run ~65).
+# Before the stop: snapshot.py (and snapshot.py --pilot sweeps/minilm-mlm-v2-<pilot> for
+# pilot-9L and similarity), then commit.
 #
 # On a new machine (no sweeps/minilm-mlm-v2 yet) it first carries the committed store and masks
-# there; before this study's first commit of its store, minilm-mlm's store and its 13 final masks
-# (from git history, each checked against the hash its search recorded), whose searches this spec
-# plans under the same run ids. A pilot's sweep starts from its committed store (pilot*/). Logs go
-# beside each store, in sweeps/<name>.logs/.
+# there (a pilot's sweep: its committed store, pilot*/ or similarity/). Logs go beside each store,
+# in sweeps/<name>.logs/.
 set -euo pipefail
-usage="usage: piece.sh HH:MM [SEARCHES [pilot-9L]] | HH:MM pilot|pilot-9L"
-last=${1:?$usage}
-mode=${2:-1}
-other=${3:-}
+usage="usage: piece.sh [--until HH:MM] searches|pilot-9L|similarity|finetune [same for core 2]"
+until_=""
+if [ "${1:-}" = --until ]; then until_=${2:?$usage}; shift 2; fi
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "piece.sh: $usage" >&2; exit 2; }
+for core in "$@"; do
+  [[ "$core" =~ ^(searches|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
+done
 cd "$(git rev-parse --show-toplevel)"
 py=${PYTHON:-python}
 here=docs/results/minilm-mlm-v2
-if [[ ! "$mode" =~ ^([0-9]+|pilot|pilot-9L)$ ]] || [[ ! "$other" =~ ^(|pilot-9L)$ ]]; then
-  echo "piece.sh: $*: $usage" >&2
-  exit 2
-fi
+# The searches first where the SD check needs them (the first 3 masks of each TAMT variant), then
+# IMP's, then the rest.
+SEARCH_ORDER=(
+  tamt-kd_s70_seed0 tamt-mlm_s70_seed0 tamt-kd_s70_seed1 tamt-mlm_s70_seed1
+  tamt-kd_s70_seed2 tamt-mlm_s70_seed2 'imp_s70_seed[3-5]'
+  'tamt-kd_s70_seed[3-5]' 'tamt-mlm_s70_seed[3-5]'
+)
 
-sweep() {  # NAME ARGS...: `ticketlab sweep` of spec.yaml (NAME spec) or of a pilot, one torch thread
-  local name=$1 out=sweeps/minilm-mlm-v2-$1
+out_of() { case $1 in spec) echo sweeps/minilm-mlm-v2 ;; *) echo "sweeps/minilm-mlm-v2-$1" ;; esac; }
+
+limit() {  # --start-for MINUTES while --until is ahead; "stop" once it has passed
+  [ -z "$until_" ] && return
+  local m=$(( ( $(date -u -d "$until_" +%s) - $(date -u +%s) ) / 60 ))
+  if [ "$m" -le 0 ]; then echo stop; else echo "--start-for $m"; fi
+}
+
+sweep() {  # NAME ARGS...: `ticketlab sweep` of spec.yaml (NAME spec) or of another spec of this folder
+  local name=$1 lim
   shift
-  if [ "$name" = spec ]; then out=sweeps/minilm-mlm-v2; fi
-  OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$out" --no-report "$@"
+  lim=$(limit)
+  if [ "$lim" = stop ]; then return 0; fi
+  # shellcheck disable=SC2086  # $lim is empty or two words
+  OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$(out_of "$name")" \
+    --no-report $lim "$@"
 }
 
-carry() {  # a sweep's store (and the study's masks) onto a new machine
-  if [ "$1" = spec ]; then
-    local out=sweeps/minilm-mlm-v2
-    [ -e "$out" ] && return
-    mkdir -p "$out"
-    if [ -f $here/results.sqlite ]; then
-      cp $here/results.sqlite "$out/"
-      if [ -d $here/masks ]; then cp -r $here/masks "$out/"; fi
-    else
-      cp docs/results/minilm-mlm/results.sqlite "$out/"
-      PYTHONPATH="$PWD/src" "$py" docs/results/minilm-mlm/snapshot.py --restore "$out"
-    fi
-  else
-    local out=sweeps/minilm-mlm-v2-$1
-    if [ ! -e "$out" ] && [ -f "$here/$1/results.sqlite" ]; then
-      mkdir -p "$out" && cp "$here/$1/results.sqlite" "$out/"
-    fi
-  fi
+carry() {  # NAME: a sweep's committed store (and the study's masks) onto a new machine
+  local out
+  out=$(out_of "$1")
+  [ -e "$out" ] && return
+  local from=$here/$1/results.sqlite
+  if [ "$1" = spec ]; then from=$here/results.sqlite; fi
+  [ -f "$from" ] || return 0
+  mkdir -p "$out" && cp "$from" "$out/"
+  if [ "$1" = spec ] && [ -d $here/masks ]; then cp -r $here/masks "$out/"; fi
 }
 
-minutes_left() { echo $(( ( $(date -u -d "$last" +%s) - $(date -u +%s) ) / 60 )); }
-
-run_core() {  # SEARCHES NAME: that many of the study's searches first, then NAME's other runs
-  local searches=$1 name=$2 minutes
-  if [ "$searches" -gt 0 ]; then sweep spec --only search --max-runs "$searches"; fi
-  minutes=$(minutes_left)
-  if [ "$minutes" -le 0 ]; then return; fi
-  if [ "$name" = spec ]; then sweep spec --only pretrain-eval --only finetune --start-for "$minutes"
-  else sweep "$name" --start-for "$minutes"; fi
+run_core() {  # WHAT: that core's first job, then the study's evaluations and fine-tunings (a failed
+  # run is in the store with its error; the core goes on with the next)
+  case $1 in
+    searches) for p in "${SEARCH_ORDER[@]}"; do sweep spec --only search --runs "$p" || true; done ;;
+    pilot-9L | similarity) sweep "$1" || true ;;
+  esac
+  sweep spec --only pretrain-eval --only finetune || true
 }
 
-if [[ "$mode" =~ ^pilot ]]; then plan=("0 $mode" "0 $mode")
-else plan=("$mode spec" "0 ${other:-spec}"); fi
-for core in 1 2; do
-  read -r searches name <<< "${plan[$((core - 1))]}"
-  carry "$name"
-  if [ "$searches" -gt 0 ]; then carry spec; fi
-  logs=$( [ "$name" = spec ] && echo sweeps/minilm-mlm-v2.logs || echo "sweeps/minilm-mlm-v2-$name.logs" )
+carry spec
+for core in "$@"; do
+  case $core in pilot-9L | similarity) carry "$core" ;; esac
+done
+n=0
+for core in "$@"; do
+  n=$((n + 1))
+  logs=$( case $core in pilot-9L | similarity) echo "$(out_of "$core").logs" ;; *) echo sweeps/minilm-mlm-v2.logs ;; esac )
   mkdir -p "$logs"
-  run_core "$searches" "$name" > "$logs/piece-core$core.log" 2>&1 &
+  run_core "$core" >> "$logs/piece-core$n.log" 2>&1 &
   sleep 20  # the second process takes the next run, not the same one
 done
 echo "started; logs in sweeps/minilm-mlm-v2*.logs/ (ticketlab sweep --status DIR)"
