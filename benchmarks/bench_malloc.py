@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from ticketlab.core.memory import USER_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "minilm-mlm"
 
@@ -83,19 +85,26 @@ def child(args: argparse.Namespace) -> dict:
 
 def run_child(setting: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
-        env.pop(k, None)  # the default setting is glibc's own
+    for k in (*USER_SETTINGS, "GLIBC_TUNABLES"):
+        env.pop(k, None)  # the default setting is glibc's own, the kept one keep_freed_memory's
     cmd = [sys.executable, __file__, "--child", setting, *sys.argv[1:]]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1")
+    return value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--length", type=int, default=50, help="tokens per example (SST-2's batches: ~50)")
+    p.add_argument("--steps", type=positive, default=10)
+    p.add_argument("--rounds", type=positive, default=2)
+    p.add_argument("--batch", type=positive, default=32)
+    p.add_argument("--length", type=positive, default=50, help="tokens per example (SST-2's batches: ~50)")
     p.add_argument("--sparsity", type=float, default=0.7)
     p.add_argument("--dense", action="store_true", help="no mask: the dense model's step")
     p.add_argument("--child", choices=("default", "kept"), help=argparse.SUPPRESS)

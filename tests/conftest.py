@@ -37,6 +37,9 @@ def _suite_threads() -> str:
 
 
 THREADS = _suite_threads()
+# glibc's default trim threshold, named: `core.memory` then leaves the allocator of this process and
+# of the processes the tests start as glibc has it (no test's memory depends on which tests ran first).
+os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

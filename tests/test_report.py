@@ -1135,5 +1135,23 @@ def test_a_study_of_masks_alone_plans_no_fine_tuning_and_is_reported(tmp_path, t
         assert_png(figures / drawn)
     # Fig. 5 lacks scores, not losses
     assert "pretrain_eval" not in report.skipped["fig5_pretrain_loss_vs_score.png"]
-    assert "fine-tuning" in report.skipped["fig3_score_vs_sparsity.png"]
+    for fname in ("fig3_score_vs_sparsity.png", "fig9_train_size.png", "fig6_search_cost.png"):
+        assert report.skipped[fname] == "this study fine-tunes nothing (`tasks: {}`)"
     assert "this study fine-tunes nothing" in text and "## Winning tickets" not in text
+    assert "## Pre-training loss\n" in text and "paired comparisons above" not in text
+
+
+@pytest.mark.parametrize(
+    ("methods", "pretrain_eval", "refused"),
+    [
+        (["omp", "imp-task"], {"max_blocks": 2}, "methods.imp-task: imp-task searches on a task"),
+        (["full", "omp"], None, "methods.full: with `tasks: {}` full has nothing to run"),
+    ],
+)
+def test_a_study_of_masks_alone_refuses_a_method_with_nothing_to_run(
+    tmp_path, tiny_bert_dir, methods, pretrain_eval, refused
+):
+    with pytest.raises(TicketlabError, match=re.escape(refused)):
+        fakes.make_spec(
+            tmp_path, tiny_bert_dir, tasks={}, methods=methods, pretrain_eval=pretrain_eval, data_curve=None
+        )

@@ -558,7 +558,24 @@ def test_a_name_pattern_that_matches_no_run_is_refused_before_any_run(tmp_path, 
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
     with pytest.raises(ConfigError, match="no run of this sweep is named like 'tamt_kd_\\*'"):
         sweep(tmp_path, spec, names=["tamt_kd_*"])
+    # a search's name, asked of the fine-tunings: matches none of the kinds asked for
+    with pytest.raises(ConfigError, match="no run of kind finetune of this sweep is named like 'omp_s50'"):
+        sweep(tmp_path, spec, names=["omp_s50"], kinds=["finetune"])
     assert not fakes.calls(tmp_path / "sweep")
+
+
+def test_the_dry_run_lists_the_runs_a_pattern_chooses_in_their_order(tmp_path, tiny_bert_dir):
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+    runner = Runner(spec, tmp_path / "sweep", log=lambda s: None, dry_run=True)
+    try:
+        text = runner.describe_chosen(["finetune"], ["ft_a_*_seed1_*"])
+    finally:
+        runner.store.close()
+    fts = [r for r in expand(spec) if r.kind == "finetune"]
+    chosen = [r for r in fts if r.name.startswith("ft_a_") and "_seed1_" in r.name]
+    assert chosen and text.splitlines()[0] == f"chosen by --only / --runs: {len(chosen)} runs"
+    assert [line.split()[2] for line in text.splitlines()[1:]] == [r.name for r in chosen]
+    assert all(line.endswith("pending") for line in text.splitlines()[1:])
 
 
 def test_an_unknown_kind_is_refused_before_any_run(tmp_path, tiny_bert_dir):

@@ -15,16 +15,25 @@
 # a run cut off by the machine's stop goes on in the next piece if this worktree's sweeps/ is still
 # there; on a new machine it starts again. --until HH:MM (UTC): start no run after it (a run under
 # way finishes: a fine-tuning takes up to ~25 min, a search 60-95, a 9L run ~65).
-# Before the stop: snapshot.py (and snapshot.py --pilot sweeps/minilm-mlm-v2-<pilot> for
-# pilot-9L and similarity), then commit.
+# Before the stop: snapshot.py; for pilot-9L and similarity also snapshot.py --pilot
+# sweeps/minilm-mlm-v2-<name>, and for similarity curve_similarity.py sweeps/minilm-mlm-v2-similarity
+# (its masks along the search are not committed); then commit. A core ends early where nothing is
+# left that it can run (fine-tunings wait for their searches).
 #
 # On a new machine (no sweeps/minilm-mlm-v2 yet) it first carries the committed store and masks
 # there (a pilot's sweep: its committed store, pilot*/ or similarity/). Logs go beside each store,
 # in sweeps/<name>.logs/.
 set -euo pipefail
 usage="usage: piece.sh [--until HH:MM] searches|pilot-9L|similarity|finetune [same for core 2]"
-until_=""
-if [ "${1:-}" = --until ]; then until_=${2:?$usage}; shift 2; fi
+until_=""  # seconds since the epoch; a time of day before now is tomorrow's
+if [ "${1:-}" = --until ]; then
+  if ! until_=$(date -u -d "${2:?$usage}" +%s 2>/dev/null) || [[ ! "$2" =~ ^[0-9]{1,2}:[0-9]{2}$ ]]; then
+    echo "piece.sh: --until ${2}: not a time of day HH:MM (UTC)" >&2
+    exit 2
+  fi
+  if [ "$until_" -le "$(date -u +%s)" ]; then until_=$((until_ + 86400)); fi
+  shift 2
+fi
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "piece.sh: $usage" >&2; exit 2; }
 for core in "$@"; do
   [[ "$core" =~ ^(searches|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
@@ -44,7 +53,7 @@ out_of() { case $1 in spec) echo sweeps/minilm-mlm-v2 ;; *) echo "sweeps/minilm-
 
 limit() {  # --start-for MINUTES while --until is ahead; "stop" once it has passed
   [ -z "$until_" ] && return
-  local m=$(( ( $(date -u -d "$until_" +%s) - $(date -u +%s) ) / 60 ))
+  local m=$(( (until_ - $(date -u +%s)) / 60 ))
   if [ "$m" -le 0 ]; then echo stop; else echo "--start-for $m"; fi
 }
 
@@ -87,7 +96,8 @@ for core in "$@"; do
   n=$((n + 1))
   logs=$( case $core in pilot-9L | similarity) echo "$(out_of "$core").logs" ;; *) echo sweeps/minilm-mlm-v2.logs ;; esac )
   mkdir -p "$logs"
-  run_core "$core" >> "$logs/piece-core$n.log" 2>&1 &
+  # a hang-up ignored (as nohup does; the sweeps inherit it): the core outlives the shell that started it
+  (trap '' HUP; run_core "$core") >> "$logs/piece-core$n.log" 2>&1 < /dev/null &
   sleep 20  # the second process takes the next run, not the same one
 done
 echo "started; logs in sweeps/minilm-mlm-v2*.logs/ (ticketlab sweep --status DIR)"

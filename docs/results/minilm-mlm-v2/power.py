@@ -167,8 +167,9 @@ def study_check(store: Path) -> None:
     fewest masks a side for an MDE <= 1.5 on claim 1."""
     comps = study_components(scores(store))
     for method, (mask, seed, n) in sorted(comps.items()):
-        unit = "seeds" if method in ("omp", "full") else "masks"
-        print(f"{method:9s} endpoint SD mask / seed: {mask**0.5:.2f} / {seed**0.5:.2f} ({n} {unit})")
+        seeds = method in ("omp", "full")
+        df = f"{n} seeds, {n - 1} df" if seeds else f"{n} masks: the mask SD on {n - 1} df"
+        print(f"{method:9s} endpoint SD mask / seed: {mask**0.5:.2f} / {seed**0.5:.2f} ({df})")
     endpoint = {m: (mask, seed) for m, (mask, seed, _) in comps.items()}
     if not all(m in endpoint for c in CLAIMS for m in c):
         print("not every claim's methods have two units yet: no MDE")
@@ -180,7 +181,9 @@ def study_check(store: Path) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["--study"] and len(args) > 1:
+    if args[:1] == ["--study"]:
+        if len(args) != 2:
+            sys.exit("power.py: --study STORE (the study's results.sqlite)")
         study_check(Path(args[1]))
         return
     pilot = Path(args[1]) if args[:1] == ["--pilot"] and len(args) > 1 else HERE / "pilot" / "results.sqlite"

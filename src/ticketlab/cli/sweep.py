@@ -75,9 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--runs",
         action="append",
         metavar="PATTERN",
-        help="run only runs whose name (as --dry-run lists them) matches this shell pattern "
-        "(repeatable; with --only, both must hold): e.g. 'tamt-kd_s70_seed[0-2]', three searches before "
-        "the plan's order reaches them; their fine-tunings are 'ft_*_tamt-kd_s70_seed[0-2]*'",
+        help="run only runs whose name matches this shell pattern (repeatable; with --only, both must "
+        "hold): e.g. 'tamt-kd_s70_seed[0-2]', three searches before the plan's order reaches them; "
+        "their fine-tunings are 'ft_*_tamt-kd_s70_seed[0-2]_*'; with --dry-run, the runs chosen are "
+        "listed (--dry-run --runs '*': every run's name)",
     )
     p.add_argument(
         "--start-for",
@@ -175,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
             print(runner.describe())
+            if args.only or args.runs:
+                print(runner.describe_chosen(args.only, args.runs))
             if launched is not None:
                 print(f"launcher {args.launcher}, per run:")
                 for kind, res in launched.resources.items():

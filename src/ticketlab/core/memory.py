@@ -10,10 +10,12 @@ bit), the page faults go from ~67,000 a step to a few hundred, and a masked fine
 `models/minilm-mlm` takes 1.10x less CPU time, for a peak resident size ~6% higher
 (`benchmarks/bench_malloc.py` measures both side by side).
 
-`ticketlab` (the CLI, which owns its process) applies it before running a verb; the library never
-changes a process's allocator on import. Left alone: a user who set glibc's own variables
-(`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`), or preloads another
-allocator (jemalloc, tcmalloc, mimalloc), and every C library without `mallopt` (macOS, musl).
+`ticketlab` (the CLI, which owns its process) applies it before running a verb, and so does a
+sweep's launched worker; the library never changes a process's allocator on import. Left alone: a
+user who set glibc's own variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
+`MALLOC_TOP_PAD_`, or `glibc.malloc.*` in `GLIBC_TUNABLES`) or preloads another allocator
+(jemalloc, tcmalloc, mimalloc); and every C library whose `mallopt` is missing (macOS, Windows) or
+refuses the value (glibc before 2.35 caps the mmap threshold at 32 MB; musl has no such settings).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def keep_freed_memory(environ: os._Environ | dict[str, str] | None = None) -> bo
     changed where the user chose the allocator's settings or another allocator, or where the C
     library has no `mallopt`."""
     env = os.environ if environ is None else environ
-    if any(k in env for k in USER_SETTINGS):
+    if any(k in env for k in USER_SETTINGS) or "glibc.malloc." in env.get("GLIBC_TUNABLES", ""):
         return False
     if any(a in env.get("LD_PRELOAD", "") for a in OTHER_ALLOCATORS):
         return False
@@ -41,5 +43,5 @@ def keep_freed_memory(environ: os._Environ | dict[str, str] | None = None) -> bo
     except (OSError, AttributeError, TypeError):  # none to open (Windows), or no mallopt in it
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    trim = mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES)  # 1 on success
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(trim)
+    # 1 on success; the trim threshold only once the mmap one is taken, so a refusal changes nothing
+    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BYTES))

@@ -175,8 +175,8 @@ def claims_section(res: SweepResults) -> list[str]:
     out = [
         "## TAMT's claims on pre-training loss",
         "",
-        "Three claims of Liu et al. (2022) tested (the fourth, TAMT ≥ IMP > OMP > random downstream, is the "
-        "paired comparisons above"
+        "Three claims of Liu et al. (2022) tested (the fourth, TAMT ≥ IMP > OMP > random downstream, is "
+        + ("untested: this study fine-tunes nothing" if res.masks_alone else "the paired comparisons above")
         + family
         + "Masks are the unit. "
         + ("" if exploratory else READING)

@@ -144,6 +144,14 @@ def sweep_inputs(res: SweepResults) -> list[str]:
     return [p for p in flat if isinstance(p, str)]
 
 
+# A study of masks alone (`tasks: {}`, and no fine-tuning in the store): the figures of scores say so
+# rather than what a study with tasks would add to draw them.
+MASKS_ALONE = "this study fine-tunes nothing (`tasks: {}`)"
+SCORE_FIGURES = frozenset(
+    f for f, _, _ in plots.FIGURES if f not in {"fig8_similarity.png", "fig6_loss_vs_search_steps.png"}
+)
+
+
 def _render(res: SweepResults, out: Path) -> Report:
     """Draw the figures and write the tables and the markdown into `out` (a fresh directory)."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,7 @@ def _render(res: SweepResults, out: Path) -> Report:
         if reason is None:
             report.figures[fname] = path
         elif fname not in {f for f, _, _ in plots.STUDY_FIGURES}:
-            report.skipped[fname] = reason
+            report.skipped[fname] = MASKS_ALONE if fname in SCORE_FIGURES and res.masks_alone else reason
     write_csvs(res, out)
     atomic_write_text(report.path, _markdown(res, report, out))
     return report
@@ -280,7 +288,8 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *_heading(res, spec),
         *declared_section(res),
     ]
-    if spec.get("tasks", True) == {}:  # a study of masks alone: no downstream section has a cell
+    alone = res.masks_alone
+    if alone:  # no downstream section has a cell
         parts += [
             "## Downstream results",
             "",
@@ -315,7 +324,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     parts += [
         *_transfer_part(res, report, note, figure),
         *_super_part(res, report, note, figure),
-        "## Pre-training loss and downstream score",
+        "## Pre-training loss" if alone else "## Pre-training loss and downstream score",
         "",
         pretrain_section(res, note),
         "",

@@ -80,6 +80,11 @@ class SweepResults(Claims):
     declarations: list[dict[str, Any]] = field(default_factory=list)
     runs_done: int = 0  # the plan's finished runs (the store's without a plan), as a declaration counts them
 
+    @property
+    def masks_alone(self) -> bool:
+        """A study of masks alone: its spec has no task (`tasks: {}`) and no run was scored."""
+        return (self.spec or {}).get("tasks", True) == {} and not self.metric_of
+
     # ------------------------------------------------------------------ selections
     def runs(self, kind: str, status: str = "done") -> list[RunRecord]:
         return [r for r in self.records.values() if r.kind == kind and r.status == status]

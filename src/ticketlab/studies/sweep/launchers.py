@@ -272,8 +272,7 @@ class SubmititLauncher:
 
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any) -> Handle:
         slot = self._free.pop(0) if self.cluster == "local" else None
-        if self.threads is not None:
-            fn, args = _with_threads, (self.threads, fn, *args)
+        fn, args = _worker, (self.threads, fn, *args)
         if self.cluster == "local":
             fn, args = _dies_with_coordinator, (str(self._coordinator_lock()), os.getpid(), fn, *args)
         try:
@@ -324,11 +323,13 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _with_threads(threads: int, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run `fn` in a worker with `threads` torch threads (its share of this machine's cores), its
-    freed memory kept for the next step as in the `ticketlab` process (`core.memory`)."""
+def _worker(threads: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` in a worker process (local or a Slurm job): its freed memory kept for the next step
+    as in the `ticketlab` process (`core.memory`), and where given `threads` torch threads (its
+    share of this machine's cores)."""
     keep_freed_memory()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     return fn(*args)
 
 

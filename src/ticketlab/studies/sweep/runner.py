@@ -196,6 +196,14 @@ class Runner:
         lines += describe_plans(plan_claims(self.spec))
         return "\n".join(lines)
 
+    def describe_chosen(self, kinds: Collection[str] | None, names: Collection[str] | None) -> str:
+        """The runs `--only` / `--runs` choose, in the order they would run: id, kind, name, status."""
+        statuses = self.store.statuses()
+        chosen = self.select(kinds, names)
+        lines = [f"chosen by --only / --runs: {len(chosen)} runs"]
+        lines += [f"  {r.id}  {r.kind:<14}{r.name}  {statuses.get(r.id, 'pending')}" for r in chosen]
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ the loop
     def run(
         self,
@@ -218,14 +226,7 @@ class Runner:
         a fixed end: no run is cut off half-way)."""
         until = None if start_for is None else time.monotonic() + start_for
         self.may_start = lambda: until is None or time.monotonic() < until
-        if kinds is not None and (unknown := set(kinds) - set(KINDS)):
-            raise ConfigError(f"unknown run kind(s) {sorted(unknown)}: choose from {', '.join(KINDS)}")
-        for pattern in names or ():
-            if not any(fnmatch.fnmatchcase(r.name, pattern) for r in self.runs):
-                raise ConfigError(
-                    f"no run of this sweep is named like {pattern!r} (names as --dry-run lists them, "
-                    f"e.g. {self.runs[0].name!r})"
-                )
+        chosen = self.select(kinds, names)
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
@@ -246,12 +247,6 @@ class Runner:
             f"{len(todo)} to run"
         )
         result = SweepResult(total=total, done=0, names={r.id: r.name for r in self.runs})
-        chosen = [
-            r
-            for r in self.runs
-            if (kinds is None or r.kind in kinds)
-            and (names is None or any(fnmatch.fnmatchcase(r.name, p) for p in names))
-        ]
         if launcher is not None:
             Coordinator(self, launcher, retries, runs=chosen).run(result, max_runs)
         else:
@@ -265,6 +260,22 @@ class Runner:
             if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
         ]
         return result
+
+    def select(self, kinds: Collection[str] | None = None, names: Collection[str] | None = None) -> list[Run]:
+        """The plan's runs of these `kinds` whose names match one of the shell patterns `names`
+        (None: any); an unknown kind, or a pattern that matches none of those runs, is refused."""
+        if kinds is not None and (unknown := set(kinds) - set(KINDS)):
+            raise ConfigError(f"unknown run kind(s) {sorted(unknown)}: choose from {', '.join(KINDS)}")
+        of_kind = [r for r in self.runs if kinds is None or r.kind in kinds]
+        for pattern in names or ():
+            if not any(fnmatch.fnmatchcase(r.name, pattern) for r in of_kind):
+                example = f", e.g. {of_kind[0].name!r}" if of_kind else ""
+                kind = f" of kind {', '.join(kinds)}" if kinds is not None else ""
+                raise ConfigError(
+                    f"no run{kind} of this sweep is named like {pattern!r} (`sweep --dry-run --runs "
+                    f"'*'` lists the names{example})"
+                )
+        return [r for r in of_kind if names is None or any(fnmatch.fnmatchcase(r.name, p) for p in names)]
 
     def _run_here(self, result: SweepResult, max_runs: int | None, chosen: list[Run], whole: bool) -> None:
         """Run `chosen` one at a time. A run another live process holds is waited for only where this

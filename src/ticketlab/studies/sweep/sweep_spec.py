@@ -151,6 +151,8 @@ class SweepSpec(PlannedConfigs):
         for m in self.methods:
             if (why := unknown_method(m, registry)) is not None:
                 raise self._fail("methods", why)
+        if not self.tasks:
+            self._check_masks_alone()
         self._check_sparsities()
         self._check_sources()
         for key, seeds in (("seeds.search", self.search_seeds), ("seeds.finetune", self.finetune_seeds)):
@@ -180,6 +182,20 @@ class SweepSpec(PlannedConfigs):
         if self.pretrain_eval is not None:
             self._check_pretrain_eval_config()
         check_claims(self, self._fail)
+
+    def _check_masks_alone(self) -> None:
+        """`tasks: {}`, a study of masks alone: every method must have something to run without a
+        task (a search, or with `pretrain_eval:` the full model's losses); a per-task search has
+        no task to search on."""
+        for m, spec in self.method_specs.items():
+            if spec.per_task:
+                raise self._fail(f"methods.{m}", f"{m} searches on a task, and `tasks:` is empty")
+            if spec.search is None and self.pretrain_eval is None:
+                raise self._fail(
+                    f"methods.{m}",
+                    f"with `tasks: {{}}` {m} has nothing to run: it has no mask to search, and no "
+                    "`pretrain_eval:` scores its losses",
+                )
 
     def _check_keys(self, d: dict[str, Any], allowed, where: str) -> None:
         for k in d:
