@@ -223,7 +223,7 @@ def _endpoints(res: SweepResults) -> list[str]:
         tasks = ", ".join(e["tasks"])
         out += [
             f"Endpoint '{e['name']}': the mean over {tasks} of each mask's per-task means. "
-            + ("; ".join(cells) or "No mask has runs on every one of its tasks yet.")
+            + ("; ".join(cells) or "No mask has runs on every one of its tasks yet")
             + ".",
             "",
         ]
