@@ -15,7 +15,8 @@ sweep's launched worker; the library never changes a process's allocator on impo
 user who set glibc's own variables (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
 `MALLOC_TOP_PAD_`, or `glibc.malloc.*` in `GLIBC_TUNABLES`) or preloads another allocator
 (jemalloc, tcmalloc, mimalloc); and every C library whose `mallopt` is missing (macOS, Windows) or
-refuses the value (glibc before 2.35 caps the mmap threshold at 32 MB; musl has no such settings).
+refuses the value (mallopt(3) documents a 32 MB cap on the mmap threshold, which glibc 2.36
+does not enforce; where one is enforced, nothing is changed; musl has no such settings).
 """
 
 from __future__ import annotations
