@@ -1,9 +1,10 @@
 """An exploratory family of every test of the committed reports, Holm-corrected together: a reading
 across studies, not a test of any one's claims. A study states its own family, the claims its spec
 declared before its runs (`ticketlab.studies.sweep.declared`); this one grows with every study and
-so weakens all of them, which is why it decides nothing. It holds: the downstream comparisons (`paired.csv`: Welch on the means of
-per-mask means) and the tests of TAMT's claims on pre-training loss (`pretrain_tests.csv`: loss at
-equal steps, Spearman's rho of loss and score, loss along a search). Writes `family.csv`:
+so weakens all of them, which is why it decides nothing. It holds: the downstream comparisons
+(`paired.csv`: Welch on the means of per-mask means) and the tests of TAMT's claims on
+pre-training loss (`pretrain_tests.csv`: loss at equal steps, Spearman's rho of loss and score,
+loss along a search). Writes `family.csv`:
 `significant` where p (Holm over the family) < 0.05, and its `direction` (a loss claim as claimed or
 against it; a downstream difference `a > b` or `a < b`). Holm reads each test's unrounded p (the
 reports write it in full: p rounded to 4 places can cross a Holm threshold).
