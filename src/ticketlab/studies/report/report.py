@@ -147,9 +147,7 @@ def sweep_inputs(res: SweepResults) -> list[str]:
 # A study of masks alone (`tasks: {}`, and no fine-tuning in the store): the figures of scores say so
 # rather than what a study with tasks would add to draw them.
 MASKS_ALONE = "this study fine-tunes nothing (`tasks: {}`)"
-SCORE_FIGURES = frozenset(
-    f for f, _, _ in plots.FIGURES if f not in {"fig8_similarity.png", "fig6_loss_vs_search_steps.png"}
-)
+SCORE_FIGURES = frozenset(f for f, _, _ in plots.FIGURES if f != "fig8_similarity.png")
 
 
 def _render(res: SweepResults, out: Path) -> Report:
