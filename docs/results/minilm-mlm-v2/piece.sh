@@ -5,7 +5,8 @@
 #   docs/results/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
 #
 # Each CORE is what that core does first, then the study's pre-training evaluations and
-# fine-tunings (those whose masks exist) until the machine stops or --until:
+# fine-tunings (those whose masks exist; the searched methods' first, FINETUNE_FIRST below) until
+# the machine stops or --until:
 #   searches    the study's searches still to do, in the order of SEARCH_ORDER below (a search
 #               another core has taken is skipped)
 #   pilot-9L    the protocol at 3x its steps (pilot-9L.yaml)
@@ -49,6 +50,11 @@ SEARCH_ORDER=(
   'tamt-kd_s70_seed[3-5]' 'tamt-mlm_s70_seed[3-5]'
 )
 
+# The evaluations and fine-tunings of the searched methods' masks first (the SD check reads their
+# spread, claims 1, 2 and 4 their scores), then the rest in the plan's order (full, OMP's seeds,
+# random's masks).
+FINETUNE_FIRST=('pe_*' 'ft_*_imp_*' 'ft_*_tamt-*')
+
 out_of() { case $1 in spec) echo sweeps/minilm-mlm-v2 ;; *) echo "sweeps/minilm-mlm-v2-$1" ;; esac; }
 
 limit() {  # --start-for MINUTES while --until is ahead; "stop" once it has passed
@@ -84,6 +90,9 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
     searches) for p in "${SEARCH_ORDER[@]}"; do sweep spec --only search --runs "$p" || true; done ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
+  local first=()
+  for p in "${FINETUNE_FIRST[@]}"; do first+=(--runs "$p"); done
+  sweep spec --only pretrain-eval --only finetune "${first[@]}" || true
   sweep spec --only pretrain-eval --only finetune || true
 }
 
