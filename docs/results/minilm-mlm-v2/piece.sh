@@ -87,7 +87,13 @@ carry() {  # NAME: a sweep's committed store (and the study's masks) onto a new 
 run_core() {  # WHAT: that core's first job, then the study's evaluations and fine-tunings (a failed
   # run is in the store with its error; the core goes on with the next)
   case $1 in
-    searches) for p in "${SEARCH_ORDER[@]}"; do sweep spec --only search --runs "$p" || true; done ;;
+    searches)
+      for p in "${SEARCH_ORDER[@]}"; do
+        sweep spec --only search --runs "$p" || true
+        # the new masks' pre-training evaluations (≈ 30 s each) at once: the masks saved along a
+        # search are then read before their machine stops, and none has to be carried to another
+        sweep spec --only pretrain-eval || true
+      done ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
   local first=()

@@ -3,10 +3,10 @@
 A machine's files end with its session: a search's checkpoints (300 MB) cannot be kept, but its
 mask (2.8 MB) can. This copies `results.sqlite` (SQLite's backup API: consistent while sweeps write;
 one file, out of WAL mode, so that reading it leaves no `-wal`/`-shm` files to commit) and, under
-`masks/`, every mask (final, or a search-cost checkpoint's) that a run of the plan not done yet
-reads; a mask no run needs any more leaves the folder (git history keeps it, and each run's
-provenance its content hash), so the working tree stays small (the device tool carries 64 MiB). To
-resume on a new machine, from the study's worktree:
+`masks/`, every mask (final, or one saved along a search: `<search>/steps/step-N`, as in the
+sweep) that a run of the plan not done yet reads; a mask no run needs any more leaves the folder
+(git history keeps it, and each run's provenance its content hash), so the working tree stays small
+(the device tool carries 64 MiB). To resume on a new machine, from the study's worktree:
 
     mkdir -p sweeps/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite sweeps/minilm-mlm/
     cp -r docs/results/minilm-mlm/masks sweeps/minilm-mlm/
@@ -137,19 +137,50 @@ def main(sweep: Path) -> None:
     with contextlib.closing(sqlite3.connect(f"{(HERE / 'results.sqlite').as_uri()}?mode=ro", uri=True)) as db:
         keep = needed_masks(db)
     out = HERE / "masks"
+    needed = {_under_masks(rel) for rel in keep}
     for rel in sorted(keep):
-        target = out / Path(rel).name
+        target = out / _under_masks(rel)
         if (target / "masks.safetensors").is_file():
             continue
         if not (sweep / rel / "masks.safetensors").is_file():
             print(f"note: {sweep / rel} has no mask (a search re-run for lost masks?): not copied")
             continue
-        _write_mask(target, {name: (sweep / rel / name).read_bytes() for name in FILES}).replace(target)
-    for old in sorted(p for p in out.iterdir() if p.is_dir()) if out.is_dir() else []:
-        if old.name not in {Path(rel).name for rel in keep}:
-            shutil.rmtree(old)  # no run needs it any more: git history has it
-            print(f"note: {old.name}: every run that reads it is done; removed from {out}")
+        _copy_mask(sweep / rel, target)
+    for old in _unneeded(out, needed):
+        shutil.rmtree(old)  # no run needs it any more: git history has it
+        print(f"note: {old.relative_to(out)}: every run that reads it is done; removed from {out}")
     print(f"{HERE / 'results.sqlite'}: store copied; {len(keep)} masks kept under {out}")
+
+
+def _under_masks(rel: str) -> Path:
+    """A mask's place under `masks/`, as under the sweep's: its search's folder, and in it
+    `steps/step-N` for a mask saved along the search (so `cp -r masks SWEEP/` puts each back)."""
+    return Path(*Path(rel).parts[1:])
+
+
+def _copy_mask(src: Path, target: Path) -> None:
+    """`src`'s mask files into `target` (which may hold the masks saved along its search), each
+    written under a temporary name and moved into place, `masks.safetensors` last: a stop half-way
+    leaves no half file, and no folder that `main` takes for a whole mask."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES:  # a mask saved along a search has no `.ticketlab-output` of its own
+        if (src / name).is_file():
+            part = target / (name + ".tmp")
+            part.write_bytes((src / name).read_bytes())
+            part.replace(target / name)
+
+
+def _unneeded(out: Path, needed: set[Path]) -> list[Path]:
+    """The folders under `out` that no pending run reads: a search's whole folder, or one of the
+    masks saved along it (its final mask's files stay while a mask saved along it is still needed)."""
+    if not out.is_dir():
+        return []
+    tops = {p.parts[0] for p in needed}
+    gone = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name not in tops]
+    for d in sorted(out.glob("*/steps/*")):
+        if d.is_dir() and d.parent.parent.name in tops and d.relative_to(out) not in needed:
+            gone.append(d)
+    return gone
 
 
 if __name__ == "__main__":
