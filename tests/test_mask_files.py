@@ -135,6 +135,7 @@ def test_mask_config_validates():
         (lambda p: (p / MASKS_NAME).unlink(), "masks file not found"),
         (lambda p: (p / CONFIG_NAME).write_text("{not json"), "corrupt mask config"),
         (lambda p: (p / CONFIG_NAME).unlink(), "mask config not found"),
+        (lambda p: (p / CONFIG_NAME).rename(p / "config.json"), "a model directory, not a mask"),
         (lambda p: (p / CONFIG_NAME).write_text(json.dumps({"method": "omp"})), "missing field"),
         (
             lambda p: (p / CONFIG_NAME).write_text(

@@ -304,6 +304,11 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     if not path.is_dir():
         raise MaskFileError(f"{path}: mask directory not found")
     cfg_path, masks_path = path / CONFIG_NAME, path / MASKS_NAME
+    if not cfg_path.is_file() and (path / "config.json").is_file():  # a model passed where a mask goes
+        raise MaskFileError(
+            f"{path}: a model directory, not a mask (no {CONFIG_NAME}); a mask is what "
+            "`ticketlab prune` or `ticketlab search` writes"
+        )
     try:
         raw = read_json(cfg_path, "mask config")
     except TicketlabError as e:
