@@ -132,9 +132,9 @@ _NEEDS = {
 PROTOCOLS = {
     "held-out": "the checkpoint is the step with the best score on a seeded selection part of the dev set "
     "(`select_fraction`), and the score is on the rest of the dev set",
-    "last": "the score is the last evaluation's (the end of the fixed schedule): no checkpoint was chosen "
-    "on the dev set (these runs predate held-out selection; their best-of-dev scores, chosen and "
-    "reported on the same dev set, are not used)",
+    "last": "the score is the last evaluation's (the end of the fixed schedule): no "
+    "checkpoint was chosen on the dev set (a run's best-of-dev score, chosen and reported on the same "
+    "dev set, is not used)",
     "best": "old protocol: the best of the dev evaluations, chosen and reported on the same dev set "
     "(optimistic)",
 }
