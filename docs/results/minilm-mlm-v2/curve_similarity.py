@@ -16,6 +16,10 @@ Each row gives the mask's recorded content hash; numbers are unrounded. Rows of 
 are kept as they are (a later machine lacks an earlier one's masks); a mask whose content is not the
 one its search recorded is left out, with a note. The file is replaced atomically.
 
+The searches' training logs (`run/log.jsonl` beside each final mask) leave with the machine as well:
+`search_curves.csv` keeps every done search's logged steps (learning rate, loss and each
+objective's loss), kept across machines the same way.
+
 Usage (from the worktree's root):
     PYTHONPATH=src python docs/results/minilm-mlm-v2/curve_similarity.py [SWEEP_DIR]
 """
@@ -36,6 +40,7 @@ from ticketlab.studies.sweep.provenance import mask_hash
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "curve_similarity.csv"
+CURVES = HERE / "search_curves.csv"  # the searches' training logs, which leave with their machine too
 FIELDS = (
     "run_id",
     "method",
@@ -49,6 +54,7 @@ FIELDS = (
     "final_per_matrix",
     "mask_hash",
 )
+CURVE_FIELDS = ("run_id", "method", "search_seed", "step", "lr", "loss", "mlm_loss", "kd_loss")
 # column -> the way (`mask_similarity.WAYS`) it is computed, against OMP's mask or the search's final one
 OMP_WAYS = {f"omp_{w.replace('-', '_')}": w for w in ("pooled", "per-matrix", "encoder", "embeddings")}
 FINAL_WAYS = {f"final_{w.replace('-', '_')}": w for w in ("pooled", "per-matrix")}
@@ -150,24 +156,61 @@ def _omp(sweep: Path, done: list, config: dict) -> object | None:
     return None
 
 
-def main(sweep: Path, out: Path = OUT) -> None:
+def training_curves(sweep: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """The training log of every done search here (`run/log.jsonl` beside its final mask: the step's
+    learning rate and its loss, a mean over the steps since the last line), by (run id, step). A
+    step logged twice (a search resumed from a checkpoint before it) keeps its later line, the one
+    the final mask came from."""
+    with contextlib.closing(
+        sqlite3.connect(f"{(sweep / 'results.sqlite').as_uri()}?mode=ro", uri=True)
+    ) as db:
+        done = searches(db)
+    rows = {}
+    for run_id, config, metrics, _, _ in done:
+        log = sweep / metrics.get("mask_dir", "") / "run" / "log.jsonl"
+        if not metrics.get("mask_dir") or not log.is_file():
+            continue
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if "step" not in entry or "loss" not in entry:  # an event or an evaluation
+                continue
+            rows[(run_id, str(entry["step"]))] = {
+                "run_id": run_id,
+                "method": config["method"],
+                "search_seed": "" if config["seed"] is None else str(config["seed"]),
+                **{k: repr(entry[k]) if k in entry else "" for k in CURVE_FIELDS[3:]},
+            }
+    return rows
+
+
+def update(out: Path, fields: tuple[str, ...], new: dict[tuple[str, str], dict[str, str]]) -> int:
+    """Write `out` (atomically) with `new`'s rows and the rows it held of other (run id, step)
+    pairs; the number kept."""
     kept = {}
     if out.is_file():
         with out.open(newline="") as f:
             kept = {(r["run_id"], r["step"]): r for r in csv.DictReader(f)}
-    new = compute(sweep)
     rows = {**kept, **new}
     order = sorted(
         rows.values(), key=lambda r: (r["method"], int(r["search_seed"] or -1), r["run_id"], int(r["step"]))
     )
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: r.get(k, "") for k in FIELDS} for r in order)
+        writer.writerows({k: r.get(k, "") for k in fields} for r in order)
     os.replace(tmp, out)
+    return len(rows) - len(new)
+
+
+def main(sweep: Path, out: Path = OUT, curves: Path = CURVES) -> None:
+    new = compute(sweep)
+    kept = update(out, FIELDS, new)
     searched = len({k[0] for k in new})
-    print(f"{out}: {len(new)} masks of {searched} searches compared here, {len(rows) - len(new)} rows kept")
+    print(f"{out}: {len(new)} masks of {searched} searches compared here, {kept} rows kept")
+    logged = training_curves(sweep)
+    kept = update(curves, CURVE_FIELDS, logged)
+    print(f"{curves}: {len({k[0] for k in logged})} searches' training logs here, {kept} rows kept")
 
 
 if __name__ == "__main__":
