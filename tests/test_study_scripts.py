@@ -79,7 +79,7 @@ def test_training_logs_are_kept_and_a_resumed_step_keeps_its_later_line(tmp_path
         writer.writeheader()
         writer.writerow({"run_id": "old", "method": "imp", "search_seed": "0", "step": "10", "loss": "3.8"})
 
-    assert cs.update(curves, cs.CURVE_FIELDS, cs.training_curves(sweep)) == 1
+    assert cs.update(curves, cs.CURVE_FIELDS, cs.training_curves(sweep, cs.done_searches(sweep))) == 1
     rows = _rows(curves)
     assert [(r["run_id"], r["step"], r["loss"]) for r in rows] == [
         ("old", "10", "3.8"),

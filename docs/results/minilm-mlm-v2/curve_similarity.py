@@ -100,12 +100,17 @@ def load(sweep: Path, rel: str, recorded: str | None) -> object | None:
     return load_mask(sweep / rel)[0].weights()
 
 
-def compute(sweep: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """The rows of the masks here, by (run id, step)."""
+def done_searches(sweep: Path) -> list[tuple[str, dict, dict, dict, bool]]:
+    """`searches` of the store in `sweep`, read without writing to it."""
     with contextlib.closing(
         sqlite3.connect(f"{(sweep / 'results.sqlite').as_uri()}?mode=ro", uri=True)
     ) as db:
         done = searches(db)
+    return done
+
+
+def compute(sweep: Path, done: list) -> dict[tuple[str, str], dict[str, str]]:
+    """The rows of the masks here of the done searches `done`, by (run id, step)."""
     omp: dict[float, object | None] = {}  # sparsity -> OMP's final mask (None: not here)
     rows = {}
     for run_id, config, metrics, prov, _ in done:
@@ -156,15 +161,11 @@ def _omp(sweep: Path, done: list, config: dict) -> object | None:
     return None
 
 
-def training_curves(sweep: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """The training log of every done search here (`run/log.jsonl` beside its final mask: the step's
-    learning rate and its loss, a mean over the steps since the last line), by (run id, step). A
-    step logged twice (a search resumed from a checkpoint before it) keeps its later line, the one
-    the final mask came from."""
-    with contextlib.closing(
-        sqlite3.connect(f"{(sweep / 'results.sqlite').as_uri()}?mode=ro", uri=True)
-    ) as db:
-        done = searches(db)
+def training_curves(sweep: Path, done: list) -> dict[tuple[str, str], dict[str, str]]:
+    """The training log of each done search of `done` here (`run/log.jsonl` beside its final mask:
+    the step's learning rate and its loss, a mean over the steps since the last line), by (run id,
+    step). A step logged twice (a search resumed from a checkpoint before it) keeps its later line,
+    the one the final mask came from."""
     rows = {}
     for run_id, config, metrics, _, _ in done:
         log = sweep / metrics.get("mask_dir", "") / "run" / "log.jsonl"
@@ -204,11 +205,12 @@ def update(out: Path, fields: tuple[str, ...], new: dict[tuple[str, str], dict[s
 
 
 def main(sweep: Path, out: Path = OUT, curves: Path = CURVES) -> None:
-    new = compute(sweep)
+    done = done_searches(sweep)
+    new = compute(sweep, done)
     kept = update(out, FIELDS, new)
     searched = len({k[0] for k in new})
     print(f"{out}: {len(new)} masks of {searched} searches compared here, {kept} rows kept")
-    logged = training_curves(sweep)
+    logged = training_curves(sweep, done)
     kept = update(curves, CURVE_FIELDS, logged)
     print(f"{curves}: {len({k[0] for k in logged})} searches' training logs here, {kept} rows kept")
 
