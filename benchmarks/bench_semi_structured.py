@@ -14,6 +14,11 @@ side in one run, each the median of --iters CUDA-event timings after --warmup:
   encoder  the whole BertModel forward (embeddings, 12 layers) with every target linear's weight a
            semi-structured tensor, against the same model dense
 
+`--backend` picks torch's kernel for the 2:4 products: cuSPARSELt (torch's default where it is
+built in) or CUTLASS. On an H100 with torch 2.11 both run far slower than dense (see
+docs/benchmarks.md); torch's semi-structured tensors are a prototype, and its own issue tracker
+reports the same on H100s.
+
 Needs a CUDA GPU with sparse tensor cores (Ampere or newer); without one it says so and exits 0.
 """
 
@@ -120,12 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=["fp16", "bf16"])
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
+    p.add_argument(
+        "--backend", choices=["cusparselt", "cutlass"], default="cusparselt", help="torch's 2:4 kernel"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA GPU: 2:4 sparse tensor cores need one (Ampere or newer); nothing measured")
         return 0
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    from torch.sparse import SparseSemiStructuredTensor
+
+    SparseSemiStructuredTensor._FORCE_CUTLASS = args.backend == "cutlass"  # torch's documented switch
+    print(
+        f"{torch.cuda.get_device_name()}, torch {torch.__version__}, backend {args.backend} "
+        f"(cuSPARSELt built in: {torch.backends.cusparselt.is_available()})"
+    )
     rows = [r for name in args.dtypes for r in measure(name, args)]
     print(
         f"{'kind':<8} {'dtype':<5} {'shape':<10} {'tokens':>7} {'dense ms':>9} {'2:4 ms':>9} {'speed-up':>8}"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 from safetensors import SafetensorError, safe_open
 
 from ..core.errors import ConfigError, DataError
@@ -107,6 +106,10 @@ def is_dataset_dir(path: Path) -> bool:
 
 
 def _load_split(source: Source):
+    # imported here: plain-text corpora (the common case) then load without `datasets`, which costs
+    # about a second to import and which a GPU image may lack
+    import datasets
+
     try:
         obj = datasets.load_from_disk(str(source.path))
     except Exception as e:  # datasets raises several types for foreign/corrupt directories
