@@ -13,11 +13,11 @@ head; TAMT-KD trains the scores with the KD loss (one extra teacher forward, no 
 `tamt-mlm-ib` is TAMT-MLM with the optimizer stepped inside the backward (`--optimizer-in-backward`:
 no clipping, less memory); `-bf16` rows keep the scores, their gradients and moments in bf16
 (`--score-dtype bfloat16`: stochastic rounding, 6 bytes less per target weight); `-flat` rows keep
-all scores in one buffer (issue 25: `scores.FlatScores`, the same bits, one optimizer step and one
-count over all scores instead of one per matrix; not yet the default). The peer rows
-are TAMT as its reference implementation does it (`peer_tamt.py`: clone-and-index binariser, MLM
-head over every position, threshold by a full kthvalue every step, or every 1000 steps as the
-reference does, so not inside the timed window).
+all scores in one buffer (`scores.FlatScores`: the same bits, one optimizer step and one count
+over all scores instead of one per matrix; opt-in, as it is no faster on a GPU and slower on a
+CPU). The peer rows are TAMT as its reference implementation does it (`peer_tamt.py`:
+clone-and-index binariser, MLM head over every position, threshold by a full kthvalue every step,
+or every 1000 steps as the reference does, so not inside the timed window).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in

@@ -15,9 +15,9 @@ side in one run, each the median of --iters CUDA-event timings after --warmup:
            semi-structured tensor, against the same model dense
 
 `--backend` picks torch's kernel for the 2:4 products: cuSPARSELt (torch's default where it is
-built in) or CUTLASS. On an H100 with torch 2.11 both run far slower than dense (see
-docs/benchmarks.md); torch's semi-structured tensors are a prototype, and its own issue tracker
-reports the same on H100s.
+built in) or CUTLASS. On an H100 with torch 2.11, cuSPARSELt's 2:4 products run 7-25x slower than
+dense and CUTLASS's refuses the GPU (docs/results/benchmarks.md); torch's semi-structured tensors
+are a prototype.
 
 Needs a CUDA GPU with sparse tensor cores (Ampere or newer); without one it says so and exits 0.
 """

@@ -11,9 +11,8 @@ interleaved round by round, so a busy machine slows all of them alike; `import t
 reference a command that touches tensors cannot beat. On a shared machine the minimum is the steadier
 estimate (contention only ever adds time). Without --mask, a tiny random BERT is pruned once into a
 temporary directory (not timed) to give `info` a mask to read.
-Targets: `--help` well under 1 s, `info` under 2 s on an idle machine (issue 22); every verb's
-`--help` under 0.5 s (issue 37: a verb imports torch and transformers when it runs, not when its
-options are parsed).
+Targets: `--help` well under 1 s, `info` under 2 s on an idle machine; every verb's `--help`
+under 0.5 s (a verb imports torch and transformers when it runs, not when its options are parsed).
 """
 
 from __future__ import annotations

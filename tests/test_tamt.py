@@ -28,7 +28,7 @@ from ticketlab.masks import (
     masks_disabled,
     remove_mask,
 )
-from ticketlab.methods import omp_mask, random_mask
+from ticketlab.methods import omp_mask, random_mask, thresholds
 from ticketlab.methods.search import restore_checkpoint
 from ticketlab.methods.tamt import (
     ScoreMask,
@@ -226,8 +226,8 @@ def test_threshold_moves_into_the_gap_so_small_steps_rank_nothing(monkeypatch):
     th = Thresholder([p], int(keep.sum()))
     th()
     adjusted = []
-    real = Thresholder._adjust
-    monkeypatch.setattr(Thresholder, "_adjust", lambda self, *a: adjusted.append(1) or real(self, *a))
+    real = thresholds._adjust
+    monkeypatch.setattr(thresholds, "_adjust", lambda work: adjusted.append(len(work)) or real(work))
     for step in range(6):
         with torch.no_grad():
             p.scores += torch.where(torch.rand(keep.shape, generator=g) < 0.5, 1e-4, -1e-4)
@@ -298,6 +298,44 @@ def test_rethreshold_reads_all_counts_at_once_and_each_mask_stays_exact(monkeypa
             assert reads[0] == len(ps), step  # the counts of all five, in one read
         for i, p in enumerate(ps):
             _drift(p, 10 * step + i, 2e-3, frozen_rows=0.3)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_matrices_settled_together_get_what_each_gets_alone(monkeypatch, static):
+    """Every matrix adjusted in one `rethreshold` call (the new cuts read once for all, and the
+    bands' sizes too where positions are taken at a known size, as on a GPU) ends with the scores
+    and threshold it gets when settled alone, ties at the cut included, and the reads do not grow
+    with the number of matrices."""
+    monkeypatch.setattr(thresholds, "STATIC_ON_CPU", static)
+    g = torch.Generator().manual_seed(3)
+    shapes = [(60, 50), (20, 30), (40, 40), (10, 70), (60, 50), (5, 8)]
+    grids = [(torch.rand(s, generator=g) * 20).round() * 1e-3 for s in shapes]  # ties at every cut
+    together = [ScoreMask(x.clone(), -1.0) for x in grids]
+    alone = [ScoreMask(x.clone(), -1.0) for x in grids]
+    ths = [Thresholder([p], p.scores.numel() // 3) for p in together]
+    ths_alone = [Thresholder([p], p.scores.numel() // 3) for p in alone]
+    batches, reads = [], []
+    real = thresholds._adjust
+    monkeypatch.setattr(thresholds, "_adjust", lambda work: batches.append(len(work)) or real(work))
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or tolist(self))
+    for step in range(8):
+        reads.clear()
+        rethreshold(ths)
+        n_together, n_alone = len(reads), []
+        for th in ths_alone:
+            reads.clear()
+            rethreshold([th])
+            n_alone.append(len(reads))
+        if step > 0:  # the counts, each widening of the bands, the cuts: as many as the slowest alone
+            assert n_together == max(n_alone), (step, n_together, n_alone)
+        for a, b, ta, tb in zip(together, alone, ths, ths_alone, strict=True):
+            assert torch.equal(a.scores, b.scores) and ta.threshold == tb.threshold, step
+            assert int(a.mask.sum()) == ta.n_keep, step
+        for i, (a, b) in enumerate(zip(together, alone, strict=True)):
+            _drift(a, 10 * step + i, 2e-3, frozen_rows=0.3)
+            _drift(b, 10 * step + i, 2e-3, frozen_rows=0.3)
+    assert max(batches) == len(shapes)  # at least one step adjusted all six in one call
 
 
 @pytest.mark.parametrize("n", [1, 7, 2**18, 2**18 + 3])

@@ -180,44 +180,96 @@ class Thresholder:
         scratch = self.params[0].scratch
         return sum(scratch.count_at_least(x, self.threshold) for x in self._scores())
 
-    def _settle(self, kept: int) -> None:
-        """Move t so that n_keep scores are >= it, given that `kept` are now."""
-        if kept != self.n_keep:
-            self._adjust(kept - self.n_keep)
 
-    def _band(self, xs: list[Tensor], surplus: int) -> tuple[list[Tensor], float]:
-        """Positions of the scores in [t, t + δ) (surplus > 0: kept, to drop) or in [t - δ, t)
-        (surplus < 0: pruned, to add), enough of them to settle the surplus and find the new
-        threshold; and the band's lower edge."""
-        t, wanted = self.threshold, abs(surplus) + (1 if surplus > 0 else 0)
-        delta = 2.0 * wanted / self.density if self.density else max(abs(t), 1e-3) * 1e-3
-        for _ in range(64):
-            lo, hi = (t, t + delta) if surplus > 0 else (t - delta, t)
-            idx = [torch.nonzero((x >= lo) & (x < hi)).squeeze(1) for x in xs]  # a host read each
-            count = sum(i.numel() for i in idx)
-            if count >= wanted:
-                self.density = count / delta
-                return idx, lo
-            delta *= 4.0
-        raise TicketlabError(DIVERGED)
+STATIC_ON_CPU = False  # a CPU finds band positions faster by `nonzero`; tests set it
 
-    def _adjust(self, surplus: int) -> None:
-        xs, n, dtype = self._scores(), abs(surplus), self.params[0].scores.dtype
-        idx, lo = self._band(xs, surplus)
-        cand = _Candidates(xs, idx)
+
+def _positions(masks: list[Tensor]) -> list[Tensor]:
+    """The positions of the True values of each flat mask. On a GPU all their counts come in one
+    host read, and each mask's positions are then taken at a known size (`nonzero_static`: no read
+    of its own, where a plain `nonzero` reads its count). A CPU's reads cost nothing: `nonzero`,
+    one pass fewer."""
+    if masks[0].device.type == "cpu" and not STATIC_ON_CPU:
+        return [torch.nonzero(m).squeeze(1) for m in masks]
+    sizes = torch.stack([m.sum() for m in masks]).tolist()  # one host read for all
+    return [torch.nonzero_static(m, size=c).squeeze(1) for m, c in zip(masks, sizes, strict=True)]
+
+
+def _adjust(work: Sequence[tuple[Thresholder, int]]) -> None:
+    """Settle every thresholder of `work` (with its surplus: kept - n_keep, not 0) at exactly n_keep.
+
+    For each: the scores in [t, t + δ) (surplus > 0: kept, to drop) or in [t - δ, t) (surplus < 0:
+    pruned, to add), δ from the density of scores around t and widened until the band holds enough;
+    the band ranked (`_rank`), |surplus| of it flipped, and t moved between the last flipped and
+    the first left. All thresholders are settled together so that a GPU is read a fixed number of
+    times per step (the bands' sizes, then the scores at the new cuts), not twice per matrix (about
+    100 reads a BERT-base step, each waiting for the GPU's queue to drain). Each thresholder gets
+    the selection it would get alone."""
+    xs = [t._scores() for t, _ in work]
+    bands = _bands(work, xs)
+    cands, orders, cuts = [], [], []
+    for (_, surplus), x, (idx, lo) in zip(work, xs, bands, strict=True):
+        n, cand = abs(surplus), _Candidates(x, idx)
         order = _rank(cand.vals, largest=surplus < 0)  # the ones to flip first
-        if n < order.numel():  # the last flipped and the first left, at the new cut (one host read)
-            a, b = cand.vals[order[n - 1 : n + 1]].tolist()
-            lowest_kept, highest_pruned = (a, b) if surplus < 0 else (b, a)
+        if n < order.numel():  # the last flipped and the first left, at the new cut
+            cut = cand.vals[order[n - 1 : n + 1]]
+            cut = cut if surplus < 0 else cut.flip(0)  # (lowest kept, highest pruned)
         else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
-            lowest_kept = float(cand.vals[order[n - 1]])
-            highest_pruned = max(float(x.masked_fill(x >= lo, -math.inf).max()) for x in xs)
+            below = torch.stack([v.masked_fill(v >= lo, -math.inf).max() for v in x]).max()
+            cut = torch.stack([cand.vals[order[n - 1]], below])
+        cands.append(cand), orders.append(order), cuts.append(cut.float())
+    cuts = torch.stack(cuts).tolist()  # one host read for all
+    for (t, surplus), cand, order, (lowest_kept, highest_pruned) in zip(
+        work, cands, orders, cuts, strict=True
+    ):
         if not math.isfinite(lowest_kept):
             raise TicketlabError(DIVERGED)
+        dtype = t.params[0].scores.dtype
         if highest_pruned == lowest_kept:  # a tie at the cut (only band scores can be at it)
+            n = abs(surplus)
             pruned = order[:n] if surplus > 0 else order[n:]
             cand.lower(pruned[cand.vals[pruned] == lowest_kept], _below(lowest_kept, dtype))
-        self._publish(_between(highest_pruned, lowest_kept, dtype))
+        t._publish(_between(highest_pruned, lowest_kept, dtype))
+
+
+def _bands(
+    work: Sequence[tuple[Thresholder, int]], xs: list[list[Tensor]]
+) -> list[tuple[list[Tensor], float]]:
+    """For each thresholder of `_adjust`: the positions of its band's scores in each of its flat
+    tensors, enough of them to settle its surplus and find the new threshold, and the band's lower
+    edge. One host read per widening of all the bands still short (usually one in all)."""
+    wanted = [abs(s) + (1 if s > 0 else 0) for _, s in work]
+    delta = [
+        2.0 * w / t.density if t.density else max(abs(t.threshold), 1e-3) * 1e-3
+        for (t, _), w in zip(work, wanted, strict=True)
+    ]
+    out: list = [None] * len(work)
+    short = list(range(len(work)))
+    for _ in range(64):
+        edges, masks = {}, {}
+        for i in short:
+            t, surplus = work[i]
+            lo, hi = (
+                (t.threshold, t.threshold + delta[i])
+                if surplus > 0
+                else (t.threshold - delta[i], t.threshold)
+            )
+            edges[i], masks[i] = lo, [(x >= lo) & (x < hi) for x in xs[i]]
+        found = iter(_positions([m for i in short for m in masks[i]]))
+        still = []
+        for i in short:
+            idx = [next(found) for _ in masks[i]]
+            size = sum(j.numel() for j in idx)
+            if size >= wanted[i]:
+                work[i][0].density = size / delta[i]
+                out[i] = (idx, edges[i])
+            else:
+                delta[i] *= 4.0
+                still.append(i)
+        if not still:
+            return out
+        short = still
+    raise TicketlabError(DIVERGED)
 
 
 def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
@@ -300,8 +352,8 @@ def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
         if counts is None:
             counts = [t._count() for t in todo]
             counts = torch.stack([c.to(counts[0].device) for c in counts])
-        for t, k in zip(todo, counts.tolist(), strict=True):
-            t._settle(k)
+        if work := [(t, k - t.n_keep) for t, k in zip(todo, counts.tolist(), strict=True) if k != t.n_keep]:
+            _adjust(work)
 
 
 SEGMENTED_ON_CPU = False  # a CPU counts faster per matrix (`Scratch.count_at_least`); tests set it
