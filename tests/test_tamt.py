@@ -202,9 +202,11 @@ def test_incremental_threshold_equals_fresh_selection_with_ties(shape):
         assert torch.equal(p(w), w * p.mask)
 
 
-def test_a_group_ranked_together_is_exactly_a_fresh_selection():
+@pytest.mark.parametrize("static", [False, True])
+def test_a_group_ranked_together_is_exactly_a_fresh_selection(monkeypatch, static):
     """Global ranking: two matrices share one threshold; their masks are the reference's every step,
-    ties (rows that never move) included."""
+    ties (rows that never move) included, with band positions taken either way (`STATIC_ON_CPU`)."""
+    monkeypatch.setattr(thresholds, "STATIC_ON_CPU", static)
     g = torch.Generator().manual_seed(1)
     ps = [ScoreMask((torch.rand(s, generator=g) * 20).round() * 1e-3, 0.01) for s in [(50, 40), (30, 20)]]
     n = 2600 // 3
@@ -310,8 +312,9 @@ def test_matrices_settled_together_get_what_each_gets_alone(monkeypatch, static)
     g = torch.Generator().manual_seed(3)
     shapes = [(60, 50), (20, 30), (40, 40), (10, 70), (60, 50), (5, 8)]
     grids = [(torch.rand(s, generator=g) * 20).round() * 1e-3 for s in shapes]  # ties at every cut
-    together = [ScoreMask(x.clone(), -1.0) for x in grids]
-    alone = [ScoreMask(x.clone(), -1.0) for x in grids]
+    dtypes = [torch.float32] * 5 + [torch.bfloat16]  # one batch may mix score dtypes
+    together = [ScoreMask(x.clone(), -1.0, d) for x, d in zip(grids, dtypes, strict=True)]
+    alone = [ScoreMask(x.clone(), -1.0, d) for x, d in zip(grids, dtypes, strict=True)]
     ths = [Thresholder([p], p.scores.numel() // 3) for p in together]
     ths_alone = [Thresholder([p], p.scores.numel() // 3) for p in alone]
     batches, reads = [], []

@@ -191,7 +191,7 @@ def _positions(masks: list[Tensor]) -> list[Tensor]:
     one pass fewer."""
     if masks[0].device.type == "cpu" and not STATIC_ON_CPU:
         return [torch.nonzero(m).squeeze(1) for m in masks]
-    sizes = torch.stack([m.sum() for m in masks]).tolist()  # one host read for all
+    sizes = torch.stack([m.sum().to(masks[0].device) for m in masks]).tolist()  # one host read for all
     return [torch.nonzero_static(m, size=c).squeeze(1) for m, c in zip(masks, sizes, strict=True)]
 
 
@@ -201,10 +201,11 @@ def _adjust(work: Sequence[tuple[Thresholder, int]]) -> None:
     For each: the scores in [t, t + δ) (surplus > 0: kept, to drop) or in [t - δ, t) (surplus < 0:
     pruned, to add), δ from the density of scores around t and widened until the band holds enough;
     the band ranked (`_rank`), |surplus| of it flipped, and t moved between the last flipped and
-    the first left. All thresholders are settled together so that a GPU is read a fixed number of
-    times per step (the bands' sizes, then the scores at the new cuts), not twice per matrix (about
+    the first left. All thresholders are settled together so that a GPU is read once per widening
+    of the bands (usually once) and once for the scores at the new cuts, not twice per matrix (about
     100 reads a BERT-base step, each waiting for the GPU's queue to drain). Each thresholder gets
-    the selection it would get alone."""
+    the selection it would get alone. The bands' boolean masks are held together for that, up to a
+    byte per score of the moved matrices, after the backward has freed its activations."""
     xs = [t._scores() for t, _ in work]
     bands = _bands(work, xs)
     cands, orders, cuts = [], [], []
@@ -217,8 +218,10 @@ def _adjust(work: Sequence[tuple[Thresholder, int]]) -> None:
         else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
             below = torch.stack([v.masked_fill(v >= lo, -math.inf).max() for v in x]).max()
             cut = torch.stack([cand.vals[order[n - 1]], below])
-        cands.append(cand), orders.append(order), cuts.append(cut.float())
-    cuts = torch.stack(cuts).tolist()  # one host read for all
+        cands.append(cand)
+        orders.append(order)
+        cuts.append(cut if cut.dtype == torch.float64 else cut.float())  # float32 holds bf16 exactly
+    cuts = torch.stack([c.to(cuts[0].device) for c in cuts]).tolist()  # one host read for all
     for (t, surplus), cand, order, (lowest_kept, highest_pruned) in zip(
         work, cands, orders, cuts, strict=True
     ):
@@ -338,7 +341,8 @@ def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
 
     The counts of all groups are read from the device at once: on a GPU each read is a host
     synchronisation, which stalls the CPU until the GPU's queue is empty (BERT-base: 1 read per
-    step instead of 73; an adjustment adds a few per matrix it ranks)."""
+    step instead of 73). Matrices whose counts moved are settled together (`_adjust`): one more read
+    per widening of their bands, and one for their new cuts, whatever their number."""
     todo = []
     for t in thresholders:
         if isinstance(t, GroupThresholder):  # N:M: every group's cut, afresh
