@@ -106,9 +106,7 @@ def is_dataset_dir(path: Path) -> bool:
 
 
 def _load_split(source: Source):
-    # imported here: plain-text corpora (the common case) then load without `datasets`, which costs
-    # about a second to import and which a GPU image may lack
-    import datasets
+    import datasets  # lazy: text corpora (the common case) load without it; a second to import
 
     try:
         obj = datasets.load_from_disk(str(source.path))
