@@ -105,8 +105,7 @@ def done_searches(sweep: Path) -> list[tuple[str, dict, dict, dict, bool]]:
     with contextlib.closing(
         sqlite3.connect(f"{(sweep / 'results.sqlite').as_uri()}?mode=ro", uri=True)
     ) as db:
-        done = searches(db)
-    return done
+        return searches(db)
 
 
 def compute(sweep: Path, done: list) -> dict[tuple[str, str], dict[str, str]]:

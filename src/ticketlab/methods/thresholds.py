@@ -184,6 +184,11 @@ class Thresholder:
 STATIC_ON_CPU = False  # a CPU finds band positions faster by `nonzero`; tests set it
 
 
+def _stacked(xs: list[Tensor]) -> Tensor:
+    """The tensors `xs` stacked on the first one's device, to be read from it in one host read."""
+    return torch.stack([x.to(xs[0].device) for x in xs])
+
+
 def _positions(masks: list[Tensor]) -> list[Tensor]:
     """The positions of the True values of each flat mask. On a GPU all their counts come in one
     host read, and each mask's positions are then taken at a known size (`nonzero_static`: no read
@@ -191,7 +196,7 @@ def _positions(masks: list[Tensor]) -> list[Tensor]:
     one pass fewer."""
     if masks[0].device.type == "cpu" and not STATIC_ON_CPU:
         return [torch.nonzero(m).squeeze(1) for m in masks]
-    sizes = torch.stack([m.sum().to(masks[0].device) for m in masks]).tolist()  # one host read for all
+    sizes = _stacked([m.sum() for m in masks]).tolist()  # one host read for all
     return [torch.nonzero_static(m, size=c).squeeze(1) for m, c in zip(masks, sizes, strict=True)]
 
 
@@ -221,7 +226,7 @@ def _adjust(work: Sequence[tuple[Thresholder, int]]) -> None:
         cands.append(cand)
         orders.append(order)
         cuts.append(cut if cut.dtype == torch.float64 else cut.float())  # float32 holds bf16 exactly
-    cuts = torch.stack([c.to(cuts[0].device) for c in cuts]).tolist()  # one host read for all
+    cuts = _stacked(cuts).tolist()  # one host read for all
     for (t, surplus), cand, order, (lowest_kept, highest_pruned) in zip(
         work, cands, orders, cuts, strict=True
     ):
@@ -354,8 +359,7 @@ def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
     if todo:
         counts = _segment_counts(todo)
         if counts is None:
-            counts = [t._count() for t in todo]
-            counts = torch.stack([c.to(counts[0].device) for c in counts])
+            counts = _stacked([t._count() for t in todo])
         if work := [(t, k - t.n_keep) for t, k in zip(todo, counts.tolist(), strict=True) if k != t.n_keep]:
             _adjust(work)
 
