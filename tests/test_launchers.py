@@ -535,6 +535,35 @@ def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, ti
         assert st.get(search.id).status == "running"  # still the other process's
 
 
+def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(tmp_path, tiny_bert_dir, monkeypatch):
+    """`--only finetune --runs <OMP's>` while another live sweep holds the full model's fine-tuning:
+    OMP's search is pending and nobody runs it, so this process has nothing to wait for and returns
+    (a wait fails this test), leaving the other process its run."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    sweep_dir = tmp_path / "sweep"
+    runs = expand(spec)
+    full_ft = next(r for r in runs if r.kind == "finetune" and not r.deps)
+    omp_ft = next(r for r in runs if r.kind == "finetune" and r.deps)
+
+    def refuse(_seconds: float) -> None:
+        raise AssertionError("waited on an input no process is making")
+
+    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=refuse))
+    with another_sweep_holds(spec, sweep_dir, full_ft):
+        result = run_sweep(
+            spec,
+            sweep_dir,
+            finetune=fakes.fake_finetune,
+            log=lambda _: None,
+            poll=0.01,
+            kinds=["finetune"],
+            names=[omp_ft.name],
+        )
+    assert result.ran == [] and not result.failed
+    with Store(sweep_dir) as st:
+        assert st.get(full_ft.id).status == "running" and st.get(omp_ft.id).status == "pending"
+
+
 def test_slurm_without_slurm_is_refused_before_any_work(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"], pretrain_eval=None)
     d.update(search_curve=None, data_curve=None)

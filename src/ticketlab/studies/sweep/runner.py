@@ -281,7 +281,8 @@ class Runner:
         """Run `chosen` one at a time. A run another live process holds is waited for only where this
         process needs it: a chosen run depends on it, or the whole sweep was asked for (and is said to
         be done at the end). Part of a sweep (`--only`, `--max-runs`, `--start-for`) leaves the other
-        process's runs to it and returns, not idling a core until they end."""
+        process's runs to it and returns, not idling a core until they end; nor does it wait on a
+        chosen run whose input nobody is making (a search left for a later piece)."""
         total, attempted = len(self.runs), set()
         while (max_runs is None or len(result.ran) + len(result.failed) < max_runs) and self.may_start():
             statuses = self.store.statuses()
@@ -291,8 +292,10 @@ class Runner:
                 if run.id in attempted or (ready := self.ready(run, statuses)) is None:
                     continue
                 if not ready:
-                    held = statuses[run.id] == "running"  # by another live process (ready() said so)
-                    waiting = waiting or not held or whole or run.id in needed
+                    if statuses[run.id] == "running":  # held by another live process (ready() said so)
+                        waiting = waiting or whole or run.id in needed
+                    else:  # an input not done: worth waiting for only while another process makes it
+                        waiting = waiting or whole or any(self.store.held_elsewhere(d) for d in run.deps)
                     continue
                 if self.busy(run):
                     waiting = busy = True
