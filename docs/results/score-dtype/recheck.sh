@@ -1,5 +1,6 @@
 #!/bin/bash
-# The bert-mini-ref TAMT-KD bf16 search again, with the broadcast rounding noise of 48000ad.
+# The bert-mini-ref TAMT-KD bf16 search again, with the rounding noise drawn once per 64K positions
+# and broadcast over a chunk's rows (README: the first searches drew one number per value).
 source /work/main/.venv/bin/activate
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 S=/work/shared; R=/work/runs/bf16; MINI=$S/models/bert-mini-ref

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The TAMT score-lr choice of ../tamt-lr/ re-checked on held-out text (issue 24, item 9): WikiText-2
-# valid, on which it was made, was part of bert-mini-ref's pre-training text (pretraining_log.json).
+# The TAMT score-lr choice of ../tamt-lr/ re-checked on held-out text: WikiText-2 valid, on which it
+# was made, was part of bert-mini-ref's pre-training text (pretraining_log.json).
 # Same searches as ../tamt-lr/run.sh (70%, 200 steps, batch 16 x 128, wiki-00, seed 0); scored on
 # wiki-2015's wiki-01.txt (neither in the model's pre-training text nor in the search corpus), first
 # 256 blocks of 128 tokens. Run from the repository root; masks go to runs/lr-heldout (ignored).

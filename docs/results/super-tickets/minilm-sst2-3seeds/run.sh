@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 24 (item 8) on all-MiniLM-L6-v2: the SST-2 super-ticket study with per-example importance
+# On all-MiniLM-L6-v2: the SST-2 super-ticket study with per-example importance
 # (the paper's E_x|dL/dgate|, the default) and 3 seeds, at the budgets of the first studies
 # (../README.md): lr 1e-4, batch 32, a seeded 5k subset of SST-2, 100 steps. bert-mini-ref's
 # counterpart is ../bert-mini-ref-3seeds/run.sh. Run from the repository root (it resumes).
