@@ -28,6 +28,7 @@ from ticketlab.cli.sweep import launcher as launcher_from_flags
 from ticketlab.core.errors import ConfigError
 from ticketlab.core.outputs import claim_dir
 from ticketlab.studies import Store, expand, load_spec, run_sweep
+from ticketlab.studies.sweep import launched as launched_module
 from ticketlab.studies.sweep import runner as runner_module
 from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
 from ticketlab.studies.sweep.methods import MethodSpec
@@ -535,10 +536,14 @@ def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, ti
         assert st.get(search.id).status == "running"  # still the other process's
 
 
-def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(tmp_path, tiny_bert_dir, monkeypatch):
+@pytest.mark.parametrize("through", ["here", "launcher"])
+def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(
+    tmp_path, tiny_bert_dir, monkeypatch, through
+):
     """`--only finetune --runs <OMP's>` while another live sweep holds the full model's fine-tuning:
-    OMP's search is pending and nobody runs it, so this process has nothing to wait for and returns
-    (a wait fails this test), leaving the other process its run."""
+    OMP's search is pending and nobody runs it, so this process (its own loop, or a launcher's
+    coordinator) has nothing to wait for and returns (a wait fails this test), leaving the other
+    process its run."""
     spec = tiny_spec(tmp_path, tiny_bert_dir)
     sweep_dir = tmp_path / "sweep"
     runs = expand(spec)
@@ -548,7 +553,10 @@ def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(tmp_path, ti
     def refuse(_seconds: float) -> None:
         raise AssertionError("waited on an input no process is making")
 
-    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=refuse))
+    no_wait = SimpleNamespace(monotonic=time.monotonic, sleep=refuse)
+    monkeypatch.setattr(runner_module, "time", no_wait)
+    monkeypatch.setattr(launched_module, "time", no_wait)
+    launcher = InlineLauncher(sweep_dir / "jobs") if through == "launcher" else None
     with another_sweep_holds(spec, sweep_dir, full_ft):
         result = run_sweep(
             spec,
@@ -558,6 +566,7 @@ def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(tmp_path, ti
             poll=0.01,
             kinds=["finetune"],
             names=[omp_ft.name],
+            launcher=launcher,
         )
     assert result.ran == [] and not result.failed
     with Store(sweep_dir) as st:

@@ -294,8 +294,8 @@ class Runner:
                 if not ready:
                     if statuses[run.id] == "running":  # held by another live process (ready() said so)
                         waiting = waiting or whole or run.id in needed
-                    else:  # an input not done: worth waiting for only while another process makes it
-                        waiting = waiting or whole or any(self.store.held_elsewhere(d) for d in run.deps)
+                    else:
+                        waiting = waiting or whole or self.input_being_made(run)
                     continue
                 if self.busy(run):
                     waiting = busy = True
@@ -325,6 +325,11 @@ class Runner:
         if any(d != "done" for d in deps):
             return False
         return not (statuses[run.id] == "running" and self.store.held_elsewhere(run.id))
+
+    def input_being_made(self, run: Run) -> bool:
+        """Whether a live process holds one of the inputs of `run` (which is not ready): worth
+        waiting for. An input nobody holds (a search left for a later piece) is not."""
+        return any(self.store.held_elsewhere(d) for d in run.deps)
 
     def busy(self, run: Run) -> bool:
         """Whether another live process holds the run's directory (a worker of a coordinator that
