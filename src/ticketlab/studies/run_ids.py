@@ -49,15 +49,16 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
     return safe_component(f"{name}_{run_id_[:8]}", what)
 
 
-# The settings of the reference defaults at the values that give ticketlab's behaviour before it (a masked MLM
-# decoder, KD on the corrupted input, a mask's trained MLM head, the pooler dense): a run that names
-# them computes what a run without them computed then, so its id leaves them out and a store written
-# then keeps its rows (the committed specs name them: docs/results/*/spec.yaml). A run under the new
-# defaults carries them in `defaults` instead (`MethodSpec.changed_defaults`): never an old row's id.
-# `kd_teacher: eval` and `count: round` joined them when TAMT's teacher in train mode and its masker's
-# int(s·n) count became the defaults; `kd_data: blocks` names what every TAMT-KD run trained on before
-# TAMT's own KD data could be chosen.
-BEFORE_34 = {
+# The settings at the values that select ticketlab's earlier defaults, those from before it followed
+# the reference code: a masked MLM decoder, KD on the corrupted input, a mask's trained MLM head, the
+# pooler left dense, TAMT's KD teacher in eval mode and its masker's round(s·n) count; and TAMT-KD on
+# the pre-training blocks (`kd_data: blocks`, still the default and what every TAMT-KD run trained on
+# before its own KD data could be chosen). A run that names one computes what a run without it computed
+# under the earlier defaults, so its id leaves the setting out: a store written under them keeps its
+# rows' ids (the committed specs name these settings: docs/results/*/spec.yaml). A run under the
+# reference defaults names those it runs under in its config's `defaults` instead
+# (`MethodSpec.changed_defaults`), so its id is never an earlier row's.
+EARLIER_DEFAULTS = {
     "decoder": "masked",
     "kd_input": "corrupted",
     "mlm_head": "trained",
@@ -68,16 +69,16 @@ BEFORE_34 = {
 }
 
 
-def _before_34(key: str, value: Any, config: dict[str, Any]) -> bool:
-    """Whether a setting names ticketlab's earlier behaviour: one of BEFORE_34, a schedule that
-    ends at the stop, or a family's default targets of then (without the pooler)."""
+def _is_earlier_default(key: str, value: Any, config: dict[str, Any]) -> bool:
+    """Whether a setting names one of ticketlab's earlier defaults: one of EARLIER_DEFAULTS, a schedule
+    that ends at the stop, or a family's earlier default targets (those without the pooler)."""
     if key == "schedule_steps":
         return value is not None and value == config.get("steps")
     if key == "targets":
         return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
-    if key not in BEFORE_34:
+    if key not in EARLIER_DEFAULTS:
         return False
-    old = BEFORE_34[key]
+    old = EARLIER_DEFAULTS[key]
     return value is old if isinstance(old, bool) else value == old  # `no_pooler: 1` is no True
 
 
@@ -112,14 +113,14 @@ def _weight_names(model: str) -> frozenset[str] | None:
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What a run's id hashes: its config, with the paths of the inputs whose content key it holds
-    (`inputs`) left out, and the settings that name ticketlab's earlier behaviour (`BEFORE_34`).
+    (`inputs`) left out, and the settings that name ticketlab's earlier defaults (`EARLIER_DEFAULTS`).
     A corpus keeps its other settings (text column, dev fraction) and its files' names per split (a file
     moved from train to dev changes what each split reads); a hub id, or a config without keys (a
     super-ticket study's rows), keeps its names."""
     keys = config.get("inputs") or {}
     out = {k: v for k, v in config.items() if not (k in LOCATED and keys.get(k) is not None)}
     if isinstance(out.get("settings"), dict):
-        out["settings"] = {k: v for k, v in out["settings"].items() if not _before_34(k, v, config)}
+        out["settings"] = {k: v for k, v in out["settings"].items() if not _is_earlier_default(k, v, config)}
     corpus = config.get("corpus")
     if keys.get("corpus") is not None and isinstance(corpus, dict):
         out["corpus"] = {k: _names(v) if k in ("train", "dev") else v for k, v in corpus.items()}
