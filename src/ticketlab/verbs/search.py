@@ -216,7 +216,8 @@ class SearchConfig:
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
             "lr": lr,
-            # only when the schedule goes on past the stop: it used to end there always
+            # recorded only when the schedule goes on past the stop: a schedule that ends at the stop
+            # is what a directory without this key ran, so such a directory still matches and resumes
             "schedule_steps": self.horizon if self.horizon != self.steps else OMIT,
             **({} if method.task else {"task": OMIT, "data_dir": OMIT}),
         }
