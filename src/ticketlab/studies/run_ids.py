@@ -21,10 +21,11 @@ from ..models.arch import ARCHS
 PLAN_VERSION = 1  # in every id's hash; ids without paths are told apart by the store's meta `ids`
 # 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`); 3: the corpus's
 # other settings (text column, dev fraction) and file names per split back in the identity; 4: the
-# papers' methods became the defaults (`RETIRED_DEFAULTS`): a run searched under an old default
-# names it in its settings, so a run under the new one never reuses it; 5: a model's content key
-# leaves out its card and other files loading does not read (`core.files.model_key`); 6: a task's
-# data key is what loading the task reads (`sweep.plan.data_key`: of a GLUE root the task's folder)
+# papers' methods became the defaults (`sweep.rekey._retired_defaults`): a run searched under an
+# old default names it in its settings, so a run under the new one never reuses it; 5: a model's
+# content key leaves out its card and other files loading does not read (`core.files.model_key`);
+# 6: a task's data key is what loading the task reads (`sweep.plan.data_key`: of a GLUE root the
+# task's folder)
 IDS_VERSION = 6
 LOCATED = ("model", "corpus", "data")  # config fields that are paths, each with its key in `inputs`
 
