@@ -1,7 +1,8 @@
 """What a user reads names nothing only the project's own history explains: no issue numbers, and no
-paths outside the repository (`../shared/...`), in the README, the site's pages (the study records
-under docs/results keep theirs: they are records of their runs), the source's strings and comments,
-and every `--help` text."""
+paths outside the repository (`../shared/...`), in the README, the site's pages, the source's strings
+and comments, and every `--help` text. The study records under docs/results keep their paths (they
+record where their runs read their inputs), but name no issue numbers either: a record says what a
+rule, default or change is, in its pages, scripts and specs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from ticketlab.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-ISSUE = re.compile(r"issue [0-9]", re.IGNORECASE)
+RESULTS = ROOT / "docs" / "results"
+RECORD_TEXT = {".md", ".sh", ".py", ".yaml"}  # what a record's reader reads; not its outputs and logs
+ISSUE = re.compile(r"\bissues? ?#?[0-9]", re.IGNORECASE)  # issue 34, Issue #34, issues 33
 OUTSIDE = re.compile(r"\.\./shared\b")
 
 
@@ -22,6 +25,11 @@ def user_pages() -> list[Path]:
     """README.md and the site's markdown pages, study records under docs/results left out."""
     docs = [p for p in (ROOT / "docs").rglob("*.md") if "results" not in p.relative_to(ROOT / "docs").parts]
     return [ROOT / "README.md", *sorted(docs)]
+
+
+def study_records() -> list[Path]:
+    """The study records' pages (generated reports included), scripts and specs under docs/results."""
+    return sorted(p for p in RESULTS.rglob("*") if p.suffix in RECORD_TEXT and p.is_file())
 
 
 def offending_lines(path: Path, pattern: re.Pattern[str]) -> list[str]:
@@ -52,6 +60,17 @@ def test_pages_name_no_internal_references(pattern):
     assert not found, "\n".join(found)
 
 
+def test_study_records_name_no_issue_numbers():
+    records = study_records()
+    assert {
+        RESULTS / "index.md",
+        RESULTS / "bert-mini-ref" / "spec.yaml",
+        RESULTS / "score-dtype" / "recheck.sh",
+    } <= set(records)
+    found = [line for record in records for line in offending_lines(record, ISSUE)]
+    assert not found, "\n".join(found)
+
+
 @pytest.mark.parametrize("pattern", [ISSUE, OUTSIDE], ids=["issue-numbers", "outside-paths"])
 def test_source_names_no_internal_references(pattern):
     sources = sorted((ROOT / "src").rglob("*.py"))
@@ -71,4 +90,6 @@ def test_help_names_no_internal_references():
 def test_the_patterns_find_what_they_look_for():
     """The patterns themselves: a line with an issue number or a path outside is found, others not."""
     assert ISSUE.search("ticketlab before Issue 34") and OUTSIDE.search("--model ../shared/models/x")
+    assert ISSUE.search("as issue #36 asked") and ISSUE.search("(issues 33 and 34)")
     assert not ISSUE.search("an issue of taste, 34 runs") and not OUTSIDE.search("models/minilm-mlm")
+    assert not ISSUE.search("pytorch/pytorch#153825, an upstream report") and not ISSUE.search("tissue 3")
