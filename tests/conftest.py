@@ -26,8 +26,8 @@ quiet_transformers()  # no per-load progress bars in test output
 
 def _suite_threads() -> str:
     """Torch threads from the free cores, as the demo picks them, unless OMP_NUM_THREADS says: a
-    thread per core beside other torch work oversubscribes the cores and made the suite ~10x slower
-    (issue 33). The CLI processes some tests start inherit the choice."""
+    thread per core beside other torch work oversubscribes the cores and makes the suite ~10x slower.
+    The CLI processes some tests start inherit the choice."""
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
         return f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS)"
     threads, note = demo_threads(usable_cores(), os.getloadavg()[0], what="the test suite")

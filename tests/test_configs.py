@@ -1,4 +1,4 @@
-"""Issue 26, class 5: every config checks its values when it is built, and a sweep's dry run builds
+"""Every config checks its values when it is built, and a sweep's dry run builds
 the config of every run it plans, so a bad value is refused in one line before any work."""
 
 from __future__ import annotations

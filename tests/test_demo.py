@@ -58,8 +58,8 @@ def test_cli_prints_report_path_and_table(demo, capsys):
 
 
 def test_torch_threads_come_from_the_free_cores():
-    """torch's default (a thread per core) beside other work oversubscribes the cores (issue 33: 43
-    minutes instead of 6): the demo takes the cores the load leaves, and says what a busy one costs."""
+    """torch's default (a thread per core) beside other work oversubscribes the cores (a demo of 6
+    minutes takes 43): the demo takes the cores the load leaves, and says what a busy one costs."""
     assert demo_threads(2, 0.3) == (2, None)
     threads, note = demo_threads(2, 7.9)
     assert threads == 1 and note == (

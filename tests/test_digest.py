@@ -1,4 +1,4 @@
-"""Issue 38: run identity computed in one function (`core.digest`). Each of the five places that name
+"""Run identity computed in one function (`core.digest`). Each of the five places that name
 a run (a search's settings, a fine-tuning's fingerprint and id, a pre-training's identity, a ticket-
 sharing stage's identity, a sweep's run ids) is pinned here at the values main computed before they
 were moved onto it: a change that moves any of them fails."""
@@ -182,8 +182,8 @@ CASES: dict[str, Callable[[Path], Any]] = {
     **_super_cases(),
 }
 
-# Computed on main (9e3a4b4) before run identity moved to `core.digest`: a hex id as it is, a
-# mapping as the first 16 hex digits of the sha256 of its sorted JSON.
+# Computed before run identity moved to `core.digest`: a hex id as it is, a mapping as the first 16
+# hex digits of the sha256 of its sorted JSON.
 PINNED = {
     "finetune default": "26d496ab12d7c369",
     "finetune id": "9d21830f703d1eeb",

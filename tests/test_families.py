@@ -101,7 +101,7 @@ def test_the_pooler_is_a_default_target_of_every_family_that_has_one(family):
     assert poolers <= set(found)
     assert (ARCHS[config.model_type].pooler is not None) == bool(poolers)
     assert set(found) - poolers == set(find_targets(tiny(family)))  # the rest as the MLM model's
-    # before issue 34: without it (the flag that gives ticketlab's old set)
+    # without it (the flag that gives ticketlab's earlier default targets)
     from ticketlab.masks.targets import default_targets
 
     assert not poolers & set(find_targets(model, default_targets(config.model_type, pooler=False)))

@@ -1,5 +1,5 @@
 """files.py: outputs never destroy what is not theirs, one line for every bad output path, no
-leftovers after a kill, the user's umask, one process per run directory (issue 8, classes 1 3 5 7 10)."""
+leftovers after a kill, the user's umask, one process per run directory."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def one_line_error(capsys, *argv) -> str:
 
 
 def test_outputs_never_replace_what_is_not_theirs(tiny_bert_dir, tmp_path, capsys):
-    """Class 1: an --out holding unrelated files, or an input, is refused; our own output is replaced."""
+    """An --out holding unrelated files, or an input, is refused; our own output is replaced."""
     theirs = tmp_path / "k"
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine")
@@ -66,7 +66,7 @@ def test_outputs_never_replace_what_is_not_theirs(tiny_bert_dir, tmp_path, capsy
 
 
 def test_odd_output_paths_give_one_line(tiny_bert_dir, tmp_path, capsys, monkeypatch):
-    """Class 5: --out naming a file, the current directory, or (for a file output) a directory."""
+    """--out naming a file, the current directory, or (for a file output) a directory."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "f").write_text("x")
     prune = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out"]
@@ -78,7 +78,7 @@ def test_odd_output_paths_give_one_line(tiny_bert_dir, tmp_path, capsys, monkeyp
 
 
 def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_path, capsys, monkeypatch):
-    """Class 3: no permission, a read-only or full disk: one line naming the path, nothing half-written."""
+    """No permission, a read-only or full disk: one line naming the path, nothing half-written."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
     prune = ["prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out"]
@@ -115,7 +115,7 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_pat
 
 
 def test_stale_temporaries_are_removed_and_outputs_follow_the_umask(tiny_bert_dir, tmp_path, capsys):
-    """Class 7: a temporary whose writer was killed goes at the next write there; modes follow the umask."""
+    """A temporary whose writer was killed goes at the next write there; modes follow the umask."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     pid = int(dead.stdout)
     host = os.uname().nodename
@@ -142,7 +142,7 @@ def test_stale_temporaries_are_removed_and_outputs_follow_the_umask(tiny_bert_di
 
 
 def test_one_process_per_run_directory(tmp_path):
-    """Class 10: a second process on a directory a run holds is refused in one line; re-entrant."""
+    """A second process on a directory a run holds is refused in one line; re-entrant."""
     with exclusive(tmp_path, "search"), exclusive(tmp_path, "search"):
         code = (
             "import sys; from ticketlab.core.files import exclusive\n"

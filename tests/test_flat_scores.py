@@ -1,4 +1,4 @@
-"""TAMT's flat score buffer (`FlatScores`, issue 25): all scores of a model in one tensor, their
+"""TAMT's flat score buffer (`FlatScores`): all scores of a model in one tensor, their
 gradients in one, AdamW stepping them as one, gives the masks, scores and thresholds of one tensor
 per matrix, bit for bit, through training, gradient accumulation and a resume across the layouts."""
 

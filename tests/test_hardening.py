@@ -1,6 +1,6 @@
-"""Issue 8, the classes outside files.py: lengths that fit the model (2), results keyed by the content of
-their inputs (4), mask files that resolve from anywhere (6), every field read from a file validated
-(8), checks before any work and in the dry run (9). One test per class."""
+"""Beyond the outputs files.py guards (test_files.py): lengths that fit the model, results keyed by
+the content of their inputs, mask files that resolve from anywhere, every field read from a file
+validated, checks before any work and in the dry run. One test each."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def corpus(tmp_path) -> Path:
 
 
 def test_lengths_fit_the_model(tiny_bert_dir, corpus, capsys):
-    """Class 2: the default length is min(paper default, positions) with one notice; an explicit value
+    """The default length is min(paper default, positions) with one notice; an explicit value
     beyond the positions is refused in one line before any work (tiny_bert has 64 positions)."""
     code, out, err = run(capsys, "evaluate-pretrain", "--model", tiny_bert_dir, "--corpus", corpus, "--no-kd")
     assert code == 0, err
@@ -47,7 +47,7 @@ def test_lengths_fit_the_model(tiny_bert_dir, corpus, capsys):
 
 
 def test_resumes_and_sweeps_are_keyed_by_input_content(tiny_bert_dir, corpus, tmp_path, capsys):
-    """Class 4: a search directory refuses a resume on another corpus, naming it; a sweep's runs get new
+    """A search directory refuses a resume on another corpus, naming it; a sweep's runs get new
     ids when the model's weights change in place."""
     search = ["search", "tamt", "--model", tiny_bert_dir, "--corpus", corpus, "--sparsity", "0.5"]
     search += ["--steps", 2, "--max-length", 16, "--no-eval", "--no-progress", "--out", tmp_path / "s"]
@@ -70,7 +70,7 @@ def test_resumes_and_sweeps_are_keyed_by_input_content(tiny_bert_dir, corpus, tm
 
 
 def test_mask_files_resolve_from_anywhere(tiny_bert_dir, corpus, tmp_path, capsys, monkeypatch):
-    """Class 6: a mask records its base model so it resolves from any directory, and says clearly
+    """A mask records its base model so it resolves from any directory, and says clearly
     when the recorded model is not there."""
     model = tmp_path / "models" / "tiny"
     model.parent.mkdir()
@@ -101,7 +101,7 @@ def test_mask_files_resolve_from_anywhere(tiny_bert_dir, corpus, tmp_path, capsy
     ],
 )
 def test_every_field_read_from_a_file_is_validated(tiny_bert_dir, tmp_path, capsys, field, value, message):
-    """Class 8: mask config fields, the masks' shapes metadata and task.json fields, each in one line."""
+    """Mask config fields, the masks' shapes metadata and task.json fields, each in one line."""
     mask = tmp_path / "m"
     assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out", mask)[0] == 0
     config = json.loads((mask / "mask_config.json").read_text())
@@ -126,7 +126,7 @@ def test_every_field_read_from_a_file_is_validated(tiny_bert_dir, tmp_path, caps
 
 
 def test_checks_come_before_the_work(tiny_bert_dir, tmp_path, capsys):
-    """Class 9: what a run would refuse is refused first, in one line: a nan learning rate, a
+    """What a run would refuse is refused first, in one line: a nan learning rate, a
     sweep spec's wrongly typed setting or non-BERT model (in the dry run), a binary corpus."""
     with pytest.raises(ConfigError, match="lr must be a number or null, got nan"):
         FinetuneConfig(model="m", task="sst2", lr=math.nan)

@@ -61,8 +61,8 @@ def _imports() -> dict[str, set[str]]:
 
 
 def test_no_import_circles_counting_imports_inside_functions():
-    """A module never imports, at any depth of a function, one that imports it back (issue 38: the
-    shared piece moves down instead)."""
+    """A module never imports, at any depth of a function, one that imports it back (the piece both
+    need moves down instead)."""
     graph = _imports()
     # what it must see: an import inside a function, through a lazy package (`from ..masks import load_mask`)
     assert len(graph) > 100 and "ticketlab.masks.io" in graph["ticketlab.verbs.prune"]

@@ -1,4 +1,4 @@
-"""Issue 38's import rule, over the whole package: a module imports what it needs at the top; an
+"""The import rule, over the whole package: a module imports what it needs at the top; an
 import inside a function, or an `importlib.import_module` call inside one, is one of the few lazy
 boundaries (light modules that `import ticketlab`, `ticketlab --help` and `VERB --help` read must not
 pay for torch), at most 15 in all, each saying why (`# lazy: <why>` on its line or the one above)."""

@@ -1,4 +1,4 @@
-"""Issue 38's import rule for the lower packages (core, models, masks, data, train, lm, tasks): the
+"""The import rule for the lower packages (core, models, masks, data, train, lm, tasks): the
 modules `--help` reads stay torch-free, and every other module imports what it needs at the top. An
 import inside a function is one of the few lazy boundaries, each saying why (`# lazy: ...`)."""
 

@@ -53,8 +53,8 @@ def test_default_targets_are_embeddings_and_six_matrices_per_layer(cfg):
 
 
 def test_one_mask_fits_every_head():
-    """The same keys under every head, the pooler's where the model has one (a default target since
-    issue 34): a mask that prunes it fits a model built without one (*ForMaskedLM), checked against
+    """The same keys under every head, the pooler's where the model has one (a default target, as in
+    the reference code): a mask that prunes it fits a model built without one (*ForMaskedLM), checked against
     the hash of its other weights."""
     from ticketlab.masks import MaskConfig, check_fits
 

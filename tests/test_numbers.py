@@ -1,6 +1,6 @@
-"""Issue 26, class 3: numbers that are not numbers. Non-finite weights and losses stop in one line,
-what ticketlab writes is valid JSON, no mean over zero items, results keyed by what their inputs
-hold, and super-ticket levels that prune what their label says. One test per bullet."""
+"""Numbers that are not numbers: non-finite weights and losses stop in one line, what ticketlab
+writes is valid JSON, no mean over zero items, results keyed by what their inputs hold, and
+super-ticket levels that prune what their label says."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def poisoned_copy(src: Path, dst: Path, value: float) -> Path:
 
 
 def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path, capsys):
-    """Bullet 1: a checkpoint holding nan or inf is refused where models load (prune would rank nan as
+    """A checkpoint holding nan or inf is refused where models load (prune would rank nan as
     kept); a loss that turns non-finite stops training before the step, naming the step; every line
     of log.jsonl is JSON (a non-finite logged number is null)."""
     for value in (float("nan"), float("-inf")):
@@ -99,7 +99,7 @@ def test_non_finite_weights_and_losses_stop_in_one_line(tiny_bert_dir, tmp_path,
 
 
 def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_path, capsys):
-    """Bullet 1 through the data: a regression label 'nan' (Python's float() reads it) diverged the
+    """Non-finite numbers in the data: a regression label 'nan' (Python's float() reads it) diverged the
     loss and blamed the lr; an 'inf' dev label made every correlation nan, reported as the best
     score. Each is one line naming the file and line; a metric never scores non-finite values."""
     from ticketlab.core.errors import DataError
@@ -129,7 +129,7 @@ def test_non_finite_labels_are_refused_where_they_are_read(tiny_bert_dir, tmp_pa
 
 
 def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
-    """Bullet 2: an MLM evaluation over zero predicted tokens is refused in one line naming the corpus
+    """An MLM evaluation over zero predicted tokens is refused in one line naming the corpus
     (it reported loss 0.0, perplexity 1.0), in evaluate-pretrain and before a search's first step with
     that dev text; GLUE and SQuAD scores over zero examples are refused, not nan or 0."""
     unknown = tmp_path / "unknown.txt"  # words outside the vocabulary: every token is [UNK], a special one
@@ -167,7 +167,7 @@ def test_no_mean_over_zero_items(tiny_bert_dir, tmp_path, capsys):
 
 
 def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, monkeypatch):
-    """Bullet 3: a fine-tuning records the content of what it read beside its fingerprint; new weights
+    """A fine-tuning records the content of what it read beside its fingerprint; new weights
     at the same model path, or edited task data, are refused in one line instead of reusing a finished
     result or resuming a checkpoint of the old inputs."""
     import importlib
@@ -220,7 +220,7 @@ def test_a_run_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, mo
 
 
 def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, capsys):
-    """Bullet 3 through the studies: a super-ticket or ticket-sharing study's finished rows record
+    """A super-ticket or ticket-sharing study's finished rows record
     the content of what they read; rerun onto new weights at the same model path (or edited task
     data) it is refused in one line, not answered from the old rows."""
     from transformers import BertForMaskedLM
@@ -255,7 +255,7 @@ def test_a_study_is_keyed_by_the_content_of_its_inputs(tiny_bert_dir, tmp_path, 
 
 
 def test_super_levels_prune_what_their_label_says(tiny_bert_dir, tmp_path, capsys):
-    """Bullet 4: against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
+    """Against the model's real unit counts (tiny BERT: 4 heads, 2 FFN sub-layers), a level
     that prunes no unit or every unit of a kind is refused before any work, so are duplicate levels,
     and a selection split leaving too few dev examples on either side (the minimum and why)."""
     from ticketlab.core.errors import ConfigError

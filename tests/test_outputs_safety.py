@@ -1,5 +1,6 @@
-"""Nothing outside --out is deleted or overwritten, and a refused input leaves no output (issue 33,
-"files outside --out" items 1-6 and the two late refusals).
+"""Nothing outside --out is deleted or overwritten, and a refused input leaves no output: a marker's
+paths, the report folder, links in a run folder, a user's database, a task id, and refusals that come
+late.
 
 One function (`core.outputs.place`) decides where ticketlab may write or delete: inside the output,
 never through a symbolic link (ticketlab makes none), never a file its marker does not list; a
@@ -53,11 +54,11 @@ def swept(tmp_path, tiny_bert_dir) -> Path:
     return tmp_path / "SW"
 
 
-# --------------------------------------------------------------------------- 1. a marker's paths
+# --------------------------------------------------------------------------- a marker's paths
 
 
 def test_a_marker_listing_paths_outside_its_folder_deletes_nothing(tmp_path, tiny_bert_dir, capsys):
-    """Item 1: `model.work/.ticketlab-output` listing `../victims/thesis.tex` and an absolute path
+    """`model.work/.ticketlab-output` listing `../victims/thesis.tex` and an absolute path
     made `pretrain --out model` delete both when it cleared its work folder. The marker is refused
     in one line before any work, and the clean-up itself never leaves the folder."""
     victims = {"victims/thesis.tex": "\\begin{document}", "abs/notes.txt": "mine"}
@@ -112,7 +113,7 @@ def test_a_marker_planted_in_a_users_folder_does_not_make_it_ours(tmp_path, tiny
 
 
 def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
-    """Item 1, through a link inside the folder: `link/thesis.tex` with `link -> ../victims`."""
+    """A marker's path through a link inside the folder: `link/thesis.tex` with `link -> ../victims`."""
     user_files(tmp_path, {"victims/thesis.tex": "mine"})
     out = claim_dir(tmp_path / "out", kind="thing")
     (out / "link").symlink_to(tmp_path / "victims")
@@ -124,11 +125,11 @@ def test_a_marker_entry_behind_a_link_is_never_deleted(tmp_path):
         claim_dir(out, kind="thing")
 
 
-# --------------------------------------------------------------------------- 2-3. the report folder
+# --------------------------------------------------------------------------- the report folder
 
 
 def test_an_unmarked_report_folder_is_refused_not_adopted(swept, capsys):
-    """Item 2: `SW/report/` without our marker, holding the user's report.md and results.csv, was
+    """`SW/report/` without our marker, holding the user's report.md and results.csv, was
     taken for a report "from before markers" and its files replaced."""
     report = swept / "report"
     for p in report.rglob("*"):  # the user's own folder of that name
@@ -143,7 +144,7 @@ def test_an_unmarked_report_folder_is_refused_not_adopted(swept, capsys):
 
 
 def test_a_linked_report_folder_is_refused(swept, tmp_path, capsys):
-    """Item 3: `SW/report` a link to the user's paper folder: the report was written there."""
+    """`SW/report` a link to the user's paper folder: the report was written there."""
     paper = tmp_path / "paper"
     user_files(paper, {"report.md": "# my paper\n"})
     for p in sorted((swept / "report").rglob("*"), reverse=True):
@@ -158,13 +159,13 @@ def test_a_linked_report_folder_is_refused(swept, tmp_path, capsys):
     assert "a symbolic link" in line and tree(paper) == ["report.md"]
 
 
-# --------------------------------------------------------------------------- 4. links in a run folder
+# --------------------------------------------------------------------------- links in a run folder
 
 
 def test_a_linked_spec_or_runs_folder_of_a_sweep_is_refused(
     swept, tmp_path, tiny_bert_dir, capsys, monkeypatch
 ):
-    """Item 4: `SW/spec.yaml` a link to the user's keep.yaml was written through (`shutil.copyfile`
+    """`SW/spec.yaml` a link to the user's keep.yaml was written through (`shutil.copyfile`
     follows links); `SW/runs` linked elsewhere received the new runs."""
     from ticketlab import studies
 
@@ -197,7 +198,7 @@ def test_a_linked_spec_or_runs_folder_of_a_sweep_is_refused(
 
 
 def test_a_search_whose_run_folder_is_a_link_is_refused(tmp_path, tiny_bert_dir, capsys):
-    """Item 4: a search's `run/` linked to a user folder got `.lock` and `settings.json`, and the
+    """A search's `run/` linked to a user folder got `.lock` and `settings.json`, and the
     `checkpoint.pt` there was read as a resume checkpoint."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sees the dog . a man walks to the river .\n" * 20)
@@ -215,7 +216,8 @@ def test_a_search_whose_run_folder_is_a_link_is_refused(tmp_path, tiny_bert_dir,
 
 
 def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
-    """Item 4 at the lowest level: a `.lock` that is a link is not created or truncated through."""
+    """A link in a run folder at the lowest level: a `.lock` that is a link is not created or
+    truncated through."""
     from ticketlab.core.files import exclusive
 
     user_files(tmp_path, {"thesis.tex": "mine"})
@@ -265,11 +267,11 @@ def test_a_fifo_planted_as_a_lock_or_checkpoint_is_refused_without_waiting(tmp_p
         signal.signal(signal.SIGALRM, before)
 
 
-# --------------------------------------------------------------------------- 5. a user's database
+# --------------------------------------------------------------------------- a user's database
 
 
 def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_dir, capsys):
-    """Item 5: `sweep --out mydb` adopted a folder whose results.sqlite was the user's own database
+    """`sweep --out mydb` adopted a folder whose results.sqlite was the user's own database
     with a `meta` table: rows went into it, a `runs` table, a marker, masks/ and runs/."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(json.dumps(fakes.spec_dict(tmp_path, tiny_bert_dir)))
@@ -295,11 +297,11 @@ def test_a_users_database_named_results_sqlite_is_refused(tmp_path, tiny_bert_di
     assert (mydb / "results.sqlite").read_bytes() == before
 
 
-# --------------------------------------------------------------------------- 6. a task id
+# --------------------------------------------------------------------------- a task id
 
 
 def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, capsys):
-    """Item 6: a task.json with `"id": "sst2"` replaced the built-in SST-2 for the whole process (a
+    """A task.json with `"id": "sst2"` replaced the built-in SST-2 for the whole process (a
     sweep scored the real SST-2 runs with the other file's labels and metrics)."""
     from ticketlab.tasks.registry import BUILTIN, TASKS, get_task
 
@@ -320,7 +322,7 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
     assert get_task("sst2") is sst2
 
 
-# --------------------------------------------------------------------------- 7-8. late refusals
+# --------------------------------------------------------------------------- late refusals
 
 
 def _sst2(root: Path, train: str) -> Path:

@@ -1,6 +1,5 @@
 """An output directory only ever loses files ticketlab wrote; a name read from a file never leaves
-its directory; an unresolvable --out and deeply nested JSON/YAML give one line (issue 26, classes 1
-and 2, and two of class 6)."""
+its directory; an unresolvable --out and deeply nested JSON/YAML give one line."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ def assert_kept(root: Path, files: dict[str, str]) -> None:
 
 
 def test_an_output_directory_loses_only_files_ticketlab_wrote(tiny_bert_dir, tmp_path, capsys):
-    """Class 1: one familiar file name is no proof of ownership; re-running onto an earlier output
+    """One familiar file name is no proof of ownership; re-running onto an earlier output
     keeps what the user added there; a user's file the output would overwrite is refused."""
     prune = ["prune", "omp", "--model", tiny_bert_dir, "--out"]
     theirs = {"mask_config.json": "{}", "src/main.py": "print()", "thesis.tex": "\\begin"}
@@ -99,7 +98,7 @@ def test_an_output_directory_loses_only_files_ticketlab_wrote(tiny_bert_dir, tmp
 
 
 def test_report_has_the_output_check_of_every_verb(tmp_path, tiny_bert_dir, capsys):
-    """Class 1: `report --out` neither overwrites a user's results.csv nor writes into a sweep's input."""
+    """`report --out` neither overwrites a user's results.csv nor writes into a sweep's input."""
     spec = fakes.make_spec(
         tmp_path,
         tiny_bert_dir,
@@ -132,7 +131,7 @@ def test_report_has_the_output_check_of_every_verb(tmp_path, tiny_bert_dir, caps
 
 
 def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_dir, capsys, monkeypatch):
-    """Class 2: a task id or folder in task.json, a task label or name in a sweep spec that is not
+    """A task id or folder in task.json, a task label or name in a sweep spec that is not
     one path component is refused when read, before anything is created."""
     for field in ("id", "dir_name"):
         data = tmp_path / f"data-{field}"
@@ -178,7 +177,7 @@ def _yaml(path: Path, raw: dict) -> Path:
 
 
 def test_unresolvable_out_and_deep_nesting_give_one_line(tiny_bert_dir, tmp_path, capsys, monkeypatch):
-    """Class 6: an --out that is a symlink loop; JSON/YAML nested 100000 deep in a file we read."""
+    """An --out that is a symlink loop; JSON/YAML nested 100000 deep in a file we read."""
     monkeypatch.chdir(tmp_path)
     os.symlink("a", "b")
     os.symlink("b", "a")
@@ -253,10 +252,10 @@ def test_a_store_carried_with_its_masks_resumes_beside_user_files_not(tmp_path, 
 
 
 def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny_bert_dir):
-    """Class 1 through three more doors: the clean-up of temporaries takes only ticketlab's own (a
-    user's old `.backup.tmp` folder beside an output stays), a folder of an output that the user
-    replaced by a link to their own files is never written or deleted through, and a work folder
-    cleared at the end of a pre-training loses only what the training wrote there."""
+    """Only ticketlab's own files lost, through three more doors: the clean-up of temporaries takes
+    only ticketlab's own (a user's old `.backup.tmp` folder beside an output stays), a folder of an
+    output that the user replaced by a link to their own files is never written or deleted through,
+    and a work folder cleared at the end of a pre-training loses only what the training wrote there."""
     from ticketlab.core.files import atomic_write_text
     from ticketlab.lm.pretrain import PretrainConfig, pretrain
 

@@ -114,7 +114,7 @@ def test_without_peft_one_line_says_how_to_install(monkeypatch):
 
 
 def test_a_layer_initialised_anew_on_each_load_is_named(tmp_path):
-    """The issue's reload onto the ticketed base moved logits by 0.088: an MLM checkpoint has no
+    """A LoRA adapter reloaded onto the ticketed base moved logits by 0.088: an MLM checkpoint has no
     pooler, so each `from_pretrained` of a classifier draws a new one, which LoRA does not save."""
     from transformers import BertForMaskedLM
 

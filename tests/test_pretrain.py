@@ -158,7 +158,7 @@ def test_cli_pretrain_user_errors(tmp_path, capsys):
     assert rc == 2 and "nope.txt" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- issue 27, part 1
+# --------------------------------------------------------------------------- tokenizer, blocks, long runs
 
 PROSE = (
     "The unbelievable painters of the northern provinces exhibited remarkable landscapes. "

@@ -357,7 +357,7 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
 
 
 def test_retired_defaults_are_named_when_a_store_is_re_keyed(tiny_bert_dir):
-    """Issue 34: a search stored before ids version 4 ran the defaults of its time; re-keying names
+    """A search stored before ids version 4 ran the defaults of its time; re-keying names
     them in its settings, so a run under today's defaults (the papers') never reuses it."""
     from ticketlab.studies.sweep.rekey import _retired_defaults
 

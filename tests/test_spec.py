@@ -308,7 +308,7 @@ def test_search_curve_save_at_and_budgets(tmp_path, base):
 
 
 def test_a_search_curve_with_no_tasks_is_its_pre_training_losses_alone(tmp_path, base):
-    """`tasks: []` (issue 36's search-cost curve): the masks along TAMT's run get their MLM / KD dev
+    """`tasks: []` (a search-cost curve): the masks along TAMT's run get their MLM / KD dev
     losses and no fine-tuning; with `tasks` left out, every task fine-tunes them."""
     base["methods"] = ["full", "omp", "tamt-mlm"]
     base["seeds"] = {"search": [0, 1], "finetune": [0, 1]}
@@ -388,19 +388,19 @@ def test_committed_stores_keep_every_run_id(bert_mini, name):
         renamed = rekeyed_ids(st, models=[spec.model], data=[t.data for t in spec.tasks.values() if t.data])
     done = {renamed.get(i, i) for i in stored}
     assert len(done) == len(stored) > 100
-    # all-MiniLM's store also holds 9 finished runs of an earlier stage of its spec (they were
-    # outside its plan before this test existed, at 92415b4 too): pinned, so no new one may leave it
+    # all-MiniLM's store also holds 9 finished runs of an earlier stage of its spec, outside the plan
+    # of its committed spec since before this test existed: pinned, so no new one may leave it
     outside = {"bert-mini-ref": 0, "all-minilm-l6-v2": 9}[name]
     assert len(done - {r.id for r in expand(spec)}) == outside
 
 
 @pytest.mark.shared
 def test_runs_under_the_new_defaults_never_take_a_committed_row(bert_mini):
-    """bert-mini-ref's committed spec names the behaviour before issue 34 (masked decoder, KD on the
+    """bert-mini-ref's committed spec names ticketlab's earlier defaults (masked decoder, KD on the
     corrupted input, a schedule that ends at the stop, the trained head), which keeps its rows. Without
     those names (TAMT's defaults) its TAMT searches and its masks' pre-training evaluations are new
-    runs; what issue 34 did not change (the dense model, OMP, random, IMP on a checkpoint without a
-    pooler) keeps its rows."""
+    runs; what the reference defaults do not change (the dense model, OMP, random, IMP on a checkpoint
+    without a pooler) keeps its rows."""
     import sqlite3
 
     root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"

@@ -312,7 +312,9 @@ def _super_config(tiny_bert_dir, root, **kw):
 
 
 def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
-    """Issue 33: the default levels ran into "level 0.1 prunes 0 of the model's 2 FFN sub-layers"."""
+    """The default levels on a model too small for some of them (two layers: 4 heads, 2 FFN
+    sub-layers): those that prune no unit, or what a lower one prunes, are dropped in one note rather
+    than refused ("level 0.1 prunes 0 of the model's 2 FFN sub-layers")."""
     from ticketlab.studies.supertickets import study_levels
 
     default = _super_config(tiny_bert_dir, sst2_root, levels=None)

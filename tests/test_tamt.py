@@ -431,8 +431,8 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
 def test_the_schedule_goes_on_past_the_stop_as_tamts(tiny_run, tmp_path, capsys):
     """TAMT's masks are checkpoints of one long schedule (Tab. 2: 17,000 of 27,920 steps at 70%): by
     default a search of N steps at 70% stops where the paper's did, its lr still (H - N)/H of its
-    peak; --schedule-steps N gives the schedule that ends at the stop (before issue 34). The cost is
-    in the paper's units too: steps x batch x length tokens."""
+    peak; --schedule-steps N gives the schedule that ends at the stop (ticketlab's earlier default).
+    The cost is in the paper's units too: steps x batch x length tokens."""
     lr, horizon = 3e-3, round(6 * 27920 / 17000)  # 10
 
     def run(out, *extra):

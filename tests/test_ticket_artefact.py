@@ -147,8 +147,9 @@ def test_export_base_writes_the_artefact_from_a_fine_tuned_checkpoint(base, tmp_
 @pytest.mark.shared
 @pytest.mark.slow
 def test_a_70_ticket_of_bert_mini_is_under_a_tenth_of_its_checkpoint(bert_mini, tmp_path):
-    """The issue's bound on the real shape (embeddings are most of a small BERT): three steps at a
-    fine-tuning learning rate, every tensor trained; against the dense checkpoint with zeros."""
+    """Under a tenth of the dense checkpoint on the real shape (embeddings are most of a small BERT):
+    three steps at a fine-tuning learning rate, every tensor trained; against the dense checkpoint
+    with zeros."""
     torch.manual_seed(0)
     model = load_model(bert_mini, "seq-cls", num_labels=2)
     apply_mask(model, omp70(model))

@@ -1,7 +1,7 @@
-"""Issue 26, class 6 (tracebacks) and the typo'd model path: every verb answers a bad input (a compacted
-model, a decoder or encoder-decoder, a mask config that lies about its units, a corrupt pretrain.json,
-a SQuAD stride that does not fit the model, a path that does not exist) in one line, before any work.
-One test per class."""
+"""No traceback for a bad input: every verb answers one (a compacted model, a decoder or
+encoder-decoder, a mask config that lies about its units, a corrupt pretrain.json, a SQuAD stride
+that does not fit the model, a typo'd model path) in one line, before any work. One test per kind of
+input."""
 
 from __future__ import annotations
 

@@ -59,12 +59,11 @@ def _old_style_spec(root: Path) -> dict:
 def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
     """Every run config (hence every run id: cached sweeps, the demo's) of a spec that uses neither
     feature is what the code before them made: pinned as a digest of the configs with the temporary
-    directory and the search ids written as names (the sorted digest computed with the code of commit
-    5d07e82, before fine-tunings were ordered seed by seed). Two keys were added since, on purpose:
-    the task data's content key (run ids hash content, not paths; old stores are re-keyed), and the
-    defaults of issue 34 a run is under (a mask's pre-training evaluation: dense decoder, KD on clean
-    text, the original MLM head; OMP and random: the pooler): new runs, never the rows computed
-    before them."""
+    directory and the search ids written as names (the sorted digest computed before fine-tunings
+    were ordered seed by seed). Two keys were added since, on purpose: the task data's content key
+    (run ids hash content, not paths; old stores are re-keyed), and the reference defaults a run is
+    under (a mask's pre-training evaluation: dense decoder, KD on clean text, the original MLM head;
+    OMP and random: the pooler): new runs, never the rows computed before them."""
     root = tmp_path / "sweep"
     spec = spec_from_dict(_old_style_spec(root), base_dir=root, registry=fake_registry())
     runs = expand(spec)
@@ -75,13 +74,13 @@ def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
         assert (c["inputs"].pop("data", None) is not None) == (r.kind == "finetune")
         if c.get("mask"):
             c["mask"]["search"] = names[c["mask"]["search"]]
-        issue34 = c.pop("defaults", None)
+        changed = c.pop("defaults", None)
         if r.kind == "pretrain-eval" and c["mask"] is not None:
-            assert issue34 == {"decoder": "dense", "kd_input": "clean", "mlm_head": "original"}
+            assert changed == {"decoder": "dense", "kd_input": "clean", "mlm_head": "original"}
         elif r.kind == "search" and c["method"] in ("omp", "random"):
-            assert issue34 == {"pooler": True}  # no checkpoint at the spec's model: a pooler assumed
+            assert changed == {"pooler": True}  # no checkpoint at the spec's model: a pooler assumed
         else:
-            assert issue34 is None  # the fake searches and the dense model's evaluation: as before
+            assert changed is None  # the fake searches and the dense model's evaluation: as before
         snapshot.append([r.kind, r.name, c, [names[d] for d in r.deps]])
     snapshot.sort(key=lambda x: json.dumps(x, sort_keys=True))  # the ids matter here, not the order
     digest = hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()

@@ -1,6 +1,6 @@
-"""Issue 33, loaders and spec reader: what a file or a flag holds can make ticketlab neither unpickle,
+"""Loaders and the spec reader: what a file or a flag holds can make ticketlab neither unpickle,
 allocate beyond what the model has, nor fail in a traceback. Every case is one line naming the file
-and the problem, before anything is created. One test per item."""
+and the problem, before anything is created. One test per kind of input."""
 
 from __future__ import annotations
 

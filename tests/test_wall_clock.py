@@ -1,5 +1,6 @@
-"""No test compares a wall-clock value (issue 33: a fresh clone's first `make test` failed because
-test_prune compared two mask configs made in different seconds).
+"""No test compares a wall-clock value: two records made in different seconds differ, so such a test
+passes or fails by how fast the machine runs it (two mask configs compared with their creation times
+fail where the seconds turn between them, as on a fresh clone's slow first `make test`).
 
 Two checks, one per way such a comparison is written:
 - by name: every comparison in tests/ is read (`ast`), and one that involves a creation time, a
