@@ -13,9 +13,9 @@ A pair of methods shows the mean over its pairs of masks (3 × 3, or 3 within a 
 smallest and largest. The masks are not in the tree: restore them first (they are in git history,
 each checked against the hash its search recorded):
 
-    mkdir -p /tmp/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite /tmp/minilm-mlm/
-    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore /tmp/minilm-mlm
-    PYTHONPATH=src python docs/results/minilm-mlm/mask_similarity.py /tmp/minilm-mlm
+    mkdir -p sweeps/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite sweeps/minilm-mlm/
+    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore sweeps/minilm-mlm
+    PYTHONPATH=src python docs/results/minilm-mlm/mask_similarity.py sweeps/minilm-mlm
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 set -e
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 tl() { python3 -c 'import sys; from ticketlab.cli import main; sys.exit(main())' "$@"; }
-M=../shared/models/bert-mini-ref; G=../shared/data/glue; R=/tmp/ls; mkdir -p $R
+M=../shared/models/bert-mini-ref; G=../shared/data/glue; R=${R:-$PWD/runs/long-search}; mkdir -p $R
 export M G R
 if [ -f ../shared/data/wiki-part.txt.xz ]; then xz -dc ../shared/data/wiki-part.txt.xz > $R/wiki.txt
 else head -c 30000000 ../shared/data/wiki-2015/wiki-00.txt > $R/wiki.txt; fi
@@ -22,10 +22,10 @@ export -f ft
 for m in omp kd200 kd1000 kd3000; do for t in sst2 cola mrpc; do echo $m $t; done; done | xargs -P 6 -n 2 bash -c 'ft "$@"' _
 date
 python3 - <<'PY' | tee ${OUT:-$R}/ft.txt
-import json, pathlib
+import json, os, pathlib
 for m in ["omp", "kd200", "kd1000", "kd3000"]:
     for t in ["sst2", "cola", "mrpc"]:
-        f = pathlib.Path(f"/tmp/ls/ft_{m}_{t}/results.json")
+        f = pathlib.Path(os.environ["R"], f"ft_{m}_{t}", "results.json")
         print(m, t, json.dumps(json.loads(f.read_text()).get("final")) if f.exists() else "missing")
 PY
 tl evaluate-pretrain --model $M --mask $R/omp $R/kd200 $R/kd1000 $R/kd3000 --corpus ../shared/data/wikitext-2/test.txt --max-length 128 --max-blocks 256 2>&1 | tail -8 | tee ${OUT:-$R}/pretrain.txt
