@@ -509,31 +509,38 @@ def test_a_run_another_live_sweep_holds_is_waited_for_without_a_word(tmp_path, t
         assert st.get(search.id).status == "running"  # still the other process's
 
 
-def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, tiny_bert_dir, monkeypatch):
-    """`--only search --max-runs 1` where the one search left is another live sweep's: nothing here
-    needs its result, so this process returns without waiting for it (a wait fails this test) and
-    leaves the search to its process."""
-    spec = tiny_spec(tmp_path, tiny_bert_dir)
-    sweep_dir = tmp_path / "sweep"
-    search = next(r for r in expand(spec) if r.kind == "search")
+def returns_without_waiting(spec, sweep_dir: Path, held, monkeypatch, launcher=None, **choice):
+    """Part of a sweep (`choice`: kinds, names, max_runs) run while another live sweep holds `held`:
+    it must return without sleeping (a wait fails the test), run nothing and leave `held` running."""
 
     def refuse(_seconds: float) -> None:
-        raise AssertionError("waited for a run another process holds, which nothing here needs")
+        raise AssertionError("waited, though nothing this process chose needs the other one's run")
 
-    monkeypatch.setattr(runner_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=refuse))
-    with another_sweep_holds(spec, sweep_dir, search):
+    no_wait = SimpleNamespace(monotonic=time.monotonic, sleep=refuse)
+    monkeypatch.setattr(runner_module, "time", no_wait)
+    monkeypatch.setattr(launched_module, "time", no_wait)
+    with another_sweep_holds(spec, sweep_dir, held):
         result = run_sweep(
             spec,
             sweep_dir,
             finetune=fakes.fake_finetune,
             log=lambda _: None,
             poll=0.01,
-            kinds=["search"],
-            max_runs=1,
+            launcher=launcher,
+            **choice,
         )
     assert result.ran == [] and not result.failed
     with Store(sweep_dir) as st:
-        assert st.get(search.id).status == "running"  # still the other process's
+        assert st.get(held.id).status == "running"  # still the other process's
+
+
+def test_part_of_a_sweep_leaves_a_run_held_elsewhere_to_its_process(tmp_path, tiny_bert_dir, monkeypatch):
+    """`--only search --max-runs 1` where the one search left is another live sweep's: nothing here
+    needs its result, so this process returns without waiting for it and leaves the search to its
+    process."""
+    spec = tiny_spec(tmp_path, tiny_bert_dir)
+    search = next(r for r in expand(spec) if r.kind == "search")
+    returns_without_waiting(spec, tmp_path / "sweep", search, monkeypatch, kinds=["search"], max_runs=1)
 
 
 @pytest.mark.parametrize("through", ["here", "launcher"])
@@ -542,35 +549,18 @@ def test_part_of_a_sweep_does_not_wait_on_an_input_nobody_is_making(
 ):
     """`--only finetune --runs <OMP's>` while another live sweep holds the full model's fine-tuning:
     OMP's search is pending and nobody runs it, so this process (its own loop, or a launcher's
-    coordinator) has nothing to wait for and returns (a wait fails this test), leaving the other
-    process its run."""
+    coordinator) has nothing to wait for and returns, leaving the other process its run."""
     spec = tiny_spec(tmp_path, tiny_bert_dir)
     sweep_dir = tmp_path / "sweep"
     runs = expand(spec)
     full_ft = next(r for r in runs if r.kind == "finetune" and not r.deps)
     omp_ft = next(r for r in runs if r.kind == "finetune" and r.deps)
-
-    def refuse(_seconds: float) -> None:
-        raise AssertionError("waited on an input no process is making")
-
-    no_wait = SimpleNamespace(monotonic=time.monotonic, sleep=refuse)
-    monkeypatch.setattr(runner_module, "time", no_wait)
-    monkeypatch.setattr(launched_module, "time", no_wait)
     launcher = InlineLauncher(sweep_dir / "jobs") if through == "launcher" else None
-    with another_sweep_holds(spec, sweep_dir, full_ft):
-        result = run_sweep(
-            spec,
-            sweep_dir,
-            finetune=fakes.fake_finetune,
-            log=lambda _: None,
-            poll=0.01,
-            kinds=["finetune"],
-            names=[omp_ft.name],
-            launcher=launcher,
-        )
-    assert result.ran == [] and not result.failed
+    returns_without_waiting(
+        spec, sweep_dir, full_ft, monkeypatch, launcher, kinds=["finetune"], names=[omp_ft.name]
+    )
     with Store(sweep_dir) as st:
-        assert st.get(full_ft.id).status == "running" and st.get(omp_ft.id).status == "pending"
+        assert st.get(omp_ft.id).status == "pending"
 
 
 def test_slurm_without_slurm_is_refused_before_any_work(tmp_path, tiny_bert_dir, monkeypatch, capsys):

@@ -42,7 +42,6 @@ class Sweep(Protocol):
     may_start: Callable[[], bool]
 
     def busy(self, run: Run) -> bool: ...
-    def input_being_made(self, run: Run) -> bool: ...
     def forget_busy(self, run_id: str) -> None: ...
     def mask_provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]: ...
     def mask_dir_of(self, run: Run) -> Path | None: ...
@@ -122,8 +121,8 @@ class Coordinator:
                 break
             if run.id in tries or (ready := self.runner.ready(run, statuses)) is None:
                 continue
-            if not ready:  # another coordinator has it, or its mask is not there yet
-                waiting = waiting or statuses[run.id] == "running" or self.runner.input_being_made(run)
+            if not ready:
+                waiting = True  # its mask is not there yet, or another coordinator has it
                 continue
             previous = self.store.get(run.id)
             adoptable = launcher.cluster == "slurm" and previous is not None and previous.job
