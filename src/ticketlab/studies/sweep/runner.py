@@ -292,10 +292,9 @@ class Runner:
                 if run.id in attempted or (ready := self.ready(run, statuses)) is None:
                     continue
                 if not ready:
-                    if statuses[run.id] == "running":  # held by another live process (ready() said so)
-                        waiting = waiting or whole or run.id in needed
-                    else:
-                        waiting = waiting or whole or self.input_being_made(run)
+                    held = statuses[run.id] == "running"  # by another live process (ready() said so)
+                    wanted = run.id in needed if held else self.input_being_made(run, statuses)
+                    waiting = waiting or whole or wanted
                     continue
                 if self.busy(run):
                     waiting = busy = True
@@ -326,10 +325,11 @@ class Runner:
             return False
         return not (statuses[run.id] == "running" and self.store.held_elsewhere(run.id))
 
-    def input_being_made(self, run: Run) -> bool:
+    def input_being_made(self, run: Run, statuses: dict[str, str]) -> bool:
         """Whether a live process holds one of the inputs of `run` (which is not ready): worth
-        waiting for. An input nobody holds (a search left for a later piece) is not."""
-        return any(self.store.held_elsewhere(d) for d in run.deps)
+        waiting for. An input nobody holds (a search left for a later piece) is not; only an input
+        the store says is running is looked up again."""
+        return any(statuses[d] == "running" and self.store.held_elsewhere(d) for d in run.deps)
 
     def busy(self, run: Run) -> bool:
         """Whether another live process holds the run's directory (a worker of a coordinator that
