@@ -5,7 +5,7 @@
 #   docs/results/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
 #
 # Each CORE is what that core does first, then the study's pre-training evaluations and
-# fine-tunings (those whose masks exist; the searched methods' first, FINETUNE_FIRST below) until
+# fine-tunings (those whose masks exist; what the SD check reads first, SD_CHECK below) until
 # the machine stops or --until:
 #   searches    the study's searches still to do, in the order of SEARCH_ORDER below (a search
 #               another core has taken is skipped)
@@ -50,10 +50,11 @@ SEARCH_ORDER=(
   'tamt-kd_s70_seed[3-5]' 'tamt-mlm_s70_seed[3-5]'
 )
 
-# The evaluations and fine-tunings of the searched methods' masks first (the SD check reads their
-# spread, claims 1, 2 and 4 their scores), then the rest in the plan's order (full, OMP's seeds,
-# random's masks).
-FINETUNE_FIRST=('pe_*' 'ft_*_imp_*' 'ft_*_tamt-*')
+# The fine-tunings the SD check reads first (README "Power": the first 3 masks of IMP and of each
+# TAMT variant at both fine-tuning seeds, OMP's first 3 seeds), then all the rest. Each is one sweep
+# and runs in the plan's order, every mask's seed 0 before any mask's seed 1: one sweep over all the
+# searched methods' fine-tunings would give all 6 masks of each their seed 0 before the check's seed 1s.
+SD_CHECK=('ft_*_imp_s70_seed[0-2]_*' 'ft_*_tamt-*_s70_seed[0-2]_*' 'ft_*_omp_s70_ft[0-2]*')
 
 out_of() { case $1 in spec) echo sweeps/minilm-mlm-v2 ;; *) echo "sweeps/minilm-mlm-v2-$1" ;; esac; }
 
@@ -96,8 +97,8 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
       done ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
-  local first=()
-  for p in "${FINETUNE_FIRST[@]}"; do first+=(--runs "$p"); done
+  local first=(--runs 'pe_*')
+  for p in "${SD_CHECK[@]}"; do first+=(--runs "$p"); done
   sweep spec --only pretrain-eval --only finetune "${first[@]}" || true
   sweep spec --only pretrain-eval --only finetune || true
 }
