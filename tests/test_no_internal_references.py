@@ -71,6 +71,24 @@ def test_study_records_name_no_issue_numbers():
     assert not found, "\n".join(found)
 
 
+def shipped_text() -> list[Path]:
+    """The other text the repository ships: tests (this file's sample strings left out), benchmarks,
+    examples, the models' cards and scripts, the package description and the Makefile."""
+    folders = [ROOT / d for d in ("tests", "benchmarks", "examples", "models")]
+    found = [p for d in folders for p in d.rglob("*") if p.suffix in RECORD_TEXT | {".toml"} and p.is_file()]
+    found += [ROOT / "PYPI.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
+    return sorted(p for p in found if p != Path(__file__).resolve())
+
+
+def test_shipped_text_names_no_issue_numbers():
+    texts = shipped_text()
+    expected = {ROOT / "models" / "minilm-mlm" / "check_accuracy.py", ROOT / "benchmarks" / "peer_tamt.py"}
+    assert expected | {ROOT / "tests" / "conftest.py"} <= set(texts)
+    assert Path(__file__).resolve() not in texts
+    found = [line for text in texts for line in offending_lines(text, ISSUE)]
+    assert not found, "\n".join(found)
+
+
 @pytest.mark.parametrize("pattern", [ISSUE, OUTSIDE], ids=["issue-numbers", "outside-paths"])
 def test_source_names_no_internal_references(pattern):
     sources = sorted((ROOT / "src").rglob("*.py"))

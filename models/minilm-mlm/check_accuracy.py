@@ -1,4 +1,4 @@
-"""Dev MLM accuracy of an encoder, measured without ticketlab (issue 36: "measured independently").
+"""Dev MLM accuracy of an encoder, measured without ticketlab: a check of the training log's own figure.
 
 Only torch and transformers: WikiText's tokenized markup is undone (` @-@ ` -> `-`, `<unk>` -> the
 tokenizer's [UNK], as the text is read for training and for the log), the text is tokenized by the
