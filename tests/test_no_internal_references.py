@@ -2,7 +2,8 @@
 paths outside the repository (`../shared/...`), in the README, the site's pages, the source's strings
 and comments, and every `--help` text. The study records under docs/results keep their paths (they
 record where their runs read their inputs), but name no issue numbers either: a record says what a
-rule, default or change is, in its pages, scripts and specs."""
+rule, default or change is, in its pages, scripts and specs. Nor does the rest the repository ships
+(tests, benchmarks, examples, the models' cards and scripts, the package files)."""
 
 from __future__ import annotations
 
