@@ -292,9 +292,12 @@ class Runner:
                 if run.id in attempted or (ready := self.ready(run, statuses)) is None:
                     continue
                 if not ready:
-                    held = statuses[run.id] == "running"  # by another live process (ready() said so)
-                    wanted = run.id in needed if held else self.input_being_made(run, statuses)
-                    waiting = waiting or whole or wanted
+                    if waiting or whole:  # decided: the input lookup below reads the store
+                        waiting = True
+                    elif statuses[run.id] == "running":  # held by another live process (ready() said so)
+                        waiting = run.id in needed
+                    else:
+                        waiting = self.input_being_made(run, statuses)
                     continue
                 if self.busy(run):
                     waiting = busy = True
