@@ -9,6 +9,9 @@
 # the machine stops or --until:
 #   searches    the study's searches still to do, in the order of SEARCH_ORDER below (a search
 #               another core has taken is skipped)
+#   search      one search, the first still to do among SEARCH_ORDER's in the plan's order, started
+#               whatever --until says: a piece of ~3 hours fits one search (60-110 min) and then
+#               fine-tunings, where `searches` would start a second that the stop cuts off
 #   pilot-9L    the protocol at 3x its steps (pilot-9L.yaml)
 #   similarity  the optimiser test of README "Mask similarity" (similarity.yaml)
 #   finetune    nothing first
@@ -25,7 +28,7 @@
 # there (a pilot's sweep: its committed store, pilot*/ or similarity/). Logs go beside each store,
 # in sweeps/<name>.logs/.
 set -euo pipefail
-usage="usage: piece.sh [--until HH:MM] searches|pilot-9L|similarity|finetune [same for core 2]"
+usage="usage: piece.sh [--until HH:MM] searches|search|pilot-9L|similarity|finetune [same for core 2]"
 until_=""  # seconds since the epoch; a time of day before now is tomorrow's
 if [ "${1:-}" = --until ]; then
   if ! until_=$(date -u -d "${2:?$usage}" +%s 2>/dev/null) || [[ ! "$2" =~ ^[0-9]{1,2}:[0-9]{2}$ ]]; then
@@ -37,7 +40,7 @@ if [ "${1:-}" = --until ]; then
 fi
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "piece.sh: $usage" >&2; exit 2; }
 for core in "$@"; do
-  [[ "$core" =~ ^(searches|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
+  [[ "$core" =~ ^(searches|search|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
 done
 cd "$(git rev-parse --show-toplevel)"
 py=${PYTHON:-python}
@@ -64,14 +67,19 @@ limit() {  # --start-for MINUTES while --until is ahead; "stop" once it has pass
   if [ "$m" -le 0 ]; then echo stop; else echo "--start-for $m"; fi
 }
 
-sweep() {  # NAME ARGS...: `ticketlab sweep` of spec.yaml (NAME spec) or of another spec of this folder
-  local name=$1 lim
+sweep_now() {  # NAME ARGS...: `ticketlab sweep` of spec.yaml (NAME spec) or of another spec of this folder
+  local name=$1
   shift
+  OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$(out_of "$name")" \
+    --no-report "$@"
+}
+
+sweep() {  # NAME ARGS...: sweep_now, starting runs only until --until
+  local lim
   lim=$(limit)
   if [ "$lim" = stop ]; then return 0; fi
   # shellcheck disable=SC2086  # $lim is empty or two words
-  OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$(out_of "$name")" \
-    --no-report $lim "$@"
+  sweep_now "$1" $lim "${@:2}"
 }
 
 carry() {  # NAME: a sweep's committed store (and the study's masks) onto a new machine
@@ -95,6 +103,11 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
         # search are then read before their machine stops, and none has to be carried to another
         sweep spec --only pretrain-eval || true
       done ;;
+    search)
+      local pats=()
+      for p in "${SEARCH_ORDER[@]}"; do pats+=(--runs "$p"); done
+      sweep_now spec --only search "${pats[@]}" --max-runs 1 || true
+      sweep_now spec --only pretrain-eval || true ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
   local first=(--runs 'pe_*')
