@@ -1,6 +1,7 @@
 """The scripts that carry minilm-mlm-v2 across machines keep what would leave with one.
 `curve_similarity.py` keeps each done search's training log (`search_curves.csv`; a resumed step's
-later line wins; an earlier machine's rows stay); `snapshot.py` keeps exactly the masks a pending run
+later line wins; an earlier machine's rows stay) and finds OMP's mask by the model's content, not its
+path; `snapshot.py` keeps exactly the masks a pending run
 reads, a mask saved along a search under its search's `steps/` folder, as the sweep reads it."""
 
 from __future__ import annotations
@@ -138,3 +139,29 @@ def test_snapshot_keeps_the_masks_pending_runs_read_and_drops_the_rest(tmp_path)
     assert not (here / "masks" / "t").exists()  # every run that reads it is done
     assert not (here / "masks" / "s" / "steps" / "step-500").exists()
     assert (here / "results.sqlite").is_file()
+
+
+def test_omps_mask_is_matched_by_the_models_content_not_its_path(monkeypatch):
+    """A store carried between worktrees keeps each run's own model path: OMP's mask is the one whose
+    run read the same model content (the hash in `inputs`), wherever it was; the path only where a
+    run recorded no hash."""
+    script = _script()
+    monkeypatch.setattr(script, "load", lambda sweep, rel, recorded: rel)  # every mask is "here"
+
+    def config(method: str, path: str, content: str | None) -> dict:
+        return {
+            "method": method,
+            "sparsity": 0.7,
+            "model": path,
+            **({"inputs": {"model": content}} if content else {}),
+        }
+
+    omp = config("omp", "/old-worktree/models/m", "sha256:aa")
+    done = [("omp", omp, {"mask_dir": "masks/omp"}, {}, True)]
+    assert (
+        script._omp(Path("."), done, config("tamt-kd", "/new-worktree/models/m", "sha256:aa")) == "masks/omp"
+    )
+    assert script._omp(Path("."), done, config("tamt-kd", "/old-worktree/models/m", "sha256:bb")) is None
+    unhashed = [("omp", config("omp", "/w/models/m", None), {"mask_dir": "masks/omp"}, {}, True)]
+    assert script._omp(Path("."), unhashed, config("tamt-kd", "/w/models/m", "sha256:aa")) == "masks/omp"
+    assert script._omp(Path("."), unhashed, config("tamt-kd", "/v/models/m", "sha256:aa")) is None

@@ -146,12 +146,20 @@ def compute(sweep: Path, done: list) -> dict[tuple[str, str], dict[str, str]]:
     return rows
 
 
+def same_model(a: dict, b: dict) -> bool:
+    """Whether two runs' configs read the same model: by the content hash the sweep records in
+    `inputs` where both have it (a store carried between worktrees keeps each run's own path, so the
+    same model sits under other paths), else by path."""
+    ha, hb = (c.get("inputs", {}).get("model") for c in (a, b))
+    return ha == hb if ha and hb else a["model"] == b["model"]
+
+
 def _omp(sweep: Path, done: list, config: dict) -> object | None:
     """OMP's final mask at `config`'s sparsity and model: the current plan's run first."""
     candidates = [
         (not in_plan, metrics["mask_dir"], prov.get("mask_hash"))
         for _, c, metrics, prov, in_plan in done
-        if c["method"] == "omp" and c["sparsity"] == config["sparsity"] and c["model"] == config["model"]
+        if c["method"] == "omp" and c["sparsity"] == config["sparsity"] and same_model(c, config)
     ]
     for _, rel, recorded in sorted(candidates):
         mask = load(sweep, rel, recorded)
