@@ -46,11 +46,11 @@ cd "$(git rev-parse --show-toplevel)"
 py=${PYTHON:-python}
 here=docs/results/minilm-mlm-v2
 # The searches first where the SD check needs them (the first 3 masks of each TAMT variant), then
-# IMP's, then the rest.
+# IMP's, then the rest (IMP and TAMT-KD have 9 masks since the SD check, TAMT-MLM 6).
 SEARCH_ORDER=(
   tamt-kd_s70_seed0 tamt-mlm_s70_seed0 tamt-kd_s70_seed1 tamt-mlm_s70_seed1
-  tamt-kd_s70_seed2 tamt-mlm_s70_seed2 'imp_s70_seed[3-5]'
-  'tamt-kd_s70_seed[3-5]' 'tamt-mlm_s70_seed[3-5]'
+  tamt-kd_s70_seed2 tamt-mlm_s70_seed2 'imp_s70_seed[3-8]'
+  'tamt-kd_s70_seed[3-8]' 'tamt-mlm_s70_seed[3-5]'
 )
 
 # The fine-tunings the SD check reads first (README "Power": the first 3 masks of IMP and of each
