@@ -5,7 +5,7 @@
 #   docs/results/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
 #
 # Each CORE is what that core does first, then the study's pre-training evaluations and
-# fine-tunings (those whose masks exist; what the SD check reads first, SD_CHECK below) until
+# fine-tunings (those whose masks exist, in the plan's order) until
 # the machine stops or --until:
 #   searches    the study's searches still to do, in the order of SEARCH_ORDER below (a search
 #               another core has taken is skipped)
@@ -52,12 +52,6 @@ SEARCH_ORDER=(
   tamt-kd_s70_seed2 tamt-mlm_s70_seed2 'imp_s70_seed[3-8]'
   'tamt-kd_s70_seed[3-8]' 'tamt-mlm_s70_seed[3-5]'
 )
-
-# The fine-tunings the SD check reads first (README "Power": the first 3 masks of IMP and of each
-# TAMT variant at both fine-tuning seeds, OMP's first 3 seeds), then all the rest. Each is one sweep
-# and runs in the plan's order, every mask's seed 0 before any mask's seed 1: one sweep over all the
-# searched methods' fine-tunings would give all 6 masks of each their seed 0 before the check's seed 1s.
-SD_CHECK=('ft_*_imp_s70_seed[0-2]_*' 'ft_*_tamt-*_s70_seed[0-2]_*' 'ft_*_omp_s70_ft[0-2]*')
 
 out_of() { case $1 in spec) echo sweeps/minilm-mlm-v2 ;; *) echo "sweeps/minilm-mlm-v2-$1" ;; esac; }
 
@@ -110,9 +104,8 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
       sweep_now spec --only pretrain-eval || true ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
-  local first=(--runs 'pe_*')
-  for p in "${SD_CHECK[@]}"; do first+=(--runs "$p"); done
-  sweep spec --only pretrain-eval --only finetune "${first[@]}" || true
+  # One sweep over all of them: a sweep left with nothing it can start but a run whose search the
+  # other core is making waits for that search, so a narrower sweep first would idle this core.
   sweep spec --only pretrain-eval --only finetune || true
 }
 
