@@ -54,3 +54,10 @@ def test_light_modules_import_no_heavy_package():
 def test_reading_a_mask_file_needs_no_transformers():
     """`ticketlab info MASK` reads a mask's tensors: torch, not transformers (tests/test_startup.py)."""
     assert heavy_after(("masks.io",)) == ["torch"]
+
+
+def test_training_and_sweeps_import_no_datasets():
+    """`datasets` is read only where a saved dataset or the hub is (`# lazy:` in data.sources and the
+    tasks' hub readers): a GPU image without it still fine-tunes on local files and runs sweeps."""
+    modules = ("tasks.glue", "tasks.squad", "verbs.finetune", "studies.sweep.runner", "demo.pipeline")
+    assert "datasets" not in heavy_after(modules)

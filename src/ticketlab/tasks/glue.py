@@ -26,7 +26,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
@@ -199,6 +198,8 @@ def read_hub(spec: TaskSpec, split: str) -> Examples:
     """The split from the `datasets` hub (`spec.hub`); used only when no local data dir is given."""
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
+    import datasets  # lazy: local task files (the common case) load without it; a second to import
+
     name, config = spec.hub
     try:
         ds = datasets.load_dataset(name, config, split=spec.hub_splits[split])

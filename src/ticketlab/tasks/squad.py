@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
@@ -107,6 +106,8 @@ def read_hub_squad(spec: TaskSpec, split: str) -> SquadExamples:
     """SQuAD from the `datasets` hub (online only); used when no local data dir is given."""
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
+    import datasets  # lazy: local task files (the common case) load without it; a second to import
+
     name, config = spec.hub
     try:
         ds = datasets.load_dataset(name, config, split=spec.hub_splits[split])
