@@ -5,6 +5,7 @@
     python benchmarks/bench_mask_training.py --memory              # peak memory, one process each
     python benchmarks/bench_mask_training.py --model bert-base --batch-size 32 --autocast bfloat16  # GPU
     ... --syncs / --profile                                        # host syncs by line / top operators
+    ... --compile                                                  # every row under torch.compile
 
 A step is what `train.loop.train` does per optimizer step: forward + backward of the loss, gradient
 clipping, AdamW step and, for TAMT, the exact re-thresholding of every mask. Dense = all weights
@@ -17,7 +18,10 @@ all scores in one buffer (`scores.FlatScores`: the same bits, one optimizer step
 over all scores instead of one per matrix; opt-in, as it is no faster on a GPU and slower on a
 CPU). The peer rows are TAMT as its reference implementation does it (`peer_tamt.py`:
 clone-and-index binariser, MLM head over every position, threshold by a full kthvalue every step,
-or every 1000 steps as the reference does, so not inside the timed window).
+or every 1000 steps as the reference does, so not inside the timed window). `--compile` runs every
+row's forward and loss under `torch.compile`, as the training loop's `compile=True` does: on a GPU
+the step is bound by the host's kernel launches, which compiling fuses (compiling happens in the
+warm-up steps, so give it some).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
@@ -56,6 +60,7 @@ from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.train.optim import AdamW
+from ticketlab.train.processes import LossModule
 from ticketlab.train.schedule import step_in_backward
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -116,8 +121,12 @@ class Runner:
         self.steps = 0
         self.autocast = contextlib.nullcontext
 
-    def to(self, device: torch.device, autocast: str) -> Runner:
+    def to(self, device: torch.device, autocast: str, compile: bool = False) -> Runner:
         self.model.to(device)
+        if compile:  # the model and its loss, compiled as `train.loop.train` compiles them
+            module = LossModule(self.model, self.loss_fn)
+            module.compile(dynamic=True)
+            self.loss_fn = lambda model, batch: module(batch)
         if autocast != "no":
             self.autocast = lambda: torch.autocast(device.type, dtype=getattr(torch, autocast))
         return self
@@ -171,7 +180,7 @@ def time_methods(args) -> dict:
     runners = {m: make_runner(m, args.model, args.lr) for m in methods}
     device = torch.device(args.device)
     for r in runners.values():
-        r.to(device, args.autocast)
+        r.to(device, args.autocast, args.compile)
     batch = {k: v.to(device) for k, v in batch.items()}
     times: dict[str, list[float]] = {m: [] for m in methods}
     for rep in range(args.warmup + args.steps):
@@ -208,7 +217,7 @@ def _setup(args, method: str) -> tuple[Runner, dict[str, torch.Tensor]]:
     tokenizer = load_tokenizer(MINI if args.model == "bert-base" else args.model)
     device = torch.device(args.device)
     batch = {k: v.to(device) for k, v in make_batch(tokenizer, args.batch_size, args.length).items()}
-    runner = make_runner(method, args.model, args.lr).to(device, args.autocast)
+    runner = make_runner(method, args.model, args.lr).to(device, args.autocast, args.compile)
     for _ in range(args.warmup):
         runner.step(batch)
     return runner, batch
@@ -341,6 +350,7 @@ def main() -> None:
     p.add_argument("--memory", action="store_true", help="peak memory per method (subprocesses)")
     p.add_argument("--syncs", action="store_true", help="GPU: host synchronisations per step, by line")
     p.add_argument("--profile", action="store_true", help="torch.profiler's top operators per method")
+    p.add_argument("--compile", action="store_true", help="torch.compile every row's forward and loss")
     p.add_argument("--json", action="store_true")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows (dense first)")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
@@ -360,7 +370,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     batch, lr = result["batch"], args.lr or "default"
-    print(f"model {result['model']}, batch {batch[0]} x {batch[1]}, lr {lr}")
+    compiled = ", torch.compile" if args.compile else ""
+    print(f"model {result['model']}, batch {batch[0]} x {batch[1]}, lr {lr}{compiled}")
     if args.memory:
         for m, row in result["rows"].items():
             before = row.get("rss_before_model_mb", 0.0)

@@ -14,7 +14,10 @@ from ..core.errors import ConfigError
 from ..models.arch import ARCHS, HeadLayout, encoder_of
 
 
-@dataclass(frozen=True)
+# eq=False: hashed by identity. torch.compile hashes the callables it meets, and the value hash of
+# a frozen dataclass reads its fields, which torch 2.11's tracer could not (`'MLMHead' object has no
+# attribute 'parts'`: docs/results/gpu-2026-11-27).
+@dataclass(frozen=True, eq=False)
 class MLMHead:
     """A model's whole MLM head: `head(hidden)` gives the logits; `parts` are (name, module) pairs."""
 
