@@ -107,7 +107,7 @@ def measure(name: str, levels: list[float], args, device: torch.device, dtype: t
     rows = []
     for level in levels:
         units = ticket(dense, level)
-        small = compact(dense, units).eval()
+        small = compact(dense, units, multiple=args.multiple).eval()
         diff = max_difference(dense, small, units, batch)
         found = forward_times({"dense": dense, "compact": small}, batch, args.reps)  # interleaved
         med = {k: statistics.median(v.wall) for k, v in found.items()}
@@ -156,6 +156,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument(
+        "--multiple", type=int, default=1, help="FFN widths kept at a multiple of this (compact(multiple=))"
+    )
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = p.parse_args()
     if not all(0.0 < lv < 1.0 for lv in args.levels):
@@ -164,7 +167,7 @@ def main() -> None:
     device = torch.device(args.device)
     print(
         f"batch {args.batch_size} x {args.seq_len}, {args.device} {args.dtype}, {args.threads} threads, "
-        f"median (and min) of {args.reps} interleaved forwards"
+        f"median (and min) of {args.reps} interleaved forwards, FFN widths a multiple of {args.multiple}"
     )
     print(HEADER)
     rows = [r for name in args.models for r in measure(name, args.levels, args, device, DTYPES[args.dtype])]

@@ -50,6 +50,7 @@ from ticketlab.masks import (
     unit_mask_config,
     weights_hash,
 )
+from ticketlab.masks.compacted import pad_neurons
 from ticketlab.models.load import load_config, load_model
 
 ATOL = 1e-5
@@ -488,6 +489,14 @@ def test_cli_compact_writes_the_dtype_of_its_base_and_loaders_compute_in_float32
     code, _, err = cli(capsys, *argv)
     assert code == 0, err  # a float32 base stays float32
     assert {t.dtype for t in load_file(tmp_path / "d" / "model.safetensors").values()} == {torch.float32}
+    argv = ("compact", "--model", tmp_path / "fp16", "--mask", a, "--out", tmp_path / "e", "--multiple", "7")
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err  # layer 1's FFN padded with zero neurons to a multiple of 7: the same outputs
+    width, kept = units.neuron.shape[1], int(units.neuron[1].sum())
+    padded = load_model(tmp_path / "e")
+    assert padded.base_model.encoder.layer[1].intermediate.dense.out_features == min(width, -(-kept // 7) * 7)
+    assert kept % 7 and kept < width
+    torch.testing.assert_close(hidden(padded), hidden(gated), atol=ATOL, rtol=0)
 
 
 def test_cli_compact_times_ones_own_ticket_against_its_dense_model(tiny_bert_dir, tmp_path, capsys):
@@ -560,6 +569,36 @@ def test_ticketlab_loaders_take_a_compacted_model(tmp_path):
     torch.testing.assert_close(hidden(again), hidden(reference), atol=ATOL, rtol=0)
     with pytest.raises(MaskFileError, match="classifier"):
         load_model(tmp_path / "clf", head="seq-cls", num_labels=2)
+
+
+@pytest.mark.parametrize("granularity", ["neuron", "both"])
+def test_compaction_to_a_multiple_pads_ffns_with_zero_neurons_and_keeps_the_outputs(granularity):
+    units = hard_units(tiny(), granularity)
+    width = structure_of(tiny()).intermediate_size
+    kept = units.ffn_neurons().sum(dim=1)  # [L]
+    assert any(k % 4 for k in kept.tolist())  # the padding has something to do
+    small = compact(tiny(), units, multiple=4)
+    widths = [layer.intermediate.dense.out_features for layer in small.base_model.encoder.layer]
+    assert widths == [min(width, -(-k // 4) * 4) for k in kept.tolist()]
+    assert widths != kept.tolist() and all(w % 4 == 0 or w == width for w in widths)
+    torch.testing.assert_close(hidden(small), hidden(compact(tiny(), units)), atol=ATOL, rtol=0)
+    ticketed = apply_unit_mask(tiny(), units)  # a masked model pads as the bare one does
+    torch.testing.assert_close(hidden(compact(ticketed, units, multiple=4)), hidden(small), atol=ATOL, rtol=0)
+    assert compact(tiny(), units, multiple=width).base_model.encoder.layer[
+        1
+    ].intermediate.dense.out_features in (
+        0,
+        width,
+    )
+    with pytest.raises(TicketlabError, match="multiple: must be at least 1"):
+        compact(tiny(), units, multiple=0)
+
+
+def test_pad_neurons_adds_the_first_pruned_neurons_up_to_the_multiple():
+    neurons = torch.tensor([[True, False, True, False, False, True], [False] * 6, [True] * 5 + [False]])
+    padded = pad_neurons(neurons, 4)
+    assert padded.tolist() == [[True, True, True, False, False, True], [False] * 6, [True] * 6]
+    assert torch.equal(pad_neurons(neurons, 1), neurons)
 
 
 def test_compaction_leaves_the_model_it_is_given_unless_asked():

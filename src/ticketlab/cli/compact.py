@@ -12,6 +12,7 @@ machine. A busy machine slows both alike; the minimum is the steadier figure the
 Example:
   ticketlab compact --model models/minilm-mlm --mask tickets/winning50 --out compact/w50
   ticketlab compact --model models/minilm-mlm --mask tickets/winning50 --out compact/w50 --time
+  ticketlab compact ... --multiple 64 --time --device cuda     # FFN widths fit a GPU's tiles
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="apply the ticket even if the model's weights differ from those it was found on "
         "(e.g. the model fine-tuned with the ticket)",
     )
+    p.add_argument(
+        "--multiple",
+        type=at_least(1),
+        default=1,
+        metavar="N",
+        help="keep every FFN's width at a multiple of N by keeping some pruned neurons as zeros "
+        "(outputs unchanged): GPU matrix kernels run much faster at multiples of 64 (default: 1)",
+    )
     t = p.add_argument_group("timing")
     t.add_argument("--time", action="store_true", help="time the dense and the compacted encoder's forward")
     t.add_argument(
@@ -52,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = ("model", "mask", "out", "head", "ignore_hash", "time_batch_size", "time_length", "device")
+    fields = ("model", "mask", "out", "head", "ignore_hash", "multiple", "time_batch_size", "time_length")
+    fields += ("device",)
     given = {f: getattr(args, f) for f in fields}
     done = tl.compact(tl.CompactConfig(**given, time_reps=args.time_reps if args.time else 0))
     print(

@@ -42,6 +42,8 @@ class CompactConfig:
     out: str | os.PathLike
     head: Head = "auto"  # the head to load the model with (auto: the one in its config)
     ignore_hash: bool = False  # apply the ticket even if the weights differ (e.g. fine-tuned with it)
+    # FFN widths kept at a multiple of this, with zero neurons: GPU matrix tiles (64 on an H100)
+    multiple: PositiveInt = 1
     # Timing (`time_reps` > 0): the encoder's forward, dense and compacted, in float32 on `device`, on
     # a random batch of `time_batch_size` x `time_length` tokens; median and minimum of the repetitions.
     time_reps: NonNegInt = 0
@@ -96,7 +98,7 @@ def compact(config: CompactConfig) -> Compacted:
     check_unit_fits(units, mc, model, source=config.mask, check_hash=not config.ignore_hash)
     before = parameter_count(model)
     dense = copy.deepcopy(model) if timed_batch else None  # the compaction is in place
-    compact_model(model, units, inplace=True)  # the model is ours: no second copy
+    compact_model(model, units, inplace=True, multiple=config.multiple)  # ours: no second copy
     timing = None
     if dense is not None and timed_batch:
         timing = time_against_dense(dense, model, timed_batch, config)
