@@ -151,6 +151,9 @@ def test_gates_weight_masks_and_compaction_compute_the_same(family, tmp_path):
     small = compact(tiny(family), ffn_only)
     torch.testing.assert_close(hidden(small), hidden(gated), rtol=1e-4, atol=1e-5)
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    padded = compact(tiny(family), ffn_only, multiple=3)  # zero neurons, the same outputs
+    torch.testing.assert_close(hidden(padded), hidden(gated), rtol=1e-4, atol=1e-5)
+    assert sum(p.numel() for p in padded.parameters()) > sum(p.numel() for p in small.parameters())
     arch = ARCHS[model.config.model_type]
     if not arch.compact_heads:
         with pytest.raises(TicketlabError, match="compaction of attention heads"):

@@ -15,8 +15,8 @@ less the pruned units; the compacted model holds no parametrizations.
 
 `multiple=N` keeps every FFN's width at a multiple of N by keeping some pruned neurons as zeros
 (their weights set to zero first, so outputs are unchanged). A GPU's matrix kernels work in tiles:
-on an H100 in bf16, at 64 x 512 tokens, BERT-base with 75% of its heads and neurons removed (768
-neurons a layer, 12 x 64) ran 1.94x the dense forward, and with 70% removed (922) only 1.21x
+on an H100 in bf16, at 64 x 512 tokens, BERT-base with 70% of its heads and neurons removed ran
+1.25x the dense forward with its 922 neurons a layer and 1.83x with them padded to 960
 (`docs/results/gpu-2026-11-27`). Heads need no padding: each is a whole head size already.
 
     from ticketlab.masks import compact, load_compacted, load_unit_mask, save_compacted
