@@ -346,21 +346,31 @@ def pretraining_loss(
             s.kd_count if use_kd else zero,
         ]
         totals = torch.stack([p.float() for p in parts])  # [5]: global sums for logging and scaling
-        world = _world() if sync_counts else 1
-        if world > 1:
-            torch.distributed.all_reduce(totals)
-        mlm_sum, mlm_correct, mlm_n, kd_sum, kd_n = totals.tolist()
-        loss = zero
-        logs: dict[str, float] = {}
-        if use_mlm:
-            loss = loss + s.mlm_sum * (world / max(mlm_n, 1.0))
-            logs.update(mlm_loss=mlm_sum / max(mlm_n, 1.0), mlm_acc=mlm_correct / max(mlm_n, 1.0))
-        if use_kd:
-            loss = loss + s.kd_sum * (world / max(kd_n, 1.0))
-            logs["kd_loss"] = kd_sum / max(kd_n, 1.0)
-        return loss, logs
+        return _mean_loss(s, totals, use_mlm, use_kd, sync_counts)
 
     return loss_fn
+
+
+# Not compiled: the host reads the sums here (one read a step), and torch.compile, tracing on
+# after the read, would specialise on the floats read and recompile at every step.
+@torch.compiler.disable
+def _mean_loss(
+    s: LossSums, totals: Tensor, use_mlm: bool, use_kd: bool, sync_counts: bool
+) -> tuple[Tensor, dict[str, float]]:
+    """The loss as the sums over the global token counts, and the logs (`totals`: [5] sums)."""
+    world = _world() if sync_counts else 1
+    if world > 1:
+        torch.distributed.all_reduce(totals)
+    mlm_sum, mlm_correct, mlm_n, kd_sum, kd_n = totals.tolist()
+    loss = torch.zeros((), device=totals.device)
+    logs: dict[str, float] = {}
+    if use_mlm:
+        loss = loss + s.mlm_sum * (world / max(mlm_n, 1.0))
+        logs.update(mlm_loss=mlm_sum / max(mlm_n, 1.0), mlm_acc=mlm_correct / max(mlm_n, 1.0))
+    if use_kd:
+        loss = loss + s.kd_sum * (world / max(kd_n, 1.0))
+        logs["kd_loss"] = kd_sum / max(kd_n, 1.0)
+    return loss, logs
 
 
 def mlm_loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
