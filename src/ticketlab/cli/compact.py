@@ -61,8 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = ("model", "mask", "out", "head", "ignore_hash", "multiple", "time_batch_size", "time_length")
-    fields += ("device",)
+    fields = (
+        "model",
+        "mask",
+        "out",
+        "head",
+        "ignore_hash",
+        "multiple",
+        "time_batch_size",
+        "time_length",
+        "device",
+    )
     given = {f: getattr(args, f) for f in fields}
     done = tl.compact(tl.CompactConfig(**given, time_reps=args.time_reps if args.time else 0))
     print(
