@@ -385,6 +385,7 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
         "keep_checkpoint",
         "log_every",
         "cache_dir",
+        "compile",
     }
     assert training <= names(SearchConfig) | (names(TamtConfig) & names(ImpConfig))
     # options that negate a field: freeze_head (train_head), no_pooler (pooler)

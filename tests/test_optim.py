@@ -137,3 +137,18 @@ def test_the_reference_optimiser_and_corpus_flags_reach_the_search_config():
     assert (given.method.teacher_mode, given.method.count) == ("eval", "round")
     kd = search_config(build_parser().parse_args([*base, "--objective", "kd", "--out", "o"]))
     assert kd.method.teacher_mode == "train"  # TAMT-KD's default, as train_kd.py
+
+
+def test_compile_reaches_the_search_loop_and_stays_out_of_its_identity(tmp_path):
+    """`search tamt --compile` sets the training loop's `compile` (the loop compiles the model and
+    loss, as for `pretrain`); a compiled search resumes an eager one's directory, since compiling
+    changes no setting of the search."""
+    from ticketlab.cli import build_parser
+    from ticketlab.cli.search import search_config
+
+    base = ["search", "tamt", "--model", "m", "--sparsity", "0.7", "--steps", "2", "--corpus", "c.txt"]
+    eager = search_config(build_parser().parse_args([*base, "--out", str(tmp_path)]))
+    compiled = search_config(build_parser().parse_args([*base, "--compile", "--out", str(tmp_path)]))
+    assert (eager.compile, eager.train_config(1e-3).compile) == (False, False)
+    assert (compiled.compile, compiled.train_config(1e-3).compile) == (True, True)
+    assert compiled.settings(1e-3) == eager.settings(1e-3)

@@ -190,6 +190,7 @@ def train_config(
         log_every=config.log_every,
         seed=config.seed,
         mixed_precision=config.mixed_precision,
+        compile=config.compile,
         metric=metric,
         greater_is_better=greater,
         progress=config.progress,
