@@ -115,8 +115,8 @@ class SearchConfig:
         compat=(False,),  # a search's identity has it only when set: directories written before resume
     )
     seed: Seed = option(0, "data order, corruption, random init")
-    # Left out of a search's identity, as for `pretrain`: compiled kernels round differently, not
-    # by more than a rerun on another GPU does.
+    # Left out of a search's identity, as `pretrain` leaves it out: it changes how the same steps
+    # are computed (fused kernels, their rounding), not which steps are taken.
     compile: bool = option(
         False,
         "torch.compile the model and loss (dynamic shapes). On an H100 a TAMT-MLM step at BERT-base "
