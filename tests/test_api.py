@@ -143,6 +143,7 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "first_pruning": "after-round", "decoder": "masked", "kd_input": "corrupted", "schedule_steps": 40,
         "no_pooler": True, "kd_teacher": "eval", "count": "round", "clip_per_tensor": True,
         "adam_eps": 1e-6, "wikitext_markup": "keep", "kd_data": "blocks",  # reference: TAMT-KD's alone
+        "compile": True,
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}
