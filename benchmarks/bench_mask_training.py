@@ -20,8 +20,9 @@ CPU). The peer rows are TAMT as its reference implementation does it (`peer_tamt
 clone-and-index binariser, MLM head over every position, threshold by a full kthvalue every step,
 or every 1000 steps as the reference does, so not inside the timed window). `--compile` runs every
 row's forward and loss under `torch.compile`, as the training loop's `compile=True` does: on a GPU
-the step is bound by the host's kernel launches, which compiling may fuse into fewer (not yet
-measured there; compiling happens in the warm-up steps, so give it some).
+the step is bound by the host's kernel launches, which compiling fuses into fewer (on an H100 it
+took TAMT-MLM's step from 90 to 59 ms: docs/results/benchmarks.md; compiling happens in the warm-up
+steps and takes minutes per model there, so give it some).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
