@@ -355,6 +355,7 @@ def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
         "save_every",
         "keep_checkpoint",
         "progress",
+        "compile",
     )
     assert not_result(MtlConfig) == ("check_hash", "save_every", "progress")
     # save_dtype enters the identity only when not float32 (`compat`: older outputs keep theirs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,39 @@ def test_the_reported_score_is_chosen_from_the_cli_too():
     assert (config.checkpoint, config.select_fraction, config.select_seed) == ("best-dev", 0.1, 3)
     default = finetune_config(build_parser(only="finetune").parse_args(argv[:7]))
     assert (default.checkpoint, default.select_fraction) == ("held-out", None)
+
+
+def test_compile_traces_a_masked_fine_tuning_and_stays_out_of_its_identity(
+    tiny_bert_dir, glue_dir, mask_dir, tmp_path, monkeypatch
+):
+    """`finetune --compile` compiles the model and loss once, with dynamic shapes (batches are padded
+    to their longest example), through the mask's parametrization: traced for real here (the
+    `aot_eager` backend: Dynamo's graphs and AOT autograd's backward, without inductor's minutes of
+    C++ compiling), pruned weights stay zero and the scores are the eager run's. A compiled run
+    resumes an eager one's directory: compiling changes no step."""
+    from ticketlab.core.checks import not_result
+
+    real_compile, calls = torch.nn.Module.compile, []
+
+    def traced(self, **kw):
+        calls.append(kw)
+        real_compile(self, backend="aot_eager", **kw)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", traced)
+    torch._dynamo.reset()
+    config = quick(tiny_bert_dir, glue_dir, mask=str(mask_dir))
+    eager = finetune(config, tmp_path / "eager")
+    compiled = finetune(replace(config, compile=True, save_model=True), tmp_path / "compiled")
+    torch._dynamo.reset()
+    assert calls == [{"dynamic": True}]
+    assert [h["step"] for h in compiled.history] == [h["step"] for h in eager.history] == [2, 4, 6]
+    for a, b in zip(compiled.history, eager.history, strict=True):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=1 / 32)  # 32 dev examples
+    saved = AutoModelForSequenceClassification.from_pretrained(compiled.model_dir)  # the model's own names
+    mask, _ = load_mask(mask_dir)
+    modules = dict(saved.base_model.named_modules())
+    for k, keep in mask.items():
+        assert torch.count_nonzero(modules[k.removesuffix(".weight")].weight[~keep]) == 0, k
+    assert "compile" in not_result(FinetuneConfig)
+    assert finetune(replace(config, compile=True), tmp_path / "eager").history == eager.history  # resumed
+    assert len(calls) == 1  # a finished run is read back, not trained (nor compiled) again

@@ -58,7 +58,11 @@ PROTOCOL = (
 # Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
 SELECTION = ("checkpoint", "select_fraction", "select_seed")
 SQUAD = ("doc_stride", "n_best", "max_answer_length")
-OUTPUT = ("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress")
+# Settings that leave the result alone (outside a run's identity): what is written, and how fast.
+OUTPUT = (
+    *("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress"),
+    "compile",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None:
@@ -73,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None
     if selection:
         add_config_arguments(g, FinetuneConfig, SELECTION)
     add_config_arguments(p.add_argument_group("SQuAD"), FinetuneConfig, SQUAD)
-    add_config_arguments(p.add_argument_group("output"), FinetuneConfig, OUTPUT)
+    add_config_arguments(p.add_argument_group("output and speed"), FinetuneConfig, OUTPUT)
 
 
 def data_dir_of(args: argparse.Namespace) -> str | None:

@@ -180,6 +180,7 @@ def _train_config(
         save_every=config.save_every,
         seed=config.seed,
         mixed_precision=config.mixed_precision,
+        compile=config.compile,
         metric=selected_by or hyper.metric,
         progress=config.progress,
         desc=f"{spec.id} seed {config.seed}",
