@@ -28,6 +28,7 @@ from ticketlab.studies.report.declared import (
     holm_family,
 )
 from ticketlab.studies.report.results import load_results
+from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.sweep.declared import (
     CLAIMS_META,
     claim_from_dict,
@@ -477,3 +478,29 @@ def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):
     (test,) = declared_tests(res)
     assert test.test.b.within == pytest.approx(omp) and test.test.df is not None
     assert declared_rows(res)[0]["units"] == "5 masks vs 1 mask × 10 seeds"
+
+
+def test_a_claim_whose_planned_runs_are_not_all_done_is_interim_not_a_verdict(tmp_path):
+    """A verdict is read once, at the planned n: while a run a claim reads is not done, its row is
+    'interim' (its test as it stands), and only that claim's: a pending fine-tuning of TAMT-MLM on
+    SST-2 holds back 'tamt-mlm > imp on fig5', not 'imp > omp on sst2' (other methods) nor the claim
+    on MLM loss (a fine-tuning is not read there); one on MRPC, outside fig5's tasks, holds back none."""
+    sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
+    done = load_results(sweep).records.values()
+    tamt = next(r.config for r in done if r.kind == "finetune" and r.config["method"] == "tamt-mlm")
+    # a third fine-tuning seed of one of TAMT-MLM's masks, on SST-2 and on MRPC
+    sst2, mrpc = (
+        make_run("finetune", "f", tamt | {"task": t, "task_label": t, "seed": 2}) for t in ("sst2", "mrpc")
+    )
+    with Store(sweep) as st:
+        st.add_runs([sst2, mrpc])
+    before = [t.verdict for t in declared_tests(load_results(sweep))]
+    assert before == ["interim (1 of its planned runs not done)", "holds", "holds"]
+    text = write_report(sweep).path.read_text()
+    assert "**Interim**" in text and "| interim (1 of its planned runs not done) |" in text
+    with Store(sweep) as st:
+        assert st.claim(sst2.id)
+        st.finish(sst2.id, {"metric": "accuracy", "score": 72.0}, {})
+    after = declared_tests(load_results(sweep))
+    assert [t.verdict for t in after] == ["holds", "holds", "holds"] and after[0].unfinished == 0
+    assert "**Interim**" not in write_report(sweep).path.read_text()

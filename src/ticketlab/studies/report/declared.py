@@ -7,6 +7,11 @@ runs (`declaration_status`), or was amended after some of them.
 Holm's first step compares the smallest p with α / m, so the MDE printed beside each claim is at
 α / m (m: the number of declared claims), 80% power: a claim "not shown" with an MDE above the
 difference it expected says the design could not see it.
+
+A verdict is read once, at the planned n: while a run of the plan that a claim reads is not done
+(pending, running, failed, or not swept yet), the claim's row shows its test as it stands and the
+verdict "interim". Reading a verdict each time runs come in tests the claim many times over, and
+stopping at the first "holds" inflates the error rate Holm's correction promises (optional stopping).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from ...tasks.metrics import holm
 from ...tasks.scores import detectable_effect, detectable_rho
 from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict, declaration
+from .cells import AVG, method_label
 from .claims import Correlation, LossTest
 from .paired import Comparison
 from .sections import pct, table
@@ -34,6 +40,7 @@ class DeclaredTest:
     test: Comparison | LossTest | Correlation | None
     family: int  # the number of declared claims (m)
     p_holm: float | None = None
+    unfinished: int = 0  # runs of the plan it reads that are not done: no verdict yet (module docstring)
 
     @property
     def why_not(self) -> str | None:
@@ -68,6 +75,8 @@ class DeclaredTest:
     def verdict(self) -> str:
         if self.why_not is not None:
             return f"no test ({self.why_not})"
+        if self.unfinished:
+            return f"interim ({self.unfinished} of its planned runs not done)"
         if self.p_holm is not None and self.p_holm < ALPHA:
             return "holds" if (self.estimate or 0) * self.claim.sign > 0 else "contradicted"
         mde = "—" if self.mde is None else f"{self.mde:.3g}"
@@ -77,7 +86,40 @@ class DeclaredTest:
 def declared_tests(res: SweepResults) -> list[DeclaredTest]:
     """The spec's declared claims, each with its test, Holm-adjusted over them alone (unrounded p)."""
     claims = [claim_from_dict(c) for c in res.declared_claims()]
-    return holm_family([DeclaredTest(c, _test(res, c), len(claims)) for c in claims])
+    return holm_family(
+        [DeclaredTest(c, _test(res, c), len(claims), None, _unfinished(res, c)) for c in claims]
+    )
+
+
+def _unfinished(res: SweepResults, c: Claim) -> int:
+    """The runs of the plan that claim `c` reads and that are not done: the searches, pre-training
+    evaluations and fine-tunings (of the main grid, on the endpoint's tasks) of its methods at its
+    sparsity (every method's, for a correlation), and every run of the plan not in the store yet
+    (nothing says which claims those feed)."""
+    methods = None if c.kind == "correlate" else {c.a, c.b}
+    loss_only = c.kind == "compare" and c.endpoint in LOSSES
+    tasks = set(res.score_tasks(c.endpoint)) | (
+        set(res.spec.get("tasks") or {}) if c.endpoint == AVG else set()
+    )
+
+    def reads(config: dict[str, Any], kind: str) -> bool:
+        method = method_label(config)
+        at = 0.0 if method == "full" else c.sparsity
+        if (methods is not None and method not in methods) or config.get("sparsity") != at:
+            return False
+        if kind != "finetune":
+            return kind == "search" or loss_only or c.kind == "correlate"
+        mask = config.get("mask") or {}
+        main_size = res.main_size.get(config.get("task_label"), config.get("train_size"))
+        return (
+            not loss_only
+            and config.get("task_label") in tasks
+            and mask.get("step") is None  # a mask saved along a search is not the claim's
+            and config.get("train_size") == main_size
+        )
+
+    pending = [r for r in res.records.values() if r.status != "done" and reads(r.config, r.kind)]
+    return len(pending) + res.not_swept
 
 
 def holm_family(tests: list[DeclaredTest]) -> list[DeclaredTest]:
@@ -192,6 +234,13 @@ def declared_section(res: SweepResults) -> list[str]:
         "correlation is Spearman's ρ over the declared units (within methods: each method's masks "
         "ranked among themselves, p from permuting scores within methods)."
     )
+    if any(t.unfinished for t in tests):
+        intro += (
+            " **Interim**: runs of the plan that a claim reads are not done yet, so its row is its "
+            "test as it stands and its verdict waits for them: a verdict is read once, at the planned "
+            "n (read each time runs come in, a claim is tested many times over and the corrected α no "
+            "longer holds)."
+        )
     header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
     rows = [
         [
