@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--budget",
         choices=list(BUDGETS),
         default="default",
-        help="how much work (default: ~10 min on 2 cores)",
+        help="how much work (default: ~6 min on 2 idle cores; test: seconds, for the tests)",
     )
     p.add_argument("--model", metavar="PATH_OR_ID", help="a pre-trained model instead of pre-training one")
     p.add_argument(

@@ -7,7 +7,7 @@ Eq. 6 between the subnetwork and its own dense model (0 without a mask), on the 
 loss is made with the original pre-trained MLM head for every method (--load_mlm_head false) and a
 dense decoder: only the input word embeddings are masked. A mask found by TAMT-MLM carries its
 trained MLM head (mlm_head.safetensors): --mlm-head trained scores it with that head instead, and
---decoder masked with the masked decoder (ticketlab's earlier default). Without --model, each mask is
+--decoder masked with the masked decoder (as an exported checkpoint computes). Without --model, each mask is
 evaluated on the base model recorded in it (--full then needs --model: which full model is meant).
 
 Examples:

@@ -1,12 +1,13 @@
 """Run a grid of mask searches and fine-tunings described by a YAML spec, resumably.
 
 The spec names the base model, the corpus, the tasks and their data, the methods (full, omp, random,
-imp, imp-task, tamt-mlm, tamt-kd, tamt-mlm+kd), sparsities, search and fine-tuning seeds, step budgets
-and the optional studies (pre-training loss, search-cost curve, data-scarcity curve). The sweep expands
-it into runs, searches each mask once (imp-task: once per source task) and fine-tunes it on every
-task, and records everything in OUT/results.sqlite. Interrupt it at any moment and run the same
-command again: finished runs are kept, nothing finished is repeated. Two sweeps on the same OUT share
-the work. At the end it writes the report (OUT/report/report.md) and exits 1 if a run failed.
+imp, imp-task, tamt-mlm, tamt-kd, tamt-mlm+kd, st-random), sparsities, search and fine-tuning seeds,
+step budgets and the optional studies (pre-training loss, search-cost curve, data-scarcity curve).
+The sweep expands it into runs, searches each mask once (imp-task: once per source task) and
+fine-tunes it on every task, and records everything in OUT/results.sqlite. Interrupt it at any
+moment and run the same command again: finished runs are kept, nothing finished is repeated. Two
+sweeps on the same OUT share the work. At the end it writes the report (OUT/report/report.md) and
+exits 1 if a run failed.
 
 Runs execute in this process, one at a time, unless --jobs N runs N at once in local subprocesses
 (one GPU each) or --launcher slurm submits one Slurm job per run (through submitit; resources per

@@ -18,15 +18,14 @@
   student read the *clean* text by default (`kd_input="clean"`): TAMT's KD data is generated with
   `masked_lm_prob 0` (its `generate_kd_data.sh`), for training and for the KD dev loss alike. A batch
   then carries the uncorrupted ids beside the corrupted ones (`MLMCollator(keep_clean=True)`).
-  `kd_input="corrupted"` distils on the MLM-corrupted input (ticketlab's earlier default; TAMT-MLM+KD's
-  own choice, whose one forward serves both losses, as `train_mlm.py --use_kd` does). A model without
+  `kd_input="corrupted"` distils on the MLM-corrupted input (TAMT-MLM+KD's own choice, whose one
+  forward serves both losses, as `train_mlm.py --use_kd` does). A model without
   masks has KD loss 0.
 * **MLM+KD**: their equal sum (TAMT §4.1.2).
 * **The MLM decoder** (tied to the word embeddings) is *dense* by default (`decoder="dense"`): TAMT
   masks the input word embeddings only, in mask training and in the MLM dev loss; the encoder reads the
   masked embeddings and the head's decoder the pre-trained matrix. `decoder="masked"` makes the logits
-  with the masked matrix too (what the exported checkpoint, one shared matrix with zeros, computes;
-  ticketlab's earlier default).
+  with the masked matrix too (what the exported checkpoint, one shared matrix with zeros, computes).
 
 Losses are token-weighted means. Under DDP the token counts of all processes are summed first (one
 small all-reduce per micro-batch), so the averaged gradient is exactly the gradient of the global

@@ -12,11 +12,11 @@ Teacher = Literal["train", "eval"]  # the KD teacher's mode in training: dropout
 # Help of the options that choose them, for every verb that has them.
 DECODER_HELP = (
     "the tied MLM decoder: dense (TAMT, Liu et al. 2022: only the input word embeddings are masked) "
-    "or masked (the exported checkpoint's shared matrix; ticketlab's earlier default)"
+    "or masked (the shared matrix masked, as an exported checkpoint computes it)"
 )
 KD_INPUT_HELP = (
     "what the KD loss reads: clean text (TAMT's KD data, masked_lm_prob 0) or the MLM-corrupted "
-    "input (ticketlab's earlier default)"
+    "input (what the student trains on under MLM+KD)"
 )
 TEACHER_HELP = (
     "the KD teacher's mode while masks train: train (dropout on, as TAMT's train_kd.py, which never "

@@ -163,8 +163,7 @@ class ImpConfig:
     )
     rewind_head: bool = option(  # task-specific IMP
         False,
-        "rewind the task head too (ticketlab's earlier task IMP; default: only the encoder, bert.*, "
-        "as BERT-Tickets' LT_glue.py)",
+        "rewind the task head too (default: only the encoder, bert.*, as BERT-Tickets' LT_glue.py)",
         compat=(False,),  # a run's identity has it only when set: directories written before resume
     )
     targets: Targets = None  # None: the variant's (see `variant_targets`)

@@ -46,7 +46,7 @@ class PretrainEvalConfig:
         "original",
         "the MLM head a mask's MLM loss is made with: the original pre-trained head for every method (TAMT, "
         "Liu et al. 2022: eval_mlm.py --load_mlm_head false, its §4.2.2, Fig. 5) or TAMT-MLM's trained head "
-        "where its mask directory has one (ticketlab's earlier default)",
+        "where its mask directory has one (the MLM loss of what the search trained)",
     )
     ignore_mlm_head: bool = option(
         False, "the original MLM head for every mask: what --mlm-head original (the default) gives"

@@ -129,7 +129,7 @@ class SearchConfig:
         "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
         "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
         "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
-        "itself for a schedule that ends at the stop (ticketlab's earlier default); IMP: each round decays "
+        "itself for a schedule that ends at the stop; IMP: each round decays "
         "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
         metavar="N",
     )
