@@ -10,9 +10,9 @@
 A figure whose data the sweep lacks is not drawn; the report says why.
 
 Example:
-  ticketlab report sweeps/bert-mini
-  ticketlab report sweeps/bert-mini --run 3f2a9c0d1e4b5a69     # one run: config, metrics, provenance
-  ticketlab report sweeps/bert-mini --spec examples/sweep.yaml  # the runs of this spec
+  ticketlab report sweeps/synthetic
+  ticketlab report sweeps/synthetic --run 3f2a9c0d1e4b5a69     # one run: config, metrics, provenance
+  ticketlab report sweeps/synthetic --spec examples/synthetic-sweep.yaml  # the runs of this spec
 """
 
 from __future__ import annotations

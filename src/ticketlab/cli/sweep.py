@@ -16,13 +16,14 @@ what is ready (searches before the fine-tunings that need their masks), records 
 OUT/results.sqlite (the workers never touch it), resubmits a job killed without a result (--retries)
 and must keep running until the end; rerun it to resume. Job logs: OUT/jobs/<job id>_0_log.out.
 
-Example:
-  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini
-  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini --dry-run   # the plan and what is done
-  ticketlab sweep examples/sweep.yaml --out sweeps/bert-mini --jobs 4    # 4 at once, one GPU each
+Examples (examples/synthetic-sweep.yaml runs on what ships, after the tutorial's data step;
+examples/sweep.yaml is the commented template of a larger study: point its paths at your model and data):
+  ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --dry-run  # the plan, what is done
+  ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic
+  ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --jobs 2   # 2 at once
+  ticketlab sweep --status sweeps/synthetic                            # queued/running/done/failed
   ticketlab sweep examples/sweep.yaml --out sweeps/bert-base --launcher slurm --partition gpu \\
       --gpus 1 --cpus 8 --mem 32 --time 240
-  ticketlab sweep --status sweeps/bert-base                              # queued/running/done/failed
 """
 
 from __future__ import annotations
