@@ -7,7 +7,10 @@
                                   similarity heatmap (Fig. 8), score vs fine-tuning examples (Fig. 9)
   SWEEP_DIR/report/*.csv          every cell with its run ids, winning tickets, pre-training losses
 
-A figure whose data the sweep lacks is not drawn; the report says why.
+A spec that declares claims (`claims:`) has them tested first, as the report's one Holm family,
+each with its MDE at the corrected level; every other comparison is then exploratory (declared.csv).
+A claim's verdict waits until every planned run it reads is done ("interim" before). A figure whose
+data the sweep lacks is not drawn; the report says why.
 
 Example:
   ticketlab report sweeps/synthetic
