@@ -504,3 +504,23 @@ def test_a_claim_whose_planned_runs_are_not_all_done_is_interim_not_a_verdict(tm
     after = declared_tests(load_results(sweep))
     assert [t.verdict for t in after] == ["holds", "holds", "holds"] and after[0].unfinished == 0
     assert "**Interim**" not in write_report(sweep).path.read_text()
+
+
+def test_a_correlation_waits_for_its_masks_runs_not_for_the_full_models(tmp_path):
+    """A correlation over the masks at 70% reads every method's masks there (a pending pre-training
+    evaluation holds it back) and not the full model's runs (0%: not among its units)."""
+    rho = {"kind": "correlate", "endpoint": "fig5", "sparsity": 0.7, "a": "", "b": "", "sign": -1}
+    rho |= {"loss": "mlm_loss", "unit": "masks", "pilot_sd": []}
+    sweep = declared_store(tmp_path, [rho], [([rho], 0)])
+    done = list(load_results(sweep).records.values())
+    ft = next(r.config for r in done if r.kind == "finetune")
+    full = ft | {"method": "full", "sparsity": 0.0, "mask": None, "mask_seed": None, "search_steps": None}
+    with Store(sweep) as st:
+        st.add_runs([make_run("finetune", "f", full | {"seed": 5})])
+    (test,) = declared_tests(load_results(sweep))
+    assert test.unfinished == 0 and not test.verdict.startswith("interim")
+    pe = next(r.config for r in done if r.kind == "pretrain-eval" and r.config["method"] == "imp")
+    with Store(sweep) as st:
+        st.add_runs([make_run("pretrain-eval", "p", pe | {"mask_seed": 9})])
+    (test,) = declared_tests(load_results(sweep))
+    assert test.verdict == "interim (1 of its planned runs not done)"

@@ -86,9 +86,8 @@ class DeclaredTest:
 def declared_tests(res: SweepResults) -> list[DeclaredTest]:
     """The spec's declared claims, each with its test, Holm-adjusted over them alone (unrounded p)."""
     claims = [claim_from_dict(c) for c in res.declared_claims()]
-    return holm_family(
-        [DeclaredTest(c, _test(res, c), len(claims), None, _unfinished(res, c)) for c in claims]
-    )
+    tests = [DeclaredTest(c, _test(res, c), len(claims), unfinished=_unfinished(res, c)) for c in claims]
+    return holm_family(tests)
 
 
 def _unfinished(res: SweepResults, c: Claim) -> int:
@@ -98,14 +97,16 @@ def _unfinished(res: SweepResults, c: Claim) -> int:
     (nothing says which claims those feed)."""
     methods = None if c.kind == "correlate" else {c.a, c.b}
     loss_only = c.kind == "compare" and c.endpoint in LOSSES
-    tasks = set(res.score_tasks(c.endpoint)) | (
-        set(res.spec.get("tasks") or {}) if c.endpoint == AVG else set()
-    )
+    tasks = set(res.score_tasks(c.endpoint))
+    if c.endpoint == AVG:  # every task of the plan, not only those with results yet
+        tasks |= set(res.spec.get("tasks") or {})
 
     def reads(config: dict[str, Any], kind: str) -> bool:
         method = method_label(config)
-        at = 0.0 if method == "full" else c.sparsity
-        if (methods is not None and method not in methods) or config.get("sparsity") != at:
+        if methods is None:  # a correlation: the masks at its sparsity, every method's (not the full model)
+            if config.get("sparsity") != c.sparsity or method == "full":
+                return False
+        elif method not in methods or config.get("sparsity") != (0.0 if method == "full" else c.sparsity):
             return False
         if kind != "finetune":
             return kind == "search" or loss_only or c.kind == "correlate"
