@@ -12,6 +12,11 @@
 #   search      one search, the first still to do among SEARCH_ORDER's in the plan's order, started
 #               whatever --until says: a piece of ~3 hours fits one search (60-110 min) and then
 #               fine-tunings, where `searches` would start a second that the stop cuts off
+#   search2     alone (it takes both cores): that one search with two torch threads, its
+#               evaluations, then `finetune finetune`. For a machine where one thread searches too
+#               slowly to finish inside the piece (an AVX2-only EPYC: ~5 s a step beside a
+#               fine-tuning, 2.7 hours a search, against ~2.6 s on piece 15's machine), at ~25%
+#               more core time per search (~3.1 s a step on two threads)
 #   pilot-9L    the protocol at 3x its steps (pilot-9L.yaml)
 #   similarity  the optimiser test of README "Mask similarity" (similarity.yaml)
 #   finetune    nothing first
@@ -28,9 +33,11 @@
 # there (a pilot's sweep: its committed store, pilot*/ or similarity/). Logs go beside each store,
 # in sweeps/<name>.logs/.
 set -euo pipefail
-usage="usage: piece.sh [--until HH:MM] searches|search|pilot-9L|similarity|finetune [same for core 2]"
+usage="usage: piece.sh [--until HH:MM] searches|search|pilot-9L|similarity|finetune [same for core 2] | search2"
 until_=""  # seconds since the epoch; a time of day before now is tomorrow's
+until_arg=()  # --until HH:MM as given, for the fine-tunings search2 starts afterwards
 if [ "${1:-}" = --until ]; then
+  until_arg=(--until "${2:-}")
   if ! until_=$(date -u -d "${2:?$usage}" +%s 2>/dev/null) || [[ ! "$2" =~ ^[0-9]{1,2}:[0-9]{2}$ ]]; then
     echo "piece.sh: --until ${2}: not a time of day HH:MM (UTC)" >&2
     exit 2
@@ -40,8 +47,10 @@ if [ "${1:-}" = --until ]; then
 fi
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "piece.sh: $usage" >&2; exit 2; }
 for core in "$@"; do
-  [[ "$core" =~ ^(searches|search|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
+  [[ "$core" =~ ^(searches|search|search2|pilot-9L|similarity|finetune)$ ]] || { echo "piece.sh: $core: $usage" >&2; exit 2; }
 done
+if [[ " $* " == *" search2 "* ]] && [ $# -ne 1 ]; then echo "piece.sh: search2 takes both cores: $usage" >&2; exit 2; fi
+self=$(realpath "$0")  # search2 runs it again for its fine-tunings, from the top level
 cd "$(git rev-parse --show-toplevel)"
 py=${PYTHON:-python}
 here=docs/results/minilm-mlm-v2
@@ -64,7 +73,7 @@ limit() {  # --start-for MINUTES while --until is ahead; "stop" once it has pass
 sweep_now() {  # NAME ARGS...: `ticketlab sweep` of spec.yaml (NAME spec) or of another spec of this folder
   local name=$1
   shift
-  OMP_NUM_THREADS=1 PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$(out_of "$name")" \
+  OMP_NUM_THREADS=${threads:-1} PYTHONPATH="$PWD/src" "$py" -m ticketlab sweep "$here/$name.yaml" --out "$(out_of "$name")" \
     --no-report "$@"
 }
 
@@ -97,11 +106,14 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
         # search are then read before their machine stops, and none has to be carried to another
         sweep spec --only pretrain-eval || true
       done ;;
-    search)
+    search | search2)
       local pats=()
       for p in "${SEARCH_ORDER[@]}"; do pats+=(--runs "$p"); done
+      local threads=1  # sweep_now's torch threads
+      if [ "$1" = search2 ]; then threads=2; fi
       sweep_now spec --only search "${pats[@]}" --max-runs 1 || true
-      sweep_now spec --only pretrain-eval || true ;;
+      sweep_now spec --only pretrain-eval || true
+      if [ "$1" = search2 ]; then exec "$self" "${until_arg[@]}" finetune finetune; fi ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
   # One sweep over all of them: a sweep left with nothing it can start but a run whose search the
