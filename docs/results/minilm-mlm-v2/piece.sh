@@ -15,8 +15,8 @@
 #   search2     alone (it takes both cores): that one search with two torch threads, its
 #               evaluations, then `finetune finetune`. For a machine where one thread searches too
 #               slowly to finish inside the piece (an AVX2-only EPYC: ~5 s a step beside a
-#               fine-tuning, 2.7 hours a search, against ~2.6 s on piece 15's machine), at ~25%
-#               more core time per search (~3.1 s a step on two threads)
+#               fine-tuning, 2.7 hours a search, against ~2.6 s on piece 15's machine), at about
+#               a third more core time per search (~3.3 s a step on two threads)
 #   pilot-9L    the protocol at 3x its steps (pilot-9L.yaml)
 #   similarity  the optimiser test of README "Mask similarity" (similarity.yaml)
 #   finetune    nothing first
