@@ -370,12 +370,15 @@ def test_a_rerun_adopts_the_jobs_of_a_coordinator_that_died(tmp_path, tiny_bert_
             (full.id,),
         )
     launcher = InlineLauncher(sweep_dir / "jobs2")
-    launcher.adoptable["77"] = Outcome(True, {"metrics": metrics, "host": "node7", "pid": 7}, False, "x")
+    launcher.adoptable["77"] = Outcome(
+        True, {"metrics": metrics, "host": "node7", "device": "cuda: A100", "pid": 7}, False, "x"
+    )
     again = sweep(launcher=launcher)
     assert again.ok and again.ran == [full.id] and launcher.n == 0  # waited for job 77, submitted nothing
     with Store(sweep_dir) as st:
         rec = st.get(full.id)
         assert rec.status == "done" and rec.job == "77" and rec.provenance["host"] == "node7"
+        assert rec.provenance["device"] == "cuda: A100"  # the worker's, not the coordinator's
 
 
 def test_a_refused_submission_fails_its_run_and_the_sweep_goes_on(tmp_path, tiny_bert_dir):

@@ -26,6 +26,7 @@ from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
 from ticketlab.studies.store import HOST
+from ticketlab.studies.sweep.provenance import device
 from ticketlab.studies.sweep.runner import Runner, mask_hash
 
 TESTS = Path(__file__).resolve().parent
@@ -60,6 +61,7 @@ def test_sweep_runs_everything_once_and_records_it(tmp_path, tiny_bert_dir):
             rec = st.get(r.id)
             assert rec.status == "done" and rec.config == r.config
             assert rec.provenance["code"]["ticketlab"] and isinstance(rec.provenance["wall_s"], float)
+            assert rec.provenance["device"] == device()  # which machine's scores these are
             if r.kind == "finetune":
                 assert rec.metrics["score"] == fakes.expected_score(r.config)
                 if r.config["mask"] is not None:  # the exact mask file a score came from

@@ -30,7 +30,7 @@ from ..core.files import same_content, upgraded_keys
 from .records import HOST, RunRecord
 from .run_ids import Run
 from .store import Store
-from .sweep.provenance import code_version
+from .sweep.provenance import code_version, device
 
 Work = Callable[[], dict[str, Any]]  # runs the row; its metrics
 
@@ -88,9 +88,10 @@ def error_text(e: BaseException) -> str:
 
 
 def ran_here(started: float, wall_s: float | None) -> dict[str, Any]:
-    """The provenance every finished row records: the code, where, when and how long it ran (a
-    launched run's coordinator overwrites where and when with the worker's)."""
-    return {"code": code_version(), "host": HOST, "pid": os.getpid(), "started": started, "wall_s": wall_s}
+    """The provenance every finished row records: the code, where and on what, when and how long it
+    ran (a launched run's coordinator overwrites where and when with the worker's)."""
+    where = {"host": HOST, "device": device(), "pid": os.getpid()}
+    return {"code": code_version(), **where, "started": started, "wall_s": wall_s}
 
 
 def finish(store: Store, run_id: str, metrics: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:

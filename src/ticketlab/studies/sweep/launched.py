@@ -195,7 +195,7 @@ class Coordinator:
             "log": outcome.log,
             "launcher": f"submitit-{handle.job.__class__.__name__}",
         }
-        where = {k: value[k] for k in ("host", "pid", "started") if k in value}
+        where = {k: value[k] for k in ("host", "device", "pid", "started") if k in value}
         if "metrics" in value:
             try:
                 provenance = {**self._provenance(run, value["metrics"]), **where, **job}

@@ -1,6 +1,7 @@
 """Provenance of a sweep's runs: which code made them (`code_version`: ticketlab's version and git
-commit) and which mask exactly a result came from (`mask_hash`, of the mask's content). The runner
-records both with every finished run; super tickets and ticket sharing record the code version too.
+commit), on what (`device`) and which mask exactly a result came from (`mask_hash`, of the mask's
+content). The runner records them with every finished run; super tickets and ticket sharing record
+the code version too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 
 from ... import __version__
@@ -42,6 +44,15 @@ def code_version() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             pass
     return _CODE
+
+
+def device() -> str:
+    """What a run here computes on: the GPU's name, or the CPU's vector instructions. A study whose
+    runs were made on several machines can tell them apart (their scores differ by more than rounding:
+    CUDA draws dropout from another generator than the CPU)."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {torch.backends.cpu.get_cpu_capability()}"
 
 
 MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes

@@ -24,6 +24,7 @@ from ..store import HOST
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
 from .plan import pct
+from .provenance import device
 from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
@@ -63,7 +64,7 @@ class Work:
         """The entry point of a launched job: the metrics and where they were made, or the error
         (a run that raises is failed, not retried: a retry would raise again)."""
         t0, started = time.perf_counter(), time.time()
-        where = {"host": HOST, "pid": os.getpid(), "started": started}
+        where = {"host": HOST, "device": device(), "pid": os.getpid(), "started": started}
         try:  # a lock that is no lock ticketlab made (a FIFO planted there) fails the run in one line
             holder = run_dir(self.dir, run).holder()
             if holder is not None:  # another process runs it now: the coordinator waits for it
