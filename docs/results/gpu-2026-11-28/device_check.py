@@ -20,14 +20,15 @@ from pathlib import Path
 
 from scipy import stats
 
-UNIT = re.compile(r"ft_(?P<task>sst2|cola|stsb)_(?P<unit>full|omp_s70)_ft(?P<seed>\d)")
+UNIT = re.compile(r"ft_(?P<task>sst2|cola|stsb)_(?P<unit>full|omp_s70)_ft(?P<seed>\d+)(_|$)")
+PAIRS, UNITS = 15, 5  # as declared: full seeds 0-1 and OMP seeds 0-2, on 3 tasks
 
 
 def scores(store: Path) -> dict[str, tuple[float, float]]:
-    """Each finished run's (score, start time) by run id."""
+    """Each finished fine-tuning's (score, when its row was made) by run id."""
     db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    rows = db.execute("select id, metrics, started from runs where status = 'done' and kind = 'finetune'")
-    return {i: (json.loads(m)["score"], started) for i, m, started in rows}
+    rows = db.execute("select id, metrics, created from runs where status = 'done' and kind = 'finetune'")
+    return {i: (json.loads(m)["score"], created) for i, m, created in rows}
 
 
 def main() -> None:
@@ -40,10 +41,14 @@ def main() -> None:
     db = sqlite3.connect(f"file:{args.gpu}?mode=ro", uri=True)
     names = dict(db.execute("select id, name from runs"))
     gpu, cpu = scores(args.gpu), scores(args.cpu)
-    # run again on the GPU: finished in both stores, started at another time (the stores also hold
-    # older plans' rows under the same names, finished once, on the CPU)
-    again = [i for i in gpu if i in cpu and gpu[i][1] != cpu[i][1] and UNIT.match(names[i])]
+    # run again on the GPU: the rows removed from its copy before the call, which its sweep made
+    # anew, later than any row of the CPU's store (both also hold older plans' rows under the same
+    # names, finished once, on the CPU)
+    newest = max(created for _, created in cpu.values())
+    again = [i for i in gpu if i in cpu and gpu[i][1] > newest and UNIT.match(names[i])]
     rows = sorted((names[i], cpu[i][0], gpu[i][0]) for i in again)
+    if len(rows) != PAIRS or len({n for n, _, _ in rows}) != PAIRS:
+        raise SystemExit(f"device_check: {len(rows)} re-run pairs found, {PAIRS} declared")
 
     with args.out.open("w", newline="") as f:
         w = csv.writer(f)
@@ -61,13 +66,19 @@ def main() -> None:
     for task, d in sorted(by_task.items()):
         print(f"  {task}: {statistics.mean(d):+.2f} ({statistics.stdev(d):.2f}), n {len(d)}")
     d = [statistics.mean(t.values()) for t in units.values() if len(t) == 3]  # whole units only
+    if len(d) != UNITS:
+        raise SystemExit(f"device_check: {len(d)} whole units found, {UNITS} declared")
     mean, se = statistics.mean(d), statistics.stdev(d) / len(d) ** 0.5
     half = stats.t.ppf(0.975, len(d) - 1) * se
     print(f"endpoint: {len(d)} units, differences {', '.join(f'{x:+.2f}' for x in d)}")
-    print(f"  mean {mean:+.2f} ± {se:.2f} (SE), 95% CI [{mean - half:+.2f}, {mean + half:+.2f}], df {len(d) - 1}")
+    ci = f"[{mean - half:+.2f}, {mean + half:+.2f}]"
+    print(f"  mean {mean:+.2f} ± {se:.2f} (SE), 95% CI {ci}, df {len(d) - 1}")
     join = mean - half <= 0 <= mean + half
-    print("rule: the interval covers 0: the GPU's runs join the study's store" if join else
-          "rule: the interval excludes 0: the GPU's runs stay out")
+    print(
+        "rule: the interval covers 0: the GPU's runs join the study's store"
+        if join
+        else "rule: the interval excludes 0: the GPU's runs stay out"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Merge the runs the GPU finished into minilm-mlm-v2's store, once the device check allows it (README.md).
 
-Copies each finished fine-tuning of the GPU's store whose row in the study's store (same run id) is not
-finished, with its provenance marked `device` (the GPU's name), and leaves every other row alone.
+Copies each finished fine-tuning of the GPU's store whose row in the study's store (same run id) is
+pending or failed, with its provenance marked `device` (the GPU's name), in one statement per row that
+checks the status as it writes: a row a sweep is running there (or has finished) is left alone.
 
     python docs/results/gpu-2026-11-28/merge.py GPU_STORE STUDY_STORE --device "cuda: NVIDIA H200"
 """
@@ -24,19 +25,19 @@ def main() -> None:
     args = p.parse_args()
 
     gpu = sqlite3.connect(f"file:{args.gpu}?mode=ro", uri=True)
-    rows = gpu.execute(f"select id, name, {', '.join(FIELDS)} from runs where status = 'done' and kind = 'finetune'")
+    done = "status = 'done' and kind = 'finetune'"
+    rows = gpu.execute(f"select id, name, {', '.join(FIELDS)} from runs where {done}")
     study = sqlite3.connect(args.study, timeout=60)  # a sweep may be writing it
     merged = []
     with study:
         for run_id, name, *values in rows:
-            row = dict(zip(FIELDS, values))
-            mine = study.execute("select status from runs where id = ?", (run_id,)).fetchone()
-            if mine is None or mine[0] == "done":
-                continue
+            row = dict(zip(FIELDS, values, strict=True))
             row["provenance"] = json.dumps({**json.loads(row["provenance"]), "device": args.device})
             sets = ", ".join(f"{f} = ?" for f in FIELDS)
-            study.execute(f"update runs set {sets} where id = ?", [row[f] for f in FIELDS] + [run_id])
-            merged.append(name)
+            where = "id = ? and status in ('pending', 'failed')"
+            cur = study.execute(f"update runs set {sets} where {where}", [row[f] for f in FIELDS] + [run_id])
+            if cur.rowcount:
+                merged.append(name)
     print(f"merged {len(merged)} runs into {args.study}:", *sorted(merged), sep="\n  ")
 
 

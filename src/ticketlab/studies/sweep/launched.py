@@ -149,8 +149,10 @@ class Coordinator:
         if not saved.is_file():
             return False
         try:
-            metrics = work.finished()["metrics"]
-            provenance = {**self._provenance(run, metrics), "collected": str(saved)}
+            done = work.finished()
+            metrics = done["metrics"]
+            made = done.get("where") or {"device": None}  # older result files: where is unknown
+            provenance = {**self._provenance(run, metrics), **made, "collected": str(saved)}
         except Exception:  # e.g. its mask is gone: a worker runs it and reports why
             return False
         metrics = rows.finish(self.store, run.id, metrics, provenance)
@@ -196,6 +198,8 @@ class Coordinator:
             "launcher": f"submitit-{handle.job.__class__.__name__}",
         }
         where = {k: value[k] for k in ("host", "device", "pid", "started") if k in value}
+        if "host" in value:  # the worker's machine, not this one's (older workers do not say it)
+            where.setdefault("device", None)
         if "metrics" in value:
             try:
                 provenance = {**self._provenance(run, value["metrics"]), **where, **job}

@@ -57,7 +57,8 @@ class Work:
             if done is not None:  # finished earlier but not recorded (killed in between)
                 return done["metrics"]
             metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work.path, mask_dir)
-            work.finish({"id": run.id, "config": run.config, "metrics": metrics})
+            made = {"host": HOST, "device": device()}  # read back if another process records it
+            work.finish({"id": run.id, "config": run.config, "metrics": metrics, "where": made})
         return metrics
 
     def in_worker(self, run: Run, mask_dir: Path | None) -> dict[str, Any]:
