@@ -113,7 +113,11 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
       if [ "$1" = search2 ]; then threads=2; fi
       sweep_now spec --only search "${pats[@]}" --max-runs 1 || true
       sweep_now spec --only pretrain-eval || true
-      if [ "$1" = search2 ]; then exec "$self" "${until_arg[@]}" finetune finetune; fi ;;
+      if [ "$1" = search2 ]; then
+        # --until has passed: stop here (run again, HH:MM would be read as tomorrow's)
+        if [ -n "$until_" ] && [ "$until_" -le "$(date -u +%s)" ]; then return 0; fi
+        exec "$self" "${until_arg[@]}" finetune finetune
+      fi ;;
     pilot-9L | similarity) sweep "$1" || true ;;
   esac
   # One sweep over all of them: a sweep left with nothing it can start but a run whose search the
