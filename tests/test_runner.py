@@ -113,6 +113,18 @@ def test_transfer_sweep_fine_tunes_each_source_ticket_on_every_task(tmp_path, ti
         assert len(evals) == 4 and all(r.status == "done" and r.config["source"] for r in evals)
 
 
+def test_device_names_what_the_process_computed_on_and_starts_no_cuda(monkeypatch):
+    """A run's provenance names its GPU where the process used one; a process that has not touched
+    CUDA (a coordinator on a GPU node) says its CPU and does not start CUDA to find out."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: pytest.fail("CUDA started"))
+    assert device() == f"cpu: {torch.backends.cpu.get_cpu_capability()}"
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    assert device() == "cuda: NVIDIA H200"
+
+
 def test_mask_hash_names_the_mask_not_the_file(tmp_path):
     """safetensors writes its metadata in no fixed order: one mask saved 8 times is 2 different files
     in all likelihood, but one hash; one bit flipped is another hash."""

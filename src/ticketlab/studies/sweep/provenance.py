@@ -47,10 +47,12 @@ def code_version() -> dict[str, Any]:
 
 
 def device() -> str:
-    """What a run here computes on: the GPU's name, or the CPU's vector instructions. A study whose
-    runs were made on several machines can tell them apart (their scores differ by more than rounding:
-    CUDA draws dropout from another generator than the CPU)."""
-    if torch.cuda.is_available():
+    """What this process computed on: the GPU's name where it used one, else the CPU's vector
+    instructions. A study whose runs were made on several machines can tell them apart (their
+    scores differ by more than rounding: CUDA draws dropout from another generator than the CPU).
+    A process that has not touched CUDA does not start it here (a sweep's coordinator would take
+    GPU memory from the workers it launches)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         return f"cuda: {torch.cuda.get_device_name()}"
     return f"cpu: {torch.backends.cpu.get_cpu_capability()}"
 
