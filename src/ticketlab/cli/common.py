@@ -40,8 +40,8 @@ def add_targets_argument(p: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="prunable weights as a regex over module names relative to the encoder "
         "(default: word embeddings + Q, K, V, attention output, FFN in/out of every layer and the "
-        "pooler where the checkpoint has one, as TAMT; with --ranking global the layers' matrices "
-        "only, as Chen et al.)",
+        "pooler where the checkpoint has one, as TAMT; Chen et al.'s global ranking, prune "
+        "--ranking global and IMP --variant chen, leaves the word embeddings dense)",
     )
 
 
