@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 import traceback
@@ -30,7 +29,7 @@ from ..core.files import same_content, upgraded_keys
 from .records import HOST, RunRecord
 from .run_ids import Run
 from .store import Store
-from .sweep.provenance import code_version, device
+from .sweep.provenance import code_version, here
 
 Work = Callable[[], dict[str, Any]]  # runs the row; its metrics
 
@@ -90,8 +89,7 @@ def error_text(e: BaseException) -> str:
 def ran_here(started: float, wall_s: float | None) -> dict[str, Any]:
     """The provenance every finished row records: the code, where and on what, when and how long it
     ran (a launched run's coordinator overwrites where and when with the worker's)."""
-    where = {"host": HOST, "device": device(), "pid": os.getpid()}
-    return {"code": code_version(), **where, "started": started, "wall_s": wall_s}
+    return {"code": code_version(), **here(), "started": started, "wall_s": wall_s}
 
 
 def finish(store: Store, run_id: str, metrics: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:

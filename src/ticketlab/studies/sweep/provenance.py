@@ -1,13 +1,14 @@
 """Provenance of a sweep's runs: which code made them (`code_version`: ticketlab's version and git
-commit), on what (`device`) and which mask exactly a result came from (`mask_hash`, of the mask's
-content). The runner records them with every finished run; super tickets and ticket sharing record
-the code version too.
+commit), where and on what (`here`, `device`) and which mask exactly a result came from
+(`mask_hash`, of the mask's content). The runner records them with every finished run; super
+tickets and ticket sharing record the code version too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ... import __version__
+from ..records import HOST
 
 # --------------------------------------------------------------------------- provenance
 
@@ -55,6 +57,12 @@ def device() -> str:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return f"cuda: {torch.cuda.get_device_name()}"
     return f"cpu: {torch.backends.cpu.get_cpu_capability()}"
+
+
+def here() -> dict[str, Any]:
+    """Where this process runs (host, `device`, pid): the part of a run's provenance that a launched
+    run's worker reports as its own."""
+    return {"host": HOST, "device": device(), "pid": os.getpid()}
 
 
 MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes

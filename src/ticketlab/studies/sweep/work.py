@@ -10,7 +10,6 @@ metrics read in the sweep's log (`rows.error_text`, how its failure does).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ from ...core.files import read_json
 from ...train.run_dir import RunDir
 from ..rows import error_text
 from ..run_ids import Run
-from ..store import HOST
 from .adapters import FinetuneJob, PretrainEvalJob
 from .methods import SearchJob, base_method
 from .plan import pct
-from .provenance import device
+from .provenance import here
 from .sweep_spec import SweepSpec
 
 RESULT = "sweep_result.json"  # not result.json: the library functions may write theirs there
@@ -57,7 +55,7 @@ class Work:
             if done is not None:  # finished earlier but not recorded (killed in between)
                 return done["metrics"]
             metrics = getattr(self, "_" + run.kind.replace("-", "_"))(run, work.path, mask_dir)
-            made = {"host": HOST, "device": device()}  # read back if another process records it
+            made = here()  # read back if another process records it
             work.finish({"id": run.id, "config": run.config, "metrics": metrics, "where": made})
         return metrics
 
@@ -65,7 +63,7 @@ class Work:
         """The entry point of a launched job: the metrics and where they were made, or the error
         (a run that raises is failed, not retried: a retry would raise again)."""
         t0, started = time.perf_counter(), time.time()
-        where = {"host": HOST, "device": device(), "pid": os.getpid(), "started": started}
+        where = {**here(), "started": started}
         try:  # a lock that is no lock ticketlab made (a FIFO planted there) fails the run in one line
             holder = run_dir(self.dir, run).holder()
             if holder is not None:  # another process runs it now: the coordinator waits for it
