@@ -115,7 +115,7 @@ run_core() {  # WHAT: that core's first job, then the study's evaluations and fi
       sweep_now spec --only pretrain-eval || true
       if [ "$1" = search2 ]; then
         # --until has passed: stop here (run again, HH:MM would be read as tomorrow's)
-        if [ -n "$until_" ] && [ "$until_" -le "$(date -u +%s)" ]; then return 0; fi
+        if [ "$(limit)" = stop ]; then return 0; fi
         exec "$self" "${until_arg[@]}" finetune finetune
       fi ;;
     pilot-9L | similarity) sweep "$1" || true ;;
