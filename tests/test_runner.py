@@ -22,10 +22,10 @@ import yaml
 
 import sweep_fakes as fakes
 from ticketlab.core.errors import ConfigError
+from ticketlab.core.files import HOST
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
-from ticketlab.studies.store import HOST
 from ticketlab.studies.sweep.provenance import device
 from ticketlab.studies.sweep.runner import Runner, mask_hash
 

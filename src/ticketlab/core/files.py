@@ -46,7 +46,7 @@ def _umask() -> int:
     return mask
 
 
-_HOST = socket.gethostname()
+HOST = socket.gethostname()  # names this machine in temporaries, locks and a store's running rows
 TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
 STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
 
@@ -71,7 +71,7 @@ def make_dir(path: str | os.PathLike) -> Path:
 
 
 def _temp_prefix(name: str) -> str:
-    return f".{name}.tl-{os.getpid()}@{_HOST}-"
+    return f".{name}.tl-{os.getpid()}@{HOST}-"
 
 
 def temp_dir(parent: str | os.PathLike, name: str) -> Path:
@@ -103,12 +103,13 @@ def follow_umask(root: Path) -> None:
             os.chmod(os.path.join(dirpath, f), 0o666 & ~mask)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # exists, owned by someone else
         return True
     return True
 
@@ -119,8 +120,8 @@ def _is_stale(entry: Path, now: float) -> bool:
     m = TEMP.search(entry.name)
     if m is None:
         return False
-    if m.group(2) == _HOST:
-        return not _pid_alive(int(m.group(1)))
+    if m.group(2) == HOST:
+        return not pid_alive(int(m.group(1)))
     try:
         return now - entry.lstat().st_mtime > STALE_AFTER_S
     except FileNotFoundError:
@@ -276,7 +277,7 @@ def exclusive(directory: str | os.PathLike, what: str = "run") -> Iterator[None]
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise busy(directory, holder, what) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {_HOST}".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {HOST}".encode(), 0)
         _HELD[directory] = 1
         try:
             yield

@@ -5,18 +5,16 @@ ticketlab reads, and whether the process that claimed a running row is gone."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
+from ..core.files import HOST, pid_alive
 
 STATUSES = ("pending", "running", "done", "failed")
 KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep
-HOST = socket.gethostname()
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running row's process counts as gone
 
 
@@ -88,16 +86,6 @@ def _wrong_shape(d: dict[str, Any]) -> str | None:
     if d["status"] == "done" and d["metrics"] is None:
         return "a finished run without metrics"
     return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def owner_gone(row: Any, now: float, stale_after: float) -> bool:

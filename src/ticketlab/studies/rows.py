@@ -25,8 +25,8 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files import same_content, upgraded_keys
-from .records import HOST, RunRecord
+from ..core.files import HOST, same_content, upgraded_keys
+from .records import RunRecord
 from .run_ids import Run
 from .store import Store
 from .sweep.provenance import code_version, here

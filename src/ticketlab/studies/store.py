@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
-from ..core.files import temp_file, to_json, writing
-from .records import HOST, META_SHAPES, STALE_AFTER, RunRecord, owner_gone
+from ..core.files import HOST, temp_file, to_json, writing
+from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
 SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ... import __version__
-from ..records import HOST
+from ...core.files import HOST
 
 # --------------------------------------------------------------------------- provenance
 
