@@ -164,3 +164,39 @@ def error_line(capsys, *argv) -> str:
     lines = [line for line in err.splitlines() if line.strip() and not _PROGRESS.search(line)]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+HUB_TRAIN = ["the cat runs .", "the dog sleeps ."] * 40
+HUB_DEV = ["a bird sings ."] * 20
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """`datasets`' hub calls answered from memory as the hub would for one dataset, `hub:org/tiny-wiki:raw`
+    (HUB_TRAIN, HUB_DEV): the tests stay offline, and each call is recorded."""
+    datasets = pytest.importorskip("datasets")
+    from ticketlab.data import sources
+
+    splits = {
+        "train": datasets.Dataset.from_dict({"text": HUB_TRAIN}),
+        "validation": datasets.Dataset.from_dict({"text": HUB_DEV}),
+    }
+    calls = []
+
+    def split_names(name, config):
+        calls.append(("splits", name, config))
+        if (name, config) != ("org/tiny-wiki", "raw"):
+            raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub or cannot be accessed.")
+        return list(splits)
+
+    def load_dataset(name, config, split):
+        calls.append(("load", name, config, split))
+        return splits[split]
+
+    monkeypatch.setattr(datasets, "get_dataset_split_names", split_names)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    sources._hub_splits.cache_clear()
+    sources._hub_load.cache_clear()
+    yield calls
+    sources._hub_splits.cache_clear()
+    sources._hub_load.cache_clear()

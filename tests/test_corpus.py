@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SHARED, write_tokenizer
+from conftest import HUB_DEV, HUB_TRAIN, SHARED, write_tokenizer
 from ticketlab.core.errors import DataError
 from ticketlab.data.corpus import (
     BlockDataset,
@@ -135,6 +135,40 @@ def test_datasets_directory(tok, tmp_path):
     assert again.info["train_sources"][0]["cache"] == "hit"
     with pytest.raises(DataError, match="no column 'sentence'"):
         load_lm_corpus([tmp_path / "ds"], tok, max_length=16, use_cache=False, text_column="sentence")
+
+
+def test_a_hub_dataset_is_a_corpus_with_its_own_dev_split(tok, tmp_path, fake_hub):
+    corpus = load_lm_corpus(["hub:org/tiny-wiki:raw"], tok, max_length=16, cache_dir=tmp_path / "c")
+    assert corpus.info["dev_split"] == "dataset split"
+    assert [i["source"] for i in corpus.info["train_sources"] + corpus.info["dev_sources"]] == [
+        "hub:org/tiny-wiki:raw[train]",
+        "hub:org/tiny-wiki:raw[validation]",
+    ]
+    assert "bird" in tok.decode(corpus.dev[0]["input_ids"])
+    train = tok.decode(torch.cat([corpus.train[i]["input_ids"] for i in range(len(corpus.train))]))
+    assert "cat" in train and "bird" not in train
+    # The same text read from a saved copy gives the same blocks: a hub id is one more way to name it.
+    import datasets
+
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": HUB_TRAIN}),
+        validation=datasets.Dataset.from_dict({"text": HUB_DEV}),
+    ).save_to_disk(str(tmp_path / "ds"))
+    local = load_lm_corpus([tmp_path / "ds"], tok, max_length=16, use_cache=False)
+    assert torch.equal(local.train.blocks, corpus.train.blocks) and torch.equal(
+        local.dev.blocks, corpus.dev.blocks
+    )
+
+
+def test_a_hub_dataset_that_cannot_load_is_one_line(tok, fake_hub):
+    from ticketlab.core.errors import ConfigError
+
+    with pytest.raises(
+        DataError, match=r"^hub:org/missing: cannot load from the hub \(Dataset 'org/missing'"
+    ):
+        load_lm_corpus(["hub:org/missing"], tok, max_length=16, use_cache=False)
+    with pytest.raises(ConfigError, match="hub:: no dataset after 'hub:'"):
+        load_lm_corpus(["hub:"], tok, max_length=16, use_cache=False)
 
 
 def test_bad_input_gives_one_clear_error(tok, tmp_path):

@@ -356,6 +356,8 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
     (tmp_path / "ds" / "dataset_dict.json").write_text('{"splits": ["train"]}')
     assert main([*base, "--corpus", str(tmp_path / "ds"), "--build-tokenizer"]) == 2
     assert "ds: building a tokenizer reads text files" in capsys.readouterr().err
+    assert main([*base, "--corpus", "hub:org/tiny-wiki:raw", "--build-tokenizer"]) == 2  # no download
+    assert "hub:org/tiny-wiki:raw: building a tokenizer reads text files" in capsys.readouterr().err
     assert (
         main(
             [*base, "--corpus", str(synth / "corpus" / "train.txt"), "--build-tokenizer", "--vocab-size", "3"]

@@ -44,6 +44,21 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
     assert spec.finetune_settings("cola") == {"lr": 2e-5, "steps": 7}
 
 
+def test_a_hub_corpus_is_kept_as_named_and_names_its_runs(tmp_path, base):
+    """`hub:NAME[:CONFIG]` is a corpus the runs download (nothing local to find or hash): the spec
+    keeps it as written, and another dataset or config plans other searches."""
+    base["corpus"] = {"train": "hub:Salesforce/wikitext:wikitext-103-raw-v1"}
+    spec = load(tmp_path, base)
+    assert spec.corpus["train"] == ["hub:Salesforce/wikitext:wikitext-103-raw-v1"]
+    searched = {r.id for r in expand(spec) if r.config.get("corpus")}  # TAMT's, and their evaluations
+    assert searched
+    base["corpus"] = {"train": "hub:Salesforce/wikitext:wikitext-2-raw-v1"}
+    assert searched.isdisjoint(r.id for r in expand(load(tmp_path, base)))
+    base["corpus"] = {"train": "hub:"}
+    with pytest.raises(ConfigError, match="corpus.train: hub:: no dataset after 'hub:'"):
+        load(tmp_path, base)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

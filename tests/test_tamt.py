@@ -428,6 +428,23 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+def test_a_search_on_a_hub_corpus_records_it_and_resumes_on_it(tiny_run, tmp_path, fake_hub):
+    """`--corpus hub:NAME:CONFIG` (faked offline): the search trains on the train split, scores on the
+    validation split, and a rerun on the same id is the same run (no "other settings"), its mask kept."""
+    out = tmp_path / "hub"
+    args = search_args(tiny_run, out, "--sparsity", "0.5", "--steps", "2", "--lr", "3e-3")
+    args[args.index("--corpus") + 1] = "hub:org/tiny-wiki:raw"
+    assert main(args) == 0
+    search = load_mask(out)[1].search
+    assert search["corpus"] == ["hub:org/tiny-wiki:raw"] and search["dev"] == "dataset split"
+    assert {c for c in fake_hub if c[0] == "load"} == {
+        ("load", "org/tiny-wiki", "raw", "train"),
+        ("load", "org/tiny-wiki", "raw", "validation"),
+    }
+    mask = load_mask(out)[0]
+    assert main(args) == 0 and load_mask(out)[0] == mask
+
+
 def test_the_schedule_goes_on_past_the_stop_as_tamts(tiny_run, tmp_path, capsys):
     """TAMT's masks are checkpoints of one long schedule (Tab. 2: 17,000 of 27,920 steps at 70%): by
     default a search of N steps at 70% stops where the paper's did, its lr still (H - N)/H of its

@@ -46,7 +46,6 @@ from .sources import (
     TOKENS_SUFFIX,
     Source,
     clean_wikitext,
-    dataset_split,
     is_dataset_dir,
     read_text_file,
     resolve_sources,
@@ -220,7 +219,7 @@ def load_lm_corpus(
         dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
         how = "separate"
     elif all(s.split == "train" for s in train_sources):
-        dev_sources = [Source(s.path, dataset_split(s.path, "dev"), text_column) for s in train_sources]
+        dev_sources = [s.for_role("dev") for s in train_sources]
         dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
         how = "dataset split"
     else:

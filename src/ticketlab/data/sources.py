@@ -1,14 +1,17 @@
 """Where a language-modelling corpus's text comes from: plain text files (UTF-8, with a cp1252
 fallback), folders of `*.txt` files, directories written by `datasets.Dataset.save_to_disk` (their
-`train` or dev split) and token files (`*.tokens.safetensors`, a corpus tokenized once; their format
-and index are read here, written by `tokens.write_token_file`). `resolve_sources` turns user paths
-into `Source`s; WikiText's tokenized markup is recognised and undone here (`clean_wikitext`).
+`train` or dev split), datasets on the Hugging Face hub (`hub:NAME[:CONFIG]`, the same splits,
+downloaded once into `datasets`' own cache) and token files (`*.tokens.safetensors`, a corpus
+tokenized once; their format and index are read here, written by `tokens.write_token_file`).
+`resolve_sources` turns user paths into `Source`s; WikiText's tokenized markup is recognised and
+undone here (`clean_wikitext`).
 
 Tokenizing and its cache are `tokens.py`; blocks and the corpus, `corpus.py`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,6 +26,8 @@ from safetensors import SafetensorError, safe_open
 from ..core.errors import ConfigError, DataError
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
+
+HUB = "hub:"  # a corpus on the Hugging Face hub: hub:Salesforce/wikitext:wikitext-103-raw-v1
 
 _WIKITEXT_JOINS = re.compile(r" @([-,.])@ ")
 
@@ -67,6 +72,7 @@ class Source:
     split: str | None = None  # for datasets directories
     text_column: str = "text"
     stream: dict[str, Any] | None = None  # for token files: the entry of one source's ids
+    hub: tuple[str, str | None] | None = None  # for hub datasets: (name, config); `path` is the id
 
     @property
     def name(self) -> str:
@@ -98,6 +104,22 @@ class Source:
             )
         return [str(t) if t is not None else "" for t in ds[self.text_column]], "datasets"
 
+    def for_role(self, role: str) -> Source:
+        """The same dataset's split for `role` (a dev corpus taken from a saved or hub DatasetDict)."""
+        split = _hub_split(self, role) if self.hub is not None else dataset_split(self.path, role)
+        return Source(self.path, split, self.text_column, hub=self.hub)
+
+
+def hub_dataset(given: str | os.PathLike) -> tuple[str, str | None] | None:
+    """`hub:NAME` or `hub:NAME:CONFIG` -> (NAME, CONFIG); None for anything else (a local path)."""
+    text = str(given)
+    if not text.startswith(HUB):
+        return None
+    name, _, config = text[len(HUB) :].partition(":")
+    if not name:
+        raise ConfigError(f"{text}: no dataset after '{HUB}' (hub:NAME or hub:NAME:CONFIG)")
+    return name, config or None
+
 
 def is_dataset_dir(path: Path) -> bool:
     return path.is_dir() and any(
@@ -106,6 +128,8 @@ def is_dataset_dir(path: Path) -> bool:
 
 
 def _load_split(source: Source):
+    if source.hub is not None:
+        return _hub_load(*source.hub, source.split)
     import datasets  # lazy: text corpora (the common case) load without it; a second to import
 
     try:
@@ -117,6 +141,40 @@ def _load_split(source: Source):
             raise DataError(f"{source.path}: no split '{source.split}' (splits: {', '.join(obj)})")
         return obj[source.split]
     return obj
+
+
+def _hub_error(name: str, config: str | None, e: Exception) -> DataError:
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return DataError(
+        f"{HUB}{name}{':' + config if config else ''}: cannot load from the hub ({first}); "
+        "give a local copy (text files, or a folder written by datasets' save_to_disk)"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_splits(name: str, config: str | None) -> tuple[str, ...]:
+    import datasets
+
+    try:
+        return tuple(datasets.get_dataset_split_names(name, config))
+    except Exception as e:  # offline, unknown name, a config missing: one line the user can act on
+        raise _hub_error(name, config, e) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_load(name: str, config: str | None, split: str):
+    """One split, downloaded once into `datasets`' cache (`HF_DATASETS_OFFLINE=1` reads it there)."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as e:
+        raise _hub_error(name, config, e) from None
+
+
+def _hub_split(source: Source, role: str) -> str:
+    assert source.hub is not None
+    return pick_split(_hub_splits(*source.hub), role, source.name)
 
 
 def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -147,6 +205,11 @@ def resolve_sources(
         raise ConfigError(f"no {role} corpus given")
     out = []
     for p in paths:
+        hub = hub_dataset(p)
+        if hub is not None:
+            source = Source(Path(str(p)), text_column=text_column, hub=hub)
+            out.append(source.for_role(role))
+            continue
         path = Path(p).expanduser()
         if not path.exists():
             raise DataError(f"{path}: corpus not found")
@@ -170,11 +233,17 @@ def dataset_split(path: Path, role: str) -> str:
         splits = json.loads(dd.read_text())["splits"]
     except (OSError, ValueError, KeyError, RecursionError):
         raise DataError(f"{dd}: corrupt dataset_dict.json") from None
+    return pick_split(splits, role, str(path))
+
+
+def pick_split(splits: Sequence[str], role: str, where: str) -> str:
+    """The split a DatasetDict contributes for `role`: `train`, or for dev the first of validation,
+    dev and test it has."""
     wanted = ["train"] if role == "train" else ["validation", "dev", "test"]
     for s in wanted:
         if s in splits:
             return s
-    raise DataError(f"{path}: no {' or '.join(wanted)} split (splits: {', '.join(splits)})")
+    raise DataError(f"{where}: no {' or '.join(wanted)} split (splits: {', '.join(splits)})")
 
 
 # --------------------------------------------------------------------------- token files

@@ -20,7 +20,7 @@ from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files import model_key
 from ..core.outputs import atomic_dir, check_output
-from ..data.sources import TOKENS_SUFFIX, is_dataset_dir, resolve_sources
+from ..data.sources import TOKENS_SUFFIX, hub_dataset, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
 from ..models.load import check_token_ids, load_config, load_tokenizer
 from ..models.source import head_of, max_positions
@@ -126,7 +126,7 @@ def check_inputs(corpus, dev, tokenizer: Any, kind: str, vocab_size: int) -> Non
         for p in listed(corpus):  # what a tokenizer cannot be trained on: say what to pass instead
             if str(p).endswith(TOKENS_SUFFIX):
                 raise ConfigError(f"{p}: is tokenized already; pass the tokenizer written with it")
-            if is_dataset_dir(Path(p).expanduser()):
+            if hub_dataset(p) is not None or is_dataset_dir(Path(p).expanduser()):
                 raise ConfigError(
                     f"{p}: building a tokenizer reads text files; pass a tokenizer for datasets"
                 )

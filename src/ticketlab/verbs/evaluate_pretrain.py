@@ -29,7 +29,10 @@ class PretrainEvalConfig:
     every row sees the same masked positions. Without `model`, each mask is evaluated on the base
     model it records (e.g. IMP's rewound weights)."""
 
-    corpus: Sequence[str | os.PathLike] = option(help="dev text files or datasets", metavar="PATH")
+    corpus: Sequence[str | os.PathLike] = option(
+        help="dev text files, saved `datasets` dirs or hub:NAME[:CONFIG] (their validation split)",
+        metavar="PATH",
+    )
     model: str | None = None
     masks: Sequence[str | os.PathLike] = option(
         factory=list, help="mask directories to evaluate", flag="--mask", metavar="MASK_DIR"

@@ -66,7 +66,9 @@ class SearchConfig:
     steps: PositiveInt | None = option(help="optimizer steps of the search (with --paper: TAMT Tab. 2's)")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
-        None, "text files or saved `datasets` dirs to train on", metavar="PATH"
+        None,
+        "text files, saved `datasets` dirs or, online, hub:NAME[:CONFIG] (a hub dataset) to train on",
+        metavar="PATH",
     )
     dev: Sequence[str | os.PathLike] | None = option(
         None, "dev corpus (default: carved from --corpus)", metavar="PATH"

@@ -2,6 +2,7 @@
 
     model: models/minilm-mlm      # base model: local directory or hub id
     corpus: {train: wiki/train.txt, dev: wiki/dev.txt}   # for imp / tamt-* and pre-training eval
+                                        # (or, online: hub:Salesforce/wikitext:wikitext-103-raw-v1)
     tasks:
       sst2: {data: path/to/glue}                    # a GLUE root or the task's folder
       cola: {data: path/to/glue, steps: 400}        # per-task fine-tuning overrides
@@ -87,6 +88,7 @@ from ...core.checks import SEED_RANGE, Range
 from ...core.errors import ConfigError, TicketlabError
 from ...core.files import read_text
 from ...core.outputs import safe_component
+from ...data.sources import HUB, hub_dataset
 from ...tasks.registry import get_task
 from .declared import claims_from, endpoints_from
 from .methods import MethodSpec, base_method, sweep_methods
@@ -348,6 +350,17 @@ def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
     return methods
 
 
+def _corpus_path(r: _Reader, v: Any, key: str) -> str:
+    """A corpus source: a path as any (relative to the spec), or a hub dataset (`hub:NAME[:CONFIG]`)."""
+    if isinstance(v, str) and v.startswith(HUB):
+        try:
+            hub_dataset(v)
+        except ConfigError as e:
+            raise r.fail(key, str(e)) from None
+        return v
+    return r.path(v, key)
+
+
 def _corpus(r: _Reader, raw: Any) -> dict[str, Any] | None:
     """`corpus:` as a mapping (a bare path is its `train`), its train and dev as lists of paths."""
     if raw is None:
@@ -355,8 +368,9 @@ def _corpus(r: _Reader, raw: Any) -> dict[str, Any] | None:
     c = r.mapping(raw if isinstance(raw, dict) else {"train": raw}, "corpus", CORPUS_KEYS)
     if "train" not in c:
         raise r.fail("corpus.train", "missing: the text files (or saved datasets) to search masks on")
+    listed = ("train", "dev")
     return {
-        k: [r.path(p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if k in ("train", "dev") else v
+        k: [_corpus_path(r, p, f"corpus.{k}") for p in r.listing(v, f"corpus.{k}")] if k in listed else v
         for k, v in c.items()
     }
 
