@@ -172,8 +172,9 @@ HUB_DEV = ["a bird sings ."] * 20
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """`datasets`' hub calls answered from memory as the hub would for one dataset, `hub:org/tiny-wiki:raw`
-    (HUB_TRAIN, HUB_DEV): the tests stay offline, and each call is recorded."""
+    """`datasets`' hub calls answered from memory as the hub would: `hub:org/tiny-wiki:raw` (HUB_TRAIN,
+    HUB_DEV; its config is required), `hub:org/train-only` (HUB_TRAIN alone), `hub:org/offline` (no
+    network), anything else unknown. The tests stay offline, and each call is recorded."""
     datasets = pytest.importorskip("datasets")
     from ticketlab.data import sources
 
@@ -185,6 +186,12 @@ def fake_hub(monkeypatch):
 
     def split_names(name, config):
         calls.append(("splits", name, config))
+        if name == "org/offline":
+            raise ConnectionError(f"Couldn't reach '{name}' on the Hub (OfflineModeIsEnabled)")
+        if name == "org/tiny-wiki" and config is None:
+            raise ValueError("Config name is missing.\nPlease pick one among the available configs: ['raw']")
+        if (name, config) == ("org/train-only", None):
+            return ["train"]
         if (name, config) != ("org/tiny-wiki", "raw"):
             raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub or cannot be accessed.")
         return list(splits)

@@ -160,8 +160,52 @@ def test_a_hub_dataset_is_a_corpus_with_its_own_dev_split(tok, tmp_path, fake_hu
     )
 
 
-def test_a_hub_dataset_that_cannot_load_is_one_line(tok, fake_hub):
+def test_a_hub_dataset_as_dev_and_one_without_a_dev_split(tok, tmp_path, fake_hub):
+    """`--dev hub:...` reads the dataset's validation split; a dataset with a train split only has
+    its dev text carved from the tail, as a text file's."""
+    corpus = load_lm_corpus(
+        ["hub:org/train-only"], tok, max_length=16, dev=["hub:org/tiny-wiki:raw"], use_cache=False
+    )
+    assert corpus.info["dev_split"] == "separate"
+    assert corpus.info["dev_sources"][0]["source"] == "hub:org/tiny-wiki:raw[validation]"
+    carved = load_lm_corpus(["hub:org/train-only"], tok, max_length=16, use_cache=False)
+    assert carved.info["dev_split"] == "last 5% of each source" and len(carved.dev) > 0
+
+
+def test_token_files_of_a_dev_corpus_hold_its_dev_split(tok, tmp_path, fake_hub):
+    """`pretrain --write-tokens --dev DATASET` tokenizes the dataset's validation split, as a search
+    with that --dev reads it (not its train split)."""
+    from ticketlab.data.sources import read_token_index
+    from ticketlab.data.tokens import write_token_file
+
+    dev = write_token_file(tmp_path / "dev.tokens.safetensors", ["hub:org/tiny-wiki:raw"], tok, role="dev")
+    assert (
+        dev["tokens"]
+        == load_lm_corpus(
+            ["hub:org/train-only"], tok, max_length=16, dev=["hub:org/tiny-wiki:raw"], use_cache=False
+        ).info["dev_sources"][0]["tokens"]
+    )
+    index = read_token_index(tmp_path / "dev.tokens.safetensors")
+    assert [e["source"] for e in index] == ["hub:org/tiny-wiki:raw[validation]"]
+
+
+def test_a_hub_dataset_that_cannot_load_is_one_line(tok, tmp_path, fake_hub, monkeypatch):
     from ticketlab.core.errors import ConfigError
+
+    with pytest.raises(
+        DataError,
+        match=r"^hub:org/tiny-wiki: cannot load from the hub \(Config name is missing\. "
+        r"Please pick one among the available configs: \['raw'\]\)$",
+    ):
+        load_lm_corpus(["hub:org/tiny-wiki"], tok, max_length=16, use_cache=False)
+    with pytest.raises(
+        DataError, match=r"^hub:org/offline: cannot load .*OfflineModeIsEnabled\)\); give a local copy"
+    ):
+        load_lm_corpus(["hub:org/offline"], tok, max_length=16, use_cache=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match="hub:data: data is a local path; give it without 'hub:'"):
+        load_lm_corpus(["hub:data"], tok, max_length=16, use_cache=False)
 
     with pytest.raises(
         DataError, match=r"^hub:org/missing: cannot load from the hub \(Dataset 'org/missing'"

@@ -260,6 +260,12 @@ def test_content_keys_and_digest(tmp_path: Path):
 
     listed = content_keys({"corpus": [tmp_path / "a.txt", tmp_path / "a.txt"], "dev": [tmp_path / "gone"]})
     assert listed == {"corpus": content_key([tmp_path / "a.txt", tmp_path / "a.txt"])}
+    # A hub dataset counts by its name beside the local files of its list: both stay in the key.
+    mixed = content_key([tmp_path / "a.txt", "hub:org/wiki:raw"])
+    assert mixed is not None and mixed != content_key([tmp_path / "a.txt", "hub:org/wiki:other"])
+    (tmp_path / "a.txt").write_text("y")
+    assert content_key([tmp_path / "a.txt", "hub:org/wiki:raw"]) != mixed
+    assert content_keys({"corpus": ["hub:org/wiki:raw"]}) == {"corpus": content_key(["hub:org/wiki:raw"])}
     obj = {"b": [1, 2], "a": "x"}
     assert digest(obj) == hashlib.sha256(b'{"a": "x", "b": [1, 2]}').hexdigest()[:16]
     assert digest(obj, compact=True) == hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()[:16]

@@ -428,9 +428,10 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
-def test_a_search_on_a_hub_corpus_records_it_and_resumes_on_it(tiny_run, tmp_path, fake_hub):
+def test_a_search_on_a_hub_corpus_records_it_and_resumes_on_it(tiny_run, tmp_path, fake_hub, capsys):
     """`--corpus hub:NAME:CONFIG` (faked offline): the search trains on the train split, scores on the
-    validation split, and a rerun on the same id is the same run (no "other settings"), its mask kept."""
+    validation split, and a rerun on the same id is the same run (no "other settings"), its mask kept;
+    a dataset the hub does not have is one line, exit 2, and leaves no output behind."""
     out = tmp_path / "hub"
     args = search_args(tiny_run, out, "--sparsity", "0.5", "--steps", "2", "--lr", "3e-3")
     args[args.index("--corpus") + 1] = "hub:org/tiny-wiki:raw"
@@ -443,6 +444,16 @@ def test_a_search_on_a_hub_corpus_records_it_and_resumes_on_it(tiny_run, tmp_pat
     }
     mask = load_mask(out)[0]
     assert main(args) == 0 and load_mask(out)[0] == mask
+    args[args.index("--corpus") + 1] = "hub:org/nope"
+    args[args.index("--out") + 1] = str(tmp_path / "nope")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("ticketlab search: error: hub:org/nope: cannot load from the hub (Dataset 'org/nope'")
+        and "\n" not in err
+    )
+    assert not (tmp_path / "nope").exists()
 
 
 def test_the_schedule_goes_on_past_the_stop_as_tamts(tiny_run, tmp_path, capsys):

@@ -1,11 +1,12 @@
 """Pre-training performance of subnetworks: MLM dev loss and accuracy, KD dev loss (TAMT Fig. 5).
 
-Every block of the --corpus files is scored (no split). 15% of the tokens are corrupted (80/10/10)
-with a fixed seed per block, so all models and masks see the same masked positions. KD is TAMT
-Eq. 6 between the subnetwork and its own dense model (0 without a mask), on the clean blocks
-(TAMT's KD dev data; --kd-input corrupted: on the corrupted ones). As TAMT's eval_mlm.py, the MLM
-loss is made with the original pre-trained MLM head for every method (--load_mlm_head false) and a
-dense decoder: only the input word embeddings are masked. A mask found by TAMT-MLM carries its
+Every block of the --corpus files is scored (a dataset, saved or on the hub: its validation
+split). 15% of the tokens are corrupted (80/10/10) with a fixed seed per block, so all models and
+masks see the same masked positions. KD is TAMT Eq. 6 between the subnetwork and its own dense
+model (0 without a mask), on the clean blocks (TAMT's KD dev data; --kd-input corrupted: on the
+corrupted ones). As TAMT's eval_mlm.py, the MLM loss is made with the original pre-trained MLM head
+for every method (--load_mlm_head false) and a dense decoder: only the input word embeddings are
+masked. A mask found by TAMT-MLM carries its
 trained MLM head (mlm_head.safetensors): --mlm-head trained scores it with that head instead, and
 --decoder masked with the masked decoder (as an exported checkpoint computes). Without --model, each mask is
 evaluated on the base model recorded in it (--full then needs --model: which full model is meant).

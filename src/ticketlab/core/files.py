@@ -332,12 +332,20 @@ def _key_lines(root: Path, keep: Callable[[Path], bool] | None) -> Iterator[tupl
         yield rel, f"{rel}\0{_file_digest(str(f.resolve()), st.st_size, st.st_mtime_ns)}\0".encode()
 
 
+HUB_DATASET = "hub:"  # a corpus named on the Hugging Face hub (`data.sources.hub_dataset`), not a path
+
+
 def content_key(paths: Iterable[str | os.PathLike], keep: Callable[[Path], bool] | None = None) -> str | None:
     """sha256 over the bytes of every file under `paths` (directories walked, hidden entries left
     out; `keep`: which files count, by their path relative to the given one): what a run read, so
-    a result is not reused once its inputs changed. None for a path that is not local (a hub id)."""
+    a result is not reused once its inputs changed. A hub dataset (`hub:NAME[:CONFIG]`) counts by
+    its name, beside the local files of the same list; None for any other path that is not local (a
+    model's hub id, whose name then identifies it)."""
     h = hashlib.sha256()
     for given in paths:
+        if str(given).startswith(HUB_DATASET):
+            h.update(f"{given}\0hub\0".encode())
+            continue
         root = Path(given).expanduser()
         if not root.exists():
             return None

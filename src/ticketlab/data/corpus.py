@@ -196,8 +196,9 @@ def load_lm_corpus(
 ) -> LMCorpus:
     """Load a corpus for MLM/KD: train blocks and dev blocks of `max_length` tokens.
 
-    `dev`: separate dev sources; without them, a saved DatasetDict's validation/test split is used,
-    else the last `dev_fraction` of every training source is carved off. `wikitext=None` detects
+    `dev`: separate dev sources; without them, the validation/dev/test split of DatasetDicts (saved
+    or on the hub) where every source has one, else the last `dev_fraction` of every training
+    source is carved off. `wikitext=None` detects
     WikiText markup per source. `cache_dir` defaults to `default_cache_dir() / "corpus"`.
     """
     if isinstance(paths, (str, os.PathLike)):
@@ -214,12 +215,14 @@ def load_lm_corpus(
     train_sources = resolve_sources(paths, role="train", text_column=text_column)
     train_parts, train_info = _source_blocks(train_sources, tokenizer, max_length, cache, wikitext, progress)
 
+    # Without --dev: the dev splits beside the train splits, where every source has one.
+    paired = [s.dev_split() for s in train_sources] if dev is None else []
     if dev is not None:
         dev_sources = resolve_sources(dev, role="dev", text_column=text_column)
         dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
         how = "separate"
-    elif all(s.split == "train" for s in train_sources):
-        dev_sources = [s.for_role("dev") for s in train_sources]
+    elif all(d is not None for d in paired):
+        dev_sources = [d for d in paired if d is not None]
         dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
         how = "dataset split"
     else:

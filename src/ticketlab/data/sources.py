@@ -24,10 +24,11 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from ..core.errors import ConfigError, DataError
+from ..core.files import HUB_DATASET
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 
-HUB = "hub:"  # a corpus on the Hugging Face hub: hub:Salesforce/wikitext:wikitext-103-raw-v1
+HUB = HUB_DATASET  # a corpus on the Hugging Face hub: hub:Salesforce/wikitext:wikitext-103-raw-v1
 
 _WIKITEXT_JOINS = re.compile(r" @([-,.])@ ")
 
@@ -109,6 +110,15 @@ class Source:
         split = _hub_split(self, role) if self.hub is not None else dataset_split(self.path, role)
         return Source(self.path, split, self.text_column, hub=self.hub)
 
+    def dev_split(self) -> Source | None:
+        """The dev split beside this train split of a saved or hub DatasetDict; None where there is
+        none (a text file, a single Dataset, a dataset with a train split only)."""
+        if self.split != "train":
+            return None
+        splits = _hub_splits(*self.hub) if self.hub is not None else (_saved_splits(self.path) or [])
+        found = pick_split(splits, "dev", self.name, required=False)
+        return None if found is None else Source(self.path, found, self.text_column, hub=self.hub)
+
 
 def hub_dataset(given: str | os.PathLike) -> tuple[str, str | None] | None:
     """`hub:NAME` or `hub:NAME:CONFIG` -> (NAME, CONFIG); None for anything else (a local path)."""
@@ -118,6 +128,8 @@ def hub_dataset(given: str | os.PathLike) -> tuple[str, str | None] | None:
     name, _, config = text[len(HUB) :].partition(":")
     if not name:
         raise ConfigError(f"{text}: no dataset after '{HUB}' (hub:NAME or hub:NAME:CONFIG)")
+    if Path(name).expanduser().exists():  # `datasets` would load the local folder under the hub's name
+        raise ConfigError(f"{text}: {name} is a local path; give it without '{HUB}'")
     return name, config or None
 
 
@@ -144,11 +156,11 @@ def _load_split(source: Source):
 
 
 def _hub_error(name: str, config: str | None, e: Exception) -> DataError:
-    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return DataError(
-        f"{HUB}{name}{':' + config if config else ''}: cannot load from the hub ({first}); "
-        "give a local copy (text files, or a folder written by datasets' save_to_disk)"
-    )
+    why = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    hint = ""
+    if isinstance(e, ConnectionError):  # offline: what works without the hub
+        hint = "; give a local copy (text files, or a folder written by datasets' save_to_disk)"
+    return DataError(f"{HUB}{name}{':' + config if config else ''}: cannot load from the hub ({why}){hint}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -174,7 +186,7 @@ def _hub_load(name: str, config: str | None, split: str):
 
 def _hub_split(source: Source, role: str) -> str:
     assert source.hub is not None
-    return pick_split(_hub_splits(*source.hub), role, source.name)
+    return str(pick_split(_hub_splits(*source.hub), role, source.name))
 
 
 def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
@@ -226,24 +238,32 @@ def resolve_sources(
 
 def dataset_split(path: Path, role: str) -> str:
     """The split a DatasetDict contributes for `role`; '' for a single Dataset."""
+    splits = _saved_splits(path)
+    return "" if splits is None else pick_split(splits, role, str(path))
+
+
+def _saved_splits(path: Path) -> list[str] | None:
+    """The splits of a saved DatasetDict; None for a single saved Dataset."""
     dd = path / "dataset_dict.json"
     if not dd.is_file():
-        return ""
+        return None
     try:
-        splits = json.loads(dd.read_text())["splits"]
-    except (OSError, ValueError, KeyError, RecursionError):
+        return list(json.loads(dd.read_text())["splits"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise DataError(f"{dd}: corrupt dataset_dict.json") from None
-    return pick_split(splits, role, str(path))
 
 
-def pick_split(splits: Sequence[str], role: str, where: str) -> str:
+def pick_split(splits: Sequence[str], role: str, where: str, *, required: bool = True) -> str | None:
     """The split a DatasetDict contributes for `role`: `train`, or for dev the first of validation,
-    dev and test it has."""
+    dev and test it has (None without one, unless `required`)."""
     wanted = ["train"] if role == "train" else ["validation", "dev", "test"]
     for s in wanted:
         if s in splits:
             return s
-    raise DataError(f"{where}: no {' or '.join(wanted)} split (splits: {', '.join(splits)})")
+    if not required:
+        return None
+    hint = "; give the dev text with --dev" if role != "train" else ""
+    raise DataError(f"{where}: no {' or '.join(wanted)} split (splits: {', '.join(splits)}){hint}")
 
 
 # --------------------------------------------------------------------------- token files

@@ -121,15 +121,17 @@ def write_token_file(
     cache_dir: str | os.PathLike | None = None,
     wikitext: bool | None = None,
     progress: bool = True,
+    role: str = "train",
 ) -> dict[str, Any]:
-    """Tokenize `paths` (as a training corpus reads them) into the token file `path`; its summary."""
+    """Tokenize `paths` (as a corpus of `role`, train or dev, reads them: a DatasetDict's split) into
+    the token file `path`; its summary."""
     path = Path(path).expanduser()
     if not path.name.endswith(TOKENS_SUFFIX):
         raise ConfigError(f"{path}: a token file's name must end in {TOKENS_SUFFIX}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
     dtype = torch.uint16 if len(tokenizer) <= 1 << 16 else torch.int32
     tensors, index = {}, []
-    for i, src in enumerate(resolve_sources(paths, role="train")):
+    for i, src in enumerate(resolve_sources(paths, role=role)):
         ids, info = token_stream(src, tokenizer, cache_dir=cache, wikitext=wikitext, progress=progress)
         tensors[f"ids.{i}"] = ids.to(dtype)
         entry = {"key": f"ids.{i}", "source": src.name, "content": info["content"]}

@@ -316,8 +316,9 @@ def write_tokens(
         for name, paths in (("corpus", corpus), ("dev", dev)):
             if paths is not None:
                 file = tmp / f"{name}{TOKENS_SUFFIX}"
+                role = "train" if name == "corpus" else "dev"
                 info[name] = write_token_file(
-                    file, listed(paths), tok, cache_dir=cache_dir, progress=progress
+                    file, listed(paths), tok, cache_dir=cache_dir, progress=progress, role=role
                 )
                 info[name]["file"] = file.name
         atomic_write_json(tmp / "tokens.json", info)

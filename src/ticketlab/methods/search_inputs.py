@@ -131,7 +131,7 @@ def reference_kd_data(
     if corpus.info["dev_split"] not in ("separate", "dataset split"):
         raise ConfigError(
             "--kd-data reference draws its sequences from all of the training text: give a dev corpus "
-            "(--dev), or a saved dataset with a validation split"
+            "(--dev), or a dataset (saved or on the hub) with a validation split"
         )
     chunks = reference_kd_chunks(
         resolve_sources(config.corpus, role="train", text_column=config.text_column),

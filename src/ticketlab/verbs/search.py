@@ -71,7 +71,9 @@ class SearchConfig:
         metavar="PATH",
     )
     dev: Sequence[str | os.PathLike] | None = option(
-        None, "dev corpus (default: carved from --corpus)", metavar="PATH"
+        None,
+        "dev corpus (default: the datasets' validation splits, else carved from --corpus)",
+        metavar="PATH",
     )
     dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
     text_column: str = option("text", "column of `datasets` sources")
