@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
@@ -139,11 +140,16 @@ def is_dataset_dir(path: Path) -> bool:
     )
 
 
+def _datasets() -> ModuleType:
+    import datasets  # lazy: text corpora (the common case) load without it; a second to import
+
+    return datasets
+
+
 def _load_split(source: Source):
     if source.hub is not None:
         return _hub_load(*source.hub, source.split)
-    import datasets  # lazy: text corpora (the common case) load without it; a second to import
-
+    datasets = _datasets()
     try:
         obj = datasets.load_from_disk(str(source.path))
     except Exception as e:  # datasets raises several types for foreign/corrupt directories
@@ -165,10 +171,8 @@ def _hub_error(name: str, config: str | None, e: Exception) -> DataError:
 
 @functools.lru_cache(maxsize=8)
 def _hub_splits(name: str, config: str | None) -> tuple[str, ...]:
-    import datasets
-
     try:
-        return tuple(datasets.get_dataset_split_names(name, config))
+        return tuple(_datasets().get_dataset_split_names(name, config))
     except Exception as e:  # offline, unknown name, a config missing: one line the user can act on
         raise _hub_error(name, config, e) from None
 
@@ -176,10 +180,8 @@ def _hub_splits(name: str, config: str | None) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=8)
 def _hub_load(name: str, config: str | None, split: str):
     """One split, downloaded once into `datasets`' cache (`HF_DATASETS_OFFLINE=1` reads it there)."""
-    import datasets
-
     try:
-        return datasets.load_dataset(name, config, split=split)
+        return _datasets().load_dataset(name, config, split=split)
     except Exception as e:
         raise _hub_error(name, config, e) from None
 
