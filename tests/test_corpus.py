@@ -202,6 +202,12 @@ def test_a_hub_dataset_that_cannot_load_is_one_line(tok, tmp_path, fake_hub, mon
         DataError, match=r"^hub:org/offline: cannot load .*OfflineModeIsEnabled\)\); give a local copy"
     ):
         load_lm_corpus(["hub:org/offline"], tok, max_length=16, use_cache=False)
+    with pytest.raises(
+        DataError, match=r"^hub:org/train-only: no validation or dev or test split \(splits: train\)$"
+    ):
+        load_lm_corpus(
+            ["hub:org/tiny-wiki:raw"], tok, max_length=16, dev=["hub:org/train-only"], use_cache=False
+        )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     with pytest.raises(ConfigError, match="hub:data: data is a local path; give it without 'hub:'"):

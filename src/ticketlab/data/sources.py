@@ -264,8 +264,7 @@ def pick_split(splits: Sequence[str], role: str, where: str, *, required: bool =
             return s
     if not required:
         return None
-    hint = "; give the dev text with --dev" if role != "train" else ""
-    raise DataError(f"{where}: no {' or '.join(wanted)} split (splits: {', '.join(splits)}){hint}")
+    raise DataError(f"{where}: no {' or '.join(wanted)} split (splits: {', '.join(splits)})")
 
 
 # --------------------------------------------------------------------------- token files
