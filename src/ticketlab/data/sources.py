@@ -106,11 +106,6 @@ class Source:
             )
         return [str(t) if t is not None else "" for t in ds[self.text_column]], "datasets"
 
-    def for_role(self, role: str) -> Source:
-        """The same dataset's split for `role` (a dev corpus taken from a saved or hub DatasetDict)."""
-        split = _hub_split(self, role) if self.hub is not None else dataset_split(self.path, role)
-        return Source(self.path, split, self.text_column, hub=self.hub)
-
     def dev_split(self) -> Source | None:
         """The dev split beside this train split of a saved or hub DatasetDict; None where there is
         none (a text file, a single Dataset, a dataset with a train split only)."""
@@ -186,11 +181,6 @@ def _hub_load(name: str, config: str | None, split: str):
         raise _hub_error(name, config, e) from None
 
 
-def _hub_split(source: Source, role: str) -> str:
-    assert source.hub is not None
-    return str(pick_split(_hub_splits(*source.hub), role, source.name))
-
-
 def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """The text files of `paths`: a file is itself, a directory stands for its `*.txt` files in name
     order (e.g. `wiki-2015/` for its shards)."""
@@ -221,8 +211,8 @@ def resolve_sources(
     for p in paths:
         hub = hub_dataset(p)
         if hub is not None:
-            source = Source(Path(str(p)), text_column=text_column, hub=hub)
-            out.append(source.for_role(role))
+            split = pick_split(_hub_splits(*hub), role, str(p))
+            out.append(Source(Path(str(p)), split=split, text_column=text_column, hub=hub))
             continue
         path = Path(p).expanduser()
         if not path.exists():
