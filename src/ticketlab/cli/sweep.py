@@ -17,12 +17,13 @@ OUT/results.sqlite (the workers never touch it), resubmits a job killed without 
 and must keep running until the end; rerun it to resume. Job logs: OUT/jobs/<job id>_0_log.out.
 
 Examples (examples/synthetic-sweep.yaml runs on what ships, after the tutorial's data step;
-examples/sweep.yaml is the commented template of a larger study: point its paths at your model and data):
+examples/sweep.yaml is the commented template of a larger study, its corpus and tasks from the hub:
+offline, point them at local copies):
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --dry-run  # the plan, what is done
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --jobs 2   # 2 at once
   ticketlab sweep --status sweeps/synthetic                            # queued/running/done/failed
-  ticketlab sweep examples/sweep.yaml --out sweeps/bert-base --launcher slurm --partition gpu \\
+  ticketlab sweep examples/sweep.yaml --out sweeps/tamt --launcher slurm --partition gpu \\
       --gpus 1 --cpus 8 --mem 32 --time 240
 """
 
