@@ -84,7 +84,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only tokenize --corpus (and --dev) into --out as token files with the tokenizer",
     )
-    p.add_argument("--cache-dir", help="where tokenized corpora are cached (default: ~/.cache/ticketlab)")
+    p.add_argument(
+        "--cache-dir",
+        help="where tokenized corpora are cached (default: ~/.cache/ticketlab/corpus, or "
+        "$TICKETLAB_CACHE/corpus)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
 
 

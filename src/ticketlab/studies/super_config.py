@@ -36,8 +36,8 @@ class SuperConfig:
     units: Units = option(
         "liang",
         "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
-        "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round (ticketlab's first "
-        "counts: round(p·n) of each kind, no per-layer guard)",
+        "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round "
+        "(round(p·n) of each kind, no per-layer guard)",
         choices=UNITS,
     )
     random_draw: Draw = option("exact", DRAW_HELP, choices=DRAWS)
@@ -56,7 +56,7 @@ class SuperConfig:
     importance: str = option(
         "example",
         "|dL/dgate| per example (the paper's E_x, default), per token (the reference code's), or "
-        "of each batch's mean (ticketlab's first version: signs cancel inside a batch)",
+        "of each batch's mean (signs cancel inside a batch)",
         choices=PER,
     )
     # the full model's weights after the importance pass, and the winning tickets'

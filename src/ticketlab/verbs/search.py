@@ -90,7 +90,10 @@ class SearchConfig:
         None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
     )
     cache_dir: str | os.PathLike | None = option(
-        None, "tokenized-corpus cache (default ~/.cache/ticketlab)", metavar="DIR", result=False
+        None,
+        "tokenized-corpus cache (default ~/.cache/ticketlab/corpus, or $TICKETLAB_CACHE/corpus)",
+        metavar="DIR",
+        result=False,
     )
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
