@@ -15,7 +15,13 @@ from safetensors import SafetensorError
 
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.core.files import atomic_write_bytes, exclusive, remove_stale
+from ticketlab.core.files import (
+    atomic_write_bytes,
+    corpus_cache_dir,
+    default_cache_dir,
+    exclusive,
+    remove_stale,
+)
 from ticketlab.masks import io as mask_io
 from ticketlab.masks import load_mask
 
@@ -182,3 +188,16 @@ def test_a_json_file_with_a_huge_integer_is_one_line(tmp_path):
     (tmp_path / "c.json").write_text('{"steps": ' + "9" * 5000 + "}")
     with pytest.raises(TicketlabError, match=r"c\.json: corrupt config"):
         read_json(tmp_path / "c.json", "config")
+
+
+def test_the_cache_is_ticketlab_cache_then_xdg_then_home(tmp_path, monkeypatch):
+    """The order `--cache-dir`'s help states: $TICKETLAB_CACHE, $XDG_CACHE_HOME/ticketlab, ~/.cache."""
+    monkeypatch.delenv("TICKETLAB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "ticketlab"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert corpus_cache_dir() == tmp_path / "xdg" / "ticketlab" / "corpus"
+    monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "own"))
+    assert corpus_cache_dir() == tmp_path / "own" / "corpus"
+    assert corpus_cache_dir(tmp_path / "given") == tmp_path / "given"

@@ -37,6 +37,7 @@ import argparse
 import ticketlab as tl
 
 from ..core.errors import ConfigError
+from ..core.files import CORPUS_CACHE_HELP
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
 from .common import add_config_arguments, add_deprecated_alias, config_from_args
@@ -86,8 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--cache-dir",
-        help="where tokenized corpora are cached (default: ~/.cache/ticketlab/corpus, or "
-        "$TICKETLAB_CACHE/corpus)",
+        metavar="DIR",
+        help=CORPUS_CACHE_HELP,
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
 

@@ -459,6 +459,18 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "ticketlab"
 
 
+# One text for every `--cache-dir` that caches tokenized corpora (search, pretrain).
+CORPUS_CACHE_HELP = (
+    "tokenized-corpus cache (default <cache>/corpus: <cache> is $TICKETLAB_CACHE, else "
+    "$XDG_CACHE_HOME/ticketlab, else ~/.cache/ticketlab)"
+)
+
+
+def corpus_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where tokenized corpora are cached: `cache_dir`, else `default_cache_dir() / "corpus"`."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+
+
 def read_text(
     path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
 ) -> str:

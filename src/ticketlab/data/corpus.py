@@ -33,7 +33,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,7 +40,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError
-from ..core.files import default_cache_dir
+from ..core.files import corpus_cache_dir
 from .sources import (
     TOKENS_SUFFIX,
     Source,
@@ -199,7 +198,7 @@ def load_lm_corpus(
     `dev`: separate dev sources; without them, the validation/dev/test split of DatasetDicts (saved
     or on the hub) where every source has one, else the last `dev_fraction` of every training
     source is carved off. `wikitext=None` detects
-    WikiText markup per source. `cache_dir` defaults to `default_cache_dir() / "corpus"`.
+    WikiText markup per source. `cache_dir` defaults to `corpus_cache_dir()`.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -211,7 +210,7 @@ def load_lm_corpus(
         raise ConfigError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
     cache = None
     if use_cache:
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+        cache = corpus_cache_dir(cache_dir)
     train_sources = resolve_sources(paths, role="train", text_column=text_column)
     train_parts, train_info = _source_blocks(train_sources, tokenizer, max_length, cache, wikitext, progress)
 
@@ -258,7 +257,7 @@ def load_lm_blocks(
         raise ConfigError(f"max_length must be >= 8, got {max_length}")
     cache = None
     if use_cache:
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+        cache = corpus_cache_dir(cache_dir)
     sources = resolve_sources(paths, role=role, text_column=text_column)
     parts, info = _source_blocks(sources, tokenizer, max_length, cache, wikitext, progress)
     return BlockDataset.concat(parts), info

@@ -25,7 +25,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import atomic_write_bytes, default_cache_dir
+from ..core.files import atomic_write_bytes, corpus_cache_dir
 from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,
@@ -128,7 +128,7 @@ def write_token_file(
     path = Path(path).expanduser()
     if not path.name.endswith(TOKENS_SUFFIX):
         raise ConfigError(f"{path}: a token file's name must end in {TOKENS_SUFFIX}")
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
+    cache = corpus_cache_dir(cache_dir)
     dtype = torch.uint16 if len(tokenizer) <= 1 << 16 else torch.int32
     tensors, index = {}, []
     for i, src in enumerate(resolve_sources(paths, role=role)):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from ..core.checks import BlockLength, PositiveInt, Seed, check_config, option
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json
+from ..core.files import CORPUS_CACHE_HELP, atomic_write_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 
@@ -58,7 +58,7 @@ class PretrainEvalConfig:
     kd_input: KdInput = option("clean", KD_INPUT_HELP)
     ignore_hash: bool = option(False, "apply masks found on other weights")
     text_column: str = option("text", "column of `datasets` sources")
-    cache_dir: str | os.PathLike | None = option(None, "tokenized-corpus cache", metavar="DIR")
+    cache_dir: str | os.PathLike | None = option(None, CORPUS_CACHE_HELP, metavar="DIR")
     out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
     progress: bool = True
 

@@ -37,6 +37,7 @@ from ..core.checks import (
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
+from ..core.files import CORPUS_CACHE_HELP
 from ..methods.configs import DEFAULT_MAX_LENGTH, parse_steps
 from ..methods.registry import Method, method_of_config, methods
 
@@ -91,7 +92,7 @@ class SearchConfig:
     )
     cache_dir: str | os.PathLike | None = option(
         None,
-        "tokenized-corpus cache (default ~/.cache/ticketlab/corpus, or $TICKETLAB_CACHE/corpus)",
+        CORPUS_CACHE_HELP,
         metavar="DIR",
         result=False,
     )
