@@ -459,7 +459,7 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "ticketlab"
 
 
-# One text for every `--cache-dir` that caches tokenized corpora (search, pretrain).
+# One text for every `--cache-dir` that caches tokenized corpora (search, pretrain, evaluate-pretrain).
 CORPUS_CACHE_HELP = (
     "tokenized-corpus cache (default <cache>/corpus: <cache> is $TICKETLAB_CACHE, else "
     "$XDG_CACHE_HOME/ticketlab, else ~/.cache/ticketlab)"
