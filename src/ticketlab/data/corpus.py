@@ -208,9 +208,7 @@ def load_lm_corpus(
         raise ConfigError(f"max_length must be >= 8, got {max_length}")
     if not 0.0 < dev_fraction < 1.0:
         raise ConfigError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
-    cache = None
-    if use_cache:
-        cache = corpus_cache_dir(cache_dir)
+    cache = corpus_cache_dir(cache_dir) if use_cache else None
     train_sources = resolve_sources(paths, role="train", text_column=text_column)
     train_parts, train_info = _source_blocks(train_sources, tokenizer, max_length, cache, wikitext, progress)
 
@@ -255,9 +253,7 @@ def load_lm_blocks(
         paths = [paths]
     if max_length < 8:
         raise ConfigError(f"max_length must be >= 8, got {max_length}")
-    cache = None
-    if use_cache:
-        cache = corpus_cache_dir(cache_dir)
+    cache = corpus_cache_dir(cache_dir) if use_cache else None
     sources = resolve_sources(paths, role=role, text_column=text_column)
     parts, info = _source_blocks(sources, tokenizer, max_length, cache, wikitext, progress)
     return BlockDataset.concat(parts), info
