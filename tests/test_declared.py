@@ -251,6 +251,25 @@ def test_holm_of_the_declared_family_reads_p_unrounded():
     assert round(0.012499, 4) * 4 >= 0.05  # what rounding first would have decided
 
 
+def test_a_finished_claims_verdict_waits_where_running_claims_can_change_its_holm_level():
+    """Family of 4, claim 0 still running (p 0.001 as it stands). Claim 1 (p 0.02) holds with it as it
+    stands (Holm 2 × 0.02 = 0.04) but not with its p at 1 (3 × 0.02 = 0.06): it waits. Claim 2
+    (p 0.004) holds either way (≤ 3 × 0.004), claim 3 (p 0.5) is not shown either way."""
+    stub = lambda p: SimpleNamespace(p=p, mean=1.0, why_not=None, se=1.0, df=4.0)  # noqa: E731
+    claims = [claim_from_dict(claim("tamt-mlm > imp", t)) for t in ("sst2", "cola", "fig5", "mrpc")]
+    ps = [0.001, 0.02, 0.004, 0.5]
+    tests = [DeclaredTest(c, stub(p), 4) for c, p in zip(claims, ps, strict=True)]
+    tests[0].unfinished = 3
+    holm_family(tests)
+    assert tests[1].p_holm == pytest.approx(0.04)  # as it stands: below α
+    assert tests[1].p_holm_range == pytest.approx((0.04, 0.06))
+    assert [t.verdict.split(" (")[0] for t in tests] == ["interim", "interim", "holds", "not shown"]
+    assert tests[1].verdict == "interim (its Holm level waits for the runs of 1 other claim)"
+    tests[0].unfinished = 0  # its runs done, same p: every bound is the adjusted p itself
+    holm_family(tests)
+    assert [t.verdict.split(" (")[0] for t in tests] == ["holds", "holds", "holds", "not shown"]
+
+
 def test_every_other_comparison_of_a_declared_study_is_exploratory(tmp_path):
     sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
     report = write_report(sweep).path

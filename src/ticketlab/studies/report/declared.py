@@ -12,6 +12,10 @@ A verdict is read once, at the planned n: while a run of the plan that a claim r
 (pending, running, failed, or not swept yet), the claim's row shows its test as it stands and the
 verdict "interim". Reading a verdict each time runs come in tests the claim many times over, and
 stopping at the first "holds" inflates the error rate Holm's correction promises (optional stopping).
+A finished claim in a family with unfinished ones gets its verdict only where those cannot change
+it: Holm's level for one claim depends on the others' p, and it is a closed test of Bonferroni tests,
+so a claim's adjusted p only grows as another's p grows. With every unfinished claim's p at 0 and at
+1 it is bounded; "holds" needs the bound at 1 below α, "not shown" the bound at 0 at or above it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class DeclaredTest:
     family: int  # the number of declared claims (m)
     p_holm: float | None = None
     unfinished: int = 0  # runs of the plan it reads that are not done: no verdict yet (module docstring)
+    # p_holm whatever the other claims' unfinished runs give: with their p at 0 and at 1 (None: every
+    # other claim is finished, p_holm is final)
+    p_holm_range: tuple[float, float] | None = None
+    others_unfinished: int = 0  # other claims of the family with runs not done
 
     @property
     def why_not(self) -> str | None:
@@ -77,8 +85,12 @@ class DeclaredTest:
             return f"no test ({self.why_not})"
         if self.unfinished:
             return f"interim ({self.unfinished} of its planned runs not done)"
-        if self.p_holm is not None and self.p_holm < ALPHA:
+        low, high = self.p_holm_range or (self.p_holm, self.p_holm)
+        if high is not None and high < ALPHA:
             return "holds" if (self.estimate or 0) * self.claim.sign > 0 else "contradicted"
+        if low is not None and low < ALPHA:  # passes or not by the p of claims still running
+            n = self.others_unfinished
+            return f"interim (its Holm level waits for the runs of {n} other claim{'s' if n > 1 else ''})"
         mde = "—" if self.mde is None else f"{self.mde:.3g}"
         return f"not shown (MDE {mde} at α = {self.alpha:.3g})"
 
@@ -126,8 +138,16 @@ def _unfinished(res: SweepResults, c: Claim) -> int:
 def holm_family(tests: list[DeclaredTest]) -> list[DeclaredTest]:
     """Set each test's `p_holm`: Holm over the declared family, on p as computed (never rounded: p
     rounded to 4 places can cross a threshold, 0.012499 × 4 < 0.05 but 0.0125 × 4 is not)."""
-    for t, adjusted in zip(tests, holm([t.p for t in tests]), strict=True):
-        t.p_holm = adjusted
+    ps = [t.p for t in tests]
+    for t, adjusted in zip(tests, holm(ps), strict=True):
+        t.p_holm, t.p_holm_range, t.others_unfinished = adjusted, None, 0
+    running = {i for i, t in enumerate(tests) if t.unfinished}
+    if running:  # a finished claim's bounds: the running claims' p at 0 and at 1 (module docstring)
+        low, high = (holm([x if i in running else p for i, p in enumerate(ps)]) for x in (0.0, 1.0))
+        for i, t in enumerate(tests):
+            if i not in running and low[i] is not None and high[i] is not None:
+                t.p_holm_range = (low[i], high[i])
+                t.others_unfinished = len(running)
     return tests
 
 
@@ -240,7 +260,10 @@ def declared_section(res: SweepResults) -> list[str]:
             " **Interim**: runs of the plan that a claim reads are not done yet, so its row is its "
             "test as it stands and its verdict waits for them: a verdict is read once, at the planned "
             "n (read each time runs come in, a claim is tested many times over and the corrected α no "
-            "longer holds)."
+            "longer holds). Its p (Holm) is as it stands too. A claim whose runs are done gets its "
+            "verdict where the others' runs cannot change it: Holm's level for it depends on their p, "
+            "so it holds if it holds with their p at 1, is not shown if not shown with their p at 0, "
+            "and waits otherwise."
         )
     header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
     rows = [
