@@ -25,6 +25,7 @@ from ticketlab.studies.report.declared import (
     declaration_status,
     declared_rows,
     declared_tests,
+    holm_cell,
     holm_family,
 )
 from ticketlab.studies.report.results import load_results
@@ -265,6 +266,7 @@ def test_a_finished_claims_verdict_waits_where_running_claims_can_change_its_hol
     assert tests[1].p_holm_range == pytest.approx((0.04, 0.06))
     assert [t.verdict.split(" (")[0] for t in tests] == ["interim", "interim", "holds", "not shown"]
     assert tests[1].verdict == "interim (its Holm level waits for the runs of 1 other claim)"
+    assert holm_cell(tests[1]) == "0.04 (0.04-0.06 whatever the running claims give)"
     tests[0].unfinished = 0  # its runs done, same p: every bound is the adjusted p itself
     holm_family(tests)
     assert [t.verdict.split(" (")[0] for t in tests] == ["holds", "holds", "holds", "not shown"]

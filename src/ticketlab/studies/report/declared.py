@@ -272,13 +272,23 @@ def declared_section(res: SweepResults) -> list[str]:
             _units(t),
             _value(t),
             "—" if t.p is None else f"{t.p:.3g}",
-            "—" if t.p_holm is None else f"{t.p_holm:.3g}",
+            holm_cell(t),
             "—" if t.mde is None else f"{t.mde:.3g}",
             t.verdict,
         ]
         for t in tests
     ]
     return ["## Declared claims", "", intro, "", table(header, rows), "", *_endpoints(res)]
+
+
+def holm_cell(t: DeclaredTest) -> str:
+    """p (Holm) as it stands, and where the running claims can still move it, its bounds."""
+    if t.p_holm is None:
+        return "—"
+    if t.p_holm_range is None:
+        return f"{t.p_holm:.3g}"
+    low, high = t.p_holm_range
+    return f"{t.p_holm:.3g} ({low:.3g}-{high:.3g} whatever the running claims give)"
 
 
 def _endpoints(res: SweepResults) -> list[str]:
