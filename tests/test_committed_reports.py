@@ -1,6 +1,6 @@
 """The committed reports under docs/results are what their committed stores give today: every table a
-report writes (results, winning tickets, transfer, paired tests, pre-training losses and the tests of
-TAMT's claims on them) is rebuilt from the store and compared byte for byte, and `family.csv` from
+report writes (results, winning tickets, transfer, paired tests, pre-training losses, the tests of
+TAMT's claims on them and a study's declared claims) is rebuilt from the store and compared byte for byte, and `family.csv` from
 the committed `paired.csv` files. A change in how a number is computed or labelled then fails here
 until the reports are re-rendered (docs/results/index.md, "What reproduces", cites them).
 
@@ -32,6 +32,7 @@ STUDIES = {
     "data-scarcity": "data-scarcity",
     "super-tickets/minilm-sst2-3seeds": "super-tickets/minilm-sst2-3seeds/sst2",
     "minilm-mlm": "minilm-mlm",
+    "minilm-mlm-v2": "minilm-mlm-v2",
 }
 TABLES = (
     "results.csv",
@@ -40,6 +41,7 @@ TABLES = (
     "paired.csv",
     "pretrain_losses.csv",
     "pretrain_tests.csv",
+    "declared.csv",
 )
 
 
