@@ -1,8 +1,9 @@
 """The committed reports under docs/results are what their committed stores give today: every table a
 report writes (results, winning tickets, transfer, paired tests, pre-training losses, the tests of
-TAMT's claims on them and a study's declared claims) is rebuilt from the store and compared byte for byte, and `family.csv` from
-the committed `paired.csv` files. A change in how a number is computed or labelled then fails here
-until the reports are re-rendered (docs/results/index.md, "What reproduces", cites them).
+TAMT's claims on them and a study's declared claims) is rebuilt from the store and compared byte for
+byte, and `family.csv` from the committed `paired.csv` files. A change in how a number is computed or
+labelled then fails here until the reports are re-rendered (docs/results/index.md, "What reproduces",
+cites them).
 
 Only the tables: the figures and the markdown take the whole report (10-20 s a study on a loaded
 machine). all-MiniLM-L6-v2 is left out: its store's last swept plan is a later stage, so its report
