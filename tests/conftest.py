@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, RobertaConfig
 
-from ticketlab.demo.pipeline import demo_threads
+from ticketlab.demo.pipeline import demo_threads, machine_load
 from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
 from ticketlab.studies.sweep.launchers import usable_cores
@@ -30,7 +30,7 @@ def _suite_threads() -> str:
     The CLI processes some tests start inherit the choice."""
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
         return f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS)"
-    threads, note = demo_threads(usable_cores(), os.getloadavg()[0], what="the test suite")
+    threads, note = demo_threads(usable_cores(), machine_load(), what="the test suite")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     return note or f"torch threads: {threads}"

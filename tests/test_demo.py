@@ -11,7 +11,7 @@ from PIL import Image
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.demo.config import METHODS
-from ticketlab.demo.pipeline import BUDGETS, demo_threads, run_demo
+from ticketlab.demo.pipeline import BUDGETS, busy_cores, demo_threads, machine_load, run_demo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_cli_prints_report_path_and_table(demo, capsys):
 
 
 def test_torch_threads_come_from_the_free_cores():
-    """torch's default (a thread per core) beside other work oversubscribes the cores (a demo of 6
+    """torch's default (a thread per core) beside other work oversubscribes the cores (a demo of 6-10
     minutes takes 43): the demo takes the cores the load leaves, and says what a busy one costs."""
     assert demo_threads(2, 0.3) == (2, None)
     threads, note = demo_threads(2, 7.9)
@@ -70,12 +70,47 @@ def test_torch_threads_come_from_the_free_cores():
     assert demo_threads(4, 40.0)[0] == 1
 
 
+STAT_BEFORE = """cpu  300 0 100 900 0 0 0 0 0 0
+cpu0 200 0 50 400 0 0 0 0 0 0
+cpu1 100 0 50 500 0 0 0 0 0 0
+intr 12345 0 0
+"""
+# 100 ticks later: cpu0 busy throughout (80 user, 20 system, 10 of them guest time inside user's),
+# cpu1 idle but for 10 ticks of iowait, which count as idle
+STAT_AFTER = """cpu  380 0 120 990 10 0 0 0 10 0
+cpu0 280 0 70 400 0 0 0 0 10 0
+cpu1 100 0 50 590 10 0 0 0 0 0
+intr 23456 0 0
+"""
+
+
+def test_busy_cores_reads_the_cpus_this_process_may_use():
+    assert busy_cores(STAT_BEFORE, STAT_AFTER) == pytest.approx(1.0)
+    assert busy_cores(STAT_BEFORE, STAT_AFTER, cpus={1}) == pytest.approx(0.0)
+    assert busy_cores(STAT_BEFORE, STAT_AFTER, cpus={0}) == pytest.approx(1.0)
+    assert busy_cores(STAT_BEFORE, STAT_BEFORE) is None  # no time passed
+    assert busy_cores(STAT_BEFORE, STAT_AFTER, cpus={7}) is None  # no such CPU
+
+
+def test_the_load_is_the_lower_of_the_average_and_the_sample(monkeypatch):
+    """The 1-minute average lags: a fresh clone's `make demo` read 1.1 on two cores just after its
+    virtual environment's install had ended, and ran on one thread where two were free."""
+    monkeypatch.setattr("os.getloadavg", lambda: (1.1, 0.6, 0.3))
+    monkeypatch.setattr("ticketlab.demo.pipeline.busy_cores", lambda *a: 0.04)
+    assert machine_load(sample_s=0) == pytest.approx(0.04)
+    assert demo_threads(2, machine_load(sample_s=0)) == (2, None)
+    monkeypatch.setattr("ticketlab.demo.pipeline.busy_cores", lambda *a: 1.9)  # still running
+    assert machine_load(sample_s=0) == pytest.approx(1.1)
+    monkeypatch.setattr("ticketlab.demo.pipeline.busy_cores", lambda *a: None)  # nothing to read
+    assert machine_load(sample_s=0) == pytest.approx(1.1)
+
+
 def test_given_model_skips_pretraining(tiny_bert_dir, tmp_path, monkeypatch):
     budget = replace(BUDGETS["test"], methods=("full", "omp"), sparsities=(0.5,), pretrain_eval=None)
     monkeypatch.chdir(tiny_bert_dir.parent)  # a relative model path is resolved against the cwd
     # ... on a busy machine (load 7.9 on 2 cores): one torch thread while it runs, then torch's own
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.getloadavg", lambda: (7.9, 7.0, 6.0))
+    monkeypatch.setattr("ticketlab.demo.pipeline.machine_load", lambda: 7.9)
     monkeypatch.setattr("ticketlab.demo.pipeline.usable_cores", lambda: 2)
     set_to: list[int] = []
     monkeypatch.setattr(torch, "set_num_threads", set_to.append)

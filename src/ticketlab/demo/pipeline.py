@@ -27,7 +27,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,12 +59,50 @@ class DemoResult:
     ran: int  # runs done by this call (0 when everything was cached)
 
 
+def busy_cores(before: str, after: str, cpus: Collection[int] | None = None) -> float | None:
+    """The cores kept busy between two readings of /proc/stat: for each CPU of `cpus` (all where None),
+    the share of its time between them that was not idle (idle and iowait count as idle), summed.
+    None where the readings have no such CPU or no time passed between them."""
+
+    def times(text: str) -> dict[str, tuple[int, int]]:  # cpuN -> (all its time, its idle time)
+        out = {}
+        for line in text.splitlines():
+            name, *fields = line.split() or [""]
+            if name[:3] == "cpu" and name[3:].isdigit() and (cpus is None or int(name[3:]) in cpus):
+                t = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+                out[name] = (sum(t), t[3] + t[4])  # guest time is in user's already
+        return out
+
+    a, b = times(before), times(after)
+    spans = [(b[c][0] - a[c][0], b[c][1] - a[c][1]) for c in a.keys() & b.keys()]
+    spans = [(total, idle) for total, idle in spans if total > 0]
+    return sum(1 - idle / total for total, idle in spans) if spans else None
+
+
+def machine_load(sample_s: float = 1.0) -> float:
+    """The cores other processes keep busy, for `demo_threads`: the 1-minute load average, or less
+    where /proc/stat shows less work over the next `sample_s` seconds. The average lags a minute
+    behind the machine: `make demo` on a fresh clone starts just after installing its virtual
+    environment, which kept one core busy, and read a load of 1.1 on two otherwise idle cores (one
+    torch thread where two were free). The lower reading is taken: a job that is still running keeps
+    both readings up, and one that has ended lowers only the sample."""
+    load = os.getloadavg()[0]
+    try:
+        before = Path("/proc/stat").read_text(encoding="ascii")
+        time.sleep(sample_s)
+        after = Path("/proc/stat").read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):  # not Linux: the average alone
+        return load
+    busy = busy_cores(before, after, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None)
+    return load if busy is None else min(load, busy)
+
+
 def demo_threads(cores: int, load: float, what: str = "the demo") -> tuple[int, str | None]:
     """Torch threads for `what` (the demo, the test suite) on `cores` usable cores while other
-    processes keep `load` of them busy (the 1-minute load average), and the line that says what the
+    processes keep `load` of them busy (`machine_load`), and the line that says what the
     busy machine costs (None when it is idle). torch's default, a thread per core, beside other work
-    oversubscribes the cores: pre-training ran at 1.4-2.9 steps/s instead of ~30, 43 minutes in all
-    instead of 6 on a shared machine."""
+    oversubscribes the cores: pre-training ran at 1.4-2.9 steps/s instead of ~15-30, 43 minutes in all
+    instead of 6-10 on a shared machine."""
     threads = max(1, min(cores, math.floor(cores - load + 0.5)))
     if threads == cores:
         return threads, None
@@ -83,7 +121,7 @@ def _threads(log: Log) -> Iterator[None]:
     if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
         yield
         return
-    threads, note = demo_threads(usable_cores(), os.getloadavg()[0])
+    threads, note = demo_threads(usable_cores(), machine_load())
     if note is not None:
         log(note)
     torch.set_num_threads(threads)
