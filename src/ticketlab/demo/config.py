@@ -20,7 +20,7 @@ SPARSITIES = (0.5, 0.7, 0.9)
 
 @dataclass(frozen=True)
 class Budget:
-    """How much work one demo run does. `default` fits ~6 minutes on 2 idle CPU cores; `test` seconds."""
+    """How much work one demo run does. `default` takes ~10 minutes on 2 free CPU cores; `test` seconds."""
 
     data: SyntheticConfig
     pretrain: PretrainConfig
