@@ -87,13 +87,13 @@ def machine_load(sample_s: float = 1.0) -> float:
     torch thread where two were free). The lower reading is taken: a job that is still running keeps
     both readings up, and one that has ended lowers only the sample."""
     load = os.getloadavg()[0]
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
         before = Path("/proc/stat").read_text(encoding="ascii")
         time.sleep(sample_s)
-        after = Path("/proc/stat").read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):  # not Linux: the average alone
+        busy = busy_cores(before, Path("/proc/stat").read_text(encoding="ascii"), cpus)
+    except (OSError, ValueError, IndexError):  # not Linux, or a /proc/stat of another layout
         return load
-    busy = busy_cores(before, after, os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None)
     return load if busy is None else min(load, busy)
 
 
