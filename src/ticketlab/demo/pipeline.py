@@ -41,7 +41,7 @@ from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
 from ..studies.report import write_report
-from ..studies.sweep.launchers import usable_cores
+from ..studies.sweep.launchers import usable_cores, usable_cpus
 from .config import BUDGETS, METHOD_SETTINGS, Budget
 
 Log = Callable[[str], None]
@@ -87,7 +87,7 @@ def machine_load(sample_s: float = 1.0) -> float:
     torch thread where two were free). The lower reading is taken: a job that is still running keeps
     both readings up, and one that has ended lowers only the sample."""
     load = os.getloadavg()[0]
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpus = usable_cpus()
     try:
         before = Path("/proc/stat").read_text(encoding="ascii")
         time.sleep(sample_s)

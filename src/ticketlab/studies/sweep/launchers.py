@@ -318,9 +318,16 @@ class SubmititLauncher:
             handle.slot = None
 
 
+def usable_cpus() -> set[int] | None:
+    """The CPUs this process may run on (a cgroup's or Slurm's CPU limit, not the machine's); None
+    where the platform does not say (no `sched_getaffinity`)."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (a cgroup's or Slurm's CPU limit, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """How many CPUs this process may run on (`usable_cpus`; else the machine's count)."""
+    cpus = usable_cpus()
+    return len(cpus) if cpus is not None else os.cpu_count() or 1
 
 
 def _worker(threads: int | None, fn: Callable[..., Any], *args: Any) -> Any:
