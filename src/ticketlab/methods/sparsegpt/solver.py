@@ -10,23 +10,24 @@ from ...masks.pattern import NM, parse_pattern
 
 
 class Hessian:
-    """Σ_t x_t x_tᵀ over every calibration token of one matrix's inputs; `matrix` is H = 2XXᵀ/n.
-    (The reference divides by the number of sequences; the scale cancels in the solver: the
-    dampening is relative, and each update is an error divided by one entry of the same factor.)"""
+    """Σ_t x_t x_tᵀ over every calibration token of one matrix's inputs; `matrix` is H = 2XXᵀ/n with n
+    the number of sequences, as `add_batch` counts them (the first dimension of a batch of
+    sequences; one for a call on unpadded tokens [tokens, in]). The scale matters only where an
+    input is always zero: its diagonal is set to 1 before the relative dampening."""
 
     def __init__(self, module: nn.Module) -> None:
         cols = module.weight.shape[1]
         self.sum = torch.zeros(cols, cols, dtype=torch.float32, device=module.weight.device)
-        self.tokens = 0
+        self.samples = 0
 
     def add(self, x: Tensor) -> None:
         flat = x.detach().reshape(-1, x.shape[-1]).float()  # [tokens, in]
         self.sum += flat.T @ flat
-        self.tokens += flat.shape[0]
+        self.samples += x.shape[0] if x.dim() > 2 else 1
 
     @property
     def matrix(self) -> Tensor:
-        return 2 * self.sum / max(self.tokens, 1)  # [in, in]
+        return 2 * self.sum / max(self.samples, 1)  # [in, in]
 
 
 def inverse_factor(hessian: Tensor, damp: float) -> tuple[Tensor, Tensor]:
