@@ -127,3 +127,32 @@ def test_roberta_through_the_cli(tmp_path, corpus, capsys):
     for method in ("wanda", "sparsegpt"):
         code, _, _ = prune(capsys, method, model, corpus, tmp_path / method, "--pattern", "2:4")
         assert code == 0 and load_mask(tmp_path / method)[0].sparsity == 0.5
+
+
+def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path, capsys):
+    """`wanda` and `sparsegpt` as sweep methods: their masks drawn from the spec's corpus with its
+    calibration settings, one per search seed, fine-tuned like any other."""
+    import yaml
+
+    from ticketlab.studies.store import Store
+
+    spec = {
+        "name": "one-shot",
+        "model": str(tiny_bert_dir),
+        "corpus": {"train": [str(corpus)]},
+        "tasks": {"sst2": {"data": str(sst2)}},
+        "methods": {m: {"calibration": 8, "calibration_length": 16} for m in ("wanda", "sparsegpt")},
+        "sparsities": [0.5],
+        "seeds": {"search": [0, 1], "finetune": [0]},
+        "finetune": {"steps": 2, "batch_size": 8, "eval_every": 1, "lr": 1e-3, "max_length": 16},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "sweep"
+    assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", out, "--no-report")[0] == 0
+    with Store(out) as st:
+        searches = st.runs(kind="search", status="done")
+        assert sorted(r.config["method"] for r in searches) == ["sparsegpt", "sparsegpt", "wanda", "wanda"]
+        assert len(st.runs(kind="finetune", status="done")) == 4
+    masks = [load_mask(d) for d in (out / "masks").iterdir() if (d / "mask_config.json").is_file()]
+    assert sorted(c.seed for _, c in masks) == [0, 0, 1, 1]
+    assert {c.search["calibration_sequences"] for _, c in masks} == {8}
