@@ -89,12 +89,19 @@ def test_sparsegpt_exports_its_reconstructed_weights(tiny_bert_dir, corpus, tmp_
     model = AutoModelForMaskedLM.from_pretrained(exp)
     for key, module in find_targets(model, [k.removesuffix(".weight") for k in stored]).items():
         assert torch.equal(module.weight.detach(), stored[key])
-    assert "not a ticket" in json.loads((exp / "ticketlab_mask.json").read_text())["search"]["exported_weights"]
+    assert (
+        "not a ticket" in json.loads((exp / "ticketlab_mask.json").read_text())["search"]["exported_weights"]
+    )
 
 
 def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        assert prune(capsys, "wanda", tiny_bert_dir, corpus, tmp_path / name, "--sparsity", "0.5", "--seed", seed)[0] == 0
+        assert (
+            prune(
+                capsys, "wanda", tiny_bert_dir, corpus, tmp_path / name, "--sparsity", "0.5", "--seed", seed
+            )[0]
+            == 0
+        )
     a, b, c = (load_mask(tmp_path / n)[0] for n in "abc")
     key = "encoder.layer.1.output.dense.weight"
     assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
@@ -104,7 +111,10 @@ def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
     ("argv", "says"),
     [
         (["prune", "wanda", "--sparsity", "0.5"], "give --corpus"),
-        (["prune", "sparsegpt", "--sparsity", "0.5", "--corpus", "C", "--ranking", "global"], "--ranking global"),
+        (
+            ["prune", "sparsegpt", "--sparsity", "0.5", "--corpus", "C", "--ranking", "global"],
+            "--ranking global",
+        ),
         (["prune", "omp", "--sparsity", "0.5", "--corpus", "C"], "--corpus: omp reads no calibration"),
         (["prune", "wanda", "--sparsity", "0.5", "--corpus", "C", "--calibration", "100000"], "fewer than"),
     ],
@@ -118,8 +128,9 @@ def test_refusals_are_one_line(argv, says, tiny_bert_dir, corpus, tmp_path, caps
 
 def test_roberta_through_the_cli(tmp_path, corpus, capsys):
     """A second family end to end: a tiny RoBERTa saved with conftest's tokenizer."""
-    from conftest import make_model, tiny_roberta_config, write_tokenizer
     from transformers import RobertaForMaskedLM
+
+    from conftest import make_model, tiny_roberta_config, write_tokenizer
 
     model = tmp_path / "roberta"
     make_model(RobertaForMaskedLM, tiny_roberta_config()).save_pretrained(model)

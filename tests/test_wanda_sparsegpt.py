@@ -91,7 +91,9 @@ def reference_fasterprune(weight, h, sparsity, prunen=0, prunem=0, blocksize=128
             col = w1[:, i]
             d = hinv1[i, i]
             if prunen != 0 and i % prunem == 0:
-                tmp = w1[:, i : (i + prunem)] ** 2 / (torch.diag(hinv1)[i : (i + prunem)].reshape((1, -1))) ** 2
+                tmp = (
+                    w1[:, i : (i + prunem)] ** 2 / (torch.diag(hinv1)[i : (i + prunem)].reshape((1, -1))) ** 2
+                )
                 mask1.scatter_(1, i + torch.topk(tmp, prunen, dim=1, largest=False)[1], True)
             q = col.clone()
             q[mask1[:, i]] = 0
@@ -143,7 +145,9 @@ def test_wanda_two_four_is_prune_wandas():
     assert torch.equal(~keep, reference_wanda(weight, batches, 0.5, prune_n=2, prune_m=4))
 
 
-@pytest.mark.parametrize(("sparsity", "pattern", "blocksize"), [(0.6, None, 8), (0.5, "2:4", 8), (0.7, None, 128)])
+@pytest.mark.parametrize(
+    ("sparsity", "pattern", "blocksize"), [(0.6, None, 8), (0.5, "2:4", 8), (0.7, None, 128)]
+)
 def test_sparsegpt_is_fasterprune(sparsity, pattern, blocksize):
     """Same mask and same reconstructed weights as `fasterprune` on the same inputs, over several
     blocks of columns (blocksize 8) and in one."""
@@ -204,16 +208,24 @@ def test_each_layer_reads_the_outputs_of_the_pruned_layers_below(tiny_bert_dir, 
             return keep, weight * keep
         return sparsegpt_solve(weight, stat.matrix, 0.5)
 
-    mask, weights = prune_layerwise(model, None, cal, sparsity=0.5, pattern=None, statistic=norms, solve=solve)
+    mask, weights = prune_layerwise(
+        model, None, cal, sparsity=0.5, pattern=None, statistic=norms, solve=solve
+    )
     key = "encoder.layer.1.attention.self.query.weight"
     lower = {k: v for k, v in weights.items() if ".layer.0." in k}
     pruned = load_model(tiny_bert_dir, head="base")
     for k, w in lower.items():
         weights_of(pruned, k).copy_(w)
     apply_mask(pruned, {"embeddings.word_embeddings.weight": mask["embeddings.word_embeddings.weight"]})
-    want = solve(key, weights_of(model, key), accumulate(norms, weights_of(model, key), inputs_of(pruned, key, cal.ids)))
+    want = solve(
+        key,
+        weights_of(model, key),
+        accumulate(norms, weights_of(model, key), inputs_of(pruned, key, cal.ids)),
+    )
     assert torch.equal(mask[key], want[0])
-    dense = solve(key, weights_of(model, key), accumulate(norms, weights_of(model, key), inputs_of(model, key, cal.ids)))
+    dense = solve(
+        key, weights_of(model, key), accumulate(norms, weights_of(model, key), inputs_of(model, key, cal.ids))
+    )
     assert not torch.equal(mask[key], dense[0])  # the order matters here: the test can tell
 
 

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     kind = f" ({done.pattern}, {args.semi_structured})" if args.semi_structured else ""
-    kind += " with SparseGPT's reconstructed weights (a sparse model, not a ticket)" if done.reconstructed else ""
+    kind += (
+        " with SparseGPT's reconstructed weights (a sparse model, not a ticket)" if done.reconstructed else ""
+    )
     print(f"exported {done.head} model{kind} with {done.sparsity:.1%} of target weights zero -> {args.out}")
     return 0

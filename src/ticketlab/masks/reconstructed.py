@@ -52,7 +52,9 @@ def load_reconstructed(path: str | os.PathLike, mask: Mask) -> dict[str, Tensor]
         if key not in mask:
             raise MaskFileError(f"{file}: '{key}' is not one of the mask's weights")
         if tuple(w.shape) != tuple(mask[key].shape):
-            raise MaskFileError(f"{file}: '{key}' has shape {tuple(w.shape)}, the mask {tuple(mask[key].shape)}")
+            raise MaskFileError(
+                f"{file}: '{key}' has shape {tuple(w.shape)}, the mask {tuple(mask[key].shape)}"
+            )
         if bool((w[~mask[key]] != 0).any()):
             raise MaskFileError(f"{file}: '{key}' is not zero where the mask prunes")
     return weights

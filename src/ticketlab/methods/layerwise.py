@@ -20,6 +20,7 @@ magnitude first (`magnitude_embeddings`), so the layers see the pruned embedding
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Callable
@@ -65,10 +66,8 @@ def _raise_stop(*_: object) -> None:
 
 
 def _forward(model: nn.Module, ids: Tensor) -> None:
-    try:
+    with contextlib.suppress(_Stop):  # the stage has run: the rest of the forward is not needed
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
-    except _Stop:
-        pass
 
 
 def _first_calls(model: nn.Module, modules: dict[str, nn.Module], ids: Tensor) -> list[str]:
@@ -142,7 +141,9 @@ def prune_layerwise(
     linears = {k: m for k, m in found.items() if k not in embeddings}
     for stage in stages_of(work, linears, batches[0][:1]):
         stats = {k: statistic(linears[k]) for k in stage.keys}
-        hooks = [linears[k].register_forward_hook(lambda _m, i, _o, s=stats[k]: s.add(i[0])) for k in stage.keys]
+        hooks = [
+            linears[k].register_forward_hook(lambda _m, i, _o, s=stats[k]: s.add(i[0])) for k in stage.keys
+        ]
         if stage.stop is not None:
             hooks.append(stage.stop.register_forward_hook(_raise_stop))
         try:

@@ -14,10 +14,10 @@ from torch import nn
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
 from ..masks.prunable import fresh_pooler
+from ..masks.reconstructed import RECONSTRUCTED_NAME
 from ..masks.targets import resolve_targets
 from ..models.arch import arch_of, encoder_of
 from ..models.load import load_model
-from ..masks.reconstructed import RECONSTRUCTED_NAME
 from .calibration import OneShotResult, draw_calibration
 from .registry import methods
 

@@ -20,9 +20,9 @@ import dataclasses
 import functools
 import importlib
 import pkgutil
-from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core.errors import ConfigError

@@ -58,12 +58,14 @@ class MaskInfo:
         lines.append(f"base model: {config.base_model} [{config.model_type}] {config.base_model_hash[:19]}")
         if config.search:
             shown = (
-                f"{k}={v}" for k, v in config.search.items() if not isinstance(v, (dict, list)) and k != "reconstructed"
+                f"{k}={v}"
+                for k, v in config.search.items()
+                if not isinstance(v, (dict, list)) and k != "reconstructed"
             )
             lines.append("search:     " + ", ".join(shown))
         if reconstructed_file(self.path) is not None:
-            lines.append(f"weights:    this mask over θ0 is a ticket; {RECONSTRUCTED_NAME} beside it holds {NOT_A_TICKET}")
-            lines.append("            (`ticketlab export --reconstructed` writes that model)")
+            lines.append(f"weights:    this mask over θ0 is a ticket; {RECONSTRUCTED_NAME} beside it holds")
+            lines.append(f"            {NOT_A_TICKET} (`ticketlab export --reconstructed` writes it)")
         lines.append("")
         lines.append(units_summary(config.units) if config.kind == "structured" else mask.summary())
         return lines

@@ -37,7 +37,9 @@ class PruneConfig:
         "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
         "pruning: without --targets, the layers' matrices and the pooler, the word embeddings left dense)",
     )
-    seed: Seed = option(0, "seed for random pruning and for drawing wanda's and sparsegpt's calibration sequences")
+    seed: Seed = option(
+        0, "seed for random pruning and for drawing wanda's and sparsegpt's calibration sequences"
+    )
     # regexes over module names (default: TAMT §3.2's weights and the pooler; with global ranking
     # Chen et al.'s, the layers' six matrices and the pooler without the word embeddings, `one_shot_targets`)
     targets: Targets = None
@@ -61,14 +63,15 @@ class PruneConfig:
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
 
-
     def _check_calibration(self) -> None:
         """A calibrated method needs a corpus and compares within its own groups (not global); the
         others read no corpus."""
         calibrated = [name for name, m in methods("prune").items() if m.calibrated]
         if self.method not in calibrated:
             if self.corpus:
-                raise ConfigError(f"--corpus: {self.method} reads no calibration data ({', '.join(calibrated)} do)")
+                raise ConfigError(
+                    f"--corpus: {self.method} reads no calibration data ({', '.join(calibrated)} do)"
+                )
             return
         if not self.corpus:
             raise ConfigError(
@@ -77,8 +80,8 @@ class PruneConfig:
             )
         if self.ranking != "local":
             raise ConfigError(
-                f"--ranking {self.ranking}: {self.method} compares weights within each matrix by its own rule "
-                "(Wanda: per output row; SparseGPT: per block of columns), never over all targets"
+                f"--ranking {self.ranking}: {self.method} compares weights within each matrix by its own "
+                "rule (Wanda: per output row; SparseGPT: per block of columns), never over all targets"
             )
         self.corpus = [self.corpus] if isinstance(self.corpus, (str, os.PathLike)) else list(self.corpus)
 

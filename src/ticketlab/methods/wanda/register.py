@@ -12,7 +12,7 @@ register_method(
         "--calibration sequences of --corpus (a mask over θ0)",
         verb="prune",
         calibrated=True,
-        color="teal",  # outside matplotlib's cycle, as the structured tickets' colours: the cycle stays theirs
+        color="teal",  # outside matplotlib's cycle, as the structured tickets' colours
         order=8,  # after the papers' methods
     )
 )

@@ -118,7 +118,11 @@ def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of a one-shot job (OMP, random; Wanda and SparseGPT calibrated on
     the spec's training corpus)."""
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
-    corpus = {"corpus": job.corpus.get("train")} if job.corpus and library.get_method(job.method).calibrated else {}
+    corpus = (
+        {"corpus": job.corpus.get("train")}
+        if job.corpus and library.get_method(job.method).calibrated
+        else {}
+    )
     return PruneConfig(
         model=job.model,
         method=job.method,
