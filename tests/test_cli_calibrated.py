@@ -159,7 +159,7 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "sweep"
-    assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", out, "--no-report")[0] == 0
+    assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", out)[0] == 0
     with Store(out) as st:
         searches = st.runs(kind="search", status="done")
         assert sorted(r.config["method"] for r in searches) == ["sparsegpt", "sparsegpt", "wanda", "wanda"]
@@ -167,3 +167,5 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
     masks = [load_mask(d) for d in (out / "masks").iterdir() if (d / "mask_config.json").is_file()]
     assert sorted(c.seed for _, c in masks) == [0, 0, 1, 1]
     assert {c.search["calibration_sequences"] for _, c in masks} == {8}
+    report = (out / "report" / "report.md").read_text()
+    assert "`sparsegpt`: its rows fine-tune its ticket" in report and "`wanda`: its rows" not in report

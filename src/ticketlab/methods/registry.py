@@ -127,6 +127,9 @@ class Method:
     # A one-shot method that reads calibration sequences of a corpus (Wanda, SparseGPT): `prune`
     # requires `--corpus` for it, and a sweep gives it the spec's corpus.
     calibrated: bool = False
+    # What it writes beside its mask that is not a ticket (SparseGPT's reconstructed weights): reports
+    # say that its rows are its ticket, θ0 under its mask.
+    beside_mask: str | None = None
     pattern: Pattern = "weights"  # what its masks prune: weights, or units (heads, FFN units)
     # False: deterministic, one mask whatever the seed (OMP, the full model, importance-ranked tickets):
     # reports take a single mask's fine-tuning seeds as its noise, where a seeded search's one mask

@@ -13,6 +13,7 @@ register_method(
         "beside it a sparse model, not a ticket (export --reconstructed)",
         verb="prune",
         calibrated=True,
+        beside_mask="its reconstructed weights, a sparse model and not a ticket",
         color="darkviolet",  # outside matplotlib's cycle (see `wanda`)
         order=9,  # after the papers' methods and Wanda
     )
