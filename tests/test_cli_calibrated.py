@@ -94,6 +94,31 @@ def test_sparsegpt_exports_its_reconstructed_weights(tiny_bert_dir, corpus, tmp_
     )
 
 
+def test_reconstructed_weights_are_checked_before_export(tiny_bert_dir, corpus, tmp_path, capsys):
+    """A mask without reconstructed weights, or a file whose weights are not zero where the mask
+    prunes, is refused in one line and nothing is written."""
+    from safetensors.torch import save_file
+
+    assert (
+        run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", "0.5", "--out", tmp_path / "omp")[
+            0
+        ]
+        == 0
+    )
+    export = ["export", "--model", tiny_bert_dir, "--reconstructed", "--mask"]
+    code, _, err = run(capsys, *export, tmp_path / "omp", "--out", tmp_path / "e1")
+    assert code == 2 and f"no {RECONSTRUCTED_NAME}" in err and not (tmp_path / "e1").exists()
+    out = tmp_path / "sgpt"
+    assert prune(capsys, "sparsegpt", tiny_bert_dir, corpus, out, "--sparsity", "0.5")[0] == 0
+    stored = load_file(str(out / RECONSTRUCTED_NAME))
+    key = "encoder.layer.0.output.dense.weight"
+    stored[key] = stored[key] + 1.0  # non-zero where the mask prunes
+    save_file(stored, str(out / RECONSTRUCTED_NAME))
+    code, _, err = run(capsys, *export, out, "--out", tmp_path / "e2")
+    assert code == 2 and "not zero where the mask prunes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e2").exists()
+
+
 def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         assert (
