@@ -41,6 +41,7 @@ FACTORIES = {
     "ExportConfig": lambda: ticketlab.ExportConfig(model="m", mask="k", out="o"),
     "CompactConfig": lambda: ticketlab.CompactConfig(model="m", mask="k", out="o"),
     "InfoConfig": lambda: ticketlab.InfoConfig(mask="k"),
+    "SparseGptConfig": lambda: _module("methods.sparsegpt.config").SparseGptConfig(),
     "CompareConfig": lambda: ticketlab.CompareConfig(masks=["k1", "k2"]),
     "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),

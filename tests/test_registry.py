@@ -23,11 +23,13 @@ from ticketlab.verbs.search import SearchConfig, search
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
     # the order and colours reports had before they were read from the registry, then the structured
-    # tickets (winning, random, losing) in named colours outside matplotlib's cycle
+    # tickets (winning, random, losing) and the one-shot methods on calibration data (Wanda, SparseGPT)
+    # in named colours outside matplotlib's cycle
     paper = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
-    assert report_order() == [*paper, "st-winning", "st-random", "st-losing"]
+    assert report_order() == [*paper, "st-winning", "st-random", "st-losing", "wanda", "sparsegpt"]
     assert [method_color(m, []) for m in paper] == [f"C{i}" for i in range(7)]
-    assert [method_color(m, []) for m in report_order()[7:]] == ["navy", "goldenrod", "darkgreen"]
+    named = ["navy", "goldenrod", "darkgreen", "teal", "darkviolet"]
+    assert [method_color(m, []) for m in report_order()[7:]] == named
     # a label without a colour follows by position in the cycle (the named colours take no place in it)
     assert method_color("tamt-kd/random-init", ["full", "st-winning", "tamt-kd/random-init"]) == "C7"
 
