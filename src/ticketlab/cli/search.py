@@ -157,6 +157,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         _common(m, method)
         g = m.add_argument_group(name.upper())
         add_config_arguments(g, method.config, documented_fields(method.config))
+        if name == "imp":  # a script's `--pooler` asks for what IMP does by default: the pooler pruned
+            g.add_argument(
+                "--pooler", dest="no_pooler", action="store_false", default=False, help=argparse.SUPPRESS
+            )
         if method.task:
             add_config_arguments(g, SearchConfig, TASK)
 

@@ -172,8 +172,14 @@ class ImpConfig:
         "chen (default, Chen et al.'s BERT-Tickets): global ranking over the encoder's matrices, no "
         "word embeddings; tamt (TAMT's IMP baseline): per-matrix ranking, word embeddings included",
     )
-    pooler: bool = option(  # where the model has one
-        False, "prune the pooler too, as both papers' code does (task models)"
+    pooler: bool = option(True, POOLER_HELP)  # where the checkpoint has one (MLM: `attach_pooler`)
+    # IMP on MLM: the tied decoder under a word-embedding mask (variant tamt prunes the embeddings) and
+    # what its KD dev loss reads; both as TAMT-MLM's defaults, which follow the reference code
+    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM")
+    kd_input: KdInput = option(
+        "clean",
+        "what the KD dev loss of IMP on MLM reads: clean text (TAMT's KD data, masked_lm_prob 0) or the "
+        "MLM-corrupted dev blocks",
     )
     first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
         None,
