@@ -83,7 +83,7 @@ def steps_list(value: str) -> list[int]:
 CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "wikitext_markup", "max_length", "cache_dir")
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm", "clip_per_tensor"),
-    *("adam_eps", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
+    *("adam_eps", "optimizer", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
 )
 SAVING = (
     *("save_at", "save_every", "eval_every", "dev_blocks", "eval_batch_size", "no_eval"),

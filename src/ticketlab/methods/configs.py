@@ -41,6 +41,9 @@ Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
 # TAMT-KD's training data: the corpus's blocks (the MLM data), or TAMT's own KD data (`data.kd_chunks`)
 KdData = Literal["blocks", "reference"]
+# BertAdam's own settings in TAMT's train_kd.py (its `e` default, its parameter groups' decay), which a
+# search's `optimizer: bertadam` brings (`search_inputs.train_config`)
+BERTADAM = {"adam_eps": 1e-6, "weight_decay": 0.01}
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
 
