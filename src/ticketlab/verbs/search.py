@@ -146,7 +146,8 @@ class SearchConfig:
         "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
         "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
         "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
-        "itself for a schedule that ends at the stop; IMP: each round decays "
+        "itself for a schedule that ends at the stop; with --kd-data reference: train_kd.py's t_total on "
+        "those data, int(2 epochs x sequences / --batch-size); IMP: each round decays "
         "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
         metavar="N",
     )
@@ -205,7 +206,7 @@ class SearchConfig:
             steps, horizon = budget(self.method)
             if self.steps not in (None, steps) or self.schedule_steps not in (None, horizon):
                 raise ConfigError(
-                    f"paper: the paper's budget is {steps} steps of a {horizon}-step schedule; "
+                    f"paper: the paper's budget is {steps} steps of a {horizon or 'default'}-step schedule; "
                     "leave steps and schedule_steps out, or leave paper out"
                 )
             self.steps, self.schedule_steps = steps, horizon
