@@ -57,7 +57,7 @@ PROTOCOL = (
 )
 # Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
 SELECTION = ("checkpoint", "select_fraction", "select_seed")
-SQUAD = ("doc_stride", "n_best", "max_answer_length")
+SQUAD = ("doc_stride", "squad_windows", "n_best", "max_answer_length")
 # Settings that leave the result alone (outside a run's identity): what is written, and how fast.
 OUTPUT = (
     *("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress"),

@@ -139,6 +139,7 @@ def _objective(config: FinetuneConfig, spec: TaskSpec, hyper: Hyper, tokenizer: 
         eval_batch_size=config.eval_batch_size,
         metric=hyper.metric,
         doc_stride=config.doc_stride,
+        squad_windows=config.squad_windows,
         n_best=config.n_best,
         max_answer_length=config.max_answer_length,
         select_fraction=config.select_fraction,

@@ -3,7 +3,7 @@
 * `FinetuneConfig`: the settings (validated when built; field metadata carries the CLI's help text
   and says which fields leave the result unchanged: `option(..., result=False)`).
 * `Hyper.of(config, spec)`: the hyper-parameters the run uses, the task's defaults (TAMT Table 1)
-  where the config leaves them open; `fit_doc_stride` fits SQuAD's window overlap to the length.
+  where the config leaves them open; `fit_doc_stride` fits SQuAD's window stride to the length.
 * `fingerprint(config, spec)`: what determines the run's result, hashed into its id
   (`verbs.finetune._write_config`) and compared on resume.
 """
@@ -28,9 +28,9 @@ from ..core.checks import (
     check_config,
     option,
 )
-from ..core.digest import run_identity
+from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..tasks.registry import BUILTIN, TaskSpec, get_task
+from ..tasks.registry import BUILTIN, SquadWindows, TaskSpec, get_task
 
 
 @dataclass
@@ -79,7 +79,15 @@ class FinetuneConfig:
     metric: str | None = option(None, "metric that picks the best step (default: the task's main metric)")
     mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision")
     doc_stride: PositiveInt = option(
-        128, "SQuAD: tokens shared by consecutive context windows (transformers run_qa convention)"
+        128,
+        "SQuAD: window k starts at context token k·doc_stride (--squad-windows step), or consecutive "
+        "windows share doc_stride tokens (overlap)",
+    )
+    squad_windows: SquadWindows = option(
+        "step",
+        "SQuAD: step, as transformers 2.10's squad_convert_examples_to_features, which TAMT fine-tunes "
+        "with (Liu et al. 2022; also BERT's run_squad); overlap, as transformers' run_qa",
+        compat=("overlap",),  # what runs without the field computed: their identity stays
     )
     n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
     max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
@@ -148,7 +156,8 @@ class Hyper:
 
 
 def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> FinetuneConfig:
-    """SQuAD windows overlap by doc_stride tokens, which must be fewer than the window's. The default
+    """SQuAD's doc_stride (the step between windows, or their overlap) must be fewer tokens than a
+    window's. The default
     stride (128 of the default 384 tokens) follows a length fitted to a smaller model: a third of it,
     with one notice; a stride that does not fit a length the user gave is refused before any work."""
     if spec.kind != "squad" or config.doc_stride < length:
@@ -164,5 +173,7 @@ def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> Finet
 
 
 def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
-    """What determines a run's result: the config's result-affecting fields and the task spec."""
-    return {"config": run_identity(config), "task": spec.to_dict()}
+    """What determines a run's result: the config's result-affecting fields (SQuAD's windows on SQuAD
+    alone) and the task spec."""
+    windows = {} if spec.kind == "squad" else {"squad_windows": OMIT}
+    return {"config": run_identity(config, values=windows), "task": spec.to_dict()}

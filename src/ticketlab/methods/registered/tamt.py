@@ -37,7 +37,8 @@ def _tamt_paper_budget(m: TamtConfig) -> tuple[int, int | None]:
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
     """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
-    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over them) and the pooler."""
+    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over
+    them) and the pooler."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
