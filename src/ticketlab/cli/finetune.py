@@ -53,7 +53,7 @@ SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every
 PROTOCOL = (
     *SCHEDULE,
     *("train_samples", "data_seed", "eval_samples", "metric", "warmup_ratio", "weight_decay"),
-    *("grad_accum", "mixed_precision"),
+    *("grad_accum", "mixed_precision", "recipe"),
 )
 # Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
 SELECTION = ("checkpoint", "select_fraction", "select_seed")

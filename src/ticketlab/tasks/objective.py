@@ -386,8 +386,10 @@ def load_task_model(
     *,
     mask: str | os.PathLike | None = None,
     check_hash: bool = True,
+    classifier_dropout: float | None = None,
 ) -> tuple[PreTrainedModel, MaskConfig | None]:
-    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any)."""
+    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any).
+    `classifier_dropout`: the dropout before the task head (None: the model config's)."""
     spec = get_task(task)
     torch.manual_seed(seed)  # weights missing from the checkpoint (e.g. BERT's pooler after MLM)
     if spec.kind == "squad":
@@ -402,6 +404,7 @@ def load_task_model(
             id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)},
             ignore_mismatched_sizes=True,  # a checkpoint with another task's head
+            **({"classifier_dropout": classifier_dropout} if classifier_dropout is not None else {}),
         )
     reset_head(net, seed)
     mask_config = load_mask_onto(net, mask, check_hash=check_hash) if mask is not None else None
