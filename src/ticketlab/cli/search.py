@@ -10,10 +10,11 @@
         first pruning is at step 0 (LT_pretrain.py); with --task only after each full round, the
         task head training on (LT_glue.py). --variant chen (default): one global ranking over the
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
-        matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
+        matrix pruned to the target, word embeddings included (TAMT's IMP baseline). Both prune
+        the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
-and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
+bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
 of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
