@@ -14,8 +14,9 @@
         the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
 Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
-bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
-of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
+bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, and TAMT's schedule: the search
+stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
+27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
