@@ -178,11 +178,12 @@ class ImpConfig:
     pooler: bool = option(True, POOLER_HELP)  # where the checkpoint has one (MLM: `attach_pooler`)
     # IMP on MLM: the tied decoder under a word-embedding mask (variant tamt prunes the embeddings) and
     # what its KD dev loss reads; both as TAMT-MLM's defaults, which follow the reference code
-    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM")
+    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM", compat=("masked",))
     kd_input: KdInput = option(
         "clean",
         "what the KD dev loss of IMP on MLM reads: clean text (TAMT's KD data, masked_lm_prob 0) or the "
         "MLM-corrupted dev blocks",
+        compat=("corrupted",),
     )
     first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
         None,

@@ -15,7 +15,10 @@ SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by i
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
-    return run_identity(m, options=True)  # first_pruning, rewind_head: only when set (their `compat`)
+    """IMP's part of a search's identity: first_pruning, rewind_head, decoder and kd_input only where
+    they differ from what directories written before them ran (their `compat`); the pooler under its
+    field's name, as those directories recorded it (False: dense)."""
+    return {**run_identity(m, leave_out=("pooler",), options=True), "pooler": m.pooler}
 
 
 def _imp_steps(m: ImpConfig, steps: int) -> None:
