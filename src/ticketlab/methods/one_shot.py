@@ -5,7 +5,6 @@ sparsegpt read calibration sequences of `--corpus`, `methods.calibration`)."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -13,10 +12,10 @@ from torch import nn
 
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
-from ..masks.prunable import fresh_pooler
+from ..masks.prunable import pooler_target
 from ..masks.reconstructed import RECONSTRUCTED_NAME
 from ..masks.targets import resolve_targets
-from ..models.arch import arch_of, encoder_of
+from ..models.arch import arch_of
 from ..models.load import load_model
 from .calibration import OneShotResult, draw_calibration
 from .registry import methods
@@ -32,10 +31,9 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Any:
     None, the family's default (TAMT §3.2: word embeddings too)."""
     if config.targets is not None or config.ranking != "global":
         return config.targets
-    arch = arch_of(getattr(model.config, "model_type", "unknown"))
-    has_pooler = config.pooler and arch.pooler and fresh_pooler(model) is None  # none the checkpoint lacked
-    has_pooler = has_pooler and any(n == arch.pooler for n, _ in encoder_of(model).named_modules())
-    return f"{arch.encoder_targets()}|{re.escape(arch.pooler)}" if has_pooler else arch.encoder_targets()
+    encoder = arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
+    pooler = pooler_target(model) if config.pooler else None  # none the checkpoint lacked
+    return f"{encoder}|{pooler}" if pooler else encoder
 
 
 def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, MaskConfig, float]:

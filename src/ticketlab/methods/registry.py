@@ -115,8 +115,9 @@ class Method:
     # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
     # (None: the budget itself, the schedule ends at the stop).
     schedule: Callable[[Any, int], int] | None = None
-    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
-    paper_budget: Callable[[Any], tuple[int, int]] | None = None
+    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`; schedule steps
+    # None: the method's default horizon); None: none.
+    paper_budget: Callable[[Any], tuple[int, int | None]] | None = None
     # For a sweep's run identity: the reference defaults a search runs under that differ from
     # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
     # whether the checkpoint holds a pooler (`studies.run_ids`). None: no default changed.

@@ -160,7 +160,7 @@ def unit_search(method: Method) -> SearchFn:
 NON_RESULT = frozenset(not_result(SearchConfig)) - {"progress"}
 TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
-    "targets schedule_steps clip_per_tensor adam_eps wikitext_markup".split()
+    "targets schedule_steps clip_per_tensor adam_eps optimizer wikitext_markup".split()
 )
 # Options of a search method's config a spec may not give: rewind_to (its masks apply to rewound
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
