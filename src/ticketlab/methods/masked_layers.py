@@ -77,6 +77,21 @@ class Scratch:
             torch.sum(m[:, :n], dim=1, out=parts[j])
         return parts.long().sum(0)
 
+    def within(self, x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        """1[lo <= x < hi] over the flat `x` (bool [n]). On a CPU, eagerly, a chunk at a time into a
+        buffer kept from call to call (valid until the next): no fresh pages for three temporaries."""
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return (x >= lo) & (x < hi)
+        n, c = x.numel(), min(x.numel(), self.CHUNK) or 1
+        out = self._get("within", n, torch.bool, x.device)
+        below = self._get("below", c, torch.bool, x.device)
+        for i in range(0, n, c):
+            k = min(c, n - i)
+            torch.ge(x[i : i + k], lo, out=out[i : i + k])
+            torch.lt(x[i : i + k], hi, out=below[:k])
+            out[i : i + k].logical_and_(below[:k])
+        return out
+
 
 def at_least(scores: Tensor, threshold: Tensor) -> Tensor:
     """M = 1[S ≥ t]: one threshold (0-d), or one per group of consecutive scores along the last

@@ -34,7 +34,7 @@ from torch import Tensor
 from ..core.errors import ConfigError, TicketlabError
 from ..masks.nm import group_order, groups
 from ..masks.pattern import NM, parse_pattern
-from .band import FILL, Band, below_each, between
+from .band import SIDE, Band, below_each, between
 from .band import step as band_step
 from .masked_layers import row_blocks
 from .ranking import Count, Ranking, check_sparsity, pruned_count
@@ -138,8 +138,8 @@ class Thresholder:
     in a tight cluster above it, and Adam moves every score by about ±lr per step: with t at the
     cluster's edge half of them would dip below it every step). Where kept and pruned scores tie at
     the cut, the pruned ones are lowered one step below it: no t could part them otherwise. A step
-    that cannot see the cut says so, and `repair` collects the scores near t afresh and steps again,
-    or selects from scratch; `refreshes` and `fallbacks` count those (the steps' cost, in a benchmark).
+    that cannot see the cut says so, and `repair` selects from scratch; `fallbacks` counts those
+    (rare: a benchmark reports them).
     """
 
     def __init__(self, params: Sequence[ScoreMask], n_keep: int):
@@ -150,7 +150,7 @@ class Thresholder:
             raise ConfigError(f"cannot keep {n_keep} of {self.total} weights")
         self.band: Band | None = None
         self._layout: list[tuple[int, torch.device, torch.dtype]] = []
-        self.refreshes = self.fallbacks = 0
+        self.fallbacks = 0
 
     def __call__(self) -> None:
         rethreshold([self])
@@ -179,23 +179,22 @@ class Thresholder:
             p.threshold.copy_(t)
 
     def select(self) -> None:
-        """From scratch: the exact selection (`_cut`), t in the gap below it, and the band's width
-        and candidates around t."""
+        """From scratch: the exact selection (`_cut`), and t in the gap below it; the band's first
+        width from the scores K/SIDE ranks either side."""
         xs = self._scores()
         value = _cut(xs, self.n_keep)  # ties lowered: the next value below is a pruned score's
         pruned = _kth_largest(xs, self.n_keep + 1)[0] if self.n_keep < self.total else -math.inf
         dtype = xs[0].dtype
         t = between(torch.tensor(pruned, dtype=dtype), torch.tensor(value, dtype=dtype))
         self._publish(t)
-        if not self.ready():
-            self.band, self._layout = Band(xs), _layout(xs)
-        band = self.band
-        if not band.whole:  # about K/FILL scores in [t - D, t + D): the values K/(2 FILL) ranks away
-            k = sum(band.caps) // (2 * FILL)
+        if self.ready():
+            return
+        self.band, self._layout = Band(xs), _layout(xs)
+        if not self.band.whole:
+            k = sum(self.band.caps) // SIDE
             hi, _ = _kth_largest(xs, max(1, self.n_keep - k))
             lo, _ = _kth_largest(xs, min(self.total, self.n_keep + k + 1))
-            band.width.fill_(max(hi - float(t), float(t) - lo, 0.0))
-        band.collect(xs, self.params[0].threshold)
+            self.band.width.fill_(max(hi - float(t), float(t) - lo, 0.0))
 
     def step(self) -> Tensor:
         """One step of fixed-size tensors (`band.step`); returns whether it settled the group."""
@@ -205,12 +204,8 @@ class Thresholder:
         return ok
 
     def repair(self) -> None:
-        """After a step that could not settle the group (which changed nothing): the candidates
-        collected afresh around t and another step, else a selection from scratch."""
-        self.refreshes += 1
-        self.band.collect(self._scores(), self.params[0].threshold)
-        if bool(self.step()):
-            return
+        """After a step that could not settle the group (it changed nothing, and widened or narrowed
+        its band for the next time): the selection from scratch."""
         self.fallbacks += 1
         self.select()
 
