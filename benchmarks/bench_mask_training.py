@@ -163,7 +163,9 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
     config = TamtConfig(0.7, objective=objective, score_dtype="bfloat16" if "bf16" in flags else "float32")
     # as `search_tamt` does it: stepped inside the backward, no flat gradient
     masks, groups = prepare_tamt(model, config, flat="flat" in flags, flat_grads="ib" not in flags)
-    thresholders = make_thresholders(masks, 0.7)
+    # as `search_tamt`: the pruned count of the initial mask (a thresholder keeping one weight fewer than
+    # the mask it starts from has a tie at its cut in the block of kept scores at α·φ, every step)
+    thresholders = make_thresholders(masks, 0.7, count=config.count)
     after = lambda step: rethreshold(thresholders)  # noqa: E731
     lr = lr or config.default_lr
     return Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
