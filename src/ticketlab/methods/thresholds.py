@@ -281,10 +281,27 @@ def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
     Every group takes its step of fixed-size tensors (`settle`), and one read of their flags says
     whether any could not settle (rarely: `Thresholder.repair`). A thresholder's first call, or one
     after its scores moved, selects from scratch."""
-    for t in thresholders:
-        if isinstance(t, Thresholder) and not t.ready():
-            t.select()
-    repair(thresholders, settle(thresholders))
+    Rethreshold(thresholders)()
+
+
+class Rethreshold:
+    """`rethreshold` as a callable, with `settle` compiled whole (`torch.compile(fullgraph=True)`)
+    where `compile` says so: True for torch's default backend, or a backend's name. The selections
+    from scratch and the repairs run eagerly, outside the compiled graph."""
+
+    def __init__(self, thresholders: Sequence[Thresholder | GroupThresholder], compile: bool | str = False):
+        self.thresholders = list(thresholders)
+        self._settle = settle
+        if compile:
+            backend = compile if isinstance(compile, str) else "inductor"
+            self._settle = torch.compile(settle, fullgraph=True, backend=backend)
+
+    @torch.no_grad()
+    def __call__(self, *_: object) -> None:
+        for t in self.thresholders:
+            if not t.ready():
+                t.select()
+        repair(self.thresholders, self._settle(self.thresholders))
 
 
 def settle(thresholders: Sequence[Thresholder | GroupThresholder]) -> Tensor:
