@@ -162,3 +162,16 @@ def test_the_step_compiles_whole_and_gives_the_same_masks(monkeypatch):
         else:
             _run(masks, ths, ranking, step, steps=4, seed=5)
         torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_adjacent_values_are_nextafter_from_the_bits(dtype):
+    """`band.adjacent` (from the bits, as a compiled graph computes it too) is torch.nextafter for
+    finite values of either sign; at 0 it steps to the smallest normal, clear of the subnormals."""
+    x = torch.tensor([0.02, -0.02, 1.0, -3.5, 1e-30, -1e-30, 7e4], dtype=dtype)
+    for down, to in [(True, -torch.inf), (False, torch.inf)]:
+        want = torch.nextafter(x, torch.full_like(x, to))
+        assert torch.equal(band.adjacent(x, down=down), want), down
+    zero = torch.zeros(1, dtype=dtype)
+    tiny = torch.finfo(dtype).smallest_normal
+    assert band.adjacent(zero, down=True).item() == -tiny and band.adjacent(zero, down=False).item() == tiny

@@ -61,9 +61,21 @@ def edges(t: Tensor, width: Tensor) -> tuple[Tensor, Tensor]:
     """[t - width, t + width) in t's dtype, at least one value of the dtype either side of t."""
     lo = (t.float() - width).to(t.dtype)
     hi = (t.float() + width).to(t.dtype)
-    lo = torch.minimum(lo, torch.nextafter(t, torch.full_like(t, -math.inf)))
-    hi = torch.maximum(hi, torch.nextafter(t, torch.full_like(t, math.inf)))
-    return lo, hi
+    return torch.minimum(lo, adjacent(t, down=True)), torch.maximum(hi, adjacent(t, down=False))
+
+
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def adjacent(x: Tensor, *, down: bool) -> Tensor:
+    """The next value of x's dtype below (`down`) or above each of x (finite x), from its bits: as
+    `torch.nextafter`, but exact in a compiled graph too (which may compute a bf16 nextafter in
+    float32, where the step is 2^16 times smaller and rounds away)."""
+    bits = x.view(_BITS[x.dtype])
+    away = (x > 0) != down  # the magnitude grows: one more in its bits (sign and magnitude)
+    b = torch.where(away, bits + 1, bits - 1).view(x.dtype)
+    smallest = torch.full_like(x, -1.0 if down else 1.0) * torch.finfo(x.dtype).smallest_normal
+    return torch.where(x == 0, smallest, b)
 
 
 def between(lo: Tensor, hi: Tensor) -> Tensor:
@@ -76,7 +88,7 @@ def between(lo: Tensor, hi: Tensor) -> Tensor:
 def below_each(x: Tensor) -> Tensor:
     """The highest value of x's dtype below each of x, short of the subnormals (which a CPU's
     flush-to-zero mode would compare as 0)."""
-    b = torch.nextafter(x, torch.full_like(x, -math.inf))
+    b = adjacent(x, down=True)
     tiny = torch.finfo(x.dtype).tiny
     return torch.where(b.abs() < tiny, torch.where(x > 0, 0.0, -tiny).to(x.dtype), b)
 

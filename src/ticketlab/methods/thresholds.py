@@ -292,9 +292,10 @@ class Rethreshold:
     def __init__(self, thresholders: Sequence[Thresholder | GroupThresholder], compile: bool | str = False):
         self.thresholders = list(thresholders)
         self._settle = settle
-        if compile:
-            backend = compile if isinstance(compile, str) else "inductor"
-            self._settle = torch.compile(settle, fullgraph=True, backend=backend)
+        if compile is True:  # each cast to the scores' dtype rounds, as eagerly: t must be a bf16 value
+            self._settle = torch.compile(settle, fullgraph=True, options={"emulate_precision_casts": True})
+        elif compile:
+            self._settle = torch.compile(settle, fullgraph=True, backend=compile)
 
     @torch.no_grad()
     def __call__(self, *_: object) -> None:
