@@ -147,16 +147,19 @@ def _positions(mask: Tensor, k: int) -> Tensor:
     at = torch.nonzero_static(words, size=k, fill_value=-1).squeeze(1)  # [k]
     hit = words.index_select(0, at.clamp(min=0)).view(torch.bool).view(k, 8) & (at >= 0).unsqueeze(1)
     found = torch.nonzero_static(hit.reshape(-1), size=k, fill_value=-1).squeeze(1)  # [k] of 8k
-    return torch.where(found >= 0, at.index_select(0, found.clamp(min=0) // 8) * 8 + found % 8, -1)
+    word, byte = found.clamp(min=0) >> 3, found & 7  # found // 8, found % 8
+    return torch.where(found >= 0, (at.index_select(0, word) << 3) + byte, -1)
 
 
 def _kth_nearest(near: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
-    """The f-th and (f+1)-th largest of `near` ([K]; f a 0-d count, 1 <= f < K for a use), by two
-    selections of a fixed rank: K - f copies of +inf put before it, f of -inf after."""
+    """The f-th and (f+1)-th largest of `near` ([K]; f a 0-d count, 1 <= f < K for a use): the
+    first by one selection of a fixed rank (K - f copies of +inf put before it, f of -inf after),
+    the second the same value where more than f are at least it (a tie), else the largest below."""
     k = near.numel()
     pad = torch.where(torch.arange(k, device=near.device) < k - f, math.inf, -math.inf).to(near.dtype)
-    both = torch.cat([near, pad])  # its K-th largest is near's f-th
-    return torch.kthvalue(both, k + 1).values, torch.kthvalue(both, k).values
+    last = torch.kthvalue(torch.cat([near, pad]), k + 1).values  # the K-th largest: near's f-th
+    below = torch.where(near < last, near, -math.inf).max()
+    return last, torch.where((near >= last).sum() > f, last, below)
 
 
 def _settle(
