@@ -547,19 +547,20 @@ def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monke
 
     import ticketlab.methods.tamt as tamt_module
 
-    real, calls = tamt_module.rethreshold, []
+    real, calls = tamt_module.Rethreshold, []
 
-    def interrupt(thresholders):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        real(thresholders)
+    class Interrupting(real):  # the search's after-step re-threshold, interrupted at its fifth call
+        def __call__(self, *args):
+            calls.append(1)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            super().__call__(*args)
 
-    monkeypatch.setattr(tamt_module, "rethreshold", interrupt)
+    monkeypatch.setattr(tamt_module, "Rethreshold", Interrupting)
     out = tmp_path / "cut"
     assert main(search_args(tiny_run, out, *common)) == 130
     assert (out / "run" / "checkpoint.pt").is_file() and not (out / "mask_config.json").exists()
-    monkeypatch.setattr(tamt_module, "rethreshold", real)
+    monkeypatch.setattr(tamt_module, "Rethreshold", real)
     caplog.clear()
     assert main(search_args(tiny_run, out, *common)) == 0
     assert f"resuming from {out / 'run' / 'checkpoint.pt'}" in caplog.messages  # as finetune says it
