@@ -187,7 +187,7 @@ def _settle(
     tie = moved & ok & (highest_pruned == lowest_kept)
     new_vals = _lower_losers(vals, used, n_keep - above, lowest_kept, tie)
     density = inside.float() / (hi.float() - lo.float())  # scores per unit of score beside t
-    target = torch.maximum(torch.tensor(sum(band.caps) / SIDE, device=t.device), 2.0 * flips.float())
+    target = (2.0 * flips.float()).clamp(min=sum(band.caps) / SIDE)  # scores the band should hold
     fitted = (target / density.clamp(min=1e-30)).clamp(width / 2, width * 4)  # narrowing slowly
     new_width = torch.where(ok, fitted, torch.where(over, width / 4, width * 4))
     new_width = torch.where(torch.isfinite(width), new_width, width)  # the whole group: stays whole
