@@ -47,14 +47,13 @@ DIVERGED = "mask scores are not finite: the search diverged (try a lower --lr)"
 _SAMPLE = 1 << 16
 
 
-def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
-    """The exact k-th largest value over all of `xs` (flat, 1 <= k <= total), and the density of
-    values around it (values per unit, None when unknown): a bracket from a strided sample,
-    checked by counting, then `kthvalue` over the values inside the bracket only."""
+def _kth_largest(xs: list[Tensor], k: int) -> float:
+    """The exact k-th largest value over all of `xs` (flat, 1 <= k <= total): a bracket from a
+    strided sample, checked by counting, then `kthvalue` over the values inside the bracket only."""
     n = sum(x.numel() for x in xs)
     q = n - k + 1  # its rank from the bottom, 1-based
     if n <= _SMALL:
-        return float(torch.cat(xs).kthvalue(q).values), None
+        return float(torch.cat(xs).kthvalue(q).values)
     stride = max(1, n // _SAMPLE)
     sample = torch.cat([x[::stride] for x in xs])
     m = sample.numel()
@@ -63,7 +62,7 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
     while True:
         lo_i, hi_i = math.floor(pos - margin), math.ceil(pos + margin)
         if lo_i < 1 and hi_i > m:
-            return float(torch.cat(xs).kthvalue(q).values), None
+            return float(torch.cat(xs).kthvalue(q).values)
         lo = float(sample.kthvalue(lo_i).values) if lo_i >= 1 else -math.inf
         hi = float(sample.kthvalue(hi_i).values) if hi_i <= m else math.inf
         below, bands = 0, []
@@ -74,9 +73,7 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
             bands.append(x[inside])
         band = torch.cat(bands)
         if below < q <= below + band.numel():
-            width = hi - lo
-            density = band.numel() / width if 0 < width < math.inf else None
-            return float(band.kthvalue(q - below).values), density
+            return float(band.kthvalue(q - below).values)
         margin *= 8  # the sample misjudged the quantile: widen the bracket
 
 
@@ -118,7 +115,7 @@ def _cut(xs: list[Tensor], n_keep: int) -> float:
     total = sum(x.numel() for x in xs)
     if not 1 <= n_keep <= total:
         raise ValueError(f"cannot keep {n_keep} of {total} values")
-    value, _ = _kth_largest(xs, n_keep)
+    value = _kth_largest(xs, n_keep)
     if not math.isfinite(value):
         raise TicketlabError(DIVERGED)
     excess = int(sum(torch.count_nonzero(x >= value) for x in xs)) - n_keep
@@ -163,9 +160,11 @@ class Thresholder:
     def _scores(self) -> list[Tensor]:
         """The group's scores as flat tensors: the model's one buffer when the group is all of it
         (global ranking: one count, one ranking, instead of one per matrix), else one per matrix.
-        Both give the same selection: every step concatenates the matrices in this order."""
+        Both give the same selection: every step concatenates the matrices in this order. (A compiled
+        step takes the buffer as `Rethreshold` left it: it gathers the scores eagerly before.)"""
         flat = self.params[0].flat
-        if flat is not None and len(self.params) > 1 and flat.masks == self.params and flat.ensure():
+        whole = flat is not None and len(self.params) > 1 and flat.masks == self.params
+        if whole and (torch.compiler.is_compiling() or flat.ensure()):
             return [flat.data]
         return [p.scores.detach().reshape(-1) for p in self.params]
 
@@ -183,7 +182,7 @@ class Thresholder:
         width from the scores K/SIDE ranks either side."""
         xs = self._scores()
         value = _cut(xs, self.n_keep)  # ties lowered: the next value below is a pruned score's
-        pruned = _kth_largest(xs, self.n_keep + 1)[0] if self.n_keep < self.total else -math.inf
+        pruned = _kth_largest(xs, self.n_keep + 1) if self.n_keep < self.total else -math.inf
         dtype = xs[0].dtype
         t = between(torch.tensor(pruned, dtype=dtype), torch.tensor(value, dtype=dtype))
         self._publish(t)
@@ -192,8 +191,8 @@ class Thresholder:
         self.band, self._layout = Band(xs), _layout(xs)
         if not self.band.whole:
             k = sum(self.band.caps) // SIDE
-            hi, _ = _kth_largest(xs, max(1, self.n_keep - k))
-            lo, _ = _kth_largest(xs, min(self.total, self.n_keep + k + 1))
+            hi = _kth_largest(xs, max(1, self.n_keep - k))
+            lo = _kth_largest(xs, min(self.total, self.n_keep + k + 1))
             self.band.width.fill_(max(hi - float(t), float(t) - lo, 0.0))
 
     def step(self) -> Tensor:
@@ -241,10 +240,6 @@ class GroupThresholder:
             x.scatter_(1, losers, torch.where(lost == cut, below_each(cut).expand_as(lost), lost))
             t[r] = cut.view(t[r].shape)
         return torch.isfinite(t).all()
-
-    def select(self) -> None:
-        if not bool(self.step()):
-            self.repair()
 
     def repair(self) -> None:
         """A group's cut that is not finite: nothing to settle, the search diverged."""
