@@ -66,7 +66,14 @@ from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
-from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold
+from .thresholds import (
+    DIVERGED,
+    GroupThresholder,
+    Rethreshold,
+    Thresholder,
+    make_thresholders,
+    rethreshold,
+)
 
 __all__ = [
     "DIVERGED",
@@ -75,6 +82,7 @@ __all__ = [
     "PAPER_STEPS",
     "FlatScores",
     "GroupThresholder",
+    "Rethreshold",
     "Init",
     "ScoreDtype",
     "ScoreMask",
@@ -219,7 +227,7 @@ def search_tamt(
         pattern=config.pattern,
         base_model=base_model,
         params=groups,
-        on_step=lambda state: rethreshold(thresholders),
+        on_step=Rethreshold(thresholders, compile=train_config.compile),
         describe=lambda: {
             "objective": config.objective,
             "init": config.init,
