@@ -124,3 +124,15 @@ def test_what_the_tutorial_writes_is_ignored_by_git():
     for folder in sorted(written):
         check = subprocess.run(["git", "check-ignore", "-q", f"{folder}/x"], cwd=ROOT)
         assert check.returncode == 0, f"{folder}/ is not ignored"
+
+
+def test_the_gpu_guide_installs_a_cuda_build_the_makefile_keeps():
+    """The GPU guide's CUDA install: PyTorch's CUDA index, into the project's .venv, at the version
+    the Makefile pins (a CUDA wheel `X+cuNNN` satisfies `torch==X`, so `make` keeps it)."""
+    guide = (ROOT / "docs" / "how-to" / "gpus.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    pinned = re.search(r"pip install --quiet torch==(\S+)", makefile)[1]
+    install = r"\.venv/bin/pip install torch==(\S+) --index-url https://download\.pytorch\.org/whl/(cu\d+)"
+    version, cuda = re.search(install, guide).groups()
+    assert version == pinned
+    assert f"{version}+{cuda} True" in guide and "make test" in guide
