@@ -6,6 +6,8 @@ say alike."""
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import importlib.util
 import json
 import os
@@ -22,9 +24,9 @@ pytest.importorskip("mkdocs")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hook():
-    path = ROOT / "docs" / "hooks" / "cli_reference.py"
-    spec = importlib.util.spec_from_file_location("cli_reference", path)
+def hook(name: str = "cli_reference"):
+    path = ROOT / "docs" / "hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -136,3 +138,28 @@ def test_the_gpu_guide_installs_a_cuda_build_the_makefile_keeps():
     version, cuda = re.search(install, guide).groups()
     assert version == pinned
     assert f"{version}+{cuda} True" in guide and "make test" in guide
+
+
+def test_the_configs_page_lists_every_field_with_its_type_default_and_help(site):
+    """The Python API's configs, every field in its order with its type, default and help: the help
+    the command line prints for it where it has an option, else the comment beside it."""
+    from ticketlab import FinetuneConfig, ImpConfig, PruneConfig, SearchConfig, TamtConfig
+
+    configs = hook("config_reference").configs()
+    assert {PruneConfig, SearchConfig, FinetuneConfig, TamtConfig, ImpConfig} <= set(configs)
+    page = (site / "reference" / "configs.html").read_text(encoding="utf-8")
+    cell = r"<td>(.*?)</td>\s*"
+    for cls in configs:
+        section = page.split(f'<h2 id="{cls.__name__.lower()}">', 1)[1].split("<h2", 1)[0]
+        rows = re.findall(r"<tr>\s*<td><code>(\w+)</code></td>\s*" + cell * 4 + "</tr>", section, flags=re.S)
+        assert [r[0] for r in rows] == [f.name for f in dataclasses.fields(cls)], cls.__name__
+        for f, (name, kind, default, _, help_text) in zip(dataclasses.fields(cls), rows, strict=True):
+            text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", help_text)).split())
+            assert kind and text, f"{cls.__name__}.{name}: no type or no help"
+            if f.metadata.get("help"):
+                assert text == " ".join(f.metadata["help"].replace("`", "").split()), f"{cls.__name__}.{name}"
+            shown = html.unescape(re.sub(r"<[^>]+>", "", default))
+            if f.default is not dataclasses.MISSING:
+                assert shown == repr(f.default), f"{cls.__name__}.{name}"
+    prune = page.split('<h2 id="pruneconfig">', 1)[1]
+    assert "<td>float in [0, 1) | None</td>" in prune  # sparsity: its range, and None

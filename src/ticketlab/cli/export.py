@@ -27,8 +27,8 @@ from .common import add_head_argument, add_model_argument
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
-    p.add_argument("--mask", required=True, metavar="MASK_DIR")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--mask", required=True, metavar="MASK_DIR", help="the mask directory to apply")
+    p.add_argument("--out", required=True, metavar="DIR", help="the checkpoint (or --base artefact) to write")
     add_head_argument(p)
     p.add_argument(
         "--ignore-hash",
