@@ -42,6 +42,7 @@ FACTORIES = {
     "CompactConfig": lambda: ticketlab.CompactConfig(model="m", mask="k", out="o"),
     "InfoConfig": lambda: ticketlab.InfoConfig(mask="k"),
     "CompareConfig": lambda: ticketlab.CompareConfig(masks=["k1", "k2"]),
+    "CompareRunsConfig": lambda: ticketlab.CompareRunsConfig(runs=["r1", "r2"]),
     "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
         sources=[_module("studies.adaptation").AdaptSource("full", 1, "m")],

@@ -38,6 +38,7 @@ CONFIGS = {
     "ticketlab.verbs.compact:CompactConfig": ["compact"],
     "ticketlab.verbs.info:InfoConfig": ["info"],
     "ticketlab.verbs.compare:CompareConfig": ["compare"],
+    "ticketlab.verbs.compare_runs:CompareRunsConfig": ["compare"],
     "ticketlab.lm.pretrain_config:PretrainConfig": ["pretrain"],
     "ticketlab.studies.super_config:SuperConfig": ["super"],
     "ticketlab.studies.mtl_config:MtlConfig": ["mtl"],
