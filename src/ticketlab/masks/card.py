@@ -29,7 +29,8 @@ Kind = Literal["checkpoint", "compacted", "mask", "ticket"]
 
 # What each kind is, for the card's first line.
 WHAT = {
-    "checkpoint": "A pruned checkpoint: the base model with the mask's pruned weights set to zero.",
+    "checkpoint": "A pruned checkpoint of the base model (as found, or fine-tuned with its mask): the "
+    "mask's pruned weights are zeros in it.",
     "compacted": "A compacted model: the base model without the attention heads and FFN units its "
     "structured ticket prunes (a smaller, faster model).",
     "mask": "A ticketlab mask (a lottery ticket): one bit per target weight of the base model, "
