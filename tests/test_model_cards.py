@@ -123,3 +123,14 @@ def test_a_card_of_an_unknown_method_cites_ticketlab_only():
     meta, body = card_of(model_card(config, kind="mask"))
     assert meta["base_model"] == "org/model" and "license" not in meta
     assert body.count("@inproceedings") == 0 and "@software{ticketlab" in body
+
+
+def test_a_card_of_reconstructed_weights_says_they_are_not_a_ticket():
+    """`export --reconstructed` records that its weights are SparseGPT's reconstruction, not θ0's:
+    its card says so where another checkpoint's says it is the base model with zeros."""
+    from ticketlab.masks.reconstructed import NOT_A_TICKET
+
+    facts = {"base_model": "org/model", "base_model_hash": "x", "model_type": "bert", "targets": "q"}
+    config = MaskConfig(method="sparsegpt", sparsity=0.5, search={"exported_weights": NOT_A_TICKET}, **facts)
+    _, body = card_of(model_card(config, kind="checkpoint", head="mlm"))
+    assert f"A sparse checkpoint: {NOT_A_TICKET}" in body and "pruned checkpoint of the base model" not in body

@@ -156,12 +156,10 @@ def model_card(
         meta["pipeline_tag"] = PIPELINE[head]
     meta["ticketlab"] = facts
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
-    lines += [
-        f"# {config.method} at {facts['sparsity']:.1%} sparsity on {config.base_model}",
-        "",
-        WHAT[kind],
-        "",
-    ]
+    what = WHAT[kind]
+    if kind == "checkpoint" and isinstance(weights := config.search.get("exported_weights"), str):
+        what = f"A sparse checkpoint: {weights}; the mask's pruned weights are zeros in it."
+    lines += [f"# {config.method} at {facts['sparsity']:.1%} sparsity on {config.base_model}", "", what, ""]
     lines += [
         f"- base model: `{config.base_model}`",
         f"- method: `{config.method}`" + (f", seed {config.seed}" if config.seed is not None else ""),

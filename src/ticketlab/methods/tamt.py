@@ -39,6 +39,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError
+from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
 from ..lm.evaluation import HEAD_FILE
 from ..lm.mlm_head import head_parameters
 from ..masks import Mask
@@ -249,6 +250,19 @@ def search_tamt(
     )
 
 
+def kd_data_horizon(config: SearchConfig, sequences: int) -> int:
+    """The lr schedule's horizon on TAMT's KD data: train_kd.py's t_total over its sequences
+    (`data.kd_chunks.reference_kd_horizon`), or one error when the search would go past it."""
+    horizon = reference_kd_horizon(sequences, config.batch_size)
+    if horizon < config.steps:
+        raise ConfigError(
+            f"--kd-data reference: train_kd.py's schedule on these data ends at step {horizon} ({KD_EPOCHS} "
+            f"epochs of {sequences:,} sequences at batch {config.batch_size}); --steps {config.steps} goes "
+            "past it: give fewer steps, or the horizon wanted as --schedule-steps"
+        )
+    return horizon
+
+
 def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
     """`ticketlab search tamt`: the model (with its MLM head and the checkpoint's pooler), the corpus
     objective and the training settings a `SearchConfig` describes, searched by `search_tamt`."""
@@ -283,6 +297,8 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
+    if tamt.kd_data == "reference" and config.schedule_steps is None:
+        config.schedule_steps = kd_data_horizon(config, objective.info["train_sequences"])
     lr = config.lr or tamt.default_lr
     return search_tamt(
         model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)
