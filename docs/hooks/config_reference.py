@@ -43,6 +43,7 @@ CONFIGS = {
     "ticketlab.studies.super_config:SuperConfig": ["super"],
     "ticketlab.studies.mtl_config:MtlConfig": ["mtl"],
     "ticketlab.studies.adapt_config:AdaptConfig": ["adapt"],
+    "ticketlab.methods.sparsegpt.config:SparseGptConfig": [],  # from Python only
 }
 
 
@@ -159,11 +160,15 @@ def config_section(cls: type, parser_names: list[str], parsers: dict[str, argpar
     hints, notes = field_types(cls), comments(cls)
     own = [parsers[n] for n in parser_names if n in parsers]
     via = ", ".join(f"`ticketlab {n}`" for n in parser_names)
-    doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+    via = f"On the command line: {via}." if via else "From Python only."
+    doc = cls.__doc__ or ""
+    if doc.startswith(f"{cls.__name__}("):  # the dataclass's own signature: its module's docstring says more
+        doc = sys.modules[cls.__module__].__doc__ or ""
+    doc = inspect.cleandoc(doc).split("\n\n")[0].replace("\n", " ")
     rows = [
         f"## `{cls.__name__}`",
         "",
-        f"`{cls.__module__}.{cls.__name__}`: {doc} On the command line: {via}.",
+        f"`{cls.__module__}.{cls.__name__}`: {doc} {via}",
         "",
         "| field | type | default | option | help |",
         "|---|---|---|---|---|",
