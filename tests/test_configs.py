@@ -43,6 +43,7 @@ FACTORIES = {
     "InfoConfig": lambda: ticketlab.InfoConfig(mask="k"),
     "SparseGptConfig": lambda: _module("methods.sparsegpt.config").SparseGptConfig(),
     "CompareConfig": lambda: ticketlab.CompareConfig(masks=["k1", "k2"]),
+    "CompareRunsConfig": lambda: ticketlab.CompareRunsConfig(runs=["r1", "r2"]),
     "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
         sources=[_module("studies.adaptation").AdaptSource("full", 1, "m")],

@@ -1,17 +1,22 @@
-"""Export a masked model as a standard Hugging Face checkpoint with the pruned weights set to zero.
+r"""Export a masked model as a standard Hugging Face checkpoint with the pruned weights set to zero.
 
 `AutoModel*.from_pretrained(OUT)` reloads it with the zeros intact; no ticketlab needed to use it.
 
-Example:
+Examples:
   ticketlab export --model models/minilm-mlm --mask masks/omp70 --out exported/omp70
+
+A 2:4 mask as weights torch.sparse takes as 2:4 (on a CUDA GPU):
   ticketlab export --model models/minilm-mlm --mask masks/omp-2-4 --out exported/omp-2-4 \
-      --semi-structured bf16      (a 2:4 mask, on a CUDA GPU: weights torch.sparse takes as 2:4)
+      --semi-structured bf16
+
+SparseGPT's reconstructed weights (written beside its mask): a sparse model, not a ticket:
   ticketlab export --model models/minilm-mlm --mask masks/sparsegpt70 --reconstructed \
-      --out exported/sparsegpt70   (SparseGPT's reconstructed weights: a sparse model, not a ticket)
+      --out exported/sparsegpt70
+
+A fine-tuned ticket as a small artefact beside its base, which
+`ticketlab.masks.load_ticket("tickets/sst2-omp70")` reloads:
   ticketlab export --model runs/sst2-omp70/seed-1/model --mask masks/omp70 --head seq-cls \
       --base models/minilm-mlm --out tickets/sst2-omp70
-                                  (a fine-tuned ticket as a small artefact beside its base:
-                                   ticketlab.masks.load_ticket("tickets/sst2-omp70") reloads it)
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from .common import add_head_argument, add_model_argument
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
-    p.add_argument("--mask", required=True, metavar="MASK_DIR")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--mask", required=True, metavar="MASK_DIR", help="the mask directory to apply")
+    p.add_argument("--out", required=True, metavar="DIR", help="the checkpoint (or --base artefact) to write")
     add_head_argument(p)
     p.add_argument(
         "--ignore-hash",

@@ -27,10 +27,10 @@ from the last checkpoint; a finished search is not repeated.
 Several processes (DDP) split the global batch between them. A model without dropout gives the mask
 one process finds; with dropout (BERT's 0.1) each process draws its own dropout masks for its share
 of the batch, so the mask is close to one process's but not the same (the search says so when it
-starts):
-  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...            (GPUs)
+starts). On GPUs, and on CPUs (gloo):
+  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...
   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \\
-      ticketlab search tamt ...                                                        (CPUs, gloo)
+      ticketlab search tamt ...
 
 Examples:
   ticketlab search tamt --model models/minilm-mlm \\
@@ -56,6 +56,7 @@ from ..core.files import to_json
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (
+    HelpFormatter,
     add_config_arguments,
     add_model_argument,
     add_pattern_argument,
@@ -154,7 +155,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             name,
             help=method.help,
             description=method_description(name, method.help),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         _common(m, method)
         g = m.add_argument_group(name.upper())

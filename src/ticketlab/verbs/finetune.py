@@ -77,7 +77,6 @@ from .finetune_dirs import (
     MODEL_DIR,
     OUTPUT_KIND,
     RUN_KIND,
-    SUMMARY_FILE,
     _check_run_dir,
     _inputs,
     _is_main,
@@ -87,7 +86,7 @@ from .finetune_dirs import (
     input_content,
     input_paths,
 )
-from .finetune_results import FinetuneResult, mean_std, seed_dir, summarize
+from .finetune_results import SUMMARY_FILE, FinetuneResult, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "INPUT_NAMES",
