@@ -13,7 +13,9 @@
         matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
 
 Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
-and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
+except that a TAMT search too short for Table 1's lr to move a mask (a few hundred steps) gets the lr
+at which one score can travel the Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and
+TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
 of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.

@@ -99,7 +99,11 @@ class SearchConfig:
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
-    lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
+    lr: LearningRate | None = option(
+        None,
+        "learning rate (default: TAMT Table 1's; for a TAMT search too short for it to move a mask, the "
+        "lr at which one score can cross the Eq. 5 gap on its own)",
+    )
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
