@@ -55,10 +55,10 @@ from .configs import (
     Init,
     ScoreDtype,
     TamtConfig,
+    moving_lr,
     paper_budget,
     paper_fraction,
     paper_schedule_steps,
-    moving_lr,
     score_travel,
 )
 from .magnitude import omp_mask
