@@ -82,7 +82,10 @@ def steps_list(value: str) -> list[int]:
 
 # The `SearchConfig` options, by group (--model, --sparsity, --pattern and --targets are by hand:
 # shared with `prune`, and --sparsity takes '70%'); a method's own are its config's documented fields.
-CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "wikitext_markup", "max_length", "cache_dir")
+CORPUS = (
+    *("corpus", "dev", "dev_fraction", "corpus_tokens", "text_column", "wikitext_markup", "max_length"),
+    "cache_dir",
+)
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm", "clip_per_tensor"),
     *("adam_eps", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
