@@ -43,6 +43,40 @@ def test_demo_runs_the_whole_pipeline(demo):
             im.verify()
 
 
+def test_the_tables_sparsity_is_each_rows_achieved_sparsity(demo):
+    """Counted here from the masks on disk: the pruned weights of a row's masks over the model's word
+    embeddings and encoder matrices (Chen et al.'s IMP leaves the embeddings dense: below its target)."""
+    from transformers import AutoModelForMaskedLM
+
+    from ticketlab.masks import load_mask
+    from ticketlab.masks.prunable import find_targets
+    from ticketlab.masks.targets import resolve_targets
+    from ticketlab.studies.report.cells import method_label
+    from ticketlab.studies.report.results import load_results
+
+    _, result, _ = demo
+    res = load_results(result.sweep_dir)
+    model = AutoModelForMaskedLM.from_pretrained(result.model)
+    targets = find_targets(model, resolve_targets(model, None, False))
+    total = sum(m.weight.numel() for m in targets.values())  # the default targets (no pooler here)
+    expected = {}
+    for r in res.runs("search"):
+        mask = load_mask(result.sweep_dir / r.metrics["mask_dir"])[0]
+        key = (method_label(r.config), r.config["sparsity"])
+        expected.setdefault(key, []).append((mask.numel - mask.kept) / total)
+    rows = [line.split() for line in result.table.splitlines()[2:]]
+    chen, seen = [], []
+    for row in rows[1:]:  # a method's rows by target sparsity, lowest first
+        seen.append(row[0])
+        target = sorted(BUDGETS["test"].sparsities)[seen.count(row[0]) - 1]
+        shares = expected[(row[0], target)]
+        assert row[1] == f"{100 * sum(shares) / len(shares):.1f}%", row
+        if row[0] == "imp/chen":
+            chen.append(row[1:4])
+    assert chen and all(r[1:] == ["(target", f"{t:.0%})"] for r, t in zip(chen, BUDGETS["test"].sparsities))
+    assert all(float(r[0][:-1]) < 100 * t - 1 for r, t in zip(chen, BUDGETS["test"].sparsities))
+
+
 def test_second_run_is_cached(demo):
     out, first, _ = demo
     again = run_demo(out, "test", log=lambda _: None)
