@@ -73,8 +73,10 @@ def test_the_tables_sparsity_is_each_rows_achieved_sparsity(demo):
         assert row[1] == f"{100 * sum(shares) / len(shares):.1f}%", row
         if row[0] == "imp/chen":
             chen.append(row[1:4])
-    assert chen and all(r[1:] == ["(target", f"{t:.0%})"] for r, t in zip(chen, BUDGETS["test"].sparsities))
-    assert all(float(r[0][:-1]) < 100 * t - 1 for r, t in zip(chen, BUDGETS["test"].sparsities))
+    assert chen and all(
+        r[1:] == ["(target", f"{t:.0%})"] for r, t in zip(chen, BUDGETS["test"].sparsities, strict=True)
+    )
+    assert all(float(r[0][:-1]) < 100 * t - 1 for r, t in zip(chen, BUDGETS["test"].sparsities, strict=True))
 
 
 def test_second_run_is_cached(demo):

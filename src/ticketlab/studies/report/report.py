@@ -304,8 +304,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
             f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
             "the tasks per seed pair first. Each footnote lists the run ids behind a number. 'sparsity' is "
             "the share of the model's default targets (word embeddings and encoder matrices) the row's "
-            "masks prune, as measured, with the target beside it where they differ. "
-            + protocol_note(res),
+            "masks prune, as measured, with the target beside it where they differ. " + protocol_note(res),
             "",
             table(header, rows) if rows else "_No finished fine-tuning runs yet._",
             "",
