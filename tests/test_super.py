@@ -335,8 +335,9 @@ def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
         study_levels(_super_config(tiny_bert_dir, sst2_root, levels=[0.1, 0.6]))  # given: refused
 
 
-def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch):
+def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch, caplog):
     import importlib
+    import logging
 
     from ticketlab.core.outputs import claim_dir
     from ticketlab.masks.unit_io import load_unit_mask
@@ -364,7 +365,15 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     with Store(out) as store:  # a sweep's store: the study joins it, the sweep's spec and plan stay
         store.set_meta("spec", {"name": "my-sweep"})
         store.set_meta("plan", [])
-    result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+    with caplog.at_level(logging.INFO, logger="ticketlab"):
+        result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+    # a line as each row starts and one as it finishes, as a sweep says them
+    lines = [r.getMessage() for r in caplog.records if r.name == "ticketlab.studies.super_rows"]
+    started = [line for line in lines if line.startswith("[")]
+    assert len(started) == 14 and started[0].startswith("[1/14] fine-tuning ft_sst2_full_ft")
+    assert started[1].startswith("[2/14] ticket st-winning_l60_seed") and started[-1].startswith("[14/14] ")
+    done = [line for line in lines if line.startswith("    done in ")]
+    assert len(done) == 14 and "(accuracy " in done[0] and "(sparsity " in done[1]
 
     # per seed: the full model, then winning, random and losing at 60%
     assert len(starts) == 8
