@@ -368,7 +368,7 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     with caplog.at_level(logging.INFO, logger="ticketlab"):
         result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
     # a line as each row starts and one as it finishes, as a sweep says them
-    lines = [r.getMessage() for r in caplog.records if r.name == "ticketlab.studies.super_rows"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "ticketlab.studies.super_rows.progress"]
     started = [line for line in lines if line.startswith("[")]
     assert len(started) == 14 and started[0].startswith("[1/14] fine-tuning ft_sst2_full_ft")
     assert started[1].startswith("[2/14] ticket st-winning_l60_seed") and started[-1].startswith("[14/14] ")
@@ -540,7 +540,9 @@ def test_importance_only_scores_heads_and_units_and_the_full_study_goes_on_from_
     argv += ["--max-steps", "4", "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--seeds", "1"]
     argv += ["--levels", "0.6", "--kinds", "winning", "--out", str(out)]
     assert main([*argv, "--importance-only"]) == 0
-    printed = capsys.readouterr().out.strip().splitlines()
+    said = capsys.readouterr()
+    printed = said.out.strip().splitlines()
+    assert said.err.startswith("[1/1] fine-tuning ft_sst2_full_ft1 ...\n    done in ")  # as it goes
     assert (
         len(printed) == 1
         and printed[0].startswith(f"seed 1: {out}/runs/")

@@ -18,7 +18,7 @@ from ..tasks.registry import get_task
 from . import rows
 from .run_ids import make_run
 from .store import Store
-from .super_config import SuperConfig
+from .super_config import PROGRESS, SuperConfig
 from .sweep.work import summary
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 METHOD = {kind: f"st-{kind}" for kind in KINDS}  # the method names in the results store
 IMPORTANCE_DIR, SUMMARY_FILE = "importance", "super.json"
 ROW_KIND = {"search": "ticket", "finetune": "fine-tuning"}  # a row's kind as its progress line says it
+progress = logging.getLogger(PROGRESS)  # the progress lines (the CLI prints them)
 # FinetuneConfig fields the pipeline sets itself, or that are not part of a run's identity
 OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_model"}
 
@@ -92,13 +93,13 @@ class Study:
             lambda: work(self.out / "runs" / run.dirname),
             inputs=rows.Inputs(self.out, self.inputs, self.where),
             # as a sweep says them: a line as each row starts, one when it has finished
-            on_start=lambda: log.info(f"{counter} {ROW_KIND[run.kind]} {run.name} ..."),
+            on_start=lambda: progress.info(f"{counter} {ROW_KIND[run.kind]} {run.name} ..."),
         )
         if outcome.status == "busy":
             log.warning("%s: running in another process; skipped here", run.name)
             return None
         if outcome.status == "ran":
-            log.info(f"    done in {outcome.wall_s:.1f}s{summary(run, outcome.metrics)}")
+            progress.info(f"    done in {outcome.wall_s:.1f}s{summary(run, outcome.metrics)}")
         return outcome.metrics
 
 
