@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -1094,7 +1095,7 @@ def test_tamt_prunes_int_of_s_n_as_its_masker_and_round_on_request():
     assert "count" not in _tamt_settings(TamtConfig(sparsity=0.7, count="round"))  # runs written before
 
 
-def test_a_search_reads_the_text_it_needs_and_its_mask_says_how_much(tiny_run, tmp_path, caplog):
+def test_a_search_reads_the_text_it_needs_and_its_mask_says_how_much(tiny_run, tmp_path, caplog, capsys):
     """2 steps of 8 x 32 tokens draw 512 tokens: the search reads twice that plus the dev tail carved
     from it (`needed_tokens`), not the whole corpus, and the mask's record says so; 0 reads it all."""
     from ticketlab.data.corpus import needed_tokens
@@ -1106,6 +1107,8 @@ def test_a_search_reads_the_text_it_needs_and_its_mask_says_how_much(tiny_run, t
     cap = needed_tokens(2, 8, 32, carved=0.05)
     assert read == {"tokens_read": cap, "max_tokens": cap, "capped": True}
     assert "read the first 1,078 tokens of the corpus" in caplog.text
+    # the time of the training steps, named as such, beside the command's own wall time
+    assert re.search(r"in 2 steps \(512 tokens, \d+ s of training; \d+ s in all\)", capsys.readouterr().out)
     assert main(search_args(tiny_run, tmp_path / "whole", *args, "--corpus-tokens", "0")) == 0
     whole = load_mask(tmp_path / "whole")[1].search["corpus_read"]
     assert not whole["capped"] and whole["tokens_read"] > cap and whole["max_tokens"] is None

@@ -48,6 +48,7 @@ import argparse
 import dataclasses
 import logging
 import textwrap
+import time
 from typing import TYPE_CHECKING
 
 import ticketlab as tl
@@ -185,13 +186,17 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
+    started = time.perf_counter()
     result = tl.search(search_config(args))
     if result.main_process:
-        _report(result)
+        _report(result, time.perf_counter() - started)
     return 0
 
 
-def _report(result: SearchResult) -> None:
+def _report(result: SearchResult, wall_s: float) -> None:
+    """The search's lines: what was pruned, in how many steps and tokens; the time of its training
+    steps (the search cost, TAMT's Tab. 3) beside this command's wall time, which adds loading the
+    model, reading the corpus and the dev evaluations; its dev losses."""
     mc, mask = result.config, result.mask
     if result.train is None:
         print(f"{result.out}: finished before ({mc.method}); nothing to do")
@@ -199,7 +204,9 @@ def _report(result: SearchResult) -> None:
     line = f"{mc.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned"
     if "train_time_s" in s:
         tokens = f"{s['search_tokens']:,} tokens, " if "search_tokens" in s else ""
-        line += f" in {s['steps']} steps ({tokens}{s['train_time_s']:.0f} s)"
+        line += (
+            f" in {s['steps']} steps ({tokens}{s['train_time_s']:.0f} s of training; {wall_s:.0f} s in all)"
+        )
     print(f"{line} -> {result.out}")
     final = s.get("final_eval") or {}
     shown = {
