@@ -417,7 +417,11 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     assert res.spec == {"name": "my-sweep"} and len(res.scores) == 8
     report = write_report(out)
     assert "fig4_phase_transition.png" in report.figures, report.skipped
-    assert "## Super tickets" in report.path.read_text()
+    text = report.path.read_text()
+    assert "## Super tickets" in text
+    # a study of structured tickets has no OMP mask and no claim of TAMT's: the report asks for neither
+    assert "add `omp`" not in text and "TAMT ≥ IMP > OMP" not in text
+    assert "its tickets are heads and FFN units" in text
 
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):

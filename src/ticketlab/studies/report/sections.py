@@ -334,11 +334,12 @@ def order_verdict(comps: list[Comparison]) -> str:
     MDE), or has no test (why)."""
     if any(c.exploratory for c in comps):  # a study's declared claims are its verdicts
         return ""
-    parts = []
+    parts, papers = [], set()
     for c in comps:
         higher = claimed_higher(c)
         if higher is None:
             continue
+        papers.add("liang" if base_method(c.a.method) in SUPER_ORDER else "liu")
         hi, lo = (c.a, c.b) if higher else (c.b, c.a)
         if c.why_not is not None:
             what = f"no test ({c.why_not})"
@@ -349,12 +350,18 @@ def order_verdict(comps: list[Comparison]) -> str:
         parts.append(f"{hi.method} > {lo.method} at {pct(c.sparsity)} on {c.task}: {what}")
     if not parts:
         return ""
+    named = "; ".join(CLAIMS[p] for p in ("liu", "liang") if p in papers)  # only those compared here
     return (
-        "**Verdict (4), the papers' downstream orders** (Liu et al. Fig. 3: TAMT ≥ IMP > OMP > random; "
-        "Liang et al.: winning super tickets above random and losing ones), per comparison above: "
+        f"**Verdict (4), the papers' downstream orders** ({named}), per comparison above: "
         + "; ".join(parts)
         + "."
     )
+
+
+CLAIMS = {
+    "liu": "Liu et al. Fig. 3: TAMT ≥ IMP > OMP > random",
+    "liang": "Liang et al.: winning super tickets above random and losing ones",
+}
 
 
 def protocol_note(res: SweepResults) -> str:
