@@ -79,6 +79,28 @@ def test_the_tables_sparsity_is_each_rows_achieved_sparsity(demo):
     assert all(float(r[0][:-1]) < 100 * t - 1 for r, t in zip(chen, BUDGETS["test"].sparsities, strict=True))
 
 
+def test_the_demo_searches_follow_tamts_rules_scaled_to_the_toy():
+    """2 passes over the corpus as one schedule, each search stopped at Tab. 2's 70% point, IMP with the
+    same steps at half the pre-training lr, TAMT at the default lr, which moves its masks."""
+    from ticketlab.demo.config import CORPUS_BLOCKS, SEARCH_SCHEDULE, SEARCH_STEPS
+    from ticketlab.methods.configs import PAPER_SCHEDULE_STEPS, PAPER_STEPS, TamtConfig
+    from ticketlab.methods.tamt import frozen_mask_warning
+    from ticketlab.train.config import TrainConfig
+
+    budget = BUDGETS["default"]
+    search, settings = budget.search, budget.method_settings
+    assert SEARCH_SCHEDULE == round(2 * CORPUS_BLOCKS / search["batch_size"]) == 1150
+    assert SEARCH_STEPS == round(PAPER_STEPS[0.7] / PAPER_SCHEDULE_STEPS * SEARCH_SCHEDULE) == search["steps"]
+    assert settings["imp/chen"]["lr"] == budget.pretrain.lr / 2 and "lr" not in search
+    for objective, lr in (("mlm", 5e-5), ("kd", 4.1e-5)):
+        assert "lr" not in settings[f"tamt-{objective}"]
+        config = TamtConfig(0.7, objective=objective)
+        horizon = settings[f"tamt-{objective}"]["schedule_steps"]
+        assert config.default_lr(SEARCH_STEPS, horizon) == lr
+        train = TrainConfig(max_steps=SEARCH_STEPS, batch_size=32, lr=lr, schedule_steps=horizon)
+        assert frozen_mask_warning(config, train) is None
+
+
 def test_second_run_is_cached(demo):
     out, first, _ = demo
     again = run_demo(out, "test", log=lambda _: None)

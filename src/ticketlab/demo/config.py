@@ -29,7 +29,9 @@ SPARSITIES = (0.5, 0.7, 0.9)
 #   so TAMT-MLM keeps Table 1's 5e-5 and TAMT-KD's 2e-5 is raised to 4.1e-5;
 # - IMP trains weights, at half the toy's pre-training peak lr (1e-3 of 2e-3), as Table 1's 5e-5 is
 #   half BERT's pre-training peak (1e-4).
-SEARCH_STEPS, SEARCH_SCHEDULE = 700, 1150
+CORPUS_BLOCKS = 18_399  # the default language's training corpus in blocks of 32 tokens (as read)
+SEARCH_SCHEDULE = round(2 * CORPUS_BLOCKS / 32)  # 2 passes at batch 32: 1,150 steps
+SEARCH_STEPS = round(17_000 / 27_920 * SEARCH_SCHEDULE)  # Tab. 2's 70% stop: 700
 IMP = {"variant": "chen"}  # Chen et al.'s IMP
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "imp/chen": {**IMP, "lr": 1e-3},
