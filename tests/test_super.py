@@ -544,9 +544,9 @@ def test_importance_only_scores_heads_and_units_and_the_full_study_goes_on_from_
     argv += ["--max-steps", "4", "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--seeds", "1"]
     argv += ["--levels", "0.6", "--kinds", "winning", "--out", str(out)]
     assert main([*argv, "--importance-only"]) == 0
-    said = capsys.readouterr()
-    printed = said.out.strip().splitlines()
-    assert said.err.startswith("[1/1] fine-tuning ft_sst2_full_ft1 ...\n    done in ")  # as it goes
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said[0] == "[1/1] fine-tuning ft_sst2_full_ft1 ..." and said[1].startswith("    done in ")
+    printed = said[2:]  # after the progress lines, as it goes: the result
     assert (
         len(printed) == 1
         and printed[0].startswith(f"seed 1: {out}/runs/")

@@ -95,9 +95,9 @@ def print_importance(r: SuperResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    # a line per row as it starts and finishes, as a sweep says them; on stderr, beside the progress
-    # bars, so that stdout holds the result alone
-    lines, handler = logging.getLogger(PROGRESS), logging.StreamHandler(sys.stderr)
+    # a line per row as it starts and finishes, on stdout as a sweep prints them (stderr keeps an
+    # error to its one line)
+    lines, handler = logging.getLogger(PROGRESS), logging.StreamHandler(sys.stdout)
     lines.setLevel(logging.INFO)
     lines.propagate = False
     lines.addHandler(handler)

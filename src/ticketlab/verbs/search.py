@@ -77,15 +77,15 @@ class SearchConfig:
         metavar="PATH",
     )
     dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
-    # A cap changes which blocks a search draws from, so it is in the identity (null: the default);
-    # 0, the whole corpus, is what every search read before the cap: left out, so those resume.
+    # Left out of a search's identity: the corpus's content key, which the search records and checks,
+    # holds what a cap left out, so a cap that cuts the corpus is another search, one that does not the same.
     corpus_tokens: NonNegInt | None = option(
         None,
         "text tokens of --corpus to read, from its start (default: what the search needs, 2 x steps x "
         "batch x length, plus the dev part carved from it; 0: the whole corpus). --dev is read up to "
         "--dev-blocks",
         metavar="N",
-        compat=(0,),
+        compat=(None, 0),
     )
     text_column: str = option("text", "column of `datasets` sources")
     # TAMT tokenizes WikiText-103's wiki.*.raw as it is (its " @-@ " markup included); ticketlab undoes
