@@ -463,3 +463,22 @@ def test_a_tamt_search_too_short_for_table_1s_lr_names_the_lr_the_default_raises
     base["search"] = {"steps": 2000}
     long = [r for r in expand(spec_from_dict(base, base_dir=tmp_path)) if r.kind == "search"]
     assert all("lr" not in r.config["defaults"] for r in long)
+
+
+def test_squad_fine_tunings_name_the_window_rule_they_run_under(tmp_path, base):
+    """SQuAD's windows step by doc_stride by default (TAMT's squad_convert_examples_to_features): a
+    SQuAD fine-tuning names it among its defaults, so it is never a row computed with run_qa's
+    overlapping windows, which a spec keeps by naming them (`squad_windows: overlap`); GLUE's keep theirs."""
+    (tmp_path / "SQuAD").mkdir()
+    base["tasks"]["squad"] = {"data": "SQuAD"}
+    runs = [r for r in expand(load(tmp_path, base)) if r.kind == "finetune"]
+    squad = {r.id for r in runs if r.config["task"] == "squad"}
+    assert squad and all(r.config["defaults"] == {"squad_windows": "step"} for r in runs if r.id in squad)
+    assert all("defaults" not in r.config for r in runs if r.id not in squad)
+    base["tasks"]["squad"] = {"data": "SQuAD", "squad_windows": "overlap"}
+    overlap = [
+        r for r in expand(load(tmp_path, base)) if r.kind == "finetune" and r.config["task"] == "squad"
+    ]
+    assert (
+        overlap and not {r.id for r in overlap} & squad and all("defaults" not in r.config for r in overlap)
+    )

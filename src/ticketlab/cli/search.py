@@ -10,13 +10,15 @@
         first pruning is at step 0 (LT_pretrain.py); with --task only after each full round, the
         task head training on (LT_glue.py). --variant chen (default): one global ranking over the
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
-        matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
+        matrix pruned to the target, word embeddings included (TAMT's IMP baseline). Both prune
+        the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
-except that a TAMT search too short for Table 1's lr to move a mask (a few hundred steps) gets the lr
-at which one score can travel the Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and
-TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
-of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
+bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, except that a TAMT search too short
+for Table 1's lr to move a mask (a few hundred steps) gets the lr at which one score can travel the
+Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and TAMT's schedule: the search
+stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
+27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
@@ -89,7 +91,7 @@ CORPUS = (
 )
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm", "clip_per_tensor"),
-    *("adam_eps", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
+    *("adam_eps", "optimizer", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
 )
 SAVING = (
     *("save_at", "save_every", "eval_every", "dev_blocks", "eval_batch_size", "no_eval"),
@@ -163,6 +165,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         _common(m, method)
         g = m.add_argument_group(name.upper())
         add_config_arguments(g, method.config, documented_fields(method.config))
+        if name == "imp":  # a script's `--pooler` asks for what IMP does by default: the pooler pruned
+            g.add_argument(
+                "--pooler", dest="no_pooler", action="store_false", default=False, help=argparse.SUPPRESS
+            )
         if method.task:
             add_config_arguments(g, SearchConfig, TASK)
 

@@ -39,6 +39,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError
+from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
 from ..lm.evaluation import HEAD_FILE
 from ..lm.mlm_head import head_parameters
 from ..masks import Mask
@@ -255,14 +256,27 @@ def search_tamt(
     )
 
 
+def kd_data_horizon(config: SearchConfig, sequences: int) -> int:
+    """The lr schedule's horizon on TAMT's KD data: train_kd.py's t_total over its sequences
+    (`data.kd_chunks.reference_kd_horizon`), or one error when the search would go past it."""
+    horizon = reference_kd_horizon(sequences, config.batch_size)
+    if horizon < config.steps:
+        raise ConfigError(
+            f"--kd-data reference: train_kd.py's schedule on these data ends at step {horizon} ({KD_EPOCHS} "
+            f"epochs of {sequences:,} sequences at batch {config.batch_size}); --steps {config.steps} goes "
+            "past it: give fewer steps, or the horizon wanted as --schedule-steps"
+        )
+    return horizon
+
+
 def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
     """`ticketlab search tamt`: the model (with its MLM head and the checkpoint's pooler), the corpus
     objective and the training settings a `SearchConfig` describes, searched by `search_tamt`."""
     tamt: TamtConfig = config.method  # type: ignore[assignment]
-    lr = config.lr or tamt.default_lr(config.steps, config.horizon)
-    train_config = config.train_config(lr)
-    if acc.is_main_process and (message := frozen_mask_warning(tamt, train_config)):
-        log.warning(message)  # before the model and the corpus load, not minutes later
+    # the schedule on TAMT's KD data is known once they are drawn; any other, now
+    later = tamt.kd_data == "reference" and config.schedule_steps is None
+    if not later:
+        _said_lr(config, tamt, acc)  # before the model and the corpus load, not minutes later
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = load_mlm_model(config, need_head)
     if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
@@ -293,6 +307,21 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
+    if later:
+        config.schedule_steps = kd_data_horizon(config, objective.info["train_sequences"])
+    lr, train_config = _said_lr(config, tamt, acc, say=later)
     return search_tamt(
         model, objective, tamt, train_config, config.out, warned=True, **run_options(config, lr, acc)
     )
+
+
+def _said_lr(
+    config: SearchConfig, tamt: TamtConfig, acc: Accelerator, say: bool = True
+) -> tuple[float, TrainConfig]:
+    """The search's lr (`--lr`, else `TamtConfig.default_lr` for its steps and schedule) and training
+    settings; `say`: warn (the main process) where that lr moves no mask (`frozen_mask_warning`)."""
+    lr = config.lr or tamt.default_lr(config.steps, config.horizon)
+    train_config = config.train_config(lr)
+    if say and acc.is_main_process and (message := frozen_mask_warning(tamt, train_config)):
+        log.warning(message)
+    return lr, train_config
