@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -226,6 +227,14 @@ def finite_json(obj: Any) -> Any:
 def to_json(obj: Any, **kwargs: Any) -> str:
     """The one JSON encoder for what ticketlab writes: valid JSON always (non-finite numbers null)."""
     return json.dumps(finite_json(obj), allow_nan=False, **kwargs)
+
+
+def as_written(result: Any) -> Any:
+    """A result dataclass as its JSON file holds it (`finite_json` on every field): what the call
+    that reads it back returns, so a run's first call and its later ones return the same."""
+    return dataclasses.replace(
+        result, **{f.name: finite_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    )
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -54,7 +54,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_json, read_json
+from ..core.files import as_written, atomic_write_json, read_json
 from ..core.outputs import atomic_dir, check_output
 from ..data.corpus import DEV_FRACTION, BlockDataset, LMCorpus, load_lm_corpus, needed_tokens
 from ..data.sources import TOKENS_SUFFIX
@@ -266,7 +266,7 @@ def pretrain(
     )
     if finished_before:  # trained before the output was written: the weights are in the last checkpoint
         model.load_state_dict(load_checkpoint(work / CHECKPOINT)["model"], strict=False)
-    summary = summarize(result, out, steps, entropy, model)
+    summary = as_written(summarize(result, out, steps, entropy, model))  # as a finished run reads it
     if result.stopped:  # the checkpoint in `work` is where the next piece starts
         return summary
     write_output(model, tok, out, (config, identity), data, summary, work_dir)
