@@ -54,6 +54,9 @@ def test_prune_then_info_compare_finetune_export(method, tiny_bert_dir, corpus, 
     assert config.search["calibration_sequences"] == 8 and config.search["calibration_length"] == 16
     assert config.search["calibration_corpus"] == str(corpus)
     assert config.search["calibration_corpus_key"].startswith("sha256:")
+    # the corpus's start, twice the 8 x 16 tokens drawn and the dev tail carved from it, not all of it
+    read = {"tokens_read": 270, "max_tokens": 270, "capped": True}
+    assert config.search["calibration_corpus_read"] == read
     assert load_mask(nm)[1].pattern == "2:4"
 
     code, shown, _ = run(capsys, "info", out)

@@ -348,6 +348,13 @@ def test_cli_seeds_mean_std(tiny_bert_dir, glue_dir, tmp_path, capsys):
     assert "seed 1: best accuracy" in text and "over 2 seeds" in text and "±" in text
     summary = json.loads((out / "results.json").read_text())
     assert summary["best"]["accuracy"]["n"] == 2 and (out / "seed-2" / "result.json").is_file()
+    # the score results.json reports, under its name there and with what it is
+    assert summary["checkpoint"] == "held-out" and "reported (held-out) accuracy" in text
+    reported = f"{summary['reported']['mean']:.2f} ± {summary['reported']['std']:.2f} over 2 seeds"
+    assert (
+        f"reported (held-out: the last evaluation: no step chosen on the dev set): accuracy {reported}"
+        in text
+    )
     assert main(args + opts) == 0  # finished: returned from disk
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -573,7 +574,9 @@ def test_kd_search_and_bad_input(tiny_run, tmp_path, capsys):
     out = tmp_path / "kd"
     assert main(search_args(tiny_run, out, "--objective", "kd", "--sparsity", "0.5", "--steps", "3")) == 0
     mask, config = load_mask(out)
-    assert config.method == "tamt-kd" and config.search["lr"] == 2e-5  # Table 1 default for KD
+    # the default: Table 1's KD lr (2e-5), raised for a search of 3 steps to one that moves the mask
+    raised = TamtConfig(0.5, objective="kd").default_lr(3, config.search["schedule_steps"])
+    assert config.method == "tamt-kd" and config.search["lr"] == raised > 2e-5
     assert not (out / HEAD_FILE).exists()
     assert (
         main(search_args(tiny_run, tmp_path / "x", "--sparsity", "0.5", "--steps", "3", "--save-at", "9"))
@@ -952,6 +955,52 @@ def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
     assert warning(5e-5, 200, threshold=0.001) is None  # a smaller gap is crossed
 
 
+def test_the_default_lr_moves_a_mask_on_a_short_search_and_is_table_1s_on_a_long_one():
+    """Table 1's lr over 50 steps moves a score 0.0017, a twelfth of the Eq. 5 gap: the default raises it
+    to the lr at which one score travels the whole gap, and keeps Table 1's where that already does."""
+    from ticketlab.methods.configs import score_travel
+    from ticketlab.methods.tamt import paper_schedule_steps
+    from ticketlab.train.config import TrainConfig
+
+    for objective, paper in (("mlm", 5e-5), ("kd", 2e-5)):
+        config = TamtConfig(0.7, objective=objective)
+        for steps in (10, 50, 200):
+            horizon = paper_schedule_steps(steps, 0.7)
+            lr = config.default_lr(steps, horizon)
+            assert lr > paper and lr * score_travel(steps, horizon) == pytest.approx(0.02, rel=0.03)
+            train = TrainConfig(max_steps=steps, batch_size=4, lr=lr, schedule_steps=horizon)
+            assert frozen_mask_warning(config, train) is None
+        assert config.default_lr(17_000, 27_920) == paper and config.default_lr(2000, 3285) == paper
+
+
+def test_a_short_search_at_the_default_lr_moves_the_mask_and_says_its_lr(tiny_run, tmp_path, caplog):
+    args = ("--sparsity", "0.6", "--steps", "6", "--no-eval")
+    assert main(search_args(tiny_run, tmp_path / "table1", *args, "--lr", "5e-5")) == 0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ticketlab"):
+        assert main(search_args(tiny_run, tmp_path / "default", *args)) == 0
+    assert "initial omp mask" not in caplog.text
+    settings = json.loads((tmp_path / "default" / "run" / "settings.json").read_text())
+    assert settings["lr"] == TamtConfig(0.6).default_lr(6, settings["schedule_steps"]) > 5e-5
+    initial = load_mask(tmp_path / "table1")[0]  # Table 1's lr: the OMP start, unchanged
+    assert load_mask(tmp_path / "default")[0] != initial
+
+
+def test_an_lr_given_too_small_to_move_a_mask_is_said_before_the_work_with_one_that_would(
+    tiny_run, tmp_path, caplog, monkeypatch
+):
+    import ticketlab.methods.tamt as tamt
+
+    def no_model(*a, **k):
+        raise RuntimeError("loaded the model")
+
+    monkeypatch.setattr(tamt, "load_mlm_model", no_model)
+    out = tmp_path / "tamt"
+    with caplog.at_level("WARNING", logger="ticketlab"), pytest.raises(RuntimeError, match="loaded"):
+        main(search_args(tiny_run, out, "--sparsity", "0.7", "--steps", "50", "--lr", "5e-5"))
+    assert "initial omp mask" in caplog.text and "Give --lr 0.00058 or more" in caplog.text
+
+
 def test_a_checkpoint_with_stored_masks_is_refused_by_name(tmp_path):
     """Checkpoints from before the masks became thresholds hold `...mask` buffers: resuming from one
     (a search's end, or `train`) must say so rather than drop them and write a mask at φ."""
@@ -1027,3 +1076,22 @@ def test_tamt_prunes_int_of_s_n_as_its_masker_and_round_on_request():
     assert TamtConfig(sparsity=0.7).count == "floor"
     assert _tamt_settings(TamtConfig(sparsity=0.7))["count"] == "floor"
     assert "count" not in _tamt_settings(TamtConfig(sparsity=0.7, count="round"))  # runs written before
+
+
+def test_a_search_reads_the_text_it_needs_and_its_mask_says_how_much(tiny_run, tmp_path, caplog, capsys):
+    """2 steps of 8 x 32 tokens draw 512 tokens: the search reads twice that plus the dev tail carved
+    from it (`needed_tokens`), not the whole corpus, and the mask's record says so; 0 reads it all."""
+    from ticketlab.data.corpus import needed_tokens
+
+    args = ("--sparsity", "0.6", "--steps", "2", "--no-eval")
+    with caplog.at_level("INFO", logger="ticketlab"):
+        assert main(search_args(tiny_run, tmp_path / "capped", *args)) == 0
+    read = load_mask(tmp_path / "capped")[1].search["corpus_read"]
+    cap = needed_tokens(2, 8, 32, carved=0.05)
+    assert read == {"tokens_read": cap, "max_tokens": cap, "capped": True}
+    assert "read the first 1,078 tokens of the corpus" in caplog.text
+    # the time of the training steps, named as such, beside the command's own wall time
+    assert re.search(r"in 2 steps \(512 tokens, \d+ s of training; \d+ s in all\)", capsys.readouterr().out)
+    assert main(search_args(tiny_run, tmp_path / "whole", *args, "--corpus-tokens", "0")) == 0
+    whole = load_mask(tmp_path / "whole")[1].search["corpus_read"]
+    assert not whole["capped"] and whole["tokens_read"] > cap and whole["max_tokens"] is None

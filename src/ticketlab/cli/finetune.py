@@ -102,8 +102,26 @@ def _print_run(r: FinetuneResult) -> None:
     print(
         f"seed {r.seed}: best {_scores(r.best)} (step {r.best.get('step')}); "
         f"final {_scores(r.final)} (step {r.final.get('step')}); "
+        f"reported ({r.checkpoint}) {r.metric} {r.reported_score:.2f}; "
         f"{r.steps} steps on {r.n_train} examples in {r.train_time_s:.0f}s + eval {r.eval_time_s:.0f}s{note}",
         flush=True,
+    )
+
+
+def reported_line(summary: dict[str, Any], what: str) -> str:
+    """The score results.json reports, under the name it has there (`checkpoint`: held-out or
+    best-dev) and what that is: which step, scored on which dev data."""
+    runs = summary["runs"]
+    if summary["checkpoint"] == "best-dev":
+        which = "the best step, chosen and scored on the same dev set"
+    elif runs and runs[0].get("selected_by"):
+        which = "the step the selection part of dev picked, scored on the rest"
+    else:
+        which = "the last evaluation: no step chosen on the dev set"
+    r, n = summary["reported"], summary["reported"]["n"]
+    score = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f} over {n} seeds" if n > 1 else "")
+    return (
+        f"{summary['task']} {what}, reported ({summary['checkpoint']}: {which}): {summary['metric']} {score}"
     )
 
 
@@ -121,5 +139,6 @@ def run(args: argparse.Namespace) -> int:
             f"{k} {v['mean']:.2f}" + (f" ± {v['std']:.2f}" if n > 1 else "") for k, v in summary[kind].items()
         ]
         print(f"{summary['task']} {what}, {kind}{f' over {n} seeds' if n > 1 else ''}: {', '.join(parts)}")
+    print(reported_line(summary, what))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0

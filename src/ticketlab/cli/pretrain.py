@@ -46,7 +46,7 @@ from .common import add_config_arguments, add_deprecated_alias, config_from_args
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "dropout", "eval_every", "seed", "max_grad_norm"),
-    "mixed_precision",
+    *("mixed_precision", "corpus_tokens"),
 )
 
 

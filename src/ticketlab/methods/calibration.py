@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..core.errors import DataError
-from ..data.corpus import load_lm_corpus
+from ..data.corpus import DEV_FRACTION, load_lm_corpus, needed_tokens
 from ..masks import Mask
 from ..models.load import load_tokenizer
 
@@ -60,7 +60,13 @@ def draw_calibration(
     """`n` full blocks of `length` tokens of `corpus`'s training split (the blocks a search on it
     trains on), tokenized with `model`'s tokenizer and drawn by a permutation seeded with `seed`."""
     tokenizer = load_tokenizer(model)
-    blocks = load_lm_corpus(corpus, tokenizer, length, text_column=text_column, progress=progress).train
+    # the corpus's start, twice the text the draw takes (and the dev tail carved from it): the same
+    # cap as a search's (`data.corpus.needed_tokens`), not the whole corpus tokenized for n blocks
+    cap = needed_tokens(1, n, length, carved=DEV_FRACTION)
+    corpus_read = load_lm_corpus(
+        corpus, tokenizer, length, text_column=text_column, progress=progress, max_tokens=cap
+    )
+    blocks = corpus_read.train
     full = torch.nonzero(blocks.lengths == length).flatten()  # [f] indices of unpadded blocks
     names = ", ".join(map(str, corpus))
     if len(full) < n:
@@ -76,5 +82,6 @@ def draw_calibration(
         "calibration_seed": seed,
         "calibration_corpus": names,
         "calibration_corpus_key": blocks.content_key,
+        "calibration_corpus_read": corpus_read.info["read"],  # the text tokens read, the cap, whether it cut
     }
     return Calibration(blocks.blocks[chosen].long(), info)

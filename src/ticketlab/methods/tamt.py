@@ -56,9 +56,11 @@ from .configs import (
     Init,
     ScoreDtype,
     TamtConfig,
+    moving_lr,
     paper_budget,
     paper_fraction,
     paper_schedule_steps,
+    score_travel,
 )
 from .magnitude import omp_mask
 from .masked_layers import row_blocks
@@ -174,21 +176,23 @@ def head_state(model: nn.Module) -> dict[str, Tensor]:
 
 def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | None:
     """Why a search would end with its initial mask, or None. AdamW moves a score by about lr per
-    step (under linear decay, the schedule's mean over the steps searched: 1 - N/2H of it for N steps
-    of an H-step schedule, a half when it ends at the stop), and Eq. 5 starts kept scores α·φ above pruned
-    ones: a kept and a pruned score can swap only once their travel together covers that gap. The
-    paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
+    step (`score_travel`), and Eq. 5 starts kept scores α·φ above pruned ones: a kept and a pruned
+    score can swap only once their travel together covers that gap. The paper's lr (5e-5) crosses it
+    after 200-400 of its 11K-22K steps; a short search at that lr is OMP. The default lr never is
+    (`TamtConfig.default_lr`): this fires only on an lr given."""
     steps = train_config.max_steps
     horizon = train_config.schedule_steps or steps
     linear = train_config.schedule == "linear"
-    travel = train_config.lr * steps * ((1 - steps / (2 * horizon)) if linear else 1.0)
+    travel = train_config.lr * score_travel(steps, horizon, linear)
     gap = config.alpha * config.threshold
     if 2 * travel >= gap:
         return None
+    moving = moving_lr(gap, steps, horizon, linear)
     return (
         f"TAMT: at lr {train_config.lr:g} over {steps} steps a score moves about {travel:.2g} in all, "
         f"so no kept score (start {gap:g}) and pruned score (start 0) can swap: the result will be the "
-        f"initial {config.init} mask. Raise --lr (or --steps); the paper searched 11K-22K steps at 5e-5."
+        f"initial {config.init} mask. Give --lr {moving:g} or more (or leave --lr out: the default "
+        "raises Table 1's lr for a search this short)."
     )
 
 
@@ -204,14 +208,16 @@ def search_tamt(
     settings: dict[str, Any] | None = None,
     accelerator: Accelerator | None = None,
     keep_checkpoint: bool = False,
+    warned: bool = False,
 ) -> SearchResult:
     """Train masks on `model` (a pre-trained model; with its MLM head for the MLM objectives).
 
     `objective.loss_fn` is normally `pretraining_loss(config.objective)`. The mask (and, for
     TAMT-MLM, the trained head as `mlm_head.safetensors`) is written to `out` at the end and to
-    `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming.
+    `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming. `warned`:
+    the caller has said already that the lr moves no mask (`search_from_config`, before its work).
     """
-    if message := frozen_mask_warning(config, train_config):
+    if not warned and (message := frozen_mask_warning(config, train_config)):
         log.warning(message)
     # The flat score buffer is opt-in (`flat=True` to `prepare_tamt`, until a GPU measures it), so
     # this applies only where it is on: an optimizer stepped inside the backward frees each gradient
@@ -275,6 +281,10 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
     """`ticketlab search tamt`: the model (with its MLM head and the checkpoint's pooler), the corpus
     objective and the training settings a `SearchConfig` describes, searched by `search_tamt`."""
     tamt: TamtConfig = config.method  # type: ignore[assignment]
+    # the schedule on TAMT's KD data is known once they are drawn; any other, now
+    later = tamt.kd_data == "reference" and config.schedule_steps is None
+    if not later:
+        _said_lr(config, tamt, acc)  # before the model and the corpus load, not minutes later
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = load_mlm_model(config, need_head)
     if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
@@ -305,9 +315,21 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
-    if tamt.kd_data == "reference" and config.schedule_steps is None:
+    if later:
         config.schedule_steps = kd_data_horizon(config, objective.info["train_sequences"])
-    lr = config.lr or tamt.default_lr
+    lr, train_config = _said_lr(config, tamt, acc, say=later)
     return search_tamt(
-        model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)
+        model, objective, tamt, train_config, config.out, warned=True, **run_options(config, lr, acc)
     )
+
+
+def _said_lr(
+    config: SearchConfig, tamt: TamtConfig, acc: Accelerator, say: bool = True
+) -> tuple[float, TrainConfig]:
+    """The search's lr (`--lr`, else `TamtConfig.default_lr` for its steps and schedule) and training
+    settings; `say`: warn (the main process) where that lr moves no mask (`frozen_mask_warning`)."""
+    lr = config.lr or tamt.default_lr(config.steps, config.horizon)
+    train_config = config.train_config(lr)
+    if say and acc.is_main_process and (message := frozen_mask_warning(tamt, train_config)):
+        log.warning(message)
+    return lr, train_config

@@ -19,6 +19,10 @@ from ..methods.levels import DRAW_HELP, DRAWS, KINDS, PER, UNITS, Draw, Units, c
 from ..tasks.registry import get_task
 from ..verbs.finetune_config import FinetuneConfig
 
+# The logger of a study's progress lines, a line per row as it starts and as it finishes (named here,
+# where the CLI reads it without importing the study)
+PROGRESS = "ticketlab.studies.super_rows.progress"
+
 
 @dataclass
 class SuperConfig:

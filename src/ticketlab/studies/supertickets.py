@@ -277,6 +277,8 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         ft = config.run_config(config.seeds[0])
         where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
         study = Study(config, out, store, inputs=input_content(ft, spec), where=where)
+        tickets = 0 if config.importance_only else len(config.kinds) * len(levels)
+        study.total = len(config.seeds) * (1 + 2 * tickets)  # the full model; each ticket, rewound
         skipped, importance = 0, {}
         for seed in config.seeds:
             full = _full(study, seed)

@@ -38,7 +38,7 @@ from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.files import atomic_write_json
+from ..core.files import as_written, atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
@@ -347,6 +347,7 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
         checkpoint=config.checkpoint,
     )
+    result = as_written(result)  # the call that reads it back returns the same
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
     return result

@@ -78,6 +78,16 @@ class SearchConfig:
         metavar="PATH",
     )
     dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
+    # Left out of a search's identity: the corpus's content key, which the search records and checks,
+    # holds what a cap left out, so a cap that cuts the corpus is another search, one that does not the same.
+    corpus_tokens: NonNegInt | None = option(
+        None,
+        "text tokens of --corpus to read, from its start (default: what the search needs, 2 x steps x "
+        "batch x length, plus the dev part carved from it; 0: the whole corpus). --dev is read up to "
+        "--dev-blocks",
+        metavar="N",
+        compat=(None, 0),
+    )
     text_column: str = option("text", "column of `datasets` sources")
     # TAMT tokenizes WikiText-103's wiki.*.raw as it is (its " @-@ " markup included); ticketlab undoes
     # the markup where it finds it (`data.sources.clean_wikitext`). In the identity only when kept
@@ -100,7 +110,11 @@ class SearchConfig:
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
-    lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
+    lr: LearningRate | None = option(
+        None,
+        "learning rate (default: TAMT Table 1's; for a TAMT search too short for it to move a mask, the "
+        "lr at which one score can cross the Eq. 5 gap on its own)",
+    )
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")

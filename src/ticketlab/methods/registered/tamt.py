@@ -38,7 +38,8 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
     """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
     (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over
-    them) and the pooler."""
+    them), the pooler and, for a search too short for Table 1's lr to move a mask, the lr the default
+    raises it to (`settings` holds the run's `steps` and `sparsity` beside the spec's settings)."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
@@ -53,7 +54,24 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
         changed["schedule_steps"] = "kd-data" if settings.get("kd_data") == "reference" else "tab2"
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
         changed["pooler"] = True
+    lr = _raised_lr({**fixed, **settings})
+    if lr is not None:
+        changed["lr"] = lr
     return changed
+
+
+def _raised_lr(settings: Mapping[str, Any]) -> float | None:
+    """The lr a sweep's search without one runs at where the default raises Table 1's for a short
+    search (`TamtConfig.default_lr`); None where it runs at Table 1's, as every search did before the
+    default followed the search's length (those runs keep their ids)."""
+    steps, sparsity = settings.get("steps"), settings.get("sparsity")
+    if settings.get("lr") is not None or not isinstance(steps, int) or not isinstance(sparsity, float):
+        return None
+    fields = {k: settings[k] for k in ("objective", "alpha", "threshold") if settings.get(k) is not None}
+    config = TamtConfig(sparsity, **fields)
+    horizon = settings.get("schedule_steps") or paper_schedule_steps(steps, sparsity)
+    lr = config.default_lr(steps, horizon)
+    return lr if lr != config.paper_lr else None
 
 
 register_method(

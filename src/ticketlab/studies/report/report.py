@@ -318,8 +318,9 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
             "Dev score of each task's main metric (0-100; "
             f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a "
             f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
-            "the tasks per seed pair first. Each footnote lists the run ids behind a number. "
-            + protocol_note(res),
+            "the tasks per seed pair first. Each footnote lists the run ids behind a number. 'sparsity' is "
+            "the share of the model's default targets (word embeddings and encoder matrices) the row's "
+            "masks prune, as measured, with the target beside it where they differ. " + protocol_note(res),
             "",
             table(header, rows) if rows else "_No finished fine-tuning runs yet._",
             "",

@@ -133,7 +133,9 @@ def _search_run(
     if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
-    changed = m.changed_defaults(settings, checkpoint_has_pooler(spec.model))
+    # the run's budget beside its settings: a default may follow it (TAMT's lr for a short search)
+    budget_settings = {**settings, "steps": steps, "sparsity": sparsity}
+    changed = m.changed_defaults(budget_settings, checkpoint_has_pooler(spec.model))
     if changed:  # only then: a run whose behaviour the reference defaults did not change keeps its id
         config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
