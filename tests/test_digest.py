@@ -64,8 +64,21 @@ def _search_cases() -> dict[str, Callable[[Path], Any]]:
         ).settings(1e-4),
         "search tamt mlm today": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
         "search tamt kd today": lambda _: _search(TamtConfig(0.5, objective="kd")).settings(1e-4),
-        "search imp mlm": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
+        # IMP on MLM with a dense pooler, the decoder under the embeddings' mask and the KD dev loss
+        # on corrupted input, named: a search under that behaviour keeps its identity
+        "search imp mlm": lambda _: _search(
+            ImpConfig(0.5, pooler=False, decoder="masked", kd_input="corrupted")
+        ).settings(1e-4),
+        "search imp mlm today": lambda _: _search(ImpConfig(0.5)).settings(1e-4),
         "search imp task": lambda _: _search(
+            ImpConfig(
+                0.5, rewind_head=True, variant="tamt", pooler=False, decoder="masked", kd_input="corrupted"
+            ),
+            corpus=None,
+            task="sst2",
+            data_dir="glue",
+        ).settings(1e-4),
+        "search imp task today": lambda _: _search(
             ImpConfig(0.5, rewind_head=True, variant="tamt"), corpus=None, task="sst2", data_dir="glue"
         ).settings(1e-4),
     }
@@ -202,6 +215,8 @@ PINNED = {
     "pretrain set": "24816398bcd17b0c",
     "search imp mlm": "83645b11854509ee",
     "search imp task": "268b9b5727c89bf0",
+    "search imp mlm today": "a05f25b35cdbe861",  # the pooler pruned, the decoder dense, KD on clean text
+    "search imp task today": "3d73f7527390a287",
     "search tamt default": "2de67a4e69c46df7",
     "search tamt mlm today": "67d37b932eb0b269",  # int(s·n) count (TAMT's masker)
     "search tamt kd today": "c7964a36cbd7cc99",  # and the KD teacher in train mode (train_kd.py)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.digest import run_identity
+from ..core.digest import OMIT, run_identity
 from ..methods.levels import KINDS
 from ..tasks.registry import get_task
 from . import rows
@@ -45,8 +45,9 @@ class Study:
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
         ft = self.config.run_config(seed)
-        settings = run_identity(ft, leave_out=OWN)
         spec = get_task(ft.task, ft.data_dir)
+        windows = {} if spec.kind == "squad" else {"squad_windows": OMIT}  # as a fine-tuning's fingerprint
+        settings = run_identity(ft, leave_out=OWN, values=windows)
         config = {
             "model": ft.model,
             "task": ft.task,
