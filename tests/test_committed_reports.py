@@ -21,7 +21,7 @@ from conftest import SHARED
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.report.tables import _imp_variant
-from ticketlab.tasks.metrics import holm
+from ticketlab.studies.stats import holm
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 # store directory -> the directory its report was written into

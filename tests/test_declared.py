@@ -30,6 +30,7 @@ from ticketlab.studies.report.declared import (
 )
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
+from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
 from ticketlab.studies.sweep.declared import (
     CLAIMS_META,
     claim_from_dict,
@@ -39,8 +40,6 @@ from ticketlab.studies.sweep.declared import (
     refuse_unpassable,
 )
 from ticketlab.studies.sweep.spec import spec_json
-from ticketlab.tasks.metrics import holm
-from ticketlab.tasks.scores import detectable_effect, detectable_rho, welch
 
 
 def spec(tmp_path, **extra):

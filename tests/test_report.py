@@ -575,7 +575,7 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 def test_verdict_reads_the_holm_adjusted_p():
     from ticketlab.studies.report.paired import Paired
-    from ticketlab.tasks.metrics import holm
+    from ticketlab.studies.stats import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
     t = 3 / (1 / 3**0.5)
@@ -1011,7 +1011,7 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
     from ticketlab.studies.report.paired import MAIN
-    from ticketlab.tasks.metrics import holm
+    from ticketlab.studies.stats import holm
 
     # the data curve's methods at its sparsity, not the whole grid (10 s with it)
     grid = dict(methods=["full", "omp", "tamt-mlm"], sparsities=[0.7], search_curve=None, pretrain_eval=None)

@@ -22,8 +22,7 @@ from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
-from ticketlab.tasks.metrics import holm
-from ticketlab.tasks.scores import detectable_effect
+from ticketlab.studies.stats import detectable_effect, holm
 
 HEADING = "## TAMT's claims on pre-training loss"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ticketlab.tasks.metrics import holm
+from ticketlab.studies.stats import holm
 
 HERE = Path(__file__).parent
 REPORTS = [

@@ -24,8 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...tasks.metrics import holm
-from ...tasks.scores import detectable_effect, detectable_rho
+from ..stats import detectable_effect, detectable_rho, holm
 from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict, declaration
 from .cells import AVG, method_label
 from .claims import Correlation, LossTest

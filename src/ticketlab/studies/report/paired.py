@@ -26,8 +26,7 @@ from typing import Any
 from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
-from ...tasks.metrics import holm
-from ...tasks.scores import detectable_effect, t_test, welch
+from ..stats import detectable_effect, holm, t_test, welch
 from ..sweep.methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
@@ -184,7 +183,7 @@ class Comparison:
     @property
     def mde(self) -> float | None:
         """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
-        Holm-corrected), given its observed noise (`tasks.scores.detectable_effect`)."""
+        Holm-corrected), given its observed noise (`studies.stats.detectable_effect`)."""
         d = self._design()
         return None if d is None else detectable_effect(*d)
 

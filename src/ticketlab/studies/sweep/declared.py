@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ...core.errors import ConfigError
-from ...tasks.scores import detectable_effect, detectable_rho, smallest_spearman_p, welch
+from ..stats import detectable_effect, detectable_rho, smallest_spearman_p, welch
 
 MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
 LOSSES = ("mlm_loss", "kd_loss")  # the pre-training evaluation's dev losses (lower is better)
