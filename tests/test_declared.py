@@ -28,6 +28,7 @@ from ticketlab.studies.report.declared import (
     holm_cell,
     holm_family,
 )
+from ticketlab.studies.report.paired import DECLARED
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
@@ -45,7 +46,7 @@ from ticketlab.studies.sweep.spec import spec_json
 def spec(tmp_path, **extra):
     d = base_spec_dict(tmp_path) | {"pretrain_eval": {}}
     d["methods"] = ["full", "omp", "random", "imp", "tamt-mlm"]
-    d["seeds"] = {"search": [0, 1, 2, 3, 4], "finetune": [0, 1]}
+    d["seeds"] = {"search": [0, 1, 2, 3, 4], "finetune": 2}
     return spec_from_dict(d | extra, source="s.yaml", base_dir=tmp_path, registry=fake_registry())
 
 
@@ -272,13 +273,20 @@ def test_a_finished_claims_verdict_waits_where_running_claims_can_change_its_hol
 
 
 def test_every_other_comparison_of_a_declared_study_is_exploratory(tmp_path):
+    """paired.csv labels the declared comparisons as declared, their MDE at Holm's strictest level
+    (α / m), and every other comparison exploratory (its MDE at 0.05)."""
     sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
     report = write_report(sweep).path
     text = report.read_text()
     assert "Exploratory: this study declared its claims" in text and "within noise" not in text
     with open(report.parent / "paired.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["p_welch"]]
-    assert rows and all(r["verdict"] == "exploratory" and r["p_holm"] == "" for r in rows)
+        rows = [r for r in csv.DictReader(f) if r["p"]]
+    declared = {("tamt-mlm", "imp", "avg"), ("imp", "omp", "sst2")}  # fig5 averages both tasks: avg
+    mine = [r for r in rows if (r["a"], r["b"], r["task"]) in declared]
+    assert len(mine) == 2 and all(r["verdict"] == DECLARED and r["mde_alpha"] == "0.01667" for r in mine)
+    others = [r for r in rows if r not in mine]
+    assert others and all(r["verdict"] == "exploratory" and r["p_holm"] == "" for r in others)
+    assert all(r["mde_alpha"] == "0.05" for r in others)
     assert "Verdict (1)" not in text  # the loss claims' tests: estimates, no verdict
 
 

@@ -39,12 +39,13 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import nct, norm, t, ttest_ind
+from scipy.stats import nct, norm, t, ttest_ind, ttest_rel
 from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 WELCH = "Welch on unit means"  # independent units (`design_of`)
-CROSSED = "crossed seeds: mask + method x seed, Satterthwaite t"
+PAIRED = "paired t over shared seeds"  # one mask per seed a side, the seeds shared (super tickets)
+CROSSED = "crossed seeds: mask + method × seed, t on the shared seeds (J − 1 df)"
 SHARED_SEEDS_TOO_FEW = "seeds shared between masks, fewer than 2 shared by every mask of both arms"
 
 
@@ -137,13 +138,31 @@ def smallest_spearman_p(n: int) -> float:
 
 def design_of(seeds_a: Sequence[Sequence[int]], seeds_b: Sequence[Sequence[int]]) -> tuple[str, list[int]]:
     """(the test, the shared seeds) of a comparison whose masks were fine-tuned with these seeds (one
-    list per mask of each arm): `WELCH` where no seed serves two masks; `CROSSED` on the seeds every
-    mask of both arms has where some do (2 or more of them); else `SHARED_SEEDS_TOO_FEW` (no test)."""
+    list per mask of each arm): `WELCH` where no seed serves two masks; `PAIRED` where each mask has
+    one seed of its own within its arm and the arms share 2 or more of them (a super ticket and the
+    random ticket drawn from the same seed's model); `CROSSED` on the seeds every mask of both arms
+    has where the masks share them (2 or more); else `SHARED_SEEDS_TOO_FEW` (no test)."""
     every = [s for unit in [*seeds_a, *seeds_b] for s in unit]
     if len(every) == len(set(every)):
         return WELCH, []
+    one = all(len(u) == 1 for u in [*seeds_a, *seeds_b])
+    arms = [[u[0] for u in side] for side in (seeds_a, seeds_b)] if one else []
+    if one and all(len(set(x)) == len(x) for x in arms) and len(shared := set(arms[0]) & set(arms[1])) >= 2:
+        return PAIRED, sorted(shared)
     common = set.intersection(*(set(u) for u in [*seeds_a, *seeds_b]))
     return (CROSSED, sorted(common)) if len(common) >= 2 else (SHARED_SEEDS_TOO_FEW, [])
+
+
+def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[Any, Any, Any, Any]:
+    """The paired t over shared seeds: `a` and `b` (..., J), one unit per seed, in the same seed order
+    (scipy's `ttest_rel`); returns (difference, SE, df, two-sided p)."""
+    d = a - b
+    j = d.shape[-1]
+    se, diff = np.sqrt(d.var(-1, ddof=1) / j), d.mean(-1)
+    df = np.full_like(se, float(j - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = ttest_rel(a, b, axis=-1).pvalue
+    return diff, se, df, np.where(se == 0, t_test(diff, se, df), p)
 
 
 def unit_test(a: np.ndarray, b: np.ndarray) -> tuple[Any, Any, Any, Any]:

@@ -1,5 +1,6 @@
 """The study's declared claims (`sweep.declared`), tested as its one Holm family: each claim's test
-(`DeclaredTest`: Welch on a task, a named endpoint or a dev loss; Spearman over its declared units),
+(`DeclaredTest`: on a task or a named endpoint the test its seeds make valid, `studies.stats`; Welch
+on a dev loss; Spearman over its declared units), named per claim,
 Holm-adjusted over the declared claims alone on unrounded p, its verdict in the claimed direction,
 and its MDE at the corrected α; and whether the declaration is the one the store recorded before the
 runs (`declaration_status`), or was amended after some of them.
@@ -24,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..stats import detectable_effect, detectable_rho, holm
+from ..stats import CROSSED, detectable_effect, detectable_rho, holm
 from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict, declaration
 from .cells import AVG, method_label
 from .claims import Correlation, LossTest
@@ -62,6 +63,19 @@ class DeclaredTest:
     @property
     def p(self) -> float | None:
         return None if self.test is None else self.test.p
+
+    @property
+    def test_name(self) -> str:
+        """The test the claim was decided by ("" where there is none)."""
+        x = self.test
+        if x is None or x.why_not is not None:
+            return ""
+        if isinstance(x, Comparison):
+            return x.test
+        if isinstance(x, LossTest):
+            return "Welch on per-mask losses"
+        within = "permutations within methods" if x.within else "exact or t approximation"
+        return f"Spearman's rho ({within})"
 
     @property
     def alpha(self) -> float:
@@ -230,6 +244,10 @@ def _units(t: DeclaredTest) -> str:
         return f"{x.n} {'masks' if t.claim.unit == 'masks' else 'method means'}"
     if isinstance(x, LossTest):
         return f"{x.masks[0]} vs {x.masks[1]} masks"
+    if x.test == CROSSED:
+        shared = len(x.design[1])
+        sides = " vs ".join(f"{len(s.means)} mask{'s' if len(s.means) > 1 else ''}" for s in (x.a, x.b))
+        return f"{sides}, at {shared} shared fine-tuning seeds"
     return " vs ".join(
         f"{len(s.means)} masks" if len(s.means) > 1 else f"1 mask × {len(s.within)} seeds" for s in (x.a, x.b)
     )
@@ -250,9 +268,11 @@ def declared_section(res: SweepResults) -> list[str]:
         f"95% CI, no verdict). 'holds': p (Holm) < {ALPHA} in the declared direction; 'contradicted': "
         f"< {ALPHA} in the other; otherwise 'not shown', with the MDE at Holm's strictest level "
         f"α = {ALPHA} / {m} (80% power): the smallest true effect this design would have found. "
-        "A difference is Welch's on the means of per-mask means (a loss: on per-mask losses); a "
-        "correlation is Spearman's ρ over the declared units (within methods: each method's masks "
-        "ranked among themselves, p from permuting scores within methods)."
+        "A difference's test is the one its fine-tuning seeds make valid, named in the table: Welch's "
+        "on unit means where no seed serves two masks, the crossed-seeds test (mask and method × seed "
+        "variance, on the seeds both sides share) where the masks share them; a loss's is Welch's on "
+        "per-mask losses; a correlation is Spearman's ρ over the declared units (within methods: "
+        "each method's masks ranked among themselves, p from permuting scores within methods)."
     )
     if any(t.unfinished for t in tests):
         intro += (
@@ -264,11 +284,12 @@ def declared_section(res: SweepResults) -> list[str]:
             "so it holds if it holds with their p at 1, is not shown if not shown with their p at 0, "
             "and waits otherwise."
         )
-    header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
+    header = ["claim", "units", "test", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
     rows = [
         [
             t.claim.text,
             _units(t),
+            t.test_name or "—",
             _value(t),
             "—" if t.p is None else f"{t.p:.3g}",
             holm_cell(t),
@@ -322,7 +343,8 @@ def declared_rows(res: SweepResults) -> list[dict[str, Any]]:
     for t in declared_tests(res):
         se = None if t.test is None or isinstance(t.test, Correlation) else t.test.se
         rows.append(
-            {"claim": t.claim.text, "units": _units(t), "estimate": num(t.estimate), "se": num(se)}
+            {"claim": t.claim.text, "units": _units(t), "test": t.test_name}
+            | {"estimate": num(t.estimate), "se": num(se)}
             | {"p": num(t.p), "p_holm": num(t.p_holm), "alpha": num(t.alpha), "mde": num(t.mde)}
             | {"verdict": t.verdict, "run_ids": "" if t.test is None else " ".join(t.test.run_ids)}
         )

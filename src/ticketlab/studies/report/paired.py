@@ -4,16 +4,19 @@ comparison a report prints, and a plain paired t-test (`Paired`) for designs who
 
 A comparison's unit is a mask. The design is two-level: masks are nested in methods and fine-tuning
 seeds in masks. Each mask's score is its mean over its fine-tuning seeds (on the task average: the mean
-over tasks of its per-task means); a method's score is the mean of its masks' scores, whose variance is
-the spread of those mask means over their number. Two methods are compared by Welch's t-test on
-those method means with Satterthwaite's degrees of freedom. Nothing pairs a mask of one method with a
-mask of the other: a search seed means nothing across methods, and a test whose p depends on which
-mask is matched with which is no test (in one study the six pairings of one comparison gave p from 0.10
-to 0.25). A deterministic method (the full model, OMP, importance-ranked super tickets) has one
-mask, which is no sample of a search: its variance is its fine-tuning seeds' spread over their number.
-A stochastic method (random, IMP, TAMT, random tickets) with one mask has no estimate of how much
-another search would move it: no test ("search variance not estimated (1 mask)").
-`tests/test_report.py` measures the size of this design by simulation.
+over tasks of its per-task means); a method's score is the mean of its masks' scores. The test is
+the one the runs' seeds make valid (`studies.stats.design_of`): where no fine-tuning seed serves two
+masks, Welch's t-test on the units' means with Satterthwaite's degrees of freedom; where each arm has
+one mask per seed and the arms share the seeds (a super ticket and the random ticket drawn from the
+same seed's model), the paired t over those seeds; where the masks share their seeds, the
+crossed-seeds test, which counts the method x seed interaction a shared seed brings (a seed shifts
+every mask of a method together) on the seeds both arms share. Nothing pairs a mask of one method
+with a mask of the other by its search seed: a search seed means nothing across methods. A
+deterministic method (the full model, OMP, importance-ranked super tickets) has one mask, which is no
+sample of a search: its units are its fine-tuning seeds. A stochastic method (random, IMP, TAMT,
+random tickets) with one mask has no estimate of how much another search would move it: no test
+("search variance not estimated (1 mask)"). `tests/test_calibration.py` measures the size and power
+of the tests by simulation.
 """
 
 from __future__ import annotations
@@ -21,12 +24,25 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
-from ..stats import detectable_effect, holm, t_test, welch
+from ..stats import (
+    CROSSED,
+    PAIRED,
+    WELCH,
+    crossed_test,
+    design_of,
+    detectable_effect,
+    holm,
+    paired_test,
+    t_test,
+    unit_test,
+)
 from ..sweep.methods import base_method, sweep_methods
 from .cells import AVG, Cell, Score
 
@@ -36,6 +52,7 @@ NO_SPREAD = "no spread"  # each side's runs agree within it, the sides differ: S
 FLOOR = "floor"  # the full model is within one std of the task's constant predictor: no test on it
 # A study that declared its claims (`declared`) tests those alone: every other test is an estimate
 EXPLORATORY = "exploratory"
+DECLARED = "declared claim (its verdict: declared.csv)"  # a comparison the study declared
 
 
 def stochastic(label: str) -> bool:
@@ -67,18 +84,19 @@ class Side:
     values: list[float]  # every run's score (or per-seed task average)
     run_ids: list[str]
     stochastic: bool = True
+    per_seed: list[dict[int, float]] = field(default_factory=list)  # per mask: fine-tuning seed -> score
 
     @property
     def mean(self) -> float:
         return sum(self.means) / len(self.means)
 
-    def noise(self) -> tuple[float, int] | None:
-        """(variance of `mean`, its degrees of freedom), or None: not estimated."""
-        if len(self.means) >= 2:
-            return Cell(self.means, []).std ** 2 / len(self.means), len(self.means) - 1
-        if self.stochastic or len(self.within) < 2:
-            return None
-        return Cell(self.within, []).std ** 2 / len(self.within), len(self.within) - 1
+    def units(self) -> list[float]:
+        """Its independent units' scores: the masks' means, or one deterministic mask's seeds."""
+        return self.means if len(self.means) >= 2 else self.within
+
+    def at(self, seeds: list[int]) -> np.ndarray:
+        """(masks, seeds) its masks' scores at `seeds` (each mask has every one of them)."""
+        return np.array([[m[f] for f in seeds] for m in self.per_seed])
 
     def flat(self) -> bool:
         """Nothing to estimate its noise from: its mask means agree (several masks), or its one
@@ -97,8 +115,8 @@ class Side:
 
 @dataclass
 class Comparison:
-    """Method `a` minus method `b` at one sparsity and task (and training-set size): Welch's test on
-    the means of per-mask means (see the module's docstring)."""
+    """Method `a` minus method `b` at one sparsity and task (and training-set size): the test its
+    design makes valid, Welch's on unit means or the crossed-seeds test (the module's docstring)."""
 
     a: Side
     b: Side
@@ -109,6 +127,8 @@ class Comparison:
     labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
     floor: bool = False  # the full model is at the task's constant predictor (`SweepResults.at_floor`)
     exploratory: bool = False  # the study declared its claims and this is none of them: no verdict
+    declared: str = ""  # the declared claim this comparison is (its verdict is declared.csv's)
+    alpha: float = 0.05  # the level its MDE is at: a declared claim's is Holm's strictest, α / m
 
     @property
     def run_ids(self) -> list[str]:
@@ -122,10 +142,6 @@ class Comparison:
     def seeds(self) -> tuple[int, int]:
         """Fine-tuning seeds per mask of each side."""
         return len(self.a.seeds), len(self.b.seeds)
-
-    @property
-    def mean(self) -> float:
-        return self.a.mean - self.b.mean
 
     @property
     def identical(self) -> bool:
@@ -147,51 +163,77 @@ class Comparison:
         why = self.a.why_not() or self.b.why_not()
         if why is None and self.a.flat() and self.b.flat():
             return NO_SPREAD
-        return why
+        return why or (None if self.design[0] in (WELCH, PAIRED, CROSSED) else self.design[0])
 
-    def _design(self) -> tuple[float, float] | None:
-        parts = [self.a.noise(), self.b.noise()]
-        if self.why_not is not None or any(p is None for p in parts):
+    @cached_property
+    def design(self) -> tuple[str, list[int]]:
+        """(the test, the seeds it compares the arms on): `studies.stats.design_of` of the seeds each
+        mask was fine-tuned with."""
+        return design_of([list(m) for m in self.a.per_seed], [list(m) for m in self.b.per_seed])
+
+    @property
+    def test(self) -> str:
+        """The test's name (`studies.stats.WELCH` or `CROSSED`), or "" where there is none."""
+        return "" if self._result is None else self.design[0]
+
+    @cached_property
+    def _result(self) -> tuple[float, float, float, float] | None:
+        """(difference, SE, df, p) of the design's test; None where there is no test."""
+        test, seeds = self.design
+        if self.why_not is not None:
             return None
-        se, df = welch([p for p in parts if p is not None])
-        return float(se), float(df)
+        a, b = self.a, self.b
+        if test == WELCH:
+            if len(a.units()) < 2 or len(b.units()) < 2:
+                return None
+            out = unit_test(np.array(a.units()), np.array(b.units()))
+        elif test == PAIRED:
+            out = paired_test(*(np.array([_at(side, f) for f in seeds]) for side in (a, b)))
+        else:
+            out = crossed_test(a.at(seeds), b.at(seeds), (a.stochastic, b.stochastic))
+        return tuple(float(x) for x in out)  # type: ignore[return-value]
+
+    @property
+    def mean(self) -> float:
+        """a − b: the means of mask means, or where the seeds are crossed on the seeds both share."""
+        return self.a.mean - self.b.mean if self._result is None else self._result[0]
 
     @property
     def se(self) -> float | None:
-        d = self._design()
-        return None if d is None else d[0]
+        return None if self._result is None else self._result[1]
 
     @property
     def df(self) -> float | None:
-        d = self._design()
-        return None if d is None else d[1]
+        return None if self._result is None else self._result[2]
 
     @property
     def p(self) -> float | None:
-        """Welch's two-sided p (None where there is no test: see `why_not`)."""
-        d = self._design()
-        return None if d is None else float(t_test(self.mean, *d))
+        """The design's two-sided p (None where there is no test: see `why_not` and `test`)."""
+        return None if self._result is None else self._result[3]
 
     @property
     def ci95(self) -> tuple[float, float] | None:
-        d = self._design()
-        if d is None:
+        if self.se is None or self.df is None:
             return None
-        half = float(sps.t.ppf(0.975, d[1])) * d[0]
+        half = float(sps.t.ppf(0.975, self.df)) * self.se
         return (self.mean - half, self.mean + half)
 
     @property
     def mde(self) -> float | None:
-        """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
-        Holm-corrected), given its observed noise (`studies.stats.detectable_effect`)."""
-        d = self._design()
-        return None if d is None else detectable_effect(*d)
+        """The smallest true difference this design finds with 80% power at `alpha` (0.05, one test,
+        not Holm-corrected; a declared claim's α / m), given its observed noise
+        (`studies.stats.detectable_effect`)."""
+        if self.se is None or self.df is None:
+            return None
+        return detectable_effect(self.se, self.df, alpha=self.alpha)
 
     @property
     def verdict(self) -> str:
         """From the Holm-adjusted p (the report's family); why there is no test otherwise."""
         if self.why_not is not None:
             return self.why_not
+        if self.declared:
+            return DECLARED
         if self.exploratory:
             return EXPLORATORY
         if self.p_holm is None or self.p_holm >= 0.05:
@@ -243,6 +285,11 @@ class Paired:
         if p is None or p >= 0.05:
             return "within noise"
         return f"{self.a} > {self.b}" if self.mean > 0 else f"{self.a} < {self.b}"
+
+
+def _at(side: Side, seed: int) -> float:
+    """The score of `side`'s one mask fine-tuned with `seed` (a paired design: one mask per seed)."""
+    return next(m[seed] for m in side.per_seed if seed in m)
 
 
 def _seed_order(seed: int | None) -> tuple[bool, int]:
@@ -310,7 +357,8 @@ class Comparisons:
         if not per_mask:
             return None
         masks = sorted(per_mask, key=_seed_order)
-        per_seed = {k: [self._mean(per_mask[k][f]) for f in sorted(per_mask[k])] for k in masks}
+        by_seed = {k: {f: self._mean(per_mask[k][f]) for f in sorted(per_mask[k])} for k in masks}
+        per_seed = {k: list(v.values()) for k, v in by_seed.items()}
         runs = [s for k in masks for v in per_mask[k].values() for s in v]
         return Side(
             method,
@@ -321,13 +369,14 @@ class Comparisons:
             [x for v in per_seed.values() for x in v],
             list(dict.fromkeys(s.id for s in runs)),
             stochastic(method),
+            list(by_seed.values()),
         )
 
     def paired(
         self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN
     ) -> Comparison | None:
         """`a` − `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
-        curve's runs of that many training examples: Welch's test on the means of per-mask means."""
+        curve's runs of that many training examples: the test its design makes valid (`Comparison`)."""
         sa, sb = self.side(a, sparsity, task, size), self.side(b, sparsity, task, size)
         if sa is None or sb is None:
             return None
@@ -394,13 +443,25 @@ class Comparisons:
         those as its family (`declared.declared_tests`): these are then exploratory, with no `p_holm`."""
         comps, others = self._comparisons(), self.other_tests()
         tests = [*comps, *others]
-        if self.declared_claims():
+        if claims := self.declared_claims():
             for c in tests:
                 c.exploratory = True
+            for c in comps:
+                self._mark_declared(c, claims)
             return comps, others
         for c, adjusted in zip(tests, holm([c.p for c in tests]), strict=True):
             c.p_holm = adjusted
         return comps, others
+
+    def _mark_declared(self, c: Comparison, claims: list[dict[str, Any]]) -> None:
+        """Mark `c` as the declared comparison it is (its methods either way round, its sparsity and
+        the tasks it averages), its MDE then at Holm's strictest level over the declared family."""
+        for claim in claims:
+            same_tasks = set(self.score_tasks(c.task)) == set(self.score_tasks(claim["endpoint"]))
+            methods = {c.a.method, c.b.method} == {claim.get("a"), claim.get("b")}
+            compare = claim["kind"] == "compare" and c.train_size == MAIN
+            if compare and methods and same_tasks and c.sparsity == claim["sparsity"]:
+                c.exploratory, c.declared, c.alpha = False, claim["a"], 0.05 / len(claims)
 
     def _comparisons(self) -> list[Comparison]:
         pairs, out = self.pairs(), []

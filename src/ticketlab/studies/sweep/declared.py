@@ -314,7 +314,7 @@ def _side_units(spec, method: str, loss: bool) -> tuple[int, int, bool]:
     seeds where it has them (a deterministic side's sample: `SweepSpec.method_finetune_seeds`)."""
     seeded = method != "full" and spec.method_specs[method].seeded
     masks = len(spec.method_seeds(method)) if seeded else 1
-    return masks, 1 if loss else len(spec.method_finetune_seeds(method)), seeded
+    return masks, 1 if loss else spec.finetune_count(method), seeded
 
 
 def _plan(spec, c: Claim, m: int) -> PlannedClaim:
