@@ -6,6 +6,7 @@ cannot pass refused before any run."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from types import SimpleNamespace
@@ -32,14 +33,8 @@ from ticketlab.studies.report.paired import DECLARED
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
-from ticketlab.studies.sweep.declared import (
-    CLAIMS_META,
-    claim_from_dict,
-    declaration,
-    plan_claims,
-    record_declaration,
-    refuse_unpassable,
-)
+from ticketlab.studies.sweep.declaration import declaration, record_declaration
+from ticketlab.studies.sweep.declared import CLAIMS_META, claim_from_dict, plan_claims, refuse_unpassable
 from ticketlab.studies.sweep.spec import spec_json
 
 
@@ -68,10 +63,11 @@ def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
     ]
     as_json = spec_json(s)
     assert as_json["endpoints"] == [{"name": "fig5", "tasks": ["sst2", "cola"]}]
-    assert declaration(as_json["claims"]) == declaration(s.claims)  # the report reads the same hash
+    # the report reads the same declaration from the store's spec (its JSON read back)
+    assert declaration(json.loads(json.dumps(as_json))) == declaration(as_json)
     # a pilot's SDs plan the power of a claim, they are not part of what it declares
     again = spec(tmp_path / "b", claims=[claims[0] | {"pilot_sd": 2.0}, *claims[1:]], **AVG)
-    assert declaration(again.claims) == declaration(s.claims)
+    assert declaration(spec_json(again)) == declaration(as_json)
 
 
 @pytest.mark.parametrize(
@@ -84,6 +80,33 @@ def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
         ([{"correlate": "mlm_loss", "endpoint": "sst2", "sparsity": 0.7}], "claims[0].unit: None"),
         ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"}], "claims[0].unit"),
         ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}] * 2, "claims[1]: declared twice"),
+        (  # its own mirror, and the same difference claimed the other way: one test, not two at α / 2
+            [{"compare": "omp > random", "endpoint": "sst2", "sparsity": 0.7}]
+            + [{"compare": "random < omp", "endpoint": "sst2", "sparsity": 0.7, "pilot_sd": 1.0}],
+            "claims[1]: 'random < omp on sst2 at 70%' tests what 'omp > random on sst2 at 70%' tests",
+        ),
+        (
+            [{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}]
+            + [{"compare": "omp > imp", "endpoint": "sst2", "sparsity": 0.7}],
+            "claims[1]: 'omp > imp on sst2 at 70%' tests what",
+        ),
+        (
+            [{"correlate": "kd_loss", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"}]
+            + [
+                {
+                    "correlate": "kd_loss",
+                    "endpoint": "sst2",
+                    "sparsity": 0.7,
+                    "unit": "masks",
+                    "direction": "positive",
+                }
+            ],
+            "claims[1]: 'kd_loss predicts sst2 at 70% (ρ > 0, over masks)' tests what",
+        ),
+        (
+            [{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "sequential": {"looks": 2}}],
+            "claims[0].sequential: group-sequential growth (interim looks with α spending) is not",
+        ),
         (
             [
                 {"compare": f"{a} > omp", "endpoint": t, "sparsity": 0.7}
@@ -144,12 +167,12 @@ def test_the_store_records_each_declaration_with_the_runs_done_then(tmp_path):
     s2 = spec(tmp_path / "b", claims=[{"compare": "imp > random", "endpoint": "sst2", "sparsity": 0.7}])
     fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
     with Store(tmp_path / "sweep") as st:
-        record_declaration(st, s1.claims)
-        record_declaration(st, s1.claims)  # the same again: nothing new
-        record_declaration(st, s2.claims)
+        record_declaration(st, spec_json(s1))
+        record_declaration(st, spec_json(s1))  # the same again: nothing new
+        record_declaration(st, spec_json(s2))
         history = st.get_meta(CLAIMS_META)
     assert [h["runs_done"] for h in history] == [4, 4]  # OMP: search, pre-training eval, 2 fine-tunings
-    assert [h["hash"] for h in history] == [declaration(s1.claims)[1], declaration(s2.claims)[1]]
+    assert [h["hash"] for h in history] == [declaration(spec_json(s1))[1], declaration(spec_json(s2))[1]]
 
 
 # -------------------------------------------------------------------------------- the report
@@ -173,7 +196,8 @@ def declared_store(tmp_path, claims: list[dict], recorded: list[tuple[list[dict]
     tmp_path.mkdir(exist_ok=True)
     fill(sweep, masks)
     endpoint = [{"name": "fig5", "tasks": ["sst2", "cola"]}]
-    history = [{"hash": declaration(c)[1], "text": declaration(c)[0], "runs_done": n} for c, n in recorded]
+    declared = [(declaration({"claims": c, "endpoints": endpoint}), n) for c, n in recorded]
+    history = [{"hash": d[1], "text": d[0], "runs_done": n} for d, n in declared]
     with Store(sweep) as st:
         st.set_meta("spec", {"name": "declared", "claims": claims, "endpoints": endpoint})
         if history:
@@ -299,7 +323,7 @@ def test_a_sweep_records_its_declaration_before_its_first_run_and_refuses_an_unp
     run_sweep(s, tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=1, log=lambda line: None)
     with Store(tmp_path / "sweep") as st:
         (first,) = st.get_meta(CLAIMS_META)
-    assert first["runs_done"] == 0 and first["hash"] == declaration(s.claims)[1]
+    assert first["runs_done"] == 0 and first["hash"] == declaration(spec_json(s))[1]
     one_seed = fakes.SMALL | {"seeds": {"search": [0, 1], "finetune": [0]}}
     bad = fakes.make_spec(tmp_path / "b", tiny_bert_dir, **one_seed, claims=[compare])
     with pytest.raises(ConfigError, match="random > omp on a at 50% cannot pass by design: omp: one run"):
@@ -365,7 +389,7 @@ def test_a_study_reusing_runs_counts_its_plans_and_is_declared_once_after_them_n
     fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
     with Store(tmp_path / "sweep") as st:
         ids = sorted(st.statuses())
-        record_declaration(st, s1.claims, plan=[*ids[:2], "not-in-the-store"])
+        record_declaration(st, spec_json(s1), plan=[*ids[:2], "not-in-the-store"])
         assert [h["runs_done"] for h in st.get_meta(CLAIMS_META)] == [2]  # 2 of the store's 4
     reused = declared_store(tmp_path / "r", CLAIMS, [(CLAIMS, 9)])
     status = declaration_status(load_results(reused))
@@ -552,3 +576,32 @@ def test_a_correlation_waits_for_its_masks_runs_not_for_the_full_models(tmp_path
         st.add_runs([make_run("pretrain-eval", "p", pe | {"mask_seed": 9})])
     (test,) = declared_tests(load_results(sweep))
     assert test.verdict == "interim (1 of its planned runs not done)"
+
+
+def test_units_or_an_endpoint_changed_after_runs_began_are_an_amendment_read_at_the_units_first_declared(
+    tmp_path,
+):
+    """The declaration covers the units and the endpoints' definitions: IMP and TAMT-MLM declared at
+    3 masks, grown to 5 after 12 runs, is amended, and each verdict is given at the 3 masks first
+    declared beside the final one; an endpoint's tasks changed is a new declaration too."""
+    sweep = declared_store(tmp_path, CLAIMS, [])
+    endpoint = [{"name": "fig5", "tasks": ["sst2", "cola"]}]
+    methods = {"omp": {}, "imp": {}, "tamt-mlm": {}}
+    first = {"claims": CLAIMS, "endpoints": endpoint, "methods": methods, "search_seeds": [0, 1, 2]}
+    now = first | {"search_seeds": [0, 1, 2, 3, 4]}
+    history = [
+        {"hash": h, "text": t, "runs_done": n}
+        for (t, h), n in ((declaration(first), 0), (declaration(now), 12))
+    ]
+    with Store(sweep) as st:
+        st.set_meta("spec", {"name": "declared"} | now)
+        st.set_meta(CLAIMS_META, history)
+    res = load_results(sweep)
+    assert declaration_status(res) == "amended: declared before any run, changed with 12 runs done"
+    row = declared_rows(res)[0]
+    assert row["units"] == "5 masks vs 5 masks" and row["first_declared"].startswith("3 masks vs 3 masks: ")
+    at_three = res.paired("tamt-mlm", "imp", 0.7, "fig5", only={m: {"masks": [0, 1, 2]} for m in methods})
+    assert f"p {at_three.p:.3g}," in row["first_declared"]
+    assert declared_rows(res)[1]["first_declared"].startswith("3 masks vs 1 mask × 2 seeds: ")
+    fewer = first | {"endpoints": [{"name": "fig5", "tasks": ["sst2", "mrpc"]}]}
+    assert declaration(fewer) != declaration(first)  # an endpoint's definition is declared

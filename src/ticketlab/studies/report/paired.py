@@ -44,6 +44,7 @@ from ..stats import (
     unit_test,
 )
 from ..sweep.methods import base_method, sweep_methods
+from ..sweep.plan import mask_seeds
 from .cells import AVG, Cell, Score
 
 MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
@@ -287,6 +288,23 @@ class Paired:
         return f"{self.a} > {self.b}" if self.mean > 0 else f"{self.a} < {self.b}"
 
 
+# method -> {"masks": search seeds, "finetune_seeds": pinned list or a number drawn per mask}
+Units = dict[str, dict[str, Any]] | None
+
+
+def within(s: Score, units: dict[str, Any] | None) -> bool:
+    """Whether run `s` is one of the declared `units` of its method (None: the method undeclared)."""
+    if units is None:
+        return True
+    masks, seeds = units.get("masks"), units.get("finetune_seeds")
+    if masks is not None and s.mask_seed is not None and s.mask_seed not in masks:
+        return False
+    if isinstance(seeds, list):
+        return s.seed in seeds
+    key = "full" if s.search is None else s.search + ("" if s.step is None else f"@{s.step}")
+    return seeds is None or s.seed in mask_seeds(seeds, key)
+
+
 def _at(side: Side, seed: int) -> float:
     """The score of `side`'s one mask fine-tuned with `seed` (a paired design: one mask per seed)."""
     return next(m[seed] for m in side.per_seed if seed in m)
@@ -327,15 +345,16 @@ class Comparisons:
         return sorted(sizes, key=lambda n: (n is None, n or 0))
 
     def _per_mask(
-        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN
+        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
     ) -> dict[int | None, dict[int, list[Score]]]:
         """Mask seed -> fine-tuning seed -> its runs; task AVG: the per-task runs of every task, for
-        the fine-tuning seeds every task has."""
+        the fine-tuning seeds every task has. `only`: the units a declaration named (`within`)."""
         tasks = self.score_tasks(task)
         out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for t in tasks:
             for s in self._runs(method, sparsity, t, size):
-                out[s.mask_seed][s.seed].append(s)
+                if only is None or within(s, only.get(method)):
+                    out[s.mask_seed][s.seed].append(s)
         if len(tasks) > 1:  # an average: a seed counts only where every task has a run
             for per_seed in out.values():
                 for f in [f for f, v in per_seed.items() if {s.task for s in v} != set(tasks)]:
@@ -350,10 +369,12 @@ class Comparisons:
             by_task[s.task].append(s.value)
         return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
-    def side(self, method: str, sparsity: float, task: str, size: int | str | None = MAIN) -> Side | None:
+    def side(
+        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
+    ) -> Side | None:
         """`method`'s masks at `sparsity` on `task` (or AVG): each mask's mean over its fine-tuning
-        seeds (None: no runs)."""
-        per_mask = self._per_mask(method, sparsity, task, size)
+        seeds (None: no runs); `only` those of the units a declaration named."""
+        per_mask = self._per_mask(method, sparsity, task, size, only)
         if not per_mask:
             return None
         masks = sorted(per_mask, key=_seed_order)
@@ -373,11 +394,12 @@ class Comparisons:
         )
 
     def paired(
-        self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN
+        self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
     ) -> Comparison | None:
         """`a` − `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
-        curve's runs of that many training examples: the test its design makes valid (`Comparison`)."""
-        sa, sb = self.side(a, sparsity, task, size), self.side(b, sparsity, task, size)
+        curve's runs of that many training examples: the test its design makes valid (`Comparison`);
+        `only`: on the units a declaration named (`declaration.units`), e.g. the first one's."""
+        sa, sb = (self.side(m, sparsity, task, size, only) for m in (a, b))
         if sa is None or sb is None:
             return None
         labels = self.comparison_labels(a, b, sparsity)

@@ -16,20 +16,18 @@ sit in method clusters). The report tests exactly these as the study's family
 (`report.declared`), every other comparison being exploratory, and a claim no planned design can pass
 is refused before any run (`plan_claims`).
 
-`sweep` records each declaration in the store (`record_declaration`: its canonical text, hash and the
-number of runs done then), so a declaration changed after runs began is reported as amended, with
-that number, rather than refused: refusing would leave a study that found a mistake in its claims no
+`sweep` records each declaration in the store (`declaration.record_declaration`: the claims, their
+endpoints' definitions and their methods' units, as canonical text, its hash and the number of runs
+done then), so a declaration changed after runs began is reported as amended, with that number,
+rather than refused: refusing would leave a study that found a mistake in its claims no
 way to say so, while the record shows every reader when the change came.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -47,6 +45,11 @@ ALPHA = 0.05
 # −0.91 points against reading the last evaluation, as much as the differences a claim is about.
 MIN_SELECT = 0.5
 CLAIMS_META = "claims"  # the store's meta entry: every declaration, in order
+SEQUENTIAL = (
+    "group-sequential growth (interim looks with α spending) is not implemented: declare each "
+    "method's masks and fine-tuning seeds at their final number before the first run (a change "
+    "after fine-tuning began is reported as an amendment, with each verdict at the units first declared)"
+)
 _COMPARE = re.compile(r"^\s*(\S+)\s*([<>])\s*(\S+)\s*$")
 
 
@@ -125,6 +128,8 @@ def _claim(c: Any, key: str, fail, sparsity) -> Claim:
     allowed = {"compare", "correlate", "endpoint", "sparsity", "direction", "unit", "pilot_sd"}
     if not isinstance(c, dict):
         raise fail(key, "expected a mapping ({compare: A > B, endpoint: ..., sparsity: ...})")
+    if "sequential" in c:
+        raise fail(f"{key}.sequential", SEQUENTIAL)
     if unknown := sorted(set(c) - allowed):
         raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
     if ("compare" in c) == ("correlate" in c):
@@ -188,8 +193,20 @@ def check_claims(spec, fail) -> None:
         raise fail("claims", f"{len(spec.claims)} claims: at most {MAX_CLAIMS} (each one divides α)")
     for i, c in enumerate(spec.claims):
         _check_claim(spec, c, f"claims[{i}]", fail, names)
-        if c in spec.claims[:i]:
+        same = [d for d in spec.claims[:i] if _question(d) == _question(c)]
+        if same and same[0].text == c.text:
             raise fail(f"claims[{i}]", f"declared twice: {c.text}")
+        if same:
+            what = f"{c.text!r} tests what {same[0].text!r} tests (one difference, tested once in the family)"
+            raise fail(f"claims[{i}]", what)
+
+
+def _question(c: Claim) -> tuple:
+    """What a claim tests, whatever its direction or the side it is written from: `omp > random`,
+    `random < omp` and `random > omp` are one test of one difference."""
+    if c.kind == "compare":
+        return ("compare", frozenset((c.a, c.b)), c.endpoint, c.sparsity)
+    return ("correlate", c.loss, c.endpoint, c.sparsity, c.unit)
 
 
 def _check_reading(spec, fail) -> None:
@@ -250,30 +267,6 @@ def _names(values: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- the declaration
-
-
-def declaration(claims: tuple[Claim, ...] | list[dict]) -> tuple[str, str]:
-    """(canonical text, its SHA-256): the claims as sorted JSON, as the store and the report see them.
-    A pilot's SDs are left out: they plan the claim's power, they are not what it claims."""
-    items = [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]
-    items = [{k: v for k, v in c.items() if k != "pilot_sd"} for c in items]
-    text = json.dumps(json.loads(json.dumps(items)), sort_keys=True, separators=(",", ":"))
-    return text, hashlib.sha256(text.encode()).hexdigest()
-
-
-def record_declaration(store, claims: tuple[Claim, ...], plan: Iterable[str] | None = None) -> None:
-    """Append the spec's declaration to the store's record when it differs from the last one recorded
-    (a study's first with its first sweep, even an empty one once claims were declared), with the
-    number of runs done at that moment: of the plan's runs (`plan`, their ids) where given, so that a
-    store carried over from another study counts only the runs this one reuses."""
-    history = store.get_meta(CLAIMS_META, []) or []
-    text, digest = declaration(claims)
-    if (history and history[-1]["hash"] == digest) or (not history and not claims):
-        return
-    statuses = store.statuses()
-    ids = statuses if plan is None else [i for i in plan if i in statuses]
-    done = sum(statuses[i] == "done" for i in ids)
-    store.set_meta(CLAIMS_META, [*history, {"hash": digest, "text": text, "runs_done": done}])
 
 
 def claim_from_dict(d: dict[str, Any]) -> Claim:
