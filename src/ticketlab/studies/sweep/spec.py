@@ -8,8 +8,9 @@
       cola: {data: path/to/glue, steps: 400}        # per-task fine-tuning overrides
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
     sparsities: [0.5, 0.7, 0.9]                            # per method: {imp: {sparsities: [0.5, 0.7]}}
-    seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
-                                                           # (the default search seeds: [0, 1, 2])
+    seeds: {search: [0, 1, 2], finetune: 3}                # TAMT §4.1.3: 3 masks x 3 fine-tunings,
+                                                           # each mask's seeds its own ([0, 1, 2]:
+                                                           # pinned, shared by every mask)
     search: {steps: 200, batch_size: 16}
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
@@ -41,6 +42,11 @@ more seeds add runs.
 
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
+
+`seeds.finetune` is a number of seeds drawn per mask (the default: 1), derived from the mask's run id
+and their index (`plan.mask_seeds`), so that no two masks share one and a method's masks are
+independent units; or a list, pinned and shared by every mask (a seed then shifts every mask of a
+method together, and the report tests with the crossed-seeds test, `studies.stats`).
 
 A method's own `finetune_seeds` replace the sweep's `seeds.finetune` for its fine-tunings on every
 task of the main grid. A deterministic method's spread in a comparison is its fine-tuning seeds'
