@@ -357,6 +357,7 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
 ):
     """4 method means at 70% (omp, random, imp, tamt-mlm): 2 / 4! × 2 claims = 0.17, one line, exit 2."""
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, search_curve=None, data_curve=None)
+    d["seeds"] = {"search": [0, 1], "finetune": 2}  # drawn per mask: independent units, Welch
     d["endpoint"] = {"name": "ab", "tasks": ["a", "b"]}
     d["claims"] = [
         {"compare": "tamt-mlm > imp", "endpoint": "ab", "sparsity": 0.7, "pilot_sd": 1.0},
@@ -371,7 +372,7 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
     se = math.sqrt(2 / 2)  # 2 masks a side, SD 1
     mde = detectable_effect(se, 2.0, alpha=0.025)
     assert (
-        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (Welch's t), "
+        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (a t test), "
         f"MDE {mde:.3g}" in out
     )
     assert (
@@ -501,8 +502,9 @@ def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_cla
 ):
     """The sweep's one fine-tuning seed would leave `random > omp` no test (OMP: one run, refused);
     OMP's own 4 seeds add its 6 runs to the plan and make the claim's OMP side 4 seeds."""
-    methods = ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]
-    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **(fakes.SMALL | {"methods": methods}))
+    methods = ["full", {"omp": {"finetune_seeds": 4}}, "random"]
+    small = fakes.SMALL | {"methods": methods, "seeds": {"search": [0, 1], "finetune": 1}}
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **small)
     d["claims"] = [{"compare": "random > omp", "endpoint": "a", "sparsity": 0.5, "pilot_sd": 1.0}]
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(d))
@@ -513,8 +515,20 @@ def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_cla
     assert re.search(r"finetune\s+14 runs", out)
     se, df = welch([(1.0 / 2, 1), (1.0 / 4, 3)])
     mde = detectable_effect(float(se), float(df), alpha=0.05)
-    line = "random > omp on a at 50%: 2 masks vs 1 mask × 4 seeds; smallest corrected p none (Welch's t)"
+    line = "random > omp on a at 50%: 2 masks vs 1 mask × 4 seeds; smallest corrected p none (a t test)"
     assert f"{line}, MDE {mde:.3g}" in out
+    # seeds pinned: every mask at seed 0, OMP at 0-3: one shared seed leaves no valid test
+    pinned = fakes.SMALL | {"methods": ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]}
+    d = fakes.spec_dict(tmp_path / "p", tiny_bert_dir, **pinned)
+    d["claims"] = [{"compare": "random > omp", "endpoint": "a", "sparsity": 0.5}]
+    (tmp_path / "p" / "spec.yaml").write_text(yaml.safe_dump(d))
+    assert (
+        main(["sweep", str(tmp_path / "p" / "spec.yaml"), "--out", str(tmp_path / "p" / "s"), "--dry-run"])
+        == 2
+    )
+    assert (
+        "1 shared fine-tuning seed: the method × seed interaction is not estimated" in capsys.readouterr().err
+    )
 
 
 def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):

@@ -341,11 +341,32 @@ def _plan(spec, c: Claim, m: int) -> PlannedClaim:
         for masks, seeds, _ in sides
     )
     mde = None
-    if why is None and parts and len(parts) == sum(s[0] > 1 or not loss for s in sides):
+    shared = None if loss else _shared_seeds(spec, c)
+    if shared is not None:  # the report's crossed-seeds test (`studies.stats`) on these seeds
+        units += f", at {len(shared)} shared fine-tuning seeds"
+        if why is None and len(shared) < 2:
+            why = f"{len(shared)} shared fine-tuning seed: the method × seed interaction is not estimated"
+    elif why is None and parts and len(parts) == sum(s[0] > 1 or not loss for s in sides):
         se, df = welch(parts)
         mde = detectable_effect(float(se), float(df), alpha=alpha)
     # Welch's t over two samples of 2 or more has no floor under p: its smallest reachable p is 0
     return PlannedClaim(c, units, 1.0 if why else 0.0, mde, why)
+
+
+def _shared_seeds(spec, c: Claim) -> list[int] | None:
+    """The fine-tuning seeds both sides of a comparison pin and share (None: drawn per mask, or none
+    shared, so the units are independent). A pilot's unit SDs leave the method × seed variance out,
+    so a crossed claim gets no planned MDE."""
+    seeds = [spec.method_finetune_seeds(x) for x in (c.a, c.b)]
+    if not all(isinstance(x, list) for x in seeds):
+        return None
+    common = sorted(set(seeds[0]) & set(seeds[1]))
+    many = any(len(x) > 1 for x in seeds) or c.a == "full" or c.b == "full"
+    return common if common and (many or _masks(spec, c.a) + _masks(spec, c.b) > 2) else None
+
+
+def _masks(spec, method: str) -> int:
+    return 1 if method == "full" or not spec.method_specs[method].seeded else len(spec.method_seeds(method))
 
 
 def _plan_within(c: Claim, sizes: list[int], m: int) -> PlannedClaim:
@@ -370,8 +391,9 @@ def describe_plans(plans: list[PlannedClaim]) -> list[str]:
     m = len(plans)
     out = [f"  declared claims ({m}; Holm within them, the MDE at α = {ALPHA} / {m}, 80% power):"]
     for p in plans:
-        mde = "no pilot SDs" if p.mde is None else f"{p.mde:.3g}"
-        floor = "none (Welch's t)" if p.smallest_p == 0 else f"{p.smallest_p:.3g}"
+        none = "none planned (crossed seeds)" if "shared fine-tuning seeds" in p.units else "no pilot SDs"
+        mde = none if p.mde is None else f"{p.mde:.3g}"
+        floor = "none (a t test)" if p.smallest_p == 0 else f"{p.smallest_p:.3g}"
         where = p.why_not or f"smallest corrected p {floor}, MDE {mde}"
         out.append(f"    {p.claim.text}: {p.units}; {where}")
     return out
