@@ -21,6 +21,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
+from ticketlab.studies.report.comparison import DECLARED
 from ticketlab.studies.report.declared import (
     DeclaredTest,
     declaration_status,
@@ -29,7 +30,6 @@ from ticketlab.studies.report.declared import (
     holm_cell,
     holm_family,
 )
-from ticketlab.studies.report.paired import DECLARED
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch

@@ -582,7 +582,7 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 
 def test_verdict_reads_the_holm_adjusted_p():
-    from ticketlab.studies.report.paired import Paired
+    from ticketlab.studies.report.comparison import Paired
     from ticketlab.studies.stats import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
@@ -914,7 +914,7 @@ def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, mo
 
     from ticketlab.methods.registry import Method, load
     from ticketlab.studies.report import plots
-    from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
+    from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 
     toy = Method("toy-ticket", None, None, "a toy ticket", verb=None, pattern="units", seeded=False)
     toy = dataclasses.replace(toy, color="C9", order=6, against=("st-random",))
@@ -1018,7 +1018,7 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
-    from ticketlab.studies.report.paired import MAIN
+    from ticketlab.studies.report.comparison import MAIN
     from ticketlab.studies.stats import holm
 
     # the data curve's methods at its sparsity, not the whole grid (10 s with it)

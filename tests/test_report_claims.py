@@ -19,8 +19,8 @@ from ticketlab.studies import Store
 from ticketlab.studies.report import write_report
 from ticketlab.studies.report.claim_sections import claims_section
 from ticketlab.studies.report.claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation
+from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.csvs import write_csvs
-from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, holm

@@ -42,7 +42,7 @@ from ..verbs.finetune import finetune
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std
 from .adapt_config import AdaptConfig, AdaptSource, check_fractions, subset_size
-from .report.paired import Paired
+from .report.comparison import Paired
 from .run_ids import run_dirname
 from .stats import holm
 from .store import Store
@@ -123,7 +123,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`studies.report.paired.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`studies.report.comparison.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     if paired is None or full is None:
         return "—"

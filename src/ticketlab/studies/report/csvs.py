@@ -11,8 +11,8 @@ from pathlib import Path
 from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
 from .claims import Correlation, LossTest
+from .comparison import MAIN
 from .declared import declared_rows
-from .paired import MAIN
 from .sections import size
 from .tables import SweepResults
 

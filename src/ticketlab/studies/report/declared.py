@@ -30,7 +30,7 @@ from ..sweep.declaration import declared_units, same_declaration, units
 from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict
 from .cells import AVG, method_label
 from .claims import Correlation, LossTest
-from .paired import Comparison
+from .comparison import Comparison
 from .sections import pct, table
 from .tables import SweepResults
 

@@ -16,7 +16,7 @@ from ..stats import CROSSED
 from ..supertickets import super_picks
 from ..sweep.methods import base_method
 from .cells import AVG, Cell, stats
-from .paired import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
+from .comparison import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
 from .results import PROTOCOLS
 from .tables import SweepResults
 
