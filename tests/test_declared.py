@@ -33,8 +33,9 @@ from ticketlab.studies.report.declared import (
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
+from ticketlab.studies.sweep.claim_plans import plan_claims, refuse_unpassable
 from ticketlab.studies.sweep.declaration import declaration, record_declaration
-from ticketlab.studies.sweep.declared import CLAIMS_META, claim_from_dict, plan_claims, refuse_unpassable
+from ticketlab.studies.sweep.declared import CLAIMS_META, claim_from_dict
 from ticketlab.studies.sweep.spec import spec_json
 
 

@@ -48,8 +48,8 @@ from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
+from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
-from .declared import describe_plans, plan_claims, refuse_unpassable
 from .launched import Coordinator
 from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, sweep_methods
@@ -163,7 +163,7 @@ class Runner:
             )
 
     def refuse_unpassable(self) -> None:
-        """A declared claim its planned units cannot pass (`declared.plan_claims`) is refused."""
+        """A declared claim its planned units cannot pass (`claim_plans.plan_claims`) is refused."""
         refuse_unpassable(self.spec)
 
     def todo(self) -> list[Run]:

@@ -400,7 +400,7 @@ class SweepSpec(PlannedConfigs):
         the main grid, pinned (a list) or drawn per mask (their number, `plan.mask_seeds`): its own
         `finetune_seeds`, else the sweep's `seeds.finetune`. A deterministic
         method's spread is its fine-tuning seeds' alone, so a study gives it more of them (the
-        declared claims' planner counts them: `declared._side_units`). The curves (`search_curve`,
+        declared claims' planner counts them: `claim_plans._side_units`). The curves (`search_curve`,
         `data_curve`) keep the sweep's seeds for every method: no declared claim reads them (a claim
         is made on the main grid), their points then compare methods at equal seeds, and a method's
         extra seeds there would be multiplied by every budget or training-set size."""
