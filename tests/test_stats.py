@@ -18,7 +18,7 @@ from ticketlab.studies.stats import (
     min_detectable_effect,
     unit_test,
 )
-from ticketlab.tasks.scores import mcc, pearson
+from ticketlab.tasks.scores import GLUE_METRICS, mcc, pearson
 
 
 def test_holm_against_hand_computed_values():
@@ -81,3 +81,17 @@ def test_the_bootstrap_over_examples_gives_the_runs_score_at_the_identity_resamp
     draws = example_bootstrap(metric, preds, labels, 50, seed=3)
     assert draws[0] == metric(preds, labels)  # exactly
     assert draws[1:].std() > 0 and np.array_equal(draws, example_bootstrap(metric, preds, labels, 50, seed=3))
+
+
+def test_two_runs_on_the_same_examples_are_paired_by_the_bootstrap_seed():
+    """Resampling two arms' predictions with one seed draws the same examples for both: the identity
+    resample gives the difference of their scores, and the paired draws vary less than unpaired."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 400)
+    a = np.where(rng.random(400) < 0.85, labels, 1 - labels)
+    b = np.where(rng.random(400) < 0.1, 1 - a, a)  # b mostly agrees with a, example by example
+    acc = GLUE_METRICS["accuracy"]
+    paired = example_bootstrap(acc, a, labels, 400, seed=5) - example_bootstrap(acc, b, labels, 400, seed=5)
+    unpaired = example_bootstrap(acc, a, labels, 400, seed=5) - example_bootstrap(acc, b, labels, 400, seed=6)
+    assert paired[0] == acc(a, labels) - acc(b, labels)
+    assert paired[1:].std() < 0.6 * unpaired[1:].std()
