@@ -51,7 +51,8 @@ def pages() -> list[Path]:
         return found
 
     nav = walk(yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"])
-    site = [ROOT / "docs" / p for p in nav if not p.startswith(("results/", "reference/cli/"))]
+    generated = ("results/", "reference/cli/", "reference/configs.md")  # records, and pages of the hooks
+    site = [ROOT / "docs" / p for p in nav if not p.startswith(generated)]
     return [ROOT / "README.md", *site]
 
 

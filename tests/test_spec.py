@@ -444,3 +444,22 @@ def test_runs_under_the_new_defaults_never_take_a_committed_row(bert_mini):
     kept = [r for r in runs if r.kind == "search" and r.config["method"] in ("omp", "random", "imp")]
     full_eval = [r for r in runs if r.kind == "pretrain-eval" and r.config["mask"] is None]
     assert kept and {r.id for r in kept + full_eval} <= done
+
+
+def test_squad_fine_tunings_name_the_window_rule_they_run_under(tmp_path, base):
+    """SQuAD's windows step by doc_stride by default (TAMT's squad_convert_examples_to_features): a
+    SQuAD fine-tuning names it among its defaults, so it is never a row computed with run_qa's
+    overlapping windows, which a spec keeps by naming them (`squad_windows: overlap`); GLUE's keep theirs."""
+    (tmp_path / "SQuAD").mkdir()
+    base["tasks"]["squad"] = {"data": "SQuAD"}
+    runs = [r for r in expand(load(tmp_path, base)) if r.kind == "finetune"]
+    squad = {r.id for r in runs if r.config["task"] == "squad"}
+    assert squad and all(r.config["defaults"] == {"squad_windows": "step"} for r in runs if r.id in squad)
+    assert all("defaults" not in r.config for r in runs if r.id not in squad)
+    base["tasks"]["squad"] = {"data": "SQuAD", "squad_windows": "overlap"}
+    overlap = [
+        r for r in expand(load(tmp_path, base)) if r.kind == "finetune" and r.config["task"] == "squad"
+    ]
+    assert (
+        overlap and not {r.id for r in overlap} & squad and all("defaults" not in r.config for r in overlap)
+    )

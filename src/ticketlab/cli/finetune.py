@@ -53,11 +53,11 @@ SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every
 PROTOCOL = (
     *SCHEDULE,
     *("train_samples", "data_seed", "eval_samples", "metric", "warmup_ratio", "weight_decay"),
-    *("grad_accum", "mixed_precision"),
+    *("grad_accum", "mixed_precision", "recipe"),
 )
 # Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
 SELECTION = ("checkpoint", "select_fraction", "select_seed")
-SQUAD = ("doc_stride", "n_best", "max_answer_length")
+SQUAD = ("doc_stride", "squad_windows", "n_best", "max_answer_length")
 # Settings that leave the result alone (outside a run's identity): what is written, and how fast.
 OUTPUT = (
     *("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress"),

@@ -10,11 +10,13 @@
         first pruning is at step 0 (LT_pretrain.py); with --task only after each full round, the
         task head training on (LT_glue.py). --variant chen (default): one global ranking over the
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
-        matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
+        matrix pruned to the target, word embeddings included (TAMT's IMP baseline). Both prune
+        the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
-and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
-of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
+bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, and TAMT's schedule: the search
+stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
+27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
@@ -25,10 +27,10 @@ from the last checkpoint; a finished search is not repeated.
 Several processes (DDP) split the global batch between them. A model without dropout gives the mask
 one process finds; with dropout (BERT's 0.1) each process draws its own dropout masks for its share
 of the batch, so the mask is close to one process's but not the same (the search says so when it
-starts):
-  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...            (GPUs)
+starts). On GPUs, and on CPUs (gloo):
+  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...
   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \\
-      ticketlab search tamt ...                                                        (CPUs, gloo)
+      ticketlab search tamt ...
 
 Examples:
   ticketlab search tamt --model models/minilm-mlm \\
@@ -54,6 +56,7 @@ from ..core.files import to_json
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (
+    HelpFormatter,
     add_config_arguments,
     add_model_argument,
     add_pattern_argument,
@@ -83,7 +86,7 @@ def steps_list(value: str) -> list[int]:
 CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "wikitext_markup", "max_length", "cache_dir")
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm", "clip_per_tensor"),
-    *("adam_eps", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
+    *("adam_eps", "optimizer", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
 )
 SAVING = (
     *("save_at", "save_every", "eval_every", "dev_blocks", "eval_batch_size", "no_eval"),
@@ -152,11 +155,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             name,
             help=method.help,
             description=method_description(name, method.help),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         _common(m, method)
         g = m.add_argument_group(name.upper())
         add_config_arguments(g, method.config, documented_fields(method.config))
+        if name == "imp":  # a script's `--pooler` asks for what IMP does by default: the pooler pruned
+            g.add_argument(
+                "--pooler", dest="no_pooler", action="store_false", default=False, help=argparse.SUPPRESS
+            )
         if method.task:
             add_config_arguments(g, SearchConfig, TASK)
 

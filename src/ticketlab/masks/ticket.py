@@ -58,6 +58,7 @@ from .apply import (
     resolve_modules,
     split_key,
 )
+from .card import write_model_card
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask
 
@@ -209,6 +210,7 @@ def save_ticket(
     }
     with atomic_dir(Path(out_dir), kind="ticket", inputs=[base]) as tmp:
         write_mask_files(mask, mask_config, tmp)
+        write_model_card(tmp, mask_config, kind="ticket", sparsity=mask.sparsity)
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_NAME))
         (tmp / TICKET_NAME).write_text(to_json(record, indent=2) + "\n")
     return Path(out_dir)

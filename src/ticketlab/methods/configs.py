@@ -41,6 +41,9 @@ Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
 # TAMT-KD's training data: the corpus's blocks (the MLM data), or TAMT's own KD data (`data.kd_chunks`)
 KdData = Literal["blocks", "reference"]
+# BertAdam's own settings in TAMT's train_kd.py (its `e` default, its parameter groups' decay), which a
+# search's `optimizer: bertadam` brings (`search_inputs.train_config`)
+BERTADAM = {"adam_eps": 1e-6, "weight_decay": 0.01}
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
 
@@ -172,8 +175,15 @@ class ImpConfig:
         "chen (default, Chen et al.'s BERT-Tickets): global ranking over the encoder's matrices, no "
         "word embeddings; tamt (TAMT's IMP baseline): per-matrix ranking, word embeddings included",
     )
-    pooler: bool = option(  # where the model has one
-        False, "prune the pooler too, as both papers' code does (task models)"
+    pooler: bool = option(True, POOLER_HELP)  # where the checkpoint has one (MLM: `attach_pooler`)
+    # IMP on MLM: the tied decoder under a word-embedding mask (variant tamt prunes the embeddings) and
+    # what its KD dev loss reads; both as TAMT-MLM's defaults, which follow the reference code
+    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM", compat=("masked",))
+    kd_input: KdInput = option(
+        "clean",
+        "what the KD dev loss of IMP on MLM reads: clean text (TAMT's KD data, masked_lm_prob 0) or the "
+        "MLM-corrupted dev blocks",
+        compat=("corrupted",),
     )
     first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
         None,

@@ -23,6 +23,7 @@ from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
 from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
+from .configs import BERTADAM
 from .search import SearchObjective, SearchResult
 from .search_dir import SearchDir
 
@@ -170,20 +171,23 @@ def train_config(
     config: SearchConfig, lr: float, *, metric: str | None = None, greater: bool = True
 ) -> TrainConfig:
     """The training loop's settings of the search `config` at learning rate `lr` (`metric`: a task's
-    dev metric for the best checkpoint); `SearchConfig.train_config`."""
+    dev metric for the best checkpoint); `SearchConfig.train_config`. `optimizer: bertadam` brings
+    BertAdam's own eps, weight decay and per-tensor clipping."""
+    bert = config.optimizer == "bertadam"
     return TrainConfig(
         max_steps=config.steps,
         schedule_steps=config.horizon if config.horizon != config.steps else None,
         batch_size=config.batch_size,
         lr=lr,
-        weight_decay=config.weight_decay,
+        weight_decay=BERTADAM["weight_decay"] if bert else config.weight_decay,
         warmup_steps=config.warmup_steps,
         grad_accum=config.grad_accum,
         max_grad_norm=config.max_grad_norm
         if config.max_grad_norm > 0 and not config.optimizer_in_backward
         else None,
-        clip="per-tensor" if config.clip_per_tensor else "global",
-        adam_eps=config.adam_eps,
+        clip="per-tensor" if config.clip_per_tensor or bert else "global",
+        adam_eps=BERTADAM["adam_eps"] if bert else config.adam_eps,
+        optimizer=config.optimizer,
         optimizer_in_backward=config.optimizer_in_backward,
         eval_every=config.eval_every,
         save_every=config.save_every,

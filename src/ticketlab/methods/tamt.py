@@ -39,6 +39,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError
+from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
 from ..lm.evaluation import HEAD_FILE
 from ..lm.mlm_head import head_parameters
 from ..masks import Mask
@@ -65,7 +66,14 @@ from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
-from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold
+from .thresholds import (
+    DIVERGED,
+    GroupThresholder,
+    Rethreshold,
+    Thresholder,
+    make_thresholders,
+    rethreshold,
+)
 
 __all__ = [
     "DIVERGED",
@@ -74,6 +82,7 @@ __all__ = [
     "PAPER_STEPS",
     "FlatScores",
     "GroupThresholder",
+    "Rethreshold",
     "Init",
     "ScoreDtype",
     "ScoreMask",
@@ -218,7 +227,7 @@ def search_tamt(
         pattern=config.pattern,
         base_model=base_model,
         params=groups,
-        on_step=lambda state: rethreshold(thresholders),
+        on_step=Rethreshold(thresholders, compile=train_config.compile),
         describe=lambda: {
             "objective": config.objective,
             "init": config.init,
@@ -247,6 +256,19 @@ def search_tamt(
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
     )
+
+
+def kd_data_horizon(config: SearchConfig, sequences: int) -> int:
+    """The lr schedule's horizon on TAMT's KD data: train_kd.py's t_total over its sequences
+    (`data.kd_chunks.reference_kd_horizon`), or one error when the search would go past it."""
+    horizon = reference_kd_horizon(sequences, config.batch_size)
+    if horizon < config.steps:
+        raise ConfigError(
+            f"--kd-data reference: train_kd.py's schedule on these data ends at step {horizon} ({KD_EPOCHS} "
+            f"epochs of {sequences:,} sequences at batch {config.batch_size}); --steps {config.steps} goes "
+            "past it: give fewer steps, or the horizon wanted as --schedule-steps"
+        )
+    return horizon
 
 
 def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
@@ -283,6 +305,8 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
+    if tamt.kd_data == "reference" and config.schedule_steps is None:
+        config.schedule_steps = kd_data_horizon(config, objective.info["train_sequences"])
     lr = config.lr or tamt.default_lr
     return search_tamt(
         model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)

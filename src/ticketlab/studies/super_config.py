@@ -25,7 +25,7 @@ class SuperConfig:
     """A super-ticket study of one task. `finetune` is the protocol of every fine-tuning (its `mask`
     must be None and its `seed` is replaced by each of `seeds`)."""
 
-    finetune: FinetuneConfig
+    finetune: FinetuneConfig  # the protocol of every fine-tuning (see the class docstring)
     seeds: list[Seed] = option(factory=lambda: [1], help="one study per seed", metavar="S")
     levels: list[float] | None = option(  # None: the paper's eight, those that fit the model
         None,

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
+
 
 @dataclass
 class FinetuneResult:

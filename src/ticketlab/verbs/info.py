@@ -14,6 +14,7 @@ from typing import Any
 from ..core.checks import check_config
 from ..masks import Mask, MaskConfig, load_mask
 from ..masks.pattern import pattern_line
+from ..masks.reconstructed import NOT_A_TICKET, RECONSTRUCTED_NAME, reconstructed_file
 from ..masks.unit_io import summary as units_summary
 from ..masks.unit_io import units_line
 
@@ -56,8 +57,15 @@ class MaskInfo:
             lines.append(f"pattern:    {pattern_line(config.pattern)}")
         lines.append(f"base model: {config.base_model} [{config.model_type}] {config.base_model_hash[:19]}")
         if config.search:
-            shown = (f"{k}={v}" for k, v in config.search.items() if not isinstance(v, (dict, list)))
+            shown = (
+                f"{k}={v}"
+                for k, v in config.search.items()
+                if not isinstance(v, (dict, list)) and k != "reconstructed"
+            )
             lines.append("search:     " + ", ".join(shown))
+        if reconstructed_file(self.path) is not None:
+            lines.append(f"weights:    this mask over θ0 is a ticket; {RECONSTRUCTED_NAME} beside it holds")
+            lines.append(f"            {NOT_A_TICKET} (`ticketlab export --reconstructed` writes it)")
         lines.append("")
         lines.append(units_summary(config.units) if config.kind == "structured" else mask.summary())
         return lines

@@ -27,10 +27,18 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
     return run_identity(m, leave_out=("seed", "pooler"), values=resolved, options=True)
 
 
+def _tamt_paper_budget(m: TamtConfig) -> tuple[int, int | None]:
+    """Tab. 2's step for the sparsity and the 27,920-step schedule it stopped in; on TAMT's KD data
+    the schedule is train_kd.py's over them (None: known once they are drawn, `tamt.kd_data_horizon`)."""
+    steps, horizon = paper_budget(m.sparsity)
+    return steps, None if m.kd_data == "reference" else horizon
+
+
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
     """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
-    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule and the pooler."""
+    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over
+    them) and the pooler."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
@@ -41,8 +49,8 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
         changed["kd_teacher"] = "train"
     if settings.get("count") is None:
         changed["count"] = "floor"
-    if settings.get("schedule_steps") is None:
-        changed["schedule_steps"] = "tab2"
+    if settings.get("schedule_steps") is None:  # on TAMT's KD data, train_kd.py's t_total over them
+        changed["schedule_steps"] = "kd-data" if settings.get("kd_data") == "reference" else "tab2"
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
         changed["pooler"] = True
     return changed
@@ -57,7 +65,7 @@ register_method(
         settings=_tamt_settings,
         sparse_throughout=True,
         schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
-        paper_budget=lambda m: paper_budget(m.sparsity),
+        paper_budget=_tamt_paper_budget,
         changed_defaults=_tamt_changed,
         presets=(
             Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),
