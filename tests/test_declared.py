@@ -6,6 +6,7 @@ cannot pass refused before any run."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
+from ticketlab.studies.report.comparison import DECLARED
 from ticketlab.studies.report.declared import (
     DeclaredTest,
     declaration_status,
@@ -30,23 +32,17 @@ from ticketlab.studies.report.declared import (
 )
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
-from ticketlab.studies.sweep.declared import (
-    CLAIMS_META,
-    claim_from_dict,
-    declaration,
-    plan_claims,
-    record_declaration,
-    refuse_unpassable,
-)
+from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
+from ticketlab.studies.sweep.claim_plans import plan_claims, refuse_unpassable
+from ticketlab.studies.sweep.declaration import declaration, record_declaration
+from ticketlab.studies.sweep.declared import CLAIMS_META, claim_from_dict
 from ticketlab.studies.sweep.spec import spec_json
-from ticketlab.tasks.metrics import holm
-from ticketlab.tasks.scores import detectable_effect, detectable_rho, welch
 
 
 def spec(tmp_path, **extra):
     d = base_spec_dict(tmp_path) | {"pretrain_eval": {}}
     d["methods"] = ["full", "omp", "random", "imp", "tamt-mlm"]
-    d["seeds"] = {"search": [0, 1, 2, 3, 4], "finetune": [0, 1]}
+    d["seeds"] = {"search": [0, 1, 2, 3, 4], "finetune": 2}
     return spec_from_dict(d | extra, source="s.yaml", base_dir=tmp_path, registry=fake_registry())
 
 
@@ -68,10 +64,11 @@ def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
     ]
     as_json = spec_json(s)
     assert as_json["endpoints"] == [{"name": "fig5", "tasks": ["sst2", "cola"]}]
-    assert declaration(as_json["claims"]) == declaration(s.claims)  # the report reads the same hash
+    # the report reads the same declaration from the store's spec (its JSON read back)
+    assert declaration(json.loads(json.dumps(as_json))) == declaration(as_json)
     # a pilot's SDs plan the power of a claim, they are not part of what it declares
     again = spec(tmp_path / "b", claims=[claims[0] | {"pilot_sd": 2.0}, *claims[1:]], **AVG)
-    assert declaration(again.claims) == declaration(s.claims)
+    assert declaration(spec_json(again)) == declaration(as_json)
 
 
 @pytest.mark.parametrize(
@@ -84,6 +81,33 @@ def test_claims_and_endpoint_are_read_and_recorded_in_the_spec_json(tmp_path):
         ([{"correlate": "mlm_loss", "endpoint": "sst2", "sparsity": 0.7}], "claims[0].unit: None"),
         ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"}], "claims[0].unit"),
         ([{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}] * 2, "claims[1]: declared twice"),
+        (  # its own mirror, and the same difference claimed the other way: one test, not two at α / 2
+            [{"compare": "omp > random", "endpoint": "sst2", "sparsity": 0.7}]
+            + [{"compare": "random < omp", "endpoint": "sst2", "sparsity": 0.7, "pilot_sd": 1.0}],
+            "claims[1]: 'random < omp on sst2 at 70%' tests what 'omp > random on sst2 at 70%' tests",
+        ),
+        (
+            [{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}]
+            + [{"compare": "omp > imp", "endpoint": "sst2", "sparsity": 0.7}],
+            "claims[1]: 'omp > imp on sst2 at 70%' tests what",
+        ),
+        (
+            [{"correlate": "kd_loss", "endpoint": "sst2", "sparsity": 0.7, "unit": "masks"}]
+            + [
+                {
+                    "correlate": "kd_loss",
+                    "endpoint": "sst2",
+                    "sparsity": 0.7,
+                    "unit": "masks",
+                    "direction": "positive",
+                }
+            ],
+            "claims[1]: 'kd_loss predicts sst2 at 70% (ρ > 0, over masks)' tests what",
+        ),
+        (
+            [{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7, "sequential": {"looks": 2}}],
+            "claims[0].sequential: group-sequential growth (interim looks with α spending) is not",
+        ),
         (
             [
                 {"compare": f"{a} > omp", "endpoint": t, "sparsity": 0.7}
@@ -144,12 +168,12 @@ def test_the_store_records_each_declaration_with_the_runs_done_then(tmp_path):
     s2 = spec(tmp_path / "b", claims=[{"compare": "imp > random", "endpoint": "sst2", "sparsity": 0.7}])
     fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
     with Store(tmp_path / "sweep") as st:
-        record_declaration(st, s1.claims)
-        record_declaration(st, s1.claims)  # the same again: nothing new
-        record_declaration(st, s2.claims)
+        record_declaration(st, spec_json(s1))
+        record_declaration(st, spec_json(s1))  # the same again: nothing new
+        record_declaration(st, spec_json(s2))
         history = st.get_meta(CLAIMS_META)
     assert [h["runs_done"] for h in history] == [4, 4]  # OMP: search, pre-training eval, 2 fine-tunings
-    assert [h["hash"] for h in history] == [declaration(s1.claims)[1], declaration(s2.claims)[1]]
+    assert [h["hash"] for h in history] == [declaration(spec_json(s1))[1], declaration(spec_json(s2))[1]]
 
 
 # -------------------------------------------------------------------------------- the report
@@ -173,7 +197,8 @@ def declared_store(tmp_path, claims: list[dict], recorded: list[tuple[list[dict]
     tmp_path.mkdir(exist_ok=True)
     fill(sweep, masks)
     endpoint = [{"name": "fig5", "tasks": ["sst2", "cola"]}]
-    history = [{"hash": declaration(c)[1], "text": declaration(c)[0], "runs_done": n} for c, n in recorded]
+    declared = [(declaration({"claims": c, "endpoints": endpoint}), n) for c, n in recorded]
+    history = [{"hash": d[1], "text": d[0], "runs_done": n} for d, n in declared]
     with Store(sweep) as st:
         st.set_meta("spec", {"name": "declared", "claims": claims, "endpoints": endpoint})
         if history:
@@ -273,13 +298,20 @@ def test_a_finished_claims_verdict_waits_where_running_claims_can_change_its_hol
 
 
 def test_every_other_comparison_of_a_declared_study_is_exploratory(tmp_path):
+    """paired.csv labels the declared comparisons as declared, their MDE at Holm's strictest level
+    (α / m), and every other comparison exploratory (its MDE at 0.05)."""
     sweep = declared_store(tmp_path, CLAIMS, [(CLAIMS, 0)])
     report = write_report(sweep).path
     text = report.read_text()
     assert "Exploratory: this study declared its claims" in text and "within noise" not in text
     with open(report.parent / "paired.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["p_welch"]]
-    assert rows and all(r["verdict"] == "exploratory" and r["p_holm"] == "" for r in rows)
+        rows = [r for r in csv.DictReader(f) if r["p"]]
+    declared = {("tamt-mlm", "imp", "avg"), ("imp", "omp", "sst2")}  # fig5 averages both tasks: avg
+    mine = [r for r in rows if (r["a"], r["b"], r["task"]) in declared]
+    assert len(mine) == 2 and all(r["verdict"] == DECLARED and r["mde_alpha"] == "0.01667" for r in mine)
+    others = [r for r in rows if r not in mine]
+    assert others and all(r["verdict"] == "exploratory" and r["p_holm"] == "" for r in others)
+    assert all(r["mde_alpha"] == "0.05" for r in others)
     assert "Verdict (1)" not in text  # the loss claims' tests: estimates, no verdict
 
 
@@ -292,7 +324,7 @@ def test_a_sweep_records_its_declaration_before_its_first_run_and_refuses_an_unp
     run_sweep(s, tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=1, log=lambda line: None)
     with Store(tmp_path / "sweep") as st:
         (first,) = st.get_meta(CLAIMS_META)
-    assert first["runs_done"] == 0 and first["hash"] == declaration(s.claims)[1]
+    assert first["runs_done"] == 0 and first["hash"] == declaration(spec_json(s))[1]
     one_seed = fakes.SMALL | {"seeds": {"search": [0, 1], "finetune": [0]}}
     bad = fakes.make_spec(tmp_path / "b", tiny_bert_dir, **one_seed, claims=[compare])
     with pytest.raises(ConfigError, match="random > omp on a at 50% cannot pass by design: omp: one run"):
@@ -326,6 +358,7 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
 ):
     """4 method means at 70% (omp, random, imp, tamt-mlm): 2 / 4! × 2 claims = 0.17, one line, exit 2."""
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, search_curve=None, data_curve=None)
+    d["seeds"] = {"search": [0, 1], "finetune": 2}  # drawn per mask: independent units, Welch
     d["endpoint"] = {"name": "ab", "tasks": ["a", "b"]}
     d["claims"] = [
         {"compare": "tamt-mlm > imp", "endpoint": "ab", "sparsity": 0.7, "pilot_sd": 1.0},
@@ -340,7 +373,7 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
     se = math.sqrt(2 / 2)  # 2 masks a side, SD 1
     mde = detectable_effect(se, 2.0, alpha=0.025)
     assert (
-        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (Welch's t), "
+        "tamt-mlm > imp on ab at 70%: 2 masks vs 2 masks; smallest corrected p none (a t test), "
         f"MDE {mde:.3g}" in out
     )
     assert (
@@ -358,7 +391,7 @@ def test_a_study_reusing_runs_counts_its_plans_and_is_declared_once_after_them_n
     fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
     with Store(tmp_path / "sweep") as st:
         ids = sorted(st.statuses())
-        record_declaration(st, s1.claims, plan=[*ids[:2], "not-in-the-store"])
+        record_declaration(st, spec_json(s1), plan=[*ids[:2], "not-in-the-store"])
         assert [h["runs_done"] for h in st.get_meta(CLAIMS_META)] == [2]  # 2 of the store's 4
     reused = declared_store(tmp_path / "r", CLAIMS, [(CLAIMS, 9)])
     status = declaration_status(load_results(reused))
@@ -470,8 +503,9 @@ def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_cla
 ):
     """The sweep's one fine-tuning seed would leave `random > omp` no test (OMP: one run, refused);
     OMP's own 4 seeds add its 6 runs to the plan and make the claim's OMP side 4 seeds."""
-    methods = ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]
-    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **(fakes.SMALL | {"methods": methods}))
+    methods = ["full", {"omp": {"finetune_seeds": 4}}, "random"]
+    small = fakes.SMALL | {"methods": methods, "seeds": {"search": [0, 1], "finetune": 1}}
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **small)
     d["claims"] = [{"compare": "random > omp", "endpoint": "a", "sparsity": 0.5, "pilot_sd": 1.0}]
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(d))
@@ -482,8 +516,20 @@ def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_cla
     assert re.search(r"finetune\s+14 runs", out)
     se, df = welch([(1.0 / 2, 1), (1.0 / 4, 3)])
     mde = detectable_effect(float(se), float(df), alpha=0.05)
-    line = "random > omp on a at 50%: 2 masks vs 1 mask × 4 seeds; smallest corrected p none (Welch's t)"
+    line = "random > omp on a at 50%: 2 masks vs 1 mask × 4 seeds; smallest corrected p none (a t test)"
     assert f"{line}, MDE {mde:.3g}" in out
+    # seeds pinned: every mask at seed 0, OMP at 0-3: one shared seed leaves no valid test
+    pinned = fakes.SMALL | {"methods": ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]}
+    d = fakes.spec_dict(tmp_path / "p", tiny_bert_dir, **pinned)
+    d["claims"] = [{"compare": "random > omp", "endpoint": "a", "sparsity": 0.5}]
+    (tmp_path / "p" / "spec.yaml").write_text(yaml.safe_dump(d))
+    assert (
+        main(["sweep", str(tmp_path / "p" / "spec.yaml"), "--out", str(tmp_path / "p" / "s"), "--dry-run"])
+        == 2
+    )
+    assert (
+        "1 shared fine-tuning seed: the method × seed interaction is not estimated" in capsys.readouterr().err
+    )
 
 
 def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):
@@ -545,3 +591,32 @@ def test_a_correlation_waits_for_its_masks_runs_not_for_the_full_models(tmp_path
         st.add_runs([make_run("pretrain-eval", "p", pe | {"mask_seed": 9})])
     (test,) = declared_tests(load_results(sweep))
     assert test.verdict == "interim (1 of its planned runs not done)"
+
+
+def test_units_or_an_endpoint_changed_after_runs_began_are_an_amendment_read_at_the_units_first_declared(
+    tmp_path,
+):
+    """The declaration covers the units and the endpoints' definitions: IMP and TAMT-MLM declared at
+    3 masks, grown to 5 after 12 runs, is amended, and each verdict is given at the 3 masks first
+    declared beside the final one; an endpoint's tasks changed is a new declaration too."""
+    sweep = declared_store(tmp_path, CLAIMS, [])
+    endpoint = [{"name": "fig5", "tasks": ["sst2", "cola"]}]
+    methods = {"omp": {}, "imp": {}, "tamt-mlm": {}}
+    first = {"claims": CLAIMS, "endpoints": endpoint, "methods": methods, "search_seeds": [0, 1, 2]}
+    now = first | {"search_seeds": [0, 1, 2, 3, 4]}
+    history = [
+        {"hash": h, "text": t, "runs_done": n}
+        for (t, h), n in ((declaration(first), 0), (declaration(now), 12))
+    ]
+    with Store(sweep) as st:
+        st.set_meta("spec", {"name": "declared"} | now)
+        st.set_meta(CLAIMS_META, history)
+    res = load_results(sweep)
+    assert declaration_status(res) == "amended: declared before any run, changed with 12 runs done"
+    row = declared_rows(res)[0]
+    assert row["units"] == "5 masks vs 5 masks" and row["first_declared"].startswith("3 masks vs 3 masks: ")
+    at_three = res.paired("tamt-mlm", "imp", 0.7, "fig5", only={m: {"masks": [0, 1, 2]} for m in methods})
+    assert f"p {at_three.p:.3g}," in row["first_declared"]
+    assert declared_rows(res)[1]["first_declared"].startswith("3 masks vs 1 mask × 2 seeds: ")
+    fewer = first | {"endpoints": [{"name": "fig5", "tasks": ["sst2", "mrpc"]}]}
+    assert declaration(fewer) != declaration(first)  # an endpoint's definition is declared

@@ -441,6 +441,42 @@ def test_compile_traces_a_masked_fine_tuning_and_stays_out_of_its_identity(
     assert len(calls) == 1  # a finished run is read back, not trained (nor compiled) again
 
 
+@pytest.mark.parametrize("task", ["sst2", "stsb"])
+def test_a_run_keeps_its_reported_predictions_and_a_bootstrap_over_them_starts_at_its_score(
+    tiny_bert_dir, glue_dir, tmp_path, task
+):
+    """The reported evaluation's per-example predictions are kept with the run (int8 class ids or
+    float32 outputs, a few KB), go into the sweep's store, and resampling them over the dev examples
+    gives the run's score exactly at the identity resample."""
+    import numpy as np
+
+    from ticketlab.studies.rows import finish
+    from ticketlab.studies.run_ids import make_run
+    from ticketlab.studies.stats import example_bootstrap
+    from ticketlab.studies.store import Store
+    from ticketlab.tasks.scores import GLUE_METRICS
+    from ticketlab.verbs.finetune_results import decode_predictions
+
+    r = finetune(quick(tiny_bert_dir, glue_dir, task=task, max_steps=4), tmp_path / "run")
+    preds, labels = decode_predictions(r.predictions)
+    assert preds.dtype == (np.int8 if task == "sst2" else np.float32) and len(preds) == r.n_dev["dev"]
+    metric = GLUE_METRICS[r.metric]
+    assert metric(preds, labels) == r.reported_score
+    again = finetune(quick(tiny_bert_dir, glue_dir, task=task, max_steps=4), tmp_path / "run")
+    assert again.predictions == r.predictions  # a finished run's result keeps them
+    (tmp_path / "sweep").mkdir()
+    run = make_run("finetune", "f", {"task": task, "seed": 0})
+    with Store(tmp_path / "sweep") as st:
+        st.add_runs([run])
+        assert st.claim(run.id)
+        stored = finish(st, run.id, r.to_dict(), {})
+        kept = st.predictions(run.id)
+    assert "predictions" not in stored and kept is not None
+    draws = example_bootstrap(metric, *kept, 20, seed=1)
+    assert draws[0] == r.reported_score and len(set(draws.tolist())) > 1
+    assert Store(tmp_path / "sweep", readonly=True).predictions("no-such-run") is None
+
+
 def test_the_mt_dnn_recipe_is_liang_et_als_fine_tuning_whole(tiny_bert_dir, glue_dir, tmp_path):
     """`recipe: mt-dnn` (super tickets' train_rewind.py and scripts/rewind_*.sh): lr 5e-5, batch 32,
     3 epochs, 10% warm-up, decay 0.01, length 512 (fitted to the model), MT-DNN's Adamax, the head's

@@ -86,30 +86,6 @@ def test_squad_em_and_f1_by_hand():
 # --------------------------------------------------------------------------- comparing methods
 
 
-def test_holm_against_hand_computed_values():
-    from ticketlab.tasks.metrics import holm
-
-    # sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1); then the running maximum
-    assert holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02], abs=0)
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1 (2 x 0.5; max(1, 0.6))
-    assert holm([0.2]) == [0.2] and holm([]) == [] and holm([None]) == [None]
-
-
-def test_min_detectable_effect_has_80_percent_power():
-    from scipy import stats
-
-    from ticketlab.tasks.scores import min_detectable_effect
-
-    assert min_detectable_effect(1.0, 1) is None and min_detectable_effect(0.0, 3) == 0.0
-    d3 = min_detectable_effect(1.0, 3)
-    assert d3 == pytest.approx(3.2640, abs=1e-3) and min_detectable_effect(2.0, 3) == pytest.approx(2 * d3)
-    assert min_detectable_effect(1.0, 10) == pytest.approx(0.9960, abs=1e-3)  # Cohen's tables: d ~ 1.0
-    rng = np.random.default_rng(0)  # simulated paired t-tests at that effect reject 80% of the time
-    for n, d in ((3, d3), (10, min_detectable_effect(1.0, 10))):
-        x = rng.normal(d, 1.0, (40_000, n))
-        assert (stats.ttest_1samp(x, 0.0, axis=1).pvalue < 0.05).mean() == pytest.approx(0.8, abs=0.01)
-
-
 def test_no_verdict_at_the_floor_or_from_one_run():
     import math
 

@@ -8,9 +8,11 @@ import csv
 import dataclasses
 import json
 import re
+import zlib
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import yaml
 from matplotlib.text import Text
@@ -25,6 +27,7 @@ from ticketlab.studies.report.cells import AVG, method_label
 from ticketlab.studies.report.plots import FIGURES
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
+from ticketlab.studies.stats import PAIRED
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -180,11 +183,14 @@ def fill(
     scores: dict[tuple[str, float, str], list[float]],
     masks: dict[str, int] | None = None,
     per_seed: bool = False,
+    shared: bool = False,
 ) -> None:
     """A store with fine-tuning results only (no training, no mask files): one search per (method, sparsity,
-    mask seed), fine-tuning seeds 0..k-1. Scores are listed mask seed-major: [m0f0, m0f1, m1f0, m1f1, ...].
-    `masks`: masks per method (default: 1 for full and omp, 2 for the others). `per_seed`: a super-ticket
-    study's design, mask k fine-tuned with seed k only (the full model: one run per seed)."""
+    mask seed), k fine-tunings per mask with seeds of its own (a sweep's default: no seed serves two masks;
+    `shared`: seeds 0..k-1 for every mask, a spec's pinned `seeds: finetune`). Scores are listed mask
+    seed-major: [m0f0, m0f1, m1f0, m1f1, ...]. `masks`: masks per method (default: 1 for full and omp, 2
+    for the others). `per_seed`: a super-ticket study's design, mask k fine-tuned with seed k only (the
+    full model: one run per seed)."""
     sweep_dir.mkdir()
     runs, done = [], {}
     for (label, s, task), values in scores.items():
@@ -193,6 +199,8 @@ def fill(
         per = len(values) // n_masks
         for k, v in enumerate(values):
             mseed, fseed = (None, k) if n_masks == 1 else (k // per, k % per)
+            if not shared:  # the mask's own seeds, the same on every task (an average pairs them)
+                fseed += 10 * (zlib.crc32(f"{method}|{s}|{mseed}".encode()) % 100_000)
             if per_seed:
                 mseed, fseed = (None if method == "full" else k), k
             mask, found_on = None, {"source": source} if source else {}
@@ -475,12 +483,12 @@ def test_welch_over_mask_means_by_hand(tmp_path):
     write_report(tmp_path / "sweep")
     rows = list(csv.DictReader((tmp_path / "sweep/report/paired.csv").open()))
     row = next(r for r in rows if r["a"] == "omp/global")
-    assert row["mean_diff"] == "3.0000" and row["p_welch"] == repr(p.p) and row["p_holm"] == f"{p.p:.4f}"
+    assert row["mean_diff"] == "3.0000" and row["p"] == repr(p.p) and row["p_holm"] == f"{p.p:.4f}"
     assert (row["masks_a"], row["seeds_a"], row["masks_b"], row["seeds_b"]) == ("1", "3", "1", "3")
     assert len(row["run_ids"].split()) == 6
     for r in rows:
         if r["a"] in ("tamt-mlm", "random"):
-            assert r["p_welch"] == r["p_holm"] == r["mde80"] == ""
+            assert r["p"] == r["p_holm"] == r["mde80"] == ""
             assert r["verdict"] == "search variance not estimated (1 mask)"
     text = (tmp_path / "sweep/report/report.md").read_text()
     assert f"| omp/global − omp | 50% | x | 1×3 vs 1×3 | +3.00 ± {p.se:.2f} SE |" in text
@@ -517,7 +525,7 @@ def test_masks_are_the_unit_and_no_mask_is_paired_with_another(tmp_path):
 
 
 def test_null_rejection_rate_by_simulation():
-    """The size of the comparison's design (`paired.welch`, `paired.t_test`: Welch on the means of
+    """The size of the comparison's design (`stats.welch`, `stats.t_test`: Welch on the means of
     per-mask means, Satterthwaite's df) under the null, by simulation: 3 masks × 3 fine-tuning seeds
     of a stochastic method against OMP's one mask × 3 seeds, and against another 3 × 3 method, for
     mask-to-seed variance ratios from 0.1 to 10: at most 5% within Monte-Carlo error. A naive design
@@ -525,7 +533,7 @@ def test_null_rejection_rate_by_simulation():
     and treating one searched mask as fixed (the old one-mask test) more still: the check can fail."""
     import numpy as np
 
-    from ticketlab.studies.report.paired import t_test, welch
+    from ticketlab.studies.stats import t_test, welch
 
     rng = np.random.default_rng(35)
     reps = 4000
@@ -574,8 +582,8 @@ def test_masks_as_the_unit_on_the_task_average(tmp_path):
 
 
 def test_verdict_reads_the_holm_adjusted_p():
-    from ticketlab.studies.report.paired import Paired
-    from ticketlab.tasks.metrics import holm
+    from ticketlab.studies.report.comparison import Paired
+    from ticketlab.studies.stats import holm
 
     c = Paired("a", "b", 0.5, "x", [0, 1, 2], [2.0, 3.0, 4.0], [])
     t = 3 / (1 / 3**0.5)
@@ -877,7 +885,8 @@ def test_a_variant_of_omp_is_compared_with_omp_once(tmp_path):
 def test_super_tickets_are_compared_over_their_masks(tmp_path):
     """A super-ticket study: seed s's tickets come from seed s's full model and are fine-tuned with
     seed s only; winning tickets (importance-ranked: deterministic given the seed) against random
-    and losing ones of one level: Welch over the three masks of each, no pairing by seed."""
+    and losing ones of one level: each seed's model is behind one ticket of each kind, so the seed is
+    shared and the test is the paired t over the seeds."""
     fill(
         tmp_path / "sweep",
         {
@@ -893,9 +902,8 @@ def test_super_tickets_are_compared_over_their_masks(tmp_path):
     assert set(comps) == {("st-winning", "st-random"), ("st-winning", "st-losing")}
     c = comps[("st-winning", "st-random")]
     assert c.masks == (3, 3) and c.seeds == (1, 1) and c.mean == pytest.approx(179 / 3 - 57.5)
-    va, vb = (7 / 3) / 3, 0.25 / 3  # var(60, 58, 61) = 7/3, var(57, 57.5, 58) = 0.25
-    assert c.se == pytest.approx((va + vb) ** 0.5)
-    assert c.df == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 2))
+    d = np.array([60.0, 58.0, 61.0]) - np.array([57.0, 57.5, 58.0])  # per seed
+    assert c.test == PAIRED and c.se == pytest.approx(d.std(ddof=1) / 3**0.5) and c.df == 2
 
 
 def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, monkeypatch, drawn):
@@ -906,7 +914,7 @@ def test_determinism_colours_and_comparisons_come_from_the_registry(tmp_path, mo
 
     from ticketlab.methods.registry import Method, load
     from ticketlab.studies.report import plots
-    from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
+    from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 
     toy = Method("toy-ticket", None, None, "a toy ticket", verb=None, pattern="units", seeded=False)
     toy = dataclasses.replace(toy, color="C9", order=6, against=("st-random",))
@@ -1010,8 +1018,8 @@ def test_data_curve_comparisons_per_size_in_one_holm_family(tmp_path, tiny_bert_
     """A data curve's sizes get the main table's comparisons (TAMT-MLM − OMP at 70% on 10 and 100
     examples, per task), equal to a hand computation from the fake scores, adjusted by Holm together
     with the main grid's, and a table in the report's data-scarcity section."""
-    from ticketlab.studies.report.paired import MAIN
-    from ticketlab.tasks.metrics import holm
+    from ticketlab.studies.report.comparison import MAIN
+    from ticketlab.studies.stats import holm
 
     # the data curve's methods at its sparsity, not the whole grid (10 s with it)
     grid = dict(methods=["full", "omp", "tamt-mlm"], sparsities=[0.7], search_curve=None, pretrain_eval=None)

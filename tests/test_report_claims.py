@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,11 @@ from ticketlab.studies import Store
 from ticketlab.studies.report import write_report
 from ticketlab.studies.report.claim_sections import claims_section
 from ticketlab.studies.report.claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation
+from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.csvs import write_csvs
-from ticketlab.studies.report.paired import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
-from ticketlab.tasks.metrics import holm
-from ticketlab.tasks.scores import detectable_effect
+from ticketlab.studies.stats import detectable_effect, holm
 
 HEADING = "## TAMT's claims on pre-training loss"
 
@@ -42,10 +42,11 @@ class M:
     sparsity: float = 0.7
 
 
-def fill(sweep_dir: Path, masks: list[M], evals: bool = True) -> None:
+def fill(sweep_dir: Path, masks: list[M], evals: bool = True, shared: bool = False) -> None:
     """A store of finished runs (no training, no mask files): a search per mask (200 steps; OMP none;
     IMP as TAMT's variant, which prunes what TAMT prunes), its pre-training evaluations (`evals`) and
-    fine-tunings."""
+    fine-tunings, each mask with fine-tuning seeds of its own (a sweep's default), or seeds 0..k-1
+    shared by every mask (`shared`: a spec's pinned `seeds: finetune`)."""
     sweep_dir.mkdir()
     done = {}
     for m in masks:
@@ -74,8 +75,9 @@ def fill(sweep_dir: Path, masks: list[M], evals: bool = True) -> None:
             run = make_run("pretrain-eval", "p", common | {"mask": where, "search_steps": n})
             done[run.id] = (run, {"mlm_loss": mlm, "kd_loss": kd, "sparsity": sparsity})
         for task, values in m.scores.items():
+            own = 0 if shared else 10 * (zlib.crc32(f"{m.method}|{sparsity}|{m.seed}".encode()) % 100_000)
             for f, v in enumerate(values):
-                config = common | {"task": task, "task_label": task, "data": None, "seed": f}
+                config = common | {"task": task, "task_label": task, "data": None, "seed": own + f}
                 config |= {"train_size": None, "settings": {}, "mask": mask, "search_steps": steps}
                 run = make_run("finetune", "f", config)
                 done[run.id] = (run, {"metric": "accuracy", "score": v})

@@ -880,3 +880,38 @@ def test_real_search_methods_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
         assert len(st.runs(kind="finetune", status="done")) == sum(r.kind == "finetune" for r in runs) == 6
     report = write_report(tmp_path / "sweep")
     assert "fig5_pretrain_loss_vs_score.png" in report.figures and "fig6_search_cost.png" in report.figures
+
+
+def _seeds_by_mask(runs) -> dict[str, set[int]]:
+    """Each mask's fine-tuning seeds (the full model's as 'full'), from finished runs' configs."""
+    out: dict[str, set[int]] = {}
+    for r in runs:
+        mask = r.config.get("mask") or {}
+        out.setdefault(f"{mask.get('search', 'full')}@{mask.get('step')}", set()).add(r.config["seed"])
+    return out
+
+
+def test_a_default_sweep_fine_tunes_no_two_masks_with_one_seed(tmp_path, tiny_bert_dir):
+    """Seeds drawn per mask by default: the store's fine-tunings use no seed in two masks, and the full
+    model and OMP's one mask get seeds of their own; `seeds: finetune: k` draws k per mask, and a
+    pinned list is every mask's."""
+    small = fakes.SMALL | {"seeds": {"search": [0, 1]}}
+    sweep(tmp_path, fakes.make_spec(tmp_path, tiny_bert_dir, **small))
+    with Store(tmp_path / "sweep") as st:
+        runs = st.runs("finetune", "done")
+    by_mask = _seeds_by_mask(runs)
+    assert len(by_mask) == 4 and all(len(s) == 1 for s in by_mask.values())  # full, omp, random × 2
+    seeds = [f for s in by_mask.values() for f in s]
+    assert len(seeds) == len(set(seeds))
+    three = fakes.make_spec(
+        tmp_path / "k", tiny_bert_dir, **(small | {"seeds": {"search": [0, 1], "finetune": 3}})
+    )
+    by_mask = _seeds_by_mask(r for r in expand(three) if r.kind == "finetune")
+    seeds = [f for s in by_mask.values() for f in s]
+    assert all(len(s) == 3 for s in by_mask.values()) and len(seeds) == len(set(seeds)) == 12
+    pinned = fakes.make_spec(
+        tmp_path / "p", tiny_bert_dir, **(small | {"seeds": {"search": [0, 1], "finetune": [0, 1]}})
+    )
+    assert all(
+        s == {0, 1} for s in _seeds_by_mask(r for r in expand(pinned) if r.kind == "finetune").values()
+    )

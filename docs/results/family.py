@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ticketlab.tasks.metrics import holm
+from ticketlab.studies.stats import holm
 
 HERE = Path(__file__).parent
 REPORTS = [
@@ -37,12 +37,14 @@ REPORTS = [
 KEEP = ("a", "b", "sparsity", "task", "train_size", "masks_a", "seeds_a", "masks_b", "seeds_b")
 # a loss test's search steps per side: the search-cost rows of one pair differ only in them
 STEPS = ("steps_a", "steps_b")
-NUMBERS = ("mean_diff", "se_diff", "p_welch", "p_holm", "mde80", "verdict", "labels")
+NUMBERS = ("mean_diff", "se_diff", "p", "p_holm", "mde80", "verdict", "labels")
 # pretrain_tests.csv's columns under paired.csv's names (a Spearman row: estimate = rho, no b, no SE)
-CLAIM_COLUMNS = {"mean_diff": "estimate", "se_diff": "se", "p_welch": "p"}
+CLAIM_COLUMNS = {"mean_diff": "estimate", "se_diff": "se"}
 
 
 def _downstream(study: str, r: dict) -> dict:
+    if "p" not in r:  # all-minilm-l6-v2's paired.csv is not re-rendered here: its p are Welch's
+        r = r | {"p": r["p_welch"]}
     return (
         {"study": study, "test": "downstream", "loss": ""}
         | {k: r.get(k, "main") for k in KEEP}
@@ -67,7 +69,7 @@ def family() -> list[dict]:
     rows, seen = [], set()
     for study in REPORTS:
         for name, p_column, row in (
-            ("paired.csv", "p_welch", _downstream),
+            ("paired.csv", "p", _downstream),
             ("pretrain_tests.csv", "p", _claim),
         ):
             if not (HERE / study / name).is_file():
@@ -76,11 +78,11 @@ def family() -> list[dict]:
                 for r in csv.DictReader(f):
                     what = (r.get("part", ""), r.get("loss", ""), r.get("task", ""), r.get("sparsity", ""))
                     key = (name, what, frozenset(r["run_ids"].split()))
-                    if not r[p_column] or key in seen:
+                    if not r.get(p_column, r.get("p_welch")) or key in seen:
                         continue
                     seen.add(key)
                     rows.append(row(study, r))
-    for r, p in zip(rows, holm([float(r["p_welch"]) for r in rows]), strict=True):
+    for r, p in zip(rows, holm([float(r["p"]) for r in rows]), strict=True):
         r["p_holm_readme"] = f"{p:.4f}"
         r["significant"], r["direction"] = p < 0.05, _direction(r) if p < 0.05 else ""
     return rows

@@ -38,7 +38,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from ticketlab.tasks.scores import detectable_effect, welch
+from ticketlab.studies.stats import detectable_effect, welch
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE.parent / "minilm-mlm" / "results.sqlite"

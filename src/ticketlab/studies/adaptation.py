@@ -34,7 +34,7 @@ from ..core.errors import ConfigError, TicketlabError
 from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
 from ..core.outputs import claim_dir
 from ..tasks.glue import load_examples
-from ..tasks.metrics import holm, no_verdict
+from ..tasks.metrics import no_verdict
 from ..tasks.objective import _subset
 from ..tasks.registry import get_task
 from ..tasks.scores import constant_score
@@ -42,8 +42,9 @@ from ..verbs.finetune import finetune
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std
 from .adapt_config import AdaptConfig, AdaptSource, check_fractions, subset_size
-from .report.paired import Paired
+from .report.comparison import Paired
 from .run_ids import run_dirname
+from .stats import holm
 from .store import Store
 from .super_rows import SUMMARY_FILE
 
@@ -122,7 +123,7 @@ def pct(f: float) -> str:
 
 
 def _verdict(paired, full: dict[str, Any] | None, floor: float | None) -> str:
-    """The paired t-test's verdict (`studies.report.paired.Paired`, Holm-adjusted over the fractions),
+    """The paired t-test's verdict (`studies.report.comparison.Paired`, Holm-adjusted over the fractions),
     or why there is none: one run, or the full model at B's constant predictor."""
     if paired is None or full is None:
         return "—"

@@ -26,6 +26,7 @@ from typing import Any
 from ..core.digest import digest
 from ..core.errors import TicketlabError
 from ..core.files import HOST, same_content, upgraded_keys
+from ..verbs.finetune_results import decode_predictions
 from .records import RunRecord
 from .run_ids import Run
 from .store import Store
@@ -93,9 +94,11 @@ def ran_here(started: float, wall_s: float | None) -> dict[str, Any]:
 
 
 def finish(store: Store, run_id: str, metrics: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
-    """Record a finished row; its metrics as stored (a run's history stays in its directory)."""
-    metrics = {k: v for k, v in metrics.items() if k != "history"}
-    store.finish(run_id, metrics, provenance)
+    """Record a finished row; its metrics as stored (a run's history stays in its directory, its
+    per-example predictions go to the store's `predictions` table)."""
+    kept = metrics.get("predictions")
+    metrics = {k: v for k, v in metrics.items() if k not in ("history", "predictions")}
+    store.finish(run_id, metrics, provenance, None if kept is None else decode_predictions(kept))
     return metrics
 
 

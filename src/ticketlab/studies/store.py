@@ -26,12 +26,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.errors import TicketlabError
 from ..core.files import HOST, temp_file, to_json, writing
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
-SCHEMA_VERSION = 2  # 2: the job (launcher id) and log of a run
+SCHEMA_VERSION = 3  # 2: the job (launcher id) and log of a run; 3: per-example predictions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,6 +58,13 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS predictions (
+    id          TEXT PRIMARY KEY,   -- the run's id
+    preds       BLOB NOT NULL,      -- per dev example: class ids (int8) or regression outputs (float32)
+    preds_dtype TEXT NOT NULL,      -- numpy's dtype string
+    labels      BLOB NOT NULL,
+    labels_dtype TEXT NOT NULL
+);
 """
 
 # The tables a store holds and the columns each has had since the first schema: a database with any
@@ -65,6 +74,8 @@ OWN_TABLES = {
     | {"host", "pid", "created", "started", "heartbeat", "finished"},
     "meta": {"key", "value"},
 }
+# Tables a later schema added: a store written before them is ticketlab's without them.
+LATER_TABLES = {"predictions": {"id", "preds", "preds_dtype", "labels", "labels_dtype"}}
 
 
 def _read_only_uri(path: Path) -> str:
@@ -199,7 +210,7 @@ class Store:
         if not tables:
             return
         columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in OWN_TABLES}
-        foreign = sorted(set(tables) - set(OWN_TABLES))
+        foreign = sorted(set(tables) - set(OWN_TABLES) - set(LATER_TABLES))
         wrong = [t for t, need in OWN_TABLES.items() if tables.get(t) != "table" or not need <= columns[t]]
         if foreign:
             what = f"a table {foreign[0]!r} is not ticketlab's"
@@ -228,7 +239,8 @@ class Store:
             raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
 
     def _migrate(self) -> None:
-        """Schema 1 -> 2: add the job and log columns (a store of an earlier sweep stays usable)."""
+        """Schema 1 -> 2: add the job and log columns (a store of an earlier sweep stays usable);
+        2 -> 3: the `predictions` table, made by the schema's `CREATE TABLE IF NOT EXISTS`."""
         have = {r["name"] for r in self.db.execute("PRAGMA table_info(runs)")}
         for column in ("job", "log"):
             if column not in have:
@@ -325,15 +337,41 @@ class Store:
                 (time.time(), run_id, os.getpid()),
             )
 
-    def finish(self, run_id: str, metrics: dict[str, Any], provenance: dict[str, Any]) -> bool:
-        """Record a finished run. Returns False if the run was already done (by another process)."""
+    def finish(
+        self,
+        run_id: str,
+        metrics: dict[str, Any],
+        provenance: dict[str, Any],
+        predictions: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> bool:
+        """Record a finished run, with its per-example (predictions, labels) where it has them, in one
+        transaction. Returns False if the run was already done (by another process)."""
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE runs SET status = 'done', metrics = ?, provenance = ?, error = NULL, finished = ?, "
                 "heartbeat = NULL WHERE id = ? AND status != 'done'",
                 (to_json(metrics), to_json(provenance), time.time(), run_id),
             )
+            if cur.rowcount == 1 and predictions is not None:
+                preds, labels = (np.ascontiguousarray(a) for a in predictions)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)",
+                    (run_id, preds.tobytes(), preds.dtype.str, labels.tobytes(), labels.dtype.str),
+                )
         return cur.rowcount == 1
+
+    def predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """A run's per-example (predictions, labels) on its reported dev examples, in the dev set's
+        order (None: none kept, or a store written before they were)."""
+        if "predictions" not in {
+            r[0] for r in self._read("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }:
+            return None
+        rows = self._read("SELECT * FROM predictions WHERE id = ?", (run_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return np.frombuffer(r["preds"], r["preds_dtype"]), np.frombuffer(r["labels"], r["labels_dtype"])
 
     def set_provenance(self, run_id: str, provenance: dict[str, Any]) -> None:
         """Rewrite a run's provenance (a finished row's input keys, recorded under a model folder's

@@ -59,21 +59,6 @@ METRIC_NAMES = frozenset(GLUE_METRIC_NAMES) | frozenset(SQUAD_METRICS)
 # --------------------------------------------------------------------------- comparing methods
 
 
-def holm(pvalues: Sequence[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a family of p-values (None: no test, not counted).
-
-    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) · p_(j)): reject
-    where the adjusted value is below α and the chance of any false rejection in the family is at
-    most α, whatever the dependence between the tests."""
-    order = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, (p, i) in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p))
-        out[i] = running
-    return out
-
-
 def no_verdict(
     full_mean: float, full_std: float, full_n: int, floor: float | None, ticket_n: int | None = None
 ) -> str | None:

@@ -108,7 +108,7 @@ def predict(
 def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batch_size: int) -> EvalFn:
     def evaluate(model: nn.Module) -> dict[str, float]:
         out: dict[str, float] = {}
-        for split, feats in dev.items():
+        for i, (split, feats) in enumerate(dev.items()):
             logits = np.stack(
                 [r[0] for r in predict(model, feats, collate, batch_size, lambda o: [o.logits])]
             )
@@ -116,9 +116,18 @@ def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, bat
             labels = feats.columns["labels"]
             for m in spec.metrics:
                 out[metric_key(m, split, spec.eval_splits)] = GLUE_METRICS[m](preds, labels)
+            if i == 0:  # the main dev split's, for `last_predictions`
+                evaluate.last = (np.asarray(preds), np.asarray(labels))  # type: ignore[attr-defined]
         return out
 
     return evaluate
+
+
+def last_predictions(eval_fn: EvalFn) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predictions, labels) of the main dev split (the reported part, with a selection split) at
+    `eval_fn`'s last call: class ids, or a regression's outputs (N,); None for a task that keeps none
+    (SQuAD) or an `eval_fn` not called yet."""
+    return getattr(eval_fn, "last", None)
 
 
 SELECT = "select_"  # prefix of the scores on the selection part of the dev set
@@ -151,7 +160,9 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 
 def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:
     def evaluate(model: nn.Module) -> dict[str, float]:
-        return {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
+        out = {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
+        evaluate.last = last_predictions(report)  # type: ignore[attr-defined]  # the reported part's
+        return out
 
     return evaluate
 

@@ -51,6 +51,7 @@ from ..tasks.objective import (
     SELECT,
     TaskObjective,
     classification_loss,
+    last_predictions,
     load_task_model,
     predict,
     regression_loss,
@@ -86,7 +87,7 @@ from .finetune_dirs import (
     input_content,
     input_paths,
 )
-from .finetune_results import SUMMARY_FILE, FinetuneResult, mean_std, seed_dir, summarize
+from .finetune_results import SUMMARY_FILE, FinetuneResult, encode_predictions, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "INPUT_NAMES",
@@ -347,10 +348,23 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
         checkpoint=config.checkpoint,
     )
+    result.predictions = _reported_predictions(result, obj.eval_fn)
     result = as_written(result)  # the call that reads it back returns the same
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
     return result
+
+
+def _reported_predictions(result: FinetuneResult, eval_fn) -> dict[str, Any] | None:
+    """The per-example predictions of the evaluation the run reports: the last one's (what its
+    `eval_fn` kept, `tasks.objective.last_predictions`), where the reported record is the last one
+    (the final reading, or a best step that is the last); None otherwise (a best step chosen earlier
+    is not evaluated again) and for a task that keeps none (SQuAD)."""
+    last = last_predictions(eval_fn)
+    reads_best = result.selected_by is not None or result.checkpoint == "best-dev"
+    if last is None or (reads_best and result.best.get("step") != result.final.get("step")):
+        return None
+    return encode_predictions(*last)
 
 
 # --------------------------------------------------------------------------- several seeds

@@ -1,8 +1,10 @@
-"""What a fine-tuning run answers: `FinetuneResult` (one seed) and its summary over seeds
-(`summarize`: mean ± std of every metric, by `mean_std`), and where each seed's run is (`seed_dir`)."""
+"""What a fine-tuning run answers: `FinetuneResult` (one seed, with its reported evaluation's
+per-example predictions: `encode_predictions`) and its summary over seeds (`summarize`: mean ± std
+of every metric, by `mean_std`), and where each seed's run is (`seed_dir`)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import statistics
@@ -10,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
 
@@ -37,6 +41,8 @@ class FinetuneResult:
     model_dir: str | None = None
     selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
     checkpoint: str = "best-dev"  # `FinetuneConfig.checkpoint`; results written before it: the old protocol
+    # the reported evaluation's per-example predictions and labels (`encode_predictions`); None: not kept
+    predictions: dict[str, Any] | None = None
 
     @property
     def best_score(self) -> float:
@@ -94,3 +100,29 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
 def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
     """The run directory of one seed of `finetune_seeds` in RUN_DIR `out_dir`."""
     return Path(out_dir) / f"seed-{seed}"
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Class ids as int8 (int16 beyond 127 classes), regression outputs as float32."""
+    if values.dtype.kind in "iub":
+        return values.astype(np.int8 if values.size == 0 or int(np.abs(values).max()) < 128 else np.int16)
+    return values.astype(np.float32)
+
+
+def encode_predictions(preds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """A run's per-example predictions and labels as JSON (base64 of compact arrays: a few KB a run),
+    for its result and the store (`decode_predictions`)."""
+    out = {}
+    for name, values in (("preds", preds), ("labels", labels)):
+        arr = _compact(np.asarray(values))
+        out[name] = {"dtype": arr.dtype.str, "data": base64.b64encode(arr.tobytes()).decode()}
+    return out
+
+
+def decode_predictions(d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) from `encode_predictions`' JSON."""
+    arrays = [
+        np.frombuffer(base64.b64decode(d[k]["data"]), dtype=np.dtype(d[k]["dtype"]))
+        for k in ("preds", "labels")
+    ]
+    return arrays[0], arrays[1]

@@ -36,11 +36,12 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from ...tasks.scores import detectable_effect, detectable_rho, t_test, welch
+from ..stats import detectable_effect, detectable_rho, t_test, welch
 from ..sweep.declared import WITHIN_DRAWS
 from ..sweep.methods import base_method
 from .cells import AVG, Cell
-from .paired import EXPLORATORY, FLOOR, ONE_STOCHASTIC_MASK, Comparisons, against, stochastic
+from .comparison import EXPLORATORY, FLOOR, ONE_STOCHASTIC_MASK, against, stochastic
+from .paired import Comparisons
 
 EQUAL_STEPS = "equal steps"
 PREDICTS = "loss predicts score"

@@ -11,8 +11,8 @@ from pathlib import Path
 from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
 from .claims import Correlation, LossTest
+from .comparison import MAIN
 from .declared import declared_rows
-from .paired import MAIN
 from .sections import size
 from .tables import SweepResults
 
@@ -118,7 +118,8 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         | ({"train_size": c.train_size if c.train_size == MAIN else size(c.train_size)} if sized else {})
         | {"masks_a": c.masks[0], "seeds_a": c.seeds[0], "masks_b": c.masks[1], "seeds_b": c.seeds[1]}
         | {"mean_a": _num(c.a.mean), "mean_b": _num(c.b.mean), "mean_diff": _num(c.mean)}
-        | {"se_diff": _num(c.se), "df": _num(c.df), "p_welch": _exact(c.p), "p_holm": _num(c.p_holm)}
+        | {"test": c.test, "se_diff": _num(c.se), "df": _num(c.df), "p": _exact(c.p)}
+        | {"p_holm": _num(c.p_holm), "mde_alpha": f"{c.alpha:.4g}"}
         | {
             "mde80": _num(c.mde),
             "ci95_low": _num(c.ci95 and c.ci95[0]),

@@ -1,5 +1,6 @@
 """The study's declared claims (`sweep.declared`), tested as its one Holm family: each claim's test
-(`DeclaredTest`: Welch on a task, a named endpoint or a dev loss; Spearman over its declared units),
+(`DeclaredTest`: on a task or a named endpoint the test its seeds make valid, `studies.stats`; Welch
+on a dev loss; Spearman over its declared units), named per claim,
 Holm-adjusted over the declared claims alone on unrounded p, its verdict in the claimed direction,
 and its MDE at the corrected α; and whether the declaration is the one the store recorded before the
 runs (`declaration_status`), or was amended after some of them.
@@ -24,12 +25,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...tasks.metrics import holm
-from ...tasks.scores import detectable_effect, detectable_rho
-from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict, declaration
+from ..stats import CROSSED, detectable_effect, detectable_rho, holm
+from ..sweep.declaration import declared_units, same_declaration, units
+from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict
 from .cells import AVG, method_label
 from .claims import Correlation, LossTest
-from .paired import Comparison
+from .comparison import Comparison
 from .sections import pct, table
 from .tables import SweepResults
 
@@ -49,6 +50,7 @@ class DeclaredTest:
     # other claim is finished, p_holm is final)
     p_holm_range: tuple[float, float] | None = None
     others_unfinished: int = 0  # other claims of the family with runs not done
+    first: DeclaredTest | None = None  # its test at the units first declared, where they changed
 
     @property
     def why_not(self) -> str | None:
@@ -63,6 +65,19 @@ class DeclaredTest:
     @property
     def p(self) -> float | None:
         return None if self.test is None else self.test.p
+
+    @property
+    def test_name(self) -> str:
+        """The test the claim was decided by ("" where there is none)."""
+        x = self.test
+        if x is None or x.why_not is not None:
+            return ""
+        if isinstance(x, Comparison):
+            return x.test
+        if isinstance(x, LossTest):
+            return "Welch on per-mask losses"
+        within = "permutations within methods" if x.within else "exact or t approximation"
+        return f"Spearman's rho ({within})"
 
     @property
     def alpha(self) -> float:
@@ -96,9 +111,12 @@ class DeclaredTest:
 
 
 def declared_tests(res: SweepResults) -> list[DeclaredTest]:
-    """The spec's declared claims, each with its test, Holm-adjusted over them alone (unrounded p)."""
+    """The spec's declared claims, each with its test, Holm-adjusted over them alone (unrounded p),
+    and where the units changed after the first declaration, each at the units first declared."""
     claims = [claim_from_dict(c) for c in res.declared_claims()]
     tests = [DeclaredTest(c, _test(res, c), len(claims), unfinished=_unfinished(res, c)) for c in claims]
+    for t, first in zip(tests, first_tests(res, claims) or [None] * len(tests), strict=True):
+        t.first = first
     return holm_family(tests)
 
 
@@ -187,29 +205,66 @@ def _correlation(res: SweepResults, c: Claim) -> Correlation | None:
     )
 
 
+CLAIMS_ALONE = (
+    "; the record holds the claims alone: their methods' units and their endpoints' definitions were "
+    "not declared"
+)
+
+
 def declaration_status(res: SweepResults) -> str:
-    """Whether the report's declaration is the one the store recorded before its runs: 'declared
-    before any run'; 'declared once, after N runs' (a study that reuses runs done before its claims,
-    N of its plan's); or 'amended' with the number of runs done at each change (a declaration the
-    store never recorded: amended now, at the runs done now)."""
+    """Whether the report's declaration (claims, endpoints, units: `sweep.declaration`) is the one the
+    store recorded before its runs: 'declared before any run'; 'declared once, after N runs' (a study
+    that reuses runs done before its claims, N of its plan's); or 'amended' with the number of runs
+    done at each change (a declaration the store never recorded: amended now, at the runs done now)."""
     history = res.declarations
-    text, digest = declaration(res.declared_claims())
-    if len(history) == 1 and history[0]["hash"] == digest:
+    if len(history) == 1 and same_declaration(history[0], res.spec):
+        scope = "" if declared_units(history[0]) is not None else CLAIMS_ALONE
         if history[0]["runs_done"] == 0:
-            return "declared before any run (the store's record of it matches)"
+            return f"declared before any run (the store's record of it matches{scope})"
         # a study that reuses another's runs declares once, after them: said, never called amended
         return (
             f"declared once, after {history[0]['runs_done']} runs of its plan were done (the store's "
-            "record of it matches)"
+            f"record of it matches{scope})"
         )
     if not history:
         return f"amended: the store records no declaration; {res.runs_done} runs were done before this one"
     changes = [f"{h['runs_done']} runs done" for h in history]
-    current = history[-1]["hash"] == digest
+    current = same_declaration(history[-1], res.spec)
     done = "" if current else f", and again now (not recorded in the store) with {res.runs_done} runs done"
     first = "declared before any run" if history[0]["runs_done"] == 0 else f"first declared with {changes[0]}"
     later = ", ".join(f"changed with {c}" for c in changes[1:])
     return f"amended: {first}" + (f", {later}" if later else "") + done
+
+
+def first_units(res: SweepResults) -> dict[str, dict[str, Any]] | None:
+    """The units the first recorded declaration named, where they differ from the spec's now (None:
+    the same, or a record of claims alone)."""
+    if not res.declarations:
+        return None
+    first = declared_units(res.declarations[0])
+    return None if first is None or first == units(res.spec) else first
+
+
+def first_tests(res: SweepResults, claims: list[Claim]) -> list[DeclaredTest] | None:
+    """Each claim's test on the units first declared, Holm over them (None: the units never changed)."""
+    only = first_units(res)
+    if only is None:
+        return None
+    tests = []
+    for c in claims:
+        test = _test(res, c) if c.kind == "correlate" or c.endpoint in LOSSES else None
+        if c.kind == "compare" and c.endpoint not in LOSSES:
+            test = res.paired(c.a, c.b, c.sparsity, c.endpoint, only=only)
+        tests.append(DeclaredTest(c, test, len(claims)))
+    return holm_family(tests)
+
+
+def _first_cell(t: DeclaredTest | None) -> str:
+    """The claim at the units first declared: its units, estimate, p, p (Holm) and verdict."""
+    if t is None:
+        return ""
+    p = "—" if t.p is None else f"{t.p:.3g}"
+    return f"{_units(t)}: {_value(t)}, p {p}, p (Holm) {holm_cell(t)}: {t.verdict}"
 
 
 def _value(t: DeclaredTest) -> str:
@@ -231,6 +286,10 @@ def _units(t: DeclaredTest) -> str:
         return f"{x.n} {'masks' if t.claim.unit == 'masks' else 'method means'}"
     if isinstance(x, LossTest):
         return f"{x.masks[0]} vs {x.masks[1]} masks"
+    if x.test == CROSSED:
+        shared = len(x.design[1])
+        sides = " vs ".join(f"{len(s.means)} mask{'s' if len(s.means) > 1 else ''}" for s in (x.a, x.b))
+        return f"{sides}, at {shared} shared fine-tuning seeds"
     return " vs ".join(
         f"{len(s.means)} masks" if len(s.means) > 1 else f"1 mask × {len(s.within)} seeds" for s in (x.a, x.b)
     )
@@ -251,9 +310,11 @@ def declared_section(res: SweepResults) -> list[str]:
         f"95% CI, no verdict). 'holds': p (Holm) < {ALPHA} in the declared direction; 'contradicted': "
         f"< {ALPHA} in the other; otherwise 'not shown', with the MDE at Holm's strictest level "
         f"α = {ALPHA} / {m} (80% power): the smallest true effect this design would have found. "
-        "A difference is Welch's on the means of per-mask means (a loss: on per-mask losses); a "
-        "correlation is Spearman's ρ over the declared units (within methods: each method's masks "
-        "ranked among themselves, p from permuting scores within methods)."
+        "A difference's test is the one its fine-tuning seeds make valid, named in the table: Welch's "
+        "on unit means where no seed serves two masks, the crossed-seeds test (mask and method × seed "
+        "variance, on the seeds both sides share) where the masks share them; a loss's is Welch's on "
+        "per-mask losses; a correlation is Spearman's ρ over the declared units (within methods: "
+        "each method's masks ranked among themselves, p from permuting scores within methods)."
     )
     if any(t.unfinished for t in tests):
         intro += (
@@ -265,16 +326,20 @@ def declared_section(res: SweepResults) -> list[str]:
             "so it holds if it holds with their p at 1, is not shown if not shown with their p at 0, "
             "and waits otherwise."
         )
-    header = ["claim", "units", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
+    header = ["claim", "units", "test", "estimate", "p", "p (Holm)", f"MDE at α = {ALPHA / m:.3g}", "verdict"]
+    changed = any(t.first is not None for t in tests)
+    header += ["at the units first declared"] if changed else []
     rows = [
         [
             t.claim.text,
             _units(t),
+            t.test_name or "—",
             _value(t),
             "—" if t.p is None else f"{t.p:.3g}",
             holm_cell(t),
             "—" if t.mde is None else f"{t.mde:.3g}",
             t.verdict,
+            *([_first_cell(t.first)] if changed else []),
         ]
         for t in tests
     ]
@@ -323,8 +388,10 @@ def declared_rows(res: SweepResults) -> list[dict[str, Any]]:
     for t in declared_tests(res):
         se = None if t.test is None or isinstance(t.test, Correlation) else t.test.se
         rows.append(
-            {"claim": t.claim.text, "units": _units(t), "estimate": num(t.estimate), "se": num(se)}
+            {"claim": t.claim.text, "units": _units(t), "test": t.test_name}
+            | {"estimate": num(t.estimate), "se": num(se)}
             | {"p": num(t.p), "p_holm": num(t.p_holm), "alpha": num(t.alpha), "mde": num(t.mde)}
-            | {"verdict": t.verdict, "run_ids": "" if t.test is None else " ".join(t.test.run_ids)}
+            | {"verdict": t.verdict, "first_declared": _first_cell(t.first)}
+            | {"run_ids": "" if t.test is None else " ".join(t.test.run_ids)}
         )
     return rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..sweep.methods import base_method
 from .cells import pct
-from .paired import Comparison
+from .comparison import Comparison
 
 # The papers' downstream orders (Liu et al. Fig. 3: TAMT ≥ IMP > OMP > random; Liang et al. §5.4:
 # winning super tickets above random and losing ones): a method's place, by its base method.

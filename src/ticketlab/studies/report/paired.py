@@ -1,253 +1,29 @@
-"""Comparisons of two methods in a sweep's results (`Comparison`), in one Holm family over every
-comparison a report prints, and a plain paired t-test (`Paired`) for designs whose pairs mean something
-(a super ticket and the full model it came from, fine-tuned with one seed).
-
-A comparison's unit is a mask. The design is two-level: masks are nested in methods and fine-tuning
-seeds in masks. Each mask's score is its mean over its fine-tuning seeds (on the task average: the mean
-over tasks of its per-task means); a method's score is the mean of its masks' scores, whose variance is
-the spread of those mask means over their number. Two methods are compared by Welch's t-test on
-those method means with Satterthwaite's degrees of freedom. Nothing pairs a mask of one method with a
-mask of the other: a search seed means nothing across methods, and a test whose p depends on which
-mask is matched with which is no test (in one study the six pairings of one comparison gave p from 0.10
-to 0.25). A deterministic method (the full model, OMP, importance-ranked super tickets) has one
-mask, which is no sample of a search: its variance is its fine-tuning seeds' spread over their number.
-A stochastic method (random, IMP, TAMT, random tickets) with one mask has no estimate of how much
-another search would move it: no test ("search variance not estimated (1 mask)").
-`tests/test_report.py` measures the size of this design by simulation.
+"""`Comparisons`, mixed into `tables.SweepResults`: every pair of methods the papers compare, at every
+sparsity both ran, per task, on the average and on each data curve's sizes (`comparison.Comparison`:
+the test the seeds make valid), in one Holm family with the report's other tests; a declared study's
+comparisons exploratory but the declared ones.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats as sps
-
-from ...methods.registry import methods as registered_methods
-from ...tasks.metrics import holm
-from ...tasks.scores import detectable_effect, t_test, welch
-from ..sweep.methods import base_method, sweep_methods
+from ..stats import (
+    holm,
+)
+from ..sweep.methods import base_method
 from .cells import AVG, Cell, Score
-
-MAIN = "main"  # the training-set size of the main grid (a data curve's sizes are numbers, or None: all)
-ONE_STOCHASTIC_MASK = "search variance not estimated (1 mask)"
-NO_SPREAD = "no spread"  # each side's runs agree within it, the sides differ: SE 0, no test
-FLOOR = "floor"  # the full model is within one std of the task's constant predictor: no test on it
-# A study that declared its claims (`declared`) tests those alone: every other test is an estimate
-EXPLORATORY = "exploratory"
-
-
-def stochastic(label: str) -> bool:
-    """Whether a method's mask is a draw of a seeded search (random, IMP, TAMT, random tickets): its
-    registry entry's `seeded` (the full model, OMP and importance tickets are not, their one mask's
-    only noise is its fine-tuning's); labels the registry does not know are."""
-    spec = sweep_methods().get(base_method(label.split("@", 1)[0]))
-    return spec.seeded if spec is not None else True
-
-
-def against(label: str) -> tuple[str, ...]:
-    """The methods a sweep's method label is tested against (its registry entry's `against`; a
-    preset's are its method's, a variant label's its base's)."""
-    named = {p.name: m for m in registered_methods().values() for p in m.named}
-    method = named.get(base_method(label))
-    return method.against if method is not None else ()
-
-
-@dataclass
-class Side:
-    """One method's masks in a comparison: each mask's mean score (over its fine-tuning seeds) and, for
-    one mask, its per-seed values (the variance of a deterministic mask's mean)."""
-
-    method: str
-    masks: list[int | None]  # mask seeds (None: one deterministic mask)
-    means: list[float]  # per mask
-    seeds: list[int]  # fine-tuning seeds per mask (the fewest any mask has)
-    within: list[float]  # one mask's values per fine-tuning seed ([] with several masks)
-    values: list[float]  # every run's score (or per-seed task average)
-    run_ids: list[str]
-    stochastic: bool = True
-
-    @property
-    def mean(self) -> float:
-        return sum(self.means) / len(self.means)
-
-    def noise(self) -> tuple[float, int] | None:
-        """(variance of `mean`, its degrees of freedom), or None: not estimated."""
-        if len(self.means) >= 2:
-            return Cell(self.means, []).std ** 2 / len(self.means), len(self.means) - 1
-        if self.stochastic or len(self.within) < 2:
-            return None
-        return Cell(self.within, []).std ** 2 / len(self.within), len(self.within) - 1
-
-    def flat(self) -> bool:
-        """Nothing to estimate its noise from: its mask means agree (several masks), or its one
-        deterministic mask's fine-tuning seeds do (to rounding: a mean of the same scores in another
-        order may differ in the last bit)."""
-        values = self.means if len(self.means) >= 2 else self.within
-        return len(values) >= 2 and max(values) - min(values) <= 1e-9 * max(1.0, abs(self.mean))
-
-    def why_not(self) -> str | None:
-        if len(self.means) >= 2:
-            return None
-        if self.stochastic:
-            return ONE_STOCHASTIC_MASK
-        return None if len(self.within) >= 2 else "one run"
-
-
-@dataclass
-class Comparison:
-    """Method `a` minus method `b` at one sparsity and task (and training-set size): Welch's test on
-    the means of per-mask means (see the module's docstring)."""
-
-    a: Side
-    b: Side
-    sparsity: float
-    task: str
-    train_size: int | str | None = MAIN
-    p_holm: float | None = None  # `p` Holm-adjusted over the report's family (`family()`)
-    labels: list[str] = field(default_factory=list)  # e.g. "unequal sparsity": out of headlines
-    floor: bool = False  # the full model is at the task's constant predictor (`SweepResults.at_floor`)
-    exploratory: bool = False  # the study declared its claims and this is none of them: no verdict
-
-    @property
-    def run_ids(self) -> list[str]:
-        return list(dict.fromkeys([*self.a.run_ids, *self.b.run_ids]))
-
-    @property
-    def masks(self) -> tuple[int, int]:
-        return len(self.a.means), len(self.b.means)
-
-    @property
-    def seeds(self) -> tuple[int, int]:
-        """Fine-tuning seeds per mask of each side."""
-        return len(self.a.seeds), len(self.b.seeds)
-
-    @property
-    def mean(self) -> float:
-        return self.a.mean - self.b.mean
-
-    @property
-    def identical(self) -> bool:
-        """Every run of both methods scored the same (typically both at a constant predictor)."""
-        return len({*self.a.values, *self.b.values}) == 1
-
-    @property
-    def why_not(self) -> str | None:
-        """Why there is no test (the full model at the task's floor, then identical scores, then a
-        stochastic method's single mask, then no spread on either side), or None. At the floor the
-        task was not learnt at this budget: a difference of two methods there is one of noise around
-        a constant predictor. With no spread on either side Welch's SE is 0 and its p 0 whatever the
-        difference: scores on a few hundred dev examples move in steps of one example, and two sides
-        that each repeat one near-constant prediction differ by rounding, not by a tested effect."""
-        if self.floor:
-            return FLOOR
-        if self.identical:
-            return "identical"
-        why = self.a.why_not() or self.b.why_not()
-        if why is None and self.a.flat() and self.b.flat():
-            return NO_SPREAD
-        return why
-
-    def _design(self) -> tuple[float, float] | None:
-        parts = [self.a.noise(), self.b.noise()]
-        if self.why_not is not None or any(p is None for p in parts):
-            return None
-        se, df = welch([p for p in parts if p is not None])
-        return float(se), float(df)
-
-    @property
-    def se(self) -> float | None:
-        d = self._design()
-        return None if d is None else d[0]
-
-    @property
-    def df(self) -> float | None:
-        d = self._design()
-        return None if d is None else d[1]
-
-    @property
-    def p(self) -> float | None:
-        """Welch's two-sided p (None where there is no test: see `why_not`)."""
-        d = self._design()
-        return None if d is None else float(t_test(self.mean, *d))
-
-    @property
-    def ci95(self) -> tuple[float, float] | None:
-        d = self._design()
-        if d is None:
-            return None
-        half = float(sps.t.ppf(0.975, d[1])) * d[0]
-        return (self.mean - half, self.mean + half)
-
-    @property
-    def mde(self) -> float | None:
-        """The smallest true difference this design finds with 80% power at α = 0.05 (one test, not
-        Holm-corrected), given its observed noise (`tasks.scores.detectable_effect`)."""
-        d = self._design()
-        return None if d is None else detectable_effect(*d)
-
-    @property
-    def verdict(self) -> str:
-        """From the Holm-adjusted p (the report's family); why there is no test otherwise."""
-        if self.why_not is not None:
-            return self.why_not
-        if self.exploratory:
-            return EXPLORATORY
-        if self.p_holm is None or self.p_holm >= 0.05:
-            return "within noise"
-        return f"{self.a.method} > {self.b.method}" if self.mean > 0 else f"{self.a.method} < {self.b.method}"
-
-
-@dataclass
-class Paired:
-    """A paired t-test on `diffs`, one per unit in `seeds` (a design whose pairs mean something: a
-    super ticket and the full model it came from, fine-tuned with the same seed)."""
-
-    a: str
-    b: str
-    sparsity: float
-    task: str
-    seeds: list[int | None]
-    diffs: list[float]  # a - b per unit
-    run_ids: list[str]
-    p_holm: float | None = None
-
-    @property
-    def n(self) -> int:
-        return len(self.diffs)
-
-    @property
-    def mean(self) -> float:
-        return Cell(self.diffs, []).mean
-
-    @property
-    def std(self) -> float:
-        return Cell(self.diffs, []).std
-
-    @property
-    def identical(self) -> bool:
-        return all(d == 0 for d in self.diffs)
-
-    @property
-    def p(self) -> float | None:
-        if self.n < 2 or self.identical:
-            return None
-        return float(t_test(self.mean, self.std / math.sqrt(self.n), self.n - 1))
-
-    @property
-    def verdict(self) -> str:
-        if self.identical and self.n:
-            return "identical"
-        p = self.p_holm if self.p_holm is not None else self.p
-        if p is None or p >= 0.05:
-            return "within noise"
-        return f"{self.a} > {self.b}" if self.mean > 0 else f"{self.a} < {self.b}"
-
-
-def _seed_order(seed: int | None) -> tuple[bool, int]:
-    return (seed is not None, seed or 0)
+from .comparison import (
+    MAIN,
+    Comparison,
+    Side,
+    Units,
+    against,
+    seed_order,
+    stochastic,
+    within,
+)
 
 
 class Comparisons:
@@ -281,15 +57,16 @@ class Comparisons:
         return sorted(sizes, key=lambda n: (n is None, n or 0))
 
     def _per_mask(
-        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN
+        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
     ) -> dict[int | None, dict[int, list[Score]]]:
         """Mask seed -> fine-tuning seed -> its runs; task AVG: the per-task runs of every task, for
-        the fine-tuning seeds every task has."""
+        the fine-tuning seeds every task has. `only`: the units a declaration named (`within`)."""
         tasks = self.score_tasks(task)
         out: dict[int | None, dict[int, list[Score]]] = defaultdict(lambda: defaultdict(list))
         for t in tasks:
             for s in self._runs(method, sparsity, t, size):
-                out[s.mask_seed][s.seed].append(s)
+                if only is None or within(s, only.get(method)):
+                    out[s.mask_seed][s.seed].append(s)
         if len(tasks) > 1:  # an average: a seed counts only where every task has a run
             for per_seed in out.values():
                 for f in [f for f, v in per_seed.items() if {s.task for s in v} != set(tasks)]:
@@ -304,14 +81,17 @@ class Comparisons:
             by_task[s.task].append(s.value)
         return sum(sum(v) / len(v) for v in by_task.values()) / len(by_task)
 
-    def side(self, method: str, sparsity: float, task: str, size: int | str | None = MAIN) -> Side | None:
+    def side(
+        self, method: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
+    ) -> Side | None:
         """`method`'s masks at `sparsity` on `task` (or AVG): each mask's mean over its fine-tuning
-        seeds (None: no runs)."""
-        per_mask = self._per_mask(method, sparsity, task, size)
+        seeds (None: no runs); `only` those of the units a declaration named."""
+        per_mask = self._per_mask(method, sparsity, task, size, only)
         if not per_mask:
             return None
-        masks = sorted(per_mask, key=_seed_order)
-        per_seed = {k: [self._mean(per_mask[k][f]) for f in sorted(per_mask[k])] for k in masks}
+        masks = sorted(per_mask, key=seed_order)
+        by_seed = {k: {f: self._mean(per_mask[k][f]) for f in sorted(per_mask[k])} for k in masks}
+        per_seed = {k: list(v.values()) for k, v in by_seed.items()}
         runs = [s for k in masks for v in per_mask[k].values() for s in v]
         return Side(
             method,
@@ -322,14 +102,16 @@ class Comparisons:
             [x for v in per_seed.values() for x in v],
             list(dict.fromkeys(s.id for s in runs)),
             stochastic(method),
+            list(by_seed.values()),
         )
 
     def paired(
-        self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN
+        self, a: str, b: str, sparsity: float, task: str, size: int | str | None = MAIN, only: Units = None
     ) -> Comparison | None:
         """`a` − `b` at `sparsity` on `task` (or AVG), on the main grid or, with `size`, on a data
-        curve's runs of that many training examples: Welch's test on the means of per-mask means."""
-        sa, sb = self.side(a, sparsity, task, size), self.side(b, sparsity, task, size)
+        curve's runs of that many training examples: the test its design makes valid (`Comparison`);
+        `only`: on the units a declaration named (`declaration.units`), e.g. the first one's."""
+        sa, sb = (self.side(m, sparsity, task, size, only) for m in (a, b))
         if sa is None or sb is None:
             return None
         labels = self.comparison_labels(a, b, sparsity)
@@ -395,13 +177,25 @@ class Comparisons:
         those as its family (`declared.declared_tests`): these are then exploratory, with no `p_holm`."""
         comps, others = self._comparisons(), self.other_tests()
         tests = [*comps, *others]
-        if self.declared_claims():
+        if claims := self.declared_claims():
             for c in tests:
                 c.exploratory = True
+            for c in comps:
+                self._mark_declared(c, claims)
             return comps, others
         for c, adjusted in zip(tests, holm([c.p for c in tests]), strict=True):
             c.p_holm = adjusted
         return comps, others
+
+    def _mark_declared(self, c: Comparison, claims: list[dict[str, Any]]) -> None:
+        """Mark `c` as the declared comparison it is (its methods either way round, its sparsity and
+        the tasks it averages), its MDE then at Holm's strictest level over the declared family."""
+        for claim in claims:
+            same_tasks = set(self.score_tasks(c.task)) == set(self.score_tasks(claim["endpoint"]))
+            methods = {c.a.method, c.b.method} == {claim.get("a"), claim.get("b")}
+            compare = claim["kind"] == "compare" and c.train_size == MAIN
+            if compare and methods and same_tasks and c.sparsity == claim["sparsity"]:
+                c.exploratory, c.declared, c.alpha = False, claim["a"], 0.05 / len(claims)
 
     def _comparisons(self) -> list[Comparison]:
         pairs, out = self.pairs(), []

@@ -6,10 +6,10 @@
     SWEEP_DIR/report/winning_tickets.csv  highest winning sparsity per method and task
     SWEEP_DIR/report/pretrain_losses.csv  MLM / KD dev loss per mask, with run ids
     SWEEP_DIR/report/paired.csv           method A - method B per sparsity and task, masks as the
-                                          unit (Welch on the means of per-mask means): masks and
-                                          seeds of each side, means, SE, df, t-interval, p, Holm's
-                                          p, MDE, verdict (no test for a stochastic method's one
-                                          mask), labels ("unequal sparsity")
+                                          unit, the test the seeds make valid (`studies.stats`):
+                                          masks and seeds of each side, means, the test, SE, df,
+                                          t-interval, p, Holm's p, MDE and its α, verdict (no test
+                                          for a stochastic method's one mask), labels
     SWEEP_DIR/report/pretrain_tests.csv   the tests of TAMT's claims on pre-training loss (if any,
                                           `claims.py`): loss at equal steps, Spearman's rho of loss
                                           and score, loss along the search; in paired.csv's Holm family

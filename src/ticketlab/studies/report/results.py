@@ -3,7 +3,7 @@ ids of the runs behind it. `load_results` reads the store's rows into a `tables.
 
 Scores are each fine-tuning run's score of its task's main metric on the 0-100 scale of
 `ticketlab.tasks.metrics`, on data that did not choose the checkpoint (`reported_score`), pooled into cells
-(`tables.py`) and compared (`paired.py`).
+(`tables.py`) and compared (`paired.py`, `comparison.py`).
 
 Which runs are the "main" grid: masks from the largest search budget of their (method, sparsity,
 seed, settings) — smaller budgets and masks saved along a search are the search-cost curve — and,

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from ..stats import CROSSED
 from ..supertickets import super_picks
 from .cells import AVG, Cell, pct, stats
+from .comparison import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
 from .orders import order_verdict
-from .paired import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
 from .results import PROTOCOLS
 from .tables import SweepResults
 
@@ -211,8 +212,10 @@ def transfer_section(res: SweepResults, note) -> str | None:
 
 
 def _units(c: Comparison) -> str:
-    """Masks × fine-tuning seeds of each side: '3×3 vs 1×3'."""
-    return f"{c.masks[0]}×{c.seeds[0]} vs {c.masks[1]}×{c.seeds[1]}"
+    """Masks × fine-tuning seeds of each side: '3×3 vs 1×3', and ', crossed seeds' where they share
+    their fine-tuning seeds (the crossed-seeds test)."""
+    crossed = ", crossed seeds" if c.test == CROSSED else ""
+    return f"{c.masks[0]}×{c.seeds[0]} vs {c.masks[1]}×{c.seeds[1]}{crossed}"
 
 
 def verdict(c: Comparison) -> str:
@@ -274,9 +277,12 @@ def paired_section(res: SweepResults) -> str:
         "Differences of scores between two methods, masks as the unit. Each mask's score is its mean "
         "over its fine-tuning seeds (on 'avg': over tasks of its per-task means); a method's is the mean "
         "of its masks'. Δ is the difference of the two method means ± its standard error (SE), from "
-        "Welch's test with Satterthwaite's degrees of freedom: each side's variance is the spread of its "
-        "mask means over their number, or, for the one mask of a deterministic method (the full model, "
-        "OMP, importance-ranked super tickets), its fine-tuning seeds' spread over their number. No mask "
+        "the test the fine-tuning seeds make valid: where no seed serves two masks, Welch's test on the "
+        "units' means with Satterthwaite's degrees of freedom (a unit: a mask, or, for the one mask of a "
+        "deterministic method (the full model, OMP, importance-ranked super tickets), a fine-tuning "
+        "seed); where the masks share their seeds, the crossed-seeds test on the seeds both sides share "
+        "(a seed shifts every mask of a method together: its method × seed interaction is in the SE, "
+        "on J − 1 degrees of freedom for J shared seeds; one shared seed: no test). No mask "
         "of one method is paired with a mask of the other (a search seed means nothing across methods). "
         f"A stochastic method (random, IMP, TAMT, random tickets) with one mask gets no test: "
         f"'{ONE_STOCHASTIC_MASK}'. 'n' is masks × fine-tuning seeds per mask of each side. "

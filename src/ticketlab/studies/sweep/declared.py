@@ -14,26 +14,21 @@ units that are independent: the methods' means (`method-means`), the masks neste
 clusters do not make the correlation), or the masks pooled (`masks`, which a reader must then know
 sit in method clusters). The report tests exactly these as the study's family
 (`report.declared`), every other comparison being exploratory, and a claim no planned design can pass
-is refused before any run (`plan_claims`).
+is refused before any run (`claim_plans.plan_claims`).
 
-`sweep` records each declaration in the store (`record_declaration`: its canonical text, hash and the
-number of runs done then), so a declaration changed after runs began is reported as amended, with
-that number, rather than refused: refusing would leave a study that found a mistake in its claims no
+`sweep` records each declaration in the store (`declaration.record_declaration`: the claims, their
+endpoints' definitions and their methods' units, as canonical text, its hash and the number of runs
+done then), so a declaration changed after runs began is reported as amended, with that number,
+rather than refused: refusing would leave a study that found a mistake in its claims no
 way to say so, while the record shows every reader when the change came.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
-
-from ...core.errors import ConfigError
-from ...tasks.scores import detectable_effect, detectable_rho, smallest_spearman_p, welch
 
 MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
 LOSSES = ("mlm_loss", "kd_loss")  # the pre-training evaluation's dev losses (lower is better)
@@ -47,6 +42,11 @@ ALPHA = 0.05
 # −0.91 points against reading the last evaluation, as much as the differences a claim is about.
 MIN_SELECT = 0.5
 CLAIMS_META = "claims"  # the store's meta entry: every declaration, in order
+SEQUENTIAL = (
+    "group-sequential growth (interim looks with α spending) is not implemented: declare each "
+    "method's masks and fine-tuning seeds at their final number before the first run (a change "
+    "after fine-tuning began is reported as an amendment, with each verdict at the units first declared)"
+)
 _COMPARE = re.compile(r"^\s*(\S+)\s*([<>])\s*(\S+)\s*$")
 
 
@@ -125,6 +125,8 @@ def _claim(c: Any, key: str, fail, sparsity) -> Claim:
     allowed = {"compare", "correlate", "endpoint", "sparsity", "direction", "unit", "pilot_sd"}
     if not isinstance(c, dict):
         raise fail(key, "expected a mapping ({compare: A > B, endpoint: ..., sparsity: ...})")
+    if "sequential" in c:
+        raise fail(f"{key}.sequential", SEQUENTIAL)
     if unknown := sorted(set(c) - allowed):
         raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
     if ("compare" in c) == ("correlate" in c):
@@ -188,8 +190,20 @@ def check_claims(spec, fail) -> None:
         raise fail("claims", f"{len(spec.claims)} claims: at most {MAX_CLAIMS} (each one divides α)")
     for i, c in enumerate(spec.claims):
         _check_claim(spec, c, f"claims[{i}]", fail, names)
-        if c in spec.claims[:i]:
+        same = [d for d in spec.claims[:i] if _question(d) == _question(c)]
+        if same and same[0].text == c.text:
             raise fail(f"claims[{i}]", f"declared twice: {c.text}")
+        if same:
+            what = f"{c.text!r} tests what {same[0].text!r} tests (one difference, tested once in the family)"
+            raise fail(f"claims[{i}]", what)
+
+
+def _question(c: Claim) -> tuple:
+    """What a claim tests, whatever its direction or the side it is written from: `omp > random`,
+    `random < omp` and `random > omp` are one test of one difference."""
+    if c.kind == "compare":
+        return ("compare", frozenset((c.a, c.b)), c.endpoint, c.sparsity)
+    return ("correlate", c.loss, c.endpoint, c.sparsity, c.unit)
 
 
 def _check_reading(spec, fail) -> None:
@@ -252,144 +266,9 @@ def _names(values: list[str]) -> str:
 # --------------------------------------------------------------------------- the declaration
 
 
-def declaration(claims: tuple[Claim, ...] | list[dict]) -> tuple[str, str]:
-    """(canonical text, its SHA-256): the claims as sorted JSON, as the store and the report see them.
-    A pilot's SDs are left out: they plan the claim's power, they are not what it claims."""
-    items = [asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]
-    items = [{k: v for k, v in c.items() if k != "pilot_sd"} for c in items]
-    text = json.dumps(json.loads(json.dumps(items)), sort_keys=True, separators=(",", ":"))
-    return text, hashlib.sha256(text.encode()).hexdigest()
-
-
-def record_declaration(store, claims: tuple[Claim, ...], plan: Iterable[str] | None = None) -> None:
-    """Append the spec's declaration to the store's record when it differs from the last one recorded
-    (a study's first with its first sweep, even an empty one once claims were declared), with the
-    number of runs done at that moment: of the plan's runs (`plan`, their ids) where given, so that a
-    store carried over from another study counts only the runs this one reuses."""
-    history = store.get_meta(CLAIMS_META, []) or []
-    text, digest = declaration(claims)
-    if (history and history[-1]["hash"] == digest) or (not history and not claims):
-        return
-    statuses = store.statuses()
-    ids = statuses if plan is None else [i for i in plan if i in statuses]
-    done = sum(statuses[i] == "done" for i in ids)
-    store.set_meta(CLAIMS_META, [*history, {"hash": digest, "text": text, "runs_done": done}])
-
-
 def claim_from_dict(d: dict[str, Any]) -> Claim:
     """A claim as `asdict` wrote it into the spec's JSON."""
     known = {f.name for f in fields(Claim)}
     d = {k: v for k, v in d.items() if k in known}
     d["pilot_sd"] = tuple(tuple(p) for p in d.get("pilot_sd") or ())
     return Claim(**d)
-
-
-# --------------------------------------------------------------------------- what a design can reach
-
-
-@dataclass
-class PlannedClaim:
-    """What a declared claim's planned units can give: the smallest p after Holm's correction (its
-    first step: × the family's size), and given a pilot's SDs the MDE at the corrected α (α / m)."""
-
-    claim: Claim
-    units: str  # e.g. "5 masks vs 1 mask × 3 seeds", "5 method means"
-    smallest_p: float  # the smallest p the units allow, × m (Holm's strictest step), capped at 1
-    mde: float | None  # at α / m with 80% power; None: no pilot SDs, or no variance
-    why_not: str | None = None  # the design has no test at all
-
-    @property
-    def passable(self) -> bool:
-        return self.why_not is None and self.smallest_p < ALPHA
-
-
-def plan_claims(spec) -> list[PlannedClaim]:
-    """Each declared claim of `spec` (a `SweepSpec`) with what its planned units can reach."""
-    m = len(spec.claims)
-    return [_plan(spec, c, m) for c in spec.claims]
-
-
-def _side_units(spec, method: str, loss: bool) -> tuple[int, int, bool]:
-    """(masks, fine-tuning seeds per mask, stochastic) of `method` in the plan: its own fine-tuning
-    seeds where it has them (a deterministic side's sample: `SweepSpec.method_finetune_seeds`)."""
-    seeded = method != "full" and spec.method_specs[method].seeded
-    masks = len(spec.method_seeds(method)) if seeded else 1
-    return masks, 1 if loss else len(spec.method_finetune_seeds(method)), seeded
-
-
-def _plan(spec, c: Claim, m: int) -> PlannedClaim:
-    alpha = ALPHA / m
-    if c.kind == "correlate":
-        methods = [x for x in spec.methods if x != "full" and c.sparsity in spec.method_sparsities(x)]
-        masks = [len(spec.method_seeds(x)) if spec.method_specs[x].seeded else 1 for x in methods]
-        if c.unit == "within-methods":
-            return _plan_within(c, [k for k in masks if k > 1], m)
-        n = len(methods) if c.unit == "method-means" else sum(masks)
-        units = f"{n} {'method means' if c.unit == 'method-means' else 'masks'}"
-        why = "fewer than 3 units" if n < 3 else None
-        smallest = min(1.0, m * smallest_spearman_p(n))
-        return PlannedClaim(c, units, smallest, detectable_rho(n, alpha=alpha), why)
-    loss = c.endpoint in LOSSES
-    sides = [_side_units(spec, x, loss) for x in (c.a, c.b)]
-    parts, why = [], None
-    sds = dict(c.pilot_sd)
-    for method, (masks, seeds, seeded) in zip((c.a, c.b), sides, strict=True):
-        n = masks if masks > 1 or loss else seeds  # a deterministic mask: its seeds' spread
-        if seeded and masks < 2:
-            why = f"{method}: search variance not estimated (1 mask)"
-        elif n < 2 and not loss:
-            why = f"{method}: one run"
-        elif n >= 2 and (sd := sds.get(method, sds.get("*"))) is not None:
-            parts.append((sd * sd / n, n - 1))
-    if loss and all(not seeded for _, _, seeded in sides):
-        why = "both sides exact (deterministic masks, deterministic losses)"
-    units = " vs ".join(
-        f"{masks} mask{'s' if masks > 1 else ''}" + ("" if loss or masks > 1 else f" × {seeds} seeds")
-        for masks, seeds, _ in sides
-    )
-    mde = None
-    if why is None and parts and len(parts) == sum(s[0] > 1 or not loss for s in sides):
-        se, df = welch(parts)
-        mde = detectable_effect(float(se), float(df), alpha=alpha)
-    # Welch's t over two samples of 2 or more has no floor under p: its smallest reachable p is 0
-    return PlannedClaim(c, units, 1.0 if why else 0.0, mde, why)
-
-
-def _plan_within(c: Claim, sizes: list[int], m: int) -> PlannedClaim:
-    """A within-methods correlation over methods of `sizes` masks (those with 2 or more): its p has the
-    floor of a perfect order in every method (2 / Π n!), and where the orderings are drawn rather
-    than enumerated the draws' own 1 / (draws + 1) on top (a perfect order's expected drawn p is about
-    their sum); its MDE loses one unit per method mean removed (`report.claims.Correlation`)."""
-    n, orderings = sum(sizes), math.prod(math.factorial(k) for k in sizes)
-    exact = 2 / orderings
-    floor = exact if orderings <= WITHIN_DRAWS else exact + 1 / (WITHIN_DRAWS + 1)
-    units = f"{n} masks within {len(sizes)} methods"
-    why = "fewer than 3 masks in methods with 2 or more" if n < 3 else None
-    effective = n - max(len(sizes) - 1, 0)
-    return PlannedClaim(c, units, min(1.0, m * floor), detectable_rho(effective, alpha=ALPHA / m), why)
-
-
-def describe_plans(plans: list[PlannedClaim]) -> list[str]:
-    """One line per declared claim for a dry run: its units, the smallest corrected p they allow and
-    the MDE at the corrected α (given pilot SDs)."""
-    if not plans:
-        return []
-    m = len(plans)
-    out = [f"  declared claims ({m}; Holm within them, the MDE at α = {ALPHA} / {m}, 80% power):"]
-    for p in plans:
-        mde = "no pilot SDs" if p.mde is None else f"{p.mde:.3g}"
-        floor = "none (Welch's t)" if p.smallest_p == 0 else f"{p.smallest_p:.3g}"
-        where = p.why_not or f"smallest corrected p {floor}, MDE {mde}"
-        out.append(f"    {p.claim.text}: {p.units}; {where}")
-    return out
-
-
-def refuse_unpassable(spec) -> None:
-    """One `ConfigError` naming the spec and the first declared claim its planned units cannot pass."""
-    for i, p in enumerate(plan_claims(spec)):
-        if not p.passable:
-            why = p.why_not or (
-                f"its {p.units} cannot give a corrected p below {ALPHA} "
-                f"(at best {p.smallest_p:.3g} in a family of {len(spec.claims)})"
-            )
-            raise ConfigError(f"{spec.source}: claims[{i}]: {p.claim.text} cannot pass by design: {why}")

@@ -25,6 +25,7 @@ data lives elsewhere keeps its ids. Stores of an earlier identity are re-keyed o
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,18 @@ def _searches(spec: SweepSpec) -> tuple[list[Run], list[Run]]:
     return main, extra
 
 
+def mask_seeds(seeds: list[int] | int, mask_key: str) -> list[int]:
+    """The fine-tuning seeds of one mask: `seeds` where pinned (a list), else that many drawn from
+    the mask's identity (its search run's id, and the step a mask saved along a search was saved at;
+    'full' for the full model) and their index by SHA-256, so that the same mask gets the same seeds
+    on every task and in every sweep that plans it. Two masks drawing one seed (32 bits: about 1 in
+    100,000 for 300 seeds) is refused by `expand`, never reported as independent units."""
+    if isinstance(seeds, list):
+        return list(seeds)
+    digests = (hashlib.sha256(f"{mask_key}:{i}".encode()).digest() for i in range(seeds))
+    return [int.from_bytes(d[:4], "big") for d in digests]
+
+
 def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None, ref: MaskRef | None) -> Run:
     t = spec.tasks[task]
     settings = {k: v for k, v in spec.finetune_settings(task).items() if k not in finetune_non_result()}
@@ -222,8 +235,18 @@ def expand(spec: SweepSpec) -> list[Run]:
     # (the seed's place in the list it comes from, the run): the sort below is seed-major on it
     fts: list[tuple[int, Run]] = []
 
-    def tune(ref: MaskRef | None, tasks, seeds: list[int], size_of=main_size) -> list[tuple[int, Run]]:
-        return [(i, _finetune_run(spec, t, f, size_of(t), ref)) for t in tasks for i, f in enumerate(seeds)]
+    drawn: dict[int, str] = {}  # a drawn seed -> the mask that drew it: no two masks may share one
+
+    def tune(ref: MaskRef | None, tasks, seeds: list[int] | int, size_of=main_size) -> list[tuple[int, Run]]:
+        key = "full" if ref is None else ref.search.id + ("" if ref.step is None else f"@{ref.step}")
+        fs = mask_seeds(seeds, key)  # pinned, or drawn from the mask's identity
+        for f in fs if isinstance(seeds, int) else []:
+            if drawn.setdefault(f, key) != key:
+                raise TicketlabError(
+                    f"masks {drawn[f]} and {key} drew the same fine-tuning seed {f}: pin "
+                    "`seeds: finetune` to a list for this sweep"
+                )
+        return [(i, _finetune_run(spec, t, f, size_of(t), ref)) for t in tasks for i, f in enumerate(fs)]
 
     for method in spec.methods:  # the main grid: each method's own fine-tuning seeds, else the sweep's
         for ref in refs(method, spec.method_sparsities(method)):

@@ -48,7 +48,8 @@ from ..run_ids import Run
 from ..store import RunRecord, Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
-from .declared import describe_plans, plan_claims, record_declaration, refuse_unpassable
+from .claim_plans import describe_plans, plan_claims, refuse_unpassable
+from .declaration import record_declaration
 from .launched import Coordinator
 from .launchers import SubmititLauncher
 from .methods import LEGACY_IMP, MethodSpec, sweep_methods
@@ -162,7 +163,7 @@ class Runner:
             )
 
     def refuse_unpassable(self) -> None:
-        """A declared claim its planned units cannot pass (`declared.plan_claims`) is refused."""
+        """A declared claim its planned units cannot pass (`claim_plans.plan_claims`) is refused."""
         refuse_unpassable(self.spec)
 
     def todo(self) -> list[Run]:
@@ -236,7 +237,7 @@ class Runner:
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
         self.store.set_meta("spec", as_json)
-        record_declaration(self.store, self.spec.claims, [r.id for r in self.runs])  # before its first run
+        record_declaration(self.store, as_json, [r.id for r in self.runs])  # before its first run
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
         self._reopen_lost_masks()

@@ -8,8 +8,9 @@
       cola: {data: path/to/glue, steps: 400}        # per-task fine-tuning overrides
     methods: [full, omp, random, imp, tamt-mlm, tamt-kd]   # or {tamt-mlm: {lr: 1.0e-4}, ...}
     sparsities: [0.5, 0.7, 0.9]                            # per method: {imp: {sparsities: [0.5, 0.7]}}
-    seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}        # TAMT §4.1.3: 3 masks x 3 fine-tunings
-                                                           # (the default search seeds: [0, 1, 2])
+    seeds: {search: [0, 1, 2], finetune: 3}                # TAMT §4.1.3: 3 masks x 3 fine-tunings,
+                                                           # each mask's seeds its own ([0, 1, 2]:
+                                                           # pinned, shared by every mask)
     search: {steps: 200, batch_size: 16}
     finetune: {steps: 300, batch_size: 32, lr: 2.0e-5, eval_every: 50}
     pretrain_eval: {max_blocks: 256}                       # MLM/KD dev loss of every mask (Fig. 5)
@@ -41,6 +42,11 @@ more seeds add runs.
 
     methods:
       imp: {sparsities: [0.5, 0.7], variant: chen, search_seeds: [0, 1, 2]}
+
+`seeds.finetune` is a number of seeds drawn per mask (the default: 1), derived from the mask's run id
+and their index (`plan.mask_seeds`), so that no two masks share one and a method's masks are
+independent units; or a list, pinned and shared by every mask (a seed then shifts every mask of a
+method together, and the report tests with the crossed-seeds test, `studies.stats`).
 
 A method's own `finetune_seeds` replace the sweep's `seeds.finetune` for its fine-tunings on every
 task of the main grid. A deterministic method's spread in a comparison is its fine-tuning seeds'
@@ -95,6 +101,7 @@ from .methods import MethodSpec, base_method, sweep_methods
 from .sweep_spec import (
     ALL,
     CORPUS_KEYS,
+    DEFAULT_FINETUNE_DRAWS,
     DEFAULT_SEARCH_SEEDS,
     GRID_KEYS,
     TOP_KEYS,
@@ -224,6 +231,13 @@ class _Reader:
     def seeds(self, v: Any, key: str) -> list[int]:
         return self.ints(v, key, SEED_RANGE)
 
+    def finetune_seeds(self, v: Any, key: str) -> list[int] | int:
+        """A list of seeds (pinned: every mask fine-tuned with each) or a number of them (drawn per
+        mask: no seed serves two masks; `sweep_spec.mask_seeds`)."""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v  # its range is checked with the spec's (`SweepSpec._check_seeds`)
+        return self.seeds(v, key)
+
     def task(self, task: str, data: str | None, key: str) -> None:
         """The task must be known: built in, registered in code, or described by a task.json in its data."""
         try:
@@ -292,7 +306,7 @@ def spec_from_dict(
         methods=methods,
         sparsities=sparsities,
         search_seeds=r.seeds(seeds.get("search", list(DEFAULT_SEARCH_SEEDS)), "seeds.search"),
-        finetune_seeds=r.seeds(seeds.get("finetune", [0]), "seeds.finetune"),
+        finetune_seeds=r.finetune_seeds(seeds.get("finetune", DEFAULT_FINETUNE_DRAWS), "seeds.finetune"),
         corpus=corpus,
         search=r.mapping(d.get("search"), "search"),
         finetune=r.mapping(d.get("finetune"), "finetune"),
@@ -342,9 +356,10 @@ def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
         if "sparsities" in own:  # parsed as the top-level list ("70%" too)
             key = f"methods.{m}.sparsities"
             own["sparsities"] = [r.sparsity(s, key) for s in r.listing(own["sparsities"], key)]
-        for name in ("search_seeds", "finetune_seeds"):
-            if name in own:
-                own[name] = r.seeds(own[name], f"methods.{m}.{name}")
+        if "search_seeds" in own:
+            own["search_seeds"] = r.seeds(own["search_seeds"], f"methods.{m}.search_seeds")
+        if "finetune_seeds" in own:
+            own["finetune_seeds"] = r.finetune_seeds(own["finetune_seeds"], f"methods.{m}.finetune_seeds")
         if "sources" in own:
             own["sources"] = [str(t) for t in r.listing(own["sources"], f"methods.{m}.sources")]
     return methods

@@ -49,6 +49,9 @@ ALL = "all"  # data_curve.train_sizes: the whole training set
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings` (a run
 # names its own seed; `finetune_seeds` only chooses which fine-tunings are planned).
 GRID_KEYS = ("sparsities", "sources", "search_seeds", "finetune_seeds")
+# Fine-tuning seeds per mask when a spec names none: drawn per mask (`plan.mask_seeds`), at most this many
+DEFAULT_FINETUNE_DRAWS = 1
+MAX_FINETUNE_DRAWS = 1000
 # Masks per seeded method when a spec names no search seeds: three, as TAMT §4.1.3 (one mask would
 # make every comparison one of fine-tuning noise around that mask).
 DEFAULT_SEARCH_SEEDS = (0, 1, 2)
@@ -110,7 +113,8 @@ class SweepSpec(PlannedConfigs):
     methods: dict[str, dict[str, Any]]
     sparsities: list[float]  # of every method that does not give its own
     search_seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEARCH_SEEDS))
-    finetune_seeds: list[int] = field(default_factory=lambda: [0])
+    # a list: seeds pinned and shared by every mask; a number k: k seeds drawn per mask (`plan.mask_seeds`)
+    finetune_seeds: list[int] | int = DEFAULT_FINETUNE_DRAWS
     corpus: dict[str, Any] | None = None
     search: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
@@ -228,7 +232,14 @@ class SweepSpec(PlannedConfigs):
         if len(set(values)) != len(values):
             raise self._fail(key, f"duplicate values in {values}")
 
-    def _check_seeds(self, key: str, seeds: list) -> None:
+    def _check_seeds(self, key: str, seeds: list | int) -> None:
+        drawn = isinstance(seeds, int) and not isinstance(seeds, bool)
+        if drawn and key.endswith(("finetune", "finetune_seeds")):
+            if not 1 <= seeds <= MAX_FINETUNE_DRAWS:
+                raise self._fail(key, f"{seeds}: a number of seeds per mask in 1..{MAX_FINETUNE_DRAWS}")
+            return
+        if not isinstance(seeds, list):
+            raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds!r}")
         ints = all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
         if not seeds or not ints or len(set(seeds)) != len(seeds):
             raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
@@ -384,21 +395,38 @@ class SweepSpec(PlannedConfigs):
         own = self.methods[method].get("search_seeds")
         return list(own) if own is not None else list(self.search_seeds)
 
-    def method_finetune_seeds(self, method: str) -> list[int]:
+    def method_finetune_seeds(self, method: str) -> list[int] | int:
         """The seeds each of `method`'s masks (or the full model) is fine-tuned with on every task of
-        the main grid: its own `finetune_seeds`, else the sweep's `seeds.finetune`. A deterministic
+        the main grid, pinned (a list) or drawn per mask (their number, `plan.mask_seeds`): its own
+        `finetune_seeds`, else the sweep's `seeds.finetune`. A deterministic
         method's spread is its fine-tuning seeds' alone, so a study gives it more of them (the
-        declared claims' planner counts them: `declared._side_units`). The curves (`search_curve`,
+        declared claims' planner counts them: `claim_plans._side_units`). The curves (`search_curve`,
         `data_curve`) keep the sweep's seeds for every method: no declared claim reads them (a claim
         is made on the main grid), their points then compare methods at equal seeds, and a method's
         extra seeds there would be multiplied by every budget or training-set size."""
         own = self.methods[method].get("finetune_seeds")
-        return list(own) if own is not None else list(self.finetune_seeds)
+        chosen = own if own is not None else self.finetune_seeds
+        return list(chosen) if isinstance(chosen, list) else chosen
+
+    def finetune_count(self, method: str) -> int:
+        """How many fine-tuning seeds each of `method`'s masks has on the main grid."""
+        seeds = self.method_finetune_seeds(method)
+        return len(seeds) if isinstance(seeds, list) else seeds
+
+    def shared_seeds(self) -> bool:
+        """Whether the main grid's masks share their fine-tuning seeds (a pinned list anywhere)."""
+        return any(isinstance(self.method_finetune_seeds(m), list) for m in self.methods)
 
     def all_finetune_seeds(self) -> list[int]:
-        """Every fine-tuning seed the plan uses: the sweep's, then the methods' own beyond them."""
-        own = [f for m in self.methods for f in self.method_finetune_seeds(m)]
-        return list(dict.fromkeys([*self.finetune_seeds, *own]))
+        """Every pinned fine-tuning seed the plan uses (the sweep's, then the methods' own beyond
+        them), or [0] to stand for drawn ones: what the dry run builds the fine-tunings' configs with
+        (a seed changes no setting the checks read)."""
+        lists = [
+            s
+            for s in (self.finetune_seeds, *map(self.method_finetune_seeds, self.methods))
+            if isinstance(s, list)
+        ]
+        return list(dict.fromkeys(f for s in lists for f in s)) or [0]
 
     def sources(self, method: str) -> list[str]:
         """The task labels a per-task method searches on (default: every task); [] for the others."""
