@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import functools
 import hashlib
@@ -33,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from safetensors import SafetensorError
 
@@ -173,20 +174,29 @@ def replace_with(path: Path, data: bytes) -> None:
         raise
 
 
+def _not_own(path: str | os.PathLike, kind: str, what: str) -> TicketlabError:
+    return TicketlabError(
+        f"{path}: {kind}, not a {what} ticketlab made; remove it (ticketlab writes its own there)"
+    )
+
+
 def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) -> int:
     """A file descriptor on `path`, a file ticketlab made there (a lock, a checkpoint): opened never
     through a symbolic link and never waiting (`O_NONBLOCK`: a FIFO planted there would block the
     open or the first read forever), then refused in one line unless it is a regular file with one
     link. A hard link to a user's file would otherwise be truncated and written, and a device read.
     Nothing is truncated or read before that check; the caller closes the descriptor."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: a FIFO opened to write that no process reads
+            raise
+        raise _not_own(path, "not a regular file", what) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             kind = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
-            raise TicketlabError(
-                f"{path}: {kind}, not a {what} ticketlab made; remove it (ticketlab writes its own there)"
-            )
+            raise _not_own(path, kind, what)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -194,15 +204,19 @@ def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) 
     return fd
 
 
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+def read_own(path: str | os.PathLike, what: str, limit: int) -> bytes:
+    """At most `limit` bytes of a file ticketlab made (`open_own`'s checks: a marker, a record)."""
+    with os.fdopen(open_own(path, os.O_RDONLY, what), "rb") as f:
+        return f.read(limit)
 
 
 def open_append(path: str | os.PathLike) -> TextIO:
-    """`path` opened to append text (a log), never through a symbolic link: a link in an output is
-    the user's, and so is the file behind it. One line when it cannot be opened."""
+    """`path` opened to append text (a log), with a lock's and a checkpoint's checks (`open_own`):
+    never through a symbolic link, never waiting on a FIFO, never a hard link to a user's file (whose
+    content would gain the log's lines). One line when it cannot be opened."""
     with writing(path):
-        return open(path, "a", encoding="utf-8", opener=_no_follow)  # noqa: SIM115 (the caller closes it)
+        fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "log", 0o666 & ~_umask())
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -314,7 +328,7 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: re-read when changed
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -427,9 +441,9 @@ def _remote_code(root: Path) -> bool:
     """Whether a model folder's config maps an auto class to its own code (True where it cannot be
     read: then its Python files count)."""
     try:
-        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
+        config = json.loads(read_text(root / "config.json", "model config"))
+    except TicketlabError:
+        return (root / "config.json").exists()
     except (OSError, ValueError):
         return True
     return not isinstance(config, dict) or "auto_map" in config
@@ -471,17 +485,190 @@ def corpus_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
 
 
-def read_text(
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def _open_regular(path: Path, what: str, error: type[TicketlabError]) -> int:
+    """A descriptor on the regular file `path` (a link to one is followed: an input is the user's),
+    opened without waiting (`O_NONBLOCK`: a FIFO would block the open or the first read forever),
+    else one `error` naming the file: not found, not readable, or not a regular file (a FIFO, a
+    device such as /dev/zero, whose read never ends, a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise error(f"{path}: {what} is {kind}, not a regular file; give a file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def check_regular(
     path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> Path:
+    """`path`, refused in one line unless it is a regular file (`_open_regular`): what precedes a
+    reader that takes a path (transformers, tokenizers, safetensors, SQLite)."""
+    os.close(_open_regular(Path(path), what, error))
+    return Path(path)
+
+
+def check_folder(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> None:
+    """Every visible entry of the folder `path` that is no folder, checked by `check_regular`: a
+    loader that reads a folder (a model's, a tokenizer's) never waits on a FIFO planted in it."""
+    for entry in sorted(Path(path).expanduser().iterdir()):
+        if not entry.name.startswith(".") and not entry.is_dir():
+            check_regular(entry, what, error)
+
+
+def open_read(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> BinaryIO:
+    """A regular file opened to read bytes as a stream (`_open_regular`); the caller closes it."""
+    return os.fdopen(_open_regular(Path(path), what, error), "rb")
+
+
+# What a file read whole may hold unless its reader says otherwise: a JSON record or a spec is
+# kilobytes; a gigabyte is no such file (and reading it whole would take that much memory, twice).
+READ_LIMIT = 1 << 30
+
+
+def read_bytes(
+    path: str | os.PathLike,
+    what: str = "file",
+    error: type[TicketlabError] = TicketlabError,
+    limit: int = READ_LIMIT,
+) -> bytes:
+    """A regular file's bytes (`_open_regular`), refused in one line past `limit` bytes."""
+    path = Path(path)
+    chunks, size = [], 0
+    with os.fdopen(_open_regular(path, what, error), "rb") as f:
+        try:  # in pieces: a bound never allocated at once, a file that grows stops at it
+            while size <= limit and (chunk := f.read(min(1 << 24, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as e:
+            raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise error(f"{path}: {what} is larger than {limit} bytes; not such a file")
+    return data
+
+
+def read_text(
+    path: str | os.PathLike,
+    what: str = "file",
+    error: type[TicketlabError] = TicketlabError,
+    limit: int = READ_LIMIT,
+    encoding: str = "utf-8",
 ) -> str:
     """A UTF-8 text file's content, or one `error` naming the file and why it cannot be read."""
     path = Path(path)
+    data = read_bytes(path, what, error, limit)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
         raise error(f"{path}: cannot read {what} ({e})") from None
+
+
+def read_tail(path: str | os.PathLike, size: int) -> bytes:
+    """The last `size` bytes of a regular file (a long log's last lines)."""
+    with open_read(path) as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read(size)
+
+
+def load_safetensors(
+    path: str | os.PathLike,
+    what: str = "safetensors file",
+    error: type[TicketlabError] = TicketlabError,
+    framework: str = "pt",
+) -> dict[str, Any]:
+    """Every tensor (`framework` "np": array) of a safetensors file, once it is a regular file
+    (`check_regular`); the caller turns safetensors' own errors into its line."""
+    if framework == "np":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
+
+    return load_file(str(check_regular(path, what, error)))
+
+
+def open_safetensors(
+    path: str | os.PathLike, what: str = "safetensors file", error: type[TicketlabError] = TicketlabError
+) -> Any:
+    """safetensors' lazy reader (`safe_open`: header, slices) of a regular file (`check_regular`)."""
+    from safetensors import safe_open
+
+    return safe_open(str(check_regular(path, what, error)), "pt")
+
+
+def save_safetensors(
+    tensors: Mapping[str, Any], path: str | os.PathLike, metadata: dict | None = None
+) -> None:
+    """Write tensors as a safetensors file at `path`, atomically (a temporary sibling renamed). An
+    `OSError` or safetensors' error passes: the caller's `writing` names the output it belongs to."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(dict(tensors), tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch(path: str | os.PathLike, payload: Any) -> None:
+    """Write `payload` (tensors and plain values, read back by `load_torch`) atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """A file ticketlab saved with torch (a checkpoint), read with `weights_only` (nothing is
+    unpickled but tensors and plain values) through `open_own`'s checks; torch's own errors pass."""
+    import torch
+
+    with os.fdopen(open_own(path, os.O_RDONLY, what), "rb") as f:
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that gives one key twice (`parse_json`)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:  # the last one would win unseen: which one the writer meant is not known
+            raise DuplicateKey(f"the key {k[:80]!r} is given twice")
+        out[k] = v
+    return out
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON text as Python values, a key given twice in one object refused (`DuplicateKey`), as the
+    spec reader refuses YAML's: the one JSON reader of what a user or a file gives."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -489,10 +676,10 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
     text = read_text(path, what)
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as e:
         raise TicketlabError(f"{path}: corrupt {what} (invalid JSON at line {e.lineno}: {e.msg})") from None
     except RecursionError:  # `[[[[...` a hundred thousand deep: the parser recurses per level
         raise TicketlabError(f"{path}: corrupt {what} (nested too deeply)") from None
-    except ValueError as e:  # an integer of more than 4300 digits (Python's int-parsing limit)
+    except ValueError as e:  # a key twice; an integer of more than 4300 digits (Python's limit)
         raise TicketlabError(f"{path}: corrupt {what} ({e})") from None

@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TicketlabError, unprintable
-from .files import TEMP, follow_umask, make_dir, open_own, remove_stale, replace_with, temp_dir, writing
+from .files import (
+    TEMP,
+    follow_umask,
+    make_dir,
+    read_own,
+    remove_stale,
+    replace_with,
+    temp_dir,
+    writing,
+)
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 
@@ -113,13 +122,12 @@ def _marker(path: Path) -> dict[str, Any] | None:
     """The marker of a directory: None without one, {} when unreadable or not one ticketlab wrote
     (a link, a FIFO, a hard link to another file: `open_own`), so the folder does not count as ours."""
     try:
-        fd = open_own(path / MARKER, os.O_RDONLY, "marker")
+        data = read_own(path / MARKER, "marker", MARKER_BYTES + 1)
     except FileNotFoundError:
         return None
     except (OSError, TicketlabError):
         return {}
-    with contextlib.suppress(OSError, ValueError, RecursionError), os.fdopen(fd, "rb") as f:
-        data = f.read(MARKER_BYTES + 1)
+    with contextlib.suppress(ValueError, RecursionError):
         marker = json.loads(data) if len(data) <= MARKER_BYTES else None
         return marker if isinstance(marker, dict) else {}
     return {}

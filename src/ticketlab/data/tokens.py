@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import atomic_write_bytes, corpus_cache_dir
+from ..core.files import atomic_write_bytes, corpus_cache_dir, open_safetensors, read_bytes
 from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,
@@ -37,6 +37,7 @@ from .sources import (
     token_header,
 )
 
+CACHE_BYTES = 1 << 36  # a cached token stream read whole: 16 G tokens of int32, past any corpus here
 CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
 
 
@@ -95,10 +96,10 @@ def token_stream(
     cached = cache_dir / f"{source.path.name}-{key}.safetensors" if cache_dir is not None else None
     if cached is not None and cached.is_file():
         try:
-            data = st_load(cached.read_bytes())
+            data = st_load(read_bytes(cached, "token cache", limit=CACHE_BYTES))
             info = {"source": source.name, "tokens": data["ids"].numel(), "cache": "hit"}
             return data["ids"], {**info, "content": key_data["source"]}
-        except (SafetensorError, KeyError, OSError):
+        except (SafetensorError, KeyError, TicketlabError):
             pass  # a corrupt cache entry is rebuilt below
     ids, encoding, detected = _tokenize(source, tokenizer, wikitext, progress)
     if ids.numel() == 0:
@@ -149,7 +150,7 @@ def _token_file_stream(source: Source, tokenizer: PreTrainedTokenizerBase) -> tu
             f"{source.path}: was tokenized with another tokenizer; pass the one it was written with"
         )
     try:
-        with safe_open(str(source.path), "pt") as f:
+        with open_safetensors(source.path, "token file", DataError) as f:
             ids = f.get_tensor(source.stream["key"]).to(torch.int32)
     except (SafetensorError, OSError, KeyError) as e:
         raise DataError(f"{source.path}: corrupt token file ({e})") from None

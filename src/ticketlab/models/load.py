@@ -23,8 +23,7 @@ from typing import Any
 import torch
 import transformers
 from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from transformers import (
     CONFIG_MAPPING,
@@ -38,7 +37,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import read_json
+from ..core.files import load_safetensors, open_safetensors, read_json
 from .arch import ARCHS
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
@@ -156,7 +155,7 @@ def check_weights(path: Path) -> list[Path]:
         )
     for f in files:
         try:
-            with safe_open(str(f), "pt") as opened:
+            with open_safetensors(f) as opened:
                 opened.keys()
         except (SafetensorError, OSError) as e:  # safetensors checks the data covers what the header says
             raise TicketlabError(f"{f}: corrupt or truncated safetensors file ({e})") from None
@@ -230,7 +229,7 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
     state: dict[str, Tensor] = {}
     for f in files:
         try:
-            state.update(load_file(str(f)))
+            state.update(load_safetensors(f))
         except Exception as e:  # safetensors raises its own error types
             raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
     return state
@@ -324,7 +323,7 @@ def _disk_shapes(path: Path) -> dict[str, Any]:
     shapes: dict[str, Any] = {}
     for f in sorted(path.glob("model*.safetensors")):
         try:
-            with safe_open(str(f), "pt") as opened:
+            with open_safetensors(f) as opened:
                 shapes.update({k: tuple(opened.get_slice(k).get_shape()) for k in opened.keys()})  # noqa: SIM118
         except (SafetensorError, OSError) as e:
             raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None

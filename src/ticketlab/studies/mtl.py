@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files import atomic_write_bytes, atomic_write_json
+from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer
@@ -157,7 +157,7 @@ def train_shared(
         objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
         mt = build(config, seed, device)
         if (done := run_dir.finished()) is not None:
-            _load_weights(mt, load_file(out / WEIGHTS))
+            _load_weights(mt, load_safetensors(Path(out) / WEIGHTS, "ticket-sharing weights"))
             return mt, objs, done
         return mt, objs, _train_shared(config, seed, run_dir, mt, objs)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import io
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text, open_own
+from ..core.files import atomic_write_text, load_torch, read_text, save_torch
 
 
 def trainable_state(model: nn.Module) -> dict[str, Tensor]:
@@ -126,9 +124,7 @@ def restoring(path: Path) -> Any:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` (tensors and plain values: read back with `weights_only`) atomically."""
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_torch(path, payload)
 
 
 def load_loop_checkpoint(path: Path) -> dict[str, Any]:
@@ -144,13 +140,12 @@ def load_loop_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:  # never a FIFO or a device planted there
-        fd = open_own(path, os.O_RDONLY, "checkpoint")
+    try:  # never a FIFO or a device planted there (`open_own`)
+        return load_torch(path, "checkpoint")
+    except TicketlabError:
+        raise
     except OSError as e:
         raise TicketlabError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file: say which one
         raise TicketlabError(f"{path}: corrupt checkpoint, delete it to restart from scratch ({e})") from None
 
@@ -160,7 +155,7 @@ def truncate_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "training log").splitlines():
         with contextlib.suppress(ValueError, AttributeError, RecursionError):
             record = json.loads(line)
             at = record.get("step", record.get("eval", {}).get("step"))

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ...core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
-from ...core.errors import ConfigError, one_line, unprintable
+from ...core.errors import ConfigError, TicketlabError, one_line, unprintable
 from ...core.files import open_own
 from ...core.memory import keep_freed_memory
 from ...core.optional import optional_module
@@ -350,9 +350,9 @@ def _dies_with_coordinator(lock: str, coordinator: int, fn: Callable[..., Any], 
 def _end_with(lock: str) -> None:
     """Block until the coordinator's lock is free (it ended, or was killed), then end this process."""
     try:
-        fd = os.open(lock, os.O_RDONLY)
+        fd = open_own(lock, os.O_RDONLY, "lock")
         fcntl.flock(fd, fcntl.LOCK_SH)  # granted only once the coordinator's exclusive lock is gone
-    except OSError:  # no lock file: the coordinator ended (and removed it) before we started
+    except (OSError, TicketlabError):  # no lock file: the coordinator ended (and removed it) first
         pass
     print(
         "ticketlab: the sweep coordinator that launched this run is gone; stopping "

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from ... import __version__
-from ...core.files import HOST
+from ...core.files import HOST, open_safetensors
 
 # --------------------------------------------------------------------------- provenance
 
@@ -79,7 +78,7 @@ def mask_hash(mask_dir: Path) -> str:
     Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
     twice gives two files."""
     h = hashlib.sha256()
-    with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
+    with open_safetensors(mask_dir / "masks.safetensors", "masks file") as f:
         h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())
         for name in sorted(f.keys()):
             h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
