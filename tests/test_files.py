@@ -27,7 +27,6 @@ from ticketlab.core.files import (
     read_json,
     remove_stale,
 )
-from ticketlab.masks import io as mask_io
 from ticketlab.masks import load_mask
 
 
