@@ -365,3 +365,44 @@ def test_a_tampered_checkpoint_step_or_generator_state_is_refused_before_resumin
     torch.save(good, ckpt)
     assert run(capsys, *search)[0] == 0
     assert json.loads((out / "run" / "train_result.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'endpoint: {name: "avg\\u2066 of a and b", tasks: [a, b]}\n',  # an endpoint's name: a bidi isolate
+        'corpus: {train: "c\\u0085## Verdict.txt", dev: corpus.txt}\n',  # a path (that exists): NEL
+        'model: "m\\e[2J"\n',  # a model folder (a link to the tiny one): an escape that clears the screen
+    ],
+    ids=["endpoint", "corpus", "model"],
+)
+def test_a_control_character_in_any_string_of_a_spec_is_refused_at_load(
+    extra, tiny_bert_dir, tmp_path, capsys
+):
+    """Names, endpoints, labels and paths of a spec reach the terminal (`--dry-run`, progress) and the
+    report: a newline forges a line there, an escape drives the terminal, a bidi control shows other
+    text. One line naming the spec and the place, before anything is made."""
+    (tmp_path / "c\u0085## Verdict.txt").write_text("the cat sees the dog .\n")
+    (tmp_path / "m\x1b[2J").symlink_to(tiny_bert_dir)
+    spec = _spec(tmp_path, tiny_bert_dir, extra)
+    line = error_line(capsys, "sweep", spec, "--dry-run")
+    assert f"{spec}: " in line and "holds a newline or control character" in line
+    assert "\x1b" not in line and "\u2066" not in line and "\x85" not in line
+
+
+def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert_dir, tmp_path, capsys):
+    """`info` printed a mask config's fields raw (a method named with an escape cleared the screen);
+    a task.json's class labels went to the report. The same cleaner refuses them when read."""
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    path = mask / "mask_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "method": "omp\x1b[2J"}))
+    line = error_line(capsys, "info", mask)
+    assert f"{path}: method 'omp\\x1b[2J': holds a newline or control character" in line
+    write_sst2(tmp_path / "glue")
+    task = tmp_path / "glue" / "task.json"
+    task.write_text(json.dumps({"id": "mine", "dir_name": "SST-2", "labels": ["0", "1\u2028## Verdict"]}))
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", task, "--max-length", 32, "--max-steps", 1]
+    line = error_line(capsys, *argv, "--out", tmp_path / "ft")
+    assert "task: labels[1] '1\\u2028## Verdict': holds a newline" in line
+    assert not (tmp_path / "ft").exists()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import TicketlabError, unprintable
+from .errors import TicketlabError, printable
 from .files import (
     TEMP,
     follow_umask,
@@ -192,16 +192,16 @@ def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = 
     a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
     write outside the output, a leading dot cannot hide it (or pass for one of our temporaries),
     and a control or line-separator character cannot break the one-line messages that name it."""
-    text = str(name)
+    text = printable(str(name), what, error)
     if (
         not text
         or text.startswith(".")
-        or any(c in "/\\" or unprintable(c) for c in text)
+        or any(c in "/\\" for c in text)
         or len(text.encode("utf-8", "surrogateescape")) > 255
     ):
         raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters, "
-            "line separators or bidi controls, no leading '.'; at most 255 bytes)"
+            f"{what} {text[:80]!r}: not usable as a file name (no '/' or '\\', no leading '.'; "
+            "at most 255 bytes)"
         )
     return text
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import __version__
 from ..core.checks import check_fields
-from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
+from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
 from ..core.files import atomic_write_text, open_safetensors, read_json, save_safetensors, to_json
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
@@ -309,6 +309,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
         )
     try:
         raw = read_json(cfg_path, "mask config")
+        printable_strings(raw, str(cfg_path), MaskFileError)  # `info` and reports show its fields
     except TicketlabError as e:
         raise MaskFileError(str(e)) from None
     try:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ...core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
-from ...core.errors import ConfigError, TicketlabError, one_line, unprintable
+from ...core.errors import ConfigError, TicketlabError, one_line, printable
 from ...core.files import open_own
 from ...core.memory import keep_freed_memory
 from ...core.optional import optional_module
@@ -116,8 +116,7 @@ def _job_script_safe(where: str, value: Any) -> None:
     the shell, but a newline in it (or in an option's name, written unquoted) starts a new line of
     the script, which the job runs as a command. Names must be sbatch option words."""
     if isinstance(value, str):
-        if any(unprintable(c) for c in value):
-            raise ConfigError(f"{where}: {one_line(value)!r} holds a newline or control character")
+        printable(value, f"{where}:")
     elif isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or not _SBATCH_KEY.fullmatch(k):
