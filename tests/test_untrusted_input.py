@@ -4,6 +4,7 @@ and the problem, before anything is created. One test per kind of input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -406,3 +407,51 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
     line = error_line(capsys, *argv, "--out", tmp_path / "ft")
     assert "task: labels[1] '1\\u2028## Verdict': holds a newline" in line
     assert not (tmp_path / "ft").exists()
+
+
+def _words(words: list[int], position: int = 624) -> str:
+    return f"({3}, ({', '.join(map(str, words))}, {position}), None)"
+
+
+def test_every_field_of_a_checkpoint_is_checked_before_resuming(tiny_bert_dir, tmp_path, capsys):
+    """The optimizer's and the schedule's state were believed: a schedule step past the run gave
+    another mask than an uninterrupted run's, a second moment below zero or a learning rate past the
+    run's diverged later without naming the file, a Python RNG state of 625 numbers out of range
+    was a traceback. Each field is one line naming the checkpoint and the field, exit 2; the
+    checkpoint is kept, and once put back the search resumes."""
+    search, ckpt = _search_stopped_after_its_checkpoint(tiny_bert_dir, tmp_path, capsys)
+    good = torch.load(ckpt, weights_only=True)
+    state = good["optimizer"]["state"]
+    first = min(state)
+
+    def moment(name, fill):
+        return lambda c: c["optimizer"]["state"][first].__setitem__(
+            name, fill(c["optimizer"]["state"][first][name])
+        )
+
+    tampered = {
+        "scheduler.last_epoch": lambda c: c["scheduler"].update(last_epoch=3),
+        "scheduler._last_lr": lambda c: c["scheduler"].update(
+            _last_lr=[float("nan")] * len(c["scheduler"]["_last_lr"])
+        ),
+        "optimizer.param_groups[0].lr": lambda c: c["optimizer"]["param_groups"][0].update(lr=1.0),
+        f"optimizer.state[{first}].exp_avg": moment("exp_avg", lambda t: t.flatten()[:-1]),
+        f"optimizer.state[{first}].exp_avg_sq": moment("exp_avg_sq", lambda t: t - 1e-3),
+        f"optimizer.state[{first}].step": moment("step", lambda t: t + 0.5),
+        "result.steps": lambda c: c["result"].update(steps=-1),
+        "rng.python": lambda c: c["rng"].update(python=_words([2**32] * 624)),
+        "rng.python position": lambda c: c["rng"].update(python=_words([1] * 624, position=700)),
+        "rng.numpy": lambda c: c["rng"]["numpy"].__setitem__(1, torch.full((624,), -1, dtype=torch.int64)),
+    }
+    for field, tamper in tampered.items():
+        saved = copy.deepcopy(good)
+        tamper(saved)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint ({field.split()[0]}" in line and "delete it to restart" in line, (
+            field,
+            line,
+        )
+        assert ckpt.is_file() and not (ckpt.parents[1] / "masks.safetensors").exists()
+    torch.save(good, ckpt)
+    assert run(capsys, *search)[0] == 0
