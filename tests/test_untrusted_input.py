@@ -455,3 +455,40 @@ def test_every_field_of_a_checkpoint_is_checked_before_resuming(tiny_bert_dir, t
         assert ckpt.is_file() and not (ckpt.parents[1] / "masks.safetensors").exists()
     torch.save(good, ckpt)
     assert run(capsys, *search)[0] == 0
+
+
+@pytest.mark.parametrize("verb", ["finetune", "mtl"])
+def test_a_config_larger_than_its_weights_is_refused_by_every_verb(verb, tiny_bert_dir, tmp_path, capsys):
+    """A config.json that gives more than its weights hold (100000 positions over 64 saved) was
+    trained on, its new rows random, or allocated past the machine (a vocabulary of 4e8). Every verb
+    checks the config against the weights' headers (a meta-device build) before any work."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 100_000}))
+    write_sst2(tmp_path / "glue")
+    (tmp_path / "glue" / "CoLA").mkdir()
+    for split in ("train", "dev"):
+        (tmp_path / "glue" / "CoLA" / f"{split}.tsv").write_text("x\t0\t\tthe cat .\nx\t1\t\tthe dog .\n" * 8)
+    out = tmp_path / "out"
+    argv = {
+        "finetune": ["finetune", "--task", "sst2"],
+        "mtl": ["mtl", "--tasks", "sst2", "cola"],
+    }[verb]
+    line = error_line(
+        capsys,
+        *argv,
+        "--model",
+        model,
+        "--data-dir",
+        tmp_path / "glue",
+        "--max-length",
+        32,
+        "--max-steps",
+        1,
+        "--out",
+        out,
+    )
+    assert (
+        f"{model / 'config.json'}: gives embeddings.position_embeddings.weight the shape (100000, 32)" in line
+    )
+    assert "but the weights hold (64, 32)" in line and not out.exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,10 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     if is_compacted(name):  # written in its base's dtype (`compact`): cast as from_pretrained does
         dtype = kwargs.pop("dtype")
         return check_finite(load_compacted(name, head, **kwargs).to(dtype), name)
-    load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
+    config = load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     if Path(name).expanduser().is_dir():
         check_weights(Path(name).expanduser())
+        check_config_fits(Path(name).expanduser(), config)
     quiet_transformers()
     try:  # a hub repository with pickled weights only: refused by transformers, as OSError
         model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
@@ -128,10 +130,34 @@ def shared_base_model(name: str) -> PreTrainedModel:
 def check_model(name_or_path: str | os.PathLike) -> None:
     """What `load_model` refuses in a model's files (its config, its weights' format and integrity),
     refused without loading the weights: verbs call it before they make their output directory."""
-    load_config(name_or_path)
+    config = load_config(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not is_compacted(str(path)):
         check_weights(path)
+        check_config_fits(path, config)
+
+
+def check_config_fits(path: Path, config: PretrainedConfig) -> None:
+    """Refuse, in one line and before any allocation, a config.json larger than its weights (a
+    `vocab_size` of 4e8 over a 30522-word model was a 51 GB allocation): no more layers than the
+    weights hold, and the encoder it makes, built on the meta device (no memory), must give every
+    tensor the safetensors headers list their shape. The one size policy of every verb's model
+    (`check_model`, `load_model`); a compacted model's own is `_check_sizes`."""
+    disk = _disk_shapes(path)
+    held = {int(m.group(1)) for k in disk if (m := re.search(r"\.layers?\.(\d+)\.", k))}
+    layers = getattr(config, "num_hidden_layers", None)
+    if held and isinstance(layers, int) and layers > max(held) + 1:
+        raise TicketlabError(
+            f"{path / 'config.json'}: num_hidden_layers {layers}, but the weights hold {max(held) + 1} layers"
+        )
+    with torch.device("meta"):
+        meta = auto_class("base").from_config(config)
+    own = {k: tuple(t.shape) for k, t in meta.state_dict().items()}
+    for key, shape in _rekey(disk, meta).items():
+        if key in own and own[key] != shape:
+            raise TicketlabError(
+                f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
+            )
 
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle files
