@@ -4,6 +4,7 @@ method is a registered one-shot method (`methods.registry`, verb prune: omp, ran
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -12,11 +13,14 @@ from torch import nn
 
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
+from ..masks.identity import same_mask
 from ..masks.prunable import fresh_pooler
 from ..masks.targets import resolve_targets
 from ..models.arch import arch_of, encoder_of
 from ..models.load import load_model
 from .registry import methods
+
+log = logging.getLogger(__name__)
 
 PruneConfig = Any  # `verbs.prune.PruneConfig`, a layer above: read here by its fields only
 
@@ -64,5 +68,8 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
         seed=config.seed if method.seeded else None,
         pattern=config.pattern,
     )
-    save_mask(mask, mc, config.out)
+    if same_mask(config.out, mask, mc):  # the same command again: the folder already holds its result
+        log.info("%s: holds this mask already; left as it is", config.out)
+    else:
+        save_mask(mask, mc, config.out)
     return mask, load_mask(config.out)[1], elapsed  # the config as saved
