@@ -492,3 +492,27 @@ def test_a_config_larger_than_its_weights_is_refused_by_every_verb(verb, tiny_be
         f"{model / 'config.json'}: gives embeddings.position_embeddings.weight the shape (100000, 32)" in line
     )
     assert "but the weights hold (64, 32)" in line and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (
+            ["--time-batch-size", 10**7],
+            "time_batch_size x time_length: 1280000000 tokens, more than the 1048576",
+        ),
+        (["--time-batch-size", 4096, "--time-length", 512], "2097152 tokens, more than the 1048576"),
+        (["--device", "mps"], "device: 'mps' holds no data to compute on here; give cpu or cuda"),
+        (["--device", "cpu:x"], "device: not a torch device, got 'cpu:x'"),
+    ],
+    ids=["batch", "batch-and-length", "mps", "not-a-device"],
+)
+def test_a_timed_batch_or_device_compact_cannot_use_is_refused_first(
+    flags, said, tiny_bert_dir, tmp_path, capsys
+):
+    """`compact --time` allocated the timed batch whole (a traceback past the memory) and took any
+    device name torch parses (one holding no data failed late in a traceback). One line, before
+    anything is read or made."""
+    argv = ["compact", "--model", tiny_bert_dir, "--mask", tmp_path / "no-ticket", "--time", *flags]
+    line = error_line(capsys, *argv, "--out", tmp_path / "c")
+    assert said in line and not (tmp_path / "c").exists()
