@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import ticketlab as tl
 
 from .. import studies
-from ..core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
+from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import place, safe_component
@@ -119,8 +119,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--retries", type=at_least(0), default=2, metavar="N", help="resubmit a killed job N times"
     )
     r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
-    r.add_argument("--gpus", type=at_least(0), metavar="N", help="GPUs per run")
-    r.add_argument("--cpus", type=at_least(1), metavar="N", help="CPUs per run (Slurm)")
+    r.add_argument(
+        "--gpus", type=within(GPUS_RANGE, int_value), metavar="N", help=f"GPUs per run ({GPUS_RANGE})"
+    )
+    r.add_argument(
+        "--cpus", type=within(CPUS_RANGE, int_value), metavar="N", help=f"CPUs per run (Slurm; {CPUS_RANGE})"
+    )
     r.add_argument(
         "--mem", type=within(MEM_GB_RANGE), metavar="GB", help=f"memory per run (Slurm; {MEM_GB_RANGE})"
     )
