@@ -516,3 +516,23 @@ def test_a_timed_batch_or_device_compact_cannot_use_is_refused_first(
     argv = ["compact", "--model", tiny_bert_dir, "--mask", tmp_path / "no-ticket", "--time", *flags]
     line = error_line(capsys, *argv, "--out", tmp_path / "c")
     assert said in line and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, flags, said",
+    [
+        ("", ["--runs", "no-such-run*"], "no-such-run*"),  # runs chosen by name that the plan lacks
+        ("pretrain_eval: {max_length: 4096}\n", [], "pretrain_eval.max_length"),  # past the model's positions
+    ],
+    ids=["runs", "positions"],
+)
+def test_a_sweep_refused_before_any_run_leaves_no_directory(
+    extra, flags, said, tiny_bert_dir, tmp_path, capsys
+):
+    """A sweep refused before its first run left its directory behind: a marker, an empty store and
+    the spec's copy, which the next sweep there took for a sweep begun. Every such refusal comes
+    before the directory is made."""
+    spec = _spec(tmp_path, tiny_bert_dir, extra)
+    out = tmp_path / "sw"
+    line = error_line(capsys, "sweep", spec, "--out", out, *flags)
+    assert said in line and not out.exists()

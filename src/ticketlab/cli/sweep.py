@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     reason = launched.unavailable() if launched is not None and not args.dry_run else None
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
+    if not args.dry_run:  # what the sweep would refuse before its first run: before its directory
+        studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
     try:
         studies.check_sweep_inputs(spec, out, dry_run=args.dry_run)
     except TicketlabError as e:
