@@ -174,12 +174,13 @@ def run(args: argparse.Namespace) -> int:
     reason = launched.unavailable() if launched is not None and not args.dry_run else None
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
-    if not args.dry_run:  # what the sweep would refuse before its first run: before its directory
-        studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
     try:
-        studies.check_sweep_inputs(spec, out, dry_run=args.dry_run)
+        studies.check_sweep_inputs(spec, out, dry_run=True)  # checks only: nothing is made yet
     except TicketlabError as e:
         raise TicketlabError(f"{args.spec}: {e}") from None
+    if not args.dry_run:  # what the sweep would refuse before its first run, then its directory
+        studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
+        studies.check_sweep_inputs(spec, out)
     if args.dry_run:  # writes nothing: the store, if there is one, is only read
         runner = studies.Runner(spec, out, log=print, dry_run=True)
         try:
