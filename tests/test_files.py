@@ -26,6 +26,7 @@ from ticketlab.core.files import (
     open_append,
     read_json,
     remove_stale,
+    writing,
 )
 from ticketlab.masks import load_mask
 
@@ -110,12 +111,16 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_pat
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
 
-    def full_safetensors(*args, **kwargs):
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    def full_fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with monkeypatch.context() as m:  # safetensors wraps the OSError in its own error
-        m.setattr("safetensors.torch.save_file", full_safetensors)
-        assert "m: cannot write (No space left on device" in one_line_error(capsys, *prune, tmp_path / "m")
+    with monkeypatch.context() as m:  # a file inside the output's temporary: named as in the output
+        m.setattr(os, "fsync", full_fsync)
+        line = one_line_error(capsys, *prune, tmp_path / "m")
+        assert f"{tmp_path / 'm' / 'masks.safetensors'}: cannot write (No space left on device" in line
+    no_space = pytest.raises(TicketlabError, match=r"m/x: cannot write \(No space")  # safetensors' error
+    with no_space, writing(tmp_path / ".m.tl-1@host-abc.tmp" / "x"):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
     monkeypatch.setattr(os, "replace", full)
     line = one_line_error(capsys, *prune, tmp_path / "m")
     assert "No space left on device" in line and str(tmp_path / "m") in line
@@ -181,7 +186,7 @@ def test_names_from_files_with_control_characters_are_refused():
     spoofs = ("evil\u202egnp.exe", "iso\u2066late", "lone\udc80")  # bidi override; a bad byte
     c0 = ("a\nb", "x\x1b[2J", "tab\there", "del\x7f", "nul\0")
     for bad in (*c0, *c1, *separators, *spoofs, "../x", ".hidden", ""):
-        with pytest.raises(TicketlabError, match="not usable as a file name"):
+        with pytest.raises(TicketlabError, match="not usable as a file name|holds a newline or control"):
             safe_component(bad, "task id")
 
 
@@ -231,6 +236,8 @@ ALLOWED = {
     ("models/load.py", "AutoTokenizer.from_pretrained"): "check_source ran check_folder first",
     ("masks/peft_tickets.py", "peft.PeftModel.from_pretrained"): "check_folder on the adapter folder first",
     ("studies/store.py", "sqlite3.connect"): "the store file passed check_regular first",
+    ("train/checkpoint.py", "torch.save"): "into bytes in memory, which atomic_write_bytes writes",
+    ("train/checkpoint.py", "torch.load"): "from bytes in memory, which read_own read (open_own's checks)",
 }
 PATH_READERS = {"from_pretrained", "from_file", "connect"}  # third-party readers given a path
 

@@ -301,26 +301,3 @@ def check_config(obj: Any) -> None:
     problem = field_problem(obj)
     if problem:
         raise FieldError(*problem)
-
-
-def check_device(value: str, what: str = "device") -> Any:
-    """`value` as a torch device that holds data on this machine, or one line: not a device name,
-    a kind that computes nothing (`meta`: shapes only) or that ticketlab does not run on, a GPU
-    that is not here."""
-    import torch  # lazy: most configs never name a device
-
-    try:
-        device = torch.device(value)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"{what}: not a torch device, got {value!r} (e.g. cpu, cuda)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{what}: {value!r} holds no data to compute on here; give cpu or cuda (cuda:N)")
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"{what}: {value}, but torch sees no CUDA GPU here")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(
-                f"{what}: {value}, but torch sees {count} CUDA GPU(s) here (cuda:0 to cuda:{count - 1})"
-            )
-    return device

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 
 from .errors import TicketlabError
 
@@ -49,6 +49,7 @@ def _umask() -> int:
 
 HOST = socket.gethostname()  # names this machine in temporaries, locks and a store's running rows
 TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
+_TEMP_NAME = re.compile(r"\.(.+)\.tl-\d+@.+-[^.-]+\.tmp")  # `_temp_prefix` + name: the output's name
 STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
 
 
@@ -58,9 +59,17 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as e:  # named by the output (the file at fault may be a temporary of it)
-        raise TicketlabError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise TicketlabError(f"{output_name(path)}: cannot write ({e.strerror or e})") from None
     except SafetensorError as e:  # safetensors wraps the OSError of a full disk in its own error
-        raise TicketlabError(f"{path}: cannot write ({str(e).split('I/O error: ')[-1]})") from None
+        why = str(e).split("I/O error: ")[-1]
+        raise TicketlabError(f"{output_name(path)}: cannot write ({why})") from None
+
+
+def output_name(path: str | os.PathLike) -> Path:
+    """`path` with each temporary directory of ours in it (`temp_dir`) named as the output it becomes:
+    what a user sees of a write inside a directory built under a temporary name."""
+    parts = [m.group(1) if (m := _TEMP_NAME.fullmatch(part)) else part for part in Path(path).parts]
+    return Path(*parts) if parts else Path(path)
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -207,7 +216,17 @@ def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) 
 def read_own(path: str | os.PathLike, what: str, limit: int) -> bytes:
     """At most `limit` bytes of a file ticketlab made (`open_own`'s checks: a marker, a record)."""
     with os.fdopen(open_own(path, os.O_RDONLY, what), "rb") as f:
-        return f.read(limit)
+        return _read_upto(f, limit)
+
+
+def _read_upto(f: BinaryIO, limit: int) -> bytes:
+    """At most `limit` bytes of `f`, read in pieces: the bound is never allocated at once, and a
+    file that grows while it is read stops at it."""
+    chunks, size = [], 0
+    while size < limit and (chunk := f.read(min(1 << 24, limit - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def open_append(path: str | os.PathLike) -> TextIO:
@@ -552,15 +571,11 @@ def read_bytes(
 ) -> bytes:
     """A regular file's bytes (`_open_regular`), refused in one line past `limit` bytes."""
     path = Path(path)
-    chunks, size = [], 0
     with os.fdopen(_open_regular(path, what, error), "rb") as f:
-        try:  # in pieces: a bound never allocated at once, a file that grows stops at it
-            while size <= limit and (chunk := f.read(min(1 << 24, limit + 1 - size))):
-                chunks.append(chunk)
-                size += len(chunk)
+        try:
+            data = _read_upto(f, limit + 1)
         except OSError as e:
             raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
-    data = b"".join(chunks)
     if len(data) > limit:
         raise error(f"{path}: {what} is larger than {limit} bytes; not such a file")
     return data
@@ -597,59 +612,15 @@ def load_safetensors(
 ) -> dict[str, Any]:
     """Every tensor (`framework` "np": array) of a safetensors file, once it is a regular file
     (`check_regular`); the caller turns safetensors' own errors into its line."""
-    if framework == "np":
-        from safetensors.numpy import load_file
-    else:
-        from safetensors.torch import load_file
-
-    return load_file(str(check_regular(path, what, error)))
+    with safe_open(str(check_regular(path, what, error)), framework) as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
 
 
 def open_safetensors(
     path: str | os.PathLike, what: str = "safetensors file", error: type[TicketlabError] = TicketlabError
 ) -> Any:
     """safetensors' lazy reader (`safe_open`: header, slices) of a regular file (`check_regular`)."""
-    from safetensors import safe_open
-
     return safe_open(str(check_regular(path, what, error)), "pt")
-
-
-def save_safetensors(
-    tensors: Mapping[str, Any], path: str | os.PathLike, metadata: dict | None = None
-) -> None:
-    """Write tensors as a safetensors file at `path`, atomically (a temporary sibling renamed). An
-    `OSError` or safetensors' error passes: the caller's `writing` names the output it belongs to."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(dict(tensors), tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def save_torch(path: str | os.PathLike, payload: Any) -> None:
-    """Write `payload` (tensors and plain values, read back by `load_torch`) atomically."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """A file ticketlab saved with torch (a checkpoint), read with `weights_only` (nothing is
-    unpickled but tensors and plain values) through `open_own`'s checks; torch's own errors pass."""
-    import torch
-
-    with os.fdopen(open_own(path, os.O_RDONLY, what), "rb") as f:
-        return torch.load(f, map_location="cpu", weights_only=True)
 
 
 class DuplicateKey(ValueError):

@@ -28,12 +28,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors.torch import save as st_save
 from torch import nn
 
 from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
-from ..core.files import atomic_write_text, open_safetensors, read_json, save_safetensors, to_json
+from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
 from .apply import absent_pooler, apply_mask, dense_weight, masked_tensor, resolve_modules
@@ -276,7 +277,9 @@ def save_mask(
     with atomic_dir(out_dir, kind="mask") as tmp:
         write_mask_files(mask, config, tmp)
         for fname, ts in (extra or {}).items():
-            save_safetensors({k: v.detach().cpu().contiguous() for k, v in ts.items()}, tmp / fname)
+            atomic_write_bytes(
+                tmp / fname, st_save({k: v.detach().cpu().contiguous() for k, v in ts.items()})
+            )
     return out_dir
 
 
@@ -287,7 +290,7 @@ def write_mask_files(mask: Mask, config: MaskConfig, directory: Path) -> None:
     if mask.biases() and config.format_version < BIAS_FORMAT_VERSION:
         config = dataclasses.replace(config, format_version=BIAS_FORMAT_VERSION)
     tensors, meta = pack(mask)
-    save_safetensors(tensors, directory / MASKS_NAME, metadata=meta)
+    atomic_write_bytes(directory / MASKS_NAME, st_save(tensors, metadata=meta))
     atomic_write_text(directory / CONFIG_NAME, to_json(config.to_dict(), indent=2) + "\n")
 
 

@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save as st_save
 from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import atomic_write_text, open_safetensors, read_json, save_safetensors, to_json
+from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import _encoder_prefix, load_model
 from ..models.source import head_of
@@ -207,7 +208,8 @@ def save_ticket(
     }
     with atomic_dir(Path(out_dir), kind="ticket", inputs=[base]) as tmp:
         write_mask_files(mask, mask_config, tmp)
-        save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / WEIGHTS_NAME)
+        weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(tmp / WEIGHTS_NAME, weights)
         atomic_write_text(tmp / TICKET_NAME, to_json(record, indent=2) + "\n")
     return Path(out_dir)
 

@@ -6,6 +6,7 @@ JSON-lines log a resumed run truncates to its step.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import random
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_text, load_torch, read_text, save_torch
+from ..core.files import atomic_write_bytes, atomic_write_text, read_own, read_text
 
 
 def trainable_state(model: nn.Module) -> dict[str, Tensor]:
@@ -40,6 +41,8 @@ def rng_state() -> dict[str, Any]:
 # Python's Mersenne Twister state as `repr` writes it: (3, (625 integers below 2**32), None) is
 # about 7000 characters; anything much longer is not one (and parsing a huge string runs out of memory).
 _PYTHON_STATE_CHARS = 16_000
+# A checkpoint is read whole into memory before torch parses it: a bound far past any run's.
+CHECKPOINT_BYTES = 1 << 40
 _MT_WORDS = 624  # the Mersenne Twister's state, in numpy's and Python's generators alike
 
 
@@ -162,7 +165,9 @@ def restoring(path: Path) -> Any:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` (tensors and plain values: read back with `weights_only`) atomically."""
-    save_torch(path, payload)
+    buf = io.BytesIO()  # in memory: the file is written whole, atomically, by core.files
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_loop_checkpoint(path: Path) -> dict[str, Any]:
@@ -179,7 +184,12 @@ def load_loop_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:  # never a FIFO or a device planted there (`open_own`)
-        return load_torch(path, "checkpoint")
+        data = read_own(path, "checkpoint", CHECKPOINT_BYTES)
+        if len(data) >= CHECKPOINT_BYTES:
+            raise TicketlabError(
+                f"{path}: corrupt checkpoint, larger than {CHECKPOINT_BYTES} bytes; delete it"
+            )
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except TicketlabError:
         raise
     except OSError as e:

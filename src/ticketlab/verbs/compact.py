@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.checks import NonNegInt, PositiveInt, check_config, check_device
+from ..core.checks import NonNegInt, PositiveInt, check_config
 from ..core.errors import ConfigError
 from ..core.outputs import check_output
 from ..masks import check_unit_fits, load_unit_mask, parameter_count, save_compacted
@@ -27,7 +27,7 @@ from ..models.compaction import refuse_compacted
 from ..models.load import load_config
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
-from ..models.timing import Times, forward_times, random_batch
+from ..models.timing import Times, check_device, forward_times, random_batch
 from .export import Head, load_with_head
 
 TIME_LENGTH = 128  # tokens per sequence timed, by default
