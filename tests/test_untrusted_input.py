@@ -536,3 +536,12 @@ def test_a_sweep_refused_before_any_run_leaves_no_directory(
     out = tmp_path / "sw"
     line = error_line(capsys, "sweep", spec, "--out", out, *flags)
     assert said in line and not out.exists()
+
+
+def test_a_control_character_in_a_command_line_argument_is_refused(tiny_bert_dir, tmp_path, capsys):
+    """A path given on the command line is printed back (`results: OUT/...`) and logged: with an
+    escape in it, the terminal acted on it. Refused in one line, before any work."""
+    out = tmp_path / "m\x1b]0;owned\x07"
+    line = error_line(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", out)
+    assert "command-line argument" in line and "holds a newline or control character" in line
+    assert "\x1b" not in line and not out.exists()
