@@ -546,8 +546,8 @@ def check_folder(
 ) -> None:
     """Every visible entry of the folder `path` that is no folder, checked by `check_regular`: a
     loader that reads a folder (a model's, a tokenizer's) never waits on a FIFO planted in it."""
-    for entry in sorted(Path(path).expanduser().iterdir()):
-        if not entry.name.startswith(".") and not entry.is_dir():
+    for entry in sorted(Path(path).expanduser().iterdir()):  # a link to nothing: no loader reads it
+        if not entry.name.startswith(".") and not entry.is_dir() and entry.exists():
             check_regular(entry, what, error)
 
 
