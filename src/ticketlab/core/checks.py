@@ -146,7 +146,7 @@ Epochs = Annotated[float, Range(gt=0, le=10_000)]
 # What one Slurm run may ask for: at least a megabyte of memory (sbatch's unit), at most what a
 # node has (64 TB; 4096 CPUs; 64 GPUs): a value past these is a typo that would queue forever.
 MEM_GB_RANGE = Range(ge=0.001, le=65536)
-CPUS_RANGE = Range(ge=0, le=4096)  # 0: none asked (Slurm's default)
+CPUS_RANGE = Range(ge=1, le=4096)
 GPUS_RANGE = Range(ge=0, le=64)
 TIME_MIN_RANGE = Range(ge=1, le=366 * 24 * 60)
 INT64 = 2**63  # every integer a config holds fits torch's, numpy's and SQLite's 64-bit integers
