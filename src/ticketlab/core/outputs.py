@@ -25,16 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TicketlabError, printable
-from .files import (
-    TEMP,
-    follow_umask,
-    make_dir,
-    read_own,
-    remove_stale,
-    replace_with,
-    temp_dir,
-    writing,
-)
+from .files import TEMP, follow_umask, make_dir, read_own, remove_stale, replace_with, temp_dir, writing
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 

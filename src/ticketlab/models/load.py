@@ -138,11 +138,9 @@ def check_model(name_or_path: str | os.PathLike) -> None:
 
 
 def check_config_fits(path: Path, config: PretrainedConfig) -> None:
-    """Refuse, in one line and before any allocation, a config.json larger than its weights (a
-    `vocab_size` of 4e8 over a 30522-word model was a 51 GB allocation): no more layers than the
-    weights hold, and the encoder it makes, built on the meta device (no memory), must give every
-    tensor the safetensors headers list their shape. The one size policy of every verb's model
-    (`check_model`, `load_model`); a compacted model's own is `_check_sizes`."""
+    """The one size policy of every verb's model (`check_model`, `load_model`; a compacted one's is
+    `_check_sizes`): before any allocation, a config.json may give no more layers than its weights
+    hold, and the encoder it makes on the meta device (no memory) each header's shape."""
     disk = _disk_shapes(path)
     held = {int(m.group(1)) for k in disk if (m := re.search(r"\.layers?\.(\d+)\.", k))}
     layers = getattr(config, "num_hidden_layers", None)
