@@ -264,7 +264,7 @@ def test_nothing_breaks_out_of_its_line_in_a_slurm_job_script(tmp_path, tiny_ber
     assert main([*dry, "--partition", "gpu\ntouch INJECTED"]) == 2
     assert "newline or control character" in capsys.readouterr().err
     assert main([*dry, "--out", str(tmp_path / "sw\ntouch INJECTED")]) == 2  # the logs' paths
-    assert "the sweep's jobs folder" in capsys.readouterr().err
+    assert "command-line argument" in capsys.readouterr().err  # refused as every argument is
     # A setup line asked for by name is written into the script and shown by the dry run.
     spec_file.write_text(yaml.safe_dump({**d, "resources": {"default": {"setup": ["module load cuda"]}}}))
     assert main(dry) == 0
