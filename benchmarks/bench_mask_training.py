@@ -19,10 +19,15 @@ over all scores instead of one per matrix; opt-in, as it is no faster on a GPU a
 CPU). The peer rows are TAMT as its reference implementation does it (`peer_tamt.py`:
 clone-and-index binariser, MLM head over every position, threshold by a full kthvalue every step,
 or every 1000 steps as the reference does, so not inside the timed window). `--compile` runs every
-row's forward and loss under `torch.compile`, as the training loop's `compile=True` does: on a GPU
-the step is bound by the host's kernel launches, which compiling fuses into fewer (on an H100 it
-took TAMT-MLM's step from 90 to 59 ms: docs/results/benchmarks.md; compiling happens in the warm-up
-steps and takes minutes per model there, so give it some).
+row's forward and loss under `torch.compile`, as the training loop's `compile=True` does, and TAMT's
+re-threshold (`thresholds.settle`, its part of fixed shapes) as one graph (`fullgraph=True`), as a
+search with `--compile` does: on a GPU the step is bound by the host's kernel launches, which
+compiling fuses into fewer (on an H100 it took TAMT-MLM's step from 90 to 59 ms with the re-threshold
+eager: docs/results/benchmarks.md; compiling happens in the warm-up steps and takes minutes per model
+there, so give it some). The whole step is not one graph: the MLM loss gathers the masked positions
+(a shape that depends on the batch), the backward is autograd's, and the optimizer's step breaks a
+full trace (torch's own AdamW does too). Each TAMT row prints the re-threshold's time per step and how
+many of its matrix-steps were settled from scratch (`Thresholder.repair`: rare by design).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
@@ -58,7 +63,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
-from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
+from ticketlab.methods.tamt import Rethreshold, TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.train.optim import AdamW
 from ticketlab.train.processes import LossModule
@@ -119,6 +124,7 @@ class Runner:
         if in_backward:
             step_in_backward(self.opt)
         self.rethreshold_s: list[float] = []
+        self.thresholders: list = []  # TAMT's, for `to` and the fallback count
         self.steps = 0
         self.autocast = contextlib.nullcontext
 
@@ -128,6 +134,9 @@ class Runner:
             module = LossModule(self.model, self.loss_fn)
             module.compile(dynamic=True)
             self.loss_fn = lambda model, batch: module(batch)
+        if self.thresholders:  # the re-threshold's fixed-shape part compiled whole, as a search does
+            rethreshold = Rethreshold(self.thresholders, compile=compile)
+            self.after = lambda step: rethreshold()
         if autocast != "no":
             self.autocast = lambda: torch.autocast(device.type, dtype=getattr(torch, autocast))
         return self
@@ -163,10 +172,14 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
     config = TamtConfig(0.7, objective=objective, score_dtype="bfloat16" if "bf16" in flags else "float32")
     # as `search_tamt` does it: stepped inside the backward, no flat gradient
     masks, groups = prepare_tamt(model, config, flat="flat" in flags, flat_grads="ib" not in flags)
-    thresholders = make_thresholders(masks, 0.7)
+    # as `search_tamt`: the pruned count of the initial mask (a thresholder keeping one weight fewer than
+    # the mask it starts from has a tie at its cut in the block of kept scores at α·φ, every step)
+    thresholders = make_thresholders(masks, 0.7, count=config.count)
     after = lambda step: rethreshold(thresholders)  # noqa: E731
     lr = lr or config.default_lr
-    return Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
+    runner = Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
+    runner.thresholders = thresholders
+    return runner
 
 
 def sync(device: torch.device) -> None:
@@ -197,6 +210,14 @@ def time_methods(args) -> dict:
     med = {m: statistics.median(v) for m, v in times.items()}
     low = {m: min(v) for m, v in times.items()}
     rethreshold = {m: statistics.median(runners[m].rethreshold_s[args.warmup :]) for m in methods[1:]}
+    fallbacks = {  # selections from scratch after the first, over the matrix-steps (`Thresholder.repair`)
+        m: [
+            sum(getattr(t, "fallbacks", 0) for t in runners[m].thresholders),
+            len(runners[m].thresholders) * runners[m].steps,
+        ]
+        for m in methods[1:]
+        if runners[m].thresholders
+    }
     return {
         "model": args.model,
         "batch": [args.batch_size, args.length],
@@ -210,6 +231,7 @@ def time_methods(args) -> dict:
         "ratio_to_dense": {m: med[m] / med["dense"] for m in methods},
         "ratio_to_dense_min": {m: low[m] / low["dense"] for m in methods},
         "rethreshold_s": rethreshold,
+        "rethreshold_fallbacks": fallbacks,
     }
 
 
@@ -351,7 +373,11 @@ def main() -> None:
     p.add_argument("--memory", action="store_true", help="peak memory per method (subprocesses)")
     p.add_argument("--syncs", action="store_true", help="GPU: host synchronisations per step, by line")
     p.add_argument("--profile", action="store_true", help="torch.profiler's top operators per method")
-    p.add_argument("--compile", action="store_true", help="torch.compile every row's forward and loss")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile every row's forward and loss, and the re-threshold",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows (dense first)")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
@@ -390,12 +416,14 @@ def main() -> None:
     for m in args.methods:
         med, low = result["median_s"][m], result["min_s"][m]
         ratio, ratio_min = result["ratio_to_dense"][m], result["ratio_to_dense_min"][m]
-        print(
-            f"  {m:<13} median {med:7.3f} s/step (ratio {ratio:.3f})"
-            f"  min {low:7.3f} s (ratio {ratio_min:.3f})"
-        )
-    for m, sec in result["rethreshold_s"].items():
-        print(f"  ({m}: re-thresholding takes {sec * 1e3:.0f} ms of the step)")
+        line = f"  {m:<13} median {med:7.3f} s/step (ratio {ratio:.3f})"
+        line += f"  min {low:7.3f} s (ratio {ratio_min:.3f})"
+        if m in result["rethreshold_s"]:
+            line += f"  re-threshold {result['rethreshold_s'][m] * 1e3:.0f} ms"
+        if m in result["rethreshold_fallbacks"]:
+            done, of = result["rethreshold_fallbacks"][m]
+            line += f" ({done} from scratch in {of} matrix-steps)"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -196,7 +196,9 @@ def imp_settings() -> frozenset[str]:
     return TRAINING_SETTINGS | {
         "prune_rate",
         "variant",
-        "pooler",
+        "no_pooler",
+        "decoder",
+        "kd_input",
         "rewind_head",
         "first_pruning",
         "schedule_steps",

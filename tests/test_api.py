@@ -139,11 +139,11 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "targets": "query", "save_every": 7, "eval_every": 5, "dev_blocks": 8, "eval_batch_size": 3,
         "no_eval": True, "keep_checkpoint": True, "log_every": 2, "cache_dir": str(tmp_path),
         "init": "random", "threshold": 0.02, "alpha": 3.0, "freeze_head": True, "prune_rate": 0.2,
-        "score_dtype": "bfloat16", "variant": "chen", "pooler": True, "rewind_head": True,
+        "score_dtype": "bfloat16", "variant": "chen", "rewind_head": True,
         "first_pruning": "after-round", "decoder": "masked", "kd_input": "corrupted", "schedule_steps": 40,
         "no_pooler": True, "kd_teacher": "eval", "count": "round", "clip_per_tensor": True,
         "adam_eps": 1e-6, "wikitext_markup": "keep", "kd_data": "blocks",  # reference: TAMT-KD's alone
-        "compile": True,
+        "compile": True, "optimizer": "adamw",  # bertadam: float32 scores, its own decay
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}

@@ -56,6 +56,12 @@ def test_prune_info_compare_export(tiny_bert_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "info", omp)
     assert code == 0
     assert "overall" in out and "70.0%" in out and "encoder.layer.1.output.dense.weight" in out
+    assert "method:     omp (ranking global)\n" in out and "None" not in out  # no unset setting shown
+    assert "(of the weights the mask prunes; other targets hash others)" in out
+    _, seeded, _ = run(capsys, "info", rnd)
+    assert "method:     random (ranking global, seed 1)\n" in seeded
+    base = [line for line in out.splitlines() if line.startswith("base model:")]
+    assert base == [line for line in seeded.splitlines() if line.startswith("base model:")]  # one model
     code, out, _ = run(capsys, "info", omp, "--json")
     assert json.loads(out)["config"]["method"] == "omp"
 

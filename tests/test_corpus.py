@@ -277,7 +277,7 @@ def test_a_search_undoes_wikitext_markup_unless_told_to_keep_it_as_tamt(tok, tmp
     def trained_on(**kw) -> int:
         config = SearchConfig(
             model="m", method=TamtConfig(0.5), steps=2, out=tmp_path / "o", corpus=[f], dev=[f],
-            max_length=16, cache_dir=tmp_path / "c", no_eval=True, progress=False, **kw,
+            max_length=16, cache_dir=tmp_path / "c", no_eval=True, progress=False, corpus_tokens=0, **kw,
         )  # fmt: skip
         return lm_objective(config, tok, Accelerator(cpu=True), "mlm", mlm_eval=False).dataset.num_tokens
 
@@ -287,3 +287,41 @@ def test_a_search_undoes_wikitext_markup_unless_told_to_keep_it_as_tamt(tok, tmp
         ).train.num_tokens
 
     assert trained_on() == by_hand(None) < trained_on(wikitext_markup="keep") == by_hand(False)
+
+
+def test_a_token_cap_reads_the_corpus_start_only_and_gives_its_first_blocks(tok, tmp_path):
+    """`max_tokens` reads the sources in order up to the cap: the blocks are the first blocks of the whole
+    corpus, the sources after the cap are not read, and the tokenizer stops after the lines it needs
+    (the rest of a long file is never tokenized), whatever the cache holds."""
+    a, b, d = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "dev.txt"
+    a.write_text("the cat sees the dog .\n" * 10_000)  # 5 chunks of 2,048 lines
+    b.write_text("the queen walks in the city .\n" * 40)
+    d.write_text("the king sleeps .\n" * 200)
+    cache = tmp_path / "cache"
+    capped = load_lm_corpus([a, b], tok, max_length=16, dev=d, cache_dir=cache, max_tokens=1400)
+    assert capped.info["read"] == {"tokens_read": 1400, "max_tokens": 1400, "capped": True}
+    assert capped.info["train_sources"][1] == {"source": str(b), "tokens": 0, "capped": True}
+    assert [p.name.endswith(".prefix.safetensors") for p in cache.iterdir()] == [True, False]  # a, dev
+    prefix = next(p for p in cache.iterdir() if p.name.startswith("a.txt"))
+    assert prefix.stat().st_size < 2049 * 6 * 4 + 1000  # one chunk of a's lines tokenized, not five
+    whole = load_lm_corpus([a, b], tok, max_length=16, dev=d, cache_dir=cache)
+    assert not whole.info["read"]["capped"] and whole.info["read"]["tokens_read"] == 60_000 + 40 * 7
+    n = len(capped.train)
+    assert n == 1400 // 14 and torch.equal(capped.train.blocks, whole.train.blocks[:n])
+    again = load_lm_corpus([a, b], tok, max_length=16, dev=d, cache_dir=cache, max_tokens=1400)
+    assert torch.equal(again.train.blocks, capped.train.blocks)  # from the whole stream's cache now
+    assert again.train.content_key == capped.train.content_key != whole.train.content_key
+    roomy = load_lm_corpus([a, b], tok, max_length=16, dev=d, cache_dir=cache, max_tokens=10**6)
+    assert roomy.train.content_key == whole.train.content_key  # a cap that leaves nothing out
+
+
+def test_a_dev_cap_keeps_the_first_dev_blocks_and_blocks_read_capped_are_the_first_blocks(tok, tmp_path):
+    from ticketlab.data.corpus import load_lm_blocks, needed_tokens
+
+    d = tmp_path / "dev.txt"
+    d.write_text(TEXT * 10)
+    whole, _ = load_lm_blocks([d], tok, 16, use_cache=False)
+    first, info = load_lm_blocks([d], tok, 16, use_cache=False, max_tokens=11 * 16)
+    assert torch.equal(first.take(10).blocks, whole.take(10).blocks) and info[0]["capped"]
+    assert needed_tokens(100, 16, 128) == 2 * 100 * 16 * 128
+    assert needed_tokens(100, 16, 128, carved=0.05) == -(-2 * 100 * 16 * 128 // 0.95)

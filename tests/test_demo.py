@@ -43,6 +43,64 @@ def test_demo_runs_the_whole_pipeline(demo):
             im.verify()
 
 
+def test_the_tables_sparsity_is_each_rows_achieved_sparsity(demo):
+    """Counted here from the masks on disk: the pruned weights of a row's masks over the model's word
+    embeddings and encoder matrices (Chen et al.'s IMP leaves the embeddings dense: below its target)."""
+    from transformers import AutoModelForMaskedLM
+
+    from ticketlab.masks import load_mask
+    from ticketlab.masks.prunable import find_targets
+    from ticketlab.masks.targets import resolve_targets
+    from ticketlab.studies.report.cells import method_label
+    from ticketlab.studies.report.results import load_results
+
+    _, result, _ = demo
+    res = load_results(result.sweep_dir)
+    model = AutoModelForMaskedLM.from_pretrained(result.model)
+    targets = find_targets(model, resolve_targets(model, None, False))
+    total = sum(m.weight.numel() for m in targets.values())  # the default targets (no pooler here)
+    expected = {}
+    for r in res.runs("search"):
+        mask = load_mask(result.sweep_dir / r.metrics["mask_dir"])[0]
+        key = (method_label(r.config), r.config["sparsity"])
+        expected.setdefault(key, []).append((mask.numel - mask.kept) / total)
+    rows = [line.split() for line in result.table.splitlines()[2:]]
+    chen, seen = [], []
+    for row in rows[1:]:  # a method's rows by target sparsity, lowest first
+        seen.append(row[0])
+        target = sorted(BUDGETS["test"].sparsities)[seen.count(row[0]) - 1]
+        shares = expected[(row[0], target)]
+        assert row[1] == f"{100 * sum(shares) / len(shares):.1f}%", row
+        if row[0] == "imp/chen":
+            chen.append(row[1:4])
+    assert chen and all(
+        r[1:] == ["(target", f"{t:.0%})"] for r, t in zip(chen, BUDGETS["test"].sparsities, strict=True)
+    )
+    assert all(float(r[0][:-1]) < 100 * t - 1 for r, t in zip(chen, BUDGETS["test"].sparsities, strict=True))
+
+
+def test_the_demo_searches_follow_tamts_rules_scaled_to_the_toy():
+    """2 passes over the corpus as one schedule, each search stopped at Tab. 2's 70% point, IMP with the
+    same steps at half the pre-training lr, TAMT at the default lr, which moves its masks."""
+    from ticketlab.demo.config import CORPUS_BLOCKS, SEARCH_SCHEDULE, SEARCH_STEPS
+    from ticketlab.methods.configs import PAPER_SCHEDULE_STEPS, PAPER_STEPS, TamtConfig
+    from ticketlab.methods.tamt import frozen_mask_warning
+    from ticketlab.train.config import TrainConfig
+
+    budget = BUDGETS["default"]
+    search, settings = budget.search, budget.method_settings
+    assert SEARCH_SCHEDULE == round(2 * CORPUS_BLOCKS / search["batch_size"]) == 1150
+    assert SEARCH_STEPS == round(PAPER_STEPS[0.7] / PAPER_SCHEDULE_STEPS * SEARCH_SCHEDULE) == search["steps"]
+    assert settings["imp/chen"]["lr"] == budget.pretrain.lr / 2 and "lr" not in search
+    for objective, lr in (("mlm", 5e-5), ("kd", 4.1e-5)):
+        assert "lr" not in settings[f"tamt-{objective}"]
+        config = TamtConfig(0.7, objective=objective)
+        horizon = settings[f"tamt-{objective}"]["schedule_steps"]
+        assert config.default_lr(SEARCH_STEPS, horizon) == lr
+        train = TrainConfig(max_steps=SEARCH_STEPS, batch_size=32, lr=lr, schedule_steps=horizon)
+        assert frozen_mask_warning(config, train) is None
+
+
 def test_second_run_is_cached(demo):
     out, first, _ = demo
     again = run_demo(out, "test", log=lambda _: None)

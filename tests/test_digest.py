@@ -195,9 +195,11 @@ PINNED = {
     "plan finetune": "d4b11b2a040b9381",
     "plan search": "2a6909d979eef410",
     "super finetune row": "c3ee09d3a63e1ee7",
-    "pretrain default": "383fb8e23a41f084",
-    "pretrain init": "3b7b785f0052a753",
-    "pretrain set": "47a409f84da6d4f1",
+    # a pre-training reads what its steps need (`corpus_tokens`, null: that default): a cap that cuts
+    # the corpus trains on other blocks, which its corpus files' content key does not tell
+    "pretrain default": "bec50163e3304c62",
+    "pretrain init": "4239de36ba4ca91c",
+    "pretrain set": "24816398bcd17b0c",
     "search imp mlm": "83645b11854509ee",
     "search imp task": "268b9b5727c89bf0",
     "search tamt default": "2de67a4e69c46df7",

@@ -51,7 +51,8 @@ def pages() -> list[Path]:
         return found
 
     nav = walk(yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"])
-    site = [ROOT / "docs" / p for p in nav if not p.startswith(("results/", "reference/cli/"))]
+    generated = ("results/", "reference/cli/", "reference/configs.md")  # records, and pages of the hooks
+    site = [ROOT / "docs" / p for p in nav if not p.startswith(generated)]
     return [ROOT / "README.md", *site]
 
 
@@ -222,12 +223,13 @@ def shown_outputs() -> list[tuple[str, str]]:
 
 # The lines of `info` that do not depend on the model's size, by their label.
 MODEL_FREE = ("mask:", "method:", "sparsity:", "pattern:", "units:", "level:")
-BASE = re.compile(r"base model: (/\S+) \[bert\] sha256:[0-9a-f]{12}")
+BASE = re.compile(r"base model: (/\S+) \[bert\]")
+HASH = re.compile(r"hash: +sha256:[0-9a-f]{12} \(of the weights the mask prunes; other targets hash others\)")
 
 
 def check_shown(command: str, shown: str, printed: str, work: Path) -> None:
-    """Each model-free line a page shows is printed as shown; its `base model:` line has the form
-    printed (an absolute path, the family, the hash)."""
+    """Each model-free line a page shows is printed as shown; its `base model:` and `hash:` lines have
+    the form printed (an absolute path and the family; the hash and what it covers)."""
     lines = printed.splitlines()
     for want in shown.splitlines():
         if want.startswith(MODEL_FREE):
@@ -236,6 +238,9 @@ def check_shown(command: str, shown: str, printed: str, work: Path) -> None:
             got = next((g for g in lines if g.startswith("base model:")), "")
             assert BASE.fullmatch(want) and BASE.fullmatch(got), f"`{command}`: {want!r} vs {got!r}"
             assert BASE.fullmatch(got)[1] == str((work / MODEL).resolve()), got
+        elif want.startswith("hash:"):
+            got = next((g for g in lines if g.startswith("hash:")), "")
+            assert HASH.fullmatch(want) and HASH.fullmatch(got), f"`{command}`: {want!r} vs {got!r}"
 
 
 def _commands() -> list[str]:

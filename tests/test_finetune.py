@@ -16,7 +16,7 @@ from conftest import make_model, tiny_bert_config, write_tokenizer
 from families import FAMILIES, family_class, family_config, family_task_class
 from test_squad import write_squad
 from ticketlab.cli import main
-from ticketlab.core.errors import TicketlabError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model, load_tokenizer
@@ -348,6 +348,13 @@ def test_cli_seeds_mean_std(tiny_bert_dir, glue_dir, tmp_path, capsys):
     assert "seed 1: best accuracy" in text and "over 2 seeds" in text and "±" in text
     summary = json.loads((out / "results.json").read_text())
     assert summary["best"]["accuracy"]["n"] == 2 and (out / "seed-2" / "result.json").is_file()
+    # the score results.json reports, under its name there and with what it is
+    assert summary["checkpoint"] == "held-out" and "reported (held-out) accuracy" in text
+    reported = f"{summary['reported']['mean']:.2f} ± {summary['reported']['std']:.2f} over 2 seeds"
+    assert (
+        f"reported (held-out: the last evaluation: no step chosen on the dev set): accuracy {reported}"
+        in text
+    )
     assert main(args + opts) == 0  # finished: returned from disk
 
 
@@ -464,3 +471,50 @@ def test_prune_then_finetune_each_run_twice_resumes(tiny_bert_dir, tmp_path, cap
     save_mask(type(other)(flipped), config, mask)
     code, _, err = run(capsys, *finetune)
     assert code == 2 and "the mask at" in err and "changed since this run started" in err
+
+
+def test_the_mt_dnn_recipe_is_liang_et_als_fine_tuning_whole(tiny_bert_dir, glue_dir, tmp_path):
+    """`recipe: mt-dnn` (super tickets' train_rewind.py and scripts/rewind_*.sh): lr 5e-5, batch 32,
+    3 epochs, 10% warm-up, decay 0.01, length 512 (fitted to the model), MT-DNN's Adamax, the head's
+    dropout per task (glue_task_def.yml); an option given wins; by hand, Adamax's first two updates of
+    one weight, the first at lr 0 (warmup_linear), and the run's recorded settings."""
+    from ticketlab.train.optim import MtdnnAdamax
+    from ticketlab.train.schedule import adamw, make_scheduler
+    from ticketlab.verbs.finetune import _load, _plan
+    from ticketlab.verbs.finetune_config import with_recipe
+
+    base = dict(model=str(tiny_bert_dir), task="sst2", data_dir=str(glue_dir), progress=False)
+    plain = FinetuneConfig(**base, recipe="mt-dnn")
+    mt = with_recipe(plain)
+    assert (mt.lr, mt.batch_size, mt.epochs) == (5e-5, 32, 3.0)
+    assert (mt.warmup_ratio, mt.weight_decay, mt.max_grad_norm) == (0.1, 0.01, 1.0)
+    assert with_recipe(FinetuneConfig(**base, recipe="mt-dnn", lr=1e-4)).lr == 1e-4  # given: it wins
+    assert with_recipe(FinetuneConfig(**base)).lr is None  # ticketlab's recipe: the task's defaults
+    run = _plan(FinetuneConfig(**{**base, "task": "rte"}, recipe="mt-dnn"), None)
+    assert run.hyper.max_length == 64  # 512, fitted to the tiny model's 64 positions
+    loaded = _load(run)
+    assert loaded.train_config.optimizer == "adamax" and loaded.model.dropout.p == 0.1
+    assert loaded.train_config.warmup_steps == round(0.1 * loaded.train_config.max_steps)
+    cola = load_task_model(str(tiny_bert_dir), "cola", classifier_dropout=0.05)[0]
+    assert cola.dropout.p == 0.05  # glue_task_def.yml's CoLA (MNLI: 0.2)
+    with pytest.raises(ConfigError, match="recipe MT-DNN's recipe is GLUE's"):
+        FinetuneConfig(**{**base, "task": "squad"}, recipe="mt-dnn")
+    # MT-DNN's Adamax: m = 0.1 g, u = max(0.999 u, |g| + eps), p -= lr (m / (u + eps) + wd p)
+    p = torch.nn.Parameter(torch.tensor([2.0]))
+    config = TrainConfig(max_steps=4, lr=0.1, warmup_steps=1, weight_decay=0.01, optimizer="adamax")
+    opt = adamw([p], config)
+    assert isinstance(opt, MtdnnAdamax)
+    sched = make_scheduler(opt, config)
+    m = u = 0.0
+    expected = 2.0
+    for k, g in enumerate((0.5, -0.2)):
+        p.grad = torch.tensor([g])
+        opt.step()
+        sched.step()
+        lr = 0.1 * (k / 1 if k < 1 else (4 - k) / (4 - 1))  # warmup_linear: k/W, then (T-k)/(T-W)
+        m = 0.9 * m + 0.1 * g
+        u = max(0.999 * u, abs(g) + 1e-6)
+        expected -= lr * (m / (u + 1e-6) + 0.01 * expected)
+        assert p.item() == pytest.approx(expected, rel=1e-6)
+        assert k > 0 or p.item() == 2.0  # warmup_linear's first step: lr 0
+    assert expected < 2.0

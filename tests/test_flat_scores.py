@@ -11,7 +11,7 @@ from transformers import BertForMaskedLM
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
-from ticketlab.methods import scores, tamt, thresholds
+from ticketlab.methods import band, tamt
 from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train import optim
 from ticketlab.train.config import TrainConfig
@@ -117,17 +117,14 @@ def test_fused_adamw_on_the_cpu_steps_the_flat_layout_as_the_per_matrix_one(tok)
     assert all(j == [] for j in joined)
 
 
-def test_local_counts_in_one_segmented_pass_equal_the_counts_per_matrix(tok, monkeypatch):
-    """The GPU's segmented count (`_segment_counts`), run on the CPU, gives the same selection."""
-    ref, _ = _search(tok, True)
-    monkeypatch.setattr(thresholds, "SEGMENTED_ON_CPU", True)
-    monkeypatch.setattr(scores, "_MIN_ROW", 1)  # the tiny model's matrices share rows of 32
-    calls = []
-    real = thresholds._segment_counts
-    monkeypatch.setattr(thresholds, "_segment_counts", lambda todo: calls.append(1) or real(todo))
-    segmented, _ = _search(tok, True)
-    _assert_equal(ref, segmented)
-    assert len(calls) == STEPS - 1  # every re-threshold after the first selection
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_few_candidates_give_what_every_score_as_candidate_gives(tok, monkeypatch, flat):
+    """The band's candidates (`band.capacity`: a tiny model's matrices are all candidates) cut to a
+    few per matrix: the same scores, thresholds and masks, bit for bit, every step."""
+    ref, _ = _search(tok, flat)
+    monkeypatch.setattr(band, "_MIN_CAP", 16)
+    few, _ = _search(tok, flat)
+    _assert_equal(ref, few)
 
 
 def test_flat_step_through_torchs_functional_step_is_the_same(tok, monkeypatch):

@@ -22,13 +22,30 @@ def test_each_search_method_has_its_own_description():
     assert "Run the same command again" in tamt and "Run the same command again" in imp  # what they share
 
 
-def test_no_help_wraps_a_command_line_into_a_run_of_spaces():
+def test_no_help_wraps_a_command_line_into_a_run_of_spaces(monkeypatch):
     """A backslash at a line's end in a docstring joins the lines: the command printed as
-    `--no_python       ticketlab`."""
+    `--no_python       ticketlab` or `--out exported/omp-2-4       --semi-structured`."""
+    monkeypatch.setenv("COLUMNS", "200")  # lines as written, not wrapped
     helps = {name: p.format_help() for name, p in parsers().items()}
     helps["search"] = build_parser()._subparsers._group_actions[0].choices["search"].format_help()
-    wrapped = {n: m.group(0) for n, h in helps.items() if (m := re.search(r"--no_python {2,}\S+", h))}
+    wrapped = {n: m.group(0) for n, h in helps.items() if (m := re.search(r"\S {3,}(--\w|ticketlab)", h))}
     assert not wrapped
+
+
+def test_help_fits_the_terminal_and_its_commands_still_paste(monkeypatch):
+    """In an 80-column terminal every line of every `--help` fits, but argparse's usage groups it
+    cannot break (`[--kinds {winning,random,losing} [...]]`); a wrapped paragraph keeps its words
+    and a wrapped command line is continued with a backslash."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for name, parser in parsers().items():
+        for line in parser.format_help().splitlines():
+            assert len(line) <= 80 or re.fullmatch(r" +\[.*\]", line), f"{name}: {line}"
+    monkeypatch.setenv("COLUMNS", "200")
+    wide = parsers()["export"].format_help()
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = parsers()["export"].format_help()
+    assert [w for w in wide.split() if w != "\\"] == [w for w in narrow.split() if w != "\\"]
+    assert "ticketlab export --model models/minilm-mlm --mask masks/omp-2-4 \\\n      --out" in narrow
 
 
 def test_search_help_does_not_promise_the_same_mask_from_several_processes_with_dropout():

@@ -73,16 +73,21 @@ def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch,
         def create_repo(self, repo_id, **kw):
             calls.append(("create", repo_id, kw))
 
-        def upload_folder(self, **kw):
+        def create_commit(self, **kw):
             calls.append(("upload", kw))
             return "https://huggingface.co/me/tickets/commit/1"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    (omp / ".partial").write_text("a temporary: never pushed")
     assert push_mask(omp, "me/tickets/bert/omp50", private=True).endswith("/commit/1")
     _, (_, repo, kw), (_, up) = calls
     assert repo == "me/tickets" and kw == {"private": True, "exist_ok": True}
-    assert up["repo_id"] == "me/tickets" and up["path_in_repo"] == "bert/omp50"
-    assert up["folder_path"] == str(omp) and "omp" in up["commit_message"]
+    assert up["repo_id"] == "me/tickets" and "omp" in up["commit_message"]
+    sent = {op.path_in_repo: op.path_or_fileobj for op in up["operations"]}
+    files = sorted(f.name for f in omp.iterdir() if not f.name.startswith("."))
+    assert sorted(sent) == sorted(f"bert/omp50/{name}" for name in [*files, "README.md"])
+    assert all(sent[f"bert/omp50/{name}"] == str(omp / name) for name in files)
+    assert not (omp / "README.md").exists()  # the card goes to the hub, not into the user's folder
     calls.clear()
     code, out, _ = run(capsys, "push", omp, "me/tickets/omp50", "--message", "mine")
     assert code == 0 and "pushed" in out and calls[2][1]["commit_message"] == "mine"

@@ -3,6 +3,7 @@ staying zero, a pluggable objective (task-specific IMP), and the CLI."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -303,14 +304,15 @@ def test_cli_imp_and_task_imp(tmp_path, capsys):
     assert main([*targs, "--steps", "4", "--out", str(tmp_path / "imp-toy")]) == 0
     mask, config = load_mask(tmp_path / "imp-toy")
     assert config.method == "imp-toy" and "accuracy" in config.search["final_eval"]
+    # a checkpoint saved without a pooler (from BertForMaskedLM): the task model's is random, no target
     assert config.search["variant"] == "chen" and not config.search["pooler"]
     assert "embeddings.word_embeddings.weight" not in mask
-    # TAMT's IMP, the pooler of the task model masked too: every matrix at the target
+    # TAMT's IMP: every matrix at the target (`--pooler`, a script's spelling of the default, is taken)
     out = tmp_path / "imp-toy-tamt"
     assert main([*targs, "--steps", "4", "--variant", "tamt", "--pooler", "--out", str(out)]) == 0
     mask, config = load_mask(out)
-    assert config.search["variant"] == "tamt" and config.search["pooler"] and config.ranking == "local"
-    assert {"pooler.dense.weight", "embeddings.word_embeddings.weight"} <= set(mask)
+    assert config.search["variant"] == "tamt" and config.ranking == "local"
+    assert "embeddings.word_embeddings.weight" in mask and "pooler.dense.weight" not in mask
     assert all(abs(float((~mask[k]).float().mean()) - 0.3) < 0.01 for k in mask)
     bad = [*targs, "--steps", "4", "--variant", "tamt", "--ranking", "global", "--out", str(tmp_path / "b")]
     assert main(bad) == 2
@@ -490,3 +492,114 @@ def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp
         ConfigError, match=r"imp/legacy: IMP variant 'legacy' .* is retired: 1 of its searches"
     ):
         run_sweep(load_spec(tmp_path / "spec.yaml"), tmp_path / "sw", log=lambda s: None)
+
+
+def _pretrained_with_pooler(tmp_path):
+    """A saved tiny BERT whose checkpoint holds the pooler and the MLM head (as bert-base-uncased's),
+    its tokenizer and a small corpus."""
+    from transformers import BertForPreTraining
+
+    model_dir = tmp_path / "model"
+    make_model(BertForPreTraining, tiny_bert_config(), seed=0).save_pretrained(model_dir)
+    write_tokenizer(model_dir)
+    rng = random.Random(2)
+    lines = (" ".join(rng.choice(WORDS) for _ in range(10)) for _ in range(150))
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    return model_dir
+
+
+def test_imp_on_mlm_prunes_the_checkpoints_pooler_as_both_references(tmp_path):
+    """TAMT's LT_pretrain.py prunes `bert.pooler.dense` by its own magnitudes (`l1_unstructured`, per
+    matrix) and BERT-Tickets' ranks it with the layers (`global_unstructured`). No MLM loss reaches the
+    pooler, so its weights stay at θ0 and its mask is torch's L1 pruning of θ0's pooler: round(0.3·n) of
+    its smallest |w| pruned. `--no-pooler` leaves it dense."""
+    from torch.nn.utils import prune as torch_prune
+    from transformers import BertModel
+
+    model_dir = _pretrained_with_pooler(tmp_path)
+    common = [
+        "search",
+        "imp",
+        "--model",
+        str(model_dir),
+        "--corpus",
+        str(tmp_path / "c.txt"),
+        "--no-progress",
+    ]
+    common += [
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cc"),
+        "--sparsity",
+        "0.3",
+    ]
+    common += ["--steps", "4", "--lr", "1e-2"]
+    pooler0 = BertModel.from_pretrained(model_dir).pooler.dense  # θ0's pooler, as the checkpoint holds it
+    n = pooler0.weight.numel()
+    torch_prune.l1_unstructured(pooler0, "weight", amount=0.3)  # the reference's call (TAMT's variant)
+    assert main([*common, "--variant", "tamt", "--out", str(tmp_path / "tamt")]) == 0
+    mask, config = load_mask(tmp_path / "tamt")
+    assert torch.equal(mask["pooler.dense.weight"], pooler0.weight_mask.bool())
+    assert int((~mask["pooler.dense.weight"]).sum()) == round(0.3 * n)
+    assert (
+        config.search["pooler"]
+        and config.search["decoder"] == "dense"
+        and config.search["kd_input"] == "clean"
+    )
+    # Chen et al.'s: the pooler in the one global ranking, the encoder and pooler at 30% together
+    assert main([*common, "--out", str(tmp_path / "chen")]) == 0
+    mask = load_mask(tmp_path / "chen")[0]
+    assert set(mask) == ENCODER_KEYS | {"pooler.dense.weight"} and mask.kept == mask.numel - round(
+        0.3 * mask.numel
+    )
+    assert main([*common, "--no-pooler", "--out", str(tmp_path / "dense")]) == 0
+    assert set(load_mask(tmp_path / "dense")[0]) == ENCODER_KEYS
+    # rewound to θ_k: the checkpoint written for the mask holds the pooler it prunes
+    assert main([*common, "--rewind-to", "0.3", "--out", str(tmp_path / "k")]) == 0
+    rewound = BertModel.from_pretrained(tmp_path / "k" / REWOUND_DIR).pooler.dense.weight
+    assert torch.equal(rewound, pooler0.weight_orig.detach())
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("study", ["imp-variants", "minilm-mlm", "minilm-mlm-v2"])
+def test_committed_imp_searches_name_the_behaviour_they_ran(bert_mini, study, tmp_path):
+    """The committed IMP searches ran with the tied decoder masked and the KD dev loss on corrupted
+    input; their specs name both (`decoder: masked, kd_input: corrupted`), which keeps every stored
+    IMP search in the plan. Without the names, IMP runs under the reference's behaviour: new ids."""
+    import sqlite3
+    from pathlib import Path
+
+    import yaml
+
+    from ticketlab.studies import expand, load_spec
+    from ticketlab.studies.sweep.spec import spec_from_dict
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / study
+    if not (root / "spec.yaml").is_file():
+        pytest.skip(f"{root} is absent")
+    with sqlite3.connect(root / "results.sqlite") as db:
+        rows = db.execute("SELECT id, config FROM runs WHERE kind = 'search' AND status = 'done'")
+        stored = {i: json.loads(c)["method"] for i, c in rows}
+    runs = [
+        r
+        for r in expand(load_spec(root / "spec.yaml"))
+        if r.kind == "search" and r.config["method"].startswith("imp")
+    ]
+    planned = {r.id for r in runs}
+    stored = {i for i, method in stored.items() if method in {r.config["method"] for r in runs}}
+    assert stored and stored <= planned
+    data = yaml.safe_load((root / "spec.yaml").read_text())
+    for entry in data["methods"]:
+        for name, settings in entry.items() if isinstance(entry, dict) else ():
+            if name.startswith("imp"):
+                del settings["decoder"], settings["kd_input"]
+    now = [
+        r
+        for r in expand(spec_from_dict(data, base_dir=root))
+        if r.kind == "search" and r.config["method"].startswith("imp")
+    ]
+    assert now and not {r.id for r in now} & planned
+    assert all(r.config["defaults"] == {"decoder": "dense", "kd_input": "clean"} for r in now)

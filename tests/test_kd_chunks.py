@@ -191,3 +191,39 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     assert run_id(plain) != run_id({**plain, "settings": {"objective": "kd", "kd_data": "reference"}})
     assert search(tmp_path / "carved") == 2  # the dev text carved from the training text: refused
     assert "--kd-data reference draws its sequences from all of the training text" in capsys.readouterr().err
+
+
+def test_the_reference_datas_horizon_is_train_kds_t_total(tmp_path, capsys):
+    """train_kd.py's schedule ends at t_total = int(total_train_examples / train_batch_size) with
+    total_train_examples = 2 epochs of its n pregenerated sequences (TAMT's scripts: --num_train_epochs
+    2 --train_batch_size 16): int(2·n/16) at batch 16, by default with `--kd-data reference`."""
+    model = tmp_path / "model"
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=0).save_pretrained(model)
+    write_tokenizer(model)
+    lines = [" ".join(random.Random(i).choices(WORDS[:31], k=24)) for i in range(64)]
+    (tmp_path / "docs.txt").write_text("\n\n".join(lines) + "\n")
+    (tmp_path / "dev.txt").write_text("\n".join(lines[:4]) + "\n")
+    args = ["search", "tamt", "--model", str(model), "--corpus", str(tmp_path / "docs.txt"), "--no-progress"]
+    args += ["--objective", "kd", "--kd-data", "reference", "--sparsity", "0.5", "--max-length", "32"]
+    args += ["--dev", str(tmp_path / "dev.txt"), "--cache-dir", str(tmp_path / "cache"), "--no-eval"]
+    assert main([*args, "--steps", "2", "--out", str(tmp_path / "kd")]) == 0  # --batch-size 16, the default
+    search = load_mask(tmp_path / "kd")[1].search
+    n = search["train_sequences"]
+    # Tab. 2's rule for 2 steps at 50% would give round(2 / (11,000 / 27,920)) = 5
+    assert n >= 64 and search["schedule_steps"] == int(2 * n / 16) >= 8
+    settings = json.loads((tmp_path / "kd" / "run" / "settings.json").read_text())
+    assert json.dumps(int(2 * n / 16)) in json.dumps(settings)  # the horizon is in the search's identity
+    assert main([*args, "--steps", "2", "--schedule-steps", "9", "--out", str(tmp_path / "h")]) == 0
+    assert load_mask(tmp_path / "h")[1].search["schedule_steps"] == 9  # a horizon given is kept
+    capsys.readouterr()
+    assert main([*args, "--steps", str(int(2 * n / 16) + 1), "--out", str(tmp_path / "long")]) == 2
+    assert "train_kd.py's schedule on these data ends at step" in capsys.readouterr().err
+    # a sweep's run on TAMT's KD data names this horizon among the reference defaults it ran under
+    changed = sweep_methods()["tamt-kd"].changed_defaults
+    assert (
+        changed({"kd_data": "reference"}, False)["schedule_steps"],
+        changed({}, False)["schedule_steps"],
+    ) == (
+        "kd-data",
+        "tab2",
+    )

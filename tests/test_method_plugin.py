@@ -108,11 +108,14 @@ def test_a_method_in_one_new_file_is_everywhere(toy_file, tmp_path, tiny_bert_di
     argv = [sys.executable, "-c", probe, "prune", "--help"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "{anti-omp,omp,random}" in done.stdout and "anti-omp: keep the smallest |W|" in done.stdout
+    assert (
+        "{anti-omp,omp,random,sparsegpt,wanda}" in done.stdout
+        and "anti-omp: keep the smallest |W|" in done.stdout
+    )
     assert done.stdout.split()[-1] == "False"  # no torch for --help
     with pytest.raises(SystemExit):
         main(["prune", "--help"])
-    assert "{anti-omp,omp,random}" in capsys.readouterr().out
+    assert "{anti-omp,omp,random,sparsegpt,wanda}" in capsys.readouterr().out
 
     # the Python verb and the CLI run it
     out = tmp_path / "anti"

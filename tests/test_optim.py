@@ -152,3 +152,64 @@ def test_compile_reaches_the_search_loop_and_stays_out_of_its_identity(tmp_path)
     assert (eager.compile, eager.train_config(1e-3).compile) == (False, False)
     assert (compiled.compile, compiled.train_config(1e-3).compile) == (True, True)
     assert compiled.settings(1e-3) == eager.settings(1e-3)
+
+
+def test_bertadam_takes_the_references_first_three_updates(tmp_path):
+    """`optimizer: bertadam` is BertAdam as TAMT's train_kd.py steps it (its transformer/optimization.py),
+    whole: each tensor's gradient clipped to 1 on its own, m and v without bias correction, eps 1e-6
+    outside the root, decay 0.01 on the weight before the update, the lr of `warmup_linear` at step k
+    (no warm-up: lr·(1 - k/t_total)). By hand over three steps, one tensor's gradient above the clip."""
+    import math
+
+    from accelerate import Accelerator
+
+    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.train.schedule import adamw, clip_gradients, make_scheduler
+    from ticketlab.verbs.search import SearchConfig
+
+    search = dict(model="m", method=TamtConfig(sparsity=0.5), steps=3, out=tmp_path, corpus=["c.txt"])
+    config = SearchConfig(**search, optimizer="bertadam", schedule_steps=10).train_config(0.1)
+    assert (config.clip, config.adam_eps, config.weight_decay) == ("per-tensor", 1e-6, 0.01)
+    start = [[0.5, -1.0, 2.0], [3.0, 4.0]]
+    grads = [[[0.2, -0.1, 0.05], [3.0, -4.0]], [[0.1, 0.3, -0.2], [0.6, 0.0]], [[-0.4, 0.2, 0.1], [2.0, 2.0]]]
+    params = [torch.nn.Parameter(torch.tensor(p)) for p in start]
+    optimizer = adamw(params, config)
+    scheduler = make_scheduler(optimizer, config)
+    for g in grads:
+        for p, gp in zip(params, g, strict=True):
+            p.grad = torch.tensor(gp)
+        clip_gradients(Accelerator(cpu=True), optimizer, config)
+        optimizer.step()
+        scheduler.step()
+
+    expected = [list(p) for p in start]
+    m = [[0.0] * len(p) for p in start]
+    v = [[0.0] * len(p) for p in start]
+    for k, g in enumerate(grads):
+        lr = 0.1 * (1 - k / 10)  # warmup_linear, warm-up 0: max((k/T - 1) / (0 - 1), 0)
+        for i, gi in enumerate(g):
+            norm = math.sqrt(sum(x * x for x in gi))
+            gi = [x * min(1.0, 1.0 / (norm + 1e-6)) for x in gi]  # torch's clip_grad_norm_(p, 1.0)
+            for j, x in enumerate(gi):
+                m[i][j] = 0.9 * m[i][j] + 0.1 * x
+                v[i][j] = 0.999 * v[i][j] + 0.001 * x * x
+                update = m[i][j] / (math.sqrt(v[i][j]) + 1e-6) + 0.01 * expected[i][j]
+                expected[i][j] -= lr * update
+    for p, e in zip(params, expected, strict=True):
+        assert p.tolist() == pytest.approx(e, rel=1e-5, abs=1e-6)
+    # Adam's bias correction would have moved the first step by lr·(1 + wd·p), not 3.16 times as far
+    assert abs(start[0][0] - expected[0][0]) > 0.3
+
+
+def test_bertadam_is_one_option_whose_settings_are_its_own(tmp_path):
+    from ticketlab.core.errors import ConfigError
+    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.verbs.search import SearchConfig
+
+    search = dict(model="m", method=TamtConfig(sparsity=0.5), steps=3, out=tmp_path, corpus=["c.txt"])
+    assert "optimizer" not in SearchConfig(**search).settings(1e-3)  # AdamW searches keep their identity
+    assert SearchConfig(**search, optimizer="bertadam").settings(1e-3)["optimizer"] == "bertadam"
+    with pytest.raises(ConfigError, match="adam_eps.*BertAdam's is 1e-06"):
+        SearchConfig(**search, optimizer="bertadam", adam_eps=1e-7)
+    with pytest.raises(ConfigError, match="score_dtype bfloat16"):
+        SearchConfig(**{**search, "method": TamtConfig(0.5, score_dtype="bfloat16")}, optimizer="bertadam")

@@ -554,3 +554,15 @@ def test_cli_pretrain_init(synth, start, tmp_path, capsys, monkeypatch):
     assert "3 steps" in out and "model -> m" in out
     saved = json.loads((tmp_path / "m" / "pretrain.json").read_text())
     assert saved["identity"]["init content"].startswith("sha256:")
+
+
+def test_pretraining_reads_twice_what_its_steps_train_on_unless_told():
+    from ticketlab.lm.pretrain import corpus_cap
+    from ticketlab.lm.pretrain_config import PretrainConfig
+
+    config = PretrainConfig(steps=10, batch_size=4, max_length=16)
+    assert corpus_cap(config, carved=False) == 2 * 10 * 4 * 16
+    assert corpus_cap(config, carved=True) == -(-2 * 10 * 4 * 16 // 0.95)  # and the dev tail carved from it
+    assert corpus_cap(PretrainConfig(steps=10, corpus_tokens=0), carved=False) is None  # the whole corpus
+    assert corpus_cap(PretrainConfig(steps=10, corpus_tokens=500), carved=False) == 500
+    assert corpus_cap(PretrainConfig(time_budget=60), carved=False) is None  # steps unknown before reading

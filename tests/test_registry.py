@@ -23,11 +23,13 @@ from ticketlab.verbs.search import SearchConfig, search
 
 def test_report_order_and_colours_come_from_the_registry(monkeypatch):
     # the order and colours reports had before they were read from the registry, then the structured
-    # tickets (winning, random, losing) in named colours outside matplotlib's cycle
+    # tickets (winning, random, losing) and the one-shot methods on calibration data (Wanda, SparseGPT)
+    # in named colours outside matplotlib's cycle
     paper = ["full", "omp", "random", "imp", "tamt-mlm", "tamt-kd", "tamt-mlm+kd"]
-    assert report_order() == [*paper, "st-winning", "st-random", "st-losing"]
+    assert report_order() == [*paper, "st-winning", "st-random", "st-losing", "wanda", "sparsegpt"]
     assert [method_color(m, []) for m in paper] == [f"C{i}" for i in range(7)]
-    assert [method_color(m, []) for m in report_order()[7:]] == ["navy", "goldenrod", "darkgreen"]
+    named = ["navy", "goldenrod", "darkgreen", "teal", "darkviolet"]
+    assert [method_color(m, []) for m in report_order()[7:]] == named
     # a label without a colour follows by position in the cycle (the named colours take no place in it)
     assert method_color("tamt-kd/random-init", ["full", "st-winning", "tamt-kd/random-init"]) == "C7"
 
@@ -210,11 +212,19 @@ def test_resumable_directories_written_before_the_registry_still_resume():
     check_same_run("out", "search", tamt, now_tamt.settings(2e-5), {})
     # a task IMP written before LT_glue.py's schedule became the default is another run (it pruned θ0
     # at step 0 and rewound the head): refused, not resumed under the new meaning
-    with pytest.raises(ConfigError, match="differs in: first_pruning None -> 'after-round'"):
+    with pytest.raises(ConfigError, match="differs in: .*first_pruning None -> 'after-round'"):
         check_same_run("out", "search", imp, now_imp.settings(5e-5), {})
-    mlm = {**imp, "corpus": ["c.txt"], "task": None, "data_dir": None}  # IMP on MLM did not change
+    # IMP on MLM then: the pooler dense, the decoder masked, the KD dev loss on corrupted input
+    mlm = {**imp, "corpus": ["c.txt"], "task": None, "data_dir": None}
+    old = ImpConfig(0.5, variant="chen", pooler=False, decoder="masked", kd_input="corrupted")
+    check_same_run(
+        "out", "search", mlm, SearchConfig(method=old, corpus=["c.txt"], **common).settings(5e-5), {}
+    )
     now_mlm = SearchConfig(method=ImpConfig(0.5, variant="chen"), corpus=["c.txt"], **common)
-    check_same_run("out", "search", mlm, now_mlm.settings(5e-5), {})
+    with pytest.raises(
+        ConfigError, match="differs in: decoder None -> 'dense', kd_input None -> 'clean', pooler"
+    ):
+        check_same_run("out", "search", mlm, now_mlm.settings(5e-5), {})
     with pytest.raises(ConfigError, match="differs in: alpha"):
         check_same_run(
             "out",

@@ -962,7 +962,7 @@ def test_the_papers_downstream_orders_get_one_verdict_per_comparison(tmp_path):
     claimed direction (random − omp is read as omp > random); a variant against its base is no claim."""
     from types import SimpleNamespace
 
-    from ticketlab.studies.report.sections import claimed_higher, order_verdict
+    from ticketlab.studies.report.orders import claimed_higher, order_verdict
 
     omp, random = [80.0, 80.1, 80.2], [50.0, 50.2, 50.4, 50.6, 50.1, 50.3]
     fill(

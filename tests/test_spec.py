@@ -444,3 +444,41 @@ def test_runs_under_the_new_defaults_never_take_a_committed_row(bert_mini):
     kept = [r for r in runs if r.kind == "search" and r.config["method"] in ("omp", "random", "imp")]
     full_eval = [r for r in runs if r.kind == "pretrain-eval" and r.config["mask"] is None]
     assert kept and {r.id for r in kept + full_eval} <= done
+
+
+def test_a_tamt_search_too_short_for_table_1s_lr_names_the_lr_the_default_raises_it_to(tmp_path, base):
+    """The default lr follows the search's length (`TamtConfig.default_lr`): a run of 200 steps without
+    an lr carries the raised one in its `defaults`, so its id is not that of a run at Table 1's lr; a
+    run long enough for Table 1's lr, or one that names its lr, keeps its id."""
+    from ticketlab.methods.configs import TamtConfig, paper_schedule_steps
+
+    base.update(methods=["tamt-mlm", {"tamt-kd": {"lr": 1e-3}}], sparsities=[0.7], search={"steps": 200})
+    base["seeds"] = {"search": [0], "finetune": [0]}
+    searches = {
+        r.config["method"]: r for r in expand(spec_from_dict(base, base_dir=tmp_path)) if r.kind == "search"
+    }
+    raised = TamtConfig(0.7).default_lr(200, paper_schedule_steps(200, 0.7))
+    assert searches["tamt-mlm"].config["defaults"]["lr"] == raised == 1.4e-4
+    assert "lr" not in searches["tamt-kd"].config["defaults"]
+    base["search"] = {"steps": 2000}
+    long = [r for r in expand(spec_from_dict(base, base_dir=tmp_path)) if r.kind == "search"]
+    assert all("lr" not in r.config["defaults"] for r in long)
+
+
+def test_squad_fine_tunings_name_the_window_rule_they_run_under(tmp_path, base):
+    """SQuAD's windows step by doc_stride by default (TAMT's squad_convert_examples_to_features): a
+    SQuAD fine-tuning names it among its defaults, so it is never a row computed with run_qa's
+    overlapping windows, which a spec keeps by naming them (`squad_windows: overlap`); GLUE's keep theirs."""
+    (tmp_path / "SQuAD").mkdir()
+    base["tasks"]["squad"] = {"data": "SQuAD"}
+    runs = [r for r in expand(load(tmp_path, base)) if r.kind == "finetune"]
+    squad = {r.id for r in runs if r.config["task"] == "squad"}
+    assert squad and all(r.config["defaults"] == {"squad_windows": "step"} for r in runs if r.id in squad)
+    assert all("defaults" not in r.config for r in runs if r.id not in squad)
+    base["tasks"]["squad"] = {"data": "SQuAD", "squad_windows": "overlap"}
+    overlap = [
+        r for r in expand(load(tmp_path, base)) if r.kind == "finetune" and r.config["task"] == "squad"
+    ]
+    assert (
+        overlap and not {r.id for r in overlap} & squad and all("defaults" not in r.config for r in overlap)
+    )

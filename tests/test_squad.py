@@ -71,7 +71,7 @@ def test_train_windows_label_the_answer_or_cls(tokenizer, tmp_path):
 
 def test_windows_overlap_by_doc_stride(tokenizer, tmp_path):
     ex = read_squad(write_squad(tmp_path) / "dev-v1.1.json")
-    feats = eval_features(ex, tokenizer, max_length=20, doc_stride=6)
+    feats = eval_features(ex, tokenizer, max_length=20, doc_stride=6, windows="overlap")
     first = [w for w in range(len(feats)) if feats.columns["example_index"][w] == 0]
     starts = [feats.columns["char_start"][w] for w in first]
     ctx0 = [int(x) for x in starts[0] if x >= 0]
@@ -80,6 +80,36 @@ def test_windows_overlap_by_doc_stride(tokenizer, tmp_path):
     covered = {int(x) for s in starts for x in s if x >= 0}
     words = {i for i, ch in enumerate(CONTEXT) if ch != " " and (i == 0 or CONTEXT[i - 1] == " ")}
     assert covered == words  # every context token lies in some window
+
+
+def test_window_k_starts_at_k_doc_stride_as_tamts_squad_features(tokenizer, tmp_path):
+    """transformers 2.10's `squad_convert_example_to_features` (TAMT's squad_trans.py): window k holds
+    the context tokens from k·doc_stride, `paragraph_len` = min(n - k·doc_stride, room) of them (room:
+    max_length less the question and 3 special tokens), and windows follow while the last one ends
+    before the context does. By hand on CONTEXT's n = 36 one-token words; questions of different lengths
+    have different rooms, so different overlaps."""
+    ex = read_squad(write_squad(tmp_path) / "dev-v1.1.json")
+    words = [i for i, ch in enumerate(CONTEXT) if ch != " " and (i == 0 or CONTEXT[i - 1] == " ")]
+    n = len(words)
+    assert [len(tokenizer.tokenize(w)) for w in CONTEXT.split()] == [1] * n and n == 36
+    feats = eval_features(ex, tokenizer, max_length=20, doc_stride=6)
+    assert feats.columns["example_index"].tolist() == sorted(feats.columns["example_index"].tolist())
+    for i, question in enumerate(ex.questions):
+        room = 20 - 3 - len(tokenizer.tokenize(question))
+        expected, k = [], 0
+        while True:  # the reference's loop: a window at k·doc_stride until one reaches the end
+            expected.append(words[k * 6 : k * 6 + min(n - k * 6, room)])
+            if k * 6 + room >= n:
+                break
+            k += 1
+        got = [
+            [int(x) for x in feats.columns["char_start"][w] if x >= 0]
+            for w in range(len(feats))
+            if feats.columns["example_index"][w] == i
+        ]
+        assert got == expected, question
+    train = train_features(ex, tokenizer, max_length=20, doc_stride=6)
+    assert len(train) == len(feats)  # the same windows, labelled
 
 
 def _span_tokens(feats, w, text, start):

@@ -303,3 +303,21 @@ def test_no_sqlite_side_file_is_committed():
     names = [f"docs/results/x/results.sqlite{s}" for s in ("-wal", "-shm", "-journal")]
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True)
     assert ignored.stdout.decode().split() == names
+
+
+def test_stored_scores_drop_the_binary_rounding_of_arithmetic(tmp_path):
+    """100 * 0.524 is 52.400000000000006 in binary: the store and every JSON file ticketlab writes keep 15
+    significant digits (`core.files.finite_json`), so a score reads 52.4; a decimal given keeps its digits."""
+    from ticketlab.core.files import atomic_write_json, to_json
+    from ticketlab.studies.run_ids import make_run
+
+    assert 100 * 0.524 == 52.400000000000006 and to_json({"score": 100 * 0.524}) == '{"score": 52.4}'
+    assert to_json([1e-5, 0.123456789012345, 3.0]) == "[1e-05, 0.123456789012345, 3.0]"
+    run = make_run("finetune", "ft", {"model": "m", "seed": 1})
+    with Store(tmp_path / "s") as store:
+        store.add_runs([run])
+        assert store.claim(run.id)
+        store.finish(run.id, {"score": 100 * 0.524}, {})
+        assert store.get(run.id).metrics == {"score": 52.4}
+    atomic_write_json(tmp_path / "r.json", {"best": {"accuracy": 100 * 0.524}})
+    assert (tmp_path / "r.json").read_text() == '{\n  "best": {\n    "accuracy": 52.4\n  }\n}\n'

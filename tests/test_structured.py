@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch.nn.utils import parametrize
 from transformers import (
+    AutoModelForMaskedLM,
     BertForMaskedLM,
     BertForSequenceClassification,
     RobertaForMaskedLM,
@@ -497,6 +498,27 @@ def test_cli_compact_writes_the_dtype_of_its_base_and_loaders_compute_in_float32
     assert padded.base_model.encoder.layer[1].intermediate.dense.out_features == min(width, -(-kept // 7) * 7)
     assert kept % 7 and kept < width
     torch.testing.assert_close(hidden(padded), hidden(gated), atol=ATOL, rtol=0)
+
+
+def test_load_compacted_honours_the_dtype_it_is_given(tmp_path):
+    """A float16 compacted model loads in the dtype asked for (a timing against a float32 base
+    compares like with like), from a dtype or its name, as from_pretrained and the Auto classes do;
+    "auto" keeps the file's; a dtype that is not a floating-point one is refused before loading."""
+    model = tiny().half()
+    units = UnitMask.ones(structure_of(model), "both")
+    units.head[1, 0], units.neuron[1, :16] = False, False
+    save_compacted(compact(model, units), tmp_path / "c")
+    for dtype in (torch.float32, "float32", "torch.float32"):
+        assert {p.dtype for p in load_compacted(tmp_path / "c", dtype=dtype).parameters()} == {torch.float32}
+    assert {p.dtype for p in load_compacted(tmp_path / "c", torch_dtype=torch.bfloat16).parameters()} == {
+        torch.bfloat16
+    }
+    assert {p.dtype for p in load_compacted(tmp_path / "c", dtype="auto").parameters()} == {torch.float16}
+    auto = AutoModelForMaskedLM.from_pretrained(tmp_path / "c", dtype=torch.float32)
+    assert {p.dtype for p in auto.parameters()} == {torch.float32}
+    for bad in (torch.int8, "float33", 32):
+        with pytest.raises(TicketlabError, match="dtype: a floating-point torch dtype"):
+            load_compacted(tmp_path / "c", dtype=bad)
 
 
 def test_cli_compact_times_ones_own_ticket_against_its_dense_model(tiny_bert_dir, tmp_path, capsys):

@@ -335,8 +335,9 @@ def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
         study_levels(_super_config(tiny_bert_dir, sst2_root, levels=[0.1, 0.6]))  # given: refused
 
 
-def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch):
+def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch, caplog):
     import importlib
+    import logging
 
     from ticketlab.core.outputs import claim_dir
     from ticketlab.masks.unit_io import load_unit_mask
@@ -364,7 +365,15 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     with Store(out) as store:  # a sweep's store: the study joins it, the sweep's spec and plan stay
         store.set_meta("spec", {"name": "my-sweep"})
         store.set_meta("plan", [])
-    result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+    with caplog.at_level(logging.INFO, logger="ticketlab"):
+        result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
+    # a line as each row starts and one as it finishes, as a sweep says them
+    lines = [r.getMessage() for r in caplog.records if r.name == "ticketlab.studies.super_rows.progress"]
+    started = [line for line in lines if line.startswith("[")]
+    assert len(started) == 14 and started[0].startswith("[1/14] fine-tuning ft_sst2_full_ft")
+    assert started[1].startswith("[2/14] ticket st-winning_l60_seed") and started[-1].startswith("[14/14] ")
+    done = [line for line in lines if line.startswith("    done in ")]
+    assert len(done) == 14 and "(accuracy " in done[0] and "(sparsity " in done[1]
 
     # per seed: the full model, then winning, random and losing at 60%
     assert len(starts) == 8
@@ -408,7 +417,11 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
     assert res.spec == {"name": "my-sweep"} and len(res.scores) == 8
     report = write_report(out)
     assert "fig4_phase_transition.png" in report.figures, report.skipped
-    assert "## Super tickets" in report.path.read_text()
+    text = report.path.read_text()
+    assert "## Super tickets" in text
+    # a study of structured tickets has no OMP mask and no claim of TAMT's: the report asks for neither
+    assert "add `omp`" not in text and "TAMT ≥ IMP > OMP" not in text
+    assert "its tickets are heads and FFN units" in text
 
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
@@ -531,7 +544,9 @@ def test_importance_only_scores_heads_and_units_and_the_full_study_goes_on_from_
     argv += ["--max-steps", "4", "--batch-size", "8", "--lr", "1e-3", "--no-progress", "--seeds", "1"]
     argv += ["--levels", "0.6", "--kinds", "winning", "--out", str(out)]
     assert main([*argv, "--importance-only"]) == 0
-    printed = capsys.readouterr().out.strip().splitlines()
+    said = capsys.readouterr().out.strip().splitlines()
+    assert said[0] == "[1/1] fine-tuning ft_sst2_full_ft1 ..." and said[1].startswith("    done in ")
+    printed = said[2:]  # after the progress lines, as it goes: the result
     assert (
         len(printed) == 1
         and printed[0].startswith(f"seed 1: {out}/runs/")

@@ -26,7 +26,9 @@ def _this_checkout() -> None:
 
 
 CLI_DIR = "reference/cli"
-WIDTH = "110"  # argparse wraps help to $COLUMNS: the same pages everywhere, as wide as the docstrings
+# argparse wraps help to $COLUMNS (and `cli.common.HelpFormatter` the verbs' descriptions): the same
+# pages everywhere, as wide as a terminal's 80 columns, which the site's text column holds unscrolled.
+WIDTH = "80"
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -12,6 +12,7 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.export(ExportConfig(...))                     ticketlab export
     ticketlab.info(InfoConfig(mask))                        ticketlab info
     ticketlab.compare(CompareConfig([mask, ...]))           ticketlab compare
+    ticketlab.compare_runs(CompareRunsConfig([run, ...]))   ticketlab compare RUN_DIR ...
     ticketlab.run_sweep(ticketlab.load_spec(path), out)     ticketlab sweep
     ticketlab.write_report(sweep_dir)                       ticketlab report
     ticketlab.push_mask(mask_dir, "org/repo/sub")           ticketlab push
@@ -55,6 +56,8 @@ _LAZY = {
     "compact": "verbs.compact",
     "CompareConfig": "verbs.compare",
     "compare": "verbs.compare",
+    "CompareRunsConfig": "verbs.compare_runs",
+    "compare_runs": "verbs.compare_runs",
     "ExportConfig": "verbs.export",
     "export": "verbs.export",
     "InfoConfig": "verbs.info",
@@ -90,6 +93,7 @@ __all__ = [
     "Arch",
     "CompactConfig",
     "CompareConfig",
+    "CompareRunsConfig",
     "ExportConfig",
     "FinetuneConfig",
     "InfoConfig",
@@ -108,6 +112,7 @@ __all__ = [
     "TamtConfig",
     "compact",
     "compare",
+    "compare_runs",
     "evaluate_pretraining",
     "export",
     "finetune",

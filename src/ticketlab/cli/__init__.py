@@ -20,7 +20,7 @@ from types import ModuleType
 from .. import __version__
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
-from .common import finite_floats
+from .common import HelpFormatter, finite_floats
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name,
             help=verb.help,
             description=(module.__doc__ or verb.help).strip(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -27,7 +27,7 @@ from .common import add_head_argument, add_model_argument, at_least
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_argument(p)
     p.add_argument("--mask", required=True, metavar="TICKET_DIR", help="a structured ticket")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="the compacted model to write")
     add_head_argument(p)
     p.add_argument(
         "--ignore-hash",

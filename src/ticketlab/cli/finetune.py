@@ -53,11 +53,11 @@ SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every
 PROTOCOL = (
     *SCHEDULE,
     *("train_samples", "data_seed", "eval_samples", "metric", "warmup_ratio", "weight_decay"),
-    *("grad_accum", "mixed_precision"),
+    *("grad_accum", "mixed_precision", "recipe"),
 )
 # Which score is reported: `finetune`'s own (super tickets select with `SuperConfig`'s fraction).
 SELECTION = ("checkpoint", "select_fraction", "select_seed")
-SQUAD = ("doc_stride", "n_best", "max_answer_length")
+SQUAD = ("doc_stride", "squad_windows", "n_best", "max_answer_length")
 # Settings that leave the result alone (outside a run's identity): what is written, and how fast.
 OUTPUT = (
     *("save_model", "eval_batch_size", "save_every", "keep_checkpoint", "check_hash", "progress"),
@@ -102,8 +102,26 @@ def _print_run(r: FinetuneResult) -> None:
     print(
         f"seed {r.seed}: best {_scores(r.best)} (step {r.best.get('step')}); "
         f"final {_scores(r.final)} (step {r.final.get('step')}); "
+        f"reported ({r.checkpoint}) {r.metric} {r.reported_score:.2f}; "
         f"{r.steps} steps on {r.n_train} examples in {r.train_time_s:.0f}s + eval {r.eval_time_s:.0f}s{note}",
         flush=True,
+    )
+
+
+def reported_line(summary: dict[str, Any], what: str) -> str:
+    """The score results.json reports, under the name it has there (`checkpoint`: held-out or
+    best-dev) and what that is: which step, scored on which dev data."""
+    runs = summary["runs"]
+    if summary["checkpoint"] == "best-dev":
+        which = "the best step, chosen and scored on the same dev set"
+    elif runs and runs[0].get("selected_by"):
+        which = "the step the selection part of dev picked, scored on the rest"
+    else:
+        which = "the last evaluation: no step chosen on the dev set"
+    r, n = summary["reported"], summary["reported"]["n"]
+    score = f"{r['mean']:.2f}" + (f" ± {r['std']:.2f} over {n} seeds" if n > 1 else "")
+    return (
+        f"{summary['task']} {what}, reported ({summary['checkpoint']}: {which}): {summary['metric']} {score}"
     )
 
 
@@ -121,5 +139,6 @@ def run(args: argparse.Namespace) -> int:
             f"{k} {v['mean']:.2f}" + (f" ± {v['std']:.2f}" if n > 1 else "") for k, v in summary[kind].items()
         ]
         print(f"{summary['task']} {what}, {kind}{f' over {n} seeds' if n > 1 else ''}: {', '.join(parts)}")
+    print(reported_line(summary, what))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0

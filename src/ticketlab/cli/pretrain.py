@@ -1,4 +1,4 @@
-"""Pre-train a small BERT from scratch with masked-LM on your corpus (what `ticketlab demo` does first).
+r"""Pre-train a small BERT from scratch with masked-LM on your corpus (what `ticketlab demo` does first).
 
 Sizes follow the BERT miniatures (Turc et al. 2019): tiny L2/H128, mini L4/H256, small L4/H512,
 medium L8/H512, base L12/H768; --hidden/--layers/--heads/--intermediate override them. A corpus
@@ -46,7 +46,7 @@ from .common import add_config_arguments, add_deprecated_alias, config_from_args
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "dropout", "eval_every", "seed", "max_grad_norm"),
-    "mixed_precision",
+    *("mixed_precision", "corpus_tokens"),
 )
 
 

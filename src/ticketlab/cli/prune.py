@@ -1,11 +1,17 @@
-"""One-shot pruning of a pre-trained model into a mask file.
+r"""One-shot pruning of a pre-trained model into a mask file.
 
-  omp     one-shot magnitude pruning: keep the largest |W| (TAMT's default ranking is local)
-  random  random pruning with the same per-matrix (local) or overall (global) sparsity
+  omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default ranking is local)
+  random     random pruning with the same per-matrix (local) or overall (global) sparsity
+  wanda      Wanda (Sun et al. 2024): |W|·‖X‖ per output row, X from calibration sequences of --corpus
+  sparsegpt  SparseGPT (Frantar & Alistarh 2023): layer-wise OBS on the calibration inputs' Hessian;
+             its mask over θ0 is a ticket, its reconstructed weights (written beside the mask,
+             `export --reconstructed`) a sparse model, not a ticket
 
 Example:
   ticketlab prune omp --model models/minilm-mlm --sparsity 0.7 --out masks/omp70
   ticketlab prune omp --model models/minilm-mlm --pattern 2:4 --out masks/omp-2-4
+  ticketlab prune wanda --model models/minilm-mlm --corpus wiki.train.txt --calibration 128 \
+      --sparsity 0.7 --out masks/wanda70
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_pattern_argument(p)
     add_config_arguments(p, PruneConfig, ["ranking", "seed", "pooler"])
     add_targets_argument(p)
+    calibration = p.add_argument_group("calibration (wanda, sparsegpt)")
+    add_config_arguments(calibration, PruneConfig, ["corpus", "calibration", "calibration_length"])
     p.add_argument("--out", required=True, metavar="DIR", help="mask directory to write")
 
 

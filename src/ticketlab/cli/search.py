@@ -10,11 +10,15 @@
         first pruning is at step 0 (LT_pretrain.py); with --task only after each full round, the
         task head training on (LT_glue.py). --variant chen (default): one global ranking over the
         encoder's matrices, word embeddings not pruned (Chen et al.'s code); --variant tamt: every
-        matrix pruned to the target, word embeddings included (TAMT's IMP baseline).
+        matrix pruned to the target, word embeddings included (TAMT's IMP baseline). Both prune
+        the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW, linear decay,
-and TAMT's schedule: the search stops part-way down a longer linear schedule, where TAMT took the mask
-of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
+bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, except that a TAMT search too short
+for Table 1's lr to move a mask (a few hundred steps) gets the lr at which one score can travel the
+Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and TAMT's schedule: the search
+stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
+27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
 the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
@@ -25,10 +29,10 @@ from the last checkpoint; a finished search is not repeated.
 Several processes (DDP) split the global batch between them. A model without dropout gives the mask
 one process finds; with dropout (BERT's 0.1) each process draws its own dropout masks for its share
 of the batch, so the mask is close to one process's but not the same (the search says so when it
-starts):
-  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...            (GPUs)
+starts). On GPUs, and on CPUs (gloo):
+  accelerate launch --num_processes 4 --no_python ticketlab search tamt ...
   ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --no_python \\
-      ticketlab search tamt ...                                                        (CPUs, gloo)
+      ticketlab search tamt ...
 
 Examples:
   ticketlab search tamt --model models/minilm-mlm \\
@@ -46,6 +50,7 @@ import argparse
 import dataclasses
 import logging
 import textwrap
+import time
 from typing import TYPE_CHECKING
 
 import ticketlab as tl
@@ -54,6 +59,7 @@ from ..core.files import to_json
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (
+    HelpFormatter,
     add_config_arguments,
     add_model_argument,
     add_pattern_argument,
@@ -80,10 +86,13 @@ def steps_list(value: str) -> list[int]:
 
 # The `SearchConfig` options, by group (--model, --sparsity, --pattern and --targets are by hand:
 # shared with `prune`, and --sparsity takes '70%'); a method's own are its config's documented fields.
-CORPUS = ("corpus", "dev", "dev_fraction", "text_column", "wikitext_markup", "max_length", "cache_dir")
+CORPUS = (
+    *("corpus", "dev", "dev_fraction", "corpus_tokens", "text_column", "wikitext_markup", "max_length"),
+    "cache_dir",
+)
 TRAINING = (
     *("batch_size", "lr", "warmup_steps", "weight_decay", "grad_accum", "max_grad_norm", "clip_per_tensor"),
-    *("adam_eps", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
+    *("adam_eps", "optimizer", "mixed_precision", "compile", "optimizer_in_backward", "seed"),
 )
 SAVING = (
     *("save_at", "save_every", "eval_every", "dev_blocks", "eval_batch_size", "no_eval"),
@@ -152,11 +161,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             name,
             help=method.help,
             description=method_description(name, method.help),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         _common(m, method)
         g = m.add_argument_group(name.upper())
         add_config_arguments(g, method.config, documented_fields(method.config))
+        if name == "imp":  # a script's `--pooler` asks for what IMP does by default: the pooler pruned
+            g.add_argument(
+                "--pooler", dest="no_pooler", action="store_false", default=False, help=argparse.SUPPRESS
+            )
         if method.task:
             add_config_arguments(g, SearchConfig, TASK)
 
@@ -180,13 +193,17 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
+    started = time.perf_counter()
     result = tl.search(search_config(args))
     if result.main_process:
-        _report(result)
+        _report(result, time.perf_counter() - started)
     return 0
 
 
-def _report(result: SearchResult) -> None:
+def _report(result: SearchResult, wall_s: float) -> None:
+    """The search's lines: what was pruned, in how many steps and tokens; the time of its training
+    steps (the search cost, TAMT's Tab. 3) beside this command's wall time, which adds loading the
+    model, reading the corpus and the dev evaluations; its dev losses."""
     mc, mask = result.config, result.mask
     if result.train is None:
         print(f"{result.out}: finished before ({mc.method}); nothing to do")
@@ -194,7 +211,9 @@ def _report(result: SearchResult) -> None:
     line = f"{mc.method}: {mask.sparsity:.2%} of {mask.numel:,} target weights pruned"
     if "train_time_s" in s:
         tokens = f"{s['search_tokens']:,} tokens, " if "search_tokens" in s else ""
-        line += f" in {s['steps']} steps ({tokens}{s['train_time_s']:.0f} s)"
+        line += (
+            f" in {s['steps']} steps ({tokens}{s['train_time_s']:.0f} s of training; {wall_s:.0f} s in all)"
+        )
     print(f"{line} -> {result.out}")
     final = s.get("final_eval") or {}
     shown = {

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from .. import studies
 from ..core.errors import ConfigError
-from ..studies.super_config import SuperConfig
+from ..studies.super_config import PROGRESS, SuperConfig
 from . import finetune as finetune_cli
 from .common import add_config_arguments, config_from_args
 from .finetune import finetune_config
@@ -94,7 +95,16 @@ def print_importance(r: SuperResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    config = super_config(args)
-    result = studies.run_super(config, args.out)
+    # a line per row as it starts and finishes, on stdout as a sweep prints them (stderr keeps an
+    # error to its one line)
+    lines, handler = logging.getLogger(PROGRESS), logging.StreamHandler(sys.stdout)
+    lines.setLevel(logging.INFO)
+    lines.propagate = False
+    lines.addHandler(handler)
+    try:
+        config = super_config(args)
+        result = studies.run_super(config, args.out)
+    finally:
+        lines.removeHandler(handler)
     (print_importance if config.importance_only else print_result)(result)
     return 0

@@ -22,7 +22,7 @@ offline, point them at local copies):
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --dry-run  # the plan, what is done
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic
   ticketlab sweep examples/synthetic-sweep.yaml --out sweeps/synthetic --jobs 2   # 2 at once
-  ticketlab sweep --status sweeps/synthetic                            # queued/running/done/failed
+  ticketlab sweep --status sweeps/synthetic   # queued/running/done/failed
   ticketlab sweep examples/sweep.yaml --out sweeps/tamt --launcher slurm --partition gpu \\
       --gpus 1 --cpus 8 --mem 32 --time 240
 """

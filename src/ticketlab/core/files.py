@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -244,9 +245,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def finite_json(obj: Any) -> Any:
     """`obj` with every non-finite float (nan, inf) as None: JSON has no such numbers, and Python's
-    bare `NaN` tokens make a file other readers refuse."""
+    bare `NaN` tokens make a file other readers refuse. A finite float keeps 15 significant digits,
+    which every decimal written with up to 15 keeps as it is, and drops the binary rounding of
+    arithmetic past them (100 * 0.524 is stored as 52.4, not 52.400000000000006)."""
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return float(f"{obj:.15g}") if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -257,6 +260,14 @@ def finite_json(obj: Any) -> Any:
 def to_json(obj: Any, **kwargs: Any) -> str:
     """The one JSON encoder for what ticketlab writes: valid JSON always (non-finite numbers null)."""
     return json.dumps(finite_json(obj), allow_nan=False, **kwargs)
+
+
+def as_written(result: Any) -> Any:
+    """A result dataclass as its JSON file holds it (`finite_json` on every field): what the call
+    that reads it back returns, so a run's first call and its later ones return the same."""
+    return dataclasses.replace(
+        result, **{f.name: finite_json(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    )
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from .tokens import token_stream, tokenizer_fingerprint, write_token_file
 
 __all__ = [
     "TOKENS_SUFFIX",
+    "DEV_FRACTION",
     "BlockDataset",
     "LMCorpus",
     "Source",
@@ -62,6 +64,7 @@ __all__ = [
     "load_lm_blocks",
     "load_lm_corpus",
     "make_blocks",
+    "needed_tokens",
     "read_text_file",
     "resolve_sources",
     "special_affixes",
@@ -72,6 +75,7 @@ __all__ = [
 ]
 
 MIN_PARTIAL_BLOCK = 16
+DEV_FRACTION = 0.05  # of each source's blocks carved off as dev, where no dev text is given
 
 
 # --------------------------------------------------------------------------- blocks
@@ -169,15 +173,47 @@ class LMCorpus:
         )
 
 
-def _source_blocks(sources, tokenizer, max_length, cache_dir, wikitext, progress):
+def _source_blocks(sources, tokenizer, max_length, cache_dir, wikitext, progress, max_tokens=None):
+    """Each source's blocks and info, the sources read in order until `max_tokens` text tokens are
+    read in all (every source where None): a cap reads the corpus's start, whatever is cached, and
+    the source it cuts gives its full blocks only."""
     prefix, suffix = special_affixes(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out, infos = [], []
+    out, infos, left = [], [], max_tokens
     for src in sources:
-        ids, info = token_stream(src, tokenizer, cache_dir=cache_dir, wikitext=wikitext, progress=progress)
-        out.append(make_blocks(ids, max_length, prefix, suffix, pad))
+        if left is not None and left <= 0:
+            infos.append({"source": src.name, "tokens": 0, "capped": True})  # not read: the cap is reached
+            continue
+        ids, info = token_stream(
+            src, tokenizer, cache_dir=cache_dir, wikitext=wikitext, progress=progress, max_tokens=left
+        )
+        left = None if left is None else left - ids.numel()
+        blocks = make_blocks(ids, max_length, prefix, suffix, pad)
+        if info.get("capped") and len(blocks) > 1 and blocks.lengths[-1] < max_length:
+            blocks = blocks.take(len(blocks) - 1)  # cut by the cap, not by the source's end: full blocks only
+        out.append(blocks)
         infos.append({**info, "blocks": len(out[-1])})
     return out, infos
+
+
+def read_summary(infos: list[dict[str, Any]], max_tokens: int | None) -> dict[str, Any]:
+    """How much of a corpus's sources a load read: the text tokens, the cap, whether it left text out."""
+    return {
+        "tokens_read": sum(i["tokens"] for i in infos),
+        "max_tokens": max_tokens,
+        "capped": any(i.get("capped") for i in infos),
+    }
+
+
+def needed_tokens(
+    steps: int, batch_size: int, max_length: int, carved: float | None = None, margin: float = 2.0
+) -> int:
+    """The text a run on a corpus reads by default (`max_tokens`): `margin` times its training draw,
+    steps x batch x length tokens (a margin, so that the blocks a run draws are a sample of more
+    text than it reads), and where the dev split is carved from the same text (the fraction
+    `carved` of it), that split on top."""
+    train = margin * steps * batch_size * max_length
+    return math.ceil(train / (1 - carved) if carved else train)
 
 
 def load_lm_corpus(
@@ -186,14 +222,20 @@ def load_lm_corpus(
     max_length: int = 512,
     *,
     dev: Sequence[str | os.PathLike] | str | os.PathLike | None = None,
-    dev_fraction: float = 0.05,
+    dev_fraction: float = DEV_FRACTION,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     text_column: str = "text",
     wikitext: bool | None = None,
     progress: bool = True,
+    max_tokens: int | None = None,
+    max_dev_tokens: int | None = None,
 ) -> LMCorpus:
     """Load a corpus for MLM/KD: train blocks and dev blocks of `max_length` tokens.
+
+    `max_tokens`: read the training sources' first `max_tokens` text tokens, in order, and no more
+    (a dev split carved from them is carved from that start); `max_dev_tokens` the same for the
+    dev sources. None reads everything. `info["read"]` says how much was read.
 
     `dev`: separate dev sources; without them, the validation/dev/test split of DatasetDicts (saved
     or on the hub) where every source has one, else the last `dev_fraction` of every training
@@ -210,27 +252,44 @@ def load_lm_corpus(
         raise ConfigError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
     cache = corpus_cache_dir(cache_dir) if use_cache else None
     train_sources = resolve_sources(paths, role="train", text_column=text_column)
-    train_parts, train_info = _source_blocks(train_sources, tokenizer, max_length, cache, wikitext, progress)
+    train_parts, train_info = _source_blocks(
+        train_sources, tokenizer, max_length, cache, wikitext, progress, max_tokens
+    )
 
     # Without --dev: the dev splits beside the train splits, where every source has one.
     paired = [s.dev_split() for s in train_sources] if dev is None else []
     if dev is not None:
         dev_sources = resolve_sources(dev, role="dev", text_column=text_column)
-        dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
+        dev_parts, dev_info = _source_blocks(
+            dev_sources, tokenizer, max_length, cache, wikitext, progress, max_dev_tokens
+        )
         how = "separate"
     elif all(d is not None for d in paired):
         dev_sources = [d for d in paired if d is not None]
-        dev_parts, dev_info = _source_blocks(dev_sources, tokenizer, max_length, cache, wikitext, progress)
+        dev_parts, dev_info = _source_blocks(
+            dev_sources, tokenizer, max_length, cache, wikitext, progress, max_dev_tokens
+        )
         how = "dataset split"
     else:
         train_parts, dev_parts = _carve_tails(train_parts, dev_fraction, train_sources)
         dev_info, how = [], f"last {dev_fraction:.0%} of each source"
     info = {"train_sources": train_info, "dev_sources": dev_info, "dev_split": how, "max_length": max_length}
+    info["read"] = read_summary(train_info, max_tokens)
+    info["dev_read"] = read_summary(dev_info, max_dev_tokens)
     train = BlockDataset.concat(train_parts)
-    # What a resumed search checks: the content of every source it read (and how dev was made).
-    content = [i["content"] for i in train_info + dev_info] + [how]
+    # What a resumed search checks: the content of every source it read (and how dev was made), and
+    # how much of it where a cap left text out (a corpus read whole keeps the key it had without one).
+    content = [i["content"] for i in train_info + dev_info if "content" in i] + [how]
+    content += [f"{part}: first {n} tokens" for part, n, read in _caps(info) if read["capped"]]
     train.content_key = "sha256:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()
     return LMCorpus(train, BlockDataset.concat(dev_parts), info)
+
+
+def _caps(info: dict[str, Any]):
+    return [
+        ("train", info["read"]["max_tokens"], info["read"]),
+        ("dev", info["dev_read"]["max_tokens"], info["dev_read"]),
+    ]
 
 
 def load_lm_blocks(
@@ -244,8 +303,11 @@ def load_lm_blocks(
     text_column: str = "text",
     wikitext: bool | None = None,
     progress: bool = True,
+    max_tokens: int | None = None,
 ) -> tuple[BlockDataset, list[dict[str, Any]]]:
-    """All blocks of the given sources, unsplit (e.g. a dev corpus to evaluate on), and their info.
+    """The blocks of the given sources, unsplit (e.g. a dev corpus to evaluate on), and their info:
+    all of them, or those of their first `max_tokens` text tokens (`_source_blocks`), which are the
+    first blocks of the whole, cut as the whole is.
 
     A saved DatasetDict contributes its `role` split (dev: validation, dev or test).
     """
@@ -255,7 +317,7 @@ def load_lm_blocks(
         raise ConfigError(f"max_length must be >= 8, got {max_length}")
     cache = corpus_cache_dir(cache_dir) if use_cache else None
     sources = resolve_sources(paths, role=role, text_column=text_column)
-    parts, info = _source_blocks(sources, tokenizer, max_length, cache, wikitext, progress)
+    parts, info = _source_blocks(sources, tokenizer, max_length, cache, wikitext, progress, max_tokens)
     return BlockDataset.concat(parts), info
 
 

@@ -45,6 +45,7 @@ from ..core.progress import progress_bar
 from .sources import Source, clean_wikitext, looks_like_wikitext
 
 SHORT_SEQ_PROB = 0.1  # pregenerate_training_data.py's --short_seq_prob
+KD_EPOCHS = 2  # train_kd.py's --num_train_epochs in TAMT's scripts (shell_scripts/train_kd/bert/0.7.sh)
 MIN_FIRST_LINE = 20  # tokens the first line of a kept document needs (its loader's filter)
 
 
@@ -297,3 +298,11 @@ def reference_kd_chunks(
     draw = f"{content_key}:kd-reference:{max_length}:{seed}"
     chunks.content_key = "sha256:" + hashlib.sha256(draw.encode()).hexdigest()
     return chunks
+
+
+def reference_kd_horizon(sequences: int, batch_size: int) -> int:
+    """`train_kd.py`'s t_total, the lr schedule's horizon on its KD data: its `num_train_optimization_steps`
+    = int(epochs · n / train_batch_size / gradient_accumulation_steps) for n sequences (the one
+    pregenerated epoch read every epoch), its per-step batch already divided by the accumulation, so
+    int(2·n / B) for the global batch B per optimizer step (TAMT's scripts: 2 epochs at 16)."""
+    return KD_EPOCHS * sequences // batch_size

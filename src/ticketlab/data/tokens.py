@@ -53,26 +53,62 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{spec}".encode()).hexdigest()[:16]
 
 
-def _tokenize(source: Source, tokenizer: PreTrainedTokenizerBase, wikitext: bool | None, progress: bool):
+def _tokenize(
+    source: Source,
+    tokenizer: PreTrainedTokenizerBase,
+    wikitext: bool | None,
+    progress: bool,
+    limit: int | None,
+):
+    """(ids, encoding, wikitext detected, whether every line was read): the source's lines in order,
+    tokenized in chunks until `limit` tokens are read (all where None)."""
     lines, encoding = source.lines()
     lines = [line.strip() for line in lines]
     lines = [line for line in lines if line]
     if wikitext is None:  # decide from the first few thousand paragraphs
         wikitext = looks_like_wikitext("\n".join(lines[:5000]))
-    if wikitext:
-        lines = [clean_wikitext(line, tokenizer.unk_token) for line in lines]
     parts: list[Tensor] = []  # one tensor per chunk: a Python int per token would take 36 bytes
-    step = 2048
+    step, read, done = 2048, 0, 0
     bar = progress_bar(
         total=len(lines), desc=f"tokenize {source.path.name}", unit="line", disable=not progress
     )
     for i in range(0, len(lines), step):
+        if limit is not None and read >= limit:
+            break
         chunk = lines[i : i + step]
+        if wikitext:
+            chunk = [clean_wikitext(line, tokenizer.unk_token) for line in chunk]
         enc = tokenizer(chunk, add_special_tokens=False, return_attention_mask=False, verbose=False)
         parts.append(torch.tensor([t for row in enc["input_ids"] for t in row], dtype=torch.int32))
+        read, done = read + parts[-1].numel(), i + len(chunk)
         bar.update(len(chunk))
     bar.close()
-    return (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int32)), encoding, wikitext
+    ids = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int32)
+    return ids, encoding, wikitext, done == len(lines)
+
+
+def _read_cache(path: Path | None) -> Tensor | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return st_load(read_bytes(path, "token cache", limit=CACHE_BYTES))["ids"]
+    except (SafetensorError, KeyError, TicketlabError):
+        return None  # a corrupt cache entry is rebuilt
+
+
+def _write_cache(path: Path | None, ids: Tensor, source: Source, key_data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
+    with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
+        atomic_write_bytes(path, st_save({"ids": ids}, metadata=meta))
+
+
+def capped(ids: Tensor, info: dict[str, Any], max_tokens: int | None) -> tuple[Tensor, dict[str, Any]]:
+    """The first `max_tokens` ids of a stream (all where None or fewer); `info["capped"]` where cut."""
+    if max_tokens is None or ids.numel() <= max_tokens:
+        return ids, info
+    return ids[:max_tokens], {**info, "tokens": max_tokens, "capped": True}
 
 
 def token_stream(
@@ -82,10 +118,14 @@ def token_stream(
     cache_dir: Path | None,
     wikitext: bool | None = None,
     progress: bool = True,
+    max_tokens: int | None = None,
 ) -> tuple[Tensor, dict[str, Any]]:
-    """All token ids of a source (int32, no special tokens), from the cache when possible."""
+    """The token ids of a source (int32, no special tokens), from the cache when possible: all of
+    them, or its first `max_tokens` (`info["capped"]` where that leaves some out). A capped read
+    tokenizes only the lines it needs and caches that prefix beside the whole stream's entry; the ids
+    are the same whichever entry holds them."""
     if source.stream is not None:
-        return _token_file_stream(source, tokenizer)
+        return capped(*_token_file_stream(source, tokenizer), max_tokens)
     key_data = {
         "source": source.fingerprint(),
         "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -93,25 +133,21 @@ def token_stream(
         "version": CACHE_VERSION,
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:24]
-    cached = cache_dir / f"{source.path.name}-{key}.safetensors" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        try:
-            data = st_load(read_bytes(cached, "token cache", limit=CACHE_BYTES))
-            info = {"source": source.name, "tokens": data["ids"].numel(), "cache": "hit"}
-            return data["ids"], {**info, "content": key_data["source"]}
-        except (SafetensorError, KeyError, TicketlabError):
-            pass  # a corrupt cache entry is rebuilt below
-    ids, encoding, detected = _tokenize(source, tokenizer, wikitext, progress)
+    full = cache_dir / f"{source.path.name}-{key}.safetensors" if cache_dir is not None else None
+    prefix = full.with_name(f"{source.path.name}-{key}.prefix.safetensors") if full is not None else None
+    base = {"source": source.name, "content": key_data["source"]}
+    ids = _read_cache(full)
+    if ids is not None:
+        return capped(ids, {**base, "tokens": ids.numel(), "cache": "hit"}, max_tokens)
+    ids = _read_cache(prefix) if max_tokens is not None else None
+    if ids is not None and ids.numel() >= max_tokens:
+        return capped(ids, {**base, "tokens": ids.numel(), "cache": "hit"}, max_tokens)
+    ids, encoding, detected, complete = _tokenize(source, tokenizer, wikitext, progress, max_tokens)
     if ids.numel() == 0:
         raise DataError(f"{source.name}: no text found")
-    info = {"source": source.name, "tokens": ids.numel(), "cache": "miss", "encoding": encoding}
-    info["content"] = key_data["source"]
-    info["wikitext"] = detected
-    if cached is not None:
-        meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
-        with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
-            atomic_write_bytes(cached, st_save({"ids": ids}, metadata=meta))
-    return ids, info
+    _write_cache(full if complete else prefix, ids, source, key_data)
+    info = {**base, "tokens": ids.numel(), "cache": "miss", "encoding": encoding, "wikitext": detected}
+    return capped(ids, info, max_tokens)
 
 
 def write_token_file(

@@ -42,7 +42,7 @@ from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
 from ..studies.report import write_report
 from ..studies.sweep.launchers import usable_cores, usable_cpus
-from .config import BUDGETS, METHOD_SETTINGS, Budget
+from .config import BUDGETS, Budget
 
 Log = Callable[[str], None]
 
@@ -149,7 +149,9 @@ def build_spec(
         "model": model,
         "corpus": corpus,
         "tasks": tasks,
-        "methods": [{m: METHOD_SETTINGS[m]} if m in METHOD_SETTINGS else m for m in budget.methods],
+        "methods": [
+            {m: budget.method_settings[m]} if m in budget.method_settings else m for m in budget.methods
+        ],
         "sparsities": list(budget.sparsities),
         "seeds": {"search": list(budget.search_seeds), "finetune": list(budget.finetune_seeds)},
         "search": dict(budget.search),

@@ -54,9 +54,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_json, read_json
+from ..core.files import as_written, atomic_write_json, read_json
 from ..core.outputs import atomic_dir, check_output
-from ..data.corpus import BlockDataset, LMCorpus, load_lm_corpus
+from ..data.corpus import DEV_FRACTION, BlockDataset, LMCorpus, load_lm_corpus, needed_tokens
 from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
@@ -84,6 +84,15 @@ from .pretrain_inputs import (
 from .pretrain_output import RESULT_FILE, PretrainResult, finished_result, summarize, write_output
 
 CALIBRATION_STEPS = 6
+
+
+def corpus_cap(config: PretrainConfig, carved: bool) -> int | None:
+    """The training text a pre-training reads (`PretrainConfig.corpus_tokens`): twice what its steps
+    train on, and the dev split where it is carved from that text; None (0 given, or a time budget,
+    whose steps are not known before the corpus is read): all of it."""
+    if config.corpus_tokens is not None or config.steps is None:
+        return config.corpus_tokens or None
+    return needed_tokens(config.steps, config.batch_size, config.max_length, DEV_FRACTION if carved else None)
 
 
 def precision(config: PretrainConfig) -> str:
@@ -213,7 +222,14 @@ def pretrain(
         if init is None:  # a given tokenizer's ids size the embeddings: bounded before the corpus is read
             config.check_size(token_id_bound(tok))
         data = load_lm_corpus(
-            corpus, tok, config.max_length, dev=dev, cache_dir=cache_dir, progress=config.progress
+            corpus,
+            tok,
+            config.max_length,
+            dev=dev,
+            cache_dir=cache_dir,
+            progress=config.progress,
+            max_tokens=corpus_cap(config, carved=dev is None),
+            max_dev_tokens=(config.eval_blocks + 1) * config.max_length,  # the blocks evaluations score
         )
         collator = MLMCollator(tok, config.mlm_probability)
 
@@ -250,7 +266,7 @@ def pretrain(
     )
     if finished_before:  # trained before the output was written: the weights are in the last checkpoint
         model.load_state_dict(load_checkpoint(work / CHECKPOINT)["model"], strict=False)
-    summary = summarize(result, out, steps, entropy, model)
+    summary = as_written(summarize(result, out, steps, entropy, model))  # as a finished run reads it
     if result.stopped:  # the checkpoint in `work` is where the next piece starts
         return summary
     write_output(model, tok, out, (config, identity), data, summary, work_dir)

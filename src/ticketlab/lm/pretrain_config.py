@@ -67,14 +67,22 @@ class PretrainConfig:
         None, "training time; steps are set by timing a few", metavar="SECONDS"
     )
     batch_size: PositiveInt = option(32, "blocks per optimizer step")
+    # A cap changes the blocks trained on: in the identity (0, the whole corpus, as before it: left out)
+    corpus_tokens: NonNegInt | None = option(
+        None,
+        "text tokens of --corpus to read, from its start (default: what --steps train on, 2 x steps x "
+        "batch x length, plus the dev part carved from it; with --time-budget, or 0, the whole corpus)",
+        metavar="N",
+        compat=(0,),
+    )
     lr: LearningRate = option(1e-3, "peak learning rate")
     warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
-    weight_decay: WeightDecay = 0.01
+    weight_decay: WeightDecay = 0.01  # AdamW weight decay (BERT's 0.01)
     dropout: Fraction = option(0.1, "dropout of hidden states and attention probabilities")
-    mlm_probability: OpenFraction = 0.15
+    mlm_probability: OpenFraction = 0.15  # share of tokens masked for MLM (80% [MASK], 10% random, 10% kept)
     eval_every: PositiveInt | None = option(None, "steps between dev evaluations (default: 10 per run)")
     eval_blocks: PositiveInt = 256  # dev blocks scored at each evaluation
-    save_every: PositiveInt = field(default=200, metadata={"result": False})
+    save_every: PositiveInt = field(default=200, metadata={"result": False})  # steps between checkpoints
     seed: Seed = option(0, "weight init, data order, masking")
     progress: bool = option(True, "no progress bar", result=False)
     max_grad_norm: PositiveFloat | None = option(1.0, "gradient clipping (0: none)")  # API: None

@@ -50,8 +50,10 @@ from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted,
 )
 from ..models.structure import structure_of
 from .apply import is_masked, remove_mask
+from .card import write_model_card
 from .gates import get_gates
 from .io import MaskConfig
+from .ticket import head_of_model
 from .units import UnitMask, apply_unit_mask
 
 if TYPE_CHECKING:  # transformers is imported where it is used: `ticketlab info` reads masks without it
@@ -126,4 +128,7 @@ def save_compacted(
         atomic_write_json(tmp / "config.json", config)
         record = {**manifest, "mask": mask_config.to_dict() if mask_config is not None else None}
         atomic_write_json(tmp / MANIFEST, record)
+        if mask_config is not None:  # the model card (README.md with Hub metadata), `masks.card`
+            notes = (f"parameters: {parameter_count(model):,}",)
+            write_model_card(tmp, mask_config, kind="compacted", head=head_of_model(model), notes=notes)
     return out_dir

@@ -15,9 +15,11 @@ from ..core.errors import ConfigError, MaskMismatchError
 from ..core.files import atomic_write_json
 from ..core.outputs import atomic_dir
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
+from .card import write_model_card
 from .io import MaskConfig
 from .mask import Mask, is_bias_key
 from .pattern import SEMI_DTYPE_NAMES, SEMI_STRUCTURED
+from .ticket import head_of_model
 
 # what 2:4 sparse tensor cores take (their names without torch: `pattern.SEMI_DTYPE_NAMES`)
 SEMI_DTYPES = dict(zip(SEMI_DTYPE_NAMES, (torch.float16, torch.bfloat16), strict=True))
@@ -65,12 +67,13 @@ def export_pretrained(
 ) -> Path:
     """Squash the model's masks (applying `mask` first if given) and `save_pretrained` it atomically.
 
-    The model is left squashed: its pruned weights are zeros and it has no parametrizations, which is
-    what `save_pretrained` needs (a parametrized model saved as-is reloads with random weights).
-    `AutoModel*.from_pretrained(out_dir)` reloads it with the zeros intact. `out_dir` may not be one
-    of `inputs` (e.g. the base model) nor a directory that is not an earlier export.
-    `semi_structured` (fp16 or bf16; a 2:4 `mask`): the checkpoint is written in that dtype once
-    every linear target has been converted to a 2:4 sparse tensor on the GPU.
+        The model is left squashed: its pruned weights are zeros and it has no parametrizations, which is
+        what `save_pretrained` needs (a parametrized model saved as-is reloads with random weights).
+        `AutoModel*.from_pretrained(out_dir)` reloads it with the zeros intact. With the mask's `config`,
+    it also writes the model card (README.md with Hub metadata, `masks.card`). `out_dir` may not be one
+        of `inputs` (e.g. the base model) nor a directory that is not an earlier export.
+        `semi_structured` (fp16 or bf16; a 2:4 `mask`): the checkpoint is written in that dtype once
+        every linear target has been converted to a 2:4 sparse tensor on the GPU.
     """
     if mask is not None:
         apply_mask(model, mask)
@@ -88,4 +91,6 @@ def export_pretrained(
             tokenizer.save_pretrained(tmp)
         if config is not None:
             atomic_write_json(tmp / "ticketlab_mask.json", config.to_dict())
+            sparsity = mask.sparsity if mask is not None else None
+            write_model_card(tmp, config, kind="checkpoint", head=head_of_model(model), sparsity=sparsity)
     return out_dir

@@ -73,10 +73,9 @@ class CompactedAuto:
             unknown = ", ".join([*(f"argument {i + 1}" for i in range(len(args))), *kwargs])
             raise TicketlabError(f"{path}: a compacted model loads with config overrides only, not {unknown}")
         overrides = {} if config is None else config.to_dict()  # config.json plus the Auto call's own
-        for name in ("model_type", "transformers_version", "architectures"):
-            overrides.pop(name, None)
-        model = load_compacted(path, cls.head, ignore_mismatched_sizes=ignore, **overrides)
-        return model if dtype in (None, "auto") else model.to(dtype)
+        for name in ("model_type", "transformers_version", "architectures", "dtype", "torch_dtype"):
+            overrides.pop(name, None)  # the config's dtype is the file's: the call's `dtype` decides
+        return load_compacted(path, cls.head, ignore_mismatched_sizes=ignore, dtype=dtype, **overrides)
 
     @classmethod
     def _from_config(cls, *args: Any, **kwargs: Any) -> Any:

@@ -32,6 +32,17 @@ def fresh_pooler(model: nn.Module) -> str | None:
     return arch.pooler if loaded(words) and not loaded(pooler) else None
 
 
+def pooler_target(model: nn.Module) -> str | None:
+    """The family's pooler as a targets pattern (relative to the encoder) where the model holds one its
+    checkpoint gave, else None: a family without one, a model built without it, or one transformers
+    initialised at random (`fresh_pooler`)."""
+    arch = ARCHS.get(getattr(getattr(model, "config", None), "model_type", None))
+    if arch is None or arch.pooler is None or fresh_pooler(model) is not None:
+        return None
+    present = any(n == arch.pooler for n, _ in encoder_of(model).named_modules())
+    return re.escape(arch.pooler) if present else None
+
+
 def _matcher(targets: str | Sequence[str]):
     if isinstance(targets, str):
         try:
@@ -89,3 +100,14 @@ def attach_pooler(model: nn.Module, name: str) -> bool:
         if child.startswith(slot) and getattr(encoder, child, False) is None:
             setattr(encoder, child, module.to(next(encoder.parameters()).device))
     return True
+
+
+def add_missing_children(model: nn.Module, like: nn.Module) -> None:
+    """Give `model`'s encoder, freshly built, each module `like`'s encoder has where `model`'s slot is
+    empty (a pooler `attach_pooler` gave `like`), so that `like`'s state dict loads into it."""
+    encoder = encoder_of(model)
+    missing = [c for c, _ in encoder_of(like).named_children() if getattr(encoder, c, False) is None]
+    if missing:
+        base = type(encoder)(model.config)  # the family's base model, built with its pooler
+        for child in missing:
+            setattr(encoder, child, getattr(base, child))

@@ -1,5 +1,6 @@
 """Pushing a mask directory to the hub (`ticketlab push`): reading it first (`masks.io`, which
-fetches hub masks through `masks.hub`), then uploading its folder.
+fetches hub masks through `masks.hub`), then uploading its folder in one commit, with a model card
+(README.md with Hub metadata, `masks.card`) unless the folder has a README.md of its own.
 
     from ticketlab.masks import push_mask
     push_mask("masks/omp70", "me/tickets/omp70")     # creates me/tickets if needed
@@ -13,6 +14,7 @@ from pathlib import Path
 import huggingface_hub
 
 from ..core.errors import TicketlabError
+from .card import CARD, model_card
 from .hub import hub_error, split_hub_name
 from .io import load_mask
 
@@ -28,21 +30,39 @@ def push_mask(
     """Upload a mask directory to the hub as `org/repo` or into `org/repo/sub/folder`, creating the
     repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL."""
     local = Path(mask).expanduser()
-    config = load_mask(local)[1]
+    loaded, config = load_mask(local)
     repo_id, sub, revision = split_hub_name(repo)
+    operations = upload_operations(local, sub, model_card(config, kind="mask", sparsity=loaded.sparsity))
     api = huggingface_hub.HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
+        info = api.create_commit(
             repo_id=repo_id,
-            folder_path=str(local),
-            path_in_repo=sub,
+            operations=operations,
             revision=revision,
             commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
-            ignore_patterns=[".*"],  # ticketlab's output marker, temporaries
         )
     # No network, HF_HUB_OFFLINE, no login, no write access: huggingface_hub's own types (OSError
     # subclasses, httpx transport errors, HTTP errors; they change between its versions), one line.
     except Exception as e:
         raise TicketlabError(f"{repo}: the hub did not take the mask ({hub_error(e)})") from None
     return str(getattr(info, "commit_url", info))
+
+
+def upload_operations(local: Path, sub: str | None, card: str) -> list[huggingface_hub.CommitOperationAdd]:
+    """One commit's files: the mask folder's (its hidden entries left out: ticketlab's output marker,
+    temporaries) and, unless it has a README.md of its own, the model card (`masks.card`), which goes
+    to the hub only: the user's folder is not written to."""
+    files = [
+        f
+        for f in sorted(local.rglob("*"))
+        if f.is_file() and not any(p.startswith(".") for p in f.relative_to(local).parts)
+    ]
+
+    def there(name: str) -> str:
+        return f"{sub}/{name}" if sub else name
+
+    ops = [huggingface_hub.CommitOperationAdd(there(f.relative_to(local).as_posix()), str(f)) for f in files]
+    if not (local / CARD).is_file():
+        ops.append(huggingface_hub.CommitOperationAdd(there(CARD), card.encode()))
+    return ops

@@ -57,6 +57,7 @@ from .apply import (
     resolve_modules,
     split_key,
 )
+from .card import write_model_card
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask
 
@@ -208,6 +209,7 @@ def save_ticket(
     }
     with atomic_dir(Path(out_dir), kind="ticket", inputs=[base]) as tmp:
         write_mask_files(mask, mask_config, tmp)
+        write_model_card(tmp, mask_config, kind="ticket", sparsity=mask.sparsity)
         weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
         atomic_write_bytes(tmp / WEIGHTS_NAME, weights)
         atomic_write_text(tmp / TICKET_NAME, to_json(record, indent=2) + "\n")

@@ -41,6 +41,9 @@ Count = Literal["round", "floor"]
 ScoreDtype = Literal["float32", "bfloat16"]
 # TAMT-KD's training data: the corpus's blocks (the MLM data), or TAMT's own KD data (`data.kd_chunks`)
 KdData = Literal["blocks", "reference"]
+# BertAdam's own settings in TAMT's train_kd.py (its `e` default, its parameter groups' decay), which a
+# search's `optimizer: bertadam` brings (`search_inputs.train_config`)
+BERTADAM = {"adam_eps": 1e-6, "weight_decay": 0.01}
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 
 
@@ -140,8 +143,30 @@ class TamtConfig:
         return self.kd_teacher or ("train" if self.objective == "kd" else "eval")
 
     @property
-    def default_lr(self) -> float:
+    def paper_lr(self) -> float:
         return 2e-5 if self.objective == "kd" else 5e-5  # Table 1
+
+    def default_lr(self, steps: int, horizon: int | None = None) -> float:
+        """The lr of a search of `steps` on a linear schedule to `horizon` when none is given: Table 1's,
+        raised where the search is too short for it to move a mask (`moving_lr`)."""
+        return max(self.paper_lr, moving_lr(self.alpha * self.threshold, steps, horizon))
+
+
+def score_travel(steps: int, horizon: int | None = None, linear: bool = True) -> float:
+    """How far AdamW moves a score over `steps`, per unit of lr: about lr a step, times the linear
+    schedule's mean over the steps searched (1 - N/2H of its peak for N steps of an H-step schedule,
+    a half when it ends at the stop)."""
+    horizon = horizon or steps
+    return steps * ((1 - steps / (2 * horizon)) if linear else 1.0)
+
+
+def moving_lr(gap: float, steps: int, horizon: int | None = None, linear: bool = True) -> float:
+    """The smallest lr at which one score can travel the whole Eq. 5 gap (α·φ) on its own in a search of
+    `steps` (`score_travel`), to two significant digits. A kept and a pruned score can swap once their
+    travel together covers the gap (`methods.tamt.frozen_mask_warning`), so this lr gives that swap twice
+    the travel it needs. The paper's runs are far above it (5e-5 over 17,000 of 27,920 steps moves a score
+    0.59, 30 gaps); a search of a few hundred steps at Table 1's lr is below it (200 steps: 0.007)."""
+    return float(f"{gap / score_travel(steps, horizon, linear):.2g}")
 
 
 Variant = Literal["chen", "tamt"]
@@ -172,8 +197,15 @@ class ImpConfig:
         "chen (default, Chen et al.'s BERT-Tickets): global ranking over the encoder's matrices, no "
         "word embeddings; tamt (TAMT's IMP baseline): per-matrix ranking, word embeddings included",
     )
-    pooler: bool = option(  # where the model has one
-        False, "prune the pooler too, as both papers' code does (task models)"
+    pooler: bool = option(True, POOLER_HELP)  # where the checkpoint has one (MLM: `attach_pooler`)
+    # IMP on MLM: the tied decoder under a word-embedding mask (variant tamt prunes the embeddings) and
+    # what its KD dev loss reads; both as TAMT-MLM's defaults, which follow the reference code
+    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM", compat=("masked",))
+    kd_input: KdInput = option(
+        "clean",
+        "what the KD dev loss of IMP on MLM reads: clean text (TAMT's KD data, masked_lm_prob 0) or the "
+        "MLM-corrupted dev blocks",
+        compat=("corrupted",),
     )
     first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
         None,

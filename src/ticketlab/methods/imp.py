@@ -29,9 +29,14 @@ What is pruned and how it is ranked: the two papers' IMPs differ, and `variant` 
 (ticketlab's first IMP, `legacy` — global over all targets with the word embeddings, one optimizer
 across rounds, neither paper's — is retired: the committed stores' runs of it were re-keyed with
 `variant: legacy` and stay readable by reports; no code path runs it.)
-Both papers' code also masks the pooler; transformers' *ForMaskedLM models have none, and a masked
-pooler would not fit the MLM model used for pre-training losses, so it is a target only with
-`pooler=True` (and only where the model has one, i.e. task-specific IMP).
+Both papers' code also prunes the pooler (TAMT's `LT_pretrain.py` per matrix, BERT-Tickets' in its
+global ranking), and so does ticketlab's IMP where the checkpoint has one (`pooler=False`: dense).
+transformers' *ForMaskedLM models are built without it, so IMP on MLM takes the checkpoint's
+(`masks.prunable.attach_pooler`, as TAMT's search does): no MLM loss reads it, so its weights stay at
+θ0 and its mask is their magnitude ranking, as in the references' BertForMaskedLM, whose pooler no
+loss reaches either. On MLM the tied decoder stays dense (`decoder`; the references' torch pruning
+re-parametrises the embedding module only) and the KD dev loss reads clean text (`kd_input`), as
+TAMT-MLM's defaults.
 
 What is rewound: the encoder's weights (`bert.*`: embeddings, layers, pooler), as both reference
 codes rewind only the keys holding 'bert'. The head — the MLM head, or a task's classifier — keeps
@@ -64,7 +69,8 @@ from torch import Tensor, nn
 from ..core.errors import ConfigError
 from ..core.outputs import atomic_dir
 from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masks.targets import POOLER, Targets
+from ..masks.prunable import add_missing_children, attach_pooler, pooler_target
+from ..masks.targets import Targets
 from ..models.arch import arch_of, encoder_of
 from ..models.load import load_config, load_tokenizer
 from ..models.source import fit_max_length
@@ -83,15 +89,14 @@ log = logging.getLogger(__name__)
 
 
 def variant_targets(model: nn.Module, config: ImpConfig) -> Targets:
-    """The weights IMP prunes: `config.targets` when given, else the variant's set for the model."""
+    """The weights IMP prunes: `config.targets` when given, else the variant's set for the model, with
+    the pooler where the checkpoint gave the model one (unless `pooler` is off)."""
     if config.targets is not None:
         return config.targets
     arch = arch_of(getattr(model.config, "model_type", "unknown"))  # a known family, or say so
-    if config.variant == "legacy" and not config.pooler:
-        return arch.targets(pooler=False)  # the earlier default targets, stored as before
-    # the pooler as `pooler` says (a default target now; IMP's own flag decides here)
     pattern = arch.encoder_targets() if config.variant == "chen" else arch.targets(pooler=False)
-    return f"{pattern}|{POOLER}" if config.pooler else pattern
+    pooler = pooler_target(model) if config.pooler else None
+    return f"{pattern}|{pooler}" if pooler else pattern
 
 
 @torch.no_grad()
@@ -196,6 +201,7 @@ def dense_state(model: nn.Module) -> dict[str, Tensor]:
 def save_rewound_model(model: nn.Module, out: Path, tokenizer=None) -> Path:
     """Write the model's current dense weights (masks ignored, not squashed) as an HF checkpoint."""
     clean = type(model)(model.config)  # a parametrized model cannot be saved or safely deep-copied
+    add_missing_children(clean, model)  # an MLM model's attached pooler (its mask has a key for it)
     missing, unexpected = clean.load_state_dict(dense_state(model), strict=False)
     if unexpected or [k for k in missing if not k.endswith("position_ids")]:
         raise RuntimeError(
@@ -245,7 +251,8 @@ def search_imp(
         describe=lambda: {
             "objective": objective.name,
             "variant": config.variant,
-            "pooler": any(k.startswith("pooler.") for k in imp.modules),  # masked here (MLM models: none)
+            "pooler": any(k.startswith("pooler.") for k in imp.modules),  # pruned (the checkpoint's)
+            **({"decoder": config.decoder, "kd_input": config.kd_input} if objective.name == "mlm" else {}),
             "fresh_optimizer": True,
             "prune_rate": config.prune_rate,
             "first_pruning": config.first_pruning,
@@ -300,16 +307,17 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         if not has_head and acc.is_main_process:
             log.warning(f"note: {config.model} has no MLM head; IMP trains a fresh one with the weights")
         config.max_length = fit_max_length(model_config, config.max_length, DEFAULT_MAX_LENGTH)
-        # IMP keeps its earlier decoder and dev KD input: moving them to Chen et al.'s changes IMP's run ids
+        if imp.targets is None and imp.pooler:  # both references prune the checkpoint's pooler too
+            attach_pooler(model, config.model)
         objective = lm_objective(
             config,
             tokenizer,
             acc,
             "mlm",
             mlm_eval=True,
-            decoder="masked",
-            kd_input="corrupted",
-            eval_kd_input="corrupted",
+            decoder=imp.decoder,
+            kd_input=imp.kd_input,
+            eval_kd_input=imp.kd_input,
         )
         lr = config.lr or 5e-5  # Table 1
         train_config = config.train_config(lr)

@@ -20,8 +20,10 @@ training loss. `per` chooses where the absolute value is taken:
            only to reproduce results computed with it (`importance.json` files without `per`).
 
 Each batch's gradient is its own: `torch.autograd.grad` returns fresh gradients for every batch.
-(The reference code adds `head_mask.grad.abs()` after every backward without zeroing the gradient,
-so batch k contributes |g_1 + ... + g_k| instead of |g_k|; ticketlab does not copy that.) `example`
+(The reference code, `mt_dnn/inference.py`'s `calculate_importance`, adds `heads_mask.grad` after
+every backward without zeroing it, no further |·| there: its gates take |·| per token inside the
+backward, `module/modeling_bert_masked.py`, so each g_k is already a sum of absolute values and batch
+k contributes g_1 + ... + g_k instead of g_k; ticketlab does not copy that.) `example`
 and `token` assume `loss_fn` returns the mean of per-example losses (every task loss does).
 
 Head scores are ℓ2-normalised per layer (Michel et al., after Molchanov et al. 2016): the scores of

@@ -62,17 +62,35 @@ class Scratch:
             torch.mul(w[i : i + k], m[:k], out=out[i : i + k])
         return out.view(weight.shape)
 
-    def count_at_least(self, x: Tensor, threshold: float) -> Tensor:
-        """#{x >= threshold} over the flat `x`, as a 0-d tensor on its device (not read here)."""
-        if x.device.type != "cpu":
-            return torch.count_nonzero(x >= threshold)
-        c = min(x.numel(), self.CHUNK) or 1
-        m = self._get("chunk", c, torch.float32, x.device)
-        counts = []
-        for i in range(0, x.numel(), c):  # exact: a float32 sum of at most 2^18 ones
-            k = min(c, x.numel() - i)
-            counts.append(torch.ge(x[i : i + k], threshold, out=m[:k]).sum())
-        return torch.stack(counts).long().sum() if counts else torch.tensor(0)
+    def counts_at_least(self, x: Tensor, cuts: Tensor) -> Tensor:
+        """#{x >= c} over the flat `x` for each c of `cuts` ([k], x's dtype): [k] int64 on x's
+        device, not read here. On a CPU a chunk at a time into floats (see CHUNK), compiled or not
+        elsewhere one comparison that a compiler fuses with its sum."""
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return (x.unsqueeze(0) >= cuts.unsqueeze(1)).sum(1)
+        k, c = cuts.numel(), min(x.numel(), self.CHUNK) or 1
+        m = self._get("chunk", k * c, torch.float32, x.device).view(k, c)
+        parts = self._get("parts", k * -(-x.numel() // c), torch.float32, x.device).view(-1, k)
+        for j, i in enumerate(range(0, x.numel(), c)):  # exact: a float32 sum of at most 2^18 ones
+            n = min(c, x.numel() - i)
+            torch.ge(x[i : i + n].unsqueeze(0), cuts.unsqueeze(1), out=m[:, :n])
+            torch.sum(m[:, :n], dim=1, out=parts[j])
+        return parts.long().sum(0)
+
+    def within(self, x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        """1[lo <= x < hi] over the flat `x` (bool [n]). On a CPU, eagerly, a chunk at a time into a
+        buffer kept from call to call (valid until the next): no fresh pages for three temporaries."""
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return (x >= lo) & (x < hi)
+        n, c = x.numel(), min(x.numel(), self.CHUNK) or 1
+        out = self._get("within", n, torch.bool, x.device)
+        below = self._get("below", c, torch.bool, x.device)
+        for i in range(0, n, c):
+            k = min(c, n - i)
+            torch.ge(x[i : i + k], lo, out=out[i : i + k])
+            torch.lt(x[i : i + k], hi, out=below[:k])
+            out[i : i + k].logical_and_(below[:k])
+        return out
 
 
 def at_least(scores: Tensor, threshold: Tensor) -> Tensor:

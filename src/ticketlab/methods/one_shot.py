@@ -1,11 +1,11 @@
 """One-shot pruning of a pre-trained model into a mask directory: what `ticketlab prune` runs
 (`verbs.prune.prune`, whose module `ticketlab prune --help` reads, imports it when it runs). The
-method is a registered one-shot method (`methods.registry`, verb prune: omp, random)."""
+method is a registered one-shot method (`methods.registry`, verb prune: omp, random; wanda and
+sparsegpt read calibration sequences of `--corpus`, `methods.calibration`)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -14,10 +14,12 @@ from torch import nn
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
 from ..masks.identity import same_mask
-from ..masks.prunable import fresh_pooler
+from ..masks.prunable import pooler_target
+from ..masks.reconstructed import RECONSTRUCTED_NAME
 from ..masks.targets import resolve_targets
-from ..models.arch import arch_of, encoder_of
+from ..models.arch import arch_of
 from ..models.load import load_model
+from .calibration import OneShotResult, draw_calibration
 from .registry import methods
 
 log = logging.getLogger(__name__)
@@ -33,43 +35,55 @@ def one_shot_targets(model: nn.Module, config: PruneConfig) -> Any:
     None, the family's default (TAMT §3.2: word embeddings too)."""
     if config.targets is not None or config.ranking != "global":
         return config.targets
-    arch = arch_of(getattr(model.config, "model_type", "unknown"))
-    has_pooler = config.pooler and arch.pooler and fresh_pooler(model) is None  # none the checkpoint lacked
-    has_pooler = has_pooler and any(n == arch.pooler for n, _ in encoder_of(model).named_modules())
-    return f"{arch.encoder_targets()}|{re.escape(arch.pooler)}" if has_pooler else arch.encoder_targets()
+    encoder = arch_of(getattr(model.config, "model_type", "unknown")).encoder_targets()
+    pooler = pooler_target(model) if config.pooler else None  # none the checkpoint lacked
+    return f"{encoder}|{pooler}" if pooler else encoder
 
 
 def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, MaskConfig, float]:
     """Prune and write the mask directory `config.out`: (the mask, its config as saved, the seconds
-    the pruning took, loading and saving excluded). `model`: the already loaded base model (not
-    modified)."""
-    check_output(config.out, kind="mask", inputs=[config.model])  # before any work
+    the pruning took, loading and saving excluded; a calibrated method's pass over its calibration
+    sequences included). `model`: the already loaded base model (not modified)."""
+    check_output(config.out, kind="mask", inputs=[config.model, *(config.corpus or [])])  # before any work
+    method = methods("prune")[config.method]
+    # the corpus read before the model: a refused corpus costs no loading
+    calibration = {"calibration": _calibration(config)} if method.calibrated else {}
     model = model if model is not None else load_model(config.model, head="base")
     targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
     t0 = time.perf_counter()
-    method = methods("prune")[config.method]
-    mask = method.run(
+    found = method.run(
         model,
         config.sparsity,
         ranking=config.ranking,
         targets=targets,
         seed=config.seed,
         pattern=config.pattern,
+        **calibration,
     )
     elapsed = time.perf_counter() - t0
+    result = found if isinstance(found, OneShotResult) else OneShotResult(found)
     mc = MaskConfig.for_model(
         model,
-        mask,
+        result.mask,
         method=config.method,
         sparsity=config.sparsity,
         base_model=str(config.model),
         targets=targets,
-        ranking=config.ranking,
+        ranking=None if method.calibrated else config.ranking,  # their own comparison (`search`)
         seed=config.seed if method.seeded else None,
         pattern=config.pattern,
+        search=result.info,
     )
-    if same_mask(config.out, mask, mc):  # the same command again: the folder already holds its result
+    extra = {RECONSTRUCTED_NAME: result.weights} if result.weights else None
+    if extra is None and same_mask(config.out, result.mask, mc):  # the same command again
         log.info("%s: holds this mask already; left as it is", config.out)
     else:
-        save_mask(mask, mc, config.out)
-    return mask, load_mask(config.out)[1], elapsed  # the config as saved
+        save_mask(result.mask, mc, config.out, extra=extra)
+    return result.mask, load_mask(config.out)[1], elapsed  # the config as saved
+
+
+def _calibration(config: PruneConfig) -> Any:
+    """The calibration sequences of a calibrated method (`methods.calibration.draw_calibration`)."""
+    return draw_calibration(
+        config.model, config.corpus, config.calibration, config.calibration_length, config.seed
+    )

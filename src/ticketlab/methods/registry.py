@@ -3,7 +3,8 @@
 Every method ticketlab knows is one entry here, from which everything else derives: the CLI's
 sub-commands (`ticketlab prune NAME`, `ticketlab search NAME`), the sweep's method names (one per
 preset: `tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), the order in which reports list methods and
-their colours. A method is one module of the package `ticketlab.methods.registered` that calls
+their colours. A method is one module of the package `ticketlab.methods.registered`, or the
+`register` module of a method's own folder (`ticketlab.methods.wanda.register`), that calls
 `register_method` when imported; the registry imports them all on its first use, so adding a method
 is adding one file there (a Slurm worker that imports ticketlab has it too). A method may also be
 registered from any module of one's own (`register_method`, at import of that module).
@@ -21,6 +22,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core.errors import ConfigError
@@ -83,7 +85,8 @@ class Method:
       `config` that carry help): `run(search_config, accelerator) -> SearchResult`, for a
       `SearchConfig` whose `method` is a `config`;
     * verb "prune" (`ticketlab prune NAME`): `run(model, sparsity, *, ranking, targets, seed, pattern)
-      -> Mask`, a one-shot mask of the weights;
+      -> Mask`, a one-shot mask of the weights; with `calibrated`, also `calibration=` (a
+      `methods.calibration.Calibration`: token ids drawn from `--corpus`) `-> OneShotResult`;
     * no verb, pattern "units" (a sweep method only): `run(model_name, sparsity, seed, settings, out)`
       writes a unit mask directory (`settings`: the spec's, of `sweep_settings`);
     * no verb and no `run`: the dense model (the sweep's `full`).
@@ -112,8 +115,9 @@ class Method:
     # The lr schedule's horizon for a config and a step budget when `schedule_steps` is not given
     # (None: the budget itself, the schedule ends at the stop).
     schedule: Callable[[Any, int], int] | None = None
-    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`); None: none.
-    paper_budget: Callable[[Any], tuple[int, int]] | None = None
+    # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`; schedule steps
+    # None: the method's default horizon); None: none.
+    paper_budget: Callable[[Any], tuple[int, int | None]] | None = None
     # For a sweep's run identity: the reference defaults a search runs under that differ from
     # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
     # whether the checkpoint holds a pooler (`studies.run_ids`). None: no default changed.
@@ -121,6 +125,12 @@ class Method:
         lambda fixed, settings, pooler: {}
     )
     verb: Verb | None = "search"  # the CLI verb that offers it; None: a sweep method only
+    # A one-shot method that reads calibration sequences of a corpus (Wanda, SparseGPT): `prune`
+    # requires `--corpus` for it, and a sweep gives it the spec's corpus.
+    calibrated: bool = False
+    # What it writes beside its mask that is not a ticket (SparseGPT's reconstructed weights): reports
+    # say that its rows are its ticket, θ0 under its mask.
+    beside_mask: str | None = None
     pattern: Pattern = "weights"  # what its masks prune: weights, or units (heads, FFN units)
     # False: deterministic, one mask whatever the seed (OMP, the full model, importance-ranked tickets):
     # reports take a single mask's fine-tuning seeds as its noise, where a seeded search's one mask
@@ -149,8 +159,11 @@ SearchMethod = Method  # its name in the Python API before the registry was one 
 
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
-# Where the built-in methods are: every module of this package registers one when imported.
+# Where the built-in methods are: every module of this package registers one when imported, and so
+# does the `register` module of every method folder of `ticketlab.methods` (`methods/wanda/`).
 PACKAGE = f"{__package__}.registered"
+FOLDERS = __package__ or "ticketlab.methods"
+FOLDER_MODULE = "register"
 _loaded = False
 
 
@@ -169,11 +182,21 @@ def load() -> dict[str, Method]:
     global _loaded
     if not _loaded:
         _loaded = True  # first: a module that reads the registry while it registers sees it as it is
-        # lazy: the built-in methods, one module each (registered/), register on the registry's first use
-        package = importlib.import_module(PACKAGE)
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-            importlib.import_module(f"{PACKAGE}.{info.name}")  # lazy: each method's module, as above
+        for name in method_modules():
+            importlib.import_module(name)  # lazy: the built-in methods register on the registry's first use
     return _REGISTRY
+
+
+def method_modules() -> list[str]:
+    """The modules that register the built-in methods: those of `registered/`, then the `register`
+    module of every method folder (`methods/wanda/register.py`), each in the order of its name."""
+    here = Path(__file__).parent
+    by_name = lambda infos: sorted(infos, key=lambda i: i.name)  # noqa: E731
+    modules = [f"{PACKAGE}.{i.name}" for i in by_name(pkgutil.iter_modules([str(here / "registered")]))]
+    for info in by_name(pkgutil.iter_modules([str(here)])):
+        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file():
+            modules.append(f"{FOLDERS}.{info.name}.{FOLDER_MODULE}")
+    return modules
 
 
 def methods(verb: Verb | None | Literal["any"] = "any") -> dict[str, Method]:

@@ -15,7 +15,6 @@ that mask training holds less than dense training: a flag, since it changes the 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -109,8 +108,7 @@ class FlatScores:
       autograd keeps that view as the parameter's `.grad` (it adopts a fresh gradient as it is), so
       the gradients are adjacent in memory as the scores are, and `train.optim.AdamW` steps all of them
       as one tensor (the same operations per score, in the same order: the same bits);
-    * the re-threshold: global ranking counts and ranks the one flat tensor; local ranking counts
-      all matrices in a few launches on a GPU (`_segment_counts`).
+    * the re-threshold: global ranking counts and ranks the one flat tensor.
 
     The flat gradient is made at the first score gradient of a backward, and this object holds it
     only until that backward ends: then the parameters' `.grad` views do, and `zero_grad` frees it
@@ -130,7 +128,6 @@ class FlatScores:
         self._grad: Tensor | None = None  # this backward's flat gradient, [total]
         self._given: set[int] = set()  # the matrices given their segment of it
         self._task = -1  # the backward they belong to (one that raised never reached `_end_backward`)
-        self._rows: tuple[int, Tensor] | None = None  # `_segment_counts`' rows: (width, matrix of each)
         for i, p in enumerate(self.masks):
             p.flat, p.index = self, i
 
@@ -157,7 +154,7 @@ class FlatScores:
         scores = [p.scores for p in self.masks]
         if len({(s.device, s.dtype) for s in scores}) > 1:
             return False
-        self.data, self._grad, self._rows = torch.cat([s.detach().reshape(-1) for s in scores]), None, None
+        self.data, self._grad = torch.cat([s.detach().reshape(-1) for s in scores]), None
         for j, s in enumerate(scores):
             s.data = self.segment(j, self.data)
         return True
@@ -202,20 +199,6 @@ class FlatScores:
             g = p.scores.grad
             if g is not None and g.data_ptr() != flat.data_ptr() + self.offsets[i] * flat.element_size():
                 p.scores.grad = self.segment(i, flat).copy_(g)
-
-    def rows(self) -> tuple[int, Tensor] | None:
-        """The buffer as rows of `width` scores, width dividing every matrix (BERT-base: 768), and
-        the matrix of each row ([rows], on the buffer's device); None when the widest such row is
-        too narrow to be worth it."""
-        if self._rows is None:
-            sizes = [b - a for a, b in itertools.pairwise(self.offsets)]
-            width = math.gcd(*sizes)
-            which = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes) // width)
-            self._rows = (width, which.to(self.data.device))
-        return self._rows if self._rows[0] >= _MIN_ROW else None
-
-
-_MIN_ROW = 64  # scores per row of `_segment_counts`: its per-row thresholds cost 4/64 B per score
 
 
 def attach_scores(

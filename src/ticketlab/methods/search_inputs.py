@@ -13,7 +13,7 @@ from accelerate import Accelerator
 
 from ..core.errors import ConfigError
 from ..core.outputs import check_output
-from ..data.corpus import LMCorpus, load_lm_corpus, resolve_sources
+from ..data.corpus import LMCorpus, load_lm_corpus, needed_tokens, resolve_sources
 from ..data.kd_chunks import reference_kd_chunks
 from ..lm.evaluation import check_scorable
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
@@ -23,6 +23,7 @@ from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
 from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
+from .configs import BERTADAM
 from .search import SearchObjective, SearchResult
 from .search_dir import SearchDir
 
@@ -67,9 +68,12 @@ def lm_objective(
             text_column=config.text_column,
             wikitext=wikitext_cleanup(config),
             progress=acc.is_main_process and config.progress,
+            max_tokens=corpus_cap(config),
+            # the dev evaluation scores the first dev_blocks blocks, which these tokens hold
+            max_dev_tokens=(config.dev_blocks + 1) * config.max_length,
         )
     if acc.is_main_process:
-        log.info(f"corpus: {corpus.summary()}")
+        log.info(f"corpus: {corpus.summary()}{read_note(corpus.info['read'])}")
     collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
     dev = corpus.dev.take(config.dev_blocks)
     source = ", ".join(map(str, config.dev or config.corpus))
@@ -95,6 +99,7 @@ def lm_objective(
         "max_length": config.max_length,
         "train_blocks": len(corpus.train),
         "train_tokens": corpus.train.num_tokens,
+        "corpus_read": corpus.info["read"],  # the text tokens read, the cap, whether it left text out
         "eval_dev_blocks": len(dev),
     }
     objective = SearchObjective(
@@ -109,6 +114,22 @@ def lm_objective(
         with acc.main_process_first():
             objective = reference_kd_data(config, tokenizer, objective, corpus, teacher, acc.is_main_process)
     return objective
+
+
+def corpus_cap(config: SearchConfig) -> int | None:
+    """The training text a search reads (`SearchConfig.corpus_tokens`): what its steps draw, twice,
+    and the dev split carved from it where no dev corpus is given; None (0 given): all of it."""
+    if config.corpus_tokens is not None:
+        return config.corpus_tokens or None
+    carved = None if config.dev else config.dev_fraction
+    return needed_tokens(config.steps, config.batch_size, config.max_length, carved)
+
+
+def read_note(read: dict[str, Any]) -> str:
+    """'; read its first N tokens (cap M)' where a cap left text out, else ''."""
+    if not read["capped"]:
+        return ""
+    return f"; read the first {read['tokens_read']:,} tokens of the corpus (its cap, --corpus-tokens)"
 
 
 def wikitext_cleanup(config: SearchConfig) -> bool | None:
@@ -170,20 +191,23 @@ def train_config(
     config: SearchConfig, lr: float, *, metric: str | None = None, greater: bool = True
 ) -> TrainConfig:
     """The training loop's settings of the search `config` at learning rate `lr` (`metric`: a task's
-    dev metric for the best checkpoint); `SearchConfig.train_config`."""
+    dev metric for the best checkpoint); `SearchConfig.train_config`. `optimizer: bertadam` brings
+    BertAdam's own eps, weight decay and per-tensor clipping."""
+    bert = config.optimizer == "bertadam"
     return TrainConfig(
         max_steps=config.steps,
         schedule_steps=config.horizon if config.horizon != config.steps else None,
         batch_size=config.batch_size,
         lr=lr,
-        weight_decay=config.weight_decay,
+        weight_decay=BERTADAM["weight_decay"] if bert else config.weight_decay,
         warmup_steps=config.warmup_steps,
         grad_accum=config.grad_accum,
         max_grad_norm=config.max_grad_norm
         if config.max_grad_norm > 0 and not config.optimizer_in_backward
         else None,
-        clip="per-tensor" if config.clip_per_tensor else "global",
-        adam_eps=config.adam_eps,
+        clip="per-tensor" if config.clip_per_tensor or bert else "global",
+        adam_eps=BERTADAM["adam_eps"] if bert else config.adam_eps,
+        optimizer=config.optimizer,
         optimizer_in_backward=config.optimizer_in_backward,
         eval_every=config.eval_every,
         save_every=config.save_every,

@@ -39,6 +39,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError
+from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
 from ..lm.evaluation import HEAD_FILE
 from ..lm.mlm_head import head_parameters
 from ..masks import Mask
@@ -55,9 +56,11 @@ from .configs import (
     Init,
     ScoreDtype,
     TamtConfig,
+    moving_lr,
     paper_budget,
     paper_fraction,
     paper_schedule_steps,
+    score_travel,
 )
 from .magnitude import omp_mask
 from .masked_layers import row_blocks
@@ -65,7 +68,14 @@ from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
 from .search import SearchObjective, SearchResult, SearchSpec, run_search
 from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
-from .thresholds import DIVERGED, GroupThresholder, Thresholder, make_thresholders, rethreshold
+from .thresholds import (
+    DIVERGED,
+    GroupThresholder,
+    Rethreshold,
+    Thresholder,
+    make_thresholders,
+    rethreshold,
+)
 
 __all__ = [
     "DIVERGED",
@@ -74,6 +84,7 @@ __all__ = [
     "PAPER_STEPS",
     "FlatScores",
     "GroupThresholder",
+    "Rethreshold",
     "Init",
     "ScoreDtype",
     "ScoreMask",
@@ -165,21 +176,23 @@ def head_state(model: nn.Module) -> dict[str, Tensor]:
 
 def frozen_mask_warning(config: TamtConfig, train_config: TrainConfig) -> str | None:
     """Why a search would end with its initial mask, or None. AdamW moves a score by about lr per
-    step (under linear decay, the schedule's mean over the steps searched: 1 - N/2H of it for N steps
-    of an H-step schedule, a half when it ends at the stop), and Eq. 5 starts kept scores α·φ above pruned
-    ones: a kept and a pruned score can swap only once their travel together covers that gap. The
-    paper's lr (5e-5) crosses it after 200-400 of its 11K-22K steps; a short search at that lr is OMP."""
+    step (`score_travel`), and Eq. 5 starts kept scores α·φ above pruned ones: a kept and a pruned
+    score can swap only once their travel together covers that gap. The paper's lr (5e-5) crosses it
+    after 200-400 of its 11K-22K steps; a short search at that lr is OMP. The default lr never is
+    (`TamtConfig.default_lr`): this fires only on an lr given."""
     steps = train_config.max_steps
     horizon = train_config.schedule_steps or steps
     linear = train_config.schedule == "linear"
-    travel = train_config.lr * steps * ((1 - steps / (2 * horizon)) if linear else 1.0)
+    travel = train_config.lr * score_travel(steps, horizon, linear)
     gap = config.alpha * config.threshold
     if 2 * travel >= gap:
         return None
+    moving = moving_lr(gap, steps, horizon, linear)
     return (
         f"TAMT: at lr {train_config.lr:g} over {steps} steps a score moves about {travel:.2g} in all, "
         f"so no kept score (start {gap:g}) and pruned score (start 0) can swap: the result will be the "
-        f"initial {config.init} mask. Raise --lr (or --steps); the paper searched 11K-22K steps at 5e-5."
+        f"initial {config.init} mask. Give --lr {moving:g} or more (or leave --lr out: the default "
+        "raises Table 1's lr for a search this short)."
     )
 
 
@@ -195,14 +208,16 @@ def search_tamt(
     settings: dict[str, Any] | None = None,
     accelerator: Accelerator | None = None,
     keep_checkpoint: bool = False,
+    warned: bool = False,
 ) -> SearchResult:
     """Train masks on `model` (a pre-trained model; with its MLM head for the MLM objectives).
 
     `objective.loss_fn` is normally `pretraining_loss(config.objective)`. The mask (and, for
     TAMT-MLM, the trained head as `mlm_head.safetensors`) is written to `out` at the end and to
-    `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming.
+    `out/steps/step-N` at each step of `save_at`. See `search.run_search` for resuming. `warned`:
+    the caller has said already that the lr moves no mask (`search_from_config`, before its work).
     """
-    if message := frozen_mask_warning(config, train_config):
+    if not warned and (message := frozen_mask_warning(config, train_config)):
         log.warning(message)
     # The flat score buffer is opt-in (`flat=True` to `prepare_tamt`, until a GPU measures it), so
     # this applies only where it is on: an optimizer stepped inside the backward frees each gradient
@@ -218,7 +233,7 @@ def search_tamt(
         pattern=config.pattern,
         base_model=base_model,
         params=groups,
-        on_step=lambda state: rethreshold(thresholders),
+        on_step=Rethreshold(thresholders, compile=train_config.compile),
         describe=lambda: {
             "objective": config.objective,
             "init": config.init,
@@ -249,10 +264,27 @@ def search_tamt(
     )
 
 
+def kd_data_horizon(config: SearchConfig, sequences: int) -> int:
+    """The lr schedule's horizon on TAMT's KD data: train_kd.py's t_total over its sequences
+    (`data.kd_chunks.reference_kd_horizon`), or one error when the search would go past it."""
+    horizon = reference_kd_horizon(sequences, config.batch_size)
+    if horizon < config.steps:
+        raise ConfigError(
+            f"--kd-data reference: train_kd.py's schedule on these data ends at step {horizon} ({KD_EPOCHS} "
+            f"epochs of {sequences:,} sequences at batch {config.batch_size}); --steps {config.steps} goes "
+            "past it: give fewer steps, or the horizon wanted as --schedule-steps"
+        )
+    return horizon
+
+
 def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
     """`ticketlab search tamt`: the model (with its MLM head and the checkpoint's pooler), the corpus
     objective and the training settings a `SearchConfig` describes, searched by `search_tamt`."""
     tamt: TamtConfig = config.method  # type: ignore[assignment]
+    # the schedule on TAMT's KD data is known once they are drawn; any other, now
+    later = tamt.kd_data == "reference" and config.schedule_steps is None
+    if not later:
+        _said_lr(config, tamt, acc)  # before the model and the corpus load, not minutes later
     need_head = "mlm" in tamt.objective
     model, model_config, has_head = load_mlm_model(config, need_head)
     if tamt.targets is None and tamt.pooler:  # TAMT's masker masks the checkpoint's pooler too
@@ -283,7 +315,21 @@ def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
         kd_data=tamt.kd_data,
     )
     objective.info["fresh_mlm_head"] = need_head and not has_head
-    lr = config.lr or tamt.default_lr
+    if later:
+        config.schedule_steps = kd_data_horizon(config, objective.info["train_sequences"])
+    lr, train_config = _said_lr(config, tamt, acc, say=later)
     return search_tamt(
-        model, objective, tamt, config.train_config(lr), config.out, **run_options(config, lr, acc)
+        model, objective, tamt, train_config, config.out, warned=True, **run_options(config, lr, acc)
     )
+
+
+def _said_lr(
+    config: SearchConfig, tamt: TamtConfig, acc: Accelerator, say: bool = True
+) -> tuple[float, TrainConfig]:
+    """The search's lr (`--lr`, else `TamtConfig.default_lr` for its steps and schedule) and training
+    settings; `say`: warn (the main process) where that lr moves no mask (`frozen_mask_warning`)."""
+    lr = config.lr or tamt.default_lr(config.steps, config.horizon)
+    train_config = config.train_config(lr)
+    if say and acc.is_main_process and (message := frozen_mask_warning(tamt, train_config)):
+        log.warning(message)
+    return lr, train_config

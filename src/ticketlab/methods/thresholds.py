@@ -14,10 +14,13 @@ below t, so that no t can be wrong about it; it then stays behind its tie-mates,
 not churn among weights the objective never saw. (Scores that the optimizer moved onto exactly the
 same value are ranked by position too, whichever of them was kept before.)
 
-The selection is exact and avoids sorting all scores every step (`Thresholder`): it starts from the
-previous threshold, counts the scores above it, and ranks only the few scores near it that must
-enter or leave. From scratch (first step, after a resume), the k-th largest score is bracketed from
-a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
+The selection is exact and avoids sorting all scores every step: from the previous threshold, one
+step of fixed-size tensors (`band.step`: a pass that counts the scores above and near t, a sort of
+the few candidates near it) finds the new cut, with nothing read back to the host, so that a
+compiled step (and a CUDA graph) holds it whole; one read of a flag per step after it says whether
+a group could not see its cut there (rare), which is then settled eagerly (`Thresholder.repair`).
+From scratch (first step, after a resume, that rare case failing twice), the k-th largest score is
+bracketed from a strided sample, checked by counting, and found by `kthvalue` inside the bracket.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from torch import Tensor
 from ..core.errors import ConfigError, TicketlabError
 from ..masks.nm import group_order, groups
 from ..masks.pattern import NM, parse_pattern
+from .band import SIDE, Band, below_each, between
+from .band import step as band_step
 from .masked_layers import row_blocks
 from .ranking import Count, Ranking, check_sparsity, pruned_count
 from .scores import ScoreMask
@@ -42,14 +47,13 @@ DIVERGED = "mask scores are not finite: the search diverged (try a lower --lr)"
 _SAMPLE = 1 << 16
 
 
-def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
-    """The exact k-th largest value over all of `xs` (flat, 1 <= k <= total), and the density of
-    values around it (values per unit, None when unknown): a bracket from a strided sample,
-    checked by counting, then `kthvalue` over the values inside the bracket only."""
+def _kth_largest(xs: list[Tensor], k: int) -> float:
+    """The exact k-th largest value over all of `xs` (flat, 1 <= k <= total): a bracket from a
+    strided sample, checked by counting, then `kthvalue` over the values inside the bracket only."""
     n = sum(x.numel() for x in xs)
     q = n - k + 1  # its rank from the bottom, 1-based
     if n <= _SMALL:
-        return float(torch.cat(xs).kthvalue(q).values), None
+        return float(torch.cat(xs).kthvalue(q).values)
     stride = max(1, n // _SAMPLE)
     sample = torch.cat([x[::stride] for x in xs])
     m = sample.numel()
@@ -58,7 +62,7 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
     while True:
         lo_i, hi_i = math.floor(pos - margin), math.ceil(pos + margin)
         if lo_i < 1 and hi_i > m:
-            return float(torch.cat(xs).kthvalue(q).values), None
+            return float(torch.cat(xs).kthvalue(q).values)
         lo = float(sample.kthvalue(lo_i).values) if lo_i >= 1 else -math.inf
         hi = float(sample.kthvalue(hi_i).values) if hi_i <= m else math.inf
         below, bands = 0, []
@@ -69,9 +73,7 @@ def _kth_largest(xs: list[Tensor], k: int) -> tuple[float, float | None]:
             bands.append(x[inside])
         band = torch.cat(bands)
         if below < q <= below + band.numel():
-            width = hi - lo
-            density = band.numel() / width if 0 < width < math.inf else None
-            return float(band.kthvalue(q - below).values), density
+            return float(band.kthvalue(q - below).values)
         margin *= 8  # the sample misjudged the quantile: widen the bracket
 
 
@@ -88,14 +90,7 @@ def _rank(vals: Tensor, *, largest: bool) -> Tensor:
 def _below(t: float, dtype: torch.dtype) -> float:
     """The highest value of `dtype` below t, short of the subnormals (which a CPU's flush-to-zero
     mode would compare as 0)."""
-    return float(_below_each(torch.tensor(t, dtype=dtype)))
-
-
-def _below_each(x: Tensor) -> Tensor:
-    """`_below` of every value of `x`, in its dtype."""
-    b = torch.nextafter(x, torch.full_like(x, -math.inf))
-    tiny = torch.finfo(x.dtype).tiny
-    return torch.where(b.abs() < tiny, torch.where(x > 0, 0.0, -tiny).to(x.dtype), b)
+    return float(below_each(torch.tensor(t, dtype=dtype)))
 
 
 class _Candidates:
@@ -120,7 +115,7 @@ def _cut(xs: list[Tensor], n_keep: int) -> float:
     total = sum(x.numel() for x in xs)
     if not 1 <= n_keep <= total:
         raise ValueError(f"cannot keep {n_keep} of {total} values")
-    value, _ = _kth_largest(xs, n_keep)
+    value = _kth_largest(xs, n_keep)
     if not math.isfinite(value):
         raise TicketlabError(DIVERGED)
     excess = int(sum(torch.count_nonzero(x >= value) for x in xs)) - n_keep
@@ -134,15 +129,14 @@ class Thresholder:
     """Keeps a group of ScoreMasks at exactly `n_keep` scores >= their threshold t after every
     optimizer step: M = 1[S ≥ t] keeps the n_keep highest scores.
 
-    The first call selects from scratch (`_cut`). Later calls start from the previous threshold:
-    one pass counts c = #{S >= t}; if c != n_keep, only the scores just above t (c > n_keep) or just
-    below it (c < n_keep) are ranked, and |c - n_keep| of them are dropped or added. The result is
-    the set a fresh selection gives (same tie rule); the cost is a pass over the scores instead of a
-    selection over all of them. After an adjustment t moves to the middle of the gap between kept
-    and pruned scores: kept scores sit in a tight cluster above it (Adam moves every score by about
-    ±lr per step), so with t at the cluster's edge half of them would dip below t at every step and
-    have to be re-ranked back in. Where kept and pruned scores tie at the cut, the pruned ones are
-    lowered one step below it: no t could part them otherwise.
+    The first call selects from scratch (`select`). Later calls take one step of fixed-size tensors
+    from the previous threshold (`step`, `band.step`): the cut is found among the scores near t and
+    t moves to the middle of the gap between the kept and the pruned scores there (kept scores sit
+    in a tight cluster above it, and Adam moves every score by about ±lr per step: with t at the
+    cluster's edge half of them would dip below it every step). Where kept and pruned scores tie at
+    the cut, the pruned ones are lowered one step below it: no t could part them otherwise. A step
+    that cannot see the cut says so, and `repair` selects from scratch; `fallbacks` counts those
+    (rare: a benchmark reports them).
     """
 
     def __init__(self, params: Sequence[ScoreMask], n_keep: int):
@@ -151,144 +145,72 @@ class Thresholder:
         self.total = sum(p.scores.numel() for p in self.params)
         if not 1 <= n_keep <= self.total:
             raise ConfigError(f"cannot keep {n_keep} of {self.total} weights")
-        self.threshold: float | None = None
-        self.density: float | None = None  # scores per unit of score around the threshold
+        self.band: Band | None = None
+        self._layout: list[tuple[int, torch.device, torch.dtype]] = []
+        self.fallbacks = 0
 
     def __call__(self) -> None:
         rethreshold([self])
 
+    @property
+    def threshold(self) -> float | None:
+        """t, read from the device (None before the first selection)."""
+        return None if self.band is None else float(self.params[0].threshold)
+
     def _scores(self) -> list[Tensor]:
         """The group's scores as flat tensors: the model's one buffer when the group is all of it
         (global ranking: one count, one ranking, instead of one per matrix), else one per matrix.
-        Both give the same selection: every step concatenates the matrices in this order."""
+        Both give the same selection: every step concatenates the matrices in this order. (A compiled
+        step takes the buffer as `Rethreshold` left it: it gathers the scores eagerly before.)"""
         flat = self.params[0].flat
-        if flat is not None and len(self.params) > 1 and flat.masks == self.params and flat.ensure():
+        whole = flat is not None and len(self.params) > 1 and flat.masks == self.params
+        if whole and (torch.compiler.is_compiling() or flat.ensure()):
             return [flat.data]
         return [p.scores.detach().reshape(-1) for p in self.params]
 
-    def _publish(self, t: float) -> None:
-        self.threshold = t
+    def ready(self) -> bool:
+        """Whether `step` can go on from the last selection (not before the first, nor after the
+        scores moved to another device or buffer)."""
+        return self.band is not None and self._layout == _layout(self._scores())
+
+    def _publish(self, t: Tensor) -> None:
         for p in self.params:
-            p.threshold.fill_(t)
+            p.threshold.copy_(t)
 
-    def _select(self) -> None:
-        self._publish(_cut(self._scores(), self.n_keep))
+    def select(self) -> None:
+        """From scratch: the exact selection (`_cut`), and t in the gap below it; the band's first
+        width from the scores K/SIDE ranks either side."""
+        xs = self._scores()
+        value = _cut(xs, self.n_keep)  # ties lowered: the next value below is a pruned score's
+        pruned = _kth_largest(xs, self.n_keep + 1) if self.n_keep < self.total else -math.inf
+        dtype = xs[0].dtype
+        t = between(torch.tensor(pruned, dtype=dtype), torch.tensor(value, dtype=dtype))
+        self._publish(t)
+        if self.ready():
+            return
+        self.band, self._layout = Band(xs), _layout(xs)
+        if not self.band.whole:
+            k = sum(self.band.caps) // SIDE
+            hi = _kth_largest(xs, max(1, self.n_keep - k))
+            lo = _kth_largest(xs, min(self.total, self.n_keep + k + 1))
+            self.band.width.fill_(max(hi - float(t), float(t) - lo, 0.0))
 
-    def _count(self) -> Tensor:
-        """#{S >= t} over the group, on the scores' device (not read here: `rethreshold` reads all
-        counts at once)."""
-        scratch = self.params[0].scratch
-        return sum(scratch.count_at_least(x, self.threshold) for x in self._scores())
+    def step(self) -> Tensor:
+        """One step of fixed-size tensors (`band.step`); returns whether it settled the group."""
+        xs = self._scores()
+        ok, t = band_step(xs, self.band, self.params[0].threshold, self.n_keep, self.params[0].scratch)
+        self._publish(t)
+        return ok
 
-
-STATIC_ON_CPU = False  # a CPU finds band positions faster by `nonzero`; tests set it
-
-
-def _stacked(xs: list[Tensor]) -> Tensor:
-    """The tensors `xs` stacked on the first one's device, to be read from it in one host read."""
-    return torch.stack([x.to(xs[0].device) for x in xs])
-
-
-def _positions(masks: list[Tensor]) -> list[Tensor]:
-    """The positions of the True values of each flat mask. On a GPU all their counts come in one
-    host read, and each mask's positions are then taken at a known size (`nonzero_static`: no read
-    of its own, where a plain `nonzero` reads its count). A CPU's reads cost nothing: `nonzero`,
-    one pass fewer."""
-    if masks[0].device.type == "cpu" and not STATIC_ON_CPU:
-        return [torch.nonzero(m).squeeze(1) for m in masks]
-    sizes = _stacked([m.sum() for m in masks]).tolist()  # one host read for all
-    return [torch.nonzero_static(m, size=c).squeeze(1) for m, c in zip(masks, sizes, strict=True)]
-
-
-def _adjust(work: Sequence[tuple[Thresholder, int]]) -> None:
-    """Settle every thresholder of `work` (with its surplus: kept - n_keep, not 0) at exactly n_keep.
-
-    For each: the scores in [t, t + δ) (surplus > 0: kept, to drop) or in [t - δ, t) (surplus < 0:
-    pruned, to add), δ from the density of scores around t and widened until the band holds enough;
-    the band ranked (`_rank`), |surplus| of it flipped, and t moved between the last flipped and
-    the first left. All thresholders are settled together so that a GPU is read once per widening
-    of the bands (usually once) and once for the scores at the new cuts, not twice per matrix (about
-    100 reads a BERT-base step, each waiting for the GPU's queue to drain). Each thresholder gets
-    the selection it would get alone. The bands' boolean masks are held together for that, up to a
-    byte per score of the moved matrices, after the backward has freed its activations."""
-    xs = [t._scores() for t, _ in work]
-    bands = _bands(work, xs)
-    cands, orders, cuts = [], [], []
-    for (_, surplus), x, (idx, lo) in zip(work, xs, bands, strict=True):
-        n, cand = abs(surplus), _Candidates(x, idx)
-        order = _rank(cand.vals, largest=surplus < 0)  # the ones to flip first
-        if n < order.numel():  # the last flipped and the first left, at the new cut
-            cut = cand.vals[order[n - 1 : n + 1]]
-            cut = cut if surplus < 0 else cut.flip(0)  # (lowest kept, highest pruned)
-        else:  # the whole band joined (surplus < 0): the highest pruned score lies below it
-            below = torch.stack([v.masked_fill(v >= lo, -math.inf).max() for v in x]).max()
-            cut = torch.stack([cand.vals[order[n - 1]], below])
-        cands.append(cand)
-        orders.append(order)
-        cuts.append(cut if cut.dtype == torch.float64 else cut.float())  # float32 holds bf16 exactly
-    cuts = _stacked(cuts).tolist()  # one host read for all
-    for (t, surplus), cand, order, (lowest_kept, highest_pruned) in zip(
-        work, cands, orders, cuts, strict=True
-    ):
-        if not math.isfinite(lowest_kept):
-            raise TicketlabError(DIVERGED)
-        dtype = t.params[0].scores.dtype
-        if highest_pruned == lowest_kept:  # a tie at the cut (only band scores can be at it)
-            n = abs(surplus)
-            pruned = order[:n] if surplus > 0 else order[n:]
-            cand.lower(pruned[cand.vals[pruned] == lowest_kept], _below(lowest_kept, dtype))
-        t._publish(_between(highest_pruned, lowest_kept, dtype))
+    def repair(self) -> None:
+        """After a step that could not settle the group (it changed nothing, and widened or narrowed
+        its band for the next time): the selection from scratch."""
+        self.fallbacks += 1
+        self.select()
 
 
-def _bands(
-    work: Sequence[tuple[Thresholder, int]], xs: list[list[Tensor]]
-) -> list[tuple[list[Tensor], float]]:
-    """For each thresholder of `_adjust`: the positions of its band's scores in each of its flat
-    tensors, enough of them to settle its surplus and find the new threshold, and the band's lower
-    edge. One host read per widening of all the bands still short (usually one in all)."""
-    wanted = [abs(s) + (1 if s > 0 else 0) for _, s in work]
-    delta = [
-        2.0 * w / t.density if t.density else max(abs(t.threshold), 1e-3) * 1e-3
-        for (t, _), w in zip(work, wanted, strict=True)
-    ]
-    out: list = [None] * len(work)
-    short = list(range(len(work)))
-    for _ in range(64):
-        edges, masks = {}, {}
-        for i in short:
-            t, surplus = work[i]
-            lo, hi = (
-                (t.threshold, t.threshold + delta[i])
-                if surplus > 0
-                else (t.threshold - delta[i], t.threshold)
-            )
-            edges[i], masks[i] = lo, [(x >= lo) & (x < hi) for x in xs[i]]
-        found = iter(_positions([m for i in short for m in masks[i]]))
-        still = []
-        for i in short:
-            idx = [next(found) for _ in masks[i]]
-            size = sum(j.numel() for j in idx)
-            if size >= wanted[i]:
-                work[i][0].density = size / delta[i]
-                out[i] = (idx, edges[i])
-            else:
-                delta[i] *= 4.0
-                still.append(i)
-        if not still:
-            return out
-        short = still
-    raise TicketlabError(DIVERGED)
-
-
-def _between(lo: float, hi: float, dtype: torch.dtype = torch.float32) -> float:
-    """A threshold t with lo < t <= hi (t = hi when lo == hi: a tie, whose pruned side `_adjust`
-    has lowered below hi): the midpoint of the gap between the highest pruned and the lowest kept
-    score, so that the next step's small score changes cross it rarely and the cheap path (count the
-    scores >= t, nothing to rank) is the common one. The midpoint is rounded to the scores' `dtype`,
-    as a comparison with them would round it; t = hi when no value of that dtype lies strictly
-    between lo and hi."""
-    mid = float(torch.tensor((lo + hi) / 2, dtype=dtype))
-    return mid if lo < mid <= hi else hi
+def _layout(xs: list[Tensor]) -> list[tuple[int, torch.device, torch.dtype]]:
+    return [(x.numel(), x.device, x.dtype) for x in xs]
 
 
 class GroupThresholder:
@@ -303,7 +225,11 @@ class GroupThresholder:
     def __call__(self) -> None:
         rethreshold([self])
 
-    def select(self) -> None:
+    def ready(self) -> bool:
+        return True
+
+    def step(self) -> Tensor:
+        """Every group's cut afresh (fixed shapes, nothing read); returns whether all are finite."""
         scores, t = self.param.scores.detach(), self.param.threshold
         for r in row_blocks(scores):
             x = groups(scores[r], self.nm)  # a view: lowered ties land in the scores
@@ -311,10 +237,13 @@ class GroupThresholder:
             cut = x.gather(1, order[:, self.nm.n - 1 : self.nm.n])  # [groups, 1]
             losers = order[:, self.nm.n :]
             lost = x.gather(1, losers)
-            x.scatter_(1, losers, torch.where(lost == cut, _below_each(cut).expand_as(lost), lost))
+            x.scatter_(1, losers, torch.where(lost == cut, below_each(cut).expand_as(lost), lost))
             t[r] = cut.view(t[r].shape)
-        if not bool(torch.isfinite(t).all()):
-            raise TicketlabError(DIVERGED)
+        return torch.isfinite(t).all()
+
+    def repair(self) -> None:
+        """A group's cut that is not finite: nothing to settle, the search diverged."""
+        raise TicketlabError(DIVERGED)
 
 
 def make_thresholders(
@@ -344,51 +273,45 @@ def make_thresholders(
 def rethreshold(thresholders: Sequence[Thresholder | GroupThresholder]) -> None:
     """Re-derive every threshold from its scores (exact sparsity); call after every optimizer step.
 
-    The counts of all groups are read from the device at once: on a GPU each read is a host
-    synchronisation, which stalls the CPU until the GPU's queue is empty (BERT-base: 1 read per
-    step instead of 73). Matrices whose counts moved are settled together (`_adjust`): one more read
-    per widening of their bands, and one for their new cuts, whatever their number."""
-    todo = []
-    for t in thresholders:
-        if isinstance(t, GroupThresholder):  # N:M: every group's cut, afresh
-            t.select()
-        elif t.threshold is None:
-            t._select()
-        else:
-            todo.append(t)
-    if todo:
-        counts = _segment_counts(todo)
-        if counts is None:
-            counts = _stacked([t._count() for t in todo])
-        if work := [(t, k - t.n_keep) for t, k in zip(todo, counts.tolist(), strict=True) if k != t.n_keep]:
-            _adjust(work)
+    Every group takes its step of fixed-size tensors (`settle`), and one read of their flags says
+    whether any could not settle (rarely: `Thresholder.repair`). A thresholder's first call, or one
+    after its scores moved, selects from scratch."""
+    Rethreshold(thresholders)()
 
 
-SEGMENTED_ON_CPU = False  # a CPU counts faster per matrix (`Scratch.count_at_least`); tests set it
+class Rethreshold:
+    """`rethreshold` as a callable, with `settle` compiled whole (`torch.compile(fullgraph=True)`)
+    where `compile` says so: True for torch's default backend, or a backend's name. The selections
+    from scratch and the repairs run eagerly, outside the compiled graph."""
+
+    def __init__(self, thresholders: Sequence[Thresholder | GroupThresholder], compile: bool | str = False):
+        self.thresholders = list(thresholders)
+        self._settle = settle
+        if compile is True:  # each cast to the scores' dtype rounds, as eagerly: t must be a bf16 value
+            self._settle = torch.compile(settle, fullgraph=True, options={"emulate_precision_casts": True})
+        elif compile:
+            self._settle = torch.compile(settle, fullgraph=True, backend=compile)
+
+    @torch.no_grad()
+    def __call__(self, *_: object) -> None:
+        for t in self.thresholders:
+            if not t.ready():
+                t.select()
+        repair(self.thresholders, self._settle(self.thresholders))
 
 
-def _segment_counts(todo: Sequence[Thresholder]) -> Tensor | None:
-    """#{S >= t} of every matrix of `todo` (local ranking: one matrix each, all of one `FlatScores`),
-    in a few passes over the flat buffer instead of two launches per matrix: the buffer as rows,
-    each compared with its matrix's threshold, the rows' counts summed per matrix. None where it
-    does not apply (then each thresholder counts its own)."""
-    flat = todo[0].params[0].flat
-    if flat is None or any(len(t.params) != 1 or t.params[0].flat is not flat for t in todo):
-        return None
-    if (flat.data.device.type == "cpu" and not SEGMENTED_ON_CPU) or not flat.ensure():
-        return None
-    layout = flat.rows()
-    if layout is None:
-        return None
-    width, which = layout
-    data = flat.data.view(-1, width)  # [rows, width]
-    cut = torch.full((len(flat.masks),), math.inf, dtype=data.dtype)  # exact: t is a value of the dtype
-    cut[[t.params[0].index for t in todo]] = torch.tensor([t.threshold for t in todo], dtype=data.dtype)
-    cut = cut.to(data.device, non_blocking=True)[which]  # [rows]
-    per_row = torch.empty(data.shape[0], dtype=torch.int64, device=data.device)
-    step = max(1, (16 << 20) // width)  # rows per pass: a bool temporary of at most 16 MB
-    for i in range(0, data.shape[0], step):
-        torch.sum(data[i : i + step] >= cut[i : i + step, None], dim=1, out=per_row[i : i + step])
-    counts = torch.zeros(len(flat.masks), dtype=torch.int64, device=data.device)
-    counts.index_add_(0, which, per_row)
-    return counts[[t.params[0].index for t in todo]]
+def settle(thresholders: Sequence[Thresholder | GroupThresholder]) -> Tensor:
+    """The re-threshold's part of fixed shapes, which reads nothing back to the host (a compiled
+    step holds it whole): every group's step; returns their flags ([groups] bool, on the device).
+    Every Thresholder must be `ready`."""
+    return torch.stack([t.step() for t in thresholders])
+
+
+@torch.no_grad()
+def repair(thresholders: Sequence[Thresholder | GroupThresholder], ok: Tensor) -> None:
+    """After `settle`: one read of its flags, and the groups it could not settle settled (rare)."""
+    if bool(ok.all()):
+        return
+    for t, good in zip(thresholders, ok.tolist(), strict=True):
+        if not good:
+            t.repair()

@@ -99,8 +99,7 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     # compute scores in float16 on a CPU. ticketlab works in float32 (autocast where asked).
     kwargs.setdefault("dtype", torch.float32)
     if is_compacted(name):  # written in its base's dtype (`compact`): cast as from_pretrained does
-        dtype = kwargs.pop("dtype")
-        return check_finite(load_compacted(name, head, **kwargs).to(dtype), name)
+        return check_finite(load_compacted(name, head, **kwargs), name)
     config = load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     if Path(name).expanduser().is_dir():
         check_weights(Path(name).expanduser())
@@ -272,6 +271,7 @@ def load_compacted(
     head: Head | None = None,
     *,
     ignore_mismatched_sizes: bool = False,
+    dtype: torch.dtype | str | None = None,
     **config_overrides: Any,
 ) -> PreTrainedModel:
     """Rebuild a model written by `save_compacted`.
@@ -279,7 +279,14 @@ def load_compacted(
     `head`: the saved one unless given (a new head starts from a fixed seed); keyword arguments
     override config fields (e.g. `num_labels`), as with `from_pretrained`; `ignore_mismatched_sizes`
     lets a saved task head of another shape be replaced by a new one (never the encoder's tensors).
+    `dtype`: the floating-point type of the parameters (`torch.float32` or "float32"), as with
+    `from_pretrained`; None or "auto" keeps the file's (a compacted model is written in its base's
+    dtype, often float16: time or compare it with its base in one dtype).
     """
+    if "torch_dtype" in config_overrides:  # transformers' older name: a dtype, not a config field
+        alias = config_overrides.pop("torch_dtype")
+        dtype = alias if dtype is None else dtype
+    cast = _float_dtype(dtype, "dtype")  # before any work: a wrong dtype costs nothing
     path = Path(path).expanduser()
     config = compacted_config(path, **config_overrides)
     quiet_transformers()
@@ -302,10 +309,25 @@ def load_compacted(
         }
     _load_strict(model, state, path, allow_missing=head != head_of(config) or ignore_mismatched_sizes)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
-    if len(dtypes) == 1:
+    if cast is not None:
+        model.to(cast)
+    elif len(dtypes) == 1:
         model.to(dtypes.pop())
     setattr(model, MANIFEST_ATTR, {k: v for k, v in manifest.items() if k != "mask"})
     return model.eval()
+
+
+def _float_dtype(dtype: torch.dtype | str | None, name: str) -> torch.dtype | None:
+    """A floating-point torch dtype from a dtype or its name ("float32", "torch.bfloat16"); None for
+    None and "auto" (the file's own); anything else refused in one line."""
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        kinds = 'torch.float32, "bfloat16" or "auto"'
+        raise TicketlabError(f"{name}: a floating-point torch dtype ({kinds}), got {dtype!r}")
+    return dtype
 
 
 # A structure's sizes, and the config fields that give them (other families' names map onto these).

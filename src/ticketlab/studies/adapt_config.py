@@ -39,8 +39,8 @@ def subset_size(n: int, fraction: float) -> int | None:
 class AdaptConfig:
     """`finetune` is task B's protocol (its model, mask, seed and train_samples are set per run)."""
 
-    finetune: FinetuneConfig
-    sources: list[AdaptSource]
+    finetune: FinetuneConfig  # task B's fine-tuning protocol
+    sources: list[AdaptSource]  # models fine-tuned on task A (a super ticket, the full model), where B starts
     fractions: list[float] = field(default_factory=lambda: list(FRACTIONS))
 
     def __post_init__(self) -> None:

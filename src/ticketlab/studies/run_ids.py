@@ -55,7 +55,8 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
 
 # The settings at the values that select ticketlab's earlier defaults, those from before it followed
 # the reference code: a masked MLM decoder, KD on the corrupted input, a mask's trained MLM head, the
-# pooler left dense, TAMT's KD teacher in eval mode and its masker's round(s·n) count; and TAMT-KD on
+# pooler left dense, TAMT's KD teacher in eval mode and its masker's round(s·n) count, SQuAD's
+# overlapping windows; and TAMT-KD on
 # the pre-training blocks (`kd_data: blocks`, still the default and what every TAMT-KD run trained on
 # before its own KD data could be chosen). A run that names one computes what a run without it computed
 # under the earlier defaults, so its id leaves the setting out: a store written under them keeps its
@@ -70,6 +71,7 @@ EARLIER_DEFAULTS = {
     "kd_teacher": "eval",
     "count": "round",
     "kd_data": "blocks",
+    "squad_windows": "overlap",
 }
 
 

@@ -19,13 +19,17 @@ from ..methods.levels import DRAW_HELP, DRAWS, KINDS, PER, UNITS, Draw, Units, c
 from ..tasks.registry import get_task
 from ..verbs.finetune_config import FinetuneConfig
 
+# The logger of a study's progress lines, a line per row as it starts and as it finishes (named here,
+# where the CLI reads it without importing the study)
+PROGRESS = "ticketlab.studies.super_rows.progress"
+
 
 @dataclass
 class SuperConfig:
     """A super-ticket study of one task. `finetune` is the protocol of every fine-tuning (its `mask`
     must be None and its `seed` is replaced by each of `seeds`)."""
 
-    finetune: FinetuneConfig
+    finetune: FinetuneConfig  # the protocol of every fine-tuning (see the class docstring)
     seeds: list[Seed] = option(factory=lambda: [1], help="one study per seed", metavar="S")
     levels: list[float] | None = option(  # None: the paper's eight, those that fit the model
         None,

@@ -18,12 +18,15 @@ from ..tasks.registry import get_task
 from . import rows
 from .run_ids import make_run
 from .store import Store
-from .super_config import SuperConfig
+from .super_config import PROGRESS, SuperConfig
+from .sweep.work import summary
 
 log = logging.getLogger(__name__)
 
 METHOD = {kind: f"st-{kind}" for kind in KINDS}  # the method names in the results store
 IMPORTANCE_DIR, SUMMARY_FILE = "importance", "super.json"
+ROW_KIND = {"search": "ticket", "finetune": "fine-tuning"}  # a row's kind as its progress line says it
+progress = logging.getLogger(PROGRESS)  # the progress lines (the CLI prints them)
 # FinetuneConfig fields the pipeline sets itself, or that are not part of a run's identity
 OWN = {"model", "task", "data_dir", "mask", "seed", "train_samples", "save_model"}
 
@@ -38,6 +41,7 @@ class Study:
     plan: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)  # content keys of the model, task data, task file
     where: dict[str, str] = field(default_factory=dict)  # what each of them is, for a message
+    total: int = 0  # the rows the study plans, for its progress lines ("[3/49] ...")
 
     def finetune_row(self, seed: int, what: dict[str, Any], deps: tuple[str, ...] = ()):
         ft = self.config.run_config(seed)
@@ -82,15 +86,20 @@ class Study:
         """Run one row in its directory `runs/<run>/` (`rows.execute`) unless it is done (its
         metrics) or held by another live process (None)."""
         self.plan.append(run.id)
+        counter = f"[{len(self.plan)}/{self.total or '?'}]"
         outcome = rows.execute(
             self.store,
             run,
             lambda: work(self.out / "runs" / run.dirname),
             inputs=rows.Inputs(self.out, self.inputs, self.where),
+            # as a sweep says them: a line as each row starts, one when it has finished
+            on_start=lambda: progress.info(f"{counter} {ROW_KIND[run.kind]} {run.name} ..."),
         )
         if outcome.status == "busy":
             log.warning("%s: running in another process; skipped here", run.name)
             return None
+        if outcome.status == "ran":
+            progress.info(f"    done in {outcome.wall_s:.1f}s{summary(run, outcome.metrics)}")
         return outcome.metrics
 
 

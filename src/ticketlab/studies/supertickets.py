@@ -56,6 +56,7 @@ from ..tasks.glue import check_task_data
 from ..tasks.objective import SELECT, task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
+from ..verbs.finetune_config import default_length
 from ..verbs.finetune_results import FinetuneResult, mean_std
 from .rows import record_study
 from .store import Store
@@ -115,7 +116,9 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
         spec,
         load_tokenizer(ft.model),
         ft.data_dir,
-        max_length=fit_max_length(load_config(ft.model), ft.max_length, spec.max_length),  # as finetune
+        max_length=fit_max_length(
+            load_config(ft.model), ft.max_length, default_length(ft, spec)
+        ),  # as finetune
         train_samples=ft.train_samples,
         data_seed=seed if ft.data_seed is None else ft.data_seed,
         eval_samples=1,  # the dev set is not used here
@@ -274,6 +277,8 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
         ft = config.run_config(config.seeds[0])
         where = {k: f"{INPUT_NAMES[k]} at {p}" for k, p in input_paths(ft).items() if p is not None}
         study = Study(config, out, store, inputs=input_content(ft, spec), where=where)
+        tickets = 0 if config.importance_only else len(config.kinds) * len(levels)
+        study.total = len(config.seeds) * (1 + 2 * tickets)  # the full model; each ticket, rewound
         skipped, importance = 0, {}
         for seed in config.seeds:
             full = _full(study, seed)

@@ -35,6 +35,7 @@ from ..models.load import load_model
 from ..train.config import CollateFn, EvalFn, LossFn
 from .glue import load_features
 from .metrics import squad_metrics
+from .registry import SquadWindows as Windows
 from .registry import TaskSpec, get_task, metric_key
 from .scores import GLUE_METRICS
 from .squad import SquadExamples, best_answers, load_squad_features
@@ -219,6 +220,7 @@ def task_objective(
     eval_batch_size: int = 64,
     metric: str | None = None,
     doc_stride: int = 128,
+    squad_windows: Windows = "step",
     n_best: int = 20,
     max_answer_length: int = 30,
     select_fraction: float | None = None,
@@ -247,7 +249,7 @@ def task_objective(
         metric,
     )
     if spec.kind == "squad":
-        return _squad_objective(*common, (doc_stride, n_best, max_answer_length))
+        return _squad_objective(*common, (doc_stride, squad_windows, n_best, max_answer_length))
     return _glue_objective(*common, (select_fraction, select_seed))
 
 
@@ -262,12 +264,12 @@ def _squad_objective(
     sizes: Sizes,
     eval_batch_size: int,
     metric: str,
-    squad: tuple[int, int, int],
+    squad: tuple[int, Windows, int, int],
 ) -> TaskObjective:
     """SQuAD: windows of `max_length` with `doc_stride`; a subset keeps every window of its questions."""
-    (train_samples, data_seed, eval_samples), (doc_stride, n_best, max_answer_length) = sizes, squad
+    (train_samples, data_seed, eval_samples), (doc_stride, windows, n_best, max_answer_length) = sizes, squad
     train_set, train_ex = load_squad_features(
-        spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True
+        spec, data_dir, "train", tokenizer, max_length, doc_stride, train=True, windows=windows
     )
     chosen = _subset(len(train_ex), train_samples, data_seed)
     if chosen is not None:  # keep every window of the chosen questions
@@ -275,7 +277,7 @@ def _squad_objective(
         train_set = train_set.subset(np.flatnonzero(keep).tolist())
     split = spec.eval_splits[0]
     dev_set, dev_ex = load_squad_features(
-        spec, data_dir, split, tokenizer, max_length, doc_stride, train=False
+        spec, data_dir, split, tokenizer, max_length, doc_stride, train=False, windows=windows
     )
     if eval_samples is not None and eval_samples < len(dev_ex):
         dev_ex = dev_ex.head(eval_samples)
@@ -384,8 +386,10 @@ def load_task_model(
     *,
     mask: str | os.PathLike | None = None,
     check_hash: bool = True,
+    classifier_dropout: float | None = None,
 ) -> tuple[PreTrainedModel, MaskConfig | None]:
-    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any)."""
+    """The pre-trained model with a fresh task head seeded by `seed`, and the mask attached (if any).
+    `classifier_dropout`: the dropout before the task head (None: the model config's)."""
     spec = get_task(task)
     torch.manual_seed(seed)  # weights missing from the checkpoint (e.g. BERT's pooler after MLM)
     if spec.kind == "squad":
@@ -400,6 +404,7 @@ def load_task_model(
             id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)},
             ignore_mismatched_sizes=True,  # a checkpoint with another task's head
+            **({"classifier_dropout": classifier_dropout} if classifier_dropout is not None else {}),
         )
     reset_head(net, seed)
     mask_config = load_mask_onto(net, mask, check_hash=check_hash) if mask is not None else None

@@ -32,6 +32,10 @@ from ..core.files import read_json
 from ..core.outputs import safe_component
 from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
 
+# How SQuAD's long contexts are cut into windows (`tasks.squad`): step (window k at k·doc_stride) or
+# overlap (consecutive windows share doc_stride tokens); here, read by configs that import no torch
+SquadWindows = Literal["step", "overlap"]
+
 Kind = Literal["classification", "regression", "squad"]
 Column = str | int  # a header name, or a 0-based field index for files without a header
 TASK_FILE = "task.json"

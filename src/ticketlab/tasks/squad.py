@@ -1,10 +1,11 @@
 """SQuAD v1.1: read the official JSON, cut long contexts into overlapping windows, map spans back.
 
-Features follow transformers' `run_qa` (the recipe TAMT fine-tunes with): question + context
-pairs truncated on the context side only; a context longer than `max_length` is cut into windows
-that overlap by `doc_stride` tokens (the tokenizer's `stride`; BERT's original `run_squad` instead
-*steps* by doc_stride). A training window whose span does not contain the answer points at
-[CLS]. At evaluation the `n_best` start and end logits of every window of a question are paired
+Question + context pairs truncated on the context side only; a context longer than `max_length` is
+cut into windows (`windows`): `step`, window k starts at context token k·doc_stride, as transformers
+2.10's `squad_convert_examples_to_features` (TAMT's `squad_trans.py` fine-tunes with it; BERT's
+`run_squad` windows so too); `overlap`, consecutive windows share doc_stride tokens (the tokenizer's
+`stride`, as transformers' later `run_qa`). A training window whose span does not contain the answer
+points at [CLS]. At evaluation the `n_best` start and end logits of every window of a question are paired
 into spans (end >= start, at most `max_answer_length` tokens, inside the context), the
 best-scoring span over all windows wins, and its text is cut from the *original* context through
 the tokenizer's character offsets, so the answer keeps the context's spelling.
@@ -26,6 +27,7 @@ from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files import read_json
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .glue import split_file
+from .registry import SquadWindows as Windows
 from .registry import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -144,43 +146,92 @@ def _check_fast(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def _encode(
-    ex: SquadExamples, tokenizer: PreTrainedTokenizerBase, max_length: int, doc_stride: int
-) -> dict[str, Any]:
+    ex: SquadExamples,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    doc_stride: int,
+    windows: Windows = "step",
+) -> dict[str, list]:
+    """The windows of every question, in question order: the tokenizer's columns, `sequence_ids` and
+    `overflow_to_sample_mapping` (each window's question) as lists."""
     _check_fast(tokenizer)
     if doc_stride >= max_length:
         raise ConfigError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length})")
-    _check_room(ex, tokenizer, max_length, doc_stride)
+    questions = [q.lstrip() for q in ex.questions]  # some questions start with spaces that eat the window
+    if not questions:
+        return {k: [] for k in ("input_ids", "offset_mapping", "overflow_to_sample_mapping", "sequence_ids")}
+    rooms = _check_room(ex, questions, tokenizer, max_length, doc_stride, windows)
+    if windows == "overlap":
+        return _columns(
+            _tokenize(tokenizer, questions, ex.contexts, max_length, doc_stride), range(len(rooms))
+        )
+    # step: window k at k·doc_stride, so consecutive windows share room - doc_stride tokens, which
+    # depends on the question's length: the questions of one length are tokenized together
+    by_room: dict[int, list[int]] = {}
+    for i, room in enumerate(rooms):
+        by_room.setdefault(room, []).append(i)
+    parts = [
+        _columns(
+            _tokenize(
+                tokenizer,
+                [questions[i] for i in idx],
+                [ex.contexts[i] for i in idx],
+                max_length,
+                room - doc_stride,
+            ),
+            idx,
+        )
+        for room, idx in by_room.items()
+    ]
+    order = sorted(
+        ((i, p, w) for p, part in enumerate(parts) for w, i in enumerate(part["overflow_to_sample_mapping"])),
+        key=lambda t: t[0],  # stable: a question's windows keep their order
+    )
+    return {k: [parts[p][k][w] for _, p, w in order] for k in parts[0]}
+
+
+def _tokenize(tokenizer: PreTrainedTokenizerBase, questions, contexts, max_length: int, overlap: int):
     return tokenizer(
-        [q.lstrip() for q in ex.questions],  # some questions start with spaces that eat the window
-        ex.contexts,
+        questions,
+        contexts,
         truncation="only_second",
         max_length=max_length,
-        stride=doc_stride,
+        stride=overlap,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
     )
 
 
+def _columns(enc: Any, questions: Sequence[int]) -> dict[str, list]:
+    """A tokenizer's output as plain lists, each window's question as an index of `questions`."""
+    out = {k: list(enc[k]) for k in ("input_ids", "token_type_ids", "offset_mapping") if k in enc}
+    out["overflow_to_sample_mapping"] = [questions[i] for i in enc["overflow_to_sample_mapping"]]
+    out["sequence_ids"] = [enc.sequence_ids(w) for w in range(len(out["input_ids"]))]
+    return out
+
+
 def _check_room(
-    ex: SquadExamples, tokenizer: PreTrainedTokenizerBase, max_length: int, doc_stride: int
-) -> None:
-    """The context's share of a window (max_length less the question and special tokens) must exceed
-    the stride: the tokenizer panics (a Rust panic, not an exception) on the first question too long."""
-    if not ex.questions:
-        return
+    ex: SquadExamples,
+    questions: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    doc_stride: int,
+    windows: Windows,
+) -> list[int]:
+    """Each question's room for context in a window (max_length less the question and special tokens).
+    It must exceed the stride where windows overlap (the tokenizer panics, a Rust panic, on the first
+    question too long) and hold it where they step (a larger step would skip context tokens)."""
     specials = tokenizer.num_special_tokens_to_add(pair=True)
-    lengths = [
-        len(ids)
-        for ids in tokenizer([q.lstrip() for q in ex.questions], add_special_tokens=False)["input_ids"]
-    ]
-    i = max(range(len(lengths)), key=lengths.__getitem__)
-    room = max_length - specials - lengths[i]
-    if room <= doc_stride:
+    lengths = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    rooms = [max_length - specials - n for n in lengths]
+    i = min(range(len(rooms)), key=rooms.__getitem__)
+    if rooms[i] <= doc_stride - (windows == "step"):
         raise ConfigError(
             f"{ex.source}: doc_stride {doc_stride} does not fit max_length {max_length}: question "
-            f"{ex.ids[i]!r} takes {lengths[i]} tokens, leaving {max(room, 0)} for the context; "
+            f"{ex.ids[i]!r} takes {lengths[i]} tokens, leaving {max(rooms[i], 0)} for the context; "
             "pass a smaller --doc-stride or a larger --max-length"
         )
+    return rooms
 
 
 def _context_span(seq_ids: list[int | None]) -> tuple[int, int]:
@@ -191,10 +242,14 @@ def _context_span(seq_ids: list[int | None]) -> tuple[int, int]:
 
 
 def train_features(
-    ex: SquadExamples, tokenizer: PreTrainedTokenizerBase, max_length: int, doc_stride: int
+    ex: SquadExamples,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    doc_stride: int,
+    windows: Windows = "step",
 ) -> Features:
     """Windows with start/end token positions of the (first) answer, or [CLS] when it is outside."""
-    enc = _encode(ex, tokenizer, max_length, doc_stride)
+    enc = _encode(ex, tokenizer, max_length, doc_stride, windows)
     starts, ends = [], []
     for w, offsets in enumerate(enc["offset_mapping"]):
         ids = enc["input_ids"][w]
@@ -202,7 +257,7 @@ def train_features(
         i = enc["overflow_to_sample_mapping"][w]
         a_start = ex.answer_starts[i][0]
         a_end = a_start + len(ex.answers[i][0])  # exclusive
-        c0, c1 = _context_span(enc.sequence_ids(w))
+        c0, c1 = _context_span(enc["sequence_ids"][w])
         if not (offsets[c0][0] <= a_start and offsets[c1][1] >= a_end):
             starts.append(cls)
             ends.append(cls)
@@ -225,13 +280,17 @@ def train_features(
 
 
 def eval_features(
-    ex: SquadExamples, tokenizer: PreTrainedTokenizerBase, max_length: int, doc_stride: int
+    ex: SquadExamples,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    doc_stride: int,
+    windows: Windows = "step",
 ) -> Features:
     """Windows with their question index and the character span of each context token (-1 elsewhere)."""
-    enc = _encode(ex, tokenizer, max_length, doc_stride)
+    enc = _encode(ex, tokenizer, max_length, doc_stride, windows)
     span_start, span_end = [], []
     for w, offsets in enumerate(enc["offset_mapping"]):
-        seq = enc.sequence_ids(w)
+        seq = enc["sequence_ids"][w]
         span_start.append([o[0] if s == 1 else -1 for o, s in zip(offsets, seq, strict=True)])
         span_end.append([o[1] if s == 1 else -1 for o, s in zip(offsets, seq, strict=True)])
     columns: dict[str, Ragged | np.ndarray] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
@@ -252,6 +311,7 @@ def load_squad_features(
     doc_stride: int,
     *,
     train: bool,
+    windows: Windows = "step",
 ) -> tuple[Features, SquadExamples]:
     ex = load_squad_examples(spec, data_dir, split)
     key = {
@@ -260,10 +320,11 @@ def load_squad_features(
         "tokenizer": tokenizer_digest(tokenizer),
         "max_length": max_length,
         "doc_stride": doc_stride,
+        "windows": windows,
         "n": len(ex),
     }
     build = train_features if train else eval_features
-    return cached(key, lambda: build(ex, tokenizer, max_length, doc_stride)), ex
+    return cached(key, lambda: build(ex, tokenizer, max_length, doc_stride, windows)), ex
 
 
 # --------------------------------------------------------------------------- post-processing

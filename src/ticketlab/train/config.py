@@ -54,6 +54,10 @@ class TrainConfig:
     # clipped to max_grad_norm on its own, as BertAdam does (TAMT's train_kd.py optimizer)
     clip: Literal["global", "per-tensor"] = "global"
     adam_eps: PositiveFloat = 1e-8  # AdamW's eps (torch's default; BertAdam's is 1e-6)
+    # "adamw": torch's AdamW (`train.optim.AdamW`); "bertadam": `train.optim.BertAdam` (TAMT-KD's);
+    # "adamax": `train.optim.MtdnnAdamax` (MT-DNN's). The last two have no bias correction and their
+    # warmup_linear schedule: the warm-up at k/W on step k, lr 0 at the first
+    optimizer: Literal["adamw", "bertadam", "adamax"] = "adamw"
     eval_every: PositiveInt | None = None  # steps; None: only at the end (if an eval_fn is given)
     save_every: PositiveInt | None = 100  # steps between checkpoints; None: only at the end
     log_every: PositiveInt = 10

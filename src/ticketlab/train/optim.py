@@ -281,3 +281,73 @@ def _chunked(p: Tensor, group: dict) -> bool:
         return True
     plain = not (group["amsgrad"] or group["maximize"] or p.grad.is_sparse)
     return plain and p.device.type == "cpu" and p.dtype == torch.float32 and p.numel() > CHUNK
+
+
+class _ReferenceAdam(torch.optim.Optimizer):
+    """The step both reference optimisers share: a first moment without bias correction over a second
+    statistic (`_scale`), decoupled weight decay on the weight before the update, and the group's
+    current lr (the loop's schedule), p ← p - lr·(m / scale + wd·p). float32 parameters only: a bf16
+    update would round most steps away (`AdamW` rounds them stochastically)."""
+
+    second = "exp_avg_sq"  # the state key of the second statistic
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    def _scale(self, second: Tensor, grad: Tensor, b2: float, eps: float) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            (b1, b2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], float(group["lr"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.dtype != torch.float32:
+                    raise TypeError(f"{type(self).__name__} steps float32 parameters, got {p.dtype}")
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state[self.second] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                m = state["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                update = m / self._scale(state[self.second], p.grad, b2, eps)
+                if wd:
+                    update.add_(p, alpha=wd)
+                p.add_(update, alpha=-lr)
+                state["step"] += 1
+        return loss
+
+
+class BertAdam(_ReferenceAdam):
+    """Adam as BERT's and TinyBERT's `BertAdam` steps it (TAMT's `train_kd.py`, its
+    `transformer/optimization.py`): no bias correction, so the early updates are larger than Adam's
+    (under a constant gradient m / √v is 3.2 times Adam's step at step 1, 6.5 times at step 10, 1.3
+    times at step 1,000), decoupled weight decay, ε outside the root:
+
+        m ← β1·m + (1-β1)·g,   v ← β2·v + (1-β2)·g²,   p ← p - lr·(m / (√v + ε) + wd·p)
+
+    BertAdam's `warmup_linear` is the loop's linear schedule (`train.schedule.make_scheduler`); its
+    per-tensor gradient clipping is the loop's (`TrainConfig.clip="per-tensor"`), done before the step
+    as BertAdam does inside it."""
+
+    def _scale(self, second: Tensor, grad: Tensor, b2: float, eps: float) -> Tensor:
+        return second.mul_(b2).addcmul_(grad, grad, value=1 - b2).sqrt().add_(eps)
+
+
+class MtdnnAdamax(_ReferenceAdam):
+    """Adamax as MT-DNN steps it (`module/bert_optim.py`'s `Adamax`, which Liang et al.'s
+    `train_rewind.py` fine-tunes super tickets with): no bias correction, ε inside the norm and again
+    under the quotient, decoupled weight decay:
+
+        m ← β1·m + (1-β1)·g,   u ← max(β2·u, |g| + ε),   p ← p - lr·(m / (u + ε) + wd·p)"""
+
+    second = "exp_inf"
+
+    def _scale(self, second: Tensor, grad: Tensor, b2: float, eps: float) -> Tensor:
+        return torch.maximum(second.mul_(b2), grad.abs().add_(eps), out=second).add(eps)

@@ -32,6 +32,7 @@ from ..core.files import (
     atomic_write_json,
     busy,
     exclusive,
+    finite_json,
     lock_holder,
     read_json,
     same_content,
@@ -51,6 +52,7 @@ def check_same_run(
     `inputs` names the keys that are content keys of inputs, with how to call each in a message
     ("the corpus", "the model at m/"): a changed input is said first, as it is what a user did not
     change on purpose."""
+    now = finite_json(dict(now))  # as it was written: `saved` was, through the one JSON encoder
     changed = [k for k in inputs if k in saved and k in now and not same_content(saved[k], now[k])]
     if changed:
         what = " and ".join(inputs[k] for k in changed)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .config import TrainConfig, TrainState
-from .optim import AdamW
+from .optim import AdamW, BertAdam, MtdnnAdamax
 
 
 def make_scheduler(
@@ -19,9 +19,13 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     warm, total = config.warmup_steps, config.schedule_steps or config.max_steps
 
+    first = (
+        0 if config.optimizer != "adamw" else 1
+    )  # warmup_linear (BertAdam, MT-DNN): lr 0 at the first step
+
     def factor(step: int) -> float:
         if step < warm:
-            return (step + 1) / warm
+            return (step + first) / warm
         if config.schedule == "constant":
             return 1.0
         return max(0.0, (total - step) / max(1, total - warm))
@@ -45,8 +49,13 @@ def restart_optimizer(state: TrainState) -> None:
 
 
 def adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
-    """The loop's own optimizer. bf16 parameters: stochastic rounding; `fused` is torch's kernel for
-    the others."""
+    """The loop's own optimizer: `config.optimizer`'s. AdamW: bf16 parameters with stochastic rounding;
+    `fused` is torch's kernel for the others. BertAdam: TAMT-KD's reference optimizer; Adamax:
+    MT-DNN's (super tickets' fine-tuning)."""
+    if config.optimizer == "bertadam":
+        return BertAdam(params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
+    if config.optimizer == "adamax":  # eps: MT-DNN's Adamax default, 1e-6
+        return MtdnnAdamax(params, lr=config.lr, eps=1e-6, weight_decay=config.weight_decay)
     fused = config.fused or None
     return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps, fused=fused)
 

@@ -59,7 +59,7 @@ class PretrainEvalConfig:
     text_column: str = option("text", "column of `datasets` sources")
     cache_dir: str | os.PathLike | None = option(None, CORPUS_CACHE_HELP, metavar="DIR")
     out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
-    progress: bool = True
+    progress: bool = True  # progress bars while scoring (False: none)
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -54,6 +54,8 @@ def evaluate_subnetwork(
     key = (base, length)
     if key not in blocks_cache:
         tokenizer = load_tokenizer(base)
+        # with max_blocks, only the text of the first blocks (one more: the first are then whole)
+        cap = (config.max_blocks + 1) * length if config.max_blocks is not None else None
         blocks, _ = load_lm_blocks(
             config.corpus,
             tokenizer,
@@ -61,6 +63,7 @@ def evaluate_subnetwork(
             cache_dir=config.cache_dir,
             text_column=config.text_column,
             progress=config.progress,
+            max_tokens=cap,
         )
         blocks_cache[key] = (blocks.take(config.max_blocks), MLMCollator(tokenizer))
     blocks, collator = blocks_cache[key]

@@ -9,6 +9,7 @@ verb runs and imports what it runs at the top.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..core.errors import ConfigError, TicketlabError
 from ..core.outputs import check_output
 from ..masks import check_fits, export_pretrained, load_mask, save_ticket
 from ..masks.export import SEMI_DTYPES, require_semi_structured
+from ..masks.io import MaskConfig
+from ..masks.reconstructed import NOT_A_TICKET, load_reconstructed, load_weights_into
 from ..masks.ticket import WEIGHTS_NAME
 from ..models.compaction import refuse_compacted
 from ..models.load import load_config, load_model, load_tokenizer
@@ -41,9 +44,16 @@ class ExportConfig:
     ignore_hash: bool = False  # apply the mask even if the weights differ from those it was found on
     semi_structured: str | None = None  # a 2:4 mask's checkpoint in this dtype (fp16, bf16; CUDA)
     base: str | None = None  # write a ticket artefact against this base model instead of a checkpoint
+    # the mask's reconstructed weights (SparseGPT's, beside the mask) instead of θ0's: a sparse model
+    reconstructed: bool = False
 
     def __post_init__(self) -> None:
         check_config(self)  # types and choices (head)
+        if self.reconstructed and self.base is not None:
+            raise ConfigError(
+                "--reconstructed writes a checkpoint of the reconstructed weights; --base writes a "
+                "fine-tuned ticket's artefact: not both"
+            )
         if self.semi_structured and self.base is not None:
             raise ConfigError(
                 "--semi-structured writes a checkpoint; --base writes a ticket artefact: not both"
@@ -62,6 +72,7 @@ class Exported:
     pattern: str | None  # the mask's N:M pattern, where the checkpoint is semi-structured
     size: int | None = None  # a ticket artefact: bytes of its files, and of its weights alone
     stored: int | None = None
+    reconstructed: bool = False  # the mask's reconstructed weights: a sparse model, not a ticket
 
 
 def load_with_head(model: str, head: str) -> tuple[nn.Module, str, PreTrainedTokenizerBase | None]:
@@ -87,12 +98,21 @@ def export(config: ExportConfig) -> Exported:
         require_semi_structured(mc, config.mask)  # before loading the model
     model, head, tokenizer = load_with_head(config.model, config.head)
     check_fits(mask, mc, model, source=config.mask, check_hash=not config.ignore_hash)
+    if config.reconstructed:
+        mc = _with_reconstructed(model, config, mask, mc)
     dtype = SEMI_DTYPES[config.semi_structured] if config.semi_structured else None
     export_pretrained(
         model, config.out, mask=mask, config=mc, tokenizer=tokenizer, inputs=inputs, semi_structured=dtype
     )
     pattern = mc.pattern if config.semi_structured else None
-    return Exported(Path(config.out), head, mask.sparsity, pattern)
+    return Exported(Path(config.out), head, mask.sparsity, pattern, reconstructed=config.reconstructed)
+
+
+def _with_reconstructed(model: nn.Module, config: ExportConfig, mask, mc: MaskConfig) -> MaskConfig:
+    """Put the mask's reconstructed weights into `model` (checked against the mask); the mask config
+    the checkpoint records, saying its weights are not θ0's."""
+    load_weights_into(model, load_reconstructed(config.mask, mask))
+    return dataclasses.replace(mc, search={**mc.search, "exported_weights": NOT_A_TICKET})
 
 
 def _export_ticket(config: ExportConfig) -> Exported:

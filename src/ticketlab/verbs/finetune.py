@@ -38,7 +38,7 @@ from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.files import atomic_write_json
+from ..core.files import as_written, atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
@@ -63,13 +63,20 @@ from ..tasks.registry import TaskSpec, get_task
 from ..train.config import EvalFn, TrainConfig
 from ..train.loop import train
 from ..train.processes import make_accelerator
-from .finetune_config import FinetuneConfig, Hyper, fingerprint, fit_doc_stride
+from .finetune_config import (
+    FinetuneConfig,
+    Hyper,
+    classifier_dropout,
+    default_length,
+    fingerprint,
+    fit_doc_stride,
+    with_recipe,
+)
 from .finetune_dirs import (
     INPUT_NAMES,
     MODEL_DIR,
     OUTPUT_KIND,
     RUN_KIND,
-    SUMMARY_FILE,
     _check_run_dir,
     _inputs,
     _is_main,
@@ -79,7 +86,7 @@ from .finetune_dirs import (
     input_content,
     input_paths,
 )
-from .finetune_results import FinetuneResult, mean_std, seed_dir, summarize
+from .finetune_results import SUMMARY_FILE, FinetuneResult, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "INPUT_NAMES",
@@ -139,6 +146,7 @@ def _objective(config: FinetuneConfig, spec: TaskSpec, hyper: Hyper, tokenizer: 
         eval_batch_size=config.eval_batch_size,
         metric=hyper.metric,
         doc_stride=config.doc_stride,
+        squad_windows=config.squad_windows,
         n_best=config.n_best,
         max_answer_length=config.max_answer_length,
         select_fraction=config.select_fraction,
@@ -181,6 +189,7 @@ def _train_config(
         seed=config.seed,
         mixed_precision=config.mixed_precision,
         compile=config.compile,
+        optimizer="adamax" if config.recipe == "mt-dnn" else "adamw",
         metric=selected_by or hyper.metric,
         progress=config.progress,
         desc=f"{spec.id} seed {config.seed}",
@@ -230,8 +239,10 @@ def _plan(config: FinetuneConfig, out_dir: str | os.PathLike | None) -> _Run:
     """The run `config` describes in `out_dir`: its settings resolved against the task and model, its
     directory checked (a user's folder, or a run with other settings, refused) without making it."""
     spec = get_task(config.task, config.data_dir)
+    config = with_recipe(config)  # before the fingerprint: the run records the values it used
     hyper = Hyper.of(config, spec)
-    length = fit_max_length(load_config(config.model), config.max_length, spec.max_length, what="max_length")
+    default = default_length(config, spec)
+    length = fit_max_length(load_config(config.model), config.max_length, default, what="max_length")
     hyper = dataclasses.replace(hyper, max_length=length)
     config = fit_doc_stride(config, spec, length)  # before the fingerprint: the run records the stride used
     out = Path(out_dir) if out_dir is not None else None
@@ -256,7 +267,12 @@ def _load(run: _Run) -> _Loaded:
     steps = _steps(config, hyper, len(obj.dataset))
     train_config = _train_config(config, hyper, run.spec, steps, selected_by)
     model, mask_config = load_task_model(
-        config.model, run.spec, config.seed, mask=config.mask, check_hash=config.check_hash
+        config.model,
+        run.spec,
+        config.seed,
+        mask=config.mask,
+        check_hash=config.check_hash,
+        classifier_dropout=classifier_dropout(config, run.spec),
     )
     return _Loaded(tokenizer, obj, train_config, model, mask_config, started)
 
@@ -331,6 +347,7 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
         checkpoint=config.checkpoint,
     )
+    result = as_written(result)  # the call that reads it back returns the same
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
     return result

@@ -3,7 +3,7 @@
 * `FinetuneConfig`: the settings (validated when built; field metadata carries the CLI's help text
   and says which fields leave the result unchanged: `option(..., result=False)`).
 * `Hyper.of(config, spec)`: the hyper-parameters the run uses, the task's defaults (TAMT Table 1)
-  where the config leaves them open; `fit_doc_stride` fits SQuAD's window overlap to the length.
+  where the config leaves them open; `fit_doc_stride` fits SQuAD's window stride to the length.
 * `fingerprint(config, spec)`: what determines the run's result, hashed into its id
   (`verbs.finetune._write_config`) and compared on resume.
 """
@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from ..core.checks import (
     Epochs,
+    FieldError,
     Fraction,
     LearningRate,
     NonNegInt,
@@ -28,9 +29,20 @@ from ..core.checks import (
     check_config,
     option,
 )
-from ..core.digest import run_identity
+from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..tasks.registry import BUILTIN, TaskSpec, get_task
+from ..tasks.registry import BUILTIN, SquadWindows, TaskSpec, get_task
+
+# How a fine-tuning is run: ticketlab's own protocol, or MT-DNN's, as Liang et al. 2021 fine-tuned
+# super tickets (train_rewind.py's defaults and scripts/rewind_mnli.sh: adamax, lr 5e-5, batch 32,
+# 3 epochs, global clipping 1; --warmup 0.1, --max_seq_len 512; mt_dnn/model.py's decay 0.01 off
+# biases and LayerNorm; the optimizer is `train.optim.MtdnnAdamax`)
+Recipe = Literal["ticketlab", "mt-dnn"]
+MTDNN = {"lr": 5e-5, "batch_size": 32, "epochs": 3.0, "warmup_ratio": 0.1, "weight_decay": 0.01}
+MTDNN_MAX_LENGTH = 512  # a default, fitted to the model's positions as the task's is (`default_length`)
+# The task head's dropout: glue_task_def.yml's dropout_p, else train_rewind.py's --dropout_p
+MTDNN_DROPOUT = {"mnli": 0.2, "cola": 0.05}
+MTDNN_OTHER_DROPOUT = 0.1
 
 
 @dataclass
@@ -78,8 +90,25 @@ class FinetuneConfig:
     grad_accum: PositiveInt = option(1, "micro-batches per optimizer step")
     metric: str | None = option(None, "metric that picks the best step (default: the task's main metric)")
     mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "autocast precision")
+    recipe: Recipe = option(
+        "ticketlab",
+        "mt-dnn: super tickets' fine-tuning as Liang et al. 2021 ran it (MT-DNN's train_rewind.py, "
+        "scripts/rewind_*.sh): MT-DNN's Adamax (no bias correction) at lr 5e-5, batch 32, 3 epochs, a "
+        "10% linear warm-up from lr 0, weight decay 0.01 off biases and LayerNorm, global clipping 1, "
+        "max length 512, the classifier's dropout per task (glue_task_def.yml: MNLI 0.2, CoLA 0.05, "
+        "else 0.1); an option given at another value than its default wins",
+        compat=("ticketlab",),  # what runs without the field computed: their identity stays
+    )
     doc_stride: PositiveInt = option(
-        128, "SQuAD: tokens shared by consecutive context windows (transformers run_qa convention)"
+        128,
+        "SQuAD: window k starts at context token k·doc_stride (--squad-windows step), or consecutive "
+        "windows share doc_stride tokens (overlap)",
+    )
+    squad_windows: SquadWindows = option(
+        "step",
+        "SQuAD: step, as transformers 2.10's squad_convert_examples_to_features, which TAMT fine-tunes "
+        "with (Liu et al. 2022; also BERT's run_squad); overlap, as transformers' run_qa",
+        compat=("overlap",),  # what runs without the field computed: their identity stays
     )
     n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
     max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")
@@ -109,6 +138,8 @@ class FinetuneConfig:
         check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
         # a task that does not exist ("sst-2") is refused now, naming the known ones, not at the run
         get_task(self.task, self.data_dir)
+        if self.recipe == "mt-dnn" and get_task(self.task, self.data_dir).kind == "squad":
+            raise FieldError("recipe", "MT-DNN's recipe is GLUE's (classification, regression)", self.recipe)
         if self.batch_size is not None and self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}"
@@ -147,8 +178,30 @@ class Hyper:
         )
 
 
+def with_recipe(config: FinetuneConfig) -> FinetuneConfig:
+    """`config` with its recipe's values where it leaves a setting at its default (mt-dnn: `MTDNN`)."""
+    if config.recipe != "mt-dnn":
+        return config
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    given = {k: v for k, v in MTDNN.items() if getattr(config, k) == defaults[k]}
+    if config.warmup_steps is not None:  # a warm-up in steps overrides the ratio
+        given.pop("warmup_ratio", None)
+    return config.replace(**given)
+
+
+def default_length(config: FinetuneConfig, spec: TaskSpec) -> int:
+    """The length a run takes when `max_length` is not given: the recipe's, else the task's."""
+    return MTDNN_MAX_LENGTH if config.recipe == "mt-dnn" else spec.max_length
+
+
+def classifier_dropout(config: FinetuneConfig, spec: TaskSpec) -> float | None:
+    """The task head's dropout the recipe sets (None: the model's own)."""
+    return MTDNN_DROPOUT.get(spec.id, MTDNN_OTHER_DROPOUT) if config.recipe == "mt-dnn" else None
+
+
 def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> FinetuneConfig:
-    """SQuAD windows overlap by doc_stride tokens, which must be fewer than the window's. The default
+    """SQuAD's doc_stride (the step between windows, or their overlap) must be fewer tokens than a
+    window's. The default
     stride (128 of the default 384 tokens) follows a length fitted to a smaller model: a third of it,
     with one notice; a stride that does not fit a length the user gave is refused before any work."""
     if spec.kind != "squad" or config.doc_stride < length:
@@ -164,5 +217,7 @@ def fit_doc_stride(config: FinetuneConfig, spec: TaskSpec, length: int) -> Finet
 
 
 def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
-    """What determines a run's result: the config's result-affecting fields and the task spec."""
-    return {"config": run_identity(config), "task": spec.to_dict()}
+    """What determines a run's result: the config's result-affecting fields (SQuAD's windows on SQuAD
+    alone) and the task spec."""
+    windows = {} if spec.kind == "squad" else {"squad_windows": OMIT}
+    return {"config": run_identity(config, values=windows), "task": spec.to_dict()}

@@ -1,5 +1,6 @@
 """The directories of `verbs.finetune`: one run's (`config.json` with its identity and the content
-keys of its inputs, `result.json`, `model/`) and RUN_DIR of several seeds (`results.json`). A run
+keys of its inputs, `result.json`, `model/`) and RUN_DIR of several seeds (`results.json`; both
+names are `finetune_results`', beside what they hold). A run
 resumes only under the same identity; a finished one returns its saved result."""
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from ..tasks.glue import task_dir
 from ..tasks.registry import TaskSpec
 from ..train.run_dir import RunDir, check_same_run
 from .finetune_config import FinetuneConfig
-from .finetune_results import FinetuneResult
+from .finetune_results import RESULT_FILE, FinetuneResult
 
-CONFIG_FILE, RESULT_FILE, MODEL_DIR, SUMMARY_FILE = "config.json", "result.json", "model", "results.json"
+CONFIG_FILE, MODEL_DIR = "config.json", "model"
 
 
 INPUT_NAMES = {"model": "the model", "mask": "the mask", "data": "the task data", "task": "the task file"}

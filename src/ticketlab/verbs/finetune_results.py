@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
+
 
 @dataclass
 class FinetuneResult:

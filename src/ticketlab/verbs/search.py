@@ -38,7 +38,7 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files import CORPUS_CACHE_HELP
-from ..methods.configs import DEFAULT_MAX_LENGTH, parse_steps
+from ..methods.configs import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
 from ..methods.registry import Method, method_of_config, methods
 
 # The config of `search` is read when its `--help` is parsed: torch, transformers and the methods
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Precision = Literal["no", "fp16", "bf16"]
+Optimizer = Literal["adamw", "bertadam"]
 
 
 @dataclass
@@ -77,6 +78,16 @@ class SearchConfig:
         metavar="PATH",
     )
     dev_fraction: Fraction = option(0.05, "tail of each source used as dev")
+    # Left out of a search's identity: the corpus's content key, which the search records and checks,
+    # holds what a cap left out, so a cap that cuts the corpus is another search, one that does not the same.
+    corpus_tokens: NonNegInt | None = option(
+        None,
+        "text tokens of --corpus to read, from its start (default: what the search needs, 2 x steps x "
+        "batch x length, plus the dev part carved from it; 0: the whole corpus). --dev is read up to "
+        "--dev-blocks",
+        metavar="N",
+        compat=(None, 0),
+    )
     text_column: str = option("text", "column of `datasets` sources")
     # TAMT tokenizes WikiText-103's wiki.*.raw as it is (its " @-@ " markup included); ticketlab undoes
     # the markup where it finds it (`data.sources.clean_wikitext`). In the identity only when kept
@@ -99,7 +110,11 @@ class SearchConfig:
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
     data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
-    lr: LearningRate | None = option(None, "learning rate (default: TAMT Table 1)")
+    lr: LearningRate | None = option(
+        None,
+        "learning rate (default: TAMT Table 1's; for a TAMT search too short for it to move a mask, the "
+        "lr at which one score can cross the Eq. 5 gap on its own)",
+    )
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: WeightDecay = option(0.0, "AdamW weight decay")
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
@@ -115,6 +130,14 @@ class SearchConfig:
     adam_eps: PositiveFloat = option(
         1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", compat=(1e-8,), metavar="EPS"
     )
+    # BertAdam whole: the three options above at its values and no bias correction (`train.optim`)
+    optimizer: Optimizer = option(
+        "adamw",
+        "adamw (torch's AdamW, TAMT's Tab. 1) or bertadam: BertAdam as TAMT's train_kd.py steps it, "
+        "whole: each tensor's gradient clipped to --max-grad-norm on its own, eps 1e-6, weight decay "
+        "0.01, no bias correction, a linear warm-up from lr 0 at the first step",
+        compat=("adamw",),  # in a search's identity only when set: directories written before resume
+    )
     mixed_precision: Precision = option("no", "autocast precision")
     optimizer_in_backward: bool = option(
         False,
@@ -127,8 +150,9 @@ class SearchConfig:
     # are computed (fused kernels, their rounding), not which steps are taken.
     compile: bool = option(
         False,
-        "torch.compile the model and loss (dynamic shapes). On an H100 a TAMT-MLM step at BERT-base "
-        "16 x 512 took 59 ms compiled against 90 ms eager, after about 2.5 minutes of compiling per "
+        "torch.compile the model and loss (dynamic shapes), and TAMT's re-threshold as one graph. On an "
+        "H100 a TAMT-MLM step at BERT-base 16 x 512, its re-threshold left eager, took 59 ms compiled "
+        "against 90 ms eager, after about 2.5 minutes of compiling per "
         "model; on a CPU compiled mask-training steps ran several times slower",
         result=False,
     )
@@ -137,7 +161,8 @@ class SearchConfig:
         "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
         "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
         "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
-        "itself for a schedule that ends at the stop; IMP: each round decays "
+        "itself for a schedule that ends at the stop; with --kd-data reference: train_kd.py's t_total on "
+        "those data, int(2 epochs x sequences / --batch-size); IMP: each round decays "
         "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
         metavar="N",
     )
@@ -168,6 +193,7 @@ class SearchConfig:
             names = " or ".join(m.config.__name__ for m in searches if m.config is not None)
             raise FieldError("method", f"must be {names}, got {self.method!r}", self.method)
         self._paper_budget()
+        self._check_bertadam()
         self.train_config(self.lr or 1.0)  # what training will refuse (batch vs grad_accum, ...), now
         if self.task is not None and not self.search_method.task:
             on_tasks = " / ".join(m.name.upper() for m in searches if m.task)
@@ -195,12 +221,29 @@ class SearchConfig:
             steps, horizon = budget(self.method)
             if self.steps not in (None, steps) or self.schedule_steps not in (None, horizon):
                 raise ConfigError(
-                    f"paper: the paper's budget is {steps} steps of a {horizon}-step schedule; "
+                    f"paper: the paper's budget is {steps} steps of a {horizon or 'default'}-step schedule; "
                     "leave steps and schedule_steps out, or leave paper out"
                 )
             self.steps, self.schedule_steps = steps, horizon
         elif self.steps is None:
             raise FieldError("steps", "required (or paper, for TAMT's own budget)", None)
+
+    def _check_bertadam(self) -> None:
+        """`optimizer: bertadam` is BertAdam whole: its eps, weight decay and per-tensor clipping are
+        its own (an option at another value contradicts it), on float32 scores, clipped in the loop."""
+        if self.optimizer != "bertadam":
+            return
+        own = {"adam_eps": (self.adam_eps, 1e-8, BERTADAM["adam_eps"])}
+        own["weight_decay"] = (self.weight_decay, 0.0, BERTADAM["weight_decay"])
+        for name, (value, default, bert) in own.items():
+            if value not in (default, bert):
+                raise FieldError(name, f"BertAdam's is {bert:g} (optimizer bertadam): leave it out", value)
+        if self.optimizer_in_backward:
+            raise ConfigError(
+                "optimizer bertadam clips each gradient before its step: no optimizer_in_backward"
+            )
+        if getattr(self.method, "score_dtype", "float32") != "float32":
+            raise ConfigError("optimizer bertadam steps float32 scores (score_dtype bfloat16 needs adamw)")
 
     @property
     def horizon(self) -> int:

@@ -27,10 +27,19 @@ def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
     return run_identity(m, leave_out=("seed", "pooler"), values=resolved, options=True)
 
 
+def _tamt_paper_budget(m: TamtConfig) -> tuple[int, int | None]:
+    """Tab. 2's step for the sparsity and the 27,920-step schedule it stopped in; on TAMT's KD data
+    the schedule is train_kd.py's over them (None: known once they are drawn, `tamt.kd_data_horizon`)."""
+    steps, horizon = paper_budget(m.sparsity)
+    return steps, None if m.kd_data == "reference" else horizon
+
+
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
     """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
-    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule and the pooler."""
+    (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over
+    them), the pooler and, for a search too short for Table 1's lr to move a mask, the lr the default
+    raises it to (`settings` holds the run's `steps` and `sparsity` beside the spec's settings)."""
     objective = {**fixed, **settings}.get("objective", "mlm")
     changed: dict[str, Any] = {}
     if "mlm" in objective and settings.get("decoder") is None:
@@ -41,11 +50,28 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
         changed["kd_teacher"] = "train"
     if settings.get("count") is None:
         changed["count"] = "floor"
-    if settings.get("schedule_steps") is None:
-        changed["schedule_steps"] = "tab2"
+    if settings.get("schedule_steps") is None:  # on TAMT's KD data, train_kd.py's t_total over them
+        changed["schedule_steps"] = "kd-data" if settings.get("kd_data") == "reference" else "tab2"
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:
         changed["pooler"] = True
+    lr = _raised_lr({**fixed, **settings})
+    if lr is not None:
+        changed["lr"] = lr
     return changed
+
+
+def _raised_lr(settings: Mapping[str, Any]) -> float | None:
+    """The lr a sweep's search without one runs at where the default raises Table 1's for a short
+    search (`TamtConfig.default_lr`); None where it runs at Table 1's, as every search did before the
+    default followed the search's length (those runs keep their ids)."""
+    steps, sparsity = settings.get("steps"), settings.get("sparsity")
+    if settings.get("lr") is not None or not isinstance(steps, int) or not isinstance(sparsity, float):
+        return None
+    fields = {k: settings[k] for k in ("objective", "alpha", "threshold") if settings.get(k) is not None}
+    config = TamtConfig(sparsity, **fields)
+    horizon = settings.get("schedule_steps") or paper_schedule_steps(steps, sparsity)
+    lr = config.default_lr(steps, horizon)
+    return lr if lr != config.paper_lr else None
 
 
 register_method(
@@ -57,7 +83,7 @@ register_method(
         settings=_tamt_settings,
         sparse_throughout=True,
         schedule=lambda m, steps: paper_schedule_steps(steps, m.sparsity),
-        paper_budget=lambda m: paper_budget(m.sparsity),
+        paper_budget=_tamt_paper_budget,
         changed_defaults=_tamt_changed,
         presets=(
             Preset("tamt-mlm", "mask training on MLM", {"objective": "mlm"}, "C4"),

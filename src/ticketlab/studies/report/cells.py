@@ -74,3 +74,8 @@ def method_label(config: dict[str, Any]) -> str:
 def wins(cell: Cell, full: Cell) -> bool:
     """Chen et al.'s winning-ticket criterion: mean at least the full model's mean minus one sample std."""
     return cell.mean >= full.mean - full.std
+
+
+def pct(s: float) -> str:
+    """A sparsity as the report writes it: 0.7 -> '70%', 0.12345 -> '12.345%'."""
+    return f"{round(s * 100, 4):g}%"

@@ -8,7 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from ...masks import load_mask
-from ..sweep.methods import method_color, report_order
+from ...methods import registry as library
+from ..sweep.methods import base_method, method_color, report_order
 from .cells import Cell, method_label
 from .figure_kit import _at_main_size, _band, _common_tasks, _floor_line, _legend, _panels, _save, pct
 from .tables import SweepResults
@@ -36,11 +37,21 @@ def _omp_masks(res: SweepResults) -> dict[float, tuple]:
     }
 
 
+def _no_omp(res: SweepResults) -> str:
+    """Why there is no OMP mask: a study of structured tickets alone (super tickets) cannot have one;
+    any other can add it."""
+    searched = {base_method(r.config["method"]) for r in res.runs("search")}
+    units = {m.name for m in library.methods().values() if m.pattern == "units"}
+    if searched and searched <= units:
+        return "its tickets are heads and FFN units, which OMP (a weight mask) cannot be compared with"
+    return "no OMP mask to measure distances from (add `omp` to the methods)"
+
+
 def distance_from_omp(res: SweepResults, path: Path, masks: _Masks | None = None) -> str | None:
     """Avg score of every mask vs its distance (1 - Jaccard) from the OMP mask of its sparsity."""
     omp = _omp_masks(res)
     if not omp:
-        return "no OMP mask to measure distances from (add `omp` to the methods)"
+        return _no_omp(res)
     masks = masks or _Masks(res)
     scored = {s.mask for s in _at_main_size(res) if s.search is not None and s.sparsity in omp}
     panels = []

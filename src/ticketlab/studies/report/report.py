@@ -39,7 +39,9 @@ from typing import Any
 from ...core.errors import MaskFileError, TicketlabError
 from ...core.files import atomic_write_text
 from ...core.outputs import atomic_dir
+from ...methods.registry import methods
 from ..store import owner_gone
+from ..sweep.methods import base_method
 from ..sweep.plan import expand
 from ..sweep.spec import load_spec, spec_json
 from . import plots
@@ -269,6 +271,20 @@ def _failed_part(res: SweepResults) -> list[str]:
     return parts
 
 
+def _not_tickets_note(res: SweepResults) -> list[str]:
+    """A line per reported method that writes a model beside its mask (SparseGPT): its rows are its
+    ticket, and the other model is not."""
+    known = methods()
+    beside = {m: known[base_method(m)].beside_mask for m in res.methods if base_method(m) in known}
+    lines = [
+        f"*`{m}`: its rows fine-tune its ticket, θ0 under its mask; {what}, written beside the mask, "
+        "is not fine-tuned here.*"
+        for m, what in beside.items()
+        if what
+    ]
+    return [*lines, ""] if lines else []
+
+
 def _markdown(res: SweepResults, report: Report, out: Path) -> str:
     note = Footnotes()
     spec = res.spec or {}
@@ -302,12 +318,14 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
             "Dev score of each task's main metric (0-100; "
             f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a "
             f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
-            "the tasks per seed pair first. Each footnote lists the run ids behind a number. "
-            + protocol_note(res),
+            "the tasks per seed pair first. Each footnote lists the run ids behind a number. 'sparsity' is "
+            "the share of the model's default targets (word embeddings and encoder matrices) the row's "
+            "masks prune, as measured, with the target beside it where they differ. " + protocol_note(res),
             "",
             table(header, rows) if rows else "_No finished fine-tuning runs yet._",
             "",
             *floor_note(res),
+            *_not_tickets_note(res),
             figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
             "",
             "## Winning tickets",

@@ -1,7 +1,7 @@
 """The report's markdown sections, one function per table of `report.md`: the main table (also as
 plain text for terminals), winning tickets, super tickets, the transfer matrix, paired comparisons
 and the data-scarcity table; the search side's (budgets, pre-training losses, the loss along a
-search, the search cost) are `search_sections.py`.
+search, the search cost) are `search_sections.py`; the verdict on the papers' orders, `orders.py`.
 
 Each takes a `SweepResults` and, where its numbers get footnotes, a `Footnotes` (the run ids behind
 each number); `report._markdown` puts them together with the figures.
@@ -13,8 +13,8 @@ from collections import defaultdict
 from typing import Any
 
 from ..supertickets import super_picks
-from ..sweep.methods import base_method
-from .cells import AVG, Cell, stats
+from .cells import AVG, Cell, pct, stats
+from .orders import order_verdict
 from .paired import MAIN, NO_SPREAD, ONE_STOCHASTIC_MASK, Comparison
 from .results import PROTOCOLS
 from .tables import SweepResults
@@ -26,10 +26,6 @@ def fmt(cell: Cell | None, digits: int = 1) -> str:
     if cell.n > 1:
         return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
     return f"{cell.mean:.{digits}f}"
-
-
-def pct(s: float) -> str:
-    return f"{round(s * 100, 4):g}%"
 
 
 def size(n: int | None) -> str:
@@ -58,7 +54,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def main_rows(res: SweepResults, cell_text) -> tuple[list[str], list[list[str]]]:
-    """The main table: one row per method and sparsity, one column per task and the average."""
+    """The main table: one row per method and target sparsity, one column per task and the average.
+    Its sparsity is the one the row's masks achieved, of the model's default targets, with the target
+    beside it where the two differ (Chen et al.'s IMP keeps the word embeddings dense)."""
     cells = res.cells()
     cols = res.tasks + ([AVG] if len(res.tasks) > 1 else [])
     header = ["method", "sparsity"] + [
@@ -68,10 +66,21 @@ def main_rows(res: SweepResults, cell_text) -> tuple[list[str], list[list[str]]]
     for m in res.methods:
         for s in [0.0] if m == "full" else res.sparsities(m):
             if any((m, s, t) in cells for t in cols):
-                rows.append(
-                    [m, "0%" if m == "full" else pct(s), *(cell_text(cells.get((m, s, t))) for t in cols)]
-                )
+                rows.append([m, achieved_text(res, m, s), *(cell_text(cells.get((m, s, t))) for t in cols)])
     return header, rows
+
+
+def achieved_text(res: SweepResults, method: str, sparsity: float) -> str:
+    """'43.2% (target 50%)': the sparsity a row's masks achieved (`SweepResults.achieved`) to 0.1%,
+    and its target where they differ by more than that rounding; the target alone, marked, where
+    none was measured."""
+    if method == "full":
+        return "0%"
+    share = res.achieved(method, sparsity)
+    if share is None:
+        return f"{pct(sparsity)} (target)"
+    text = f"{share * 100:.1f}%"
+    return text if abs(share - sparsity) < 0.0005 else f"{text} (target {pct(sparsity)})"
 
 
 def main_table_text(res: SweepResults) -> str:
@@ -296,51 +305,6 @@ def paired_section(res: SweepResults) -> str:
     verdict_line = order_verdict(comps)
     return (
         intro + "\n\n" + table([*header, "verdict"], rows) + ("\n\n" + verdict_line if verdict_line else "")
-    )
-
-
-# The papers' downstream orders (Liu et al. Fig. 3: TAMT ≥ IMP > OMP > random; Liang et al. §5.4:
-# winning super tickets above random and losing ones): a method's place, by its base method.
-ORDER = {"random": 0, "omp": 1, "imp": 2, "tamt-mlm": 3, "tamt-kd": 3, "tamt-mlm+kd": 3}
-SUPER_ORDER = {"st-random": 0, "st-losing": 0, "st-winning": 1}
-
-
-def claimed_higher(c: Comparison) -> bool | None:
-    """Whether the papers claim `a` above `b` downstream (True), below (False), or neither (None:
-    a variant against its base, methods of no claimed order)."""
-    for order in (ORDER, SUPER_ORDER):
-        a, b = (order.get(base_method(m.method)) for m in (c.a, c.b))
-        if a is not None and b is not None and a != b:
-            return a > b
-    return None
-
-
-def order_verdict(comps: list[Comparison]) -> str:
-    """One line per claimed order: for each comparison the papers claim a direction of, on which
-    tasks it holds (p (Holm) < 0.05 that way), is contradicted (the other way), is not shown (with the
-    MDE), or has no test (why)."""
-    if any(c.exploratory for c in comps):  # a study's declared claims are its verdicts
-        return ""
-    parts = []
-    for c in comps:
-        higher = claimed_higher(c)
-        if higher is None:
-            continue
-        hi, lo = (c.a, c.b) if higher else (c.b, c.a)
-        if c.why_not is not None:
-            what = f"no test ({c.why_not})"
-        elif c.p_holm is not None and c.p_holm < 0.05:
-            what = "holds" if (c.mean > 0) == higher else "contradicted"
-        else:
-            what = "not shown" + ("" if c.mde is None else f" (MDE {c.mde:.2f})")
-        parts.append(f"{hi.method} > {lo.method} at {pct(c.sparsity)} on {c.task}: {what}")
-    if not parts:
-        return ""
-    return (
-        "**Verdict (4), the papers' downstream orders** (Liu et al. Fig. 3: TAMT ≥ IMP > OMP > random; "
-        "Liang et al.: winning super tickets above random and losing ones), per comparison above: "
-        + "; ".join(parts)
-        + "."
     )
 
 

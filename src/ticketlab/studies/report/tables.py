@@ -121,6 +121,24 @@ class SweepResults(Claims):
         share = encoder_share(found[0].config.get("model"))
         return None if share is None else sparsity * share
 
+    def achieved(self, method: str, sparsity: float) -> float | None:
+        """The fraction of the model's default targets (word embeddings and encoder matrices) the main
+        grid's masks of `method` at `sparsity` prune, as their searches measured it (mean over the
+        masks): each mask's achieved sparsity, scaled to the default targets where it prunes the
+        encoder only (Chen et al.'s IMP). None: no mask recorded one, or the model's config.json is
+        not readable for that scale."""
+        if method == "full":
+            return 0.0
+        found = [(self.records[i], step) for i, step in self.main_masks if i in self.records]
+        found = [(r, step) for r, step in found if method_label(r.config) == method]
+        found = [(r, step) for r, step in found if r.config.get("sparsity") == sparsity]
+        values = [_mask_achieved(r.metrics, step) for r, step in found]
+        if not values or None in values:
+            return None
+        chen = any(_imp_variant(r.config) == "chen" for r, _ in found)
+        share = encoder_share(found[0][0].config.get("model")) if chen else 1.0
+        return None if share is None else share * sum(values) / len(values)
+
     # ------------------------------------------------------------------ cells
     def cells(self, scores: list[Score] | None = None) -> dict[tuple[str, float, str], Cell]:
         """(method, sparsity, task) -> cell over the main grid; task AVG is the per-seed average."""
@@ -295,6 +313,14 @@ def encoder_share(model: str | None) -> float | None:
         return None
     encoder = layers * (4 * h * h + 2 * h * ffn)
     return encoder / (encoder + vocab * h)
+
+
+def _mask_achieved(metrics: dict[str, Any], step: int | None) -> float | None:
+    """A search's measured sparsity of its mask (of the mask's own targets), or of its mask at `step`."""
+    if step is None:
+        return metrics.get("achieved_sparsity")
+    saved = [i for i in metrics.get("intermediate", []) if i.get("step") == step]
+    return saved[0].get("achieved_sparsity") if saved else None
 
 
 def _imp_variant(config: dict) -> str | None:

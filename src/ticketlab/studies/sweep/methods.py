@@ -109,19 +109,28 @@ class MethodSpec:
 # --------------------------------------------------------------------------- one-shot methods
 
 PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
+# A calibrated one-shot method's (wanda, sparsegpt) besides those: its calibration sequences, drawn
+# from the spec's corpus.
+CALIBRATION_SETTINGS = frozenset({"calibration", "calibration_length"})
 
 
 def prune_config(job: SearchJob):
-    """The `ticketlab.prune` config of an OMP / random pruning job."""
+    """The `ticketlab.prune` config of a one-shot job (OMP, random; Wanda and SparseGPT calibrated on
+    the spec's training corpus)."""
+    known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
+    corpus = (
+        {"corpus": job.corpus.get("train")}
+        if job.corpus and library.get_method(job.method).calibrated
+        else {}
+    )
     return PruneConfig(
         model=job.model,
         method=job.method,
         sparsity=job.sparsity,
         out=job.mask_dir,
         seed=job.seed or 0,
-        **from_options(
-            PruneConfig, {k: v for k, v in job.settings.items() if k in PRUNE_SETTINGS and v is not None}
-        ),
+        **corpus,
+        **from_options(PruneConfig, {k: v for k, v in job.settings.items() if k in known and v is not None}),
     )
 
 
@@ -151,7 +160,7 @@ def unit_search(method: Method) -> SearchFn:
 NON_RESULT = frozenset(not_result(SearchConfig)) - {"progress"}
 TRAINING_SETTINGS = NON_RESULT | frozenset(
     "max_length batch_size lr warmup_steps weight_decay grad_accum max_grad_norm mixed_precision ranking "
-    "targets schedule_steps clip_per_tensor adam_eps wikitext_markup".split()
+    "targets schedule_steps clip_per_tensor adam_eps optimizer wikitext_markup corpus_tokens".split()
 )
 # Options of a search method's config a spec may not give: rewind_to (its masks apply to rewound
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
@@ -246,7 +255,9 @@ def search_config(job: SearchJob, method: Method, preset: Preset | None = None) 
         save_at=list(job.save_at),
         progress=sys.stderr.isatty(),
         **{k: corpus[k] for k in ("dev_fraction", "text_column") if corpus.get(k) is not None},
-        **settings,
+        # the whole corpus unless the spec caps it: a sweep tokenizes it once for all its runs, and
+        # its runs' ids were computed on all of it
+        **{"corpus_tokens": 0, **settings},
     )
 
 
@@ -321,8 +332,10 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
         return trained_methods(method)
     kw = {"seeded": method.seeded, "color": method.color, "not_swept": method.not_swept}
     if method.verb == "prune":  # through `ticketlab.prune`, its options the spec's settings
-        one_shot = {"settings": PRUNE_SETTINGS, "configure": prune_config, "changed_defaults": pooler_default}
-        return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **kw),)
+        settings = PRUNE_SETTINGS | (CALIBRATION_SETTINGS if method.calibrated else frozenset())
+        one_shot = {"settings": settings, "configure": prune_config, "changed_defaults": pooler_default}
+        uses = {"uses_corpus": method.calibrated}
+        return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **uses, **kw),)
     if method.run is None:
         return (MethodSpec(method.name, None, method.help, **kw),)
     return (MethodSpec(method.name, unit_search(method), method.help, settings=method.sweep_settings, **kw),)

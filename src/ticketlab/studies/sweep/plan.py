@@ -32,6 +32,7 @@ from typing import Any
 from ...core.errors import TicketlabError
 from ...core.files import content_key, model_key
 from ...tasks.glue import task_data
+from ...tasks.registry import get_task
 from ..run_ids import Run, checkpoint_has_pooler, make_run
 from .adapters import finetune_non_result, pretrain_eval_changed
 from .sweep_spec import SweepSpec
@@ -132,7 +133,9 @@ def _search_run(
     if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
-    changed = m.changed_defaults(settings, checkpoint_has_pooler(spec.model))
+    # the run's budget beside its settings: a default may follow it (TAMT's lr for a short search)
+    budget_settings = {**settings, "steps": steps, "sparsity": sparsity}
+    changed = m.changed_defaults(budget_settings, checkpoint_has_pooler(spec.model))
     if changed:  # only then: a run whose behaviour the reference defaults did not change keeps its id
         config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
@@ -175,6 +178,8 @@ def _finetune_run(spec: SweepSpec, task: str, seed: int, train_size: int | None,
     if ref is not None and ref.step is not None:
         name += f"_at{ref.step}"
     name += f"_ft{seed}" + (f"_n{train_size}" if train_size is not None else "")
+    if get_task(t.task, t.data).kind == "squad" and settings.get("squad_windows") is None:
+        config["defaults"] = {"squad_windows": "step"}  # TAMT's windows: never a row of run_qa's
     deps = (ref.search.id,) if ref is not None else ()
     return make_run("finetune", name.replace("+", "-").replace("/", "-"), config, deps)
 
