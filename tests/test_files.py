@@ -387,6 +387,12 @@ def test_inputs_that_are_not_regular_files_are_one_line_naming_them(tiny_bert_di
     with at_most(30):
         line = one_line_error(capsys, "sweep", spec, "--dry-run")
     assert f"{spec}: sweep spec is a FIFO, not a regular file" in line
+    corpus = tmp_path / "corpus.txt"
+    os.mkfifo(corpus)
+    evaluate = ["evaluate-pretrain", "--model", tiny_bert_dir, "--corpus", corpus, "--max-length", 16]
+    with at_most(30):
+        line = one_line_error(capsys, *evaluate, "--out", tmp_path / "e.json")
+    assert f"{corpus}: corpus file is a FIFO, not a regular file" in line
     assert not (tmp_path / "ft").exists() and not (tmp_path / "m2").exists()
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from safetensors import SafetensorError
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import HUB_DATASET, open_read, open_safetensors, read_bytes, read_json
+from ..core.files import HUB_DATASET, check_regular, open_read, open_safetensors, read_bytes, read_json
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 
@@ -222,8 +222,8 @@ def resolve_sources(
             out.append(Source(path, split=dataset_split(path, role), text_column=text_column))
         elif path.is_dir():  # a folder of text files: one source per file, so blocks stay within one
             out.extend(Source(f, text_column=text_column) for f in text_files(path))
-        else:
-            out.append(Source(path, text_column=text_column))
+        else:  # a FIFO or a device is refused here, before any corpus is read
+            out.append(Source(check_regular(path, "corpus file", DataError), text_column=text_column))
     return out
 
 
