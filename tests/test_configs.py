@@ -273,7 +273,7 @@ def test_sweep_dry_run_refuses_a_task_folder_without_its_data(tiny_bert_dir, tmp
         ("--jobs", "0", "an integer >= 1"),  # was taken as 1
         ("--retries", "-1", "an integer >= 0"),
         ("--max-runs", "0", "an integer >= 1"),
-        ("--cpus", "0", "an integer >= 1"),
+        ("--cpus", "0", "a number in [1, 4096]"),
         ("--stale-after", "-5", "a number > 0"),  # every run held elsewhere was taken over
     ],
 )

@@ -3,8 +3,11 @@ leftovers after a kill, the user's umask, one process per run directory."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import errno
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -20,9 +23,11 @@ from ticketlab.core.files import (
     corpus_cache_dir,
     default_cache_dir,
     exclusive,
+    open_append,
+    read_json,
     remove_stale,
+    writing,
 )
-from ticketlab.masks import io as mask_io
 from ticketlab.masks import load_mask
 
 
@@ -106,12 +111,16 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tiny_bert_dir, tmp_pat
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
 
-    def full_safetensors(*args, **kwargs):
-        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    def full_fsync(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with monkeypatch.context() as m:  # safetensors wraps the OSError in its own error
-        m.setattr(mask_io, "save_file", full_safetensors)
-        assert "m: cannot write (No space left on device" in one_line_error(capsys, *prune, tmp_path / "m")
+    with monkeypatch.context() as m:  # a file inside the output's temporary: named as in the output
+        m.setattr(os, "fsync", full_fsync)
+        line = one_line_error(capsys, *prune, tmp_path / "m")
+        assert f"{tmp_path / 'm' / 'masks.safetensors'}: cannot write (No space left on device" in line
+    no_space = pytest.raises(TicketlabError, match=r"m/x: cannot write \(No space")  # safetensors' error
+    with no_space, writing(tmp_path / ".m.tl-1@host-abc.tmp" / "x"):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
     monkeypatch.setattr(os, "replace", full)
     line = one_line_error(capsys, *prune, tmp_path / "m")
     assert "No space left on device" in line and str(tmp_path / "m") in line
@@ -177,7 +186,7 @@ def test_names_from_files_with_control_characters_are_refused():
     spoofs = ("evil\u202egnp.exe", "iso\u2066late", "lone\udc80")  # bidi override; a bad byte
     c0 = ("a\nb", "x\x1b[2J", "tab\there", "del\x7f", "nul\0")
     for bad in (*c0, *c1, *separators, *spoofs, "../x", ".hidden", ""):
-        with pytest.raises(TicketlabError, match="not usable as a file name"):
+        with pytest.raises(TicketlabError, match="not usable as a file name|holds a newline or control"):
             safe_component(bad, "task id")
 
 
@@ -201,3 +210,202 @@ def test_the_cache_is_ticketlab_cache_then_xdg_then_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "own"))
     assert corpus_cache_dir() == tmp_path / "own" / "corpus"
     assert corpus_cache_dir(tmp_path / "given") == tmp_path / "given"
+
+
+# --------------------------------------------------------------------------- one door for files
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
+DOOR = SRC / "core" / "files.py"
+# Calls that read or write a file by themselves: the same by any other name of a module's own import.
+FILE_METHODS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "fdopen"}
+FILE_FUNCTIONS = {"open", "load_file", "save_file", "safe_open", "fdopen"}
+FILE_MODULE_CALLS = {
+    "np.load",
+    "numpy.load",
+    "np.save",
+    "numpy.save",
+    "torch.load",
+    "torch.save",
+    "json.load",
+}
+# Readers that take a path where a check through core/files.py precedes them (module, call: why).
+ALLOWED = {
+    ("cli/__init__.py", "os.open"): "os.devnull opened to discard what a closed pipe would have read",
+    ("models/load.py", "AutoConfig.from_pretrained"): "check_source ran check_folder on the model folder",
+    ("models/load.py", "auto_class(head).from_pretrained"): "check_source ran check_folder first",
+    ("models/load.py", "AutoTokenizer.from_pretrained"): "check_source ran check_folder first",
+    ("masks/peft_tickets.py", "peft.PeftModel.from_pretrained"): "check_folder on the adapter folder first",
+    ("studies/store.py", "sqlite3.connect"): "the store file passed check_regular first",
+    ("train/checkpoint.py", "torch.save"): "into bytes in memory, which atomic_write_bytes writes",
+    ("train/checkpoint.py", "torch.load"): "from bytes in memory, which read_own read (open_own's checks)",
+}
+PATH_READERS = {"from_pretrained", "from_file", "connect"}  # third-party readers given a path
+
+
+def _door_names(tree: ast.Module) -> set[str]:
+    """The names a module imports from core/files.py (its own file functions are those)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "files":
+            names |= {alias.asname or alias.name for alias in node.names}
+    return names
+
+
+def _file_calls(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    door, found = _door_names(tree), []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f, call = node.func, ast.unparse(node.func)
+        if isinstance(f, ast.Name):
+            bad = f.id in FILE_FUNCTIONS | FILE_METHODS and f.id not in door
+        elif isinstance(f, ast.Attribute):
+            bad = call in FILE_MODULE_CALLS or f.attr in FILE_METHODS or f.attr in PATH_READERS
+            bad = bad or f.attr in FILE_FUNCTIONS
+        else:
+            bad = False
+        if bad:
+            found.append((node.lineno, call))
+    return found
+
+
+def test_every_file_is_read_and_written_through_core_files():
+    """Every read and write of src/ goes through core/files.py's checked functions (a regular file,
+    opened without waiting, of a bounded size); a reader that takes a path only after a check there,
+    each listed with its reason. Calls, not text: a comment naming open( does not count."""
+    seen, bad = set(), []
+    for path in sorted(SRC.rglob("*.py")):
+        if path == DOOR:
+            continue
+        rel = path.relative_to(SRC).as_posix()
+        for line, call in _file_calls(path):
+            if (rel, call) in ALLOWED:
+                seen.add((rel, call))
+            else:
+                bad.append(f"src/ticketlab/{rel}:{line}: {call}(")
+    assert not bad, "file access outside core/files.py:\n" + "\n".join(bad)
+    assert seen == set(ALLOWED), f"exceptions no longer needed: {set(ALLOWED) - seen}"
+
+
+def test_the_door_scan_sees_each_kind_of_file_call(tmp_path):
+    """What the scan above counts (so that it can fail): each form, and not a comment or a door call."""
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        "import json, numpy as np, torch\nfrom ..core.files import read_text\n"
+        "open('a')\nPath('a').open()\nPath('a').read_text()\nnp.load('a')\ntorch.load('a')\n"
+        "json.load(f)\nload_file('a')\nsafe_open('a', 'pt')\nx.write_bytes(b'')\n"
+        "read_text('a')  # open('b') in a comment\n"
+    )
+    calls = [call for _, call in _file_calls(sample)]
+    assert calls == [
+        "open",
+        "Path('a').open",
+        "Path('a').read_text",
+        "np.load",
+        "torch.load",
+        "json.load",
+        "load_file",
+        "safe_open",
+        "x.write_bytes",
+    ]
+
+
+@contextlib.contextmanager
+def at_most(seconds: int):
+    """Fail, instead of waiting forever, where a read blocks (a FIFO that nobody writes)."""
+
+    def stop(*_):
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_log_opened_to_append_is_never_a_users_file_nor_a_fifo(tmp_path):
+    """A log's path hard-linked to a user's file gained every log line of the run; a FIFO there
+    waited forever. Both are one line naming the log, and the user's file is as it was."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    log = tmp_path / "run" / "evaluate.log"
+    log.parent.mkdir()
+    os.link(notes, log)
+    with pytest.raises(TicketlabError, match=f"{log}: a hard link to another file, not a log"):
+        open_append(log)
+    assert notes.read_text() == "mine\n"
+    log.unlink()
+    os.mkfifo(log)
+    with at_most(10), pytest.raises(TicketlabError, match=f"{log}: not a regular file, not a log"):
+        open_append(log)
+    log.unlink()
+    with open_append(log) as f:  # its own file: made, appended to
+        f.write("step 1\n")
+    assert log.read_text() == "step 1\n"
+
+
+def test_inputs_that_are_not_regular_files_are_one_line_naming_them(tiny_bert_dir, tmp_path, capsys):
+    """A FIFO or a device given as an input waited forever or read without end: a task's data file
+    linked to /dev/zero, a FIFO for a mask's config or a sweep spec, a FIFO in the model folder
+    (named itself, not the data read after it). One line naming that file, exit 2."""
+    import shutil
+
+    from test_runner import write_sst2
+
+    write_sst2(tmp_path / "glue")
+    train = tmp_path / "glue" / "SST-2" / "train.tsv"
+    train.unlink()
+    train.symlink_to("/dev/zero")
+    finetune = ["finetune", "--model", tiny_bert_dir, "--task", "sst2", "--data-dir", tmp_path / "glue"]
+    with at_most(30):
+        line = one_line_error(
+            capsys, *finetune, "--max-length", 32, "--max-steps", 1, "--out", tmp_path / "ft"
+        )
+    assert f"{train}: " in line and "is a device, not a regular file" in line
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    (mask / "mask_config.json").unlink()
+    os.mkfifo(mask / "mask_config.json")
+    with at_most(30):
+        line = one_line_error(capsys, "info", mask)
+    assert f"{mask / 'mask_config.json'}: mask config is a FIFO, not a regular file" in line
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "vocab.txt").unlink(missing_ok=True)
+    os.mkfifo(model / "vocab.txt")
+    with at_most(30):
+        line = one_line_error(
+            capsys, "prune", "omp", "--model", model, "--sparsity", 0.5, "--out", tmp_path / "m2"
+        )
+    assert f"{model / 'vocab.txt'}: model file is a FIFO, not a regular file" in line
+    spec = tmp_path / "spec.yaml"
+    os.mkfifo(spec)
+    with at_most(30):
+        line = one_line_error(capsys, "sweep", spec, "--dry-run")
+    assert f"{spec}: sweep spec is a FIFO, not a regular file" in line
+    corpus = tmp_path / "corpus.txt"
+    os.mkfifo(corpus)
+    evaluate = ["evaluate-pretrain", "--model", tiny_bert_dir, "--corpus", corpus, "--max-length", 16]
+    with at_most(30):
+        line = one_line_error(capsys, *evaluate, "--out", tmp_path / "e.json")
+    assert f"{corpus}: corpus file is a FIFO, not a regular file" in line
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "m2").exists()
+
+
+def test_a_key_given_twice_in_json_is_refused_as_in_yaml(tiny_bert_dir, tmp_path, capsys):
+    """JSON took the last of a key given twice (a mask's `method`, a task's `text_a`), silently; YAML
+    refuses it. The one JSON reader refuses it too, naming the file and the key."""
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    path = mask / "mask_config.json"
+    path.write_text(path.read_text().replace("{", '{\n  "method": "random",', 1))
+    line = one_line_error(capsys, "info", mask)
+    assert f"{path}: corrupt mask config (the key 'method' is given twice)" in line
+    task = tmp_path / "task.json"
+    task.write_text('{"id": "mine", "text_a": "a", "text_a": "b", "labels": ["0", "1"]}')
+    with pytest.raises(TicketlabError, match="the key 'text_a' is given twice"):
+        read_json(task, "task spec")

@@ -477,6 +477,38 @@ def test_a_run_keeps_its_reported_predictions_and_a_bootstrap_over_them_starts_a
     assert Store(tmp_path / "sweep", readonly=True).predictions("no-such-run") is None
 
 
+def test_prune_then_finetune_each_run_twice_resumes(tiny_bert_dir, tmp_path, capsys):
+    """`prune` then `finetune --mask` on it, and both commands again: the second `prune` stamped a
+    new `created` into the mask's config, and the fine-tuning refused the mask as changed. A mask's
+    identity is its bits and what they cover: the second `prune` leaves the folder as it is, and a
+    rewrite of the same mask (another time stamp) is still the same mask; other bits are not."""
+    from conftest import run
+    from test_runner import write_sst2
+
+    write_sst2(tmp_path / "glue")
+    mask, out = tmp_path / "masks" / "random30", tmp_path / "runs" / "b"
+    prune = ["prune", "random", "--seed", 3, "--model", tiny_bert_dir, "--sparsity", 0.3, "--out", mask]
+    finetune = ["finetune", "--model", tiny_bert_dir, "--mask", mask, "--task", "sst2", "--data-dir"]
+    finetune += [tmp_path / "glue", "--max-length", 32, "--max-steps", 2, "--out", out]
+    written = []
+    for _ in range(2):
+        assert run(capsys, *prune)[0] == 0
+        written.append((mask / "mask_config.json").read_text())
+        code, _, err = run(capsys, *finetune)
+        assert code == 0, err
+    assert written[0] == written[1]  # the second prune wrote nothing
+    saved_mask, config = load_mask(mask)
+    save_mask(saved_mask, replace(config, created="2001-01-01T00:00:00+00:00"), mask)  # the same bits
+    assert run(capsys, *finetune)[0] == 0
+    other, _ = load_mask(tmp_path / "masks" / "random30")
+    flipped = {k: v.clone() for k, v in other.items()}
+    name = next(iter(flipped))
+    flipped[name].view(-1)[0] = not bool(flipped[name].view(-1)[0])
+    save_mask(type(other)(flipped), config, mask)
+    code, _, err = run(capsys, *finetune)
+    assert code == 2 and "the mask at" in err and "changed since this run started" in err
+
+
 def test_the_mt_dnn_recipe_is_liang_et_als_fine_tuning_whole(tiny_bert_dir, glue_dir, tmp_path):
     """`recipe: mt-dnn` (super tickets' train_rewind.py and scripts/rewind_*.sh): lr 5e-5, batch 32,
     3 epochs, 10% warm-up, decay 0.01, length 512 (fitted to the model), MT-DNN's Adamax, the head's

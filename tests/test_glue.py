@@ -300,3 +300,21 @@ def test_mnli_selects_and_reports_matched_accuracy_unless_told_mismatched():
     common.update(train_time_s=1.0, eval_time_s=1.0, wall_time_s=2.0, checkpoint="held-out")
     assert FinetuneResult(metric="accuracy", **common).reported_score == 0.61
     assert FinetuneResult(metric="accuracy_mm", **common).reported_score == 0.64
+
+
+@pytest.mark.parametrize("name", ["dev.tsv", "dev.csv"])
+def test_a_text_field_past_the_bound_is_refused_before_tokenizing(name, tmp_path):
+    """A 100 MB line of a TSV file took gigabytes to tokenize while a CSV field of that size was
+    refused: every text field has the csv module's bound, tab-separated or comma-separated, with
+    the line that breaks it named."""
+    from ticketlab.tasks.glue import FIELD_CHARS, read_tsv
+
+    spec = TaskSpec(id="bounded", text_a="sentence", label="label", header=True)
+    sep = "," if name.endswith(".csv") else "\t"
+    long = "word " * (FIELD_CHARS // 5 + 10)
+    path = tmp_path / name
+    path.write_text(f"sentence{sep}label\nthe cat{sep}1\n{long}{sep}0\n")
+    with pytest.raises(DataError, match=f"{path}, line 3: "):
+        read_tsv(spec, path)
+    path.write_text(f"sentence{sep}label\nthe cat{sep}1\n{long[: FIELD_CHARS - 8]}{sep}0\n")
+    assert len(read_tsv(spec, path).text_a) == 2

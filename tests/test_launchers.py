@@ -264,7 +264,7 @@ def test_nothing_breaks_out_of_its_line_in_a_slurm_job_script(tmp_path, tiny_ber
     assert main([*dry, "--partition", "gpu\ntouch INJECTED"]) == 2
     assert "newline or control character" in capsys.readouterr().err
     assert main([*dry, "--out", str(tmp_path / "sw\ntouch INJECTED")]) == 2  # the logs' paths
-    assert "the sweep's jobs folder" in capsys.readouterr().err
+    assert "command-line argument" in capsys.readouterr().err  # refused as every argument is
     # A setup line asked for by name is written into the script and shown by the dry run.
     spec_file.write_text(yaml.safe_dump({**d, "resources": {"default": {"setup": ["module load cuda"]}}}))
     assert main(dry) == 0
@@ -278,18 +278,31 @@ def test_nothing_breaks_out_of_its_line_in_a_slurm_job_script(tmp_path, tiny_ber
 
 
 def test_slurm_resources_have_ceilings(tmp_path, tiny_bert_dir, capsys):
-    """`--mem 1e30` was planned as `1e+30GB`: memory and time have stated ceilings, flag and spec."""
+    """`--mem 1e30` was planned as `1e+30GB`, `--mem 1e-6` as `1e-06GB` (no size sbatch takes), and
+    a million CPUs or a thousand GPUs per run queued forever: memory, CPUs, GPUs and time have
+    stated bounds, flag and spec; a fraction of a GB is asked in whole megabytes."""
     d = fakes.spec_dict(tmp_path, tiny_bert_dir, methods=["full"])
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(d))
     dry = ["sweep", str(spec_file), "--dry-run", "--launcher", "slurm"]
-    for flag in (["--mem", "1e30"], ["--time", "10000000"]):
+    flags = (
+        ["--mem", "1e30"],
+        ["--mem", "1e-6"],
+        ["--time", "10000000"],
+        ["--cpus", "1000000"],
+        ["--gpus", "1000"],
+    )
+    for flag in flags:
         with pytest.raises(SystemExit) as e:  # argparse's refusal: usage and one line, exit 2
             main([*dry, *flag])
         assert e.value.code == 2
         assert f"argument {flag[0]}: expected a number in" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match=r"mem_gb must be in \(0, 65536\]"):
+    with pytest.raises(ConfigError, match=r"mem_gb must be in \[0.001, 65536\]"):
         resources({"default": {"mem_gb": 1e30}})
+    for key, value in (("mem_gb", 1e-300), ("cpus", 10**30), ("gpus", 10**9)):
+        with pytest.raises(ConfigError, match=f"{key} must be in "):
+            resources({"default": {key: value}})
+    assert resources({"default": {"mem_gb": 0.5}})["search"].sbatch("search")["mem"] == "512M"
 
 
 def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert_dir, capsys):

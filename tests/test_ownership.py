@@ -157,7 +157,7 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
     line = one_line_error(
         capsys, "finetune", "--model", tiny_bert_dir, "--task", data / "task.json", "--out", "ft"
     )
-    assert "task id 'sst2\\u2028x': not usable as a file name" in line and not (tmp_path / "ft").exists()
+    assert "task: id 'sst2\\u2028x': holds a newline" in line and not (tmp_path / "ft").exists()
     for label, shown in (("omp/a\u2028b", "omp/a\\u2028b"), ("omp/x\x85y", "omp/x\\x85y")):
         spec = _yaml(
             tmp_path / "variant.yaml", {**fakes.spec_dict(tmp_path, tiny_bert_dir), "methods": [label]}
@@ -165,7 +165,7 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
         assert shown in one_line_error(capsys, "sweep", spec, "--out", "sw", "--dry-run")
     raw = fakes.spec_dict(tmp_path, tiny_bert_dir)
     raw["tasks"] = {"a\x9b2J": raw["tasks"]["a"]}
-    assert "label 'a\\x9b2J'" in one_line_error(
+    assert "tasks: a key 'a\\x9b2J': holds a newline" in one_line_error(
         capsys, "sweep", _yaml(tmp_path / "csi.yaml", raw), "--dry-run"
     )
     assert not (tmp_path / "sw").exists() and not (tmp_path / "sweeps").exists()

@@ -4,6 +4,7 @@ and the problem, before anything is created. One test per kind of input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -365,3 +366,182 @@ def test_a_tampered_checkpoint_step_or_generator_state_is_refused_before_resumin
     torch.save(good, ckpt)
     assert run(capsys, *search)[0] == 0
     assert json.loads((out / "run" / "train_result.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'endpoint: {name: "avg\\u2066 of a and b", tasks: [a, b]}\n',  # an endpoint's name: a bidi isolate
+        'corpus: {train: "c\\u0085## Verdict.txt", dev: corpus.txt}\n',  # a path (that exists): NEL
+        'model: "m\\e[2J"\n',  # a model folder (a link to the tiny one): an escape that clears the screen
+    ],
+    ids=["endpoint", "corpus", "model"],
+)
+def test_a_control_character_in_any_string_of_a_spec_is_refused_at_load(
+    extra, tiny_bert_dir, tmp_path, capsys
+):
+    """Names, endpoints, labels and paths of a spec reach the terminal (`--dry-run`, progress) and the
+    report: a newline forges a line there, an escape drives the terminal, a bidi control shows other
+    text. One line naming the spec and the place, before anything is made."""
+    (tmp_path / "c\u0085## Verdict.txt").write_text("the cat sees the dog .\n")
+    (tmp_path / "m\x1b[2J").symlink_to(tiny_bert_dir)
+    spec = _spec(tmp_path, tiny_bert_dir, extra)
+    line = error_line(capsys, "sweep", spec, "--dry-run")
+    assert f"{spec}: " in line and "holds a newline or control character" in line
+    assert "\x1b" not in line and "\u2066" not in line and "\x85" not in line
+
+
+def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert_dir, tmp_path, capsys):
+    """`info` printed a mask config's fields raw (a method named with an escape cleared the screen);
+    a task.json's class labels went to the report. The same cleaner refuses them when read."""
+    mask = tmp_path / "mask"
+    assert run(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", mask)[0] == 0
+    path = mask / "mask_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "method": "omp\x1b[2J"}))
+    line = error_line(capsys, "info", mask)
+    assert f"{path}: method 'omp\\x1b[2J': holds a newline or control character" in line
+    write_sst2(tmp_path / "glue")
+    task = tmp_path / "glue" / "task.json"
+    task.write_text(json.dumps({"id": "mine", "dir_name": "SST-2", "labels": ["0", "1\u2028## Verdict"]}))
+    argv = ["finetune", "--model", tiny_bert_dir, "--task", task, "--max-length", 32, "--max-steps", 1]
+    line = error_line(capsys, *argv, "--out", tmp_path / "ft")
+    assert "task: labels[1] '1\\u2028## Verdict': holds a newline" in line
+    assert not (tmp_path / "ft").exists()
+
+
+def _words(words: list[int], position: int = 624) -> str:
+    return f"({3}, ({', '.join(map(str, words))}, {position}), None)"
+
+
+def test_every_field_of_a_checkpoint_is_checked_before_resuming(tiny_bert_dir, tmp_path, capsys):
+    """The optimizer's and the schedule's state were believed: a schedule step past the run gave
+    another mask than an uninterrupted run's, a second moment below zero or a learning rate past the
+    run's diverged later without naming the file, a Python RNG state of 625 numbers out of range
+    was a traceback. Each field is one line naming the checkpoint and the field, exit 2; the
+    checkpoint is kept, and once put back the search resumes."""
+    search, ckpt = _search_stopped_after_its_checkpoint(tiny_bert_dir, tmp_path, capsys)
+    good = torch.load(ckpt, weights_only=True)
+    state = good["optimizer"]["state"]
+    first = min(state)
+
+    def moment(name, fill):
+        return lambda c: c["optimizer"]["state"][first].__setitem__(
+            name, fill(c["optimizer"]["state"][first][name])
+        )
+
+    tampered = {
+        "scheduler.last_epoch": lambda c: c["scheduler"].update(last_epoch=3),
+        "scheduler._last_lr": lambda c: c["scheduler"].update(
+            _last_lr=[float("nan")] * len(c["scheduler"]["_last_lr"])
+        ),
+        "optimizer.param_groups[0].lr": lambda c: c["optimizer"]["param_groups"][0].update(lr=1.0),
+        f"optimizer.state[{first}].exp_avg": moment("exp_avg", lambda t: t.flatten()[:-1]),
+        f"optimizer.state[{first}].exp_avg_sq": moment("exp_avg_sq", lambda t: t - 1e-3),
+        f"optimizer.state[{first}].step": moment("step", lambda t: t + 0.5),
+        "result.steps": lambda c: c["result"].update(steps=-1),
+        "rng.python": lambda c: c["rng"].update(python=_words([2**32] * 624)),
+        "rng.python position": lambda c: c["rng"].update(python=_words([1] * 624, position=700)),
+        "rng.numpy": lambda c: c["rng"]["numpy"].__setitem__(1, torch.full((624,), -1, dtype=torch.int64)),
+    }
+    for field, tamper in tampered.items():
+        saved = copy.deepcopy(good)
+        tamper(saved)
+        torch.save(saved, ckpt)
+        line = error_line(capsys, *search)
+        assert f"{ckpt}: corrupt checkpoint ({field.split()[0]}" in line and "delete it to restart" in line, (
+            field,
+            line,
+        )
+        assert ckpt.is_file() and not (ckpt.parents[1] / "masks.safetensors").exists()
+    torch.save(good, ckpt)
+    assert run(capsys, *search)[0] == 0
+
+
+@pytest.mark.parametrize("verb", ["finetune", "mtl"])
+def test_a_config_larger_than_its_weights_is_refused_by_every_verb(verb, tiny_bert_dir, tmp_path, capsys):
+    """A config.json that gives more than its weights hold (100000 positions over 64 saved) was
+    trained on, its new rows random, or allocated past the machine (a vocabulary of 4e8). Every verb
+    checks the config against the weights' headers (a meta-device build) before any work."""
+    model = _copy_model(tiny_bert_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 100_000}))
+    write_sst2(tmp_path / "glue")
+    (tmp_path / "glue" / "CoLA").mkdir()
+    for split in ("train", "dev"):
+        (tmp_path / "glue" / "CoLA" / f"{split}.tsv").write_text("x\t0\t\tthe cat .\nx\t1\t\tthe dog .\n" * 8)
+    out = tmp_path / "out"
+    argv = {
+        "finetune": ["finetune", "--task", "sst2"],
+        "mtl": ["mtl", "--tasks", "sst2", "cola"],
+    }[verb]
+    line = error_line(
+        capsys,
+        *argv,
+        "--model",
+        model,
+        "--data-dir",
+        tmp_path / "glue",
+        "--max-length",
+        32,
+        "--max-steps",
+        1,
+        "--out",
+        out,
+    )
+    assert (
+        f"{model / 'config.json'}: gives embeddings.position_embeddings.weight the shape (100000, 32)" in line
+    )
+    assert "but the weights hold (64, 32)" in line and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (
+            ["--time-batch-size", 10**7],
+            "time_batch_size x time_length: 1280000000 tokens, more than the 1048576",
+        ),
+        (["--time-batch-size", 4096, "--time-length", 512], "2097152 tokens, more than the 1048576"),
+        (["--device", "mps"], "device: 'mps' holds no data to compute on here; give cpu or cuda"),
+        (["--device", "cpu:x"], "device: not a torch device, got 'cpu:x'"),
+    ],
+    ids=["batch", "batch-and-length", "mps", "not-a-device"],
+)
+def test_a_timed_batch_or_device_compact_cannot_use_is_refused_first(
+    flags, said, tiny_bert_dir, tmp_path, capsys
+):
+    """`compact --time` allocated the timed batch whole (a traceback past the memory) and took any
+    device name torch parses (one holding no data failed late in a traceback). One line, before
+    anything is read or made."""
+    argv = ["compact", "--model", tiny_bert_dir, "--mask", tmp_path / "no-ticket", "--time", *flags]
+    line = error_line(capsys, *argv, "--out", tmp_path / "c")
+    assert said in line and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, flags, said",
+    [
+        ("", ["--runs", "no-such-run*"], "no-such-run*"),  # runs chosen by name that the plan lacks
+        ("pretrain_eval: {max_length: 4096}\n", [], "pretrain_eval.max_length"),  # past the model's positions
+    ],
+    ids=["runs", "positions"],
+)
+def test_a_sweep_refused_before_any_run_leaves_no_directory(
+    extra, flags, said, tiny_bert_dir, tmp_path, capsys
+):
+    """A sweep refused before its first run left its directory behind: a marker, an empty store and
+    the spec's copy, which the next sweep there took for a sweep begun. Every such refusal comes
+    before the directory is made."""
+    spec = _spec(tmp_path, tiny_bert_dir, extra)
+    out = tmp_path / "sw"
+    line = error_line(capsys, "sweep", spec, "--out", out, *flags)
+    assert said in line and not out.exists()
+
+
+def test_a_control_character_in_a_command_line_argument_is_refused(tiny_bert_dir, tmp_path, capsys):
+    """A path given on the command line is printed back (`results: OUT/...`) and logged: with an
+    escape in it, the terminal acted on it. Refused in one line, before any work."""
+    out = tmp_path / "m\x1b]0;owned\x07"
+    line = error_line(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", out)
+    assert "command-line argument" in line and "holds a newline or control character" in line
+    assert "\x1b" not in line and not out.exists()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from .. import __version__
-from ..core.errors import TicketlabError, one_line
+from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
 from .common import HelpFormatter, finite_floats
 
@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(only=_verb_of(argv)).parse_args(argv)
     keep_freed_memory()  # this process is ours: large tensors freed each step stay for the next
     try:
+        for value in argv:  # a name or path given here reaches the terminal, logs and reports
+            printable(value, "command-line argument")
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds
         print(one_line(f"ticketlab {args.verb}: error: {e}"), file=sys.stderr)

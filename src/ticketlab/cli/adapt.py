@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 from .. import studies
+from ..core.files import read_text
 from ..studies.adapt_config import FRACTIONS, AdaptConfig
 from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
@@ -54,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
     given = {"model": sources[0].model, "task": args.task, "data_dir": data_dir_of(args)}
     protocol = config_from_args(FinetuneConfig, args, ON_B, **given)
     result = studies.run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
-    print((Path(args.out) / "adaptation.md").read_text())
+    print(read_text(Path(args.out) / "adaptation.md", "adaptation report"))
     return 0 if result else 1

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import ticketlab as tl
 
 from .. import studies
-from ..core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
+from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
 from ..core.files import atomic_write_text, read_text
 from ..core.outputs import place, safe_component
@@ -119,8 +119,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--retries", type=at_least(0), default=2, metavar="N", help="resubmit a killed job N times"
     )
     r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
-    r.add_argument("--gpus", type=at_least(0), metavar="N", help="GPUs per run")
-    r.add_argument("--cpus", type=at_least(1), metavar="N", help="CPUs per run (Slurm)")
+    r.add_argument(
+        "--gpus", type=within(GPUS_RANGE, int_value), metavar="N", help=f"GPUs per run ({GPUS_RANGE})"
+    )
+    r.add_argument(
+        "--cpus", type=within(CPUS_RANGE, int_value), metavar="N", help=f"CPUs per run (Slurm; {CPUS_RANGE})"
+    )
     r.add_argument(
         "--mem", type=within(MEM_GB_RANGE), metavar="GB", help=f"memory per run (Slurm; {MEM_GB_RANGE})"
     )
@@ -171,9 +175,12 @@ def run(args: argparse.Namespace) -> int:
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
     try:
-        studies.check_sweep_inputs(spec, out, dry_run=args.dry_run)
+        studies.check_sweep_inputs(spec, out, dry_run=True)  # checks only: nothing is made yet
     except TicketlabError as e:
         raise TicketlabError(f"{args.spec}: {e}") from None
+    if not args.dry_run:  # what the sweep would refuse before its first run, then its directory
+        studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
+        studies.check_sweep_inputs(spec, out)
     if args.dry_run:  # writes nothing: the store, if there is one, is only read
         runner = studies.Runner(spec, out, log=print, dry_run=True)
         try:

@@ -143,7 +143,11 @@ Epochs = Annotated[float, Range(gt=0, le=10_000)]
 # What one run may ask a scheduler for (a sweep's resources, its --mem and --time): the largest nodes
 # hold a few TB, and Slurm's longest limits are counted in days. Above them a typo (`--mem 1e30`)
 # would be asked for, not refused.
-MEM_GB_RANGE = Range(gt=0, le=65536)
+# What one Slurm run may ask for: at least a megabyte of memory (sbatch's unit), at most what a
+# node has (64 TB; 4096 CPUs; 64 GPUs): a value past these is a typo that would queue forever.
+MEM_GB_RANGE = Range(ge=0.001, le=65536)
+CPUS_RANGE = Range(ge=1, le=4096)
+GPUS_RANGE = Range(ge=0, le=64)
 TIME_MIN_RANGE = Range(ge=1, le=366 * 24 * 60)
 INT64 = 2**63  # every integer a config holds fits torch's, numpy's and SQLite's 64-bit integers
 

@@ -49,3 +49,32 @@ def one_line(text: str) -> str:
     if not any(unprintable(c) for c in text):
         return text
     return "".join(ascii(c)[1:-1] if unprintable(c) else c for c in text)
+
+
+def printable(value: str, what: str, error: type[TicketlabError] = ConfigError) -> str:
+    """`value`, refused in one line where it holds a character `unprintable` finds. The one check of
+    a user's string that reaches a terminal, a log or a report (a name, an endpoint, a label, a
+    path): a newline forges a heading or a log line there, an escape clears the screen, a bidi
+    control shows other text than the file holds."""
+    if any(unprintable(c) for c in value):
+        raise error(
+            f"{what} '{one_line(value[:80])}': holds a newline or control character (or a line "
+            "separator or bidi control), which would forge or hide text where it is shown"
+        )
+    return value
+
+
+def printable_strings(tree: object, where: str, error: type[TicketlabError] = ConfigError) -> None:
+    """`printable` on every string of a parsed file (keys and values of its mappings and lists, at
+    any depth), each named by `where` and its place (`spec.yaml: endpoint.name`)."""
+    todo: list[tuple[object, str]] = [(tree, where)]
+    while todo:  # a loop, not recursion: a file's depth is the file's to choose
+        value, at = todo.pop()
+        if isinstance(value, str):
+            printable(value, at, error)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                key = printable(k, f"{at}: a key", error) if isinstance(k, str) else str(k)
+                todo.append((v, f"{at}.{key}" if at != where else f"{at}: {key}"))
+        elif isinstance(value, (list, tuple)):
+            todo.extend((v, f"{at}[{i}]") for i, v in enumerate(value))

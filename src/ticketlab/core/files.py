@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -34,9 +35,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 
 from .errors import TicketlabError
 
@@ -49,6 +50,7 @@ def _umask() -> int:
 
 HOST = socket.gethostname()  # names this machine in temporaries, locks and a store's running rows
 TEMP = re.compile(r"\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
+_TEMP_NAME = re.compile(r"\.(.+)\.tl-\d+@.+-[^.-]+\.tmp")  # `_temp_prefix` + name: the output's name
 STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
 
 
@@ -58,9 +60,17 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as e:  # named by the output (the file at fault may be a temporary of it)
-        raise TicketlabError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise TicketlabError(f"{output_name(path)}: cannot write ({e.strerror or e})") from None
     except SafetensorError as e:  # safetensors wraps the OSError of a full disk in its own error
-        raise TicketlabError(f"{path}: cannot write ({str(e).split('I/O error: ')[-1]})") from None
+        why = str(e).split("I/O error: ")[-1]
+        raise TicketlabError(f"{output_name(path)}: cannot write ({why})") from None
+
+
+def output_name(path: str | os.PathLike) -> Path:
+    """`path` with each temporary directory of ours in it (`temp_dir`) named as the output it becomes:
+    what a user sees of a write inside a directory built under a temporary name."""
+    parts = [m.group(1) if (m := _TEMP_NAME.fullmatch(part)) else part for part in Path(path).parts]
+    return Path(*parts) if parts else Path(path)
 
 
 def make_dir(path: str | os.PathLike) -> Path:
@@ -174,20 +184,29 @@ def replace_with(path: Path, data: bytes) -> None:
         raise
 
 
+def _not_own(path: str | os.PathLike, kind: str, what: str) -> TicketlabError:
+    return TicketlabError(
+        f"{path}: {kind}, not a {what} ticketlab made; remove it (ticketlab writes its own there)"
+    )
+
+
 def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) -> int:
     """A file descriptor on `path`, a file ticketlab made there (a lock, a checkpoint): opened never
     through a symbolic link and never waiting (`O_NONBLOCK`: a FIFO planted there would block the
     open or the first read forever), then refused in one line unless it is a regular file with one
     link. A hard link to a user's file would otherwise be truncated and written, and a device read.
     Nothing is truncated or read before that check; the caller closes the descriptor."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: a FIFO opened to write that no process reads
+            raise
+        raise _not_own(path, "not a regular file", what) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             kind = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
-            raise TicketlabError(
-                f"{path}: {kind}, not a {what} ticketlab made; remove it (ticketlab writes its own there)"
-            )
+            raise _not_own(path, kind, what)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -195,15 +214,29 @@ def open_own(path: str | os.PathLike, flags: int, what: str, mode: int = 0o666) 
     return fd
 
 
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+def read_own(path: str | os.PathLike, what: str, limit: int) -> bytes:
+    """At most `limit` bytes of a file ticketlab made (`open_own`'s checks: a marker, a record)."""
+    with os.fdopen(open_own(path, os.O_RDONLY, what), "rb") as f:
+        return _read_upto(f, limit)
+
+
+def _read_upto(f: BinaryIO, limit: int) -> bytes:
+    """At most `limit` bytes of `f`, read in pieces: the bound is never allocated at once, and a
+    file that grows while it is read stops at it."""
+    chunks, size = [], 0
+    while size < limit and (chunk := f.read(min(1 << 24, limit - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def open_append(path: str | os.PathLike) -> TextIO:
-    """`path` opened to append text (a log), never through a symbolic link: a link in an output is
-    the user's, and so is the file behind it. One line when it cannot be opened."""
+    """`path` opened to append text (a log), with a lock's and a checkpoint's checks (`open_own`):
+    never through a symbolic link, never waiting on a FIFO, never a hard link to a user's file (whose
+    content would gain the log's lines). One line when it cannot be opened."""
     with writing(path):
-        return open(path, "a", encoding="utf-8", opener=_no_follow)  # noqa: SIM115 (the caller closes it)
+        fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "log", 0o666 & ~_umask())
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -325,7 +358,7 @@ def lock_holder(directory: str | os.PathLike) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: re-read when changed
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -438,9 +471,9 @@ def _remote_code(root: Path) -> bool:
     """Whether a model folder's config maps an auto class to its own code (True where it cannot be
     read: then its Python files count)."""
     try:
-        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return False
+        config = json.loads(read_text(root / "config.json", "model config"))
+    except TicketlabError:
+        return (root / "config.json").exists()
     except (OSError, ValueError):
         return True
     return not isinstance(config, dict) or "auto_map" in config
@@ -482,17 +515,142 @@ def corpus_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "corpus"
 
 
-def read_text(
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def _open_regular(path: Path, what: str, error: type[TicketlabError]) -> int:
+    """A descriptor on the regular file `path` (a link to one is followed: an input is the user's),
+    opened without waiting (`O_NONBLOCK`: a FIFO would block the open or the first read forever),
+    else one `error` naming the file: not found, not readable, or not a regular file (a FIFO, a
+    device such as /dev/zero, whose read never ends, a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise error(f"{path}: {what} is {kind}, not a regular file; give a file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def check_regular(
     path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> Path:
+    """`path`, refused in one line unless it is a regular file (`_open_regular`): what precedes a
+    reader that takes a path (transformers, tokenizers, safetensors, SQLite)."""
+    os.close(_open_regular(Path(path), what, error))
+    return Path(path)
+
+
+def check_folder(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> None:
+    """Every visible entry of the folder `path` that is no folder, checked by `check_regular`: a
+    loader that reads a folder (a model's, a tokenizer's) never waits on a FIFO planted in it."""
+    for entry in sorted(Path(path).expanduser().iterdir()):  # a link to nothing: no loader reads it
+        if not entry.name.startswith(".") and not entry.is_dir() and entry.exists():
+            check_regular(entry, what, error)
+
+
+def open_read(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> BinaryIO:
+    """A regular file opened to read bytes as a stream (`_open_regular`); the caller closes it."""
+    return os.fdopen(_open_regular(Path(path), what, error), "rb")
+
+
+# What a file read whole may hold unless its reader says otherwise: a JSON record or a spec is
+# kilobytes; a gigabyte is no such file (and reading it whole would take that much memory, twice).
+READ_LIMIT = 1 << 30
+
+
+def read_bytes(
+    path: str | os.PathLike,
+    what: str = "file",
+    error: type[TicketlabError] = TicketlabError,
+    limit: int = READ_LIMIT,
+) -> bytes:
+    """A regular file's bytes (`_open_regular`), refused in one line past `limit` bytes."""
+    path = Path(path)
+    with os.fdopen(_open_regular(path, what, error), "rb") as f:
+        try:
+            data = _read_upto(f, limit + 1)
+        except OSError as e:
+            raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise error(f"{path}: {what} is larger than {limit} bytes; not such a file")
+    return data
+
+
+def read_text(
+    path: str | os.PathLike,
+    what: str = "file",
+    error: type[TicketlabError] = TicketlabError,
+    limit: int = READ_LIMIT,
+    encoding: str = "utf-8",
 ) -> str:
     """A UTF-8 text file's content, or one `error` naming the file and why it cannot be read."""
     path = Path(path)
+    data = read_bytes(path, what, error, limit)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
         raise error(f"{path}: cannot read {what} ({e})") from None
+
+
+def read_tail(path: str | os.PathLike, size: int) -> bytes:
+    """The last `size` bytes of a regular file (a long log's last lines)."""
+    with open_read(path) as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+        return f.read(size)
+
+
+def load_safetensors(
+    path: str | os.PathLike,
+    what: str = "safetensors file",
+    error: type[TicketlabError] = TicketlabError,
+    framework: str = "pt",
+) -> dict[str, Any]:
+    """Every tensor (`framework` "np": array) of a safetensors file, once it is a regular file
+    (`check_regular`); the caller turns safetensors' own errors into its line."""
+    with safe_open(str(check_regular(path, what, error)), framework) as f:
+        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+
+
+def open_safetensors(
+    path: str | os.PathLike, what: str = "safetensors file", error: type[TicketlabError] = TicketlabError
+) -> Any:
+    """safetensors' lazy reader (`safe_open`: header, slices) of a regular file (`check_regular`)."""
+    return safe_open(str(check_regular(path, what, error)), "pt")
+
+
+class DuplicateKey(ValueError):
+    """A JSON object that gives one key twice (`parse_json`)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:  # the last one would win unseen: which one the writer meant is not known
+            raise DuplicateKey(f"the key {k[:80]!r} is given twice")
+        out[k] = v
+    return out
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON text as Python values, a key given twice in one object refused (`DuplicateKey`), as the
+    spec reader refuses YAML's: the one JSON reader of what a user or a file gives."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -500,10 +658,10 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     path = Path(path)
     text = read_text(path, what)
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as e:
         raise TicketlabError(f"{path}: corrupt {what} (invalid JSON at line {e.lineno}: {e.msg})") from None
     except RecursionError:  # `[[[[...` a hundred thousand deep: the parser recurses per level
         raise TicketlabError(f"{path}: corrupt {what} (nested too deeply)") from None
-    except ValueError as e:  # an integer of more than 4300 digits (Python's int-parsing limit)
+    except ValueError as e:  # a key twice; an integer of more than 4300 digits (Python's limit)
         raise TicketlabError(f"{path}: corrupt {what} ({e})") from None

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import TicketlabError, unprintable
-from .files import TEMP, follow_umask, make_dir, open_own, remove_stale, replace_with, temp_dir, writing
+from .errors import TicketlabError, printable
+from .files import TEMP, follow_umask, make_dir, read_own, remove_stale, replace_with, temp_dir, writing
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 
@@ -113,13 +113,12 @@ def _marker(path: Path) -> dict[str, Any] | None:
     """The marker of a directory: None without one, {} when unreadable or not one ticketlab wrote
     (a link, a FIFO, a hard link to another file: `open_own`), so the folder does not count as ours."""
     try:
-        fd = open_own(path / MARKER, os.O_RDONLY, "marker")
+        data = read_own(path / MARKER, "marker", MARKER_BYTES + 1)
     except FileNotFoundError:
         return None
     except (OSError, TicketlabError):
         return {}
-    with contextlib.suppress(OSError, ValueError, RecursionError), os.fdopen(fd, "rb") as f:
-        data = f.read(MARKER_BYTES + 1)
+    with contextlib.suppress(ValueError, RecursionError):
         marker = json.loads(data) if len(data) <= MARKER_BYTES else None
         return marker if isinstance(marker, dict) else {}
     return {}
@@ -184,16 +183,16 @@ def safe_component(name: Any, what: str = "name", error: type[TicketlabError] = 
     a label of a sweep spec) goes through here before it becomes part of a path, so `../x` cannot
     write outside the output, a leading dot cannot hide it (or pass for one of our temporaries),
     and a control or line-separator character cannot break the one-line messages that name it."""
-    text = str(name)
+    text = printable(str(name), what, error)
     if (
         not text
         or text.startswith(".")
-        or any(c in "/\\" or unprintable(c) for c in text)
+        or any(c in "/\\" for c in text)
         or len(text.encode("utf-8", "surrogateescape")) > 255
     ):
         raise error(
-            f"{what} {text[:80]!r}: not usable as a file name (no '/', '\\', control characters, "
-            "line separators or bidi controls, no leading '.'; at most 255 bytes)"
+            f"{what} {text[:80]!r}: not usable as a file name (no '/' or '\\', no leading '.'; "
+            "at most 255 bytes)"
         )
     return text
 

@@ -22,13 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file
 from safetensors.numpy import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, default_cache_dir
+from ..core.files import atomic_write_bytes, default_cache_dir, load_safetensors, open_read
 
 
 class Ragged:
@@ -95,7 +94,7 @@ def cache_root() -> Path:
 
 def file_digest(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -128,7 +127,7 @@ def _save(path: Path, features: Features, key: str) -> None:
 
 
 def _load(path: Path) -> Features:
-    arrays = load_file(str(path))
+    arrays = load_safetensors(path, "feature cache", framework="np")
     columns: dict[str, Column] = {}
     for name in sorted(arrays):
         if name.endswith(".values"):

@@ -22,13 +22,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
-from ..core.errors import ConfigError, DataError
-from ..core.files import HUB_DATASET
+from ..core.errors import ConfigError, DataError, TicketlabError
+from ..core.files import HUB_DATASET, check_regular, open_read, open_safetensors, read_bytes, read_json
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 
+# A corpus file is read whole, then split into lines: a bound on what that may take (64 GiB).
+CORPUS_BYTES = 1 << 36
 HUB = HUB_DATASET  # a corpus on the Hugging Face hub: hub:Salesforce/wikitext:wikitext-103-raw-v1
 
 _WIKITEXT_JOINS = re.compile(r" @([-,.])@ ")
@@ -51,10 +53,7 @@ def clean_wikitext(line: str, unk_token: str | None) -> str:
 
 def read_text_file(path: Path) -> tuple[str, str]:
     """The file's text and the encoding used (UTF-8, else cp1252 as found in old Gutenberg files)."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read corpus file ({e.strerror or e})") from None
+    data = read_bytes(path, "corpus file", DataError, limit=CORPUS_BYTES)
     if b"\x00" in data[:4096]:
         raise DataError(f"{path}: looks like a binary file, not text")
     try:
@@ -87,7 +86,7 @@ class Source:
             return self.stream["content"]
         if self.split is None:
             h = hashlib.sha256()
-            with open(self.path, "rb") as f:
+            with open_read(self.path, "corpus file", DataError) as f:
                 for chunk in iter(lambda: f.read(1 << 22), b""):
                     h.update(chunk)
             return "sha256:" + h.hexdigest()
@@ -223,8 +222,8 @@ def resolve_sources(
             out.append(Source(path, split=dataset_split(path, role), text_column=text_column))
         elif path.is_dir():  # a folder of text files: one source per file, so blocks stay within one
             out.extend(Source(f, text_column=text_column) for f in text_files(path))
-        else:
-            out.append(Source(path, text_column=text_column))
+        else:  # a FIFO or a device is refused here, before any corpus is read
+            out.append(Source(check_regular(path, "corpus file", DataError), text_column=text_column))
     return out
 
 
@@ -240,8 +239,8 @@ def _saved_splits(path: Path) -> list[str] | None:
     if not dd.is_file():
         return None
     try:
-        return list(json.loads(dd.read_text())["splits"])
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return list(read_json(dd, "dataset_dict.json")["splits"])
+    except (TicketlabError, KeyError, TypeError):
         raise DataError(f"{dd}: corrupt dataset_dict.json") from None
 
 
@@ -271,7 +270,7 @@ TOKENS_FORMAT = "ticketlab-tokens/1"
 
 def token_header(path: Path) -> dict[str, str]:
     try:
-        with safe_open(str(path), "pt") as f:
+        with open_safetensors(path, "token file", DataError) as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as e:
         raise DataError(f"{path}: not a readable token file ({e})") from None

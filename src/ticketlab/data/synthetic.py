@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json
+from ..core.files import atomic_write_json, atomic_write_text
 from ..core.outputs import atomic_dir
 from .grammar import (
     ADJECTIVES,
@@ -363,12 +363,12 @@ def write_dataset(config: SyntheticConfig, out_dir: str | Path, **finetune: floa
         (tmp / "corpus").mkdir()
         for split in ("train", "dev"):
             text = "\n".join(corpus_lines(config, split)) + "\n"
-            (tmp / "corpus" / f"{split}.txt").write_text(text)
+            atomic_write_text(tmp / "corpus" / f"{split}.txt", text)
         for task in config.tasks:
             folder = tmp / "tasks" / task_id(task)
             folder.mkdir(parents=True)
             for split in ("train", "dev"):
-                (folder / f"{split}.tsv").write_text(_tsv(task_examples(config, task, split)))
+                atomic_write_text(folder / f"{split}.tsv", _tsv(task_examples(config, task, split)))
             atomic_write_json(folder / "task.json", task_spec(task, **finetune))
         word_level_tokenizer(LEXICON.words(), model_max_length=128).save_pretrained(tmp / "tokenizer")
         atomic_write_json(

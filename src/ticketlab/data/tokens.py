@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import atomic_write_bytes, corpus_cache_dir
+from ..core.files import atomic_write_bytes, corpus_cache_dir, open_safetensors, read_bytes
 from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,
@@ -37,6 +37,7 @@ from .sources import (
     token_header,
 )
 
+CACHE_BYTES = 1 << 36  # a cached token stream read whole: 16 G tokens of int32, past any corpus here
 CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches are not reused
 
 
@@ -90,8 +91,8 @@ def _read_cache(path: Path | None) -> Tensor | None:
     if path is None or not path.is_file():
         return None
     try:
-        return st_load(path.read_bytes())["ids"]
-    except (SafetensorError, KeyError, OSError):
+        return st_load(read_bytes(path, "token cache", limit=CACHE_BYTES))["ids"]
+    except (SafetensorError, KeyError, TicketlabError):
         return None  # a corrupt cache entry is rebuilt
 
 
@@ -185,7 +186,7 @@ def _token_file_stream(source: Source, tokenizer: PreTrainedTokenizerBase) -> tu
             f"{source.path}: was tokenized with another tokenizer; pass the one it was written with"
         )
     try:
-        with safe_open(str(source.path), "pt") as f:
+        with open_safetensors(source.path, "token file", DataError) as f:
             ids = f.get_tensor(source.stream["key"]).to(torch.int32)
     except (SafetensorError, OSError, KeyError) as e:
         raise DataError(f"{source.path}: corrupt token file ({e})") from None

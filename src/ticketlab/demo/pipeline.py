@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from ..core.digest import digest
-from ..core.errors import ConfigError
-from ..core.files import read_json
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import read_json, read_text
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
@@ -89,10 +89,10 @@ def machine_load(sample_s: float = 1.0) -> float:
     load = os.getloadavg()[0]
     cpus = usable_cpus()
     try:
-        before = Path("/proc/stat").read_text(encoding="ascii")
+        before = read_text("/proc/stat", "CPU counters")
         time.sleep(sample_s)
-        busy = busy_cores(before, Path("/proc/stat").read_text(encoding="ascii"), cpus)
-    except (OSError, ValueError, IndexError):  # not Linux, or a /proc/stat of another layout
+        busy = busy_cores(before, read_text("/proc/stat", "CPU counters"), cpus)
+    except (TicketlabError, ValueError, IndexError):  # not Linux, or a /proc/stat of another layout
         return load
     return load if busy is None else min(load, busy)
 

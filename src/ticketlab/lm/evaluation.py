@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from ..core.errors import DataError, MaskFileError
+from ..core.files import load_safetensors
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
 from ..train.determinism import example_seed
@@ -114,7 +114,7 @@ def load_head_state(model: nn.Module, path: str | os.PathLike) -> int:
     if path.is_dir():
         path = path / HEAD_FILE
     try:
-        state = load_file(str(path))
+        state = load_safetensors(path, "MLM head", MaskFileError)
     except (SafetensorError, OSError) as e:
         raise MaskFileError(f"{path}: cannot read the MLM head ({e})") from None
     own = head_parameters(model)

@@ -28,14 +28,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 from torch import nn
 
 from .. import __version__
 from ..core.checks import check_fields
-from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import read_json, to_json
+from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
+from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
 from .apply import absent_pooler, apply_mask, dense_weight, masked_tensor, resolve_modules
@@ -278,7 +277,9 @@ def save_mask(
     with atomic_dir(out_dir, kind="mask") as tmp:
         write_mask_files(mask, config, tmp)
         for fname, ts in (extra or {}).items():
-            save_file({k: v.detach().cpu().contiguous() for k, v in ts.items()}, str(tmp / fname))
+            atomic_write_bytes(
+                tmp / fname, st_save({k: v.detach().cpu().contiguous() for k, v in ts.items()})
+            )
     return out_dir
 
 
@@ -289,8 +290,8 @@ def write_mask_files(mask: Mask, config: MaskConfig, directory: Path) -> None:
     if mask.biases() and config.format_version < BIAS_FORMAT_VERSION:
         config = dataclasses.replace(config, format_version=BIAS_FORMAT_VERSION)
     tensors, meta = pack(mask)
-    save_file(tensors, str(directory / MASKS_NAME), metadata=meta)
-    (directory / CONFIG_NAME).write_text(to_json(config.to_dict(), indent=2) + "\n")
+    atomic_write_bytes(directory / MASKS_NAME, st_save(tensors, metadata=meta))
+    atomic_write_text(directory / CONFIG_NAME, to_json(config.to_dict(), indent=2) + "\n")
 
 
 def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask, MaskConfig]:
@@ -311,6 +312,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
         )
     try:
         raw = read_json(cfg_path, "mask config")
+        printable_strings(raw, str(cfg_path), MaskFileError)  # `info` and reports show its fields
     except TicketlabError as e:
         raise MaskFileError(str(e)) from None
     try:
@@ -320,7 +322,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     if not masks_path.is_file():
         raise MaskFileError(f"{masks_path}: masks file not found")
     try:
-        with safe_open(str(masks_path), "pt") as f:
+        with open_safetensors(masks_path, "masks file", MaskFileError) as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated files

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..core.errors import MaskMismatchError, TicketlabError
-from ..core.files import atomic_write_json, read_json
+from ..core.files import atomic_write_json, check_folder, read_json
 from ..core.optional import missing, optional_module
 from ..models.arch import encoder_of
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key
@@ -151,6 +151,7 @@ def load_peft_model(
     peft = _peft()
     if check_ticket:
         check_adapter_ticket(model, adapter_dir)
+    check_folder(adapter_dir, "adapter file")  # PEFT's reader would wait forever on a FIFO in it
     return guard(peft.PeftModel.from_pretrained(model, str(adapter_dir), **kwargs))
 
 

@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from ..core.errors import MaskFileError
+from ..core.files import load_safetensors
 from .apply import resolve_modules
 from .hub import mask_dir
 from .mask import Mask
@@ -44,8 +44,7 @@ def load_reconstructed(path: str | os.PathLike, mask: Mask) -> dict[str, Tensor]
             "itself is exported without --reconstructed)"
         )
     try:
-        with safe_open(str(file), "pt") as f:
-            weights = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        weights = load_safetensors(file, "reconstructed weights", MaskFileError)
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
         raise MaskFileError(f"{file}: corrupt or truncated safetensors file ({e})") from None
     for key, w in weights.items():

@@ -38,13 +38,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import read_json, to_json
+from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import _encoder_prefix, load_model
 from ..models.source import head_of
@@ -211,8 +210,9 @@ def save_ticket(
     with atomic_dir(Path(out_dir), kind="ticket", inputs=[base]) as tmp:
         write_mask_files(mask, mask_config, tmp)
         write_model_card(tmp, mask_config, kind="ticket", sparsity=mask.sparsity)
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_NAME))
-        (tmp / TICKET_NAME).write_text(to_json(record, indent=2) + "\n")
+        weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write_bytes(tmp / WEIGHTS_NAME, weights)
+        atomic_write_text(tmp / TICKET_NAME, to_json(record, indent=2) + "\n")
     return Path(out_dir)
 
 
@@ -284,7 +284,7 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 def _read_weights(path: Path) -> dict[str, Tensor]:
     try:
-        with safe_open(str(path / WEIGHTS_NAME), "pt") as f:
+        with open_safetensors(path / WEIGHTS_NAME, "ticket weights", MaskFileError) as f:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except Exception as e:  # safetensors raises its own error types
         raise MaskFileError(f"{path / WEIGHTS_NAME}: missing, corrupt or truncated ({e})") from None

@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_json, read_json
+from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors, read_json
 from ..core.progress import progress_bar
 from ..train.config import Batch, CollateFn, LossFn
 from .levels import PER, Per
@@ -92,7 +92,7 @@ class Importance:
         path = Path(path)
         meta = dict(read_json(path / META_FILE, "importance scores"))
         try:
-            t = load_file(path / TENSORS_FILE)
+            t = load_safetensors(path / TENSORS_FILE, "importance scores")
         except Exception as e:  # missing, truncated or foreign file
             raise MaskFileError(f"{path / TENSORS_FILE}: cannot read importance scores ({e})") from None
         if not {"head", "head_raw"} <= set(t) <= {*UNIT_NAMES, "head_raw"} or t["head"].dim() != 2:

@@ -5,6 +5,7 @@ sparsegpt read calibration sequences of `--corpus`, `methods.calibration`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from ..core.outputs import check_output
 from ..masks import Mask, MaskConfig, load_mask, save_mask
+from ..masks.identity import same_mask
 from ..masks.prunable import pooler_target
 from ..masks.reconstructed import RECONSTRUCTED_NAME
 from ..masks.targets import resolve_targets
@@ -19,6 +21,8 @@ from ..models.arch import arch_of
 from ..models.load import load_model
 from .calibration import OneShotResult, draw_calibration
 from .registry import methods
+
+log = logging.getLogger(__name__)
 
 PruneConfig = Any  # `verbs.prune.PruneConfig`, a layer above: read here by its fields only
 
@@ -71,7 +75,10 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
         search=result.info,
     )
     extra = {RECONSTRUCTED_NAME: result.weights} if result.weights else None
-    save_mask(result.mask, mc, config.out, extra=extra)
+    if extra is None and same_mask(config.out, result.mask, mc):  # the same command again
+        log.info("%s: holds this mask already; left as it is", config.out)
+    else:
+        save_mask(result.mask, mc, config.out, extra=extra)
     return result.mask, load_mask(config.out)[1], elapsed  # the config as saved
 
 

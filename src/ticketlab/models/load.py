@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError
 from torch import Tensor, nn
 from transformers import (
     CONFIG_MAPPING,
@@ -38,7 +38,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import read_json
+from ..core.files import load_safetensors, open_safetensors, read_json
 from .arch import ARCHS
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
@@ -100,9 +100,10 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
     kwargs.setdefault("dtype", torch.float32)
     if is_compacted(name):  # written in its base's dtype (`compact`): cast as from_pretrained does
         return check_finite(load_compacted(name, head, **kwargs), name)
-    load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
+    config = load_config(name)  # a decoder or encoder-decoder is refused here, before its weights load
     if Path(name).expanduser().is_dir():
         check_weights(Path(name).expanduser())
+        check_config_fits(Path(name).expanduser(), config)
     quiet_transformers()
     try:  # a hub repository with pickled weights only: refused by transformers, as OSError
         model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
@@ -128,10 +129,32 @@ def shared_base_model(name: str) -> PreTrainedModel:
 def check_model(name_or_path: str | os.PathLike) -> None:
     """What `load_model` refuses in a model's files (its config, its weights' format and integrity),
     refused without loading the weights: verbs call it before they make their output directory."""
-    load_config(name_or_path)
+    config = load_config(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not is_compacted(str(path)):
         check_weights(path)
+        check_config_fits(path, config)
+
+
+def check_config_fits(path: Path, config: PretrainedConfig) -> None:
+    """The one size policy of every verb's model (`check_model`, `load_model`; a compacted one's is
+    `_check_sizes`): before any allocation, a config.json may give no more layers than its weights
+    hold, and the encoder it makes on the meta device (no memory) each header's shape."""
+    disk = _disk_shapes(path)
+    held = {int(m.group(1)) for k in disk if (m := re.search(r"\.layers?\.(\d+)\.", k))}
+    layers = getattr(config, "num_hidden_layers", None)
+    if held and isinstance(layers, int) and layers > max(held) + 1:
+        raise TicketlabError(
+            f"{path / 'config.json'}: num_hidden_layers {layers}, but the weights hold {max(held) + 1} layers"
+        )
+    with torch.device("meta"):
+        meta = auto_class("base").from_config(config)
+    own = {k: tuple(t.shape) for k, t in meta.state_dict().items()}
+    for key, shape in _rekey(disk, meta).items():
+        if key in own and own[key] != shape:
+            raise TicketlabError(
+                f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
+            )
 
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle files
@@ -155,7 +178,7 @@ def check_weights(path: Path) -> list[Path]:
         )
     for f in files:
         try:
-            with safe_open(str(f), "pt") as opened:
+            with open_safetensors(f) as opened:
                 opened.keys()
         except (SafetensorError, OSError) as e:  # safetensors checks the data covers what the header says
             raise TicketlabError(f"{f}: corrupt or truncated safetensors file ({e})") from None
@@ -229,7 +252,7 @@ def _state_dict(path: Path) -> dict[str, Tensor]:
     state: dict[str, Tensor] = {}
     for f in files:
         try:
-            state.update(load_file(str(f)))
+            state.update(load_safetensors(f))
         except Exception as e:  # safetensors raises its own error types
             raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
     return state
@@ -346,7 +369,7 @@ def _disk_shapes(path: Path) -> dict[str, Any]:
     shapes: dict[str, Any] = {}
     for f in sorted(path.glob("model*.safetensors")):
         try:
-            with safe_open(str(f), "pt") as opened:
+            with open_safetensors(f) as opened:
                 shapes.update({k: tuple(opened.get_slice(k).get_shape()) for k in opened.keys()})  # noqa: SIM118
         except (SafetensorError, OSError) as e:
             raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None

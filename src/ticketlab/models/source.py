@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import ConfigError, TicketlabError
+from ..core.files import check_folder
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -33,6 +34,7 @@ def check_source(name_or_path: str | os.PathLike, needs: str = "config.json") ->
         if not path.is_dir() or (needs and not any(path.glob(needs))):
             what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
             raise TicketlabError(f"{path}: not a {what}")
+        check_folder(path, "model file")  # transformers' readers would wait forever on a FIFO in it
         return str(path)
     if _looks_local(name, path):
         raise TicketlabError(f"{name}: model directory not found (no such directory{_did_you_mean(path)})")

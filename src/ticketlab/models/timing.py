@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..core.errors import ConfigError
+
 
 @dataclass
 class Times:
@@ -74,3 +76,24 @@ def forward_times(
             found[name].wall.append(wall)
             found[name].cpu.append(cpu)
     return found
+
+
+def check_device(value: str, what: str = "device") -> torch.device:
+    """`value` as a torch device that holds data on this machine, or one line: not a device name,
+    a kind that computes nothing (`meta`: shapes only) or that ticketlab does not run on, a GPU
+    that is not here."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{what}: not a torch device, got {value!r} (e.g. cpu, cuda)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{what}: {value!r} holds no data to compute on here; give cpu or cuda (cuda:N)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{what}: {value}, but torch sees no CUDA GPU here")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"{what}: {value}, but torch sees {count} CUDA GPU(s) here (cuda:0 to cuda:{count - 1})"
+            )
+    return device

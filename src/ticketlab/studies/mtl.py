@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files import atomic_write_bytes, atomic_write_json
+from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer
@@ -157,7 +157,7 @@ def train_shared(
         objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
         mt = build(config, seed, device)
         if (done := run_dir.finished()) is not None:
-            _load_weights(mt, load_file(out / WEIGHTS))
+            _load_weights(mt, load_safetensors(Path(out) / WEIGHTS, "ticket-sharing weights"))
             return mt, objs, done
         return mt, objs, _train_shared(config, seed, run_dir, mt, objs)
 
@@ -325,7 +325,8 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         unit_arch(load_config(config.model).model_type)
     for task in config.tasks:  # a bad data file is refused before the directory is made
         check_task_data(get_task(task, config.data_dir), config.data_dir)
-    check_model(config.model)  # so are its files (pickled or truncated weights) ...
+    check_model(config.model)  # so are its files (pickled or truncated weights, a config past them),
+    load_tokenizer(config.model)  # its tokenizer (ids past the embeddings) ...
     if config.tickets is not None:  # ... and the tickets, checked against the model as `build` does
         load_tickets(config, load_model(config.model))
     # a new or empty directory, or this study's own (resumed): never one holding other files

@@ -9,12 +9,15 @@ a super-ticket study's and ticket sharing's rows. Stores of an earlier identity 
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from ..core.digest import digest
+from ..core.errors import TicketlabError
+from ..core.files import open_safetensors, read_json
 from ..core.outputs import safe_component
 from ..models.arch import ARCHS
 
@@ -90,9 +93,9 @@ def checkpoint_has_pooler(model: str) -> bool:
     index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
     that a run under the default targets that follow the reference code is never taken for one from before."""
     try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
-        model_type = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
+        model_type = read_json(Path(model).expanduser() / "config.json", "model config")
         arch = ARCHS.get(model_type.get("model_type")) if isinstance(model_type, dict) else None
-    except (OSError, ValueError):
+    except TicketlabError:
         arch = None
     if arch is not None and arch.pooler is None:
         return False
@@ -106,11 +109,10 @@ def _weight_names(model: str) -> frozenset[str] | None:
     try:
         index = root / "model.safetensors.index.json"
         if index.is_file():
-            return frozenset(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
-        with open(root / "model.safetensors", "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            return frozenset(k for k in json.loads(f.read(size)) if k != "__metadata__")
-    except (OSError, ValueError, KeyError, TypeError):
+            return frozenset(read_json(index, "weights index")["weight_map"])
+        with open_safetensors(root / "model.safetensors") as f:  # its header only
+            return frozenset(f.keys())
+    except (TicketlabError, SafetensorError, OSError, KeyError, TypeError):
         return None
 
 

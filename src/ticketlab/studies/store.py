@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import TicketlabError
-from ..core.files import HOST, temp_file, to_json, writing
+from ..core.files import HOST, check_regular, temp_file, to_json, writing
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"
@@ -93,6 +93,7 @@ def copy_store(source: str | os.PathLike, target: str | os.PathLike) -> None:
     their log) to `target` as one file: the copy leaves WAL mode, so reading it later makes no `-wal`
     and `-shm` files beside it (what a store committed to git must be). Written atomically."""
     source, target = Path(source), Path(target)
+    check_regular(source, "results store")
     tmp = temp_file(target.parent, target.name)
     try:
         src = contextlib.closing(sqlite3.connect(_read_only_uri(source), uri=True))
@@ -127,6 +128,8 @@ class Store:
         self.unreadable: dict[str, str] = {}  # run id -> why `runs()` left its row out
         if not path.parent.is_dir() and not readonly:
             raise TicketlabError(f"{path.parent}: sweep directory not found")
+        if path.exists() or path.is_symlink():  # SQLite would wait forever on a FIFO planted there
+            check_regular(path, "results store")
         try:
             self.db = sqlite3.connect(
                 _read_only_uri(path) if readonly and path.is_file() else path if not readonly else ":memory:",

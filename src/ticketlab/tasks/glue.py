@@ -30,6 +30,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
+from ..core.files import check_regular, read_text
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .registry import Column, TaskSpec, get_task, task_file
 
@@ -89,9 +90,7 @@ def split_file(spec: TaskSpec, data_dir: str | os.PathLike, split: str) -> Path:
     if split not in spec.files:
         raise DataError(f"task '{spec.id}' has no split '{split}' (it has {sorted(spec.files)})")
     path = task_dir(spec, data_dir) / spec.files[split]
-    if not path.is_file():
-        raise DataError(f"{path}: {spec.id} {split} file not found")
-    return path
+    return check_regular(path, f"{spec.id} {split} file", DataError)  # missing, a FIFO, a device
 
 
 # --------------------------------------------------------------------------- reading TSV
@@ -130,11 +129,23 @@ def _label_value(spec: TaskSpec, raw: str, path: Path, line: int) -> int | float
     return labels.index(raw)
 
 
+# The longest text field of a task file: the csv module's own bound on a field (131072 characters),
+# for tab-separated lines too. A longer one is no sentence; tokenizing it takes gigabytes.
+FIELD_CHARS = csv.field_size_limit()
+
+
 def _records(text: str, path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every line of a file's `text`: split at tabs as GLUE's files are
     (no quoting), or for a `.csv` file by the `csv` module (a quoted field may span lines)."""
     if path.suffix != ".csv":
-        return [(i, ln.removesuffix("\r").split("\t")) for i, ln in enumerate(text.split("\n"), start=1)]
+        records = [(i, ln.removesuffix("\r").split("\t")) for i, ln in enumerate(text.split("\n"), start=1)]
+        for i, fields in records:
+            if (longest := max(map(len, fields))) > FIELD_CHARS:
+                raise DataError(
+                    f"{path}, line {i}: a field of {longest} characters, more than the {FIELD_CHARS} "
+                    "a text field may hold (as for CSV); not a row of a task file"
+                )
+        return records
     reader = csv.reader(io.StringIO(text, newline=""))  # the csv module sees the line ends itself
     try:
         return [(reader.line_num, row) for row in reader]
@@ -146,12 +157,7 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
     """Read one GLUE-style TSV file of `spec` (or a CSV file, by its `.csv` name); see the module
     docstring for what is skipped or refused."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: MRPC starts with a byte-order mark
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read as UTF-8 text ({e})") from None
+    text = read_text(path, "task data file", DataError, encoding="utf-8-sig")  # -sig: MRPC's byte-order mark
     records = _records(text, path)
     header = (records[0][1] if records else []) if spec.header else None
     first = 1 if spec.header else 0

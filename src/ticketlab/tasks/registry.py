@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import LearningRate, check_fields
-from ..core.errors import ConfigError, TicketlabError
+from ..core.errors import ConfigError, TicketlabError, printable_strings
 from ..core.files import read_json
 from ..core.outputs import safe_component
 from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
@@ -74,6 +74,7 @@ class TaskSpec:
 
         if not self.id or not isinstance(self.id, str):
             raise ConfigError(f"task id must be a non-empty string, got {self.id!r}")
+        printable_strings(dataclasses.asdict(self), "task")  # its id, labels, columns reach reports
         wrong = check_fields(self)  # a task.json may hold anything: every field is checked
         if wrong:
             raise bad(wrong)

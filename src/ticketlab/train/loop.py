@@ -52,7 +52,7 @@ from ..core.files import (
 )
 from ..core.progress import logs_above_bars, progress_bar
 from .checkpoint import (
-    check_step,
+    check_loop_checkpoint,
     load_loop_checkpoint,
     load_trainable_state,
     restoring,
@@ -213,8 +213,8 @@ class _Loop:
         """Go on from the checkpoint, if there is one: weights, optimizer, schedule, RNG, result."""
         if self.ckpt is None or not self.ckpt.is_file():
             return
-        saved = load_loop_checkpoint(self.ckpt)
-        step = check_step(saved["step"], self.ckpt, self.config.max_steps)  # before restoring
+        saved = load_loop_checkpoint(self.ckpt)  # every field checked before anything is restored
+        step = check_loop_checkpoint(saved, self.ckpt, self.optimizer, self.scheduler, self.config.max_steps)
         with restoring(self.ckpt):
             if self.extra_state is not None:  # first: it may say what the saved tensors are (which
                 self.extra_state[1](saved.get("extra", {}))  # task's mask a model's buffers held)

@@ -27,10 +27,13 @@ from ..models.compaction import refuse_compacted
 from ..models.load import load_config
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
-from ..models.timing import Times, forward_times, random_batch
+from ..models.timing import Times, check_device, forward_times, random_batch
 from .export import Head, load_with_head
 
 TIME_LENGTH = 128  # tokens per sequence timed, by default
+# The tokens of the timed batch at most: 8192 sequences of 128 (an encoder's activations for them
+# are gigabytes already).
+MAX_TIMED_TOKENS = 1 << 20
 
 
 @dataclass
@@ -53,12 +56,13 @@ class CompactConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types, ranges and choices (head)
-        try:
-            device = torch.device(self.device)
-        except RuntimeError:
-            raise ConfigError(f"device: not a torch device, got {self.device!r} (e.g. cpu, cuda)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device: {self.device}, but torch sees no CUDA GPU here")
+        check_device(self.device)
+        tokens = self.time_batch_size * (self.time_length or TIME_LENGTH)
+        if self.time_reps and tokens > MAX_TIMED_TOKENS:  # its activations are allocated whole
+            raise ConfigError(
+                f"time_batch_size x time_length: {tokens} tokens, more than the {MAX_TIMED_TOKENS} "
+                "a timed batch may hold (its activations are allocated at once)"
+            )
 
 
 @dataclass

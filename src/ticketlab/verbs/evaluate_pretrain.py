@@ -7,7 +7,6 @@ pins it).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import BlockLength, PositiveInt, Seed, check_config, option
-from ..core.errors import ConfigError
-from ..core.files import CORPUS_CACHE_HELP, atomic_write_json
+from ..core.errors import ConfigError, TicketlabError
+from ..core.files import CORPUS_CACHE_HELP, atomic_write_json, read_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 
@@ -92,8 +91,8 @@ def _is_evaluation(path: Path) -> bool:
     """An earlier `evaluate_pretraining` output (its rows), which a new one may replace; any other
     file at `--out` is the user's."""
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        rows = read_json(path, "evaluation")
+    except TicketlabError:
         return False
     return (
         isinstance(rows, list)

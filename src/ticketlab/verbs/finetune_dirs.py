@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.digest import content_keys, digest
 from ..core.files import atomic_write_json, read_json, upgraded_keys
+from ..masks.identity import mask_key
 from ..masks.io import library_versions
 from ..tasks.glue import task_dir
 from ..tasks.registry import TaskSpec
@@ -32,7 +33,10 @@ def input_content(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:
     paths = input_paths(config)
     if config.data_dir is not None:
         paths["data"] = task_dir(spec, config.data_dir)  # the task's own folder, not the whole GLUE root
-    return content_keys(paths)
+    keys = content_keys({k: v for k, v in paths.items() if k != "mask"})
+    if config.mask is not None and (mask := mask_key(config.mask)) is not None:
+        keys["mask"] = mask  # its bits and what they cover, not when it was made (a re-run `prune`)
+    return keys
 
 
 def _check_run_dir(

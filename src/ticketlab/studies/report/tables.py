@@ -14,12 +14,13 @@ A ticket found on one task (`imp-task`, Chen et al. §5) is grouped as `imp-task
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.errors import TicketlabError
+from ...core.files import read_json
 from ...tasks.metrics import floor_of_average, no_verdict
 from ..store import RunRecord
 from .cells import AVG, Cell, Score, method_label, stats, wins
@@ -304,12 +305,11 @@ def encoder_share(model: str | None) -> float | None:
     """The encoder matrices' share of a BERT-style model's word embeddings plus encoder matrices (Q, K,
     V, attention output, FFN in and out), from its config.json; None where that does not read."""
     try:
-        with open(Path(str(model)) / "config.json") as f:
-            c = json.load(f)
+        c = read_json(Path(str(model)) / "config.json", "model config")
         h, layers, ffn, vocab = (
             int(c[k]) for k in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size")
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (TicketlabError, ValueError, KeyError, TypeError):
         return None
     encoder = layers * (4 * h * h + 2 * h * ffn)
     return encoder / (encoder + vocab * h)

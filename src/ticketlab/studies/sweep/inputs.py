@@ -53,10 +53,17 @@ def check_sweep_inputs(spec: SweepSpec, out: Path, *, dry_run: bool = False) -> 
     _check_task_data(spec)  # before the directory is made
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
     carried = carried_store(out)
+    if not carried:
+        check_output(out, kind="sweep", inputs=[spec.model, *corpus])
+    _check_model(spec)  # every refusal before the directory is made or marked
     if carried and not dry_run:
         mark_output(out, "sweep")
-    if not (carried and dry_run):
-        (check_output if dry_run else claim_dir)(out, kind="sweep", inputs=[spec.model, *corpus])
+    elif not dry_run:
+        claim_dir(out, kind="sweep", inputs=[spec.model, *corpus])
+
+
+def _check_model(spec: SweepSpec) -> None:
+    """The model's targets, positions and tokenizer, as every run would check them."""
     if not Path(spec.model).expanduser().exists():
         return  # a hub id: checked when it is loaded
     config = load_config(spec.model)

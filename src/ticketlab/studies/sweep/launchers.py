@@ -21,6 +21,7 @@ needs none; a launcher refuses to be made without it, in one line, before any wo
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import shutil
@@ -33,8 +34,8 @@ from typing import Any
 
 import torch
 
-from ...core.checks import MEM_GB_RANGE, TIME_MIN_RANGE
-from ...core.errors import ConfigError, one_line, unprintable
+from ...core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
+from ...core.errors import ConfigError, TicketlabError, one_line, printable
 from ...core.files import open_own
 from ...core.memory import keep_freed_memory
 from ...core.optional import optional_module
@@ -66,12 +67,12 @@ class Resources:
     slurm: dict[str, Any] = field(default_factory=dict)  # other sbatch options: account, qos, constraint...
 
     def __post_init__(self) -> None:
-        for name in ("gpus", "cpus", "time_min"):
+        for name, rng in (("gpus", GPUS_RANGE), ("cpus", CPUS_RANGE), ("time_min", TIME_MIN_RANGE)):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
-        if not TIME_MIN_RANGE.holds(self.time_min):
-            raise ConfigError(f"time_min must be {TIME_MIN_RANGE}, got {self.time_min}")
+            if v is not None and not rng.holds(v):
+                raise ConfigError(f"{name} must be {rng}, got {v}")
         mem = self.mem_gb
         if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float))):
             raise ConfigError(f"mem_gb must be a number, got {mem!r}")
@@ -103,7 +104,8 @@ class Resources:
         if self.cpus:
             params["cpus_per_task"] = self.cpus
         if self.mem_gb:
-            params["mem"] = f"{self.mem_gb:g}GB"
+            mem = self.mem_gb  # sbatch takes whole units: megabytes where it is no whole number of GB
+            params["mem"] = f"{int(mem)}GB" if mem == int(mem) else f"{math.ceil(mem * 1024)}M"
         if self.partition:
             params["partition"] = self.partition
         if self.setup:
@@ -116,8 +118,7 @@ def _job_script_safe(where: str, value: Any) -> None:
     the shell, but a newline in it (or in an option's name, written unquoted) starts a new line of
     the script, which the job runs as a command. Names must be sbatch option words."""
     if isinstance(value, str):
-        if any(unprintable(c) for c in value):
-            raise ConfigError(f"{where}: {one_line(value)!r} holds a newline or control character")
+        printable(value, f"{where}:")
     elif isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or not _SBATCH_KEY.fullmatch(k):
@@ -350,9 +351,9 @@ def _dies_with_coordinator(lock: str, coordinator: int, fn: Callable[..., Any], 
 def _end_with(lock: str) -> None:
     """Block until the coordinator's lock is free (it ended, or was killed), then end this process."""
     try:
-        fd = os.open(lock, os.O_RDONLY)
+        fd = open_own(lock, os.O_RDONLY, "lock")
         fcntl.flock(fd, fcntl.LOCK_SH)  # granted only once the coordinator's exclusive lock is gone
-    except OSError:  # no lock file: the coordinator ended (and removed it) before we started
+    except (OSError, TicketlabError):  # no lock file: the coordinator ended (and removed it) first
         pass
     print(
         "ticketlab: the sweep coordinator that launched this run is gone; stopping "

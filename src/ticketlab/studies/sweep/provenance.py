@@ -6,7 +6,6 @@ tickets and ticket sharing record the code version too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from ... import __version__
-from ...core.files import HOST
+from ...core.files import HOST, open_safetensors
+from ...masks.identity import bits_digest
 
 # --------------------------------------------------------------------------- provenance
 
@@ -78,9 +77,6 @@ def mask_hash(mask_dir: Path) -> str:
     """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
     Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
     twice gives two files."""
-    h = hashlib.sha256()
-    with safe_open(mask_dir / "masks.safetensors", framework="pt") as f:
-        h.update(json.dumps(json.loads(f.metadata()["shapes"]), sort_keys=True).encode())
-        for name in sorted(f.keys()):
-            h.update(name.encode() + b"\0" + f.get_tensor(name).numpy().tobytes())
+    with open_safetensors(mask_dir / "masks.safetensors", "masks file") as f:
+        h = bits_digest(json.loads(f.metadata()["shapes"]), {k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
     return MASK_HASH + h.hexdigest()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files import busy, content_key, entry_keys, exclusive, lock_holder, model_key
+from ...core.files import busy, content_key, entry_keys, exclusive, lock_holder, model_key, read_json
 from ...models.arch import ARCHS
 from ...tasks.glue import task_data
 from ..records import owner_gone
@@ -67,9 +67,9 @@ def _family_targets(model: Any) -> str | None:
     """The default targets (word embeddings included) of the model family at `model`, or None where
     its config cannot be read here (the run keeps its id, and shows as pending)."""
     try:
-        model_type = json.loads((Path(model) / "config.json").read_text())["model_type"]
+        model_type = read_json(Path(model) / "config.json", "model config")["model_type"]
         return ARCHS[model_type].targets()
-    except (OSError, TypeError, ValueError, KeyError):
+    except (TicketlabError, TypeError, KeyError):
         return None
 
 

@@ -480,6 +480,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run every missing run of `spec` in `sweep_dir`, here or through `launcher` (local
     subprocesses, Slurm jobs); see the module docstring."""
+    check_sweep_runs(spec, sweep_dir, launcher=launcher, kinds=kinds, names=names)
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
         return runner.run(
@@ -492,3 +493,26 @@ def run_sweep(
         )
     finally:
         runner.store.close()
+
+
+def check_sweep_runs(
+    spec: SweepSpec,
+    sweep_dir: str | os.PathLike,
+    *,
+    launcher: SubmititLauncher | None = None,
+    kinds: Collection[str] | None = None,
+    names: Collection[str] | None = None,
+) -> None:
+    """What `Runner.run` refuses before its first run (runs chosen that do not exist, a launcher that
+    cannot start, a retired method's missing runs, a declared claim no run could answer), refused on
+    a plan that writes nothing: a sweep refused leaves its directory as it was, or none."""
+    plan = Runner(spec, sweep_dir, dry_run=True, log=lambda *_: None)
+    try:
+        plan.select(kinds, names)
+        reason = launcher.unavailable() if launcher is not None else None
+        if reason:
+            raise ConfigError(reason)
+        plan.refuse_retired()
+        plan.refuse_unpassable()
+    finally:
+        plan.store.close()

@@ -91,7 +91,7 @@ from typing import Any
 import yaml
 
 from ...core.checks import SEED_RANGE, Range
-from ...core.errors import ConfigError, TicketlabError
+from ...core.errors import ConfigError, TicketlabError, printable_strings
 from ...core.files import read_text
 from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
@@ -284,6 +284,7 @@ def spec_from_dict(
     r = _Reader(source, Path(base_dir or Path.cwd()).resolve())
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (model, tasks, methods, ...)")
+    printable_strings(raw, source)  # names, labels, endpoints, paths: each reaches a terminal or the report
     d = r.mapping(raw, "", TOP_KEYS)
     for key in ("model", "tasks", "methods"):
         if key not in d:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import TicketlabError
+from ...core.files import read_json, read_tail
 from ..records import KINDS, STALE_AFTER, owner_gone
 from ..run_ids import run_dirname
 from ..store import DB_NAME, Store
@@ -98,8 +99,8 @@ def _progress(sweep_dir: Path, r) -> str:
         return ""
     total = r.config.get("steps") if isinstance(r.config, dict) else None
     if total is None:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            total = json.loads((log.parent / "config.json").read_text())["resolved"]["max_steps"]
+        with contextlib.suppress(TicketlabError, KeyError, TypeError):
+            total = read_json(log.parent / "config.json", "run config")["resolved"]["max_steps"]
     count = isinstance(total, int) and not isinstance(total, bool)  # `steps: true` is no budget
     return f", step {step}" + (f" of {total}" if count else "")
 
@@ -120,10 +121,8 @@ def _newest_log(dirs: list[Path]) -> Path | None:
 def _last_step(log: Path) -> int | None:
     """The `step` of the last complete line of a JSON-lines log (its tail only: logs grow long)."""
     try:
-        with open(log, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
+        lines = read_tail(log, 4096).decode(errors="replace").splitlines()
+    except (OSError, TicketlabError):
         return None
     for line in reversed(lines):
         try:
