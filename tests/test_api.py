@@ -144,6 +144,7 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
         "no_pooler": True, "kd_teacher": "eval", "count": "round", "clip_per_tensor": True,
         "adam_eps": 1e-6, "wikitext_markup": "keep", "kd_data": "blocks",  # reference: TAMT-KD's alone
         "compile": True, "optimizer": "adamw",  # bertadam: float32 scores, its own decay
+        "corpus_tokens": 5000,
     }  # fmt: skip
     assert set(given) == TAMT_SETTINGS | IMP_SETTINGS
     corpus = {"train": ["t.txt"], "dev": ["d.txt"], "text_column": "body"}

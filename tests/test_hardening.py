@@ -30,9 +30,12 @@ def corpus(tmp_path) -> Path:
     return path
 
 
-def test_lengths_fit_the_model(tiny_bert_dir, corpus, capsys):
+def test_lengths_fit_the_model(tiny_bert_dir, corpus, capsys, monkeypatch):
     """The default length is min(paper default, positions) with one notice; an explicit value
     beyond the positions is refused in one line before any work (tiny_bert has 64 positions)."""
+    from ticketlab.models import source
+
+    monkeypatch.setattr(source, "_NOTED", set())  # the notice is once per process: earlier tests gave it
     code, out, err = run(capsys, "evaluate-pretrain", "--model", tiny_bert_dir, "--corpus", corpus, "--no-kd")
     assert code == 0, err
     assert err.count("has 64 positions: max_length is 64 (default 512)") == 1

@@ -305,19 +305,28 @@ def test_no_sqlite_side_file_is_committed():
     assert ignored.stdout.decode().split() == names
 
 
-def test_stored_scores_drop_the_binary_rounding_of_arithmetic(tmp_path):
-    """100 * 0.524 is 52.400000000000006 in binary: the store and every JSON file ticketlab writes keep 15
-    significant digits (`core.files.finite_json`), so a score reads 52.4; a decimal given keeps its digits."""
+def test_a_decimal_score_is_exact_and_every_score_is_stored_bit_for_bit(tmp_path):
+    """Accuracy is one division of integers, so 524 right of 1,000 is 52.4 (100 * 0.524 would be
+    52.400000000000006); the store and every JSON file keep a float's bits, so a score recomputed from
+    a run's predictions equals the stored one exactly."""
+    import json
+
+    import numpy as np
+
     from ticketlab.core.files import atomic_write_json, to_json
     from ticketlab.studies.run_ids import make_run
+    from ticketlab.tasks.metrics import accuracy
 
-    assert 100 * 0.524 == 52.400000000000006 and to_json({"score": 100 * 0.524}) == '{"score": 52.4}'
-    assert to_json([1e-5, 0.123456789012345, 3.0]) == "[1e-05, 0.123456789012345, 3.0]"
+    labels = np.zeros(1000, dtype=np.int64)
+    assert accuracy(np.r_[np.zeros(524), np.ones(476)].astype(np.int64), labels) == 52.4
+    assert 100 * 0.524 == 52.400000000000006  # the arithmetic the metric avoids
+    pearson = 0.1 + 0.2  # 0.30000000000000004: a float the writer must not round
+    assert json.loads(to_json({"s": pearson}))["s"] == pearson and to_json(float("nan")) == "null"
     run = make_run("finetune", "ft", {"model": "m", "seed": 1})
     with Store(tmp_path / "s") as store:
         store.add_runs([run])
         assert store.claim(run.id)
-        store.finish(run.id, {"score": 100 * 0.524}, {})
-        assert store.get(run.id).metrics == {"score": 52.4}
-    atomic_write_json(tmp_path / "r.json", {"best": {"accuracy": 100 * 0.524}})
+        store.finish(run.id, {"score": 52.4, "r": pearson}, {})
+        assert store.get(run.id).metrics == {"score": 52.4, "r": pearson}
+    atomic_write_json(tmp_path / "r.json", {"best": {"accuracy": 52.4}})
     assert (tmp_path / "r.json").read_text() == '{\n  "best": {\n    "accuracy": 52.4\n  }\n}\n'

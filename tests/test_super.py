@@ -369,9 +369,10 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
         result = run_super(_super_config(tiny_bert_dir, sst2_root), out)
     # a line as each row starts and one as it finishes, as a sweep says them
     lines = [r.getMessage() for r in caplog.records if r.name == "ticketlab.studies.super_rows.progress"]
-    started = [line for line in lines if line.startswith("[")]
-    assert len(started) == 14 and started[0].startswith("[1/14] fine-tuning ft_sst2_full_ft")
-    assert started[1].startswith("[2/14] ticket st-winning_l60_seed") and started[-1].startswith("[14/14] ")
+    row_lines = [line for line in lines if line.startswith("[")]
+    assert len(row_lines) == 14 and row_lines[0].startswith("[1/14] fine-tuning ft_sst2_full_ft")
+    assert row_lines[1].startswith("[2/14] ticket st-winning_l60_seed")
+    assert row_lines[-1].startswith("[14/14] ")
     done = [line for line in lines if line.startswith("    done in ")]
     assert len(done) == 14 and "(accuracy " in done[0] and "(sparsity " in done[1]
 

@@ -245,11 +245,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def finite_json(obj: Any) -> Any:
     """`obj` with every non-finite float (nan, inf) as None: JSON has no such numbers, and Python's
-    bare `NaN` tokens make a file other readers refuse. A finite float keeps 15 significant digits,
-    which every decimal written with up to 15 keeps as it is, and drops the binary rounding of
-    arithmetic past them (100 * 0.524 is stored as 52.4, not 52.400000000000006)."""
+    bare `NaN` tokens make a file other readers refuse. A finite float is written as it is (the
+    shortest text that reads back to the same bits): a score recomputed from the run's predictions
+    equals the stored one exactly; scores are computed so that a decimal result is exact
+    (`tasks.metrics.accuracy`)."""
     if isinstance(obj, float):
-        return float(f"{obj:.15g}") if math.isfinite(obj) else None
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
