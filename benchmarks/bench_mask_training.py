@@ -176,7 +176,7 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
     # the mask it starts from has a tie at its cut in the block of kept scores at α·φ, every step)
     thresholders = make_thresholders(masks, 0.7, count=config.count)
     after = lambda step: rethreshold(thresholders)  # noqa: E731
-    lr = lr or config.default_lr
+    lr = lr or config.paper_lr  # Table 1's: the rate of a search of the paper's length
     runner = Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
     runner.thresholders = thresholders
     return runner

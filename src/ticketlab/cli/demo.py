@@ -5,7 +5,7 @@ Steps (each cached under --out, so a second run only re-renders the report and a
 resumes): generate the language and its tasks (sentiment, acceptability, paraphrase); pre-train a
 BERT (L2/H128) from scratch with MLM; search masks with OMP, random, IMP, TAMT-MLM and TAMT-KD at
 50/70/90% sparsity and fine-tune each on each task, next to the full model; write the report with
-its figures and print the main table. About 10 minutes on 2 free CPU cores the first time (a busy
+its figures and print the main table. About 11 minutes on 2 free CPU cores the first time (a busy
 machine is named in one line, with what it costs).
 
 --model, --corpus and --tasks swap in real ones, each on its own (the rest stays synthetic):
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--budget",
         choices=list(BUDGETS),
         default="default",
-        help="how much work (default: ~6 min on 2 idle cores; test: seconds, for the tests)",
+        help="how much work (default: ~11 min on 2 idle cores; test: seconds, for the tests)",
     )
     p.add_argument("--model", metavar="PATH_OR_ID", help="a pre-trained model instead of pre-training one")
     p.add_argument(
