@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ticketlab.masks import MaskConfig, current_mask, load_mask, save_mask
 from ticketlab.methods import omp_mask
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.tasks.objective import load_task_model, reset_head, task_objective
-from ticketlab.train.config import TrainConfig
+from ticketlab.train.config import TrainConfig, eval_payload
 from ticketlab.train.loop import train
 from ticketlab.verbs.finetune import FinetuneConfig, FinetuneResult, finetune
 from ticketlab.verbs.finetune_results import mean_std, summarize
@@ -161,6 +162,7 @@ def test_the_reported_score_is_never_chosen_on_the_data_that_scores_it():
         **base, best=best, final=final, selected_by="select_accuracy", checkpoint="held-out"
     )
     assert selected.reported_score == 80.0  # the step the selection part picked, scored on the rest
+    assert selected.reported == best  # the record whose predictions the run keeps
     assert FinetuneResult.from_dict({**base, "best": best, "final": final}).reported_score == 80.0
 
 
@@ -454,8 +456,8 @@ def test_a_run_keeps_its_reported_predictions_and_a_bootstrap_over_them_starts_a
     from ticketlab.studies.run_ids import make_run
     from ticketlab.studies.stats import example_bootstrap
     from ticketlab.studies.store import Store
+    from ticketlab.tasks.predictions import decode_predictions
     from ticketlab.tasks.scores import GLUE_METRICS
-    from ticketlab.verbs.finetune_results import decode_predictions
 
     r = finetune(quick(tiny_bert_dir, glue_dir, task=task, max_steps=4), tmp_path / "run")
     preds, labels = decode_predictions(r.predictions)
@@ -475,6 +477,62 @@ def test_a_run_keeps_its_reported_predictions_and_a_bootstrap_over_them_starts_a
     draws = example_bootstrap(metric, *kept, 20, seed=1)
     assert draws[0] == r.reported_score and len(set(draws.tolist())) > 1
     assert Store(tmp_path / "sweep", readonly=True).predictions("no-such-run") is None
+
+
+def earliest_best(seen: list) -> Callable:
+    """`ft.train` whose selection score falls at every evaluation: the first step is the best one,
+    earlier than the last. `seen` gets each evaluation's scores and predictions, in order."""
+    real_train = ft.train
+
+    def train_(*args, eval_fn, **kw):
+        def selecting(model):
+            scores = eval_fn(model)
+            selecting.payload = eval_payload(eval_fn)
+            seen.append((scores, selecting.payload))
+            return {**scores, **{k: 100.0 - len(seen) for k in scores if k.startswith("select_")}}
+
+        return real_train(*args, eval_fn=selecting, **kw)
+
+    return train_
+
+
+def test_a_run_that_reports_an_earlier_step_keeps_its_predictions_across_a_resume(
+    tiny_bert_dir, glue_dir, tmp_path, monkeypatch
+):
+    """With `select_fraction` the run reports the step the selection part picked, here the first of
+    three: it keeps that step's per-example predictions, not the last one's, and they give the
+    reported score exactly; a run interrupted after that step keeps the same ones when it resumes
+    from its checkpoint, though the step is not evaluated again. STS-B: a regression's outputs move
+    at every step (the toy SST-2's class ids stay one class for the first steps)."""
+    from ticketlab.tasks.predictions import decode_predictions
+    from ticketlab.tasks.scores import GLUE_METRICS
+
+    config = quick(tiny_bert_dir, glue_dir, task="stsb", select_fraction=0.5)  # 5 steps: 3 epochs of 24
+    seen: list = []
+    selecting = earliest_best(seen)
+    monkeypatch.setattr(ft, "train", selecting)
+    r = finetune(config, tmp_path / "straight")
+    assert [h["step"] for h in r.history] == [2, 4, 5] and r.reported == r.best and r.best["step"] == 2
+    assert r.predictions is not None and r.predictions == seen[0][1] != seen[-1][1]
+    preds, labels = decode_predictions(r.predictions)
+    assert len(preds) == r.n_dev["dev"] == 12  # the reported half of 24 dev examples
+    assert GLUE_METRICS[r.metric](preds, labels) == r.reported_score == seen[0][0]["pearson"]
+
+    def interrupted(*args, **kw):
+        def stop(state):
+            if state.step == 3:
+                raise KeyboardInterrupt
+
+        return selecting(*args, **kw, after_step=stop)
+
+    seen.clear()
+    monkeypatch.setattr(ft, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, tmp_path / "resumed")
+    monkeypatch.setattr(ft, "train", selecting)
+    resumed = finetune(config, tmp_path / "resumed")
+    assert resumed.resumed_from == 2 and resumed.best == r.best and len(seen) == 3  # steps 2, 4, 5
+    assert resumed.predictions == r.predictions
 
 
 def test_prune_then_finetune_each_run_twice_resumes(tiny_bert_dir, tmp_path, capsys):

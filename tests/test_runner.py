@@ -737,8 +737,10 @@ def write_sst2(root: Path, n_train: int = 48, n_dev: int = 16) -> None:
 def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_bert_dir, monkeypatch, capsys):
     """`ticketlab sweep` with the shipped registry and fine-tuning: OMP and random masks of the tiny
     model, a few fine-tuning steps on a toy SST-2, one task whose data files do not read (its runs
-    fail, the others finish, exit 1), the report; a second sweep repeats nothing finished."""
+    fail, the others finish, exit 1), the report, each run's predictions in the store; a second sweep
+    repeats nothing finished."""
     from ticketlab.cli import main
+    from ticketlab.tasks.scores import GLUE_METRICS
 
     monkeypatch.setenv("TICKETLAB_CACHE", str(tmp_path / "cache"))
     write_sst2(tmp_path / "glue")
@@ -770,6 +772,9 @@ def test_cli_sweep_end_to_end_with_real_pruning_and_finetuning(tmp_path, tiny_be
             assert r.metrics["metric"] == "accuracy" and 0.0 <= r.metrics["score"] <= 100.0
             assert r.provenance["code"]["ticketlab"]
             assert (r.config["mask"] is None) == (r.config["method"] == "full")
+            kept = st.predictions(r.id)  # the reported evaluation's, in the store's own table
+            assert kept is not None and "predictions" not in r.metrics
+            assert GLUE_METRICS["accuracy"](*kept) == r.metrics["score"]
         searches = st.runs(kind="search", status="done")
         assert sorted(r.config["method"] for r in searches) == ["omp", "random", "random"]
         assert all(r.metrics["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3) for r in searches)

@@ -231,3 +231,58 @@ def test_the_callers_sampler_and_optimizer():
         [DATA[s].tolist(), DATA[60 - s].tolist()] for s in range(3)
     ]
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_the_best_and_the_final_evaluation_keep_their_payload_across_a_resume(tmp_path):
+    """What an eval_fn leaves in its `payload` (a task's per-example predictions) is kept for the best
+    and the final records only, and goes into the checkpoint and the saved result with them: a run
+    interrupted after its best step reports that step's payload when it resumes, though the step
+    is not evaluated again."""
+    scripted = iter([0.5, 0.9, 0.7, 0.6])  # at steps 2, 4 (the best), 6 and 8
+
+    def eval_fn(model):
+        score = next(scripted)
+        eval_fn.payload = {"preds": f"at {score}"}  # JSON-ready, opaque to the loop
+        return {"acc": score}
+
+    def stop_at_5(state):
+        if state.step == 5:
+            raise KeyboardInterrupt
+
+    run = config(max_steps=8, eval_every=2, save_every=4, metric="acc")
+    model = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model,
+            model.parameters(),
+            DATASET,
+            collate,
+            loss_fn,
+            run,
+            out_dir=tmp_path,
+            eval_fn=eval_fn,
+            after_step=stop_at_5,
+        )
+    ckpt = tmp_path / "checkpoint.pt"
+    good = ckpt.read_bytes()
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({**state, "result": {**state["result"], "payloads": ["not by step"]}}, ckpt)
+    with pytest.raises(TicketlabError, match=r"corrupt checkpoint \(result.payloads: a list, not a mapping"):
+        train(model, model.parameters(), DATASET, collate, loss_fn, run, out_dir=tmp_path, eval_fn=eval_fn)
+    ckpt.write_bytes(good)
+    resumed = fresh()
+    result = train(
+        resumed, resumed.parameters(), DATASET, collate, loss_fn, run, out_dir=tmp_path, eval_fn=eval_fn
+    )
+    assert result.resumed_from == 4 and [h["step"] for h in result.history] == [2, 4, 6, 8]
+    assert result.best == {"step": 4, "acc": 0.9} and result.final == {"step": 8, "acc": 0.6}
+    assert result.payload(result.best) == {"preds": "at 0.9"}  # from the checkpoint
+    assert result.payload(result.final) == {"preds": "at 0.6"}
+    assert result.payloads == {"4": {"preds": "at 0.9"}, "8": {"preds": "at 0.6"}}  # the others dropped
+    assert all("preds" not in record for record in result.history)  # one copy, beside the records
+    saved = train(resumed, resumed.parameters(), DATASET, collate, loss_fn, run, out_dir=tmp_path)
+    assert saved.payloads == result.payloads  # the saved result, read back
+    scripted = iter([0.9, 0.5])
+    unscored = config(max_steps=4, eval_every=2)  # no metric, no best: the last record's alone
+    again = train(resumed, resumed.parameters(), DATASET, collate, loss_fn, unscored, eval_fn=eval_fn)
+    assert again.best is None and again.payloads == {"4": {"preds": "at 0.5"}}

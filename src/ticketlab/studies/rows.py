@@ -26,7 +26,7 @@ from typing import Any
 from ..core.digest import digest
 from ..core.errors import TicketlabError
 from ..core.files import HOST, same_content, upgraded_keys
-from ..verbs.finetune_results import decode_predictions
+from ..tasks.predictions import decode_predictions
 from .records import RunRecord
 from .run_ids import Run
 from .store import Store

@@ -32,9 +32,10 @@ from ..data.features import Features, length_sorted_batches, pad_collate
 from ..masks import MaskConfig, load_mask_onto
 from ..models.arch import encoder_of
 from ..models.load import load_model
-from ..train.config import CollateFn, EvalFn, LossFn
+from ..train.config import PAYLOAD, CollateFn, EvalFn, LossFn, eval_payload
 from .glue import load_features
 from .metrics import squad_metrics
+from .predictions import encode_predictions
 from .registry import SquadWindows as Windows
 from .registry import TaskSpec, get_task, metric_key
 from .scores import GLUE_METRICS
@@ -106,6 +107,9 @@ def predict(
 
 
 def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batch_size: int) -> EvalFn:
+    """Every metric on every dev split; each call leaves the main split's per-example predictions in
+    its `train.config.PAYLOAD`: the loop keeps them for the evaluation a run reports, whichever step."""
+
     def evaluate(model: nn.Module) -> dict[str, float]:
         out: dict[str, float] = {}
         for i, (split, feats) in enumerate(dev.items()):
@@ -116,18 +120,11 @@ def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, bat
             labels = feats.columns["labels"]
             for m in spec.metrics:
                 out[metric_key(m, split, spec.eval_splits)] = GLUE_METRICS[m](preds, labels)
-            if i == 0:  # the main dev split's, for `last_predictions`
-                evaluate.last = (np.asarray(preds), np.asarray(labels))  # type: ignore[attr-defined]
+            if i == 0:  # class ids, or a regression's outputs (N,): once per evaluation, a few KB
+                setattr(evaluate, PAYLOAD, encode_predictions(preds, labels))
         return out
 
     return evaluate
-
-
-def last_predictions(eval_fn: EvalFn) -> tuple[np.ndarray, np.ndarray] | None:
-    """(predictions, labels) of the main dev split (the reported part, with a selection split) at
-    `eval_fn`'s last call: class ids, or a regression's outputs (N,); None for a task that keeps none
-    (SQuAD) or an `eval_fn` not called yet."""
-    return getattr(eval_fn, "last", None)
 
 
 SELECT = "select_"  # prefix of the scores on the selection part of the dev set
@@ -161,7 +158,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:
     def evaluate(model: nn.Module) -> dict[str, float]:
         out = {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
-        evaluate.last = last_predictions(report)  # type: ignore[attr-defined]  # the reported part's
+        setattr(evaluate, PAYLOAD, eval_payload(report))  # the reported part's predictions
         return out
 
     return evaluate
@@ -175,6 +172,7 @@ def _squad_eval(
     n_best: int,
     max_answer_length: int,
 ) -> EvalFn:
+    """Exact match and F1 of the best answer spans; no payload: a SQuAD run keeps no predictions."""
     gold = dict(zip(examples.ids, examples.answers, strict=True))
 
     def evaluate(model: nn.Module) -> dict[str, float]:

@@ -303,9 +303,12 @@ def _check_schedule(saved: Any, scheduler: Any, bases: list[float], steps: int) 
 
 
 def _check_counters(result: Any, steps: int) -> None:
-    """The result's counters: whole numbers (steps within the run), finite times."""
+    """The result's counters: whole numbers (steps within the run), finite times; its eval payloads
+    by step (`TrainResult.payloads`) a mapping."""
     if not isinstance(result, dict):
         raise CorruptCheckpoint(f"result: {_described(result)}, not a result")
+    if not isinstance(result.get("payloads", {}), dict):
+        raise CorruptCheckpoint(f"result.payloads: {_described(result['payloads'])}, not a mapping")
     for key, high in (("steps", steps), ("resumed_from", steps), ("tokens", 2**62)):
         if key in result and not _int_in(result[key], 0, high):
             raise CorruptCheckpoint(f"result.{key}: {str(result[key])[:40]!r}, not in [0, {high}]")

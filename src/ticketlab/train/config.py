@@ -31,6 +31,10 @@ Batch = dict[str, "Tensor"]
 LossFn = Callable[["nn.Module", Batch], "Tensor | tuple[Tensor, dict[str, float]]"]
 CollateFn = Callable[[list[Any], list[int]], Batch]
 EvalFn = Callable[["nn.Module"], dict[str, float]]
+# An eval_fn may also leave, at each call, JSON-ready data about that evaluation in its `payload`
+# attribute (a task's per-example predictions: `tasks.objective`): the loop keeps it for the best and
+# the final records (`TrainResult.payload`), so that the caller has the one of the record it reports.
+PAYLOAD = "payload"
 # micro-step -> (dataset indices of its global micro-batch, its epoch): a function of the step alone
 Sampler = Callable[[int], tuple[list[int], int]]
 OptimizerFn = Callable[[Any, "TrainConfig"], "torch.optim.Optimizer"]  # (params, config) -> optimizer
@@ -117,6 +121,26 @@ class TrainResult:
     resumed_from: int = 0
     tokens: int = 0  # non-padding input tokens trained on (this process's share times the processes)
     stopped: bool = False  # the piece's time limit came first: checkpointed, not finished
+    # the eval_fn's payloads (`PAYLOAD`) by step (a string: JSON's keys), of the best record and the
+    # last one only: checkpointed and saved with the rest, not inside the records (one copy each)
+    payloads: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def payload(self, record: dict[str, Any] | None) -> Any:
+        """The eval_fn's payload at eval `record` (the best or the final one); None: it left none."""
+        return self.payloads.get(str(record["step"])) if record else None
+
+    def keep_payload(self, record: dict[str, Any], payload: Any) -> None:
+        """Keep `payload` of `record`, the latest evaluation, and drop those of records that can no
+        longer be reported (neither the best nor the latest): at most two, a few KB in all."""
+        if payload is not None:
+            self.payloads[str(record["step"])] = payload
+        kept = {str(r["step"]) for r in (self.best, record) if r is not None}
+        self.payloads = {k: v for k, v in self.payloads.items() if k in kept}
+
+
+def eval_payload(eval_fn: EvalFn) -> Any:
+    """What `eval_fn` left at its last call (`PAYLOAD`); None when it leaves nothing."""
+    return getattr(eval_fn, PAYLOAD, None)

@@ -15,9 +15,9 @@ best and final scores. What the loop owns:
 * Checkpoints (trainable parameters, buffers such as masks and thresholds, optimizer, scheduler,
   RNG, extra state from the caller) written atomically every `save_every` steps and at the end;
   `train` resumes from the last one on its own. A JSON-lines log and a progress bar.
-* Evaluation every `eval_every` steps on the main process, with the best score tracked (the
-  papers report the best dev score during fine-tuning). Tokens per second (non-padding tokens)
-  in the log and on the console line of each evaluation.
+* Evaluation every `eval_every` steps on the main process, with the best score tracked (the papers
+  report the best dev score during fine-tuning) and the eval's `config.PAYLOAD` kept for the best and
+  final records. Tokens per second (non-padding tokens) in the log and each evaluation's console line.
 * A time limit per piece (`time_limit_s`): when it is up, the loop saves a checkpoint and returns
   with `stopped` set, writing no result; the same call later goes on from there, to the weights an
   uninterrupted run gives (a long run in pieces on a machine lent for minutes at a time).
@@ -72,6 +72,7 @@ from .config import (
     TrainConfig,
     TrainResult,
     TrainState,
+    eval_payload,
 )
 from .determinism import batch_indices, example_seed, seed_everything
 from .processes import LossModule, check_finite_loss, make_accelerator, time_up
@@ -314,10 +315,10 @@ class _Loop:
         self.window = _Window()
 
     def evaluate(self) -> dict[str, Any]:
-        """Score on dev (main process; the others receive it), track the best, log it."""
-        config, result = self.config, self.result
+        """Score on dev (main process; the others receive it and its payload), track the best, log it."""
+        config, result, main = self.config, self.result, self.acc.is_main_process
         self.raw_model.eval()
-        metrics = [self.eval_fn(self.raw_model) if self.acc.is_main_process else None]
+        metrics = [self.eval_fn(self.raw_model), eval_payload(self.eval_fn)] if main else [None, None]
         self.raw_model.train()
         if self.acc.num_processes > 1:
             broadcast_object_list(metrics)
@@ -329,10 +330,11 @@ class _Loop:
             better = (lambda a, b: a > b) if config.greater_is_better else (lambda a, b: a < b)
             if result.best is None or better(record[config.metric], result.best[config.metric]):
                 result.best = record
+        result.keep_payload(record, metrics[1])
         self.log({"eval": record})
         # on the console too, not only in the log file; without a progress bar as well (--no-progress
         # hides the bar, not the evaluations: a log of a run in the background keeps them)
-        if self.acc.is_main_process:
+        if main:
             log_.info(_eval_line(config.desc, record, config.max_steps, self.piece.tokens_per_s()))
         return record
 

@@ -6,7 +6,9 @@ task head train (AdamW, linear decay; defaults from TAMT Table 1 via the task's 
 dev set is scored every `eval_every` steps; the best and the final scores are kept, and the run
 reports one that no data it is scored on chose (`FinetuneConfig.checkpoint`: the final one, or with
 `select_fraction` the best step by a selection part of the dev set, scored on the rest; "best-dev"
-reports the papers' best dev score). Without a mask the same code fine-tunes the full model (the baseline).
+reports the papers' best dev score), with that evaluation's per-example predictions (whichever step
+it is, across a resume too; none for SQuAD). Without a mask the same code fine-tunes the full model
+(the baseline).
 
 * `finetune(FinetuneConfig(...), out_dir)`: one run, resumable and idempotent: a finished run
   directory returns its saved `FinetuneResult`, an interrupted one resumes from its checkpoint, and
@@ -51,7 +53,6 @@ from ..tasks.objective import (
     SELECT,
     TaskObjective,
     classification_loss,
-    last_predictions,
     load_task_model,
     predict,
     regression_loss,
@@ -61,7 +62,7 @@ from ..tasks.objective import (
     task_objective,
 )
 from ..tasks.registry import TaskSpec, get_task
-from ..train.config import EvalFn, TrainConfig
+from ..train.config import PAYLOAD, EvalFn, TrainConfig, eval_payload
 from ..train.loop import train
 from ..train.processes import make_accelerator
 from .finetune_config import (
@@ -87,7 +88,7 @@ from .finetune_dirs import (
     input_content,
     input_paths,
 )
-from .finetune_results import SUMMARY_FILE, FinetuneResult, encode_predictions, mean_std, seed_dir, summarize
+from .finetune_results import SUMMARY_FILE, FinetuneResult, mean_std, seed_dir, summarize
 
 __all__ = [  # the verb, and the names of its pieces that users import from here
     "INPUT_NAMES",
@@ -198,12 +199,14 @@ def _train_config(
 
 
 def _timed(eval_fn: EvalFn, timing: dict[str, float]) -> EvalFn:
-    """`eval_fn`, adding its time to `timing["eval_time_s"]` (kept across a resume as extra state)."""
+    """`eval_fn`, adding its time to `timing["eval_time_s"]` (kept across a resume as extra state),
+    and leaving what it left (its per-example predictions) to the loop."""
 
     def timed_eval(m: nn.Module) -> dict[str, float]:
         t0 = time.perf_counter()
         scores = eval_fn(m)
         timing["eval_time_s"] += time.perf_counter() - t0
+        setattr(timed_eval, PAYLOAD, eval_payload(eval_fn))
         return scores
 
     return timed_eval
@@ -348,23 +351,11 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
         checkpoint=config.checkpoint,
     )
-    result.predictions = _reported_predictions(result, obj.eval_fn)
+    result.predictions = tr.payload(result.reported)  # whichever step it is (None: SQuAD keeps none)
     result = as_written(result)  # the call that reads it back returns the same
     if out is not None and acc.is_main_process:
         _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
     return result
-
-
-def _reported_predictions(result: FinetuneResult, eval_fn) -> dict[str, Any] | None:
-    """The per-example predictions of the evaluation the run reports: the last one's (what its
-    `eval_fn` kept, `tasks.objective.last_predictions`), where the reported record is the last one
-    (the final reading, or a best step that is the last); None otherwise (a best step chosen earlier
-    is not evaluated again) and for a task that keeps none (SQuAD)."""
-    last = last_predictions(eval_fn)
-    reads_best = result.selected_by is not None or result.checkpoint == "best-dev"
-    if last is None or (reads_best and result.best.get("step") != result.final.get("step")):
-        return None
-    return encode_predictions(*last)
 
 
 # --------------------------------------------------------------------------- several seeds

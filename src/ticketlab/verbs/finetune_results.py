@@ -1,10 +1,9 @@
 """What a fine-tuning run answers: `FinetuneResult` (one seed, with its reported evaluation's
-per-example predictions: `encode_predictions`) and its summary over seeds (`summarize`: mean ± std
+per-example predictions: `tasks.predictions`) and its summary over seeds (`summarize`: mean ± std
 of every metric, by `mean_std`), and where each seed's run is (`seed_dir`)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import statistics
@@ -12,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
 
@@ -41,7 +38,8 @@ class FinetuneResult:
     model_dir: str | None = None
     selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
     checkpoint: str = "best-dev"  # `FinetuneConfig.checkpoint`; results written before it: the old protocol
-    # the reported evaluation's per-example predictions and labels (`encode_predictions`); None: not kept
+    # the reported evaluation's per-example predictions and labels (`tasks.predictions`), whichever
+    # step it is; None: not kept (SQuAD keeps none)
     predictions: dict[str, Any] | None = None
 
     @property
@@ -53,12 +51,16 @@ class FinetuneResult:
         return float(self.final[self.metric])
 
     @property
+    def reported(self) -> dict[str, Any]:
+        """The eval record the run reports (`FinetuneConfig.checkpoint`): the best step's when a
+        selection part of the dev set picked it (scored on the rest) or under "best-dev", else the
+        last one's. `predictions` are this record's."""
+        return self.best if self.selected_by is not None or self.checkpoint == "best-dev" else self.final
+
+    @property
     def reported_score(self) -> float:
-        """The score the run reports (`FinetuneConfig.checkpoint`): the best step's when a selection
-        part of the dev set picked it (scored on the rest) or under "best-dev", else the last one's."""
-        if self.selected_by is not None or self.checkpoint == "best-dev":
-            return self.best_score
-        return self.final_score
+        """The score the run reports: `reported`'s `metric`."""
+        return float(self.reported[self.metric])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,36 +95,13 @@ def summarize(results: Sequence[FinetuneResult]) -> dict[str, Any]:
         "checkpoint": results[0].checkpoint,
         "train_time_s": sum(r.train_time_s for r in results),
         "eval_time_s": sum(r.eval_time_s for r in results),
-        "runs": [{k: v for k, v in r.to_dict().items() if k not in ("history",)} for r in results],
+        # each seed's history and predictions stay in its own result.json
+        "runs": [
+            {k: v for k, v in r.to_dict().items() if k not in ("history", "predictions")} for r in results
+        ],
     }
 
 
 def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
     """The run directory of one seed of `finetune_seeds` in RUN_DIR `out_dir`."""
     return Path(out_dir) / f"seed-{seed}"
-
-
-def _compact(values: np.ndarray) -> np.ndarray:
-    """Class ids as int8 (int16 beyond 127 classes), regression outputs as float32."""
-    if values.dtype.kind in "iub":
-        return values.astype(np.int8 if values.size == 0 or int(np.abs(values).max()) < 128 else np.int16)
-    return values.astype(np.float32)
-
-
-def encode_predictions(preds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """A run's per-example predictions and labels as JSON (base64 of compact arrays: a few KB a run),
-    for its result and the store (`decode_predictions`)."""
-    out = {}
-    for name, values in (("preds", preds), ("labels", labels)):
-        arr = _compact(np.asarray(values))
-        out[name] = {"dtype": arr.dtype.str, "data": base64.b64encode(arr.tobytes()).decode()}
-    return out
-
-
-def decode_predictions(d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) from `encode_predictions`' JSON."""
-    arrays = [
-        np.frombuffer(base64.b64decode(d[k]["data"]), dtype=np.dtype(d[k]["dtype"]))
-        for k in ("preds", "labels")
-    ]
-    return arrays[0], arrays[1]

@@ -45,6 +45,9 @@ class FinetuneOutput:
     steps: int = 0
     time_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the reported evaluation's per-example predictions and labels (`tasks.predictions`; None: none
+    # kept, as for SQuAD): `studies.rows.finish` moves them to the store's `predictions` table
+    predictions: dict[str, Any] | None = None
 
 
 @dataclass
@@ -127,6 +130,7 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
         steps=r.steps,
         time_s=r.train_time_s,
         history=r.history,
+        predictions=r.predictions,
     )
 
 
