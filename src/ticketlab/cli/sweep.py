@@ -38,7 +38,8 @@ import ticketlab as tl
 from .. import studies
 from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_text, read_text
+from ..core.files.atomic import atomic_write_text
+from ..core.files.inputs import read_text
 from ..core.outputs import place, safe_component
 from ..studies.records import KINDS, STALE_AFTER
 from .common import at_least, int_value, positive_float, within

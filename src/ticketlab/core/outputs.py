@@ -11,7 +11,7 @@ new directory) or file by file (an existing one); `remove_ours` deletes only wha
 symbolic link (ticketlab makes none, so a link in an output is the user's, and so is what lies
 behind it), never a file a marker names outside its folder.
 
-The atomic writes, temporaries and locks underneath are `core/files.py`.
+The atomic writes, temporaries and locks underneath are `core/files/`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TicketlabError, printable
-from .files import TEMP, follow_umask, make_dir, read_own, remove_stale, replace_with, temp_dir, writing
+from .files.atomic import TEMP, follow_umask, make_dir, remove_stale, replace_with, temp_dir, writing
+from .files.owned import read_own
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 

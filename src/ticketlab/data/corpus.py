@@ -41,7 +41,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError
-from ..core.files import corpus_cache_dir
+from ..core.files.caches import corpus_cache_dir
 from .sources import (
     TOKENS_SUFFIX,
     Source,

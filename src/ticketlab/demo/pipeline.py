@@ -36,7 +36,7 @@ import torch
 
 from ..core.digest import digest
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import read_json, read_text
+from ..core.files.inputs import read_json, read_text
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict

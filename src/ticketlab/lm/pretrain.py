@@ -54,7 +54,8 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import as_written, atomic_write_json, read_json
+from ..core.files.atomic import as_written, atomic_write_json
+from ..core.files.inputs import read_json
 from ..core.outputs import atomic_dir, check_output
 from ..data.corpus import DEV_FRACTION, BlockDataset, LMCorpus, load_lm_corpus, needed_tokens
 from ..data.sources import TOKENS_SUFFIX

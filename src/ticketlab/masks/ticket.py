@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
+from ..core.files.inputs import open_safetensors, read_json
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import _encoder_prefix, load_model
 from ..models.source import head_of

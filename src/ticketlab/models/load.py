@@ -38,7 +38,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import load_safetensors, open_safetensors, read_json
+from ..core.files.inputs import load_safetensors, open_safetensors, read_json
 from .arch import ARCHS
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error

@@ -48,7 +48,8 @@ from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors
+from ..core.files.atomic import atomic_write_bytes, atomic_write_json
+from ..core.files.inputs import load_safetensors
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer

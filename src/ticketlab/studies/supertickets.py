@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_json
+from ..core.files.atomic import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config

@@ -41,15 +41,9 @@ from accelerate.utils import broadcast_object_list
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import (
-    atomic_write_json,
-    exclusive,
-    make_dir,
-    open_append,
-    read_json,
-    remove_stale,
-    to_json,
-)
+from ..core.files.atomic import atomic_write_json, make_dir, remove_stale, to_json
+from ..core.files.inputs import read_json
+from ..core.files.owned import exclusive, open_append
 from ..core.progress import logs_above_bars, progress_bar
 from .checkpoint import (
     check_loop_checkpoint,

@@ -40,7 +40,7 @@ from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.files import as_written, atomic_write_json
+from ..core.files.atomic import as_written, atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name

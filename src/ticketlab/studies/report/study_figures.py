@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.files import atomic_write_csv
+from ...core.files.atomic import atomic_write_csv
 from ...methods.registry import methods as registered_methods
 from ..supertickets import super_picks
 from ..sweep.methods import base_method, method_color
