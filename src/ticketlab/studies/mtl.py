@@ -55,8 +55,9 @@ from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
+from ..tasks.evaluation import SELECT
 from ..tasks.glue import check_task_data, task_dir
-from ..tasks.objective import SELECT, TaskObjective, task_objective
+from ..tasks.objective import TaskObjective, task_objective
 from ..tasks.registry import get_task
 from ..train.batches import TASK, MultiTaskData
 from ..train.config import Batch, EvalFn, LossFn, TrainConfig, TrainResult

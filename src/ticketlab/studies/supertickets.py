@@ -52,8 +52,9 @@ from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer, shared_base_model
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
+from ..tasks.evaluation import SELECT
 from ..tasks.glue import check_task_data
-from ..tasks.objective import SELECT, task_objective
+from ..tasks.objective import task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..verbs.finetune_config import default_length

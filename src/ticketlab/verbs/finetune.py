@@ -46,19 +46,16 @@ from ..masks import current_mask, export_pretrained
 from ..masks.apply import plain_name
 from ..models.load import check_model, load_config, load_tokenizer
 from ..models.source import fit_max_length
+from ..tasks.evaluation import MODEL_INPUTS, SELECT, predict, split_dev
 from ..tasks.glue import task_dir
 from ..tasks.objective import (
     LOSSES,
-    MODEL_INPUTS,
-    SELECT,
     TaskObjective,
     classification_loss,
     load_task_model,
-    predict,
     regression_loss,
     reset_head,
     span_loss,
-    split_dev,
     task_objective,
 )
 from ..tasks.registry import TaskSpec, get_task

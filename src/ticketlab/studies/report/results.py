@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
+from ...tasks.evaluation import split_indices
 from ...tasks.glue import load_examples
-from ...tasks.objective import split_indices
 from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
