@@ -65,7 +65,7 @@ from ..train.loop import RESULT as TRAIN_RESULT
 from ..train.loop import train
 from ..train.masked_adam import MaskedAdamW
 from ..train.run_dir import RunDir
-from ..verbs.finetune import _params
+from ..train.schedule import decay_groups
 from ..verbs.finetune_results import mean_std
 from . import rows
 from .mtl_config import MtlConfig
@@ -245,7 +245,7 @@ def _finetune_task(
         metric=_selected(config, obj),
         desc=f"{spec.id} after sharing",
     )
-    params = _params(model, config.weight_decay)
+    params = decay_groups(model, config.weight_decay)
     return train(
         model, params, obj.dataset, obj.collate_fn, obj.loss_fn, tc, out_dir=out, eval_fn=obj.eval_fn
     )
