@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import sweep_fakes as fakes
-from ticketlab.core.files.keys import content_key
+from ticketlab.core.files import content_key
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import IDS_VERSION

@@ -273,7 +273,7 @@ def test_content_keys_and_digest(tmp_path: Path):
     (tmp_path / "a.txt").write_text("x")
     keys = content_keys({"model": "hub/id-not-local", "data": tmp_path / "a.txt", "task": None})
     assert list(keys) == ["data"] and keys["data"].startswith("sha256:")
-    from ticketlab.core.files.keys import content_key
+    from ticketlab.core.files import content_key
 
     listed = content_keys({"corpus": [tmp_path / "a.txt", tmp_path / "a.txt"], "dev": [tmp_path / "gone"]})
     assert listed == {"corpus": content_key([tmp_path / "a.txt", tmp_path / "a.txt"])}
@@ -295,7 +295,7 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
     (`auto_map`); its `legacy` is the key of every file, what runs recorded before; a recorded
     legacy key is the same content (`same_content`), another key is not."""
     from ticketlab.core.digest import content_keys
-    from ticketlab.core.files.keys import content_key, model_key, same_content
+    from ticketlab.core.files import content_key, model_key, same_content
 
     model = tmp_path / "model"
     (model / "1_Pooling").mkdir(parents=True)
@@ -328,7 +328,7 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
 def test_entry_keys_are_content_keys_over_some_entries(tmp_path: Path):
     """`entry_keys`: for each set of a folder's entries holding a file, the key `content_key` gives
     the folder with a `keep` of just those (hidden and empty entries left out); None past `most`."""
-    from ticketlab.core.files.keys import content_key, entry_keys
+    from ticketlab.core.files import content_key, entry_keys
 
     for file in ("A/f.tsv", "A/deeper/g.tsv", "B-x/f.tsv", "b/f.tsv", "c.txt"):  # B-x sorts before b
         (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
@@ -348,7 +348,7 @@ def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_pat
     """A fine-tuning or pre-training directory that recorded the key of every file in the model's
     folder (before `model_key`) resumes; one recorded on other weights is refused in one line."""
     from ticketlab.core.errors import ConfigError
-    from ticketlab.core.files.keys import model_key
+    from ticketlab.core.files import model_key
     from ticketlab.train.run_dir import check_same_run
 
     model = tmp_path / "model"
@@ -379,7 +379,7 @@ def test_a_study_row_recorded_under_a_model_folder_s_old_key_is_reused_and_re_re
     model's folder: it is reused, its provenance gets the model's key, and a later card edit still
     reuses it; other weights are refused."""
     from ticketlab.core.errors import TicketlabError
-    from ticketlab.core.files.keys import model_key
+    from ticketlab.core.files import model_key
     from ticketlab.studies import Store
     from ticketlab.studies import rows as study_rows
     from ticketlab.studies.run_ids import make_run

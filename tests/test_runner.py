@@ -22,7 +22,7 @@ import yaml
 
 import sweep_fakes as fakes
 from ticketlab.core.errors import ConfigError
-from ticketlab.core.files.atomic import HOST
+from ticketlab.core.files import HOST
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -257,7 +257,7 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     """Editing the card beside a model's weights, or adding a script, runs nothing again (run ids
     version 5: `core.files.model_key`); a store whose ids hashed every file of the model's folder
     (version 4) is re-keyed once where the folder is as it was, losing and repeating nothing."""
-    from ticketlab.core.files.keys import content_key
+    from ticketlab.core.files import content_key
     from ticketlab.studies.run_ids import IDS_VERSION, run_id
 
     model = tmp_path / "model"
@@ -297,7 +297,7 @@ def test_a_report_where_the_model_is_not_leaves_a_version_4_store_to_a_sweep(tmp
     key, so it leaves the store at version 4 (it used to mark it version 5 with the old keys kept,
     and the sweep then ran every run again); the sweep, which knows where the model is, re-keys it
     and runs nothing."""
-    from ticketlab.core.files.keys import content_key
+    from ticketlab.core.files import content_key
     from ticketlab.studies.report.results import load_results
     from ticketlab.studies.run_ids import run_id
 
@@ -437,7 +437,7 @@ def test_re_keying_moves_the_directories_of_runs_under_way(tmp_path, tiny_bert_d
     `mask_dir` names them."""
     import json
 
-    from ticketlab.core.files.keys import content_key
+    from ticketlab.core.files import content_key
     from ticketlab.studies import MethodSpec
     from ticketlab.studies.run_ids import run_id
 

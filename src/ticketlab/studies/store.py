@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import TicketlabError
-from ..core.files.atomic import HOST, temp_file, to_json, writing
-from ..core.files.inputs import check_regular
+from ..core.files import HOST, check_regular, temp_file, to_json, writing
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 
 DB_NAME = "results.sqlite"

@@ -14,8 +14,8 @@ Output directories that never destroy what is not theirs are `core/outputs.py`, 
 
 from ..lazy import lazy_exports
 
-# Each public name's module, imported on first use (`ticketlab.core.lazy`); the library imports
-# from the modules themselves, so that a reader sees where each name lives.
+# Each public name's module, imported on first use (`ticketlab.core.lazy`): `from ticketlab.core.files
+# import read_json` is the same object as `from ticketlab.core.files.inputs import read_json`.
 _WHERE = {
     "as_written": "atomic",
     "atomic_write_bytes": "atomic",

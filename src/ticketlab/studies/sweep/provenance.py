@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from ... import __version__
-from ...core.files.atomic import HOST
-from ...core.files.inputs import open_safetensors
+from ...core.files import HOST, open_safetensors
 from ...masks.identity import bits_digest
 
 # --------------------------------------------------------------------------- provenance

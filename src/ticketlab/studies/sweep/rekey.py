@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files.inputs import read_json
-from ...core.files.keys import content_key, entry_keys, model_key
-from ...core.files.owned import busy, exclusive, lock_holder
+from ...core.files import busy, content_key, entry_keys, exclusive, lock_holder, model_key, read_json
 from ...models.arch import ARCHS
 from ...tasks.glue import task_data
 from ..records import owner_gone

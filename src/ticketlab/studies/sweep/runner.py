@@ -40,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import ConfigError, TicketlabError
-from ...core.files.atomic import atomic_write_json
-from ...core.files.keys import same_content
+from ...core.files import atomic_write_json, same_content
 from ...core.outputs import refuse_links
 from .. import rows
 from ..records import KINDS, STALE_AFTER
