@@ -282,6 +282,28 @@ def test_every_file_is_read_and_written_through_core_files():
     assert seen == set(ALLOWED), f"exceptions no longer needed: {set(ALLOWED) - seen}"
 
 
+def test_the_door_package_names_every_public_name_of_its_modules():
+    """`from ticketlab.core.files import X` gives the object its module defines, for every public name
+    a module of the package defines (none left out, none pointing elsewhere)."""
+    import importlib
+
+    import ticketlab.core.files as door
+
+    defined = {}
+    for path in sorted(DOOR.glob("[!_]*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            else:
+                names = []
+            defined |= {name: path.stem for name in names if not name.startswith("_")}
+    assert defined == door._WHERE
+    for name, module in defined.items():
+        assert getattr(door, name) is getattr(importlib.import_module(f"{door.__name__}.{module}"), name)
+
+
 def test_the_door_scan_sees_each_kind_of_file_call(tmp_path):
     """What the scan above counts (so that it can fail): each form, and not a comment or a door call."""
     sample = tmp_path / "m.py"
