@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .checks import negated, option_name
-from .files.keys import content_key, model_key
+from .files import content_key, model_key
 
 COMPAT = "compat"  # the field metadata key of the "only when set" rule (see the module docstring)
 OMIT = object()  # a value in `run_identity(values=...)` that leaves its field out

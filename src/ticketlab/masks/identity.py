@@ -17,8 +17,7 @@ from safetensors import SafetensorError
 from torch import Tensor
 
 from ..core.errors import TicketlabError
-from ..core.files.inputs import open_safetensors, read_json
-from ..core.files.keys import ModelKey, content_key
+from ..core.files import ModelKey, content_key, open_safetensors, read_json
 from .io import CONFIG_NAME, MASKS_NAME, Mask, MaskConfig, pack
 
 # What changes what a mask computes besides its bits: which weights it covers, in which form.

@@ -25,8 +25,7 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files.atomic import HOST
-from ..core.files.keys import same_content, upgraded_keys
+from ..core.files import HOST, same_content, upgraded_keys
 from ..tasks.predictions import decode_predictions
 from .records import RunRecord
 from .run_ids import Run

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files.inputs import read_json
+from ...core.files import read_json
 from ...tasks.metrics import floor_of_average, no_verdict
 from ..store import RunRecord
 from .cells import AVG, Cell, Score, method_label, stats, wins
