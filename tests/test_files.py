@@ -1,4 +1,4 @@
-"""files.py: outputs never destroy what is not theirs, one line for every bad output path, no
+"""core/files/: outputs never destroy what is not theirs, one line for every bad output path, no
 leftovers after a kill, the user's umask, one process per run directory."""
 
 from __future__ import annotations
@@ -18,16 +18,10 @@ from safetensors import SafetensorError
 
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.core.files import (
-    atomic_write_bytes,
-    corpus_cache_dir,
-    default_cache_dir,
-    exclusive,
-    open_append,
-    read_json,
-    remove_stale,
-    writing,
-)
+from ticketlab.core.files.atomic import atomic_write_bytes, remove_stale, writing
+from ticketlab.core.files.caches import corpus_cache_dir, default_cache_dir
+from ticketlab.core.files.inputs import read_json
+from ticketlab.core.files.owned import exclusive, open_append
 from ticketlab.masks import load_mask
 
 
@@ -160,7 +154,7 @@ def test_one_process_per_run_directory(tmp_path):
     """A second process on a directory a run holds is refused in one line; re-entrant."""
     with exclusive(tmp_path, "search"), exclusive(tmp_path, "search"):
         code = (
-            "import sys; from ticketlab.core.files import exclusive\n"
+            "import sys; from ticketlab.core.files.owned import exclusive\n"
             "from ticketlab.core.errors import TicketlabError\n"
             f"try:\n    exclusive({str(tmp_path)!r}, 'search').__enter__()\n"
             "except TicketlabError as e:\n    print(e); sys.exit(3)\n"
@@ -192,7 +186,7 @@ def test_names_from_files_with_control_characters_are_refused():
 
 def test_a_json_file_with_a_huge_integer_is_one_line(tmp_path):
     from ticketlab.core.errors import TicketlabError
-    from ticketlab.core.files import read_json
+    from ticketlab.core.files.inputs import read_json
 
     (tmp_path / "c.json").write_text('{"steps": ' + "9" * 5000 + "}")
     with pytest.raises(TicketlabError, match=r"c\.json: corrupt config"):
@@ -215,7 +209,7 @@ def test_the_cache_is_ticketlab_cache_then_xdg_then_home(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- one door for files
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
-DOOR = SRC / "core" / "files.py"
+DOOR = SRC / "core" / "files"  # the package whose modules are the door
 # Calls that read or write a file by themselves: the same by any other name of a module's own import.
 FILE_METHODS = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "fdopen"}
 FILE_FUNCTIONS = {"open", "load_file", "save_file", "safe_open", "fdopen"}
@@ -228,7 +222,7 @@ FILE_MODULE_CALLS = {
     "torch.save",
     "json.load",
 }
-# Readers that take a path where a check through core/files.py precedes them (module, call: why).
+# Readers that take a path where a check through core/files/ precedes them (module, call: why).
 ALLOWED = {
     ("cli/__init__.py", "os.open"): "os.devnull opened to discard what a closed pipe would have read",
     ("models/load.py", "AutoConfig.from_pretrained"): "check_source ran check_folder on the model folder",
@@ -243,10 +237,10 @@ PATH_READERS = {"from_pretrained", "from_file", "connect"}  # third-party reader
 
 
 def _door_names(tree: ast.Module) -> set[str]:
-    """The names a module imports from core/files.py (its own file functions are those)."""
+    """The names a module imports from core/files/ (its own file functions are those)."""
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "files":
+        if isinstance(node, ast.ImportFrom) and "files" in (node.module or "").split(".")[-2:]:
             names |= {alias.asname or alias.name for alias in node.names}
     return names
 
@@ -271,12 +265,12 @@ def _file_calls(path: Path) -> list[tuple[int, str]]:
 
 
 def test_every_file_is_read_and_written_through_core_files():
-    """Every read and write of src/ goes through core/files.py's checked functions (a regular file,
+    """Every read and write of src/ goes through core/files/'s checked functions (a regular file,
     opened without waiting, of a bounded size); a reader that takes a path only after a check there,
     each listed with its reason. Calls, not text: a comment naming open( does not count."""
     seen, bad = set(), []
     for path in sorted(SRC.rglob("*.py")):
-        if path == DOOR:
+        if path.is_relative_to(DOOR):
             continue
         rel = path.relative_to(SRC).as_posix()
         for line, call in _file_calls(path):
@@ -284,15 +278,37 @@ def test_every_file_is_read_and_written_through_core_files():
                 seen.add((rel, call))
             else:
                 bad.append(f"src/ticketlab/{rel}:{line}: {call}(")
-    assert not bad, "file access outside core/files.py:\n" + "\n".join(bad)
+    assert not bad, "file access outside core/files/:\n" + "\n".join(bad)
     assert seen == set(ALLOWED), f"exceptions no longer needed: {set(ALLOWED) - seen}"
+
+
+def test_the_door_package_names_every_public_name_of_its_modules():
+    """`from ticketlab.core.files import X` gives the object its module defines, for every public name
+    a module of the package defines (none left out, none pointing elsewhere)."""
+    import importlib
+
+    import ticketlab.core.files as door
+
+    defined = {}
+    for path in sorted(DOOR.glob("[!_]*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            else:
+                names = []
+            defined |= {name: path.stem for name in names if not name.startswith("_")}
+    assert defined == door._WHERE
+    for name, module in defined.items():
+        assert getattr(door, name) is getattr(importlib.import_module(f"{door.__name__}.{module}"), name)
 
 
 def test_the_door_scan_sees_each_kind_of_file_call(tmp_path):
     """What the scan above counts (so that it can fail): each form, and not a comment or a door call."""
     sample = tmp_path / "m.py"
     sample.write_text(
-        "import json, numpy as np, torch\nfrom ..core.files import read_text\n"
+        "import json, numpy as np, torch\nfrom ..core.files.inputs import read_text\n"
         "open('a')\nPath('a').open()\nPath('a').read_text()\nnp.load('a')\ntorch.load('a')\n"
         "json.load(f)\nload_file('a')\nsafe_open('a', 'pt')\nx.write_bytes(b'')\n"
         "read_text('a')  # open('b') in a comment\n"

@@ -319,14 +319,16 @@ def test_mean_std_and_summary():
 
 def test_the_pieces_still_import_from_finetune():
     """`from ticketlab.verbs.finetune import X` (the README's task objectives, user code) keeps working for
-    the names that moved to `downstream`, `finetune_config` and `finetune_results`, as the same
-    objects."""
+    the names that live in `tasks.evaluation`, `tasks.objective`, `finetune_config` and
+    `finetune_results`, as the same objects."""
+    import ticketlab.tasks.evaluation as evaluation
     import ticketlab.tasks.objective as downstream
     import ticketlab.verbs.finetune_config as finetune_config
     import ticketlab.verbs.finetune_results as finetune_results
 
+    homes = (evaluation, downstream, finetune_config, finetune_results)
     for name in ft.__all__:
-        home = next((m for m in (downstream, finetune_config, finetune_results) if hasattr(m, name)), ft)
+        home = next((m for m in homes if hasattr(m, name)), ft)
         assert getattr(ft, name) is getattr(home, name), name
     assert {"task_objective", "load_task_model", "TaskObjective", "mean_std", "Hyper"} <= set(ft.__all__)
 

@@ -1,4 +1,4 @@
-"""Beyond the outputs files.py guards (test_files.py): lengths that fit the model, results keyed by
+"""Beyond the outputs core/files/ guards (test_files.py): lengths that fit the model, results keyed by
 the content of their inputs, mask files that resolve from anywhere, every field read from a file
 validated, checks before any work and in the dry run. One test each."""
 

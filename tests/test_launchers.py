@@ -445,7 +445,7 @@ def test_cli_only_and_start_for(tmp_path, tiny_bert_dir, capsys):
 
 HOLD = """
 import sys, time
-from ticketlab.core.files import exclusive
+from ticketlab.core.files.owned import exclusive
 with exclusive(sys.argv[1], "sweep run"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -218,7 +218,7 @@ def test_a_search_whose_run_folder_is_a_link_is_refused(tmp_path, tiny_bert_dir,
 def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
     """A link in a run folder at the lowest level: a `.lock` that is a link is not created or
     truncated through."""
-    from ticketlab.core.files import exclusive
+    from ticketlab.core.files.owned import exclusive
 
     user_files(tmp_path, {"thesis.tex": "mine"})
     (tmp_path / "run").mkdir()
@@ -231,7 +231,7 @@ def test_the_lock_file_is_never_opened_through_a_link(tmp_path):
 def test_a_lock_hard_linked_to_a_users_file_is_refused_and_kept(tmp_path):
     """A `.lock` replaced by a hard link to the user's file (`ln notes.txt run/.lock`) is refused
     before anything is truncated or written: `O_NOFOLLOW` stops symbolic links only."""
-    from ticketlab.core.files import exclusive
+    from ticketlab.core.files.owned import exclusive
 
     user_files(tmp_path, {"notes.txt": "mine"})
     (tmp_path / "run").mkdir()
@@ -244,7 +244,7 @@ def test_a_lock_hard_linked_to_a_users_file_is_refused_and_kept(tmp_path):
 def test_a_fifo_planted_as_a_lock_or_checkpoint_is_refused_without_waiting(tmp_path):
     """A FIFO at `.lock` (or at a checkpoint) would block its open or first read forever: it is
     refused in one line by every reader, at once (a hang would time the test out)."""
-    from ticketlab.core.files import exclusive, lock_holder
+    from ticketlab.core.files.owned import exclusive, lock_holder
     from ticketlab.train.checkpoint import load_checkpoint
 
     def hung(*_):

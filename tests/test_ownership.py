@@ -13,7 +13,7 @@ import sweep_fakes as fakes
 from conftest import error_line as one_line_error
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.core.files import read_json
+from ticketlab.core.files.inputs import read_json
 from ticketlab.core.outputs import MARKER, atomic_dir
 from ticketlab.studies import load_spec, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -256,7 +256,7 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     only ticketlab's own (a user's old `.backup.tmp` folder beside an output stays), a folder of an
     output that the user replaced by a link to their own files is never written or deleted through,
     and a work folder cleared at the end of a pre-training loses only what the training wrote there."""
-    from ticketlab.core.files import atomic_write_text
+    from ticketlab.core.files.atomic import atomic_write_text
     from ticketlab.lm.pretrain import PretrainConfig, pretrain
 
     corpus = tmp_path / "corpus.txt"

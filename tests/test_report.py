@@ -396,7 +396,7 @@ def test_the_floor_is_scored_on_the_dev_part_the_scores_are_read_on(tmp_path, ti
     import numpy as np
 
     from ticketlab.data.features import Features
-    from ticketlab.tasks.objective import split_dev
+    from ticketlab.tasks.evaluation import split_dev
 
     small = dict(methods=["full"], sparsities=[0.5], pretrain_eval=None, search_curve=None, data_curve=None)
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, finetune={"steps": 5, "select_fraction": 0.5}, **small)

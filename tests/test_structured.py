@@ -282,11 +282,11 @@ def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
 
 
 def test_a_masked_bias_gets_no_weight_decay():
-    from ticketlab.verbs.finetune import _params
+    from ticketlab.train.schedule import decay_groups
 
     model = tiny()
     apply_mask(model, to_weight_mask(UnitMask.ones(structure_of(model), "layer"), structure_of(model)))
-    no_decay = {id(p) for p in _params(model, 0.01)[1]["params"]}
+    no_decay = {id(p) for p in decay_groups(model, 0.01)[1]["params"]}
     assert id(model.bert.encoder.layer[0].output.dense.parametrizations.bias.original) in no_decay
     assert id(model.bert.encoder.layer[0].output.dense.parametrizations.weight.original) not in no_decay
 

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from .. import studies
-from ..core.files import read_text
+from ..core.files.inputs import read_text
 from ..studies.adapt_config import FRACTIONS, AdaptConfig
 from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args

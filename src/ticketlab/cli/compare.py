@@ -23,7 +23,7 @@ import argparse
 import ticketlab as tl
 
 from ..core.errors import ConfigError
-from ..core.files import to_json
+from ..core.files.atomic import to_json
 from ..verbs.compare_runs import is_run_dir
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.files import to_json
+from ..core.files.atomic import to_json
 from ..verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
 from .common import add_config_arguments, add_model_argument, config_from_args
 

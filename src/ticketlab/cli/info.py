@@ -12,7 +12,7 @@ import argparse
 
 import ticketlab as tl
 
-from ..core.files import to_json
+from ..core.files.atomic import to_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

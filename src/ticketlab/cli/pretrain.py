@@ -37,7 +37,7 @@ import argparse
 import ticketlab as tl
 
 from ..core.errors import ConfigError
-from ..core.files import CORPUS_CACHE_HELP
+from ..core.files.caches import CORPUS_CACHE_HELP
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
 from .common import add_config_arguments, add_deprecated_alias, config_from_args

@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..core.files import to_json
+from ..core.files.atomic import to_json
 from ..studies import report as sweep_report
 
 

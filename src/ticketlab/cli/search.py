@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 
 import ticketlab as tl
 
-from ..core.files import to_json
+from ..core.files.atomic import to_json
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (

@@ -38,7 +38,8 @@ import ticketlab as tl
 from .. import studies
 from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_text, read_text
+from ..core.files.atomic import atomic_write_text
+from ..core.files.inputs import read_text
 from ..core.outputs import place, safe_component
 from ..studies.records import KINDS, STALE_AFTER
 from .common import at_least, int_value, positive_float, within
@@ -65,6 +66,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-runs", type=at_least(1), default=None, metavar="N", help="stop after N runs")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    _add_run_choice(p)
+    _add_where(p.add_argument_group("where the runs execute"))
+    _add_resources(
+        p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
+    )
+
+
+def _add_run_choice(p: argparse.ArgumentParser) -> None:
+    """Which of the plan's runs this process starts, and when it takes over another's."""
     p.add_argument(
         "--only",
         action="append",
@@ -99,7 +109,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a run claimed by a process on another machine that has not reported for this long is "
         "taken over (on this machine, a dead process's runs are taken over at once)",
     )
-    g = p.add_argument_group("where the runs execute")
+
+
+def _add_where(g: argparse._ArgumentGroup) -> None:
+    """Where the runs execute: here, in local subprocesses, or as Slurm jobs."""
     g.add_argument(
         "--launcher",
         choices=["local", "slurm"],
@@ -118,7 +131,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--retries", type=at_least(0), default=2, metavar="N", help="resubmit a killed job N times"
     )
-    r = p.add_argument_group("resources per run (override the spec's `resources:` for every run kind)")
+
+
+def _add_resources(r: argparse._ArgumentGroup) -> None:
+    """What each run gets (GPUs, CPUs, memory, time, Slurm partition and setup lines)."""
     r.add_argument(
         "--gpus", type=within(GPUS_RANGE, int_value), metavar="N", help=f"GPUs per run ({GPUS_RANGE})"
     )
@@ -178,26 +194,11 @@ def run(args: argparse.Namespace) -> int:
         studies.check_sweep_inputs(spec, out, dry_run=True)  # checks only: nothing is made yet
     except TicketlabError as e:
         raise TicketlabError(f"{args.spec}: {e}") from None
-    if not args.dry_run:  # what the sweep would refuse before its first run, then its directory
-        studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
-        studies.check_sweep_inputs(spec, out)
-    if args.dry_run:  # writes nothing: the store, if there is one, is only read
-        runner = studies.Runner(spec, out, log=print, dry_run=True)
-        try:
-            print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
-            print(runner.describe())
-            if args.only or args.runs:
-                print(runner.describe_chosen(args.only, args.runs))
-            if launched is not None:
-                print(f"launcher {args.launcher}, per run:")
-                for kind, res in launched.resources.items():
-                    print(f"  {kind:<14} {res.sbatch(kind) if args.launcher == 'slurm' else res}")
-                    for line in res.setup if args.launcher == "slurm" else ():  # shell: shown as run
-                        print(f"  {'':<14} setup line run in every job: {line}")
-            runner.refuse_unpassable()  # after the plan: its lines say what each claim can reach
-        finally:
-            runner.store.close()
-        return 0
+    if args.dry_run:
+        return _dry_run(args, spec, out, launched)
+    # what the sweep would refuse before its first run, then its directory
+    studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
+    studies.check_sweep_inputs(spec, out)
     if Path(args.spec).resolve() != (out / "spec.yaml").resolve():  # replaced, never written through
         atomic_write_text(place(out, "spec.yaml"), read_text(args.spec, "sweep spec"))
     result = studies.run_sweep(
@@ -225,3 +226,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     partial = args.max_runs or args.only or args.runs or args.start_for  # asked for part of the sweep
     return 0 if result.done == result.total or partial else 1
+
+
+def _dry_run(args: argparse.Namespace, spec, out: Path, launched: SubmititLauncher | None) -> int:
+    """The plan, what is already done and, with a launcher, each run kind's resources; writes nothing:
+    the store, if there is one, is only read."""
+    runner = studies.Runner(spec, out, log=print, dry_run=True)
+    try:
+        print(f"sweep '{spec.name}' in {runner.dir}: {len(runner.runs)} runs")
+        print(runner.describe())
+        if args.only or args.runs:
+            print(runner.describe_chosen(args.only, args.runs))
+        if launched is not None:
+            print(f"launcher {args.launcher}, per run:")
+            for kind, res in launched.resources.items():
+                print(f"  {kind:<14} {res.sbatch(kind) if args.launcher == 'slurm' else res}")
+                for line in res.setup if args.launcher == "slurm" else ():  # shell: shown as run
+                    print(f"  {'':<14} setup line run in every job: {line}")
+        runner.refuse_unpassable()  # after the plan: its lines say what each claim can reach
+    finally:
+        runner.store.close()
+    return 0

@@ -11,7 +11,7 @@ new directory) or file by file (an existing one); `remove_ours` deletes only wha
 symbolic link (ticketlab makes none, so a link in an output is the user's, and so is what lies
 behind it), never a file a marker names outside its folder.
 
-The atomic writes, temporaries and locks underneath are `core/files.py`.
+The atomic writes, temporaries and locks underneath are `core/files/`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TicketlabError, printable
-from .files import TEMP, follow_umask, make_dir, read_own, remove_stale, replace_with, temp_dir, writing
+from .files.atomic import TEMP, follow_umask, make_dir, remove_stale, replace_with, temp_dir, writing
+from .files.owned import read_own
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
 
@@ -232,16 +233,7 @@ def check_output(
         raise TicketlabError(f"{path}: exists and is not a directory; give a directory")
     if not is_file and (target == here or target in here.parents):
         raise TicketlabError(f"{path}: is the current directory or above it; give a new directory")
-    for given in inputs:
-        if given is None or not Path(given).expanduser().exists():
-            continue
-        src = resolved(given)
-        if src == target or target in src.parents:
-            raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
-        # A file added to an input folder changes what runs read (its content key); the folder one
-        # works in (`--data-dir .`) holds outputs by choice.
-        if src in target.parents and not (src == here or src in here.parents):
-            raise TicketlabError(f"{path}: is inside the input {given}; give another output")
+    _refuse_inputs(path, target, here, inputs)
     if not is_file and path.is_dir() and _holds_files(path):
         if not _owned(path, kind, joins):
             raise TicketlabError(
@@ -260,6 +252,21 @@ def check_output(
     if not os.access(base, os.W_OK | os.X_OK):
         raise TicketlabError(f"{path}: cannot write ({base} is not writable)")
     return path
+
+
+def _refuse_inputs(path: Path, target: Path, here: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse an output (`target`: `path` resolved) that is, contains or lies inside an input that
+    exists (`here`: the current directory, resolved)."""
+    for given in inputs:
+        if given is None or not Path(given).expanduser().exists():
+            continue
+        src = resolved(given)
+        if src == target or target in src.parents:
+            raise TicketlabError(f"{path}: would overwrite the input {given}; give another output")
+        # A file added to an input folder changes what runs read (its content key); the folder one
+        # works in (`--data-dir .`) holds outputs by choice.
+        if src in target.parents and not (src == here or src in here.parents):
+            raise TicketlabError(f"{path}: is inside the input {given}; give another output")
 
 
 def _refuse_theirs(path: Path, names: Iterable[str]) -> None:

@@ -41,7 +41,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError
-from ..core.files import corpus_cache_dir
+from ..core.files.caches import corpus_cache_dir
 from .sources import (
     TOKENS_SUFFIX,
     Source,
@@ -252,27 +252,12 @@ def load_lm_corpus(
         raise ConfigError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
     cache = corpus_cache_dir(cache_dir) if use_cache else None
     train_sources = resolve_sources(paths, role="train", text_column=text_column)
-    train_parts, train_info = _source_blocks(
-        train_sources, tokenizer, max_length, cache, wikitext, progress, max_tokens
+    reading = (tokenizer, max_length, cache, wikitext, progress)
+    train_parts, train_info = _source_blocks(train_sources, *reading, max_tokens)
+    dev_sources = resolve_sources(dev, role="dev", text_column=text_column) if dev is not None else None
+    train_parts, dev_parts, dev_info, how = _dev_split(
+        train_sources, train_parts, dev_sources, reading, (dev_fraction, max_dev_tokens)
     )
-
-    # Without --dev: the dev splits beside the train splits, where every source has one.
-    paired = [s.dev_split() for s in train_sources] if dev is None else []
-    if dev is not None:
-        dev_sources = resolve_sources(dev, role="dev", text_column=text_column)
-        dev_parts, dev_info = _source_blocks(
-            dev_sources, tokenizer, max_length, cache, wikitext, progress, max_dev_tokens
-        )
-        how = "separate"
-    elif all(d is not None for d in paired):
-        dev_sources = [d for d in paired if d is not None]
-        dev_parts, dev_info = _source_blocks(
-            dev_sources, tokenizer, max_length, cache, wikitext, progress, max_dev_tokens
-        )
-        how = "dataset split"
-    else:
-        train_parts, dev_parts = _carve_tails(train_parts, dev_fraction, train_sources)
-        dev_info, how = [], f"last {dev_fraction:.0%} of each source"
     info = {"train_sources": train_info, "dev_sources": dev_info, "dev_split": how, "max_length": max_length}
     info["read"] = read_summary(train_info, max_tokens)
     info["dev_read"] = read_summary(dev_info, max_dev_tokens)
@@ -283,6 +268,28 @@ def load_lm_corpus(
     content += [f"{part}: first {n} tokens" for part, n, read in _caps(info) if read["capped"]]
     train.content_key = "sha256:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()
     return LMCorpus(train, BlockDataset.concat(dev_parts), info)
+
+
+def _dev_split(
+    train_sources: list[Source],
+    train_parts: list[BlockDataset],
+    dev_sources: list[Source] | None,
+    reading: tuple[Any, ...],
+    dev_size: tuple[float, int | None],
+) -> tuple[list[BlockDataset], list[BlockDataset], list[dict[str, Any]], str]:
+    """(train blocks, dev blocks, what was read for dev, how dev was made): the given dev sources;
+    without them, the dev splits beside the train splits where every source has one; else the last
+    `dev_fraction` of each training source, carved off (`reading`: `_source_blocks`' arguments)."""
+    dev_fraction, max_dev_tokens = dev_size
+    paired = [s.dev_split() for s in train_sources] if dev_sources is None else []
+    if dev_sources is not None:
+        dev_parts, dev_info = _source_blocks(dev_sources, *reading, max_dev_tokens)
+        return train_parts, dev_parts, dev_info, "separate"
+    if all(d is not None for d in paired):
+        dev_parts, dev_info = _source_blocks([d for d in paired if d is not None], *reading, max_dev_tokens)
+        return train_parts, dev_parts, dev_info, "dataset split"
+    train_parts, dev_parts = _carve_tails(train_parts, dev_fraction, train_sources)
+    return train_parts, dev_parts, [], f"last {dev_fraction:.0%} of each source"
 
 
 def _caps(info: dict[str, Any]):

@@ -27,7 +27,9 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, default_cache_dir, load_safetensors, open_read
+from ..core.files.atomic import atomic_write_bytes
+from ..core.files.caches import default_cache_dir
+from ..core.files.inputs import load_safetensors, open_read
 
 
 class Ragged:

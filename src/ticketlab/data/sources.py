@@ -25,7 +25,8 @@ from typing import Any
 from safetensors import SafetensorError
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import HUB_DATASET, check_regular, open_read, open_safetensors, read_bytes, read_json
+from ..core.files.inputs import check_regular, open_read, open_safetensors, read_bytes, read_json
+from ..core.files.keys import HUB_DATASET
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 

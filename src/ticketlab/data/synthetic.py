@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..core.errors import ConfigError
-from ..core.files import atomic_write_json, atomic_write_text
+from ..core.files.atomic import atomic_write_json, atomic_write_text
 from ..core.outputs import atomic_dir
 from .grammar import (
     ADJECTIVES,

@@ -25,7 +25,9 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import atomic_write_bytes, corpus_cache_dir, open_safetensors, read_bytes
+from ..core.files.atomic import atomic_write_bytes
+from ..core.files.caches import corpus_cache_dir
+from ..core.files.inputs import open_safetensors, read_bytes
 from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,

@@ -36,7 +36,7 @@ import torch
 
 from ..core.digest import digest
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import read_json, read_text
+from ..core.files.inputs import read_json, read_text
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
 from ..studies import run_sweep, spec_from_dict
@@ -209,23 +209,7 @@ def _run_stages(
     seconds["data"] = time.perf_counter() - t
 
     t = _stage(log, 2, "pre-training")
-    pre: PretrainResult | None = None
-    if model is None:
-        pconfig = replace(budget.pretrain, progress=True)
-        name = f"bert-{_key({'data': budget.data.key(), 'pretrain': asdict(budget.pretrain)})}"
-        pre = pretrain(
-            pconfig,
-            data / "corpus" / "train.txt",
-            out / "models" / name,
-            tokenizer=data / "tokenizer",
-            dev=data / "corpus" / "dev.txt",
-            cache_dir=out / "cache" / "corpus",
-        )
-        model = pre.out_dir
-        log(("(cached) " if pre.cached else "") + pre.summary())
-    else:
-        model = str(Path(model).resolve()) if Path(model).exists() else model  # a local dir, else a hub id
-        log(f"using the given model {model}")
+    model, pre = _model(out, budget, model, data, log)
     if pre is not None and tasks is not None:
         log("note: the pre-trained model only knows the synthetic language's words; pass --model too")
     seconds["pretrain"] = time.perf_counter() - t
@@ -252,6 +236,31 @@ def _run_stages(
     return DemoResult(
         report.path, report.main_table, sweep_dir, str(model), pre, seconds, result.ok, len(result.ran)
     )
+
+
+def _model(
+    out: Path, budget: Budget, model: str | None, data: Path | None, log: Log
+) -> tuple[str, PretrainResult | None]:
+    """The model the sweep prunes: the given one (a local folder, absolute, else a hub id), or one
+    pre-trained on the synthetic corpus (cached under `out/models`), with its result."""
+    pre: PretrainResult | None = None
+    if model is None:
+        pconfig = replace(budget.pretrain, progress=True)
+        name = f"bert-{_key({'data': budget.data.key(), 'pretrain': asdict(budget.pretrain)})}"
+        pre = pretrain(
+            pconfig,
+            data / "corpus" / "train.txt",
+            out / "models" / name,
+            tokenizer=data / "tokenizer",
+            dev=data / "corpus" / "dev.txt",
+            cache_dir=out / "cache" / "corpus",
+        )
+        model = pre.out_dir
+        log(("(cached) " if pre.cached else "") + pre.summary())
+    else:
+        model = str(Path(model).resolve()) if Path(model).exists() else model  # a local dir, else a hub id
+        log(f"using the given model {model}")
+    return model, pre
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from ..core.errors import DataError, MaskFileError
-from ..core.files import load_safetensors
+from ..core.files.inputs import load_safetensors
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
 from ..train.determinism import example_seed

@@ -54,7 +54,8 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import as_written, atomic_write_json, read_json
+from ..core.files.atomic import as_written, atomic_write_json
+from ..core.files.inputs import read_json
 from ..core.outputs import atomic_dir, check_output
 from ..data.corpus import DEV_FRACTION, BlockDataset, LMCorpus, load_lm_corpus, needed_tokens
 from ..data.sources import TOKENS_SUFFIX
@@ -62,7 +63,7 @@ from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
 from ..models.load import load_config, load_model, quiet_transformers, token_id_bound
 from ..train.checkpoint import load_checkpoint
-from ..train.config import TrainConfig
+from ..train.config import EvalFn, TrainConfig
 from ..train.determinism import seed_everything
 from ..train.loop import CHECKPOINT, RESULT, train
 from ..train.processes import make_accelerator
@@ -215,43 +216,11 @@ def pretrain(
     work = work_dir.claim("pre-training work directory")
     with removed_if_refused(work, fresh):  # the inputs are read in the work directory (its tokenizer)
         work_dir.check(identity, PRETRAIN_INPUTS)
-        given = init if tokenizer is None and init is not None else tokenizer  # init's own tokenizer
-        tok = get_tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
-        if tok.mask_token_id is None:
-            raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
-        if init is None:  # a given tokenizer's ids size the embeddings: bounded before the corpus is read
-            config.check_size(token_id_bound(tok))
-        data = load_lm_corpus(
-            corpus,
-            tok,
-            config.max_length,
-            dev=dev,
-            cache_dir=cache_dir,
-            progress=config.progress,
-            max_tokens=corpus_cap(config, carved=dev is None),
-            max_dev_tokens=(config.eval_blocks + 1) * config.max_length,  # the blocks evaluations score
+        tok, data, collator, steps, model = _read_inputs(
+            config, (corpus, dev, cache_dir), (tokenizer, tokenizer_kind, vocab_size), init, work
         )
-        collator = MLMCollator(tok, config.mlm_probability)
-
-        def build_model() -> PreTrainedModel:
-            seed_everything(config.seed)  # the weights from scratch, or init's fresh MLM head
-            if init is None:
-                return BertForMaskedLM(bert_config(config, tok))
-            return load_model(init, head="mlm", **dropout_overrides(load_config(init), config.dropout))
-
-        steps = _plan(config, work, build_model, data, collator)
-        model = build_model()
-        dev_blocks = data.dev.take(config.eval_blocks)
-        source = ", ".join(map(str, listed(dev) or listed(corpus)))
-        check_scorable(dev_blocks, collator, mlm=True, seed=config.seed, source=source)  # before training
+        eval_fn = _dev_eval(config, data, collator, listed(dev) or listed(corpus))
     entropy = unigram_entropy(data.train, tok.all_special_ids)
-
-    def eval_fn(m) -> dict[str, float]:
-        r = evaluate_pretraining(
-            m, dev_blocks, collator, batch_size=64, seed=config.seed, kd=False, source=source
-        )
-        return {k: r[k] for k in ("mlm_loss", "mlm_acc")}
-
     finished_before = (work / RESULT).is_file()
     limit = _time_left(config, started)
     result = train(
@@ -271,6 +240,64 @@ def pretrain(
         return summary
     write_output(model, tok, out, (config, identity), data, summary, work_dir)
     return summary
+
+
+def _read_inputs(
+    config: PretrainConfig,
+    texts: tuple[Any, Any, str | os.PathLike | None],
+    tokenizer_args: tuple[Any, str, int],
+    init: str | os.PathLike | None,
+    work: Path,
+) -> tuple[PreTrainedTokenizerBase, LMCorpus, MLMCollator, int, PreTrainedModel]:
+    """(tokenizer, corpus, collator, steps, model): the tokenizer given, `init`'s, or one trained on
+    the corpus in `work`; the corpus (`texts`: train, dev, cache) read as far as the run needs; the
+    number of steps (`_plan`) and the model to train, from scratch or from `init`."""
+    corpus, dev, cache_dir = texts
+    tokenizer, tokenizer_kind, vocab_size = tokenizer_args
+    given = init if tokenizer is None and init is not None else tokenizer  # init's own tokenizer
+    tok = get_tokenizer(given, corpus, tokenizer_kind, vocab_size, config.max_length, work)
+    if tok.mask_token_id is None:
+        raise ConfigError("the tokenizer has no mask token; MLM pre-training needs one")
+    if init is None:  # a given tokenizer's ids size the embeddings: bounded before the corpus is read
+        config.check_size(token_id_bound(tok))
+    data = load_lm_corpus(
+        corpus,
+        tok,
+        config.max_length,
+        dev=dev,
+        cache_dir=cache_dir,
+        progress=config.progress,
+        max_tokens=corpus_cap(config, carved=dev is None),
+        max_dev_tokens=(config.eval_blocks + 1) * config.max_length,  # the blocks evaluations score
+    )
+    collator = MLMCollator(tok, config.mlm_probability)
+
+    def build_model() -> PreTrainedModel:
+        seed_everything(config.seed)  # the weights from scratch, or init's fresh MLM head
+        if init is None:
+            return BertForMaskedLM(bert_config(config, tok))
+        return load_model(init, head="mlm", **dropout_overrides(load_config(init), config.dropout))
+
+    steps = _plan(config, work, build_model, data, collator)
+    return tok, data, collator, steps, build_model()
+
+
+def _dev_eval(
+    config: PretrainConfig, data: LMCorpus, collator: MLMCollator, sources: list[str | os.PathLike]
+) -> EvalFn:
+    """MLM loss and accuracy on the first `eval_blocks` dev blocks, refused before training where
+    those blocks cannot be scored (`check_scorable`; `sources`: what the message names)."""
+    dev_blocks = data.dev.take(config.eval_blocks)
+    source = ", ".join(map(str, sources))
+    check_scorable(dev_blocks, collator, mlm=True, seed=config.seed, source=source)
+
+    def eval_fn(m) -> dict[str, float]:
+        r = evaluate_pretraining(
+            m, dev_blocks, collator, batch_size=64, seed=config.seed, kd=False, source=source
+        )
+        return {k: r[k] for k in ("mlm_loss", "mlm_acc")}
+
+    return eval_fn
 
 
 def _time_left(config: PretrainConfig, started: float) -> float | None:

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedTokenizerBase
 from ..core.checks import check_one_of
 from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import model_key
+from ..core.files.keys import model_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, hub_dataset, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer

@@ -17,7 +17,8 @@ from torch import nn
 
 from ..core.checks import check_fields
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_json, read_json
+from ..core.files.atomic import atomic_write_json
+from ..core.files.inputs import read_json
 from ..core.outputs import atomic_dir
 from ..data.corpus import LMCorpus
 from ..train.config import TrainResult

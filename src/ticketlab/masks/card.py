@@ -21,7 +21,8 @@ import yaml
 
 from .. import __version__
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_text, read_text
+from ..core.files.atomic import atomic_write_text
+from ..core.files.inputs import read_text
 from .io import MaskConfig
 
 CARD = "README.md"

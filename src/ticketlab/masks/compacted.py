@@ -37,7 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_json, read_json
+from ..core.files.atomic import atomic_write_json
+from ..core.files.inputs import read_json
 from ..core.outputs import atomic_dir
 from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted, MANIFEST: known here too)
     MANIFEST,

@@ -12,7 +12,7 @@ from torch import nn
 from torch.sparse import to_sparse_semi_structured
 
 from ..core.errors import ConfigError, MaskMismatchError
-from ..core.files import atomic_write_json
+from ..core.files.atomic import atomic_write_json
 from ..core.outputs import atomic_dir
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .card import write_model_card

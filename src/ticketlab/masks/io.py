@@ -34,7 +34,8 @@ from torch import nn
 from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
-from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
+from ..core.files.inputs import open_safetensors, read_json
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
 from .apply import absent_pooler, apply_mask, dense_weight, masked_tensor, resolve_modules

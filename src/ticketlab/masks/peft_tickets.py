@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from ..core.errors import MaskMismatchError, TicketlabError
-from ..core.files import atomic_write_json, check_folder, read_json
+from ..core.files.atomic import atomic_write_json
+from ..core.files.inputs import check_folder, read_json
 from ..core.optional import missing, optional_module
 from ..models.arch import encoder_of
 from .apply import _mask_param, _masked_modules, dense_tensor, is_masked, masked_state_dict, split_key

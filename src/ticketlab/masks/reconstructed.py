@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import MaskFileError
-from ..core.files import load_safetensors
+from ..core.files.inputs import load_safetensors
 from .apply import resolve_modules
 from .hub import mask_dir
 from .mask import Mask

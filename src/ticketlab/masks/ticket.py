@@ -43,10 +43,12 @@ from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text, open_safetensors, read_json, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
+from ..core.files.inputs import open_safetensors, read_json
 from ..core.outputs import atomic_dir, check_output
-from ..models.load import _encoder_prefix, load_model
+from ..models.load import load_model
 from ..models.source import head_of
+from ..models.weights import encoder_prefix
 from .apply import (
     _mask_param,
     apply_mask,
@@ -230,7 +232,7 @@ def _changed(
     mine: dict[str, Tensor], base: dict[str, Tensor], model: nn.Module, mask: Mask
 ) -> tuple[dict[str, Tensor], dict[str, str]]:
     """The stored tensors and each one's form, for every tensor of `mine` that differs from `base`."""
-    prefix = _encoder_prefix(model)
+    prefix = encoder_prefix(model)
     tensors, forms, seen = {}, {}, set()
     for key, t in mine.items():
         if id(t) in seen:  # a tied tensor (an MLM decoder's embeddings): stored once, under its first name

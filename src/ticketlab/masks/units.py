@@ -57,7 +57,7 @@ from huggingface_hub import try_to_load_from_cache
 from torch import Tensor, nn
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files import read_json
+from ..core.files.inputs import read_json
 from ..models.structure import Structure, structure_of
 from .apply import apply_mask
 from .mask import Mask

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from transformers.pytorch_utils import prune_linear_layer
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import read_json
+from ..core.files.inputs import read_json
 from .structure import Structure, encoder_layers
 
 MANIFEST = "ticketlab_compact.json"

@@ -5,9 +5,10 @@ passed to the hub (which works only online). One mask fits every head: masks are
 the encoder (`model.base_model`), so a mask found on `BertForMaskedLM` loads onto
 `BertForSequenceClassification` of the same checkpoint.
 
-Weights are read from safetensors only (`check_weights`, `use_safetensors=True`): unpickling a file
-can run its code, so a pickled `pytorch_model.bin` is refused in one line with the command that
-converts it; a truncated safetensors file is one line too.
+Weights are read from safetensors only (`use_safetensors=True`; `models.weights.check_weights`):
+unpickling a file can run its code, so a pickled `pytorch_model.bin` is refused in one line with the
+command that converts it; a truncated safetensors file is one line too. What a checkpoint's weights
+must be, and their keys as a model keys them, is `models.weights`.
 
 The checks of a `--model` argument before anything loads, and what a config says of its head and
 positions, are torch-free: `models.source`.
@@ -24,7 +25,6 @@ from typing import Any
 import torch
 import transformers
 from huggingface_hub.errors import StrictDataclassError  # a field of the wrong type in config.json
-from safetensors import SafetensorError
 from torch import Tensor, nn
 from transformers import (
     CONFIG_MAPPING,
@@ -38,10 +38,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import load_safetensors, open_safetensors, read_json
-from .arch import ARCHS
+from ..core.files.inputs import load_safetensors, read_json
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
+from .weights import body_prefixes, check_finite, check_weights, disk_shapes, rekey
 
 _AUTO = {
     "mlm": "AutoModelForMaskedLM",
@@ -140,7 +140,7 @@ def check_config_fits(path: Path, config: PretrainedConfig) -> None:
     """The one size policy of every verb's model (`check_model`, `load_model`; a compacted one's is
     `_check_sizes`): before any allocation, a config.json may give no more layers than its weights
     hold, and the encoder it makes on the meta device (no memory) each header's shape."""
-    disk = _disk_shapes(path)
+    disk = disk_shapes(path)
     held = {int(m.group(1)) for k in disk if (m := re.search(r"\.layers?\.(\d+)\.", k))}
     layers = getattr(config, "num_hidden_layers", None)
     if held and isinstance(layers, int) and layers > max(held) + 1:
@@ -150,54 +150,11 @@ def check_config_fits(path: Path, config: PretrainedConfig) -> None:
     with torch.device("meta"):
         meta = auto_class("base").from_config(config)
     own = {k: tuple(t.shape) for k, t in meta.state_dict().items()}
-    for key, shape in _rekey(disk, meta).items():
+    for key, shape in rekey(disk, meta).items():
         if key in own and own[key] != shape:
             raise TicketlabError(
                 f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
             )
-
-
-PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle files
-
-
-def check_weights(path: Path) -> list[Path]:
-    """The safetensors files of model directory `path`, each whole (its header read and its data
-    the size the header says), or one error: weights in pickled files only are refused with the
-    command that converts them."""
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        pickled = sorted(p for pattern in PICKLED for p in path.glob(pattern))
-        if not pickled:
-            raise TicketlabError(f"{path}: no model.safetensors (the model's weights) in the directory")
-        bin_, out = pickled[0], path / "model.safetensors"
-        raise TicketlabError(
-            f"{bin_}: pickled weights (unpickling can run code), and ticketlab reads safetensors only; "
-            'if you trust the file, convert it once: python -c "import torch, safetensors.torch as st; '
-            f"st.save_file({{k: v.contiguous().clone() for k, v in torch.load('{bin_}', "
-            f"weights_only=True).items()}}, '{out}', metadata={{'format': 'pt'}})\""
-        )
-    for f in files:
-        try:
-            with open_safetensors(f) as opened:
-                opened.keys()
-        except (SafetensorError, OSError) as e:  # safetensors checks the data covers what the header says
-            raise TicketlabError(f"{f}: corrupt or truncated safetensors file ({e})") from None
-    return files
-
-
-def check_finite(model: nn.Module, name: str) -> nn.Module:
-    """`model`, or one error when a float parameter or buffer holds nan or inf: such weights rank as
-    kept by magnitude and make every loss nan, so nothing computed from them would be a result.
-    One pass over the weights per load (a reduction per tensor, no copies)."""
-    tensors = [*model.named_parameters(), *model.named_buffers()]
-    for key, t in tensors:
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            raise TicketlabError(
-                f"{name}: the model's weights are not finite ({bad} nan/inf values in {key}); "
-                "it cannot be pruned or trained: use an intact checkpoint"
-            )
-    return model
 
 
 def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
@@ -298,10 +255,10 @@ def load_compacted(
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = auto_class(head).from_config(config)
     slice_units(model, *flags)
-    state = _rekey(_state_dict(path), model)
+    state = rekey(_state_dict(path), model)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
         own = model.state_dict()
-        body = _body_prefixes(model)
+        body = body_prefixes(model)
         state = {
             k: t
             for k, t in state.items()
@@ -355,25 +312,13 @@ def _check_sizes(path: Path, config: PretrainedConfig, head: Head, flags: tuple,
     with torch.device("meta"):
         meta = auto_class(head).from_config(config)
     slice_units(meta, *flags)
-    body = _body_prefixes(meta) if body_only else ("",)
+    body = body_prefixes(meta) if body_only else ("",)
     own = {k: tuple(t.shape) for k, t in meta.state_dict().items() if k.startswith(body)}
-    for key, shape in _rekey(_disk_shapes(path), meta).items():
+    for key, shape in rekey(disk_shapes(path), meta).items():
         if key in own and own[key] != shape:
             raise MaskFileError(
                 f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
             )
-
-
-def _disk_shapes(path: Path) -> dict[str, Any]:
-    """Each tensor's shape in a folder's safetensors files, from their headers (no data read)."""
-    shapes: dict[str, Any] = {}
-    for f in sorted(path.glob("model*.safetensors")):
-        try:
-            with open_safetensors(f) as opened:
-                shapes.update({k: tuple(opened.get_slice(k).get_shape()) for k in opened.keys()})  # noqa: SIM118
-        except (SafetensorError, OSError) as e:
-            raise MaskFileError(f"{f}: corrupt or truncated safetensors file ({e})") from None
-    return shapes
 
 
 def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_missing: bool) -> None:
@@ -388,35 +333,10 @@ def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path, allow_m
     loaded = {own[k].data_ptr() for k in state if k in own}
     missing = [k for k in missing if own[k].data_ptr() not in loaded]  # tied to a loaded tensor: fine
     if allow_missing:  # another head (and maybe a pooler) than saved: embeddings and layers must be complete
-        body = _body_prefixes(model)
+        body = body_prefixes(model)
         missing = [k for k in missing if k.startswith(body)]
         unexpected = [k for k in unexpected if k.startswith(body)]
     if missing or unexpected:
         raise MaskFileError(
             f"{path}: weights do not match the manifest (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-
-
-def _encoder_prefix(model: PreTrainedModel) -> str:
-    """'bert.' for a model with a head, '' for the bare encoder (whose keys have no prefix)."""
-    return "" if model.base_model is model else f"{model.base_model_prefix}."
-
-
-def _body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
-    """State-dict prefixes of the embeddings and layers (where the family keeps them: DistilBERT's
-    `transformer.`, ModernBERT's `layers.`): what must always load."""
-    arch = ARCHS.get(model.config.model_type)
-    parts = (arch.embeddings, arch.layers) if arch is not None else ("embeddings", "encoder")
-    return tuple(f"{_encoder_prefix(model)}{part.split('.')[0]}." for part in parts)
-
-
-def _rekey(state: dict[str, Tensor], model: PreTrainedModel) -> dict[str, Tensor]:
-    """The saved tensors keyed as `model` keys them: a checkpoint saved with a head loads as the bare
-    encoder ('bert.x' -> 'x') and a bare one under a head ('x' -> 'bert.x'), as `from_pretrained` does."""
-    prefix = f"{model.base_model_prefix}."
-    saved_with_head = any(k.startswith(prefix) for k in state)
-    if _encoder_prefix(model) and not saved_with_head:
-        return {prefix + k: t for k, t in state.items()}
-    if not _encoder_prefix(model) and saved_with_head:
-        return {k.removeprefix(prefix): t for k, t in state.items()}
-    return state

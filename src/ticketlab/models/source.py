@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import check_folder
+from ..core.files.inputs import check_folder
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig

@@ -39,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_csv, atomic_write_text
+from ..core.files.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
 from ..methods.importance import Importance
 from .report.figure_kit import plain_text

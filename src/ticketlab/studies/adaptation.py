@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import atomic_write_csv, atomic_write_json, atomic_write_text, read_json
+from ..core.files.atomic import atomic_write_csv, atomic_write_json, atomic_write_text
+from ..core.files.inputs import read_json
 from ..core.outputs import claim_dir
 from ..tasks.glue import load_examples
 from ..tasks.metrics import no_verdict

@@ -48,14 +48,16 @@ from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors
+from ..core.files.atomic import atomic_write_bytes, atomic_write_json
+from ..core.files.inputs import load_safetensors
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
+from ..tasks.evaluation import SELECT
 from ..tasks.glue import check_task_data, task_dir
-from ..tasks.objective import SELECT, TaskObjective, task_objective
+from ..tasks.objective import TaskObjective, task_objective
 from ..tasks.registry import get_task
 from ..train.batches import TASK, MultiTaskData
 from ..train.config import Batch, EvalFn, LossFn, TrainConfig, TrainResult
@@ -63,7 +65,7 @@ from ..train.loop import RESULT as TRAIN_RESULT
 from ..train.loop import train
 from ..train.masked_adam import MaskedAdamW
 from ..train.run_dir import RunDir
-from ..verbs.finetune import _params
+from ..train.schedule import decay_groups
 from ..verbs.finetune_results import mean_std
 from . import rows
 from .mtl_config import MtlConfig
@@ -243,7 +245,7 @@ def _finetune_task(
         metric=_selected(config, obj),
         desc=f"{spec.id} after sharing",
     )
-    params = _params(model, config.weight_decay)
+    params = decay_groups(model, config.weight_decay)
     return train(
         model, params, obj.dataset, obj.collate_fn, obj.loss_fn, tc, out_dir=out, eval_fn=obj.eval_fn
     )

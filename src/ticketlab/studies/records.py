@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
-from ..core.files import HOST, pid_alive
+from ..core.files.atomic import HOST, pid_alive
 
 STATUSES = ("pending", "running", "done", "failed")
 KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_json
+from ..core.files.atomic import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
@@ -52,8 +52,9 @@ from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer, shared_base_model
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
+from ..tasks.evaluation import SELECT
 from ..tasks.glue import check_task_data
-from ..tasks.objective import SELECT, task_objective
+from ..tasks.objective import task_objective
 from ..tasks.registry import get_task
 from ..verbs.finetune import INPUT_NAMES, finetune, input_content, input_paths
 from ..verbs.finetune_config import default_length

@@ -30,7 +30,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
-from ..core.files import check_regular, read_text
+from ..core.files.inputs import check_regular, read_text
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .registry import Column, TaskSpec, get_task, task_file
 

@@ -4,9 +4,8 @@ No run directory and no config of its own: `finetune` (the verb), task-specific 
 ticket sharing (`studies.mtl`) and super tickets build on it.
 
 * losses by task kind (`LOSSES`): classification, regression, SQuAD spans;
-* `predict` and the dev evaluation: the task's metrics on every eval split (GLUE style) or SQuAD's
-  best answer spans; `split_dev` cuts a dev set into a part that selects (scores `select_<name>`)
-  and a part that is reported;
+* the dev evaluation (`tasks.evaluation`): the task's metrics on every eval split (GLUE style) or
+  SQuAD's best answer spans, with a dev set cut into a part that selects and a part reported;
 * `task_objective(task, tokenizer, data_dir)`: a task as (dataset, collate_fn, loss_fn, eval_fn,
   metric), ready for `train.loop.train`;
 * `load_task_model(model, task, seed, mask=...)`: the pre-trained encoder with a fresh seeded head
@@ -17,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,29 +25,21 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, TicketlabError
-from ..data.features import Features, length_sorted_batches, pad_collate
+from ..data.features import Features, pad_collate
 from ..masks import MaskConfig, load_mask_onto
 from ..models.arch import encoder_of
 from ..models.load import load_model
-from ..train.config import PAYLOAD, CollateFn, EvalFn, LossFn, eval_payload
+from ..train.config import CollateFn, EvalFn, LossFn
+from .evaluation import MODEL_INPUTS, SELECT, forward, glue_eval, selected_eval, split_dev, squad_eval
 from .glue import load_features
-from .metrics import squad_metrics
-from .predictions import encode_predictions
 from .registry import SquadWindows as Windows
-from .registry import TaskSpec, get_task, metric_key
-from .scores import GLUE_METRICS
-from .squad import SquadExamples, best_answers, load_squad_features
+from .registry import TaskSpec, get_task
+from .squad import load_squad_features
 
 log = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # --------------------------------------------------------------------------- the task as an objective
-
-
-def forward(model: nn.Module, batch: dict[str, Tensor]) -> Any:
-    """The model's output for the batch's model inputs (labels and bookkeeping columns left out)."""
-    return model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
 
 
 def classification_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -73,121 +62,6 @@ LOSSES: dict[str, LossFn] = {
     "regression": regression_loss,
     "squad": span_loss,
 }
-
-
-@torch.inference_mode()
-def predict(
-    model: nn.Module,
-    features: Features,
-    collate: CollateFn,
-    batch_size: int,
-    outputs: Callable[[Any], list[Tensor]],
-    per_token: bool = False,
-) -> list[list[np.ndarray]]:
-    """Per-example model outputs in dataset order: `outputs(model_output)` picks (B, ...) tensors.
-
-    With `per_token` they are (B, T) and each row is cut to the example's own length. Batches are
-    length-sorted so that little is spent on padding.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    lengths = features.lengths()
-    results: list[list[np.ndarray]] = [[] for _ in range(len(features))]
-    try:
-        for idx in length_sorted_batches(lengths, batch_size):
-            batch = collate([features[i] for i in idx], None)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            tensors = [t.float().cpu().numpy() for t in outputs(forward(model, batch))]
-            for row, i in enumerate(idx):
-                results[i] = [t[row, : lengths[i]] if per_token else t[row] for t in tensors]
-    finally:
-        model.train(was_training)
-    return results
-
-
-def _glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batch_size: int) -> EvalFn:
-    """Every metric on every dev split; each call leaves the main split's per-example predictions in
-    its `train.config.PAYLOAD`: the loop keeps them for the evaluation a run reports, whichever step."""
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for i, (split, feats) in enumerate(dev.items()):
-            logits = np.stack(
-                [r[0] for r in predict(model, feats, collate, batch_size, lambda o: [o.logits])]
-            )
-            preds = logits[:, 0] if spec.kind == "regression" else logits.argmax(-1)  # (N,)
-            labels = feats.columns["labels"]
-            for m in spec.metrics:
-                out[metric_key(m, split, spec.eval_splits)] = GLUE_METRICS[m](preds, labels)
-            if i == 0:  # class ids, or a regression's outputs (N,): once per evaluation, a few KB
-                setattr(evaluate, PAYLOAD, encode_predictions(preds, labels))
-        return out
-
-    return evaluate
-
-
-SELECT = "select_"  # prefix of the scores on the selection part of the dev set
-
-
-MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
-
-
-def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
-    """(selection part, report part) of a dev set (`split_indices`)."""
-    select, report = split_indices(len(features), fraction, seed)
-    return features.subset(select), features.subset(report)
-
-
-def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(selection part, report part) of a dev set of `n` examples, as sorted indices: round(fraction
-    · n) seeded examples, and the rest. Each part needs MIN_SPLIT examples: a score on one example is
-    0 or 100, and would pick a step or a level (or be reported) on chance alone. The report reads it
-    too: a task's constant predictor is scored on the part its scores are read on."""
-    k = round(fraction * n)
-    if min(k, n - k) < MIN_SPLIT:
-        raise ConfigError(
-            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
-            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
-            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
-        )
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(order[:k]), sorted(order[k:])
-
-
-def _selected_eval(report: EvalFn, select: EvalFn) -> EvalFn:
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        out = {**report(model), **{SELECT + k: v for k, v in select(model).items()}}
-        setattr(evaluate, PAYLOAD, eval_payload(report))  # the reported part's predictions
-        return out
-
-    return evaluate
-
-
-def _squad_eval(
-    examples: SquadExamples,
-    feats: Features,
-    collate: CollateFn,
-    batch_size: int,
-    n_best: int,
-    max_answer_length: int,
-) -> EvalFn:
-    """Exact match and F1 of the best answer spans; no payload: a SQuAD run keeps no predictions."""
-    gold = dict(zip(examples.ids, examples.answers, strict=True))
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        out = predict(model, feats, collate, batch_size, lambda o: [o.start_logits, o.end_logits], True)
-        answers = best_answers(
-            examples,
-            feats,
-            [r[0] for r in out],
-            [r[1] for r in out],
-            n_best=n_best,
-            max_answer_length=max_answer_length,
-        )
-        return squad_metrics(answers, gold)
-
-    return evaluate
 
 
 @dataclass
@@ -298,7 +172,7 @@ def _squad_objective(
         dataset=train_set,
         collate_fn=pad_collate(tokenizer, columns=(*MODEL_INPUTS, "start_positions", "end_positions")),
         loss_fn=span_loss,
-        eval_fn=_squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
+        eval_fn=squad_eval(dev_ex, dev_set, inputs, eval_batch_size, n_best, max_answer_length),
         metric=metric,
         n_train=len(chosen) if chosen is not None else len(train_ex),
         n_dev={split: len(dev_ex)},
@@ -331,13 +205,13 @@ def _glue_objective(
         )
         skipped[split] = ex.skipped
     collate = pad_collate(tokenizer, float_labels=spec.kind == "regression")
-    eval_fn = _glue_eval(spec, dev, collate, eval_batch_size)
+    eval_fn = glue_eval(spec, dev, collate, eval_batch_size)
     n_dev = {s: len(f) for s, f in dev.items()}
     if select_fraction is not None:
         parts = {s: split_dev(f, select_fraction, select_seed) for s, f in dev.items()}
-        eval_fn = _selected_eval(
-            _glue_eval(spec, {s: p[1] for s, p in parts.items()}, collate, eval_batch_size),
-            _glue_eval(spec, {s: p[0] for s, p in parts.items()}, collate, eval_batch_size),
+        eval_fn = selected_eval(
+            glue_eval(spec, {s: p[1] for s, p in parts.items()}, collate, eval_batch_size),
+            glue_eval(spec, {s: p[0] for s, p in parts.items()}, collate, eval_batch_size),
         )
         n_dev = {s: len(p[1]) for s, p in parts.items()} | {SELECT + s: len(p[0]) for s, p in parts.items()}
     return TaskObjective(

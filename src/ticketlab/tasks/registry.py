@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from ..core.checks import LearningRate, check_fields
 from ..core.errors import ConfigError, TicketlabError, printable_strings
-from ..core.files import read_json
+from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
 from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
 

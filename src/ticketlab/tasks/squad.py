@@ -24,7 +24,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files import read_json
+from ..core.files.inputs import read_json
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .glue import split_file
 from .registry import SquadWindows as Windows

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_text, read_own, read_text
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text
+from ..core.files.inputs import read_text
+from ..core.files.owned import read_own
 
 
 def trainable_state(model: nn.Module) -> dict[str, Tensor]:

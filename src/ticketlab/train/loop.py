@@ -23,7 +23,8 @@ best and final scores. What the loop owns:
   uninterrupted run gives (a long run in pieces on a machine lent for minutes at a time).
 
 Here: `train` and `_Loop`. Beside it: `config` (TrainConfig, TrainState, TrainResult), `schedule`,
-`checkpoint`, `processes` (accelerate, DDP) and `determinism` (seeds, batch order).
+`checkpoint`, `window` (what the loop reports: losses, throughput, the evaluations' lines),
+`processes` (accelerate, DDP) and `determinism` (seeds, batch order).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +41,9 @@ from accelerate.utils import broadcast_object_list
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import (
-    atomic_write_json,
-    exclusive,
-    make_dir,
-    open_append,
-    read_json,
-    remove_stale,
-    to_json,
-)
+from ..core.files.atomic import atomic_write_json, make_dir, remove_stale, to_json
+from ..core.files.inputs import read_json
+from ..core.files.owned import exclusive, open_append
 from ..core.progress import logs_above_bars, progress_bar
 from .checkpoint import (
     check_loop_checkpoint,
@@ -78,6 +72,7 @@ from .determinism import batch_indices, example_seed, seed_everything
 from .processes import LossModule, check_finite_loss, make_accelerator, time_up
 from .run_dir import CHECKPOINT
 from .schedule import adamw, clip_gradients, make_scheduler, step_in_backward
+from .window import Window, eval_line
 
 log_ = logging.getLogger(__name__)
 
@@ -139,14 +134,6 @@ def train(
             return loop.run()
 
 
-def _eval_line(desc: str, record: dict[str, Any], max_steps: int, tokens_per_s: float | None = None) -> str:
-    """One short line per dev evaluation: `search tamt step 50/300 dev: mlm_loss 6.712, kd_loss 0.0612`
-    (and the training throughput so far, e.g. `; 51,200 tokens/s`)."""
-    shown = [f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)]  # not step, counts
-    speed = f"; {tokens_per_s:,.0f} tokens/s" if tokens_per_s else ""
-    return f"{desc} step {record['step']}/{max_steps} dev: {', '.join(shown[:4])}{speed}"
-
-
 def _batch_tokens(batch: Batch) -> int:
     """Non-padding tokens of a batch (all of `input_ids` when it has no attention mask)."""
     mask = batch.get("attention_mask")
@@ -154,22 +141,6 @@ def _batch_tokens(batch: Batch) -> int:
         return int(mask.sum())
     ids = batch.get("input_ids")
     return ids.numel() if isinstance(ids, Tensor) else 0
-
-
-@dataclass
-class _Window:
-    """What the loop accumulates between two log lines (losses per key) or over one piece (tokens,
-    time: the console's throughput)."""
-
-    values: dict[str, list[float]] = field(default_factory=dict)
-    tokens: int = 0
-    time: float = 0.0
-
-    def add(self, tokens: int, took: float) -> None:
-        self.tokens, self.time = self.tokens + tokens, self.time + took
-
-    def tokens_per_s(self) -> float | None:
-        return self.tokens / self.time if self.time > 0 else None
 
 
 class _Loop:
@@ -206,7 +177,7 @@ class _Loop:
         self.result = TrainResult(steps=0)
         self.ckpt = out / CHECKPOINT if out is not None else None
         self.log_file: Any = None
-        self.window, self.piece = _Window(), _Window()  # since the last log line; this call
+        self.window, self.piece = Window(), Window()  # since the last log line; this call
 
     # ------------------------------------------------------------------ checkpoint and log
 
@@ -312,7 +283,7 @@ class _Loop:
                 "tokens_per_s": round(speed, 1) if speed is not None else None,
             }
         )
-        self.window = _Window()
+        self.window = Window()
 
     def evaluate(self) -> dict[str, Any]:
         """Score on dev (main process; the others receive it and its payload), track the best, log it."""
@@ -335,7 +306,7 @@ class _Loop:
         # on the console too, not only in the log file; without a progress bar as well (--no-progress
         # hides the bar, not the evaluations: a log of a run in the background keeps them)
         if main:
-            log_.info(_eval_line(config.desc, record, config.max_steps, self.piece.tokens_per_s()))
+            log_.info(eval_line(config.desc, record, config.max_steps, self.piece.tokens_per_s()))
         return record
 
     def after_eval(self, bar: Any, record: dict[str, Any]) -> None:

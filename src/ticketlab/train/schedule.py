@@ -1,4 +1,5 @@
-"""The training loop's optimizer and schedule: AdamW (`train.optim`), linear decay after a warm-up
+"""The training loop's optimizer and schedule: AdamW (`train.optim`) and its parameter groups (no
+decay on biases and norms: `decay_groups`), linear decay after a warm-up
 (or constant), both restarted in place (IMP after each pruning), and stepping each parameter inside
 the backward (`TrainConfig.optimizer_in_backward`).
 """
@@ -8,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..masks.apply import plain_name
 from .config import TrainConfig, TrainState
 from .optim import AdamW, BertAdam, MtdnnAdamax
 
@@ -58,6 +60,19 @@ def adamw(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
         return MtdnnAdamax(params, lr=config.lr, eps=1e-6, weight_decay=config.weight_decay)
     fused = config.fused or None
     return AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps, fused=fused)
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe), masked biases included
+    (named `X.parametrizations.bias.original`)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            name = plain_name(name)
+            (
+                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
+            ).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def clip_gradients(acc: Any, optimizer: torch.optim.Optimizer, config: TrainConfig) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.checks import check_config
 from ..core.errors import TicketlabError, one_line
-from ..core.files import read_json
+from ..core.files.inputs import read_json
 from .finetune_results import RESULT_FILE, SUMMARY_FILE, FinetuneResult, summarize
 
 

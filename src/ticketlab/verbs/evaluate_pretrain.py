@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from ..core.checks import BlockLength, PositiveInt, Seed, check_config, option
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files import CORPUS_CACHE_HELP, atomic_write_json, read_json
+from ..core.files.atomic import atomic_write_json
+from ..core.files.caches import CORPUS_CACHE_HELP
+from ..core.files.inputs import read_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 

@@ -40,31 +40,28 @@ from accelerate import PartialState
 from torch import nn
 
 from ..core.checks import check_distinct
-from ..core.files import as_written, atomic_write_json
+from ..core.files.atomic import as_written, atomic_write_json
 from ..core.outputs import check_output, claim_dir
 from ..masks import current_mask, export_pretrained
-from ..masks.apply import plain_name
 from ..models.load import check_model, load_config, load_tokenizer
 from ..models.source import fit_max_length
+from ..tasks.evaluation import MODEL_INPUTS, SELECT, predict, split_dev
 from ..tasks.glue import task_dir
 from ..tasks.objective import (
     LOSSES,
-    MODEL_INPUTS,
-    SELECT,
     TaskObjective,
     classification_loss,
     load_task_model,
-    predict,
     regression_loss,
     reset_head,
     span_loss,
-    split_dev,
     task_objective,
 )
 from ..tasks.registry import TaskSpec, get_task
-from ..train.config import PAYLOAD, EvalFn, TrainConfig, eval_payload
+from ..train.config import PAYLOAD, EvalFn, TrainConfig, TrainResult, eval_payload
 from ..train.loop import train
 from ..train.processes import make_accelerator
+from ..train.schedule import decay_groups
 from .finetune_config import (
     FinetuneConfig,
     Hyper,
@@ -120,19 +117,6 @@ __all__ = [  # the verb, and the names of its pieces that users import from here
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- one run
-
-
-def _params(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no decay on biases and LayerNorm weights (BERT's recipe), masked biases included
-    (named `X.parametrizations.bias.original`)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            name = plain_name(name)
-            (
-                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
-            ).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _objective(config: FinetuneConfig, spec: TaskSpec, hyper: Hyper, tokenizer: Any) -> TaskObjective:
@@ -295,7 +279,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
 def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
     """Claim the run's directory, record its config, train (resuming from a checkpoint) and write its
     result."""
-    config, spec, hyper, out = run.config, run.spec, run.hyper, run.out
+    config, hyper, out = run.config, run.hyper, run.out
     obj, model, train_config = loaded.obj, loaded.model, loaded.train_config
     if out is not None and _is_main():
         _run_dir(out).claim(RUN_KIND, inputs=_inputs(config))
@@ -313,7 +297,7 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
     timed_eval = _timed(obj.eval_fn, timing)
     tr = train(
         model,
-        _params(model, config.weight_decay),
+        decay_groups(model, config.weight_decay),
         obj.dataset,
         obj.collate_fn,
         obj.loss_fn,
@@ -328,7 +312,22 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         model_dir = str(
             export_pretrained(model, out / MODEL_DIR, config=loaded.mask_config, tokenizer=loaded.tokenizer)
         )
-    result = FinetuneResult(
+    result = _result(run, loaded, tr, (sparsity, timing, model_dir))
+    result.predictions = tr.payload(result.reported)  # whichever step it is (None: SQuAD keeps none)
+    result = as_written(result)  # the call that reads it back returns the same
+    if out is not None and acc.is_main_process:
+        _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
+    return result
+
+
+def _result(
+    run: _Run, loaded: _Loaded, tr: TrainResult, measured: tuple[float, dict[str, float], str | None]
+) -> FinetuneResult:
+    """The run's result from what training returned and what was measured beside it (the mask's
+    sparsity, the evaluations' time, the exported model's folder)."""
+    config, spec, hyper, out, obj = run.config, run.spec, run.hyper, run.out, loaded.obj
+    sparsity, timing, model_dir = measured
+    return FinetuneResult(
         task=spec.id,
         metric=hyper.metric,
         seed=config.seed,
@@ -351,11 +350,6 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
         selected_by=SELECT + hyper.metric if config.select_fraction is not None else None,
         checkpoint=config.checkpoint,
     )
-    result.predictions = tr.payload(result.reported)  # whichever step it is (None: SQuAD keeps none)
-    result = as_written(result)  # the call that reads it back returns the same
-    if out is not None and acc.is_main_process:
-        _write_result(out, result, keep_checkpoint=config.keep_checkpoint)
-    return result
 
 
 # --------------------------------------------------------------------------- several seeds

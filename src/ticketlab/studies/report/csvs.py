@@ -65,8 +65,9 @@ def _claim_row(t: LossTest | Correlation) -> dict:
     )
 
 
-def write_csvs(res: SweepResults, out: Path) -> None:
-    """results.csv (every cell, curves included), winning_tickets.csv, pretrain_losses.csv."""
+def _result_rows(res: SweepResults) -> list[dict]:
+    """results.csv: every cell (curves included, `grid` says which), then each method's average over
+    tasks."""
     groups: dict[tuple, list] = {}
     for s in res.scores:
         key = (s.method, s.sparsity, s.task, s.train_size, s.search_steps, res.is_main(s))
@@ -80,9 +81,12 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         if t == AVG:
             what = {"method": m, "sparsity": sp, "task": AVG, "metric": "", "train_size": None}
             rows.append(what | {"search_steps": None, "grid": "main"} | _cell_row(c))
-    atomic_write_csv(out / "results.csv", rows)
+    return rows
 
-    wins = [
+
+def _win_rows(res: SweepResults) -> list[dict]:
+    """winning_tickets.csv: each method's sparsest winning ticket per task, beside the full model."""
+    return [
         {
             "method": x.method,
             "task": x.task,
@@ -96,24 +100,12 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         }
         for x in res.winning_tickets()
     ]
-    atomic_write_csv(out / "winning_tickets.csv", wins)
 
-    transfer = [
-        {"source": c.source, "target": c.target, "sparsity": c.sparsity}
-        | _cell_row(c.cell)
-        | {
-            "full_mean": _num(c.full and c.full.mean),
-            "full_std": _num(c.full and c.full.std),
-            "delta_std": _num(c.delta_std),
-            "winning": c.winning,
-        }
-        for c in res.transfer()
-    ]
-    if transfer:
-        atomic_write_csv(out / "transfer.csv", transfer)
-    comps, claims = res.family()
+
+def _paired_rows(comps: list) -> list[dict]:
+    """paired.csv: each paired comparison with its test, interval, MDE, verdict and run ids."""
     sized = any(c.train_size != MAIN for c in comps)  # a data curve's: a column for the size
-    paired = [
+    return [
         {"a": c.a.method, "b": c.b.method, "sparsity": c.sparsity, "task": c.task}
         | ({"train_size": c.train_size if c.train_size == MAIN else size(c.train_size)} if sized else {})
         | {"masks_a": c.masks[0], "seeds_a": c.seeds[0], "masks_b": c.masks[1], "seeds_b": c.seeds[1]}
@@ -130,6 +122,31 @@ def write_csvs(res: SweepResults, out: Path) -> None:
         | {"run_ids": " ".join(c.run_ids)}
         for c in comps
     ]
+
+
+def write_csvs(res: SweepResults, out: Path) -> None:
+    """results.csv (every cell, curves included), winning_tickets.csv, pretrain_losses.csv."""
+    rows = _result_rows(res)
+    atomic_write_csv(out / "results.csv", rows)
+
+    wins = _win_rows(res)
+    atomic_write_csv(out / "winning_tickets.csv", wins)
+
+    transfer = [
+        {"source": c.source, "target": c.target, "sparsity": c.sparsity}
+        | _cell_row(c.cell)
+        | {
+            "full_mean": _num(c.full and c.full.mean),
+            "full_std": _num(c.full and c.full.std),
+            "delta_std": _num(c.delta_std),
+            "winning": c.winning,
+        }
+        for c in res.transfer()
+    ]
+    if transfer:
+        atomic_write_csv(out / "transfer.csv", transfer)
+    comps, claims = res.family()
+    paired = _paired_rows(comps)
     atomic_write_csv(out / "paired.csv", paired)
     if claims:  # as transfer.csv: only where there is something (a report without stays as it was)
         atomic_write_csv(out / "pretrain_tests.csv", [_claim_row(t) for t in claims])

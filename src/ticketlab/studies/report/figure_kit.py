@@ -20,7 +20,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ...core.files import atomic_write_bytes
+from ...core.files.atomic import atomic_write_bytes
 from ..sweep.methods import method_color
 from .cells import AVG, Cell, Score
 from .tables import SweepResults

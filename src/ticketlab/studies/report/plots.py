@@ -20,7 +20,7 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
-from ...core.files import atomic_write_csv
+from ...core.files.atomic import atomic_write_csv
 from ...tasks.glue import load_examples
 from ...tasks.registry import get_task
 from ..sweep.methods import method_color, report_order

@@ -285,12 +285,43 @@ def _not_tickets_note(res: SweepResults) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def _markdown(res: SweepResults, report: Report, out: Path) -> str:
-    note = Footnotes()
-    spec = res.spec or {}
-    header, rows = main_rows(res, note)
+def _main_part(res: SweepResults, note: Footnotes, figure, main: tuple[list[str], list]) -> list[str]:
+    """The main results table (`main`: its header and rows), the winning tickets and the paired
+    comparisons: the report's downstream sections."""
+    header, rows = main
+    captions = {f: c for f, c, _ in plots.FIGURES}
     metric_note = ", ".join(f"{t}: {m}" for t, m in res.metric_of.items())
     sizes = ", ".join(f"{t}: {size(n)}" for t, n in res.main_size.items())
+    return [
+        "## Main results",
+        "",
+        "Dev score of each task's main metric (0-100; "
+        f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a "
+        f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
+        "the tasks per seed pair first. Each footnote lists the run ids behind a number. 'sparsity' is "
+        "the share of the model's default targets (word embeddings and encoder matrices) the row's "
+        "masks prune, as measured, with the target beside it where they differ. " + protocol_note(res),
+        "",
+        table(header, rows) if rows else "_No finished fine-tuning runs yet._",
+        "",
+        *floor_note(res),
+        *_not_tickets_note(res),
+        figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
+        "",
+        "## Winning tickets",
+        "",
+        winning_section(res, note),
+        "",
+        "## Paired comparisons",
+        "",
+        paired_section(res),
+        "",
+    ]
+
+
+def _markdown(res: SweepResults, report: Report, out: Path) -> str:
+    note = Footnotes()
+    header, rows = main_rows(res, note)  # first: the main table's footnotes come first
 
     def figure(fname: str, caption: str) -> str:
         if fname in report.figures:
@@ -298,10 +329,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         return f"*{caption}: not drawn — {report.skipped[fname]}.*"
 
     captions = {f: c for f, c, _ in plots.FIGURES}
-    parts = [
-        *_heading(res, spec),
-        *declared_section(res),
-    ]
+    parts = [*_heading(res, res.spec or {}), *declared_section(res)]
     alone = res.masks_alone
     if alone:  # no downstream section has a cell
         parts += [
@@ -312,31 +340,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
             "",
         ]
     else:
-        parts += [
-            "## Main results",
-            "",
-            "Dev score of each task's main metric (0-100; "
-            f"{metric_note or 'no tasks yet'}), mean ± SD (sample standard deviation) over all runs of a "
-            f"cell (mask seeds × fine-tuning seeds). Training-set sizes: {sizes or '—'}. 'avg' averages "
-            "the tasks per seed pair first. Each footnote lists the run ids behind a number. 'sparsity' is "
-            "the share of the model's default targets (word embeddings and encoder matrices) the row's "
-            "masks prune, as measured, with the target beside it where they differ. " + protocol_note(res),
-            "",
-            table(header, rows) if rows else "_No finished fine-tuning runs yet._",
-            "",
-            *floor_note(res),
-            *_not_tickets_note(res),
-            figure("fig3_score_vs_sparsity.png", captions["fig3_score_vs_sparsity.png"]),
-            "",
-            "## Winning tickets",
-            "",
-            winning_section(res, note),
-            "",
-            "## Paired comparisons",
-            "",
-            paired_section(res),
-            "",
-        ]
+        parts += _main_part(res, note, figure, (header, rows))
     parts += [
         *_transfer_part(res, report, note, figure),
         *_super_part(res, report, note, figure),

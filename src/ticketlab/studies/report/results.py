@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
+from ...tasks.evaluation import split_indices
 from ...tasks.glue import load_examples
-from ...tasks.objective import split_indices
 from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
@@ -223,29 +223,7 @@ def load_results(
         keep = set(plan_ids or []).union(*studies.values())
         left_out = sum(i not in keep for i in records)
         records = {i: r for i, r in records.items() if i in keep}
-    scores = []
-    for r in records.values():
-        if r.kind != "finetune" or r.status != "done":
-            continue
-        c = r.config
-        value, protocol = reported_score(r.metrics)
-        scores.append(
-            Score(
-                id=r.id,
-                method=method_label(c),
-                sparsity=c["sparsity"],
-                task=c["task_label"],
-                metric=r.metrics["metric"],
-                train_size=c["train_size"],
-                mask_seed=c["mask_seed"],
-                seed=c["seed"],
-                search=c["mask"]["search"] if c["mask"] else None,
-                step=c["mask"]["step"] if c["mask"] else None,
-                search_steps=c["search_steps"],
-                value=value,
-                protocol=protocol,
-            )
-        )
+    scores = _scores(records.values())
     searches = [r for r in records.values() if r.kind == "search" and r.status == "done"]
     tasks = list(dict.fromkeys(s.task for s in scores))  # tasks with results (failures: see the report)
     methods = _ordered(
@@ -267,6 +245,35 @@ def load_results(
         declarations=declarations,
         runs_done=done_in_store,
     )
+
+
+def _scores(records: Iterable[RunRecord]) -> list[Score]:
+    """The reported score of every finished fine-tuning among `records`, with what places it in a
+    table (method, sparsity, task, train size, seeds, the mask's search and step)."""
+    scores = []
+    for r in records:
+        if r.kind != "finetune" or r.status != "done":
+            continue
+        c = r.config
+        value, protocol = reported_score(r.metrics)
+        scores.append(
+            Score(
+                id=r.id,
+                method=method_label(c),
+                sparsity=c["sparsity"],
+                task=c["task_label"],
+                metric=r.metrics["metric"],
+                train_size=c["train_size"],
+                mask_seed=c["mask_seed"],
+                seed=c["seed"],
+                search=c["mask"]["search"] if c["mask"] else None,
+                step=c["mask"]["step"] if c["mask"] else None,
+                search_steps=c["search_steps"],
+                value=value,
+                protocol=protocol,
+            )
+        )
+    return scores
 
 
 def run_record(sweep_dir: str | os.PathLike, run_id: str) -> RunRecord:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.files import atomic_write_csv
+from ...core.files.atomic import atomic_write_csv
 from ...methods.registry import methods as registered_methods
 from ..supertickets import super_picks
 from ..sweep.methods import base_method, method_color
@@ -165,24 +165,8 @@ def mask_init(res: SweepResults, path: Path) -> str | None:
     for i, (base, sp) in enumerate(panels):
         row_axes = axes[i * (1 + len(keys)) : (i + 1) * (1 + len(keys))]
         for m in groups[base]:
-            c = method_color(m, res.methods)
-            by_steps = curves.get((m, sp), {})
-            steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
-            cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
-            _band(row_axes[0], steps, cells, c, m)
-            rows += [
-                {**_series_row(m, AVG, sp, x), "y": "score", "search_steps": k}
-                for k, x in zip(steps, cells, strict=True)
-            ]
-            for ax, key in zip(row_axes[1:], keys, strict=True):
-                at = losses.get((m, sp), {})
-                ls = sorted(n for n in at if any(key in p for p in at[n]))
-                cells = [Cell([p[key] for p in at[n] if key in p], []) for n in ls]
-                _band(ax, ls, cells, c, m)
-                rows += [
-                    {**_series_row(m, AVG, sp, x), "y": key, "search_steps": n}
-                    for n, x in zip(ls, cells, strict=True)
-                ]
+            found = (curves, losses, per_mask)
+            rows += _label_bands(row_axes, m, sp, found, keys, method_color(m, res.methods))
         row_axes[0].set(
             title=f"{base} at {pct(sp)}", xlabel="search steps", ylabel=f"avg score ({', '.join(tasks)})"
         )
@@ -194,6 +178,32 @@ def mask_init(res: SweepResults, path: Path) -> str | None:
     _save(fig, path)
     atomic_write_csv(path.with_suffix(".csv"), rows)
     return None
+
+
+def _label_bands(row_axes: list, m: str, sp: float, found: tuple, keys: list[str], c: str) -> list[dict]:
+    """Label `m`'s bands at sparsity `sp` in one row of `mask_init`'s panels: the score over search
+    steps, then each pre-training loss in `keys` (`found`: the curves, the losses and the masks'
+    scores); returns their CSV rows."""
+    curves, losses, per_mask = found
+    rows: list[dict] = []
+    by_steps = curves.get((m, sp), {})
+    steps = sorted(k for k in by_steps if all(x in per_mask for x in by_steps[k]))
+    cells = [Cell([per_mask[x].mean for x in by_steps[k]], []) for k in steps]
+    _band(row_axes[0], steps, cells, c, m)
+    rows += [
+        {**_series_row(m, AVG, sp, x), "y": "score", "search_steps": k}
+        for k, x in zip(steps, cells, strict=True)
+    ]
+    for ax, key in zip(row_axes[1:], keys, strict=True):
+        at = losses.get((m, sp), {})
+        ls = sorted(n for n in at if any(key in p for p in at[n]))
+        cells = [Cell([p[key] for p in at[n] if key in p], []) for n in ls]
+        _band(ax, ls, cells, c, m)
+        rows += [
+            {**_series_row(m, AVG, sp, x), "y": key, "search_steps": n}
+            for n, x in zip(ls, cells, strict=True)
+        ]
+    return rows
 
 
 # --------------------------------------------------------------------------- search cost on the loss
