@@ -72,20 +72,20 @@ def test_committed_tables_are_what_their_store_gives(study, tmp_path):
 
 
 def test_family_csv_is_the_committed_paired_tests(tmp_path):
-    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    spec = importlib.util.spec_from_file_location("family", RESULTS.parents[1] / "recipes" / "family.py")
     family = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(family)
     assert set(family.REPORTS) <= set(STUDIES.values()) | {"all-minilm-l6-v2"}
     family.write(family.family(), tmp_path / "family.csv")
     assert (tmp_path / "family.csv").read_bytes() == (RESULTS / "family.csv").read_bytes(), (
-        "docs/results/family.csv: rebuild it with `python docs/results/family.py`"
+        "docs/results/family.csv: rebuild it with `python recipes/family.py`"
     )
 
 
 def test_family_holm_reads_each_test_unrounded():
     """The reports write p in full and family.py Holm-adjusts those: p rounded to 4 places first made
     a Spearman p of 2e-6 a 0 and its Holm p 0.0000 in place of 0.0003."""
-    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    spec = importlib.util.spec_from_file_location("family", RESULTS.parents[1] / "recipes" / "family.py")
     family = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(family)
     rows = family.family()

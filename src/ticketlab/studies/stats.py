@@ -27,7 +27,7 @@ not the crossed test here because with 2 seeds a bootstrap of the seeds sees 3 d
 and under-states the seed part of the variance by half (its SE is the plug-in one): it rejects a true
 null far more often than α at the designs this tool accepts. `tests/test_calibration.py` measures the
 size and power of both tests by simulation, with variance components fitted by REML (statsmodels'
-`MixedLM`) to a real study (`docs/results/minilm-mlm-v2/variance_components.py`). A run's
+`MixedLM`) to a real study (`recipes/minilm-mlm-v2/variance_components.py`). A run's
 per-example predictions let `example_bootstrap` resample its dev examples.
 """
 

@@ -23,7 +23,7 @@ def _num(x: float | None, digits: int = 4) -> str:
 
 def _exact(x: float | None) -> str:
     """An unrounded p (the shortest text that reads back as the same float): a family Holm-adjusts
-    it again (docs/results/family.py), and p rounded to 4 places can cross a Holm threshold."""
+    it again (recipes/family.py), and p rounded to 4 places can cross a Holm threshold."""
     return "" if x is None else repr(float(x))
 
 

@@ -16,8 +16,8 @@ done and the masks have left this folder; `--restore` brings each done search's 
 the sweep from git history (the last commit that held it), before `ticketlab report`.
 
 Usage (from the worktree's root):
-    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py [SWEEP_DIR]              # before a stop
-    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore [SWEEP_DIR]  # before the report
+    PYTHONPATH=src python recipes/minilm-mlm/snapshot.py [SWEEP_DIR]              # before a stop
+    PYTHONPATH=src python recipes/minilm-mlm/snapshot.py --restore [SWEEP_DIR]  # before the report
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm"  # the study's record
 FILES = (".ticketlab-output", "mask_config.json", "masks.safetensors")  # not run/ (checkpoints)
 
 

@@ -14,8 +14,8 @@ smallest and largest. The masks are not in the tree: restore them first (they ar
 each checked against the hash its search recorded):
 
     mkdir -p sweeps/minilm-mlm && cp docs/results/minilm-mlm/results.sqlite sweeps/minilm-mlm/
-    PYTHONPATH=src python docs/results/minilm-mlm/snapshot.py --restore sweeps/minilm-mlm
-    PYTHONPATH=src python docs/results/minilm-mlm/mask_similarity.py sweeps/minilm-mlm
+    PYTHONPATH=src python recipes/minilm-mlm/snapshot.py --restore sweeps/minilm-mlm
+    PYTHONPATH=src python recipes/minilm-mlm/mask_similarity.py sweeps/minilm-mlm
 """
 
 from __future__ import annotations

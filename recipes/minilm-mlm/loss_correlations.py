@@ -11,7 +11,7 @@ enumerating the orderings up to 8 units, scipy's t approximation above). Explora
 no Holm.
 
 Usage (from the worktree's root):
-    PYTHONPATH=src python docs/results/minilm-mlm/loss_correlations.py
+    PYTHONPATH=src python recipes/minilm-mlm/loss_correlations.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from statistics import mean
 
 from ticketlab.studies.report.claims import Correlation
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm"  # the study's record
 TASKS = ("sst2", "mrpc", "cola")
 LOSSES = ("mlm_loss", "kd_loss")
 SEARCHED = ("imp", "tamt-mlm", "tamt-kd")

@@ -4,7 +4,7 @@
 # started until LAST (UTC, HH:MM): a run under way at LAST finishes (CoLA's take up to ~15 min), so
 # set LAST ~35 min before the machine stops, then snapshot.py and commit.
 #
-#   docs/results/minilm-mlm/piece.sh 08:40 [SEARCH]     # SEARCH 1 (default) or 0
+#   recipes/minilm-mlm/piece.sh 08:40 [SEARCH]     # SEARCH 1 (default) or 0
 #
 # A search takes ~70-95 min of one core: start a piece with SEARCH=1 only where it ends before LAST.
 # On a new machine (no sweeps/minilm-mlm yet) it first carries the committed store and masks there.

@@ -9,7 +9,7 @@ loss along a search). Writes `family.csv`:
 against it; a downstream difference `a > b` or `a < b`). Holm reads each test's unrounded p (the
 reports write it in full: p rounded to 4 places can cross a Holm threshold).
 
-    PYTHONPATH=src python docs/results/family.py
+    PYTHONPATH=src python recipes/family.py
 
 A test two studies share (the same runs: imp-variants reuses bert-mini-ref's OMP and TAMT-KD rows) counts
 once. The super-ticket studies on bert-mini-ref (`super-tickets/bert-mini-ref-3seeds`) have no committed
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ticketlab.studies.stats import holm
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "docs" / "results"  # the studies' records
 REPORTS = [
     "bert-mini-ref",
     "all-minilm-l6-v2",

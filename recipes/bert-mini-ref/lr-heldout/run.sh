@@ -1,5 +1,5 @@
 #!/bin/bash
-# The TAMT score-lr choice of ../tamt-lr/ re-checked on held-out text: WikiText-2 valid, on which it
+# The TAMT score-lr choice of ../tamt-lr/run.sh re-checked on held-out text: WikiText-2 valid, on which it
 # was made, was part of bert-mini-ref's pre-training text (pretraining_log.json).
 # Same searches as ../tamt-lr/run.sh (70%, 200 steps, batch 16 x 128, wiki-00, seed 0); scored on
 # wiki-2015's wiki-01.txt (neither in the model's pre-training text nor in the search corpus), first

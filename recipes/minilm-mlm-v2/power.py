@@ -25,8 +25,8 @@ spread within a mask; OMP's and the full model's from their seeds alone. SDs onl
 between methods is printed. Then the MDEs at 6-20 masks x 2 seeds (OMP at 10), and the fewest masks
 a side that give claim 1 an MDE <= 1.5.
 
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py [--pilot STORE]
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/power.py --study sweeps/minilm-mlm-v2/results.sqlite
+    PYTHONPATH=src python recipes/minilm-mlm-v2/power.py [--pilot STORE]
+    PYTHONPATH=src python recipes/minilm-mlm-v2/power.py --study sweeps/minilm-mlm-v2/results.sqlite
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ticketlab.studies.stats import detectable_effect, welch
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 STORE = HERE.parent / "minilm-mlm" / "results.sqlite"
 ALPHA = 0.05 / 4
 CLAIMS = (("tamt-kd", "imp"), ("tamt-mlm", "imp"), ("imp", "omp"))

@@ -7,7 +7,7 @@ halves, which for accuracy is its whole-dev score to within one example; for Mat
 close stand-in), the number the study's power planning uses. Given pilot-9L's store too, the
 protocol against itself at 3x its steps (9L - 3L, both halves); only L and 3L choose.
 
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/pilot_choice.py [STORE ...]
+    PYTHONPATH=src python recipes/minilm-mlm-v2/pilot_choice.py [STORE ...]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 STORES = (HERE / "pilot" / "results.sqlite", HERE / "pilot-9L" / "results.sqlite")
 LABEL = re.compile(r"^(?P<task>[a-z0-9]+)-(?P<lr>[0-9.e-]+)-(?P<length>L|3L|9L)$")
 WITHIN = 1.0  # points: 3L within this of L keeps L

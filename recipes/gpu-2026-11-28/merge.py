@@ -4,7 +4,7 @@ Copies each finished fine-tuning of the GPU's store whose row in the study's sto
 pending or failed, with its provenance marked `device` (the GPU's name), in one statement per row that
 checks the status as it writes: a row a sweep is running there (or has finished) is left alone.
 
-    python docs/results/gpu-2026-11-28/merge.py GPU_STORE STUDY_STORE --device "cuda: NVIDIA H200"
+    python recipes/gpu-2026-11-28/merge.py GPU_STORE STUDY_STORE --device "cuda: NVIDIA H200"
 """
 
 from __future__ import annotations

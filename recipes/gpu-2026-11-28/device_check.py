@@ -5,7 +5,7 @@ the endpoint of each unit (full model seeds 0-1, OMP seeds 0-2: the mean of SST-
 applies the rule written before the call (README.md): the GPU's runs join the study's store if the 95%
 t interval of the mean paired GPU - CPU endpoint difference covers 0.
 
-    python docs/results/gpu-2026-11-28/device_check.py GPU_CHECK_STORE CPU_STORE [--out device_check.csv]
+    python recipes/gpu-2026-11-28/device_check.py GPU_CHECK_STORE CPU_STORE [--out device_check.csv]
 """
 
 from __future__ import annotations
@@ -35,7 +35,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("gpu", type=Path, help="the GPU's copy of the store, where the 15 runs were run again")
     p.add_argument("cpu", type=Path, help="the study's store (the CPU's results)")
-    p.add_argument("--out", type=Path, default=Path(__file__).with_name("device_check.csv"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[2]
+        / "docs"
+        / "results"
+        / "gpu-2026-11-28"
+        / "device_check.csv",
+    )
     args = p.parse_args()
 
     db = sqlite3.connect(f"file:{args.gpu}?mode=ro", uri=True)

@@ -20,7 +20,7 @@ About 2 × BATCHES forward-backward passes (KD also runs the dense teacher): 32 
 of one core on a loaded machine.
 
 Usage (from the worktree's root):
-    OMP_NUM_THREADS=1 PYTHONPATH=src python docs/results/minilm-mlm/score_gradients.py [BATCHES]  # 32
+    OMP_NUM_THREADS=1 PYTHONPATH=src python recipes/minilm-mlm/score_gradients.py [BATCHES]  # 32
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from ticketlab.methods.configs import TamtConfig
 from ticketlab.methods.tamt import prepare_tamt
 from ticketlab.models.load import load_model, load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "minilm-mlm"
 CORPUS = ROOT.parent / "shared" / "data" / "wiki-2015" / "wiki-01.txt"  # the study's search corpus
 LINES = 20_000  # enough text for a few hundred blocks of 128 tokens

@@ -12,7 +12,7 @@ each variant's 6 masks exist:
 Rows of searches outside the study's plan (minilm-mlm's, made under other TAMT defaults) are left
 out of the ranges and listed apart.
 
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/similarity_reading.py
+    PYTHONPATH=src python recipes/minilm-mlm-v2/similarity_reading.py
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 CSV = HERE / "curve_similarity.csv"
 STORE = HERE / "results.sqlite"
 WAYS = ("omp_per_matrix", "omp_pooled", "omp_encoder")

@@ -73,7 +73,7 @@ EOF
     done
     wait || true
     "${tl[@]}" sweep $spec --out $out --dry-run 2>&1 | counts
-    PYTHONPATH=src "$py" $here/snapshot.py $out > $logs/snapshot.log 2>&1 || cat $logs/snapshot.log
+    PYTHONPATH=src "$py" recipes/minilm-mlm-v2/snapshot.py $out > $logs/snapshot.log 2>&1 || cat $logs/snapshot.log
     # Back, in parts of at most 15 MB: the snapshot (store, CSVs, the masks pending runs read),
     # every final mask (--restore reads them from git history), the check's store, the logs.
     finals=()  # the final masks the snapshot did not keep

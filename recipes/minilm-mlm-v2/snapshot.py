@@ -6,8 +6,8 @@ saved along a search that is still on this machine (`curve_similarity.py`): thos
 committed, and leave with the machine.
 
 Usage (from the worktree's root):
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/snapshot.py [SWEEP_DIR]              # before a stop
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/snapshot.py --restore [SWEEP_DIR]  # before the report
+    PYTHONPATH=src python recipes/minilm-mlm-v2/snapshot.py [SWEEP_DIR]              # before a stop
+    PYTHONPATH=src python recipes/minilm-mlm-v2/snapshot.py --restore [SWEEP_DIR]  # before the report
 
 The pilot's store (no masks) is copied alone: `--pilot [SWEEP_DIR]` writes `pilot/results.sqlite`.
 """
@@ -18,9 +18,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 spec = importlib.util.spec_from_file_location(
-    "minilm_mlm_snapshot", HERE.parent / "minilm-mlm" / "snapshot.py"
+    "minilm_mlm_snapshot", Path(__file__).resolve().parents[1] / "minilm-mlm" / "snapshot.py"
 )
 snapshot = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(snapshot)

@@ -2,7 +2,7 @@
 # Super-ticket studies on bert-mini-ref with per-example importance (the paper's E_x|dL/dgate|, the
 # default) and 3 seeds on SST-2 and MRPC, then ticket importance across the two tasks and domain
 # adaptation SST-2 -> MRPC. Budgets as the first studies
-# (../README.md): lr 1e-4, batch 32; SST-2 a seeded 5k subset, 100 steps; MRPC 80 steps.
+# (docs/results/super-tickets/README.md): lr 1e-4, batch 32; SST-2 a seeded 5k subset, 100 steps; MRPC 80 steps.
 # Run from the repository root; studies go to runs/ (ignored), reports here.
 set -e
 S=../shared

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU, from the repository root: the standing benchmarks at BERT-base 16 x 512,
 # then the minilm-mlm-v2 fine-tunings that need no searched mask (full, OMP) and the device check
-# (README.md beside this file says what each part is for and what was decided before the call).
+# (docs/results/gpu-2026-11-28/README.md says what each part is for and what was decided before the call).
 #
 # It reads .gpucarry/ (ignored; carried): shared.tgz (bert-mini-ref's tokenizer, WikiText-2, GLUE
 # SST-2 / CoLA / STS-B train and dev, and an empty wiki-2015/wiki-01.txt: the spec must name a corpus

@@ -1,7 +1,7 @@
 """The variance components of this study's endpoint, fitted by REML (statsmodels' `MixedLM`) to its
 committed store: the numbers `tests/test_calibration.py` simulates its nulls with.
 
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/variance_components.py
+    PYTHONPATH=src python recipes/minilm-mlm-v2/variance_components.py
 
 The model, per method pair of the declared claims and over the three searched methods together: a
 mask's endpoint score at a fine-tuning seed (the mean over SST-2, CoLA and STS-B) is
@@ -20,7 +20,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 from ticketlab.studies.report.results import load_results
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 METHODS = ("imp", "tamt-mlm", "tamt-kd")
 
 

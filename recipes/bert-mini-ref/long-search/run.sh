@@ -1,5 +1,5 @@
 # Longer TAMT-KD search on bert-mini-ref (70%): 200 vs 1000 vs 3000 steps, against OMP; 3 fine-tunings each.
-# Run from the repository root, with ../shared beside it: bash docs/results/bert-mini-ref/long-search/run.sh
+# Run from the repository root, with ../shared beside it: bash recipes/bert-mini-ref/long-search/run.sh
 # (on the H100 it took 4 min; the corpus is the first 30 MB of wiki-00, carried there xz-compressed).
 set -e
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "minilm-mlm-v2" / "curve_similarity.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "minilm-mlm-v2" / "curve_similarity.py"
 
 
 def _script():

@@ -2,7 +2,7 @@
 # One piece of the minilm-mlm-v2 study (README "How it runs"), from its worktree: one process per
 # core, one torch thread each.
 #
-#   docs/results/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
+#   recipes/minilm-mlm-v2/piece.sh [--until HH:MM] CORE1 [CORE2]
 #
 # Each CORE is what that core does first, then the study's pre-training evaluations and
 # fine-tunings (those whose masks exist, in the plan's order) until

@@ -21,7 +21,7 @@ The searches' training logs (`run/log.jsonl` beside each final mask) leave with 
 objective's loss), kept across machines the same way.
 
 Usage (from the worktree's root):
-    PYTHONPATH=src python docs/results/minilm-mlm-v2/curve_similarity.py [SWEEP_DIR]
+    PYTHONPATH=src python recipes/minilm-mlm-v2/curve_similarity.py [SWEEP_DIR]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 from ticketlab.masks import load_mask
 from ticketlab.studies.sweep.provenance import mask_hash
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm-v2"  # the study's record
 OUT = HERE / "curve_similarity.csv"
 CURVES = HERE / "search_curves.csv"  # the searches' training logs, which leave with their machine too
 FIELDS = (
@@ -60,7 +60,7 @@ OMP_WAYS = {f"omp_{w.replace('-', '_')}": w for w in ("pooled", "per-matrix", "e
 FINAL_WAYS = {f"final_{w.replace('-', '_')}": w for w in ("pooled", "per-matrix")}
 
 _spec = importlib.util.spec_from_file_location(
-    "minilm_mlm_mask_similarity", HERE.parent / "minilm-mlm" / "mask_similarity.py"
+    "minilm_mlm_mask_similarity", Path(__file__).resolve().parents[1] / "minilm-mlm" / "mask_similarity.py"
 )
 similarity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(similarity)
