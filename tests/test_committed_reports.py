@@ -16,8 +16,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import SHARED
+from ticketlab.studies.report.analyses import load_analysis
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.report.tables import _imp_variant
@@ -46,12 +48,22 @@ TABLES = (
 )
 
 
+def committed_analyses(study: str) -> tuple:
+    """The analyses the study's committed spec names (`recipes:`): its store's spec was recorded
+    before specs named them, so the report reads them from the spec file, as `--spec` does (paths
+    relative to it; the whole spec is not loaded: its model may be absent here)."""
+    spec = RESULTS / study / "spec.yaml"
+    recipes = yaml.safe_load(spec.read_text()).get("recipes") or [] if spec.is_file() else []
+    return tuple(load_analysis(spec.parent / p) for p in recipes)
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_committed_tables_are_what_their_store_gives(study, tmp_path):
     if not (SHARED / "data" / "glue").is_dir():
         pytest.skip("../shared/data/glue is absent (the constant predictor's floors read its dev sets)")
-    res = load_results(RESULTS / study)  # read-only: tests/test_store.py checks that it leaves no file
+    # read-only: tests/test_store.py checks that it leaves no file
+    res = load_results(RESULTS / study, analyses=committed_analyses(study))
     # Only Chen's IMP reads the model (its shape gives the "unequal sparsity (x% vs y% of all
     # targets)" notes); minilm-mlm's store names the worktree it ran from, which a clone lacks.
     models = {r.config.get("model") for r in res.runs("search") if _imp_variant(r.config) == "chen"}

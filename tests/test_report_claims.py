@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from scipy import stats
+from ticketlab.studies.report.claim_sections import claims_section
+from ticketlab.studies.report.claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation
 
 from ticketlab.studies import Store
 from ticketlab.studies.report import write_report
-from ticketlab.studies.report.claim_sections import claims_section
-from ticketlab.studies.report.claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation
 from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.results import load_results

@@ -1,14 +1,128 @@
-"""The report's section on TAMT's claims on pre-training loss (`claims.py`): for each claim a sentence on
-what is tested against what, its table and one verdict line; empty when the sweep has no data for any."""
+"""Three of TAMT's claims on pre-training loss (Liu et al. 2022), tested on a sweep's store, and their
+section of the report: a recipe (`recipes/README.md`) that a sweep spec names
+
+    recipes:
+      - ../../recipes/tamt/claims.py        # relative to the spec file
+
+and the report loads (`ticketlab.studies.report.analyses`). The fourth claim (TAMT ≥ IMP > OMP >
+random downstream, Fig. 3) is the library's paired comparisons; all of them are one Holm family.
+
+1. Lower pre-training loss at equal steps (§4.2.2, Fig. 5; `EQUAL_STEPS`): each method whose registry
+   entry names methods it is tested against (`against`: TAMT against IMP) against those and OMP, on
+   each dev loss (`mlm_loss`, `kd_loss`) of the final masks: Δ = its mean loss − the other's.
+2. Pre-training loss predicts downstream (§1 and §4.2.2, Figs. 1 and 5; `PREDICTS`): Spearman's ρ
+   over the final masks with a pre-training evaluation and fine-tunings, between a mask's loss and
+   its score per task and on the task average, at each sparsity and, where there are several, pooled
+   over them with the full model as the paper's figures are.
+3. Search cost (§4.2.3, Fig. 6, there on scores, here on the loss; `SEARCH_COST`): the masks such a
+   method saved along its search, at each saved step k, against the final masks of the methods it is
+   tested against (TAMT@k − IMP at its budget).
+
+A mask is the unit; the tests (Welch on per-mask losses, Spearman's ρ) are the library's
+(`ticketlab.studies.report.loss_tests`). For each claim the section has a sentence on what is tested
+against what, its table and one verdict line; it is empty when the sweep has no data for any.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-from .claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation, LossTest
-from .sections import pct, table
-from .tables import SweepResults
+from ticketlab.studies.report.analyses import Analysis
+from ticketlab.studies.report.cells import AVG
+from ticketlab.studies.report.comparison import against
+from ticketlab.studies.report.loss_tests import (
+    EQUAL_STEPS,
+    LOSSES,
+    PREDICTS,
+    Correlation,
+    LossTest,
+    correlation,
+    is_final,
+    loss_test,
+    losses_by,
+)
+from ticketlab.studies.report.sections import pct, table
+from ticketlab.studies.report.tables import SweepResults
+from ticketlab.studies.sweep.methods import base_method
+
+SEARCH_COST = "search cost"
+NAME = "TAMT's claims on pre-training loss"
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def tests(res: SweepResults) -> list[Any]:
+    """The three claims' tests, in this order: equal steps, loss predicts score, search cost."""
+    return [*loss_tests(res), *correlations(res), *cost_tests(res)]
+
+
+def _loss_pairs(res: SweepResults, with_omp: bool) -> list[tuple[str, str]]:
+    """`pairs()` of a method tested against others (TAMT): against those, and OMP `with_omp`."""
+    return [
+        (a, b)
+        for a, b in res.pairs()
+        if against(a) and (base_method(b) in against(a) or (with_omp and b == "omp"))
+    ]
+
+
+def loss_tests(res: SweepResults) -> list[LossTest]:
+    """Claim 1: each method tested against others, against those and OMP, at equal steps."""
+    final, out = losses_by(res, final=True), []
+    for a, b in _loss_pairs(res, with_omp=True):
+        for s in sorted({k[1] for k in final if k[0] == a} & {k[1] for k in final if k[0] == b}):
+            for loss in LOSSES:
+                out.append(loss_test(res, final[(a, s, None)], final[(b, s, None)], loss, s, EQUAL_STEPS))
+    return [t for t in out if t is not None]
+
+
+def cost_tests(res: SweepResults) -> list[LossTest]:
+    """Claim 3: the masks saved along the search of a method tested against others, at each saved
+    step, against the final masks of those others (not OMP: it has no search to be faster than). A
+    mask saved at the search's last step is its final mask, whose test is claim 1's."""
+    final, along, out = losses_by(res, final=True), losses_by(res, final=False), []
+
+    def before_last(m: str, s: float, k: int | None) -> bool:
+        return k is not None and all(k < (p["search_steps"] or 0) for p in final.get((m, s, None), []))
+
+    for a, b in _loss_pairs(res, with_omp=False):
+        groups = [g for g in along if g[0] == a and (b, g[1], None) in final and before_last(*g)]
+        for m, s, k in sorted(groups):
+            for loss in LOSSES:
+                out.append(loss_test(res, along[(m, s, k)], final[(b, s, None)], loss, s, SEARCH_COST))
+    return [t for t in out if t is not None]
+
+
+def correlations(res: SweepResults) -> list[Correlation]:
+    """Claim 2: per task (and on the average of several), per loss, over the final masks with both a
+    pre-training evaluation and fine-tunings on the main grid: at each sparsity (does the loss tell
+    masks of one sparsity apart?) and, where the masks span several, pooled over all of them with
+    the full model, as the paper's figures pool them (the trend with sparsity is then part of ρ)."""
+    final = {k: p for k, p in res.pretrain_losses().items() if is_final(res, k)}
+    scores = [s for s in res.main_scores() if s.mask in final and s.method == final[s.mask]["method"]]
+    sparsities = sorted({final[k]["sparsity"] for k in final if k != (None, None)})
+    groups: list[float | None] = [*sparsities, *([None] if len(sparsities) > 1 else [])]
+    out = []
+    for task in [*res.tasks, *([AVG] if len(res.tasks) > 1 else [])]:
+        per_mask = res.mask_scores(scores, res.tasks if task == AVG else [task])
+        for loss in LOSSES:
+            for sparsity in groups:
+                keys = [k for k in final if _in_group(final, per_mask, k, loss, sparsity)]
+                if keys:
+                    c = correlation(final, per_mask, keys, loss, task, sparsity)
+                    c.floor = res.full_at_floor(task)
+                    out.append(c)
+    return out
+
+
+def _in_group(final: dict, per_mask: dict, k: tuple, loss: str, sparsity: float | None) -> bool:
+    """Mask `k` has a score and `loss`, at `sparsity` (None: any, the full model included)."""
+    at = sparsity is None or (k != (None, None) and final[k]["sparsity"] == sparsity)
+    return k in per_mask and loss in final[k] and at
+
+
+# --------------------------------------------------------------------------- the section
 
 
 def _holm(p: float | None) -> str:
@@ -155,13 +269,14 @@ READING = (
 
 def claims_section(res: SweepResults) -> list[str]:
     """The section (heading included), or [] where the sweep has no data for any of the claims."""
-    comps, tests = res.family()
-    final = [t for t in tests if t.part == EQUAL_STEPS]
-    corr = [t for t in tests if t.part == PREDICTS]
-    along = [t for t in tests if t.part == SEARCH_COST]
-    if not tests:
+    comps, others = res.family()
+    mine = [t for t in others if isinstance(t, (LossTest, Correlation))]
+    final = [t for t in mine if t.part == EQUAL_STEPS]
+    corr = [t for t in mine if t.part == PREDICTS]
+    along = [t for t in mine if t.part == SEARCH_COST]
+    if not mine:
         return []
-    exploratory = any(t.exploratory for t in tests)
+    exploratory = any(t.exploratory for t in mine)
     if exploratory:
         family = (
             "). Exploratory here: this study declared its claims (section 'Declared claims'), its one "
@@ -170,10 +285,10 @@ def claims_section(res: SweepResults) -> list[str]:
     else:
         family = (
             "), each test in the report's one Holm family with those comparisons "
-            f"({sum(t.p is not None for t in [*comps, *tests])} tests in all). "
+            f"({sum(t.p is not None for t in [*comps, *others])} tests in all). "
         )
     out = [
-        "## TAMT's claims on pre-training loss",
+        f"## {NAME}",
         "",
         "Three claims of Liu et al. (2022) tested (the fourth, TAMT ≥ IMP > OMP > random downstream, is "
         + ("untested: this study fine-tunes nothing" if res.masks_alone else "the paired comparisons above")
@@ -186,3 +301,6 @@ def claims_section(res: SweepResults) -> list[str]:
     out += _equal_steps_part(final) if final else []
     out += _predicts_part(corr) if corr else []
     return out + (_cost_part(along, final) if along else [])
+
+
+ANALYSIS = Analysis(NAME, tests, claims_section)
