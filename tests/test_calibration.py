@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_report_claims import M, fill
+from loss_stores import M, fill
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.stats import CROSSED, WELCH, crossed_test, detectable_effect, unit_test, welch
 

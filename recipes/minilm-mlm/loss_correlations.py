@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 
-from ticketlab.studies.report.claims import Correlation
+from ticketlab.studies.report.loss_tests import Correlation
 
 HERE = Path(__file__).resolve().parents[2] / "docs" / "results" / "minilm-mlm"  # the study's record
 TASKS = ("sst2", "mrpc", "cola")

@@ -21,12 +21,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from .tables import SweepResults
+# What an analysis reads: a `tables.SweepResults` (which holds the analyses, so not imported here).
+Results = Any
 
 SPEC_KEY = "recipes"  # the sweep spec's list of analyses (`SweepSpec.recipes`)
 
@@ -39,8 +39,8 @@ class Analysis:
     `name` says whose tests they are in the family's note ("TAMT's claims on pre-training loss")."""
 
     name: str
-    tests: Callable[[SweepResults], list[Any]]
-    section: Callable[[SweepResults], list[str]]
+    tests: Callable[[Results], list[Any]]
+    section: Callable[[Results], list[str]]
 
 
 _LOADED: dict[Path, Analysis] = {}  # one module per file: its test classes stay one class each
@@ -76,6 +76,6 @@ def spec_analyses(spec: dict[str, Any]) -> tuple[Analysis, ...]:
     return tuple(load_analysis(p) for p in spec.get(SPEC_KEY) or [])
 
 
-def analysis_tests(analyses: Sequence[Analysis], res: SweepResults) -> list[Any]:
+def analysis_tests(analyses: Sequence[Analysis], res: Results) -> list[Any]:
     """Every analysis's tests, in the order the spec names them."""
     return [t for a in analyses for t in a.tests(res)]

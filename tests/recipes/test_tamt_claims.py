@@ -1,91 +1,44 @@
-"""The report's tests of TAMT's claims on pre-training loss (`studies/report/claims.py`) against hand
-computations with scipy: Welch's t on per-mask losses, the one-sample t against OMP's exact loss, the
-direction of a loss verdict (lower is better), Spearman's rho of loss and score (scipy's p, exact for few
-masks), the search cost's smallest step, the refusal of one stochastic mask, and one Holm family with
-the downstream comparisons. A report without pre-training evaluations has no such section."""
+"""TAMT's claims on pre-training loss, the recipe `recipes/tamt/claims.py`, against hand computations
+with scipy: Welch's t on per-mask losses, the one-sample t against OMP's exact loss, the direction of a
+loss verdict (lower is better), Spearman's rho of loss and score (scipy's p, exact for few masks), the
+search cost's smallest step, the refusal of one stochastic mask, and one Holm family with the
+downstream comparisons. A report without pre-training evaluations has no such section, and a report
+whose spec names no recipe has none of these tests: the library runs what the spec names."""
 
 from __future__ import annotations
 
 import csv
 import math
-import zlib
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 
 import pytest
 from scipy import stats
-from ticketlab.studies.report.claim_sections import claims_section
-from ticketlab.studies.report.claims import EQUAL_STEPS, PREDICTS, SEARCH_COST, Correlation
 
-from ticketlab.studies import Store
+from loss_stores import M, fill
+from ticketlab.core.errors import ConfigError
+from ticketlab.studies import Store, spec_from_dict
 from ticketlab.studies.report import write_report
+from ticketlab.studies.report.analyses import load_analysis
 from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.csvs import write_csvs
+from ticketlab.studies.report.loss_tests import Correlation
 from ticketlab.studies.report.results import load_results
-from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, holm
 
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tamt" / "claims.py"
+tamt = load_analysis(RECIPE)
+claims = sys.modules[tamt.tests.__module__]  # the recipe's module, as the report loaded it
+EQUAL_STEPS, PREDICTS, SEARCH_COST = claims.EQUAL_STEPS, claims.PREDICTS, claims.SEARCH_COST
+TAMT = (tamt,)
+
+
+def results(sweep: Path):
+    """The store's results with the recipe's tests, as a report of a spec naming it reads them."""
+    return load_results(sweep, analyses=TAMT)
+
+
 HEADING = "## TAMT's claims on pre-training loss"
-
-
-@dataclass
-class M:
-    """One mask: its dev losses, its scores per task (one per fine-tuning seed) and the losses of the
-    masks saved along its search (step -> (mlm, kd))."""
-
-    method: str
-    seed: int | None
-    mlm: float
-    kd: float
-    scores: dict[str, list[float]] = field(default_factory=dict)
-    along: dict[int, tuple[float, float]] = field(default_factory=dict)
-    sparsity: float = 0.7
-
-
-def fill(sweep_dir: Path, masks: list[M], evals: bool = True, shared: bool = False) -> None:
-    """A store of finished runs (no training, no mask files): a search per mask (200 steps; OMP none;
-    IMP as TAMT's variant, which prunes what TAMT prunes), its pre-training evaluations (`evals`) and
-    fine-tunings, each mask with fine-tuning seeds of its own (a sweep's default), or seeds 0..k-1
-    shared by every mask (`shared`: a spec's pinned `seeds: finetune`)."""
-    sweep_dir.mkdir()
-    done = {}
-    for m in masks:
-        full = m.method == "full"
-        sparsity, steps = (0.0, None) if full else (m.sparsity, None if m.method == "omp" else 200)
-        mask, search = None, None
-        if not full:
-            settings = {"variant": "tamt"} if m.method == "imp" else {}
-            what = {
-                "method": m.method,
-                "sparsity": sparsity,
-                "seed": m.seed,
-                "model": "m",
-                "settings": settings,
-            }
-            search = make_run(
-                "search", "s", what | {"corpus": None, "steps": steps, "save_at": sorted(m.along)}
-            )
-            inter = [{"step": k, "mask_dir": f"masks/{k}"} for k in sorted(m.along)]
-            done[search.id] = (search, {"mask_dir": "masks/none", "intermediate": inter})
-            mask = {"search": search.id, "step": None}
-        common = {"model": "m", "method": m.method, "sparsity": sparsity, "mask_seed": m.seed}
-        points = [(mask, steps, m.mlm, m.kd)]
-        points += [({"search": search.id, "step": k}, k, *m.along[k]) for k in sorted(m.along)]
-        for where, n, mlm, kd in points if evals else []:
-            run = make_run("pretrain-eval", "p", common | {"mask": where, "search_steps": n})
-            done[run.id] = (run, {"mlm_loss": mlm, "kd_loss": kd, "sparsity": sparsity})
-        for task, values in m.scores.items():
-            own = 0 if shared else 10 * (zlib.crc32(f"{m.method}|{sparsity}|{m.seed}".encode()) % 100_000)
-            for f, v in enumerate(values):
-                config = common | {"task": task, "task_label": task, "data": None, "seed": own + f}
-                config |= {"train_size": None, "settings": {}, "mask": mask, "search_steps": steps}
-                run = make_run("finetune", "f", config)
-                done[run.id] = (run, {"metric": "accuracy", "score": v})
-    with Store(sweep_dir) as st:
-        st.add_runs([r for r, _ in done.values()])
-        for run_id, (_, metrics) in done.items():
-            assert st.claim(run_id)
-            st.finish(run_id, metrics, {})
 
 
 # TAMT-KD's three masks below IMP's on MLM loss, above on KD loss, near OMP's MLM loss, far below its
@@ -132,7 +85,7 @@ def hand_tests() -> dict[tuple, tuple[float, float, float, float]]:
 def test_loss_at_equal_steps_and_along_the_search_by_hand(losses_sweep):
     """Welch on per-mask losses against IMP, a one-sample t against OMP's exact loss (df = n − 1), every
     p Holm-adjusted in one family; IMP (tested against nothing) is not tested against OMP."""
-    res = load_results(losses_sweep)
+    res = results(losses_sweep)
     _, tests = res.family()
     got = {(t.a.method, t.b.method, t.loss, t.a.steps): t for t in tests}
     hand = hand_tests()
@@ -152,7 +105,7 @@ def test_loss_at_equal_steps_and_along_the_search_by_hand(losses_sweep):
 def test_loss_verdicts_read_lower_as_better(losses_sweep):
     """A lower loss than the other method's holds the claim, a higher one contradicts it (both under
     Holm), and a difference within noise is not shown, with the MDE."""
-    tests = {(t.b.method, t.loss, t.a.steps): t for t in load_results(losses_sweep).family()[1]}
+    tests = {(t.b.method, t.loss, t.a.steps): t for t in results(losses_sweep).family()[1]}
     assert tests[("imp", "mlm_loss", 200)].verdict == "holds (tamt-kd lower)"
     assert tests[("imp", "kd_loss", 200)].verdict == "contradicted (tamt-kd higher)"
     assert tests[("omp", "kd_loss", 200)].verdict == "holds (tamt-kd lower)"
@@ -165,11 +118,11 @@ def test_loss_verdicts_read_lower_as_better(losses_sweep):
 def test_claims_section_and_csv(losses_sweep):
     """The report's section: a table per claim with n masks per side, and the verdict lines; the
     search cost names the fewest steps at which TAMT's loss is below IMP's under Holm."""
-    report = write_report(losses_sweep)
+    report = write_report(losses_sweep, analyses=TAMT)
     text = report.path.read_text()
     assert HEADING in text
     section = text.split(HEADING, 1)[1]
-    t = next(t for t in load_results(losses_sweep).family()[1] if t.b.method == "imp" and t.a.steps == 200)
+    t = next(t for t in results(losses_sweep).family()[1] if t.b.method == "imp" and t.a.steps == 200)
     assert (
         f"| tamt-kd − imp | mlm_loss | 70% | 200 vs 200 | 3 vs 3 | {t.mean:+.4f} ± {t.se:.4f} SE |" in section
     )
@@ -200,7 +153,7 @@ def test_one_stochastic_mask_gets_no_loss_test(tmp_path):
     equal steps and along its search."""
     masks = [M("omp", None, 6.0, 0.3), M("tamt-kd", 0, 5.0, 0.1, along={100: (5.5, 0.2)})]
     fill(tmp_path / "sweep", masks + [M("imp", k, 5.2 + k / 10, 0.15) for k in range(3)])
-    res = load_results(tmp_path / "sweep")
+    res = results(tmp_path / "sweep")
     tests = res.family()[1]
     assert [(t.part, t.b.method) for t in tests][::2] == [
         (EQUAL_STEPS, "omp"),
@@ -209,7 +162,7 @@ def test_one_stochastic_mask_gets_no_loss_test(tmp_path):
     ]
     for t in tests:
         assert t.p is None and t.mde is None and t.p_holm is None and t.verdict == ONE_STOCHASTIC_MASK
-    text = "\n".join(claims_section(res))
+    text = "\n".join(claims.claims_section(res))
     assert (
         "| tamt-kd − omp | kd_loss | 70% | 200 vs — | 1 vs 1 | -0.2000 | — | — | " + ONE_STOCHASTIC_MASK
         in text
@@ -232,7 +185,7 @@ def test_spearman_exact_for_few_masks_and_one_holm_family(tmp_path):
     ρ = -1, whose p is 2 / 4! over every ordering (scipy's t approximation says 0); one sparsity, so
     no pooled ρ; its tests and the downstream comparison are one Holm family."""
     fill(tmp_path / "sweep", ranked_masks(3))
-    res = load_results(tmp_path / "sweep")
+    res = results(tmp_path / "sweep")
     comps, tests = res.family()
     corr = [t for t in tests if t.part == PREDICTS]
     assert [(t.loss, t.task, t.sparsity, t.n) for t in corr] == [
@@ -273,7 +226,7 @@ def test_spearman_by_hand_per_task_and_on_the_average(tmp_path):
                 M(method, seed, 5 + (k * 4) % 9 / 10, 0.1 + (k * 7) % 10 / 50, {"x": x, "y": y}, along)
             )
     fill(tmp_path / "sweep", masks)
-    corr = {(t.loss, t.task): t for t in load_results(tmp_path / "sweep").family()[1] if t.part == PREDICTS}
+    corr = {(t.loss, t.task): t for t in results(tmp_path / "sweep").family()[1] if t.part == PREDICTS}
     assert set(corr) == {(loss, task) for loss in ("mlm_loss", "kd_loss") for task in ("x", "y", "avg")}
     masks = [m for m in masks if m.method != "full"]
     for (loss, task), t in corr.items():
@@ -294,11 +247,11 @@ def test_a_report_has_the_section_only_with_pretraining_evaluations(tmp_path):
     """The same runs without pre-training evaluations: no section, no pretrain_tests.csv, the family
     note as before; with them, the section and the CSV."""
     fill(tmp_path / "plain", ranked_masks(3), evals=False)
-    text = write_report(tmp_path / "plain").path.read_text()
+    text = write_report(tmp_path / "plain", analyses=TAMT).path.read_text()
     assert HEADING not in text and not (tmp_path / "plain/report/pretrain_tests.csv").exists()
     assert "Holm family: the 1 tests of this report (the comparisons below); p (Holm)" in text
     fill(tmp_path / "evals", ranked_masks(3))
-    text = write_report(tmp_path / "evals").path.read_text()
+    text = write_report(tmp_path / "evals", analyses=TAMT).path.read_text()
     assert HEADING in text and (tmp_path / "evals/report/pretrain_tests.csv").is_file()
     # ρ = -1 of the 4 masks at 70%: p = 1/12 (2 of 4! orderings), twice that after Holm over 5
     assert "| mlm_loss | x | 70% | 4 | -1.00 | 0.167 | 0.99 | not shown at this budget (MDE 0.99) |" in text
@@ -324,7 +277,7 @@ def test_spearman_at_each_sparsity_and_pooled_with_the_full_model(tmp_path):
             for k in range(3)
         ]
     fill(tmp_path / "sweep", masks)
-    corr = [t for t in load_results(tmp_path / "sweep").family()[1] if t.part == PREDICTS]
+    corr = [t for t in results(tmp_path / "sweep").family()[1] if t.part == PREDICTS]
     by = {(t.loss, t.sparsity): t for t in corr}
     assert set(by) == {(loss, s) for loss in ("mlm_loss", "kd_loss") for s in (0.5, 0.9, None)}
     for loss in ("mlm_loss", "kd_loss"):
@@ -335,7 +288,7 @@ def test_spearman_at_each_sparsity_and_pooled_with_the_full_model(tmp_path):
             t = by[(loss, s)]
             assert t.n == len(kept) == (9 if s is None else 4)
             assert t.rho == pytest.approx(stats.spearmanr(values, scores).statistic)
-    write_csvs(load_results(tmp_path / "sweep"), tmp_path)
+    write_csvs(results(tmp_path / "sweep"), tmp_path)
     rows = [r for r in csv.DictReader((tmp_path / "pretrain_tests.csv").open()) if r["part"] == PREDICTS]
     assert [r["sparsity"] for r in rows] == ["0.5", "0.9", "all"] * 2
 
@@ -354,8 +307,43 @@ def test_a_mask_saved_at_the_last_step_is_the_final_masks_test(tmp_path):
     along = [{100: (5.3, 0.3), 200: (TAMT_MLM[k], TAMT_KD[k])} for k in range(3)]
     masks = [M("tamt-kd", k, TAMT_MLM[k], TAMT_KD[k], along=along[k]) for k in range(3)]
     fill(tmp_path / "sweep", masks + [M("imp", k, IMP_MLM[k], IMP_KD[k]) for k in range(3)])
-    tests = load_results(tmp_path / "sweep").family()[1]
+    tests = results(tmp_path / "sweep").family()[1]
     assert sorted((t.part, t.a.steps) for t in tests if t.loss == "mlm_loss") == [
         (EQUAL_STEPS, 200),
         (SEARCH_COST, 100),
     ]
+
+
+def test_the_spec_names_the_recipe_the_report_runs(tmp_path):
+    """A store whose spec names the recipe (`recipes:`, as a sweep records it) gets its tests and its
+    section from `ticketlab report` with no more said; one that names none gets neither, and the
+    comparisons' Holm family is then theirs alone."""
+    fill(tmp_path / "named", ranked_masks(3))
+    with Store(tmp_path / "named") as st:
+        st.set_meta("spec", {"recipes": [str(RECIPE)]})
+    res = load_results(tmp_path / "named")
+    assert res.analyses == TAMT and len(res.family()[1]) == 4
+    assert HEADING in write_report(tmp_path / "named").path.read_text()
+    fill(tmp_path / "none", ranked_masks(3))
+    res = load_results(tmp_path / "none")
+    (c,), others = res.family()
+    assert res.analyses == () and others == [] and c.p_holm == pytest.approx(c.p)
+    text = write_report(tmp_path / "none").path.read_text()
+    assert HEADING not in text and not (tmp_path / "none/report/pretrain_tests.csv").exists()
+    assert "Holm family: the 1 tests of this report (the comparisons below); p (Holm)" in text
+
+
+def test_a_spec_naming_a_missing_recipe_is_refused(tmp_path):
+    """`recipes:` paths are relative to the spec and must exist (one line naming the key and the
+    file); a file that is not a recipe is refused by the report, naming it."""
+    spec = {"model": str(tmp_path), "tasks": {}, "methods": ["omp"], "sparsities": [0.5]}
+    with pytest.raises(ConfigError, match=r"s\.yaml: recipes: nowhere\.py: not found"):
+        spec_from_dict(spec | {"recipes": ["nowhere.py"]}, source="s.yaml", base_dir=tmp_path)
+    (tmp_path / "plain.py").write_text("X = 1\n")
+    loaded = spec_from_dict(spec | {"recipes": ["plain.py"]}, source="s.yaml", base_dir=tmp_path)
+    assert loaded.recipes == (str(tmp_path / "plain.py"),)
+    with pytest.raises(ConfigError, match=r"plain\.py: defines no ANALYSIS"):
+        load_analysis(tmp_path / "plain.py")
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(ConfigError, match=r"notes\.txt: a report recipe must be a Python file"):
+        load_analysis(tmp_path / "notes.txt")
