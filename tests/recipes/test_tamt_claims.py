@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from loss_stores import M, fill
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, spec_from_dict
 from ticketlab.studies.report import write_report
-from ticketlab.studies.report.analyses import load_analysis
+from ticketlab.studies.report.analyses import load_analysis, load_recipe
 from ticketlab.studies.report.comparison import ONE_STOCHASTIC_MASK
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.loss_tests import Correlation
@@ -27,8 +26,8 @@ from ticketlab.studies.report.results import load_results
 from ticketlab.studies.stats import detectable_effect, holm
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tamt" / "claims.py"
+claims = load_recipe(RECIPE)  # the recipe's module, as the report loads it
 tamt = load_analysis(RECIPE)
-claims = sys.modules[tamt.tests.__module__]  # the recipe's module, as the report loaded it
 EQUAL_STEPS, PREDICTS, SEARCH_COST = claims.EQUAL_STEPS, claims.PREDICTS, claims.SEARCH_COST
 TAMT = (tamt,)
 

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ...core.errors import ConfigError
@@ -43,12 +44,12 @@ class Analysis:
     section: Callable[[Results], list[str]]
 
 
-_LOADED: dict[Path, Analysis] = {}  # one module per file: its test classes stay one class each
+_LOADED: dict[Path, ModuleType] = {}  # one module per file: its test classes stay one class each
 
 
-def load_analysis(path: str | os.PathLike) -> Analysis:
-    """The `ANALYSIS` of the Python file `path`, imported once per process. A ConfigError naming the
-    file where it is missing or defines none."""
+def load_recipe(path: str | os.PathLike) -> ModuleType:
+    """The Python file `path` as a module, imported once per process (its functions and `ANALYSIS`).
+    A ConfigError naming the file where it is not a Python file."""
     path = Path(path).resolve()
     if path in _LOADED:
         return _LOADED[path]
@@ -64,10 +65,18 @@ def load_analysis(path: str | os.PathLike) -> Analysis:
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    analysis = getattr(module, "ANALYSIS", None)
+    _LOADED[path] = module
+    return module
+
+
+def load_analysis(path: str | os.PathLike) -> Analysis:
+    """The `ANALYSIS` of the recipe `path` (`load_recipe`); a ConfigError naming the file where it
+    defines none."""
+    analysis = getattr(load_recipe(path), "ANALYSIS", None)
     if not isinstance(analysis, Analysis):
-        raise ConfigError(f"{path}: defines no ANALYSIS (a ticketlab.studies.report.analyses.Analysis)")
-    _LOADED[path] = analysis
+        raise ConfigError(
+            f"{Path(path).resolve()}: defines no ANALYSIS (a ticketlab.studies.report.analyses.Analysis)"
+        )
     return analysis
 
 
