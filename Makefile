@@ -21,8 +21,8 @@ test: $(STAMP) lint docs
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks docs/hooks
-	$(BIN)/ruff format --check src tests benchmarks docs/hooks
+	$(BIN)/ruff check src tests benchmarks recipes docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks recipes docs/hooks
 
 # The documentation site, offline, into site/; strict: a broken link or a missing page fails the build.
 # The command-line reference is generated from the parsers while it builds (docs/hooks/cli_reference.py).
@@ -30,8 +30,8 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks docs/hooks
-	$(BIN)/ruff format src tests benchmarks docs/hooks
+	$(BIN)/ruff check --fix src tests benchmarks recipes docs/hooks
+	$(BIN)/ruff format src tests benchmarks recipes docs/hooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache site

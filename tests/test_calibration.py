@@ -6,7 +6,7 @@ simulated study put in a store.
 
 The variance components of minilm-mlm-v2's endpoint (a mask's mean over SST-2, CoLA and STS-B at one
 fine-tuning seed), fitted by REML with statsmodels' MixedLM to its committed store:
-`PYTHONPATH=src python docs/results/minilm-mlm-v2/variance_components.py` (IMP, TAMT-MLM and TAMT-KD
+`PYTHONPATH=src python recipes/minilm-mlm-v2/variance_components.py` (IMP, TAMT-MLM and TAMT-KD
 at 70%, 24 masks x seeds 0 and 1; method fixed; mask, seed and method x seed crossed random effects).
 Over the three methods: mask 0.1094, seed 0.0000 (at its boundary), method x seed 0.2371, residual
 0.3227; over TAMT-MLM and IMP alone the seed's is 0.2159, taken here (the larger: with 2 seeds the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_report_claims import M, fill
+from loss_stores import M, fill
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.stats import CROSSED, WELCH, crossed_test, detectable_effect, unit_test, welch
 

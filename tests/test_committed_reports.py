@@ -16,8 +16,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import SHARED
+from ticketlab.studies.report.analyses import load_analysis
 from ticketlab.studies.report.csvs import write_csvs
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.report.tables import _imp_variant
@@ -46,12 +48,22 @@ TABLES = (
 )
 
 
+def committed_analyses(study: str) -> tuple:
+    """The analyses the study's committed spec names (`recipes:`): its store's spec was recorded
+    before specs named them, so the report reads them from the spec file, as `--spec` does (paths
+    relative to it; the whole spec is not loaded: its model may be absent here)."""
+    spec = RESULTS / study / "spec.yaml"
+    recipes = yaml.safe_load(spec.read_text()).get("recipes") or [] if spec.is_file() else []
+    return tuple(load_analysis(spec.parent / p) for p in recipes)
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize("study", sorted(STUDIES))
 def test_committed_tables_are_what_their_store_gives(study, tmp_path):
     if not (SHARED / "data" / "glue").is_dir():
         pytest.skip("../shared/data/glue is absent (the constant predictor's floors read its dev sets)")
-    res = load_results(RESULTS / study)  # read-only: tests/test_store.py checks that it leaves no file
+    # read-only: tests/test_store.py checks that it leaves no file
+    res = load_results(RESULTS / study, analyses=committed_analyses(study))
     # Only Chen's IMP reads the model (its shape gives the "unequal sparsity (x% vs y% of all
     # targets)" notes); minilm-mlm's store names the worktree it ran from, which a clone lacks.
     models = {r.config.get("model") for r in res.runs("search") if _imp_variant(r.config) == "chen"}
@@ -72,20 +84,20 @@ def test_committed_tables_are_what_their_store_gives(study, tmp_path):
 
 
 def test_family_csv_is_the_committed_paired_tests(tmp_path):
-    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    spec = importlib.util.spec_from_file_location("family", RESULTS.parents[1] / "recipes" / "family.py")
     family = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(family)
     assert set(family.REPORTS) <= set(STUDIES.values()) | {"all-minilm-l6-v2"}
     family.write(family.family(), tmp_path / "family.csv")
     assert (tmp_path / "family.csv").read_bytes() == (RESULTS / "family.csv").read_bytes(), (
-        "docs/results/family.csv: rebuild it with `python docs/results/family.py`"
+        "docs/results/family.csv: rebuild it with `python recipes/family.py`"
     )
 
 
 def test_family_holm_reads_each_test_unrounded():
     """The reports write p in full and family.py Holm-adjusts those: p rounded to 4 places first made
     a Spearman p of 2e-6 a 0 and its Holm p 0.0000 in place of 0.0003."""
-    spec = importlib.util.spec_from_file_location("family", RESULTS / "family.py")
+    spec = importlib.util.spec_from_file_location("family", RESULTS.parents[1] / "recipes" / "family.py")
     family = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(family)
     rows = family.family()

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import sweep_fakes as fakes
+from loss_stores import M, fill
 from sweep_fakes import base_spec_dict, fake_registry
-from test_report_claims import M, fill
 from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
@@ -446,7 +446,7 @@ def test_a_within_methods_correlation_ranks_masks_inside_their_method_not_the_cl
 def test_a_within_methods_p_beyond_its_enumeration_is_drawn_seeded_and_near_the_exact_one(monkeypatch):
     """Past `WITHIN_DRAWS` orderings the p is a seeded Monte Carlo estimate: the same twice, within
     its sampling error of the exact p, and never 0."""
-    from ticketlab.studies.report import claims as report_claims
+    from ticketlab.studies.report import loss_tests as report_claims
 
     methods = ["a"] * 4 + ["b"] * 4 + ["c"] * 3
     losses = [1.0, 2.0, 3.0, 4.0, 5.0, 6.1, 6.0, 8.0, 9.0, 10.0, 11.0]

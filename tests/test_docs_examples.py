@@ -74,7 +74,8 @@ def examples(page: Path) -> list[tuple[str, str]]:
 
 
 def make_tiny_repository(work: Path) -> None:
-    """What the examples read from the repository, tiny: the model and the synthetic sweep's spec."""
+    """What the examples read from the repository, tiny: the model and the synthetic sweep's spec (and
+    the recipes it names)."""
     model = work / MODEL
     # minilm-mlm's units (6 layers of 12 heads, FFN 4x hidden), 130 positions for 128-token examples
     layout = dict(
@@ -93,6 +94,9 @@ def make_tiny_repository(work: Path) -> None:
     spec["seeds"] = {"search": [0], "finetune": [0]}
     (work / "examples").mkdir()
     (work / SWEEP).write_text(yaml.safe_dump(spec))
+    for recipe in spec.get("recipes") or []:  # the report's recipes, where the spec names them
+        (work / "examples" / recipe).parent.mkdir(parents=True, exist_ok=True)
+        (work / "examples" / recipe).write_bytes((ROOT / "examples" / recipe).read_bytes())
 
 
 @pytest.mark.slow

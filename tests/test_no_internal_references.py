@@ -2,8 +2,9 @@
 paths outside the repository (`../shared/...`), in the README, the site's pages, the source's strings
 and comments, and every `--help` text. The study records under docs/results keep their paths (they
 record where their runs read their inputs), but name no issue numbers either: a record says what a
-rule, default or change is, in its pages, scripts and specs. Nor does the rest the repository ships
-(tests, benchmarks, examples, the models' cards and scripts, the package files)."""
+rule, default or change is, in its pages and specs. Nor does the rest the repository ships (tests,
+benchmarks, examples, the recipes: the studies' scripts, the models' cards and scripts, the package
+files)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,6 @@ def test_study_records_name_no_issue_numbers():
     assert {
         RESULTS / "index.md",
         RESULTS / "bert-mini-ref" / "spec.yaml",
-        RESULTS / "score-dtype" / "recheck.sh",
     } <= set(records)
     found = [line for record in records for line in offending_lines(record, ISSUE)]
     assert not found, "\n".join(found)
@@ -74,8 +74,8 @@ def test_study_records_name_no_issue_numbers():
 
 def shipped_text() -> list[Path]:
     """The other text the repository ships: tests (this file's sample strings left out), benchmarks,
-    examples, the models' cards and scripts, the package description and the Makefile."""
-    folders = [ROOT / d for d in ("tests", "benchmarks", "examples", "models")]
+    examples, the recipes, the models' cards and scripts, the package description and the Makefile."""
+    folders = [ROOT / d for d in ("tests", "benchmarks", "examples", "recipes", "models")]
     found = [p for d in folders for p in d.rglob("*") if p.suffix in RECORD_TEXT | {".toml"} and p.is_file()]
     found += [ROOT / "PYPI.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
     return sorted(p for p in found if p != Path(__file__).resolve())
@@ -84,6 +84,7 @@ def shipped_text() -> list[Path]:
 def test_shipped_text_names_no_issue_numbers():
     texts = shipped_text()
     expected = {ROOT / "models" / "minilm-mlm" / "check_accuracy.py", ROOT / "benchmarks" / "peer_tamt.py"}
+    expected |= {ROOT / "recipes" / "score-dtype" / "recheck.sh", ROOT / "recipes" / "family.py"}
     assert expected | {ROOT / "tests" / "conftest.py"} <= set(texts)
     assert Path(__file__).resolve() not in texts
     found = [line for text in texts for line in offending_lines(text, ISSUE)]

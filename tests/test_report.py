@@ -23,6 +23,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import run_record, write_report
+from ticketlab.studies.report.analyses import load_recipe
 from ticketlab.studies.report.cells import AVG, method_label
 from ticketlab.studies.report.plots import FIGURES
 from ticketlab.studies.report.results import load_results
@@ -30,6 +31,7 @@ from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import PAIRED
 
 PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +433,8 @@ def test_no_comparison_or_correlation_on_a_task_where_the_full_model_is_at_its_f
     comps = {c.task: c for c in res.comparisons()}
     assert comps["a"].verdict == "floor" and comps["a"].p is None and comps["a"].p_holm is None
     assert comps["b"].p is not None and comps[AVG].p is not None
-    corr = {(c.task, c.loss): c for c in res.correlations()}
+    claims = load_recipe(ROOT / "recipes" / "tamt" / "claims.py")  # TAMT's claim 2: loss predicts score
+    corr = {(c.task, c.loss): c for c in claims.correlations(res)}
     assert corr[("a", "mlm_loss")].verdict == "floor" and corr[("a", "mlm_loss")].p is None
     assert corr[("b", "mlm_loss")].why_not is None
     text = write_report(tmp_path / "sweep").path.read_text()

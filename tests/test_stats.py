@@ -9,13 +9,19 @@ from scipy import stats
 
 from ticketlab.studies.stats import (
     CROSSED,
+    EXACT_UP_TO,
     SHARED_SEEDS_TOO_FEW,
     WELCH,
+    centred_ranks,
     crossed_test,
     design_of,
     example_bootstrap,
     holm,
     min_detectable_effect,
+    pooled_rho,
+    spearman,
+    stratified_permutation_p,
+    t_interval,
     unit_test,
 )
 from ticketlab.tasks.scores import GLUE_METRICS, mcc, pearson
@@ -95,3 +101,28 @@ def test_two_runs_on_the_same_examples_are_paired_by_the_bootstrap_seed():
     unpaired = example_bootstrap(acc, a, labels, 400, seed=5) - example_bootstrap(acc, b, labels, 400, seed=6)
     assert paired[0] == acc(a, labels) - acc(b, labels)
     assert paired[1:].std() < 0.6 * unpaired[1:].std()
+
+
+def test_spearman_p_is_exact_for_few_units_and_scipys_beyond():
+    """A perfect reverse order of 4 units: rho = -1 and p = 2 / 4! over every ordering (scipy's t
+    approximation says about 0); over more than `EXACT_UP_TO` units, scipy's own p."""
+    rho, p = spearman([1.0, 2.0, 3.0, 4.0], [9.0, 7.0, 5.0, 1.0])
+    assert rho == pytest.approx(-1.0) and p == pytest.approx(2 / 24)
+    x = [float(i) for i in range(EXACT_UP_TO + 2)]
+    y = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0, 5.5, 3.5]
+    assert spearman(x, y) == pytest.approx((stats.spearmanr(x, y).statistic, stats.spearmanr(x, y).pvalue))
+
+
+def test_stratified_permutation_p_orders_within_groups_only():
+    """Two groups of two units, each in the same order: the pooled rho is 1 and, of the 2 x 2 orderings
+    within groups, two reach |sum x.y| = 1 (both groups agreeing, either way): p = 2 / 4."""
+    groups = [np.array([0, 1]), np.array([2, 3])]
+    xs = centred_ranks([1.0, 2.0, 10.0, 20.0], groups)
+    ys = centred_ranks([5.0, 6.0, 0.5, 0.7], groups)
+    assert pooled_rho(xs, ys) == pytest.approx(1.0)
+    assert stratified_permutation_p(xs, ys, draws=100) == pytest.approx(0.5)
+
+
+def test_t_interval_is_students():
+    half = stats.t.ppf(0.975, 4) * 0.5
+    assert t_interval(1.0, 0.5, 4) == pytest.approx((1.0 - half, 1.0 + half))

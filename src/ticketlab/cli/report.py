@@ -9,8 +9,10 @@
 
 A spec that declares claims (`claims:`) has them tested first, as the report's one Holm family,
 each with its MDE at the corrected level; every other comparison is then exploratory (declared.csv).
-A claim's verdict waits until every planned run it reads is done ("interim" before). A figure whose
-data the sweep lacks is not drawn; the report says why.
+A claim's verdict waits until every planned run it reads is done ("interim" before). A spec's
+`recipes:` (Python files outside the library: TAMT's claims on pre-training loss are
+recipes/tamt/claims.py) add their tests to the Holm family and their sections to report.md. A figure
+whose data the sweep lacks is not drawn; the report says why.
 
 Example:
   ticketlab report sweeps/synthetic

@@ -27,19 +27,20 @@ not the crossed test here because with 2 seeds a bootstrap of the seeds sees 3 d
 and under-states the seed part of the variance by half (its SE is the plug-in one): it rejects a true
 null far more often than α at the designs this tool accepts. `tests/test_calibration.py` measures the
 size and power of both tests by simulation, with variance components fitted by REML (statsmodels'
-`MixedLM`) to a real study (`docs/results/minilm-mlm-v2/variance_components.py`). A run's
+`MixedLM`) to a real study (`recipes/minilm-mlm-v2/variance_components.py`). A run's
 per-example predictions let `example_bootstrap` resample its dev examples.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import nct, norm, t, ttest_ind, ttest_rel
+from scipy.stats import nct, norm, rankdata, spearmanr, t, ttest_ind, ttest_rel
 from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
@@ -131,6 +132,65 @@ def smallest_spearman_p(n: int) -> float:
     """The smallest two-sided exact p Spearman's rho over `n` units can have: a perfect order, one
     of the n! equally likely orderings, or its reverse (2 / n!; 1 for fewer than 2 units)."""
     return 1.0 if n < 2 else min(1.0, 2 / math.factorial(n))
+
+
+def t_interval(estimate: float, se: float, df: float, *, level: float = 0.95) -> tuple[float, float]:
+    """The two-sided Student's t interval of `estimate` at `level`."""
+    half = float(t.ppf(0.5 + level / 2, df)) * se
+    return estimate - half, estimate + half
+
+
+# --------------------------------------------------------------------------- rank correlations
+
+EXACT_UP_TO = 8  # Spearman's p by enumerating every ordering up to this many units (8! = 40,320)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """(Spearman's rho, its two-sided p) over paired units: p exact by enumerating every ordering of
+    up to `EXACT_UP_TO` units, else scipy's `spearmanr` (its t approximation gives p = 0 to any
+    perfect order, even of 3 units)."""
+    rho = float(spearmanr(x, y).statistic)
+    if len(x) > EXACT_UP_TO:
+        return rho, float(spearmanr(x, y).pvalue)
+    rx, ry = rankdata(x), rankdata(y)
+    orders = np.array(list(itertools.permutations(rx)))  # (n!, n): every pairing of x with y
+    xc, yc = orders - rx.mean(), ry - ry.mean()
+    rhos = xc @ yc / np.sqrt((xc**2).sum(1) * (yc**2).sum())
+    return rho, float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+
+
+def centred_ranks(values: Sequence[float], groups: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per group (indices into `values`), the group's average ranks minus their mean."""
+    v = np.asarray(values, float)
+    ranks = [rankdata(v[g]) for g in groups]
+    return [r - r.mean() for r in ranks]
+
+
+def pooled_rho(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]) -> float:
+    """The pooled correlation of per-group centred ranks (`centred_ranks`): the groups' Spearman rhos
+    weighted by their rank variance (units nested in groups, each ranked among its own)."""
+    cov = sum(float(x @ y) for x, y in zip(xs, ys, strict=True))
+    return cov / float(np.sqrt(sum(float(x @ x) for x in xs) * sum(float(y @ y) for y in ys)))
+
+
+def stratified_permutation_p(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], draws: int) -> float:
+    """Two-sided p of `pooled_rho` by permuting `ys` within each group (under the null a group's units
+    are exchangeable): the share of orderings whose |sum x.y| (rho's numerator; its denominator does
+    not change) reaches the observed one. Every ordering where there are at most `draws`, else that
+    many seeded draws (p = (1 + hits) / (1 + draws), never 0)."""
+    observed = abs(sum(float(x @ y) for x, y in zip(xs, ys, strict=True))) - 1e-9
+    if math.prod(math.factorial(len(y)) for y in ys) <= draws:
+        total = np.zeros(1)
+        for x, y in zip(xs, ys, strict=True):  # every combination: an outer sum over the groups
+            sums = np.array(list(itertools.permutations(y))) @ x  # (n_g!,)
+            total = (total[:, None] + sums[None, :]).ravel()
+        return float(np.mean(np.abs(total) >= observed))
+    rng = np.random.default_rng(0)
+    total = np.zeros(draws)
+    for x, y in zip(xs, ys, strict=True):
+        order = rng.permuted(np.tile(np.arange(len(y)), (draws, 1)), axis=1)  # (draws, n_g)
+        total += y[order] @ x
+    return float((1 + np.sum(np.abs(total) >= observed)) / (1 + draws))
 
 
 # --------------------------------------------------------------------------- the design's test

@@ -27,7 +27,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 from ...methods.registry import methods as registered_methods
 from ..stats import (
@@ -38,6 +37,7 @@ from ..stats import (
     design_of,
     detectable_effect,
     paired_test,
+    t_interval,
     t_test,
     unit_test,
 )
@@ -214,8 +214,7 @@ class Comparison:
     def ci95(self) -> tuple[float, float] | None:
         if self.se is None or self.df is None:
             return None
-        half = float(sps.t.ppf(0.975, self.df)) * self.se
-        return (self.mean - half, self.mean + half)
+        return t_interval(self.mean, self.se, self.df)
 
     @property
     def mde(self) -> float | None:

@@ -1,6 +1,6 @@
 """The report's CSV tables (`write_csvs`): results.csv (every cell, curves included, with run ids),
 winning_tickets.csv, transfer.csv (when there are task-specific tickets), paired.csv,
-pretrain_losses.csv, pretrain_tests.csv (when TAMT's claims on pre-training loss have tests) and
+pretrain_losses.csv, pretrain_tests.csv (when the spec's analyses have tests on pre-training loss) and
 declared.csv (when the spec declares its claims), from a `SweepResults`.
 """
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ...core.files import atomic_write_csv
 from .cells import AVG, Cell
-from .claims import Correlation, LossTest
 from .comparison import MAIN
 from .declared import declared_rows
+from .loss_tests import Correlation, LossTest
 from .sections import size
 from .tables import SweepResults
 
@@ -23,7 +23,7 @@ def _num(x: float | None, digits: int = 4) -> str:
 
 def _exact(x: float | None) -> str:
     """An unrounded p (the shortest text that reads back as the same float): a family Holm-adjusts
-    it again (docs/results/family.py), and p rounded to 4 places can cross a Holm threshold."""
+    it again (recipes/family.py), and p rounded to 4 places can cross a Holm threshold."""
     return "" if x is None else repr(float(x))
 
 
@@ -39,7 +39,7 @@ def _cell_row(c: Cell) -> dict:
 
 
 def _claim_row(t: LossTest | Correlation) -> dict:
-    """One test of TAMT's claims on pre-training loss: a loss difference (`estimate` = mean_a − mean_b,
+    """One test on pre-training loss (`loss_tests`): a loss difference (`estimate` = mean_a − mean_b,
     with SE, df, MDE) or Spearman's rho over `masks_a` masks (`estimate` = rho, MDE in |rho|)."""
     if isinstance(t, Correlation):
         what = {"part": t.part, "loss": t.loss, "task": t.task, "a": "every final mask", "b": ""}
@@ -148,8 +148,9 @@ def write_csvs(res: SweepResults, out: Path) -> None:
     comps, claims = res.family()
     paired = _paired_rows(comps)
     atomic_write_csv(out / "paired.csv", paired)
-    if claims:  # as transfer.csv: only where there is something (a report without stays as it was)
-        atomic_write_csv(out / "pretrain_tests.csv", [_claim_row(t) for t in claims])
+    loss_tests = [t for t in claims if isinstance(t, (LossTest, Correlation))]
+    if loss_tests:  # as transfer.csv: only where there is something (a report without stays as it was)
+        atomic_write_csv(out / "pretrain_tests.csv", [_claim_row(t) for t in loss_tests])
     if declared := declared_rows(res):  # a study that declared its claims (`declared.py`)
         atomic_write_csv(out / "declared.csv", declared)
 

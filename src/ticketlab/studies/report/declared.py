@@ -29,8 +29,8 @@ from ..stats import CROSSED, detectable_effect, detectable_rho, holm
 from ..sweep.declaration import declared_units, same_declaration, units
 from ..sweep.declared import ALPHA, LOSSES, Claim, claim_from_dict
 from .cells import AVG, method_label
-from .claims import Correlation, LossTest
 from .comparison import Comparison
+from .loss_tests import Correlation, LossTest, correlation, loss_test, losses_by
 from .sections import pct, table
 from .tables import SweepResults
 
@@ -173,9 +173,9 @@ def _test(res: SweepResults, c: Claim) -> Comparison | LossTest | Correlation | 
     if c.kind == "correlate":
         return _correlation(res, c)
     if c.endpoint in LOSSES:
-        final = res._losses_by(final=True)
+        final = losses_by(res, final=True)
         a, b = (final.get((m, 0.0 if m == "full" else c.sparsity, None)) for m in (c.a, c.b))
-        return None if not a or not b else res._loss_test(a, b, c.endpoint, c.sparsity, "declared")
+        return None if not a or not b else loss_test(res, a, b, c.endpoint, c.sparsity, "declared")
     return res.paired(c.a, c.b, c.sparsity, c.endpoint)
 
 
@@ -189,7 +189,7 @@ def _correlation(res: SweepResults, c: Claim) -> Correlation | None:
     if not keys:
         return None
     if c.unit in ("masks", "within-methods"):
-        test = res._correlation(final, per_mask, keys, c.loss, c.endpoint, c.sparsity)
+        test = correlation(final, per_mask, keys, c.loss, c.endpoint, c.sparsity)
         test.within = c.unit == "within-methods"
         return test
     methods = list(dict.fromkeys(final[k]["method"] for k in keys))

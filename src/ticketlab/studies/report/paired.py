@@ -13,6 +13,7 @@ from ..stats import (
     holm,
 )
 from ..sweep.methods import base_method
+from .analyses import analysis_tests
 from .cells import AVG, Cell, Score
 from .comparison import (
     MAIN,
@@ -155,9 +156,9 @@ class Comparisons:
         return self.family()[0]
 
     def other_tests(self) -> list[Any]:
-        """The report's tests besides the comparisons of scores, in the same Holm family: none here
-        (`claims.Claims` adds those of TAMT's claims on pre-training loss). Each has `p` and `p_holm`."""
-        return []
+        """The report's tests besides the comparisons of scores, in the same Holm family: those of the
+        analyses the spec names (`analyses.py`; `SweepResults.analyses`). Each has `p` and `p_holm`."""
+        return analysis_tests(self.analyses, self)
 
     def score_tasks(self, task: str) -> list[str]:
         """The tasks a score on `task` averages: every task (AVG), a named endpoint's (the spec's

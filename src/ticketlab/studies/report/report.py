@@ -10,9 +10,10 @@
                                           masks and seeds of each side, means, the test, SE, df,
                                           t-interval, p, Holm's p, MDE and its α, verdict (no test
                                           for a stochastic method's one mask), labels
-    SWEEP_DIR/report/pretrain_tests.csv   the tests of TAMT's claims on pre-training loss (if any,
-                                          `claims.py`): loss at equal steps, Spearman's rho of loss
-                                          and score, loss along the search; in paired.csv's Holm family
+    SWEEP_DIR/report/pretrain_tests.csv   the tests on pre-training loss of the analyses the spec names
+                                          (if any, `analyses.py`, `loss_tests.py`; TAMT's claims:
+                                          loss at equal steps, Spearman's rho of loss and score, loss
+                                          along the search); in paired.csv's Holm family
     SWEEP_DIR/report/declared.csv         the claims the spec declared, tested as the study's one
                                           Holm family (`declared.py`; the other tests exploratory)
     SWEEP_DIR/report/transfer.csv         source x target matrix of task-specific tickets (if any)
@@ -22,8 +23,8 @@ Every number in the markdown tables has a footnote with the ids of the runs it a
 up with `ticketlab report --run ID` or in `results.sqlite`).
 
 This module writes the report's directory and puts `report.md` together; its tables are written by
-`sections.py`, `search_sections.py` and `claim_sections.py` (markdown) and `csvs.py` (CSV), its figures
-by `plots.py`.
+`sections.py` and `search_sections.py` (markdown) and `csvs.py` (CSV), its figures by `plots.py`; the
+analyses the spec names (`analyses.py`, recipes outside the library) add their tests and sections.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +47,7 @@ from ..sweep.methods import base_method
 from ..sweep.plan import expand
 from ..sweep.spec import load_spec, spec_json
 from . import plots
-from .claim_sections import claims_section
+from .analyses import Analysis
 from .csvs import write_csvs
 from .declared import declared_section
 from .figure_kit import plain_text
@@ -99,14 +101,16 @@ def write_report(
     *,
     all_runs: bool = False,
     spec: str | os.PathLike | None = None,
+    analyses: Sequence[Analysis] | None = None,
 ) -> Report:
     """Render the report of a sweep directory (the runs of its last spec, of the spec file `spec`,
-    or `all_runs`); returns where it is and the main table."""
+    or `all_runs`); returns where it is and the main table. `analyses`: what recipes add (their tests
+    in the Holm family, their sections); None: those the spec names (`analyses.py`)."""
     plan = None
     if spec is not None:
         loaded = load_spec(spec)
         plan = ([r.id for r in expand(loaded)], spec_json(loaded))
-    res = load_results(sweep_dir, all_runs=all_runs, plan=plan)
+    res = load_results(sweep_dir, all_runs=all_runs, plan=plan, analyses=analyses)
     if plan is not None and plan[0] and res.not_swept == len(set(plan[0])) and res.left_out:
         raise TicketlabError(
             f"{spec}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the model, "
@@ -125,7 +129,7 @@ def write_report(
 def report_files() -> list[str]:
     """Every file a report may write (relative to its directory)."""
     tables = ["results.csv", "winning_tickets.csv", "transfer.csv", "paired.csv", "pretrain_losses.csv"]
-    tables.append("pretrain_tests.csv")  # the tests of TAMT's claims (`claims.py`), where there are any
+    tables.append("pretrain_tests.csv")  # the loss tests of the spec's analyses, where there are any
     tables.append("declared.csv")  # the study's declared claims (`declared.py`), where it has any
     figures = [
         f
@@ -358,7 +362,7 @@ def _markdown(res: SweepResults, report: Report, out: Path) -> str:
         *_study_figure(report, figure, "fig6_loss_vs_search_steps.png"),
         figure("fig6_search_cost.png", captions["fig6_search_cost.png"]),
         "",
-        *claims_section(res),
+        *(line for a in res.analyses for line in a.section(res)),  # the spec's recipes' sections
         *_study_figure(report, figure, "fig_mask_init.png"),
         "## Mask similarity",
         "",

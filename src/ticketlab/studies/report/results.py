@@ -23,7 +23,7 @@ import math
 import os
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from ..store import DB_NAME, RunRecord, Store
 from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order
 from ..sweep.rekey import ids_outdated, rekeyed_ids
+from .analyses import Analysis, spec_analyses
 from .cells import AVG, Score, method_label
 from .tables import SweepResults
 
@@ -194,12 +195,14 @@ def load_results(
     *,
     all_runs: bool = False,
     plan: tuple[list[str], dict[str, Any]] | None = None,
+    analyses: Sequence[Analysis] | None = None,
 ) -> SweepResults:
     """A sweep's store, ready for tables and figures: the runs of the last spec swept there (runs
     of earlier versions of the spec, e.g. with another lr, would otherwise be pooled into the same
     cells) and of the last run of every study (`ticketlab super`, `ticketlab mtl`) written there, or
     with `all_runs` every run in the store. `plan`: (run ids, spec as JSON) of another spec to show
-    instead of the last one (a sweep run in stages, each a smaller spec)."""
+    instead of the last one (a sweep run in stages, each a smaller spec). `analyses`: what recipes add
+    to the report (`analyses.py`); None: those the spec names under `recipes`."""
     sweep_dir = Path(sweep_dir).resolve()
     if not (sweep_dir / DB_NAME).is_file():
         raise TicketlabError(
@@ -244,6 +247,7 @@ def load_results(
         left_out=left_out,
         declarations=declarations,
         runs_done=done_in_store,
+        analyses=spec_analyses(spec) if analyses is None else tuple(analyses),
     )
 
 

@@ -236,9 +236,9 @@ def _test_cells(c: Comparison) -> list[str]:
     ]
 
 
-def family_note(family: list[Comparison], others: list[Any] | None = None) -> str:
-    """The report's Holm family: how many tests (the comparisons and the `others`, those of TAMT's
-    claims on pre-training loss), and the comparisons that are none."""
+def family_note(family: list[Comparison], others: list[Any] | None = None, whose: str = "") -> str:
+    """The report's Holm family: how many tests (the comparisons and the `others`, those of the
+    spec's analyses, `whose`: their names), and the comparisons that are none."""
     tests = sum(c.p is not None for c in [*family, *(others or [])])
     if any(c.exploratory for c in family):
         return (
@@ -253,11 +253,7 @@ def family_note(family: list[Comparison], others: list[Any] | None = None) -> st
     out = (
         f"Holm family: the {tests} tests of this report (the comparisons below"
         + (" and the data-scarcity section's" if any(c.train_size != MAIN for c in family) else "")
-        + (
-            " and those of TAMT's claims on pre-training loss"
-            if any(t.p is not None for t in others or [])
-            else ""
-        )
+        + (f" and those of {whose}" if any(t.p is not None for t in others or []) else "")
         + "); p (Holm) is adjusted over all of them"
     )
     if why:
@@ -286,7 +282,7 @@ def paired_section(res: SweepResults) -> str:
         "of one method is paired with a mask of the other (a search seed means nothing across methods). "
         f"A stochastic method (random, IMP, TAMT, random tickets) with one mask gets no test: "
         f"'{ONE_STOCHASTIC_MASK}'. 'n' is masks × fine-tuning seeds per mask of each side. "
-        + family_note(family, others)
+        + family_note(family, others, " and ".join(a.name for a in res.analyses))
         + (
             " The MDE is the smallest true Δ this design detects with 80% power at α = 0.05 at its "
             "observed noise."

@@ -1,7 +1,7 @@
 """A sweep's results as tables: `SweepResults` (made by `results.load_results`) holds every finished
 fine-tuning's `Score` and lays them out as cells per (method, sparsity, task), winning tickets, the
-transfer matrix and pre-training losses per mask; paired tests come from `paired.Comparisons`, and
-the tests of TAMT's claims on pre-training loss from `claims.Claims`, in one Holm family.
+transfer matrix and pre-training losses per mask; paired tests come from `paired.Comparisons`, in
+one Holm family with the tests of the analyses its spec names (`analyses.py`: a paper's claims).
 
 A cell (method, sparsity, task, training-set size) pools every run on it, i.e. mask seeds x
 fine-tuning seeds (TAMT §4.1.3: 3 x 3 = 9 runs; OMP 1 x 3); its std is the sample standard
@@ -23,8 +23,9 @@ from ...core.errors import TicketlabError
 from ...core.files import read_json
 from ...tasks.metrics import floor_of_average, no_verdict
 from ..store import RunRecord
+from .analyses import Analysis
 from .cells import AVG, Cell, Score, method_label, stats, wins
-from .claims import Claims
+from .paired import Comparisons
 
 
 @dataclass
@@ -64,7 +65,7 @@ class WinningTicket:
 
 
 @dataclass
-class SweepResults(Claims):
+class SweepResults(Comparisons):
     sweep_dir: Path
     records: dict[str, RunRecord]
     scores: list[Score]
@@ -80,6 +81,7 @@ class SweepResults(Claims):
     # every declaration of claims the store recorded ({hash, text, runs_done}, `sweep.declared`)
     declarations: list[dict[str, Any]] = field(default_factory=list)
     runs_done: int = 0  # the plan's finished runs (the store's without a plan), as a declaration counts them
+    analyses: tuple[Analysis, ...] = ()  # what the spec's recipes add: tests in the family, sections
 
     @property
     def masks_alone(self) -> bool:

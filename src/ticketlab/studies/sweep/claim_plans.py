@@ -108,7 +108,7 @@ def _plan_within(c: Claim, sizes: list[int], m: int) -> PlannedClaim:
     """A within-methods correlation over methods of `sizes` masks (those with 2 or more): its p has the
     floor of a perfect order in every method (2 / Π n!), and where the orderings are drawn rather
     than enumerated the draws' own 1 / (draws + 1) on top (a perfect order's expected drawn p is about
-    their sum); its MDE loses one unit per method mean removed (`report.claims.Correlation`)."""
+    their sum); its MDE loses one unit per method mean removed (`report.loss_tests.Correlation`)."""
     n, orderings = sum(sizes), math.prod(math.factorial(k) for k in sizes)
     exact = 2 / orderings
     floor = exact if orderings <= WITHIN_DRAWS else exact + 1 / (WITHIN_DRAWS + 1)

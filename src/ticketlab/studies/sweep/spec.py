@@ -20,9 +20,12 @@
     claims:                                                # declared before the runs (at most 4)
       - {compare: tamt-kd > imp, endpoint: fig5-average, sparsity: 0.7}
       - {correlate: mlm_loss, endpoint: fig5-average, sparsity: 0.7, unit: method-means}
+    recipes: [../recipes/tamt/claims.py]                   # what the report adds (a paper's claims)
 
 `claims:` are the study's confirmatory tests, its one Holm family; every other comparison the report
 prints is exploratory. `declared.py` says what a claim holds and why the store records each version.
+`recipes:` are Python files outside the library whose tests join the report's Holm family and whose
+sections its report.md prints (`report.analyses`); they change no run.
 
 Under `methods:`, a method's own `sparsities` replace the sweep's for that method (the top-level list
 may then be left out), and a per-task method (`imp-task`: `ticketlab search imp --task`) searches one
@@ -319,6 +322,7 @@ def spec_from_dict(
         resources=r.mapping(d.get("resources"), "resources") or None,
         endpoints=endpoints_from(d.get("endpoint"), r.fail),
         claims=claims_from(d.get("claims"), r.fail, r.sparsity),
+        recipes=tuple(r.path(p, "recipes") for p in r.listing(d.get("recipes"), "recipes")),
         source=source,
         registry=registry,
     )

@@ -44,6 +44,7 @@ TOP_KEYS = (
     "resources",
     "endpoint",
     "claims",
+    "recipes",
 )
 ALL = "all"  # data_curve.train_sizes: the whole training set
 # Keys under `methods.<m>` that shape the grid, not the search: never in a run's `settings` (a run
@@ -129,6 +130,8 @@ class SweepSpec(PlannedConfigs):
     # of any run's identity; the store records each declaration (`declared.record_declaration`).
     endpoints: tuple[Endpoint, ...] = ()
     claims: tuple[Claim, ...] = ()
+    # The report's analyses (`report.analyses`): Python files, absolute; not part of any run's identity.
+    recipes: tuple[str, ...] = ()
     source: str = "<spec>"  # the YAML file, for error messages
     registry: dict[str, MethodSpec] | None = field(default=None, repr=False, compare=False)
 
