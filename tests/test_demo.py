@@ -84,7 +84,7 @@ def test_the_demo_searches_follow_tamts_rules_scaled_to_the_toy():
     same steps at half the pre-training lr, TAMT at the default lr, which moves its masks."""
     from ticketlab.demo.config import CORPUS_BLOCKS, SEARCH_SCHEDULE, SEARCH_STEPS
     from ticketlab.methods.configs import PAPER_SCHEDULE_STEPS, PAPER_STEPS, TamtConfig
-    from ticketlab.methods.tamt import frozen_mask_warning
+    from ticketlab.methods.tamt.search import frozen_mask_warning
     from ticketlab.train.config import TrainConfig
 
     budget = BUDGETS["default"]

@@ -1,10 +1,10 @@
 """The settings of the pruning methods, in a module that imports no torch: a verb's `--help` builds
 its options from these dataclasses (`core.checks.option`), and parsing must not wait seconds for
-torch and transformers. The methods themselves are `tamt.py`, `imp.py` and the one-shot modules,
-which import these names from here (they are also theirs: `methods.tamt.TamtConfig`).
+torch and transformers. The methods themselves are `tamt/search.py`, `imp/search.py` and the one-shot modules,
+which import these names from here (they are also theirs: `methods.tamt.search.TamtConfig`).
 
-* `TamtConfig`: one TAMT search (mask training; `tamt.py`).
-* `ImpConfig`: one IMP search (iterative magnitude pruning with rewinding; `imp.py` explains the
+* `TamtConfig`: one TAMT search (mask training; `tamt/search.py`).
+* `ImpConfig`: one IMP search (iterative magnitude pruning with rewinding; `imp/search.py` explains the
   variants).
 """
 
@@ -163,7 +163,7 @@ def score_travel(steps: int, horizon: int | None = None, linear: bool = True) ->
 def moving_lr(gap: float, steps: int, horizon: int | None = None, linear: bool = True) -> float:
     """The smallest lr at which one score can travel the whole Eq. 5 gap (α·φ) on its own in a search of
     `steps` (`score_travel`), to two significant digits. A kept and a pruned score can swap once their
-    travel together covers the gap (`methods.tamt.frozen_mask_warning`), so this lr gives that swap twice
+    travel together covers the gap (`tamt.search.frozen_mask_warning`), so this lr gives that swap twice
     the travel it needs. The paper's runs are far above it (5e-5 over 17,000 of 27,920 steps moves a score
     0.59, 30 gaps); a search of a few hundred steps at Table 1's lr is below it (200 steps: 0.007)."""
     return float(f"{gap / score_travel(steps, horizon, linear):.2g}")

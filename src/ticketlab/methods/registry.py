@@ -3,13 +3,13 @@
 Every method ticketlab knows is one entry here, from which everything else derives: the CLI's
 sub-commands (`ticketlab prune NAME`, `ticketlab search NAME`), the sweep's method names (one per
 preset: `tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), the order in which reports list methods and
-their colours. A method is one module of the package `ticketlab.methods.registered`, or the
-`register` module of a method's own folder (`ticketlab.methods.wanda.register`), that calls
-`register_method` when imported; the registry imports them all on its first use, so adding a method
-is adding one file there (a Slurm worker that imports ticketlab has it too). A method may also be
-registered from any module of one's own (`register_method`, at import of that module).
+their colours. A built-in method is a folder of this package (`methods/tamt/`, `methods/wanda/`)
+whose `register` module calls `register_method` when imported; the registry imports them all on its
+first use, so adding a method is adding a folder (a Slurm worker that imports ticketlab has it too).
+A method may also be registered from any module of one's own (`register_method`, at import of that
+module).
 
-The registered modules are light: `ticketlab prune --help` and `ticketlab search --help` list the
+The register modules are light: `ticketlab prune --help` and `ticketlab search --help` list the
 methods without torch (tests/test_startup.py). So a module names its function by reference,
 "package.module:function" (`FunctionRef`), and the registry imports it on the first call.
 """
@@ -159,9 +159,8 @@ SearchMethod = Method  # its name in the Python API before the registry was one 
 
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
-# Where the built-in methods are: every module of this package registers one when imported, and so
-# does the `register` module of every method folder of `ticketlab.methods` (`methods/wanda/`).
-PACKAGE = f"{__package__}.registered"
+# Where the built-in methods are: the `register` module of every method folder of `ticketlab.methods`
+# (`methods/tamt/register.py`) registers its method when imported.
 FOLDERS = __package__ or "ticketlab.methods"
 FOLDER_MODULE = "register"
 _loaded = False
@@ -188,15 +187,15 @@ def load() -> dict[str, Method]:
 
 
 def method_modules() -> list[str]:
-    """The modules that register the built-in methods: those of `registered/`, then the `register`
-    module of every method folder (`methods/wanda/register.py`), each in the order of its name."""
+    """The modules that register the built-in methods: the `register` module of every method folder
+    (`methods/tamt/register.py`), in the order of the folders' names."""
     here = Path(__file__).parent
-    by_name = lambda infos: sorted(infos, key=lambda i: i.name)  # noqa: E731
-    modules = [f"{PACKAGE}.{i.name}" for i in by_name(pkgutil.iter_modules([str(here / "registered")]))]
-    for info in by_name(pkgutil.iter_modules([str(here)])):
-        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file():
-            modules.append(f"{FOLDERS}.{info.name}.{FOLDER_MODULE}")
-    return modules
+    folders = sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name)
+    return [
+        f"{FOLDERS}.{info.name}.{FOLDER_MODULE}"
+        for info in folders
+        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file()
+    ]
 
 
 def methods(verb: Verb | None | Literal["any"] = "any") -> dict[str, Method]:

@@ -1,5 +1,5 @@
 """One-shot magnitude pruning (OMP), `ticketlab prune omp`: keep the weights of largest |W| (TAMT §3.2,
-Chen et al.); the function is `methods.magnitude.omp_mask`."""
+Chen et al.); the function is `prune.omp_mask`."""
 
 from ..registry import Method, register_method
 
@@ -7,7 +7,7 @@ register_method(
     Method(
         "omp",
         None,
-        "ticketlab.methods.magnitude:omp_mask",
+        "ticketlab.methods.omp.prune:omp_mask",
         "one-shot magnitude pruning: keep the largest |W| (deterministic: one mask)",
         verb="prune",
         seeded=False,

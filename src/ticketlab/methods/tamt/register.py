@@ -1,5 +1,5 @@
 """TAMT: task-agnostic mask training (Liu et al. 2022), `ticketlab search tamt`: its scores and masked
-layers are `methods.scores`, its exact thresholds `methods.thresholds`, the search `methods.tamt`
+layers are `scores.py`, its exact thresholds `thresholds.py`, the search `search.py`
 (`search_from_config`); sweeps know it by its objectives, `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ register_method(
     Method(
         "tamt",
         TamtConfig,
-        "ticketlab.methods.tamt:search_from_config",
+        "ticketlab.methods.tamt.search:search_from_config",
         "task-agnostic mask training (TAMT)",
         settings=_tamt_settings,
         sparse_throughout=True,

@@ -1,5 +1,5 @@
 """IMP: iterative magnitude pruning with rewinding (Chen et al. 2020), `ticketlab search imp`, on MLM
-or on a task (`--task`); the search is `methods.imp` (`search_from_config`). Sweeps know it as `imp`
+or on a task (`--task`); the search is `search.py` (`search_from_config`). Sweeps know it as `imp`
 and `imp-task`."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ register_method(
     Method(
         "imp",
         ImpConfig,
-        "ticketlab.methods.imp:search_from_config",
+        "ticketlab.methods.imp.search:search_from_config",
         "iterative magnitude pruning with rewinding (IMP)",
         task=True,
         settings=_imp_settings,

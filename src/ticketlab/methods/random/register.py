@@ -1,5 +1,5 @@
 """Random pruning, `ticketlab prune random`: the no-inductive-bias baseline (TAMT "Rand"), seeded and
-exact in sparsity; the function is `methods.random_pruning.random_mask`."""
+exact in sparsity; the function is `prune.random_mask`."""
 
 from ..registry import Method, register_method
 
@@ -7,7 +7,7 @@ register_method(
     Method(
         "random",
         None,
-        "ticketlab.methods.random_pruning:random_mask",
+        "ticketlab.methods.random.prune:random_mask",
         "random pruning at the same sparsity",
         verb="prune",
         color="C2",

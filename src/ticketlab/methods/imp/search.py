@@ -66,23 +66,23 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..core.errors import ConfigError
-from ..core.outputs import atomic_dir
-from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masks.prunable import add_missing_children, attach_pooler, pooler_target
-from ..masks.targets import Targets
-from ..models.arch import arch_of, encoder_of
-from ..models.load import load_config, load_tokenizer
-from ..models.source import fit_max_length
-from ..tasks.objective import load_task_model, task_objective
-from ..tasks.registry import get_task
-from ..train.config import TrainConfig, TrainState
-from ..train.schedule import restart_optimizer
-from .configs import DEFAULT_MAX_LENGTH, ImpConfig, imp_schedule
-from .ranking import Ranking, keep_top
-from .search import SearchObjective, SearchResult, SearchSpec, run_search
-from .search_dir import SearchDir
-from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from ...core.errors import ConfigError
+from ...core.outputs import atomic_dir
+from ...masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
+from ...masks.prunable import add_missing_children, attach_pooler, pooler_target
+from ...masks.targets import Targets
+from ...models.arch import arch_of, encoder_of
+from ...models.load import load_config, load_tokenizer
+from ...models.source import fit_max_length
+from ...tasks.objective import load_task_model, task_objective
+from ...tasks.registry import get_task
+from ...train.config import TrainConfig, TrainState
+from ...train.schedule import restart_optimizer
+from ..configs import DEFAULT_MAX_LENGTH, ImpConfig, imp_schedule
+from ..ranking import Ranking, keep_top
+from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_dir import SearchDir
+from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 
 REWOUND_DIR = "rewound_model"
 log = logging.getLogger(__name__)

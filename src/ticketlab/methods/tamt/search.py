@@ -38,18 +38,18 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..core.errors import ConfigError
-from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
-from ..lm.evaluation import HEAD_FILE
-from ..lm.mlm_head import head_parameters
-from ..masks import Mask
-from ..masks.prunable import attach_pooler
-from ..masks.targets import resolve_targets
-from ..models.arch import ARCHS
-from ..models.load import load_tokenizer
-from ..models.source import fit_max_length
-from ..train.config import TrainConfig
-from .configs import (
+from ...core.errors import ConfigError
+from ...data.kd_chunks import KD_EPOCHS, reference_kd_horizon
+from ...lm.evaluation import HEAD_FILE
+from ...lm.mlm_head import head_parameters
+from ...masks import Mask
+from ...masks.prunable import attach_pooler
+from ...masks.targets import resolve_targets
+from ...models.arch import ARCHS
+from ...models.load import load_tokenizer
+from ...models.source import fit_max_length
+from ...train.config import TrainConfig
+from ..configs import (
     DEFAULT_MAX_LENGTH,
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
@@ -62,12 +62,12 @@ from .configs import (
     paper_schedule_steps,
     score_travel,
 )
-from .magnitude import omp_mask
+from ..omp.prune import omp_mask
+from ..random.prune import random_mask
+from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .masked_layers import row_blocks
-from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
-from .search import SearchObjective, SearchResult, SearchSpec, run_search
-from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .thresholds import (
     DIVERGED,
     GroupThresholder,
