@@ -79,7 +79,7 @@ TOY_SEARCH = '''"""A toy search method: TAMT under another name, with one settin
 from dataclasses import dataclass
 
 from ticketlab.core.checks import option
-from ticketlab.methods.configs import TamtConfig
+from ticketlab.methods.tamt.config import TamtConfig
 from ticketlab.methods.registry import Method, register_method
 
 

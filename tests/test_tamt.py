@@ -959,7 +959,7 @@ def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
 def test_the_default_lr_moves_a_mask_on_a_short_search_and_is_table_1s_on_a_long_one():
     """Table 1's lr over 50 steps moves a score 0.0017, a twelfth of the Eq. 5 gap: the default raises it
     to the lr at which one score travels the whole gap, and keeps Table 1's where that already does."""
-    from ticketlab.methods.configs import score_travel
+    from ticketlab.methods.tamt.config import score_travel
     from ticketlab.methods.tamt.search import paper_schedule_steps
     from ticketlab.train.config import TrainConfig
 

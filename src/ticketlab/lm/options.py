@@ -1,5 +1,5 @@
 """The choices of the LM objectives' options, in a module that imports no torch: the configs a
-verb's `--help` offers read them (`methods.configs`, `verbs.search`), and parsing must not wait for torch.
+verb's `--help` offers read them (`methods.tamt.config`, `verbs.search`), and parsing must not wait for torch.
 `lm/objectives.py` computes what they mean."""
 
 from __future__ import annotations

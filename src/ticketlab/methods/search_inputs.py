@@ -23,7 +23,7 @@ from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
 from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
-from .configs import BERTADAM
+from .options import BERTADAM
 from .search import SearchObjective, SearchResult
 from .search_dir import SearchDir
 

@@ -38,7 +38,7 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files import CORPUS_CACHE_HELP
-from ..methods.configs import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
+from ..methods.options import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
 from ..methods.registry import Method, method_of_config, methods
 
 # The config of `search` is read when its `--help` is parsed: torch, transformers and the methods

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...core.digest import run_identity
-from ..configs import VARIANT_RANKING, ImpConfig, imp_schedule
 from ..registry import Method, Preset, register_method
+from .config import VARIANT_RANKING, ImpConfig, imp_schedule
 
 SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 

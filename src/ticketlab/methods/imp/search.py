@@ -78,11 +78,12 @@ from ...tasks.objective import load_task_model, task_objective
 from ...tasks.registry import get_task
 from ...train.config import TrainConfig, TrainState
 from ...train.schedule import restart_optimizer
-from ..configs import DEFAULT_MAX_LENGTH, ImpConfig, imp_schedule
+from ..options import DEFAULT_MAX_LENGTH
 from ..ranking import Ranking, keep_top
 from ..search import SearchObjective, SearchResult, SearchSpec, run_search
 from ..search_dir import SearchDir
 from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from .config import ImpConfig, imp_schedule
 
 REWOUND_DIR = "rewound_model"
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...core.digest import OMIT, run_identity
-from ..configs import TamtConfig, paper_budget, paper_schedule_steps
 from ..registry import Method, Preset, register_method
+from .config import TamtConfig, paper_budget, paper_schedule_steps
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:

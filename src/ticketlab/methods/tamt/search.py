@@ -7,7 +7,7 @@ where OMP keeps a weight, 0 elsewhere; φ = 0.01, α = 2) or from a random mask 
 (§4.2.4). After every optimizer step the threshold φ is re-derived from the ranking of the scores so
 that the sparsity is *exactly* the target, per matrix (default) or over all targets (`thresholds.py`).
 
-This module is the search: its settings (`TamtConfig`, in the torch-free `configs.py` that `--help`
+This module is the search: its settings (`TamtConfig`, in the torch-free `config.py` that `--help`
 reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
 `scores.py` and `thresholds.py` are re-exported.
 
@@ -49,8 +49,12 @@ from ...models.arch import ARCHS
 from ...models.load import load_tokenizer
 from ...models.source import fit_max_length
 from ...train.config import TrainConfig
-from ..configs import (
-    DEFAULT_MAX_LENGTH,
+from ..omp.prune import omp_mask
+from ..options import DEFAULT_MAX_LENGTH
+from ..random.prune import random_mask
+from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from .config import (
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
     Init,
@@ -62,10 +66,6 @@ from ..configs import (
     paper_schedule_steps,
     score_travel,
 )
-from ..omp.prune import omp_mask
-from ..random.prune import random_mask
-from ..search import SearchObjective, SearchResult, SearchSpec, run_search
-from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .masked_layers import row_blocks
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
 from .thresholds import (
