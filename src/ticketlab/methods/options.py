@@ -14,7 +14,7 @@ Ranking = Literal["local", "global"]
 # calls), or int(s·n) (TAMT's masker, `controlled_init` in its masking/maskers.py): `ranking.pruned_count`
 Count = Literal["round", "floor"]
 # BertAdam's own settings in TAMT's train_kd.py (its `e` default, its parameter groups' decay), which a
-# search's `optimizer: bertadam` brings (`search_inputs.train_config`)
+# search's `optimizer: bertadam` brings (`SearchConfig.train_config`)
 BERTADAM = {"adam_eps": 1e-6, "weight_decay": 0.01}
 DEFAULT_MAX_LENGTH = 512  # tokens per block of a search on a corpus (TAMT Table 1)
 

@@ -1,6 +1,6 @@
 """What the search methods (TAMT, IMP and one's own) share to set up a search from a `SearchConfig`:
-the model with its MLM head, the corpus objective, the options of the resumable runner, the training
-settings; and the search verb's run (`verbs.search.search`, whose module `--help` reads, runs it)."""
+the model with its MLM head, the corpus objective, the options of the resumable runner; and the
+search verb's run (`verbs.search.search`, whose module `--help` reads, runs it)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput, Teacher
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
-from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
-from .options import BERTADAM
 from .search import SearchObjective, SearchResult
+from .search_config import SearchConfig
 from .search_dir import SearchDir
 
 log = logging.getLogger(__name__)
-SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 
 
 def load_mlm_model(config: SearchConfig, need_head: bool):
@@ -185,41 +183,6 @@ def run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, 
         "accelerator": acc,
         "keep_checkpoint": config.keep_checkpoint,
     }
-
-
-def train_config(
-    config: SearchConfig, lr: float, *, metric: str | None = None, greater: bool = True
-) -> TrainConfig:
-    """The training loop's settings of the search `config` at learning rate `lr` (`metric`: a task's
-    dev metric for the best checkpoint); `SearchConfig.train_config`. `optimizer: bertadam` brings
-    BertAdam's own eps, weight decay and per-tensor clipping."""
-    bert = config.optimizer == "bertadam"
-    return TrainConfig(
-        max_steps=config.steps,
-        schedule_steps=config.horizon if config.horizon != config.steps else None,
-        batch_size=config.batch_size,
-        lr=lr,
-        weight_decay=BERTADAM["weight_decay"] if bert else config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        grad_accum=config.grad_accum,
-        max_grad_norm=config.max_grad_norm
-        if config.max_grad_norm > 0 and not config.optimizer_in_backward
-        else None,
-        clip="per-tensor" if config.clip_per_tensor or bert else "global",
-        adam_eps=BERTADAM["adam_eps"] if bert else config.adam_eps,
-        optimizer=config.optimizer,
-        optimizer_in_backward=config.optimizer_in_backward,
-        eval_every=config.eval_every,
-        save_every=config.save_every,
-        log_every=config.log_every,
-        seed=config.seed,
-        mixed_precision=config.mixed_precision,
-        compile=config.compile,
-        metric=metric,
-        greater_is_better=greater,
-        progress=config.progress,
-        desc=f"search {config.verb}",
-    )
 
 
 def run_search_config(config: SearchConfig, accelerator: Accelerator | None) -> SearchResult:

@@ -9,9 +9,8 @@ from typing import Any
 
 from ...core.digest import run_identity
 from ..registry import Method, Preset, register_method
+from ..search_config import SearchConfig
 from .config import VARIANT_RANKING, ImpConfig, imp_schedule
-
-SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:

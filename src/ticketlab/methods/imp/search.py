@@ -81,8 +81,9 @@ from ...train.schedule import restart_optimizer
 from ..options import DEFAULT_MAX_LENGTH
 from ..ranking import Ranking, keep_top
 from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_config import SearchConfig
 from ..search_dir import SearchDir
-from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from ..search_inputs import lm_objective, load_mlm_model, run_options
 from .config import ImpConfig, imp_schedule
 
 REWOUND_DIR = "rewound_model"

@@ -53,7 +53,8 @@ from ..omp.prune import omp_mask
 from ..options import DEFAULT_MAX_LENGTH
 from ..random.prune import random_mask
 from ..search import SearchObjective, SearchResult, SearchSpec, run_search
-from ..search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from ..search_config import SearchConfig
+from ..search_inputs import lm_objective, load_mlm_model, run_options
 from .config import (
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
