@@ -81,6 +81,7 @@ from dataclasses import dataclass
 from ticketlab.core.checks import option
 from ticketlab.methods.tamt.config import TamtConfig
 from ticketlab.methods.registry import Method, register_method
+from ticketlab.methods.tamt.register import search_from_config
 
 
 @dataclass
@@ -92,7 +93,7 @@ register_method(
     Method(
         "toy-search",
         ToySearchConfig,
-        "ticketlab.methods.tamt.search:search_from_config",
+        search_from_config,
         "a toy search method (TAMT under another name)",
         color="C8",
     )

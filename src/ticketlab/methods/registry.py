@@ -10,14 +10,13 @@ A method may also be registered from any module of one's own (`register_method`,
 module).
 
 The register modules are light: `ticketlab prune --help` and `ticketlab search --help` list the
-methods without torch (tests/test_startup.py). So a module names its function by reference,
-"package.module:function" (`FunctionRef`), and the registry imports it on the first call.
+methods without torch (tests/test_startup.py). So the function a module registers imports the
+method's implementation (its folder's `search.py` or `prune.py`) when it first runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -49,33 +48,6 @@ def config_settings(method: Any) -> dict[str, Any]:
     return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
-@dataclass(frozen=True)
-class FunctionRef:
-    """A function by its module and name, "package.module:function", imported on its first call and
-    kept: a registered module names the heavy function that runs its method without importing it."""
-
-    path: str
-
-    def __post_init__(self) -> None:
-        module, _, name = self.path.partition(":")
-        if not module or not name:
-            raise ConfigError(f"method function {self.path!r}: expected 'package.module:function'")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-    def resolve(self) -> Callable[..., Any]:
-        """The function itself, imported on the first call."""
-        return _resolve(self.path)
-
-
-@functools.cache
-def _resolve(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    # lazy: the registry's one boundary; its modules are read by `--help`, their functions need torch
-    return getattr(importlib.import_module(module), name)
-
-
 # eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
 @dataclass(frozen=True, eq=False)
 class Method:
@@ -96,9 +68,8 @@ class Method:
 
     name: str
     config: type | None  # a search method's settings (`TamtConfig`, `ImpConfig`); None for the others
-    # The function, or "package.module:function" where importing it would import torch (a `FunctionRef`
-    # once registered: imported on its first call).
-    run: Callable[..., Any] | str | None
+    # The function; one a `--help` reads registers imports the implementation when it first runs.
+    run: Callable[..., Any] | None
     help: str  # its line in `ticketlab search --help` / `ticketlab prune --help`
     task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
     # Its config's part of `SearchConfig.settings` (a resumed search must match it).
@@ -147,8 +118,8 @@ class Method:
     against: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.run, str):
-            object.__setattr__(self, "run", FunctionRef(self.run))  # frozen: set once, here
+        if self.run is not None and not callable(self.run):
+            raise ConfigError(f"method {self.name!r}: run must be a function or None, got {self.run!r}")
 
     @property
     def named(self) -> tuple[Preset, ...]:

@@ -1,11 +1,12 @@
 """The structured tickets of Liang et al. 2021 §5.4, three methods: at a level (the fraction of heads
 and of FFN units pruned), the units of *lowest* importance on a task pruned (`st-winning`), of
 *highest* (`st-losing`), or drawn at random (seeded) in the counts of the winning ticket of that level
-(`st-random`, a sweep method: `tickets.save_random_ticket`). The winning and losing tickets are
-deterministic given the fine-tuned model their importance scores come from (one mask per seed's full
-model, no search draw); they are made by `ticketlab super` (`studies.supertickets`), which fine-tunes
-the full model first: they need a task, so they are no sweep's methods. Registered for what the
-report reads: their colours, order, determinism and the tickets they are tested against."""
+(`st-random`, a sweep method: `tickets.save_random_ticket`, imported when it first runs). The winning
+and losing tickets are deterministic given the fine-tuned model their importance scores come from
+(one mask per seed's full model, no search draw); they are made by `ticketlab super`
+(`studies.supertickets`), which fine-tunes the full model first: they need a task, so they are no
+sweep's methods. Registered for what the report reads: their colours, order, determinism and the
+tickets they are tested against."""
 
 from __future__ import annotations
 
@@ -48,11 +49,19 @@ register_method(
 )
 
 
+def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
+    """A random structured ticket's mask directory (`tickets.save_random_ticket`), imported when it
+    first runs."""
+    from .tickets import save_random_ticket as run  # lazy: `--help` reads this module; tickets need torch
+
+    return run(model, level, seed, settings, out)
+
+
 register_method(
     Method(
         "st-random",
         None,
-        "ticketlab.methods.super_tickets.tickets:save_random_ticket",
+        save_random_ticket,
         "random structured ticket: the sparsity of heads and of FFN units pruned",
         verb=None,
         pattern="units",
