@@ -38,23 +38,8 @@ def load_mlm_model(config: SearchConfig, need_head: bool):
     return model, model_config, has_head
 
 
-def lm_objective(
-    config: SearchConfig,
-    tokenizer,
-    acc: Accelerator,
-    name: str,
-    *,
-    mlm_eval: bool,
-    decoder: Decoder = "dense",
-    kd_input: KdInput = "clean",
-    eval_kd_input: KdInput = "clean",
-    teacher: Teacher = "eval",
-    kd_data: str = "blocks",
-) -> SearchObjective:
-    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder, the KD input and
-    the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
-    `eval_kd_input`, its teacher in eval mode). `kd_data="reference"`: TAMT-KD trains on TAMT's own KD
-    data (`reference_kd_data`); the dev evaluation stays on the dev blocks."""
+def search_corpus(config: SearchConfig, tokenizer, acc: Accelerator) -> LMCorpus:
+    """The corpus a search on MLM reads, its training and dev blocks (the main process first)."""
     with acc.main_process_first():
         corpus = load_lm_corpus(
             config.corpus,
@@ -72,6 +57,27 @@ def lm_objective(
         )
     if acc.is_main_process:
         log.info(f"corpus: {corpus.summary()}{read_note(corpus.info['read'])}")
+    return corpus
+
+
+def lm_objective(
+    config: SearchConfig,
+    tokenizer,
+    acc: Accelerator,
+    name: str,
+    *,
+    mlm_eval: bool,
+    decoder: Decoder = "dense",
+    kd_input: KdInput = "clean",
+    eval_kd_input: KdInput = "clean",
+    teacher: Teacher = "eval",
+    kd_data: str = "blocks",
+) -> SearchObjective:
+    """The corpus objective of a search: `pretraining_loss(name)` with the MLM decoder, the KD input and
+    the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
+    `eval_kd_input`, its teacher in eval mode). `kd_data="reference"`: TAMT-KD trains on TAMT's own KD
+    data (`reference_kd_data`); the dev evaluation stays on the dev blocks."""
+    corpus = search_corpus(config, tokenizer, acc)
     collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
     dev = corpus.dev.take(config.dev_blocks)
     source = ", ".join(map(str, config.dev or config.corpus))

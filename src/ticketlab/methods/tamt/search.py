@@ -235,20 +235,7 @@ def search_tamt(
         base_model=base_model,
         params=groups,
         on_step=Rethreshold(thresholders, compile=train_config.compile),
-        describe=lambda: {
-            "objective": config.objective,
-            "init": config.init,
-            "threshold": config.threshold,
-            "alpha": config.alpha,
-            "train_head": config.trains_head,
-            "head_lr": config.head_lr if config.trains_head else None,
-            "mlm_head": HEAD_FILE if config.trains_head else None,
-            "decoder": config.decoder if "mlm" in config.objective else None,
-            "kd_input": config.kd_reads,
-            "kd_teacher": config.teacher_mode if config.kd_reads else None,
-            **({"kd_data": config.kd_data} if config.kd_data != "blocks" else {}),
-            **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
-        },
+        describe=lambda: _described(config),
         settings=settings or {},
         extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,
         objective_losses=tuple(f"{part}_loss" for part in config.objective.split("+")),
@@ -263,6 +250,24 @@ def search_tamt(
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
     )
+
+
+def _described(config: TamtConfig) -> dict[str, Any]:
+    """What a TAMT mask's config records of the search that found it."""
+    return {
+        "objective": config.objective,
+        "init": config.init,
+        "threshold": config.threshold,
+        "alpha": config.alpha,
+        "train_head": config.trains_head,
+        "head_lr": config.head_lr if config.trains_head else None,
+        "mlm_head": HEAD_FILE if config.trains_head else None,
+        "decoder": config.decoder if "mlm" in config.objective else None,
+        "kd_input": config.kd_reads,
+        "kd_teacher": config.teacher_mode if config.kd_reads else None,
+        **({"kd_data": config.kd_data} if config.kd_data != "blocks" else {}),
+        **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
+    }
 
 
 def kd_data_horizon(config: SearchConfig, sequences: int) -> int:
