@@ -42,7 +42,7 @@ def child(args: argparse.Namespace) -> dict:
 
     from ticketlab.core.memory import keep_freed_memory
     from ticketlab.masks import apply_mask
-    from ticketlab.methods.magnitude import omp_mask
+    from ticketlab.methods.omp.prune import omp_mask
     from ticketlab.tasks.objective import load_task_model
     from ticketlab.tasks.registry import get_task
 

@@ -63,7 +63,13 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
-from ticketlab.methods.tamt import Rethreshold, TamtConfig, make_thresholders, prepare_tamt, rethreshold
+from ticketlab.methods.tamt.search import (
+    Rethreshold,
+    TamtConfig,
+    make_thresholders,
+    prepare_tamt,
+    rethreshold,
+)
 from ticketlab.models.load import load_model, load_tokenizer
 from ticketlab.train.optim import AdamW
 from ticketlab.train.processes import LossModule

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ticketlab.lm.mlm_head import head_parameters
 from ticketlab.lm.objectives import IGNORE_INDEX, pretraining_sums
 from ticketlab.masks import MaskParametrization, attach
-from ticketlab.methods.magnitude import omp_mask
+from ticketlab.methods.omp.prune import omp_mask
 
 
 class _Binarizer(torch.autograd.Function):

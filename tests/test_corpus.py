@@ -267,8 +267,8 @@ def test_a_search_undoes_wikitext_markup_unless_told_to_keep_it_as_tamt(tok, tmp
     the corpus it trains on is then the file's text tokenized as it is (by hand: load_lm_corpus)."""
     from accelerate import Accelerator
 
-    from ticketlab.methods.configs import TamtConfig
     from ticketlab.methods.search_inputs import lm_objective
+    from ticketlab.methods.tamt.config import TamtConfig
     from ticketlab.verbs.search import SearchConfig
 
     f = tmp_path / "wiki.txt"

@@ -83,8 +83,8 @@ def test_the_demo_searches_follow_tamts_rules_scaled_to_the_toy():
     """2 passes over the corpus as one schedule, each search stopped at Tab. 2's 70% point, IMP with the
     same steps at half the pre-training lr, TAMT at the default lr, which moves its masks."""
     from ticketlab.demo.config import CORPUS_BLOCKS, SEARCH_SCHEDULE, SEARCH_STEPS
-    from ticketlab.methods.configs import PAPER_SCHEDULE_STEPS, PAPER_STEPS, TamtConfig
-    from ticketlab.methods.tamt import frozen_mask_warning
+    from ticketlab.methods.tamt.config import PAPER_SCHEDULE_STEPS, PAPER_STEPS, TamtConfig
+    from ticketlab.methods.tamt.search import frozen_mask_warning
     from ticketlab.train.config import TrainConfig
 
     budget = BUDGETS["default"]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import ticketlab
-from ticketlab.methods.configs import ImpConfig, TamtConfig
+from ticketlab.methods.imp.config import ImpConfig
+from ticketlab.methods.tamt.config import TamtConfig
 
 
 def _inputs(root: Path) -> dict[str, Path]:

@@ -11,8 +11,9 @@ from transformers import BertForMaskedLM
 from conftest import make_model, tiny_bert_config, write_tokenizer
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
-from ticketlab.methods import band, tamt
-from ticketlab.methods.tamt import TamtConfig, make_thresholders, prepare_tamt, rethreshold
+from ticketlab.methods.tamt import band
+from ticketlab.methods.tamt import search as tamt
+from ticketlab.methods.tamt.search import TamtConfig, make_thresholders, prepare_tamt, rethreshold
 from ticketlab.train import optim
 from ticketlab.train.config import TrainConfig
 from ticketlab.train.loop import RESULT, train

@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from ticketlab.methods.tamt import ScoreMask, Scratch, Thresholder, rethreshold
+from ticketlab.methods.tamt.search import ScoreMask, Scratch, Thresholder, rethreshold
 from ticketlab.train.optim import AdamW
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -15,7 +15,7 @@ from ticketlab.cli import main
 from ticketlab.core.errors import ConfigError
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask, load_mask, weights_hash
-from ticketlab.methods.imp import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
+from ticketlab.methods.imp.search import REWOUND_DIR, ImpConfig, imp_schedule, search_imp
 from ticketlab.methods.search import SearchObjective
 from ticketlab.train.config import TrainConfig
 
@@ -411,7 +411,7 @@ def test_variant_ranking_conflict_and_pooler_are_said():
     for retired in ("lth", "legacy"):  # ticketlab's first IMP is no variant any more
         with pytest.raises(ConfigError, match=f"variant must be one of .chen., .tamt., got .{retired}."):
             ImpConfig(0.5, variant=retired)  # type: ignore[arg-type]
-    from ticketlab.methods.imp import variant_targets
+    from ticketlab.methods.imp.search import variant_targets
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
     from ticketlab.masks import find_targets
@@ -422,7 +422,7 @@ def test_variant_ranking_conflict_and_pooler_are_said():
 
 def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, monkeypatch):
     """Both reference codes rebuild AdamW and the linear schedule after each pruning."""
-    from ticketlab.methods import imp as imp_module
+    from ticketlab.methods.imp import search as imp_module
 
     seen: dict[int, tuple[int, float, float]] = {}
     original = imp_module._Imp.on_step

@@ -26,8 +26,8 @@ from ticketlab.data.kd_chunks import (
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import apply_mask, load_mask
 from ticketlab.methods import omp_mask
-from ticketlab.methods.registered.tamt import _tamt_settings
-from ticketlab.methods.tamt import TamtConfig
+from ticketlab.methods.tamt.register import _tamt_settings
+from ticketlab.methods.tamt.search import TamtConfig
 from ticketlab.studies.run_ids import run_id
 from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 

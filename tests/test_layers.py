@@ -74,3 +74,24 @@ def test_no_import_circles_counting_imports_inside_functions():
             if name not in seen:
                 seen.add(name)
                 todo.extend(graph[name])
+
+
+def test_the_methods_shared_machinery_imports_no_method():
+    """`methods/` is one folder per method (`tamt/`, `imp/`, `wanda/`...) beside the machinery they
+    share (its own modules: ranking, the search runner, the shared settings): no shared module
+    imports a method's folder, which would make it that method's."""
+    methods = ROOT / "src" / "ticketlab" / "methods"
+    folders = {f"ticketlab.methods.{p.parent.name}" for p in methods.glob("*/__init__.py")}
+    shared = {f"ticketlab.methods.{p.stem}" for p in methods.glob("*.py") if p.stem != "__init__"}
+    assert {
+        "ticketlab.methods.tamt",
+        "ticketlab.methods.imp",
+    } <= folders and "ticketlab.methods.ranking" in shared
+    graph = _imports()
+    found = {
+        (module, target)
+        for module in shared
+        for target in graph[module]
+        if any(target == f or target.startswith(f + ".") for f in folders)
+    }
+    assert not found, sorted(found)

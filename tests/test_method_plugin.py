@@ -1,11 +1,13 @@
-"""Adding a method is adding one file: a module written into `ticketlab/methods/registered/` (and no
-other file edited) is a `ticketlab prune` or `ticketlab search` sub-command (a search method with
-options of its own), a sweep method that plans and runs, and a method the report lists in its colour."""
+"""Adding a method is adding one folder: a package written into `ticketlab/methods/` whose `register`
+module registers it (and no other file edited) is a `ticketlab prune` or `ticketlab search`
+sub-command (a search method with options of its own), a sweep method that plans and runs, and a
+method the report lists in its colour."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import sweep_fakes as fakes
-import ticketlab.methods.registered
+import ticketlab.methods
 from ticketlab.cli import main
 from ticketlab.methods import registry
 from ticketlab.studies import expand, run_sweep
@@ -21,7 +23,7 @@ from ticketlab.studies.report import write_report
 from ticketlab.studies.sweep.methods import method_color, report_order, sweep_methods
 
 NAME = "anti-omp"  # the toy method
-MODULE = "test_made_anti_omp"  # its file, written by this test and removed after it
+MODULE = "test_made_anti_omp"  # its folder, written by this test and removed after it
 TOY = '''"""A toy one-shot method: keep the weights of *smallest* |W| (OMP's opposite)."""
 
 from ticketlab.methods.registry import Method, register_method
@@ -45,20 +47,24 @@ register_method(
 
 
 def _installed(monkeypatch, name: str, module: str, text: str):
-    """`text` as the module `module` of the package of registered methods, registering `name`; the
-    registry reads the package again, and is as it was after the test."""
-    path = Path(ticketlab.methods.registered.__path__[0]) / f"{module}.py"
-    path.unlink(missing_ok=True)  # left by a run of this test that was killed
-    full = f"{registry.PACKAGE}.{module}"
+    """`text` as the `register` module of a new method folder `module` of `ticketlab.methods`,
+    registering `name`; the registry reads the package again, and is as it was after the test."""
+    folder = Path(ticketlab.methods.__path__[0]) / module
+    shutil.rmtree(folder, ignore_errors=True)  # left by a run of this test that was killed
+    full = f"{registry.FOLDERS}.{module}.{registry.FOLDER_MODULE}"
     monkeypatch.setitem(registry.load(), name, None)  # the registry as it was before: after the test too
-    monkeypatch.setitem(sys.modules, full, None)  # its module forgotten after the test
-    del sys.modules[full], registry.load()[name]
-    path.write_text(text)
+    for forgotten in (full, full.rpartition(".")[0]):  # its modules forgotten after the test
+        monkeypatch.setitem(sys.modules, forgotten, None)
+        del sys.modules[forgotten]
+    del registry.load()[name]
+    folder.mkdir()
+    (folder / "__init__.py").write_text('"""A method written by a test."""\n')
+    (folder / f"{registry.FOLDER_MODULE}.py").write_text(text)
     monkeypatch.setattr(registry, "_loaded", False)  # the registry's next use imports the new module
     try:
-        yield path
+        yield folder
     finally:
-        path.unlink()
+        shutil.rmtree(folder)
 
 
 @pytest.fixture()
@@ -73,8 +79,9 @@ TOY_SEARCH = '''"""A toy search method: TAMT under another name, with one settin
 from dataclasses import dataclass
 
 from ticketlab.core.checks import option
-from ticketlab.methods.configs import TamtConfig
+from ticketlab.methods.tamt.config import TamtConfig
 from ticketlab.methods.registry import Method, register_method
+from ticketlab.methods.tamt.register import search_from_config
 
 
 @dataclass
@@ -86,7 +93,7 @@ register_method(
     Method(
         "toy-search",
         ToySearchConfig,
-        "ticketlab.methods.tamt:search_from_config",
+        search_from_config,
         "a toy search method (TAMT under another name)",
         color="C8",
     )

@@ -18,7 +18,7 @@ from ticketlab.masks import current_mask, load_mask, save_mask
 from ticketlab.masks.io import CONFIG_NAME
 from ticketlab.masks.pattern import NM, parse_pattern
 from ticketlab.methods import keep_top, omp_mask, random_mask
-from ticketlab.methods.tamt import (
+from ticketlab.methods.tamt.search import (
     Scratch,
     TamtConfig,
     attach_scores,

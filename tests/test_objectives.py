@@ -197,8 +197,8 @@ def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(to
     `TamtConfig.teacher_mode`) runs the teacher forward in the training model's mode, so its
     dropout draws what a separate dense model in train mode draws after the student (by hand here);
     the library's default, an eval-mode teacher, gives another loss on the same draws."""
-    from ticketlab.methods.configs import TamtConfig
-    from ticketlab.methods.registered.tamt import _tamt_settings
+    from ticketlab.methods.tamt.config import TamtConfig
+    from ticketlab.methods.tamt.register import _tamt_settings
 
     config = tiny_bert_config(hidden_dropout_prob=0.3)
     model = make_model(BertForMaskedLM, config, seed=3)

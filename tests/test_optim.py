@@ -96,7 +96,7 @@ def test_clipping_is_global_by_default_and_per_tensor_as_bertadam(tmp_path):
     as BertAdam in TAMT's train_kd.py (per-tensor, 1e-6). By hand: gradients of norm 5 and 0.5."""
     from accelerate import Accelerator
 
-    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.methods.tamt.config import TamtConfig
     from ticketlab.train.config import TrainConfig
     from ticketlab.train.schedule import adamw, clip_gradients
     from ticketlab.verbs.search import SearchConfig
@@ -163,7 +163,7 @@ def test_bertadam_takes_the_references_first_three_updates(tmp_path):
 
     from accelerate import Accelerator
 
-    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.methods.tamt.config import TamtConfig
     from ticketlab.train.schedule import adamw, clip_gradients, make_scheduler
     from ticketlab.verbs.search import SearchConfig
 
@@ -203,7 +203,7 @@ def test_bertadam_takes_the_references_first_three_updates(tmp_path):
 
 def test_bertadam_is_one_option_whose_settings_are_its_own(tmp_path):
     from ticketlab.core.errors import ConfigError
-    from ticketlab.methods.configs import TamtConfig
+    from ticketlab.methods.tamt.config import TamtConfig
     from ticketlab.verbs.search import SearchConfig
 
     search = dict(model="m", method=TamtConfig(sparsity=0.5), steps=3, out=tmp_path, corpus=["c.txt"])

@@ -351,21 +351,27 @@ def test_a_pickled_sweep_work_has_a_method_its_module_registers(tmp_path, monkey
     assert done.stdout.split() == ["carried", "carried_method", "full"]
 
 
-def test_a_method_named_by_reference_is_imported_on_its_first_call():
-    """A registered module stays light (`--help` reads it): it names its function "module:function"
-    and the registry imports it when the method first runs; a malformed reference is refused."""
+def test_a_registered_method_is_a_function_that_imports_its_method_when_it_runs(tiny_bert_dir):
+    """A registration stays light (`--help` reads it): it registers a function, which imports the
+    method's implementation on its first call and runs it; anything else is refused."""
     import subprocess
     import sys
 
-    from ticketlab.methods.registry import FunctionRef
+    import torch
 
-    ref = Method("by-ref", None, "json:dumps", "a function by reference", verb="prune").run
-    assert isinstance(ref, FunctionRef) and ref([1]) == "[1]" and ref.resolve() is json.dumps
-    with pytest.raises(ConfigError, match="package.module:function"):
-        Method("bad", None, "json.dumps", "no function named", verb="prune")
+    from ticketlab.methods.omp.prune import omp_mask
+    from ticketlab.methods.registry import methods
+    from ticketlab.models.load import load_model
+
+    with pytest.raises(ConfigError, match="'by-ref': run must be a function or None, got 'json:dumps'"):
+        Method("by-ref", None, "json:dumps", "a function by its module's name", verb="prune")
     code = (
-        "import sys; from ticketlab.methods.registry import methods; m = methods();"
-        "print('torch' in sys.modules, type(m['tamt'].run).__name__, m['omp'].run.resolve().__name__)"
+        "import sys; from ticketlab.methods.registry import methods; m = methods().values();"
+        "print('torch' in sys.modules, all(callable(x.run) for x in m if x.run is not None))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "FunctionRef", "omp_mask"]  # registered without torch; resolved
+    assert out.split() == ["False", "True"]  # registered without torch
+    model = load_model(str(tiny_bert_dir), head="base")
+    registered, direct = methods()["omp"].run(model, 0.5), omp_mask(model, 0.5)
+    assert registered.keys() == direct.keys()
+    assert all(torch.equal(registered[k], direct[k]) for k in direct)

@@ -32,7 +32,7 @@ from ticketlab.masks import (
     remove_mask,
     structure_of,
 )
-from ticketlab.methods.tamt import attach_scores
+from ticketlab.methods.tamt.search import attach_scores
 from ticketlab.models.arch import encoder_of
 
 

@@ -450,7 +450,7 @@ def test_a_tamt_search_too_short_for_table_1s_lr_names_the_lr_the_default_raises
     """The default lr follows the search's length (`TamtConfig.default_lr`): a run of 200 steps without
     an lr carries the raised one in its `defaults`, so its id is not that of a run at Table 1's lr; a
     run long enough for Table 1's lr, or one that names its lr, keeps its id."""
-    from ticketlab.methods.configs import TamtConfig, paper_schedule_steps
+    from ticketlab.methods.tamt.config import TamtConfig, paper_schedule_steps
 
     base.update(methods=["tamt-mlm", {"tamt-kd": {"lr": 1e-3}}], sparsities=[0.7], search={"steps": 200})
     base["seeds"] = {"search": [0], "finetune": [0]}

@@ -51,7 +51,7 @@ def test_verb_help_imports_no_heavy_package(argv):
 
 def test_verb_help_probe_sees_a_heavy_import():
     """The probe above would see torch if a verb's parser imported it."""
-    assert loaded_after("import ticketlab.methods.tamt") >= {"torch"}
+    assert loaded_after("import ticketlab.methods.tamt.search") >= {"torch"}
 
 
 def test_import_ticketlab_imports_no_heavy_package():
@@ -139,12 +139,12 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_tamt_objectives_are_the_losses():
-    """`TamtConfig.objective` is spelt out in the torch-free `methods.configs`: the same names as the
-    losses of `objectives`."""
+    """`TamtConfig.objective` is spelt out in the torch-free `methods.tamt.config`: the same names as
+    the losses of `objectives`."""
     from typing import get_args
 
     from ticketlab.lm import objectives
-    from ticketlab.methods import configs
+    from ticketlab.methods.tamt import config as configs
 
     assert get_args(configs.Objective) == get_args(objectives.Objective) == objectives.OBJECTIVES
 

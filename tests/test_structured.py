@@ -722,7 +722,7 @@ def test_a_ticket_loaded_for_finetuning_is_weights_and_exports_with_zeros(tiny_b
 def test_importance_gates_sit_on_a_ticket_in_weight_form():
     """Importance needs gradients with respect to units: gates (hooks) on top of the weight form.
     The pruned units score exactly 0 (nothing they gate reaches the output)."""
-    from ticketlab.methods.importance import compute_importance
+    from ticketlab.methods.super_tickets.importance import compute_importance
 
     model = tiny()
     units = hard_units(model, "layer")

@@ -14,7 +14,7 @@ import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.outputs import mark_output
-from ticketlab.methods.importance import Importance
+from ticketlab.methods.super_tickets.importance import Importance
 from ticketlab.studies import MethodSpec, expand, run_sweep, spec_from_dict
 from ticketlab.studies.across import CSV_FILE, FIGURE_FILE, MD_FILE, write_importance_across
 from ticketlab.studies.report import write_report
@@ -205,7 +205,7 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from ticketlab.masks import current_mask
     from ticketlab.methods import omp_mask
     from ticketlab.methods.ranking import pruned_count
-    from ticketlab.methods.tamt import prepare_tamt
+    from ticketlab.methods.tamt.search import prepare_tamt
     from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
 
     job = SearchJob(

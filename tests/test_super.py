@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.methods.importance import Importance, compute_importance, normalize_heads
-from ticketlab.methods.levels import LEVELS
-from ticketlab.methods.tickets import check_level, keep_units, n_pruned, select, unit_count
+from ticketlab.methods.super_tickets.importance import Importance, compute_importance, normalize_heads
+from ticketlab.methods.super_tickets.levels import LEVELS
+from ticketlab.methods.super_tickets.tickets import check_level, keep_units, n_pruned, select, unit_count
 
 # --------------------------------------------------------------------------- importance, hand-built
 

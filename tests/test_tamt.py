@@ -29,9 +29,10 @@ from ticketlab.masks import (
     masks_disabled,
     remove_mask,
 )
-from ticketlab.methods import band, omp_mask, random_mask
+from ticketlab.methods import omp_mask, random_mask
 from ticketlab.methods.search import restore_checkpoint
-from ticketlab.methods.tamt import (
+from ticketlab.methods.tamt import band
+from ticketlab.methods.tamt.search import (
     ScoreMask,
     Scratch,
     TamtConfig,
@@ -43,7 +44,7 @@ from ticketlab.methods.tamt import (
     prepare_tamt,
     rethreshold,
 )
-from ticketlab.methods.thresholds import _rank
+from ticketlab.methods.tamt.thresholds import _rank
 from ticketlab.train.loop import CHECKPOINT
 from ticketlab.train.optim import AdamW
 
@@ -500,7 +501,7 @@ def test_the_pooler_is_masked_where_the_checkpoint_has_one(tiny_run, tmp_path, c
 
 def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
     from ticketlab.methods import ImpConfig
-    from ticketlab.methods.tamt import PAPER_STEPS, paper_fraction, paper_schedule_steps
+    from ticketlab.methods.tamt.search import PAPER_STEPS, paper_fraction, paper_schedule_steps
     from ticketlab.verbs.search import SearchConfig
 
     def config(method, **kw):
@@ -546,7 +547,7 @@ def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monke
     )
     assert main(search_args(tiny_run, tmp_path / "whole", *common)) == 0
 
-    import ticketlab.methods.tamt as tamt_module
+    import ticketlab.methods.tamt.search as tamt_module
 
     real, calls = tamt_module.Rethreshold, []
 
@@ -958,8 +959,8 @@ def test_a_search_too_short_to_move_any_score_across_the_gap_is_flagged():
 def test_the_default_lr_moves_a_mask_on_a_short_search_and_is_table_1s_on_a_long_one():
     """Table 1's lr over 50 steps moves a score 0.0017, a twelfth of the Eq. 5 gap: the default raises it
     to the lr at which one score travels the whole gap, and keeps Table 1's where that already does."""
-    from ticketlab.methods.configs import score_travel
-    from ticketlab.methods.tamt import paper_schedule_steps
+    from ticketlab.methods.tamt.config import score_travel
+    from ticketlab.methods.tamt.search import paper_schedule_steps
     from ticketlab.train.config import TrainConfig
 
     for objective, paper in (("mlm", 5e-5), ("kd", 2e-5)):
@@ -989,7 +990,7 @@ def test_a_short_search_at_the_default_lr_moves_the_mask_and_says_its_lr(tiny_ru
 def test_an_lr_given_too_small_to_move_a_mask_is_said_before_the_work_with_one_that_would(
     tiny_run, tmp_path, caplog, monkeypatch
 ):
-    import ticketlab.methods.tamt as tamt
+    import ticketlab.methods.tamt.search as tamt
 
     def no_model(*a, **k):
         raise RuntimeError("loaded the model")
@@ -1056,7 +1057,7 @@ def test_tamt_prunes_int_of_s_n_as_its_masker_and_round_on_request():
     32x32 matrix is 716 pruned (0.6992), where round(s·n) prunes 717 (0.7002, torch's pruning and
     `prune omp`). By hand on one linear layer."""
     from ticketlab.methods.ranking import pruned_count
-    from ticketlab.methods.registered.tamt import _tamt_settings
+    from ticketlab.methods.tamt.register import _tamt_settings
 
     assert (pruned_count(0.7, 1024, "floor"), pruned_count(0.7, 1024, "round")) == (716, 717)
     assert pruned_count(0.7, 1024) == 717  # the library's default: torch's pruning

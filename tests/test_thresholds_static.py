@@ -1,4 +1,4 @@
-"""The re-threshold's step of fixed shapes (`methods/band.py`): its masks against an eager per-matrix
+"""The re-threshold's step of fixed shapes (`methods/tamt/band.py`): its masks against an eager per-matrix
 top-k (signed scores, ties to the lower position) over seeds, score dtypes and rankings, N:M too;
 and the step under `torch.compile(fullgraph=True)`: no graph break, the same masks."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ticketlab.methods import band
-from ticketlab.methods.scores import ScoreMask
-from ticketlab.methods.thresholds import (
+from ticketlab.methods.tamt import band
+from ticketlab.methods.tamt.scores import ScoreMask
+from ticketlab.methods.tamt.thresholds import (
     Rethreshold,
     Thresholder,
     make_thresholders,

@@ -30,8 +30,8 @@ PAGE = "reference/configs.md"
 CONFIGS = {
     "ticketlab.verbs.prune:PruneConfig": ["prune"],
     "ticketlab.verbs.search:SearchConfig": ["search tamt", "search imp"],
-    "ticketlab.methods.configs:TamtConfig": ["search tamt"],
-    "ticketlab.methods.configs:ImpConfig": ["search imp"],
+    "ticketlab.methods.tamt.config:TamtConfig": ["search tamt"],
+    "ticketlab.methods.imp.config:ImpConfig": ["search imp"],
     "ticketlab.verbs.evaluate_pretrain:PretrainEvalConfig": ["evaluate-pretrain"],
     "ticketlab.verbs.finetune_config:FinetuneConfig": ["finetune"],
     "ticketlab.verbs.export:ExportConfig": ["export"],

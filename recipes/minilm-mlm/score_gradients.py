@@ -35,8 +35,8 @@ import torch
 from ticketlab.data.corpus import load_lm_corpus
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks.prunable import attach_pooler
-from ticketlab.methods.configs import TamtConfig
-from ticketlab.methods.tamt import prepare_tamt
+from ticketlab.methods.tamt.config import TamtConfig
+from ticketlab.methods.tamt.search import prepare_tamt
 from ticketlab.models.load import load_model, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]

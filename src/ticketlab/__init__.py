@@ -21,7 +21,7 @@ One call per verb, each taking a config dataclass that is validated when it is b
     ticketlab.register_arch(model_type, ticketlab.Arch(...))  (a family of your own; --targets)
     ticketlab.register_method(ticketlab.Method(...))          (a method of your own: ticketlab
                                                               prune|search NAME, sweeps, reports;
-                                                              built in: ticketlab/methods/registered/)
+                                                              built in: ticketlab/methods/NAME/register.py)
 
 `ticketlab.finetune` is the function; its module is `ticketlab.verbs.finetune`
 (`from ticketlab.verbs.finetune import X`, `importlib.import_module("ticketlab.verbs.finetune")`).

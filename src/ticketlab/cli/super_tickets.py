@@ -17,9 +17,9 @@ Fine-tuning options are those of `ticketlab finetune` (defaults: the task's TAMT
 
 --importance-only stops after the importance scores: each seed's full model is fine-tuned and its
 heads and FFN units scored (OUT/runs/<run>/importance/: importance.json and .safetensors, read by
-`ticketlab.methods.importance.Importance.load(DIR)`), and no ticket is made. The same command without it goes
-on from there. (`ticketlab importance` is another thing: importance across tasks, from finished
-super-ticket studies.)
+`ticketlab.methods.super_tickets.importance.Importance.load(DIR)`), and no ticket is made. The same
+command without it goes on from there. (`ticketlab importance` is another thing: importance across
+tasks, from finished super-ticket studies.)
 
 Example:
   ticketlab super --model models/minilm-mlm --task mrpc --data-dir path/to/glue \\

@@ -1,6 +1,6 @@
 """The choices of the LM objectives' options, in a module that imports no torch: the configs a
-verb's `--help` offers read them (`methods.configs`, `verbs.search`), and parsing must not wait for torch.
-`lm/objectives.py` computes what they mean."""
+verb's `--help` offers read them (`methods.tamt.config`, `methods.search_config`), and parsing must
+not wait for torch. `lm/objectives.py` computes what they mean."""
 
 from __future__ import annotations
 

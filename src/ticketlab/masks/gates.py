@@ -5,8 +5,8 @@ A structured ticket is *used* (fine-tuned, evaluated, saved, exported) as its we
 `apply_unit_mask(model, units)` (`masks.units`) masks the unit slices of the weights, and FFN-out's
 bias with a pruned FFN sub-layer, by parametrizations like any mask; it computes exactly what the
 gates below compute, with no hooks, and `save_pretrained` writes the zeros. Gates stay where a
-gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`methods.importance`, the scoring
-step of the super-ticket study).
+gradient with respect to a unit is needed: ∂L/∂ξ_h and ∂L/∂ν (`methods.super_tickets.importance`,
+the scoring step of the super-ticket study).
 
 transformers 5 removed `head_mask` and `prune_heads`, so ticketlab gates units itself, without editing
 transformers' code and for every attention backend (eager, sdpa, flash, flex), with hooks on the two

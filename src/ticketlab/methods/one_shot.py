@@ -20,11 +20,10 @@ from ..masks.targets import resolve_targets
 from ..models.arch import arch_of
 from ..models.load import load_model
 from .calibration import OneShotResult, draw_calibration
+from .prune_config import PruneConfig
 from .registry import methods
 
 log = logging.getLogger(__name__)
-
-PruneConfig = Any  # `verbs.prune.PruneConfig`, a layer above: read here by its fields only
 
 
 def one_shot_targets(model: nn.Module, config: PruneConfig) -> Any:

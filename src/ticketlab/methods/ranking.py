@@ -19,7 +19,7 @@ from ..core.errors import ConfigError
 from ..masks import Mask
 from ..masks.nm import keep_top_groups
 from ..masks.pattern import check_divisible, parse_pattern, pattern_sparsity
-from .configs import Count, Ranking
+from .options import Count, Ranking
 
 
 def check_sparsity(sparsity: float) -> float:

@@ -3,21 +3,20 @@
 Every method ticketlab knows is one entry here, from which everything else derives: the CLI's
 sub-commands (`ticketlab prune NAME`, `ticketlab search NAME`), the sweep's method names (one per
 preset: `tamt` is `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`), the order in which reports list methods and
-their colours. A method is one module of the package `ticketlab.methods.registered`, or the
-`register` module of a method's own folder (`ticketlab.methods.wanda.register`), that calls
-`register_method` when imported; the registry imports them all on its first use, so adding a method
-is adding one file there (a Slurm worker that imports ticketlab has it too). A method may also be
-registered from any module of one's own (`register_method`, at import of that module).
+their colours. A built-in method is a folder of this package (`methods/tamt/`, `methods/wanda/`)
+whose `register` module calls `register_method` when imported; the registry imports them all on its
+first use, so adding a method is adding a folder (a Slurm worker that imports ticketlab has it too).
+A method may also be registered from any module of one's own (`register_method`, at import of that
+module).
 
-The registered modules are light: `ticketlab prune --help` and `ticketlab search --help` list the
-methods without torch (tests/test_startup.py). So a module names its function by reference,
-"package.module:function" (`FunctionRef`), and the registry imports it on the first call.
+The register modules are light: `ticketlab prune --help` and `ticketlab search --help` list the
+methods without torch (tests/test_startup.py). So the function a module registers imports the
+method's implementation (its folder's `search.py` or `prune.py`) when it first runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
@@ -49,33 +48,6 @@ def config_settings(method: Any) -> dict[str, Any]:
     return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
-@dataclass(frozen=True)
-class FunctionRef:
-    """A function by its module and name, "package.module:function", imported on its first call and
-    kept: a registered module names the heavy function that runs its method without importing it."""
-
-    path: str
-
-    def __post_init__(self) -> None:
-        module, _, name = self.path.partition(":")
-        if not module or not name:
-            raise ConfigError(f"method function {self.path!r}: expected 'package.module:function'")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-    def resolve(self) -> Callable[..., Any]:
-        """The function itself, imported on the first call."""
-        return _resolve(self.path)
-
-
-@functools.cache
-def _resolve(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    # lazy: the registry's one boundary; its modules are read by `--help`, their functions need torch
-    return getattr(importlib.import_module(module), name)
-
-
 # eq=False: hashable by identity, so what is derived from an entry (a sweep's methods) can be cached.
 @dataclass(frozen=True, eq=False)
 class Method:
@@ -96,9 +68,8 @@ class Method:
 
     name: str
     config: type | None  # a search method's settings (`TamtConfig`, `ImpConfig`); None for the others
-    # The function, or "package.module:function" where importing it would import torch (a `FunctionRef`
-    # once registered: imported on its first call).
-    run: Callable[..., Any] | str | None
+    # The function; one a `--help` reads registers imports the implementation when it first runs.
+    run: Callable[..., Any] | None
     help: str  # its line in `ticketlab search --help` / `ticketlab prune --help`
     task: bool = False  # may search on a downstream task (`SearchConfig.task`) instead of a corpus
     # Its config's part of `SearchConfig.settings` (a resumed search must match it).
@@ -147,8 +118,8 @@ class Method:
     against: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.run, str):
-            object.__setattr__(self, "run", FunctionRef(self.run))  # frozen: set once, here
+        if self.run is not None and not callable(self.run):
+            raise ConfigError(f"method {self.name!r}: run must be a function or None, got {self.run!r}")
 
     @property
     def named(self) -> tuple[Preset, ...]:
@@ -159,9 +130,8 @@ SearchMethod = Method  # its name in the Python API before the registry was one 
 
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
-# Where the built-in methods are: every module of this package registers one when imported, and so
-# does the `register` module of every method folder of `ticketlab.methods` (`methods/wanda/`).
-PACKAGE = f"{__package__}.registered"
+# Where the built-in methods are: the `register` module of every method folder of `ticketlab.methods`
+# (`methods/tamt/register.py`) registers its method when imported.
 FOLDERS = __package__ or "ticketlab.methods"
 FOLDER_MODULE = "register"
 _loaded = False
@@ -188,15 +158,15 @@ def load() -> dict[str, Method]:
 
 
 def method_modules() -> list[str]:
-    """The modules that register the built-in methods: those of `registered/`, then the `register`
-    module of every method folder (`methods/wanda/register.py`), each in the order of its name."""
+    """The modules that register the built-in methods: the `register` module of every method folder
+    (`methods/tamt/register.py`), in the order of the folders' names."""
     here = Path(__file__).parent
-    by_name = lambda infos: sorted(infos, key=lambda i: i.name)  # noqa: E731
-    modules = [f"{PACKAGE}.{i.name}" for i in by_name(pkgutil.iter_modules([str(here / "registered")]))]
-    for info in by_name(pkgutil.iter_modules([str(here)])):
-        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file():
-            modules.append(f"{FOLDERS}.{info.name}.{FOLDER_MODULE}")
-    return modules
+    folders = sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name)
+    return [
+        f"{FOLDERS}.{info.name}.{FOLDER_MODULE}"
+        for info in folders
+        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file()
+    ]
 
 
 def methods(verb: Verb | None | Literal["any"] = "any") -> dict[str, Method]:

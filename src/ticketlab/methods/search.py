@@ -26,7 +26,7 @@ from ..train.checkpoint import load_checkpoint, restoring
 from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, TrainState
 from ..train.loop import train
 from ..train.processes import make_accelerator
-from .configs import parse_steps
+from .options import parse_steps
 from .search_dir import SearchDir, publish_mask, restore_checkpoint
 
 log = logging.getLogger(__name__)

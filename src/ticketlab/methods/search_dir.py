@@ -3,7 +3,7 @@
 A search writes one directory, usable as a mask directory as soon as it is finished:
 
     OUT/mask_config.json, masks.safetensors   the found mask (`--mask OUT` everywhere)
-    OUT/mlm_head.safetensors                  TAMT-MLM: the trained MLM head (a delta, see tamt.py)
+    OUT/mlm_head.safetensors                  TAMT-MLM: the trained MLM head (a delta, see tamt/search.py)
     OUT/rewound_model/                        IMP --rewind-to: the weights the mask applies to
     OUT/steps/step-000100/                    masks saved on the way (`save_at`), each a mask dir
     OUT/run/log.jsonl                         the JSON-lines search log (losses, lr, time, events)

@@ -1,6 +1,6 @@
 """What the search methods (TAMT, IMP and one's own) share to set up a search from a `SearchConfig`:
-the model with its MLM head, the corpus objective, the options of the resumable runner, the training
-settings; and the search verb's run (`verbs.search.search`, whose module `--help` reads, runs it)."""
+the model with its MLM head, the corpus objective, the options of the resumable runner; and the
+search verb's run (`verbs.search.search`, whose module `--help` reads, runs it)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ from ..lm.objectives import MLMCollator, pretraining_loss
 from ..lm.options import Decoder, KdInput, Teacher
 from ..models.load import check_model, load_config, load_model, load_tokenizer
 from ..models.source import head_of
-from ..train.config import TrainConfig
 from ..train.processes import make_accelerator
-from .configs import BERTADAM
 from .search import SearchObjective, SearchResult
+from .search_config import SearchConfig
 from .search_dir import SearchDir
 
 log = logging.getLogger(__name__)
-SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
 
 
 def load_mlm_model(config: SearchConfig, need_head: bool):
@@ -38,6 +36,28 @@ def load_mlm_model(config: SearchConfig, need_head: bool):
     torch.manual_seed(config.seed)  # a fresh MLM head (checkpoint without one) is seeded too
     model = load_model(config.model, head="mlm" if need_head or has_head else "base")
     return model, model_config, has_head
+
+
+def search_corpus(config: SearchConfig, tokenizer, acc: Accelerator) -> LMCorpus:
+    """The corpus a search on MLM reads, its training and dev blocks (the main process first)."""
+    with acc.main_process_first():
+        corpus = load_lm_corpus(
+            config.corpus,
+            tokenizer,
+            config.max_length,
+            dev=config.dev,
+            dev_fraction=config.dev_fraction,
+            cache_dir=config.cache_dir,
+            text_column=config.text_column,
+            wikitext=wikitext_cleanup(config),
+            progress=acc.is_main_process and config.progress,
+            max_tokens=corpus_cap(config),
+            # the dev evaluation scores the first dev_blocks blocks, which these tokens hold
+            max_dev_tokens=(config.dev_blocks + 1) * config.max_length,
+        )
+    if acc.is_main_process:
+        log.info(f"corpus: {corpus.summary()}{read_note(corpus.info['read'])}")
+    return corpus
 
 
 def lm_objective(
@@ -57,23 +77,7 @@ def lm_objective(
     the KD teacher's mode given (the training loss's), and the dev evaluation (its KD loss reads
     `eval_kd_input`, its teacher in eval mode). `kd_data="reference"`: TAMT-KD trains on TAMT's own KD
     data (`reference_kd_data`); the dev evaluation stays on the dev blocks."""
-    with acc.main_process_first():
-        corpus = load_lm_corpus(
-            config.corpus,
-            tokenizer,
-            config.max_length,
-            dev=config.dev,
-            dev_fraction=config.dev_fraction,
-            cache_dir=config.cache_dir,
-            text_column=config.text_column,
-            wikitext=wikitext_cleanup(config),
-            progress=acc.is_main_process and config.progress,
-            max_tokens=corpus_cap(config),
-            # the dev evaluation scores the first dev_blocks blocks, which these tokens hold
-            max_dev_tokens=(config.dev_blocks + 1) * config.max_length,
-        )
-    if acc.is_main_process:
-        log.info(f"corpus: {corpus.summary()}{read_note(corpus.info['read'])}")
+    corpus = search_corpus(config, tokenizer, acc)
     collator = MLMCollator(tokenizer, keep_clean="clean" in (kd_input, eval_kd_input))
     dev = corpus.dev.take(config.dev_blocks)
     source = ", ".join(map(str, config.dev or config.corpus))
@@ -185,41 +189,6 @@ def run_options(config: SearchConfig, lr: float, acc: Accelerator) -> dict[str, 
         "accelerator": acc,
         "keep_checkpoint": config.keep_checkpoint,
     }
-
-
-def train_config(
-    config: SearchConfig, lr: float, *, metric: str | None = None, greater: bool = True
-) -> TrainConfig:
-    """The training loop's settings of the search `config` at learning rate `lr` (`metric`: a task's
-    dev metric for the best checkpoint); `SearchConfig.train_config`. `optimizer: bertadam` brings
-    BertAdam's own eps, weight decay and per-tensor clipping."""
-    bert = config.optimizer == "bertadam"
-    return TrainConfig(
-        max_steps=config.steps,
-        schedule_steps=config.horizon if config.horizon != config.steps else None,
-        batch_size=config.batch_size,
-        lr=lr,
-        weight_decay=BERTADAM["weight_decay"] if bert else config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        grad_accum=config.grad_accum,
-        max_grad_norm=config.max_grad_norm
-        if config.max_grad_norm > 0 and not config.optimizer_in_backward
-        else None,
-        clip="per-tensor" if config.clip_per_tensor or bert else "global",
-        adam_eps=BERTADAM["adam_eps"] if bert else config.adam_eps,
-        optimizer=config.optimizer,
-        optimizer_in_backward=config.optimizer_in_backward,
-        eval_every=config.eval_every,
-        save_every=config.save_every,
-        log_every=config.log_every,
-        seed=config.seed,
-        mixed_precision=config.mixed_precision,
-        compile=config.compile,
-        metric=metric,
-        greater_is_better=greater,
-        progress=config.progress,
-        desc=f"search {config.verb}",
-    )
 
 
 def run_search_config(config: SearchConfig, accelerator: Accelerator | None) -> SearchResult:

@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
-from ..methods.importance import Importance
+from ..methods.super_tickets.importance import Importance
 from .report.figure_kit import plain_text
 from .store import DB_NAME, Store
 

@@ -15,7 +15,17 @@ from ..core.checks import (
     option,
 )
 from ..core.errors import ConfigError
-from ..methods.levels import DRAW_HELP, DRAWS, KINDS, PER, UNITS, Draw, Units, check_kind, levels_arg
+from ..methods.super_tickets.levels import (
+    DRAW_HELP,
+    DRAWS,
+    KINDS,
+    PER,
+    UNITS,
+    Draw,
+    Units,
+    check_kind,
+    levels_arg,
+)
 from ..tasks.registry import get_task
 from ..verbs.finetune_config import FinetuneConfig
 

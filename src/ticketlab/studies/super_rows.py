@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import OMIT, run_identity
-from ..methods.levels import KINDS
+from ..methods.super_tickets.levels import KINDS
 from ..tasks.registry import get_task
 from . import rows
 from .run_ids import make_run

@@ -45,9 +45,9 @@ from ..core.files.atomic import atomic_write_json
 from ..core.outputs import claim_dir, remove_ours
 from ..masks.gates import attach_gates
 from ..masks.unit_io import load_unit_mask, save_unit_mask, unit_mask_config
-from ..methods.importance import Importance, compute_importance
-from ..methods.levels import LEVELS
-from ..methods.tickets import Shapes, check_levels_fit, fit_levels, select
+from ..methods.super_tickets.importance import Importance, compute_importance
+from ..methods.super_tickets.levels import LEVELS
+from ..methods.super_tickets.tickets import Shapes, check_levels_fit, fit_levels, select
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer, shared_base_model
 from ..models.source import fit_max_length

@@ -19,7 +19,7 @@ second moment changes by 0.1% a step, below half a bf16 ulp (0.2-0.4%), so round
 freeze it. The state has torch's AdamW layout (`step`, `exp_avg`, `exp_avg_sq`), so checkpoints look the same.
 
 Float32 parameters that lie end to end in one memory, in their group's order, and whose gradients do
-too (TAMT's scores, `methods.scores.FlatScores`: a view per matrix of one buffer) are stepped as one
+too (TAMT's scores, `methods.tamt.scores.FlatScores`: a view per matrix of one buffer) are stepped as one
 tensor (a "run"): their moments are made views of one buffer as well, and the step runs once over
 all of them: on a CPU a chunk at a time, as above; elsewhere torch's own step (foreach or fused, as
 the group says) over the one tensor. The operations per entry are those of the separate steps, in

@@ -14,7 +14,7 @@ from ..lm.objectives import MLMCollator
 from ..masks import apply_mask, check_fits, load_mask
 from ..masks.hub import mask_dir as hub_mask_dir
 from ..masks.io import recorded_base
-from ..methods.configs import DEFAULT_MAX_LENGTH
+from ..methods.options import DEFAULT_MAX_LENGTH
 from ..models.load import load_config, load_model, load_tokenizer
 from ..models.source import fit_max_length, head_of
 

@@ -1,89 +1,24 @@
 """`ticketlab prune`: one-shot pruning, `prune(PruneConfig) -> PruneResult`.
 
-The config is read when `ticketlab prune --help` is parsed: torch, transformers and the methods are
-imported by the function that runs, from `methods.one_shot` (tests/test_startup.py pins it).
+The config (`methods.prune_config`) is read when `ticketlab prune --help` is parsed: torch,
+transformers and the methods are imported by the function that runs, from `methods.one_shot`
+(tests/test_startup.py pins it).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ..core.checks import BlockLength, Fraction, PositiveInt, Seed, check_config, check_one_of, option
-from ..core.errors import ConfigError
-from ..masks.pattern import parse_pattern, pattern_sparsity
-from ..masks.targets import POOLER_HELP, Targets
-from ..methods.registry import methods
+from ..methods.prune_config import PruneConfig
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ..masks import Mask, MaskConfig
 
-
-@dataclass
-class PruneConfig:
-    """One-shot pruning of `model` into the mask directory `out`."""
-
-    model: str  # local directory or hub id
-    method: str  # a registered one-shot method (`methods.registry`, verb prune): omp, random, wanda...
-    sparsity: Fraction | None  # None with a pattern: the one it implies
-    out: str | os.PathLike
-    ranking: Literal["local", "global"] = option(
-        "local",
-        "rank weights per matrix (local, TAMT's OMP) or over all targets (global, Chen et al.'s one-shot "
-        "pruning: without --targets, the layers' matrices and the pooler, the word embeddings left dense)",
-    )
-    seed: Seed = option(
-        0, "seed for random pruning and for drawing wanda's and sparsegpt's calibration sequences"
-    )
-    # regexes over module names (default: TAMT §3.2's weights and the pooler; with global ranking
-    # Chen et al.'s, the layers' six matrices and the pooler without the word embeddings, `one_shot_targets`)
-    targets: Targets = None
-    pattern: str | None = None  # "N:M": keep N of every M consecutive weights along the input dim
-    pooler: bool = option(True, POOLER_HELP)
-    corpus: Sequence[str | os.PathLike] | None = option(
-        None,
-        "wanda, sparsegpt: text files, saved `datasets` dirs or, online, hub:NAME[:CONFIG] to draw the "
-        "calibration sequences from (what `ticketlab search --corpus` reads)",
-        metavar="PATH",
-    )
-    calibration: PositiveInt = option(
-        128, "wanda, sparsegpt: calibration sequences, drawn with --seed (both papers: 128)", metavar="N"
-    )
-    calibration_length: BlockLength = option(128, "wanda, sparsegpt: tokens per calibration sequence")
-
-    def __post_init__(self) -> None:
-        check_config(self)  # types, sparsity in [0, 1), ranking
-        check_one_of("method", self.method, sorted(methods("prune")))
-        self._check_calibration()
-        self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
-        self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
-
-    def _check_calibration(self) -> None:
-        """A calibrated method needs a corpus and compares within its own groups (not global); the
-        others read no corpus."""
-        calibrated = [name for name, m in methods("prune").items() if m.calibrated]
-        if self.method not in calibrated:
-            if self.corpus:
-                raise ConfigError(
-                    f"--corpus: {self.method} reads no calibration data ({', '.join(calibrated)} do)"
-                )
-            return
-        if not self.corpus:
-            raise ConfigError(
-                f"{self.method} runs calibration sequences through the model: give --corpus (text files "
-                "or a saved dataset, as `ticketlab search --corpus` reads)"
-            )
-        if self.ranking != "local":
-            raise ConfigError(
-                f"--ranking {self.ranking}: {self.method} compares weights within each matrix by its own "
-                "rule (Wanda: per output row; SparseGPT: per block of columns), never over all targets"
-            )
-        self.corpus = [self.corpus] if isinstance(self.corpus, (str, os.PathLike)) else list(self.corpus)
+__all__ = ["PruneConfig", "PruneResult", "prune"]
 
 
 @dataclass

@@ -1,13 +1,31 @@
 """SparseGPT as a registered one-shot method, `ticketlab prune sparsegpt --corpus ...` (light: `--help`
-reads it without torch; the method is `methods.sparsegpt.prune:sparsegpt_mask`)."""
+reads it without torch; the method is `prune.sparsegpt_mask`, imported when it first runs)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Method, register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..calibration import OneShotResult
+
+
+def sparsegpt_mask(model: nn.Module, sparsity: float | None, **options: Any) -> OneShotResult:
+    """SparseGPT's mask and reconstructed weights of `model` (`prune.sparsegpt_mask`, the same
+    arguments), imported when it first runs."""
+    from .prune import sparsegpt_mask as run  # lazy: `--help` reads this module; pruning needs torch
+
+    return run(model, sparsity, **options)
+
 
 register_method(
     Method(
         "sparsegpt",
         None,
-        "ticketlab.methods.sparsegpt.prune:sparsegpt_mask",
+        sparsegpt_mask,
         "SparseGPT (Frantar & Alistarh 2023): the layer-wise OBS mask from the inverse Hessian of "
         "--calibration sequences of --corpus; the mask over θ0 is a ticket, the reconstructed weights "
         "beside it a sparse model, not a ticket (export --reconstructed)",

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from ..core.checks import check_one_of
-from ..core.errors import ConfigError
+from ...core.checks import check_one_of
+from ...core.errors import ConfigError
 
 Kind = Literal["winning", "losing", "random"]
 KINDS: tuple[Kind, ...] = ("winning", "random", "losing")

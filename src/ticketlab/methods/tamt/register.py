@@ -1,15 +1,22 @@
 """TAMT: task-agnostic mask training (Liu et al. 2022), `ticketlab search tamt`: its scores and masked
-layers are `methods.scores`, its exact thresholds `methods.thresholds`, the search `methods.tamt`
-(`search_from_config`); sweeps know it by its objectives, `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`."""
+layers are `scores.py`, its exact thresholds `thresholds.py`, the search `search.py`
+(`search_from_config`, imported when the method first runs: `--help` reads this module); sweeps know
+it by its objectives, `tamt-mlm`, `tamt-kd`, `tamt-mlm+kd`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.digest import OMIT, run_identity
-from ..configs import TamtConfig, paper_budget, paper_schedule_steps
 from ..registry import Method, Preset, register_method
+from ..search_config import SearchConfig
+from .config import TamtConfig, paper_budget, paper_schedule_steps
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..search import SearchResult
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
@@ -74,11 +81,18 @@ def _raised_lr(settings: Mapping[str, Any]) -> float | None:
     return lr if lr != config.paper_lr else None
 
 
+def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    """TAMT's search of `config` (`search.search_from_config`), imported when it first runs."""
+    from .search import search_from_config as run  # lazy: `--help` reads this module; the search needs torch
+
+    return run(config, acc)
+
+
 register_method(
     Method(
         "tamt",
         TamtConfig,
-        "ticketlab.methods.tamt:search_from_config",
+        search_from_config,
         "task-agnostic mask training (TAMT)",
         settings=_tamt_settings,
         sparse_throughout=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..masks import Mask, dense_weight, find_targets
-from ..masks.targets import Targets
-from .ranking import Count, Ranking, keep_top
+from ...masks import Mask, dense_weight, find_targets
+from ...masks.targets import Targets
+from ..ranking import Count, Ranking, keep_top
 
 
 @torch.no_grad()

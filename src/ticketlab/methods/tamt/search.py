@@ -7,7 +7,7 @@ where OMP keeps a weight, 0 elsewhere; φ = 0.01, α = 2) or from a random mask 
 (§4.2.4). After every optimizer step the threshold φ is re-derived from the ranking of the scores so
 that the sparsity is *exactly* the target, per matrix (default) or over all targets (`thresholds.py`).
 
-This module is the search: its settings (`TamtConfig`, in the torch-free `configs.py` that `--help`
+This module is the search: its settings (`TamtConfig`, in the torch-free `config.py` that `--help`
 reads), its setup (`initial_mask`, `prepare_tamt`) and its run (`search_tamt`). The public names of
 `scores.py` and `thresholds.py` are re-exported.
 
@@ -38,19 +38,24 @@ from typing import Any
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..core.errors import ConfigError
-from ..data.kd_chunks import KD_EPOCHS, reference_kd_horizon
-from ..lm.evaluation import HEAD_FILE
-from ..lm.mlm_head import head_parameters
-from ..masks import Mask
-from ..masks.prunable import attach_pooler
-from ..masks.targets import resolve_targets
-from ..models.arch import ARCHS
-from ..models.load import load_tokenizer
-from ..models.source import fit_max_length
-from ..train.config import TrainConfig
-from .configs import (
-    DEFAULT_MAX_LENGTH,
+from ...core.errors import ConfigError
+from ...data.kd_chunks import KD_EPOCHS, reference_kd_horizon
+from ...lm.evaluation import HEAD_FILE
+from ...lm.mlm_head import head_parameters
+from ...masks import Mask
+from ...masks.prunable import attach_pooler
+from ...masks.targets import resolve_targets
+from ...models.arch import ARCHS
+from ...models.load import load_tokenizer
+from ...models.source import fit_max_length
+from ...train.config import TrainConfig
+from ..omp.prune import omp_mask
+from ..options import DEFAULT_MAX_LENGTH
+from ..random.prune import random_mask
+from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_config import SearchConfig
+from ..search_inputs import lm_objective, load_mlm_model, run_options
+from .config import (
     PAPER_SCHEDULE_STEPS,
     PAPER_STEPS,
     Init,
@@ -62,12 +67,8 @@ from .configs import (
     paper_schedule_steps,
     score_travel,
 )
-from .magnitude import omp_mask
 from .masked_layers import row_blocks
-from .random_pruning import random_mask
 from .scores import SCORE_DTYPES, FlatScores, ScoreMask, Scratch, at_least, attach_scores
-from .search import SearchObjective, SearchResult, SearchSpec, run_search
-from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
 from .thresholds import (
     DIVERGED,
     GroupThresholder,
@@ -234,20 +235,7 @@ def search_tamt(
         base_model=base_model,
         params=groups,
         on_step=Rethreshold(thresholders, compile=train_config.compile),
-        describe=lambda: {
-            "objective": config.objective,
-            "init": config.init,
-            "threshold": config.threshold,
-            "alpha": config.alpha,
-            "train_head": config.trains_head,
-            "head_lr": config.head_lr if config.trains_head else None,
-            "mlm_head": HEAD_FILE if config.trains_head else None,
-            "decoder": config.decoder if "mlm" in config.objective else None,
-            "kd_input": config.kd_reads,
-            "kd_teacher": config.teacher_mode if config.kd_reads else None,
-            **({"kd_data": config.kd_data} if config.kd_data != "blocks" else {}),
-            **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
-        },
+        describe=lambda: _described(config),
         settings=settings or {},
         extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,
         objective_losses=tuple(f"{part}_loss" for part in config.objective.split("+")),
@@ -262,6 +250,24 @@ def search_tamt(
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
     )
+
+
+def _described(config: TamtConfig) -> dict[str, Any]:
+    """What a TAMT mask's config records of the search that found it."""
+    return {
+        "objective": config.objective,
+        "init": config.init,
+        "threshold": config.threshold,
+        "alpha": config.alpha,
+        "train_head": config.trains_head,
+        "head_lr": config.head_lr if config.trains_head else None,
+        "mlm_head": HEAD_FILE if config.trains_head else None,
+        "decoder": config.decoder if "mlm" in config.objective else None,
+        "kd_input": config.kd_reads,
+        "kd_teacher": config.teacher_mode if config.kd_reads else None,
+        **({"kd_data": config.kd_data} if config.kd_data != "blocks" else {}),
+        **({"score_dtype": config.score_dtype} if config.score_dtype != "float32" else {}),
+    }
 
 
 def kd_data_horizon(config: SearchConfig, sequences: int) -> int:

@@ -66,23 +66,25 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor, nn
 
-from ..core.errors import ConfigError
-from ..core.outputs import atomic_dir
-from ..masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
-from ..masks.prunable import add_missing_children, attach_pooler, pooler_target
-from ..masks.targets import Targets
-from ..models.arch import arch_of, encoder_of
-from ..models.load import load_config, load_tokenizer
-from ..models.source import fit_max_length
-from ..tasks.objective import load_task_model, task_objective
-from ..tasks.registry import get_task
-from ..train.config import TrainConfig, TrainState
-from ..train.schedule import restart_optimizer
-from .configs import DEFAULT_MAX_LENGTH, ImpConfig, imp_schedule
-from .ranking import Ranking, keep_top
-from .search import SearchObjective, SearchResult, SearchSpec, run_search
-from .search_dir import SearchDir
-from .search_inputs import SearchConfig, lm_objective, load_mlm_model, run_options
+from ...core.errors import ConfigError
+from ...core.outputs import atomic_dir
+from ...masks import BinaryMask, attach, dense_weight, find_targets, weights_hash
+from ...masks.prunable import add_missing_children, attach_pooler, pooler_target
+from ...masks.targets import Targets
+from ...models.arch import arch_of, encoder_of
+from ...models.load import load_config, load_tokenizer
+from ...models.source import fit_max_length
+from ...tasks.objective import load_task_model, task_objective
+from ...tasks.registry import get_task
+from ...train.config import TrainConfig, TrainState
+from ...train.schedule import restart_optimizer
+from ..options import DEFAULT_MAX_LENGTH
+from ..ranking import Ranking, keep_top
+from ..search import SearchObjective, SearchResult, SearchSpec, run_search
+from ..search_config import SearchConfig
+from ..search_dir import SearchDir
+from ..search_inputs import lm_objective, load_mlm_model, run_options
+from .config import ImpConfig, imp_schedule
 
 REWOUND_DIR = "rewound_model"
 log = logging.getLogger(__name__)
@@ -248,22 +250,7 @@ def search_imp(
         base_model=str(rewound.resolve()) if imp.rewind_step else base_model,
         params=[p for p in model.parameters() if p.requires_grad],
         on_step=lambda state: imp.on_step(state, sd, save_rewound),
-        describe=lambda: {
-            "objective": objective.name,
-            "variant": config.variant,
-            "pooler": any(k.startswith("pooler.") for k in imp.modules),  # pruned (the checkpoint's)
-            **({"decoder": config.decoder, "kd_input": config.kd_input} if objective.name == "mlm" else {}),
-            "fresh_optimizer": True,
-            "prune_rate": config.prune_rate,
-            "first_pruning": config.first_pruning,
-            "rewind_head": config.rewind_head,
-            "schedule_steps": train_config.schedule_steps or train_config.max_steps,
-            "schedule": [[s, level] for s, level in imp.schedule],
-            "level": imp.level,
-            "rewind_to": config.rewind_to,
-            "rewind_step": imp.rewind_step,
-            "rewound_model": REWOUND_DIR if imp.rewind_step else None,
-        },
+        describe=lambda: _described(objective, config, imp, train_config),
         settings=settings or {},
         extra_state=(imp.state, imp.load),
         base_hash=lambda: imp.hash,
@@ -279,6 +266,28 @@ def search_imp(
         accelerator=accelerator,
         keep_checkpoint=keep_checkpoint,
     )
+
+
+def _described(
+    objective: SearchObjective, config: ImpConfig, imp: _Imp, train_config: TrainConfig
+) -> dict[str, Any]:
+    """What an IMP mask's config records of the search that found it (`imp`: its state at the end)."""
+    return {
+        "objective": objective.name,
+        "variant": config.variant,
+        "pooler": any(k.startswith("pooler.") for k in imp.modules),  # pruned (the checkpoint's)
+        **({"decoder": config.decoder, "kd_input": config.kd_input} if objective.name == "mlm" else {}),
+        "fresh_optimizer": True,
+        "prune_rate": config.prune_rate,
+        "first_pruning": config.first_pruning,
+        "rewind_head": config.rewind_head,
+        "schedule_steps": train_config.schedule_steps or train_config.max_steps,
+        "schedule": [[s, level] for s, level in imp.schedule],
+        "level": imp.level,
+        "rewind_to": config.rewind_to,
+        "rewind_step": imp.rewind_step,
+        "rewound_model": REWOUND_DIR if imp.rewind_step else None,
+    }
 
 
 def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:

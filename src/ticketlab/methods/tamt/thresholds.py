@@ -1,4 +1,4 @@
-"""The exact thresholds of TAMT's masks (`tamt.py`): after every optimizer step, exactly n_keep
+"""The exact thresholds of TAMT's masks (`search.py`): after every optimizer step, exactly n_keep
 scores S ≥ t, per matrix or over all targets (`Thresholder`), or N of every M (`GroupThresholder`).
 
 Ranking is by the *signed* score: the kept weights are the n_keep highest scores. §3.4.2 says "rank
@@ -31,13 +31,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..core.errors import ConfigError, TicketlabError
-from ..masks.nm import group_order, groups
-from ..masks.pattern import NM, parse_pattern
+from ...core.errors import ConfigError, TicketlabError
+from ...masks.nm import group_order, groups
+from ...masks.pattern import NM, parse_pattern
+from ..ranking import Count, Ranking, check_sparsity, pruned_count
 from .band import SIDE, Band, below_each, between
 from .band import step as band_step
 from .masked_layers import row_blocks
-from .ranking import Count, Ranking, check_sparsity, pruned_count
 from .scores import ScoreMask
 
 # --------------------------------------------------------------------------- exact selection

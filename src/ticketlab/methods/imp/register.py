@@ -1,17 +1,22 @@
 """IMP: iterative magnitude pruning with rewinding (Chen et al. 2020), `ticketlab search imp`, on MLM
-or on a task (`--task`); the search is `methods.imp` (`search_from_config`). Sweeps know it as `imp`
+or on a task (`--task`); the search is `search.py` (`search_from_config`, imported when the method first runs:
+`--help` reads this module). Sweeps know it as `imp`
 and `imp-task`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.digest import run_identity
-from ..configs import VARIANT_RANKING, ImpConfig, imp_schedule
 from ..registry import Method, Preset, register_method
+from ..search_config import SearchConfig
+from .config import VARIANT_RANKING, ImpConfig, imp_schedule
 
-SearchConfig = Any  # `verbs.search.SearchConfig`, a layer above: read here by its fields only
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..search import SearchResult
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
@@ -42,6 +47,13 @@ def _imp_resolve(m: ImpConfig, search: SearchConfig) -> ImpConfig:
     return m.resolved(on_task=search.task is not None)
 
 
+def search_from_config(config: SearchConfig, acc: Accelerator) -> SearchResult:
+    """IMP's search of `config` (`search.search_from_config`), imported when it first runs."""
+    from .search import search_from_config as run  # lazy: `--help` reads this module; the search needs torch
+
+    return run(config, acc)
+
+
 # In report order: IMP before TAMT's objectives, as reports listed them before this registry.
 
 
@@ -49,7 +61,7 @@ register_method(
     Method(
         "imp",
         ImpConfig,
-        "ticketlab.methods.imp:search_from_config",
+        search_from_config,
         "iterative magnitude pruning with rewinding (IMP)",
         task=True,
         settings=_imp_settings,

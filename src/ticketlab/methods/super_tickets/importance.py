@@ -46,10 +46,10 @@ import torch
 from safetensors.torch import save
 from torch import Tensor, nn
 
-from ..core.errors import MaskFileError, TicketlabError
-from ..core.files import atomic_write_bytes, atomic_write_json, load_safetensors, read_json
-from ..core.progress import progress_bar
-from ..train.config import Batch, CollateFn, LossFn
+from ...core.errors import MaskFileError, TicketlabError
+from ...core.files import atomic_write_bytes, atomic_write_json, load_safetensors, read_json
+from ...core.progress import progress_bar
+from ...train.config import Batch, CollateFn, LossFn
 from .levels import PER, Per
 
 TENSORS_FILE, META_FILE = "importance.safetensors", "importance.json"

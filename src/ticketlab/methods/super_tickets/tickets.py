@@ -42,12 +42,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.checks import check_one_of
-from ..core.errors import ConfigError
-from ..masks.unit_io import save_unit_mask, unit_mask_config
-from ..masks.units import UnitMask
-from ..models.load import shared_base_model
-from ..models.structure import Structure, structure_of
+from ...core.checks import check_one_of
+from ...core.errors import ConfigError
+from ...masks.unit_io import save_unit_mask, unit_mask_config
+from ...masks.units import UnitMask
+from ...models.load import shared_base_model
+from ...models.structure import Structure, structure_of
 from .importance import Importance
 from .levels import DRAWS, UNITS, Draw, Kind, Units, check_kind, check_level
 

@@ -1,4 +1,4 @@
-"""The scores of TAMT (`tamt.py`) and the masked layers that compute with them.
+"""The scores of TAMT (`search.py`) and the masked layers that compute with them.
 
 Every target weight W gets a real-valued score S (`ScoreMask`). The forward pass uses W ⊙ M with
 the binary mask M = 1[S ≥ t] (Eq. 3); the backward pass sends the gradient straight through the
@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from torch.autograd import Variable
 from torch.nn.utils import parametrize
 
-from ..core.errors import ConfigError
-from ..masks import Mask, MaskParametrization, attach
-from ..masks.apply import resolve_modules
-from ..masks.pattern import NM, check_divisible, parse_pattern
+from ...core.errors import ConfigError
+from ...masks import Mask, MaskParametrization, attach
+from ...masks.apply import resolve_modules
+from ...masks.pattern import NM, check_divisible, parse_pattern
 from .masked_layers import Scratch, _fuse, _StraightThrough, at_least
 
 SCORE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
