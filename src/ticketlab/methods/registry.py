@@ -43,9 +43,7 @@ class Preset:
 
 
 def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: every field of it, by name. (Not
-    `core.digest.run_identity`: a config that subclasses TAMT's would lose its fields at their
-    `compat` values, and searches of a method registered before would not resume.)"""
+    """A method config's part of a search's identity, by default: every field of it, by name."""
     return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
@@ -155,7 +153,6 @@ class Method:
         return self.presets or (Preset(self.name, self.help, color=self.color),)
 
 
-SearchMethod = Method  # its name in the Python API before the registry was one (`ticketlab.SearchMethod`)
 
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
@@ -174,7 +171,6 @@ def register_method(method: Method) -> Method:
     return method
 
 
-register_search = register_method  # its name in the Python API before the registry was one
 
 
 def load() -> dict[str, Method]:

@@ -7,8 +7,7 @@ changed at the same paths (new weights saved over the model), it is refused in o
 work: its checkpoint and result belong to the other run.
 
 The identity is a flat mapping: the result-affecting settings (`core.digest.run_identity`: a
-config's fields less those marked `result=False`, and less those at a `compat` value, which runs
-recorded before the field existed computed under), plus the content key of every local input
+config's fields less those marked `result=False`), plus the content key of every local input
 (`core.digest.content_keys`) under its own name. Directories written before an input's key (or the
 whole identity) was recorded lack it: not a difference.
 
