@@ -153,7 +153,6 @@ class Method:
         return self.presets or (Preset(self.name, self.help, color=self.color),)
 
 
-
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
 # Where the built-in methods are: every module of this package registers one when imported, and so
@@ -169,8 +168,6 @@ def register_method(method: Method) -> Method:
     know it by its presets' names and reports list it (with a colour: after those ordered before it)."""
     _REGISTRY[method.name] = method
     return method
-
-
 
 
 def load() -> dict[str, Method]:

@@ -19,8 +19,7 @@ the corpus in place makes new runs instead of reporting the old ones as done. Of
 of a task's data only what loading reads counts: editing a model card, or adding a task folder
 beside a task's in a GLUE root, runs nothing again. Where its content is known, a local input enters
 the id by its content alone, not by its path (`identity`): a store carried to a machine where the
-data lives elsewhere keeps its ids. Stores of an earlier identity are re-keyed once
-(`rekey.rekey_store`). Run ids are `studies/run_ids.py`'s.
+data lives elsewhere keeps its ids. Run ids are `studies/run_ids.py`'s (docs/explanation/run-ids.md).
 """
 
 from __future__ import annotations

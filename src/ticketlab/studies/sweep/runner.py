@@ -52,10 +52,9 @@ from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
 from .launched import Coordinator
 from .launchers import SubmititLauncher
-from .methods import LEGACY_IMP, MethodSpec, sweep_methods
+from .methods import MethodSpec, sweep_methods
 from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
-from .rekey import ids_outdated, rekey_store
 from .spec import spec_json
 from .status import SweepResult, sweep_status
 from .sweep_spec import SweepSpec
@@ -107,61 +106,12 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
-        data = [t.data for t in spec.tasks.values() if t.data is not None]
-        rekeyed = rekey_store(self.store, models=[spec.model], data=data)
-        if rekeyed.count:
-            log(
-                f"note: {rekeyed.count} runs of {self.store.path} re-keyed: ids no longer hash where the "
-                "inputs lie, the model's card or the task folders beside a task's, and name the old "
-                "defaults they ran under"
-                + (
-                    f"; {len(rekeyed.moved)} directories of runs under way moved with them"
-                    if rekeyed.moved
-                    else ""
-                )
-            )
-        elif ids_outdated(self.store) and self.store.statuses():
-            why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
-            log(
-                f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
-                "its finished runs show as pending until a sweep re-keys them"
-            )
-        if rekeyed.kept:
-            log(
-                f"note: {rekeyed.kept} runs of {self.store.path} keep their old ids beside a run of the "
-                "same config that has the new one (an earlier generation of it, or the same run under a "
-                "spec naming its data otherwise): kept as history, not reported"
-            )
-        if rekeyed.unproven:
-            log(
-                f"note: {sum(rekeyed.unproven.values())} runs of {self.store.path} that read task data "
-                "are not taken for today's runs, as it is not proven that they read the task files here, "
-                "and run again: " + "; ".join(f"{n} because {why}" for why, n in rekeyed.unproven.items())
-            )
-        if rekeyed.held:
-            log(
-                f"note: {', '.join(rekeyed.held)} in use by a live process: left under the old id "
-                "(the run starts again under its new one)"
-            )
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
         self._told_busy: set[str] = set()  # runs whose busy directory was reported
         self.may_start: Callable[[], bool] = lambda: True  # False: start no more runs (`run`'s start_for)
 
     # ------------------------------------------------------------------ planning
-    def refuse_retired(self) -> None:
-        """Runs of a retired method (IMP `variant: legacy`) are history: a spec may plan them to
-        report the stored ones, never to run one that is missing."""
-        missing = [
-            r for r in self.todo() if r.kind == "search" and r.config["settings"].get("variant") == LEGACY_IMP
-        ]
-        if missing:
-            raise ConfigError(
-                f"{self.spec.source}: {missing[0].config['method']}: IMP variant '{LEGACY_IMP}' (ticketlab's "
-                f"first IMP, neither paper's) is retired: {len(missing)} of its searches are not in "
-                f"{self.store.path}, and none can be run; name variant chen or tamt"
-            )
-
     def refuse_unpassable(self) -> None:
         """A declared claim its planned units cannot pass (`claim_plans.plan_claims`) is refused."""
         refuse_unpassable(self.spec)
@@ -231,7 +181,6 @@ class Runner:
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
-        self.refuse_retired()
         self.refuse_unpassable()  # a declared claim no run could answer: before any run
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
@@ -504,7 +453,7 @@ def check_sweep_runs(
     names: Collection[str] | None = None,
 ) -> None:
     """What `Runner.run` refuses before its first run (runs chosen that do not exist, a launcher that
-    cannot start, a retired method's missing runs, a declared claim no run could answer), refused on
+    cannot start, a declared claim no run could answer), refused on
     a plan that writes nothing: a sweep refused leaves its directory as it was, or none."""
     plan = Runner(spec, sweep_dir, dry_run=True, log=lambda *_: None)
     try:
@@ -512,8 +461,6 @@ def check_sweep_runs(
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
-        if not ids_outdated(plan.store):  # else the runner re-keys the store first, then refuses
-            plan.refuse_retired()
         plan.refuse_unpassable()
     finally:
         plan.store.close()

@@ -67,10 +67,7 @@ seeds 0-2 are the runs the sweep's seeds gave it, seeds 3-9 new ones:
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}
 
 IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
-matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
-papers' methods became the defaults are re-keyed once (`rekey.rekey_store`): their runs of
-ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a
-spec may name to plan and report them; the runner refuses to run one.
+matrices, no word embeddings) or `tamt` (per matrix, embeddings included).
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.

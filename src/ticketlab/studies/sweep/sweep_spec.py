@@ -21,7 +21,7 @@ from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .declared import Claim, Endpoint, check_claims
 from .launchers import resources
-from .methods import LEGACY_IMP, VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
+from .methods import VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
 from .planned_configs import PlannedConfigs
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
@@ -296,8 +296,6 @@ class SweepSpec(PlannedConfigs):
         """IMP's own settings (variant, ranking, pooler, prune_rate) at each of the method's sparsities,
         as `ImpConfig` checks them; an error names the spec's key."""
         given = self.search_settings(method)
-        if given.get("variant") == LEGACY_IMP:  # the label of stored runs (history): never run (`runner`)
-            return
         own = {
             k: given[k] for k in ("variant", "ranking", "pooler", "prune_rate") if given.get(k) is not None
         }
