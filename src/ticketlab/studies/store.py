@@ -303,12 +303,6 @@ class Store:
         r = rows[0]
         return np.frombuffer(r["preds"], r["preds_dtype"]), np.frombuffer(r["labels"], r["labels_dtype"])
 
-    def set_provenance(self, run_id: str, provenance: dict[str, Any]) -> None:
-        """Rewrite a run's provenance (a finished row's input keys, recorded under a model folder's
-        old key: `core.files.upgraded_keys`)."""
-        with self.transaction():
-            self.db.execute("UPDATE runs SET provenance = ? WHERE id = ?", (to_json(provenance), run_id))
-
     def fail(self, run_id: str, error: str, provenance: dict[str, Any] | None = None) -> None:
         with self.transaction():
             self.db.execute(

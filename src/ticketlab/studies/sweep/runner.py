@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import ConfigError, TicketlabError
-from ...core.files import atomic_write_json, same_content
+from ...core.files import atomic_write_json
 from ...core.outputs import refuse_links
 from .. import rows
 from ..records import KINDS, STALE_AFTER
@@ -302,7 +302,7 @@ class Runner:
         """Say which input changed since the last sweep here: its runs have new ids and run again."""
         keys = input_keys(self.spec, corpus="all")
         old = self.store.get_meta("inputs")
-        changed = [k for k in keys if old is not None and k in old and not same_content(old[k], keys[k])]
+        changed = [k for k in keys if old is not None and k in old and old[k] != keys[k]]
         if changed:
             names = {"model": f"the model {self.spec.model}", "corpus": "the corpus"}
             self.log(
