@@ -22,7 +22,6 @@ import yaml
 
 import sweep_fakes as fakes
 from ticketlab.core.errors import ConfigError, TicketlabError
-from ticketlab.core.files import HOST
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -265,7 +264,9 @@ def test_a_store_of_another_ids_scheme_is_refused(tmp_path, tiny_bert_dir, ids):
         lambda: run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune),
         lambda: load_results(tmp_path / "sweep"),
     ):
-        with pytest.raises(TicketlabError, match=f"results.sqlite: its run ids are of {said}, this ticketlab"):
+        with pytest.raises(
+            TicketlabError, match=f"results.sqlite: its run ids are of {said}, this ticketlab"
+        ):
             open_it()
     assert (tmp_path / "sweep" / "results.sqlite").read_bytes() == before
 

@@ -124,9 +124,7 @@ class SearchConfig:
         "clip each tensor's gradient to --max-grad-norm on its own, as BertAdam (TAMT's train_kd.py) "
         "does; default: one global norm",
     )
-    adam_eps: PositiveFloat = option(
-        1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", metavar="EPS"
-    )
+    adam_eps: PositiveFloat = option(1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", metavar="EPS")
     # BertAdam whole: the three options above at its values and no bias correction (`train.optim`)
     optimizer: Optimizer = option(
         "adamw",
