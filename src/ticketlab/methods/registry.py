@@ -116,9 +116,9 @@ class Method:
     # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`; schedule steps
     # None: the method's default horizon); None: none.
     paper_budget: Callable[[Any], tuple[int, int | None]] | None = None
-    # For a sweep's run identity: the reference defaults a search runs under that differ from
-    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
-    # whether the checkpoint holds a pooler (`studies.run_ids`). None: no default changed.
+    # For a sweep's run identity: the defaults a search runs under for the settings the spec leaves
+    # out, given its preset's fixed fields, the spec's settings (option names) and whether the
+    # checkpoint holds a pooler (`studies.run_ids.identity`).
     changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
         lambda fixed, settings, pooler: {}
     )

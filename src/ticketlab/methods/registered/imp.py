@@ -25,7 +25,7 @@ def _imp_steps(m: ImpConfig, steps: int) -> None:
 
 
 def _imp_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """IMP's reference-code defaults in force in a sweep's search (see `Method.changed_defaults`): on
+    """IMP's defaults in force in a sweep's search (see `Method.changed_defaults`): on
     MLM the dense decoder and the KD dev loss on clean text; the pooler where the checkpoint has one."""
     defaults = {"decoder": "dense", "kd_input": "clean"}
     changed: dict[str, Any] = {k: v for k, v in defaults.items() if settings.get(k) is None}

@@ -59,7 +59,7 @@ class MaskRef:
             "mask_seed": c["seed"],
             "search_steps": self.steps,
         }
-        if "source" in c:  # only then: the runs of masks without a source keep their ids
+        if "source" in c:  # a per-task search's mask
             what["source"] = c["source"]["label"]
         return what
 
@@ -130,13 +130,13 @@ def _search_run(
         "corpus": spec.corpus if m.uses_corpus else None,
         "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None, task=source),
     }
-    if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
+    if source is not None:  # a per-task search
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
     # the run's budget beside its settings: a default may follow it (TAMT's lr for a short search)
     budget_settings = {**settings, "steps": steps, "sparsity": sparsity}
     changed = m.changed_defaults(budget_settings, checkpoint_has_pooler(spec.model))
-    if changed:  # only then: a run whose behaviour the reference defaults did not change keeps its id
+    if changed:  # what the spec leaves to the defaults: in the id (`run_ids.identity`)
         config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
 

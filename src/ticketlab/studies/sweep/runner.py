@@ -352,7 +352,7 @@ class Runner:
         if old is None:
             return
         new = mask_hashes(provenance)
-        # Hashes of another kind (runs recorded before masks were hashed by content) say nothing.
+        # A hash of another kind (of a mask file's bytes, in some stores' provenance) says nothing.
         differ = [k for k, h in old.items() if h.startswith(MASK_HASH) and new.get(k) not in (None, h)]
         if differ:
             self.log(
