@@ -265,13 +265,15 @@ def expand(spec: SweepSpec) -> list[Run]:
         evals = [_pretrain_eval_run(spec, None)]
         evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
 
-    # Seed-major fine-tunings: a sweep stopped part-way has every cell at its first seeds rather
-    # than some cells complete and others empty (stable sort keeps the method/task order); a
-    # method's own seeds beyond the sweep's number come after every other cell's.
-    fts.sort(key=lambda p: p[0])
-    runs, seen = [], set()
-    for r in [*main, *extra, *evals, *(r for _, r in fts)]:
-        if r.id not in seen:
-            seen.add(r.id)
-            runs.append(r)
-    return runs
+    return _in_order([*main, *extra, *evals], fts)
+
+
+def _in_order(runs: list[Run], fts: list[tuple[int, Run]]) -> list[Run]:
+    """`runs`, then the fine-tunings seed-major (each with its seed's place in its list): a sweep
+    stopped part-way has every cell at its first seeds rather than some cells complete and others
+    empty (the stable sort keeps the method/task order), and a method's own seeds beyond the sweep's
+    number come after every other cell's. Each run once."""
+    first: dict[str, Run] = {}
+    for r in [*runs, *(r for _, r in sorted(fts, key=lambda p: p[0]))]:
+        first.setdefault(r.id, r)
+    return list(first.values())
