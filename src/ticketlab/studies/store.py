@@ -156,13 +156,14 @@ class Store:
         marked with today's; one holding runs of another scheme is refused, as its finished runs would
         show as pending and run again (docs/explanation/run-ids.md)."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'ids'").fetchone()
-        if row is not None and row[0] == str(IDS_VERSION):
+        scheme = None if row is None else self.parse_meta("ids", row[0])  # an integer, or refused
+        if scheme == IDS_VERSION:
             return
-        if row is None and self.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+        if scheme is None and self.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
             if not self.readonly:
                 self.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(IDS_VERSION),))
             return
-        scheme = "no ids scheme" if row is None else f"ids scheme {row[0]}"
+        scheme = "no ids scheme" if scheme is None else f"ids scheme {scheme}"
         raise TicketlabError(
             f"{self.path}: its run ids are of {scheme}, this ticketlab's are of scheme {IDS_VERSION}: "
             "sweep into a new directory, or re-key the store once (docs/explanation/run-ids.md)"
