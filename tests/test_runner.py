@@ -259,7 +259,11 @@ def test_a_store_of_another_ids_scheme_is_refused(tmp_path, tiny_bert_dir, ids):
             st.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(ids),))
     before = (tmp_path / "sweep" / "results.sqlite").read_bytes()
     said = "no ids scheme" if ids is None else f"ids scheme {ids}"
+    carried = tmp_path / "carried"  # the store alone, copied to carry the sweep elsewhere
+    carried.mkdir()
+    shutil.copy(tmp_path / "sweep" / "results.sqlite", carried / "results.sqlite")
     for open_it in (
+        lambda: run_sweep(spec, carried, finetune=fakes.fake_finetune),
         lambda: Runner(spec, tmp_path / "sweep", dry_run=True),
         lambda: run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune),
         lambda: load_results(tmp_path / "sweep"),

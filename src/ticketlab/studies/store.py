@@ -34,9 +34,13 @@ from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 from .run_ids import IDS_VERSION
 from .store_schema import SCHEMA_VERSION, check_tables, copy_store, read_only_uri, statements
 
-__all__ = ["DB_NAME", "SCHEMA_VERSION", "RunRecord", "Store", "copy_store", "owner_gone"]
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "IdsSchemeError", "RunRecord", "Store", "copy_store", "owner_gone"]
 
 DB_NAME = "results.sqlite"
+
+
+class IdsSchemeError(TicketlabError):
+    """A store whose run ids another scheme made (`Store._check_ids`)."""
 
 
 class Store:
@@ -164,7 +168,7 @@ class Store:
                 self.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(IDS_VERSION),))
             return
         scheme = "no ids scheme" if scheme is None else f"ids scheme {scheme}"
-        raise TicketlabError(
+        raise IdsSchemeError(
             f"{self.path}: its run ids are of {scheme}, this ticketlab's are of scheme {IDS_VERSION}: "
             "sweep into a new directory, or re-key the store once (docs/explanation/run-ids.md)"
         )
