@@ -48,7 +48,7 @@ def _add_task_folder(data: Path, name: str = "c") -> None:
 
 
 def _whole_root(task: str, data) -> str | None:
-    """The data key before ids version 6: every file of the folder the spec names."""
+    """A data key over every file of the folder the spec names (of a GLUE root: every task's)."""
     return content_key([data])
 
 
