@@ -360,7 +360,7 @@ def test_fields_that_do_not_change_a_result_are_marked_on_the_configs():
         "compile",
     )
     assert not_result(MtlConfig) == ("check_hash", "save_every", "progress")
-    # save_dtype enters the identity only when not float32 (`compat`: older outputs keep theirs)
+    # save_dtype is in the identity: the written weights differ
     assert set(not_result(PretrainConfig)) == {"progress", "max_minutes", "save_every", "compile"}
 
 

@@ -1,7 +1,8 @@
-"""Run identity computed in one function (`core.digest`). Each of the five places that name
-a run (a search's settings, a fine-tuning's fingerprint and id, a pre-training's identity, a ticket-
-sharing stage's identity, a sweep's run ids) is pinned here at the values main computed before they
-were moved onto it: a change that moves any of them fails."""
+"""Run identity computed in one function (`core.digest`). Each of the places that name a run (a
+search's settings, a fine-tuning's fingerprint and id, a pre-training's identity, a ticket-sharing
+stage's identity, a sweep's run ids, a super-ticket study's rows) is pinned here: a change that moves
+any of them fails, and is made on purpose (a field added, a default changed: docs/explanation/
+run-ids.md), with the committed stores re-keyed once."""
 
 from __future__ import annotations
 
@@ -35,8 +36,7 @@ def _search(method: Any, **kw: Any) -> ticketlab.SearchConfig:
 
 
 def _search_cases() -> dict[str, Callable[[Path], Any]]:
-    # The pinned TAMT cases name the kept count and KD teacher they were computed under (round, eval):
-    # a search under the earlier behaviour keeps its identity; today's defaults have cases of their own.
+    # Cases that name settings (round counts, the teacher in eval mode) and cases at the defaults.
     tamt_set = TamtConfig(
         0.7,
         objective="kd",
@@ -66,7 +66,7 @@ def _search_cases() -> dict[str, Callable[[Path], Any]]:
         "search tamt mlm today": lambda _: _search(TamtConfig(0.5)).settings(1e-4),
         "search tamt kd today": lambda _: _search(TamtConfig(0.5, objective="kd")).settings(1e-4),
         # IMP on MLM with a dense pooler, the decoder under the embeddings' mask and the KD dev loss
-        # on corrupted input, named: a search under that behaviour keeps its identity
+        # on corrupted input, named
         "search imp mlm": lambda _: _search(
             ImpConfig(0.5, pooler=False, decoder="masked", kd_input="corrupted")
         ).settings(1e-4),
@@ -196,35 +196,35 @@ CASES: dict[str, Callable[[Path], Any]] = {
     **_super_cases(),
 }
 
-# Computed before run identity moved to `core.digest`: a hex id as it is, a mapping as the first 16
-# hex digits of the sha256 of its sorted JSON.
+# What each case pins: a hex id as it is, a mapping as the first 16 hex digits of the sha256 of its
+# sorted JSON. Every result-affecting field is in each (a default changed moves the cases at it).
 PINNED = {
-    "finetune default": "26d496ab12d7c369",
-    "finetune id": "9d21830f703d1eeb",
-    "finetune set": "7d2f6f9653102a95",
+    "finetune default": "756cde76e3926a4c",
+    "finetune id": "309eb82f18042fca",
+    "finetune set": "26bbf8dfeffbd60a",
     "mtl identity": "51bc9c46f3eeecb7",
     "mtl settings": "dd37f94281581fcd",
     "mtl share after": "fbb0d25f3273a804",
     "mtl share identity": "fc768c569cd59eec",
     "plan finetune": "d4b11b2a040b9381",
-    "plan search": "2a6909d979eef410",
-    "super finetune row": "c3ee09d3a63e1ee7",
+    "plan search": "ba9a09a577f566de",
+    "super finetune row": "2d3ac5e97662b059",
     # a pre-training reads what its steps need (`corpus_tokens`, null: that default): a cap that cuts
     # the corpus trains on other blocks, which its corpus files' content key does not tell
-    "pretrain default": "bec50163e3304c62",
-    "pretrain init": "4239de36ba4ca91c",
+    "pretrain default": "4372f1c5b7251a40",
+    "pretrain init": "7f5235872d44d400",
     "pretrain set": "24816398bcd17b0c",
-    "search imp mlm": "83645b11854509ee",
-    "search imp task": "268b9b5727c89bf0",
-    "search imp mlm today": "a05f25b35cdbe861",  # the pooler pruned, the decoder dense, KD on clean text
-    "search imp task today": "3d73f7527390a287",
-    "search tamt default": "2de67a4e69c46df7",
-    "search tamt mlm today": "67d37b932eb0b269",  # int(s·n) count (TAMT's masker)
-    "search tamt kd today": "c7964a36cbd7cc99",  # and the KD teacher in train mode (train_kd.py)
-    "search tamt kd corrupted": "b7e3da35b54673f2",
-    "search tamt mlm masked": "34234a87c5806cdb",
-    "search tamt mlm+kd": "2d2fb02dcc166e80",
-    "search tamt set": "39eb69c97495ca98",
+    "search imp mlm": "247e361247b18002",
+    "search imp task": "d12f45d1f38db2e5",
+    "search imp mlm today": "8b459d769a3df947",  # the pooler pruned, the decoder dense, KD on clean text
+    "search imp task today": "c1eedb95f48ddb57",
+    "search tamt default": "5d6a970fa0f22db3",
+    "search tamt mlm today": "acbc6f922ccdf9ec",  # int(s·n) count (TAMT's masker)
+    "search tamt kd today": "98b1f309f284c902",  # and the KD teacher in train mode (train_kd.py)
+    "search tamt kd corrupted": "286fdfa2246786eb",
+    "search tamt mlm masked": "02b8643f3910b833",
+    "search tamt mlm+kd": "705533562272059c",
+    "search tamt set": "bb38f9aafbf57cab",
 }
 
 
@@ -240,9 +240,9 @@ def test_every_run_identity_is_what_it_was(name: str, tmp_path: Path) -> None:
 
 
 def test_run_identity_reads_the_field_metadata():
-    """`result=False` leaves a field out; `compat` leaves it out only at the values runs recorded
-    before it existed computed under; `values` resolves or omits; `options` names fields as the CLI
-    does, a negated bool as its option's value."""
+    """`result=False` leaves a field out and every other field is in, at its value (a default too);
+    `values` resolves or omits; `options` names fields as the CLI does, a negated bool as its
+    option's value."""
     from dataclasses import dataclass, field
 
     from ticketlab.core.checks import option
@@ -252,18 +252,16 @@ def test_run_identity_reads_the_field_metadata():
     class Config:
         lr: float | None = None
         train_head: bool = option(True, "keep the head frozen", flag="--freeze-head")
-        dtype: str = field(default="float32", metadata={"compat": ("float32",)})
-        first: str | None = field(default=None, metadata={"compat": (None, "start")})
+        dtype: str = "float32"
         progress: bool = field(default=True, metadata={"result": False})
         tags: list[str] = field(default_factory=lambda: ["a"])
 
     plain = run_identity(Config())
-    assert plain == {"lr": None, "train_head": True, "tags": ["a"]}
+    assert plain == {"lr": None, "train_head": True, "dtype": "float32", "tags": ["a"]}
     plain["tags"].append("b")  # the identity shares no list with its config
     assert Config().tags == ["a"]
-    set_ = run_identity(Config(dtype="bfloat16", first="after-round", progress=False))
-    assert set_["dtype"] == "bfloat16" and set_["first"] == "after-round" and "progress" not in set_
-    assert "first" not in run_identity(Config(first="start"))
+    set_ = run_identity(Config(dtype="bfloat16", progress=False))
+    assert set_["dtype"] == "bfloat16" and "progress" not in set_
     resolved = run_identity(Config(), values={"lr": 1e-3, "tags": OMIT}, options=True, leave_out={"dtype"})
     assert resolved == {"lr": 1e-3, "freeze_head": False}
 
@@ -293,10 +291,9 @@ def test_content_keys_and_digest(tmp_path: Path):
 def test_a_model_key_is_what_loading_reads(tmp_path: Path):
     """A model's key leaves out its card, licence and scripts (loading reads none of them), keeps
     its config, weights and tokenizer, and keeps Python files where the config maps code
-    (`auto_map`); its `legacy` is the key of every file, what runs recorded before; a recorded
-    legacy key is the same content (`same_content`), another key is not."""
+    (`auto_map`)."""
     from ticketlab.core.digest import content_keys
-    from ticketlab.core.files import content_key, model_key, same_content
+    from ticketlab.core.files import content_key, model_key
 
     model = tmp_path / "model"
     (model / "1_Pooling").mkdir(parents=True)
@@ -305,16 +302,14 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
     (model / "vocab.txt").write_text("[PAD]\n")
     (model / "1_Pooling" / "config.json").write_text("{}")
     key = model_key(model)
-    assert key is not None and key.legacy == content_key([model]) == key  # nothing to leave out
+    assert key is not None and content_key([model]) == key  # nothing to leave out
     (model / "README.md").write_text("card")
     (model / "LICENSE").write_text("Apache-2.0")
     (model / "check_accuracy.py").write_text("print(1)")
     (model / "figure.png").write_bytes(b"png")
     edited = model_key(model)
-    assert edited == key and edited.legacy == content_key([model]) != key
+    assert edited == key and content_key([model]) != key
     assert content_keys({"model": model}) == {"model": key}  # the name "model" is a model's key
-    assert same_content(edited.legacy, edited) and same_content(key, edited)
-    assert not same_content(content_key([model / "vocab.txt"]), edited) and not same_content(None, edited)
     for name, data in [("vocab.txt", "[PAD]\n[UNK]\n"), ("1_Pooling/config.json", '{"x": 1}')]:
         (model / name).write_text(data)
         assert model_key(model) != key  # the tokenizer and a module's config are read
@@ -345,12 +340,12 @@ def test_entry_keys_are_content_keys_over_some_entries(tmp_path: Path):
     assert entry_keys(tmp_path / "c.txt") == {} == entry_keys(tmp_path / "gone")
 
 
-def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_path: Path):
-    """A fine-tuning or pre-training directory that recorded the key of every file in the model's
-    folder (before `model_key`) resumes; one recorded on other weights is refused in one line."""
+def test_a_run_directory_on_other_weights_or_settings_is_refused(tmp_path: Path):
+    """A run directory's record is checked against the run: other weights or other settings are
+    refused in one line; an edited model card is the same model."""
     from ticketlab.core.errors import ConfigError
     from ticketlab.core.files import model_key
-    from ticketlab.train.run_dir import check_same_run
+    from ticketlab.train.run_dir import check_same_run, record_or_check
 
     model = tmp_path / "model"
     model.mkdir()
@@ -358,49 +353,17 @@ def test_a_run_directory_recorded_under_a_model_folder_s_old_key_goes_on(tmp_pat
     (model / "README.md").write_text("card")
     now = {"lr": 1e-3, "model content": model_key(model)}
     names = {"model content": f"the model at {model}"}
-    check_same_run(tmp_path, "run", {**now, "model content": now["model content"].legacy}, now, names)
     with pytest.raises(ConfigError, match="the model at .* changed since this run started"):
         check_same_run(tmp_path, "run", {**now, "model content": "sha256:other"}, now, names)
     with pytest.raises(ConfigError, match="other settings"):
         check_same_run(tmp_path, "run", {**now, "lr": 1e-4}, now, names)
-    # A run directory's record is rewritten with the key: a later edit of the card still matches it.
-    from ticketlab.train.run_dir import record_or_check
-
     record = tmp_path / "settings.json"
-    record.write_text(json.dumps({**now, "model content": now["model content"].legacy}))
     record_or_check(record, now, out=tmp_path, kind="run", inputs=names)
-    assert json.loads(record.read_text()) == {**now, "model content": str(now["model content"])}
     (model / "README.md").write_text("the card, edited")
     edited = {**now, "model content": model_key(model)}
     record_or_check(record, edited, out=tmp_path, kind="run", inputs=names)
-
-
-def test_a_study_row_recorded_under_a_model_folder_s_old_key_is_reused_and_re_recorded(tmp_path: Path):
-    """A finished row of a study (`ticketlab super`, `mtl`) recorded the key of every file in the
-    model's folder: it is reused, its provenance gets the model's key, and a later card edit still
-    reuses it; other weights are refused."""
-    from ticketlab.core.errors import TicketlabError
-    from ticketlab.core.files import model_key
-    from ticketlab.studies import Store
-    from ticketlab.studies import rows as study_rows
-    from ticketlab.studies.run_ids import make_run
-
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    (model / "README.md").write_text("card")
-    key = model_key(model)
-    run = make_run("finetune", "row", {"model": str(model), "seed": 0})
-    with Store(tmp_path / "study") as store:
-        old = study_rows.Inputs(tmp_path, {"model": key.legacy}, {"model": "the model"})
-        assert study_rows.execute(store, run, lambda: {"score": 1.0}, inputs=old).status == "ran"
-        now = study_rows.Inputs(tmp_path, {"model": key}, {"model": "the model"})
-        assert study_rows.execute(store, run, lambda: {"score": 2.0}, inputs=now).metrics == {"score": 1.0}
-        assert store.get(run.id).provenance["inputs"] == {"model": str(key)}
-        (model / "README.md").write_text("the card, edited")
-        edited = study_rows.Inputs(tmp_path, {"model": model_key(model)}, {"model": "the model"})
-        assert study_rows.execute(store, run, lambda: {"score": 3.0}, inputs=edited).status == "done"
-        (model / "config.json").write_text('{"hidden_size": 8}')
-        other = study_rows.Inputs(tmp_path, {"model": model_key(model)}, {"model": "the model"})
-        with pytest.raises(TicketlabError, match="the model changed since its run row finished"):
-            study_rows.execute(store, run, lambda: {"score": 4.0}, inputs=other)
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    with pytest.raises(ConfigError, match="changed since this run started"):
+        record_or_check(
+            record, {**now, "model content": model_key(model)}, out=tmp_path, kind="run", inputs=names
+        )

@@ -199,10 +199,11 @@ def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
     on_task = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "a", task="sst2")
     on_mlm = SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "b", corpus=["c.txt"])
     assert on_task.method.first_pruning == "after-round" and on_mlm.method.first_pruning == "start"
-    assert on_task.settings(1e-3)["first_pruning"] == "after-round" and "rewind_head" not in on_task.settings(
-        1
+    assert (
+        on_task.settings(1e-3)["first_pruning"] == "after-round"
+        and on_task.settings(1)["rewind_head"] is False
     )
-    assert "first_pruning" not in on_mlm.settings(1e-3)  # MLM IMP directories written before resume
+    assert on_mlm.settings(1e-3)["first_pruning"] == "start"
     with pytest.raises(ConfigError, match="at least 3 steps for 3 pruning rounds after full"):
         SearchConfig("m", ImpConfig(0.3), steps=2, out=tmp_path / "c", task="sst2")
     # each round decays towards 0 at `schedule_steps` (the references' t_total), not at --steps
@@ -212,7 +213,7 @@ def test_imp_defaults_by_objective_and_the_schedule_horizon(tmp_path):
         opt.step()
         sched.step()
     assert sched.get_last_lr()[0] == pytest.approx(0.75)  # 1 - 10/40, where --steps alone gives 0
-    assert on_mlm.settings(1)["steps"] == 6 and "schedule_steps" not in on_mlm.settings(1)
+    assert on_mlm.settings(1)["steps"] == 6 and on_mlm.settings(1)["schedule_steps"] == 6
     with_horizon = SearchConfig(
         "m", ImpConfig(0.3), steps=6, schedule_steps=40, out=tmp_path / "d", corpus=["c"]
     )
@@ -408,9 +409,8 @@ def test_tamt_variant_prunes_every_matrix_to_the_target(corpus, tmp_path):
 def test_variant_ranking_conflict_and_pooler_are_said():
     with pytest.raises(ConfigError, match="variant 'tamt' ranks per matrix"):
         ImpConfig(0.5, variant="tamt", ranking="global")
-    for retired in ("lth", "legacy"):  # ticketlab's first IMP is no variant any more
-        with pytest.raises(ConfigError, match=f"variant must be one of .chen., .tamt., got .{retired}."):
-            ImpConfig(0.5, variant=retired)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="variant must be one of .chen., .tamt., got .lth."):
+        ImpConfig(0.5, variant="lth")  # type: ignore[arg-type]
     from ticketlab.methods.imp.search import variant_targets
 
     model = make_model(BertForSequenceClassification, tiny_bert_config(num_labels=2), seed=0)
@@ -446,52 +446,6 @@ def test_optimizer_and_schedule_are_fresh_after_every_pruning(corpus, tmp_path, 
     # the step after a pruning is the new optimizer's first, at the schedule's second value
     assert seen[3][1] == 1.0 and seen[3][2] == pytest.approx(lr * 5 / 6)
     assert seen[1][1] == 1.0 and seen[1][2] == pytest.approx(lr * 5 / 6)  # the first round as before
-
-
-@pytest.mark.shared
-def test_committed_legacy_imp_runs_are_history_readable_never_run(bert_mini, tmp_path):
-    """ticketlab's first IMP (`legacy`) is retired: the committed store's runs of it were re-keyed
-    once (`rekey_store`) with `variant: legacy` under the label `imp/legacy`, which the committed spec
-    plans (every run done, so reports show them); `imp` without a variant is Chen et al.'s and makes
-    new runs; a legacy run that is missing is refused, not run."""
-    import json
-    import shutil
-    import sqlite3
-    from pathlib import Path
-
-    from ticketlab.studies import Store, expand, load_spec, run_sweep
-    from ticketlab.studies.sweep.rekey import rekeyed_ids
-
-    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "bert-mini-ref"
-    with sqlite3.connect(root / "results.sqlite") as db:
-        stored = {
-            i: (json.loads(c), s)
-            for i, c, s in db.execute("SELECT id, config, status FROM runs WHERE kind = 'search'")
-        }
-        assert json.loads(dict(db.execute("SELECT key, value FROM meta"))["ids"]) == 5
-    legacy = {i for i, (c, _) in stored.items() if c["settings"].get("variant") == "legacy"}
-    assert {stored[i][0]["method"] for i in legacy} == {"imp/legacy", "imp-task/legacy"} and len(legacy) >= 3
-    spec = load_spec(root / "spec.yaml")
-    planned = {r.id: r for r in expand(spec)}
-    # ids version 5: a per-task search's data keyed by the whole GLUE folder, as a sweep re-keys it
-    with Store(root, readonly=True) as st:
-        renamed = rekeyed_ids(st, models=[spec.model], data=[t.data for t in spec.tasks.values() if t.data])
-    assert {renamed.get(i, i) for i in legacy} <= set(planned) and all(stored[i][1] == "done" for i in legacy)
-
-    text = (root / "spec.yaml").read_text().replace("../../../../shared", str(bert_mini.parents[1]))
-    old = "imp/legacy: {sparsities: [0.5, 0.7], variant: legacy}"
-    (tmp_path / "spec.yaml").write_text(text.replace(old, "imp: {}").replace("[imp/legacy,", "[imp,"))
-    chen = {r.id: r for r in expand(load_spec(tmp_path / "spec.yaml")) if r.config["method"] == "imp"}
-    assert chen and not chen.keys() & stored.keys()  # Chen et al.'s IMP: new runs
-    (tmp_path / "spec.yaml").write_text(
-        text.replace(old, "imp/legacy: {sparsities: [0.6, 0.7], variant: legacy}")
-    )
-    (tmp_path / "sw").mkdir()
-    shutil.copy(root / "results.sqlite", tmp_path / "sw" / "results.sqlite")
-    with pytest.raises(
-        ConfigError, match=r"imp/legacy: IMP variant 'legacy' .* is retired: 1 of its searches"
-    ):
-        run_sweep(load_spec(tmp_path / "spec.yaml"), tmp_path / "sw", log=lambda s: None)
 
 
 def _pretrained_with_pooler(tmp_path):

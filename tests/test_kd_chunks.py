@@ -158,7 +158,7 @@ def test_kd_mean_counts_the_padding_as_train_kd_cosine_loss(tok):
 
 
 def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
-    assert "kd_data" not in _tamt_settings(TamtConfig(0.5, objective="kd"))  # the default's identity
+    assert _tamt_settings(TamtConfig(0.5, objective="kd"))["kd_data"] == "blocks"  # the default's identity
     assert _tamt_settings(TamtConfig(0.5, objective="kd", kd_data="reference"))["kd_data"] == "reference"
     with pytest.raises(ConfigError, match="objective kd, not 'mlm'"):
         TamtConfig(0.5, kd_data="reference")
@@ -186,8 +186,7 @@ def test_the_flag_reaches_the_search_and_its_identity(tmp_path, capsys):
     assert "reference" in json.dumps(settings)
     job = SearchJob("m", "x", 0.5, 0, 10, [], {"kd_data": "reference"}, corpus, tmp_path / "m", tmp_path)
     assert sweep_methods()["tamt-kd"].configure(job).method.kd_data == "reference"  # a sweep's setting
-    plain = {"kind": "search", "settings": {"objective": "kd"}}  # a spec naming the default: the same run
-    assert run_id(plain) == run_id({**plain, "settings": {"objective": "kd", "kd_data": "blocks"}})
+    plain = {"kind": "search", "settings": {"objective": "kd"}}
     assert run_id(plain) != run_id({**plain, "settings": {"objective": "kd", "kd_data": "reference"}})
     assert search(tmp_path / "carved") == 2  # the dev text carved from the training text: refused
     assert "--kd-data reference draws its sequences from all of the training text" in capsys.readouterr().err

@@ -221,13 +221,13 @@ def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(to
     assert model.training  # the mode is the model's own, untouched
     with pytest.raises(ConfigError, match="teacher"):
         pretraining_loss("kd", teacher="dropout")
-    # TAMT's default, in a KD search's identity only (an eval-mode teacher: directories written before)
+    # TAMT's default, in the identity of a search with a KD loss only
     # (TAMT-MLM+KD's train_mlm.py teacher comes from transformers' from_pretrained: eval mode)
     assert TamtConfig(sparsity=0.5, objective="kd").teacher_mode == "train"
     assert TamtConfig(sparsity=0.5, objective="mlm+kd").teacher_mode == "eval"
     assert _tamt_settings(TamtConfig(sparsity=0.5, objective="kd"))["kd_teacher"] == "train"
-    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="kd", kd_teacher="eval"))
-    assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm+kd"))
+    assert _tamt_settings(TamtConfig(sparsity=0.5, objective="kd", kd_teacher="eval"))["kd_teacher"] == "eval"
+    assert _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm+kd"))["kd_teacher"] == "eval"
     assert "kd_teacher" not in _tamt_settings(TamtConfig(sparsity=0.5, objective="mlm"))
 
 

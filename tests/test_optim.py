@@ -207,7 +207,7 @@ def test_bertadam_is_one_option_whose_settings_are_its_own(tmp_path):
     from ticketlab.verbs.search import SearchConfig
 
     search = dict(model="m", method=TamtConfig(sparsity=0.5), steps=3, out=tmp_path, corpus=["c.txt"])
-    assert "optimizer" not in SearchConfig(**search).settings(1e-3)  # AdamW searches keep their identity
+    assert SearchConfig(**search).settings(1e-3)["optimizer"] == "adamw"
     assert SearchConfig(**search, optimizer="bertadam").settings(1e-3)["optimizer"] == "bertadam"
     with pytest.raises(ConfigError, match="adam_eps.*BertAdam's is 1e-06"):
         SearchConfig(**search, optimizer="bertadam", adam_eps=1e-7)

@@ -180,66 +180,6 @@ def test_a_third_search_method_works_end_to_end(monkeypatch, tmp_path, tiny_bert
     assert out.steps == 3 and [i["step"] for i in out.intermediate] == [2]
 
 
-def test_resumable_directories_written_before_the_registry_still_resume():
-    """Search settings as `SearchConfig.settings` wrote them for TAMT and IMP (each with the other's
-    keys as null) are the same run as today's under the behaviour of then (KD on the corrupted input,
-    the schedule ending at the stop, the KD teacher in eval mode, round(s·n) pruned), and another run
-    under TAMT's defaults."""
-    from ticketlab.methods import ImpConfig, TamtConfig
-    from ticketlab.train.run_dir import check_same_run
-
-    tamt = {
-        "method": "tamt", "model": "m", "corpus": ["c.txt"], "dev": None, "dev_fraction": 0.05,
-        "text_column": "text", "max_length": 16, "sparsity": 0.5, "steps": 30, "batch_size": 16,
-        "lr": 2e-05, "warmup_steps": 0, "weight_decay": 0.0, "grad_accum": 1, "max_grad_norm": 1.0,
-        "mixed_precision": "no", "seed": 0, "ranking": "local", "targets": None, "objective": "kd",
-        "init": "omp", "threshold": 0.01, "alpha": 2.0, "freeze_head": False, "head_lr": None,
-        "prune_rate": None, "rewind_to": None, "task": None, "data_dir": None,
-    }  # fmt: skip
-    imp = {
-        "method": "imp", "model": "m", "corpus": None, "dev": None, "dev_fraction": 0.05,
-        "text_column": "text", "max_length": None, "sparsity": 0.5, "steps": 30, "batch_size": 16,
-        "lr": 5e-05, "warmup_steps": 0, "weight_decay": 0.0, "grad_accum": 1, "max_grad_norm": 1.0,
-        "mixed_precision": "no", "seed": 0, "ranking": "global", "targets": None, "objective": None,
-        "init": None, "threshold": None, "alpha": None, "freeze_head": None, "head_lr": None,
-        "prune_rate": 0.1, "rewind_to": None, "task": "sst2", "data_dir": "glue", "variant": "chen",
-        "pooler": False,
-    }  # fmt: skip
-    common = dict(model="m", steps=30, out="/nonexistent/out")
-    then = TamtConfig(0.5, objective="kd", kd_input="corrupted", kd_teacher="eval", count="round")
-    now_tamt = SearchConfig(method=then, corpus=["c.txt"], max_length=16, schedule_steps=30, **common)
-    now_imp = SearchConfig(method=ImpConfig(0.5, variant="chen"), task="sst2", data_dir="glue", **common)
-    check_same_run("out", "search", tamt, now_tamt.settings(2e-5), {})
-    # a task IMP written before LT_glue.py's schedule became the default is another run (it pruned θ0
-    # at step 0 and rewound the head): refused, not resumed under the new meaning
-    with pytest.raises(ConfigError, match="differs in: .*first_pruning None -> 'after-round'"):
-        check_same_run("out", "search", imp, now_imp.settings(5e-5), {})
-    # IMP on MLM then: the pooler dense, the decoder masked, the KD dev loss on corrupted input
-    mlm = {**imp, "corpus": ["c.txt"], "task": None, "data_dir": None}
-    old = ImpConfig(0.5, variant="chen", pooler=False, decoder="masked", kd_input="corrupted")
-    check_same_run(
-        "out", "search", mlm, SearchConfig(method=old, corpus=["c.txt"], **common).settings(5e-5), {}
-    )
-    now_mlm = SearchConfig(method=ImpConfig(0.5, variant="chen"), corpus=["c.txt"], **common)
-    with pytest.raises(
-        ConfigError, match="differs in: decoder None -> 'dense', kd_input None -> 'clean', pooler"
-    ):
-        check_same_run("out", "search", mlm, now_mlm.settings(5e-5), {})
-    with pytest.raises(ConfigError, match="differs in: alpha"):
-        check_same_run(
-            "out",
-            "search",
-            tamt,
-            dataclasses.replace(now_tamt, method=dataclasses.replace(then, alpha=3.0)).settings(2e-5),
-            {},
-        )
-    tamts = SearchConfig(method=TamtConfig(0.5, objective="kd"), corpus=["c.txt"], max_length=16, **common)
-    changed = "count None -> 'floor', kd_input None -> 'clean', kd_teacher None -> 'train', "
-    changed += "schedule_steps None -> 76"
-    with pytest.raises(ConfigError, match=f"differs in: {changed}"):
-        check_same_run("out", "search", tamt, tamts.settings(2e-5), {})
-
-
 @dataclasses.dataclass
 class RenamedConfig:
     """A method config whose option is not its field's name (as TAMT's `train_head` is `freeze_head`)."""

@@ -713,15 +713,15 @@ def test_transfer_matrix_by_hand(tmp_path):
     assert "83.0 ± 0.0 (n=4)[^" in text and "(+0.5σ) ★" in text and "(-1.5σ) |" in text
 
 
-def test_transfer_matrix_of_legacy_imp_has_its_mlm_ticket(tmp_path):
-    """A store re-keyed with run ids version 4 labels the first IMP `imp/legacy` and its task tickets
-    `imp-task/legacy@x`: the MLM row is `imp/legacy` (the committed bert-mini-ref report lost it)."""
+def test_transfer_matrix_of_a_labelled_imp_has_its_mlm_ticket(tmp_path):
+    """Task tickets under a label (`imp-task/tamt@x`) take the MLM ticket of the same label
+    (`imp/tamt`) as their matrix's MLM row, not another variant's."""
     fill(
         tmp_path / "sweep",
         {
             ("full", 0.0, "x"): [80.0, 82.0, 84.0],
-            ("imp-task/legacy@x", 0.5, "x"): [83.0] * 4,
-            ("imp/legacy", 0.5, "x"): [81.0] * 4,
+            ("imp-task/tamt@x", 0.5, "x"): [83.0] * 4,
+            ("imp/tamt", 0.5, "x"): [81.0] * 4,
             ("imp", 0.5, "x"): [70.0] * 4,  # another variant's MLM ticket: not this matrix's
         },
     )
@@ -1092,9 +1092,9 @@ def test_a_report_drawn_again_from_the_same_store_is_the_same_file(tmp_path, mon
 
 
 def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_named(tmp_path):
-    """Chen's IMP keeps the word embeddings dense: its "70%" prunes 70% of the encoder only. Since
-    run ids version 4 a spec that names no variant runs Chen's, so its rows are labelled too; TAMT's
-    variant and the re-keyed `legacy` runs prune every target."""
+    """Chen's IMP keeps the word embeddings dense: its "70%" prunes 70% of the encoder only. A spec
+    that names no variant runs Chen's, so its rows are labelled too; TAMT's variant prunes every
+    target."""
     from types import SimpleNamespace
 
     from ticketlab.studies.report.tables import SweepResults, encoder_share
@@ -1111,12 +1111,11 @@ def test_chens_imp_is_labelled_unequal_sparsity_with_or_without_its_variant_name
         return SimpleNamespace(id=f"s{i}", kind="search", status="done", config=config)
 
     runs = [search(0, "imp", {}), search(1, "imp/tamt", {"variant": "tamt"}), search(2, "omp", {})]
-    runs.append(search(3, "imp/legacy", {"variant": "legacy"}))
     records = {r.id: r for r in runs}
     results = SweepResults(tmp_path, records, [], [], [], {}, {(r.id, None) for r in runs}, {})
     labels = {method_label(r.config): results.target_share(method_label(r.config), 0.7) for r in runs}
     assert labels["imp"] == pytest.approx(0.7 * share)  # no variant named: Chen's
-    assert labels["imp/tamt"] == labels["omp"] == labels["imp/legacy"] == 0.7
+    assert labels["imp/tamt"] == labels["omp"] == 0.7
 
 
 def test_a_study_of_masks_alone_plans_no_fine_tuning_and_is_reported(tmp_path, tiny_bert_dir):

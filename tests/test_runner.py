@@ -21,8 +21,7 @@ import torch
 import yaml
 
 import sweep_fakes as fakes
-from ticketlab.core.errors import ConfigError
-from ticketlab.core.files import HOST
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import load_mask
 from ticketlab.studies import Store, expand, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
@@ -210,56 +209,9 @@ def test_a_store_carried_without_its_masks_re_searches_only_what_is_still_needed
     assert any(f"re-run of {tamt.name} found other masks" in line and "final" in line for line in log), log
 
 
-def _old_ids(sweep_dir: Path) -> dict[str, str]:
-    """Rewrite a store as ticketlab wrote it when run ids hashed the inputs' absolute paths (no data
-    key, meta `ids` absent); returns new id -> old id."""
-    import hashlib
-    import json
-
-    def old_id(config: dict) -> str:
-        blob = json.dumps({"plan_version": 1, **config}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def without_data(config: dict) -> dict:
-        config["inputs"].pop("data", None)
-        return config
-
-    return _rewrite_ids(sweep_dir, without_data, old_id, ids=None)
-
-
-def _rewrite_ids(sweep_dir: Path, change, id_of, ids: int | None) -> dict[str, str]:
-    """Rewrite every run of a store as an earlier ticketlab wrote it: its config `change`d, its id
-    `id_of` that config, references following; meta `ids` set (None: absent). New id -> old id."""
-    import json
-
-    old: dict[str, str] = {}
-    with Store(sweep_dir) as st:
-        rows = st.db.execute("SELECT id, kind, config, deps FROM runs").fetchall()
-        for row in sorted(rows, key=lambda r: r["kind"] != "search"):
-            c = change(json.loads(row["config"]))
-            if c.get("mask"):
-                c["mask"]["search"] = old[c["mask"]["search"]]
-            old[row["id"]] = id_of(c)
-            deps = [old[d] for d in json.loads(row["deps"])]
-            st.db.execute(
-                "UPDATE runs SET id = ?, config = ?, deps = ? WHERE id = ?",
-                (old[row["id"]], json.dumps(c), json.dumps(deps), row["id"]),
-            )
-        plan = [old[i] for i in st.get_meta("plan")]
-        st.db.execute("UPDATE meta SET value = ? WHERE key = 'plan'", (json.dumps(plan),))
-        st.db.execute("DELETE FROM meta WHERE key = 'ids'")
-        if ids is not None:
-            st.db.execute("INSERT INTO meta VALUES ('ids', ?)", (json.dumps(ids),))
-    return old
-
-
-def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_path, tiny_bert_dir):
-    """Editing the card beside a model's weights, or adding a script, runs nothing again (run ids
-    version 5: `core.files.model_key`); a store whose ids hashed every file of the model's folder
-    (version 4) is re-keyed once where the folder is as it was, losing and repeating nothing."""
-    from ticketlab.core.files import content_key
-    from ticketlab.studies.run_ids import IDS_VERSION, run_id
-
+def test_a_model_card_changes_no_run_id(tmp_path, tiny_bert_dir):
+    """Editing the card beside a model's weights, or adding a script, runs nothing again (a model is
+    keyed by what loading reads: `core.files.model_key`)."""
     model = tmp_path / "model"
     shutil.copytree(tiny_bert_dir, model)
     (model / "README.md").write_text("the card, first version")
@@ -269,71 +221,14 @@ def test_a_model_card_changes_no_run_id_and_version_4_stores_are_re_keyed(tmp_pa
     (model / "README.md").write_text("the card, edited")
     (model / "check_accuracy.py").write_text("print('a script beside the weights')")
     assert sweep(tmp_path, spec).ran == [] and fakes.calls(tmp_path / "sweep") == before
-    # As version 4 wrote the store: the model keyed by every file in its folder.
-    legacy = content_key([model])
-    old = _rewrite_ids(
-        tmp_path / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4
-    )
-    assert set(old.values()).isdisjoint(old)  # every id moved: the card was in each
-    log: list[str] = []
-    assert run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
-    assert any("re-keyed" in line for line in log) and fakes.calls(tmp_path / "sweep") == before
-    assert not any("changed since the last sweep" in line for line in log)  # the same model
-    with Store(tmp_path / "sweep") as st:
-        assert set(st.statuses()) == set(old) and st.get_meta("ids") == IDS_VERSION == 6
-    # Runs recorded on other weights (a folder changed since) keep their ids: never taken for the
-    # plan's, whose results come back from their own run directories (`runs/<name>_<id>/`).
-    other = _rewrite_ids(
-        tmp_path / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": "sha256:other"}}, run_id, 4
-    )
-    assert sweep(tmp_path, spec).ok
-    with Store(tmp_path / "sweep") as st:
-        assert set(other.values()) | set(old) == set(st.statuses())  # the old rows kept, the plan's new
 
 
-def test_a_report_where_the_model_is_not_leaves_a_version_4_store_to_a_sweep(tmp_path, tiny_bert_dir):
-    """A version-4 store carried to another machine (its results.sqlite alone), the model elsewhere
-    there: a report opened first, where the folder its runs name is gone, cannot tell the model's
-    key, so it leaves the store at version 4 (it used to mark it version 5 with the old keys kept,
-    and the sweep then ran every run again); the sweep, which knows where the model is, re-keys it
-    and runs nothing."""
-    from ticketlab.core.files import content_key
-    from ticketlab.studies.report.results import load_results
-    from ticketlab.studies.run_ids import run_id
-
+def test_run_ids_hold_no_paths(tmp_path, tiny_bert_dir):
+    """A sweep moved to other paths (the store carried to another machine) keeps its run ids;
+    changing a task's data gives its runs new ids."""
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(tiny_bert_dir, a / "model")
-    (a / "model" / "README.md").write_text("the card")
-    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None, methods=["full", "omp"])
-    assert sweep(a, fakes.make_spec(a, a / "model", **kw)).ok
-    legacy = content_key([a / "model"])
-    _rewrite_ids(a / "sweep", lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4)
-    shutil.copytree(a, b, ignore=lambda d, names: ["sweep"] if Path(d) == a else [])
-    (b / "sweep").mkdir()
-    shutil.copy(a / "sweep" / "results.sqlite", b / "sweep")
-    shutil.rmtree(a)
-    load_results(b / "sweep")
-    with Store(b / "sweep") as st:
-        assert st.get_meta("ids") == 4
-    moved = fakes.make_spec(b, b / "model", **kw)
-    log: list[str] = []
-    assert run_sweep(moved, b / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
-    assert any("re-keyed" in line for line in log)
-
-
-def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_dir):
-    """A sweep moved to other paths (the store carried to another machine) keeps its run ids; a
-    store whose ids hashed the paths is re-keyed once, losing and repeating nothing; changing a
-    task's data gives its runs new ids."""
-    from ticketlab.studies.report.results import load_results
-    from ticketlab.studies.sweep.spec import spec_json
-
-    a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(tiny_bert_dir, a / "model")
-    # no IMP: a store of before ran the legacy IMP, which re-keying labels (test_retired_defaults...)
-    kw = dict(
-        data_curve=None, pretrain_eval=None, search_curve=None, methods=["full", "omp", "random", "tamt-mlm"]
-    )
+    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
     spec = fakes.make_spec(a, a / "model", **kw)
     assert sweep(a, spec).ok
     ids = [r.id for r in expand(spec)]
@@ -341,27 +236,6 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     moved = fakes.make_spec(b, b / "model", **kw)
     assert moved.model != spec.model and [r.id for r in expand(moved)] == ids
     assert sweep(b, moved).ran == []
-    # A store of before: ids of paths. A dry run says so; the sweep re-keys it and finds everything done.
-    before = fakes.calls(a / "sweep")
-    old = _old_ids(a / "sweep")
-    assert set(old.values()).isdisjoint(ids)
-    said: list[str] = []
-    Runner(spec, a / "sweep", log=said.append, dry_run=True).store.close()
-    assert any("run ids of an earlier ticketlab" in line and "dry run" in line for line in said)
-    log: list[str] = []
-    assert run_sweep(spec, a / "sweep", finetune=fakes.fake_finetune, log=log.append).ran == []
-    assert any("re-keyed" in line for line in log) and fakes.calls(a / "sweep") == before
-    with Store(a / "sweep") as st:
-        assert set(st.statuses()) == set(ids) and st.get_meta("plan") == ids
-    # The report writes nothing: it reads the store under the ids it holds, and finds a spec's runs
-    # there by the ids a sweep re-keying it would give them.
-    was = _old_ids(b / "sweep")
-    finetunes = {r.id for r in expand(moved) if r.kind == "finetune"}
-    assert {s.id for s in load_results(b / "sweep").scores} == {was[i] for i in finetunes}
-    res = load_results(b / "sweep", plan=(ids, spec_json(moved)))
-    assert res.not_swept == 0 and {s.id for s in res.scores} == {was[i] for i in finetunes}
-    with Store(b / "sweep", readonly=True) as st:
-        assert set(st.statuses()) == set(was.values()) and not st.get_meta("ids")
     # Other data for task a: its fine-tunings are new runs; task b's and the searches keep theirs.
     by_id = {r.id: r for r in expand(moved)}
     (b / "data" / "a" / "train.jsonl").write_text('{"text": "more"}\n')
@@ -370,160 +244,44 @@ def test_run_ids_hold_no_paths_and_old_stores_are_re_keyed(tmp_path, tiny_bert_d
     assert {(by_id[i].kind, by_id[i].config["task_label"]) for i in changed} == {("finetune", "a")}
 
 
-def test_retired_defaults_are_named_when_a_store_is_re_keyed(tiny_bert_dir):
-    """A search stored before ids version 4 ran the defaults of its time; re-keying names
-    them in its settings, so a run under today's defaults (the papers') never reuses it."""
-    from ticketlab.studies.sweep.rekey import _retired_defaults
+@pytest.mark.parametrize("ids", [None, 6])
+def test_a_store_of_another_ids_scheme_is_refused(tmp_path, tiny_bert_dir, ids):
+    """A store whose run ids another scheme made (meta `ids` absent or another version) is refused
+    by a sweep, a dry run and a report, in one line naming it, and left as it was: its finished runs
+    would otherwise show as pending and run again (docs/explanation/run-ids.md)."""
+    from ticketlab.studies.report.results import load_results
 
-    def search(method, **settings):
-        return {"kind": "search", "method": method, "model": str(tiny_bert_dir), "settings": settings}
-
-    assert _retired_defaults(search("imp", batch_size=16)) == {"variant": "legacy"}
-    assert _retired_defaults(search("imp-task", lr=1e-4)) == {"variant": "legacy"}
-    assert _retired_defaults(search("imp/chen", variant="chen")) == {}  # MLM IMP as Chen: unchanged
-    assert _retired_defaults(search("imp-task", variant="chen")) == {
-        "first_pruning": "start",
-        "rewind_head": True,
-    }
-    assert _retired_defaults(search("st-random")) == {"units": "round"}
-    assert _retired_defaults(search("st-random", units="liang")) == {}
-    targets = _retired_defaults(search("omp", ranking="global"))["targets"]
-    assert targets.startswith("embeddings\\.word_embeddings|")  # the word embeddings, ranked then
-    assert (
-        _retired_defaults(search("omp"))
-        == {}
-        == _retired_defaults(search("omp", ranking="global", targets="x"))
-    )
-    assert _retired_defaults({**search("imp"), "kind": "finetune"}) == {}
-
-
-def test_re_keying_is_all_or_nothing(tmp_path, tiny_bert_dir):
-    """No re-key while a live process runs one of the store's runs (it would finish under its old
-    id), nor while a run's data is gone (its dependents would name a renamed search); the corpus's
-    settings and its files' split stay in the identity."""
-    import os
-
-    from ticketlab.studies.run_ids import IDS_VERSION, run_id
-    from ticketlab.studies.sweep.rekey import rekey_store
-
-    kw = dict(data_curve=None, pretrain_eval=None, search_curve=None)
-    spec = fakes.make_spec(tmp_path, tiny_bert_dir, **kw)
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, pretrain_eval=None, search_curve=None)
     assert sweep(tmp_path, spec).ok
-    old = _old_ids(tmp_path / "sweep")
-    some = next(iter(old.values()))
     with Store(tmp_path / "sweep") as st:
-        st.db.execute(
-            "UPDATE runs SET status = 'running', host = ?, pid = ?, heartbeat = ? WHERE id = ?",
-            (HOST, os.getpid(), time.time(), some),
-        )
-        assert rekey_store(st).count == 0 and st.get(some) is not None and not st.get_meta("ids")
-        st.db.execute("UPDATE runs SET status = 'done' WHERE id = ?", (some,))
-    shutil.move(tmp_path / "data" / "a", tmp_path / "gone")
-    with Store(tmp_path / "sweep") as st:
-        assert rekey_store(st).count == 0 and set(st.statuses()) == set(old.values())
-    shutil.move(tmp_path / "gone", tmp_path / "data" / "a")
-    with Store(tmp_path / "sweep") as st:
-        assert rekey_store(st).count == len(old) and st.get_meta("ids") == IDS_VERSION
-    search = next(r for r in expand(spec) if r.kind == "search" and r.config["corpus"])
-    other_column = {**search.config, "corpus": {**search.config["corpus"], "text_column": "body"}}
-    assert run_id(other_column) != search.id  # same files, another column: another run
+        st.db.execute("DELETE FROM meta WHERE key = 'ids'")
+        if ids is not None:
+            st.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(ids),))
+    before = (tmp_path / "sweep" / "results.sqlite").read_bytes()
+    said = "no ids scheme" if ids is None else f"ids scheme {ids}"
+    carried = tmp_path / "carried"  # the store alone, copied to carry the sweep elsewhere
+    carried.mkdir()
+    shutil.copy(tmp_path / "sweep" / "results.sqlite", carried / "results.sqlite")
+    for open_it in (
+        lambda: run_sweep(spec, carried, finetune=fakes.fake_finetune),
+        lambda: Runner(spec, tmp_path / "sweep", dry_run=True),
+        lambda: run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune),
+        lambda: load_results(tmp_path / "sweep"),
+    ):
+        with pytest.raises(
+            TicketlabError, match=f"results.sqlite: its run ids are of {said}, this ticketlab"
+        ):
+            open_it()
+    assert (tmp_path / "sweep" / "results.sqlite").read_bytes() == before
 
 
-def test_re_keying_moves_the_directories_of_runs_under_way(tmp_path, tiny_bert_dir):
-    """A search part-way through when its store is re-keyed (version 4 -> 5: the model's card left
-    out of its key) keeps its work: its directories (`runs/<name>_<id8>/`, `masks/<name>_<id8>/`
-    with its checkpoint in `run/`, the masks it saved on the way) take the new id's names, and the
-    next sweep resumes it instead of starting it at step 0; a done search's stay where its recorded
-    `mask_dir` names them."""
-    import json
+def test_a_new_store_is_marked_with_todays_ids_scheme(tmp_path):
+    from ticketlab.studies.run_ids import IDS_VERSION
 
-    from ticketlab.core.files import content_key
-    from ticketlab.studies import MethodSpec
-    from ticketlab.studies.run_ids import run_id
-
-    resumed: list[str | None] = []
-
-    def resuming(job):  # a search that resumes from `run/checkpoint.pt`, deleted once its mask is out
-        checkpoint = job.mask_dir / "run" / "checkpoint.pt"
-        resumed.append(checkpoint.read_text() if checkpoint.is_file() else None)
-        shutil.rmtree(job.mask_dir / "run", ignore_errors=True)
-        return fakes.fake_search(job)
-
-    model = tmp_path / "model"
-    shutil.copytree(tiny_bert_dir, model)
-    (model / "README.md").write_text("the card")
-    fake = dict(uses_corpus=True, uses_steps=True, settings=frozenset({"lr", "batch_size"}))
-    registry = fakes.fake_registry(
-        **{"tamt-mlm": MethodSpec("tamt-mlm", resuming, "fake TAMT-MLM", curve="save_at", **fake)}
-    )
-    spec = spec_from_dict(
-        fakes.spec_dict(
-            tmp_path,
-            model,
-            methods=["omp", "tamt-mlm"],
-            sparsities=[0.5],
-            seeds={"search": [0], "finetune": [0]},
-            search_curve={"steps": [6], "sparsities": [0.5], "tasks": ["a"]},
-            data_curve=None,
-            pretrain_eval=None,
-        ),
-        base_dir=tmp_path,
-        registry=registry,
-    )
-    sweep_dir = tmp_path / "sweep"
-    assert sweep(tmp_path, spec).ok and resumed == [None]
-    runs = expand(spec)
-    search = next(r for r in runs if r.kind == "search" and r.config["method"] == "tamt-mlm")
-    done = next(r for r in runs if r.kind == "search" and r.config["method"] == "omp")
-    # The TAMT search part-way through: a checkpoint and the mask of step 6, no final mask, no result;
-    # the runs of its masks not run yet.
-    (sweep_dir / "runs" / search.dirname / "sweep_result.json").unlink()
-    for name in ("mask_config.json", "masks.safetensors"):
-        (sweep_dir / "masks" / search.dirname / name).unlink()
-    (sweep_dir / "masks" / search.dirname / "run").mkdir()
-    (sweep_dir / "masks" / search.dirname / "run" / "checkpoint.pt").write_text("step 8")
-    users = [r for r in runs if search.id in r.deps]
-    with Store(sweep_dir) as st:
-        for r in [search, *users]:
-            st.db.execute("UPDATE runs SET status = 'failed', metrics = NULL WHERE id = ?", (r.id,))
-    for r in users:
-        shutil.rmtree(sweep_dir / "runs" / r.dirname)
-    # As version 4 wrote the store, and named the directories: by the ids of the model's every file.
-    legacy = content_key([model])
-    old = _rewrite_ids(sweep_dir, lambda c: {**c, "inputs": {**c["inputs"], "model": legacy}}, run_id, 4)
-    renamed = {}
-    for r in (search, done):
-        was = f"{r.name}_{old[r.id][:8]}"
-        renamed[r.id] = was
-        for d in ("runs", "masks"):
-            (sweep_dir / d / r.dirname).rename(sweep_dir / d / was)
-    (sweep_dir / "masks" / f"{search.dirname}.step000006").rename(
-        sweep_dir / "masks" / f"{renamed[search.id]}.step000006"
-    )
-    with Store(sweep_dir) as st:
-        metrics = {**st.get(old[done.id]).metrics, "mask_dir": f"masks/{renamed[done.id]}"}
-        st.db.execute("UPDATE runs SET metrics = ? WHERE id = ?", (json.dumps(metrics), old[done.id]))
-    log: list[str] = []
-    Runner(spec, sweep_dir, log=log.append).store.close()
-    assert any("re-keyed" in line for line in log)
-    assert (sweep_dir / "masks" / search.dirname / "run" / "checkpoint.pt").read_text() == "step 8"
-    assert (sweep_dir / "masks" / f"{search.dirname}.step000006" / "masks.safetensors").is_file()
-    assert (sweep_dir / "runs" / search.dirname).is_dir()
-    assert not (sweep_dir / "masks" / renamed[search.id]).exists()
-    assert not (sweep_dir / "runs" / renamed[search.id]).exists()
-    # The done search's directories stay where its record names them.
-    with Store(sweep_dir) as st:
-        assert st.get(done.id).metrics["mask_dir"] == f"masks/{renamed[done.id]}"
-    assert (sweep_dir / "masks" / renamed[done.id] / "masks.safetensors").is_file()
-    assert not (sweep_dir / "masks" / done.dirname).exists()
-    # The next sweep resumes the search from its checkpoint, and runs what needs its mask.
-    before = Counter(fakes.calls(sweep_dir))
-    again = sweep(tmp_path, spec)
-    assert again.ok and resumed == [None, "step 8"]
-    assert sorted(again.ran) == sorted(r.id for r in [search, *users])
-    ran = Counter(fakes.calls(sweep_dir)) - before
-    assert sum(n for c, n in ran.items() if c.startswith("search")) == 1
-    assert {c for c in ran if c.startswith("finetune")} == {f"finetune {r.dirname}" for r in users}
+    with Store(tmp_path) as st:
+        assert st.get_meta("ids") == IDS_VERSION
+    with Store(tmp_path / "absent", readonly=True) as st:  # read-only: nothing written, nothing refused
+        assert st.get_meta("ids") is None
 
 
 def test_kill_between_runs_loses_and_repeats_nothing(tmp_path, tiny_bert_dir):

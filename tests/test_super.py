@@ -436,7 +436,7 @@ def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, 
         _importance(_super_config(tiny_bert_dir, sst2_root), None, 1, tmp_path / "imp")
     batch = _super_config(tiny_bert_dir, sst2_root, importance="batch")
     assert _importance(batch, None, 1, tmp_path / "imp").n_examples == 4
-    assert importance_key(batch) == {}  # rows of stores written with batch means keep their ids
+    assert importance_key(batch) == {"importance": "batch"}
     with pytest.raises(ConfigError, match="importance must be one of example, token, batch"):
         _super_config(tiny_bert_dir, sst2_root, importance="mean")
 

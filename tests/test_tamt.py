@@ -459,9 +459,9 @@ def test_the_schedule_goes_on_past_the_stop_as_tamts(tiny_run, tmp_path, capsys)
     assert search["tokens_per_step"] == 8 * 32 and search["search_tokens"] == 6 * 8 * 32
     assert "1,536 tokens" in capsys.readouterr().out
     search, lrs, settings = run(tmp_path / "stop", "--schedule-steps", "6")
-    assert search["schedule_steps"] == 6 and "schedule_steps" not in settings  # as directories before
+    assert search["schedule_steps"] == 6 and settings["schedule_steps"] == 6
     assert lrs[6] == 0.0 and lrs[3] == pytest.approx(lr / 2)
-    # a directory searched under the old schedule is not resumed under TAMT's
+    # a directory searched with a schedule that ends at the stop is not resumed under TAMT's
     args = ["--sparsity", "0.7", "--steps", "6", "--lr", str(lr), "--log-every", "1", "--no-eval"]
     assert main(search_args(tiny_run, tmp_path / "stop", *args)) == 2
     assert "other settings" in capsys.readouterr().err
@@ -1076,7 +1076,7 @@ def test_tamt_prunes_int_of_s_n_as_its_masker_and_round_on_request():
         assert int((~masks["0.weight"].mask).sum()) == pruned
     assert TamtConfig(sparsity=0.7).count == "floor"
     assert _tamt_settings(TamtConfig(sparsity=0.7))["count"] == "floor"
-    assert "count" not in _tamt_settings(TamtConfig(sparsity=0.7, count="round"))  # runs written before
+    assert _tamt_settings(TamtConfig(sparsity=0.7, count="round"))["count"] == "round"
 
 
 def test_a_search_reads_the_text_it_needs_and_its_mask_says_how_much(tiny_run, tmp_path, caplog, capsys):

@@ -61,7 +61,7 @@ def test_specs_without_the_new_keys_keep_their_runs(tmp_path):
     feature is what the code before them made: pinned as a digest of the configs with the temporary
     directory and the search ids written as names (the sorted digest computed before fine-tunings
     were ordered seed by seed). Two keys were added since, on purpose: the task data's content key
-    (run ids hash content, not paths; old stores are re-keyed), and the reference defaults a run is
+    (run ids hash content, not paths), and the reference defaults a run is
     under (a mask's pre-training evaluation: dense decoder, KD on clean text, the original MLM head;
     OMP and random: the pooler): new runs, never the rows computed before them."""
     root = tmp_path / "sweep"

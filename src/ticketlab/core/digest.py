@@ -1,13 +1,11 @@
 """The one run identity: what a run's result depends on, named by its config's field metadata.
 
 * `run_identity(config)`: the result-affecting fields of a config dataclass as a flat mapping (what a
-  run directory records and checks, `train.run_dir`; what a store's row is named by). Two field
-  metadata keys say what is left out:
-  - `result=False` (`core.checks.option(..., result=False)`, `not_result`): the field does not
-    change what a run computes (a progress bar, a checkpoint interval);
-  - `compat=(v, ...)` ("only when set"): the values under which the field computes what ticketlab
-    computed before the field existed. At one of them the field is left out, so the identities and
-    ids of runs recorded then stay as they were; at any other value it is in.
+  run directory records and checks, `train.run_dir`; what a store's row is named by): every field at
+  the value the run uses, less those marked `result=False` (`core.checks.option(..., result=False)`,
+  `not_result`), which do not change what a run computes (a progress bar, a checkpoint interval). A
+  field added to a config, or a default changed, changes the identities of the runs it reaches
+  (docs/explanation/run-ids.md).
 * `content_keys(paths)`: the content key of each local input a run reads, by name (`core.files`).
 * `digest(obj)`: the short sha256 id of a JSON-able identity (a fine-tuning's id, a sweep's run id).
 """
@@ -24,7 +22,6 @@ from typing import Any
 from .checks import negated, option_name
 from .files import content_key, model_key
 
-COMPAT = "compat"  # the field metadata key of the "only when set" rule (see the module docstring)
 OMIT = object()  # a value in `run_identity(values=...)` that leaves its field out
 
 
@@ -48,19 +45,12 @@ def run_identity(
         if f.name in leave_out or f.metadata.get("result") is False:
             continue
         value = given.get(f.name, plain[f.name])
-        if value is OMIT or _before_field(f, value):
+        if value is OMIT:
             continue
         if options and negated(f) and isinstance(value, bool):
             value = not value
         out[option_name(f) if options else f.name] = value
     return out
-
-
-def _before_field(f: dataclasses.Field, value: Any) -> bool:
-    """Whether `value` is one of the field's `compat` values: what runs computed before it existed."""
-    return COMPAT in f.metadata and any(
-        value is old if isinstance(old, bool) or old is None else value == old for old in f.metadata[COMPAT]
-    )
 
 
 Paths = str | os.PathLike | Sequence[str | os.PathLike]
@@ -81,8 +71,7 @@ def content_keys(paths: Mapping[str, Paths | None], models: Collection[str] = ("
 
 def digest(obj: Any, *, compact: bool = False, length: int = 16) -> str:
     """The first `length` hex digits of the sha256 of `obj` as JSON with sorted keys. `compact`: no
-    spaces after separators, as a sweep's run ids were always hashed (the others with `json`'s
-    default separators): both kept, so that no recorded id moves."""
+    spaces after separators (a sweep's run ids); else `json`'s default separators."""
     separators = (",", ":") if compact else None
     blob = json.dumps(obj, sort_keys=True, default=str, separators=separators)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -67,13 +67,12 @@ class PretrainConfig:
         None, "training time; steps are set by timing a few", metavar="SECONDS"
     )
     batch_size: PositiveInt = option(32, "blocks per optimizer step")
-    # A cap changes the blocks trained on: in the identity (0, the whole corpus, as before it: left out)
+    # A cap changes the blocks trained on: in the identity
     corpus_tokens: NonNegInt | None = option(
         None,
         "text tokens of --corpus to read, from its start (default: what --steps train on, 2 x steps x "
         "batch x length, plus the dev part carved from it; with --time-budget, or 0, the whole corpus)",
         metavar="N",
-        compat=(0,),
     )
     lr: LearningRate = option(1e-3, "peak learning rate")
     warmup_steps: NonNegInt | None = option(None, "default: 6% of the steps")
@@ -102,7 +101,6 @@ class PretrainConfig:
         "float32",
         "dtype of the written weights (float16/bfloat16 halve the file)",
         choices=SAVE_DTYPES,
-        compat=("float32",),  # in the identity only when not float32: older outputs keep theirs
     )
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from torch import Tensor
 
 from ..core.errors import TicketlabError
-from ..core.files import ModelKey, content_key, open_safetensors, read_json
+from ..core.files import content_key, open_safetensors, read_json
 from .io import CONFIG_NAME, MASKS_NAME, Mask, MaskConfig, pack
 
 # What changes what a mask computes besides its bits: which weights it covers, in which form.
@@ -49,22 +49,18 @@ def mask_identity(mask: Mask, config: MaskConfig) -> str:
     return _identity(json.loads(meta["shapes"]), packed, config.to_dict())
 
 
-def mask_key(path: str | os.PathLike) -> ModelKey | None:
-    """The content identity of the mask folder `path` (`mask_identity`), with the key of its bytes
-    (`content_key`) as the one recorded before identity left provenance out (`ModelKey.legacy`).
-    A folder that does not read as a mask is keyed by its bytes alone; None where it is not local."""
+def mask_key(path: str | os.PathLike) -> str | None:
+    """The content identity of the mask folder `path` (`mask_identity`). A folder that does not read
+    as a mask is keyed by its bytes (`content_key`); None where it is not local."""
     path = Path(path).expanduser()
-    whole = content_key([path])
     try:
         config = read_json(path / CONFIG_NAME, "mask config")
         with open_safetensors(path / MASKS_NAME, "masks file") as f:
             shapes = json.loads((f.metadata() or {})["shapes"])
             packed = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        key = ModelKey(_identity(shapes, packed, config))
+        return _identity(shapes, packed, config)
     except (TicketlabError, SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError):
-        return None if whole is None else ModelKey(whole)
-    key.legacy = whole
-    return key
+        return content_key([path])
 
 
 def same_mask(path: str | os.PathLike, mask: Mask, config: MaskConfig) -> bool:

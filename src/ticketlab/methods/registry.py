@@ -42,9 +42,7 @@ class Preset:
 
 
 def config_settings(method: Any) -> dict[str, Any]:
-    """A method config's part of a search's identity, by default: every field of it, by name. (Not
-    `core.digest.run_identity`: a config that subclasses TAMT's would lose its fields at their
-    `compat` values, and searches of a method registered before would not resume.)"""
+    """A method config's part of a search's identity, by default: every field of it, by name."""
     return {f.name: getattr(method, f.name) for f in dataclasses.fields(method)}
 
 
@@ -89,9 +87,9 @@ class Method:
     # (steps, schedule steps) of its paper's own run for a config (`SearchConfig.paper`; schedule steps
     # None: the method's default horizon); None: none.
     paper_budget: Callable[[Any], tuple[int, int | None]] | None = None
-    # For a sweep's run identity: the reference defaults a search runs under that differ from
-    # ticketlab's before, given its preset's fixed fields, the spec's settings (option names) and
-    # whether the checkpoint holds a pooler (`studies.run_ids`). None: no default changed.
+    # For a sweep's run identity: the defaults a search runs under for the settings the spec leaves
+    # out, given its preset's fixed fields, the spec's settings (option names) and whether the
+    # checkpoint holds a pooler (`studies.run_ids.identity`).
     changed_defaults: Callable[[Mapping[str, Any], Mapping[str, Any], bool], dict[str, Any]] = (
         lambda fixed, settings, pooler: {}
     )
@@ -126,8 +124,6 @@ class Method:
         return self.presets or (Preset(self.name, self.help, color=self.color),)
 
 
-SearchMethod = Method  # its name in the Python API before the registry was one (`ticketlab.SearchMethod`)
-
 # The registered methods by name, in registration order (read them with `methods()`).
 _REGISTRY: dict[str, Method] = {}
 # Where the built-in methods are: the `register` module of every method folder of `ticketlab.methods`
@@ -142,9 +138,6 @@ def register_method(method: Method) -> Method:
     know it by its presets' names and reports list it (with a colour: after those ordered before it)."""
     _REGISTRY[method.name] = method
     return method
-
-
-register_search = register_method  # its name in the Python API before the registry was one
 
 
 def load() -> dict[str, Method]:

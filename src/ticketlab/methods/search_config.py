@@ -67,17 +67,15 @@ class SearchConfig:
         "batch x length, plus the dev part carved from it; 0: the whole corpus). --dev is read up to "
         "--dev-blocks",
         metavar="N",
-        compat=(None, 0),
     )
     text_column: str = option("text", "column of `datasets` sources")
     # TAMT tokenizes WikiText-103's wiki.*.raw as it is (its " @-@ " markup included); ticketlab undoes
-    # the markup where it finds it (`data.sources.clean_wikitext`). In the identity only when kept
+    # the markup where it finds it (`data.sources.clean_wikitext`).
     wikitext_markup: Literal["undo", "keep"] = option(
         "undo",
         "WikiText's tokenized markup (' @-@ ', ' @,@ ', '<unk>'): undo it where a corpus has it (default: "
         "'1 @,@ 000' reads '1,000', '<unk>' the tokenizer's unknown token) or keep it, as TAMT's code "
         "tokenizes wiki.*.raw as it is",
-        compat=("undo",),
     )
     max_length: BlockLength | None = option(
         None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
@@ -101,30 +99,25 @@ class SearchConfig:
     grad_accum: PositiveInt = option(1, "gradient accumulation micro-steps")
     max_grad_norm: NonNegFloat = option(1.0, "gradient clipping norm (0: none)")
     # TAMT's train_kd.py steps with BertAdam (per-tensor clipping, eps 1e-6); TAMT's Tab. 1 names
-    # AdamW, which is the default. In a search's identity only when set: directories written before resume
+    # AdamW, which is the default.
     clip_per_tensor: bool = option(
         False,
         "clip each tensor's gradient to --max-grad-norm on its own, as BertAdam (TAMT's train_kd.py) "
         "does; default: one global norm",
-        compat=(False,),
     )
-    adam_eps: PositiveFloat = option(
-        1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", compat=(1e-8,), metavar="EPS"
-    )
+    adam_eps: PositiveFloat = option(1e-8, "Adam's eps (BertAdam, TAMT's train_kd.py: 1e-6)", metavar="EPS")
     # BertAdam whole: the three options above at its values and no bias correction (`train.optim`)
     optimizer: Optimizer = option(
         "adamw",
         "adamw (torch's AdamW, TAMT's Tab. 1) or bertadam: BertAdam as TAMT's train_kd.py steps it, "
         "whole: each tensor's gradient clipped to --max-grad-norm on its own, eps 1e-6, weight decay "
         "0.01, no bias correction, a linear warm-up from lr 0 at the first step",
-        compat=("adamw",),  # in a search's identity only when set: directories written before resume
     )
     mixed_precision: Precision = option("no", "autocast precision")
     optimizer_in_backward: bool = option(
         False,
         "less memory: step each tensor inside the backward and free its gradient (no gradient "
         "clipping; one process, no fp16, no --grad-accum)",
-        compat=(False,),  # a search's identity has it only when set: directories written before resume
     )
     seed: Seed = option(0, "data order, corruption, random init")
     # Left out of a search's identity, as `pretrain` leaves it out: it changes how the same steps
@@ -246,10 +239,8 @@ class SearchConfig:
 
     def settings(self, lr: float) -> dict[str, Any]:
         """What defines the search (a resumed run must match): the CLI's option names and values,
-        as directories written before this API recorded them; the method's own from its registry
-        entry (`methods.registry.Method.settings`). A key left out reads as null in a recorded run
-        (`train.run_dir`), so a method records none of another's (directories written then hold
-        them as null)."""
+        each at the value the search uses; the method's own from its registry entry
+        (`methods.registry.Method.settings`), so a method records none of another's."""
         paths = lambda ps: [str(p) for p in ps] if ps else None  # noqa: E731
         method = self.search_method
         resolved = {
@@ -257,13 +248,11 @@ class SearchConfig:
             "corpus": paths(self.corpus),
             "dev": paths(self.dev),
             "lr": lr,
-            # recorded only when the schedule goes on past the stop: a schedule that ends at the stop
-            # is what a directory without this key ran, so such a directory still matches and resumes
-            "schedule_steps": self.horizon if self.horizon != self.steps else OMIT,
+            "schedule_steps": self.horizon,
             **({} if method.task else {"task": OMIT, "data_dir": OMIT}),
         }
         # the method by its name and its config's own part; paper by the steps and schedule it sets
-        skip = ("method", "out", "paper", "save_at")
+        skip = ("method", "out", "paper", "save_at", "corpus_tokens")
         own = run_identity(self, leave_out=skip, values=resolved, options=True)
         return {"method": method.name, **own, **method.settings(self.method)}
 

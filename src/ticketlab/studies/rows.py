@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files import HOST, same_content, upgraded_keys
+from ..core.files import HOST
 from ..tasks.predictions import decode_predictions
 from .records import RunRecord
 from .run_ids import Run
@@ -115,7 +115,7 @@ def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], whe
     saved = (record.provenance or {}).get("inputs")
     if not isinstance(saved, dict):
         return
-    changed = [k for k in now if k in saved and not same_content(saved[k], now[k])]
+    changed = [k for k in now if k in saved and saved[k] != now[k]]
     if changed:
         what = " and ".join(f"{where.get(k, k)}" for k in changed)
         raise TicketlabError(
@@ -146,9 +146,6 @@ def execute(
     if record is not None and record.status == "done":
         if inputs is not None:
             refuse_changed_inputs(inputs.out, record, inputs.keys, inputs.where)
-            saved = (record.provenance or {}).get("inputs")
-            if isinstance(saved, dict) and (upgraded := upgraded_keys(saved, inputs.keys)) is not None:
-                store.set_provenance(run.id, {**record.provenance, "inputs": upgraded})
         return Executed("done", record.metrics)
     if not store.claim(run.id):
         return Executed("busy")

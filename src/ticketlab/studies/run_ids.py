@@ -1,9 +1,8 @@
-"""A run's id: the content hash of its resolved config (`run_id`), minus the paths of the inputs
-whose content key it holds and the settings that name ticketlab's behaviour before the reference defaults
-(`identity`), so a store carried to another machine keeps its ids and old rows are never reused under
-new defaults. Every row of a results store is made here (`make_run`): a sweep's runs (`sweep/plan.py`),
-a super-ticket study's and ticket sharing's rows. Stores of an earlier identity are re-keyed once
-(`sweep/rekey.py`).
+"""A run's id: the content hash of its planned config (`run_id`), minus the paths of the inputs whose
+content key it holds (`identity`), so a store carried to another machine keeps its ids. Every row of a
+results store is made here (`make_run`): a sweep's runs (`sweep/plan.py`), a super-ticket study's and
+ticket sharing's rows. What enters an id, and what a changed default or a new field does to ids, is
+docs/explanation/run-ids.md.
 """
 
 from __future__ import annotations
@@ -21,15 +20,9 @@ from ..core.files import open_safetensors, read_json
 from ..core.outputs import safe_component
 from ..models.arch import ARCHS
 
-PLAN_VERSION = 1  # in every id's hash; ids without paths are told apart by the store's meta `ids`
-# 1: ids hashed the inputs' absolute paths; 2: by content where known (`identity`); 3: the corpus's
-# other settings (text column, dev fraction) and file names per split back in the identity; 4: the
-# papers' methods became the defaults (`sweep.rekey._retired_defaults`): a run searched under an
-# old default names it in its settings, so a run under the new one never reuses it; 5: a model's
-# content key leaves out its card and other files loading does not read (`core.files.model_key`);
-# 6: a task's data key is what loading the task reads (`sweep.plan.data_key`: of a GLUE root the
-# task's folder)
-IDS_VERSION = 6
+PLAN_VERSION = 1  # in every id's hash
+# The scheme that made a store's ids, in its meta `ids`: a store of another is refused (`studies.store`)
+IDS_VERSION = 7
 LOCATED = ("model", "corpus", "data")  # config fields that are paths, each with its key in `inputs`
 
 
@@ -53,45 +46,10 @@ def run_dirname(name: str, run_id_: str, what: str = "run name") -> str:
     return safe_component(f"{name}_{run_id_[:8]}", what)
 
 
-# The settings at the values that select ticketlab's earlier defaults, those from before it followed
-# the reference code: a masked MLM decoder, KD on the corrupted input, a mask's trained MLM head, the
-# pooler left dense, TAMT's KD teacher in eval mode and its masker's round(s·n) count, SQuAD's
-# overlapping windows; and TAMT-KD on
-# the pre-training blocks (`kd_data: blocks`, still the default and what every TAMT-KD run trained on
-# before its own KD data could be chosen). A run that names one computes what a run without it computed
-# under the earlier defaults, so its id leaves the setting out: a store written under them keeps its
-# rows' ids (the committed specs name these settings: docs/results/*/spec.yaml). A run under the
-# reference defaults names those it runs under in its config's `defaults` instead
-# (`MethodSpec.changed_defaults`), so its id is never an earlier row's.
-EARLIER_DEFAULTS = {
-    "decoder": "masked",
-    "kd_input": "corrupted",
-    "mlm_head": "trained",
-    "no_pooler": True,
-    "kd_teacher": "eval",
-    "count": "round",
-    "kd_data": "blocks",
-    "squad_windows": "overlap",
-}
-
-
-def _is_earlier_default(key: str, value: Any, config: dict[str, Any]) -> bool:
-    """Whether a setting names one of ticketlab's earlier defaults: one of EARLIER_DEFAULTS, a schedule
-    that ends at the stop, or a family's earlier default targets (those without the pooler)."""
-    if key == "schedule_steps":
-        return value is not None and value == config.get("steps")
-    if key == "targets":
-        return isinstance(value, str) and value in {a.targets(pooler=False) for a in ARCHS.values()}
-    if key not in EARLIER_DEFAULTS:
-        return False
-    old = EARLIER_DEFAULTS[key]
-    return value is old if isinstance(old, bool) else value == old  # `no_pooler: 1` is no True
-
-
 def checkpoint_has_pooler(model: str) -> bool:
     """Whether the base model's checkpoint holds pooler weights, read from its safetensors header or
-    index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint), so
-    that a run under the default targets that follow the reference code is never taken for one from before."""
+    index without loading a tensor; True where that cannot be told (a hub id, a .bin checkpoint): the
+    default targets then take the pooler in, and a planned run's id says so (`plan`)."""
     try:  # a family whose base model has no pooler (ELECTRA, DeBERTa, ...) prunes none
         model_type = read_json(Path(model).expanduser() / "config.json", "model config")
         arch = ARCHS.get(model_type.get("model_type")) if isinstance(model_type, dict) else None
@@ -118,14 +76,16 @@ def _weight_names(model: str) -> frozenset[str] | None:
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What a run's id hashes: its config, with the paths of the inputs whose content key it holds
-    (`inputs`) left out, and the settings that name ticketlab's earlier defaults (`EARLIER_DEFAULTS`).
-    A corpus keeps its other settings (text column, dev fraction) and its files' names per split (a file
-    moved from train to dev changes what each split reads); a hub id, or a config without keys (a
-    super-ticket study's rows), keeps its names."""
+    (`inputs`) left out, and its `settings` as the run uses them: the spec's over the defaults the
+    planner names (`defaults`), so that a spec naming a default's value plans the run that ran under
+    it. A corpus keeps its other settings (text column, dev fraction) and its files' names per split
+    (a file moved from train to dev changes what each split reads); a hub id, or a config without
+    keys (a super-ticket study's rows), keeps its names."""
     keys = config.get("inputs") or {}
     out = {k: v for k, v in config.items() if not (k in LOCATED and keys.get(k) is not None)}
-    if isinstance(out.get("settings"), dict):
-        out["settings"] = {k: v for k, v in out["settings"].items() if not _is_earlier_default(k, v, config)}
+    defaults = out.pop("defaults", None)
+    if isinstance(defaults, dict) and defaults:
+        out["settings"] = {**defaults, **(out.get("settings") or {})}
     corpus = config.get("corpus")
     if keys.get("corpus") is not None and isinstance(corpus, dict):
         out["corpus"] = {k: _names(v) if k in ("train", "dev") else v for k, v in corpus.items()}

@@ -29,83 +29,18 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import TicketlabError
-from ..core.files import HOST, check_regular, temp_file, to_json, writing
+from ..core.files import HOST, check_regular, to_json
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
+from .run_ids import IDS_VERSION
+from .store_schema import SCHEMA_VERSION, check_tables, copy_store, read_only_uri, statements
+
+__all__ = ["DB_NAME", "SCHEMA_VERSION", "IdsSchemeError", "RunRecord", "Store", "copy_store", "owner_gone"]
 
 DB_NAME = "results.sqlite"
-SCHEMA_VERSION = 3  # 2: the job (launcher id) and log of a run; 3: per-example predictions
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id          TEXT PRIMARY KEY,   -- content hash of the resolved config
-    kind        TEXT NOT NULL,      -- search | pretrain-eval | finetune
-    name        TEXT NOT NULL,
-    config      TEXT NOT NULL,      -- JSON
-    deps        TEXT NOT NULL,      -- JSON list of run ids
-    status      TEXT NOT NULL,      -- pending | running | done | failed
-    metrics     TEXT,               -- JSON
-    provenance  TEXT,               -- JSON
-    error       TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    host        TEXT,
-    pid         INTEGER,
-    created     REAL NOT NULL,
-    started     REAL,
-    heartbeat   REAL,
-    finished    REAL,
-    job         TEXT,               -- launcher job id of the current / last attempt (Slurm, local)
-    log         TEXT                -- its log file
-);
-CREATE INDEX IF NOT EXISTS runs_kind_status ON runs (kind, status);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS predictions (
-    id          TEXT PRIMARY KEY,   -- the run's id
-    preds       BLOB NOT NULL,      -- per dev example: class ids (int8) or regression outputs (float32)
-    preds_dtype TEXT NOT NULL,      -- numpy's dtype string
-    labels      BLOB NOT NULL,
-    labels_dtype TEXT NOT NULL
-);
-"""
-
-# The tables a store holds and the columns each has had since the first schema: a database with any
-# other table, or without these, is not ticketlab's (`Store._check_ours`).
-OWN_TABLES = {
-    "runs": {"id", "kind", "name", "config", "deps", "status", "metrics", "provenance", "error", "attempts"}
-    | {"host", "pid", "created", "started", "heartbeat", "finished"},
-    "meta": {"key", "value"},
-}
-# Tables a later schema added: a store written before them is ticketlab's without them.
-LATER_TABLES = {"predictions": {"id", "preds", "preds_dtype", "labels", "labels_dtype"}}
 
 
-def _read_only_uri(path: Path) -> str:
-    """An SQLite URI that reads `path` and writes nothing beside it. A store in WAL mode read with a
-    plain or even a `mode=ro` connection leaves `-wal` and `-shm` files beside it (a committed store in
-    a checkout would show as changed); with no `-wal` file there, no writer is at work and the file is
-    read as immutable: no locks, no side files. With one there (a sweep running), `mode=ro` reads
-    through the writer's log as SQLite's readers do."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    return uri if Path(f"{path}-wal").exists() else uri + "&immutable=1"
-
-
-def copy_store(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Copy the store `source` (consistent while sweeps write it: SQLite's backup API reads through
-    their log) to `target` as one file: the copy leaves WAL mode, so reading it later makes no `-wal`
-    and `-shm` files beside it (what a store committed to git must be). Written atomically."""
-    source, target = Path(source), Path(target)
-    check_regular(source, "results store")
-    tmp = temp_file(target.parent, target.name)
-    try:
-        src = contextlib.closing(sqlite3.connect(_read_only_uri(source), uri=True))
-        with src as reader, contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
-            reader.backup(dst)
-            dst.execute("PRAGMA journal_mode = DELETE")  # the copy's header says WAL until now
-        with writing(target):
-            os.replace(tmp, target)
-    except sqlite3.Error as e:
-        raise TicketlabError(f"{source}: cannot copy the results store ({e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+class IdsSchemeError(TicketlabError):
+    """A store whose run ids another scheme made (`Store._check_ids`)."""
 
 
 class Store:
@@ -132,7 +67,7 @@ class Store:
             check_regular(path, "results store")
         try:
             self.db = sqlite3.connect(
-                _read_only_uri(path) if readonly and path.is_file() else path if not readonly else ":memory:",
+                read_only_uri(path) if readonly and path.is_file() else path if not readonly else ":memory:",
                 timeout=timeout,
                 isolation_level=None,
                 uri=readonly and path.is_file(),
@@ -144,8 +79,9 @@ class Store:
             if readonly and path.is_file():
                 self.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
                 self._check_version()
+                self._check_ids()
             elif readonly:
-                for statement in _statements():  # an empty store, in memory
+                for statement in statements():  # an empty store, in memory
                     self.db.execute(statement)
             else:
                 self._setup(timeout)
@@ -165,10 +101,11 @@ class Store:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = FULL")
                 with self.transaction():
-                    for statement in _statements():
+                    for statement in statements():
                         self.db.execute(statement)
                     self._migrate()
                     self._check_version()
+                    self._check_ids()
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -202,30 +139,7 @@ class Store:
             return self.db.execute(sql, args).fetchall()
 
     def _check_ours(self) -> None:
-        """An existing database is a ticketlab store only when its tables are the store's own: a
-        user's `results.sqlite` (their own `meta` table, say) is never written into. A new, empty
-        database is ours to make."""
-        tables = {
-            r[0]: r[1]
-            for r in self.db.execute("SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
-            if r[1] in ("table", "view", "trigger")
-        }
-        if not tables:
-            return
-        columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in OWN_TABLES}
-        foreign = sorted(set(tables) - set(OWN_TABLES) - set(LATER_TABLES))
-        wrong = [t for t, need in OWN_TABLES.items() if tables.get(t) != "table" or not need <= columns[t]]
-        if foreign:
-            what = f"a table {foreign[0]!r} is not ticketlab's"
-        elif wrong:  # a user's own `meta` table and no `runs`: say what is missing, not that it is wrong
-            what = (
-                f"its table {wrong[0]!r} is not ticketlab's"
-                if wrong[0] in tables
-                else f"no table {wrong[0]!r}"
-            )
-        else:
-            return
-        raise TicketlabError(f"{self.path}: not a ticketlab results store ({what})")
+        check_tables(self.db, self.path)
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -240,6 +154,24 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", version)
         elif int(row[0]) > SCHEMA_VERSION:
             raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+
+    def _check_ids(self) -> None:
+        """A store's run ids are of one scheme (`run_ids.IDS_VERSION`, its meta `ids`): a new store is
+        marked with today's; one holding runs of another scheme is refused, as its finished runs would
+        show as pending and run again (docs/explanation/run-ids.md)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'ids'").fetchone()
+        scheme = None if row is None else self.parse_meta("ids", row[0])  # an integer, or refused
+        if scheme == IDS_VERSION:
+            return
+        if scheme is None and self.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+            if not self.readonly:
+                self.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(IDS_VERSION),))
+            return
+        scheme = "no ids scheme" if scheme is None else f"ids scheme {scheme}"
+        raise IdsSchemeError(
+            f"{self.path}: its run ids are of {scheme}, this ticketlab's are of scheme {IDS_VERSION}: "
+            "sweep into a new directory, or re-key the store once (docs/explanation/run-ids.md)"
+        )
 
     def _migrate(self) -> None:
         """Schema 1 -> 2: add the job and log columns (a store of an earlier sweep stays usable);
@@ -376,12 +308,6 @@ class Store:
         r = rows[0]
         return np.frombuffer(r["preds"], r["preds_dtype"]), np.frombuffer(r["labels"], r["labels_dtype"])
 
-    def set_provenance(self, run_id: str, provenance: dict[str, Any]) -> None:
-        """Rewrite a run's provenance (a finished row's input keys, recorded under a model folder's
-        old key: `core.files.upgraded_keys`)."""
-        with self.transaction():
-            self.db.execute("UPDATE runs SET provenance = ? WHERE id = ?", (to_json(provenance), run_id))
-
     def fail(self, run_id: str, error: str, provenance: dict[str, Any] | None = None) -> None:
         with self.transaction():
             self.db.execute(
@@ -442,7 +368,3 @@ class Store:
         """True if another live process is running it now."""
         rows = self._read("SELECT status, host, pid, heartbeat FROM runs WHERE id = ?", (run_id,))
         return bool(rows) and rows[0]["status"] == "running" and not self._claimable(rows[0], time.time())
-
-
-def _statements() -> list[str]:
-    return [s.strip() for s in SCHEMA.split(";") if s.strip()]

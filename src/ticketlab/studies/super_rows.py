@@ -105,21 +105,18 @@ class Study:
 
 
 def draw_key(kind: str, draw: str) -> dict[str, str]:
-    """A random ticket's draw in its identity: "exact" adds nothing (the rows of stores written before
-    the draw was a setting), the reference's draw with replacement makes new rows."""
-    return {"random_draw": draw} if kind == "random" and draw != "exact" else {}
+    """A random ticket's draw in its identity (the other kinds draw nothing)."""
+    return {"random_draw": draw} if kind == "random" else {}
 
 
 def units_key(units: str) -> dict[str, str]:
-    """The unit counts in a ticket's identity: "round" (ticketlab's first counts) adds nothing, so
-    the rows of stores written before `units` keep their ids, and Liang's counts make new rows."""
-    return {"units": units} if units != "round" else {}
+    """The unit counts in a ticket's identity and the study's protocol."""
+    return {"units": units}
 
 
 def importance_key(config: SuperConfig) -> dict[str, str]:
-    """The importance kind, in a full-model row's identity and the study's protocol: new rows for
-    the new kinds, the rows of stores written with batch-mean scores keep their ids."""
-    return {"importance": config.importance} if config.importance != "batch" else {}
+    """The importance kind, in a full-model row's identity and the study's protocol."""
+    return {"importance": config.importance}
 
 
 @dataclass

@@ -7,15 +7,13 @@ changed at the same paths (new weights saved over the model), it is refused in o
 work: its checkpoint and result belong to the other run.
 
 The identity is a flat mapping: the result-affecting settings (`core.digest.run_identity`: a
-config's fields less those marked `result=False`, and less those at a `compat` value, which runs
-recorded before the field existed computed under), plus the content key of every local input
-(`core.digest.content_keys`) under its own name. Directories written before an input's key (or the
-whole identity) was recorded lack it: not a difference.
+config's fields less those marked `result=False`), plus the content key of every local input
+(`core.digest.content_keys`) under its own name.
 
 `RunDir` is the one handle on such a directory: claim it (`core.outputs.claim_dir`), hold it against a
 second process (`core.files.exclusive`), record or check its identity, read and write its finished
-result, and remove what ticketlab wrote there (`core.outputs.remove_ours`). Each user names its own files,
-so the directories written before it keep their layout and resume.
+result, and remove what ticketlab wrote there (`core.outputs.remove_ours`). Each user names its own
+files.
 """
 
 from __future__ import annotations
@@ -35,8 +33,6 @@ from ..core.files import (
     finite_json,
     lock_holder,
     read_json,
-    same_content,
-    upgraded_keys,
 )
 from ..core.outputs import claim_dir, remove_ours
 
@@ -53,14 +49,13 @@ def check_same_run(
     ("the corpus", "the model at m/"): a changed input is said first, as it is what a user did not
     change on purpose."""
     now = finite_json(dict(now))  # as it was written: `saved` was, through the one JSON encoder
-    changed = [k for k in inputs if k in saved and k in now and not same_content(saved[k], now[k])]
+    changed = [k for k in inputs if k in saved and k in now and saved[k] != now[k]]
     if changed:
         what = " and ".join(inputs[k] for k in changed)
         shown = ", ".join(f"{k}: {str(saved[k])[:19]} -> {str(now[k])[:19]}" for k in changed)
         raise ConfigError(f"{out}: {what} changed since this {kind} started ({shown}); {START_OVER}")
-    unrecorded = inputs.keys() - set(saved)  # a directory from before its inputs were recorded
     compared = {k for k in inputs if k in saved and k in now}  # above: the same content
-    diff = sorted(k for k in (set(saved) | set(now)) - unrecorded - compared if saved.get(k) != now.get(k))
+    diff = sorted(k for k in (set(saved) | set(now)) - compared if saved.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k} {_short(saved.get(k))} -> {_short(now.get(k))}" for k in diff[:4])
         more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
@@ -85,8 +80,6 @@ def record_or_check(
         if not isinstance(saved, dict):
             raise ConfigError(f"{path}: not a settings record (a JSON object); {START_OVER}")
         check_same_run(out, kind, saved, now, inputs)
-        if write and (upgraded := upgraded_keys(saved, {k: now[k] for k in inputs if k in now})) is not None:
-            atomic_write_json(path, upgraded)  # recorded under a model folder's old key: now its key
     elif write:
         atomic_write_json(path, dict(now))
 

@@ -97,7 +97,6 @@ class FinetuneConfig:
         "10% linear warm-up from lr 0, weight decay 0.01 off biases and LayerNorm, global clipping 1, "
         "max length 512, the classifier's dropout per task (glue_task_def.yml: MNLI 0.2, CoLA 0.05, "
         "else 0.1); an option given at another value than its default wins",
-        compat=("ticketlab",),  # what runs without the field computed: their identity stays
     )
     doc_stride: PositiveInt = option(
         128,
@@ -108,7 +107,6 @@ class FinetuneConfig:
         "step",
         "SQuAD: step, as transformers 2.10's squad_convert_examples_to_features, which TAMT fine-tunes "
         "with (Liu et al. 2022; also BERT's run_squad); overlap, as transformers' run_qa",
-        compat=("overlap",),  # what runs without the field computed: their identity stays
     )
     n_best: PositiveInt = option(20, "SQuAD: span candidates per window")
     max_answer_length: PositiveInt = option(30, "SQuAD: longest answer, in tokens")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import content_keys, digest
-from ..core.files import atomic_write_json, read_json, upgraded_keys
+from ..core.files import atomic_write_json, read_json
 from ..masks.identity import mask_key
 from ..masks.io import library_versions
 from ..tasks.glue import task_dir
@@ -58,9 +58,6 @@ def _check_run_dir(
         _identity(print_, inputs),
         names,
     )
-    saved = recorded.get("inputs")
-    if isinstance(saved, dict) and (upgraded := upgraded_keys(saved, inputs)) is not None:
-        atomic_write_json(cfg_path, {**recorded, "inputs": upgraded})  # recorded under a model's old key
     done = _run_dir(out).finished()
     if done is None:
         return None

@@ -40,7 +40,6 @@ _WHERE = {
     "lock_holder": "owned",
     "make_dir": "atomic",
     "model_key": "keys",
-    "ModelKey": "keys",
     "open_append": "owned",
     "open_own": "owned",
     "open_read": "inputs",
@@ -57,14 +56,12 @@ _WHERE = {
     "read_upto": "inputs",
     "remove_stale": "atomic",
     "replace_with": "atomic",
-    "same_content": "keys",
     "STALE_AFTER_S": "atomic",
     "TEMP": "atomic",
     "temp_dir": "atomic",
     "temp_file": "atomic",
     "to_json": "atomic",
     "umask": "atomic",
-    "upgraded_keys": "keys",
     "writing": "atomic",
 }
 

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +98,12 @@ def entry_keys(path: str | os.PathLike, most: int = 16) -> dict[str, frozenset[s
     return out
 
 
-class ModelKey(str):
-    """A model's content key (`model_key`), with the key its folder had when every file counted
-    (`legacy`): what run directories and stores recorded before the card was left out."""
-
-    legacy: str | None
-
-
 # What loading a model never reads: its card, licence, pictures and notebooks.
 _DOC_SUFFIXES = frozenset({".md", ".rst", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".pdf", ".ipynb"})
 _DOC_NAMES = ("readme", "license", "licence", "notice", "citation")
 
 
-def model_key(path: str | os.PathLike) -> ModelKey | None:
+def model_key(path: str | os.PathLike) -> str | None:
     """The content key of a local model (`content_key`) over the files loading it reads: not its
     documentation (card, licence, pictures), nor Python files unless its config maps an auto class
     to them (`auto_map`: remote code), so that editing a model card or adding a script beside the
@@ -123,12 +116,7 @@ def model_key(path: str | os.PathLike) -> ModelKey | None:
             return False
         return rel.suffix != ".py" or code
 
-    key = content_key([root], keep=read)
-    if key is None:
-        return None
-    out = ModelKey(key)
-    out.legacy = content_key([root])
-    return out
+    return content_key([root], keep=read)
 
 
 def _remote_code(root: Path) -> bool:
@@ -141,19 +129,3 @@ def _remote_code(root: Path) -> bool:
     except (OSError, ValueError):
         return True
     return not isinstance(config, dict) or "auto_map" in config
-
-
-def same_content(saved: Any, now: str) -> bool:
-    """Whether a recorded content key is `now`'s, or, for a model, the key its folder had when every
-    file counted (`ModelKey.legacy`), so that a run recorded then is not taken for another."""
-    return saved == now or (saved is not None and saved == getattr(now, "legacy", None))
-
-
-def upgraded_keys(saved: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, Any] | None:
-    """`saved` with each key that matched `now` by its legacy value (`same_content`) replaced by
-    `now`'s, for the record to be rewritten (a later edit of the card must still match it); None
-    where nothing matched that way."""
-    legacy = {
-        k: now[k] for k in saved.keys() & now.keys() if saved[k] != now[k] and same_content(saved[k], now[k])
-    }
-    return {**saved, **{k: str(v) for k, v in legacy.items()}} if legacy else None

@@ -35,7 +35,6 @@ class ImpConfig:
     rewind_head: bool = option(  # task-specific IMP
         False,
         "rewind the task head too (default: only the encoder, bert.*, as BERT-Tickets' LT_glue.py)",
-        compat=(False,),  # a run's identity has it only when set: directories written before resume
     )
     targets: Targets = None  # None: the variant's (see `variant_targets`)
     variant: Variant = option(  # whose IMP (see the module docstring)
@@ -46,22 +45,17 @@ class ImpConfig:
     pooler: bool = option(True, POOLER_HELP)  # where the checkpoint has one (MLM: `attach_pooler`)
     # IMP on MLM: the tied decoder under a word-embedding mask (variant tamt prunes the embeddings) and
     # what its KD dev loss reads; both as TAMT-MLM's defaults, which follow the reference code
-    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM", compat=("masked",))
+    decoder: Decoder = option("dense", DECODER_HELP + "; IMP on MLM")
     kd_input: KdInput = option(
         "clean",
         "what the KD dev loss of IMP on MLM reads: clean text (TAMT's KD data, masked_lm_prob 0) or the "
         "MLM-corrupted dev blocks",
-        compat=("corrupted",),
     )
     first_pruning: FirstPruning | None = option(  # None: by objective (`resolved`)
         None,
         "start: prune θ0 at step 0, then after each round (BERT-Tickets' LT_pretrain.py, the default "
         "on MLM); after-round: only after each full training round, one round more (LT_glue.py, the "
         "default with --task)",
-        # in a run's identity only where it differs from what directories written before it did (the
-        # first pruning at step 0): those resume; a task IMP under LT_glue.py's defaults records
-        # "after-round" and does not resume one written before it
-        compat=(None, "start"),
     )
 
     def __post_init__(self) -> None:

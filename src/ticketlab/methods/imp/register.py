@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.digest import run_identity
 from ..registry import Method, Preset, register_method
 from ..search_config import SearchConfig
-from .config import VARIANT_RANKING, ImpConfig, imp_schedule
+from .config import ImpConfig, imp_schedule
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 
 
 def _imp_settings(m: ImpConfig) -> dict[str, Any]:
-    """IMP's part of a search's identity: first_pruning, rewind_head, decoder and kd_input only where
-    they differ from what directories written before them ran (their `compat`); the pooler under its
-    field's name, as those directories recorded it (False: dense)."""
+    """IMP's part of a search's identity: its config's fields, the pooler under its field's name
+    (False: dense)."""
     return {**run_identity(m, leave_out=("pooler",), options=True), "pooler": m.pooler}
 
 
@@ -31,11 +30,8 @@ def _imp_steps(m: ImpConfig, steps: int) -> None:
 
 
 def _imp_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """IMP's reference-code defaults in force in a sweep's search (see `Method.changed_defaults`): on
-    MLM the dense decoder and the KD dev loss on clean text; the pooler where the checkpoint has one.
-    A variant no config has (a retired one a spec names to plan its stored runs) changed nothing."""
-    if settings.get("variant", "chen") not in VARIANT_RANKING:
-        return {}
+    """IMP's defaults in force in a sweep's search (see `Method.changed_defaults`): on
+    MLM the dense decoder and the KD dev loss on clean text; the pooler where the checkpoint has one."""
     defaults = {"decoder": "dense", "kd_input": "clean"}
     changed: dict[str, Any] = {k: v for k, v in defaults.items() if settings.get(k) is None}
     if pooler and settings.get("targets") is None and settings.get("no_pooler") is not True:

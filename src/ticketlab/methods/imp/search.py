@@ -26,9 +26,6 @@ What is pruned and how it is ranked: the two papers' IMPs differ, and `variant` 
   tamt    TAMT's IMP baseline (its `imp_and_fine_tune/LT_pretrain.py::pruning_model`): each matrix
           pruned to the target by its own magnitudes (*per matrix*), the word embeddings included.
           Use it where IMP is compared with TAMT's masks (same targets, same per-matrix sparsity).
-(ticketlab's first IMP, `legacy` — global over all targets with the word embeddings, one optimizer
-across rounds, neither paper's — is retired: the committed stores' runs of it were re-keyed with
-`variant: legacy` and stay readable by reports; no code path runs it.)
 Both papers' code also prunes the pooler (TAMT's `LT_pretrain.py` per matrix, BERT-Tickets' in its
 global ranking), and so does ticketlab's IMP where the checkpoint has one (`pooler=False`: dense).
 transformers' *ForMaskedLM models are built without it, so IMP on MLM takes the checkpoint's

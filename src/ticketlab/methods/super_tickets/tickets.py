@@ -254,8 +254,8 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
 
 def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
     """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
-    the spec's `granularity` (default "layer"), `units` (default "liang"; rows from before `units`
-    were re-keyed to "round") and `random_draw` (default "exact", `keep_units`)."""
+    the spec's `granularity` (default "layer"), `units` (default "liang") and `random_draw` (default
+    "exact", `keep_units`)."""
     granularity = settings.get("granularity") or "layer"
     units = settings.get("units") or "liang"
     draw = settings.get("random_draw") or "exact"

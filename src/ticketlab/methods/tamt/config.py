@@ -5,7 +5,6 @@ short search needs to move a mask (`moving_lr`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -49,28 +48,22 @@ class TamtConfig:
         "float32",
         "bfloat16: scores, their gradients and Adam moments in bf16 with stochastic rounding "
         "(6 bytes less per target weight: less memory than dense training)",
-        compat=("float32",),  # a run's identity has it only when set (`core.digest`): older ones resume
     )
-    # "N:M": exactly N of every M kept after every step (per-group cuts); in a run's identity when set
-    pattern: str | None = dataclasses.field(default=None, metadata={"compat": (None,)})
+    # "N:M": exactly N of every M kept after every step (per-group cuts)
+    pattern: str | None = None
     pooler: bool = option(True, POOLER_HELP)  # held at its OMP start: no TAMT loss reaches it
-    # compat: ticketlab's earlier default (a search's identity leaves it out, `core.digest`)
-    decoder: Decoder = option("dense", DECODER_HELP, compat=("masked",))
+    decoder: Decoder = option("dense", DECODER_HELP)
     kd_input: KdInput | None = option(
         None,
         KD_INPUT_HELP + " (default: clean for TAMT-KD; TAMT-MLM+KD distils on its MLM batch, as TAMT's "
         "train_mlm.py --use_kd does)",
-        compat=(None, "corrupted"),  # None: no KD loss (the identity has what KD reads, `kd_reads`)
     )
-    # None: TAMT's per objective (`teacher_mode`). "eval" is what ticketlab did before it followed
-    # train_kd.py, so a search's identity leaves it out and directories written then resume
+    # None: TAMT's per objective (`teacher_mode`)
     kd_teacher: Teacher | None = option(
         None,
         TEACHER_HELP + " (default: train for TAMT-KD, as train_kd.py; eval for TAMT-MLM+KD, whose "
         "train_mlm.py loads its teacher with transformers' from_pretrained, which sets eval mode)",
-        compat=(None, "eval"),
     )
-    # "blocks" is what every search did before the reference's data could be had: left out of the identity
     kd_data: KdData = option(
         "blocks",
         "TAMT-KD's training data: blocks (the corpus's max-length blocks, the MLM data; KD averaged over "
@@ -78,15 +71,12 @@ class TamtConfig:
         "chunks of the corpus's documents with segment ids and one token corrupted per sequence, padded "
         "to --max-length, KD averaged over every position, padding included, as its train_kd.py; needs "
         "--dev)",
-        compat=("blocks",),
     )
-    # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count); "round" is what
-    # ticketlab did before it followed that (a search's identity leaves it out: those directories resume)
+    # TAMT's masker prunes int(s·n) weights of a matrix (its OMP init's count)
     count: Count = option(
         "floor",
         "weights pruned per matrix (or over all targets with --ranking global): floor, int(s·n) as "
         "TAMT's masker, or round(s·n) as torch's pruning and `prune omp`",
-        compat=("round",),
     )
 
     def __post_init__(self) -> None:

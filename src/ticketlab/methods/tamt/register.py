@@ -20,12 +20,9 @@ if TYPE_CHECKING:
 
 
 def _tamt_settings(m: TamtConfig) -> dict[str, Any]:
-    """TAMT's part of a search's identity. Left out as directories written before recorded neither:
-    the seed (the search's own) and the pooler (held at its start). The reference defaults are in
-    only where they differ from what ticketlab did before (their fields' `compat`: a masked decoder,
-    KD on the corrupted input), as the decoder an MLM loss uses and the input KD reads: a directory
-    written then resumes only under that behaviour, and a search under TAMT's defaults never takes it
-    for its own."""
+    """TAMT's part of a search's identity: its config's fields at the values the search uses (the
+    decoder where an MLM loss reads it, the input and teacher mode where a KD loss does), less the
+    seed (the search's own) and the pooler (held at its start)."""
     resolved = {
         "decoder": m.decoder if "mlm" in m.objective else OMIT,
         "kd_input": m.kd_reads,
@@ -42,7 +39,7 @@ def _tamt_paper_budget(m: TamtConfig) -> tuple[int, int | None]:
 
 
 def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler: bool) -> dict[str, Any]:
-    """TAMT's reference-code defaults in force in a sweep's search (see `SearchMethod.changed_defaults`):
+    """TAMT's defaults in force in a sweep's search (see `Method.changed_defaults`):
     the dense decoder (MLM objectives), KD on clean text (TAMT-KD), the KD teacher in train mode
     (TAMT-KD), the masker's int(s·n) count, Tab. 2's schedule (on TAMT's KD data, train_kd.py's over
     them), the pooler and, for a search too short for Table 1's lr to move a mask, the lr the default
@@ -69,8 +66,7 @@ def _tamt_changed(fixed: Mapping[str, Any], settings: Mapping[str, Any], pooler:
 
 def _raised_lr(settings: Mapping[str, Any]) -> float | None:
     """The lr a sweep's search without one runs at where the default raises Table 1's for a short
-    search (`TamtConfig.default_lr`); None where it runs at Table 1's, as every search did before the
-    default followed the search's length (those runs keep their ids)."""
+    search (`TamtConfig.default_lr`); None where it runs at Table 1's, which its objective names."""
     steps, sparsity = settings.get("steps"), settings.get("sparsity")
     if settings.get("lr") is not None or not isinstance(steps, int) or not isinstance(sparsity, float):
         return None

@@ -11,8 +11,8 @@ per task, the training-set size with the most runs (ties: the whole training set
 largest) — the others are the data-scarcity curve.
 
 A row the report cannot read (`unusable`) is left out with a warning, as one whose JSON does not
-read. The store is read as it is: a store of earlier run ids is re-keyed by a sweep, not here
-(`_as_stored` finds a spec's runs in it).
+read. The store is read as it is, never written (a store of another ids scheme is refused by
+`studies.store`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from ...verbs.finetune_config import FinetuneConfig
 from ..store import DB_NAME, RunRecord, Store
 from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order
-from ..sweep.rekey import ids_outdated, rekeyed_ids
 from .analyses import Analysis, spec_analyses
 from .cells import AVG, Score, method_label
 from .tables import SweepResults
@@ -104,20 +103,6 @@ def _floors(records: Iterable[RunRecord], tasks: list[str]) -> dict[str, float]:
     if tasks and all(t in out for t in tasks):
         out[AVG] = sum(out[t] for t in tasks) / len(tasks)
     return out
-
-
-def _as_stored(store: Store, ids: list[str], spec: dict[str, Any]) -> list[str]:
-    """A plan made under today's run ids (`ids`, of the spec `spec`: `--spec`) as the ids a store of
-    before holds them (`sweep.rekey.rekeyed_ids`: those a sweep re-keying it would rename, told with
-    the spec's model and task data), so that the report finds the spec's runs there. The store is
-    read as it is, never re-keyed here: a store committed beside its report (whose tables cite its
-    ids) stays as it is, and a sweep re-keys it when it next runs there."""
-    tasks = spec.get("tasks") if isinstance(spec.get("tasks"), dict) else {}
-    data = [t["data"] for t in tasks.values() if isinstance(t, dict) and isinstance(t.get("data"), str)]
-    model = spec.get("model")
-    renamed = rekeyed_ids(store, models=[model] if isinstance(model, str) else [], data=data)
-    stored = {new: old for old, new in renamed.items()}
-    return [stored.get(i, i) for i in ids]
 
 
 # What the report takes from a row's config, by kind (and from a finished fine-tuning's metrics).
@@ -214,9 +199,7 @@ def load_results(
         plan_ids = store.get_meta("plan")
         studies = store.get_meta("studies") or {}  # `ticketlab super` / `mtl` runs: name -> run ids
         declarations = store.get_meta(CLAIMS_META, []) or []  # `sweep.declared.record_declaration`
-        if ids_outdated(store) and plan is not None:  # a store of before
-            plan_ids, spec = _as_stored(store, plan[0], plan[1]), plan[1]
-        elif plan is not None:
+        if plan is not None:
             plan_ids, spec = plan
     # as the declarations count them: the plan's finished runs, or the store's where no plan is known
     counted = records.values() if not plan_ids else [records[i] for i in plan_ids if i in records]

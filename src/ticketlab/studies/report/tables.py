@@ -248,8 +248,8 @@ class SweepResults(Comparisons):
     def transfer(self) -> list[TransferCell]:
         """Tickets found on each source task (and the MLM-IMP ticket at the same sparsity, source
         "mlm") fine-tuned on every target task; empty when the sweep has no task-specific tickets.
-        The MLM ticket is IMP under the task tickets' variant: `imp-task/legacy@sst2` beside
-        `imp/legacy` (a legacy search re-keyed with run ids version 4), `imp-task@sst2` beside `imp`."""
+        The MLM ticket is IMP under the task tickets' label: `imp-task@sst2` beside `imp`,
+        `imp-task/chen@sst2` beside `imp/chen`."""
         cells = self.cells()
         found = [m for m in self.methods if "@" in m]
         mlm = sorted({"imp" + m.split("@", 1)[0].removeprefix("imp-task") for m in found} & set(self.methods))
@@ -326,8 +326,7 @@ def _mask_achieved(metrics: dict[str, Any], step: int | None) -> float | None:
 
 
 def _imp_variant(config: dict) -> str | None:
-    """An IMP search's variant: its setting, else Chen et al.'s, the default since run ids version 4
-    (the runs of ticketlab's first IMP were re-keyed then with `variant: legacy`); None: not IMP."""
+    """An IMP search's variant: its setting, else Chen et al.'s (the default); None: not IMP."""
     if method_label(config).split("/")[0] not in ("imp", "imp-task"):
         return None
     return (config.get("settings") or {}).get("variant", "chen")

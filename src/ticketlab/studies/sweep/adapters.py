@@ -74,9 +74,8 @@ PRETRAIN_EVAL_SETTINGS = frozenset(
 
 
 def pretrain_eval_changed(settings: dict[str, Any]) -> dict[str, Any]:
-    """The reference defaults a mask's pre-training evaluation runs under that differ from ticketlab's
-    before (dense decoder, KD on clean text, the original MLM head), unless the spec names them: part
-    of the run's identity (`plan`)."""
+    """The defaults a mask's pre-training evaluation runs under where the spec names none (dense
+    decoder, KD on clean text, the original MLM head): part of the run's identity (`plan`)."""
     changed: dict[str, Any] = {}
     if settings.get("decoder") is None:
         changed["decoder"] = "dense"

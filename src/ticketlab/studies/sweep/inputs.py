@@ -14,7 +14,7 @@ from ...models.load import load_config, load_tokenizer
 from ...models.source import fit_max_length
 from ...tasks.glue import split_file
 from ...tasks.registry import get_task
-from ..store import DB_NAME, Store
+from ..store import DB_NAME, IdsSchemeError, Store
 from .sweep_spec import SweepSpec
 
 
@@ -40,6 +40,8 @@ def carried_store(out: Path) -> bool:
         return False
     try:
         Store(out, readonly=True).db.close()
+    except IdsSchemeError:
+        raise  # ours, of another ids scheme: said as such
     except TicketlabError:
         return False
     return True

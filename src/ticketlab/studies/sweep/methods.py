@@ -99,9 +99,9 @@ class MethodSpec:
     # registry's order. None: after them, in the order the store has them, coloured by position
     # (imp-task is reported per source task, `imp-task@sst2`).
     color: str | None = None
-    # The reference defaults its search runs under that differ from ticketlab's before, for the
-    # spec's settings and whether the base checkpoint holds a pooler: part of a run's identity
-    # (`plan`), so a run under them never takes a row computed before them for its own.
+    # The defaults its search runs under for the settings the spec leaves out, given the spec's
+    # settings and whether the base checkpoint holds a pooler: part of a run's identity (`plan`,
+    # `run_ids.identity`).
     changed_defaults: Callable[[dict[str, Any], bool], dict[str, Any]] = lambda settings, pooler: {}
     not_swept: str | None = None  # why no sweep can make its masks (`Method.not_swept`): refused
 
@@ -166,11 +166,6 @@ TRAINING_SETTINGS = NON_RESULT | frozenset(
 # weights, not to the base model a sweep fine-tunes) and head_lr (never offered to sweeps: TAMT-MLM's
 # head follows lr, as in the paper).
 NOT_SWEPT = frozenset({"rewind_to", "head_lr"})
-# The IMP `variant` of the runs stored before ids version 4 that ran ticketlab's first IMP (global over
-# all targets, word embeddings included, one optimizer across rounds: neither paper's). Retired: a
-# spec may name it to plan those runs' ids (reports read them, labelled `imp/legacy`); the runner
-# refuses to run one (`runner.refuse_retired`), and `ImpConfig` has no such variant.
-LEGACY_IMP = "legacy"
 
 
 def _search_output(job: SearchJob) -> SearchOutput:

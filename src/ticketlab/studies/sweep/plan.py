@@ -19,8 +19,7 @@ the corpus in place makes new runs instead of reporting the old ones as done. Of
 of a task's data only what loading reads counts: editing a model card, or adding a task folder
 beside a task's in a GLUE root, runs nothing again. Where its content is known, a local input enters
 the id by its content alone, not by its path (`identity`): a store carried to a machine where the
-data lives elsewhere keeps its ids. Stores of an earlier identity are re-keyed once
-(`rekey.rekey_store`). Run ids are `studies/run_ids.py`'s.
+data lives elsewhere keeps its ids. Run ids are `studies/run_ids.py`'s (docs/explanation/run-ids.md).
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ class MaskRef:
             "mask_seed": c["seed"],
             "search_steps": self.steps,
         }
-        if "source" in c:  # only then: the runs of masks without a source keep their ids
+        if "source" in c:  # a per-task search's mask
             what["source"] = c["source"]["label"]
         return what
 
@@ -131,13 +130,13 @@ def _search_run(
         "corpus": spec.corpus if m.uses_corpus else None,
         "inputs": input_keys(spec, corpus="all" if m.uses_corpus else None, task=source),
     }
-    if source is not None:  # a per-task search: the key only then, so the other runs keep their ids
+    if source is not None:  # a per-task search
         t = spec.tasks[source]
         config["source"] = {"label": source, "task": t.task, "data": t.data}
     # the run's budget beside its settings: a default may follow it (TAMT's lr for a short search)
     budget_settings = {**settings, "steps": steps, "sparsity": sparsity}
     changed = m.changed_defaults(budget_settings, checkpoint_has_pooler(spec.model))
-    if changed:  # only then: a run whose behaviour the reference defaults did not change keeps its id
+    if changed:  # what the spec leaves to the defaults: in the id (`run_ids.identity`)
         config["defaults"] = changed
     return make_run("search", name.replace("+", "-").replace("/", "-"), config)
 
@@ -266,13 +265,15 @@ def expand(spec: SweepSpec) -> list[Run]:
         evals = [_pretrain_eval_run(spec, None)]
         evals += [_pretrain_eval_run(spec, ref) for ref in [*finals.values(), *curve_masks]]
 
-    # Seed-major fine-tunings: a sweep stopped part-way has every cell at its first seeds rather
-    # than some cells complete and others empty (stable sort keeps the method/task order); a
-    # method's own seeds beyond the sweep's number come after every other cell's.
-    fts.sort(key=lambda p: p[0])
-    runs, seen = [], set()
-    for r in [*main, *extra, *evals, *(r for _, r in fts)]:
-        if r.id not in seen:
-            seen.add(r.id)
-            runs.append(r)
-    return runs
+    return _in_order([*main, *extra, *evals], fts)
+
+
+def _in_order(runs: list[Run], fts: list[tuple[int, Run]]) -> list[Run]:
+    """`runs`, then the fine-tunings seed-major (each with its seed's place in its list): a sweep
+    stopped part-way has every cell at its first seeds rather than some cells complete and others
+    empty (the stable sort keeps the method/task order), and a method's own seeds beyond the sweep's
+    number come after every other cell's. Each run once."""
+    first: dict[str, Run] = {}
+    for r in [*runs, *(r for _, r in sorted(fts, key=lambda p: p[0]))]:
+        first.setdefault(r.id, r)
+    return list(first.values())

@@ -15,7 +15,7 @@ from typing import Any
 from ...core.checks import FieldError
 from ...core.errors import ConfigError
 from .adapters import FinetuneJob, PretrainEvalJob, finetune_config, pretrain_eval_config
-from .methods import LEGACY_IMP, SearchJob, base_method, setting_name
+from .methods import SearchJob, base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.
 _PLAN_DIR = Path("<plan>")
@@ -88,8 +88,6 @@ class PlannedConfigs:
             if spec.configure is None:
                 continue
             settings = self.search_settings(m)
-            if settings.get("variant") == LEGACY_IMP:  # stored runs' label: planned, never run (`runner`)
-                continue
             budget = settings.pop("steps", None)
             runs = [(budget, s) for s in self.method_sparsities(m)]
             c = self.search_curve

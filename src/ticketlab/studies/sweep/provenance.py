@@ -64,7 +64,7 @@ def here() -> dict[str, Any]:
     return {"host": HOST, "device": device(), "pid": os.getpid()}
 
 
-MASK_HASH = "sha256-mask:"  # of the content; "sha256:" in stores before: of the file's bytes
+MASK_HASH = "sha256-mask:"  # of the content (a plain "sha256:" hash is of a file's bytes)
 
 
 def mask_hashes(provenance: dict[str, Any]) -> dict[str, str]:

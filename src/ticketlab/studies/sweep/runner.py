@@ -37,25 +37,24 @@ import os
 import time
 from collections.abc import Callable, Collection, MutableMapping
 from pathlib import Path
-from typing import Any
 
-from ...core.errors import ConfigError, TicketlabError
-from ...core.files import atomic_write_json, same_content
+from ...core.errors import ConfigError
+from ...core.files import atomic_write_json
 from ...core.outputs import refuse_links
 from .. import rows
 from ..records import KINDS, STALE_AFTER
 from ..run_ids import Run
-from ..store import RunRecord, Store
+from ..store import Store
 from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
 from .launched import Coordinator
 from .launchers import SubmititLauncher
-from .methods import LEGACY_IMP, MethodSpec, sweep_methods
+from .methods import MethodSpec, sweep_methods
 from .plan import expand, input_keys
-from .provenance import MASK_HASH, code_version, mask_hash, mask_hashes
-from .rekey import ids_outdated, rekey_store
+from .provenance import MASK_HASH, code_version, mask_hash
+from .run_masks import SweepMasks
 from .spec import spec_json
 from .status import SweepResult, sweep_status
 from .sweep_spec import SweepSpec
@@ -80,7 +79,7 @@ Log = Callable[[str], None]
 # --------------------------------------------------------------------------- the runner
 
 
-class Runner:
+class Runner(SweepMasks):
     def __init__(
         self,
         spec: SweepSpec,
@@ -107,61 +106,12 @@ class Runner:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.work = Work(spec, self.dir, self.methods, self.finetune_fn, self.pretrain_eval_fn)
         self.store = Store(self.dir, stale_after=stale_after, readonly=dry_run)
-        data = [t.data for t in spec.tasks.values() if t.data is not None]
-        rekeyed = rekey_store(self.store, models=[spec.model], data=data)
-        if rekeyed.count:
-            log(
-                f"note: {rekeyed.count} runs of {self.store.path} re-keyed: ids no longer hash where the "
-                "inputs lie, the model's card or the task folders beside a task's, and name the old "
-                "defaults they ran under"
-                + (
-                    f"; {len(rekeyed.moved)} directories of runs under way moved with them"
-                    if rekeyed.moved
-                    else ""
-                )
-            )
-        elif ids_outdated(self.store) and self.store.statuses():
-            why = "a dry run writes nothing" if dry_run else "a run of it is live, or its data is gone"
-            log(
-                f"note: {self.store.path} holds run ids of an earlier ticketlab, not re-keyed ({why}): "
-                "its finished runs show as pending until a sweep re-keys them"
-            )
-        if rekeyed.kept:
-            log(
-                f"note: {rekeyed.kept} runs of {self.store.path} keep their old ids beside a run of the "
-                "same config that has the new one (an earlier generation of it, or the same run under a "
-                "spec naming its data otherwise): kept as history, not reported"
-            )
-        if rekeyed.unproven:
-            log(
-                f"note: {sum(rekeyed.unproven.values())} runs of {self.store.path} that read task data "
-                "are not taken for today's runs, as it is not proven that they read the task files here, "
-                "and run again: " + "; ".join(f"{n} because {why}" for why, n in rekeyed.unproven.items())
-            )
-        if rekeyed.held:
-            log(
-                f"note: {', '.join(rekeyed.held)} in use by a live process: left under the old id "
-                "(the run starts again under its new one)"
-            )
         self.runs = expand(spec)
         self._lost_hashes: dict[str, dict[str, str]] = {}  # searches re-run for lost masks: old hashes
         self._told_busy: set[str] = set()  # runs whose busy directory was reported
         self.may_start: Callable[[], bool] = lambda: True  # False: start no more runs (`run`'s start_for)
 
     # ------------------------------------------------------------------ planning
-    def refuse_retired(self) -> None:
-        """Runs of a retired method (IMP `variant: legacy`) are history: a spec may plan them to
-        report the stored ones, never to run one that is missing."""
-        missing = [
-            r for r in self.todo() if r.kind == "search" and r.config["settings"].get("variant") == LEGACY_IMP
-        ]
-        if missing:
-            raise ConfigError(
-                f"{self.spec.source}: {missing[0].config['method']}: IMP variant '{LEGACY_IMP}' (ticketlab's "
-                f"first IMP, neither paper's) is retired: {len(missing)} of its searches are not in "
-                f"{self.store.path}, and none can be run; name variant chen or tamt"
-            )
-
     def refuse_unpassable(self) -> None:
         """A declared claim its planned units cannot pass (`claim_plans.plan_claims`) is refused."""
         refuse_unpassable(self.spec)
@@ -231,7 +181,6 @@ class Runner:
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
-        self.refuse_retired()
         self.refuse_unpassable()  # a declared claim no run could answer: before any run
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
@@ -353,7 +302,7 @@ class Runner:
         """Say which input changed since the last sweep here: its runs have new ids and run again."""
         keys = input_keys(self.spec, corpus="all")
         old = self.store.get_meta("inputs")
-        changed = [k for k in keys if old is not None and k in old and not same_content(old[k], keys[k])]
+        changed = [k for k in keys if old is not None and k in old and old[k] != keys[k]]
         if changed:
             names = {"model": f"the model {self.spec.model}", "corpus": "the corpus"}
             self.log(
@@ -361,55 +310,6 @@ class Runner:
                 f"{self.dir}: the runs that read it are run again"
             )
         self.store.set_meta("inputs", keys)
-
-    def _lost_masks(self) -> dict[str, RunRecord]:
-        """The done searches (id -> their store record) whose mask files are gone while a run still
-        to do needs one of them: a sweep carried to another machine by its results.sqlite alone
-        (masks are large)."""
-        statuses = self.store.statuses()
-        needed: dict[str, set[int | None]] = {}  # search id -> the steps of its masks still needed
-        for r in self.runs:
-            if statuses.get(r.id) != "done" and r.kind != "search" and r.config.get("mask") is not None:
-                needed.setdefault(r.config["mask"]["search"], set()).add(r.config["mask"]["step"])
-        lost = {}
-        for run in self.runs:
-            if run.id not in needed or statuses.get(run.id) != "done":
-                continue
-            rec = self.store.get(run.id)
-            dirs = {
-                None: rec.metrics["mask_dir"],
-                **{i["step"]: i["mask_dir"] for i in rec.metrics["intermediate"]},
-            }
-            if not all(
-                step in dirs and (self.dir / dirs[step] / "masks.safetensors").is_file()
-                for step in needed[run.id]
-            ):
-                lost[run.id] = rec
-        return lost
-
-    def _reopen_lost_masks(self) -> None:
-        """Run again each done search whose masks are gone and still needed (`_lost_masks`)."""
-        by_id = {r.id: r for r in self.runs}
-        for run_id, rec in self._lost_masks().items():
-            run = by_id[run_id]
-            run_dir(self.dir, run).forget()  # or Work returns it
-            if self.store.reopen(run.id, finished=rec.finished):  # not if another sweep just re-ran it
-                self.log(f"note: masks of {run.name} are gone: it runs again for the runs that need them")
-                self._lost_hashes[run.id] = mask_hashes(rec.provenance)
-
-    def _check_refound(self, run: Run, provenance: dict[str, Any]) -> None:
-        """Say so when a search re-run for lost masks made other masks than the done runs used."""
-        old = self._lost_hashes.pop(run.id, None)
-        if old is None:
-            return
-        new = mask_hashes(provenance)
-        # Hashes of another kind (runs recorded before masks were hashed by content) say nothing.
-        differ = [k for k, h in old.items() if h.startswith(MASK_HASH) and new.get(k) not in (None, h)]
-        if differ:
-            self.log(
-                f"warning: the re-run of {run.name} found other masks than before (at {', '.join(differ)}): "
-                "the runs done before used the old ones (their provenance's mask_hash tells which)"
-            )
 
     def execute(self, run: Run, result: SweepResult, counter: str) -> bool:
         """Run one row here (`rows.execute`); False: another process holds it or has finished it."""
@@ -434,33 +334,6 @@ class Runner:
     def forget_busy(self, run_id: str) -> None:
         """Say it again when the run's directory is found held once more."""
         self._told_busy.discard(run_id)
-
-    def mask_provenance(self, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Which masks exactly a finished run made (a search) or used: their content hashes."""
-        prov: dict[str, Any] = {}
-        if run.kind == "search":
-            prov["mask_hash"] = mask_hash(self.dir / metrics["mask_dir"])
-            prov["intermediate_hashes"] = {
-                str(i["step"]): mask_hash(self.dir / i["mask_dir"]) for i in metrics["intermediate"]
-            }
-            self._check_refound(run, prov)
-        elif run.config["mask"] is not None:
-            prov["mask_dir"] = str(self.mask_dir_of(run).relative_to(self.dir))
-            prov["mask_hash"] = mask_hash(self.mask_dir_of(run))
-        return prov
-
-    def mask_dir_of(self, run: Run) -> Path | None:
-        """The mask directory a fine-tuning / evaluation run uses (None: the dense model, a search)."""
-        ref = run.config.get("mask")
-        if ref is None:
-            return None
-        search = self.store.get(ref["search"])
-        if search is None or search.status != "done":
-            raise TicketlabError(f"the search run {ref['search']} that makes this mask is not done")
-        if ref["step"] is None:
-            return self.dir / search.metrics["mask_dir"]
-        step = next(i for i in search.metrics["intermediate"] if i["step"] == ref["step"])
-        return self.dir / step["mask_dir"]
 
 
 def run_sweep(
@@ -504,7 +377,7 @@ def check_sweep_runs(
     names: Collection[str] | None = None,
 ) -> None:
     """What `Runner.run` refuses before its first run (runs chosen that do not exist, a launcher that
-    cannot start, a retired method's missing runs, a declared claim no run could answer), refused on
+    cannot start, a declared claim no run could answer), refused on
     a plan that writes nothing: a sweep refused leaves its directory as it was, or none."""
     plan = Runner(spec, sweep_dir, dry_run=True, log=lambda *_: None)
     try:
@@ -512,8 +385,6 @@ def check_sweep_runs(
         reason = launcher.unavailable() if launcher is not None else None
         if reason:
             raise ConfigError(reason)
-        if not ids_outdated(plan.store):  # else the runner re-keys the store first, then refuses
-            plan.refuse_retired()
         plan.refuse_unpassable()
     finally:
         plan.store.close()

@@ -70,10 +70,7 @@ seeds 0-2 are the runs the sweep's seeds gave it, seeds 3-9 new ones:
     seeds: {search: [0, 1, 2], finetune: [0, 1, 2]}
 
 IMP's `variant` names whose IMP runs (`methods.imp`): `chen` (the default: global over the encoder's
-matrices, no word embeddings) or `tamt` (per matrix, embeddings included). Stores written before the
-papers' methods became the defaults are re-keyed once (`rekey.rekey_store`): their runs of
-ticketlab's first IMP (neither paper's) are labelled `imp/legacy` with `variant: legacy`, which a
-spec may name to plan and report them; the runner refuses to run one.
+matrices, no word embeddings) or `tamt` (per matrix, embeddings included).
 
 Paths are relative to the YAML file. Every problem (an unknown key, a method that does not exist, a
 sparsity outside [0, 1), a missing data directory) is one `ConfigError` naming the file and the key.
@@ -84,7 +81,6 @@ the spec itself and its checks are `sweep_spec.SweepSpec`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -101,6 +97,7 @@ from ...data.sources import HUB, hub_dataset
 from ...tasks.registry import get_task
 from .declared import claims_from, endpoints_from
 from .methods import MethodSpec, base_method, sweep_methods
+from .spec_yaml import SpecLoader
 from .sweep_spec import (
     ALL,
     CORPUS_KEYS,
@@ -134,56 +131,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- reading YAML
-
-MAX_DIGITS = 30  # no setting needs a longer number; Python refuses to read one of 4300 digits
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """YAML's safe loader without anchors and aliases, and without numbers no setting needs.
-
-    An alias (`*x`) repeats what its anchor (`&x`) names wherever it is used: a few hundred bytes
-    of aliases of aliases expand to gigabytes (a 'billion laughs'), in a name, a learning rate or a
-    Slurm option alike. A spec has no need of them, so the first anchor or alias is refused, before
-    anything is built from the file.
-    """
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"anchors and aliases ({sign}{anchor}) are not allowed: write the value out",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        """A mapping whose keys are unique: YAML's loader keeps the last of two equal keys, so a
-        second `methods:` would silently replace the first."""
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            with contextlib.suppress(TypeError):  # an unhashable key fails in the base class
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (each key once)", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: Any) -> int:
-        digits = sum(c.isdigit() for c in str(node.value))
-        if digits > MAX_DIGITS:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"a number of {digits} digits (at most {MAX_DIGITS})", node.start_mark
-            )
-        return super().construct_yaml_int(node)
-
-
-_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
 
 
 class _Reader:
@@ -266,7 +213,7 @@ def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None
     path = Path(path)
     text = read_text(path, "sweep spec", ConfigError)
     try:
-        raw = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader, stricter still)
+        raw = yaml.load(text, Loader=SpecLoader)  # noqa: S506 (a SafeLoader, stricter still)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
