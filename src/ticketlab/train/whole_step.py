@@ -10,7 +10,7 @@ micro-batch and runs the optimizer's `step()`, which torch's optimizers wrap in 
   never written to `.grad`;
 * clipping is torch's (`clip_grad_norm_`'s total norm and coefficient) on those gradients;
 * the update is the optimizer's own arithmetic as a function of tensors (`graph_update`): torch's
-  functional AdamW with `capturable` step counts (no host read of the step, as a CUDA graph needs),
+  single-tensor AdamW step with the step count on the device (no host read, as a CUDA graph needs),
   `train.optim`'s stochastic rounding for bfloat16 parameters, BertAdam's and MT-DNN's Adamax;
   the learning rates are 0-d tensors that the eager schedule's values are copied into before each
   step (a Python float would be a constant of the graph: a recompilation at every new lr);
@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.adam import adam
 
 from .config import Batch, TrainConfig
 from .optim import AdamW, _ReferenceAdam, round_stochastic_
@@ -82,70 +81,57 @@ def init_state(optimizer: Any) -> None:
                 state["step"] = state["step"].to(p.device, torch.float32)
 
 
-def graph_update(optimizer: Any, grads: Sequence[Tensor | None], lrs: Sequence[Tensor]) -> None:
-    """The optimizer's update with `grads` (one per parameter of its groups, in order; None: the
-    parameter takes no step, as eagerly without a gradient) at the learning rates `lrs` (0-d, one
-    per group). Tensors only: traceable whole (`init_state` made the states)."""
+def hyper(optimizer: Any) -> list[dict[str, Any]]:
+    """The optimizer's groups without their lr: what `graph_update` reads of them. A copy, so that
+    the graph's guards see none of the values the schedule changes (each would recompile it)."""
+    return [{k: v for k, v in g.items() if k != "lr"} for g in _inner(optimizer).param_groups]
+
+
+def graph_update(
+    optimizer: Any, groups: Sequence[dict[str, Any]], grads: Sequence[Tensor | None], lrs: Sequence[Tensor]
+) -> None:
+    """The optimizer's update of `groups` (`hyper`) with `grads` (one per parameter of the groups,
+    in order; None: the parameter takes no step, as eagerly without a gradient) at the learning
+    rates `lrs` (0-d, one per group). Tensors only: traceable whole (`init_state` made the states)."""
     opt = _inner(optimizer)
     start = 0
-    for group, lr in zip(opt.param_groups, lrs, strict=True):
+    for group, lr in zip(groups, lrs, strict=True):
         mine = grads[start : start + len(group["params"])]
         start += len(group["params"])
         pairs = [(p, g) for p, g in zip(group["params"], mine, strict=True) if g is not None]
         if isinstance(opt, _ReferenceAdam):
             _reference_update(opt, pairs, group, lr)
             continue
-        fp32 = [(p, g) for p, g in pairs if p.dtype != torch.bfloat16]
-        if fp32:
-            _adamw_update(opt, fp32, group, lr)
         for p, g in pairs:
-            if p.dtype == torch.bfloat16:
-                _bf16_update(opt.state[p], p, g, group, lr)
+            _adamw_update(opt.state[p], p, g, group, lr)
 
 
-def _adamw_update(opt: torch.optim.Optimizer, pairs: list[tuple[Tensor, Tensor]], group: dict, lr: Tensor) -> None:
-    """torch's AdamW step over float32 (or other non-bf16) parameters, with capturable step counts."""
-    params, grads = [p for p, _ in pairs], [g for _, g in pairs]
-    states = [opt.state[p] for p in params]
-    b1, b2 = group["betas"]
-    adam(
-        params,
-        grads,
-        [s["exp_avg"] for s in states],
-        [s["exp_avg_sq"] for s in states],
-        [],
-        [s["step"] for s in states],
-        foreach=False,
-        capturable=True,
-        amsgrad=False,
-        has_complex=False,
-        beta1=b1,
-        beta2=b2,
-        lr=lr,
-        weight_decay=group["weight_decay"],
-        eps=group["eps"],
-        maximize=False,
-        decoupled_weight_decay=True,
-    )
-
-
-def _bf16_update(state: dict, p: Tensor, grad: Tensor, group: dict, lr: Tensor) -> None:
-    """`train.optim`'s bfloat16 AdamW step (float32 arithmetic, stochastic rounding of parameter and
-    moments) with the step count and lr as tensors; whole, not in chunks (the compiler fuses it)."""
+def _adamw_update(state: dict, p: Tensor, grad: Tensor, group: dict, lr: Tensor) -> None:
+    """AdamW's step as torch's single-tensor step takes it eagerly (its operations in its order, the
+    bias corrections in float64 as Python computes them from the step count), with the step count
+    and lr as tensors (capturable: nothing read back); bfloat16 parameters in float32 and rounded
+    back stochastically as `optim._adam_chunks` does, whole (the compiler fuses what it chunks)."""
     (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
     state["step"].add_(1)
-    t = state["step"]
-    g = grad.float()
-    m = state["exp_avg"].float().lerp_(g, 1 - b1)
-    v = state["exp_avg_sq"].float().mul_(b2).addcmul_(g, g, value=1 - b2)
-    round_stochastic_(state["exp_avg"], m)
-    round_stochastic_(state["exp_avg_sq"], v)
-    x = p.float()
-    if wd:
-        x = x * (1 - lr * wd)
-    step_size = lr / (1 - b1**t)
-    denom = v.sqrt() / (1 - b2**t).sqrt() + eps
-    round_stochastic_(p, x - step_size * (m / denom))
+    t = state["step"].double()
+    half = p.dtype == torch.bfloat16
+    x, g = (p.float(), grad.float()) if half else (p, grad)
+    m = state["exp_avg"].float() if half else state["exp_avg"]
+    v = state["exp_avg_sq"].float() if half else state["exp_avg_sq"]
+    if wd and not half:
+        x.mul_(1 - lr * wd)
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    if half:
+        round_stochastic_(state["exp_avg"], m)
+        round_stochastic_(state["exp_avg_sq"], v)
+        if wd:
+            x.mul_(1 - lr * wd)
+    step_size = lr / (1 - b1**t)  # float64, as eagerly; then a float32 scalar of each operation
+    denom = (v.sqrt() / (1 - b2**t) ** 0.5).add_(eps)
+    x.add_((-step_size).float() * m / denom)  # addcdiv's arithmetic: x + (value * m) / denom
+    if half:
+        round_stochastic_(p, x)
 
 
 def _reference_update(opt: _ReferenceAdam, pairs: list[tuple[Tensor, Tensor]], group: dict, lr: Tensor) -> None:
@@ -198,6 +184,19 @@ def _sum_grads(total: list[Tensor | None] | None, new: Sequence[Tensor | None]) 
     return [b if a is None else a if b is None else a + b for a, b in zip(total, new, strict=True)]
 
 
+def install_output_hooks(module: torch.nn.Module) -> None:
+    """transformers' hooks that record hidden states, installed now on every model inside `module`
+    that has them: a model installs them the first time it records, under a lock that a graph
+    cannot enter (KD reads every layer's hidden states)."""
+    try:
+        from transformers.utils import output_capturing as capturing
+    except ImportError:  # a transformers without output capturing records no other way
+        return
+    for m in module.modules():
+        if capturing._CAN_RECORD_REGISTRY.get(m):
+            capturing.maybe_install_capturing_hooks(m)
+
+
 class WholeStep:
     """The loop's step as one compiled graph (see the module). `module(batch)` is the loss
     computation (`processes.LossModule`); `hook` the method's in-graph work; `backend` torch.compile's
@@ -208,13 +207,16 @@ class WholeStep:
     ):
         self.module, self.optimizer, self.config, self.hook = module, optimizer, config, hook
         groups = _inner(optimizer).param_groups
+        self.groups = hyper(optimizer)
         self.params = [p for g in groups for p in g["params"]]
         self.trained = [p for p in self.params if p.requires_grad]  # the others take no step
-        self.lrs = [torch.tensor(float(g["lr"]), dtype=torch.float32, device=device) for g in groups]
+        # float64, as the schedule computes them: the update's scalars are those of the eager step
+        self.lrs = [torch.tensor(float(g["lr"]), dtype=torch.float64, device=device) for g in groups]
         bf16 = config.mixed_precision == "bf16"
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
         options = {"backend": backend} if backend is not None else {"options": {"emulate_precision_casts": True}}
         self.compiled = torch.compile(self.step, fullgraph=True, **options)
+        install_output_hooks(module)
         self.pending: list[tuple[int, list[Tensor], list[dict[str, Any]]]] = []  # steps not read yet
 
     def step(self, batches: Sequence[Batch]) -> tuple[list[Tensor], list[dict[str, Any]], Any]:
@@ -235,7 +237,7 @@ class WholeStep:
         by_param = dict(zip(map(id, self.trained), grads or [], strict=True))
         grads = clip([by_param.get(id(p)) for p in self.params], self.config)
         with torch.no_grad():
-            graph_update(self.optimizer, grads, self.lrs)
+            graph_update(self.optimizer, self.groups, grads, self.lrs)
             inside = self.hook.inside() if self.hook.inside is not None else None
         return losses, logs, inside
 
@@ -246,8 +248,10 @@ class WholeStep:
         init_state(self.optimizer)  # made eagerly (and a resumed step count moved to the device)
         if self.hook.prepare is not None:
             self.hook.prepare()
-        for lr, group in zip(self.lrs, _inner(self.optimizer).param_groups, strict=True):
+        inner = _inner(self.optimizer)
+        for lr, group in zip(self.lrs, inner.param_groups, strict=True):
             lr.fill_(float(group["lr"]))
+        inner._opt_called = True  # the update is the optimizer's: its schedule need not warn
         with torch._dynamo.config.patch(trace_autograd_ops=True):  # autograd.grad inside the graph
             losses, logs, inside = self.compiled(list(batches))
         state = loop.state
