@@ -134,7 +134,9 @@ def _adamw_update(state: dict, p: Tensor, grad: Tensor, group: dict, lr: Tensor)
         round_stochastic_(p, x)
 
 
-def _reference_update(opt: _ReferenceAdam, pairs: list[tuple[Tensor, Tensor]], group: dict, lr: Tensor) -> None:
+def _reference_update(
+    opt: _ReferenceAdam, pairs: list[tuple[Tensor, Tensor]], group: dict, lr: Tensor
+) -> None:
     """BertAdam's / MT-DNN Adamax's step (`optim._ReferenceAdam.step`) with a tensor lr."""
     (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
     for p, grad in pairs:
@@ -203,7 +205,13 @@ class WholeStep:
     (None: its default, inductor)."""
 
     def __init__(
-        self, module: Any, optimizer: Any, config: TrainConfig, hook: GraphHook, device: torch.device, backend=None
+        self,
+        module: Any,
+        optimizer: Any,
+        config: TrainConfig,
+        hook: GraphHook,
+        device: torch.device,
+        backend=None,
     ):
         self.module, self.optimizer, self.config, self.hook = module, optimizer, config, hook
         groups = _inner(optimizer).param_groups
@@ -214,7 +222,9 @@ class WholeStep:
         self.lrs = [torch.tensor(float(g["lr"]), dtype=torch.float64, device=device) for g in groups]
         bf16 = config.mixed_precision == "bf16"
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
-        options = {"backend": backend} if backend is not None else {"options": {"emulate_precision_casts": True}}
+        options = (
+            {"backend": backend} if backend is not None else {"options": {"emulate_precision_casts": True}}
+        )
         self.compiled = torch.compile(self.step, fullgraph=True, **options)
         install_output_hooks(module)
         self.pending: list[tuple[int, list[Tensor], list[dict[str, Any]]]] = []  # steps not read yet
@@ -282,7 +292,10 @@ class WholeStep:
             values = [next(read) for _ in losses]
             check_finite_loss(values, step, self.config, loop.acc, loop.ckpt)
             for loss, extra in zip(values, logs, strict=True):
-                row = {"loss": loss, **{k: next(read) if isinstance(v, Tensor) else v for k, v in extra.items()}}
+                row = {
+                    "loss": loss,
+                    **{k: next(read) if isinstance(v, Tensor) else v for k, v in extra.items()},
+                }
                 for k, v in row.items():
                     loop.window.values.setdefault(k, []).append(float(v))
         self.pending = []
