@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import BertForMaskedLM
 
+from conftest import make_model, tiny_bert_config
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
 from ticketlab.methods.tamt import Rethreshold, TamtConfig, make_thresholders, prepare_tamt
@@ -20,8 +21,6 @@ from ticketlab.train.config import TrainConfig
 from ticketlab.train.loop import train
 from ticketlab.train.optim import AdamW
 from ticketlab.train.processes import LossModule
-
-from conftest import make_model, tiny_bert_config
 
 
 def _examples(tokenizer, n: int = 8, length: int = 12) -> list[dict]:
@@ -85,9 +84,10 @@ def test_compiled_steps_keep_the_eager_masks(objective, dtype, tokenizer, tmp_pa
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, fullgraph=True, backend="eager"))
     for seed in (0, 1):
-        run = lambda compiled: _search(
-            objective, seed, dtype, tokenizer, tmp_path / f"{seed}{compiled}", compiled
-        )  # noqa: E731
+
+        def run(compiled: bool, seed: int = seed):
+            return _search(objective, seed, dtype, tokenizer, tmp_path / f"{seed}{compiled}", compiled)
+
         eager_mask, eager_scores, eager_log = run(False)
         mask, scores, log = run(True)
         torch._dynamo.reset()

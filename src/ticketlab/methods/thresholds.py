@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from ..core.errors import ConfigError, TicketlabError
-from ..train.whole_step import GraphHook
 from ..masks.nm import group_order, groups
 from ..masks.pattern import NM, parse_pattern
+from ..train.whole_step import GraphHook
 from .band import SIDE, Band, below_each, between
 from .band import step as band_step
 from .masked_layers import row_blocks

@@ -200,7 +200,7 @@ class _Loop:
         self.scheduler = make_scheduler(optimizer, config)
         loss_module = LossModule(model, loss_fn)
         whole = config.compile and graph_hook is not None and eligible(config, acc, optimizer)
-        if config.compile and not whole:  # in place: parameter names, hence checkpoints, stay those of the model
+        if config.compile and not whole:  # in place: parameter names (checkpoints) stay the model's
             loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
         self.model, self.optimizer = acc.prepare(loss_module, optimizer)
         if config.optimizer_in_backward:
@@ -293,11 +293,13 @@ class _Loop:
     def whole_step(self) -> int:
         """The step as one compiled graph (`whole_step.WholeStep`), its micro-batches all at once;
         returns its tokens as `accumulate` does."""
-        config, acc = self.config, self.acc
-        batches = [self.micro_batch(self.state.step * config.grad_accum + a) for a in range(config.grad_accum)]
+        acc, first = self.acc, self.state.step * self.config.grad_accum
+        batches = [self.micro_batch(first + a) for a in range(self.config.grad_accum)]
         tokens = sum(_batch_tokens(b) for b in batches) * acc.num_processes
-        on_device = [{k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in b.items()} for b in batches]
-        self.whole.run(self, on_device)
+        self.whole.run(
+            self,
+            [{k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in b.items()} for b in batches],
+        )
         return tokens
 
     def optimizer_step(self) -> None:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .config import Batch, TrainConfig
-from .optim import AdamW, _ReferenceAdam, round_stochastic_
+from .optim import _ReferenceAdam, round_stochastic_
 
 
 @dataclass
@@ -251,10 +251,9 @@ class WholeStep:
             inside = self.hook.inside() if self.hook.inside is not None else None
         return losses, logs, inside
 
-    def run(self, loop: Any, batches: Sequence[Batch]) -> None:
-        """One step of `loop` (`train.loop._Loop`) on its micro-batches (on the device): the graph,
-        then, eagerly, the schedule, the step count and the loop's `after_step` (which finds the
-        hook's output in `TrainState.in_graph`); the losses are read when `due`."""
+    def __call__(self, batches: Sequence[Batch]) -> tuple[list[Tensor], list[dict[str, Any]], Any]:
+        """One step on `batches` (on the device): the states, the hook's eager part and the lrs made
+        ready, then the graph; returns what `step` returns (nothing read)."""
         init_state(self.optimizer)  # made eagerly (and a resumed step count moved to the device)
         if self.hook.prepare is not None:
             self.hook.prepare()
@@ -263,7 +262,13 @@ class WholeStep:
             lr.fill_(float(group["lr"]))
         inner._opt_called = True  # the update is the optimizer's: its schedule need not warn
         with torch._dynamo.config.patch(trace_autograd_ops=True):  # autograd.grad inside the graph
-            losses, logs, inside = self.compiled(list(batches))
+            return self.compiled(list(batches))
+
+    def run(self, loop: Any, batches: Sequence[Batch]) -> None:
+        """One step of `loop` (`train.loop._Loop`) on its micro-batches (on the device): the graph,
+        then, eagerly, the schedule, the step count and the loop's `after_step` (which finds the
+        hook's output in `TrainState.in_graph`); the losses are read when `due`."""
+        losses, logs, inside = self(batches)
         state = loop.state
         self.pending.append((state.step + 1, losses, logs))
         loop.scheduler.step()
