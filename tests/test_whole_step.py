@@ -81,8 +81,12 @@ def test_compiled_steps_keep_the_eager_masks(objective, dtype, tokenizer, tmp_pa
     """The same masks after every step as the eager loop's; the scores and the losses logged (every
     2 steps and at the end: read from the device then) to float rounding (MLM's compiled loss sums
     over all positions, the eager one over the gathered ones)."""
-    real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, fullgraph=True, backend="eager"))
+    real, compiled = torch.compile, []
+    monkeypatch.setattr(
+        torch,
+        "compile",
+        lambda fn, **kw: compiled.append(fn) or real(fn, fullgraph=kw["fullgraph"], backend="eager"),
+    )
     for seed in (0, 1):
 
         def run(compiled: bool, seed: int = seed):
@@ -91,9 +95,32 @@ def test_compiled_steps_keep_the_eager_masks(objective, dtype, tokenizer, tmp_pa
         eager_mask, eager_scores, eager_log = run(False)
         mask, scores, log = run(True)
         torch._dynamo.reset()
+        assert [f.__func__ for f in compiled] == [whole_step.WholeStep.step]  # the loop's whole step
+        compiled.clear()
         assert mask.keys() == eager_mask.keys() and len(log) == len(eager_log) == 2
         assert all(torch.equal(mask[k], eager_mask[k]) for k in mask), seed
         for k in scores:
             torch.testing.assert_close(scores[k], eager_scores[k], rtol=0, atol=1e-5)
         for row, eager_row in zip(log, eager_log, strict=True):
             assert row.keys() == eager_row.keys() and row == pytest.approx(eager_row, rel=1e-5)
+
+
+def test_a_tamt_search_hands_its_rethreshold_to_the_whole_step(tiny_bert_dir, monkeypatch):
+    """`search_tamt` gives the loop the re-threshold's in-graph part (`graph_hook`), which the loop
+    compiles into its step under `compile` (`SearchConfig.compile`, `--compile`), and the same
+    `Rethreshold` as the step's `on_step`, which repairs with the graph's flags."""
+    from ticketlab.methods import tamt
+    from ticketlab.methods.search import SearchObjective
+
+    seen = {}
+    monkeypatch.setattr(tamt, "run_search", lambda model, objective, spec, *a, **kw: seen.update(spec=spec))
+    model = BertForMaskedLM.from_pretrained(tiny_bert_dir).train()
+    objective = SearchObjective("mlm", [], None, pretraining_loss("mlm"))
+    tamt.search_tamt(
+        model, objective, TamtConfig(0.5), TrainConfig(max_steps=2, compile=True), "x", base_model="m"
+    )
+    spec = seen["spec"]
+    assert isinstance(spec.on_step, Rethreshold) and spec.graph_hook.prepare == spec.on_step.prepare
+    spec.graph_hook.prepare()
+    flags = spec.graph_hook.inside()  # the fixed-shape step of every matrix: one flag each
+    assert flags.dtype == torch.bool and flags.shape == (len(spec.on_step.thresholders),)
