@@ -21,6 +21,8 @@ micro-batch and runs the optimizer's `step()`, which torch's optimizers wrap in 
 What the step cannot hold falls back to the eager step (`whole_step` returns None): several
 processes (DDP's reducer runs outside a traced backward), fp16 loss scaling, the optimizer stepped
 inside the backward, an optimizer without a graph update (ticket sharing's `MaskedAdamW`).
+The graph reads nothing back and keeps its step counts and lrs on the device, what a CUDA graph
+needs to replay it; capturing it (inductor's cudagraphs) is not switched on, as no GPU has run it yet.
 Compiled results equal the eager step's to float rounding (the compiler may fuse and reorder), so
 a compiled search is not expected to give the eager one's scores bit for bit.
 """
