@@ -51,10 +51,12 @@ def test_the_whole_step_is_one_graph(objective, tokenizer):
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
 
 
-def _search(objective: str, seed: int, dtype: str, tokenizer, out, compiled: bool):
+def _search(objective: str, seed: int, dtype: str, tokenizer, out, compiled: bool, **settings):
     """Three steps of the training loop as a TAMT search takes them: (mask, scores, logged losses)."""
     model, groups, after = _tamt(objective, seed, dtype)
-    config = TrainConfig(max_steps=3, batch_size=4, lr=3e-2, log_every=2, compile=compiled, progress=False)
+    config = TrainConfig(
+        max_steps=3, batch_size=4, lr=3e-2, log_every=2, compile=compiled, progress=False, **settings
+    )
     torch.manual_seed(seed)  # bf16 scores round stochastically: the same draws
     collate = MLMCollator(tokenizer, keep_clean=True)
     loss = pretraining_loss(objective)
@@ -75,22 +77,31 @@ def _search(objective: str, seed: int, dtype: str, tokenizer, out, compiled: boo
     return current_mask(model), scores, [{k: v for k, v in r.items() if "loss" in k} for r in logged]
 
 
+BERTADAM = {"optimizer": "bertadam", "clip": "per-tensor", "weight_decay": 0.01, "grad_accum": 2}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("objective", "dtype"), [("mlm", "float32"), ("kd", "bfloat16")])
-def test_compiled_steps_keep_the_eager_masks(objective, dtype, tokenizer, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("objective", "dtype", "seeds", "settings"),
+    [("mlm", "float32", (0, 1), {}), ("kd", "bfloat16", (0, 2), {}), ("mlm+kd", "float32", (3,), BERTADAM)],
+)
+def test_compiled_steps_keep_the_eager_masks(
+    objective, dtype, seeds, settings, tokenizer, tmp_path, monkeypatch
+):
     """The same masks after every step as the eager loop's; the scores and the losses logged (every
     2 steps and at the end: read from the device then) to float rounding (MLM's compiled loss sums
-    over all positions, the eager one over the gathered ones)."""
+    over all positions, the eager one over the gathered ones). AdamW with global clipping, and
+    BertAdam with per-tensor clipping, weight decay and two micro-batches a step."""
     real, compiled = torch.compile, []
     monkeypatch.setattr(
         torch,
         "compile",
         lambda fn, **kw: compiled.append(fn) or real(fn, fullgraph=kw["fullgraph"], backend="eager"),
     )
-    for seed in (0, 1):
+    for seed in seeds:
 
-        def run(compiled: bool, seed: int = seed):
-            return _search(objective, seed, dtype, tokenizer, tmp_path / f"{seed}{compiled}", compiled)
+        def run(whole: bool, seed: int = seed):
+            return _search(objective, seed, dtype, tokenizer, tmp_path / f"{seed}{whole}", whole, **settings)
 
         eager_mask, eager_scores, eager_log = run(False)
         mask, scores, log = run(True)
