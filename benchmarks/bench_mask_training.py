@@ -18,16 +18,20 @@ all scores in one buffer (`scores.FlatScores`: the same bits, one optimizer step
 over all scores instead of one per matrix; opt-in, as it is no faster on a GPU and slower on a
 CPU). The peer rows are TAMT as its reference implementation does it (`peer_tamt.py`:
 clone-and-index binariser, MLM head over every position, threshold by a full kthvalue every step,
-or every 1000 steps as the reference does, so not inside the timed window). `--compile` runs every
-row's forward and loss under `torch.compile`, as the training loop's `compile=True` does, and TAMT's
-re-threshold (`thresholds.settle`, its part of fixed shapes) as one graph (`fullgraph=True`), as a
-search with `--compile` does: on a GPU the step is bound by the host's kernel launches, which
-compiling fuses into fewer (on an H100 it took TAMT-MLM's step from 90 to 59 ms with the re-threshold
-eager: docs/results/benchmarks.md; compiling happens in the warm-up steps and takes minutes per model
-there, so give it some). The whole step is not one graph: the MLM loss gathers the masked positions
-(a shape that depends on the batch), the backward is autograd's, and the optimizer's step breaks a
-full trace (torch's own AdamW does too). Each TAMT row prints the re-threshold's time per step and how
-many of its matrix-steps were settled from scratch (`Thresholder.repair`: rare by design).
+or every 1000 steps as the reference does, so not inside the timed window). `--compile` takes the dense,
+TAMT-MLM, TAMT-KD and bf16 rows' whole step (forward, loss, backward, clipping, AdamW and, for TAMT,
+the re-threshold's part of fixed shapes) as one graph (`train.whole_step.WholeStep`,
+`torch.compile(fullgraph=True)`), as `ticketlab search --compile` does: dense and TAMT get the same
+treatment. The MLM loss then runs the head over every position (a shape that does not depend on
+the batch), and the losses are not read back. The other rows (optimizer in the backward, flat
+buffer, peers) compile their forward and loss as the training loop's `compile=True` does, and TAMT's
+re-threshold (`thresholds.settle`) as one graph. On a GPU the step is bound by the host's kernel
+launches, which compiling fuses into fewer (on an H100, compiling the model and loss alone took
+TAMT-MLM's step from 90 to 59 ms: docs/results/benchmarks.md); compiling happens in the warm-up
+steps and takes minutes per model there, so give it some. Each TAMT row prints the re-threshold's
+time per step (a whole compiled step holds its settle: the time printed is then its repair outside
+the graph, reading one flag) and how many of its matrix-steps were settled from scratch
+(`Thresholder.repair`: rare by design).
 All methods are timed interleaved in one process (median and minimum of --steps after --warmup),
 so a busy machine slows them alike; ratios are printed against dense (on a shared machine the
 minimum is the steadier estimate: contention only ever adds time). `--memory` runs each method in
@@ -70,10 +74,13 @@ from ticketlab.methods.tamt.search import (
     prepare_tamt,
     rethreshold,
 )
+from ticketlab.methods.tamt.thresholds import repair
 from ticketlab.models.load import load_model, load_tokenizer
+from ticketlab.train.config import TrainConfig
 from ticketlab.train.optim import AdamW
 from ticketlab.train.processes import LossModule
 from ticketlab.train.schedule import step_in_backward
+from ticketlab.train.whole_step import GraphHook, WholeStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peer_tamt  # noqa: E402  (the benchmark's own peer, beside this file)
@@ -133,9 +140,14 @@ class Runner:
         self.thresholders: list = []  # TAMT's, for `to` and the fallback count
         self.steps = 0
         self.autocast = contextlib.nullcontext
+        self.whole: WholeStep | None = None
+        self.whole_ok = not in_backward  # the whole step needs the optimizer's step after the backward
 
     def to(self, device: torch.device, autocast: str, compile: bool = False) -> Runner:
         self.model.to(device)
+        if compile and self.whole_ok:  # the whole step as one graph, as `search --compile` takes it
+            self._whole(device, autocast)
+            return self
         if compile:  # the model and its loss, compiled as `train.loop.train` compiles them
             module = LossModule(self.model, self.loss_fn)
             module.compile(dynamic=True)
@@ -147,7 +159,26 @@ class Runner:
             self.autocast = lambda: torch.autocast(device.type, dtype=getattr(torch, autocast))
         return self
 
+    def _whole(self, device: torch.device, autocast: str) -> None:
+        """`train.whole_step.WholeStep` over this row's loss, optimizer (clipped at 1.0, as `step`)
+        and, for TAMT, the re-threshold's fixed-shape part inside the graph; its repair after."""
+        precision = "bf16" if autocast == "bfloat16" else "no"
+        config = TrainConfig(max_steps=1, mixed_precision=precision, compile=True, progress=False)
+        hook = GraphHook()
+        if self.thresholders:
+            hook = Rethreshold(self.thresholders).graph_hook()
+            self.after = lambda flags: repair(self.thresholders, flags)  # eager: reads the flags
+        self.whole = WholeStep(LossModule(self.model, self.loss_fn), self.opt, config, hook, device)
+
     def step(self, batch) -> None:
+        if self.whole is not None:
+            flags = self.whole([batch])[2]
+            if self.after is not None:
+                t1 = time.perf_counter()  # the re-threshold's settle is inside the step: its repair only
+                self.after(flags)
+                self.rethreshold_s.append(time.perf_counter() - t1)
+            self.steps += 1
+            return
         with self.autocast():  # the forward only, as accelerate's mixed precision does it
             loss = self.loss_fn(self.model, batch)[0]
         loss.backward()
@@ -175,6 +206,7 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
         after = lambda step: step % every == 0 and peer_tamt.rethreshold(masks, 0.7)  # noqa: E731
         return Runner(model, groups, peer_tamt.peer_loss("mlm"), lr or 5e-5, after)
     _, objective, *flags = method.split("-")  # tamt-OBJECTIVE[-ib][-bf16][-flat]
+    # a flat buffer's gradients are joined by an autograd callback a graph cannot hold
     config = TamtConfig(0.7, objective=objective, score_dtype="bfloat16" if "bf16" in flags else "float32")
     # as `search_tamt` does it: stepped inside the backward, no flat gradient
     masks, groups = prepare_tamt(model, config, flat="flat" in flags, flat_grads="ib" not in flags)
@@ -185,6 +217,7 @@ def make_runner(method: str, model_name: str, lr: float | None = None) -> Runner
     lr = lr or config.paper_lr  # Table 1's: the rate of a search of the paper's length
     runner = Runner(model, groups, pretraining_loss(config.objective), lr, after, in_backward="ib" in flags)
     runner.thresholders = thresholders
+    runner.whole_ok = runner.whole_ok and "flat" not in flags
     return runner
 
 
@@ -382,7 +415,7 @@ def main() -> None:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile every row's forward and loss, and the re-threshold",
+        help="torch.compile each row's whole step as one graph (forward and loss only where it cannot)",
     )
     p.add_argument("--json", action="store_true")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="rows (dense first)")
@@ -403,7 +436,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     batch, lr = result["batch"], args.lr or "default"
-    compiled = ", torch.compile" if args.compile else ""
+    compiled = ", torch.compile (whole step as one graph where it can)" if args.compile else ""
     print(f"model {result['model']}, batch {batch[0]} x {batch[1]}, lr {lr}{compiled}")
     if args.memory:
         for m, row in result["rows"].items():

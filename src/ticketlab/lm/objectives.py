@@ -55,6 +55,7 @@ from ..masks import has_masks, masks_disabled
 from ..models.arch import encoder_of
 from .mlm_head import mlm_head
 from .options import Decoder, KdInput, Teacher
+from .static_loss import mean_loss_static, mlm_sums_static
 
 IGNORE_INDEX = -100
 Objective = Literal["mlm", "kd", "mlm+kd"]
@@ -225,6 +226,8 @@ def mlm_sums(
     never a target), so this is TAMT's dense decoder; "masked" keeps its mask on."""
     check_one_of("decoder", decoder, ("dense", "masked"))
     chosen = labels != IGNORE_INDEX  # [B, T]
+    if torch.compiler.is_compiling():
+        return mlm_sums_static(model, hidden, labels, chosen, decoder, IGNORE_INDEX)
     where = chosen.reshape(-1).nonzero().squeeze(1)  # [n]: the one host read (n sets the head's shape)
     dense = masks_disabled(model) if decoder == "dense" else contextlib.nullcontext()
     with dense:
@@ -345,6 +348,8 @@ def pretraining_loss(
             s.kd_count if use_kd else zero,
         ]
         totals = torch.stack([p.float() for p in parts])  # [5]: global sums for logging and scaling
+        if torch.compiler.is_compiling():  # nothing read back: the logs stay tensors
+            return mean_loss_static(s, totals, use_mlm, use_kd, _world() if sync_counts else 1)
         return _mean_loss(s, totals, use_mlm, use_kd, sync_counts)
 
     return loss_fn

@@ -62,6 +62,12 @@ class MaskParametrization(nn.Module):
 
     enabled: bool = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the instance's own from the start, as `masks_disabled` leaves it: a compiled step's guards
+        # then see the same attributes before and after the first teacher forward (no recompile)
+        self.enabled = True
+
     def current_mask(self) -> Tensor:
         """The binary mask in force now (bool, shape of the weight)."""
         raise NotImplementedError

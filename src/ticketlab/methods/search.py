@@ -127,6 +127,9 @@ class SearchSpec:
     # mask is evaluated before the first step, and a search that ends worse than it on that sum says so
     # (`worse_than_start`): a mask search starts from a mask (OMP), which the search should improve.
     objective_losses: tuple[str, ...] = ()
+    # With the loop's `compile`: `on_step`'s part that runs inside the compiled whole step
+    # (`train.whole_step.GraphHook`; TAMT: the re-threshold's fixed-shape part), or None
+    graph_hook: Any = None
 
 
 @dataclass
@@ -366,4 +369,5 @@ class _Search:
             after_step=self.after_step,
             extra_state=(self.get_state, self.set_state),
             accelerator=self.acc,
+            graph_hook=self.spec.graph_hook,
         )

@@ -124,10 +124,12 @@ class SearchConfig:
     # are computed (fused kernels, their rounding), not which steps are taken.
     compile: bool = option(
         False,
-        "torch.compile the model and loss (dynamic shapes), and TAMT's re-threshold as one graph. On an "
-        "H100 a TAMT-MLM step at BERT-base 16 x 512, its re-threshold left eager, took 59 ms compiled "
-        "against 90 ms eager, after about 2.5 minutes of compiling per "
-        "model; on a CPU compiled mask-training steps ran several times slower",
+        "torch.compile TAMT's whole step (forward, loss, backward, clipping, optimizer, re-threshold) as "
+        "one graph, its MLM head then over every position (one process, no fp16, no "
+        "--optimizer-in-backward; else, and for other methods, the model and loss with dynamic shapes, "
+        "and the re-threshold). On an H100, compiling the model and loss alone took a TAMT-MLM step at "
+        "BERT-base 16 x 512 from 90 to 59 ms, after about 2.5 minutes of compiling per model; on a CPU "
+        "compiled mask-training steps ran several times slower",
         result=False,
     )
     schedule_steps: PositiveInt | None = option(

@@ -109,6 +109,7 @@ class TrainState:
     accelerator: Accelerator
     config: TrainConfig
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    in_graph: Any = None  # what a compiled whole step's in-graph hook returned (`whole_step.GraphHook`)
 
 
 @dataclass

@@ -72,6 +72,7 @@ from .determinism import batch_indices, example_seed, seed_everything
 from .processes import LossModule, check_finite_loss, make_accelerator, time_up
 from .run_dir import CHECKPOINT
 from .schedule import adamw, clip_gradients, make_scheduler, step_in_backward
+from .whole_step import GraphHook, WholeStep, eligible
 from .window import Window, eval_line
 
 log_ = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def train(
     resume: bool = True,
     sampler: Sampler | None = None,
     optimizer: OptimizerFn | None = None,
+    graph_hook: GraphHook | None = None,
 ) -> TrainResult:
     """Optimise `params` of `model` on `dataset` for `config.max_steps` steps; see the module docstring.
 
@@ -108,7 +110,9 @@ def train(
     (restored before the model's tensors). `sampler(micro_step)` gives the batches instead of the
     loop's shuffled order (multi-task learning: each batch from one task; `train.batches.MultiTaskData`);
     `optimizer(params, config)` builds the optimizer instead of AdamW (ticket sharing's MaskedAdamW).
-    With `out_dir`, a finished run is not repeated: its saved result is returned.
+    With `out_dir`, a finished run is not repeated: its saved result is returned. With `graph_hook`
+    and `config.compile`, each step is one compiled graph with the hook's work inside it
+    (`whole_step.WholeStep`, where it can hold the run's settings; else the model and loss compiled).
     """
     if len(dataset) == 0:
         raise TicketlabError("the training set is empty")
@@ -125,7 +129,7 @@ def train(
     with exclusive(out, "run") if owner else contextlib.nullcontext():  # a second process is refused
         if owner:
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
-        hooks = (eval_fn, after_step, extra_state, optimizer)
+        hooks = (eval_fn, after_step, extra_state, optimizer, graph_hook)
         with logs_above_bars():  # dev evaluations print above the bar
             loop = _Loop(model, params, (dataset, collate_fn, loss_fn, sampler), config, out, hooks, acc)
             if resume:
@@ -154,11 +158,11 @@ class _Loop:
         data: tuple[Sequence[Any], CollateFn, LossFn, Sampler | None],
         config: TrainConfig,
         out: Path | None,
-        hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any, OptimizerFn | None],
+        hooks: tuple[EvalFn | None, Callable[[TrainState], None] | None, Any, OptimizerFn | None, Any],
         acc: Accelerator,
     ):
         self.dataset, self.collate_fn, loss_fn, self.sampler = data
-        self.eval_fn, self.after_step, self.extra_state, make_optimizer = hooks
+        self.eval_fn, self.after_step, self.extra_state, make_optimizer, graph_hook = hooks
         self.config, self.out, self.acc = config, out, acc
         self.started = time.monotonic()
         seed_everything(config.seed)
@@ -166,13 +170,15 @@ class _Loop:
         optimizer = (make_optimizer or adamw)(params, config)
         self.scheduler = make_scheduler(optimizer, config)
         loss_module = LossModule(model, loss_fn)
-        if config.compile:  # in place: parameter names, hence checkpoints, stay those of the model
+        whole = config.compile and graph_hook is not None and eligible(config, acc, optimizer)
+        if config.compile and not whole:  # in place: parameter names (checkpoints) stay the model's
             loss_module.compile(dynamic=True)  # MLM's masked positions vary in number per batch
         self.model, self.optimizer = acc.prepare(loss_module, optimizer)
         if config.optimizer_in_backward:
             if acc.num_processes > 1:  # DDP averages the gradients only after the backward
                 raise ConfigError("optimizer_in_backward does not work with several processes (DDP)")
             step_in_backward(self.optimizer)
+        self.whole = WholeStep(self.model, self.optimizer, config, graph_hook, acc.device) if whole else None
         self.state = TrainState(0, model, self.optimizer, acc, config, self.scheduler)
         self.result = TrainResult(steps=0)
         self.ckpt = out / CHECKPOINT if out is not None else None
@@ -255,6 +261,18 @@ class _Loop:
                 self.window.values.setdefault(k, []).append(float(v))
         return tokens
 
+    def whole_step(self) -> int:
+        """The step as one compiled graph (`whole_step.WholeStep`), its micro-batches all at once;
+        returns its tokens as `accumulate` does."""
+        acc, first = self.acc, self.state.step * self.config.grad_accum
+        batches = [self.micro_batch(first + a) for a in range(self.config.grad_accum)]
+        tokens = sum(_batch_tokens(b) for b in batches) * acc.num_processes
+        self.whole.run(
+            self,
+            [{k: v.to(acc.device) if isinstance(v, Tensor) else v for k, v in b.items()} for b in batches],
+        )
+        return tokens
+
     def optimizer_step(self) -> None:
         config = self.config
         check_finite_loss(
@@ -321,8 +339,9 @@ class _Loop:
         time is up (checkpointed, `result.stopped`)."""
         config, state, result = self.config, self.state, self.result
         t0 = time.perf_counter()
-        tokens = self.accumulate()
-        self.optimizer_step()
+        tokens = self.accumulate() if self.whole is None else self.whole_step()
+        if self.whole is None:
+            self.optimizer_step()
         took = time.perf_counter() - t0
         result.train_time_s += took
         result.tokens += tokens

@@ -49,6 +49,8 @@ class Scratch:
 
     def masked(self, weight: Tensor, scores: Tensor, threshold: Tensor) -> Tensor:
         """W ⊙ 1[S ≥ t] in the buffer: valid until the next call."""
+        if torch.compiler.is_compiling():  # the compiler fuses the product into its use: no buffer
+            return weight * at_least(scores, threshold)
         n = weight.numel()
         out = self._get("product", n, weight.dtype, weight.device)
         # elementwise kernels on a GPU take mixed types at full speed; per-group cuts (N:M) broadcast

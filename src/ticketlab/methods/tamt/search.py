@@ -225,6 +225,7 @@ def search_tamt(
     # at once, and a flat gradient would hold them all.
     masks, groups = prepare_tamt(model, config, flat_grads=not train_config.optimizer_in_backward)
     thresholders = make_thresholders(masks, config.sparsity, config.ranking, config.pattern, config.count)
+    after = Rethreshold(thresholders, compile=train_config.compile)
     spec = SearchSpec(
         method=f"tamt-{config.objective}",
         sparsity=config.sparsity,
@@ -234,7 +235,8 @@ def search_tamt(
         pattern=config.pattern,
         base_model=base_model,
         params=groups,
-        on_step=Rethreshold(thresholders, compile=train_config.compile),
+        on_step=after,
+        graph_hook=after.graph_hook(),  # with --compile, the whole step is one graph
         describe=lambda: _described(config),
         settings=settings or {},
         extra_files=lambda: {HEAD_FILE: head_state(model)} if config.trains_head else None,

@@ -34,6 +34,7 @@ from torch import Tensor
 from ...core.errors import ConfigError, TicketlabError
 from ...masks.nm import group_order, groups
 from ...masks.pattern import NM, parse_pattern
+from ...train.whole_step import GraphHook
 from ..ranking import Count, Ranking, check_sparsity, pruned_count
 from .band import SIDE, Band, below_each, between
 from .band import step as band_step
@@ -293,11 +294,25 @@ class Rethreshold:
             self._settle = torch.compile(settle, fullgraph=True, backend=compile)
 
     @torch.no_grad()
-    def __call__(self, *_: object) -> None:
+    def __call__(self, state: object = None) -> None:
+        """After an optimizer step: `settle` (compiled or not) and `repair`; after a compiled whole
+        step, `repair` only, with the flags its graph returned (`TrainState.in_graph`)."""
+        flags = getattr(state, "in_graph", None)
+        if flags is None:
+            self.prepare()
+            flags = self._settle(self.thresholders)
+        repair(self.thresholders, flags)
+
+    def prepare(self) -> None:
+        """The selections from scratch that `settle` needs first (eager: their shapes vary)."""
         for t in self.thresholders:
             if not t.ready():
                 t.select()
-        repair(self.thresholders, self._settle(self.thresholders))
+
+    def graph_hook(self) -> GraphHook:
+        """The re-threshold inside a compiled whole step (`train.whole_step`): `prepare` before the
+        graph, `settle` in it; `__call__` then repairs with its flags."""
+        return GraphHook(prepare=self.prepare, inside=lambda: settle(self.thresholders))
 
 
 def settle(thresholders: Sequence[Thresholder | GroupThresholder]) -> Tensor:
