@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import sweep_fakes as fakes
-from ticketlab.core.files import content_key
+from ticketlab.core.files.keys import content_key
 from ticketlab.studies import expand, run_sweep, spec_from_dict
 from ticketlab.studies.sweep import plan
 

@@ -272,7 +272,7 @@ def test_content_keys_and_digest(tmp_path: Path):
     (tmp_path / "a.txt").write_text("x")
     keys = content_keys({"model": "hub/id-not-local", "data": tmp_path / "a.txt", "task": None})
     assert list(keys) == ["data"] and keys["data"].startswith("sha256:")
-    from ticketlab.core.files import content_key
+    from ticketlab.core.files.keys import content_key
 
     listed = content_keys({"corpus": [tmp_path / "a.txt", tmp_path / "a.txt"], "dev": [tmp_path / "gone"]})
     assert listed == {"corpus": content_key([tmp_path / "a.txt", tmp_path / "a.txt"])}
@@ -293,7 +293,7 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
     its config, weights and tokenizer, and keeps Python files where the config maps code
     (`auto_map`)."""
     from ticketlab.core.digest import content_keys
-    from ticketlab.core.files import content_key, model_key
+    from ticketlab.core.files.keys import content_key, model_key
 
     model = tmp_path / "model"
     (model / "1_Pooling").mkdir(parents=True)
@@ -324,7 +324,7 @@ def test_a_model_key_is_what_loading_reads(tmp_path: Path):
 def test_entry_keys_are_content_keys_over_some_entries(tmp_path: Path):
     """`entry_keys`: for each set of a folder's entries holding a file, the key `content_key` gives
     the folder with a `keep` of just those (hidden and empty entries left out); None past `most`."""
-    from ticketlab.core.files import content_key, entry_keys
+    from ticketlab.core.files.keys import content_key, entry_keys
 
     for file in ("A/f.tsv", "A/deeper/g.tsv", "B-x/f.tsv", "b/f.tsv", "c.txt"):  # B-x sorts before b
         (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
@@ -344,7 +344,7 @@ def test_a_run_directory_on_other_weights_or_settings_is_refused(tmp_path: Path)
     """A run directory's record is checked against the run: other weights or other settings are
     refused in one line; an edited model card is the same model."""
     from ticketlab.core.errors import ConfigError
-    from ticketlab.core.files import model_key
+    from ticketlab.core.files.keys import model_key
     from ticketlab.train.run_dir import check_same_run, record_or_check
 
     model = tmp_path / "model"

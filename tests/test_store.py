@@ -313,7 +313,7 @@ def test_a_decimal_score_is_exact_and_every_score_is_stored_bit_for_bit(tmp_path
 
     import numpy as np
 
-    from ticketlab.core.files import atomic_write_json, to_json
+    from ticketlab.core.files.atomic import atomic_write_json, to_json
     from ticketlab.studies.run_ids import make_run
     from ticketlab.tasks.metrics import accuracy
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .checks import negated, option_name
-from .files import content_key, model_key
+from .files.keys import content_key, model_key
 
 OMIT = object()  # a value in `run_identity(values=...)` that leaves its field out
 

@@ -17,7 +17,8 @@ from safetensors import SafetensorError
 from torch import Tensor
 
 from ..core.errors import TicketlabError
-from ..core.files import content_key, open_safetensors, read_json
+from ..core.files.inputs import open_safetensors, read_json
+from ..core.files.keys import content_key
 from .io import CONFIG_NAME, MASKS_NAME, Mask, MaskConfig, pack
 
 # What changes what a mask computes besides its bits: which weights it covers, in which form.

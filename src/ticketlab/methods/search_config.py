@@ -27,7 +27,7 @@ from ..core.checks import (
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..core.files import CORPUS_CACHE_HELP
+from ..core.files.caches import CORPUS_CACHE_HELP
 from ..train.config import TrainConfig
 from .options import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
 from .registry import Method, method_of_config, methods

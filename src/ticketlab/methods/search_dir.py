@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from ..core.errors import TicketlabError
-from ..core.files import open_append, temp_dir, to_json
+from ..core.files.atomic import temp_dir, to_json
+from ..core.files.owned import open_append
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, save_mask
 from ..masks.io import CONFIG_NAME

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files import HOST
+from ..core.files.atomic import HOST
 from ..tasks.predictions import decode_predictions
 from .records import RunRecord
 from .run_ids import Run

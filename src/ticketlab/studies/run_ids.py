@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 
 from ..core.digest import digest
 from ..core.errors import TicketlabError
-from ..core.files import open_safetensors, read_json
+from ..core.files.inputs import open_safetensors, read_json
 from ..core.outputs import safe_component
 from ..models.arch import ARCHS
 

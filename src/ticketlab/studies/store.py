@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import TicketlabError
-from ..core.files import HOST, check_regular, to_json
+from ..core.files.atomic import HOST, to_json
+from ..core.files.inputs import check_regular
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 from .run_ids import IDS_VERSION
 from .store_schema import SCHEMA_VERSION, check_tables, copy_store, read_only_uri, statements

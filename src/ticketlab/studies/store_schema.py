@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 
 from ..core.errors import TicketlabError
-from ..core.files import check_regular, temp_file, writing
+from ..core.files.atomic import temp_file, writing
+from ..core.files.inputs import check_regular
 
 SCHEMA_VERSION = 3  # 2: the job (launcher id) and log of a run; 3: per-example predictions
 

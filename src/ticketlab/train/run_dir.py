@@ -26,14 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from ..core.files import (
-    atomic_write_json,
-    busy,
-    exclusive,
-    finite_json,
-    lock_holder,
-    read_json,
-)
+from ..core.files.atomic import atomic_write_json, finite_json
+from ..core.files.inputs import read_json
+from ..core.files.owned import busy, exclusive, lock_holder
 from ..core.outputs import claim_dir, remove_ours
 
 CHECKPOINT = "checkpoint.pt"  # the training loop's (`train.loop.train`)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digest import content_keys, digest
-from ..core.files import atomic_write_json, read_json
+from ..core.files.atomic import atomic_write_json
+from ..core.files.inputs import read_json
 from ..masks.identity import mask_key
 from ..masks.io import library_versions
 from ..tasks.glue import task_dir

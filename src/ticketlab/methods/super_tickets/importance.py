@@ -47,7 +47,8 @@ from safetensors.torch import save
 from torch import Tensor, nn
 
 from ...core.errors import MaskFileError, TicketlabError
-from ...core.files import atomic_write_bytes, atomic_write_json, load_safetensors, read_json
+from ...core.files.atomic import atomic_write_bytes, atomic_write_json
+from ...core.files.inputs import load_safetensors, read_json
 from ...core.progress import progress_bar
 from ...train.config import Batch, CollateFn, LossFn
 from .levels import PER, Per

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.files import atomic_write_csv
+from ...core.files.atomic import atomic_write_csv
 from .cells import AVG, Cell
 from .comparison import MAIN
 from .declared import declared_rows

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import MaskFileError, TicketlabError
-from ...core.files import atomic_write_text
+from ...core.files.atomic import atomic_write_text
 from ...core.outputs import atomic_dir
 from ...methods.registry import methods
 from ..store import owner_gone

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files import read_json
+from ...core.files.inputs import read_json
 from ...tasks.metrics import floor_of_average, no_verdict
 from ..store import RunRecord
 from .analyses import Analysis

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.checks import not_result
-from ...core.files import open_append
+from ...core.files.owned import open_append
 from ...verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
 from ...verbs.finetune import FinetuneConfig, finetune
 

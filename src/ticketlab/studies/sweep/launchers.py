@@ -36,7 +36,7 @@ import torch
 
 from ...core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ...core.errors import ConfigError, TicketlabError, one_line, printable
-from ...core.files import open_own
+from ...core.files.owned import open_own
 from ...core.memory import keep_freed_memory
 from ...core.optional import optional_module
 from ..records import KINDS

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files import content_key, model_key
+from ...core.files.keys import content_key, model_key
 from ...tasks.glue import task_data
 from ...tasks.registry import get_task
 from ..run_ids import Run, checkpoint_has_pooler, make_run

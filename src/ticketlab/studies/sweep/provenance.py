@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ... import __version__
-from ...core.files import HOST, open_safetensors
+from ...core.files.atomic import HOST
+from ...core.files.inputs import open_safetensors
 from ...masks.identity import bits_digest
 
 # --------------------------------------------------------------------------- provenance

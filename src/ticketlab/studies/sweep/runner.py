@@ -39,7 +39,7 @@ from collections.abc import Callable, Collection, MutableMapping
 from pathlib import Path
 
 from ...core.errors import ConfigError
-from ...core.files import atomic_write_json
+from ...core.files.atomic import atomic_write_json
 from ...core.outputs import refuse_links
 from .. import rows
 from ..records import KINDS, STALE_AFTER

@@ -91,7 +91,7 @@ import yaml
 
 from ...core.checks import SEED_RANGE, Range
 from ...core.errors import ConfigError, TicketlabError, printable_strings
-from ...core.files import read_text
+from ...core.files.inputs import read_text
 from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
 from ...tasks.registry import get_task

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import TicketlabError
-from ...core.files import read_json, read_tail
+from ...core.files.inputs import read_json, read_tail
 from ..records import KINDS, STALE_AFTER, owner_gone
 from ..run_ids import run_dirname
 from ..store import DB_NAME, Store

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import TicketlabError
-from ...core.files import read_json
+from ...core.files.inputs import read_json
 from ...train.run_dir import RunDir
 from ..rows import error_text
 from ..run_ids import Run
