@@ -230,6 +230,7 @@ ALLOWED = {
     ("models/load.py", "AutoTokenizer.from_pretrained"): "check_source ran check_folder first",
     ("masks/peft_tickets.py", "peft.PeftModel.from_pretrained"): "check_folder on the adapter folder first",
     ("studies/store.py", "sqlite3.connect"): "the store file passed check_regular first",
+    ("studies/store_schema.py", "sqlite3.connect"): "a store copied: its source passed check_regular first",
     ("train/checkpoint.py", "torch.save"): "into bytes in memory, which atomic_write_bytes writes",
     ("train/checkpoint.py", "torch.load"): "from bytes in memory, which read_own read (open_own's checks)",
 }

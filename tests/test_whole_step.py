@@ -15,7 +15,7 @@ from transformers import BertForMaskedLM
 from conftest import make_model, tiny_bert_config
 from ticketlab.lm.objectives import MLMCollator, pretraining_loss
 from ticketlab.masks import current_mask
-from ticketlab.methods.tamt import Rethreshold, TamtConfig, make_thresholders, prepare_tamt
+from ticketlab.methods.tamt.search import Rethreshold, TamtConfig, make_thresholders, prepare_tamt
 from ticketlab.train import whole_step
 from ticketlab.train.config import TrainConfig
 from ticketlab.train.loop import train
@@ -120,7 +120,7 @@ def test_a_tamt_search_hands_its_rethreshold_to_the_whole_step(tiny_bert_dir, mo
     """`search_tamt` gives the loop the re-threshold's in-graph part (`graph_hook`), which the loop
     compiles into its step under `compile` (`SearchConfig.compile`, `--compile`), and the same
     `Rethreshold` as the step's `on_step`, which repairs with the graph's flags."""
-    from ticketlab.methods import tamt
+    from ticketlab.methods.tamt import search as tamt
     from ticketlab.methods.search import SearchObjective
 
     seen = {}

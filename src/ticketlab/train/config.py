@@ -50,7 +50,7 @@ class TrainConfig:
     schedule: Literal["linear", "constant"] = "linear"
     # The linear schedule's horizon: the lr reaches 0 at this step (None: at max_steps). Beyond
     # max_steps, training stops part-way down one longer schedule, as TAMT's masks are checkpoints
-    # of its 27,920-step run (`methods.tamt.paper_schedule_steps`).
+    # of its 27,920-step run (`methods.tamt.config.paper_schedule_steps`).
     schedule_steps: PositiveInt | None = None
     grad_accum: PositiveInt = 1
     max_grad_norm: PositiveFloat | None = 1.0  # None: no clipping (0 would zero every gradient)

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .config import Batch, TrainConfig
 from .optim import _ReferenceAdam, round_stochastic_
+from .processes import check_finite_loss
 
 
 @dataclass
@@ -193,6 +194,7 @@ def install_output_hooks(module: torch.nn.Module) -> None:
     that has them: a model installs them the first time it records, under a lock that a graph
     cannot enter (KD reads every layer's hidden states)."""
     try:
+        # lazy: transformers' private recorder module, read only when a KD step is compiled
         from transformers.utils import output_capturing as capturing
     except ImportError:  # a transformers without output capturing records no other way
         return
@@ -291,8 +293,6 @@ class WholeStep:
     def flush(self, loop: Any) -> None:
         """Read the pending losses and logs (one read), stop on a non-finite loss as the eager loop
         does (`processes.check_finite_loss`), and add them to the loop's log window."""
-        from .processes import check_finite_loss
-
         tensors = [t for _, losses, logs in self.pending for t in _values(losses, logs)]
         read = iter(torch.stack([t.float() for t in tensors]).tolist() if tensors else [])
         for step, losses, logs in self.pending:
