@@ -120,8 +120,8 @@ def test_a_tamt_search_hands_its_rethreshold_to_the_whole_step(tiny_bert_dir, mo
     """`search_tamt` gives the loop the re-threshold's in-graph part (`graph_hook`), which the loop
     compiles into its step under `compile` (`SearchConfig.compile`, `--compile`), and the same
     `Rethreshold` as the step's `on_step`, which repairs with the graph's flags."""
-    from ticketlab.methods.tamt import search as tamt
     from ticketlab.methods.search import SearchObjective
+    from ticketlab.methods.tamt import search as tamt
 
     seen = {}
     monkeypatch.setattr(tamt, "run_search", lambda model, objective, spec, *a, **kw: seen.update(spec=spec))
