@@ -41,7 +41,7 @@ from ..core.errors import MaskFileError, TicketlabError
 from ..core.files.inputs import load_safetensors, read_json
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
-from .weights import body_prefixes, check_finite, check_weights, disk_shapes, rekey
+from .weights import align_keys, body_prefixes, check_finite, check_weights, disk_shapes
 
 _AUTO = {
     "mlm": "AutoModelForMaskedLM",
@@ -150,7 +150,7 @@ def check_config_fits(path: Path, config: PretrainedConfig) -> None:
     with torch.device("meta"):
         meta = auto_class("base").from_config(config)
     own = {k: tuple(t.shape) for k, t in meta.state_dict().items()}
-    for key, shape in rekey(disk, meta).items():
+    for key, shape in align_keys(disk, meta).items():
         if key in own and own[key] != shape:
             raise TicketlabError(
                 f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
@@ -255,7 +255,7 @@ def load_compacted(
         torch.manual_seed(0)  # a head the checkpoint lacks (a new classifier) starts the same every time
         model = auto_class(head).from_config(config)
     slice_units(model, *flags)
-    state = rekey(_state_dict(path), model)
+    state = align_keys(_state_dict(path), model)
     if ignore_mismatched_sizes:  # a task head of another shape: drop it, the new one stays
         own = model.state_dict()
         body = body_prefixes(model)
@@ -314,7 +314,7 @@ def _check_sizes(path: Path, config: PretrainedConfig, head: Head, flags: tuple,
     slice_units(meta, *flags)
     body = body_prefixes(meta) if body_only else ("",)
     own = {k: tuple(t.shape) for k, t in meta.state_dict().items() if k.startswith(body)}
-    for key, shape in rekey(disk_shapes(path), meta).items():
+    for key, shape in align_keys(disk_shapes(path), meta).items():
         if key in own and own[key] != shape:
             raise MaskFileError(
                 f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"

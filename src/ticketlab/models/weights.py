@@ -1,7 +1,7 @@
 """A checkpoint's weights as loading finds them: safetensors only, each file whole (`check_weights`:
 unpickling a file can run its code), every value finite (`check_finite`), each tensor's shape from
 the headers without reading data (`disk_shapes`), and the keys of a checkpoint saved with or without
-a head as a given model keys them (`rekey`, `encoder_prefix`, `body_prefixes`)."""
+a head as a given model keys them (`align_keys`, `encoder_prefix`, `body_prefixes`)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def body_prefixes(model: PreTrainedModel) -> tuple[str, ...]:
     return tuple(f"{encoder_prefix(model)}{part.split('.')[0]}." for part in parts)
 
 
-def rekey(state: dict[str, Tensor], model: PreTrainedModel) -> dict[str, Tensor]:
+def align_keys(state: dict[str, Tensor], model: PreTrainedModel) -> dict[str, Tensor]:
     """The saved tensors keyed as `model` keys them: a checkpoint saved with a head loads as the bare
     encoder ('bert.x' -> 'x') and a bare one under a head ('x' -> 'bert.x'), as `from_pretrained` does."""
     prefix = f"{model.base_model_prefix}."
