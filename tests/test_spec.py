@@ -388,12 +388,18 @@ def test_example_spec_expands():
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
+# Studies whose runs are not all done yet: their committed store holds a part of the plan. A study
+# leaves this set with the piece that finishes it (its store then holds every planned run).
+UNDER_WAY = {"minilm-mlm-v3"}
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in RESULTS.glob("*/spec.yaml")))
 def test_every_run_a_committed_spec_plans_is_done_in_its_store(bert_mini, name):
     """Every run of every committed spec (docs/results/*/spec.yaml) is in its committed store under
     the id today's code plans, finished, and the store is of today's ids scheme: a change that moves
-    run ids fails here until the stores are re-keyed (docs/explanation/run-ids.md)."""
+    run ids fails here until the stores are re-keyed (docs/explanation/run-ids.md). A study under way
+    holds part of its plan: each planned run its store holds by name is there under the planned id."""
     from ticketlab.studies.run_ids import IDS_VERSION
 
     if not (RESULTS / name / "results.sqlite").exists():
@@ -404,9 +410,16 @@ def test_every_run_a_committed_spec_plans_is_done_in_its_store(bert_mini, name):
         pytest.skip(str(e))
     with Store(RESULTS / name, readonly=True) as st:
         done = {r.id for r in st.runs() if r.status == "done"}
+        held: dict[str, set[str]] = {}
+        for r in st.runs():
+            held.setdefault(r.name, set()).add(r.id)
         assert st.get_meta("ids") == IDS_VERSION
-    planned = [r.id for r in expand(spec)]
-    assert len(planned) > 60 and not set(planned) - done
+    planned = list(expand(spec))
+    if name in UNDER_WAY:
+        moved = [r.name for r in planned if r.name in held and r.id not in held[r.name]]
+        assert not moved and set(r.id for r in planned) & done, moved[:5]
+    else:
+        assert len(planned) > 60 and not {r.id for r in planned} - done
 
 
 def test_naming_a_default_plans_the_run_that_took_it(tmp_path, base):
