@@ -100,7 +100,7 @@ register_method(
             Preset("tamt-kd", "mask training on KD (Eq. 6)", {"objective": "kd"}, "C5"),
             Preset("tamt-mlm+kd", "mask training on MLM + KD", {"objective": "mlm+kd"}, "C6"),
         ),
-        order=4,  # reports list IMP before TAMT's objectives, as they did before this registry
+        order=4,  # reports list IMP before TAMT's objectives: baselines first, as Fig. 3 reads
         against=("imp",),  # each objective against IMP and its variants (Liu et al.)
     )
 )
