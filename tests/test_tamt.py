@@ -323,12 +323,15 @@ def test_rethreshold_reads_one_flag_a_step_and_each_mask_stays_exact(monkeypatch
 
 @pytest.mark.parametrize("n", [1, 7, 2**18, 2**18 + 3])
 def test_counts_at_least_count_every_chunk(n, monkeypatch):
-    monkeypatch.setattr(Scratch, "CHUNK", 1000)
+    monkeypatch.setattr(Scratch, "COUNT_CHUNK", 1000)
     x = torch.randn(n, generator=torch.Generator().manual_seed(n))
+    x[::3] = 0.1  # ties at a cut count as kept
+    x[1::5] = float("nan")  # never >= a cut
     for y in (x, x.bfloat16()):
         cuts = torch.tensor([0.1, -0.3], dtype=y.dtype)
         want = [int((y >= c).sum()) for c in cuts]
         assert Scratch().counts_at_least(y, cuts).tolist() == want
+        assert [Scratch().count_at_least(y, c) for c in cuts] == want
 
 
 def test_cache_follows_external_weight_and_mask_changes(tok):

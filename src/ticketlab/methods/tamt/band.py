@@ -38,6 +38,7 @@ from .masked_layers import Scratch
 
 SIDE = 2  # the band [t, t + D) or [t - D, t) holds about K/SIDE scores, or twice those that move
 READS_COUNT = {"cpu"}  # devices whose eager step reads the count (free on a CPU; tests empty it)
+_TRUE = torch.ones((), dtype=torch.bool)  # the flag of a CPU group that nothing moved (never written)
 _MIN_CAP = 2048  # band positions per tensor, at least (a tensor that small is all band)
 _CAP_FRACTION = 128  # and one per this many scores of a larger tensor
 
@@ -96,8 +97,15 @@ def below_each(x: Tensor) -> Tensor:
 def step(xs: Sequence[Tensor], band: Band, t: Tensor, n_keep: int, scratch: Scratch) -> tuple[Tensor, Tensor]:
     """One re-threshold of the group `xs` (flat tensors, ranked together) whose threshold is t (0-d,
     their dtype): lowers the losers of a tie at the new cut in place, sets the band's next width, and
-    returns (ok, new t). Where not ok nothing changed: t is returned as it was."""
-    kept = sum(scratch.counts_at_least(x, t.view(1)) for x in xs)[0]  # #{S >= t}
+    returns (ok, new t). Where not ok nothing changed: t is returned as it was (an eager CPU step
+    that nothing moved returns t itself, so that the caller need not copy it)."""
+    if t.device.type in READS_COUNT and not torch.compiler.is_compiling():
+        kept = sum(scratch.count_at_least(x, t) for x in xs)  # #{S >= t}, read: free on a CPU
+        if kept == n_keep:
+            return _TRUE, t
+        kept = torch.tensor(kept)
+    else:
+        kept = sum(scratch.counts_at_least(x, t.view(1)) for x in xs)[0]
     moved = kept != n_keep
 
     def settle(t: Tensor, kept: Tensor, width: Tensor, *xs: Tensor):
@@ -116,8 +124,6 @@ def step(xs: Sequence[Tensor], band: Band, t: Tensor, n_keep: int, scratch: Scra
     operands = (t, kept, band.width, *xs)
     if torch.compiler.is_compiling():
         ok, new_t, width, pos, vals = torch.cond(moved, settle, unmoved, operands)
-    elif t.device.type in READS_COUNT and not bool(moved):  # a CPU reads the count at no cost
-        return torch.ones((), dtype=torch.bool), t
     else:  # a GPU settles every group (nothing changes where nothing moved) rather than wait for a read
         ok, new_t, width, pos, vals = settle(*operands)
     for x, p, v in zip(xs, pos, vals, strict=True):

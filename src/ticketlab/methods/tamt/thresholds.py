@@ -199,8 +199,10 @@ class Thresholder:
     def step(self) -> Tensor:
         """One step of fixed-size tensors (`band.step`); returns whether it settled the group."""
         xs = self._scores()
-        ok, t = band_step(xs, self.band, self.params[0].threshold, self.n_keep, self.params[0].scratch)
-        self._publish(t)
+        t = self.params[0].threshold
+        ok, new_t = band_step(xs, self.band, t, self.n_keep, self.params[0].scratch)
+        if new_t is not t:  # an eager CPU step hands back t itself where nothing moved
+            self._publish(new_t)
         return ok
 
     def repair(self) -> None:
