@@ -17,6 +17,9 @@ A step (`step`):
 4. D is set for the next time from the density of scores the band held: each side holding about
    K/SIDE scores, or twice the scores that changed sides.
 
+On a CPU, eagerly, the count, the band's comparisons and its positions go through numpy, whose
+comparisons into bytes are vectorised (`Scratch.count_at_least`, `Scratch.within`, `_positions`).
+
 Whether step 2 runs is the one decision that depends on the scores: a compiled step makes it with
 `torch.cond` (a conditional node in a CUDA graph), an eager CPU step reads the count (a CPU has no
 queue to drain), and an eager GPU step runs step 2 for every group (it changes nothing where
