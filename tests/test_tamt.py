@@ -334,6 +334,25 @@ def test_counts_at_least_count_every_chunk(n, monkeypatch):
         assert [Scratch().count_at_least(y, c) for c in cuts] == want
 
 
+@pytest.mark.parametrize("n", [5, 2**12 + 3])
+def test_within_and_positions_match_torch_on_every_chunk(n, monkeypatch):
+    """A CPU's band (numpy's comparisons, a chunk at a time) and its first k positions are torch's:
+    scores at lo inside, at hi outside, NaN never; fewer than k found, or more."""
+    monkeypatch.setattr(Scratch, "COUNT_CHUNK", 1000)
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n))
+    x[::4], x[1::7], x[2::9] = -0.5, 0.5, float("nan")
+    for y in (x, x.bfloat16()):
+        lo, hi = torch.tensor(-0.5, dtype=y.dtype), torch.tensor(0.5, dtype=y.dtype)
+        want = (y >= lo) & (y < hi)
+        got = Scratch().within(y, lo, hi)
+        assert torch.equal(got[:n], want)
+        all_at = torch.nonzero(want).squeeze(1)
+        for k in (1, all_at.numel() // 2, all_at.numel() + 5):
+            expected = torch.full((k,), -1, dtype=torch.int64)
+            expected[: min(k, all_at.numel())] = all_at[:k]
+            assert torch.equal(band._positions(want, k), expected)
+
+
 def test_cache_follows_external_weight_and_mask_changes(tok):
     model, masks, _ = tamt_model(0.5)
     p = masks["encoder.layer.0.output.dense.weight"]
