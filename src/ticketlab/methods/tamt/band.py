@@ -148,8 +148,9 @@ def _gather(xs: Sequence[Tensor], caps: Sequence[int], lo: Tensor, hi: Tensor, s
 
 def _positions(mask: Tensor, k: int) -> Tensor:
     """The first k positions of the True values of the flat bool `mask` ([k], -1 where fewer). On a
-    CPU, eagerly, through numpy's `flatnonzero` (a vectorised scan that skips words of zeros: 3-4x
-    faster than `torch.nonzero_static` there); elsewhere in a shape that does not depend on mask."""
+    CPU, eagerly, through numpy's `flatnonzero` (a vectorised scan; with the band's comparisons
+    through numpy too, settling BERT-base's first two layers took 50 ms a step against 88); elsewhere
+    in a shape that does not depend on mask."""
     if mask.device.type != "cpu" or torch.compiler.is_compiling():
         return torch.nonzero_static(mask, size=k, fill_value=-1).squeeze(1)
     found = np.flatnonzero(mask.numpy())[:k]
