@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
 
 from conftest import VOCAB, run
+from ticketlab.core.errors import ConfigError
 from ticketlab.masks import find_targets, load_mask
 from ticketlab.masks.reconstructed import RECONSTRUCTED_NAME
 
@@ -97,6 +98,32 @@ def test_sparsegpt_exports_its_reconstructed_weights(tiny_bert_dir, corpus, tmp_
     )
 
 
+def test_sparsegpt_settings_reach_the_solver(tiny_bert_dir, corpus, tmp_path, capsys):
+    """`--blocksize` and `--damp` are recorded with the mask and change what the solver computes;
+    from Python the same settings as a mapping of its fields."""
+    import ticketlab as tl
+    from ticketlab.methods.sparsegpt.config import SparseGptConfig
+
+    base, damped = tmp_path / "base", tmp_path / "damped"
+    assert prune(capsys, "sparsegpt", tiny_bert_dir, corpus, base, "--sparsity", "0.5")[0] == 0
+    more = ("--sparsity", "0.5", "--blocksize", "16", "--damp", "0.5")
+    assert prune(capsys, "sparsegpt", tiny_bert_dir, corpus, damped, *more)[0] == 0
+    recorded = [{k: load_mask(d)[1].search[k] for k in ("blocksize", "damp")} for d in (base, damped)]
+    assert recorded == [{"blocksize": 128, "damp": 0.01}, {"blocksize": 16, "damp": 0.5}]
+    key = "encoder.layer.0.output.dense.weight"
+    a, b = (load_file(str(d / RECONSTRUCTED_NAME))[key] for d in (base, damped))
+    assert not torch.allclose(a, b)
+
+    config = tl.PruneConfig(
+        str(tiny_bert_dir), "sparsegpt", 0.5, tmp_path / "py", corpus=[corpus], settings={"damp": 0.5}
+    )
+    assert config.settings == SparseGptConfig(damp=0.5)
+    with pytest.raises(ConfigError, match="omp has no settings of its own"):
+        tl.PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "o", settings={"damp": 0.5})
+    with pytest.raises(ConfigError, match="a SparseGptConfig or a mapping of its fields"):
+        tl.PruneConfig(str(tiny_bert_dir), "sparsegpt", 0.5, "o", corpus=[corpus], settings={"x": 0})
+
+
 def test_reconstructed_weights_are_checked_before_export(tiny_bert_dir, corpus, tmp_path, capsys):
     """A mask without reconstructed weights, or a file whose weights are not zero where the mask
     prunes, is refused in one line and nothing is written."""
@@ -145,6 +172,9 @@ def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
         ),
         (["prune", "omp", "--sparsity", "0.5", "--corpus", "C"], "--corpus: omp reads no calibration"),
         (["prune", "wanda", "--sparsity", "0.5", "--corpus", "C", "--calibration", "100000"], "fewer than"),
+        (["prune", "omp", "--sparsity", "0.5", "--damp", "0.1"], "--damp: a setting of sparsegpt, not of"),
+        (["prune", "sparsegpt", "--pattern", "2:4", "--corpus", "C", "--blocksize", "6"], "multiple of 4"),
+        (["prune", "sparsegpt", "--sparsity", "0.5", "--corpus", "C", "--damp", "2"], "damp"),
     ],
 )
 def test_refusals_are_one_line(argv, says, tiny_bert_dir, corpus, tmp_path, capsys):
@@ -180,7 +210,10 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
         "model": str(tiny_bert_dir),
         "corpus": {"train": [str(corpus)]},
         "tasks": {"sst2": {"data": str(sst2)}},
-        "methods": {m: {"calibration": 8, "calibration_length": 16} for m in ("wanda", "sparsegpt")},
+        "methods": {
+            "wanda": {"calibration": 8, "calibration_length": 16},
+            "sparsegpt": {"calibration": 8, "calibration_length": 16, "damp": 0.05},
+        },
         "sparsities": [0.5],
         "seeds": {"search": [0, 1], "finetune": [0]},
         "finetune": {"steps": 2, "batch_size": 8, "eval_every": 1, "lr": 1e-3, "max_length": 16},
@@ -195,5 +228,6 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
     masks = [load_mask(d) for d in (out / "masks").iterdir() if (d / "mask_config.json").is_file()]
     assert sorted(c.seed for _, c in masks) == [0, 0, 1, 1]
     assert {c.search["calibration_sequences"] for _, c in masks} == {8}
+    assert {c.search["damp"] for _, c in masks if c.method == "sparsegpt"} == {0.05}  # the spec's
     report = (out / "report" / "report.md").read_text()
     assert "`sparsegpt`: its rows fine-tune its ticket" in report and "`wanda`: its rows" not in report

@@ -75,6 +75,8 @@ def test_a_hub_corpus_is_kept_as_named_and_names_its_runs(tmp_path, base):
         (lambda d: d["tasks"]["cola"].update(stepz=1), "tasks.cola.stepz: unknown setting"),
         (lambda d: d["search"].update(lr_typo=1), "search.lr_typo: unknown setting"),
         (lambda d: d.update(methods={"omp": {"lr": 1}}), "methods.omp.lr: unknown setting"),
+        (lambda d: d.update(methods={"omp": {"damp": 0.1}}), "methods.omp.damp: unknown setting"),
+        (lambda d: d.update(methods={"sparsegpt": {"damp": 2}}), "methods.sparsegpt.damp: must be in"),
         (lambda d: d.pop("corpus"), "corpus: required by tamt-mlm"),
         (lambda d: d["corpus"].update(trian="x"), "corpus.trian: unknown key (did you mean 'train'?)"),
         (lambda d: d["corpus"].pop("train"), "corpus.train: missing"),

@@ -43,7 +43,7 @@ CONFIGS = {
     "ticketlab.studies.super_config:SuperConfig": ["super"],
     "ticketlab.studies.mtl_config:MtlConfig": ["mtl"],
     "ticketlab.studies.adapt_config:AdaptConfig": ["adapt"],
-    "ticketlab.methods.sparsegpt.config:SparseGptConfig": [],  # from Python only
+    "ticketlab.methods.sparsegpt.config:SparseGptConfig": ["prune"],
 }
 
 

@@ -12,13 +12,18 @@ Example:
   ticketlab prune omp --model models/minilm-mlm --pattern 2:4 --out masks/omp-2-4
   ticketlab prune wanda --model models/minilm-mlm --corpus wiki.train.txt --calibration 128 \
       --sparsity 0.7 --out masks/wanda70
+  ticketlab prune sparsegpt --model models/minilm-mlm --corpus wiki.train.txt --sparsity 0.7 \
+      --damp 0.05 --out masks/sparsegpt70
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
+from ..core.checks import option_flags, option_name
+from ..core.errors import ConfigError
 from ..methods.registry import methods
 from ..verbs.prune import PruneConfig, prune
 from .common import (
@@ -27,6 +32,7 @@ from .common import (
     add_pattern_argument,
     add_targets_argument,
     config_from_args,
+    documented_fields,
     sparsity_arg,
 )
 
@@ -44,12 +50,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_targets_argument(p)
     calibration = p.add_argument_group("calibration (wanda, sparsegpt)")
     add_config_arguments(calibration, PruneConfig, ["corpus", "calibration", "calibration_length"])
+    for name, method in one_shot.items():  # a method's own settings, in a group of their own
+        if method.config is not None:
+            own = p.add_argument_group(f"{name} only")
+            # default None: a setting given to another method is refused, not silently unused
+            fields = documented_fields(method.config)
+            add_config_arguments(own, method.config, fields, **_unset(method.config))
     p.add_argument("--out", required=True, metavar="DIR", help="mask directory to write")
 
 
+def _unset(config: type) -> dict[str, dict[str, Any]]:
+    """`add_config_arguments` overrides that leave each documented field of `config` None until
+    given, its default shown in the help."""
+    return {
+        f.name: {"default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
+        for f in dataclasses.fields(config)
+        if "help" in f.metadata
+    }
+
+
+def method_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The chosen method's own settings given on the command line, by option name (None: a method
+    without settings); a ConfigError for a setting of another method's."""
+    given = {}
+    for name, method in methods("prune").items():
+        for f in dataclasses.fields(method.config) if method.config is not None else ():
+            if "help" in f.metadata and (value := getattr(args, option_name(f), None)) is not None:
+                if name != args.method:
+                    raise ConfigError(f"{option_flags(f)[0]}: a setting of {name}, not of {args.method}")
+                given[option_name(f)] = value
+    return given if methods("prune")[args.method].config is not None else None
+
+
 def run(args: argparse.Namespace) -> int:
-    fields = [f.name for f in dataclasses.fields(PruneConfig)]  # every one is an option
-    config = config_from_args(PruneConfig, args, fields)
+    fields = [f.name for f in dataclasses.fields(PruneConfig) if f.name != "settings"]  # options all
+    config = config_from_args(PruneConfig, args, fields, settings=method_settings(args))
     mask = prune(config).mask
     shape = f" ({config.pattern})" if config.pattern else ""
     print(f"{args.method}: {mask.sparsity:.2%}{shape} of {mask.numel:,} target weights pruned -> {args.out}")

@@ -47,6 +47,7 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
     method = methods("prune")[config.method]
     # the corpus read before the model: a refused corpus costs no loading
     calibration = {"calibration": _calibration(config)} if method.calibrated else {}
+    own = {"settings": config.settings} if method.config is not None else {}  # SparseGPT's blocks, damping
     model = model if model is not None else load_model(config.model, head="base")
     targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
     t0 = time.perf_counter()
@@ -58,6 +59,7 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
         seed=config.seed,
         pattern=config.pattern,
         **calibration,
+        **own,
     )
     elapsed = time.perf_counter() - t0
     result = found if isinstance(found, OneShotResult) else OneShotResult(found)

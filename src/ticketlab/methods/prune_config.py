@@ -4,11 +4,23 @@ module that imports no torch: `ticketlab prune --help` reads it; `one_shot.py` r
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from ..core.checks import BlockLength, Fraction, PositiveInt, Seed, check_config, check_one_of, option
+from ..core.checks import (
+    BlockLength,
+    Fraction,
+    PositiveInt,
+    Seed,
+    check_config,
+    check_one_of,
+    from_options,
+    option,
+    option_name,
+)
 from ..core.errors import ConfigError
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
@@ -47,6 +59,9 @@ class PruneConfig:
         128, "wanda, sparsegpt: calibration sequences, drawn with --seed (both papers: 128)", metavar="N"
     )
     calibration_length: BlockLength = option(128, "wanda, sparsegpt: tokens per calibration sequence")
+    # The method's own settings: an instance of the config it registers (`Method.config`: SparseGPT's
+    # `SparseGptConfig`), or a mapping of that config's fields by option name; None: its defaults.
+    settings: Any = None
 
     def __post_init__(self) -> None:
         check_config(self)  # types, sparsity in [0, 1), ranking
@@ -54,6 +69,29 @@ class PruneConfig:
         self._check_calibration()
         self.sparsity = pattern_sparsity(self.sparsity, self.pattern, self.ranking)
         self.pattern = self.pattern and str(parse_pattern(self.pattern))  # " 2:4" is recorded as "2:4"
+        self.settings = self._method_settings()
+
+    def _method_settings(self) -> Any:
+        """`settings` as an instance of the method's config (its defaults where None; None for a
+        method without settings), checked against the pattern before any work (SparseGPT: an N:M
+        group within one block)."""
+        own = methods("prune")[self.method].config
+        if own is None:
+            if self.settings is not None:
+                raise ConfigError(f"settings: {self.method} has no settings of its own: {self.settings!r}")
+            return None
+        given = self.settings
+        names = [option_name(f) for f in dataclasses.fields(own)]
+        if given is None or (isinstance(given, Mapping) and set(given) <= set(names)):
+            given = own(**from_options(own, dict(given or {})))
+        if not isinstance(given, own):
+            raise ConfigError(
+                f"settings: {self.method}'s are a {own.__name__} or a mapping of its fields "
+                f"({', '.join(names)}), got {self.settings!r}"
+            )
+        if (check := getattr(given, "check_pattern", None)) is not None:
+            check(self.pattern)
+        return given
 
     def _check_calibration(self) -> None:
         """A calibrated method needs a corpus and compares within its own groups (not global); the

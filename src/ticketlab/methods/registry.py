@@ -56,7 +56,9 @@ class Method:
       `SearchConfig` whose `method` is a `config`;
     * verb "prune" (`ticketlab prune NAME`): `run(model, sparsity, *, ranking, targets, seed, pattern)
       -> Mask`, a one-shot mask of the weights; with `calibrated`, also `calibration=` (a
-      `methods.calibration.Calibration`: token ids drawn from `--corpus`) `-> OneShotResult`;
+      `methods.calibration.Calibration`: token ids drawn from `--corpus`) `-> OneShotResult`; with
+      a `config`, also `settings=` (an instance of it, `PruneConfig.settings`), whose documented
+      fields are its options on the command line and its settings in a sweep spec;
     * no verb, pattern "units" (a sweep method only): `run(model_name, sparsity, seed, settings, out)`
       writes a unit mask directory (`settings`: the spec's, of `sweep_settings`);
     * no verb and no `run`: the dense model (the sweep's `full`).
@@ -65,7 +67,9 @@ class Method:
     methods with a colour first, by `order` then registration, each in its colour."""
 
     name: str
-    config: type | None  # a search method's settings (`TamtConfig`, `ImpConfig`); None for the others
+    # A search method's settings (`TamtConfig`, `ImpConfig`); a one-shot method's own, where it has
+    # any (`SparseGptConfig`); None for the others.
+    config: type | None
     # The function; one a `--help` reads registers imports the implementation when it first runs.
     run: Callable[..., Any] | None
     help: str  # its line in `ticketlab search --help` / `ticketlab prune --help`

@@ -1,5 +1,6 @@
 """SparseGPT's settings: the reference's defaults (IST-DASLab/sparsegpt `fasterprune`: blocksize 128,
-percdamp 0.01). From Python only (`sparsegpt_mask(..., settings=)`); the command line runs these."""
+percdamp 0.01): `ticketlab prune sparsegpt --blocksize N --damp F`, a sweep spec's settings of
+`sparsegpt`, `PruneConfig(settings=...)`. Light: `ticketlab prune --help` reads it without torch."""
 
 from __future__ import annotations
 

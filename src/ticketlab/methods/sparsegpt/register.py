@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..registry import Method, register_method
+from .config import SparseGptConfig
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,7 +25,7 @@ def sparsegpt_mask(model: nn.Module, sparsity: float | None, **options: Any) -> 
 register_method(
     Method(
         "sparsegpt",
-        None,
+        SparseGptConfig,  # --blocksize, --damp
         sparsegpt_mask,
         "SparseGPT (Frantar & Alistarh 2023): the layer-wise OBS mask from the inverse Hessian of "
         "--calibration sequences of --corpus; the mask over θ0 is a ticket, the reconstructed weights "

@@ -114,15 +114,20 @@ PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `-
 CALIBRATION_SETTINGS = frozenset({"calibration", "calibration_length"})
 
 
+def own_settings(method: Method) -> frozenset[str]:
+    """A one-shot method's own settings (its config's options: SparseGPT's blocksize, damp)."""
+    fields = dataclasses.fields(method.config) if method.config is not None else ()
+    return frozenset(option_name(f) for f in fields if "help" in f.metadata)
+
+
 def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of a one-shot job (OMP, random; Wanda and SparseGPT calibrated on
-    the spec's training corpus)."""
+    the spec's training corpus, SparseGPT under its own settings)."""
+    method = library.get_method(job.method)
+    given = {k: v for k, v in job.settings.items() if v is not None}
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
-    corpus = (
-        {"corpus": job.corpus.get("train")}
-        if job.corpus and library.get_method(job.method).calibrated
-        else {}
-    )
+    corpus = {"corpus": job.corpus.get("train")} if job.corpus and method.calibrated else {}
+    own = {k: v for k, v in given.items() if k in own_settings(method)}
     return PruneConfig(
         model=job.model,
         method=job.method,
@@ -130,7 +135,8 @@ def prune_config(job: SearchJob):
         out=job.mask_dir,
         seed=job.seed or 0,
         **corpus,
-        **from_options(PruneConfig, {k: v for k, v in job.settings.items() if k in known and v is not None}),
+        **from_options(PruneConfig, {k: v for k, v in given.items() if k in known}),
+        settings=own if method.config is not None else None,
     )
 
 
@@ -328,6 +334,7 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
     kw = {"seeded": method.seeded, "color": method.color, "not_swept": method.not_swept}
     if method.verb == "prune":  # through `ticketlab.prune`, its options the spec's settings
         settings = PRUNE_SETTINGS | (CALIBRATION_SETTINGS if method.calibrated else frozenset())
+        settings |= own_settings(method)
         one_shot = {"settings": settings, "configure": prune_config, "changed_defaults": pooler_default}
         uses = {"uses_corpus": method.calibrated}
         return (MethodSpec(method.name, one_shot_search, method.help, **one_shot, **uses, **kw),)

@@ -383,8 +383,9 @@ def _positive_int(v: Any) -> bool:
 
 def _setting_problem(key: str, value: Any) -> str | None:
     """Why `value` cannot be the search setting `key`, read against the field of that name of
-    `SearchConfig` or of a registered search method's config (the first that has it), or None: a
-    sweep of OMP alone refuses `batch_size: 0` as a search of TAMT would."""
-    configs = [SearchConfig, *(m.config for m in library.methods("search").values() if m.config)]
+    `SearchConfig` or of a registered method's config (the first that has it: a search method's, a
+    one-shot method's own), or None: a sweep of OMP alone refuses `batch_size: 0` as a search of
+    TAMT would, and one of SparseGPT `damp: 2` as `ticketlab prune sparsegpt` would."""
+    configs = [SearchConfig, *(m.config for m in library.methods().values() if m.config)]
     cls = next((c for c in configs if key in field_types(c)), None)
     return None if cls is None or value is None else value_problem(cls, key, value)
