@@ -383,6 +383,39 @@ def test_sweep_dry_run_prints_what_each_claim_can_reach_and_refuses_one_that_can
     assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
 
 
+def test_a_study_carried_over_from_another_reads_its_own_declaration_alone(tmp_path):
+    """A study that starts from a copy of another's store (to reuse its runs) inherits that study's
+    record of claims: its first sweep names those records after the study they were made by, and its
+    report reads its own declaration alone, 'declared once', not 'amended' by the other's."""
+    other = spec(
+        tmp_path, name="earlier", claims=[{"compare": "imp > omp", "endpoint": "sst2", "sparsity": 0.7}]
+    )
+    this = spec(
+        tmp_path / "b",
+        name="later",
+        claims=[{"compare": "imp > random", "endpoint": "sst2", "sparsity": 0.7}],
+    )
+    fill(tmp_path / "sweep", [M("omp", None, 5.0, 0.5, {"sst2": [70.0, 71.0]})])
+    with Store(tmp_path / "sweep") as st:
+        record_declaration(st, spec_json(other))
+        st.set_meta("spec", spec_json(other))
+        st.set_meta(
+            CLAIMS_META, [{k: v for k, v in h.items() if k != "study"} for h in st.get_meta(CLAIMS_META)]
+        )
+        record_declaration(
+            st, spec_json(this)
+        )  # the later study's first sweep, the store still the earlier's
+        st.set_meta("spec", spec_json(this))
+        record_declaration(st, spec_json(this))  # again: nothing new
+        history = st.get_meta(CLAIMS_META)
+    assert [h["study"] for h in history] == ["earlier", "later"]
+    assert history[1]["hash"] == declaration(spec_json(this))[1]
+    status = declaration_status(load_results(tmp_path / "sweep"))
+    assert status.startswith("declared once, after 4 runs of its plan") and "amended" not in status
+    earlier = load_results(tmp_path / "sweep", plan=([], spec_json(other)))
+    assert [h["study"] for h in earlier.declarations] == ["earlier"]
+
+
 def test_a_study_reusing_runs_counts_its_plans_and_is_declared_once_after_them_not_amended(tmp_path):
     """A store carried over from another study holds runs outside this plan: the declaration counts
     only the plan's finished runs, and one declaration made after reused runs reads 'declared once,

@@ -34,6 +34,7 @@ from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
 from ..store import DB_NAME, RunRecord, Store
+from ..sweep.declaration import study_declarations
 from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order
 from .analyses import Analysis, spec_analyses
@@ -201,6 +202,7 @@ def load_results(
         declarations = store.get_meta(CLAIMS_META, []) or []  # `sweep.declared.record_declaration`
         if plan is not None:
             plan_ids, spec = plan
+    declarations = study_declarations(declarations, spec.get("name"))  # not a carried-over study's
     # as the declarations count them: the plan's finished runs, or the store's where no plan is known
     counted = records.values() if not plan_ids else [records[i] for i in plan_ids if i in records]
     done_in_store = sum(r.status == "done" for r in counted)

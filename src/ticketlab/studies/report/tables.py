@@ -78,7 +78,8 @@ class SweepResults(Comparisons):
     left_out: int = 0  # runs in the store but not in the last spec's plan
     not_swept: int = 0  # runs of the plan not in the store yet (the later stages of a staged sweep)
     floors: dict[str, float] = field(default_factory=dict)  # task -> a constant predictor's dev score
-    # every declaration of claims the store recorded ({hash, text, runs_done}, `sweep.declared`)
+    # every declaration of this study's claims the store recorded ({study, hash, text, runs_done},
+    # `sweep.declaration.record_declaration`), in order
     declarations: list[dict[str, Any]] = field(default_factory=list)
     runs_done: int = 0  # the plan's finished runs (the store's without a plan), as a declaration counts them
     analyses: tuple[Analysis, ...] = ()  # what the spec's recipes add: tests in the family, sections

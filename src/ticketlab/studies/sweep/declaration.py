@@ -100,16 +100,34 @@ def declared_units(record: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     return None if isinstance(value, list) else value["units"]
 
 
+def study_declarations(history: list[dict[str, Any]], study: str | None) -> list[dict[str, Any]]:
+    """The records of `history` that are study `study`'s (its spec's name). A store carried over from
+    another study, whose runs a new one reuses, keeps that study's records under its name; a record
+    without a name is the store's own study's (`record_declaration` names them when another study
+    first sweeps into the store)."""
+    return [h for h in history if h.get("study", study) == study]
+
+
 def record_declaration(store, spec: dict[str, Any], plan: Iterable[str] | None = None) -> None:
-    """Append the spec's declaration to the store's record when it differs from the last one recorded
-    (a study's first with its first sweep, even an empty one once claims were declared), with the
-    number of runs done at that moment: of the plan's runs (`plan`, their ids) where given, so that a
-    store carried over from another study counts only the runs this one reuses."""
-    history = store.get_meta(CLAIMS_META, []) or []
-    text, digest = declaration(spec)
-    if (history and same_declaration(history[-1], spec)) or (not history and not _claims(spec)):
-        return
-    statuses = store.statuses()
-    ids = statuses if plan is None else [i for i in plan if i in statuses]
-    done = sum(statuses[i] == "done" for i in ids)
-    store.set_meta(CLAIMS_META, [*history, {"hash": digest, "text": text, "runs_done": done}])
+    """Append the spec's declaration to the store's record when it differs from the last one its
+    study recorded (a study's first with its first sweep, even an empty one once claims were
+    declared), with the study's name and the number of runs done at that moment: of the plan's runs
+    (`plan`, their ids) where given, so that a store carried over from another study counts only the
+    runs this one reuses. Called before the store's spec is replaced by this one: where that spec is
+    another study's, its records without a name are named after it, so that they are never read as
+    this study's first declaration."""
+    study = spec.get("name")
+    previous = (store.get_meta("spec", {}) or {}).get("name")
+    recorded = store.get_meta(CLAIMS_META, []) or []
+    history = recorded
+    if previous is not None and previous != study:
+        history = [{**h, "study": h.get("study", previous)} for h in recorded]
+    own = study_declarations(history, study)
+    if not ((own and same_declaration(own[-1], spec)) or (not own and not _claims(spec))):
+        text, digest = declaration(spec)
+        statuses = store.statuses()
+        ids = statuses if plan is None else [i for i in plan if i in statuses]
+        done = sum(statuses[i] == "done" for i in ids)
+        history = [*history, {"study": study, "hash": digest, "text": text, "runs_done": done}]
+    if history != recorded:
+        store.set_meta(CLAIMS_META, history)

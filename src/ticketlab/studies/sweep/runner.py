@@ -185,8 +185,9 @@ class Runner(SweepMasks):
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
+        # before its first run; and before the spec it replaces is gone, which names that study's records
+        record_declaration(self.store, as_json, [r.id for r in self.runs])
         self.store.set_meta("spec", as_json)
-        record_declaration(self.store, as_json, [r.id for r in self.runs])  # before its first run
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
         self._note_changed_inputs()
         self._reopen_lost_masks()
