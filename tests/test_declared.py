@@ -412,6 +412,7 @@ def test_a_study_carried_over_from_another_reads_its_own_declaration_alone(tmp_p
     assert history[1]["hash"] == declaration(spec_json(this))[1]
     status = declaration_status(load_results(tmp_path / "sweep"))
     assert status.startswith("declared once, after 4 runs of its plan") and "amended" not in status
+    assert status.endswith("; the store also records the declarations of earlier")  # set aside, named
     earlier = load_results(tmp_path / "sweep", plan=([], spec_json(other)))
     assert [h["study"] for h in earlier.declarations] == ["earlier"]
 

@@ -1,9 +1,9 @@
 """The study's declared claims (`sweep.declared`), tested as its one Holm family: each claim's test
 (`DeclaredTest`: on a task or a named endpoint the test its seeds make valid, `studies.stats`; Welch
-on a dev loss; Spearman over its declared units), named per claim,
-Holm-adjusted over the declared claims alone on unrounded p, its verdict in the claimed direction,
-and its MDE at the corrected α; and whether the declaration is the one the store recorded before the
-runs (`declaration_status`), or was amended after some of them.
+on a dev loss; Spearman over its declared units), named per claim, Holm-adjusted over the declared
+claims alone on unrounded p, its verdict in the claimed direction, and its MDE at the corrected α;
+and whether the declaration is the one the store recorded before the runs (`declaration_status`),
+or was amended after some of them.
 
 Holm's first step compares the smallest p with α / m, so the MDE printed beside each claim is at
 α / m (m: the number of declared claims), 80% power: a claim "not shown" with an MDE above the
@@ -215,25 +215,27 @@ def declaration_status(res: SweepResults) -> str:
     """Whether the report's declaration (claims, endpoints, units: `sweep.declaration`) is the one the
     store recorded before its runs: 'declared before any run'; 'declared once, after N runs' (a study
     that reuses runs done before its claims, N of its plan's); or 'amended' with the number of runs
-    done at each change (a declaration the store never recorded: amended now, at the runs done now)."""
-    history = res.declarations
+    done at each change (a declaration the store never recorded: amended now, at the runs done now).
+    The studies whose records the store holds besides this one's are named after it."""
+    history, others = res.declarations, ", ".join(res.other_studies)
+    also = f"; the store also records the declarations of {others}" if others else ""
     if len(history) == 1 and same_declaration(history[0], res.spec):
         scope = "" if declared_units(history[0]) is not None else CLAIMS_ALONE
         if history[0]["runs_done"] == 0:
-            return f"declared before any run (the store's record of it matches{scope})"
+            return f"declared before any run (the store's record of it matches{scope}){also}"
         # a study that reuses another's runs declares once, after them: said, never called amended
         return (
             f"declared once, after {history[0]['runs_done']} runs of its plan were done (the store's "
-            f"record of it matches{scope})"
+            f"record of it matches{scope}){also}"
         )
     if not history:
-        return f"amended: the store records no declaration; {res.runs_done} runs were done before this one"
+        return f"amended: the store records no declaration; {res.runs_done} runs were done before it{also}"
     changes = [f"{h['runs_done']} runs done" for h in history]
     current = same_declaration(history[-1], res.spec)
     done = "" if current else f", and again now (not recorded in the store) with {res.runs_done} runs done"
     first = "declared before any run" if history[0]["runs_done"] == 0 else f"first declared with {changes[0]}"
     later = ", ".join(f"changed with {c}" for c in changes[1:])
-    return f"amended: {first}" + (f", {later}" if later else "") + done
+    return f"amended: {first}" + (f", {later}" if later else "") + done + also
 
 
 def first_units(res: SweepResults) -> dict[str, dict[str, Any]] | None:

@@ -202,7 +202,8 @@ def load_results(
         declarations = store.get_meta(CLAIMS_META, []) or []  # `sweep.declared.record_declaration`
         if plan is not None:
             plan_ids, spec = plan
-    declarations = study_declarations(declarations, spec.get("name"))  # not a carried-over study's
+    own = study_declarations(declarations, spec.get("name"))  # not a carried-over study's
+    others = tuple(dict.fromkeys(str(h.get("study")) for h in declarations if h not in own))
     # as the declarations count them: the plan's finished runs, or the store's where no plan is known
     counted = records.values() if not plan_ids else [records[i] for i in plan_ids if i in records]
     done_in_store = sum(r.status == "done" for r in counted)
@@ -230,7 +231,8 @@ def load_results(
         not_swept=not_swept,
         floors=_floors(records.values(), tasks),
         left_out=left_out,
-        declarations=declarations,
+        declarations=own,
+        other_studies=others,
         runs_done=done_in_store,
         analyses=spec_analyses(spec) if analyses is None else tuple(analyses),
     )

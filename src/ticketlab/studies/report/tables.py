@@ -81,6 +81,8 @@ class SweepResults(Comparisons):
     # every declaration of this study's claims the store recorded ({study, hash, text, runs_done},
     # `sweep.declaration.record_declaration`), in order
     declarations: list[dict[str, Any]] = field(default_factory=list)
+    # the studies whose declarations the store records besides (one whose store this one started from)
+    other_studies: tuple[str, ...] = ()
     runs_done: int = 0  # the plan's finished runs (the store's without a plan), as a declaration counts them
     analyses: tuple[Analysis, ...] = ()  # what the spec's recipes add: tests in the family, sections
 
