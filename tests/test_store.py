@@ -330,3 +330,24 @@ def test_a_decimal_score_is_exact_and_every_score_is_stored_bit_for_bit(tmp_path
         assert store.get(run.id).metrics == {"score": 52.4, "r": pearson}
     atomic_write_json(tmp_path / "r.json", {"best": {"accuracy": 52.4}})
     assert (tmp_path / "r.json").read_text() == '{\n  "best": {\n    "accuracy": 52.4\n  }\n}\n'
+
+
+def test_opening_a_store_keeps_this_process_locks_on_it(tmp_path):
+    """Another Store opened and closed in a process (a heartbeat's) leaves the SQLite locks of the
+    process's open connection in place: a second process that opens the database and closes it is
+    not its last user, so it does not checkpoint it and delete the write-ahead log the first process
+    still appends to, and a row the first writes afterwards reaches the file. (Closing any
+    descriptor of a file releases every POSIX lock a process holds on it: a check that opened the
+    store to see that it is a regular file dropped them.)"""
+    rs = runs(2)
+    with Store(tmp_path) as st:
+        st.add_runs(rs)
+        assert st.claim(rs[0].id)
+        with Store(tmp_path):  # a heartbeat's connection, in this process
+            pass
+        other = "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT 1 FROM runs').fetchall()"
+        subprocess.run([sys.executable, "-c", other, str(tmp_path / "results.sqlite")], check=True)
+        assert (tmp_path / "results.sqlite-wal").exists()  # not taken for the last user's
+        assert st.finish(rs[0].id, {"score": 0.5}, {})
+    with Store(tmp_path, readonly=True) as again:
+        assert again.get(rs[0].id).status == "done"

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.errors import TicketlabError
 from ..core.files.atomic import HOST, to_json
-from ..core.files.inputs import check_regular
+from ..core.files.inputs import check_regular_unopened
 from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 from .run_ids import IDS_VERSION
 from .store_schema import SCHEMA_VERSION, check_tables, copy_store, read_only_uri, statements
@@ -65,7 +65,7 @@ class Store:
         if not path.parent.is_dir() and not readonly:
             raise TicketlabError(f"{path.parent}: sweep directory not found")
         if path.exists() or path.is_symlink():  # SQLite would wait forever on a FIFO planted there
-            check_regular(path, "results store")
+            check_regular_unopened(path, "results store")  # SQLite locks it
         try:
             self.db = sqlite3.connect(
                 read_only_uri(path) if readonly and path.is_file() else path if not readonly else ":memory:",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core.errors import TicketlabError
 from ..core.files.atomic import temp_file, writing
-from ..core.files.inputs import check_regular
+from ..core.files.inputs import check_regular_unopened
 
 SCHEMA_VERSION = 3  # 2: the job (launcher id) and log of a run; 3: per-example predictions
 
@@ -72,7 +72,7 @@ def copy_store(source: str | os.PathLike, target: str | os.PathLike) -> None:
     their log) to `target` as one file: the copy leaves WAL mode, so reading it later makes no `-wal`
     and `-shm` files beside it (what a store committed to git must be). Written atomically."""
     source, target = Path(source), Path(target)
-    check_regular(source, "results store")
+    check_regular_unopened(source, "results store")  # SQLite locks it
     tmp = temp_file(target.parent, target.name)
     try:
         src = contextlib.closing(sqlite3.connect(read_only_uri(source), uri=True))

@@ -25,6 +25,7 @@ _WHERE = {
     "busy": "owned",
     "check_folder": "inputs",
     "check_regular": "inputs",
+    "check_regular_unopened": "inputs",
     "content_key": "keys",
     "corpus_cache_dir": "caches",
     "CORPUS_CACHE_HELP": "caches",

@@ -37,10 +37,33 @@ def _open_regular(path: Path, what: str, error: type[TicketlabError]) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise error(f"{path}: {what} is {kind}, not a regular file; give a file")
+        raise _not_regular(path, what, mode, error)
     os.set_blocking(fd, True)
     return fd
+
+
+def _not_regular(path: Path, what: str, mode: int, error: type[TicketlabError]) -> TicketlabError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return error(f"{path}: {what} is {kind}, not a regular file; give a file")
+
+
+def check_regular_unopened(
+    path: str | os.PathLike, what: str = "file", error: type[TicketlabError] = TicketlabError
+) -> Path:
+    """`check_regular` from the file's status alone, never opening it: for a file that SQLite locks
+    (a results store). Closing any descriptor of a file releases every POSIX lock the process holds
+    on it, so opening and closing a store beside this process's SQLite connections would drop their
+    locks: another process could then take the database as its own alone, checkpoint it and delete
+    the write-ahead log this one still appends to (its writes lost when it ends)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(Path(path), what, mode, error)
+    return Path(path)
 
 
 def check_regular(
