@@ -678,3 +678,31 @@ def test_a_default_sweep_fine_tunes_no_two_masks_with_one_seed(tmp_path, tiny_be
     assert all(
         s == {0, 1} for s in _seeds_by_mask(r for r in expand(pinned) if r.kind == "finetune").values()
     )
+
+
+def test_a_sweep_and_its_report_never_open_the_store_beside_sqlite(tmp_path, tiny_bert_dir, monkeypatch):
+    """Nothing but SQLite opens the store's files while a sweep or a report runs: closing any
+    descriptor of a file releases every POSIX lock the process holds on it, so one Python open of
+    `results.sqlite` would leave this process's connections unlocked, and another process closing
+    the store could delete the write-ahead log they write to."""
+    import builtins
+    import io
+    import os
+
+    opened = []
+
+    def watch(real):
+        def wrapper(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file).name.startswith("results.sqlite"):
+                opened.append(str(file))
+            return real(file, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(os, "open", watch(os.open))
+    monkeypatch.setattr(builtins, "open", watch(builtins.open))
+    monkeypatch.setattr(io, "open", watch(io.open))
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir)
+    assert sweep(tmp_path, spec).ok
+    write_report(tmp_path / "sweep")
+    assert opened == []
