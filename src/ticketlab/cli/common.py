@@ -280,11 +280,14 @@ def documented_fields(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
 
 
-def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrides: dict[str, Any]) -> None:
+def add_config_arguments(
+    group: Any, cls: type, fields: Iterable[str], *, unset: bool = False, **overrides: dict[str, Any]
+) -> None:
     """Add an option for each of `fields` of config dataclass `cls` to `group` (a parser, argument
     group or mutually exclusive group). `overrides[name]`: `add_argument` keywords of one verb where
     it differs (its documented default, a parsing type such as '100,200'); a field without a default
-    is a required option."""
+    is a required option. `unset`: each option None until given (its default shown in its help), so
+    that a verb can tell a given value from the default."""
     by_name, hints = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls)
     for name in fields:
         f = by_name[name]
@@ -298,6 +301,8 @@ def add_config_arguments(group: Any, cls: type, fields: Iterable[str], **overrid
             kw["default"] = default
         kw.update(overrides.get(name, {}))
         kw["help"] = _help(kw["help"], kw.get("default"))
+        if unset:
+            kw["default"] = None
         group.add_argument(*option_flags(f), **kw)
 
 

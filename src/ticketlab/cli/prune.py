@@ -54,19 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if method.config is not None:
             own = p.add_argument_group(f"{name} only")
             # default None: a setting given to another method is refused, not silently unused
-            fields = documented_fields(method.config)
-            add_config_arguments(own, method.config, fields, **_unset(method.config))
+            add_config_arguments(own, method.config, documented_fields(method.config), unset=True)
     p.add_argument("--out", required=True, metavar="DIR", help="mask directory to write")
-
-
-def _unset(config: type) -> dict[str, dict[str, Any]]:
-    """`add_config_arguments` overrides that leave each documented field of `config` None until
-    given, its default shown in the help."""
-    return {
-        f.name: {"default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
-        for f in dataclasses.fields(config)
-        if "help" in f.metadata
-    }
 
 
 def method_settings(args: argparse.Namespace) -> dict[str, Any] | None:
