@@ -127,7 +127,8 @@ def prune_config(job: SearchJob):
     given = {k: v for k, v in job.settings.items() if v is not None}
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
     corpus = {"corpus": job.corpus.get("train")} if job.corpus and method.calibrated else {}
-    own = {k: v for k, v in given.items() if k in own_settings(method)}
+    names = own_settings(method)
+    own = {k: v for k, v in given.items() if k in names}
     return PruneConfig(
         model=job.model,
         method=job.method,
