@@ -19,7 +19,8 @@ import torch
 
 from ticketlab.masks import Mask, MaskConfig, load_mask, save_mask
 from ticketlab.studies import FinetuneJob, FinetuneOutput, MethodSpec, PretrainEvalJob, SearchJob
-from ticketlab.studies.sweep.methods import SearchOutput, sweep_methods
+from ticketlab.studies.sweep.jobs import SearchOutput
+from ticketlab.studies.sweep.methods import sweep_methods
 
 BONUS = {"full": 0.0, "omp": 0.0, "random": -0.15, "imp": 0.02, "tamt-mlm": 0.04, "tamt-kd": 0.03}
 
@@ -171,9 +172,9 @@ def fake_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
 
 
 # The settings a spec may give TAMT's and IMP's sweep methods, as they were listed by hand before
-# `methods.spec_settings` derived them from the configs (test_api pins the derived sets to these).
+# `trained.spec_settings` derived them from the configs (test_api pins the derived sets to these).
 def tamt_settings() -> frozenset[str]:
-    from ticketlab.studies.sweep.methods import TRAINING_SETTINGS
+    from ticketlab.studies.sweep.trained import TRAINING_SETTINGS
 
     return TRAINING_SETTINGS | {
         "init",
@@ -191,7 +192,7 @@ def tamt_settings() -> frozenset[str]:
 
 
 def imp_settings() -> frozenset[str]:
-    from ticketlab.studies.sweep.methods import TRAINING_SETTINGS
+    from ticketlab.studies.sweep.trained import TRAINING_SETTINGS
 
     return TRAINING_SETTINGS | {
         "prune_rate",

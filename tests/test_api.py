@@ -125,7 +125,8 @@ def test_every_setting_a_sweep_may_give_a_search_reaches_its_config(tmp_path):
     """The spec's search settings (named as the CLI's options) map onto SearchConfig, TamtConfig
     and ImpConfig: none is dropped, none is unknown."""
     from sweep_fakes import imp_settings, tamt_settings
-    from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
+    from ticketlab.studies.sweep.jobs import SearchJob
+    from ticketlab.studies.sweep.methods import sweep_methods
 
     TAMT_SETTINGS, IMP_SETTINGS = tamt_settings(), imp_settings()
     for method in ("tamt-mlm", "tamt-kd", "tamt-mlm+kd"):  # derived from the configs: the listed sets

@@ -373,11 +373,11 @@ def test_the_sweeps_search_settings_agree_with_the_search_configs():
 
     from ticketlab.core.checks import not_result
     from ticketlab.methods import ImpConfig, TamtConfig
-    from ticketlab.studies.sweep import methods
+    from ticketlab.studies.sweep import trained
     from ticketlab.verbs.search import SearchConfig
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
-    non_result, training = methods.NON_RESULT, methods.TRAINING_SETTINGS
+    non_result, training = trained.NON_RESULT, trained.TRAINING_SETTINGS
     assert non_result == set(not_result(SearchConfig)) - {"progress"}
     assert non_result == {
         "save_every",

@@ -29,7 +29,8 @@ from ticketlab.methods import omp_mask
 from ticketlab.methods.tamt.register import _tamt_settings
 from ticketlab.methods.tamt.search import TamtConfig
 from ticketlab.studies.run_ids import run_id
-from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
+from ticketlab.studies.sweep.jobs import SearchJob
+from ticketlab.studies.sweep.methods import sweep_methods
 
 LINE1, LINE2, LINE3 = " ".join(WORDS[:20]), " ".join(WORDS[20:25]), " ".join(WORDS[25:31])
 # Documents are runs of lines between blank lines. The heading's and the short first line's

@@ -30,8 +30,8 @@ from ticketlab.core.outputs import claim_dir
 from ticketlab.studies import Store, expand, load_spec, run_sweep
 from ticketlab.studies.sweep import launched as launched_module
 from ticketlab.studies.sweep import runner as runner_module
+from ticketlab.studies.sweep.jobs import MethodSpec
 from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
-from ticketlab.studies.sweep.methods import MethodSpec
 from ticketlab.studies.sweep.runner import sweep_status
 
 TESTS = Path(__file__).resolve().parent

@@ -17,7 +17,8 @@ from ticketlab.core.errors import ConfigError
 from ticketlab.methods import TamtConfig
 from ticketlab.methods.registry import Method, load, register_method
 from ticketlab.studies import expand, spec_from_dict
-from ticketlab.studies.sweep.methods import SearchJob, method_color, report_order, sweep_methods
+from ticketlab.studies.sweep.jobs import SearchJob
+from ticketlab.studies.sweep.methods import method_color, report_order, sweep_methods
 from ticketlab.verbs.search import SearchConfig, search
 
 

@@ -206,7 +206,8 @@ def test_tamt_random_init_from_a_sweep_variant_is_random_at_the_exact_sparsity(t
     from ticketlab.methods import omp_mask
     from ticketlab.methods.ranking import pruned_count
     from ticketlab.methods.tamt.search import prepare_tamt
-    from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
+    from ticketlab.studies.sweep.jobs import SearchJob
+    from ticketlab.studies.sweep.methods import sweep_methods
 
     job = SearchJob(
         model=str(tiny_bert_dir),

@@ -15,7 +15,8 @@ import yaml
 from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.core.errors import ConfigError
 from ticketlab.studies import expand, load_spec, spec_from_dict
-from ticketlab.studies.sweep.methods import SearchJob, sweep_methods
+from ticketlab.studies.sweep.jobs import SearchJob
+from ticketlab.studies.sweep.methods import sweep_methods
 from ticketlab.studies.sweep.runner import Runner
 
 

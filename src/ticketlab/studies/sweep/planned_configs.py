@@ -15,7 +15,8 @@ from typing import Any
 from ...core.checks import FieldError
 from ...core.errors import ConfigError
 from .adapters import FinetuneJob, PretrainEvalJob, finetune_config, pretrain_eval_config
-from .methods import SearchJob, base_method, setting_name
+from .jobs import SearchJob
+from .methods import base_method, setting_name
 
 # Where a config built only to be checked says its run would write: nothing is written there.
 _PLAN_DIR = Path("<plan>")

@@ -49,9 +49,10 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
+from .jobs import MethodSpec
 from .launched import Coordinator
 from .launchers import SubmititLauncher
-from .methods import MethodSpec, sweep_methods
+from .methods import sweep_methods
 from .plan import expand, input_keys
 from .provenance import MASK_HASH, code_version, mask_hash
 from .run_masks import SweepMasks

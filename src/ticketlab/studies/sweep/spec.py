@@ -96,7 +96,8 @@ from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
 from ...tasks.registry import get_task
 from .declared import claims_from, endpoints_from
-from .methods import MethodSpec, base_method, sweep_methods
+from .jobs import MethodSpec
+from .methods import base_method, sweep_methods
 from .spec_yaml import SpecLoader
 from .sweep_spec import (
     ALL,

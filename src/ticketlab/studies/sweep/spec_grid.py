@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .methods import MethodSpec
+from .jobs import MethodSpec
 
 # A method's own grid keys (besides its search settings): sparsities, source tasks and seeds.
 GRID_KEYS = ("sparsities", "sources", "search_seeds", "finetune_seeds")

@@ -20,10 +20,12 @@ from ...methods import registry as library
 from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .declared import Claim, Endpoint, check_claims
+from .jobs import MethodSpec
 from .launchers import resources
-from .methods import VARIANT, MethodSpec, base_method, sweep_imp, sweep_methods
+from .methods import VARIANT, base_method, sweep_methods
 from .planned_configs import PlannedConfigs
 from .spec_grid import GRID_KEYS, SpecGrid
+from .trained import sweep_imp
 
 # Corpus keys: text files or saved `datasets` directories, and how the dev split is made (see
 # `ticketlab.data.corpus.load_lm_corpus`).

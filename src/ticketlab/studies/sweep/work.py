@@ -20,7 +20,8 @@ from ...train.run_dir import RunDir
 from ..rows import error_text
 from ..run_ids import Run
 from .adapters import FinetuneJob, PretrainEvalJob
-from .methods import SearchJob, base_method
+from .jobs import SearchJob
+from .methods import base_method
 from .plan import pct
 from .provenance import here
 from .sweep_spec import SweepSpec
