@@ -85,6 +85,27 @@ def test_bad_store_files(tmp_path):
         Store(tmp_path / "missing" / "results.sqlite")
 
 
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_store_of_an_earlier_schema_is_refused_and_left_as_it_was(tmp_path, readonly):
+    """No store is converted: one of an earlier schema (here without the later `predictions` table)
+    is refused in one line, before anything is written to it or beside it."""
+    old = tmp_path / "old"
+    old.mkdir()
+    Store(old).close()
+    db = sqlite3.connect(old / "results.sqlite")
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.execute("DROP TABLE predictions")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    before = (old / "results.sqlite").read_bytes()
+    earlier = r"written by an earlier ticketlab \(store schema 2; this one reads schema 3\)"
+    with pytest.raises(TicketlabError, match=earlier):
+        Store(old, readonly=readonly)
+    assert (old / "results.sqlite").read_bytes() == before
+    assert sorted(p.name for p in old.iterdir()) == ["results.sqlite"]
+
+
 def _worker(path: str, ids: list[str], seed: int, out) -> None:
     """Claim and finish every run it can, in its own order, as a second sweep process would."""
     store = Store(path)

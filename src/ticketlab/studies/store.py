@@ -55,8 +55,8 @@ class Store:
         timeout: float = 120.0,
         readonly: bool = False,
     ):
-        """`readonly`: read what is there and write nothing (no schema, no migration; a store that
-        does not exist reads as empty)."""
+        """`readonly`: read what is there and write nothing (a store that does not exist reads as
+        empty)."""
         path = Path(path)
         if path.is_dir() or (readonly and not path.exists()):  # a dry run: the directory may be to come
             path = path / DB_NAME
@@ -75,12 +75,12 @@ class Store:
             )
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if path.is_file():
+            if path.is_file():  # another's file, or a store of another schema: refused before any write
                 self._check_ours()
-            if readonly and path.is_file():
-                self.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
                 self._check_version()
                 self._check_ids()
+            if readonly and path.is_file():
+                self.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses any write
             elif readonly:
                 for statement in statements():  # an empty store, in memory
                     self.db.execute(statement)
@@ -93,9 +93,9 @@ class Store:
 
     # ------------------------------------------------------------------ plumbing
     def _setup(self, timeout: float) -> None:
-        """WAL mode and the schema. Switching to WAL takes an exclusive lock for which SQLite
-        does not always wait (two processes opening a new store at once get "database is
-        locked" at once), so this retries until `timeout`."""
+        """WAL mode, the schema and, in a new store, its marks (schema version, ids scheme). Switching
+        to WAL takes an exclusive lock for which SQLite does not always wait (two processes opening a
+        new store at once get "database is locked" at once), so this retries until `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -104,9 +104,10 @@ class Store:
                 with self.transaction():
                     for statement in statements():
                         self.db.execute(statement)
-                    self._migrate()
-                    self._check_version()
+                    self._check_version()  # another process may have made the store meanwhile
                     self._check_ids()
+                    marks = [("schema_version", str(SCHEMA_VERSION)), ("ids", str(IDS_VERSION))]
+                    self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", marks)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -143,44 +144,44 @@ class Store:
         check_tables(self.db, self.path)
 
     def _check_version(self) -> None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None and not str(row[0]).isdigit():
-            raise TicketlabError(f"{self.path}: corrupt schema version {row[0]!r}")
-        if self.readonly:
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
-                raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+        """The store's schema is this ticketlab's (SCHEMA_VERSION): a store of another, newer or
+        earlier, is refused in one line and never converted (an earlier one's runs are also of an
+        earlier ids scheme). A store without a version is a new one (`_setup` marks it)."""
+        if not self._has_meta():
             return
-        if row is None or int(row[0]) < SCHEMA_VERSION:
-            version = (str(SCHEMA_VERSION),)
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", version)
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise TicketlabError(f"{self.path}: written by a newer ticketlab (schema {row[0]})")
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            return
+        if not str(row[0]).isdigit():
+            raise TicketlabError(f"{self.path}: corrupt schema version {row[0]!r}")
+        if int(row[0]) != SCHEMA_VERSION:
+            which = "a newer" if int(row[0]) > SCHEMA_VERSION else "an earlier"
+            raise TicketlabError(
+                f"{self.path}: written by {which} ticketlab (store schema {row[0]}; this one reads "
+                f"schema {SCHEMA_VERSION}): sweep into a new directory"
+            )
+
+    def _has_meta(self) -> bool:
+        """Whether the database has its `meta` table yet (a new, empty file has none)."""
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
 
     def _check_ids(self) -> None:
         """A store's run ids are of one scheme (`run_ids.IDS_VERSION`, its meta `ids`): a new store is
-        marked with today's; one holding runs of another scheme is refused, as its finished runs would
-        show as pending and run again (docs/explanation/run-ids.md)."""
+        marked with today's (`_setup`); one holding runs of another scheme is refused, as its finished
+        runs would show as pending and run again (docs/explanation/run-ids.md)."""
+        if not self._has_meta():
+            return
         row = self.db.execute("SELECT value FROM meta WHERE key = 'ids'").fetchone()
         scheme = None if row is None else self.parse_meta("ids", row[0])  # an integer, or refused
         if scheme == IDS_VERSION:
             return
         if scheme is None and self.db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
-            if not self.readonly:
-                self.db.execute("INSERT INTO meta VALUES ('ids', ?)", (str(IDS_VERSION),))
-            return
+            return  # a new store, or one with no runs yet: `_setup` marks it
         scheme = "no ids scheme" if scheme is None else f"ids scheme {scheme}"
         raise IdsSchemeError(
             f"{self.path}: its run ids are of {scheme}, this ticketlab's are of scheme {IDS_VERSION}: "
             "sweep into a new directory, or re-key the store once (docs/explanation/run-ids.md)"
         )
-
-    def _migrate(self) -> None:
-        """Schema 1 -> 2: add the job and log columns (a store of an earlier sweep stays usable);
-        2 -> 3: the `predictions` table, made by the schema's `CREATE TABLE IF NOT EXISTS`."""
-        have = {r["name"] for r in self.db.execute("PRAGMA table_info(runs)")}
-        for column in ("job", "log"):
-            if column not in have:
-                self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()

@@ -12,7 +12,7 @@ from ..core.errors import TicketlabError
 from ..core.files.atomic import temp_file, writing
 from ..core.files.inputs import check_regular_unopened
 
-SCHEMA_VERSION = 3  # 2: the job (launcher id) and log of a run; 3: per-example predictions
+SCHEMA_VERSION = 3  # the schema below; a store of another version is refused (`Store._check_version`)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,7 +53,8 @@ OWN_TABLES = {
     | {"host", "pid", "created", "started", "heartbeat", "finished"},
     "meta": {"key", "value"},
 }
-# Tables a later schema added: a store written before them is ticketlab's without them.
+# Tables a store of an earlier schema lacks: it is still ticketlab's, and its version (not this check)
+# refuses it, in words that say so.
 LATER_TABLES = {"predictions": {"id", "preds", "preds_dtype", "labels", "labels_dtype"}}
 
 
