@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import re
 
+import pytest
+
 from test_cli_options import parsers
 from ticketlab.cli import build_parser
 
@@ -20,6 +22,19 @@ def test_each_search_method_has_its_own_description():
     assert "ticketlab search imp: iterative magnitude pruning" in imp and "task-agnostic mask" not in imp
     assert "ticketlab search imp --model" in imp and "ticketlab search tamt --model" not in imp
     assert "Run the same command again" in tamt and "Run the same command again" in imp  # what they share
+
+
+def test_the_verb_list_names_every_registered_method(capsys):
+    """`ticketlab --help`'s lines of prune and search name each method the registry holds for them."""
+    from ticketlab.cli import main
+    from ticketlab.methods.registry import methods
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for verb in ("prune", "search"):
+        line = re.search(rf"{verb} +(.*?\))", listed).group(1)
+        assert set(re.findall(r"[\w-]+", line)) >= set(methods(verb)), (verb, line)
 
 
 def test_no_help_wraps_a_command_line_into_a_run_of_spaces(monkeypatch):

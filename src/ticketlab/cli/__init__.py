@@ -28,22 +28,29 @@ class Verb:
     """A verb: its name, its line in `ticketlab --help`, and its module in this package."""
 
     name: str
-    help: str
+    template: str  # its line; "{methods}" stands for the names of the methods registered for it
     module_name: str
 
     def module(self) -> ModuleType:
         # lazy: only the verb being run is imported, so `ticketlab --help` costs no torch
         return importlib.import_module(f"{__name__}.{self.module_name}")
 
+    @property
+    def help(self) -> str:
+        """Its line in `ticketlab --help`, naming the methods the registry holds for it (a method
+        registered later is listed without an edit here; the registry's modules import no torch)."""
+        if "{methods}" not in self.template:
+            return self.template
+        from ..methods.registry import methods
+
+        return self.template.format(methods=", ".join(methods(self.name)))
+
 
 # verb: (its module in this package, its line in `ticketlab --help`), in the order `--help` lists them.
 # A new verb is a module here and a row here.
 _TABLE = {
-    "prune": ("prune", "one-shot pruning (omp, random) of a pre-trained model into a mask file"),
-    "search": (
-        "search",
-        "search a mask by training: tamt (mask training on MLM/KD) or imp (iterative magnitude pruning)",
-    ),
+    "prune": ("prune", "one-shot pruning ({methods}) of a pre-trained model into a mask file"),
+    "search": ("search", "search a mask by training ({methods}) on MLM, KD or a task"),
     "finetune": ("finetune", "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"),
     "super": (
         "super_tickets",
