@@ -117,6 +117,22 @@ def test_the_cards_bibtex_is_the_citing_pages():
         assert entry in page
 
 
+def test_every_registered_methods_card_cites_its_paper():
+    """A mask of each registered method (a search method's under each of its names in a sweep)
+    cites its paper beside ticketlab: a method added to the registry needs its row in `PAPERS`."""
+    from ticketlab.masks.card import papers
+    from ticketlab.methods.registry import methods
+
+    facts = {"base_model": "org/model", "base_model_hash": "x", "model_type": "bert", "targets": "q"}
+    registered = [m for m in methods().values() if m.name != "full"]
+    names = [n for m in registered for n in (m.name, *(p.name for p in m.presets))]
+    for name in names:
+        cited = papers(MaskConfig(method=name, sparsity=0.5, **facts))
+        assert len(cited) == 1 and cited[0] in BIBTEX, name
+    wanda = MaskConfig(method="wanda", sparsity=0.5, **facts)
+    assert BIBTEX["sun2024wanda"] in card_of(model_card(wanda, kind="mask"))[1]
+
+
 def test_a_card_of_an_unknown_method_cites_ticketlab_only():
     facts = {"base_model": "org/model", "base_model_hash": "x", "model_type": "bert", "targets": "q"}
     config = MaskConfig(method="mine", sparsity=0.5, **facts)

@@ -72,6 +72,21 @@ BIBTEX = {
   pages     = {6524--6538},
   year      = {2021}
 }""",
+    "sun2024wanda": """@inproceedings{sun2024wanda,
+  title     = {A Simple and Effective Pruning Approach for Large Language Models},
+  author    = {Sun, Mingjie and Liu, Zhuang and Bair, Anna and Kolter, J. Zico},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2024}
+}""",
+    "frantar2023sparsegpt": """@inproceedings{frantar2023sparsegpt,
+  title     = {{SparseGPT}: Massive Language Models Can Be Accurately Pruned in One-Shot},
+  author    = {Frantar, Elias and Alistarh, Dan},
+  booktitle = {Proceedings of the 40th International Conference on Machine Learning (ICML)},
+  series    = {Proceedings of Machine Learning Research},
+  volume    = {202},
+  pages     = {10323--10337},
+  year      = {2023}
+}""",
     "ticketlab": f"""@software{{ticketlab,
   title   = {{ticketlab: lottery tickets in pre-trained transformer encoders}},
   author  = {{{{ticketlab developers}}}},
@@ -82,17 +97,26 @@ BIBTEX = {
 }
 
 
+# The paper of each method, by the first part of a mask's method name (`tamt-kd`, `imp-task`, `st-random`):
+# TAMT's, with OMP and random pruning as its baselines; Chen et al.'s IMP; Liang et al.'s structured
+# tickets; Wanda's and SparseGPT's (every registered method has its row: `test_model_cards.py`).
+PAPERS = {
+    "tamt": "liu2022tamt",
+    "omp": "liu2022tamt",
+    "random": "liu2022tamt",
+    "imp": "chen2020lottery",
+    "st": "liang2021super",
+    "wanda": "sun2024wanda",
+    "sparsegpt": "frantar2023sparsegpt",
+}
+
+
 def papers(config: MaskConfig) -> list[str]:
-    """The BibTeX keys of the papers whose method made the mask: TAMT's (and its OMP and random
-    baselines), Chen et al.'s IMP, Liang et al.'s structured tickets; none for another method."""
-    method = config.method.lower()
-    if config.kind == "structured" or method.startswith("st-"):
-        return ["liang2021super"]
-    if method.startswith("imp"):
-        return ["chen2020lottery"]
-    if method.startswith(("tamt", "omp", "random")):
-        return ["liu2022tamt"]
-    return []
+    """The BibTeX keys of the papers whose method made the mask (`PAPERS`); none for another method."""
+    if config.kind == "structured":
+        return [PAPERS["st"]]
+    paper = PAPERS.get(config.method.lower().split("-", 1)[0])
+    return [paper] if paper is not None else []
 
 
 def front_matter(text: str) -> dict[str, Any]:
