@@ -37,6 +37,14 @@ def test_the_verb_list_names_every_registered_method(capsys):
         assert set(re.findall(r"[\w-]+", line)) >= set(methods(verb)), (verb, line)
 
 
+def test_the_sweep_help_names_every_method_a_spec_may_name():
+    from ticketlab.studies.sweep.methods import sweep_methods
+
+    said = set(re.findall(r"[\w+-]+", " ".join(_help("sweep").split())))
+    swept = {name for name, m in sweep_methods().items() if m.not_swept is None}
+    assert swept <= said, swept - said
+
+
 def test_no_help_wraps_a_command_line_into_a_run_of_spaces(monkeypatch):
     """A backslash at a line's end in a docstring joins the lines: the command printed as
     `--no_python       ticketlab` or `--out exported/omp-2-4       --semi-structured`."""

@@ -1,8 +1,9 @@
 """Run a grid of mask searches and fine-tunings described by a YAML spec, resumably.
 
 The spec names the base model, the corpus, the tasks and their data, the methods (full, omp, random,
-imp, imp-task, tamt-mlm, tamt-kd, tamt-mlm+kd, st-random), sparsities, search and fine-tuning seeds,
-step budgets and the optional studies (pre-training loss, search-cost curve, data-scarcity curve).
+imp, imp-task, tamt-mlm, tamt-kd, tamt-mlm+kd, st-random, wanda, sparsegpt), sparsities, search and
+fine-tuning seeds, step budgets and the optional studies (pre-training loss, search-cost curve,
+data-scarcity curve).
 The sweep expands it into runs, searches each mask once (imp-task: once per source task) and
 fine-tunes it on every task, and records everything in OUT/results.sqlite. Interrupt it at any
 moment and run the same command again: finished runs are kept, nothing finished is repeated. Two
