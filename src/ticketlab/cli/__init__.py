@@ -20,6 +20,7 @@ from types import ModuleType
 from .. import __version__
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
+from ..methods.registry import methods
 from .common import HelpFormatter, finite_floats
 
 
@@ -41,8 +42,6 @@ class Verb:
         registered later is listed without an edit here; the registry's modules import no torch)."""
         if "{methods}" not in self.template:
             return self.template
-        from ..methods.registry import methods
-
         return self.template.format(methods=", ".join(methods(self.name)))
 
 
