@@ -12,7 +12,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from ..core.checks import Range, field_types, from_options, option_flags, option_name
+from ..core.checks import Range, documented, field_types, from_options, option_flags, option_name
 
 C = TypeVar("C")
 
@@ -277,7 +277,7 @@ def _help(text: str | None, default: Any) -> str | None:
 
 def documented_fields(cls: type) -> list[str]:
     """The fields of config dataclass `cls` that carry help: the options a verb offers for it."""
-    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]
+    return [f.name for f in documented(cls)]
 
 
 def add_config_arguments(

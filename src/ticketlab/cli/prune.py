@@ -22,7 +22,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..core.checks import option_flags, option_name
+from ..core.checks import documented, option_flags, option_name
 from ..core.errors import ConfigError
 from ..methods.registry import methods
 from ..verbs.prune import PruneConfig, prune
@@ -63,8 +63,8 @@ def method_settings(args: argparse.Namespace) -> dict[str, Any] | None:
     without settings); a ConfigError for a setting of another method's."""
     given = {}
     for name, method in methods("prune").items():
-        for f in dataclasses.fields(method.config) if method.config is not None else ():
-            if "help" in f.metadata and (value := getattr(args, option_name(f), None)) is not None:
+        for f in documented(method.config):
+            if (value := getattr(args, option_name(f), None)) is not None:
                 if name != args.method:
                     raise ConfigError(f"{option_flags(f)[0]}: a setting of {name}, not of {args.method}")
                 given[option_name(f)] = value

@@ -99,6 +99,12 @@ def option_name(f: dataclasses.Field) -> str:
     return option_flags(f)[0].lstrip("-").replace("-", "_")
 
 
+def documented(config_cls: type | None) -> list[dataclasses.Field]:
+    """The fields of config dataclass `config_cls` that carry help (`option(...)`): the options a
+    verb offers for it and the settings a sweep spec may give it ([] for no config)."""
+    return [f for f in dataclasses.fields(config_cls) if "help" in f.metadata] if config_cls else []
+
+
 def from_options(config_cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """The fields of `config_cls` given by option `values` (by `option_name`), as keyword arguments:
     `{"freeze_head": True}` is `train_head=False`. A value that is not a bool is passed on for the

@@ -4,11 +4,10 @@ own function."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
-from ...core.checks import from_options, option_name
+from ...core.checks import documented, from_options, option_name
 from ...methods import registry as library
 from ...methods.registry import Method
 from ...models.load import shared_base_model
@@ -23,8 +22,7 @@ CALIBRATION_SETTINGS = frozenset({"calibration", "calibration_length"})
 
 def own_settings(method: Method) -> frozenset[str]:
     """A one-shot method's own settings (its config's options: SparseGPT's blocksize, damp)."""
-    fields = dataclasses.fields(method.config) if method.config is not None else ()
-    return frozenset(option_name(f) for f in fields if "help" in f.metadata)
+    return frozenset(option_name(f) for f in documented(method.config))
 
 
 def prune_config(job: SearchJob):
@@ -49,7 +47,7 @@ def prune_config(job: SearchJob):
 
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
-    """OMP / random pruning (`ticketlab.prune`) into the job's mask directory."""
+    """A one-shot method's mask (`ticketlab.prune`) into the job's mask directory."""
     config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=shared_base_model(job.model)).time_s)
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...core.checks import from_options, not_result, option_name
+from ...core.checks import documented, from_options, not_result, option_name
 from ...masks import load_mask
 from ...methods import registry as library
 from ...methods.registry import Method, Preset
@@ -63,7 +63,7 @@ def spec_settings(method: Method, preset: Preset | None = None) -> frozenset[str
     them) and its config's documented options, less what the preset fixes and NOT_SWEPT."""
     fields = dataclasses.fields(method.config)
     readers = _option_names(method) | {f.name for f in dataclasses.fields(SearchConfig)}
-    own = {option_name(f) for f in fields if "help" in f.metadata}
+    own = {option_name(f) for f in documented(method.config)}
     fixed = {option_name(f) for f in fields if preset is not None and f.name in preset.fixed}
     return frozenset({n for n in TRAINING_SETTINGS if n in readers} | own) - fixed - NOT_SWEPT
 
