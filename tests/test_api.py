@@ -105,7 +105,7 @@ def test_finetune(tiny_bert_dir, tmp_path):
 
 def test_configs_refuse_bad_values(tiny_bert_dir, corpus, tmp_path):
     model, tamt = str(tiny_bert_dir), ticketlab.TamtConfig(0.5)
-    with pytest.raises(ConfigError, match="give corpus"):
+    with pytest.raises(ConfigError, match="corpus required: text files"):
         ticketlab.SearchConfig(model=model, method=tamt, steps=3, out=tmp_path)
     with pytest.raises(ConfigError, match="IMP only"):
         ticketlab.SearchConfig(model=model, method=tamt, steps=3, out=tmp_path, task="sst2")

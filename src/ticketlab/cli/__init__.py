@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from .. import __version__
+from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
 from ..methods.registry import methods
-from .common import HelpFormatter, finite_floats
+from .common import HelpFormatter, Parser, finite_floats, option_of
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _verb_modules() -> dict[str, ModuleType]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every verb, or with `only`, one where only that verb's module is imported and
     its options added (the others are listed with their help line: all `--help` needs)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ticketlab",
         description="Find, train and transfer lottery tickets (sparse subnetworks) in pre-trained models.",
     )
@@ -134,14 +135,15 @@ def _verb_of(argv: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(only=_verb_of(argv)).parse_args(argv)
+    parser = build_parser(only=_verb_of(argv))
+    args = parser.parse_args(argv)
     keep_freed_memory()  # this process is ours: large tensors freed each step stay for the next
     try:
         for value in argv:  # a name or path given here reaches the terminal, logs and reports
             printable(value, "command-line argument")
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds
-        print(one_line(f"ticketlab {args.verb}: error: {e}"), file=sys.stderr)
+        print(one_line(f"ticketlab {args.verb}: error: {_as_typed(e, parser)}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `ticketlab info MASK | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
@@ -157,6 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _as_typed(e: TicketlabError, parser: argparse.ArgumentParser) -> str:
+    """The refusal as the command line reads: a config field's value refused under the name of the
+    option that set it (`--steps required`, not `steps required`)."""
+    flag = option_of(parser, e.field) if isinstance(e, FieldError) else None
+    return f"{flag} {e.problem}" if flag else str(e)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,36 @@ import sys
 import textwrap
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 from ..core.checks import Range, documented, field_types, from_options, option_flags, option_name
+from ..core.errors import one_line
 
 C = TypeVar("C")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose refusal is one line: the problem and where the usage is, exit
+    status 2, as every other refusal of the CLI (a verb's usage runs to thirty lines, above the
+    one that says what is wrong). Its sub-commands' parsers are of this class too (argparse makes
+    them of their parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
+def option_of(parser: argparse.ArgumentParser, field: str) -> str | None:
+    """The option of `parser` (or of its sub-commands) that sets config field `field`, as typed
+    (`--steps`); None where no option sets it. A refusal naming the field then names the option."""
+    spelled = "--" + field.replace("_", "-")
+    for action in parser._actions:
+        if action.option_strings and (action.dest == field or spelled in action.option_strings):
+            return spelled if spelled in action.option_strings else action.option_strings[-1]
+        if isinstance(action, argparse._SubParsersAction):
+            found = next(filter(None, (option_of(sub, field) for sub in action.choices.values())), None)
+            if found:
+                return found
+    return None
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -179,7 +179,7 @@ class SearchConfig:
         if self.task is not None and self.corpus:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
-            raise ConfigError("give corpus (text files or saved datasets) to search on")
+            raise FieldError("corpus", "required: text files or saved datasets to search on (IMP: or a task)")
         if self.search_method.resolve is not None:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work
@@ -202,7 +202,7 @@ class SearchConfig:
                 )
             self.steps, self.schedule_steps = steps, horizon
         elif self.steps is None:
-            raise FieldError("steps", "required (or paper, for TAMT's own budget)", None)
+            raise FieldError("steps", "required, or the paper's budget (paper, TAMT only)", None)
 
     def _check_bertadam(self) -> None:
         """`optimizer: bertadam` is BertAdam whole: its eps, weight decay and per-tensor clipping are

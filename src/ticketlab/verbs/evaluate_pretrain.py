@@ -69,6 +69,8 @@ class PretrainEvalConfig:
             raise ConfigError("give a corpus to evaluate on")
         if self.model is None and not self.masks:
             raise ConfigError("give model (or masks, whose base model is used)")
+        if self.ignore_mlm_head and self.mlm_head == "trained":  # one asks for the head the other refuses
+            raise ConfigError("mlm_head trained and ignore_mlm_head contradict each other: give one")
         if self.model is None and self.full:  # masks may record different bases: which one is "full"?
             raise ConfigError(
                 "full: give the full model to evaluate (--model); without it each mask is evaluated "
