@@ -117,6 +117,17 @@ def _every_stamp_in_its_own_second(monkeypatch):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_hub():
+    """The tests never ask the network: the hub is unreachable to them (`core.hub`), so a hub id is
+    read from huggingface_hub's cache alone, as on a machine offline; a test that needs the other
+    case sets it."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr("ticketlab.core.hub._reachable", lambda: False)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _ticketlab_cache(tmp_path_factory):
     """Tokenized corpora and features go to a temporary cache, never the user's ~/.cache."""
     mp = pytest.MonkeyPatch()

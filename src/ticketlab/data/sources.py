@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files.inputs import check_regular, open_read, open_safetensors, read_bytes, read_json
 from ..core.files.keys import HUB_DATASET
+from ..core.hub import datasets_module
 
 WIKITEXT_MARKERS = (" @-@ ", " @,@ ", " @.@ ", "<unk>")
 
@@ -136,9 +137,7 @@ def is_dataset_dir(path: Path) -> bool:
 
 
 def _datasets() -> ModuleType:
-    import datasets  # lazy: text corpora (the common case) load without it; a second to import
-
-    return datasets
+    return datasets_module()  # lazy: text corpora (the common case) load without it
 
 
 def _load_split(source: Source):

@@ -20,6 +20,7 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 
 from ..core.errors import MaskFileError
+from ..core.hub import cache_only
 
 
 def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
@@ -52,7 +53,8 @@ def mask_dir(name: str | os.PathLike) -> Path:
         return path
     repo, sub, revision = split_hub_name(str(name))
     try:
-        root = snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"] if sub else None)
+        patterns = [f"{sub}/*"] if sub else None
+        root = snapshot_download(repo, revision=revision, allow_patterns=patterns, **cache_only())
     except Exception as e:  # offline and not cached, no such repo, no access: huggingface_hub's own types
         raise MaskFileError(
             f"{name}: no local mask directory of that name, and the hub did not give it ({hub_error(e)})"

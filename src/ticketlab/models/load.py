@@ -39,6 +39,7 @@ from transformers.utils import logging as hf_logging
 
 from ..core.errors import MaskFileError, TicketlabError
 from ..core.files.inputs import load_safetensors, read_json
+from ..core.hub import cache_only
 from .compaction import MANIFEST, MANIFEST_ATTR, flags_from_manifest, is_compacted, read_manifest, slice_units
 from .source import Head, check_source, head_of, wrap_load_error
 from .weights import align_keys, body_prefixes, check_finite, check_weights, disk_shapes
@@ -62,12 +63,18 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def _hub(name: str) -> dict[str, bool]:
+    """A hub id's keyword: its cache alone where the hub cannot be reached (`core.hub`); nothing for a
+    local directory, which never asks the hub."""
+    return {} if Path(name).expanduser().is_dir() else cache_only()
+
+
 def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
     name = check_source(name_or_path)
     if is_compacted(name):
         return compacted_config(name)
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, **_hub(name))
     except (OSError, ValueError, KeyError, TypeError, StrictDataclassError, RecursionError) as e:
         raise wrap_load_error(name, "config", e) from None
     _check_encoder(config, name)
@@ -106,7 +113,7 @@ def load_model(name_or_path: str | os.PathLike, head: Head = "mlm", **kwargs) ->
         check_config_fits(Path(name).expanduser(), config)
     quiet_transformers()
     try:  # a hub repository with pickled weights only: refused by transformers, as OSError
-        model = auto_class(head).from_pretrained(name, use_safetensors=True, **kwargs)
+        model = auto_class(head).from_pretrained(name, use_safetensors=True, **_hub(name), **kwargs)
     except (OSError, ValueError, KeyError, RecursionError) as e:
         raise wrap_load_error(name, f"model ({head} head)", e) from None
     except RuntimeError as e:  # transformers' state-dict report: tensors of other shapes than config.json
@@ -164,7 +171,7 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     # a compacted model's config.json names no transformers type: give its original config instead
     config = {"config": load_config(name)} if is_compacted(name) else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **config)
+        tokenizer = AutoTokenizer.from_pretrained(name, **_hub(name), **config)
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise wrap_load_error(name, "tokenizer", e) from None
     if (Path(name).expanduser() / "config.json").is_file():  # a model's folder, not a tokenizer's only

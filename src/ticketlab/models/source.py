@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files.inputs import check_folder
+from ..core.hub import offline_hint
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -68,12 +69,7 @@ def wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
     if isinstance(err, RecursionError):  # `[[[[...` a hundred thousand deep: json recurses per level
         first = "a JSON file there is nested too deeply (corrupt)"
     near = _did_you_mean(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
-    hint = (
-        ""
-        if Path(name).exists()
-        else f" (no local directory of that name{near}; hub ids need network access: pass a local "
-        "directory offline)"
-    )
+    hint = "" if Path(name).exists() else f" (no local directory of that name{near}; {offline_hint()})"
     return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
 
 

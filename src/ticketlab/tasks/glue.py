@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
 from ..core.files.inputs import check_regular, read_text
+from ..core.hub import datasets_module
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .registry import Column, TaskSpec, get_task, task_file
 
@@ -204,7 +205,7 @@ def read_hub(spec: TaskSpec, split: str) -> Examples:
     """The split from the `datasets` hub (`spec.hub`); used only when no local data dir is given."""
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
-    import datasets  # lazy: local task files (the common case) load without it; a second to import
+    datasets = datasets_module()  # offline: its cache alone, refused at once where it lacks the split
 
     name, config = spec.hub
     try:

@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files.inputs import read_json
+from ..core.hub import datasets_module
 from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
 from .glue import split_file
 from .registry import SquadWindows as Windows
@@ -108,7 +109,7 @@ def read_hub_squad(spec: TaskSpec, split: str) -> SquadExamples:
     """SQuAD from the `datasets` hub (online only); used when no local data dir is given."""
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
-    import datasets  # lazy: local task files (the common case) load without it; a second to import
+    datasets = datasets_module()  # offline: its cache alone, refused at once where it lacks the split
 
     name, config = spec.hub
     try:
