@@ -26,7 +26,7 @@ OUTSIDE = re.compile(r"\.\./shared\b")
 # A commit hash: 7 to 40 hex digits with a letter and a digit among them (230e2d4), not a word or a number
 COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
 WORKTREE = re.compile(r"/work/|\bworktree\b", re.IGNORECASE)  # the development machine's checkouts
-AN_ISSUE = re.compile(r"\bissues?\b", re.IGNORECASE)  # "the issue's target": which issue, a reader cannot know
+AN_ISSUE = re.compile(r"\bissues?\b", re.IGNORECASE)  # "the issue's target": a reader cannot know which
 
 
 def user_pages() -> list[Path]:
@@ -109,9 +109,8 @@ def model_text() -> list[Path]:
 )
 def test_model_cards_name_no_development_history(pattern):
     texts = model_text()
-    assert {ROOT / "models" / "minilm-mlm" / "README.md", ROOT / "models" / "minilm-mlm" / "check_accuracy.py"} <= set(
-        texts
-    )
+    card = ROOT / "models" / "minilm-mlm"
+    assert {card / "README.md", card / "check_accuracy.py"} <= set(texts)
     found = [line for text in texts for line in offending_lines(text, pattern)]
     assert not found, "\n".join(found)
 
