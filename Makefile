@@ -1,18 +1,25 @@
-# Two commands do all set-up: `make demo` and `make test`. Both create or reuse .venv.
+# `make install` sets up .venv (torch, then ticketlab with its dev and docs extras); `make demo` and
+# `make test` do the same first. Installing is the one step that needs the network (or a wheelhouse:
+# PIP_FIND_LINKS=DIR PIP_NO_INDEX=1 make install).
 PYTHON ?= python3
+# Extra pip arguments for torch. torch is pinned to 2.13.0; on Linux PyPI's wheel of it is the CUDA
+# build (with its nvidia-* packages). For the CPU-only build:
+#   make install TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+TORCH_PIP_ARGS ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs format bench clean
+.PHONY: install demo test lint docs format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch is pinned: a CPU wheel of 2.13.0 is available offline; an unpinned torch pulls CUDA wheels.
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
+
+install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ticketlab demo

@@ -153,6 +153,7 @@ def run_python_block(code: str, where: str, namespace: dict[str, object]) -> Non
 # command added to a page runs unless it is listed here or `skip_reason` says why.
 SKIPPED = {
     "make ": "sets up .venv, or runs this suite",
+    "pip install": "installs packages",
     "accelerate launch": "several processes: tests/test_distributed.py launches them",
     "python benchmarks/": "a benchmark: minutes, and timings are never tested",
     "ticketlab super ": "8 levels x 3 tickets per seed, each fine-tuned (tests/test_super.py)",
@@ -191,8 +192,8 @@ def shell_commands(block: str) -> list[str]:
 
 
 def run_shell_block(block: str, env: dict[str, str], skipped_outputs: list[str]) -> dict[str, str]:
-    """Run a shell example (`M=...` sets a variable) with the command line's `main`; what each
-    command printed, by its text on the page."""
+    """Run a shell example (`M=...` sets a variable) with the command line's `main`, and a
+    `python -c CODE` line as Python; what each command printed, by its text on the page."""
     printed = {}
     for command in shell_commands(block):
         if m := re.fullmatch(r"(\w+)=(\S+)", command):  # `M=models/minilm-mlm`
@@ -204,6 +205,10 @@ def run_shell_block(block: str, env: dict[str, str], skipped_outputs: list[str])
         if skip_reason(line, skipped_outputs):
             if out := re.search(r"--out (\S+)", line):
                 skipped_outputs.append(out[1])
+            continue
+        if line.startswith("python -c "):  # the tutorial's data step: its code, in a namespace of its own
+            run_python_block(shlex.split(line)[2], f"`{command}`", {"__name__": "__main__"})
+            printed[command] = ""
             continue
         assert line.startswith("ticketlab "), f"`{command}`: not a ticketlab command (add it to SKIPPED)"
         argv = [w for word in shlex.split(line)[1:] for w in (sorted(glob.glob(word)) or [word])]

@@ -4,7 +4,9 @@ and comments, and every `--help` text. The study records under docs/results keep
 record where their runs read their inputs), but name no issue numbers either: a record says what a
 rule, default or change is, in its pages and specs. Nor does the rest the repository ships (tests,
 benchmarks, examples, the recipes: the studies' scripts, the models' cards and scripts, the package
-files)."""
+files). The models' cards and scripts, what a user of a shipped model reads, name no commit, no
+development machine's paths (`../shared/...`, a worktree) and no issue either: a card names the study
+folder under docs/results and its corpora by what they are and where they come from."""
 
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ from ticketlab.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 RECORD_TEXT = {".md", ".sh", ".py", ".yaml"}  # what a record's reader reads; not its outputs and logs
-ISSUE = re.compile(r"\bissues? ?#?[0-9]", re.IGNORECASE)  # issue 34, Issue #34, issues 33
+ISSUE = re.compile(r"\bissues?[ -]?#?[0-9]", re.IGNORECASE)  # issue 34, Issue #34, issues 33, issue-36
 OUTSIDE = re.compile(r"\.\./shared\b")
+# A commit hash: 7 to 40 hex digits with a letter and a digit among them (230e2d4), not a word or a number
+COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
+WORKTREE = re.compile(r"/work/|\bworktree\b", re.IGNORECASE)  # the development machine's checkouts
+AN_ISSUE = re.compile(r"\bissues?\b", re.IGNORECASE)  # "the issue's target": a reader cannot know which
 
 
 def user_pages() -> list[Path]:
@@ -91,6 +97,24 @@ def test_shipped_text_names_no_issue_numbers():
     assert not found, "\n".join(found)
 
 
+def model_text() -> list[Path]:
+    """The shipped models' cards and scripts (models/*/README.md, models/*/*.py)."""
+    return sorted(p for p in (ROOT / "models").rglob("*") if p.suffix in {".md", ".py"} and p.is_file())
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [ISSUE, OUTSIDE, COMMIT, WORKTREE, AN_ISSUE],
+    ids=["issue-numbers", "outside-paths", "commits", "worktrees", "issues"],
+)
+def test_model_cards_name_no_development_history(pattern):
+    texts = model_text()
+    card = ROOT / "models" / "minilm-mlm"
+    assert {card / "README.md", card / "check_accuracy.py"} <= set(texts)
+    found = [line for text in texts for line in offending_lines(text, pattern)]
+    assert not found, "\n".join(found)
+
+
 @pytest.mark.parametrize("pattern", [ISSUE, OUTSIDE], ids=["issue-numbers", "outside-paths"])
 def test_source_names_no_internal_references(pattern):
     sources = sorted((ROOT / "src").rglob("*.py"))
@@ -113,3 +137,6 @@ def test_the_patterns_find_what_they_look_for():
     assert ISSUE.search("as issue #36 asked") and ISSUE.search("(issues 33 and 34)")
     assert not ISSUE.search("an issue of taste, 34 runs") and not OUTSIDE.search("models/minilm-mlm")
     assert not ISSUE.search("pytorch/pytorch#153825, an upstream report") and not ISSUE.search("tissue 3")
+    assert ISSUE.search("ticketlab's issue-36 study") and AN_ISSUE.search("The issue's target was 40%")
+    assert COMMIT.search("at commit 230e2d4") and WORKTREE.search("(worktree `/work/study-36`)")
+    assert not COMMIT.search("4,000 steps, 1536x384, decade, 20261123") and not AN_ISSUE.search("tissue")

@@ -7,7 +7,7 @@ tokens of each block are masked by transformers' own `DataCollatorForLanguageMod
 10% random, 10% kept) under a fixed seed; accuracy = argmax of the MLM logits equals the original
 token, over the masked positions.
 
-    python models/minilm-mlm/check_accuracy.py models/minilm-mlm ../shared/data/wikitext-2/test.txt
+    python models/minilm-mlm/check_accuracy.py models/minilm-mlm wikitext-2/test.txt   # WikiText-2's tokenized test split
 
 The training log's accuracy uses ticketlab's own collator on the first `--eval-blocks` blocks; the two
 need not agree to the digit (other masked positions). On models/minilm-mlm, 256 blocks: 39.5% here,
