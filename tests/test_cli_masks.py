@@ -119,7 +119,7 @@ def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
     assert shown.to_dict()["config"]["method"] == "omp" and shown.lines()[0] == f"mask:       {omp}"
     done = tl.compare(tl.CompareConfig([omp, rnd], distance=True))
     assert done.labels == ["omp", "rand"] and done.matrix[0][0] == 0.0 and "distance" in done.to_dict()
-    with pytest.raises(TicketlabError, match="at least two"):
+    with pytest.raises(TicketlabError, match="two or more mask directories; got 1: "):
         tl.CompareConfig([omp])
     exported = tl.export(tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "exp"))
     assert exported.head == "mlm" and exported.sparsity == pytest.approx(load_mask(omp)[0].sparsity)

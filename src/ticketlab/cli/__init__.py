@@ -51,7 +51,10 @@ class Verb:
 _TABLE = {
     "prune": ("prune", "one-shot pruning ({methods}) of a pre-trained model into a mask file"),
     "search": ("search", "search a mask by training ({methods}) on MLM, KD or a task"),
-    "finetune": ("finetune", "fine-tune a (model, mask) on a GLUE task or SQuAD; best and final dev scores"),
+    "finetune": (
+        "finetune",
+        "fine-tune a (model, mask) on a GLUE task, SQuAD or your own (task.json); best and final dev scores",
+    ),
     "super": (
         "super_tickets",
         "super tickets: importance, winning/random/losing structured tickets, rewinding, selection",
@@ -70,7 +73,7 @@ _TABLE = {
         "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks",
     ),
     "info": ("info", "summarise a mask file (method, base model, per-matrix sparsity)"),
-    "compare": ("compare", "Jaccard similarity matrix between mask files"),
+    "compare": ("compare", "Jaccard similarities of masks, or a table of fine-tuning runs"),
     "export": ("export", "write a plain HF checkpoint of a masked model (zeros in place)"),
     "push": ("push", "upload a mask directory to the hub (org/repo or org/repo/sub/folder)"),
     "compact": ("compact", "remove a structured ticket's pruned heads and FFN units: a smaller model"),

@@ -9,7 +9,7 @@ its figures and print the main table. About 11 minutes on 2 free CPU cores the f
 machine is named in one line, with what it costs).
 
 --model, --corpus and --tasks swap in real ones, each on its own (the rest stays synthetic):
-  ticketlab demo --model models/minilm-mlm --corpus data/corpus/train.txt \\
+  ticketlab demo --model models/minilm-mlm --corpus wiki.txt --dev-corpus wiki-dev.txt \\
       --tasks sst2 cola --data-dir path/to/glue --out demo-real
 """
 
@@ -35,7 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--corpus", nargs="+", metavar="PATH", help="mask-search corpus instead of the synthetic one"
     )
-    p.add_argument("--dev-corpus", nargs="+", metavar="PATH", help="its dev text (default: carved from it)")
+    p.add_argument(
+        "--dev-corpus",
+        nargs="+",
+        metavar="PATH",
+        help="its dev text (without it: the searches carve theirs from --corpus, and the masks' "
+        "pre-training losses are not measured)",
+    )
     p.add_argument(
         "--tasks", nargs="+", metavar="TASK", help="task ids (e.g. sst2 cola) instead of the synthetic"
     )

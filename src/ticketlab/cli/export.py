@@ -14,7 +14,7 @@ SparseGPT's reconstructed weights (written beside its mask): a sparse model, not
       --out exported/sparsegpt70
 
 A fine-tuned ticket as a small artefact beside its base, which
-`ticketlab.masks.load_ticket("tickets/sst2-omp70")` reloads:
+`ticketlab.load_ticket("tickets/sst2-omp70")` reloads:
   ticketlab export --model runs/sst2-omp70/seed-1/model --mask masks/omp70 --head seq-cls \
       --base models/minilm-mlm --out tickets/sst2-omp70
 """

@@ -14,7 +14,8 @@ logged. An interrupted run resumes from its last checkpoint when the same comman
 --write-tokens tokenizes the corpus (and --dev) into --out as token files with the tokenizer,
 for a machine that gets only the working tree.
 
---init MODEL continues MLM pre-training of an existing checkpoint instead (any supported family;
+--init MODEL (a local directory, or a hub id as in the last example: online) continues MLM
+pre-training of an existing checkpoint instead (any supported family;
 all its parameters train; its tokenizer and shape are kept; a checkpoint without an MLM head, such
 as a sentence encoder, gets a fresh one, said in one line): do this before searching tickets on a
 new domain. --save-dtype float16 halves the written file.

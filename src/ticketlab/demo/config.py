@@ -42,7 +42,8 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Budget:
-    """How much work one demo run does. `default` takes ~10 minutes on 2 free CPU cores; `test` seconds."""
+    """How much work one demo run does. `default` takes about 11 minutes on 2 free CPU cores;
+    `test` seconds."""
 
     data: SyntheticConfig
     pretrain: PretrainConfig

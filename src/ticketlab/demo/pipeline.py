@@ -13,7 +13,7 @@ Everything is cached under `out` (default `./demo-out`), keyed by what determine
 the generator's settings, the model by those and the pre-training settings, the sweep directory by
 (model, corpus, tasks), whose store identifies each run by its full settings. A second run therefore
 only re-renders the report, an interrupted run resumes, and a changed budget re-runs what it changes.
-The budgets (`BUDGETS`) live in the torch-free `demo_config`, re-exported here. `model`, `corpus`
+The budgets (`BUDGETS`) live in the torch-free `demo.config`, re-exported here. `model`, `corpus`
 and `tasks` swap in real ones, each independently (the synthetic language is
 plain English words, so any tokenizer reads it):
 

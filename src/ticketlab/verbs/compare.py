@@ -31,7 +31,10 @@ class CompareConfig:
     def __post_init__(self) -> None:
         check_config(self)  # its fields' types
         if len(self.masks) < 2:
-            raise TicketlabError("compare needs at least two mask directories")
+            names = ", ".join(map(str, self.masks)) or "none"
+            raise TicketlabError(
+                f"compare needs two or more mask directories; got {len(self.masks)}: {names}"
+            )
 
 
 @dataclass
