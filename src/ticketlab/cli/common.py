@@ -34,7 +34,7 @@ def option_of(parser: argparse.ArgumentParser, field: str) -> str | None:
     spelled = "--" + field.replace("_", "-")
     for action in parser._actions:
         if action.option_strings and (action.dest == field or spelled in action.option_strings):
-            return spelled if spelled in action.option_strings else action.option_strings[-1]
+            return spelled if spelled in action.option_strings else action.option_strings[0]
         if isinstance(action, argparse._SubParsersAction):
             found = next(filter(None, (option_of(sub, field) for sub in action.choices.values())), None)
             if found:
