@@ -290,7 +290,10 @@ def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_
     configs state ceilings (α, φ, weight decay, epochs, durations), refused in one line before
     anything is written."""
     base = ["search", "tamt", "--model", tmp_path / "m", "--sparsity", "0.5", "--steps", "3"]
-    for flag, named in (("--alpha", "alpha must be in [1, 10000]"), ("--weight-decay", "weight_decay")):
+    for flag, named in (
+        ("--alpha", "--alpha must be in [1, 10000]"),
+        ("--weight-decay", "--weight-decay must be in [0, 1]"),
+    ):
         line = _error_line(capsys, *base, "--out", tmp_path / "s", flag, "1e308")
         assert named in line
     assert not (tmp_path / "s").exists()
@@ -304,7 +307,7 @@ def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_
         tmp_path / "p",
     ]
     line = _error_line(capsys, *pretrain, "--time-budget", "1e308")  # overflowed the steps it sets
-    assert "time_budget must be in (0, 31622400], got 1e+308" in line
+    assert "--time-budget must be in (0, 31622400], got 1e+308" in line
     assert not any(p.name.startswith("p") for p in tmp_path.iterdir())
 
 

@@ -368,8 +368,8 @@ def test_cli_pretrain_new_user_errors(synth, tmp_path, capsys):
     assert not (tmp_path / "m.work").exists()  # refused before any work
     corpus = str(synth / "corpus" / "train.txt")
     for flag, value, msg in [
-        ("--max-minutes", "0", "max_minutes"),
-        ("--max-grad-norm", "-1", "max_grad_norm"),
+        ("--max-minutes", "0", "--max-minutes must be in"),
+        ("--max-grad-norm", "-1", "--max-grad-norm must be"),
     ]:
         assert main([*base, "--corpus", corpus, "--build-tokenizer", flag, value]) == 2
         assert msg in capsys.readouterr().err

@@ -681,10 +681,11 @@ def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     [masked] = json.loads(capsys.readouterr().out)  # the base model comes from the mask's config
     assert masked["mlm_head"] == "trained" and plain["mlm_loss"] != pytest.approx(masked["mlm_loss"])
     assert plain["kd_loss"] == pytest.approx(masked["kd_loss"])  # KD does not involve the head
-    assert (
-        main(["evaluate-pretrain", "--mask", str(out), *trained, "--ignore-mlm-head", *common, "--json"]) == 0
-    )
+    assert main(["evaluate-pretrain", "--mask", str(out), "--ignore-mlm-head", *common, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["mlm_loss"] == pytest.approx(plain["mlm_loss"])
+    # asking for the trained head and ignoring it at once: refused, where the second silently won
+    assert main(["evaluate-pretrain", "--mask", str(out), *trained, "--ignore-mlm-head", *common]) == 2
+    assert "contradict each other" in capsys.readouterr().err
     other = tmp_path / "other-model"
     make_model(BertForMaskedLM, tiny_bert_config(), seed=7).save_pretrained(other)
     write_tokenizer(other)
