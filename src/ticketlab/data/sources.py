@@ -19,7 +19,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from safetensors import SafetensorError
@@ -136,14 +135,10 @@ def is_dataset_dir(path: Path) -> bool:
     )
 
 
-def _datasets() -> ModuleType:
-    return datasets_module()  # lazy: text corpora (the common case) load without it
-
-
 def _load_split(source: Source):
     if source.hub is not None:
         return _hub_load(*source.hub, source.split)
-    datasets = _datasets()
+    datasets = datasets_module()
     try:
         obj = datasets.load_from_disk(str(source.path))
     except Exception as e:  # datasets raises several types for foreign/corrupt directories
@@ -166,7 +161,7 @@ def _hub_error(name: str, config: str | None, e: Exception) -> DataError:
 @functools.lru_cache(maxsize=8)
 def _hub_splits(name: str, config: str | None) -> tuple[str, ...]:
     try:
-        return tuple(_datasets().get_dataset_split_names(name, config))
+        return tuple(datasets_module().get_dataset_split_names(name, config))
     except Exception as e:  # offline, unknown name, a config missing: one line the user can act on
         raise _hub_error(name, config, e) from None
 
@@ -175,7 +170,7 @@ def _hub_splits(name: str, config: str | None) -> tuple[str, ...]:
 def _hub_load(name: str, config: str | None, split: str):
     """One split, downloaded once into `datasets`' cache (`HF_DATASETS_OFFLINE=1` reads it there)."""
     try:
-        return _datasets().load_dataset(name, config, split=split)
+        return datasets_module().load_dataset(name, config, split=split)
     except Exception as e:
         raise _hub_error(name, config, e) from None
 
