@@ -213,29 +213,30 @@ CLAIMS_ALONE = (
 
 def declaration_status(res: SweepResults) -> str:
     """Whether the report's declaration (claims, endpoints, units: `sweep.declaration`) is the one the
-    store recorded before its runs: 'declared before any run'; 'declared once, after N runs' (a study
-    that reuses runs done before its claims, N of its plan's); or 'amended' with the number of runs
-    done at each change (a declaration the store never recorded: amended now, at the runs done now).
-    The studies whose records the store holds besides this one's are named after it."""
-    history, others = res.declarations, ", ".join(res.other_studies)
-    also = f"; the store also records the declarations of {others}" if others else ""
+    store recorded before its runs (`_history`), and the other studies whose records the store holds."""
+    others = ", ".join(res.other_studies)
+    return _history(res) + (f"; the store also records the declarations of {others}" if others else "")
+
+
+def _history(res: SweepResults) -> str:
+    """'declared before any run'; 'declared once, after N runs' (a study that reuses runs done before
+    its claims, N of its plan's); or 'amended' with the number of runs done at each change (a
+    declaration the store never recorded: amended now, at the runs done now)."""
+    history = res.declarations
     if len(history) == 1 and same_declaration(history[0], res.spec):
         scope = "" if declared_units(history[0]) is not None else CLAIMS_ALONE
-        if history[0]["runs_done"] == 0:
-            return f"declared before any run (the store's record of it matches{scope}){also}"
+        n = history[0]["runs_done"]
         # a study that reuses another's runs declares once, after them: said, never called amended
-        return (
-            f"declared once, after {history[0]['runs_done']} runs of its plan were done (the store's "
-            f"record of it matches{scope}){also}"
-        )
+        when = "declared before any run" if n == 0 else f"declared once, after {n} runs of its plan were done"
+        return f"{when} (the store's record of it matches{scope})"
     if not history:
-        return f"amended: the store records no declaration; {res.runs_done} runs were done before it{also}"
+        return f"amended: the store records no declaration; {res.runs_done} runs were done before it"
     changes = [f"{h['runs_done']} runs done" for h in history]
     current = same_declaration(history[-1], res.spec)
     done = "" if current else f", and again now (not recorded in the store) with {res.runs_done} runs done"
     first = "declared before any run" if history[0]["runs_done"] == 0 else f"first declared with {changes[0]}"
     later = ", ".join(f"changed with {c}" for c in changes[1:])
-    return f"amended: {first}" + (f", {later}" if later else "") + done + also
+    return f"amended: {first}" + (f", {later}" if later else "") + done
 
 
 def first_units(res: SweepResults) -> dict[str, dict[str, Any]] | None:
