@@ -87,6 +87,15 @@ class Features(Sequence[dict[str, np.ndarray]]):
         return self.columns["input_ids"].lengths()
 
 
+def token_columns(enc: Mapping[str, Any]) -> dict[str, Column]:
+    """A tokenizer's output as the columns every task's features begin with: input_ids, and
+    token_type_ids where the tokenizer makes them (int8: segment ids 0 and 1)."""
+    columns: dict[str, Column] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
+    if "token_type_ids" in enc:
+        columns["token_type_ids"] = Ragged.from_lists(enc["token_type_ids"], dtype=np.int8)
+    return columns
+
+
 # --------------------------------------------------------------------------- the cache
 
 

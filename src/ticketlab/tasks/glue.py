@@ -32,7 +32,7 @@ from transformers import PreTrainedTokenizerBase
 from ..core.errors import DataError
 from ..core.files.inputs import check_regular, read_text
 from ..core.hub import datasets_module
-from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
+from ..data.features import Features, cached, file_digest, token_columns, tokenizer_digest
 from .registry import Column, TaskSpec, get_task, task_file
 
 log = logging.getLogger(__name__)
@@ -247,9 +247,7 @@ def tokenize(examples: Examples, tokenizer: PreTrainedTokenizerBase, max_length:
     """input_ids (+ token_type_ids where the tokenizer makes them) truncated to max_length, and labels."""
     args = (examples.text_a,) if examples.text_b is None else (examples.text_a, examples.text_b)
     enc = tokenizer(*args, truncation=True, max_length=max_length)
-    columns: dict[str, Ragged | np.ndarray] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
-    if "token_type_ids" in enc:
-        columns["token_type_ids"] = Ragged.from_lists(enc["token_type_ids"], dtype=np.int8)
+    columns = token_columns(enc)
     dtype = np.float32 if examples.labels and isinstance(examples.labels[0], float) else np.int64
     columns["labels"] = np.asarray(examples.labels, dtype=dtype)
     return Features(columns)

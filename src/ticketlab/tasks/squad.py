@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerBase
 from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files.inputs import read_json
 from ..core.hub import datasets_module
-from ..data.features import Features, Ragged, cached, file_digest, tokenizer_digest
+from ..data.features import Features, Ragged, cached, file_digest, token_columns, tokenizer_digest
 from .glue import split_file
 from .registry import SquadWindows as Windows
 from .registry import TaskSpec
@@ -271,9 +271,7 @@ def train_features(
             e -= 1
         starts.append(s - 1)
         ends.append(e + 1)
-    columns: dict[str, Ragged | np.ndarray] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
-    if "token_type_ids" in enc:
-        columns["token_type_ids"] = Ragged.from_lists(enc["token_type_ids"], dtype=np.int8)
+    columns = token_columns(enc)
     columns["example_index"] = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
     columns["start_positions"] = np.asarray(starts, dtype=np.int64)
     columns["end_positions"] = np.asarray(ends, dtype=np.int64)
@@ -294,9 +292,7 @@ def eval_features(
         seq = enc["sequence_ids"][w]
         span_start.append([o[0] if s == 1 else -1 for o, s in zip(offsets, seq, strict=True)])
         span_end.append([o[1] if s == 1 else -1 for o, s in zip(offsets, seq, strict=True)])
-    columns: dict[str, Ragged | np.ndarray] = {"input_ids": Ragged.from_lists(enc["input_ids"])}
-    if "token_type_ids" in enc:
-        columns["token_type_ids"] = Ragged.from_lists(enc["token_type_ids"], dtype=np.int8)
+    columns = token_columns(enc)
     columns["example_index"] = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
     columns["char_start"] = Ragged.from_lists(span_start)
     columns["char_end"] = Ragged.from_lists(span_end)
