@@ -201,20 +201,25 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
 # --------------------------------------------------------------------------- the hub fallback (online only)
 
 
-def read_hub(spec: TaskSpec, split: str) -> Examples:
-    """The split from the `datasets` hub (`spec.hub`); used only when no local data dir is given."""
+def hub_split(spec: TaskSpec, split: str, local: str):
+    """A task's split from the `datasets` hub (`spec.hub`): used only when no local data dir is given;
+    offline, from datasets' cache alone, refused at once where it lacks the split. `local` names the
+    files `--data-dir` holds instead, for the refusal."""
     if spec.hub is None or split not in spec.hub_splits:
         raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
-    datasets = datasets_module()  # offline: its cache alone, refused at once where it lacks the split
-
     name, config = spec.hub
     try:
-        ds = datasets.load_dataset(name, config, split=spec.hub_splits[split])
+        return datasets_module().load_dataset(name, config, split=spec.hub_splits[split])
     except Exception as e:  # offline, unknown name, ...: one line the user can act on
-        raise DataError(
-            f"cannot load {name}/{config} from the hub ({str(e).splitlines()[0] if str(e) else e}); "
-            "pass --data-dir with the files in the standard layout"
-        ) from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        where = name + (f"/{config}" if config else "")
+        raise DataError(f"cannot load {where} from the hub ({why}); pass --data-dir with {local}") from None
+
+
+def read_hub(spec: TaskSpec, split: str) -> Examples:
+    """A GLUE-style task's split from the hub (`hub_split`)."""
+    ds = hub_split(spec, split, "the files in the standard layout")
+    name, config = spec.hub
     a, b = spec.hub_columns[0], (spec.hub_columns[1] if len(spec.hub_columns) > 1 else None)
     # Built-in label orders equal the hub's class ids (e.g. MNLI entailment, neutral, contradiction).
     labels = [float(x) for x in ds["label"]] if spec.kind == "regression" else [int(x) for x in ds["label"]]

@@ -25,9 +25,8 @@ from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
 from ..core.files.inputs import read_json
-from ..core.hub import datasets_module
 from ..data.features import Features, Ragged, cached, file_digest, token_columns, tokenizer_digest
-from .glue import split_file
+from .glue import hub_split, split_file
 from .registry import SquadWindows as Windows
 from .registry import TaskSpec
 
@@ -106,20 +105,9 @@ def read_squad(path: str | os.PathLike) -> SquadExamples:
 
 
 def read_hub_squad(spec: TaskSpec, split: str) -> SquadExamples:
-    """SQuAD from the `datasets` hub (online only); used when no local data dir is given."""
-    if spec.hub is None or split not in spec.hub_splits:
-        raise DataError(f"task '{spec.id}' has no hub dataset for split '{split}'; pass --data-dir")
-    datasets = datasets_module()  # offline: its cache alone, refused at once where it lacks the split
-
-    name, config = spec.hub
-    try:
-        ds = datasets.load_dataset(name, config, split=spec.hub_splits[split])
-    except Exception as e:
-        raise DataError(
-            f"cannot load {name} from the hub ({str(e).splitlines()[0] if str(e) else e}); "
-            "pass --data-dir with train-v1.1.json and dev-v1.1.json"
-        ) from None
-    answers = ds["answers"]
+    """SQuAD from the hub (`glue.hub_split`)."""
+    ds = hub_split(spec, split, "train-v1.1.json and dev-v1.1.json")
+    name, answers = spec.hub[0], ds["answers"]
     return SquadExamples(
         [str(x) for x in ds["id"]],
         list(ds["question"]),
