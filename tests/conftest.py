@@ -54,16 +54,16 @@ THREADS = _suite_threads()
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024))
 
 
+# Past 8 workers the suite's longest test (the pages' examples, about 75 s) bounds its time, and
+# each worker holds its own torch and transformers (580 MB at its peak on the GLUE tests alone).
+MAX_WORKERS = 8
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: a worker per free core, at most MAX_WORKERS. Tiny models spend their time in Python,
     so two one-thread workers finish the suite in about half the time of one process with two threads
     (288 s against 541 s on two idle cores)."""
     return min(_free_cores()[0], MAX_WORKERS)
-
-
-# Past 8 workers the suite's longest test (the pages' examples, about 75 s) bounds its time, and
-# each worker holds its own torch and transformers (several hundred MB).
-MAX_WORKERS = 8
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
