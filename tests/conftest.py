@@ -21,6 +21,7 @@ from ticketlab.demo.pipeline import demo_threads, machine_load
 from ticketlab.masks import io as mask_io
 from ticketlab.models.load import quiet_transformers
 from ticketlab.studies.sweep.launchers import usable_cores
+from ticketlab.tasks import registry as task_registry
 
 quiet_transformers()  # no per-load progress bars in test output
 
@@ -140,6 +141,18 @@ def _every_stamp_in_its_own_second(monkeypatch):
     start = datetime(2000, 1, 1, tzinfo=UTC)
     stamp = lambda: (start + timedelta(seconds=next(seconds))).isoformat(timespec="seconds")  # noqa: E731
     monkeypatch.setattr(mask_io, "created_stamp", stamp)
+
+
+@pytest.fixture(autouse=True)
+def _tasks_as_they_were():
+    """The tasks a test registers, in code or by reading a task.json, are forgotten after it: a test
+    never finds another's task under its id, whichever tests ran before it in its worker."""
+    tasks, from_files = dict(task_registry.TASKS), set(task_registry._FROM_FILES)
+    yield
+    task_registry.TASKS.clear()
+    task_registry.TASKS.update(tasks)
+    task_registry._FROM_FILES.clear()
+    task_registry._FROM_FILES.update(from_files)
 
 
 @pytest.fixture(autouse=True, scope="session")

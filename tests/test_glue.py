@@ -144,6 +144,19 @@ def test_missing_column_file_and_dir(tmp_path):
         load_examples(TASKS["stsb"], tmp_path, "train")
 
 
+def test_two_folders_describing_one_task_id_are_each_read_as_they_are(tmp_path):
+    """A task.json is read on every lookup that finds one: a process (a sweep, a report) reading one
+    id from two data folders gets each folder's task, never the one read first."""
+    for folder, labels in (("v1", ["neg", "pos"]), ("v2", ["neg", "mixed", "pos"])):
+        (tmp_path / folder / "reviews").mkdir(parents=True)
+        task = {"id": "reviews", "text_a": "text", "label": "y", "labels": labels}
+        (tmp_path / folder / "reviews" / "task.json").write_text(json.dumps(task))
+    assert get_task("reviews", tmp_path / "v1").labels == ("neg", "pos")
+    assert get_task("reviews", tmp_path / "v2").labels == ("neg", "mixed", "pos")
+    assert get_task("reviews", tmp_path / "v1").num_labels == 2
+    assert get_task("reviews").labels == ("neg", "pos")  # no folder given: the one read last
+
+
 def test_custom_task_in_code_and_in_json(tmp_path, tokenizer):
     spec = register_task(
         TaskSpec(id="toy-sentiment", text_a="text", label="y", labels=("neg", "pos")), overwrite=True

@@ -1,13 +1,14 @@
-"""Adding a method is adding one folder: a package written into `ticketlab/methods/` whose `register`
-module registers it (and no other file edited) is a `ticketlab prune` or `ticketlab search`
+"""Adding a method is adding one folder: a package among `ticketlab/methods/`'s folders whose
+`register` module registers it (and no other file edited) is a `ticketlab prune` or `ticketlab search`
 sub-command (a search method with options of its own), a sweep method that plans and runs, and a
-method the report lists in its colour."""
+method the report lists in its colour. The tests write the folder into a temporary directory added to
+the package's path, never into the source tree: the tests running beside them (pytest's other
+workers) list and import `src/`, and would meet it there."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from ticketlab.studies.report import write_report
 from ticketlab.studies.sweep.methods import method_color, report_order, sweep_methods
 
 NAME = "anti-omp"  # the toy method
-MODULE = "test_made_anti_omp"  # its folder, written by this test and removed after it
+MODULE = "test_made_anti_omp"  # its folder, written by this test into a directory of its own
 TOY = '''"""A toy one-shot method: keep the weights of *smallest* |W| (OMP's opposite)."""
 
 from ticketlab.methods.registry import Method, register_method
@@ -46,30 +47,36 @@ register_method(
 '''
 
 
-def _installed(monkeypatch, name: str, module: str, text: str):
-    """`text` as the `register` module of a new method folder `module` of `ticketlab.methods`,
-    registering `name`; the registry reads the package again, and is as it was after the test."""
-    folder = Path(ticketlab.methods.__path__[0]) / module
-    shutil.rmtree(folder, ignore_errors=True)  # left by a run of this test that was killed
+def _installed(monkeypatch, plugins: Path, name: str, module: str, text: str):
+    """`text` as the `register` module of a new method folder `module` of `ticketlab.methods`, in
+    `plugins` (added to the package's path), registering `name`; the registry reads the package
+    again, and is as it was after the test."""
+    folder = plugins / module
+    monkeypatch.setattr(ticketlab.methods, "__path__", [*ticketlab.methods.__path__, str(plugins)])
     full = f"{registry.FOLDERS}.{module}.{registry.FOLDER_MODULE}"
     monkeypatch.setitem(registry.load(), name, None)  # the registry as it was before: after the test too
     for forgotten in (full, full.rpartition(".")[0]):  # its modules forgotten after the test
         monkeypatch.setitem(sys.modules, forgotten, None)
         del sys.modules[forgotten]
     del registry.load()[name]
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "__init__.py").write_text('"""A method written by a test."""\n')
     (folder / f"{registry.FOLDER_MODULE}.py").write_text(text)
     monkeypatch.setattr(registry, "_loaded", False)  # the registry's next use imports the new module
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
+    return folder
+
+
+def _probe(plugins: Path) -> str:
+    """A fresh interpreter's command line (as a launched worker's) with `plugins` on the methods'
+    path; it prints whether torch was imported."""
+    head = f"import ticketlab.methods; ticketlab.methods.__path__.append({str(plugins)!r})\n"
+    run = "from ticketlab.cli import main; import sys\ntry: main()\n"
+    return head + run + "except SystemExit: print('torch' in sys.modules)"
 
 
 @pytest.fixture()
-def toy_file(monkeypatch):
-    yield from _installed(monkeypatch, NAME, MODULE, TOY)
+def toy_file(monkeypatch, tmp_path):
+    return _installed(monkeypatch, tmp_path / "plugins", NAME, MODULE, TOY)
 
 
 SEARCH_NAME = "toy-search"  # a toy search method: a config of its own, TAMT's search function
@@ -102,17 +109,15 @@ register_method(
 
 
 @pytest.fixture()
-def toy_search_file(monkeypatch):
-    yield from _installed(monkeypatch, SEARCH_NAME, SEARCH_MODULE, TOY_SEARCH)
+def toy_search_file(monkeypatch, tmp_path):
+    return _installed(monkeypatch, tmp_path / "plugins", SEARCH_NAME, SEARCH_MODULE, TOY_SEARCH)
 
 
 def test_a_method_in_one_new_file_is_everywhere(toy_file, tmp_path, tiny_bert_dir, capsys):
     # the command line: a fresh interpreter finds it (as a launched worker does), torch-free
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src), "COLUMNS": "200"}  # lines argparse does not wrap
-    probe = "from ticketlab.cli import main; import sys\ntry: main()\n"
-    probe += "except SystemExit: print('torch' in sys.modules)"
-    argv = [sys.executable, "-c", probe, "prune", "--help"]
+    argv = [sys.executable, "-c", _probe(toy_file.parent), "prune", "--help"]
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (
@@ -155,8 +160,7 @@ def test_a_search_method_in_one_new_file_is_everywhere(toy_search_file, tmp_path
     # `ticketlab search --help` lists it and its sub-command has its own option, torch-free
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": str(src), "COLUMNS": "200"}
-    probe = "from ticketlab.cli import main; import sys\ntry: main()\n"
-    probe += "except SystemExit: print('torch' in sys.modules)"
+    probe = _probe(toy_search_file.parent)
     listed = subprocess.run(
         [sys.executable, "-c", probe, "search", "--help"], env=env, capture_output=True, text=True
     )

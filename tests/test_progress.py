@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ticketlab
-from ticketlab.core.progress import QUIET_INTERVAL_S, progress_bar
+from ticketlab.core.progress import QUIET_INTERVAL_S, logs_to, progress_bar
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ticketlab"
 
@@ -61,3 +61,18 @@ def test_search_reports_dev_evaluations_on_the_console(tiny_bert_dir, tmp_path, 
     lines = [r.getMessage() for r in caplog.records if " dev: " in r.getMessage()]
     assert [line.split(" dev: ")[0] for line in lines] == ["search tamt step 2/4", "search tamt step 4/4"]
     assert all("mlm_loss " in line and "\n" not in line for line in lines)
+
+
+def test_a_logger_is_as_it_was_after_the_block_that_set_it():
+    """`logs_to` sets a logger's level (and a handler, alone without propagation) for its block, and
+    leaves it as it was after, also when the block fails: the CLI's `main` run inside a program (a
+    notebook, a test) leaves that program's logging as it found it."""
+    logger, out = logging.getLogger("ticketlab.test-logs-to"), io.StringIO()
+    logger.setLevel(logging.ERROR)
+    handler = logging.StreamHandler(out)
+    with pytest.raises(RuntimeError), logs_to(logger.name, logging.INFO, handler, propagate=False):
+        assert logger.getEffectiveLevel() == logging.INFO and not logger.propagate
+        logger.info("a note")
+        raise RuntimeError
+    assert out.getvalue() == "a note\n"
+    assert (logger.level, logger.propagate, logger.handlers) == (logging.ERROR, True, [])

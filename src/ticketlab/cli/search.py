@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 import ticketlab as tl
 
 from ..core.files.atomic import to_json
+from ..core.progress import logs_to
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (
@@ -192,9 +193,9 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("ticketlab").setLevel(logging.INFO)  # the library's notes and corpus summary
     started = time.perf_counter()
-    result = tl.search(search_config(args))
+    with logs_to("ticketlab", logging.INFO):  # the library's notes and corpus summary
+        result = tl.search(search_config(args))
     if result.main_process:
         _report(result, time.perf_counter() - started)
     return 0

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from .. import studies
 from ..core.errors import ConfigError
+from ..core.progress import logs_to
 from ..studies.super_config import PROGRESS, SuperConfig
 from . import finetune as finetune_cli
 from .common import add_config_arguments, config_from_args
@@ -97,14 +98,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     # a line per row as it starts and finishes, on stdout as a sweep prints them (stderr keeps an
     # error to its one line)
-    lines, handler = logging.getLogger(PROGRESS), logging.StreamHandler(sys.stdout)
-    lines.setLevel(logging.INFO)
-    lines.propagate = False
-    lines.addHandler(handler)
-    try:
+    with logs_to(PROGRESS, logging.INFO, logging.StreamHandler(sys.stdout), propagate=False):
         config = super_config(args)
         result = studies.run_super(config, args.out)
-    finally:
-        lines.removeHandler(handler)
     (print_importance if config.importance_only else print_result)(result)
     return 0

@@ -56,3 +56,25 @@ def logs_above_bars() -> Iterator[None]:
     )
     with logging_redirect_tqdm(loggers=[root], tqdm_class=tqdm) if console else contextlib.nullcontext():
         yield
+
+
+@contextlib.contextmanager
+def logs_to(
+    name: str, level: int, handler: logging.Handler | None = None, *, propagate: bool = True
+) -> Iterator[None]:
+    """Logger `name`'s records at `level` and above for the block, also to `handler` where given
+    (to it alone with `propagate=False`), and the logger as it was after it: the CLI's `main` and a
+    sweep's runs also run inside other programs (a notebook, the tests), whose logging is theirs."""
+    logger = logging.getLogger(name)
+    before = logger.level, logger.propagate
+    logger.setLevel(level)
+    logger.propagate = propagate
+    if handler is not None:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]

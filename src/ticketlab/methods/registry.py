@@ -155,14 +155,14 @@ def load() -> dict[str, Method]:
 
 
 def method_modules() -> list[str]:
-    """The modules that register the built-in methods: the `register` module of every method folder
-    (`methods/tamt/register.py`), in the order of the folders' names."""
-    here = Path(__file__).parent
-    folders = sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name)
+    """The modules that register the methods: the `register` module of every method folder
+    (`methods/tamt/register.py`) on the package's path, in the order of the folders' names. A folder
+    of a directory added to `ticketlab.methods.__path__` counts as one of `methods/`."""
+    folders = sorted(pkgutil.iter_modules(importlib.import_module(FOLDERS).__path__), key=lambda i: i.name)
     return [
         f"{FOLDERS}.{info.name}.{FOLDER_MODULE}"
         for info in folders
-        if info.ispkg and (here / info.name / f"{FOLDER_MODULE}.py").is_file()
+        if info.ispkg and (Path(info.module_finder.path) / info.name / f"{FOLDER_MODULE}.py").is_file()
     ]
 
 

@@ -271,10 +271,13 @@ def task_file(task: str, data_dir: str | os.PathLike | None = None) -> Path | No
 
 
 def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
-    """A spec by id (registry, then `task.json` in the data dir) or by the path of a task.json."""
+    """A spec by id (built in or registered in code, then `task.json` in the data dir) or by the path
+    of a task.json. A task.json is read on every call that finds one: two data folders may describe
+    one id differently, and each run reads its own (a task read from a file before, where none is
+    found now, is the one read last)."""
     if isinstance(task, TaskSpec):
         return task
-    if task in TASKS:
+    if task in TASKS and task not in _FROM_FILES:
         return TASKS[task]
     other = None  # a task.json found that describes another task: the refusal names it
     for path, must_match in _task_files(task, data_dir):
@@ -283,6 +286,8 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
             if not must_match or spec.id == task:
                 return _register_file(spec, path)
             other = f"{path} describes task {spec.id!r}, not {task!r}"
+    if task in TASKS:
+        return TASKS[task]
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
     if other is not None:

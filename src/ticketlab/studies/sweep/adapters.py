@@ -19,6 +19,7 @@ from typing import Any
 
 from ...core.checks import not_result
 from ...core.files.owned import open_append
+from ...core.progress import logs_to
 from ...verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
 from ...verbs.finetune import FinetuneConfig, finetune
 
@@ -162,17 +163,8 @@ def logged(log_path: Path, what: str) -> Iterator[None]:
     """Append a library call's messages (the `ticketlab` logger, stdout, and stderr when it is not a
     terminal: progress bars) to `log_path`; its errors propagate (the sweep records them)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger("ticketlab")
     with open_append(log_path) as f, contextlib.redirect_stdout(f):
-        handler = logging.StreamHandler(f)
-        level = logger.level
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
         quiet = contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(f)
-        try:
-            with quiet:
-                print(f"# {what}", flush=True)
-                yield
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+        with quiet, logs_to("ticketlab", logging.INFO, logging.StreamHandler(f)):
+            print(f"# {what}", flush=True)
+            yield
