@@ -10,6 +10,7 @@ import functools
 import itertools
 import os
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -153,6 +154,16 @@ def _tasks_as_they_were():
     task_registry.TASKS.update(tasks)
     task_registry._FROM_FILES.clear()
     task_registry._FROM_FILES.update(from_files)
+
+
+@pytest.fixture(autouse=True)
+def _accelerate_as_in_a_new_process():
+    """accelerate's per-process state is forgotten after each test: on a machine with a GPU a test's
+    `Accelerator(cpu=True)` is refused after another test in its worker made one on the GPU, and
+    which tests share a worker changes from run to run."""
+    yield
+    if (state := sys.modules.get("accelerate.state")) is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
