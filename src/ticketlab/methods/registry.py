@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,8 @@ def method_modules() -> list[str]:
     """The modules that register the methods: the `register` module of every method folder
     (`methods/tamt/register.py`) on the package's path, in the order of the folders' names. A folder
     of a directory added to `ticketlab.methods.__path__` counts as one of `methods/`."""
-    folders = sorted(pkgutil.iter_modules(importlib.import_module(FOLDERS).__path__), key=lambda i: i.name)
+    package = sys.modules[FOLDERS]  # imported before this module, its child
+    folders = sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)
     return [
         f"{FOLDERS}.{info.name}.{FOLDER_MODULE}"
         for info in folders
