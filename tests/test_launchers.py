@@ -31,7 +31,8 @@ from ticketlab.studies import Store, expand, load_spec, run_sweep
 from ticketlab.studies.sweep import launched as launched_module
 from ticketlab.studies.sweep import runner as runner_module
 from ticketlab.studies.sweep.jobs import MethodSpec
-from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, resources, usable_cores
+from ticketlab.studies.sweep.launchers import Handle, Outcome, SubmititLauncher, usable_cores
+from ticketlab.studies.sweep.resources import resources
 from ticketlab.studies.sweep.runner import sweep_status
 
 TESTS = Path(__file__).resolve().parent
@@ -317,7 +318,7 @@ def test_cli_dry_run_shows_the_resources_and_status_the_runs(tmp_path, tiny_bert
     assert "'gpus_per_node': 1, 'cpus_per_task': 8, 'mem': '32GB'" in printed  # the search's
     assert not out.exists()  # a dry run writes nothing: no directory, no store
     assert main(["sweep", "--status", str(out)]) == 2
-    assert "no sweep here" in capsys.readouterr().err
+    assert "not a sweep directory" in capsys.readouterr().err
     spec = load_spec(tmp_path / "spec.yaml")
     n = len(expand(spec))
     claim_dir(out, kind="sweep")  # what a sweep makes: a marked directory with its store

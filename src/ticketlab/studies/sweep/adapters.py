@@ -21,7 +21,7 @@ from ...core.checks import not_result
 from ...core.files.owned import open_append
 from ...core.progress import logs_to
 from ...verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
-from ...verbs.finetune import FinetuneConfig, finetune
+from ...verbs.finetune_config import FinetuneConfig
 
 
 @dataclass
@@ -120,6 +120,8 @@ def finetune_config(job: FinetuneJob):
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     """One run of `ticketlab.verbs.finetune.finetune` (resumable: an interrupted run continues from its
     checkpoint in `job.out_dir`, a finished one returns its saved result)."""
+    from ...verbs.finetune import finetune  # lazy: a spec is read, and refused, before torch loads
+
     r = finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
         metric=r.metric,

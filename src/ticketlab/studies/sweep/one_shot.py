@@ -10,7 +10,6 @@ from typing import Any
 from ...core.checks import documented, from_options, option_name
 from ...methods import registry as library
 from ...methods.registry import Method
-from ...models.load import shared_base_model
 from ...verbs.prune import PruneConfig, prune
 from .jobs import MethodSpec, SearchFn, SearchJob, SearchOutput
 
@@ -48,6 +47,8 @@ def prune_config(job: SearchJob):
 
 def one_shot_search(job: SearchJob) -> SearchOutput:
     """A one-shot method's mask (`ticketlab.prune`) into the job's mask directory."""
+    from ...models.load import shared_base_model  # lazy: a spec is read, and refused, before torch loads
+
     config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=shared_base_model(job.model)).time_s)
 

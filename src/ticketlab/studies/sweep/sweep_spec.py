@@ -21,9 +21,9 @@ from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
 from .declared import Claim, Endpoint, check_claims
 from .jobs import MethodSpec
-from .launchers import resources
 from .methods import VARIANT, base_method, sweep_methods
 from .planned_configs import PlannedConfigs
+from .resources import resources
 from .spec_grid import GRID_KEYS, SpecGrid
 from .trained import sweep_imp
 
@@ -126,7 +126,7 @@ class SweepSpec(PlannedConfigs, SpecGrid):
     data_curve: DataCurve | None = None
     name: str = "sweep"
     output: str | None = None  # default sweep directory (absolute)
-    # What a launched run asks for, per run kind (launchers.resources); not part of any run's identity.
+    # What a launched run asks for, per run kind (resources.resources); not part of any run's identity.
     resources: dict[str, Any] | None = None
     # Named averages over tasks and the study's declared confirmatory claims (`declared.py`): not part
     # of any run's identity; the store records each declaration (`declared.record_declaration`).

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...core.checks import documented, from_options, not_result, option_name
-from ...masks import load_mask
 from ...methods import registry as library
 from ...methods.registry import Method, Preset
 from ...verbs.search import SearchConfig, search
@@ -38,6 +37,8 @@ NOT_SWEPT = frozenset({"rewind_to", "head_lr"})
 
 def _search_output(job: SearchJob) -> SearchOutput:
     """Cost, final dev losses and masks along the way, read back from the search's mask files."""
+    from ...masks import load_mask  # lazy: a spec is read, and refused, before torch loads
+
     search = load_mask(job.mask_dir)[1].search
     intermediate = []
     for step in job.save_at:
