@@ -154,3 +154,33 @@ def test_torch_free_settings_import_no_heavy_package():
     `pretrain --help` and `demo --help` read (and only there: no module re-exports them)."""
     assert loaded_after("import ticketlab.lm.pretrain_config, ticketlab.demo.config") == set()
     assert loaded_after("import ticketlab.data.tokenizer_kinds") == set()
+
+
+# A mistyped path, refused by a verb before torch is imported: the user reads the line at once.
+MISTYPED = [
+    line.split()
+    for line in (
+        "sweep nowhere/spec.yaml --out nowhere/sweep",
+        "report nowhere/sweep",
+        "prune omp --model ./nowhere/model --sparsity 0.5 --out nowhere/mask",
+        "search tamt --model ./nowhere/model --sparsity 0.5 --out nowhere/m --corpus c.txt",
+        "finetune --model ./nowhere/model --task sst2 --out nowhere/ft",
+        "evaluate-pretrain --model ./nowhere/model --corpus c.txt",
+        "compact --model c.txt --mask m --out nowhere/c",  # a file, not a model directory
+    )
+]
+
+
+@pytest.mark.parametrize("argv", MISTYPED, ids=lambda a: a[0])
+def test_a_mistyped_path_is_refused_before_torch_loads(argv, tmp_path, monkeypatch):
+    """The refusal is the one line (exit 2) naming the path, and no heavy package was imported for it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("a line of text\n")
+    code = "from ticketlab.cli import main; sys.exit(main())"
+    assert loaded_after(code, *argv) == set(), argv
+    r = subprocess.run([sys.executable, "-m", "ticketlab", *argv], capture_output=True, text=True)
+    assert (
+        r.returncode == 2
+        and ("nowhere/" in r.stderr or "c.txt" in r.stderr)
+        and len(r.stderr.strip().splitlines()) == 1
+    ), r.stderr

@@ -22,6 +22,7 @@ from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
 from ..methods.registry import methods
+from ..models.source import check_source
 from .common import HelpFormatter, Parser, finite_floats, option_of
 
 
@@ -91,6 +92,9 @@ _TABLE = {
         "run the whole pipeline offline on a synthetic language and print the report's main table",
     ),
 }
+# The options that name a model (a local directory or a hub id): every verb's `--model`, export's `--base`.
+MODEL_OPTIONS = ("model", "base")
+
 VERBS = {name: Verb(name, help, module) for name, (module, help) in _TABLE.items()}
 
 
@@ -144,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for value in argv:  # a name or path given here reaches the terminal, logs and reports
             printable(value, "command-line argument")
+        for option in MODEL_OPTIONS:  # a mistyped path: refused now, not after the verb imports torch
+            if getattr(args, option, None) is not None:
+                check_source(getattr(args, option))
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds
         print(one_line(f"ticketlab {args.verb}: error: {_as_typed(e, parser)}"), file=sys.stderr)

@@ -43,7 +43,7 @@ from ..core.files.atomic import atomic_write_bytes, atomic_write_csv, atomic_wri
 from ..core.outputs import atomic_dir
 from ..methods.super_tickets.importance import Importance
 from .report.figure_kit import plain_text
-from .store import DB_NAME, Store
+from .store import Store, store_in
 
 KIND = "ticket importance"  # the output kind (`core.outputs.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"
@@ -84,10 +84,7 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     where: dict[tuple[str, int], Path] = {}
     for study in studies:
         root = Path(study)
-        if not (root / DB_NAME).is_file():
-            raise TicketlabError(
-                f"{root}: no {DB_NAME}; give a super-ticket study directory (ticketlab super)"
-            )
+        store_in(root, made_by="ticketlab super")  # a super-ticket study's directory
         with Store(root, readonly=True) as store:
             records = store.runs(kind="finetune", status="done")
         n_before = sum(len(t.runs) for t in found.values())

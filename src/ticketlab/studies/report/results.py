@@ -33,7 +33,7 @@ from ...tasks.glue import load_examples
 from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
-from ..store import DB_NAME, RunRecord, Store
+from ..store import RunRecord, Store, store_in
 from ..sweep.declaration import study_declarations
 from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order
@@ -190,10 +190,7 @@ def load_results(
     instead of the last one (a sweep run in stages, each a smaller spec). `analyses`: what recipes add
     to the report (`analyses.py`); None: those the spec names under `recipes`."""
     sweep_dir = Path(sweep_dir).resolve()
-    if not (sweep_dir / DB_NAME).is_file():
-        raise TicketlabError(
-            f"{sweep_dir}: not a sweep directory (no {DB_NAME}; run `ticketlab sweep` first)"
-        )
+    store_in(sweep_dir)
     with Store(sweep_dir, readonly=True) as store:  # a report changes nothing in the store
         records = _usable(store.runs(), store.path)
         spec = store.get_meta("spec", {}) or {}

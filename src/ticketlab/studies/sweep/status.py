@@ -17,7 +17,7 @@ from ...core.errors import TicketlabError
 from ...core.files.inputs import read_json, read_tail
 from ..records import KINDS, STALE_AFTER, owner_gone
 from ..run_ids import run_dirname
-from ..store import DB_NAME, Store
+from ..store import Store, store_in
 
 
 @dataclass
@@ -38,8 +38,7 @@ def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
     """What `ticketlab sweep --status DIR` prints: counts per run kind and status, then the running
     and failed runs with their job ids and logs, and the next queued ones."""
     path = Path(sweep_dir)
-    if not (path / DB_NAME).is_file():
-        raise TicketlabError(f"{path}: no sweep here (no {DB_NAME})")
+    store_in(path)
     with Store(path, readonly=True) as store:
         runs = store.runs()
         plan = store.get_meta("plan")
