@@ -25,6 +25,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -34,6 +35,9 @@ from ..core.files.inputs import check_regular, read_text
 from ..core.hub import datasets_module
 from ..data.features import Features, cached, file_digest, token_columns, tokenizer_digest
 from .registry import Column, TaskSpec, get_task, task_file
+
+if TYPE_CHECKING:
+    from datasets import Dataset  # imported where the hub is read (`core.hub.datasets_module`)
 
 log = logging.getLogger(__name__)
 MAX_MALFORMED = 0.5  # fraction of malformed rows above which a file is rejected outright
@@ -201,7 +205,7 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
 # --------------------------------------------------------------------------- the hub fallback (online only)
 
 
-def hub_split(spec: TaskSpec, split: str, local: str):
+def hub_split(spec: TaskSpec, split: str, local: str) -> Dataset:
     """A task's split from the `datasets` hub (`spec.hub`): used only when no local data dir is given;
     offline, from datasets' cache alone, refused at once where it lacks the split. `local` names the
     files `--data-dir` holds instead, for the refusal."""

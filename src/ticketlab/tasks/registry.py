@@ -264,10 +264,21 @@ def task_file(task: str, data_dir: str | os.PathLike | None = None) -> Path | No
     registered in code, or no such file."""
     if task in TASKS and task not in _FROM_FILES:
         return None
+    found = _described(task, data_dir)
+    return found[0] if isinstance(found, tuple) else None
+
+
+def _described(task: str, data_dir: str | os.PathLike | None) -> tuple[Path, TaskSpec] | str | None:
+    """The first task.json that describes `task`, with its spec; else the last one found that
+    describes another task, in words (a refusal names it); else None."""
+    other = None
     for path, must_match in _task_files(task, data_dir):
-        if path.is_file() and (not must_match or read_task_file(path).id == task):
-            return path
-    return None
+        if path.is_file():
+            spec = read_task_file(path)
+            if not must_match or spec.id == task:
+                return path, spec
+            other = f"{path} describes task {spec.id!r}, not {task!r}"
+    return other
 
 
 def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
@@ -279,19 +290,15 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
         return task
     if task in TASKS and task not in _FROM_FILES:
         return TASKS[task]
-    other = None  # a task.json found that describes another task: the refusal names it
-    for path, must_match in _task_files(task, data_dir):
-        if path.is_file():
-            spec = read_task_file(path)
-            if not must_match or spec.id == task:
-                return _register_file(spec, path)
-            other = f"{path} describes task {spec.id!r}, not {task!r}"
+    found = _described(task, data_dir)
+    if isinstance(found, tuple):
+        return _register_file(found[1], found[0])
     if task in TASKS:
         return TASKS[task]
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
-    if other is not None:
-        raise TicketlabError(f"{other}: give its id as the task, or the file this id")
+    if found is not None:
+        raise TicketlabError(f"{found}: give its id as the task, or the file this id")
     raise TicketlabError(
         f"unknown task '{task}': choose one of {', '.join(sorted(TASKS))}, register one in code, "
         f"or put a {TASK_FILE} in its data folder"
