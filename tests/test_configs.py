@@ -417,6 +417,7 @@ def test_evaluate_pretrain_full_without_a_model_is_refused_in_one_line(tmp_path,
     same one): refused when the config is built, not a TypeError once the work has begun."""
     with pytest.raises(TicketlabError, match="full: give the full model to evaluate") as info:
         ticketlab.PretrainEvalConfig(corpus=["c.txt"], masks=["k"], full=True)
+    (tmp_path / "k").mkdir()  # a mask directory there: a missing one is refused before the config
     argv = ["evaluate-pretrain", "--full", "--mask", str(tmp_path / "k"), "--corpus", "c.txt"]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == f"ticketlab evaluate-pretrain: error: {info.value}"

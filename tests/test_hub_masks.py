@@ -11,7 +11,7 @@ import pytest
 from conftest import run
 from ticketlab.core.errors import MaskFileError
 from ticketlab.masks import load_mask, push_mask
-from ticketlab.masks.hub import split_hub_name
+from ticketlab.masks.names import split_hub_name
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

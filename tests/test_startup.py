@@ -167,6 +167,9 @@ MISTYPED = [
         "finetune --model ./nowhere/model --task sst2 --out nowhere/ft",
         "evaluate-pretrain --model ./nowhere/model --corpus c.txt",
         "compact --model c.txt --mask m --out nowhere/c",  # a file, not a model directory
+        "info ./nowhere/mask",
+        "export --model model --mask ./nowhere/mask --out o",  # a model, a mistyped mask
+        "evaluate-pretrain --mask ./nowhere/a ./nowhere/b --corpus c.txt",
     )
 ]
 
@@ -176,6 +179,8 @@ def test_a_mistyped_path_is_refused_before_torch_loads(argv, tmp_path, monkeypat
     """The refusal is the one line (exit 2) naming the path, and no heavy package was imported for it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.txt").write_text("a line of text\n")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
     code = "from ticketlab.cli import main; sys.exit(main())"
     assert loaded_after(code, *argv) == set(), argv
     r = subprocess.run([sys.executable, "-m", "ticketlab", *argv], capture_output=True, text=True)

@@ -513,7 +513,8 @@ def test_a_timed_batch_or_device_compact_cannot_use_is_refused_first(
     """`compact --time` allocated the timed batch whole (a traceback past the memory) and took any
     device name torch parses (one holding no data failed late in a traceback). One line, before
     anything is read or made."""
-    argv = ["compact", "--model", tiny_bert_dir, "--mask", tmp_path / "no-ticket", "--time", *flags]
+    (tmp_path / "ticket").mkdir()  # empty: the config's refusal comes before the ticket is read
+    argv = ["compact", "--model", tiny_bert_dir, "--mask", tmp_path / "ticket", "--time", *flags]
     line = error_line(capsys, *argv, "--out", tmp_path / "c")
     assert said in line and not (tmp_path / "c").exists()
 

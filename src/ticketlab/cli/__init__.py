@@ -21,6 +21,7 @@ from .. import __version__
 from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
+from ..masks.names import check_mask_source
 from ..methods.registry import methods
 from ..models.source import check_source
 from .common import HelpFormatter, Parser, finite_floats, option_of
@@ -92,7 +93,8 @@ _TABLE = {
         "run the whole pipeline offline on a synthetic language and print the report's main table",
     ),
 }
-# The options that name a model (a local directory or a hub id): every verb's `--model`, export's `--base`.
+# The options that name a model (a local directory or a hub id): every verb's `--model`, export's
+# `--base`; and every verb's mask (`--mask`, `info MASK_DIR`), checked as a mask (`_check_sources`).
 MODEL_OPTIONS = ("model", "base")
 
 VERBS = {name: Verb(name, help, module) for name, (module, help) in _TABLE.items()}
@@ -148,9 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for value in argv:  # a name or path given here reaches the terminal, logs and reports
             printable(value, "command-line argument")
-        for option in MODEL_OPTIONS:  # a mistyped path: refused now, not after the verb imports torch
-            if getattr(args, option, None) is not None:
-                check_source(getattr(args, option))
+        _check_sources(args)
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds
         print(one_line(f"ticketlab {args.verb}: error: {_as_typed(e, parser)}"), file=sys.stderr)
@@ -169,6 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+def _check_sources(args: argparse.Namespace) -> None:
+    """A mistyped model or mask path, refused before the verb runs: its module imports torch first,
+    which takes seconds. A hub id passes, to be fetched (or refused) where it is read."""
+    for option in MODEL_OPTIONS:
+        if getattr(args, option, None) is not None:
+            check_source(getattr(args, option))
+    masks = getattr(args, "mask", None)  # MASK_DIR, or several (`evaluate-pretrain --mask A B`)
+    for mask in masks if isinstance(masks, list) else [masks] if masks is not None else []:
+        check_mask_source(mask)
 
 
 def _as_typed(e: TicketlabError, parser: argparse.ArgumentParser) -> str:

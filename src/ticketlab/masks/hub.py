@@ -21,15 +21,7 @@ from huggingface_hub import snapshot_download
 
 from ..core.errors import MaskFileError
 from ..core.hub import cache_only
-
-
-def split_hub_name(name: str) -> tuple[str, str | None, str | None]:
-    """(repo id, subfolder or None, revision or None) of `org/repo[/sub/folder][@revision]`."""
-    name, _, revision = name.partition("@")
-    parts = [p for p in name.split("/") if p]
-    if len(parts) < 2 or any(p in (".", "..") for p in parts):
-        raise MaskFileError(f"{name}: not a hub mask (org/repo, or org/repo/sub/folder)")
-    return "/".join(parts[:2]), "/".join(parts[2:]) or None, revision or None
+from .names import looks_local, split_hub_name
 
 
 def hub_error(e: Exception) -> str:
@@ -38,18 +30,10 @@ def hub_error(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def _looks_local(name: str) -> bool:
-    """A name meant as a local path: explicit (./, /, ~, a backslash), one component, or `dir/...`
-    whose first component is a local directory (a typo'd path, not a hub id)."""
-    if name.startswith((".", "/", "~")) or "\\" in name or "/" not in name:
-        return True
-    return Path(name.split("/", 1)[0]).is_dir()
-
-
 def mask_dir(name: str | os.PathLike) -> Path:
     """The local directory of a mask argument: itself, or the hub mask it names, fetched (cached)."""
     path = Path(name).expanduser()
-    if path.exists() or _looks_local(str(name)):
+    if path.exists() or looks_local(str(name)):
         return path
     repo, sub, revision = split_hub_name(str(name))
     try:

@@ -15,8 +15,9 @@ import huggingface_hub
 
 from ..core.errors import TicketlabError
 from .card import CARD, model_card
-from .hub import hub_error, split_hub_name
+from .hub import hub_error
 from .io import load_mask
+from .names import split_hub_name
 
 
 def push_mask(
