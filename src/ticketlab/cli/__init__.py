@@ -93,8 +93,8 @@ _TABLE = {
         "run the whole pipeline offline on a synthetic language and print the report's main table",
     ),
 }
-# The options that name a model (a local directory or a hub id): every verb's `--model`, export's
-# `--base`; and every verb's mask (`--mask`, `info MASK_DIR`), checked as a mask (`_check_sources`).
+# The options that name a model (a local directory or a hub id), checked before the verb runs
+# (`_check_sources`, which checks a verb's mask too): every verb's `--model`, export's `--base`.
 MODEL_OPTIONS = ("model", "base")
 
 VERBS = {name: Verb(name, help, module) for name, (module, help) in _TABLE.items()}

@@ -84,7 +84,7 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     where: dict[tuple[str, int], Path] = {}
     for study in studies:
         root = Path(study)
-        store_in(root, made_by="ticketlab super")  # a super-ticket study's directory
+        store_in(root, what="super-ticket study directory", made_by="ticketlab super")
         with Store(root, readonly=True) as store:
             records = store.runs(kind="finetune", status="done")
         n_before = sum(len(t.runs) for t in found.values())

@@ -49,12 +49,14 @@ __all__ = [
 DB_NAME = "results.sqlite"
 
 
-def store_in(directory: str | os.PathLike, made_by: str = "ticketlab sweep") -> Path:
-    """The results store a sweep (or a study `made_by`) wrote into `directory`, or one line saying
-    there is none. Light: `ticketlab report` refuses a mistyped directory with it before its imports."""
+def store_in(
+    directory: str | os.PathLike, what: str = "sweep directory", made_by: str = "ticketlab sweep"
+) -> Path:
+    """The results store that `made_by` wrote into `directory`, or one line saying there is none.
+    Light: `ticketlab report` refuses a mistyped directory with it before its imports."""
     path = Path(directory)
     if not (path / DB_NAME).is_file():
-        raise TicketlabError(f"{path}: not a sweep directory (no {DB_NAME}; run `{made_by}` first)")
+        raise TicketlabError(f"{path}: not a {what} (no {DB_NAME}; run `{made_by}` first)")
     return path / DB_NAME
 
 
