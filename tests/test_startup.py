@@ -162,6 +162,7 @@ MISTYPED = [
     for line in (
         "sweep nowhere/spec.yaml --out nowhere/sweep",
         "report nowhere/sweep",
+        "report sweep --spec nowhere/spec.yaml",  # a sweep directory, a mistyped spec
         "prune omp --model ./nowhere/model --sparsity 0.5 --out nowhere/mask",
         "search tamt --model ./nowhere/model --sparsity 0.5 --out nowhere/m --corpus c.txt",
         "finetune --model ./nowhere/model --task sst2 --out nowhere/ft",
@@ -181,6 +182,8 @@ def test_a_mistyped_path_is_refused_before_torch_loads(argv, tmp_path, monkeypat
     (tmp_path / "c.txt").write_text("a line of text\n")
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "results.sqlite").write_bytes(b"")
     code = "from ticketlab.cli import main; sys.exit(main())"
     assert loaded_after(code, *argv) == set(), argv
     r = subprocess.run([sys.executable, "-m", "ticketlab", *argv], capture_output=True, text=True)
