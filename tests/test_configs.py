@@ -289,7 +289,7 @@ def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_
     """`search tamt --alpha 1e308` overflowed mid-search, `pretrain --time-budget 1e308` too: the
     configs state ceilings (α, φ, weight decay, epochs, durations), refused in one line before
     anything is written."""
-    (tmp_path / "m").mkdir()  # a model directory (the verb refuses a missing one before its options)
+    (tmp_path / "m").mkdir()  # a model directory (a missing one is refused before the config is built)
     (tmp_path / "m" / "config.json").write_text("{}")
     base = ["search", "tamt", "--model", tmp_path / "m", "--sparsity", "0.5", "--steps", "3"]
     for flag, named in (

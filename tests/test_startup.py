@@ -3,6 +3,7 @@ which heavy packages a fresh interpreter has loaded is what decides the time).""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import pkgutil
@@ -171,6 +172,10 @@ MISTYPED = [
         "info ./nowhere/mask",
         "export --model model --mask ./nowhere/mask --out o",  # a model, a mistyped mask
         "evaluate-pretrain --mask ./nowhere/a ./nowhere/b --corpus c.txt",
+        "mtl --model model --tasks sst2 cola --tickets ./nowhere/a ./nowhere/b --out o",
+        "importance ./nowhere/study --out o",
+        "adapt ./nowhere/study --task sst2 --out o",
+        "sweep --status ./nowhere/sweep",
     )
 ]
 
@@ -192,3 +197,48 @@ def test_a_mistyped_path_is_refused_before_torch_loads(argv, tmp_path, monkeypat
         and ("nowhere/" in r.stderr or "c.txt" in r.stderr)
         and len(r.stderr.strip().splitlines()) == 1
     ), r.stderr
+
+
+# The metavar of each kind of input `cli.INPUTS` checks by name.
+KINDS = {
+    "model": {"PATH_OR_ID"},
+    "base": {"PATH_OR_ID"},
+    "mask": {"MASK_DIR", "TICKET_DIR"},
+    "tickets": {"TICKET"},
+    "study": {"STUDY"},
+    "studies": {"STUDY"},
+    "sweep_dir": {"SWEEP_DIR"},
+    "status": {"DIR"},
+}
+
+
+def _actions(parser, verb=""):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, f"{verb} {name}".strip())
+        else:
+            yield verb, action
+
+
+def test_every_argument_checked_by_its_name_is_an_input_of_that_kind():
+    """`cli.INPUTS` checks a verb's argument by its name alone: one of those names given to an output
+    or to another kind of input (a new verb's `--mask OUT`) would be refused as a missing input."""
+    from ticketlab.cli import INPUTS, build_parser
+
+    assert set(KINDS) == set(INPUTS)
+    named = [(verb, a) for verb, a in _actions(build_parser()) if a.dest in INPUTS]
+    assert len(named) >= 20  # every verb's --model and mask, and the studies' directories
+    wrong = [(verb, a.dest, a.metavar) for verb, a in named if a.metavar not in KINDS[a.dest]]
+    assert not wrong, wrong
+
+
+def test_super_refuses_a_mask_before_looking_for_it(capsys):
+    """`super` takes finetune's options but no mask: the option is refused as it is parsed, whatever
+    the path, and left out of the help."""
+    with pytest.raises(SystemExit) as e:
+        main(["super", "--model", "m", "--mask", "./nowhere", "--task", "sst2", "--out", "o"])
+    assert e.value.code == 2 and "--mask: super tickets start from the full model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["super", "--help"])
+    assert "--mask MASK_DIR" not in capsys.readouterr().out

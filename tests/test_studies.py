@@ -398,6 +398,7 @@ def test_adapt_refuses_a_study_without_a_super_ticket(tmp_path, capsys):
     study = tmp_path / "study"
     study.mkdir()
     (study / "super.json").write_text('{"picks": []}')
+    (study / "results.sqlite").write_bytes(b"")  # a study's store, from its first run
     assert main(["adapt", str(study), "--task", "sst2", "--out", str(tmp_path / "out")]) == 2
     assert "no super ticket yet" in capsys.readouterr().err and not (tmp_path / "out").exists()
 

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -24,6 +24,7 @@ from ..core.memory import keep_freed_memory
 from ..masks.names import check_mask_source
 from ..methods.registry import methods
 from ..models.source import check_source
+from ..studies.store import store_in
 from .common import HelpFormatter, Parser, finite_floats, option_of
 
 
@@ -93,10 +94,6 @@ _TABLE = {
         "run the whole pipeline offline on a synthetic language and print the report's main table",
     ),
 }
-# The options that name a model (a local directory or a hub id), checked before the verb runs
-# (`_check_sources`, which checks a verb's mask too): every verb's `--model`, export's `--base`.
-MODEL_OPTIONS = ("model", "base")
-
 VERBS = {name: Verb(name, help, module) for name, (module, help) in _TABLE.items()}
 
 
@@ -150,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for value in argv:  # a name or path given here reaches the terminal, logs and reports
             printable(value, "command-line argument")
-        _check_sources(args)
+        _check_inputs(args)
         return int(args._run(args) or 0)
     except TicketlabError as e:  # one line, whatever a name quoted in it holds
         print(one_line(f"ticketlab {args.verb}: error: {_as_typed(e, parser)}"), file=sys.stderr)
@@ -171,15 +168,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _check_sources(args: argparse.Namespace) -> None:
-    """A mistyped model or mask path, refused before the verb runs: its module imports torch first,
-    which takes seconds. A hub id passes, to be fetched (or refused) where it is read."""
-    for option in MODEL_OPTIONS:
-        if getattr(args, option, None) is not None:
-            check_source(getattr(args, option))
-    masks = getattr(args, "mask", None)  # MASK_DIR, or several (`evaluate-pretrain --mask A B`)
-    for mask in masks if isinstance(masks, list) else [masks] if masks is not None else []:
-        check_mask_source(mask)
+def _study_dir(path: str) -> None:
+    store_in(path, what="super-ticket study directory", made_by="ticketlab super")
+
+
+# The arguments that name an input, by their name in every verb, and how each is checked before the
+# verb runs: a mistyped path is refused in one line, not after the verb's module has imported torch
+# (seconds). A hub id passes, to be fetched (or refused) where it is read. Every verb's argument of
+# one of these names is of that kind (`tests/test_startup.py` holds each to its metavar).
+INPUTS: dict[str, Callable[[str], object]] = {
+    "model": check_source,  # --model, export's --base: a model directory or a hub id
+    "base": check_source,
+    "mask": check_mask_source,  # --mask, info's and push's MASK_DIR; evaluate-pretrain's several
+    "tickets": check_mask_source,  # mtl's structured tickets
+    "study": _study_dir,  # adapt's and importance's super-ticket studies
+    "studies": _study_dir,
+    "sweep_dir": store_in,  # report's SWEEP_DIR, sweep --status DIR
+    "status": store_in,
+}
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    for name, check in INPUTS.items():
+        value = getattr(args, name, None)
+        for one in value if isinstance(value, list) else [] if value is None else [value]:
+            check(one)
 
 
 def _as_typed(e: TicketlabError, parser: argparse.ArgumentParser) -> str:

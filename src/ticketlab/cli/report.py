@@ -28,7 +28,6 @@ from pathlib import Path
 
 from ..core.files.atomic import to_json
 from ..studies import report as sweep_report
-from ..studies.store import store_in
 from ..studies.sweep.spec import load_spec
 
 
@@ -52,9 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # `sweep_report`'s names are lazy exports: scipy and matplotlib are imported when the verb runs,
-    # so a mistyped directory or spec is refused first, at once
-    store_in(args.sweep_dir)
-    if args.spec is not None:
+    # so a mistyped spec is refused first, at once (the directory is checked as every verb's inputs)
+    if args.spec is not None and args.run is None:
         load_spec(args.spec)
     if args.run is not None:
         print(to_json(dataclasses.asdict(sweep_report.run_record(args.sweep_dir, args.run)), indent=2))

@@ -34,7 +34,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import studies
-from ..core.errors import ConfigError
 from ..core.progress import logs_to
 from ..studies.super_config import PROGRESS, SuperConfig
 from . import finetune as finetune_cli
@@ -54,11 +53,16 @@ STUDY = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     finetune_cli.add_arguments(p, selection=False)
     add_config_arguments(p.add_argument_group("super tickets"), SuperConfig, STUDY)
+    # finetune's --mask, left out of the help and refused as it is parsed (before its path is looked for)
+    mask = next(a for a in p._actions if a.dest == "mask")
+    mask.type, mask.help = _no_mask, argparse.SUPPRESS
+
+
+def _no_mask(value: str) -> str:
+    raise argparse.ArgumentTypeError("super tickets start from the full model")
 
 
 def super_config(args: argparse.Namespace) -> SuperConfig:
-    if args.mask is not None:
-        raise ConfigError("--mask: super tickets start from the full model")
     return config_from_args(
         SuperConfig, args, ["seeds", *STUDY], finetune=finetune_config(args, selection=False)
     )

@@ -264,21 +264,23 @@ def task_file(task: str, data_dir: str | os.PathLike | None = None) -> Path | No
     registered in code, or no such file."""
     if task in TASKS and task not in _FROM_FILES:
         return None
-    found = _described(task, data_dir)
-    return found[0] if isinstance(found, tuple) else None
+    found, _ = _described(task, data_dir)
+    return found[0] if found else None
 
 
-def _described(task: str, data_dir: str | os.PathLike | None) -> tuple[Path, TaskSpec] | str | None:
-    """The first task.json that describes `task`, with its spec; else the last one found that
-    describes another task, in words (a refusal names it); else None."""
+def _described(
+    task: str, data_dir: str | os.PathLike | None
+) -> tuple[tuple[Path, TaskSpec] | None, str | None]:
+    """(the first task.json that describes `task` and its spec, or None; where none does, the last
+    one found that describes another task, in words, for the refusal)."""
     other = None
     for path, must_match in _task_files(task, data_dir):
         if path.is_file():
             spec = read_task_file(path)
             if not must_match or spec.id == task:
-                return path, spec
+                return (path, spec), None
             other = f"{path} describes task {spec.id!r}, not {task!r}"
-    return other
+    return None, other
 
 
 def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskSpec:
@@ -290,15 +292,15 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
         return task
     if task in TASKS and task not in _FROM_FILES:
         return TASKS[task]
-    found = _described(task, data_dir)
-    if isinstance(found, tuple):
+    found, other = _described(task, data_dir)
+    if found:
         return _register_file(found[1], found[0])
     if task in TASKS:
         return TASKS[task]
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
-    if found is not None:
-        raise TicketlabError(f"{found}: give its id as the task, or the file this id")
+    if other is not None:
+        raise TicketlabError(f"{other}: give its id as the task, or the file this id")
     raise TicketlabError(
         f"unknown task '{task}': choose one of {', '.join(sorted(TASKS))}, register one in code, "
         f"or put a {TASK_FILE} in its data folder"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ticketlab  # `ticketlab.finetune` is imported on first use: reading a spec loads no torch
+
 from ...core.checks import not_result
 from ...core.files.owned import open_append
 from ...core.progress import logs_to
@@ -120,9 +122,7 @@ def finetune_config(job: FinetuneJob):
 def real_finetune(job: FinetuneJob) -> FinetuneOutput:
     """One run of `ticketlab.verbs.finetune.finetune` (resumable: an interrupted run continues from its
     checkpoint in `job.out_dir`, a finished one returns its saved result)."""
-    from ...verbs.finetune import finetune  # lazy: a spec is read, and refused, before torch loads
-
-    r = finetune(finetune_config(job), job.out_dir)
+    r = ticketlab.finetune(finetune_config(job), job.out_dir)
     return FinetuneOutput(
         metric=r.metric,
         score=r.reported_score,

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ... import masks  # its names are imported on first use: reading a spec loads no torch
 from ...core.checks import documented, from_options, not_result, option_name
 from ...methods import registry as library
 from ...methods.registry import Method, Preset
@@ -37,13 +38,11 @@ NOT_SWEPT = frozenset({"rewind_to", "head_lr"})
 
 def _search_output(job: SearchJob) -> SearchOutput:
     """Cost, final dev losses and masks along the way, read back from the search's mask files."""
-    from ...masks import load_mask  # lazy: a spec is read, and refused, before torch loads
-
-    search = load_mask(job.mask_dir)[1].search
+    search = masks.load_mask(job.mask_dir)[1].search
     intermediate = []
     for step in job.save_at:
         step_dir = job.mask_dir / "steps" / f"step-{step:06d}"
-        time_s = load_mask(step_dir)[1].search.get("search_time_s")
+        time_s = masks.load_mask(step_dir)[1].search.get("search_time_s")
         intermediate.append({"step": step, "mask_dir": str(step_dir), "time_s": time_s})
     final = {k: v for k, v in (search.get("final_eval") or {}).items() if k.endswith(("_loss", "_acc"))}
     return SearchOutput(
