@@ -176,6 +176,7 @@ MISTYPED = [
         "importance ./nowhere/study --out o",
         "adapt ./nowhere/study --task sst2 --out o",
         "sweep --status ./nowhere/sweep",
+        "compare model ./nowhere/run",
     )
 ]
 
@@ -205,6 +206,7 @@ KINDS = {
     "base": {"PATH_OR_ID"},
     "mask": {"MASK_DIR", "TICKET_DIR"},
     "tickets": {"TICKET"},
+    "masks": {"DIR"},
     "study": {"STUDY"},
     "studies": {"STUDY"},
     "sweep_dir": {"SWEEP_DIR"},

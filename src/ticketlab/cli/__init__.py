@@ -15,13 +15,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from .. import __version__
 from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
-from ..masks.names import check_mask_source
+from ..masks.names import check_mask_source, looks_local
 from ..methods.registry import methods
 from ..models.source import check_source
 from ..studies.store import store_in
@@ -172,6 +173,12 @@ def _study_dir(path: str) -> None:
     store_in(path, what="super-ticket study directory", made_by="ticketlab super")
 
 
+def _mask_or_run(path: str) -> None:
+    """compare's DIR: a mask directory (local or on the hub) or a fine-tuning run folder."""
+    if not Path(path).expanduser().exists() and looks_local(path):
+        raise TicketlabError(f"{Path(path).expanduser()}: no such mask directory or run folder")
+
+
 # The arguments that name an input, by their name in every verb, and how each is checked before the
 # verb runs: a mistyped path is refused in one line, not after the verb's module has imported torch
 # (seconds). A hub id passes, to be fetched (or refused) where it is read. Every verb's argument of
@@ -181,6 +188,7 @@ INPUTS: dict[str, Callable[[str], object]] = {
     "base": check_source,
     "mask": check_mask_source,  # --mask, info's and push's MASK_DIR; evaluate-pretrain's several
     "tickets": check_mask_source,  # mtl's structured tickets
+    "masks": _mask_or_run,  # compare's DIRs
     "study": _study_dir,  # adapt's and importance's super-ticket studies
     "studies": _study_dir,
     "sweep_dir": store_in,  # report's SWEEP_DIR, sweep --status DIR
