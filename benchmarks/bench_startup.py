@@ -1,5 +1,5 @@
-"""Start-up time of the CLI: `ticketlab --help`, every verb's `--help` and `ticketlab info MASK`
-against `import torch` alone.
+"""Start-up time of the CLI: `ticketlab --help`, every verb's `--help`, `ticketlab info MASK` and the
+refusal of a mistyped path (`refuse: ...`, exit 2) against `import torch` alone.
 
     python benchmarks/bench_startup.py                 # 5 interleaved rounds, median and minimum
     python benchmarks/bench_startup.py --reps 9 --mask masks/omp70
@@ -12,7 +12,8 @@ reference a command that touches tensors cannot beat. On a shared machine the mi
 estimate (contention only ever adds time). Without --mask, a tiny random BERT is pruned once into a
 temporary directory (not timed) to give `info` a mask to read.
 Targets: `--help` well under 1 s, `info` under 2 s on an idle machine; every verb's `--help`
-under 0.5 s (a verb imports torch and transformers when it runs, not when its options are parsed).
+under 0.5 s (a verb imports torch and transformers when it runs, not when its options are parsed),
+and a mistyped model, mask, spec or study directory refused as fast (checked before those imports).
 """
 
 from __future__ import annotations
@@ -49,7 +50,18 @@ def commands(mask: str) -> dict[str, list[str]]:
         "ticketlab --help": [*py, CLI, "--help"],
         **{" ".join(argv): [*py, CLI, *argv] for argv in verb_helps()},
         "ticketlab info MASK": [*py, CLI, "info", mask],
+        **{f"refuse: {line}": [*py, CLI, *line.split()] for line in REFUSALS},
     }
+
+
+# A mistyped path per kind of input (none of them exists): each verb refuses it with exit 2.
+REFUSALS = (
+    "sweep ./nowhere/spec.yaml --out ./nowhere/sweep",
+    "report ./nowhere/sweep",
+    "finetune --model ./nowhere/model --task sst2 --out ./nowhere/run",
+    "info ./nowhere/mask",
+    "importance ./nowhere/study --out ./nowhere/out",
+)
 
 
 def tiny_mask(root: Path) -> str:
@@ -68,10 +80,14 @@ def tiny_mask(root: Path) -> str:
     return str(root / "mask")
 
 
-def wall(argv: list[str]) -> float:
+def wall(argv: list[str], expected: int = 0) -> float:
+    """Seconds of one run, which must exit with `expected` (2 for a refusal)."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    elapsed = time.perf_counter() - start
+    if code != expected:
+        raise SystemExit(f"{' '.join(argv[3:])}: exit {code}, not {expected}")
+    return elapsed
 
 
 def slowest_imports(argv: list[str], top: int) -> list[tuple[float, str]]:
@@ -102,10 +118,10 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(args.reps):
             for name, argv in cmds.items():
-                times[name].append(wall(argv))
-        print(f"{'command':<28} {'median s':>9} {'min s':>7}   ({args.reps} interleaved runs)")
+                times[name].append(wall(argv, 2 if name.startswith("refuse: ") else 0))
+        print(f"{'command':<40} {'median s':>9} {'min s':>7}   ({args.reps} interleaved runs)")
         for name, ts in times.items():
-            print(f"{name:<28} {statistics.median(ts):>9.2f} {min(ts):>7.2f}")
+            print(f"{name[:40]:<40} {statistics.median(ts):>9.2f} {min(ts):>7.2f}")
         if args.importtime:
             for name, argv in cmds.items():
                 print(f"\n{name}: slowest imports (cumulative s)")

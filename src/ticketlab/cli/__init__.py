@@ -25,7 +25,7 @@ from ..core.memory import keep_freed_memory
 from ..masks.names import check_mask_source, looks_local
 from ..methods.registry import methods
 from ..models.source import check_source
-from ..studies.store import store_in
+from ..studies.records import store_in
 from .common import HelpFormatter, Parser, finite_floats, option_of
 
 

@@ -42,8 +42,9 @@ from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
 from ..methods.super_tickets.importance import Importance
+from .records import store_in
 from .report.figure_kit import plain_text
-from .store import Store, store_in
+from .store import Store
 
 KIND = "ticket importance"  # the output kind (`core.outputs.check_output`)
 CSV_FILE, FIGURE_FILE, MD_FILE = "importance_across.csv", "importance_across.png", "importance_across.md"

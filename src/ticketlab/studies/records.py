@@ -1,10 +1,12 @@
 """What a results store's rows are (`store.py` is the database): a `RunRecord` read from a row and
 checked (a corrupt row is one line naming the store and the run), the shapes of the meta entries
-ticketlab reads, and whether the process that claimed a running row is gone."""
+ticketlab reads, and whether the process that claimed a running row is gone. Light (no numpy): the
+command line checks a study's directory with `store_in` before a verb's imports."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from ..core.files.atomic import HOST, pid_alive
 
 STATUSES = ("pending", "running", "done", "failed")
 KINDS = ("search", "pretrain-eval", "finetune")  # the run kinds of a sweep
+DB_NAME = "results.sqlite"  # a sweep's or a study's results store, in its directory
 STALE_AFTER = 600.0  # seconds without a heartbeat after which a running row's process counts as gone
 
 
@@ -95,3 +98,12 @@ def owner_gone(row: Any, now: float, stale_after: float) -> bool:
     if get("host") == HOST and get("pid") is not None and not pid_alive(get("pid")):
         return True
     return get("heartbeat") is None or now - get("heartbeat") > stale_after
+
+
+def store_in(
+    directory: str | os.PathLike, what: str = "sweep directory", made_by: str = "ticketlab sweep"
+) -> None:
+    """Refuse, in one line, a `directory` that holds no results store `made_by` wrote."""
+    path = Path(directory)
+    if not (path / DB_NAME).is_file():
+        raise TicketlabError(f"{path}: not a {what} (no {DB_NAME}; run `{made_by}` first)")

@@ -31,23 +31,11 @@ import numpy as np
 from ..core.errors import TicketlabError
 from ..core.files.atomic import HOST, to_json
 from ..core.files.inputs import check_regular_unopened
-from .records import META_SHAPES, STALE_AFTER, RunRecord, owner_gone
+from .records import DB_NAME, META_SHAPES, STALE_AFTER, RunRecord, owner_gone
 from .run_ids import IDS_VERSION
 from .store_schema import SCHEMA_VERSION, check_tables, copy_store, read_only_uri, statements
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "IdsSchemeError", "RunRecord", "Store", "copy_store", "owner_gone"]
-
-DB_NAME = "results.sqlite"
-
-
-def store_in(
-    directory: str | os.PathLike, what: str = "sweep directory", made_by: str = "ticketlab sweep"
-) -> None:
-    """Refuse, in one line, a `directory` that holds no results store `made_by` wrote. Light: the
-    command line checks a verb's directories with it before the verb's imports."""
-    path = Path(directory)
-    if not (path / DB_NAME).is_file():
-        raise TicketlabError(f"{path}: not a {what} (no {DB_NAME}; run `{made_by}` first)")
 
 
 class IdsSchemeError(TicketlabError):

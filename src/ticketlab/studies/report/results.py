@@ -33,7 +33,8 @@ from ...tasks.glue import load_examples
 from ...tasks.registry import get_task
 from ...tasks.scores import constant_score
 from ...verbs.finetune_config import FinetuneConfig
-from ..store import RunRecord, Store, store_in
+from ..records import store_in
+from ..store import RunRecord, Store
 from ..sweep.declaration import study_declarations
 from ..sweep.declared import CLAIMS_META
 from ..sweep.methods import report_order

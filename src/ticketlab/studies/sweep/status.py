@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ...core.errors import TicketlabError
 from ...core.files.inputs import read_json, read_tail
-from ..records import KINDS, STALE_AFTER, owner_gone
+from ..records import KINDS, STALE_AFTER, owner_gone, store_in
 from ..run_ids import run_dirname
-from ..store import Store, store_in
+from ..store import Store
 
 
 @dataclass
