@@ -148,9 +148,11 @@ def test_configs_refuse_bad_values_when_built(name, field, value):
     assert dataclasses.asdict(valid) == before
 
 
-def test_a_search_refuses_save_at_steps_past_its_end_when_built(tmp_path, capsys):
+def test_a_search_refuses_save_at_steps_past_its_end_when_built(tmp_path, capsys, monkeypatch):
     """save_at is checked against steps with the other values (a search made its directory, wrote
     its settings, then refused it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("some text\n")  # a corpus there: a missing one is refused first
     with pytest.raises(TicketlabError, match=r"save-at steps must be in \[1, 3\], got \[9\]"):
         dataclasses.replace(FACTORIES["SearchConfig"](), save_at=[9])
     argv = ["search", "tamt", "--model", "m", "--corpus", "c.txt", "--sparsity", "0.5", "--steps", "3"]
@@ -291,6 +293,7 @@ def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_
     anything is written."""
     (tmp_path / "m").mkdir()  # a model directory (a missing one is refused before the config is built)
     (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "c.txt").write_text("some text\n")  # pretrain's corpus, there
     base = ["search", "tamt", "--model", tmp_path / "m", "--sparsity", "0.5", "--steps", "3"]
     for flag, named in (
         ("--alpha", "--alpha must be in [1, 10000]"),
@@ -412,12 +415,14 @@ def test_finetune_config_refuses_an_unknown_task_when_built(capsys):
     assert capsys.readouterr().err.strip() == f"ticketlab finetune: error: {message}"
 
 
-def test_evaluate_pretrain_full_without_a_model_is_refused_in_one_line(tmp_path, capsys):
+def test_evaluate_pretrain_full_without_a_model_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     """--full names no model when --model is absent (each mask records its own base, not always the
     same one): refused when the config is built, not a TypeError once the work has begun."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("some text\n")
     with pytest.raises(TicketlabError, match="full: give the full model to evaluate") as info:
         ticketlab.PretrainEvalConfig(corpus=["c.txt"], masks=["k"], full=True)
-    (tmp_path / "k").mkdir()  # a mask directory there: a missing one is refused before the config
+    (tmp_path / "k").mkdir()  # a mask and a corpus there: a missing one is refused before the config
     argv = ["evaluate-pretrain", "--full", "--mask", str(tmp_path / "k"), "--corpus", "c.txt"]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == f"ticketlab evaluate-pretrain: error: {info.value}"

@@ -177,6 +177,8 @@ MISTYPED = [
         "adapt ./nowhere/study --task sst2 --out o",
         "sweep --status ./nowhere/sweep",
         "compare model ./nowhere/run",
+        "finetune --model model --task sst2 --data-dir ./nowhere/glue --out o",
+        "prune wanda --model model --sparsity 0.5 --corpus c.txt ./nowhere/c.txt --out o",
     )
 ]
 
@@ -207,6 +209,10 @@ KINDS = {
     "mask": {"MASK_DIR", "TICKET_DIR"},
     "tickets": {"TICKET"},
     "masks": {"DIR"},
+    "data_dir": {"DIR"},
+    "corpus": {"PATH"},
+    "dev": {"PATH"},
+    "dev_corpus": {"PATH"},
     "study": {"STUDY"},
     "studies": {"STUDY"},
     "sweep_dir": {"SWEEP_DIR"},

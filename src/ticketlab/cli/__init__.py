@@ -22,6 +22,7 @@ from .. import __version__
 from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
+from ..data.sources import check_corpus_source, check_data_dir
 from ..masks.names import check_mask_source, looks_local
 from ..methods.registry import methods
 from ..models.source import check_source
@@ -193,6 +194,10 @@ INPUTS: dict[str, Callable[[str], object]] = {
     "studies": _study_dir,
     "sweep_dir": store_in,  # report's SWEEP_DIR, sweep --status DIR
     "status": store_in,
+    "data_dir": check_data_dir,  # a task's data: a GLUE root or the task's folder
+    "corpus": check_corpus_source,  # text files, folders, saved datasets, hub:NAME
+    "dev": check_corpus_source,
+    "dev_corpus": check_corpus_source,  # demo's
 }
 
 

@@ -195,6 +195,21 @@ def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
     return out
 
 
+def check_corpus_source(given: str | os.PathLike) -> None:
+    """A corpus argument that is neither a hub dataset (`hub:NAME`) nor a local file or folder,
+    refused in one line (the command line checks it before a verb's imports)."""
+    if hub_dataset(given) is None and not Path(given).expanduser().exists():
+        raise DataError(f"{Path(given).expanduser()}: corpus not found")
+
+
+def check_data_dir(given: str | os.PathLike) -> Path:
+    """A task's data folder (a GLUE root, or the task's own folder), or one line saying it is not there."""
+    root = Path(given).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data directory not found")
+    return root
+
+
 def resolve_sources(
     paths: Sequence[str | os.PathLike], *, role: str = "train", text_column: str = "text"
 ) -> list[Source]:
@@ -208,9 +223,8 @@ def resolve_sources(
             split = pick_split(_hub_splits(*hub), role, str(p))
             out.append(Source(Path(str(p)), split=split, text_column=text_column, hub=hub))
             continue
+        check_corpus_source(p)
         path = Path(p).expanduser()
-        if not path.exists():
-            raise DataError(f"{path}: corpus not found")
         if path.name.endswith(TOKENS_SUFFIX) and path.is_file():
             out.extend(Source(path, stream=entry) for entry in read_token_index(path))
         elif is_dataset_dir(path):

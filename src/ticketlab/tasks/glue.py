@@ -34,6 +34,7 @@ from ..core.errors import DataError
 from ..core.files.inputs import check_regular, read_text
 from ..core.hub import datasets_module
 from ..data.features import Features, cached, file_digest, token_columns, tokenizer_digest
+from ..data.sources import check_data_dir
 from .registry import Column, TaskSpec, get_task, task_file
 
 if TYPE_CHECKING:
@@ -62,9 +63,7 @@ class Examples:
 
 def task_dir(spec: TaskSpec, data_dir: str | os.PathLike) -> Path:
     """The folder holding the task's files: `DIR/<folder>` of a GLUE root, or `DIR` itself."""
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"{root}: data directory not found")
+    root = check_data_dir(data_dir)
     names = dict.fromkeys([spec.folder, spec.id, spec.folder.lower()])
     candidates = [root / name for name in names] + [root]
     for d in candidates:
