@@ -293,7 +293,9 @@ def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_
     anything is written."""
     (tmp_path / "m").mkdir()  # a model directory (a missing one is refused before the config is built)
     (tmp_path / "m" / "config.json").write_text("{}")
-    (tmp_path / "c.txt").write_text("some text\n")  # pretrain's corpus, there
+    (tmp_path / "c.txt").write_text("some text\n")  # pretrain's corpus and tokenizer, there
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "tokenizer.json").write_text("{}")
     base = ["search", "tamt", "--model", tmp_path / "m", "--sparsity", "0.5", "--steps", "3"]
     for flag, named in (
         ("--alpha", "--alpha must be in [1, 10000]"),

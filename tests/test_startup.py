@@ -177,6 +177,7 @@ MISTYPED = [
         "adapt ./nowhere/study --task sst2 --out o",
         "sweep --status ./nowhere/sweep",
         "compare model ./nowhere/run",
+        "pretrain --corpus c.txt --tokenizer ./nowhere/tok --steps 3 --out o",
         "finetune --model model --task sst2 --data-dir ./nowhere/glue --out o",
         "prune wanda --model model --sparsity 0.5 --corpus c.txt ./nowhere/c.txt --out o",
     )
@@ -206,6 +207,7 @@ def test_a_mistyped_path_is_refused_before_torch_loads(argv, tmp_path, monkeypat
 KINDS = {
     "model": {"PATH_OR_ID"},
     "base": {"PATH_OR_ID"},
+    "tokenizer": {"DIR"},
     "mask": {"MASK_DIR", "TICKET_DIR"},
     "tickets": {"TICKET"},
     "masks": {"DIR"},

@@ -174,6 +174,10 @@ def _study_dir(path: str) -> None:
     store_in(path, what="super-ticket study directory", made_by="ticketlab super")
 
 
+def _tokenizer(path: str) -> None:
+    check_source(path, needs="*token*")  # a tokenizer's files, or a model directory holding them
+
+
 def _mask_or_run(path: str) -> None:
     """compare's DIR: a mask directory (local or on the hub) or a fine-tuning run folder."""
     if not Path(path).expanduser().exists() and looks_local(path):
@@ -187,6 +191,7 @@ def _mask_or_run(path: str) -> None:
 INPUTS: dict[str, Callable[[str], object]] = {
     "model": check_source,  # --model, export's --base: a model directory or a hub id
     "base": check_source,
+    "tokenizer": _tokenizer,  # pretrain's (its --init shares its name with TAMT's initial mask)
     "mask": check_mask_source,  # --mask, info's and push's MASK_DIR; evaluate-pretrain's several
     "tickets": check_mask_source,  # mtl's structured tickets
     "masks": _mask_or_run,  # compare's DIRs

@@ -27,18 +27,19 @@ def check_source(name_or_path: str | os.PathLike, needs: str = "config.json") ->
     """A local directory holding `needs` (a glob; '' for anything), or a hub id; else a clear error."""
     name = str(name_or_path)
     path = Path(name).expanduser()
+    what = "model directory" if needs == "config.json" else "tokenizer directory"
     if path.is_symlink() and not path.exists():  # not a hub id: a link to nothing, or a loop
         raise TicketlabError(
             f"{name}: a symbolic link that leads to no directory (a deleted target or a loop)"
         )
     if path.exists():
         if not path.is_dir() or (needs and not any(path.glob(needs))):
-            what = "model directory (no config.json)" if needs == "config.json" else "tokenizer directory"
-            raise TicketlabError(f"{path}: not a {what}")
+            lacking = " (no config.json)" if needs == "config.json" else ""
+            raise TicketlabError(f"{path}: not a {what}{lacking}")
         check_folder(path, "model file")  # transformers' readers would wait forever on a FIFO in it
         return str(path)
     if _looks_local(name, path):
-        raise TicketlabError(f"{name}: model directory not found (no such directory{_did_you_mean(path)})")
+        raise TicketlabError(f"{name}: {what} not found (no such directory{_did_you_mean(path)})")
     return name  # a hub id
 
 
