@@ -15,7 +15,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 from .. import __version__
@@ -23,10 +22,10 @@ from ..core.checks import FieldError
 from ..core.errors import TicketlabError, one_line, printable
 from ..core.memory import keep_freed_memory
 from ..data.sources import check_corpus_source, check_data_dir
-from ..masks.names import check_mask_source, looks_local
+from ..masks.names import check_mask_source
 from ..methods.registry import methods
 from ..models.source import check_source
-from ..studies.records import store_in
+from ..studies.records import store_in, study_in
 from .common import HelpFormatter, Parser, finite_floats, option_of
 
 
@@ -170,18 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _study_dir(path: str) -> None:
-    store_in(path, what="super-ticket study directory", made_by="ticketlab super")
-
-
 def _tokenizer(path: str) -> None:
     check_source(path, needs="*token*")  # a tokenizer's files, or a model directory holding them
 
 
 def _mask_or_run(path: str) -> None:
     """compare's DIR: a mask directory (local or on the hub) or a fine-tuning run folder."""
-    if not Path(path).expanduser().exists() and looks_local(path):
-        raise TicketlabError(f"{Path(path).expanduser()}: no such mask directory or run folder")
+    check_mask_source(path, what="mask directory or run folder")
 
 
 # The arguments that name an input, by their name in every verb, and how each is checked before the
@@ -195,8 +189,8 @@ INPUTS: dict[str, Callable[[str], object]] = {
     "mask": check_mask_source,  # --mask, info's and push's MASK_DIR; evaluate-pretrain's several
     "tickets": check_mask_source,  # mtl's structured tickets
     "masks": _mask_or_run,  # compare's DIRs
-    "study": _study_dir,  # adapt's and importance's super-ticket studies
-    "studies": _study_dir,
+    "study": study_in,  # adapt's and importance's super-ticket studies
+    "studies": study_in,
     "sweep_dir": store_in,  # report's SWEEP_DIR, sweep --status DIR
     "status": store_in,
     "data_dir": check_data_dir,  # a task's data: a GLUE root or the task's folder

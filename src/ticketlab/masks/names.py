@@ -27,9 +27,9 @@ def looks_local(name: str) -> bool:
     return Path(name.split("/", 1)[0]).is_dir()
 
 
-def check_mask_source(name: str | os.PathLike) -> None:
-    """A mask argument meant as a local path that is not there, refused in one line; a hub mask is
-    checked where it is fetched."""
+def check_mask_source(name: str | os.PathLike, what: str = "mask directory") -> None:
+    """A mask argument meant as a local path that is not there, refused in one line naming `what`
+    was looked for; a hub mask is checked where it is fetched."""
     path = Path(name).expanduser()
     if not path.exists() and looks_local(str(name)):
-        raise MaskFileError(f"{path}: mask directory not found")
+        raise MaskFileError(f"{path}: {what} not found")

@@ -42,7 +42,7 @@ from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from ..core.outputs import atomic_dir
 from ..methods.super_tickets.importance import Importance
-from .records import store_in
+from .records import study_in
 from .report.figure_kit import plain_text
 from .store import Store
 
@@ -85,7 +85,7 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     where: dict[tuple[str, int], Path] = {}
     for study in studies:
         root = Path(study)
-        store_in(root, what="super-ticket study directory", made_by="ticketlab super")
+        study_in(root)
         with Store(root, readonly=True) as store:
             records = store.runs(kind="finetune", status="done")
         n_before = sum(len(t.runs) for t in found.values())

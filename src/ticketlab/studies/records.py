@@ -107,3 +107,8 @@ def store_in(
     path = Path(directory)
     if not (path / DB_NAME).is_file():
         raise TicketlabError(f"{path}: not a {what} (no {DB_NAME}; run `{made_by}` first)")
+
+
+def study_in(directory: str | os.PathLike) -> None:
+    """`store_in` for a super-ticket study's directory (`ticketlab super --out`)."""
+    store_in(directory, what="super-ticket study directory", made_by="ticketlab super")
