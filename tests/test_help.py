@@ -107,6 +107,38 @@ def test_autocast_is_mixed_precision_in_every_verb_and_pretrains_old_name_still_
     assert "--precision" not in parsers()["pretrain"].format_help() and not capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, verb, told",
+    [
+        (
+            ["pretrain", "--corpus", "c.txt", "--steps", "3", "--out", "o", "--mixed-precison", "bf16"],
+            "pretrain",
+            "unrecognized arguments: --mixed-precison bf16 (did you mean '--mixed-precision'?)",
+        ),
+        (
+            ["finetune", "--model", "m", "--task", "sst2", "--out", "o", "--warmup-raito=0.1"],
+            "finetune",
+            "unrecognized arguments: --warmup-raito=0.1 (did you mean '--warmup-ratio'?)",
+        ),
+        (
+            ["search", "tamt", "--model", "m", "--out", "o", "--stesp", "3"],
+            "search tamt",  # the method's options, not search's (--help alone)
+            "unrecognized arguments: --stesp 3 (did you mean '--steps'?)",
+        ),
+        (
+            ["finetune", "--model", "m", "--task", "sst2", "--out", "o", "stray"],
+            "finetune",
+            "unrecognized arguments: stray",
+        ),
+    ],
+)
+def test_an_unknown_option_is_refused_by_its_verb_with_the_nearest_one(argv, verb, told, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser(only=argv[0]).parse_args(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == f"ticketlab {verb}: error: {told} (see ticketlab {verb} --help)"
+
+
 def test_finetune_help_documents_the_task_json_format_it_reads(tmp_path):
     """The task.json example and the field names in `finetune --help` are what the reader takes."""
     import dataclasses

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 from ..core.checks import Range, documented, field_types, from_options, option_flags, option_name
-from ..core.errors import one_line
+from ..core.errors import did_you_mean, one_line
 
 C = TypeVar("C")
 
@@ -26,6 +26,29 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's, but a word no option takes is refused by the verb it was given to (its
+        prog, its --help), naming that verb's option nearest to it: argparse's own refusal comes
+        from the top-level parser, which knows none of the verb's options."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            verb = _chosen_verb(self, parsed)
+            typed = next((a.split("=")[0] for a in extra if a.startswith("--")), None)
+            shown = [s for a in verb._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
+            hint = did_you_mean(typed, shown) if typed else ""
+            verb.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
+
+def _chosen_verb(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-command's parser `parsed` went through (`search tamt`'s), else `parser`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+            if chosen is not None:
+                return _chosen_verb(chosen, parsed)
+    return parser
 
 
 def option_of(parser: argparse.ArgumentParser, field: str) -> str | None:

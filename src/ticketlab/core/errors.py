@@ -8,7 +8,9 @@ errors stay ordinary exceptions.
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
+from collections.abc import Iterable
 
 
 class TicketlabError(Exception):
@@ -78,3 +80,17 @@ def printable_strings(tree: object, where: str, error: type[TicketlabError] = Co
                 todo.append((v, f"{at}.{key}" if at != where else f"{at}: {key}"))
         elif isinstance(value, (list, tuple)):
             todo.extend((v, f"{at}[{i}]") for i, v in enumerate(value))
+
+
+def nearest(word: str, options: Iterable[str]) -> str | None:
+    """The one of `options` nearest `word` by difflib's ratio (at least 0.6), else None: what a typo
+    most likely meant, for a message to name."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """ " (did you mean 'X'?)" with the option `nearest` to `word`, else "": the tail of a refusal of
+    an unknown key, method or command-line option."""
+    close = nearest(word, options)
+    return f" (did you mean '{close}'?)" if close else ""

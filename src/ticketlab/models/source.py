@@ -7,13 +7,12 @@ Torch-free (no transformers either): verbs' configs and the CLI read these when 
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..core.errors import ConfigError, TicketlabError
+from ..core.errors import ConfigError, TicketlabError, nearest
 from ..core.files.inputs import check_folder
 from ..core.hub import offline_hint
 
@@ -60,8 +59,8 @@ def _did_you_mean(path: Path) -> str:
         siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
     except OSError:
         return ""
-    close = difflib.get_close_matches(path.name, siblings, n=1)
-    return f"; did you mean {path.parent / close[0]}?" if close else ""
+    close = nearest(path.name, siblings)
+    return f"; did you mean {path.parent / close}?" if close else ""
 
 
 def wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:

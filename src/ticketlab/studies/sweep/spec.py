@@ -90,7 +90,7 @@ from typing import Any
 import yaml
 
 from ...core.checks import SEED_RANGE, Range
-from ...core.errors import ConfigError, TicketlabError, printable_strings
+from ...core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ...core.files.inputs import read_text
 from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
@@ -110,7 +110,6 @@ from .sweep_spec import (
     SearchCurve,
     SweepSpec,
     TaskEntry,
-    near,
     unknown_method,
 )
 
@@ -152,7 +151,7 @@ class _Reader:
             if not isinstance(k, str):
                 raise self.fail(key, f"keys must be strings, got {k!r}")
             if allowed is not None and k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k, f"unknown key{near(k, allowed)}")
+                raise self.fail(f"{key}.{k}" if key else k, f"unknown key{did_you_mean(k, allowed)}")
         return dict(v)
 
     def listing(self, v: Any, key: str) -> list:

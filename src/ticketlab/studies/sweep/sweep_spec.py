@@ -10,12 +10,11 @@ run's config, so that a dry run refuses what a run would.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.checks import INT64, field_types, value_problem
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, did_you_mean
 from ...methods import registry as library
 from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
@@ -95,17 +94,12 @@ def unknown_method(label: str, registry: dict[str, MethodSpec]) -> str | None:
     base, _, variant = label.partition(VARIANT)
     if base not in registry:
         known = [name for name, spec in registry.items() if spec.not_swept is None]
-        return f"unknown method '{base}'{near(base, known)} (known: {', '.join(known)})"
+        return f"unknown method '{base}'{did_you_mean(base, known)} (known: {', '.join(known)})"
     if (why := registry[base].not_swept) is not None:
         return f"'{base}' is no sweep's method: it {why}"
     if VARIANT in label and not (variant and variant.replace("-", "").replace("_", "").isalnum()):
         return f"'{label}': a variant is BASE/NAME, NAME of letters, digits, '-' and '_'"
     return None
-
-
-def near(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass
@@ -211,7 +205,7 @@ class SweepSpec(PlannedConfigs, SpecGrid):
             if k not in allowed:
                 raise self._fail(
                     f"{where}.{k}",
-                    f"unknown setting{near(k, allowed)} (allowed: {', '.join(sorted(allowed))})",
+                    f"unknown setting{did_you_mean(k, allowed)} (allowed: {', '.join(sorted(allowed))})",
                 )
 
     def _check_sparsities(self) -> None:
