@@ -155,7 +155,7 @@ def worse_than_start(
     return (
         f"warning: the search ended worse on its own objective than the mask it started from: dev "
         f"{what} {end:.4g} at step {final.get('step')} against {start:.4g} at step 0; its initial mask "
-        "is the better one (a lower --lr may help)"
+        "is the better one (more --steps may help, or a lower --lr where it still moves the mask)"
     )
 
 

@@ -28,6 +28,7 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
+from ..tasks.registry import DATA_DIR_HELP
 from ..train.config import TrainConfig
 from .options import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
 from .registry import Method, method_of_config, methods
@@ -87,7 +88,7 @@ class SearchConfig:
         result=False,
     )
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
-    data_dir: str | None = option(None, "GLUE root or task folder for --task", metavar="DIR")
+    data_dir: str | None = option(None, f"for --task: {DATA_DIR_HELP}", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
     lr: LearningRate | None = option(
         None,

@@ -31,7 +31,7 @@ from ..core.checks import (
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..tasks.registry import BUILTIN, SquadWindows, TaskSpec, get_task
+from ..tasks.registry import BUILTIN, DATA_DIR_HELP, SquadWindows, TaskSpec, get_task
 
 # How a fine-tuning is run: ticketlab's own protocol, or MT-DNN's, as Liang et al. 2021 fine-tuned
 # super tickets (train_rewind.py's defaults and scripts/rewind_mnli.sh: adamax, lr 5e-5, batch 32,
@@ -51,7 +51,7 @@ class FinetuneConfig:
 
     model: str  # pre-trained model: local dir or hub id
     task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
-    data_dir: str | None = option(None, "GLUE root or task folder (default: the hub, online)", metavar="DIR")
+    data_dir: str | None = option(None, f"{DATA_DIR_HELP} (default: the hub, online)", metavar="DIR")
     mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
     seed: Seed = 1  # head init, dropout, data order
     lr: LearningRate | None = option(None, "peak learning rate")
