@@ -178,6 +178,7 @@ MISTYPED = [
         "sweep --status ./nowhere/sweep",
         "compare model ./nowhere/run",
         "pretrain --corpus c.txt --tokenizer ./nowhere/tok --steps 3 --out o",
+        "pretrain --corpus c.txt --init ./nowhere/model --steps 3 --out o",
         "finetune --model model --task sst2 --data-dir ./nowhere/glue --out o",
         "prune wanda --model model --sparsity 0.5 --corpus c.txt ./nowhere/c.txt --out o",
     )
@@ -208,6 +209,7 @@ KINDS = {
     "model": {"PATH_OR_ID"},
     "base": {"PATH_OR_ID"},
     "tokenizer": {"DIR"},
+    "init_model": {"MODEL"},
     "mask": {"MASK_DIR", "TICKET_DIR"},
     "tickets": {"TICKET"},
     "masks": {"DIR"},

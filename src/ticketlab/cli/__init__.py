@@ -185,7 +185,8 @@ def _mask_or_run(path: str) -> None:
 INPUTS: dict[str, Callable[[str], object]] = {
     "model": check_source,  # --model, export's --base: a model directory or a hub id
     "base": check_source,
-    "tokenizer": _tokenizer,  # pretrain's; not its --init MODEL, a name TAMT's --init omp|random shares
+    "tokenizer": _tokenizer,  # pretrain's
+    "init_model": check_source,  # pretrain's --init MODEL (TAMT's --init omp|random is no input)
     "mask": check_mask_source,  # --mask, info's and push's MASK_DIR; evaluate-pretrain's several
     "tickets": check_mask_source,  # mtl's structured tickets
     "masks": _mask_or_run,  # compare's DIRs

@@ -58,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--init",
+        dest="init_model",  # an input checked by its name (`cli.INPUTS`); TAMT's --init is a method
         metavar="MODEL",
         help="continue MLM pre-training of this checkpoint (directory or hub id; its tokenizer unless "
         "--tokenizer; a fresh MLM head when it has none) instead of starting from scratch",
@@ -95,9 +96,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.init is not None and args.build_tokenizer:
+    if args.init_model is not None and args.build_tokenizer:
         raise ConfigError("--init brings its own tokenizer: drop --build-tokenizer")
-    if args.init is None and not args.tokenizer and not args.build_tokenizer:
+    if args.init_model is None and not args.tokenizer and not args.build_tokenizer:
         raise ConfigError("give --tokenizer DIR, --build-tokenizer or --init MODEL")
     if args.write_tokens:
         return _write_tokens(args)
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         dev=args.dev,
         cache_dir=args.cache_dir,
         tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
-        init=args.init,
+        init=args.init_model,
     )
     print(("already trained: " if result.cached else "") + result.summary())
     if not result.stopped:
@@ -134,7 +135,7 @@ def _write_tokens(args: argparse.Namespace) -> int:
     info = tl.write_tokens(
         args.corpus,
         args.out,
-        tokenizer=args.tokenizer or args.init,
+        tokenizer=args.tokenizer or args.init_model,
         tokenizer_kind=args.build_tokenizer or DEFAULT_KIND,
         vocab_size=args.vocab_size,
         max_length=args.max_length,
