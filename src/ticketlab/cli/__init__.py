@@ -4,7 +4,7 @@ A verb module defines `add_arguments(parser)` and `run(args) -> int`. Only the m
 being run is imported (`ticketlab --help` lists the table), so it costs milliseconds, not the seconds
 torch and transformers take to import. User errors
 (`TicketlabError`), and file-system errors that name their path, print one line to stderr and exit 2;
-Ctrl-C exits 130 and says how to resume.
+Ctrl-C exits 130 and SIGTERM 143 (`terminate.py`), each saying how to resume.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..methods.registry import methods
 from ..models.source import check_source
 from ..studies.records import store_in, study_in
 from .common import HelpFormatter, Parser, finite_floats, option_of
+from .terminate import EXIT_STATUS, Terminated, sigterm_interrupts
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(only=_verb_of(argv))
     args = parser.parse_args(argv)
     keep_freed_memory()  # this process is ours: large tensors freed each step stay for the next
+    with sigterm_interrupts():  # this process is ours: a scheduler's stop takes Ctrl-C's path
+        return _run(args, argv, parser)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
     try:
         for value in argv:  # a name or path given here reaches the terminal, logs and reports
             printable(value, "command-line argument")
@@ -161,12 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(one_line(f"ticketlab {args.verb}: error: {e.filename}: {e.strerror or e}"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(
-            f"ticketlab {args.verb}: interrupted; finished work is saved, run the same command to resume",
+            f"ticketlab {args.verb}: {how}; finished work is saved, run the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_STATUS if isinstance(e, Terminated) else 130
 
 
 def _tokenizer(path: str) -> None:
