@@ -90,7 +90,7 @@ def nearest(word: str, options: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """ " (did you mean 'X'?)" with the option `nearest` to `word`, else "": the tail of a refusal of
-    an unknown key, method or command-line option."""
+    """The tail of a refusal of an unknown key, method or command-line option: " (did you mean 'X'?)"
+    with the option `nearest` to `word`, else ""."""
     close = nearest(word, options)
     return f" (did you mean '{close}'?)" if close else ""
