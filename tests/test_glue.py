@@ -231,8 +231,10 @@ def test_bad_task_specs(tmp_path, spec, message):
 
 
 def test_unknown_task_and_duplicate_registration():
-    with pytest.raises(TicketlabError, match="unknown task 'nope'"):
+    with pytest.raises(TicketlabError, match="unknown task 'nope': choose one of cola, "):
         get_task("nope")
+    with pytest.raises(TicketlabError, match=r"unknown task 'sst22' \(did you mean 'sst2'\?\): choose"):
+        get_task("sst22")
     with pytest.raises(ConfigError, match="already registered"):
         register_task(TaskSpec(id="sst2", text_a="other"))
 

@@ -139,6 +139,28 @@ def test_an_unknown_option_is_refused_by_its_verb_with_the_nearest_one(argv, ver
     assert capsys.readouterr().err.strip() == f"ticketlab {verb}: error: {told} (see ticketlab {verb} --help)"
 
 
+@pytest.mark.parametrize(
+    "argv, told",
+    [
+        (["serach"], "ticketlab: error: argument VERB: invalid choice: 'serach' (did you mean 'search'?)"),
+        (
+            ["prune", "opm"],
+            "ticketlab prune: error: argument method: invalid choice: 'opm' (did you mean 'omp'?)",
+        ),
+        (
+            ["search", "tamt", "--objective", "kdd"],
+            "ticketlab search tamt: error: argument --objective: invalid choice: 'kdd' (did you mean 'kd'?)",
+        ),
+    ],
+)
+def test_a_mistyped_choice_is_refused_with_the_nearest_one(argv, told, capsys):
+    """A verb, a method and an option's value: every argument with choices goes through one check."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser(only=argv[0]).parse_args(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith(told + " (choose from ")
+
+
 def test_finetune_help_documents_the_task_json_format_it_reads(tmp_path):
     """The task.json example and the field names in `finetune --help` are what the reader takes."""
     import dataclasses

@@ -27,6 +27,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's refusal of a value outside an argument's choices (a verb, a method, an
+        option's value), naming the choice nearest to a mistyped one."""
+        if action.choices is not None and value not in action.choices:
+            hint = did_you_mean(value, map(str, action.choices)) if isinstance(value, str) else ""
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{hint} (choose from {choices})")
+
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """argparse's, but a word no option takes is refused by the verb it was given to (its
         prog, its --help), naming that verb's option nearest to it: argparse's own refusal comes

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import LearningRate, check_fields
-from ..core.errors import ConfigError, TicketlabError, printable_strings
+from ..core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
 from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
@@ -309,6 +309,6 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
     if other is not None:
         raise TicketlabError(f"{other}: give its id as the task, or the file this id")
     raise TicketlabError(
-        f"unknown task '{task}': choose one of {', '.join(sorted(TASKS))}, register one in code, "
-        f"or put a {TASK_FILE} in its data folder"
+        f"unknown task '{task}'{did_you_mean(task, TASKS)}: choose one of {', '.join(sorted(TASKS))}, "
+        f"register one in code, or put a {TASK_FILE} in its data folder"
     )
