@@ -56,7 +56,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, did_you_mean
 from ..core.files.atomic import atomic_write_json, atomic_write_text
 from ..core.outputs import atomic_dir
 from .grammar import (
@@ -329,7 +329,9 @@ def task_spec(task: str, **finetune: float) -> dict:
 def task_examples(config: SyntheticConfig, task: str, split: Literal["train", "dev"]) -> list[dict]:
     """Examples of one task split; training sets use only the first form of held-out synonym groups."""
     if task not in TASK_BUILDERS:
-        raise ConfigError(f"unknown synthetic task {task!r}; choose from {', '.join(TASKS)}")
+        raise ConfigError(
+            f"unknown synthetic task {task!r}{did_you_mean(task, TASKS)}; choose from {', '.join(TASKS)}"
+        )
     rng = _stream(config, f"{task}-{split}")
     restricted = restricted_concepts(config) if split == "train" else frozenset()
     n = config.train_examples if split == "train" else config.dev_examples

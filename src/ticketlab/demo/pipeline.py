@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..core.digest import digest
-from ..core.errors import ConfigError, TicketlabError
+from ..core.errors import ConfigError, TicketlabError, did_you_mean
 from ..core.files.inputs import read_json, read_text
 from ..data import synthetic
 from ..lm.pretrain import PretrainResult, pretrain
@@ -175,7 +175,8 @@ def run_demo(
     """Run (or resume, or just re-render) the demo under `out`; see the module docstring."""
     if isinstance(budget, str):
         if budget not in BUDGETS:
-            raise ConfigError(f"unknown demo budget {budget!r}; choose from {', '.join(BUDGETS)}")
+            near = did_you_mean(budget, BUDGETS)
+            raise ConfigError(f"unknown demo budget {budget!r}{near}; choose from {', '.join(BUDGETS)}")
         budget = BUDGETS[budget]
     if tasks is not None and data_dir is None:
         raise ConfigError("--tasks needs --data-dir (the folder holding the tasks' data)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, did_you_mean
 
 Verb = Literal["prune", "search"]
 Pattern = Literal["weights", "units"]
@@ -178,7 +178,7 @@ def get_method(name: str, verb: Verb | None | Literal["any"] = "any") -> Method:
     """The method registered under `name` (of `verb`, if given); a ConfigError naming those there are."""
     known = methods(verb)
     if name not in known:
-        raise ConfigError(f"unknown method '{name}' (known: {', '.join(known)})")
+        raise ConfigError(f"unknown method '{name}'{did_you_mean(name, known)} (known: {', '.join(known)})")
     return known[name]
 
 

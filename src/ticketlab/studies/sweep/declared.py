@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ...core.errors import did_you_mean
+
 MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
 LOSSES = ("mlm_loss", "kd_loss")  # the pre-training evaluation's dev losses (lower is better)
 UNITS = ("method-means", "within-methods", "masks")
@@ -128,7 +130,10 @@ def _claim(c: Any, key: str, fail, sparsity) -> Claim:
     if "sequential" in c:
         raise fail(f"{key}.sequential", SEQUENTIAL)
     if unknown := sorted(set(c) - allowed):
-        raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        raise fail(
+            f"{key}.{unknown[0]}",
+            f"unknown key{did_you_mean(unknown[0], allowed)} (allowed: {', '.join(sorted(allowed))})",
+        )
     if ("compare" in c) == ("correlate" in c):
         raise fail(key, "give exactly one of compare (A > B) and correlate (a loss)")
     for k in ("endpoint", "sparsity"):

@@ -24,7 +24,7 @@ import functools
 import re
 
 from ...core.checks import option_name
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, did_you_mean
 from ...methods import registry as library
 from ...methods.registry import Method
 from ...verbs.search import SearchConfig
@@ -117,5 +117,7 @@ def base_method(label: str) -> str:
 def get_method(name: str, methods: dict[str, MethodSpec] | None = None) -> MethodSpec:
     registry = sweep_methods() if methods is None else methods
     if base_method(name) not in registry:
-        raise ConfigError(f"unknown method '{name}' (known: {', '.join(registry)})")
+        raise ConfigError(
+            f"unknown method '{name}'{did_you_mean(name, registry)} (known: {', '.join(registry)})"
+        )
     return registry[base_method(name)]
