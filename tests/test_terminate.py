@@ -1,5 +1,6 @@
 """SIGTERM (a scheduler's time limit, `kill`, `timeout`) ends a verb as Ctrl-C does: the run under
-way is given back to its store, one line says how to resume, and the exit status is 143."""
+way is given back to its store and one line says how to resume; then the signal goes on, to the
+handler there before or, with none, to the end of the process with status 143."""
 
 from __future__ import annotations
 
@@ -14,16 +15,38 @@ from ticketlab.studies import rows
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.store import Store
 
+RESUME = "ticketlab info: terminated (SIGTERM); finished work is saved, run the same command to resume\n"
 
-def test_sigterm_ends_a_verb_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
+
+@pytest.fixture
+def terminated_info(tmp_path, monkeypatch):
+    """`info MASK`, whose verb receives a SIGTERM; the test's own SIGTERM handling is put back after."""
     (tmp_path / "mask").mkdir()
-    monkeypatch.setattr(info, "run", lambda args: signal.raise_signal(signal.SIGTERM))
+    monkeypatch.setattr(info, "run", lambda args: signal.raise_signal(signal.SIGTERM) or 0)
     before = signal.getsignal(signal.SIGTERM)
-    assert cli.main(["info", str(tmp_path / "mask")]) == 143
-    assert capsys.readouterr().err == (
-        "ticketlab info: terminated (SIGTERM); finished work is saved, run the same command to resume\n"
-    )
-    assert signal.getsignal(signal.SIGTERM) is before  # the library's caller keeps its own handling
+    yield ["info", str(tmp_path / "mask")]
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_ends_a_verb_as_ctrl_c_does_then_the_process(terminated_info, capsys):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(terminated_info)
+    assert exit_.value.code == 143 and capsys.readouterr().err == RESUME
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_goes_on_to_the_embedding_programs_handler(terminated_info, capsys):
+    seen = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    assert cli.main(terminated_info) == 143
+    assert seen == [signal.SIGTERM] and capsys.readouterr().err == RESUME
+
+
+def test_an_ignored_sigterm_stays_ignored(terminated_info, capsys):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a parent shields this process
+    assert cli.main(terminated_info) == 0 and capsys.readouterr().err == ""
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 
 
 def test_ctrl_c_still_says_interrupted(tmp_path, monkeypatch, capsys):

@@ -21,8 +21,13 @@ if [ -e "$dir" ]; then
 fi
 code=$(git -C "$root" log --diff-filter=A --format=%H -- recipes/minilm-mlm-v3/snapshot.py | tail -n 1)
 lock_fix=d333127b552a116d76a01c5d145973b2cd3f77c5  # the store checked by its status, never opened
-git -C "$root" worktree add -b study/minilm-mlm-v3 "$dir" "$code"
-git -C "$dir" cherry-pick "$lock_fix"
+git -C "$root" worktree prune  # a worktree whose folder is gone no longer holds its branch
+if git -C "$root" rev-parse -q --verify refs/heads/study/minilm-mlm-v3 > /dev/null; then
+  git -C "$root" worktree add "$dir" study/minilm-mlm-v3  # the branch this clone already has
+else
+  git -C "$root" worktree add -b study/minilm-mlm-v3 "$dir" "$code"
+  git -C "$dir" cherry-pick "$lock_fix"
+fi
 mkdir -p "$dir/sweeps/minilm-mlm-v3"
 cp "$root/docs/results/minilm-mlm-v3/results.sqlite" "$dir/sweeps/minilm-mlm-v3/"
 cd "$dir"

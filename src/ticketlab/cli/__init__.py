@@ -27,7 +27,7 @@ from ..methods.registry import methods
 from ..models.source import check_source
 from ..studies.records import store_in, study_in
 from .common import HelpFormatter, Parser, finite_floats, option_of
-from .terminate import EXIT_STATUS, Terminated, sigterm_interrupts
+from .terminate import Terminated, pass_on, sigterm_interrupts
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(only=_verb_of(argv))
     args = parser.parse_args(argv)
     keep_freed_memory()  # this process is ours: large tensors freed each step stay for the next
-    with sigterm_interrupts():  # this process is ours: a scheduler's stop takes Ctrl-C's path
-        return _run(args, argv, parser)
+    try:
+        with sigterm_interrupts():  # a scheduler's stop takes Ctrl-C's path
+            return _run(args, argv, parser)
+    except Terminated:  # wherever it arrived, the handler is restored
+        _say_how_to_resume(args.verb, "terminated (SIGTERM)")
+        return pass_on()
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
@@ -167,13 +171,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str], parser: argparse.Argumen
             raise
         print(one_line(f"ticketlab {args.verb}: error: {e.filename}: {e.strerror or e}"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        print(
-            f"ticketlab {args.verb}: {how}; finished work is saved, run the same command to resume",
-            file=sys.stderr,
-        )
-        return EXIT_STATUS if isinstance(e, Terminated) else 130
+    except Terminated:
+        raise
+    except KeyboardInterrupt:
+        _say_how_to_resume(args.verb, "interrupted")
+        return 130
+
+
+def _say_how_to_resume(verb: str, how: str) -> None:
+    print(f"ticketlab {verb}: {how}; finished work is saved, run the same command to resume", file=sys.stderr)
 
 
 def _tokenizer(path: str) -> None:

@@ -42,8 +42,13 @@ class Parser(argparse.ArgumentParser):
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
             verb = _chosen_verb(self, parsed)
-            typed = next((a.split("=")[0] for a in extra if a.startswith("--")), None)
-            shown = [s for a in verb._actions if a.help != argparse.SUPPRESS for s in a.option_strings]
+            typed = next((a.split("=")[0] for a in extra if a.startswith("--") and a != "--"), None)
+            shown = [
+                s
+                for a in verb._actions
+                if a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+                for s in a.option_strings
+            ]
             hint = did_you_mean(typed, shown) if typed else ""
             verb.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
         return parsed

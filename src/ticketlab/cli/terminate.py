@@ -2,7 +2,7 @@
 `kill` and `timeout` send by default. Python's default for it ends the process at once: no `finally`
 runs, a sweep's claimed run stays marked running until its owner is seen dead, and the user reads
 nothing. Raised as an interrupt instead, it takes the path Ctrl-C takes: the run is given back to the
-store, what finished is kept, and one line says how to resume (exit status 143, 128 + SIGTERM).
+store, what finished is kept, and one line says how to resume; then the signal goes on (`pass_on`).
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ EXIT_STATUS = 128 + signal.SIGTERM
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
-    # A second SIGTERM while the first is handled ends the process: the usual "stop now" of a scheduler.
+    # Python runs a handler between bytecodes: a second SIGTERM that arrives once this one has been
+    # raised ends the process (the usual "stop now"); during one long native call both wait for it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise Terminated
 
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within it, SIGTERM raises `Terminated`; the previous handler is back after it. Outside the
-    main thread (a program that embeds the CLI) signals cannot be handled, and nothing changes."""
+    """Within it, SIGTERM raises `Terminated`; the previous handler is back after it. Nothing changes
+    where SIGTERM is ignored (a parent shields this process) or outside the main thread (a program
+    that embeds the CLI there: signals cannot be handled)."""
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread
         yield
         return
@@ -38,3 +44,14 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def pass_on() -> int:
+    """After a SIGTERM handled here, its handler restored: the handler there before (a program that
+    embeds the CLI) gets the signal, and EXIT_STATUS is returned; with none, the process ends with
+    EXIT_STATUS (SystemExit, as argparse's refusals end it), so that a script calling the CLI verb
+    after verb stops too."""
+    if callable(signal.getsignal(signal.SIGTERM)):
+        signal.raise_signal(signal.SIGTERM)
+        return EXIT_STATUS
+    raise SystemExit(EXIT_STATUS)

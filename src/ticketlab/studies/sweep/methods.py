@@ -116,8 +116,9 @@ def base_method(label: str) -> str:
 
 def get_method(name: str, methods: dict[str, MethodSpec] | None = None) -> MethodSpec:
     registry = sweep_methods() if methods is None else methods
-    if base_method(name) not in registry:
+    base = base_method(name)
+    if base not in registry:
         raise ConfigError(
-            f"unknown method '{name}'{did_you_mean(name, registry)} (known: {', '.join(registry)})"
+            f"unknown method '{name}'{did_you_mean(base, registry)} (known: {', '.join(registry)})"
         )
-    return registry[base_method(name)]
+    return registry[base]
