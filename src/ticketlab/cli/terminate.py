@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 
@@ -31,15 +32,11 @@ def sigterm_interrupts() -> Iterator[None]:
     """Within it, SIGTERM raises `Terminated`; the previous handler is back after it. Nothing changes
     where SIGTERM is ignored (a parent shields this process) or outside the main thread (a program
     that embeds the CLI there: signals cannot be handled)."""
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous is signal.SIG_IGN:
-            yield
-            return
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
         yield
         return
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
