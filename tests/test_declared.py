@@ -277,6 +277,24 @@ def test_holm_of_the_declared_family_reads_p_unrounded():
     assert round(0.012499, 4) * 4 >= 0.05  # what rounding first would have decided
 
 
+def test_a_claim_without_a_test_stays_in_the_family_at_p_1():
+    """Family of 4, claim 3 without a test (no spread, say): the others are still corrected over 4,
+    not 3. p = 0.015 is 3 × 0.015 = 0.045 over the three tested claims alone, 4 × 0.015 = 0.06 over
+    the family declared: not shown. Claims not run yet count the same way while they wait."""
+    stub = lambda p: SimpleNamespace(p=p, mean=1.0, why_not=None, se=1.0, df=4.0)  # noqa: E731
+    claims = [claim_from_dict(claim("tamt-mlm > imp", t)) for t in ("sst2", "cola", "fig5", "mrpc")]
+    tests = [DeclaredTest(c, stub(p), 4) for c, p in zip(claims, [0.015, 0.5, 0.6], strict=False)]
+    tests.append(DeclaredTest(claims[3], None, 4))
+    holm_family(tests)
+    assert tests[0].p_holm == pytest.approx(0.06) and tests[0].verdict.startswith("not shown")
+    assert tests[3].p_holm is None and holm_cell(tests[3]) == "—"
+    running = [
+        DeclaredTest(c, stub(0.015) if k == 0 else None, 4, unfinished=5) for k, c in enumerate(claims)
+    ]
+    holm_family(running)
+    assert running[0].p_holm == pytest.approx(0.06)  # as it stands: the untested claims at p = 1
+
+
 def test_a_finished_claims_verdict_waits_where_running_claims_can_change_its_holm_level():
     """Family of 4, claim 0 still running (p 0.001 as it stands). Claim 1 (p 0.02) holds with it as it
     stands (Holm 2 × 0.02 = 0.04) but not with its p at 1 (3 × 0.02 = 0.06): it waits. Claim 2
