@@ -33,6 +33,7 @@ from ticketlab.studies.report.declared import (
 from ticketlab.studies.report.results import load_results
 from ticketlab.studies.run_ids import make_run
 from ticketlab.studies.stats import detectable_effect, detectable_rho, holm, welch
+from ticketlab.studies.sweep import plan
 from ticketlab.studies.sweep.claim_plans import plan_claims, refuse_unpassable
 from ticketlab.studies.sweep.declaration import declaration, record_declaration
 from ticketlab.studies.sweep.declared import CLAIMS_META, claim_from_dict
@@ -582,6 +583,26 @@ def test_sweep_dry_run_shows_a_methods_own_finetune_seeds_as_runs_and_in_its_cla
     assert (
         "1 shared fine-tuning seed: the method × seed interaction is not estimated" in capsys.readouterr().err
     )
+
+
+def test_a_drawn_seed_that_is_pinned_for_another_mask_is_refused(
+    tmp_path, tiny_bert_dir, monkeypatch, capsys
+):
+    """The full model and random's masks draw their seeds, OMP's are pinned to 0-3: a draw of 2
+    (about 1 in a billion for 32 bits) would make seed 2 a factor shared by the full model and OMP,
+    which Welch on units does not model. The plan is refused, as two masks drawing one seed are."""
+    methods = ["full", {"omp": {"finetune_seeds": [0, 1, 2, 3]}}, "random"]
+    small = fakes.SMALL | {"methods": methods, "seeds": {"search": [0, 1], "finetune": 1}}
+    d = fakes.spec_dict(tmp_path, tiny_bert_dir, **small)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(d))
+    out = ["sweep", str(path), "--out", str(tmp_path / "sweep"), "--dry-run"]
+    assert main(out) == 0  # the drawn seeds as they are: no clash
+    real = plan.mask_seeds
+    monkeypatch.setattr(plan, "mask_seeds", lambda seeds, key: [2] if key == "full" else real(seeds, key))
+    capsys.readouterr()
+    assert main(out) == 2
+    assert "share the fine-tuning seed 2, drawn for one of them" in capsys.readouterr().err
 
 
 def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):

@@ -210,6 +210,29 @@ def _pretrain_eval_run(spec: SweepSpec, ref: MaskRef | None) -> Run:
     return make_run("pretrain-eval", name.replace("+", "-").replace("/", "-"), config, deps)
 
 
+class _SeedOwners:
+    """The masks each fine-tuning seed serves in a plan: a drawn seed is one mask's alone, so that no
+    seed is a random factor shared by two units of a test (pinned seeds are shared on purpose: one
+    list serves every mask, and the report's crossed test models it)."""
+
+    def __init__(self) -> None:
+        self.drawn: dict[int, str] = {}  # a seed -> the first mask that drew it
+        self.pinned: dict[int, str] = {}  # a seed -> the first mask it is pinned for
+
+    def take(self, seeds: list[int], mask: str, *, drawn: bool) -> None:
+        """Records `mask`'s seeds; refuses a drawn seed another mask drew or has pinned (about 1 in
+        100,000 for 300 drawn seeds of 32 bits)."""
+        for f in seeds:
+            others = (self.drawn, self.pinned) if drawn else (self.drawn,)
+            clash = next((m[f] for m in others if m.get(f, mask) != mask), None)
+            if clash is not None:
+                raise TicketlabError(
+                    f"masks {clash} and {mask} share the fine-tuning seed {f}, drawn for one of them: "
+                    "pin `seeds: finetune` to a list for this sweep"
+                )
+            (self.drawn if drawn else self.pinned).setdefault(f, mask)
+
+
 def expand(spec: SweepSpec) -> list[Run]:
     """All runs of a sweep: searches first, then pre-training evaluations, then fine-tunings, seed by
     seed (the i-th seed of each list together: a method's own fine-tuning seeds are its list)."""
@@ -234,17 +257,12 @@ def expand(spec: SweepSpec) -> list[Run]:
     # (the seed's place in the list it comes from, the run): the sort below is seed-major on it
     fts: list[tuple[int, Run]] = []
 
-    drawn: dict[int, str] = {}  # a drawn seed -> the mask that drew it: no two masks may share one
+    owners = _SeedOwners()
 
     def tune(ref: MaskRef | None, tasks, seeds: list[int] | int, size_of=main_size) -> list[tuple[int, Run]]:
         key = "full" if ref is None else ref.search.id + ("" if ref.step is None else f"@{ref.step}")
         fs = mask_seeds(seeds, key)  # pinned, or drawn from the mask's identity
-        for f in fs if isinstance(seeds, int) else []:
-            if drawn.setdefault(f, key) != key:
-                raise TicketlabError(
-                    f"masks {drawn[f]} and {key} drew the same fine-tuning seed {f}: pin "
-                    "`seeds: finetune` to a list for this sweep"
-                )
+        owners.take(fs, key, drawn=isinstance(seeds, int))
         return [(i, _finetune_run(spec, t, f, size_of(t), ref)) for t in tasks for i, f in enumerate(fs)]
 
     for method in spec.methods:  # the main grid: each method's own fine-tuning seeds, else the sweep's
