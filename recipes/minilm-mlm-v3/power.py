@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sqlite3
 import statistics as st
 from collections import defaultdict
@@ -78,10 +79,11 @@ def endpoints(rows: list[dict], sparsity: float) -> dict[tuple[str, int | None],
 
 
 def within(cells: dict, methods: tuple[str, ...]) -> tuple[float, int]:
-    """(the variance between fine-tuning seeds within a mask, pooled over `methods`' masks, its df)."""
+    """(the variance between fine-tuning seeds within a mask, pooled over `methods`' masks, its df;
+    NaN at 0 df: fewer than two seeds of any mask done)."""
     parts = [(st.variance(v), len(v) - 1) for (m, _), v in cells.items() if m in methods and len(v) > 1]
     df = sum(d for _, d in parts)
-    return sum(var * d for var, d in parts) / df, df
+    return (sum(var * d for var, d in parts) / df if df else math.nan), df
 
 
 def mde(a: tuple[float, int], b: tuple[float, int]) -> float:
@@ -119,8 +121,11 @@ def main() -> None:
     fs = {1.0, 2.0, 3.0}
     if args.study:
         omp90, omp90_df = within(endpoints(scores(args.study), 0.9), ("omp",))
-        fs.add(round(max(1.0, omp90 / w_omp), 2))
-        print(f"90%: OMP's seeds {omp90:.3f} ({omp90_df} df): f = {max(1.0, omp90 / w_omp):.2f}")
+        if omp90_df:
+            fs.add(round(max(1.0, omp90 / w_omp), 2))
+            print(f"90%: OMP's seeds {omp90:.3f} ({omp90_df} df): f = {max(1.0, omp90 / w_omp):.2f}")
+        else:
+            print("90%: f not measured yet (fewer than two of OMP's seeds at 90% done on all three tasks)")
     print("masks  omp  f_90  KD>IMP70  KD>IMP90 IMP>OMP90 KD>Wanda70  core-h")
     for f_90 in sorted(fs):
         for masks, omp in [(7, 10), (8, 10), (9, 10), (8, 12)]:
