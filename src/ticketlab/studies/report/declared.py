@@ -154,22 +154,18 @@ def _unfinished(res: SweepResults, c: Claim) -> int:
 
 
 def holm_family(tests: list[DeclaredTest]) -> list[DeclaredTest]:
-    """Set each test's `p_holm`: Holm over the declared family, on p as computed (never rounded: p
-    rounded to 4 places can cross a threshold, 0.012499 × 4 < 0.05 but 0.0125 × 4 is not). The
-    family is the declared one whatever the data: a claim without a test (no runs yet, no spread)
-    stands in it at p = 1, so it neither drops out (which would correct the others over fewer
-    claims) nor is rejected; its own p (Holm) stays None."""
+    """Set each test's `p_holm`: Holm over the declared family, on p as computed (never rounded:
+    0.012499 × 4 < 0.05, 0.0125 × 4 is not). A claim without a test stands in it at p = 1 (its own
+    p_holm None): the others are never corrected over fewer claims than declared."""
     ps = [1.0 if t.p is None else t.p for t in tests]
     for t, adjusted in zip(tests, holm(ps), strict=True):
-        t.p_holm = None if t.p is None else adjusted
-        t.p_holm_range, t.others_unfinished = None, 0
+        t.p_holm, t.p_holm_range, t.others_unfinished = None if t.p is None else adjusted, None, 0
     running = {i for i, t in enumerate(tests) if t.unfinished}
     if running:  # a finished claim's bounds: the running claims' p at 0 and at 1 (module docstring)
         low, high = (holm([x if i in running else p for i, p in enumerate(ps)]) for x in (0.0, 1.0))
         for i, t in enumerate(tests):
             if i not in running and t.p is not None:
-                t.p_holm_range = (low[i], high[i])  # type: ignore[assignment]  # no p is None here
-                t.others_unfinished = len(running)
+                t.p_holm_range, t.others_unfinished = (low[i], high[i]), len(running)  # type: ignore[assignment]
     return tests
 
 
