@@ -18,7 +18,7 @@ import sweep_fakes as fakes
 from loss_stores import M, fill
 from sweep_fakes import base_spec_dict, fake_registry
 from ticketlab.cli import main
-from ticketlab.core.errors import ConfigError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.studies import Store, run_sweep, spec_from_dict
 from ticketlab.studies.report import write_report
 from ticketlab.studies.report.comparison import DECLARED
@@ -602,7 +602,34 @@ def test_a_drawn_seed_that_is_pinned_for_another_mask_is_refused(
     monkeypatch.setattr(plan, "mask_seeds", lambda seeds, key: [2] if key == "full" else real(seeds, key))
     capsys.readouterr()
     assert main(out) == 2
-    assert "share the fine-tuning seed 2, drawn for one of them" in capsys.readouterr().err
+    assert "share the fine-tuning seed 2, drawn for one of them: pin the seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        [("a", [5], False), ("b", [5], False), ("a", [5], True)],  # pinned for two, then drawn by one
+        [("a", [5], False), ("a", [5], True), ("b", [5], False)],  # drawn, then pinned for another
+        [("a", [5], True), ("b", [5], True)],  # two masks drawing one seed
+        [("a", [5], True), ("b", [5], False)],
+    ],
+)
+def test_a_seed_drawn_for_one_mask_and_serving_another_is_refused_in_any_order(order):
+    owners = plan._SeedOwners()
+    *first, last = order
+    for mask, seeds, drawn in first:
+        owners.take(seeds, mask, drawn=drawn)
+    with pytest.raises(TicketlabError, match="share the fine-tuning seed 5, drawn for one of them"):
+        owners.take(last[1], last[0], drawn=last[2])
+
+
+def test_pinned_seeds_are_shared_and_a_mask_meets_its_own_seeds():
+    owners = plan._SeedOwners()
+    owners.take([5, 6], "a", drawn=False)
+    owners.take([5, 6], "b", drawn=False)  # one pinned list serves every mask
+    owners.take([7], "a", drawn=True)
+    owners.take([7], "a", drawn=True)  # the same mask's draw again (another task, a curve)
+    owners.take([7], "a", drawn=False)  # and the same seed pinned for it
 
 
 def test_the_report_tests_a_deterministic_side_on_every_seed_it_has(tmp_path):

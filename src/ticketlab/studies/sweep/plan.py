@@ -162,8 +162,9 @@ def mask_seeds(seeds: list[int] | int, mask_key: str) -> list[int]:
     """The fine-tuning seeds of one mask: `seeds` where pinned (a list), else that many drawn from
     the mask's identity (its search run's id, and the step a mask saved along a search was saved at;
     'full' for the full model) and their index by SHA-256, so that the same mask gets the same seeds
-    on every task and in every sweep that plans it. Two masks drawing one seed (32 bits: about 1 in
-    100,000 for 300 seeds) is refused by `expand`, never reported as independent units."""
+    on every task and in every sweep that plans it. A drawn seed that another mask drew or has
+    pinned (32 bits: about 1 in 100,000 for 300 seeds) is refused by `expand`, never reported as
+    independent units."""
     if isinstance(seeds, list):
         return list(seeds)
     digests = (hashlib.sha256(f"{mask_key}:{i}".encode()).digest() for i in range(seeds))
@@ -216,21 +217,25 @@ class _SeedOwners:
     list serves every mask, and the report's crossed test models it)."""
 
     def __init__(self) -> None:
-        self.drawn: dict[int, str] = {}  # a seed -> the first mask that drew it
-        self.pinned: dict[int, str] = {}  # a seed -> the first mask it is pinned for
+        self.drawn: dict[int, str] = {}  # a seed -> the mask that drew it
+        self.pinned: dict[int, set[str]] = {}  # a seed -> every mask it is pinned for
 
     def take(self, seeds: list[int], mask: str, *, drawn: bool) -> None:
-        """Records `mask`'s seeds; refuses a drawn seed another mask drew or has pinned (about 1 in
-        100,000 for 300 drawn seeds of 32 bits)."""
+        """Records `mask`'s seeds, in any planning order refusing a seed drawn for one mask that
+        another mask drew or has pinned (about 1 in 100,000 for 300 drawn seeds of 32 bits)."""
         for f in seeds:
-            others = (self.drawn, self.pinned) if drawn else (self.drawn,)
-            clash = next((m[f] for m in others if m.get(f, mask) != mask), None)
-            if clash is not None:
+            owners = {self.drawn[f]} if f in self.drawn else set()
+            owners |= self.pinned.get(f, set()) if drawn else set()
+            if owners - {mask}:
                 raise TicketlabError(
-                    f"masks {clash} and {mask} share the fine-tuning seed {f}, drawn for one of them: "
-                    "pin `seeds: finetune` to a list for this sweep"
+                    f"masks {min(owners - {mask})} and {mask} share the fine-tuning seed {f}, drawn for "
+                    "one of them: pin the seeds to a list (`seeds: finetune`, or the method's "
+                    "`finetune_seeds`)"
                 )
-            (self.drawn if drawn else self.pinned).setdefault(f, mask)
+            if drawn:
+                self.drawn.setdefault(f, mask)
+            else:
+                self.pinned.setdefault(f, set()).add(mask)
 
 
 def expand(spec: SweepSpec) -> list[Run]:
