@@ -38,6 +38,21 @@ def test_an_option_argparse_refuses_is_one_line(capsys, argv, says):
     assert line.endswith(f"(see {says.split(': error')[0]} --help)")
 
 
+@pytest.mark.parametrize(
+    "argv, typed, meant",
+    [
+        (["finetune", "--model", "m", "--out", "o", "--task", "sst2", "--mode", "x"], "--mode", "--model"),
+        (["prune", "omp", "--model", "m", "--out", "o", "--sparsit", "0.7"], "--sparsit", "--sparsity"),
+        (["sweep", "spec.yaml", "--dry"], "--dry", "--dry-run"),
+    ],
+)
+def test_an_option_typed_in_part_is_refused_naming_the_whole(capsys, argv, typed, meant):
+    """A prefix of one option is not taken for it: a typo of one option (`--mode`) would otherwise
+    run as another (`--model`)."""
+    line = argparse_refusal(capsys, *argv)
+    assert f"unrecognized arguments: {typed}" in line and f"did you mean '{meant}'?" in line
+
+
 def test_a_refused_setting_is_named_as_its_option(tiny_bert_dir, tmp_path, capsys):
     model, out = ["--model", str(tiny_bert_dir)], ["--out", str(tmp_path / "o")]
     line = error_line(capsys, "search", "tamt", *model, "--sparsity", "0.7", *out)

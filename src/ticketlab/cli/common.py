@@ -22,7 +22,14 @@ class Parser(argparse.ArgumentParser):
     """argparse's parser, whose refusal is one line: the problem and where the usage is, exit
     status 2, as every other refusal of the CLI (a verb's usage runs to thirty lines, above the
     one that says what is wrong). Its sub-commands' parsers are of this class too (argparse makes
-    them of their parent's class)."""
+    them of their parent's class).
+
+    An option must be typed whole: argparse's prefix matching would take a typo for another option
+    (`--mode x` for `--model x`) and run with it, where the refusal names the option meant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
