@@ -12,7 +12,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test lint docs format bench clean
 
+# Python 3.11 or later, checked before anything is made: a .venv left by a try with an older python3
+# would otherwise be reused by the next `make install PYTHON=python3.11`.
 $(STAMP): pyproject.toml
+	@py=$(BIN)/python; test -x $$py || py=$(PYTHON); \
+	$$py -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "make: $$py is not Python 3.11 or later, which ticketlab needs:$$(test -x $(BIN)/python && \
+	  echo ' remove .venv (make clean), then') make install PYTHON=python3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
