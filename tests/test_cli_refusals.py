@@ -56,7 +56,7 @@ def test_an_option_typed_in_part_is_refused_naming_the_whole(capsys, argv, typed
 def test_a_refused_setting_is_named_as_its_option(tiny_bert_dir, tmp_path, capsys):
     model, out = ["--model", str(tiny_bert_dir)], ["--out", str(tmp_path / "o")]
     line = error_line(capsys, "search", "tamt", *model, "--sparsity", "0.7", *out)
-    assert line.startswith("ticketlab search: error: --steps required")
+    assert line == "ticketlab search: error: --steps required (or the paper's budget: paper, --paper)"
     line = error_line(capsys, "search", "tamt", *model, "--sparsity", "0.7", "--paper", *out)
     assert line.startswith("ticketlab search: error: --corpus required")
     line = error_line(capsys, "finetune", *model, "--task", "sst2", "--lr", "-1", *out)
@@ -70,3 +70,16 @@ def test_a_trained_head_and_ignoring_it_are_refused_together(tiny_bert_dir, tmp_
     argv = ["evaluate-pretrain", "--model", str(tiny_bert_dir), "--corpus", str(corpus)]
     line = error_line(capsys, *argv, "--mlm-head", "trained", "--ignore-mlm-head")
     assert "mlm_head trained and ignore_mlm_head contradict each other" in line
+
+
+def test_imp_asks_for_its_steps_and_offers_no_paper_budget(capsys):
+    """IMP has no paper budget: its --steps is required by the parser, and neither its options nor
+    its refusal offer TAMT's --paper."""
+    line = argparse_refusal(capsys, "search", "imp", "--model", "m", "--sparsity", "0.7", "--out", "o")
+    assert "required: --steps" in line and "paper" not in line
+    with pytest.raises(SystemExit):
+        main(["search", "imp", "--help"])
+    assert "[--paper]" not in capsys.readouterr().out  # not among its options
+    with pytest.raises(SystemExit):
+        main(["search", "tamt", "--help"])
+    assert "[--paper]" in capsys.readouterr().out

@@ -544,8 +544,10 @@ def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
         config(TamtConfig(0.7), steps=100, paper=True)
     with pytest.raises(ConfigError, match="paper budget"):
         config(ImpConfig(0.7), steps=None, paper=True)
-    with pytest.raises(ConfigError, match="steps required"):
+    with pytest.raises(ConfigError, match=r"steps required \(or the paper's budget"):
         config(TamtConfig(0.7), steps=None)
+    with pytest.raises(ConfigError, match="steps required$"):  # IMP has no paper budget to offer
+        config(ImpConfig(0.7), steps=None)
     with pytest.raises(ConfigError, match="ends before"):
         config(TamtConfig(0.7), steps=300, schedule_steps=200)
     assert config(ImpConfig(0.7), steps=300).horizon == 300  # IMP: the schedule ends at the stop

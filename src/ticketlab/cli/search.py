@@ -18,12 +18,12 @@ bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, except that a TA
 for Table 1's lr to move a mask (a few hundred steps) gets the lr at which one score can travel the
 Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and TAMT's schedule: the search
 stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
-27,920-step run (Tab. 2; --schedule-steps N sets the horizon, --paper takes
-the paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
+27,920-step run (Tab. 2; --schedule-steps N sets the horizon, `search tamt --paper` takes the
+paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
 tokens (steps x batch x length, TAMT's units) and seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
-search log), steps/step-N/ (masks saved with --save-at), mlm_head.safetensors (TAMT-MLM's trained
-head) and rewound_model/ (IMP --rewind-to). Interrupted? Run the same command again: it resumes
+search log), steps/step-N/ (masks saved with --save-at), for TAMT-MLM mlm_head.safetensors (its
+trained head) and for IMP with --rewind-to rewound_model/. Interrupted? Run the same command again: it resumes
 from the last checkpoint; a finished search is not repeated.
 
 Several processes (DDP) split the global batch between them. A model without dropout gives the mask
@@ -116,7 +116,11 @@ def _common(p: argparse.ArgumentParser, method: Method) -> None:
     )
     if pattern:
         add_pattern_argument(p)
-    add_config_arguments(p, SearchConfig, ["steps", "out"], steps={"required": False, "default": None})
+    if method.paper_budget:  # --steps may be left out for the paper's budget
+        steps = {"required": False, "default": None}
+    else:  # a schedule split over rounds or stages: the steps in all, always given
+        steps = {"required": True, "help": "optimizer steps of the search in all (IMP: over every round)"}
+    add_config_arguments(p, SearchConfig, ["steps", "out"], steps=steps)
     add_config_arguments(p, SearchConfig, ["schedule_steps", *(("paper",) if method.paper_budget else ())])
     add_config_arguments(p.add_argument_group("corpus"), SearchConfig, CORPUS)
     t = p.add_argument_group("training")

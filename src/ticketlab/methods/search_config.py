@@ -47,7 +47,7 @@ class SearchConfig:
 
     model: str
     method: Any  # a registered search method's config (`methods.registry`): TamtConfig, ImpConfig
-    steps: PositiveInt | None = option(help="optimizer steps of the search (with --paper: TAMT Tab. 2's)")
+    steps: PositiveInt | None = option(help="optimizer steps of the search (TAMT with --paper: Tab. 2's)")
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
         None,
@@ -138,8 +138,8 @@ class SearchConfig:
         "the linear lr schedule's horizon (lr 0 there), the search stopping at --steps part-way down it; "
         "default for TAMT: where TAMT (Liu et al. 2022, Tab. 2) stopped its 27,920-step schedule at "
         "this sparsity, --steps / (Tab. 2's step / 27,920), e.g. 17,000/27,920 at 70%; give --steps "
-        "itself for a schedule that ends at the stop; with --kd-data reference: train_kd.py's t_total on "
-        "those data, int(2 epochs x sequences / --batch-size); IMP: each round decays "
+        "itself for a schedule that ends at the stop; TAMT with --kd-data reference: train_kd.py's "
+        "t_total on those data, int(2 epochs x sequences / --batch-size); IMP: each round decays "
         "towards 0 here (the references' t_total, their whole epoch budget; default --steps)",
         metavar="N",
     )
@@ -203,7 +203,8 @@ class SearchConfig:
                 )
             self.steps, self.schedule_steps = steps, horizon
         elif self.steps is None:
-            raise FieldError("steps", "required, or the paper's budget (paper, TAMT only)", None)
+            alt = " (or the paper's budget: paper, --paper)" if self.search_method.paper_budget else ""
+            raise FieldError("steps", f"required{alt}", None)
 
     def _check_bertadam(self) -> None:
         """`optimizer: bertadam` is BertAdam whole: its eps, weight decay and per-tensor clipping are
