@@ -3,7 +3,10 @@ org/repo/sub`; a mask not cached is one line; pushing reads the mask first and u
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
+from pathlib import Path
 
 import huggingface_hub
 import pytest
@@ -110,3 +113,51 @@ def test_push_without_the_hub_is_one_line_and_exit_2(omp, monkeypatch, capsys, n
     code, out, err = run(capsys, "push", omp, "me/tickets/omp50", "--token", "hf_x")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("ticketlab push: error: me/tickets/omp50: the hub did not take the mask (")
+
+
+def test_push_records_the_hub_id_of_a_base_found_on_a_local_copy(omp, monkeypatch, capsys, caplog):
+    """A mask found on a local model records the copy's absolute path, which no other machine has:
+    `base_model` sends the config and card with the model's hub id instead, every other field as in
+    the file, the user's folder unchanged; without it the push says so."""
+    sent = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def create_commit(self, **kw):
+            sent.append({op.path_in_repo: op.path_or_fileobj for op in kw["operations"]})
+            return "url"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    before = {f.name: f.read_bytes() for f in omp.iterdir() if f.is_file()}
+    local_base = json.loads(before["mask_config.json"])["base_model"]
+    assert Path(local_base).is_absolute()
+    with caplog.at_level(logging.WARNING, logger="ticketlab.masks.push"):
+        push_mask(omp, "me/tickets")
+    assert "records its base model as the local path" in caplog.text and "--base-model" in caplog.text
+    assert sent[0]["mask_config.json"] == str(omp / "mask_config.json")  # the file itself
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ticketlab.masks.push"):
+        push_mask(omp, "me/tickets", base_model="org/tiny-bert")
+    assert caplog.text == ""
+    config = json.loads(sent[1]["mask_config.json"])
+    assert config == json.loads(before["mask_config.json"]) | {"base_model": "org/tiny-bert"}
+    card = sent[1]["README.md"].decode()
+    assert "base_model: org/tiny-bert" in card and local_base not in card
+    assert {f.name: f.read_bytes() for f in omp.iterdir() if f.is_file()} == before
+    assert load_mask(omp)[1].base_model == local_base
+
+
+@pytest.mark.parametrize("base", ["/models/bert", "./bert", "a/b/c", "bad name"])
+def test_a_base_model_that_is_not_a_hub_id_is_refused_before_the_hub(omp, monkeypatch, capsys, base):
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **kw: pytest.fail("the hub was called"))
+    code, out, err = run(capsys, "push", omp, "me/tickets", "--base-model", base)
+    assert (
+        code == 2
+        and err.strip()
+        == f"ticketlab push: error: {base}: not a model's hub id (name or org/name) to record as the base"
+    )

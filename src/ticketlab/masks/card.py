@@ -167,15 +167,17 @@ def model_card(
     head: str | None = None,
     sparsity: float | None = None,
     notes: tuple[str, ...] = (),
+    licence: str | None = None,
 ) -> str:
     """The card's text: front matter, then what it is, its sparsity and targets, how to load it and
     what to cite. `sparsity`: the achieved one where the caller has the mask (else the config's);
-    `head`: the model's head, for a checkpoint or a compacted model; `notes`: further lines."""
+    `head`: the model's head, for a checkpoint or a compacted model; `notes`: further lines;
+    `licence`: the base model's, where the caller has read it (else a local base's card's)."""
     facts = sparsity_facts(config, sparsity)
     meta: dict[str, Any] = {"base_model": config.base_model}
     meta["library_name"] = "ticketlab" if kind in ("mask", "ticket") else "transformers"
     meta["tags"] = ["ticketlab", "lottery-ticket", "pruning", "sparse", config.method]
-    if (licence := base_license(config.base_model)) is not None:
+    if (licence := licence or base_license(config.base_model)) is not None:
         meta["license"] = licence
     if head in PIPELINE and kind in ("checkpoint", "compacted"):
         meta["pipeline_tag"] = PIPELINE[head]

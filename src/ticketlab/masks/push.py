@@ -8,32 +8,53 @@ fetches hub masks through `masks.hub`), then uploading its folder in one commit,
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 from pathlib import Path
 
 import huggingface_hub
 
 from ..core.errors import TicketlabError
-from .card import CARD, model_card
+from ..core.files.atomic import to_json
+from .card import CARD, base_license, model_card
 from .hub import hub_error
-from .io import load_mask
+from .io import CONFIG_NAME, load_mask
 from .names import split_hub_name
+
+log = logging.getLogger(__name__)
 
 
 def push_mask(
     mask: str | os.PathLike,
     repo: str,
     *,
+    base_model: str | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
     """Upload a mask directory to the hub as `org/repo` or into `org/repo/sub/folder`, creating the
-    repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL."""
+    repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL.
+
+    `base_model`: the hub id of the model the mask was found on, recorded in the pushed copy of its
+    config and in its card, for a mask found on a local copy of that model (which records the copy's
+    path, found on no other machine); the local folder is not changed. The weights hash the mask
+    records still checks the model it is loaded onto."""
     local = Path(mask).expanduser()
     loaded, config = load_mask(local)
+    licence = base_license(config.base_model)  # read where the local base's card is
+    if base_model is not None:
+        config = dataclasses.replace(config, base_model=_hub_id(base_model))
+    elif Path(config.base_model).is_absolute():
+        log.warning(
+            f"note: {mask} records its base model as the local path {config.base_model}: loading it "
+            "from the hub then needs the model passed (--model); --base-model HUB_ID records the id"
+        )
     repo_id, sub, revision = split_hub_name(repo)
-    operations = upload_operations(local, sub, model_card(config, kind="mask", sparsity=loaded.sparsity))
+    card = model_card(config, kind="mask", sparsity=loaded.sparsity, licence=licence)
+    operations = upload_operations(local, sub, card, base_model=base_model)
     api = huggingface_hub.HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -50,10 +71,26 @@ def push_mask(
     return str(getattr(info, "commit_url", info))
 
 
-def upload_operations(local: Path, sub: str | None, card: str) -> list[huggingface_hub.CommitOperationAdd]:
+def _hub_id(name: str) -> str:
+    """`name` as a model's hub id (`name` or `org/name`), else one line saying it is not one."""
+    try:
+        if name.startswith((".", "/", "~")) or name.count("/") > 1:
+            raise ValueError("a path")
+        huggingface_hub.utils.validate_repo_id(name)
+    except ValueError:  # huggingface_hub's HFValidationError is a ValueError
+        raise TicketlabError(
+            f"{name}: not a model's hub id (name or org/name) to record as the base"
+        ) from None
+    return name
+
+
+def upload_operations(
+    local: Path, sub: str | None, card: str, *, base_model: str | None = None
+) -> list[huggingface_hub.CommitOperationAdd]:
     """One commit's files: the mask folder's (its hidden entries left out: ticketlab's output marker,
-    temporaries) and, unless it has a README.md of its own, the model card (`masks.card`), which goes
-    to the hub only: the user's folder is not written to."""
+    temporaries) and, unless it has a README.md of its own, the model card (`masks.card`); with
+    `base_model`, the mask config with that base, every other field as in the file. Card and config
+    go to the hub only: the user's folder is not written to."""
     files = [
         f
         for f in sorted(local.rglob("*"))
@@ -63,7 +100,18 @@ def upload_operations(local: Path, sub: str | None, card: str) -> list[huggingfa
     def there(name: str) -> str:
         return f"{sub}/{name}" if sub else name
 
-    ops = [huggingface_hub.CommitOperationAdd(there(f.relative_to(local).as_posix()), str(f)) for f in files]
+    ops = [
+        huggingface_hub.CommitOperationAdd(there(f.relative_to(local).as_posix()), str(f))
+        for f in files
+        if not (base_model is not None and f == local / CONFIG_NAME)
+    ]
+    if base_model is not None:
+        fields = json.loads((local / CONFIG_NAME).read_text(encoding="utf-8")) | {"base_model": base_model}
+        ops.append(
+            huggingface_hub.CommitOperationAdd(
+                there(CONFIG_NAME), (to_json(fields, indent=2) + "\n").encode()
+            )
+        )
     if not (local / CARD).is_file():
         ops.append(huggingface_hub.CommitOperationAdd(there(CARD), card.encode()))
     return ops
