@@ -71,6 +71,18 @@ def test_help_fits_the_terminal_and_its_commands_still_paste(monkeypatch):
     assert "ticketlab export --model models/minilm-mlm --mask masks/omp-2-4 \\\n      --out" in narrow
 
 
+def test_a_wrapped_one_line_entry_continues_under_its_text():
+    """`  omp        one-shot ...` wrapped in 80 columns goes on under "one-shot", not 4 columns in."""
+    from ticketlab.cli.common import wrap_text
+
+    entry = "  omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default ranking is local)"
+    assert wrap_text(entry, 80) == [
+        "  omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default",
+        "             ranking is local)",
+    ]
+    assert wrap_text("  " + "x" * 90, 80)[0].startswith("  x")  # no term: as before
+
+
 def test_search_help_does_not_promise_the_same_mask_from_several_processes_with_dropout():
     for name in ("search tamt", "search imp"):
         text = " ".join(_help(name).split())

@@ -120,13 +120,20 @@ def wrap_text(text: str, width: int) -> list[str]:
         elif line.strip():  # an indented entry: its line and the more deeply indented ones after it
             while j < len(lines) and _margin(lines[j]) > margin and not COMMAND.match(lines[j]):
                 j += 1
-            hang = _margin(lines[i + 1]) if j > i + 1 else margin + 4
+            hang = _margin(lines[i + 1]) if j > i + 1 else _hang(line, margin)
             wrap = _words(lines[i:j], width, line[:margin], " " * hang)
         else:
             wrap = [line]
         out += lines[i:j] if max(len(row) for row in lines[i:j]) <= width else wrap
         i = j
     return out
+
+
+def _hang(line: str, margin: int) -> int:
+    """Where a one-line entry's wrapped lines start: under its text where it is a term and its text
+    (`  omp        one-shot ...`), else 4 columns in."""
+    term = re.match(r"\s*\S+\s{2,}(?=\S)", line)
+    return len(term[0]) if term else margin + 4
 
 
 def _margin(line: str) -> int:

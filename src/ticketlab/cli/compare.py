@@ -12,7 +12,7 @@ Fine-tuning run folders (`ticketlab finetune --out RUN_DIR`: RUN_DIR holds resul
 RUN_DIR/seed-N result.json) are put side by side in one table; the table tests nothing.
 
 Examples:
-  ticketlab compare masks/omp70 masks/random70 masks/tamt70
+  ticketlab compare masks/omp70 masks/rand70 masks/tamt-kd70
   ticketlab compare runs/sentiment-omp70 runs/sentiment-tamt70
 """
 

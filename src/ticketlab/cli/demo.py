@@ -9,7 +9,8 @@ its figures and print the main table. About 11 minutes on 2 free CPU cores the f
 machine is named in one line, with what it costs).
 
 --model, --corpus and --tasks swap in real ones, each on its own (the rest stays synthetic):
-  ticketlab demo --model models/minilm-mlm --corpus wiki.txt --dev-corpus wiki-dev.txt \\
+  ticketlab demo --model models/minilm-mlm --corpus path/to/wiki.train.txt \\
+      --dev-corpus path/to/wiki.valid.txt \\
       --tasks sst2 cola --data-dir path/to/glue --out demo-real
 """
 

@@ -14,7 +14,7 @@ evaluated on the base model recorded in it (--full then needs --model: which ful
 Examples:
   ticketlab evaluate-pretrain --model models/minilm-mlm --full \\
       --mask masks/omp70 masks/tamt-mlm70 --corpus data/corpus/dev.txt --max-length 128
-  ticketlab evaluate-pretrain --mask masks/imp70 --corpus test.txt --max-length 128 --json
+  ticketlab evaluate-pretrain --mask masks/imp70 --corpus data/corpus/dev.txt --max-length 128 --json
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ r"""One-shot pruning of a pre-trained model into a mask file.
 Example:
   ticketlab prune omp --model models/minilm-mlm --sparsity 0.7 --out masks/omp70
   ticketlab prune omp --model models/minilm-mlm --pattern 2:4 --out masks/omp-2-4
-  ticketlab prune wanda --model models/minilm-mlm --corpus wiki.train.txt --calibration 128 \
+  ticketlab prune wanda --model models/minilm-mlm --corpus data/corpus/train.txt --calibration 128 \
       --sparsity 0.7 --out masks/wanda70
-  ticketlab prune sparsegpt --model models/minilm-mlm --corpus wiki.train.txt --sparsity 0.7 \
+  ticketlab prune sparsegpt --model models/minilm-mlm --corpus data/corpus/train.txt --sparsity 0.7 \
       --damp 0.05 --out masks/sparsegpt70
 """
 

@@ -38,7 +38,7 @@ Examples:
   ticketlab search tamt --model models/minilm-mlm \\
       --corpus data/corpus/train.txt --dev data/corpus/dev.txt \\
       --max-length 128 --sparsity 0.7 --objective mlm --steps 300 --save-at 100,200 --out masks/tamt-mlm70
-  ticketlab search imp --model models/minilm-mlm --corpus wiki.txt --sparsity 0.7 \\
+  ticketlab search imp --model models/minilm-mlm --corpus data/corpus/train.txt --sparsity 0.7 \\
       --steps 600 --out masks/imp70
   ticketlab search imp --model models/minilm-mlm --task sst2 \\
       --data-dir path/to/glue --sparsity 0.5 --steps 500 --out masks/imp-sst2-50

@@ -11,8 +11,9 @@ sweeps on the same OUT share the work. At the end it writes the report (OUT/repo
 exits 1 if a run failed.
 
 Runs execute in this process, one at a time, unless --jobs N runs N at once in local subprocesses
-(one GPU each) or --launcher slurm submits one Slurm job per run (through submitit; resources per
-run kind from the spec's `resources:` block or the flags). Then this process coordinates: it submits
+(one GPU each) or --launcher slurm submits one Slurm job per run (through submitit, the extra
+`pip install 'ticketlab[slurm]'` both need; resources per run kind from the spec's `resources:` block
+or the flags). Then this process coordinates: it submits
 what is ready (searches before the fine-tunings that need their masks), records what comes back in
 OUT/results.sqlite (the workers never touch it), resubmits a job killed without a result (--retries)
 and must keep running until the end; rerun it to resume. Job logs: OUT/jobs/<job id>_0_log.out.
