@@ -16,6 +16,7 @@ STAMP  := $(VENV)/.installed
 # would otherwise be reused by the next `make install PYTHON=python3.11`.
 $(STAMP): pyproject.toml
 	@py=$(BIN)/python; test -x $$py || py=$(PYTHON); \
+	command -v $$py >/dev/null || { echo "make: $$py: not found (name a Python: make install PYTHON=...)" >&2; exit 2; }; \
 	$$py -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "make: $$py is not Python 3.11 or later, which ticketlab needs:$$(test -x $(BIN)/python && \
 	  echo ' remove .venv (make clean), then') make install PYTHON=python3.11" >&2; exit 2; }

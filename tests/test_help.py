@@ -80,7 +80,10 @@ def test_a_wrapped_one_line_entry_continues_under_its_text():
         "  omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default",
         "             ranking is local)",
     ]
-    assert wrap_text("  " + "x" * 90, 80)[0].startswith("  x")  # no term: as before
+    words = "  " + "word " * 20  # no term: 4 columns in
+    assert wrap_text(words, 40)[1].startswith("      word")
+    long_term = "  " + "t" * 30 + "  " + "word " * 10  # a term past half the width: 4 columns in
+    assert wrap_text(long_term, 40)[1].startswith("      word")
 
 
 def test_search_help_does_not_promise_the_same_mask_from_several_processes_with_dropout():

@@ -115,11 +115,10 @@ def test_push_without_the_hub_is_one_line_and_exit_2(omp, monkeypatch, capsys, n
     assert err.startswith("ticketlab push: error: me/tickets/omp50: the hub did not take the mask (")
 
 
-def test_push_records_the_hub_id_of_a_base_found_on_a_local_copy(omp, monkeypatch, capsys, caplog):
-    """A mask found on a local model records the copy's absolute path, which no other machine has:
-    `base_model` sends the config and card with the model's hub id instead, every other field as in
-    the file, the user's folder unchanged; without it the push says so."""
-    sent = []
+@pytest.fixture()
+def commits(monkeypatch) -> list[dict]:
+    """What each commit to a fake hub sent: {path in the repo: a local path, or bytes}."""
+    sent: list[dict] = []
 
     class FakeApi:
         def __init__(self, token=None):
@@ -133,22 +132,32 @@ def test_push_records_the_hub_id_of_a_base_found_on_a_local_copy(omp, monkeypatc
             return "url"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    before = {f.name: f.read_bytes() for f in omp.iterdir() if f.is_file()}
-    local_base = json.loads(before["mask_config.json"])["base_model"]
+    return sent
+
+
+def test_push_records_the_hub_id_of_a_base_found_on_a_local_copy(omp, commits, caplog):
+    """A mask found on a local model records the copy's absolute path, which no other machine has:
+    `base_model` sends the config and card with the model's hub id instead, every other field as in
+    the file, the user's folder unchanged; without it the push says so."""
+    (omp / "steps").mkdir()  # a mask a search saved on its way records the same base
+    shutil.copytree(omp, omp / "steps" / "step-1", ignore=shutil.ignore_patterns("steps", ".*"))
+    before = {f.relative_to(omp): f.read_bytes() for f in omp.rglob("*") if f.is_file()}
+    local_base = json.loads(before[Path("mask_config.json")])["base_model"]
     assert Path(local_base).is_absolute()
     with caplog.at_level(logging.WARNING, logger="ticketlab.masks.push"):
         push_mask(omp, "me/tickets")
     assert "records its base model as the local path" in caplog.text and "--base-model" in caplog.text
-    assert sent[0]["mask_config.json"] == str(omp / "mask_config.json")  # the file itself
+    assert commits[0]["mask_config.json"] == str(omp / "mask_config.json")  # the file itself
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ticketlab.masks.push"):
         push_mask(omp, "me/tickets", base_model="org/tiny-bert")
     assert caplog.text == ""
-    config = json.loads(sent[1]["mask_config.json"])
-    assert config == json.loads(before["mask_config.json"]) | {"base_model": "org/tiny-bert"}
-    card = sent[1]["README.md"].decode()
+    for config in ("mask_config.json", "steps/step-1/mask_config.json"):
+        want = json.loads(before[Path(config)]) | {"base_model": "org/tiny-bert"}
+        assert commits[1][config] == (json.dumps(want, indent=2) + "\n").encode()  # only the base differs
+    card = commits[1]["README.md"].decode()
     assert "base_model: org/tiny-bert" in card and local_base not in card
-    assert {f.name: f.read_bytes() for f in omp.iterdir() if f.is_file()} == before
+    assert {f.relative_to(omp): f.read_bytes() for f in omp.rglob("*") if f.is_file()} == before
     assert load_mask(omp)[1].base_model == local_base
 
 
@@ -160,4 +169,28 @@ def test_a_base_model_that_is_not_a_hub_id_is_refused_before_the_hub(omp, monkey
         code == 2
         and err.strip()
         == f"ticketlab push: error: {base}: not a model's hub id (name or org/name) to record as the base"
+    )
+
+
+@pytest.mark.parametrize(
+    "base, hub",
+    [("org/bert", True), ("bert-base-uncased", True), ("/home/me/bert", False), ("C:\\models\\bert", False)]
+    + [("./bert", False), ("~/bert", False), ("a/b/c", False)],
+)
+def test_a_recorded_base_is_told_a_hub_id_or_a_path_of_one_machine(base, hub):
+    from ticketlab.masks.push import _is_hub_id
+
+    assert _is_hub_id(base) is hub
+
+
+def test_a_hub_mask_is_pushed_from_its_cached_folder(omp, offline_cache, commits):
+    """`push org/repo/sub` (a mask fetched from the hub, to copy it elsewhere) uploads the cached
+    folder's files, not a folder of that name in the working directory, which does not exist."""
+    repo = offline_cache / "models--me--tickets"
+    shutil.copytree(omp, repo / "snapshots" / COMMIT / "bert" / "omp50")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    push_mask("me/tickets/bert/omp50", "you/tickets")
+    assert sorted(commits[0]) == sorted(
+        ["README.md", *(f.name for f in omp.iterdir() if not f.name.startswith("."))]
     )

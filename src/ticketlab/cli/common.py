@@ -120,7 +120,7 @@ def wrap_text(text: str, width: int) -> list[str]:
         elif line.strip():  # an indented entry: its line and the more deeply indented ones after it
             while j < len(lines) and _margin(lines[j]) > margin and not COMMAND.match(lines[j]):
                 j += 1
-            hang = _margin(lines[i + 1]) if j > i + 1 else _hang(line, margin)
+            hang = _margin(lines[i + 1]) if j > i + 1 else _hang(line, margin, width)
             wrap = _words(lines[i:j], width, line[:margin], " " * hang)
         else:
             wrap = [line]
@@ -129,11 +129,11 @@ def wrap_text(text: str, width: int) -> list[str]:
     return out
 
 
-def _hang(line: str, margin: int) -> int:
+def _hang(line: str, margin: int, width: int) -> int:
     """Where a one-line entry's wrapped lines start: under its text where it is a term and its text
-    (`  omp        one-shot ...`), else 4 columns in."""
+    (`  omp        one-shot ...`) and that leaves half the width, else 4 columns in."""
     term = re.match(r"\s*\S+\s{2,}(?=\S)", line)
-    return len(term[0]) if term else margin + 4
+    return len(term[0]) if term and len(term[0]) <= width // 2 else margin + 4
 
 
 def _margin(line: str) -> int:

@@ -83,9 +83,14 @@ def printable_strings(tree: object, where: str, error: type[TicketlabError] = Co
 
 
 def nearest(word: str, options: Iterable[str]) -> str | None:
-    """The one of `options` nearest `word` by difflib's ratio (at least 0.6), else None: what a typo
-    most likely meant, for a message to name."""
-    close = difflib.get_close_matches(word, list(options), n=1)
+    """What `word` most likely meant, for a message to name: among the options it begins (a word typed
+    in part, `--sched` for `--schedule-steps`) the nearest by difflib's ratio, else the option nearest
+    it by that ratio (at least 0.6), else None."""
+    options = list(options)
+    begun = [o for o in options if o.startswith(word) and o != word] if len(word.lstrip("-")) > 1 else []
+    if begun:
+        return difflib.get_close_matches(word, begun, n=1, cutoff=0)[0]
+    close = difflib.get_close_matches(word, options, n=1)
     return close[0] if close else None
 
 

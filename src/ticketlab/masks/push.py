@@ -19,7 +19,7 @@ import huggingface_hub
 from ..core.errors import TicketlabError
 from ..core.files.atomic import to_json
 from .card import CARD, base_license, model_card
-from .hub import hub_error
+from .hub import hub_error, mask_dir
 from .io import CONFIG_NAME, load_mask
 from .names import split_hub_name
 
@@ -38,23 +38,25 @@ def push_mask(
     """Upload a mask directory to the hub as `org/repo` or into `org/repo/sub/folder`, creating the
     repo if needed; the mask is read first, so a corrupt one never leaves. Returns the commit URL.
 
-    `base_model`: the hub id of the model the mask was found on, recorded in the pushed copy of its
-    config and in its card, for a mask found on a local copy of that model (which records the copy's
-    path, found on no other machine); the local folder is not changed. The weights hash the mask
-    records still checks the model it is loaded onto."""
-    local = Path(mask).expanduser()
+    `base_model`: the hub id of the model the mask was found on, recorded in the pushed copies of its
+    configs (the masks a search saved on its way, `steps/step-N`, too) and in its card, for a mask
+    found on a local copy of that model (which records the copy's path, found on no other machine);
+    the local folder is not changed. The weights hash the mask records still checks the model it is
+    loaded onto."""
+    local = mask_dir(mask)  # a hub mask: its cached folder
     loaded, config = load_mask(local)
-    licence = base_license(config.base_model)  # read where the local base's card is
+    recorded, licence = config.base_model, base_license(config.base_model)  # the local base's card
     if base_model is not None:
         config = dataclasses.replace(config, base_model=_hub_id(base_model))
-    elif Path(config.base_model).is_absolute():
+    elif not _is_hub_id(recorded):
         log.warning(
             f"note: {mask} records its base model as the local path {config.base_model}: loading it "
             "from the hub then needs the model passed (--model); --base-model HUB_ID records the id"
         )
     repo_id, sub, revision = split_hub_name(repo)
     card = model_card(config, kind="mask", sparsity=loaded.sparsity, licence=licence)
-    operations = upload_operations(local, sub, card, base_model=base_model)
+    rebased = (recorded, base_model) if base_model is not None else None
+    operations = upload_operations(local, sub, card, rebased=rebased)
     api = huggingface_hub.HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
@@ -71,26 +73,31 @@ def push_mask(
     return str(getattr(info, "commit_url", info))
 
 
-def _hub_id(name: str) -> str:
-    """`name` as a model's hub id (`name` or `org/name`), else one line saying it is not one."""
+def _is_hub_id(name: str) -> bool:
+    """`name` reads as a model's hub id (`name` or `org/name`), not a path of one machine."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or ":" in name:
+        return False
     try:
-        if name.startswith((".", "/", "~")) or name.count("/") > 1:
-            raise ValueError("a path")
         huggingface_hub.utils.validate_repo_id(name)
     except ValueError:  # huggingface_hub's HFValidationError is a ValueError
-        raise TicketlabError(
-            f"{name}: not a model's hub id (name or org/name) to record as the base"
-        ) from None
+        return False
+    return True
+
+
+def _hub_id(name: str) -> str:
+    """`name` as a model's hub id, else one line saying it is not one."""
+    if not _is_hub_id(name):
+        raise TicketlabError(f"{name}: not a model's hub id (name or org/name) to record as the base")
     return name
 
 
 def upload_operations(
-    local: Path, sub: str | None, card: str, *, base_model: str | None = None
+    local: Path, sub: str | None, card: str, *, rebased: tuple[str, str] | None = None
 ) -> list[huggingface_hub.CommitOperationAdd]:
     """One commit's files: the mask folder's (its hidden entries left out: ticketlab's output marker,
-    temporaries) and, unless it has a README.md of its own, the model card (`masks.card`); with
-    `base_model`, the mask config with that base, every other field as in the file. Card and config
-    go to the hub only: the user's folder is not written to."""
+    temporaries) and, unless it has a README.md of its own, the model card (`masks.card`). With
+    `rebased` (old, new): each mask config that records base `old`, sent with base `new`, every other
+    field as in the file. Card and configs go to the hub only: the user's folder is not written to."""
     files = [
         f
         for f in sorted(local.rglob("*"))
@@ -101,17 +108,19 @@ def upload_operations(
         return f"{sub}/{name}" if sub else name
 
     ops = [
-        huggingface_hub.CommitOperationAdd(there(f.relative_to(local).as_posix()), str(f))
+        huggingface_hub.CommitOperationAdd(there(f.relative_to(local).as_posix()), _content(f, rebased))
         for f in files
-        if not (base_model is not None and f == local / CONFIG_NAME)
     ]
-    if base_model is not None:
-        fields = json.loads((local / CONFIG_NAME).read_text(encoding="utf-8")) | {"base_model": base_model}
-        ops.append(
-            huggingface_hub.CommitOperationAdd(
-                there(CONFIG_NAME), (to_json(fields, indent=2) + "\n").encode()
-            )
-        )
     if not (local / CARD).is_file():
         ops.append(huggingface_hub.CommitOperationAdd(there(CARD), card.encode()))
     return ops
+
+
+def _content(f: Path, rebased: tuple[str, str] | None) -> str | bytes:
+    """What is sent for file `f`: its path, or a mask config recording base `old` rewritten to `new`."""
+    if rebased is None or f.name != CONFIG_NAME:
+        return str(f)
+    fields = json.loads(f.read_text(encoding="utf-8"))
+    if not isinstance(fields, dict) or fields.get("base_model") != rebased[0]:
+        return str(f)
+    return (to_json(fields | {"base_model": rebased[1]}, indent=2) + "\n").encode()
