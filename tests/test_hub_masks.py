@@ -67,6 +67,7 @@ def test_local_paths_never_go_to_the_hub(tmp_path, monkeypatch, capsys):
 
 
 def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
     calls = []
 
     class FakeApi:
@@ -101,23 +102,39 @@ def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch,
     assert calls == []
 
 
-@pytest.mark.parametrize("network", ["offline", "unreachable"])
+@pytest.mark.parametrize("network", ["offline", "unreachable", "refused"])
 def test_push_without_the_hub_is_one_line_and_exit_2(omp, monkeypatch, capsys, network):
-    """HF_HUB_OFFLINE, or a hub that cannot be reached (a closed local port): one line naming the
-    repo and why, exit 2 (was a 25-line traceback, exit 1)."""
+    """HF_HUB_OFFLINE or no answer from the hub: refused before the mask is read; the hub answering
+    but taking nothing (here a closed local port behind a reachable probe): its reason. One line each,
+    exit 2, and no note about the mask's local base (that advice follows a push that happened)."""
     if network == "offline":
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if network == "refused":
+        monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     code, out, err = run(capsys, "push", omp, "me/tickets/omp50", "--token", "hf_x")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("ticketlab push: error: me/tickets/omp50: the hub did not take the mask (")
+    if network == "refused":
+        assert err.startswith("ticketlab push: error: me/tickets/omp50: the hub did not take the mask (")
+    else:
+        assert err.strip() == (
+            "ticketlab push: error: me/tickets/omp50: the hub cannot be reached (offline, or "
+            "HF_HUB_OFFLINE): pushing needs it"
+        )
+
+
+def test_a_repo_name_the_hub_would_refuse_is_refused_first(omp, capsys):
+    code, _, err = run(capsys, "push", omp, "some org/tickets")
+    assert code == 2 and err.strip() == (
+        "ticketlab push: error: some org/tickets: not a hub repo's name (org/repo, or org/repo/sub/folder)"
+    )
 
 
 @pytest.fixture()
 def commits(monkeypatch) -> list[dict]:
     """What each commit to a fake hub sent: {path in the repo: a local path, or bytes}."""
+    monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
     sent: list[dict] = []
 
     class FakeApi:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import sweep_fakes as fakes
-from conftest import error_line
+from conftest import error_line, run
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
 from ticketlab.core.outputs import MARKER, claim_dir, mark_output, remove_ours
@@ -322,6 +322,25 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
     assert get_task("sst2") is sst2
 
 
+def test_a_task_folder_whose_task_json_names_another_task_is_named(tmp_path):
+    """DATA/mine/task.json with `"id": "other"` named a task and a folder the user never typed
+    ("no other data ... in DATA/other"); the refusal names the file, its id and its folder's, and a
+    `dir_name` of the folder's name lets the id differ."""
+    from ticketlab.tasks.registry import get_task
+
+    (tmp_path / "mine").mkdir()
+    spec = {"id": "other-task", "labels": ["0", "1"]}
+    (tmp_path / "mine" / "task.json").write_text(json.dumps(spec))
+    with pytest.raises(TicketlabError) as e:
+        get_task("mine", tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path}/mine/task.json describes task 'other-task', not the 'mine' of its folder: "
+        """give it the id 'mine', or "dir_name": 'mine'"""
+    )
+    (tmp_path / "mine" / "task.json").write_text(json.dumps(spec | {"dir_name": "mine"}))
+    assert get_task("mine", tmp_path).id == "other-task"
+
+
 # --------------------------------------------------------------------------- late refusals
 
 
@@ -411,8 +430,8 @@ def test_a_finished_runs_recorded_model_folder_is_not_trusted(tmp_path, tiny_ber
 
 
 def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
-    """The search's form of the late refusal: an empty corpus left a marked `OUT/` with `run/`."""
-    (tmp_path / "empty.txt").write_text("")
+    """The search's form of the late refusal: a corpus of blank lines left a marked `OUT/` with `run/`."""
+    (tmp_path / "empty.txt").write_text("\n\n")
     out = tmp_path / "s"
     line = error_line(
         capsys,
@@ -421,6 +440,29 @@ def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_
         out,
     )
     assert "empty.txt: no text found" in line and not out.exists()
+
+
+@pytest.mark.parametrize("verb", ["evaluate-pretrain", "prune wanda", "search tamt"])
+def test_an_empty_corpus_file_is_one_line_before_any_work(tmp_path, tiny_bert_dir, capsys, verb):
+    """A 0-byte corpus is refused with the inputs, before a model is loaded (no note about its
+    positions, no tokenizing progress above the refusal)."""
+    (tmp_path / "empty.txt").write_text("")
+    extra = {
+        "evaluate-pretrain": [],
+        "prune wanda": ["--sparsity", "0.5"],
+        "search tamt": ["--sparsity", "0.5"],
+    }
+    out = (
+        []
+        if verb == "evaluate-pretrain"
+        else ["--steps", "2"] * (verb == "search tamt") + ["--out", tmp_path / "o"]
+    )
+    argv = [*verb.split(), "--model", tiny_bert_dir, "--corpus", tmp_path / "empty.txt", *extra[verb], *out]
+    code, _, err = run(capsys, *argv)
+    assert (
+        code == 2
+        and err.strip() == f"ticketlab {verb.split()[0]}: error: {tmp_path / 'empty.txt'}: empty corpus file"
+    )
 
 
 def test_a_pretraining_refused_for_its_corpus_leaves_no_work_folder(tmp_path, capsys):

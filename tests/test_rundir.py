@@ -33,9 +33,15 @@ def test_identity_recorded_then_checked(tmp_path):
     run.check({"lr": 1e-3, "corpus content": "sha256:a"}, INPUTS)  # the same run: goes on
     with pytest.raises(ConfigError, match=r"holds a pre-training with other settings \(differs in: lr"):
         run.check({"lr": 2e-3, "corpus content": "sha256:a"}, INPUTS)
-    with pytest.raises(ConfigError) as e:  # a changed input is said first
-        run.check({"lr": 2e-3, "corpus content": "sha256:b"}, INPUTS)
+    with pytest.raises(ConfigError) as e:  # the same settings: a changed input is said alone
+        run.check({"lr": 1e-3, "corpus content": "sha256:b"}, INPUTS)
     assert str(e.value).startswith(f"{tmp_path}: the corpus at c.txt changed since this pre-training started")
+    with pytest.raises(ConfigError) as e:  # other settings first, the input after them
+        run.check({"lr": 2e-3, "corpus content": "sha256:b"}, INPUTS)
+    assert str(e.value).startswith(
+        f"{tmp_path} holds a pre-training with other settings (differs in: lr 0.001 -> 0.002); "
+        "the corpus at c.txt differs too (corpus content: sha256:a -> sha256:b); "
+    )
 
 
 def test_a_run_of_other_processes_records_nothing(tmp_path):

@@ -196,10 +196,14 @@ def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
 
 
 def check_corpus_source(given: str | os.PathLike) -> None:
-    """A corpus argument that is neither a hub dataset (`hub:NAME`) nor a local file or folder,
-    refused in one line (the command line checks it before a verb's imports)."""
-    if hub_dataset(given) is None and not Path(given).expanduser().exists():
-        raise DataError(f"{Path(given).expanduser()}: corpus not found")
+    """A corpus argument that is neither a hub dataset (`hub:NAME`) nor a local file or folder, or is
+    an empty file, refused in one line (the command line checks it before a verb's imports; text
+    that holds no token is found where it is read)."""
+    path = Path(given).expanduser()
+    if hub_dataset(given) is None and not path.exists():
+        raise DataError(f"{path}: corpus not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: empty corpus file")
 
 
 def check_data_dir(given: str | os.PathLike) -> Path:

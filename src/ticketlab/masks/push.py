@@ -9,7 +9,6 @@ fetches hub masks through `masks.hub`), then uploading its folder in one commit,
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,6 +17,8 @@ import huggingface_hub
 
 from ..core.errors import TicketlabError
 from ..core.files.atomic import to_json
+from ..core.files.inputs import read_json
+from ..core.hub import online
 from .card import CARD, base_license, model_card
 from .hub import hub_error, mask_dir
 from .io import CONFIG_NAME, load_mask
@@ -43,17 +44,14 @@ def push_mask(
     found on a local copy of that model (which records the copy's path, found on no other machine);
     the local folder is not changed. The weights hash the mask records still checks the model it is
     loaded onto."""
+    if base_model is not None:  # names refused first, then no hub, then the mask: one line each
+        _hub_id(base_model)
+    repo_id, sub, revision = _target(repo)
     local = mask_dir(mask)  # a hub mask: its cached folder
     loaded, config = load_mask(local)
     recorded, licence = config.base_model, base_license(config.base_model)  # the local base's card
     if base_model is not None:
-        config = dataclasses.replace(config, base_model=_hub_id(base_model))
-    elif not _is_hub_id(recorded):
-        log.warning(
-            f"note: {mask} records its base model as the local path {config.base_model}: loading it "
-            "from the hub then needs the model passed (--model); --base-model HUB_ID records the id"
-        )
-    repo_id, sub, revision = split_hub_name(repo)
+        config = dataclasses.replace(config, base_model=base_model)
     card = model_card(config, kind="mask", sparsity=loaded.sparsity, licence=licence)
     rebased = (recorded, base_model) if base_model is not None else None
     operations = upload_operations(local, sub, card, rebased=rebased)
@@ -66,11 +64,28 @@ def push_mask(
             revision=revision,
             commit_message=commit_message or f"ticketlab mask: {config.method} at {config.sparsity:.0%}",
         )
-    # No network, HF_HUB_OFFLINE, no login, no write access: huggingface_hub's own types (OSError
-    # subclasses, httpx transport errors, HTTP errors; they change between its versions), one line.
+    # No network, no login, no write access: huggingface_hub's own types (OSError subclasses, httpx
+    # transport errors, HTTP errors; they change between its versions), one line.
     except Exception as e:
         raise TicketlabError(f"{repo}: the hub did not take the mask ({hub_error(e)})") from None
+    if base_model is None and not _is_hub_id(recorded):  # advice, once the push is done
+        log.warning(
+            f"note: {mask} records its base model as the local path {recorded}: loading it from the "
+            "hub then needs the model passed (--model); --base-model HUB_ID records the id"
+        )
     return str(getattr(info, "commit_url", info))
+
+
+def _target(repo: str) -> tuple[str, str | None, str | None]:
+    """(repo id, subfolder, revision) of `repo`, or one line: not a repo's name, or no hub to reach."""
+    repo_id, sub, revision = split_hub_name(repo)
+    if not _is_hub_id(repo_id):
+        raise TicketlabError(f"{repo}: not a hub repo's name (org/repo, or org/repo/sub/folder)")
+    if not online():
+        raise TicketlabError(
+            f"{repo}: the hub cannot be reached (offline, or HF_HUB_OFFLINE): pushing needs it"
+        )
+    return repo_id, sub, revision
 
 
 def _is_hub_id(name: str) -> bool:
@@ -120,7 +135,7 @@ def _content(f: Path, rebased: tuple[str, str] | None) -> str | bytes:
     """What is sent for file `f`: its path, or a mask config recording base `old` rewritten to `new`."""
     if rebased is None or f.name != CONFIG_NAME:
         return str(f)
-    fields = json.loads(f.read_text(encoding="utf-8"))
+    fields = read_json(f, "mask config")
     if not isinstance(fields, dict) or fields.get("base_model") != rebased[0]:
         return str(f)
     return (to_json(fields | {"base_model": rebased[1]}, indent=2) + "\n").encode()

@@ -258,11 +258,11 @@ def _register_file(spec: TaskSpec, path: Path) -> TaskSpec:
 
 
 def _task_files(task: str, data_dir: str | os.PathLike | None) -> list[tuple[Path, bool]]:
-    """Where a task.json describing `task` is looked for, in order: (path, whether the spec found
-    there must carry this id: DATA/task.json may describe another task)."""
+    """Where a task.json describing `task` is looked for, in order: (path, whether it is a data
+    folder's: DATA/TASK/task.json must be this task's, DATA/task.json may describe another)."""
     candidates = [(Path(task), False)] if task.endswith(".json") else []
     if data_dir is not None:
-        candidates += [(Path(data_dir) / task / TASK_FILE, False), (Path(data_dir) / TASK_FILE, True)]
+        candidates += [(Path(data_dir) / task / TASK_FILE, True), (Path(data_dir) / TASK_FILE, True)]
     return candidates
 
 
@@ -281,12 +281,15 @@ def _described(
     """(the first task.json that describes `task` and its spec, or None; where none does, the last
     one found that describes another task, in words, for the refusal)."""
     other = None
-    for path, must_match in _task_files(task, data_dir):
+    for path, in_data in _task_files(task, data_dir):
         if path.is_file():
             spec = read_task_file(path)
-            if not must_match or spec.id == task:
+            if not in_data or task in (spec.id, spec.folder):
                 return (path, spec), None
-            other = f"{path} describes task {spec.id!r}, not {task!r}"
+            if path.parent.name == task:  # the task's own folder: its data would be looked for elsewhere
+                fix = f'give it the id {task!r}, or "dir_name": {task!r}'
+                return None, f"{path} describes task {spec.id!r}, not the {task!r} of its folder: {fix}"
+            other = f"{path} describes task {spec.id!r}, not {task!r}: give its id as the task, or the file"
     return None, other
 
 
@@ -307,7 +310,7 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
     if task.endswith(".json"):
         raise TicketlabError(f"{task}: task spec file not found")
     if other is not None:
-        raise TicketlabError(f"{other}: give its id as the task, or the file this id")
+        raise TicketlabError(other)
     raise TicketlabError(
         f"unknown task '{task}'{did_you_mean(task, TASKS)}: choose one of {', '.join(sorted(TASKS))}, "
         f"register one in code, or put a {TASK_FILE} in its data folder"

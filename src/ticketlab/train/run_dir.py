@@ -41,22 +41,24 @@ def check_same_run(
     """Refuse to go on in `out` when its recorded identity `saved` is not `now`.
 
     `inputs` names the keys that are content keys of inputs, with how to call each in a message
-    ("the corpus", "the model at m/"): a changed input is said first, as it is what a user did not
-    change on purpose."""
+    ("the corpus", "the model at m/"). With the same settings, a changed input is said alone: it is
+    what a user did not change on purpose. With other settings (another task, say) they are said
+    first, and a changed input after them: its content may follow from them (the other task's data)."""
     now = finite_json(dict(now))  # as it was written: `saved` was, through the one JSON encoder
     changed = [k for k in inputs if k in saved and k in now and saved[k] != now[k]]
-    if changed:
-        what = " and ".join(inputs[k] for k in changed)
-        shown = ", ".join(f"{k}: {str(saved[k])[:19]} -> {str(now[k])[:19]}" for k in changed)
-        raise ConfigError(f"{out}: {what} changed since this {kind} started ({shown}); {START_OVER}")
-    compared = {k for k in inputs if k in saved and k in now}  # above: the same content
+    what = " and ".join(inputs[k] for k in changed)
+    keys = ", ".join(f"{k}: {str(saved[k])[:19]} -> {str(now[k])[:19]}" for k in changed)
+    compared = {k for k in inputs if k in saved and k in now}  # input keys: said apart from settings
     diff = sorted(k for k in (set(saved) | set(now)) - compared if saved.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k} {_short(saved.get(k))} -> {_short(now.get(k))}" for k in diff[:4])
         more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        also = f"; {what} differs too ({keys})" if changed else ""
         raise ConfigError(
-            f"{out} holds a {kind} with other settings (differs in: {shown}{more}); {START_OVER}"
+            f"{out} holds a {kind} with other settings (differs in: {shown}{more}){also}; {START_OVER}"
         )
+    if changed:
+        raise ConfigError(f"{out}: {what} changed since this {kind} started ({keys}); {START_OVER}")
 
 
 def record_or_check(
