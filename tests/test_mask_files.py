@@ -162,6 +162,20 @@ def test_corrupt_files_give_one_clear_error(saved, damage, message):
     assert str(path) in str(err.value)
 
 
+def test_the_files_of_two_masks_in_one_folder_are_refused(saved, tiny_bert_dir, tmp_path):
+    """masks.safetensors copied over from another mask: the config's achieved sparsity, written from
+    the tensors, no longer matches them (info showed one mask's config above the other's tensors)."""
+    path, _ = saved
+    model = BertForMaskedLM.from_pretrained(tiny_bert_dir)
+    other = random_mask(model, 0.5, seed=0)
+    save_mask(other, config_for(model, other, method="random", seed=0), tmp_path / "other")
+    (path / MASKS_NAME).write_bytes((tmp_path / "other" / MASKS_NAME).read_bytes())
+    with pytest.raises(MaskFileError) as err:
+        load_mask(path)
+    assert str(err.value).startswith(f"{path}: {CONFIG_NAME} records achieved sparsity 0.7")
+    assert "(files of two masks?)" in str(err.value)
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(MaskFileError, match="not found"):
         load_mask(tmp_path / "nope")

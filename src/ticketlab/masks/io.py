@@ -332,6 +332,12 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     nm = parse_pattern(config.pattern)  # checked with the config; older files have none: elementwise
     if nm is not None and (bad := next((k for k, t in mask.weights().items() if not follows(t, nm)), None)):
         raise MaskFileError(f"{masks_path}: '{bad}' does not keep {nm.n} of every {nm.m} weights ({nm})")
+    recorded = config.achieved_sparsity  # written from these tensors: another value is another mask's
+    if config.kind == "weights" and recorded is not None and abs(round(mask.sparsity, 6) - recorded) > 1e-6:
+        raise MaskFileError(
+            f"{path}: {CONFIG_NAME} records achieved sparsity {recorded:.6g}, {MASKS_NAME} holds "
+            f"{mask.sparsity:.6g} (files of two masks?)"
+        )
     if config.kind == "structured" and not as_units:
         mask = weight_mask_of(mask, config, path)
     return mask, config
