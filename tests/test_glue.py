@@ -126,6 +126,14 @@ def test_bad_rows_give_one_clear_error(tmp_path, rows, message):
     assert message in str(e.value)
 
 
+def test_an_empty_file_is_said_to_be_empty(tmp_path):
+    """Not "no column 'sentence' in the header (columns: )"."""
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text("")
+    with pytest.raises(DataError, match=r"train.tsv: empty file \(no header, no data rows\)$"):
+        load_examples(TASKS["sst2"], tmp_path, "train")
+
+
 def test_missing_column_file_and_dir(tmp_path):
     d = tmp_path / "SST-2"
     d.mkdir()

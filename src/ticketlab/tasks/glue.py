@@ -162,6 +162,8 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
     docstring for what is skipped or refused."""
     path = Path(path)
     text = read_text(path, "task data file", DataError, encoding="utf-8-sig")  # -sig: MRPC's byte-order mark
+    if not text.strip():
+        raise DataError(f"{path}: empty file (no header, no data rows)")
     records = _records(text, path)
     header = (records[0][1] if records else []) if spec.header else None
     first = 1 if spec.header else 0
