@@ -268,3 +268,26 @@ def fake_hub(monkeypatch):
     yield calls
     sources._hub_splits.cache_clear()
     sources._hub_load.cache_clear()
+
+
+@pytest.fixture()
+def commits(monkeypatch) -> list[dict]:
+    """What each commit to a fake hub sent: {path in the repo: a local path, or bytes}."""
+    import huggingface_hub
+
+    monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)  # the hub answers
+    sent: list[dict] = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def create_commit(self, **kw):
+            sent.append({op.path_in_repo: op.path_or_fileobj for op in kw["operations"]})
+            return "url"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return sent

@@ -131,27 +131,6 @@ def test_a_repo_name_the_hub_would_refuse_is_refused_first(omp, capsys):
     )
 
 
-@pytest.fixture()
-def commits(monkeypatch) -> list[dict]:
-    """What each commit to a fake hub sent: {path in the repo: a local path, or bytes}."""
-    monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
-    sent: list[dict] = []
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, **kw):
-            pass
-
-        def create_commit(self, **kw):
-            sent.append({op.path_in_repo: op.path_or_fileobj for op in kw["operations"]})
-            return "url"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    return sent
-
-
 def test_push_records_the_hub_id_of_a_base_found_on_a_local_copy(omp, commits, caplog):
     """A mask found on a local model records the copy's absolute path, which no other machine has:
     `base_model` sends the config and card with the model's hub id instead, every other field as in

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 
-import huggingface_hub
 import pytest
 from transformers import BertForMaskedLM
 
@@ -81,31 +80,17 @@ def test_compact_writes_a_card_with_the_units_pruned(base, tmp_path, capsys):
     assert "parameters: " in body and f"{small:,}" not in body  # the compacted model's, not the base's
 
 
-def test_push_sends_a_card_and_leaves_the_folder_alone(base, omp, monkeypatch):
-    sent = {}
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, **kw):
-            pass
-
-        def create_commit(self, **kw):
-            sent.update({op.path_in_repo: op.path_or_fileobj for op in kw["operations"]})
-            return "https://huggingface.co/me/tickets/commit/1"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+def test_push_sends_a_card_and_leaves_the_folder_alone(base, omp, commits):
     from ticketlab.masks import push_mask
 
     push_mask(omp, "me/tickets/omp70")
-    meta, body = card_of(sent["omp70/README.md"].decode())
+    meta, body = card_of(commits[0]["omp70/README.md"].decode())
     check_card(meta, body, base, load_mask(omp)[0].sparsity, "omp")
     assert meta["library_name"] == "ticketlab" and f"--model {base} --mask PATH" in body
     assert not (omp / "README.md").exists()
     (omp / "README.md").write_text("# my own card\n")  # a folder's own card goes up as it is
     push_mask(omp, "me/tickets/omp70")
-    assert sent["omp70/README.md"] == str(omp / "README.md")
+    assert commits[1]["omp70/README.md"] == str(omp / "README.md")
 
 
 def test_the_cards_bibtex_is_the_citing_pages():
