@@ -45,20 +45,29 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """argparse's, but a word no option takes is refused by the verb it was given to (its
         prog, its --help), naming that verb's option nearest to it: argparse's own refusal comes
-        from the top-level parser, which knows none of the verb's options."""
+        from the top-level parser, which knows none of the verb's options. An option before any verb
+        (`ticketlab --vers`) is refused as such, not as a missing verb."""
+        first = (sys.argv[1:] if args is None else list(args))[:1]
+        if first and first[0].startswith("-") and first[0].split("=")[0] not in self._option_string_actions:
+            self.error(f"unrecognized arguments: {first[0]}{_hint([first[0]], self)}")
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
             verb = _chosen_verb(self, parsed)
-            typed = next((a.split("=")[0] for a in extra if a.startswith("--") and a != "--"), None)
-            shown = [
-                s
-                for a in verb._actions
-                if a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
-                for s in a.option_strings
-            ]
-            hint = did_you_mean(typed, shown) if typed else ""
-            verb.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+            verb.error(f"unrecognized arguments: {' '.join(extra)}{_hint(extra, verb)}")
         return parsed
+
+
+def _hint(extra: list[str], parser: argparse.ArgumentParser) -> str:
+    """ " (did you mean '--X'?)" for the first option among `extra`, with the option of `parser`
+    (as its --help shows them) it most likely meant, else ""."""
+    typed = next((a.split("=")[0] for a in extra if a.startswith("--") and a != "--"), None)
+    shown = [
+        s
+        for a in parser._actions
+        if a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+        for s in a.option_strings
+    ]
+    return did_you_mean(typed, shown) if typed else ""
 
 
 def _chosen_verb(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
