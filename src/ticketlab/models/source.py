@@ -38,7 +38,7 @@ def check_source(name_or_path: str | os.PathLike, needs: str = "config.json") ->
         check_folder(path, "model file")  # transformers' readers would wait forever on a FIFO in it
         return str(path)
     if _looks_local(name, path):
-        raise TicketlabError(f"{name}: {what} not found (no such directory{_did_you_mean(path)})")
+        raise TicketlabError(f"{name}: {what} not found (no such directory{path_hint(path)})")
     return name  # a hub id
 
 
@@ -53,8 +53,9 @@ def _looks_local(name: str, path: Path) -> bool:
     return "/" in name and path.parent.is_dir()
 
 
-def _did_you_mean(path: Path) -> str:
-    """'; did you mean DIR?' for the nearest sibling directory of a missing path, else ''."""
+def path_hint(path: Path) -> str:
+    """'; did you mean DIR?' for the nearest sibling directory of a missing path, else '' (a model
+    path mistyped on the command line or in a sweep spec)."""
     try:
         siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
     except OSError:
@@ -68,7 +69,7 @@ def wrap_load_error(name: str, what: str, err: Exception) -> TicketlabError:
     first = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # "Validation error for x:" + why
     if isinstance(err, RecursionError):  # `[[[[...` a hundred thousand deep: json recurses per level
         first = "a JSON file there is nested too deeply (corrupt)"
-    near = _did_you_mean(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
+    near = path_hint(Path(name).expanduser())  # `tiny-bret` beside `tiny-bert`: a typo, most likely
     hint = "" if Path(name).exists() else f" (no local directory of that name{near}; {offline_hint()})"
     return TicketlabError(f"{name}: cannot load {what}: {first}{hint}")
 

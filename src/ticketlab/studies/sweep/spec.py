@@ -94,6 +94,7 @@ from ...core.errors import ConfigError, TicketlabError, did_you_mean, printable_
 from ...core.files.inputs import read_text
 from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
+from ...models.source import path_hint
 from ...tasks.registry import get_task
 from .declared import claims_from, endpoints_from
 from .jobs import MethodSpec
@@ -205,7 +206,7 @@ class _Reader:
             return str(p.resolve())
         if hub_ok and not v.startswith((".", "/", "~")) and v.count("/") <= 1:
             return v  # a hub id (needs network at run time)
-        raise self.fail(key, f"{v}: not found (looked for {p})")
+        raise self.fail(key, f"{v}: not found (looked for {p}{path_hint(p)})")
 
 
 def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None = None) -> SweepSpec:
