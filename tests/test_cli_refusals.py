@@ -44,7 +44,7 @@ def test_an_option_argparse_refuses_is_one_line(capsys, argv, says):
         (["finetune", "--model", "m", "--out", "o", "--task", "sst2", "--mode", "x"], "--mode", "--model"),
         (["prune", "omp", "--model", "m", "--out", "o", "--sparsit", "0.7"], "--sparsit", "--sparsity"),
         (["sweep", "spec.yaml", "--dry"], "--dry", "--dry-run"),
-        (["--vers"], "--vers", "--version"),  # before any verb: not "the following arguments are required"
+        (["--vers"], "--vers", "--version"),  # before any verb: refused as an option, not a missing verb
         # a prefix names an option it begins, not difflib's nearest (`--seed`)
         (
             ["search", "tamt", "--model", "m", "--out", "o", "--sparsity", "0.7", "--sched", "9"],

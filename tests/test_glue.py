@@ -127,7 +127,7 @@ def test_bad_rows_give_one_clear_error(tmp_path, rows, message):
 
 
 def test_an_empty_file_is_said_to_be_empty(tmp_path):
-    """Not "no column 'sentence' in the header (columns: )"."""
+    """An empty file is named as empty, not as a header without the task's columns."""
     (tmp_path / "SST-2").mkdir()
     (tmp_path / "SST-2" / "train.tsv").write_text("")
     with pytest.raises(DataError, match=r"train.tsv: empty file \(no header, no data rows\)$"):

@@ -107,8 +107,9 @@ def test_push_without_the_hub_is_one_line_and_exit_2(omp, monkeypatch, capsys, n
     """HF_HUB_OFFLINE or no answer from the hub: refused before the mask is read; the hub answering
     but taking nothing (here a closed local port behind a reachable probe): its reason. One line each,
     exit 2, and no note about the mask's local base (that advice follows a push that happened)."""
-    if network == "offline":
+    if network == "offline":  # the hub would answer: the variable alone refuses
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
     if network == "refused":
         monkeypatch.setattr("ticketlab.core.hub._reachable", lambda: True)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

@@ -323,9 +323,9 @@ def test_a_task_json_cannot_replace_a_built_in_task(tmp_path, tiny_bert_dir, cap
 
 
 def test_a_task_folder_whose_task_json_names_another_task_is_named(tmp_path):
-    """DATA/mine/task.json with `"id": "other"` named a task and a folder the user never typed
-    ("no other data ... in DATA/other"); the refusal names the file, its id and its folder's, and a
-    `dir_name` of the folder's name lets the id differ."""
+    """DATA/mine/task.json with `"id": "other-task"` is refused naming the file, its id and its
+    folder's (its data would be looked for under the id); a `dir_name` of the folder's name lets the
+    id differ."""
     from ticketlab.tasks.registry import get_task
 
     (tmp_path / "mine").mkdir()
@@ -335,7 +335,7 @@ def test_a_task_folder_whose_task_json_names_another_task_is_named(tmp_path):
         get_task("mine", tmp_path)
     assert str(e.value) == (
         f"{tmp_path}/mine/task.json describes task 'other-task', not the 'mine' of its folder: "
-        """give it the id 'mine', or "dir_name": 'mine'"""
+        'give it the id "mine", or "dir_name": "mine"'
     )
     (tmp_path / "mine" / "task.json").write_text(json.dumps(spec | {"dir_name": "mine"}))
     assert get_task("mine", tmp_path).id == "other-task"
@@ -430,7 +430,8 @@ def test_a_finished_runs_recorded_model_folder_is_not_trusted(tmp_path, tiny_ber
 
 
 def test_a_search_refused_for_its_corpus_leaves_no_output_folder(tmp_path, tiny_bert_dir, capsys):
-    """The search's form of the late refusal: a corpus of blank lines left a marked `OUT/` with `run/`."""
+    """The search's form of the late refusal: a corpus of blank lines, refused once read, leaves no
+    `OUT/` (no marker, no `run/`)."""
     (tmp_path / "empty.txt").write_text("\n\n")
     out = tmp_path / "s"
     line = error_line(

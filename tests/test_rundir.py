@@ -40,7 +40,7 @@ def test_identity_recorded_then_checked(tmp_path):
         run.check({"lr": 2e-3, "corpus content": "sha256:b"}, INPUTS)
     assert str(e.value).startswith(
         f"{tmp_path} holds a pre-training with other settings (differs in: lr 0.001 -> 0.002); "
-        "the corpus at c.txt differs too (corpus content: sha256:a -> sha256:b); "
+        "the corpus at c.txt changed too (corpus content: sha256:a -> sha256:b); "
     )
 
 

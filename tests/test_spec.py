@@ -125,6 +125,7 @@ def test_a_hub_corpus_is_kept_as_named_and_names_its_runs(tmp_path, base):
         (lambda d: d.update(data_curve={"train_sizes": [8], "tasks": []}), "data_curve.tasks: empty"),
         (lambda d: d.update(model="./missing-model"), "model: ./missing-model: not found"),
         (lambda d: d.update(model="./model "), "did you mean "),  # a trailing space: the folder beside it
+        (lambda d: d["corpus"].update(train="wiki.tx"), "/wiki.txt?)"),  # a file: the file beside it
         (lambda d: d.pop("tasks"), "tasks: missing (required)"),
     ],
 )

@@ -336,7 +336,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     if config.kind == "weights" and recorded is not None and abs(round(mask.sparsity, 6) - recorded) > 1e-6:
         raise MaskFileError(
             f"{path}: {CONFIG_NAME} records achieved sparsity {recorded:.6g}, {MASKS_NAME} holds "
-            f"{mask.sparsity:.6g} (files of two masks?)"
+            f"{mask.sparsity:.6g}: files of two masks? Copy both from one mask's folder"
         )
     if config.kind == "structured" and not as_units:
         mask = weight_mask_of(mask, config, path)

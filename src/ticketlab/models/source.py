@@ -53,11 +53,11 @@ def _looks_local(name: str, path: Path) -> bool:
     return "/" in name and path.parent.is_dir()
 
 
-def path_hint(path: Path) -> str:
-    """'; did you mean DIR?' for the nearest sibling directory of a missing path, else '' (a model
-    path mistyped on the command line or in a sweep spec)."""
+def path_hint(path: Path, *, files: bool = False) -> str:
+    """'; did you mean DIR?' for the nearest sibling directory of a missing path (with `files`, the
+    nearest sibling of any kind), else '': a path mistyped on the command line or in a sweep spec."""
     try:
-        siblings = [p.name for p in path.parent.iterdir() if p.is_dir()]
+        siblings = [p.name for p in path.parent.iterdir() if files or p.is_dir()]
     except OSError:
         return ""
     close = nearest(path.name, siblings)

@@ -21,6 +21,7 @@ Metric keys: the first eval split gives plain names (`accuracy`); another split 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,10 +285,10 @@ def _described(
     for path, in_data in _task_files(task, data_dir):
         if path.is_file():
             spec = read_task_file(path)
-            if not in_data or task in (spec.id, spec.folder):
+            if not in_data or task in (spec.id, spec.folder, spec.folder.lower()):
                 return (path, spec), None
             if path.parent.name == task:  # the task's own folder: its data would be looked for elsewhere
-                fix = f'give it the id {task!r}, or "dir_name": {task!r}'
+                fix = f'give it the id {json.dumps(task)}, or "dir_name": {json.dumps(task)}'
                 return None, f"{path} describes task {spec.id!r}, not the {task!r} of its folder: {fix}"
             other = f"{path} describes task {spec.id!r}, not {task!r}: give its id as the task, or the file"
     return None, other

@@ -53,7 +53,7 @@ def check_same_run(
     if diff:
         shown = ", ".join(f"{k} {_short(saved.get(k))} -> {_short(now.get(k))}" for k in diff[:4])
         more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-        also = f"; {what} differs too ({keys})" if changed else ""
+        also = f"; {what} changed too ({keys})" if changed else ""
         raise ConfigError(
             f"{out} holds a {kind} with other settings (differs in: {shown}{more}){also}; {START_OVER}"
         )

@@ -206,7 +206,7 @@ class _Reader:
             return str(p.resolve())
         if hub_ok and not v.startswith((".", "/", "~")) and v.count("/") <= 1:
             return v  # a hub id (needs network at run time)
-        raise self.fail(key, f"{v}: not found (looked for {p}{path_hint(p)})")
+        raise self.fail(key, f"{v}: not found (looked for {p}{path_hint(p, files=key != 'model')})")
 
 
 def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None = None) -> SweepSpec:
