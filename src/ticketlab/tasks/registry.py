@@ -290,7 +290,7 @@ def _described(
             if path.parent.name == task:  # the task's own folder: its data would be looked for elsewhere
                 fix = f'give it the id {json.dumps(task)}, or "dir_name": {json.dumps(task)}'
                 return None, f"{path} describes task {spec.id!r}, not the {task!r} of its folder: {fix}"
-            other = f"{path} describes task {spec.id!r}, not {task!r}: give its id as the task, or the file"
+            other = f"{path} describes task {spec.id!r}, not {task!r}: give its id as the task, or its path"
     return None, other
 
 
