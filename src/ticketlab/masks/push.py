@@ -45,7 +45,7 @@ def push_mask(
     the local folder is not changed. The weights hash the mask records still checks the model it is
     loaded onto."""
     if base_model is not None:  # names refused first, then no hub, then the mask: one line each
-        _hub_id(base_model)
+        _check_hub_id(base_model)
     repo_id, sub, revision = _target(repo)
     local = mask_dir(mask)  # a hub mask: its cached folder
     loaded, config = load_mask(local)
@@ -99,11 +99,10 @@ def _is_hub_id(name: str) -> bool:
     return True
 
 
-def _hub_id(name: str) -> str:
-    """`name` as a model's hub id, else one line saying it is not one."""
+def _check_hub_id(name: str) -> None:
+    """One line saying `name` is not a model's hub id, where it is not one."""
     if not _is_hub_id(name):
         raise TicketlabError(f"{name}: not a model's hub id (name or org/name) to record as the base")
-    return name
 
 
 def upload_operations(

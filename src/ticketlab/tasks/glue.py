@@ -164,8 +164,8 @@ def read_tsv(spec: TaskSpec, path: str | os.PathLike) -> Examples:
     text = read_text(path, "task data file", DataError, encoding="utf-8-sig")  # -sig: MRPC's byte-order mark
     if not text.strip():
         raise DataError(f"{path}: empty file (no header, no data rows)")
-    records = _records(text, path)
-    header = (records[0][1] if records else []) if spec.header else None
+    records = _records(text, path)  # a row at least: the text is not blank
+    header = records[0][1] if spec.header else None
     first = 1 if spec.header else 0
     cols = [c for c in (spec.text_a, spec.text_b, spec.label) if c is not None]
     idx = [_column_index(spec, header, c, path) for c in cols]
