@@ -161,7 +161,7 @@ SKIPPED = {
     "--run 3f2a9c0d1e4b5a69": "a run id of a sweep of the paper's size, not of the tiny one",
     " ...": "an elided command (its options left to the reader)",
     "--model google-bert/": "a model by its hub id: the network (test_hub_offline.py covers the cache)",
-    "--model ~/models/": "a user's own copy of a model, which this machine does not have",
+    "--model models/bert-base-uncased": "a local copy of BERT-base, which the tests do not have",
 }
 # Searches and pre-training longer than this many steps are not run (tests/test_tamt.py,
 # test_imp.py and test_pretrain.py cover them on tiny models), nor fine-tunings without --max-steps;
