@@ -134,3 +134,31 @@ def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
     done = tl.compact(tl.CompactConfig(str(tiny_bert_dir), tmp_path / "ticket", tmp_path / "small"))
     assert (done.heads, done.all_heads) == (units.head.numel() - 1, units.head.numel())
     assert done.parameters < done.parameters_before and (tmp_path / "small").is_dir()
+
+
+def test_prune_into_a_folder_holding_another_mask_refuses_and_keeps_it(
+    tiny_bert_dir, tmp_path, capsys, monkeypatch
+):
+    """A mask folder holds the mask of one command: `prune` with other settings refuses, in one line
+    and before loading the model, and keeps the mask; targets, which only the model resolves, are
+    told apart before the save. The same settings with the model's path spelt otherwise go on."""
+    import ticketlab.methods.one_shot as one_shot
+
+    mask = tmp_path / "m"
+    prune = ["prune", "omp", "--model", tiny_bert_dir, "--out", mask]
+    assert run(capsys, *prune, "--sparsity", "0.5")[0] == 0
+    kept = (mask / "mask_config.json").read_text()
+    loads = one_shot.load_model
+    monkeypatch.setattr(one_shot, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
+    code, _, err = run(capsys, *prune, "--sparsity", "0.7")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{mask} holds a mask with other settings (differs in: sparsity 0.5 -> 0.7)" in err
+    code, _, err = run(capsys, "prune", "random", *prune[2:], "--sparsity", "0.5")
+    assert code == 2 and "method 'omp' -> 'random', seed None -> 0" in err, err
+    monkeypatch.setattr(one_shot, "load_model", loads)
+    code, _, err = run(capsys, *prune, "--sparsity", "0.5", "--targets", r".*\.query")
+    assert code == 2 and "differs in: targets" in err, err
+    assert (mask / "mask_config.json").read_text() == kept
+    spelt = f"{tiny_bert_dir}/./"
+    assert run(capsys, "prune", "omp", "--model", spelt, "--sparsity", "0.5", "--out", mask)[0] == 0
+    assert json.loads((mask / "mask_config.json").read_text())["sparsity"] == 0.5
