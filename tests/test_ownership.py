@@ -244,7 +244,8 @@ def test_a_store_carried_with_its_masks_resumes_beside_user_files_not(tmp_path, 
     theirs.mkdir()
     (theirs / "results.sqlite").write_bytes((carried / "results.sqlite").read_bytes())
     user_files(theirs, {"thesis.tex": "mine"})
-    assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", theirs, "--dry-run")
+    line = one_line_error(capsys, "sweep", spec, "--out", theirs, "--dry-run")
+    assert line.startswith(f"ticketlab sweep: error: {theirs}: exists and is not a ticketlab sweep"), line
     fake = tmp_path / "fake"
     user_files(fake, {"results.sqlite": "not a store"})  # the name alone is no proof
     assert "is not a ticketlab sweep" in one_line_error(capsys, "sweep", spec, "--out", fake, "--dry-run")
