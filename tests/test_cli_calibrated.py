@@ -113,6 +113,13 @@ def test_sparsegpt_settings_reach_the_solver(tiny_bert_dir, corpus, tmp_path, ca
     key = "encoder.layer.0.output.dense.weight"
     a, b = (load_file(str(d / RECONSTRUCTED_NAME))[key] for d in (base, damped))
     assert not torch.allclose(a, b)
+    # another damping into that folder is refused, its mask kept; the same command makes it again
+    code, _, err = prune(capsys, "sparsegpt", tiny_bert_dir, corpus, damped, *more[:-1], "0.25")
+    assert code == 2 and "differs in: damp 0.5 -> 0.25" in err, err
+    assert torch.equal(load_file(str(damped / RECONSTRUCTED_NAME))[key], b)
+    code, _, err = prune(capsys, "sparsegpt", tiny_bert_dir, corpus, damped, "--sparsity", "0.5", "--seed", 1)
+    assert code == 2 and "calibration_seed 0 -> 1" in err, err
+    assert prune(capsys, "sparsegpt", tiny_bert_dir, corpus, damped, *more)[0] == 0
 
     config = tl.PruneConfig(
         str(tiny_bert_dir), "sparsegpt", 0.5, tmp_path / "py", corpus=[corpus], settings={"damp": 0.5}

@@ -52,9 +52,9 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
     sequences included). `model`: the already loaded base model (not modified)."""
     check_output(config.out, kind="mask", inputs=[config.model, *(config.corpus or [])])  # before any work
     method = methods("prune")[config.method]
-    saved = _saved_settings(config.out)
+    saved = _saved_mask(config.out)
     if saved is not None:  # the settings the command decides, before any work; the targets below
-        check_same_run(config.out, "mask", {k: saved.get(k) for k in _asked(config)}, _asked(config), {})
+        _refuse_other(config.out, saved, _asked(config, saved))
     # the corpus read before the model: a refused corpus costs no loading
     calibration = {"calibration": _calibration(config)} if method.calibrated else {}
     own = {"settings": config.settings} if method.config is not None else {}  # SparseGPT's blocks, damping
@@ -89,8 +89,8 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
     if extra is None and same_mask(config.out, result.mask, mc):  # the same command again
         log.info("%s: holds this mask already; left as it is", config.out)
     else:
-        if saved is not None:  # whatever else differs (the targets): that mask is not replaced
-            check_same_run(config.out, "mask", saved, _settings(mc.to_dict()), {})
+        if saved is not None:  # what the model resolved: the targets
+            _refuse_other(config.out, saved, {k: mc.to_dict()[k] for k in ("kind", "units", "targets")})
         save_mask(result.mask, mc, config.out, extra=extra)
     return result.mask, load_mask(config.out)[1], elapsed  # the config as saved
 
@@ -112,42 +112,38 @@ def _seed(config: PruneConfig) -> int | None:
     return config.seed if methods("prune")[config.method].seeded else None
 
 
-# What a mask's config records besides the settings that made it: when and with what it was made,
-# what it achieved, and its inputs (the model and the calibration corpus, by path and by content).
-# A mask of the same settings on a changed input is what the same command gives now: it replaces the
-# old one, as a re-run of a command is meant to.
-NOT_SETTINGS = {
-    "created", "versions", "achieved_sparsity", "format", "format_version", "base_model",
-    "base_model_hash", "encoder_hash", "model_type", "calibration_corpus", "calibration_corpus_key",
-    "calibration_corpus_read",
-}  # fmt: skip
+def _recorded(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A mask config's fields, its `search` record's keys beside the others."""
+    return {**{k: v for k, v in config.items() if k != "search"}, **(config.get("search") or {})}
 
 
-def _settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """A mask config's settings, its `search` record's keys beside the others."""
-    flat = {**{k: v for k, v in recorded.items() if k != "search"}, **(recorded.get("search") or {})}
-    return {k: v for k, v in flat.items() if k not in NOT_SETTINGS}
+def _refuse_other(out: Any, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Refuse, in one line, the folder `out` whose mask `saved` (`_recorded`) differs from `now` in
+    one of `now`'s keys: the mask it holds is not replaced. Its inputs are not compared: the same
+    settings on a changed model or corpus make the mask the same command gives now."""
+    check_same_run(out, "mask", {k: saved.get(k) for k in now}, now, {})
 
 
-def _saved_settings(out: Any) -> dict[str, Any] | None:
-    """The settings of the mask `out` holds (`_settings`); None where it holds none, or a config that
-    does not read as one (a broken folder of ours is replaced)."""
+def _saved_mask(out: Any) -> dict[str, Any] | None:
+    """The mask config `out` holds (`_recorded`); None where it holds none, or a config that does not
+    read as one (a broken folder of ours is replaced)."""
     path = Path(out).expanduser() / CONFIG_NAME
     try:
         saved = read_json(path, "mask config") if path.is_file() else None
     except TicketlabError:
         return None
-    return _settings(saved) if isinstance(saved, dict) and isinstance(saved.get("search", {}), dict) else None
+    ok = isinstance(saved, dict) and isinstance(saved.get("search") or {}, dict)
+    return _recorded(saved) if ok else None
 
 
-def _asked(config: PruneConfig) -> dict[str, Any]:
-    """The settings `config` gives a mask before any work, as its config records them (`_settings`):
-    all but the targets, which the model resolves."""
+def _asked(config: PruneConfig, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings `config` gives a mask before any work, as its config records them (`_recorded`):
+    all but the targets, which the model resolves; a method's own settings where the mask records them."""
     asked = {"method": config.method, "kind": "weights", "sparsity": config.sparsity}
     asked |= {"pattern": config.pattern, "ranking": _ranking(config), "seed": _seed(config)}
     if methods("prune")[config.method].calibrated:
         asked |= {"calibration_sequences": config.calibration, "calibration_seed": config.seed}
         asked["calibration_length"] = config.calibration_length
-    if dataclasses.is_dataclass(config.settings):  # a method's own settings (SparseGPT's blocksize, damp)
-        asked |= dataclasses.asdict(config.settings)
+    if dataclasses.is_dataclass(config.settings):  # a method's own (SparseGPT's blocksize, damp)
+        asked |= {k: v for k, v in dataclasses.asdict(config.settings).items() if k in saved}
     return asked
