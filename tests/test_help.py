@@ -73,7 +73,7 @@ def test_help_fits_the_terminal_and_its_commands_still_paste(monkeypatch):
 
 def test_a_wrapped_one_line_entry_continues_under_its_text():
     """`  omp        one-shot ...` wrapped in 80 columns goes on under "one-shot", not 4 columns in."""
-    from ticketlab.cli.common import wrap_text
+    from ticketlab.cli.help_format import wrap_text
 
     entry = "  omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default ranking is local)"
     assert wrap_text(entry, 80) == [

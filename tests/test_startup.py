@@ -117,7 +117,7 @@ def test_no_lazy_export_is_named_like_a_submodule():
 def test_every_verb_module_is_in_the_verb_table():
     """`ticketlab.cli.VERBS` names the verbs (no discovery): a module of the package without a row
     would be a verb no command line reaches."""
-    helpers = {"common", "terminate"}  # the parser's pieces, SIGTERM's path
+    helpers = {"common", "help_format", "terminate"}  # the parser's pieces, its help's layout, SIGTERM's path
     modules = {info.name for info in pkgutil.iter_modules(ticketlab.cli.__path__)} - helpers
     assert {verb.module_name for verb in ticketlab.cli.VERBS.values()} == modules
     assert list(ticketlab.cli.VERBS)[:3] == ["prune", "search", "finetune"]  # `--help` lists them first

@@ -26,7 +26,7 @@ def _this_checkout() -> None:
 
 
 CLI_DIR = "reference/cli"
-# argparse wraps help to $COLUMNS (and `cli.common.HelpFormatter` the verbs' descriptions): the same
+# argparse wraps help to $COLUMNS (and `cli.help_format.HelpFormatter` the verbs' descriptions): the same
 # pages everywhere, as wide as a terminal's 80 columns, which the site's text column holds unscrolled.
 WIDTH = "80"
 

@@ -26,7 +26,8 @@ from ..masks.names import check_mask_source
 from ..methods.registry import methods
 from ..models.source import check_source
 from ..studies.records import store_in, study_in
-from .common import HelpFormatter, Parser, finite_floats, option_of
+from .common import Parser, finite_floats, option_of
+from .help_format import HelpFormatter
 from .terminate import Terminated, pass_on, sigterm_interrupts
 
 

@@ -60,7 +60,6 @@ from ..core.progress import logs_to
 from ..methods.registry import Method, methods
 from ..verbs.search import SearchConfig
 from .common import (
-    HelpFormatter,
     add_config_arguments,
     add_model_argument,
     add_pattern_argument,
@@ -69,6 +68,7 @@ from .common import (
     documented_fields,
     sparsity_arg,
 )
+from .help_format import HelpFormatter
 
 if TYPE_CHECKING:
     from ..methods import SearchResult
