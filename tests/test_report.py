@@ -21,7 +21,7 @@ from PIL import Image
 import sweep_fakes as fakes
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.studies import Store, run_sweep, spec_from_dict
+from ticketlab.studies import Store, load_spec, run_sweep, spec_from_dict
 from ticketlab.studies.report import run_record, write_report
 from ticketlab.studies.report.analyses import load_recipe
 from ticketlab.studies.report.cells import AVG, method_label
@@ -359,6 +359,8 @@ def test_a_sweep_run_in_stages_is_reported_against_its_whole_spec(tmp_path, tiny
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
     with pytest.raises(TicketlabError, match="other.yaml: none of its runs is in"):
         write_report(tmp_path / "sweep", tmp_path / "other", spec=tmp_path / "other.yaml")
+    with pytest.raises(TicketlabError, match="other.yaml: none of its runs is in"):  # a spec read
+        write_report(tmp_path / "sweep", tmp_path / "other", spec=load_spec(tmp_path / "other.yaml"))
     res = load_results(tmp_path / "sweep", plan=([], {}))
     assert res.cells() == {} and res.left_out == 9
 

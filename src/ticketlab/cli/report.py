@@ -52,12 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # `sweep_report`'s names are lazy exports: scipy and matplotlib are imported when the verb runs,
     # so a mistyped spec is refused first, at once (the directory is checked as every verb's inputs)
-    if args.spec is not None and args.run is None:
-        load_spec(args.spec)
+    spec = load_spec(args.spec) if args.spec is not None and args.run is None else None
     if args.run is not None:
         print(to_json(dataclasses.asdict(sweep_report.run_record(args.sweep_dir, args.run)), indent=2))
         return 0
-    report = sweep_report.write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=args.spec)
+    report = sweep_report.write_report(args.sweep_dir, args.out, all_runs=args.all_runs, spec=spec)
     print(f"report: {report.path}")
     for fname, reason in report.skipped.items():
         print(f"  not drawn: {Path(fname).stem}: {reason}")

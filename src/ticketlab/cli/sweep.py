@@ -192,12 +192,12 @@ def run(args: argparse.Namespace) -> int:
     reason = launched.unavailable() if launched is not None and not args.dry_run else None
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
-    studies.check_sweep_inputs(spec, out, dry_run=True, source=args.spec)  # checks only: nothing is made yet
+    studies.check_sweep_inputs(spec, out, dry_run=True)  # checks only: nothing is made yet
     if args.dry_run:
         return _dry_run(args, spec, out, launched)
     # what the sweep would refuse before its first run, then its directory
     studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
-    studies.check_sweep_inputs(spec, out, source=args.spec)
+    studies.check_sweep_inputs(spec, out)
     if Path(args.spec).resolve() != (out / "spec.yaml").resolve():  # replaced, never written through
         atomic_write_text(place(out, "spec.yaml"), read_text(args.spec, "sweep spec"))
     result = studies.run_sweep(

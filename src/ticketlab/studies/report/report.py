@@ -46,6 +46,7 @@ from ..store import owner_gone
 from ..sweep.methods import base_method
 from ..sweep.plan import expand
 from ..sweep.spec import load_spec, spec_json
+from ..sweep.sweep_spec import SweepSpec
 from . import plots
 from .analyses import Analysis
 from .csvs import write_csvs
@@ -100,21 +101,21 @@ def write_report(
     out_dir: str | os.PathLike | None = None,
     *,
     all_runs: bool = False,
-    spec: str | os.PathLike | None = None,
+    spec: str | os.PathLike | SweepSpec | None = None,
     analyses: Sequence[Analysis] | None = None,
 ) -> Report:
-    """Render the report of a sweep directory (the runs of its last spec, of the spec file `spec`,
-    or `all_runs`); returns where it is and the main table. `analyses`: what recipes add (their tests
-    in the Holm family, their sections); None: those the spec names (`analyses.py`)."""
+    """Render the report of a sweep directory (the runs of its last spec, of `spec`, a spec file or
+    one read, or `all_runs`); returns where it is and the main table. `analyses`: what recipes add
+    (their tests in the Holm family, their sections); None: those the spec names (`analyses.py`)."""
     plan = None
     if spec is not None:
-        loaded = load_spec(spec)
+        loaded = spec if isinstance(spec, SweepSpec) else load_spec(spec)
         plan = ([r.id for r in expand(loaded)], spec_json(loaded))
     res = load_results(sweep_dir, all_runs=all_runs, plan=plan, analyses=analyses)
     if plan is not None and plan[0] and res.not_swept == len(set(plan[0])) and res.left_out:
         raise TicketlabError(
-            f"{spec}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the model, "
-            "corpus and task files by content: are they the ones this sweep ran on?)"
+            f"{loaded.source}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the "
+            "model, corpus and task files by content: are they the ones this sweep ran on?)"
         )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
     # Checked before drawing: a user's results.csv is not overwritten, nor a sweep input written into.

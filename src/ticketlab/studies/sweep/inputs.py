@@ -47,19 +47,19 @@ def carried_store(out: Path) -> bool:
     return True
 
 
-def check_sweep_inputs(spec: SweepSpec, out: Path, *, dry_run: bool = False, source: str = "") -> None:
+def check_sweep_inputs(spec: SweepSpec, out: Path, *, dry_run: bool = False) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
     ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
     evaluation length beyond its positions, a task folder without its data files. A refusal of what
-    the spec names begins with `source` (its file), one of the directory with the directory. A dry
-    run only checks the directory; a sweep makes and marks it."""
+    the spec names begins with its file, one of the directory with the directory. A dry run only
+    checks the directory; a sweep makes and marks it."""
     corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
     carried = carried_store(out)
     try:
         _check_task_data(spec)  # before the directory is made
         _check_model(spec)  # every refusal before the directory is made or marked
     except TicketlabError as e:
-        raise TicketlabError(f"{source}: {e}" if source else str(e)) from None
+        raise TicketlabError(f"{spec.source}: {e}") from None
     if not carried:
         check_output(out, kind="sweep", inputs=[spec.model, *corpus])
     if carried and not dry_run:
