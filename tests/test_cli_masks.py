@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -141,7 +142,7 @@ def test_prune_into_a_folder_holding_another_mask_refuses_and_keeps_it(
 ):
     """A mask folder holds the mask of one command: `prune` with other settings refuses, in one line
     and before loading the model, and keeps the mask; targets, which only the model resolves, are
-    told apart before the save. The same settings with the model's path spelt otherwise go on."""
+    told apart before the pruning. The same settings with the model's path spelt otherwise go on."""
     import ticketlab.methods.one_shot as one_shot
 
     mask = tmp_path / "m"
@@ -155,9 +156,19 @@ def test_prune_into_a_folder_holding_another_mask_refuses_and_keeps_it(
     assert f"{mask} holds a mask with other settings (differs in: sparsity 0.5 -> 0.7)" in err
     code, _, err = run(capsys, "prune", "random", *prune[2:], "--sparsity", "0.5")
     assert code == 2 and "method 'omp' -> 'random', seed None -> 0" in err, err
-    monkeypatch.setattr(one_shot, "load_model", loads)
     code, _, err = run(capsys, *prune, "--sparsity", "0.5", "--targets", r".*\.query")
     assert code == 2 and "differs in: targets" in err, err
+    monkeypatch.setattr(one_shot, "load_model", loads)
+    registered = one_shot.methods
+
+    def no_pruning(verb):
+        found = registered(verb)
+        return {**found, "omp": dataclasses.replace(found["omp"], run=lambda *a, **k: pytest.fail("pruned"))}
+
+    monkeypatch.setattr(one_shot, "methods", no_pruning)
+    code, _, err = run(capsys, *prune, "--sparsity", "0.5", "--no-pooler")  # the defaults, resolved
+    assert code == 2 and "differs in: targets" in err, err
+    monkeypatch.undo()
     assert (mask / "mask_config.json").read_text() == kept
     spelt = f"{tiny_bert_dir}/./"
     assert run(capsys, "prune", "omp", "--model", spelt, "--sparsity", "0.5", "--out", mask)[0] == 0

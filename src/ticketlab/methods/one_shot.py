@@ -22,7 +22,7 @@ from ..masks.identity import same_mask
 from ..masks.io import CONFIG_NAME
 from ..masks.prunable import pooler_target
 from ..masks.reconstructed import RECONSTRUCTED_NAME
-from ..masks.targets import resolve_targets
+from ..masks.targets import resolve_targets, targets_repr
 from ..models.arch import arch_of
 from ..models.load import load_model
 from ..train.run_dir import check_same_run
@@ -60,6 +60,9 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
     own = {"settings": config.settings} if method.config is not None else {}  # SparseGPT's blocks, damping
     model = model if model is not None else load_model(config.model, head="base")
     targets = resolve_targets(model, one_shot_targets(model, config), config.pooler)
+    # the default targets, now resolved: another family's are another model's, not other settings
+    if saved is not None and saved.get("model_type") == model.config.model_type:
+        _refuse_other(config.out, saved, {"targets": targets_repr(targets, model)})
     t0 = time.perf_counter()
     found = method.run(
         model,
@@ -89,8 +92,6 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
     if extra is None and same_mask(config.out, result.mask, mc):  # the same command again
         log.info("%s: holds this mask already; left as it is", config.out)
     else:
-        if saved is not None:  # what the model resolved: the targets
-            _refuse_other(config.out, saved, {k: mc.to_dict()[k] for k in ("kind", "units", "targets")})
         save_mask(result.mask, mc, config.out, extra=extra)
     return result.mask, load_mask(config.out)[1], elapsed  # the config as saved
 
@@ -113,8 +114,8 @@ def _seed(config: PruneConfig) -> int | None:
 
 
 def _recorded(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A mask config's fields, its `search` record's keys beside the others."""
-    return {**{k: v for k, v in config.items() if k != "search"}, **(config.get("search") or {})}
+    """A mask config's fields, its `search` record's keys beside them (a field wins a shared name)."""
+    return {**(config.get("search") or {}), **{k: v for k, v in config.items() if k != "search"}}
 
 
 def _refuse_other(out: Any, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
@@ -138,9 +139,12 @@ def _saved_mask(out: Any) -> dict[str, Any] | None:
 
 def _asked(config: PruneConfig, saved: Mapping[str, Any]) -> dict[str, Any]:
     """The settings `config` gives a mask before any work, as its config records them (`_recorded`):
-    all but the targets, which the model resolves; a method's own settings where the mask records them."""
+    the targets where given (the defaults follow the model); a method's own settings where the mask
+    records them."""
     asked = {"method": config.method, "kind": "weights", "sparsity": config.sparsity}
     asked |= {"pattern": config.pattern, "ranking": _ranking(config), "seed": _seed(config)}
+    if config.targets is not None:  # as `targets_repr` records them
+        asked["targets"] = config.targets if isinstance(config.targets, str) else list(config.targets)
     if methods("prune")[config.method].calibrated:
         asked |= {"calibration_sequences": config.calibration, "calibration_seed": config.seed}
         asked["calibration_length"] = config.calibration_length

@@ -110,11 +110,11 @@ def write_report(
     plan = None
     if spec is not None:
         loaded = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-        plan = ([r.id for r in expand(loaded)], spec_json(loaded))
+        plan, source = ([r.id for r in expand(loaded)], spec_json(loaded)), loaded.source
     res = load_results(sweep_dir, all_runs=all_runs, plan=plan, analyses=analyses)
     if plan is not None and plan[0] and res.not_swept == len(set(plan[0])) and res.left_out:
         raise TicketlabError(
-            f"{loaded.source}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the "
+            f"{source}: none of its runs is in {res.sweep_dir} (run ids hash the settings and the "
             "model, corpus and task files by content: are they the ones this sweep ran on?)"
         )
     out = Path(out_dir) if out_dir is not None else res.sweep_dir / "report"
