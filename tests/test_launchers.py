@@ -472,6 +472,7 @@ def holding(run_dir: Path, seconds: float):
 def another_sweep_holds(spec, sweep_dir: Path, run):
     """`run` claimed in the store by a live process that holds its directory, as a second sweep
     process running it does (claim, then its pid); the process is ended on the way out."""
+    claim_dir(sweep_dir, kind="sweep")  # the directory the other sweep made and marked
     with holding(sweep_dir / "runs" / run.dirname, 60) as holder:
         with Store(sweep_dir) as st:
             st.add_runs(expand(spec))

@@ -296,3 +296,19 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     ):
         user_files(tmp, {"report.md": "new"})  # fig.png is no longer drawn: it would be deleted
     assert_kept(paper, {"fig.png": "my figure"})
+
+
+def test_a_sweep_from_python_claims_its_directory_as_the_command_does(tmp_path, tiny_bert_dir):
+    """`run_sweep` is `ticketlab sweep`: a user's folder is refused before any run, its files kept
+    and no store made there; the sweep's own directory is marked and keeps the spec's file."""
+    spec = load_spec(_yaml(tmp_path / "spec.yaml", fakes.spec_dict(tmp_path, tiny_bert_dir)))
+    theirs = tmp_path / "theirs"
+    user_files(theirs, {"notes.txt": "mine"})
+    with pytest.raises(TicketlabError, match="exists and is not a ticketlab sweep"):
+        run_sweep(spec, theirs, finetune=fakes.fake_finetune, log=lambda _: None, max_runs=1)
+    assert sorted(p.name for p in theirs.iterdir()) == ["notes.txt"]
+    assert_kept(theirs, {"notes.txt": "mine"})
+    ours = tmp_path / "sweep"
+    run_sweep(spec, ours, finetune=fakes.fake_finetune, log=lambda _: None, max_runs=1)
+    assert read_json(ours / MARKER, "marker")["kind"] == "sweep"
+    assert (ours / "spec.yaml").read_text() == (tmp_path / "spec.yaml").read_text()

@@ -40,9 +40,7 @@ import ticketlab as tl
 from .. import studies
 from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
-from ..core.files.atomic import atomic_write_text
-from ..core.files.inputs import read_text
-from ..core.outputs import place, safe_component
+from ..core.outputs import safe_component
 from ..studies.records import KINDS, STALE_AFTER
 from .common import at_least, int_value, positive_float, within
 
@@ -195,11 +193,6 @@ def run(args: argparse.Namespace) -> int:
     studies.check_sweep_inputs(spec, out, dry_run=True)  # checks only: nothing is made yet
     if args.dry_run:
         return _dry_run(args, spec, out, launched)
-    # what the sweep would refuse before its first run, then its directory
-    studies.check_sweep_runs(spec, out, launcher=launched, kinds=args.only, names=args.runs)
-    studies.check_sweep_inputs(spec, out)
-    if Path(args.spec).resolve() != (out / "spec.yaml").resolve():  # replaced, never written through
-        atomic_write_text(place(out, "spec.yaml"), read_text(args.spec, "sweep spec"))
     result = studies.run_sweep(
         spec,
         out,

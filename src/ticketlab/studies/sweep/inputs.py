@@ -1,14 +1,17 @@
 """What a sweep would refuse, refused before it starts (`ticketlab sweep`, its dry run included): the
 sweep directory (a new or empty one, the sweep's own, or a store carried into an empty one, alone or
 with its masks), a model ticketlab cannot prune by default or tokenize, a pre-training evaluation
-longer than the model's positions, a task folder without its data files."""
+longer than the model's positions, a task folder without its data files. Then the spec's file is
+kept beside the store (`keep_spec_file`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...core.errors import TicketlabError
-from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output
+from ...core.files.atomic import atomic_write_text
+from ...core.files.inputs import read_text
+from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
 from ...masks.targets import default_targets
 from ...models.load import load_config, load_tokenizer
 from ...models.source import fit_max_length
@@ -101,3 +104,11 @@ def _check_task_data(spec: SweepSpec) -> None:
                 split_file(task, entry.data, split)
             except TicketlabError as e:
                 raise TicketlabError(f"tasks.{name}.data: {e}") from None
+
+
+def keep_spec_file(spec: SweepSpec, out: Path) -> None:
+    """The spec's file copied to `out/spec.yaml`: what a reader of the sweep directory sees it ran.
+    Replaced, never written through (a link there is refused); a spec built in Python has no file."""
+    source = Path(spec.source)
+    if source.is_file() and source.resolve() != (out / "spec.yaml").resolve():
+        atomic_write_text(place(out, "spec.yaml"), read_text(source, "sweep spec"))

@@ -49,6 +49,7 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
+from .inputs import check_sweep_inputs, keep_spec_file
 from .jobs import MethodSpec
 from .launched import Coordinator
 from .launchers import SubmititLauncher
@@ -354,8 +355,11 @@ def run_sweep(
     **kw,
 ) -> SweepResult:
     """Run every missing run of `spec` in `sweep_dir`, here or through `launcher` (local
-    subprocesses, Slurm jobs); see the module docstring."""
+    subprocesses, Slurm jobs); see the module docstring. What the runs would refuse is refused first,
+    and the directory claimed: a user's folder is never written into (`inputs.check_sweep_inputs`)."""
     check_sweep_runs(spec, sweep_dir, launcher=launcher, kinds=kinds, names=names)
+    check_sweep_inputs(spec, Path(sweep_dir))
+    keep_spec_file(spec, Path(sweep_dir))
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
         return runner.run(
