@@ -341,3 +341,18 @@ def test_a_text_field_past_the_bound_is_refused_before_tokenizing(name, tmp_path
         read_tsv(spec, path)
     path.write_text(f"sentence{sep}label\nthe cat{sep}1\n{long[: FIELD_CHARS - 8]}{sep}0\n")
     assert len(read_tsv(spec, path).text_a) == 2
+
+
+def test_a_task_json_reads_its_own_folder_from_python_as_from_the_command_line(tmp_path):
+    """A task.json sits with its data: `FinetuneConfig(task=".../task.json")` reads that folder, not
+    the hub its file may name, as `ticketlab finetune --task .../task.json` does; --data-dir wins."""
+    from ticketlab.verbs.finetune_config import FinetuneConfig
+
+    d = tmp_path / "reviews"
+    d.mkdir()
+    task = {"id": "reviews", "text_a": "text", "hub": ["someone/reviews", None]}
+    (d / "task.json").write_text(json.dumps(task))
+    path = str(d / "task.json")
+    assert FinetuneConfig(model="m", task=path).data_dir == str(d)
+    assert FinetuneConfig(model="m", task=path, data_dir=str(tmp_path)).data_dir == str(tmp_path)
+    assert FinetuneConfig(model="m", task="sst2").data_dir is None  # a built-in task: the hub, online
