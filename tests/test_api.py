@@ -12,7 +12,7 @@ import ticketlab
 from conftest import record
 from test_runner import write_sst2
 from ticketlab.cli import main
-from ticketlab.core.errors import ConfigError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.masks import load_mask
 
 WORDS = "the a cat dog bird man woman king queen runs sees likes eats good bad big small red blue .".split()
@@ -77,6 +77,22 @@ def test_evaluate_pretraining(tiny_bert_dir, corpus, tmp_path, capsys):
     )
     assert rows == printed and [r["name"] for r in rows] == ["full", "omp"]
     assert rows[0]["kd_loss"] == pytest.approx(0.0, abs=1e-6) and rows[1]["kd_loss"] > 0
+
+
+def test_evaluate_pretraining_reads_every_input_first(tiny_bert_dir, corpus, tmp_path, monkeypatch):
+    """From Python as on the command line, a mistyped mask or corpus is refused before any row is
+    scored, whatever its place in the list."""
+    import ticketlab.verbs.evaluate_subnetwork as rows
+
+    ticketlab.prune(ticketlab.PruneConfig(str(tiny_bert_dir), "omp", 0.5, tmp_path / "omp"))
+    monkeypatch.setattr(rows, "load_model", lambda *a, **k: pytest.fail("a row was scored"))
+    given = {"model": str(tiny_bert_dir), "full": True, "max_length": 16}
+    for masks, texts, says in (
+        ([tmp_path / "omp", tmp_path / "opm"], [corpus], "opm: mask directory not found"),
+        ([tmp_path / "omp"], [corpus, tmp_path / "c.txt"], "c.txt: corpus not found"),
+    ):
+        with pytest.raises(TicketlabError, match=says):
+            ticketlab.evaluate_pretraining(ticketlab.PretrainEvalConfig(corpus=texts, masks=masks, **given))
 
 
 def test_finetune(tiny_bert_dir, tmp_path):

@@ -111,8 +111,9 @@ def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     if config.out:
         reads = [config.model, *config.masks, *config.corpus]
         check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
-    from .evaluate_subnetwork import evaluate_subnetwork  # lazy: this config is read by `--help`
+    from .evaluate_subnetwork import check_inputs, evaluate_subnetwork  # lazy: `--help` reads this config
 
+    check_inputs(config)
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
     rows = [evaluate_subnetwork(config, m, blocks_cache) for m in config.targets]
     if config.out:

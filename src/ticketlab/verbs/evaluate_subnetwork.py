@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.corpus import load_lm_blocks
+from ..data.sources import check_corpus_source
 from ..lm.evaluation import HEAD_FILE, load_head_state
 from ..lm.evaluation import evaluate_pretraining as evaluate_blocks
 from ..lm.objectives import MLMCollator
@@ -21,6 +22,19 @@ from ..models.source import fit_max_length, head_of
 # `verbs.evaluate_pretrain.PretrainEvalConfig`, read here by its fields only: that module imports this
 # one when its function runs, and no import goes back (no circle).
 PretrainEvalConfig = Any
+
+
+def check_inputs(config: PretrainEvalConfig) -> None:
+    """Every corpus and mask of `config` read before the first row is scored: a mistyped one, or a
+    mask whose recorded base is not here (no `model` given), is refused in one line, not after the
+    rows before it have been scored."""
+    for corpus in config.corpus:
+        check_corpus_source(corpus)
+    for mask_dir in config.masks:
+        if config.model:
+            load_mask(mask_dir)
+        else:
+            recorded_base(mask_dir)  # its base, read from it
 
 
 def evaluate_subnetwork(
