@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ticketlab.cli import main
-from ticketlab.core.errors import ConfigError
+from ticketlab.core.errors import ConfigError, TicketlabError
 from ticketlab.demo.config import METHODS
 from ticketlab.demo.pipeline import BUDGETS, busy_cores, demo_threads, machine_load, run_demo
 
@@ -185,3 +185,21 @@ def test_bad_arguments():
         run_demo("unused", "test", tasks=["sst2"])
     with pytest.raises(ConfigError, match="budget"):
         run_demo("unused", "huge")
+
+
+def test_mistyped_inputs_are_refused_before_any_stage(tiny_bert_dir, tmp_path, monkeypatch):
+    """From Python as on the command line: a mistyped model (beside its real folder), corpus or
+    data folder is refused before the synthetic data and the pre-training."""
+    import ticketlab.demo.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_run_stages", lambda *a: pytest.fail("a stage ran"))
+    out = tmp_path / "demo-out"
+    for given, says in (
+        ({"model": str(tiny_bert_dir.parent / "tiny-brt")}, "tiny-brt: model directory not found"),
+        ({"corpus": [str(tmp_path / "c.txt")]}, "c.txt: corpus not found"),
+        ({"dev_corpus": [str(tmp_path / "d.txt")]}, "d.txt: corpus not found"),
+        ({"tasks": ["sst2"], "data_dir": str(tmp_path / "glue")}, "glue: data directory not found"),
+    ):
+        with pytest.raises(TicketlabError, match=says):
+            run_demo(out, "test", **given)
+    assert not out.exists()

@@ -38,7 +38,9 @@ from ..core.digest import digest
 from ..core.errors import ConfigError, TicketlabError, did_you_mean
 from ..core.files.inputs import read_json, read_text
 from ..data import synthetic
+from ..data.sources import check_corpus_source, check_data_dir
 from ..lm.pretrain import PretrainResult, pretrain
+from ..models.source import check_source
 from ..studies import run_sweep, spec_from_dict
 from ..studies.report import write_report
 from ..studies.sweep.launchers import usable_cores, usable_cpus
@@ -180,8 +182,20 @@ def run_demo(
         budget = BUDGETS[budget]
     if tasks is not None and data_dir is None:
         raise ConfigError("--tasks needs --data-dir (the folder holding the tasks' data)")
+    _check_inputs(model, [*(corpus or []), *(dev_corpus or [])], data_dir)
     with _threads(log):
         return _run_stages(Path(out).resolve(), budget, model, corpus, dev_corpus, tasks, data_dir, log)
+
+
+def _check_inputs(model: str | None, corpora: Sequence[str], data_dir: str | None) -> None:
+    """A mistyped model, corpus or data folder refused in one line before the synthetic data and the
+    pre-training (minutes), from Python as on the command line; a hub id is read where it is loaded."""
+    if model is not None:
+        check_source(model)
+    for corpus in corpora:
+        check_corpus_source(corpus)
+    if data_dir is not None:
+        check_data_dir(data_dir)
 
 
 def _run_stages(
