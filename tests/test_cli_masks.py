@@ -126,6 +126,11 @@ def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
     assert exported.head == "mlm" and exported.sparsity == pytest.approx(load_mask(omp)[0].sparsity)
     with pytest.raises(ConfigError, match="not both"):
         tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "x", semi_structured="fp16", base="b")
+    typo = f"{tiny_bert_dir}x"  # beside the real folder: not a hub id; refused before the mask is read
+    refused = pytest.raises(TicketlabError, match="x: model directory not found")
+    with pytest.MonkeyPatch.context() as mp, refused:
+        mp.setattr("ticketlab.verbs.export.load_mask", lambda *a: pytest.fail("the mask was read"))
+        tl.export(tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "t", base=typo))
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
     units = UnitMask.ones(structure_of(model))

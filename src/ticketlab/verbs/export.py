@@ -28,7 +28,7 @@ from ..masks.reconstructed import NOT_A_TICKET, load_reconstructed, load_weights
 from ..masks.ticket import WEIGHTS_NAME
 from ..models.compaction import refuse_compacted
 from ..models.load import load_config, load_model, load_tokenizer
-from ..models.source import head_of
+from ..models.source import check_source, head_of
 
 Head = Literal["auto", "mlm", "seq-cls", "qa", "base"]
 
@@ -119,6 +119,7 @@ def _export_ticket(config: ExportConfig) -> Exported:
     """`base`: the fine-tuned ticket in `model` as an artefact against `base` (`masks.ticket`)."""
     inputs = [config.model, config.mask, config.base]
     check_output(config.out, kind="ticket", inputs=inputs)
+    check_source(config.base)  # a mistyped base before the mask and the model are read
     refuse_compacted(config.model, "a ticket artefact is written from")
     mask, mc = load_mask(config.mask)
     model, head, _ = load_with_head(config.model, config.head)
