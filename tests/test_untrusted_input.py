@@ -18,6 +18,7 @@ from transformers import BertTokenizerFast
 import sweep_fakes as fakes
 from conftest import VOCAB, error_line, run
 from test_runner import write_sst2
+from ticketlab.core.errors import ConfigError
 from ticketlab.masks import save_unit_mask, unit_mask_config
 from ticketlab.masks.units import UnitMask
 from ticketlab.models.load import load_model
@@ -546,3 +547,20 @@ def test_a_control_character_in_a_command_line_argument_is_refused(tiny_bert_dir
     line = error_line(capsys, "prune", "omp", "--model", tiny_bert_dir, "--sparsity", 0.5, "--out", out)
     assert "command-line argument" in line and "holds a newline or control character" in line
     assert "\x1b" not in line and not out.exists()
+
+
+def test_a_control_character_in_a_config_from_python_is_refused(tiny_bert_dir, tmp_path):
+    """From Python, where no command line is checked: a config's name or path holding a newline (a
+    model folder, one of several corpora, a task) is refused when the config is built, naming its
+    field, before it reaches a mask file or a log."""
+    import ticketlab as tl
+
+    odd = tmp_path / "a\nb"
+    for build, field in (
+        (lambda: tl.PruneConfig(str(odd), "omp", 0.5, tmp_path / "m"), "model"),
+        (lambda: tl.PruneConfig(str(tiny_bert_dir), "omp", 0.5, odd), "out"),
+        (lambda: tl.PretrainEvalConfig(corpus=[tmp_path / "c.txt", odd], model=str(tiny_bert_dir)), "corpus"),
+        (lambda: tl.FinetuneConfig(model=str(tiny_bert_dir), task="sst2\n"), "task"),
+    ):
+        with pytest.raises(ConfigError, match=f"^{field} '.*': holds a newline or control character"):
+            build()

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from .errors import ConfigError
+from .errors import ConfigError, printable
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,14 @@ def check_distinct(name: str, values: Sequence[Any]) -> None:
 
 def check_config(obj: Any) -> None:
     """Raise a `FieldError` for the first field of config `obj` that does not fit its annotation:
-    what every config's `__post_init__` calls first, so its own checks see well-typed values."""
+    what every config's `__post_init__` calls first, so its own checks see well-typed values. A name
+    or path holding a newline or control character is refused (`errors.printable`), from Python as
+    on the command line: it would reach terminals, logs and the files a run writes (a mask's base)."""
     problem = field_problem(obj)
     if problem:
         raise FieldError(*problem)
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(text, (str, os.PathLike)):
+                printable(os.fspath(text), f.name)
