@@ -343,16 +343,17 @@ def test_a_text_field_past_the_bound_is_refused_before_tokenizing(name, tmp_path
     assert len(read_tsv(spec, path).text_a) == 2
 
 
-def test_a_task_json_reads_its_own_folder_from_python_as_from_the_command_line(tmp_path):
-    """A task.json sits with its data: `FinetuneConfig(task=".../task.json")` reads that folder, not
-    the hub its file may name, as `ticketlab finetune --task .../task.json` does; --data-dir wins."""
+def test_a_task_with_nowhere_to_read_its_data_is_refused_when_configured(tmp_path):
+    """From Python, where no --data-dir default applies: a task.json without a hub dataset and no
+    data_dir is refused when its config is built, naming the folder that holds its data, not after
+    the model is loaded; the command line reads that folder (`--data-dir`'s default)."""
+    from ticketlab.core.checks import FieldError
     from ticketlab.verbs.finetune_config import FinetuneConfig
 
     d = tmp_path / "reviews"
     d.mkdir()
-    task = {"id": "reviews", "text_a": "text", "hub": ["someone/reviews", None]}
-    (d / "task.json").write_text(json.dumps(task))
-    path = str(d / "task.json")
-    assert FinetuneConfig(model="m", task=path).data_dir == str(d)
-    assert FinetuneConfig(model="m", task=path, data_dir=str(tmp_path)).data_dir == str(tmp_path)
+    (d / "task.json").write_text(json.dumps({"id": "reviews", "text_a": "text"}))
+    with pytest.raises(FieldError, match=f"data_dir not given, .* no hub dataset: .*sits with it: {d}"):
+        FinetuneConfig(model="m", task=str(d / "task.json"))
+    assert FinetuneConfig(model="m", task=str(d / "task.json"), data_dir=str(d)).data_dir == str(d)
     assert FinetuneConfig(model="m", task="sst2").data_dir is None  # a built-in task: the hub, online

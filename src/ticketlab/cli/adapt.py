@@ -25,7 +25,7 @@ from ..core.files.inputs import read_text
 from ..studies.adapt_config import FRACTIONS, AdaptConfig
 from ..verbs.finetune_config import FinetuneConfig
 from .common import add_config_arguments, config_from_args
-from .finetune import SCHEDULE
+from .finetune import SCHEDULE, data_dir_of
 
 ON_B = (*SCHEDULE, "progress")  # the `FinetuneConfig` options of task B's protocol
 
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     sources = studies.super_sources(args.study)
-    given = {"model": sources[0].model, "task": args.task, "data_dir": args.data_dir}
+    given = {"model": sources[0].model, "task": args.task, "data_dir": data_dir_of(args)}
     protocol = config_from_args(FinetuneConfig, args, ON_B, **given)
     result = studies.run_adaptation(AdaptConfig(protocol, sources, args.fractions), args.out)
     print(read_text(Path(args.out) / "adaptation.md", "adaptation report"))

@@ -80,10 +80,16 @@ def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None
     add_config_arguments(p.add_argument_group("output and speed"), FinetuneConfig, OUTPUT)
 
 
+def data_dir_of(args: argparse.Namespace) -> str | None:
+    """--data-dir, else the folder of a task.json (it sits with its data)."""
+    if args.data_dir is None and args.task.endswith(".json"):
+        return str(Path(args.task).parent)
+    return args.data_dir
+
+
 def finetune_config(args: argparse.Namespace, *, selection: bool = True) -> FinetuneConfig:
-    chosen = SELECTION if selection else ()
-    fields = ("model", "task", "data_dir", "mask", *PROTOCOL, *chosen, *SQUAD, *OUTPUT)
-    return config_from_args(FinetuneConfig, args, fields)
+    fields = ("model", "task", "mask", *PROTOCOL, *(SELECTION if selection else ()), *SQUAD, *OUTPUT)
+    return config_from_args(FinetuneConfig, args, fields, data_dir=data_dir_of(args))
 
 
 def _scores(record: dict[str, Any]) -> str:

@@ -52,9 +52,7 @@ class FinetuneConfig:
 
     model: str  # pre-trained model: local dir or hub id
     task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
-    data_dir: str | None = option(
-        None, f"{DATA_DIR_HELP} (default: a task.json's own folder, else the hub, online)", metavar="DIR"
-    )
+    data_dir: str | None = option(None, f"{DATA_DIR_HELP} (default: the hub, online)", metavar="DIR")
     mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
     seed: Seed = 1  # head init, dropout, data order
     lr: LearningRate | None = option(None, "peak learning rate")
@@ -137,11 +135,18 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
-        if self.data_dir is None and self.task.endswith(".json"):  # a task.json sits with its data
-            self.data_dir = str(Path(self.task).parent)
         # a task that does not exist ("sst-2") is refused now, naming the known ones, not at the run
-        get_task(self.task, self.data_dir)
-        if self.recipe == "mt-dnn" and get_task(self.task, self.data_dir).kind == "squad":
+        spec = get_task(self.task, self.data_dir)
+        if self.data_dir is None and spec.hub is None:  # nowhere to read it from: said now, not at the run
+            own = (
+                f" (a task.json's data sits with it: {Path(self.task).parent})"
+                if self.task.endswith(".json")
+                else ""
+            )
+            raise FieldError(
+                "data_dir", f"not given, and task '{spec.id}' has no hub dataset: give its folder{own}"
+            )
+        if self.recipe == "mt-dnn" and spec.kind == "squad":
             raise FieldError("recipe", "MT-DNN's recipe is GLUE's (classification, regression)", self.recipe)
         if self.batch_size is not None and self.batch_size % self.grad_accum:
             raise ConfigError(
