@@ -3,6 +3,7 @@ its directory; an unresolvable --out and deeply nested JSON/YAML give one line."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -312,3 +313,9 @@ def test_a_sweep_from_python_claims_its_directory_as_the_command_does(tmp_path, 
     run_sweep(spec, ours, finetune=fakes.fake_finetune, log=lambda _: None, max_runs=1)
     assert read_json(ours / MARKER, "marker")["kind"] == "sweep"
     assert (ours / "spec.yaml").read_text() == (tmp_path / "spec.yaml").read_text()
+    changed = tmp_path / "changed"  # a spec changed in Python: its file no longer says what ran
+    run_sweep(dataclasses.replace(spec, name="changed"), changed, finetune=fakes.fake_finetune, max_runs=0)
+    assert not (changed / "spec.yaml").exists()
+    user_files(theirs, {"results.sqlite": "my own database"})  # refused as theirs, not read as a store
+    with pytest.raises(TicketlabError, match="exists and is not a ticketlab sweep"):
+        run_sweep(spec, theirs, finetune=fakes.fake_finetune, log=lambda _: None, max_runs=1)

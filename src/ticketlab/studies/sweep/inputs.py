@@ -18,6 +18,7 @@ from ...models.source import fit_max_length
 from ...tasks.glue import split_file
 from ...tasks.registry import get_task
 from ..store import DB_NAME, IdsSchemeError, Store
+from .spec import load_spec, spec_json
 from .sweep_spec import SweepSpec
 
 
@@ -108,7 +109,15 @@ def _check_task_data(spec: SweepSpec) -> None:
 
 def keep_spec_file(spec: SweepSpec, out: Path) -> None:
     """The spec's file copied to `out/spec.yaml`: what a reader of the sweep directory sees it ran.
-    Replaced, never written through (a link there is refused); a spec built in Python has no file."""
+    Replaced, never written through (a link there is refused). Only a file that still reads as
+    `spec`: a spec built or changed in Python has none, nor one whose file changed since."""
     source = Path(spec.source)
-    if source.is_file() and source.resolve() != (out / "spec.yaml").resolve():
-        atomic_write_text(place(out, "spec.yaml"), read_text(source, "sweep spec"))
+    if not source.is_file() or source.resolve() == (out / "spec.yaml").resolve():
+        return
+    text = read_text(source, "sweep spec")
+    try:
+        same = spec_json(load_spec(source, registry=spec.registry)) == spec_json(spec)
+    except TicketlabError:
+        same = False
+    if same:
+        atomic_write_text(place(out, "spec.yaml"), text)

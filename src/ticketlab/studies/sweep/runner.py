@@ -22,6 +22,7 @@ coordinator died before recording it) is collected from that file, not run again
 Layout of a sweep directory:
     results.sqlite            the store (see store.py)
     spec.json                 the resolved spec of the last sweep started here
+    spec.yaml                 the file of that spec, as written (a spec built in Python has none)
     masks/<run>/              final mask of each search run; masks/<run>.stepNNNNNN/ along the way
     runs/<run>/               work directory of each run (checkpoints, logs, sweep_result.json)
     jobs/                     launched runs: submitit's job files and logs (<job id>_0_log.out)
@@ -357,6 +358,7 @@ def run_sweep(
     """Run every missing run of `spec` in `sweep_dir`, here or through `launcher` (local
     subprocesses, Slurm jobs); see the module docstring. What the runs would refuse is refused first,
     and the directory claimed: a user's folder is never written into (`inputs.check_sweep_inputs`)."""
+    check_sweep_inputs(spec, Path(sweep_dir), dry_run=True)  # not ours: refused before its store is read
     check_sweep_runs(spec, sweep_dir, launcher=launcher, kinds=kinds, names=names)
     check_sweep_inputs(spec, Path(sweep_dir))
     keep_spec_file(spec, Path(sweep_dir))

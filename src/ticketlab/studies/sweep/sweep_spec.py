@@ -128,7 +128,7 @@ class SweepSpec(PlannedConfigs, SpecGrid):
     claims: tuple[Claim, ...] = ()
     # The report's analyses (`report.analyses`): Python files, absolute; not part of any run's identity.
     recipes: tuple[str, ...] = ()
-    source: str = "<spec>"  # the YAML file, for error messages
+    source: str = "<spec>"  # the YAML file: for error messages, and copied beside the store
     registry: dict[str, MethodSpec] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ validation
