@@ -167,12 +167,12 @@ def test_a_linked_spec_or_runs_folder_of_a_sweep_is_refused(
 ):
     """`SW/spec.yaml` a link to the user's keep.yaml was written through (`shutil.copyfile`
     follows links); `SW/runs` linked elsewhere received the new runs."""
-    from ticketlab import studies
+    from ticketlab.studies.sweep import runner
 
     def no_runs(*args, **kwargs):  # the runs themselves are not what is tried here
         raise TicketlabError("the sweep ran")
 
-    monkeypatch.setattr(studies, "run_sweep", no_runs)  # what `ticketlab sweep` calls
+    monkeypatch.setattr(runner, "Runner", no_runs)  # after the checks `run_sweep` makes first
     spec = tmp_path / "new.yaml"
     small = dict(methods=["full", "omp"], pretrain_eval=None, search_curve=None, data_curve=None)
     spec.write_text(json.dumps(fakes.spec_dict(tmp_path, tiny_bert_dir, **small)))

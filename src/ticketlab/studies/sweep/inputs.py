@@ -51,25 +51,33 @@ def carried_store(out: Path) -> bool:
     return True
 
 
-def check_sweep_inputs(spec: SweepSpec, out: Path, *, dry_run: bool = False) -> None:
+def check_sweep_inputs(spec: SweepSpec, out: Path) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
     ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
     evaluation length beyond its positions, a task folder without its data files. A refusal of what
-    the spec names begins with its file, one of the directory with the directory. A dry run only
-    checks the directory; a sweep makes and marks it."""
-    corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
-    carried = carried_store(out)
+    the spec names begins with its file, one of the directory with the directory. Nothing is made:
+    a sweep then claims its directory (`claim_sweep_dir`)."""
     try:
         _check_task_data(spec)  # before the directory is made
         _check_model(spec)  # every refusal before the directory is made or marked
     except TicketlabError as e:
         raise TicketlabError(f"{spec.source}: {e}") from None
-    if not carried:
-        check_output(out, kind="sweep", inputs=[spec.model, *corpus])
-    if carried and not dry_run:
+    if not carried_store(out):
+        check_output(out, kind="sweep", inputs=_inputs(spec))
+
+
+def claim_sweep_dir(spec: SweepSpec, out: Path) -> None:
+    """Make and mark the sweep directory `check_sweep_inputs` passed: a carried store is marked where
+    it lies, any other directory claimed (checked again as it is made)."""
+    if carried_store(out):
         mark_output(out, "sweep")
-    elif not dry_run:
-        claim_dir(out, kind="sweep", inputs=[spec.model, *corpus])
+    else:
+        claim_dir(out, kind="sweep", inputs=_inputs(spec))
+
+
+def _inputs(spec: SweepSpec) -> list[str]:
+    """What the sweep directory may not be, hold or lie inside: the model and the corpus's files."""
+    return [spec.model, *(p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or [])]
 
 
 def _check_model(spec: SweepSpec) -> None:

@@ -50,7 +50,7 @@ from . import adapters
 from .adapters import FinetuneFn, PretrainEvalFn
 from .claim_plans import describe_plans, plan_claims, refuse_unpassable
 from .declaration import record_declaration
-from .inputs import check_sweep_inputs, keep_spec_file
+from .inputs import check_sweep_inputs, claim_sweep_dir, keep_spec_file
 from .jobs import MethodSpec
 from .launched import Coordinator
 from .launchers import SubmititLauncher
@@ -358,9 +358,9 @@ def run_sweep(
     """Run every missing run of `spec` in `sweep_dir`, here or through `launcher` (local
     subprocesses, Slurm jobs); see the module docstring. What the runs would refuse is refused first,
     and the directory claimed: a user's folder is never written into (`inputs.check_sweep_inputs`)."""
-    check_sweep_inputs(spec, Path(sweep_dir), dry_run=True)  # not ours: refused before its store is read
+    check_sweep_inputs(spec, Path(sweep_dir))  # a folder not ours: refused before its store is read
     check_sweep_runs(spec, sweep_dir, launcher=launcher, kinds=kinds, names=names)
-    check_sweep_inputs(spec, Path(sweep_dir))
+    claim_sweep_dir(spec, Path(sweep_dir))
     keep_spec_file(spec, Path(sweep_dir))
     runner = Runner(spec, sweep_dir, finetune=finetune, pretrain_eval=pretrain_eval, log=log, **kw)
     try:
