@@ -345,15 +345,37 @@ def test_a_text_field_past_the_bound_is_refused_before_tokenizing(name, tmp_path
 
 def test_a_task_with_nowhere_to_read_its_data_is_refused_when_configured(tmp_path):
     """From Python, where no --data-dir default applies: a task.json without a hub dataset and no
-    data_dir is refused when its config is built, naming the folder that holds its data, not after
-    the model is loaded; the command line reads that folder (`--data-dir`'s default)."""
+    data_dir is refused when its config is built (fine-tuning, task-specific IMP, multi-task
+    learning), naming the folder that holds its data, not after the model is loaded; the command line
+    reads that folder (`--data-dir`'s default) for `finetune` and `search imp --task` alike."""
+    from ticketlab.cli import build_parser
+    from ticketlab.cli.finetune import finetune_config
+    from ticketlab.cli.search import search_config
     from ticketlab.core.checks import FieldError
+    from ticketlab.methods.imp.search import ImpConfig
+    from ticketlab.methods.search_config import SearchConfig
+    from ticketlab.studies.mtl_config import MtlConfig
     from ticketlab.verbs.finetune_config import FinetuneConfig
 
     d = tmp_path / "reviews"
     d.mkdir()
+    task = str(d / "task.json")
     (d / "task.json").write_text(json.dumps({"id": "reviews", "text_a": "text"}))
-    with pytest.raises(FieldError, match=f"data_dir not given, .* no hub dataset: .*sits with it: {d}"):
-        FinetuneConfig(model="m", task=str(d / "task.json"))
-    assert FinetuneConfig(model="m", task=str(d / "task.json"), data_dir=str(d)).data_dir == str(d)
+    refused = f"data_dir not given, .* no hub dataset: .*sits with it: {d}"
+    builds = {
+        "finetune": lambda **kw: FinetuneConfig(model="m", task=task, **kw),
+        "imp": lambda **kw: SearchConfig("m", ImpConfig(0.3), steps=6, out=tmp_path / "o", task=task, **kw),
+        "mtl": lambda **kw: MtlConfig(model="m", tasks=[task], **kw),
+    }
+    for build in builds.values():
+        with pytest.raises(FieldError, match=refused):
+            build()
+        assert build(data_dir=str(d)).data_dir == str(d)
     assert FinetuneConfig(model="m", task="sst2").data_dir is None  # a built-in task: the hub, online
+    parse = build_parser().parse_args
+    assert finetune_config(parse(["finetune", "--model", "m", "--task", task, "--out", "o"])).data_dir == str(
+        d
+    )
+    imp = ["search", "imp", "--model", "m", "--sparsity", "0.3", "--steps", "6", "--out", "o"]
+    assert search_config(parse([*imp, "--task", task])).data_dir == str(d)
+    assert search_config(parse([*imp, "--task", "sst2"])).data_dir is None

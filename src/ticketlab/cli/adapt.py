@@ -24,8 +24,8 @@ from .. import studies
 from ..core.files.inputs import read_text
 from ..studies.adapt_config import FRACTIONS, AdaptConfig
 from ..verbs.finetune_config import FinetuneConfig
-from .common import add_config_arguments, config_from_args
-from .finetune import SCHEDULE, data_dir_of
+from .common import add_config_arguments, config_from_args, data_dir_of
+from .finetune import SCHEDULE
 
 ON_B = (*SCHEDULE, "progress")  # the `FinetuneConfig` options of task B's protocol
 

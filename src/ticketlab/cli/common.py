@@ -8,6 +8,7 @@ import math
 import sys
 import types
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
 from ..core.checks import Range, documented, field_types, from_options, option_flags, option_name
@@ -310,3 +311,10 @@ def config_from_args(cls: type[C], args: argparse.Namespace, fields: Iterable[st
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     values = {option_name(by_name[name]): getattr(args, option_name(by_name[name])) for name in fields}
     return cls(**{**from_options(cls, values), **given})
+
+
+def data_dir_of(args: argparse.Namespace) -> str | None:
+    """--data-dir, else the folder of a task.json (it sits with its data)."""
+    if args.data_dir is None and args.task is not None and args.task.endswith(".json"):
+        return str(Path(args.task).parent)
+    return args.data_dir

@@ -46,7 +46,7 @@ import ticketlab as tl
 
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import FinetuneResult, seed_dir
-from .common import add_config_arguments, add_model_argument, config_from_args
+from .common import add_config_arguments, add_model_argument, config_from_args, data_dir_of
 
 # The `FinetuneConfig` fields each verb that fine-tunes offers, by option group (see `add_config_arguments`).
 SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every")
@@ -78,13 +78,6 @@ def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None
         add_config_arguments(g, FinetuneConfig, SELECTION)
     add_config_arguments(p.add_argument_group("SQuAD"), FinetuneConfig, SQUAD)
     add_config_arguments(p.add_argument_group("output and speed"), FinetuneConfig, OUTPUT)
-
-
-def data_dir_of(args: argparse.Namespace) -> str | None:
-    """--data-dir, else the folder of a task.json (it sits with its data)."""
-    if args.data_dir is None and args.task.endswith(".json"):
-        return str(Path(args.task).parent)
-    return args.data_dir
 
 
 def finetune_config(args: argparse.Namespace, *, selection: bool = True) -> FinetuneConfig:

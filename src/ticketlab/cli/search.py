@@ -65,6 +65,7 @@ from .common import (
     add_pattern_argument,
     add_targets_argument,
     config_from_args,
+    data_dir_of,
     documented_fields,
     sparsity_arg,
 )
@@ -191,8 +192,9 @@ def search_config(args: argparse.Namespace) -> SearchConfig:
     own = [*(f for f in BY_HAND if f in _fields(m.config)), *documented_fields(m.config)]
     method = config_from_args(m.config, args, own)
     budget = ["schedule_steps", *(("paper",) if m.paper_budget else ())]
-    fields = ["model", "steps", "out", *budget, *CORPUS, *TRAINING, *SAVING, *(TASK if m.task else ())]
-    return config_from_args(SearchConfig, args, fields, method=method)
+    fields = ["model", "steps", "out", *budget, *CORPUS, *TRAINING, *SAVING, *(("task",) if m.task else ())]
+    task = {"data_dir": data_dir_of(args)} if m.task else {}
+    return config_from_args(SearchConfig, args, fields, method=method, **task)
 
 
 def run(args: argparse.Namespace) -> int:

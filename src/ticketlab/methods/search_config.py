@@ -28,7 +28,7 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
-from ..tasks.registry import DATA_DIR_HELP
+from ..tasks.registry import DATA_DIR_HELP, readable_task
 from ..train.config import TrainConfig
 from .options import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
 from .registry import Method, method_of_config, methods
@@ -88,7 +88,11 @@ class SearchConfig:
         result=False,
     )
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
-    data_dir: str | None = option(None, f"for --task: {DATA_DIR_HELP}", metavar="DIR")
+    data_dir: str | None = option(
+        None,
+        f"for --task: {DATA_DIR_HELP} (default: a task.json's own folder, else the hub, online)",
+        metavar="DIR",
+    )
     batch_size: PositiveInt = option(16, "global batch size")
     lr: LearningRate | None = option(
         None,
@@ -181,6 +185,8 @@ class SearchConfig:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
         if self.task is None and not self.corpus:
             raise FieldError("corpus", "required: text files or saved datasets to search on (IMP: or a task)")
+        if self.task is not None:  # a task that does not exist, or whose data has no source, said now
+            readable_task(self.task, self.data_dir)
         if self.search_method.resolve is not None:
             self.method = self.search_method.resolve(self.method, self)
         if self.search_method.check_steps is not None:  # e.g. IMP's rounds: said before any work

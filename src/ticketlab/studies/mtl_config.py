@@ -23,7 +23,7 @@ from ..core.checks import (
 )
 from ..core.digest import run_identity
 from ..core.errors import ConfigError
-from ..tasks.registry import get_task
+from ..tasks.registry import readable_task
 
 AFTER = {"after": True}  # field metadata: read only by the per-task fine-tuning after sharing
 
@@ -72,7 +72,7 @@ class MtlConfig:
             )
         check_distinct("seeds", self.seeds)
         for task in self.tasks:
-            if get_task(task, self.data_dir).kind == "squad":
+            if readable_task(task, self.data_dir).kind == "squad":  # each with data to read
                 raise ConfigError(
                     "ticket sharing covers GLUE-style tasks (one classifier head each), not SQuAD"
                 )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import LearningRate, check_fields
+from ..core.checks import FieldError, LearningRate, check_fields
 from ..core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
@@ -316,3 +316,14 @@ def get_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None) ->
         f"unknown task '{task}'{did_you_mean(task, TASKS)}: choose one of {', '.join(sorted(TASKS))}, "
         f"register one in code, or put a {TASK_FILE} in its data folder"
     )
+
+
+def readable_task(task: str, data_dir: str | os.PathLike | None) -> TaskSpec:
+    """`get_task(task, data_dir)`, refused on `data_dir` when the task's data has nowhere to come
+    from: no folder given and no hub dataset. Said when a config is built, not once a model is loaded."""
+    spec = get_task(task, data_dir)
+    if data_dir is None and spec.hub is None:
+        own = f" (a task.json's data sits with it: {Path(task).parent})" if task.endswith(".json") else ""
+        why = f"not given, and task '{spec.id}' has no hub dataset: give its folder{own}"
+        raise FieldError("data_dir", why)
+    return spec

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import (
@@ -32,7 +31,7 @@ from ..core.checks import (
 )
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
-from ..tasks.registry import BUILTIN, DATA_DIR_HELP, SquadWindows, TaskSpec, get_task
+from ..tasks.registry import BUILTIN, DATA_DIR_HELP, SquadWindows, TaskSpec, readable_task
 
 # How a fine-tuning is run: ticketlab's own protocol, or MT-DNN's, as Liang et al. 2021 fine-tuned
 # super tickets (train_rewind.py's defaults and scripts/rewind_mnli.sh: adamax, lr 5e-5, batch 32,
@@ -138,16 +137,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         check_config(self)  # types and ranges, from the annotations: e.g. batch_size "four", lr nan
         # a task that does not exist ("sst-2") is refused now, naming the known ones, not at the run
-        spec = get_task(self.task, self.data_dir)
-        if self.data_dir is None and spec.hub is None:  # nowhere to read it from: said now, not at the run
-            own = (
-                f" (a task.json's data sits with it: {Path(self.task).parent})"
-                if self.task.endswith(".json")
-                else ""
-            )
-            raise FieldError(
-                "data_dir", f"not given, and task '{spec.id}' has no hub dataset: give its folder{own}"
-            )
+        spec = readable_task(self.task, self.data_dir)  # and one with no data to read, said now
         if self.recipe == "mt-dnn" and spec.kind == "squad":
             raise FieldError("recipe", "MT-DNN's recipe is GLUE's (classification, regression)", self.recipe)
         if self.batch_size is not None and self.batch_size % self.grad_accum:
