@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from ticketlab.cli import _verb_modules, main
-from ticketlab.core.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, MaskMismatchError, TicketlabError
 from ticketlab.masks import find_targets, load_mask
 
 
@@ -120,6 +120,10 @@ def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
     assert shown.to_dict()["config"]["method"] == "omp" and shown.lines()[0] == f"mask:       {omp}"
     done = tl.compare(tl.CompareConfig([omp, rnd], distance=True))
     assert done.labels == ["omp", "rand"] and done.matrix[0][0] == 0.0 and "distance" in done.to_dict()
+    part = tmp_path / "part"  # other weights: refused naming the pair, as the mismatch it is
+    tl.prune(tl.PruneConfig(str(tiny_bert_dir), "omp", 0.5, part, targets=["query"]))
+    with pytest.raises(MaskMismatchError, match=f"^{part} vs {omp}: masks cover different weights"):
+        tl.compare(tl.CompareConfig([omp, part]))
     with pytest.raises(TicketlabError, match="two or more mask directories; got 1: "):
         tl.CompareConfig([omp])
     exported = tl.export(tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "exp"))

@@ -13,7 +13,7 @@ import pytest
 import sweep_fakes as fakes
 from conftest import error_line as one_line_error
 from ticketlab.cli import main
-from ticketlab.core.errors import TicketlabError
+from ticketlab.core.errors import DataError, TicketlabError
 from ticketlab.core.files.inputs import read_json
 from ticketlab.core.outputs import MARKER, atomic_dir
 from ticketlab.studies import load_spec, run_sweep, spec_from_dict
@@ -297,6 +297,16 @@ def test_a_users_hidden_tmp_and_a_linked_folder_are_never_touched(tmp_path, tiny
     ):
         user_files(tmp, {"report.md": "new"})  # fig.png is no longer drawn: it would be deleted
     assert_kept(paper, {"fig.png": "my figure"})
+
+
+def test_a_sweep_from_python_keeps_the_class_of_what_it_refuses(tmp_path, tiny_bert_dir):
+    """A refusal of what the spec names begins with the spec's file and keeps its class: Python code
+    catching a `DataError` for a task folder without its files catches it from `run_sweep` too."""
+    path = _yaml(tmp_path / "spec.yaml", fakes.spec_dict(tmp_path, tiny_bert_dir))
+    (tmp_path / "data" / "b" / "train.tsv").unlink()
+    with pytest.raises(DataError, match=f"^{path}: tasks.b.data: .*b train file"):
+        run_sweep(load_spec(path), tmp_path / "sweep", finetune=fakes.fake_finetune, max_runs=0)
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_a_sweep_from_python_claims_its_directory_as_the_command_does(tmp_path, tiny_bert_dir):

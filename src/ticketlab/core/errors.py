@@ -33,6 +33,17 @@ class ConfigError(TicketlabError):
     """A configuration value is out of range or inconsistent."""
 
 
+_PLAIN = (MaskFileError, MaskMismatchError, DataError, ConfigError, TicketlabError)  # one message each
+
+
+def prefixed(error: TicketlabError, where: str) -> TicketlabError:
+    """`error`'s message after `where` (the file or pair it came from), of its class or the nearest
+    plain one above it (a `FieldError` becomes a `ConfigError`: its field is not the caller's), so
+    that Python code catching a `DataError` still catches it once it names its file."""
+    plain = next(c for c in type(error).__mro__ if c in _PLAIN)
+    return plain(f"{where}: {error}")
+
+
 # Bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069): a name that displays as
 # another one ("evil\u202egnp.exe").
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.checks import check_config
-from ..core.errors import TicketlabError
+from ..core.errors import TicketlabError, prefixed
 from ..masks import Mask, load_mask
 from ..masks.unit_io import unit_jaccard_matrices
 
@@ -66,7 +66,7 @@ def compare(config: CompareConfig) -> Comparison:
         try:
             masks[0].check_compatible(m)
         except TicketlabError as e:
-            raise TicketlabError(f"{path} vs {paths[0]}: {e}") from None
+            raise prefixed(e, f"{path} vs {paths[0]}") from None
     n = len(masks)
     similarity = Mask.matrix_mean_jaccard if config.per_matrix else Mask.jaccard
     sim = [[1.0 if i == j else similarity(masks[i], masks[j]) for j in range(n)] for i in range(n)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.errors import TicketlabError
+from ...core.errors import TicketlabError, prefixed
 from ...core.files.atomic import atomic_write_text
 from ...core.files.inputs import read_text
 from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
@@ -61,7 +61,7 @@ def check_sweep_inputs(spec: SweepSpec, out: Path) -> None:
         _check_task_data(spec)  # before the directory is made
         _check_model(spec)  # every refusal before the directory is made or marked
     except TicketlabError as e:
-        raise TicketlabError(f"{spec.source}: {e}") from None
+        raise prefixed(e, spec.source) from None
     if not carried_store(out):
         check_output(out, kind="sweep", inputs=_inputs(spec))
 
@@ -112,7 +112,7 @@ def _check_task_data(spec: SweepSpec) -> None:
             try:
                 split_file(task, entry.data, split)
             except TicketlabError as e:
-                raise TicketlabError(f"tasks.{name}.data: {e}") from None
+                raise prefixed(e, f"tasks.{name}.data") from None
 
 
 def keep_spec_file(spec: SweepSpec, out: Path) -> None:
