@@ -229,6 +229,10 @@ def test_a_csv_under_a_tsv_name_says_tab_separated_is_read_and_a_csv_name_is_rea
         ({"id": "x", "colour": 1}, "unknown field"),
         ({"id": "x", "eval_splits": ["test"]}, "no entry in files"),
         ({"id": "x", "main_metric": "f1"}, "main_metric"),
+        # a real-valued score never equals its label: accuracy on a regression scored about 0
+        ({"id": "x", "kind": "regression", "metrics": ["accuracy"]}, "for another kind of task"),
+        ({"id": "x", "metrics": ["pearson"]}, "a classification task takes accuracy, f1, mcc"),
+        ({"id": "x", "labels": ["a", "b", "c"], "metrics": ["f1"]}, "3 labels take accuracy or mcc"),
     ],
 )
 def test_bad_task_specs(tmp_path, spec, message):
@@ -236,6 +240,14 @@ def test_bad_task_specs(tmp_path, spec, message):
     path.write_text(json.dumps(spec))
     with pytest.raises(ConfigError, match=message):
         get_task(str(path))
+
+
+def test_a_task_without_metrics_is_scored_by_its_kinds():
+    """A regression task.json naming no metric is scored by correlation, not by exact equality."""
+    assert TaskSpec(id="x", kind="regression", label="score").metrics == ("pearson", "spearman")
+    assert TaskSpec(id="x").metrics == ("accuracy",)
+    assert TaskSpec(id="x", kind="squad").metrics == ("exact_match", "f1")
+    assert get_task("stsb").metrics == ("pearson", "spearman") and get_task("cola").metrics == ("mcc",)
 
 
 def test_unknown_task_and_duplicate_registration():

@@ -19,9 +19,9 @@ then `--task reviews --data-dir FOLDER`. The files are tab-separated with a head
 names train.tsv, dev.tsv), or comma-separated when a name ends in .csv (quoted as spreadsheets and
 pandas write them). Other fields: text_b (the second text of a pair task), kind ("classification",
 or "regression": a number as the label), labels (the label strings as in the files; default "0",
-"1"), metrics (accuracy, f1, mcc, pearson, spearman) and main_metric (the one that picks the best
-step), header (false: no header row, columns as 0-based indices), and the task's defaults lr,
-batch_size, max_length, epochs, eval_every.
+"1"), metrics (classification: accuracy, f1, mcc, default accuracy; regression: pearson, spearman,
+default both) and main_metric (the one that picks the best step), header (false: no header row,
+columns as 0-based indices), and the task's defaults lr, batch_size, max_length, epochs, eval_every.
 
 RUN_DIR gets results.json (best and final scores, mean ± std over seeds) and one folder per seed
 (seed-1/: config.json, log.jsonl, result.json with the eval history, model/ with --save-model).

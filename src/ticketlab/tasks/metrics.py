@@ -56,6 +56,18 @@ def accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
 # classification tasks score argmax ids, regression raw scores (`tasks.scores.GLUE_METRICS`: the functions)
 GLUE_METRIC_NAMES = ("accuracy", "f1", "mcc", "pearson", "spearman")
 SQUAD_METRICS = ("exact_match", "f1")
+# What each kind of task can be scored by (a class id is not a number to correlate, a real-valued
+# score never equals its label exactly), and what it is scored by when its spec names no metric.
+KIND_METRICS = {
+    "classification": ("accuracy", "f1", "mcc"),
+    "regression": ("pearson", "spearman"),
+    "squad": SQUAD_METRICS,
+}
+DEFAULT_METRICS = {
+    "classification": ("accuracy",),
+    "regression": ("pearson", "spearman"),
+    "squad": SQUAD_METRICS,
+}
 METRIC_NAMES = frozenset(GLUE_METRIC_NAMES) | frozenset(SQUAD_METRICS)
 
 

@@ -31,7 +31,7 @@ from ..core.checks import FieldError, LearningRate, check_fields
 from ..core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
-from .metrics import GLUE_METRIC_NAMES, SQUAD_METRICS
+from .metrics import DEFAULT_METRICS, KIND_METRICS, METRIC_NAMES
 
 # How SQuAD's long contexts are cut into windows (`tasks.squad`): step (window k at k·doc_stride) or
 # overlap (consecutive windows share doc_stride tokens); here, read by configs that import no torch
@@ -62,7 +62,9 @@ class TaskSpec:
     label: Column = "label"
     labels: tuple[str, ...] | None = None  # label strings as in the files (classification default: 0, 1)
     n_fields: int | None = None  # exact field count of a row in a headerless file (default: any enough)
-    metrics: tuple[str, ...] = ("accuracy",)
+    metrics: tuple[str, ...] | None = (
+        None  # default: the kind's (DEFAULT_METRICS: accuracy; Pearson, Spearman)
+    )
     main_metric: str | None = None  # decides the best dev score (default: the first metric)
     # fine-tuning defaults (TAMT Table 1)
     lr: LearningRate = 2e-5
@@ -96,16 +98,24 @@ class TaskSpec:
         missing = [s for s in self.eval_splits if s not in self.files]
         if missing:
             raise bad(f"eval split(s) {missing} have no entry in files {sorted(self.files)}")
-        known = set(SQUAD_METRICS) if self.kind == "squad" else set(GLUE_METRIC_NAMES)
+        if self.metrics is None:
+            object.__setattr__(self, "metrics", DEFAULT_METRICS[self.kind])
+        known = KIND_METRICS[self.kind]
         unknown = [m for m in self.metrics if m not in known]
         if not self.metrics or unknown:
-            raise bad(f"unknown metric(s) {unknown or '(none given)'}; choose from {sorted(known)}")
+            what = (
+                "unknown metric(s)" if set(unknown) - METRIC_NAMES else "metric(s) for another kind of task"
+            )
+            raise bad(f"{what} {unknown or '(none given)'}; a {self.kind} task takes {', '.join(known)}")
         if self.main_metric is not None and self.main_metric not in self.metrics:
             raise bad(f"main_metric {self.main_metric!r} is not one of its metrics {list(self.metrics)}")
         if self.kind == "classification" and self.labels is None:
             object.__setattr__(self, "labels", ("0", "1"))  # the GLUE binary convention
         if self.kind == "classification" and len(set(self.labels)) < 2:
             raise bad("a classification task needs at least two distinct labels")
+        if self.kind == "classification" and "f1" in self.metrics and len(self.labels) > 2:
+            n = len(self.labels)
+            raise bad(f"f1 is binary (of the second label, as GLUE's MRPC); {n} labels take accuracy or mcc")
         if self.kind != "classification" and self.labels is not None:
             raise bad(f"a {self.kind} task has no label list (labels must be null)")
         if self.kind != "squad" and not self.header:
