@@ -46,7 +46,7 @@ _WHERE = {
     "ticket_record": "peft_tickets",
     "load_ticket": "ticket",
     "save_ticket": "ticket",
-    # structured tickets (the exports of the former package of that name)
+    # structured tickets: units, gates and their masks
     "GRANULARITIES": "units",
     "Gates": "gates",
     "Structure": "..models.structure",
