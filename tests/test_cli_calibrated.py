@@ -154,6 +154,11 @@ def test_reconstructed_weights_are_checked_before_export(tiny_bert_dir, corpus, 
     code, _, err = run(capsys, *export, out, "--out", tmp_path / "e2")
     assert code == 2 and "not zero where the mask prunes" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e2").exists()
+    stored[key] = stored[key] - 1.0
+    stored[key][stored[key] != 0] = float("nan")  # zero where pruned, nan where kept: a nan model
+    save_file(stored, str(out / RECONSTRUCTED_NAME))
+    code, _, err = run(capsys, *export, out, "--out", tmp_path / "e3")
+    assert code == 2 and f"'{key}' is not finite" in err and not (tmp_path / "e3").exists()
 
 
 def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):

@@ -23,6 +23,7 @@ from ..core.errors import DataError, MaskFileError
 from ..core.files.inputs import load_safetensors
 from ..core.progress import progress_bar
 from ..data.corpus import BlockDataset
+from ..models.weights import not_finite
 from ..train.determinism import example_seed
 from .mlm_head import head_parameters
 from .objectives import (
@@ -133,9 +134,9 @@ def load_head_state(model: nn.Module, path: str | os.PathLike) -> int:
             raise MaskFileError(
                 f"{path}: {name} has shape {tuple(tensor.shape)}, the model's is {tuple(own[name].shape)}"
             )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # as load_model's check
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise MaskFileError(f"{path}: {name} is not finite ({bad} nan/inf values); search again")
+        bad = not_finite([(name, tensor)])  # as load_model's check
+        if bad is not None:
+            raise MaskFileError(f"{path}: {name} is not finite ({bad[1]} nan/inf values); search again")
         with torch.no_grad():
             own[name].copy_(tensor.to(own[name].device, own[name].dtype))
     return len(state)

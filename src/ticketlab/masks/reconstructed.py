@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..core.errors import MaskFileError
 from ..core.files.inputs import load_safetensors
+from ..models.weights import not_finite
 from .apply import resolve_modules
 from .hub import mask_dir
 from .mask import Mask
@@ -36,7 +37,7 @@ def reconstructed_file(path: str | os.PathLike) -> Path | None:
 
 def load_reconstructed(path: str | os.PathLike, mask: Mask) -> dict[str, Tensor]:
     """The reconstructed weights of the mask directory `path` (its mask `mask`), checked: every key
-    one of the mask's, every shape the mask's, zero wherever the mask prunes."""
+    one of the mask's, every shape the mask's, float and finite, zero wherever the mask prunes."""
     file = reconstructed_file(path)
     if file is None:
         raise MaskFileError(
@@ -54,6 +55,11 @@ def load_reconstructed(path: str | os.PathLike, mask: Mask) -> dict[str, Tensor]
             raise MaskFileError(
                 f"{file}: '{key}' has shape {tuple(w.shape)}, the mask {tuple(mask[key].shape)}"
             )
+        if not w.is_floating_point():
+            raise MaskFileError(f"{file}: '{key}' holds {w.dtype}, not weights (a float type)")
+        bad = not_finite([(key, w)])  # a kept weight of nan makes every output of the export nan
+        if bad is not None:
+            raise MaskFileError(f"{file}: '{key}' is not finite ({bad[1]} nan/inf values)")
         if bool((w[~mask[key]] != 0).any()):
             raise MaskFileError(f"{file}: '{key}' is not zero where the mask prunes")
     return weights

@@ -5,6 +5,7 @@ a head as a given model keys them (`align_keys`, `encoder_prefix`, `body_prefixe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +46,24 @@ def check_weights(path: Path) -> list[Path]:
     return files
 
 
-def check_finite(model: nn.Module, name: str) -> nn.Module:
-    """`model`, or one error when a float parameter or buffer holds nan or inf: such weights rank as
-    kept by magnitude and make every loss nan, so nothing computed from them would be a result.
-    One pass over the weights per load (a reduction per tensor, no copies)."""
-    tensors = [*model.named_parameters(), *model.named_buffers()]
+def not_finite(tensors: Iterable[tuple[str, Tensor]]) -> tuple[str, int] | None:
+    """The first float tensor holding nan or inf, and how many such values, else None: weights like
+    that rank as kept by magnitude and make every loss nan. A reduction per tensor, no copies."""
     for key, t in tensors:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            raise TicketlabError(
-                f"{name}: the model's weights are not finite ({bad} nan/inf values in {key}); "
-                "it cannot be pruned or trained: use an intact checkpoint"
-            )
+            return key, int((~torch.isfinite(t)).sum())
+    return None
+
+
+def check_finite(model: nn.Module, name: str) -> nn.Module:
+    """`model`, or one error when a float parameter or buffer holds nan or inf: nothing computed
+    from such weights would be a result. One pass over the weights per load."""
+    bad = not_finite([*model.named_parameters(), *model.named_buffers()])
+    if bad is not None:
+        raise TicketlabError(
+            f"{name}: the model's weights are not finite ({bad[1]} nan/inf values in {bad[0]}); "
+            "it cannot be pruned or trained: use an intact checkpoint"
+        )
     return model
 
 
