@@ -12,7 +12,7 @@ import huggingface_hub
 import pytest
 
 from conftest import run
-from ticketlab.core.errors import MaskFileError
+from ticketlab.core.errors import MaskFileError, TicketlabError
 from ticketlab.masks import load_mask, push_mask
 from ticketlab.masks.names import split_hub_name
 
@@ -99,6 +99,12 @@ def test_push_reads_the_mask_then_uploads_its_folder(omp, tmp_path, monkeypatch,
     (tmp_path / "broken").mkdir()
     with pytest.raises(MaskFileError):
         push_mask(tmp_path / "broken", "me/tickets")
+    mine = tmp_path / "mine"  # a link in the folder: what it points to would go public as the mask's
+    shutil.copytree(omp, mine)
+    (tmp_path / "private.txt").write_text("not for the hub")
+    (mine / "notes.txt").symlink_to(tmp_path / "private.txt")
+    with pytest.raises(TicketlabError, match=f"^{mine / 'notes.txt'}: a symbolic link in the mask folder"):
+        push_mask(mine, "me/tickets")
     assert calls == []
 
 

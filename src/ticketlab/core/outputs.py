@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import TicketlabError, printable
 from .files.atomic import TEMP, follow_umask, make_dir, remove_stale, replace_with, temp_dir, writing
+from .files.inputs import first_link
 from .files.owned import read_own
 
 MARKER = ".ticketlab-output"  # in every `atomic_dir` output: {"kind": ...}
@@ -100,11 +101,9 @@ def refuse_links(path: str | os.PathLike) -> None:
     """`place` for a whole existing output: refuse, in one line, a symbolic link that `path` is or
     holds anywhere (links are not walked into): a run's `run/`, a sweep's `runs/` or `spec.yaml`,
     a `.lock` or a log replaced by a link would be written through."""
-    path = place(path)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in sorted([*dirnames, *filenames]):
-            if os.path.islink(os.path.join(dirpath, name)):
-                raise TicketlabError(_link_line(Path(dirpath) / name))
+    link = first_link(place(path))
+    if link is not None:
+        raise TicketlabError(_link_line(link))
 
 
 MARKER_BYTES = 1 << 20  # ours are a few hundred bytes (a file list of a few thousand names at most)

@@ -17,7 +17,7 @@ import huggingface_hub
 
 from ..core.errors import TicketlabError
 from ..core.files.atomic import to_json
-from ..core.files.inputs import read_json
+from ..core.files.inputs import first_link, read_json
 from ..core.hub import online
 from .card import CARD, base_license, model_card
 from .hub import hub_error, mask_dir
@@ -47,7 +47,9 @@ def push_mask(
     if base_model is not None:  # names refused first, then no hub, then the mask: one line each
         _check_hub_id(base_model)
     repo_id, sub, revision = _target(repo)
-    local = mask_dir(mask)  # a hub mask: its cached folder
+    local = mask_dir(mask)  # a hub mask: its cached folder (links into the hub's cache: its own)
+    if Path(mask).expanduser().exists():
+        _refuse_links(local)
     loaded, config = load_mask(local)
     recorded, licence = config.base_model, base_license(config.base_model)  # the local base's card
     if base_model is not None:
@@ -74,6 +76,17 @@ def push_mask(
             "hub then needs the model passed (--model); --base-model HUB_ID records the id"
         )
     return str(getattr(info, "commit_url", info))
+
+
+def _refuse_links(local: Path) -> None:
+    """One line for a symbolic link in a local mask folder: what it points to (a private file, a
+    folder of the user's) would be uploaded as the mask's."""
+    link = first_link(local)
+    if link is not None:
+        raise TicketlabError(
+            f"{link}: a symbolic link in the mask folder (push sends the files the folder holds, not "
+            "what a link points to); replace it by the file, or remove it"
+        )
 
 
 def _target(repo: str) -> tuple[str, str | None, str | None]:

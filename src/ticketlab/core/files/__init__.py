@@ -34,6 +34,7 @@ _WHERE = {
     "entry_keys": "keys",
     "exclusive": "owned",
     "finite_json": "atomic",
+    "first_link": "inputs",
     "follow_umask": "atomic",
     "HOST": "atomic",
     "HUB_DATASET": "keys",

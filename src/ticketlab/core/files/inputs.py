@@ -198,3 +198,12 @@ def read_upto(f: BinaryIO, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def first_link(path: str | os.PathLike) -> Path | None:
+    """The first symbolic link inside the folder `path` (links are not walked into), else None."""
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in sorted([*dirnames, *filenames]):
+            if os.path.islink(os.path.join(dirpath, name)):
+                return Path(dirpath) / name
+    return None
