@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,9 @@ def test_missing_column_file_and_dir(tmp_path):
     (d / "train.tsv").write_text("text\tlabel\nfine\t1\n")
     with pytest.raises(DataError, match=r"train.tsv: no column 'sentence'"):
         load_examples(TASKS["sst2"], tmp_path, "train")
+    (d / "train.tsv").write_text("sentence\tlabel\tsentence\nfine\t1\tbad\n")  # which one is meant?
+    with pytest.raises(DataError, match=r"train.tsv: the header names column 'sentence' 2 times"):
+        load_examples(TASKS["sst2"], tmp_path, "train")
     with pytest.raises(DataError, match=r"dev.tsv: sst2 dev file not found"):
         load_examples(TASKS["sst2"], tmp_path, "dev")
     with pytest.raises(DataError, match="no rte data"):
@@ -233,12 +237,14 @@ def test_a_csv_under_a_tsv_name_says_tab_separated_is_read_and_a_csv_name_is_rea
         ({"id": "x", "kind": "regression", "metrics": ["accuracy"]}, "for another kind of task"),
         ({"id": "x", "metrics": ["pearson"]}, "a classification task takes accuracy, f1, mcc"),
         ({"id": "x", "labels": ["a", "b", "c"], "metrics": ["f1"]}, "3 labels take accuracy or mcc"),
+        ({"id": "x", "epochs": 1e300}, "epochs must be in"),  # a step count past 64 bits otherwise
+        ({"id": "x", "eval_every": 0}, "eval_every must be"),
     ],
 )
 def test_bad_task_specs(tmp_path, spec, message):
     path = tmp_path / "task.json"
     path.write_text(json.dumps(spec))
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: .*{message}"):  # the file named
         get_task(str(path))
 
 

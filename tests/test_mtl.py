@@ -444,6 +444,34 @@ def test_fine_tuning_added_later_reuses_the_shared_stage(tiny_bert_dir, glue, ti
         )
 
 
+def test_one_task_twice_a_small_dev_set_and_an_output_in_a_ticket_are_refused(
+    tiny_bert_dir, glue, tickets, tmp_path
+):
+    """Two task.json files of one id would share a head, a row and a score (one task, n counted
+    twice); a dev set too small for select_fraction failed once the study had begun; a study written
+    inside a ticket folder it reads changes that ticket's content key. Each refused before anything
+    is made."""
+    import json
+    import shutil
+
+    from ticketlab.core.errors import TicketlabError
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    (one / "task.json").write_text(json.dumps({"id": "same", "text_a": "sentence"}))
+    shutil.copytree(one, two)
+    files = [str(one / "task.json"), str(two / "task.json")]
+    with pytest.raises(ConfigError, match=f"{files[0]} and {files[1]} are one task, 'same'"):
+        _config(tiny_bert_dir, glue, None, tasks=files, data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="select_fraction 0.01 of a dev set of .* leaves 0"):
+        run_mtl(_config(tiny_bert_dir, glue, tickets, select_fraction=0.01), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+    inside = Path(tickets[0]) / "study"
+    with pytest.raises(TicketlabError, match="inside"):
+        run_mtl(_config(tiny_bert_dir, glue, tickets), inside)
+    assert not inside.exists()
+
+
 def test_directories_written_before_they_recorded_their_settings_resume(
     tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
 ):

@@ -311,6 +311,17 @@ def _super_config(tiny_bert_dir, root, **kw):
     return SuperConfig(ft, **{"seeds": [1, 2], "levels": [0.6], **kw})
 
 
+def test_a_dev_set_too_small_to_split_is_refused_before_the_study_folder(tiny_bert_dir, sst2_root, tmp_path):
+    """select_fraction 0.05 of 40 dev examples leaves 2 to select on: refused before the first
+    fine-tuning, and before the study's folder and store are made (not as the full model's failure)."""
+    from ticketlab.core.errors import ConfigError
+    from ticketlab.studies.supertickets import run_super
+
+    with pytest.raises(ConfigError, match="select_fraction 0.05 of a dev set of 40 examples leaves 2"):
+        run_super(_super_config(tiny_bert_dir, sst2_root, select_fraction=0.05), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
 def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
     """The default levels on a model too small for some of them (two layers: 4 heads, 2 FFN
     sub-layers): those that prune no unit, or what a lower one prunes, are dropped in one note rather

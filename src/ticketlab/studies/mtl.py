@@ -326,7 +326,7 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     if config.tickets is not None:
         unit_arch(load_config(config.model).model_type)
     for task in config.tasks:  # a bad data file is refused before the directory is made
-        check_task_data(get_task(task, config.data_dir), config.data_dir)
+        check_task_data(get_task(task, config.data_dir), config.data_dir, config.select_fraction)
     check_model(config.model)  # so are its files (pickled or truncated weights, a config past them),
     load_tokenizer(config.model)  # its tokenizer (ids past the embeddings) ...
     if config.tickets is not None:  # ... and the tickets, checked against the model as `build` does
@@ -336,7 +336,7 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         out_dir,
         kind="ticket-sharing study",
         joins=["sweep"],  # a study may join a sweep's store
-        inputs=[config.model, config.data_dir],
+        inputs=[config.model, config.data_dir, *(config.tickets or [])],  # OUT inside none of them
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     scores: dict[str, dict[str, list[float]]] = {}

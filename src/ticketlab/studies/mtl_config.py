@@ -10,6 +10,7 @@ from typing import Any
 
 from ..core.checks import (
     Epochs,
+    FieldError,
     Fraction,
     LearningRate,
     OpenFraction,
@@ -71,11 +72,14 @@ class MtlConfig:
                 f"({', '.join(self.tasks)}) but {len(self.tickets)} tickets: one ticket per task, in order"
             )
         check_distinct("seeds", self.seeds)
-        for task in self.tasks:
-            if readable_task(task, self.data_dir).kind == "squad":  # each with data to read
-                raise ConfigError(
-                    "ticket sharing covers GLUE-style tasks (one classifier head each), not SQuAD"
-                )
+        specs = [readable_task(task, self.data_dir) for task in self.tasks]  # each with data to read
+        if any(spec.kind == "squad" for spec in specs):
+            raise ConfigError("ticket sharing covers GLUE-style tasks (one classifier head each), not SQuAD")
+        ids = [spec.id for spec in specs]  # two files of one id would share a head, a row and a score
+        twice = next((i for i in ids if ids.count(i) > 1), None)
+        if twice is not None:
+            same = [t for t, i in zip(self.tasks, ids, strict=True) if i == twice]
+            raise FieldError("tasks", f"{' and '.join(same)} are one task, '{twice}': give each task once")
 
     @property
     def method(self) -> str:

@@ -262,10 +262,11 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     # what the model must be, before any directory or work: uncompacted, ...
     refuse_compacted(config.finetune.model, "super tickets score every head and FFN unit of")
     check_model(config.finetune.model)  # its files (pickled or truncated weights), before its folder
-    # before any directory or fine-tuning (ALBERT's shared layer was refused after the first one)
+    # before any directory or fine-tuning: ALBERT's shared layer has no units of its own per layer
     unit_arch(load_config(config.finetune.model).model_type)
     levels = study_levels(config)
-    check_task_data(get_task(config.finetune.task, config.finetune.data_dir), config.finetune.data_dir)
+    ft = config.finetune
+    check_task_data(get_task(ft.task, ft.data_dir), ft.data_dir, config.select_fraction)
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

@@ -12,10 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.errors import ConfigError
 from ..data.features import Features, length_sorted_batches
 from ..train.config import PAYLOAD, CollateFn, EvalFn, eval_payload
-from .metrics import squad_metrics
+from .metrics import check_split, squad_metrics
 from .predictions import encode_predictions
 from .registry import TaskSpec, metric_key
 from .scores import GLUE_METRICS
@@ -84,9 +83,6 @@ def glue_eval(spec: TaskSpec, dev: dict[str, Features], collate: CollateFn, batc
 SELECT = "select_"  # prefix of the scores on the selection part of the dev set
 
 
-MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
-
-
 def split_dev(features: Features, fraction: float, seed: int) -> tuple[Features, Features]:
     """(selection part, report part) of a dev set (`split_indices`)."""
     select, report = split_indices(len(features), fraction, seed)
@@ -98,13 +94,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     · n) seeded examples, and the rest. Each part needs MIN_SPLIT examples: a score on one example is
     0 or 100, and would pick a step or a level (or be reported) on chance alone. The report reads it
     too: a task's constant predictor is scored on the part its scores are read on."""
-    k = round(fraction * n)
-    if min(k, n - k) < MIN_SPLIT:
-        raise ConfigError(
-            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
-            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
-            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
-        )
+    k = check_split(n, fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[:k]), sorted(order[k:])
 

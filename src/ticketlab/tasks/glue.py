@@ -35,6 +35,7 @@ from ..core.files.inputs import check_regular, read_text
 from ..core.hub import datasets_module
 from ..data.features import Features, cached, file_digest, token_columns, tokenizer_digest
 from ..data.sources import check_data_dir
+from .metrics import check_split
 from .registry import Column, TaskSpec, get_task, task_file
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ def _column_index(spec: TaskSpec, header: list[str] | None, col: Column, path: P
                 "comma-separated file is read as CSV when its name ends in .csv (the task's `files`)"
             )
         raise DataError(f"{path}: no column '{col}' in the header (columns: {', '.join(names)}){hint}")
+    if names.count(col) > 1:  # which one the task means is not for ticketlab to guess
+        raise DataError(f"{path}: the header names column '{col}' {names.count(col)} times")
     return names.index(col)
 
 
@@ -240,14 +243,19 @@ def load_examples(spec: TaskSpec, data_dir: str | os.PathLike | None, split: str
     return read_tsv(spec, split_file(spec, data_dir, split))
 
 
-def check_task_data(spec: TaskSpec, data_dir: str | os.PathLike | None) -> None:
+def check_task_data(
+    spec: TaskSpec, data_dir: str | os.PathLike | None, select_fraction: float | None = None
+) -> None:
     """Read every local split a fine-tuning of `spec` reads (its train split and those it scores),
-    so that an empty file or a bad label is refused before a study makes its output folder. The hub
-    is read when a run loads it; SQuAD's layout is its loader's to check."""
+    so that an empty file, a bad label or a dev set too small for `select_fraction` is refused
+    before a study makes its output folder. The hub is read when a run loads it; SQuAD's layout is
+    its loader's to check."""
     if data_dir is None or spec.kind == "squad":
         return
     for split in dict.fromkeys(["train", *spec.eval_splits]):
-        load_examples(spec, data_dir, split)
+        examples = load_examples(spec, data_dir, split)
+        if select_fraction is not None and split in spec.eval_splits:
+            check_split(len(examples.text_a), select_fraction)
 
 
 # --------------------------------------------------------------------------- tokenizing

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------- GLUE
 
@@ -133,3 +133,21 @@ def squad_metrics(predictions: Mapping[str, str], answers: Mapping[str, Sequence
         f1_sum += max(f1_tokens_score(pred, g) for g in golds)
     n = len(answers)
     return {"exact_match": 100 * em / n, "f1": 100 * f1_sum / n}
+
+
+# --------------------------------------------------------------------------- selection splits
+
+MIN_SPLIT = 4  # examples on each side of a selection split: fewer score in steps of > 25 points
+
+
+def check_split(n: int, fraction: float) -> int:
+    """The size of the selection part of a dev set of `n` examples, or one line: each part needs
+    MIN_SPLIT examples (what a study checks before its folder is made, and every split again)."""
+    k = round(fraction * n)
+    if min(k, n - k) < MIN_SPLIT:
+        raise ConfigError(
+            f"select_fraction {fraction:g} of a dev set of {n} examples leaves {k} to select on and "
+            f"{n - k} to report: each side needs at least {MIN_SPLIT} (fewer score in steps of more than "
+            f"{100 // MIN_SPLIT} points, so picks and reports would be chance)"
+        )
+    return k

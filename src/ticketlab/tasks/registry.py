@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import FieldError, LearningRate, check_fields
+from ..core.checks import Epochs, FieldError, LearningRate, PositiveInt, check_fields
 from ..core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
@@ -62,16 +62,14 @@ class TaskSpec:
     label: Column = "label"
     labels: tuple[str, ...] | None = None  # label strings as in the files (classification default: 0, 1)
     n_fields: int | None = None  # exact field count of a row in a headerless file (default: any enough)
-    metrics: tuple[str, ...] | None = (
-        None  # default: the kind's (DEFAULT_METRICS: accuracy; Pearson, Spearman)
-    )
+    metrics: tuple[str, ...] | None = None  # default: the kind's (accuracy; Pearson and Spearman)
     main_metric: str | None = None  # decides the best dev score (default: the first metric)
     # fine-tuning defaults (TAMT Table 1)
     lr: LearningRate = 2e-5
-    batch_size: int = 32
-    max_length: int = 128
-    epochs: float = 3.0
-    eval_every: int = 50
+    batch_size: PositiveInt = 32
+    max_length: PositiveInt = 128
+    epochs: Epochs = 3.0  # bounded as --epochs is: 1e300 passes would need a step count past 64 bits
+    eval_every: PositiveInt = 50
     # `datasets` hub fallback when no local data dir is given (online only)
     hub: tuple[str, str | None] | None = None  # load_dataset(name, config)
     hub_columns: tuple[str, ...] = ()  # text_a[, text_b] column names in the hub dataset
@@ -122,9 +120,6 @@ class TaskSpec:
             cols = [c for c in (self.text_a, self.text_b, self.label) if c is not None]
             if not all(isinstance(c, int) and c >= 0 for c in cols):
                 raise bad("a file without a header needs 0-based integer columns")
-        for name in ("lr", "batch_size", "max_length", "epochs", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise bad(f"{name} must be > 0, got {getattr(self, name)}")
 
     # ------------------------------------------------------------------ derived
     @property
