@@ -65,5 +65,10 @@ def test_what_is_not_a_run_is_one_line(runs, mask_dir, tmp_path, capsys):  # noq
     (tmp_path / "bad" / "results.json").write_text('{"task": "sst2", "reported": {"mean": "high"}}')
     line = error_line(capsys, "compare", full, tmp_path / "bad")
     assert line.endswith("results.json: not a fine-tuning result (fields missing or of the wrong type)")
+    summary = json.loads((full / "results.json").read_text())
+    del summary["mask"]  # every other field as written
+    (tmp_path / "bad" / "results.json").write_text(json.dumps(summary))
+    line = error_line(capsys, "compare", full, tmp_path / "bad")
+    assert line.endswith("results.json: not a fine-tuning result (fields missing or of the wrong type)")
     with pytest.raises(ticketlab.core.errors.TicketlabError, match="not a fine-tuning run folder"):
         ticketlab.compare_runs(ticketlab.CompareRunsConfig([tmp_path]))

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
@@ -119,8 +120,17 @@ def test_every_field_read_from_a_file_is_validated(tiny_bert_dir, tmp_path, caps
     name = next(iter(shapes))
     meta = {"format": "ticketlab-mask", "shapes": json.dumps({**shapes, name: 7})}
     save_file(tensors, str(mask / "masks.safetensors"), metadata=meta)
-    with pytest.raises(MaskFileError, match=f"shape of '{name}' must be a list of sizes, got 7"):
+    with pytest.raises(MaskFileError, match=f"shape of '{name}' must be a list of positive sizes, got 7"):
         load_mask(mask)
+    save_file(
+        {**tensors, "extra.weight": torch.zeros(0, dtype=torch.uint8)},
+        str(mask / "masks.safetensors"),
+        metadata={**meta, "shapes": json.dumps({**shapes, "extra.weight": [0, 32]})},
+    )
+    with pytest.raises(MaskFileError, match="shape of 'extra.weight' must be a list of positive sizes"):
+        load_mask(mask)  # a weight of no elements: no sparsity to summarise (a division by zero)
+    save_file({}, str(mask / "masks.safetensors"), metadata={**meta, "shapes": "{}"})
+    assert "must map one or more weight names to shapes" in error_line(capsys, "info", mask)
 
     task = tmp_path / "task.json"
     task.write_text(json.dumps({"id": "t", "labels": 5}))

@@ -354,10 +354,18 @@ def test_bad_level_and_corrupt_structured_files_give_one_clear_error(tmp_path):
             unit_mask_config(model, units, method="random", level=level, base_model="tiny")
     path = ticket(tmp_path, model, units)
     config = json.loads((path / "mask_config.json").read_text())
+    kept = json.loads(json.dumps(config["units"]["kept"]))
     config["units"]["kept"]["heads"][0] = [0]
     (path / "mask_config.json").write_text(json.dumps(config))
     with pytest.raises(MaskFileError, match="kept units in the mask config disagree"):
         load_mask(path)
+    for pruned in ({"head": "half"}, [1], {**config["units"]["pruned"], "head": 0.99}):  # what `info` prints
+        bad = json.loads(json.dumps(config))
+        bad["units"]["kept"] = kept
+        bad["units"]["pruned"] = pruned
+        (path / "mask_config.json").write_text(json.dumps(bad))
+        with pytest.raises(MaskFileError, match="pruned fractions in the mask config disagree"):
+            load_mask(path)
     plain = tmp_path / "plain"
     save_mask(
         to_weight_mask(units, structure_of(model)),
@@ -415,6 +423,18 @@ def test_compacted_model_saves_and_reloads_with_the_same_outputs(tmp_path, attn)
         )
     clf = load_compacted(tmp_path / "small", head="seq-cls", num_labels=3)
     torch.testing.assert_close(hidden(clf), hidden(reference), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("version", ["1", None, 1.5, -1])
+def test_a_manifest_version_that_is_not_a_whole_number_is_one_line(tmp_path, version):
+    """Compared with the version this ticketlab reads: a string or null made that a TypeError."""
+    from ticketlab.core.errors import MaskFileError
+
+    save_compacted(compact(tiny(), hard_units(tiny())), tmp_path / "small")
+    path = tmp_path / "small" / "ticketlab_compact.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": version}))
+    with pytest.raises(MaskFileError, match=f"^{path}: format_version must be a whole number"):
+        load_compacted(tmp_path / "small")
 
 
 def test_plain_from_pretrained_refuses_a_compacted_model(tmp_path):

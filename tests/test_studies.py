@@ -111,6 +111,22 @@ def test_importance_cli_and_its_refusals(studies, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_store_row_without_its_task_is_one_line(tmp_path):
+    """A full-model row without `task_label` (a store written by hand): named, not a KeyError."""
+    from ticketlab.studies.across import gather
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    mark_output(bad, "super-ticket study")
+    with Store(bad) as store:
+        run = make_run("finetune", "ft_full", {"seed": 1, **FULL})
+        store.add_runs([run])
+        store.claim(run.id)
+        store.finish(run.id, {"score": 0.5, "importance_dir": "runs/x/importance"}, {})
+    with pytest.raises(TicketlabError, match=f"^{bad}: run {run.id} is not a super-ticket study's row"):
+        gather([bad, _fake_study(tmp_path / "a", "sst2", {1: ([[1.0, 3.0]], [2.0])})])
+
+
 def test_studies_of_different_models_are_refused(studies, tmp_path):
     other = _fake_study(tmp_path / "d", "qnli", {1: ([[1.0, 1.0, 1.0]], [1.0])})
     with pytest.raises(TicketlabError, match="same model"):
@@ -329,6 +345,12 @@ def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
         == 0
     )
     assert run.stat().st_mtime_ns == before  # resumed: finished runs are not redone
+    summary = tmp_path / "kept" / "super.json"  # a hand-edited pick: one line naming the file
+    picks = json.loads(summary.read_text())
+    for bad in ([{"run_id": "abc"}], [7]):
+        summary.write_text(json.dumps({**picks, "picks": bad}))
+        with pytest.raises(TicketlabError, match=f"^{summary}: picks: .* is not a seed's super ticket"):
+            super_sources(tmp_path / "kept")
 
 
 # --------------------------------------------------------------------------- data scarcity

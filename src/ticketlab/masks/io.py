@@ -198,7 +198,14 @@ def units_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> tuple[Un
         raise MaskFileError(f"{where}: unit tensors do not fit the recorded structure ({e})") from None
     if info.get("granularity") != units.granularity or info.get("kept") != units.kept_per_layer():
         raise MaskFileError(f"{where}: the kept units in the mask config disagree with its tensors")
+    if info.get("pruned") != pruned_record(units):  # what `info` prints: the tensors' own fractions
+        raise MaskFileError(f"{where}: the pruned fractions in the mask config disagree with its tensors")
     return units, structure
+
+
+def pruned_record(units: UnitMask) -> dict[str, float]:
+    """The fraction of each kind of unit pruned, as a structured config records it (`units.pruned`)."""
+    return {n: round(v, 6) for n, v in units.level().items()}
 
 
 def weight_mask_of(raw: Mask, config: MaskConfig, path: str | os.PathLike) -> Mask:
@@ -248,11 +255,11 @@ def unpack(tensors: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -
         shapes = json.loads(meta["shapes"])
     except (KeyError, TypeError, json.JSONDecodeError, RecursionError):
         raise MaskFileError(f"{path}: no valid 'shapes' metadata (not a ticketlab mask file?)") from None
-    if not isinstance(shapes, dict):
-        raise MaskFileError(f"{path}: 'shapes' metadata must map weight names to shapes")
-    for name, shape in shapes.items():
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise MaskFileError(f"{path}: shape of '{name}' must be a list of sizes, got {shape!r}")
+    if not isinstance(shapes, dict) or not shapes:
+        raise MaskFileError(f"{path}: 'shapes' metadata must map one or more weight names to shapes")
+    for name, shape in shapes.items():  # a weight of no elements has no sparsity, nothing to mask
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 1 for d in shape)):
+            raise MaskFileError(f"{path}: shape of '{name}' must be a list of positive sizes, got {shape!r}")
     if set(shapes) != set(tensors):
         raise MaskFileError(f"{path}: metadata and tensors name different weights")
     out = {}

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
 from ..models.structure import LAYER_MODULES, Structure, structure_of
-from .io import MaskConfig, check_fits, load_mask, save_mask, units_of
+from .io import MaskConfig, check_fits, load_mask, pruned_record, save_mask, units_of
 from .mask import Mask
 from .units import UnitMask, apply_unit_mask, to_weight_mask
 
@@ -75,7 +75,7 @@ def units_record(units: UnitMask, structure: Structure) -> dict[str, Any]:
     return {
         "granularity": units.granularity,
         "structure": structure.to_dict(),
-        "pruned": {n: round(v, 6) for n, v in units.level().items()},
+        "pruned": pruned_record(units),
         "kept": units.kept_per_layer(),
     }
 
@@ -132,8 +132,8 @@ def load_unit_mask_onto(
     model: nn.Module, path: str | os.PathLike, *, check_hash: bool = True
 ) -> tuple[UnitMask, MaskConfig]:
     """Load a structured ticket, check that it fits `model`, and put it on the model as its weight
-    form (`apply_unit_mask`). Returns the ticket's units and its config. (Before, the first item
-    was the model's gates; `attach_gates(model, units=units)` gives those where they are wanted.)"""
+    form (`apply_unit_mask`). Returns the ticket's units and its config; `attach_gates(model,
+    units=units)` gives the model's gates where they are wanted."""
     units, config = load_unit_mask(path)
     check_unit_fits(units, config, model, source=path, check_hash=check_hash)
     apply_unit_mask(model, units)

@@ -93,7 +93,12 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
             rel = (r.metrics or {}).get("importance_dir")
             if r.config.get("method") != "full" or not rel:
                 continue
-            task, seed = r.config["task_label"], r.config["seed"]
+            task, seed = r.config.get("task_label"), r.config.get("seed")
+            if not (isinstance(task, str) and type(seed) is int and isinstance(rel, str)):
+                raise TicketlabError(
+                    f"{root}: run {r.id} is not a super-ticket study's row (its task, seed "
+                    "or importance folder is missing or of the wrong type)"
+                )
             if (task, seed) in where:  # the same task and seed twice would count a seed twice
                 raise TicketlabError(
                     f"{root}: task {task} seed {seed} was already read from {where[task, seed]}; "

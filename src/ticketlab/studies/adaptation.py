@@ -73,12 +73,15 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
         raise TicketlabError(f"{root / SUMMARY_FILE}: not a super-ticket summary (ticketlab super)")
     if not summary["picks"]:
         raise TicketlabError(f"{root}: no super ticket yet (its winning tickets have not all run)")
+    for pick in summary["picks"]:  # what `super` writes: one {seed, run_id, ...} per seed
+        if not (isinstance(pick, dict) and _is_int(pick.get("seed")) and isinstance(pick.get("run_id"), str)):
+            raise TicketlabError(f"{root / SUMMARY_FILE}: picks: {pick!r} is not a seed's super ticket")
     sources = []
     with Store(root, readonly=True) as store:
         records = store.runs(kind="finetune", status="done")
         for pick in summary["picks"]:
             seed = pick["seed"]
-            ticket = store.get(pick.get("run_id") or "")
+            ticket = store.get(pick["run_id"])
             full = [r for r in records if r.config.get("method") == "full" and r.config["seed"] == seed]
             if ticket is None or not full:
                 raise TicketlabError(
@@ -89,6 +92,10 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
             sources.append(AdaptSource("super", seed, _kept_model(root, ticket), mask))
             sources.append(AdaptSource("full", seed, _kept_model(root, full[-1])))
     return sources
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _kept_model(root: Path, record: Any) -> str:

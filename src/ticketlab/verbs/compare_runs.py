@@ -122,7 +122,8 @@ def _row(path: str, file: Path, summary: Any) -> RunRow:
         and isinstance(seeds, list)
         and seeds
         and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
-        and (s.get("mask") is None or isinstance(s.get("mask"), str))
+        and "mask" in s  # written for every run: null for the full model
+        and (s["mask"] is None or isinstance(s["mask"], str))
     )
     if not ok:
         raise TicketlabError(f"{file}: not a fine-tuning result (fields missing or of the wrong type)")
