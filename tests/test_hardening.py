@@ -100,6 +100,7 @@ def test_mask_files_resolve_from_anywhere(tiny_bert_dir, corpus, tmp_path, capsy
     [
         ("targets", 123, "targets must be a string or a list of strings, got 123"),
         ("method", 5, "method must be a string, got 5"),
+        ("base_model", "", "base_model must be a non-empty string"),
         ("seed", "x", "seed must be an integer or null, got 'x'"),
         ("search", [], "search must be an object"),
     ],

@@ -88,6 +88,14 @@ def test_a_config_its_weights_do_not_hold_is_refused_before_any_allocation(compa
         shutil.copytree(path, bad)
         raw = json.loads((bad / "config.json").read_text())
         (bad / "config.json").write_text(json.dumps({**raw, field: value}))
-        with pytest.raises(TicketlabError, match=f"config.json: .*{said}") as e:
+        with pytest.raises(TicketlabError, match=f"config.json.*{said}") as e:
             AutoModelForMaskedLM.from_pretrained(bad)
-        assert "\n" not in str(e.value) and str(e.value).startswith(str(bad / "config.json"))
+        assert "\n" not in str(e.value) and str(e.value).startswith(str(bad))
+    bad = tmp_path / "manifest"  # the layer sizes come of the manifest: both files are named
+    shutil.copytree(path, bad)
+    manifest = json.loads((bad / "ticketlab_compact.json").read_text())
+    layer = next(layer for layer in manifest["layers"] if layer["intermediate_size"] > 1)
+    layer["intermediate_size"] -= 1
+    (bad / "ticketlab_compact.json").write_text(json.dumps(manifest))
+    with pytest.raises(TicketlabError, match=f"^{bad}: its config.json and ticketlab_compact.json give "):
+        AutoModelForMaskedLM.from_pretrained(bad)

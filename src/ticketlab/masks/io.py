@@ -111,6 +111,8 @@ class MaskConfig:
             raise ValueError(f"ranking must be one of {RANKINGS} or None, got {self.ranking!r}")
         if not self.method:
             raise ValueError("method must be a non-empty string")
+        if not self.base_model:  # read as the model to load when none is given: "" would be "."
+            raise ValueError("base_model must be a non-empty string (the model the mask was found on)")
         if (self.kind == "structured") != (self.units is not None):
             raise ValueError("a structured mask needs a 'units' object, and only a structured mask has one")
         if self.pattern is not None:

@@ -322,9 +322,10 @@ def _check_sizes(path: Path, config: PretrainedConfig, head: Head, flags: tuple,
     body = body_prefixes(meta) if body_only else ("",)
     own = {k: tuple(t.shape) for k, t in meta.state_dict().items() if k.startswith(body)}
     for key, shape in align_keys(disk_shapes(path), meta).items():
-        if key in own and own[key] != shape:
+        if key in own and own[key] != shape:  # the shape comes of both files: the manifest sizes layers
             raise MaskFileError(
-                f"{path / 'config.json'}: gives {key} the shape {own[key]}, but the weights hold {shape}"
+                f"{path}: its config.json and {MANIFEST} give {key} the shape {own[key]}, but the weights "
+                f"hold {shape}"
             )
 
 
