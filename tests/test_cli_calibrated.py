@@ -161,6 +161,25 @@ def test_reconstructed_weights_are_checked_before_export(tiny_bert_dir, corpus, 
     assert code == 2 and f"'{key}' is not finite" in err and not (tmp_path / "e3").exists()
 
 
+def test_a_calibration_longer_than_the_models_positions_is_one_line(tiny_bert_dir, corpus, tmp_path, capsys):
+    """The tiny model has 64 positions: 65 tokens per sequence was a shape error in the first forward."""
+    argv = [
+        "prune",
+        "wanda",
+        "--model",
+        tiny_bert_dir,
+        "--corpus",
+        corpus,
+        "--calibration",
+        4,
+        "--sparsity",
+        0.5,
+    ]
+    code, _, err = run(capsys, *argv, "--calibration-length", 65, "--out", tmp_path / "w")
+    assert code == 2 and "calibration_length 65 exceeds the model's 64 positions" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "w").exists()
+
+
 def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         assert (
@@ -183,7 +202,21 @@ def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
             "--ranking global",
         ),
         (["prune", "omp", "--sparsity", "0.5", "--corpus", "C"], "--corpus: omp reads no calibration"),
-        (["prune", "wanda", "--sparsity", "0.5", "--corpus", "C", "--calibration", "100000"], "fewer than"),
+        (
+            [
+                "prune",
+                "wanda",
+                "--sparsity",
+                "0.5",
+                "--corpus",
+                "C",
+                "--calibration",
+                "100000",
+                "--calibration-length",
+                "16",
+            ],
+            "fewer than",
+        ),
         (["prune", "omp", "--sparsity", "0.5", "--damp", "0.1"], "--damp: a setting of sparsegpt, not of"),
         (["prune", "sparsegpt", "--pattern", "2:4", "--corpus", "C", "--blocksize", "6"], "multiple of 4"),
         (["prune", "sparsegpt", "--sparsity", "0.5", "--corpus", "C", "--damp", "2"], "damp"),

@@ -147,7 +147,7 @@ def test_names_read_from_files_never_leave_their_directory(tmp_path, tiny_bert_d
         spec_from_dict(raw, base_dir=tmp_path, registry=fakes.fake_registry())
     monkeypatch.chdir(tmp_path)  # the sweep's default directory is sweeps/<name>
     named = _yaml(tmp_path / "named.yaml", {**fakes.spec_dict(tmp_path, tiny_bert_dir), "name": "../x"})
-    assert "sweep name '../x'" in one_line_error(capsys, "sweep", named, "--dry-run")
+    assert f"{named}: name '../x'" in one_line_error(capsys, "sweep", named, "--dry-run")  # refused as read
     assert not (tmp_path / "x").exists()
 
     # Characters that break a line (U+2028, NEL U+0085) or drive a terminal (CSI U+009B) in a name:

@@ -124,6 +124,27 @@ def test_a_search_setting_no_method_of_the_sweep_reads_is_still_checked(
     assert message in line and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        ("pretrain_eval: false\n", "pretrain_eval: a mapping ({}: the defaults), or left out; got False"),
+        ("name: [x, y]\n", "name: expected a string, got ['x', 'y']"),  # made a folder "['x', 'y']"
+        ("name: ../up\n", "name '../up'"),
+        ("output: 5\n", "output: expected a path, got 5"),  # a TypeError
+        ("recipes: [corpus.txt]\n", "a report recipe is a Python file"),  # found once every run was done
+        ("recipes: [bad.py]\n", "bad.py, line 1: not valid Python"),
+    ],
+    ids=["pretrain-eval-false", "name-list", "name-up", "output-int", "recipe-text", "recipe-syntax"],
+)
+def test_a_value_of_the_wrong_kind_is_refused_when_the_spec_is_read(
+    extra, said, tiny_bert_dir, tmp_path, capsys
+):
+    (tmp_path / "bad.py").write_text("def (:\n")
+    spec = _spec(tmp_path, tiny_bert_dir, extra)
+    line = error_line(capsys, "sweep", spec, "--dry-run")
+    assert f"{spec}: " in line and said in line
+
+
 def test_a_label_matplotlib_reads_as_math_is_drawn_as_written(tiny_bert_dir, tmp_path):
     """`sst$x^^y$` is a valid file name; mathtext cannot parse it: the report draws it as text."""
     label = "sst$x^^y$"
@@ -192,8 +213,21 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
     [
         ("", ["--runs", "no-such-run*"], "no-such-run*"),  # runs chosen by name that the plan lacks
         ("pretrain_eval: {max_length: 4096}\n", [], "pretrain_eval.max_length"),  # past the model's positions
+        # each length a run asks of the model (64 positions), the searches' failing their fine-tunings
+        (
+            "finetune: {steps: 5, max_length: 100000}\n",
+            [],
+            "finetune.max_length 100000 exceeds the model's 64",
+        ),
+        ("methods: {omp: {}, imp: {max_length: 65}}\n", [], "methods.imp.max_length 65 exceeds"),
+        (
+            "methods: [full, wanda]\n",
+            [],
+            "search: calibration_length (its default) 128 exceeds the model's 64",
+        ),
+        ("", ["--out", "data/a/sweep"], "is inside the input"),  # a task's data folder: its fine-tunings'
     ],
-    ids=["runs", "positions"],
+    ids=["runs", "positions", "finetune-length", "search-length", "calibration-length", "in-task-data"],
 )
 def test_a_sweep_refused_before_any_run_leaves_no_directory(
     extra, flags, said, tiny_bert_dir, tmp_path, capsys
@@ -202,8 +236,9 @@ def test_a_sweep_refused_before_any_run_leaves_no_directory(
     the spec's copy, which the next sweep there took for a sweep begun. Every such refusal comes
     before the directory is made."""
     spec = _spec(tmp_path, tiny_bert_dir, extra)
-    out = tmp_path / "sw"
-    line = error_line(capsys, "sweep", spec, "--out", out, *flags)
+    out = tmp_path / (flags[1] if flags[:1] == ["--out"] else "sw")
+    flags = ["--out", out, *flags[2:]] if flags[:1] == ["--out"] else ["--out", out, *flags]
+    line = error_line(capsys, "sweep", spec, *flags)
     assert said in line and not out.exists()
 
 

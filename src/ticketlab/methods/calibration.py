@@ -21,7 +21,8 @@ from torch import Tensor
 from ..core.errors import DataError
 from ..data.corpus import DEV_FRACTION, load_lm_corpus, needed_tokens
 from ..masks import Mask
-from ..models.load import load_tokenizer
+from ..models.load import load_config, load_tokenizer
+from ..models.source import fit_max_length
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def draw_calibration(
 ) -> Calibration:
     """`n` full blocks of `length` tokens of `corpus`'s training split (the blocks a search on it
     trains on), tokenized with `model`'s tokenizer and drawn by a permutation seeded with `seed`."""
+    # past the model's positions: one line now, not a shape error inside the first forward pass
+    fit_max_length(load_config(model), length, length, what="calibration_length")
     tokenizer = load_tokenizer(model)
     # the corpus's start, twice the text the draw takes (and the dev tail carved from it): the same
     # cap as a search's (`data.corpus.needed_tokens`), not the whole corpus tokenized for n blocks

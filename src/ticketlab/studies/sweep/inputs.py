@@ -6,6 +6,7 @@ kept beside the store (`keep_spec_file`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ...core.errors import TicketlabError, prefixed
@@ -13,6 +14,7 @@ from ...core.files.atomic import atomic_write_text
 from ...core.files.inputs import read_text
 from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
 from ...masks.targets import default_targets
+from ...methods.prune_config import PruneConfig
 from ...models.load import load_config, load_tokenizer
 from ...models.source import fit_max_length
 from ...tasks.glue import split_file
@@ -76,8 +78,10 @@ def claim_sweep_dir(spec: SweepSpec, out: Path) -> None:
 
 
 def _inputs(spec: SweepSpec) -> list[str]:
-    """What the sweep directory may not be, hold or lie inside: the model and the corpus's files."""
-    return [spec.model, *(p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or [])]
+    """What the sweep directory may not be, hold or lie inside: the model, the corpus's files and the
+    tasks' data folders (a fine-tuning refuses an output inside what it reads, after the searches)."""
+    corpus = [p for k in ("train", "dev") for p in (spec.corpus or {}).get(k) or []]
+    return [spec.model, *corpus, *(t.data for t in spec.tasks.values() if t.data is not None)]
 
 
 def _check_model(spec: SweepSpec) -> None:
@@ -88,15 +92,32 @@ def _check_model(spec: SweepSpec) -> None:
     searched = [m for m in spec.methods if spec.method_specs[m].search is not None]
     if any("targets" not in spec.search_settings(m) for m in searched):
         default_targets(config.model_type)
-    length = (spec.pretrain_eval or {}).get("max_length")
-    if length is not None:
-        fit_max_length(config, length, length, what="pretrain_eval.max_length")
+    for key, length in _lengths(spec):
+        fit_max_length(config, length, length, what=key)
     try:
         load_tokenizer(spec.model)  # the vocabulary files only, no weights
     except TicketlabError as e:
         raise TicketlabError(
             f"model: {e} (every run tokenizes its text with the model's tokenizer)"
         ) from None
+
+
+def _lengths(spec: SweepSpec) -> list[tuple[str, int]]:
+    """(spec key, tokens) of every length a run asks of the model: past its positions each such run
+    fails, after the runs before it (a calibrated method's default length included)."""
+    asked = [("pretrain_eval.max_length", (spec.pretrain_eval or {}).get("max_length"))]
+    for task in spec.tasks:
+        asked.append((spec._finetune_key(task, "max_length"), spec.finetune_settings(task).get("max_length")))
+    default = {f.name: f.default for f in dataclasses.fields(PruneConfig)}["calibration_length"]
+    for m, method in spec.method_specs.items():
+        settings = spec.search_settings(m)
+        asked.append((spec._search_key(m, "max_length"), settings.get("max_length")))
+        if "calibration_length" in method.settings:
+            key = spec._search_key(m, "calibration_length")
+            if "calibration_length" not in settings:
+                key = f"{key}: calibration_length (its default)"
+            asked.append((key, settings.get("calibration_length", default)))
+    return [(key, length) for key, length in asked if length is not None]
 
 
 def _check_task_data(spec: SweepSpec) -> None:

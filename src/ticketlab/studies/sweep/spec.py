@@ -89,16 +89,14 @@ from typing import Any
 
 import yaml
 
-from ...core.checks import SEED_RANGE, Range
-from ...core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
+from ...core.errors import ConfigError, printable_strings
 from ...core.files.inputs import read_text
 from ...core.outputs import safe_component
 from ...data.sources import HUB, hub_dataset
-from ...models.source import path_hint
-from ...tasks.registry import get_task
 from .declared import claims_from, endpoints_from
 from .jobs import MethodSpec
 from .methods import base_method, sweep_methods
+from .spec_reader import Reader
 from .spec_yaml import SpecLoader
 from .sweep_spec import (
     ALL,
@@ -134,81 +132,6 @@ __all__ = [
 # --------------------------------------------------------------------------- reading YAML
 
 
-class _Reader:
-    """Type checks on the raw YAML with errors that name the file and the key."""
-
-    def __init__(self, source: str, base_dir: Path):
-        self.source, self.base_dir = source, base_dir
-
-    def fail(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}: {msg}")
-
-    def mapping(self, v: Any, key: str, allowed=None) -> dict[str, Any]:
-        if v is None:
-            return {}
-        if not isinstance(v, dict):
-            raise self.fail(key, f"expected a mapping, got {type(v).__name__}")
-        for k in v:
-            if not isinstance(k, str):
-                raise self.fail(key, f"keys must be strings, got {k!r}")
-            if allowed is not None and k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k, f"unknown key{did_you_mean(k, allowed)}")
-        return dict(v)
-
-    def listing(self, v: Any, key: str) -> list:
-        if v is None:
-            return []
-        return list(v) if isinstance(v, (list, tuple)) else [v]
-
-    def sparsity(self, v: Any, key: str) -> float:
-        if isinstance(v, str) and v.strip().endswith("%"):
-            try:
-                v = float(v.strip()[:-1]) / 100
-            except ValueError:
-                raise self.fail(key, f"not a number: {v!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail(key, f"{v!r} is not a number")
-        return round(float(v), 6)
-
-    def ints(self, v: Any, key: str, bound: Range | None = None) -> list[int]:
-        out = self.listing(v, key)
-        for x in out:
-            if isinstance(x, bool) or not isinstance(x, int):
-                raise self.fail(key, f"{x!r} is not an integer")
-            if bound is not None and not bound.holds(x):
-                raise self.fail(key, f"{x} is out of range: must be {bound}")
-        return out
-
-    def seeds(self, v: Any, key: str) -> list[int]:
-        return self.ints(v, key, SEED_RANGE)
-
-    def finetune_seeds(self, v: Any, key: str) -> list[int] | int:
-        """A list of seeds (pinned: every mask fine-tuned with each) or a number of them (drawn per
-        mask: no seed serves two masks; `sweep_spec.mask_seeds`)."""
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v  # its range is checked with the spec's (`SweepSpec._check_seeds`)
-        return self.seeds(v, key)
-
-    def task(self, task: str, data: str | None, key: str) -> None:
-        """The task must be known: built in, registered in code, or described by a task.json in its data."""
-        try:
-            get_task(task, data)
-        except TicketlabError as e:
-            raise self.fail(key, str(e)) from None
-
-    def path(self, v: Any, key: str, *, hub_ok: bool = False) -> str:
-        """A path relative to the spec's directory, made absolute; with `hub_ok`, a hub id passes."""
-        if not isinstance(v, str) or not v:
-            raise self.fail(key, f"expected a path, got {v!r}")
-        p = Path(v).expanduser()
-        p = p if p.is_absolute() else self.base_dir / p
-        if p.exists():
-            return str(p.resolve())
-        if hub_ok and not v.startswith((".", "/", "~")) and v.count("/") <= 1:
-            return v  # a hub id (needs network at run time)
-        raise self.fail(key, f"{v}: not found (looked for {p}{path_hint(p, files=key != 'model')})")
-
-
 def load_spec(path: str | os.PathLike, *, registry: dict[str, MethodSpec] | None = None) -> SweepSpec:
     """Read and validate a sweep spec YAML file."""
     path = Path(path)
@@ -232,7 +155,7 @@ def spec_from_dict(
     registry: dict[str, MethodSpec] | None = None,
 ) -> SweepSpec:
     """Build a validated spec from a parsed mapping (what the YAML holds); paths relative to base_dir."""
-    r = _Reader(source, Path(base_dir or Path.cwd()).resolve())
+    r = Reader(source, Path(base_dir or Path.cwd()).resolve())
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a sweep spec must be a mapping of keys (model, tasks, methods, ...)")
     printable_strings(raw, source)  # names, labels, endpoints, paths: each reaches a terminal or the report
@@ -252,6 +175,8 @@ def spec_from_dict(
     search_curve = _curve(r, d, "search_curve", ("steps",), grid)
     data_curve = _curve(r, d, "data_curve", ("train_sizes",), grid)
     pretrain_eval = d.get("pretrain_eval")
+    if pretrain_eval is not None and not isinstance(pretrain_eval, dict):  # `false` is not "off"
+        raise r.fail("pretrain_eval", f"a mapping ({{}}: the defaults), or left out; got {pretrain_eval!r}")
     return SweepSpec(
         model=r.path(d["model"], "model", hub_ok=True),
         tasks=tasks,
@@ -262,21 +187,21 @@ def spec_from_dict(
         corpus=corpus,
         search=r.mapping(d.get("search"), "search"),
         finetune=r.mapping(d.get("finetune"), "finetune"),
-        pretrain_eval=None if pretrain_eval is None else r.mapping(pretrain_eval or {}, "pretrain_eval"),
+        pretrain_eval=None if pretrain_eval is None else r.mapping(pretrain_eval, "pretrain_eval"),
         search_curve=SearchCurve(**search_curve) if search_curve else None,
         data_curve=DataCurve(**data_curve) if data_curve else None,
-        name=str(d.get("name") or Path(source).stem),
-        output=str((r.base_dir / d["output"]).resolve()) if d.get("output") else None,
+        name=r.name(d.get("name"), source),
+        output=r.output(d.get("output")),
         resources=r.mapping(d.get("resources"), "resources") or None,
         endpoints=endpoints_from(d.get("endpoint"), r.fail),
         claims=claims_from(d.get("claims"), r.fail, r.sparsity),
-        recipes=tuple(r.path(p, "recipes") for p in r.listing(d.get("recipes"), "recipes")),
+        recipes=tuple(r.recipe(p) for p in r.listing(d.get("recipes"), "recipes")),
         source=source,
         registry=registry,
     )
 
 
-def _tasks(r: _Reader, raw: Any) -> dict[str, TaskEntry]:
+def _tasks(r: Reader, raw: Any) -> dict[str, TaskEntry]:
     """`tasks:`: label -> its task (the label unless `task:` says), data folder and own settings."""
     tasks: dict[str, TaskEntry] = {}
     for name, t in r.mapping(raw, "tasks").items():
@@ -292,7 +217,7 @@ def _tasks(r: _Reader, raw: Any) -> dict[str, TaskEntry]:
     return tasks
 
 
-def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
+def _methods(r: Reader, raw: Any) -> dict[str, dict[str, Any]]:
     """`methods:`: a list of names (an item may be `{name: {settings}}`) or a mapping name -> settings;
     a method's own sparsities, search and fine-tuning seeds and source tasks parsed like the top-level
     keys."""
@@ -318,7 +243,7 @@ def _methods(r: _Reader, raw: Any) -> dict[str, dict[str, Any]]:
     return methods
 
 
-def _corpus_path(r: _Reader, v: Any, key: str) -> str:
+def _corpus_path(r: Reader, v: Any, key: str) -> str:
     """A corpus source: a path as any (relative to the spec), or a hub dataset (`hub:NAME[:CONFIG]`)."""
     if isinstance(v, str) and v.startswith(HUB):
         try:
@@ -329,7 +254,7 @@ def _corpus_path(r: _Reader, v: Any, key: str) -> str:
     return r.path(v, key)
 
 
-def _corpus(r: _Reader, raw: Any) -> dict[str, Any] | None:
+def _corpus(r: Reader, raw: Any) -> dict[str, Any] | None:
     """`corpus:` as a mapping (a bare path is its `train`), its train and dev as lists of paths."""
     if raw is None:
         return None
@@ -344,7 +269,7 @@ def _corpus(r: _Reader, raw: Any) -> dict[str, Any] | None:
 
 
 def _curve(
-    r: _Reader, d: dict[str, Any], key: str, kinds: tuple[str, ...], grid: tuple
+    r: Reader, d: dict[str, Any], key: str, kinds: tuple[str, ...], grid: tuple
 ) -> dict[str, Any] | None:
     """`search_curve:` (steps) or `data_curve:` (train sizes; `all` is the whole training set, the
     curve's last point in Fig. 9), with the grid's sparsities, methods and tasks as defaults. A search
