@@ -199,7 +199,16 @@ def test_mistyped_inputs_are_refused_before_any_stage(tiny_bert_dir, tmp_path, m
         ({"corpus": [str(tmp_path / "c.txt")]}, "c.txt: corpus not found"),
         ({"dev_corpus": [str(tmp_path / "d.txt")]}, "d.txt: corpus not found"),
         ({"tasks": ["sst2"], "data_dir": str(tmp_path / "glue")}, "glue: data directory not found"),
+        ({"tasks": ["nosuch"], "data_dir": str(tmp_path)}, "unknown task 'nosuch'"),
+        ({"corpus": [str(tmp_path / "empty")]}, "empty: a directory with no .txt files"),
     ):
+        (tmp_path / "empty").mkdir(exist_ok=True)
         with pytest.raises(TicketlabError, match=says):
             run_demo(out, "test", **given)
     assert not out.exists()
+    mine = tmp_path / "thesis"  # a folder of the user's: the demo writes data, models and sweeps
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("mine")
+    with pytest.raises(TicketlabError, match="exists and is not a ticketlab demo"):
+        run_demo(mine, "test")
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]

@@ -226,8 +226,17 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
             "search: calibration_length (its default) 128 exceeds the model's 64",
         ),
         ("", ["--out", "data/a/sweep"], "is inside the input"),  # a task's data folder: its fine-tunings'
+        ("corpus: {train: weights.bin, dev: corpus.txt}\n", [], "corpus.train: "),  # its searches failed
     ],
-    ids=["runs", "positions", "finetune-length", "search-length", "calibration-length", "in-task-data"],
+    ids=[
+        "runs",
+        "positions",
+        "finetune-length",
+        "search-length",
+        "calibration-length",
+        "in-task-data",
+        "binary",
+    ],
 )
 def test_a_sweep_refused_before_any_run_leaves_no_directory(
     extra, flags, said, tiny_bert_dir, tmp_path, capsys
@@ -235,6 +244,7 @@ def test_a_sweep_refused_before_any_run_leaves_no_directory(
     """A sweep refused before its first run left its directory behind: a marker, an empty store and
     the spec's copy, which the next sweep there took for a sweep begun. Every such refusal comes
     before the directory is made."""
+    (tmp_path / "weights.bin").write_bytes(b"\x00\x01" * 64)
     spec = _spec(tmp_path, tiny_bert_dir, extra)
     out = tmp_path / (flags[1] if flags[:1] == ["--out"] else "sw")
     flags = ["--out", out, *flags[2:]] if flags[:1] == ["--out"] else ["--out", out, *flags]

@@ -52,10 +52,13 @@ def clean_wikitext(line: str, unk_token: str | None) -> str:
     return line
 
 
+BINARY_PROBE = 4096  # bytes read of a text file's start: a NUL there is no text (a gzip, weights)
+
+
 def read_text_file(path: Path) -> tuple[str, str]:
     """The file's text and the encoding used (UTF-8, else cp1252 as found in old Gutenberg files)."""
     data = read_bytes(path, "corpus file", DataError, limit=CORPUS_BYTES)
-    if b"\x00" in data[:4096]:
+    if b"\x00" in data[:BINARY_PROBE]:
         raise DataError(f"{path}: looks like a binary file, not text")
     try:
         return data.decode("utf-8-sig"), "utf-8"
@@ -196,14 +199,22 @@ def text_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
 
 
 def check_corpus_source(given: str | os.PathLike) -> None:
-    """A corpus argument that is neither a hub dataset (`hub:NAME`) nor a local file or folder, or is
-    an empty file, refused in one line (the command line checks it before a verb's imports; text
-    that holds no token is found where it is read)."""
+    """A corpus argument that is neither a hub dataset (`hub:NAME`) nor a local file or folder, a
+    folder with no text files, an empty file or one whose start is binary, refused in one line
+    before any work (the command line checks it before a verb's imports; text that holds no token
+    is found where it is read)."""
     path = Path(given).expanduser()
     if hub_dataset(given) is None and not path.exists():
         raise DataError(f"{path}: corpus not found")
+    if path.is_dir() and not is_dataset_dir(path):
+        text_files(path)  # `*.txt`, or one line
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: empty corpus file")
+    if path.is_file() and not path.name.endswith(TOKENS_SUFFIX):
+        with open_read(path, "corpus file", DataError) as f:
+            head = f.read(BINARY_PROBE)
+        if b"\x00" in head:
+            raise DataError(f"{path}: looks like a binary file, not text")
 
 
 def check_data_dir(given: str | os.PathLike) -> Path:

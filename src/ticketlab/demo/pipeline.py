@@ -37,6 +37,7 @@ import torch
 from ..core.digest import digest
 from ..core.errors import ConfigError, TicketlabError, did_you_mean
 from ..core.files.inputs import read_json, read_text
+from ..core.outputs import claim_dir
 from ..data import synthetic
 from ..data.sources import check_corpus_source, check_data_dir
 from ..lm.pretrain import PretrainResult, pretrain
@@ -44,6 +45,8 @@ from ..models.source import check_source
 from ..studies import run_sweep, spec_from_dict
 from ..studies.report import write_report
 from ..studies.sweep.launchers import usable_cores, usable_cpus
+from ..tasks.glue import check_task_data
+from ..tasks.registry import get_task
 from .config import BUDGETS, Budget
 
 Log = Callable[[str], None]
@@ -182,20 +185,26 @@ def run_demo(
         budget = BUDGETS[budget]
     if tasks is not None and data_dir is None:
         raise ConfigError("--tasks needs --data-dir (the folder holding the tasks' data)")
-    _check_inputs(model, [*(corpus or []), *(dev_corpus or [])], data_dir)
+    _check_inputs(model, [*(corpus or []), *(dev_corpus or [])], tasks or [], data_dir)
+    out = claim_dir(out, kind="demo").resolve()  # never a folder of the user's: data, models, sweeps
     with _threads(log):
-        return _run_stages(Path(out).resolve(), budget, model, corpus, dev_corpus, tasks, data_dir, log)
+        return _run_stages(out, budget, model, corpus, dev_corpus, tasks, data_dir, log)
 
 
-def _check_inputs(model: str | None, corpora: Sequence[str], data_dir: str | None) -> None:
-    """A mistyped model, corpus or data folder refused in one line before the synthetic data and the
-    pre-training (minutes), from Python as on the command line; a hub id is read where it is loaded."""
+def _check_inputs(
+    model: str | None, corpora: Sequence[str], tasks: Sequence[str], data_dir: str | None
+) -> None:
+    """A mistyped model, corpus, task or data folder refused in one line before the synthetic data
+    and the pre-training (minutes), from Python as on the command line; a hub id is read where it is
+    loaded."""
     if model is not None:
         check_source(model)
     for corpus in corpora:
         check_corpus_source(corpus)
     if data_dir is not None:
         check_data_dir(data_dir)
+    for task in tasks:  # its files too: an empty split or a bad label
+        check_task_data(get_task(task, data_dir), data_dir)
 
 
 def _run_stages(
@@ -234,7 +243,7 @@ def _run_stages(
         log("note: no --dev-corpus, so the masks' pre-training losses (Fig. 5) are not measured")
         budget = replace(budget, pretrain_eval=None)
     raw = build_spec(budget, str(model), corpus_block, task_block)
-    spec = spec_from_dict(raw, source="ticketlab demo", base_dir=out)
+    spec = spec_from_dict(raw, source="the demo's sweep spec", base_dir=out)
     # One directory per (model, corpus, tasks): the store keeps every finished run, so a changed
     # budget re-runs only what it changes, and the report shows the runs of the last spec.
     sweep_dir = out / "sweeps" / f"demo-{_key([str(model), corpus_block, task_block])}"

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from torch import Tensor, nn
-from transformers import PreTrainedModel
 
 from ..core.errors import MaskFileError, TicketlabError
 from ..core.files.inputs import open_safetensors
 from .arch import ARCHS
+
+if TYPE_CHECKING:  # annotations only: a mask's reader (`info`) imports this module without transformers
+    from transformers import PreTrainedModel
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # torch.save / pickle files
 

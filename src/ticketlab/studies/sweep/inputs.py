@@ -13,6 +13,7 @@ from ...core.errors import TicketlabError, prefixed
 from ...core.files.atomic import atomic_write_text
 from ...core.files.inputs import read_text
 from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
+from ...data.sources import check_corpus_source
 from ...masks.targets import default_targets
 from ...methods.prune_config import PruneConfig
 from ...models.load import load_config, load_tokenizer
@@ -61,6 +62,7 @@ def check_sweep_inputs(spec: SweepSpec, out: Path) -> None:
     a sweep then claims its directory (`claim_sweep_dir`)."""
     try:
         _check_task_data(spec)  # before the directory is made
+        _check_corpus(spec)
         _check_model(spec)  # every refusal before the directory is made or marked
     except TicketlabError as e:
         raise prefixed(e, spec.source) from None
@@ -118,6 +120,17 @@ def _lengths(spec: SweepSpec) -> list[tuple[str, int]]:
                 key = f"{key}: calibration_length (its default)"
             asked.append((key, settings.get("calibration_length", default)))
     return [(key, length) for key, length in asked if length is not None]
+
+
+def _check_corpus(spec: SweepSpec) -> None:
+    """The corpus's files as a search reads them (a folder of no text, a binary file): the searches
+    would fail one by one, after the runs before them."""
+    for key in ("train", "dev"):
+        for given in (spec.corpus or {}).get(key) or []:
+            try:
+                check_corpus_source(given)
+            except TicketlabError as e:
+                raise prefixed(e, f"corpus.{key}") from None
 
 
 def _check_task_data(spec: SweepSpec) -> None:
