@@ -287,6 +287,17 @@ def test_sweep_options_refuse_values_out_of_range_when_parsed(tmp_path, capsys, 
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    "argv", [["sweep", "spec.yaml", "--jobs"], ["importance", "a", "b", "--out", "o", "--top"]]
+)
+def test_an_integer_option_past_64_bits_is_refused_when_parsed(tmp_path, capsys, argv):
+    """`--jobs 99999999999999999999` was an OverflowError once the pool was sized."""
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "99999999999999999999"])
+    assert info.value.code == 2
+    assert "must fit in 64 bits (below 2**63), got '99999999999999999999'" in capsys.readouterr().err
+
+
 def test_float_options_with_no_sense_above_a_ceiling_are_refused_when_built(tmp_path, capsys):
     """`search tamt --alpha 1e308` overflowed mid-search, `pretrain --time-budget 1e308` too: the
     configs state ceilings (α, φ, weight decay, epochs, durations), refused in one line before

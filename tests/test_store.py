@@ -188,7 +188,7 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
     run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
     with Store(tmp_path / "sweep") as st:
         ft = [r.id for r in st.runs(kind="finetune")]
-        search = st.runs(kind="search")[0].id
+        search, other_search = (r.id for r in st.runs(kind="search")[:2])
     # The meta entries the report reads, of the wrong shape: one line naming the store and entry.
     for key, value, shape in (
         ("studies", '{"x": 5}', "a mapping of study names to lists of run ids"),
@@ -215,6 +215,8 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
         ft[2]: ("metrics", """'{"score": "high"}'""", "no metric name and finite score"),
         ft[3]: ("metrics", """'{"metric": "accuracy", "score": 1e999}'""", "score inf"),
         ft[4]: ("config", """'{"method": "omp", "sparsity": 0.5}'""", "config has no 'mask'"),
+        ft[5]: ("metrics", """'{"metric": "accuracy", "score": 50.0, "steps": "many"}'""", "steps 'many'"),
+        other_search: ("metrics", """'{"achieved_sparsity": "half"}'""", "achieved sparsity 'half'"),
     }
     db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")
     for run_id, (column, value, _) in edits.items():

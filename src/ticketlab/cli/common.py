@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
-from ..core.checks import Range, documented, field_types, from_options, option_flags, option_name
+from ..core.checks import INT64, Range, documented, field_types, from_options, option_flags, option_name
 from ..core.errors import did_you_mean, one_line
 
 C = TypeVar("C")
@@ -135,11 +135,15 @@ def finite_float(value: str) -> float:
 
 
 def int_value(value: str) -> int:
-    """argparse type of an integer option (the parse that `at_least` and `within` build on)."""
+    """argparse type of an integer option (the parse that `at_least` and `within` build on): what
+    no 64-bit integer holds is refused, as every config refuses it (`--jobs 1e20` overflowed)."""
     try:
-        return int(value)
+        v = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if not -INT64 <= v < INT64:
+        raise argparse.ArgumentTypeError(f"must fit in 64 bits (below 2**63), got {value[:40]!r}")
+    return v
 
 
 def at_least(low: int) -> Callable[[str], int]:

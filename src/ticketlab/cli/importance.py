@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 from .. import studies
+from .common import at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a unit is dominated by a task with at least this share (above 1/tasks; default halfway "
         "between an even share and all: 0.75 for two tasks, 0.667 for three)",
     )
-    p.add_argument("--top", type=int, default=40, metavar="N", help="units drawn per kind (default 40)")
+    p.add_argument(
+        "--top", type=at_least(1), default=40, metavar="N", help="units drawn per kind (default 40)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

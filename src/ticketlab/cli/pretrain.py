@@ -41,7 +41,7 @@ from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
-from .common import add_config_arguments, add_deprecated_alias, config_from_args
+from .common import add_config_arguments, add_deprecated_alias, config_from_args, int_value
 
 # The `PretrainConfig` options (--fused / --no-fused by hand: two flags for one field).
 SHAPE = ("size", "hidden", "layers", "heads", "intermediate", "max_length", "positions")
@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=KINDS,
         help="train a tokenizer on the corpus: wordpiece (default) or word (its most frequent words)",
     )
-    p.add_argument("--vocab-size", type=int, default=8192, help="with --build-tokenizer (default 8192)")
+    p.add_argument("--vocab-size", type=int_value, default=8192, help="with --build-tokenizer (default 8192)")
     add_config_arguments(p, PretrainConfig, SHAPE)
     budget = p.add_mutually_exclusive_group()  # one of them, unless --write-tokens
     add_config_arguments(budget, PretrainConfig, ["steps", "time_budget"])

@@ -162,6 +162,23 @@ def unusable(r: Any) -> str | None:
     if done and (not isinstance(metrics.get("metric"), str) or not _number(metrics.get("score"))):
         metric, score = metrics.get("metric"), metrics.get("score")
         return f"metrics hold no metric name and finite score (metric {metric!r}, score {score!r})"
+    steps = metrics.get("steps")
+    if done and steps is not None and not (type(steps) is int and steps >= 0):
+        return f"metrics' steps {steps!r} are no count"
+    if r.kind == "search" and r.status == "done":
+        return _unreadable_sparsity(metrics)
+    return None
+
+
+def _unreadable_sparsity(metrics: dict[str, Any]) -> str | None:
+    """Why a finished search's measured sparsities (its mask's, each saved step's) do not read as
+    fractions in [0, 1], or None: the report prints them beside the target."""
+    saved = metrics.get("intermediate", [])
+    if not isinstance(saved, list) or not all(isinstance(i, dict) for i in saved):
+        return f"metrics' intermediate masks {saved!r} are no list of records"
+    for value in (metrics.get("achieved_sparsity"), *(i.get("achieved_sparsity") for i in saved)):
+        if value is not None and not (_number(value) and 0 <= value <= 1):
+            return f"achieved sparsity {value!r} is no fraction"
     return None
 
 
