@@ -231,6 +231,14 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
     assert code == 0 and "Traceback" not in err, err
     for run_id in (search, ft[1]):
         assert f"run {run_id}: corrupt row (" in err and edits[run_id][2] in err
+    db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")
+    with db:  # the record of the inputs: read before the sweep writes anything of this run
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('inputs', '5')")
+    db.close()
+    written = (tmp_path / "sweep" / "spec.json").stat().st_mtime_ns
+    with pytest.raises(TicketlabError, match="results.sqlite: corrupt entry 'inputs'"):
+        run_sweep(spec, tmp_path / "sweep", finetune=fakes.fake_finetune, log=lambda s: None)
+    assert (tmp_path / "sweep" / "spec.json").stat().st_mtime_ns == written
 
 
 def test_corrupt_rows_and_a_full_disk_are_one_line_naming_the_store(tmp_path, capsys):

@@ -185,6 +185,7 @@ class Runner(SweepMasks):
         if reason:
             raise ConfigError(reason)
         self.refuse_unpassable()  # a declared claim no run could answer: before any run
+        self._note_changed_inputs()  # reads the store's record of them first: a corrupt one, before any write
         self.store.add_runs(self.runs)
         as_json = spec_json(self.spec)
         atomic_write_json(self.dir / "spec.json", as_json)
@@ -192,7 +193,6 @@ class Runner(SweepMasks):
         record_declaration(self.store, as_json, [r.id for r in self.runs])
         self.store.set_meta("spec", as_json)
         self.store.set_meta("plan", [r.id for r in self.runs])  # what the report shows by default
-        self._note_changed_inputs()
         self._reopen_lost_masks()
         todo = self.todo()
         total = len(self.runs)
