@@ -430,6 +430,11 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
     other = search_args(tiny_run, out, "--sparsity", "0.5", "--steps", "6", "--lr", "3e-3")
     assert main(other) == 2
     assert "other settings" in capsys.readouterr().err
+    # a step the finished run did not save: no more masks come of it, said (not "nothing to do")
+    more = search_args(tiny_run, out, "--sparsity", "0.6", "--steps", "6", "--lr", "3e-3", "--save-at", "2,4")
+    assert main(more) == 2
+    assert "finished without the masks of steps [4] (save_at)" in capsys.readouterr().err
+    assert not (out / "steps" / "step-000004").exists()
 
 
 def test_a_search_on_a_hub_corpus_records_it_and_resumes_on_it(tiny_run, tmp_path, fake_hub, capsys):

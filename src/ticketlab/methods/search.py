@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
 
+from ..core.errors import ConfigError
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
 from ..masks.io import weights_hash
 from ..train.checkpoint import load_checkpoint, restoring
@@ -218,6 +219,13 @@ def _run_search(
 ) -> SearchResult:
     sd.check_settings(settings, acc.is_main_process)
     if sd.finished:
+        # a step asked for now that the finished run did not save: no more masks come of it
+        missing = [s for s in parse_steps(save_at, train_config.max_steps) if not sd.step_dir(s).is_dir()]
+        if missing:
+            raise ConfigError(
+                f"{sd.out}: finished without the masks of steps {missing} (save_at): a finished search "
+                "saves no more; search into another output directory"
+            )
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
