@@ -162,7 +162,8 @@ def test_reconstructed_weights_are_checked_before_export(tiny_bert_dir, corpus, 
 
 
 def test_a_calibration_longer_than_the_models_positions_is_one_line(tiny_bert_dir, corpus, tmp_path, capsys):
-    """The tiny model has 64 positions: 65 tokens per sequence was a shape error in the first forward."""
+    """The tiny model has 64 positions: 65 tokens per sequence would be a shape error in the first
+    forward pass, after the model and corpus are read."""
     argv = [
         "prune",
         "wanda",

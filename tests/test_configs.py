@@ -291,7 +291,7 @@ def test_sweep_options_refuse_values_out_of_range_when_parsed(tmp_path, capsys, 
     "argv", [["sweep", "spec.yaml", "--jobs"], ["importance", "a", "b", "--out", "o", "--top"]]
 )
 def test_an_integer_option_past_64_bits_is_refused_when_parsed(tmp_path, capsys, argv):
-    """`--jobs 99999999999999999999` was an OverflowError once the pool was sized."""
+    """No 64-bit integer holds 99999999999999999999: no pool of that many processes can be sized."""
     with pytest.raises(SystemExit) as info:
         main([*argv, "99999999999999999999"])
     assert info.value.code == 2

@@ -448,9 +448,9 @@ def test_one_task_twice_a_small_dev_set_and_an_output_in_a_ticket_are_refused(
     tiny_bert_dir, glue, tickets, tmp_path
 ):
     """Two task.json files of one id would share a head, a row and a score (one task, n counted
-    twice); a dev set too small for select_fraction failed once the study had begun; a study written
-    inside a ticket folder it reads changes that ticket's content key. Each refused before anything
-    is made."""
+    twice); a dev set too small for select_fraction would fail its first run; a study written inside
+    a ticket folder it reads changes that ticket's content key. Each refused before anything is
+    made."""
     import json
     import shutil
 

@@ -310,7 +310,7 @@ def test_pre_training_evaluations_the_spec_asks_for_are_pending_not_missing(tmp_
     assert report.skipped["fig5_pretrain_loss_vs_score.png"] == "no pre-training evaluation has finished yet"
     text = report.path.read_text()
     assert "_No pre-training evaluation has finished yet._" in text
-    assert "add a `pretrain_eval:`" not in text and "add `pretrain_eval:`" not in text
+    assert "add `pretrain_eval: {}`" not in text
 
 
 def test_report_shows_the_last_spec_not_earlier_versions(tmp_path, tiny_bert_dir):

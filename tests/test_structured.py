@@ -427,7 +427,7 @@ def test_compacted_model_saves_and_reloads_with_the_same_outputs(tmp_path, attn)
 
 @pytest.mark.parametrize("version", ["1", None, 1.5, -1])
 def test_a_manifest_version_that_is_not_a_whole_number_is_one_line(tmp_path, version):
-    """Compared with the version this ticketlab reads: a string or null made that a TypeError."""
+    """The version is compared with the one this ticketlab reads: a string or null cannot be."""
     from ticketlab.core.errors import MaskFileError
 
     save_compacted(compact(tiny(), hard_units(tiny())), tmp_path / "small")

@@ -317,8 +317,14 @@ def test_a_dev_set_too_small_to_split_is_refused_before_the_study_folder(tiny_be
     from ticketlab.core.errors import ConfigError
     from ticketlab.studies.supertickets import run_super
 
-    with pytest.raises(ConfigError, match="select_fraction 0.05 of a dev set of 40 examples leaves 2"):
+    with pytest.raises(
+        ConfigError, match="SST-2/dev.tsv: select_fraction 0.05 of a dev set of 40 examples leaves 2"
+    ):
         run_super(_super_config(tiny_bert_dir, sst2_root, select_fraction=0.05), tmp_path / "s")
+    config = _super_config(tiny_bert_dir, sst2_root, select_fraction=0.5)
+    config.finetune = config.finetune.replace(eval_samples=6)  # the first 6 are scored: 3 and 3
+    with pytest.raises(ConfigError, match="select_fraction 0.5 of a dev set of 6 examples leaves 3"):
+        run_super(config, tmp_path / "s")
     assert not (tmp_path / "s").exists()
 
 

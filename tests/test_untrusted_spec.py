@@ -128,10 +128,10 @@ def test_a_search_setting_no_method_of_the_sweep_reads_is_still_checked(
     "extra, said",
     [
         ("pretrain_eval: false\n", "pretrain_eval: a mapping ({}: the defaults), or left out; got False"),
-        ("name: [x, y]\n", "name: expected a string, got ['x', 'y']"),  # made a folder "['x', 'y']"
+        ("name: [x, y]\n", "name: expected a string, got ['x', 'y']"),  # no folder "['x', 'y']"
         ("name: ../up\n", "name '../up'"),
-        ("output: 5\n", "output: expected a path, got 5"),  # a TypeError
-        ("recipes: [corpus.txt]\n", "a report recipe is a Python file"),  # found once every run was done
+        ("output: 5\n", "output: expected a path, got 5"),
+        ("recipes: [corpus.txt]\n", "a report recipe is a Python file"),  # not after every run
         ("recipes: [bad.py]\n", "bad.py, line 1: not valid Python"),
     ],
     ids=["pretrain-eval-false", "name-list", "name-up", "output-int", "recipe-text", "recipe-syntax"],
@@ -226,7 +226,7 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
             "search: calibration_length (its default) 128 exceeds the model's 64",
         ),
         ("", ["--out", "data/a/sweep"], "is inside the input"),  # a task's data folder: its fine-tunings'
-        ("corpus: {train: weights.bin, dev: corpus.txt}\n", [], "corpus.train: "),  # its searches failed
+        ("corpus: {train: weights.bin, dev: corpus.txt}\n", [], "corpus.train: "),  # each search would fail
     ],
     ids=[
         "runs",

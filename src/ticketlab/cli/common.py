@@ -136,7 +136,8 @@ def finite_float(value: str) -> float:
 
 def int_value(value: str) -> int:
     """argparse type of an integer option (the parse that `at_least` and `within` build on): what
-    no 64-bit integer holds is refused, as every config refuses it (`--jobs 1e20` overflowed)."""
+    no 64-bit integer holds is refused, as every config refuses it (a pool of 10**20 processes
+    cannot be sized, nor a step count of that many stored)."""
     try:
         v = int(value)
     except ValueError:

@@ -46,7 +46,7 @@ import ticketlab as tl
 
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import FinetuneResult, seed_dir
-from .common import add_config_arguments, add_model_argument, config_from_args, data_dir_of, int_value
+from .common import add_config_arguments, add_model_argument, config_from_args, data_dir_of
 
 # The `FinetuneConfig` fields each verb that fine-tunes offers, by option group (see `add_config_arguments`).
 SCHEDULE = ("lr", "batch_size", "max_length", "epochs", "max_steps", "eval_every")
@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser, *, selection: bool = True) -> None
     add_config_arguments(p, FinetuneConfig, ["mask", "task", "data_dir"])
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (resumed if it exists)")
     p.add_argument(
-        "--seeds", type=int_value, nargs="+", default=[1], metavar="S", help="one run per seed (default: 1)"
+        "--seeds", type=int, nargs="+", default=[1], metavar="S", help="one run per seed (default: 1)"
     )
     g = p.add_argument_group("protocol (default: the task's TAMT Table 1 values)")
     add_config_arguments(g, FinetuneConfig, PROTOCOL)

@@ -52,14 +52,19 @@ def clean_wikitext(line: str, unk_token: str | None) -> str:
     return line
 
 
-BINARY_PROBE = 4096  # bytes read of a text file's start: a NUL there is no text (a gzip, weights)
+BINARY_PROBE = 4096  # bytes of a corpus file's start looked at for a NUL
+
+
+def refuse_binary(path: Path, head: bytes) -> None:
+    """One line for a corpus file whose first bytes hold a NUL: no text (a gzip, weights)."""
+    if b"\x00" in head:
+        raise DataError(f"{path}: looks like a binary file, not text")
 
 
 def read_text_file(path: Path) -> tuple[str, str]:
     """The file's text and the encoding used (UTF-8, else cp1252 as found in old Gutenberg files)."""
     data = read_bytes(path, "corpus file", DataError, limit=CORPUS_BYTES)
-    if b"\x00" in data[:BINARY_PROBE]:
-        raise DataError(f"{path}: looks like a binary file, not text")
+    refuse_binary(path, data[:BINARY_PROBE])
     try:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -212,9 +217,7 @@ def check_corpus_source(given: str | os.PathLike) -> None:
         raise DataError(f"{path}: empty corpus file")
     if path.is_file() and not path.name.endswith(TOKENS_SUFFIX):
         with open_read(path, "corpus file", DataError) as f:
-            head = f.read(BINARY_PROBE)
-        if b"\x00" in head:
-            raise DataError(f"{path}: looks like a binary file, not text")
+            refuse_binary(path, f.read(BINARY_PROBE))
 
 
 def check_data_dir(given: str | os.PathLike) -> Path:

@@ -186,7 +186,8 @@ def run_demo(
     if tasks is not None and data_dir is None:
         raise ConfigError("--tasks needs --data-dir (the folder holding the tasks' data)")
     _check_inputs(model, [*(corpus or []), *(dev_corpus or [])], tasks or [], data_dir)
-    out = claim_dir(out, kind="demo").resolve()  # never a folder of the user's: data, models, sweeps
+    inputs = [model, *(corpus or []), *(dev_corpus or []), data_dir]
+    out = claim_dir(out, kind="demo", inputs=inputs).resolve()  # never a user's folder, nor inside an input
     with _threads(log):
         return _run_stages(out, budget, model, corpus, dev_corpus, tasks, data_dir, log)
 

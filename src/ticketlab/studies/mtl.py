@@ -326,7 +326,8 @@ def run_mtl(config: MtlConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     if config.tickets is not None:
         unit_arch(load_config(config.model).model_type)
     for task in config.tasks:  # a bad data file is refused before the directory is made
-        check_task_data(get_task(task, config.data_dir), config.data_dir, config.select_fraction)
+        spec = get_task(task, config.data_dir)
+        check_task_data(spec, config.data_dir, config.select_fraction, config.eval_samples)
     check_model(config.model)  # so are its files (pickled or truncated weights, a config past them),
     load_tokenizer(config.model)  # its tokenizer (ids past the embeddings) ...
     if config.tickets is not None:  # ... and the tickets, checked against the model as `build` does

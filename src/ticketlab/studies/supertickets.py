@@ -266,7 +266,7 @@ def run_super(config: SuperConfig, out_dir: str | os.PathLike) -> SuperResult:
     unit_arch(load_config(config.finetune.model).model_type)
     levels = study_levels(config)
     ft = config.finetune
-    check_task_data(get_task(ft.task, ft.data_dir), ft.data_dir, config.select_fraction)
+    check_task_data(get_task(ft.task, ft.data_dir), ft.data_dir, config.select_fraction, ft.eval_samples)
     # a new or empty directory, or this study's own (resumed): never one holding other files
     out = claim_dir(
         out_dir,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError, prefixed
 from ..core.files.inputs import check_regular, read_text
 from ..core.hub import datasets_module
 from ..data.features import Features, cached, file_digest, token_columns, tokenizer_digest
@@ -244,18 +244,25 @@ def load_examples(spec: TaskSpec, data_dir: str | os.PathLike | None, split: str
 
 
 def check_task_data(
-    spec: TaskSpec, data_dir: str | os.PathLike | None, select_fraction: float | None = None
+    spec: TaskSpec,
+    data_dir: str | os.PathLike | None,
+    select_fraction: float | None = None,
+    eval_samples: int | None = None,
 ) -> None:
     """Read every local split a fine-tuning of `spec` reads (its train split and those it scores),
-    so that an empty file, a bad label or a dev set too small for `select_fraction` is refused
-    before a study makes its output folder. The hub is read when a run loads it; SQuAD's layout is
-    its loader's to check."""
+    so that an empty file, a bad label or a dev set too small for `select_fraction` (of its first
+    `eval_samples`, as a run scores) is refused before a study makes its output folder. The hub is
+    read when a run loads it; SQuAD's layout is its loader's to check."""
     if data_dir is None or spec.kind == "squad":
         return
     for split in dict.fromkeys(["train", *spec.eval_splits]):
         examples = load_examples(spec, data_dir, split)
         if select_fraction is not None and split in spec.eval_splits:
-            check_split(len(examples.text_a), select_fraction)
+            n = min(len(examples.text_a), eval_samples or len(examples.text_a))
+            try:
+                check_split(n, select_fraction)
+            except ConfigError as e:
+                raise prefixed(e, str(split_file(spec, data_dir, split))) from None
 
 
 # --------------------------------------------------------------------------- tokenizing

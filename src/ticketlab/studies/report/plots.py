@@ -118,7 +118,7 @@ def pretrain_loss_vs_score(res: SweepResults, path: Path) -> str | None:
     if not losses:
         if res.pretrain_pending():
             return "no pre-training evaluation has finished yet"
-        return "no pre-training evaluation runs (add a `pretrain_eval:` block to the spec)"
+        return "no pre-training evaluation runs (add `pretrain_eval: {}` to the spec)"
     per_mask = res.mask_scores(_at_main_size(res), res.tasks)
     keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
     points = [(losses[m], per_mask[m]) for m in losses if m in per_mask]

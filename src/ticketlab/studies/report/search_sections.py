@@ -42,7 +42,7 @@ def pretrain_section(res: SweepResults, note) -> str:
     if not losses:
         if res.pretrain_pending():
             return "_No pre-training evaluation has finished yet._"
-        return "_No pre-training evaluation in this sweep (add `pretrain_eval:` to the spec)._"
+        return "_No pre-training evaluation in this sweep (add `pretrain_eval: {}` to the spec)._"
     keys = sorted({k for v in losses.values() for k in v if k.endswith("_loss")})
     groups: dict[tuple[str, float], dict[str, list]] = {}
     for mask, p in losses.items():

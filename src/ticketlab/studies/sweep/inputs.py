@@ -56,8 +56,8 @@ def carried_store(out: Path) -> bool:
 
 def check_sweep_inputs(spec: SweepSpec, out: Path) -> None:
     """What the runs would refuse, refused now (the dry run included): the sweep directory, a model
-    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a pre-training
-    evaluation length beyond its positions, a task folder without its data files. A refusal of what
+    ticketlab cannot prune by default or without a tokenizer (every run tokenizes), a length a run
+    asks beyond its positions, a corpus of no text, a task folder without its data files. A refusal of what
     the spec names begins with its file, one of the directory with the directory. Nothing is made:
     a sweep then claims its directory (`claim_sweep_dir`)."""
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...core.checks import SEED_RANGE, Range
 from ...core.errors import ConfigError, TicketlabError, did_you_mean
-from ...core.files.inputs import read_text
+from ...core.files.inputs import read_bytes
 from ...core.outputs import safe_component
 from ...models.source import path_hint
 from ...tasks.registry import get_task
@@ -111,8 +111,9 @@ class Reader:
             raise self.fail(
                 "recipes", f"{path}: a report recipe is a Python file (.py) that defines ANALYSIS"
             )
-        try:
-            compile(read_text(Path(path), "report recipe", ConfigError), path, "exec", dont_inherit=True)
-        except SyntaxError as e:
-            raise self.fail("recipes", f"{path}, line {e.lineno}: not valid Python ({e.msg})") from None
+        try:  # its bytes, as the import reads them (a BOM, a coding line)
+            compile(read_bytes(Path(path), "report recipe", ConfigError), path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:  # ValueError: a null byte
+            where = f", line {e.lineno}" if getattr(e, "lineno", None) else ""
+            raise self.fail("recipes", f"{path}{where}: not valid Python ({getattr(e, 'msg', e)})") from None
         return path
