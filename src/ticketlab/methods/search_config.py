@@ -88,11 +88,7 @@ class SearchConfig:
         result=False,
     )
     task: str | None = option(None, "task-specific IMP: a task id or task.json (instead of --corpus)")
-    data_dir: str | None = option(
-        None,
-        f"for --task: {DATA_DIR_HELP} (default: a task.json's own folder, else the hub, online)",
-        metavar="DIR",
-    )
+    data_dir: str | None = option(None, f"for --task: {DATA_DIR_HELP}", metavar="DIR")
     batch_size: PositiveInt = option(16, "global batch size")
     lr: LearningRate | None = option(
         None,

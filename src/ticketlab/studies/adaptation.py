@@ -74,7 +74,8 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
     if not summary["picks"]:
         raise TicketlabError(f"{root}: no super ticket yet (its winning tickets have not all run)")
     for pick in summary["picks"]:  # what `super` writes: one {seed, run_id, ...} per seed
-        if not (isinstance(pick, dict) and _is_int(pick.get("seed")) and isinstance(pick.get("run_id"), str)):
+        seed, run_id = (pick.get("seed"), pick.get("run_id")) if isinstance(pick, dict) else (None, None)
+        if not (type(seed) is int and isinstance(run_id, str)):
             raise TicketlabError(f"{root / SUMMARY_FILE}: picks: {pick!r} is not a seed's super ticket")
     sources = []
     with Store(root, readonly=True) as store:
@@ -92,10 +93,6 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
             sources.append(AdaptSource("super", seed, _kept_model(root, ticket), mask))
             sources.append(AdaptSource("full", seed, _kept_model(root, full[-1])))
     return sources
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _kept_model(root: Path, record: Any) -> str:

@@ -42,10 +42,11 @@ Column = str | int  # a header name, or a 0-based field index for files without 
 TASK_FILE = "task.json"
 
 
-# What `--data-dir` takes, where `task_dir` and `task_file` look (the help of each verb reading task data).
+# What `--data-dir` takes, where `task_dir` and `task_file` look, and the command line's default
+# (`cli.common.data_dir_of`): the help of each verb reading one task's data.
 DATA_DIR_HELP = (
     "a folder holding the task's folder (a GLUE root: DIR/SST-2/...; a task of yours: DIR/TASK/task.json) "
-    "or that folder itself"
+    "or that folder itself (default: a task.json's own folder, else the hub, online)"
 )
 
 

@@ -51,9 +51,7 @@ class FinetuneConfig:
 
     model: str  # pre-trained model: local dir or hub id
     task: str = option(help=f"{' '.join(BUILTIN)}, a custom task id or a task.json", metavar="TASK")
-    data_dir: str | None = option(
-        None, f"{DATA_DIR_HELP} (default: a task.json's own folder, else the hub, online)", metavar="DIR"
-    )
+    data_dir: str | None = option(None, DATA_DIR_HELP, metavar="DIR")
     mask: str | None = option(None, "mask directory (default: the full model)", metavar="MASK_DIR")
     seed: Seed = 1  # head init, dropout, data order
     lr: LearningRate | None = option(None, "peak learning rate")

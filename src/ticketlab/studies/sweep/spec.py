@@ -190,7 +190,7 @@ def spec_from_dict(
         pretrain_eval=None if pretrain_eval is None else r.mapping(pretrain_eval, "pretrain_eval"),
         search_curve=SearchCurve(**search_curve) if search_curve else None,
         data_curve=DataCurve(**data_curve) if data_curve else None,
-        name=r.name(d.get("name"), source),
+        name=r.name(d.get("name")),
         output=r.output(d.get("output")),
         resources=r.mapping(d.get("resources"), "resources") or None,
         endpoints=endpoints_from(d.get("endpoint"), r.fail),

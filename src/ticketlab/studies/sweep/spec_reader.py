@@ -88,10 +88,10 @@ class Reader:
             return v  # a hub id (needs network at run time)
         raise self.fail(key, f"{v}: not found (looked for {p}{path_hint(p, files=key != 'model')})")
 
-    def name(self, raw: Any, source: str) -> str:
+    def name(self, raw: Any) -> str:
         """`name:` (default: the file's stem): one path component, the default sweep folder's."""
         if raw is None or raw == "":
-            return Path(source).stem
+            return Path(self.source).stem
         if isinstance(raw, bool) or not isinstance(raw, (str, int)):  # `name: 2024` is a name
             raise self.fail("name", f"expected a string, got {raw!r}")
         return safe_component(str(raw), f"{self.source}: name", ConfigError)
