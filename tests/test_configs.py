@@ -196,12 +196,16 @@ def _error_line(capsys, *argv) -> str:
         (lambda d: d["finetune"].update(lr="fast"), "finetune.lr: must be a number or null, got 'fast'"),
         (lambda d: d["finetune"].update(lr=math.nan), "finetune.lr: must be a number or null, got nan"),
         (lambda d: d["finetune"].update(batch_size=0), "finetune.batch_size: must be >= 1, got 0"),
-        (lambda d: d["tasks"]["b"].update(max_length=-5), "tasks.b.max_length: must be >= 1, got -5"),
+        (lambda d: d["tasks"]["b"].update(max_length=-5), "tasks.b.max_length: must be >= 8, got -5"),
         (lambda d: d["tasks"]["a"].update(grad_accum=0), "tasks.a.grad_accum: must be >= 1, got 0"),
         (lambda d: d["search"].update(lr="fast"), "search.lr: must be a number or null, got 'fast'"),
         (lambda d: d["search"].update(batch_size=0), "search.batch_size: must be >= 1, got 0"),
         (lambda d: d["search"].update(max_length=-5), "search.max_length: must be >= 8, got -5"),
         (lambda d: d["corpus"].update(dev_fraction=5), "corpus.dev_fraction: must be in [0, 1), got 5"),
+        (  # the spec's corpus has a dev file: nothing is carved, the fraction would be ignored
+            lambda d: d["corpus"].update(dev_fraction=0.1),
+            "corpus.dev_fraction: carves dev text from the corpus: with dev given, leave it out",
+        ),
         (
             lambda d: d.update(methods={**METHODS, "tamt-mlm": {"threshold": math.nan}}),
             "methods.tamt-mlm.threshold: must be a number, got nan",

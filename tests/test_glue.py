@@ -239,6 +239,7 @@ def test_a_csv_under_a_tsv_name_says_tab_separated_is_read_and_a_csv_name_is_rea
         ({"id": "x", "labels": ["a", "b", "c"], "metrics": ["f1"]}, "3 labels take accuracy or mcc"),
         ({"id": "x", "epochs": 1e300}, "epochs must be in"),  # a step count past 64 bits otherwise
         ({"id": "x", "eval_every": 0}, "eval_every must be"),
+        ({"id": "x", "max_length": 2}, "max_length must be >= 8"),  # a pair's truncation gives up
     ],
 )
 def test_bad_task_specs(tmp_path, spec, message):

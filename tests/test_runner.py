@@ -326,6 +326,26 @@ def test_name_patterns_run_those_runs_first_and_the_rest_later_repeats_nothing(t
     no_repeats(tmp_path / "sweep")
 
 
+def test_chosen_runs_whose_inputs_were_not_chosen_are_named_not_left_silent(tmp_path, tiny_bert_dir):
+    """Fine-tunings asked for before their searches: nothing runs, and the result says which run
+    waits for which input; once the searches are done, the same command runs them."""
+    spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None, search_curve=None, pretrain_eval=None)
+    runs = {r.id: r for r in expand(spec)}
+    waiting = sweep(tmp_path, spec, names=["ft_*_seed1_*"], kinds=["finetune"])
+    chosen = {i for i, r in runs.items() if r.kind == "finetune" and "_seed1_" in r.name}
+    assert not waiting.ran and set(waiting.unready) == chosen
+    needs = waiting.unready.items()
+    assert all(need in runs[run].deps and runs[need].kind == "search" for run, need in needs)
+    run, need = next(iter(waiting.unready.items()))
+    assert waiting.unready_line() == (
+        f"{len(chosen)} chosen run(s) not run: a run they need is not done and was not chosen "
+        f"(e.g. {runs[run].name} needs {runs[need].name}); run those first, or the whole sweep"
+    )
+    sweep(tmp_path, spec, kinds=["search"])
+    tuned = sweep(tmp_path, spec, names=["ft_*_seed1_*"], kinds=["finetune"])
+    assert set(tuned.ran) == chosen and not tuned.unready and tuned.unready_line() is None
+
+
 def test_a_name_pattern_that_matches_no_run_is_refused_before_any_run(tmp_path, tiny_bert_dir):
     spec = fakes.make_spec(tmp_path, tiny_bert_dir, data_curve=None)
     with pytest.raises(ConfigError, match="no run of this sweep is named like 'tamt_kd_\\*'"):

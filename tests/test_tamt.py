@@ -433,7 +433,7 @@ def test_search_writes_mask_head_and_steps(tiny_run, tmp_path, capsys):
     # a step the finished run did not save: no more masks come of it, said (not "nothing to do")
     more = search_args(tiny_run, out, "--sparsity", "0.6", "--steps", "6", "--lr", "3e-3", "--save-at", "2,4")
     assert main(more) == 2
-    assert "finished without the masks of steps [4] (save_at)" in capsys.readouterr().err
+    assert "finished, past the steps [4] (save_at) without their masks" in capsys.readouterr().err
     assert not (out / "steps" / "step-000004").exists()
 
 
@@ -559,7 +559,9 @@ def test_paper_budget_is_tab2s_step_of_one_27920_step_schedule(tmp_path):
 
 
 @pytest.mark.parametrize("score_dtype", ["float32", "bfloat16"])  # bf16: the rounding's RNG resumes too
-def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monkeypatch, score_dtype, caplog):
+def test_resume_after_interruption_gives_the_same_mask(
+    tiny_run, tmp_path, monkeypatch, score_dtype, caplog, capsys
+):
     common = (
         "--score-dtype",
         score_dtype,
@@ -592,6 +594,10 @@ def test_resume_after_interruption_gives_the_same_mask(tiny_run, tmp_path, monke
     assert main(search_args(tiny_run, out, *common)) == 130
     assert (out / "run" / "checkpoint.pt").is_file() and not (out / "mask_config.json").exists()
     monkeypatch.setattr(tamt_module, "Rethreshold", real)
+    # a mask asked for at a step the checkpoint has passed: none can come of this run, said before training
+    assert main(search_args(tiny_run, out, *common, "--save-at", "2,5")) == 2
+    assert "resumes at step 4, past the steps [2] (save_at) without their masks" in capsys.readouterr().err
+    assert not (out / "steps").exists()
     caplog.clear()
     assert main(search_args(tiny_run, out, *common)) == 0
     assert f"resuming from {out / 'run' / 'checkpoint.pt'}" in caplog.messages  # as finetune says it

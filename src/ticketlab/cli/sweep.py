@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         f"\n{result.done}/{result.total} runs done ({len(result.ran)} in this sweep), "
         f"{len(result.failed)} failed, {len(result.blocked)} skipped because a run they need failed"
     )
+    if line := result.unready_line():
+        print(line)
     if not args.no_report:
         report = tl.write_report(out)
         print(f"\nreport: {report.path}\n\n{report.main_table}")

@@ -23,7 +23,7 @@ from torch import nn
 from ..core.errors import ConfigError
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
 from ..masks.io import weights_hash
-from ..train.checkpoint import load_checkpoint, restoring
+from ..train.checkpoint import check_step, load_checkpoint, restoring
 from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, TrainState
 from ..train.loop import train
 from ..train.processes import make_accelerator
@@ -218,14 +218,8 @@ def _run_search(
     keep_checkpoint: bool,
 ) -> SearchResult:
     sd.check_settings(settings, acc.is_main_process)
+    _check_saved_steps(sd, parse_steps(save_at, train_config.max_steps), train_config.max_steps)
     if sd.finished:
-        # a step asked for now that the finished run did not save: no more masks come of it
-        missing = [s for s in parse_steps(save_at, train_config.max_steps) if not sd.step_dir(s).is_dir()]
-        if missing:
-            raise ConfigError(
-                f"{sd.out}: finished without the masks of steps {missing} (save_at): a finished search "
-                "saves no more; search into another output directory"
-            )
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
@@ -253,6 +247,24 @@ def _run_search(
         sd.cleanup(keep_checkpoint)
     acc.wait_for_everyone()
     return SearchResult(mask, mc, sd.out, result, acc.is_main_process)
+
+
+def _check_saved_steps(sd: SearchDir, steps: Sequence[int], max_steps: int) -> None:
+    """A step asked for now (`save_at`) that the search has passed without saving its mask: no mask
+    of it can come of this run, finished or resumed from a later checkpoint; refused before training."""
+    if sd.finished:
+        passed, done = max_steps, "finished"
+    elif sd.checkpoint_file.is_file():
+        at = check_step(load_checkpoint(sd.checkpoint_file).get("step"), sd.checkpoint_file, max_steps)
+        passed, done = min(at, max_steps - 1), f"resumes at step {at}"  # the last step's mask is the end's
+    else:
+        return
+    missing = [s for s in steps if s <= passed and not sd.step_dir(s).is_dir()]
+    if missing:
+        raise ConfigError(
+            f"{sd.out}: {done}, past the steps {missing} (save_at) without their masks: no mask of them "
+            "comes of this run; search into another output directory, or leave those steps out"
+        )
 
 
 class _Search:

@@ -179,6 +179,8 @@ class SearchConfig:
             )
         if self.task is not None and self.corpus:
             raise ConfigError("give either corpus (IMP on MLM) or task (task-specific IMP), not both")
+        if self.dev and self.dev_fraction != type(self).__dataclass_fields__["dev_fraction"].default:
+            raise FieldError("dev_fraction", "carves dev text from the corpus: with dev given, leave it out")
         if self.task is None and not self.corpus:
             raise FieldError("corpus", "required: text files or saved datasets to search on (IMP: or a task)")
         if self.task is not None:  # a task that does not exist, or whose data has no source, said now

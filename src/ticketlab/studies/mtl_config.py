@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.checks import (
+    BlockLength,
     Epochs,
     FieldError,
     Fraction,
@@ -40,7 +41,7 @@ class MtlConfig:
     seeds: list[Seed] = option(factory=lambda: [1], help="one run per seed", metavar="S")
     lr: LearningRate = option(5e-5, "peak learning rate")  # Liang et al. A.2.1 (MT-DNN's settings)
     batch_size: PositiveInt = option(32, "global batch size")
-    max_length: PositiveInt | None = option(None, "tokens per example (default: each task's)")
+    max_length: BlockLength | None = option(None, "tokens per example (default: each task's)")
     epochs: Epochs = option(5.0, "passes over the tasks' training sets")
     max_steps: PositiveInt | None = option(None, "cap on the multi-task steps")
     eval_every: PositiveInt = option(100, "steps between dev evaluations", metavar="STEPS")

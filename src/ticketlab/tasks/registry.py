@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import Epochs, FieldError, LearningRate, PositiveInt, check_fields
+from ..core.checks import BlockLength, Epochs, FieldError, LearningRate, PositiveInt, check_fields
 from ..core.errors import ConfigError, TicketlabError, did_you_mean, printable_strings
 from ..core.files.inputs import read_json
 from ..core.outputs import safe_component
@@ -68,7 +68,7 @@ class TaskSpec:
     # fine-tuning defaults (TAMT Table 1)
     lr: LearningRate = 2e-5
     batch_size: PositiveInt = 32
-    max_length: PositiveInt = 128
+    max_length: BlockLength = 128  # tokens per example: [CLS], [SEP] (pairs: two) and a few words
     epochs: Epochs = 3.0  # bounded as --epochs is: 1e300 passes would need a step count past 64 bits
     eval_every: PositiveInt = 50
     # `datasets` hub fallback when no local data dir is given (online only)

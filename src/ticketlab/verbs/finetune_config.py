@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.checks import (
+    BlockLength,
     Epochs,
     FieldError,
     Fraction,
@@ -56,7 +57,7 @@ class FinetuneConfig:
     seed: Seed = 1  # head init, dropout, data order
     lr: LearningRate | None = option(None, "peak learning rate")
     batch_size: PositiveInt | None = option(None, "global batch size")
-    max_length: PositiveInt | None = option(None, "tokens per example (SQuAD: per window)")
+    max_length: BlockLength | None = option(None, "tokens per example (SQuAD: per window)")
     epochs: Epochs | None = option(None, "passes over the training set")
     max_steps: PositiveInt | None = option(  # caps ceil(epochs * n_train / batch_size)
         None, "cap on the number of optimizer steps (quick runs)"

@@ -206,13 +206,7 @@ class Runner(SweepMasks):
         else:
             whole = kinds is None and names is None and max_runs is None and start_for is None
             self._run_here(result, max_runs, chosen, whole)
-        statuses = self.store.statuses()
-        result.done = sum(statuses[r.id] == "done" for r in self.runs)
-        result.blocked = [
-            r.id
-            for r in self.runs
-            if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
-        ]
+        result.settle(self.runs, chosen, self.store.statuses())
         return result
 
     def select(self, kinds: Collection[str] | None = None, names: Collection[str] | None = None) -> list[Run]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ...core.errors import TicketlabError
 from ...core.files.inputs import read_json, read_tail
 from ..records import KINDS, STALE_AFTER, owner_gone, store_in
-from ..run_ids import run_dirname
+from ..run_ids import Run, run_dirname
 from ..store import Store
 
 
@@ -28,10 +28,36 @@ class SweepResult:
     failed: list[str] = field(default_factory=list)  # failed in this sweep
     blocked: list[str] = field(default_factory=list)  # not run: a run they need failed
     names: dict[str, str] = field(default_factory=dict)  # run id -> readable name
+    # chosen run id -> the id of an input of it neither done nor chosen (`--only` / `--runs`): not run
+    unready: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked and self.done == self.total
+
+    def settle(self, runs: list[Run], chosen: list[Run], statuses: dict[str, str]) -> None:
+        """What the sweep left, from the store's `statuses` at its end: how many runs are done, the
+        runs an input of which failed, and the chosen runs waiting for an input that was not chosen
+        (a search left for another piece): a part of a sweep cannot make those."""
+        self.done = sum(statuses[r.id] == "done" for r in runs)
+        self.blocked = [
+            r.id for r in runs if statuses[r.id] != "done" and any(statuses[d] == "failed" for d in r.deps)
+        ]
+        picked = {r.id for r in chosen}
+        for r in chosen:
+            missing = [d for d in r.deps if d not in picked and statuses[d] not in ("done", "failed")]
+            if statuses[r.id] != "done" and missing:
+                self.unready[r.id] = missing[0]
+
+    def unready_line(self) -> str | None:
+        """One line on the chosen runs that could not run (`unready`), or None."""
+        if not self.unready:
+            return None
+        run, need = next(iter(self.unready.items()))
+        return (
+            f"{len(self.unready)} chosen run(s) not run: a run they need is not done and was not chosen "
+            f"(e.g. {self.names[run]} needs {self.names[need]}); run those first, or the whole sweep"
+        )
 
 
 def sweep_status(sweep_dir: str | os.PathLike, *, limit: int = 20) -> str:
