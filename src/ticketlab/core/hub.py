@@ -63,3 +63,9 @@ def datasets_module() -> ModuleType:
     if not online():
         datasets.config.HF_HUB_OFFLINE = True  # read at each call, not only at import
     return datasets
+
+
+def path_shaped(name: str) -> bool:
+    """`name` can only be a path of this machine, never a hub id (`name` or `org/name`): it starts
+    like a path (., /, ~), has more than one slash, or a backslash."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name

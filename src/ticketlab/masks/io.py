@@ -36,6 +36,7 @@ from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
 from ..core.files.inputs import open_safetensors, read_json
+from ..core.hub import path_shaped
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
 from .apply import absent_pooler, apply_mask, dense_weight, masked_tensor, resolve_modules
@@ -228,11 +229,11 @@ def recorded_base(mask_dir: str | os.PathLike) -> str:
     path = Path(base).expanduser()
     if path.exists():
         return base
-    if path.is_absolute() or base.startswith((".", "~")) or base.count("/") > 1:
+    if path_shaped(base):
         raise MaskFileError(
             f"{mask_dir}: its base model {base} is not found here; pass the model (--model) explicitly"
         )
-    return base  # a hub id (or a relative path recorded by an older ticketlab: tried on the hub)
+    return base  # a hub id (a relative path "org/name" not found here reads as one: tried on the hub)
 
 
 def weights_hash(model: nn.Module, keys: list[str]) -> str:

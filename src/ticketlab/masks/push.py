@@ -18,7 +18,7 @@ import huggingface_hub
 from ..core.errors import TicketlabError
 from ..core.files.atomic import to_json
 from ..core.files.inputs import first_link, read_json
-from ..core.hub import online
+from ..core.hub import online, path_shaped
 from .card import CARD, base_license, model_card
 from .hub import hub_error, mask_dir
 from .io import CONFIG_NAME, load_mask
@@ -103,7 +103,7 @@ def _target(repo: str) -> tuple[str, str | None, str | None]:
 
 def _is_hub_id(name: str) -> bool:
     """`name` reads as a model's hub id (`name` or `org/name`), not a path of one machine."""
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or ":" in name:
+    if path_shaped(name) or ":" in name:
         return False
     try:
         huggingface_hub.utils.validate_repo_id(name)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..core.errors import ConfigError, TicketlabError, nearest
 from ..core.files.inputs import check_folder
-from ..core.hub import offline_hint
+from ..core.hub import offline_hint, path_shaped
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -48,9 +48,7 @@ def _looks_local(name: str, path: Path) -> bool:
     "org/name" whose "org" is a local directory (`models/bret` beside `models/bert`) is a typo'd
     path: the hub's network or offline message would only mislead.
     """
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        return True
-    return "/" in name and path.parent.is_dir()
+    return path_shaped(name) or ("/" in name and path.parent.is_dir())
 
 
 def path_hint(path: Path, *, files: bool = False) -> str:
