@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sqlite3
 
 import pytest
 import torch
@@ -345,12 +346,55 @@ def test_adaptation_from_a_super_ticket_study(tiny_bert_dir, tmp_path, capsys):
         == 0
     )
     assert run.stat().st_mtime_ns == before  # resumed: finished runs are not redone
+    # other settings for a folder that holds runs: refused before a new fraction's run is made
+    args = ["adapt", str(tmp_path / "kept"), "--task", "sst2", "--data-dir", str(root), "--no-progress"]
+    steps = ["--max-steps", "5", "--batch-size", "8", "--eval-every", "2", "--lr", "1e-3"]
+    capsys.readouterr()
+    assert main([*args, *steps, "--fractions", "0.25", "0.5", "--out", str(tmp_path / "adapt")]) == 2
+    assert "with other settings (differs in: max_steps 4 -> 5)" in capsys.readouterr().err
+    assert not (tmp_path / "adapt" / "runs" / "super_seed1_25pct").exists()
+    # an output inside the study it reads: refused
+    assert main([*args, *steps, "--out", str(tmp_path / "kept" / "adapted")]) == 2
+    assert "is inside the input" in capsys.readouterr().err and not (tmp_path / "kept" / "adapted").exists()
     summary = tmp_path / "kept" / "super.json"  # a hand-edited pick: one line naming the file
     picks = json.loads(summary.read_text())
     for bad in ([{"run_id": "abc"}], [7]):
         summary.write_text(json.dumps({**picks, "picks": bad}))
         with pytest.raises(TicketlabError, match=f"^{summary}: picks: .* is not a seed's super ticket"):
             super_sources(tmp_path / "kept")
+    # a pick naming another row, a ticket that did not finish, a ticket whose search row is gone:
+    # refused, not adapted from without its mask (its pruned units would train on B)
+    pick = picks["picks"][0]
+    store = tmp_path / "kept" / "results.sqlite"
+    rows = {i: (kind, json.loads(c)) for i, kind, c in _sql(store, "SELECT id, kind, config FROM runs")}
+    full_id = next(i for i, (kind, c) in rows.items() if kind == "finetune" and c.get("method") == "full")
+    search_id = next(i for i, (kind, _) in rows.items() if kind == "search")
+    for other, state in ((full_id, "not a finished fine-tuning of a"), (search_id, "is a done search")):
+        summary.write_text(json.dumps({**picks, "picks": [{**pick, "run_id": other}]}))
+        with pytest.raises(TicketlabError, match=f"^{summary}: seed {pick['seed']}'s pick {other}.*{state}"):
+            super_sources(tmp_path / "kept")
+    summary.write_text(json.dumps(picks))
+    for edit, message in (
+        (f"UPDATE runs SET status = 'failed' WHERE id = '{pick['run_id']}'", "is a failed finetune run"),
+        ("DELETE FROM runs WHERE kind = 'search'", "the mask it was fine-tuned under is not in the study"),
+    ):
+        kept = _sql(store, "SELECT * FROM runs")
+        _sql(store, edit)
+        with pytest.raises(TicketlabError, match=message):
+            super_sources(tmp_path / "kept")
+        _sql(store, "DELETE FROM runs")
+        _sql(store, f"INSERT INTO runs VALUES ({', '.join('?' * len(kept[0]))})", kept)
+
+
+def _sql(path, statement: str, rows: list | None = None) -> list:
+    """One statement on a store, committed and closed (`rows`: executed once per row)."""
+    db = sqlite3.connect(path)
+    try:
+        found = db.executemany(statement, rows).fetchall() if rows else db.execute(statement).fetchall()
+        db.commit()
+        return found
+    finally:
+        db.close()
 
 
 # --------------------------------------------------------------------------- data scarcity

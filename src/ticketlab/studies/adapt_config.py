@@ -21,6 +21,7 @@ class AdaptSource:
     seed: int  # B's fine-tuning seed (head, order, subset): the seed of A's run
     model: str  # the fine-tuned weights (a HF model directory)
     mask: str | None = None  # units kept pruned on B (the ticket)
+    study: str | None = None  # the folder that holds it (a super-ticket study): no output goes inside it
 
 
 def check_fractions(fractions: Sequence[float]) -> list[float]:

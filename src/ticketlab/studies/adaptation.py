@@ -39,7 +39,7 @@ from ..tasks.metrics import no_verdict
 from ..tasks.objective import _subset
 from ..tasks.registry import get_task
 from ..tasks.scores import constant_score
-from ..verbs.finetune import finetune
+from ..verbs.finetune import check_run, finetune
 from ..verbs.finetune_config import FinetuneConfig
 from ..verbs.finetune_results import mean_std
 from .adapt_config import AdaptConfig, AdaptSource, check_fractions, subset_size
@@ -82,17 +82,31 @@ def super_sources(study: str | os.PathLike) -> list[AdaptSource]:
         records = store.runs(kind="finetune", status="done")
         for pick in summary["picks"]:
             seed = pick["seed"]
-            ticket = store.get(pick["run_id"])
+            ticket, mask = _picked_ticket(root, store, pick)
             full = [r for r in records if r.config.get("method") == "full" and r.config["seed"] == seed]
-            if ticket is None or not full:
-                raise TicketlabError(
-                    f"{root}: seed {seed}: the super ticket's or full model's run is missing"
-                )
-            search = store.get(ticket.config["mask"]["search"])
-            mask = str(root / search.metrics["mask_dir"]) if search and search.metrics else None
-            sources.append(AdaptSource("super", seed, _kept_model(root, ticket), mask))
-            sources.append(AdaptSource("full", seed, _kept_model(root, full[-1])))
+            if not full:
+                raise TicketlabError(f"{root}: seed {seed}: the full model's run is missing")
+            sources.append(AdaptSource("super", seed, _kept_model(root, ticket), mask, str(root)))
+            sources.append(AdaptSource("full", seed, _kept_model(root, full[-1]), study=str(root)))
     return sources
+
+
+def _picked_ticket(root: Path, store: Store, pick: dict[str, Any]) -> tuple[Any, str]:
+    """A pick's super ticket: its finished fine-tuning and the folder of the mask it ran under (its
+    units stay pruned on B). Anything else the pick names is refused: without its mask, the ticket's
+    pruned units would train on B."""
+    where = f"{root / SUMMARY_FILE}: seed {pick['seed']}'s pick {pick['run_id']}"
+    ticket = store.get(pick["run_id"])
+    mask = ticket.config.get("mask") if ticket is not None and ticket.kind == "finetune" else None
+    if ticket is None or ticket.status != "done" or not isinstance(mask, dict):
+        state = "is not in its store" if ticket is None else f"is a {ticket.status} {ticket.kind} run"
+        raise TicketlabError(f"{where} {state}, not a finished fine-tuning of a ticket")
+    search = store.get(mask.get("search")) if isinstance(mask.get("search"), str) else None
+    found = (search.metrics or {}).get("mask_dir") if search is not None and search.status == "done" else None
+    path = root / found if isinstance(found, str) else None
+    if path is None or not path.is_dir() or root.resolve() not in path.resolve().parents:
+        raise TicketlabError(f"{where}: the mask it was fine-tuned under is not in the study")
+    return ticket, str(path)
 
 
 def _kept_model(root: Path, record: Any) -> str:
@@ -194,24 +208,29 @@ def _markdown(config: AdaptConfig, rows: list[dict], metric: str, floor: float |
 def run_adaptation(config: AdaptConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Every (source, fraction) fine-tuning into OUT (resumable), then the table."""
     n = _n_train(config.finetune)
-    out = claim_dir(out_dir, kind=KIND, inputs=[s.model for s in config.sources] + [config.finetune.data_dir])
+    reads = [p for s in config.sources for p in (s.model, s.mask, s.study) if p is not None]
+    out = claim_dir(out_dir, kind=KIND, inputs=[*reads, config.finetune.data_dir])
+    runs = {
+        (source, f): f"{source.label}_seed{source.seed}_{pct(f).replace('%', 'pct')}"
+        for source in config.sources
+        for f in config.fractions
+    }
+    for (source, f), name in runs.items():  # a run its folder holds with other settings: before any runs
+        check_run(config.run_config(source, n, f), out / "runs" / name)
     scores = []
-    for source in config.sources:
-        for f in config.fractions:
-            ft = config.run_config(source, n, f)
-            name = f"{source.label}_seed{source.seed}_{pct(f).replace('%', 'pct')}"
-            r = finetune(ft, out / "runs" / name)
-            scores.append(
-                {
-                    "source": source.label,
-                    "seed": source.seed,
-                    "fraction": f,
-                    "n_train": r.n_train,
-                    "score": r.best_score,
-                    "metric": r.metric,
-                    "run": name,
-                }
-            )
+    for (source, f), name in runs.items():
+        r = finetune(config.run_config(source, n, f), out / "runs" / name)
+        scores.append(
+            {
+                "source": source.label,
+                "seed": source.seed,
+                "fraction": f,
+                "n_train": r.n_train,
+                "score": r.best_score,
+                "metric": r.metric,
+                "run": name,
+            }
+        )
     metric = scores[0]["metric"]
     floor = _floor(config.finetune, metric)
     rows = summarise(scores, floor)

@@ -96,6 +96,7 @@ __all__ = [  # the verb, and the names of its pieces that users import from here
     "FinetuneResult",
     "Hyper",
     "TaskObjective",
+    "check_run",
     "classification_loss",
     "fingerprint",
     "finetune",
@@ -263,6 +264,12 @@ def _load(run: _Run) -> _Loaded:
         classifier_dropout=classifier_dropout(config, run.spec),
     )
     return _Loaded(tokenizer, obj, train_config, model, mask_config, started)
+
+
+def check_run(config: FinetuneConfig, out_dir: str | os.PathLike) -> None:
+    """What `finetune(config, out_dir)` refuses of its settings and folder (a run there with other
+    settings, a user's folder), checked without running or writing: a study checks all its runs so."""
+    _plan(config, out_dir)
 
 
 def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -> FinetuneResult:
