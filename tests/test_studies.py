@@ -24,9 +24,10 @@ from ticketlab.studies.store import Store
 from ticketlab.studies.sweep.plan import FULL
 
 
-def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]]):
+def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[float]]], model=None):
     """A super-ticket study directory whose store holds one finished full-model run per seed, with
-    raw importance scores (heads [L, H], FFN sub-layers [L])."""
+    raw importance scores (heads [L, H], FFN sub-layers [L]); `model`: the content key of the model
+    weights its rows record having read."""
     root.mkdir(parents=True)
     mark_output(root, "super-ticket study")
     with Store(root) as store:
@@ -39,7 +40,7 @@ def _fake_study(root, task: str, seeds: dict[int, tuple[list[list[float]], list[
             run = make_run("finetune", f"ft_{task}_full_ft{seed}", {"task_label": task, "seed": seed, **FULL})
             store.add_runs([run])
             store.claim(run.id)
-            store.finish(run.id, {"score": 0.5, "importance_dir": rel}, {})
+            store.finish(run.id, {"score": 0.5, "importance_dir": rel}, {"inputs": {"model": model}})
     return root
 
 
@@ -132,6 +133,14 @@ def test_studies_of_different_models_are_refused(studies, tmp_path):
     other = _fake_study(tmp_path / "d", "qnli", {1: ([[1.0, 1.0, 1.0]], [1.0])})
     with pytest.raises(TicketlabError, match="same model"):
         write_importance_across([studies[0], other], tmp_path / "out", dominant=0.7)
+    # of one shape, but other weights (the content keys their rows recorded): refused too
+    a = _fake_study(tmp_path / "e", "sst2", {1: ([[1.0, 3.0]], [2.0])}, model="sha256:aa")
+    b = _fake_study(tmp_path / "f", "mrpc", {1: ([[1.0, 3.0]], [2.0])}, model="sha256:bb")
+    with pytest.raises(
+        TicketlabError, match=f"^{b}: its full-model runs read other model weights than {a}'s"
+    ):
+        write_importance_across([a, b], tmp_path / "out", dominant=0.7)
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- mask initialisation

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ticketlab.core.errors import ConfigError, TicketlabError
+from ticketlab.core.errors import ConfigError, MaskFileError, TicketlabError
 from ticketlab.methods.super_tickets.importance import Importance, compute_importance, normalize_heads
 from ticketlab.methods.super_tickets.levels import LEVELS
 from ticketlab.methods.super_tickets.tickets import check_level, keep_units, n_pruned, select, unit_count
@@ -98,6 +102,34 @@ def test_importance_save_load(tmp_path):
     back = Importance.load(imp.save(tmp_path / "imp"))
     assert torch.equal(back.head, imp.head) and torch.equal(back.ffn, imp.ffn)
     assert back.meta == {"task": "toy", "per": "example"} and back.granularity == "layer"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t, m: t.update(head_raw=torch.tensor([[1.0, math.nan]])),
+            "head_raw: importance scores are finite",
+        ),
+        (lambda t, m: t.update(ffn=torch.tensor([-1.0])), "ffn: importance scores are finite magnitudes"),
+        (lambda t, m: t.update(ffn=torch.tensor([1, 2])), "not a ticketlab importance file"),  # 2 layers?
+        (lambda t, m: t.update(head=torch.tensor([[1, 2]])), "head: importance scores are finite"),  # ints
+        (lambda t, m: m.clear() or m.update(n_examples="x"), "importance.json: not a ticketlab importance"),
+    ],
+)
+def test_importance_files_hold_finite_magnitudes(tmp_path, edit, message):
+    """What `load` reads is refused in one line naming the file unless `save` could have written it."""
+    heads = torch.tensor([[1.0, 3.0]])
+    saved = Importance(heads, heads, ffn=torch.tensor([2.0]), n_examples=4).save(tmp_path / "imp")
+    tensors, meta = dict(load_file(saved / "importance.safetensors")), {"n_examples": 4}
+    edit(tensors, meta)
+    save_file(tensors, saved / "importance.safetensors")
+    (saved / "importance.json").write_text(json.dumps(meta))
+    with pytest.raises(MaskFileError, match=message):
+        Importance.load(saved)
+    (saved / "importance.json").write_text("[1, 2]")
+    with pytest.raises(MaskFileError, match="importance.json: not a ticketlab importance file"):
+        Importance.load(saved)
 
 
 # --------------------------------------------------------------------------- ticket selection

@@ -83,11 +83,13 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
     (super-ticket study directories, or sweeps that super-ticket studies joined)."""
     found: dict[str, TaskScores] = {}
     where: dict[tuple[str, int], Path] = {}
+    models: dict[str, Path] = {}  # the content key of each model the studies ran on -> a study
     for study in studies:
         root = Path(study)
         study_in(root)
         with Store(root, readonly=True) as store:
             records = store.runs(kind="finetune", status="done")
+        _one_model(root, records, models)
         n_before = sum(len(t.runs) for t in found.values())
         for r in records:
             rel = (r.metrics or {}).get("importance_dir")
@@ -115,6 +117,22 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
             f"importance across tasks needs at least two tasks; the studies hold {', '.join(found) or 'none'}"
         )
     return found
+
+
+def _one_model(root: Path, records: list, models: dict[str, Path]) -> None:
+    """Refuse a study whose full-model runs read another model's weights than the studies before
+    it (their recorded content keys): one model's units compared across tasks, not two models'."""
+    for r in records:
+        key = ((r.provenance or {}).get("inputs") or {}).get("model")
+        if r.config.get("method") != "full" or not isinstance(key, str):
+            continue  # a row that recorded no key: nothing to compare
+        models.setdefault(key, root)
+        if len(models) > 1:
+            other = next(p for k, p in models.items() if k != key)
+            raise TicketlabError(
+                f"{root}: its full-model runs read other model weights than {other}'s; importance across "
+                "tasks compares the units of one model"
+            )
 
 
 def _raw(imp: Importance) -> dict[str, torch.Tensor]:

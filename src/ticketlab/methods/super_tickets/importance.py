@@ -82,7 +82,8 @@ class Importance:
         """Tensors first, the JSON last: a directory with its JSON holds complete scores."""
         out = Path(out_dir)
         tensors = {**self.tensors(), "head_raw": self.head_raw}
-        blob = save({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()})
+        # each its own copy: safetensors refuses tensors that share memory (head is head_raw, say)
+        blob = save({k: v.detach().float().cpu().clone() for k, v in tensors.items()})
         atomic_write_bytes(out / TENSORS_FILE, blob)
         meta = {"granularity": self.granularity, "n_examples": self.n_examples, **self.meta}
         atomic_write_json(out / META_FILE, meta)
@@ -90,17 +91,38 @@ class Importance:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Importance:
+        """The scores `save` wrote into `path`, refused in one line naming the file where they are
+        not: a meta file that is no object with a count of examples, tensors of other names or
+        shapes, or scores that are not finite non-negative floats (gradient magnitudes)."""
         path = Path(path)
-        meta = dict(read_json(path / META_FILE, "importance scores"))
+        meta = read_json(path / META_FILE, "importance scores")
+        n = meta.pop("n_examples", 0) if isinstance(meta, dict) else None
+        if type(n) is not int or n < 0:
+            raise MaskFileError(f"{path / META_FILE}: not a ticketlab importance file (n_examples, a count)")
         try:
             t = load_safetensors(path / TENSORS_FILE, "importance scores")
         except Exception as e:  # missing, truncated or foreign file
             raise MaskFileError(f"{path / TENSORS_FILE}: cannot read importance scores ({e})") from None
-        if not {"head", "head_raw"} <= set(t) <= {*UNIT_NAMES, "head_raw"} or t["head"].dim() != 2:
-            raise MaskFileError(f"{path / TENSORS_FILE}: not a ticketlab importance file")
+        _check_scores(path / TENSORS_FILE, t)
         meta.pop("granularity", None)
-        n = int(meta.pop("n_examples", 0))
         return cls(t["head"], t["head_raw"], t.get("ffn"), t.get("neuron"), n, meta)
+
+
+def _check_scores(path: Path, t: dict[str, Tensor]) -> None:
+    """The tensors `save` writes, of their kinds' shapes, holding finite floats >= 0 (magnitudes)."""
+    named = {"head", "head_raw"} <= set(t) <= {*UNIT_NAMES, "head_raw"}
+    if not named or t["head"].dim() != 2 or not all(_fits(k, v, t["head"].shape) for k, v in t.items()):
+        raise MaskFileError(f"{path}: not a ticketlab importance file (other tensors or shapes)")
+    for k, v in t.items():
+        if not v.dtype.is_floating_point or not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
+            raise MaskFileError(f"{path}: {k}: importance scores are finite magnitudes (floats >= 0)")
+
+
+def _fits(name: str, scores: Tensor, heads: torch.Size) -> bool:
+    """Heads [L, H] (normalised and raw), FFN sub-layers [L], FFN neurons [L, I]."""
+    if name in ("head", "head_raw"):
+        return scores.shape == heads
+    return scores.dim() == (1 if name == "ffn" else 2) and scores.shape[0] == heads[0]
 
 
 def normalize_heads(scores: Tensor, eps: float = 1e-20) -> Tensor:
