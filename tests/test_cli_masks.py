@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -126,6 +127,15 @@ def test_the_mask_verbs_are_the_python_api(tiny_bert_dir, tmp_path):
         tl.compare(tl.CompareConfig([omp, part]))
     with pytest.raises(TicketlabError, match="two or more mask directories; got 1: "):
         tl.CompareConfig([omp])
+    # the same mask as if found on other weights: refused unless asked for; like-named folders told apart
+    other = shutil.copytree(omp, tmp_path / "b" / "omp")
+    config = json.loads((other / "mask_config.json").read_text())
+    config["base_model_hash"] = "sha256:" + "0" * 64
+    (other / "mask_config.json").write_text(json.dumps(config))
+    with pytest.raises(TicketlabError, match=f"^{other} vs {omp}: found on other weights .* --ignore-hash"):
+        tl.compare(tl.CompareConfig([omp, other]))
+    done = tl.compare(tl.CompareConfig([omp, other], check_hash=False))
+    assert done.labels == [f"{tmp_path.name}/omp", "b/omp"] and done.matrix[0][1] == 1.0
     exported = tl.export(tl.ExportConfig(str(tiny_bert_dir), omp, tmp_path / "exp"))
     assert exported.head == "mlm" and exported.sparsity == pytest.approx(load_mask(omp)[0].sparsity)
     with pytest.raises(ConfigError, match="not both"):

@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the mean of per-matrix Jaccard similarities, as TAMT's compare_mask.py (default: one "
         "Jaccard pooled over all weights)",
     )
+    p.add_argument(
+        "--ignore-hash",
+        action="store_true",
+        help="compare masks found on other weights (their recorded hashes differ), position by position",
+    )
     p.add_argument("--json", action="store_true", help="print the matrix as JSON")
 
 
@@ -48,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     runs = [is_run_dir(path) for path in args.masks]
     if any(runs):
         return compare_runs(args, runs)
-    done = tl.compare(tl.CompareConfig(args.masks, distance=args.distance, per_matrix=args.per_matrix))
+    config = tl.CompareConfig(
+        args.masks, distance=args.distance, per_matrix=args.per_matrix, check_hash=not args.ignore_hash
+    )
+    done = tl.compare(config)
     if args.json:
         print(to_json(done.to_dict(), indent=2))
         return 0

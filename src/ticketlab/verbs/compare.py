@@ -27,6 +27,9 @@ class CompareConfig:
     masks: Sequence[str | os.PathLike]  # two or more mask directories
     distance: bool = False  # 1 - Jaccard instead
     per_matrix: bool = False  # the mean of per-matrix Jaccards (TAMT's compare_mask.py), not one pooled
+    # masks found on other weights (their recorded hashes differ) are refused unless this is off:
+    # the same positions of two models' weights are not the same weights
+    check_hash: bool = True
 
     def __post_init__(self) -> None:
         check_config(self)  # its fields' types
@@ -39,7 +42,7 @@ class CompareConfig:
 
 @dataclass
 class Comparison:
-    labels: list[str]  # each mask's folder name
+    labels: list[str]  # each mask's folder name (`labels`)
     sparsity: list[float]
     matrix: Matrix  # Jaccard similarities, or distances with `distance`
     distance: bool
@@ -55,18 +58,31 @@ class Comparison:
         }
 
 
-def label(path: str | os.PathLike) -> str:
-    return Path(path).name or str(path)
+def labels(paths: Sequence[str]) -> list[str]:
+    """Each mask's folder name, or as many of its path's last parts as tell the masks apart
+    (`a/mask` and `b/mask`)."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return list(paths)  # the same folder twice: as given
 
 
 def compare(config: CompareConfig) -> Comparison:
     paths = [str(m) for m in config.masks]
-    masks = [load_mask(m)[0].weights() for m in paths]  # similarity is over weights (no biases)
-    for path, m in zip(paths[1:], masks[1:], strict=True):
+    loaded = [load_mask(m) for m in paths]
+    masks = [mask.weights() for mask, _ in loaded]  # similarity is over weights (no biases)
+    for path, m, (_, mc) in zip(paths[1:], masks[1:], loaded[1:], strict=True):
         try:
             masks[0].check_compatible(m)
         except TicketlabError as e:
             raise prefixed(e, f"{path} vs {paths[0]}") from None
+        if config.check_hash and mc.base_model_hash != loaded[0][1].base_model_hash:
+            raise TicketlabError(
+                f"{path} vs {paths[0]}: found on other weights (their base_model_hash differ): the "
+                "Jaccard would compare positions of two models' weights; --ignore-hash to compare them"
+            )
     n = len(masks)
     similarity = Mask.matrix_mean_jaccard if config.per_matrix else Mask.jaccard
     sim = [[1.0 if i == j else similarity(masks[i], masks[j]) for j in range(n)] for i in range(n)]
@@ -74,5 +90,4 @@ def compare(config: CompareConfig) -> Comparison:
     if config.distance:
         sim = [[1.0 - v for v in row] for row in sim]
         units = {k: [[1.0 - v for v in row] for row in m] for k, m in units.items()}
-    labels = [label(m) for m in paths]
-    return Comparison(labels, [m.sparsity for m in masks], sim, config.distance, units)
+    return Comparison(labels(paths), [m.sparsity for m in masks], sim, config.distance, units)
