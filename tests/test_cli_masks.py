@@ -192,3 +192,27 @@ def test_prune_into_a_folder_holding_another_mask_refuses_and_keeps_it(
     spelt = f"{tiny_bert_dir}/./"
     assert run(capsys, "prune", "omp", "--model", spelt, "--sparsity", "0.5", "--out", mask)[0] == 0
     assert json.loads((mask / "mask_config.json").read_text())["sparsity"] == 0.5
+
+
+def test_export_writes_the_dtype_of_its_base(tiny_bert_dir, tmp_path, capsys):
+    """A float16 base gives a float16 checkpoint, as compact does (float32 would double its size);
+    its config says so, and the pruned weights are zeros in it."""
+    from safetensors.torch import load_file
+
+    from conftest import write_tokenizer
+
+    AutoModelForMaskedLM.from_pretrained(tiny_bert_dir).half().save_pretrained(tmp_path / "fp16")
+    write_tokenizer(tmp_path / "fp16")
+    code, _, err = run(
+        capsys, "prune", "omp", "--model", tmp_path / "fp16", "--sparsity", "0.5", "--out", tmp_path / "m"
+    )
+    assert code == 0, err
+    code, _, err = run(
+        capsys, "export", "--model", tmp_path / "fp16", "--mask", tmp_path / "m", "--out", tmp_path / "x"
+    )
+    assert code == 0, err
+    weights = load_file(tmp_path / "x" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["dtype"] == "float16"
+    query = next(t for k, t in weights.items() if k.endswith("layer.0.attention.self.query.weight"))
+    assert 0.3 < float((query == 0).float().mean()) < 0.7

@@ -81,6 +81,15 @@ def load_config(name_or_path: str | os.PathLike) -> PretrainedConfig:
     return config
 
 
+def stored_dtype(model: str) -> torch.dtype:
+    """The floating dtype a checkpoint's config records for its weights (float32 where it records
+    none, or one that is not floating: transformers' default)."""
+    dtype = load_config(model).dtype
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
 def _check_encoder(config: PretrainedConfig, name: str) -> None:
     """Refuse decoders and encoder-decoders (GPT-2, T5, BART) before any work: every verb assumes a
     BERT-like encoder with a masked-LM head, and they would fail late in a traceback."""

@@ -24,7 +24,7 @@ from ..masks import check_unit_fits, load_unit_mask, parameter_count, save_compa
 from ..masks import compact as compact_model
 from ..models.arch import encoder_of
 from ..models.compaction import refuse_compacted
-from ..models.load import load_config
+from ..models.load import load_config, stored_dtype
 from ..models.source import fit_max_length
 from ..models.structure import unit_arch
 from ..models.timing import Times, check_device, forward_times, random_batch
@@ -75,15 +75,6 @@ class Compacted:
     parameters_before: int
     timing: dict[str, Times] | None = None  # "dense" and "compacted", with `time_reps`
     timed_batch: tuple[int, int] | None = None  # (sequences, tokens each) of the timed batch
-
-
-def stored_dtype(model: str) -> torch.dtype:
-    """The floating dtype a checkpoint's config records for its weights (float32 where it records
-    none, or one that is not floating: transformers' default)."""
-    dtype = load_config(model).dtype
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
 
 
 def compact(config: CompactConfig) -> Compacted:

@@ -27,7 +27,7 @@ from ..masks.io import MaskConfig
 from ..masks.reconstructed import NOT_A_TICKET, load_reconstructed, load_weights_into
 from ..masks.ticket import WEIGHTS_NAME
 from ..models.compaction import refuse_compacted
-from ..models.load import load_config, load_model, load_tokenizer
+from ..models.load import load_config, load_model, load_tokenizer, stored_dtype
 from ..models.source import check_source, head_of
 
 Head = Literal["auto", "mlm", "seq-cls", "qa", "base"]
@@ -101,6 +101,7 @@ def export(config: ExportConfig) -> Exported:
     if config.reconstructed:
         mc = _with_reconstructed(model, config, mask, mc)
     dtype = SEMI_DTYPES[config.semi_structured] if config.semi_structured else None
+    model.to(stored_dtype(config.model))  # loaded in float32: the checkpoint in the dtype it came in
     export_pretrained(
         model, config.out, mask=mask, config=mc, tokenizer=tokenizer, inputs=inputs, semi_structured=dtype
     )
