@@ -559,6 +559,34 @@ def test_cli_compact_times_ones_own_ticket_against_its_dense_model(tiny_bert_dir
     assert set(timing) == {"dense", "compacted"} and all(
         len(t.wall) == len(t.cpu) == 2 for t in timing.values()
     )
+    # the timing's settings without the timing: refused, not ignored
+    code, _, err = cli(
+        capsys,
+        "compact",
+        "--model",
+        tiny_bert_dir,
+        "--mask",
+        a,
+        "--out",
+        tmp_path / "f",
+        "--time-length",
+        "8",
+    )
+    assert code == 2 and "--time-length sets the timing: add --time" in err and not (tmp_path / "f").exists()
+    with pytest.raises(ConfigError, match="time_batch_size, time_length and device set the timing"):
+        ticketlab.CompactConfig(model="m", mask="k", out="o", time_batch_size=2)
+    # padding FFN widths, for a ticket that prunes whole FFN sub-layers: refused
+    layers = UnitMask.ones(structure_of(model), "layer")
+    layers.head[1, 0] = False
+    b = ticket(tmp_path, model, layers, "b", level=0.25)
+    code, _, err = cli(
+        capsys, "compact", "--model", tiny_bert_dir, "--mask", b, "--out", tmp_path / "g", "--multiple", "64"
+    )
+    assert (
+        code == 2
+        and "prunes whole FFN sub-layers (granularity layer)" in err
+        and not (tmp_path / "g").exists()
+    )
     with pytest.raises(ConfigError, match="device: not a torch device"):
         ticketlab.CompactConfig(model="m", mask="k", out="o", device="gpu0")
     if not torch.cuda.is_available():

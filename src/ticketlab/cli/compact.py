@@ -21,6 +21,7 @@ import argparse
 
 import ticketlab as tl
 
+from ..core.errors import ConfigError
 from .common import add_head_argument, add_model_argument, at_least
 
 
@@ -45,35 +46,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     t = p.add_argument_group("timing")
     t.add_argument("--time", action="store_true", help="time the dense and the compacted encoder's forward")
-    t.add_argument(
-        "--time-reps", type=at_least(1), default=5, metavar="N", help="timed forwards of each (default: 5)"
-    )
-    t.add_argument(
-        "--time-batch-size", type=at_least(1), default=8, metavar="B", help="sequences (default: 8)"
-    )
+    t.add_argument("--time-reps", type=at_least(1), metavar="N", help="timed forwards of each (default: 5)")
+    t.add_argument("--time-batch-size", type=at_least(1), metavar="B", help="sequences (default: 8)")
     t.add_argument(
         "--time-length",
         type=at_least(1),
         metavar="L",
         help="tokens each (default: 128, or the model's positions if fewer)",
     )
-    t.add_argument("--device", default="cpu", help="where to time: cpu (default), cuda, cuda:1, ...")
+    t.add_argument("--device", help="where to time: cpu (default), cuda, cuda:1, ...")
+
+
+TIMING = ("time_reps", "time_batch_size", "time_length", "device")  # options of --time, None unless given
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = (
-        "model",
-        "mask",
-        "out",
-        "head",
-        "ignore_hash",
-        "multiple",
-        "time_batch_size",
-        "time_length",
-        "device",
-    )
+    fields = ("model", "mask", "out", "head", "ignore_hash", "multiple")
     given = {f: getattr(args, f) for f in fields}
-    done = tl.compact(tl.CompactConfig(**given, time_reps=args.time_reps if args.time else 0))
+    timing = {f: getattr(args, f) for f in TIMING if getattr(args, f) is not None}
+    if timing and not args.time:
+        raise ConfigError(f"--{next(iter(timing)).replace('_', '-')} sets the timing: add --time")
+    if args.time:
+        given.update({"time_reps": 5, **timing})
+    config = tl.CompactConfig(**given)
+    done = tl.compact(config)
     print(
         f"compacted {done.head} model: {done.heads}/{done.all_heads} heads, "
         f"{done.parameters / 1e6:.2f}M of {done.parameters_before / 1e6:.2f}M parameters -> {args.out}"
@@ -81,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if done.timing is not None:
         dense, small = done.timing["dense"], done.timing["compacted"]
         sequences, length = done.timed_batch or (0, 0)
-        batch = f"{sequences} x {length} tokens on {args.device}"
+        batch = f"{sequences} x {length} tokens on {config.device}"
         print(
-            f"encoder forward, {batch}, median (min) of {args.time_reps}: "
+            f"encoder forward, {batch}, median (min) of {config.time_reps}: "
             f"dense {dense.median_ms:.1f} ms ({dense.min_ms:.1f}), compacted "
             f"{small.median_ms:.1f} ms ({small.min_ms:.1f}): {dense.median_ms / small.median_ms:.2f}x "
             f"({dense.min_ms / small.min_ms:.2f}x)"

@@ -58,6 +58,9 @@ class CompactConfig:
         check_config(self)  # types, ranges and choices (head)
         check_device(self.device)
         tokens = self.time_batch_size * (self.time_length or TIME_LENGTH)
+        untimed = self.time_batch_size != 8 or self.time_length is not None or self.device != "cpu"
+        if not self.time_reps and untimed:
+            raise ConfigError("time_batch_size, time_length and device set the timing: give time_reps too")
         if self.time_reps and tokens > MAX_TIMED_TOKENS:  # its activations are allocated whole
             raise ConfigError(
                 f"time_batch_size x time_length: {tokens} tokens, more than the {MAX_TIMED_TOKENS} "
@@ -89,6 +92,11 @@ def compact(config: CompactConfig) -> Compacted:
         length = fit_max_length(model_config, config.time_length, TIME_LENGTH, what="time_length")
         timed_batch = (config.time_batch_size, length)
     units, mc = load_unit_mask(config.mask)
+    if config.multiple > 1 and units.neuron is None:
+        raise ConfigError(
+            f"multiple {config.multiple}: pads FFNs of kept neurons, and {config.mask} prunes whole FFN "
+            "sub-layers (granularity layer): leave it out"
+        )
     model, head, tokenizer = load_with_head(config.model, config.head)
     check_unit_fits(units, mc, model, source=config.mask, check_hash=not config.ignore_hash)
     before = parameter_count(model)
