@@ -220,6 +220,10 @@ def _error_line(capsys, *argv) -> str:
             "search.freeze_head: must be true or false, got 'no'",
         ),
         (lambda d: d["pretrain_eval"].update(batch_size=0), "pretrain_eval.batch_size: must be >= 1, got 0"),
+        (  # a mask's row reads it, the full model's does not: checked all the same
+            lambda d: d["pretrain_eval"].update(decoder="sparse"),
+            "pretrain_eval.decoder: must be one of",
+        ),
         (
             lambda d: d.update(search_curve={"steps": [2], "methods": ["imp"], "sparsities": [0.7]}),
             "search: IMP needs at least 6 steps for 7 pruning rounds, got 2",

@@ -705,6 +705,34 @@ def test_evaluate_pretrain_cli(tiny_run, tmp_path, capsys):
     assert main(["evaluate-pretrain", "--model", str(other), "--mask", str(out), *common]) == 2
     assert "weights differ" in capsys.readouterr().err
     assert main(["evaluate-pretrain", "--mask", str(out), "--max-length", "4", *common[:2]]) == 2
+    # a mask of other weights after one that fits: refused before the first row is scored
+    import ticketlab.verbs.evaluate_subnetwork as rows
+
+    theirs = tmp_path / "theirs"
+    assert main(["prune", "omp", "--model", str(other), "--sparsity", "0.5", "--out", str(theirs)]) == 0
+    scored = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rows, "evaluate_subnetwork", lambda *a: scored.append(a) or {})
+        argv = [
+            "evaluate-pretrain",
+            *model,
+            "--mask",
+            str(out),
+            str(theirs),
+            *common,
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+        assert main(argv) == 2
+    assert not scored and f"{theirs}" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    # options that only change how masks are scored, where none is, and the KD input without KD
+    for extra, message in (
+        (["--decoder", "masked"], "--decoder says how masks are scored, and none is given"),
+        (["--mlm-head", "trained"], "--mlm-head says how masks are scored"),
+        (["--mask", str(out), "--no-kd", "--kd-input", "corrupted"], "--kd-input is the KD loss's input"),
+    ):
+        assert main(["evaluate-pretrain", *model, *extra, *common]) == 2
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("score_dtype", ["float32", "bfloat16"])

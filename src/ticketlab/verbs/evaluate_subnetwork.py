@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ConfigError, TicketlabError, prefixed
 from ..data.corpus import load_lm_blocks
 from ..data.sources import check_corpus_source
 from ..lm.evaluation import HEAD_FILE, load_head_state
@@ -25,16 +26,36 @@ PretrainEvalConfig = Any
 
 
 def check_inputs(config: PretrainEvalConfig) -> None:
-    """Every corpus and mask of `config` read before the first row is scored: a mistyped one, or a
-    mask whose recorded base is not here (no `model` given), is refused in one line, not after the
-    rows before it have been scored."""
+    """Every corpus, mask and base model of `config` read before the first row is scored: a mistyped
+    corpus, a mask that does not fit its base (shapes, weights), a recorded base that is not here, a
+    base with nothing to score, each refused in one line, not after the rows before it are scored."""
     for corpus in config.corpus:
         check_corpus_source(corpus)
+    bases: dict[str, list[str]] = {}  # base model -> the masks scored on it
+    if config.model is not None and (config.full or not config.masks):
+        bases[config.model] = []
     for mask_dir in config.masks:
-        if config.model:
-            load_mask(mask_dir)
-        else:
-            recorded_base(mask_dir)  # its base, read from it
+        load_mask(mask_dir)
+        bases.setdefault(config.model or recorded_base(mask_dir), []).append(str(mask_dir))
+    for base, masks in bases.items():
+        _check_base(config, base, masks)
+
+
+def _check_base(config: PretrainEvalConfig, base: str, masks: list[str]) -> None:
+    """`base`'s config (a recorded base that cannot load is named with its mask), an MLM head where
+    the KD loss is off, and every mask scored on it fitting its weights."""
+    try:
+        model_config = load_config(base)
+    except TicketlabError as e:
+        raise e if config.model is not None else prefixed(e, f"{masks[0]}: its recorded base model") from None
+    has_head = head_of(model_config) == "mlm"
+    if config.no_kd and not has_head:
+        raise ConfigError(f"{base}: has no MLM head, and no_kd leaves nothing to score on it")
+    if masks:
+        model = load_model(base, head="mlm" if has_head else "base")
+        for mask_dir in masks:
+            mask, mc = load_mask(mask_dir)
+            check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
 
 
 def evaluate_subnetwork(

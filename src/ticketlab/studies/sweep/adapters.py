@@ -22,7 +22,7 @@ import ticketlab  # `ticketlab.finetune` is imported on first use: reading a spe
 from ...core.checks import not_result
 from ...core.files.owned import open_append
 from ...core.progress import logs_to
-from ...verbs.evaluate_pretrain import PretrainEvalConfig, evaluate_pretraining
+from ...verbs.evaluate_pretrain import MASK_OPTIONS, PretrainEvalConfig, evaluate_pretraining
 from ...verbs.finetune_config import FinetuneConfig
 
 
@@ -139,6 +139,8 @@ def real_finetune(job: FinetuneJob) -> FinetuneOutput:
 def pretrain_eval_config(job: PretrainEvalJob):
     """The `PretrainEvalConfig` of a job (built by the run, and by the dry run to check it)."""
     settings = {k: v for k, v in job.settings.items() if v is not None}
+    if job.mask_dir is None:  # the full model's row: how masks are scored says nothing of it
+        settings = {k: v for k, v in settings.items() if k not in MASK_OPTIONS}
     if job.corpus.get("text_column") is not None:
         settings["text_column"] = job.corpus["text_column"]
     return PretrainEvalConfig(

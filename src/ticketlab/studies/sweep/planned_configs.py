@@ -116,8 +116,9 @@ class PlannedConfigs:
                     spec.configure(job)
 
     def _check_pretrain_eval_config(self) -> None:
-
-        job = PretrainEvalJob(self.model, None, self.corpus or {}, self.pretrain_eval or {}, _PLAN_DIR)
+        """A mask's row (the full model's takes fewer of the settings): every setting checked."""
+        settings = self.pretrain_eval or {}
+        job = PretrainEvalJob(self.model, _PLAN_DIR / "mask", self.corpus or {}, settings, _PLAN_DIR)
         key = lambda field: "corpus.text_column" if field == "text_column" else f"pretrain_eval.{field}"  # noqa: E731
         with self._naming(lambda field: key(field) if field else "pretrain_eval"):
             pretrain_eval_config(job)
