@@ -133,6 +133,7 @@ def test_mask_config_validates():
         (lambda p: (p / MASKS_NAME).write_bytes((p / MASKS_NAME).read_bytes()[:100]), "corrupt or truncated"),
         (lambda p: (p / MASKS_NAME).write_bytes(b"\x00garbage" * 10), "corrupt or truncated"),
         (lambda p: (p / MASKS_NAME).unlink(), "masks file not found"),
+        (lambda p: (p / MASKS_NAME).unlink() or (p / MASKS_NAME).mkdir(), "masks file is a directory"),
         (lambda p: (p / CONFIG_NAME).write_text("{not json"), "corrupt mask config"),
         (lambda p: (p / CONFIG_NAME).unlink(), "mask config not found"),
         (lambda p: (p / CONFIG_NAME).rename(p / "config.json"), "a model directory, not a mask"),

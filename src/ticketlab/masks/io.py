@@ -35,7 +35,7 @@ from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
-from ..core.files.inputs import open_safetensors, read_json
+from ..core.files.inputs import check_regular_unopened, open_safetensors, read_json
 from ..core.hub import path_shaped
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS
@@ -330,8 +330,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
         config = MaskConfig.from_dict(raw if isinstance(raw, dict) else {})
     except (ValueError, TypeError) as e:
         raise MaskFileError(f"{cfg_path}: invalid mask config: {e}") from None
-    if not masks_path.is_file():
-        raise MaskFileError(f"{masks_path}: masks file not found")
+    check_regular_unopened(masks_path, "masks file", MaskFileError)  # missing, a folder or a device: said so
     try:
         with open_safetensors(masks_path, "masks file", MaskFileError) as f:
             meta = f.metadata() or {}
