@@ -97,6 +97,15 @@ def test_another_base_is_refused_in_one_line(base, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_base_of_another_architecture_is_named_so(base, tmp_path):
+    """A base of other shapes than the fine-tuned model: one line saying which, not a weight-loading error."""
+    model = ticketed(base)
+    wide = tiny_bert_config(intermediate_size=2 * tiny_bert_config().intermediate_size)
+    make_model(BertForMaskedLM, wide, seed=1).save_pretrained(tmp_path / "wide")
+    with pytest.raises(MaskMismatchError, match="wide: another architecture than the fine-tuned model"):
+        save_ticket(model, tmp_path / "ticket", base=tmp_path / "wide")
+
+
 def test_export_base_writes_the_artefact_from_a_fine_tuned_checkpoint(base, tmp_path, capsys):
     """The CLI path: `finetune --save-model` wrote a plain checkpoint (zeros in place) and the mask."""
     model = ticketed(base)

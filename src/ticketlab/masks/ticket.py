@@ -46,7 +46,7 @@ from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
 from ..core.files.inputs import open_safetensors, read_json
 from ..core.outputs import atomic_dir, check_output
-from ..models.load import load_model
+from ..models.load import load_config, load_model
 from ..models.source import head_of
 from ..models.weights import encoder_prefix
 from .apply import (
@@ -74,8 +74,20 @@ def is_ticket(path: str | os.PathLike) -> bool:
     return (Path(path).expanduser() / TICKET_NAME).is_file()
 
 
+# What makes two checkpoints of one family other architectures: a base differing in one is not the
+# model the ticket was fine-tuned from (loaded with the fine-tuned config, its weights would not fit).
+SHAPE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
 def _load_base(base: str, head: str, config: Any) -> nn.Module:
     """The base model with `head` and `config`'s labels, its new tensors from a fixed seed."""
+    own = load_config(base)
+    if differs := [f for f in SHAPE_FIELDS if getattr(own, f, None) != getattr(config, f, None)]:
+        f = differs[0]
+        raise MaskMismatchError(
+            f"{base}: another architecture than the fine-tuned model ({f} {getattr(own, f, None)} vs "
+            f"{getattr(config, f, None)}): a ticket's base is the model it was fine-tuned from"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         return load_model(base, head, config=config)
