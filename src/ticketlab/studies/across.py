@@ -120,12 +120,13 @@ def gather(studies: Sequence[str | os.PathLike]) -> dict[str, TaskScores]:
 
 
 def _one_model(root: Path, records: list, models: dict[str, Path]) -> None:
-    """Refuse a study whose full-model runs read another model's weights than the studies before
-    it (their recorded content keys): one model's units compared across tasks, not two models'."""
+    """Refuse a study whose full-model runs with importance scores read another model's weights than
+    the studies before it (their recorded content keys): one model's units compared across tasks."""
     for r in records:
         key = ((r.provenance or {}).get("inputs") or {}).get("model")
-        if r.config.get("method") != "full" or not isinstance(key, str):
-            continue  # a row that recorded no key: nothing to compare
+        scored = r.config.get("method") == "full" and (r.metrics or {}).get("importance_dir")
+        if not scored or not isinstance(key, str):
+            continue  # a row without scores (a sweep's own), or that recorded no key: not compared
         models.setdefault(key, root)
         if len(models) > 1:
             other = next(p for k, p in models.items() if k != key)
