@@ -31,30 +31,31 @@ def check_inputs(config: PretrainEvalConfig) -> None:
     base with nothing to score, each refused in one line, not after the rows before it are scored."""
     for corpus in config.corpus:
         check_corpus_source(corpus)
-    bases: dict[str, list[str]] = {}  # base model -> the masks scored on it
+    bases: dict[str, list[tuple[str, Any]]] = {}  # base model -> the masks scored on it, read
     if config.model is not None and (config.full or not config.masks):
         bases[config.model] = []
-    for mask_dir in config.masks:
-        load_mask(mask_dir)
-        bases.setdefault(config.model or recorded_base(mask_dir), []).append(str(mask_dir))
+    for mask_dir in config.masks:  # every mask read before any base model is loaded
+        loaded = load_mask(mask_dir)
+        base = config.model or recorded_base(mask_dir)
+        bases.setdefault(base, []).append((str(mask_dir), loaded))
     for base, masks in bases.items():
         _check_base(config, base, masks)
 
 
-def _check_base(config: PretrainEvalConfig, base: str, masks: list[str]) -> None:
+def _check_base(config: PretrainEvalConfig, base: str, masks: list[tuple[str, Any]]) -> None:
     """`base`'s config (a recorded base that cannot load is named with its mask), an MLM head where
     the KD loss is off, and every mask scored on it fitting its weights."""
     try:
         model_config = load_config(base)
     except TicketlabError as e:
-        raise e if config.model is not None else prefixed(e, f"{masks[0]}: its recorded base model") from None
+        named = f"{masks[0][0]}: its recorded base model" if config.model is None else None
+        raise (e if named is None else prefixed(e, named)) from None
     has_head = head_of(model_config) == "mlm"
     if config.no_kd and not has_head:
         raise ConfigError(f"{base}: has no MLM head, and no_kd leaves nothing to score on it")
     if masks:
         model = load_model(base, head="mlm" if has_head else "base")
-        for mask_dir in masks:
-            mask, mc = load_mask(mask_dir)
+        for mask_dir, (mask, mc) in masks:
             check_fits(mask, mc, model, source=mask_dir, check_hash=not config.ignore_hash)
 
 
