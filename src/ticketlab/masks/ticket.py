@@ -191,7 +191,7 @@ def save_ticket(
     (its hash is checked against `base` unless `check_hash=False`)."""
     check_output(out_dir, kind="ticket", inputs=[base])  # before any work
     if mask is not None and not is_masked(model):
-        _check_squashed(model, mask)
+        check_squashed(model, mask)
         apply_mask(model, mask)
     if not is_masked(model):
         raise TicketlabError("save_ticket needs a ticketed model (or its mask: mask=)")
@@ -230,13 +230,16 @@ def save_ticket(
     return Path(out_dir)
 
 
-def _check_squashed(model: nn.Module, mask: Mask) -> None:
+def check_squashed(model: nn.Module, mask: Mask, source: str | os.PathLike | None = None) -> None:
     """A model saved with its ticket squashed has zeros wherever `mask` prunes; one that does not is
-    another model (the dense one, another ticket's), which masking would silently change."""
+    another model (the dense one, another ticket's), which masking would silently change. `source`:
+    the model's path, to name in the message."""
     for key, module in resolve_modules(model, list(mask)).items():
         if getattr(module, split_key(key)[1]).detach()[~mask[key].to(module.weight.device)].any():
+            where = f"{source}: {key}" if source is not None else key
             raise MaskMismatchError(
-                f"{key}: the model has non-zero weights where the mask prunes (not its ticket)"
+                f"{where}: the model has non-zero weights where the mask prunes (not a model "
+                "fine-tuned with this ticket)"
             )
 
 

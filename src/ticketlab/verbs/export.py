@@ -25,7 +25,7 @@ from ..masks import check_fits, export_pretrained, load_mask, save_ticket
 from ..masks.export import SEMI_DTYPES, require_semi_structured
 from ..masks.io import MaskConfig
 from ..masks.reconstructed import NOT_A_TICKET, load_reconstructed, load_weights_into
-from ..masks.ticket import WEIGHTS_NAME
+from ..masks.ticket import WEIGHTS_NAME, check_squashed
 from ..models.compaction import refuse_compacted
 from ..models.load import load_config, load_model, load_tokenizer, stored_dtype
 from ..models.source import check_source, head_of
@@ -125,6 +125,7 @@ def _export_ticket(config: ExportConfig) -> Exported:
     mask, mc = load_mask(config.mask)
     model, head, _ = load_with_head(config.model, config.head)
     check_fits(mask, mc, model, source=config.mask, check_hash=False)  # fine-tuned: the base is checked
+    check_squashed(model, mask, source=config.model)
     out = save_ticket(
         model, config.out, base=config.base, mask=mask, mask_config=mc, check_hash=not config.ignore_hash
     )
