@@ -97,6 +97,16 @@ def test_another_base_is_refused_in_one_line(base, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_ticket_found_on_other_weights_is_refused_naming_the_way_past(base, tmp_path):
+    mask = omp70(load_model(base, "mlm"))
+    make_model(BertForMaskedLM, tiny_bert_config(), seed=1).save_pretrained(tmp_path / "other")
+    mc = MaskConfig.for_model(load_model(base), mask, method="omp", sparsity=0.7, base_model=str(base))
+    model = ticketed(base)
+    with pytest.raises(MaskMismatchError, match=r"other: its weights differ .* pass --ignore-hash"):
+        save_ticket(model, tmp_path / "ticket", base=tmp_path / "other", mask_config=mc)
+    save_ticket(model, tmp_path / "ticket", base=tmp_path / "other", mask_config=mc, check_hash=False)
+
+
 def test_a_base_of_another_architecture_is_named_so(base, tmp_path):
     """A base of other shapes than the fine-tuned model: one line saying which, not a weight-loading error."""
     model = ticketed(base)

@@ -205,7 +205,8 @@ def save_ticket(
         )
     elif check_hash and weights_hash(base_model, list(mask)) != mask_config.base_model_hash:
         raise MaskMismatchError(
-            f"{base}: its weights differ from those the ticket was found on (check_hash=False)"
+            f"{base}: its weights differ from those the ticket was found on; pass --ignore-hash "
+            "(check_hash=False) to write it anyway"
         )
     record = {"base_tensors": tensor_digests(base_model.state_dict())}
     apply_mask(base_model, mask)
