@@ -279,6 +279,10 @@ def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
     (tmp_path / "with-bias" / "mask_config.json").write_text(json.dumps(info))
     with pytest.raises(MaskFileError, match="format version 3 is newer"):
         load_mask(tmp_path / "with-bias")
+    info["format_version"] = 0
+    (tmp_path / "with-bias" / "mask_config.json").write_text(json.dumps(info))
+    with pytest.raises(MaskFileError, match="format version 0: not one ticketlab writes"):
+        load_mask(tmp_path / "with-bias")
 
 
 def test_a_masked_bias_gets_no_weight_decay():

@@ -122,6 +122,8 @@ class MaskConfig:
             raise ValueError(f"not a ticketlab mask (format {self.format!r})")
         if self.format_version > BIAS_FORMAT_VERSION:
             raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
+        if self.format_version < FORMAT_VERSION:
+            raise ValueError(f"format version {self.format_version}: not one ticketlab writes (1 or more)")
 
     def _check_pattern(self) -> None:
         try:
