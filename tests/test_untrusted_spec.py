@@ -225,6 +225,12 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
             [],
             "search: calibration_length (its default) 128 exceeds the model's 64",
         ),
+        (  # the corpus's start holds fewer full blocks than the sequences asked: each search would fail
+            "methods: [full, wanda]\nsearch: {calibration: 1000, calibration_length: 32}\n"
+            "corpus: {train: big.txt, dev: corpus.txt}\n",
+            [],
+            "blocks of 32 tokens in its training split, fewer than the 1000 calibration sequences",
+        ),
         ("", ["--out", "data/a/sweep"], "is inside the input"),  # a task's data folder: its fine-tunings'
         ("corpus: {train: weights.bin, dev: corpus.txt}\n", [], "corpus.train: "),  # each search would fail
     ],
@@ -234,6 +240,7 @@ def test_a_control_character_in_a_mask_or_task_file_is_refused_at_load(tiny_bert
         "finetune-length",
         "search-length",
         "calibration-length",
+        "calibration-count",
         "in-task-data",
         "binary",
     ],
@@ -245,11 +252,12 @@ def test_a_sweep_refused_before_any_run_leaves_no_directory(
     the spec's copy, which the next sweep there took for a sweep begun. Every such refusal comes
     before the directory is made."""
     (tmp_path / "weights.bin").write_bytes(b"\x00\x01" * 64)
+    (tmp_path / "big.txt").write_text("the cat sees the dog .\n" * 2000)
     spec = _spec(tmp_path, tiny_bert_dir, extra)
     out = tmp_path / (flags[1] if flags[:1] == ["--out"] else "sw")
     flags = ["--out", out, *flags[2:]] if flags[:1] == ["--out"] else ["--out", out, *flags]
     line = error_line(capsys, "sweep", spec, *flags)
-    assert said in line and not out.exists()
+    assert said in line and not out.exists(), line
 
 
 def test_a_control_character_in_a_command_line_argument_is_refused(tiny_bert_dir, tmp_path, capsys):

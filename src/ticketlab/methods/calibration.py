@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import DataError
-from ..data.corpus import DEV_FRACTION, load_lm_corpus, needed_tokens
+from ..data.corpus import DEV_FRACTION, LMCorpus, load_lm_corpus, needed_tokens
 from ..masks import Mask
 from ..models.load import load_config, load_tokenizer
 from ..models.source import fit_max_length
@@ -48,6 +49,33 @@ class OneShotResult:
     weights: dict[str, Tensor] | None = None
 
 
+def full_blocks(
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: Sequence[str | os.PathLike],
+    n: int,
+    length: int,
+    *,
+    text_column: str = "text",
+    progress: bool = False,
+) -> tuple[LMCorpus, Tensor]:
+    """The corpus a draw of `n` blocks of `length` tokens reads, and the indices of its full training
+    blocks ([f]); fewer than `n` of them is refused in one line naming the corpus."""
+    # the corpus's start, twice the text the draw takes (and the dev tail carved from it): the same
+    # cap as a search's (`data.corpus.needed_tokens`), not the whole corpus tokenized for n blocks
+    cap = needed_tokens(1, n, length, carved=DEV_FRACTION)
+    corpus_read = load_lm_corpus(
+        corpus, tokenizer, length, text_column=text_column, progress=progress, max_tokens=cap
+    )
+    full = torch.nonzero(corpus_read.train.lengths == length).flatten()  # [f] unpadded blocks
+    if len(full) < n:
+        raise DataError(
+            f"{', '.join(map(str, corpus))}: {len(full)} blocks of {length} tokens in its training "
+            f"split, fewer than the {n} calibration sequences asked for (--calibration, "
+            "--calibration-length)"
+        )
+    return corpus_read, full
+
+
 def draw_calibration(
     model: str,
     corpus: Sequence[str | os.PathLike],
@@ -63,20 +91,9 @@ def draw_calibration(
     # past the model's positions: one line now, not a shape error inside the first forward pass
     fit_max_length(load_config(model), length, length, what="calibration_length")
     tokenizer = load_tokenizer(model)
-    # the corpus's start, twice the text the draw takes (and the dev tail carved from it): the same
-    # cap as a search's (`data.corpus.needed_tokens`), not the whole corpus tokenized for n blocks
-    cap = needed_tokens(1, n, length, carved=DEV_FRACTION)
-    corpus_read = load_lm_corpus(
-        corpus, tokenizer, length, text_column=text_column, progress=progress, max_tokens=cap
-    )
+    corpus_read, full = full_blocks(tokenizer, corpus, n, length, text_column=text_column, progress=progress)
     blocks = corpus_read.train
-    full = torch.nonzero(blocks.lengths == length).flatten()  # [f] indices of unpadded blocks
     names = ", ".join(map(str, corpus))
-    if len(full) < n:
-        raise DataError(
-            f"{names}: {len(full)} blocks of {length} tokens in its training split, fewer than the "
-            f"{n} calibration sequences asked for (--calibration, --calibration-length)"
-        )
     gen = torch.Generator().manual_seed(seed)
     chosen = full[torch.randperm(len(full), generator=gen)[:n]]
     info = {

@@ -1,7 +1,8 @@
 """What a sweep would refuse, refused before it starts (`ticketlab sweep`, its dry run included): the
 sweep directory (a new or empty one, the sweep's own, or a store carried into an empty one, alone or
 with its masks), a model ticketlab cannot prune by default or tokenize, a pre-training evaluation
-longer than the model's positions, a task folder without its data files. Then the spec's file is
+longer than the model's positions, a corpus too short for a calibrated method's sequences, a task
+folder without its data files. Then the spec's file is
 kept beside the store (`keep_spec_file`)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ...core.files.inputs import read_text
 from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
 from ...data.sources import check_corpus_source
 from ...masks.targets import default_targets
+from ...methods.calibration import full_blocks
 from ...methods.prune_config import PruneConfig
 from ...models.load import load_config, load_tokenizer
 from ...models.source import fit_max_length
@@ -23,6 +25,8 @@ from ...tasks.registry import get_task
 from ..store import DB_NAME, IdsSchemeError, Store
 from .spec import load_spec, spec_json
 from .sweep_spec import SweepSpec
+
+PRUNE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PruneConfig)}  # calibration's among them
 
 
 def carried_store(out: Path) -> bool:
@@ -64,6 +68,7 @@ def check_sweep_inputs(spec: SweepSpec, out: Path) -> None:
         _check_task_data(spec)  # before the directory is made
         _check_corpus(spec)
         _check_model(spec)  # every refusal before the directory is made or marked
+        _check_calibration(spec)
     except TicketlabError as e:
         raise prefixed(e, spec.source) from None
     if not carried_store(out):
@@ -110,7 +115,7 @@ def _lengths(spec: SweepSpec) -> list[tuple[str, int]]:
     asked = [("pretrain_eval.max_length", (spec.pretrain_eval or {}).get("max_length"))]
     for task in spec.tasks:
         asked.append((spec._finetune_key(task, "max_length"), spec.finetune_settings(task).get("max_length")))
-    default = {f.name: f.default for f in dataclasses.fields(PruneConfig)}["calibration_length"]
+    default = PRUNE_DEFAULTS["calibration_length"]
     for m, method in spec.method_specs.items():
         settings = spec.search_settings(m)
         asked.append((spec._search_key(m, "max_length"), settings.get("max_length")))
@@ -120,6 +125,29 @@ def _lengths(spec: SweepSpec) -> list[tuple[str, int]]:
                 key = f"{key}: calibration_length (its default)"
             asked.append((key, settings.get("calibration_length", default)))
     return [(key, length) for key, length in asked if length is not None]
+
+
+def _check_calibration(spec: SweepSpec) -> None:
+    """Each calibrated method's sequences are full blocks of the corpus's start, as its search draws
+    them (`methods.calibration.full_blocks`): too short a corpus failed those searches after the
+    runs before them. The tokens read are cached, for the searches to read again."""
+    corpus = (spec.corpus or {}).get("train") or []
+    local = Path(spec.model).expanduser().exists() and not any(str(c).startswith("hub:") for c in corpus)
+    asked: dict[tuple[int, int], str] = {}  # (sequences, tokens) -> the first method's key asking them
+    for m, method in spec.method_specs.items():
+        if "calibration_length" in method.settings:
+            given = {**PRUNE_DEFAULTS, **spec.search_settings(m)}
+            asked.setdefault(
+                (given["calibration"], given["calibration_length"]), spec._search_key(m, "calibration")
+            )
+    if not (asked and local):
+        return  # nothing calibrated, or read from the hub when a search loads it
+    tokenizer = load_tokenizer(spec.model)
+    for (n, length), key in asked.items():
+        try:
+            full_blocks(tokenizer, corpus, n, length)
+        except TicketlabError as e:
+            raise prefixed(e, key) from None
 
 
 def _check_corpus(spec: SweepSpec) -> None:
