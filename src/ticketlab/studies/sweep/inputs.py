@@ -2,8 +2,7 @@
 sweep directory (a new or empty one, the sweep's own, or a store carried into an empty one, alone or
 with its masks), a model ticketlab cannot prune by default or tokenize, a pre-training evaluation
 longer than the model's positions, a corpus too short for a calibrated method's sequences, a task
-folder without its data files. Then the spec's file is
-kept beside the store (`keep_spec_file`)."""
+folder without its data files. Then the spec's file is kept beside the store (`keep_spec_file`)."""
 
 from __future__ import annotations
 
