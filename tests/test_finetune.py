@@ -229,6 +229,77 @@ def test_masked_run_saves_squashed_model(tiny_bert_dir, glue_dir, mask_dir, tmp_
         assert torch.count_nonzero(w[~keep]) == 0 and torch.count_nonzero(w[keep]) > 0.99 * keep.sum()
 
 
+def test_a_run_killed_after_training_saves_the_trained_model_on_its_rerun(
+    tiny_bert_dir, glue_dir, mask_dir, tmp_path, monkeypatch
+):
+    """Killed after the loop's result and before the model was exported: the rerun exports the
+    trained weights (from the last checkpoint), not the ones it loaded."""
+    from safetensors.torch import load_file
+
+    config = quick(tiny_bert_dir, glue_dir, mask=str(mask_dir), save_model=True, max_steps=3)
+    straight = finetune(config, tmp_path / "straight")
+    real = ft.export_pretrained
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft, "export_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, tmp_path / "cut")
+    assert (tmp_path / "cut" / "train_result.json").is_file() and not (tmp_path / "cut" / "model").exists()
+    monkeypatch.setattr(ft, "export_pretrained", real)
+    again = finetune(config, tmp_path / "cut")
+    assert again.final == straight.final and again.eval_time_s > 0  # the evaluations' time restored too
+    a, b = (load_file(Path(r.model_dir) / "model.safetensors") for r in (straight, again))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()  # its result written: no longer needed
+
+
+def test_a_run_another_process_works_in_is_refused_before_its_inputs_are_read(
+    tiny_bert_dir, glue_dir, tmp_path, monkeypatch
+):
+    """A second `finetune` on a seed folder another process holds: one line naming the holder, and
+    nothing there written (it rewrote the folder's config and exported a model beside the first
+    one's training)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ft, "train", killed)  # a run begun: its folder claimed and recorded
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune_seeds(quick(tiny_bert_dir, glue_dir), [0], tmp_path / "ft")
+    monkeypatch.undo()
+    seed = tmp_path / "ft" / "seed-0"
+    before = {p.name: p.read_bytes() for p in seed.iterdir() if p.is_file()}
+    hold = textwrap.dedent(
+        f"""
+        import fcntl, os, sys
+        fd = os.open({str(seed / ".lock")!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, b"pid 1 on elsewhere")
+        print("held", flush=True)
+        sys.stdin.read()
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            TicketlabError, match=r"another process \(pid 1 on elsewhere\) is running this run"
+        ):
+            ft.finetune_seeds(quick(tiny_bert_dir, glue_dir), [0], tmp_path / "ft")
+    finally:
+        holder.communicate("")
+    after = {p.name: p.read_bytes() for p in seed.iterdir() if p.is_file()}
+    assert after.keys() == before.keys() and all(after[k] == before[k] for k in before if k != ".lock")
+
+
 def test_head_is_fresh_and_seeded(tiny_bert_dir, tmp_path):
     a, _ = load_task_model(tiny_bert_dir, "sst2", seed=3)
     b, _ = load_task_model(tiny_bert_dir, "sst2", seed=3)

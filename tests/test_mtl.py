@@ -322,8 +322,8 @@ def test_interrupted_sharing_resumes_to_the_same_weights(tiny_bert_dir, glue, ti
 def test_killed_after_the_loop_finished_ends_with_the_same_weights(
     tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
 ):
-    """Killed between the loop's result and the weights file: the loop goes on from its final
-    checkpoint (no step, no evaluation again) and the weights are written from it."""
+    """Killed between the loop's result and the weights file: the loop returns its result with the
+    final weights restored from its checkpoint (no step, no evaluation again), written from there."""
     import importlib
 
     from safetensors.torch import load_file

@@ -30,7 +30,6 @@ from ticketlab.masks import (
     remove_mask,
 )
 from ticketlab.methods import omp_mask, random_mask
-from ticketlab.methods.search import restore_checkpoint
 from ticketlab.methods.tamt import band
 from ticketlab.methods.tamt.search import (
     ScoreMask,
@@ -45,6 +44,7 @@ from ticketlab.methods.tamt.search import (
     rethreshold,
 )
 from ticketlab.methods.tamt.thresholds import _rank
+from ticketlab.train.checkpoint import restore_trained
 from ticketlab.train.loop import CHECKPOINT
 from ticketlab.train.optim import AdamW
 
@@ -606,6 +606,32 @@ def test_resume_after_interruption_gives_the_same_mask(
     assert load_mask(out)[0] == load_mask(tmp_path / "whole")[0]
 
 
+def test_a_search_killed_before_its_mask_was_written_records_its_training_on_the_rerun(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Killed after the loop's result and before the mask was published: the rerun writes the mask
+    from the trained state and records the training (its scores, its time) as a whole run does."""
+    import ticketlab.methods.search as search_module
+
+    common = ("--sparsity", "0.5", "--steps", "4", "--lr", "3e-3", "--eval-every", "2")
+    assert main(search_args(tiny_run, tmp_path / "whole", *common)) == 0
+    real = search_module.publish_mask
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_module, "publish_mask", killed)
+    out = tmp_path / "cut"
+    assert main(search_args(tiny_run, out, *common)) == 130
+    assert (out / "run" / "train_result.json").is_file() and not (out / "mask_config.json").exists()
+    monkeypatch.setattr(search_module, "publish_mask", real)
+    assert main(search_args(tiny_run, out, *common)) == 0
+    (mask, mc), (want, whole) = load_mask(out), load_mask(tmp_path / "whole")
+    assert mask == want and mc.search["train_time_s"] > 0
+    for key in ("final_eval", "initial_eval"):
+        assert mc.search[key] == whole.search[key], key
+
+
 def test_kd_search_and_bad_input(tiny_run, tmp_path, capsys):
     out = tmp_path / "kd"
     assert main(search_args(tiny_run, out, "--objective", "kd", "--sparsity", "0.5", "--steps", "3")) == 0
@@ -1072,9 +1098,10 @@ def test_a_checkpoint_with_stored_masks_is_refused_by_name(tmp_path):
     model, masks, _ = tamt_model(0.7)
     key = "bert.encoder.layer.0.output.dense.parametrizations.weight.0.mask"
     ckpt = tmp_path / CHECKPOINT
-    torch.save({"step": 3, "model": {key: torch.ones(1, dtype=torch.bool)}}, ckpt)
+    saved = {"step": 3, "model": {key: torch.ones(1, dtype=torch.bool)}}
+    torch.save({**saved, "optimizer": {}, "scheduler": {}, "rng": {}, "result": {}}, ckpt)
     with pytest.raises(TicketlabError, match=f"{ckpt}: checkpoint does not match this model .*{key}"):
-        restore_checkpoint(model, tmp_path)
+        restore_trained(model, ckpt, None)
 
 
 def test_a_search_that_ends_worse_on_its_objective_than_its_initial_mask_says_so(

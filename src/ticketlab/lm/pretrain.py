@@ -62,10 +62,9 @@ from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
 from ..models.load import load_config, load_model, quiet_transformers, token_id_bound
-from ..train.checkpoint import load_checkpoint
 from ..train.config import EvalFn, TrainConfig
 from ..train.determinism import seed_everything
-from ..train.loop import CHECKPOINT, RESULT, train
+from ..train.loop import RESULT, train
 from ..train.processes import make_accelerator
 from ..train.run_dir import RunDir
 from .evaluation import check_scorable, evaluate_pretraining
@@ -221,7 +220,6 @@ def pretrain(
         )
         eval_fn = _dev_eval(config, data, collator, listed(dev) or listed(corpus))
     entropy = unigram_entropy(data.train, tok.all_special_ids)
-    finished_before = (work / RESULT).is_file()
     limit = _time_left(config, started)
     result = train(
         model,
@@ -233,8 +231,6 @@ def pretrain(
         out_dir=work,
         eval_fn=eval_fn,
     )
-    if finished_before:  # trained before the output was written: the weights are in the last checkpoint
-        model.load_state_dict(load_checkpoint(work / CHECKPOINT)["model"], strict=False)
     summary = as_written(summarize(result, out, steps, entropy, model))  # as a finished run reads it
     if result.stopped:  # the checkpoint in `work` is where the next piece starts
         return summary

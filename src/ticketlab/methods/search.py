@@ -23,12 +23,12 @@ from torch import nn
 from ..core.errors import ConfigError
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
 from ..masks.io import weights_hash
-from ..train.checkpoint import check_step, load_checkpoint, restoring
+from ..train.checkpoint import check_step, load_checkpoint
 from ..train.config import CollateFn, EvalFn, LossFn, TrainConfig, TrainResult, TrainState
 from ..train.loop import train
 from ..train.processes import make_accelerator
 from .options import parse_steps
-from .search_dir import SearchDir, publish_mask, restore_checkpoint
+from .search_dir import SearchDir, publish_mask
 
 log = logging.getLogger(__name__)
 
@@ -231,14 +231,13 @@ def _run_search(
     if spec.finish is not None:
         spec.finish(acc)
     final: dict[str, Any] = {"ranks_agree": ranks_agree(acc, current_mask(model))}
-    if result is not None:
-        final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
-        if run.initial is not None:
-            final["initial_eval"] = run.initial
-        if warning := worse_than_start(spec.objective_losses, run.initial, result.final):
-            final["objective_warning"] = warning
-            if acc.is_main_process:
-                log.warning(warning)
+    final.update(train_time_s=round(result.train_time_s, 3), final_eval=result.final)
+    if run.initial is not None:
+        final["initial_eval"] = run.initial
+    if warning := worse_than_start(spec.objective_losses, run.initial, result.final):
+        final["objective_warning"] = warning
+        if acc.is_main_process:
+            log.warning(warning)
     mask, mc = run.write(sd.out, train_config.max_steps, final)
     if acc.is_main_process:
         if train_config.max_steps in run.steps:
@@ -367,15 +366,9 @@ class _Search:
             broadcast_object_list(scores)
         self.initial = scores[0]
 
-    def train(self) -> TrainResult | None:
-        """Train (or resume) the search; None when it had trained before and only the mask was
-        left to write (its weights and clock are restored from the checkpoint)."""
-        sd = self.sd
-        if sd.result_file.is_file():  # trained, but stopped before the mask was written
-            restore_checkpoint(self.model, sd.run)
-            with restoring(sd.checkpoint_file):
-                self.set_state(load_checkpoint(sd.checkpoint_file).get("extra", {}))
-            return None
+    def train(self) -> TrainResult:
+        """Train (or resume) the search; one that had trained before, stopped before its mask was
+        written, has its weights, clock and initial scores restored from the last checkpoint."""
         self.evaluate_initial()
         return train(
             self.model,
@@ -384,7 +377,7 @@ class _Search:
             self.clock.collate,
             self.loss_fn,
             self.config,
-            out_dir=sd.run,
+            out_dir=self.sd.run,
             eval_fn=self.objective.eval_fn,
             after_step=self.after_step,
             extra_state=(self.get_state, self.set_state),

@@ -25,15 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..core.errors import TicketlabError
 from ..core.files.atomic import temp_dir, to_json
 from ..core.files.owned import open_append
 from ..core.outputs import MARKER
 from ..masks import Mask, MaskConfig, save_mask
 from ..masks.io import CONFIG_NAME
-from ..train.checkpoint import load_checkpoint, load_trainable_state, restoring
 from ..train.loop import CHECKPOINT, LOG, RESULT
 from ..train.run_dir import RunDir
 
@@ -102,17 +99,3 @@ def publish_mask(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def restore_checkpoint(model: nn.Module, run_dir: Path) -> int:
-    """Load the trainable state and buffers (e.g. masks, thresholds) of the last checkpoint into `model`."""
-    ckpt = run_dir / CHECKPOINT
-    if not ckpt.is_file():
-        raise TicketlabError(
-            f"{run_dir}: the search finished but its mask was not written and no checkpoint is left; "
-            "delete the directory and run again"
-        )
-    saved = load_checkpoint(ckpt)
-    with restoring(ckpt):
-        load_trainable_state(model, saved["model"], ckpt)
-        return int(saved["step"])

@@ -174,9 +174,8 @@ def _check_stage(run_dir: RunDir, config: MtlConfig, seed: int, *, after: bool =
 def _train_shared(config: MtlConfig, seed: int, run_dir: RunDir, mt: MultiTask, objs: list) -> dict:
     out = run_dir.path
     data = MultiTaskData([o.dataset for o in objs], [o.collate_fn for o in objs], config.batch_size, seed)
-    # The loop finished but this function did not (killed before the weights file): without its
-    # result file the loop resumes from its last checkpoint, the final weights, and steps no more.
-    (out / TRAIN_RESULT).unlink(missing_ok=True)
+    # The loop finished but this function did not (killed before the weights file): the loop
+    # returns its result with the final weights and the task in force restored from its checkpoint.
     steps = config.epochs * data.steps_per_epoch
     tc = _train_config(
         config, seed, steps, config.max_steps, config.lr, config.eval_every, desc="ticket sharing"

@@ -11,6 +11,7 @@ import json
 import math
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,21 @@ def _check_counters(result: Any, steps: int) -> None:
     t = result.get("train_time_s", 0.0)
     if not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
         raise CorruptCheckpoint(f"result.train_time_s: {str(t)[:40]!r}, not a duration")
+
+
+def restore_trained(model: nn.Module, ckpt: Path, set_extra: Callable[[dict[str, Any]], None] | None) -> None:
+    """Put `model` (and the loop's extra state, through `set_extra`) back as a finished training
+    left them, from its last checkpoint `ckpt` (the loop writes it before its result): a caller
+    killed before it wrote what follows training (a fine-tuned model, a mask) then writes it from
+    the trained weights, not from those it loaded. The checkpoint is kept until that caller's own
+    result is written (`RunDir.finish`); without it the trained weights are lost."""
+    if not ckpt.is_file():
+        raise TicketlabError(
+            f"{ckpt.parent}: training finished but its last checkpoint, the trained weights, is gone "
+            "before what follows training was written; delete the directory and run again"
+        )
+    saved = load_loop_checkpoint(ckpt)
+    with restoring(ckpt):
+        if set_extra is not None:  # first, as on resuming: it may say what the saved tensors are
+            set_extra(saved.get("extra", {}))
+        load_trainable_state(model, saved["model"], ckpt)

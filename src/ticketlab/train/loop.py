@@ -49,6 +49,7 @@ from .checkpoint import (
     check_loop_checkpoint,
     load_loop_checkpoint,
     load_trainable_state,
+    restore_trained,
     restoring,
     rng_state,
     save_checkpoint,
@@ -110,7 +111,8 @@ def train(
     (restored before the model's tensors). `sampler(micro_step)` gives the batches instead of the
     loop's shuffled order (multi-task learning: each batch from one task; `train.batches.MultiTaskData`);
     `optimizer(params, config)` builds the optimizer instead of AdamW (ticket sharing's MaskedAdamW).
-    With `out_dir`, a finished run is not repeated: its saved result is returned. With `graph_hook`
+    With `out_dir`, a finished run is not repeated: its saved result is returned, and `model` holds
+    its trained weights again (`checkpoint.restore_trained`). With `graph_hook`
     and `config.compile`, each step is one compiled graph with the hook's work inside it
     (`whole_step.WholeStep`, where it can hold the run's settings; else the model and loss compiled).
     """
@@ -119,14 +121,14 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     if config.time_limit_s is not None and out is None:
         raise ConfigError("a time limit needs an out_dir: the checkpoint the next piece goes on from")
-    if out is not None and resume and (out / RESULT).is_file():
-        return TrainResult(**read_json(out / RESULT, "training result"))
-
     acc = accelerator or make_accelerator(config)
     owner = out is not None and acc.is_main_process
     if owner:  # only the main process writes: another one making `out` first races its claim
         make_dir(out)
     with exclusive(out, "run") if owner else contextlib.nullcontext():  # a second process is refused
+        if out is not None and resume and (out / RESULT).is_file():  # trained: its caller did not finish
+            restore_trained(model, out / CHECKPOINT, extra_state[1] if extra_state else None)
+            return TrainResult(**read_json(out / RESULT, "training result"))
         if owner:
             remove_stale(out)  # e.g. a checkpoint write a kill -9 interrupted
         hooks = (eval_fn, after_step, extra_state, optimizer, graph_hook)

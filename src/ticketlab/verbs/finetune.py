@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +68,8 @@ from .finetune_config import (
     default_length,
     fingerprint,
     fit_doc_stride,
+    loop_config,
+    train_steps,
     with_recipe,
 )
 from .finetune_dirs import (
@@ -138,48 +139,6 @@ def _objective(config: FinetuneConfig, spec: TaskSpec, hyper: Hyper, tokenizer: 
         max_answer_length=config.max_answer_length,
         select_fraction=config.select_fraction,
         select_seed=config.select_seed,
-    )
-
-
-def _steps(config: FinetuneConfig, hyper: Hyper, n_train: int) -> int:
-    """Optimizer steps: `hyper.epochs` over the training set, capped at `max_steps`."""
-    steps = math.ceil(hyper.epochs * n_train / hyper.batch_size)
-    if config.max_steps is None:
-        return steps
-    if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
-        log.warning(
-            "%s: %g epochs of %d examples are %d steps, fewer than max_steps %d "
-            "(raise --epochs to train longer)",
-            config.task,
-            hyper.epochs,
-            n_train,
-            steps,
-            config.max_steps,
-        )
-    return min(steps, config.max_steps)
-
-
-def _train_config(
-    config: FinetuneConfig, hyper: Hyper, spec: TaskSpec, steps: int, selected_by: str | None
-) -> TrainConfig:
-    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * steps)
-    return TrainConfig(
-        max_steps=steps,
-        batch_size=hyper.batch_size,
-        lr=hyper.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=warmup,
-        grad_accum=config.grad_accum,
-        max_grad_norm=config.max_grad_norm,
-        eval_every=hyper.eval_every,
-        save_every=config.save_every,
-        seed=config.seed,
-        mixed_precision=config.mixed_precision,
-        compile=config.compile,
-        optimizer="adamax" if config.recipe == "mt-dnn" else "adamw",
-        metric=selected_by or hyper.metric,
-        progress=config.progress,
-        desc=f"{spec.id} seed {config.seed}",
     )
 
 
@@ -253,8 +212,8 @@ def _load(run: _Run) -> _Loaded:
     tokenizer = load_tokenizer(config.model)
     obj = _objective(config, run.spec, hyper, tokenizer)
     selected_by = SELECT + hyper.metric if config.select_fraction is not None else None
-    steps = _steps(config, hyper, len(obj.dataset))
-    train_config = _train_config(config, hyper, run.spec, steps, selected_by)
+    steps = train_steps(config, hyper, len(obj.dataset))
+    train_config = loop_config(config, hyper, run.spec, steps, selected_by)
     model, mask_config = load_task_model(
         config.model,
         run.spec,
@@ -280,16 +239,37 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     Every input is read before `out_dir` is made: a refused one leaves nothing behind.
     """
     run = _plan(config, out_dir)
-    return run.done if run.done is not None else _train(run, _load(run))
+    if run.done is not None:
+        return run.done
+    _refuse_held([run])
+    return _train(run, _load(run))
+
+
+def _refuse_held(runs: Sequence[_Run]) -> None:
+    """A run another process is working in is refused before its inputs are read (by the main
+    process: under `accelerate launch` the others would see the main one's lock)."""
+    for run in runs:
+        if run.out is not None and _is_main():
+            _run_dir(run.out).refuse_held()
 
 
 def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
-    """Claim the run's directory, record its config, train (resuming from a checkpoint) and write its
-    result."""
+    """Claim the run's directory and hold it while the run is recorded, trained (resuming from a
+    checkpoint) and its model and result written: a second process on it is refused, and one that
+    finished it in the meantime is not repeated."""
+    if run.out is None or not _is_main():
+        return _train_held(run, loaded)
+    run_dir = _run_dir(run.out)
+    run_dir.claim(RUN_KIND, inputs=_inputs(run.config))
+    with run_dir.held():
+        done = _check_run_dir(run.out, run.fingerprint, run.config, run.inputs)
+        return done if done is not None else _train_held(run, loaded)
+
+
+def _train_held(run: _Run, loaded: _Loaded) -> FinetuneResult:
+    """Record the run's config, train, export the model (`save_model`) and write the result."""
     config, hyper, out = run.config, run.hyper, run.out
     obj, model, train_config = loaded.obj, loaded.model, loaded.train_config
-    if out is not None and _is_main():
-        _run_dir(out).claim(RUN_KIND, inputs=_inputs(config))
     sparsity = current_mask(model).sparsity if loaded.mask_config is not None else 0.0
     acc = make_accelerator(train_config)
     if out is not None and acc.is_main_process:
@@ -381,6 +361,7 @@ def finetune_seeds(
     check_output(out_dir, kind=OUTPUT_KIND, inputs=_inputs(config))
     runs = [_plan(config.replace(seed=s), seed_dir(out_dir, s)) for s in seeds]
     todo = [r for r in runs if r.done is None]
+    _refuse_held(todo)
     loaded = _load(todo[0]) if todo else None
     if _is_main():
         claim_dir(out_dir, kind=OUTPUT_KIND, inputs=_inputs(config))

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +35,9 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..tasks.registry import BUILTIN, DATA_DIR_HELP, SquadWindows, TaskSpec, readable_task
+from ..train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 # How a fine-tuning is run: ticketlab's own protocol, or MT-DNN's, as Liang et al. 2021 fine-tuned
 # super tickets (train_rewind.py's defaults and scripts/rewind_mnli.sh: adamax, lr 5e-5, batch 32,
@@ -220,3 +225,46 @@ def fingerprint(config: FinetuneConfig, spec: TaskSpec) -> dict[str, Any]:
     alone) and the task spec."""
     windows = {} if spec.kind == "squad" else {"squad_windows": OMIT}
     return {"config": run_identity(config, values=windows), "task": spec.to_dict()}
+
+
+def train_steps(config: FinetuneConfig, hyper: Hyper, n_train: int) -> int:
+    """Optimizer steps: `hyper.epochs` over the training set, capped at `max_steps`."""
+    steps = math.ceil(hyper.epochs * n_train / hyper.batch_size)
+    if config.max_steps is None:
+        return steps
+    if config.max_steps > steps:  # a cap, not a target: say so, small subsets hit it often
+        log.warning(
+            "%s: %g epochs of %d examples are %d steps, fewer than max_steps %d "
+            "(raise --epochs to train longer)",
+            config.task,
+            hyper.epochs,
+            n_train,
+            steps,
+            config.max_steps,
+        )
+    return min(steps, config.max_steps)
+
+
+def loop_config(
+    config: FinetuneConfig, hyper: Hyper, spec: TaskSpec, steps: int, selected_by: str | None
+) -> TrainConfig:
+    """The training loop's settings for `steps` optimizer steps of the run's resolved settings."""
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * steps)
+    return TrainConfig(
+        max_steps=steps,
+        batch_size=hyper.batch_size,
+        lr=hyper.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=warmup,
+        grad_accum=config.grad_accum,
+        max_grad_norm=config.max_grad_norm,
+        eval_every=hyper.eval_every,
+        save_every=config.save_every,
+        seed=config.seed,
+        mixed_precision=config.mixed_precision,
+        compile=config.compile,
+        optimizer="adamax" if config.recipe == "mt-dnn" else "adamw",
+        metric=selected_by or hyper.metric,
+        progress=config.progress,
+        desc=f"{spec.id} seed {config.seed}",
+    )
