@@ -132,8 +132,12 @@ def test_stale_temporaries_are_removed_and_outputs_follow_the_umask(tiny_bert_di
     stale.write_bytes(b"half a checkpoint")
     live = tmp_path / f".checkpoint.pt.tl-{os.getpid()}@{host}-def456.tmp"
     live.write_bytes(b"being written")
-    assert remove_stale(tmp_path) == [stale]
-    assert live.exists() and not stale.exists()
+    # a temporary made beside another one carries its name: its writer is the last one named
+    nested = tmp_path / f"..publish.tl-{os.getpid()}@{host}-aaa111.tmp.tl-{pid}@{host}-bbb222.tmp"
+    nested.mkdir()
+    (nested / "half.safetensors").write_bytes(b"half a mask")
+    assert sorted(remove_stale(tmp_path)) == sorted([stale, nested])
+    assert live.exists() and not stale.exists() and not nested.exists()
 
     old = os.umask(0o022)
     try:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -630,6 +633,13 @@ def test_a_search_killed_before_its_mask_was_written_records_its_training_on_the
     assert mask == want and mc.search["train_time_s"] > 0
     for key in ("final_eval", "initial_eval"):
         assert mc.search[key] == whole.search[key], key
+    # killed after publishing and before tidying up: the finished search's rerun tidies up
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    left = out / f".publish.tl-{int(dead.stdout)}@{os.uname().nodename}-abc123.tmp"
+    left.mkdir()
+    (out / "run" / "checkpoint.pt").write_bytes(b"the last checkpoint")
+    assert main(search_args(tiny_run, out, *common)) == 0
+    assert not left.exists() and not (out / "run" / "checkpoint.pt").exists()
 
 
 def test_kd_search_and_bad_input(tiny_run, tmp_path, capsys):

@@ -21,6 +21,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
 
 from ..core.errors import ConfigError
+from ..core.files.atomic import remove_stale
 from ..masks import Mask, MaskConfig, current_mask, find_targets, load_mask
 from ..masks.io import weights_hash
 from ..train.checkpoint import check_step, load_checkpoint
@@ -220,6 +221,9 @@ def _run_search(
     sd.check_settings(settings, acc.is_main_process)
     _check_saved_steps(sd, parse_steps(save_at, train_config.max_steps), train_config.max_steps)
     if sd.finished:
+        if acc.is_main_process:  # killed between publishing the mask and tidying up: tidy up now
+            remove_stale(sd.out)
+            sd.cleanup(keep_checkpoint)
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
