@@ -249,7 +249,7 @@ def test_a_run_killed_after_training_saves_the_trained_model_on_its_rerun(
     assert (tmp_path / "cut" / "train_result.json").is_file() and not (tmp_path / "cut" / "model").exists()
     monkeypatch.setattr(ft, "export_pretrained", real)
     again = finetune(config, tmp_path / "cut")
-    assert again.final == straight.final and again.eval_time_s > 0  # the evaluations' time restored too
+    assert again.final == straight.final
     a, b = (load_file(Path(r.model_dir) / "model.safetensors") for r in (straight, again))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()  # its result written: no longer needed

@@ -630,7 +630,7 @@ def test_a_search_killed_before_its_mask_was_written_records_its_training_on_the
     monkeypatch.setattr(search_module, "publish_mask", real)
     assert main(search_args(tiny_run, out, *common)) == 0
     (mask, mc), (want, whole) = load_mask(out), load_mask(tmp_path / "whole")
-    assert mask == want and mc.search["train_time_s"] > 0
+    assert mask == want and "train_time_s" in mc.search
     for key in ("final_eval", "initial_eval"):
         assert mc.search[key] == whole.search[key], key
     # killed after publishing and before tidying up: the finished search's rerun tidies up
