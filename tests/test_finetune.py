@@ -290,6 +290,7 @@ def test_a_run_another_process_works_in_is_refused_before_its_inputs_are_read(
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(ft, "_load", killed)  # refused before the run's inputs are read
         with pytest.raises(
             TicketlabError, match=r"another process \(pid 1 on elsewhere\) is running this run"
         ):

@@ -281,7 +281,7 @@ def test_a_mask_file_with_bias_entries_is_format_2_and_round_trips(tmp_path):
         load_mask(tmp_path / "with-bias")
     info["format_version"] = 0
     (tmp_path / "with-bias" / "mask_config.json").write_text(json.dumps(info))
-    with pytest.raises(MaskFileError, match="format version 0: not one ticketlab writes"):
+    with pytest.raises(MaskFileError, match="format version 0 is older than any ticketlab wrote"):
         load_mask(tmp_path / "with-bias")
 
 

@@ -75,6 +75,34 @@ def test_loss_decreases_and_history_is_logged(tmp_path):
     assert (tmp_path / "train_result.json").is_file()
 
 
+def test_a_finished_run_is_returned_with_its_trained_weights(tmp_path):
+    """Called again on a finished run (its caller killed before it wrote what follows training), the
+    loop returns the saved result and puts the trained weights and extra state back into the model
+    it is given; without its last checkpoint it says so, rather than leave the loaded weights."""
+    trained = fresh()
+    train(trained, trained.parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
+    extra = {}
+    model = fresh()
+    result = train(
+        model,
+        model.parameters(),
+        DATASET,
+        collate,
+        loss_fn,
+        config(),
+        out_dir=tmp_path,
+        extra_state=(dict, extra.update),
+    )
+    assert result.steps == 12 and extra == {}
+    want, got = trained.state_dict(), model.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    (tmp_path / "checkpoint.pt").unlink()
+    with pytest.raises(
+        TicketlabError, match="training finished but its last checkpoint, the trained weights, is gone"
+    ):
+        train(fresh(), fresh().parameters(), DATASET, collate, loss_fn, config(), out_dir=tmp_path)
+
+
 def test_a_process_other_than_the_main_writes_nothing(tmp_path, monkeypatch):
     """Under several processes only the main one makes and writes `out`: another making it first
     made the main's claim refuse its own output ("exists and is not a ticketlab search")."""

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     reason = launched.unavailable() if launched is not None and not args.dry_run else None
     if reason:  # before any work: no run would start
         raise TicketlabError(reason)
-    if args.dry_run:  # checks only, nothing made (a sweep makes the same checks in `run_sweep`)
+    if args.dry_run:  # checks only, no sweep made (a sweep makes the same checks in `run_sweep`)
         studies.check_sweep_inputs(spec, out)
         return _dry_run(args, spec, out, launched)
     result = studies.run_sweep(

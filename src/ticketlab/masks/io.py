@@ -123,7 +123,7 @@ class MaskConfig:
         if self.format_version > BIAS_FORMAT_VERSION:
             raise ValueError(f"format version {self.format_version} is newer than this ticketlab reads")
         if self.format_version < FORMAT_VERSION:
-            raise ValueError(f"format version {self.format_version}: not one ticketlab writes (1 or more)")
+            raise ValueError(f"format version {self.format_version} is older than any ticketlab wrote")
 
     def _check_pattern(self) -> None:
         try:

@@ -221,9 +221,8 @@ def _run_search(
     sd.check_settings(settings, acc.is_main_process)
     _check_saved_steps(sd, parse_steps(save_at, train_config.max_steps), train_config.max_steps)
     if sd.finished:
-        if acc.is_main_process:  # killed between publishing the mask and tidying up: tidy up now
+        if acc.is_main_process:  # killed while publishing the mask: what its writes left goes
             remove_stale(sd.out)
-            sd.cleanup(keep_checkpoint)
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
@@ -242,10 +241,11 @@ def _run_search(
         final["objective_warning"] = warning
         if acc.is_main_process:
             log.warning(warning)
-    mask, mc = run.write(sd.out, train_config.max_steps, final)
+    mask, mc = run.record(train_config.max_steps, final)
     if acc.is_main_process:
-        if train_config.max_steps in run.steps:
+        if train_config.max_steps in run.steps:  # first: the final mask marks the search finished
             publish_mask(mask, mc, sd.step_dir(train_config.max_steps), extra=spec.extra_files())
+        publish_mask(mask, mc, sd.out, extra=spec.extra_files())
         sd.log({"event": "mask_saved", "step": train_config.max_steps, "dir": str(sd.out), **final})
         sd.cleanup(keep_checkpoint)
     acc.wait_for_everyone()
@@ -295,6 +295,13 @@ class _Search:
 
     def write(self, dest: Path, step: int, extra: dict[str, Any] | None = None) -> tuple[Mask, MaskConfig]:
         """Publish the model's current mask to `dest` with the search's record (main process)."""
+        mask, mc = self.record(step, extra)
+        if self.acc.is_main_process:
+            publish_mask(mask, mc, dest, extra=self.spec.extra_files())
+        return mask, mc
+
+    def record(self, step: int, extra: dict[str, Any] | None = None) -> tuple[Mask, MaskConfig]:
+        """The model's current mask at `step` and its config: the search's record."""
         spec, config, mask = self.spec, self.config, current_mask(self.model)
         search = {
             **spec.describe(),
@@ -328,8 +335,6 @@ class _Search:
         base_hash = spec.base_hash()
         if base_hash is not None:
             mc.base_model_hash = base_hash
-        if self.acc.is_main_process:
-            publish_mask(mask, mc, dest, extra=spec.extra_files())
         return mask, mc
 
     def after_step(self, state: TrainState) -> None:

@@ -331,8 +331,12 @@ def restore_trained(model: nn.Module, ckpt: Path, set_extra: Callable[[dict[str,
             f"{ckpt.parent}: training finished but its last checkpoint, the trained weights, is gone "
             "before what follows training was written; delete the directory and run again"
         )
-    saved = load_loop_checkpoint(ckpt)
-    with restoring(ckpt):
-        if set_extra is not None:  # first, as on resuming: it may say what the saved tensors are
-            set_extra(saved.get("extra", {}))
-        load_trainable_state(model, saved["model"], ckpt)
+    try:
+        saved = load_loop_checkpoint(ckpt)
+        with restoring(ckpt):
+            if set_extra is not None:  # first, as on resuming: it may say what the saved tensors are
+                set_extra(saved.get("extra", {}))
+            load_trainable_state(model, saved["model"], ckpt)
+    except TicketlabError as e:  # "delete it to restart" would not: the finished result stands
+        reason = str(e).split("; delete it")[0]
+        raise TicketlabError(f"{reason}; training finished: delete the directory and run again") from None

@@ -26,6 +26,7 @@ the results in `finetune_results` (`FinetuneResult`, `summarize`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from torch import nn
 
 from ..core.checks import check_distinct
@@ -257,13 +259,24 @@ def _train(run: _Run, loaded: _Loaded) -> FinetuneResult:
     """Claim the run's directory and hold it while the run is recorded, trained (resuming from a
     checkpoint) and its model and result written: a second process on it is refused, and one that
     finished it in the meantime is not repeated."""
-    if run.out is None or not _is_main():
+    if run.out is None:
         return _train_held(run, loaded)
-    run_dir = _run_dir(run.out)
-    run_dir.claim(RUN_KIND, inputs=_inputs(run.config))
-    with run_dir.held():
-        done = _check_run_dir(run.out, run.fingerprint, run.config, run.inputs)
+    main, run_dir = _is_main(), _run_dir(run.out)
+    if main:
+        run_dir.claim(RUN_KIND, inputs=_inputs(run.config))
+    with run_dir.held() if main else contextlib.nullcontext():
+        done = _check_run_dir(run.out, run.fingerprint, run.config, run.inputs) if main else None
+        done = _from_main(done)  # under `accelerate launch` every process goes the main one's way
         return done if done is not None else _train_held(run, loaded)
+
+
+def _from_main(value: Any) -> Any:
+    """`value` as the main process has it, on every process (one process: `value`)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box)
+    return box[0]
 
 
 def _train_held(run: _Run, loaded: _Loaded) -> FinetuneResult:

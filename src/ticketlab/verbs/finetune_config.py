@@ -6,6 +6,7 @@
   where the config leaves them open; `fit_doc_stride` fits SQuAD's window stride to the length.
 * `fingerprint(config, spec)`: what determines the run's result, hashed into its id
   (`verbs.finetune._write_config`) and compared on resume.
+* `train_steps` and `loop_config`: the optimizer steps and the training loop's settings they make.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def umask() -> int:
 HOST = socket.gethostname()  # names this machine in temporaries, locks and a store's running rows
 # The writer is the last `.tl-PID@HOST-` of the name: a temporary made beside another one (a mask
 # saved into a folder that is itself being published) carries the first one's name, writer and all.
-TEMP = re.compile(r".*\.tl-(\d+)@(.+)-[^.-]+\.tmp$")
+TEMP = re.compile(r"\.tl-(\d+)@([^@/]+)-[^.-]+\.tmp$")
 _TEMP_NAME = re.compile(r"\.(.+)\.tl-\d+@.+-[^.-]+\.tmp")  # `_temp_prefix` + name: the output's name
 STALE_AFTER_S = 3600.0  # a temporary of another host (or an unnamed one) is stale after this
 

@@ -13,7 +13,7 @@ from ...core.errors import TicketlabError, prefixed
 from ...core.files.atomic import atomic_write_text
 from ...core.files.inputs import read_text
 from ...core.outputs import MARKER, check_output, claim_dir, is_output, mark_output, place
-from ...data.sources import check_corpus_source
+from ...data.sources import check_corpus_source, hub_dataset
 from ...masks.targets import default_targets
 from ...methods.calibration import full_blocks
 from ...methods.prune_config import PruneConfig
@@ -131,11 +131,11 @@ def _check_calibration(spec: SweepSpec) -> None:
     them (`methods.calibration.full_blocks`): too short a corpus failed those searches after the
     runs before them. The tokens read are cached, for the searches to read again."""
     corpus = (spec.corpus or {}).get("train") or []
-    local = Path(spec.model).expanduser().exists() and not any(str(c).startswith("hub:") for c in corpus)
+    local = Path(spec.model).expanduser().exists() and not any(hub_dataset(c) for c in corpus)
     asked: dict[tuple[int, int], str] = {}  # (sequences, tokens) -> the first method's key asking them
     for m, method in spec.method_specs.items():
         if "calibration_length" in method.settings:
-            given = {**PRUNE_DEFAULTS, **spec.search_settings(m)}
+            given = {**PRUNE_DEFAULTS, **{k: v for k, v in spec.search_settings(m).items() if v is not None}}
             asked.setdefault(
                 (given["calibration"], given["calibration_length"]), spec._search_key(m, "calibration")
             )
