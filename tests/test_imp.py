@@ -47,6 +47,35 @@ def test_schedule_follows_chen_et_al():
         ImpConfig(0.5, rewind_to=1.5)
 
 
+def test_a_search_killed_before_its_mask_writes_the_mask_of_its_rewind_point(corpus, tmp_path, monkeypatch):
+    """Killed after training and before the mask was published: the rerun restores IMP's state (its
+    level, its rewind point) with the weights and writes the mask a whole run writes."""
+    import ticketlab.methods.search as search_module
+
+    tok, data = corpus
+
+    def search(out):
+        model = make_model(BertForMaskedLM, tiny_bert_config(), seed=0)
+        config = ImpConfig(0.3, rewind_to=0.25)
+        return search_imp(model, mlm_objective(tok, data), config, train_config(8), out, base_model="tiny")
+
+    whole = search(tmp_path / "whole")
+    real = search_module.publish_mask
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_module, "publish_mask", killed)
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path / "cut")
+    monkeypatch.setattr(search_module, "publish_mask", real)
+    again = search(tmp_path / "cut")
+    assert again.mask == whole.mask and again.train is not None
+    for key in ("rewind_step", "level", "final_eval"):
+        assert again.config.search.get(key) == whole.config.search.get(key), key
+    assert again.config.base_model_hash == whole.config.base_model_hash
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     from ticketlab.data.corpus import load_lm_corpus
