@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, Union, get_args, get_origin
 
-from ..core.checks import INT64, Range, documented, field_types, from_options, option_flags, option_name
+from ..core.checks import (
+    INT64,
+    Range,
+    defaults,
+    documented,
+    field_types,
+    from_options,
+    option_flags,
+    option_name,
+)
 from ..core.errors import did_you_mean, one_line
 
 C = TypeVar("C")
@@ -261,12 +270,6 @@ def _shape(tp: Any) -> dict[str, Any]:
     return {"type": tp if tp in (int, float) else None}
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
 def _help(text: str | None, default: Any) -> str | None:
     """The field's help with its default appended (unless the text already says what it is), and
     `%` escaped: argparse would read it as a format."""
@@ -292,13 +295,13 @@ def add_config_arguments(
     it differs (its documented default, a parsing type such as '100,200'); a field without a default
     is a required option. `unset`: each option None until given (its default shown in its help), so
     that a verb can tell a given value from the default."""
-    by_name, hints = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls)
+    by_name, hints, default_of = {f.name: f for f in dataclasses.fields(cls)}, field_types(cls), defaults(cls)
     for name in fields:
         f = by_name[name]
         kw = _shape(hints[name])
         meta = {k: f.metadata[k] for k in ("metavar", "choices") if k in f.metadata}
         kw.update(meta, dest=option_name(f), help=f.metadata.get("help"))
-        default = _field_default(f)
+        default = default_of[name]
         if default is dataclasses.MISSING:
             kw["required"] = True
         elif kw.get("action") != "store_true":  # a flag's value is False until given

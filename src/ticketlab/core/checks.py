@@ -123,6 +123,22 @@ def not_result(config_cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("result") is False)
 
 
+def defaults(config_cls: Any) -> dict[str, Any]:
+    """Each field's default of a config dataclass (or instance); `dataclasses.MISSING` where a field
+    has none. A factory's default is a new value each call, as the dataclass makes it."""
+    return {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(config_cls)
+    }
+
+
+def changed(config: Any, names: Sequence[str]) -> list[str]:
+    """Those of fields `names` of a config dataclass instance not at their defaults, in that order:
+    options that mean something only beside another one (a timing's batch without the timing)."""
+    default = defaults(config)
+    return [n for n in names if getattr(config, n) != default[n]]
+
+
 # The ranges configs use (a field `x: PositiveInt | None = None` may also be null).
 PositiveInt = Annotated[int, Range(ge=1)]  # steps, sizes, counts, intervals
 NonNegInt = Annotated[int, Range(ge=0)]

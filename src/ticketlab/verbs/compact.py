@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.checks import NonNegInt, PositiveInt, check_config
+from ..core.checks import NonNegInt, PositiveInt, changed, check_config
 from ..core.errors import ConfigError
 from ..core.outputs import check_output
 from ..masks import check_unit_fits, load_unit_mask, parameter_count, save_compacted
@@ -58,8 +58,7 @@ class CompactConfig:
         check_config(self)  # types, ranges and choices (head)
         check_device(self.device)
         tokens = self.time_batch_size * (self.time_length or TIME_LENGTH)
-        untimed = self.time_batch_size != 8 or self.time_length is not None or self.device != "cpu"
-        if not self.time_reps and untimed:
+        if not self.time_reps and changed(self, ("time_batch_size", "time_length", "device")):
             raise ConfigError("time_batch_size, time_length and device set the timing: give time_reps too")
         if self.time_reps and tokens > MAX_TIMED_TOKENS:  # its activations are allocated whole
             raise ConfigError(

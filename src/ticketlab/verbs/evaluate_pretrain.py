@@ -7,14 +7,13 @@ pins it).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import BlockLength, FieldError, PositiveInt, Seed, check_config, option
+from ..core.checks import BlockLength, FieldError, PositiveInt, Seed, changed, check_config, option
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files.atomic import atomic_write_json
 from ..core.files.caches import CORPUS_CACHE_HELP
@@ -75,8 +74,8 @@ class PretrainEvalConfig:
             raise ConfigError("give model (or masks, whose base model is used)")
         if self.ignore_mlm_head and self.mlm_head == "trained":  # one asks for the head the other refuses
             raise ConfigError("mlm_head trained and ignore_mlm_head contradict each other: give one")
-        if not self.masks and (unused := self._mask_options()):
-            raise FieldError(unused, "says how masks are scored, and none is given")
+        if not self.masks and (unused := changed(self, MASK_OPTIONS)):
+            raise FieldError(unused[0], "says how masks are scored, and none is given")
         if self.no_kd and self.kd_input != "clean":
             raise FieldError("kd_input", "is the KD loss's input, which no_kd skips")
         if self.model is None and self.full:  # masks may record different bases: which one is "full"?
@@ -84,11 +83,6 @@ class PretrainEvalConfig:
                 "full: give the full model to evaluate (--model); without it each mask is evaluated "
                 "on the base model it records"
             )
-
-    def _mask_options(self) -> str | None:
-        """The first of `MASK_OPTIONS` not at its default: an option a full model's row ignores."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in MASK_OPTIONS}
-        return next((name for name in MASK_OPTIONS if getattr(self, name) != defaults[name]), None)
 
     @property
     def uses_trained_head(self) -> bool:

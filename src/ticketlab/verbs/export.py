@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from ..core.checks import check_config
 from ..core.errors import ConfigError, TicketlabError
 from ..core.outputs import check_output
-from ..masks import check_fits, export_pretrained, load_mask, save_ticket
+from ..masks import apply_mask, check_fits, export_pretrained, load_mask, save_ticket
 from ..masks.export import SEMI_DTYPES, require_semi_structured
 from ..masks.io import MaskConfig
 from ..masks.reconstructed import NOT_A_TICKET, load_reconstructed, load_weights_into
@@ -125,9 +125,8 @@ def _export_ticket(config: ExportConfig) -> Exported:
     mask, mc = load_mask(config.mask)
     model, head, _ = load_with_head(config.model, config.head)
     check_fits(mask, mc, model, source=config.mask, check_hash=False)  # fine-tuned: the base is checked
-    check_squashed(model, mask, source=config.model)
-    out = save_ticket(
-        model, config.out, base=config.base, mask=mask, mask_config=mc, check_hash=not config.ignore_hash
-    )
+    check_squashed(model, mask, source=config.model)  # named by --model, then carried as its ticket
+    apply_mask(model, mask)
+    out = save_ticket(model, config.out, base=config.base, mask_config=mc, check_hash=not config.ignore_hash)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     return Exported(out, head, mask.sparsity, None, size, (out / WEIGHTS_NAME).stat().st_size)

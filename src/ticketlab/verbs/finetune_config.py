@@ -30,6 +30,7 @@ from ..core.checks import (
     PositiveInt,
     Seed,
     WeightDecay,
+    changed,
     check_config,
     option,
 )
@@ -187,8 +188,7 @@ def with_recipe(config: FinetuneConfig) -> FinetuneConfig:
     """`config` with its recipe's values where it leaves a setting at its default (mt-dnn: `MTDNN`)."""
     if config.recipe != "mt-dnn":
         return config
-    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
-    given = {k: v for k, v in MTDNN.items() if getattr(config, k) == defaults[k]}
+    given = {k: v for k, v in MTDNN.items() if k not in changed(config, list(MTDNN))}
     if config.warmup_steps is not None:  # a warm-up in steps overrides the ratio
         given.pop("warmup_ratio", None)
     return config.replace(**given)

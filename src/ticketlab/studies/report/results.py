@@ -17,7 +17,6 @@ read. The store is read as it is, never written (a store of another ids scheme i
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...core.checks import defaults
 from ...core.errors import TicketlabError
 from ...tasks.evaluation import split_indices
 from ...tasks.glue import load_examples
@@ -69,7 +69,7 @@ def _main_sizes(scores: list[Score]) -> dict[str, int | None]:
 def _reported_labels(labels: list[Any], settings: dict[str, Any]) -> list[Any]:
     """The labels of the dev examples a fine-tuning's score is read on: the first `eval_samples`,
     and of those the report part of its `select_fraction` split (`split_indices`, as the run cut it)."""
-    default = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    default = defaults(FinetuneConfig)
     if (n := settings.get("eval_samples", default["eval_samples"])) is not None:
         labels = labels[:n]
     if (fraction := settings.get("select_fraction", default["select_fraction"])) is not None:

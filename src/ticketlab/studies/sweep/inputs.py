@@ -6,9 +6,9 @@ folder without its data files. Then the spec's file is kept beside the store (`k
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+from ...core.checks import defaults
 from ...core.errors import TicketlabError, prefixed
 from ...core.files.atomic import atomic_write_text
 from ...core.files.inputs import read_text
@@ -25,7 +25,7 @@ from ..store import DB_NAME, IdsSchemeError, Store
 from .spec import load_spec, spec_json
 from .sweep_spec import SweepSpec
 
-PRUNE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PruneConfig)}  # calibration's among them
+PRUNE_DEFAULTS = defaults(PruneConfig)  # calibration's among them
 
 
 def carried_store(out: Path) -> bool:
