@@ -189,6 +189,26 @@ def test_token_files_of_a_dev_corpus_hold_its_dev_split(tok, tmp_path, fake_hub)
     assert [e["source"] for e in index] == ["hub:org/tiny-wiki:raw[validation]"]
 
 
+def test_what_a_tokenizers_last_call_set_is_neither_its_identity_nor_saved(tmp_path):
+    """Truncation and padding are settings each call leaves on the fast backend. Neither changes the
+    tokenizer's identity (a corpus cache's key, a token file's and a task's features' tokenizer), nor
+    a saved folder, which would otherwise depend on which encodings ran (none from a cache)."""
+    import json
+
+    from ticketlab.data.features import tokenizer_digest
+    from ticketlab.data.tokens import tokenizer_fingerprint
+    from ticketlab.models.load import load_tokenizer, save_tokenizer
+
+    tok = write_tokenizer(tmp_path / "tok")
+    identity = tokenizer_fingerprint(tok), tokenizer_digest(tok)
+    tok("the cat", "the dog", truncation=True, max_length=8, padding="max_length")
+    assert (tokenizer_fingerprint(tok), tokenizer_digest(tok)) == identity
+    save_tokenizer(tok, tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "tokenizer.json").read_text())
+    assert saved["truncation"] is None and saved["padding"] is None
+    assert tokenizer_fingerprint(load_tokenizer(tmp_path / "saved")) == identity[0]
+
+
 def test_a_hub_dataset_that_cannot_load_is_one_line(tok, tmp_path, fake_hub, monkeypatch):
     from ticketlab.core.errors import ConfigError
 

@@ -30,6 +30,7 @@ from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes
 from ..core.files.caches import default_cache_dir
 from ..core.files.inputs import load_safetensors, open_read
+from .tokens import tokenizer_fingerprint
 
 
 class Ragged:
@@ -112,18 +113,10 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Identity of a tokenizer: its full serialisation when fast, else its class and vocabulary."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        state = json.loads(backend.to_str())
-        # Truncation / padding are call-time settings the tokenizer keeps from its last call.
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        text = json.dumps(state, sort_keys=True)
-    else:
-        text = json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = f"{type(tokenizer).__name__}:{tokenizer.padding_side}:{tokenizer.truncation_side}"
-    return hashlib.sha256((extra + text).encode()).hexdigest()
+    """Identity of a tokenizer for truncated, padded features: its definition
+    (`tokenizer_fingerprint`) and the sides it pads and truncates on."""
+    text = f"{tokenizer_fingerprint(tokenizer)}:{tokenizer.padding_side}:{tokenizer.truncation_side}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _save(path: Path, features: Features, key: str) -> None:

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from tokenizers import Tokenizer
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
@@ -45,14 +46,23 @@ CACHE_VERSION = 1  # bump when tokenization or cleaning changes, so old caches a
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """A hash of everything that decides how text becomes ids (the full tokenizer definition)."""
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{_definition(tokenizer)}".encode()).hexdigest()[:16]
+
+
+def _definition(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A fast tokenizer's serialisation as loaded, else its vocabulary and options. Not the
+    truncation and padding its last call left on the backend: each call sets its own, so a tokenizer
+    that encoded a task's features is the one that wrote a corpus's token file."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = backend.to_str()
-    else:
-        spec = json.dumps(sorted(tokenizer.get_vocab().items())) + json.dumps(
+    if backend is None:
+        return json.dumps(sorted(tokenizer.get_vocab().items())) + json.dumps(
             {k: str(v) for k, v in sorted(tokenizer.init_kwargs.items()) if k != "name_or_path"}
         )
-    return hashlib.sha256(f"{type(tokenizer).__name__}\n{spec}".encode()).hexdigest()[:16]
+    if backend.truncation is not None or backend.padding is not None:
+        backend = Tokenizer.from_str(backend.to_str())  # a copy: the caller's keeps its state
+        backend.no_truncation()
+        backend.no_padding()
+    return backend.to_str()
 
 
 def _tokenize(

@@ -61,7 +61,7 @@ from ..data.corpus import DEV_FRACTION, BlockDataset, LMCorpus, load_lm_corpus, 
 from ..data.sources import TOKENS_SUFFIX
 from ..data.tokenizer_kinds import DEFAULT_KIND
 from ..data.tokens import write_token_file
-from ..models.load import load_config, load_model, quiet_transformers, token_id_bound
+from ..models.load import load_config, load_model, quiet_transformers, save_tokenizer, token_id_bound
 from ..train.config import EvalFn, TrainConfig
 from ..train.determinism import seed_everything
 from ..train.loop import RESULT, train
@@ -351,7 +351,7 @@ def write_tokens(
     tok = get_tokenizer(tokenizer, corpus, tokenizer_kind, vocab_size, max_length, None)
     info: dict[str, Any] = {"tokenizer": type(tok).__name__, "vocab_size": len(tok)}
     with atomic_dir(out_dir, kind="token files", inputs=reads) as tmp:
-        tok.save_pretrained(tmp)
+        save_tokenizer(tok, tmp)
         for name, paths in (("corpus", corpus), ("dev", dev)):
             if paths is not None:
                 file = tmp / f"{name}{TOKENS_SUFFIX}"

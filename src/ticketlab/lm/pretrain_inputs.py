@@ -22,7 +22,7 @@ from ..core.files.keys import model_key
 from ..core.outputs import atomic_dir, check_output
 from ..data.sources import TOKENS_SUFFIX, hub_dataset, is_dataset_dir, resolve_sources
 from ..data.tokenizer import KINDS, SPECIAL, train_tokenizer
-from ..models.load import check_token_ids, load_config, load_tokenizer
+from ..models.load import check_token_ids, load_config, load_tokenizer, save_tokenizer
 from ..models.source import head_of, max_positions
 from .pretrain_config import MAX_VOCAB, SHAPE_OVERRIDES, PretrainConfig
 
@@ -82,7 +82,7 @@ def get_tokenizer(given, corpus, kind: str, vocab_size: int, max_length: int, wo
         if saved is None:
             return tok
         with atomic_dir(saved, kind="tokenizer") as tmp:
-            tok.save_pretrained(tmp)
+            save_tokenizer(tok, tmp)
     return load_tokenizer(saved)
 
 

@@ -21,6 +21,7 @@ from ..core.files.atomic import atomic_write_json
 from ..core.files.inputs import read_json
 from ..core.outputs import atomic_dir
 from ..data.corpus import LMCorpus
+from ..models.load import save_tokenizer
 from ..train.config import TrainResult
 from ..train.loop import LOG
 from ..train.run_dir import RunDir, check_same_run
@@ -114,7 +115,7 @@ def write_output(
     config, identity = settings
     with atomic_dir(out, kind="pre-trained model") as tmp:
         model.to(getattr(torch, config.save_dtype)).save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        save_tokenizer(tok, tmp)
         if work_dir.file(LOG).is_file():
             shutil.copy(work_dir.file(LOG), tmp / "pretrain_log.jsonl")
         record = asdict(summary)

@@ -49,6 +49,7 @@ from ..models.compaction import (  # noqa: F401 (is_compacted, refuse_compacted,
     refuse_compacted,
     slice_units,
 )
+from ..models.load import save_tokenizer
 from ..models.structure import structure_of
 from .apply import is_masked, remove_mask
 from .card import write_model_card
@@ -123,7 +124,7 @@ def save_compacted(
     with atomic_dir(out_dir, kind="compacted model", inputs=inputs) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
         config = read_json(tmp / "config.json", "model config")
         config["model_type"] = MODEL_TYPE  # see the module docstring: plain loaders must not load it
         atomic_write_json(tmp / "config.json", config)

@@ -14,6 +14,7 @@ from torch.sparse import to_sparse_semi_structured
 from ..core.errors import ConfigError, MaskMismatchError
 from ..core.files.atomic import atomic_write_json
 from ..core.outputs import atomic_dir
+from ..models.load import save_tokenizer
 from .apply import apply_mask, is_masked, remove_mask, resolve_modules
 from .card import write_model_card
 from .io import MaskConfig
@@ -88,7 +89,7 @@ def export_pretrained(
     with atomic_dir(out_dir, kind="exported model", inputs=inputs) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
         if config is not None:
             atomic_write_json(tmp / "ticketlab_mask.json", config.to_dict())
             sparsity = mask.sparsity if mask is not None else None

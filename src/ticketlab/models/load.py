@@ -188,6 +188,18 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | os.PathLike) -> None:
+    """Save `tokenizer` beside a model as it was loaded: without the truncation and padding its last
+    call left on the fast backend (each call sets its own). Else a saved folder would depend on
+    which encodings ran (none where features came from the cache), and would load with that
+    call's `max_length` as its default."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(directory)
+
+
 def token_id_bound(tokenizer: PreTrainedTokenizerBase) -> int:
     """One more than the largest id `tokenizer` gives: the embeddings a model needs for it. Not
     `len(tokenizer)`: a `vocab.txt` that lists a word twice has 108 words of ids up to 108."""

@@ -69,7 +69,7 @@ from ...masks import BinaryMask, attach, dense_weight, find_targets, weights_has
 from ...masks.prunable import add_missing_children, attach_pooler, pooler_target
 from ...masks.targets import Targets
 from ...models.arch import arch_of, encoder_of
-from ...models.load import load_config, load_tokenizer
+from ...models.load import load_config, load_tokenizer, save_tokenizer
 from ...models.source import fit_max_length
 from ...tasks.objective import load_task_model, task_objective
 from ...tasks.registry import get_task
@@ -209,7 +209,7 @@ def save_rewound_model(model: nn.Module, out: Path, tokenizer=None) -> Path:
     with atomic_dir(out, kind="rewound model") as tmp:
         clean.save_pretrained(tmp)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
     return out
 
 
