@@ -204,6 +204,11 @@ def test_the_calibration_is_seeded(tiny_bert_dir, corpus, tmp_path, capsys):
         ),
         (["prune", "omp", "--sparsity", "0.5", "--corpus", "C"], "--corpus: omp reads no calibration"),
         (
+            ["prune", "omp", "--sparsity", "0.5", "--text-column", "t"],
+            "--text-column: omp reads no calibration",
+        ),
+        (["prune", "random", "--sparsity", "0.5", "--cache-dir", "c"], "--cache-dir: random reads no"),
+        (
             [
                 "prune",
                 "wanda",
@@ -277,3 +282,50 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
     assert {c.search["damp"] for _, c in masks if c.method == "sparsegpt"} == {0.05}  # the spec's
     report = (out / "report" / "report.md").read_text()
     assert "`sparsegpt`: its rows fine-tune its ticket" in report and "`wanda`: its rows" not in report
+
+
+def test_a_saved_dataset_calibrates_from_its_text_column(tiny_bert_dir, tmp_path, capsys):
+    """A saved `datasets` corpus whose text is in another column: `prune --text-column` reads it (its
+    tokens cached under --cache-dir), as a sweep whose corpus names `text_column` does, dry run and
+    run; without the column, one line naming it."""
+    datasets = pytest.importorskip("datasets")
+    import yaml
+
+    from ticketlab.studies.store import Store
+
+    rng = random.Random(2)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(20)) for _ in range(300)]
+    ds = tmp_path / "ds"
+    datasets.DatasetDict(train=datasets.Dataset.from_dict({"content": lines})).save_to_disk(str(ds))
+    capsys.readouterr()  # the save's progress bar
+    code, _, err = prune(capsys, "wanda", tiny_bert_dir, ds, tmp_path / "x", "--sparsity", "0.5")
+    assert code == 2 and "no column 'text'" in err and len(err.strip().splitlines()) == 1
+    column = ["--text-column", "content", "--cache-dir", tmp_path / "cache"]
+    assert (
+        prune(capsys, "wanda", tiny_bert_dir, tmp_path / "ds", tmp_path / "w", "--sparsity", "0.5", *column)[
+            0
+        ]
+        == 0
+    )
+    assert load_mask(tmp_path / "w")[1].search["calibration_sequences"] == 8
+    assert any((tmp_path / "cache").rglob("*.safetensors"))  # the corpus's tokens, where it was told
+    sst2 = tmp_path / "glue" / "SST-2"
+    sst2.mkdir(parents=True)
+    rows = [f"the {w} is {'good' if i % 2 else 'bad'} .\t{i % 2}" for i, w in enumerate(WORDS[:16])]
+    for split in ("train", "dev"):
+        (sst2 / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    spec = {
+        "name": "column",
+        "model": str(tiny_bert_dir),
+        "corpus": {"train": [str(ds)], "text_column": "content"},
+        "tasks": {"sst2": {"data": str(tmp_path / "glue")}},
+        "methods": {"wanda": {"calibration": 8, "calibration_length": 16}},
+        "sparsities": [0.5],
+        "seeds": {"search": [0], "finetune": [0]},
+        "finetune": {"steps": 1, "batch_size": 8, "eval_every": 1, "max_length": 16},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", tmp_path / "sweep", "--dry-run")[0] == 0
+    assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", tmp_path / "sweep", "--no-report")[0] == 0
+    with Store(tmp_path / "sweep") as st:
+        assert len(st.runs(kind="search", status="done")) == 1

@@ -379,11 +379,11 @@ def test_old_bert_and_roberta_head_files_still_load(tmp_path):
 
 
 def test_a_head_file_of_the_decoder_alone_is_refused(tmp_path):
-    """An old ELECTRA head file (only the decoder's bias: its head was trained without the transform)
-    would be mixed with the base model's transform without a word: refused in one line."""
+    """An ELECTRA head file of the decoder's bias alone (a head trained without its transform) would
+    be mixed with the base model's transform without a word: refused in one line."""
     model = family_model("electra")
     save_file({"generator_lm_head.bias": torch.zeros(len(VOCAB))}, str(tmp_path / HEAD_FILE))
-    with pytest.raises(MaskFileError, match="holds 1 of the model's 5 MLM-head tensors.*--ignore-mlm-head"):
+    with pytest.raises(MaskFileError, match="holds 1 of the model's 5 MLM-head tensors.*--mlm-head original"):
         load_head_state(model, tmp_path)
 
 

@@ -77,6 +77,18 @@ def test_a_hub_corpus_is_kept_as_named_and_names_its_runs(tmp_path, base):
         (lambda d: d.update(methods={"omp": {"lr": 1}}), "methods.omp.lr: unknown setting"),
         (lambda d: d.update(methods={"omp": {"damp": 0.1}}), "methods.omp.damp: unknown setting"),
         (lambda d: d.update(methods={"sparsegpt": {"damp": 2}}), "methods.sparsegpt.damp: must be in"),
+        (
+            lambda d: d.update(methods={"st-random": {"granularity": "block"}}),
+            "methods.st-random.granularity: must be one of",
+        ),
+        (
+            lambda d: d.update(methods={"st-random": {"units": "bogus"}}),
+            "methods.st-random.units: must be one of",
+        ),
+        (
+            lambda d: d.update(methods={"st-random": {"random_draw": 1}}),
+            "methods.st-random.random_draw: must be",
+        ),
         (lambda d: d.pop("corpus"), "corpus: required by tamt-mlm"),
         (lambda d: d["corpus"].update(trian="x"), "corpus.trian: unknown key (did you mean 'train'?)"),
         (lambda d: d["corpus"].pop("train"), "corpus.train: missing"),
@@ -441,7 +453,7 @@ def test_naming_a_default_plans_the_run_that_took_it(tmp_path, base):
 
 
 @pytest.mark.shared
-def test_runs_under_the_new_defaults_never_take_a_committed_row(bert_mini):
+def test_runs_under_the_defaults_never_take_a_committed_row(bert_mini):
     """bert-mini-ref's committed spec names the behaviour its runs ran under (masked decoder, KD on the
     corrupted input, a schedule that ends at the stop, the trained head), which plans its rows. Without
     those names (TAMT's defaults) its TAMT searches and its masks' pre-training evaluations are new

@@ -49,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, PruneConfig, ["ranking", "seed", "pooler"])
     add_targets_argument(p)
     calibration = p.add_argument_group("calibration (wanda, sparsegpt)")
-    add_config_arguments(calibration, PruneConfig, ["corpus", "calibration", "calibration_length"])
+    add_config_arguments(
+        calibration, PruneConfig, ["corpus", "calibration", "calibration_length", "text_column", "cache_dir"]
+    )
     for name, method in one_shot.items():  # a method's own settings, in a group of their own
         if method.config is not None:
             own = p.add_argument_group(f"{name} only")

@@ -123,11 +123,11 @@ def load_head_state(model: nn.Module, path: str | os.PathLike) -> int:
     if unknown:
         raise MaskFileError(f"{path}: tensors that are not this model's MLM head, e.g. {unknown[0]}")
     missing = sorted(set(own) - set(state))
-    if missing:  # TAMT-MLM saves the whole head: a part is an old file whose head skipped its transform
+    if missing:  # TAMT-MLM saves the whole head: the rest would be the base model's, mixed in unsaid
         raise MaskFileError(
             f"{path}: holds {len(state)} of the model's {len(own)} MLM-head tensors (no {missing[0]}): "
-            "saved when only the decoder was taken for the head (ELECTRA, DistilBERT, ModernBERT), so it "
-            "was trained without the transform; search again, or pass --ignore-mlm-head"
+            "a head trained without the rest; search again, or score the mask with the original head "
+            "(--mlm-head original, the default)"
         )
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(own[name].shape):

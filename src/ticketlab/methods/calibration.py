@@ -56,6 +56,7 @@ def full_blocks(
     length: int,
     *,
     text_column: str = "text",
+    cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> tuple[LMCorpus, Tensor]:
     """The corpus a draw of `n` blocks of `length` tokens reads, and the indices of its full training
@@ -64,7 +65,13 @@ def full_blocks(
     # cap as a search's (`data.corpus.needed_tokens`), not the whole corpus tokenized for n blocks
     cap = needed_tokens(1, n, length, carved=DEV_FRACTION)
     corpus_read = load_lm_corpus(
-        corpus, tokenizer, length, text_column=text_column, progress=progress, max_tokens=cap
+        corpus,
+        tokenizer,
+        length,
+        text_column=text_column,
+        cache_dir=cache_dir,
+        progress=progress,
+        max_tokens=cap,
     )
     full = torch.nonzero(corpus_read.train.lengths == length).flatten()  # [f] unpadded blocks
     if len(full) < n:
@@ -84,6 +91,7 @@ def draw_calibration(
     seed: int,
     *,
     text_column: str = "text",
+    cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Calibration:
     """`n` full blocks of `length` tokens of `corpus`'s training split (the blocks a search on it
@@ -91,7 +99,8 @@ def draw_calibration(
     # past the model's positions: one line now, not a shape error inside the first forward pass
     fit_max_length(load_config(model), length, length, what="calibration_length")
     tokenizer = load_tokenizer(model)
-    corpus_read, full = full_blocks(tokenizer, corpus, n, length, text_column=text_column, progress=progress)
+    read = {"text_column": text_column, "cache_dir": cache_dir, "progress": progress}
+    corpus_read, full = full_blocks(tokenizer, corpus, n, length, **read)
     blocks = corpus_read.train
     names = ", ".join(map(str, corpus))
     gen = torch.Generator().manual_seed(seed)

@@ -99,7 +99,13 @@ def prune_into(config: PruneConfig, model: nn.Module | None) -> tuple[Mask, Mask
 def _calibration(config: PruneConfig) -> Any:
     """The calibration sequences of a calibrated method (`methods.calibration.draw_calibration`)."""
     return draw_calibration(
-        config.model, config.corpus, config.calibration, config.calibration_length, config.seed
+        config.model,
+        config.corpus,
+        config.calibration,
+        config.calibration_length,
+        config.seed,
+        text_column=config.text_column,
+        cache_dir=config.cache_dir,
     )
 
 

@@ -15,6 +15,7 @@ from ..core.checks import (
     Fraction,
     PositiveInt,
     Seed,
+    changed,
     check_config,
     check_one_of,
     from_options,
@@ -22,6 +23,7 @@ from ..core.checks import (
     option_name,
 )
 from ..core.errors import ConfigError
+from ..core.files.caches import CORPUS_CACHE_HELP
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
 from .options import Ranking
@@ -59,6 +61,10 @@ class PruneConfig:
         128, "wanda, sparsegpt: calibration sequences, drawn with --seed (both papers: 128)", metavar="N"
     )
     calibration_length: BlockLength = option(128, "wanda, sparsegpt: tokens per calibration sequence")
+    text_column: str = option("text", "wanda, sparsegpt: column of `datasets` sources in --corpus")
+    cache_dir: str | os.PathLike | None = option(
+        None, f"wanda, sparsegpt: {CORPUS_CACHE_HELP}", metavar="DIR", result=False
+    )
     # The method's own settings: an instance of the config it registers (`Method.config`: SparseGPT's
     # `SparseGptConfig`), or a mapping of that config's fields by option name; None: its defaults.
     settings: Any = None
@@ -98,9 +104,11 @@ class PruneConfig:
         others read no corpus."""
         calibrated = [name for name, m in methods("prune").items() if m.calibrated]
         if self.method not in calibrated:
-            if self.corpus:
+            given = ["corpus"] if self.corpus else changed(self, ("text_column", "cache_dir"))
+            if given:
                 raise ConfigError(
-                    f"--corpus: {self.method} reads no calibration data ({', '.join(calibrated)} do)"
+                    f"--{given[0].replace('_', '-')}: {self.method} reads no calibration data "
+                    f"({', '.join(calibrated)} do)"
                 )
             return
         if not self.corpus:

@@ -68,8 +68,8 @@ class Method:
     methods with a colour first, by `order` then registration, each in its colour."""
 
     name: str
-    # A search method's settings (`TamtConfig`, `ImpConfig`); a one-shot method's own, where it has
-    # any (`SparseGptConfig`); None for the others.
+    # A search method's settings (`TamtConfig`, `ImpConfig`); a one-shot or unit method's own, where
+    # it has any (`SparseGptConfig`, `RandomTicketConfig`); None for the others.
     config: type | None
     # The function; one a `--help` reads registers imports the implementation when it first runs.
     run: Callable[..., Any] | None

@@ -18,10 +18,14 @@ from ..core.errors import ConfigError
 from ..methods.super_tickets.levels import (
     DRAW_HELP,
     DRAWS,
+    GRANULARITIES,
+    GRANULARITY_HELP,
     KINDS,
     PER,
     UNITS,
+    UNITS_HELP,
     Draw,
+    Granularity,
     Units,
     check_kind,
     levels_arg,
@@ -47,20 +51,10 @@ class SuperConfig:
         "less those that prune none or all of a kind of unit of this model, with a note)",
         metavar="P",
     )
-    units: Units = option(
-        "liang",
-        "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
-        "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round "
-        "(round(p·n) of each kind, no per-layer guard)",
-        choices=UNITS,
-    )
+    units: Units = option("liang", UNITS_HELP, choices=UNITS)
     random_draw: Draw = option("exact", DRAW_HELP, choices=DRAWS)
     kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
-    granularity: str = option(
-        "layer",
-        "FFN unit: the whole sub-layer (the paper's) or each neuron",
-        choices=("layer", "neuron"),
-    )
+    granularity: Granularity = option("layer", GRANULARITY_HELP, choices=GRANULARITIES)
     select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
         0.1, "dev fraction that selects"
     )
@@ -103,7 +97,7 @@ class SuperConfig:
             check_kind(kind)
         if "winning" not in self.kinds:
             raise ConfigError("the super ticket is a winning ticket: kinds must include 'winning'")
-        check_one_of("granularity", self.granularity, ("layer", "neuron"))
+        check_one_of("granularity", self.granularity, GRANULARITIES)
         check_one_of("importance", self.importance, PER)
         if get_task(self.finetune.task, self.finetune.data_dir).kind == "squad":
             raise ConfigError(

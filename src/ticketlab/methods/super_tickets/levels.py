@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from ...core.checks import check_one_of
+from ...core.checks import check_config, check_one_of, option
 from ...core.errors import ConfigError
 
 Kind = Literal["winning", "losing", "random"]
@@ -25,7 +26,28 @@ DRAW_HELP = (
     "replacement (Liang et al.'s code: the winning ticket's count drawn with replacement, repeats "
     "collapse, no guard: about 72 of BERT-base's 144 heads and 5.4 of 12 FFN sub-layers at 0.7)"
 )
+UNITS_HELP = (
+    "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
+    "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round "
+    "(round(p·n) of each kind, no per-layer guard)"
+)
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 9))  # 10% ... 80%, the paper's 8 levels
+Granularity = Literal["layer", "neuron"]
+GRANULARITIES: tuple[Granularity, ...] = ("layer", "neuron")
+GRANULARITY_HELP = "FFN unit: the whole sub-layer (the paper's) or each neuron"
+
+
+@dataclass(frozen=True)
+class RandomTicketConfig:
+    """A random structured ticket's settings (the sweep method `st-random`; `ticketlab super` has
+    them as options), checked when built: a sweep spec's bad value is refused by its dry run."""
+
+    granularity: Granularity = option("layer", GRANULARITY_HELP, choices=GRANULARITIES)
+    units: Units = option("liang", UNITS_HELP, choices=UNITS)
+    random_draw: Draw = option("exact", DRAW_HELP, choices=DRAWS)
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def check_level(level: float) -> float:

@@ -10,12 +10,14 @@ tickets they are tested against."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ...core.errors import ConfigError
 from ..registry import Method, register_method
+from .levels import RandomTicketConfig
 
 # Why a sweep cannot make the tickets of `ticketlab super` (`Method.not_swept`: a spec naming one is
 # refused with it before any run).
@@ -60,12 +62,12 @@ def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, 
 register_method(
     Method(
         "st-random",
-        None,
+        RandomTicketConfig,
         save_random_ticket,
         "random structured ticket: the sparsity of heads and of FFN units pruned",
         verb=None,
         pattern="units",
-        sweep_settings=frozenset({"granularity", "units", "random_draw"}),
+        sweep_settings=frozenset(f.name for f in dataclasses.fields(RandomTicketConfig)),
         color="goldenrod",  # Liang et al. Fig. 4's orange, not OMP's (C1)
         order=6,  # between the winning and the losing tickets
     )

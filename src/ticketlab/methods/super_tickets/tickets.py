@@ -49,7 +49,7 @@ from ...masks.units import UnitMask
 from ...models.load import shared_base_model
 from ...models.structure import Structure, structure_of
 from .importance import Importance
-from .levels import DRAWS, UNITS, Draw, Kind, Units, check_kind, check_level
+from .levels import DRAWS, UNITS, Draw, Kind, RandomTicketConfig, Units, check_kind, check_level
 
 UNIT_KINDS = ("head", "ffn", "neuron")  # as in `UnitMask`
 
@@ -254,13 +254,11 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
 
 def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
     """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
-    the spec's `granularity` (default "layer"), `units` (default "liang") and `random_draw` (default
-    "exact", `keep_units`)."""
-    granularity = settings.get("granularity") or "layer"
-    units = settings.get("units") or "liang"
-    draw = settings.get("random_draw") or "exact"
+    the spec's, those of `RandomTicketConfig` (the others at its defaults)."""
+    c = RandomTicketConfig(**{k: v for k, v in settings.items() if v is not None})
+    units, draw = c.units, c.random_draw
     base = shared_base_model(model)
-    ticket = random_ticket(structure_of(base), level, seed, granularity, units, draw)
+    ticket = random_ticket(structure_of(base), level, seed, c.granularity, units, draw)
     found = {"units": units, **({"random_draw": draw} if draw != "exact" else {})}
     cfg = unit_mask_config(
         base, ticket, method="st-random", level=level, base_model=model, seed=seed, search=found

@@ -141,10 +141,10 @@ def _check_calibration(spec: SweepSpec) -> None:
             )
     if not (asked and local):
         return  # nothing calibrated, or read from the hub when a search loads it
-    tokenizer = load_tokenizer(spec.model)
+    tokenizer, column = load_tokenizer(spec.model), (spec.corpus or {}).get("text_column") or "text"
     for (n, length), key in asked.items():
         try:
-            full_blocks(tokenizer, corpus, n, length)
+            full_blocks(tokenizer, corpus, n, length, text_column=column)
         except TicketlabError as e:
             raise prefixed(e, key) from None
 

@@ -29,7 +29,7 @@ from ...methods import registry as library
 from ...methods.registry import Method
 from ...verbs.search import SearchConfig
 from .jobs import MethodSpec
-from .one_shot import one_shot_spec, unit_search
+from .one_shot import one_shot_spec, unit_config, unit_search
 from .trained import trained_methods
 
 
@@ -62,7 +62,8 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
         return (one_shot_spec(method, **kw),)
     if method.run is None:
         return (MethodSpec(method.name, None, method.help, **kw),)
-    return (MethodSpec(method.name, unit_search(method), method.help, settings=method.sweep_settings, **kw),)
+    kw |= {"settings": method.sweep_settings, "configure": unit_config(method)}
+    return (MethodSpec(method.name, unit_search(method), method.help, **kw),)
 
 
 def in_cycle(color: str | None) -> bool:

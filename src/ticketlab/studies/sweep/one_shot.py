@@ -5,6 +5,7 @@ own function."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ...core.checks import documented, from_options, option_name
@@ -30,7 +31,9 @@ def prune_config(job: SearchJob):
     method = library.get_method(job.method)
     given = {k: v for k, v in job.settings.items() if v is not None}
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
-    corpus = {"corpus": job.corpus.get("train")} if job.corpus and method.calibrated else {}
+    corpus = {}
+    if job.corpus and method.calibrated:  # its training files, and the column a saved dataset's text is in
+        corpus = {"corpus": job.corpus.get("train"), "text_column": job.corpus.get("text_column") or "text"}
     names = own_settings(method)
     own = {k: v for k, v in given.items() if k in names}
     return PruneConfig(
@@ -51,6 +54,14 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
 
     config = prune_config(job)
     return SearchOutput(steps=0, time_s=prune(config, model=shared_base_model(job.model)).time_s)
+
+
+def unit_config(method: Method) -> Callable[[SearchJob], Any] | None:
+    """A unit method's settings built into its config (`RandomTicketConfig`), as its run builds
+    them: what the dry run checks; None for a method without settings."""
+    if method.config is None:
+        return None
+    return lambda job: method.config(**{k: v for k, v in job.settings.items() if v is not None})
 
 
 def unit_search(method: Method) -> SearchFn:
