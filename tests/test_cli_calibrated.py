@@ -287,10 +287,12 @@ def test_a_sweep_calibrates_on_its_corpus(tiny_bert_dir, corpus, sst2, tmp_path,
 def test_a_saved_dataset_calibrates_from_its_text_column(tiny_bert_dir, tmp_path, capsys):
     """A saved `datasets` corpus whose text is in another column: `prune --text-column` reads it (its
     tokens cached under --cache-dir), as a sweep whose corpus names `text_column` does, dry run and
-    run; without the column, one line naming it."""
+    run (its `cache_dir` a setting that leaves the run's id as it is); without the column, one line
+    naming it."""
     datasets = pytest.importorskip("datasets")
     import yaml
 
+    from ticketlab.studies import expand, load_spec
     from ticketlab.studies.store import Store
 
     rng = random.Random(2)
@@ -325,7 +327,12 @@ def test_a_saved_dataset_calibrates_from_its_text_column(tiny_bert_dir, tmp_path
         "finetune": {"steps": 1, "batch_size": 8, "eval_every": 1, "max_length": 16},
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    planned = {r.id for r in expand(load_spec(tmp_path / "spec.yaml"))}
+    spec["search"] = {"cache_dir": str(tmp_path / "sweep-cache")}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert {r.id for r in expand(load_spec(tmp_path / "spec.yaml"))} == planned
     assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", tmp_path / "sweep", "--dry-run")[0] == 0
     assert run(capsys, "sweep", tmp_path / "spec.yaml", "--out", tmp_path / "sweep", "--no-report")[0] == 0
     with Store(tmp_path / "sweep") as st:
         assert len(st.runs(kind="search", status="done")) == 1
+    assert any((tmp_path / "sweep-cache").rglob("*.safetensors"))  # the draw's, and the start check's

@@ -44,6 +44,7 @@ FACTORIES = {
     "SparseGptConfig": lambda: _module("methods.sparsegpt.config").SparseGptConfig(),
     "CompareConfig": lambda: ticketlab.CompareConfig(masks=["k1", "k2"]),
     "CompareRunsConfig": lambda: ticketlab.CompareRunsConfig(runs=["r1", "r2"]),
+    "RandomTicketConfig": lambda: _module("methods.super_tickets.levels").RandomTicketConfig(),
     "AdaptConfig": lambda: _module("studies.adaptation").AdaptConfig(
         finetune=ticketlab.FinetuneConfig(model="m", task="sst2"),
         sources=[_module("studies.adaptation").AdaptSource("full", 1, "m")],

@@ -316,3 +316,17 @@ def test_a_registered_method_is_a_function_that_imports_its_method_when_it_runs(
     registered, direct = methods()["omp"].run(model, 0.5), omp_mask(model, 0.5)
     assert registered.keys() == direct.keys()
     assert all(torch.equal(registered[k], direct[k]) for k in direct)
+
+
+def test_a_unit_methods_sweep_settings_are_its_configs_options():
+    """A unit method's config is built from a spec's settings: a setting it lists that its config
+    lacks (or the reverse) is refused when it registers, not as a traceback in a dry run."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Units:
+        draw: str = "exact"
+
+    unit = dict(verb=None, pattern="units")
+    Method("unit-a", Units, lambda *a: None, "h", sweep_settings=frozenset({"draw"}), **unit)
+    with pytest.raises(ConfigError, match=r"sweep_settings must be its config's options: \['draw'\]"):
+        Method("unit-b", Units, lambda *a: None, "h", sweep_settings=frozenset({"drawn"}), **unit)

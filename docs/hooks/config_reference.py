@@ -67,7 +67,7 @@ def configs() -> dict[type, list[str]]:
         found[getattr(importlib.import_module(module), name)] = parsers
     for name, method in methods().items():
         if dataclasses.is_dataclass(method.config) and method.config not in found:
-            found[method.config] = [f"{method.verb} {name}"]
+            found[method.config] = [f"{method.verb} {name}"] if method.verb else []  # a sweep's only
     return found
 
 
@@ -160,7 +160,7 @@ def config_section(cls: type, parser_names: list[str], parsers: dict[str, argpar
     hints, notes = field_types(cls), comments(cls)
     own = [parsers[n] for n in parser_names if n in parsers]
     via = ", ".join(f"`ticketlab {n}`" for n in parser_names)
-    via = f"On the command line: {via}." if via else "From Python only."
+    via = f"On the command line: {via}." if via else "No command-line verb of its own."
     doc = cls.__doc__ or ""
     if doc.startswith(f"{cls.__name__}("):  # the dataclass's own signature: its module's docstring says more
         doc = sys.modules[cls.__module__].__doc__ or ""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.checks import option_name
 from ..core.errors import ConfigError, did_you_mean
 
 Verb = Literal["prune", "search"]
@@ -123,6 +124,12 @@ class Method:
     def __post_init__(self) -> None:
         if self.run is not None and not callable(self.run):
             raise ConfigError(f"method {self.name!r}: run must be a function or None, got {self.run!r}")
+        if self.verb is None and self.config is not None:  # a unit method: the spec's settings build it
+            options = frozenset(option_name(f) for f in dataclasses.fields(self.config))
+            if self.sweep_settings != options:
+                raise ConfigError(
+                    f"method {self.name!r}: sweep_settings must be its config's options: {sorted(options)}"
+                )
 
     @property
     def named(self) -> tuple[Preset, ...]:

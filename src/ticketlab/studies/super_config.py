@@ -25,7 +25,6 @@ from ..methods.super_tickets.levels import (
     UNITS,
     UNITS_HELP,
     Draw,
-    Granularity,
     Units,
     check_kind,
     levels_arg,
@@ -54,7 +53,7 @@ class SuperConfig:
     units: Units = option("liang", UNITS_HELP, choices=UNITS)
     random_draw: Draw = option("exact", DRAW_HELP, choices=DRAWS)
     kinds: list[str] = option(factory=lambda: list(KINDS), help="tickets to build", choices=KINDS)
-    granularity: Granularity = option("layer", GRANULARITY_HELP, choices=GRANULARITIES)
+    granularity: str = option("layer", GRANULARITY_HELP, choices=GRANULARITIES)
     select_fraction: OpenFraction = option(  # seeded by select_seed; picks steps and levels
         0.1, "dev fraction that selects"
     )

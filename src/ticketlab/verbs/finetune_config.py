@@ -188,7 +188,8 @@ def with_recipe(config: FinetuneConfig) -> FinetuneConfig:
     """`config` with its recipe's values where it leaves a setting at its default (mt-dnn: `MTDNN`)."""
     if config.recipe != "mt-dnn":
         return config
-    given = {k: v for k, v in MTDNN.items() if k not in changed(config, list(MTDNN))}
+    kept = changed(config, list(MTDNN))  # settings given: the recipe's value where one is left at its default
+    given = {k: v for k, v in MTDNN.items() if k not in kept}
     if config.warmup_steps is not None:  # a warm-up in steps overrides the ratio
         given.pop("warmup_ratio", None)
     return config.replace(**given)

@@ -129,22 +129,22 @@ def _lengths(spec: SweepSpec) -> list[tuple[str, int]]:
 def _check_calibration(spec: SweepSpec) -> None:
     """Each calibrated method's sequences are full blocks of the corpus's start, as its search draws
     them (`methods.calibration.full_blocks`): too short a corpus failed those searches after the
-    runs before them. The tokens read are cached, for the searches to read again."""
+    runs before them. The tokens read are cached where the searches read them again."""
     corpus = (spec.corpus or {}).get("train") or []
     local = Path(spec.model).expanduser().exists() and not any(hub_dataset(c) for c in corpus)
-    asked: dict[tuple[int, int], str] = {}  # (sequences, tokens) -> the first method's key asking them
+    asked: dict[tuple, str] = {}  # (sequences, tokens, cache) -> the first method's key asking them
     for m, method in spec.method_specs.items():
         if "calibration_length" in method.settings:
             given = {**PRUNE_DEFAULTS, **{k: v for k, v in spec.search_settings(m).items() if v is not None}}
-            asked.setdefault(
-                (given["calibration"], given["calibration_length"]), spec._search_key(m, "calibration")
-            )
+            drawn = (given["calibration"], given["calibration_length"], given["cache_dir"])
+            asked.setdefault(drawn, spec._search_key(m, "calibration"))
     if not (asked and local):
         return  # nothing calibrated, or read from the hub when a search loads it
-    tokenizer, column = load_tokenizer(spec.model), (spec.corpus or {}).get("text_column") or "text"
-    for (n, length), key in asked.items():
+    tokenizer = load_tokenizer(spec.model)
+    column = (spec.corpus or {}).get("text_column") or PRUNE_DEFAULTS["text_column"]
+    for (n, length, cache), key in asked.items():
         try:
-            full_blocks(tokenizer, corpus, n, length, text_column=column)
+            full_blocks(tokenizer, corpus, n, length, text_column=column, cache_dir=cache)
         except TicketlabError as e:
             raise prefixed(e, key) from None
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ...core.checks import documented, from_options, option_name
+from ...core.checks import documented, from_options, not_result, option_name
 from ...methods import registry as library
 from ...methods.registry import Method
 from ...verbs.prune import PruneConfig, prune
@@ -16,8 +16,9 @@ from .jobs import MethodSpec, SearchFn, SearchJob, SearchOutput
 
 PRUNE_SETTINGS = frozenset({"ranking", "targets", "no_pooler"})  # no_pooler: `--no-pooler`
 # A calibrated one-shot method's (wanda, sparsegpt) besides those: its calibration sequences, drawn
-# from the spec's corpus.
-CALIBRATION_SETTINGS = frozenset({"calibration", "calibration_length"})
+# from the spec's corpus, and where that corpus's tokens are cached (not part of a run's identity).
+CALIBRATION_SETTINGS = frozenset({"calibration", "calibration_length", "cache_dir"})
+NON_RESULT = frozenset(not_result(PruneConfig))
 
 
 def own_settings(method: Method) -> frozenset[str]:
@@ -33,7 +34,8 @@ def prune_config(job: SearchJob):
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
     corpus = {}
     if job.corpus and method.calibrated:  # its training files, and the column a saved dataset's text is in
-        corpus = {"corpus": job.corpus.get("train"), "text_column": job.corpus.get("text_column") or "text"}
+        corpus = {"corpus": job.corpus.get("train"), "text_column": job.corpus.get("text_column")}
+        corpus = {k: v for k, v in corpus.items() if v is not None}
     names = own_settings(method)
     own = {k: v for k, v in given.items() if k in names}
     return PruneConfig(
@@ -61,7 +63,12 @@ def unit_config(method: Method) -> Callable[[SearchJob], Any] | None:
     them: what the dry run checks; None for a method without settings."""
     if method.config is None:
         return None
-    return lambda job: method.config(**{k: v for k, v in job.settings.items() if v is not None})
+
+    def configure(job: SearchJob) -> Any:
+        given = {k: v for k, v in job.settings.items() if v is not None}
+        return method.config(**from_options(method.config, given))
+
+    return configure
 
 
 def unit_search(method: Method) -> SearchFn:
@@ -92,6 +99,7 @@ def one_shot_spec(method: Method, **kw: Any) -> MethodSpec:
         one_shot_search,
         method.help,
         settings=settings,
+        non_result=NON_RESULT & settings,
         configure=prune_config,
         changed_defaults=pooler_default,
         uses_corpus=method.calibrated,
