@@ -44,6 +44,14 @@ def test_valid_spec_resolves_paths_and_settings(tmp_path, base):
     assert spec.finetune_settings("cola") == {"lr": 2e-5, "steps": 7}
 
 
+def test_a_specs_default_directory_is_its_output_else_sweeps_and_its_name(tmp_path, base):
+    """Where `ticketlab sweep` and a Python caller put the runs when no directory is given."""
+    base["name"] = "study"
+    assert load(tmp_path, base).default_dir == Path("sweeps") / "study"
+    base["output"] = "out/here"  # relative to the spec's folder
+    assert load(tmp_path, base).default_dir == (tmp_path / "out" / "here").resolve()
+
+
 def test_a_hub_corpus_is_kept_as_named_and_names_its_runs(tmp_path, base):
     """`hub:NAME[:CONFIG]` is a corpus the runs download (nothing local to find or hash): the spec
     keeps it as written, and another dataset or config plans other searches."""

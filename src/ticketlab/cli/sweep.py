@@ -40,7 +40,6 @@ import ticketlab as tl
 from .. import studies
 from ..core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
 from ..core.errors import TicketlabError
-from ..core.outputs import safe_component
 from ..studies.records import KINDS, STALE_AFTER
 from .common import at_least, int_value, positive_float, within
 
@@ -161,9 +160,7 @@ def _add_resources(r: argparse._ArgumentGroup) -> None:
 
 
 def sweep_dir(args: argparse.Namespace, spec) -> Path:
-    if args.out is not None:
-        return Path(args.out)
-    return Path(spec.output) if spec.output else Path("sweeps") / safe_component(spec.name, "sweep name")
+    return Path(args.out) if args.out is not None else spec.default_dir
 
 
 def launcher(args: argparse.Namespace, spec, out: Path) -> SubmititLauncher | None:

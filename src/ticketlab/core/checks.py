@@ -280,10 +280,20 @@ def field_problem(obj: Any) -> tuple[str, str, Any] | None:
     return None
 
 
+def is_int(value: Any) -> bool:
+    """An integer, not a bool: `True` is an int to Python, and never a count, a step or a seed here."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (`true` in a spec is no sparsity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _too_big(value: Any) -> int | None:
     """An integer in `value` (or in its lists and mappings) beyond 64 bits, if any: a step count or
     a seed of 10**20 would pass a `>= 1` check and fail in torch or SQLite mid-run."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return value if not -INT64 <= value < INT64 else None
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     return next((big for v in items if (big := _too_big(v)) is not None), None)

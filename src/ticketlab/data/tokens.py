@@ -195,7 +195,8 @@ def _token_file_stream(source: Source, tokenizer: PreTrainedTokenizerBase) -> tu
     meta = token_header(source.path)
     if meta.get("tokenizer") != tokenizer_fingerprint(tokenizer):
         raise DataError(
-            f"{source.path}: was tokenized with another tokenizer; pass the one it was written with"
+            f"{source.path}: was tokenized with another tokenizer; pass the one it was written with, "
+            "or write it again with this one (`ticketlab pretrain --write-tokens`)"
         )
     try:
         with open_safetensors(source.path, "token file", DataError) as f:

@@ -53,6 +53,7 @@ from typing import Any
 import torch
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..core.checks import is_int
 from ..core.errors import ConfigError, TicketlabError
 from ..core.files.atomic import as_written, atomic_write_json
 from ..core.files.inputs import read_json
@@ -168,7 +169,7 @@ def _plan(config: PretrainConfig, work: Path, build_model, corpus, collator) -> 
     if plan.is_file():
         saved = read_json(plan, "pre-training plan")
         steps = saved.get("steps") if isinstance(saved, dict) else None
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if not is_int(steps) or steps < 1:
             raise TicketlabError(
                 f"{plan}: corrupt pre-training plan (steps {steps!r}); delete it to plan again"
             )

@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import nn
 
+from ..core.checks import is_number
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError
 from ..models.structure import LAYER_MODULES, Structure, structure_of
 from .io import MaskConfig, check_fits, load_mask, pruned_record, save_mask, units_of
@@ -50,7 +51,7 @@ def unit_mask_config(
     `level` is the fraction of units pruned the ticket aimed at (its `sparsity`); the fraction of
     weights it zeroes is written as `achieved_sparsity`.
     """
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+    if not is_number(level) or not 0.0 < level < 1.0:
         raise ConfigError(f"level must be a fraction of units pruned in (0, 1), got {level!r}")
     structure = structure_of(model)
     units.check_structure(structure, "unit mask")

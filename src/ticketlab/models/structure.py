@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..core.checks import is_int
 from ..core.errors import MaskMismatchError
 from .arch import ARCHS, FUSED, INTERLEAVED, SEPARATE, Arch, encoder_of
 
@@ -68,7 +69,7 @@ class Structure:
         10**12 sized tensors before any check: a traceback or an allocation of terabytes)."""
         values = {k: d[k] for k in SIZES}
         for k, v in values.items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not is_int(v) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
         family = d.get("family", "bert")
         if family not in ARCHS:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.checks import is_int
 from ..core.errors import TicketlabError
 from ..core.files.atomic import HOST, pid_alive
 
@@ -76,7 +77,7 @@ META_SHAPES: dict[str, tuple[Any, str]] = {
     ),
     "study_protocols": (lambda v: isinstance(v, dict), "a mapping"),
     "inputs": (lambda v: isinstance(v, dict), "a mapping"),
-    "ids": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "ids": (is_int, "an integer"),
 }
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core.checks import is_int
 from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text
 from ..core.files.inputs import read_text
@@ -111,7 +112,7 @@ def _numpy_state(state: Any) -> tuple:
 
 
 def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    return is_int(value) and low <= value <= high
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -129,7 +130,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def check_step(step: Any, path: Path, steps: int) -> int:
     """A checkpoint's step, refused in one line unless it is a step of this run (0 to `steps`): a
     larger one made a resumed run publish a result of steps it never trained."""
-    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= steps:
+    if not is_int(step) or not 0 <= step <= steps:
         raise TicketlabError(
             f"{path}: corrupt checkpoint (step {str(step)[:40]!r}, not in [0, {steps}] as this run's "
             "settings say); delete it to restart from scratch"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import check_config
+from ..core.checks import check_config, is_int, is_number
 from ..core.errors import TicketlabError, one_line
 from ..core.files.inputs import read_json
 from .finetune_results import RESULT_FILE, SUMMARY_FILE, FinetuneResult, summarize
@@ -118,10 +118,10 @@ def _row(path: str, file: Path, summary: Any) -> RunRow:
     seeds = s.get("seeds")
     ok = (
         all(isinstance(s.get(k), str) for k in ("task", "metric", "checkpoint"))
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+        and all(is_number(v) and math.isfinite(v) for v in numbers)
         and isinstance(seeds, list)
         and seeds
-        and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        and all(is_int(x) for x in seeds)
         and "mask" in s  # written for every run: null for the full model
         and (s["mask"] is None or isinstance(s["mask"], str))
     )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ...core.checks import check_config, check_one_of, option
+from ...core.checks import check_config, check_one_of, is_number, option
 from ...core.errors import ConfigError
 
 Kind = Literal["winning", "losing", "random"]
@@ -52,7 +52,7 @@ class RandomTicketConfig:
 
 def check_level(level: float) -> float:
     """A level is the fraction of heads (and of FFN units) pruned, strictly between 0 and 1."""
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+    if not is_number(level) or not 0.0 < float(level) < 1.0:
         raise ConfigError(
             f"level must be a fraction in (0, 1) (0.3 = 30% of heads and FFN units pruned), got {level!r}"
         )

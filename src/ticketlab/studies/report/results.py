@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...core.checks import defaults
+from ...core.checks import defaults, is_number
 from ...core.errors import TicketlabError
 from ...tasks.evaluation import split_indices
 from ...tasks.glue import load_examples
@@ -141,7 +141,7 @@ def reported_score(metrics: dict[str, Any]) -> tuple[float, str]:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_number(v) and math.isfinite(v)
 
 
 def unusable(r: Any) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import ticketlab  # `ticketlab.finetune` is imported on first use: reading a spec loads no torch
 
-from ...core.checks import not_result
+from ...core.checks import is_number, not_result
 from ...core.files.owned import open_append
 from ...core.progress import logs_to
 from ...verbs.evaluate_pretrain import MASK_OPTIONS, PretrainEvalConfig, evaluate_pretraining
@@ -159,7 +159,7 @@ def real_pretrain_eval(job: PretrainEvalJob) -> dict[str, float]:
     config = pretrain_eval_config(job)
     with logged(job.out_dir / "evaluate.log", f"evaluate-pretrain {job.mask_dir or 'full'}"):
         (row,) = evaluate_pretraining(config)
-    return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in row.items() if is_number(v)}
 
 
 @contextlib.contextmanager

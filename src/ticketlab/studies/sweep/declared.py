@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ...core.checks import is_number
 from ...core.errors import did_you_mean
 
 MAX_CLAIMS = 4  # each declared claim divides α: a family of 4 over 5 masks a side still has power
@@ -168,7 +169,7 @@ def _sds(c: dict, key: str, fail) -> tuple[tuple[str, float], ...]:
     pairs = raw.items() if isinstance(raw, dict) else [("*", raw)]
     out = []
     for m, v in pairs:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+        if not is_number(v) or not 0 < v < math.inf:
             raise fail(f"{key}.pilot_sd", f"{v!r} is not a positive number")
         out.append((str(m), float(v)))
     return tuple(sorted(out))

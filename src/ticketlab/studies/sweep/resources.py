@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE
+from ...core.checks import CPUS_RANGE, GPUS_RANGE, MEM_GB_RANGE, TIME_MIN_RANGE, is_int, is_number
 from ...core.errors import ConfigError, one_line, printable
 from ..records import KINDS
 
@@ -35,12 +35,12 @@ class Resources:
     def __post_init__(self) -> None:
         for name, rng in (("gpus", GPUS_RANGE), ("cpus", CPUS_RANGE), ("time_min", TIME_MIN_RANGE)):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            if v is not None and (not is_int(v) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
             if v is not None and not rng.holds(v):
                 raise ConfigError(f"{name} must be {rng}, got {v}")
         mem = self.mem_gb
-        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float))):
+        if mem is not None and not is_number(mem):
             raise ConfigError(f"mem_gb must be a number, got {mem!r}")
         if mem is not None and not MEM_GB_RANGE.holds(mem):
             raise ConfigError(f"mem_gb must be {MEM_GB_RANGE} (GB), got {mem!r}")

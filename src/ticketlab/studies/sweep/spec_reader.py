@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...core.checks import SEED_RANGE, Range
+from ...core.checks import SEED_RANGE, Range, is_int, is_number
 from ...core.errors import ConfigError, TicketlabError, did_you_mean
 from ...core.files.inputs import read_bytes
 from ...core.outputs import safe_component
@@ -46,14 +46,14 @@ class Reader:
                 v = float(v.strip()[:-1]) / 100
             except ValueError:
                 raise self.fail(key, f"not a number: {v!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             raise self.fail(key, f"{v!r} is not a number")
         return round(float(v), 6)
 
     def ints(self, v: Any, key: str, bound: Range | None = None) -> list[int]:
         out = self.listing(v, key)
         for x in out:
-            if isinstance(x, bool) or not isinstance(x, int):
+            if not is_int(x):
                 raise self.fail(key, f"{x!r} is not an integer")
             if bound is not None and not bound.holds(x):
                 raise self.fail(key, f"{x} is out of range: must be {bound}")
@@ -65,7 +65,7 @@ class Reader:
     def finetune_seeds(self, v: Any, key: str) -> list[int] | int:
         """A list of seeds (pinned: every mask fine-tuned with each) or a number of them (drawn per
         mask: no seed serves two masks; `sweep_spec.mask_seeds`)."""
-        if isinstance(v, int) and not isinstance(v, bool):
+        if is_int(v):
             return v  # its range is checked with the spec's (`SweepSpec._check_seeds`)
         return self.seeds(v, key)
 

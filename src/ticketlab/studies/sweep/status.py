@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...core.checks import is_int
 from ...core.errors import TicketlabError
 from ...core.files.inputs import read_json, read_tail
 from ..records import KINDS, STALE_AFTER, owner_gone, store_in
@@ -126,7 +127,7 @@ def _progress(sweep_dir: Path, r) -> str:
     if total is None:
         with contextlib.suppress(TicketlabError, KeyError, TypeError):
             total = read_json(log.parent / "config.json", "run config")["resolved"]["max_steps"]
-    count = isinstance(total, int) and not isinstance(total, bool)  # `steps: true` is no budget
+    count = is_int(total)  # `steps: true` is no budget
     return f", step {step}" + (f" of {total}" if count else "")
 
 
@@ -154,7 +155,7 @@ def _last_step(log: Path) -> int | None:
             step = json.loads(line).get("step")
         except (ValueError, AttributeError, RecursionError):
             continue
-        if isinstance(step, int) and not isinstance(step, bool):
+        if is_int(step):
             return step
     return None
 

@@ -11,10 +11,12 @@ run's config, so that a dry run refuses what a run would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ...core.checks import INT64, field_types, value_problem
+from ...core.checks import INT64, field_types, is_int, is_number, value_problem
 from ...core.errors import ConfigError, did_you_mean
+from ...core.outputs import safe_component
 from ...methods import registry as library
 from ...verbs.search import SearchConfig
 from .adapters import PRETRAIN_EVAL_SETTINGS, finetune_settings
@@ -136,6 +138,12 @@ class SweepSpec(PlannedConfigs, SpecGrid):
         return ConfigError(f"{self.source}: {key}: {msg}")
 
     @property
+    def default_dir(self) -> Path:
+        """Where its runs go unless a directory is given: `output:`, else `sweeps/<name>` (relative
+        to the working directory; the name one path component)."""
+        return Path(self.output) if self.output else Path("sweeps") / safe_component(self.name, "sweep name")
+
+    @property
     def method_specs(self) -> dict[str, MethodSpec]:
         registry = sweep_methods() if self.registry is None else self.registry
         return {m: registry[base_method(m)] for m in self.methods}
@@ -226,20 +234,20 @@ class SweepSpec(PlannedConfigs, SpecGrid):
 
     def _check_fractions(self, key: str, values: list) -> None:
         for s in values:
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s < 1.0:
+            if not is_number(s) or not 0.0 <= s < 1.0:
                 raise self._fail(key, f"{s!r} is not a fraction in [0, 1) (0.7 = 70% of weights zero)")
         if len(set(values)) != len(values):
             raise self._fail(key, f"duplicate values in {values}")
 
     def _check_seeds(self, key: str, seeds: list | int) -> None:
-        drawn = isinstance(seeds, int) and not isinstance(seeds, bool)
+        drawn = is_int(seeds)
         if drawn and key.endswith(("finetune", "finetune_seeds")):
             if not 1 <= seeds <= MAX_FINETUNE_DRAWS:
                 raise self._fail(key, f"{seeds}: a number of seeds per mask in 1..{MAX_FINETUNE_DRAWS}")
             return
         if not isinstance(seeds, list):
             raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds!r}")
-        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        ints = all(is_int(x) for x in seeds)
         if not seeds or not ints or len(set(seeds)) != len(seeds):
             raise self._fail(key, f"a non-empty list of distinct integers is required, got {seeds}")
 
@@ -374,7 +382,7 @@ class SweepSpec(PlannedConfigs, SpecGrid):
 
 def _positive_int(v: Any) -> bool:
     """A count the runs can hold: torch, numpy and SQLite take 64-bit integers."""
-    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < INT64
+    return is_int(v) and 0 < v < INT64
 
 
 def _setting_problem(key: str, value: Any) -> str | None:
