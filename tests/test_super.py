@@ -384,6 +384,33 @@ def test_default_levels_fit_a_two_layer_model(tiny_bert_dir, sst2_root, caplog):
         study_levels(_super_config(tiny_bert_dir, sst2_root, levels=[0.1, 0.6]))  # given: refused
 
 
+def test_a_super_study_killed_after_scoring_its_full_model_resumes_without_a_word(
+    tiny_bert_dir, sst2_root, tmp_path, monkeypatch, caplog
+):
+    """Killed after the full model's weights were scored and removed (before its row was recorded):
+    the rerun finds the fine-tuning done and its scores saved, and says nothing of weights not kept."""
+    import logging
+
+    from ticketlab.studies import supertickets
+    from ticketlab.studies.supertickets import run_super
+
+    real = supertickets.remove_ours
+
+    def killed(path):
+        real(path)
+        raise KeyboardInterrupt
+
+    config = _super_config(tiny_bert_dir, sst2_root, seeds=[1], kinds=["winning"])
+    monkeypatch.setattr(supertickets, "remove_ours", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_super(config, tmp_path / "study")
+    monkeypatch.setattr(supertickets, "remove_ours", real)
+    with caplog.at_level(logging.WARNING, logger="ticketlab"):
+        result = run_super(config, tmp_path / "study")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert result.full["n"] == 1 and not list((tmp_path / "study").glob("runs/*/model"))
+
+
 def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path, monkeypatch, caplog):
     import importlib
     import logging

@@ -154,6 +154,12 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     assert result.resumed_from == 5 and result.steps == 12
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+    # the log's losses too: the line at step 10 averages steps 1-10, not the five after the resume
+    lines = [
+        [{k: v for k, v in r.items() if k in ("step", "loss", "lr")} for r in map(json.loads, log.open())]
+        for log in (tmp_path / "a" / "log.jsonl", tmp_path / "b" / "log.jsonl")
+    ]
+    assert lines[0] == lines[1] and [r["step"] for r in lines[0] if "loss" in r] == [10, 12]
 
 
 def test_a_finished_run_is_not_repeated(tmp_path):

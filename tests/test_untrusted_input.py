@@ -269,6 +269,7 @@ def test_every_field_of_a_checkpoint_is_checked_before_resuming(tiny_bert_dir, t
         f"optimizer.state[{first}].exp_avg_sq": moment("exp_avg_sq", lambda t: t - 1e-3),
         f"optimizer.state[{first}].step": moment("step", lambda t: t + 0.5),
         "result.steps": lambda c: c["result"].update(steps=-1),
+        "window": lambda c: c.update(window={"values": {"loss": ["x"]}, "tokens": 0, "time": 0.0}),
         "rng.python": lambda c: c["rng"].update(python=_words([2**32] * 624)),
         "rng.python position": lambda c: c["rng"].update(python=_words([1] * 624, position=700)),
         "rng.numpy": lambda c: c["rng"]["numpy"].__setitem__(1, torch.full((624,), -1, dtype=torch.int64)),

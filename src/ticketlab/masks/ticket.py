@@ -28,6 +28,8 @@ LayerNorm, the new head; embeddings by the rows it touched).
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import lzma
 import os
 from collections.abc import Mapping
@@ -44,7 +46,7 @@ from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
-from ..core.files.inputs import open_safetensors, read_json
+from ..core.files.inputs import open_safetensors, read_bytes, read_json
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import load_config, load_model
 from ..models.source import head_of
@@ -60,8 +62,11 @@ from .apply import (
     split_key,
 )
 from .card import write_model_card
+from .identity import PROVENANCE_FIELDS, same_mask
 from .io import MaskConfig, library_versions, load_mask, portable_path, weights_hash, write_mask_files
 from .mask import Mask
+
+log = logging.getLogger(__name__)
 
 TICKET_NAME = "ticket.json"
 WEIGHTS_NAME = "ticket_weights.safetensors"
@@ -222,13 +227,29 @@ def save_ticket(
         "versions": library_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    if _holds(Path(out_dir), record, weights, mask, mask_config):  # the same command again
+        log.info("%s: holds this ticket already; left as it is", out_dir)
+        return Path(out_dir)
     with atomic_dir(Path(out_dir), kind="ticket", inputs=[base]) as tmp:
         write_mask_files(mask, mask_config, tmp)
         write_model_card(tmp, mask_config, kind="ticket", sparsity=mask.sparsity)
-        weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
         atomic_write_bytes(tmp / WEIGHTS_NAME, weights)
         atomic_write_text(tmp / TICKET_NAME, to_json(record, indent=2) + "\n")
     return Path(out_dir)
+
+
+def _holds(out: Path, record: dict[str, Any], weights: bytes, mask: Mask, mask_config: MaskConfig) -> bool:
+    """Whether `out` holds this ticket already: its mask made the same way, its record but for its
+    provenance (when it was written, by which versions), and its weights byte for byte."""
+    ticket, saved_weights = out / TICKET_NAME, out / WEIGHTS_NAME
+    if not (ticket.is_file() and saved_weights.is_file() and same_mask(out, mask, mask_config)):
+        return False
+    saved, mine = read_json(ticket, "ticket"), json.loads(to_json(record))
+    if not isinstance(saved, dict):
+        return False
+    same = all(saved.get(k) == v for k, v in mine.items() if k not in PROVENANCE_FIELDS)
+    return same and saved.keys() == mine.keys() and read_bytes(saved_weights, "ticket weights") == weights
 
 
 def check_squashed(model: nn.Module, mask: Mask, source: str | os.PathLike | None = None) -> None:

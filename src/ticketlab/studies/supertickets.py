@@ -153,7 +153,9 @@ def _full(study: Study, seed: int) -> tuple[str, dict[str, Any] | None]:
     run = study.finetune_row(seed, {**FULL, **importance_key(config)})
 
     def work(run_dir: Path) -> dict[str, Any]:
-        result = finetune(config.run_config(seed), run_dir)
+        # its weights feed the importance pass: once that is saved, a rerun needs (and asks) none
+        scored = (run_dir / IMPORTANCE_DIR / "importance.json").is_file()
+        result = finetune(config.run_config(seed).replace(save_model=not scored), run_dir)
         _importance(config, result, seed, run_dir / IMPORTANCE_DIR)
         if not config.keep_models and result.model_dir is not None:
             remove_ours(result.model_dir)  # an exported model: its marker lists its files

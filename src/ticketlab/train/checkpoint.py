@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.checks import is_int
+from ..core.checks import is_int, is_number
 from ..core.errors import TicketlabError
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text
 from ..core.files.inputs import read_text
@@ -236,9 +236,24 @@ def check_loop_checkpoint(
         _check_moments(saved["optimizer"], inner, steps)
         _check_schedule(saved["scheduler"], scheduler, bases, steps)
         _check_counters(saved["result"], steps)
+        _check_window(saved.get("window"))
         _python_state(saved["rng"]["python"])
         _numpy_state(saved["rng"]["numpy"])
     return step
+
+
+def _check_window(window: Any) -> None:
+    """The losses since the last log line (numbers by key), their tokens and time; None: a checkpoint
+    without them resumes with an empty window."""
+    if window is None:
+        return
+    values = window.get("values") if isinstance(window, dict) else None
+    losses = isinstance(values, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(is_number(x) for x in v) for k, v in values.items()
+    )
+    tokens, took = window.get("tokens") if losses else None, window.get("time") if losses else None
+    if not (losses and is_int(tokens) and tokens >= 0 and is_number(took) and took >= 0):
+        raise CorruptCheckpoint("window: not the losses, tokens and time since the last log line")
 
 
 def _check_groups(saved: Any, optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
@@ -257,7 +272,7 @@ def _check_groups(saved: Any, optimizer: torch.optim.Optimizer, steps: int) -> l
                 raise CorruptCheckpoint(f"optimizer.param_groups[{i}].{k}: {v} is not finite")
         base = float(mine.get("initial_lr", mine["lr"]))
         lr = group.get("lr")
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 <= lr <= base * (1 + 1e-6):
+        if not is_number(lr) or not 0 <= lr <= base * (1 + 1e-6):
             raise CorruptCheckpoint(
                 f"optimizer.param_groups[{i}].lr: {lr!r}, not in [0, {base:g}] as this run's"
             )

@@ -203,6 +203,7 @@ class _Loop:
             self.scheduler.load_state_dict(saved["scheduler"])
             set_rng_state(saved["rng"])
             self.result = TrainResult(**saved["result"])
+            self.window = Window.from_state(saved.get("window"))
         self.result.stopped = False  # a new piece
         self.result.resumed_from = self.state.step = step
 
@@ -222,6 +223,7 @@ class _Loop:
             "rng": rng_state(),
             "extra": self.extra_state[0]() if self.extra_state is not None else {},
             "result": self.result.to_dict(),
+            "window": self.window.state(),  # the losses since the last log line
         }
         save_checkpoint(self.ckpt, payload)
 

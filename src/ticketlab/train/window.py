@@ -30,3 +30,16 @@ class Window:
 
     def tokens_per_s(self) -> float | None:
         return self.tokens / self.time if self.time > 0 else None
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of it, so that a resumed run's next log line averages the steps
+        an uninterrupted run's does."""
+        values = {k: list(v) for k, v in self.values.items()}
+        return {"values": values, "tokens": self.tokens, "time": self.time}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Window:
+        """The window a checkpoint kept (checked by `checkpoint.check_loop_checkpoint`); empty if none."""
+        if state is None:
+            return cls()
+        return cls({k: list(v) for k, v in state["values"].items()}, state["tokens"], state["time"])
