@@ -144,10 +144,11 @@ def test_export_base_writes_the_artefact_from_a_fine_tuned_checkpoint(base, tmp_
     assert (logits(load_ticket(tmp_path / "t")) - want).abs().max().item() == 0.0
     # the same command again leaves the ticket as it is (its record's stamp included)
     record = json.loads((tmp_path / "t" / TICKET_NAME).read_text())
-    (tmp_path / "t" / TICKET_NAME).write_text(json.dumps({**record, "created": "2000-01-01T00:00:00+00:00"}))
+    stamped = json.dumps({**record, "created": "2000-01-01T00:00:00+00:00"})  # not what a rewrite stamps
+    (tmp_path / "t" / TICKET_NAME).write_text(stamped)
     again = ["--model", tmp_path / "ft", "--mask", tmp_path / "m", "--base", base, "--out", tmp_path / "t"]
     assert run(capsys, "export", *again)[0] == 0
-    assert json.loads((tmp_path / "t" / TICKET_NAME).read_text())["created"] == "2000-01-01T00:00:00+00:00"
+    assert (tmp_path / "t" / TICKET_NAME).read_text() == stamped
     other = Mask({k: ~v for k, v in mask.items()})  # zeros of the checkpoint where this one keeps
     save_mask(
         other,
