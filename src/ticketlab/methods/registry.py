@@ -62,7 +62,8 @@ class Method:
       a `config`, also `settings=` (an instance of it, `PruneConfig.settings`), whose documented
       fields are its options on the command line and its settings in a sweep spec;
     * no verb, pattern "units" (a sweep method only): `run(model_name, sparsity, seed, settings, out)`
-      writes a unit mask directory (`settings`: the spec's, of `sweep_settings`);
+      writes a unit mask directory (`settings`: an instance of its `config`, built from the spec's
+      `sweep_settings`; without a config, those settings as the spec gives them);
     * no verb and no `run`: the dense model (the sweep's `full`).
 
     Sweeps know a method by its presets' names (its own name without presets); reports list the

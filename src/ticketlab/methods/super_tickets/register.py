@@ -51,7 +51,7 @@ register_method(
 )
 
 
-def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
+def save_random_ticket(model: str, level: float, seed: int, settings: RandomTicketConfig, out: Path) -> Path:
     """A random structured ticket's mask directory (`tickets.save_random_ticket`), imported when it
     first runs."""
     from .tickets import save_random_ticket as run  # lazy: `--help` reads this module; tickets need torch

@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -252,13 +251,11 @@ def fit_levels(levels: Sequence[float], shapes: Shapes, units: Units = "liang") 
     return kept, note if why else ""
 
 
-def save_random_ticket(model: str, level: float, seed: int, settings: dict[str, Any], out: Path) -> Path:
-    """A random structured ticket of `model` written to `out` (the sweep method `st-random`); `settings`:
-    the spec's, those of `RandomTicketConfig` (the others at its defaults)."""
-    c = RandomTicketConfig(**{k: v for k, v in settings.items() if v is not None})
-    units, draw = c.units, c.random_draw
+def save_random_ticket(model: str, level: float, seed: int, settings: RandomTicketConfig, out: Path) -> Path:
+    """A random structured ticket of `model` written to `out` (the sweep method `st-random`)."""
+    units, draw = settings.units, settings.random_draw
     base = shared_base_model(model)
-    ticket = random_ticket(structure_of(base), level, seed, c.granularity, units, draw)
+    ticket = random_ticket(structure_of(base), level, seed, settings.granularity, units, draw)
     found = {"units": units, **({"random_draw": draw} if draw != "exact" else {})}
     cfg = unit_mask_config(
         base, ticket, method="st-random", level=level, base_model=model, seed=seed, search=found

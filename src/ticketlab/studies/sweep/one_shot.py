@@ -30,7 +30,7 @@ def prune_config(job: SearchJob):
     """The `ticketlab.prune` config of a one-shot job (OMP, random; Wanda and SparseGPT calibrated on
     the spec's training corpus, SparseGPT under its own settings)."""
     method = library.get_method(job.method)
-    given = {k: v for k, v in job.settings.items() if v is not None}
+    given = _given(job)
     known = PRUNE_SETTINGS | CALIBRATION_SETTINGS
     corpus = {}
     if job.corpus and method.calibrated:  # its training files, and the column a saved dataset's text is in
@@ -58,25 +58,28 @@ def one_shot_search(job: SearchJob) -> SearchOutput:
     return SearchOutput(steps=0, time_s=prune(config, model=shared_base_model(job.model)).time_s)
 
 
+def _given(job: SearchJob) -> dict[str, Any]:
+    """The settings a spec gives a job (those it leaves out are None there: the defaults')."""
+    return {k: v for k, v in job.settings.items() if v is not None}
+
+
 def unit_config(method: Method) -> Callable[[SearchJob], Any] | None:
-    """A unit method's settings built into its config (`RandomTicketConfig`), as its run builds
-    them: what the dry run checks; None for a method without settings."""
+    """A unit method's settings built into its config (`RandomTicketConfig`): what its run is given,
+    and what the dry run checks; None for a method without a config."""
     if method.config is None:
         return None
-
-    def configure(job: SearchJob) -> Any:
-        given = {k: v for k, v in job.settings.items() if v is not None}
-        return method.config(**from_options(method.config, given))
-
-    return configure
+    return lambda job: method.config(**from_options(method.config, _given(job)))
 
 
 def unit_search(method: Method) -> SearchFn:
-    """A unit method's search (`st-random`): its function writes the unit mask directory."""
+    """A unit method's search (`st-random`): its function writes the unit mask directory, given its
+    config (`unit_config`), or the spec's settings where it has none."""
+    configure = unit_config(method)
 
     def run(job: SearchJob) -> SearchOutput:
         t0 = time.perf_counter()
-        method.run(job.model, job.sparsity, job.seed or 0, job.settings, job.mask_dir)
+        settings = configure(job) if configure is not None else job.settings
+        method.run(job.model, job.sparsity, job.seed or 0, settings, job.mask_dir)
         return SearchOutput(steps=0, time_s=time.perf_counter() - t0)
 
     return run
