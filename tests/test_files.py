@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.core.files.atomic import atomic_write_bytes, remove_stale, writing
+from ticketlab.core.files.atomic import atomic_write_bytes, remove_stale, safetensors_bytes, writing
 from ticketlab.core.files.caches import corpus_cache_dir, default_cache_dir
 from ticketlab.core.files.inputs import read_json
 from ticketlab.core.files.owned import exclusive, open_append
@@ -308,3 +308,33 @@ def test_a_key_given_twice_in_json_is_refused_as_in_yaml(tiny_bert_dir, tmp_path
     task.write_text('{"id": "mine", "text_a": "a", "text_a": "b", "labels": ["0", "1"]}')
     with pytest.raises(TicketlabError, match="the key 'text_a' is given twice"):
         read_json(task, "task spec")
+
+
+def test_one_content_is_one_safetensors_file_and_reads_back(tmp_path):
+    """safetensors writes a header's metadata from a hash map, in another order at each save: one mask
+    saved eight times was several files. Each is now the same bytes, and reads back as saved."""
+    import torch
+
+    from ticketlab.core.files.inputs import open_safetensors
+    from ticketlab.masks import Mask, MaskConfig, save_mask
+
+    gen = torch.Generator().manual_seed(0)
+    mask = Mask(
+        {"a.weight": torch.rand(8, 5, generator=gen) > 0.5, "b.weight": torch.rand(3, generator=gen) > 0.5}
+    )
+    config = MaskConfig(
+        "omp", 0.5, base_model="x", base_model_hash="sha256:x", model_type="bert", targets="t"
+    )
+    files = {
+        (save_mask(mask, config, tmp_path / f"m{i}") / "masks.safetensors").read_bytes() for i in range(8)
+    }
+    assert len(files) == 1
+    assert int.from_bytes(files.pop()[:8], "little") % 8 == 0  # the data 8-byte aligned, as saved
+    loaded, _ = load_mask(tmp_path / "m0")
+    assert all(torch.equal(loaded[k], mask[k]) for k in mask)
+    meta = {f"k{i}": "é" * i for i in range(6)}
+    blobs = {safetensors_bytes({"t": torch.arange(3.0)}, metadata=meta) for _ in range(8)}
+    assert len(blobs) == 1
+    atomic_write_bytes(tmp_path / "t.safetensors", blobs.pop())
+    with open_safetensors(tmp_path / "t.safetensors", "test file") as f:
+        assert f.metadata() == meta and torch.equal(f.get_tensor("t"), torch.arange(3.0))

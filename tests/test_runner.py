@@ -5,6 +5,7 @@ failures, and shares the work with a second sweep process. Searches and fine-tun
 from __future__ import annotations
 
 import functools
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -125,8 +126,8 @@ def test_device_names_what_the_process_computed_on_and_starts_no_cuda(monkeypatc
 
 
 def test_mask_hash_names_the_mask_not_the_file(tmp_path):
-    """safetensors writes its metadata in no fixed order: one mask saved 8 times is 2 different files
-    in all likelihood, but one hash; one bit flipped is another hash."""
+    """A mask's hash is of its content: the same mask in a file of other bytes (its header's metadata
+    in another order, as another writer may put it) is one hash; one bit flipped is another hash."""
     from ticketlab.masks import Mask, MaskConfig, save_mask
 
     gen = torch.Generator().manual_seed(0)
@@ -136,7 +137,18 @@ def test_mask_hash_names_the_mask_not_the_file(tmp_path):
     config = MaskConfig(
         "omp", 0.5, base_model="x", base_model_hash="sha256:x", model_type="bert", targets="t"
     )
-    hashes = {mask_hash(save_mask(mask, config, tmp_path / f"m{i}")) for i in range(8)}
+    saved = save_mask(mask, config, tmp_path / "m") / "masks.safetensors"
+    raw = saved.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["__metadata__"] = dict(reversed(header["__metadata__"].items()))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "masks.safetensors").write_bytes(
+        raw[:8] + json.dumps(header, separators=(",", ":")).encode().ljust(n) + raw[8 + n :]
+    )
+    assert (other / "masks.safetensors").read_bytes() != raw
+    hashes = {mask_hash(saved.parent), mask_hash(other)}
     assert len(hashes) == 1
     flipped = Mask({**mask, "b.weight": ~mask["b.weight"]})
     assert mask_hash(save_mask(flipped, config, tmp_path / "flipped")) not in hashes

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from tokenizers import Tokenizer
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files.atomic import atomic_write_bytes
+from ..core.files.atomic import atomic_write_bytes, safetensors_bytes
 from ..core.files.caches import corpus_cache_dir
 from ..core.files.inputs import open_safetensors, read_bytes
 from ..core.progress import progress_bar
@@ -113,7 +112,7 @@ def _write_cache(path: Path | None, ids: Tensor, source: Source, key_data: dict[
         return
     meta = {"source": source.name, "tokens": str(ids.numel()), "key": json.dumps(key_data)}
     with contextlib.suppress(TicketlabError):  # a read-only cache costs re-tokenizing, not the run
-        atomic_write_bytes(path, st_save({"ids": ids}, metadata=meta))
+        atomic_write_bytes(path, safetensors_bytes({"ids": ids}, metadata=meta))
 
 
 def capped(ids: Tensor, info: dict[str, Any], max_tokens: int | None) -> tuple[Tensor, dict[str, Any]]:
@@ -187,7 +186,7 @@ def write_token_file(
         index.append({**entry, "tokens": ids.numel()})
     meta = {"format": TOKENS_FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer)}
     meta["sources"] = json.dumps(index)
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=meta))
     return {"file": str(path), "sources": len(index), "tokens": sum(e["tokens"] for e in index)}
 
 

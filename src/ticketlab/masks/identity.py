@@ -29,8 +29,7 @@ PROVENANCE_FIELDS = ("created", "versions")
 
 def bits_digest(shapes: Mapping[str, Any], packed: Mapping[str, Tensor]) -> Any:
     """sha256 (a hashlib object, to go on) of a mask's names, shapes and packed bits. Not of the
-    file's bytes: safetensors writes its metadata in no fixed order, so one mask saved twice gives
-    two files."""
+    file's bytes: one mask has other encodings (another writer's header order or padding)."""
     h = hashlib.sha256()
     h.update(json.dumps(dict(shapes), sort_keys=True).encode())
     for name in sorted(packed):

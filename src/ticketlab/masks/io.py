@@ -28,13 +28,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import save as st_save
 from torch import nn
 
 from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
-from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, safetensors_bytes, to_json
 from ..core.files.inputs import check_regular_unopened, open_safetensors, read_json
 from ..core.hub import path_shaped
 from ..core.outputs import atomic_dir
@@ -291,7 +290,7 @@ def save_mask(
         write_mask_files(mask, config, tmp)
         for fname, ts in (extra or {}).items():
             atomic_write_bytes(
-                tmp / fname, st_save({k: v.detach().cpu().contiguous() for k, v in ts.items()})
+                tmp / fname, safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in ts.items()})
             )
     return out_dir
 
@@ -303,7 +302,7 @@ def write_mask_files(mask: Mask, config: MaskConfig, directory: Path) -> None:
     if mask.biases() and config.format_version < BIAS_FORMAT_VERSION:
         config = dataclasses.replace(config, format_version=BIAS_FORMAT_VERSION)
     tensors, meta = pack(mask)
-    atomic_write_bytes(directory / MASKS_NAME, st_save(tensors, metadata=meta))
+    atomic_write_bytes(directory / MASKS_NAME, safetensors_bytes(tensors, metadata=meta))
     atomic_write_text(directory / CONFIG_NAME, to_json(config.to_dict(), indent=2) + "\n")
 
 

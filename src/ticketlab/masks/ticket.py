@@ -40,12 +40,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save as st_save
 from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, safetensors_bytes, to_json
 from ..core.files.inputs import open_safetensors, read_bytes, read_json
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import load_config, load_model
@@ -227,7 +226,7 @@ def save_ticket(
         "versions": library_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    weights = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    weights = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     if _holds(Path(out_dir), record, weights, mask, mask_config):  # the same command again
         log.info("%s: holds this ticket already; left as it is", out_dir)
         return Path(out_dir)

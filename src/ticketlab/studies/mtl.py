@@ -44,11 +44,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files.atomic import atomic_write_bytes, atomic_write_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_json, safetensors_bytes
 from ..core.files.inputs import load_safetensors
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
@@ -198,7 +197,7 @@ def _train_shared(config: MtlConfig, seed: int, run_dir: RunDir, mt: MultiTask, 
     )
     result = _per_task(run, [_selected(config, o) for o in objs])
     weights = {n: p.detach().cpu().contiguous() for n, p in mt.named_parameters().items()}
-    atomic_write_bytes(out / WEIGHTS, save(weights))
+    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(weights))
     run_dir.finish(result)
     return result
 

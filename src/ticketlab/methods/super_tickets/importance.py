@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 from torch import Tensor, nn
 
 from ...core.errors import MaskFileError, TicketlabError
-from ...core.files.atomic import atomic_write_bytes, atomic_write_json
+from ...core.files.atomic import atomic_write_bytes, atomic_write_json, safetensors_bytes
 from ...core.files.inputs import load_safetensors, read_json
 from ...core.progress import progress_bar
 from ...train.config import Batch, CollateFn, LossFn
@@ -83,7 +82,7 @@ class Importance:
         out = Path(out_dir)
         tensors = {**self.tensors(), "head_raw": self.head_raw}
         # each its own copy: safetensors refuses tensors that share memory (head is head_raw, say)
-        blob = save({k: v.detach().float().cpu().clone() for k, v in tensors.items()})
+        blob = safetensors_bytes({k: v.detach().float().cpu().clone() for k, v in tensors.items()})
         atomic_write_bytes(out / TENSORS_FILE, blob)
         meta = {"granularity": self.granularity, "n_examples": self.n_examples, **self.meta}
         atomic_write_json(out / META_FILE, meta)

@@ -76,8 +76,7 @@ def mask_hashes(provenance: dict[str, Any]) -> dict[str, str]:
 
 def mask_hash(mask_dir: Path) -> str:
     """sha256 of a mask's content (names, shapes, packed bits): which mask exactly a result came from.
-    Not of the file's bytes: safetensors writes its metadata in no fixed order, so one mask saved
-    twice gives two files."""
+    Not of the file's bytes: one mask has other encodings (another writer's header order or padding)."""
     with open_safetensors(mask_dir / "masks.safetensors", "masks file") as f:
         h = bits_digest(json.loads(f.metadata()["shapes"]), {k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
     return MASK_HASH + h.hexdigest()
