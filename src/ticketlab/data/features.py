@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.numpy import save as st_save
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import TicketlabError
-from ..core.files.atomic import atomic_write_bytes
+from ..core.files.atomic import atomic_write_bytes, safetensors_bytes
 from ..core.files.caches import default_cache_dir
 from ..core.files.inputs import load_safetensors, open_read
 from .tokens import tokenizer_fingerprint
@@ -127,7 +126,8 @@ def _save(path: Path, features: Features, key: str) -> None:
         else:
             arrays[name] = np.ascontiguousarray(col)
     # files.atomic_write_bytes: never half-written, the umask's mode, a killed writer's temporary removed
-    atomic_write_bytes(path, st_save(arrays, metadata={"key": key}))
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}  # views: no copy
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata={"key": key}))
 
 
 def _load(path: Path) -> Features:
