@@ -319,14 +319,16 @@ def test_a_registered_method_is_a_function_that_imports_its_method_when_it_runs(
 
 
 def test_a_unit_methods_sweep_settings_are_its_configs_options():
-    """A unit method's config is built from a spec's settings: a setting it lists that its config
-    lacks (or the reverse) is refused when it registers, not as a traceback in a dry run."""
+    """A unit method's config is built from a spec's settings: its settings are its config's options,
+    read from the config; a second list beside the config is refused when it registers."""
 
     @dataclasses.dataclass(frozen=True)
     class Units:
-        draw: str = "exact"
+        draw_rule: str = "exact"
 
     unit = dict(verb=None, pattern="units")
-    Method("unit-a", Units, lambda *a: None, "h", sweep_settings=frozenset({"draw"}), **unit)
-    with pytest.raises(ConfigError, match=r"sweep_settings must be its config's options: \['draw'\]"):
-        Method("unit-b", Units, lambda *a: None, "h", sweep_settings=frozenset({"drawn"}), **unit)
+    assert Method("unit-a", Units, lambda *a: None, "h", **unit).spec_settings == {"draw_rule"}
+    bare = Method("unit-b", None, lambda *a: None, "h", sweep_settings=frozenset({"n"}), **unit)
+    assert bare.spec_settings == {"n"}
+    with pytest.raises(ConfigError, match="give sweep_settings only to a method without one"):
+        Method("unit-c", Units, lambda *a: None, "h", sweep_settings=frozenset({"draw"}), **unit)

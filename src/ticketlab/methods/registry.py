@@ -63,7 +63,7 @@ class Method:
       fields are its options on the command line and its settings in a sweep spec;
     * no verb, pattern "units" (a sweep method only): `run(model_name, sparsity, seed, settings, out)`
       writes a unit mask directory (`settings`: an instance of its `config`, built from the spec's
-      `sweep_settings`; without a config, those settings as the spec gives them);
+      settings, its config's options; without a config, the `sweep_settings` as the spec gives them);
     * no verb and no `run`: the dense model (the sweep's `full`).
 
     Sweeps know a method by its presets' names (its own name without presets); reports list the
@@ -114,7 +114,9 @@ class Method:
     seeded: bool = True
     color: str | None = None  # its colour in reports (a search method's: its presets')
     order: int = 100  # its place in reports and the CLI among the registered methods (then registration)
-    sweep_settings: frozenset[str] = frozenset()  # a unit method's settings in a sweep spec
+    # A unit method's settings in a sweep spec when it has no config (with one: its config's options,
+    # `spec_settings`).
+    sweep_settings: frozenset[str] = frozenset()
     # Why no sweep can make its masks (None: a sweep can): a spec naming it is refused with this,
     # before any run (st-winning / st-losing need a fine-tuned model's importance: `ticketlab super`).
     not_swept: str | None = None
@@ -125,12 +127,19 @@ class Method:
     def __post_init__(self) -> None:
         if self.run is not None and not callable(self.run):
             raise ConfigError(f"method {self.name!r}: run must be a function or None, got {self.run!r}")
-        if self.verb is None and self.config is not None:  # a unit method: the spec's settings build it
-            options = frozenset(option_name(f) for f in dataclasses.fields(self.config))
-            if self.sweep_settings != options:
-                raise ConfigError(
-                    f"method {self.name!r}: sweep_settings must be its config's options: {sorted(options)}"
-                )
+        if self.config is not None and self.sweep_settings:  # one source for a spec's settings
+            raise ConfigError(
+                f"method {self.name!r}: a method with a config takes its config's options as its "
+                "settings; give sweep_settings only to a method without one"
+            )
+
+    @property
+    def spec_settings(self) -> frozenset[str]:
+        """A unit method's settings in a sweep spec: its config's options (the spec's settings build
+        it), else `sweep_settings`."""
+        if self.config is None:
+            return self.sweep_settings
+        return frozenset(option_name(f) for f in dataclasses.fields(self.config))
 
     @property
     def named(self) -> tuple[Preset, ...]:

@@ -10,7 +10,6 @@ tickets they are tested against."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,6 @@ register_method(
         "random structured ticket: the sparsity of heads and of FFN units pruned",
         verb=None,
         pattern="units",
-        sweep_settings=frozenset(f.name for f in dataclasses.fields(RandomTicketConfig)),
         color="goldenrod",  # Liang et al. Fig. 4's orange, not OMP's (C1)
         order=6,  # between the winning and the losing tickets
     )
