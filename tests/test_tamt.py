@@ -639,6 +639,13 @@ def test_a_search_killed_before_its_mask_was_written_records_its_training_on_the
     left.mkdir()
     assert main(search_args(tiny_run, out, *common)) == 0
     assert not left.exists()
+    # killed after its mask, before its tidy-up: the rerun removes the checkpoint, unless asked to keep it
+    checkpoint = out / "run" / "checkpoint.pt"
+    checkpoint.write_bytes(b"left")
+    assert main(search_args(tiny_run, out, *common, "--keep-checkpoint")) == 0
+    assert checkpoint.is_file()
+    assert main(search_args(tiny_run, out, *common)) == 0
+    assert not checkpoint.exists()
 
 
 def test_kd_search_and_bad_input(tiny_run, tmp_path, capsys):

@@ -221,8 +221,9 @@ def _run_search(
     sd.check_settings(settings, acc.is_main_process)
     _check_saved_steps(sd, parse_steps(save_at, train_config.max_steps), train_config.max_steps)
     if sd.finished:
-        if acc.is_main_process:  # killed while publishing the mask: what its writes left goes
+        if acc.is_main_process:  # killed while publishing the mask or after: what it left goes
             remove_stale(sd.out)
+            sd.cleanup(keep_checkpoint)
         mask, mc = load_mask(sd.out)
         return SearchResult(mask, mc, sd.out, None, acc.is_main_process)
     if acc.is_main_process and sd.checkpoint_file.is_file():  # as finetune says it
