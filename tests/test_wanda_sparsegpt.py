@@ -161,6 +161,16 @@ def test_sparsegpt_is_fasterprune(sparsity, pattern, blocksize):
     assert torch.all(new[~keep] == 0) and not torch.allclose(new[keep], weight[keep])  # updated
 
 
+def test_sparsegpt_at_sparsity_zero_prunes_nothing():
+    """The reference's per-block threshold (`<=` at position int(numel · sparsity)) takes the lowest
+    weight of every block even at sparsity 0: a dense mask is dense, its weights the layer's (but
+    for an input that is always zero, whose weights the reference zeroes too)."""
+    weight, batches = hand_layer(seed=2)
+    hessian = accumulate(Hessian, weight, batches).matrix
+    keep, new = sparsegpt_solve(weight, hessian, 0.0, blocksize=8)
+    assert keep.all() and torch.equal(new, weight * (torch.diag(hessian) != 0))
+
+
 def test_the_obs_update_lowers_the_layers_reconstruction_error():
     """On its calibration inputs, SparseGPT's weights reproduce the dense outputs better than the same
     mask over the original weights: the update is what SparseGPT adds to its mask."""

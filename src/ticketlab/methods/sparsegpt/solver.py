@@ -12,8 +12,9 @@ from ...masks.pattern import NM, parse_pattern
 class Hessian:
     """Σ_t x_t x_tᵀ over every calibration token of one matrix's inputs; `matrix` is H = 2XXᵀ/n with n
     the number of sequences, as `add_batch` counts them (the first dimension of a batch of
-    sequences; one for a call on unpadded tokens [tokens, in]). The scale matters only where an
-    input is always zero: its diagonal is set to 1 before the relative dampening."""
+    sequences; a 2-D call counts once, as `add_batch` unsqueezes it: unpadded tokens [tokens, in],
+    or the pooler's [batch, hidden], one per batch). The scale matters only where an input is
+    always zero: its diagonal is set to 1 before the relative dampening."""
 
     def __init__(self, module: nn.Module) -> None:
         cols = module.weight.shape[1]
@@ -43,7 +44,11 @@ def inverse_factor(hessian: Tensor, damp: float) -> tuple[Tensor, Tensor]:
 
 def _block_mask(w: Tensor, d: Tensor, sparsity: float) -> Tensor:
     """The pruned weights [rows, b] of one block, elementwise: the lowest w²/d² across the whole
-    block, up to the one at the sorted position int(numel · sparsity) (the reference's `<=`)."""
+    block, up to the one at the sorted position int(numel · sparsity) (the reference's `<=`, which
+    prunes one weight more than that count). At sparsity 0 none: the reference's threshold would
+    still take the lowest weight of every block."""
+    if sparsity == 0:
+        return torch.zeros_like(w, dtype=torch.bool)
     saliency = w.pow(2) / d.reshape(1, -1).pow(2)
     threshold = torch.sort(saliency.flatten()).values[int(saliency.numel() * sparsity)]
     return saliency <= threshold
