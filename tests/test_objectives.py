@@ -234,7 +234,7 @@ def test_kd_teacher_in_train_mode_draws_dropout_as_a_second_dense_model_would(to
 def test_the_kd_teacher_has_unit_gates_off_too(tok):
     """One switch turns every mask off: a gated model's KD teacher is the dense model, not the gated
     one (which would make the KD loss of a structured ticket 0)."""
-    from ticketlab.masks import attach_gates, gates_disabled, masks_disabled
+    from ticketlab.masks import attach_gates, masks_disabled
     from ticketlab.masks.units import UnitMask
 
     model = make_model(BertForMaskedLM, tiny_bert_config(), seed=3)
@@ -247,7 +247,7 @@ def test_the_kd_teacher_has_unit_gates_off_too(tok):
     assert not torch.allclose(model.bert(**kw).last_hidden_state, dense)
     with masks_disabled(model):
         torch.testing.assert_close(model.bert(**kw).last_hidden_state, dense)
-    with gates_disabled(model), masks_disabled(model):  # nested switches restore what they found
+    with masks_disabled(model), masks_disabled(model):  # nested switches restore what they found
         pass
     assert not torch.allclose(model.bert(**kw).last_hidden_state, dense)
     loss = kd_loss(model, batch)[0]  # against the dense teacher (exactly 0 were the gates left on)

@@ -26,8 +26,8 @@ from ticketlab.masks import (
     attach_gates,
     current_mask,
     find_targets,
-    gates_disabled,
     is_masked,
+    masks_disabled,
     remove_gates,
     remove_mask,
     structure_of,
@@ -124,7 +124,7 @@ def test_closed_unit_gates_are_refused_in_one_line(tmp_path):
     with pytest.raises(TicketlabError, match="closed unit gates") as e:
         model.save_pretrained(tmp_path / "gated")
     assert "\n" not in str(e.value) and not (tmp_path / "gated").exists()
-    with gates_disabled(model):  # the dense model is what it computes now: saved as it is
+    with masks_disabled(model):  # the dense model is what it computes now: saved as it is
         model.save_pretrained(tmp_path / "dense")
     remove_gates(model)
     model.save_pretrained(tmp_path / "removed")

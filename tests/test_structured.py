@@ -31,7 +31,6 @@ from ticketlab.masks import (
     attach_gates,
     compact,
     current_mask,
-    gates_disabled,
     get_gates,
     is_masked,
     load_compacted,
@@ -155,7 +154,7 @@ def test_open_disabled_and_removed_gates_leave_the_model_as_it_was():
     gates = attach_gates(model, granularity="both")
     assert torch.equal(hidden(model), before)  # all gates are ones
     gates.head.zero_()
-    with gates_disabled(model):
+    with masks_disabled(model):
         assert torch.equal(hidden(model), before)
     assert not torch.allclose(hidden(model), before)
     assert get_gates(model.bert) is gates  # found from the encoder as well as from the head
@@ -800,9 +799,8 @@ def test_one_switch_turns_a_ticket_and_gates_off():
     apply_unit_mask(model, hard_units(model))
     gates = attach_gates(model, "layer")
     gates.head[1, 0] = 0.0
-    for switch in (masks_disabled, gates_disabled):  # gates_disabled: the old name of the same switch
-        with switch(model):
-            assert torch.equal(hidden(model), dense)
+    with masks_disabled(model):
+        assert torch.equal(hidden(model), dense)
     assert not torch.allclose(hidden(model), dense, atol=1e-3)
 
 

@@ -45,9 +45,6 @@ The gates object is kept on the encoder (`model.base_model`), so `remove_gates` 
 work from any head. A deep copy of a gated model shares the original's gates: attach after copying.
 Closed gates are hooks, not weights: `save_pretrained` refuses them in one line (`_closed_gates`);
 a ticket meant to be saved is applied with `apply_unit_mask`.
-
-Old names: `apply_unit_mask` is importable from here (it now applies the weight form and returns the
-model), and `gates_disabled` is `masks.masks_disabled`.
 """
 
 from __future__ import annotations
@@ -63,8 +60,8 @@ from ..core.checks import check_one_of
 from ..core.errors import MaskMismatchError
 from ..models.arch import encoder_of
 from ..models.structure import Structure, encoder_layers, structure_of
-from .apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving, masks_disabled
-from .units import GRANULARITIES, UnitMask, apply_unit_mask  # noqa: F401 (its old home)
+from .apply import MASK_KINDS, SAVE_REFUSALS, MaskKind, guard_saving
+from .units import GRANULARITIES, UnitMask
 
 _ATTR = "_ticketlab_gates"
 
@@ -73,7 +70,7 @@ class Gates:
     """The gate tensors of one model: `.head` [L, H], `.ffn` [L] or None, `.neuron` [L, I] or None.
 
     Hooks read the tensors at every forward, so values may be changed in place, or a tensor replaced
-    by another of the same shape. `enabled = False` (or `gates_disabled`) lets everything through.
+    by another of the same shape. `enabled = False` (or `masks.masks_disabled`) lets everything through.
     """
 
     def __init__(self, structure: Structure, granularity: str, device: torch.device):
@@ -238,6 +235,3 @@ def _gates_off(model: nn.Module) -> Iterator[nn.Module]:
 
 # `masks.masks_disabled` (the KD teacher) switches gates off too; `masks.has_masks` sees them
 MASK_KINDS.append(MaskKind(present=lambda model: get_gates(model) is not None, disabled=_gates_off))
-
-# The old name of the one switch: a ticket used to be gates, and "gates off" meant "the dense model".
-gates_disabled = masks_disabled

@@ -239,7 +239,7 @@ def recorded_base(mask_dir: str | os.PathLike) -> str:
 
 def weights_hash(model: nn.Module, keys: list[str]) -> str:
     """sha256 over the names, shapes and float32 values of the given (dense) target weights (bias
-    keys are left out: the hash names the weights a mask was found on, as before biases were masked)."""
+    keys are left out: the hash names the weights a mask was found on, whether or not it masks biases)."""
     h = hashlib.sha256()
     for key, module in sorted(resolve_modules(model, [k for k in keys if not is_bias_key(k)]).items()):
         w = dense_weight(module).detach().to("cpu", torch.float32).contiguous()

@@ -32,7 +32,7 @@ Targets = str | Sequence[str] | None
 
 def default_targets(model_type: str, pooler: bool = True) -> str:
     """The family's word embeddings, six matrices per layer and pooler (`models.arch.ARCHS`; `pooler=False`:
-    without it, as before the reference defaults), or one clear error."""
+    without it), or one clear error."""
     return arch_of(model_type).targets(pooler)
 
 
@@ -45,7 +45,7 @@ POOLER_HELP = (
 
 def resolve_targets(model: nn.Module, targets: Targets, pooler: bool) -> Targets:
     """`targets`, or with none given the default targets without the pooler when `pooler` is False
-    (written out, as mask files of before the reference defaults store them)."""
+    (written out: the pattern a mask file stores names the weights it covers)."""
     if targets is not None or pooler:
         return targets
     return default_targets(getattr(getattr(model, "config", None), "model_type", "unknown"), pooler=False)

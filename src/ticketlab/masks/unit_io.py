@@ -38,7 +38,7 @@ from .mask import Mask
 from .units import UnitMask, apply_unit_mask, to_weight_mask
 
 KIND = "structured"
-# The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`, as before;
+# The weights a structured ticket of a BERT-layout model covers (recorded as its `targets`;
 # other families record their `Arch.encoder_targets()`), relative to the encoder.
 TARGETS = r"encoder\.layer\.\d+\.(" + "|".join(m.replace(".", r"\.") for m in LAYER_MODULES) + ")"
 

@@ -108,7 +108,7 @@ class Arch:
 
     def targets(self, pooler: bool = True) -> str:
         """The default targets (TAMT §3.2): the word embeddings, `encoder_targets` and, with `pooler`,
-        the family's pooler (both papers' code prunes it; `pooler=False`: ticketlab's earlier default)."""
+        the family's pooler (both papers' code prunes it; `pooler=False`: the pooler left dense)."""
         pattern = f"{re.escape(self.embeddings)}|{self.encoder_targets()}"
         return f"{pattern}|{re.escape(self.pooler)}" if pooler and self.pooler else pattern
 

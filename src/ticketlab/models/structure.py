@@ -41,7 +41,8 @@ def layer_key(layer: int, module: str) -> str:
 @dataclass(frozen=True)
 class Structure:
     """The shape of an encoder as far as units are concerned, and its family's layout (`family`: a
-    key of `models.arch.ARCHS`; files of BERT-layout families do not name it, as before)."""
+    key of `models.arch.ARCHS`; files of BERT-layout families leave it out: a file that names none
+    is BERT's layout)."""
 
     num_layers: int
     num_heads: int
