@@ -311,8 +311,8 @@ def test_a_key_given_twice_in_json_is_refused_as_in_yaml(tiny_bert_dir, tmp_path
 
 
 def test_one_content_is_one_safetensors_file_and_reads_back(tmp_path):
-    """safetensors writes a header's metadata from a hash map, in another order at each save: one mask
-    saved eight times was several files. Each is now the same bytes, and reads back as saved."""
+    """safetensors writes a header's metadata from a hash map, in another order at each save;
+    `safetensors_bytes` sorts it: one mask saved eight times is one file, and reads back as saved."""
     import torch
 
     from ticketlab.core.files.inputs import open_safetensors

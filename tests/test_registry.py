@@ -327,8 +327,8 @@ def test_a_unit_methods_sweep_settings_are_its_configs_options():
         draw_rule: str = "exact"
 
     unit = dict(verb=None, pattern="units")
-    assert Method("unit-a", Units, lambda *a: None, "h", **unit).spec_settings == {"draw_rule"}
+    assert Method("unit-a", Units, lambda *a: None, "h", **unit).unit_settings == {"draw_rule"}
     bare = Method("unit-b", None, lambda *a: None, "h", sweep_settings=frozenset({"n"}), **unit)
-    assert bare.spec_settings == {"n"}
+    assert bare.unit_settings == {"n"}
     with pytest.raises(ConfigError, match="give sweep_settings only to a method without one"):
         Method("unit-c", Units, lambda *a: None, "h", sweep_settings=frozenset({"draw"}), **unit)

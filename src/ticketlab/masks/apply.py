@@ -323,8 +323,7 @@ def is_masked(model: nn.Module) -> bool:
 
 # Other kinds of mask a model can carry (importance gates, `masks.gates`) register how to tell
 # they are there and how to switch them off, so that `masks_disabled` is the one switch (the KD teacher
-# is the dense model, whatever masks it) and
-# `has_masks` the one question.
+# is the dense model, whatever masks it) and `has_masks` the one question.
 @dataclasses.dataclass(frozen=True)
 class MaskKind:
     present: Callable[[nn.Module], bool]

@@ -200,7 +200,7 @@ def _closed_gates(model: nn.Module) -> str | None:
         return None
     return (
         "it has closed unit gates, which are forward hooks, not weights: apply a ticket as weights "
-        "(apply_unit_mask(model, units)), compact it (structured.compact), or remove_gates(model) first"
+        "(apply_unit_mask(model, units)), compact it (masks.compact), or remove_gates(model) first"
     )
 
 

@@ -115,7 +115,7 @@ class Method:
     color: str | None = None  # its colour in reports (a search method's: its presets')
     order: int = 100  # its place in reports and the CLI among the registered methods (then registration)
     # A unit method's settings in a sweep spec when it has no config (with one: its config's options,
-    # `spec_settings`).
+    # `unit_settings`).
     sweep_settings: frozenset[str] = frozenset()
     # Why no sweep can make its masks (None: a sweep can): a spec naming it is refused with this,
     # before any run (st-winning / st-losing need a fine-tuned model's importance: `ticketlab super`).
@@ -134,7 +134,7 @@ class Method:
             )
 
     @property
-    def spec_settings(self) -> frozenset[str]:
+    def unit_settings(self) -> frozenset[str]:
         """A unit method's settings in a sweep spec: its config's options (the spec's settings build
         it), else `sweep_settings`."""
         if self.config is None:

@@ -190,7 +190,7 @@ def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str] | None =
         header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as the library pads it
-    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+    return b"".join((len(text).to_bytes(8, "little"), text, memoryview(raw)[8 + n :]))  # one copy
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

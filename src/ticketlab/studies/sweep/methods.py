@@ -62,7 +62,7 @@ def method_specs(method: Method) -> tuple[MethodSpec, ...]:
         return (one_shot_spec(method, **kw),)
     if method.run is None:
         return (MethodSpec(method.name, None, method.help, **kw),)
-    kw |= {"settings": method.spec_settings, "configure": unit_config(method)}
+    kw |= {"settings": method.unit_settings, "configure": unit_config(method)}
     return (MethodSpec(method.name, unit_search(method), method.help, **kw),)
 
 
