@@ -17,10 +17,11 @@ from safetensors import SafetensorError
 
 from ticketlab.cli import main
 from ticketlab.core.errors import TicketlabError
-from ticketlab.core.files.atomic import atomic_write_bytes, remove_stale, safetensors_bytes, writing
+from ticketlab.core.files.atomic import atomic_write_bytes, remove_stale, writing
 from ticketlab.core.files.caches import corpus_cache_dir, default_cache_dir
 from ticketlab.core.files.inputs import read_json
 from ticketlab.core.files.owned import exclusive, open_append
+from ticketlab.core.files.tensors import safetensors_bytes
 from ticketlab.masks import load_mask
 
 

@@ -26,9 +26,10 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import TicketlabError
-from ..core.files.atomic import atomic_write_bytes, safetensors_bytes
+from ..core.files.atomic import atomic_write_bytes
 from ..core.files.caches import default_cache_dir
 from ..core.files.inputs import load_safetensors, open_read
+from ..core.files.tensors import safetensors_bytes
 from .tokens import tokenizer_fingerprint
 
 

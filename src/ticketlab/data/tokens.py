@@ -25,9 +25,10 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from ..core.errors import ConfigError, DataError, TicketlabError
-from ..core.files.atomic import atomic_write_bytes, safetensors_bytes
+from ..core.files.atomic import atomic_write_bytes
 from ..core.files.caches import corpus_cache_dir
 from ..core.files.inputs import open_safetensors, read_bytes
+from ..core.files.tensors import safetensors_bytes
 from ..core.progress import progress_bar
 from .sources import (
     TOKENS_FORMAT,

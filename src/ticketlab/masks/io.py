@@ -33,8 +33,9 @@ from torch import nn
 from .. import __version__
 from ..core.checks import check_fields
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
-from ..core.files.atomic import atomic_write_bytes, atomic_write_text, safetensors_bytes, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
 from ..core.files.inputs import check_regular_unopened, open_safetensors, read_json
+from ..core.files.tensors import safetensors_bytes
 from ..core.hub import path_shaped
 from ..core.outputs import atomic_dir
 from ..models.arch import ARCHS

@@ -44,8 +44,9 @@ from torch import Tensor, nn
 from transformers import AutoConfig
 
 from ..core.errors import MaskFileError, MaskMismatchError, TicketlabError
-from ..core.files.atomic import atomic_write_bytes, atomic_write_text, safetensors_bytes, to_json
+from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
 from ..core.files.inputs import open_safetensors, read_bytes, read_json
+from ..core.files.tensors import safetensors_bytes
 from ..core.outputs import atomic_dir, check_output
 from ..models.load import load_config, load_model
 from ..models.source import head_of

@@ -47,8 +47,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.digest import content_keys
-from ..core.files.atomic import atomic_write_bytes, atomic_write_json, safetensors_bytes
+from ..core.files.atomic import atomic_write_bytes, atomic_write_json
 from ..core.files.inputs import load_safetensors
+from ..core.files.tensors import safetensors_bytes
 from ..core.outputs import claim_dir
 from ..models.compaction import refuse_compacted
 from ..models.load import check_model, load_config, load_model, load_tokenizer

@@ -3,8 +3,8 @@
 - `inputs`: what a user gives, read carefully: a regular file (never a FIFO, a device, a
   directory), opened without waiting, of a bounded size; JSON with no key given twice; safetensors.
 - `atomic`: results never half-written: temporary siblings renamed into place, temporary
-  directories renamed as a whole, a killed writer's temporaries removed, valid JSON always, one
-  safetensors file for one content.
+  directories renamed as a whole, a killed writer's temporaries removed, valid JSON always.
+- `tensors`: tensors as safetensors bytes, one file for one content.
 - `owned`: files ticketlab made and opens again (never a link to a user's file), and the lock that
   keeps a second process out of a run's directory.
 - `keys`: content keys, what a run read (`model_key`: what loading a model reads of its folder).
@@ -59,7 +59,7 @@ _WHERE = {
     "read_upto": "inputs",
     "remove_stale": "atomic",
     "replace_with": "atomic",
-    "safetensors_bytes": "atomic",
+    "safetensors_bytes": "tensors",
     "STALE_AFTER_S": "atomic",
     "TEMP": "atomic",
     "temp_dir": "atomic",

@@ -4,8 +4,7 @@ Every file goes to a temporary sibling first and is renamed into place (`os.repl
 POSIX); directories are built under a temporary name (`temp_dir`) and renamed as a whole. Temporaries
 carry their writer's pid and host, so the next writer in the same directory removes those a killed
 process left (`remove_stale`). An `OSError` while writing becomes one line naming the output
-(`writing`). What ticketlab writes as JSON is valid JSON always (`to_json`: non-finite numbers null),
-and one content is one file, byte for byte (`safetensors_bytes`).
+(`writing`). What ticketlab writes as JSON is valid JSON always (`to_json`: non-finite numbers null).
 """
 
 from __future__ import annotations
@@ -174,23 +173,6 @@ def replace_with(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
-    """`safetensors.torch.save(tensors, metadata)` with the header's metadata in sorted order. The
-    library writes metadata from a hash map, in an order that differs from one save to the next: one
-    mask saved twice would be two files, and a file's checksum would not name its content. The data
-    offsets count from the end of the header, so the header is written again around the same data."""
-    from safetensors.torch import save  # torch: only where tensors are written
-
-    raw = save(tensors, metadata=metadata)
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + n])
-    if "__metadata__" in header:
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as the library pads it
-    return b"".join((len(text).to_bytes(8, "little"), text, memoryview(raw)[8 + n :]))  # one copy
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -46,8 +46,9 @@ import torch
 from torch import Tensor, nn
 
 from ...core.errors import MaskFileError, TicketlabError
-from ...core.files.atomic import atomic_write_bytes, atomic_write_json, safetensors_bytes
+from ...core.files.atomic import atomic_write_bytes, atomic_write_json
 from ...core.files.inputs import load_safetensors, read_json
+from ...core.files.tensors import safetensors_bytes
 from ...core.progress import progress_bar
 from ...train.config import Batch, CollateFn, LossFn
 from .levels import PER, Per
