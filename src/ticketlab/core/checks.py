@@ -99,6 +99,11 @@ def option_name(f: dataclasses.Field) -> str:
     return option_flags(f)[0].lstrip("-").replace("-", "_")
 
 
+def option_names(config: type) -> frozenset[str]:
+    """The option names of a config dataclass's fields (`option_name`): its settings in a sweep spec."""
+    return frozenset(option_name(f) for f in dataclasses.fields(config))
+
+
 def documented(config_cls: type | None) -> list[dataclasses.Field]:
     """The fields of config dataclass `config_cls` that carry help (`option(...)`): the options a
     verb offers for it and the settings a sweep spec may give it ([] for no config)."""

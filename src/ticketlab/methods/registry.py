@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..core.checks import option_name
+from ..core.checks import option_names
 from ..core.errors import ConfigError, did_you_mean
 
 Verb = Literal["prune", "search"]
@@ -139,7 +139,7 @@ class Method:
         it), else `sweep_settings`."""
         if self.config is None:
             return self.sweep_settings
-        return frozenset(option_name(f) for f in dataclasses.fields(self.config))
+        return option_names(self.config)
 
     @property
     def named(self) -> tuple[Preset, ...]:

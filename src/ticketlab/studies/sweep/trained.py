@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import masks  # its names are imported on first use: reading a spec loads no torch
-from ...core.checks import documented, from_options, not_result, option_name
+from ...core.checks import documented, from_options, not_result, option_name, option_names
 from ...methods import registry as library
 from ...methods.registry import Method, Preset
 from ...verbs.search import SearchConfig, search
@@ -53,8 +53,8 @@ def _search_output(job: SearchJob) -> SearchOutput:
     )
 
 
-def _option_names(method: Method) -> set[str]:
-    return {option_name(f) for f in dataclasses.fields(method.config)}
+def _option_names(method: Method) -> frozenset[str]:
+    return option_names(method.config)
 
 
 def spec_settings(method: Method, preset: Preset | None = None) -> frozenset[str]:
