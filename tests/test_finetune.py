@@ -255,6 +255,38 @@ def test_a_run_killed_after_training_saves_the_trained_model_on_its_rerun(
     assert not (tmp_path / "cut" / "checkpoint.pt").exists()  # its result written: no longer needed
 
 
+def test_a_checkpoint_a_kill_left_beside_the_result_goes_on_the_rerun(
+    tiny_bert_dir, glue_dir, tmp_path, monkeypatch
+):
+    """Killed between the result and the checkpoint's removal: the rerun returns the result, trains
+    nothing and removes the checkpoint; `keep_checkpoint` keeps it."""
+    from ticketlab.train.run_dir import RunDir
+
+    config = quick(tiny_bert_dir, glue_dir, max_steps=2)
+    real = RunDir.tidy
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    for out, keep in ((tmp_path / "one", False), (tmp_path / "kept", True)):
+        monkeypatch.setattr(RunDir, "tidy", killed)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(config, out)
+        assert (out / "result.json").is_file() and (out / "checkpoint.pt").is_file()
+        monkeypatch.setattr(RunDir, "tidy", real)
+        monkeypatch.setattr(ft, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+        finetune(config.replace(keep_checkpoint=keep), out)
+        assert (out / "checkpoint.pt").is_file() == keep
+        monkeypatch.undo()
+    seeds = tmp_path / "seeds"
+    monkeypatch.setattr(RunDir, "tidy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune_seeds(config, [0], seeds)
+    monkeypatch.undo()
+    ft.finetune_seeds(config, [0], seeds)
+    assert not (seeds / "seed-0" / "checkpoint.pt").exists()
+
+
 def test_a_run_another_process_works_in_is_refused_before_its_inputs_are_read(
     tiny_bert_dir, glue_dir, tmp_path, monkeypatch
 ):

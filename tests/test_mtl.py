@@ -346,6 +346,27 @@ def test_killed_after_the_loop_finished_ends_with_the_same_weights(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_checkpoint_a_kill_left_beside_the_sharing_result_goes_on_the_rerun(
+    tiny_bert_dir, glue, tickets, tmp_path, monkeypatch
+):
+    from ticketlab.train.run_dir import RunDir
+
+    config = _config(tiny_bert_dir, glue, tickets, seeds=[3])
+    out = tmp_path / "cut"
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "tidy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_mtl(config, out)
+    stage = out / "seed-3" / "mtl"
+    assert (stage / "train_result.json").is_file() and (stage / "checkpoint.pt").is_file()
+    monkeypatch.undo()
+    run_mtl(config, out)
+    assert not (stage / "checkpoint.pt").exists()
+
+
 def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
     """Checkpoints written before ticket sharing ran on `train.loop.train` ("state", no "result")."""
     from ticketlab.studies.mtl import train_shared

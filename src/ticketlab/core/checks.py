@@ -94,8 +94,8 @@ def option_flags(f: dataclasses.Field) -> list[str]:
 
 def option_name(f: dataclasses.Field) -> str:
     """The name of a field's option, as the CLI's namespace and a sweep spec know it: argparse's
-    own, from its first spelling (`train_head` is `freeze_head`; a renamed field keeps the name its
-    option always had)."""
+    own, from its first spelling (`train_head` is `freeze_head`: a field's name and its option's
+    may differ, and specs and the CLI use the option's)."""
     return option_flags(f)[0].lstrip("-").replace("-", "_")
 
 

@@ -75,8 +75,7 @@ class SearchDir:
         return self.steps / f"step-{step:06d}"
 
     def cleanup(self, keep_checkpoint: bool) -> None:
-        if not keep_checkpoint:
-            self.checkpoint_file.unlink(missing_ok=True)
+        self.run_dir.tidy(keep_checkpoint=keep_checkpoint)
 
 
 def publish_mask(

@@ -159,6 +159,7 @@ def train_shared(
         objs = [_objective(config, task, tokenizer, seed) for task in config.tasks]
         mt = build(config, seed, device)
         if (done := run_dir.finished()) is not None:
+            run_dir.tidy()  # a kill between the result and the checkpoint's removal left it
             _load_weights(mt, load_safetensors(Path(out) / WEIGHTS, "ticket-sharing weights"))
             return mt, objs, done
         return mt, objs, _train_shared(config, seed, run_dir, mt, objs)

@@ -143,6 +143,11 @@ class RunDir:
     def finish(self, result: Any, *, keep_checkpoint: bool = False) -> None:
         """Write the finished result; its checkpoint is then no longer needed to resume."""
         atomic_write_json(self.file(self.result), result)
+        self.tidy(keep_checkpoint=keep_checkpoint)
+
+    def tidy(self, *, keep_checkpoint: bool = False) -> None:
+        """Remove a finished run's checkpoint, unless kept: after `finish`, and on a rerun of a
+        finished run, where a kill between its result and this removal left the checkpoint."""
         if self.checkpoint is not None and not keep_checkpoint:
             self.file(self.checkpoint).unlink(missing_ok=True)
 

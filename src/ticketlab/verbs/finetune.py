@@ -80,6 +80,7 @@ from .finetune_dirs import (
     OUTPUT_KIND,
     RUN_KIND,
     _check_run_dir,
+    _finished,
     _inputs,
     _is_main,
     _run_dir,
@@ -242,7 +243,7 @@ def finetune(config: FinetuneConfig, out_dir: str | os.PathLike | None = None) -
     """
     run = _plan(config, out_dir)
     if run.done is not None:
-        return run.done
+        return _finished(run.out, run.done, keep_checkpoint=config.keep_checkpoint)
     _refuse_held([run])
     return _train(run, _load(run))
 
@@ -381,7 +382,9 @@ def finetune_seeds(
     results = []
     for run in runs:
         r = run.done
-        if r is None:
+        if r is not None:
+            r = _finished(run.out, r, keep_checkpoint=config.keep_checkpoint)
+        else:
             r, loaded = _train(run, loaded or _load(run)), None  # the first run's inputs, read above
         results.append(r)
         if on_result is not None:

@@ -107,6 +107,14 @@ def _write_result(out: Path, result: FinetuneResult, *, keep_checkpoint: bool) -
     _run_dir(out).finish(result.to_dict(), keep_checkpoint=keep_checkpoint)
 
 
+def _finished(out: Path | None, done: FinetuneResult, *, keep_checkpoint: bool) -> FinetuneResult:
+    """A finished run's saved result, its checkpoint removed unless kept (by the main process): a
+    kill between the result and the checkpoint's removal (`_write_result`) left one behind."""
+    if out is not None and _is_main():
+        _run_dir(out).tidy(keep_checkpoint=keep_checkpoint)
+    return done
+
+
 def _is_main() -> bool:
     """The main process (under `accelerate launch`, before the accelerator exists): it owns RUN_DIR."""
     return os.environ.get("RANK", "0") == "0"

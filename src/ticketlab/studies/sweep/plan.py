@@ -86,8 +86,8 @@ def input_keys(
 def data_key(task: str, data: str | os.PathLike) -> str | None:
     """The content key of what loading the task `task` reads of its data folder `data`
     (`tasks.glue.task_data`: of a GLUE root the task's own folder, its task.json included), so that
-    a task folder added beside it changes no run's id; of a folder that is the task's own, the
-    folder's key as ever. Where the task's files cannot be found there, the whole folder's (its runs
+    a task folder added beside it changes no run's id; of a folder that is the task's own, that
+    folder's key. Where the task's files cannot be found there, the whole folder's (its runs
     are refused before they start: `inputs.check_sweep_inputs`). None where `data` is not here."""
     try:
         return content_key(task_data(task, data))
