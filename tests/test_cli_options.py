@@ -1,9 +1,9 @@
 """Every option of every verb keeps working: its spelling and its default are pinned here.
 
-`cli_options.json` was written from the parser before the options were generated from the config
-dataclasses (`cli.common.add_config_arguments`). An option may gain an alias or a verb a new option;
-a pinned spelling may not disappear and its default may not change (rename a flag by keeping the
-old spelling as an alias)."""
+`cli_options.json` holds each verb's spellings and defaults as users' scripts know them, whatever
+generates the parser (`cli.common.add_config_arguments` from the config dataclasses). An option may
+gain an alias or a verb a new option; a pinned spelling may not disappear and its default may not
+change (rename a flag by keeping the old spelling as an alias: `cli.common.add_deprecated_alias`)."""
 
 from __future__ import annotations
 

@@ -367,8 +367,8 @@ def test_a_checkpoint_a_kill_left_beside_the_sharing_result_goes_on_the_rerun(
     assert not (stage / "checkpoint.pt").exists()
 
 
-def test_a_checkpoint_of_the_old_sharing_loop_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
-    """Checkpoints written before ticket sharing ran on `train.loop.train` ("state", no "result")."""
+def test_a_checkpoint_of_another_shape_is_refused_in_one_line(tiny_bert_dir, glue, tickets, tmp_path):
+    """A checkpoint that is not the training loop's ("state", no "result") is refused, not resumed."""
     from ticketlab.studies.mtl import train_shared
 
     old = tmp_path / "checkpoint.pt"
