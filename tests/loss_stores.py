@@ -63,7 +63,7 @@ def fill(sweep_dir: Path, masks: list[M], evals: bool = True, shared: bool = Fal
                 config = common | {"task": task, "task_label": task, "data": None, "seed": own + f}
                 config |= {"train_size": None, "settings": {}, "mask": mask, "search_steps": steps}
                 run = make_run("finetune", "f", config)
-                done[run.id] = (run, {"metric": "accuracy", "score": v})
+                done[run.id] = (run, {"metric": "accuracy", "score": v, "final_score": v})
     with Store(sweep_dir) as st:
         st.add_runs([r for r, _ in done.values()])
         for run_id, (_, metrics) in done.items():

@@ -667,7 +667,7 @@ def test_a_claim_whose_planned_runs_are_not_all_done_is_interim_not_a_verdict(tm
     assert "**Interim**" in text and "| interim (1 of its planned runs not done) |" in text
     with Store(sweep) as st:
         assert st.claim(sst2.id)
-        st.finish(sst2.id, {"metric": "accuracy", "score": 72.0}, {})
+        st.finish(sst2.id, {"metric": "accuracy", "score": 72.0, "final_score": 72.0}, {})
     after = declared_tests(load_results(sweep))
     assert [t.verdict for t in after] == ["holds", "holds", "holds"] and after[0].unfinished == 0
     assert "**Interim**" not in write_report(sweep).path.read_text()

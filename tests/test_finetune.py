@@ -150,7 +150,8 @@ def test_finetune_learns_and_reports_best_and_final(tiny_bert_dir, glue_dir, tmp
 
 def test_the_reported_score_is_never_chosen_on_the_data_that_scores_it():
     """held-out: the last evaluation, or the step a selection part of dev picked (scored on the rest);
-    best-dev: the papers' best dev score; a result.json from before the field reads as best-dev."""
+    best-dev: the papers' best dev score. A result that does not say which is refused in one line
+    naming its file: its score could be either."""
     from ticketlab.verbs.finetune_results import FinetuneResult
 
     base = dict(task="sst2", metric="accuracy", seed=1, history=[], steps=2, epochs=1.0, n_train=8)
@@ -163,7 +164,12 @@ def test_the_reported_score_is_never_chosen_on_the_data_that_scores_it():
     )
     assert selected.reported_score == 80.0  # the step the selection part picked, scored on the rest
     assert selected.reported == best  # the record whose predictions the run keeps
-    assert FinetuneResult.from_dict({**base, "best": best, "final": final}).reported_score == 80.0
+    missing = r"^run/result.json: not a fine-tuning result \(missing checkpoint\)$"
+    with pytest.raises(TicketlabError, match=missing):
+        FinetuneResult.from_dict({**base, "best": best, "final": final}, "run/result.json")
+    wrong = {**base, "best": [], "final": final, "checkpoint": "held-out"}
+    with pytest.raises(TicketlabError, match=r"^run/result.json: .*best"):
+        FinetuneResult.from_dict(wrong, "run/result.json")
 
 
 def test_epochs_give_the_step_count(tiny_bert_dir, glue_dir, tmp_path):
@@ -412,7 +418,7 @@ def test_mean_std_and_summary():
             task="mrpc", metric="accuracy", seed=s, best={"step": 5, "accuracy": acc, "f1": f},
             final={"step": 9, "accuracy": acc - 1, "f1": f - 1}, history=[], steps=9, epochs=1.0,
             n_train=10, n_dev={"dev": 4}, skipped={}, sparsity=0.7, mask="m", train_time_s=1.0,
-            eval_time_s=0.5, wall_time_s=2.0,
+            eval_time_s=0.5, wall_time_s=2.0, checkpoint="held-out",
         )
         for s, acc, f in ((1, 70.0, 80.0), (2, 74.0, 84.0))
     ]  # fmt: skip

@@ -499,10 +499,10 @@ def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_p
         st.db.execute("UPDATE runs SET status = 'running', pid = 999999999, metrics = NULL, job = NULL")
         # The search's worker is still running: its result is not written yet.
         (sweep_dir / "runs" / search.dirname / "sweep_result.json").unlink()
-    for r in fts:  # the fine-tunings' workers ran on another machine; the first's is older code
+    for r in fts:  # the fine-tunings' workers ran on another machine
         path = sweep_dir / "runs" / r.dirname / "sweep_result.json"
         saved = json.loads(path.read_text())
-        saved.pop("where") if r == fts[0] else saved.update(where={"host": "node3", "device": "cuda: H100"})
+        saved.update(where={"host": "node3", "device": "cuda: H100"})
         path.write_text(json.dumps(saved))
     before = fakes.calls(sweep_dir)
     with holding(sweep_dir / "runs" / search.dirname, 3) as holder:
@@ -515,9 +515,8 @@ def test_a_rerun_collects_finished_work_and_waits_for_a_run_held_elsewhere(tmp_p
     with Store(sweep_dir) as st:
         for r in fts:
             assert st.get(r.id).provenance["collected"].endswith("sweep_result.json")
-            # where the worker made it, from its result file, not this coordinator's machine;
-            # a result file without it (older code): unknown
-            made = {"host": "node3", "device": "cuda: H100"} if r != fts[0] else {"device": None}
+            # where the worker made it, from its result file, not this coordinator's machine
+            made = {"host": "node3", "device": "cuda: H100"}
             assert {k: st.get(r.id).provenance.get(k) for k in made} == made
 
 

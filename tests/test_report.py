@@ -216,7 +216,7 @@ def fill(
             config |= {"train_size": None, "settings": {}, "mask": mask, "method": method} | found_on
             config |= {"sparsity": s if method != "full" else 0.0, "mask_seed": mseed, "search_steps": None}
             run = make_run("finetune", "f", config)
-            done[run.id] = (run, {"metric": "accuracy", "score": v})
+            done[run.id] = (run, {"metric": "accuracy", "score": v, "final_score": v})
     runs = [r for r, _ in done.values()]
     with Store(sweep_dir) as st:
         st.add_runs(runs)

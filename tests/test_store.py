@@ -216,6 +216,7 @@ def test_rows_whose_json_holds_no_run_are_corrupt_rows(tmp_path, tiny_bert_dir, 
         ft[3]: ("metrics", """'{"metric": "accuracy", "score": 1e999}'""", "score inf"),
         ft[4]: ("config", """'{"method": "omp", "sparsity": 0.5}'""", "config has no 'mask'"),
         ft[5]: ("metrics", """'{"metric": "accuracy", "score": 50.0, "steps": "many"}'""", "steps 'many'"),
+        ft[6]: ("metrics", """'{"metric": "accuracy", "score": 50.0}'""", "no held-out score and no finite"),
         other_search: ("metrics", """'{"achieved_sparsity": "half"}'""", "achieved sparsity 'half'"),
     }
     db = sqlite3.connect(tmp_path / "sweep" / "results.sqlite")

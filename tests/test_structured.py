@@ -428,14 +428,16 @@ def test_compacted_model_saves_and_reloads_with_the_same_outputs(tmp_path, attn)
     torch.testing.assert_close(hidden(clf), hidden(reference), atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("version", ["1", None, 1.5, -1])
+@pytest.mark.parametrize("version", ["1", None, 1.5, -1, "absent"])
 def test_a_manifest_version_that_is_not_a_whole_number_is_one_line(tmp_path, version):
-    """The version is compared with the one this ticketlab reads: a string or null cannot be."""
+    """The version is compared with the one this ticketlab reads: a string, null or none cannot be."""
     from ticketlab.core.errors import MaskFileError
 
     save_compacted(compact(tiny(), hard_units(tiny())), tmp_path / "small")
     path = tmp_path / "small" / "ticketlab_compact.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": version}))
+    saved = json.loads(path.read_text())
+    saved.pop("format_version") if version == "absent" else saved.update(format_version=version)
+    path.write_text(json.dumps(saved))
     with pytest.raises(MaskFileError, match=f"^{path}: format_version must be a whole number"):
         load_compacted(tmp_path / "small")
 

@@ -502,12 +502,17 @@ def test_super_study_end_to_end_and_rewinding(tiny_bert_dir, sst2_root, tmp_path
 
 
 def test_stored_importance_of_another_kind_is_refused(tiny_bert_dir, sst2_root, tmp_path):
-    """Scores saved before `per` existed are batch means: never reused as per-example scores."""
+    """Scores of another kind (batch means) are never reused as per-example scores, nor are scores
+    that do not say what they are means over."""
     from ticketlab.studies.super_rows import importance_key
     from ticketlab.studies.supertickets import _importance
 
-    old = Importance(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4, {"task": "sst2"})
-    old.save(tmp_path / "imp")
+    scores = (torch.ones(2, 2), torch.ones(2, 2), torch.ones(2), None, 4)
+    Importance(*scores, {"task": "sst2"}).save(tmp_path / "unsaid")
+    unsaid = "holds importance scores that do not say per what, not per-example"
+    with pytest.raises(TicketlabError, match=unsaid):
+        _importance(_super_config(tiny_bert_dir, sst2_root), None, 1, tmp_path / "unsaid")
+    Importance(*scores, {"task": "sst2", "per": "batch"}).save(tmp_path / "imp")
     with pytest.raises(TicketlabError, match="holds per-batch importance scores, not per-example"):
         _importance(_super_config(tiny_bert_dir, sst2_root), None, 1, tmp_path / "imp")
     batch = _super_config(tiny_bert_dir, sst2_root, importance="batch")

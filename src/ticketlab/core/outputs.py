@@ -126,8 +126,8 @@ def _marker(path: Path) -> dict[str, Any] | None:
 
 def _manifest(path: Path) -> set[str] | None:
     """The files ticketlab wrote into an output directory (the marker lists them); None when the
-    marker lists none (a resumable run's, or one from before manifests): then every file counts as
-    the user's unless the new output writes the same name."""
+    marker lists none (a resumable run's): then every file counts as the user's unless the new
+    output writes the same name."""
     listed = (_marker(path) or {}).get("files")
     if not isinstance(listed, list):
         return None
@@ -161,7 +161,8 @@ def is_output(path: str | os.PathLike, kind: str, *kinds: str) -> bool:
 
 def _theirs(path: Path, names: Iterable[str]) -> list[str]:
     """Those of `names` that exist in `path` and are not ticketlab's (not in its manifest). Under a
-    marker from before manifests a file of the same name counts as ours: it was always replaced."""
+    marker that lists no files (a resumable run's) a file of the same name counts as ours: the run
+    writes it."""
     ours = _manifest(path)
     if ours is None:
         return []

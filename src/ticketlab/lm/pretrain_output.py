@@ -40,10 +40,10 @@ class PretrainResult:
     dev: dict[str, float]  # final dev mlm_loss, mlm_acc, ...
     unigram_entropy: float  # nats: the loss of a model that ignores context
     params: int
+    max_steps: int  # the run's planned steps
     history: list[dict[str, Any]] = field(default_factory=list)
     cached: bool = False
     tokens: int = 0  # non-padding tokens trained on
-    max_steps: int = 0  # the run's planned steps (0 in results written before it was recorded)
     stopped: bool = False  # this piece's time ran out first: run the same command again to go on
 
     @property
@@ -84,11 +84,15 @@ def read_result(path: Path) -> PretrainResult:
 
 def finished_result(out: Path, identity: dict[str, Any]) -> PretrainResult:
     """The result of the pre-training finished in `out`, refused when it was made by other settings
-    or inputs (outputs from before identities were recorded have none to compare)."""
+    or inputs, or records none to compare with this command's."""
     result = read_result(out / RESULT_FILE)
     saved = read_json(out / RESULT_FILE, "pre-training result").get("identity")
-    if isinstance(saved, dict):
-        check_same_run(out, "pre-training", saved, identity, PRETRAIN_INPUTS)
+    if not isinstance(saved, dict):
+        raise TicketlabError(
+            f"{out / RESULT_FILE}: records no identity (settings and inputs), so it cannot be "
+            "checked against this command's: pass another --out"
+        )
+    check_same_run(out, "pre-training", saved, identity, PRETRAIN_INPUTS)
     return result
 
 

@@ -340,7 +340,7 @@ def load_mask(path: str | os.PathLike, *, as_units: bool = False) -> tuple[Mask,
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated files
         raise MaskFileError(f"{masks_path}: corrupt or truncated safetensors file ({e})") from None
     mask = unpack(tensors, meta, masks_path)
-    nm = parse_pattern(config.pattern)  # checked with the config; older files have none: elementwise
+    nm = parse_pattern(config.pattern)  # checked with the config; none: elementwise
     if nm is not None and (bad := next((k for k, t in mask.weights().items() if not follows(t, nm)), None)):
         raise MaskFileError(f"{masks_path}: '{bad}' does not keep {nm.n} of every {nm.m} weights ({nm})")
     recorded = config.achieved_sparsity  # written from these tensors: another value is another mask's

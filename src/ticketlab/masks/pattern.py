@@ -73,7 +73,7 @@ def pattern_sparsity(sparsity: float | None, pattern: str | None, ranking: str |
 
 
 def pattern_line(pattern: str | None) -> str:
-    """How `ticketlab info` shows a mask's pattern (files written before patterns: elementwise)."""
+    """How `ticketlab info` shows a mask's pattern (a mask with no pattern: elementwise)."""
     if (nm := parse_pattern(pattern)) is None:
         return "elementwise"
     return f"{nm} ({nm.n} of every {nm.m} consecutive weights along the input dimension kept)"

@@ -200,7 +200,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     manifest = read_json(path / MANIFEST, "compaction manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise MaskFileError(f"{path / MANIFEST}: not a ticketlab compaction manifest")
-    version = manifest.get("format_version", 0)
+    version = manifest.get("format_version")
     if type(version) is not int or version < 0:
         raise MaskFileError(f"{path / MANIFEST}: format_version must be a whole number, got {version!r}")
     if version > FORMAT_VERSION:

@@ -111,7 +111,7 @@ def refuse_changed_inputs(out: Path, record: RunRecord, now: dict[str, str], whe
     """Refuse to reuse a finished row of a study whose inputs now hold other bytes (new weights at
     the same model path, edited task data): its metrics belong to the old ones. `now` holds the
     content keys of what the row reads, `where` their paths; the row recorded its own keys in its
-    provenance when it finished (rows from before that have none: not a difference)."""
+    provenance when it finished (a row that recorded none has nothing to compare)."""
     saved = (record.provenance or {}).get("inputs")
     if not isinstance(saved, dict):
         return

@@ -297,11 +297,7 @@ class Store:
 
     def predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         """A run's per-example (predictions, labels) on its reported dev examples, in the dev set's
-        order (None: none kept, or a store written before they were)."""
-        if "predictions" not in {
-            r[0] for r in self._read("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }:
-            return None
+        order (None: none kept)."""
         rows = self._read("SELECT * FROM predictions WHERE id = ?", (run_id,))
         if not rows:
             return None

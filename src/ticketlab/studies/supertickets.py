@@ -103,9 +103,10 @@ def _importance(config: SuperConfig, run: FinetuneResult, seed: int, out: Path) 
     """Importance scores of the fine-tuned full model over its training set (saved in `out`)."""
     if (out / "importance.json").is_file():
         found = Importance.load(out)
-        per = found.meta.get("per", "batch")  # files from before `per` hold batch-mean scores
+        per = found.meta.get("per")  # what the scores are means over: example, token or batch
         if per != config.importance:
-            raise TicketlabError(f"{out}: holds per-{per} importance scores, not per-{config.importance}")
+            held = f"per-{per} importance scores" if per else "importance scores that do not say per what"
+            raise TicketlabError(f"{out}: holds {held}, not per-{config.importance}")
         return found
     if run.model_dir is None or not Path(run.model_dir).is_dir():
         raise TicketlabError(

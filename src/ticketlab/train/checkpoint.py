@@ -140,7 +140,7 @@ def check_step(step: Any, path: Path, steps: int) -> int:
 
 def load_trainable_state(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
     """Load a checkpoint's trainable parameters and buffers into `model`, refusing names it does not
-    have (e.g. the stored masks of TAMT checkpoints written before the masks became thresholds)."""
+    have (a checkpoint of another method or model)."""
     missing = set(state) - set(dict(model.named_parameters())) - set(dict(model.named_buffers()))
     if missing:
         raise TicketlabError(

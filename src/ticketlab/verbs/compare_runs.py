@@ -98,9 +98,9 @@ def run_row(path: str) -> RunRow:
         summary = read_json(file, "fine-tuning results")
     elif (folder / RESULT_FILE).is_file():
         file = folder / RESULT_FILE
-        result = read_json(file, "fine-tuning result")
+        result = FinetuneResult.from_dict(read_json(file, "fine-tuning result"), str(file))
         try:
-            summary = summarize([FinetuneResult.from_dict(result)])
+            summary = summarize([result])
         except (TypeError, KeyError, ValueError, AttributeError):
             raise TicketlabError(
                 f"{file}: not a fine-tuning result (fields missing or of the wrong type)"

@@ -64,7 +64,7 @@ def _check_run_dir(
         return None
     # Where its files are is `out`, not what result.json says: an edited or moved file must not make
     # a caller (a study deleting the weights it no longer needs) act on a folder outside the run.
-    result, model = FinetuneResult.from_dict(done), out / MODEL_DIR
+    result, model = FinetuneResult.from_dict(done, str(out / RESULT_FILE)), out / MODEL_DIR
     kept = result.model_dir is not None and model.is_dir()
     return dataclasses.replace(result, out_dir=str(out), model_dir=str(model) if kept else None)
 

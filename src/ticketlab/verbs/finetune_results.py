@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.checks import check_fields
+from ..core.errors import TicketlabError
+
 RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
 
 
@@ -33,11 +36,11 @@ class FinetuneResult:
     train_time_s: float  # optimisation, summed over resumes
     eval_time_s: float
     wall_time_s: float  # this invocation
+    checkpoint: str  # `FinetuneConfig.checkpoint`: which evaluation `reported` is
     resumed_from: int = 0
     out_dir: str | None = None
     model_dir: str | None = None
     selected_by: str | None = None  # the eval key that picked `best`, when not `metric` (select_fraction)
-    checkpoint: str = "best-dev"  # `FinetuneConfig.checkpoint`; results written before it: the old protocol
     # the reported evaluation's per-example predictions and labels (`tasks.predictions`), whichever
     # step it is; None: not kept (SQuAD keeps none)
     predictions: dict[str, Any] | None = None
@@ -66,9 +69,19 @@ class FinetuneResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FinetuneResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d: Any, source: str = "fine-tuning result") -> FinetuneResult:
+        """A result read back (`to_dict`), or one line naming `source` and what it lacks; fields
+        this version does not know are left out."""
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields if f.default is dataclasses.MISSING]
+        missing = [n for n in required if n not in d] if isinstance(d, dict) else required
+        if missing:
+            raise TicketlabError(f"{source}: not a fine-tuning result (missing {', '.join(missing)})")
+        result = cls(**{f.name: d[f.name] for f in fields if f.name in d})
+        wrong = check_fields(result)
+        if wrong:
+            raise TicketlabError(f"{source}: not a fine-tuning result ({wrong})")
+        return result
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class Score:
     step: int | None  # mask saved at this search step (None: the search's final mask)
     search_steps: int | None
     value: float
-    protocol: str = "best"  # how the reported checkpoint was chosen: see `results.reported_score`
+    protocol: str  # how the reported checkpoint was chosen: see `results.reported_score`
 
     @property
     def mask(self) -> tuple[str | None, int | None]:

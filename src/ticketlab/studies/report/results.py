@@ -123,21 +123,21 @@ PROTOCOLS = {
     "last": "the score is the last evaluation's (the end of the fixed schedule): no "
     "checkpoint was chosen on the dev set (a run's best-of-dev score, chosen and reported on the same "
     "dev set, is not used)",
-    "best": "old protocol: the best of the dev evaluations, chosen and reported on the same dev set "
-    "(optimistic)",
 }
 
 
 def reported_score(metrics: dict[str, Any]) -> tuple[float, str]:
     """A finished fine-tuning's score on data that did not select it, and its protocol: the report
     part of the dev set at the step the selection part picked ("held-out"), else the last evaluation
-    ("last": no selection), else, for a row that holds neither, its best dev score ("best")."""
-    best, metric = metrics.get("best") or {}, metrics["metric"]
-    if "select_score" in metrics or f"select_{metric}" in best:
+    ("last": no selection). A row that holds neither is `unusable`."""
+    if _held_out(metrics):
         return float(metrics["score"]), "held-out"
-    if _number(metrics.get("final_score")):
-        return float(metrics["final_score"]), "last"
-    return float(metrics["score"]), "best"
+    return float(metrics["final_score"]), "last"
+
+
+def _held_out(metrics: dict[str, Any]) -> bool:
+    """A selection part of the dev set picked the reported step (scored on the rest)."""
+    return "select_score" in metrics or f"select_{metrics['metric']}" in (metrics.get("best") or {})
 
 
 def _number(v: Any) -> bool:
@@ -165,6 +165,8 @@ def unusable(r: Any) -> str | None:
     steps = metrics.get("steps")
     if done and steps is not None and not (type(steps) is int and steps >= 0):
         return f"metrics' steps {steps!r} are no count"
+    if done and not _held_out(metrics) and not _number(metrics.get("final_score")):
+        return f"metrics hold no held-out score and no finite final_score ({metrics.get('final_score')!r})"
     if r.kind == "search" and r.status == "done":
         return _unreadable_sparsity(metrics)
     return None

@@ -42,7 +42,7 @@ class FinetuneJob:
 class FinetuneOutput:
     metric: str  # the task's main metric
     score: float  # the score the run reports (`FinetuneResult.reported_score`)
-    final_score: float | None = None  # its value at the last evaluation
+    final_score: float  # its value at the last evaluation
     best: dict[str, Any] = field(default_factory=dict)  # every metric at the best evaluation
     final: dict[str, Any] = field(default_factory=dict)
     steps: int = 0

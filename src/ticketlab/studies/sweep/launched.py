@@ -151,8 +151,7 @@ class Coordinator:
         try:
             done = work.finished()
             metrics = done["metrics"]
-            made = done.get("where") or {"device": None}  # older result files: where is unknown
-            provenance = {**self._provenance(run, metrics), **made, "collected": str(saved)}
+            provenance = {**self._provenance(run, metrics), **done["where"], "collected": str(saved)}
         except Exception:  # e.g. its mask is gone: a worker runs it and reports why
             return False
         metrics = rows.finish(self.store, run.id, metrics, provenance)
@@ -197,9 +196,7 @@ class Coordinator:
             "log": outcome.log,
             "launcher": f"submitit-{handle.job.__class__.__name__}",
         }
-        where = {k: value[k] for k in ("host", "device", "pid", "started") if k in value}
-        if "host" in value:  # the worker's machine, not this one's (older workers do not say it)
-            where.setdefault("device", None)
+        where = {k: value[k] for k in ("host", "device", "pid", "started") if k in value}  # the worker's
         if "metrics" in value:
             try:
                 provenance = {**self._provenance(run, value["metrics"]), **where, **job}
