@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +79,36 @@ def test_evaluate_pretraining(tiny_bert_dir, corpus, tmp_path, capsys):
     )
     assert rows == printed and [r["name"] for r in rows] == ["full", "omp"]
     assert rows[0]["kd_loss"] == pytest.approx(0.0, abs=1e-6) and rows[1]["kd_loss"] > 0
+
+
+def test_evaluate_pretraining_resumes_at_its_out_file(tiny_bert_dir, corpus, tmp_path, monkeypatch):
+    """With `out`, the file is written after each row and a rerun scores only the rows it lacks or
+    whose settings or inputs changed (here: a mask pruned again at another sparsity)."""
+    import ticketlab.verbs.evaluate_subnetwork as subnetwork
+
+    for name, sparsity in (("a", 0.5), ("b", 0.3)):
+        ticketlab.prune(ticketlab.PruneConfig(str(tiny_bert_dir), "omp", sparsity, tmp_path / name))
+    out = tmp_path / "eval.json"
+    given = {"corpus": [corpus], "model": str(tiny_bert_dir), "max_length": 16, "out": out}
+    config = ticketlab.PretrainEvalConfig(masks=[tmp_path / "a", tmp_path / "b"], full=True, **given)
+    real, scored = subnetwork.evaluate_subnetwork, []
+
+    def counted(config, mask_dir, cache):
+        scored.append(None if mask_dir is None else Path(mask_dir).name)
+        return real(config, mask_dir, cache)
+
+    monkeypatch.setattr(subnetwork, "evaluate_subnetwork", counted)
+    first = ticketlab.evaluate_pretraining(config)
+    assert scored == [None, "a", "b"] and json.loads(out.read_text()) == first
+    out.write_text(json.dumps(first[:2]))  # as a run killed while scoring "b" leaves it
+    assert ticketlab.evaluate_pretraining(config) == first and scored[3:] == ["b"]
+    ticketlab.prune(ticketlab.PruneConfig(str(tiny_bert_dir), "omp", 0.7, tmp_path / "c"))
+    shutil.rmtree(tmp_path / "a")
+    shutil.copytree(tmp_path / "c", tmp_path / "a")
+    again = ticketlab.evaluate_pretraining(config)
+    assert scored[4:] == ["a"] and again[1]["sparsity"] == pytest.approx(0.7, abs=0.01)
+    reseeded = ticketlab.PretrainEvalConfig(masks=[tmp_path / "a"], seed=1, **given)
+    assert [r["name"] for r in ticketlab.evaluate_pretraining(reseeded)] == ["a"] and scored[5:] == ["a"]
 
 
 def test_evaluate_pretraining_reads_every_input_first(tiny_bert_dir, corpus, tmp_path, monkeypatch):

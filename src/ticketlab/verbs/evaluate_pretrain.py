@@ -7,6 +7,7 @@ pins it).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import BlockLength, FieldError, PositiveInt, Seed, changed, check_config, option
+from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files.atomic import atomic_write_json
+from ..core.files.atomic import atomic_write_json, to_json
 from ..core.files.caches import CORPUS_CACHE_HELP
 from ..core.files.inputs import read_json
 from ..core.outputs import check_output
@@ -63,7 +65,12 @@ class PretrainEvalConfig:
     ignore_hash: bool = option(False, "apply masks found on other weights")
     text_column: str = option("text", "column of `datasets` sources")
     cache_dir: str | os.PathLike | None = option(None, CORPUS_CACHE_HELP, metavar="DIR")
-    out: str | os.PathLike | None = option(None, "also write the results as JSON to FILE", metavar="FILE")
+    out: str | os.PathLike | None = option(
+        None,
+        "also write the results as JSON to FILE, after each row: a rerun of the same command reuses the "
+        "rows there that were scored with the same settings and inputs",
+        metavar="FILE",
+    )
     progress: bool = True  # progress bars while scoring (False: none)
 
     def __post_init__(self) -> None:
@@ -114,15 +121,47 @@ def _is_evaluation(path: Path) -> bool:
 
 def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     """One row per subnetwork (`config.targets`): name, mask, model, method, sparsity, mlm_loss,
-    mlm_acc, mlm_ppl, kd_loss and the block / token counts; written to `config.out` if given."""
+    mlm_acc, mlm_ppl, kd_loss and the block / token counts. With `config.out`, each row also records
+    its `identity` (settings and the content keys of what it read) and the file is rewritten after
+    each row; a row already there with the same identity is reused, not scored again."""
     if config.out:
         reads = [config.model, *config.masks, *config.corpus]
         check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
     from .evaluate_subnetwork import check_inputs, evaluate_subnetwork  # lazy: `--help` reads this config
 
     check_inputs(config)
+    earlier = _earlier_rows(config)
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
-    rows = [evaluate_subnetwork(config, m, blocks_cache) for m in config.targets]
-    if config.out:
-        atomic_write_json(config.out, rows)
+    rows: list[dict[str, Any]] = []
+    for target in config.targets:
+        identity = _identity(config, target) if config.out else None
+        row = earlier.get(target)
+        if row is None or row.get("identity") != identity:
+            row = evaluate_subnetwork(config, target, blocks_cache)
+            row = row if identity is None else {**row, "identity": identity}
+        rows.append(row)
+        if config.out:
+            atomic_write_json(config.out, rows)
     return rows
+
+
+def _earlier_rows(config: PretrainEvalConfig) -> dict[str | None, dict[str, Any]]:
+    """The rows an earlier run left at `config.out`, by their mask (None: the full model)."""
+    if not config.out or not Path(config.out).is_file():
+        return {}
+    return {r["mask"]: r for r in read_json(Path(config.out), "evaluation")}
+
+
+# Fields that do not change a row's scores: which rows there are, where they go, the cache, the bars.
+NOT_SCORED = ("masks", "full", "out", "cache_dir", "progress")
+
+
+def _identity(config: PretrainEvalConfig, mask_dir: str | None) -> dict[str, Any]:
+    """What one row's scores depend on: the settings, and the content keys of its base model, its
+    mask and the corpus (a hub id has none: its name, in the settings, stands for it)."""
+    from ..masks.io import recorded_base  # lazy, as `evaluate_subnetwork`: `--help` reads this module
+
+    base = config.model or recorded_base(mask_dir)
+    paths = {"model": base, "mask": mask_dir, "corpus": [str(c) for c in config.corpus]}
+    identity = {"settings": run_identity(config, leave_out=NOT_SCORED), "inputs": content_keys(paths)}
+    return json.loads(to_json(identity, default=str))  # as the file holds it: lists, paths as text
