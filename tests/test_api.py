@@ -4,6 +4,7 @@ score), and its config refuses bad values when it is built."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_evaluate_pretraining(tiny_bert_dir, corpus, tmp_path, capsys):
     assert rows[0]["kd_loss"] == pytest.approx(0.0, abs=1e-6) and rows[1]["kd_loss"] > 0
 
 
-def test_evaluate_pretraining_resumes_at_its_out_file(tiny_bert_dir, corpus, tmp_path, monkeypatch):
+def test_evaluate_pretraining_resumes_at_its_out_file(tiny_bert_dir, corpus, tmp_path, monkeypatch, caplog):
     """With `out`, the file is written after each row and a rerun scores only the rows it lacks or
     whose settings or inputs changed (here: a mask pruned again at another sparsity)."""
     import ticketlab.verbs.evaluate_subnetwork as subnetwork
@@ -101,7 +102,9 @@ def test_evaluate_pretraining_resumes_at_its_out_file(tiny_bert_dir, corpus, tmp
     first = ticketlab.evaluate_pretraining(config)
     assert scored == [None, "a", "b"] and json.loads(out.read_text()) == first
     out.write_text(json.dumps(first[:2]))  # as a run killed while scoring "b" leaves it
+    caplog.set_level(logging.INFO, logger="ticketlab.verbs.evaluate_pretrain")
     assert ticketlab.evaluate_pretraining(config) == first and scored[3:] == ["b"]
+    assert f"a: scored with the same settings and inputs in {out}, kept" in caplog.text
     ticketlab.prune(ticketlab.PruneConfig(str(tiny_bert_dir), "omp", 0.7, tmp_path / "c"))
     shutil.rmtree(tmp_path / "a")
     shutil.copytree(tmp_path / "c", tmp_path / "a")

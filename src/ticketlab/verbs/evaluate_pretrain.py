@@ -8,6 +8,7 @@ pins it).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from ..core.files.caches import CORPUS_CACHE_HELP
 from ..core.files.inputs import read_json
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
+
+log = logging.getLogger(__name__)
 
 # How a mask's row is scored: the full model's row is the same whatever they say.
 MASK_OPTIONS = ("decoder", "kd_input", "mlm_head", "ignore_hash")
@@ -139,6 +142,8 @@ def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
         if row is None or row.get("identity") != identity:
             row = evaluate_subnetwork(config, target, blocks_cache)
             row = row if identity is None else {**row, "identity": identity}
+        else:
+            log.info(f"{row['name']}: scored with the same settings and inputs in {config.out}, kept")
         rows.append(row)
         if config.out:
             atomic_write_json(config.out, rows)
