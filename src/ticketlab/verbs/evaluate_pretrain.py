@@ -7,7 +7,6 @@ pins it).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.checks import BlockLength, FieldError, PositiveInt, Seed, changed, check_config, option
-from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError
-from ..core.files.atomic import atomic_write_json, to_json
+from ..core.files.atomic import atomic_write_json
 from ..core.files.caches import CORPUS_CACHE_HELP
 from ..core.files.inputs import read_json
 from ..core.outputs import check_output
@@ -130,14 +128,15 @@ def evaluate_pretraining(config: PretrainEvalConfig) -> list[dict[str, Any]]:
     if config.out:
         reads = [config.model, *config.masks, *config.corpus]
         check_output(config.out, kind="evaluation", is_file=True, inputs=reads, ours=_is_evaluation)
-    from .evaluate_subnetwork import check_inputs, evaluate_subnetwork  # lazy: `--help` reads this config
+    # lazy: `--help` reads this config; the scoring imports torch
+    from .evaluate_subnetwork import check_inputs, evaluate_subnetwork, row_identity
 
     check_inputs(config)
     earlier = _earlier_rows(config)
     blocks_cache: dict = {}  # the corpus is tokenized once per base model
     rows: list[dict[str, Any]] = []
     for target in config.targets:
-        identity = _identity(config, target) if config.out else None
+        identity = row_identity(config, target) if config.out else None
         row = earlier.get(target)
         if row is None or row.get("identity") != identity:
             row = evaluate_subnetwork(config, target, blocks_cache)
@@ -155,18 +154,3 @@ def _earlier_rows(config: PretrainEvalConfig) -> dict[str | None, dict[str, Any]
     if not config.out or not Path(config.out).is_file():
         return {}
     return {r["mask"]: r for r in read_json(Path(config.out), "evaluation")}
-
-
-# Fields that do not change a row's scores: which rows there are, where they go, the cache, the bars.
-NOT_SCORED = ("masks", "full", "out", "cache_dir", "progress")
-
-
-def _identity(config: PretrainEvalConfig, mask_dir: str | None) -> dict[str, Any]:
-    """What one row's scores depend on: the settings, and the content keys of its base model, its
-    mask and the corpus (a hub id has none: its name, in the settings, stands for it)."""
-    from ..masks.io import recorded_base  # lazy, as `evaluate_subnetwork`: `--help` reads this module
-
-    base = config.model or recorded_base(mask_dir)
-    paths = {"model": base, "mask": mask_dir, "corpus": [str(c) for c in config.corpus]}
-    identity = {"settings": run_identity(config, leave_out=NOT_SCORED), "inputs": content_keys(paths)}
-    return json.loads(to_json(identity, default=str))  # as the file holds it: lists, paths as text

@@ -4,10 +4,13 @@ torch and transformers)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from ..core.digest import content_keys, run_identity
 from ..core.errors import ConfigError, TicketlabError, prefixed
+from ..core.files.atomic import to_json
 from ..data.corpus import load_lm_blocks
 from ..data.sources import check_corpus_source
 from ..lm.evaluation import HEAD_FILE, load_head_state
@@ -117,3 +120,16 @@ def evaluate_subnetwork(
         kd_input=config.kd_input,
     )
     return {**row, **metrics}
+
+
+# Fields that do not change a row's scores: which rows there are, where they go, the cache, the bars.
+NOT_SCORED = ("masks", "full", "out", "cache_dir", "progress")
+
+
+def row_identity(config: PretrainEvalConfig, mask_dir: str | None) -> dict[str, Any]:
+    """What one row's scores depend on: the settings, and the content keys of its base model, its
+    mask and the corpus (a hub id has none: its name, in the settings, stands for it)."""
+    base = config.model or recorded_base(mask_dir)
+    paths = {"model": base, "mask": mask_dir, "corpus": [str(c) for c in config.corpus]}
+    identity = {"settings": run_identity(config, leave_out=NOT_SCORED), "inputs": content_keys(paths)}
+    return json.loads(to_json(identity, default=str))  # as the file holds it: lists, paths as text
