@@ -3,6 +3,8 @@ the bootstrap over a run's dev examples. Their size and power by simulation: `te
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -18,6 +20,7 @@ from ticketlab.studies.stats import (
     example_bootstrap,
     holm,
     min_detectable_effect,
+    paired_test,
     pooled_rho,
     spearman,
     stratified_permutation_p,
@@ -73,6 +76,16 @@ def test_welch_on_unit_means_is_scipys():
         and df == pytest.approx(ref.df)
         and diff / se == pytest.approx(ref.statistic)
     )
+
+
+def test_sides_without_spread_warn_of_nothing():
+    """Two sides each repeating one score (a constant predictor's): scipy's "precision loss" and
+    numpy's division warnings stay inside the tests, whose SE-0 p the report replaces by "no spread"."""
+    a, b = np.full(4, 0.7), np.full(3, 0.1 * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unit_test(a, b)
+        paired_test(a[:3], b)
 
 
 @pytest.mark.parametrize("metric", [mcc, pearson])

@@ -33,9 +33,11 @@ per-example predictions let `example_bootstrap` resample its dev examples.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -213,6 +215,16 @@ def design_of(seeds_a: Sequence[Sequence[int]], seeds_b: Sequence[Sequence[int]]
     return (CROSSED, sorted(common)) if len(common) >= 2 else (SHARED_SEEDS_TOO_FEW, [])
 
 
+@contextlib.contextmanager
+def _without_spread_quiet() -> Iterator[None]:
+    """numpy's division warnings and scipy's "precision loss" on sides without spread (SE 0, or at
+    rounding level): the tests take p from `t_test` where SE is 0, and the report names such a
+    comparison itself ("no spread", `report.comparison`), so neither is a user's concern."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[Any, Any, Any, Any]:
     """The paired t over shared seeds: `a` and `b` (..., J), one unit per seed, in the same seed order
     (scipy's `ttest_rel`); returns (difference, SE, df, two-sided p)."""
@@ -220,7 +232,7 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[Any, Any, Any, Any]:
     j = d.shape[-1]
     se, diff = np.sqrt(d.var(-1, ddof=1) / j), d.mean(-1)
     df = np.full_like(se, float(j - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with _without_spread_quiet():
         p = ttest_rel(a, b, axis=-1).pvalue
     return diff, se, df, np.where(se == 0, t_test(diff, se, df), p)
 
@@ -231,7 +243,7 @@ def unit_test(a: np.ndarray, b: np.ndarray) -> tuple[Any, Any, Any, Any]:
     va, vb = a.var(-1, ddof=1) / a.shape[-1], b.var(-1, ddof=1) / b.shape[-1]
     se, df = welch([(va, a.shape[-1] - 1), (vb, b.shape[-1] - 1)])
     diff = a.mean(-1) - b.mean(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with _without_spread_quiet():
         p = ttest_ind(a, b, axis=-1, equal_var=False).pvalue
     return diff, se, df, np.where(se == 0, t_test(diff, se, df), p)
 
