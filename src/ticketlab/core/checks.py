@@ -137,6 +137,11 @@ def defaults(config_cls: Any) -> dict[str, Any]:
     }
 
 
+def required(cls: Any) -> list[str]:
+    """The fields of dataclass `cls` that have no default: those a file read back must hold."""
+    return [name for name, default in defaults(cls).items() if default is dataclasses.MISSING]
+
+
 def changed(config: Any, names: Sequence[str]) -> list[str]:
     """Those of fields `names` of a config dataclass instance not at their defaults, in that order:
     options that mean something only beside another one (a timing's batch without the timing)."""

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..core.checks import check_fields
+from ..core.checks import check_fields, required
 from ..core.errors import ConfigError, MaskFileError, MaskMismatchError, TicketlabError, printable_strings
 from ..core.files.atomic import atomic_write_bytes, atomic_write_text, to_json
 from ..core.files.inputs import check_regular_unopened, open_safetensors, read_json
@@ -171,12 +171,7 @@ class MaskConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MaskConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        }
-        missing = sorted(required - set(d))
+        missing = sorted(set(required(cls)) - set(d))
         if missing:
             raise ValueError(f"missing field(s): {', '.join(missing)}")
         return cls(**{k: v for k, v in d.items() if k in names})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import check_fields
+from ..core.checks import check_fields, required
 from ..core.errors import TicketlabError
 
 RESULT_FILE, SUMMARY_FILE = "result.json", "results.json"  # one seed's run; RUN_DIR's summary over seeds
@@ -72,12 +72,10 @@ class FinetuneResult:
     def from_dict(cls, d: Any, source: str = "fine-tuning result") -> FinetuneResult:
         """A result read back (`to_dict`), or one line naming `source` and what it lacks; fields
         this version does not know are left out."""
-        fields = dataclasses.fields(cls)
-        required = [f.name for f in fields if f.default is dataclasses.MISSING]
-        missing = [n for n in required if n not in d] if isinstance(d, dict) else required
+        missing = [n for n in required(cls) if n not in d] if isinstance(d, dict) else required(cls)
         if missing:
             raise TicketlabError(f"{source}: not a fine-tuning result (missing {', '.join(missing)})")
-        result = cls(**{f.name: d[f.name] for f in fields if f.name in d})
+        result = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
         wrong = check_fields(result)
         if wrong:
             raise TicketlabError(f"{source}: not a fine-tuning result ({wrong})")
