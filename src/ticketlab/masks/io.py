@@ -164,7 +164,9 @@ class MaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if d["encoder_hash"] is None:  # as files before it (a mask without a pooler)
+        # A mask without a pooler has no encoder hash: the key is left out, not written as null,
+        # so its file (and every content key read from it) holds only the fields it uses.
+        if d["encoder_hash"] is None:
             del d["encoder_hash"]
         return d
 
