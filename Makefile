@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint docs format bench clean
+.PHONY: install demo test lint docs format clean
 
 # Python 3.11 or later, checked before anything is made: a .venv left by a try with an older python3
 # would otherwise be reused by the next `make install PYTHON=python3.11`.

@@ -55,7 +55,7 @@ class Verb:
 # verb: (its module in this package, its line in `ticketlab --help`), in the order `--help` lists them.
 # A new verb is a module here and a row here.
 _TABLE = {
-    "prune": ("prune", "one-shot pruning ({methods}) of a pre-trained model into a mask file"),
+    "prune": ("prune", "one-shot pruning ({methods}) of a pre-trained model into a mask directory"),
     "search": ("search", "search a mask by training ({methods}) on MLM, KD or a task"),
     "finetune": (
         "finetune",
@@ -78,7 +78,7 @@ _TABLE = {
         "evaluate_pretrain",
         "MLM dev loss/accuracy and KD dev loss of a model and its subnetworks",
     ),
-    "info": ("info", "summarise a mask file (method, base model, per-matrix sparsity)"),
+    "info": ("info", "summarise a mask directory (method, base model, per-matrix sparsity)"),
     "compare": ("compare", "Jaccard similarities of masks, or a table of fine-tuning runs"),
     "export": ("export", "write a plain HF checkpoint of a masked model (zeros in place)"),
     "push": ("push", "upload a mask directory to the hub (org/repo or org/repo/sub/folder)"),

@@ -1,4 +1,4 @@
-"""Show a mask file: its provenance and a per-matrix sparsity table.
+"""Show a mask directory: its provenance and a per-matrix sparsity table.
 
 A structured ticket shows its heads and FFN units kept per layer instead.
 

@@ -1,18 +1,18 @@
 r"""Pre-train a small BERT from scratch with masked-LM on your corpus (what `ticketlab demo` does first).
 
 Sizes follow the BERT miniatures (Turc et al. 2019): tiny L2/H128, mini L4/H256, small L4/H512,
-medium L8/H512, base L12/H768; --hidden/--layers/--heads/--intermediate override them. A corpus
-is text files, folders of them (their *.txt files) or a token file. Give either a tokenizer
-directory or --build-tokenizer [wordpiece|word] (WordPiece trained on the corpus, the default, or
-its most frequent words), and either --steps or --time-budget. Blocks are packed to the full
---max-length; 15% of the tokens are masked (80/10/10) afresh in every epoch. On a GPU, bf16
+medium L8/H512, base L12/H768; --hidden/--layers/--heads/--intermediate override them. A corpus is
+text files, folders of them (their *.txt files), a token file or a saved `datasets` dir. Give either
+a tokenizer directory or --build-tokenizer [wordpiece|word] (WordPiece trained on the corpus, the
+default, or its most frequent words), and either --steps or --time-budget. Blocks are packed to the
+full --max-length; 15% of the tokens are masked (80/10/10) afresh in every epoch. On a GPU, bf16
 autocast and the fused AdamW are on by default; --compile adds torch.compile. The output is a
-standard Hugging Face checkpoint (BertForMaskedLM + tokenizer) with pretrain.json (dev MLM loss
-vs the unigram baseline). Dev MLM loss, accuracy and tokens/s are printed at each evaluation and
+standard Hugging Face checkpoint (BertForMaskedLM + tokenizer) with pretrain.json (dev MLM loss vs
+the unigram baseline). Dev MLM loss, accuracy and tokens/s are printed at each evaluation and
 logged. An interrupted run resumes from its last checkpoint when the same command is run again;
---max-minutes stops a piece cleanly (checkpointed) so a long run goes on in pieces.
---write-tokens tokenizes the corpus (and --dev) into --out as token files with the tokenizer,
-for a machine that gets only the working tree.
+--max-minutes stops a piece cleanly (checkpointed) so a long run goes on in pieces. --write-tokens
+tokenizes the corpus (and --dev) into --out as token files with the tokenizer, for a machine that
+gets only the working tree.
 
 --init MODEL (a local directory, or a hub id as in the last example: online) continues MLM
 pre-training of an existing checkpoint instead (any supported family;
@@ -39,6 +39,7 @@ import ticketlab as tl
 
 from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
+from ..core.files.keys import CORPUS_PATHS
 from ..data.tokenizer_kinds import DEFAULT_KIND, KINDS
 from ..lm.pretrain_config import PretrainConfig
 from .common import add_config_arguments, add_deprecated_alias, config_from_args, int_value
@@ -52,7 +53,7 @@ TRAINING = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help="text files or saved datasets")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH", help=CORPUS_PATHS)
     p.add_argument(
         "--dev", nargs="+", metavar="PATH", help="dev text (default: the tail of each corpus file)"
     )

@@ -1,4 +1,4 @@
-r"""One-shot pruning of a pre-trained model into a mask file.
+r"""One-shot pruning of a pre-trained model into a mask directory.
 
   omp        one-shot magnitude pruning: keep the largest |W| (TAMT's default ranking is local)
   random     random pruning with the same per-matrix (local) or overall (global) sparsity

@@ -1,7 +1,7 @@
 """Upload a mask directory to the Hugging Face hub, beside the model it was found on.
 
 The mask is read first (a corrupt one never leaves); the repo is created if needed. Others then pass
-`--mask org/repo/sub/folder` to any verb. Needs network and a token (`huggingface-cli login` or
+`--mask org/repo/sub/folder` to any verb. Needs network and a token (`hf auth login` or
 --token / $HF_TOKEN).
 
 Examples:

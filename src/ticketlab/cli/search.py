@@ -13,18 +13,19 @@
         matrix pruned to the target, word embeddings included (TAMT's IMP baseline). Both prune
         the checkpoint's pooler too, as both papers' code (--no-pooler: dense).
 
-Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5), AdamW (--optimizer
-bertadam: BertAdam whole, as TAMT's train_kd.py), linear decay, except that a TAMT search too short
-for Table 1's lr to move a mask (a few hundred steps) gets the lr at which one score can travel the
-Eq. 5 gap (alpha x phi) on its own (50 steps at 70%: 5.8e-4); and TAMT's schedule: the search
-stops part-way down a longer linear schedule, where TAMT took the mask of that sparsity in its
-27,920-step run (Tab. 2; --schedule-steps N sets the horizon, `search tamt --paper` takes the
-paper's own budget, e.g. 17,000 of 27,920 steps at 70%). The search cost is reported in steps,
-tokens (steps x batch x length, TAMT's units) and seconds.
+Defaults follow TAMT Table 1: batch 16, length 512, lr 5e-5 (TAMT-KD: 2e-5; IMP with --task: the
+task's length and fine-tuning lr), AdamW (--optimizer bertadam: BertAdam whole, as TAMT's
+train_kd.py), linear decay, except that a TAMT search too short for Table 1's lr to move a mask (a
+few hundred steps) gets the lr at which one score can travel the Eq. 5 gap (alpha x phi) on its own
+(50 steps at 70%: 5.8e-4); and TAMT's schedule: the search stops part-way down a longer linear
+schedule, where TAMT took the mask of that sparsity in its 27,920-step run (Tab. 2; --schedule-steps
+N sets the horizon, `search tamt --paper` takes the paper's own budget, e.g. 17,000 of 27,920 steps
+at 70%). The search cost is reported in steps, tokens (steps x batch x length, TAMT's units) and
+seconds.
 OUT becomes a mask directory (use it as --mask OUT anywhere); it also holds run/log.jsonl (the
-search log), steps/step-N/ (masks saved with --save-at), for TAMT-MLM mlm_head.safetensors (its
-trained head) and for IMP with --rewind-to rewound_model/. Interrupted? Run the same command again: it resumes
-from the last checkpoint; a finished search is not repeated.
+search log), steps/step-000100/ and so on (masks saved with --save-at 100,...), for TAMT-MLM
+mlm_head.safetensors (its trained head) and for IMP with --rewind-to rewound_model/. Interrupted?
+Run the same command again: it resumes from the last checkpoint; a finished search is not repeated.
 
 Several processes (DDP) split the global batch between them. A model without dropout gives the mask
 one process finds; with dropout (BERT's 0.1) each process draws its own dropout masks for its share

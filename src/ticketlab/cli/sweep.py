@@ -106,7 +106,8 @@ def _add_run_choice(p: argparse.ArgumentParser) -> None:
         default=STALE_AFTER,
         metavar="SECONDS",
         help="a run claimed by a process on another machine that has not reported for this long is "
-        "taken over (on this machine, a dead process's runs are taken over at once)",
+        f"taken over (default {STALE_AFTER:g}; on this machine, a dead process's runs are taken over at "
+        "once)",
     )
 
 
@@ -125,10 +126,15 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
         default=None,
         metavar="N",
         help="local: N runs at once in subprocesses, each with its own GPU (CUDA_VISIBLE_DEVICES) when "
-        "there are GPUs (default 1: in this process); slurm: at most N jobs queued at once",
+        "there are GPUs (default 1: in this process); slurm: at most N jobs queued at once (default: "
+        "no limit)",
     )
     g.add_argument(
-        "--retries", type=at_least(0), default=2, metavar="N", help="resubmit a killed job N times"
+        "--retries",
+        type=at_least(0),
+        default=2,
+        metavar="N",
+        help="resubmit a killed job N times (default 2)",
     )
 
 

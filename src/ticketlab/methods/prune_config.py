@@ -24,6 +24,7 @@ from ..core.checks import (
 )
 from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
+from ..core.files.keys import CORPUS_PATHS
 from ..masks.pattern import parse_pattern, pattern_sparsity
 from ..masks.targets import POOLER_HELP, Targets
 from .options import Ranking
@@ -53,8 +54,7 @@ class PruneConfig:
     pooler: bool = option(True, POOLER_HELP)
     corpus: Sequence[str | os.PathLike] | None = option(
         None,
-        "wanda, sparsegpt: text files, saved `datasets` dirs or, online, hub:NAME[:CONFIG] to draw the "
-        "calibration sequences from (what `ticketlab search --corpus` reads)",
+        f"wanda, sparsegpt: {CORPUS_PATHS} to draw the calibration sequences from",
         metavar="PATH",
     )
     calibration: PositiveInt = option(

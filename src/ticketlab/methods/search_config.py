@@ -28,6 +28,7 @@ from ..core.checks import (
 from ..core.digest import OMIT, run_identity
 from ..core.errors import ConfigError
 from ..core.files.caches import CORPUS_CACHE_HELP
+from ..core.files.keys import CORPUS_PATHS
 from ..tasks.registry import DATA_DIR_HELP, readable_task
 from ..train.config import TrainConfig
 from .options import BERTADAM, DEFAULT_MAX_LENGTH, parse_steps
@@ -51,7 +52,7 @@ class SearchConfig:
     out: str | os.PathLike = option(help="output (mask) directory; resumed if it exists", metavar="DIR")
     corpus: Sequence[str | os.PathLike] | None = option(
         None,
-        "text files, saved `datasets` dirs or, online, hub:NAME[:CONFIG] (a hub dataset) to train on",
+        f"{CORPUS_PATHS} to train on",
         metavar="PATH",
     )
     dev: Sequence[str | os.PathLike] | None = option(
@@ -79,7 +80,7 @@ class SearchConfig:
         "tokenizes wiki.*.raw as it is",
     )
     max_length: BlockLength | None = option(
-        None, f"tokens per block (default {DEFAULT_MAX_LENGTH} for corpora, the task's for --task)"
+        None, f"tokens per block (default {DEFAULT_MAX_LENGTH}; IMP with --task: the task's)"
     )
     cache_dir: str | os.PathLike | None = option(
         None,
@@ -92,8 +93,9 @@ class SearchConfig:
     batch_size: PositiveInt = option(16, "global batch size")
     lr: LearningRate | None = option(
         None,
-        "learning rate (default: TAMT Table 1's; for a TAMT search too short for it to move a mask, the "
-        "lr at which one score can cross the Eq. 5 gap on its own)",
+        "learning rate (default: TAMT Table 1's; IMP with --task: the task's fine-tuning lr; for a TAMT "
+        "search too short for Table 1's to move a mask, the lr at which one score can cross the Eq. 5 gap "
+        "on its own)",
     )
     warmup_steps: NonNegInt = option(0, "steps of linear warm-up")
     weight_decay: WeightDecay = option(0.0, "AdamW weight decay")

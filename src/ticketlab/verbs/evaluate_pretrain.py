@@ -19,6 +19,7 @@ from ..core.errors import ConfigError, TicketlabError
 from ..core.files.atomic import atomic_write_json
 from ..core.files.caches import CORPUS_CACHE_HELP
 from ..core.files.inputs import read_json
+from ..core.files.keys import CORPUS_PATHS
 from ..core.outputs import check_output
 from ..lm.options import DECODER_HELP, KD_INPUT_HELP, Decoder, KdInput
 
@@ -37,7 +38,7 @@ class PretrainEvalConfig:
     model it records (e.g. IMP's rewound weights)."""
 
     corpus: Sequence[str | os.PathLike] = option(
-        help="dev text files, saved `datasets` dirs or hub:NAME[:CONFIG] (their validation split)",
+        help=f"dev text: {CORPUS_PATHS} (a dataset's validation split)",
         metavar="PATH",
     )
     model: str | None = None

@@ -28,7 +28,8 @@ DRAW_HELP = (
 )
 UNITS_HELP = (
     "how many units a level prunes: liang (default, Liang et al.'s scripts: int(p·heads) with one "
-    "head kept in every layer, k of 12 FFN sub-layers at level k/10) or round "
+    "head kept in every layer; FFN sub-layers: k of BERT-base's 12 at level k/10, int(10p·L/12) of "
+    "L layers) or round "
     "(round(p·n) of each kind, no per-layer guard)"
 )
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 9))  # 10% ... 80%, the paper's 8 levels

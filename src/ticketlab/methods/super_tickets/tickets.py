@@ -17,7 +17,7 @@ How many (`units`):
   level k/10 (`mask_k_ffn`), which ticketlab keeps as a proportion for other depths, int(10p · L / 12)
   (an extrapolation: the reference has only 12-layer masks); FFN neurons (not in the paper): int(p · n).
   For BERT-base 12x12 at 0.1 ... 0.8: 14/1, 28/2, 43/3, 57/4, 72/5, 86/6, 100/7, 115/8 heads/FFN.
-* "round", ticketlab's first counts: round(p · n) of every kind, as unstructured sparsities count,
+* "round": round(p · n) of every kind, as unstructured sparsities count,
   with no per-layer guard (at 30-80% it prunes 4/5/6/7/8/10 of BERT-base's FFN sub-layers where the
   reference prunes 3-8).
 
