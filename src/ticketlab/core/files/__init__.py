@@ -30,6 +30,7 @@ _WHERE = {
     "content_key": "keys",
     "corpus_cache_dir": "caches",
     "CORPUS_CACHE_HELP": "caches",
+    "CORPUS_PATHS": "keys",
     "default_cache_dir": "caches",
     "DuplicateKey": "inputs",
     "entry_keys": "keys",

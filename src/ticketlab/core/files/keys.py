@@ -43,7 +43,7 @@ def _key_lines(root: Path, keep: Callable[[Path], bool] | None) -> Iterator[tupl
 HUB_DATASET = "hub:"  # a corpus named on the Hugging Face hub (`data.sources.hub_dataset`), not a path
 # What every --corpus / --dev reads (`data.sources.resolve_sources`), for the options' help.
 CORPUS_PATHS = (
-    "text files, folders of *.txt, token files (*.tokens.safetensors), saved `datasets` dirs or, "
+    "text files, folders of `*.txt`, token files (`*.tokens.safetensors`), saved `datasets` dirs or, "
     f"online, {HUB_DATASET}NAME[:CONFIG]"
 )
 
