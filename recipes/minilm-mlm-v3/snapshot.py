@@ -24,9 +24,4 @@ spec.loader.exec_module(snapshot)
 snapshot.HERE = ROOT / "docs" / "results" / "minilm-mlm-v3"  # its functions read the folder from this global
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    restore = args[:1] == ["--restore"]
-    sweep = Path(
-        (args[1:] if restore else args)[0] if len(args) > restore else "sweeps/minilm-mlm-v3"
-    ).resolve()
-    (snapshot.restore if restore else snapshot.main)(sweep)
+    sys.exit(snapshot.cli("sweeps/minilm-mlm-v3", __doc__))

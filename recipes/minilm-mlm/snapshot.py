@@ -22,6 +22,7 @@ Usage (from the worktree's root):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import shutil
@@ -80,8 +81,10 @@ def restore(sweep: Path) -> None:
     """Bring back into `sweep` the final mask of every done search that is missing there, from the
     newest commit (on any branch) whose tree holds it under this folder's `masks/`, checked against
     the content hash its search recorded (ticketlab's `mask_hash`; needs the study's environment)."""
+    from ticketlab.core.files.inputs import check_regular_unopened
     from ticketlab.studies.sweep.provenance import mask_hash
 
+    check_regular_unopened(sweep / "results.sqlite", "results store")  # else SQLite's "unable to open"
     db = sqlite3.connect(f"file:{sweep / 'results.sqlite'}?mode=ro", uri=True)
     runs = _plan_runs(db)
     db.close()
@@ -183,9 +186,26 @@ def _unneeded(out: Path, needed: set[Path]) -> list[Path]:
     return gone
 
 
+def cli(default: str, doc: str, argv: list[str] | None = None) -> int:
+    """`[--restore] [SWEEP_DIR]`, for this study and the later studies whose scripts load this one (their
+    folder in `HERE`, their sweep in `default`): a store that is not there is one line, exit 2."""
+    from ticketlab.core.errors import TicketlabError
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--restore", action="store_true", help="bring each done search's final mask back from git history"
+    )
+    ap.add_argument(
+        "sweep", nargs="?", default=default, help=f"the study's sweep directory (default: {default})"
+    )
+    args = ap.parse_args(argv)
+    try:
+        (restore if args.restore else main)(Path(args.sweep).resolve())
+    except TicketlabError as e:
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    action = main
-    if args[:1] == ["--restore"]:
-        action, args = restore, args[1:]
-    action(Path(args[0] if args else "sweeps/minilm-mlm").resolve())
+    sys.exit(cli("sweeps/minilm-mlm", __doc__))
