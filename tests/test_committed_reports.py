@@ -36,6 +36,7 @@ STUDIES = {
     "super-tickets/minilm-sst2-3seeds": "super-tickets/minilm-sst2-3seeds/sst2",
     "minilm-mlm": "minilm-mlm",
     "minilm-mlm-v2": "minilm-mlm-v2",
+    "minilm-mlm-v3": "minilm-mlm-v3/report",
 }
 # Stores committed without report tables of their own here, and why.
 NOT_CHECKED = {
