@@ -48,6 +48,16 @@ def test_auto_classes_load_a_compacted_model(compacted):
     assert AutoModelForMaskedLM.from_pretrained(path, dtype=torch.float16).dtype == torch.float16
 
 
+def test_the_auto_classes_own_markers_are_no_setting(compacted):
+    """Auto classes pass markers of their own to the model class (`_from_auto` from transformers
+    5.25): they name no setting, so a compacted model loads as without them."""
+    from ticketlab.masks.hf_auto import CompactedAuto
+
+    _, path = compacted
+    model = CompactedAuto.from_pretrained(path, _from_auto=True, _commit_hash=None)
+    assert type(model) is BertModel
+
+
 def test_what_a_compacted_model_cannot_take_is_one_line(compacted):
     _, path = compacted
     with pytest.raises(TicketlabError, match="config overrides only, not device_map") as e:

@@ -68,6 +68,8 @@ class CompactedAuto:
         for name in ("trust_remote_code", "token", *HUB_KWARGS):
             kwargs.pop(name, None)  # a local folder: nothing to fetch
         kwargs.pop("adapter_kwargs", None)
+        for name in [k for k in kwargs if k.startswith("_")]:
+            kwargs.pop(name)  # the Auto classes' own markers (`_from_auto`, `_commit_hash`): no setting
         ignore = bool(kwargs.pop("ignore_mismatched_sizes", False))
         if args or kwargs:
             unknown = ", ".join([*(f"argument {i + 1}" for i in range(len(args))), *kwargs])
